@@ -1,1 +1,31 @@
-//! audit log
+//! Onboard's signed, append-only audit log.
+//!
+//! Entries are JSON objects stored once in sled and hashed as stored. They form an RFC 6962
+//! Merkle tree whose complete nodes are stored too, so proofs are a few reads. After each group
+//! commit is durable, the log signs a C2SP checkpoint (a signed note) with Ed25519. The log can be
+//! exported as C2SP tlog-tiles and verified offline by [`verify::verify_export`].
+//!
+//! This crate does no network IO and knows nothing of gRPC: it is storage, hashing and signing.
+
+mod checkpoint;
+mod entry;
+mod error;
+mod hash;
+mod keys;
+mod log;
+pub mod merkle;
+pub mod note;
+mod proof_file;
+mod store;
+pub mod tiles;
+pub mod verify;
+
+pub use checkpoint::{Checkpoint, SignedCheckpoint};
+pub use entry::{MAX_ENTRY_BYTES, PreparedEntry, SCHEMA_VERSION, format_time};
+pub use error::AuditError;
+pub use hash::{Hash, empty_root, leaf_hash, node_hash, reference_root};
+pub use log::{Appended, AuditLog, LogConfig};
+pub use note::{NoteSigner, NoteVerifier};
+pub use proof_file::TlogProof;
+pub use store::StartupCheck;
+pub use tiles::ExportSummary;

@@ -1,0 +1,136 @@
+//! C2SP tlog-checkpoint bodies and signed checkpoints.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::hash::Hash;
+use crate::note::{self, NoteError, NoteSigner, NoteVerifier};
+
+/// A tree head: the log's origin, its size and its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The log's identity (a schema-less URL); also the signing key's name.
+    pub origin: String,
+    /// Number of entries.
+    pub size: u64,
+    /// RFC 6962 root over the first `size` entries.
+    pub root: Hash,
+}
+
+impl Checkpoint {
+    /// The note text: origin, decimal size, base64 root, each ending in `\n`.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
+    }
+
+    /// Parses a checkpoint body; extension lines after the root are allowed and ignored.
+    pub fn parse_text(text: &str) -> Result<Self, NoteError> {
+        let bad = |m: &str| NoteError::MalformedNote(format!("checkpoint: {m}"));
+        let mut lines = text.split('\n');
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| bad("empty origin"))?;
+        let size_s = lines.next().ok_or_else(|| bad("missing size line"))?;
+        if size_s.is_empty()
+            || !size_s.bytes().all(|b| b.is_ascii_digit())
+            || (size_s.len() > 1 && size_s.starts_with('0'))
+        {
+            return Err(bad(&format!(
+                "size {size_s:?} is not a decimal without leading zeros"
+            )));
+        }
+        let size = size_s
+            .parse::<u64>()
+            .map_err(|e| bad(&format!("size: {e}")))?;
+        let root_s = lines.next().ok_or_else(|| bad("missing root line"))?;
+        let root: Hash = B64
+            .decode(root_s)
+            .ok()
+            .and_then(|r| r.try_into().ok())
+            .ok_or_else(|| bad("root is not base64 of 32 bytes"))?;
+        Ok(Self {
+            origin: origin.to_owned(),
+            size,
+            root,
+        })
+    }
+
+    /// Signs this checkpoint with every key in `signers`.
+    pub fn sign(&self, signers: &[&NoteSigner]) -> Result<SignedCheckpoint, NoteError> {
+        let note = note::sign(&self.to_text(), signers)?;
+        Ok(SignedCheckpoint {
+            checkpoint: self.clone(),
+            note,
+        })
+    }
+}
+
+/// A checkpoint with its signed-note bytes, kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// The parsed body.
+    pub checkpoint: Checkpoint,
+    /// The signed note exactly as signed and stored; auditors get these bytes.
+    pub note: String,
+}
+
+impl SignedCheckpoint {
+    /// Opens a signed checkpoint: signatures checked against `known`, body parsed, and the
+    /// origin required to be the name of a key that signed it.
+    pub fn open(note_text: &str, known: &[NoteVerifier]) -> Result<Self, NoteError> {
+        let opened = note::open(note_text, known)?;
+        let checkpoint = Checkpoint::parse_text(&opened.text)?;
+        if !opened
+            .verified_by
+            .iter()
+            .any(|(n, _)| *n == checkpoint.origin)
+        {
+            return Err(NoteError::MalformedNote(format!(
+                "checkpoint origin {:?} is not the name of a key that signed it",
+                checkpoint.origin
+            )));
+        }
+        Ok(Self {
+            checkpoint,
+            note: note_text.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_round_trip_and_strict_size() {
+        let c = Checkpoint {
+            origin: "onboard.example.net/audit".into(),
+            size: 1234,
+            root: [7u8; 32],
+        };
+        let t = c.to_text();
+        assert_eq!(t.lines().count(), 3);
+        assert_eq!(Checkpoint::parse_text(&t).unwrap(), c);
+        assert!(Checkpoint::parse_text(&t.replace("1234", "01234")).is_err());
+        assert!(Checkpoint::parse_text(&t.replace("1234", "-1")).is_err());
+        assert!(Checkpoint::parse_text("o\n1\nAAAA\n").is_err());
+    }
+
+    #[test]
+    fn origin_must_match_a_signing_key() {
+        let k = NoteSigner::generate("other.example").unwrap();
+        let c = Checkpoint {
+            origin: "log.example".into(),
+            size: 1,
+            root: [0; 32],
+        };
+        let s = c.sign(&[&k]).unwrap();
+        assert!(SignedCheckpoint::open(&s.note, &[k.verifier()]).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! Entry bytes: the caller's fields, with the log's own `v`, `seq` and `time` in front.
+//!
+//! The bytes are written once and hashed as stored; nothing ever re-encodes them.
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+use crate::error::AuditError;
+
+/// Schema version written as `v` in every entry.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Largest entry: tile entry bundles use a 16-bit length.
+pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
+/// Fields the log writes itself.
+const RESERVED: [&str; 3] = ["v", "seq", "time"];
+
+/// RFC 3339 UTC with nanoseconds, always nine digits so that entries sort as text.
+const TIME_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
+
+/// An event's fields, serialised on the caller's thread so the single writer only splices.
+#[derive(Debug, Clone)]
+pub struct PreparedEntry {
+    /// `"k":v,...` without braces; empty when there are no fields.
+    body: Vec<u8>,
+}
+
+impl PreparedEntry {
+    /// Serialises `fields`, refusing the reserved names.
+    pub fn new(fields: &Map<String, Value>) -> Result<Self, AuditError> {
+        if let Some(k) = RESERVED.iter().find(|k| fields.contains_key(**k)) {
+            return Err(AuditError::InvalidEntry(format!(
+                "field {k:?} is reserved: the log writes v, seq and time itself"
+            )));
+        }
+        let all = serde_json::to_vec(fields)
+            .map_err(|e| AuditError::InvalidEntry(format!("fields do not serialise: {e}")))?;
+        // `all` is `{...}`: keep what is between the braces.
+        let body = all[1..all.len() - 1].to_vec();
+        let entry = Self { body };
+        let worst = entry.encode(u64::MAX, OffsetDateTime::UNIX_EPOCH).len();
+        if worst > MAX_ENTRY_BYTES {
+            return Err(AuditError::InvalidEntry(format!(
+                "entry is {worst} bytes; at most {MAX_ENTRY_BYTES} are allowed"
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// The stored bytes for this entry at `seq`, written at `time`.
+    pub(crate) fn encode(&self, seq: u64, time: OffsetDateTime) -> Vec<u8> {
+        let time = format_time(time);
+        let mut out = Vec::with_capacity(self.body.len() + 64);
+        out.extend_from_slice(
+            format!("{{\"v\":{SCHEMA_VERSION},\"seq\":{seq},\"time\":\"{time}\"").as_bytes(),
+        );
+        if !self.body.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(&self.body);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// An instant as the log writes it.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    // The format has no fallible parts for in-range years; fall back to the epoch text anyway.
+    t.format(TIME_FORMAT)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000000Z".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn log_fields_come_first_and_the_result_is_json() {
+        let Value::Object(m) = json!({"action": "app.create", "phase": "intent"}) else {
+            unreachable!()
+        };
+        let e = PreparedEntry::new(&m).unwrap();
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
+        let bytes = e.encode(42, t);
+        let s = String::from_utf8(bytes.clone()).unwrap();
+        assert!(s.starts_with(r#"{"v":1,"seq":42,"time":"2023-11-14T22:13:20.123456789Z","#));
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["action"], "app.create");
+        assert_eq!(v["seq"], 42);
+    }
+
+    #[test]
+    fn reserved_and_oversized_fields_are_refused() {
+        let Value::Object(m) = json!({"seq": 1}) else {
+            unreachable!()
+        };
+        assert!(PreparedEntry::new(&m).is_err());
+        let Value::Object(m) = json!({"big": "x".repeat(70_000)}) else {
+            unreachable!()
+        };
+        let err = PreparedEntry::new(&m).unwrap_err().to_string();
+        assert!(err.contains("at most 65535"), "{err}");
+    }
+
+    #[test]
+    fn empty_fields_make_a_valid_entry() {
+        let e = PreparedEntry::new(&Map::new()).unwrap();
+        let v: Value = serde_json::from_slice(&e.encode(0, OffsetDateTime::UNIX_EPOCH)).unwrap();
+        assert_eq!(v["v"], 1);
+    }
+}

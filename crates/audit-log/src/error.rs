@@ -1,0 +1,73 @@
+//! The audit log's one error type.
+
+use crate::merkle::ProofError;
+use crate::note::NoteError;
+
+/// Everything the audit log can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// sled reported corruption; the data directory is left exactly as found.
+    #[error(
+        "audit log storage at {path} is corrupt ({detail}); refusing to start; nothing was deleted — restore from a backup or export"
+    )]
+    Corrupt {
+        /// The data directory.
+        path: String,
+        /// What sled or the start-up check found.
+        detail: String,
+    },
+    /// The stored log does not match its own hashes or checkpoints.
+    #[error(
+        "audit log integrity check failed at {location}: {detail}; refusing to start; nothing was deleted"
+    )]
+    Integrity {
+        /// Where: `entry 17`, `node (3, 2)`, `checkpoint at size 40`.
+        location: String,
+        /// What differs.
+        detail: String,
+    },
+    /// Any other storage failure (IO, disk full).
+    #[error("audit log storage error: {0}")]
+    Storage(#[from] sled::Error),
+    /// A previous write failed, so the in-memory tree can no longer be trusted; reopen the log.
+    #[error(
+        "audit log is unavailable after a failed write ({0}); no further changes are recorded until it is reopened"
+    )]
+    Poisoned(String),
+    /// The writer has stopped (the log was closed).
+    #[error("audit log is closed")]
+    Closed,
+    /// An entry was refused.
+    #[error("invalid audit entry: {0}")]
+    InvalidEntry(String),
+    /// A proof was asked for sizes or indexes the log cannot answer.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// A request names entries or sizes the log does not have.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A key or signed note problem.
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    /// The configured key or origin is not this log's.
+    #[error("{0}")]
+    Config(String),
+    /// Filesystem error outside sled (export, key files).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl AuditError {
+    /// An IO error with what we were doing.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! The audit log: group-committed durable appends, signed checkpoints, proofs and reads.
+//!
+//! One writer thread owns the tree's right edge. Appenders hand it prepared entries over a
+//! channel; it takes everything queued (up to `max_batch`), writes entries and new tree nodes in
+//! one atomic sled batch, fsyncs once, and only then signs the checkpoint for the new size and
+//! answers every appender in the batch with that checkpoint. The signed note is stored in the
+//! next batch (or after a short idle wait), so each batch costs one fsync. If the process dies
+//! before the note is stored, the next start signs the same size again: the leaves are durable
+//! and Ed25519 is deterministic, so it produces the very same note — the log never signs two
+//! roots for one size, and each checkpoint extends the last.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use tokio::sync::{oneshot, watch};
+
+use crate::checkpoint::{Checkpoint, SignedCheckpoint};
+use crate::entry::PreparedEntry;
+use crate::error::AuditError;
+use crate::hash::{Hash, leaf_hash};
+use crate::keys;
+use crate::merkle::{self, Frontier};
+use crate::note::{NoteSigner, NoteVerifier};
+use crate::proof_file::TlogProof;
+use crate::store::{StartupCheck, Store};
+
+/// How long the writer waits for more work before storing the last signed note on its own.
+const IDLE_PERSIST: Duration = Duration::from_millis(20);
+
+/// How to open a log.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The data directory (sled); never the place for the signing key.
+    pub path: PathBuf,
+    /// The log's origin, e.g. `onboard.example.net/audit`; the signing key's name must match.
+    pub origin: String,
+    /// Most entries in one group commit; bounds the latency one batch adds to the next.
+    pub max_batch: usize,
+    /// sled page cache size, which dominates the log's memory use.
+    pub cache_bytes: u64,
+    /// How much of the stored tree to recompute at start-up.
+    pub startup_check: StartupCheck,
+}
+
+impl LogConfig {
+    /// Defaults for a data directory and origin.
+    pub fn new(path: impl Into<PathBuf>, origin: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            origin: origin.into(),
+            max_batch: 4096,
+            cache_bytes: 64 << 20,
+            startup_check: StartupCheck::Full,
+        }
+    }
+}
+
+/// An acknowledged append: the entry is durable and covered by `checkpoint`.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The entry's index in the log.
+    pub seq: u64,
+    /// The first signed checkpoint that covers it.
+    pub checkpoint: Arc<SignedCheckpoint>,
+}
+
+enum Request {
+    Append {
+        entry: PreparedEntry,
+        reply: oneshot::Sender<Result<Appended, AuditError>>,
+    },
+    Rotate {
+        new: Box<NoteSigner>,
+        actor: String,
+        reply: oneshot::Sender<Result<Appended, AuditError>>,
+    },
+}
+
+/// State shared by the writer and the readers.
+struct Shared {
+    /// The storage.
+    store: Store,
+    /// The origin every checkpoint carries.
+    origin: String,
+    /// The latest published checkpoint; readers serve nothing beyond its size.
+    head: RwLock<Arc<SignedCheckpoint>>,
+    /// Every verifier key the log has used, oldest first.
+    verifiers: RwLock<Vec<NoteVerifier>>,
+    /// Followers learn of each new checkpoint here.
+    watch: watch::Sender<Arc<SignedCheckpoint>>,
+}
+
+/// The writer thread and the channel to it; dropping it stops the writer after it drains.
+struct Writer {
+    /// Requests to the writer; `None` once closed.
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    /// Joined on close so that the last note is stored before `close` returns.
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A handle to an open audit log; clones share one writer.
+#[derive(Clone)]
+pub struct AuditLog {
+    /// Reads go straight to the shared state.
+    shared: Arc<Shared>,
+    /// Appends go through the writer.
+    writer: Arc<Writer>,
+}
+
+fn lock_err<T>(_: T) -> AuditError {
+    AuditError::Poisoned("a lock was poisoned by a panic".into())
+}
+
+impl AuditLog {
+    /// Opens or creates the log at `config.path`, running the start-up check, and starts the
+    /// writer. `signer` must be the log's current key (its name = the origin).
+    pub fn open(config: LogConfig, signer: NoteSigner) -> Result<Self, AuditError> {
+        if signer.name() != config.origin {
+            return Err(AuditError::Config(format!(
+                "signing key is named {:?} but the log origin is {:?}; they must be equal",
+                signer.name(),
+                config.origin
+            )));
+        }
+        let store = Store::open(&config.path, config.cache_bytes)?;
+        match store.get_meta(keys::META_ORIGIN)? {
+            Some(o) if o != config.origin => {
+                return Err(AuditError::Config(format!(
+                    "the log at {} has origin {o:?}, not {:?}",
+                    config.path.display(),
+                    config.origin
+                )));
+            }
+            Some(_) => {}
+            None => {
+                store
+                    .tree
+                    .insert(keys::META_ORIGIN, config.origin.as_bytes())?;
+                store.tree.insert(
+                    keys::META_VERIFIERS,
+                    signer.verifier().to_string().as_bytes(),
+                )?;
+                store.db.flush()?;
+            }
+        }
+        let rec = store.recover(&config.origin, config.startup_check)?;
+        let mine = signer.verifier();
+        match rec.verifiers.iter().position(|v| *v == mine) {
+            Some(i) if i + 1 == rec.verifiers.len() => {}
+            Some(_) => {
+                return Err(AuditError::Config(format!(
+                    "signing key {mine} was retired by a key rotation; use the log's current key {}",
+                    rec.verifiers
+                        .last()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                )));
+            }
+            None => {
+                return Err(AuditError::Config(format!(
+                    "signing key {mine} is not this log's key ({}); to change keys, rotate with `onboard audit rotate-key`",
+                    rec.verifiers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let frontier = rec.frontier;
+        // Re-sign the durable size if the last stored note is older (a crash after an fsync
+        // but before the note was stored): same leaves, same key, same note.
+        let head = match rec.last_checkpoint {
+            Some(cp) if cp.checkpoint.size == frontier.size() => cp,
+            _ => {
+                let cp = Checkpoint {
+                    origin: config.origin.clone(),
+                    size: frontier.size(),
+                    root: frontier.root(),
+                }
+                .sign(&[&signer])?;
+                store
+                    .tree
+                    .insert(keys::checkpoint(cp.checkpoint.size), cp.note.as_bytes())?;
+                store.db.flush()?;
+                cp
+            }
+        };
+        let head = Arc::new(head);
+        let (watch_tx, _) = watch::channel(head.clone());
+        let shared = Arc::new(Shared {
+            store,
+            origin: config.origin,
+            head: RwLock::new(head),
+            verifiers: RwLock::new(rec.verifiers),
+            watch: watch_tx,
+        });
+        let (tx, rx) = mpsc::channel();
+        let w = WriterLoop {
+            shared: shared.clone(),
+            rx,
+            frontier,
+            signer,
+            max_batch: config.max_batch.max(1),
+            pending: None,
+            failed: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || w.run())
+            .map_err(|e| AuditError::io("starting the audit writer thread", e))?;
+        Ok(Self {
+            shared,
+            writer: Arc::new(Writer {
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    fn send(&self, req: Request) -> Result<(), AuditError> {
+        let tx = self.writer.tx.lock().map_err(lock_err)?;
+        tx.as_ref()
+            .ok_or(AuditError::Closed)?
+            .send(req)
+            .map_err(|_| AuditError::Closed)
+    }
+
+    /// Appends an entry with these fields (the log adds `v`, `seq`, `time`) and returns once it
+    /// is durable and covered by a signed checkpoint.
+    pub async fn append(&self, fields: &Map<String, Value>) -> Result<Appended, AuditError> {
+        let entry = PreparedEntry::new(fields)?;
+        self.append_prepared(entry).await
+    }
+
+    /// Appends an already prepared entry.
+    pub async fn append_prepared(&self, entry: PreparedEntry) -> Result<Appended, AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Append { entry, reply })?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// [`AuditLog::append`] for callers outside an async runtime.
+    pub fn append_blocking(&self, fields: &Map<String, Value>) -> Result<Appended, AuditError> {
+        let entry = PreparedEntry::new(fields)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Append { entry, reply })?;
+        rx.blocking_recv().map_err(|_| AuditError::Closed)?
+    }
+
+    /// Rotates the signing key: appends a `signing_key.rotate` entry whose checkpoint is signed
+    /// by both keys; from then on only `new` signs. The old verifier key stays listed.
+    pub async fn rotate_key(&self, new: NoteSigner, actor: &str) -> Result<Appended, AuditError> {
+        if new.name() != self.shared.origin {
+            return Err(AuditError::Config(format!(
+                "the new key is named {:?}; it must be named after the origin {:?}",
+                new.name(),
+                self.shared.origin
+            )));
+        }
+        if self.verifiers().contains(&new.verifier()) {
+            return Err(AuditError::Config(
+                "the new key has been used by this log before; generate a fresh one".into(),
+            ));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Rotate {
+            new: Box::new(new),
+            actor: actor.to_owned(),
+            reply,
+        })?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Stops the writer after it has answered everything queued and stored the last note.
+    pub fn close(self) {
+        if let Ok(mut tx) = self.writer.tx.lock() {
+            tx.take();
+        }
+        if let Some(t) = self.writer.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+
+    /// The origin.
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    /// The latest signed checkpoint.
+    pub fn checkpoint(&self) -> Arc<SignedCheckpoint> {
+        match self.shared.head.read() {
+            Ok(h) => h.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The number of entries covered by the latest checkpoint.
+    pub fn size(&self) -> u64 {
+        self.checkpoint().checkpoint.size
+    }
+
+    /// A receiver that sees every new checkpoint (for follow streams).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<SignedCheckpoint>> {
+        self.shared.watch.subscribe()
+    }
+
+    /// Every verifier key this log has signed with, oldest first.
+    pub fn verifiers(&self) -> Vec<NoteVerifier> {
+        match self.shared.verifiers.read() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), AuditError> {
+        let have = self.size();
+        if size > have {
+            return Err(AuditError::OutOfRange(format!(
+                "tree size {size} is beyond the latest checkpoint ({have})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The stored bytes of entry `seq`.
+    pub fn entry(&self, seq: u64) -> Result<Vec<u8>, AuditError> {
+        let size = self.size();
+        if seq >= size {
+            return Err(AuditError::OutOfRange(format!(
+                "entry {seq} does not exist (the log has {size} entries)"
+            )));
+        }
+        self.shared
+            .store
+            .entry(seq)?
+            .ok_or_else(|| AuditError::Integrity {
+                location: format!("entry {seq}"),
+                detail: "missing from storage".into(),
+            })
+    }
+
+    /// Entries `[from, to)` (clamped to the checkpointed size), in order.
+    pub fn entries(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), AuditError>> + use<> {
+        let to = to.min(self.size());
+        self.shared.store.entries(from, to.max(from))
+    }
+
+    /// The root of the tree of `size` entries (at most the latest checkpoint's size).
+    pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
+        self.check_size(size)?;
+        merkle::root(&self.shared.store, size)
+    }
+
+    /// The inclusion proof of entry `seq` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
+        self.check_size(size)?;
+        merkle::inclusion_proof(&self.shared.store, seq, size)
+    }
+
+    /// The consistency proof from `size1` to `size2`.
+    pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, AuditError> {
+        self.check_size(size2)?;
+        merkle::consistency_proof(&self.shared.store, size1, size2)
+    }
+
+    /// A C2SP tlog-proof for entry `seq` against the latest checkpoint.
+    pub fn tlog_proof(&self, seq: u64) -> Result<TlogProof, AuditError> {
+        let cp = self.checkpoint();
+        let proof = self.inclusion_proof(seq, cp.checkpoint.size)?;
+        Ok(TlogProof {
+            extra: None,
+            index: seq,
+            proof,
+            checkpoint_note: cp.note.clone(),
+        })
+    }
+
+    /// Complete nodes at `level`, indexes `[from, to)`, for tile export.
+    pub(crate) fn stored_nodes(
+        &self,
+        level: u8,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<Hash, AuditError>> + use<> {
+        self.shared.store.nodes(level, from, to)
+    }
+}
+
+/// The writer thread's state.
+struct WriterLoop {
+    /// Where results are published.
+    shared: Arc<Shared>,
+    /// Incoming requests.
+    rx: mpsc::Receiver<Request>,
+    /// The tree's right edge, always equal to what is durable in sled.
+    frontier: Frontier,
+    /// The current signing key.
+    signer: NoteSigner,
+    /// Group-commit bound.
+    max_batch: usize,
+    /// The last signed checkpoint, not yet stored.
+    pending: Option<Arc<SignedCheckpoint>>,
+    /// Set by a failed write: the frontier may be ahead of storage, so nothing more is written.
+    failed: Option<String>,
+}
+
+impl WriterLoop {
+    fn run(mut self) {
+        loop {
+            let first = if self.pending.is_some() {
+                match self.rx.recv_timeout(IDLE_PERSIST) {
+                    Ok(r) => r,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.store_pending();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match self.rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            };
+            let mut appends = Vec::new();
+            let mut next = Some(first);
+            while let Some(req) = next.take() {
+                match req {
+                    Request::Append { entry, reply } => appends.push((entry, reply)),
+                    Request::Rotate { new, actor, reply } => {
+                        // A rotation is its own commit, after whatever was queued before it.
+                        self.commit(std::mem::take(&mut appends), None);
+                        self.rotate(*new, &actor, reply);
+                    }
+                }
+                if appends.len() < self.max_batch {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            self.commit(appends, None);
+        }
+        self.store_pending();
+    }
+
+    fn store_pending(&mut self) {
+        let Some(cp) = self.pending.take() else {
+            return;
+        };
+        if self.failed.is_some() {
+            return;
+        }
+        let key = keys::checkpoint(cp.checkpoint.size);
+        let r = self
+            .shared
+            .store
+            .tree
+            .insert(key, cp.note.as_bytes())
+            .and_then(|_| self.shared.store.db.flush());
+        if let Err(e) = r {
+            // Not fatal for what was acknowledged: the next start re-signs the same size.
+            tracing::error!(error = %e, size = cp.checkpoint.size, "failed to store signed checkpoint");
+            self.failed = Some(e.to_string());
+        }
+    }
+
+    /// Writes `appends` (plus the pending note, plus `extra_meta`) in one batch, fsyncs, signs
+    /// and answers. Returns the new checkpoint when something was written.
+    fn commit(
+        &mut self,
+        appends: Vec<(PreparedEntry, oneshot::Sender<Result<Appended, AuditError>>)>,
+        rotation: Option<(&NoteSigner, Vec<u8>)>,
+    ) -> Option<Arc<SignedCheckpoint>> {
+        if appends.is_empty() {
+            return None;
+        }
+        if let Some(why) = &self.failed {
+            for (_, reply) in appends {
+                let _ = reply.send(Err(AuditError::Poisoned(why.clone())));
+            }
+            return None;
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut batch = sled::Batch::default();
+        let mut replies = Vec::with_capacity(appends.len());
+        for (entry, reply) in appends {
+            let seq = self.frontier.size();
+            let bytes = entry.encode(seq, now);
+            self.frontier.push(leaf_hash(&bytes), |level, index, hash| {
+                batch.insert(&keys::node(level, index)[..], &hash[..]);
+            });
+            batch.insert(&keys::entry(seq)[..], bytes);
+            replies.push((seq, reply));
+        }
+        if let Some(cp) = self.pending.take() {
+            batch.insert(
+                &keys::checkpoint(cp.checkpoint.size)[..],
+                cp.note.as_bytes(),
+            );
+        }
+        if let Some((_, verifiers)) = &rotation {
+            batch.insert(keys::META_VERIFIERS, verifiers.as_slice());
+        }
+        let store = &self.shared.store;
+        if let Err(e) = store.tree.apply_batch(batch).and_then(|_| store.db.flush()) {
+            tracing::error!(error = %e, "audit log write failed; refusing further appends");
+            self.failed = Some(e.to_string());
+            for (_, reply) in replies {
+                let _ = reply.send(Err(AuditError::Poisoned(e.to_string())));
+            }
+            return None;
+        }
+        // Durable. Only now is the new root signed.
+        let cp = Checkpoint {
+            origin: self.shared.origin.clone(),
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        };
+        let signed = match rotation {
+            Some((new, _)) => cp.sign(&[&self.signer, new]),
+            None => cp.sign(&[&self.signer]),
+        };
+        let signed = match signed {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(AuditError::Poisoned(e.to_string())));
+                }
+                return None;
+            }
+        };
+        match self.shared.head.write() {
+            Ok(mut h) => *h = signed.clone(),
+            Err(p) => *p.into_inner() = signed.clone(),
+        }
+        self.shared.watch.send_replace(signed.clone());
+        for (seq, reply) in replies {
+            let _ = reply.send(Ok(Appended {
+                seq,
+                checkpoint: signed.clone(),
+            }));
+        }
+        self.pending = Some(signed.clone());
+        Some(signed)
+    }
+
+    fn rotate(
+        &mut self,
+        new: NoteSigner,
+        actor: &str,
+        reply: oneshot::Sender<Result<Appended, AuditError>>,
+    ) {
+        let old_vkey = self.signer.verifier().to_string();
+        let new_vkey = new.verifier().to_string();
+        let fields = json!({
+            "actor": actor,
+            "action": "signing_key.rotate",
+            "phase": "succeeded",
+            "target": {"type": "signing_key", "id": new_vkey},
+            "changes": [{"property": "verifier_key", "old": old_vkey, "new": new_vkey}],
+        });
+        let entry = match fields.as_object().map(PreparedEntry::new) {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+            None => return,
+        };
+        let mut verifiers = match self.shared.verifiers.read() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        verifiers.push(new.verifier());
+        let text = verifiers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (tx, mut rx) = oneshot::channel();
+        let signed = self.commit(vec![(entry, tx)], Some((&new, text.into_bytes())));
+        if signed.is_some() {
+            match self.shared.verifiers.write() {
+                Ok(mut v) => *v = verifiers,
+                Err(p) => *p.into_inner() = verifiers,
+            }
+            self.signer = new;
+        }
+        let result = rx.try_recv().unwrap_or(Err(AuditError::Closed));
+        let _ = reply.send(result);
+    }
+}

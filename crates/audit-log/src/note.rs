@@ -1,0 +1,457 @@
+//! C2SP signed notes with Ed25519 keys, and the key formats of golang.org/x/mod/sumdb/note.
+//!
+//! A note is UTF-8 text ending in `\n`, an empty line, then signature lines
+//! `— <name> <base64(key id[4] || signature[64])>\n`. The key id is the first four bytes of
+//! `SHA-256(name || "\n" || 0x01 || public key)`. Verifiers skip lines from unknown keys (that is
+//! how rotation and witness cosignatures work), reject the note if a known key's signature fails,
+//! and require at least one known key to have signed.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// The algorithm byte for Ed25519 in note keys and key ids.
+const ALG_ED25519: u8 = 0x01;
+/// The em dash that starts every signature line.
+const SIG_PREFIX: &str = "\u{2014} ";
+/// Go's limit on signature lines in one note; more is a resource-exhaustion attempt.
+const MAX_SIGNATURES: usize = 100;
+
+/// Why a key or a note was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    /// A key string or file is not in a format we read.
+    #[error("malformed key: {0}")]
+    MalformedKey(String),
+    /// The note's framing is wrong.
+    #[error("malformed note: {0}")]
+    MalformedNote(String),
+    /// A known key's signature does not verify.
+    #[error("invalid signature by key {name}+{key_id:08x}")]
+    BadSignature {
+        /// Key name.
+        name: String,
+        /// Key id.
+        key_id: u32,
+    },
+    /// No signature from any key the verifier trusts.
+    #[error("no signature by a known key (known: {known})")]
+    NoKnownSignature {
+        /// The trusted keys, for the message.
+        known: String,
+    },
+}
+
+/// A key name as the note format allows: non-empty, no whitespace, no `+`.
+fn check_name(name: &str) -> Result<(), NoteError> {
+    if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
+        return Err(NoteError::MalformedKey(format!(
+            "key name {name:?} must be non-empty with no '+' or white space"
+        )));
+    }
+    Ok(())
+}
+
+/// The 4-byte key id of an Ed25519 key with this name.
+pub fn key_id(name: &str, public: &VerifyingKey) -> u32 {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([ALG_ED25519]);
+    h.update(public.as_bytes());
+    let d = h.finalize();
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+/// A note signing key: a name (the log origin) and an Ed25519 key.
+pub struct NoteSigner {
+    /// The key name; signature lines carry it and the key id commits to it.
+    name: String,
+    /// Cached key id, written into every signature.
+    key_id: u32,
+    /// The secret key; zeroised on drop and never printed.
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for NoteSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NoteSigner({}+{:08x})", self.name, self.key_id)
+    }
+}
+
+impl NoteSigner {
+    /// A signer from a name and a key.
+    pub fn new(name: &str, key: SigningKey) -> Result<Self, NoteError> {
+        check_name(name)?;
+        let key_id = key_id(name, &key.verifying_key());
+        Ok(Self {
+            name: name.to_owned(),
+            key_id,
+            key,
+        })
+    }
+
+    /// A fresh random key.
+    pub fn generate(name: &str) -> Result<Self, NoteError> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut())
+            .map_err(|e| NoteError::MalformedKey(format!("no system randomness: {e}")))?;
+        Self::new(name, SigningKey::from_bytes(&seed))
+    }
+
+    /// Reads a key file: Go's `PRIVATE+KEY+<name>+<id>+<base64>` form (its name is used) or an
+    /// Ed25519 PKCS#8 PEM (named `default_name`, the configured origin).
+    pub fn from_key_file_text(text: &str, default_name: &str) -> Result<Self, NoteError> {
+        let t = text.trim();
+        if t.starts_with("PRIVATE+KEY+") {
+            Self::from_go_private_key(t)
+        } else if t.starts_with("-----BEGIN") {
+            let key = SigningKey::from_pkcs8_pem(t)
+                .map_err(|e| NoteError::MalformedKey(format!("PKCS#8 PEM: {e}")))?;
+            Self::new(default_name, key)
+        } else {
+            Err(NoteError::MalformedKey(
+                "expected a PKCS#8 PEM or a PRIVATE+KEY+… line".into(),
+            ))
+        }
+    }
+
+    /// Parses Go's private key form `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`.
+    pub fn from_go_private_key(s: &str) -> Result<Self, NoteError> {
+        let rest = s
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or_else(|| NoteError::MalformedKey("missing PRIVATE+KEY+ prefix".into()))?;
+        let (name, id, key) = split_key(rest)?;
+        let raw = Zeroizing::new(
+            B64.decode(key)
+                .map_err(|e| NoteError::MalformedKey(format!("base64: {e}")))?,
+        );
+        if raw.len() != 33 || raw[0] != ALG_ED25519 {
+            return Err(NoteError::MalformedKey(
+                "not an Ed25519 seed (want 0x01 followed by 32 bytes)".into(),
+            ));
+        }
+        let mut seed = Zeroizing::new([0u8; 32]);
+        seed.copy_from_slice(&raw[1..]);
+        let signer = Self::new(name, SigningKey::from_bytes(&seed))?;
+        if signer.key_id != id {
+            return Err(NoteError::MalformedKey(format!(
+                "key id {id:08x} does not match the key ({:08x})",
+                signer.key_id
+            )));
+        }
+        Ok(signer)
+    }
+
+    /// The key in Go's private key form.
+    pub fn to_go_private_key(&self) -> Zeroizing<String> {
+        let mut raw = Zeroizing::new(Vec::with_capacity(33));
+        raw.push(ALG_ED25519);
+        raw.extend_from_slice(self.key.as_bytes());
+        Zeroizing::new(format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.key_id,
+            B64.encode(&*raw)
+        ))
+    }
+
+    /// The key as PKCS#8 PEM (the name is not part of it).
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, NoteError> {
+        self.key
+            .to_pkcs8_pem(Default::default())
+            .map_err(|e| NoteError::MalformedKey(format!("PKCS#8 encode: {e}")))
+    }
+
+    /// The key name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The matching verifier.
+    pub fn verifier(&self) -> NoteVerifier {
+        NoteVerifier {
+            name: self.name.clone(),
+            key_id: self.key_id,
+            key: self.key.verifying_key(),
+        }
+    }
+
+    /// The signature line for `text` (ending in `\n`).
+    pub fn signature_line(&self, text: &str) -> String {
+        let sig = self.key.sign(text.as_bytes());
+        let mut raw = Vec::with_capacity(68);
+        raw.extend_from_slice(&self.key_id.to_be_bytes());
+        raw.extend_from_slice(&sig.to_bytes());
+        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(raw))
+    }
+}
+
+/// Splits `<name>+<hex id>+<base64>` on the first two `+` (base64 may contain `+`).
+fn split_key(s: &str) -> Result<(&str, u32, &str), NoteError> {
+    let mut parts = s.splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::MalformedKey(
+            "want <name>+<hex key id>+<base64 key>".into(),
+        ));
+    };
+    check_name(name)?;
+    if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(NoteError::MalformedKey(format!(
+            "key id {id:?} is not 8 hex digits"
+        )));
+    }
+    let id =
+        u32::from_str_radix(id, 16).map_err(|e| NoteError::MalformedKey(format!("key id: {e}")))?;
+    Ok((name, id, key))
+}
+
+/// A note verifier key: `<name>+<hex key id>+<base64(0x01 || public key)>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteVerifier {
+    /// The key name (the log origin).
+    name: String,
+    /// The key id, matched against each signature's first four bytes.
+    key_id: u32,
+    /// The public key.
+    key: VerifyingKey,
+}
+
+impl NoteVerifier {
+    /// Parses a verifier key string, checking that its id matches the key.
+    pub fn parse(vkey: &str) -> Result<Self, NoteError> {
+        let (name, id, key) = split_key(vkey.trim())?;
+        let raw = B64
+            .decode(key)
+            .map_err(|e| NoteError::MalformedKey(format!("base64: {e}")))?;
+        if raw.len() != 33 || raw[0] != ALG_ED25519 {
+            return Err(NoteError::MalformedKey(
+                "not an Ed25519 verifier key (want 0x01 followed by 32 bytes)".into(),
+            ));
+        }
+        let mut pk = [0u8; 32];
+        pk.copy_from_slice(&raw[1..]);
+        let key = VerifyingKey::from_bytes(&pk)
+            .map_err(|e| NoteError::MalformedKey(format!("Ed25519 public key: {e}")))?;
+        if key.is_weak() {
+            return Err(NoteError::MalformedKey("weak Ed25519 public key".into()));
+        }
+        if key_id(name, &key) != id {
+            return Err(NoteError::MalformedKey(format!(
+                "key id {id:08x} does not match the key"
+            )));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            key_id: id,
+            key,
+        })
+    }
+
+    /// The key name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key id.
+    pub fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    fn verify(&self, text: &str, sig: &[u8; 64]) -> bool {
+        let sig = Signature::from_bytes(sig);
+        self.key.verify_strict(text.as_bytes(), &sig).is_ok()
+    }
+}
+
+impl std::fmt::Display for NoteVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut raw = Vec::with_capacity(33);
+        raw.push(ALG_ED25519);
+        raw.extend_from_slice(self.key.as_bytes());
+        write!(f, "{}+{:08x}+{}", self.name, self.key_id, B64.encode(raw))
+    }
+}
+
+/// A note signed by one or more keys (text ending in `\n`).
+pub fn sign(text: &str, signers: &[&NoteSigner]) -> Result<String, NoteError> {
+    check_text(text)?;
+    let mut out = String::with_capacity(text.len() + 1 + signers.len() * 100);
+    out.push_str(text);
+    out.push('\n');
+    for s in signers {
+        out.push_str(&s.signature_line(text));
+    }
+    Ok(out)
+}
+
+fn check_text(text: &str) -> Result<(), NoteError> {
+    if !text.ends_with('\n') {
+        return Err(NoteError::MalformedNote(
+            "text must end in a newline".into(),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c != '\n' && (c.is_control() || c == '\u{2028}'))
+    {
+        return Err(NoteError::MalformedNote(
+            "text contains a control character".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A note whose signatures have been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedNote {
+    /// The signed text, ending in `\n`.
+    pub text: String,
+    /// Names and ids of the known keys whose signatures verified.
+    pub verified_by: Vec<(String, u32)>,
+    /// Signature lines from keys the verifier does not know (witnesses, other logs).
+    pub unknown_signatures: usize,
+}
+
+/// Splits a note and checks its signatures against `known`.
+pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError> {
+    let split = note
+        .rfind("\n\n")
+        .ok_or_else(|| NoteError::MalformedNote("no blank line before signatures".into()))?;
+    let text = &note[..split + 1];
+    let sigs = &note[split + 2..];
+    check_text(text)?;
+    if !sigs.ends_with('\n') {
+        return Err(NoteError::MalformedNote(
+            "signature block must end in a newline".into(),
+        ));
+    }
+    let mut verified_by = Vec::new();
+    let mut unknown = 0usize;
+    let lines: Vec<&str> = sigs.trim_end_matches('\n').split('\n').collect();
+    if lines.len() > MAX_SIGNATURES {
+        return Err(NoteError::MalformedNote(format!(
+            "{} signature lines (at most {MAX_SIGNATURES})",
+            lines.len()
+        )));
+    }
+    for line in lines {
+        let rest = line.strip_prefix(SIG_PREFIX).ok_or_else(|| {
+            NoteError::MalformedNote(format!("signature line {line:?} does not start with '— '"))
+        })?;
+        let (name, b64) = rest.split_once(' ').ok_or_else(|| {
+            NoteError::MalformedNote(format!("signature line {line:?} has no key name"))
+        })?;
+        let raw = B64
+            .decode(b64)
+            .map_err(|e| NoteError::MalformedNote(format!("signature by {name}: base64: {e}")))?;
+        if raw.len() < 5 {
+            return Err(NoteError::MalformedNote(format!(
+                "signature by {name} is too short"
+            )));
+        }
+        let id = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        let Some(v) = known.iter().find(|k| k.name == name && k.key_id == id) else {
+            unknown += 1;
+            continue;
+        };
+        let sig: Option<&[u8; 64]> = raw[4..].try_into().ok();
+        if !sig.is_some_and(|s| v.verify(text, s)) {
+            return Err(NoteError::BadSignature {
+                name: name.to_owned(),
+                key_id: id,
+            });
+        }
+        if !verified_by.iter().any(|(n, i)| n == name && *i == id) {
+            verified_by.push((name.to_owned(), id));
+        }
+    }
+    if verified_by.is_empty() {
+        return Err(NoteError::NoKnownSignature {
+            known: known
+                .iter()
+                .map(|k| format!("{}+{:08x}", k.name, k.key_id))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(OpenedNote {
+        text: text.to_owned(),
+        verified_by,
+        unknown_signatures: unknown,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PN_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+    const PN_SKEY: &str =
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const PN_TEXT: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+    const PN_SIG: &str = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+
+    #[test]
+    fn known_answer_peter_neumann() {
+        let s = NoteSigner::from_go_private_key(PN_SKEY).unwrap();
+        assert_eq!(s.verifier().to_string(), PN_VKEY);
+        assert_eq!(s.signature_line(PN_TEXT), PN_SIG);
+        assert_eq!(&*s.to_go_private_key(), PN_SKEY);
+        let v = NoteVerifier::parse(PN_VKEY).unwrap();
+        let note = format!("{PN_TEXT}\n{PN_SIG}");
+        let opened = open(&note, &[v]).unwrap();
+        assert_eq!(opened.text, PN_TEXT);
+        assert_eq!(
+            opened.verified_by,
+            vec![("PeterNeumann".into(), 0xc74f20a3)]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_skipped_but_one_known_is_required() {
+        let a = NoteSigner::generate("log.example/a").unwrap();
+        let b = NoteSigner::generate("witness.example").unwrap();
+        let note = sign("hello\n", &[&a, &b]).unwrap();
+        let opened = open(&note, &[a.verifier()]).unwrap();
+        assert_eq!(opened.unknown_signatures, 1);
+        let err = open(&note, &[NoteSigner::generate("x").unwrap().verifier()]).unwrap_err();
+        assert!(matches!(err, NoteError::NoKnownSignature { .. }));
+    }
+
+    #[test]
+    fn a_bad_signature_by_a_known_key_rejects_the_note() {
+        let a = NoteSigner::generate("log.example/a").unwrap();
+        let note = sign("hello\n", &[&a]).unwrap().replace("hello", "hellp");
+        assert!(matches!(
+            open(&note, &[a.verifier()]).unwrap_err(),
+            NoteError::BadSignature { .. }
+        ));
+    }
+
+    #[test]
+    fn pem_round_trip_keeps_the_key() {
+        let a = NoteSigner::generate("log.example/a").unwrap();
+        let pem = a.to_pkcs8_pem().unwrap();
+        let b = NoteSigner::from_key_file_text(&pem, "log.example/a").unwrap();
+        assert_eq!(a.verifier(), b.verifier());
+    }
+
+    #[test]
+    fn vkey_with_plus_in_base64_parses_and_wrong_id_is_rejected() {
+        assert!(NoteVerifier::parse(PN_VKEY).is_ok());
+        let bad = PN_VKEY.replace("c74f20a3", "c74f20a4");
+        assert!(NoteVerifier::parse(&bad).is_err());
+        assert!(NoteVerifier::parse("a+b").is_err());
+        assert!(NoteVerifier::parse("na me+c74f20a3+AAAA").is_err());
+    }
+
+    #[test]
+    fn text_must_end_in_newline() {
+        let a = NoteSigner::generate("n").unwrap();
+        assert!(sign("no newline", &[&a]).is_err());
+    }
+}

@@ -1,0 +1,324 @@
+//! The sled store: opening (with the start-up integrity check) and reads.
+
+use std::path::Path;
+
+use crate::checkpoint::SignedCheckpoint;
+use crate::error::AuditError;
+use crate::hash::{Hash, leaf_hash};
+use crate::keys;
+use crate::merkle::{Frontier, NodeSource};
+use crate::note::NoteVerifier;
+
+/// The sled tree that holds the log, and the reads over it.
+#[derive(Clone)]
+pub(crate) struct Store {
+    /// The database, kept for `flush`.
+    pub(crate) db: sled::Db,
+    /// The one tree holding entries, nodes, checkpoints and metadata.
+    pub(crate) tree: sled::Tree,
+}
+
+/// What the start-up check learned.
+pub(crate) struct Recovered {
+    /// Complete-subtree roots of all stored entries.
+    pub(crate) frontier: Frontier,
+    /// The last stored checkpoint, already checked against the recomputed tree.
+    pub(crate) last_checkpoint: Option<SignedCheckpoint>,
+    /// Verifier keys recorded in the log, oldest first.
+    pub(crate) verifiers: Vec<NoteVerifier>,
+}
+
+/// How much the start-up check recomputes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartupCheck {
+    /// Rehash every entry and compare with every stored node and checkpoint (linear in size).
+    #[default]
+    Full,
+    /// Trust stored nodes; recompute only the roots of stored checkpoints from them.
+    NodesOnly,
+}
+
+fn corrupt(path: &Path, e: impl std::fmt::Display) -> AuditError {
+    AuditError::Corrupt {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn integrity(location: impl Into<String>, detail: impl Into<String>) -> AuditError {
+    AuditError::Integrity {
+        location: location.into(),
+        detail: detail.into(),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store; sled corruption becomes [`AuditError::Corrupt`].
+    pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Self, AuditError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => corrupt(path, e),
+                other => AuditError::Storage(other),
+            })?;
+        let tree = db.open_tree("audit").map_err(|e| corrupt(path, e))?;
+        Ok(Self { db, tree })
+    }
+
+    pub(crate) fn get_meta(&self, key: &[u8]) -> Result<Option<String>, AuditError> {
+        match self.tree.get(key)? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v.to_vec())
+                .map(Some)
+                .map_err(|_| integrity("metadata", "not UTF-8")),
+        }
+    }
+
+    pub(crate) fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, AuditError> {
+        Ok(self.tree.get(keys::entry(seq))?.map(|v| v.to_vec()))
+    }
+
+    /// Entries `[from, to)` in order.
+    pub(crate) fn entries(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), AuditError>> + use<> {
+        self.tree
+            .range(keys::entry(from)..keys::entry(to))
+            .map(|r| {
+                let (k, v) = r?;
+                let seq = keys::seq_of(&k).ok_or_else(|| integrity("entry key", "too short"))?;
+                Ok((seq, v.to_vec()))
+            })
+    }
+
+    /// Complete nodes of one level with index in `[from, to)`, in order.
+    pub(crate) fn nodes(
+        &self,
+        level: u8,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<Hash, AuditError>> + use<> {
+        self.tree
+            .range(keys::node(level, from)..keys::node(level, to))
+            .map(move |r| {
+                let (k, v) = r?;
+                Hash::try_from(v.as_ref()).map_err(|_| {
+                    integrity(
+                        format!("node key {}", hex::encode(&k)),
+                        "stored hash is not 32 bytes",
+                    )
+                })
+            })
+    }
+
+    /// Every stored checkpoint, oldest first.
+    pub(crate) fn checkpoints(
+        &self,
+    ) -> impl Iterator<Item = Result<(u64, String), AuditError>> + use<> {
+        self.tree
+            .range(keys::checkpoint(0)..=keys::checkpoint(u64::MAX))
+            .map(|r| {
+                let (k, v) = r?;
+                let size =
+                    keys::seq_of(&k).ok_or_else(|| integrity("checkpoint key", "too short"))?;
+                let note = String::from_utf8(v.to_vec())
+                    .map_err(|_| integrity(format!("checkpoint at size {size}"), "not UTF-8"))?;
+                Ok((size, note))
+            })
+    }
+
+    /// Number of stored entries: one past the last entry key.
+    fn stored_size(&self) -> Result<u64, AuditError> {
+        let last = self
+            .tree
+            .range(keys::entry(0)..=keys::entry(u64::MAX))
+            .next_back()
+            .transpose()?;
+        match last {
+            None => Ok(0),
+            Some((k, _)) => keys::seq_of(&k)
+                .map(|s| s + 1)
+                .ok_or_else(|| integrity("entry key", "too short")),
+        }
+    }
+
+    /// The start-up check: recompute the tree and hold every stored checkpoint against it.
+    pub(crate) fn recover(
+        &self,
+        origin: &str,
+        check: StartupCheck,
+    ) -> Result<Recovered, AuditError> {
+        let verifiers = self.verifiers()?;
+        let size = self.stored_size()?;
+        let mut checkpoints = self.checkpoints().collect::<Result<Vec<_>, _>>()?;
+        checkpoints.sort_by_key(|(s, _)| *s);
+        let frontier = match check {
+            StartupCheck::Full => self.rehash_all(size, &checkpoints, &verifiers, origin)?,
+            StartupCheck::NodesOnly => {
+                let f = Frontier::load(self, size)?;
+                for (cp_size, note) in &checkpoints {
+                    self.check_checkpoint(*cp_size, note, &verifiers, origin, size, None)?;
+                }
+                f
+            }
+        };
+        let last_checkpoint = match checkpoints.last() {
+            None => None,
+            Some((_, note)) => Some(
+                SignedCheckpoint::open(note, &verifiers)
+                    .map_err(|e| integrity("last checkpoint", e.to_string()))?,
+            ),
+        };
+        Ok(Recovered {
+            frontier,
+            last_checkpoint,
+            verifiers,
+        })
+    }
+
+    pub(crate) fn verifiers(&self) -> Result<Vec<NoteVerifier>, AuditError> {
+        let text = self.get_meta(keys::META_VERIFIERS)?.unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                NoteVerifier::parse(l).map_err(|e| integrity("stored verifier keys", e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Rehashes every entry in order, comparing each complete node with the stored one and each
+    /// checkpoint's root with the root at its size.
+    fn rehash_all(
+        &self,
+        size: u64,
+        checkpoints: &[(u64, String)],
+        verifiers: &[NoteVerifier],
+        origin: &str,
+    ) -> Result<Frontier, AuditError> {
+        let mut frontier = Frontier::default();
+        let mut next_cp = checkpoints.iter().peekable();
+        // A checkpoint of size 0 (never written, but harmless) is checked before any entry.
+        while let Some((s, note)) = next_cp.next_if(|(s, _)| *s == 0) {
+            self.check_checkpoint(*s, note, verifiers, origin, size, Some(frontier.root()))?;
+        }
+        let mut expected = 0u64;
+        for item in self.entries(0, u64::MAX) {
+            let (seq, bytes) = item?;
+            if seq != expected {
+                return Err(integrity(
+                    format!("entry {expected}"),
+                    format!("missing (the next stored entry is {seq})"),
+                ));
+            }
+            let leaf = leaf_hash(&bytes);
+            let mut mismatch = None;
+            frontier.push(leaf, |level, index, hash| {
+                if mismatch.is_some() {
+                    return;
+                }
+                match self.tree.get(keys::node(level, index)) {
+                    Ok(Some(v)) if v.as_ref() == hash => {}
+                    Ok(Some(_)) => {
+                        mismatch = Some((level, index, "differs from the recomputed hash"))
+                    }
+                    Ok(None) => mismatch = Some((level, index, "is missing")),
+                    Err(_) => mismatch = Some((level, index, "cannot be read")),
+                }
+            });
+            if let Some((level, index, what)) = mismatch {
+                let location = if level == 0 {
+                    format!("entry {seq}")
+                } else {
+                    format!("entry {seq} (node level {level} index {index})")
+                };
+                return Err(integrity(location, format!("stored hash {what}")));
+            }
+            expected += 1;
+            while let Some((s, note)) = next_cp.next_if(|(s, _)| *s == frontier.size()) {
+                self.check_checkpoint(*s, note, verifiers, origin, size, Some(frontier.root()))?;
+            }
+        }
+        if let Some((s, _)) = next_cp.next() {
+            return Err(integrity(
+                format!("entry {size}"),
+                format!(
+                    "log truncated: a checkpoint covers {s} entries but only {size} are stored"
+                ),
+            ));
+        }
+        Ok(frontier)
+    }
+
+    /// Checks one stored checkpoint: signature, origin, size within the log, and root.
+    fn check_checkpoint(
+        &self,
+        cp_size: u64,
+        note: &str,
+        verifiers: &[NoteVerifier],
+        origin: &str,
+        size: u64,
+        root_at_size: Option<Hash>,
+    ) -> Result<(), AuditError> {
+        let loc = format!("checkpoint at size {cp_size}");
+        let cp =
+            SignedCheckpoint::open(note, verifiers).map_err(|e| integrity(&loc, e.to_string()))?;
+        if cp.checkpoint.size != cp_size {
+            return Err(integrity(
+                &loc,
+                format!("note says size {}", cp.checkpoint.size),
+            ));
+        }
+        if cp.checkpoint.origin != origin {
+            return Err(integrity(
+                &loc,
+                format!("origin {:?}, configured {origin:?}", cp.checkpoint.origin),
+            ));
+        }
+        if cp_size > size {
+            return Err(integrity(
+                format!("entry {size}"),
+                format!(
+                    "log truncated: a checkpoint covers {cp_size} entries but only {size} are stored"
+                ),
+            ));
+        }
+        let root = match root_at_size {
+            Some(r) => r,
+            None => crate::merkle::root(self, cp_size)?,
+        };
+        if root != cp.checkpoint.root {
+            return Err(integrity(
+                &loc,
+                format!(
+                    "signed root {} differs from the recomputed root {}",
+                    hex::encode(cp.checkpoint.root),
+                    hex::encode(root)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl NodeSource for Store {
+    type Error = AuditError;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, AuditError> {
+        let v = self.tree.get(keys::node(level, index))?.ok_or_else(|| {
+            integrity(
+                format!("node level {level} index {index}"),
+                "missing from storage",
+            )
+        })?;
+        Hash::try_from(v.as_ref()).map_err(|_| {
+            integrity(
+                format!("node level {level} index {index}"),
+                "stored hash is not 32 bytes",
+            )
+        })
+    }
+}

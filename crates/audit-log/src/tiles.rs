@@ -1,0 +1,172 @@
+//! Export in the C2SP tlog-tiles layout: `checkpoint`, `tile/<L>/<N>[.p/<W>]` and
+//! `tile/entries/<N>[.p/<W>]`, so any static file server can serve the log and generic
+//! tlog-tiles tools can check it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::AuditError;
+use crate::log::AuditLog;
+
+/// Hashes (or entries) in a full tile.
+pub const TILE_WIDTH: u64 = 256;
+/// Tree levels one tile level spans.
+pub const TILE_HEIGHT: u32 = 8;
+
+/// `N` written in 3-digit groups, all but the last prefixed with `x`: 1234067 → `x001/x234/067`.
+pub fn index_path(n: u64) -> String {
+    let mut s = format!("{:03}", n % 1000);
+    let mut rest = n / 1000;
+    while rest > 0 {
+        s = format!("x{:03}/{s}", rest % 1000);
+        rest /= 1000;
+    }
+    s
+}
+
+/// The relative path of tile `n` at tile level `level` (`None` = entry bundle) of `width` items.
+pub fn tile_path(level: Option<u32>, n: u64, width: u64) -> String {
+    let dir = match level {
+        Some(l) => format!("tile/{l}"),
+        None => "tile/entries".to_owned(),
+    };
+    if width == TILE_WIDTH {
+        format!("{dir}/{}", index_path(n))
+    } else {
+        format!("{dir}/{}.p/{width}", index_path(n))
+    }
+}
+
+/// The tiles (index, width) that make up `count` items at one level: full ones, then a partial.
+pub fn tiles_for(count: u64) -> impl Iterator<Item = (u64, u64)> {
+    let full = count / TILE_WIDTH;
+    let partial = count % TILE_WIDTH;
+    (0..full)
+        .map(|n| (n, TILE_WIDTH))
+        .chain((partial > 0).then_some((full, partial)))
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// The exported tree size.
+    pub size: u64,
+    /// Hash tiles written (full tiles already present are left as they are).
+    pub hash_tiles_written: u64,
+    /// Entry bundles written.
+    pub bundles_written: u64,
+    /// Full tiles and bundles that were already there (immutable, so skipped).
+    pub skipped: u64,
+}
+
+fn write_atomic(dir: &Path, rel: &str, data: &[u8]) -> Result<(), AuditError> {
+    let path = dir.join(rel);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| AuditError::io(format!("creating {}", parent.display()), e))?;
+    }
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    fs::write(&tmp, data).map_err(|e| AuditError::io(format!("writing {}", tmp.display()), e))?;
+    fs::rename(&tmp, &path).map_err(|e| AuditError::io(format!("renaming {}", path.display()), e))
+}
+
+/// A full tile that is already exported has the same bytes forever, so it is not rewritten.
+fn already_there(dir: &Path, rel: &str, width: u64, expected_len: Option<u64>) -> bool {
+    if width != TILE_WIDTH {
+        return false;
+    }
+    match (fs::metadata(dir.join(rel)), expected_len) {
+        (Ok(m), Some(len)) => m.len() == len,
+        (Ok(_), None) => true,
+        _ => false,
+    }
+}
+
+impl AuditLog {
+    /// Writes the log, as of its latest checkpoint, to `dir` in the tlog-tiles layout. The
+    /// checkpoint is written last, so a reader never sees a checkpoint before its tiles.
+    pub fn export_tiles(&self, dir: &Path) -> Result<ExportSummary, AuditError> {
+        let cp = self.checkpoint();
+        let size = cp.checkpoint.size;
+        let mut summary = ExportSummary {
+            size,
+            ..Default::default()
+        };
+        for (n, width) in tiles_for(size) {
+            let rel = tile_path(None, n, width);
+            if already_there(dir, &rel, width, None) {
+                summary.skipped += 1;
+                continue;
+            }
+            let mut bundle = Vec::with_capacity(width as usize * 512);
+            for item in self.entries(n * TILE_WIDTH, n * TILE_WIDTH + width) {
+                let (_, bytes) = item?;
+                let len = u16::try_from(bytes.len()).map_err(|_| {
+                    AuditError::InvalidEntry(format!("stored entry of {} bytes", bytes.len()))
+                })?;
+                bundle.extend_from_slice(&len.to_be_bytes());
+                bundle.extend_from_slice(&bytes);
+            }
+            write_atomic(dir, &rel, &bundle)?;
+            summary.bundles_written += 1;
+        }
+        let mut level = 0u32;
+        loop {
+            let tree_level = level * TILE_HEIGHT;
+            let count = if tree_level >= 64 {
+                0
+            } else {
+                size >> tree_level
+            };
+            if count == 0 {
+                break;
+            }
+            let tl = u8::try_from(tree_level)
+                .map_err(|_| AuditError::OutOfRange("tree too tall".into()))?;
+            for (n, width) in tiles_for(count) {
+                let rel = tile_path(Some(level), n, width);
+                if already_there(dir, &rel, width, Some(32 * TILE_WIDTH)) {
+                    summary.skipped += 1;
+                    continue;
+                }
+                let mut tile = Vec::with_capacity(width as usize * 32);
+                for h in self.stored_nodes(tl, n * TILE_WIDTH, n * TILE_WIDTH + width) {
+                    tile.extend_from_slice(&h?);
+                }
+                if tile.len() as u64 != width * 32 {
+                    return Err(AuditError::Integrity {
+                        location: format!("tile {rel}"),
+                        detail: format!("{} stored hashes, want {width}", tile.len() / 32),
+                    });
+                }
+                write_atomic(dir, &rel, &tile)?;
+                summary.hash_tiles_written += 1;
+            }
+            level += 1;
+        }
+        write_atomic(dir, "checkpoint", cp.note.as_bytes())?;
+        Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_paths_follow_the_spec() {
+        assert_eq!(index_path(0), "000");
+        assert_eq!(index_path(5), "005");
+        assert_eq!(index_path(1000), "x001/000");
+        assert_eq!(index_path(1_234_067), "x001/x234/067");
+        assert_eq!(tile_path(Some(1), 1_234_067, 256), "tile/1/x001/x234/067");
+        assert_eq!(tile_path(None, 3, 7), "tile/entries/003.p/7");
+    }
+
+    #[test]
+    fn tiles_for_counts() {
+        assert_eq!(tiles_for(0).count(), 0);
+        assert_eq!(tiles_for(256).collect::<Vec<_>>(), vec![(0, 256)]);
+        assert_eq!(tiles_for(257).collect::<Vec<_>>(), vec![(0, 256), (1, 1)]);
+    }
+}

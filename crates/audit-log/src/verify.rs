@@ -1,0 +1,425 @@
+//! The offline verifier: recomputes an exported log (tlog-tiles layout) from its entries and
+//! checks every hash tile, the root, the checkpoint signature and, optionally, consistency with
+//! a checkpoint the auditor saved earlier. It only reads files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::checkpoint::{Checkpoint, SignedCheckpoint};
+use crate::hash::{Hash, leaf_hash};
+use crate::merkle::Frontier;
+use crate::note::{self, NoteVerifier};
+use crate::tiles::{TILE_HEIGHT, TILE_WIDTH, tile_path, tiles_for};
+
+/// Bundles handed to the worker threads at a time: enough to amortise thread start-up, small
+/// enough to bound memory (64 × 256 entries).
+const BUNDLES_PER_ROUND: u64 = 64;
+
+/// What the verifier found. `problems` is empty exactly when everything verified.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// The export's origin (from the checkpoint body).
+    pub origin: String,
+    /// Entries the checkpoint covers.
+    pub size: u64,
+    /// The checkpoint's root.
+    pub root: Hash,
+    /// Whether the checkpoint signature verified with the given keys.
+    pub checkpoint_valid: bool,
+    /// Which given keys signed it (`name+id`).
+    pub signed_by: Vec<String>,
+    /// Entries whose bytes, leaf hash and `seq` were all right.
+    pub entries_valid: u64,
+    /// Hash tiles that matched the recomputed tree.
+    pub tiles_valid: u64,
+    /// Hash tiles expected for this size.
+    pub tiles_total: u64,
+    /// Entry bundles that parsed with the right count.
+    pub bundles_valid: u64,
+    /// Entry bundles expected for this size.
+    pub bundles_total: u64,
+    /// Earliest and latest `time` seen.
+    pub time_range: Option<(String, String)>,
+    /// Entries per `action`.
+    pub actions: BTreeMap<String, u64>,
+    /// The saved checkpoint's size, and whether the export is consistent with it.
+    pub since: Option<(u64, bool)>,
+    /// One line per problem, each naming where it is.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing was wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Deserialize)]
+struct EntryHead<'a> {
+    seq: Option<u64>,
+    #[serde(borrow)]
+    time: Option<&'a str>,
+    #[serde(borrow)]
+    action: Option<&'a str>,
+}
+
+/// One bundle's worth of work done on a worker thread.
+#[derive(Default)]
+struct Bundle {
+    leaves: Vec<Hash>,
+    /// Per entry: bytes parsed as JSON with the right `seq`.
+    good: Vec<bool>,
+    problems: Vec<String>,
+    times: Option<(String, String)>,
+    actions: BTreeMap<String, u64>,
+    well_formed: bool,
+}
+
+fn read_bundle(dir: &Path, n: u64, width: u64) -> Bundle {
+    let rel = tile_path(None, n, width);
+    let mut b = Bundle::default();
+    let data = match fs::read(dir.join(&rel)) {
+        Ok(d) => d,
+        Err(e) => {
+            b.problems.push(format!("entry bundle {rel}: {e}"));
+            return b;
+        }
+    };
+    let mut pos = 0usize;
+    let first = n * TILE_WIDTH;
+    while pos < data.len() {
+        let seq = first + b.leaves.len() as u64;
+        let Some(len) = data
+            .get(pos..pos + 2)
+            .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
+        else {
+            b.problems.push(format!(
+                "entry bundle {rel}: truncated length at byte {pos}"
+            ));
+            return b;
+        };
+        let Some(bytes) = data.get(pos + 2..pos + 2 + len) else {
+            b.problems
+                .push(format!("entry {seq}: bundle {rel} is truncated"));
+            return b;
+        };
+        pos += 2 + len;
+        b.leaves.push(leaf_hash(bytes));
+        let good = check_entry(seq, bytes, &mut b);
+        b.good.push(good);
+    }
+    if b.leaves.len() as u64 != width {
+        b.problems.push(format!(
+            "entry bundle {rel}: holds {} entries, want {width}",
+            b.leaves.len()
+        ));
+    } else {
+        b.well_formed = true;
+    }
+    b
+}
+
+fn check_entry(seq: u64, bytes: &[u8], b: &mut Bundle) -> bool {
+    let head: EntryHead<'_> = match serde_json::from_slice(bytes) {
+        Ok(h) => h,
+        Err(e) => {
+            b.problems
+                .push(format!("entry {seq}: not a JSON object: {e}"));
+            return false;
+        }
+    };
+    if let Some(t) = head.time {
+        match &mut b.times {
+            None => b.times = Some((t.to_owned(), t.to_owned())),
+            Some((lo, hi)) => {
+                if t < lo.as_str() {
+                    *lo = t.to_owned();
+                }
+                if t > hi.as_str() {
+                    *hi = t.to_owned();
+                }
+            }
+        }
+    }
+    *b.actions
+        .entry(head.action.unwrap_or("(none)").to_owned())
+        .or_default() += 1;
+    if head.seq != Some(seq) {
+        b.problems
+            .push(format!("entry {seq}: its seq field says {:?}", head.seq));
+        return false;
+    }
+    true
+}
+
+/// Lazily loaded hash tiles, one per tile level, checked against recomputed nodes.
+struct TileChecker<'a> {
+    dir: &'a Path,
+    size: u64,
+    /// Per tile level: (tile index, width, bytes or None when unreadable, all matched so far).
+    current: Vec<Option<(u64, u64, Option<Vec<u8>>, bool)>>,
+    valid: u64,
+    problems: Vec<String>,
+}
+
+impl TileChecker<'_> {
+    fn width_of(&self, level: u32, n: u64) -> u64 {
+        let count = self.size >> (level * TILE_HEIGHT);
+        (count - n * TILE_WIDTH).min(TILE_WIDTH)
+    }
+
+    fn finish_tile(&mut self, level: usize) {
+        if let Some(Some((_, _, Some(_), true))) = self.current.get(level) {
+            self.valid += 1;
+        }
+    }
+
+    /// Compares a recomputed node at a tile boundary level with the exported tile; false when
+    /// it differs or the tile cannot be read.
+    fn check(&mut self, tree_level: u8, index: u64, hash: &Hash) -> bool {
+        let level = u32::from(tree_level) / TILE_HEIGHT;
+        let (n, pos) = (index / TILE_WIDTH, (index % TILE_WIDTH) as usize);
+        let l = level as usize;
+        if self.current.len() <= l {
+            self.current.resize(l + 1, None);
+        }
+        if self.current[l].as_ref().map(|c| c.0) != Some(n) {
+            self.finish_tile(l);
+            let width = self.width_of(level, n);
+            let rel = tile_path(Some(level), n, width);
+            let data = match fs::read(self.dir.join(&rel)) {
+                Ok(d) if d.len() as u64 == width * 32 => Some(d),
+                Ok(d) => {
+                    self.problems.push(format!(
+                        "hash tile {rel}: {} bytes, want {}",
+                        d.len(),
+                        width * 32
+                    ));
+                    None
+                }
+                Err(e) => {
+                    self.problems.push(format!("hash tile {rel}: {e}"));
+                    None
+                }
+            };
+            self.current[l] = Some((n, width, data, true));
+        }
+        let Some((n, width, Some(data), ok)) = &mut self.current[l] else {
+            return false;
+        };
+        if data[pos * 32..pos * 32 + 32] == hash[..] {
+            return true;
+        }
+        {
+            {
+                *ok = false;
+                let what = if tree_level == 0 {
+                    format!("entry {index}")
+                } else {
+                    format!("tree level {tree_level} node {index}")
+                };
+                self.problems.push(format!(
+                    "{what}: hash tile {} has {} but the entries give {}",
+                    tile_path(Some(level), *n, *width),
+                    hex::encode(&data[pos * 32..pos * 32 + 32]),
+                    hex::encode(hash)
+                ));
+            }
+        }
+        false
+    }
+}
+
+/// Verifies the export in `dir` against `keys`; `since` is a signed checkpoint saved earlier.
+pub fn verify_export(
+    dir: &Path,
+    keys: &[NoteVerifier],
+    since: Option<&str>,
+    threads: usize,
+) -> VerifyReport {
+    let mut report = VerifyReport::default();
+    let note_text = match fs::read_to_string(dir.join("checkpoint")) {
+        Ok(t) => t,
+        Err(e) => {
+            report.problems.push(format!("checkpoint: {e}"));
+            return report;
+        }
+    };
+    // The body is parsed even when the signature fails, so the rest can still be checked.
+    let body = match SignedCheckpoint::open(&note_text, keys) {
+        Ok(cp) => {
+            report.checkpoint_valid = true;
+            if let Ok(o) = note::open(&note_text, keys) {
+                report.signed_by = o
+                    .verified_by
+                    .iter()
+                    .map(|(n, id)| format!("{n}+{id:08x}"))
+                    .collect();
+            }
+            Some(cp.checkpoint)
+        }
+        Err(e) => {
+            report.problems.push(format!("checkpoint signature: {e}"));
+            note_text
+                .rfind("\n\n")
+                .and_then(|i| Checkpoint::parse_text(&note_text[..=i]).ok())
+        }
+    };
+    let Some(cp) = body else {
+        report
+            .problems
+            .push("checkpoint: body does not parse".into());
+        return report;
+    };
+    report.origin = cp.origin.clone();
+    report.size = cp.size;
+    report.root = cp.root;
+    let since_cp = since.and_then(|s| match SignedCheckpoint::open(s, keys) {
+        Ok(c) if c.checkpoint.origin == cp.origin => Some(c.checkpoint),
+        Ok(c) => {
+            report.problems.push(format!(
+                "saved checkpoint is for origin {:?}, not {:?}",
+                c.checkpoint.origin, cp.origin
+            ));
+            None
+        }
+        Err(e) => {
+            report.problems.push(format!("saved checkpoint: {e}"));
+            None
+        }
+    });
+    if let Some(s) = &since_cp {
+        if s.size > cp.size {
+            report.problems.push(format!(
+                "saved checkpoint has {} entries but the export only {}: the log went backwards",
+                s.size, cp.size
+            ));
+            report.since = Some((s.size, false));
+        } else if s.size == 0 {
+            let ok = s.root == crate::hash::empty_root();
+            report.since = Some((0, ok));
+        }
+    }
+
+    let mut tiles = TileChecker {
+        dir,
+        size: cp.size,
+        current: Vec::new(),
+        valid: 0,
+        problems: Vec::new(),
+    };
+    let mut frontier = Frontier::default();
+    let bundles: Vec<(u64, u64)> = tiles_for(cp.size).collect();
+    report.bundles_total = bundles.len() as u64;
+    let threads = threads.max(1);
+    for round in bundles.chunks(BUNDLES_PER_ROUND as usize) {
+        let results: Vec<Bundle> = std::thread::scope(|s| {
+            let per = round.len().div_ceil(threads);
+            let handles: Vec<_> = round
+                .chunks(per.max(1))
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|&(n, w)| read_bundle(dir, n, w))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        if results.len() != round.len() {
+            report.problems.push("a verifier thread failed".into());
+            return report;
+        }
+        for (&(n, _), b) in round.iter().zip(results) {
+            report.problems.extend(b.problems);
+            if b.well_formed {
+                report.bundles_valid += 1;
+            }
+            merge_times(&mut report.time_range, b.times);
+            for (a, c) in b.actions {
+                *report.actions.entry(a).or_default() += c;
+            }
+            if !b.well_formed {
+                // Without this bundle the tree cannot be rebuilt past it.
+                report.problems.push(format!(
+                    "entries from {} on cannot be checked",
+                    n * TILE_WIDTH
+                ));
+                return finish(report, tiles);
+            }
+            for (i, leaf) in b.leaves.iter().enumerate() {
+                let mut leaf_ok = true;
+                frontier.push(*leaf, |level, index, hash| {
+                    if u32::from(level) % TILE_HEIGHT == 0 {
+                        let ok = tiles.check(level, index, hash);
+                        if level == 0 {
+                            leaf_ok = ok;
+                        }
+                    }
+                });
+                if b.good[i] && leaf_ok {
+                    report.entries_valid += 1;
+                }
+                if let Some(s) = &since_cp {
+                    if s.size == frontier.size() {
+                        let ok = frontier.root() == s.root;
+                        if !ok {
+                            report.problems.push(format!(
+                                "the export's first {} entries do not match the saved checkpoint's root: the log was rewritten",
+                                s.size
+                            ));
+                        }
+                        report.since = Some((s.size, ok));
+                    }
+                }
+            }
+        }
+    }
+    if frontier.root() != cp.root {
+        report.problems.push(format!(
+            "root: the entries give {} but the checkpoint signs {}",
+            hex::encode(frontier.root()),
+            hex::encode(cp.root)
+        ));
+    }
+    finish(report, tiles)
+}
+
+fn merge_times(acc: &mut Option<(String, String)>, b: Option<(String, String)>) {
+    let Some((lo, hi)) = b else { return };
+    match acc {
+        None => *acc = Some((lo, hi)),
+        Some((a, z)) => {
+            if lo < *a {
+                *a = lo;
+            }
+            if hi > *z {
+                *z = hi;
+            }
+        }
+    }
+}
+
+fn finish(mut report: VerifyReport, mut tiles: TileChecker<'_>) -> VerifyReport {
+    for l in 0..tiles.current.len() {
+        tiles.finish_tile(l);
+    }
+    let mut total = 0u64;
+    let mut level = 0u32;
+    while level * TILE_HEIGHT < 64 && report.size >> (level * TILE_HEIGHT) > 0 {
+        total += tiles_for(report.size >> (level * TILE_HEIGHT)).count() as u64;
+        level += 1;
+    }
+    report.tiles_total = total;
+    report.tiles_valid = tiles.valid;
+    report.problems.extend(tiles.problems);
+    report
+}

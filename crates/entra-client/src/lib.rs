@@ -1,3 +1,112 @@
-//! A client for the Microsoft identity platform and Microsoft Graph v1.0.
+//! A client for the Microsoft identity platform (device code, refresh, client credentials) and
+//! Microsoft Graph v1.0, as Onboard needs them to provision an app registration in a customer
+//! tenant.
 //!
-//! (Skeleton: filled in by the client work of issue 3.)
+//! Design points:
+//! - Base URLs and trust roots are configuration ([`EntraConfig`]): the same code talks to the
+//!   real cloud and to the emulator.
+//! - Tokens and secrets are [`secrecy::SecretString`] end to end; nothing here prints them.
+//! - Every Graph call carries a per-operation `client-request-id` ([`OpContext`]) and returns
+//!   Graph's `request-id` with its result ([`Reply`]) or error, for the audit log.
+//! - Retries (429/5xx always; replication lag only for calls marked [`OpContext::after_create`])
+//!   are reported to a [`RetryObserver`] so progress can be streamed.
+//! - HTTP and time are seams ([`Transport`], [`Clock`]) so the logic is testable without IO.
+
+pub mod config;
+pub mod device_code;
+pub mod error;
+pub mod graph;
+mod odata;
+pub mod retry;
+pub mod sts;
+pub mod transport;
+
+use std::sync::Arc;
+
+use reqwest::Url;
+use secrecy::SecretString;
+
+pub use config::{EntraConfig, RetryPolicy};
+pub use device_code::{DeviceAuthorization, DeviceCodeFlow, PollOutcome, PollTick};
+pub use error::{EntraError, GraphError, StsError, TransportErrorKind};
+pub use graph::{CallMeta, GraphClient, Reply};
+pub use retry::{OpContext, RetryEvent, RetryObserver, RetryReason, observer_fn};
+pub use sts::{StsClient, TokenSet};
+pub use transport::{Clock, HttpRequest, HttpResponse, ReqwestTransport, TokioClock, Transport};
+
+/// App id of Microsoft Graph, the resource whose app roles (application permissions) we grant.
+pub const MICROSOFT_GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+/// App id of the "Skype and Teams Tenant Admin API", needed by Teams PowerShell app-only auth.
+pub const TEAMS_TENANT_ADMIN_API_APP_ID: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
+
+/// What the STS and Graph clients share: HTTP, time, retry policy and the base URLs.
+pub(crate) struct Shared {
+    /// Sends the requests.
+    pub transport: Arc<dyn Transport>,
+    /// Waits between retries and polls; tokio's clock in production.
+    pub clock: Arc<dyn Clock>,
+    /// How hard to retry.
+    pub policy: RetryPolicy,
+    /// Identity platform base (no tenant).
+    pub authority: Url,
+    /// Graph base including `/v1.0`.
+    pub graph: Url,
+}
+
+/// Entry point: builds the STS client and Graph clients from one configuration.
+#[derive(Clone)]
+pub struct EntraClient {
+    /// Shared by every client handed out, so they pool connections.
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EntraClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntraClient")
+            .field("authority", &self.shared.authority.as_str())
+            .field("graph", &self.shared.graph.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EntraClient {
+    /// Builds a client that talks HTTPS through reqwest.
+    pub fn new(config: &EntraConfig) -> Result<Self, EntraError> {
+        let transport = ReqwestTransport::new(config)?;
+        Self::with_seams(config, Arc::new(transport), Arc::new(TokioClock))
+    }
+
+    /// Builds a client over a caller-supplied transport and clock (tests, proxies).
+    pub fn with_seams(
+        config: &EntraConfig,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, EntraError> {
+        let authority = config.authority_url()?;
+        let graph_root = config.graph_url()?;
+        let graph = Url::parse(&format!(
+            "{}/v1.0",
+            graph_root.as_str().trim_end_matches('/')
+        ))
+        .map_err(|e| EntraError::Config(format!("graph base: {e}")))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                transport,
+                clock,
+                policy: config.retry.clone(),
+                authority,
+                graph,
+            }),
+        })
+    }
+
+    /// The identity-platform client (device code, refresh, client credentials).
+    pub fn sts(&self) -> StsClient {
+        StsClient::new(self.shared.clone())
+    }
+
+    /// A Graph client acting with `access_token` (delegated or app-only).
+    pub fn graph(&self, access_token: SecretString) -> GraphClient {
+        GraphClient::new(self.shared.clone(), access_token)
+    }
+}

@@ -1,0 +1,446 @@
+//! The crate's one error type, and the parsers for the two error bodies Microsoft sends:
+//! the identity platform's (STS) OAuth error JSON and Graph's OData error JSON.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// An error answered by the Microsoft identity platform (the STS), e.g. `invalid_client` with
+/// AADSTS7000215.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsError {
+    /// HTTP status of the answer; 400 for most grant errors, 401 for `invalid_client`.
+    pub http_status: u16,
+    /// The OAuth `error` value; Microsoft says to branch on this, never on the description.
+    pub error: String,
+    /// The first AADSTS number of `error_codes`, the most specific reason we can map for callers.
+    pub code: Option<u32>,
+    /// All AADSTS numbers the STS listed, kept for diagnostics.
+    pub error_codes: Vec<u32>,
+    /// Human text (`error_description`); shown to operators, never matched on.
+    pub description: String,
+    /// STS-side trace id, which Microsoft support asks for.
+    pub trace_id: Option<String>,
+    /// STS-side correlation id, for the audit log and support cases.
+    pub correlation_id: Option<String>,
+    /// When the STS produced the error (its own clock), for the audit log.
+    pub timestamp: Option<String>,
+    /// `Retry-After` of the answer, if any; honoured when the STS throttles.
+    pub retry_after: Option<Duration>,
+}
+
+/// An OData error answered by Microsoft Graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphError {
+    /// HTTP status (404, 400, 403, 429, ...); the retry classifier needs it next to `code`.
+    pub status: u16,
+    /// `error.code`, e.g. `Request_ResourceNotFound`; what callers should branch on.
+    pub code: String,
+    /// `error.message`, human text; only a few replication-lag cases must be matched on it.
+    pub message: String,
+    /// `details[].code` values (e.g. `NoBackingApplicationObject`), more specific than `code`.
+    pub detail_codes: Vec<String>,
+    /// Graph's `request-id` (header, else `innerError`), for the audit log and support cases.
+    pub request_id: Option<String>,
+    /// The `client-request-id` we sent, so one logical operation can be traced across retries.
+    pub client_request_id: Option<String>,
+    /// `innerError.date`, Graph's time of the failure.
+    pub date: Option<String>,
+    /// `Retry-After` of the answer, if any; the retry loop honours it.
+    pub retry_after: Option<Duration>,
+}
+
+/// Everything that can go wrong talking to the identity platform or Graph.
+#[derive(Debug, thiserror::Error)]
+pub enum EntraError {
+    /// The STS refused a token request.
+    #[error("identity platform error {}{}: {}", .0.error, fmt_aadsts(.0.code), first_line(&.0.description))]
+    Sts(Box<StsError>),
+    /// The user declined the device-code sign-in (`authorization_declined` / `access_denied`).
+    #[error("the sign-in was declined{}", fmt_aadsts(.0.code))]
+    DeviceCodeDeclined(Box<StsError>),
+    /// The device code expired before the user finished; `None` when our own clock saw it first.
+    #[error("the device code expired before the sign-in completed")]
+    DeviceCodeExpired(Option<Box<StsError>>),
+    /// The STS did not recognise the device code (`bad_verification_code`): a client bug, not a retry.
+    #[error("the device code was not recognised{}", fmt_aadsts(.0.code))]
+    BadVerificationCode(Box<StsError>),
+    /// Graph answered with an OData error.
+    #[error("graph error {} {}: {} (request-id {})", .0.status, .0.code, .0.message, .0.request_id.as_deref().unwrap_or("-"))]
+    Graph(Box<GraphError>),
+    /// Still throttled (429) after the retry budget was spent.
+    #[error("{operation}: still throttled after {attempts} attempts")]
+    Throttled {
+        /// Which client operation was throttled.
+        operation: &'static str,
+        /// How many requests were sent in total.
+        attempts: u32,
+        /// The last throttling answer.
+        last: Box<EntraError>,
+    },
+    /// A retryable failure (5xx, replication lag) persisted past the configured budget.
+    #[error("{operation}: gave up after {attempts} attempts in {elapsed:?}: {last}")]
+    RetryBudgetExhausted {
+        /// Which client operation gave up.
+        operation: &'static str,
+        /// How many requests were sent in total.
+        attempts: u32,
+        /// Time spent from the first request to giving up.
+        elapsed: Duration,
+        /// The last failure, so callers can still inspect its code and request id.
+        last: Box<EntraError>,
+    },
+    /// The request never produced an HTTP answer (connect, TLS, timeout, body read).
+    #[error("{operation}: transport error ({kind:?}): {message}")]
+    Transport {
+        /// Which client operation failed.
+        operation: &'static str,
+        /// Whether the request may have reached the server; decides if a retry is safe.
+        kind: TransportErrorKind,
+        /// The underlying error text; URLs carry no secrets, so this is safe to show.
+        message: String,
+    },
+    /// An answer could not be decoded into the expected shape.
+    #[error("{operation}: cannot decode the answer (HTTP {status}): {message}")]
+    Decode {
+        /// Which client operation failed.
+        operation: &'static str,
+        /// HTTP status of the undecodable answer.
+        status: u16,
+        /// The decoder's error (positions only, never the body, which may hold a token).
+        message: String,
+        /// Graph's request id when there was one.
+        request_id: Option<String>,
+    },
+    /// The client configuration is unusable (bad URL, bad PEM).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A caller-supplied value cannot be put into a request.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+/// How a request failed below HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportErrorKind {
+    /// No connection was made, so the server never saw the request: always safe to retry.
+    Connect,
+    /// The request timed out; the server may have acted on it.
+    Timeout,
+    /// Anything else (TLS, body read, protocol).
+    Other,
+}
+
+fn fmt_aadsts(code: Option<u32>) -> String {
+    code.map(|c| format!(" (AADSTS{c})")).unwrap_or_default()
+}
+
+fn first_line(s: &str) -> &str {
+    // The STS appends trace/correlation ids on later lines; they are kept in fields instead.
+    s.lines().next().unwrap_or("")
+}
+
+impl EntraError {
+    /// The AADSTS number of an STS-side failure, looking through retry wrappers.
+    pub fn aadsts(&self) -> Option<u32> {
+        match self.root() {
+            EntraError::Sts(e)
+            | EntraError::DeviceCodeDeclined(e)
+            | EntraError::BadVerificationCode(e) => e.code,
+            EntraError::DeviceCodeExpired(Some(e)) => e.code,
+            _ => None,
+        }
+    }
+
+    /// True when a person or policy refused us: the signed-in user lacks the rights for a Graph
+    /// call (403), or declined / was blocked at sign-in. Callers map this to PERMISSION_DENIED.
+    pub fn is_authorization_denied(&self) -> bool {
+        match self.root() {
+            EntraError::Graph(g) => {
+                g.status == 403 && !crate::retry::is_backing_application_message(&g.message)
+            }
+            EntraError::DeviceCodeDeclined(_) => true,
+            // 65004: consent declined; 53003: Conditional Access block; 50105: user not assigned.
+            EntraError::Sts(e) => {
+                e.error == "access_denied" || matches!(e.code, Some(65004 | 53003 | 50105))
+            }
+            _ => false,
+        }
+    }
+
+    /// The Graph error behind this error, looking through retry wrappers.
+    pub fn graph(&self) -> Option<&GraphError> {
+        match self.root() {
+            EntraError::Graph(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The STS error behind this error, looking through retry wrappers.
+    pub fn sts(&self) -> Option<&StsError> {
+        match self.root() {
+            EntraError::Sts(e)
+            | EntraError::DeviceCodeDeclined(e)
+            | EntraError::BadVerificationCode(e) => Some(e),
+            EntraError::DeviceCodeExpired(Some(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True for a Graph 404 (the object does not exist, or has not replicated yet).
+    pub fn is_not_found(&self) -> bool {
+        self.graph().is_some_and(|g| g.status == 404)
+    }
+
+    /// Graph's request id, for the audit log.
+    pub fn request_id(&self) -> Option<&str> {
+        match self.root() {
+            EntraError::Graph(g) => g.request_id.as_deref(),
+            EntraError::Decode { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The innermost error: retry wrappers keep the last real failure.
+    pub fn root(&self) -> &EntraError {
+        match self {
+            EntraError::Throttled { last, .. } | EntraError::RetryBudgetExhausted { last, .. } => {
+                last.root()
+            }
+            other => other,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct StsErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+    #[serde(default)]
+    error_codes: Vec<u32>,
+    timestamp: Option<String>,
+    trace_id: Option<String>,
+    correlation_id: Option<String>,
+}
+
+/// Parses an STS error body; `None` when it is not one (e.g. an HTML gateway page).
+pub(crate) fn parse_sts_error(status: u16, body: &[u8]) -> Option<StsError> {
+    let b: StsErrorBody = serde_json::from_slice(body).ok()?;
+    let code = b
+        .error_codes
+        .first()
+        .copied()
+        .or_else(|| aadsts_from_text(&b.error_description));
+    Some(StsError {
+        http_status: status,
+        error: b.error,
+        code,
+        error_codes: b.error_codes,
+        description: b.error_description,
+        trace_id: b.trace_id,
+        correlation_id: b.correlation_id,
+        timestamp: b.timestamp,
+        retry_after: None,
+    })
+}
+
+/// Fallback for STS answers that omit `error_codes`: the description starts with `AADSTSnnnn:`.
+fn aadsts_from_text(desc: &str) -> Option<u32> {
+    let rest = desc.trim_start().strip_prefix("AADSTS")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[derive(Deserialize)]
+struct GraphErrorEnvelope {
+    error: GraphErrorBody,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: GraphMessage,
+    #[serde(default, rename = "innerError", alias = "innererror")]
+    inner_error: Option<InnerError>,
+    #[serde(default)]
+    details: Vec<GraphErrorDetail>,
+}
+
+/// Graph's `message` is usually a string, but some directory errors send `{ "value": "..." }`.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum GraphMessage {
+    Text(String),
+    Object {
+        value: String,
+    },
+    #[default]
+    Missing,
+}
+
+#[derive(Deserialize)]
+struct InnerError {
+    date: Option<String>,
+    #[serde(rename = "request-id")]
+    request_id: Option<String>,
+    #[serde(rename = "client-request-id")]
+    client_request_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorDetail {
+    #[serde(default)]
+    code: String,
+}
+
+/// Header-level facts of a Graph answer that end up in the error.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ErrorHeaders {
+    pub request_id: Option<String>,
+    pub client_request_id: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+/// Parses a Graph error answer. Never fails: a non-OData body still yields an error with the
+/// status, so a gateway's HTML 502 is classified by status alone.
+pub(crate) fn parse_graph_error(status: u16, body: &[u8], headers: ErrorHeaders) -> GraphError {
+    let parsed: Option<GraphErrorEnvelope> = serde_json::from_slice(body).ok();
+    let (code, message, details, inner) = match parsed {
+        Some(env) => {
+            let message = match env.error.message {
+                GraphMessage::Text(s) => s,
+                GraphMessage::Object { value } => value,
+                GraphMessage::Missing => String::new(),
+            };
+            let details = env.error.details.into_iter().map(|d| d.code).collect();
+            (env.error.code, message, details, env.error.inner_error)
+        }
+        None => (format!("HTTP{status}"), String::new(), Vec::new(), None),
+    };
+    let (date, inner_rid, inner_crid) = match inner {
+        Some(i) => (i.date, i.request_id, i.client_request_id),
+        None => (None, None, None),
+    };
+    GraphError {
+        status,
+        code,
+        message,
+        detail_codes: details,
+        request_id: headers.request_id.or(inner_rid),
+        client_request_id: headers.client_request_id.or(inner_crid),
+        date,
+        retry_after: headers.retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_reference_sts_example() {
+        let body = br#"{ "error": "invalid_scope", "error_description": "AADSTS70011: The provided value for the input parameter 'scope' is not valid.\r\nTrace ID: 255d1aef-8c98-452f-ac51-23d051240864\r\nCorrelation ID: fb3d2015-bc17-4bb9-bb85-30c5cf1aaaa7\r\nTimestamp: 2016-01-09 02:02:12Z", "error_codes": [70011], "timestamp": "2016-01-09 02:02:12Z", "trace_id": "255d1aef-8c98-452f-ac51-23d051240864", "correlation_id": "fb3d2015-bc17-4bb9-bb85-30c5cf1aaaa7", "error_uri": "https://login.microsoftonline.com/error?code=70011" }"#;
+        let e = parse_sts_error(400, body).unwrap();
+        assert_eq!(e.error, "invalid_scope");
+        assert_eq!(e.code, Some(70011));
+        assert_eq!(e.error_codes, vec![70011]);
+        assert_eq!(
+            e.trace_id.as_deref(),
+            Some("255d1aef-8c98-452f-ac51-23d051240864")
+        );
+        assert_eq!(
+            e.correlation_id.as_deref(),
+            Some("fb3d2015-bc17-4bb9-bb85-30c5cf1aaaa7")
+        );
+        assert_eq!(e.timestamp.as_deref(), Some("2016-01-09 02:02:12Z"));
+        let err = EntraError::Sts(Box::new(e));
+        assert_eq!(err.aadsts(), Some(70011));
+        let shown = err.to_string();
+        assert!(
+            shown.contains("invalid_scope") && shown.contains("AADSTS70011"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("Trace ID"),
+            "only the first description line is shown: {shown}"
+        );
+    }
+
+    #[test]
+    fn sts_code_falls_back_to_the_description_prefix() {
+        let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#;
+        let e = parse_sts_error(401, body).unwrap();
+        assert_eq!(e.code, Some(7_000_215));
+        assert_eq!(e.http_status, 401);
+    }
+
+    #[test]
+    fn non_json_sts_body_is_not_an_sts_error() {
+        assert!(parse_sts_error(502, b"<html>bad gateway</html>").is_none());
+    }
+
+    #[test]
+    fn parses_graph_error_with_inner_error_and_details() {
+        let body = br#"{"error":{"code":"Request_BadRequest","message":"The appId 'abc' of the service principal does not reference a valid application object.","details":[{"code":"NoBackingApplicationObject","target":"appId"}],"innerError":{"date":"2026-11-26T08:00:00","request-id":"rid-1","client-request-id":"crid-1"}}}"#;
+        let g = parse_graph_error(400, body, ErrorHeaders::default());
+        assert_eq!(g.status, 400);
+        assert_eq!(g.code, "Request_BadRequest");
+        assert_eq!(
+            g.detail_codes,
+            vec!["NoBackingApplicationObject".to_string()]
+        );
+        assert_eq!(g.request_id.as_deref(), Some("rid-1"));
+        assert_eq!(g.client_request_id.as_deref(), Some("crid-1"));
+        assert_eq!(g.date.as_deref(), Some("2026-11-26T08:00:00"));
+    }
+
+    #[test]
+    fn graph_header_request_id_wins_and_object_message_is_read() {
+        let body = br#"{"error":{"code":"Authorization_RequestDenied","message":{"value":"Insufficient privileges to complete the operation."}}}"#;
+        let headers = ErrorHeaders {
+            request_id: Some("hdr-rid".into()),
+            client_request_id: Some("hdr-crid".into()),
+            retry_after: None,
+        };
+        let g = parse_graph_error(403, body, headers);
+        assert_eq!(
+            g.message,
+            "Insufficient privileges to complete the operation."
+        );
+        assert_eq!(g.request_id.as_deref(), Some("hdr-rid"));
+        let err = EntraError::Graph(Box::new(g));
+        assert!(err.is_authorization_denied());
+        assert_eq!(err.request_id(), Some("hdr-rid"));
+    }
+
+    #[test]
+    fn non_odata_graph_body_keeps_the_status() {
+        let g = parse_graph_error(502, b"<html/>", ErrorHeaders::default());
+        assert_eq!(g.status, 502);
+        assert_eq!(g.code, "HTTP502");
+    }
+
+    #[test]
+    fn helpers_look_through_retry_wrappers() {
+        let g = parse_graph_error(
+            404,
+            br#"{"error":{"code":"Request_ResourceNotFound","message":"Resource 'x' does not exist"}}"#,
+            ErrorHeaders::default(),
+        );
+        let err = EntraError::RetryBudgetExhausted {
+            operation: "get_application",
+            attempts: 3,
+            elapsed: Duration::from_secs(3),
+            last: Box::new(EntraError::Graph(Box::new(g))),
+        };
+        assert!(err.is_not_found());
+        assert_eq!(
+            err.graph().map(|g| g.code.as_str()),
+            Some("Request_ResourceNotFound")
+        );
+        assert!(!err.is_authorization_denied());
+    }
+}

@@ -1,0 +1,256 @@
+//! App registrations: lookup, idempotent upsert by `uniqueName`, secrets.
+
+use reqwest::Method;
+use secrecy::SecretString;
+use serde::Serialize;
+
+use super::{Call, GraphClient, Reply, decode, to_json};
+use crate::error::EntraError;
+use crate::graph::types::{Application, ApplicationSpec, NewPassword, RawNewPassword};
+use crate::odata::{id, key, literal};
+use crate::retry::OpContext;
+
+const APP_SELECT: &str =
+    "id,appId,displayName,uniqueName,signInAudience,passwordCredentials,requiredResourceAccess";
+
+/// Result of an upsert.
+#[derive(Debug, Clone)]
+pub struct UpsertOutcome {
+    /// True when Graph answered 201 (made now), false for 204 (it existed and was updated).
+    pub created: bool,
+    /// The application as Graph has it after the upsert.
+    pub application: Application,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AddPasswordBody<'a> {
+    password_credential: PasswordCredentialRequest<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PasswordCredentialRequest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_date_time: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RemovePasswordBody<'a> {
+    key_id: &'a str,
+}
+
+impl GraphClient {
+    /// `GET /applications/{id}`.
+    pub async fn get_application(
+        &self,
+        object_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Application>, EntraError> {
+        let url = self.url(
+            &format!("applications/{}", id(object_id)?),
+            &[("$select", APP_SELECT)],
+        )?;
+        self.get_json("get_application", url, ctx).await
+    }
+
+    /// Finds the application with client id `app_id`; `None` if there is none.
+    pub async fn find_application_by_app_id(
+        &self,
+        app_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Option<Application>>, EntraError> {
+        let filter = format!("appId eq {}", literal(app_id));
+        let url = self.url(
+            "applications",
+            &[("$filter", &filter), ("$select", APP_SELECT)],
+        )?;
+        let reply: Reply<Vec<Application>> = self
+            .list_all("find_application_by_app_id", url, ctx)
+            .await?;
+        Ok(reply.map(|v| v.into_iter().next()))
+    }
+
+    /// Applications whose display name is exactly `name` (names are not unique in Entra; the
+    /// wizard's uniqueness rule is checked with this).
+    pub async fn find_applications_by_display_name(
+        &self,
+        name: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<Application>>, EntraError> {
+        let filter = format!("displayName eq {}", literal(name));
+        let url = self.url(
+            "applications",
+            &[("$filter", &filter), ("$select", APP_SELECT)],
+        )?;
+        self.list_all("find_applications_by_display_name", url, ctx)
+            .await
+    }
+
+    /// `GET /applications(uniqueName='…')`; `None` when Graph says 404.
+    pub async fn get_application_by_unique_name(
+        &self,
+        unique_name: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Option<Application>>, EntraError> {
+        let url = self.url(
+            &format!("applications(uniqueName={})", key(unique_name)),
+            &[("$select", APP_SELECT)],
+        )?;
+        match self
+            .get_json::<Application>("get_application_by_unique_name", url, ctx)
+            .await
+        {
+            Ok(r) => Ok(r.map(Some)),
+            Err(e) if e.is_not_found() => Ok(Reply {
+                value: None,
+                meta: super::CallMeta {
+                    status: 404,
+                    request_id: e.request_id().map(str::to_owned),
+                    client_request_id: ctx.client_request_id.to_string(),
+                    attempts: 1,
+                },
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates or updates the application keyed by `unique_name`
+    /// (`PATCH /applications(uniqueName='…')` with `Prefer: create-if-missing`). A retried
+    /// provisioning run therefore never makes a second app. On 204 the app is read back so the
+    /// caller always gets ids. The returned meta is the PATCH's (201 or 204).
+    pub async fn upsert_application(
+        &self,
+        unique_name: &str,
+        spec: &ApplicationSpec,
+        ctx: &OpContext,
+    ) -> Result<Reply<UpsertOutcome>, EntraError> {
+        let operation = "upsert_application";
+        let url = self.url(
+            &format!("applications(uniqueName={})", key(unique_name)),
+            &[],
+        )?;
+        let call = Call {
+            operation,
+            method: Method::PATCH,
+            url,
+            body: Some(to_json(operation, spec)?),
+            prefer: Some("create-if-missing"),
+        };
+        let (resp, meta) = self.send(call, ctx).await?;
+        if resp.status.as_u16() == 201 {
+            let application: Application = decode(operation, &resp, &meta)?;
+            tracing::info!(unique_name, app_id = %application.app_id, request_id = meta.request_id.as_deref().unwrap_or(""), "application created");
+            return Ok(Reply {
+                value: UpsertOutcome {
+                    created: true,
+                    application,
+                },
+                meta,
+            });
+        }
+        // 204: it existed. The read-back may hit a replica that has not seen our update, but
+        // not one that lacks the app, so a 404 here is lag and is retried.
+        let read_ctx = OpContext {
+            after_create: true,
+            ..ctx.clone()
+        };
+        let url = self.url(
+            &format!("applications(uniqueName={})", key(unique_name)),
+            &[("$select", APP_SELECT)],
+        )?;
+        let read: Reply<Application> = self
+            .get_json("upsert_application_read_back", url, &read_ctx)
+            .await?;
+        tracing::info!(unique_name, app_id = %read.value.app_id, "application updated");
+        Ok(Reply {
+            value: UpsertOutcome {
+                created: false,
+                application: read.value,
+            },
+            meta: super::CallMeta {
+                attempts: meta.attempts + read.meta.attempts,
+                ..meta
+            },
+        })
+    }
+
+    /// `PATCH /applications/{id}` with any JSON patch (204).
+    pub async fn update_application(
+        &self,
+        object_id: &str,
+        patch: &serde_json::Value,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let url = self.url(&format!("applications/{}", id(object_id)?), &[])?;
+        let body = to_json("update_application", patch)?;
+        self.no_content("update_application", Method::PATCH, url, Some(body), ctx)
+            .await
+    }
+
+    /// `DELETE /applications/{id}` (204; the app goes to the 30-day recycle bin).
+    pub async fn delete_application(
+        &self,
+        object_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let url = self.url(&format!("applications/{}", id(object_id)?), &[])?;
+        self.no_content("delete_application", Method::DELETE, url, None, ctx)
+            .await
+    }
+
+    /// `POST /applications/{id}/addPassword`: a new client secret. The value is returned only
+    /// here, as a `SecretString`. Not retried on timeout (it could add two secrets).
+    pub async fn add_password(
+        &self,
+        app_object_id: &str,
+        display_name: Option<&str>,
+        end_date_time: Option<&str>,
+        ctx: &OpContext,
+    ) -> Result<Reply<NewPassword>, EntraError> {
+        let url = self.url(
+            &format!("applications/{}/addPassword", id(app_object_id)?),
+            &[],
+        )?;
+        let body = AddPasswordBody {
+            password_credential: PasswordCredentialRequest {
+                display_name,
+                end_date_time,
+            },
+        };
+        let reply: Reply<RawNewPassword> = self.post_json("add_password", url, &body, ctx).await?;
+        tracing::info!(
+            key_id = %reply.value.info.key_id,
+            request_id = reply.meta.request_id.as_deref().unwrap_or(""),
+            "client secret added"
+        );
+        Ok(reply.map(|raw| NewPassword {
+            info: raw.info,
+            secret_text: SecretString::from(raw.secret_text),
+        }))
+    }
+
+    /// `POST /applications/{id}/removePassword` (204).
+    pub async fn remove_password(
+        &self,
+        app_object_id: &str,
+        key_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let url = self.url(
+            &format!("applications/{}/removePassword", id(app_object_id)?),
+            &[],
+        )?;
+        let body = to_json(
+            "remove_password",
+            &RemovePasswordBody {
+                key_id: id(key_id)?,
+            },
+        )?;
+        self.no_content("remove_password", Method::POST, url, Some(body), ctx)
+            .await
+    }
+}

@@ -1,0 +1,60 @@
+//! The signed-in user, their directory roles, and the tenant.
+
+use super::{GraphClient, Reply};
+use crate::error::EntraError;
+use crate::graph::types::{DirectoryObject, DirectoryRole, Organization, User};
+use crate::retry::OpContext;
+
+const DIRECTORY_ROLE_TYPE: &str = "#microsoft.graph.directoryRole";
+
+impl GraphClient {
+    /// `GET /me`: who signed in (delegated tokens only).
+    pub async fn me(&self, ctx: &OpContext) -> Result<Reply<User>, EntraError> {
+        let url = self.url("me", &[("$select", "id,userPrincipalName,displayName")])?;
+        self.get_json("me", url, ctx).await
+    }
+
+    /// The signed-in user's activated directory roles, including those held through groups.
+    /// Reads `/me/transitiveMemberOf` (the reference's authoritative check) and keeps the
+    /// `directoryRole` entries client-side: the type-cast URL segment would need advanced-query
+    /// headers on the real service.
+    pub async fn my_directory_roles(
+        &self,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<DirectoryRole>>, EntraError> {
+        let url = self.url("me/transitiveMemberOf", &[])?;
+        let reply: Reply<Vec<DirectoryObject>> =
+            self.list_all("my_directory_roles", url, ctx).await?;
+        Ok(reply.map(|objs| {
+            objs.into_iter()
+                .filter(|o| o.odata_type.as_deref() == Some(DIRECTORY_ROLE_TYPE))
+                .filter_map(|o| {
+                    Some(DirectoryRole {
+                        role_template_id: o.role_template_id?,
+                        id: o.id,
+                        display_name: o.display_name,
+                    })
+                })
+                .collect()
+        }))
+    }
+
+    /// `GET /organization`: the tenant the token is for.
+    pub async fn organization(&self, ctx: &OpContext) -> Result<Reply<Organization>, EntraError> {
+        let url = self.url(
+            "organization",
+            &[("$select", "id,displayName,verifiedDomains")],
+        )?;
+        let reply: Reply<Vec<Organization>> = self.list_all("organization", url, ctx).await?;
+        let meta = reply.meta.clone();
+        match reply.value.into_iter().next() {
+            Some(org) => Ok(Reply { value: org, meta }),
+            None => Err(EntraError::Decode {
+                operation: "organization",
+                status: meta.status,
+                message: "no organization in the answer".into(),
+                request_id: meta.request_id,
+            }),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Consent: app-role assignments (admin consent to application permissions) and
+//! oauth2PermissionGrants (delegated consent).
+
+use reqwest::Method;
+use serde::Serialize;
+
+use super::{GraphClient, Reply};
+use crate::error::EntraError;
+use crate::graph::types::{AppRoleAssignment, OAuth2PermissionGrant};
+use crate::odata::{id, literal};
+use crate::retry::OpContext;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppRoleAssignmentBody<'a> {
+    principal_id: &'a str,
+    resource_id: &'a str,
+    app_role_id: &'a str,
+}
+
+impl GraphClient {
+    /// Grants app role `app_role_id` of resource SP `resource_sp_id` to `principal_id`
+    /// (`POST /servicePrincipals/{resource}/appRoleAssignedTo`, 201). For Microsoft Graph roles
+    /// the signed-in admin must be Privileged Role Administrator or Global Administrator; an
+    /// Application Administrator gets 403 ([`EntraError::is_authorization_denied`]).
+    pub async fn grant_app_role(
+        &self,
+        resource_sp_id: &str,
+        principal_id: &str,
+        app_role_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<AppRoleAssignment>, EntraError> {
+        let url = self.url(
+            &format!(
+                "servicePrincipals/{}/appRoleAssignedTo",
+                id(resource_sp_id)?
+            ),
+            &[],
+        )?;
+        let body = AppRoleAssignmentBody {
+            principal_id: id(principal_id)?,
+            resource_id: resource_sp_id,
+            app_role_id: id(app_role_id)?,
+        };
+        let reply: Reply<AppRoleAssignment> =
+            self.post_json("grant_app_role", url, &body, ctx).await?;
+        tracing::info!(
+            resource_sp_id,
+            principal_id,
+            app_role_id,
+            assignment_id = %reply.value.id,
+            request_id = reply.meta.request_id.as_deref().unwrap_or(""),
+            "app role granted"
+        );
+        Ok(reply)
+    }
+
+    /// Everyone holding app roles of resource SP `resource_sp_id`.
+    pub async fn list_app_role_assigned_to(
+        &self,
+        resource_sp_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<AppRoleAssignment>>, EntraError> {
+        let url = self.url(
+            &format!(
+                "servicePrincipals/{}/appRoleAssignedTo",
+                id(resource_sp_id)?
+            ),
+            &[],
+        )?;
+        self.list_all("list_app_role_assigned_to", url, ctx).await
+    }
+
+    /// App roles held by principal SP `principal_sp_id` (our app's grants, across resources).
+    pub async fn list_app_role_assignments(
+        &self,
+        principal_sp_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<AppRoleAssignment>>, EntraError> {
+        let url = self.url(
+            &format!(
+                "servicePrincipals/{}/appRoleAssignments",
+                id(principal_sp_id)?
+            ),
+            &[],
+        )?;
+        self.list_all("list_app_role_assignments", url, ctx).await
+    }
+
+    /// Revokes an app-role grant (`DELETE …/appRoleAssignedTo/{id}`, 204).
+    pub async fn revoke_app_role(
+        &self,
+        resource_sp_id: &str,
+        assignment_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let url = self.url(
+            &format!(
+                "servicePrincipals/{}/appRoleAssignedTo/{}",
+                id(resource_sp_id)?,
+                id(assignment_id)?
+            ),
+            &[],
+        )?;
+        self.no_content("revoke_app_role", Method::DELETE, url, None, ctx)
+            .await
+    }
+
+    /// Delegated grants held by client SP `client_sp_id`.
+    pub async fn list_oauth2_permission_grants(
+        &self,
+        client_sp_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<OAuth2PermissionGrant>>, EntraError> {
+        let filter = format!("clientId eq {}", literal(id(client_sp_id)?));
+        let url = self.url("oauth2PermissionGrants", &[("$filter", &filter)])?;
+        self.list_all("list_oauth2_permission_grants", url, ctx)
+            .await
+    }
+
+    /// `POST /oauth2PermissionGrants` (201); `grant.id` is ignored.
+    pub async fn create_oauth2_permission_grant(
+        &self,
+        grant: &OAuth2PermissionGrant,
+        ctx: &OpContext,
+    ) -> Result<Reply<OAuth2PermissionGrant>, EntraError> {
+        let body = OAuth2PermissionGrant {
+            id: String::new(),
+            ..grant.clone()
+        };
+        let url = self.url("oauth2PermissionGrants", &[])?;
+        self.post_json("create_oauth2_permission_grant", url, &body, ctx)
+            .await
+    }
+
+    /// `DELETE /oauth2PermissionGrants/{id}` (204).
+    pub async fn delete_oauth2_permission_grant(
+        &self,
+        grant_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        // Grant ids are base64url-like, not GUIDs; encode rather than validate as a GUID.
+        let url = self.url(
+            &format!("oauth2PermissionGrants/{}", crate::odata::pct(grant_id)),
+            &[],
+        )?;
+        self.no_content(
+            "delete_oauth2_permission_grant",
+            Method::DELETE,
+            url,
+            None,
+            ctx,
+        )
+        .await
+    }
+}

@@ -1,0 +1,336 @@
+//! Microsoft Graph v1.0: the request core (auth, correlation ids, retries, errors, paging) and
+//! the typed operations, grouped by resource in the submodules.
+
+mod applications;
+mod directory;
+mod grants;
+pub mod roles;
+mod service_principals;
+pub mod types;
+
+use std::fmt;
+use std::sync::Arc;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Shared;
+use crate::error::{EntraError, ErrorHeaders, parse_graph_error};
+use crate::retry::{OpContext, Retrier};
+use crate::sts::header_str;
+use crate::transport::{HttpRequest, HttpResponse, parse_retry_after};
+
+pub use applications::UpsertOutcome;
+pub use types::*;
+
+/// Facts about a completed Graph call, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallMeta {
+    /// HTTP status of the final answer (e.g. 201 vs 204 tells created from updated).
+    pub status: u16,
+    /// Graph's `request-id` of the final answer (for paged lists: of the last page).
+    pub request_id: Option<String>,
+    /// The `client-request-id` we sent for this logical operation.
+    pub client_request_id: String,
+    /// Requests sent, retries and pages included.
+    pub attempts: u32,
+}
+
+/// A Graph result with its call facts.
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    /// The decoded answer.
+    pub value: T,
+    /// Status and correlation ids.
+    pub meta: CallMeta,
+}
+
+impl<T> Reply<T> {
+    /// Applies `f` to the value, keeping the call facts.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Reply<U> {
+        Reply {
+            value: f(self.value),
+            meta: self.meta,
+        }
+    }
+}
+
+/// A Graph client acting with one access token.
+#[derive(Clone)]
+pub struct GraphClient {
+    /// HTTP, clock, policy and base URL.
+    shared: Arc<Shared>,
+    /// Bearer token; exposed only while building the `Authorization` header.
+    token: Arc<SecretString>,
+}
+
+impl fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("graph", &self.shared.graph.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One Graph request as the operations describe it.
+pub(crate) struct Call {
+    /// Operation name for logs, retry events and errors.
+    pub operation: &'static str,
+    /// HTTP method.
+    pub method: Method,
+    /// Absolute URL.
+    pub url: Url,
+    /// JSON body, already serialized.
+    pub body: Option<Vec<u8>>,
+    /// `Prefer` header value (e.g. `create-if-missing` for upsert).
+    pub prefer: Option<&'static str>,
+}
+
+#[derive(serde::Deserialize)]
+struct Page<T> {
+    value: Vec<T>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+impl GraphClient {
+    pub(crate) fn new(shared: Arc<Shared>, token: SecretString) -> Self {
+        Self {
+            shared,
+            token: Arc::new(token),
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, EntraError> {
+        crate::odata::url(&self.shared.graph, path, query)
+    }
+
+    /// Sends a call with retries; 2xx answers come back, anything else is an error.
+    pub(crate) async fn send(
+        &self,
+        call: Call,
+        ctx: &OpContext,
+    ) -> Result<(HttpResponse, CallMeta), EntraError> {
+        let retrier = Retrier {
+            policy: &self.shared.policy,
+            clock: self.shared.clock.as_ref(),
+        };
+        // POST creates (and addPassword) are not idempotent: a timed-out one may have landed.
+        let idempotent = call.method != Method::POST;
+        let crid = ctx.client_request_id.to_string();
+        let operation = call.operation;
+        let (resp, attempts) = retrier
+            .run(operation, ctx, idempotent, || self.attempt(&call, &crid))
+            .await?;
+        let meta = CallMeta {
+            status: resp.status.as_u16(),
+            request_id: header_str(&resp.headers, "request-id"),
+            client_request_id: crid,
+            attempts,
+        };
+        tracing::debug!(
+            operation,
+            status = meta.status,
+            request_id = meta.request_id.as_deref().unwrap_or(""),
+            client_request_id = %meta.client_request_id,
+            attempts,
+            "graph call done"
+        );
+        Ok((resp, meta))
+    }
+
+    fn attempt(
+        &self,
+        call: &Call,
+        crid: &str,
+    ) -> impl Future<Output = Result<HttpResponse, EntraError>> + Send + 'static {
+        let operation = call.operation;
+        let req = self.build_request(call, crid);
+        let transport = self.shared.transport.clone();
+        async move {
+            let req = req?;
+            let resp = transport
+                .send(req)
+                .await
+                .map_err(|f| EntraError::Transport {
+                    operation,
+                    kind: f.kind,
+                    message: f.message,
+                })?;
+            if resp.status.is_success() {
+                return Ok(resp);
+            }
+            let headers = ErrorHeaders {
+                request_id: header_str(&resp.headers, "request-id"),
+                client_request_id: header_str(&resp.headers, "client-request-id"),
+                retry_after: parse_retry_after(&resp.headers),
+            };
+            let err = parse_graph_error(resp.status.as_u16(), &resp.body, headers);
+            tracing::debug!(
+                operation,
+                status = err.status,
+                code = %err.code,
+                request_id = err.request_id.as_deref().unwrap_or(""),
+                "graph call refused"
+            );
+            Err(EntraError::Graph(Box::new(err)))
+        }
+    }
+
+    fn build_request(&self, call: &Call, crid: &str) -> Result<HttpRequest, EntraError> {
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.token.expose_secret()))
+            .map_err(|_| {
+                EntraError::InvalidInput("access token is not a valid header value".into())
+            })?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(crid) {
+            headers.insert("client-request-id", v);
+        }
+        // Asks Graph to echo our id, so the error body and headers carry it too.
+        headers.insert("return-client-request-id", HeaderValue::from_static("true"));
+        if call.body.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(p) = call.prefer {
+            headers.insert("prefer", HeaderValue::from_static(p));
+        }
+        Ok(HttpRequest {
+            method: call.method.clone(),
+            url: call.url.clone(),
+            headers,
+            body: call.body.clone(),
+        })
+    }
+
+    /// GET returning one JSON object.
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        url: Url,
+        ctx: &OpContext,
+    ) -> Result<Reply<T>, EntraError> {
+        let call = Call {
+            operation,
+            method: Method::GET,
+            url,
+            body: None,
+            prefer: None,
+        };
+        let (resp, meta) = self.send(call, ctx).await?;
+        let value = decode(operation, &resp, &meta)?;
+        Ok(Reply { value, meta })
+    }
+
+    /// POST with a JSON body, returning the created object.
+    pub(crate) async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        url: Url,
+        body: &B,
+        ctx: &OpContext,
+    ) -> Result<Reply<T>, EntraError> {
+        let call = Call {
+            operation,
+            method: Method::POST,
+            url,
+            body: Some(to_json(operation, body)?),
+            prefer: None,
+        };
+        let (resp, meta) = self.send(call, ctx).await?;
+        let value = decode(operation, &resp, &meta)?;
+        Ok(Reply { value, meta })
+    }
+
+    /// A call whose success has no body (DELETE, removePassword, PATCH): 204.
+    pub(crate) async fn no_content(
+        &self,
+        operation: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let call = Call {
+            operation,
+            method,
+            url,
+            body,
+            prefer: None,
+        };
+        let (_, meta) = self.send(call, ctx).await?;
+        Ok(Reply { value: (), meta })
+    }
+
+    /// GET a collection, following `@odata.nextLink` until the last page.
+    pub(crate) async fn list_all<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        first: Url,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<T>>, EntraError> {
+        let mut items = Vec::new();
+        let mut url = first;
+        let mut attempts = 0;
+        loop {
+            let reply: Reply<Page<T>> = self.get_json(operation, url, ctx).await?;
+            attempts += reply.meta.attempts;
+            items.extend(reply.value.value);
+            match reply.value.next_link {
+                Some(next) => url = self.checked_next_link(operation, &next)?,
+                None => {
+                    let meta = CallMeta {
+                        attempts,
+                        ..reply.meta
+                    };
+                    return Ok(Reply { value: items, meta });
+                }
+            }
+        }
+    }
+
+    /// A nextLink is absolute; we only follow it to our own Graph origin, so a bad answer cannot
+    /// make us send the bearer token elsewhere.
+    fn checked_next_link(&self, operation: &'static str, next: &str) -> Result<Url, EntraError> {
+        let url = Url::parse(next).map_err(|e| EntraError::Decode {
+            operation,
+            status: 200,
+            message: format!("bad @odata.nextLink: {e}"),
+            request_id: None,
+        })?;
+        if url.origin() != self.shared.graph.origin() {
+            return Err(EntraError::Decode {
+                operation,
+                status: 200,
+                message: "@odata.nextLink points to another host".into(),
+                request_id: None,
+            });
+        }
+        Ok(url)
+    }
+}
+
+pub(crate) fn to_json<B: Serialize>(
+    operation: &'static str,
+    body: &B,
+) -> Result<Vec<u8>, EntraError> {
+    serde_json::to_vec(body).map_err(|e| EntraError::InvalidInput(format!("{operation}: {e}")))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(
+    operation: &'static str,
+    resp: &HttpResponse,
+    meta: &CallMeta,
+) -> Result<T, EntraError> {
+    serde_json::from_slice(&resp.body).map_err(|e| EntraError::Decode {
+        operation,
+        status: resp.status.as_u16(),
+        message: e.to_string(),
+        request_id: meta.request_id.clone(),
+    })
+}

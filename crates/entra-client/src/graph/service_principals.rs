@@ -1,0 +1,119 @@
+//! Service principals: ours (created from the app), resource SPs (Graph, Teams admin API) and
+//! the temporary `-token` enterprise app we remove.
+
+use reqwest::Method;
+use serde::Serialize;
+
+use super::{GraphClient, Reply};
+use crate::error::EntraError;
+use crate::graph::types::ServicePrincipal;
+use crate::odata::{id, key, literal};
+use crate::retry::OpContext;
+
+const SP_SELECT: &str = "id,appId,displayName,appRoles,oauth2PermissionScopes";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateSp<'a> {
+    app_id: &'a str,
+}
+
+impl GraphClient {
+    /// `POST /servicePrincipals {appId}` (201). Right after creating the app, mark `ctx` with
+    /// [`OpContext::after_create`]: Graph then often says NoBackingApplicationObject for a while.
+    pub async fn create_service_principal(
+        &self,
+        app_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<ServicePrincipal>, EntraError> {
+        let url = self.url("servicePrincipals", &[])?;
+        let reply: Reply<ServicePrincipal> = self
+            .post_json("create_service_principal", url, &CreateSp { app_id }, ctx)
+            .await?;
+        tracing::info!(
+            app_id,
+            sp_id = %reply.value.id,
+            request_id = reply.meta.request_id.as_deref().unwrap_or(""),
+            "service principal created"
+        );
+        Ok(reply)
+    }
+
+    /// `GET /servicePrincipals/{id}`.
+    pub async fn get_service_principal(
+        &self,
+        object_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<ServicePrincipal>, EntraError> {
+        let url = self.url(
+            &format!("servicePrincipals/{}", id(object_id)?),
+            &[("$select", SP_SELECT)],
+        )?;
+        self.get_json("get_service_principal", url, ctx).await
+    }
+
+    /// The service principal of client id `app_id` in this tenant; `None` if not instantiated.
+    pub async fn find_service_principal_by_app_id(
+        &self,
+        app_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Option<ServicePrincipal>>, EntraError> {
+        let filter = format!("appId eq {}", literal(app_id));
+        let url = self.url(
+            "servicePrincipals",
+            &[("$filter", &filter), ("$select", SP_SELECT)],
+        )?;
+        let reply: Reply<Vec<ServicePrincipal>> = self
+            .list_all("find_service_principal_by_app_id", url, ctx)
+            .await?;
+        Ok(reply.map(|v| v.into_iter().next()))
+    }
+
+    /// Service principals named exactly `name` (how the temporary `-token` app is found).
+    pub async fn find_service_principals_by_display_name(
+        &self,
+        name: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<ServicePrincipal>>, EntraError> {
+        let filter = format!("displayName eq {}", literal(name));
+        let url = self.url(
+            "servicePrincipals",
+            &[("$filter", &filter), ("$select", SP_SELECT)],
+        )?;
+        self.list_all("find_service_principals_by_display_name", url, ctx)
+            .await
+    }
+
+    /// A resource's service principal with its app roles and scopes, by alternate key
+    /// (`/servicePrincipals(appId='…')`). Role ids are read here at runtime rather than
+    /// hard-coded: the reference found no authoritative id for the Teams admin API role.
+    pub async fn resource_service_principal(
+        &self,
+        resource_app_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<ServicePrincipal>, EntraError> {
+        let url = self.url(
+            &format!("servicePrincipals(appId={})", key(resource_app_id)),
+            &[("$select", SP_SELECT)],
+        )?;
+        self.get_json("resource_service_principal", url, ctx).await
+    }
+
+    /// `DELETE /servicePrincipals/{id}` (204).
+    pub async fn delete_service_principal(
+        &self,
+        object_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let url = self.url(&format!("servicePrincipals/{}", id(object_id)?), &[])?;
+        let reply = self
+            .no_content("delete_service_principal", Method::DELETE, url, None, ctx)
+            .await?;
+        tracing::info!(
+            sp_id = object_id,
+            request_id = reply.meta.request_id.as_deref().unwrap_or(""),
+            "service principal deleted"
+        );
+        Ok(reply)
+    }
+}

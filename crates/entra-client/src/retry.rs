@@ -1,0 +1,389 @@
+//! Retries: which failures are worth another try, how long to wait, and telling the caller.
+//!
+//! Two kinds of retry share one loop. Transient failures (429, 5xx, connect errors) are retried
+//! for every call. Replication-lag failures (a 404 or a "no backing application" error right
+//! after a create) are retried only when the caller marked the call as dependent on a create,
+//! because otherwise a 404 is a true answer.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::config::RetryPolicy;
+use crate::error::{EntraError, TransportErrorKind};
+use crate::transport::Clock;
+
+/// Why a request is being retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryReason {
+    /// 429: the tenant or app is throttled; `retry_after` is what the server asked for.
+    Throttled {
+        /// The server's `Retry-After`, if sent.
+        retry_after: Option<Duration>,
+    },
+    /// 500, 502, 503 or 504, or the STS said `temporarily_unavailable`.
+    ServerError {
+        /// The HTTP status.
+        status: u16,
+        /// The server's `Retry-After`, if sent (503 often has one).
+        retry_after: Option<Duration>,
+    },
+    /// A just-created object is not visible yet on the replica that answered.
+    ReplicationLag {
+        /// The HTTP status (404, 400 or 403).
+        status: u16,
+        /// Graph's error code, for progress text and the audit log.
+        code: String,
+    },
+    /// A just-created app or secret is not yet known to the STS (AADSTS700016 / 7000215).
+    CredentialPropagation {
+        /// The AADSTS number.
+        aadsts: u32,
+    },
+    /// No HTTP answer (connect failure, or a timeout on an idempotent call).
+    Transport {
+        /// What kind of transport failure.
+        kind: TransportErrorKind,
+    },
+}
+
+impl fmt::Display for RetryReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RetryReason::Throttled { .. } => write!(f, "throttled (429)"),
+            RetryReason::ServerError { status, .. } => write!(f, "server error ({status})"),
+            RetryReason::ReplicationLag { status, code } => {
+                write!(f, "waiting for directory replication ({status} {code})")
+            }
+            RetryReason::CredentialPropagation { aadsts } => {
+                write!(
+                    f,
+                    "waiting for the new credential to propagate (AADSTS{aadsts})"
+                )
+            }
+            RetryReason::Transport { kind } => write!(f, "transport failure ({kind:?})"),
+        }
+    }
+}
+
+impl RetryReason {
+    fn is_replication(&self) -> bool {
+        matches!(
+            self,
+            RetryReason::ReplicationLag { .. } | RetryReason::CredentialPropagation { .. }
+        )
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RetryReason::Throttled { retry_after }
+            | RetryReason::ServerError { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// One retry, reported to the caller before the wait starts so progress can be streamed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryEvent {
+    /// The client operation being retried (e.g. `create_service_principal`).
+    pub operation: &'static str,
+    /// Number of the attempt that just failed (1 = the first request).
+    pub attempt: u32,
+    /// Why it is retried.
+    pub reason: RetryReason,
+    /// How long the client waits before the next attempt.
+    pub wait: Duration,
+    /// Graph's `request-id` of the failed attempt, for the audit log.
+    pub request_id: Option<String>,
+    /// Our `client-request-id` for the logical operation.
+    pub client_request_id: String,
+}
+
+/// Receives retry events. Implemented for tokio mpsc senders and, via [`observer_fn`], closures.
+pub trait RetryObserver: Send + Sync {
+    /// Called once per retry, before the wait.
+    fn on_retry(&self, event: &RetryEvent);
+}
+
+impl RetryObserver for mpsc::UnboundedSender<RetryEvent> {
+    fn on_retry(&self, event: &RetryEvent) {
+        // A closed receiver means nobody watches progress any more; the call itself goes on.
+        let _ = self.send(event.clone());
+    }
+}
+
+impl RetryObserver for mpsc::Sender<RetryEvent> {
+    fn on_retry(&self, event: &RetryEvent) {
+        // Never block a Graph call on a slow progress consumer; dropping a progress note is fine.
+        let _ = self.try_send(event.clone());
+    }
+}
+
+/// Adapts a closure into a [`RetryObserver`].
+pub struct FnObserver<F>(F);
+
+impl<F: Fn(&RetryEvent) + Send + Sync> RetryObserver for FnObserver<F> {
+    fn on_retry(&self, event: &RetryEvent) {
+        (self.0)(event)
+    }
+}
+
+/// Wraps a closure as an observer: `ctx.with_observer(observer_fn(|e| println!("{e:?}")))`.
+pub fn observer_fn<F: Fn(&RetryEvent) + Send + Sync + 'static>(f: F) -> Arc<dyn RetryObserver> {
+    Arc::new(FnObserver(f))
+}
+
+/// Per-call context: one logical operation (with all its retries) shares one client-request-id.
+#[derive(Clone)]
+pub struct OpContext {
+    /// Sent as `client-request-id` on every attempt, so Microsoft support and our audit log can
+    /// tie the retries of one operation together.
+    pub client_request_id: Uuid,
+    /// The call depends on an object created moments ago: replication-lag errors are retried.
+    pub after_create: bool,
+    /// Where retry events go; `None` to only log them.
+    pub observer: Option<Arc<dyn RetryObserver>>,
+}
+
+impl fmt::Debug for OpContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpContext")
+            .field("client_request_id", &self.client_request_id)
+            .field("after_create", &self.after_create)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+impl Default for OpContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OpContext {
+    /// A fresh context with a new random client-request-id.
+    pub fn new() -> Self {
+        Self {
+            client_request_id: Uuid::new_v4(),
+            after_create: false,
+            observer: None,
+        }
+    }
+
+    /// Marks the call as dependent on a just-made create, enabling replication-lag retries.
+    pub fn after_create(mut self) -> Self {
+        self.after_create = true;
+        self
+    }
+
+    /// Sets where retry events are reported.
+    pub fn with_observer(mut self, observer: Arc<dyn RetryObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Uses a caller-chosen client-request-id (e.g. one recorded in the audit log beforehand).
+    pub fn with_client_request_id(mut self, id: Uuid) -> Self {
+        self.client_request_id = id;
+        self
+    }
+}
+
+/// True for Graph's misleading 403 about a service principal's "backing application … local
+/// tenant", which is replication lag and not a permission problem.
+pub(crate) fn is_backing_application_message(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("backing application") && m.contains("local tenant")
+}
+
+/// Decides whether `err` is worth retrying. `after_create` enables replication-lag retries;
+/// `idempotent` allows retrying a timeout, where the server may already have acted.
+pub fn classify(err: &EntraError, after_create: bool, idempotent: bool) -> Option<RetryReason> {
+    match err {
+        EntraError::Graph(g) => {
+            match g.status {
+                429 => {
+                    return Some(RetryReason::Throttled {
+                        retry_after: g.retry_after,
+                    });
+                }
+                500 | 502 | 503 | 504 => {
+                    return Some(RetryReason::ServerError {
+                        status: g.status,
+                        retry_after: g.retry_after,
+                    });
+                }
+                _ => {}
+            }
+            if !after_create {
+                return None;
+            }
+            let msg = g.message.to_ascii_lowercase();
+            let lag = match g.status {
+                404 => true,
+                400 => {
+                    g.detail_codes
+                        .iter()
+                        .any(|c| c == "NoBackingApplicationObject")
+                        || msg.contains("does not reference a valid application object")
+                        || msg.contains("not a valid reference update")
+                        || msg.contains("does not exist or one of its queried reference-property")
+                        || g.code == "PrincipalNotFound"
+                }
+                403 => is_backing_application_message(&g.message),
+                _ => false,
+            };
+            lag.then(|| RetryReason::ReplicationLag {
+                status: g.status,
+                code: g.code.clone(),
+            })
+        }
+        EntraError::Sts(e) => {
+            if e.error == "temporarily_unavailable"
+                || matches!(e.http_status, 500 | 502 | 503 | 504)
+            {
+                return Some(RetryReason::ServerError {
+                    status: e.http_status,
+                    retry_after: e.retry_after,
+                });
+            }
+            if e.http_status == 429 {
+                return Some(RetryReason::Throttled {
+                    retry_after: e.retry_after,
+                });
+            }
+            match e.code {
+                Some(code @ (700_016 | 7_000_215)) if after_create => {
+                    Some(RetryReason::CredentialPropagation { aadsts: code })
+                }
+                _ => None,
+            }
+        }
+        EntraError::Transport { kind, .. } => match kind {
+            TransportErrorKind::Connect => Some(RetryReason::Transport { kind: *kind }),
+            TransportErrorKind::Timeout | TransportErrorKind::Other if idempotent => {
+                Some(RetryReason::Transport { kind: *kind })
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Capped exponential backoff: step `n` (0-based) waits `initial * 2^n`, at most `cap`; with
+/// `jitter` a uniform draw in `[0, 1)` scales it ("full jitter").
+pub fn backoff_delay(initial: Duration, cap: Duration, n: u32, jitter: Option<f64>) -> Duration {
+    let factor = 2u32.saturating_pow(n.min(31));
+    let exp = initial.saturating_mul(factor).min(cap);
+    match jitter {
+        Some(r) => exp.mul_f64(r.clamp(0.0, 1.0)),
+        None => exp,
+    }
+}
+
+/// What the retry loop needs besides the attempt itself.
+pub(crate) struct Retrier<'a> {
+    pub policy: &'a RetryPolicy,
+    pub clock: &'a dyn Clock,
+}
+
+impl Retrier<'_> {
+    /// Runs `attempt` until it succeeds, fails for good, or a budget runs out. Returns the value
+    /// and the number of requests sent.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        ctx: &OpContext,
+        idempotent: bool,
+        mut attempt: F,
+    ) -> Result<(T, u32), EntraError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, EntraError>>,
+    {
+        let p = self.policy;
+        let start = self.clock.now();
+        let mut sent = 0u32;
+        let mut transient = 0u32;
+        let mut lag = 0u32;
+        loop {
+            sent += 1;
+            let err = match attempt().await {
+                Ok(v) => return Ok((v, sent)),
+                Err(e) => e,
+            };
+            let Some(reason) = classify(&err, ctx.after_create, idempotent) else {
+                return Err(err);
+            };
+            let elapsed = self.clock.now().saturating_duration_since(start);
+            let (wait, exhausted) = if reason.is_replication() {
+                let wait = backoff_delay(
+                    p.replication_initial_backoff,
+                    p.replication_max_backoff,
+                    lag,
+                    p.jitter.then(fastrand::f64),
+                );
+                lag += 1;
+                let over =
+                    lag > p.replication_max_attempts || elapsed + wait > p.replication_max_elapsed;
+                (wait, over)
+            } else {
+                let wait = reason.retry_after().unwrap_or_else(|| {
+                    backoff_delay(
+                        p.initial_backoff,
+                        p.max_backoff,
+                        transient,
+                        p.jitter.then(fastrand::f64),
+                    )
+                });
+                transient += 1;
+                let over = transient >= p.max_attempts || elapsed + wait > p.max_elapsed;
+                (wait, over)
+            };
+            if exhausted {
+                tracing::warn!(operation, attempts = sent, ?elapsed, %reason, "retry budget exhausted");
+                return Err(if matches!(reason, RetryReason::Throttled { .. }) {
+                    EntraError::Throttled {
+                        operation,
+                        attempts: sent,
+                        last: Box::new(err),
+                    }
+                } else {
+                    EntraError::RetryBudgetExhausted {
+                        operation,
+                        attempts: sent,
+                        elapsed,
+                        last: Box::new(err),
+                    }
+                });
+            }
+            let event = RetryEvent {
+                operation,
+                attempt: sent,
+                reason,
+                wait,
+                request_id: err.request_id().map(str::to_owned),
+                client_request_id: ctx.client_request_id.to_string(),
+            };
+            tracing::info!(
+                operation,
+                attempt = sent,
+                wait_ms = wait.as_millis() as u64,
+                request_id = event.request_id.as_deref().unwrap_or(""),
+                client_request_id = %event.client_request_id,
+                reason = %event.reason,
+                "retrying"
+            );
+            if let Some(obs) = &ctx.observer {
+                obs.on_retry(&event);
+            }
+            self.clock.sleep(wait).await;
+        }
+    }
+}

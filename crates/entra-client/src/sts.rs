@@ -1,0 +1,394 @@
+//! The identity platform's token endpoint: client credentials, refresh, and the raw form POST
+//! that the device-code flow builds on.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::Shared;
+use crate::device_code::{DeviceAuthorization, DeviceCodeFlow};
+use crate::error::{EntraError, StsError, parse_sts_error};
+use crate::retry::{OpContext, Retrier};
+use crate::transport::{HttpRequest, HttpResponse, parse_retry_after};
+
+/// Tokens issued by the STS.
+pub struct TokenSet {
+    /// Bearer token for the resource the scope named.
+    pub access_token: SecretString,
+    /// Present for user flows that asked for `offline_access`; never for client credentials.
+    pub refresh_token: Option<SecretString>,
+    /// Present when `openid` was asked for; its claims (`tid`, `wids`) are for our own app.
+    pub id_token: Option<SecretString>,
+    /// Lifetime of the access token from issue.
+    pub expires_in: Duration,
+    /// Granted scopes as the STS reported them (space-separated).
+    pub scope: Option<String>,
+    /// Always `Bearer` in practice; kept to reject anything else early.
+    pub token_type: String,
+    /// The STS's `x-ms-request-id` header, for the audit log.
+    pub request_id: Option<String>,
+}
+
+impl fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token_type: String,
+    #[serde(default)]
+    scope: Option<String>,
+    expires_in: DurationSecs,
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
+}
+
+/// Some STS versions send `expires_in` as a string; accept both.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+pub(crate) enum DurationSecs {
+    Num(u64),
+    Text(#[serde(deserialize_with = "de_num_str")] u64),
+}
+
+impl DurationSecs {
+    pub(crate) fn get(self) -> Duration {
+        match self {
+            DurationSecs::Num(n) | DurationSecs::Text(n) => Duration::from_secs(n),
+        }
+    }
+}
+
+fn de_num_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    s.trim().parse().map_err(serde::de::Error::custom)
+}
+
+/// Client for the token and device-authorization endpoints.
+#[derive(Clone)]
+pub struct StsClient {
+    /// HTTP, clock, policy and base URL.
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for StsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StsClient")
+            .field("authority", &self.shared.authority.as_str())
+            .finish()
+    }
+}
+
+/// Checks a tenant given as GUID, domain, or `organizations`/`common`, so it can go in a path.
+fn tenant_segment(tenant: &str) -> Result<&str, EntraError> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 256
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !tenant.starts_with('.');
+    if ok {
+        Ok(tenant)
+    } else {
+        Err(EntraError::InvalidInput(format!(
+            "not a tenant id or domain: {tenant:?}"
+        )))
+    }
+}
+
+impl StsClient {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    fn endpoint(&self, tenant: &str, leaf: &str) -> Result<Url, EntraError> {
+        let tenant = tenant_segment(tenant)?;
+        let base = self.shared.authority.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/{tenant}/oauth2/v2.0/{leaf}"))
+            .map_err(|e| EntraError::Config(format!("authority URL: {e}")))
+    }
+
+    /// Starts a device authorization grant: asks for a user code for `scopes` (space-separated
+    /// in the request). Show the answer's `message` / `verification_uri` + `user_code` to the
+    /// user, then poll the returned flow.
+    pub async fn start_device_code(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        scopes: &[&str],
+        ctx: &OpContext,
+    ) -> Result<DeviceCodeFlow, EntraError> {
+        let url = self.endpoint(tenant, "devicecode")?;
+        let scope = scopes.join(" ");
+        let form = [("client_id", client_id), ("scope", scope.as_str())];
+        let body = encode_form(&form)?;
+        let (resp, _) = self
+            .post_form("device_code_request", url, body, ctx)
+            .await?;
+        let auth = DeviceAuthorization::from_body(&resp)?;
+        tracing::info!(
+            tenant,
+            client_id,
+            expires_in_s = auth.expires_in.as_secs(),
+            interval_s = auth.interval.as_secs(),
+            "device code issued"
+        );
+        Ok(DeviceCodeFlow::new(
+            self.clone(),
+            tenant.to_owned(),
+            client_id.to_owned(),
+            auth,
+        ))
+    }
+
+    /// Client-credentials grant with a client secret (`scope` is one `<resource>/.default`).
+    /// Mark `ctx` as [`OpContext::after_create`] when the secret or app was just created, so
+    /// AADSTS700016 / 7000215 are retried while the credential propagates.
+    pub async fn client_credentials(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        client_secret: &SecretString,
+        scope: &str,
+        ctx: &OpContext,
+    ) -> Result<TokenSet, EntraError> {
+        let url = self.endpoint(tenant, "token")?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", client_secret.expose_secret()),
+            ("scope", scope),
+        ];
+        let body = encode_form(&form)?;
+        let (resp, _) = self.post_form("client_credentials", url, body, ctx).await?;
+        let tokens = parse_tokens("client_credentials", &resp)?;
+        tracing::info!(
+            tenant,
+            client_id,
+            scope,
+            expires_in_s = tokens.expires_in.as_secs(),
+            "app token issued"
+        );
+        Ok(tokens)
+    }
+
+    /// Redeems a refresh token for new tokens (the STS may rotate the refresh token too).
+    pub async fn refresh(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        refresh_token: &SecretString,
+        scopes: &[&str],
+        ctx: &OpContext,
+    ) -> Result<TokenSet, EntraError> {
+        let url = self.endpoint(tenant, "token")?;
+        let scope = scopes.join(" ");
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", refresh_token.expose_secret()),
+            ("scope", scope.as_str()),
+        ];
+        let body = encode_form(&form)?;
+        let (resp, _) = self.post_form("refresh_token", url, body, ctx).await?;
+        parse_tokens("refresh_token", &resp)
+    }
+
+    /// One device-code token poll (no interval logic; see [`DeviceCodeFlow`]).
+    pub(crate) async fn poll_device_code(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        device_code: &SecretString,
+        ctx: &OpContext,
+    ) -> Result<TokenSet, EntraError> {
+        let url = self.endpoint(tenant, "token")?;
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", client_id),
+            ("device_code", device_code.expose_secret()),
+        ];
+        let body = encode_form(&form)?;
+        let (resp, _) = self.post_form("device_code_poll", url, body, ctx).await?;
+        parse_tokens("device_code_poll", &resp)
+    }
+
+    /// POSTs a form with transient retries; non-2xx answers become [`EntraError::Sts`].
+    async fn post_form(
+        &self,
+        operation: &'static str,
+        url: Url,
+        body: Vec<u8>,
+        ctx: &OpContext,
+    ) -> Result<(HttpResponse, u32), EntraError> {
+        let retrier = Retrier {
+            policy: &self.shared.policy,
+            clock: self.shared.clock.as_ref(),
+        };
+        // Token requests have no side effects worth guarding, so timeouts are retried too.
+        retrier
+            .run(operation, ctx, true, || {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+                if let Ok(v) = HeaderValue::from_str(&ctx.client_request_id.to_string()) {
+                    headers.insert("client-request-id", v);
+                }
+                let req = HttpRequest {
+                    method: Method::POST,
+                    url: url.clone(),
+                    headers,
+                    body: Some(body.clone()),
+                };
+                let transport = self.shared.transport.clone();
+                async move {
+                    let resp = transport
+                        .send(req)
+                        .await
+                        .map_err(|f| EntraError::Transport {
+                            operation,
+                            kind: f.kind,
+                            message: f.message,
+                        })?;
+                    if resp.status.is_success() {
+                        return Ok(resp);
+                    }
+                    let err = sts_error(&resp);
+                    tracing::debug!(
+                        operation,
+                        status = resp.status.as_u16(),
+                        error = %err.error,
+                        aadsts = err.code.unwrap_or(0),
+                        "token endpoint refused"
+                    );
+                    Err(EntraError::Sts(Box::new(err)))
+                }
+            })
+            .await
+    }
+}
+
+/// Builds an [`StsError`] from any non-2xx STS answer, HTML gateway pages included.
+fn sts_error(resp: &HttpResponse) -> StsError {
+    let status = resp.status.as_u16();
+    let mut err = parse_sts_error(status, &resp.body).unwrap_or_else(|| StsError {
+        http_status: status,
+        error: format!("http_{status}"),
+        code: None,
+        error_codes: Vec::new(),
+        description: String::new(),
+        trace_id: None,
+        correlation_id: None,
+        timestamp: None,
+        retry_after: None,
+    });
+    err.retry_after = parse_retry_after(&resp.headers);
+    err
+}
+
+fn encode_form(form: &[(&str, &str)]) -> Result<Vec<u8>, EntraError> {
+    serde_urlencoded::to_string(form)
+        .map(String::into_bytes)
+        .map_err(|e| EntraError::InvalidInput(format!("form encoding: {e}")))
+}
+
+pub(crate) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn parse_tokens(operation: &'static str, resp: &HttpResponse) -> Result<TokenSet, EntraError> {
+    let t: TokenResponse = serde_json::from_slice(&resp.body).map_err(|e| EntraError::Decode {
+        operation,
+        status: resp.status.as_u16(),
+        message: e.to_string(),
+        request_id: None,
+    })?;
+    if !t.token_type.eq_ignore_ascii_case("bearer") {
+        return Err(EntraError::Decode {
+            operation,
+            status: resp.status.as_u16(),
+            message: format!("unexpected token_type {:?}", t.token_type),
+            request_id: None,
+        });
+    }
+    Ok(TokenSet {
+        access_token: SecretString::from(t.access_token),
+        refresh_token: t.refresh_token.map(SecretString::from),
+        id_token: t.id_token.map(SecretString::from),
+        expires_in: t.expires_in.get(),
+        scope: t.scope,
+        token_type: t.token_type,
+        request_id: header_str(&resp.headers, "x-ms-request-id"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_segment_accepts_guid_domain_and_aliases() {
+        for t in [
+            "organizations",
+            "contoso.onmicrosoft.com",
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        ] {
+            assert!(tenant_segment(t).is_ok(), "{t}");
+        }
+        for t in ["", "a/b", "../x", "a b", ".hidden"] {
+            assert!(tenant_segment(t).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn token_debug_hides_tokens() {
+        let t = TokenSet {
+            access_token: SecretString::from("eyJ-access-secret"),
+            refresh_token: Some(SecretString::from("refresh-secret")),
+            id_token: None,
+            expires_in: Duration::from_secs(3599),
+            scope: Some("User.Read".into()),
+            token_type: "Bearer".into(),
+            request_id: None,
+        };
+        let s = format!("{t:?}");
+        assert!(
+            !s.contains("access-secret") && !s.contains("refresh-secret"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn expires_in_accepts_string_form() {
+        let r: TokenResponse = serde_json::from_str(
+            r#"{"token_type":"Bearer","expires_in":"3599","access_token":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.expires_in.get(), Duration::from_secs(3599));
+    }
+}

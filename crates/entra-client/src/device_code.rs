@@ -227,11 +227,11 @@ impl DeviceCodeFlow {
     fn on_sts_error(&mut self, e: Box<StsError>) -> Result<PollOutcome, EntraError> {
         // Branch on `error` first (Microsoft's advice); AADSTS numbers cover STS versions that
         // report these states as a generic `invalid_grant`.
-        match (e.error.as_str(), e.code) {
-            ("authorization_pending", _) | (_, Some(70016)) => Ok(PollOutcome::Pending {
+        match e.error.as_str() {
+            "authorization_pending" => Ok(PollOutcome::Pending {
                 next_poll_in: self.interval,
             }),
-            ("slow_down", _) => {
+            "slow_down" => {
                 self.interval += SLOW_DOWN_STEP;
                 tracing::info!(
                     interval_s = self.interval.as_secs(),
@@ -241,16 +241,17 @@ impl DeviceCodeFlow {
                     next_poll_in: self.interval,
                 })
             }
-            ("authorization_declined" | "access_denied", _) => {
-                Err(EntraError::DeviceCodeDeclined(e))
-            }
-            ("expired_token", _) | (_, Some(70019 | 70020)) => {
-                Err(EntraError::DeviceCodeExpired(Some(e)))
-            }
-            ("bad_verification_code", _) | (_, Some(70018)) => {
-                Err(EntraError::BadVerificationCode(e))
-            }
-            _ => Err(EntraError::Sts(e)),
+            "authorization_declined" | "access_denied" => Err(EntraError::DeviceCodeDeclined(e)),
+            "expired_token" => Err(EntraError::DeviceCodeExpired(Some(e))),
+            "bad_verification_code" => Err(EntraError::BadVerificationCode(e)),
+            _ => match e.code {
+                Some(70016) => Ok(PollOutcome::Pending {
+                    next_poll_in: self.interval,
+                }),
+                Some(70019 | 70020) => Err(EntraError::DeviceCodeExpired(Some(e))),
+                Some(70018) => Err(EntraError::BadVerificationCode(e)),
+                _ => Err(EntraError::Sts(e)),
+            },
         }
     }
 
@@ -280,5 +281,155 @@ impl DeviceCodeFlow {
                 expires_in: self.remaining(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{fake_client, json, sts_err, token_ok};
+
+    const CODE: &str = r#"{"device_code":"dc-secret","user_code":"ABCD-EFGH","verification_uri":"https://microsoft.com/devicelogin","expires_in":900,"interval":5,"message":"To sign in, use a web browser"}"#;
+
+    async fn start(
+        script: Vec<crate::testing::Scripted>,
+    ) -> (
+        DeviceCodeFlow,
+        std::sync::Arc<crate::testing::FakeTransport>,
+    ) {
+        let mut all = vec![json(200, CODE)];
+        all.extend(script);
+        let (client, fake) = fake_client(all);
+        let flow = client
+            .sts()
+            .start_device_code(
+                "organizations",
+                "client-1",
+                &["User.Read", "offline_access"],
+                &OpContext::new(),
+            )
+            .await
+            .unwrap();
+        (flow, fake)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_shape_and_display_fields() {
+        let (flow, fake) = start(vec![]).await;
+        let a = flow.authorization();
+        assert_eq!(a.user_code, "ABCD-EFGH");
+        assert_eq!(a.verification_uri, "https://microsoft.com/devicelogin");
+        assert_eq!(a.expires_in, Duration::from_secs(900));
+        assert_eq!(flow.interval(), Duration::from_secs(5));
+        assert!(!format!("{flow:?}").contains("dc-secret"));
+        let s = &fake.seen()[0];
+        assert_eq!(
+            s.url,
+            "https://login.test/organizations/oauth2/v2.0/devicecode"
+        );
+        assert_eq!(s.body, "client_id=client-1&scope=User.Read+offline_access");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_down_adds_five_seconds_to_this_and_later_polls() {
+        let pending = || sts_err(400, "authorization_pending", 70016);
+        let (mut flow, fake) = start(vec![
+            pending(),
+            sts_err(400, "slow_down", 70016),
+            pending(),
+            sts_err(400, "slow_down", 70016),
+            pending(),
+            token_ok("user-access"),
+        ])
+        .await;
+        let mut ticks = Vec::new();
+        let tokens = flow
+            .poll_until_done(|t| ticks.push(t.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&tokens.access_token),
+            "user-access"
+        );
+        let intervals: Vec<u64> = ticks.iter().map(|t| t.next_poll_in.as_secs()).collect();
+        assert_eq!(intervals, vec![5, 10, 10, 15, 15]);
+        let slowed: Vec<bool> = ticks.iter().map(|t| t.slowed_down).collect();
+        assert_eq!(slowed, vec![false, true, false, true, false]);
+        // Gaps between token polls as sent: 5, 5, 10, 10, 15, 15 s (the first is from the code request).
+        let seen = fake.seen();
+        let gaps: Vec<u64> = seen
+            .windows(2)
+            .map(|w| (w[1].at - w[0].at).as_secs())
+            .collect();
+        assert_eq!(gaps, vec![5, 5, 10, 10, 15, 15]);
+        assert!(
+            seen[1]
+                .body
+                .contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code")
+        );
+        assert!(seen[1].body.contains("device_code=dc-secret"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poll_once_reports_each_state() {
+        let (mut flow, _) = start(vec![
+            sts_err(400, "authorization_pending", 70016),
+            sts_err(400, "slow_down", 70016),
+        ])
+        .await;
+        assert!(
+            matches!(flow.poll_once().await.unwrap(), PollOutcome::Pending { next_poll_in } if next_poll_in == Duration::from_secs(5))
+        );
+        assert!(
+            matches!(flow.poll_once().await.unwrap(), PollOutcome::SlowDown { next_poll_in } if next_poll_in == Duration::from_secs(10))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn terminal_outcomes_are_typed() {
+        let (mut f, _) = start(vec![sts_err(400, "authorization_declined", 0)]).await;
+        let e = f.poll_once().await.unwrap_err();
+        assert!(matches!(e, EntraError::DeviceCodeDeclined(_)) && e.is_authorization_denied());
+
+        let (mut f, _) = start(vec![sts_err(400, "access_denied", 0)]).await;
+        assert!(matches!(
+            f.poll_once().await.unwrap_err(),
+            EntraError::DeviceCodeDeclined(_)
+        ));
+
+        let (mut f, _) = start(vec![sts_err(400, "expired_token", 70019)]).await;
+        let e = f.poll_once().await.unwrap_err();
+        assert!(matches!(e, EntraError::DeviceCodeExpired(Some(_))));
+        assert_eq!(e.aadsts(), Some(70019));
+
+        let (mut f, _) = start(vec![sts_err(400, "bad_verification_code", 70018)]).await;
+        assert!(matches!(
+            f.poll_once().await.unwrap_err(),
+            EntraError::BadVerificationCode(_)
+        ));
+
+        let (mut f, _) = start(vec![sts_err(400, "invalid_grant", 50126)]).await;
+        let e = f.poll_once().await.unwrap_err();
+        assert!(matches!(e, EntraError::Sts(_)));
+        assert_eq!(e.aadsts(), Some(50126));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_expiry_stops_polling() {
+        let short = r#"{"device_code":"d","user_code":"U","verification_uri":"https://x.test","expires_in":12,"interval":5}"#;
+        let pending = || sts_err(400, "authorization_pending", 70016);
+        let (client, fake) = fake_client(vec![json(200, short), pending(), pending(), pending()]);
+        let mut flow = client
+            .sts()
+            .start_device_code("organizations", "c", &["User.Read"], &OpContext::new())
+            .await
+            .unwrap();
+        let err = flow.poll_until_done(|_| {}).await.unwrap_err();
+        assert!(
+            matches!(err, EntraError::DeviceCodeExpired(None)),
+            "{err:?}"
+        );
+        // Polls at 5 s, 10 s and 12 s (capped by expiry), then the local clock says expired.
+        assert_eq!(fake.seen().len(), 4);
     }
 }

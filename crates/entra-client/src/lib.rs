@@ -19,6 +19,8 @@ pub mod graph;
 mod odata;
 pub mod retry;
 pub mod sts;
+#[cfg(test)]
+mod testing;
 pub mod transport;
 
 use std::sync::Arc;

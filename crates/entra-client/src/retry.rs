@@ -387,3 +387,191 @@ impl Retrier<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorHeaders, StsError, parse_graph_error};
+
+    fn graph(status: u16, code: &str, message: &str, details: &[&str]) -> EntraError {
+        let details: Vec<String> = details
+            .iter()
+            .map(|d| format!(r#"{{"code":"{d}"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"error":{{"code":"{code}","message":"{message}","details":[{}]}}}}"#,
+            details.join(",")
+        );
+        EntraError::Graph(Box::new(parse_graph_error(
+            status,
+            body.as_bytes(),
+            ErrorHeaders::default(),
+        )))
+    }
+
+    fn sts(status: u16, error: &str, code: u32) -> EntraError {
+        EntraError::Sts(Box::new(StsError {
+            http_status: status,
+            error: error.into(),
+            code: Some(code),
+            error_codes: vec![code],
+            description: String::new(),
+            trace_id: None,
+            correlation_id: None,
+            timestamp: None,
+            retry_after: None,
+        }))
+    }
+
+    fn is_lag(r: Option<RetryReason>) -> bool {
+        matches!(r, Some(RetryReason::ReplicationLag { .. }))
+    }
+
+    #[test]
+    fn replication_lag_errors_are_retried_only_after_a_create() {
+        let cases = [
+            graph(
+                404,
+                "Request_ResourceNotFound",
+                "Resource 'x' does not exist or one of its queried reference-property objects are not present.",
+                &[],
+            ),
+            graph(
+                400,
+                "Request_BadRequest",
+                "The appId 'a' of the service principal does not reference a valid application object.",
+                &["NoBackingApplicationObject"],
+            ),
+            graph(
+                400,
+                "Request_BadRequest",
+                "something",
+                &["NoBackingApplicationObject"],
+            ),
+            graph(
+                400,
+                "Request_BadRequest",
+                "Not a valid reference update.",
+                &[],
+            ),
+            graph(
+                403,
+                "Authorization_RequestDenied",
+                "When using this permission, the backing application of the service principal being created must in the local tenant",
+                &[],
+            ),
+        ];
+        for e in &cases {
+            assert!(is_lag(classify(e, true, false)), "after create: {e}");
+            assert_eq!(classify(e, false, true), None, "standalone call: {e}");
+        }
+    }
+
+    #[test]
+    fn final_errors_are_not_retried() {
+        let cases = [
+            graph(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+                &[],
+            ),
+            graph(
+                400,
+                "Request_BadRequest",
+                "A conflicting object with one or more of the specified property values is present in the directory.",
+                &[],
+            ),
+            graph(409, "Conflict", "exists", &[]),
+            graph(401, "InvalidAuthenticationToken", "expired", &[]),
+            sts(400, "invalid_grant", 700_082),
+            sts(400, "invalid_scope", 70011),
+        ];
+        for e in &cases {
+            assert_eq!(classify(e, true, true), None, "{e}");
+        }
+        // A wrong secret on a long-standing app is final.
+        assert_eq!(
+            classify(&sts(401, "invalid_client", 7_000_215), false, true),
+            None
+        );
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_always_retried() {
+        let mut e = graph(429, "TooManyRequests", "slow", &[]);
+        if let EntraError::Graph(g) = &mut e {
+            g.retry_after = Some(Duration::from_secs(7));
+        }
+        assert_eq!(
+            classify(&e, false, false),
+            Some(RetryReason::Throttled {
+                retry_after: Some(Duration::from_secs(7))
+            })
+        );
+        for status in [500, 502, 503, 504] {
+            let e = graph(status, "x", "y", &[]);
+            assert!(
+                matches!(classify(&e, false, false), Some(RetryReason::ServerError { status: s, .. }) if s == status)
+            );
+        }
+        assert!(classify(&sts(400, "temporarily_unavailable", 0), false, true).is_some());
+    }
+
+    #[test]
+    fn new_credential_errors_are_retried_only_after_a_create() {
+        let e = sts(401, "invalid_client", 7_000_215);
+        assert_eq!(
+            classify(&e, true, true),
+            Some(RetryReason::CredentialPropagation { aadsts: 7_000_215 })
+        );
+        assert_eq!(classify(&e, false, true), None);
+        let e = sts(400, "unauthorized_client", 700_016);
+        assert_eq!(
+            classify(&e, true, true),
+            Some(RetryReason::CredentialPropagation { aadsts: 700_016 })
+        );
+    }
+
+    #[test]
+    fn timeouts_are_retried_only_for_idempotent_calls() {
+        let t = EntraError::Transport {
+            operation: "x",
+            kind: TransportErrorKind::Timeout,
+            message: String::new(),
+        };
+        assert!(classify(&t, false, true).is_some());
+        assert_eq!(classify(&t, false, false), None);
+        let c = EntraError::Transport {
+            operation: "x",
+            kind: TransportErrorKind::Connect,
+            message: String::new(),
+        };
+        assert!(classify(&c, false, false).is_some());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let s = Duration::from_secs;
+        let steps: Vec<Duration> = (0..7)
+            .map(|n| backoff_delay(s(1), s(30), n, None))
+            .collect();
+        assert_eq!(steps, vec![s(1), s(2), s(4), s(8), s(16), s(30), s(30)]);
+        assert_eq!(
+            backoff_delay(s(1), s(30), 200, None),
+            s(30),
+            "no overflow on huge n"
+        );
+    }
+
+    #[test]
+    fn full_jitter_stays_within_zero_and_the_step() {
+        let s = Duration::from_secs;
+        assert_eq!(backoff_delay(s(1), s(30), 3, Some(0.0)), Duration::ZERO);
+        assert_eq!(backoff_delay(s(1), s(30), 3, Some(0.5)), s(4));
+        for _ in 0..100 {
+            let d = backoff_delay(s(1), s(30), 4, Some(fastrand::f64()));
+            assert!(d <= s(16));
+        }
+    }
+}

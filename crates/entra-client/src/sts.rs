@@ -391,4 +391,112 @@ mod tests {
         .unwrap();
         assert_eq!(r.expires_in.get(), Duration::from_secs(3599));
     }
+
+    use crate::retry::RetryReason;
+    use crate::testing::{fake_client, sts_err, token_ok};
+
+    #[tokio::test(start_paused = true)]
+    async fn client_credentials_request_shape() {
+        let (client, fake) = fake_client(vec![token_ok("app-token")]);
+        let secret = SecretString::from("s3cr3t&=value");
+        let t = client
+            .sts()
+            .client_credentials(
+                "contoso.onmicrosoft.com",
+                "app-1",
+                &secret,
+                "https://graph.microsoft.com/.default",
+                &OpContext::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(t.access_token.expose_secret(), "app-token");
+        assert_eq!(t.expires_in, Duration::from_secs(3599));
+        let s = &fake.seen()[0];
+        assert_eq!(
+            s.url,
+            "https://login.test/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            s.headers["content-type"],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(
+            s.body,
+            "grant_type=client_credentials&client_id=app-1&client_secret=s3cr3t%26%3Dvalue&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wrong_secret_is_a_typed_sts_error_and_never_echoed() {
+        let (client, _) = fake_client(vec![sts_err(401, "invalid_client", 7_000_215)]);
+        let secret = SecretString::from("wrong-secret-value");
+        let err = client
+            .sts()
+            .client_credentials(
+                "t",
+                "app-1",
+                &secret,
+                "https://graph.microsoft.com/.default",
+                &OpContext::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.aadsts(), Some(7_000_215));
+        let sts = err.sts().unwrap();
+        assert_eq!(
+            (sts.http_status, sts.error.as_str()),
+            (401, "invalid_client")
+        );
+        assert_eq!(sts.trace_id.as_deref(), Some("t"));
+        assert_eq!(sts.correlation_id.as_deref(), Some("c"));
+        assert!(!format!("{err} {err:?}").contains("wrong-secret-value"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_secret_propagation_is_retried_when_marked() {
+        let (client, fake) = fake_client(vec![
+            sts_err(401, "invalid_client", 7_000_215),
+            sts_err(400, "unauthorized_client", 700_016),
+            token_ok("finally"),
+        ]);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let ctx = OpContext::new()
+            .after_create()
+            .with_observer(std::sync::Arc::new(tx));
+        let t = client
+            .sts()
+            .client_credentials("t", "app-1", &SecretString::from("x"), "s/.default", &ctx)
+            .await
+            .unwrap();
+        assert_eq!(t.access_token.expose_secret(), "finally");
+        assert_eq!(fake.seen().len(), 3);
+        let first = rx.try_recv().unwrap();
+        assert_eq!(
+            first.reason,
+            RetryReason::CredentialPropagation { aadsts: 7_000_215 }
+        );
+        assert_eq!(first.operation, "client_credentials");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_sends_the_refresh_grant() {
+        let (client, fake) = fake_client(vec![token_ok("new")]);
+        let t = client
+            .sts()
+            .refresh(
+                "organizations",
+                "pub-1",
+                &SecretString::from("rt-1"),
+                &["User.Read", "offline_access"],
+                &OpContext::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(t.refresh_token.as_ref().unwrap().expose_secret(), "r-new");
+        assert_eq!(
+            fake.seen()[0].body,
+            "grant_type=refresh_token&client_id=pub-1&refresh_token=rt-1&scope=User.Read+offline_access"
+        );
+    }
 }

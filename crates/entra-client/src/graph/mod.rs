@@ -6,6 +6,8 @@ mod directory;
 mod grants;
 pub mod roles;
 mod service_principals;
+#[cfg(test)]
+mod tests;
 pub mod types;
 
 use std::fmt;

@@ -1,9 +1,40 @@
 //! An HTTPS emulator of the Microsoft identity platform and Microsoft Graph v1.0.
 //!
-//! (Skeleton: filled in by the emulator work of issue 3.)
+//! It speaks the wire protocol described in `shared/spec/entra-reference.md`: device code and
+//! client-credentials token flows with RS256 JWTs, OpenID discovery and JWKS, and the Graph
+//! calls Onboard makes (applications, service principals, secrets, app role assignments,
+//! delegated grants, directory role assignments), with Entra's authorization rules, OData
+//! errors and paging, and switchable faults (replication lag, throttling, 5xx, latency,
+//! declined or expiring sign-ins, app management policies).
+
+// Handlers return the finished HTTP error response as their `Err`: it is the natural early
+// exit of a request and only built on the (cold) error path, so boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
+mod consent;
+mod faults;
+mod graph;
+mod http;
+pub mod jwt;
+mod model;
+mod seed;
+mod sim_page;
+mod state;
+mod sts;
+mod tls;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use faults::Faults;
+pub use seed::{
+    APP_ADMIN, CLOUD_APP_ADMIN, GLOBAL_ADMIN, GRAPH_APP_ID, GRAPH_PERMISSIONS, PRIV_ROLE_ADMIN,
+    ROLE_TEMPLATES, TEAMS_APP_ID,
+};
 
 /// Command-line arguments of `onboard entra-sim`.
 #[derive(Debug, Clone, clap::Args)]
@@ -14,17 +45,289 @@ pub struct SimArgs {
     /// Directory for the emulator's state and its CA certificate (`ca.pem`).
     #[arg(long)]
     pub state_dir: PathBuf,
+    /// Live Platform server name, first part of the temporary `<server>-<provider>-token` app.
+    #[arg(long, default_value = "Sandbox1")]
+    pub server_name: String,
+    /// Service provider name, second part of the temporary `<server>-<provider>-token` app.
+    #[arg(long, default_value = "sp2")]
+    pub provider_name: String,
+    /// Verified domain of the seeded tenant.
+    #[arg(long, default_value = "contoso.onmicrosoft.com")]
+    pub tenant_domain: String,
+    /// Fault: new objects stay invisible to dependent calls for this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub replication_lag_ms: u64,
+    /// Fault: fraction of Graph calls answered 429 with Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    pub throttle_rate: f64,
+    /// Fault: Retry-After seconds on 429 and 503.
+    #[arg(long, default_value_t = 2)]
+    pub throttle_retry_after_s: u64,
+    /// Fault: fraction of Graph calls answered with 503/500/504.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Fault: delay added to every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fault: seed for the throttle/error draws (reproducible runs).
+    #[arg(long)]
+    pub fault_seed: Option<u64>,
+    /// Fault: every device sign-in is declined.
+    #[arg(long)]
+    pub decline_all_signins: bool,
+    /// Fault: device code lifetime in seconds (Entra: 900).
+    #[arg(long)]
+    pub device_code_ttl_s: Option<u64>,
+    /// Device code polling interval in seconds (Entra: 5).
+    #[arg(long)]
+    pub device_code_interval_s: Option<u64>,
+    /// Fault: app management policy capping client-secret lifetime, in days.
+    #[arg(long)]
+    pub password_lifetime_max_days: Option<u64>,
+    /// Fault: app management policy forbidding client secrets.
+    #[arg(long)]
+    pub forbid_passwords: bool,
+    /// Let users without an admin role register applications (Entra's tenant default is yes;
+    /// the emulator defaults to the restricted setting most customers use).
+    #[arg(long)]
+    pub users_can_register_apps: bool,
+}
+
+impl SimArgs {
+    /// The fault switches these flags describe.
+    pub fn faults(&self) -> Faults {
+        Faults {
+            replication_lag_ms: self.replication_lag_ms,
+            throttle_rate: self.throttle_rate,
+            throttle_retry_after_s: self.throttle_retry_after_s,
+            error_rate: self.error_rate,
+            error_status: None,
+            latency_ms: self.latency_ms,
+            seed: self.fault_seed,
+            decline_all_signins: self.decline_all_signins,
+            device_code_ttl_s: self.device_code_ttl_s,
+            device_code_interval_s: self.device_code_interval_s,
+            password_lifetime_max_days: self.password_lifetime_max_days,
+            forbid_passwords: self.forbid_passwords,
+        }
+    }
 }
 
 /// Errors of the emulator.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    /// The emulator is not built yet.
-    #[error("the Entra emulator is not implemented yet")]
-    NotImplemented,
+    /// Reading or writing the state directory or the socket failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Certificate or TLS setup failed.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// Key generation or signing failed.
+    #[error("crypto failure: {0}")]
+    Crypto(String),
+    /// The saved state could not be read or written.
+    #[error("state file error: {0}")]
+    State(String),
+    /// The user code is unknown (the page says "code not recognised"; AADSTS70018).
+    #[error("AADSTS70018: the user code '{0}' is not recognised")]
+    BadUserCode(String),
+    /// The device code has expired (AADSTS70019).
+    #[error("AADSTS70019: the device code has expired")]
+    CodeExpired,
+    /// The device request was already approved or declined (AADSTS90120).
+    #[error("AADSTS90120: the device request was already completed")]
+    AlreadyCompleted,
+    /// No such user in the tenant (AADSTS50034).
+    #[error("AADSTS50034: the user account '{0}' does not exist in the tenant")]
+    UnknownUser(String),
+    /// The user may not consent to the requested permissions (AADSTS90094).
+    #[error("AADSTS90094: admin approval is needed for {0}")]
+    ConsentRequired(String),
+}
+
+/// How to start an emulator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimConfig {
+    /// Where `ca.pem` (and the directory state) are written; `None` keeps everything in memory.
+    pub state_dir: Option<PathBuf>,
+    /// Fault switches in force at start (changeable later with `Sim::set_faults`).
+    pub faults: Faults,
+    /// Live Platform server name (`Sandbox1` in `Sandbox1-sp2-token`).
+    pub server_name: String,
+    /// Service provider name (`sp2` in `Sandbox1-sp2-token`).
+    pub provider_name: String,
+    /// Verified domain of the seeded tenant.
+    pub tenant_domain: String,
+    /// Client id of the provider's multi-tenant public "token app"; `None` uses a fixed seeded id.
+    pub token_app_client_id: Option<String>,
+    /// Whether users without an admin role may register applications.
+    pub users_can_register_apps: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            state_dir: None,
+            faults: Faults::default(),
+            server_name: "Sandbox1".into(),
+            provider_name: "sp2".into(),
+            tenant_domain: "contoso.onmicrosoft.com".into(),
+            token_app_client_id: None,
+            users_can_register_apps: false,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Display name of the temporary enterprise app made by the device sign-in.
+    pub fn token_app_name(&self) -> String {
+        format!("{}-{}-token", self.server_name, self.provider_name)
+    }
+}
+
+/// One seeded user, as `Sim::info` and `GET /_sim/info` list it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimUser {
+    /// Sign-in name to give `complete_device_login`.
+    pub upn: String,
+    /// Object id (`oid`).
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Directory role names held (e.g. "Global Administrator").
+    pub roles: Vec<String>,
+    /// Directory role template ids held (what `wids` carries).
+    pub role_template_ids: Vec<String>,
+}
+
+/// What a test or script needs to know about a running emulator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimInfo {
+    /// `https://127.0.0.1:PORT`: authority host and Graph host.
+    pub base_url: String,
+    /// Graph base (`base_url` + `/v1.0`).
+    pub graph_base_url: String,
+    /// Seeded tenant id.
+    pub tenant_id: String,
+    /// Seeded tenant's verified domain.
+    pub tenant_domain: String,
+    /// Client id of the provider's token app (device sign-in).
+    pub token_app_client_id: String,
+    /// Display name of the token app (`<server>-<provider>-token`).
+    pub token_app_display_name: String,
+    /// Users and their roles.
+    pub users: Vec<SimUser>,
+}
+
+/// A running emulator.
+pub struct Sim {
+    /// State shared with the request handlers.
+    shared: Arc<state::Shared>,
+    /// Stops the HTTPS server.
+    handle: axum_server::Handle<SocketAddr>,
+    /// The server task, awaited on shutdown.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sim {
+    /// Starts serving on an already-bound listener.
+    pub async fn start(
+        listener: tokio::net::TcpListener,
+        config: SimConfig,
+    ) -> Result<Sim, SimError> {
+        let addr = listener.local_addr()?;
+        let base_url = match addr {
+            SocketAddr::V4(a) => format!("https://{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("https://[{}]:{}", a.ip(), a.port()),
+        };
+        let tls = tls::build(config.state_dir.as_deref())?;
+        let shared = Arc::new(state::Shared::new(base_url, config, tls.ca_pem)?);
+        let app = http::router(shared.clone());
+        let std_listener = listener.into_std()?;
+        let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config);
+        let handle = axum_server::Handle::new();
+        let server =
+            axum_server::from_tcp_rustls(std_listener, rustls_config)?.handle(handle.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.serve(app.into_make_service()).await {
+                tracing::error!(error = %e, "entra emulator stopped");
+            }
+        });
+        Ok(Sim {
+            shared,
+            handle,
+            task,
+        })
+    }
+
+    /// `https://127.0.0.1:PORT`: authority base and Graph base (Graph is `base_url() + "/v1.0"`).
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// The CA certificate (PEM) that signs the server certificate.
+    pub fn ca_pem(&self) -> String {
+        self.shared.ca_pem.clone()
+    }
+
+    /// Tenant, users and token app of this emulator.
+    pub fn info(&self) -> SimInfo {
+        self.shared.info()
+    }
+
+    /// Replaces the fault switches (takes effect for the next request).
+    pub fn set_faults(&self, f: Faults) {
+        self.shared.set_faults(f);
+    }
+
+    /// Completes a pending device sign-in as `upn` (what the person does on the page).
+    pub async fn complete_device_login(&self, user_code: &str, upn: &str) -> Result<(), SimError> {
+        self.shared.complete_device_login(user_code, upn, true)
+    }
+
+    /// Declines a pending device sign-in as `upn`.
+    pub async fn decline_device_login(&self, user_code: &str, upn: &str) -> Result<(), SimError> {
+        self.shared.complete_device_login(user_code, upn, false)
+    }
+
+    /// The whole directory state as JSON (secrets appear only as hashes).
+    pub fn snapshot(&self) -> serde_json::Value {
+        self.shared.snapshot()
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(self) {
+        self.handle.shutdown();
+        let _ = self.task.await;
+    }
 }
 
 /// Runs the emulator until Ctrl-C.
-pub async fn run_cli(_args: SimArgs) -> Result<(), SimError> {
-    Err(SimError::NotImplemented)
+pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let config = SimConfig {
+        state_dir: Some(args.state_dir.clone()),
+        faults: args.faults(),
+        server_name: args.server_name.clone(),
+        provider_name: args.provider_name.clone(),
+        tenant_domain: args.tenant_domain.clone(),
+        token_app_client_id: None,
+        users_can_register_apps: args.users_can_register_apps,
+    };
+    let sim = Sim::start(listener, config).await?;
+    let info = sim.info();
+    // Scripts parse these lines (tests/msal/run.sh); keep their shape stable.
+    println!("listening on {}", info.base_url);
+    println!("ca {}", args.state_dir.join("ca.pem").display());
+    println!("tenant {} {}", info.tenant_id, info.tenant_domain);
+    println!("token-app {}", info.token_app_client_id);
+    for u in &info.users {
+        println!("user {} [{}]", u.upn, u.roles.join(", "));
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    sim.shutdown().await;
+    Ok(())
 }

@@ -1,0 +1,198 @@
+//! Fault switches: the ways real Entra misbehaves that a robust client must survive.
+//!
+//! Rates are drawn from a small seeded generator so that a test which sets `seed`
+//! sees the same sequence of 429s and 5xx on every run.
+
+use serde::{Deserialize, Serialize};
+
+/// Which misbehaviours the emulator shows. `Faults::default()` is a well-behaved tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// A newly written object stays invisible to dependent calls for this long, as Entra's
+    /// replicas lag behind the write (404 / NoBackingApplicationObject / "Not a valid reference update").
+    pub replication_lag_ms: u64,
+    /// Fraction (0.0..=1.0) of Graph calls answered with 429 Too Many Requests.
+    pub throttle_rate: f64,
+    /// `Retry-After` seconds sent with each 429 (and each 503).
+    pub throttle_retry_after_s: u64,
+    /// Fraction (0.0..=1.0) of Graph calls answered with a server error.
+    pub error_rate: f64,
+    /// Status of those server errors (500, 503 or 504); `None` cycles 503, 500, 504 so clients meet all three.
+    pub error_status: Option<u16>,
+    /// Extra delay before every answer, to exercise client timeouts and progress reporting.
+    pub latency_ms: u64,
+    /// Seed for the rate draws; `None` seeds from the clock (not reproducible).
+    pub seed: Option<u64>,
+    /// Every device sign-in ends as if the user pressed "Decline" (authorization_declined).
+    pub decline_all_signins: bool,
+    /// Lifetime of a device code in seconds (Entra: 900); short values let tests reach `expired_token`.
+    pub device_code_ttl_s: Option<u64>,
+    /// Polling interval announced by /devicecode in seconds (Entra: 5); polls faster than this get `slow_down`.
+    pub device_code_interval_s: Option<u64>,
+    /// Tenant app management policy: longest allowed client-secret lifetime in days (`passwordLifetime`).
+    pub password_lifetime_max_days: Option<u64>,
+    /// Tenant app management policy: client secrets may not be added at all (`passwordAddition`).
+    pub forbid_passwords: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            replication_lag_ms: 0,
+            throttle_rate: 0.0,
+            throttle_retry_after_s: 2,
+            error_rate: 0.0,
+            error_status: None,
+            latency_ms: 0,
+            seed: None,
+            decline_all_signins: false,
+            device_code_ttl_s: None,
+            device_code_interval_s: None,
+            password_lifetime_max_days: None,
+            forbid_passwords: false,
+        }
+    }
+}
+
+impl Faults {
+    /// Device code lifetime in effect (Entra's documented default is 15 minutes).
+    pub fn device_code_ttl(&self) -> u64 {
+        self.device_code_ttl_s.unwrap_or(900)
+    }
+
+    /// Polling interval in effect (Entra's default is 5 s).
+    pub fn device_code_interval(&self) -> u64 {
+        self.device_code_interval_s.unwrap_or(5)
+    }
+}
+
+/// What the fault layer decided for one Graph call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// Answer normally.
+    None,
+    /// Answer 429 with this Retry-After.
+    Throttle(u64),
+    /// Answer this 5xx status (503 also carries Retry-After).
+    ServerError(u16, u64),
+}
+
+/// SplitMix64: tiny, seedable and good enough to spread fault draws evenly.
+#[derive(Debug, Clone)]
+pub struct FaultRng {
+    /// Generator state; advancing it yields the next draw.
+    state: u64,
+    /// Counts server errors so that `error_status: None` cycles through 503, 500, 504.
+    errors_drawn: u64,
+}
+
+impl FaultRng {
+    /// A generator for `seed`, or one seeded from the clock when no seed is given.
+    pub fn new(seed: Option<u64>) -> Self {
+        let seed = seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x5eed)
+        });
+        FaultRng {
+            state: seed,
+            errors_drawn: 0,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform draw in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Decides the fate of one Graph call. Two draws are always taken so that changing one
+    /// rate does not shift the other's sequence.
+    pub fn decide(&mut self, f: &Faults) -> Injected {
+        let t = self.next_f64();
+        let e = self.next_f64();
+        if t < f.throttle_rate {
+            return Injected::Throttle(f.throttle_retry_after_s);
+        }
+        if e < f.error_rate {
+            let status = f.error_status.unwrap_or_else(|| {
+                let s = [503, 500, 504][(self.errors_drawn % 3) as usize];
+                self.errors_drawn += 1;
+                s
+            });
+            return Injected::ServerError(status, f.throttle_retry_after_s);
+        }
+        Injected::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_gives_same_sequence() {
+        let f = Faults {
+            throttle_rate: 0.3,
+            error_rate: 0.3,
+            seed: Some(42),
+            ..Faults::default()
+        };
+        let mut a = FaultRng::new(f.seed);
+        let mut b = FaultRng::new(f.seed);
+        let sa: Vec<_> = (0..50).map(|_| a.decide(&f)).collect();
+        let sb: Vec<_> = (0..50).map(|_| b.decide(&f)).collect();
+        assert_eq!(sa, sb);
+        assert!(sa.iter().any(|x| matches!(x, Injected::Throttle(2))));
+        assert!(sa.iter().any(|x| matches!(x, Injected::ServerError(..))));
+        assert!(sa.contains(&Injected::None));
+    }
+
+    #[test]
+    fn zero_rates_never_inject_and_full_rate_always_does() {
+        let mut r = FaultRng::new(Some(1));
+        let calm = Faults::default();
+        assert!((0..200).all(|_| r.decide(&calm) == Injected::None));
+        let storm = Faults {
+            throttle_rate: 1.0,
+            throttle_retry_after_s: 7,
+            ..Faults::default()
+        };
+        assert!((0..200).all(|_| r.decide(&storm) == Injected::Throttle(7)));
+    }
+
+    #[test]
+    fn unset_error_status_cycles_through_the_three_5xx() {
+        let mut r = FaultRng::new(Some(9));
+        let f = Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        };
+        let got: Vec<_> = (0..3).map(|_| r.decide(&f)).collect();
+        assert_eq!(
+            got,
+            vec![
+                Injected::ServerError(503, 2),
+                Injected::ServerError(500, 2),
+                Injected::ServerError(504, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn faults_deserialize_from_partial_json() {
+        let f: Faults = serde_json::from_str(r#"{"replication_lag_ms": 1500}"#).unwrap();
+        assert_eq!(f.replication_lag_ms, 1500);
+        assert_eq!(f.throttle_retry_after_s, 2);
+        assert_eq!(f.device_code_ttl(), 900);
+    }
+}

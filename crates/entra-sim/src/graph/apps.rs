@@ -1,0 +1,506 @@
+//! `/applications`: create, upsert by uniqueName, read, list, delete, secrets, recycle bin.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use time::format_description::well_known::Rfc3339;
+
+use super::authz::{self, READ_APPS, WRITE_APPS};
+use super::odata::{check_filter, collection, entity};
+use super::{Ctx, Key};
+use crate::http::{graph_json, no_content};
+use crate::model::{Application, Directory, Password, application_defaults};
+use crate::state::{Inner, new_guid, now_rfc3339, random_bytes, rfc3339, sha256_hex};
+
+/// Properties `$filter` may use on applications.
+const APP_FILTERS: &[&str] = &[
+    "appId",
+    "displayName",
+    "id",
+    "uniqueName",
+    "identifierUris",
+    "signInAudience",
+    "publisherDomain",
+    "tags",
+    "createdDateTime",
+];
+
+/// Read-only properties a client may echo back; Graph ignores them.
+const READ_ONLY: &[&str] = &[
+    "id",
+    "appId",
+    "createdDateTime",
+    "publisherDomain",
+    "deletedDateTime",
+    "@odata.type",
+    "@odata.context",
+];
+
+/// Index of the application a key names. `ignore_lag` is for writes that go to the primary
+/// replica (the uniqueName upsert), which always see the latest state.
+fn find(c: &Ctx<'_>, dir: &Directory, key: &Key, ignore_lag: bool) -> Result<usize, Response> {
+    let (idx, shown) = match key {
+        Key::Id(id) => (
+            dir.applications.iter().position(|a| &a.id == id),
+            id.clone(),
+        ),
+        Key::Alt(p, v) if p.eq_ignore_ascii_case("appId") => (
+            dir.applications
+                .iter()
+                .position(|a| a.app_id.eq_ignore_ascii_case(v)),
+            v.clone(),
+        ),
+        Key::Alt(p, v) if p.eq_ignore_ascii_case("uniqueName") => (
+            dir.applications
+                .iter()
+                .position(|a| a.unique_name().is_some_and(|u| u.eq_ignore_ascii_case(v))),
+            v.clone(),
+        ),
+        Key::Alt(p, _) => {
+            return Err(c.err(StatusCode::BAD_REQUEST, "BadRequest", &format!("The property '{p}' is not an alternate key of type 'microsoft.graph.application'.")));
+        }
+    };
+    match idx {
+        Some(i) if ignore_lag || c.s.visible(dir.applications[i].visible_at_ms) => Ok(i),
+        _ => Err(c.not_found(&shown)),
+    }
+}
+
+/// Validates a create/update body and returns the properties to store.
+fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, Value>, Response> {
+    let known = application_defaults();
+    let mut out = Map::new();
+    for (k, v) in body {
+        if READ_ONLY.contains(&k.as_str()) {
+            continue;
+        }
+        if k == "passwordCredentials" {
+            if v.as_array().is_some_and(|a| !a.is_empty()) {
+                return Err(c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Property 'passwordCredentials' cannot be set on create or update; use addPassword."));
+            }
+            continue;
+        }
+        if !known.contains_key(k) {
+            return Err(c.err(StatusCode::BAD_REQUEST, "BadRequest", &format!("The property '{k}' does not exist on type 'microsoft.graph.application'. Make sure to only use property names that are defined by the type or mark the type as open type.")));
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    if let Some(name) = out.get("displayName")
+        && !name
+            .as_str()
+            .is_some_and(|n| !n.trim().is_empty() && n.chars().count() <= 256)
+    {
+        return Err(c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Invalid value specified for property 'displayName' of resource 'Application'.",
+        ));
+    }
+    if let Some(aud) = out.get("signInAudience")
+        && !matches!(
+            aud.as_str(),
+            Some(
+                "AzureADMyOrg"
+                    | "AzureADMultipleOrgs"
+                    | "AzureADandPersonalMicrosoftAccount"
+                    | "PersonalMicrosoftAccount"
+            )
+        )
+    {
+        return Err(c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Invalid value specified for property 'signInAudience' of resource 'Application'.",
+        ));
+    }
+    Ok(out)
+}
+
+fn unique_name_taken(dir: &Directory, name: &str, except: Option<usize>) -> bool {
+    dir.applications.iter().enumerate().any(|(i, a)| {
+        Some(i) != except
+            && a.unique_name()
+                .is_some_and(|u| u.eq_ignore_ascii_case(name))
+    })
+}
+
+fn conflict(c: &Ctx<'_>, prop: &str) -> Response {
+    c.err(
+        StatusCode::BAD_REQUEST,
+        "Request_MultipleObjectsWithSameKeyValue",
+        &format!("Another object with the same value for property {prop} already exists."),
+    )
+}
+
+fn insert_new(c: &Ctx<'_>, inner: &mut Inner, props: Map<String, Value>) -> Value {
+    let app = Application {
+        id: new_guid(),
+        app_id: new_guid(),
+        created: now_rfc3339(),
+        props,
+        passwords: vec![],
+        owners: vec![authz::caller_id(c)],
+        visible_at_ms: c.s.visible_at(inner),
+    };
+    let json = app.to_json(&inner.dir.tenant.domain);
+    inner.dir.applications.push(app);
+    json
+}
+
+/// `GET /applications`.
+pub fn list(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    let dir = &inner.dir;
+    if let Err(r) = authz::require(c, dir, &READ_APPS, &[])
+        .and_then(|()| check_filter(c, "application", APP_FILTERS))
+    {
+        return r;
+    }
+    let items = dir
+        .applications
+        .iter()
+        .filter(|a| c.s.visible(a.visible_at_ms))
+        .map(|a| a.to_json(&dir.tenant.domain))
+        .collect();
+    collection(c, "applications", items)
+}
+
+/// `POST /applications`.
+pub fn create(c: &Ctx<'_>) -> Response {
+    let mut inner = c.s.lock();
+    if let Err(r) = authz::require_create_app(c, &inner.dir) {
+        return r;
+    }
+    let props = match c.body_object().and_then(|b| writable_props(c, b)) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if !props.get("displayName").is_some_and(Value::is_string) {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Invalid value specified for property 'displayName' of resource 'Application'.",
+        );
+    }
+    if let Some(u) = props.get("uniqueName").and_then(Value::as_str)
+        && unique_name_taken(&inner.dir, u, None)
+    {
+        return conflict(c, "uniqueName");
+    }
+    let json = insert_new(c, &mut inner, props);
+    c.s.persist(&inner);
+    entity(c, "applications", StatusCode::CREATED, json)
+}
+
+/// `GET /applications/{id}` (also `(appId='…')`, `(uniqueName='…')`).
+pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    let dir = &inner.dir;
+    if let Err(r) = authz::require(c, dir, &READ_APPS, &[]) {
+        return r;
+    }
+    match find(c, dir, key, false) {
+        Ok(i) => entity(
+            c,
+            "applications",
+            StatusCode::OK,
+            dir.applications[i].to_json(&dir.tenant.domain),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// `PATCH /applications/{id}`, and the upsert `PATCH /applications(uniqueName='…')` with
+/// `Prefer: create-if-missing` (201 when created, 204 when updated).
+pub fn patch(c: &Ctx<'_>, key: &Key) -> Response {
+    let mut inner = c.s.lock();
+    let upsert_key = match key {
+        Key::Alt(p, v) if p.eq_ignore_ascii_case("uniqueName") => Some(v.clone()),
+        _ => None,
+    };
+    let create_if_missing = c
+        .headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("create-if-missing"))
+        });
+    let mut props = match c.body_object().and_then(|b| writable_props(c, b)) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let found = find(c, &inner.dir, key, upsert_key.is_some());
+    let idx = match (found, &upsert_key) {
+        (Ok(i), _) => i,
+        (Err(_), Some(name)) if create_if_missing => {
+            if let Err(r) = authz::require_create_app(c, &inner.dir) {
+                return r;
+            }
+            if !props.get("displayName").is_some_and(Value::is_string) {
+                return c.err(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "Invalid value specified for property 'displayName' of resource 'Application'.",
+                );
+            }
+            props.insert("uniqueName".into(), json!(name));
+            let json = insert_new(c, &mut inner, props);
+            c.s.persist(&inner);
+            return entity(c, "applications", StatusCode::CREATED, json);
+        }
+        (Err(r), _) => return r,
+    };
+    let owners = inner.dir.applications[idx].owners.clone();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
+        return r;
+    }
+    if let Some(new) = props.get("uniqueName") {
+        let current = inner.dir.applications[idx]
+            .unique_name()
+            .map(str::to_string);
+        match (current, new.as_str()) {
+            (Some(cur), Some(n)) if cur.eq_ignore_ascii_case(n) => {}
+            (None, Some(n)) if !unique_name_taken(&inner.dir, n, Some(idx)) => {}
+            (None, Some(_)) => return conflict(c, "uniqueName"),
+            _ => {
+                return c.err(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "Property 'uniqueName' is immutable once set and cannot be updated.",
+                );
+            }
+        }
+    }
+    let app = &mut inner.dir.applications[idx];
+    for (k, v) in props {
+        app.props.insert(k, v);
+    }
+    c.s.persist(&inner);
+    no_content()
+}
+
+/// Moves an object's JSON to the recycle bin.
+fn recycle(dir: &mut Directory, mut json: Value, odata_type: &str) {
+    json["deletedDateTime"] = json!(now_rfc3339());
+    json["@odata.type"] = json!(odata_type);
+    dir.deleted_items.push(json);
+}
+
+/// Removes a service principal and everything that references it.
+pub fn remove_sp(dir: &mut Directory, sp_id: &str) {
+    if let Some(pos) = dir.service_principals.iter().position(|s| s.id == sp_id) {
+        let sp = dir.service_principals.remove(pos);
+        recycle(dir, sp.to_json(), "#microsoft.graph.servicePrincipal");
+    }
+    dir.app_role_assignments
+        .retain(|a| a.principal_id != sp_id && a.resource_id != sp_id);
+    dir.oauth2_permission_grants
+        .retain(|g| g.client_id != sp_id && g.resource_id != sp_id);
+    dir.role_assignments.retain(|r| r.principal_id != sp_id);
+}
+
+/// `DELETE /applications/{id}`: the app and its local service principal go to the recycle bin.
+pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
+    let mut inner = c.s.lock();
+    let idx = match find(c, &inner.dir, key, false) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let owners = inner.dir.applications[idx].owners.clone();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
+        return r;
+    }
+    let dir = &mut inner.dir;
+    let app = dir.applications.remove(idx);
+    let sps: Vec<String> = dir
+        .service_principals
+        .iter()
+        .filter(|s| s.app_id == app.app_id)
+        .map(|s| s.id.clone())
+        .collect();
+    for sp in sps {
+        remove_sp(dir, &sp);
+    }
+    let json = app.to_json(&dir.tenant.domain);
+    recycle(dir, json, "#microsoft.graph.application");
+    c.s.persist(&inner);
+    no_content()
+}
+
+/// A secret in Entra's shape: 40 characters, 3 random, the `8Q~` version marker, 34 random.
+fn new_secret() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~-";
+    let pick = |n: usize| -> String {
+        random_bytes(n)
+            .iter()
+            .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+            .collect()
+    };
+    format!("{}8Q~{}", pick(3), pick(34))
+}
+
+fn parse_time(v: &Value) -> Option<time::OffsetDateTime> {
+    v.as_str()
+        .and_then(|s| time::OffsetDateTime::parse(s, &Rfc3339).ok())
+}
+
+/// `POST /applications/{id}/addPassword`.
+pub fn add_password(c: &Ctx<'_>, key: &Key) -> Response {
+    let mut inner = c.s.lock();
+    let idx = match find(c, &inner.dir, key, false) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let owners = inner.dir.applications[idx].owners.clone();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
+        return r;
+    }
+    let empty = json!({});
+    let cred = c
+        .body
+        .as_ref()
+        .map(|b| &b["passwordCredential"])
+        .filter(|v| v.is_object())
+        .unwrap_or(&empty);
+    let now = time::OffsetDateTime::now_utc();
+    let start = match &cred["startDateTime"] {
+        Value::Null => now,
+        v => match parse_time(v) {
+            Some(t) => t,
+            None => return c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid value specified for property 'startDateTime' of resource 'PasswordCredential'."),
+        },
+    };
+    let end = match &cred["endDateTime"] {
+        Value::Null => start + time::Duration::days(730),
+        v => match parse_time(v) {
+            Some(t) if t > start => t,
+            _ => return c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid value specified for property 'endDateTime' of resource 'PasswordCredential'."),
+        },
+    };
+    let policy_id = crate::seed::fixed_guid("policy:tenant-app-management");
+    if inner.faults.forbid_passwords {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "CredentialTypeNotAllowedAsPerAppPolicy",
+            &format!("Credential type not allowed as per assigned policy '{policy_id}'."),
+        );
+    }
+    if let Some(max) = inner.faults.password_lifetime_max_days
+        && end - start > time::Duration::days(max as i64)
+    {
+        return c.err(StatusCode::BAD_REQUEST, "CredentialInvalidLifetimeAsPerAppPolicy", &format!("Credential lifetime exceeds the max value allowed as per assigned policy '{policy_id}'."));
+    }
+    let secret = new_secret();
+    let pw = Password {
+        key_id: new_guid(),
+        display_name: cred["displayName"].as_str().map(str::to_string),
+        hint: secret.chars().take(3).collect(),
+        sha256: sha256_hex(&secret),
+        start: rfc3339(start),
+        end: rfc3339(end),
+        end_unix: end.unix_timestamp(),
+        visible_at_ms: c.s.visible_at(&inner),
+    };
+    let mut body = pw.to_json(Some(&secret));
+    body["@odata.context"] = json!(format!(
+        "{}/v1.0/$metadata#microsoft.graph.passwordCredential",
+        c.s.base_url
+    ));
+    inner.dir.applications[idx].passwords.push(pw);
+    c.s.persist(&inner);
+    graph_json(StatusCode::OK, &body)
+}
+
+/// `POST /applications/{id}/removePassword`.
+pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Response {
+    let mut inner = c.s.lock();
+    let idx = match find(c, &inner.dir, key, false) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let owners = inner.dir.applications[idx].owners.clone();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
+        return r;
+    }
+    let Some(key_id) = c
+        .body
+        .as_ref()
+        .and_then(|b| b["keyId"].as_str())
+        .map(str::to_string)
+    else {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Invalid value specified for property 'keyId'.",
+        );
+    };
+    let pws = &mut inner.dir.applications[idx].passwords;
+    let before = pws.len();
+    pws.retain(|p| !p.key_id.eq_ignore_ascii_case(&key_id));
+    if pws.len() == before {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            &format!("No password credential found with keyId '{key_id}'."),
+        );
+    }
+    c.s.persist(&inner);
+    no_content()
+}
+
+/// `GET /directory/deletedItems/microsoft.graph.application` (or `.servicePrincipal`).
+pub fn list_deleted(c: &Ctx<'_>, cast: &str) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
+        return r;
+    }
+    let ty = format!("#{cast}");
+    let items = inner
+        .dir
+        .deleted_items
+        .iter()
+        .filter(|d| d["@odata.type"] == ty.as_str())
+        .cloned()
+        .collect();
+    collection(c, &format!("directory/deletedItems/{cast}"), items)
+}
+
+/// `GET /directory/deletedItems/{id}`.
+pub fn get_deleted(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
+        return r;
+    }
+    let Key::Id(id) = key else {
+        return c.not_found("");
+    };
+    match inner
+        .dir
+        .deleted_items
+        .iter()
+        .find(|d| d["id"] == id.as_str())
+    {
+        Some(d) => entity(c, "directory/deletedItems", StatusCode::OK, d.clone()),
+        None => c.not_found(id),
+    }
+}
+
+/// `DELETE /directory/deletedItems/{id}`: permanent deletion.
+pub fn purge_deleted(c: &Ctx<'_>, key: &Key) -> Response {
+    let mut inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &[]) {
+        return r;
+    }
+    let Key::Id(id) = key else {
+        return c.not_found("");
+    };
+    let before = inner.dir.deleted_items.len();
+    inner.dir.deleted_items.retain(|d| d["id"] != id.as_str());
+    if inner.dir.deleted_items.len() == before {
+        return c.not_found(id);
+    }
+    c.s.persist(&inner);
+    no_content()
+}

@@ -1,0 +1,391 @@
+//! Users, `/me`, `/organization`, directory roles and `/roleManagement/directory`.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::authz::{self, ME, READ_ORG, READ_ROLES, READ_USERS, WRITE_ROLES};
+use super::odata::{check_filter, collection, entity};
+use super::{Caller, Ctx, Key};
+use crate::http::no_content;
+use crate::model::{Directory, RoleAssignment};
+use crate::seed::{GLOBAL_ADMIN, ROLE_TEMPLATES, fixed_guid, role_name};
+use crate::state::random_key;
+
+fn directory_role_json(template: &str) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.directoryRole",
+        "id": fixed_guid(&format!("directoryRole:{template}")),
+        "deletedDateTime": null,
+        "description": format!("Members of this role have the permissions of {}.", role_name(template).unwrap_or(template)),
+        "displayName": role_name(template).unwrap_or(template),
+        "roleTemplateId": template,
+    })
+}
+
+fn role_definition_json(template: &str, name: &str) -> Value {
+    json!({
+        "id": template,
+        "description": format!("Built-in role {name}."),
+        "displayName": name,
+        "isBuiltIn": true,
+        "isEnabled": true,
+        "resourceScopes": ["/"],
+        "templateId": template,
+        "version": "1",
+        "rolePermissions": [],
+    })
+}
+
+fn member_of(dir: &Directory, principal: &str) -> Vec<Value> {
+    dir.roles_of(principal)
+        .iter()
+        .map(|t| directory_role_json(t))
+        .collect()
+}
+
+fn me_id(c: &Ctx<'_>) -> Result<String, Response> {
+    match &c.caller {
+        Caller::User { id, .. } => Ok(id.clone()),
+        Caller::App { .. } => Err(c.err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        )),
+    }
+}
+
+/// `GET /me`.
+pub fn me(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    let id = match me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id)) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match inner.dir.user(&id) {
+        Some(u) => entity(c, "users", StatusCode::OK, u.to_json()),
+        None => c.not_found(&id),
+    }
+}
+
+/// `GET /me/memberOf` and `/me/transitiveMemberOf`: the user's directory roles.
+pub fn me_member_of(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    let id = match me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id)) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    collection(c, "directoryObjects", member_of(&inner.dir, &id))
+}
+
+/// `GET /users`.
+pub fn list_users(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_USERS, &[]).and_then(|()| {
+        check_filter(
+            c,
+            "user",
+            &["userPrincipalName", "displayName", "id", "mail"],
+        )
+    }) {
+        return r;
+    }
+    collection(
+        c,
+        "users",
+        inner.dir.users.iter().map(|u| u.to_json()).collect(),
+    )
+}
+
+fn user_key<'a>(dir: &'a Directory, key: &Key) -> Option<&'a crate::model::User> {
+    match key {
+        Key::Id(k) => dir.user(k),
+        Key::Alt(p, v) if p.eq_ignore_ascii_case("userPrincipalName") => dir.user(v),
+        Key::Alt(..) => None,
+    }
+}
+
+/// `GET /users/{id | userPrincipalName}`.
+pub fn get_user(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    let own = matches!((&c.caller, key), (Caller::User { id, .. }, Key::Id(k)) if inner.dir.user(k).is_some_and(|u| &u.id == id));
+    if let Err(r) = authz::require(c, &inner.dir, if own { &ME } else { &READ_USERS }, &[]) {
+        return r;
+    }
+    match user_key(&inner.dir, key) {
+        Some(u) => entity(c, "users", StatusCode::OK, u.to_json()),
+        None => c.not_found(match key {
+            Key::Id(k) | Key::Alt(_, k) => k,
+        }),
+    }
+}
+
+/// `GET /users/{id}/memberOf`.
+pub fn user_member_of(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_USERS, &[]) {
+        return r;
+    }
+    match user_key(&inner.dir, key) {
+        Some(u) => collection(c, "directoryObjects", member_of(&inner.dir, &u.id)),
+        None => c.not_found(match key {
+            Key::Id(k) | Key::Alt(_, k) => k,
+        }),
+    }
+}
+
+/// `GET /organization`.
+pub fn organization(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_ORG, &[]) {
+        return r;
+    }
+    let t = &inner.dir.tenant;
+    let org = json!({
+        "id": t.id,
+        "deletedDateTime": null,
+        "businessPhones": [],
+        "city": null,
+        "country": null,
+        "countryLetterCode": "US",
+        "createdDateTime": "2020-01-01T00:00:00Z",
+        "displayName": t.display_name,
+        "tenantType": "AAD",
+        "assignedPlans": [],
+        "privacyProfile": null,
+        "provisionedPlans": [],
+        "securityComplianceNotificationMails": [],
+        "technicalNotificationMails": [format!("globaladmin@{}", t.domain)],
+        "verifiedDomains": [{"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": true, "isInitial": true, "name": t.domain, "type": "Managed"}],
+    });
+    collection(c, "organization", vec![org])
+}
+
+/// `GET /directoryRoles`: activated roles (those with members; Global Administrator always).
+pub fn list_directory_roles(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
+        return r;
+    }
+    let items = ROLE_TEMPLATES
+        .iter()
+        .filter(|(t, _)| {
+            *t == GLOBAL_ADMIN
+                || inner
+                    .dir
+                    .role_assignments
+                    .iter()
+                    .any(|r| r.role_definition_id == *t)
+        })
+        .map(|(t, _)| directory_role_json(t))
+        .collect();
+    collection(c, "directoryRoles", items)
+}
+
+/// `GET /directoryRoles/{id}/members` (also `directoryRoles(roleTemplateId='…')/members`).
+pub fn directory_role_members(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
+        return r;
+    }
+    let template = ROLE_TEMPLATES.iter().map(|(t, _)| *t).find(|t| match key {
+        Key::Id(id) => fixed_guid(&format!("directoryRole:{t}")) == *id,
+        Key::Alt(p, v) => p.eq_ignore_ascii_case("roleTemplateId") && t.eq_ignore_ascii_case(v),
+    });
+    let Some(template) = template else {
+        return c.not_found(match key {
+            Key::Id(k) | Key::Alt(_, k) => k,
+        });
+    };
+    let dir = &inner.dir;
+    let items = dir
+        .role_assignments
+        .iter()
+        .filter(|r| r.role_definition_id == template)
+        .filter_map(|r| {
+            if let Some(u) = dir.user(&r.principal_id) {
+                let mut v = u.to_json();
+                v["@odata.type"] = json!("#microsoft.graph.user");
+                Some(v)
+            } else {
+                dir.sp(&r.principal_id).map(|s| {
+                    let mut v = s.to_json();
+                    v["@odata.type"] = json!("#microsoft.graph.servicePrincipal");
+                    v
+                })
+            }
+        })
+        .collect();
+    collection(c, "directoryObjects", items)
+}
+
+/// `GET /roleManagement/directory/roleDefinitions`.
+pub fn list_role_definitions(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
+        check_filter(
+            c,
+            "unifiedRoleDefinition",
+            &["templateId", "displayName", "isBuiltIn", "id"],
+        )
+    }) {
+        return r;
+    }
+    let items = ROLE_TEMPLATES
+        .iter()
+        .map(|(t, n)| role_definition_json(t, n))
+        .collect();
+    collection(c, "roleManagement/directory/roleDefinitions", items)
+}
+
+/// `GET /roleManagement/directory/roleDefinitions/{id}`.
+pub fn get_role_definition(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
+        return r;
+    }
+    let Key::Id(id) = key else {
+        return c.not_found("");
+    };
+    match ROLE_TEMPLATES
+        .iter()
+        .find(|(t, _)| t.eq_ignore_ascii_case(id))
+    {
+        Some((t, n)) => entity(
+            c,
+            "roleManagement/directory/roleDefinitions",
+            StatusCode::OK,
+            role_definition_json(t, n),
+        ),
+        None => c.not_found(id),
+    }
+}
+
+/// `GET /roleManagement/directory/roleAssignments` (`$filter` on principalId, roleDefinitionId, …).
+pub fn list_role_assignments(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
+        check_filter(
+            c,
+            "unifiedRoleAssignment",
+            &[
+                "principalId",
+                "roleDefinitionId",
+                "directoryScopeId",
+                "id",
+                "appScopeId",
+            ],
+        )
+    }) {
+        return r;
+    }
+    let items = inner
+        .dir
+        .role_assignments
+        .iter()
+        .map(RoleAssignment::to_json)
+        .collect();
+    collection(c, "roleManagement/directory/roleAssignments", items)
+}
+
+/// `POST /roleManagement/directory/roleAssignments`.
+pub fn create_role_assignment(c: &Ctx<'_>) -> Response {
+    let mut inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_ROLES, &[]) {
+        return r;
+    }
+    let body = match c.body_object() {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let (Some(role), Some(principal)) = (field("roleDefinitionId"), field("principalId")) else {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "One or more properties contains invalid values.",
+        );
+    };
+    let scope = field("directoryScopeId").unwrap_or_else(|| "/".into());
+    if scope != "/" {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "The emulator supports only the tenant-wide directoryScopeId '/'.",
+        );
+    }
+    let Some((template, _)) = ROLE_TEMPLATES
+        .iter()
+        .find(|(t, _)| t.eq_ignore_ascii_case(&role))
+    else {
+        return c.not_found(&role);
+    };
+    let dir = &inner.dir;
+    let exists = dir.user(&principal).is_some()
+        || dir
+            .sp(&principal)
+            .is_some_and(|s| c.s.visible(s.visible_at_ms));
+    if !exists {
+        return c.not_found(&principal);
+    }
+    if dir
+        .role_assignments
+        .iter()
+        .any(|r| r.principal_id == principal && r.role_definition_id == *template)
+    {
+        return c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "A conflicting object with one or more of the specified property values is present in the directory.");
+    }
+    let a = RoleAssignment {
+        id: random_key(32),
+        role_definition_id: template.to_string(),
+        principal_id: principal,
+        directory_scope_id: scope,
+    };
+    let json = a.to_json();
+    inner.dir.role_assignments.push(a);
+    c.s.persist(&inner);
+    entity(
+        c,
+        "roleManagement/directory/roleAssignments",
+        StatusCode::CREATED,
+        json,
+    )
+}
+
+/// `GET /roleManagement/directory/roleAssignments/{id}`.
+pub fn get_role_assignment(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
+        return r;
+    }
+    let Key::Id(id) = key else {
+        return c.not_found("");
+    };
+    match inner.dir.role_assignments.iter().find(|r| &r.id == id) {
+        Some(r) => entity(
+            c,
+            "roleManagement/directory/roleAssignments",
+            StatusCode::OK,
+            r.to_json(),
+        ),
+        None => c.not_found(id),
+    }
+}
+
+/// `DELETE /roleManagement/directory/roleAssignments/{id}`.
+pub fn delete_role_assignment(c: &Ctx<'_>, key: &Key) -> Response {
+    let mut inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_ROLES, &[]) {
+        return r;
+    }
+    let Key::Id(id) = key else {
+        return c.not_found("");
+    };
+    let before = inner.dir.role_assignments.len();
+    inner.dir.role_assignments.retain(|r| &r.id != id);
+    if inner.dir.role_assignments.len() == before {
+        return c.not_found(id);
+    }
+    c.s.persist(&inner);
+    no_content()
+}

@@ -1,0 +1,434 @@
+//! Microsoft Graph v1.0: request parsing, caller authentication and the dispatch table.
+
+mod apps;
+mod authz;
+mod directory;
+mod odata;
+mod sps;
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::Value;
+
+use crate::http::{ReqIds, odata_error};
+use crate::state::{Shared, unix_now};
+
+pub use odata::Query;
+
+/// Who is calling Graph, from the verified access token.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A delegated (user) token.
+    User {
+        /// The signed-in user's object id.
+        id: String,
+        /// Delegated permissions (`scp`).
+        scopes: Vec<String>,
+    },
+    /// An app-only token.
+    App {
+        /// The calling service principal's object id.
+        sp_id: String,
+        /// Application permissions (`roles`).
+        roles: Vec<String>,
+    },
+}
+
+/// An object key in a Graph path: `/applications/{id}` or `/applications(uniqueName='x')`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Key {
+    /// Object id.
+    Id(String),
+    /// Alternate key: property name and value.
+    Alt(String, String),
+}
+
+/// One request, parsed, with everything a handler needs.
+pub struct Ctx<'a> {
+    /// Emulator state.
+    pub s: &'a Shared,
+    /// Correlation ids for error bodies.
+    pub ids: &'a ReqIds,
+    /// The authenticated caller.
+    pub caller: Caller,
+    /// OData query options.
+    pub query: Query,
+    /// Request headers (Prefer, ConsistencyLevel).
+    pub headers: &'a HeaderMap,
+    /// Request path after `/v1.0/`, for `@odata.nextLink`.
+    pub path: String,
+    /// The JSON body, if any.
+    pub body: Option<Value>,
+}
+
+impl Ctx<'_> {
+    /// An OData error with this request's ids.
+    pub fn err(&self, status: StatusCode, code: &str, message: &str) -> Response {
+        odata_error(self.ids, status, code, message)
+    }
+
+    /// 404 Request_ResourceNotFound for object `id`, with Entra's wording.
+    pub fn not_found(&self, id: &str) -> Response {
+        self.err(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+        )
+    }
+
+    /// 403 Authorization_RequestDenied.
+    pub fn denied(&self) -> Response {
+        self.err(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        )
+    }
+
+    /// The request body as an object, or the 400 Graph gives for a missing/invalid payload.
+    pub fn body_object(&self) -> Result<&serde_json::Map<String, Value>, Response> {
+        self.body.as_ref().and_then(Value::as_object).ok_or_else(|| {
+            self.err(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+            )
+        })
+    }
+}
+
+/// Collections whose next plain path segment is an object id.
+const COLLECTIONS: &[&str] = &[
+    "applications",
+    "servicePrincipals",
+    "users",
+    "appRoleAssignedTo",
+    "appRoleAssignments",
+    "oauth2PermissionGrants",
+    "roleAssignments",
+    "roleDefinitions",
+    "directoryRoles",
+    "deletedItems",
+    "organization",
+];
+
+fn unquote(v: &str) -> String {
+    let v = v.trim();
+    match v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
+        Some(inner) => inner.replace("''", "'"),
+        None => v.to_string(),
+    }
+}
+
+/// Splits a Graph path into (segment name, key) pairs.
+pub fn parse_path(path: &str) -> Vec<(String, Option<Key>)> {
+    let mut out: Vec<(String, Option<Key>)> = Vec::new();
+    for raw in path.split('/').filter(|s| !s.is_empty()) {
+        if let Some(open) = raw.find('(')
+            && raw.ends_with(')')
+        {
+            let name = raw[..open].to_string();
+            let inside = &raw[open + 1..raw.len() - 1];
+            let key = match inside.split_once('=') {
+                Some((prop, val)) => Key::Alt(prop.trim().to_string(), unquote(val)),
+                None => Key::Id(unquote(inside)),
+            };
+            out.push((name, Some(key)));
+            continue;
+        }
+        let takes_key = out
+            .last()
+            .is_some_and(|(n, k)| k.is_none() && COLLECTIONS.contains(&n.as_str()))
+            && !raw.starts_with("microsoft.graph.");
+        if takes_key && let Some(last) = out.last_mut() {
+            last.1 = Some(Key::Id(raw.to_string()));
+            continue;
+        }
+        out.push((raw.to_string(), None));
+    }
+    out
+}
+
+fn authenticate(s: &Shared, ids: &ReqIds, headers: &HeaderMap) -> Result<Caller, Response> {
+    let unauth = |msg: &str| {
+        odata_error(
+            ids,
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            msg,
+        )
+    };
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauth("Access token is empty."))?;
+    let claims = s.key.verify(token).ok_or_else(|| {
+        unauth("Access token validation failure. Invalid signature or malformed token.")
+    })?;
+    let aud = claims["aud"].as_str().unwrap_or_default();
+    if !matches!(
+        aud,
+        "https://graph.microsoft.com" | "https://graph.microsoft.com/" | crate::seed::GRAPH_APP_ID
+    ) {
+        return Err(unauth("Access token validation failure. Invalid audience."));
+    }
+    if claims["exp"].as_i64().unwrap_or(0) <= unix_now() {
+        return Err(unauth("Lifetime validation failed, the token is expired."));
+    }
+    let tid = s.lock().dir.tenant.id.clone();
+    if claims["tid"].as_str() != Some(tid.as_str()) {
+        return Err(unauth("Access token validation failure. Invalid issuer."));
+    }
+    let oid = claims["oid"].as_str().unwrap_or_default().to_string();
+    if claims["idtyp"] == "app" {
+        let roles = claims["roles"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Caller::App { sp_id: oid, roles })
+    } else {
+        let scopes = claims["scp"]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        Ok(Caller::User { id: oid, scopes })
+    }
+}
+
+/// Entry point for every `/v1.0/*` request.
+pub async fn dispatch(
+    State(s): State<Arc<Shared>>,
+    Extension(ids): Extension<ReqIds>,
+    Path(rest): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = match authenticate(&s, &ids, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let query = match Query::parse(uri.query().unwrap_or_default()) {
+        Ok(q) => q,
+        Err(msg) => return odata_error(&ids, StatusCode::BAD_REQUEST, "BadRequest", &msg),
+    };
+    let body = if body.is_empty() {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                return odata_error(
+                    &ids,
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+                );
+            }
+        }
+    };
+    let ctx = Ctx {
+        s: &s,
+        ids: &ids,
+        caller,
+        query,
+        headers: &headers,
+        path: rest.clone(),
+        body,
+    };
+    route(&ctx, &method, &parse_path(&rest))
+}
+
+fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Response {
+    let shape: Vec<(&str, Option<&Key>)> =
+        segs.iter().map(|(n, k)| (n.as_str(), k.as_ref())).collect();
+    let get = m == Method::GET;
+    let post = m == Method::POST;
+    let patch = m == Method::PATCH;
+    let delete = m == Method::DELETE;
+    match shape.as_slice() {
+        [("me", None)] if get => directory::me(c),
+        [("me", None), ("memberOf" | "transitiveMemberOf", None)] if get => {
+            directory::me_member_of(c)
+        }
+        [("users", None)] if get => directory::list_users(c),
+        [("users", Some(k))] if get => directory::get_user(c, k),
+        [
+            ("users", Some(k)),
+            ("memberOf" | "transitiveMemberOf", None),
+        ] if get => directory::user_member_of(c, k),
+        [("organization", None)] if get => directory::organization(c),
+        [("organization", Some(_))] if get => directory::organization(c),
+        [("directoryRoles", None)] if get => directory::list_directory_roles(c),
+        [("directoryRoles", Some(k)), ("members", None)] if get => {
+            directory::directory_role_members(c, k)
+        }
+        [
+            ("roleManagement", None),
+            ("directory", None),
+            ("roleDefinitions", None),
+        ] if get => directory::list_role_definitions(c),
+        [
+            ("roleManagement", None),
+            ("directory", None),
+            ("roleDefinitions", Some(k)),
+        ] if get => directory::get_role_definition(c, k),
+        [
+            ("roleManagement", None),
+            ("directory", None),
+            ("roleAssignments", None),
+        ] if get => directory::list_role_assignments(c),
+        [
+            ("roleManagement", None),
+            ("directory", None),
+            ("roleAssignments", None),
+        ] if post => directory::create_role_assignment(c),
+        [
+            ("roleManagement", None),
+            ("directory", None),
+            ("roleAssignments", Some(k)),
+        ] if get => directory::get_role_assignment(c, k),
+        [
+            ("roleManagement", None),
+            ("directory", None),
+            ("roleAssignments", Some(k)),
+        ] if delete => directory::delete_role_assignment(c, k),
+        [("applications", None)] if get => apps::list(c),
+        [("applications", None)] if post => apps::create(c),
+        [("applications", Some(k))] if get => apps::get(c, k),
+        [("applications", Some(k))] if patch => apps::patch(c, k),
+        [("applications", Some(k))] if delete => apps::delete(c, k),
+        [("applications", Some(k)), ("addPassword", None)] if post => apps::add_password(c, k),
+        [("applications", Some(k)), ("removePassword", None)] if post => {
+            apps::remove_password(c, k)
+        }
+        [("directory", None), ("deletedItems", None), (cast, None)]
+            if get && cast.starts_with("microsoft.graph.") =>
+        {
+            apps::list_deleted(c, cast)
+        }
+        [("directory", None), ("deletedItems", Some(k))] if get => apps::get_deleted(c, k),
+        [("directory", None), ("deletedItems", Some(k))] if delete => apps::purge_deleted(c, k),
+        [("servicePrincipals", None)] if get => sps::list(c),
+        [("servicePrincipals", None)] if post => sps::create(c),
+        [("servicePrincipals", Some(k))] if get => sps::get(c, k),
+        [("servicePrincipals", Some(k))] if delete => sps::delete(c, k),
+        [("servicePrincipals", Some(k)), ("appRoleAssignedTo", None)] if get => {
+            sps::list_assigned_to(c, k)
+        }
+        [("servicePrincipals", Some(k)), ("appRoleAssignedTo", None)] if post => {
+            sps::assign(c, k, true)
+        }
+        [
+            ("servicePrincipals", Some(k)),
+            ("appRoleAssignedTo", Some(Key::Id(a))),
+        ] if delete => sps::unassign(c, k, a, true),
+        [("servicePrincipals", Some(k)), ("appRoleAssignments", None)] if get => {
+            sps::list_assignments(c, k)
+        }
+        [("servicePrincipals", Some(k)), ("appRoleAssignments", None)] if post => {
+            sps::assign(c, k, false)
+        }
+        [
+            ("servicePrincipals", Some(k)),
+            ("appRoleAssignments", Some(Key::Id(a))),
+        ] if delete => sps::unassign(c, k, a, false),
+        [
+            ("servicePrincipals", Some(k)),
+            ("oauth2PermissionGrants", None),
+        ] if get => sps::list_grants_of(c, k),
+        [("oauth2PermissionGrants", None)] if get => sps::list_grants(c),
+        [("oauth2PermissionGrants", None)] if post => sps::create_grant(c),
+        [("oauth2PermissionGrants", Some(Key::Id(g)))] if get => sps::get_grant(c, g),
+        [("oauth2PermissionGrants", Some(Key::Id(g)))] if patch => sps::patch_grant(c, g),
+        [("oauth2PermissionGrants", Some(Key::Id(g)))] if delete => sps::delete_grant(c, g),
+        _ => {
+            let known = shape.first().is_some_and(|(n, _)| {
+                matches!(
+                    *n,
+                    "me" | "users"
+                        | "organization"
+                        | "directoryRoles"
+                        | "roleManagement"
+                        | "applications"
+                        | "directory"
+                        | "servicePrincipals"
+                        | "oauth2PermissionGrants"
+                )
+            });
+            if known {
+                c.err(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Request_BadRequest",
+                    "Specified HTTP method is not allowed for the request target.",
+                )
+            } else {
+                let seg = shape.first().map(|(n, _)| *n).unwrap_or_default();
+                c.err(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("Resource not found for the segment '{seg}'."),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_with_ids_and_alternate_keys_parse() {
+        assert_eq!(
+            parse_path("applications/abc/addPassword"),
+            vec![
+                ("applications".to_string(), Some(Key::Id("abc".into()))),
+                ("addPassword".to_string(), None)
+            ]
+        );
+        assert_eq!(
+            parse_path("applications(uniqueName='o''brien')"),
+            vec![(
+                "applications".to_string(),
+                Some(Key::Alt("uniqueName".into(), "o'brien".into()))
+            )]
+        );
+        assert_eq!(
+            parse_path("servicePrincipals(appId='x')/appRoleAssignedTo/42"),
+            vec![
+                (
+                    "servicePrincipals".to_string(),
+                    Some(Key::Alt("appId".into(), "x".into()))
+                ),
+                ("appRoleAssignedTo".to_string(), Some(Key::Id("42".into())))
+            ]
+        );
+        assert_eq!(
+            parse_path("directory/deletedItems/microsoft.graph.application"),
+            vec![
+                ("directory".to_string(), None),
+                ("deletedItems".to_string(), None),
+                ("microsoft.graph.application".to_string(), None)
+            ]
+        );
+    }
+}

@@ -1,0 +1,384 @@
+//! OData query options: `$filter` (the subset Entra supports on these resources), `$select`,
+//! `$top` / `$skiptoken` paging with an absolute `@odata.nextLink`, and `$count`.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde_json::{Map, Value, json};
+
+use super::Ctx;
+use crate::http::graph_json;
+
+/// Default page size of directory collections.
+const DEFAULT_PAGE: usize = 100;
+/// Largest `$top` Entra accepts.
+const MAX_PAGE: usize = 999;
+
+/// Parsed query options.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// `$filter` conditions, all of which must hold.
+    pub filter: Vec<Cond>,
+    /// `$filter` as sent, to carry into `@odata.nextLink`.
+    pub filter_raw: Option<String>,
+    /// `$select` property names.
+    pub select: Option<Vec<String>>,
+    /// `$top`.
+    pub top: Option<usize>,
+    /// Offset decoded from `$skiptoken`.
+    pub skip: usize,
+    /// `$count=true`.
+    pub count: bool,
+}
+
+/// A literal on the right of a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lit {
+    /// `'text'`.
+    Str(String),
+    /// `true` / `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// Anything else unquoted (GUIDs, numbers), compared as text.
+    Raw(String),
+}
+
+/// One `$filter` condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    /// `prop eq lit`.
+    Eq(String, Lit),
+    /// `prop ne lit`.
+    Ne(String, Lit),
+    /// `startswith(prop,'x')`.
+    StartsWith(String, String),
+    /// `prop in ('a','b')`.
+    In(String, Vec<Lit>),
+    /// `prop/any(x:x eq 'v')` on a collection of strings.
+    AnyEq(String, String),
+}
+
+impl Cond {
+    fn prop(&self) -> &str {
+        match self {
+            Cond::Eq(p, _)
+            | Cond::Ne(p, _)
+            | Cond::StartsWith(p, _)
+            | Cond::In(p, _)
+            | Cond::AnyEq(p, _) => p,
+        }
+    }
+}
+
+fn parse_lit(s: &str) -> Lit {
+    let s = s.trim();
+    if let Some(inner) = s.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
+        return Lit::Str(inner.replace("''", "'"));
+    }
+    match s.to_ascii_lowercase().as_str() {
+        "true" => Lit::Bool(true),
+        "false" => Lit::Bool(false),
+        "null" => Lit::Null,
+        _ => Lit::Raw(s.to_string()),
+    }
+}
+
+/// Splits on `sep` (case-insensitive, surrounded by spaces) outside quotes and parentheses.
+fn split_outside(s: &str, sep: &str) -> Vec<String> {
+    let lower = s.to_ascii_lowercase();
+    let pat = format!(" {sep} ");
+    let (mut out, mut start, mut depth, mut quoted) = (Vec::new(), 0usize, 0i32, false);
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' => quoted = !quoted,
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted => depth -= 1,
+            _ if !quoted && depth == 0 && lower[i..].starts_with(&pat) => {
+                out.push(s[start..i].to_string());
+                i += pat.len();
+                start = i;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(s[start..].to_string());
+    out
+}
+
+fn parse_clause(c: &str) -> Result<Cond, String> {
+    let c = c.trim();
+    let bad = || format!("Invalid filter clause: syntax error in '{c}'.");
+    let lower = c.to_ascii_lowercase();
+    if lower.starts_with("startswith(") && c.ends_with(')') {
+        let inner = &c["startswith(".len()..c.len() - 1];
+        let (prop, val) = inner.split_once(',').ok_or_else(bad)?;
+        return match parse_lit(val) {
+            Lit::Str(v) => Ok(Cond::StartsWith(prop.trim().to_string(), v)),
+            _ => Err(bad()),
+        };
+    }
+    if let Some(pos) = lower.find("/any(") {
+        let prop = c[..pos].trim().to_string();
+        let inner = c[pos + 5..].strip_suffix(')').ok_or_else(bad)?;
+        let (var, expr) = inner.split_once(':').ok_or_else(bad)?;
+        let parts = split_outside(expr.trim(), "eq");
+        if parts.len() != 2 || parts[0].trim() != var.trim() {
+            return Err(bad());
+        }
+        return match parse_lit(&parts[1]) {
+            Lit::Str(v) | Lit::Raw(v) => Ok(Cond::AnyEq(prop, v)),
+            _ => Err(bad()),
+        };
+    }
+    for (op, make) in [("eq", 0), ("ne", 1), ("in", 2)] {
+        let parts = split_outside(c, op);
+        if parts.len() == 2 {
+            let prop = parts[0].trim().to_string();
+            if prop.is_empty() || prop.contains(' ') {
+                return Err(bad());
+            }
+            return Ok(match make {
+                0 => Cond::Eq(prop, parse_lit(&parts[1])),
+                1 => Cond::Ne(prop, parse_lit(&parts[1])),
+                _ => {
+                    let list = parts[1].trim();
+                    let inner = list
+                        .strip_prefix('(')
+                        .and_then(|x| x.strip_suffix(')'))
+                        .ok_or_else(bad)?;
+                    Cond::In(prop, inner.split(',').map(parse_lit).collect())
+                }
+            });
+        }
+    }
+    Err(bad())
+}
+
+/// Parses a `$filter` expression made of `and`-joined clauses.
+pub fn parse_filter(s: &str) -> Result<Vec<Cond>, String> {
+    if split_outside(s, "or").len() > 1 {
+        return Err("Invalid filter clause: 'or' is not supported by the emulator.".into());
+    }
+    split_outside(s, "and")
+        .iter()
+        .map(|c| parse_clause(c))
+        .collect()
+}
+
+fn lit_matches(v: &Value, l: &Lit) -> bool {
+    match (v, l) {
+        (Value::Null, Lit::Null) => true,
+        (Value::Bool(b), Lit::Bool(x)) => b == x,
+        (Value::String(s), Lit::Str(x) | Lit::Raw(x)) => s.eq_ignore_ascii_case(x),
+        (Value::Number(n), Lit::Raw(x)) => n.to_string() == *x,
+        _ => false,
+    }
+}
+
+/// Whether `obj` satisfies every condition.
+pub fn matches(obj: &Value, conds: &[Cond]) -> bool {
+    conds.iter().all(|c| {
+        let v = &obj[c.prop()];
+        match c {
+            Cond::Eq(_, l) => lit_matches(v, l),
+            Cond::Ne(_, l) => !lit_matches(v, l),
+            Cond::StartsWith(_, p) => v
+                .as_str()
+                .is_some_and(|s| s.to_ascii_lowercase().starts_with(&p.to_ascii_lowercase())),
+            Cond::In(_, ls) => ls.iter().any(|l| lit_matches(v, l)),
+            Cond::AnyEq(_, x) => v.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|e| e.as_str().is_some_and(|s| s.eq_ignore_ascii_case(x)))
+            }),
+        }
+    })
+}
+
+impl Query {
+    /// Parses the raw query string.
+    pub fn parse(raw: &str) -> Result<Query, String> {
+        let mut q = Query::default();
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            match k.as_ref() {
+                "$filter" => {
+                    q.filter = parse_filter(&v)?;
+                    q.filter_raw = Some(v.into_owned());
+                }
+                "$select" => {
+                    q.select = Some(
+                        v.split(',')
+                            .map(|x| x.trim().to_string())
+                            .filter(|x| !x.is_empty())
+                            .collect(),
+                    )
+                }
+                "$top" => {
+                    let n: usize = v
+                        .parse()
+                        .map_err(|_| format!("Invalid page size specified: '{v}'."))?;
+                    if n == 0 || n > MAX_PAGE {
+                        return Err(format!(
+                            "Invalid page size specified: '{n}'. Must be between 1 and {MAX_PAGE} inclusive."
+                        ));
+                    }
+                    q.top = Some(n);
+                }
+                "$skiptoken" => {
+                    let bytes = B64
+                        .decode(v.as_bytes())
+                        .map_err(|_| "Invalid skip token.".to_string())?;
+                    let text =
+                        String::from_utf8(bytes).map_err(|_| "Invalid skip token.".to_string())?;
+                    q.skip = text
+                        .strip_prefix("sim-offset:")
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| "Invalid skip token.".to_string())?;
+                }
+                "$count" => q.count = v.eq_ignore_ascii_case("true"),
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// Project an object onto `$select` (Graph always keeps `@odata.type` when present).
+fn project(v: Value, select: &Option<Vec<String>>) -> Value {
+    let (Some(sel), Value::Object(m)) = (select, &v) else {
+        return v;
+    };
+    let mut out = Map::new();
+    for (k, val) in m {
+        if k.starts_with("@odata") || sel.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+            out.insert(k.clone(), val.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn metadata(c: &Ctx<'_>, entity_set: &str) -> String {
+    let sel = c
+        .query
+        .select
+        .as_ref()
+        .map(|s| format!("({})", s.join(",")))
+        .unwrap_or_default();
+    format!("{}/v1.0/$metadata#{entity_set}{sel}", c.s.base_url)
+}
+
+/// Checks `$filter` against the properties the resource supports filtering on.
+pub fn check_filter(c: &Ctx<'_>, resource: &str, allowed: &[&str]) -> Result<(), Response> {
+    for cond in &c.query.filter {
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(cond.prop())) {
+            return Err(c.err(
+                StatusCode::BAD_REQUEST,
+                "Request_UnsupportedQuery",
+                &format!("Unsupported or invalid query filter clause specified for property '{}' of resource '{resource}'.", cond.prop()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A collection answer: filtered, paged, projected, with `@odata.context` and `@odata.nextLink`.
+pub fn collection(c: &Ctx<'_>, entity_set: &str, items: Vec<Value>) -> Response {
+    if c.query.count
+        && c.headers
+            .get("consistencylevel")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| !v.eq_ignore_ascii_case("eventual"))
+    {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "$count is only supported with the ConsistencyLevel header set to eventual.",
+        );
+    }
+    let items: Vec<Value> = items
+        .into_iter()
+        .filter(|v| matches(v, &c.query.filter))
+        .collect();
+    let total = items.len();
+    let page = c.query.top.unwrap_or(DEFAULT_PAGE);
+    let start = c.query.skip.min(total);
+    let end = (start + page).min(total);
+    let value: Vec<Value> = items[start..end]
+        .iter()
+        .cloned()
+        .map(|v| project(v, &c.query.select))
+        .collect();
+    let mut body = json!({ "@odata.context": metadata(c, entity_set) });
+    if c.query.count {
+        body["@odata.count"] = json!(total);
+    }
+    if end < total {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        if let Some(f) = &c.query.filter_raw {
+            ser.append_pair("$filter", f);
+        }
+        if let Some(s) = &c.query.select {
+            ser.append_pair("$select", &s.join(","));
+        }
+        if let Some(t) = c.query.top {
+            ser.append_pair("$top", &t.to_string());
+        }
+        ser.append_pair("$skiptoken", &B64.encode(format!("sim-offset:{end}")));
+        body["@odata.nextLink"] =
+            json!(format!("{}/v1.0/{}?{}", c.s.base_url, c.path, ser.finish()));
+    }
+    body["value"] = Value::Array(value);
+    graph_json(StatusCode::OK, &body)
+}
+
+/// A single-entity answer with `@odata.context`.
+pub fn entity(c: &Ctx<'_>, entity_set: &str, status: StatusCode, v: Value) -> Response {
+    let mut v = project(v, &c.query.select);
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "@odata.context".into(),
+            json!(format!("{}/$entity", metadata(c, entity_set))),
+        );
+    }
+    graph_json(status, &v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_match() {
+        let f = parse_filter("appId eq 'ABC' and startswith(displayName,'Con')").unwrap();
+        let obj = json!({"appId": "abc", "displayName": "Contoso app"});
+        assert!(matches(&obj, &f));
+        assert!(!matches(
+            &json!({"appId": "abd", "displayName": "Contoso"}),
+            &f
+        ));
+        let f = parse_filter("displayName eq 'O''Brien'").unwrap();
+        assert_eq!(
+            f,
+            vec![Cond::Eq("displayName".into(), Lit::Str("O'Brien".into()))]
+        );
+        let f = parse_filter("servicePrincipalNames/any(x:x eq 'api://a')").unwrap();
+        assert!(matches(&json!({"servicePrincipalNames": ["api://a"]}), &f));
+        let f = parse_filter("id in ('1','2')").unwrap();
+        assert!(matches(&json!({"id": "2"}), &f));
+        assert!(parse_filter("appId wat 'x'").is_err());
+        assert!(parse_filter("a eq 'x' or b eq 'y'").is_err());
+    }
+
+    #[test]
+    fn skiptoken_round_trips_and_top_is_bounded() {
+        let tok = B64.encode("sim-offset:7");
+        assert_eq!(Query::parse(&format!("$skiptoken={tok}")).unwrap().skip, 7);
+        assert!(Query::parse("$top=1000").is_err());
+        assert_eq!(Query::parse("%24top=5").unwrap().top, Some(5));
+    }
+}

@@ -1,0 +1,569 @@
+//! `/servicePrincipals` (incl. app role assignments) and `/oauth2PermissionGrants`.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::authz::{
+    self, ASSIGN_GRAPH_ROLES, ASSIGN_OTHER_ROLES, READ_APPS, READ_GRANTS, WRITE_APPS, WRITE_GRANTS,
+};
+use super::odata::{check_filter, collection, entity};
+use super::{Caller, Ctx, Key};
+use crate::http::{no_content, odata_error_details};
+use crate::model::{AppRoleAssignment, Directory, PermissionGrant, ServicePrincipal};
+use crate::seed::GRAPH_APP_ID;
+use crate::state::{new_guid, now_rfc3339, random_key};
+
+/// Properties `$filter` may use on service principals.
+const SP_FILTERS: &[&str] = &[
+    "appId",
+    "displayName",
+    "id",
+    "servicePrincipalNames",
+    "tags",
+    "appOwnerOrganizationId",
+    "servicePrincipalType",
+    "accountEnabled",
+];
+
+fn find(c: &Ctx<'_>, dir: &Directory, key: &Key) -> Result<usize, Response> {
+    let (idx, shown) = match key {
+        Key::Id(id) => (
+            dir.service_principals.iter().position(|s| &s.id == id),
+            id.clone(),
+        ),
+        Key::Alt(p, v) if p.eq_ignore_ascii_case("appId") => (
+            dir.service_principals
+                .iter()
+                .position(|s| s.app_id.eq_ignore_ascii_case(v)),
+            v.clone(),
+        ),
+        Key::Alt(p, _) => {
+            return Err(c.err(StatusCode::BAD_REQUEST, "BadRequest", &format!("The property '{p}' is not an alternate key of type 'microsoft.graph.servicePrincipal'.")));
+        }
+    };
+    match idx {
+        Some(i) if c.s.visible(dir.service_principals[i].visible_at_ms) => Ok(i),
+        _ => Err(c.not_found(&shown)),
+    }
+}
+
+/// Owners of the local application behind an SP (they may manage it without a role).
+fn sp_owners(dir: &Directory, sp: &ServicePrincipal) -> Vec<String> {
+    dir.app_by_app_id(&sp.app_id)
+        .map(|a| a.owners.clone())
+        .unwrap_or_default()
+}
+
+/// `GET /servicePrincipals`.
+pub fn list(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    let dir = &inner.dir;
+    if let Err(r) = authz::require(c, dir, &READ_APPS, &[])
+        .and_then(|()| check_filter(c, "servicePrincipal", SP_FILTERS))
+    {
+        return r;
+    }
+    let items = dir
+        .service_principals
+        .iter()
+        .filter(|s| c.s.visible(s.visible_at_ms))
+        .map(ServicePrincipal::to_json)
+        .collect();
+    collection(c, "servicePrincipals", items)
+}
+
+/// `GET /servicePrincipals/{id}` or `(appId='…')`.
+pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
+        return r;
+    }
+    match find(c, &inner.dir, key) {
+        Ok(i) => entity(
+            c,
+            "servicePrincipals",
+            StatusCode::OK,
+            inner.dir.service_principals[i].to_json(),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// `POST /servicePrincipals` `{ "appId": … }`.
+pub fn create(c: &Ctx<'_>) -> Response {
+    let mut inner = c.s.lock();
+    let Some(app_id) = c
+        .body
+        .as_ref()
+        .and_then(|b| b["appId"].as_str())
+        .map(str::to_string)
+    else {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Invalid value specified for property 'appId' of resource 'ServicePrincipal'.",
+        );
+    };
+    let app = inner.dir.app_by_app_id(&app_id).cloned();
+    let owners = app.as_ref().map(|a| a.owners.clone()).unwrap_or_default();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
+        return r;
+    }
+    if inner.dir.sp_by_app_id(&app_id).is_some() {
+        return c.err(StatusCode::CONFLICT, "Request_MultipleObjectsWithSameKeyValue", &format!("The service principal cannot be created, updated, or restored because the service principal name {app_id} is already in use."));
+    }
+    let tenant_id = inner.dir.tenant.id.clone();
+    let sp = match app {
+        Some(a) if c.s.visible(a.visible_at_ms) => ServicePrincipal {
+            id: new_guid(),
+            app_id: a.app_id.clone(),
+            display_name: a.display_name().to_string(),
+            app_owner_organization_id: tenant_id,
+            created: now_rfc3339(),
+            app_roles: a
+                .props
+                .get("appRoles")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            oauth2_permission_scopes: a
+                .props
+                .get("api")
+                .map(|v| &v["oauth2PermissionScopes"])
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            tags: a
+                .props
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            visible_at_ms: c.s.visible_at(&inner),
+        },
+        _ if app_id.eq_ignore_ascii_case(&c.s.token_app_id) => ServicePrincipal {
+            id: new_guid(),
+            app_id: c.s.token_app_id.clone(),
+            display_name: c.s.config.token_app_name(),
+            app_owner_organization_id: inner.dir.tenant.provider_tenant_id.clone(),
+            created: now_rfc3339(),
+            app_roles: vec![],
+            oauth2_permission_scopes: vec![],
+            tags: vec!["WindowsAzureActiveDirectoryIntegratedApp".into()],
+            visible_at_ms: c.s.visible_at(&inner),
+        },
+        _ => {
+            // Unknown, or not replicated yet: Entra reports both the same way.
+            if matches!(c.caller, Caller::App { .. }) {
+                return c.err(StatusCode::FORBIDDEN, "Authorization_RequestDenied", "When using this permission, the backing application of the service principal being created must in the local tenant");
+            }
+            return odata_error_details(
+                c.ids,
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                &format!(
+                    "The appId '{app_id}' of the service principal does not reference a valid application object."
+                ),
+                Some(json!([{"code": "NoBackingApplicationObject", "target": "appId"}])),
+            );
+        }
+    };
+    let json = sp.to_json();
+    inner.dir.service_principals.push(sp);
+    c.s.persist(&inner);
+    entity(c, "servicePrincipals", StatusCode::CREATED, json)
+}
+
+/// `DELETE /servicePrincipals/{id}` or `(appId='…')`.
+pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
+    let mut inner = c.s.lock();
+    let idx = match find(c, &inner.dir, key) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let sp = inner.dir.service_principals[idx].clone();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &sp_owners(&inner.dir, &sp)) {
+        return r;
+    }
+    super::apps::remove_sp(&mut inner.dir, &sp.id);
+    c.s.persist(&inner);
+    no_content()
+}
+
+/// `GET /servicePrincipals/{id}/appRoleAssignedTo`: who holds this resource's app roles.
+pub fn list_assigned_to(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
+        return r;
+    }
+    let idx = match find(c, &inner.dir, key) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let id = inner.dir.service_principals[idx].id.clone();
+    let items = inner
+        .dir
+        .app_role_assignments
+        .iter()
+        .filter(|a| a.resource_id == id)
+        .map(AppRoleAssignment::to_json)
+        .collect();
+    collection(
+        c,
+        &format!("servicePrincipals('{id}')/appRoleAssignedTo"),
+        items,
+    )
+}
+
+/// `GET /servicePrincipals/{id}/appRoleAssignments`: the app roles this SP holds.
+pub fn list_assignments(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
+        return r;
+    }
+    let idx = match find(c, &inner.dir, key) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let id = inner.dir.service_principals[idx].id.clone();
+    let items = inner
+        .dir
+        .app_role_assignments
+        .iter()
+        .filter(|a| a.principal_id == id)
+        .map(AppRoleAssignment::to_json)
+        .collect();
+    collection(
+        c,
+        &format!("servicePrincipals('{id}')/appRoleAssignments"),
+        items,
+    )
+}
+
+fn bad_reference(c: &Ctx<'_>) -> Response {
+    c.err(
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+        "Not a valid reference update.",
+    )
+}
+
+/// `POST /servicePrincipals/{resource}/appRoleAssignedTo` (`via_resource`) or
+/// `POST /servicePrincipals/{principal}/appRoleAssignments`: admin consent to an app role.
+pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
+    let mut inner = c.s.lock();
+    let body = match c.body_object() {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    let path_idx = match find(c, &inner.dir, key) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let path_sp = inner.dir.service_principals[path_idx].clone();
+    let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let (resource_id, principal_id) = if via_resource {
+        (Some(path_sp.id.clone()), field("principalId"))
+    } else {
+        (field("resourceId"), Some(path_sp.id.clone()))
+    };
+    let (Some(resource_id), Some(principal_id), Some(app_role_id)) =
+        (resource_id, principal_id, field("appRoleId"))
+    else {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "One or more properties contains invalid values.",
+        );
+    };
+    if via_resource && field("resourceId").is_some_and(|r| !r.eq_ignore_ascii_case(&resource_id)) {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "The resourceId in the body does not match the service principal in the request URL.",
+        );
+    }
+    let Some(resource) = inner
+        .dir
+        .sp(&resource_id)
+        .filter(|r| c.s.visible(r.visible_at_ms))
+        .cloned()
+    else {
+        return c.not_found(&resource_id);
+    };
+    let need = if resource.app_id.eq_ignore_ascii_case(GRAPH_APP_ID) {
+        &ASSIGN_GRAPH_ROLES
+    } else {
+        &ASSIGN_OTHER_ROLES
+    };
+    if let Err(r) = authz::require(c, &inner.dir, need, &[]) {
+        return r;
+    }
+    let Some(principal) = inner
+        .dir
+        .sp(&principal_id)
+        .filter(|p| c.s.visible(p.visible_at_ms))
+        .cloned()
+    else {
+        return bad_reference(c);
+    };
+    if resource.role_value(&app_role_id).is_none() {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            &format!(
+                "Permission being assigned was not found on application '{}'.",
+                resource.app_id
+            ),
+        );
+    }
+    if inner.dir.app_role_assignments.iter().any(|a| {
+        a.principal_id == principal.id
+            && a.resource_id == resource.id
+            && a.app_role_id.eq_ignore_ascii_case(&app_role_id)
+    }) {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Permission being assigned already exists on the object.",
+        );
+    }
+    let a = AppRoleAssignment {
+        id: random_key(32),
+        app_role_id: app_role_id.to_ascii_lowercase(),
+        principal_id: principal.id.clone(),
+        principal_display_name: principal.display_name.clone(),
+        resource_id: resource.id.clone(),
+        resource_display_name: resource.display_name.clone(),
+        created: now_rfc3339(),
+    };
+    let json = a.to_json();
+    inner.dir.app_role_assignments.push(a);
+    c.s.persist(&inner);
+    let nav = if via_resource {
+        "appRoleAssignedTo"
+    } else {
+        "appRoleAssignments"
+    };
+    entity(
+        c,
+        &format!("servicePrincipals('{}')/{nav}", path_sp.id),
+        StatusCode::CREATED,
+        json,
+    )
+}
+
+/// `DELETE /servicePrincipals/{id}/appRoleAssignedTo/{assignment}` (or `/appRoleAssignments/{assignment}`).
+pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) -> Response {
+    let mut inner = c.s.lock();
+    let idx = match find(c, &inner.dir, key) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let sp_id = inner.dir.service_principals[idx].id.clone();
+    let Some(pos) = inner.dir.app_role_assignments.iter().position(|a| {
+        a.id == assignment
+            && if via_resource {
+                a.resource_id == sp_id
+            } else {
+                a.principal_id == sp_id
+            }
+    }) else {
+        return c.not_found(assignment);
+    };
+    let resource_app = inner
+        .dir
+        .sp(&inner.dir.app_role_assignments[pos].resource_id)
+        .map(|r| r.app_id.clone())
+        .unwrap_or_default();
+    let need = if resource_app.eq_ignore_ascii_case(GRAPH_APP_ID) {
+        &ASSIGN_GRAPH_ROLES
+    } else {
+        &ASSIGN_OTHER_ROLES
+    };
+    if let Err(r) = authz::require(c, &inner.dir, need, &[]) {
+        return r;
+    }
+    inner.dir.app_role_assignments.remove(pos);
+    c.s.persist(&inner);
+    no_content()
+}
+
+/// `GET /servicePrincipals/{id}/oauth2PermissionGrants`.
+pub fn list_grants_of(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_GRANTS, &[]) {
+        return r;
+    }
+    let idx = match find(c, &inner.dir, key) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let id = inner.dir.service_principals[idx].id.clone();
+    let items = inner
+        .dir
+        .oauth2_permission_grants
+        .iter()
+        .filter(|g| g.client_id == id)
+        .map(PermissionGrant::to_json)
+        .collect();
+    collection(c, "oauth2PermissionGrants", items)
+}
+
+/// `GET /oauth2PermissionGrants`.
+pub fn list_grants(c: &Ctx<'_>) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_GRANTS, &[]).and_then(|()| {
+        check_filter(
+            c,
+            "oAuth2PermissionGrant",
+            &["clientId", "resourceId", "consentType", "principalId", "id"],
+        )
+    }) {
+        return r;
+    }
+    let items = inner
+        .dir
+        .oauth2_permission_grants
+        .iter()
+        .map(PermissionGrant::to_json)
+        .collect();
+    collection(c, "oauth2PermissionGrants", items)
+}
+
+/// `POST /oauth2PermissionGrants`: delegated consent.
+pub fn create_grant(c: &Ctx<'_>) -> Response {
+    let mut inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_GRANTS, &[]) {
+        return r;
+    }
+    let body = match c.body_object() {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let consent_type = field("consentType").unwrap_or_default();
+    let principal_id = field("principalId");
+    let valid_type = match consent_type.as_str() {
+        "AllPrincipals" => principal_id.is_none(),
+        "Principal" => principal_id
+            .as_ref()
+            .is_some_and(|p| inner.dir.user(p).is_some()),
+        _ => false,
+    };
+    let (Some(client_id), Some(resource_id), Some(scope), true) = (
+        field("clientId"),
+        field("resourceId"),
+        field("scope"),
+        valid_type,
+    ) else {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "One or more properties contains invalid values.",
+        );
+    };
+    for id in [&client_id, &resource_id] {
+        if inner
+            .dir
+            .sp(id)
+            .filter(|s| c.s.visible(s.visible_at_ms))
+            .is_none()
+        {
+            return c.not_found(id);
+        }
+    }
+    let dup = inner.dir.oauth2_permission_grants.iter().any(|g| {
+        g.client_id == client_id
+            && g.resource_id == resource_id
+            && g.consent_type == consent_type
+            && g.principal_id == principal_id
+    });
+    if dup {
+        return c.err(
+            StatusCode::CONFLICT,
+            "Request_MultipleObjectsWithSameKeyValue",
+            "Permission entry already exists.",
+        );
+    }
+    let g = PermissionGrant {
+        id: random_key(32),
+        client_id,
+        consent_type,
+        principal_id,
+        resource_id,
+        scope,
+    };
+    let json = g.to_json();
+    inner.dir.oauth2_permission_grants.push(g);
+    c.s.persist(&inner);
+    entity(c, "oauth2PermissionGrants", StatusCode::CREATED, json)
+}
+
+/// `GET /oauth2PermissionGrants/{id}`.
+pub fn get_grant(c: &Ctx<'_>, id: &str) -> Response {
+    let inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &READ_GRANTS, &[]) {
+        return r;
+    }
+    match inner
+        .dir
+        .oauth2_permission_grants
+        .iter()
+        .find(|g| g.id == id)
+    {
+        Some(g) => entity(c, "oauth2PermissionGrants", StatusCode::OK, g.to_json()),
+        None => c.not_found(id),
+    }
+}
+
+/// `PATCH /oauth2PermissionGrants/{id}` `{ "scope": … }`.
+pub fn patch_grant(c: &Ctx<'_>, id: &str) -> Response {
+    let mut inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_GRANTS, &[]) {
+        return r;
+    }
+    let Some(scope) = c
+        .body
+        .as_ref()
+        .and_then(|b| b["scope"].as_str())
+        .map(str::to_string)
+    else {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Invalid value specified for property 'scope'.",
+        );
+    };
+    match inner
+        .dir
+        .oauth2_permission_grants
+        .iter_mut()
+        .find(|g| g.id == id)
+    {
+        Some(g) => g.scope = scope,
+        None => return c.not_found(id),
+    }
+    c.s.persist(&inner);
+    no_content()
+}
+
+/// `DELETE /oauth2PermissionGrants/{id}`.
+pub fn delete_grant(c: &Ctx<'_>, id: &str) -> Response {
+    let mut inner = c.s.lock();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_GRANTS, &[]) {
+        return r;
+    }
+    let before = inner.dir.oauth2_permission_grants.len();
+    inner.dir.oauth2_permission_grants.retain(|g| g.id != id);
+    if inner.dir.oauth2_permission_grants.len() == before {
+        return c.not_found(id);
+    }
+    c.s.persist(&inner);
+    no_content()
+}

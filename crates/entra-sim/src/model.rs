@@ -1,0 +1,428 @@
+//! The directory objects the emulator keeps, and how each renders as Graph JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// The customer tenant the emulator plays.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Tenant id (`tid` claim, `/organization` id).
+    pub id: String,
+    /// Initial verified domain, e.g. `contoso.onmicrosoft.com`; usable as `{tenant}` in STS paths.
+    pub domain: String,
+    /// Organization display name shown by `/organization`.
+    pub display_name: String,
+    /// Tenant that owns the provider's multi-tenant token app (its SP's `appOwnerOrganizationId`).
+    pub provider_tenant_id: String,
+}
+
+/// A member user. Users sign in password-less: the device page only asks which user approves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Object id (`oid` claim).
+    pub id: String,
+    /// Sign-in name (`upn` claim).
+    pub upn: String,
+    /// Name shown in tokens and Graph.
+    pub display_name: String,
+    /// First name (`given_name` claim, `givenName`).
+    pub given_name: String,
+    /// Last name (`family_name` claim, `surname`).
+    pub surname: String,
+}
+
+impl User {
+    /// Graph `user` resource.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "businessPhones": [],
+            "displayName": self.display_name,
+            "givenName": self.given_name,
+            "jobTitle": null,
+            "mail": self.upn,
+            "mobilePhone": null,
+            "officeLocation": null,
+            "preferredLanguage": "en-US",
+            "surname": self.surname,
+            "userPrincipalName": self.upn,
+            "id": self.id,
+        })
+    }
+}
+
+/// A client secret. The secret itself is never kept: only a hash to check it and the hint to show.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Password {
+    /// `keyId`, the handle for removePassword.
+    pub key_id: String,
+    /// Optional label given at addPassword.
+    pub display_name: Option<String>,
+    /// First three characters of the secret, as Graph shows them.
+    pub hint: String,
+    /// Hex SHA-256 of the secret, to check client-credentials requests.
+    pub sha256: String,
+    /// Validity start (RFC 3339).
+    pub start: String,
+    /// Validity end (RFC 3339); past it the STS answers AADSTS7000222.
+    pub end: String,
+    /// Validity end as Unix seconds, to compare without parsing.
+    pub end_unix: i64,
+    /// Emulator clock (ms) from which the secret is accepted by the STS (replication lag).
+    #[serde(skip)]
+    pub visible_at_ms: u64,
+}
+
+impl Password {
+    /// Graph `passwordCredential` as listed on the application (secretText is null after creation).
+    pub fn to_json(&self, secret_text: Option<&str>) -> Value {
+        json!({
+            "customKeyIdentifier": null,
+            "displayName": self.display_name,
+            "endDateTime": self.end,
+            "hint": self.hint,
+            "keyId": self.key_id,
+            "secretText": secret_text,
+            "startDateTime": self.start,
+        })
+    }
+}
+
+/// An application (app registration) homed in the tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Application {
+    /// Object id (the `{id}` in `/applications/{id}`).
+    pub id: String,
+    /// Client id.
+    pub app_id: String,
+    /// Creation time (RFC 3339).
+    pub created: String,
+    /// The other writable properties (displayName, uniqueName, signInAudience, requiredResourceAccess, …)
+    /// exactly as the client set them, so that GET echoes what was PATCHed.
+    pub props: Map<String, Value>,
+    /// Client secrets.
+    pub passwords: Vec<Password>,
+    /// Users or service principals that own it (owners may manage it without an admin role).
+    pub owners: Vec<String>,
+    /// Emulator clock (ms) from which dependent calls can see it (replication lag).
+    #[serde(skip)]
+    pub visible_at_ms: u64,
+}
+
+/// Properties a client may set on an application, with their defaults.
+pub fn application_defaults() -> Map<String, Value> {
+    let v = json!({
+        "displayName": null,
+        "description": null,
+        "notes": null,
+        "uniqueName": null,
+        "signInAudience": "AzureADMyOrg",
+        "groupMembershipClaims": null,
+        "identifierUris": [],
+        "isFallbackPublicClient": null,
+        "isDeviceOnlyAuthSupported": null,
+        "serviceManagementReference": null,
+        "tags": [],
+        "tokenEncryptionKeyId": null,
+        "api": {"acceptMappedClaims": null, "knownClientApplications": [], "requestedAccessTokenVersion": null, "oauth2PermissionScopes": [], "preAuthorizedApplications": []},
+        "appRoles": [],
+        "info": {"logoUrl": null, "marketingUrl": null, "privacyStatementUrl": null, "supportUrl": null, "termsOfServiceUrl": null},
+        "keyCredentials": [],
+        "optionalClaims": null,
+        "parentalControlSettings": {"countriesBlockedForMinors": [], "legalAgeGroupRule": "Allow"},
+        "publicClient": {"redirectUris": []},
+        "requiredResourceAccess": [],
+        "web": {"homePageUrl": null, "logoutUrl": null, "redirectUris": [], "implicitGrantSettings": {"enableAccessTokenIssuance": false, "enableIdTokenIssuance": false}},
+        "spa": {"redirectUris": []},
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+impl Application {
+    /// Graph `application` resource.
+    pub fn to_json(&self, publisher_domain: &str) -> Value {
+        let mut m = application_defaults();
+        for (k, v) in &self.props {
+            m.insert(k.clone(), v.clone());
+        }
+        m.insert("id".into(), json!(self.id));
+        m.insert("deletedDateTime".into(), Value::Null);
+        m.insert("appId".into(), json!(self.app_id));
+        m.insert("createdDateTime".into(), json!(self.created));
+        m.insert("publisherDomain".into(), json!(publisher_domain));
+        m.insert(
+            "passwordCredentials".into(),
+            Value::Array(self.passwords.iter().map(|p| p.to_json(None)).collect()),
+        );
+        Value::Object(m)
+    }
+
+    /// Display name, if set.
+    pub fn display_name(&self) -> &str {
+        self.props
+            .get("displayName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The alternate key used by the upsert, if set.
+    pub fn unique_name(&self) -> Option<&str> {
+        self.props.get("uniqueName").and_then(Value::as_str)
+    }
+}
+
+/// A service principal (enterprise application) in the tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServicePrincipal {
+    /// Object id.
+    pub id: String,
+    /// Client id of the application it instantiates.
+    pub app_id: String,
+    /// Name shown in the portal's Enterprise applications.
+    pub display_name: String,
+    /// Tenant that owns the application (ours, Microsoft's, or the provider's).
+    pub app_owner_organization_id: String,
+    /// Creation time (RFC 3339).
+    pub created: String,
+    /// Application permissions the app exposes (`appRoles`); how clients find role ids.
+    pub app_roles: Vec<Value>,
+    /// Delegated permissions the app exposes (`oauth2PermissionScopes`).
+    pub oauth2_permission_scopes: Vec<Value>,
+    /// Tags (e.g. `WindowsAzureActiveDirectoryIntegratedApp`).
+    pub tags: Vec<String>,
+    /// Emulator clock (ms) from which dependent calls can see it (replication lag).
+    #[serde(skip)]
+    pub visible_at_ms: u64,
+}
+
+impl ServicePrincipal {
+    /// Graph `servicePrincipal` resource.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "deletedDateTime": null,
+            "accountEnabled": true,
+            "alternativeNames": [],
+            "appDisplayName": self.display_name,
+            "appDescription": null,
+            "appId": self.app_id,
+            "applicationTemplateId": null,
+            "appOwnerOrganizationId": self.app_owner_organization_id,
+            "appRoleAssignmentRequired": false,
+            "createdDateTime": self.created,
+            "description": null,
+            "disabledByMicrosoftStatus": null,
+            "displayName": self.display_name,
+            "homepage": null,
+            "loginUrl": null,
+            "logoutUrl": null,
+            "notes": null,
+            "notificationEmailAddresses": [],
+            "preferredSingleSignOnMode": null,
+            "preferredTokenSigningKeyThumbprint": null,
+            "replyUrls": [],
+            "servicePrincipalNames": [self.app_id],
+            "servicePrincipalType": "Application",
+            "signInAudience": "AzureADMultipleOrgs",
+            "tags": self.tags,
+            "tokenEncryptionKeyId": null,
+            "addIns": [],
+            "appRoles": self.app_roles,
+            "info": {"logoUrl": null, "marketingUrl": null, "privacyStatementUrl": null, "supportUrl": null, "termsOfServiceUrl": null},
+            "keyCredentials": [],
+            "oauth2PermissionScopes": self.oauth2_permission_scopes,
+            "passwordCredentials": [],
+        })
+    }
+
+    /// The id of the app role whose `value` is `value`.
+    #[cfg(test)]
+    pub fn role_id(&self, value: &str) -> Option<String> {
+        self.app_roles
+            .iter()
+            .find(|r| r["value"] == value)
+            .and_then(|r| r["id"].as_str().map(str::to_string))
+    }
+
+    /// The `value` of the app role with id `id`.
+    pub fn role_value(&self, id: &str) -> Option<String> {
+        self.app_roles
+            .iter()
+            .find(|r| r["id"] == id)
+            .and_then(|r| r["value"].as_str().map(str::to_string))
+    }
+}
+
+/// An app role granted to a service principal (admin consent to an application permission).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppRoleAssignment {
+    /// Assignment id (Entra uses a 43-character url-safe key, not a GUID).
+    pub id: String,
+    /// The granted app role.
+    pub app_role_id: String,
+    /// The SP that receives the permission.
+    pub principal_id: String,
+    /// Its name, denormalised as Graph does.
+    pub principal_display_name: String,
+    /// The resource SP (e.g. Microsoft Graph) that defines the role.
+    pub resource_id: String,
+    /// Its name, denormalised as Graph does.
+    pub resource_display_name: String,
+    /// Creation time (RFC 3339).
+    pub created: String,
+}
+
+impl AppRoleAssignment {
+    /// Graph `appRoleAssignment` resource.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "deletedDateTime": null,
+            "appRoleId": self.app_role_id,
+            "createdDateTime": self.created,
+            "principalDisplayName": self.principal_display_name,
+            "principalId": self.principal_id,
+            "principalType": "ServicePrincipal",
+            "resourceDisplayName": self.resource_display_name,
+            "resourceId": self.resource_id,
+        })
+    }
+}
+
+/// A delegated permission grant (`oauth2PermissionGrant`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PermissionGrant {
+    /// Grant id.
+    pub id: String,
+    /// SP of the client app that may act for users.
+    pub client_id: String,
+    /// `AllPrincipals` (admin consent) or `Principal` (one user).
+    pub consent_type: String,
+    /// The user, for `Principal` grants.
+    pub principal_id: Option<String>,
+    /// Resource SP (e.g. Microsoft Graph).
+    pub resource_id: String,
+    /// Space-separated delegated permission values.
+    pub scope: String,
+}
+
+impl PermissionGrant {
+    /// Graph `oAuth2PermissionGrant` resource.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "clientId": self.client_id,
+            "consentType": self.consent_type,
+            "principalId": self.principal_id,
+            "resourceId": self.resource_id,
+            "scope": self.scope,
+        })
+    }
+
+    /// The granted permission values.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split_whitespace()
+    }
+}
+
+/// A directory role held by a user or service principal (`unifiedRoleAssignment`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleAssignment {
+    /// Assignment id.
+    pub id: String,
+    /// Role definition id; for built-in roles this equals the role template id.
+    pub role_definition_id: String,
+    /// User or SP holding the role.
+    pub principal_id: String,
+    /// `/` for tenant-wide.
+    pub directory_scope_id: String,
+}
+
+impl RoleAssignment {
+    /// Graph `unifiedRoleAssignment` resource.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "roleDefinitionId": self.role_definition_id,
+            "principalId": self.principal_id,
+            "directoryScopeId": self.directory_scope_id,
+        })
+    }
+}
+
+/// Everything that lives in the tenant; the JSON of this struct is the persisted state and
+/// (with ids and names) what `Sim::snapshot` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Directory {
+    /// The tenant itself.
+    pub tenant: Tenant,
+    /// Member users.
+    pub users: Vec<User>,
+    /// App registrations homed here.
+    pub applications: Vec<Application>,
+    /// Enterprise applications (local apps, Microsoft resource apps, consented multi-tenant apps).
+    pub service_principals: Vec<ServicePrincipal>,
+    /// Application permissions granted (appRoleAssignedTo).
+    pub app_role_assignments: Vec<AppRoleAssignment>,
+    /// Delegated permission grants.
+    pub oauth2_permission_grants: Vec<PermissionGrant>,
+    /// Directory role assignments of users and SPs.
+    pub role_assignments: Vec<RoleAssignment>,
+    /// Deleted applications and SPs (the 30-day recycle bin), as Graph JSON with deletedDateTime.
+    pub deleted_items: Vec<Value>,
+}
+
+impl Directory {
+    /// The user with object id or UPN `key` (UPN match is case-insensitive, as in Entra).
+    pub fn user(&self, key: &str) -> Option<&User> {
+        self.users
+            .iter()
+            .find(|u| u.id == key || u.upn.eq_ignore_ascii_case(key))
+    }
+
+    /// Role template ids held by `principal_id`.
+    pub fn roles_of(&self, principal_id: &str) -> Vec<String> {
+        self.role_assignments
+            .iter()
+            .filter(|r| r.principal_id == principal_id)
+            .map(|r| r.role_definition_id.clone())
+            .collect()
+    }
+
+    /// The SP of client id `app_id`.
+    pub fn sp_by_app_id(&self, app_id: &str) -> Option<&ServicePrincipal> {
+        self.service_principals
+            .iter()
+            .find(|s| s.app_id.eq_ignore_ascii_case(app_id))
+    }
+
+    /// The SP with object id `id`.
+    pub fn sp(&self, id: &str) -> Option<&ServicePrincipal> {
+        self.service_principals.iter().find(|s| s.id == id)
+    }
+
+    /// The application with client id `app_id`.
+    pub fn app_by_app_id(&self, app_id: &str) -> Option<&Application> {
+        self.applications
+            .iter()
+            .find(|a| a.app_id.eq_ignore_ascii_case(app_id))
+    }
+
+    /// App role values granted to SP `sp_id` on resource SP `resource_id` (the `roles` claim).
+    pub fn granted_roles(&self, sp_id: &str, resource_id: &str) -> Vec<String> {
+        let Some(resource) = self.sp(resource_id) else {
+            return Vec::new();
+        };
+        let mut roles: Vec<String> = self
+            .app_role_assignments
+            .iter()
+            .filter(|a| a.principal_id == sp_id && a.resource_id == resource_id)
+            .filter_map(|a| resource.role_value(&a.app_role_id))
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+}

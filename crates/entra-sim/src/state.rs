@@ -1,0 +1,275 @@
+//! The emulator's mutable state behind one lock, its clock, and persistence.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::faults::{FaultRng, Faults};
+use crate::jwt::SigningKey;
+use crate::model::Directory;
+use crate::seed;
+use crate::{SimConfig, SimError, SimInfo, SimUser};
+
+/// Where a device authorization request stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceStatus {
+    /// Waiting for the person at the verification page.
+    Pending,
+    /// Approved by this user; the next poll gets tokens.
+    Approved {
+        /// The signing-in user.
+        user_id: String,
+    },
+    /// The person pressed Decline.
+    Declined,
+    /// Tokens were already handed out for it.
+    Redeemed,
+}
+
+/// One device authorization request (RFC 8628).
+#[derive(Debug, Clone)]
+pub struct DeviceSession {
+    /// Short code the person types at the verification page.
+    pub user_code: String,
+    /// The public client that asked.
+    pub client_id: String,
+    /// Requested scopes, as sent.
+    pub scopes: Vec<String>,
+    /// Emulator clock (ms) after which polls get `expired_token`.
+    pub expires_at_ms: u64,
+    /// Announced polling interval; faster polls get `slow_down`.
+    pub interval_s: u64,
+    /// Clock (ms) of the previous poll, to detect polling too fast.
+    pub last_poll_ms: Option<u64>,
+    /// Progress of the sign-in.
+    pub status: DeviceStatus,
+}
+
+/// What a refresh token stands for (the token itself is only kept hashed).
+#[derive(Debug, Clone)]
+pub struct RefreshSession {
+    /// The user it acts for.
+    pub user_id: String,
+    /// The client it was issued to (must match on redemption).
+    pub client_id: String,
+    /// Scopes originally granted.
+    pub scopes: Vec<String>,
+    /// Clock (ms) of expiry (Entra: 90 days of inactivity; AADSTS700082 after).
+    pub expires_at_ms: u64,
+}
+
+/// Everything that changes while the emulator runs.
+pub struct Inner {
+    /// The tenant's objects.
+    pub dir: Directory,
+    /// Fault switches in force.
+    pub faults: Faults,
+    /// Draws for rate-based faults.
+    pub rng: FaultRng,
+    /// Device authorization requests by device_code.
+    pub device_codes: HashMap<String, DeviceSession>,
+    /// Refresh tokens by SHA-256 hex of the token.
+    pub refresh_tokens: HashMap<String, RefreshSession>,
+}
+
+/// State shared by all request handlers.
+pub struct Shared {
+    /// `https://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// Start configuration (faults there are only the initial ones).
+    pub config: SimConfig,
+    /// Client id of the provider's token app.
+    pub token_app_id: String,
+    /// CA certificate clients trust.
+    pub ca_pem: String,
+    /// Token-signing key.
+    pub key: &'static SigningKey,
+    /// Origin of the emulator clock; lag and expiry are measured from it.
+    started: Instant,
+    /// The mutable state. A std mutex: it is never held across an await.
+    inner: Mutex<Inner>,
+    /// Where the directory is saved, if anywhere.
+    state_file: Option<PathBuf>,
+}
+
+/// Current UTC time as RFC 3339 with seconds, the way Graph prints dates.
+pub fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// Formats a time as Graph does (`2026-11-26T08:00:00Z`).
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `n` random bytes from the OS.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    // A failing OS RNG is unrecoverable for a token issuer; zeros would be worse than a panic
+    // only in production, and this is a test fixture, so fall back to a time-based fill.
+    if getrandom::fill(&mut b).is_err() {
+        let seed = unix_now() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+        let mut r = FaultRng::new(Some(seed));
+        for x in b.iter_mut() {
+            *x = (r.next_f64() * 256.0) as u8;
+        }
+    }
+    b
+}
+
+/// A fresh random GUID.
+pub fn new_guid() -> String {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&random_bytes(16));
+    uuid::Builder::from_random_bytes(b)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// A random url-safe key of the kind Entra uses for assignment ids and opaque tokens.
+pub fn random_key(bytes: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(bytes))
+}
+
+/// Hex SHA-256, for secrets and refresh tokens.
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+impl Shared {
+    /// Seeds (or reloads) the tenant.
+    pub fn new(base_url: String, config: SimConfig, ca_pem: String) -> Result<Shared, SimError> {
+        let key = crate::jwt::signing_key()?;
+        let state_file = config.state_dir.as_ref().map(|d| d.join("directory.json"));
+        let dir = match state_file.as_ref().map(std::fs::read_to_string) {
+            Some(Ok(text)) => {
+                serde_json::from_str(&text).map_err(|e| SimError::State(e.to_string()))?
+            }
+            _ => seed::seed_directory(&config.tenant_domain, &now_rfc3339()),
+        };
+        let token_app_id = config
+            .token_app_client_id
+            .clone()
+            .unwrap_or_else(|| seed::fixed_guid(&format!("app:token:{}", config.provider_name)));
+        let inner = Inner {
+            dir,
+            rng: FaultRng::new(config.faults.seed),
+            faults: config.faults.clone(),
+            device_codes: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+        };
+        let shared = Shared {
+            base_url,
+            config,
+            token_app_id,
+            ca_pem,
+            key,
+            started: Instant::now(),
+            inner: Mutex::new(inner),
+            state_file,
+        };
+        shared.persist(&shared.lock());
+        Ok(shared)
+    }
+
+    /// Locks the state. A panic in another handler must not wedge the emulator, so a poisoned
+    /// lock is taken over as is.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Milliseconds since start.
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Clock value from which an object written now becomes visible to dependent calls.
+    pub fn visible_at(&self, inner: &Inner) -> u64 {
+        self.now_ms() + inner.faults.replication_lag_ms
+    }
+
+    /// Whether an object with this `visible_at_ms` has replicated yet.
+    pub fn visible(&self, visible_at_ms: u64) -> bool {
+        self.now_ms() >= visible_at_ms
+    }
+
+    /// Saves the directory to the state dir (best effort: a failed save is logged, the request
+    /// it belongs to has already succeeded in memory as it would in Entra).
+    pub fn persist(&self, inner: &Inner) {
+        let Some(path) = &self.state_file else { return };
+        let tmp = path.with_extension("json.tmp");
+        let result = serde_json::to_vec_pretty(&inner.dir)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            tracing::warn!(error = %e, path = %path.display(), "could not save emulator state");
+        }
+    }
+
+    /// Replaces the fault switches, re-seeding the draws so a test's sequence starts afresh.
+    pub fn set_faults(&self, f: Faults) {
+        let mut inner = self.lock();
+        inner.rng = FaultRng::new(f.seed);
+        inner.faults = f;
+    }
+
+    /// Tenant, users and token app.
+    pub fn info(&self) -> SimInfo {
+        let inner = self.lock();
+        let dir = &inner.dir;
+        let users = dir
+            .users
+            .iter()
+            .map(|u| {
+                let ids = dir.roles_of(&u.id);
+                SimUser {
+                    upn: u.upn.clone(),
+                    id: u.id.clone(),
+                    display_name: u.display_name.clone(),
+                    roles: ids
+                        .iter()
+                        .map(|r| seed::role_name(r).unwrap_or(r).to_string())
+                        .collect(),
+                    role_template_ids: ids,
+                }
+            })
+            .collect();
+        SimInfo {
+            base_url: self.base_url.clone(),
+            graph_base_url: format!("{}/v1.0", self.base_url),
+            tenant_id: dir.tenant.id.clone(),
+            tenant_domain: dir.tenant.domain.clone(),
+            token_app_client_id: self.token_app_id.clone(),
+            token_app_display_name: self.config.token_app_name(),
+            users,
+        }
+    }
+
+    /// The directory as JSON, plus the faults in force.
+    pub fn snapshot(&self) -> Value {
+        let inner = self.lock();
+        let mut v = serde_json::to_value(&inner.dir).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert(
+                "faults".into(),
+                serde_json::to_value(&inner.faults).unwrap_or(json!({})),
+            );
+        }
+        v
+    }
+}

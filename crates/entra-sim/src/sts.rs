@@ -1,0 +1,634 @@
+//! The identity platform endpoints: OpenID discovery, JWKS, device authorization and token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form, Json};
+use base64::Engine;
+use serde_json::json;
+
+use crate::http::{ReqIds, sts_error};
+use crate::state::{
+    DeviceSession, DeviceStatus, Inner, RefreshSession, Shared, random_key, sha256_hex, unix_now,
+};
+use crate::tokens::{
+    client_info, granted_scope_string, parse_scopes, resource_for, token_response,
+};
+
+type Params = HashMap<String, String>;
+
+/// Refresh tokens live 90 days (Entra's inactivity window).
+const REFRESH_LIFETIME_MS: u64 = 90 * 24 * 3600 * 1000;
+
+/// How the `{tenant}` path segment resolved.
+enum TenantRef {
+    /// Our tenant, by id or domain.
+    Specific,
+    /// `organizations` or `common`: the tenant is found from the user.
+    Multi(String),
+}
+
+fn resolve_tenant(inner: &Inner, seg: &str) -> Option<TenantRef> {
+    let t = &inner.dir.tenant;
+    if seg.eq_ignore_ascii_case(&t.id) || seg.eq_ignore_ascii_case(&t.domain) {
+        Some(TenantRef::Specific)
+    } else if seg.eq_ignore_ascii_case("organizations") || seg.eq_ignore_ascii_case("common") {
+        Some(TenantRef::Multi(seg.to_ascii_lowercase()))
+    } else {
+        None
+    }
+}
+
+fn tenant_not_found(ids: &ReqIds, seg: &str) -> Response {
+    sts_error(
+        ids,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        90002,
+        &format!(
+            "Tenant '{seg}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+        ),
+    )
+}
+
+fn missing_param(ids: &ReqIds, name: &str) -> Response {
+    sts_error(
+        ids,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        900144,
+        &format!("The request body must contain the following parameter: '{name}'."),
+    )
+}
+
+fn app_not_found(ids: &ReqIds, client_id: &str, tenant_name: &str) -> Response {
+    sts_error(
+        ids,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        700016,
+        &format!(
+            "Application with identifier '{client_id}' was not found in the directory '{tenant_name}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+        ),
+    )
+}
+
+/// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
+pub async fn openid_configuration(
+    State(s): State<Arc<Shared>>,
+    Extension(ids): Extension<ReqIds>,
+    Path(tenant): Path<String>,
+) -> Response {
+    let inner = s.lock();
+    let (seg, issuer) = match resolve_tenant(&inner, &tenant) {
+        Some(TenantRef::Specific) => {
+            let tid = inner.dir.tenant.id.clone();
+            (tid.clone(), s.v2_issuer(&tid))
+        }
+        Some(TenantRef::Multi(m)) => (m, s.v2_issuer("{tenantid}")),
+        None => return tenant_not_found(&ids, &tenant),
+    };
+    let b = &s.base_url;
+    Json(json!({
+        "token_endpoint": format!("{b}/{seg}/oauth2/v2.0/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": format!("{b}/{seg}/discovery/v2.0/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": issuer,
+        "request_uri_parameter_supported": false,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        "authorization_endpoint": format!("{b}/{seg}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{b}/{seg}/oauth2/v2.0/devicecode"),
+        "http_logout_supported": true,
+        "frontchannel_logout_supported": true,
+        "end_session_endpoint": format!("{b}/{seg}/oauth2/v2.0/logout"),
+        "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
+        "kerberos_endpoint": format!("{b}/{seg}/kerberos"),
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
+    }))
+    .into_response()
+}
+
+/// `GET /{tenant}/discovery/v2.0/keys`.
+pub async fn jwks(
+    State(s): State<Arc<Shared>>,
+    Extension(ids): Extension<ReqIds>,
+    Path(tenant): Path<String>,
+) -> Response {
+    let inner = s.lock();
+    let issuer = match resolve_tenant(&inner, &tenant) {
+        Some(TenantRef::Specific) => s.v2_issuer(&inner.dir.tenant.id),
+        Some(TenantRef::Multi(_)) => s.v2_issuer("{tenantid}"),
+        None => return tenant_not_found(&ids, &tenant),
+    };
+    Json(s.key.jwks(&issuer)).into_response()
+}
+
+/// A user code like Entra's: nine characters from an unambiguous alphabet.
+fn new_user_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    crate::state::random_bytes(9)
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// `POST /{tenant}/oauth2/v2.0/devicecode`.
+pub async fn devicecode(
+    State(s): State<Arc<Shared>>,
+    Extension(ids): Extension<ReqIds>,
+    Path(tenant): Path<String>,
+    Form(p): Form<Params>,
+) -> Response {
+    let mut inner = s.lock();
+    if resolve_tenant(&inner, &tenant).is_none() {
+        return tenant_not_found(&ids, &tenant);
+    }
+    let Some(client_id) = p.get("client_id").filter(|c| !c.is_empty()) else {
+        return missing_param(&ids, "client_id");
+    };
+    let Some(scope) = p.get("scope").filter(|c| !c.is_empty()) else {
+        return missing_param(&ids, "scope");
+    };
+    if s.client_app(&inner, client_id).is_none() {
+        return app_not_found(&ids, client_id, &inner.dir.tenant.domain);
+    }
+    if let Err(bad) = parse_scopes(&inner.dir, scope) {
+        return sts_error(
+            &ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            70011,
+            &format!(
+                "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope '{bad}' does not exist."
+            ),
+        );
+    }
+    let device_code = random_key(96);
+    let user_code = new_user_code();
+    let ttl = inner.faults.device_code_ttl();
+    let interval = inner.faults.device_code_interval();
+    inner.device_codes.insert(
+        device_code.clone(),
+        DeviceSession {
+            user_code: user_code.clone(),
+            client_id: client_id.clone(),
+            scopes: scope.split_whitespace().map(str::to_string).collect(),
+            expires_at_ms: s.now_ms() + ttl * 1000,
+            interval_s: interval,
+            last_poll_ms: None,
+            status: DeviceStatus::Pending,
+        },
+    );
+    let uri = format!("{}/devicelogin", s.base_url);
+    Json(json!({
+        "user_code": user_code,
+        "device_code": device_code,
+        "verification_uri": uri,
+        "expires_in": ttl,
+        "interval": interval,
+        "message": format!("To sign in, use a web browser to open the page {uri} and enter the code {user_code} to authenticate."),
+    }))
+    .into_response()
+}
+
+/// `POST /{tenant}/oauth2/v2.0/token`.
+pub async fn token(
+    State(s): State<Arc<Shared>>,
+    Extension(ids): Extension<ReqIds>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Form(p): Form<Params>,
+) -> Response {
+    let mut inner = s.lock();
+    if resolve_tenant(&inner, &tenant).is_none() {
+        return tenant_not_found(&ids, &tenant);
+    }
+    let Some(grant) = p.get("grant_type") else {
+        return missing_param(&ids, "grant_type");
+    };
+    let result = match grant.as_str() {
+        "urn:ietf:params:oauth:grant-type:device_code" => device_grant(&s, &mut inner, &ids, &p),
+        "refresh_token" => refresh_grant(&s, &mut inner, &ids, &p),
+        "client_credentials" => client_credentials(&s, &mut inner, &ids, &headers, &p),
+        other => Err(sts_error(
+            &ids,
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            &format!("The app requested an unsupported grant type '{other}'."),
+        )),
+    };
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+type Grant = Result<serde_json::Value, Response>;
+
+fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Grant {
+    let client_id = p
+        .get("client_id")
+        .ok_or_else(|| missing_param(ids, "client_id"))?;
+    let code = p
+        .get("device_code")
+        .or_else(|| p.get("code"))
+        .ok_or_else(|| missing_param(ids, "device_code"))?;
+    let now = s.now_ms();
+    let bad_code = || {
+        sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "bad_verification_code",
+            70018,
+            "Invalid verification code entered.",
+        )
+    };
+    let session = inner.device_codes.get(code).cloned().ok_or_else(bad_code)?;
+    if !session.client_id.eq_ignore_ascii_case(client_id) {
+        return Err(bad_code());
+    }
+    if let Some(app) = s.client_app(inner, client_id)
+        && !app.public
+    {
+        return Err(sts_error(
+            ids,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        ));
+    }
+    if session.status == DeviceStatus::Redeemed {
+        return Err(sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            54005,
+            "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+        ));
+    }
+    if now >= session.expires_at_ms {
+        return Err(sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "expired_token",
+            70019,
+            "Verification code expired.",
+        ));
+    }
+    let too_fast = session
+        .last_poll_ms
+        .is_some_and(|last| now + 250 < last + session.interval_s * 1000);
+    if let Some(sess) = inner.device_codes.get_mut(code) {
+        sess.last_poll_ms = Some(now);
+    }
+    let user_id = match &session.status {
+        DeviceStatus::Declined => {
+            return Err(sts_error(
+                ids,
+                StatusCode::BAD_REQUEST,
+                "authorization_declined",
+                65004,
+                "User declined to consent to access the app.",
+            ));
+        }
+        DeviceStatus::Pending if too_fast => {
+            // Entra has no AADSTS number of its own for slow_down; it is a pending state polled too fast.
+            return Err(sts_error(
+                ids,
+                StatusCode::BAD_REQUEST,
+                "slow_down",
+                70016,
+                "OAuth 2.0 device flow error. Authorization is pending and the client is polling faster than the interval allows. Add 5 seconds to the polling interval.",
+            ));
+        }
+        DeviceStatus::Pending => {
+            return Err(sts_error(
+                ids,
+                StatusCode::BAD_REQUEST,
+                "authorization_pending",
+                70016,
+                "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+            ));
+        }
+        DeviceStatus::Approved { user_id } => user_id.clone(),
+        DeviceStatus::Redeemed => return Err(bad_code()),
+    };
+    if let Some(sess) = inner.device_codes.get_mut(code) {
+        sess.status = DeviceStatus::Redeemed;
+    }
+    issue_user_tokens(s, inner, ids, &user_id, client_id, &session.scopes, p)
+}
+
+fn issue_user_tokens(
+    s: &Shared,
+    inner: &mut Inner,
+    ids: &ReqIds,
+    user_id: &str,
+    client_id: &str,
+    scopes: &[String],
+    p: &Params,
+) -> Grant {
+    let dir = &inner.dir;
+    let server_error = |e: crate::SimError| {
+        sts_error(
+            ids,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            90014,
+            &e.to_string(),
+        )
+    };
+    let user = dir.user(user_id).cloned().ok_or_else(|| {
+        sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50034,
+            "The user account does not exist in the directory.",
+        )
+    })?;
+    let client = s
+        .client_app(inner, client_id)
+        .ok_or_else(|| app_not_found(ids, client_id, &dir.tenant.domain))?;
+    let parsed = parse_scopes(dir, &scopes.join(" ")).map_err(|bad| {
+        sts_error(ids, StatusCode::BAD_REQUEST, "invalid_scope", 70011, &format!("The provided value for the input parameter 'scope' is not valid. The scope '{bad}' does not exist."))
+    })?;
+    let resource = parsed.resource.clone().ok_or_else(|| {
+        sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            "The resource principal was not found in the tenant.",
+        )
+    })?;
+    let mut perms = parsed.perms.clone();
+    if parsed.default {
+        for d in &client.default_scopes {
+            if !perms.contains(d) {
+                perms.push(d.clone());
+            }
+        }
+    }
+    let access = s
+        .user_access_token(
+            dir,
+            &user,
+            &client.app_id,
+            &client.display_name,
+            &resource,
+            &perms,
+        )
+        .map_err(server_error)?;
+    let id_token = if parsed.oidc.iter().any(|o| o == "openid") {
+        Some(
+            s.id_token(dir, &user, &client.app_id)
+                .map_err(server_error)?,
+        )
+    } else {
+        None
+    };
+    let info = (p.get("client_info").map(String::as_str) == Some("1"))
+        .then(|| client_info(&user.id, &dir.tenant.id));
+    let refresh = if parsed.oidc.iter().any(|o| o == "offline_access") {
+        let rt = format!("1.{}", random_key(160));
+        inner.refresh_tokens.insert(
+            sha256_hex(&rt),
+            RefreshSession {
+                user_id: user.id.clone(),
+                client_id: client.app_id.clone(),
+                scopes: scopes.to_vec(),
+                expires_at_ms: s.now_ms() + REFRESH_LIFETIME_MS,
+            },
+        );
+        Some(rt)
+    } else {
+        None
+    };
+    let scope = granted_scope_string(&perms, &parsed.oidc);
+    Ok(token_response(access, Some(scope), refresh, id_token, info))
+}
+
+fn refresh_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Grant {
+    let client_id = p
+        .get("client_id")
+        .ok_or_else(|| missing_param(ids, "client_id"))?;
+    let rt = p
+        .get("refresh_token")
+        .ok_or_else(|| missing_param(ids, "refresh_token"))?;
+    let invalid = || {
+        sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            9002313,
+            "Invalid request. Request is malformed or invalid.",
+        )
+    };
+    let session = inner
+        .refresh_tokens
+        .get(&sha256_hex(rt))
+        .cloned()
+        .ok_or_else(invalid)?;
+    if !session.client_id.eq_ignore_ascii_case(client_id) {
+        return Err(sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70000,
+            "Provided grant is invalid or malformed: the refresh token was issued to a different client.",
+        ));
+    }
+    if s.now_ms() >= session.expires_at_ms {
+        return Err(sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            700082,
+            "The refresh token has expired due to inactivity.",
+        ));
+    }
+    let scopes: Vec<String> = match p.get("scope").filter(|v| !v.trim().is_empty()) {
+        Some(req) => {
+            let requested: Vec<String> = req.split_whitespace().map(str::to_string).collect();
+            // Asking for more than was consented needs a new interactive sign-in.
+            let original = parse_scopes(&inner.dir, &session.scopes.join(" ")).ok();
+            let asked = parse_scopes(&inner.dir, req).ok();
+            let covered = match (original, asked) {
+                (Some(o), Some(a)) => {
+                    o.resource == a.resource
+                        && (o.default || a.perms.iter().all(|x| o.perms.contains(x)))
+                }
+                _ => false,
+            };
+            if !covered {
+                let name = s
+                    .client_app(inner, client_id)
+                    .map(|c| c.display_name)
+                    .unwrap_or_default();
+                return Err(sts_error(
+                    ids,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    65001,
+                    &format!(
+                        "The user or administrator has not consented to use the application with ID '{client_id}' named '{name}'. Send an interactive authorization request for this user and resource."
+                    ),
+                ));
+            }
+            requested
+        }
+        None => session.scopes.clone(),
+    };
+    let mut with_offline = scopes.clone();
+    if !with_offline.iter().any(|x| x == "offline_access") {
+        with_offline.push("offline_access".into());
+    }
+    issue_user_tokens(s, inner, ids, &session.user_id, client_id, &with_offline, p)
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get("authorization")?.to_str().ok()?;
+    let b64 = v.strip_prefix("Basic ")?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let dec = |x: &str| {
+        form_urlencoded::parse(format!("v={x}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((dec(id), dec(secret)))
+}
+
+fn client_credentials(
+    s: &Shared,
+    inner: &mut Inner,
+    ids: &ReqIds,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Grant {
+    let basic = basic_credentials(headers);
+    let client_id = p
+        .get("client_id")
+        .cloned()
+        .or_else(|| basic.as_ref().map(|b| b.0.clone()))
+        .ok_or_else(|| missing_param(ids, "client_id"))?;
+    let scope = p.get("scope").ok_or_else(|| missing_param(ids, "scope"))?;
+    let secret = p
+        .get("client_secret")
+        .cloned()
+        .or_else(|| basic.map(|b| b.1));
+    let dir = &inner.dir;
+    let tenant_name = dir.tenant.domain.clone();
+    let Some(prefix) = scope.trim().strip_suffix("/.default") else {
+        return Err(sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            1002012,
+            &format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        ));
+    };
+    let app = dir
+        .app_by_app_id(&client_id)
+        .filter(|a| s.visible(a.visible_at_ms));
+    let sp = dir
+        .sp_by_app_id(&client_id)
+        .filter(|x| s.visible(x.visible_at_ms));
+    let (app, sp) = match (app, sp) {
+        (Some(a), Some(sp)) => (a, sp),
+        (Some(_), None) if dir.sp_by_app_id(&client_id).is_none() => {
+            return Err(sts_error(
+                ids,
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000229,
+                &format!(
+                    "The client application {client_id} is missing service principal in the tenant {}.",
+                    dir.tenant.id
+                ),
+            ));
+        }
+        _ => return Err(app_not_found(ids, &client_id, &tenant_name)),
+    };
+    let Some(secret) = secret.filter(|x| !x.is_empty()) else {
+        return Err(sts_error(
+            ids,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        ));
+    };
+    let hash = sha256_hex(&secret);
+    let Some(pw) = app
+        .passwords
+        .iter()
+        .find(|pw| pw.sha256 == hash && s.visible(pw.visible_at_ms))
+    else {
+        return Err(sts_error(
+            ids,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            &format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            ),
+        ));
+    };
+    if pw.end_unix <= unix_now() {
+        return Err(sts_error(
+            ids,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000222,
+            &format!(
+                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+            ),
+        ));
+    }
+    let Some(resource) = resource_for(dir, prefix) else {
+        return Err(sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            &format!(
+                "The resource principal named {prefix} was not found in the tenant named {tenant_name}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+            ),
+        ));
+    };
+    let roles = dir.granted_roles(&sp.id, &resource.sp_id);
+    let token = s
+        .app_access_token(dir, sp, &resource, &roles)
+        .map_err(|e| {
+            sts_error(
+                ids,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                90014,
+                &e.to_string(),
+            )
+        })?;
+    Ok(token_response(token, None, None, None, None))
+}

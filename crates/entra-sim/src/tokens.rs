@@ -1,0 +1,322 @@
+//! Scope parsing and the claims of the tokens the STS issues.
+
+use serde_json::{Value, json};
+
+use crate::SimError;
+use crate::model::{Directory, ServicePrincipal, User};
+use crate::seed::{GRAPH_APP_ID, OIDC_SCOPES, TEAMS_APP_ID};
+use crate::state::{Shared, new_guid, random_key, unix_now};
+
+/// Lifetime of access tokens, in seconds (Entra hands out 60–90 minutes; 3599 is what it reports).
+pub const ACCESS_TOKEN_LIFETIME: i64 = 3599;
+
+/// The default member role every user's `wids` carries in Entra.
+const MEMBER_ROLE: &str = "b79fbf4d-3ef9-4689-8143-76b194e85509";
+
+/// A resource (API) a token is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// Its service principal in the tenant.
+    pub sp_id: String,
+    /// Its client id.
+    pub app_id: String,
+    /// `aud` of tokens for it.
+    pub aud: String,
+}
+
+/// A parsed `scope` parameter.
+#[derive(Debug, Clone, Default)]
+pub struct Scopes {
+    /// The one resource the permissions are for (Graph when only OIDC scopes were asked).
+    pub resource: Option<Resource>,
+    /// Permission values on that resource (`.default` expanded by the caller).
+    pub perms: Vec<String>,
+    /// Whether `.default` was asked for.
+    pub default: bool,
+    /// OpenID Connect scopes asked for (openid, profile, email, offline_access).
+    pub oidc: Vec<String>,
+}
+
+/// Finds the resource that a scope prefix (`https://graph.microsoft.com`, an app id, `api://…`) names.
+pub fn resource_for(dir: &Directory, prefix: &str) -> Option<Resource> {
+    let p = prefix.trim_end_matches('/');
+    let (app_id, aud) = match p.to_ascii_lowercase().as_str() {
+        "https://graph.microsoft.com" | "graph.microsoft.com" => (
+            GRAPH_APP_ID.to_string(),
+            "https://graph.microsoft.com".to_string(),
+        ),
+        GRAPH_APP_ID => (
+            GRAPH_APP_ID.to_string(),
+            "https://graph.microsoft.com".to_string(),
+        ),
+        TEAMS_APP_ID => (TEAMS_APP_ID.to_string(), TEAMS_APP_ID.to_string()),
+        other => {
+            let id = other.strip_prefix("api://").unwrap_or(other).to_string();
+            (id.clone(), p.to_string())
+        }
+    };
+    let sp = dir.sp_by_app_id(&app_id)?;
+    Some(Resource {
+        sp_id: sp.id.clone(),
+        app_id: sp.app_id.clone(),
+        aud,
+    })
+}
+
+/// Parses a space-separated `scope` parameter. Bare permission names mean Microsoft Graph,
+/// as in Entra. Errors carry the offending scope for AADSTS70011.
+pub fn parse_scopes(dir: &Directory, scope: &str) -> Result<Scopes, String> {
+    let mut out = Scopes::default();
+    for s in scope.split_whitespace() {
+        if OIDC_SCOPES.contains(&s) {
+            out.oidc.push(s.to_string());
+            continue;
+        }
+        let (prefix, perm) = match s.rfind('/') {
+            Some(i) => (&s[..i], &s[i + 1..]),
+            None => ("https://graph.microsoft.com", s),
+        };
+        let res = resource_for(dir, prefix).ok_or_else(|| s.to_string())?;
+        if let Some(existing) = &out.resource
+            && existing.app_id != res.app_id
+        {
+            return Err(s.to_string());
+        }
+        if perm == ".default" {
+            out.default = true;
+        } else {
+            let sp = dir.sp(&res.sp_id).ok_or_else(|| s.to_string())?;
+            let known = sp.oauth2_permission_scopes.iter().any(|p| {
+                p["value"]
+                    .as_str()
+                    .is_some_and(|v| v.eq_ignore_ascii_case(perm))
+            });
+            if !known {
+                return Err(s.to_string());
+            }
+            let canonical = sp
+                .oauth2_permission_scopes
+                .iter()
+                .find_map(|p| p["value"].as_str().filter(|v| v.eq_ignore_ascii_case(perm)))
+                .unwrap_or(perm)
+                .to_string();
+            if !out.perms.contains(&canonical) {
+                out.perms.push(canonical);
+            }
+        }
+        out.resource = Some(res);
+    }
+    if out.resource.is_none() {
+        out.resource = resource_for(dir, "https://graph.microsoft.com");
+    }
+    Ok(out)
+}
+
+/// Role template ids for `wids`: the principal's directory roles (plus the member role for users).
+fn wids(dir: &Directory, principal_id: &str, is_user: bool) -> Vec<String> {
+    let mut w = dir.roles_of(principal_id);
+    if is_user {
+        w.push(MEMBER_ROLE.to_string());
+    }
+    w
+}
+
+impl Shared {
+    fn v1_issuer(&self, tid: &str) -> String {
+        // Graph and Teams tokens are v1.0 tokens, whose issuer is sts.windows.net even when
+        // requested from the v2.0 endpoint.
+        format!("https://sts.windows.net/{tid}/")
+    }
+
+    /// The v2.0 issuer of this emulator for the tenant (id tokens, discovery).
+    pub fn v2_issuer(&self, tid: &str) -> String {
+        format!("{}/{tid}/v2.0", self.base_url)
+    }
+
+    /// A delegated access token for `user` calling `resource` through client `client_id`.
+    pub fn user_access_token(
+        &self,
+        dir: &Directory,
+        user: &User,
+        client_id: &str,
+        client_name: &str,
+        resource: &Resource,
+        perms: &[String],
+    ) -> Result<String, SimError> {
+        let now = unix_now();
+        let tid = &dir.tenant.id;
+        let claims = json!({
+            "aud": resource.aud,
+            "iss": self.v1_issuer(tid),
+            "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_LIFETIME,
+            "acct": 0, "acr": "1",
+            "aio": random_key(24),
+            "amr": ["pwd", "mfa"],
+            "app_displayname": client_name,
+            "appid": client_id,
+            "appidacr": "0",
+            "family_name": user.surname,
+            "given_name": user.given_name,
+            "idtyp": "user",
+            "ipaddr": "127.0.0.1",
+            "name": user.display_name,
+            "oid": user.id,
+            "platf": "14",
+            "puid": format!("{:016X}", u64::from_str_radix(&user.id.replace('-', "")[..15], 16).unwrap_or(0)),
+            "rh": random_key(16),
+            "scp": perms.join(" "),
+            "sid": new_guid(),
+            "sub": random_key(32),
+            "tenant_region_scope": "EU",
+            "tid": tid,
+            "unique_name": user.upn,
+            "upn": user.upn,
+            "uti": random_key(16),
+            "ver": "1.0",
+            "wids": wids(dir, &user.id, true),
+            "xms_idrel": "1 20",
+            "xms_tcdt": now - 86_400 * 400,
+        });
+        self.key.sign(&claims)
+    }
+
+    /// An app-only access token for service principal `sp` calling `resource`.
+    pub fn app_access_token(
+        &self,
+        dir: &Directory,
+        sp: &ServicePrincipal,
+        resource: &Resource,
+        roles: &[String],
+    ) -> Result<String, SimError> {
+        let now = unix_now();
+        let tid = &dir.tenant.id;
+        let mut claims = json!({
+            "aud": resource.aud,
+            "iss": self.v1_issuer(tid),
+            "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_LIFETIME,
+            "aio": random_key(24),
+            "app_displayname": sp.display_name,
+            "appid": sp.app_id,
+            "appidacr": "1",
+            "idp": self.v1_issuer(tid),
+            "idtyp": "app",
+            "oid": sp.id,
+            "rh": random_key(16),
+            "sub": sp.id,
+            "tenant_region_scope": "EU",
+            "tid": tid,
+            "uti": random_key(16),
+            "ver": "1.0",
+            "wids": wids(dir, &sp.id, false),
+            "xms_idrel": "7 24",
+            "xms_tcdt": now - 86_400 * 400,
+        });
+        // Entra omits `roles` entirely when nothing is granted.
+        if !roles.is_empty() {
+            claims["roles"] = json!(roles);
+        }
+        self.key.sign(&claims)
+    }
+
+    /// A v2.0 id token for `user`, audience `client_id`.
+    pub fn id_token(
+        &self,
+        dir: &Directory,
+        user: &User,
+        client_id: &str,
+    ) -> Result<String, SimError> {
+        let now = unix_now();
+        let tid = &dir.tenant.id;
+        let claims = json!({
+            "aud": client_id,
+            "iss": self.v2_issuer(tid),
+            "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_LIFETIME,
+            "name": user.display_name,
+            "oid": user.id,
+            "preferred_username": user.upn,
+            "rh": random_key(16),
+            "sub": crate::state::sha256_hex(&format!("{}:{client_id}", user.id))[..43].to_string(),
+            "tid": tid,
+            "uti": random_key(16),
+            "ver": "2.0",
+            "wids": wids(dir, &user.id, true),
+        });
+        self.key.sign(&claims)
+    }
+}
+
+/// `client_info` as MSAL expects it: base64url JSON of `uid` (object id) and `utid` (tenant id).
+pub fn client_info(user_id: &str, tid: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"uid": user_id, "utid": tid}).to_string())
+}
+
+/// The `scope` value a token response reports.
+pub fn granted_scope_string(perms: &[String], oidc: &[String]) -> String {
+    let mut all: Vec<String> = perms.to_vec();
+    for o in oidc {
+        if !all.contains(o) {
+            all.push(o.clone());
+        }
+    }
+    all.join(" ")
+}
+
+/// A JSON value that holds a token response.
+pub fn token_response(
+    access_token: String,
+    scope: Option<String>,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+    client_info: Option<String>,
+) -> Value {
+    let mut v = json!({
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_LIFETIME,
+        "ext_expires_in": ACCESS_TOKEN_LIFETIME,
+        "access_token": access_token,
+    });
+    if let Some(s) = scope {
+        v["scope"] = json!(s);
+    }
+    if let Some(r) = refresh_token {
+        v["refresh_token"] = json!(r);
+    }
+    if let Some(i) = id_token {
+        v["id_token"] = json!(i);
+    }
+    if let Some(c) = client_info {
+        v["client_info"] = json!(c);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seed::seed_directory;
+
+    #[test]
+    fn bare_and_prefixed_graph_scopes_parse_to_graph() {
+        let d = seed_directory("contoso.onmicrosoft.com", "2026-01-01T00:00:00Z");
+        let s = parse_scopes(
+            &d,
+            "https://graph.microsoft.com/Application.ReadWrite.All user.read offline_access openid",
+        )
+        .unwrap();
+        assert_eq!(s.resource.unwrap().app_id, GRAPH_APP_ID);
+        assert_eq!(s.perms, vec!["Application.ReadWrite.All", "User.Read"]);
+        assert_eq!(s.oidc, vec!["offline_access", "openid"]);
+    }
+
+    #[test]
+    fn unknown_scope_and_mixed_resources_are_rejected() {
+        let d = seed_directory("contoso.onmicrosoft.com", "2026-01-01T00:00:00Z");
+        assert_eq!(parse_scopes(&d, "Made.Up").unwrap_err(), "Made.Up");
+        assert!(parse_scopes(&d, &format!("User.Read {TEAMS_APP_ID}/.default")).is_err());
+        let t = parse_scopes(&d, &format!("{TEAMS_APP_ID}/.default")).unwrap();
+        assert!(t.default);
+        assert_eq!(t.resource.unwrap().aud, TEAMS_APP_ID);
+    }
+}

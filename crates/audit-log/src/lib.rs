@@ -11,6 +11,7 @@ mod checkpoint;
 mod entry;
 mod error;
 mod hash;
+mod head_file;
 mod keys;
 mod log;
 pub mod merkle;

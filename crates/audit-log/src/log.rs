@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -23,6 +23,7 @@ use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::entry::PreparedEntry;
 use crate::error::AuditError;
 use crate::hash::{Hash, leaf_hash};
+use crate::head_file;
 use crate::keys;
 use crate::merkle::{self, Frontier};
 use crate::note::{NoteSigner, NoteVerifier};
@@ -31,6 +32,8 @@ use crate::store::{StartupCheck, Store};
 
 /// How long the writer waits for more work before storing the last signed note on its own.
 const IDLE_PERSIST: Duration = Duration::from_millis(20);
+/// Under sustained load, how often the head file is refreshed.
+const HEAD_FILE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How to open a log.
 #[derive(Debug, Clone)]
@@ -184,6 +187,7 @@ impl AuditLog {
             }
         }
         let frontier = rec.frontier;
+        check_head_file(&config.path, &store, &rec.verifiers, &frontier)?;
         // Re-sign the durable size if the last stored note is older (a crash after an fsync
         // but before the note was stored): same leaves, same key, same note.
         let head = match rec.last_checkpoint {
@@ -202,6 +206,8 @@ impl AuditLog {
                 cp
             }
         };
+        head_file::write(&config.path, &head.note)
+            .map_err(|e| AuditError::io("writing the head file", e))?;
         let head = Arc::new(head);
         let (watch_tx, _) = watch::channel(head.clone());
         let shared = Arc::new(Shared {
@@ -220,6 +226,8 @@ impl AuditLog {
             max_batch: config.max_batch.max(1),
             pending: None,
             failed: None,
+            dir: config.path.clone(),
+            head_written: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -407,6 +415,44 @@ impl AuditLog {
     }
 }
 
+/// sled must still hold what the head file says was signed: at least as many entries, and the
+/// same root at that size.
+fn check_head_file(
+    dir: &std::path::Path,
+    store: &Store,
+    verifiers: &[NoteVerifier],
+    frontier: &Frontier,
+) -> Result<(), AuditError> {
+    let Some(note) =
+        head_file::read(dir).map_err(|e| AuditError::io("reading the head file", e))?
+    else {
+        return Ok(());
+    };
+    let bad = |location: String, detail: String| AuditError::Integrity { location, detail };
+    let cp = SignedCheckpoint::open(&note, verifiers)
+        .map_err(|e| bad(head_file::NAME.into(), e.to_string()))?;
+    let (want, have) = (cp.checkpoint.size, frontier.size());
+    if want > have {
+        return Err(bad(
+            format!("entry {have}"),
+            format!(
+                "log truncated: {} records a signed checkpoint of {want} entries but sled holds {have}",
+                head_file::NAME
+            ),
+        ));
+    }
+    if merkle::root(store, want)? != cp.checkpoint.root {
+        return Err(bad(
+            format!("checkpoint at size {want}"),
+            format!(
+                "the stored tree differs from the root signed in {}",
+                head_file::NAME
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The writer thread's state.
 struct WriterLoop {
     /// Where results are published.
@@ -423,6 +469,10 @@ struct WriterLoop {
     pending: Option<Arc<SignedCheckpoint>>,
     /// Set by a failed write: the frontier may be ahead of storage, so nothing more is written.
     failed: Option<String>,
+    /// The data directory, for the head file.
+    dir: PathBuf,
+    /// When the head file was last written; it is refreshed at most once a second under load.
+    head_written: Instant,
 }
 
 impl WriterLoop {
@@ -481,6 +531,16 @@ impl WriterLoop {
             // Not fatal for what was acknowledged: the next start re-signs the same size.
             tracing::error!(error = %e, size = cp.checkpoint.size, "failed to store signed checkpoint");
             self.failed = Some(e.to_string());
+            return;
+        }
+        self.write_head(&cp);
+    }
+
+    fn write_head(&mut self, cp: &SignedCheckpoint) {
+        self.head_written = Instant::now();
+        if let Err(e) = head_file::write(&self.dir, &cp.note) {
+            // The entries are durable in sled; only the outside witness is stale.
+            tracing::error!(error = %e, size = cp.checkpoint.size, "failed to write the audit head file");
         }
     }
 
@@ -562,6 +622,9 @@ impl WriterLoop {
             }));
         }
         self.pending = Some(signed.clone());
+        if self.head_written.elapsed() >= HEAD_FILE_INTERVAL {
+            self.write_head(&signed);
+        }
         Some(signed)
     }
 

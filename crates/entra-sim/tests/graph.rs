@@ -1,0 +1,763 @@
+//! Graph v1.0 operations over real HTTPS: happy paths, documented errors, authorization,
+//! upsert idempotency and paging.
+
+mod common;
+
+use common::{claims, start};
+use entra_sim::{Faults, PRIV_ROLE_ADMIN};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const GRAPH: &str = "00000003-0000-0000-c000-000000000000";
+const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
+const GROUP_READ_ALL: &str = "5b567255-7703-4780-807c-7be8301ae99b";
+const TEAMS_ADMIN: &str = "69091246-20e8-4a56-aa4d-066075b2a7a8";
+
+fn assert_odata_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    let inner = &body["error"]["innerError"];
+    assert!(
+        inner["request-id"].as_str().is_some_and(|r| r.len() == 36),
+        "{body}"
+    );
+    assert!(inner["client-request-id"].as_str().is_some());
+    assert!(inner["date"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn me_and_my_roles() {
+    let env = start(Faults::default()).await;
+    let t = env.access_token("privroleadmin").await;
+    let (st, h, me) = env
+        .graph_full(
+            Method::GET,
+            "/me",
+            &t,
+            None,
+            &[("client-request-id", "abc-123")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(me["userPrincipalName"], env.upn("privroleadmin"));
+    assert!(
+        me["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/v1.0/$metadata#users/$entity")
+    );
+    assert_eq!(h["client-request-id"], "abc-123");
+    assert_eq!(h["request-id"].to_str().unwrap().len(), 36);
+    let (st, roles) = env.graph(Method::GET, "/me/memberOf", &t, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let v = roles["value"].as_array().unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["@odata.type"], "#microsoft.graph.directoryRole");
+    assert_eq!(v[0]["roleTemplateId"], PRIV_ROLE_ADMIN);
+    let me_id = me["id"].as_str().unwrap();
+    let (st, ra) = env
+        .graph(
+            Method::GET,
+            &format!("/roleManagement/directory/roleAssignments?$filter=principalId eq '{me_id}'"),
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{ra}");
+    assert_eq!(ra["value"][0]["roleDefinitionId"], PRIV_ROLE_ADMIN);
+    let (st, org) = env.graph(Method::GET, "/organization", &t, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(org["value"][0]["id"], env.info.tenant_id);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_or_bad_tokens_get_401() {
+    let env = start(Faults::default()).await;
+    let r = env.http.get(env.url("/v1.0/me")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().contains_key("www-authenticate"));
+    assert_odata_error(&r.json().await.unwrap(), "InvalidAuthenticationToken");
+    let (st, body) = env
+        .graph(Method::GET, "/me", "eyJhbGciOiJSUzI1NiJ9.e30.AAAA", None)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_odata_error(&body, "InvalidAuthenticationToken");
+    // A Teams API token is not a Graph token.
+    let admin = env.access_token("globaladmin").await;
+    let (app, _, secret) = env.provision(&admin, "aud-check").await;
+    let (_, tok) = env
+        .client_credentials(
+            app["appId"].as_str().unwrap(),
+            &secret,
+            "48ac35b8-9aa8-4d74-927d-1f4a14a0b239/.default",
+        )
+        .await;
+    let (st, body) = env
+        .graph(
+            Method::GET,
+            "/applications",
+            tok["access_token"].as_str().unwrap(),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("audience")
+    );
+    let (st, body) = env.graph(Method::GET, "/nonsense", &admin, None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_odata_error(&body, "BadRequest");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn application_lifecycle_and_errors() {
+    let env = start(Faults::default()).await;
+    let t = env.access_token("appadmin").await;
+    let (st, app) = env
+        .graph(Method::POST, "/applications", &t, Some(json!({"displayName": "svc-a", "signInAudience": "AzureADMyOrg",
+            "requiredResourceAccess": [{"resourceAppId": GRAPH, "resourceAccess": [{"id": USER_READ_ALL, "type": "Role"}]}]})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{app}");
+    let id = app["id"].as_str().unwrap();
+    let app_id = app["appId"].as_str().unwrap();
+    assert_ne!(id, app_id);
+    assert_eq!(app["publisherDomain"], env.info.tenant_domain);
+    assert_eq!(app["passwordCredentials"], json!([]));
+    assert_eq!(
+        app["requiredResourceAccess"][0]["resourceAccess"][0]["id"],
+        USER_READ_ALL
+    );
+
+    let (st, got) = env
+        .graph(Method::GET, &format!("/applications/{id}"), &t, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(got["displayName"], "svc-a");
+    let (st, got) = env
+        .graph(
+            Method::GET,
+            &format!("/applications(appId='{app_id}')?$select=id,displayName"),
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(got["id"], id);
+    assert!(got.get("appId").is_none(), "$select projects");
+    let (st, list) = env
+        .graph(
+            Method::GET,
+            &format!("/applications?$filter=appId eq '{app_id}'"),
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list["value"].as_array().unwrap().len(), 1);
+    let (_, list) = env
+        .graph(
+            Method::GET,
+            "/applications?$filter=displayName eq 'svc-a'&$select=id,appId,displayName",
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(list["value"][0]["appId"], app_id);
+    assert!(
+        list["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("#applications(id,appId,displayName)")
+    );
+    let (st, body) = env
+        .graph(Method::GET, "/applications?$filter=notes eq 'x'", &t, None)
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_odata_error(&body, "Request_UnsupportedQuery");
+
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            "/applications",
+            &t,
+            Some(json!({"signInAudience": "AzureADMyOrg"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_odata_error(&body, "Request_BadRequest");
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            "/applications",
+            &t,
+            Some(json!({"displayName": "x", "bogus": 1})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_odata_error(&body, "BadRequest");
+
+    let (st, _) = env
+        .graph(
+            Method::PATCH,
+            &format!("/applications/{id}"),
+            &t,
+            Some(json!({"notes": "hello"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, got) = env
+        .graph(Method::GET, &format!("/applications/{id}"), &t, None)
+        .await;
+    assert_eq!(got["notes"], "hello");
+
+    // Secrets: returned once, then only the hint.
+    let (st, pw) = env
+        .graph(Method::POST, &format!("/applications/{id}/addPassword"), &t, Some(json!({"passwordCredential": {"displayName": "svc-1", "endDateTime": "2030-01-01T00:00:00Z"}})))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{pw}");
+    let secret = pw["secretText"].as_str().unwrap();
+    assert_eq!(secret.len(), 40);
+    assert_eq!(pw["hint"], &secret[..3]);
+    assert_eq!(pw["endDateTime"], "2030-01-01T00:00:00Z");
+    let (_, got) = env
+        .graph(Method::GET, &format!("/applications/{id}"), &t, None)
+        .await;
+    assert_eq!(got["passwordCredentials"][0]["secretText"], Value::Null);
+    assert_eq!(got["passwordCredentials"][0]["hint"], &secret[..3]);
+    let key_id = pw["keyId"].as_str().unwrap();
+    let (st, _) = env
+        .graph(
+            Method::POST,
+            &format!("/applications/{id}/removePassword"),
+            &t,
+            Some(json!({"keyId": key_id})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            &format!("/applications/{id}/removePassword"),
+            &t,
+            Some(json!({"keyId": key_id})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_odata_error(&body, "Request_BadRequest");
+
+    // Delete goes to the recycle bin; a second delete is a 404.
+    let (st, _) = env
+        .graph(Method::DELETE, &format!("/applications/{id}"), &t, None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, body) = env
+        .graph(Method::DELETE, &format!("/applications/{id}"), &t, None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_odata_error(&body, "Request_ResourceNotFound");
+    let (st, bin) = env
+        .graph(
+            Method::GET,
+            "/directory/deletedItems/microsoft.graph.application",
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(bin["value"][0]["id"], id);
+    assert!(bin["value"][0]["deletedDateTime"].as_str().is_some());
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unique_name_upsert_never_duplicates() {
+    let env = start(Faults::default()).await;
+    let t = env.access_token("appadmin").await;
+    let path = "/applications(uniqueName='lp-contoso-svc1')";
+    let prefer = [("Prefer", "create-if-missing")];
+    let (st, _, created) = env
+        .graph_full(
+            Method::PATCH,
+            path,
+            &t,
+            Some(json!({"displayName": "svc1"})),
+            &prefer,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    assert_eq!(created["uniqueName"], "lp-contoso-svc1");
+    for _ in 0..3 {
+        let (st, _, body) = env
+            .graph_full(
+                Method::PATCH,
+                path,
+                &t,
+                Some(json!({"displayName": "svc1", "notes": "again"})),
+                &prefer,
+            )
+            .await;
+        assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    }
+    let snap = env.sim.snapshot();
+    let apps = snap["applications"].as_array().unwrap();
+    assert_eq!(apps.len(), 1, "no duplicate app");
+    let (st, got) = env.graph(Method::GET, path, &t, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(got["id"], created["id"]);
+    assert_eq!(got["notes"], "again");
+    // Without the Prefer header a missing key is a 404.
+    let (st, body) = env
+        .graph(
+            Method::PATCH,
+            "/applications(uniqueName='nope')",
+            &t,
+            Some(json!({"displayName": "n"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_odata_error(&body, "Request_ResourceNotFound");
+    // uniqueName is immutable once set.
+    let id = created["id"].as_str().unwrap();
+    let (st, _) = env
+        .graph(
+            Method::PATCH,
+            &format!("/applications/{id}"),
+            &t,
+            Some(json!({"uniqueName": "other"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn service_principals_and_resource_lookup() {
+    let env = start(Faults::default()).await;
+    let t = env.access_token("appadmin").await;
+    let (st, graph) = env
+        .graph(
+            Method::GET,
+            &format!(
+                "/servicePrincipals(appId='{GRAPH}')?$select=id,appRoles,oauth2PermissionScopes"
+            ),
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let roles = graph["appRoles"].as_array().unwrap();
+    let find = |v: &str| roles.iter().find(|r| r["value"] == v).unwrap()["id"].clone();
+    assert_eq!(find("User.Read.All"), USER_READ_ALL);
+    assert_eq!(
+        find("Application.ReadWrite.All"),
+        "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9"
+    );
+    assert_eq!(
+        find("RoleManagement.Read.Directory"),
+        "483bed4a-2ad3-4361-a73b-c83ccdbdc53c"
+    );
+    let (st, teams) = env
+        .graph(
+            Method::GET,
+            "/servicePrincipals?$filter=appId eq '48ac35b8-9aa8-4d74-927d-1f4a14a0b239'",
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        teams["value"][0]["displayName"],
+        "Skype and Teams Tenant Admin API"
+    );
+    assert_eq!(
+        teams["value"][0]["appRoles"][0]["allowedMemberTypes"][0],
+        "Application"
+    );
+    let (_, by_name) = env
+        .graph(
+            Method::GET,
+            "/servicePrincipals?$filter=displayName eq 'Microsoft Graph'",
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(by_name["value"][0]["appId"], GRAPH);
+
+    let (st, app) = env
+        .graph(
+            Method::POST,
+            "/applications",
+            &t,
+            Some(json!({"displayName": "svc-sp"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, sp) = env
+        .graph(
+            Method::POST,
+            "/servicePrincipals",
+            &t,
+            Some(json!({"appId": app["appId"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{sp}");
+    assert_eq!(sp["appId"], app["appId"]);
+    assert_eq!(sp["displayName"], "svc-sp");
+    assert_eq!(sp["appOwnerOrganizationId"], env.info.tenant_id);
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            "/servicePrincipals",
+            &t,
+            Some(json!({"appId": app["appId"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert_odata_error(&body, "Request_MultipleObjectsWithSameKeyValue");
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            "/servicePrincipals",
+            &t,
+            Some(json!({"appId": "12345678-1234-1234-1234-123456789012"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"]["details"][0]["code"],
+        "NoBackingApplicationObject"
+    );
+    let sp_app = app["appId"].as_str().unwrap();
+    let (st, _) = env
+        .graph(
+            Method::DELETE,
+            &format!("/servicePrincipals(appId='{sp_app}')"),
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, body) = env
+        .graph(
+            Method::GET,
+            &format!("/servicePrincipals/{}", sp["id"].as_str().unwrap()),
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_odata_error(&body, "Request_ResourceNotFound");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn app_admin_is_denied_graph_consent_and_role_assignment_global_admin_succeeds() {
+    let env = start(Faults::default()).await;
+    let app_admin = env.access_token("appadmin").await;
+    let (app, sp, secret) = env.provision(&app_admin, "svc-authz").await;
+    let graph_sp = env.graph_sp_id(&app_admin).await;
+    let sp_id = sp["id"].as_str().unwrap();
+    let assign =
+        |role: &str| json!({"principalId": sp_id, "resourceId": graph_sp, "appRoleId": role});
+
+    let path = format!("/servicePrincipals/{graph_sp}/appRoleAssignedTo");
+    let (st, body) = env
+        .graph(Method::POST, &path, &app_admin, Some(assign(USER_READ_ALL)))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_odata_error(&body, "Authorization_RequestDenied");
+    let ra = json!({"@odata.type": "#microsoft.graph.unifiedRoleAssignment", "roleDefinitionId": TEAMS_ADMIN, "principalId": sp_id, "directoryScopeId": "/"});
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            "/roleManagement/directory/roleAssignments",
+            &app_admin,
+            Some(ra.clone()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_odata_error(&body, "Authorization_RequestDenied");
+    // A plain user cannot even create an app (registration restricted).
+    env.sign_in("appadmin").await;
+    let user = env.access_token("user").await;
+    let (st, _) = env
+        .graph(
+            Method::POST,
+            "/applications",
+            &user,
+            Some(json!({"displayName": "nope"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    let ga = env.access_token("globaladmin").await;
+    let (st, a1) = env
+        .graph(Method::POST, &path, &ga, Some(assign(USER_READ_ALL)))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{a1}");
+    assert_eq!(a1["principalType"], "ServicePrincipal");
+    assert_eq!(a1["resourceDisplayName"], "Microsoft Graph");
+    assert_eq!(a1["principalDisplayName"], "svc-authz");
+    let (st, body) = env
+        .graph(Method::POST, &path, &ga, Some(assign(USER_READ_ALL)))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "duplicate grant");
+    assert_odata_error(&body, "Request_BadRequest");
+    let pra = env.access_token("privroleadmin").await;
+    let (st, _) = env
+        .graph(
+            Method::POST,
+            &format!("/servicePrincipals/{sp_id}/appRoleAssignments"),
+            &pra,
+            Some(assign(GROUP_READ_ALL)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, role) = env
+        .graph(
+            Method::POST,
+            "/roleManagement/directory/roleAssignments",
+            &pra,
+            Some(ra.clone()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{role}");
+    assert_eq!(role["roleDefinitionId"], TEAMS_ADMIN);
+    let (st, _) = env
+        .graph(
+            Method::POST,
+            "/roleManagement/directory/roleAssignments",
+            &ga,
+            Some(ra),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "duplicate role assignment");
+
+    let (_, listed) = env
+        .graph(
+            Method::GET,
+            &format!("/servicePrincipals/{sp_id}/appRoleAssignments"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(listed["value"].as_array().unwrap().len(), 2);
+
+    // The app-only token carries exactly the granted roles, and the directory role in wids.
+    let (st, tok) = env
+        .client_credentials(
+            app["appId"].as_str().unwrap(),
+            &secret,
+            "https://graph.microsoft.com/.default",
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let c = claims(tok["access_token"].as_str().unwrap());
+    assert_eq!(c["roles"], json!(["Group.Read.All", "User.Read.All"]));
+    assert_eq!(c["wids"], json!([TEAMS_ADMIN]));
+    // And Graph enforces them: User.Read.All can list users but cannot create apps.
+    let app_token = tok["access_token"].as_str().unwrap();
+    let (st, _) = env.graph(Method::GET, "/users", app_token, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            "/applications",
+            app_token,
+            Some(json!({"displayName": "x"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_odata_error(&body, "Authorization_RequestDenied");
+    let (st, _) = env.graph(Method::GET, "/me", app_token, None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // Revoke and check the token changes.
+    let a1_id = a1["id"].as_str().unwrap();
+    let (st, _) = env
+        .graph(Method::DELETE, &format!("{path}/{a1_id}"), &app_admin, None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = env
+        .graph(Method::DELETE, &format!("{path}/{a1_id}"), &ga, None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, tok) = env
+        .client_credentials(
+            app["appId"].as_str().unwrap(),
+            &secret,
+            "https://graph.microsoft.com/.default",
+        )
+        .await;
+    assert_eq!(
+        claims(tok["access_token"].as_str().unwrap())["roles"],
+        json!(["Group.Read.All"])
+    );
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn delegated_grants_and_token_app_cleanup() {
+    let env = start(Faults::default()).await;
+    let ga = env.access_token("globaladmin").await;
+    let graph_sp = env.graph_sp_id(&ga).await;
+    let (_, _, _) = env.provision(&ga, "svc-grant").await;
+    let (_, sps) = env
+        .graph(
+            Method::GET,
+            "/servicePrincipals?$filter=displayName eq 'svc-grant'",
+            &ga,
+            None,
+        )
+        .await;
+    let sp_id = sps["value"][0]["id"].as_str().unwrap().to_string();
+    let body = json!({"clientId": sp_id, "consentType": "AllPrincipals", "resourceId": graph_sp, "scope": "User.Read.All Group.Read.All"});
+    let (st, g) = env
+        .graph(
+            Method::POST,
+            "/oauth2PermissionGrants",
+            &ga,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    assert_eq!(g["principalId"], Value::Null);
+    let (st, _) = env
+        .graph(Method::POST, "/oauth2PermissionGrants", &ga, Some(body))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let gid = g["id"].as_str().unwrap();
+    let (st, _) = env
+        .graph(
+            Method::PATCH,
+            &format!("/oauth2PermissionGrants/{gid}"),
+            &ga,
+            Some(json!({"scope": "User.Read.All"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, list) = env
+        .graph(
+            Method::GET,
+            &format!("/oauth2PermissionGrants?$filter=clientId eq '{sp_id}'"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(list["value"][0]["scope"], "User.Read.All");
+    let (st, _) = env
+        .graph(
+            Method::DELETE,
+            &format!("/oauth2PermissionGrants/{gid}"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    // The sign-in made the temporary token app; it can be found and removed.
+    let name = &env.info.token_app_display_name;
+    let (_, found) = env
+        .graph(
+            Method::GET,
+            &format!("/servicePrincipals?$filter=displayName eq '{name}'"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(found["value"].as_array().unwrap().len(), 1);
+    let (_, grants) = env
+        .graph(
+            Method::GET,
+            &format!(
+                "/servicePrincipals/{}/oauth2PermissionGrants",
+                found["value"][0]["id"].as_str().unwrap()
+            ),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(grants["value"][0]["consentType"], "AllPrincipals");
+    let (st, _) = env
+        .graph(
+            Method::DELETE,
+            &format!(
+                "/servicePrincipals(appId='{}')",
+                env.info.token_app_client_id
+            ),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, found) = env
+        .graph(
+            Method::GET,
+            &format!("/servicePrincipals?$filter=displayName eq '{name}'"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(found["value"].as_array().unwrap().len(), 0);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn paging_with_top_and_next_link() {
+    let env = start(Faults::default()).await;
+    let t = env.access_token("globaladmin").await;
+    for i in 0..5 {
+        let (st, _) = env
+            .graph(
+                Method::POST,
+                "/applications",
+                &t,
+                Some(json!({"displayName": format!("page-{i}")})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let mut url =
+        "/applications?$top=2&$filter=startswith(displayName,'page-')&$select=displayName"
+            .to_string();
+    let mut names = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (st, page) = env.graph(Method::GET, &url, &t, None).await;
+        assert_eq!(st, StatusCode::OK, "{page}");
+        pages += 1;
+        for v in page["value"].as_array().unwrap() {
+            names.push(v["displayName"].as_str().unwrap().to_string());
+        }
+        match page["@odata.nextLink"].as_str() {
+            Some(next) => {
+                assert!(
+                    next.starts_with(&format!("{}/v1.0/applications?", env.info.base_url)),
+                    "{next}"
+                );
+                url = next.to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        names,
+        vec!["page-0", "page-1", "page-2", "page-3", "page-4"]
+    );
+    let (st, body) = env
+        .graph(Method::GET, "/applications?$top=1000", &t, None)
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_odata_error(&body, "BadRequest");
+    env.sim.shutdown().await;
+}

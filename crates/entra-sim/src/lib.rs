@@ -11,6 +11,7 @@
 // exit of a request and only built on the (cold) error path, so boxing it buys nothing.
 #![allow(clippy::result_large_err)]
 
+mod client_credentials;
 mod consent;
 mod faults;
 mod graph;

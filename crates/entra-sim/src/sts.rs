@@ -7,18 +7,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
-use base64::Engine;
 use serde_json::json;
 
 use crate::http::{ReqIds, sts_error};
 use crate::state::{
-    DeviceSession, DeviceStatus, Inner, RefreshSession, Shared, random_key, sha256_hex, unix_now,
+    DeviceSession, DeviceStatus, Inner, RefreshSession, Shared, random_key, sha256_hex,
 };
-use crate::tokens::{
-    client_info, granted_scope_string, parse_scopes, resource_for, token_response,
-};
+use crate::tokens::{client_info, granted_scope_string, parse_scopes, token_response};
 
-type Params = HashMap<String, String>;
+pub type Params = HashMap<String, String>;
 
 /// Refresh tokens live 90 days (Entra's inactivity window).
 const REFRESH_LIFETIME_MS: u64 = 90 * 24 * 3600 * 1000;
@@ -54,7 +51,7 @@ fn tenant_not_found(ids: &ReqIds, seg: &str) -> Response {
     )
 }
 
-fn missing_param(ids: &ReqIds, name: &str) -> Response {
+pub fn missing_param(ids: &ReqIds, name: &str) -> Response {
     sts_error(
         ids,
         StatusCode::BAD_REQUEST,
@@ -64,7 +61,7 @@ fn missing_param(ids: &ReqIds, name: &str) -> Response {
     )
 }
 
-fn app_not_found(ids: &ReqIds, client_id: &str, tenant_name: &str) -> Response {
+pub fn app_not_found(ids: &ReqIds, client_id: &str, tenant_name: &str) -> Response {
     sts_error(
         ids,
         StatusCode::BAD_REQUEST,
@@ -221,7 +218,9 @@ pub async fn token(
     let result = match grant.as_str() {
         "urn:ietf:params:oauth:grant-type:device_code" => device_grant(&s, &mut inner, &ids, &p),
         "refresh_token" => refresh_grant(&s, &mut inner, &ids, &p),
-        "client_credentials" => client_credentials(&s, &mut inner, &ids, &headers, &p),
+        "client_credentials" => {
+            crate::client_credentials::client_credentials(&s, &mut inner, &ids, &headers, &p)
+        }
         other => Err(sts_error(
             &ids,
             StatusCode::BAD_REQUEST,
@@ -236,7 +235,7 @@ pub async fn token(
     }
 }
 
-type Grant = Result<serde_json::Value, Response>;
+pub type Grant = Result<serde_json::Value, Response>;
 
 fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Grant {
     let client_id = p
@@ -499,136 +498,4 @@ fn refresh_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gra
         with_offline.push("offline_access".into());
     }
     issue_user_tokens(s, inner, ids, &session.user_id, client_id, &with_offline, p)
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.get("authorization")?.to_str().ok()?;
-    let b64 = v.strip_prefix("Basic ")?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (id, secret) = text.split_once(':')?;
-    let dec = |x: &str| {
-        form_urlencoded::parse(format!("v={x}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    Some((dec(id), dec(secret)))
-}
-
-fn client_credentials(
-    s: &Shared,
-    inner: &mut Inner,
-    ids: &ReqIds,
-    headers: &HeaderMap,
-    p: &Params,
-) -> Grant {
-    let basic = basic_credentials(headers);
-    let client_id = p
-        .get("client_id")
-        .cloned()
-        .or_else(|| basic.as_ref().map(|b| b.0.clone()))
-        .ok_or_else(|| missing_param(ids, "client_id"))?;
-    let scope = p.get("scope").ok_or_else(|| missing_param(ids, "scope"))?;
-    let secret = p
-        .get("client_secret")
-        .cloned()
-        .or_else(|| basic.map(|b| b.1));
-    let dir = &inner.dir;
-    let tenant_name = dir.tenant.domain.clone();
-    let Some(prefix) = scope.trim().strip_suffix("/.default") else {
-        return Err(sts_error(
-            ids,
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            1002012,
-            &format!(
-                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
-            ),
-        ));
-    };
-    let app = dir
-        .app_by_app_id(&client_id)
-        .filter(|a| s.visible(a.visible_at_ms));
-    let sp = dir
-        .sp_by_app_id(&client_id)
-        .filter(|x| s.visible(x.visible_at_ms));
-    let (app, sp) = match (app, sp) {
-        (Some(a), Some(sp)) => (a, sp),
-        (Some(_), None) if dir.sp_by_app_id(&client_id).is_none() => {
-            return Err(sts_error(
-                ids,
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7000229,
-                &format!(
-                    "The client application {client_id} is missing service principal in the tenant {}.",
-                    dir.tenant.id
-                ),
-            ));
-        }
-        _ => return Err(app_not_found(ids, &client_id, &tenant_name)),
-    };
-    let Some(secret) = secret.filter(|x| !x.is_empty()) else {
-        return Err(sts_error(
-            ids,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        ));
-    };
-    let hash = sha256_hex(&secret);
-    let Some(pw) = app
-        .passwords
-        .iter()
-        .find(|pw| pw.sha256 == hash && s.visible(pw.visible_at_ms))
-    else {
-        return Err(sts_error(
-            ids,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000215,
-            &format!(
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
-            ),
-        ));
-    };
-    if pw.end_unix <= unix_now() {
-        return Err(sts_error(
-            ids,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000222,
-            &format!(
-                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
-            ),
-        ));
-    }
-    let Some(resource) = resource_for(dir, prefix) else {
-        return Err(sts_error(
-            ids,
-            StatusCode::BAD_REQUEST,
-            "invalid_resource",
-            500011,
-            &format!(
-                "The resource principal named {prefix} was not found in the tenant named {tenant_name}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
-            ),
-        ));
-    };
-    let roles = dir.granted_roles(&sp.id, &resource.sp_id);
-    let token = s
-        .app_access_token(dir, sp, &resource, &roles)
-        .map_err(|e| {
-            sts_error(
-                ids,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                90014,
-                &e.to_string(),
-            )
-        })?;
-    Ok(token_response(token, None, None, None, None))
 }

@@ -1,0 +1,281 @@
+//! Entra's authorization rules over real HTTPS: which admin role may grant what, app-only
+//! token roles, delegated grants, and the temporary token app's cleanup.
+
+mod common;
+
+use common::{claims, start};
+use entra_sim::Faults;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
+const GROUP_READ_ALL: &str = "5b567255-7703-4780-807c-7be8301ae99b";
+const TEAMS_ADMIN: &str = "69091246-20e8-4a56-aa4d-066075b2a7a8";
+
+fn assert_odata_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    let inner = &body["error"]["innerError"];
+    assert!(
+        inner["request-id"].as_str().is_some_and(|r| r.len() == 36),
+        "{body}"
+    );
+    assert!(inner["client-request-id"].as_str().is_some());
+    assert!(inner["date"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn app_admin_is_denied_graph_consent_and_role_assignment_global_admin_succeeds() {
+    let env = start(Faults::default()).await;
+    let app_admin = env.access_token("appadmin").await;
+    let (app, sp, secret) = env.provision(&app_admin, "svc-authz").await;
+    let graph_sp = env.graph_sp_id(&app_admin).await;
+    let sp_id = sp["id"].as_str().unwrap();
+    let assign =
+        |role: &str| json!({"principalId": sp_id, "resourceId": graph_sp, "appRoleId": role});
+
+    let path = format!("/servicePrincipals/{graph_sp}/appRoleAssignedTo");
+    let (st, body) = env
+        .graph(Method::POST, &path, &app_admin, Some(assign(USER_READ_ALL)))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_odata_error(&body, "Authorization_RequestDenied");
+    let ra = json!({"@odata.type": "#microsoft.graph.unifiedRoleAssignment", "roleDefinitionId": TEAMS_ADMIN, "principalId": sp_id, "directoryScopeId": "/"});
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            "/roleManagement/directory/roleAssignments",
+            &app_admin,
+            Some(ra.clone()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_odata_error(&body, "Authorization_RequestDenied");
+    // A plain user cannot even create an app (registration restricted).
+    env.sign_in("appadmin").await;
+    let user = env.access_token("user").await;
+    let (st, _) = env
+        .graph(
+            Method::POST,
+            "/applications",
+            &user,
+            Some(json!({"displayName": "nope"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    let ga = env.access_token("globaladmin").await;
+    let (st, a1) = env
+        .graph(Method::POST, &path, &ga, Some(assign(USER_READ_ALL)))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{a1}");
+    assert_eq!(a1["principalType"], "ServicePrincipal");
+    assert_eq!(a1["resourceDisplayName"], "Microsoft Graph");
+    assert_eq!(a1["principalDisplayName"], "svc-authz");
+    let (st, body) = env
+        .graph(Method::POST, &path, &ga, Some(assign(USER_READ_ALL)))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "duplicate grant");
+    assert_odata_error(&body, "Request_BadRequest");
+    let pra = env.access_token("privroleadmin").await;
+    let (st, _) = env
+        .graph(
+            Method::POST,
+            &format!("/servicePrincipals/{sp_id}/appRoleAssignments"),
+            &pra,
+            Some(assign(GROUP_READ_ALL)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, role) = env
+        .graph(
+            Method::POST,
+            "/roleManagement/directory/roleAssignments",
+            &pra,
+            Some(ra.clone()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{role}");
+    assert_eq!(role["roleDefinitionId"], TEAMS_ADMIN);
+    let (st, _) = env
+        .graph(
+            Method::POST,
+            "/roleManagement/directory/roleAssignments",
+            &ga,
+            Some(ra),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "duplicate role assignment");
+
+    let (_, listed) = env
+        .graph(
+            Method::GET,
+            &format!("/servicePrincipals/{sp_id}/appRoleAssignments"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(listed["value"].as_array().unwrap().len(), 2);
+
+    // The app-only token carries exactly the granted roles, and the directory role in wids.
+    let (st, tok) = env
+        .client_credentials(
+            app["appId"].as_str().unwrap(),
+            &secret,
+            "https://graph.microsoft.com/.default",
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let c = claims(tok["access_token"].as_str().unwrap());
+    assert_eq!(c["roles"], json!(["Group.Read.All", "User.Read.All"]));
+    assert_eq!(c["wids"], json!([TEAMS_ADMIN]));
+    // And Graph enforces them: User.Read.All can list users but cannot create apps.
+    let app_token = tok["access_token"].as_str().unwrap();
+    let (st, _) = env.graph(Method::GET, "/users", app_token, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            "/applications",
+            app_token,
+            Some(json!({"displayName": "x"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_odata_error(&body, "Authorization_RequestDenied");
+    let (st, _) = env.graph(Method::GET, "/me", app_token, None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // Revoke and check the token changes.
+    let a1_id = a1["id"].as_str().unwrap();
+    let (st, _) = env
+        .graph(Method::DELETE, &format!("{path}/{a1_id}"), &app_admin, None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = env
+        .graph(Method::DELETE, &format!("{path}/{a1_id}"), &ga, None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, tok) = env
+        .client_credentials(
+            app["appId"].as_str().unwrap(),
+            &secret,
+            "https://graph.microsoft.com/.default",
+        )
+        .await;
+    assert_eq!(
+        claims(tok["access_token"].as_str().unwrap())["roles"],
+        json!(["Group.Read.All"])
+    );
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn delegated_grants_and_token_app_cleanup() {
+    let env = start(Faults::default()).await;
+    let ga = env.access_token("globaladmin").await;
+    let graph_sp = env.graph_sp_id(&ga).await;
+    let (_, _, _) = env.provision(&ga, "svc-grant").await;
+    let (_, sps) = env
+        .graph(
+            Method::GET,
+            "/servicePrincipals?$filter=displayName eq 'svc-grant'",
+            &ga,
+            None,
+        )
+        .await;
+    let sp_id = sps["value"][0]["id"].as_str().unwrap().to_string();
+    let body = json!({"clientId": sp_id, "consentType": "AllPrincipals", "resourceId": graph_sp, "scope": "User.Read.All Group.Read.All"});
+    let (st, g) = env
+        .graph(
+            Method::POST,
+            "/oauth2PermissionGrants",
+            &ga,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    assert_eq!(g["principalId"], Value::Null);
+    let (st, _) = env
+        .graph(Method::POST, "/oauth2PermissionGrants", &ga, Some(body))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let gid = g["id"].as_str().unwrap();
+    let (st, _) = env
+        .graph(
+            Method::PATCH,
+            &format!("/oauth2PermissionGrants/{gid}"),
+            &ga,
+            Some(json!({"scope": "User.Read.All"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, list) = env
+        .graph(
+            Method::GET,
+            &format!("/oauth2PermissionGrants?$filter=clientId eq '{sp_id}'"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(list["value"][0]["scope"], "User.Read.All");
+    let (st, _) = env
+        .graph(
+            Method::DELETE,
+            &format!("/oauth2PermissionGrants/{gid}"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    // The sign-in made the temporary token app; it can be found and removed.
+    let name = &env.info.token_app_display_name;
+    let (_, found) = env
+        .graph(
+            Method::GET,
+            &format!("/servicePrincipals?$filter=displayName eq '{name}'"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(found["value"].as_array().unwrap().len(), 1);
+    let (_, grants) = env
+        .graph(
+            Method::GET,
+            &format!(
+                "/servicePrincipals/{}/oauth2PermissionGrants",
+                found["value"][0]["id"].as_str().unwrap()
+            ),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(grants["value"][0]["consentType"], "AllPrincipals");
+    let (st, _) = env
+        .graph(
+            Method::DELETE,
+            &format!(
+                "/servicePrincipals(appId='{}')",
+                env.info.token_app_client_id
+            ),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, found) = env
+        .graph(
+            Method::GET,
+            &format!("/servicePrincipals?$filter=displayName eq '{name}'"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(found["value"].as_array().unwrap().len(), 0);
+    env.sim.shutdown().await;
+}

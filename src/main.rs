@@ -1,5 +1,10 @@
 //! The `onboard` binary: the service, its emulator and its command-line tools.
 
+mod audit_cli;
+mod demo;
+
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// Onboard: onboards a Microsoft 365 tenant onto the platform and keeps a signed audit log.
@@ -12,15 +17,44 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the demo (see README); leaves DIR/export and DIR/audit.vkey behind.
+    Demo(demo::DemoArgs),
+    /// Generates an audit signing key and prints its verifier key.
+    Keygen(audit_cli::KeygenArgs),
+    /// Audit log tools: export, verify, proof, rotate-key.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
     /// Runs the Entra emulator (identity platform + Graph) over HTTPS.
     EntraSim(entra_sim::SimArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::EntraSim(args) => entra_sim::run_cli(args).await?,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Keygen(args) => {
+            let vkey = audit_cli::keygen(&args)?;
+            println!("{vkey}");
+            Ok(())
+        }
+        Command::Audit(cmd) => audit_cli::run(cmd).await,
+        Command::EntraSim(args) => Ok(entra_sim::run_cli(args).await?),
     }
-    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -242,6 +242,46 @@ impl AuditLog {
         })
     }
 
+    /// Opens an existing log for reading only (export, proofs): the same start-up check, no
+    /// writer, nothing signed. The head is the last stored checkpoint. sled locks its directory,
+    /// so this works only while no server has the log open.
+    pub fn open_read_only(
+        path: impl Into<PathBuf>,
+        startup_check: StartupCheck,
+    ) -> Result<Self, AuditError> {
+        let path = path.into();
+        if !path.join("conf").exists() {
+            return Err(AuditError::Config(format!(
+                "{} is not an audit log data directory (no sled store there)",
+                path.display()
+            )));
+        }
+        let store = Store::open(&path, 64 << 20)?;
+        let origin = store
+            .get_meta(keys::META_ORIGIN)?
+            .ok_or_else(|| AuditError::Config(format!("{} holds no audit log", path.display())))?;
+        let rec = store.recover(&origin, startup_check)?;
+        check_head_file(&path, &store, &rec.verifiers, &rec.frontier)?;
+        let head = Arc::new(rec.last_checkpoint.ok_or_else(|| AuditError::Integrity {
+            location: "checkpoint".into(),
+            detail: "the log has no signed checkpoint".into(),
+        })?);
+        let (watch_tx, _) = watch::channel(head.clone());
+        Ok(Self {
+            shared: Arc::new(Shared {
+                store,
+                origin,
+                head: RwLock::new(head),
+                verifiers: RwLock::new(rec.verifiers),
+                watch: watch_tx,
+            }),
+            writer: Arc::new(Writer {
+                tx: Mutex::new(None),
+                thread: Mutex::new(None),
+            }),
+        })
+    }
+
     fn send(&self, req: Request) -> Result<(), AuditError> {
         let tx = self.writer.tx.lock().map_err(lock_err)?;
         tx.as_ref()

@@ -39,7 +39,8 @@ pub enum RetryReason {
         /// Graph's error code, for progress text and the audit log.
         code: String,
     },
-    /// A just-created app or secret is not yet known to the STS (AADSTS700016 / 7000215).
+    /// A just-created app, SP or secret is not yet known to the STS (AADSTS700016 / 7000215 /
+    /// 7000229).
     CredentialPropagation {
         /// The AADSTS number.
         aadsts: u32,
@@ -259,7 +260,8 @@ pub fn classify(err: &EntraError, after_create: bool, idempotent: bool) -> Optio
                 });
             }
             match e.code {
-                Some(code @ (700_016 | 7_000_215)) if after_create => {
+                // 7000229: the app's service principal is not yet visible to the STS.
+                Some(code @ (700_016 | 7_000_215 | 7_000_229)) if after_create => {
                     Some(RetryReason::CredentialPropagation { aadsts: code })
                 }
                 _ => None,

@@ -1,0 +1,501 @@
+//! Every Graph operation against the emulator: an onboarding run as a Global Administrator,
+//! day-two changes, cleanup, and the documented errors.
+
+mod common;
+
+use common::{GRAPH_DEFAULT, calm, start};
+use entra_client::graph::roles::template;
+use entra_client::graph::{
+    ApplicationSpec, OAuth2PermissionGrant, RequiredResourceAccess, ResourceAccess,
+};
+use entra_client::{EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, TEAMS_TENANT_ADMIN_API_APP_ID};
+use secrecy::ExposeSecret;
+
+const USER_READ_ALL_ROLE: &str = "df021288-bdef-4463-88db-98f22de89214";
+
+fn spec(name: &str) -> ApplicationSpec {
+    ApplicationSpec {
+        display_name: name.into(),
+        sign_in_audience: Some("AzureADMyOrg".into()),
+        required_resource_access: vec![RequiredResourceAccess {
+            resource_app_id: MICROSOFT_GRAPH_APP_ID.into(),
+            resource_access: vec![ResourceAccess {
+                id: USER_READ_ALL_ROLE.into(),
+                kind: "Role".into(),
+            }],
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn whoami_roles_and_organization() {
+    let env = start(calm()).await;
+    let g = env.graph_as("globaladmin").await;
+    let ctx = OpContext::new();
+    let me = g.me(&ctx).await.unwrap();
+    assert_eq!(me.value.user_principal_name, env.upn("globaladmin"));
+    assert_eq!(me.meta.client_request_id, ctx.client_request_id.to_string());
+
+    let roles = g.my_directory_roles(&ctx).await.unwrap().value;
+    let ids: Vec<&str> = roles.iter().map(|r| r.role_template_id.as_str()).collect();
+    assert_eq!(ids, vec![template::GLOBAL_ADMINISTRATOR], "{roles:?}");
+
+    let org = g.organization(&ctx).await.unwrap().value;
+    assert_eq!(org.id, env.info.tenant_id);
+    assert!(
+        org.verified_domains
+            .iter()
+            .any(|d| d.name == env.info.tenant_domain)
+    );
+
+    let g = env.graph_as("appadmin").await;
+    let roles = g.my_directory_roles(&ctx).await.unwrap().value;
+    let ids: Vec<&str> = roles.iter().map(|r| r.role_template_id.as_str()).collect();
+    assert_eq!(ids, vec![template::APPLICATION_ADMINISTRATOR]);
+
+    let g = env.graph_as("user").await;
+    assert!(g.my_directory_roles(&ctx).await.unwrap().value.is_empty());
+}
+
+#[tokio::test]
+async fn onboarding_run_end_to_end() {
+    let env = start(calm()).await;
+    let g = env.graph_as("globaladmin").await;
+    let ctx = OpContext::new;
+
+    // Name check, then idempotent create.
+    assert!(
+        g.find_applications_by_display_name("lp-svc1", &ctx())
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    );
+    let up = g
+        .upsert_application("lp-tenant-svc1", &spec("lp-svc1"), &ctx())
+        .await
+        .unwrap();
+    assert!(up.value.created);
+    assert_eq!(up.meta.status, 201);
+    let app = up.value.application;
+    assert_eq!(app.unique_name.as_deref(), Some("lp-tenant-svc1"));
+    assert_eq!(app.display_name.as_deref(), Some("lp-svc1"));
+    let again = g
+        .upsert_application("lp-tenant-svc1", &spec("lp-svc1"), &ctx())
+        .await
+        .unwrap();
+    assert!(!again.value.created, "second upsert updates");
+    assert_eq!(again.meta.status, 204);
+    assert_eq!(again.value.application.app_id, app.app_id, "no second app");
+    assert_eq!(
+        g.find_applications_by_display_name("lp-svc1", &ctx())
+            .await
+            .unwrap()
+            .value
+            .len(),
+        1
+    );
+    assert_eq!(
+        g.get_application(&app.id, &ctx())
+            .await
+            .unwrap()
+            .value
+            .app_id,
+        app.app_id
+    );
+    assert_eq!(
+        g.find_application_by_app_id(&app.app_id, &ctx())
+            .await
+            .unwrap()
+            .value
+            .map(|a| a.id),
+        Some(app.id.clone())
+    );
+    assert_eq!(
+        g.get_application_by_unique_name("lp-tenant-svc1", &ctx())
+            .await
+            .unwrap()
+            .value
+            .map(|a| a.id),
+        Some(app.id.clone())
+    );
+    assert!(
+        g.get_application_by_unique_name("lp-nope", &ctx())
+            .await
+            .unwrap()
+            .value
+            .is_none()
+    );
+
+    // Service principal.
+    assert!(
+        g.find_service_principal_by_app_id(&app.app_id, &ctx())
+            .await
+            .unwrap()
+            .value
+            .is_none()
+    );
+    let sp = g
+        .create_service_principal(&app.app_id, &ctx().after_create())
+        .await
+        .unwrap();
+    assert_eq!(sp.meta.status, 201);
+    let sp = sp.value;
+    assert_eq!(sp.app_id, app.app_id);
+    assert_eq!(
+        g.get_service_principal(&sp.id, &ctx())
+            .await
+            .unwrap()
+            .value
+            .id,
+        sp.id
+    );
+    assert_eq!(
+        g.find_service_principal_by_app_id(&app.app_id, &ctx())
+            .await
+            .unwrap()
+            .value
+            .map(|s| s.id),
+        Some(sp.id.clone())
+    );
+
+    // Secret, and the app authenticates with it.
+    let pw = g
+        .add_password(
+            &app.id,
+            Some("svc-1"),
+            Some("2027-06-01T00:00:00Z"),
+            &ctx().after_create(),
+        )
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(pw.info.display_name.as_deref(), Some("svc-1"));
+    assert!(pw.secret_text.expose_secret().len() >= 16);
+    assert_eq!(
+        pw.info.hint.as_deref(),
+        Some(&pw.secret_text.expose_secret()[..3])
+    );
+    let listed = g
+        .get_application(&app.id, &ctx())
+        .await
+        .unwrap()
+        .value
+        .password_credentials;
+    assert!(listed.iter().any(|p| p.key_id == pw.info.key_id));
+
+    // Resource SPs and their roles, looked up at runtime.
+    let graph_sp = g
+        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx())
+        .await
+        .unwrap()
+        .value;
+    let role = graph_sp
+        .app_role("User.Read.All")
+        .expect("Graph offers User.Read.All");
+    assert_eq!(role.id, USER_READ_ALL_ROLE);
+    let teams_sp = g
+        .resource_service_principal(TEAMS_TENANT_ADMIN_API_APP_ID, &ctx())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(teams_sp.app_id, TEAMS_TENANT_ADMIN_API_APP_ID);
+
+    // Admin consent for an application permission.
+    let grant = g
+        .grant_app_role(&graph_sp.id, &sp.id, &role.id, &ctx().after_create())
+        .await
+        .unwrap();
+    assert_eq!(grant.meta.status, 201);
+    let grant = grant.value;
+    assert_eq!(
+        (grant.principal_id.as_str(), grant.app_role_id.as_str()),
+        (sp.id.as_str(), USER_READ_ALL_ROLE)
+    );
+    let held = g
+        .list_app_role_assignments(&sp.id, &ctx())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(
+        held.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        vec![grant.id.as_str()]
+    );
+    let assigned = g
+        .list_app_role_assigned_to(&graph_sp.id, &ctx())
+        .await
+        .unwrap()
+        .value;
+    assert!(assigned.iter().any(|a| a.id == grant.id));
+
+    // The app token carries the granted role and the directory role assignment works.
+    let app_token = env
+        .client
+        .sts()
+        .client_credentials(
+            &env.info.tenant_id,
+            &app.app_id,
+            &pw.secret_text,
+            GRAPH_DEFAULT,
+            &ctx().after_create(),
+        )
+        .await
+        .unwrap();
+    assert!(!app_token.access_token.expose_secret().is_empty());
+    let ra = g
+        .assign_directory_role(template::TEAMS_ADMINISTRATOR, &sp.id, &ctx().after_create())
+        .await
+        .unwrap();
+    assert_eq!(ra.meta.status, 201);
+    let ra = ra.value;
+    assert_eq!(ra.role_definition_id, template::TEAMS_ADMINISTRATOR);
+    assert_eq!(ra.directory_scope_id.as_deref(), Some("/"));
+    let ras = g
+        .list_directory_role_assignments(&sp.id, &ctx())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(
+        ras.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec![ra.id.as_str()]
+    );
+    let defs = g
+        .list_directory_role_definitions(&ctx())
+        .await
+        .unwrap()
+        .value;
+    assert!(
+        defs.iter()
+            .any(|d| d.template_id.as_deref() == Some(template::PRIVILEGED_ROLE_ADMINISTRATOR))
+    );
+
+    // Delegated consent (oauth2PermissionGrants).
+    let og = g
+        .create_oauth2_permission_grant(
+            &OAuth2PermissionGrant {
+                id: String::new(),
+                client_id: sp.id.clone(),
+                consent_type: "AllPrincipals".into(),
+                principal_id: None,
+                resource_id: graph_sp.id.clone(),
+                scope: "User.Read".into(),
+            },
+            &ctx().after_create(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(og.meta.status, 201);
+    let listed = g
+        .list_oauth2_permission_grants(&sp.id, &ctx())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].scope, "User.Read");
+    g.delete_oauth2_permission_grant(&og.value.id, &ctx())
+        .await
+        .unwrap();
+    assert!(
+        g.list_oauth2_permission_grants(&sp.id, &ctx())
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    );
+
+    // Temporary token app: found by name and removed.
+    let token_sps = g
+        .find_service_principals_by_display_name(&env.info.token_app_display_name, &ctx())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(
+        token_sps.len(),
+        1,
+        "the sign-in created the -token enterprise app"
+    );
+    let del = g
+        .delete_service_principal(&token_sps[0].id, &ctx())
+        .await
+        .unwrap();
+    assert_eq!(del.meta.status, 204);
+    assert!(
+        g.find_service_principals_by_display_name(&env.info.token_app_display_name, &ctx())
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    );
+
+    // Day two: removals.
+    g.remove_directory_role_assignment(&ra.id, &ctx())
+        .await
+        .unwrap();
+    assert!(
+        g.list_directory_role_assignments(&sp.id, &ctx())
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    );
+    g.revoke_app_role(&graph_sp.id, &grant.id, &ctx())
+        .await
+        .unwrap();
+    assert!(
+        g.list_app_role_assignments(&sp.id, &ctx())
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    );
+    let rm = g
+        .remove_password(&app.id, &pw.info.key_id, &ctx())
+        .await
+        .unwrap();
+    assert_eq!(rm.meta.status, 204);
+    assert!(
+        g.get_application(&app.id, &ctx())
+            .await
+            .unwrap()
+            .value
+            .password_credentials
+            .is_empty()
+    );
+    let err = env
+        .client
+        .sts()
+        .client_credentials(
+            &env.info.tenant_id,
+            &app.app_id,
+            &pw.secret_text,
+            GRAPH_DEFAULT,
+            &ctx(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.aadsts().is_some(),
+        "a removed secret no longer works: {err:?}"
+    );
+
+    g.update_application(
+        &app.id,
+        &serde_json::json!({"notes": "managed by onboard"}),
+        &ctx(),
+    )
+    .await
+    .unwrap();
+    g.delete_service_principal(&sp.id, &ctx()).await.unwrap();
+    g.delete_application(&app.id, &ctx()).await.unwrap();
+    let err = g.get_application(&app.id, &ctx()).await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+
+    let snap = env.sim.snapshot().to_string();
+    assert!(
+        !snap.contains(pw.secret_text.expose_secret()),
+        "the emulator stores hashes only"
+    );
+}
+
+#[tokio::test]
+async fn application_administrator_is_denied_app_role_grant_and_role_assignment() {
+    let env = start(calm()).await;
+    let g = env.graph_as("appadmin").await;
+    let ctx = OpContext::new;
+    let app = g
+        .upsert_application("lp-aa", &spec("lp-aa"), &ctx())
+        .await
+        .unwrap()
+        .value
+        .application;
+    let sp = g
+        .create_service_principal(&app.app_id, &ctx().after_create())
+        .await
+        .unwrap()
+        .value;
+    let graph_sp = g
+        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx())
+        .await
+        .unwrap()
+        .value;
+
+    let err = g
+        .grant_app_role(
+            &graph_sp.id,
+            &sp.id,
+            USER_READ_ALL_ROLE,
+            &ctx().after_create(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_authorization_denied(), "{err:?}");
+    let ge = err.graph().unwrap();
+    assert_eq!(
+        (ge.status, ge.code.as_str()),
+        (403, "Authorization_RequestDenied")
+    );
+    assert!(ge.request_id.is_some());
+    assert!(ge.client_request_id.is_some());
+
+    let err = g
+        .assign_directory_role(template::TEAMS_ADMINISTRATOR, &sp.id, &ctx().after_create())
+        .await
+        .unwrap_err();
+    assert!(err.is_authorization_denied(), "{err:?}");
+}
+
+#[tokio::test]
+async fn documented_errors_are_typed_and_final() {
+    let env = start(calm()).await;
+    let g = env.graph_as("globaladmin").await;
+    let missing = "6d1f1c5e-0000-4000-8000-000000000000";
+
+    let ctx = OpContext::new();
+    let err = g.get_application(missing, &ctx).await.unwrap_err();
+    let ge = err.graph().unwrap();
+    assert_eq!(
+        (ge.status, ge.code.as_str()),
+        (404, "Request_ResourceNotFound")
+    );
+    assert_eq!(
+        ge.client_request_id.as_deref(),
+        Some(ctx.client_request_id.to_string().as_str())
+    );
+    assert!(
+        matches!(err, EntraError::Graph(_)),
+        "a plain 404 is not retried: {err:?}"
+    );
+
+    let err = g
+        .create_service_principal(missing, &OpContext::new())
+        .await
+        .unwrap_err();
+    let ge = err.graph().unwrap();
+    assert_eq!(ge.status, 400);
+    assert!(
+        ge.detail_codes
+            .iter()
+            .any(|c| c == "NoBackingApplicationObject"),
+        "{ge:?}"
+    );
+
+    let app = g
+        .upsert_application("lp-dup", &spec("lp-dup"), &OpContext::new())
+        .await
+        .unwrap()
+        .value
+        .application;
+    g.create_service_principal(&app.app_id, &OpContext::new().after_create())
+        .await
+        .unwrap();
+    let err = g
+        .create_service_principal(&app.app_id, &OpContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.graph().map(|g| g.status), Some(409), "{err:?}");
+
+    let bad = env.graph_with(secrecy::SecretString::from("not-a-token"));
+    let err = bad.me(&OpContext::new()).await.unwrap_err();
+    assert_eq!(err.graph().map(|g| g.status), Some(401), "{err:?}");
+}

@@ -1,0 +1,292 @@
+//! Identity-platform flows against the emulator over loopback HTTPS.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{GRAPH_DEFAULT, SIGN_IN_SCOPES, calm, start};
+use entra_client::{DeviceAuthorization, DeviceCodeFlow, EntraError, OpContext, PollOutcome};
+use entra_sim::Faults;
+use secrecy::{ExposeSecret, SecretString};
+
+#[tokio::test]
+async fn device_code_sign_in_yields_tokens_for_the_right_user() {
+    let env = start(calm()).await;
+    let mut flow = env
+        .client
+        .sts()
+        .start_device_code(
+            &env.info.tenant_domain,
+            &env.info.token_app_client_id,
+            SIGN_IN_SCOPES,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap();
+    let auth = flow.authorization();
+    let user_code = auth.user_code.clone();
+    assert!(!user_code.is_empty());
+    assert!(
+        auth.verification_uri.starts_with("https://"),
+        "{}",
+        auth.verification_uri
+    );
+    assert_eq!(flow.interval(), Duration::from_secs(1));
+    assert!(auth.expires_in >= Duration::from_secs(600));
+
+    // Before the user acts: pending.
+    assert!(matches!(
+        flow.poll_once().await.unwrap(),
+        PollOutcome::Pending { .. }
+    ));
+
+    env.sim
+        .complete_device_login(&user_code, &env.upn("globaladmin"))
+        .await
+        .unwrap();
+    let mut ticks = 0;
+    let tokens = flow.poll_until_done(|_| ticks += 1).await.unwrap();
+    assert!(
+        tokens.refresh_token.is_some(),
+        "offline_access gives a refresh token"
+    );
+    assert!(tokens.id_token.is_some(), "openid gives an id token");
+
+    let me = env
+        .client
+        .graph(tokens.access_token)
+        .me(&OpContext::new())
+        .await
+        .unwrap();
+    assert_eq!(me.value.user_principal_name, env.upn("globaladmin"));
+    assert_eq!(me.meta.status, 200);
+    assert!(me.meta.request_id.is_some(), "Graph request-id captured");
+}
+
+#[tokio::test]
+async fn polling_faster_than_the_interval_gets_slow_down_and_plus_five_seconds() {
+    let env = start(calm()).await;
+    let mut flow = env
+        .client
+        .sts()
+        .start_device_code(
+            &env.info.tenant_domain,
+            &env.info.token_app_client_id,
+            SIGN_IN_SCOPES,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        flow.poll_once().await.unwrap(),
+        PollOutcome::Pending { .. }
+    ));
+    // Immediately again: faster than the 1 s interval.
+    match flow.poll_once().await.unwrap() {
+        PollOutcome::SlowDown { next_poll_in } => assert_eq!(next_poll_in, Duration::from_secs(6)),
+        other => panic!("expected slow_down, got {other:?}"),
+    }
+    assert_eq!(flow.interval(), Duration::from_secs(6));
+}
+
+#[tokio::test]
+async fn declined_sign_in_is_typed() {
+    let env = start(calm()).await;
+    let mut flow = env
+        .client
+        .sts()
+        .start_device_code(
+            &env.info.tenant_domain,
+            &env.info.token_app_client_id,
+            SIGN_IN_SCOPES,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap();
+    env.sim
+        .decline_device_login(
+            &flow.authorization().user_code.clone(),
+            &env.upn("globaladmin"),
+        )
+        .await
+        .unwrap();
+    let err = flow.poll_until_done(|_| {}).await.unwrap_err();
+    assert!(matches!(err, EntraError::DeviceCodeDeclined(_)), "{err:?}");
+    assert!(err.is_authorization_denied());
+    assert!(err.sts().unwrap().trace_id.is_some());
+}
+
+#[tokio::test]
+async fn expired_code_is_typed() {
+    let env = start(Faults {
+        device_code_ttl_s: Some(2),
+        ..calm()
+    })
+    .await;
+    let mut flow = env
+        .client
+        .sts()
+        .start_device_code(
+            &env.info.tenant_domain,
+            &env.info.token_app_client_id,
+            SIGN_IN_SCOPES,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap();
+    let mut ticks = Vec::new();
+    let err = flow
+        .poll_until_done(|t| ticks.push(t.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EntraError::DeviceCodeExpired(_)), "{err:?}");
+    assert!(
+        !ticks.is_empty(),
+        "pending ticks were reported before expiry"
+    );
+    // The server side says expired_token too, once past the TTL.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let err = flow.poll_once().await.unwrap_err();
+    assert!(
+        matches!(err, EntraError::DeviceCodeExpired(Some(_))),
+        "{err:?}"
+    );
+    assert_eq!(err.aadsts(), Some(70019));
+}
+
+#[tokio::test]
+async fn unknown_device_code_is_bad_verification_code() {
+    let env = start(calm()).await;
+    let auth = DeviceAuthorization::new(
+        SecretString::from("not-a-real-device-code"),
+        "XXXX".into(),
+        "https://example.invalid".into(),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut flow = DeviceCodeFlow::new(
+        env.client.sts(),
+        env.info.tenant_domain.clone(),
+        env.info.token_app_client_id.clone(),
+        auth,
+    );
+    let err = flow.poll_once().await.unwrap_err();
+    assert!(matches!(err, EntraError::BadVerificationCode(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn refresh_token_gives_a_working_access_token() {
+    let env = start(calm()).await;
+    let tokens = env.sign_in("globaladmin").await;
+    let refreshed = env
+        .client
+        .sts()
+        .refresh(
+            &env.info.tenant_domain,
+            &env.info.token_app_client_id,
+            tokens.refresh_token.as_ref().unwrap(),
+            SIGN_IN_SCOPES,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        refreshed.access_token.expose_secret(),
+        tokens.access_token.expose_secret()
+    );
+    let me = env
+        .client
+        .graph(refreshed.access_token)
+        .me(&OpContext::new())
+        .await
+        .unwrap();
+    assert_eq!(me.value.user_principal_name, env.upn("globaladmin"));
+}
+
+#[tokio::test]
+async fn client_credentials_with_a_wrong_secret_is_aadsts7000215() {
+    let env = start(calm()).await;
+    let g = env.graph_as("globaladmin").await;
+    let app = g
+        .upsert_application(
+            "lp-cc-test",
+            &entra_client::graph::ApplicationSpec {
+                display_name: "cc-test".into(),
+                sign_in_audience: Some("AzureADMyOrg".into()),
+                ..Default::default()
+            },
+            &OpContext::new(),
+        )
+        .await
+        .unwrap()
+        .value
+        .application;
+    g.create_service_principal(&app.app_id, &OpContext::new().after_create())
+        .await
+        .unwrap();
+    let pw = g
+        .add_password(
+            &app.id,
+            Some("svc-1"),
+            None,
+            &OpContext::new().after_create(),
+        )
+        .await
+        .unwrap();
+
+    let wrong = SecretString::from("definitely-not-the-secret");
+    let err = env
+        .client
+        .sts()
+        .client_credentials(
+            &env.info.tenant_id,
+            &app.app_id,
+            &wrong,
+            GRAPH_DEFAULT,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.aadsts(), Some(7_000_215), "{err:?}");
+    let sts = err.sts().unwrap();
+    assert_eq!(sts.error, "invalid_client");
+    assert_eq!(sts.http_status, 401);
+    assert!(sts.correlation_id.is_some() && sts.trace_id.is_some());
+
+    let ok = env
+        .client
+        .sts()
+        .client_credentials(
+            &env.info.tenant_id,
+            &app.app_id,
+            &pw.value.secret_text,
+            GRAPH_DEFAULT,
+            &OpContext::new().after_create(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.token_type, "Bearer");
+    assert!(
+        ok.refresh_token.is_none(),
+        "no refresh token in client credentials"
+    );
+}
+
+#[tokio::test]
+async fn unknown_tenant_is_a_typed_sts_error() {
+    let env = start(calm()).await;
+    let err = env
+        .client
+        .sts()
+        .client_credentials(
+            "nosuchtenant.onmicrosoft.com",
+            "00000000-0000-0000-0000-000000000001",
+            &SecretString::from("x"),
+            GRAPH_DEFAULT,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.sts().is_some(), "{err:?}");
+    assert_eq!(err.aadsts(), Some(90002), "{err:?}");
+}

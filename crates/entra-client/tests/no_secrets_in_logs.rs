@@ -1,0 +1,206 @@
+//! Runs a whole flow with tracing at TRACE for this crate, captures the output, and checks
+//! that no token or secret value appears in it (nor in error Display/Debug text).
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::{GRAPH_DEFAULT, SIGN_IN_SCOPES, calm, start};
+use entra_client::graph::ApplicationSpec;
+use entra_client::{MICROSOFT_GRAPH_APP_ID, OpContext};
+use entra_sim::Faults;
+use secrecy::{ExposeSecret, SecretString};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn tokens_and_secrets_never_reach_the_logs() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(
+            "entra_client=trace,no_secrets_in_logs=trace",
+        ))
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    // Current-thread test runtime: every task (client and emulator) logs through this default.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // Some lag and throttling so the retry paths log too.
+    let env = start(Faults {
+        replication_lag_ms: 800,
+        throttle_rate: 0.2,
+        throttle_retry_after_s: 1,
+        seed: Some(3),
+        ..calm()
+    })
+    .await;
+    let mut flow = env
+        .client
+        .sts()
+        .start_device_code(
+            &env.info.tenant_domain,
+            &env.info.token_app_client_id,
+            SIGN_IN_SCOPES,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap();
+    env.sim
+        .complete_device_login(
+            &flow.authorization().user_code.clone(),
+            &env.upn("globaladmin"),
+        )
+        .await
+        .unwrap();
+    let tokens = flow
+        .poll_until_done(|t| tracing::info!(?t, "tick"))
+        .await
+        .unwrap();
+    let access = tokens.access_token.expose_secret().to_string();
+    let refresh_token = tokens
+        .refresh_token
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_string();
+    tracing::info!(?tokens, ?flow, "signed in");
+
+    let refreshed = env
+        .client
+        .sts()
+        .refresh(
+            &env.info.tenant_domain,
+            &env.info.token_app_client_id,
+            tokens.refresh_token.as_ref().unwrap(),
+            SIGN_IN_SCOPES,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap();
+    let g = env.client.graph(tokens.access_token);
+    tracing::info!(?g, "graph client");
+    let spec = ApplicationSpec {
+        display_name: "lp-log".into(),
+        sign_in_audience: Some("AzureADMyOrg".into()),
+        ..Default::default()
+    };
+    let app = g
+        .upsert_application("lp-log", &spec, &OpContext::new())
+        .await
+        .unwrap()
+        .value
+        .application;
+    let sp = g
+        .create_service_principal(&app.app_id, &OpContext::new().after_create())
+        .await
+        .unwrap()
+        .value;
+    let pw = g
+        .add_password(
+            &app.id,
+            Some("svc-log"),
+            None,
+            &OpContext::new().after_create(),
+        )
+        .await
+        .unwrap()
+        .value;
+    let secret = pw.secret_text.expose_secret().to_string();
+    tracing::info!(?pw, "secret made");
+
+    let app_tokens = env
+        .client
+        .sts()
+        .client_credentials(
+            &env.info.tenant_id,
+            &app.app_id,
+            &pw.secret_text,
+            GRAPH_DEFAULT,
+            &OpContext::new().after_create(),
+        )
+        .await
+        .unwrap();
+    let app_access = app_tokens.access_token.expose_secret().to_string();
+
+    let wrong = "wrong-secret-0123456789abcdef";
+    let err = env
+        .client
+        .sts()
+        .client_credentials(
+            &env.info.tenant_id,
+            &app.app_id,
+            &SecretString::from(wrong),
+            GRAPH_DEFAULT,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap_err();
+    tracing::error!(error = %err, debug = ?err, "expected failure");
+    let graph_sp = g
+        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())
+        .await
+        .unwrap()
+        .value;
+    let denied = env.client.graph(app_tokens.access_token);
+    let err = denied
+        .grant_app_role(
+            &graph_sp.id,
+            &sp.id,
+            &graph_sp.app_roles[0].id,
+            &OpContext::new(),
+        )
+        .await
+        .unwrap_err();
+    tracing::error!(error = %err, debug = ?err, "expected failure");
+
+    drop(_guard);
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("client secret added"),
+        "the flow was logged:\n{logs}"
+    );
+    assert!(logs.contains("device code sign-in completed"));
+    for (name, value) in [
+        ("access token", access.as_str()),
+        ("refresh token", refresh_token.as_str()),
+        (
+            "refreshed access token",
+            refreshed.access_token.expose_secret(),
+        ),
+        ("client secret", secret.as_str()),
+        ("app access token", app_access.as_str()),
+        ("wrong secret", wrong),
+    ] {
+        assert!(
+            value.len() >= 16,
+            "{name} is long enough to be a meaningful probe"
+        );
+        assert!(!logs.contains(value), "{name} leaked into the logs");
+        // A token's signature part alone must not leak either.
+        if let Some(sig) = value.rsplit('.').next().filter(|s| s.len() >= 16) {
+            assert!(!logs.contains(sig), "{name} signature leaked");
+        }
+    }
+}

@@ -1,8 +1,10 @@
 //! RS256 JSON Web Tokens as the Microsoft identity platform issues them, and the JWKS that
 //! publishes the verification key.
 
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256};
 use base64::Engine;
@@ -22,21 +24,47 @@ pub struct SigningKey {
     kid: String,
 }
 
-static KEY: OnceLock<Result<SigningKey, String>> = OnceLock::new();
+static KEY: OnceLock<Result<Arc<SigningKey>, String>> = OnceLock::new();
+
+fn from_key(key: KeyPair) -> SigningKey {
+    let public = PublicKeyComponents::<Vec<u8>>::from(key.public_key());
+    // Like Entra's kid/x5t: a short, url-safe thumbprint of the public key.
+    let digest = sha2::Sha256::digest(&public.n);
+    let kid = B64.encode(&digest[..20]);
+    SigningKey { key, public, kid }
+}
 
 /// The process-wide signing key. RSA key generation is slow in debug builds, so every emulator
 /// started by a test binary shares one key.
-pub fn signing_key() -> Result<&'static SigningKey, SimError> {
+pub fn signing_key() -> Result<Arc<SigningKey>, SimError> {
     KEY.get_or_init(|| {
         let key = KeyPair::generate(KeySize::Rsa2048).map_err(|e| e.to_string())?;
-        let public = PublicKeyComponents::<Vec<u8>>::from(key.public_key());
-        // Like Entra's kid/x5t: a short, url-safe thumbprint of the public key.
-        let digest = sha2::Sha256::digest(&public.n);
-        let kid = B64.encode(&digest[..20]);
-        Ok(SigningKey { key, public, kid })
+        Ok(Arc::new(from_key(key)))
     })
-    .as_ref()
-    .map_err(|e| SimError::Crypto(e.clone()))
+    .clone()
+    .map_err(SimError::Crypto)
+}
+
+/// The signing key kept in `state_dir`, so tokens issued before a restart still verify after
+/// it; created there (from the process key) on first use.
+pub fn signing_key_in(state_dir: Option<&Path>) -> Result<Arc<SigningKey>, SimError> {
+    let Some(dir) = state_dir else {
+        return signing_key();
+    };
+    let path = dir.join("token-signing-key.der");
+    if let Ok(der) = std::fs::read(&path)
+        && let Ok(key) = KeyPair::from_pkcs8(&der)
+    {
+        return Ok(Arc::new(from_key(key)));
+    }
+    let key = signing_key()?;
+    let der = key
+        .key
+        .as_der()
+        .map_err(|e| SimError::Crypto(e.to_string()))?;
+    std::fs::create_dir_all(dir)?;
+    crate::tls::write_private(&path, der.as_ref())?;
+    Ok(key)
 }
 
 impl SigningKey {
@@ -121,6 +149,16 @@ mod tests {
         let forged = B64.encode(json!({"tid": "t2"}).to_string());
         parts[1] = &forged;
         assert!(k.verify(&parts.join(".")).is_none());
+    }
+
+    #[test]
+    fn key_in_state_dir_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = signing_key_in(Some(dir.path())).unwrap();
+        let t = a.sign(&json!({"x": 1})).unwrap();
+        let b = signing_key_in(Some(dir.path())).unwrap();
+        assert_eq!(a.kid(), b.kid());
+        assert_eq!(b.verify(&t).unwrap()["x"], 1);
     }
 
     #[test]

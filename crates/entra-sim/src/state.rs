@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use base64::Engine;
@@ -88,7 +88,7 @@ pub struct Shared {
     /// CA certificate clients trust.
     pub ca_pem: String,
     /// Token-signing key.
-    pub key: &'static SigningKey,
+    pub key: Arc<SigningKey>,
     /// Origin of the emulator clock; lag and expiry are measured from it.
     started: Instant,
     /// The mutable state. A std mutex: it is never held across an await.
@@ -153,7 +153,7 @@ pub fn sha256_hex(s: &str) -> String {
 impl Shared {
     /// Seeds (or reloads) the tenant.
     pub fn new(base_url: String, config: SimConfig, ca_pem: String) -> Result<Shared, SimError> {
-        let key = crate::jwt::signing_key()?;
+        let key = crate::jwt::signing_key_in(config.state_dir.as_deref())?;
         let state_file = config.state_dir.as_ref().map(|d| d.join("directory.json"));
         let dir = match state_file.as_ref().map(std::fs::read_to_string) {
             Some(Ok(text)) => {

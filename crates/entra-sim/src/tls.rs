@@ -59,13 +59,14 @@ fn load_or_make_ca(state_dir: Option<&Path>) -> Result<(String, KeyPair), SimErr
     if let Some(dir) = state_dir {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("ca.pem"), &pem)?;
-        write_private(&dir.join("ca-key.pem"), &key.serialize_pem())?;
+        write_private(&dir.join("ca-key.pem"), key.serialize_pem())?;
     }
     Ok((pem, key))
 }
 
+/// Writes a private key readable by the owner only.
 #[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> Result<(), SimError> {
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), SimError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -74,12 +75,13 @@ fn write_private(path: &Path, contents: &str) -> Result<(), SimError> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(contents.as_bytes())?;
+    f.write_all(contents.as_ref())?;
     Ok(())
 }
 
+/// Writes a private key (no permission bits to set on this platform).
 #[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> Result<(), SimError> {
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), SimError> {
     std::fs::write(path, contents)?;
     Ok(())
 }

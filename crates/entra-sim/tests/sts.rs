@@ -509,3 +509,43 @@ async fn sim_info_and_faults_endpoints() {
     let _ = env.graph(Method::GET, "/me", "x", None).await;
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_verification_page_form_completes_a_sign_in() {
+    let env = start(Faults::default()).await;
+    let dc = env.device_code(SCOPE).await;
+    let code = dc["user_code"].as_str().unwrap().to_ascii_lowercase();
+    let page = env
+        .http
+        .get(dc["verification_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let r = env
+        .http
+        .post(env.url("/devicelogin"))
+        .form(&[
+            ("user_code", code.as_str()),
+            ("upn", &env.upn("appadmin")),
+            ("action", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("You have signed in"));
+    let (st, tok) = env.poll(dc["device_code"].as_str().unwrap()).await;
+    assert_eq!(st, StatusCode::OK, "{tok}");
+    // Entering the same code again is refused (AADSTS90120).
+    let r = env
+        .http
+        .post(env.url("/devicelogin"))
+        .form(&[("user_code", code.as_str()), ("upn", &env.upn("appadmin"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("AADSTS90120"));
+    env.sim.shutdown().await;
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::Value;
@@ -125,10 +125,38 @@ fn unquote(v: &str) -> String {
     }
 }
 
-/// Splits a Graph path into (segment name, key) pairs.
+/// Percent-decodes one path segment. Segments are split before decoding so that an encoded
+/// `/` inside a key (`uniqueName='a%2Fb'`) stays part of the key.
+fn percent_decode(seg: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits a raw (still percent-encoded) Graph path into (segment name, key) pairs.
 pub fn parse_path(path: &str) -> Vec<(String, Option<Key>)> {
     let mut out: Vec<(String, Option<Key>)> = Vec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
+        let decoded = percent_decode(raw);
+        let raw = decoded.as_str();
         if let Some(open) = raw.find('(')
             && raw.ends_with(')')
         {
@@ -216,12 +244,16 @@ fn authenticate(s: &Shared, ids: &ReqIds, headers: &HeaderMap) -> Result<Caller,
 pub async fn dispatch(
     State(s): State<Arc<Shared>>,
     Extension(ids): Extension<ReqIds>,
-    Path(rest): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let rest = uri
+        .path()
+        .strip_prefix("/v1.0/")
+        .unwrap_or_default()
+        .to_string();
     let caller = match authenticate(&s, &ids, &headers) {
         Ok(c) => c,
         Err(r) => return r,
@@ -421,6 +453,13 @@ mod tests {
                 ),
                 ("appRoleAssignedTo".to_string(), Some(Key::Id("42".into())))
             ]
+        );
+        assert_eq!(
+            parse_path("applications(uniqueName='lp-a%2Fb%20c''d')"),
+            vec![(
+                "applications".to_string(),
+                Some(Key::Alt("uniqueName".into(), "lp-a/b c'd".into()))
+            )]
         );
         assert_eq!(
             parse_path("directory/deletedItems/microsoft.graph.application"),

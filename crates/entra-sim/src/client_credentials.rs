@@ -125,7 +125,7 @@ pub fn client_credentials(
             ),
         ));
     };
-    let roles = dir.granted_roles(&sp.id, &resource.sp_id);
+    let roles = dir.granted_roles(&sp.id, &resource.sp_id, s.now_ms());
     let token = s
         .app_access_token(dir, sp, &resource, &roles)
         .map_err(|e| {

@@ -82,6 +82,7 @@ async fn ids_and_faults(
     };
     req.extensions_mut().insert(ids.clone());
     let path = req.uri().path().to_string();
+    let method = req.method().clone();
     let control = path.starts_with("/_sim/");
     let graph = path.starts_with("/v1.0/");
     let (latency, injected) = {
@@ -129,6 +130,14 @@ async fn ids_and_faults(
             r
         }
     };
+    // Method, path and status only: query strings and bodies may carry secrets or tokens.
+    tracing::debug!(
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        request_id = %ids.request_id,
+        "entra-sim request"
+    );
     let h = resp.headers_mut();
     if graph {
         set_header(h, "request-id", &ids.request_id);

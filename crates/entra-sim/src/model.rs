@@ -272,6 +272,9 @@ pub struct AppRoleAssignment {
     pub resource_display_name: String,
     /// Creation time (RFC 3339).
     pub created: String,
+    /// Emulator clock (ms) from which the STS puts the role in tokens (replication lag).
+    #[serde(skip)]
+    pub visible_at_ms: u64,
 }
 
 impl AppRoleAssignment {
@@ -410,8 +413,9 @@ impl Directory {
             .find(|a| a.app_id.eq_ignore_ascii_case(app_id))
     }
 
-    /// App role values granted to SP `sp_id` on resource SP `resource_id` (the `roles` claim).
-    pub fn granted_roles(&self, sp_id: &str, resource_id: &str) -> Vec<String> {
+    /// App role values granted to SP `sp_id` on resource SP `resource_id` (the `roles` claim),
+    /// counting only grants that have replicated by clock `now_ms`.
+    pub fn granted_roles(&self, sp_id: &str, resource_id: &str, now_ms: u64) -> Vec<String> {
         let Some(resource) = self.sp(resource_id) else {
             return Vec::new();
         };
@@ -419,6 +423,7 @@ impl Directory {
             .app_role_assignments
             .iter()
             .filter(|a| a.principal_id == sp_id && a.resource_id == resource_id)
+            .filter(|a| a.visible_at_ms <= now_ms)
             .filter_map(|a| resource.role_value(&a.app_role_id))
             .collect();
         roles.sort();

@@ -166,6 +166,11 @@ async fn replication_lag_returns_the_real_errors_then_succeeds() {
         .client_credentials(app_id, secret, "https://graph.microsoft.com/.default")
         .await;
     assert_eq!(st, StatusCode::OK, "{tok}");
+    let c = common::claims(tok["access_token"].as_str().unwrap());
+    assert!(
+        c.get("roles").is_none(),
+        "the fresh grant has not reached the STS yet: {c}"
+    );
 
     // A second secret on a replicated app: the STS rejects it as wrong until it replicates.
     let (_, pw2) = env
@@ -186,7 +191,7 @@ async fn replication_lag_returns_the_real_errors_then_succeeds() {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error_codes"][0], 7000215);
     after_lag().await;
-    let (st, _) = env
+    let (st, tok) = env
         .client_credentials(
             app_id,
             pw2["secretText"].as_str().unwrap(),
@@ -194,6 +199,8 @@ async fn replication_lag_returns_the_real_errors_then_succeeds() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
+    let c = common::claims(tok["access_token"].as_str().unwrap());
+    assert_eq!(c["roles"], json!(["User.Read.All"]));
     env.sim.shutdown().await;
 }
 

@@ -341,6 +341,7 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
         resource_id: resource.id.clone(),
         resource_display_name: resource.display_name.clone(),
         created: now_rfc3339(),
+        visible_at_ms: c.s.visible_at(&inner),
     };
     let json = a.to_json();
     inner.dir.app_role_assignments.push(a);

@@ -94,7 +94,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// First backoff step when the server gives no `Retry-After`.
     pub initial_backoff: Duration,
-    /// Upper bound of one backoff step; also bounds a server's `Retry-After`.
+    /// Upper bound of one backoff step. A server's `Retry-After` is honoured as sent; only
+    /// `max_elapsed` limits it (a wait past the budget ends in [`crate::EntraError::Throttled`]).
     pub max_backoff: Duration,
     /// Give up on transient failures once this much time has passed since the first request.
     pub max_elapsed: Duration,

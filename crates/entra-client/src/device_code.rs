@@ -51,12 +51,18 @@ impl fmt::Debug for DeviceAuthorization {
 
 #[derive(Deserialize)]
 struct DeviceCodeResponse {
+    /// Moved into a `SecretString` at once.
     device_code: String,
+    /// Code the user types.
     user_code: String,
+    /// Where the user types it.
     verification_uri: String,
+    /// Code lifetime.
     expires_in: DurationSecs,
+    /// Poll interval; RFC 8628 default 5 s when absent.
     #[serde(default)]
     interval: Option<DurationSecs>,
+    /// Instruction text.
     #[serde(default)]
     message: String,
 }

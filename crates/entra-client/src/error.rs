@@ -214,13 +214,19 @@ impl EntraError {
 
 #[derive(Deserialize)]
 struct StsErrorBody {
+    /// OAuth error value.
     error: String,
+    /// Human text with the AADSTS prefix.
     #[serde(default)]
     error_description: String,
+    /// AADSTS numbers; absent on some STS versions.
     #[serde(default)]
     error_codes: Vec<u32>,
+    /// STS time of the error.
     timestamp: Option<String>,
+    /// STS trace id.
     trace_id: Option<String>,
+    /// STS correlation id.
     correlation_id: Option<String>,
 }
 
@@ -254,17 +260,22 @@ fn aadsts_from_text(desc: &str) -> Option<u32> {
 
 #[derive(Deserialize)]
 struct GraphErrorEnvelope {
+    /// The OData error object.
     error: GraphErrorBody,
 }
 
 #[derive(Deserialize)]
 struct GraphErrorBody {
+    /// Error code to branch on.
     #[serde(default)]
     code: String,
+    /// Human text, string or `{value}`.
     #[serde(default)]
     message: GraphMessage,
+    /// Correlation ids and date; the casing differs between services.
     #[serde(default, rename = "innerError", alias = "innererror")]
     inner_error: Option<InnerError>,
+    /// More specific codes (e.g. `NoBackingApplicationObject`).
     #[serde(default)]
     details: Vec<GraphErrorDetail>,
 }
@@ -275,6 +286,7 @@ struct GraphErrorBody {
 enum GraphMessage {
     Text(String),
     Object {
+        /// The message text.
         value: String,
     },
     #[default]
@@ -283,15 +295,19 @@ enum GraphMessage {
 
 #[derive(Deserialize)]
 struct InnerError {
+    /// Graph's time of the failure.
     date: Option<String>,
+    /// Graph's request id (also sent as a header).
     #[serde(rename = "request-id")]
     request_id: Option<String>,
+    /// Our client-request-id, echoed.
     #[serde(rename = "client-request-id")]
     client_request_id: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct GraphErrorDetail {
+    /// Detail code.
     #[serde(default)]
     code: String,
 }
@@ -299,8 +315,11 @@ struct GraphErrorDetail {
 /// Header-level facts of a Graph answer that end up in the error.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ErrorHeaders {
+    /// `request-id` header.
     pub request_id: Option<String>,
+    /// `client-request-id` header (our id, echoed).
     pub client_request_id: Option<String>,
+    /// `Retry-After` header.
     pub retry_after: Option<Duration>,
 }
 

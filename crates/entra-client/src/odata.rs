@@ -29,10 +29,11 @@ pub(crate) fn key(s: &str) -> String {
     format!("'{}'", pct(&s.replace('\'', "''")).replace("%27", "'"))
 }
 
-/// A path segment made of an object id; ids are GUIDs, anything else is refused so a crafted
-/// value cannot walk to another endpoint.
+/// A path segment made of an object id: a GUID, or base64url for app-role assignments and
+/// grants. Anything else is refused so a crafted value cannot walk to another endpoint.
 pub(crate) fn id(s: &str) -> Result<&str, EntraError> {
-    if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    let ok_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if !s.is_empty() && s.len() <= 128 && s.bytes().all(ok_byte) {
         Ok(s)
     } else {
         Err(EntraError::InvalidInput(format!("not an object id: {s:?}")))
@@ -73,6 +74,8 @@ mod tests {
     #[test]
     fn ids_must_look_like_ids() {
         assert!(id("0d8f4c1e-1111-2222-3333-444455556666").is_ok());
+        assert!(id("zo6lc74Q7Rxh-3QsGdwdJlkr_6CBVJBQZBrmgV8p7vE").is_ok());
+        assert!(id("a/b").is_err() && id("a%2Fb").is_err() && id("a.b").is_err());
         assert!(id("../me").is_err());
         assert!(id("").is_err());
     }

@@ -126,7 +126,10 @@ impl RetryObserver for mpsc::Sender<RetryEvent> {
 }
 
 /// Adapts a closure into a [`RetryObserver`].
-pub struct FnObserver<F>(F);
+pub struct FnObserver<F>(
+    /// The closure called per retry.
+    F,
+);
 
 impl<F: Fn(&RetryEvent) + Send + Sync> RetryObserver for FnObserver<F> {
     fn on_retry(&self, event: &RetryEvent) {
@@ -291,7 +294,9 @@ pub fn backoff_delay(initial: Duration, cap: Duration, n: u32, jitter: Option<f6
 
 /// What the retry loop needs besides the attempt itself.
 pub(crate) struct Retrier<'a> {
+    /// Budgets and backoff shape.
     pub policy: &'a RetryPolicy,
+    /// Waits and measures elapsed time; tokio's clock in production.
     pub clock: &'a dyn Clock,
 }
 

@@ -47,13 +47,19 @@ impl fmt::Debug for TokenSet {
 
 #[derive(Deserialize)]
 struct TokenResponse {
+    /// `Bearer`.
     token_type: String,
+    /// Granted scopes.
     #[serde(default)]
     scope: Option<String>,
+    /// Access token lifetime.
     expires_in: DurationSecs,
+    /// Moved into a `SecretString` at once.
     access_token: String,
+    /// Moved into a `SecretString` at once.
     #[serde(default)]
     refresh_token: Option<String>,
+    /// Moved into a `SecretString` at once.
     #[serde(default)]
     id_token: Option<String>,
 }
@@ -62,7 +68,9 @@ struct TokenResponse {
 #[derive(Deserialize, Clone, Copy)]
 #[serde(untagged)]
 pub(crate) enum DurationSecs {
+    /// The documented numeric form.
     Num(u64),
+    /// The string form some STS versions send.
     Text(#[serde(deserialize_with = "de_num_str")] u64),
 }
 

@@ -17,24 +17,41 @@ use crate::transport::{
 /// One scripted answer.
 pub(crate) enum Scripted {
     /// An HTTP answer: status, headers, body.
-    Resp(u16, Vec<(&'static str, String)>, String),
+    Resp(
+        /// Status.
+        u16,
+        /// Headers.
+        Vec<(&'static str, String)>,
+        /// Body.
+        String,
+    ),
     /// No answer.
-    Fail(TransportErrorKind),
+    Fail(
+        /// What kind of failure.
+        TransportErrorKind,
+    ),
 }
 
 /// A request the fake saw.
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
+    /// Method sent.
     pub method: Method,
+    /// URL sent.
     pub url: String,
+    /// Headers sent.
     pub headers: HeaderMap,
+    /// Body sent, as text.
     pub body: String,
+    /// When it was sent (paused clock), to check waits.
     pub at: tokio::time::Instant,
 }
 
 #[derive(Default)]
 pub(crate) struct FakeTransport {
+    /// Answers still to give, in order.
     script: Mutex<VecDeque<Scripted>>,
+    /// Requests received, in order.
     pub seen: Mutex<Vec<Seen>>,
 }
 

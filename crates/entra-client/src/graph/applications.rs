@@ -25,14 +25,17 @@ pub struct UpsertOutcome {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AddPasswordBody<'a> {
+    /// The requested credential's metadata.
     password_credential: PasswordCredentialRequest<'a>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PasswordCredentialRequest<'a> {
+    /// Label (the service the secret is for).
     #[serde(skip_serializing_if = "Option::is_none")]
     display_name: Option<&'a str>,
+    /// Expiry; Graph's default is two years.
     #[serde(skip_serializing_if = "Option::is_none")]
     end_date_time: Option<&'a str>,
 }
@@ -40,6 +43,7 @@ struct PasswordCredentialRequest<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RemovePasswordBody<'a> {
+    /// The secret to remove.
     key_id: &'a str,
 }
 

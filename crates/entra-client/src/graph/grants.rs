@@ -13,8 +13,11 @@ use crate::retry::OpContext;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AppRoleAssignmentBody<'a> {
+    /// Who gets the role (our SP).
     principal_id: &'a str,
+    /// Resource SP offering the role.
     resource_id: &'a str,
+    /// The role.
     app_role_id: &'a str,
 }
 
@@ -139,11 +142,7 @@ impl GraphClient {
         grant_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        // Grant ids are base64url-like, not GUIDs; encode rather than validate as a GUID.
-        let url = self.url(
-            &format!("oauth2PermissionGrants/{}", crate::odata::pct(grant_id)),
-            &[],
-        )?;
+        let url = self.url(&format!("oauth2PermissionGrants/{}", id(grant_id)?), &[])?;
         self.no_content(
             "delete_oauth2_permission_grant",
             Method::DELETE,

@@ -93,7 +93,9 @@ pub(crate) struct Call {
 
 #[derive(serde::Deserialize)]
 struct Page<T> {
+    /// This page's items.
     value: Vec<T>,
+    /// Absolute URL of the next page, if any.
     #[serde(rename = "@odata.nextLink")]
     next_link: Option<String>,
 }

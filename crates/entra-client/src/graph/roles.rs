@@ -35,10 +35,14 @@ pub mod template {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RoleAssignmentBody<'a> {
+    /// Graph's documented body carries the type annotation.
     #[serde(rename = "@odata.type")]
     odata_type: &'static str,
+    /// Role (template id for built-ins).
     role_definition_id: &'a str,
+    /// Who gets it.
     principal_id: &'a str,
+    /// `/` = tenant-wide.
     directory_scope_id: &'a str,
 }
 
@@ -93,11 +97,10 @@ impl GraphClient {
         assignment_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        // Assignment ids are base64url-like strings, not GUIDs.
         let url = self.url(
             &format!(
                 "roleManagement/directory/roleAssignments/{}",
-                crate::odata::pct(assignment_id)
+                id(assignment_id)?
             ),
             &[],
         )?;

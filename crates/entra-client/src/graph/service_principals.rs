@@ -15,6 +15,7 @@ const SP_SELECT: &str = "id,appId,displayName,appRoles,oauth2PermissionScopes";
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct CreateSp<'a> {
+    /// Client id of the application to instantiate.
     app_id: &'a str,
 }
 

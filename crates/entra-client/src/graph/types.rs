@@ -189,8 +189,10 @@ impl fmt::Debug for NewPassword {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawNewPassword {
+    /// Metadata.
     #[serde(flatten)]
     pub info: PasswordCredentialInfo,
+    /// The value, wrapped in a `SecretString` by the caller straight away.
     pub secret_text: String,
 }
 

@@ -76,6 +76,16 @@ pub fn client_credentials(
                 ),
             ));
         }
+        (None, Some(_)) if client_id.eq_ignore_ascii_case(&s.token_app_id) => {
+            // The provider's token app is a public client: it has no secrets to present.
+            return Err(sts_error(
+                ids,
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                700025,
+                "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+            ));
+        }
         _ => return Err(app_not_found(ids, &client_id, &tenant_name)),
     };
     let Some(secret) = secret.filter(|x| !x.is_empty()) else {

@@ -45,10 +45,7 @@ pub fn resource_for(dir: &Directory, prefix: &str) -> Option<Resource> {
             GRAPH_APP_ID.to_string(),
             "https://graph.microsoft.com".to_string(),
         ),
-        GRAPH_APP_ID => (
-            GRAPH_APP_ID.to_string(),
-            "https://graph.microsoft.com".to_string(),
-        ),
+        GRAPH_APP_ID => (GRAPH_APP_ID.to_string(), GRAPH_APP_ID.to_string()),
         TEAMS_APP_ID => (TEAMS_APP_ID.to_string(), TEAMS_APP_ID.to_string()),
         other => {
             let id = other.strip_prefix("api://").unwrap_or(other).to_string();

@@ -549,3 +549,37 @@ async fn the_verification_page_form_completes_a_sign_in() {
     assert!(r.text().await.unwrap().contains("AADSTS90120"));
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn public_token_app_cannot_use_client_credentials_and_guid_audience_is_kept() {
+    let env = start(Faults::default()).await;
+    let admin = env.access_token("globaladmin").await;
+    let (st, body) = env
+        .client_credentials(
+            &env.info.token_app_client_id,
+            "anything",
+            "https://graph.microsoft.com/.default",
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_sts_error(&body, "invalid_client", 700025);
+    let (app, _, secret) = env.provision(&admin, "guid-aud").await;
+    let (st, tok) = env
+        .client_credentials(
+            app["appId"].as_str().unwrap(),
+            &secret,
+            "00000003-0000-0000-c000-000000000000/.default",
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let t = tok["access_token"].as_str().unwrap();
+    assert_eq!(claims(t)["aud"], "00000003-0000-0000-c000-000000000000");
+    // Graph accepts either audience form.
+    let (st, body) = env.graph(Method::GET, "/applications", t, None).await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "accepted as Graph token, but no roles: {body}"
+    );
+    env.sim.shutdown().await;
+}

@@ -127,7 +127,11 @@ pub enum TransportErrorKind {
     Connect,
     /// The request timed out; the server may have acted on it.
     Timeout,
-    /// Anything else (TLS, body read, protocol).
+    /// The TLS handshake failed (untrusted or invalid certificate): retrying cannot help.
+    Tls,
+    /// The client refused to send (e.g. a plain-HTTP URL while `https_only` is on).
+    Refused,
+    /// Anything else (connection reset, body read, protocol).
     Other,
 }
 

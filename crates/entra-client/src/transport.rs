@@ -153,7 +153,11 @@ impl Transport for ReqwestTransport {
 }
 
 fn failure(e: reqwest::Error) -> TransportFailure {
-    let kind = if e.is_connect() {
+    let kind = if is_tls_failure(&e) {
+        TransportErrorKind::Tls
+    } else if e.is_builder() {
+        TransportErrorKind::Refused
+    } else if e.is_connect() {
         TransportErrorKind::Connect
     } else if e.is_timeout() {
         TransportErrorKind::Timeout
@@ -170,6 +174,27 @@ fn failure(e: reqwest::Error) -> TransportFailure {
         src = s.source();
     }
     TransportFailure { kind, message }
+}
+
+/// True when rustls rejected the handshake; reqwest reports that as a connect error, but unlike
+/// a refused connection it will fail the same way on every retry.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    std::error::Error::source(e).is_some_and(chain_has_rustls)
+}
+
+fn chain_has_rustls(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    // `io::Error::source` skips the wrapped error itself, so look inside explicitly.
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        && chain_has_rustls(inner)
+    {
+        return true;
+    }
+    e.source().is_some_and(chain_has_rustls)
 }
 
 /// Reads `Retry-After`. Graph and the STS send delta-seconds; the HTTP-date form is rare here

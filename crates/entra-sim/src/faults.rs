@@ -16,6 +16,9 @@ pub struct Faults {
     pub throttle_rate: f64,
     /// `Retry-After` seconds sent with each 429 (and each 503).
     pub throttle_retry_after_s: u64,
+    /// Fraction (0.0..=1.0) of token and device-code requests the STS throttles: 429 with
+    /// `Retry-After` and a plain-text "Too Many Requests" body, as Entra's STS sends.
+    pub sts_throttle_rate: f64,
     /// Fraction (0.0..=1.0) of Graph calls answered with a server error.
     pub error_rate: f64,
     /// Status of those server errors (500, 503 or 504); `None` cycles 503, 500, 504 so clients meet all three.
@@ -42,6 +45,7 @@ impl Default for Faults {
             replication_lag_ms: 0,
             throttle_rate: 0.0,
             throttle_retry_after_s: 2,
+            sts_throttle_rate: 0.0,
             error_rate: 0.0,
             error_status: None,
             latency_ms: 0,
@@ -115,6 +119,16 @@ impl FaultRng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Decides whether the STS throttles one token request. No draw is taken while the rate is
+    /// zero, so turning STS throttling off leaves the Graph fault sequence of a seed unchanged.
+    pub fn decide_sts(&mut self, f: &Faults) -> Injected {
+        if f.sts_throttle_rate > 0.0 && self.next_f64() < f.sts_throttle_rate {
+            Injected::Throttle(f.throttle_retry_after_s)
+        } else {
+            Injected::None
+        }
+    }
+
     /// Decides the fate of one Graph call. Two draws are always taken so that changing one
     /// rate does not shift the other's sequence.
     pub fn decide(&mut self, f: &Faults) -> Injected {
@@ -168,6 +182,21 @@ mod tests {
             ..Faults::default()
         };
         assert!((0..200).all(|_| r.decide(&storm) == Injected::Throttle(7)));
+    }
+
+    #[test]
+    fn sts_throttling_has_its_own_rate() {
+        let mut r = FaultRng::new(Some(3));
+        let graph_only = Faults {
+            throttle_rate: 1.0,
+            ..Faults::default()
+        };
+        assert!((0..50).all(|_| r.decide_sts(&graph_only) == Injected::None));
+        let sts = Faults {
+            sts_throttle_rate: 1.0,
+            ..Faults::default()
+        };
+        assert_eq!(r.decide_sts(&sts), Injected::Throttle(2));
     }
 
     #[test]

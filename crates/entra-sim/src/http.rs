@@ -85,11 +85,15 @@ async fn ids_and_faults(
     let method = req.method().clone();
     let control = path.starts_with("/_sim/");
     let graph = path.starts_with("/v1.0/");
+    let sts_grant = req.method() == axum::http::Method::POST
+        && (path.ends_with("/oauth2/v2.0/token") || path.ends_with("/oauth2/v2.0/devicecode"));
     let (latency, injected) = {
         let mut inner = shared.lock();
         let faults = inner.faults.clone();
         let injected = if graph {
             inner.rng.decide(&faults)
+        } else if sts_grant {
+            inner.rng.decide_sts(&faults)
         } else {
             Injected::None
         };
@@ -100,6 +104,12 @@ async fn ids_and_faults(
     }
     let mut resp = match injected {
         Injected::None => next.run(req).await,
+        Injected::Throttle(after) if !graph => {
+            // Entra's STS throttles with a bare text body, not its JSON error format.
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();
+            set_header(r.headers_mut(), "retry-after", &after.to_string());
+            r
+        }
         Injected::Throttle(after) => {
             let mut r = odata_error(
                 &ids,

@@ -64,6 +64,9 @@ pub struct SimArgs {
     /// Fault: Retry-After seconds on 429 and 503.
     #[arg(long, default_value_t = 2)]
     pub throttle_retry_after_s: u64,
+    /// Fault: fraction of token/device-code requests the STS answers 429 with Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    pub sts_throttle_rate: f64,
     /// Fault: fraction of Graph calls answered with 503/500/504.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
@@ -101,6 +104,7 @@ impl SimArgs {
             replication_lag_ms: self.replication_lag_ms,
             throttle_rate: self.throttle_rate,
             throttle_retry_after_s: self.throttle_retry_after_s,
+            sts_throttle_rate: self.sts_throttle_rate,
             error_rate: self.error_rate,
             error_status: None,
             latency_ms: self.latency_ms,

@@ -455,3 +455,42 @@ async fn app_only_sp_creation_under_lag_gets_the_local_tenant_403() {
     assert_eq!(st, StatusCode::CREATED);
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn sts_throttling_is_plain_text_429_with_retry_after() {
+    let env = start(Faults {
+        sts_throttle_rate: 1.0,
+        throttle_retry_after_s: 9,
+        ..Faults::default()
+    })
+    .await;
+    let r = env
+        .http
+        .post(env.url(&format!("/{}/oauth2/v2.0/token", env.info.tenant_id)))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "x"),
+            ("client_secret", "y"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "9");
+    assert_eq!(r.text().await.unwrap(), "Too Many Requests");
+    // Discovery is not throttled, and lifting the switch restores service.
+    let r = env
+        .http
+        .get(env.url(&format!(
+            "/{}/v2.0/.well-known/openid-configuration",
+            env.info.tenant_id
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    env.sim.set_faults(Faults::default());
+    assert!(env.device_code(common::SCOPE).await["device_code"].is_string());
+    env.sim.shutdown().await;
+}

@@ -499,3 +499,33 @@ async fn documented_errors_are_typed_and_final() {
     let err = bad.me(&OpContext::new()).await.unwrap_err();
     assert_eq!(err.graph().map(|g| g.status), Some(401), "{err:?}");
 }
+
+#[tokio::test]
+async fn lists_follow_next_link_across_pages() {
+    let env = start(calm()).await;
+    let g = env.graph_as("globaladmin").await.with_page_size(2);
+    for i in 0..5 {
+        g.upsert_application(
+            &format!("lp-page-{i}"),
+            &spec("lp-same-name"),
+            &OpContext::new(),
+        )
+        .await
+        .unwrap();
+    }
+    let all = g
+        .find_applications_by_display_name("lp-same-name", &OpContext::new())
+        .await
+        .unwrap();
+    let mut names: Vec<String> = all
+        .value
+        .iter()
+        .filter_map(|a| a.unique_name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        (0..5).map(|i| format!("lp-page-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(all.meta.attempts, 3, "5 items at 2 per page = 3 requests");
+}

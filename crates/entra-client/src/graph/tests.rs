@@ -374,3 +374,15 @@ async fn role_assignment_body_and_filter_shape() {
         "https://graph.test/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20%2711111111-1111-1111-1111-111111111111%27"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn page_size_adds_top_once() {
+    let (g, fake) = graph(vec![json(200, r#"{"value":[]}"#)]);
+    let g = g.with_page_size(5000);
+    g.find_applications_by_display_name("x", &OpContext::new())
+        .await
+        .unwrap();
+    let url = &fake.seen()[0].url;
+    assert!(url.ends_with("&$top=999"), "{url}");
+    assert_eq!(url.matches("$top").count(), 1);
+}

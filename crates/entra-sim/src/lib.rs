@@ -1,11 +1,34 @@
 //! An HTTPS emulator of the Microsoft identity platform and Microsoft Graph v1.0.
 //!
-//! It speaks the wire protocol described in `shared/spec/entra-reference.md`: device code and
-//! client-credentials token flows with RS256 JWTs, OpenID discovery and JWKS, and the Graph
-//! calls Onboard makes (applications, service principals, secrets, app role assignments,
-//! delegated grants, directory role assignments), with Entra's authorization rules, OData
-//! errors and paging, and switchable faults (replication lag, throttling, 5xx, latency,
-//! declined or expiring sign-ins, app management policies).
+//! It speaks the wire protocol described in `shared/spec/entra-reference.md`: device code,
+//! refresh and client-credentials token flows with RS256 JWTs, OpenID discovery and JWKS, and
+//! the Graph calls Onboard makes (applications, service principals, secrets, app role
+//! assignments, delegated grants, directory role assignments), with Entra's authorization
+//! rules, OData errors and paging, and switchable faults (replication lag, throttling, 5xx,
+//! latency, declined or expiring sign-ins, app management policies).
+//!
+//! # Using it
+//!
+//! ```text
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let sim = entra_sim::Sim::start(listener, entra_sim::SimConfig::default()).await?;
+//! // authority: sim.base_url() + "/" + tenant id; Graph: sim.base_url() + "/v1.0"
+//! // trust:     reqwest::Certificate::from_pem(sim.ca_pem().as_bytes())
+//! // sign-in:   POST devicecode, then sim.complete_device_login(user_code, "globaladmin@contoso.onmicrosoft.com")
+//! ```
+//!
+//! Seeded users (see `Sim::info`): `globaladmin@`, `privroleadmin@`, `appadmin@` (Application
+//! Administrator only) and `user@` (no admin role), all in `contoso.onmicrosoft.com`.
+//!
+//! Control endpoints (not part of Entra):
+//! - `GET /_sim/info`: tenant, users and roles, token app client id.
+//! - `POST /_sim/devicelogin` form `user_code`, `upn`, optional `action=decline`.
+//! - `GET|POST /_sim/faults`: read or replace the [`Faults`] (JSON; missing fields take defaults).
+//! - `GET /_sim/snapshot`: the whole directory (secrets only as hashes).
+//! - `GET /devicelogin`: the human sign-in page that `verification_uri` points at.
+//!
+//! With a state directory the emulator writes `ca.pem`, `ca-key.pem`, `token-signing-key.der`
+//! and `directory.json` there, and a restart reuses them.
 
 // Handlers return the finished HTTP error response as their `Err`: it is the natural early
 // exit of a request and only built on the (cold) error path, so boxing it buys nothing.

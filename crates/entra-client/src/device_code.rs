@@ -190,6 +190,13 @@ impl DeviceCodeFlow {
         }
     }
 
+    /// Uses `ctx` for the polls: its client-request-id and retry observer (transient 429/5xx
+    /// on the token endpoint are retried inside a poll).
+    pub fn with_context(mut self, ctx: OpContext) -> Self {
+        self.ctx = ctx;
+        self
+    }
+
     /// What to show the user.
     pub fn authorization(&self) -> &DeviceAuthorization {
         &self.auth

@@ -11,6 +11,32 @@
 //! - Retries (429/5xx always; replication lag only for calls marked [`OpContext::after_create`])
 //!   are reported to a [`RetryObserver`] so progress can be streamed.
 //! - HTTP and time are seams ([`Transport`], [`Clock`]) so the logic is testable without IO.
+//!
+//! ```no_run
+//! use entra_client::graph::ApplicationSpec;
+//! use entra_client::{EntraClient, EntraConfig, OpContext, MICROSOFT_GRAPH_APP_ID};
+//!
+//! # async fn run(token_app_client_id: &str) -> Result<(), entra_client::EntraError> {
+//! let client = EntraClient::new(&EntraConfig::default())?;
+//! let scopes = ["https://graph.microsoft.com/.default", "offline_access", "openid"];
+//! let mut flow = client
+//!     .sts()
+//!     .start_device_code("organizations", token_app_client_id, &scopes, &OpContext::new())
+//!     .await?;
+//! println!("{}", flow.authorization().message);
+//! let tokens = flow.poll_until_done(|tick| println!("still waiting: {tick:?}")).await?;
+//!
+//! let graph = client.graph(tokens.access_token);
+//! let spec = ApplicationSpec { display_name: "lp-svc1".into(), ..Default::default() };
+//! let app = graph.upsert_application("lp-tenant-svc1", &spec, &OpContext::new()).await?;
+//! // The next call depends on the create: ride out replication lag, report each retry.
+//! let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+//! let ctx = OpContext::new().after_create().with_observer(std::sync::Arc::new(tx));
+//! let sp = graph.create_service_principal(&app.value.application.app_id, &ctx).await?;
+//! let graph_sp = graph.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new()).await?;
+//! println!("{} / {} (request-id {:?})", sp.value.id, graph_sp.value.id, sp.meta.request_id);
+//! # Ok(()) }
+//! ```
 
 pub mod config;
 pub mod device_code;

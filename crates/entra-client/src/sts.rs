@@ -160,12 +160,9 @@ impl StsClient {
             interval_s = auth.interval.as_secs(),
             "device code issued"
         );
-        Ok(DeviceCodeFlow::new(
-            self.clone(),
-            tenant.to_owned(),
-            client_id.to_owned(),
-            auth,
-        ))
+        let flow = DeviceCodeFlow::new(self.clone(), tenant.to_owned(), client_id.to_owned(), auth);
+        // The polls belong to the same logical sign-in: same client-request-id and observer.
+        Ok(flow.with_context(ctx.clone()))
     }
 
     /// Client-credentials grant with a client secret (`scope` is one `<resource>/.default`).

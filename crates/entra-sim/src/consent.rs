@@ -83,6 +83,31 @@ impl Shared {
         })
     }
 
+    /// Delegated permissions on `resource_sp_id` that `user_id` may use through client
+    /// `client_id`: tenant-wide grants plus the user's own. `None` when the client has no
+    /// service principal in the tenant (never consented).
+    pub fn consented_scopes(
+        &self,
+        inner: &Inner,
+        client_id: &str,
+        resource_sp_id: &str,
+        user_id: &str,
+    ) -> Option<BTreeSet<String>> {
+        let sp_id = inner.dir.sp_by_app_id(client_id)?.id.clone();
+        Some(
+            inner
+                .dir
+                .oauth2_permission_grants
+                .iter()
+                .filter(|g| g.client_id == sp_id && g.resource_id == resource_sp_id)
+                .filter(|g| {
+                    g.consent_type == "AllPrincipals" || g.principal_id.as_deref() == Some(user_id)
+                })
+                .flat_map(|g| g.scopes().map(str::to_string).collect::<Vec<_>>())
+                .collect(),
+        )
+    }
+
     /// Approves (or declines) the device request with this user code as `upn`.
     pub fn complete_device_login(
         &self,
@@ -148,21 +173,8 @@ impl Shared {
             wanted.extend(client.default_scopes.iter().cloned());
         }
         let existing_sp = inner.dir.sp_by_app_id(&client.app_id).map(|s| s.id.clone());
-        let granted: BTreeSet<String> = existing_sp
-            .as_ref()
-            .map(|sp_id| {
-                inner
-                    .dir
-                    .oauth2_permission_grants
-                    .iter()
-                    .filter(|g| &g.client_id == sp_id && g.resource_id == resource.sp_id)
-                    .filter(|g| {
-                        g.consent_type == "AllPrincipals"
-                            || g.principal_id.as_deref() == Some(user.id.as_str())
-                    })
-                    .flat_map(|g| g.scopes().map(str::to_string).collect::<Vec<_>>())
-                    .collect()
-            })
+        let granted = self
+            .consented_scopes(inner, &client.app_id, &resource.sp_id, &user.id)
             .unwrap_or_default();
         let missing: Vec<String> = wanted.difference(&granted).cloned().collect();
         if existing_sp.is_some() && missing.is_empty() {

@@ -464,15 +464,14 @@ fn refresh_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gra
     let scopes: Vec<String> = match p.get("scope").filter(|v| !v.trim().is_empty()) {
         Some(req) => {
             let requested: Vec<String> = req.split_whitespace().map(str::to_string).collect();
-            // Asking for more than was consented needs a new interactive sign-in.
-            let original = parse_scopes(&inner.dir, &session.scopes.join(" ")).ok();
-            let asked = parse_scopes(&inner.dir, req).ok();
-            let covered = match (original, asked) {
-                (Some(o), Some(a)) => {
-                    o.resource == a.resource
-                        && (o.default || a.perms.iter().all(|x| o.perms.contains(x)))
-                }
-                _ => false,
+            // Asking for more than the tenant has consented needs a new interactive sign-in.
+            let covered = match parse_scopes(&inner.dir, req) {
+                Ok(asked) => asked.resource.as_ref().is_some_and(|res| {
+                    let consented =
+                        s.consented_scopes(inner, client_id, &res.sp_id, &session.user_id);
+                    consented.is_some_and(|c| asked.perms.iter().all(|p| c.contains(p)))
+                }),
+                Err(_) => false,
             };
             if !covered {
                 let name = s

@@ -583,3 +583,82 @@ async fn public_token_app_cannot_use_client_credentials_and_guid_audience_is_kep
     );
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn expired_secret_unconsented_refresh_scope_and_unknown_user() {
+    let env = start(Faults::default()).await;
+    let admin = env.access_token("globaladmin").await;
+    let (app, _, _) = env.provision(&admin, "old-secret").await;
+    let (st, pw) = env
+        .graph(
+            Method::POST,
+            &format!("/applications/{}/addPassword", app["id"].as_str().unwrap()),
+            &admin,
+            Some(serde_json::json!({"passwordCredential": {"startDateTime": "2020-01-01T00:00:00Z", "endDateTime": "2021-01-01T00:00:00Z"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{pw}");
+    let (st, body) = env
+        .client_credentials(
+            app["appId"].as_str().unwrap(),
+            pw["secretText"].as_str().unwrap(),
+            "https://graph.microsoft.com/.default",
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_sts_error(&body, "invalid_client", 7000222);
+
+    // A refresh asking for a permission never consented needs a new interactive sign-in.
+    let dc = env.device_code("User.Read offline_access").await;
+    env.sim
+        .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn("appadmin"))
+        .await
+        .unwrap();
+    let (_, tok) = env.poll(dc["device_code"].as_str().unwrap()).await;
+    assert_eq!(
+        claims(tok["access_token"].as_str().unwrap())["scp"],
+        "User.Read"
+    );
+    let cid = env.info.token_app_client_id.clone();
+    let (st, body) = env
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &cid),
+            ("refresh_token", tok["refresh_token"].as_str().unwrap()),
+            ("scope", "Domain.ReadWrite.All offline_access"),
+        ])
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_sts_error(&body, "invalid_grant", 65001);
+    // Once an admin consents to it for the tenant, the same refresh token may ask for it.
+    let dc = env.device_code("Domain.ReadWrite.All").await;
+    env.sim
+        .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn("globaladmin"))
+        .await
+        .unwrap();
+    let (st, body) = env
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &cid),
+            ("refresh_token", tok["refresh_token"].as_str().unwrap()),
+            ("scope", "Domain.ReadWrite.All offline_access"),
+        ])
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["scp"],
+        "Domain.ReadWrite.All"
+    );
+
+    let dc = env.device_code(SCOPE).await;
+    let err = env
+        .sim
+        .complete_device_login(
+            dc["user_code"].as_str().unwrap(),
+            "ghost@contoso.onmicrosoft.com",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, entra_sim::SimError::UnknownUser(_)), "{err}");
+    env.sim.shutdown().await;
+}

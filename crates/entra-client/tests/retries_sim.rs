@@ -200,11 +200,15 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
     assert_eq!(grant.meta.status, 201);
     let events = events.lock().unwrap().clone();
     assert!(!events.is_empty(), "grant right after SP creation met lag");
-    assert!(
-        events
-            .iter()
-            .all(|e| matches!(e.reason, RetryReason::ReplicationLag { .. }))
-    );
+    for e in &events {
+        match &e.reason {
+            // "Not a valid reference update" (400) or a 404 on the new principal.
+            RetryReason::ReplicationLag { status, .. } => {
+                assert!([400, 404].contains(status), "{e:?}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -252,5 +256,93 @@ async fn replication_budget_exhaustion_is_typed() {
     assert!(
         elapsed < Duration::from_secs(4),
         "the budget bounded the wait: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn app_only_caller_gets_the_backing_application_403_which_is_lag_not_denial() {
+    let env = start(calm()).await;
+    let admin = env.graph_as("globaladmin").await;
+    let ctx = OpContext::new;
+
+    // An automation app holding Application.ReadWrite.All (app-only).
+    let app = admin
+        .upsert_application("lp-automation", &spec("lp-automation"), &ctx())
+        .await
+        .unwrap()
+        .value
+        .application;
+    let sp = admin
+        .create_service_principal(&app.app_id, &ctx().after_create())
+        .await
+        .unwrap()
+        .value;
+    let pw = admin
+        .add_password(&app.id, None, None, &ctx().after_create())
+        .await
+        .unwrap()
+        .value;
+    let graph_sp = admin
+        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx())
+        .await
+        .unwrap()
+        .value;
+    let role = graph_sp
+        .app_role("Application.ReadWrite.All")
+        .unwrap()
+        .id
+        .clone();
+    admin
+        .grant_app_role(&graph_sp.id, &sp.id, &role, &ctx().after_create())
+        .await
+        .unwrap();
+    let token = env
+        .client
+        .sts()
+        .client_credentials(
+            &env.info.tenant_id,
+            &app.app_id,
+            &pw.secret_text,
+            common::GRAPH_DEFAULT,
+            &ctx().after_create(),
+        )
+        .await
+        .unwrap();
+    let automation = env.client.graph(token.access_token);
+
+    env.sim.set_faults(Faults {
+        replication_lag_ms: 1500,
+        ..calm()
+    });
+    let new_app = automation
+        .upsert_application("lp-by-app", &spec("lp-by-app"), &ctx())
+        .await
+        .unwrap()
+        .value
+        .application;
+    let err = automation
+        .create_service_principal(&new_app.app_id, &ctx())
+        .await
+        .unwrap_err();
+    let ge = err.graph().unwrap();
+    assert_eq!(ge.status, 403);
+    assert!(ge.message.contains("backing application"), "{ge:?}");
+    assert!(
+        !err.is_authorization_denied(),
+        "replication lag is not a permission problem"
+    );
+
+    let (events, rctx) = recorder();
+    let made = automation
+        .create_service_principal(&new_app.app_id, &rctx.after_create())
+        .await
+        .unwrap();
+    assert_eq!(made.meta.status, 201);
+    let events = events.lock().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.reason, RetryReason::ReplicationLag { status: 403, .. })),
+        "{events:?}"
     );
 }

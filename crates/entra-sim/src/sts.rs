@@ -375,12 +375,15 @@ fn issue_user_tokens(
             "The resource principal was not found in the tenant.",
         )
     })?;
+    // Entra puts every permission consented for this client and resource in `scp`, not just
+    // the ones asked for this time (incremental consent accumulates).
     let mut perms = parsed.perms.clone();
-    if parsed.default {
-        for d in &client.default_scopes {
-            if !perms.contains(d) {
-                perms.push(d.clone());
-            }
+    let consented = s
+        .consented_scopes(inner, &client.app_id, &resource.sp_id, &user.id)
+        .unwrap_or_default();
+    for d in consented {
+        if !perms.contains(&d) {
+            perms.push(d);
         }
     }
     let access = s

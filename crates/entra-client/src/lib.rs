@@ -47,6 +47,7 @@ pub mod retry;
 pub mod sts;
 #[cfg(test)]
 mod testing;
+pub mod token_source;
 pub mod transport;
 
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub use error::{EntraError, GraphError, StsError, TransportErrorKind};
 pub use graph::{CallMeta, GraphClient, Reply};
 pub use retry::{OpContext, RetryEvent, RetryObserver, RetryReason, observer_fn};
 pub use sts::{StsClient, TokenSet};
+pub use token_source::{RenewingToken, StaticToken, TokenSource};
 pub use transport::{Clock, HttpRequest, HttpResponse, ReqwestTransport, TokioClock, Transport};
 
 /// App id of Microsoft Graph, the resource whose app roles (application permissions) we grant.
@@ -133,8 +135,14 @@ impl EntraClient {
         StsClient::new(self.shared.clone())
     }
 
-    /// A Graph client acting with `access_token` (delegated or app-only).
+    /// A Graph client acting with a fixed `access_token` (delegated or app-only).
     pub fn graph(&self, access_token: SecretString) -> GraphClient {
-        GraphClient::new(self.shared.clone(), access_token)
+        GraphClient::new(self.shared.clone(), Arc::new(StaticToken(access_token)))
+    }
+
+    /// A Graph client whose tokens come from `tokens` (e.g. a [`RenewingToken`]), renewed
+    /// before expiry and once on a 401.
+    pub fn graph_with_tokens(&self, tokens: Arc<dyn TokenSource>) -> GraphClient {
+        GraphClient::new(self.shared.clone(), tokens)
     }
 }

@@ -290,3 +290,36 @@ async fn unknown_tenant_is_a_typed_sts_error() {
     assert!(err.sts().is_some(), "{err:?}");
     assert_eq!(err.aadsts(), Some(90002), "{err:?}");
 }
+
+#[tokio::test]
+async fn renewing_token_source_refreshes_against_the_sts() {
+    use entra_client::{RenewingToken, TokenSource};
+    let env = start(calm()).await;
+    let tokens = env.sign_in("globaladmin").await;
+    let first = tokens.access_token.expose_secret().to_string();
+    let src = std::sync::Arc::new(RenewingToken::from_user_sign_in(
+        env.client.sts(),
+        &env.info.tenant_domain,
+        &env.info.token_app_client_id,
+        SIGN_IN_SCOPES,
+        tokens,
+    ));
+    assert_eq!(
+        src.token(false).await.unwrap().expose_secret(),
+        first,
+        "fresh token kept"
+    );
+    let renewed = src.token(true).await.unwrap();
+    assert_ne!(renewed.expose_secret(), first);
+    let g = env.client.graph_with_tokens(src.clone());
+    assert_eq!(
+        g.me(&OpContext::new())
+            .await
+            .unwrap()
+            .value
+            .user_principal_name,
+        env.upn("globaladmin")
+    );
+    // The rotated refresh token is used next time.
+    assert!(src.token(true).await.is_ok());
+}

@@ -23,6 +23,7 @@ use crate::Shared;
 use crate::error::{EntraError, ErrorHeaders, parse_graph_error};
 use crate::retry::{OpContext, Retrier};
 use crate::sts::header_str;
+use crate::token_source::TokenSource;
 use crate::transport::{HttpRequest, HttpResponse, parse_retry_after};
 
 pub use applications::UpsertOutcome;
@@ -65,8 +66,8 @@ impl<T> Reply<T> {
 pub struct GraphClient {
     /// HTTP, clock, policy and base URL.
     shared: Arc<Shared>,
-    /// Bearer token; exposed only while building the `Authorization` header.
-    token: Arc<SecretString>,
+    /// Where bearer tokens come from; exposed only while building the `Authorization` header.
+    tokens: Arc<dyn TokenSource>,
     /// `$top` for list calls; `None` leaves Graph's default (100 for directory objects).
     page_size: Option<u32>,
 }
@@ -103,10 +104,10 @@ struct Page<T> {
 }
 
 impl GraphClient {
-    pub(crate) fn new(shared: Arc<Shared>, token: SecretString) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, tokens: Arc<dyn TokenSource>) -> Self {
         Self {
             shared,
-            token: Arc::new(token),
+            tokens,
             page_size: None,
         }
     }
@@ -122,11 +123,32 @@ impl GraphClient {
         crate::odata::url(&self.shared.graph, path, query)
     }
 
-    /// Sends a call with retries; 2xx answers come back, anything else is an error.
+    /// Sends a call with retries; 2xx answers come back, anything else is an error. A 401 is
+    /// answered once with a renewed token when the token source can renew.
     pub(crate) async fn send(
         &self,
         call: Call,
         ctx: &OpContext,
+    ) -> Result<(HttpResponse, CallMeta), EntraError> {
+        let token = self.tokens.token(false).await?;
+        match self.send_with(&call, ctx, &token).await {
+            Err(e) if e.graph().is_some_and(|g| g.status == 401) && self.tokens.can_refresh() => {
+                tracing::info!(
+                    operation = call.operation,
+                    "graph said 401; renewing the token once"
+                );
+                let token = self.tokens.token(true).await?;
+                self.send_with(&call, ctx, &token).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_with(
+        &self,
+        call: &Call,
+        ctx: &OpContext,
+        token: &SecretString,
     ) -> Result<(HttpResponse, CallMeta), EntraError> {
         let retrier = Retrier {
             policy: &self.shared.policy,
@@ -137,7 +159,9 @@ impl GraphClient {
         let crid = ctx.client_request_id.to_string();
         let operation = call.operation;
         let (resp, attempts) = retrier
-            .run(operation, ctx, idempotent, || self.attempt(&call, &crid))
+            .run(operation, ctx, idempotent, || {
+                self.attempt(call, &crid, token)
+            })
             .await?;
         let meta = CallMeta {
             status: resp.status.as_u16(),
@@ -160,9 +184,10 @@ impl GraphClient {
         &self,
         call: &Call,
         crid: &str,
+        token: &SecretString,
     ) -> impl Future<Output = Result<HttpResponse, EntraError>> + Send + 'static {
         let operation = call.operation;
-        let req = self.build_request(call, crid);
+        let req = Self::build_request(call, crid, token);
         let transport = self.shared.transport.clone();
         async move {
             let req = req?;
@@ -194,9 +219,13 @@ impl GraphClient {
         }
     }
 
-    fn build_request(&self, call: &Call, crid: &str) -> Result<HttpRequest, EntraError> {
+    fn build_request(
+        call: &Call,
+        crid: &str,
+        token: &SecretString,
+    ) -> Result<HttpRequest, EntraError> {
         let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.token.expose_secret()))
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
             .map_err(|_| {
                 EntraError::InvalidInput("access token is not a valid header value".into())
             })?;

@@ -108,6 +108,18 @@ impl Shared {
         )
     }
 
+    /// Name of the app a user code belongs to, for the sign-in page.
+    pub fn client_name_for_code(&self, user_code: &str) -> Option<String> {
+        let inner = self.lock();
+        let wanted = normalize_code(user_code);
+        let session = inner
+            .device_codes
+            .values()
+            .find(|s| normalize_code(&s.user_code) == wanted)?;
+        self.client_app(&inner, &session.client_id)
+            .map(|c| c.display_name)
+    }
+
     /// Approves (or declines) the device request with this user code as `upn`.
     pub fn complete_device_login(
         &self,

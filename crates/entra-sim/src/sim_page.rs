@@ -38,7 +38,7 @@ fn layout(body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Enter code - Entra emulator</title>\
 <style>body{{font-family:Segoe UI,Arial,sans-serif;background:#f2f2f2}}main{{background:#fff;max-width:440px;margin:60px auto;padding:36px;box-shadow:0 2px 6px rgba(0,0,0,.2)}}\
-label{{display:block;margin-top:14px}}input,select{{width:100%;padding:6px;font-size:15px}}button{{margin-top:18px;padding:8px 20px;font-size:15px}}\
+label{{display:block;margin-top:14px}}input,select{{width:100%;box-sizing:border-box;padding:6px;font-size:15px}}button{{margin-top:18px;padding:8px 20px;font-size:15px}}\
 .ok{{color:#107c10}}.err{{color:#a80000}}</style></head><body><main><h2>Entra emulator sign-in</h2>{body}</main></body></html>"
     ))
 }
@@ -74,15 +74,17 @@ pub async fn page(State(s): State<Arc<Shared>>) -> Html<String> {
     ))
 }
 
-fn complete(s: &Shared, form: &HashMap<String, String>) -> Result<bool, SimError> {
+/// Completes the sign-in from form fields; returns whether it was approved and the app's name.
+fn complete(s: &Shared, form: &HashMap<String, String>) -> Result<(bool, String), SimError> {
     let code = form
         .get("user_code")
         .map(String::as_str)
         .unwrap_or_default();
     let upn = form.get("upn").map(String::as_str).unwrap_or_default();
     let approve = form.get("action").map(String::as_str) != Some("decline");
+    let app = s.client_name_for_code(code).unwrap_or_default();
     s.complete_device_login(code, upn, approve)?;
-    Ok(approve)
+    Ok((approve, app))
 }
 
 /// `POST /devicelogin` from the page.
@@ -91,11 +93,12 @@ pub async fn page_submit(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     match complete(&s, &form) {
-        Ok(true) => layout(
-            "<p class=\"ok\">You have signed in to the application on your device. You may now close this window.</p>",
-        )
+        Ok((true, app)) => layout(&format!(
+            "<p class=\"ok\">You have signed in to the <b>{}</b> application on your device. You may now close this window.</p>",
+            escape(&app)
+        ))
         .into_response(),
-        Ok(false) => layout("<p>You declined the sign-in. You may now close this window.</p>").into_response(),
+        Ok((false, _)) => layout("<p>You declined the sign-in. You may now close this window.</p>").into_response(),
         Err(e) => {
             let (status, _) = classify(&e);
             (
@@ -116,9 +119,11 @@ pub async fn devicelogin(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     match complete(&s, &form) {
-        Ok(approved) => {
-            Json(json!({"status": if approved { "approved" } else { "declined" }})).into_response()
-        }
+        Ok((approved, app)) => Json(json!({
+            "status": if approved { "approved" } else { "declined" },
+            "app": app,
+        }))
+        .into_response(),
         Err(e) => {
             let (status, code) = classify(&e);
             (

@@ -534,7 +534,11 @@ async fn the_verification_page_form_completes_a_sign_in() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.text().await.unwrap().contains("You have signed in"));
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("You have signed in to the <b>Sandbox1-sp2-token</b> application"),
+        "{html}"
+    );
     let (st, tok) = env.poll(dc["device_code"].as_str().unwrap()).await;
     assert_eq!(st, StatusCode::OK, "{tok}");
     // Entering the same code again is refused (AADSTS90120).

@@ -13,6 +13,9 @@ use crate::error::AuditError;
 pub const SCHEMA_VERSION: u32 = 1;
 /// Largest entry: tile entry bundles use a 16-bit length.
 pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
+/// The longest `{"v":…,"seq":…,"time":"…",` plus the closing brace: a u32 version, a u64 seq
+/// and a 30-byte time.
+const HEADER_MAX: usize = 6 + 10 + 7 + 20 + 10 + 30 + 2 + 1;
 /// Fields the log writes itself.
 const RESERVED: [&str; 3] = ["v", "seq", "time"];
 
@@ -35,12 +38,13 @@ impl PreparedEntry {
                 "field {k:?} is reserved: the log writes v, seq and time itself"
             )));
         }
-        let all = serde_json::to_vec(fields)
+        let mut body = serde_json::to_vec(fields)
             .map_err(|e| AuditError::InvalidEntry(format!("fields do not serialise: {e}")))?;
-        // `all` is `{...}`: keep what is between the braces.
-        let body = all[1..all.len() - 1].to_vec();
+        // `body` is `{...}`: keep what is between the braces.
+        body.pop();
+        body.remove(0);
         let entry = Self { body };
-        let worst = entry.encode(u64::MAX, OffsetDateTime::UNIX_EPOCH).len();
+        let worst = entry.body.len() + HEADER_MAX;
         if worst > MAX_ENTRY_BYTES {
             return Err(AuditError::InvalidEntry(format!(
                 "entry is {worst} bytes; at most {MAX_ENTRY_BYTES} are allowed"
@@ -49,13 +53,16 @@ impl PreparedEntry {
         Ok(entry)
     }
 
-    /// The stored bytes for this entry at `seq`, written at `time`.
-    pub(crate) fn encode(&self, seq: u64, time: OffsetDateTime) -> Vec<u8> {
-        let time = format_time(time);
-        let mut out = Vec::with_capacity(self.body.len() + 64);
-        out.extend_from_slice(
-            format!("{{\"v\":{SCHEMA_VERSION},\"seq\":{seq},\"time\":\"{time}\"").as_bytes(),
-        );
+    /// The stored bytes for this entry at `seq`, written at `time` (from [`format_time`]).
+    pub(crate) fn encode(&self, seq: u64, time: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + HEADER_MAX);
+        out.extend_from_slice(b"{\"v\":");
+        out.extend_from_slice(SCHEMA_VERSION.to_string().as_bytes());
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(seq.to_string().as_bytes());
+        out.extend_from_slice(b",\"time\":\"");
+        out.extend_from_slice(time.as_bytes());
+        out.push(b'"');
         if !self.body.is_empty() {
             out.push(b',');
             out.extend_from_slice(&self.body);
@@ -85,7 +92,7 @@ mod tests {
         };
         let e = PreparedEntry::new(&m).unwrap();
         let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
-        let bytes = e.encode(42, t);
+        let bytes = e.encode(42, &format_time(t));
         let s = String::from_utf8(bytes.clone()).unwrap();
         assert!(s.starts_with(r#"{"v":1,"seq":42,"time":"2023-11-14T22:13:20.123456789Z","#));
         let v: Value = serde_json::from_slice(&bytes).unwrap();
@@ -109,7 +116,8 @@ mod tests {
     #[test]
     fn empty_fields_make_a_valid_entry() {
         let e = PreparedEntry::new(&Map::new()).unwrap();
-        let v: Value = serde_json::from_slice(&e.encode(0, OffsetDateTime::UNIX_EPOCH)).unwrap();
+        let t = format_time(OffsetDateTime::UNIX_EPOCH);
+        let v: Value = serde_json::from_slice(&e.encode(0, &t)).unwrap();
         assert_eq!(v["v"], 1);
     }
 }

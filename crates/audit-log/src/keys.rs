@@ -1,10 +1,15 @@
 //! sled key layout. Everything lives in one sled tree so that one `apply_batch` writes entries,
 //! nodes and a checkpoint atomically; big-endian integers keep iteration in sequence order.
+//!
+//! Tree nodes are stored inside the entry values: appending leaf `seq` completes exactly the
+//! nodes `(l, seq >> l)` for `l` in `0..=trailing_ones(seq)`, so the value of `e || seq` is
+//! `[count: u8][count × 32-byte hashes, level 0 first][entry bytes]`. One sled insert per entry
+//! (as cheap as storing the entry alone), and node `(l, i)` is found in entry `((i + 1) << l) - 1`.
 
-/// Prefix of `e || seq` → entry bytes.
+use crate::hash::Hash;
+
+/// Prefix of `e || seq` → node hashes completed by this leaf, then the entry bytes.
 pub(crate) const ENTRY: u8 = b'e';
-/// Prefix of `n || level || index` → 32-byte complete-node hash.
-pub(crate) const NODE: u8 = b'n';
 /// Prefix of `c || size` → signed checkpoint note.
 pub(crate) const CHECKPOINT: u8 = b'c';
 /// Key of the log's origin.
@@ -18,11 +23,35 @@ pub(crate) fn entry(seq: u64) -> [u8; 9] {
     k
 }
 
-pub(crate) fn node(level: u8, index: u64) -> [u8; 10] {
-    let mut k = [NODE; 10];
-    k[1] = level;
-    k[2..].copy_from_slice(&index.to_be_bytes());
-    k
+/// The entry whose value holds complete node `(level, index)`: the subtree's last leaf.
+pub(crate) fn node_home(level: u8, index: u64) -> Option<u64> {
+    if level >= 64 {
+        return None;
+    }
+    let width = 1u64 << level;
+    index.checked_mul(width)?.checked_add(width - 1)
+}
+
+/// The stored value for an entry: its completed nodes, then its bytes.
+pub(crate) fn entry_value(nodes: &[Hash], entry: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + nodes.len() * 32 + entry.len());
+    // At most 64 nodes per leaf, so the count fits a byte.
+    v.push(nodes.len() as u8);
+    for h in nodes {
+        v.extend_from_slice(h);
+    }
+    v.extend_from_slice(entry);
+    v
+}
+
+/// Splits a stored entry value into (node hashes, entry bytes); `None` if it is malformed.
+pub(crate) fn split_entry_value(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    let count = usize::from(*v.first()?);
+    let end = 1 + count * 32;
+    if v.len() < end {
+        return None;
+    }
+    Some((&v[1..end], &v[end..]))
 }
 
 pub(crate) fn checkpoint(size: u64) -> [u8; 9] {

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
-use crate::entry::PreparedEntry;
+use crate::entry::{PreparedEntry, format_time};
 use crate::error::AuditError;
 use crate::hash::{Hash, leaf_hash};
 use crate::head_file;
@@ -600,16 +600,18 @@ impl WriterLoop {
             }
             return None;
         }
-        let now = OffsetDateTime::now_utc();
+        // One time per batch: the entries became durable together.
+        let now = format_time(OffsetDateTime::now_utc());
         let mut batch = sled::Batch::default();
         let mut replies = Vec::with_capacity(appends.len());
+        let mut nodes: Vec<Hash> = Vec::with_capacity(64);
         for (entry, reply) in appends {
             let seq = self.frontier.size();
-            let bytes = entry.encode(seq, now);
-            self.frontier.push(leaf_hash(&bytes), |level, index, hash| {
-                batch.insert(&keys::node(level, index)[..], &hash[..]);
-            });
-            batch.insert(&keys::entry(seq)[..], bytes);
+            let bytes = entry.encode(seq, &now);
+            nodes.clear();
+            self.frontier
+                .push(leaf_hash(&bytes), |_, _, hash| nodes.push(*hash));
+            batch.insert(&keys::entry(seq)[..], keys::entry_value(&nodes, &bytes));
             replies.push((seq, reply));
         }
         if let Some(cp) = self.pending.take() {

@@ -77,7 +77,10 @@ impl Store {
     }
 
     pub(crate) fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, AuditError> {
-        Ok(self.tree.get(keys::entry(seq))?.map(|v| v.to_vec()))
+        match self.tree.get(keys::entry(seq))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(split(seq, &v)?.1.to_vec())),
+        }
     }
 
     /// Entries `[from, to)` in order.
@@ -91,7 +94,7 @@ impl Store {
             .map(|r| {
                 let (k, v) = r?;
                 let seq = keys::seq_of(&k).ok_or_else(|| integrity("entry key", "too short"))?;
-                Ok((seq, v.to_vec()))
+                Ok((seq, split(seq, &v)?.1.to_vec()))
             })
     }
 
@@ -102,17 +105,8 @@ impl Store {
         from: u64,
         to: u64,
     ) -> impl Iterator<Item = Result<Hash, AuditError>> + use<> {
-        self.tree
-            .range(keys::node(level, from)..keys::node(level, to))
-            .map(move |r| {
-                let (k, v) = r?;
-                Hash::try_from(v.as_ref()).map_err(|_| {
-                    integrity(
-                        format!("node key {}", hex::encode(&k)),
-                        "stored hash is not 32 bytes",
-                    )
-                })
-            })
+        let store = self.clone();
+        (from..to).map(move |i| store.node(level, i))
     }
 
     /// Every stored checkpoint, oldest first.
@@ -206,29 +200,30 @@ impl Store {
             self.check_checkpoint(*s, note, verifiers, origin, size, Some(frontier.root()))?;
         }
         let mut expected = 0u64;
-        for item in self.entries(0, u64::MAX) {
-            let (seq, bytes) = item?;
+        let all = self.tree.range(keys::entry(0)..=keys::entry(u64::MAX));
+        for item in all {
+            let (k, raw) = item?;
+            let seq = keys::seq_of(&k).ok_or_else(|| integrity("entry key", "too short"))?;
             if seq != expected {
                 return Err(integrity(
                     format!("entry {expected}"),
                     format!("missing (the next stored entry is {seq})"),
                 ));
             }
-            let leaf = leaf_hash(&bytes);
+            let (stored, bytes) = split(seq, &raw)?;
+            let leaf = leaf_hash(bytes);
             let mut mismatch = None;
+            let mut created = 0usize;
             frontier.push(leaf, |level, index, hash| {
-                if mismatch.is_some() {
-                    return;
+                let at = usize::from(level) * 32;
+                if mismatch.is_none() && stored.get(at..at + 32) != Some(&hash[..]) {
+                    mismatch = Some((level, index, "differs from the recomputed hash"));
                 }
-                match self.tree.get(keys::node(level, index)) {
-                    Ok(Some(v)) if v.as_ref() == hash => {}
-                    Ok(Some(_)) => {
-                        mismatch = Some((level, index, "differs from the recomputed hash"))
-                    }
-                    Ok(None) => mismatch = Some((level, index, "is missing")),
-                    Err(_) => mismatch = Some((level, index, "cannot be read")),
-                }
+                created += 1;
             });
+            if mismatch.is_none() && created * 32 != stored.len() {
+                mismatch = Some((0, seq, "count is wrong"));
+            }
             if let Some((level, index, what)) = mismatch {
                 let location = if level == 0 {
                     format!("entry {seq}")
@@ -308,17 +303,25 @@ impl NodeSource for Store {
     type Error = AuditError;
 
     fn node(&self, level: u8, index: u64) -> Result<Hash, AuditError> {
-        let v = self.tree.get(keys::node(level, index))?.ok_or_else(|| {
+        let missing = || {
             integrity(
                 format!("node level {level} index {index}"),
                 "missing from storage",
             )
-        })?;
-        Hash::try_from(v.as_ref()).map_err(|_| {
-            integrity(
-                format!("node level {level} index {index}"),
-                "stored hash is not 32 bytes",
-            )
-        })
+        };
+        let home = keys::node_home(level, index).ok_or_else(missing)?;
+        let v = self.tree.get(keys::entry(home))?.ok_or_else(missing)?;
+        let (nodes, _) = split(home, &v)?;
+        let at = usize::from(level) * 32;
+        nodes
+            .get(at..at + 32)
+            .and_then(|h| Hash::try_from(h).ok())
+            .ok_or_else(missing)
     }
+}
+
+/// Splits a stored entry value, naming the entry if it is malformed.
+fn split(seq: u64, v: &[u8]) -> Result<(&[u8], &[u8]), AuditError> {
+    keys::split_entry_value(v)
+        .ok_or_else(|| integrity(format!("entry {seq}"), "stored value is malformed"))
 }

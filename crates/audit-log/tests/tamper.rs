@@ -39,10 +39,11 @@ fn entry_key(seq: u64) -> Vec<u8> {
     k
 }
 
-fn node_key(level: u8, index: u64) -> Vec<u8> {
-    let mut k = vec![b'n', level];
-    k.extend_from_slice(&index.to_be_bytes());
-    k
+/// Complete node `(level, index)` is stored in the value of its last leaf's entry, after a
+/// count byte, level 0 first.
+fn node_home(level: u8, index: u64) -> (Vec<u8>, usize) {
+    let seq = ((index + 1) << level) - 1;
+    (entry_key(seq), 1 + 32 * level as usize)
 }
 
 fn open_error(dir: &Path) -> String {
@@ -73,7 +74,8 @@ fn a_flipped_node_byte_is_found() {
     for (level, index, seq) in [(0u8, 9u64, 9u64), (3, 2, 23), (8, 0, 255)] {
         let dir = tempfile::tempdir().unwrap();
         make_log(dir.path());
-        with_raw_tree(dir.path(), |t| flip(t, &node_key(level, index), 3));
+        let (key, offset) = node_home(level, index);
+        with_raw_tree(dir.path(), |t| flip(t, &key, offset + 3));
         let err = open_error(dir.path());
         assert!(
             err.contains(&format!("entry {seq}")),

@@ -359,3 +359,50 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
     sim.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// What `onboard entra-sim` parses.
+    #[derive(Parser)]
+    struct Cli {
+        /// The emulator's flags, flattened as the binary does.
+        #[command(flatten)]
+        args: SimArgs,
+    }
+
+    #[test]
+    fn cli_flags_become_fault_switches() {
+        let cli = Cli::parse_from([
+            "sim",
+            "--state-dir",
+            "/tmp/x",
+            "--replication-lag-ms",
+            "250",
+            "--throttle-rate",
+            "0.25",
+            "--fault-seed",
+            "9",
+            "--forbid-passwords",
+            "--password-lifetime-max-days",
+            "30",
+            "--provider-name",
+            "acme",
+        ]);
+        let f = cli.args.faults();
+        assert_eq!(f.replication_lag_ms, 250);
+        assert_eq!(f.throttle_rate, 0.25);
+        assert_eq!(f.seed, Some(9));
+        assert!(f.forbid_passwords);
+        assert_eq!(f.password_lifetime_max_days, Some(30));
+        assert!(!f.decline_all_signins);
+        assert_eq!(cli.args.listen.to_string(), "127.0.0.1:8443");
+        let cfg = SimConfig {
+            provider_name: cli.args.provider_name.clone(),
+            ..SimConfig::default()
+        };
+        assert_eq!(cfg.token_app_name(), "Sandbox1-acme-token");
+    }
+}

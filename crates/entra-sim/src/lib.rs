@@ -319,6 +319,12 @@ impl Sim {
         self.shared.complete_device_login(user_code, upn, false)
     }
 
+    /// Adds a member user holding the given directory roles (role template ids), for tests
+    /// that need another role mix (e.g. Cloud Application Administrator).
+    pub fn add_user(&self, upn: &str, display_name: &str, role_template_ids: &[&str]) -> SimUser {
+        self.shared.add_user(upn, display_name, role_template_ids)
+    }
+
     /// The whole directory state as JSON (secrets appear only as hashes).
     pub fn snapshot(&self) -> serde_json::Value {
         self.shared.snapshot()

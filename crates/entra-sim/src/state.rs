@@ -260,6 +260,50 @@ impl Shared {
         }
     }
 
+    /// Adds (or extends the roles of) a member user.
+    pub fn add_user(&self, upn: &str, display_name: &str, roles: &[&str]) -> SimUser {
+        let mut inner = self.lock();
+        let dir = &mut inner.dir;
+        let id = match dir.user(upn) {
+            Some(u) => u.id.clone(),
+            None => {
+                let id = new_guid();
+                let (given, surname) = display_name.split_once(' ').unwrap_or((display_name, ""));
+                dir.users.push(crate::model::User {
+                    id: id.clone(),
+                    upn: upn.to_string(),
+                    display_name: display_name.to_string(),
+                    given_name: given.to_string(),
+                    surname: surname.to_string(),
+                });
+                id
+            }
+        };
+        for r in roles {
+            if !dir.roles_of(&id).iter().any(|x| x.eq_ignore_ascii_case(r)) {
+                dir.role_assignments.push(crate::model::RoleAssignment {
+                    id: random_key(32),
+                    role_definition_id: r.to_ascii_lowercase(),
+                    principal_id: id.clone(),
+                    directory_scope_id: "/".into(),
+                });
+            }
+        }
+        self.persist(&inner);
+        drop(inner);
+        self.info()
+            .users
+            .into_iter()
+            .find(|u| u.id == id)
+            .unwrap_or(SimUser {
+                upn: upn.to_string(),
+                id,
+                display_name: display_name.to_string(),
+                roles: vec![],
+                role_template_ids: vec![],
+            })
+    }
+
     /// The directory as JSON, plus the faults in force.
     pub fn snapshot(&self) -> Value {
         let inner = self.lock();

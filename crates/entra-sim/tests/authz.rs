@@ -279,3 +279,42 @@ async fn delegated_grants_and_token_app_cleanup() {
     assert_eq!(found["value"].as_array().unwrap().len(), 0);
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn cloud_app_admin_added_at_runtime_may_consent_teams_roles_but_not_graph_roles() {
+    let env = start(Faults::default()).await;
+    let cloud = env.sim.add_user(
+        &env.upn("cloudadmin"),
+        "Megan Bowen",
+        &[entra_sim::CLOUD_APP_ADMIN],
+    );
+    assert_eq!(cloud.roles, vec!["Cloud Application Administrator"]);
+    let t = env.access_token("cloudadmin").await;
+    let (_, sp, _) = env.provision(&t, "svc-teams").await;
+    let graph_sp = env.graph_sp_id(&t).await;
+    let (_, teams) = env
+        .graph(
+            Method::GET,
+            "/servicePrincipals(appId='48ac35b8-9aa8-4d74-927d-1f4a14a0b239')",
+            &t,
+            None,
+        )
+        .await;
+    let teams_id = teams["id"].as_str().unwrap();
+    let teams_role = teams["appRoles"][0]["id"].as_str().unwrap();
+    let (st, body) = env
+        .graph(
+            Method::POST,
+            &format!("/servicePrincipals/{teams_id}/appRoleAssignedTo"),
+            &t,
+            Some(json!({"principalId": sp["id"], "resourceId": teams_id, "appRoleId": teams_role})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let (st, _) = env
+        .graph(Method::POST, &format!("/servicePrincipals/{graph_sp}/appRoleAssignedTo"), &t,
+            Some(json!({"principalId": sp["id"], "resourceId": graph_sp, "appRoleId": USER_READ_ALL})))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    env.sim.shutdown().await;
+}

@@ -189,6 +189,7 @@ impl GraphClient {
         let operation = call.operation;
         let req = Self::build_request(call, crid, token);
         let transport = self.shared.transport.clone();
+        let sent_crid = crid.to_owned();
         async move {
             let req = req?;
             let resp = transport
@@ -204,7 +205,9 @@ impl GraphClient {
             }
             let headers = ErrorHeaders {
                 request_id: header_str(&resp.headers, "request-id"),
-                client_request_id: header_str(&resp.headers, "client-request-id"),
+                // Graph echoes it (we ask it to); if a proxy drops it, ours is still known.
+                client_request_id: header_str(&resp.headers, "client-request-id")
+                    .or(Some(sent_crid)),
                 retry_after: parse_retry_after(&resp.headers),
             };
             let err = parse_graph_error(resp.status.as_u16(), &resp.body, headers);

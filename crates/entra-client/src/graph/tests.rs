@@ -119,6 +119,15 @@ async fn not_found_is_final_without_after_create() {
         Some("rid-404"),
         "header request-id wins over innerError"
     );
+    let crid = fake.seen()[0].headers["client-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        ge.client_request_id.as_deref(),
+        Some(crid.as_str()),
+        "our id, even if not echoed"
+    );
     assert_eq!(fake.seen().len(), 1);
 }
 

@@ -103,7 +103,17 @@ async fn ids_and_faults(
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     let mut resp = match injected {
-        Injected::None => next.run(req).await,
+        // A panicking handler must answer 500 like Graph would rather than drop the
+        // connection; running it as its own task turns the panic into a JoinError.
+        Injected::None => match tokio::spawn(next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => odata_error(
+                &ids,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "generalException",
+                "An unspecified error has occurred.",
+            ),
+        },
         Injected::Throttle(after) if !graph => {
             // Entra's STS throttles with a bare text body, not its JSON error format.
             let mut r = (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();

@@ -172,6 +172,9 @@ pub async fn devicecode(
             ),
         );
     }
+    // Forget requests that expired long ago so a long-running demo does not grow without bound.
+    let horizon = s.now_ms().saturating_sub(3_600_000);
+    inner.device_codes.retain(|_, d| d.expires_at_ms > horizon);
     let device_code = random_key(96);
     let user_code = new_user_code();
     let ttl = inner.faults.device_code_ttl();

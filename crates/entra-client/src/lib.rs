@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod claims;
 pub mod config;
 pub mod device_code;
 pub mod error;
@@ -55,6 +56,7 @@ use std::sync::Arc;
 use reqwest::Url;
 use secrecy::SecretString;
 
+pub use claims::IdTokenClaims;
 pub use config::{EntraConfig, RetryPolicy};
 pub use device_code::{DeviceAuthorization, DeviceCodeFlow, PollOutcome, PollTick};
 pub use error::{EntraError, GraphError, StsError, TransportErrorKind};

@@ -29,6 +29,34 @@ fn spec(name: &str) -> ApplicationSpec {
 }
 
 #[tokio::test]
+async fn id_token_claims_give_tenant_and_roles_hint() {
+    let env = start(calm()).await;
+    let tokens = env.sign_in("appadmin").await;
+    let claims = tokens
+        .id_token_claims()
+        .unwrap()
+        .expect("openid was asked for");
+    assert_eq!(claims.tid, env.info.tenant_id);
+    assert_eq!(
+        claims.preferred_username.as_deref(),
+        Some(env.upn("appadmin").as_str())
+    );
+    assert!(
+        claims
+            .wids
+            .iter()
+            .any(|w| w == template::APPLICATION_ADMINISTRATOR),
+        "{claims:?}"
+    );
+    assert!(
+        !claims
+            .wids
+            .iter()
+            .any(|w| w == template::PRIVILEGED_ROLE_ADMINISTRATOR)
+    );
+}
+
+#[tokio::test]
 async fn whoami_roles_and_organization() {
     let env = start(calm()).await;
     let g = env.graph_as("globaladmin").await;

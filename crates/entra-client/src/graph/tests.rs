@@ -395,3 +395,25 @@ async fn page_size_adds_top_once() {
     assert!(url.ends_with("&$top=999"), "{url}");
     assert_eq!(url.matches("$top").count(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_beyond_the_budget_gives_up_without_waiting() {
+    let (g, fake) = graph(vec![throttled(600)]);
+    let start = Instant::now();
+    let err = g.me(&OpContext::new()).await.unwrap_err();
+    assert!(
+        matches!(err, EntraError::Throttled { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "no 10-minute sleep past a 3-minute budget"
+    );
+    assert_eq!(fake.seen().len(), 1);
+    assert_eq!(
+        err.graph().and_then(|g| g.retry_after),
+        Some(Duration::from_secs(600)),
+        "the caller can still see what the server asked for"
+    );
+}

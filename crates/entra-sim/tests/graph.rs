@@ -507,3 +507,71 @@ async fn paging_with_top_and_next_link() {
     assert_odata_error(&body, "BadRequest");
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn orderby_search_and_count_need_the_right_headers() {
+    let env = start(Faults::default()).await;
+    let t = env.access_token("globaladmin").await;
+    for name in ["bravo-svc", "alpha-svc", "charlie-other"] {
+        let (st, _) = env
+            .graph(
+                Method::POST,
+                "/applications",
+                &t,
+                Some(json!({"displayName": name})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let (_, v) = env
+        .graph(
+            Method::GET,
+            "/applications?$orderby=displayName desc&$select=displayName",
+            &t,
+            None,
+        )
+        .await;
+    let names: Vec<&str> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["charlie-other", "bravo-svc", "alpha-svc"]);
+
+    let (st, body) = env
+        .graph(
+            Method::GET,
+            "/applications?$search=\"displayName:svc\"",
+            &t,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_odata_error(&body, "Request_BadRequest");
+    let eventual = [("ConsistencyLevel", "eventual")];
+    let (st, _, v) = env
+        .graph_full(
+            Method::GET,
+            "/applications?$search=\"displayName:svc\"&$count=true&$orderby=displayName&$top=1",
+            &t,
+            None,
+            &eventual,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["@odata.count"], 2);
+    assert_eq!(v["value"][0]["displayName"], "alpha-svc");
+    let next = v["@odata.nextLink"].as_str().unwrap();
+    let (_, _, v2) = env.graph_full(Method::GET, next, &t, None, &eventual).await;
+    assert_eq!(
+        v2["value"][0]["displayName"], "bravo-svc",
+        "later pages keep $search and $orderby"
+    );
+    assert!(v2.get("@odata.nextLink").is_none());
+    let (st, _) = env
+        .graph(Method::GET, "/applications?$count=true", &t, None)
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    env.sim.shutdown().await;
+}

@@ -20,8 +20,6 @@ const MAX_PAGE: usize = 999;
 pub struct Query {
     /// `$filter` conditions, all of which must hold.
     pub filter: Vec<Cond>,
-    /// `$filter` as sent, to carry into `@odata.nextLink`.
-    pub filter_raw: Option<String>,
     /// `$select` property names.
     pub select: Option<Vec<String>>,
     /// `$top`.
@@ -30,6 +28,12 @@ pub struct Query {
     pub skip: usize,
     /// `$count=true`.
     pub count: bool,
+    /// `$orderby`: property and whether descending.
+    pub order_by: Option<(String, bool)>,
+    /// `$search="property:text"`: Entra matches it as a case-insensitive substring.
+    pub search: Option<(String, String)>,
+    /// Every option except `$skiptoken`, repeated in `@odata.nextLink` so later pages keep them.
+    pub carried: Vec<(String, String)>,
 }
 
 /// A literal on the right of a comparison.
@@ -205,10 +209,12 @@ impl Query {
     pub fn parse(raw: &str) -> Result<Query, String> {
         let mut q = Query::default();
         for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            if k != "$skiptoken" {
+                q.carried.push((k.to_string(), v.to_string()));
+            }
             match k.as_ref() {
                 "$filter" => {
                     q.filter = parse_filter(&v)?;
-                    q.filter_raw = Some(v.into_owned());
                 }
                 "$select" => {
                     q.select = Some(
@@ -241,6 +247,19 @@ impl Query {
                         .ok_or_else(|| "Invalid skip token.".to_string())?;
                 }
                 "$count" => q.count = v.eq_ignore_ascii_case("true"),
+                "$orderby" => {
+                    let mut parts = v.split_whitespace();
+                    let prop = parts.next().unwrap_or_default().to_string();
+                    let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("desc"));
+                    q.order_by = Some((prop, desc));
+                }
+                "$search" => {
+                    let term = v.trim().trim_matches('"');
+                    let (prop, text) = term.split_once(':').ok_or_else(|| {
+                        format!("Invalid $search clause '{v}': expected \"property:value\".")
+                    })?;
+                    q.search = Some((prop.trim().to_string(), text.trim().to_string()));
+                }
                 _ => {}
             }
         }
@@ -288,22 +307,47 @@ pub fn check_filter(c: &Ctx<'_>, resource: &str, allowed: &[&str]) -> Result<(),
 
 /// A collection answer: filtered, paged, projected, with `@odata.context` and `@odata.nextLink`.
 pub fn collection(c: &Ctx<'_>, entity_set: &str, items: Vec<Value>) -> Response {
-    if c.query.count
-        && c.headers
-            .get("consistencylevel")
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| !v.eq_ignore_ascii_case("eventual"))
-    {
+    // Advanced queries on directory objects need `ConsistencyLevel: eventual`.
+    let eventual = c
+        .headers
+        .get("consistencylevel")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
+    if c.query.count && !eventual {
         return c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "$count is only supported with the ConsistencyLevel header set to eventual.",
         );
     }
-    let items: Vec<Value> = items
+    if c.query.search.is_some() && !eventual {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'",
+        );
+    }
+    let mut items: Vec<Value> = items
         .into_iter()
         .filter(|v| matches(v, &c.query.filter))
+        .filter(|v| match &c.query.search {
+            Some((prop, text)) => v[prop.as_str()]
+                .as_str()
+                .is_some_and(|s| s.to_lowercase().contains(&text.to_lowercase())),
+            None => true,
+        })
         .collect();
+    if let Some((prop, desc)) = &c.query.order_by {
+        items.sort_by_key(|v| {
+            v[prop.as_str()]
+                .as_str()
+                .map(str::to_lowercase)
+                .unwrap_or_default()
+        });
+        if *desc {
+            items.reverse();
+        }
+    }
     let total = items.len();
     let page = c.query.top.unwrap_or(DEFAULT_PAGE);
     let start = c.query.skip.min(total);
@@ -319,14 +363,8 @@ pub fn collection(c: &Ctx<'_>, entity_set: &str, items: Vec<Value>) -> Response 
     }
     if end < total {
         let mut ser = form_urlencoded::Serializer::new(String::new());
-        if let Some(f) = &c.query.filter_raw {
-            ser.append_pair("$filter", f);
-        }
-        if let Some(s) = &c.query.select {
-            ser.append_pair("$select", &s.join(","));
-        }
-        if let Some(t) = c.query.top {
-            ser.append_pair("$top", &t.to_string());
+        for (k, v) in &c.query.carried {
+            ser.append_pair(k, v);
         }
         ser.append_pair("$skiptoken", &B64.encode(format!("sim-offset:{end}")));
         body["@odata.nextLink"] =

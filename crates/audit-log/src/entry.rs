@@ -2,6 +2,8 @@
 //!
 //! The bytes are written once and hashed as stored; nothing ever re-encodes them.
 
+use std::io::Write;
+
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::FormatItem;
@@ -54,21 +56,30 @@ impl PreparedEntry {
     }
 
     /// The stored bytes for this entry at `seq`, written at `time` (from [`format_time`]).
+    #[cfg(test)]
     pub(crate) fn encode(&self, seq: u64, time: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + HEADER_MAX);
-        out.extend_from_slice(b"{\"v\":");
-        out.extend_from_slice(SCHEMA_VERSION.to_string().as_bytes());
-        out.extend_from_slice(b",\"seq\":");
-        out.extend_from_slice(seq.to_string().as_bytes());
-        out.extend_from_slice(b",\"time\":\"");
-        out.extend_from_slice(time.as_bytes());
-        out.push(b'"');
+        let mut out = Vec::with_capacity(self.encoded_len_max());
+        self.encode_into(seq, time, &mut out);
+        out
+    }
+
+    /// An upper bound of the encoded length.
+    pub(crate) fn encoded_len_max(&self) -> usize {
+        self.body.len() + HEADER_MAX
+    }
+
+    /// Appends the stored bytes for this entry at `seq`, written at `time`, to `out`.
+    pub(crate) fn encode_into(&self, seq: u64, time: &str, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{{\"v\":{SCHEMA_VERSION},\"seq\":{seq},\"time\":\"{time}\""
+        );
         if !self.body.is_empty() {
             out.push(b',');
             out.extend_from_slice(&self.body);
         }
         out.push(b'}');
-        out
     }
 }
 

@@ -6,8 +6,6 @@
 //! `[count: u8][count × 32-byte hashes, level 0 first][entry bytes]`. One sled insert per entry
 //! (as cheap as storing the entry alone), and node `(l, i)` is found in entry `((i + 1) << l) - 1`.
 
-use crate::hash::Hash;
-
 /// Prefix of `e || seq` → node hashes completed by this leaf, then the entry bytes.
 pub(crate) const ENTRY: u8 = b'e';
 /// Prefix of `c || size` → signed checkpoint note.
@@ -30,18 +28,6 @@ pub(crate) fn node_home(level: u8, index: u64) -> Option<u64> {
     }
     let width = 1u64 << level;
     index.checked_mul(width)?.checked_add(width - 1)
-}
-
-/// The stored value for an entry: its completed nodes, then its bytes.
-pub(crate) fn entry_value(nodes: &[Hash], entry: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + nodes.len() * 32 + entry.len());
-    // At most 64 nodes per leaf, so the count fits a byte.
-    v.push(nodes.len() as u8);
-    for h in nodes {
-        v.extend_from_slice(h);
-    }
-    v.extend_from_slice(entry);
-    v
 }
 
 /// Splits a stored entry value into (node hashes, entry bytes); `None` if it is malformed.

@@ -19,6 +19,7 @@ pub mod note;
 mod proof_file;
 mod store;
 pub mod tiles;
+mod upper;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint};

@@ -29,6 +29,7 @@ use crate::merkle::{self, Frontier};
 use crate::note::{NoteSigner, NoteVerifier};
 use crate::proof_file::TlogProof;
 use crate::store::{StartupCheck, Store};
+use crate::upper::{UpperNodes, View};
 
 /// How long the writer waits for more work before storing the last signed note on its own.
 const IDLE_PERSIST: Duration = Duration::from_millis(20);
@@ -48,6 +49,9 @@ pub struct LogConfig {
     pub cache_bytes: u64,
     /// How much of the stored tree to recompute at start-up.
     pub startup_check: StartupCheck,
+    /// Tree levels from this one up are kept in memory (2^-level hashes per entry, summed:
+    /// level 3 costs about 8 MB per million entries); lower siblings are read from sled.
+    pub memory_from_level: u8,
 }
 
 impl LogConfig {
@@ -59,6 +63,7 @@ impl LogConfig {
             max_batch: 4096,
             cache_bytes: 64 << 20,
             startup_check: StartupCheck::Full,
+            memory_from_level: 3,
         }
     }
 }
@@ -94,6 +99,8 @@ struct Shared {
     head: RwLock<Arc<SignedCheckpoint>>,
     /// Every verifier key the log has used, oldest first.
     verifiers: RwLock<Vec<NoteVerifier>>,
+    /// Upper tree levels, extended by the writer before it publishes a new head.
+    upper: RwLock<UpperNodes>,
     /// Followers learn of each new checkpoint here.
     watch: watch::Sender<Arc<SignedCheckpoint>>,
 }
@@ -162,7 +169,11 @@ impl AuditLog {
                 store.db.flush()?;
             }
         }
-        let rec = store.recover(&config.origin, config.startup_check)?;
+        let rec = store.recover(
+            &config.origin,
+            config.startup_check,
+            config.memory_from_level,
+        )?;
         let mine = signer.verifier();
         match rec.verifiers.iter().position(|v| *v == mine) {
             Some(i) if i + 1 == rec.verifiers.len() => {}
@@ -215,6 +226,7 @@ impl AuditLog {
             origin: config.origin,
             head: RwLock::new(head),
             verifiers: RwLock::new(rec.verifiers),
+            upper: RwLock::new(rec.upper),
             watch: watch_tx,
         });
         let (tx, rx) = mpsc::channel();
@@ -224,6 +236,7 @@ impl AuditLog {
             frontier,
             signer,
             max_batch: config.max_batch.max(1),
+            memory_from_level: config.memory_from_level,
             pending: None,
             failed: None,
             dir: config.path.clone(),
@@ -260,7 +273,7 @@ impl AuditLog {
         let origin = store
             .get_meta(keys::META_ORIGIN)?
             .ok_or_else(|| AuditError::Config(format!("{} holds no audit log", path.display())))?;
-        let rec = store.recover(&origin, startup_check)?;
+        let rec = store.recover(&origin, startup_check, 3)?;
         check_head_file(&path, &store, &rec.verifiers, &rec.frontier)?;
         let head = Arc::new(rec.last_checkpoint.ok_or_else(|| AuditError::Integrity {
             location: "checkpoint".into(),
@@ -273,6 +286,7 @@ impl AuditLog {
                 origin,
                 head: RwLock::new(head),
                 verifiers: RwLock::new(rec.verifiers),
+                upper: RwLock::new(rec.upper),
                 watch: watch_tx,
             }),
             writer: Arc::new(Writer {
@@ -414,22 +428,33 @@ impl AuditLog {
         self.shared.store.entries(from, to.max(from))
     }
 
+    fn with_view<T>(&self, f: impl FnOnce(&View<'_>) -> T) -> T {
+        let guard = match self.shared.upper.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&View {
+            store: &self.shared.store,
+            upper: &guard,
+        })
+    }
+
     /// The root of the tree of `size` entries (at most the latest checkpoint's size).
     pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
         self.check_size(size)?;
-        merkle::root(&self.shared.store, size)
+        self.with_view(|v| merkle::root(v, size))
     }
 
     /// The inclusion proof of entry `seq` in the tree of `size` entries.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(size)?;
-        merkle::inclusion_proof(&self.shared.store, seq, size)
+        self.with_view(|v| merkle::inclusion_proof(v, seq, size))
     }
 
     /// The consistency proof from `size1` to `size2`.
     pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(size2)?;
-        merkle::consistency_proof(&self.shared.store, size1, size2)
+        self.with_view(|v| merkle::consistency_proof(v, size1, size2))
     }
 
     /// A C2SP tlog-proof for entry `seq` against the latest checkpoint.
@@ -505,6 +530,8 @@ struct WriterLoop {
     signer: NoteSigner,
     /// Group-commit bound.
     max_batch: usize,
+    /// Nodes at this level and above also go to `Shared::upper`.
+    memory_from_level: u8,
     /// The last signed checkpoint, not yet stored.
     pending: Option<Arc<SignedCheckpoint>>,
     /// Set by a failed write: the frontier may be ahead of storage, so nothing more is written.
@@ -604,14 +631,30 @@ impl WriterLoop {
         let now = format_time(OffsetDateTime::now_utc());
         let mut batch = sled::Batch::default();
         let mut replies = Vec::with_capacity(appends.len());
-        let mut nodes: Vec<Hash> = Vec::with_capacity(64);
+        let mut upper = Vec::new();
         for (entry, reply) in appends {
             let seq = self.frontier.size();
-            let bytes = entry.encode(seq, &now);
-            nodes.clear();
-            self.frontier
-                .push(leaf_hash(&bytes), |_, _, hash| nodes.push(*hash));
-            batch.insert(&keys::entry(seq)[..], keys::entry_value(&nodes, &bytes));
+            // Leaf `seq` completes `1 + trailing_ones(seq)` nodes; they go in front of the entry
+            // bytes in one buffer (see `keys`), filled in place.
+            let count = 1 + seq.trailing_ones() as usize;
+            let hashes_end = 1 + 32 * count;
+            let mut value = Vec::with_capacity(hashes_end + entry.encoded_len_max());
+            value.push(count as u8);
+            value.resize(hashes_end, 0);
+            entry.encode_into(seq, &now, &mut value);
+            let leaf = leaf_hash(&value[hashes_end..]);
+            let mut k = 0usize;
+            self.frontier.push(leaf, |level, index, hash| {
+                if let Some(slot) = value.get_mut(1 + 32 * k..1 + 32 * k + 32) {
+                    slot.copy_from_slice(hash);
+                }
+                k += 1;
+                if level >= self.memory_from_level {
+                    upper.push((level, index, *hash));
+                }
+            });
+            debug_assert_eq!(k, count);
+            batch.insert(&keys::entry(seq)[..], value);
             replies.push((seq, reply));
         }
         if let Some(cp) = self.pending.take() {
@@ -632,7 +675,16 @@ impl WriterLoop {
             }
             return None;
         }
-        // Durable. Only now is the new root signed.
+        // Durable. Readers may now use the new nodes; only now is the new root signed.
+        {
+            let mut u = match self.shared.upper.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            for (level, index, hash) in &upper {
+                u.record(*level, *index, hash);
+            }
+        }
         let cp = Checkpoint {
             origin: self.shared.origin.clone(),
             size: self.frontier.size(),

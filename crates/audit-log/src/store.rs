@@ -8,6 +8,7 @@ use crate::hash::{Hash, leaf_hash};
 use crate::keys;
 use crate::merkle::{Frontier, NodeSource};
 use crate::note::NoteVerifier;
+use crate::upper::UpperNodes;
 
 /// The sled tree that holds the log, and the reads over it.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub(crate) struct Recovered {
     pub(crate) last_checkpoint: Option<SignedCheckpoint>,
     /// Verifier keys recorded in the log, oldest first.
     pub(crate) verifiers: Vec<NoteVerifier>,
+    /// The tree's upper levels, for fast proofs.
+    pub(crate) upper: UpperNodes,
 }
 
 /// How much the start-up check recomputes.
@@ -145,18 +148,23 @@ impl Store {
         &self,
         origin: &str,
         check: StartupCheck,
+        upper_from: u8,
     ) -> Result<Recovered, AuditError> {
         let verifiers = self.verifiers()?;
         let size = self.stored_size()?;
         let mut checkpoints = self.checkpoints().collect::<Result<Vec<_>, _>>()?;
         checkpoints.sort_by_key(|(s, _)| *s);
+        let mut upper = UpperNodes::new(upper_from);
         let frontier = match check {
-            StartupCheck::Full => self.rehash_all(size, &checkpoints, &verifiers, origin)?,
+            StartupCheck::Full => {
+                self.rehash_all(size, &checkpoints, &verifiers, origin, &mut upper)?
+            }
             StartupCheck::NodesOnly => {
                 let f = Frontier::load(self, size)?;
                 for (cp_size, note) in &checkpoints {
                     self.check_checkpoint(*cp_size, note, &verifiers, origin, size, None)?;
                 }
+                upper = UpperNodes::load(self, size, upper_from)?;
                 f
             }
         };
@@ -171,6 +179,7 @@ impl Store {
             frontier,
             last_checkpoint,
             verifiers,
+            upper,
         })
     }
 
@@ -192,6 +201,7 @@ impl Store {
         checkpoints: &[(u64, String)],
         verifiers: &[NoteVerifier],
         origin: &str,
+        upper: &mut UpperNodes,
     ) -> Result<Frontier, AuditError> {
         let mut frontier = Frontier::default();
         let mut next_cp = checkpoints.iter().peekable();
@@ -219,6 +229,7 @@ impl Store {
                 if mismatch.is_none() && stored.get(at..at + 32) != Some(&hash[..]) {
                     mismatch = Some((level, index, "differs from the recomputed hash"));
                 }
+                upper.record(level, index, hash);
                 created += 1;
             });
             if mismatch.is_none() && created * 32 != stored.len() {

@@ -14,9 +14,8 @@ use crate::merkle::Frontier;
 use crate::note::{self, NoteVerifier};
 use crate::tiles::{TILE_HEIGHT, TILE_WIDTH, tile_path, tiles_for};
 
-/// Bundles handed to the worker threads at a time: enough to amortise thread start-up, small
-/// enough to bound memory (64 × 256 entries).
-const BUNDLES_PER_ROUND: u64 = 64;
+/// Bundles each worker may read ahead of the tree rebuild (bounds memory: 8 × 256 entries).
+const WORKER_QUEUE: usize = 8;
 
 /// What the verifier found. `problems` is empty exactly when everything verified.
 #[derive(Debug, Clone, Default)]
@@ -75,7 +74,7 @@ struct Bundle {
     good: Vec<bool>,
     problems: Vec<String>,
     times: Option<(String, String)>,
-    actions: BTreeMap<String, u64>,
+    actions: std::collections::HashMap<String, u64>,
     well_formed: bool,
 }
 
@@ -123,34 +122,72 @@ fn read_bundle(dir: &Path, n: u64, width: u64) -> Bundle {
     b
 }
 
-fn check_entry(seq: u64, bytes: &[u8], b: &mut Bundle) -> bool {
-    let head: EntryHead<'_> = match serde_json::from_slice(bytes) {
-        Ok(h) => h,
-        Err(e) => {
-            b.problems
-                .push(format!("entry {seq}: not a JSON object: {e}"));
-            return false;
+/// The header the log writer puts first, `{"v":1,"seq":N,"time":"…"` and usually
+/// `,"action":"…"`, read without a JSON parser: the verifier's hot path. Anything else (another
+/// writer's layout, escapes) falls back to a full parse.
+fn fast_head(bytes: &[u8]) -> Option<(u64, &str, Option<&str>)> {
+    let rest = bytes.strip_prefix(b"{\"v\":")?;
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let rest = rest[digits..].strip_prefix(b",\"seq\":")?;
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let seq = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let rest = rest[digits..].strip_prefix(b",\"time\":\"")?;
+    let end = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+    let time = std::str::from_utf8(&rest[..end]).ok()?;
+    let rest = rest[end..].strip_prefix(b"\"")?;
+    if bytes.last() != Some(&b'}') {
+        return None;
+    }
+    let action = match rest.strip_prefix(b",\"action\":\"") {
+        Some(a) => {
+            let end = a.iter().position(|&c| c == b'"' || c == b'\\')?;
+            if a[end] != b'"' {
+                return None;
+            }
+            Some(std::str::from_utf8(&a[..end]).ok()?)
         }
+        None => None,
     };
-    if let Some(t) = head.time {
+    Some((seq, time, action))
+}
+
+fn check_entry(seq: u64, bytes: &[u8], b: &mut Bundle) -> bool {
+    let (found_seq, time, action) = match fast_head(bytes) {
+        Some((s, t, a)) => (Some(s), Some(t), a),
+        None => match serde_json::from_slice::<EntryHead<'_>>(bytes) {
+            Ok(h) => (h.seq, h.time, h.action),
+            Err(e) => {
+                b.problems
+                    .push(format!("entry {seq}: not a JSON object: {e}"));
+                return false;
+            }
+        },
+    };
+    if let Some(t) = time {
         match &mut b.times {
             None => b.times = Some((t.to_owned(), t.to_owned())),
             Some((lo, hi)) => {
                 if t < lo.as_str() {
-                    *lo = t.to_owned();
+                    lo.clear();
+                    lo.push_str(t);
                 }
                 if t > hi.as_str() {
-                    *hi = t.to_owned();
+                    hi.clear();
+                    hi.push_str(t);
                 }
             }
         }
     }
-    *b.actions
-        .entry(head.action.unwrap_or("(none)").to_owned())
-        .or_default() += 1;
-    if head.seq != Some(seq) {
+    let action = action.unwrap_or("(none)");
+    match b.actions.get_mut(action) {
+        Some(n) => *n += 1,
+        None => {
+            b.actions.insert(action.to_owned(), 1);
+        }
+    }
+    if found_seq != Some(seq) {
         b.problems
-            .push(format!("entry {seq}: its seq field says {:?}", head.seq));
+            .push(format!("entry {seq}: its seq field says {found_seq:?}"));
         return false;
     }
     true
@@ -316,33 +353,29 @@ pub fn verify_export(
     let bundles: Vec<(u64, u64)> = tiles_for(cp.size).collect();
     report.bundles_total = bundles.len() as u64;
     let threads = threads.max(1);
-    for round in bundles.chunks(BUNDLES_PER_ROUND as usize) {
-        let results: Vec<Bundle> = std::thread::scope(|s| {
-            let per = round.len().div_ceil(threads);
-            let handles: Vec<_> = round
-                .chunks(per.max(1))
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|&(n, w)| read_bundle(dir, n, w))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        if results.len() != round.len() {
-            report.problems.push("a verifier thread failed".into());
-            return report;
+    // Worker w reads bundles w, w + T, w + 2T, … into its own bounded channel; the main thread
+    // takes them round-robin, which is bundle order, and rebuilds the tree while the workers
+    // read and hash ahead.
+    let early_exit = std::thread::scope(|s| {
+        let mut inboxes = Vec::with_capacity(threads);
+        for w in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Bundle>(WORKER_QUEUE);
+            let mine: Vec<(u64, u64)> = bundles.iter().copied().skip(w).step_by(threads).collect();
+            s.spawn(move || {
+                for (n, width) in mine {
+                    if tx.send(read_bundle(dir, n, width)).is_err() {
+                        break;
+                    }
+                }
+            });
+            inboxes.push(rx);
         }
-        for (&(n, _), b) in round.iter().zip(results) {
+        for (i, &(n, _)) in bundles.iter().enumerate() {
+            let Ok(b) = inboxes[i % threads].recv() else {
+                report.problems.push("a verifier thread failed".into());
+                return true;
+            };
             report.problems.extend(b.problems);
-            if b.well_formed {
-                report.bundles_valid += 1;
-            }
             merge_times(&mut report.time_range, b.times);
             for (a, c) in b.actions {
                 *report.actions.entry(a).or_default() += c;
@@ -353,8 +386,9 @@ pub fn verify_export(
                     "entries from {} on cannot be checked",
                     n * TILE_WIDTH
                 ));
-                return finish(report, tiles);
+                return true;
             }
+            report.bundles_valid += 1;
             for (i, leaf) in b.leaves.iter().enumerate() {
                 let mut leaf_ok = true;
                 frontier.push(*leaf, |level, index, hash| {
@@ -382,6 +416,10 @@ pub fn verify_export(
                 }
             }
         }
+        false
+    });
+    if early_exit {
+        return finish(report, tiles);
     }
     if frontier.root() != cp.root {
         report.problems.push(format!(

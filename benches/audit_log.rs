@@ -1,0 +1,391 @@
+//! Audit-log benchmarks, each reported with a baseline measured in the same run:
+//!
+//! 1. durable append throughput and latency with 64 concurrent appenders and ~400-byte JSON
+//!    entries, against a baseline that only inserts the same entries into sled and flushes with
+//!    the same group-commit batching (no hashing, no signing);
+//! 2. inclusion-proof latency at 1,000,000 entries, against one raw sled read;
+//! 3. offline verification of a 1,000,000-entry tlog-tiles export, against SHA-256 over the
+//!    same entry bytes already in memory.
+//!
+//! Run: `cargo bench --bench audit_log` (env `BENCH_ENTRIES`, `BENCH_SECONDS` to scale,
+//! `BENCH_ONLY=append|proof` to run one part).
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use audit_log::verify::verify_export;
+use audit_log::{AuditLog, LogConfig, NoteSigner, PreparedEntry};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+const APPENDERS: usize = 64;
+const ORIGIN: &str = "bench.onboard.invalid/audit";
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Fields that make a ~400-byte entry once the log adds `v`, `seq` and `time`.
+fn fields(i: u64) -> Map<String, Value> {
+    let v = json!({
+        "actor": "spiffe://platform.example.net/sa/onboarding",
+        "action": "app_role_assignment.create",
+        "phase": "succeeded",
+        "tenant_id": "8f2c1f3e-7f7d-4c1e-9a53-2d3c4b5a6e7f",
+        "onboarding_id": format!("onb-{i:012}"),
+        "service_id": "dr-service-0042",
+        "target": {"type": "appRoleAssignment", "id": "9e3f1c52-6d1a-4f0e-b2a7-1c5d8e9f0a1b", "display_name": "Organization.Read.All"},
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct AppendRun {
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    entries: u64,
+}
+
+/// Runs `APPENDERS` tasks, each appending in a loop for `secs`, through `append`.
+async fn drive<F, Fut>(secs: u64, append: F) -> AppendRun
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let append = Arc::new(append);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..APPENDERS as u64)
+        .map(|t| {
+            let append = append.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    let s = Instant::now();
+                    append(t * 100_000_000 + i).await;
+                    lat.push(s.elapsed());
+                    i += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    AppendRun {
+        per_sec: all.len() as f64 / elapsed,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+        entries: all.len() as u64,
+    }
+}
+
+/// The baseline: the same channel, batching and sled batch + flush, with none of the tree.
+fn baseline_writer(
+    db: sled::Db,
+    rx: mpsc::Receiver<(Vec<u8>, oneshot::Sender<u64>)>,
+    max_batch: usize,
+) {
+    let tree = db.open_tree("baseline").unwrap_or_else(|e| panic!("{e}"));
+    let mut seq = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut reqs = vec![first];
+        while reqs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => reqs.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut batch = sled::Batch::default();
+        let mut replies = Vec::with_capacity(reqs.len());
+        for (bytes, reply) in reqs {
+            batch.insert(&seq.to_be_bytes()[..], bytes);
+            replies.push((seq, reply));
+            seq += 1;
+        }
+        tree.apply_batch(batch).unwrap_or_else(|e| panic!("{e}"));
+        db.flush().unwrap_or_else(|e| panic!("{e}"));
+        for (s, r) in replies {
+            let _ = r.send(s);
+        }
+    }
+}
+
+async fn bench_appends(secs: u64) {
+    let sample = PreparedEntry::new(&fields(0)).unwrap_or_else(|e| panic!("{e}"));
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let log = AuditLog::open(
+        LogConfig::new(tmp.path().join("log"), ORIGIN),
+        NoteSigner::generate(ORIGIN).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let entry_len = log
+        .append(&fields(0))
+        .await
+        .map(|a| a.seq)
+        .and_then(|s| log.entry(s))
+        .map(|e| e.len())
+        .unwrap_or(0);
+
+    let base_db = sled::Config::new()
+        .path(tmp.path().join("baseline"))
+        .cache_capacity(64 << 20)
+        .open()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (tx, rx) = mpsc::channel::<(Vec<u8>, oneshot::Sender<u64>)>();
+    let db2 = base_db.clone();
+    let writer = std::thread::spawn(move || baseline_writer(db2, rx, 4096));
+    // The baseline stores bytes of the same size the log stores.
+    let filler = vec![b'x'; entry_len];
+    let _ = sample;
+    let tx = Arc::new(std::sync::Mutex::new(tx));
+    let base = drive(secs, move |_| {
+        let (r, w) = oneshot::channel();
+        let sent = tx
+            .lock()
+            .map(|t| t.send((filler.clone(), r)).is_ok())
+            .unwrap_or(false);
+        async move {
+            if sent {
+                let _ = w.await;
+            }
+        }
+    })
+    .await;
+    drop(writer);
+
+    let log2 = log.clone();
+    let ours = drive(secs, move |i| {
+        let log = log2.clone();
+        async move {
+            log.append(&fields(i))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    })
+    .await;
+    log.close();
+    println!(
+        "## Durable append, {APPENDERS} concurrent appenders, {entry_len}-byte JSON entries, {secs} s each"
+    );
+    println!("| run | entries | entries/s | p50 | p99 |");
+    println!("|---|---|---|---|---|");
+    for (name, r) in [
+        ("baseline: sled insert + flush, same batching", &base),
+        (
+            "audit log: durable + Merkle nodes + signed checkpoint",
+            &ours,
+        ),
+    ] {
+        println!(
+            "| {name} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+            r.entries,
+            r.per_sec,
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "ratio audit log / baseline: {:.2}",
+        ours.per_sec / base.per_sec
+    );
+    println!();
+}
+
+fn bench_proofs_and_verify(n: u64) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let signer = NoteSigner::generate(ORIGIN).unwrap_or_else(|e| panic!("{e}"));
+    let vkey = signer.verifier();
+    let mut cfg = LogConfig::new(tmp.path().join("log"), ORIGIN);
+    cfg.max_batch = 8192;
+    let log = AuditLog::open(cfg, signer).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let build = Instant::now();
+    rt.block_on(async {
+        let per_task = n / APPENDERS as u64;
+        let tasks: Vec<_> = (0..APPENDERS as u64)
+            .map(|t| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for i in 0..per_task {
+                        log.append(&fields(t * per_task + i))
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    let size = log.size();
+    println!(
+        "(built a {size}-entry log in {:.1} s)",
+        build.elapsed().as_secs_f64()
+    );
+
+    // Inclusion proofs at the full size, random leaves.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let samples = 200_000;
+    let mut lat = Vec::with_capacity(samples);
+    let mut total_len = 0usize;
+    for _ in 0..samples {
+        let seq = rand() % size;
+        let s = Instant::now();
+        let p = log
+            .inclusion_proof(seq, size)
+            .unwrap_or_else(|e| panic!("{e}"));
+        lat.push(s.elapsed());
+        total_len += p.len();
+    }
+    lat.sort_unstable();
+    // Baseline: one raw sled point read of a 32-byte value, same process, same cache.
+    let db = sled::Config::new()
+        .path(tmp.path().join("raw"))
+        .open()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..size.min(1 << 20) {
+        let _ = db.insert(i.to_be_bytes(), &[0u8; 32][..]);
+    }
+    let mut raw = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let k = (rand() % size.min(1 << 20)).to_be_bytes();
+        let s = Instant::now();
+        let v = db.get(k).unwrap_or_else(|e| panic!("{e}"));
+        raw.push(s.elapsed());
+        std::hint::black_box(v);
+    }
+    raw.sort_unstable();
+    println!("## Inclusion proof at {size} entries ({samples} random leaves, in process)");
+    println!("| run | p50 | p99 |");
+    println!("|---|---|---|");
+    println!(
+        "| inclusion proof (avg {:.1} hashes) | {:.2} µs | {:.2} µs |",
+        total_len as f64 / samples as f64,
+        percentile(&lat, 0.5).as_secs_f64() * 1e6,
+        percentile(&lat, 0.99).as_secs_f64() * 1e6
+    );
+    println!(
+        "| baseline: one raw sled get | {:.2} µs | {:.2} µs |",
+        percentile(&raw, 0.5).as_secs_f64() * 1e6,
+        percentile(&raw, 0.99).as_secs_f64() * 1e6
+    );
+    println!(
+        "ratio proof p50 / sled get p50: {:.1}",
+        percentile(&lat, 0.5).as_secs_f64() / percentile(&raw, 0.5).as_secs_f64()
+    );
+    println!();
+
+    // Export, then verify it; baseline = SHA-256 of the same entry bytes held in memory.
+    let export = tmp.path().join("export");
+    let e = Instant::now();
+    log.export_tiles(&export).unwrap_or_else(|e| panic!("{e}"));
+    let export_s = e.elapsed().as_secs_f64();
+    log.close();
+    let bytes: Vec<Vec<u8>> = audit_log::tiles::tiles_for(size)
+        .flat_map(|(n, w)| {
+            let data = std::fs::read(export.join(audit_log::tiles::tile_path(None, n, w)))
+                .unwrap_or_default();
+            let mut out = Vec::new();
+            let mut pos = 0;
+            while pos + 2 <= data.len() {
+                let len = u16::from_be_bytes([data[pos], data[pos + 1]]) as usize;
+                out.push(data[pos + 2..pos + 2 + len].to_vec());
+                pos += 2 + len;
+            }
+            out
+        })
+        .collect();
+    let total_bytes: usize = bytes.iter().map(Vec::len).sum();
+    let s = Instant::now();
+    for b in &bytes {
+        std::hint::black_box(Sha256::digest(b));
+    }
+    let sha_s = s.elapsed().as_secs_f64();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows = Vec::new();
+    for t in [1, threads] {
+        let s = Instant::now();
+        let report = verify_export(&export, std::slice::from_ref(&vkey), None, t);
+        let secs = s.elapsed().as_secs_f64();
+        assert!(
+            report.ok(),
+            "{:?}",
+            &report.problems[..report.problems.len().min(5)]
+        );
+        assert_eq!(report.entries_valid, size);
+        rows.push((t, secs));
+    }
+    println!(
+        "## Offline verify of a {size}-entry export ({:.0} MB of entries; export took {export_s:.1} s)",
+        total_bytes as f64 / 1e6
+    );
+    println!("| run | seconds | entries/s |");
+    println!("|---|---|---|");
+    println!(
+        "| baseline: SHA-256 of each entry, in memory, 1 thread | {sha_s:.3} | {:.0} |",
+        size as f64 / sha_s
+    );
+    for (t, secs) in &rows {
+        println!(
+            "| audit verify (read tiles, hash, rebuild tree, check tiles + signature, parse JSON), {t} thread(s) | {secs:.3} | {:.0} |",
+            size as f64 / secs
+        );
+    }
+    for (t, secs) in &rows {
+        println!(
+            "ratio verify ({t} thread(s)) / SHA-256 baseline: {:.2}",
+            sha_s / secs
+        );
+    }
+    println!();
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else (e.g. `cargo test --benches`) only smoke-runs.
+    let full = std::env::args().any(|a| a == "--bench");
+    let secs = env_u64("BENCH_SECONDS", if full { 5 } else { 1 });
+    let n = env_u64("BENCH_ENTRIES", if full { 1_000_000 } else { 10_000 });
+    println!(
+        "# audit-log benchmarks ({} cores)\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "append" {
+        rt.block_on(bench_appends(secs));
+    }
+    if only.is_empty() || only == "proof" {
+        bench_proofs_and_verify(n);
+    }
+}

@@ -143,10 +143,15 @@ impl Shared {
         if session.status != DeviceStatus::Pending {
             return Err(SimError::AlreadyCompleted);
         }
-        let user = inner
-            .dir
-            .user(upn)
-            .cloned()
+        // A request made to a specific tenant signs in only its users; one made to
+        // organizations/common signs the user in to their home tenant.
+        let home = match &session.tenant_id {
+            Some(t) => Some(t.clone()),
+            None => inner.tenant_of_user(upn),
+        };
+        let user = home
+            .filter(|t| inner.select(t))
+            .and_then(|_| inner.dir.user(upn).cloned())
             .ok_or_else(|| SimError::UnknownUser(upn.to_string()))?;
         let status = if !approve || inner.faults.decline_all_signins {
             DeviceStatus::Declined
@@ -154,6 +159,7 @@ impl Shared {
             self.consent(&mut inner, &user, &session.client_id, &session.scopes)?;
             DeviceStatus::Approved {
                 user_id: user.id.clone(),
+                tenant_id: inner.dir.tenant.id.clone(),
             }
         };
         if let Some(s) = inner.device_codes.get_mut(&key) {

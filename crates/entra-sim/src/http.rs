@@ -50,6 +50,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(crate::sim_page::get_faults).post(crate::sim_page::set_faults),
         )
         .route("/_sim/snapshot", get(crate::sim_page::snapshot))
+        .route(
+            "/_sim/tenants",
+            get(crate::sim_page::tenants).post(crate::sim_page::add_tenant),
+        )
         .route("/v1.0/{*rest}", any(crate::graph::dispatch))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -25,6 +25,7 @@
 //! - `POST /_sim/devicelogin` form `user_code`, `upn`, optional `action=decline`.
 //! - `GET|POST /_sim/faults`: read or replace the [`Faults`] (JSON; missing fields take defaults).
 //! - `GET /_sim/snapshot`: the whole directory (secrets only as hashes).
+//! - `GET /_sim/tenants`: every tenant; `POST /_sim/tenants` form `domain` seeds another one.
 //! - `GET /devicelogin`: the human sign-in page that `verification_uri` points at.
 //!
 //! With a state directory the emulator writes `ca.pem`, `ca-key.pem`, `token-signing-key.der`
@@ -302,6 +303,22 @@ impl Sim {
     /// Tenant, users and token app of this emulator.
     pub fn info(&self) -> SimInfo {
         self.shared.info()
+    }
+
+    /// Tenant, users and token app of the tenant with this id or verified domain.
+    pub fn info_for(&self, tenant: &str) -> Option<SimInfo> {
+        self.shared.info_for(tenant)
+    }
+
+    /// Every tenant the emulator holds, the seeded primary one first.
+    pub fn tenants(&self) -> Vec<SimInfo> {
+        self.shared.tenants()
+    }
+
+    /// Seeds another customer tenant with the same four users and roles under `domain`
+    /// (e.g. `fabrikam.onmicrosoft.com`); idempotent per domain.
+    pub fn add_tenant(&self, domain: &str) -> SimInfo {
+        self.shared.add_tenant(domain)
     }
 
     /// Replaces the fault switches (takes effect for the next request).

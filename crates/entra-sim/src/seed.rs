@@ -262,7 +262,7 @@ pub fn fixed_guid(label: &str) -> String {
         .to_string()
 }
 
-fn graph_sp(created: &str) -> ServicePrincipal {
+fn graph_sp(domain: &str, created: &str) -> ServicePrincipal {
     let app_roles = GRAPH_PERMISSIONS
         .iter()
         .filter_map(|(value, role, _)| {
@@ -298,7 +298,7 @@ fn graph_sp(created: &str) -> ServicePrincipal {
         })
         .collect();
     ServicePrincipal {
-        id: fixed_guid("sp:microsoft-graph"),
+        id: fixed_guid(&format!("sp:microsoft-graph:{domain}")),
         app_id: GRAPH_APP_ID.into(),
         display_name: "Microsoft Graph".into(),
         app_owner_organization_id: MICROSOFT_TENANT_ID.into(),
@@ -310,7 +310,7 @@ fn graph_sp(created: &str) -> ServicePrincipal {
     }
 }
 
-fn teams_sp(created: &str) -> ServicePrincipal {
+fn teams_sp(domain: &str, created: &str) -> ServicePrincipal {
     // The reference gives no authoritative id for this role (§1.5: look it up at runtime),
     // so the emulator uses a stable generated one; clients must read it from appRoles.
     let role = json!({
@@ -331,7 +331,7 @@ fn teams_sp(created: &str) -> ServicePrincipal {
         "value": "user_impersonation",
     });
     ServicePrincipal {
-        id: fixed_guid("sp:teams-tenant-admin"),
+        id: fixed_guid(&format!("sp:teams-tenant-admin:{domain}")),
         app_id: TEAMS_APP_ID.into(),
         display_name: "Skype and Teams Tenant Admin API".into(),
         app_owner_organization_id: MICROSOFT_TENANT_ID.into(),
@@ -343,12 +343,22 @@ fn teams_sp(created: &str) -> ServicePrincipal {
     }
 }
 
-/// The seeded tenant: Contoso with one user per interesting role combination.
+/// "contoso.onmicrosoft.com" -> "Contoso".
+fn org_name(domain: &str) -> String {
+    let first = domain.split('.').next().unwrap_or(domain);
+    let mut chars = first.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => domain.to_string(),
+    }
+}
+
+/// A seeded tenant (Contoso by default) with one user per interesting role combination.
 pub fn seed_directory(domain: &str, created: &str) -> Directory {
     let tenant = Tenant {
         id: fixed_guid(&format!("tenant:{domain}")),
         domain: domain.to_string(),
-        display_name: "Contoso".into(),
+        display_name: org_name(domain),
         provider_tenant_id: fixed_guid("tenant:provider"),
     };
     let people: &[(&str, &str, &str, &[&str])] = &[
@@ -382,7 +392,7 @@ pub fn seed_directory(domain: &str, created: &str) -> Directory {
         tenant,
         users,
         applications: vec![],
-        service_principals: vec![graph_sp(created), teams_sp(created)],
+        service_principals: vec![graph_sp(domain, created), teams_sp(domain, created)],
         app_role_assignments: vec![],
         oauth2_permission_grants: vec![],
         role_assignments,

@@ -155,3 +155,23 @@ pub async fn set_faults(State(s): State<Arc<Shared>>, Json(f): Json<Faults>) -> 
 pub async fn snapshot(State(s): State<Arc<Shared>>) -> Response {
     Json(s.snapshot()).into_response()
 }
+
+/// `GET /_sim/tenants`: every tenant, the primary first.
+pub async fn tenants(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.tenants()).into_response()
+}
+
+/// `POST /_sim/tenants` with form field `domain`: seeds another tenant.
+pub async fn add_tenant(
+    State(s): State<Arc<Shared>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    match form.get("domain").map(|d| d.trim()).filter(|d| d.contains('.')) {
+        Some(domain) => (StatusCode::CREATED, Json(s.add_tenant(domain))).into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "error_description": "form field 'domain' (a DNS name) is required"})),
+        )
+            .into_response(),
+    }
+}

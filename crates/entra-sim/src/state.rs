@@ -24,6 +24,8 @@ pub enum DeviceStatus {
     Approved {
         /// The signing-in user.
         user_id: String,
+        /// The user's tenant, which issues the tokens.
+        tenant_id: String,
     },
     /// The person pressed Decline.
     Declined,
@@ -38,6 +40,8 @@ pub struct DeviceSession {
     pub user_code: String,
     /// The public client that asked.
     pub client_id: String,
+    /// Tenant named in the request path; `None` for `organizations`/`common` (the user's own).
+    pub tenant_id: Option<String>,
     /// Requested scopes, as sent.
     pub scopes: Vec<String>,
     /// Emulator clock (ms) after which polls get `expired_token`.
@@ -55,6 +59,8 @@ pub struct DeviceSession {
 pub struct RefreshSession {
     /// The user it acts for.
     pub user_id: String,
+    /// The user's tenant.
+    pub tenant_id: String,
     /// The client it was issued to (must match on redemption).
     pub client_id: String,
     /// Scopes originally granted.
@@ -65,8 +71,10 @@ pub struct RefreshSession {
 
 /// Everything that changes while the emulator runs.
 pub struct Inner {
-    /// The tenant's objects.
+    /// The objects of the tenant the current request is about (see `select`).
     pub dir: Directory,
+    /// The other tenants, swapped into `dir` when a request names them.
+    pub others: Vec<Directory>,
     /// Fault switches in force.
     pub faults: Faults,
     /// Draws for rate-based faults.
@@ -75,6 +83,45 @@ pub struct Inner {
     pub device_codes: HashMap<String, DeviceSession>,
     /// Refresh tokens by SHA-256 hex of the token.
     pub refresh_tokens: HashMap<String, RefreshSession>,
+}
+
+impl Inner {
+    /// Makes the tenant with this id or verified domain the current `dir`. Handlers call it
+    /// under the same lock guard they then work with, so a request sees one tenant throughout.
+    pub fn select(&mut self, key: &str) -> bool {
+        let hit = |d: &Directory| {
+            d.tenant.id.eq_ignore_ascii_case(key) || d.tenant.domain.eq_ignore_ascii_case(key)
+        };
+        if hit(&self.dir) {
+            return true;
+        }
+        match self.others.iter().position(hit) {
+            Some(i) => {
+                std::mem::swap(&mut self.dir, &mut self.others[i]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every tenant, in no particular order.
+    pub fn tenants(&self) -> impl Iterator<Item = &Directory> {
+        std::iter::once(&self.dir).chain(self.others.iter())
+    }
+
+    /// The id of the tenant where a user with this UPN or object id lives.
+    pub fn tenant_of_user(&self, key: &str) -> Option<String> {
+        self.tenants()
+            .find(|d| d.user(key).is_some())
+            .map(|d| d.tenant.id.clone())
+    }
+
+    /// The id of the tenant whose app registration has this client id.
+    pub fn tenant_of_app(&self, app_id: &str) -> Option<String> {
+        self.tenants()
+            .find(|d| d.app_by_app_id(app_id).is_some())
+            .map(|d| d.tenant.id.clone())
+    }
 }
 
 /// State shared by all request handlers.
@@ -95,6 +142,8 @@ pub struct Shared {
     inner: Mutex<Inner>,
     /// Where the directory is saved, if anywhere.
     state_file: Option<PathBuf>,
+    /// The seeded tenant that `info()` and `/_sim/info` describe.
+    pub primary_tid: String,
 }
 
 /// Current UTC time as RFC 3339 with seconds, the way Graph prints dates.
@@ -155,18 +204,26 @@ impl Shared {
     pub fn new(base_url: String, config: SimConfig, ca_pem: String) -> Result<Shared, SimError> {
         let key = crate::jwt::signing_key_in(config.state_dir.as_deref())?;
         let state_file = config.state_dir.as_ref().map(|d| d.join("directory.json"));
-        let dir = match state_file.as_ref().map(std::fs::read_to_string) {
-            Some(Ok(text)) => {
-                serde_json::from_str(&text).map_err(|e| SimError::State(e.to_string()))?
-            }
-            _ => seed::seed_directory(&config.tenant_domain, &now_rfc3339()),
+        let saved = state_file.as_ref().map(std::fs::read_to_string);
+        let mut dirs: Vec<Directory> = match saved {
+            // Earlier versions saved a single tenant; read that shape too.
+            Some(Ok(text)) => serde_json::from_str::<Vec<Directory>>(&text)
+                .or_else(|_| serde_json::from_str::<Directory>(&text).map(|d| vec![d]))
+                .map_err(|e| SimError::State(e.to_string()))?,
+            _ => vec![seed::seed_directory(&config.tenant_domain, &now_rfc3339())],
         };
+        if dirs.is_empty() {
+            dirs.push(seed::seed_directory(&config.tenant_domain, &now_rfc3339()));
+        }
+        let dir = dirs.remove(0);
+        let primary_tid = dir.tenant.id.clone();
         let token_app_id = config
             .token_app_client_id
             .clone()
             .unwrap_or_else(|| seed::fixed_guid(&format!("app:token:{}", config.provider_name)));
         let inner = Inner {
             dir,
+            others: dirs,
             rng: FaultRng::new(config.faults.seed),
             faults: config.faults.clone(),
             device_codes: HashMap::new(),
@@ -181,6 +238,7 @@ impl Shared {
             started: Instant::now(),
             inner: Mutex::new(inner),
             state_file,
+            primary_tid,
         };
         shared.persist(&shared.lock());
         Ok(shared)
@@ -190,6 +248,15 @@ impl Shared {
     /// lock is taken over as is.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the state with tenant `tid` selected (the primary one if `tid` is unknown).
+    pub fn lock_tenant(&self, tid: &str) -> MutexGuard<'_, Inner> {
+        let mut g = self.lock();
+        if !g.select(tid) {
+            g.select(&self.primary_tid);
+        }
+        g
     }
 
     /// Milliseconds since start.
@@ -212,7 +279,10 @@ impl Shared {
     pub fn persist(&self, inner: &Inner) {
         let Some(path) = &self.state_file else { return };
         let tmp = path.with_extension("json.tmp");
-        let result = serde_json::to_vec_pretty(&inner.dir)
+        // The primary tenant goes first: that is how a restart recognises it.
+        let mut all: Vec<&Directory> = inner.tenants().collect();
+        all.sort_by_key(|d| d.tenant.id != self.primary_tid);
+        let result = serde_json::to_vec_pretty(&all)
             .map_err(std::io::Error::other)
             .and_then(|bytes| std::fs::write(&tmp, bytes))
             .and_then(|()| std::fs::rename(&tmp, path));
@@ -228,9 +298,30 @@ impl Shared {
         inner.faults = f;
     }
 
-    /// Tenant, users and token app.
+    /// Tenant, users and token app of the primary tenant.
     pub fn info(&self) -> SimInfo {
-        let inner = self.lock();
+        self.info_for(&self.primary_tid)
+            .unwrap_or_else(|| self.empty_info())
+    }
+
+    fn empty_info(&self) -> SimInfo {
+        SimInfo {
+            base_url: self.base_url.clone(),
+            graph_base_url: format!("{}/v1.0", self.base_url),
+            tenant_id: String::new(),
+            tenant_domain: String::new(),
+            token_app_client_id: self.token_app_id.clone(),
+            token_app_display_name: self.config.token_app_name(),
+            users: vec![],
+        }
+    }
+
+    /// Tenant, users and token app of the tenant with this id or domain.
+    pub fn info_for(&self, tenant: &str) -> Option<SimInfo> {
+        let mut inner = self.lock();
+        if !inner.select(tenant) {
+            return None;
+        }
         let dir = &inner.dir;
         let users = dir
             .users
@@ -249,7 +340,7 @@ impl Shared {
                 }
             })
             .collect();
-        SimInfo {
+        Some(SimInfo {
             base_url: self.base_url.clone(),
             graph_base_url: format!("{}/v1.0", self.base_url),
             tenant_id: dir.tenant.id.clone(),
@@ -257,12 +348,42 @@ impl Shared {
             token_app_client_id: self.token_app_id.clone(),
             token_app_display_name: self.config.token_app_name(),
             users,
+        })
+    }
+
+    /// Every tenant's info, the primary first.
+    pub fn tenants(&self) -> Vec<SimInfo> {
+        let ids: Vec<String> = {
+            let inner = self.lock();
+            inner.tenants().map(|d| d.tenant.id.clone()).collect()
+        };
+        let mut out: Vec<SimInfo> = ids.iter().filter_map(|t| self.info_for(t)).collect();
+        out.sort_by_key(|i| (i.tenant_id != self.primary_tid, i.tenant_domain.clone()));
+        out
+    }
+
+    /// Seeds another customer tenant (same four users and roles) under `domain`; returns it.
+    /// Adding a domain that exists returns the existing tenant.
+    pub fn add_tenant(&self, domain: &str) -> SimInfo {
+        {
+            let mut inner = self.lock();
+            if !inner.select(domain) {
+                let mut dir = seed::seed_directory(domain, &now_rfc3339());
+                dir.tenant.provider_tenant_id = inner.dir.tenant.provider_tenant_id.clone();
+                inner.others.push(dir);
+            }
+            self.persist(&inner);
         }
+        self.info_for(domain).unwrap_or_else(|| self.empty_info())
     }
 
     /// Adds (or extends the roles of) a member user.
     pub fn add_user(&self, upn: &str, display_name: &str, roles: &[&str]) -> SimUser {
+        let domain = upn.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
         let mut inner = self.lock();
+        if !inner.select(domain) {
+            inner.select(&self.primary_tid);
+        }
         let dir = &mut inner.dir;
         let id = match dir.user(upn) {
             Some(u) => u.id.clone(),
@@ -290,8 +411,10 @@ impl Shared {
             }
         }
         self.persist(&inner);
+        let tid = inner.dir.tenant.id.clone();
         drop(inner);
-        self.info()
+        self.info_for(&tid)
+            .unwrap_or_else(|| self.empty_info())
             .users
             .into_iter()
             .find(|u| u.id == id)
@@ -304,9 +427,9 @@ impl Shared {
             })
     }
 
-    /// The directory as JSON, plus the faults in force.
+    /// The primary tenant's directory as JSON, plus the faults in force.
     pub fn snapshot(&self) -> Value {
-        let inner = self.lock();
+        let inner = self.lock_tenant(&self.primary_tid);
         let mut v = serde_json::to_value(&inner.dir).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut v {
             m.insert(

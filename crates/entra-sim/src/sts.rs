@@ -28,9 +28,9 @@ enum TenantRef {
     Multi(String),
 }
 
-fn resolve_tenant(inner: &Inner, seg: &str) -> Option<TenantRef> {
-    let t = &inner.dir.tenant;
-    if seg.eq_ignore_ascii_case(&t.id) || seg.eq_ignore_ascii_case(&t.domain) {
+/// Resolves the `{tenant}` segment; a specific tenant is selected as the current directory.
+fn resolve_tenant(inner: &mut Inner, seg: &str) -> Option<TenantRef> {
+    if inner.select(seg) {
         Some(TenantRef::Specific)
     } else if seg.eq_ignore_ascii_case("organizations") || seg.eq_ignore_ascii_case("common") {
         Some(TenantRef::Multi(seg.to_ascii_lowercase()))
@@ -79,8 +79,8 @@ pub async fn openid_configuration(
     Extension(ids): Extension<ReqIds>,
     Path(tenant): Path<String>,
 ) -> Response {
-    let inner = s.lock();
-    let (seg, issuer) = match resolve_tenant(&inner, &tenant) {
+    let mut inner = s.lock();
+    let (seg, issuer) = match resolve_tenant(&mut inner, &tenant) {
         Some(TenantRef::Specific) => {
             let tid = inner.dir.tenant.id.clone();
             (tid.clone(), s.v2_issuer(&tid))
@@ -123,8 +123,8 @@ pub async fn jwks(
     Extension(ids): Extension<ReqIds>,
     Path(tenant): Path<String>,
 ) -> Response {
-    let inner = s.lock();
-    let issuer = match resolve_tenant(&inner, &tenant) {
+    let mut inner = s.lock();
+    let issuer = match resolve_tenant(&mut inner, &tenant) {
         Some(TenantRef::Specific) => s.v2_issuer(&inner.dir.tenant.id),
         Some(TenantRef::Multi(_)) => s.v2_issuer("{tenantid}"),
         None => return tenant_not_found(&ids, &tenant),
@@ -149,9 +149,13 @@ pub async fn devicecode(
     Form(p): Form<Params>,
 ) -> Response {
     let mut inner = s.lock();
-    if resolve_tenant(&inner, &tenant).is_none() {
+    let Some(tref) = resolve_tenant(&mut inner, &tenant) else {
         return tenant_not_found(&ids, &tenant);
-    }
+    };
+    let path_tenant = match tref {
+        TenantRef::Specific => Some(inner.dir.tenant.id.clone()),
+        TenantRef::Multi(_) => None,
+    };
     let Some(client_id) = p.get("client_id").filter(|c| !c.is_empty()) else {
         return missing_param(&ids, "client_id");
     };
@@ -184,6 +188,7 @@ pub async fn devicecode(
         DeviceSession {
             user_code: user_code.clone(),
             client_id: client_id.clone(),
+            tenant_id: path_tenant,
             scopes: scope.split_whitespace().map(str::to_string).collect(),
             expires_at_ms: s.now_ms() + ttl * 1000,
             interval_s: interval,
@@ -212,8 +217,15 @@ pub async fn token(
     Form(p): Form<Params>,
 ) -> Response {
     let mut inner = s.lock();
-    if resolve_tenant(&inner, &tenant).is_none() {
+    let Some(tref) = resolve_tenant(&mut inner, &tenant) else {
         return tenant_not_found(&ids, &tenant);
+    };
+    if matches!(tref, TenantRef::Multi(_))
+        && let Some(client) = p.get("client_id")
+        && let Some(home) = inner.tenant_of_app(client)
+    {
+        // A confidential client calling /organizations: the tenant that registered it.
+        inner.select(&home);
     }
     let Some(grant) = p.get("grant_type") else {
         return missing_param(&ids, "grant_type");
@@ -326,7 +338,10 @@ fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gran
                 "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
             ));
         }
-        DeviceStatus::Approved { user_id } => user_id.clone(),
+        DeviceStatus::Approved { user_id, tenant_id } => {
+            inner.select(tenant_id);
+            user_id.clone()
+        }
         DeviceStatus::Redeemed => return Err(bad_code()),
     };
     if let Some(sess) = inner.device_codes.get_mut(code) {
@@ -415,6 +430,7 @@ fn issue_user_tokens(
             sha256_hex(&rt),
             RefreshSession {
                 user_id: user.id.clone(),
+                tenant_id: inner.dir.tenant.id.clone(),
                 client_id: client.app_id.clone(),
                 scopes: scopes.to_vec(),
                 expires_at_ms: s.now_ms() + REFRESH_LIFETIME_MS,
@@ -449,6 +465,11 @@ fn refresh_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gra
         .get(&sha256_hex(rt))
         .cloned()
         .ok_or_else(invalid)?;
+    // Refresh tokens are bound to the tenant that issued them (Entra rejects a token redeemed
+    // at another tenant's endpoint).
+    if !inner.select(&session.tenant_id) {
+        return Err(invalid());
+    }
     if !session.client_id.eq_ignore_ascii_case(client_id) {
         return Err(sts_error(
             ids,

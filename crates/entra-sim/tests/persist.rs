@@ -21,11 +21,22 @@ async fn restart_with_the_same_state_dir_keeps_the_tenant() {
     let token = first.access_token("globaladmin").await;
     let (app, _, secret) = first.provision(&token, "survivor").await;
     let info = first.info.clone();
+    let fab = first.sim.add_tenant("fabrikam.onmicrosoft.com");
+    // The last save happens while Fabrikam is the tenant in use.
+    first
+        .sim
+        .add_user("helpdesk@fabrikam.onmicrosoft.com", "Help Desk", &[]);
     let ca = first.sim.ca_pem();
     first.sim.shutdown().await;
 
     let second = start_with(config).await;
     assert_eq!(second.info.tenant_id, info.tenant_id);
+    let tenants = second.sim.tenants();
+    assert_eq!(tenants.len(), 2);
+    assert_eq!(
+        tenants[1].tenant_id, fab.tenant_id,
+        "extra tenants survive too"
+    );
     assert_eq!(second.info.token_app_client_id, info.token_app_client_id);
     assert_eq!(second.sim.ca_pem(), ca, "clients keep trusting the same CA");
     // A token from before the restart still verifies (same signing key).

@@ -149,7 +149,7 @@ fn insert_new(c: &Ctx<'_>, inner: &mut Inner, props: Map<String, Value>) -> Valu
 
 /// `GET /applications`.
 pub fn list(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     let dir = &inner.dir;
     if let Err(r) = authz::require(c, dir, &READ_APPS, &[])
         .and_then(|()| check_filter(c, "application", APP_FILTERS))
@@ -167,7 +167,7 @@ pub fn list(c: &Ctx<'_>) -> Response {
 
 /// `POST /applications`.
 pub fn create(c: &Ctx<'_>) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     if let Err(r) = authz::require_create_app(c, &inner.dir) {
         return r;
     }
@@ -194,7 +194,7 @@ pub fn create(c: &Ctx<'_>) -> Response {
 
 /// `GET /applications/{id}` (also `(appId='…')`, `(uniqueName='…')`).
 pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     let dir = &inner.dir;
     if let Err(r) = authz::require(c, dir, &READ_APPS, &[]) {
         return r;
@@ -213,7 +213,7 @@ pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
 /// `PATCH /applications/{id}`, and the upsert `PATCH /applications(uniqueName='…')` with
 /// `Prefer: create-if-missing` (201 when created, 204 when updated).
 pub fn patch(c: &Ctx<'_>, key: &Key) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     let upsert_key = match key {
         Key::Alt(p, v) if p.eq_ignore_ascii_case("uniqueName") => Some(v.clone()),
         _ => None,
@@ -303,7 +303,7 @@ pub fn remove_sp(dir: &mut Directory, sp_id: &str) {
 
 /// `DELETE /applications/{id}`: the app and its local service principal go to the recycle bin.
 pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     let idx = match find(c, &inner.dir, key, false) {
         Ok(i) => i,
         Err(r) => return r,
@@ -348,7 +348,7 @@ fn parse_time(v: &Value) -> Option<time::OffsetDateTime> {
 
 /// `POST /applications/{id}/addPassword`.
 pub fn add_password(c: &Ctx<'_>, key: &Key) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     let idx = match find(c, &inner.dir, key, false) {
         Ok(i) => i,
         Err(r) => return r,
@@ -415,7 +415,7 @@ pub fn add_password(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `POST /applications/{id}/removePassword`.
 pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     let idx = match find(c, &inner.dir, key, false) {
         Ok(i) => i,
         Err(r) => return r,
@@ -452,7 +452,7 @@ pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `GET /directory/deletedItems/microsoft.graph.application` (or `.servicePrincipal`).
 pub fn list_deleted(c: &Ctx<'_>, cast: &str) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
         return r;
     }
@@ -469,7 +469,7 @@ pub fn list_deleted(c: &Ctx<'_>, cast: &str) -> Response {
 
 /// `GET /directory/deletedItems/{id}`.
 pub fn get_deleted(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
         return r;
     }
@@ -489,7 +489,7 @@ pub fn get_deleted(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `DELETE /directory/deletedItems/{id}`: permanent deletion.
 pub fn purge_deleted(c: &Ctx<'_>, key: &Key) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &[]) {
         return r;
     }

@@ -57,7 +57,7 @@ fn me_id(c: &Ctx<'_>) -> Result<String, Response> {
 
 /// `GET /me`.
 pub fn me(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     let id = match me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id)) {
         Ok(id) => id,
         Err(r) => return r,
@@ -70,7 +70,7 @@ pub fn me(c: &Ctx<'_>) -> Response {
 
 /// `GET /me/memberOf` and `/me/transitiveMemberOf`: the user's directory roles.
 pub fn me_member_of(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     let id = match me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id)) {
         Ok(id) => id,
         Err(r) => return r,
@@ -80,7 +80,7 @@ pub fn me_member_of(c: &Ctx<'_>) -> Response {
 
 /// `GET /users`.
 pub fn list_users(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_USERS, &[]).and_then(|()| {
         check_filter(
             c,
@@ -107,7 +107,7 @@ fn user_key<'a>(dir: &'a Directory, key: &Key) -> Option<&'a crate::model::User>
 
 /// `GET /users/{id | userPrincipalName}`.
 pub fn get_user(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     let own = matches!((&c.caller, key), (Caller::User { id, .. }, Key::Id(k)) if inner.dir.user(k).is_some_and(|u| &u.id == id));
     if let Err(r) = authz::require(c, &inner.dir, if own { &ME } else { &READ_USERS }, &[]) {
         return r;
@@ -122,7 +122,7 @@ pub fn get_user(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `GET /users/{id}/memberOf`.
 pub fn user_member_of(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_USERS, &[]) {
         return r;
     }
@@ -136,7 +136,7 @@ pub fn user_member_of(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `GET /organization`.
 pub fn organization(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_ORG, &[]) {
         return r;
     }
@@ -163,7 +163,7 @@ pub fn organization(c: &Ctx<'_>) -> Response {
 
 /// `GET /directoryRoles`: activated roles (those with members; Global Administrator always).
 pub fn list_directory_roles(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
         return r;
     }
@@ -184,7 +184,7 @@ pub fn list_directory_roles(c: &Ctx<'_>) -> Response {
 
 /// `GET /directoryRoles/{id}/members` (also `directoryRoles(roleTemplateId='…')/members`).
 pub fn directory_role_members(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
         return r;
     }
@@ -221,7 +221,7 @@ pub fn directory_role_members(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `GET /roleManagement/directory/roleDefinitions`.
 pub fn list_role_definitions(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
         check_filter(
             c,
@@ -240,7 +240,7 @@ pub fn list_role_definitions(c: &Ctx<'_>) -> Response {
 
 /// `GET /roleManagement/directory/roleDefinitions/{id}`.
 pub fn get_role_definition(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
         return r;
     }
@@ -263,7 +263,7 @@ pub fn get_role_definition(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `GET /roleManagement/directory/roleAssignments` (`$filter` on principalId, roleDefinitionId, …).
 pub fn list_role_assignments(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
         check_filter(
             c,
@@ -290,7 +290,7 @@ pub fn list_role_assignments(c: &Ctx<'_>) -> Response {
 
 /// `POST /roleManagement/directory/roleAssignments`.
 pub fn create_role_assignment(c: &Ctx<'_>) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &WRITE_ROLES, &[]) {
         return r;
     }
@@ -354,7 +354,7 @@ pub fn create_role_assignment(c: &Ctx<'_>) -> Response {
 
 /// `GET /roleManagement/directory/roleAssignments/{id}`.
 pub fn get_role_assignment(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
         return r;
     }
@@ -374,7 +374,7 @@ pub fn get_role_assignment(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `DELETE /roleManagement/directory/roleAssignments/{id}`.
 pub fn delete_role_assignment(c: &Ctx<'_>, key: &Key) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &WRITE_ROLES, &[]) {
         return r;
     }

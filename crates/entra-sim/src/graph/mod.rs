@@ -52,6 +52,8 @@ pub enum Key {
 pub struct Ctx<'a> {
     /// Emulator state.
     pub s: &'a Shared,
+    /// Tenant of the access token (`tid`): the directory this request reads and writes.
+    pub tid: String,
     /// Correlation ids for error bodies.
     pub ids: &'a ReqIds,
     /// The authenticated caller.
@@ -67,6 +69,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Locks the state with the caller's tenant selected.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, crate::state::Inner> {
+        self.s.lock_tenant(&self.tid)
+    }
+
     /// An OData error with this request's ids.
     pub fn err(&self, status: StatusCode, code: &str, message: &str) -> Response {
         odata_error(self.ids, status, code, message)
@@ -182,7 +189,11 @@ pub fn parse_path(path: &str) -> Vec<(String, Option<Key>)> {
     out
 }
 
-fn authenticate(s: &Shared, ids: &ReqIds, headers: &HeaderMap) -> Result<Caller, Response> {
+fn authenticate(
+    s: &Shared,
+    ids: &ReqIds,
+    headers: &HeaderMap,
+) -> Result<(Caller, String), Response> {
     let unauth = |msg: &str| {
         odata_error(
             ids,
@@ -214,8 +225,8 @@ fn authenticate(s: &Shared, ids: &ReqIds, headers: &HeaderMap) -> Result<Caller,
     if claims["exp"].as_i64().unwrap_or(0) <= unix_now() {
         return Err(unauth("Lifetime validation failed, the token is expired."));
     }
-    let tid = s.lock().dir.tenant.id.clone();
-    if claims["tid"].as_str() != Some(tid.as_str()) {
+    let tid = claims["tid"].as_str().unwrap_or_default().to_string();
+    if !s.lock().tenants().any(|d| d.tenant.id == tid) {
         return Err(unauth("Access token validation failure. Invalid issuer."));
     }
     let oid = claims["oid"].as_str().unwrap_or_default().to_string();
@@ -228,7 +239,7 @@ fn authenticate(s: &Shared, ids: &ReqIds, headers: &HeaderMap) -> Result<Caller,
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Caller::App { sp_id: oid, roles })
+        Ok((Caller::App { sp_id: oid, roles }, tid))
     } else {
         let scopes = claims["scp"]
             .as_str()
@@ -236,7 +247,7 @@ fn authenticate(s: &Shared, ids: &ReqIds, headers: &HeaderMap) -> Result<Caller,
             .split_whitespace()
             .map(str::to_string)
             .collect();
-        Ok(Caller::User { id: oid, scopes })
+        Ok((Caller::User { id: oid, scopes }, tid))
     }
 }
 
@@ -254,7 +265,7 @@ pub async fn dispatch(
         .strip_prefix("/v1.0/")
         .unwrap_or_default()
         .to_string();
-    let caller = match authenticate(&s, &ids, &headers) {
+    let (caller, tid) = match authenticate(&s, &ids, &headers) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -279,6 +290,7 @@ pub async fn dispatch(
     };
     let ctx = Ctx {
         s: &s,
+        tid,
         ids: &ids,
         caller,
         query,

@@ -57,7 +57,7 @@ fn sp_owners(dir: &Directory, sp: &ServicePrincipal) -> Vec<String> {
 
 /// `GET /servicePrincipals`.
 pub fn list(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     let dir = &inner.dir;
     if let Err(r) = authz::require(c, dir, &READ_APPS, &[])
         .and_then(|()| check_filter(c, "servicePrincipal", SP_FILTERS))
@@ -75,7 +75,7 @@ pub fn list(c: &Ctx<'_>) -> Response {
 
 /// `GET /servicePrincipals/{id}` or `(appId='…')`.
 pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
         return r;
     }
@@ -92,7 +92,7 @@ pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `POST /servicePrincipals` `{ "appId": … }`.
 pub fn create(c: &Ctx<'_>) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     let Some(app_id) = c
         .body
         .as_ref()
@@ -181,7 +181,7 @@ pub fn create(c: &Ctx<'_>) -> Response {
 
 /// `DELETE /servicePrincipals/{id}` or `(appId='…')`.
 pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     let idx = match find(c, &inner.dir, key) {
         Ok(i) => i,
         Err(r) => return r,
@@ -197,7 +197,7 @@ pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `GET /servicePrincipals/{id}/appRoleAssignedTo`: who holds this resource's app roles.
 pub fn list_assigned_to(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
         return r;
     }
@@ -222,7 +222,7 @@ pub fn list_assigned_to(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `GET /servicePrincipals/{id}/appRoleAssignments`: the app roles this SP holds.
 pub fn list_assignments(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
         return r;
     }
@@ -256,7 +256,7 @@ fn bad_reference(c: &Ctx<'_>) -> Response {
 /// `POST /servicePrincipals/{resource}/appRoleAssignedTo` (`via_resource`) or
 /// `POST /servicePrincipals/{principal}/appRoleAssignments`: admin consent to an app role.
 pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     let body = match c.body_object() {
         Ok(b) => b.clone(),
         Err(r) => return r,
@@ -361,7 +361,7 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
 
 /// `DELETE /servicePrincipals/{id}/appRoleAssignedTo/{assignment}` (or `/appRoleAssignments/{assignment}`).
 pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     let idx = match find(c, &inner.dir, key) {
         Ok(i) => i,
         Err(r) => return r,
@@ -397,7 +397,7 @@ pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) ->
 
 /// `GET /servicePrincipals/{id}/oauth2PermissionGrants`.
 pub fn list_grants_of(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_GRANTS, &[]) {
         return r;
     }
@@ -418,7 +418,7 @@ pub fn list_grants_of(c: &Ctx<'_>, key: &Key) -> Response {
 
 /// `GET /oauth2PermissionGrants`.
 pub fn list_grants(c: &Ctx<'_>) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_GRANTS, &[]).and_then(|()| {
         check_filter(
             c,
@@ -439,7 +439,7 @@ pub fn list_grants(c: &Ctx<'_>) -> Response {
 
 /// `POST /oauth2PermissionGrants`: delegated consent.
 pub fn create_grant(c: &Ctx<'_>) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &WRITE_GRANTS, &[]) {
         return r;
     }
@@ -508,7 +508,7 @@ pub fn create_grant(c: &Ctx<'_>) -> Response {
 
 /// `GET /oauth2PermissionGrants/{id}`.
 pub fn get_grant(c: &Ctx<'_>, id: &str) -> Response {
-    let inner = c.s.lock();
+    let inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &READ_GRANTS, &[]) {
         return r;
     }
@@ -525,7 +525,7 @@ pub fn get_grant(c: &Ctx<'_>, id: &str) -> Response {
 
 /// `PATCH /oauth2PermissionGrants/{id}` `{ "scope": … }`.
 pub fn patch_grant(c: &Ctx<'_>, id: &str) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &WRITE_GRANTS, &[]) {
         return r;
     }
@@ -556,7 +556,7 @@ pub fn patch_grant(c: &Ctx<'_>, id: &str) -> Response {
 
 /// `DELETE /oauth2PermissionGrants/{id}`.
 pub fn delete_grant(c: &Ctx<'_>, id: &str) -> Response {
-    let mut inner = c.s.lock();
+    let mut inner = c.lock();
     if let Err(r) = authz::require(c, &inner.dir, &WRITE_GRANTS, &[]) {
         return r;
     }

@@ -199,3 +199,14 @@ impl Env {
 pub fn claims(token: &str) -> Value {
     entra_sim::jwt::decode_claims_unverified(token).unwrap()
 }
+
+/// Checks an STS error body: `error`, `error_codes`, `AADSTSnnnn:` description and ids.
+pub fn assert_sts_error(body: &Value, error: &str, code: u64) {
+    assert_eq!(body["error"], error, "{body}");
+    assert_eq!(body["error_codes"][0], code, "{body}");
+    let desc = body["error_description"].as_str().unwrap();
+    assert!(desc.starts_with(&format!("AADSTS{code}:")), "{desc}");
+    assert!(body["trace_id"].as_str().is_some_and(|t| t.len() == 36));
+    assert!(body["correlation_id"].as_str().is_some());
+    assert!(body["timestamp"].as_str().is_some());
+}

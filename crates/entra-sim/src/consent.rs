@@ -120,13 +120,14 @@ impl Shared {
             .map(|c| c.display_name)
     }
 
-    /// Approves (or declines) the device request with this user code as `upn`.
+    /// Approves (or declines) the device request with this user code as `upn`; returns whether
+    /// it ended approved (the decline-all fault turns an approval into a decline).
     pub fn complete_device_login(
         &self,
         user_code: &str,
         upn: &str,
         approve: bool,
-    ) -> Result<(), SimError> {
+    ) -> Result<bool, SimError> {
         let mut inner = self.lock();
         let now = self.now_ms();
         let wanted = normalize_code(user_code);
@@ -162,11 +163,12 @@ impl Shared {
                 tenant_id: inner.dir.tenant.id.clone(),
             }
         };
+        let approved = status != DeviceStatus::Declined;
         if let Some(s) = inner.device_codes.get_mut(&key) {
             s.status = status;
         }
         self.persist(&inner);
-        Ok(())
+        Ok(approved)
     }
 
     /// Makes sure `user` (or an admin for everyone) has consented to `scopes` for the client,

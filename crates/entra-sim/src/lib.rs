@@ -328,12 +328,16 @@ impl Sim {
 
     /// Completes a pending device sign-in as `upn` (what the person does on the page).
     pub async fn complete_device_login(&self, user_code: &str, upn: &str) -> Result<(), SimError> {
-        self.shared.complete_device_login(user_code, upn, true)
+        self.shared
+            .complete_device_login(user_code, upn, true)
+            .map(|_| ())
     }
 
     /// Declines a pending device sign-in as `upn`.
     pub async fn decline_device_login(&self, user_code: &str, upn: &str) -> Result<(), SimError> {
-        self.shared.complete_device_login(user_code, upn, false)
+        self.shared
+            .complete_device_login(user_code, upn, false)
+            .map(|_| ())
     }
 
     /// Adds a member user holding the given directory roles (role template ids), for tests

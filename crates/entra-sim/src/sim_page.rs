@@ -83,8 +83,8 @@ fn complete(s: &Shared, form: &HashMap<String, String>) -> Result<(bool, String)
     let upn = form.get("upn").map(String::as_str).unwrap_or_default();
     let approve = form.get("action").map(String::as_str) != Some("decline");
     let app = s.client_name_for_code(code).unwrap_or_default();
-    s.complete_device_login(code, upn, approve)?;
-    Ok((approve, app))
+    let approved = s.complete_device_login(code, upn, approve)?;
+    Ok((approved, app))
 }
 
 /// `POST /devicelogin` from the page.

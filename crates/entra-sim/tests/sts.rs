@@ -222,6 +222,23 @@ async fn device_flow_declined_by_page_and_by_fault() {
         .unwrap();
     let (_, body) = env.poll(dc["device_code"].as_str().unwrap()).await;
     assert_eq!(body["error"], "authorization_declined");
+    // The control endpoint reports what really happened.
+    let dc = env.device_code(SCOPE).await;
+    let r: Value = env
+        .http
+        .post(env.url("/_sim/devicelogin"))
+        .form(&[
+            ("user_code", dc["user_code"].as_str().unwrap()),
+            ("upn", &env.upn("globaladmin")),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "declined");
+    assert_eq!(r["app"], "Sandbox1-sp2-token");
     env.sim.shutdown().await;
 }
 

@@ -156,6 +156,12 @@ pub async fn devicecode(
         TenantRef::Specific => Some(inner.dir.tenant.id.clone()),
         TenantRef::Multi(_) => None,
     };
+    if path_tenant.is_none()
+        && let Some(home) = p.get("client_id").and_then(|c| inner.tenant_of_app(c))
+    {
+        // A local public client asked through /organizations: look it up in its own tenant.
+        inner.select(&home);
+    }
     let Some(client_id) = p.get("client_id").filter(|c| !c.is_empty()) else {
         return missing_param(&ids, "client_id");
     };

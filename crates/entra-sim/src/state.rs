@@ -167,8 +167,8 @@ pub fn unix_now() -> i64 {
 /// `n` random bytes from the OS.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
-    // A failing OS RNG is unrecoverable for a token issuer; zeros would be worse than a panic
-    // only in production, and this is a test fixture, so fall back to a time-based fill.
+    // The OS RNG practically never fails; if it does, this test fixture keeps serving with
+    // clock-seeded bytes (unique enough for ids and codes) rather than panicking mid-request.
     if getrandom::fill(&mut b).is_err() {
         let seed = unix_now() as u64 ^ 0x9e37_79b9_7f4a_7c15;
         let mut r = FaultRng::new(Some(seed));

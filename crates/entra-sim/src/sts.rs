@@ -471,8 +471,8 @@ fn refresh_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gra
         .get(&sha256_hex(rt))
         .cloned()
         .ok_or_else(invalid)?;
-    // Refresh tokens are bound to the tenant that issued them (Entra rejects a token redeemed
-    // at another tenant's endpoint).
+    // A refresh token belongs to the tenant that issued it: its user and grants live there,
+    // whatever tenant segment the request used.
     if !inner.select(&session.tenant_id) {
         return Err(invalid());
     }

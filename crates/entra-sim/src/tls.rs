@@ -90,7 +90,8 @@ pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), SimE
 pub fn build(state_dir: Option<&Path>) -> Result<TlsMaterial, SimError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let (ca_pem, ca_key) = load_or_make_ca(state_dir)?;
-    // Re-creating the issuer from the same name and key signs leaves that chain to the saved CA.
+    // An issuer rebuilt from the same name and key signs leaf certificates that chain to the
+    // saved CA, so clients that trusted it before a restart still do.
     let issuer = Issuer::new(ca_params()?, ca_key);
 
     let mut leaf = CertificateParams::new(vec![

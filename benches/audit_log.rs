@@ -216,6 +216,7 @@ fn bench_proofs_and_verify(n: u64) {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let signer = NoteSigner::generate(ORIGIN).unwrap_or_else(|e| panic!("{e}"));
     let vkey = signer.verifier();
+    let key_text = signer.to_go_private_key();
     let mut cfg = LogConfig::new(tmp.path().join("log"), ORIGIN);
     cfg.max_batch = 8192;
     let log = AuditLog::open(cfg, signer).unwrap_or_else(|e| panic!("{e}"));
@@ -245,7 +246,8 @@ fn bench_proofs_and_verify(n: u64) {
         build.elapsed().as_secs_f64()
     );
 
-    // Inclusion proofs at the full size, random leaves.
+    // Inclusion proofs at the full size, random leaves, for several in-memory level cut-offs
+    // (the log is reopened for each; a proof reads one sled entry per level below the cut-off).
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut rand = move || {
         x ^= x << 13;
@@ -254,19 +256,33 @@ fn bench_proofs_and_verify(n: u64) {
         x
     };
     let samples = 200_000;
-    let mut lat = Vec::with_capacity(samples);
-    let mut total_len = 0usize;
-    for _ in 0..samples {
-        let seq = rand() % size;
-        let s = Instant::now();
-        let p = log
-            .inclusion_proof(seq, size)
-            .unwrap_or_else(|e| panic!("{e}"));
-        lat.push(s.elapsed());
-        total_len += p.len();
+    let log_dir = tmp.path().join("log");
+    log.close();
+    let mut rows = Vec::new();
+    for from in [0u8, 1, 2, 3] {
+        let mut cfg = LogConfig::new(&log_dir, ORIGIN);
+        cfg.memory_from_level = from;
+        let log = AuditLog::open(
+            cfg,
+            NoteSigner::from_go_private_key(&key_text).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut lat = Vec::with_capacity(samples);
+        let mut total_len = 0usize;
+        for _ in 0..samples {
+            let seq = rand() % size;
+            let s = Instant::now();
+            let p = log
+                .inclusion_proof(seq, size)
+                .unwrap_or_else(|e| panic!("{e}"));
+            lat.push(s.elapsed());
+            total_len += p.len();
+        }
+        lat.sort_unstable();
+        rows.push((from, lat, total_len));
+        log.close();
     }
-    lat.sort_unstable();
-    // Baseline: one raw sled point read of a 32-byte value, same process, same cache.
+    // Baseline: one raw sled point read of a 32-byte value, same process.
     let db = sled::Config::new()
         .path(tmp.path().join("raw"))
         .open()
@@ -284,24 +300,35 @@ fn bench_proofs_and_verify(n: u64) {
     }
     raw.sort_unstable();
     println!("## Inclusion proof at {size} entries ({samples} random leaves, in process)");
-    println!("| run | p50 | p99 |");
-    println!("|---|---|---|");
+    println!("| run | memory for upper levels | p50 | p99 |");
+    println!("|---|---|---|---|");
+    for (from, lat, total_len) in &rows {
+        let mb = (size as f64 * 32.0 * 2f64.powi(1 - i32::from(*from))) / 1e6;
+        println!(
+            "| inclusion proof (avg {:.1} hashes), levels >= {from} in memory{} | {mb:.0} MB | {:.2} µs | {:.2} µs |",
+            *total_len as f64 / samples as f64,
+            if *from == 0 { " (default)" } else { "" },
+            percentile(lat, 0.5).as_secs_f64() * 1e6,
+            percentile(lat, 0.99).as_secs_f64() * 1e6
+        );
+    }
     println!(
-        "| inclusion proof (avg {:.1} hashes) | {:.2} µs | {:.2} µs |",
-        total_len as f64 / samples as f64,
-        percentile(&lat, 0.5).as_secs_f64() * 1e6,
-        percentile(&lat, 0.99).as_secs_f64() * 1e6
-    );
-    println!(
-        "| baseline: one raw sled get | {:.2} µs | {:.2} µs |",
+        "| baseline: one raw sled get | - | {:.2} µs | {:.2} µs |",
         percentile(&raw, 0.5).as_secs_f64() * 1e6,
         percentile(&raw, 0.99).as_secs_f64() * 1e6
     );
-    println!(
-        "ratio proof p50 / sled get p50: {:.1}",
-        percentile(&lat, 0.5).as_secs_f64() / percentile(&raw, 0.5).as_secs_f64()
-    );
+    for (from, lat, _) in &rows {
+        println!(
+            "ratio proof p50 (levels >= {from} in memory) / sled get p50: {:.1}",
+            percentile(lat, 0.5).as_secs_f64() / percentile(&raw, 0.5).as_secs_f64()
+        );
+    }
     println!();
+    let log = AuditLog::open(
+        LogConfig::new(&log_dir, ORIGIN),
+        NoteSigner::from_go_private_key(&key_text).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 
     // Export, then verify it; baseline = SHA-256 of the same entry bytes held in memory.
     let export = tmp.path().join("export");

@@ -40,6 +40,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/{tenant}/oauth2/v2.0/token", post(crate::sts::token))
         .route(
+            "/{tenant}/adminconsent",
+            get(crate::admin_consent::page).post(crate::admin_consent::submit),
+        )
+        .route(
             "/devicelogin",
             get(crate::sim_page::page).post(crate::sim_page::page_submit),
         )

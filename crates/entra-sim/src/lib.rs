@@ -28,6 +28,10 @@
 //! - `GET /_sim/tenants`: every tenant; `POST /_sim/tenants` form `domain` seeds another one.
 //! - `GET /devicelogin`: the human sign-in page that `verification_uri` points at.
 //!
+//! Besides the device code, refresh and client-credentials grants, `GET /{tenant}/adminconsent`
+//! (client_id, state, redirect_uri) serves Entra's admin-consent page and redirects back with
+//! `admin_consent=True` or `error=permission_denied`.
+//!
 //! With a state directory the emulator writes `ca.pem`, `ca-key.pem`, `token-signing-key.der`
 //! and `directory.json` there, and a restart reuses them.
 
@@ -35,6 +39,7 @@
 // exit of a request and only built on the (cold) error path, so boxing it buys nothing.
 #![allow(clippy::result_large_err)]
 
+mod admin_consent;
 mod client_credentials;
 mod consent;
 mod faults;

@@ -14,7 +14,8 @@ use crate::SimError;
 use crate::faults::Faults;
 use crate::state::Shared;
 
-fn escape(s: &str) -> String {
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -463,6 +463,12 @@ impl AuditLog {
     /// A C2SP tlog-proof for entry `seq` against the latest checkpoint.
     pub fn tlog_proof(&self, seq: u64) -> Result<TlogProof, AuditError> {
         let cp = self.checkpoint();
+        if seq >= cp.checkpoint.size {
+            return Err(AuditError::OutOfRange(format!(
+                "entry {seq} does not exist (the log has {} entries)",
+                cp.checkpoint.size
+            )));
+        }
         let proof = self.inclusion_proof(seq, cp.checkpoint.size)?;
         Ok(TlogProof {
             extra: None,

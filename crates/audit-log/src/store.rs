@@ -209,9 +209,8 @@ impl Store {
         while let Some((s, note)) = next_cp.next_if(|(s, _)| *s == 0) {
             self.check_checkpoint(*s, note, verifiers, origin, size, Some(frontier.root()))?;
         }
-        let mut expected = 0u64;
         let all = self.tree.range(keys::entry(0)..=keys::entry(u64::MAX));
-        for item in all {
+        for (expected, item) in (0u64..).zip(all) {
             let (k, raw) = item?;
             let seq = keys::seq_of(&k).ok_or_else(|| integrity("entry key", "too short"))?;
             if seq != expected {
@@ -243,7 +242,6 @@ impl Store {
                 };
                 return Err(integrity(location, format!("stored hash {what}")));
             }
-            expected += 1;
             while let Some((s, note)) = next_cp.next_if(|(s, _)| *s == frontier.size()) {
                 self.check_checkpoint(*s, note, verifiers, origin, size, Some(frontier.root()))?;
             }

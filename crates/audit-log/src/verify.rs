@@ -193,12 +193,25 @@ fn check_entry(seq: u64, bytes: &[u8], b: &mut Bundle) -> bool {
     true
 }
 
+/// One hash tile being compared.
+#[derive(Clone)]
+struct LoadedTile {
+    /// Tile index at its level.
+    n: u64,
+    /// Hashes in it.
+    width: u64,
+    /// Its bytes, `None` when it could not be read (already reported).
+    data: Option<Vec<u8>>,
+    /// Every hash compared so far matched.
+    ok: bool,
+}
+
 /// Lazily loaded hash tiles, one per tile level, checked against recomputed nodes.
 struct TileChecker<'a> {
     dir: &'a Path,
     size: u64,
     /// Per tile level: (tile index, width, bytes or None when unreadable, all matched so far).
-    current: Vec<Option<(u64, u64, Option<Vec<u8>>, bool)>>,
+    current: Vec<Option<LoadedTile>>,
     valid: u64,
     problems: Vec<String>,
 }
@@ -210,7 +223,12 @@ impl TileChecker<'_> {
     }
 
     fn finish_tile(&mut self, level: usize) {
-        if let Some(Some((_, _, Some(_), true))) = self.current.get(level) {
+        if let Some(Some(LoadedTile {
+            data: Some(_),
+            ok: true,
+            ..
+        })) = self.current.get(level)
+        {
             self.valid += 1;
         }
     }
@@ -224,7 +242,7 @@ impl TileChecker<'_> {
         if self.current.len() <= l {
             self.current.resize(l + 1, None);
         }
-        if self.current[l].as_ref().map(|c| c.0) != Some(n) {
+        if self.current[l].as_ref().map(|c| c.n) != Some(n) {
             self.finish_tile(l);
             let width = self.width_of(level, n);
             let rel = tile_path(Some(level), n, width);
@@ -243,9 +261,20 @@ impl TileChecker<'_> {
                     None
                 }
             };
-            self.current[l] = Some((n, width, data, true));
+            self.current[l] = Some(LoadedTile {
+                n,
+                width,
+                data,
+                ok: true,
+            });
         }
-        let Some((n, width, Some(data), ok)) = &mut self.current[l] else {
+        let Some(LoadedTile {
+            n,
+            width,
+            data: Some(data),
+            ok,
+        }) = &mut self.current[l]
+        else {
             return false;
         };
         if data[pos * 32..pos * 32 + 32] == hash[..] {
@@ -402,8 +431,10 @@ pub fn verify_export(
                 if b.good[i] && leaf_ok {
                     report.entries_valid += 1;
                 }
-                if let Some(s) = &since_cp {
-                    if s.size == frontier.size() {
+                if let Some(s) = &since_cp
+                    && s.size == frontier.size()
+                {
+                    {
                         let ok = frontier.root() == s.root;
                         if !ok {
                             report.problems.push(format!(

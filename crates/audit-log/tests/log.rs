@@ -125,12 +125,12 @@ async fn key_rotation_keeps_old_checkpoints_verifiable() {
     let e: serde_json::Value = serde_json::from_slice(&log.entry(rot.seq).unwrap()).unwrap();
     assert_eq!(e["action"], "signing_key.rotate");
     assert_eq!(e["changes"][0]["new"], new_v.to_string());
-    SignedCheckpoint::open(&rot.checkpoint.note, &[old_v.clone()]).unwrap();
-    SignedCheckpoint::open(&rot.checkpoint.note, &[new_v.clone()]).unwrap();
+    SignedCheckpoint::open(&rot.checkpoint.note, std::slice::from_ref(&old_v)).unwrap();
+    SignedCheckpoint::open(&rot.checkpoint.note, std::slice::from_ref(&new_v)).unwrap();
     let after = log.append(&fields(99)).await.unwrap();
-    assert!(SignedCheckpoint::open(&after.checkpoint.note, &[old_v.clone()]).is_err());
-    SignedCheckpoint::open(&after.checkpoint.note, &[new_v.clone()]).unwrap();
-    SignedCheckpoint::open(&before.note, &[old_v.clone()]).unwrap();
+    assert!(SignedCheckpoint::open(&after.checkpoint.note, std::slice::from_ref(&old_v)).is_err());
+    SignedCheckpoint::open(&after.checkpoint.note, std::slice::from_ref(&new_v)).unwrap();
+    SignedCheckpoint::open(&before.note, std::slice::from_ref(&old_v)).unwrap();
     assert_eq!(log.verifiers(), vec![old_v.clone(), new_v.clone()]);
     log.close();
 

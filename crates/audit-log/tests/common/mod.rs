@@ -21,8 +21,8 @@ pub fn open(dir: &Path) -> Result<AuditLog, audit_log::AuditError> {
 pub fn fields(i: u64) -> Map<String, Value> {
     let v = json!({
         "actor": "spiffe://platform.example/portal",
-        "action": if i % 3 == 0 { "app_registration.create" } else { "service_principal.create" },
-        "phase": if i % 2 == 0 { "intent" } else { "succeeded" },
+        "action": if i.is_multiple_of(3) { "app_registration.create" } else { "service_principal.create" },
+        "phase": if i.is_multiple_of(2) { "intent" } else { "succeeded" },
         "tenant_id": "8f2c1f3e-7f7d-4c1e-9a53-2d3c4b5a6e7f",
         "onboarding_id": format!("onb-{i:08}"),
         "target": {"type": "application", "id": format!("app-{i}"), "display_name": "Sandbox1-sp2"},

@@ -375,6 +375,12 @@ pub struct Directory {
     pub role_assignments: Vec<RoleAssignment>,
     /// Deleted applications and SPs (the 30-day recycle bin), as Graph JSON with deletedDateTime.
     pub deleted_items: Vec<Value>,
+    /// The deleted applications themselves (with secret hashes), so a restore brings them back whole.
+    #[serde(default)]
+    pub deleted_applications: Vec<Application>,
+    /// The deleted service principals themselves, for restore.
+    #[serde(default)]
+    pub deleted_service_principals: Vec<ServicePrincipal>,
 }
 
 impl Directory {

@@ -397,6 +397,8 @@ pub fn seed_directory(domain: &str, created: &str) -> Directory {
         oauth2_permission_grants: vec![],
         role_assignments,
         deleted_items: vec![],
+        deleted_applications: vec![],
+        deleted_service_principals: vec![],
     }
 }
 

@@ -7,6 +7,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::authz::{self, READ_APPS, WRITE_APPS};
 use super::odata::{check_filter, collection, entity};
+use super::recycle::{recycle, remove_sp};
 use super::{Ctx, Key};
 use crate::http::{graph_json, no_content};
 use crate::model::{Application, Directory, Password, application_defaults};
@@ -281,26 +282,6 @@ pub fn patch(c: &Ctx<'_>, key: &Key) -> Response {
     no_content()
 }
 
-/// Moves an object's JSON to the recycle bin.
-fn recycle(dir: &mut Directory, mut json: Value, odata_type: &str) {
-    json["deletedDateTime"] = json!(now_rfc3339());
-    json["@odata.type"] = json!(odata_type);
-    dir.deleted_items.push(json);
-}
-
-/// Removes a service principal and everything that references it.
-pub fn remove_sp(dir: &mut Directory, sp_id: &str) {
-    if let Some(pos) = dir.service_principals.iter().position(|s| s.id == sp_id) {
-        let sp = dir.service_principals.remove(pos);
-        recycle(dir, sp.to_json(), "#microsoft.graph.servicePrincipal");
-    }
-    dir.app_role_assignments
-        .retain(|a| a.principal_id != sp_id && a.resource_id != sp_id);
-    dir.oauth2_permission_grants
-        .retain(|g| g.client_id != sp_id && g.resource_id != sp_id);
-    dir.role_assignments.retain(|r| r.principal_id != sp_id);
-}
-
 /// `DELETE /applications/{id}`: the app and its local service principal go to the recycle bin.
 pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
     let mut inner = c.lock();
@@ -325,6 +306,7 @@ pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
     }
     let json = app.to_json(&dir.tenant.domain);
     recycle(dir, json, "#microsoft.graph.application");
+    dir.deleted_applications.push(app);
     c.s.persist(&inner);
     no_content()
 }
@@ -445,61 +427,6 @@ pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Response {
             "Request_BadRequest",
             &format!("No password credential found with keyId '{key_id}'."),
         );
-    }
-    c.s.persist(&inner);
-    no_content()
-}
-
-/// `GET /directory/deletedItems/microsoft.graph.application` (or `.servicePrincipal`).
-pub fn list_deleted(c: &Ctx<'_>, cast: &str) -> Response {
-    let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
-        return r;
-    }
-    let ty = format!("#{cast}");
-    let items = inner
-        .dir
-        .deleted_items
-        .iter()
-        .filter(|d| d["@odata.type"] == ty.as_str())
-        .cloned()
-        .collect();
-    collection(c, &format!("directory/deletedItems/{cast}"), items)
-}
-
-/// `GET /directory/deletedItems/{id}`.
-pub fn get_deleted(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
-        return r;
-    }
-    let Key::Id(id) = key else {
-        return c.not_found("");
-    };
-    match inner
-        .dir
-        .deleted_items
-        .iter()
-        .find(|d| d["id"] == id.as_str())
-    {
-        Some(d) => entity(c, "directory/deletedItems", StatusCode::OK, d.clone()),
-        None => c.not_found(id),
-    }
-}
-
-/// `DELETE /directory/deletedItems/{id}`: permanent deletion.
-pub fn purge_deleted(c: &Ctx<'_>, key: &Key) -> Response {
-    let mut inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &[]) {
-        return r;
-    }
-    let Key::Id(id) = key else {
-        return c.not_found("");
-    };
-    let before = inner.dir.deleted_items.len();
-    inner.dir.deleted_items.retain(|d| d["id"] != id.as_str());
-    if inner.dir.deleted_items.len() == before {
-        return c.not_found(id);
     }
     c.s.persist(&inner);
     no_content()

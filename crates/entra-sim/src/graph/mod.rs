@@ -4,6 +4,7 @@ mod apps;
 mod authz;
 mod directory;
 mod odata;
+mod recycle;
 mod sps;
 
 use std::sync::Arc;
@@ -367,10 +368,15 @@ fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Response {
         [("directory", None), ("deletedItems", None), (cast, None)]
             if get && cast.starts_with("microsoft.graph.") =>
         {
-            apps::list_deleted(c, cast)
+            recycle::list_deleted(c, cast)
         }
-        [("directory", None), ("deletedItems", Some(k))] if get => apps::get_deleted(c, k),
-        [("directory", None), ("deletedItems", Some(k))] if delete => apps::purge_deleted(c, k),
+        [("directory", None), ("deletedItems", Some(k))] if get => recycle::get_deleted(c, k),
+        [("directory", None), ("deletedItems", Some(k))] if delete => recycle::purge_deleted(c, k),
+        [
+            ("directory", None),
+            ("deletedItems", Some(k)),
+            ("restore", None),
+        ] if post => recycle::restore(c, k),
         [("servicePrincipals", None)] if get => sps::list(c),
         [("servicePrincipals", None)] if post => sps::create(c),
         [("servicePrincipals", Some(k))] if get => sps::get(c, k),

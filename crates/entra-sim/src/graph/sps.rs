@@ -190,7 +190,7 @@ pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
     if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &sp_owners(&inner.dir, &sp)) {
         return r;
     }
-    super::apps::remove_sp(&mut inner.dir, &sp.id);
+    super::recycle::remove_sp(&mut inner.dir, &sp.id);
     c.s.persist(&inner);
     no_content()
 }

@@ -47,23 +47,13 @@ fn proof(v: &Value) -> Option<Vec<Hash>> {
     }
 }
 
-#[test]
-fn inclusion_vectors() {
-    let all = cases("inclusion");
-    assert!(all.len() > 60, "only {} inclusion cases found", all.len());
+/// Runs `check` on every case of `kind` and compares its verdict with `wantErr`.
+fn run_all(kind: &str, check: impl Fn(&Value) -> Result<(), String>) {
+    let all = cases(kind);
+    assert!(all.len() > 60, "only {} {kind} cases found", all.len());
     for (path, c) in &all {
         let want_err = c["wantErr"].as_bool().unwrap();
-        let result = match (hash(&c["leafHash"]), hash(&c["root"]), proof(&c["proof"])) {
-            (Some(leaf), Some(root), Some(p)) => verify_inclusion(
-                c["leafIdx"].as_u64().unwrap(),
-                c["treeSize"].as_u64().unwrap(),
-                &leaf,
-                &p,
-                &root,
-            )
-            .map_err(|e| e.to_string()),
-            _ => Err("a hash is not 32 bytes".to_owned()),
-        };
+        let result = check(c);
         assert_eq!(
             result.is_err(),
             want_err,
@@ -75,30 +65,35 @@ fn inclusion_vectors() {
 }
 
 #[test]
-fn consistency_vectors() {
-    let all = cases("consistency");
-    assert!(all.len() > 60, "only {} consistency cases found", all.len());
-    for (path, c) in &all {
-        let want_err = c["wantErr"].as_bool().unwrap();
-        let result = match proof(&c["proof"]) {
-            Some(p) => verify_consistency(
-                c["size1"].as_u64().unwrap(),
-                c["size2"].as_u64().unwrap(),
-                &bytes(&c["root1"]),
-                &bytes(&c["root2"]),
+fn inclusion_vectors() {
+    run_all("inclusion", |c| {
+        match (hash(&c["leafHash"]), hash(&c["root"]), proof(&c["proof"])) {
+            (Some(leaf), Some(root), Some(p)) => verify_inclusion(
+                c["leafIdx"].as_u64().unwrap(),
+                c["treeSize"].as_u64().unwrap(),
+                &leaf,
                 &p,
+                &root,
             )
             .map_err(|e| e.to_string()),
-            None => Err("a proof hash is not 32 bytes".to_owned()),
-        };
-        assert_eq!(
-            result.is_err(),
-            want_err,
-            "{}: {} → {result:?}",
-            path.display(),
-            c["desc"]
-        );
-    }
+            _ => Err("a hash is not 32 bytes".to_owned()),
+        }
+    });
+}
+
+#[test]
+fn consistency_vectors() {
+    run_all("consistency", |c| match proof(&c["proof"]) {
+        Some(p) => verify_consistency(
+            c["size1"].as_u64().unwrap(),
+            c["size2"].as_u64().unwrap(),
+            &bytes(&c["root1"]),
+            &bytes(&c["root2"]),
+            &p,
+        )
+        .map_err(|e| e.to_string()),
+        None => Err("a proof hash is not 32 bytes".to_owned()),
+    });
 }
 
 #[test]

@@ -1,0 +1,116 @@
+//! The crate's one error type. Messages never carry a secret or a token: Entra errors only hold
+//! codes, messages and request ids, and our own messages name ids and rules.
+
+use crate::names::NameRule;
+
+/// Everything provisioning can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The app-registration name breaks a rule (gRPC: INVALID_ARGUMENT, or ALREADY_EXISTS for
+    /// [`NameRule::NotUnique`]).
+    #[error("app registration name {name:?} {rule}")]
+    InvalidName {
+        /// The name as entered.
+        name: String,
+        /// The rule it breaks.
+        rule: NameRule,
+    },
+    /// The name is already used by another live onboarding of the same service.
+    #[error("app registration name {name:?} is already used by onboarding {existing}")]
+    NameTaken {
+        /// The name as entered.
+        name: String,
+        /// The onboarding that holds it.
+        existing: String,
+    },
+    /// The signed-in account is not the one the admin entered.
+    #[error("signed in as {signed_in:?}, but the UPN entered was {expected:?}")]
+    WrongUser {
+        /// UPN typed in the wizard.
+        expected: String,
+        /// UPN Graph reports for the token.
+        signed_in: String,
+    },
+    /// The signed-in admin lacks directory roles the requested work needs (gRPC:
+    /// PERMISSION_DENIED / FAILED_PRECONDITION with the list).
+    #[error("the signed-in admin lacks rights: {}", missing.join("; "))]
+    MissingRights {
+        /// One line per missing capability, naming the roles that would grant it.
+        missing: Vec<String>,
+    },
+    /// The profile file or a profile lookup is wrong.
+    #[error("profile: {0}")]
+    Profile(String),
+    /// A permission of the profile is not offered by the resource in this tenant.
+    #[error("{resource} offers no application permission {permission:?}")]
+    UnknownPermission {
+        /// Resource display name or app id.
+        resource: String,
+        /// Permission value, e.g. `User.Read.All`.
+        permission: String,
+    },
+    /// No onboarding with that id.
+    #[error("no onboarding {0}")]
+    NotFound(String),
+    /// The onboarding exists in a state that does not allow the request.
+    #[error("onboarding {id} is {state}; {what}")]
+    InvalidState {
+        /// Onboarding id.
+        id: String,
+        /// Its state.
+        state: String,
+        /// What was refused.
+        what: String,
+    },
+    /// Writing the audit log failed: the change was not made (fail closed).
+    #[error("audit log write failed, no change made: {0}")]
+    Audit(#[from] audit_log::AuditError),
+    /// Microsoft identity platform or Graph refused or failed.
+    #[error("{step}: {source}")]
+    Entra {
+        /// The workflow step that called Entra.
+        step: String,
+        /// The client error (with Graph request id).
+        #[source]
+        source: entra_client::EntraError,
+    },
+    /// The workflow store (sled) failed.
+    #[error("workflow store: {0}")]
+    Store(String),
+    /// Sealing or opening a stored secret failed (wrong key or tampered record).
+    #[error("sealed secret: {0}")]
+    Crypto(String),
+    /// A test hook stopped the run (simulated crash or failure).
+    #[error("stopped by hook after step {0}")]
+    Halted(String),
+    /// The onboarding was cancelled while running.
+    #[error("onboarding {0} was cancelled")]
+    Cancelled(String),
+}
+
+impl ProvisionError {
+    /// Wraps an Entra error with the step it happened in.
+    pub fn entra(step: impl Into<String>, source: entra_client::EntraError) -> Self {
+        ProvisionError::Entra {
+            step: step.into(),
+            source,
+        }
+    }
+
+    /// True when Entra refused for lack of rights (403), so callers can say PERMISSION_DENIED.
+    pub fn is_authorization_denied(&self) -> bool {
+        matches!(self, ProvisionError::Entra { source, .. } if source.is_authorization_denied())
+    }
+}
+
+impl From<sled::Error> for ProvisionError {
+    fn from(e: sled::Error) -> Self {
+        ProvisionError::Store(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for ProvisionError {
+    fn from(e: serde_json::Error) -> Self {
+        ProvisionError::Store(format!("record encoding: {e}"))
+    }
+}

@@ -21,6 +21,7 @@ mod store;
 pub mod tiles;
 mod upper;
 pub mod verify;
+mod writer;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint};
 pub use entry::{MAX_ENTRY_BYTES, PreparedEntry, SCHEMA_VERSION, format_time};

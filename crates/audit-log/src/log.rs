@@ -10,19 +10,18 @@
 //! roots for one size, and each checkpoint extends the last.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
+use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
-use crate::entry::{PreparedEntry, format_time};
+use crate::entry::PreparedEntry;
 use crate::error::AuditError;
-use crate::hash::{Hash, leaf_hash};
+use crate::hash::Hash;
 use crate::head_file;
 use crate::keys;
 use crate::merkle::{self, Frontier};
@@ -30,11 +29,7 @@ use crate::note::{NoteSigner, NoteVerifier};
 use crate::proof_file::TlogProof;
 use crate::store::{StartupCheck, Store};
 use crate::upper::{UpperNodes, View};
-
-/// How long the writer waits for more work before storing the last signed note on its own.
-const IDLE_PERSIST: Duration = Duration::from_millis(20);
-/// Under sustained load, how often the head file is refreshed.
-const HEAD_FILE_INTERVAL: Duration = Duration::from_secs(1);
+use crate::writer::{Request, WriterLoop};
 
 /// How to open a log.
 #[derive(Debug, Clone)]
@@ -79,32 +74,20 @@ pub struct Appended {
     pub checkpoint: Arc<SignedCheckpoint>,
 }
 
-enum Request {
-    Append {
-        entry: PreparedEntry,
-        reply: oneshot::Sender<Result<Appended, AuditError>>,
-    },
-    Rotate {
-        new: Box<NoteSigner>,
-        actor: String,
-        reply: oneshot::Sender<Result<Appended, AuditError>>,
-    },
-}
-
 /// State shared by the writer and the readers.
-struct Shared {
+pub(crate) struct Shared {
     /// The storage.
-    store: Store,
+    pub(crate) store: Store,
     /// The origin every checkpoint carries.
-    origin: String,
+    pub(crate) origin: String,
     /// The latest published checkpoint; readers serve nothing beyond its size.
-    head: RwLock<Arc<SignedCheckpoint>>,
+    pub(crate) head: RwLock<Arc<SignedCheckpoint>>,
     /// Every verifier key the log has used, oldest first.
-    verifiers: RwLock<Vec<NoteVerifier>>,
+    pub(crate) verifiers: RwLock<Vec<NoteVerifier>>,
     /// Upper tree levels, extended by the writer before it publishes a new head.
-    upper: RwLock<UpperNodes>,
+    pub(crate) upper: RwLock<UpperNodes>,
     /// Followers learn of each new checkpoint here.
-    watch: watch::Sender<Arc<SignedCheckpoint>>,
+    pub(crate) watch: watch::Sender<Arc<SignedCheckpoint>>,
 }
 
 /// The writer thread and the channel to it; dropping it stops the writer after it drains.
@@ -525,255 +508,4 @@ fn check_head_file(
         ));
     }
     Ok(())
-}
-
-/// The writer thread's state.
-struct WriterLoop {
-    /// Where results are published.
-    shared: Arc<Shared>,
-    /// Incoming requests.
-    rx: mpsc::Receiver<Request>,
-    /// The tree's right edge, always equal to what is durable in sled.
-    frontier: Frontier,
-    /// The current signing key.
-    signer: NoteSigner,
-    /// Group-commit bound.
-    max_batch: usize,
-    /// Nodes at this level and above also go to `Shared::upper`.
-    memory_from_level: u8,
-    /// The last signed checkpoint, not yet stored.
-    pending: Option<Arc<SignedCheckpoint>>,
-    /// Set by a failed write: the frontier may be ahead of storage, so nothing more is written.
-    failed: Option<String>,
-    /// The data directory, for the head file.
-    dir: PathBuf,
-    /// When the head file was last written; it is refreshed at most once a second under load.
-    head_written: Instant,
-}
-
-impl WriterLoop {
-    fn run(mut self) {
-        loop {
-            let first = if self.pending.is_some() {
-                match self.rx.recv_timeout(IDLE_PERSIST) {
-                    Ok(r) => r,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.store_pending();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match self.rx.recv() {
-                    Ok(r) => r,
-                    Err(_) => break,
-                }
-            };
-            let mut appends = Vec::new();
-            let mut next = Some(first);
-            while let Some(req) = next.take() {
-                match req {
-                    Request::Append { entry, reply } => appends.push((entry, reply)),
-                    Request::Rotate { new, actor, reply } => {
-                        // A rotation is its own commit, after whatever was queued before it.
-                        self.commit(std::mem::take(&mut appends), None);
-                        self.rotate(*new, &actor, reply);
-                    }
-                }
-                if appends.len() < self.max_batch {
-                    next = self.rx.try_recv().ok();
-                }
-            }
-            self.commit(appends, None);
-        }
-        self.store_pending();
-    }
-
-    fn store_pending(&mut self) {
-        let Some(cp) = self.pending.take() else {
-            return;
-        };
-        if self.failed.is_some() {
-            return;
-        }
-        let key = keys::checkpoint(cp.checkpoint.size);
-        let r = self
-            .shared
-            .store
-            .tree
-            .insert(key, cp.note.as_bytes())
-            .and_then(|_| self.shared.store.db.flush());
-        if let Err(e) = r {
-            // Not fatal for what was acknowledged: the next start re-signs the same size.
-            tracing::error!(error = %e, size = cp.checkpoint.size, "failed to store signed checkpoint");
-            self.failed = Some(e.to_string());
-            return;
-        }
-        self.write_head(&cp);
-    }
-
-    fn write_head(&mut self, cp: &SignedCheckpoint) {
-        self.head_written = Instant::now();
-        if let Err(e) = head_file::write(&self.dir, &cp.note) {
-            // The entries are durable in sled; only the outside witness is stale.
-            tracing::error!(error = %e, size = cp.checkpoint.size, "failed to write the audit head file");
-        }
-    }
-
-    /// Writes `appends` (plus the pending note, plus `extra_meta`) in one batch, fsyncs, signs
-    /// and answers. Returns the new checkpoint when something was written.
-    fn commit(
-        &mut self,
-        appends: Vec<(PreparedEntry, oneshot::Sender<Result<Appended, AuditError>>)>,
-        rotation: Option<(&NoteSigner, Vec<u8>)>,
-    ) -> Option<Arc<SignedCheckpoint>> {
-        if appends.is_empty() {
-            return None;
-        }
-        if let Some(why) = &self.failed {
-            for (_, reply) in appends {
-                let _ = reply.send(Err(AuditError::Poisoned(why.clone())));
-            }
-            return None;
-        }
-        // One time per batch: the entries became durable together.
-        let now = format_time(OffsetDateTime::now_utc());
-        let mut batch = sled::Batch::default();
-        let mut replies = Vec::with_capacity(appends.len());
-        let mut upper = Vec::new();
-        for (entry, reply) in appends {
-            let seq = self.frontier.size();
-            // Leaf `seq` completes `1 + trailing_ones(seq)` nodes; they go in front of the entry
-            // bytes in one buffer (see `keys`), filled in place.
-            let count = 1 + seq.trailing_ones() as usize;
-            let hashes_end = 1 + 32 * count;
-            let mut value = Vec::with_capacity(hashes_end + entry.encoded_len_max());
-            value.push(count as u8);
-            value.resize(hashes_end, 0);
-            entry.encode_into(seq, &now, &mut value);
-            let leaf = leaf_hash(&value[hashes_end..]);
-            let mut k = 0usize;
-            self.frontier.push(leaf, |level, index, hash| {
-                if let Some(slot) = value.get_mut(1 + 32 * k..1 + 32 * k + 32) {
-                    slot.copy_from_slice(hash);
-                }
-                k += 1;
-                if level >= self.memory_from_level {
-                    upper.push((level, index, *hash));
-                }
-            });
-            debug_assert_eq!(k, count);
-            batch.insert(&keys::entry(seq)[..], value);
-            replies.push((seq, reply));
-        }
-        if let Some(cp) = self.pending.take() {
-            batch.insert(
-                &keys::checkpoint(cp.checkpoint.size)[..],
-                cp.note.as_bytes(),
-            );
-        }
-        if let Some((_, verifiers)) = &rotation {
-            batch.insert(keys::META_VERIFIERS, verifiers.as_slice());
-        }
-        let store = &self.shared.store;
-        if let Err(e) = store.tree.apply_batch(batch).and_then(|_| store.db.flush()) {
-            tracing::error!(error = %e, "audit log write failed; refusing further appends");
-            self.failed = Some(e.to_string());
-            for (_, reply) in replies {
-                let _ = reply.send(Err(AuditError::Poisoned(e.to_string())));
-            }
-            return None;
-        }
-        // Durable. Readers may now use the new nodes; only now is the new root signed.
-        {
-            let mut u = match self.shared.upper.write() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            for (level, index, hash) in &upper {
-                u.record(*level, *index, hash);
-            }
-        }
-        let cp = Checkpoint {
-            origin: self.shared.origin.clone(),
-            size: self.frontier.size(),
-            root: self.frontier.root(),
-        };
-        let signed = match rotation {
-            Some((new, _)) => cp.sign(&[&self.signer, new]),
-            None => cp.sign(&[&self.signer]),
-        };
-        let signed = match signed {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                self.failed = Some(e.to_string());
-                for (_, reply) in replies {
-                    let _ = reply.send(Err(AuditError::Poisoned(e.to_string())));
-                }
-                return None;
-            }
-        };
-        match self.shared.head.write() {
-            Ok(mut h) => *h = signed.clone(),
-            Err(p) => *p.into_inner() = signed.clone(),
-        }
-        self.shared.watch.send_replace(signed.clone());
-        for (seq, reply) in replies {
-            let _ = reply.send(Ok(Appended {
-                seq,
-                checkpoint: signed.clone(),
-            }));
-        }
-        self.pending = Some(signed.clone());
-        if self.head_written.elapsed() >= HEAD_FILE_INTERVAL {
-            self.write_head(&signed);
-        }
-        Some(signed)
-    }
-
-    fn rotate(
-        &mut self,
-        new: NoteSigner,
-        actor: &str,
-        reply: oneshot::Sender<Result<Appended, AuditError>>,
-    ) {
-        let old_vkey = self.signer.verifier().to_string();
-        let new_vkey = new.verifier().to_string();
-        let fields = json!({
-            "actor": actor,
-            "action": "signing_key.rotate",
-            "phase": "succeeded",
-            "target": {"type": "signing_key", "id": new_vkey},
-            "changes": [{"property": "verifier_key", "old": old_vkey, "new": new_vkey}],
-        });
-        let entry = match fields.as_object().map(PreparedEntry::new) {
-            Some(Ok(e)) => e,
-            Some(Err(e)) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-            None => return,
-        };
-        let mut verifiers = match self.shared.verifiers.read() {
-            Ok(v) => v.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        verifiers.push(new.verifier());
-        let text = verifiers
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        let (tx, mut rx) = oneshot::channel();
-        let signed = self.commit(vec![(entry, tx)], Some((&new, text.into_bytes())));
-        if signed.is_some() {
-            match self.shared.verifiers.write() {
-                Ok(mut v) => *v = verifiers,
-                Err(p) => *p.into_inner() = verifiers,
-            }
-            self.signer = new;
-        }
-        let result = rx.try_recv().unwrap_or(Err(AuditError::Closed));
-        let _ = reply.send(result);
-    }
 }

@@ -100,8 +100,24 @@ fn crash_recovery_keeps_every_acknowledged_entry() {
                 }
             }
         });
-        // Kill at a random moment: sometimes during open, mostly mid-append.
-        let wait = Duration::from_millis(5 + rng.next() % 400);
+        // Kill at a random moment: one round in four anywhere from spawn (often during open),
+        // the others a random time after the first acknowledgement (mid-append).
+        let mut lines = Vec::new();
+        if rng.next() % 4 != 0 {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(l) if l.starts_with("ack ") => {
+                        lines.push(l);
+                        break;
+                    }
+                    Ok(l) => lines.push(l),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        let wait = Duration::from_millis(rng.next() % 300);
         let start = Instant::now();
         while start.elapsed() < wait {
             std::thread::sleep(Duration::from_millis(1));
@@ -110,7 +126,8 @@ fn crash_recovery_keeps_every_acknowledged_entry() {
         child.wait().unwrap();
         reader.join().unwrap();
         let mut acks = 0u64;
-        for line in rx.try_iter() {
+        lines.extend(rx.try_iter());
+        for line in lines {
             let Some(rest) = line.strip_prefix("ack ") else {
                 continue;
             };

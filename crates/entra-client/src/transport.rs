@@ -197,20 +197,27 @@ fn chain_has_rustls(e: &(dyn std::error::Error + 'static)) -> bool {
     e.source().is_some_and(chain_has_rustls)
 }
 
-/// Reads `Retry-After`. Graph and the STS send delta-seconds; the HTTP-date form is rare here
-/// and is treated as absent, so the caller falls back to its own backoff.
+/// The longest wait we accept from a server; anything longer is treated as a day.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Reads `Retry-After` in either form RFC 9110 allows: delta-seconds (what Graph and the STS
+/// send) or an HTTP-date (a date in the past means "now"). Anything else is absent, so the
+/// caller falls back to its own backoff.
 pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    let secs: f64 = v.parse().ok()?;
-    if secs.is_finite() && secs >= 0.0 {
-        Some(Duration::from_secs_f64(secs.min(86_400.0)))
-    } else {
-        None
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())));
     }
+    let at = httpdate::parse_http_date(v).ok()?;
+    let wait = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -235,14 +242,25 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_garbage_or_date_is_absent() {
+    fn retry_after_garbage_is_absent() {
         assert_eq!(parse_retry_after(&with("-3")), None);
         assert_eq!(parse_retry_after(&with("soon")), None);
+        assert_eq!(parse_retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn retry_after_http_date() {
+        // A date in the past: retry now.
         assert_eq!(
             parse_retry_after(&with("Wed, 21 Oct 2015 07:28:00 GMT")),
-            None
+            Some(Duration::ZERO)
         );
-        assert_eq!(parse_retry_after(&HeaderMap::new()), None);
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let wait = parse_retry_after(&with(&httpdate::fmt_http_date(later))).unwrap();
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
     }
 
     #[test]

@@ -1,8 +1,48 @@
-//! Onboard's durable onboarding workflow (work in progress: see the crate README section below).
+//! Onboard's durable onboarding workflow, as a library the gRPC layer wraps.
+//!
+//! After a customer admin signs in with a device code, [`Engine::provision`] creates in their
+//! tenant an app registration (single tenant, `uniqueName` upsert), its service principal, a
+//! client secret, the profile's application permissions with admin consent, and its Entra
+//! directory roles; removes the temporary `<server>-<provider>-token` enterprise app; and checks
+//! that the new app authenticates. Every change is written to the audit log first (an `intent`
+//! entry, then `succeeded`/`failed`), and nothing is changed if the log cannot be written.
+//!
+//! ```text
+//! let engine = Engine::new(EngineConfig::new(entra, audit, db.open_tree("provision")?, key, "Sandbox1", "sp2")?)?;
+//! engine.resume_all().await?;                          // after a restart
+//! let admin = engine.sign_in(&device_code_tokens, "admin@contoso.com").await?;
+//! let plan = engine.plan(&admin, &PlanRequest { .. }).await?;   // changes nothing
+//! let mut events = engine.provision(ProvisionRequest { .. }, admin).await?;
+//! while let Some(e) = events.next().await { /* Started / Retrying / Done / Completed (with secret) */ }
+//! engine.watch(id, 1)?;  engine.get(id)?;  engine.list(&ListFilter::default())?;  engine.cancel(id, actor).await?;
+//! ```
+//!
+//! Module map: [`names`] (name rules), [`profiles`] (permission sets per platform version),
+//! [`roles`] (role ids and the rights model), [`signin`] (who signed in, what they may do),
+//! [`plan`] (dry run), `steps` (each Entra change, idempotent), [`store`] (sled records),
+//! [`events`] (numbered progress), [`crypto`] (sealed secrets), [`engine`] (the state machine).
 
+mod audit;
+pub mod crypto;
+pub mod engine;
 pub mod error;
+pub mod events;
 pub mod names;
+pub mod plan;
 pub mod profiles;
 pub mod roles;
+pub mod signin;
+mod steps;
+pub mod store;
+pub mod view;
 
+pub use engine::{Engine, EngineConfig, HookAction, PlanRequest, ProvisionRequest, StepHook};
 pub use error::ProvisionError;
+pub use events::{Completion, Event, EventKind, EventStream};
+pub use names::{NameRule, check_name, validate_name};
+pub use plan::{MissingRight, Plan, PlannedChange};
+pub use profiles::{ProfileSet, ResolvedProfile};
+pub use roles::Right;
+pub use signin::{Admin, RightCheck, check_sign_in};
+pub use store::Status;
+pub use view::{ListFilter, Onboarding};

@@ -1,0 +1,739 @@
+//! The engine: starts, resumes, watches and cancels onboardings. One per process; it owns the
+//! workflow store and shares the Entra client and the audit log with the rest of the service.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use audit_log::AuditLog;
+use entra_client::{EntraClient, OpContext, TokenSet};
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::audit::{self, AuditScope, EntryParts, Phase, Target};
+use crate::crypto::SealingKey;
+use crate::error::ProvisionError;
+use crate::events::{self, Completion, Emitter, EventKind, EventStream};
+use crate::names::{self, validate_name};
+use crate::plan::{self, Plan, resolve_permissions};
+use crate::profiles::ProfileSet;
+use crate::signin::{Admin, check_sign_in};
+use crate::steps::{Run, ids};
+use crate::store::{OnboardingRecord, Status, Store};
+use crate::view::{ListFilter, Onboarding};
+
+/// What a test hook tells the engine after a confirmed step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAction {
+    /// Go on.
+    Continue,
+    /// Stop the run at once, as if the process died: no further writes or events.
+    Halt,
+    /// Fail the run here (the record becomes `failed`).
+    Fail,
+}
+
+/// Called with `(onboarding_id, step_id)` after each confirmed top-level step (tests only:
+/// simulated crashes and failures).
+pub type StepHook = Arc<dyn Fn(&str, &str) -> HookAction + Send + Sync>;
+
+/// How to build an [`Engine`].
+pub struct EngineConfig {
+    /// Talks to the identity platform and Graph.
+    pub entra: EntraClient,
+    /// Where every change is recorded first.
+    pub audit: AuditLog,
+    /// The workflow store: a sled tree the caller opened (e.g. `db.open_tree("provision")`).
+    pub store: sled::Tree,
+    /// Seals client secrets and admin tokens at rest (XChaCha20-Poly1305).
+    pub secret_key: [u8; 32],
+    /// Service provider name (`sp2` in `Sandbox1-sp2-token`).
+    pub provider: String,
+    /// Live Platform server name (`Sandbox1` in `Sandbox1-sp2-token`).
+    pub server_name: String,
+    /// Permission profiles.
+    pub profiles: ProfileSet,
+    /// Grants and role assignments in flight at once per onboarding; keeps us well under
+    /// Graph's write throttling while still not serialising a dozen independent calls.
+    pub concurrency: usize,
+    /// Client-secret lifetime; `None` leaves Graph's default (two years).
+    pub secret_lifetime: Option<time::Duration>,
+    /// Scope of the verification token (one `<resource>/.default`).
+    pub verify_scope: String,
+    /// Test hook after each confirmed step.
+    pub hook: Option<StepHook>,
+}
+
+impl EngineConfig {
+    /// Defaults: shipped profiles, concurrency 4, Graph's default secret lifetime, Graph scope.
+    pub fn new(
+        entra: EntraClient,
+        audit: AuditLog,
+        store: sled::Tree,
+        secret_key: [u8; 32],
+        server_name: impl Into<String>,
+        provider: impl Into<String>,
+    ) -> Result<Self, ProvisionError> {
+        Ok(Self {
+            entra,
+            audit,
+            store,
+            secret_key,
+            provider: provider.into(),
+            server_name: server_name.into(),
+            profiles: ProfileSet::defaults()?,
+            concurrency: 4,
+            secret_lifetime: None,
+            verify_scope: "https://graph.microsoft.com/.default".into(),
+            hook: None,
+        })
+    }
+}
+
+/// Engine state shared with running onboardings.
+pub(crate) struct Inner {
+    /// Entra client.
+    pub entra: EntraClient,
+    /// Audit log.
+    pub audit: AuditLog,
+    /// Workflow store.
+    pub store: Store,
+    /// Sealing key.
+    pub key: SealingKey,
+    /// Provider name.
+    pub provider: String,
+    /// Server name.
+    pub server_name: String,
+    /// Profiles.
+    pub profiles: ProfileSet,
+    /// Per-onboarding concurrency.
+    pub concurrency: usize,
+    /// Secret lifetime.
+    pub secret_lifetime: Option<time::Duration>,
+    /// Verification scope.
+    pub verify_scope: String,
+    /// Test hook.
+    pub hook: Option<StepHook>,
+    /// Live events to watchers.
+    pub hub: broadcast::Sender<events::Event>,
+    /// Running onboardings, so one id never runs twice and cancel can stop it.
+    pub running: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Serialises the name-uniqueness check with the record insert.
+    pub names: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    /// Expiry to ask for on a new secret.
+    pub fn secret_end_date_time(&self) -> Option<String> {
+        let life = self.secret_lifetime?;
+        (time::OffsetDateTime::now_utc() + life)
+            .replace_nanosecond(0)
+            .ok()?
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }
+}
+
+/// Starting an onboarding.
+#[derive(Debug, Clone)]
+pub struct ProvisionRequest {
+    /// Caller-chosen id (1–128 characters, no `/`); retrying a failed one reuses it.
+    pub onboarding_id: String,
+    /// The Direct Routing service the registration is for.
+    pub service_id: String,
+    /// App registration name (checked against the name rules).
+    pub app_name: String,
+    /// Profile name (`direct-routing`, `qoe`).
+    pub profile: String,
+    /// Platform version, for version-dependent permissions; `None` = current.
+    pub platform_version: Option<String>,
+    /// Caller identity for the audit log.
+    pub actor: String,
+}
+
+/// Asking for a plan.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    /// App registration name.
+    pub app_name: String,
+    /// Profile name.
+    pub profile: String,
+    /// Platform version; `None` = current.
+    pub platform_version: Option<String>,
+}
+
+/// The onboarding workflow engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    /// Shared state.
+    inner: Arc<Inner>,
+}
+
+fn check_id(id: &str) -> Result<(), ProvisionError> {
+    if id.is_empty() || id.len() > 128 || id.contains('/') || id.chars().any(char::is_control) {
+        return Err(ProvisionError::InvalidState {
+            id: id.to_owned(),
+            state: "invalid".into(),
+            what: "onboarding ids are 1-128 characters without '/'".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Builds an engine. Call [`Engine::resume_all`] after start-up.
+    pub fn new(cfg: EngineConfig) -> Result<Self, ProvisionError> {
+        let (hub, _) = broadcast::channel(1024);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                entra: cfg.entra,
+                audit: cfg.audit,
+                store: Store::new(cfg.store),
+                key: SealingKey::new(cfg.secret_key),
+                provider: cfg.provider,
+                server_name: cfg.server_name,
+                profiles: cfg.profiles,
+                concurrency: cfg.concurrency.max(1),
+                secret_lifetime: cfg.secret_lifetime,
+                verify_scope: cfg.verify_scope,
+                hook: cfg.hook,
+                hub,
+                running: Mutex::new(HashMap::new()),
+                names: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Checks a device-code sign-in (see [`check_sign_in`]).
+    pub async fn sign_in(
+        &self,
+        tokens: &TokenSet,
+        expected_upn: &str,
+    ) -> Result<Admin, ProvisionError> {
+        check_sign_in(&self.inner.entra, tokens, expected_upn).await
+    }
+
+    /// The exact changes `provision` would make, and the rights the admin lacks. Changes nothing.
+    pub async fn plan(&self, admin: &Admin, req: &PlanRequest) -> Result<Plan, ProvisionError> {
+        validate_name(&req.app_name)?;
+        let profile = self
+            .inner
+            .profiles
+            .resolve(&req.profile, req.platform_version.as_deref())?;
+        let graph = self.inner.entra.graph(admin.access_token.clone());
+        let ctx = OpContext::new();
+        let perms = resolve_permissions(&graph, &profile, &ctx).await?;
+        let unique = plan::unique_name(&admin.tenant_id, &req.app_name);
+        let token_app = plan::token_app_name(&self.inner.server_name, &self.inner.provider);
+        let st = plan::read_tenant(&graph, &unique, &token_app, &ctx).await?;
+        Ok(plan::build(
+            admin,
+            &req.app_name,
+            unique,
+            profile,
+            &perms,
+            &st,
+            &token_app,
+        ))
+    }
+
+    /// Starts (or retries a failed) onboarding and returns its live events, the secret included
+    /// in the final `Completed`. Refuses before any change when a name rule is broken or the
+    /// admin lacks a right the plan needs (fail closed), and when the start cannot be audited.
+    pub async fn provision(
+        &self,
+        req: ProvisionRequest,
+        admin: Admin,
+    ) -> Result<EventStream, ProvisionError> {
+        check_id(&req.onboarding_id)?;
+        validate_name(&req.app_name)?;
+        let plan = self
+            .plan(
+                &admin,
+                &PlanRequest {
+                    app_name: req.app_name.clone(),
+                    profile: req.profile.clone(),
+                    platform_version: req.platform_version.clone(),
+                },
+            )
+            .await?;
+        if !plan.missing_rights.is_empty() {
+            return Err(ProvisionError::MissingRights {
+                missing: plan.missing_lines(),
+            });
+        }
+        let guard = self.inner.names.lock().await;
+        if self.is_running(&req.onboarding_id) {
+            return Err(ProvisionError::InvalidState {
+                id: req.onboarding_id.clone(),
+                state: "running".into(),
+                what: "it is already running; watch it instead".into(),
+            });
+        }
+        let name_key = names::name_key(&req.app_name);
+        for other in self.inner.store.all()? {
+            let live = matches!(
+                other.status,
+                Status::Running | Status::Completed | Status::Cancelling
+            );
+            if other.id != req.onboarding_id
+                && live
+                && other.tenant_id == admin.tenant_id
+                && other.name_key == name_key
+            {
+                return Err(ProvisionError::NameTaken {
+                    name: req.app_name.clone(),
+                    existing: other.id,
+                });
+            }
+        }
+        let now = events::now();
+        let mut rec = match self.inner.store.get(&req.onboarding_id)? {
+            Some(r) if matches!(r.status, Status::Failed | Status::Running) => {
+                if r.tenant_id != admin.tenant_id || r.name_key != name_key {
+                    return Err(ProvisionError::InvalidState {
+                        id: r.id,
+                        state: r.status.as_str().into(),
+                        what: "a retry must use the same tenant and name".into(),
+                    });
+                }
+                r
+            }
+            Some(r) => {
+                return Err(ProvisionError::InvalidState {
+                    id: r.id,
+                    state: r.status.as_str().into(),
+                    what: "it cannot be provisioned again".into(),
+                });
+            }
+            None => OnboardingRecord {
+                id: req.onboarding_id.clone(),
+                service_id: req.service_id.clone(),
+                tenant_id: admin.tenant_id.clone(),
+                app_name: req.app_name.clone(),
+                name_key,
+                unique_name: plan.unique_name.clone(),
+                profile: plan.profile.clone(),
+                actor: req.actor.clone(),
+                admin_upn: admin.upn.clone(),
+                status: Status::Running,
+                created_at: now.clone(),
+                updated_at: now.clone(),
+                app_object_id: None,
+                client_id: None,
+                sp_id: None,
+                secret: None,
+                grants: Default::default(),
+                role_assignments: Default::default(),
+                steps_done: vec![],
+                sealed_admin_token: None,
+                error: None,
+            },
+        };
+        rec.status = Status::Running;
+        rec.error = None;
+        rec.actor = req.actor.clone();
+        rec.admin_upn = admin.upn.clone();
+        rec.updated_at = now;
+        rec.sealed_admin_token = Some(self.inner.key.seal(
+            &rec.id,
+            "admin_token",
+            &admin.access_token,
+        )?);
+        let scope = scope_of(&rec, &req.actor);
+        // Fail closed: no record and no change unless the start is on the audit log.
+        audit::append(
+            &self.inner.audit,
+            &scope,
+            EntryParts {
+                action: "onboarding.start",
+                phase: Phase::Intent,
+                target: &Target {
+                    kind: "onboarding",
+                    id: Some(rec.id.clone()),
+                    display_name: rec.app_name.clone(),
+                },
+                changes: json!([{"property": "plan", "old": null,
+                    "new": plan.changes.iter().filter(|c| c.operation != "none")
+                        .map(|c| format!("{} {}", c.action, c.target)).collect::<Vec<_>>()}]),
+                graph_request_id: None,
+                correlation_id: &rec.id,
+                error: None,
+            },
+        )
+        .await?;
+        self.inner.store.put(&rec).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.spawn(rec, admin.access_token.clone(), &req.actor, Some(tx))?;
+        drop(guard);
+        Ok(EventStream::new(rx))
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        self.inner
+            .running
+            .lock()
+            .map(|m| m.get(id).is_some_and(|h| !h.is_finished()))
+            .unwrap_or(false)
+    }
+
+    fn run_for(
+        &self,
+        rec: OnboardingRecord,
+        token: SecretString,
+        actor: &str,
+        direct: Option<mpsc::UnboundedSender<events::Event>>,
+    ) -> Result<Arc<Run>, ProvisionError> {
+        let emitter = Emitter::new(
+            &rec.id,
+            self.inner.store.clone(),
+            self.inner.hub.clone(),
+            direct,
+        )?;
+        Ok(Arc::new(Run {
+            inner: self.inner.clone(),
+            graph: self.inner.entra.graph(token),
+            scope: scope_of(&rec, actor),
+            emitter,
+            rec: tokio::sync::Mutex::new(rec),
+        }))
+    }
+
+    fn spawn(
+        &self,
+        rec: OnboardingRecord,
+        token: SecretString,
+        actor: &str,
+        direct: Option<mpsc::UnboundedSender<events::Event>>,
+    ) -> Result<(), ProvisionError> {
+        let id = rec.id.clone();
+        let run = self.run_for(rec, token, actor, direct)?;
+        let mut map = self
+            .inner
+            .running
+            .lock()
+            .map_err(|_| ProvisionError::Store("running map poisoned".into()))?;
+        let handle = tokio::spawn(drive(run));
+        map.insert(id, handle);
+        Ok(())
+    }
+
+    /// Replays `id`'s events from number `from` (1 = all), then follows live ones until the
+    /// onboarding ends. The secret never appears here.
+    pub fn watch(&self, id: &str, from: u64) -> Result<EventStream, ProvisionError> {
+        if self.inner.store.get(id)?.is_none() {
+            return Err(ProvisionError::NotFound(id.to_owned()));
+        }
+        events::watch(self.inner.store.clone(), &self.inner.hub, id, from)
+    }
+
+    /// Continues every onboarding a previous process left running or cancelling; returns their
+    /// ids. Each resumed run re-checks Entra before each unconfirmed step.
+    pub async fn resume_all(&self) -> Result<Vec<String>, ProvisionError> {
+        let mut resumed = Vec::new();
+        for rec in self.inner.store.all()? {
+            if self.is_running(&rec.id) {
+                continue;
+            }
+            match rec.status {
+                Status::Running => {
+                    let token = self.admin_token(&rec)?;
+                    let id = rec.id.clone();
+                    self.spawn(rec, token, "system", None)?;
+                    resumed.push(id);
+                }
+                Status::Cancelling => {
+                    let engine = self.clone();
+                    let id = rec.id.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = engine.cancel(&id, "system").await {
+                            tracing::error!(onboarding_id = %id, error = %e, "resumed cancel failed");
+                        }
+                    });
+                    resumed.push(rec.id);
+                }
+                _ => {}
+            }
+        }
+        Ok(resumed)
+    }
+
+    fn admin_token(&self, rec: &OnboardingRecord) -> Result<SecretString, ProvisionError> {
+        let sealed =
+            rec.sealed_admin_token
+                .as_deref()
+                .ok_or_else(|| ProvisionError::InvalidState {
+                    id: rec.id.clone(),
+                    state: rec.status.as_str().into(),
+                    what: "no stored admin sign-in to continue with".into(),
+                })?;
+        self.inner.key.open(&rec.id, "admin_token", sealed)
+    }
+
+    /// Stops the onboarding (if running) and removes what it created, audited; returns the
+    /// final state. Uses the admin sign-in the onboarding was started with.
+    pub async fn cancel(&self, id: &str, actor: &str) -> Result<Onboarding, ProvisionError> {
+        let handle = self
+            .inner
+            .running
+            .lock()
+            .map_err(|_| ProvisionError::Store("running map poisoned".into()))?
+            .remove(id);
+        if let Some(h) = handle {
+            h.abort();
+            let _ = h.await;
+        }
+        let mut rec = self
+            .inner
+            .store
+            .get(id)?
+            .ok_or_else(|| ProvisionError::NotFound(id.to_owned()))?;
+        if rec.status == Status::Cancelled {
+            return Ok(Onboarding::from(&rec));
+        }
+        let token = self.admin_token(&rec)?;
+        rec.status = Status::Cancelling;
+        self.inner.store.put(&rec).await?;
+        let run = self.run_for(rec, token, actor, None)?;
+        let target = Target {
+            kind: "onboarding",
+            id: Some(id.to_owned()),
+            display_name: run.snapshot().await.app_name,
+        };
+        let entry = |phase| EntryParts {
+            action: "onboarding.cancel",
+            phase,
+            target: &target,
+            changes: json!([]),
+            graph_request_id: None,
+            correlation_id: id,
+            error: None,
+        };
+        audit::append(&self.inner.audit, &run.scope, entry(Phase::Intent)).await?;
+        run.emitter.emit(
+            "cancel",
+            EventKind::Started {
+                description: "undo the changes made".into(),
+            },
+        );
+        match run.undo().await {
+            Ok(out) => {
+                run.update(|r| {
+                    r.status = Status::Cancelled;
+                    r.error = None;
+                })
+                .await?;
+                audit::append(&self.inner.audit, &run.scope, entry(Phase::Succeeded)).await?;
+                run.emitter.emit(
+                    "cancel",
+                    EventKind::Done {
+                        detail: out.detail.clone(),
+                        audit_seqs: out.audit_seqs,
+                    },
+                );
+                run.emitter
+                    .emit("", EventKind::Cancelled { detail: out.detail });
+                Ok(Onboarding::from(&run.snapshot().await))
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let _ = audit::append(
+                    &self.inner.audit,
+                    &run.scope,
+                    EntryParts {
+                        error: Some(&text),
+                        ..entry(Phase::Failed)
+                    },
+                )
+                .await;
+                run.emitter.emit(
+                    "cancel",
+                    EventKind::Failed {
+                        error: text.clone(),
+                    },
+                );
+                run.update(|r| r.error = Some(text)).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// One onboarding's state (no secrets).
+    pub fn get(&self, id: &str) -> Result<Option<Onboarding>, ProvisionError> {
+        Ok(self.inner.store.get(id)?.as_ref().map(Onboarding::from))
+    }
+
+    /// Onboardings matching `filter`, oldest first.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Onboarding>, ProvisionError> {
+        let mut v: Vec<Onboarding> = self
+            .inner
+            .store
+            .all()?
+            .iter()
+            .filter(|r| filter.matches(r))
+            .map(Onboarding::from)
+            .collect();
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    /// The client secret of a completed onboarding, for handing over when the live `Completed`
+    /// event was missed (e.g. finished by `resume_all`). Never log it.
+    pub fn secret(&self, id: &str) -> Result<SecretString, ProvisionError> {
+        let rec = self
+            .inner
+            .store
+            .get(id)?
+            .ok_or_else(|| ProvisionError::NotFound(id.to_owned()))?;
+        let s = rec
+            .secret
+            .as_ref()
+            .ok_or_else(|| ProvisionError::InvalidState {
+                id: id.to_owned(),
+                state: rec.status.as_str().into(),
+                what: "no secret has been made".into(),
+            })?;
+        self.inner.key.open(id, "client_secret", &s.sealed)
+    }
+
+    /// Stops every running onboarding where it is, as a process exit would; their records stay
+    /// `running` for the next [`Engine::resume_all`].
+    pub async fn shutdown(&self) {
+        let handles: Vec<JoinHandle<()>> = match self.inner.running.lock() {
+            Ok(mut m) => m.drain().map(|(_, h)| h).collect(),
+            Err(_) => vec![],
+        };
+        for h in handles {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+}
+
+fn scope_of(rec: &OnboardingRecord, actor: &str) -> AuditScope {
+    AuditScope {
+        actor: actor.to_owned(),
+        tenant_id: rec.tenant_id.clone(),
+        onboarding_id: rec.id.clone(),
+        service_id: rec.service_id.clone(),
+    }
+}
+
+/// Runs the steps, then records the outcome.
+async fn drive(run: Arc<Run>) {
+    let id = run.scope.onboarding_id.clone();
+    let result = steps(&run).await;
+    let finish = |phase, error: Option<String>| {
+        let run = run.clone();
+        async move {
+            let target = Target {
+                kind: "onboarding",
+                id: Some(run.scope.onboarding_id.clone()),
+                display_name: run.snapshot().await.app_name,
+            };
+            audit::append(
+                &run.inner.audit,
+                &run.scope,
+                EntryParts {
+                    action: "onboarding.finish",
+                    phase,
+                    target: &target,
+                    changes: json!([]),
+                    graph_request_id: None,
+                    correlation_id: &run.scope.onboarding_id,
+                    error: error.as_deref(),
+                },
+            )
+            .await
+        }
+    };
+    match result {
+        Ok(mut completion) => {
+            let done = async {
+                finish(Phase::Succeeded, None).await?;
+                run.update(|r| r.status = Status::Completed).await
+            };
+            match done.await {
+                Ok(()) => {
+                    let rec = run.snapshot().await;
+                    completion.secret = rec
+                        .secret
+                        .as_ref()
+                        .and_then(|s| run.inner.key.open(&rec.id, "client_secret", &s.sealed).ok());
+                    run.emitter.emit("", EventKind::Completed(completion));
+                }
+                Err(e) => fail(&run, e).await,
+            }
+        }
+        // A simulated crash: stop without another write.
+        Err(ProvisionError::Halted(step)) => {
+            tracing::warn!(onboarding_id = %id, step, "run halted by hook");
+        }
+        Err(e) => {
+            let _ = finish(Phase::Failed, Some(e.to_string())).await;
+            fail(&run, e).await;
+        }
+    }
+    if let Ok(mut m) = run.inner.running.lock() {
+        if m.get(&id)
+            .is_some_and(|h| h.is_finished() || h.id() == tokio::task::id())
+        {
+            m.remove(&id);
+        }
+    }
+}
+
+async fn fail(run: &Run, e: ProvisionError) {
+    let text = e.to_string();
+    tracing::warn!(onboarding_id = %run.scope.onboarding_id, error = %text, "onboarding failed");
+    if let Err(se) = run
+        .update(|r| {
+            r.status = Status::Failed;
+            r.error = Some(text.clone());
+        })
+        .await
+    {
+        tracing::error!(error = %se, "could not record the failure");
+    }
+    run.emitter.emit("", EventKind::Aborted { error: text });
+}
+
+async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
+    let profile = run.snapshot().await.profile;
+    let perms = resolve_permissions(&run.graph, &profile, &run.read_ctx(ids::RESOLVE)).await?;
+    run.step(ids::APP, "create or update the app registration", || {
+        run.app_registration(&perms)
+    })
+    .await?;
+    run.step(ids::SP, "create the service principal", || {
+        run.service_principal()
+    })
+    .await?;
+    run.step(ids::SECRET, "add the client secret", || run.client_secret())
+        .await?;
+    run.step(
+        ids::ACCESS,
+        "grant permissions with admin consent and assign directory roles",
+        || run.permissions_and_roles(&perms),
+    )
+    .await?;
+    run.step(ids::TOKEN_APP, "remove the temporary token app", || {
+        run.remove_token_app()
+    })
+    .await?;
+    run.step(ids::VERIFY, "check the new app authenticates", || {
+        run.verify_authentication()
+    })
+    .await?;
+    let rec = run.snapshot().await;
+    let secret = rec.secret.as_ref();
+    Ok(Completion {
+        tenant_id: rec.tenant_id.clone(),
+        client_id: rec.client_id.clone().unwrap_or_default(),
+        key_id: secret.map(|s| s.key_id.clone()).unwrap_or_default(),
+        secret_hint: secret.and_then(|s| s.hint.clone()),
+        expires: secret.and_then(|s| s.end_date_time.clone()),
+        secret: None,
+    })
+}

@@ -1,0 +1,327 @@
+//! The dry run: the exact Entra changes `provision` would make for an app name and profile in
+//! the admin's tenant as it is now, and which of them the admin lacks rights for. Reads only.
+
+use std::collections::BTreeMap;
+
+use entra_client::graph::ServicePrincipal;
+use entra_client::{GraphClient, OpContext};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ProvisionError;
+use crate::names;
+use crate::profiles::{PermissionRef, ResolvedProfile, Resource};
+use crate::roles::Right;
+use crate::signin::Admin;
+
+/// A permission with its app-role id as the tenant's resource service principal lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedPermission {
+    /// Resource and value.
+    pub permission: PermissionRef,
+    /// The resource's service principal object id in this tenant (`resourceId` of a grant).
+    pub resource_sp_id: String,
+    /// The app role id (`appRoleId`).
+    pub app_role_id: String,
+}
+
+impl ResolvedPermission {
+    /// `Resource display name/value`: the key grants are stored and reported under.
+    pub fn key(&self) -> String {
+        permission_key(&self.permission)
+    }
+}
+
+/// Key of a permission in records and step ids.
+pub fn permission_key(p: &PermissionRef) -> String {
+    format!("{}/{}", p.resource.display_name(), p.value)
+}
+
+/// Reads the resources' app roles and resolves every permission of `profile` to its id. Ids are
+/// read at runtime, never hard-coded (entra-reference.md §1.5, §3.3).
+pub(crate) async fn resolve_permissions(
+    graph: &GraphClient,
+    profile: &ResolvedProfile,
+    ctx: &OpContext,
+) -> Result<Vec<ResolvedPermission>, ProvisionError> {
+    let mut sps: BTreeMap<Resource, ServicePrincipal> = BTreeMap::new();
+    let mut out = Vec::new();
+    for p in &profile.permissions {
+        if !sps.contains_key(&p.resource) {
+            let sp = graph
+                .resource_service_principal(p.resource.app_id(), ctx)
+                .await
+                .map_err(|e| ProvisionError::entra("resolve_permissions", e))?
+                .value;
+            sps.insert(p.resource, sp);
+        }
+        let Some(sp) = sps.get(&p.resource) else {
+            continue;
+        };
+        let role = sp
+            .app_roles
+            .iter()
+            .find(|r| {
+                r.value.as_deref() == Some(p.value.as_str())
+                    && r.is_enabled
+                    && r.allowed_member_types.iter().any(|t| t == "Application")
+            })
+            .ok_or_else(|| ProvisionError::UnknownPermission {
+                resource: p.resource.display_name().to_owned(),
+                permission: p.value.clone(),
+            })?;
+        out.push(ResolvedPermission {
+            permission: p.clone(),
+            resource_sp_id: sp.id.clone(),
+            app_role_id: role.id.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The Entra `uniqueName` of the registration for `(tenant, name)`: stable, so a retried or
+/// resumed onboarding upserts the same app; hashed, because names may hold characters that are
+/// awkward in an OData key.
+pub fn unique_name(tenant_id: &str, app_name: &str) -> String {
+    let d = Sha256::digest(format!("{tenant_id}\n{}", names::name_key(app_name)).as_bytes());
+    format!("onboard-{}", &hex::encode(d)[..32])
+}
+
+/// Display name of the temporary enterprise app the device sign-in made.
+pub fn token_app_name(server_name: &str, provider: &str) -> String {
+    format!("{server_name}-{provider}-token")
+}
+
+/// One change the plan lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedChange {
+    /// Audit action it will be recorded as (e.g. `app_role_assignment.create`).
+    pub action: String,
+    /// What it touches (e.g. `Microsoft Graph/User.Read.All`, `Teams Administrator`).
+    pub target: String,
+    /// `create`, `update`, `delete`, `check`, or `none` when Entra already has it.
+    pub operation: String,
+    /// The admin right it needs (`None` for the authentication check).
+    pub right: Option<Right>,
+    /// Whether the signed-in admin holds that right.
+    pub allowed: bool,
+}
+
+/// A right the admin lacks, with the changes that need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingRight {
+    /// The right.
+    pub right: Right,
+    /// What it is for and which roles grant it.
+    pub description: String,
+    /// Targets of the planned changes that need it.
+    pub changes: Vec<String>,
+}
+
+/// The dry run's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Tenant the changes would be made in.
+    pub tenant_id: String,
+    /// App registration display name.
+    pub app_name: String,
+    /// Its `uniqueName`.
+    pub unique_name: String,
+    /// Profile applied.
+    pub profile: ResolvedProfile,
+    /// The changes, in execution order.
+    pub changes: Vec<PlannedChange>,
+    /// Rights the admin lacks (empty: provisioning can run).
+    pub missing_rights: Vec<MissingRight>,
+}
+
+/// Facts read from the tenant that decide create vs none.
+pub(crate) struct TenantState {
+    /// App object id and client id if the uniqueName already exists.
+    pub app: Option<(String, String)>,
+    /// Our SP id if it exists.
+    pub sp_id: Option<String>,
+    /// `resource_sp_id/app_role_id` pairs our SP already holds.
+    pub granted: Vec<(String, String)>,
+    /// Template ids of directory roles our SP already holds.
+    pub roles: Vec<String>,
+    /// Ids of temporary token apps found.
+    pub token_apps: Vec<String>,
+}
+
+pub(crate) async fn read_tenant(
+    graph: &GraphClient,
+    unique: &str,
+    token_app: &str,
+    ctx: &OpContext,
+) -> Result<TenantState, ProvisionError> {
+    let err = |e| ProvisionError::entra("plan", e);
+    let app = graph
+        .get_application_by_unique_name(unique, ctx)
+        .await
+        .map_err(err)?
+        .value;
+    let mut st = TenantState {
+        app: app.as_ref().map(|a| (a.id.clone(), a.app_id.clone())),
+        sp_id: None,
+        granted: vec![],
+        roles: vec![],
+        token_apps: vec![],
+    };
+    if let Some(a) = &app {
+        st.sp_id = graph
+            .find_service_principal_by_app_id(&a.app_id, ctx)
+            .await
+            .map_err(err)?
+            .value
+            .map(|s| s.id);
+    }
+    if let Some(sp) = &st.sp_id {
+        st.granted = graph
+            .list_app_role_assignments(sp, ctx)
+            .await
+            .map_err(err)?
+            .value
+            .into_iter()
+            .map(|a| (a.resource_id, a.app_role_id))
+            .collect();
+        st.roles = graph
+            .list_directory_role_assignments(sp, ctx)
+            .await
+            .map_err(err)?
+            .value
+            .into_iter()
+            .map(|a| a.role_definition_id)
+            .collect();
+    }
+    st.token_apps = graph
+        .find_service_principals_by_display_name(token_app, ctx)
+        .await
+        .map_err(err)?
+        .value
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    Ok(st)
+}
+
+/// Builds the plan from the tenant state.
+pub(crate) fn build(
+    admin: &Admin,
+    app_name: &str,
+    unique: String,
+    profile: ResolvedProfile,
+    perms: &[ResolvedPermission],
+    st: &TenantState,
+    token_app: &str,
+) -> Plan {
+    let mut changes = Vec::new();
+    let mut push = |action: &str, target: String, operation: &str, right: Option<Right>| {
+        changes.push(PlannedChange {
+            action: action.into(),
+            target,
+            operation: operation.into(),
+            right,
+            allowed: right.is_none_or(|r| admin.has(r)),
+        });
+    };
+    let manage = Some(Right::ManageApplications);
+    let app_op = if st.app.is_some() { "update" } else { "create" };
+    push(
+        "app_registration.create",
+        app_name.to_owned(),
+        app_op,
+        manage,
+    );
+    let sp_op = if st.sp_id.is_some() { "none" } else { "create" };
+    push(
+        "service_principal.create",
+        app_name.to_owned(),
+        sp_op,
+        manage,
+    );
+    push("client_secret.add", app_name.to_owned(), "create", manage);
+    for p in perms {
+        let held = st
+            .granted
+            .iter()
+            .any(|(r, id)| *r == p.resource_sp_id && *id == p.app_role_id);
+        let op = if held { "none" } else { "create" };
+        let right = Some(p.permission.resource.grant_right());
+        push("app_role_assignment.create", p.key(), op, right);
+    }
+    for r in &profile.directory_roles {
+        let held = st
+            .roles
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(&r.template_id));
+        let op = if held { "none" } else { "create" };
+        let right = Some(Right::AssignDirectoryRoles);
+        push(
+            "directory_role_assignment.create",
+            r.name.clone(),
+            op,
+            right,
+        );
+    }
+    let token_op = if st.token_apps.is_empty() {
+        "none"
+    } else {
+        "delete"
+    };
+    push(
+        "temporary_app.delete",
+        token_app.to_owned(),
+        token_op,
+        manage,
+    );
+    push("authentication.verify", app_name.to_owned(), "check", None);
+
+    let mut missing: Vec<MissingRight> = Vec::new();
+    for c in changes
+        .iter()
+        .filter(|c| !c.allowed && c.operation != "none")
+    {
+        let Some(right) = c.right else { continue };
+        match missing.iter_mut().find(|m| m.right == right) {
+            Some(m) => m.changes.push(c.target.clone()),
+            None => missing.push(MissingRight {
+                right,
+                description: right.describe(),
+                changes: vec![c.target.clone()],
+            }),
+        }
+    }
+    Plan {
+        tenant_id: admin.tenant_id.clone(),
+        app_name: app_name.to_owned(),
+        unique_name: unique,
+        profile,
+        changes,
+        missing_rights: missing,
+    }
+}
+
+impl Plan {
+    /// The missing rights as one line each, for [`ProvisionError::MissingRights`].
+    pub fn missing_lines(&self) -> Vec<String> {
+        self.missing_rights
+            .iter()
+            .map(|m| format!("{} (for {})", m.description, m.changes.join(", ")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_name_is_stable_and_case_blind() {
+        let a = unique_name("t1", "Sbc-One");
+        assert_eq!(a, unique_name("t1", "sbc-one"));
+        assert_ne!(a, unique_name("t2", "Sbc-One"));
+        assert!(a.starts_with("onboard-") && a.len() == 40);
+        assert_eq!(token_app_name("Sandbox1", "sp2"), "Sandbox1-sp2-token");
+    }
+}

@@ -1,0 +1,149 @@
+//! After the device-code sign-in: is it the admin who was named, and what may they do?
+//! Graph's `/me` and `/me/transitiveMemberOf` are the authoritative answers (entra-reference.md
+//! §2.3, §3.2.1); the id token only supplies the tenant id.
+
+use entra_client::{EntraClient, OpContext, TokenSet};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::error::ProvisionError;
+use crate::profiles::ResolvedProfile;
+use crate::roles::{self, Right};
+
+/// A checked, signed-in customer admin.
+#[derive(Clone)]
+pub struct Admin {
+    /// Sign-in name (as Graph reports it).
+    pub upn: String,
+    /// User object id.
+    pub user_id: String,
+    /// Tenant the admin signed in to; where everything is provisioned.
+    pub tenant_id: String,
+    /// Template ids of the admin's active directory roles.
+    pub role_template_ids: Vec<String>,
+    /// The delegated Graph access token; only ever handed to the Graph client.
+    pub(crate) access_token: SecretString,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("upn", &self.upn)
+            .field("tenant_id", &self.tenant_id)
+            .field("role_template_ids", &self.role_template_ids)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the admin holds one right, for the wizard's "what you can do" page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RightCheck {
+    /// The right.
+    pub right: Right,
+    /// Whether one of the admin's roles grants it.
+    pub held: bool,
+    /// What it is for and which roles grant it.
+    pub description: String,
+}
+
+impl Admin {
+    /// Whether the admin holds `right`.
+    pub fn has(&self, right: Right) -> bool {
+        right.held_by(&self.role_template_ids)
+    }
+
+    /// Names of the admin's roles, for messages.
+    pub fn role_names(&self) -> Vec<String> {
+        self.role_template_ids
+            .iter()
+            .map(|id| roles::role_name(id).map_or_else(|| id.clone(), str::to_owned))
+            .collect()
+    }
+
+    /// The rights `profile` needs and whether the admin holds each: creating the app always,
+    /// Graph consent if it has Graph permissions, other consent for other APIs, role assignment
+    /// if it has directory roles.
+    pub fn rights_for(&self, profile: &ResolvedProfile) -> Vec<RightCheck> {
+        let mut needed = vec![Right::ManageApplications];
+        for p in &profile.permissions {
+            let r = p.resource.grant_right();
+            if !needed.contains(&r) {
+                needed.push(r);
+            }
+        }
+        if !profile.directory_roles.is_empty() {
+            needed.push(Right::AssignDirectoryRoles);
+        }
+        needed
+            .into_iter()
+            .map(|right| RightCheck {
+                right,
+                held: self.has(right),
+                description: right.describe(),
+            })
+            .collect()
+    }
+}
+
+/// Checks a completed device-code sign-in: the signed-in UPN must equal `expected_upn`
+/// (case-insensitive, as Entra treats UPNs) and the user must hold Application Administrator
+/// or higher (Global Administrator; Cloud Application Administrator has the same app rights,
+/// entra-reference.md §3.1). What the profile needs beyond that is reported by
+/// [`Admin::rights_for`], not refused here.
+pub async fn check_sign_in(
+    entra: &EntraClient,
+    tokens: &TokenSet,
+    expected_upn: &str,
+) -> Result<Admin, ProvisionError> {
+    let graph = entra.graph(tokens.access_token.clone());
+    let ctx = OpContext::new();
+    let me = graph
+        .me(&ctx)
+        .await
+        .map_err(|e| ProvisionError::entra("sign_in", e))?
+        .value;
+    if !me
+        .user_principal_name
+        .trim()
+        .eq_ignore_ascii_case(expected_upn.trim())
+    {
+        return Err(ProvisionError::WrongUser {
+            expected: expected_upn.to_owned(),
+            signed_in: me.user_principal_name,
+        });
+    }
+    let roles = graph
+        .my_directory_roles(&ctx)
+        .await
+        .map_err(|e| ProvisionError::entra("sign_in", e))?
+        .value;
+    let tenant_id = match tokens.id_token_claims().ok().flatten() {
+        Some(c) => c.tid,
+        None => {
+            graph
+                .organization(&ctx)
+                .await
+                .map_err(|e| ProvisionError::entra("sign_in", e))?
+                .value
+                .id
+        }
+    };
+    let admin = Admin {
+        upn: me.user_principal_name,
+        user_id: me.id,
+        tenant_id,
+        role_template_ids: roles.into_iter().map(|r| r.role_template_id).collect(),
+        access_token: tokens.access_token.clone(),
+    };
+    if !admin.has(Right::ManageApplications) {
+        return Err(ProvisionError::MissingRights {
+            missing: vec![format!(
+                "{} holds {:?}; {}",
+                admin.upn,
+                admin.role_names(),
+                Right::ManageApplications.describe()
+            )],
+        });
+    }
+    Ok(admin)
+}

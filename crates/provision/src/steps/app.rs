@@ -1,0 +1,254 @@
+//! App registration (uniqueName upsert), service principal (check before create) and client
+//! secret (orphans from an interrupted earlier attempt are removed first).
+
+use entra_client::graph::{ApplicationSpec, RequiredResourceAccess, ResourceAccess};
+use serde_json::{Value, json};
+
+use super::{Run, StepOutcome, ids};
+use crate::audit::{Target, change};
+use crate::error::ProvisionError;
+use crate::plan::ResolvedPermission;
+use crate::store::StoredSecret;
+
+/// Label put on our secrets, so a retry can recognise one it made but never recorded.
+pub(crate) fn secret_label(onboarding_id: &str) -> String {
+    format!("onboard:{onboarding_id}")
+}
+
+impl Run {
+    /// Upserts the single-tenant app by `uniqueName`, asking for the profile's permissions.
+    pub async fn app_registration(
+        &self,
+        perms: &[ResolvedPermission],
+    ) -> Result<StepOutcome, ProvisionError> {
+        let rec = self.snapshot().await;
+        let mut rra: Vec<RequiredResourceAccess> = Vec::new();
+        for p in perms {
+            let app_id = p.permission.resource.app_id();
+            let access = ResourceAccess {
+                id: p.app_role_id.clone(),
+                kind: "Role".into(),
+            };
+            match rra.iter_mut().find(|r| r.resource_app_id == app_id) {
+                Some(r) => r.resource_access.push(access),
+                None => rra.push(RequiredResourceAccess {
+                    resource_app_id: app_id.to_owned(),
+                    resource_access: vec![access],
+                }),
+            }
+        }
+        let spec = ApplicationSpec {
+            display_name: rec.app_name.clone(),
+            sign_in_audience: Some("AzureADMyOrg".into()),
+            required_resource_access: rra,
+            ..Default::default()
+        };
+        let changes = json!([
+            change("displayName", Value::Null, json!(rec.app_name)),
+            change("uniqueName", Value::Null, json!(rec.unique_name)),
+            change("signInAudience", Value::Null, json!("AzureADMyOrg")),
+            change(
+                "requiredResourceAccess",
+                Value::Null,
+                json!(perms.iter().map(|p| p.key()).collect::<Vec<_>>())
+            ),
+        ]);
+        let target = Target {
+            kind: "application",
+            id: rec.app_object_id.clone(),
+            display_name: rec.app_name.clone(),
+        };
+        let graph = &self.graph;
+        let unique = rec.unique_name.clone();
+        let (out, seq) = self
+            .change(
+                ids::APP,
+                "app_registration.create",
+                target,
+                changes,
+                false,
+                |ctx| async move { graph.upsert_application(&unique, &spec, &ctx).await },
+                |o| {
+                    (
+                        Some(o.application.id.clone()),
+                        json!([
+                            change("appId", Value::Null, json!(o.application.app_id)),
+                            change("created", Value::Null, json!(o.created))
+                        ]),
+                    )
+                },
+            )
+            .await?;
+        let app = out.application;
+        self.update(|r| {
+            r.app_object_id = Some(app.id.clone());
+            r.client_id = Some(app.app_id.clone());
+        })
+        .await?;
+        let verb = if out.created {
+            "created"
+        } else {
+            "already existed; updated"
+        };
+        Ok(StepOutcome {
+            detail: format!("application {} (client id {}) {verb}", app.id, app.app_id),
+            audit_seqs: vec![seq],
+        })
+    }
+
+    /// Finds the app's service principal, or creates it (retrying replication lag).
+    pub async fn service_principal(&self) -> Result<StepOutcome, ProvisionError> {
+        let rec = self.snapshot().await;
+        let client_id = rec
+            .client_id
+            .clone()
+            .ok_or_else(|| ProvisionError::Store("service principal step without an app".into()))?;
+        let existing = self
+            .graph
+            .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::SP))
+            .await
+            .map_err(|e| ProvisionError::entra(ids::SP, e))?
+            .value;
+        if let Some(sp) = existing {
+            self.update(|r| r.sp_id = Some(sp.id.clone())).await?;
+            return Ok(StepOutcome::unchanged(format!(
+                "service principal {} already exists",
+                sp.id
+            )));
+        }
+        let target = Target {
+            kind: "servicePrincipal",
+            id: None,
+            display_name: rec.app_name.clone(),
+        };
+        let graph = &self.graph;
+        let cid = client_id.clone();
+        let (sp, seq) = self
+            .change(
+                ids::SP,
+                "service_principal.create",
+                target,
+                json!([change("appId", Value::Null, json!(client_id))]),
+                true,
+                |ctx| async move { graph.create_service_principal(&cid, &ctx).await },
+                |sp| (Some(sp.id.clone()), Value::Null),
+            )
+            .await?;
+        self.update(|r| r.sp_id = Some(sp.id.clone())).await?;
+        Ok(StepOutcome {
+            detail: format!("service principal {} created", sp.id),
+            audit_seqs: vec![seq],
+        })
+    }
+
+    /// Adds the client secret and stores it sealed. Secrets with our label that are not the
+    /// recorded one come from an attempt that crashed before recording: their value is lost, so
+    /// they are removed (audited) before the new one is added.
+    pub async fn client_secret(&self) -> Result<StepOutcome, ProvisionError> {
+        let rec = self.snapshot().await;
+        let (Some(app_oid), Some(_)) = (rec.app_object_id.clone(), rec.client_id.clone()) else {
+            return Err(ProvisionError::Store("secret step without an app".into()));
+        };
+        if let Some(s) = &rec.secret {
+            return Ok(StepOutcome::unchanged(format!(
+                "secret {} already recorded",
+                s.key_id
+            )));
+        }
+        let label = secret_label(&rec.id);
+        let app = self
+            .graph
+            .get_application(&app_oid, &self.read_ctx(ids::SECRET))
+            .await
+            .map_err(|e| ProvisionError::entra(ids::SECRET, e))?
+            .value;
+        let mut seqs = Vec::new();
+        for orphan in app
+            .password_credentials
+            .iter()
+            .filter(|p| p.display_name.as_deref() == Some(label.as_str()))
+        {
+            let target = Target {
+                kind: "passwordCredential",
+                id: Some(orphan.key_id.clone()),
+                display_name: label.clone(),
+            };
+            let graph = &self.graph;
+            let (aoid, kid) = (app_oid.clone(), orphan.key_id.clone());
+            let ((), seq) = self
+                .change(
+                    ids::SECRET,
+                    "client_secret.remove",
+                    target,
+                    json!([
+                        change("keyId", json!(orphan.key_id), Value::Null),
+                        change("hint", json!(orphan.hint), Value::Null)
+                    ]),
+                    true,
+                    |ctx| async move { graph.remove_password(&aoid, &kid, &ctx).await },
+                    |_| (None, Value::Null),
+                )
+                .await?;
+            seqs.push(seq);
+        }
+        let end = self.inner.secret_end_date_time();
+        let target = Target {
+            kind: "passwordCredential",
+            id: None,
+            display_name: label.clone(),
+        };
+        let graph = &self.graph;
+        let (aoid, lbl, end2) = (app_oid.clone(), label.clone(), end.clone());
+        let (pw, seq) = self
+            .change(
+                ids::SECRET,
+                "client_secret.add",
+                target,
+                json!([
+                    change("passwordCredential.displayName", Value::Null, json!(label)),
+                    change("passwordCredential.endDateTime", Value::Null, json!(end))
+                ]),
+                true,
+                |ctx| async move {
+                    graph
+                        .add_password(&aoid, Some(&lbl), end2.as_deref(), &ctx)
+                        .await
+                },
+                // Only key id, hint and expiry: never the value.
+                |pw| {
+                    (
+                        Some(pw.info.key_id.clone()),
+                        json!([
+                            change("keyId", Value::Null, json!(pw.info.key_id)),
+                            change("hint", Value::Null, json!(pw.info.hint)),
+                            change("endDateTime", Value::Null, json!(pw.info.end_date_time))
+                        ]),
+                    )
+                },
+            )
+            .await?;
+        seqs.push(seq);
+        let sealed = self
+            .inner
+            .key
+            .seal(&rec.id, "client_secret", &pw.secret_text)?;
+        let stored = StoredSecret {
+            key_id: pw.info.key_id.clone(),
+            hint: pw.info.hint.clone(),
+            end_date_time: pw.info.end_date_time.clone(),
+            sealed,
+        };
+        self.update(|r| r.secret = Some(stored)).await?;
+        Ok(StepOutcome {
+            detail: format!(
+                "secret {} added (expires {})",
+                pw.info.key_id,
+                pw.info
+                    .end_date_time
+                    .as_deref()
+                    .unwrap_or("per tenant default")
+            ),
+            audit_seqs: seqs,
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! The last steps: removing the temporary `<server>-<provider>-token` enterprise app, and the
+//! client-credentials check that the new app really authenticates with its secret.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Run, StepOutcome, ids, sts_meta};
+use crate::audit::{self, EntryParts, Phase, Target, change};
+use crate::error::ProvisionError;
+use crate::plan::token_app_name;
+
+impl Run {
+    /// Deletes every service principal named `<server>-<provider>-token`; none found = done.
+    pub async fn remove_token_app(&self) -> Result<StepOutcome, ProvisionError> {
+        let name = token_app_name(&self.inner.server_name, &self.inner.provider);
+        let found = self
+            .graph
+            .find_service_principals_by_display_name(&name, &self.read_ctx(ids::TOKEN_APP))
+            .await
+            .map_err(|e| ProvisionError::entra(ids::TOKEN_APP, e))?
+            .value;
+        if found.is_empty() {
+            return Ok(StepOutcome::unchanged(format!("{name} is not present")));
+        }
+        let mut seqs = Vec::new();
+        for sp in found {
+            let target = Target {
+                kind: "servicePrincipal",
+                id: Some(sp.id.clone()),
+                display_name: name.clone(),
+            };
+            let graph = &self.graph;
+            let id = sp.id.clone();
+            let res = self
+                .change(
+                    ids::TOKEN_APP,
+                    "temporary_app.delete",
+                    target,
+                    json!([change("appId", json!(sp.app_id), Value::Null)]),
+                    false,
+                    |ctx| async move { graph.delete_service_principal(&id, &ctx).await },
+                    |_| (None, Value::Null),
+                )
+                .await;
+            match res {
+                Ok(((), seq)) => seqs.push(seq),
+                // Another onboarding of the same tenant removed it first: the goal is reached.
+                Err(ProvisionError::Entra { source, .. }) if source.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(StepOutcome {
+            detail: format!("{name} removed"),
+            audit_seqs: seqs,
+        })
+    }
+
+    /// Gets an app-only Graph token with the new secret, retrying while the new credential
+    /// propagates (AADSTS700016 / 7000215). Audited as `authentication.verify`.
+    pub async fn verify_authentication(&self) -> Result<StepOutcome, ProvisionError> {
+        let rec = self.snapshot().await;
+        let (Some(client_id), Some(secret)) = (rec.client_id.clone(), rec.secret.clone()) else {
+            return Err(ProvisionError::Store(
+                "verify step without app and secret".into(),
+            ));
+        };
+        let value = self
+            .inner
+            .key
+            .open(&rec.id, "client_secret", &secret.sealed)?;
+        let crid = Uuid::new_v4();
+        let crid_s = crid.to_string();
+        let target = Target {
+            kind: "application",
+            id: rec.app_object_id.clone(),
+            display_name: rec.app_name.clone(),
+        };
+        let changes = json!([change(
+            "clientCredentials",
+            Value::Null,
+            json!({
+                "key_id": secret.key_id,
+                "scope": self.inner.verify_scope,
+            })
+        )]);
+        let scope = &self.scope;
+        let log = &self.inner.audit;
+        let parts = |phase| EntryParts {
+            action: "authentication.verify",
+            phase,
+            target: &target,
+            changes: changes.clone(),
+            graph_request_id: None,
+            correlation_id: &crid_s,
+            error: None,
+        };
+        audit::append(log, scope, parts(Phase::Intent)).await?;
+        let ctx = self.op_ctx(ids::VERIFY, crid, true);
+        let result = self
+            .inner
+            .entra
+            .sts()
+            .client_credentials(
+                &rec.tenant_id,
+                &client_id,
+                &value,
+                &self.inner.verify_scope,
+                &ctx,
+            )
+            .await;
+        match result {
+            Ok(tokens) => {
+                let meta = sts_meta(&crid_s, tokens.request_id.clone());
+                let seq = audit::append(
+                    log,
+                    scope,
+                    EntryParts {
+                        graph_request_id: meta.request_id.as_deref(),
+                        ..parts(Phase::Succeeded)
+                    },
+                )
+                .await?;
+                Ok(StepOutcome {
+                    detail: format!(
+                        "client {client_id} authenticates with secret {}",
+                        secret.key_id
+                    ),
+                    audit_seqs: vec![seq],
+                })
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let _ = audit::append(
+                    log,
+                    scope,
+                    EntryParts {
+                        error: Some(&text),
+                        ..parts(Phase::Failed)
+                    },
+                )
+                .await;
+                Err(ProvisionError::entra(ids::VERIFY, e))
+            }
+        }
+    }
+}

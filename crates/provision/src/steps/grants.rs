@@ -1,0 +1,239 @@
+//! Application permissions with admin consent (`appRoleAssignedTo`) and directory role
+//! assignments: independent of each other, so they run concurrently, bounded by the engine's
+//! `concurrency`. Each one lists what our service principal already holds first.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::{Run, StepOutcome, ids};
+use crate::audit::{Target, change};
+use crate::error::ProvisionError;
+use crate::events::EventKind;
+use crate::plan::ResolvedPermission;
+use crate::profiles::RoleRef;
+
+/// One unit of concurrent work.
+enum Item {
+    /// Grant this permission.
+    Grant(ResolvedPermission),
+    /// Assign this directory role.
+    Role(RoleRef),
+}
+
+impl Item {
+    fn step_id(&self) -> String {
+        match self {
+            Item::Grant(p) => format!("grant:{}", p.key()),
+            Item::Role(r) => format!("role:{}", r.name),
+        }
+    }
+}
+
+impl Run {
+    /// Grants every permission and assigns every role the SP lacks.
+    pub async fn permissions_and_roles(
+        self: &Arc<Self>,
+        perms: &[ResolvedPermission],
+    ) -> Result<StepOutcome, ProvisionError> {
+        let rec = self.snapshot().await;
+        let sp_id = rec.sp_id.clone().ok_or_else(|| {
+            ProvisionError::Store("grant step without a service principal".into())
+        })?;
+        let ctx = self.read_ctx(ids::ACCESS);
+        let granted = self
+            .graph
+            .list_app_role_assignments(&sp_id, &ctx)
+            .await
+            .map_err(|e| ProvisionError::entra(ids::ACCESS, e))?
+            .value;
+        let assigned = self
+            .graph
+            .list_directory_role_assignments(&sp_id, &ctx)
+            .await
+            .map_err(|e| ProvisionError::entra(ids::ACCESS, e))?
+            .value;
+        let mut items = Vec::new();
+        let mut already = 0usize;
+        for p in perms {
+            match granted
+                .iter()
+                .find(|g| g.resource_id == p.resource_sp_id && g.app_role_id == p.app_role_id)
+            {
+                Some(g) => {
+                    already += 1;
+                    let (k, id) = (p.key(), g.id.clone());
+                    self.update(|r| {
+                        r.grants.insert(k, id);
+                    })
+                    .await?;
+                }
+                None => items.push(Item::Grant(p.clone())),
+            }
+        }
+        for role in &rec.profile.directory_roles {
+            match assigned.iter().find(|a| {
+                a.role_definition_id.eq_ignore_ascii_case(&role.template_id)
+                    && a.directory_scope_id.as_deref().unwrap_or("/") == "/"
+            }) {
+                Some(a) => {
+                    already += 1;
+                    let (k, id) = (role.template_id.clone(), a.id.clone());
+                    self.update(|r| {
+                        r.role_assignments.insert(k, id);
+                    })
+                    .await?;
+                }
+                None => items.push(Item::Role(role.clone())),
+            }
+        }
+        let total = items.len();
+        let sem = Arc::new(Semaphore::new(self.inner.concurrency.max(1)));
+        let mut set = JoinSet::new();
+        for item in items {
+            let run = self.clone();
+            let sem = sem.clone();
+            let sp = sp_id.clone();
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                run.one(item, &sp).await
+            });
+        }
+        let mut seqs = Vec::new();
+        let mut first_err = None;
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(seq)) => seqs.push(seq),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(ProvisionError::Store(format!("grant task: {e}")));
+                }
+            }
+        }
+        // Every task is waited for, so no change is left running (or unaudited) behind a failure.
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok(StepOutcome {
+            detail: format!("{total} granted or assigned, {already} already in place"),
+            audit_seqs: seqs,
+        })
+    }
+
+    /// One grant or assignment, with its own Started/Done/Failed events.
+    async fn one(&self, item: Item, sp_id: &str) -> Result<u64, ProvisionError> {
+        let step = item.step_id();
+        let description = match &item {
+            Item::Grant(p) => format!("grant {} with admin consent", p.key()),
+            Item::Role(r) => format!("assign directory role {}", r.name),
+        };
+        self.emitter.emit(&step, EventKind::Started { description });
+        let result = match &item {
+            Item::Grant(p) => self.grant(&step, p, sp_id).await,
+            Item::Role(r) => self.assign(&step, r, sp_id).await,
+        };
+        match &result {
+            Ok((seq, detail)) => {
+                self.emitter.emit(
+                    &step,
+                    EventKind::Done {
+                        detail: detail.clone(),
+                        audit_seqs: vec![*seq],
+                    },
+                );
+            }
+            Err(e) => {
+                self.emitter.emit(
+                    &step,
+                    EventKind::Failed {
+                        error: e.to_string(),
+                    },
+                );
+            }
+        }
+        result.map(|(seq, _)| seq)
+    }
+
+    async fn grant(
+        &self,
+        step: &str,
+        p: &ResolvedPermission,
+        sp_id: &str,
+    ) -> Result<(u64, String), ProvisionError> {
+        let target = Target {
+            kind: "appRoleAssignment",
+            id: None,
+            display_name: p.key(),
+        };
+        let changes = json!([
+            change("principalId", Value::Null, json!(sp_id)),
+            change("resourceId", Value::Null, json!(p.resource_sp_id)),
+            change("appRoleId", Value::Null, json!(p.app_role_id)),
+            change("permission", Value::Null, json!(p.key())),
+        ]);
+        let graph = &self.graph;
+        let (res, pid, rid) = (
+            p.resource_sp_id.clone(),
+            sp_id.to_owned(),
+            p.app_role_id.clone(),
+        );
+        let (a, seq) = self
+            .change(
+                step,
+                "app_role_assignment.create",
+                target,
+                changes,
+                true,
+                |ctx| async move { graph.grant_app_role(&res, &pid, &rid, &ctx).await },
+                |a| (Some(a.id.clone()), Value::Null),
+            )
+            .await?;
+        let (k, id) = (p.key(), a.id.clone());
+        self.update(|r| {
+            r.grants.insert(k, id);
+        })
+        .await?;
+        Ok((seq, format!("{} granted (assignment {})", p.key(), a.id)))
+    }
+
+    async fn assign(
+        &self,
+        step: &str,
+        role: &RoleRef,
+        sp_id: &str,
+    ) -> Result<(u64, String), ProvisionError> {
+        let target = Target {
+            kind: "unifiedRoleAssignment",
+            id: None,
+            display_name: role.name.clone(),
+        };
+        let changes = json!([
+            change("principalId", Value::Null, json!(sp_id)),
+            change("roleDefinitionId", Value::Null, json!(role.template_id)),
+            change("directoryScopeId", Value::Null, json!("/")),
+        ]);
+        let graph = &self.graph;
+        let (tid, pid) = (role.template_id.clone(), sp_id.to_owned());
+        let (a, seq) = self
+            .change(
+                step,
+                "directory_role_assignment.create",
+                target,
+                changes,
+                true,
+                |ctx| async move { graph.assign_directory_role(&tid, &pid, &ctx).await },
+                |a| (Some(a.id.clone()), Value::Null),
+            )
+            .await?;
+        let (k, id) = (role.template_id.clone(), a.id.clone());
+        self.update(|r| {
+            r.role_assignments.insert(k, id);
+        })
+        .await?;
+        Ok((seq, format!("{} assigned (assignment {})", role.name, a.id)))
+    }
+}

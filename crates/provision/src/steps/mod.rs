@@ -1,0 +1,282 @@
+//! The workflow steps. Each step checks Entra's state first, so re-running a step after a crash
+//! converges instead of duplicating. Every Entra change goes through [`Run::change`]: audit
+//! intent (fail closed) → call → audit outcome → only then may the step be reported done.
+
+mod app;
+mod finish;
+mod grants;
+mod undo;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use entra_client::{CallMeta, EntraError, GraphClient, OpContext, Reply, RetryEvent, observer_fn};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::audit::{self, AuditScope, EntryParts, Phase, Target};
+use crate::engine::{HookAction, Inner};
+use crate::error::ProvisionError;
+use crate::events::{Emitter, EventKind};
+use crate::store::OnboardingRecord;
+
+/// Step ids (also the names in `steps_done` and in events).
+pub(crate) mod ids {
+    /// Reading the resources' app roles (no change; never marked done, always re-read).
+    pub const RESOLVE: &str = "resolve_permissions";
+    /// The app registration upsert.
+    pub const APP: &str = "app_registration";
+    /// The service principal.
+    pub const SP: &str = "service_principal";
+    /// The client secret.
+    pub const SECRET: &str = "client_secret";
+    /// All grants and role assignments (each also has its own `grant:` / `role:` id).
+    pub const ACCESS: &str = "permissions_and_roles";
+    /// Removing the temporary `-token` enterprise app.
+    pub const TOKEN_APP: &str = "temporary_app_removal";
+    /// The client-credentials check with the new secret.
+    pub const VERIFY: &str = "verify_authentication";
+}
+
+/// One onboarding being worked on: the engine, the admin's Graph client, the audit scope, the
+/// event emitter and the record (behind a lock: grant tasks update it concurrently).
+pub(crate) struct Run {
+    /// Engine internals (Entra client, audit log, store, key, settings).
+    pub inner: Arc<Inner>,
+    /// Graph acting as the signed-in admin.
+    pub graph: GraphClient,
+    /// Fields every audit entry of this onboarding carries.
+    pub scope: AuditScope,
+    /// Numbered, persisted progress events.
+    pub emitter: Arc<Emitter>,
+    /// The durable state; written through [`Run::update`].
+    pub rec: tokio::sync::Mutex<OnboardingRecord>,
+}
+
+/// What a finished step reports.
+pub(crate) struct StepOutcome {
+    /// Human text for the Done event.
+    pub detail: String,
+    /// Audit indexes of the outcome entries written.
+    pub audit_seqs: Vec<u64>,
+}
+
+impl StepOutcome {
+    /// A step that found nothing to change.
+    pub fn unchanged(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            audit_seqs: vec![],
+        }
+    }
+}
+
+impl Run {
+    /// An OpContext with a fresh client-request-id whose retries become `Retrying` events.
+    pub fn op_ctx(&self, step: &str, crid: Uuid, after_create: bool) -> OpContext {
+        let emitter = self.emitter.clone();
+        let step = step.to_owned();
+        let ctx = OpContext::new()
+            .with_client_request_id(crid)
+            .with_observer(observer_fn(move |e: &RetryEvent| {
+                emitter.emit(
+                    &step,
+                    EventKind::Retrying {
+                        operation: e.operation.to_owned(),
+                        attempt: e.attempt,
+                        reason: e.reason.to_string(),
+                        wait_ms: u64::try_from(e.wait.as_millis()).unwrap_or(u64::MAX),
+                    },
+                );
+            }));
+        if after_create {
+            ctx.after_create()
+        } else {
+            ctx
+        }
+    }
+
+    /// A read-only context for `step` (reads after a create ride out replication lag too).
+    pub fn read_ctx(&self, step: &str) -> OpContext {
+        self.op_ctx(step, Uuid::new_v4(), true)
+    }
+
+    /// Applies `f` to the record and writes it to disk.
+    pub async fn update(
+        &self,
+        f: impl FnOnce(&mut OnboardingRecord),
+    ) -> Result<(), ProvisionError> {
+        let mut rec = self.rec.lock().await;
+        f(&mut rec);
+        rec.updated_at = crate::events::now();
+        self.inner.store.put(&rec).await
+    }
+
+    /// A copy of the record.
+    pub async fn snapshot(&self) -> OnboardingRecord {
+        self.rec.lock().await.clone()
+    }
+
+    /// One audited Entra change. Writes the intent entry (if that fails, the call is not made),
+    /// makes the call with the same client-request-id, then writes the outcome entry. Returns
+    /// the value and the outcome's audit index; errors after the call carry the Entra error.
+    pub async fn change<T, Fut>(
+        &self,
+        step: &str,
+        action: &str,
+        target: Target,
+        changes: Value,
+        after_create: bool,
+        call: impl FnOnce(OpContext) -> Fut,
+        describe: impl FnOnce(&T) -> (Option<String>, Value),
+    ) -> Result<(T, u64), ProvisionError>
+    where
+        Fut: Future<Output = Result<Reply<T>, EntraError>>,
+    {
+        let crid = Uuid::new_v4();
+        let crid_s = crid.to_string();
+        let log = &self.inner.audit;
+        audit::append(
+            log,
+            &self.scope,
+            EntryParts {
+                action,
+                phase: Phase::Intent,
+                target: &target,
+                changes: changes.clone(),
+                graph_request_id: None,
+                correlation_id: &crid_s,
+                error: None,
+            },
+        )
+        .await?;
+        let ctx = self.op_ctx(step, crid, after_create);
+        match call(ctx).await {
+            Ok(Reply { value, meta }) => {
+                let (id, result_changes) = describe(&value);
+                let target = Target {
+                    id: id.or(target.id),
+                    ..target
+                };
+                let seq = audit::append(
+                    log,
+                    &self.scope,
+                    EntryParts {
+                        action,
+                        phase: Phase::Succeeded,
+                        target: &target,
+                        changes: merge(changes, result_changes),
+                        graph_request_id: meta.request_id.as_deref(),
+                        correlation_id: &crid_s,
+                        error: None,
+                    },
+                )
+                .await?;
+                Ok((value, seq))
+            }
+            Err(e) => {
+                let text = e.to_string();
+                // Best effort: if the log is down too, the intent entry without an outcome
+                // already shows the change was attempted.
+                let _ = audit::append(
+                    log,
+                    &self.scope,
+                    EntryParts {
+                        action,
+                        phase: Phase::Failed,
+                        target: &target,
+                        changes,
+                        graph_request_id: e.request_id(),
+                        correlation_id: &crid_s,
+                        error: Some(&text),
+                    },
+                )
+                .await;
+                Err(ProvisionError::entra(step, e))
+            }
+        }
+    }
+
+    /// Runs top-level step `id` unless the record says it is confirmed: Started, the work,
+    /// mark done + flush, Done, then the test hook.
+    pub async fn step<Fut>(
+        &self,
+        id: &str,
+        description: &str,
+        work: impl FnOnce() -> Fut,
+    ) -> Result<(), ProvisionError>
+    where
+        Fut: Future<Output = Result<StepOutcome, ProvisionError>>,
+    {
+        if self.rec.lock().await.done(id) {
+            return Ok(());
+        }
+        self.emitter.emit(
+            id,
+            EventKind::Started {
+                description: description.to_owned(),
+            },
+        );
+        match work().await {
+            Ok(out) => {
+                self.update(|r| r.mark_done(id)).await?;
+                self.emitter.emit(
+                    id,
+                    EventKind::Done {
+                        detail: out.detail,
+                        audit_seqs: out.audit_seqs,
+                    },
+                );
+                self.hook(id).await
+            }
+            Err(e) => {
+                self.emitter.emit(
+                    id,
+                    EventKind::Failed {
+                        error: e.to_string(),
+                    },
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Asks the test hook what to do after a confirmed step.
+    async fn hook(&self, step: &str) -> Result<(), ProvisionError> {
+        let Some(hook) = &self.inner.hook else {
+            return Ok(());
+        };
+        match hook(&self.scope.onboarding_id, step) {
+            HookAction::Continue => Ok(()),
+            HookAction::Halt => Err(ProvisionError::Halted(step.to_owned())),
+            HookAction::Fail => Err(ProvisionError::Store(format!(
+                "injected failure after step {step}"
+            ))),
+        }
+    }
+}
+
+/// Intent changes plus what the answer added (ids, created flag), as one `changes` array.
+fn merge(intent: Value, result: Value) -> Value {
+    let mut out = match intent {
+        Value::Array(a) => a,
+        Value::Null => vec![],
+        other => vec![other],
+    };
+    match result {
+        Value::Array(a) => out.extend(a),
+        Value::Null => {}
+        other => out.push(other),
+    }
+    Value::Array(out)
+}
+
+/// Call facts for a change that was not a Graph call (the STS check).
+pub(crate) fn sts_meta(crid: &str, request_id: Option<String>) -> CallMeta {
+    CallMeta {
+        status: 200,
+        request_id,
+        client_request_id: crid.to_owned(),
+        attempts: 1,
+    }
+}

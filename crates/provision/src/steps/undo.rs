@@ -1,0 +1,175 @@
+//! Cancel: undo what an onboarding made, newest first — directory role assignments, app-role
+//! grants, the service principal, the application (which takes its secrets with it). Entra is
+//! read first (by the record's ids, else by uniqueName), so objects made just before a crash,
+//! and not yet recorded, are found too; each removal is audited like any change.
+
+use serde_json::{Value, json};
+
+use super::{Run, StepOutcome};
+use crate::audit::{Target, change};
+use crate::error::ProvisionError;
+
+/// Step id of the undo work in events.
+const CANCEL: &str = "cancel";
+
+impl Run {
+    /// Removes everything this onboarding created; absent objects count as removed.
+    pub async fn undo(&self) -> Result<StepOutcome, ProvisionError> {
+        let rec = self.snapshot().await;
+        let ctx = self.read_ctx(CANCEL);
+        let err = |e| ProvisionError::entra(CANCEL, e);
+        let app = match &rec.app_object_id {
+            Some(oid) => match self.graph.get_application(oid, &ctx).await {
+                Ok(r) => Some(r.value),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(err(e)),
+            },
+            None => {
+                self.graph
+                    .get_application_by_unique_name(&rec.unique_name, &ctx)
+                    .await
+                    .map_err(err)?
+                    .value
+            }
+        };
+        let sp = match &app {
+            Some(a) => {
+                self.graph
+                    .find_service_principal_by_app_id(&a.app_id, &ctx)
+                    .await
+                    .map_err(err)?
+                    .value
+            }
+            None => None,
+        };
+        let mut seqs = Vec::new();
+        let mut removed = Vec::new();
+        if let Some(sp) = &sp {
+            let roles = self
+                .graph
+                .list_directory_role_assignments(&sp.id, &ctx)
+                .await
+                .map_err(err)?
+                .value;
+            for a in roles {
+                let target = Target {
+                    kind: "unifiedRoleAssignment",
+                    id: Some(a.id.clone()),
+                    display_name: crate::roles::role_name(&a.role_definition_id)
+                        .unwrap_or(&a.role_definition_id)
+                        .to_owned(),
+                };
+                let graph = &self.graph;
+                let id = a.id.clone();
+                let ((), seq) = self
+                    .change(
+                        CANCEL,
+                        "directory_role_assignment.delete",
+                        target,
+                        json!([change(
+                            "roleDefinitionId",
+                            json!(a.role_definition_id),
+                            Value::Null
+                        )]),
+                        false,
+                        |c| async move { graph.remove_directory_role_assignment(&id, &c).await },
+                        |_| (None, Value::Null),
+                    )
+                    .await?;
+                seqs.push(seq);
+                removed.push(format!("role assignment {}", a.id));
+            }
+            let grants = self
+                .graph
+                .list_app_role_assignments(&sp.id, &ctx)
+                .await
+                .map_err(err)?
+                .value;
+            for g in grants {
+                let target = Target {
+                    kind: "appRoleAssignment",
+                    id: Some(g.id.clone()),
+                    display_name: g.app_role_id.clone(),
+                };
+                let graph = &self.graph;
+                let (res, id) = (g.resource_id.clone(), g.id.clone());
+                let ((), seq) = self
+                    .change(
+                        CANCEL,
+                        "app_role_assignment.delete",
+                        target,
+                        json!([change("appRoleId", json!(g.app_role_id), Value::Null)]),
+                        false,
+                        |c| async move { graph.revoke_app_role(&res, &id, &c).await },
+                        |_| (None, Value::Null),
+                    )
+                    .await?;
+                seqs.push(seq);
+                removed.push(format!("grant {}", g.id));
+            }
+            let target = Target {
+                kind: "servicePrincipal",
+                id: Some(sp.id.clone()),
+                display_name: rec.app_name.clone(),
+            };
+            let graph = &self.graph;
+            let id = sp.id.clone();
+            let ((), seq) = self
+                .change(
+                    CANCEL,
+                    "service_principal.delete",
+                    target,
+                    json!([change("appId", json!(sp.app_id), Value::Null)]),
+                    false,
+                    |c| async move { graph.delete_service_principal(&id, &c).await },
+                    |_| (None, Value::Null),
+                )
+                .await?;
+            seqs.push(seq);
+            removed.push(format!("service principal {}", sp.id));
+        }
+        if let Some(app) = &app {
+            let target = Target {
+                kind: "application",
+                id: Some(app.id.clone()),
+                display_name: rec.app_name.clone(),
+            };
+            let graph = &self.graph;
+            let id = app.id.clone();
+            let ((), seq) = self
+                .change(
+                    CANCEL,
+                    "app_registration.delete",
+                    target,
+                    json!([
+                        change("appId", json!(app.app_id), Value::Null),
+                        change("uniqueName", json!(rec.unique_name), Value::Null)
+                    ]),
+                    false,
+                    |c| async move { graph.delete_application(&id, &c).await },
+                    |_| (None, Value::Null),
+                )
+                .await?;
+            seqs.push(seq);
+            removed.push(format!("application {}", app.id));
+        }
+        self.update(|r| {
+            r.grants.clear();
+            r.role_assignments.clear();
+            r.sp_id = None;
+            r.app_object_id = None;
+            r.client_id = None;
+            r.secret = None;
+        })
+        .await?;
+        let detail = if removed.is_empty() {
+            "nothing to remove".to_owned()
+        } else {
+            format!("removed {}", removed.join(", "))
+        };
+        Ok(StepOutcome {
+            detail,
+            audit_seqs: seqs,
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! The workflow store: one sled tree handed over by the caller, holding one JSON record per
+//! onboarding (`o/<id>`) and its numbered events (`e/<id>/<seq big-endian>`). Records are
+//! flushed to disk before a step is reported done, so a restart resumes from the last confirmed
+//! step.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProvisionError;
+use crate::events::Event;
+use crate::profiles::ResolvedProfile;
+
+/// Where an onboarding stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Steps are running (or were, before a crash: `resume_all` continues them).
+    Running,
+    /// Every step is done.
+    Completed,
+    /// A step failed; the record keeps what was made, so it can be retried or cancelled.
+    Failed,
+    /// Cancel is undoing what was made (a crash here is resumed too).
+    Cancelling,
+    /// Everything made was removed.
+    Cancelled,
+}
+
+impl Status {
+    /// Lower-case name for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelling => "cancelling",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The client secret as stored: metadata in clear, the value sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredSecret {
+    /// Entra key id (what the audit log records).
+    pub key_id: String,
+    /// First characters, as Entra reports them.
+    pub hint: Option<String>,
+    /// Expiry (RFC 3339).
+    pub end_date_time: Option<String>,
+    /// The value, sealed with the engine's key ([`crate::crypto::SealingKey`]).
+    pub sealed: String,
+}
+
+/// One onboarding's durable state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OnboardingRecord {
+    /// Caller-chosen id.
+    pub id: String,
+    /// The Direct Routing service the registration is for.
+    pub service_id: String,
+    /// Customer tenant id.
+    pub tenant_id: String,
+    /// App registration display name, as entered.
+    pub app_name: String,
+    /// Lower-cased name, for the uniqueness rule.
+    pub name_key: String,
+    /// Entra `uniqueName` of the app: derived from tenant and name, so any retry upserts the
+    /// same app instead of making a second one.
+    pub unique_name: String,
+    /// What the registration gets.
+    pub profile: ResolvedProfile,
+    /// Who asked (caller identity), recorded in every audit entry.
+    pub actor: String,
+    /// The admin who signed in.
+    pub admin_upn: String,
+    /// Where it stands.
+    pub status: Status,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// Application object id, once made.
+    pub app_object_id: Option<String>,
+    /// Application (client) id, once made.
+    pub client_id: Option<String>,
+    /// Service principal object id, once made.
+    pub sp_id: Option<String>,
+    /// The client secret, once made.
+    pub secret: Option<StoredSecret>,
+    /// App-role grants made: `resource/value` -> assignment id.
+    pub grants: BTreeMap<String, String>,
+    /// Directory role assignments made: template id -> assignment id.
+    pub role_assignments: BTreeMap<String, String>,
+    /// Confirmed steps, in order; skipped on resume.
+    pub steps_done: Vec<String>,
+    /// The admin's delegated access token, sealed, so a restart can resume (until it expires).
+    pub sealed_admin_token: Option<String>,
+    /// Last error, without secrets.
+    pub error: Option<String>,
+}
+
+impl OnboardingRecord {
+    /// Whether `step` is confirmed.
+    pub fn done(&self, step: &str) -> bool {
+        self.steps_done.iter().any(|s| s == step)
+    }
+
+    /// Marks `step` confirmed (once).
+    pub fn mark_done(&mut self, step: &str) {
+        if !self.done(step) {
+            self.steps_done.push(step.to_owned());
+        }
+    }
+}
+
+/// Handle to the sled tree; clones share it.
+#[derive(Clone)]
+pub(crate) struct Store {
+    /// The caller's tree.
+    tree: sled::Tree,
+}
+
+fn record_key(id: &str) -> Vec<u8> {
+    format!("o/{id}").into_bytes()
+}
+
+fn event_prefix(id: &str) -> Vec<u8> {
+    format!("e/{id}/").into_bytes()
+}
+
+fn event_key(id: &str, seq: u64) -> Vec<u8> {
+    let mut k = event_prefix(id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// Wraps the caller's tree.
+    pub fn new(tree: sled::Tree) -> Self {
+        Self { tree }
+    }
+
+    /// Writes `rec` and waits until it is on disk.
+    pub async fn put(&self, rec: &OnboardingRecord) -> Result<(), ProvisionError> {
+        let bytes = serde_json::to_vec(rec)?;
+        self.tree.insert(record_key(&rec.id), bytes)?;
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+
+    /// Reads one record.
+    pub fn get(&self, id: &str) -> Result<Option<OnboardingRecord>, ProvisionError> {
+        match self.tree.get(record_key(id))? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every record.
+    pub fn all(&self) -> Result<Vec<OnboardingRecord>, ProvisionError> {
+        self.tree
+            .scan_prefix(b"o/")
+            .map(|kv| {
+                let (_, v) = kv?;
+                Ok(serde_json::from_slice(&v)?)
+            })
+            .collect()
+    }
+
+    /// Persists an event (not flushed on its own: the next record write or sled's periodic
+    /// flush carries it; events are progress notes, the record is the truth).
+    pub fn put_event(&self, e: &Event) -> Result<(), ProvisionError> {
+        let bytes = serde_json::to_vec(e)?;
+        self.tree
+            .insert(event_key(&e.onboarding_id, e.seq), bytes)?;
+        Ok(())
+    }
+
+    /// Events of `id` numbered `from` and up, in order.
+    pub fn events(&self, id: &str, from: u64) -> Result<Vec<Event>, ProvisionError> {
+        self.tree
+            .range(event_key(id, from.max(1))..)
+            .take_while(|kv| {
+                kv.as_ref()
+                    .map(|(k, _)| k.starts_with(&event_prefix(id)))
+                    .unwrap_or(true)
+            })
+            .map(|kv| {
+                let (_, v) = kv?;
+                Ok(serde_json::from_slice(&v)?)
+            })
+            .collect()
+    }
+
+    /// Number of the last persisted event of `id` (0 if none).
+    pub fn last_event_seq(&self, id: &str) -> Result<u64, ProvisionError> {
+        match self.tree.scan_prefix(event_prefix(id)).next_back() {
+            Some(kv) => {
+                let (k, _) = kv?;
+                let tail = k.len().saturating_sub(8);
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[tail..]);
+                Ok(u64::from_be_bytes(b))
+            }
+            None => Ok(0),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Provisioning against the Entra emulator: the full run as a Global Administrator, the
+//! Application-Administrator-only plan, name rules, and fail-closed auditing.
+
+mod common;
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail, ensure};
+use common::{assert_provisioned, calm, collect, completion, start};
+use entra_client::OpContext;
+use provision::{EventKind, NameRule, PlanRequest, ProvisionError, Right, Status};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+const TOKEN_APP: &str = "Sandbox1-sp2-token";
+
+fn plan_req(name: &str) -> PlanRequest {
+    PlanRequest {
+        app_name: name.into(),
+        profile: "direct-routing".into(),
+        platform_version: None,
+    }
+}
+
+/// Every change action has an intent entry followed later by exactly one outcome with the same
+/// correlation id; returns action -> count of succeeded pairs.
+fn check_pairs(entries: &[Value]) -> Result<HashMap<String, usize>> {
+    let mut open: HashMap<String, (String, u64)> = HashMap::new();
+    let mut done: HashMap<String, usize> = HashMap::new();
+    for e in entries {
+        let action = e["action"].as_str().context("action")?.to_owned();
+        if action.starts_with("onboarding.") {
+            continue;
+        }
+        let crid = e["correlation_id"]
+            .as_str()
+            .context("correlation_id")?
+            .to_owned();
+        let seq = e["seq"].as_u64().context("seq")?;
+        match e["phase"].as_str() {
+            Some("intent") => {
+                ensure!(open.insert(crid, (action, seq)).is_none(), "intent twice");
+            }
+            Some("succeeded") | Some("failed") => {
+                let (a, s) = open.remove(&crid).context("outcome without intent")?;
+                ensure!(a == action && s < seq, "outcome does not match its intent");
+                if e["phase"] == "succeeded" {
+                    *done.entry(action).or_default() += 1;
+                }
+            }
+            other => bail!("bad phase {other:?}"),
+        }
+        for f in ["actor", "tenant_id", "service_id", "target", "changes"] {
+            ensure!(!e[f].is_null(), "entry lacks {f}: {e}");
+        }
+    }
+    ensure!(open.is_empty(), "intents without outcome: {open:?}");
+    Ok(done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_admin_provisions_everything_audited_in_order() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("globaladmin").await?;
+    assert_eq!(admin.tenant_id, env.info.tenant_id);
+
+    let plan = env.engine.plan(&admin, &plan_req("Sbc-One")).await?;
+    ensure!(plan.missing_rights.is_empty(), "{:?}", plan.missing_rights);
+    let ops: Vec<(&str, &str)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.action.as_str(), c.operation.as_str()))
+        .collect();
+    ensure!(
+        ops.contains(&("app_registration.create", "create")),
+        "{ops:?}"
+    );
+    ensure!(ops.contains(&("temporary_app.delete", "delete")), "{ops:?}");
+    ensure!(
+        plan.changes
+            .iter()
+            .filter(|c| c.action == "app_role_assignment.create")
+            .count()
+            == 3
+    );
+    // The plan changed nothing.
+    ensure!(common::apps_named(&env.snapshot(), "Sbc-One").is_empty());
+    ensure!(common::sps_named(&env.snapshot(), TOKEN_APP).len() == 1);
+
+    let stream = env
+        .engine
+        .provision(env.req("onb-1", "Sbc-One"), admin)
+        .await?;
+    let events = collect(stream, 120).await?;
+    let c = completion(&events)?;
+    ensure!(c.tenant_id == env.info.tenant_id);
+    let secret = c
+        .secret
+        .clone()
+        .context("live Completed carries the secret")?;
+
+    // Events are numbered without gaps and every step reported Started then Done.
+    for (i, e) in events.iter().enumerate() {
+        ensure!(e.seq == i as u64 + 1, "event {i} has seq {}", e.seq);
+    }
+    for step in [
+        "app_registration",
+        "service_principal",
+        "client_secret",
+        "permissions_and_roles",
+        "temporary_app_removal",
+        "verify_authentication",
+    ] {
+        let started = events
+            .iter()
+            .position(|e| e.step == step && matches!(e.kind, EventKind::Started { .. }));
+        let done = events
+            .iter()
+            .position(|e| e.step == step && matches!(e.kind, EventKind::Done { .. }));
+        ensure!(
+            matches!((started, done), (Some(s), Some(d)) if s < d),
+            "step {step}"
+        );
+    }
+
+    // Entra: one app, one SP, one secret, 3 grants (2 Graph + Teams admin API), 1 role, no token app.
+    let snap = env.snapshot();
+    let (app_id, _sp) = assert_provisioned(&snap, "Sbc-One", 3, 1)?;
+    ensure!(app_id == c.client_id);
+    ensure!(
+        common::sps_named(&snap, TOKEN_APP).is_empty(),
+        "token app still there"
+    );
+
+    // The new secret authenticates.
+    env.client
+        .sts()
+        .client_credentials(
+            &c.tenant_id,
+            &c.client_id,
+            &secret,
+            "https://graph.microsoft.com/.default",
+            &OpContext::new(),
+        )
+        .await?;
+
+    // Audit: intent/outcome pairs for every change, and each Done's outcome entries exist.
+    let entries = env.audit_entries("onb-1")?;
+    let done = check_pairs(&entries)?;
+    for (action, n) in [
+        ("app_registration.create", 1),
+        ("service_principal.create", 1),
+        ("client_secret.add", 1),
+        ("app_role_assignment.create", 3),
+        ("directory_role_assignment.create", 1),
+        ("temporary_app.delete", 1),
+        ("authentication.verify", 1),
+    ] {
+        ensure!(
+            done.get(action) == Some(&n),
+            "{action}: {:?}",
+            done.get(action)
+        );
+    }
+    let by_seq: HashMap<u64, &Value> = entries
+        .iter()
+        .filter_map(|e| Some((e["seq"].as_u64()?, e)))
+        .collect();
+    for e in &events {
+        if let EventKind::Done { audit_seqs, .. } = &e.kind {
+            for s in audit_seqs {
+                let entry = by_seq.get(s).context("Done names a missing audit entry")?;
+                ensure!(entry["phase"] == "succeeded", "{entry}");
+            }
+        }
+    }
+    let secret_entry = entries
+        .iter()
+        .find(|e| e["action"] == "client_secret.add" && e["phase"] == "succeeded")
+        .context("secret entry")?;
+    ensure!(secret_entry["target"]["id"] == c.key_id.as_str());
+
+    // The secret value is nowhere: not in the audit log, the persisted events, or the store.
+    let value = secret.expose_secret();
+    for r in env.audit.entries(0, u64::MAX) {
+        let (_, bytes) = r?;
+        ensure!(
+            !String::from_utf8_lossy(&bytes).contains(value),
+            "secret in the audit log"
+        );
+    }
+    for kv in env.db.open_tree("provision")?.iter() {
+        let (_, v) = kv?;
+        ensure!(
+            !String::from_utf8_lossy(&v).contains(value),
+            "secret in the store"
+        );
+    }
+    let replay = collect(env.engine.watch("onb-1", 1)?, 10).await?;
+    ensure!(replay.len() == events.len());
+    ensure!(
+        matches!(&replay.last().map(|e| &e.kind), Some(EventKind::Completed(c)) if c.secret.is_none())
+    );
+    let tail = collect(env.engine.watch("onb-1", 5)?, 10).await?;
+    ensure!(tail.first().map(|e| e.seq) == Some(5));
+
+    let got = env.engine.get("onb-1")?.context("record")?;
+    ensure!(
+        got.status == Status::Completed && got.secret_key_id.as_deref() == Some(c.key_id.as_str())
+    );
+    ensure!(env.engine.secret("onb-1")?.expose_secret() == value);
+
+    // The same name is now taken (any case); a completed onboarding cannot be run again.
+    let admin = env.admin("globaladmin").await?;
+    match env
+        .engine
+        .provision(env.req("onb-2", "SBC-ONE"), admin.clone())
+        .await
+    {
+        Err(ProvisionError::NameTaken { existing, .. }) => ensure!(existing == "onb-1"),
+        other => bail!("expected NameTaken, got {:?}", other.err()),
+    }
+    ensure!(matches!(
+        env.engine
+            .provision(env.req("onb-1", "Sbc-One"), admin)
+            .await,
+        Err(ProvisionError::InvalidState { .. })
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_admin_gets_missing_rights_and_nothing_changes() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("appadmin").await?;
+    let rights =
+        admin.rights_for(&provision::ProfileSet::defaults()?.resolve("direct-routing", None)?);
+    let held: Vec<(Right, bool)> = rights.iter().map(|r| (r.right, r.held)).collect();
+    ensure!(
+        held == vec![
+            (Right::ManageApplications, true),
+            (Right::GrantGraphAppRoles, false),
+            (Right::GrantOtherAppRoles, true),
+            (Right::AssignDirectoryRoles, false)
+        ],
+        "{held:?}"
+    );
+
+    let plan = env.engine.plan(&admin, &plan_req("Sbc-Two")).await?;
+    let missing: Vec<(Right, Vec<String>)> = plan
+        .missing_rights
+        .iter()
+        .map(|m| (m.right, m.changes.clone()))
+        .collect();
+    ensure!(
+        missing
+            == vec![
+                (
+                    Right::GrantGraphAppRoles,
+                    vec![
+                        "Microsoft Graph/Organization.Read.All".to_string(),
+                        "Microsoft Graph/User.Read.All".to_string()
+                    ]
+                ),
+                (
+                    Right::AssignDirectoryRoles,
+                    vec!["Teams Administrator".to_string()]
+                ),
+            ],
+        "{missing:?}"
+    );
+    ensure!(
+        plan.changes
+            .iter()
+            .any(|c| c.action == "app_registration.create" && c.allowed)
+    );
+
+    let before = env.audit.size();
+    match env
+        .engine
+        .provision(env.req("onb-aa", "Sbc-Two"), admin)
+        .await
+    {
+        Err(ProvisionError::MissingRights { missing }) => {
+            ensure!(
+                missing
+                    .iter()
+                    .any(|m| m.contains("Privileged Role Administrator")),
+                "{missing:?}"
+            );
+        }
+        other => bail!("expected MissingRights, got {:?}", other.err()),
+    }
+    let snap = env.snapshot();
+    ensure!(
+        common::apps_named(&snap, "Sbc-Two").is_empty(),
+        "an app was made"
+    );
+    ensure!(
+        common::sps_named(&snap, TOKEN_APP).len() == 1,
+        "token app removed"
+    );
+    ensure!(env.audit.size() == before, "audit entries were written");
+    ensure!(env.engine.get("onb-aa")?.is_none());
+
+    // No admin role at all: refused at sign-in. Wrong account: refused too.
+    let tokens = env.sign_in("user").await?;
+    ensure!(matches!(
+        env.engine.sign_in(&tokens, &env.upn("user")).await,
+        Err(ProvisionError::MissingRights { .. })
+    ));
+    let tokens = env.sign_in("globaladmin").await?;
+    ensure!(matches!(
+        env.engine.sign_in(&tokens, &env.upn("APPADMIN")).await,
+        Err(ProvisionError::WrongUser { .. })
+    ));
+    ensure!(
+        env.engine
+            .sign_in(&tokens, &env.upn("GlobalAdmin"))
+            .await
+            .is_ok(),
+        "UPN case ignored"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_name_rule_is_enforced_before_anything_happens() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("globaladmin").await?;
+    let cases: Vec<(&str, NameRule)> = vec![
+        ("ab", NameRule::Length { chars: 2 }),
+        ("abcdefghijklmnop", NameRule::Length { chars: 16 }),
+        ("a\\bc", NameRule::ForbiddenCharacter { found: '\\' }),
+        ("a/bc", NameRule::ForbiddenCharacter { found: '/' }),
+        ("a:bc", NameRule::ForbiddenCharacter { found: ':' }),
+        ("a*bc", NameRule::ForbiddenCharacter { found: '*' }),
+        ("a?bc", NameRule::ForbiddenCharacter { found: '?' }),
+        ("a\"bc", NameRule::ForbiddenCharacter { found: '"' }),
+        ("a<bc", NameRule::ForbiddenCharacter { found: '<' }),
+        ("a>bc", NameRule::ForbiddenCharacter { found: '>' }),
+        ("a|bc", NameRule::ForbiddenCharacter { found: '|' }),
+        ("a.bc", NameRule::Dot),
+        ("a bc", NameRule::Blank),
+        ("Audit", NameRule::Reserved),
+    ];
+    let before = env.audit.size();
+    for (i, (name, rule)) in cases.into_iter().enumerate() {
+        match env
+            .engine
+            .provision(env.req(&format!("n{i}"), name), admin.clone())
+            .await
+        {
+            Err(ProvisionError::InvalidName { rule: got, .. }) => {
+                ensure!(got == rule, "{name}: {got:?}")
+            }
+            other => bail!("{name}: expected InvalidName, got {:?}", other.err()),
+        }
+        ensure!(matches!(
+            env.engine.plan(&admin, &plan_req(name)).await,
+            Err(ProvisionError::InvalidName { .. })
+        ));
+    }
+    ensure!(env.audit.size() == before);
+    ensure!(env.snapshot()["applications"].as_array().map(Vec::len) == Some(0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_audit_log_means_no_entra_change() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("globaladmin").await?;
+    env.audit.clone().close();
+    match env
+        .engine
+        .provision(env.req("onb-x", "Sbc-Three"), admin)
+        .await
+    {
+        Err(ProvisionError::Audit(_)) => {}
+        other => bail!("expected an audit error, got {:?}", other.err()),
+    }
+    let snap = env.snapshot();
+    ensure!(
+        snap["applications"].as_array().map(Vec::len) == Some(0),
+        "an app was made"
+    );
+    ensure!(common::sps_named(&snap, TOKEN_APP).len() == 1);
+    ensure!(env.engine.get("onb-x")?.is_none());
+    Ok(())
+}

@@ -3,6 +3,7 @@
 mod audit_cli;
 mod demo;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,12 @@ enum Command {
     Audit(audit_cli::AuditCommand),
     /// Runs the Entra emulator (identity platform + Graph) over HTTPS.
     EntraSim(entra_sim::SimArgs),
+    /// Runs the gRPC service until Ctrl-C or SIGTERM.
+    Serve {
+        /// The TOML configuration file (see deploy/onboard.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -38,6 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(cmd) => audit_cli::run(cmd).await,
         Command::EntraSim(args) => Ok(entra_sim::run_cli(args).await?),
+        Command::Serve { config } => Ok(onboard_server::run_from_config(&config).await?),
     }
 }
 

@@ -1,0 +1,276 @@
+//! The `onboard.v1.Audit` gRPC service: checkpoints, entries, proofs, verifier keys and a
+//! follow stream over [`audit_log::AuditLog`] (roles: auditor, admin).
+//!
+//! Every call is itself recorded as an `audit.read` entry (actor, RPC, requested range) before it
+//! is answered, so a read that cannot be recorded is not answered. Sizes and ranges are checked
+//! against the latest checkpoint after that entry is appended.
+
+mod filter;
+mod follow;
+
+use audit_log::{AuditLog, leaf_hash};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::audit_server::Audit as AuditRpc;
+use serde_json::{Map, Value, json};
+use tonic::{Request, Response, Status};
+
+use crate::App;
+use crate::auth::{Caller, Role};
+use crate::error::{Result, ServerError};
+use crate::paging::page_size;
+pub use filter::Filter;
+
+/// Who may read the log.
+const READERS: &[Role] = &[Role::Auditor, Role::Admin];
+/// Most entries one ListEntries page examines, so a narrow filter over a long log still
+/// answers quickly; the client continues with `next_page_token`.
+const MAX_SCAN: u64 = 10_000;
+
+/// Serves the audit log from the shared [`App`].
+#[derive(Debug, Clone)]
+pub struct AuditService {
+    /// Authentication and the audit log.
+    app: App,
+}
+
+impl AuditService {
+    /// A service over `app`.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+
+    fn log(&self) -> &AuditLog {
+        self.app.audit()
+    }
+
+    /// Authorizes the caller and records the read; returns the caller.
+    async fn begin<T>(&self, req: &Request<T>, rpc: &str, request: Value) -> Result<Caller> {
+        let caller = self.app.auth().authorize(req, READERS)?;
+        let mut m = Map::new();
+        m.insert("action".into(), "audit.read".into());
+        m.insert("phase".into(), "succeeded".into());
+        m.insert("actor".into(), caller.identity.clone().into());
+        m.insert("rpc".into(), rpc.into());
+        m.insert("request".into(), request);
+        self.log().append(&m).await?;
+        Ok(caller)
+    }
+
+    /// Resolves a size where 0 means "the latest checkpoint" and checks it is not beyond it.
+    fn size_or_latest(&self, field: &str, size: u64) -> Result<u64> {
+        let latest = self.log().size();
+        if size == 0 {
+            return Ok(latest);
+        }
+        if size > latest {
+            return Err(ServerError::OutOfRange(format!(
+                "{field} {size} is beyond the latest checkpoint ({latest} entries)"
+            )));
+        }
+        Ok(size)
+    }
+
+    fn inclusion(&self, seq: u64, size: u64) -> Result<pb::InclusionProof> {
+        let hashes = self.log().inclusion_proof(seq, size)?;
+        Ok(pb::InclusionProof {
+            seq,
+            tree_size: size,
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+            root_hash: self.log().root_at(size)?.to_vec(),
+        })
+    }
+
+    async fn checkpoint(&self, req: Request<pb::GetCheckpointRequest>) -> Result<pb::Checkpoint> {
+        self.begin(&req, "GetCheckpoint", json!({})).await?;
+        let cp = self.log().checkpoint();
+        Ok(pb::Checkpoint {
+            note: cp.note.as_bytes().to_vec(),
+            origin: cp.checkpoint.origin.clone(),
+            size: cp.checkpoint.size,
+            root_hash: cp.checkpoint.root.to_vec(),
+        })
+    }
+
+    async fn list(&self, req: Request<pb::ListEntriesRequest>) -> Result<pb::ListEntriesResponse> {
+        let r = req.get_ref();
+        let request = json!({
+            "from_seq": r.from_seq, "to_seq": r.to_seq, "page_token": r.page_token,
+            "with_proofs": r.with_proofs, "proof_tree_size": r.proof_tree_size,
+            "filter": r.filter.as_ref().map(|f| json!({
+                "tenant_id": f.tenant_id, "onboarding_id": f.onboarding_id, "action": f.action,
+                "since": f.since.map(|t| t.seconds), "until": f.until.map(|t| t.seconds),
+            })),
+        });
+        self.begin(&req, "ListEntries", request).await?;
+        let r = req.into_inner();
+        let filter = Filter::parse(r.filter, "filter")?;
+        let limit = page_size(r.page_size)?;
+        let tree_size = self.log().size();
+        let mut end = self.size_or_latest("to_seq", r.to_seq)?;
+        let proof_size = if r.with_proofs {
+            let s = self.size_or_latest("proof_tree_size", r.proof_tree_size)?;
+            end = end.min(s);
+            s
+        } else {
+            0
+        };
+        if r.from_seq > end && r.to_seq != 0 {
+            return Err(ServerError::invalid("from_seq", "must not be after to_seq"));
+        }
+        let mut start = r.from_seq;
+        if !r.page_token.is_empty() {
+            start = r
+                .page_token
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s >= r.from_seq && *s <= end)
+                .ok_or_else(|| {
+                    ServerError::invalid("page_token", "not a token for this request")
+                })?;
+        }
+        let scan_end = end.min(start.saturating_add(MAX_SCAN));
+        let mut entries = Vec::new();
+        let mut next = None;
+        for item in self.log().entries(start, scan_end) {
+            let (seq, leaf) = item?;
+            if !filter.matches(&leaf) {
+                continue;
+            }
+            if entries.len() == limit {
+                next = Some(seq);
+                break;
+            }
+            let inclusion_proof = if r.with_proofs {
+                Some(self.inclusion(seq, proof_size)?)
+            } else {
+                None
+            };
+            entries.push(pb::Entry {
+                seq,
+                leaf_hash: leaf_hash(&leaf).to_vec(),
+                leaf,
+                inclusion_proof,
+            });
+        }
+        if next.is_none() && scan_end < end {
+            next = Some(scan_end);
+        }
+        Ok(pb::ListEntriesResponse {
+            entries,
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+            tree_size,
+        })
+    }
+
+    async fn inclusion_rpc(
+        &self,
+        req: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<pb::InclusionProof> {
+        let (seq, size) = (req.get_ref().seq, req.get_ref().tree_size);
+        self.begin(
+            &req,
+            "GetInclusionProof",
+            json!({"seq": seq, "tree_size": size}),
+        )
+        .await?;
+        let size = self.size_or_latest("tree_size", size)?;
+        if seq >= size {
+            return Err(ServerError::invalid(
+                "seq",
+                format!("entry {seq} is not in a tree of {size} entries"),
+            ));
+        }
+        self.inclusion(seq, size)
+    }
+
+    async fn consistency(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<pb::ConsistencyProof> {
+        let (first, second) = (req.get_ref().first_size, req.get_ref().second_size);
+        self.begin(
+            &req,
+            "GetConsistencyProof",
+            json!({"first_size": first, "second_size": second}),
+        )
+        .await?;
+        let second = self.size_or_latest("second_size", second)?;
+        if first == 0 || first > second {
+            return Err(ServerError::invalid(
+                "first_size",
+                format!("must be between 1 and second_size ({second})"),
+            ));
+        }
+        let hashes = self.log().consistency_proof(first, second)?;
+        Ok(pb::ConsistencyProof {
+            first_size: first,
+            second_size: second,
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+            first_root_hash: self.log().root_at(first)?.to_vec(),
+            second_root_hash: self.log().root_at(second)?.to_vec(),
+        })
+    }
+
+    async fn verifier_keys(
+        &self,
+        req: Request<pb::GetVerifierKeysRequest>,
+    ) -> Result<pb::VerifierKeys> {
+        self.begin(&req, "GetVerifierKeys", json!({})).await?;
+        Ok(pb::VerifierKeys {
+            keys: self
+                .log()
+                .verifiers()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            origin: self.log().origin().to_owned(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AuditRpc for AuditService {
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        Ok(Response::new(self.checkpoint(request).await?))
+    }
+
+    async fn list_entries(
+        &self,
+        request: Request<pb::ListEntriesRequest>,
+    ) -> Result<Response<pb::ListEntriesResponse>, Status> {
+        Ok(Response::new(self.list(request).await?))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        Ok(Response::new(self.inclusion_rpc(request).await?))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        Ok(Response::new(self.consistency(request).await?))
+    }
+
+    async fn get_verifier_keys(
+        &self,
+        request: Request<pb::GetVerifierKeysRequest>,
+    ) -> Result<Response<pb::VerifierKeys>, Status> {
+        Ok(Response::new(self.verifier_keys(request).await?))
+    }
+
+    type FollowStream = follow::FollowStream;
+
+    async fn follow(
+        &self,
+        request: Request<pb::FollowRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        Ok(Response::new(self.follow_rpc(request).await?))
+    }
+}

@@ -1,0 +1,194 @@
+//! Who is calling, and may they? Callers are identified by their mTLS client certificate
+//! (URI SAN, DNS SAN or subject CN, matched against `[[auth.callers]]`) or, without one, by an
+//! `authorization: Bearer <token>` header whose SHA-256 is listed in `[[auth.tokens]]`.
+//!
+//! Every RPC checks its caller with [`Authenticator::authorize`] and nothing else, so the rules
+//! live in one place. The identity it returns is the `actor` of audit entries.
+//!
+//! Hook for the wizard: the customer admin has no certificate or token of ours; the Onboarding
+//! service will accept an invitation token as a capability for that one onboarding, checked by
+//! [`crate::invitations::Invitations::verify_token`] / `redeem`, not by this module.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tonic::Request;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::config::AuthSection;
+use crate::error::{Result, ServerError};
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Platform services: invitations, onboarding, credentials, verification.
+    Operator,
+    /// Read-only access to the audit log.
+    Auditor,
+    /// Keys and configuration; may also read the audit log.
+    Admin,
+}
+
+impl Role {
+    /// The lowercase name, as in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The identity recorded as `actor` in audit entries (never a secret).
+    pub identity: String,
+    /// The role it was granted.
+    pub role: Role,
+}
+
+/// The configured callers, indexed for lookups.
+pub struct Authenticator {
+    /// Certificate name → caller, for mTLS.
+    callers: HashMap<String, Caller>,
+    /// SHA-256 of a bearer token → caller; only hashes are held, so a memory dump holds no token.
+    tokens: HashMap<[u8; 32], Caller>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("callers", &self.callers.len())
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// Builds the lookup tables; a malformed token hash is a configuration error.
+    pub fn new(auth: &AuthSection) -> Result<Self> {
+        let mut callers = HashMap::new();
+        for c in &auth.callers {
+            let identity = c.identity.clone().unwrap_or_else(|| c.name.clone());
+            callers.insert(
+                c.name.clone(),
+                Caller {
+                    identity,
+                    role: c.role,
+                },
+            );
+        }
+        let mut tokens = HashMap::new();
+        for t in &auth.tokens {
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(t.sha256.trim(), &mut hash).map_err(|_| {
+                ServerError::Config(format!(
+                    "auth.tokens for {:?}: sha256 must be 64 hex digits",
+                    t.identity
+                ))
+            })?;
+            tokens.insert(
+                hash,
+                Caller {
+                    identity: t.identity.clone(),
+                    role: t.role,
+                },
+            );
+        }
+        Ok(Self { callers, tokens })
+    }
+
+    /// Identifies the caller and checks that its role is one of `allowed`.
+    pub fn authorize<T>(&self, req: &Request<T>, allowed: &[Role]) -> Result<Caller> {
+        let caller = self.authenticate(req)?;
+        if !allowed.contains(&caller.role) {
+            let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+            return Err(ServerError::PermissionDenied(format!(
+                "caller {:?} has role {}; this call needs one of: {}",
+                caller.identity,
+                caller.role.as_str(),
+                names.join(", ")
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// Identifies the caller: a client certificate wins; otherwise a bearer token.
+    pub fn authenticate<T>(&self, req: &Request<T>) -> Result<Caller> {
+        if let Some(certs) = req.peer_certs()
+            && let Some(leaf) = certs.first()
+        {
+            return self.by_certificate(leaf.as_ref());
+        }
+        self.by_bearer(req)
+    }
+
+    fn by_certificate(&self, der: &[u8]) -> Result<Caller> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|_| {
+            ServerError::Unauthenticated("the client certificate could not be parsed".into())
+        })?;
+        let names = certificate_names(&cert);
+        names
+            .iter()
+            .find_map(|n| self.callers.get(n).cloned())
+            .ok_or_else(|| {
+                ServerError::Unauthenticated(format!(
+                    "no configured caller matches the client certificate (names: {})",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    fn by_bearer<T>(&self, req: &Request<T>) -> Result<Caller> {
+        let Some(value) = req.metadata().get("authorization") else {
+            return Err(ServerError::Unauthenticated(
+                "no client certificate and no authorization header".into(),
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ServerError::Unauthenticated("authorization must be `Bearer <token>`".into())
+            })?;
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // The error never echoes the token.
+        self.tokens
+            .get(&hash)
+            .cloned()
+            .ok_or_else(|| ServerError::Unauthenticated("unknown bearer token".into()))
+    }
+}
+
+/// The names a certificate can be matched by, most specific first: URI SANs (SPIFFE ids),
+/// DNS SANs, then subject common names.
+fn certificate_names(cert: &X509Certificate<'_>) -> Vec<String> {
+    let mut uris = Vec::new();
+    let mut dns = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::URI(u) => uris.push((*u).to_owned()),
+                GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+                _ => {}
+            }
+        }
+    }
+    let cns = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_owned));
+    uris.into_iter().chain(dns).chain(cns).collect()
+}
+
+/// The SHA-256 of a token in hex, as `[[auth.tokens]] sha256` expects.
+pub fn token_sha256_hex(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

@@ -1,0 +1,342 @@
+//! Configuration: one TOML file, every key overridable by an environment variable
+//! `ONBOARD_<SECTION>_<KEY>` (e.g. `ONBOARD_SERVER_LISTEN=0.0.0.0:8443`,
+//! `ONBOARD_ENTRA_TOKEN_APP_CLIENT_ID=…`). An override's value is read as a TOML value when it
+//! parses as one (numbers, booleans, arrays, inline tables such as
+//! `ONBOARD_AUTH_TOKENS='[{sha256="…", identity="portal", role="operator"}]'`), else as a string.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::auth::Role;
+use crate::error::{Result, ServerError};
+
+/// The prefix of environment overrides.
+const ENV_PREFIX: &str = "ONBOARD_";
+
+/// The sections the file has; an override for another section is ignored, not guessed at.
+const SECTIONS: &[&str] = &[
+    "server",
+    "tls",
+    "storage",
+    "audit",
+    "entra",
+    "platform",
+    "invitations",
+    "auth",
+];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen.
+    pub server: ServerSection,
+    /// TLS and mTLS material; absent means plaintext (local use with bearer tokens only).
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Where state lives.
+    pub storage: StorageSection,
+    /// The audit log's identity and key.
+    pub audit: AuditSection,
+    /// Microsoft identity platform and Graph endpoints (the emulator's, in tests and the demo).
+    #[serde(default)]
+    pub entra: EntraSection,
+    /// Who we are on the platform; names the temporary app and fills invitation defaults.
+    pub platform: PlatformSection,
+    /// Invitation links and lifetimes.
+    pub invitations: InvitationsSection,
+    /// Who may call what.
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// The socket address to bind (e.g. `0.0.0.0:8443`).
+    pub listen: SocketAddr,
+}
+
+/// `[tls]`: all paths are PEM files.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The server certificate chain; with `key`, turns TLS on.
+    pub cert: Option<PathBuf>,
+    /// The server private key; read at start-up, never logged.
+    pub key: Option<PathBuf>,
+    /// CA certificates that sign client certificates; turns on mTLS (a client certificate is
+    /// then required for every connection).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// The data directory: `audit/` holds the audit log's sled database, `state/` ours.
+    pub data_dir: PathBuf,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The Ed25519 signing key file (PKCS#8 PEM or Go `PRIVATE+KEY+…`); kept outside the data
+    /// directory so a copy of the data cannot sign.
+    pub signing_key: PathBuf,
+    /// The log's origin, e.g. `onboard.example.net/audit`; the key's name must equal it.
+    pub origin: String,
+}
+
+/// `[entra]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntraSection {
+    /// The identity platform's base URL; configurable so the emulator can stand in.
+    #[serde(default = "default_authority")]
+    pub authority_url: String,
+    /// Microsoft Graph's base URL.
+    #[serde(default = "default_graph")]
+    pub graph_url: String,
+    /// Extra CA certificates (PEM) to trust for those URLs, e.g. the emulator's CA.
+    #[serde(default)]
+    pub extra_trust_roots: Vec<PathBuf>,
+    /// The provider-owned public client app used for the admin's device code sign-in.
+    #[serde(default)]
+    pub token_app_client_id: String,
+}
+
+impl Default for EntraSection {
+    fn default() -> Self {
+        Self {
+            authority_url: default_authority(),
+            graph_url: default_graph(),
+            extra_trust_roots: Vec::new(),
+            token_app_client_id: String::new(),
+        }
+    }
+}
+
+fn default_authority() -> String {
+    "https://login.microsoftonline.com".into()
+}
+
+fn default_graph() -> String {
+    "https://graph.microsoft.com".into()
+}
+
+/// `[platform]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformSection {
+    /// The service provider's name (default for invitations; part of the temporary app's name).
+    pub provider_name: String,
+    /// The Live Platform server name (default for invitations; part of the temporary app's name).
+    pub server_name: String,
+    /// Where the provisioning profiles (permission and role sets) are read from.
+    #[serde(default)]
+    pub profiles_path: Option<PathBuf>,
+}
+
+/// `[invitations]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationsSection {
+    /// The wizard's URL; the activation link is this plus `#token=<token>` (a fragment, so the
+    /// token never reaches web server logs or Referer headers).
+    pub activation_base_url: String,
+    /// The service's name in emails (e.g. "Live Platform Teams Direct Routing").
+    #[serde(default = "default_service_name")]
+    pub service_display_name: String,
+    /// Validity when a request sets none, in seconds.
+    #[serde(default = "default_valid_for")]
+    pub default_valid_for_secs: u64,
+    /// A file holding the 32-byte key that MACs invitation tokens (raw or hex). When absent, a
+    /// random key is generated once and kept in the state store.
+    #[serde(default)]
+    pub token_key: Option<PathBuf>,
+}
+
+fn default_service_name() -> String {
+    "Teams Direct Routing".into()
+}
+
+fn default_valid_for() -> u64 {
+    7 * 24 * 3600
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// mTLS callers: a client certificate name mapped to a role.
+    #[serde(default)]
+    pub callers: Vec<CallerRule>,
+    /// Bearer tokens for local use without client certificates.
+    #[serde(default)]
+    pub tokens: Vec<TokenRule>,
+}
+
+/// `[[auth.callers]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerRule {
+    /// Matched against the client certificate's URI SANs, DNS SANs and subject CN, in that order.
+    pub name: String,
+    /// The role the caller gets.
+    pub role: Role,
+    /// The identity recorded as `actor` in audit entries; defaults to `name`.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+/// `[[auth.tokens]]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRule {
+    /// Hex SHA-256 of the token; the token itself is never in the configuration.
+    pub sha256: String,
+    /// The identity recorded as `actor` in audit entries.
+    pub identity: String,
+    /// The role the caller gets.
+    pub role: Role,
+}
+
+impl std::fmt::Debug for TokenRule {
+    // The hash is not the token, but there is no reason to print it either.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRule")
+            .field("identity", &self.identity)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads the file and applies the process environment's overrides.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
+        Self::from_toml_str(&text, std::env::vars())
+    }
+
+    /// Parses TOML text and applies overrides from `env` (name, value) pairs.
+    pub fn from_toml_str(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e| ServerError::Config(format!("TOML: {e}")))?;
+        for (name, value) in env {
+            apply_override(&mut table, &name, &value)?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ServerError::Config(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ServerError::Config(
+                "tls.cert and tls.key must be set together".into(),
+            ));
+        }
+        if self.tls.client_ca.is_some() && self.tls.cert.is_none() {
+            return Err(ServerError::Config(
+                "tls.client_ca needs tls.cert and tls.key (mTLS is TLS first)".into(),
+            ));
+        }
+        if self.audit.origin.trim().is_empty() {
+            return Err(ServerError::Config("audit.origin is empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Sets `table[section][key]` from `ONBOARD_SECTION_KEY=value`.
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()> {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return Ok(());
+    };
+    let rest = rest.to_ascii_lowercase();
+    let Some((section, key)) = rest.split_once('_') else {
+        return Ok(());
+    };
+    if !SECTIONS.contains(&section) || key.is_empty() {
+        return Ok(());
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let entry = table
+        .entry(section.to_owned())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => {
+            t.insert(key.to_owned(), parsed);
+            Ok(())
+        }
+        _ => Err(ServerError::Config(format!(
+            "{section} is not a table, so {name} cannot override a key in it"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+data_dir = "/tmp/x"
+[audit]
+signing_key = "/k"
+origin = "example.net/audit"
+[platform]
+provider_name = "sp2"
+server_name = "Sandbox1"
+[invitations]
+activation_base_url = "https://wizard.example.net/activate"
+"#;
+
+    #[test]
+    fn env_overrides_every_kind_of_value() {
+        let env = [
+            ("ONBOARD_SERVER_LISTEN", "0.0.0.0:9000"),
+            ("ONBOARD_ENTRA_TOKEN_APP_CLIENT_ID", "abc"),
+            ("ONBOARD_INVITATIONS_DEFAULT_VALID_FOR_SECS", "60"),
+            (
+                "ONBOARD_AUTH_TOKENS",
+                r#"[{sha256="00", identity="p", role="operator"}]"#,
+            ),
+            ("UNRELATED", "x"),
+            ("ONBOARD_NOTASECTION_X", "y"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let c = Config::from_toml_str(BASE, env).expect("config");
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.entra.token_app_client_id, "abc");
+        assert_eq!(c.invitations.default_valid_for_secs, 60);
+        assert_eq!(c.auth.tokens[0].role, Role::Operator);
+        assert_eq!(c.entra.graph_url, "https://graph.microsoft.com");
+    }
+
+    #[test]
+    fn unknown_keys_and_half_tls_are_rejected() {
+        let env = [("ONBOARD_SERVER_LISTN".to_owned(), "x".to_owned())];
+        assert!(Config::from_toml_str(BASE, env).is_err());
+        let env = [("ONBOARD_TLS_CERT".to_owned(), "/c.pem".to_owned())];
+        assert!(Config::from_toml_str(BASE, env).is_err());
+    }
+}

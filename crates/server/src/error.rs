@@ -1,0 +1,140 @@
+//! The server's one error type and the one place it becomes a gRPC status.
+
+use audit_log::AuditError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// One invalid request field, reported as a `google.rpc.BadRequest` field violation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The request field's name as in the .proto (e.g. `to_seq`), so clients can point at it.
+    pub field: String,
+    /// What is wrong with it, for a human.
+    pub description: String,
+}
+
+/// Everything the server can fail with. Messages never contain secrets (tokens, keys).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The caller presented no usable identity.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but its role may not call this RPC.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Request fields are invalid; each violation names its field.
+    #[error("{}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but the system is not in a state to allow it (expired, used, revoked).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A size or index is beyond what the log has.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The RPC exists in the contract but is not built yet.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// The audit log failed; changes are refused when it cannot record them (fail closed).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The server's own state store (sled) failed.
+    #[error("state storage error: {0}")]
+    State(#[from] sled::Error),
+    /// The configuration is unusable.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the file.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The gRPC transport could not be set up or failed.
+    #[error("transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A bug or an impossible state; details are logged, not sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(v: &[FieldViolation]) -> String {
+    let parts: Vec<String> = v
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.description))
+        .collect();
+    format!("invalid argument: {}", parts.join("; "))
+}
+
+impl ServerError {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
+    }
+
+    /// An IO error with what we were doing.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// The one mapping from errors to gRPC statuses.
+impl From<ServerError> for Status {
+    fn from(e: ServerError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ServerError::Unauthenticated(_) => Status::unauthenticated(msg),
+            ServerError::PermissionDenied(_) => Status::permission_denied(msg),
+            ServerError::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in violations {
+                    details.add_bad_request_violation(v.field, v.description);
+                }
+                Status::with_error_details(Code::InvalidArgument, msg, details)
+            }
+            ServerError::NotFound(_) => Status::not_found(msg),
+            ServerError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            ServerError::OutOfRange(_) => Status::out_of_range(msg),
+            ServerError::Unimplemented(_) => Status::unimplemented(msg),
+            ServerError::Audit(a) => audit_status(a, msg),
+            ServerError::State(_)
+            | ServerError::Config(_)
+            | ServerError::Io { .. }
+            | ServerError::Transport(_)
+            | ServerError::Internal(_) => {
+                // Handled here, so logged here; the caller gets no internals.
+                tracing::error!(error = %msg, "request failed");
+                Status::internal("internal error; see the server log")
+            }
+        }
+    }
+}
+
+fn audit_status(a: AuditError, msg: String) -> Status {
+    match a {
+        AuditError::OutOfRange(_) => Status::out_of_range(msg),
+        AuditError::Proof(_) | AuditError::InvalidEntry(_) => Status::invalid_argument(msg),
+        // The log refuses writes until reopened; callers may retry elsewhere or later.
+        AuditError::Poisoned(_) | AuditError::Closed => {
+            tracing::error!(error = %msg, "audit log unavailable");
+            Status::unavailable(msg)
+        }
+        _ => {
+            tracing::error!(error = %msg, "audit log failure");
+            Status::internal("audit log failure; see the server log")
+        }
+    }
+}
+
+/// Shorthand for handler results.
+pub type Result<T, E = ServerError> = std::result::Result<T, E>;

@@ -1,0 +1,27 @@
+//! Onboard's gRPC server.
+//!
+//! - [`config`]: the TOML configuration with `ONBOARD_<SECTION>_<KEY>` overrides.
+//! - [`auth`]: callers by mTLS certificate or bearer token, roles, the one role check.
+//! - [`error`]: [`ServerError`] and its one mapping to `tonic::Status`.
+//! - [`App`]: the shared state (audit log in `DATA_DIR/audit`, our sled in `DATA_DIR/state`).
+//! - [`audit`]: the Audit service (auditor, admin); every read is itself an audit entry.
+//! - [`invitations`]: invitations, their MACed single-use tokens, and the Invitations service.
+//! - [`stubs`]: Onboarding, Credentials, Verification, registered but UNIMPLEMENTED for now.
+//! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
+
+mod app;
+pub mod audit;
+pub mod auth;
+mod clock;
+pub mod config;
+pub mod error;
+pub mod invitations;
+mod paging;
+mod serve;
+pub mod stubs;
+
+pub use app::{AUDIT_DIR, App, STATE_DIR};
+pub use auth::{Caller, Role, token_sha256_hex};
+pub use config::Config;
+pub use error::ServerError;
+pub use serve::{run_from_config, serve};

@@ -1,0 +1,155 @@
+//! Serving: TLS set-up, health, reflection, and the entry points [`serve`] and
+//! [`run_from_config`].
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use onboard_proto::v1::audit_server::AuditServer;
+use onboard_proto::v1::credentials_server::CredentialsServer;
+use onboard_proto::v1::invitations_server::InvitationsServer;
+use onboard_proto::v1::onboarding_server::OnboardingServer;
+use onboard_proto::v1::verification_server::VerificationServer;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use zeroize::Zeroizing;
+
+use crate::App;
+use crate::audit::AuditService;
+use crate::config::Config;
+use crate::error::{Result, ServerError};
+use crate::invitations::service::InvitationsService;
+use crate::stubs::Pending;
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves every service on an already-bound `listener` until `shutdown` completes (then lets
+/// in-flight calls finish). TLS is on when the configuration names a certificate, mTLS when it
+/// also names a client CA.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let mut builder = Server::builder();
+    if let Some(tls) = tls_config(app.config())? {
+        builder = builder.tls_config(tls)?;
+    }
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<AuditServer<AuditService>>().await;
+    reporter
+        .set_serving::<InvitationsServer<InvitationsService>>()
+        .await;
+    // Registered but not built yet: health says so.
+    reporter
+        .set_not_serving::<OnboardingServer<Pending>>()
+        .await;
+    reporter
+        .set_not_serving::<CredentialsServer<Pending>>()
+        .await;
+    reporter
+        .set_not_serving::<VerificationServer<Pending>>()
+        .await;
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(onboard_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Internal(format!("reflection: {e}")))?;
+
+    let pending = Pending::new(app.clone());
+    builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(AuditServer::new(AuditService::new(app.clone())))
+        .add_service(InvitationsServer::new(InvitationsService::new(app.clone())))
+        .add_service(OnboardingServer::new(pending.clone()))
+        .add_service(CredentialsServer::new(pending.clone()))
+        .add_service(VerificationServer::new(pending))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The TLS settings the configuration asks for, if any.
+fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+        return Ok(None);
+    };
+    // Both tonic (server) and reqwest (Entra client) use rustls; pick the one provider both
+    // were built with before any TLS use, or rustls panics. Already installed is fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let mut tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert_pem.as_slice(), key_pem.as_slice()))
+        .timeout(HANDSHAKE_TIMEOUT);
+    if let Some(ca) = &config.tls.client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?.as_slice()));
+    }
+    Ok(Some(tls))
+}
+
+fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))
+}
+
+/// Loads the configuration, opens everything, binds the listen address and serves until
+/// Ctrl-C or SIGTERM; then closes the audit log cleanly.
+pub async fn run_from_config(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    let listen = config.server.listen;
+    let app = tokio::task::spawn_blocking(move || App::open(config))
+        .await
+        .map_err(|e| ServerError::Internal(format!("opening the server state: {e}")))??;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
+    tracing::info!(
+        address = %listener.local_addr().map_err(|e| ServerError::io("local address", e))?,
+        origin = %app.audit().origin(),
+        tls = app.config().tls.cert.is_some(),
+        mtls = app.config().tls.client_ca.is_some(),
+        "onboard serving"
+    );
+    let result = serve(listener, app.clone(), shutdown_signal()).await;
+    let closing = app.clone();
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .map_err(|e| ServerError::Internal(format!("closing the audit log: {e}")))?;
+    result
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM, as systemd and container runtimes send.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -34,8 +34,9 @@ pub enum HookAction {
     Fail,
 }
 
-/// Called with `(onboarding_id, step_id)` after each confirmed top-level step (tests only:
-/// simulated crashes and failures).
+/// Called with `(onboarding_id, step_id)` after each confirmed top-level step, and with
+/// `(onboarding_id, "<step>:changed")` right after each audited Entra change, before the step is
+/// confirmed (tests only: simulated crashes and failures).
 pub type StepHook = Arc<dyn Fn(&str, &str) -> HookAction + Send + Sync>;
 
 /// How to build an [`Engine`].

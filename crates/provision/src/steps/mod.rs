@@ -172,6 +172,9 @@ impl Run {
                     },
                 )
                 .await?;
+                // Lets tests simulate a crash after Entra changed but before the step is
+                // confirmed: the window where only "check Entra first" prevents duplicates.
+                self.hook(&format!("{step}:changed")).await?;
                 Ok((value, seq))
             }
             Err(e) => {
@@ -241,7 +244,8 @@ impl Run {
         }
     }
 
-    /// Asks the test hook what to do after a confirmed step.
+    /// Asks the test hook what to do after a confirmed step (`step`) or right after an audited
+    /// Entra change (`step:changed`).
     async fn hook(&self, step: &str) -> Result<(), ProvisionError> {
         let Some(hook) = &self.inner.hook else {
             return Ok(());

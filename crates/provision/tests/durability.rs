@@ -1,0 +1,347 @@
+//! Durability against the Entra emulator: resume after a simulated crash, retry after a failure,
+//! replication lag and throttling, cancel, and many onboardings at once.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use common::{Env, assert_provisioned, build_engine, calm, collect, completion, open_audit, start};
+use entra_client::OpContext;
+use entra_sim::Faults;
+use provision::{EventKind, HookAction, ListFilter, ProvisionError, Status, StepHook};
+
+fn hook_once(step: &'static str, action: HookAction) -> StepHook {
+    let fired = Arc::new(AtomicBool::new(false));
+    Arc::new(move |_id: &str, s: &str| {
+        if s == step && !fired.swap(true, Ordering::SeqCst) {
+            action
+        } else {
+            HookAction::Continue
+        }
+    })
+}
+
+/// sled holds a file lock until its last handle is gone; its background flusher may keep one
+/// for a moment after the drop.
+async fn reopen_sled(path: &std::path::Path) -> Result<sled::Db> {
+    for _ in 0..50 {
+        match sled::open(path) {
+            Ok(db) => return Ok(db),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    Ok(sled::open(path)?)
+}
+
+/// Provisions with a hook that halts the run at `point` (as if the process died there), then
+/// closes everything, reopens the same audit and sled directories, resumes, and checks that the
+/// tenant holds exactly one of each object.
+async fn crash_at_and_resume(point: &'static str) -> Result<()> {
+    let env = start(calm(), Some(hook_once(point, HookAction::Halt))).await?;
+    let admin = env.admin("globaladmin").await?;
+    let id = "onb-crash";
+    let events = collect(
+        env.engine
+            .provision(env.req(id, "Sbc-Crash"), admin)
+            .await?,
+        60,
+    )
+    .await?;
+    ensure!(
+        !events.iter().any(|e| e.kind.is_terminal()),
+        "{point}: the halted run must end without a terminal event: {events:#?}"
+    );
+
+    // "Process exit": stop everything and close the audit log and the store.
+    let Env {
+        sim,
+        info,
+        client,
+        dir,
+        audit,
+        db,
+        engine,
+    } = env;
+    engine.shutdown().await;
+    drop(engine);
+    audit.close();
+    drop(db);
+
+    let audit = open_audit(dir.path())?;
+    let db = reopen_sled(&dir.path().join("state")).await?;
+    let engine = build_engine(&client, &audit, &db, None)?;
+    let rec = engine.get(id)?.context("record survived")?;
+    ensure!(rec.status == Status::Running, "{:?}", rec.status);
+    let resumed = engine.resume_all().await?;
+    ensure!(resumed == [id], "{resumed:?}");
+    let events = collect(engine.watch(id, 1)?, 120).await?;
+    let c = completion(&events).with_context(|| point)?;
+    ensure!(c.secret.is_none(), "watchers never see the secret");
+
+    let snap = sim.snapshot();
+    let (app_id, _) = assert_provisioned(&snap, "Sbc-Crash", 3, 1).with_context(|| point)?;
+    ensure!(app_id == c.client_id);
+    let secret = engine.secret(id)?;
+    client
+        .sts()
+        .client_credentials(
+            &info.tenant_id,
+            &c.client_id,
+            &secret,
+            "https://graph.microsoft.com/.default",
+            &OpContext::new(),
+        )
+        .await
+        .with_context(|| point)?;
+    // The resumed part was audited too, by `system`, and every intent has its outcome.
+    let entries = common::audit_entries(&audit, id)?;
+    ensure!(
+        entries
+            .iter()
+            .any(|e| e["phase"] == "succeeded" && e["actor"] == "system"),
+        "{point}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_crash_between_steps_makes_no_duplicates() -> Result<()> {
+    crash_at_and_resume("client_secret").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_crash_inside_each_step_makes_no_duplicates() -> Result<()> {
+    // Each point is right after Entra changed and the outcome was audited, but before the step
+    // was confirmed: only checking Entra first avoids a second app, SP, secret or grant.
+    for point in [
+        "app_registration:changed",
+        "service_principal:changed",
+        "client_secret:changed",
+        "grant:Microsoft Graph/User.Read.All:changed",
+        "role:Teams Administrator:changed",
+    ] {
+        crash_at_and_resume(point).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_run_retried_with_same_id_converges() -> Result<()> {
+    let env = start(
+        calm(),
+        Some(hook_once("permissions_and_roles", HookAction::Fail)),
+    )
+    .await?;
+    let admin = env.admin("globaladmin").await?;
+    let events = collect(
+        env.engine
+            .provision(env.req("onb-retry", "Sbc-Retry"), admin.clone())
+            .await?,
+        60,
+    )
+    .await?;
+    ensure!(
+        matches!(
+            events.last().map(|e| &e.kind),
+            Some(EventKind::Aborted { .. })
+        ),
+        "{events:#?}"
+    );
+    let rec = env.engine.get("onb-retry")?.context("record")?;
+    ensure!(rec.status == Status::Failed && rec.error.is_some());
+
+    // Retry with the same id: runs the remaining steps only, converging on the same objects.
+    let events = collect(
+        env.engine
+            .provision(env.req("onb-retry", "Sbc-Retry"), admin.clone())
+            .await?,
+        60,
+    )
+    .await?;
+    completion(&events)?;
+    ensure!(
+        !events.iter().any(|e| e.step == "app_registration"),
+        "a confirmed step ran again"
+    );
+    assert_provisioned(&env.snapshot(), "Sbc-Retry", 3, 1)?;
+
+    // A new onboarding with the same name after cancelling reuses nothing stale and stays single.
+    env.engine.cancel("onb-retry", "tester").await?;
+    let events = collect(
+        env.engine
+            .provision(env.req("onb-retry-2", "sbc-retry"), admin)
+            .await?,
+        60,
+    )
+    .await?;
+    completion(&events)?;
+    assert_provisioned(&env.snapshot(), "sbc-retry", 3, 1)?;
+    ensure!(common::apps_named(&env.snapshot(), "Sbc-Retry").is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_lag_and_throttling_complete_with_retrying_events() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("globaladmin").await?;
+    env.sim.set_faults(Faults {
+        replication_lag_ms: 1500,
+        throttle_rate: 0.25,
+        throttle_retry_after_s: 1,
+        seed: Some(11),
+        device_code_interval_s: Some(1),
+        ..Faults::default()
+    });
+    let events = collect(
+        env.engine
+            .provision(env.req("onb-lag", "Sbc-Lag"), admin)
+            .await?,
+        240,
+    )
+    .await?;
+    completion(&events)?;
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Retrying { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    ensure!(
+        reasons.iter().any(|r| r.contains("429")),
+        "no throttling retry: {reasons:?}"
+    );
+    ensure!(
+        reasons
+            .iter()
+            .any(|r| r.contains("replication") || r.contains("propagate")),
+        "no replication-lag retry: {reasons:?}"
+    );
+    ensure!(
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Retrying { wait_ms, .. } if *wait_ms >= 1000))
+    );
+    assert_provisioned(&env.snapshot(), "Sbc-Lag", 3, 1)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_undoes_what_was_made_audited() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("globaladmin").await?;
+    let events = collect(
+        env.engine
+            .provision(env.req("onb-c", "Sbc-Cancel"), admin)
+            .await?,
+        60,
+    )
+    .await?;
+    let c = completion(&events)?.clone();
+    let (app_id, sp_id) = assert_provisioned(&env.snapshot(), "Sbc-Cancel", 3, 1)?;
+
+    let watch = env.engine.watch("onb-c", events.len() as u64 + 1)?;
+    let done = env.engine.cancel("onb-c", "tester").await?;
+    ensure!(done.status == Status::Cancelled && done.client_id.is_none());
+    let tail = collect(watch, 30).await?;
+    ensure!(
+        matches!(
+            tail.last().map(|e| &e.kind),
+            Some(EventKind::Cancelled { .. })
+        ),
+        "{tail:#?}"
+    );
+
+    let snap = env.snapshot();
+    ensure!(
+        common::apps_named(&snap, "Sbc-Cancel").is_empty(),
+        "app left"
+    );
+    ensure!(common::sps_for_app(&snap, &app_id).is_empty(), "SP left");
+    ensure!(common::grants_of(&snap, &sp_id).is_empty(), "grants left");
+    ensure!(common::roles_of(&snap, &sp_id).is_empty(), "roles left");
+    ensure!(
+        env.client
+            .sts()
+            .client_credentials(
+                &c.tenant_id,
+                &c.client_id,
+                c.secret.as_ref().context("secret")?,
+                "https://graph.microsoft.com/.default",
+                &OpContext::new()
+            )
+            .await
+            .is_err(),
+        "the old secret still works"
+    );
+    let entries = env.audit_entries("onb-c")?;
+    for (action, n) in [
+        ("directory_role_assignment.delete", 1),
+        ("app_role_assignment.delete", 3),
+        ("service_principal.delete", 1),
+        ("app_registration.delete", 1),
+    ] {
+        let intents = entries
+            .iter()
+            .filter(|e| e["action"] == action && e["phase"] == "intent")
+            .count();
+        let ok = entries
+            .iter()
+            .filter(|e| e["action"] == action && e["phase"] == "succeeded")
+            .count();
+        ensure!(
+            intents == n && ok == n,
+            "{action}: {intents} intents, {ok} succeeded"
+        );
+        ensure!(
+            entries
+                .iter()
+                .all(|e| e["action"] != action || e["actor"] == "tester")
+        );
+    }
+    // Cancelling again is a no-op.
+    ensure!(env.engine.cancel("onb-c", "tester").await?.status == Status::Cancelled);
+    ensure!(matches!(
+        env.engine.cancel("nope", "tester").await,
+        Err(ProvisionError::NotFound(_))
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_onboardings_in_one_engine() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("globaladmin").await?;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let engine = env.engine.clone();
+        let req = env.req(&format!("onb-{i:02}"), &format!("Sbc-{i:02}"));
+        let admin = admin.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = engine.provision(req, admin).await?;
+            collect(s, 240).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let events = match t.await? {
+            Ok(e) => e,
+            Err(e) => bail!("onboarding {i}: {e:#}"),
+        };
+        completion(&events).with_context(|| format!("onboarding {i}"))?;
+    }
+    let snap = env.snapshot();
+    for i in 0..20 {
+        assert_provisioned(&snap, &format!("Sbc-{i:02}"), 3, 1)
+            .with_context(|| format!("Sbc-{i:02}"))?;
+    }
+    ensure!(common::sps_named(&snap, "Sandbox1-sp2-token").is_empty());
+    let listed = env.engine.list(&ListFilter {
+        status: Some(Status::Completed),
+        ..Default::default()
+    })?;
+    ensure!(listed.len() == 20, "{}", listed.len());
+    Ok(())
+}

@@ -4,165 +4,25 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use audit_log::AuditLog;
-use entra_client::{EntraClient, OpContext, TokenSet};
+use entra_client::{OpContext, TokenSet};
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::audit::{self, AuditScope, EntryParts, Phase, Target};
+use crate::audit::{self, EntryParts, Phase, Target};
+pub(crate) use crate::config::Inner;
+pub use crate::config::{EngineConfig, HookAction, PlanRequest, ProvisionRequest, StepHook};
 use crate::crypto::SealingKey;
+use crate::driver::{drive, scope_of};
 use crate::error::ProvisionError;
-use crate::events::{self, Completion, Emitter, EventKind, EventStream};
+use crate::events::{self, Emitter, EventKind, EventStream};
 use crate::names::{self, validate_name};
 use crate::plan::{self, Plan, resolve_permissions};
-use crate::profiles::ProfileSet;
 use crate::signin::{Admin, check_sign_in};
-use crate::steps::{Run, ids};
+use crate::steps::Run;
 use crate::store::{OnboardingRecord, Status, Store};
 use crate::view::{ListFilter, Onboarding};
-
-/// What a test hook tells the engine after a confirmed step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookAction {
-    /// Go on.
-    Continue,
-    /// Stop the run at once, as if the process died: no further writes or events.
-    Halt,
-    /// Fail the run here (the record becomes `failed`).
-    Fail,
-}
-
-/// Called with `(onboarding_id, step_id)` after each confirmed top-level step, and with
-/// `(onboarding_id, "<step>:changed")` right after each audited Entra change, before the step is
-/// confirmed (tests only: simulated crashes and failures).
-pub type StepHook = Arc<dyn Fn(&str, &str) -> HookAction + Send + Sync>;
-
-/// How to build an [`Engine`].
-pub struct EngineConfig {
-    /// Talks to the identity platform and Graph.
-    pub entra: EntraClient,
-    /// Where every change is recorded first.
-    pub audit: AuditLog,
-    /// The workflow store: a sled tree the caller opened (e.g. `db.open_tree("provision")`).
-    pub store: sled::Tree,
-    /// Seals client secrets and admin tokens at rest (XChaCha20-Poly1305).
-    pub secret_key: [u8; 32],
-    /// Service provider name (`sp2` in `Sandbox1-sp2-token`).
-    pub provider: String,
-    /// Live Platform server name (`Sandbox1` in `Sandbox1-sp2-token`).
-    pub server_name: String,
-    /// Permission profiles.
-    pub profiles: ProfileSet,
-    /// Grants and role assignments in flight at once per onboarding; keeps us well under
-    /// Graph's write throttling while still not serialising a dozen independent calls.
-    pub concurrency: usize,
-    /// Client-secret lifetime; `None` leaves Graph's default (two years).
-    pub secret_lifetime: Option<time::Duration>,
-    /// Scope of the verification token (one `<resource>/.default`).
-    pub verify_scope: String,
-    /// Test hook after each confirmed step.
-    pub hook: Option<StepHook>,
-}
-
-impl EngineConfig {
-    /// Defaults: shipped profiles, concurrency 4, Graph's default secret lifetime, Graph scope.
-    pub fn new(
-        entra: EntraClient,
-        audit: AuditLog,
-        store: sled::Tree,
-        secret_key: [u8; 32],
-        server_name: impl Into<String>,
-        provider: impl Into<String>,
-    ) -> Result<Self, ProvisionError> {
-        Ok(Self {
-            entra,
-            audit,
-            store,
-            secret_key,
-            provider: provider.into(),
-            server_name: server_name.into(),
-            profiles: ProfileSet::defaults()?,
-            concurrency: 4,
-            secret_lifetime: None,
-            verify_scope: "https://graph.microsoft.com/.default".into(),
-            hook: None,
-        })
-    }
-}
-
-/// Engine state shared with running onboardings.
-pub(crate) struct Inner {
-    /// Entra client.
-    pub entra: EntraClient,
-    /// Audit log.
-    pub audit: AuditLog,
-    /// Workflow store.
-    pub store: Store,
-    /// Sealing key.
-    pub key: SealingKey,
-    /// Provider name.
-    pub provider: String,
-    /// Server name.
-    pub server_name: String,
-    /// Profiles.
-    pub profiles: ProfileSet,
-    /// Per-onboarding concurrency.
-    pub concurrency: usize,
-    /// Secret lifetime.
-    pub secret_lifetime: Option<time::Duration>,
-    /// Verification scope.
-    pub verify_scope: String,
-    /// Test hook.
-    pub hook: Option<StepHook>,
-    /// Live events to watchers.
-    pub hub: broadcast::Sender<events::Event>,
-    /// Running onboardings, so one id never runs twice and cancel can stop it.
-    pub running: Mutex<HashMap<String, JoinHandle<()>>>,
-    /// Serialises the name-uniqueness check with the record insert.
-    pub names: tokio::sync::Mutex<()>,
-}
-
-impl Inner {
-    /// Expiry to ask for on a new secret.
-    pub fn secret_end_date_time(&self) -> Option<String> {
-        let life = self.secret_lifetime?;
-        (time::OffsetDateTime::now_utc() + life)
-            .replace_nanosecond(0)
-            .ok()?
-            .format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    }
-}
-
-/// Starting an onboarding.
-#[derive(Debug, Clone)]
-pub struct ProvisionRequest {
-    /// Caller-chosen id (1–128 characters, no `/`); retrying a failed one reuses it.
-    pub onboarding_id: String,
-    /// The Direct Routing service the registration is for.
-    pub service_id: String,
-    /// App registration name (checked against the name rules).
-    pub app_name: String,
-    /// Profile name (`direct-routing`, `qoe`).
-    pub profile: String,
-    /// Platform version, for version-dependent permissions; `None` = current.
-    pub platform_version: Option<String>,
-    /// Caller identity for the audit log.
-    pub actor: String,
-}
-
-/// Asking for a plan.
-#[derive(Debug, Clone)]
-pub struct PlanRequest {
-    /// App registration name.
-    pub app_name: String,
-    /// Profile name.
-    pub profile: String,
-    /// Platform version; `None` = current.
-    pub platform_version: Option<String>,
-}
 
 /// The onboarding workflow engine. Cheap to clone.
 #[derive(Clone)]
@@ -610,131 +470,4 @@ impl Engine {
             let _ = h.await;
         }
     }
-}
-
-fn scope_of(rec: &OnboardingRecord, actor: &str) -> AuditScope {
-    AuditScope {
-        actor: actor.to_owned(),
-        tenant_id: rec.tenant_id.clone(),
-        onboarding_id: rec.id.clone(),
-        service_id: rec.service_id.clone(),
-    }
-}
-
-/// Runs the steps, then records the outcome.
-async fn drive(run: Arc<Run>) {
-    let id = run.scope.onboarding_id.clone();
-    let result = steps(&run).await;
-    let finish = |phase, error: Option<String>| {
-        let run = run.clone();
-        async move {
-            let target = Target {
-                kind: "onboarding",
-                id: Some(run.scope.onboarding_id.clone()),
-                display_name: run.snapshot().await.app_name,
-            };
-            audit::append(
-                &run.inner.audit,
-                &run.scope,
-                EntryParts {
-                    action: "onboarding.finish",
-                    phase,
-                    target: &target,
-                    changes: json!([]),
-                    graph_request_id: None,
-                    correlation_id: &run.scope.onboarding_id,
-                    error: error.as_deref(),
-                },
-            )
-            .await
-        }
-    };
-    match result {
-        Ok(mut completion) => {
-            let done = async {
-                finish(Phase::Succeeded, None).await?;
-                run.update(|r| r.status = Status::Completed).await
-            };
-            match done.await {
-                Ok(()) => {
-                    let rec = run.snapshot().await;
-                    completion.secret = rec
-                        .secret
-                        .as_ref()
-                        .and_then(|s| run.inner.key.open(&rec.id, "client_secret", &s.sealed).ok());
-                    run.emitter.emit("", EventKind::Completed(completion));
-                }
-                Err(e) => fail(&run, e).await,
-            }
-        }
-        // A simulated crash: stop without another write.
-        Err(ProvisionError::Halted(step)) => {
-            tracing::warn!(onboarding_id = %id, step, "run halted by hook");
-        }
-        Err(e) => {
-            let _ = finish(Phase::Failed, Some(e.to_string())).await;
-            fail(&run, e).await;
-        }
-    }
-    if let Ok(mut m) = run.inner.running.lock() {
-        if m.get(&id)
-            .is_some_and(|h| h.is_finished() || h.id() == tokio::task::id())
-        {
-            m.remove(&id);
-        }
-    }
-}
-
-async fn fail(run: &Run, e: ProvisionError) {
-    let text = e.to_string();
-    tracing::warn!(onboarding_id = %run.scope.onboarding_id, error = %text, "onboarding failed");
-    if let Err(se) = run
-        .update(|r| {
-            r.status = Status::Failed;
-            r.error = Some(text.clone());
-        })
-        .await
-    {
-        tracing::error!(error = %se, "could not record the failure");
-    }
-    run.emitter.emit("", EventKind::Aborted { error: text });
-}
-
-async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
-    let profile = run.snapshot().await.profile;
-    let perms = resolve_permissions(&run.graph, &profile, &run.read_ctx(ids::RESOLVE)).await?;
-    run.step(ids::APP, "create or update the app registration", || {
-        run.app_registration(&perms)
-    })
-    .await?;
-    run.step(ids::SP, "create the service principal", || {
-        run.service_principal()
-    })
-    .await?;
-    run.step(ids::SECRET, "add the client secret", || run.client_secret())
-        .await?;
-    run.step(
-        ids::ACCESS,
-        "grant permissions with admin consent and assign directory roles",
-        || run.permissions_and_roles(&perms),
-    )
-    .await?;
-    run.step(ids::TOKEN_APP, "remove the temporary token app", || {
-        run.remove_token_app()
-    })
-    .await?;
-    run.step(ids::VERIFY, "check the new app authenticates", || {
-        run.verify_authentication()
-    })
-    .await?;
-    let rec = run.snapshot().await;
-    let secret = rec.secret.as_ref();
-    Ok(Completion {
-        tenant_id: rec.tenant_id.clone(),
-        client_id: rec.client_id.clone().unwrap_or_default(),
-        key_id: secret.map(|s| s.key_id.clone()).unwrap_or_default(),
-        secret_hint: secret.and_then(|s| s.hint.clone()),
-        expires: secret.and_then(|s| s.end_date_time.clone()),
-        secret: None,
-    })
 }

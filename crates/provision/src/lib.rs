@@ -23,7 +23,9 @@
 //! [`events`] (numbered progress), [`crypto`] (sealed secrets), [`engine`] (the state machine).
 
 mod audit;
+mod config;
 pub mod crypto;
+mod driver;
 pub mod engine;
 pub mod error;
 pub mod events;

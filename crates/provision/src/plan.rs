@@ -44,17 +44,20 @@ pub(crate) async fn resolve_permissions(
     profile: &ResolvedProfile,
     ctx: &OpContext,
 ) -> Result<Vec<ResolvedPermission>, ProvisionError> {
+    // One read per resource, however many of its permissions the profile lists.
     let mut sps: BTreeMap<Resource, ServicePrincipal> = BTreeMap::new();
+    let resources: std::collections::BTreeSet<Resource> =
+        profile.permissions.iter().map(|p| p.resource).collect();
+    for r in resources {
+        let sp = graph
+            .resource_service_principal(r.app_id(), ctx)
+            .await
+            .map_err(|e| ProvisionError::entra("resolve_permissions", e))?
+            .value;
+        sps.insert(r, sp);
+    }
     let mut out = Vec::new();
     for p in &profile.permissions {
-        if !sps.contains_key(&p.resource) {
-            let sp = graph
-                .resource_service_principal(p.resource.app_id(), ctx)
-                .await
-                .map_err(|e| ProvisionError::entra("resolve_permissions", e))?
-                .value;
-            sps.insert(p.resource, sp);
-        }
         let Some(sp) = sps.get(&p.resource) else {
             continue;
         };

@@ -4,7 +4,7 @@
 use entra_client::graph::{ApplicationSpec, RequiredResourceAccess, ResourceAccess};
 use serde_json::{Value, json};
 
-use super::{Run, StepOutcome, ids};
+use super::{Change, Run, StepOutcome, ids};
 use crate::audit::{Target, change};
 use crate::error::ProvisionError;
 use crate::plan::ResolvedPermission;
@@ -62,11 +62,13 @@ impl Run {
         let unique = rec.unique_name.clone();
         let (out, seq) = self
             .change(
-                ids::APP,
-                "app_registration.create",
-                target,
-                changes,
-                false,
+                Change {
+                    step: ids::APP,
+                    action: "app_registration.create",
+                    target,
+                    changes,
+                    after_create: false,
+                },
                 |ctx| async move { graph.upsert_application(&unique, &spec, &ctx).await },
                 |o| {
                     (
@@ -125,11 +127,13 @@ impl Run {
         let cid = client_id.clone();
         let (sp, seq) = self
             .change(
-                ids::SP,
-                "service_principal.create",
-                target,
-                json!([change("appId", Value::Null, json!(client_id))]),
-                true,
+                Change {
+                    step: ids::SP,
+                    action: "service_principal.create",
+                    target,
+                    changes: json!([change("appId", Value::Null, json!(client_id))]),
+                    after_create: true,
+                },
                 |ctx| async move { graph.create_service_principal(&cid, &ctx).await },
                 |sp| (Some(sp.id.clone()), Value::Null),
             )
@@ -177,14 +181,16 @@ impl Run {
             let (aoid, kid) = (app_oid.clone(), orphan.key_id.clone());
             let ((), seq) = self
                 .change(
-                    ids::SECRET,
-                    "client_secret.remove",
-                    target,
-                    json!([
-                        change("keyId", json!(orphan.key_id), Value::Null),
-                        change("hint", json!(orphan.hint), Value::Null)
-                    ]),
-                    true,
+                    Change {
+                        step: ids::SECRET,
+                        action: "client_secret.remove",
+                        target,
+                        changes: json!([
+                            change("keyId", json!(orphan.key_id), Value::Null),
+                            change("hint", json!(orphan.hint), Value::Null)
+                        ]),
+                        after_create: true,
+                    },
                     |ctx| async move { graph.remove_password(&aoid, &kid, &ctx).await },
                     |_| (None, Value::Null),
                 )
@@ -201,20 +207,21 @@ impl Run {
         let (aoid, lbl, end2) = (app_oid.clone(), label.clone(), end.clone());
         let (pw, seq) = self
             .change(
-                ids::SECRET,
-                "client_secret.add",
-                target,
-                json!([
-                    change("passwordCredential.displayName", Value::Null, json!(label)),
-                    change("passwordCredential.endDateTime", Value::Null, json!(end))
-                ]),
-                true,
+                Change {
+                    step: ids::SECRET,
+                    action: "client_secret.add",
+                    target,
+                    changes: json!([
+                        change("passwordCredential.displayName", Value::Null, json!(label)),
+                        change("passwordCredential.endDateTime", Value::Null, json!(end))
+                    ]),
+                    after_create: true,
+                },
                 |ctx| async move {
                     graph
                         .add_password(&aoid, Some(&lbl), end2.as_deref(), &ctx)
                         .await
-                },
-                // Only key id, hint and expiry: never the value.
+                }, // Only key id and hint and expiry: never the value.
                 |pw| {
                     (
                         Some(pw.info.key_id.clone()),

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Run, StepOutcome, ids, sts_meta};
+use super::{Change, Run, StepOutcome, ids, sts_meta};
 use crate::audit::{self, EntryParts, Phase, Target, change};
 use crate::error::ProvisionError;
 use crate::plan::token_app_name;
@@ -33,11 +33,13 @@ impl Run {
             let id = sp.id.clone();
             let res = self
                 .change(
-                    ids::TOKEN_APP,
-                    "temporary_app.delete",
-                    target,
-                    json!([change("appId", json!(sp.app_id), Value::Null)]),
-                    false,
+                    Change {
+                        step: ids::TOKEN_APP,
+                        action: "temporary_app.delete",
+                        target,
+                        changes: json!([change("appId", json!(sp.app_id), Value::Null)]),
+                        after_create: false,
+                    },
                     |ctx| async move { graph.delete_service_principal(&id, &ctx).await },
                     |_| (None, Value::Null),
                 )

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{Run, StepOutcome, ids};
+use super::{Change, Run, StepOutcome, ids};
 use crate::audit::{Target, change};
 use crate::error::ProvisionError;
 use crate::events::EventKind;
@@ -183,11 +183,13 @@ impl Run {
         );
         let (a, seq) = self
             .change(
-                step,
-                "app_role_assignment.create",
-                target,
-                changes,
-                true,
+                Change {
+                    step,
+                    action: "app_role_assignment.create",
+                    target,
+                    changes,
+                    after_create: true,
+                },
                 |ctx| async move { graph.grant_app_role(&res, &pid, &rid, &ctx).await },
                 |a| (Some(a.id.clone()), Value::Null),
             )
@@ -220,11 +222,13 @@ impl Run {
         let (tid, pid) = (role.template_id.clone(), sp_id.to_owned());
         let (a, seq) = self
             .change(
-                step,
-                "directory_role_assignment.create",
-                target,
-                changes,
-                true,
+                Change {
+                    step,
+                    action: "directory_role_assignment.create",
+                    target,
+                    changes,
+                    after_create: true,
+                },
                 |ctx| async move { graph.assign_directory_role(&tid, &pid, &ctx).await },
                 |a| (Some(a.id.clone()), Value::Null),
             )

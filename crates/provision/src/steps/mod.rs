@@ -53,6 +53,20 @@ pub(crate) struct Run {
     pub rec: tokio::sync::Mutex<OnboardingRecord>,
 }
 
+/// One Entra change as the audit log describes it.
+pub(crate) struct Change<'a> {
+    /// Step id, for events and errors.
+    pub step: &'a str,
+    /// Audit action, e.g. `service_principal.create`.
+    pub action: &'a str,
+    /// Target object (id unknown yet for creates).
+    pub target: Target,
+    /// Intended property changes.
+    pub changes: Value,
+    /// Whether the call depends on a just-made object (replication-lag retries on).
+    pub after_create: bool,
+}
+
 /// What a finished step reports.
 pub(crate) struct StepOutcome {
     /// Human text for the Done event.
@@ -122,17 +136,20 @@ impl Run {
     /// the value and the outcome's audit index; errors after the call carry the Entra error.
     pub async fn change<T, Fut>(
         &self,
-        step: &str,
-        action: &str,
-        target: Target,
-        changes: Value,
-        after_create: bool,
+        spec: Change<'_>,
         call: impl FnOnce(OpContext) -> Fut,
         describe: impl FnOnce(&T) -> (Option<String>, Value),
     ) -> Result<(T, u64), ProvisionError>
     where
         Fut: Future<Output = Result<Reply<T>, EntraError>>,
     {
+        let Change {
+            step,
+            action,
+            target,
+            changes,
+            after_create,
+        } = spec;
         let crid = Uuid::new_v4();
         let crid_s = crid.to_string();
         let log = &self.inner.audit;

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Run, StepOutcome};
+use super::{Change, Run, StepOutcome};
 use crate::audit::{Target, change};
 use crate::error::ProvisionError;
 
@@ -63,15 +63,17 @@ impl Run {
                 let id = a.id.clone();
                 let ((), seq) = self
                     .change(
-                        CANCEL,
-                        "directory_role_assignment.delete",
-                        target,
-                        json!([change(
-                            "roleDefinitionId",
-                            json!(a.role_definition_id),
-                            Value::Null
-                        )]),
-                        false,
+                        Change {
+                            step: CANCEL,
+                            action: "directory_role_assignment.delete",
+                            target,
+                            changes: json!([change(
+                                "roleDefinitionId",
+                                json!(a.role_definition_id),
+                                Value::Null
+                            )]),
+                            after_create: false,
+                        },
                         |c| async move { graph.remove_directory_role_assignment(&id, &c).await },
                         |_| (None, Value::Null),
                     )
@@ -95,11 +97,17 @@ impl Run {
                 let (res, id) = (g.resource_id.clone(), g.id.clone());
                 let ((), seq) = self
                     .change(
-                        CANCEL,
-                        "app_role_assignment.delete",
-                        target,
-                        json!([change("appRoleId", json!(g.app_role_id), Value::Null)]),
-                        false,
+                        Change {
+                            step: CANCEL,
+                            action: "app_role_assignment.delete",
+                            target,
+                            changes: json!([change(
+                                "appRoleId",
+                                json!(g.app_role_id),
+                                Value::Null
+                            )]),
+                            after_create: false,
+                        },
                         |c| async move { graph.revoke_app_role(&res, &id, &c).await },
                         |_| (None, Value::Null),
                     )
@@ -116,11 +124,13 @@ impl Run {
             let id = sp.id.clone();
             let ((), seq) = self
                 .change(
-                    CANCEL,
-                    "service_principal.delete",
-                    target,
-                    json!([change("appId", json!(sp.app_id), Value::Null)]),
-                    false,
+                    Change {
+                        step: CANCEL,
+                        action: "service_principal.delete",
+                        target,
+                        changes: json!([change("appId", json!(sp.app_id), Value::Null)]),
+                        after_create: false,
+                    },
                     |c| async move { graph.delete_service_principal(&id, &c).await },
                     |_| (None, Value::Null),
                 )
@@ -138,14 +148,16 @@ impl Run {
             let id = app.id.clone();
             let ((), seq) = self
                 .change(
-                    CANCEL,
-                    "app_registration.delete",
-                    target,
-                    json!([
-                        change("appId", json!(app.app_id), Value::Null),
-                        change("uniqueName", json!(rec.unique_name), Value::Null)
-                    ]),
-                    false,
+                    Change {
+                        step: CANCEL,
+                        action: "app_registration.delete",
+                        target,
+                        changes: json!([
+                            change("appId", json!(app.app_id), Value::Null),
+                            change("uniqueName", json!(rec.unique_name), Value::Null)
+                        ]),
+                        after_create: false,
+                    },
                     |c| async move { graph.delete_application(&id, &c).await },
                     |_| (None, Value::Null),
                 )

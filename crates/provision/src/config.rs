@@ -1,0 +1,156 @@
+//! Engine settings and the requests it takes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use audit_log::AuditLog;
+use entra_client::EntraClient;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::crypto::SealingKey;
+use crate::error::ProvisionError;
+use crate::events;
+use crate::profiles::ProfileSet;
+use crate::store::Store;
+
+/// What a test hook tells the engine after a confirmed step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAction {
+    /// Go on.
+    Continue,
+    /// Stop the run at once, as if the process died: no further writes or events.
+    Halt,
+    /// Fail the run here (the record becomes `failed`).
+    Fail,
+}
+
+/// Called with `(onboarding_id, step_id)` after each confirmed top-level step, and with
+/// `(onboarding_id, "<step>:changed")` right after each audited Entra change, before the step is
+/// confirmed (tests only: simulated crashes and failures).
+pub type StepHook = Arc<dyn Fn(&str, &str) -> HookAction + Send + Sync>;
+
+/// How to build an [`crate::Engine`].
+pub struct EngineConfig {
+    /// Talks to the identity platform and Graph.
+    pub entra: EntraClient,
+    /// Where every change is recorded first.
+    pub audit: AuditLog,
+    /// The workflow store: a sled tree the caller opened (e.g. `db.open_tree("provision")`).
+    pub store: sled::Tree,
+    /// Seals client secrets and admin tokens at rest (XChaCha20-Poly1305).
+    pub secret_key: [u8; 32],
+    /// Service provider name (`sp2` in `Sandbox1-sp2-token`).
+    pub provider: String,
+    /// Live Platform server name (`Sandbox1` in `Sandbox1-sp2-token`).
+    pub server_name: String,
+    /// Permission profiles.
+    pub profiles: ProfileSet,
+    /// Grants and role assignments in flight at once per onboarding; keeps us well under
+    /// Graph's write throttling while still not serialising a dozen independent calls.
+    pub concurrency: usize,
+    /// Client-secret lifetime; `None` leaves Graph's default (two years).
+    pub secret_lifetime: Option<time::Duration>,
+    /// Scope of the verification token (one `<resource>/.default`).
+    pub verify_scope: String,
+    /// Test hook after each confirmed step.
+    pub hook: Option<StepHook>,
+}
+
+impl EngineConfig {
+    /// Defaults: shipped profiles, concurrency 4, Graph's default secret lifetime, Graph scope.
+    pub fn new(
+        entra: EntraClient,
+        audit: AuditLog,
+        store: sled::Tree,
+        secret_key: [u8; 32],
+        server_name: impl Into<String>,
+        provider: impl Into<String>,
+    ) -> Result<Self, ProvisionError> {
+        Ok(Self {
+            entra,
+            audit,
+            store,
+            secret_key,
+            provider: provider.into(),
+            server_name: server_name.into(),
+            profiles: ProfileSet::defaults()?,
+            concurrency: 4,
+            secret_lifetime: None,
+            verify_scope: "https://graph.microsoft.com/.default".into(),
+            hook: None,
+        })
+    }
+}
+
+/// Engine state shared with running onboardings.
+pub(crate) struct Inner {
+    /// Entra client.
+    pub entra: EntraClient,
+    /// Audit log.
+    pub audit: AuditLog,
+    /// Workflow store.
+    pub store: Store,
+    /// Sealing key.
+    pub key: SealingKey,
+    /// Provider name.
+    pub provider: String,
+    /// Server name.
+    pub server_name: String,
+    /// Profiles.
+    pub profiles: ProfileSet,
+    /// Per-onboarding concurrency.
+    pub concurrency: usize,
+    /// Secret lifetime.
+    pub secret_lifetime: Option<time::Duration>,
+    /// Verification scope.
+    pub verify_scope: String,
+    /// Test hook.
+    pub hook: Option<StepHook>,
+    /// Live events to watchers.
+    pub hub: broadcast::Sender<events::Event>,
+    /// Running onboardings, so one id never runs twice and cancel can stop it.
+    pub running: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Serialises the name-uniqueness check with the record insert.
+    pub names: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    /// Expiry to ask for on a new secret.
+    pub fn secret_end_date_time(&self) -> Option<String> {
+        let life = self.secret_lifetime?;
+        (time::OffsetDateTime::now_utc() + life)
+            .replace_nanosecond(0)
+            .ok()?
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }
+}
+
+/// Starting an onboarding.
+#[derive(Debug, Clone)]
+pub struct ProvisionRequest {
+    /// Caller-chosen id (1–128 characters, no `/`); retrying a failed one reuses it.
+    pub onboarding_id: String,
+    /// The Direct Routing service the registration is for.
+    pub service_id: String,
+    /// App registration name (checked against the name rules).
+    pub app_name: String,
+    /// Profile name (`direct-routing`, `qoe`).
+    pub profile: String,
+    /// Platform version, for version-dependent permissions; `None` = current.
+    pub platform_version: Option<String>,
+    /// Caller identity for the audit log.
+    pub actor: String,
+}
+
+/// Asking for a plan.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    /// App registration name.
+    pub app_name: String,
+    /// Profile name.
+    pub profile: String,
+    /// Platform version; `None` = current.
+    pub platform_version: Option<String>,
+}

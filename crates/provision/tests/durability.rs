@@ -345,3 +345,99 @@ async fn twenty_concurrent_onboardings_in_one_engine() -> Result<()> {
     ensure!(listed.len() == 20, "{}", listed.len());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
+    // The hook closes the audit log once the service principal is confirmed: the secret's
+    // intent entry then cannot be written, so addPassword must never be called.
+    let slot: Arc<std::sync::Mutex<Option<audit_log::AuditLog>>> = Arc::default();
+    let for_hook = slot.clone();
+    let hook: StepHook = Arc::new(move |_id: &str, step: &str| {
+        if step == "service_principal"
+            && let Some(log) = for_hook.lock().ok().and_then(|mut g| g.take())
+        {
+            log.close();
+        }
+        HookAction::Continue
+    });
+    let env = start(calm(), Some(hook)).await?;
+    *slot.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(env.audit.clone());
+    let admin = env.admin("globaladmin").await?;
+    let events = collect(
+        env.engine
+            .provision(env.req("onb-a", "Sbc-Audit"), admin)
+            .await?,
+        60,
+    )
+    .await?;
+    match events.last().map(|e| &e.kind) {
+        Some(EventKind::Aborted { error }) => ensure!(error.contains("audit"), "{error}"),
+        other => bail!("expected Aborted, got {other:?}"),
+    }
+    ensure!(
+        events
+            .iter()
+            .any(|e| e.step == "client_secret" && matches!(e.kind, EventKind::Failed { .. }))
+    );
+    let snap = env.snapshot();
+    let apps = common::apps_named(&snap, "Sbc-Audit");
+    ensure!(apps.len() == 1);
+    ensure!(
+        apps[0]["passwords"].as_array().map(Vec::len) == Some(0),
+        "a secret was added"
+    );
+    ensure!(
+        common::sps_named(&snap, "Sandbox1-sp2-token").len() == 1,
+        "token app removed"
+    );
+    let rec = env.engine.get("onb-a")?.context("record")?;
+    ensure!(rec.status == Status::Failed && rec.secret_key_id.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_while_running_stops_and_undoes() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("globaladmin").await?;
+    // Slow answers keep the run busy long enough to cancel it half-way.
+    env.sim.set_faults(Faults {
+        latency_ms: 300,
+        device_code_interval_s: Some(1),
+        ..Faults::default()
+    });
+    let mut stream = env
+        .engine
+        .provision(env.req("onb-mid", "Sbc-Mid"), admin)
+        .await?;
+    use tokio_stream::StreamExt;
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await?
+            .context("stream ended early")?;
+        if e.step == "service_principal" && matches!(e.kind, EventKind::Done { .. }) {
+            break;
+        }
+    }
+    let done = env.engine.cancel("onb-mid", "tester").await?;
+    ensure!(done.status == Status::Cancelled);
+    // The aborted run's stream ends without completing.
+    let rest = collect(stream, 30).await?;
+    ensure!(
+        !rest
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Completed(_))),
+        "{rest:#?}"
+    );
+    let snap = env.snapshot();
+    ensure!(
+        common::apps_named(&snap, "Sbc-Mid").is_empty(),
+        "app left behind"
+    );
+    ensure!(
+        snap["service_principals"]
+            .as_array()
+            .is_some_and(|a| !a.iter().any(|s| s["display_name"] == "Sbc-Mid")),
+        "SP left behind"
+    );
+    Ok(())
+}

@@ -388,3 +388,82 @@ async fn closed_audit_log_means_no_entra_change() -> Result<()> {
     ensure!(env.engine.get("onb-x")?.is_none());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_platform_and_qoe_profiles_provision_their_own_sets() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("globaladmin").await?;
+    let mut old = env.req("onb-old", "Sbc-Old");
+    old.platform_version = Some("8.0.517.100".into());
+    let events = collect(env.engine.provision(old, admin.clone()).await?, 60).await?;
+    completion(&events)?;
+    let snap = env.snapshot();
+    let (_, sp) = assert_provisioned(&snap, "Sbc-Old", 5, 1)?;
+    let graph_sp = snap["service_principals"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|s| s["app_id"] == entra_client::MICROSOFT_GRAPH_APP_ID)
+        })
+        .and_then(|s| s["id"].as_str())
+        .context("graph sp")?
+        .to_owned();
+    let granted: Vec<&str> = common::grants_of(&snap, &sp)
+        .iter()
+        .filter(|g| g["resource_id"] == graph_sp.as_str())
+        .filter_map(|g| g["app_role_id"].as_str())
+        .collect();
+    for id in [
+        "5b567255-7703-4780-807c-7be8301ae99b", // Group.Read.All
+        "483bed4a-2ad3-4361-a73b-c83ccdbdc53c", // RoleManagement.Read.Directory
+        "498476ce-e0fe-48b0-b801-37ba7e2685c6", // Organization.Read.All
+        "df021288-bdef-4463-88db-98f22de89214", // User.Read.All
+    ] {
+        ensure!(granted.contains(&id), "{id} not granted: {granted:?}");
+    }
+
+    let mut qoe = env.req("onb-qoe", "Sbc-Qoe");
+    qoe.profile = "qoe".into();
+    let events = collect(env.engine.provision(qoe, admin).await?, 60).await?;
+    completion(&events)?;
+    let snap = env.snapshot();
+    assert_provisioned(&snap, "Sbc-Qoe", 2, 0)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_grants_and_roles_run_concurrently() -> Result<()> {
+    let env = start(calm(), None).await?;
+    let admin = env.admin("globaladmin").await?;
+    env.sim.set_faults(entra_sim::Faults {
+        latency_ms: 200,
+        device_code_interval_s: Some(1),
+        ..Default::default()
+    });
+    let events = collect(
+        env.engine
+            .provision(env.req("onb-par", "Sbc-Par"), admin)
+            .await?,
+        120,
+    )
+    .await?;
+    completion(&events)?;
+    let sub = |e: &&provision::Event| e.step.starts_with("grant:") || e.step.starts_with("role:");
+    let first_done = events
+        .iter()
+        .filter(sub)
+        .position(|e| matches!(e.kind, EventKind::Done { .. }))
+        .context("no grant done")?;
+    let started_before: usize = events
+        .iter()
+        .filter(sub)
+        .take(first_done)
+        .filter(|e| matches!(e.kind, EventKind::Started { .. }))
+        .count();
+    // 4 items with the default concurrency of 4: all start before the first finishes.
+    ensure!(
+        started_before == 4,
+        "only {started_before} started before the first finished"
+    );
+    Ok(())
+}

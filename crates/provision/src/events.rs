@@ -192,12 +192,17 @@ pub(crate) fn watch(
     let id = id.to_owned();
     tokio::spawn(async move {
         let mut last = from.saturating_sub(1);
+        // An earlier terminal event (a failed run that was retried) does not end the replay;
+        // only the latest one does.
+        let ended = replay.last().is_some_and(|e| e.kind.is_terminal());
         for e in replay {
             last = e.seq;
-            let end = e.kind.is_terminal();
-            if tx.send(e).is_err() || end {
+            if tx.send(e).is_err() {
                 return;
             }
+        }
+        if ended {
+            return;
         }
         loop {
             match live.recv().await {

@@ -11,6 +11,7 @@ use entra_client::OpContext;
 use provision::{EventKind, NameRule, PlanRequest, ProvisionError, Right, Status};
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use tokio_stream::StreamExt;
 
 const TOKEN_APP: &str = "Sandbox1-sp2-token";
 
@@ -87,11 +88,24 @@ async fn global_admin_provisions_everything_audited_in_order() -> Result<()> {
     ensure!(common::apps_named(&env.snapshot(), "Sbc-One").is_empty());
     ensure!(common::sps_named(&env.snapshot(), TOKEN_APP).len() == 1);
 
-    let stream = env
+    let mut stream = env
         .engine
         .provision(env.req("onb-1", "Sbc-One"), admin)
         .await?;
-    let events = collect(stream, 120).await?;
+    // Read live: when a Done arrives, its outcome entries must already be in the signed log.
+    let mut events = Vec::new();
+    while let Some(e) =
+        tokio::time::timeout(std::time::Duration::from_secs(120), stream.next()).await?
+    {
+        if let EventKind::Done { audit_seqs, .. } = &e.kind {
+            let size = env.audit.size();
+            ensure!(
+                audit_seqs.iter().all(|s| *s < size),
+                "Done before its audit entry: {e:?}"
+            );
+        }
+        events.push(e);
+    }
     let c = completion(&events)?;
     ensure!(c.tenant_id == env.info.tenant_id);
     let secret = c

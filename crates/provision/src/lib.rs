@@ -22,6 +22,8 @@
 //! [`plan`] (dry run), `steps` (each Entra change, idempotent), [`store`] (sled records),
 //! [`events`] (numbered progress), [`crypto`] (sealed secrets), [`engine`] (the state machine).
 
+#![warn(missing_docs)]
+
 mod audit;
 mod config;
 pub mod crypto;

@@ -441,3 +441,46 @@ async fn cancel_while_running_stops_and_undoes() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_interrupted_half_way_is_finished_by_resume() -> Result<()> {
+    let env = start(calm(), Some(hook_once("cancel:changed", HookAction::Halt))).await?;
+    let admin = env.admin("globaladmin").await?;
+    let events = collect(
+        env.engine
+            .provision(env.req("onb-h", "Sbc-Half"), admin)
+            .await?,
+        60,
+    )
+    .await?;
+    completion(&events)?;
+    // The first removal happens, then the "process" stops.
+    ensure!(matches!(
+        env.engine.cancel("onb-h", "tester").await,
+        Err(ProvisionError::Halted(_))
+    ));
+    ensure!(env.engine.get("onb-h")?.context("record")?.status == Status::Cancelling);
+    ensure!(common::apps_named(&env.snapshot(), "Sbc-Half").len() == 1);
+
+    ensure!(env.engine.resume_all().await? == ["onb-h"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while env.engine.get("onb-h")?.context("record")?.status != Status::Cancelled {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "cancel was not resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let snap = env.snapshot();
+    ensure!(
+        common::apps_named(&snap, "Sbc-Half").is_empty(),
+        "app left behind"
+    );
+    ensure!(
+        snap["service_principals"]
+            .as_array()
+            .is_some_and(|a| !a.iter().any(|s| s["display_name"] == "Sbc-Half")),
+        "SP left behind"
+    );
+    Ok(())
+}

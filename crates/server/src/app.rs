@@ -34,6 +34,9 @@ struct Inner {
     audit: AuditLog,
     /// Invitations and their tokens' hashes.
     invitations: Invitations,
+    /// Set to true when the server begins shutting down, so long-lived streams (Follow) end
+    /// and graceful shutdown, which waits for every open call, can finish.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for App {
@@ -66,6 +69,7 @@ impl App {
                 auth,
                 audit,
                 invitations,
+                closing: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -88,6 +92,16 @@ impl App {
     /// The invitation manager (also the onboarding service's capability check).
     pub fn invitations(&self) -> &Invitations {
         &self.inner.invitations
+    }
+
+    /// A receiver that turns true when the server begins shutting down.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+
+    /// Tells long-lived streams to end.
+    pub fn begin_shutdown(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// Stops the audit log's writer after it has answered everything queued.

@@ -61,6 +61,12 @@ pub async fn serve(
         .map_err(|e| ServerError::Internal(format!("reflection: {e}")))?;
 
     let pending = Pending::new(app.clone());
+    let closing = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Graceful shutdown waits for open calls; Follow streams never end on their own.
+        closing.begin_shutdown();
+    };
     builder
         .add_service(health)
         .add_service(reflection)

@@ -37,8 +37,9 @@ impl AuditService {
         }
         let (tx, rx) = mpsc::channel(BUFFER);
         let log = self.log().clone();
+        let closing = self.app.closing();
         tokio::spawn(async move {
-            if let Err(status) = pump(log, from, filter, &tx).await {
+            if let Err(status) = pump(log, from, filter, closing, &tx).await {
                 // The client may already be gone; nothing else to tell.
                 let _ = tx.send(Err(status)).await;
             }
@@ -47,11 +48,13 @@ impl AuditService {
     }
 }
 
-/// Sends entries from `next` on until the client hangs up or the log closes.
+/// Sends entries from `next` on until the client hangs up, the server shuts down or the log
+/// closes.
 async fn pump(
     log: AuditLog,
     mut next: u64,
     filter: Filter,
+    mut closing: tokio::sync::watch::Receiver<bool>,
     tx: &mpsc::Sender<Result<pb::Entry, Status>>,
 ) -> Result<(), Status> {
     // Subscribe before the first read so no checkpoint between the two is missed.
@@ -88,6 +91,9 @@ async fn pump(
                 }
             }
             () = tx.closed() => return Ok(()),
+            _ = closing.wait_for(|c| *c) => {
+                return Err(Status::unavailable("the server is shutting down; follow again from the next seq"));
+            }
         }
     }
 }

@@ -1,0 +1,393 @@
+//! The Invitations service over a real socket: create, get by id and token, list by state,
+//! revoke, expiry, single use, forged tokens, validation, and what reaches the audit log.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{OPERATOR, TestServer, bad_fields};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::get_invitation_request::Key;
+use tonic::Code;
+
+fn request(customer: &str) -> pb::CreateInvitationRequest {
+    pb::CreateInvitationRequest {
+        customer: customer.into(),
+        service_id: "svc-42".into(),
+        platform_version: "8.0.517.200".into(),
+        profile: "direct-routing".into(),
+        admin_upn: "admin@contoso.example".into(),
+        ..Default::default()
+    }
+}
+
+fn by_token(t: &str) -> pb::GetInvitationRequest {
+    pb::GetInvitationRequest {
+        key: Some(Key::Token(t.into())),
+    }
+}
+
+fn by_id(id: &str) -> pb::GetInvitationRequest {
+    pb::GetInvitationRequest {
+        key: Some(Key::Id(id.into())),
+    }
+}
+
+fn state(i: &pb::Invitation) -> pb::InvitationState {
+    pb::InvitationState::try_from(i.state).unwrap_or(pb::InvitationState::Unspecified)
+}
+
+#[tokio::test]
+async fn create_get_list_revoke() -> Result<()> {
+    let s = TestServer::start().await?;
+    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let created = c
+        .create_invitation(request("<Contoso & \"Co\">"))
+        .await?
+        .into_inner();
+    let inv = created.invitation.clone().context("invitation")?;
+    let token = created.token.clone();
+    assert_eq!(inv.provider_name, "sp2", "configured default");
+    assert_eq!(inv.platform_server_name, "Sandbox1", "configured default");
+    assert_eq!(inv.created_by, "portal");
+    assert_eq!(state(&inv), pb::InvitationState::Pending);
+    assert_eq!(
+        created.activation_url,
+        format!("https://wizard.example.net/activate#token={token}")
+    );
+    assert_eq!(URL_SAFE_NO_PAD.decode(&token)?.len(), 48);
+
+    // The email names customer, service and provider; HTML escapes the customer's name.
+    let email = created.email.context("email")?;
+    assert!(email.subject.contains("<Contoso & \"Co\">") && email.subject.contains("sp2"));
+    assert!(email.text.contains("svc-42") && email.text.contains("Teams Direct Routing"));
+    assert!(email.text.contains(&created.activation_url));
+    assert!(email.html.contains("&lt;Contoso &amp; &quot;Co&quot;&gt;"));
+    assert!(!email.html.contains("<Contoso"));
+    assert!(email.html.contains("Teams Direct Routing") && email.html.contains(&token));
+
+    // By id and by token.
+    let got = c.get_invitation(by_id(&inv.id)).await?.into_inner();
+    assert_eq!(got, inv);
+    let got = c.get_invitation(by_token(&token)).await?.into_inner();
+    assert_eq!(got.id, inv.id);
+
+    // Listing by state, newest first, paged.
+    let second = c.create_invitation(request("Fabrikam")).await?.into_inner();
+    let third = c
+        .create_invitation(request("Northwind"))
+        .await?
+        .into_inner();
+    let ids = |r: &pb::ListInvitationsResponse| {
+        r.invitations
+            .iter()
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>()
+    };
+    let id_of = |c: &pb::CreateInvitationResponse| {
+        c.invitation
+            .as_ref()
+            .map(|i| i.id.clone())
+            .unwrap_or_default()
+    };
+    let page1 = c
+        .list_invitations(pb::ListInvitationsRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(ids(&page1), [id_of(&third), id_of(&second)]);
+    assert!(!page1.next_page_token.is_empty());
+    let page2 = c
+        .list_invitations(pb::ListInvitationsRequest {
+            page_size: 2,
+            page_token: page1.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(ids(&page2), [inv.id.as_str()]);
+    assert!(page2.next_page_token.is_empty());
+
+    // Revoke: the state changes, the token is dead, a second revoke is refused.
+    let revoked = c
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id: inv.id.clone(),
+            reason: "sent to the wrong person".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(state(&revoked), pb::InvitationState::Revoked);
+    assert_eq!(revoked.revoked_by, "portal");
+    assert_eq!(
+        state(&c.get_invitation(by_token(&token)).await?.into_inner()),
+        pb::InvitationState::Revoked
+    );
+    let e = c
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id: inv.id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .err()
+        .context("second revoke")?;
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    let e = s
+        .app
+        .invitations()
+        .redeem("wizard", &token, "ob-1")
+        .await
+        .err()
+        .context("redeemed")?;
+    assert_eq!(tonic::Status::from(e).code(), Code::FailedPrecondition);
+
+    let list = |st: pb::InvitationState| pb::ListInvitationsRequest {
+        state: st as i32,
+        ..Default::default()
+    };
+    let revoked_list = c
+        .list_invitations(list(pb::InvitationState::Revoked))
+        .await?
+        .into_inner();
+    assert_eq!(ids(&revoked_list), [inv.id.as_str()]);
+    let pending = c
+        .list_invitations(list(pb::InvitationState::Pending))
+        .await?
+        .into_inner();
+    assert_eq!(ids(&pending), [id_of(&third), id_of(&second)]);
+
+    // Audit: intent and outcome for create and revoke; never a token or its hash.
+    let entries = s.entries()?;
+    let actions: Vec<String> = entries
+        .iter()
+        .filter(|e| e["target"]["id"] == inv.id.as_str())
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["action"].as_str().unwrap_or(""),
+                e["phase"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    // The refused redemption was stopped by the pending check before any entry.
+    assert_eq!(
+        actions,
+        [
+            "invitation.create intent",
+            "invitation.create succeeded",
+            "invitation.revoke intent",
+            "invitation.revoke succeeded",
+        ]
+    );
+    let all = entries.iter().map(|e| e.to_string()).collect::<String>();
+    let hash = onboard_server::token_sha256_hex(&token);
+    for secret in [&token, &hash, &third.token, &second.token] {
+        assert!(
+            !all.contains(secret.as_str()),
+            "a token reached the audit log"
+        );
+    }
+    s.stop().await
+}
+
+#[tokio::test]
+async fn tokens_are_single_use() -> Result<()> {
+    let s = TestServer::start().await?;
+    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let created = c.create_invitation(request("Contoso")).await?.into_inner();
+    let inv = s.app.invitations();
+    // The onboarding service's hook: the capability check, then redemption.
+    inv.verify_token(&created.token)?;
+    let used = inv
+        .redeem("admin@contoso.example", &created.token, "ob-1")
+        .await?;
+    assert_eq!(used.onboarding_id.as_deref(), Some("ob-1"));
+    let again = inv
+        .redeem("admin@contoso.example", &created.token, "ob-2")
+        .await
+        .err()
+        .context("reused")?;
+    let status = tonic::Status::from(again);
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("already been used"));
+    let got = c
+        .get_invitation(by_token(&created.token))
+        .await?
+        .into_inner();
+    assert_eq!(state(&got), pb::InvitationState::Used);
+    assert_eq!(got.onboarding_id, "ob-1");
+    assert!(got.used_at.is_some());
+    // A used invitation cannot be revoked.
+    let e = c
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id: got.id,
+            reason: String::new(),
+        })
+        .await
+        .err()
+        .context("revoked")?;
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn invitations_expire() -> Result<()> {
+    let s = TestServer::start().await?;
+    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let mut req = request("Contoso");
+    req.valid_for = Some(prost_types::Duration {
+        seconds: 1,
+        nanos: 0,
+    });
+    let created = c.create_invitation(req).await?.into_inner();
+    assert_eq!(
+        state(created.invitation.as_ref().context("inv")?),
+        pb::InvitationState::Pending
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let got = c
+        .get_invitation(by_token(&created.token))
+        .await?
+        .into_inner();
+    assert_eq!(state(&got), pb::InvitationState::Expired);
+    let expired = c
+        .list_invitations(pb::ListInvitationsRequest {
+            state: pb::InvitationState::Expired as i32,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(expired.invitations.len(), 1);
+    let e = s
+        .app
+        .invitations()
+        .redeem("wizard", &created.token, "ob-1")
+        .await
+        .err()
+        .context("redeemed")?;
+    let status = tonic::Status::from(e);
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("expired"));
+    let e = c
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id: got.id,
+            reason: String::new(),
+        })
+        .await
+        .err()
+        .context("revoked")?;
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn forged_and_unknown_tokens_are_rejected() -> Result<()> {
+    let s = TestServer::start().await?;
+    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let created = c.create_invitation(request("Contoso")).await?.into_inner();
+
+    // Right length, wrong tag: refused before lookup.
+    let forged = URL_SAFE_NO_PAD.encode([7u8; 48]);
+    // The genuine token with one bit of its random part flipped.
+    let mut raw = URL_SAFE_NO_PAD.decode(&created.token)?;
+    raw[0] ^= 1;
+    let tampered = URL_SAFE_NO_PAD.encode(&raw);
+    for bad in [
+        forged.as_str(),
+        tampered.as_str(),
+        "short",
+        "",
+        "!!!not base64!!!",
+    ] {
+        let e = c
+            .get_invitation(by_token(bad))
+            .await
+            .err()
+            .context("accepted")?;
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}");
+        assert_eq!(bad_fields(&e), ["token"]);
+        assert!(!e.message().contains(&created.token));
+        assert!(s.app.invitations().verify_token(bad).is_err());
+    }
+    // A genuine token from another server (another key) is forged here too.
+    let other = TestServer::start().await?;
+    let theirs = other
+        .invitations(Some(OPERATOR))
+        .await?
+        .create_invitation(request("Elsewhere"))
+        .await?
+        .into_inner();
+    let e = c
+        .get_invitation(by_token(&theirs.token))
+        .await
+        .err()
+        .context("accepted")?;
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    let e = c
+        .get_invitation(by_id("no-such-id"))
+        .await
+        .err()
+        .context("found")?;
+    assert_eq!(e.code(), Code::NotFound);
+    let e = c
+        .get_invitation(pb::GetInvitationRequest { key: None })
+        .await
+        .err()
+        .context("ok")?;
+    assert_eq!(bad_fields(&e), ["key"]);
+    other.stop().await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn invalid_requests_name_every_bad_field() -> Result<()> {
+    let s = TestServer::start().await?;
+    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let e = c
+        .create_invitation(pb::CreateInvitationRequest {
+            admin_upn: "not-an-upn".into(),
+            valid_for: Some(prost_types::Duration {
+                seconds: 31 * 24 * 3600,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("accepted")?;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(
+        bad_fields(&e),
+        [
+            "customer",
+            "service_id",
+            "profile",
+            "admin_upn",
+            "valid_for"
+        ]
+    );
+    let mut neg = request("Contoso");
+    neg.valid_for = Some(prost_types::Duration {
+        seconds: -5,
+        nanos: 0,
+    });
+    let e = c.create_invitation(neg).await.err().context("accepted")?;
+    assert_eq!(bad_fields(&e), ["valid_for"]);
+    let e = c
+        .list_invitations(pb::ListInvitationsRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("accepted")?;
+    assert_eq!(bad_fields(&e), ["page_token"]);
+    // Nothing was created or audited by the refused calls.
+    assert_eq!(s.app.audit().size(), 0);
+    s.stop().await
+}

@@ -333,6 +333,15 @@ activation_base_url = "https://wizard.example.net/activate"
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../../deploy/onboard.example.toml");
+        let c = Config::from_toml_str(text, std::iter::empty()).expect("example config");
+        assert!(c.tls.client_ca.is_some());
+        assert_eq!(c.auth.callers.len(), 3);
+        assert_eq!(c.auth.callers[0].role, Role::Operator);
+    }
+
+    #[test]
     fn unknown_keys_and_half_tls_are_rejected() {
         let env = [("ONBOARD_SERVER_LISTN".to_owned(), "x".to_owned())];
         assert!(Config::from_toml_str(BASE, env).is_err());

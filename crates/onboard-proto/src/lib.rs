@@ -1,7 +1,8 @@
 //! Onboard's gRPC contract, package `onboard.v1`, generated at build time from `proto/`.
 //!
 //! The generated code is kept in this crate alone so that lint exceptions stay here; every
-//! other crate uses it through [`v1`]. [`FILE_DESCRIPTOR_SET`] feeds server reflection, so
+//! other crate uses it through [`v1`]. Messages that carry secrets have a hand-written `Debug`
+//! that hides them (`redact.rs`). [`FILE_DESCRIPTOR_SET`] feeds server reflection, so
 //! grpcurl and generated clients work without our `.proto` files.
 
 /// Messages, clients (`*_client`) and servers (`*_server`) of `onboard.v1`.
@@ -9,6 +10,8 @@ pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
     tonic::include_proto!("onboard.v1");
 }
+
+mod redact;
 
 /// The encoded `FileDescriptorSet` of every `onboard.v1` file and its imports, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("onboard_descriptor");

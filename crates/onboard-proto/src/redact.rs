@@ -1,0 +1,157 @@
+//! `Debug` for the messages that carry secrets (see `REDACTED` in build.rs): every field but
+//! the secret ones, so a stray `{:?}` in a log line never prints a token or a client secret.
+
+use std::fmt;
+
+use crate::v1::*;
+
+/// Stands in for a secret value; says only whether one is present.
+const HIDDEN: &str = "<redacted>";
+
+fn hidden(s: &str) -> &'static str {
+    if s.is_empty() { "" } else { HIDDEN }
+}
+
+impl fmt::Debug for CreateInvitationResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateInvitationResponse")
+            .field("invitation", &self.invitation)
+            .field("token", &hidden(&self.token))
+            .field("activation_url", &hidden(&self.activation_url))
+            .field("email", &self.email)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RenderedEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenderedEmail")
+            .field("subject", &self.subject)
+            .field("text", &hidden(&self.text))
+            .field("html", &hidden(&self.html))
+            .finish()
+    }
+}
+
+impl fmt::Debug for GetInvitationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetInvitationRequest")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl fmt::Debug for get_invitation_request::Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => f.debug_tuple("Id").field(id).finish(),
+            Self::Token(t) => f.debug_tuple("Token").field(&hidden(t)).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for SignInRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignInRequest")
+            .field("invitation_token", &hidden(&self.invitation_token))
+            .field("admin_upn", &self.admin_upn)
+            .finish()
+    }
+}
+
+impl fmt::Debug for WatchRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchRequest")
+            .field("onboarding_id", &self.onboarding_id)
+            .field("from_event", &self.from_event)
+            .field("invitation_token", &hidden(&self.invitation_token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Completed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completed")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("key_id", &self.key_id)
+            .field("expires_at", &self.expires_at)
+            .field("secret", &hidden(&self.secret))
+            .finish()
+    }
+}
+
+impl fmt::Debug for NewSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewSecret")
+            .field("info", &self.info)
+            .field("secret", &hidden(&self.secret))
+            .field("audit_seq", &self.audit_seq)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let token = "tok-SECRET-123";
+        let secret = "cs-SECRET-456";
+        let outputs = [
+            format!(
+                "{:?}",
+                CreateInvitationResponse {
+                    token: token.into(),
+                    activation_url: format!("https://x#token={token}"),
+                    email: Some(RenderedEmail {
+                        subject: "s".into(),
+                        text: token.into(),
+                        html: token.into(),
+                    }),
+                    invitation: None,
+                }
+            ),
+            format!(
+                "{:?}",
+                GetInvitationRequest {
+                    key: Some(get_invitation_request::Key::Token(token.into()))
+                }
+            ),
+            format!(
+                "{:?}",
+                SignInRequest {
+                    invitation_token: token.into(),
+                    admin_upn: "a@b".into()
+                }
+            ),
+            format!(
+                "{:?}",
+                WatchRequest {
+                    invitation_token: token.into(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                Completed {
+                    secret: secret.into(),
+                    key_id: "k1".into(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                NewSecret {
+                    secret: secret.into(),
+                    ..Default::default()
+                }
+            ),
+        ];
+        for o in &outputs {
+            assert!(!o.contains("SECRET"), "{o}");
+        }
+        assert!(outputs[4].contains("k1") && outputs[4].contains(HIDDEN));
+    }
+}

@@ -391,3 +391,38 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
     assert_eq!(s.app.audit().size(), 0);
     s.stop().await
 }
+
+#[tokio::test]
+async fn nothing_is_created_when_the_audit_log_cannot_record_it() -> Result<()> {
+    let s = TestServer::start().await?;
+    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let kept = c.create_invitation(request("Contoso")).await?.into_inner();
+    // Stop the log's writer: appends now fail, so changes must be refused (fail closed).
+    s.app.close();
+    let e = c
+        .create_invitation(request("Fabrikam"))
+        .await
+        .err()
+        .context("created")?;
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let e = c
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id: kept
+                .invitation
+                .as_ref()
+                .map(|i| i.id.clone())
+                .unwrap_or_default(),
+            reason: String::new(),
+        })
+        .await
+        .err()
+        .context("revoked")?;
+    assert_eq!(e.code(), Code::Unavailable);
+    let all = c
+        .list_invitations(pb::ListInvitationsRequest::default())
+        .await?
+        .into_inner();
+    assert_eq!(all.invitations.len(), 1);
+    assert_eq!(state(&all.invitations[0]), pb::InvitationState::Pending);
+    s.stop().await
+}

@@ -79,8 +79,14 @@ async fn pump(
                     leaf,
                     inclusion_proof: None,
                 };
-                if tx.send(Ok(entry)).await.is_err() {
-                    return Ok(());
+                // A slow client must not hold up shutdown either.
+                tokio::select! {
+                    sent = tx.send(Ok(entry)) => {
+                        if sent.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    _ = closing.wait_for(|c| *c) => return Err(shutting_down()),
                 }
             }
         }
@@ -91,9 +97,11 @@ async fn pump(
                 }
             }
             () = tx.closed() => return Ok(()),
-            _ = closing.wait_for(|c| *c) => {
-                return Err(Status::unavailable("the server is shutting down; follow again from the next seq"));
-            }
+            _ = closing.wait_for(|c| *c) => return Err(shutting_down()),
         }
     }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down; follow again from the next seq")
 }

@@ -19,15 +19,23 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 /// A certificate and its key, PEM.
 struct Pem {
+    /// The certificate.
     cert: String,
+    /// Its private key.
     key: String,
 }
 
+/// Everything one test's PKI needs.
 struct Pki {
+    /// The CA that signs the server's and the clients' certificates.
     ca: String,
+    /// The server's certificate (localhost, 127.0.0.1).
     server: Pem,
+    /// An operator, named by a URI SAN.
     portal: Pem,
+    /// An auditor, named by a DNS SAN.
     auditor: Pem,
+    /// Signed by the CA but named by no `[[auth.callers]]` rule.
     stranger: Pem,
 }
 

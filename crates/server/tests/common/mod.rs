@@ -22,10 +22,15 @@ pub const ADMIN: &str = "admin-token-1";
 
 /// A running server; dropping it stops the server.
 pub struct TestServer {
+    /// Where clients connect (port chosen by the OS, bound before serving: no start-up race).
     pub addr: SocketAddr,
+    /// The server's state, so tests can append entries and use the invitation hook directly.
     pub app: App,
+    /// Holds the data directory and key files until the test ends.
     pub dir: tempfile::TempDir,
+    /// Completes the shutdown future given to `serve`.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The serving task, awaited by `stop` so a failed shutdown fails the test.
     task: Option<tokio::task::JoinHandle<Result<(), onboard_server::ServerError>>>,
 }
 
@@ -149,7 +154,10 @@ impl Drop for TestServer {
 
 /// Adds `authorization: Bearer <token>` when a token is set.
 #[derive(Clone)]
-pub struct Bearer(Option<String>);
+pub struct Bearer(
+    /// The token to send, or none to test anonymous calls.
+    Option<String>,
+);
 
 impl Bearer {
     pub fn new(token: Option<&str>) -> Self {

@@ -103,7 +103,7 @@ fn crash_recovery_keeps_every_acknowledged_entry() {
         // Kill at a random moment: one round in four anywhere from spawn (often during open),
         // the others a random time after the first acknowledgement (mid-append).
         let mut lines = Vec::new();
-        if rng.next() % 4 != 0 {
+        if !rng.next().is_multiple_of(4) {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 match rx.recv_timeout(Duration::from_millis(50)) {

@@ -11,6 +11,10 @@ const REDACTED: &[&str] = &[
     ".onboard.v1.GetInvitationRequest",
     ".onboard.v1.SignInRequest",
     ".onboard.v1.WatchRequest",
+    ".onboard.v1.PlanRequest",
+    ".onboard.v1.ProvisionRequest",
+    ".onboard.v1.GetOnboardingRequest",
+    ".onboard.v1.CancelOnboardingRequest",
     ".onboard.v1.Completed",
     ".onboard.v1.NewSecret",
 ];

@@ -69,6 +69,47 @@ impl fmt::Debug for WatchRequest {
     }
 }
 
+impl fmt::Debug for PlanRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlanRequest")
+            .field("onboarding_id", &self.onboarding_id)
+            .field("app_name", &self.app_name)
+            .field("profile", &self.profile)
+            .field("invitation_token", &hidden(&self.invitation_token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for ProvisionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProvisionRequest")
+            .field("onboarding_id", &self.onboarding_id)
+            .field("app_name", &self.app_name)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("invitation_token", &hidden(&self.invitation_token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for GetOnboardingRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetOnboardingRequest")
+            .field("onboarding_id", &self.onboarding_id)
+            .field("invitation_token", &hidden(&self.invitation_token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for CancelOnboardingRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelOnboardingRequest")
+            .field("onboarding_id", &self.onboarding_id)
+            .field("reason", &self.reason)
+            .field("invitation_token", &hidden(&self.invitation_token))
+            .finish()
+    }
+}
+
 impl fmt::Debug for Completed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Completed")
@@ -135,6 +176,34 @@ mod tests {
             ),
             format!(
                 "{:?}",
+                PlanRequest {
+                    invitation_token: token.into(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                ProvisionRequest {
+                    invitation_token: token.into(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                GetOnboardingRequest {
+                    invitation_token: token.into(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                CancelOnboardingRequest {
+                    invitation_token: token.into(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
                 Completed {
                     secret: secret.into(),
                     key_id: "k1".into(),
@@ -152,6 +221,6 @@ mod tests {
         for o in &outputs {
             assert!(!o.contains("SECRET"), "{o}");
         }
-        assert!(outputs[4].contains("k1") && outputs[4].contains(HIDDEN));
+        assert!(outputs[8].contains("k1") && outputs[8].contains(HIDDEN));
     }
 }

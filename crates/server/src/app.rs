@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use audit_log::{AuditLog, LogConfig, NoteSigner};
+use entra_client::{EntraClient, EntraConfig};
+use provision::{Engine, EngineConfig};
 use zeroize::Zeroizing;
 
 use crate::auth::Authenticator;
@@ -16,6 +18,12 @@ use crate::invitations::Invitations;
 pub const AUDIT_DIR: &str = "audit";
 /// Our own state's sled directory inside the data directory.
 pub const STATE_DIR: &str = "state";
+/// The metadata key of a generated sealing key for the onboarding store.
+const SEALING_KEY_META: &str = "provision_sealing_key";
+/// The onboarding engine's tree in the state database.
+const PROVISION_TREE: &str = "provision";
+/// Onboarding id → invitation id.
+const LINKS_TREE: &str = "onboarding_invitations";
 
 /// Everything the services share.
 #[derive(Clone)]
@@ -34,6 +42,12 @@ struct Inner {
     audit: AuditLog,
     /// Invitations and their tokens' hashes.
     invitations: Invitations,
+    /// Talks to the identity platform (device code sign-ins) and Graph.
+    entra: EntraClient,
+    /// The durable onboarding workflow under the Onboarding service.
+    engine: Engine,
+    /// Onboarding id → the invitation it came from (the engine does not know invitations).
+    links: sled::Tree,
     /// Set to true when the server begins shutting down, so long-lived streams (Follow) end
     /// and graceful shutdown, which waits for every open call, can finish.
     closing: tokio::sync::watch::Sender<bool>,
@@ -63,12 +77,25 @@ impl App {
         let db = sled::open(data.join(STATE_DIR))?;
         let invitations = Invitations::open(&db, audit.clone(), &config)?;
         let auth = Authenticator::new(&config.auth)?;
+        let entra = entra_client(&config)?;
+        let key = sealing_key(&db, &config)?;
+        let engine = Engine::new(EngineConfig::new(
+            entra.clone(),
+            audit.clone(),
+            db.open_tree(PROVISION_TREE)?,
+            *key,
+            config.platform.server_name.clone(),
+            config.platform.provider_name.clone(),
+        )?)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 auth,
                 audit,
                 invitations,
+                entra,
+                engine,
+                links: db.open_tree(LINKS_TREE)?,
                 closing: tokio::sync::watch::Sender::new(false),
             }),
         })
@@ -94,6 +121,21 @@ impl App {
         &self.inner.invitations
     }
 
+    /// The Entra client (device code sign-ins).
+    pub fn entra(&self) -> &EntraClient {
+        &self.inner.entra
+    }
+
+    /// The onboarding engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Onboarding id → invitation id.
+    pub fn onboarding_links(&self) -> &sled::Tree {
+        &self.inner.links
+    }
+
     /// A receiver that turns true when the server begins shutting down.
     pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
         self.inner.closing.subscribe()
@@ -117,4 +159,57 @@ fn load_signer(path: &Path, origin: &str) -> Result<NoteSigner> {
         })?);
     NoteSigner::from_key_file_text(&text, origin)
         .map_err(|e| ServerError::Config(format!("signing key {}: {e}", path.display())))
+}
+
+/// The Entra client the configuration describes (the emulator's URLs and CA in tests).
+fn entra_client(config: &Config) -> Result<EntraClient> {
+    let e = &config.entra;
+    let mut c = EntraConfig::with_bases(e.authority_url.clone(), e.graph_url.clone());
+    for path in &e.extra_trust_roots {
+        let pem = std::fs::read(path)
+            .map_err(|err| ServerError::io(format!("reading {}", path.display()), err))?;
+        c = c.trust_pem(pem);
+    }
+    EntraClient::new(&c).map_err(|err| ServerError::Config(format!("entra: {err}")))
+}
+
+/// The key that seals secrets in the onboarding store: from the configured file, else generated
+/// once and kept in the state database's metadata.
+fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u8; 32]>> {
+    if let Some(path) = &config.storage.sealing_key {
+        let bytes = Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?,
+        );
+        let mut key = Zeroizing::new([0u8; 32]);
+        let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
+        if hex::decode_to_slice(text, key.as_mut()).is_ok() {
+            return Ok(key);
+        }
+        if bytes.len() != 32 {
+            return Err(ServerError::Config(format!(
+                "{}: a sealing key is 32 raw bytes or 64 hex digits",
+                path.display()
+            )));
+        }
+        key.copy_from_slice(&bytes);
+        return Ok(key);
+    }
+    let meta = db.open_tree("meta")?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    match meta.get(SEALING_KEY_META)? {
+        Some(v) if v.len() == 32 => key.copy_from_slice(&v),
+        Some(_) => {
+            return Err(ServerError::Config(
+                "the stored sealing key is not 32 bytes".into(),
+            ));
+        }
+        None => {
+            getrandom::fill(key.as_mut())
+                .map_err(|e| ServerError::Internal(format!("no system randomness: {e}")))?;
+            meta.insert(SEALING_KEY_META, key.as_slice())?;
+            db.flush()?;
+        }
+    }
+    Ok(key)
 }

@@ -79,6 +79,11 @@ pub struct TlsSection {
 pub struct StorageSection {
     /// The data directory: `audit/` holds the audit log's sled database, `state/` ours.
     pub data_dir: PathBuf,
+    /// A file holding the 32-byte key (raw or hex) that seals client secrets and admin tokens
+    /// in the onboarding store. When absent, a random key is generated once and kept in the
+    /// state store (so a copy of the data directory alone can open them: set it in production).
+    #[serde(default)]
+    pub sealing_key: Option<PathBuf>,
 }
 
 /// `[audit]`

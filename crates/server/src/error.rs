@@ -1,6 +1,8 @@
 //! The server's one error type and the one place it becomes a gRPC status.
 
 use audit_log::AuditError;
+use entra_client::EntraError;
+use provision::{NameRule, ProvisionError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -34,12 +36,18 @@ pub enum ServerError {
     /// A size or index is beyond what the log has.
     #[error("{0}")]
     OutOfRange(String),
+    /// A dependency (Entra, the server itself while stopping) cannot serve the call now.
+    #[error("{0}")]
+    Unavailable(String),
     /// The RPC exists in the contract but is not built yet.
     #[error("{0}")]
     Unimplemented(String),
     /// The audit log failed; changes are refused when it cannot record them (fail closed).
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The onboarding engine (or the Entra sign-in under it) refused or failed.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
     /// The server's own state store (sled) failed.
     #[error("state storage error: {0}")]
     State(#[from] sled::Error),
@@ -106,7 +114,9 @@ impl From<ServerError> for Status {
             ServerError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ServerError::OutOfRange(_) => Status::out_of_range(msg),
             ServerError::Unimplemented(_) => Status::unimplemented(msg),
+            ServerError::Unavailable(_) => Status::unavailable(msg),
             ServerError::Audit(a) => audit_status(a, msg),
+            ServerError::Provision(p) => provision_status(p, msg),
             ServerError::State(_)
             | ServerError::Config(_)
             | ServerError::Io { .. }
@@ -132,6 +142,59 @@ fn audit_status(a: AuditError, msg: String) -> Status {
         _ => {
             tracing::error!(error = %msg, "audit log failure");
             Status::internal("audit log failure; see the server log")
+        }
+    }
+}
+
+fn provision_status(p: ProvisionError, msg: String) -> Status {
+    match p {
+        ProvisionError::InvalidName { rule, .. } => {
+            if rule == NameRule::NotUnique {
+                return Status::already_exists(msg);
+            }
+            let mut details = ErrorDetails::new();
+            details.add_bad_request_violation("app_name", format!("the name {rule}"));
+            Status::with_error_details(Code::InvalidArgument, msg, details)
+        }
+        ProvisionError::NameTaken { .. } => Status::already_exists(msg),
+        // The admin is not who was named, or lacks a role: the system is not in a state to
+        // allow it until someone else signs in or the role is granted.
+        ProvisionError::WrongUser { .. } | ProvisionError::MissingRights { .. } => {
+            Status::failed_precondition(msg)
+        }
+        ProvisionError::Profile(_) | ProvisionError::UnknownPermission { .. } => {
+            Status::failed_precondition(msg)
+        }
+        ProvisionError::NotFound(_) => Status::not_found(msg),
+        ProvisionError::InvalidState { .. } => Status::failed_precondition(msg),
+        // Nothing was changed, and the log may come back.
+        ProvisionError::Audit(_) => {
+            tracing::error!(error = %msg, "audit log unavailable");
+            Status::unavailable(msg)
+        }
+        ProvisionError::Entra { ref source, .. } => entra_status(source, msg),
+        ProvisionError::Cancelled(_) => Status::aborted(msg),
+        ProvisionError::Store(_) | ProvisionError::Crypto(_) | ProvisionError::Halted(_) => {
+            tracing::error!(error = %msg, "onboarding failed");
+            Status::internal("internal error; see the server log")
+        }
+    }
+}
+
+/// Entra's answers: the messages hold codes and request ids, never tokens, so they are shown.
+fn entra_status(e: &EntraError, msg: String) -> Status {
+    if e.is_authorization_denied() {
+        return Status::permission_denied(msg);
+    }
+    match e.root() {
+        EntraError::DeviceCodeExpired(_) => Status::deadline_exceeded(msg),
+        EntraError::BadVerificationCode(_) | EntraError::Sts(_) => Status::failed_precondition(msg),
+        EntraError::Graph(g) if g.status < 500 && g.status != 429 => {
+            Status::failed_precondition(msg)
+        }
+        _ => {
+            tracing::warn!(error = %msg, "Entra unavailable");
+            Status::unavailable(msg)
         }
     }
 }

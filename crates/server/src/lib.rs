@@ -6,7 +6,8 @@
 //! - [`App`]: the shared state (audit log in `DATA_DIR/audit`, our sled in `DATA_DIR/state`).
 //! - [`audit`]: the Audit service (auditor, admin); every read is itself an audit entry.
 //! - [`invitations`]: invitations, their MACed single-use tokens, and the Invitations service.
-//! - [`stubs`]: Onboarding, Credentials, Verification, registered but UNIMPLEMENTED for now.
+//! - [`onboarding`]: the Onboarding service (wizard back-end) over `provision::Engine`.
+//! - [`stubs`]: Credentials, Verification, registered but UNIMPLEMENTED for now.
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -16,6 +17,7 @@ mod clock;
 pub mod config;
 pub mod error;
 pub mod invitations;
+pub mod onboarding;
 mod paging;
 mod serve;
 pub mod stubs;

@@ -20,6 +20,7 @@ use crate::audit::AuditService;
 use crate::config::Config;
 use crate::error::{Result, ServerError};
 use crate::invitations::service::InvitationsService;
+use crate::onboarding::OnboardingService;
 use crate::stubs::Pending;
 
 /// How long a TLS handshake may take before the connection is dropped.
@@ -43,10 +44,10 @@ pub async fn serve(
     reporter
         .set_serving::<InvitationsServer<InvitationsService>>()
         .await;
-    // Registered but not built yet: health says so.
     reporter
-        .set_not_serving::<OnboardingServer<Pending>>()
+        .set_serving::<OnboardingServer<OnboardingService>>()
         .await;
+    // Registered but not built yet: health says so.
     reporter
         .set_not_serving::<CredentialsServer<Pending>>()
         .await;
@@ -60,6 +61,12 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| ServerError::Internal(format!("reflection: {e}")))?;
 
+    // Onboardings a previous process left running (or cancelling) continue from their last
+    // confirmed step.
+    let resumed = app.engine().resume_all().await?;
+    if !resumed.is_empty() {
+        tracing::info!(count = resumed.len(), "resumed onboardings");
+    }
     let pending = Pending::new(app.clone());
     let closing = app.clone();
     let shutdown = async move {
@@ -72,11 +79,13 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(AuditServer::new(AuditService::new(app.clone())))
         .add_service(InvitationsServer::new(InvitationsService::new(app.clone())))
-        .add_service(OnboardingServer::new(pending.clone()))
+        .add_service(OnboardingServer::new(OnboardingService::new(app.clone())))
         .add_service(CredentialsServer::new(pending.clone()))
         .add_service(VerificationServer::new(pending))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await?;
+    // Runs stop where they are; their records stay `running` for the next start.
+    app.engine().shutdown().await;
     Ok(())
 }
 

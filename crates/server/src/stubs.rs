@@ -1,12 +1,11 @@
-//! Onboarding, Credentials and Verification: registered so reflection and clients see the whole
-//! contract, answering UNIMPLEMENTED until the workflow engine (`crates/provision`) is wired in.
+//! Credentials and Verification: registered so reflection and clients see the whole contract,
+//! answering UNIMPLEMENTED until they are built on the workflow engine (`crates/provision`).
 //! Callers are still authenticated first, so the role rules are visible now.
 
 use std::pin::Pin;
 
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_server::Credentials;
-use onboard_proto::v1::onboarding_server::Onboarding;
 use onboard_proto::v1::verification_server::Verification;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -61,20 +60,6 @@ macro_rules! refusing {
             )*
         }
     };
-}
-
-refusing! { Onboarding, "Onboarding";
-    type SignInStream = BoxStream<pb::SignInEvent>;
-    type ProvisionStream = BoxStream<pb::ProvisionEvent>;
-    type WatchStream = BoxStream<pb::ProvisionEvent>;
-    methods:
-    sign_in: "SignIn"(pb::SignInRequest) -> Self::SignInStream;
-    plan: "Plan"(pb::PlanRequest) -> pb::PlanResponse;
-    provision: "Provision"(pb::ProvisionRequest) -> Self::ProvisionStream;
-    watch: "Watch"(pb::WatchRequest) -> Self::WatchStream;
-    get_onboarding: "GetOnboarding"(pb::GetOnboardingRequest) -> pb::OnboardingInfo;
-    list_onboardings: "ListOnboardings"(pb::ListOnboardingsRequest) -> pb::ListOnboardingsResponse;
-    cancel_onboarding: "CancelOnboarding"(pb::CancelOnboardingRequest) -> pb::OnboardingInfo;
 }
 
 refusing! { Credentials, "Credentials";

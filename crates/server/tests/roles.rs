@@ -100,26 +100,56 @@ async fn invitation_codes(
     ])
 }
 
-/// The status code of every not-yet-built RPC for a caller.
-async fn pending_codes(s: &TestServer, token: Option<&str>) -> Result<Vec<(&'static str, Code)>> {
-    let ch = s.channel().await?;
-    let mut o = OnboardingClient::with_interceptor(ch.clone(), Bearer::new(token));
-    let mut c = CredentialsClient::with_interceptor(ch.clone(), Bearer::new(token));
-    let mut v = VerificationClient::with_interceptor(ch, Bearer::new(token));
+/// The status code of every Onboarding RPC that takes a caller role (SignIn takes only an
+/// invitation token) for an onboarding that does not exist.
+async fn onboarding_codes(
+    s: &TestServer,
+    token: Option<&str>,
+) -> Result<Vec<(&'static str, Code)>> {
+    let mut o = OnboardingClient::with_interceptor(s.channel().await?, Bearer::new(token));
+    let id = || "00000000-0000-7000-8000-000000000000".to_string();
     Ok(vec![
         (
-            "SignIn",
-            code(o.sign_in(pb::SignInRequest::default()).await),
+            "Plan",
+            code(
+                o.plan(pb::PlanRequest {
+                    onboarding_id: id(),
+                    app_name: "Sbc-One".into(),
+                    ..Default::default()
+                })
+                .await,
+            ),
         ),
-        ("Plan", code(o.plan(pb::PlanRequest::default()).await)),
         (
             "Provision",
-            code(o.provision(pb::ProvisionRequest::default()).await),
+            code(
+                o.provision(pb::ProvisionRequest {
+                    onboarding_id: id(),
+                    app_name: "Sbc-One".into(),
+                    ..Default::default()
+                })
+                .await,
+            ),
         ),
-        ("Watch", code(o.watch(pb::WatchRequest::default()).await)),
+        (
+            "Watch",
+            code(
+                o.watch(pb::WatchRequest {
+                    onboarding_id: id(),
+                    ..Default::default()
+                })
+                .await,
+            ),
+        ),
         (
             "GetOnboarding",
-            code(o.get_onboarding(pb::GetOnboardingRequest::default()).await),
+            code(
+                o.get_onboarding(pb::GetOnboardingRequest {
+                    onboarding_id: id(),
+                    ..Default::default()
+                })
+                .await,
+            ),
         ),
         (
             "ListOnboardings",
@@ -131,10 +161,22 @@ async fn pending_codes(s: &TestServer, token: Option<&str>) -> Result<Vec<(&'sta
         (
             "CancelOnboarding",
             code(
-                o.cancel_onboarding(pb::CancelOnboardingRequest::default())
-                    .await,
+                o.cancel_onboarding(pb::CancelOnboardingRequest {
+                    onboarding_id: id(),
+                    ..Default::default()
+                })
+                .await,
             ),
         ),
+    ])
+}
+
+/// The status code of every not-yet-built RPC for a caller.
+async fn pending_codes(s: &TestServer, token: Option<&str>) -> Result<Vec<(&'static str, Code)>> {
+    let ch = s.channel().await?;
+    let mut c = CredentialsClient::with_interceptor(ch.clone(), Bearer::new(token));
+    let mut v = VerificationClient::with_interceptor(ch, Bearer::new(token));
+    Ok(vec![
         (
             "AddServiceSecret",
             code(
@@ -203,6 +245,11 @@ async fn every_rpc_checks_the_callers_role() -> Result<()> {
             Code::Unauthenticated,
             &who,
         );
+        assert_all(
+            &onboarding_codes(&s, token).await?,
+            Code::Unauthenticated,
+            &who,
+        );
     }
     // Wrong roles.
     assert_all(
@@ -225,6 +272,13 @@ async fn every_rpc_checks_the_callers_role() -> Result<()> {
         Code::PermissionDenied,
         "auditor",
     );
+    for who in [AUDITOR, ADMIN] {
+        assert_all(
+            &onboarding_codes(&s, Some(who)).await?,
+            Code::PermissionDenied,
+            who,
+        );
+    }
     // Right roles.
     assert_all(&audit_codes(&s, Some(AUDITOR)).await?, Code::Ok, "auditor");
     assert_all(&audit_codes(&s, Some(ADMIN)).await?, Code::Ok, "admin");
@@ -238,17 +292,31 @@ async fn every_rpc_checks_the_callers_role() -> Result<()> {
         Code::Unimplemented,
         "operator",
     );
+    // An operator gets past the role check: the onboarding does not exist (or was never signed
+    // in to), and listing works.
+    for (rpc, c) in onboarding_codes(&s, Some(OPERATOR)).await? {
+        let want: &[Code] = match rpc {
+            "ListOnboardings" => &[Code::Ok],
+            "Plan" | "Provision" => &[Code::FailedPrecondition],
+            _ => &[Code::NotFound],
+        };
+        assert!(want.contains(&c), "{rpc} as operator: {c:?}");
+    }
     s.stop().await
 }
 
 #[tokio::test]
 async fn unimplemented_rpcs_say_so() -> Result<()> {
     let s = TestServer::start().await?;
-    let mut o = OnboardingClient::with_interceptor(s.channel().await?, Bearer::new(Some(OPERATOR)));
-    let e = o.plan(pb::PlanRequest::default()).await.err();
+    let mut c =
+        CredentialsClient::with_interceptor(s.channel().await?, Bearer::new(Some(OPERATOR)));
+    let e = c
+        .list_secrets(pb::ListSecretsRequest::default())
+        .await
+        .err();
     let msg = e.map(|e| e.message().to_owned()).unwrap_or_default();
     assert!(
-        msg.contains("Onboarding.Plan is not implemented yet"),
+        msg.contains("Credentials.ListSecrets is not implemented yet"),
         "{msg}"
     );
     s.stop().await
@@ -272,7 +340,8 @@ async fn health_reports_serving_and_reflection_lists_every_service() -> Result<(
         ("", ServingStatus::Serving),
         ("onboard.v1.Audit", ServingStatus::Serving),
         ("onboard.v1.Invitations", ServingStatus::Serving),
-        ("onboard.v1.Onboarding", ServingStatus::NotServing),
+        ("onboard.v1.Onboarding", ServingStatus::Serving),
+        ("onboard.v1.Credentials", ServingStatus::NotServing),
     ] {
         let got = h.check(status(svc)).await?.into_inner().status;
         assert_eq!(got, want as i32, "{svc}");

@@ -9,6 +9,7 @@ use anyhow::Result;
 use audit_log::NoteSigner;
 use onboard_proto::v1::audit_client::AuditClient;
 use onboard_proto::v1::invitations_client::InvitationsClient;
+use onboard_proto::v1::onboarding_client::OnboardingClient;
 use onboard_server::{App, Config, token_sha256_hex};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -119,6 +120,13 @@ impl TestServer {
 
     pub async fn invitations(&self, token: Option<&str>) -> Result<InvitationsClient<Authed>> {
         Ok(InvitationsClient::with_interceptor(
+            self.channel().await?,
+            Bearer::new(token),
+        ))
+    }
+
+    pub async fn onboarding(&self, token: Option<&str>) -> Result<OnboardingClient<Authed>> {
+        Ok(OnboardingClient::with_interceptor(
             self.channel().await?,
             Bearer::new(token),
         ))

@@ -1,0 +1,159 @@
+//! Engine values to protobuf: events, onboarding summaries, plans and states.
+
+use onboard_proto::v1 as pb;
+use provision::{Event, EventKind, Onboarding, Plan, Status};
+use secrecy::ExposeSecret;
+
+use crate::clock::{ms_of, parse_rfc3339, timestamp};
+
+/// An RFC 3339 time from the engine as a protobuf timestamp.
+fn ts(s: &str) -> Option<prost_types::Timestamp> {
+    parse_rfc3339(s).map(|t| timestamp(ms_of(t)))
+}
+
+/// Milliseconds as a protobuf duration.
+fn duration_ms(ms: u64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        // Below 1e9, so it fits.
+        nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// The engine's state as the proto enum.
+pub fn state_pb(s: Status) -> pb::OnboardingState {
+    match s {
+        Status::Running | Status::Cancelling => pb::OnboardingState::Provisioning,
+        Status::Completed => pb::OnboardingState::Completed,
+        Status::Failed => pb::OnboardingState::Failed,
+        Status::Cancelled => pb::OnboardingState::Cancelled,
+    }
+}
+
+/// The proto filter as the engine's state; `Ok(None)` means any, `Err(())` one the engine never
+/// holds (signing in / signed in live only in this service).
+pub fn status_filter(s: pb::OnboardingState) -> Result<Option<Status>, ()> {
+    match s {
+        pb::OnboardingState::Unspecified => Ok(None),
+        pb::OnboardingState::Provisioning => Ok(Some(Status::Running)),
+        pb::OnboardingState::Completed => Ok(Some(Status::Completed)),
+        pb::OnboardingState::Failed => Ok(Some(Status::Failed)),
+        pb::OnboardingState::Cancelled => Ok(Some(Status::Cancelled)),
+        pb::OnboardingState::SigningIn | pb::OnboardingState::SignedIn => Err(()),
+    }
+}
+
+/// An engine onboarding as the proto summary.
+pub fn info_pb(o: &Onboarding, invitation_id: String, events: u64) -> pb::OnboardingInfo {
+    pb::OnboardingInfo {
+        onboarding_id: o.id.clone(),
+        invitation_id,
+        tenant_id: o.tenant_id.clone(),
+        state: state_pb(o.status).into(),
+        app_name: o.app_name.clone(),
+        client_id: o.client_id.clone().unwrap_or_default(),
+        events,
+        created_at: ts(&o.created_at),
+        updated_at: ts(&o.updated_at),
+    }
+}
+
+/// The plan as the proto answer; a change lists the roles that would grant its right when the
+/// admin lacks it.
+pub fn plan_pb(p: &Plan) -> pb::PlanResponse {
+    let changes = p
+        .changes
+        .iter()
+        .map(|c| pb::PlannedChange {
+            action: c.action.clone(),
+            description: format!("{} {} ({})", c.operation, c.target, c.action),
+            missing_roles: match (c.allowed, c.right) {
+                (false, Some(r)) => role_names(r),
+                _ => vec![],
+            },
+        })
+        .collect();
+    pb::PlanResponse {
+        changes,
+        blocked: !p.missing_rights.is_empty(),
+    }
+}
+
+/// The display names of the roles that grant `right`.
+pub fn role_names(right: provision::Right) -> Vec<String> {
+    right
+        .granted_by()
+        .iter()
+        .map(|id| provision::roles::role_name(id).map_or_else(|| (*id).to_owned(), str::to_owned))
+        .collect()
+}
+
+/// Maps a stream of engine events to proto events. A step's `Failed` is folded into the
+/// terminal `Failed` that follows it (the proto has one terminal failure), except a failed
+/// cancel, which has no terminal event after it.
+#[derive(Debug, Default)]
+pub struct EventMapper {
+    /// The step of the last step-level failure, named in the terminal `Failed`.
+    failed_step: String,
+}
+
+impl EventMapper {
+    /// The proto event for `e`, or `None` when it is folded into a later one. `with_secret`
+    /// copies the live secret into `Completed` (the Provision stream only).
+    pub fn map(&mut self, e: &Event, with_secret: bool) -> Option<pb::ProvisionEvent> {
+        use pb::provision_event::Event as E;
+        let step = e.step.clone();
+        let event = match &e.kind {
+            EventKind::Started { description } => E::Started(pb::StepStarted {
+                step,
+                description: description.clone(),
+            }),
+            EventKind::Retrying {
+                operation,
+                attempt,
+                reason,
+                wait_ms,
+            } => E::Retrying(pb::StepRetrying {
+                step,
+                reason: format!("{operation}: {reason}"),
+                wait: Some(duration_ms(*wait_ms)),
+                attempt: attempt.saturating_add(1),
+            }),
+            EventKind::Done { audit_seqs, .. } => E::Done(pb::StepDone {
+                step,
+                unchanged: audit_seqs.is_empty(),
+                audit_seq: audit_seqs.last().copied().unwrap_or(0),
+            }),
+            EventKind::Failed { error } if step == "cancel" => E::Failed(pb::Failed {
+                step,
+                reason: error.clone(),
+            }),
+            EventKind::Failed { .. } => {
+                self.failed_step = step;
+                return None;
+            }
+            EventKind::Aborted { error } => E::Failed(pb::Failed {
+                step: std::mem::take(&mut self.failed_step),
+                reason: error.clone(),
+            }),
+            EventKind::Cancelled { detail } => E::Cancelled(pb::Cancelled {
+                detail: detail.clone(),
+            }),
+            EventKind::Completed(c) => E::Completed(pb::Completed {
+                tenant_id: c.tenant_id.clone(),
+                client_id: c.client_id.clone(),
+                key_id: c.key_id.clone(),
+                expires_at: c.expires.as_deref().and_then(ts),
+                secret: match (&c.secret, with_secret) {
+                    (Some(s), true) => s.expose_secret().to_owned(),
+                    _ => String::new(),
+                },
+            }),
+        };
+        Some(pb::ProvisionEvent {
+            index: e.seq,
+            time: ts(&e.time),
+            event: Some(event),
+        })
+    }
+}

@@ -1,0 +1,525 @@
+//! The `onboard.v1.Onboarding` service: the wizard back-end over [`provision::Engine`].
+//!
+//! Who may call: the customer admin with the invitation token of that onboarding (in the
+//! request's `invitation_token`; SignIn needs nothing else), or an operator. Every RPC is an
+//! audit entry (reads one `succeeded` entry, changes `intent` then an outcome), with actor
+//! `invitation:<id>` or the operator's identity; the engine adds one pair per Entra change.
+//!
+//! The signed-in admin (and their delegated token) is held in memory between SignIn and
+//! Provision; after a restart the admin signs in again. Running onboardings are resumed by the
+//! engine from their sealed records.
+
+mod convert;
+mod signin;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::onboarding_server::Onboarding;
+use provision::{Admin, EventStream, ListFilter, PlanRequest, ProvisionRequest};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::App;
+use crate::auth::Role;
+use crate::error::{Result, ServerError};
+use crate::invitations::InvitationRecord;
+use crate::paging::page_size;
+use crate::stubs::BoxStream;
+use convert::{EventMapper, info_pb, plan_pb, status_filter};
+
+/// A signed-in admin waiting for Plan and Provision.
+struct Session {
+    /// The redeemed invitation: profile, platform version and service id come from it.
+    invitation: InvitationRecord,
+    /// The checked admin; holds the delegated token (never printed).
+    admin: Admin,
+    /// The key of the last Provision call, so a repeat resumes instead of starting again.
+    idempotency_key: Option<String>,
+}
+
+/// Serves onboardings from the shared [`App`].
+#[derive(Clone)]
+pub struct OnboardingService {
+    /// Authentication, invitations, the engine and the audit log.
+    app: App,
+    /// Signed-in admins by onboarding id.
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+}
+
+impl std::fmt::Debug for OnboardingService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnboardingService").finish_non_exhaustive()
+    }
+}
+
+/// Completes when the server begins shutting down (or its state is gone).
+async fn stopping(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here.
+    let _ = closing.wait_for(|c| *c).await.map(|_| ());
+}
+
+/// Sends an error as the stream's last item (nobody listening is fine).
+async fn send_err<T>(tx: &mpsc::Sender<Result<T, Status>>, e: ServerError) {
+    let _ = tx.send(Err(e.into())).await;
+}
+
+impl OnboardingService {
+    /// A service over `app`.
+    pub fn new(app: App) -> Self {
+        Self {
+            app,
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Appends one audit entry; an error refuses the call (fail closed).
+    async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        phase: &str,
+        mut fields: Value,
+    ) -> Result<u64> {
+        let mut map = Map::new();
+        map.insert("action".into(), action.into());
+        map.insert("phase".into(), phase.into());
+        map.insert("actor".into(), actor.into());
+        if let Some(obj) = fields.as_object_mut() {
+            map.append(obj);
+        }
+        Ok(self.app.audit().append(&map).await?.seq)
+    }
+
+    /// The audit fields naming one onboarding.
+    fn target(id: &str) -> Value {
+        json!({"onboarding_id": id, "target": {"type": "onboarding", "id": id}})
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        // A panic while holding the lock cannot leave a half-written map entry.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sessions_insert(&self, id: &str, s: Session) {
+        self.sessions().insert(id.to_owned(), s);
+    }
+
+    /// Remembers which invitation an onboarding came from, durably.
+    fn link(&self, onboarding_id: &str, invitation_id: &str) -> Result<()> {
+        self.app
+            .onboarding_links()
+            .insert(onboarding_id.as_bytes(), invitation_id.as_bytes())?;
+        Ok(())
+    }
+
+    fn invitation_of(&self, onboarding_id: &str) -> Result<String> {
+        Ok(self
+            .app
+            .onboarding_links()
+            .get(onboarding_id.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default())
+    }
+
+    /// The caller of an RPC on `onboarding_id`: the invitation that created it (token given)
+    /// or an operator. Returns the audit actor.
+    fn access<T>(&self, req: &Request<T>, token: &str, onboarding_id: &str) -> Result<String> {
+        if token.is_empty() {
+            let caller = self.app.auth().authorize(req, &[Role::Operator])?;
+            if onboarding_id.is_empty() {
+                return Err(ServerError::invalid("onboarding_id", "required"));
+            }
+            return Ok(caller.identity);
+        }
+        if onboarding_id.is_empty() {
+            return Err(ServerError::invalid("onboarding_id", "required"));
+        }
+        let inv = self
+            .app
+            .invitations()
+            .get_by_token(token)
+            .map_err(|_| ServerError::Unauthenticated("unknown invitation token".into()))?;
+        if inv.revoked_at_ms.is_some() {
+            return Err(ServerError::PermissionDenied(format!(
+                "invitation {} has been revoked",
+                inv.id
+            )));
+        }
+        if inv.onboarding_id.as_deref() != Some(onboarding_id) {
+            return Err(ServerError::PermissionDenied(format!(
+                "this invitation does not unlock onboarding {onboarding_id}"
+            )));
+        }
+        Ok(format!("invitation:{}", inv.id))
+    }
+
+    /// The session's invitation and admin, or why there is none.
+    fn session(&self, id: &str) -> Result<(InvitationRecord, Admin)> {
+        match self.sessions().get(id) {
+            Some(s) => Ok((s.invitation.clone(), s.admin.clone())),
+            None => Err(ServerError::FailedPrecondition(format!(
+                "onboarding {id} has no signed-in admin; sign in (again) first"
+            ))),
+        }
+    }
+
+    async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {
+        let actor = {
+            let r = req.get_ref();
+            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+        };
+        let r = req.into_inner();
+        let (inv, admin) = self.session(&r.onboarding_id)?;
+        let profile = if r.profile.is_empty() {
+            inv.profile.clone()
+        } else {
+            r.profile
+        };
+        let plan = self
+            .app
+            .engine()
+            .plan(
+                &admin,
+                &PlanRequest {
+                    app_name: r.app_name.clone(),
+                    profile: profile.clone(),
+                    platform_version: version(&inv),
+                },
+            )
+            .await?;
+        let mut fields = Self::target(&r.onboarding_id);
+        if let Some(o) = fields.as_object_mut() {
+            o.insert("service_id".into(), inv.service_id.clone().into());
+            o.insert("tenant_id".into(), admin.tenant_id.clone().into());
+            o.insert("app_name".into(), r.app_name.into());
+            o.insert("profile".into(), profile.into());
+            o.insert("blocked".into(), (!plan.missing_rights.is_empty()).into());
+        }
+        self.record(&actor, "onboarding.plan", "succeeded", fields)
+            .await?;
+        Ok(plan_pb(&plan))
+    }
+
+    async fn provision(
+        &self,
+        req: Request<pb::ProvisionRequest>,
+    ) -> Result<BoxStream<pb::ProvisionEvent>> {
+        let actor = {
+            let r = req.get_ref();
+            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+        };
+        let r = req.into_inner();
+        let id = r.onboarding_id.clone();
+        let engine = self.app.engine();
+        let repeat = !r.idempotency_key.is_empty()
+            && self
+                .sessions()
+                .get(&id)
+                .and_then(|s| s.idempotency_key.as_deref())
+                == Some(r.idempotency_key.as_str());
+        if repeat && engine.get(&id)?.is_some() {
+            // The same call again (a reconnect): follow the run instead of starting another.
+            self.record(&actor, "onboarding.watch", "succeeded", Self::target(&id))
+                .await?;
+            return Ok(self.forward(engine.watch(&id, 1)?, false));
+        }
+        let (inv, admin) = self.session(&id)?;
+        let mut details = Self::target(&id);
+        if let Some(o) = details.as_object_mut() {
+            o.insert("service_id".into(), inv.service_id.clone().into());
+            o.insert("tenant_id".into(), admin.tenant_id.clone().into());
+            o.insert("app_name".into(), r.app_name.clone().into());
+            o.insert("profile".into(), inv.profile.clone().into());
+        }
+        self.record(&actor, "onboarding.provision", "intent", details.clone())
+            .await?;
+        let started = engine
+            .provision(
+                ProvisionRequest {
+                    onboarding_id: id.clone(),
+                    service_id: inv.service_id.clone(),
+                    app_name: r.app_name,
+                    profile: inv.profile.clone(),
+                    platform_version: version(&inv),
+                    actor: actor.clone(),
+                },
+                admin,
+            )
+            .await;
+        match started {
+            Ok(stream) => {
+                self.record(&actor, "onboarding.provision", "succeeded", details)
+                    .await?;
+                if let Some(s) = self.sessions().get_mut(&id) {
+                    s.idempotency_key =
+                        (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
+                }
+                Ok(self.forward(stream, true))
+            }
+            Err(e) => {
+                if let Some(o) = details.as_object_mut() {
+                    o.insert("error".into(), e.to_string().into());
+                }
+                self.record(&actor, "onboarding.provision", "failed", details)
+                    .await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Maps engine events to proto events until the run ends, the caller leaves or the server
+    /// stops (graceful shutdown waits for open streams, so they must end).
+    fn forward(&self, mut events: EventStream, with_secret: bool) -> BoxStream<pb::ProvisionEvent> {
+        let (tx, rx) = mpsc::channel(64);
+        let mut closing = self.app.closing();
+        tokio::spawn(async move {
+            let mut mapper = EventMapper::default();
+            loop {
+                tokio::select! {
+                    () = stopping(&mut closing) => {
+                        send_err(&tx, ServerError::Unavailable(
+                            "the server is shutting down; Watch resumes where this ended".into(),
+                        )).await;
+                        return;
+                    }
+                    next = events.next() => {
+                        let Some(e) = next else { return };
+                        if let Some(p) = mapper.map(&e, with_secret)
+                            && tx.send(Ok(p)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<BoxStream<pb::ProvisionEvent>> {
+        let actor = {
+            let r = req.get_ref();
+            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+        };
+        let r = req.into_inner();
+        let stream = self
+            .app
+            .engine()
+            .watch(&r.onboarding_id, r.from_event.max(1))?;
+        let mut fields = Self::target(&r.onboarding_id);
+        if let Some(o) = fields.as_object_mut() {
+            o.insert("from_event".into(), r.from_event.into());
+        }
+        self.record(&actor, "onboarding.watch", "succeeded", fields)
+            .await?;
+        Ok(self.forward(stream, false))
+    }
+
+    /// The summary of one onboarding, from the engine or (before Provision) the session.
+    fn info(&self, id: &str) -> Result<pb::OnboardingInfo> {
+        let invitation_id = self.invitation_of(id)?;
+        if let Some(o) = self.app.engine().get(id)? {
+            return Ok(info_pb(&o, invitation_id, 0));
+        }
+        match self.sessions().get(id) {
+            Some(s) => Ok(pb::OnboardingInfo {
+                onboarding_id: id.to_owned(),
+                invitation_id,
+                tenant_id: s.admin.tenant_id.clone(),
+                state: pb::OnboardingState::SignedIn.into(),
+                created_at: s.invitation.used_at_ms.map(crate::clock::timestamp),
+                updated_at: s.invitation.used_at_ms.map(crate::clock::timestamp),
+                ..Default::default()
+            }),
+            None => Err(ServerError::NotFound(format!("no onboarding {id:?}"))),
+        }
+    }
+
+    async fn get(&self, req: Request<pb::GetOnboardingRequest>) -> Result<pb::OnboardingInfo> {
+        let actor = {
+            let r = req.get_ref();
+            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+        };
+        let id = req.into_inner().onboarding_id;
+        let info = self.info(&id)?;
+        self.record(&actor, "onboarding.get", "succeeded", Self::target(&id))
+            .await?;
+        Ok(info)
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListOnboardingsRequest>,
+    ) -> Result<pb::ListOnboardingsResponse> {
+        let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
+        let r = req.into_inner();
+        let size = page_size(r.page_size)?;
+        let state = pb::OnboardingState::try_from(r.state)
+            .map_err(|_| ServerError::invalid("state", "unknown state"))?;
+        let status = status_filter(state).map_err(|()| {
+            ServerError::invalid("state", "signing-in onboardings are not listed yet")
+        })?;
+        let filter = ListFilter {
+            tenant_id: (!r.tenant_id.is_empty()).then(|| r.tenant_id.clone()),
+            service_id: None,
+            status,
+        };
+        let all = self.app.engine().list(&filter)?;
+        let start = if r.page_token.is_empty() {
+            0
+        } else {
+            all.iter()
+                .position(|o| o.id == r.page_token)
+                .map(|i| i + 1)
+                .ok_or_else(|| {
+                    ServerError::invalid("page_token", "not a token this server issued")
+                })?
+        };
+        let page: Vec<_> = all.iter().skip(start).take(size).collect();
+        let next = if start + page.len() < all.len() {
+            page.last().map(|o| o.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut onboardings = Vec::with_capacity(page.len());
+        for o in page {
+            onboardings.push(info_pb(o, self.invitation_of(&o.id)?, 0));
+        }
+        self.record(
+            &caller.identity,
+            "onboarding.list",
+            "succeeded",
+            json!({"filter": {"tenant_id": r.tenant_id, "state": state.as_str_name()},
+                   "count": onboardings.len()}),
+        )
+        .await?;
+        Ok(pb::ListOnboardingsResponse {
+            onboardings,
+            next_page_token: next,
+        })
+    }
+
+    async fn cancel(
+        &self,
+        req: Request<pb::CancelOnboardingRequest>,
+    ) -> Result<pb::OnboardingInfo> {
+        let actor = {
+            let r = req.get_ref();
+            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+        };
+        let r = req.into_inner();
+        let id = r.onboarding_id;
+        let mut details = Self::target(&id);
+        if let Some(o) = details.as_object_mut() {
+            o.insert("reason".into(), r.reason.into());
+        }
+        if self.app.engine().get(&id)?.is_none() {
+            // Signed in but nothing made: forgetting the session is the whole cancel.
+            if self.sessions().remove(&id).is_none() {
+                return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
+            }
+            self.record(&actor, "onboarding.cancel_request", "succeeded", details)
+                .await?;
+            return Ok(pb::OnboardingInfo {
+                onboarding_id: id.clone(),
+                invitation_id: self.invitation_of(&id)?,
+                state: pb::OnboardingState::Cancelled.into(),
+                ..Default::default()
+            });
+        }
+        self.record(
+            &actor,
+            "onboarding.cancel_request",
+            "intent",
+            details.clone(),
+        )
+        .await?;
+        match self.app.engine().cancel(&id, &actor).await {
+            Ok(o) => {
+                self.record(&actor, "onboarding.cancel_request", "succeeded", details)
+                    .await?;
+                self.sessions().remove(&id);
+                Ok(info_pb(&o, self.invitation_of(&id)?, 0))
+            }
+            Err(e) => {
+                if let Some(o) = details.as_object_mut() {
+                    o.insert("error".into(), e.to_string().into());
+                }
+                self.record(&actor, "onboarding.cancel_request", "failed", details)
+                    .await?;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The invitation's platform version, `None` when it names none (the current one).
+fn version(inv: &InvitationRecord) -> Option<String> {
+    (!inv.platform_version.is_empty()).then(|| inv.platform_version.clone())
+}
+
+#[tonic::async_trait]
+impl Onboarding for OnboardingService {
+    type SignInStream = BoxStream<pb::SignInEvent>;
+    type ProvisionStream = BoxStream<pb::ProvisionEvent>;
+    type WatchStream = BoxStream<pb::ProvisionEvent>;
+
+    async fn sign_in(
+        &self,
+        request: Request<pb::SignInRequest>,
+    ) -> Result<Response<Self::SignInStream>, Status> {
+        let rx = signin::start(self, request.into_inner()).await?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn plan(
+        &self,
+        request: Request<pb::PlanRequest>,
+    ) -> Result<Response<pb::PlanResponse>, Status> {
+        Ok(Response::new(OnboardingService::plan(self, request).await?))
+    }
+
+    async fn provision(
+        &self,
+        request: Request<pb::ProvisionRequest>,
+    ) -> Result<Response<Self::ProvisionStream>, Status> {
+        Ok(Response::new(
+            OnboardingService::provision(self, request).await?,
+        ))
+    }
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(
+            OnboardingService::watch(self, request).await?,
+        ))
+    }
+
+    async fn get_onboarding(
+        &self,
+        request: Request<pb::GetOnboardingRequest>,
+    ) -> Result<Response<pb::OnboardingInfo>, Status> {
+        Ok(Response::new(self.get(request).await?))
+    }
+
+    async fn list_onboardings(
+        &self,
+        request: Request<pb::ListOnboardingsRequest>,
+    ) -> Result<Response<pb::ListOnboardingsResponse>, Status> {
+        Ok(Response::new(self.list(request).await?))
+    }
+
+    async fn cancel_onboarding(
+        &self,
+        request: Request<pb::CancelOnboardingRequest>,
+    ) -> Result<Response<pb::OnboardingInfo>, Status> {
+        Ok(Response::new(self.cancel(request).await?))
+    }
+}

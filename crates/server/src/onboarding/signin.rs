@@ -1,0 +1,293 @@
+//! SignIn: the customer admin's device code sign-in for one invitation, streamed to the wizard.
+//!
+//! The invitation is checked (genuine, pending, for this admin) before anything else, and
+//! redeemed only after the sign-in succeeded and passed the engine's checks, so a declined or
+//! expired code can be tried again with the same link while a used one never works twice.
+
+use std::time::Duration;
+
+use entra_client::{DeviceCodeFlow, OpContext, PollOutcome, TokenSet};
+use onboard_proto::v1 as pb;
+use provision::{Admin, ProfileSet, ProvisionError};
+use serde_json::json;
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+use super::{OnboardingService, Session, send_err, stopping};
+use crate::clock::{now_ms, timestamp};
+use crate::error::{Result, ServerError};
+use crate::invitations::InvitationRecord;
+
+/// Scopes of the admin's sign-in: Graph (delegated, what the engine calls with), a refresh
+/// token, and an id token for the tenant id.
+const SCOPES: &[&str] = &[
+    "https://graph.microsoft.com/.default",
+    "offline_access",
+    "openid",
+    "profile",
+];
+/// The authority segment: the admin's home tenant, whichever it is (the invitation does not
+/// name one).
+const TENANT: &str = "organizations";
+
+/// What the sign-in task needs once the stream is returned.
+struct Pending {
+    /// The service, for the engine, the invitations and the audit log.
+    svc: OnboardingService,
+    /// The checked invitation.
+    invitation: InvitationRecord,
+    /// The invitation token, to redeem it at the end; zeroed when dropped.
+    token: Zeroizing<String>,
+    /// The UPN the admin entered.
+    upn: String,
+    /// The onboarding this sign-in creates.
+    onboarding_id: String,
+    /// `invitation:<id>`, the audit actor.
+    actor: String,
+    /// The audit fields shared by the intent and the outcome.
+    details: serde_json::Value,
+}
+
+/// Checks the request and the invitation, audits the intent, asks for a device code and
+/// returns the event stream; the polling runs in a task that ends with the stream.
+pub(super) async fn start(
+    svc: &OnboardingService,
+    r: pb::SignInRequest,
+) -> Result<mpsc::Receiver<Result<pb::SignInEvent, tonic::Status>>> {
+    let token = Zeroizing::new(r.invitation_token);
+    if token.is_empty() {
+        return Err(ServerError::invalid("invitation_token", "required"));
+    }
+    let upn = r.admin_upn.trim().to_owned();
+    if upn.is_empty() || !upn.contains('@') || upn.chars().count() > 256 {
+        return Err(ServerError::invalid(
+            "admin_upn",
+            "must look like user@domain",
+        ));
+    }
+    let invitation = svc
+        .app
+        .invitations()
+        .verify_token(&token)
+        .map_err(|e| match e {
+            ServerError::InvalidArgument(_) => {
+                ServerError::invalid("invitation_token", "not a valid invitation token")
+            }
+            other => other,
+        })?;
+    if !invitation.admin_upn.is_empty() && !invitation.admin_upn.eq_ignore_ascii_case(&upn) {
+        return Err(ServerError::FailedPrecondition(format!(
+            "invitation {} is for {}, not {upn}",
+            invitation.id, invitation.admin_upn
+        )));
+    }
+    let client_id = svc.app.config().entra.token_app_client_id.clone();
+    if client_id.is_empty() {
+        return Err(ServerError::FailedPrecondition(
+            "the server has no entra.token_app_client_id configured".into(),
+        ));
+    }
+    let onboarding_id = uuid::Uuid::now_v7().to_string();
+    let actor = format!("invitation:{}", invitation.id);
+    let details = json!({
+        "service_id": invitation.service_id,
+        "onboarding_id": onboarding_id,
+        "invitation_id": invitation.id,
+        "admin_upn": upn,
+        "target": {"type": "onboarding", "id": onboarding_id, "display_name": invitation.customer},
+    });
+    svc.record(&actor, "onboarding.sign_in", "intent", details.clone())
+        .await?;
+    let p = Pending {
+        svc: svc.clone(),
+        invitation,
+        token,
+        upn,
+        onboarding_id,
+        actor,
+        details,
+    };
+    let flow = match svc
+        .app
+        .entra()
+        .sts()
+        .start_device_code(TENANT, &client_id, SCOPES, &OpContext::new())
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            let err = ServerError::from(ProvisionError::entra("sign_in", e));
+            p.failed(&err).await;
+            return Err(err);
+        }
+    };
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move { p.run(flow, tx).await });
+    Ok(rx)
+}
+
+impl Pending {
+    /// Streams the code and the ticks, then finishes the sign-in; every ending is audited.
+    async fn run(
+        self,
+        mut flow: DeviceCodeFlow,
+        tx: mpsc::Sender<Result<pb::SignInEvent, tonic::Status>>,
+    ) {
+        let auth = flow.authorization();
+        let expires_ms =
+            now_ms().saturating_add(i64::try_from(auth.expires_in.as_millis()).unwrap_or(i64::MAX));
+        let code = pb::sign_in_event::Event::DeviceCode(pb::DeviceCode {
+            user_code: auth.user_code.clone(),
+            verification_uri: auth.verification_uri.clone(),
+            expires_at: Some(timestamp(expires_ms)),
+            message: auth.message.clone(),
+            onboarding_id: self.onboarding_id.clone(),
+        });
+        if tx.send(Ok(event(code))).await.is_err() {
+            self.failed(&ServerError::FailedPrecondition(
+                "the caller went away".into(),
+            ))
+            .await;
+            return;
+        }
+        let result = match self.poll(&mut flow, &tx).await {
+            Ok(tokens) => self.finish(&tokens).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(signed_in) => {
+                let _ = tx
+                    .send(Ok(event(pb::sign_in_event::Event::SignedIn(signed_in))))
+                    .await;
+            }
+            Err(e) => {
+                self.failed(&e).await;
+                send_err(&tx, e).await;
+            }
+        }
+    }
+
+    /// Polls until the admin finishes, the code expires, the caller leaves or the server stops.
+    async fn poll(
+        &self,
+        flow: &mut DeviceCodeFlow,
+        tx: &mpsc::Sender<Result<pb::SignInEvent, tonic::Status>>,
+    ) -> Result<TokenSet> {
+        let mut closing = self.svc.app.closing();
+        loop {
+            let remaining = flow.remaining();
+            if remaining.is_zero() {
+                return Err(ProvisionError::entra(
+                    "sign_in",
+                    entra_client::EntraError::DeviceCodeExpired(None),
+                )
+                .into());
+            }
+            tokio::select! {
+                () = stopping(&mut closing) => {
+                    return Err(ServerError::Unavailable("the server is shutting down".into()));
+                }
+                () = tx.closed() => {
+                    return Err(ServerError::FailedPrecondition("the caller went away".into()));
+                }
+                () = tokio::time::sleep(flow.interval().min(remaining)) => {}
+            }
+            let (slow_down, interval) = match flow.poll_once().await {
+                Ok(PollOutcome::Done(tokens)) => return Ok(tokens),
+                Ok(PollOutcome::Pending { next_poll_in }) => (false, next_poll_in),
+                Ok(PollOutcome::SlowDown { next_poll_in }) => (true, next_poll_in),
+                Err(e) => return Err(ProvisionError::entra("sign_in", e).into()),
+            };
+            let tick = pb::sign_in_event::Event::Pending(pb::Pending {
+                slow_down,
+                interval: Some(duration(interval)),
+            });
+            if tx.send(Ok(event(tick))).await.is_err() {
+                return Err(ServerError::FailedPrecondition(
+                    "the caller went away".into(),
+                ));
+            }
+        }
+    }
+
+    /// Checks who signed in, redeems the invitation, and keeps the session for Plan/Provision.
+    async fn finish(&self, tokens: &TokenSet) -> Result<pb::SignedIn> {
+        let admin = self.svc.app.engine().sign_in(tokens, &self.upn).await?;
+        let roles_missing = roles_missing(&admin, &self.invitation)?;
+        let inv = self
+            .svc
+            .app
+            .invitations()
+            .redeem(&self.actor, &self.token, &self.onboarding_id)
+            .await?;
+        self.svc.link(&self.onboarding_id, &inv.id)?;
+        let signed_in = pb::SignedIn {
+            upn: admin.upn.clone(),
+            tenant_id: admin.tenant_id.clone(),
+            roles_held: admin.role_names(),
+            roles_missing,
+            onboarding_id: self.onboarding_id.clone(),
+        };
+        let mut details = self.details.clone();
+        if let Some(o) = details.as_object_mut() {
+            o.insert("tenant_id".into(), admin.tenant_id.clone().into());
+            o.insert("roles_held".into(), admin.role_names().into());
+        }
+        self.svc
+            .record(&self.actor, "onboarding.sign_in", "succeeded", details)
+            .await?;
+        self.svc.sessions_insert(
+            &self.onboarding_id,
+            Session {
+                invitation: inv,
+                admin,
+                idempotency_key: None,
+            },
+        );
+        tracing::info!(onboarding_id = %self.onboarding_id, actor = %self.actor, "admin signed in");
+        Ok(signed_in)
+    }
+
+    /// Records a failed sign-in (best effort: the caller hears the error either way).
+    async fn failed(&self, e: &ServerError) {
+        let mut details = self.details.clone();
+        if let Some(o) = details.as_object_mut() {
+            o.insert("error".into(), e.to_string().into());
+        }
+        if let Err(err) = self
+            .svc
+            .record(&self.actor, "onboarding.sign_in", "failed", details)
+            .await
+        {
+            tracing::error!(error = %err, "a failed sign-in could not be audited");
+        }
+    }
+}
+
+/// The roles the invitation's profile needs that the admin lacks: for each missing right, the
+/// roles that would grant it.
+fn roles_missing(admin: &Admin, inv: &InvitationRecord) -> Result<Vec<String>> {
+    let version = (!inv.platform_version.is_empty()).then_some(inv.platform_version.as_str());
+    let profile = ProfileSet::defaults()?.resolve(&inv.profile, version)?;
+    let mut out: Vec<String> = Vec::new();
+    for check in admin.rights_for(&profile) {
+        if !check.held {
+            let line = super::convert::role_names(check.right).join(" or ");
+            if !out.contains(&line) {
+                out.push(line);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn event(e: pb::sign_in_event::Event) -> pb::SignInEvent {
+    pb::SignInEvent { event: Some(e) }
+}
+
+fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}

@@ -2,6 +2,8 @@
 //! that present bearer tokens.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,34 +1,35 @@
-//! `onboard demo`: until the onboarding service exists, an audit-log demo. It records the
-//! entries a batch of concurrent onboardings would write (intent and outcome of every Entra
-//! change), exports the log as tlog-tiles, writes the verifier key, and verifies the export.
+//! `onboard demo`: the whole onboarding, in process and on loopback. It starts the Entra
+//! emulator and the gRPC server pointed at it, creates an invitation, signs in the seeded
+//! Global Administrator with a device code (completing the login through the emulator, as the
+//! person at the browser would), provisions the app registration with the default profile while
+//! printing each step as it happens, then exports the audit log, writes the verifier key and
+//! verifies the export.
 //!
 //! Contract kept by later versions: the export is in DIR/export, the verifier key (one line) in
-//! DIR/audit.vkey, the data directory is DIR/data.
+//! DIR/audit.vkey, the server's data directory is DIR/data (the audit log in DIR/data/audit).
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::Context;
-use audit_log::{AuditLog, LogConfig, NoteSigner};
-use serde_json::{Map, Value, json};
+use anyhow::{Context, bail};
+use audit_log::NoteSigner;
+use entra_sim::{Faults, Sim, SimConfig};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::invitations_client::InvitationsClient;
+use onboard_proto::v1::onboarding_client::OnboardingClient;
+use onboard_server::{App, Config, token_sha256_hex};
+use pb::provision_event::Event as PE;
+use pb::sign_in_event::Event as SE;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::audit_cli;
 
 /// The origin the demo log uses.
 const ORIGIN: &str = "onboard.demo.invalid/audit";
-/// Onboardings the demo records.
-const ONBOARDINGS: u32 = 24;
-
-/// Entra's Microsoft Graph application permissions the default profile grants.
-const GRAPH_PERMISSIONS: [&str; 5] = [
-    "Organization.Read.All",
-    "User.Read.All",
-    "Domain.Read.All",
-    "AppCatalog.ReadWrite.All",
-    "TeamSettings.ReadWrite.All",
-];
-/// Directory roles the default profile assigns.
-const DIRECTORY_ROLES: [&str; 2] = ["Teams Administrator", "Skype for Business Administrator"];
+/// The operator's bearer token; the server listens on loopback only, for this process.
+const OPERATOR_TOKEN: &str = "demo-operator";
+/// The seeded Global Administrator of the emulator's tenant.
+const ADMIN_NICK: &str = "globaladmin";
 
 /// `onboard demo` arguments.
 #[derive(Debug, clap::Args)]
@@ -38,91 +39,177 @@ pub struct DemoArgs {
     pub dir: Option<PathBuf>,
 }
 
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+/// The server configuration for the demo: loopback, plaintext, one operator token, Entra at
+/// the emulator.
+fn server_config(dir: &Path, sim: &Sim, token_app: &str) -> anyhow::Result<Config> {
+    let ca = dir.join("entra-sim-ca.pem");
+    std::fs::write(&ca, sim.ca_pem())?;
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+data_dir = {data:?}
+[audit]
+signing_key = {key:?}
+origin = "{ORIGIN}"
+[entra]
+authority_url = "{base}"
+graph_url = "{base}"
+extra_trust_roots = [{ca:?}]
+token_app_client_id = "{token_app}"
+[platform]
+provider_name = "sp2"
+server_name = "Sandbox1"
+[invitations]
+activation_base_url = "https://wizard.demo.invalid/activate"
+[[auth.tokens]]
+sha256 = "{op}"
+identity = "demo-portal"
+role = "operator"
+"#,
+        data = dir.join("data").display().to_string(),
+        key = dir.join("audit.key").display().to_string(),
+        base = sim.base_url(),
+        ca = ca.display().to_string(),
+        op = token_sha256_hex(OPERATOR_TOKEN),
+    );
+    Ok(Config::from_toml_str(&text, std::iter::empty())?)
 }
 
-/// Records one onboarding's entries in order, as the service would.
-async fn onboarding(log: AuditLog, n: u32) -> anyhow::Result<u64> {
-    let tenant = format!("{:08x}-4d2c-4f1a-9b7e-{:012x}", 0x5eed_0000u32 + n, n);
-    let onboarding_id = format!("onb-{n:04}");
-    let actor = "spiffe://platform.demo.invalid/portal";
-    let app_name = format!("LP-Demo{n:02}");
-    let base = |action: &str, phase: &str, target: Value| {
-        obj(json!({
-            "actor": actor,
-            "action": action,
-            "phase": phase,
-            "tenant_id": tenant,
-            "onboarding_id": onboarding_id,
-            "service_id": format!("dr-service-{n}"),
-            "target": target,
-            "correlation_id": format!("{n:08x}-0000-4000-8000-000000000000"),
-        }))
+/// Adds the operator's bearer token to every call.
+fn operator(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let v = format!("Bearer {OPERATOR_TOKEN}")
+        .parse()
+        .map_err(|_| tonic::Status::internal("bad token"))?;
+    req.metadata_mut().insert("authorization", v);
+    Ok(req)
+}
+
+/// `abc…` for a secret: enough to recognise it, not to use it.
+fn mask(secret: &str) -> String {
+    let head: String = secret.chars().take(3).collect();
+    format!(
+        "{head}… ({} characters, shown once)",
+        secret.chars().count()
+    )
+}
+
+/// The client side: invitation, sign-in, plan and provision, printing as it goes.
+async fn onboard(channel: Channel, sim: &Sim) -> anyhow::Result<()> {
+    let info = sim.info();
+    let upn = format!("{ADMIN_NICK}@{}", info.tenant_domain);
+    let mut inv = InvitationsClient::with_interceptor(channel.clone(), operator);
+    let created = inv
+        .create_invitation(pb::CreateInvitationRequest {
+            customer: "Contoso".into(),
+            service_id: "dr-demo".into(),
+            profile: "direct-routing".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let invitation = created.invitation.context("no invitation")?;
+    println!(
+        "1. Operator created invitation {} for {}",
+        invitation.id, invitation.customer
+    );
+
+    let mut wizard = OnboardingClient::new(channel);
+    let mut stream = wizard
+        .sign_in(pb::SignInRequest {
+            invitation_token: created.token.clone(),
+            admin_upn: upn.clone(),
+        })
+        .await?
+        .into_inner();
+    println!("2. The customer admin opens the link and signs in as {upn}");
+    let signed = loop {
+        match stream.message().await? {
+            Some(pb::SignInEvent {
+                event: Some(SE::DeviceCode(code)),
+            }) => {
+                println!("   {}", code.message);
+                println!("   (the emulator completes the login as {upn})");
+                sim.complete_device_login(&code.user_code, &upn).await?;
+            }
+            Some(pb::SignInEvent {
+                event: Some(SE::Pending(p)),
+            }) => {
+                let slow = if p.slow_down { " (slow down)" } else { "" };
+                println!("   ... waiting for the sign-in{slow}");
+            }
+            Some(pb::SignInEvent {
+                event: Some(SE::SignedIn(s)),
+            }) => break s,
+            Some(_) => {}
+            None => bail!("the sign-in ended without a result"),
+        }
     };
-    let mut count = 0u64;
-    let mut record = |fields: Map<String, Value>| {
-        let log = log.clone();
-        count += 1;
-        async move { log.append(&fields).await }
-    };
-    record(base(
-        "invitation.create",
-        "succeeded",
-        json!({"type": "invitation", "id": onboarding_id}),
-    ))
-    .await?;
-    record(base(
-        "signin.device_code",
-        "succeeded",
-        json!({"type": "user", "id": format!("admin@tenant{n}.onmicrosoft.com")}),
-    ))
-    .await?;
-    let mut steps: Vec<(String, Value)> = vec![
-        (
-            "app_registration.create".into(),
-            json!({"type": "application", "display_name": app_name}),
-        ),
-        (
-            "service_principal.create".into(),
-            json!({"type": "servicePrincipal", "display_name": app_name}),
-        ),
-        (
-            "client_secret.add".into(),
-            json!({"type": "passwordCredential", "id": format!("{n:08x}-aaaa-4bbb-8ccc-dddddddddddd"), "hint": "Q~x", "end_date_time": "2027-05-26T00:00:00Z"}),
-        ),
-    ];
-    for p in GRAPH_PERMISSIONS {
-        steps.push((
-            "app_role_assignment.create".into(),
-            json!({"type": "appRoleAssignment", "display_name": p}),
-        ));
+    println!(
+        "   Signed in: {} in tenant {}, roles: {}",
+        signed.upn,
+        signed.tenant_id,
+        signed.roles_held.join(", ")
+    );
+    let id = signed.onboarding_id;
+
+    // A name not used before in this data directory (the demo can run again with --dir).
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let app_name = format!("LP-Demo-{:04}", secs % 10_000);
+    let plan = wizard
+        .plan(pb::PlanRequest {
+            onboarding_id: id.clone(),
+            app_name: app_name.clone(),
+            invitation_token: created.token.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    println!("3. Plan for app registration {app_name:?} (changes nothing):");
+    for c in &plan.changes {
+        println!("   - {}", c.description);
     }
-    for r in DIRECTORY_ROLES {
-        steps.push((
-            "directory_role_assignment.create".into(),
-            json!({"type": "unifiedRoleAssignment", "display_name": r}),
-        ));
+
+    println!("4. Provisioning (every change is written to the audit log first):");
+    let mut events = wizard
+        .provision(pb::ProvisionRequest {
+            onboarding_id: id.clone(),
+            app_name,
+            idempotency_key: format!("demo-{id}"),
+            invitation_token: created.token,
+        })
+        .await?
+        .into_inner();
+    while let Some(e) = events.message().await? {
+        match e.event {
+            Some(PE::Started(s)) => println!("   [{:>2}] {:<40} started", e.index, s.step),
+            Some(PE::Retrying(r)) => {
+                println!("   [{:>2}] {:<40} retrying: {}", e.index, r.step, r.reason)
+            }
+            Some(PE::Done(d)) => {
+                let what = if d.unchanged { "already there" } else { "done" };
+                println!("   [{:>2}] {:<40} {what}", e.index, d.step);
+            }
+            Some(PE::Completed(c)) => {
+                println!("5. Completed:");
+                println!("   tenant id  {}", c.tenant_id);
+                println!("   client id  {}", c.client_id);
+                println!("   key id     {}", c.key_id);
+                println!("   secret     {}", mask(&c.secret));
+                if let Some(t) = c.expires_at {
+                    println!("   expires    {}s after the Unix epoch", t.seconds);
+                }
+            }
+            Some(PE::Failed(f)) => bail!("provisioning failed at {}: {}", f.step, f.reason),
+            Some(PE::Cancelled(_)) => bail!("the onboarding was cancelled"),
+            None => {}
+        }
     }
-    steps.push((
-        "enterprise_app.delete".into(),
-        json!({"type": "servicePrincipal", "display_name": "Sandbox1-sp2-token"}),
-    ));
-    steps.push((
-        "authentication.check".into(),
-        json!({"type": "application", "display_name": app_name}),
-    ));
-    for (action, target) in steps {
-        record(base(&action, "intent", target.clone())).await?;
-        let mut done = base(&action, "succeeded", target);
-        let request_id = format!("{n:08x}-1111-4222-8333-{:012x}", action.len());
-        done.insert("graph_request_id".into(), json!(request_id));
-        record(done).await?;
-    }
-    Ok(count)
+    Ok(())
 }
 
 /// Runs the demo.
@@ -135,7 +222,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .keep(),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let data = dir.join("data");
     let export = dir.join("export");
     let key_path = dir.join("audit.key");
     let vkey_path = dir.join("audit.vkey");
@@ -152,30 +238,51 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let vkey = signer.verifier().to_string();
     std::fs::write(&vkey_path, format!("{vkey}\n"))?;
 
-    let log = AuditLog::open(LogConfig::new(&data, ORIGIN), signer)?;
-    let start = Instant::now();
-    println!("Recording {ONBOARDINGS} concurrent onboardings in the audit log ...");
-    let tasks: Vec<_> = (0..ONBOARDINGS)
-        .map(|n| tokio::spawn(onboarding(log.clone(), n)))
-        .collect();
-    let mut entries = 0;
-    for t in tasks {
-        entries += t.await??;
-    }
+    let sim = Sim::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        SimConfig {
+            faults: Faults {
+                device_code_interval_s: Some(1),
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        },
+    )
+    .await?;
+    println!("Entra emulator on {}", sim.base_url());
+    let config = server_config(&dir, &sim, &sim.info().token_app_client_id)?;
+    let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(onboard_server::serve(listener, app.clone(), async {
+        let _ = stopped.await;
+    }));
+    println!("Onboard server on {addr}");
+    let channel = Endpoint::try_from(format!("http://{addr}"))?
+        .timeout(Duration::from_secs(120))
+        .connect()
+        .await?;
+    let result = onboard(channel, &sim).await;
+    let _ = stop.send(());
+    server.await??;
+    sim.shutdown().await;
+    result?;
+
+    let log = app.audit().clone();
     let cp = log.checkpoint();
+    println!();
     println!(
-        "  {entries} entries durable and signed in {:.0} ms; log size {}",
-        start.elapsed().as_secs_f64() * 1000.0,
+        "Audit log: {} entries, latest checkpoint (C2SP signed note):",
         cp.checkpoint.size
     );
-    println!("Latest checkpoint (C2SP signed note):");
     for line in cp.note.lines() {
         println!("  | {line}");
     }
     let summary = log.export_tiles(&export)?;
     let proof_path = dir.join("entry-0.tlog-proof");
     std::fs::write(&proof_path, log.tlog_proof(0)?.to_text())?;
-    log.close();
+    tokio::task::spawn_blocking(move || app.close()).await?;
     println!(
         "Exported {} entries to {} (C2SP tlog-tiles); proof of entry 0 in {}",
         summary.size,
@@ -190,7 +297,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         vkey_path.display()
     );
     if !audit_cli::verify(&export, &[vkey_path.display().to_string()], None)? {
-        anyhow::bail!("the demo's own export did not verify");
+        bail!("the demo's own export did not verify");
     }
     Ok(())
 }

@@ -128,6 +128,22 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     .await?;
     ensure!(completed(&replay)?.secret.is_empty(), "secret on replay");
     ensure!(replay.len() == events.len());
+    let tail = drain(
+        c.watch(pb::WatchRequest {
+            onboarding_id: id.clone(),
+            from_event: 5,
+            invitation_token: token.clone(),
+        })
+        .await?
+        .into_inner(),
+    )
+    .await?;
+    ensure!(tail.first().map(|e| e.index) == Some(5), "{tail:?}");
+    // Provision again with the same idempotency key (a reconnect) follows the same run: no new
+    // app, no secret again.
+    let repeat = env.provision(&token, &id, "Sbc-One").await??;
+    ensure!(completed(&repeat)?.secret.is_empty() && repeat.len() == events.len());
+    ensure!(apps_named(&env.sim.snapshot(), "Sbc-One").len() == 1);
     let info = c
         .get_onboarding(pb::GetOnboardingRequest {
             onboarding_id: id.clone(),

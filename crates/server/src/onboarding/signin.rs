@@ -31,7 +31,7 @@ const SCOPES: &[&str] = &[
 const TENANT: &str = "organizations";
 
 /// What the sign-in task needs once the stream is returned.
-struct Pending {
+struct Attempt {
     /// The service, for the engine, the invitations and the audit log.
     svc: OnboardingService,
     /// The checked invitation.
@@ -98,7 +98,7 @@ pub(super) async fn start(
     });
     svc.record(&actor, "onboarding.sign_in", "intent", details.clone())
         .await?;
-    let p = Pending {
+    let p = Attempt {
         svc: svc.clone(),
         invitation,
         token,
@@ -126,7 +126,7 @@ pub(super) async fn start(
     Ok(rx)
 }
 
-impl Pending {
+impl Attempt {
     /// Streams the code and the ticks, then finishes the sign-in; every ending is audited.
     async fn run(
         self,

@@ -252,3 +252,96 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     env.server.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()> {
+    let env = start().await?;
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    // Slow Graph down so the restart lands in the middle of the run.
+    env.sim.set_faults(entra_sim::Faults {
+        latency_ms: 150,
+        device_code_interval_s: Some(1),
+        ..Default::default()
+    });
+    let mut c = env.server.onboarding(None).await?;
+    let mut stream = c
+        .provision(pb::ProvisionRequest {
+            onboarding_id: id.clone(),
+            app_name: "Sbc-Restart".into(),
+            idempotency_key: "k".into(),
+            invitation_token: token.clone(),
+        })
+        .await?
+        .into_inner();
+    loop {
+        let e = stream.message().await?.context("stream ended early")?;
+        if matches!(&e.event, Some(PE::Done(d)) if d.step == "client_secret") {
+            break;
+        }
+        ensure!(
+            !matches!(e.event, Some(PE::Completed(_))),
+            "finished too soon"
+        );
+    }
+    let env = env.restart().await?;
+    // The stream of the stopped server ended (with an error or not), never with Completed.
+    drop(stream);
+
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let events = drain(
+        op.watch(pb::WatchRequest {
+            onboarding_id: id.clone(),
+            from_event: 0,
+            ..Default::default()
+        })
+        .await?
+        .into_inner(),
+    )
+    .await?;
+    let done = completed(&events)?;
+    ensure!(done.secret.is_empty(), "secret on Watch");
+    let snap = env.sim.snapshot();
+    let apps = apps_named(&snap, "Sbc-Restart");
+    ensure!(apps.len() == 1, "{} apps", apps.len());
+    ensure!(
+        apps[0]["passwords"].as_array().map(Vec::len) == Some(1),
+        "not one secret"
+    );
+    ensure!(sps_where(&snap, "app_id", &done.client_id).len() == 1);
+    ensure!(sps_where(&snap, "display_name", TOKEN_APP).is_empty());
+    let entries = env.server.entries()?;
+    change_pairs(&entries, &id)?;
+    // The rest was done by the resumed run (actor `system`), not by the first server.
+    ensure!(
+        entries
+            .iter()
+            .any(|e| e["onboarding_id"] == id.as_str() && e["actor"] == "system"),
+        "nothing was resumed"
+    );
+    let info = op
+        .get_onboarding(pb::GetOnboardingRequest {
+            onboarding_id: id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    ensure!(info.state() == pb::OnboardingState::Completed, "{info:?}");
+    // The signed-in session did not survive the restart: planning needs a new sign-in.
+    let status = env
+        .server
+        .onboarding(None)
+        .await?
+        .plan(pb::PlanRequest {
+            onboarding_id: id,
+            app_name: "Sbc-Other".into(),
+            invitation_token: token,
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("plan without a session")?;
+    ensure!(status.code() == Code::FailedPrecondition, "{status:?}");
+    env.server.stop().await?;
+    Ok(())
+}

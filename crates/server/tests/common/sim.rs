@@ -22,6 +22,8 @@ pub struct Env {
     pub info: SimInfo,
     /// The server under test.
     pub server: TestServer,
+    /// Its configuration text, to start it again on the same data directory.
+    config: String,
 }
 
 pub async fn start() -> Result<Env> {
@@ -56,10 +58,43 @@ token_app_client_id = "{client}"
     );
     let text = super::base_config(dir.path(), &extra)?;
     let server = TestServer::start_with(dir, &text).await?;
-    Ok(Env { sim, info, server })
+    Ok(Env {
+        sim,
+        info,
+        server,
+        config: text,
+    })
 }
 
 impl Env {
+    /// Stops the server (graceful: open streams end, running onboardings stop where they are)
+    /// and starts a new one on the same data directory, as a process restart would.
+    pub async fn restart(self) -> Result<Env> {
+        let Env {
+            sim,
+            info,
+            mut server,
+            config,
+        } = self;
+        if let Some(s) = server.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = server.task.take() {
+            t.await??;
+        }
+        server.app.close();
+        let dir = std::mem::replace(&mut server.dir, tempfile::tempdir()?);
+        // Every handle on the state databases goes with it, so they can be opened again.
+        drop(server);
+        let server = TestServer::start_with(dir, &config).await?;
+        Ok(Env {
+            sim,
+            info,
+            server,
+            config,
+        })
+    }
+
     pub fn upn(&self, nick: &str) -> String {
         format!("{nick}@{}", self.info.tenant_domain)
     }

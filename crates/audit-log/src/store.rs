@@ -10,6 +10,9 @@ use crate::merkle::{Frontier, NodeSource};
 use crate::note::NoteVerifier;
 use crate::upper::UpperNodes;
 
+/// How long opening waits for another handle (usually our own, just closed) to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The sled tree that holds the log, and the reads over it.
 #[derive(Clone)]
 pub(crate) struct Store {
@@ -58,14 +61,27 @@ fn integrity(location: impl Into<String>, detail: impl Into<String>) -> AuditErr
 impl Store {
     /// Opens (or creates) the store; sled corruption becomes [`AuditError::Corrupt`].
     pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Self, AuditError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => corrupt(path, e),
-                other => AuditError::Storage(other),
-            })?;
+        // sled's background threads release the directory lock shortly after the last handle
+        // is dropped, so a close followed at once by an open (a restart in process, or a
+        // service whose predecessor is still exiting) briefly sees the lock held: wait a little.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_bytes)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e @ sled::Error::Corruption { .. }) => return Err(corrupt(path, e)),
+                Err(other) => return Err(AuditError::Storage(other)),
+            }
+        };
         let tree = db.open_tree("audit").map_err(|e| corrupt(path, e))?;
         Ok(Self { db, tree })
     }

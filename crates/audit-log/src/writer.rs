@@ -1,8 +1,16 @@
 //! The writer thread: group commit, signing, key rotation.
 //!
 //! It owns the tree's right edge. It takes everything queued (up to `max_batch`), writes the
-//! entries with the tree nodes they complete in one atomic sled batch, fsyncs once, and only
-//! then signs the checkpoint for the new size and answers every appender in the batch.
+//! entries with the tree nodes they complete, in sequence order, fsyncs once, and only then signs
+//! the checkpoint for the new size and answers every appender in the batch.
+//!
+//! Why plain inserts and not `Tree::apply_batch`: in sled 0.34 `apply_batch` (and transactions)
+//! take a *process-wide* write lock and switch every sled operation in the process, on every
+//! database, to that lock; together with sled's log flusher this deadlocked a process that ran the
+//! audit log next to another sled database (seen in the provision tests under CI load). Plain
+//! inserts never take it. Atomicity of a batch is not needed: sled recovers a prefix of its log,
+//! entries are written in seq order before the checkpoint note, nothing is acknowledged before
+//! the fsync, and the start-up check refuses any gap.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -134,7 +142,7 @@ impl WriterLoop {
         }
     }
 
-    /// Writes `appends` (plus the pending note, plus `extra_meta`) in one batch, fsyncs, signs
+    /// Writes `appends` (plus the pending note, plus rotation metadata), fsyncs once, signs
     /// and answers. Returns the new checkpoint when something was written.
     fn commit(
         &mut self,
@@ -152,7 +160,7 @@ impl WriterLoop {
         }
         // One time per batch: the entries became durable together.
         let now = format_time(OffsetDateTime::now_utc());
-        let mut batch = sled::Batch::default();
+        let mut writes: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(appends.len() + 2);
         let mut replies = Vec::with_capacity(appends.len());
         let mut upper = Vec::new();
         for (entry, reply) in appends {
@@ -177,20 +185,24 @@ impl WriterLoop {
                 }
             });
             debug_assert_eq!(k, count);
-            batch.insert(&keys::entry(seq)[..], value);
+            writes.push((keys::entry(seq).to_vec(), value));
             replies.push((seq, reply));
         }
         if let Some(cp) = self.pending.take() {
-            batch.insert(
-                &keys::checkpoint(cp.checkpoint.size)[..],
-                cp.note.as_bytes(),
-            );
+            writes.push((
+                keys::checkpoint(cp.checkpoint.size).to_vec(),
+                cp.note.as_bytes().to_vec(),
+            ));
         }
         if let Some((_, verifiers)) = &rotation {
-            batch.insert(keys::META_VERIFIERS, verifiers.as_slice());
+            writes.push((keys::META_VERIFIERS.to_vec(), verifiers.clone()));
         }
         let store = &self.shared.store;
-        if let Err(e) = store.tree.apply_batch(batch).and_then(|_| store.db.flush()) {
+        let written = writes
+            .into_iter()
+            .try_for_each(|(k, v)| store.tree.insert(k, v).map(|_| ()))
+            .and_then(|_| store.db.flush());
+        if let Err(e) = written {
             tracing::error!(error = %e, "audit log write failed; refusing further appends");
             self.failed = Some(e.to_string());
             for (_, reply) in replies {

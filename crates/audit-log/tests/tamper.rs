@@ -20,7 +20,18 @@ fn make_log(dir: &Path) {
 
 /// Edits the raw sled tree the way an attacker with disk access would.
 fn with_raw_tree(dir: &Path, f: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(dir).unwrap();
+    // The log's sled threads let go of the directory lock shortly after it is closed.
+    let mut tries = 0;
+    let db = loop {
+        match sled::open(dir) {
+            Ok(db) => break db,
+            Err(e) if tries < 250 && e.to_string().contains("could not acquire lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     let tree = db.open_tree("audit").unwrap();
     f(&tree);
     db.flush().unwrap();

@@ -122,6 +122,20 @@ pub(crate) struct Store {
     tree: sled::Tree,
 }
 
+/// Flushes `tree` (fsync) from tokio's blocking pool. sled's own `flush_async` runs on sled's
+/// small IO pool and, with many callers at once, can occupy every pool thread waiting for
+/// writes that need a pool thread: a deadlock seen under CI load. A blocking flush waits on a
+/// thread of ours instead.
+async fn flush_durably(tree: &sled::Tree) -> Result<(), sled::Error> {
+    let tree = tree.clone();
+    match tokio::task::spawn_blocking(move || tree.flush()).await {
+        Ok(r) => r.map(|_| ()),
+        Err(e) => Err(sled::Error::ReportableBug(format!(
+            "flush task failed: {e}"
+        ))),
+    }
+}
+
 fn record_key(id: &str) -> Vec<u8> {
     format!("o/{id}").into_bytes()
 }
@@ -146,7 +160,7 @@ impl Store {
     pub async fn put(&self, rec: &OnboardingRecord) -> Result<(), ProvisionError> {
         let bytes = serde_json::to_vec(rec)?;
         self.tree.insert(record_key(&rec.id), bytes)?;
-        self.tree.flush_async().await?;
+        flush_durably(&self.tree).await?;
         Ok(())
     }
 

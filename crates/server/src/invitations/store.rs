@@ -117,7 +117,7 @@ impl Store {
         self.invitations
             .insert(rec.id.as_bytes(), Self::encode(rec)?)?;
         self.tokens.insert(token_hash, rec.id.as_bytes())?;
-        self.db.flush_async().await?;
+        flush_durably(&self.db).await?;
         Ok(())
     }
 
@@ -125,7 +125,7 @@ impl Store {
     pub async fn remove(&self, id: &str, token_hash: &[u8; 32]) -> Result<()> {
         self.tokens.remove(token_hash)?;
         self.invitations.remove(id.as_bytes())?;
-        self.db.flush_async().await?;
+        flush_durably(&self.db).await?;
         Ok(())
     }
 
@@ -194,7 +194,7 @@ impl Store {
                 Some(Self::encode(&new)?),
             )?;
             if swapped.is_ok() {
-                self.db.flush_async().await?;
+                flush_durably(&self.db).await?;
                 return Ok(new);
             }
         }
@@ -210,5 +210,19 @@ impl Store {
         self.db.open_tree("meta")?.insert(key, value)?;
         self.db.flush()?;
         Ok(())
+    }
+}
+
+/// Flushes `db` (fsync) from tokio's blocking pool. sled's own `flush_async` runs on sled's
+/// small IO pool and, with many callers at once, can occupy every pool thread waiting for
+/// writes that need a pool thread: a deadlock seen under CI load. A blocking flush waits on a
+/// thread of ours instead.
+async fn flush_durably(db: &sled::Db) -> Result<(), sled::Error> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(r) => r.map(|_| ()),
+        Err(e) => Err(sled::Error::ReportableBug(format!(
+            "flush task failed: {e}"
+        ))),
     }
 }

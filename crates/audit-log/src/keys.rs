@@ -1,5 +1,5 @@
-//! sled key layout. Everything lives in one sled tree so that one `apply_batch` writes entries,
-//! nodes and a checkpoint atomically; big-endian integers keep iteration in sequence order.
+//! sled key layout. Everything lives in one sled tree; big-endian integers keep iteration in
+//! sequence order.
 //!
 //! Tree nodes are stored inside the entry values: appending leaf `seq` completes exactly the
 //! nodes `(l, seq >> l)` for `l` in `0..=trailing_ones(seq)`, so the value of `e || seq` is

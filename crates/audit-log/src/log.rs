@@ -2,7 +2,7 @@
 //!
 //! One writer thread owns the tree's right edge. Appenders hand it prepared entries over a
 //! channel; it takes everything queued (up to `max_batch`), writes entries and new tree nodes in
-//! one atomic sled batch, fsyncs once, and only then signs the checkpoint for the new size and
+//! seq order (see `writer`), fsyncs once, and only then signs the checkpoint for the new size and
 //! answers every appender in the batch with that checkpoint. The signed note is stored in the
 //! next batch (or after a short idle wait), so each batch costs one fsync. If the process dies
 //! before the note is stored, the next start signs the same size again: the leaves are durable

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{claims, start};
+use common::{assert_odata_error, claims, start};
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -11,22 +11,6 @@ use serde_json::{Value, json};
 const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
 const GROUP_READ_ALL: &str = "5b567255-7703-4780-807c-7be8301ae99b";
 const TEAMS_ADMIN: &str = "69091246-20e8-4a56-aa4d-066075b2a7a8";
-
-fn assert_odata_error(body: &Value, code: &str) {
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
-    let inner = &body["error"]["innerError"];
-    assert!(
-        inner["request-id"].as_str().is_some_and(|r| r.len() == 36),
-        "{body}"
-    );
-    assert!(inner["client-request-id"].as_str().is_some());
-    assert!(inner["date"].as_str().is_some());
-}
 
 #[tokio::test]
 async fn app_admin_is_denied_graph_consent_and_role_assignment_global_admin_succeeds() {

@@ -3,29 +3,13 @@
 
 mod common;
 
-use common::start;
+use common::{assert_odata_error, start};
 use entra_sim::{Faults, PRIV_ROLE_ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const GRAPH: &str = "00000003-0000-0000-c000-000000000000";
 const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
-
-fn assert_odata_error(body: &Value, code: &str) {
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
-    let inner = &body["error"]["innerError"];
-    assert!(
-        inner["request-id"].as_str().is_some_and(|r| r.len() == 36),
-        "{body}"
-    );
-    assert!(inner["client-request-id"].as_str().is_some());
-    assert!(inner["date"].as_str().is_some());
-}
 
 #[tokio::test]
 async fn me_and_my_roles() {

@@ -3,26 +3,10 @@
 
 mod common;
 
-use common::start;
+use common::{assert_odata_error, start};
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-fn assert_odata_error(body: &Value, code: &str) {
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
-    let inner = &body["error"]["innerError"];
-    assert!(
-        inner["request-id"].as_str().is_some_and(|r| r.len() == 36),
-        "{body}"
-    );
-    assert!(inner["client-request-id"].as_str().is_some());
-    assert!(inner["date"].as_str().is_some());
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn paging_with_top_and_next_link() {

@@ -210,3 +210,21 @@ pub fn assert_sts_error(body: &Value, error: &str, code: u64) {
     assert!(body["correlation_id"].as_str().is_some());
     assert!(body["timestamp"].as_str().is_some());
 }
+
+/// Asserts Graph's OData error shape: `error.code`, a message, and `innerError` with the
+/// request ids and date.
+pub fn assert_odata_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    let inner = &body["error"]["innerError"];
+    assert!(
+        inner["request-id"].as_str().is_some_and(|r| r.len() == 36),
+        "{body}"
+    );
+    assert!(inner["client-request-id"].as_str().is_some());
+    assert!(inner["date"].as_str().is_some());
+}

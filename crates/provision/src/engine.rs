@@ -425,6 +425,11 @@ impl Engine {
         Ok(self.inner.store.get(id)?.as_ref().map(Onboarding::from))
     }
 
+    /// How many events `id` has recorded so far (Watch from 1 replays them all).
+    pub fn event_count(&self, id: &str) -> Result<u64, ProvisionError> {
+        self.inner.store.last_event_seq(id)
+    }
+
     /// Onboardings matching `filter`, oldest first.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<Onboarding>, ProvisionError> {
         let mut v: Vec<Onboarding> = self

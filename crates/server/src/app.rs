@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use audit_log::{AuditLog, LogConfig, NoteSigner};
 use entra_client::{EntraClient, EntraConfig};
-use provision::{Engine, EngineConfig};
+use provision::{Engine, EngineConfig, ProfileSet};
 use zeroize::Zeroizing;
 
 use crate::auth::Authenticator;
@@ -46,6 +46,9 @@ struct Inner {
     entra: EntraClient,
     /// The durable onboarding workflow under the Onboarding service.
     engine: Engine,
+    /// The provisioning profiles (`platform.profiles_path`, else the shipped ones); the engine
+    /// has its own copy, this one answers sign-in's "which roles are missing".
+    profiles: ProfileSet,
     /// Onboarding id → the invitation it came from (the engine does not know invitations).
     links: sled::Tree,
     /// Set to true when the server begins shutting down, so long-lived streams (Follow) end
@@ -75,18 +78,21 @@ impl App {
             signer,
         )?;
         let db = sled::open(data.join(STATE_DIR))?;
-        let invitations = Invitations::open(&db, audit.clone(), &config)?;
+        let profiles = load_profiles(&config)?;
+        let invitations = Invitations::open(&db, audit.clone(), &config, profiles.clone())?;
         let auth = Authenticator::new(&config.auth)?;
         let entra = entra_client(&config)?;
         let key = sealing_key(&db, &config)?;
-        let engine = Engine::new(EngineConfig::new(
+        let mut engine_config = EngineConfig::new(
             entra.clone(),
             audit.clone(),
             db.open_tree(PROVISION_TREE)?,
             *key,
             config.platform.server_name.clone(),
             config.platform.provider_name.clone(),
-        )?)?;
+        )?;
+        engine_config.profiles = profiles.clone();
+        let engine = Engine::new(engine_config)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -95,6 +101,7 @@ impl App {
                 invitations,
                 entra,
                 engine,
+                profiles,
                 links: db.open_tree(LINKS_TREE)?,
                 closing: tokio::sync::watch::Sender::new(false),
             }),
@@ -129,6 +136,11 @@ impl App {
     /// The onboarding engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// The provisioning profiles in force.
+    pub fn profiles(&self) -> &ProfileSet {
+        &self.inner.profiles
     }
 
     /// Onboarding id → invitation id.
@@ -212,4 +224,17 @@ fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u8; 32]>> {
         }
     }
     Ok(key)
+}
+
+/// The profiles file named by `platform.profiles_path`, or the shipped profiles.
+fn load_profiles(config: &Config) -> Result<ProfileSet> {
+    match &config.platform.profiles_path {
+        None => Ok(ProfileSet::defaults()?),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
+            ProfileSet::from_toml(&text)
+                .map_err(|e| ServerError::Config(format!("profiles file {}: {e}", path.display())))
+        }
+    }
 }

@@ -142,7 +142,8 @@ pub struct PlatformSection {
     pub provider_name: String,
     /// The Live Platform server name (default for invitations; part of the temporary app's name).
     pub server_name: String,
-    /// Where the provisioning profiles (permission and role sets) are read from.
+    /// A TOML file of provisioning profiles (permission and role sets per platform version, the
+    /// format of `crates/provision/profiles/default.toml`); unset means the shipped ones.
     #[serde(default)]
     pub profiles_path: Option<PathBuf>,
 }

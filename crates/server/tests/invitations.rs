@@ -378,6 +378,23 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
     });
     let e = c.create_invitation(neg).await.err().context("accepted")?;
     assert_eq!(bad_fields(&e), ["valid_for"]);
+    let mut unknown = request("Contoso");
+    unknown.profile = "no-such-profile".into();
+    let e = c
+        .create_invitation(unknown)
+        .await
+        .err()
+        .context("accepted")?;
+    assert_eq!(bad_fields(&e), ["profile"]);
+    assert!(e.message().contains("direct-routing"), "{e:?}");
+    let mut version = request("Contoso");
+    version.platform_version = "eight".into();
+    let e = c
+        .create_invitation(version)
+        .await
+        .err()
+        .context("accepted")?;
+    assert_eq!(bad_fields(&e), ["platform_version"]);
     let e = c
         .list_invitations(pb::ListInvitationsRequest {
             page_token: "garbage".into(),
@@ -425,4 +442,60 @@ async fn nothing_is_created_when_the_audit_log_cannot_record_it() -> Result<()> 
     assert_eq!(all.invitations.len(), 1);
     assert_eq!(state(&all.invitations[0]), pb::InvitationState::Pending);
     s.stop().await
+}
+
+#[tokio::test]
+async fn invitations_name_a_profile_from_the_configured_profiles_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let profiles = dir.path().join("profiles.toml");
+    std::fs::write(
+        &profiles,
+        r#"version = 7
+[[profile]]
+name = "call-quality-only"
+description = "QOE only"
+graph_permissions = ["CallRecords.Read.All"]
+teams_admin_api_permissions = []
+directory_roles = []
+"#,
+    )?;
+    let text = common::base_config(dir.path(), "")?.replace(
+        "[platform]\n",
+        &format!(
+            "[platform]\nprofiles_path = {:?}\n",
+            profiles.display().to_string()
+        ),
+    );
+    let s = TestServer::start_with(dir, &text).await?;
+    assert_eq!(s.app.profiles().version, 7);
+    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let mut ok = request("Contoso");
+    ok.profile = "call-quality-only".into();
+    c.create_invitation(ok).await?;
+    // The shipped profiles are replaced, not merged.
+    let e = c
+        .create_invitation(request("Contoso"))
+        .await
+        .err()
+        .context("accepted a profile the file does not have")?;
+    assert_eq!(bad_fields(&e), ["profile"]);
+    s.stop().await?;
+
+    // A broken profiles file stops the server from starting, naming the file.
+    let dir = tempfile::tempdir()?;
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "version = \"x\"\n")?;
+    let text = common::base_config(dir.path(), "")?.replace(
+        "[platform]\n",
+        &format!(
+            "[platform]\nprofiles_path = {:?}\n",
+            broken.display().to_string()
+        ),
+    );
+    let err = match TestServer::start_with(dir, &text).await {
+        Ok(_) => anyhow::bail!("a broken profiles file was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("broken.toml"), "{err}");
+    Ok(())
 }

@@ -153,6 +153,12 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
         .into_inner();
     ensure!(info.state() == pb::OnboardingState::Completed, "{info:?}");
     ensure!(info.client_id == done.client_id && info.invitation_id == inv_id);
+    let last = events.last().map(|e| e.index).unwrap_or(0);
+    ensure!(
+        info.events == last,
+        "events {} but the stream ended at {last}",
+        info.events
+    );
     let mut op = env.server.onboarding(Some(OPERATOR)).await?;
     let list = op
         .list_onboardings(pb::ListOnboardingsRequest::default())

@@ -11,6 +11,7 @@ pub mod token;
 use std::time::Duration;
 
 use audit_log::AuditLog;
+use provision::ProfileSet;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
@@ -74,6 +75,9 @@ struct Settings {
     provider_name: String,
     /// Default platform server name.
     server_name: String,
+    /// The provisioning profiles, so an invitation naming an unknown profile or an unreadable
+    /// platform version is refused when it is created, not when the customer signs in.
+    profiles: ProfileSet,
 }
 
 /// The invitation manager, shared by the Invitations service and (later) Onboarding.
@@ -98,7 +102,12 @@ impl std::fmt::Debug for Invitations {
 
 impl Invitations {
     /// Opens the trees and loads (or creates) the token key.
-    pub fn open(db: &sled::Db, audit: AuditLog, config: &Config) -> Result<Self> {
+    pub fn open(
+        db: &sled::Db,
+        audit: AuditLog,
+        config: &Config,
+        profiles: ProfileSet,
+    ) -> Result<Self> {
         let store = Store::open(db)?;
         let key = match &config.invitations.token_key {
             Some(path) => load_key_file(path)?,
@@ -124,6 +133,7 @@ impl Invitations {
                 default_valid_for: Duration::from_secs(inv.default_valid_for_secs),
                 provider_name: config.platform.provider_name.clone(),
                 server_name: config.platform.server_name.clone(),
+                profiles,
             },
         })
     }
@@ -147,7 +157,7 @@ impl Invitations {
 
     /// Creates an invitation.
     pub async fn create(&self, caller: &Caller, req: NewInvitation) -> Result<Created> {
-        let valid_for = validate(&req, self.settings.default_valid_for)?;
+        let valid_for = validate(&req, &self.settings)?;
         let now = now_ms();
         let valid_ms = i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX);
         let or = |s: String, d: &str| if s.is_empty() { d.to_owned() } else { s };
@@ -358,7 +368,7 @@ fn load_key_file(path: &std::path::Path) -> Result<TokenKey> {
 }
 
 /// Checks a request and returns the validity to use; collects every violation.
-fn validate(req: &NewInvitation, default_valid_for: Duration) -> Result<Duration> {
+fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
     let mut v = Vec::new();
     let mut bad = |field: &str, description: &str| {
         v.push(FieldViolation {
@@ -382,6 +392,17 @@ fn validate(req: &NewInvitation, default_valid_for: Duration) -> Result<Duration
     }
     if req.profile.trim().is_empty() || !text_ok(&req.profile, 64) {
         bad("profile", "required; at most 64 characters");
+    } else {
+        let version = (!req.platform_version.is_empty()).then_some(req.platform_version.as_str());
+        if let Err(e) = settings.profiles.resolve(&req.profile, version) {
+            let known = settings.profiles.names().join(", ");
+            let field = if settings.profiles.names().contains(&req.profile.as_str()) {
+                "platform_version"
+            } else {
+                "profile"
+            };
+            bad(field, &format!("{e} (profiles: {known})"));
+        }
     }
     for (field, s) in [
         ("provider_name", &req.provider_name),
@@ -396,7 +417,7 @@ fn validate(req: &NewInvitation, default_valid_for: Duration) -> Result<Duration
     {
         bad("admin_upn", "must look like user@domain");
     }
-    let valid_for = req.valid_for.unwrap_or(default_valid_for);
+    let valid_for = req.valid_for.unwrap_or(settings.default_valid_for);
     if valid_for < Duration::from_secs(1) || valid_for > MAX_VALID_FOR {
         bad("valid_for", "must be between 1 second and 30 days");
     }

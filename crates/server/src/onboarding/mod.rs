@@ -324,7 +324,8 @@ impl OnboardingService {
     fn info(&self, id: &str) -> Result<pb::OnboardingInfo> {
         let invitation_id = self.invitation_of(id)?;
         if let Some(o) = self.app.engine().get(id)? {
-            return Ok(info_pb(&o, invitation_id, 0));
+            let events = self.app.engine().event_count(id)?;
+            return Ok(info_pb(&o, invitation_id, events));
         }
         match self.sessions().get(id) {
             Some(s) => Ok(pb::OnboardingInfo {
@@ -388,7 +389,8 @@ impl OnboardingService {
         };
         let mut onboardings = Vec::with_capacity(page.len());
         for o in page {
-            onboardings.push(info_pb(o, self.invitation_of(&o.id)?, 0));
+            let events = self.app.engine().event_count(&o.id)?;
+            onboardings.push(info_pb(o, self.invitation_of(&o.id)?, events));
         }
         self.record(
             &caller.identity,
@@ -444,7 +446,11 @@ impl OnboardingService {
                 self.record(&actor, "onboarding.cancel_request", "succeeded", details)
                     .await?;
                 self.sessions().remove(&id);
-                Ok(info_pb(&o, self.invitation_of(&id)?, 0))
+                Ok(info_pb(
+                    &o,
+                    self.invitation_of(&id)?,
+                    self.app.engine().event_count(&id)?,
+                ))
             }
             Err(e) => {
                 if let Some(o) = details.as_object_mut() {

@@ -213,7 +213,7 @@ impl Attempt {
     /// Checks who signed in, redeems the invitation, and keeps the session for Plan/Provision.
     async fn finish(&self, tokens: &TokenSet) -> Result<pb::SignedIn> {
         let admin = self.svc.app.engine().sign_in(tokens, &self.upn).await?;
-        let roles_missing = roles_missing(&admin, &self.invitation)?;
+        let roles_missing = roles_missing(&admin, &self.invitation, self.svc.app.profiles())?;
         let inv = self
             .svc
             .app
@@ -266,9 +266,13 @@ impl Attempt {
 
 /// The roles the invitation's profile needs that the admin lacks: for each missing right, the
 /// roles that would grant it.
-fn roles_missing(admin: &Admin, inv: &InvitationRecord) -> Result<Vec<String>> {
+fn roles_missing(
+    admin: &Admin,
+    inv: &InvitationRecord,
+    profiles: &ProfileSet,
+) -> Result<Vec<String>> {
     let version = (!inv.platform_version.is_empty()).then_some(inv.platform_version.as_str());
-    let profile = ProfileSet::defaults()?.resolve(&inv.profile, version)?;
+    let profile = profiles.resolve(&inv.profile, version)?;
     let mut out: Vec<String> = Vec::new();
     for check in admin.rights_for(&profile) {
         if !check.held {

@@ -125,8 +125,14 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| ServerError::io("local address", e))?;
+    // One line on standard output once the socket is bound, so a supervisor or a test that
+    // configured port 0 learns the address without racing the bind.
+    println!("onboard serving on {address}");
     tracing::info!(
-        address = %listener.local_addr().map_err(|e| ServerError::io("local address", e))?,
+        %address,
         origin = %app.audit().origin(),
         tls = app.config().tls.cert.is_some(),
         mtls = app.config().tls.client_ca.is_some(),

@@ -1,0 +1,228 @@
+//! `onboard serve` is SIGKILLed at random points while it provisions, restarted on the same
+//! data directory, and must finish every onboarding with no duplicate object in the emulator
+//! and an audit log that exports and verifies.
+//!
+//! Rounds: `ONBOARD_KILL_ROUNDS` (default 6); seed: `ONBOARD_KILL_SEED` (default: the clock,
+//! printed so a failure can be replayed).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use entra_sim::Faults;
+use onboard_proto::v1 as pb;
+use serde_json::Value;
+use support::{GLOBAL_ADMIN, ServerFiles, ServerProc};
+
+/// A small deterministic generator, so a seed replays a failing run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// Where a round's first kill lands.
+#[derive(Debug)]
+enum KillAt {
+    /// After this many Provision events reached the wizard.
+    Events(u64),
+    /// This long after Provision was called (may land in the middle of a Graph call).
+    Delay(Duration),
+}
+
+/// The profile's three grants (Organization.Read.All, User.Read.All, Tenant Admin API
+/// `application_access`) and one directory role (Teams Administrator).
+const GRANTS: usize = 3;
+const ROLES: usize = 1;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_provision_resumes_without_duplicates() -> Result<()> {
+    let rounds: u64 = std::env::var("ONBOARD_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let seed: u64 = std::env::var("ONBOARD_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+        | 1;
+    println!("ONBOARD_KILL_SEED={seed} ONBOARD_KILL_ROUNDS={rounds}");
+    let mut rng = Rng(seed);
+
+    // Each Graph call takes 25 ms, so a run lasts long enough for kills to land inside it.
+    let sim = support::start_sim(Faults {
+        latency_ms: 25,
+        seed: Some(seed),
+        ..Faults::default()
+    })
+    .await?;
+    let files = ServerFiles::new(&sim)?;
+    let log = files.dir.path().join("server.log");
+    let mut server = ServerProc::spawn(&files.config, &log).await?;
+    let mut names = Vec::new();
+    let mut kills = 0;
+
+    for round in 0..rounds {
+        let ch = server.channel().await?;
+        let token = support::invite(ch.clone(), &format!("dr-kill-{round}")).await?;
+        let id = support::sign_in(ch.clone(), &sim, &token, GLOBAL_ADMIN).await?;
+        let name = format!("Kill-{round}");
+        let at = if rng.below(2) == 0 {
+            KillAt::Events(1 + rng.below(20))
+        } else {
+            KillAt::Delay(Duration::from_millis(rng.below(500)))
+        };
+        let mut stream = support::provision(ch.clone(), &token, &id, &name).await?;
+        let started = tokio::time::Instant::now();
+        let mut seen = 0u64;
+        let mut finished = false;
+        loop {
+            let wait = match at {
+                KillAt::Events(n) if seen >= n => break,
+                KillAt::Delay(d) => match d.checked_sub(started.elapsed()) {
+                    Some(left) => left,
+                    None => break,
+                },
+                KillAt::Events(_) => Duration::from_secs(60),
+            };
+            match tokio::time::timeout(wait, stream.message()).await {
+                Err(_) => break,
+                Ok(Ok(Some(_))) => seen += 1,
+                Ok(Ok(None)) => {
+                    finished = true;
+                    break;
+                }
+                Ok(Err(status)) => bail!("round {round}: Provision failed: {status:?}"),
+            }
+        }
+        println!("round {round}: {at:?}, killed after {seen} events (finished first: {finished})");
+        drop(stream);
+        server.kill9()?;
+        kills += 1;
+        server = ServerProc::spawn(&files.config, &log).await?;
+        // Every third round, kill the restarted server again while it resumes.
+        if round % 3 == 2 {
+            tokio::time::sleep(Duration::from_millis(50 + rng.below(400))).await;
+            server.kill9()?;
+            kills += 1;
+            server = ServerProc::spawn(&files.config, &log).await?;
+        }
+        let info = support::wait_settled(server.channel().await?, &id, Duration::from_secs(120))
+            .await
+            .with_context(|| server_log(&log))?;
+        ensure!(
+            info.state() == pb::OnboardingState::Completed,
+            "round {round}: {info:?}\n{}",
+            server_log(&log)
+        );
+        names.push(name);
+    }
+
+    let snap = sim.snapshot();
+    for name in &names {
+        no_duplicates(&snap, name).with_context(|| format!("app {name}"))?;
+    }
+    ensure!(
+        sps_where(&snap, "display_name", "Sandbox1-sp2-token").is_empty(),
+        "the temporary app is still there"
+    );
+    server.terminate()?;
+    verify_log(&files)?;
+    println!("{rounds} onboardings completed after {kills} SIGKILLs; the audit log verifies");
+    Ok(())
+}
+
+fn server_log(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+    format!(
+        "server log (last lines):\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+fn sps_where<'a>(snap: &'a Value, key: &str, value: &str) -> Vec<&'a Value> {
+    snap["service_principals"]
+        .as_array()
+        .map(|a| a.iter().filter(|x| x[key] == value).collect())
+        .unwrap_or_default()
+}
+
+/// One app named `name`, one secret, one service principal, and the profile's grants and
+/// roles each exactly once.
+fn no_duplicates(snap: &Value, name: &str) -> Result<()> {
+    let apps: Vec<&Value> = snap["applications"]
+        .as_array()
+        .context("applications")?
+        .iter()
+        .filter(|a| a["props"]["displayName"] == name)
+        .collect();
+    ensure!(apps.len() == 1, "{} applications", apps.len());
+    let secrets = apps[0]["passwords"].as_array().map(Vec::len).unwrap_or(0);
+    ensure!(secrets == 1, "{secrets} secrets");
+    let app_id = apps[0]["app_id"].as_str().context("app_id")?;
+    let sps = sps_where(snap, "app_id", app_id);
+    ensure!(sps.len() == 1, "{} service principals", sps.len());
+    let sp = sps[0]["id"].as_str().context("sp id")?;
+    for (kind, want, key) in [
+        ("app_role_assignments", GRANTS, "app_role_id"),
+        ("role_assignments", ROLES, "role_definition_id"),
+    ] {
+        let of_sp: Vec<&Value> = snap[kind]
+            .as_array()
+            .context("assignments")?
+            .iter()
+            .filter(|x| x["principal_id"] == sp)
+            .collect();
+        let distinct: BTreeSet<String> = of_sp.iter().map(|x| x[key].to_string()).collect();
+        ensure!(
+            of_sp.len() == want && distinct.len() == want,
+            "{kind}: {} assignments, {} distinct, want {want}",
+            of_sp.len(),
+            distinct.len()
+        );
+    }
+    Ok(())
+}
+
+/// Exports the log with the CLI and verifies it with the verifier key, as an auditor would.
+fn verify_log(files: &ServerFiles) -> Result<()> {
+    let export = files.dir.path().join("export");
+    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args(["audit", "export", "--data-dir"])
+        .arg(files.data_dir().join("audit"))
+        .arg("--out")
+        .arg(&export)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args(["audit", "verify"])
+        .arg(&export)
+        .args(["--vkey", &files.vkey])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && !text.contains("INVALID"),
+        "verify:\n{text}"
+    );
+    Ok(())
+}

@@ -65,7 +65,10 @@ async fn a_hundred_concurrent_onboardings_all_complete() -> Result<()> {
         .await
         .err()
         .context("an operator read the audit log")?;
-    ensure!(refused.code() == tonic::Code::PermissionDenied, "{refused:?}");
+    ensure!(
+        refused.code() == tonic::Code::PermissionDenied,
+        "{refused:?}"
+    );
     server.terminate()?;
     let log = audit_log::AuditLog::open_read_only(
         files.data_dir().join("audit"),

@@ -271,7 +271,11 @@ pub async fn get(channel: Channel, id: &str) -> Result<pb::OnboardingInfo> {
 }
 
 /// Polls until the onboarding is no longer running; returns its final summary.
-pub async fn wait_settled(channel: Channel, id: &str, limit: Duration) -> Result<pb::OnboardingInfo> {
+pub async fn wait_settled(
+    channel: Channel,
+    id: &str,
+    limit: Duration,
+) -> Result<pb::OnboardingInfo> {
     let end = tokio::time::Instant::now() + limit;
     loop {
         let info = get(channel.clone(), id).await?;
@@ -317,7 +321,12 @@ pub struct Timings {
 
 /// Invitation, sign-in as the Global Administrator and Provision to Completed, as the wizard
 /// does it. Fails unless the stream ends with Completed carrying a secret.
-pub async fn onboard_one(channel: Channel, sim: &Sim, service_id: &str, name: &str) -> Result<Timings> {
+pub async fn onboard_one(
+    channel: Channel,
+    sim: &Sim,
+    service_id: &str,
+    name: &str,
+) -> Result<Timings> {
     use pb::provision_event::Event as PE;
     let t0 = tokio::time::Instant::now();
     let token = invite(channel.clone(), service_id).await?;

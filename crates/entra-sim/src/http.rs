@@ -2,6 +2,7 @@
 //! (Graph's OData errors and the STS's OAuth errors).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -95,6 +96,11 @@ async fn ids_and_faults(
     let graph = path.starts_with("/v1.0/");
     let sts_grant = req.method() == axum::http::Method::POST
         && (path.ends_with("/oauth2/v2.0/token") || path.ends_with("/oauth2/v2.0/devicecode"));
+    if graph {
+        shared.counts.graph.fetch_add(1, Ordering::Relaxed);
+    } else if !control {
+        shared.counts.sts.fetch_add(1, Ordering::Relaxed);
+    }
     let (latency, injected) = {
         let mut inner = shared.lock();
         let faults = inner.faults.clone();

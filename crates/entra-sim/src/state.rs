@@ -144,6 +144,17 @@ pub struct Shared {
     state_file: Option<PathBuf>,
     /// The seeded tenant that `info()` and `/_sim/info` describe.
     pub primary_tid: String,
+    /// Requests served so far, so benchmarks can relate wall time to the number of calls.
+    pub counts: RequestCounters,
+}
+
+/// Running totals of requests by kind (atomics: counted outside the state lock).
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    /// Microsoft Graph calls (`/v1.0/…`).
+    pub graph: std::sync::atomic::AtomicU64,
+    /// Identity platform calls (token, device code, discovery, keys).
+    pub sts: std::sync::atomic::AtomicU64,
 }
 
 /// Current UTC time as RFC 3339 with seconds, the way Graph prints dates.
@@ -237,6 +248,7 @@ impl Shared {
             key,
             started: Instant::now(),
             inner: Mutex::new(inner),
+            counts: RequestCounters::default(),
             state_file,
             primary_tid,
         };

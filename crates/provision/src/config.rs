@@ -113,6 +113,9 @@ pub(crate) struct Inner {
     pub running: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Serialises the name-uniqueness check with the record insert.
     pub names: tokio::sync::Mutex<()>,
+    /// Set by `shutdown`: no new Entra change begins, while calls already made finish and get
+    /// their outcome entry, so a clean stop leaves no intent without an outcome.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {

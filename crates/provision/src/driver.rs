@@ -67,9 +67,9 @@ pub(crate) async fn drive(run: Arc<Run>) {
                 Err(e) => fail(&run, e).await,
             }
         }
-        // A simulated crash: stop without another write.
+        // Shutdown, or a test's simulated crash: stop without another write; resumed later.
         Err(ProvisionError::Halted(step)) => {
-            tracing::warn!(onboarding_id = %id, step, "run halted by hook");
+            tracing::info!(onboarding_id = %id, step, "run stopped; it resumes at the next start");
         }
         Err(e) => {
             let _ = finish(Phase::Failed, Some(e.to_string())).await;
@@ -101,30 +101,42 @@ async fn fail(run: &Run, e: ProvisionError) {
 }
 
 async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
-    let profile = run.snapshot().await.profile;
-    let perms = resolve_permissions(&run.graph, &profile, &run.read_ctx(ids::RESOLVE)).await?;
+    let perms = match &run.seed {
+        Some(seed) => seed.perms.clone(),
+        None => {
+            let profile = run.snapshot().await.profile;
+            resolve_permissions(&run.graph, &profile, &run.read_ctx(ids::RESOLVE)).await?
+        }
+    };
     run.step(ids::APP, "create or update the app registration", || {
         run.app_registration(&perms)
     })
     .await?;
-    run.step(ids::SP, "create the service principal", || {
-        run.service_principal()
-    })
-    .await?;
-    run.step(ids::SECRET, "add the client secret", || run.client_secret())
-        .await?;
-    run.step(
-        ids::ACCESS,
-        "grant permissions with admin consent and assign directory roles",
-        || run.permissions_and_roles(&perms),
-    )
-    .await?;
+    // The service principal and the secret both need only the app; the grants need the service
+    // principal and the sign-in check needs the secret (and a service principal to sign in as).
+    // Each pair runs at once; both halves always finish (no change is cut off mid-call), then
+    // the first error wins.
+    let (sp, secret) = tokio::join!(
+        run.step(ids::SP, "create the service principal", || {
+            run.service_principal()
+        }),
+        run.step(ids::SECRET, "add the client secret", || run.client_secret())
+    );
+    sp.and(secret)?;
+    let (access, verify) = tokio::join!(
+        run.step(
+            ids::ACCESS,
+            "grant permissions with admin consent and assign directory roles",
+            || run.permissions_and_roles(&perms),
+        ),
+        run.step(ids::VERIFY, "check the new app authenticates", || {
+            run.verify_authentication()
+        })
+    );
+    access.and(verify)?;
+    // Last, as the vendor's flow does: the admin's token was issued to this app.
     run.step(ids::TOKEN_APP, "remove the temporary token app", || {
         run.remove_token_app()
-    })
-    .await?;
-    run.step(ids::VERIFY, "check the new app authenticates", || {
-        run.verify_authentication()
     })
     .await?;
     let rec = run.snapshot().await;

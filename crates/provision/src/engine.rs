@@ -20,9 +20,12 @@ use crate::events::{self, Emitter, EventKind, EventStream};
 use crate::names::{self, validate_name};
 use crate::plan::{self, Plan, resolve_permissions};
 use crate::signin::{Admin, check_sign_in};
-use crate::steps::Run;
+use crate::steps::{Run, Seed};
 use crate::store::{OnboardingRecord, Status, Store};
 use crate::view::{ListFilter, Onboarding};
+
+/// How long `shutdown` lets Entra calls already sent finish before cutting them off.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The onboarding workflow engine. Cheap to clone.
 #[derive(Clone)]
@@ -62,6 +65,7 @@ impl Engine {
                 hub,
                 running: Mutex::new(HashMap::new()),
                 names: tokio::sync::Mutex::new(()),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -77,6 +81,16 @@ impl Engine {
 
     /// The exact changes `provision` would make, and the rights the admin lacks. Changes nothing.
     pub async fn plan(&self, admin: &Admin, req: &PlanRequest) -> Result<Plan, ProvisionError> {
+        Ok(self.plan_and_seed(admin, req).await?.0)
+    }
+
+    /// The plan, and what its reads found that a run starting right now can use instead of
+    /// reading again.
+    async fn plan_and_seed(
+        &self,
+        admin: &Admin,
+        req: &PlanRequest,
+    ) -> Result<(Plan, Seed), ProvisionError> {
         validate_name(&req.app_name)?;
         let profile = self
             .inner
@@ -84,11 +98,15 @@ impl Engine {
             .resolve(&req.profile, req.platform_version.as_deref())?;
         let graph = self.inner.entra.graph(admin.access_token.clone());
         let ctx = OpContext::new();
-        let perms = resolve_permissions(&graph, &profile, &ctx).await?;
         let unique = plan::unique_name(&admin.tenant_id, &req.app_name);
         let token_app = plan::token_app_name(&self.inner.server_name, &self.inner.provider);
-        let st = plan::read_tenant(&graph, &unique, &token_app, &ctx).await?;
-        Ok(plan::build(
+        // Independent reads: the resources' app roles and the tenant's current state.
+        let (perms, st) = tokio::join!(
+            resolve_permissions(&graph, &profile, &ctx),
+            plan::read_tenant(&graph, &unique, &token_app, &ctx)
+        );
+        let (perms, st) = (perms?, st?);
+        let plan = plan::build(
             admin,
             &req.app_name,
             unique,
@@ -96,7 +114,12 @@ impl Engine {
             &perms,
             &st,
             &token_app,
-        ))
+        );
+        let seed = Seed {
+            perms,
+            token_apps: st.token_apps,
+        };
+        Ok((plan, seed))
     }
 
     /// Starts (or retries a failed) onboarding and returns its live events, the secret included
@@ -109,8 +132,8 @@ impl Engine {
     ) -> Result<EventStream, ProvisionError> {
         check_id(&req.onboarding_id)?;
         validate_name(&req.app_name)?;
-        let plan = self
-            .plan(
+        let (plan, seed) = self
+            .plan_and_seed(
                 &admin,
                 &PlanRequest {
                     app_name: req.app_name.clone(),
@@ -188,6 +211,8 @@ impl Engine {
                 grants: Default::default(),
                 role_assignments: Default::default(),
                 steps_done: vec![],
+                fresh_app: false,
+                attempted: Default::default(),
                 sealed_admin_token: None,
                 error: None,
             },
@@ -226,7 +251,13 @@ impl Engine {
         .await?;
         self.inner.store.put(&rec).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        self.spawn(rec, admin.access_token.clone(), &req.actor, Some(tx))?;
+        self.spawn(
+            rec,
+            admin.access_token.clone(),
+            &req.actor,
+            Some(tx),
+            Some(seed),
+        )?;
         drop(guard);
         Ok(EventStream::new(rx))
     }
@@ -245,6 +276,7 @@ impl Engine {
         token: SecretString,
         actor: &str,
         direct: Option<mpsc::UnboundedSender<events::Event>>,
+        seed: Option<Seed>,
     ) -> Result<Arc<Run>, ProvisionError> {
         let emitter = Emitter::new(
             &rec.id,
@@ -258,6 +290,7 @@ impl Engine {
             scope: scope_of(&rec, actor),
             emitter,
             rec: tokio::sync::Mutex::new(rec),
+            seed,
         }))
     }
 
@@ -267,9 +300,10 @@ impl Engine {
         token: SecretString,
         actor: &str,
         direct: Option<mpsc::UnboundedSender<events::Event>>,
+        seed: Option<Seed>,
     ) -> Result<(), ProvisionError> {
         let id = rec.id.clone();
-        let run = self.run_for(rec, token, actor, direct)?;
+        let run = self.run_for(rec, token, actor, direct, seed)?;
         let mut map = self
             .inner
             .running
@@ -301,7 +335,7 @@ impl Engine {
                 Status::Running => {
                     let token = self.admin_token(&rec)?;
                     let id = rec.id.clone();
-                    self.spawn(rec, token, "system", None)?;
+                    self.spawn(rec, token, "system", None, None)?;
                     resumed.push(id);
                 }
                 Status::Cancelling => {
@@ -356,7 +390,7 @@ impl Engine {
         let token = self.admin_token(&rec)?;
         rec.status = Status::Cancelling;
         self.inner.store.put(&rec).await?;
-        let run = self.run_for(rec, token, actor, None)?;
+        let run = self.run_for(rec, token, actor, None, None)?;
         let target = Target {
             kind: "onboarding",
             id: Some(id.to_owned()),
@@ -463,16 +497,23 @@ impl Engine {
         self.inner.key.open(id, "client_secret", &s.sealed)
     }
 
-    /// Stops every running onboarding where it is, as a process exit would; their records stay
-    /// `running` for the next [`Engine::resume_all`].
+    /// Stops every running onboarding: no new Entra change begins, changes already sent get
+    /// up to [`SHUTDOWN_GRACE`] to answer (and be audited), then whatever is left is cut off as
+    /// a process exit would. Records stay `running` for the next [`Engine::resume_all`].
     pub async fn shutdown(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let handles: Vec<JoinHandle<()>> = match self.inner.running.lock() {
             Ok(mut m) => m.drain().map(|(_, h)| h).collect(),
             Err(_) => vec![],
         };
-        for h in handles {
-            h.abort();
-            let _ = h.await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for mut h in handles {
+            if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
+                h.abort();
+                let _ = h.await;
+            }
         }
     }
 }

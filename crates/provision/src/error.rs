@@ -80,8 +80,9 @@ pub enum ProvisionError {
     /// Sealing or opening a stored secret failed (wrong key or tampered record).
     #[error("sealed secret: {0}")]
     Crypto(String),
-    /// A test hook stopped the run (simulated crash or failure).
-    #[error("stopped by hook after step {0}")]
+    /// The run was stopped: the engine is shutting down (`shutdown`), or a test hook simulated a
+    /// crash. Nothing more is written; the run resumes at the next start.
+    #[error("stopped at {0}")]
     Halted(String),
     /// The onboarding was cancelled while running.
     #[error("onboarding {0} was cancelled")]

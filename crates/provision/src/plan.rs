@@ -44,14 +44,20 @@ pub(crate) async fn resolve_permissions(
     profile: &ResolvedProfile,
     ctx: &OpContext,
 ) -> Result<Vec<ResolvedPermission>, ProvisionError> {
-    // One read per resource, however many of its permissions the profile lists.
-    let mut sps: BTreeMap<Resource, ServicePrincipal> = BTreeMap::new();
+    // One read per resource, however many of its permissions the profile lists; the reads are
+    // independent, so they run at once.
     let resources: std::collections::BTreeSet<Resource> =
         profile.permissions.iter().map(|p| p.resource).collect();
+    let mut reads = tokio::task::JoinSet::new();
     for r in resources {
-        let sp = graph
-            .resource_service_principal(r.app_id(), ctx)
-            .await
+        let (graph, ctx) = (graph.clone(), ctx.clone());
+        reads.spawn(async move { (r, graph.resource_service_principal(r.app_id(), &ctx).await) });
+    }
+    let mut sps: BTreeMap<Resource, ServicePrincipal> = BTreeMap::new();
+    while let Some(joined) = reads.join_next().await {
+        let (r, res) =
+            joined.map_err(|e| ProvisionError::Store(format!("resource lookup task: {e}")))?;
+        let sp = res
             .map_err(|e| ProvisionError::entra("resolve_permissions", e))?
             .value;
         sps.insert(r, sp);
@@ -148,8 +154,8 @@ pub(crate) struct TenantState {
     pub granted: Vec<(String, String)>,
     /// Template ids of directory roles our SP already holds.
     pub roles: Vec<String>,
-    /// Ids of temporary token apps found.
-    pub token_apps: Vec<String>,
+    /// Temporary token apps found: (service principal id, app id).
+    pub token_apps: Vec<(String, String)>,
 }
 
 pub(crate) async fn read_tenant(
@@ -159,17 +165,24 @@ pub(crate) async fn read_tenant(
     ctx: &OpContext,
 ) -> Result<TenantState, ProvisionError> {
     let err = |e| ProvisionError::entra("plan", e);
-    let app = graph
-        .get_application_by_unique_name(unique, ctx)
-        .await
-        .map_err(err)?
-        .value;
+    // The app and the temporary app are looked up at once; what our SP holds is read (both
+    // lists at once) only when the app already exists.
+    let (app, token_apps) = tokio::join!(
+        graph.get_application_by_unique_name(unique, ctx),
+        graph.find_service_principals_by_display_name(token_app, ctx)
+    );
+    let app = app.map_err(err)?.value;
     let mut st = TenantState {
         app: app.as_ref().map(|a| (a.id.clone(), a.app_id.clone())),
         sp_id: None,
         granted: vec![],
         roles: vec![],
-        token_apps: vec![],
+        token_apps: token_apps
+            .map_err(err)?
+            .value
+            .into_iter()
+            .map(|s| (s.id, s.app_id))
+            .collect(),
     };
     if let Some(a) = &app {
         st.sp_id = graph
@@ -180,31 +193,23 @@ pub(crate) async fn read_tenant(
             .map(|s| s.id);
     }
     if let Some(sp) = &st.sp_id {
-        st.granted = graph
-            .list_app_role_assignments(sp, ctx)
-            .await
+        let (granted, roles) = tokio::join!(
+            graph.list_app_role_assignments(sp, ctx),
+            graph.list_directory_role_assignments(sp, ctx)
+        );
+        st.granted = granted
             .map_err(err)?
             .value
             .into_iter()
             .map(|a| (a.resource_id, a.app_role_id))
             .collect();
-        st.roles = graph
-            .list_directory_role_assignments(sp, ctx)
-            .await
+        st.roles = roles
             .map_err(err)?
             .value
             .into_iter()
             .map(|a| a.role_definition_id)
             .collect();
     }
-    st.token_apps = graph
-        .find_service_principals_by_display_name(token_app, ctx)
-        .await
-        .map_err(err)?
-        .value
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
     Ok(st)
 }
 

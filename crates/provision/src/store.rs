@@ -95,6 +95,15 @@ pub struct OnboardingRecord {
     pub role_assignments: BTreeMap<String, String>,
     /// Confirmed steps, in order; skipped on resume.
     pub steps_done: Vec<String>,
+    /// True when this onboarding's upsert created the app: then its service principal, secrets
+    /// and grants can only be ones this onboarding made, and a step never attempted before
+    /// can skip reading Entra first (one round trip fewer per step).
+    #[serde(default)]
+    pub fresh_app: bool,
+    /// Steps that have begun an Entra change (persisted before the first one): such a step
+    /// always reads Entra first when it runs again, because the change may have landed.
+    #[serde(default)]
+    pub attempted: std::collections::BTreeSet<String>,
     /// The admin's delegated access token, sealed, so a restart can resume (until it expires).
     pub sealed_admin_token: Option<String>,
     /// Last error, without secrets.

@@ -348,12 +348,13 @@ async fn twenty_concurrent_onboardings_in_one_engine() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
-    // The hook closes the audit log once the service principal is confirmed: the secret's
-    // intent entry then cannot be written, so addPassword must never be called.
+    // The hook closes the audit log once the app is confirmed: the intent entries of the
+    // service principal and the secret (which run at once) cannot be written, so neither
+    // call may be made.
     let slot: Arc<std::sync::Mutex<Option<audit_log::AuditLog>>> = Arc::default();
     let for_hook = slot.clone();
     let hook: StepHook = Arc::new(move |_id: &str, step: &str| {
-        if step == "service_principal"
+        if step == "app_registration"
             && let Some(log) = for_hook.lock().ok().and_then(|mut g| g.take())
         {
             log.close();
@@ -374,17 +375,25 @@ async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
         Some(EventKind::Aborted { error }) => ensure!(error.contains("audit"), "{error}"),
         other => bail!("expected Aborted, got {other:?}"),
     }
-    ensure!(
-        events
-            .iter()
-            .any(|e| e.step == "client_secret" && matches!(e.kind, EventKind::Failed { .. }))
-    );
+    for step in ["service_principal", "client_secret"] {
+        ensure!(
+            events
+                .iter()
+                .any(|e| e.step == step && matches!(e.kind, EventKind::Failed { .. })),
+            "{step} did not fail"
+        );
+    }
     let snap = env.snapshot();
     let apps = common::apps_named(&snap, "Sbc-Audit");
     ensure!(apps.len() == 1);
     ensure!(
         apps[0]["passwords"].as_array().map(Vec::len) == Some(0),
         "a secret was added"
+    );
+    let app_id = apps[0]["app_id"].as_str().context("app_id")?;
+    ensure!(
+        common::sps_for_app(&snap, app_id).is_empty(),
+        "a service principal was created"
     );
     ensure!(
         common::sps_named(&snap, "Sandbox1-sp2-token").len() == 1,

@@ -82,9 +82,15 @@ pub async fn serve(
         .add_service(OnboardingServer::new(OnboardingService::new(app.clone())))
         .add_service(CredentialsServer::new(pending.clone()))
         .add_service(VerificationServer::new(pending))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        // TCP_NODELAY: a stream's small messages (each step as it happens) go out at once
+        // instead of waiting for the peer's delayed ACK.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
-    // Runs stop where they are; their records stay `running` for the next start.
+    // Runs stop before their next Entra change (calls in flight finish and are audited); their
+    // records stay `running` for the next start.
     app.engine().shutdown().await;
     Ok(())
 }

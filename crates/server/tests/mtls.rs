@@ -147,7 +147,7 @@ async fn client_certificates_map_to_roles() -> Result<()> {
         .create_invitation(pb::CreateInvitationRequest {
             customer: "Contoso".into(),
             service_id: "svc-1".into(),
-            profile: "default".into(),
+            profile: "direct-routing".into(),
             ..Default::default()
         })
         .await?

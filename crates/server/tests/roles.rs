@@ -65,7 +65,7 @@ async fn invitation_codes(
     let create = pb::CreateInvitationRequest {
         customer: "Contoso".into(),
         service_id: "svc-1".into(),
-        profile: "default".into(),
+        profile: "direct-routing".into(),
         ..Default::default()
     };
     let created = c.create_invitation(create).await;

@@ -82,11 +82,12 @@ impl Run {
             )
             .await?;
         let app = out.application;
-        self.update(|r| {
+        self.note(|r| {
             r.app_object_id = Some(app.id.clone());
             r.client_id = Some(app.app_id.clone());
+            r.fresh_app = out.created;
         })
-        .await?;
+        .await;
         let verb = if out.created {
             "created"
         } else {
@@ -105,18 +106,20 @@ impl Run {
             .client_id
             .clone()
             .ok_or_else(|| ProvisionError::Store("service principal step without an app".into()))?;
-        let existing = self
-            .graph
-            .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::SP))
-            .await
-            .map_err(|e| ProvisionError::entra(ids::SP, e))?
-            .value;
-        if let Some(sp) = existing {
-            self.update(|r| r.sp_id = Some(sp.id.clone())).await?;
-            return Ok(StepOutcome::unchanged(format!(
-                "service principal {} already exists",
-                sp.id
-            )));
+        if self.must_check(ids::SP).await {
+            let existing = self
+                .graph
+                .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::SP))
+                .await
+                .map_err(|e| ProvisionError::entra(ids::SP, e))?
+                .value;
+            if let Some(sp) = existing {
+                self.note(|r| r.sp_id = Some(sp.id.clone())).await;
+                return Ok(StepOutcome::unchanged(format!(
+                    "service principal {} already exists",
+                    sp.id
+                )));
+            }
         }
         let target = Target {
             kind: "servicePrincipal",
@@ -138,7 +141,7 @@ impl Run {
                 |sp| (Some(sp.id.clone()), Value::Null),
             )
             .await?;
-        self.update(|r| r.sp_id = Some(sp.id.clone())).await?;
+        self.note(|r| r.sp_id = Some(sp.id.clone())).await;
         Ok(StepOutcome {
             detail: format!("service principal {} created", sp.id),
             audit_seqs: vec![seq],
@@ -160,42 +163,9 @@ impl Run {
             )));
         }
         let label = secret_label(&rec.id);
-        let app = self
-            .graph
-            .get_application(&app_oid, &self.read_ctx(ids::SECRET))
-            .await
-            .map_err(|e| ProvisionError::entra(ids::SECRET, e))?
-            .value;
         let mut seqs = Vec::new();
-        for orphan in app
-            .password_credentials
-            .iter()
-            .filter(|p| p.display_name.as_deref() == Some(label.as_str()))
-        {
-            let target = Target {
-                kind: "passwordCredential",
-                id: Some(orphan.key_id.clone()),
-                display_name: label.clone(),
-            };
-            let graph = &self.graph;
-            let (aoid, kid) = (app_oid.clone(), orphan.key_id.clone());
-            let ((), seq) = self
-                .change(
-                    Change {
-                        step: ids::SECRET,
-                        action: "client_secret.remove",
-                        target,
-                        changes: json!([
-                            change("keyId", json!(orphan.key_id), Value::Null),
-                            change("hint", json!(orphan.hint), Value::Null)
-                        ]),
-                        after_create: true,
-                    },
-                    |ctx| async move { graph.remove_password(&aoid, &kid, &ctx).await },
-                    |_| (None, Value::Null),
-                )
-                .await?;
-            seqs.push(seq);
+        if self.must_check(ids::SECRET).await {
+            seqs = self.remove_orphan_secrets(&app_oid, &label).await?;
         }
         let end = self.inner.secret_end_date_time();
         let target = Target {
@@ -245,7 +215,7 @@ impl Run {
             end_date_time: pw.info.end_date_time.clone(),
             sealed,
         };
-        self.update(|r| r.secret = Some(stored)).await?;
+        self.note(|r| r.secret = Some(stored)).await;
         Ok(StepOutcome {
             detail: format!(
                 "secret {} added (expires {})",
@@ -257,5 +227,52 @@ impl Run {
             ),
             audit_seqs: seqs,
         })
+    }
+
+    /// Removes secrets labelled `label` (ours, from an attempt that crashed before recording
+    /// the value, which is lost); returns the audit indexes of the removals.
+    async fn remove_orphan_secrets(
+        &self,
+        app_oid: &str,
+        label: &str,
+    ) -> Result<Vec<u64>, ProvisionError> {
+        let mut seqs = Vec::new();
+        let app = self
+            .graph
+            .get_application(app_oid, &self.read_ctx(ids::SECRET))
+            .await
+            .map_err(|e| ProvisionError::entra(ids::SECRET, e))?
+            .value;
+        for orphan in app
+            .password_credentials
+            .iter()
+            .filter(|p| p.display_name.as_deref() == Some(label))
+        {
+            let target = Target {
+                kind: "passwordCredential",
+                id: Some(orphan.key_id.clone()),
+                display_name: label.to_owned(),
+            };
+            let graph = &self.graph;
+            let (aoid, kid) = (app_oid.to_owned(), orphan.key_id.clone());
+            let ((), seq) = self
+                .change(
+                    Change {
+                        step: ids::SECRET,
+                        action: "client_secret.remove",
+                        target,
+                        changes: json!([
+                            change("keyId", json!(orphan.key_id), Value::Null),
+                            change("hint", json!(orphan.hint), Value::Null)
+                        ]),
+                        after_create: true,
+                    },
+                    |ctx| async move { graph.remove_password(&aoid, &kid, &ctx).await },
+                    |_| (None, Value::Null),
+                )
+                .await?;
+            seqs.push(seq);
+        }
+        Ok(seqs)
     }
 }

@@ -13,31 +13,45 @@ impl Run {
     /// Deletes every service principal named `<server>-<provider>-token`; none found = done.
     pub async fn remove_token_app(&self) -> Result<StepOutcome, ProvisionError> {
         let name = token_app_name(&self.inner.server_name, &self.inner.provider);
-        let found = self
-            .graph
-            .find_service_principals_by_display_name(&name, &self.read_ctx(ids::TOKEN_APP))
-            .await
-            .map_err(|e| ProvisionError::entra(ids::TOKEN_APP, e))?
-            .value;
+        // A fresh run uses what the plan found moments ago; a resumed or repeated one reads
+        // again. An app deleted in between answers 404, which counts as removed.
+        let seeded = match &self.seed {
+            Some(seed) if !self.rec.lock().await.attempted.contains(ids::TOKEN_APP) => {
+                Some(seed.token_apps.clone())
+            }
+            _ => None,
+        };
+        let found: Vec<(String, String)> = match seeded {
+            Some(found) => found,
+            None => self
+                .graph
+                .find_service_principals_by_display_name(&name, &self.read_ctx(ids::TOKEN_APP))
+                .await
+                .map_err(|e| ProvisionError::entra(ids::TOKEN_APP, e))?
+                .value
+                .into_iter()
+                .map(|sp| (sp.id, sp.app_id))
+                .collect(),
+        };
         if found.is_empty() {
             return Ok(StepOutcome::unchanged(format!("{name} is not present")));
         }
         let mut seqs = Vec::new();
-        for sp in found {
+        for (sp_id, app_id) in found {
             let target = Target {
                 kind: "servicePrincipal",
-                id: Some(sp.id.clone()),
+                id: Some(sp_id.clone()),
                 display_name: name.clone(),
             };
             let graph = &self.graph;
-            let id = sp.id.clone();
+            let id = sp_id;
             let res = self
                 .change(
                     Change {
                         step: ids::TOKEN_APP,
                         action: "temporary_app.delete",
                         target,
-                        changes: json!([change("appId", json!(sp.app_id), Value::Null)]),
+                        changes: json!([change("appId", json!(app_id), Value::Null)]),
                         after_create: false,
                     },
                     |ctx| async move { graph.delete_service_principal(&id, &ctx).await },
@@ -96,6 +110,7 @@ impl Run {
             correlation_id: &crid_s,
             error: None,
         };
+        self.check_not_stopping()?;
         audit::append(log, scope, parts(Phase::Intent)).await?;
         let ctx = self.op_ctx(ids::VERIFY, crid, true);
         let result = self

@@ -42,19 +42,25 @@ impl Run {
         let sp_id = rec.sp_id.clone().ok_or_else(|| {
             ProvisionError::Store("grant step without a service principal".into())
         })?;
-        let ctx = self.read_ctx(ids::ACCESS);
-        let granted = self
-            .graph
-            .list_app_role_assignments(&sp_id, &ctx)
-            .await
-            .map_err(|e| ProvisionError::entra(ids::ACCESS, e))?
-            .value;
-        let assigned = self
-            .graph
-            .list_directory_role_assignments(&sp_id, &ctx)
-            .await
-            .map_err(|e| ProvisionError::entra(ids::ACCESS, e))?
-            .value;
+        // A service principal this onboarding created, whose grants were never begun, holds
+        // nothing yet: reading would only cost a round trip.
+        let (granted, assigned) = if self.must_check(ids::ACCESS).await {
+            let ctx = self.read_ctx(ids::ACCESS);
+            let (granted, assigned) = tokio::join!(
+                self.graph.list_app_role_assignments(&sp_id, &ctx),
+                self.graph.list_directory_role_assignments(&sp_id, &ctx)
+            );
+            (
+                granted
+                    .map_err(|e| ProvisionError::entra(ids::ACCESS, e))?
+                    .value,
+                assigned
+                    .map_err(|e| ProvisionError::entra(ids::ACCESS, e))?
+                    .value,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let mut items = Vec::new();
         let mut already = 0usize;
         for p in perms {
@@ -65,10 +71,10 @@ impl Run {
                 Some(g) => {
                     already += 1;
                     let (k, id) = (p.key(), g.id.clone());
-                    self.update(|r| {
+                    self.note(|r| {
                         r.grants.insert(k, id);
                     })
-                    .await?;
+                    .await;
                 }
                 None => items.push(Item::Grant(p.clone())),
             }
@@ -81,10 +87,10 @@ impl Run {
                 Some(a) => {
                     already += 1;
                     let (k, id) = (role.template_id.clone(), a.id.clone());
-                    self.update(|r| {
+                    self.note(|r| {
                         r.role_assignments.insert(k, id);
                     })
-                    .await?;
+                    .await;
                 }
                 None => items.push(Item::Role(role.clone())),
             }
@@ -195,10 +201,10 @@ impl Run {
             )
             .await?;
         let (k, id) = (p.key(), a.id.clone());
-        self.update(|r| {
+        self.note(|r| {
             r.grants.insert(k, id);
         })
-        .await?;
+        .await;
         Ok((seq, format!("{} granted (assignment {})", p.key(), a.id)))
     }
 
@@ -234,10 +240,10 @@ impl Run {
             )
             .await?;
         let (k, id) = (role.template_id.clone(), a.id.clone());
-        self.update(|r| {
+        self.note(|r| {
             r.role_assignments.insert(k, id);
         })
-        .await?;
+        .await;
         Ok((seq, format!("{} assigned (assignment {})", role.name, a.id)))
     }
 }

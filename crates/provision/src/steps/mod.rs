@@ -18,6 +18,7 @@ use crate::audit::{self, AuditScope, EntryParts, Phase, Target};
 use crate::engine::{HookAction, Inner};
 use crate::error::ProvisionError;
 use crate::events::{Emitter, EventKind};
+use crate::plan::ResolvedPermission;
 use crate::store::OnboardingRecord;
 
 /// Step ids (also the names in `steps_done` and in events).
@@ -51,6 +52,17 @@ pub(crate) struct Run {
     pub emitter: Arc<Emitter>,
     /// The durable state; written through [`Run::update`].
     pub rec: tokio::sync::Mutex<OnboardingRecord>,
+    /// What the plan read just before a fresh start (absent on resume: then steps read again).
+    pub seed: Option<Seed>,
+}
+
+/// Reads the plan made moments before `provision` started the run, handed over so the first
+/// run does not repeat them.
+pub(crate) struct Seed {
+    /// The profile's permissions resolved to app role ids.
+    pub perms: Vec<ResolvedPermission>,
+    /// Temporary token apps found: (service principal id, app id).
+    pub token_apps: Vec<(String, String)>,
 }
 
 /// One Entra change as the audit log describes it.
@@ -126,6 +138,31 @@ impl Run {
         self.inner.store.put(&rec).await
     }
 
+    /// Applies `f` to the record in memory only. For facts a resumed run finds again in Entra
+    /// (its steps read first once attempted): the step's `mark_done` write persists them, so a
+    /// step costs one disk flush instead of two.
+    pub async fn note(&self, f: impl FnOnce(&mut OnboardingRecord)) {
+        f(&mut *self.rec.lock().await);
+    }
+
+    /// Whether `step` must read Entra before changing it: unless the app is one this onboarding
+    /// created and the step has never begun a change, something may already be there.
+    pub async fn must_check(&self, step: &str) -> bool {
+        let rec = self.rec.lock().await;
+        !rec.fresh_app || rec.attempted.contains(step)
+    }
+
+    /// Records (durably) that `step` is about to make its first Entra change.
+    pub async fn mark_attempted(&self, step: &str) -> Result<(), ProvisionError> {
+        if self.rec.lock().await.attempted.contains(step) {
+            return Ok(());
+        }
+        self.update(|r| {
+            r.attempted.insert(step.to_owned());
+        })
+        .await
+    }
+
     /// A copy of the record.
     pub async fn snapshot(&self) -> OnboardingRecord {
         self.rec.lock().await.clone()
@@ -150,23 +187,27 @@ impl Run {
             changes,
             after_create,
         } = spec;
+        self.check_not_stopping()?;
         let crid = Uuid::new_v4();
         let crid_s = crid.to_string();
         let log = &self.inner.audit;
-        audit::append(
-            log,
-            &self.scope,
-            EntryParts {
-                action,
-                phase: Phase::Intent,
-                target: &target,
-                changes: changes.clone(),
-                graph_request_id: None,
-                correlation_id: &crid_s,
-                error: None,
-            },
-        )
-        .await?;
+        // Both must be durable before the call; they go to different stores, so at once.
+        tokio::try_join!(
+            self.mark_attempted(top_level(step)),
+            audit::append(
+                log,
+                &self.scope,
+                EntryParts {
+                    action,
+                    phase: Phase::Intent,
+                    target: &target,
+                    changes: changes.clone(),
+                    graph_request_id: None,
+                    correlation_id: &crid_s,
+                    error: None,
+                },
+            )
+        )?;
         let ctx = self.op_ctx(step, crid, after_create);
         match call(ctx).await {
             Ok(Reply { value, meta }) => {
@@ -249,6 +290,9 @@ impl Run {
                 );
                 self.hook(id).await
             }
+            // A stopped run (shutdown, or a test's simulated crash) reports nothing: it has not
+            // failed, it will be resumed.
+            Err(e @ ProvisionError::Halted(_)) => Err(e),
             Err(e) => {
                 self.emitter.emit(
                     id,
@@ -259,6 +303,18 @@ impl Run {
                 Err(e)
             }
         }
+    }
+
+    /// Refuses to begin an Entra change once the engine is shutting down.
+    pub fn check_not_stopping(&self) -> Result<(), ProvisionError> {
+        if self
+            .inner
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(ProvisionError::Halted("shutdown".into()));
+        }
+        Ok(())
     }
 
     /// Asks the test hook what to do after a confirmed step (`step`) or right after an audited
@@ -274,6 +330,15 @@ impl Run {
                 "injected failure after step {step}"
             ))),
         }
+    }
+}
+
+/// The top-level step a sub-step (`grant:…`, `role:…`) belongs to.
+fn top_level(step: &str) -> &str {
+    if step.starts_with("grant:") || step.starts_with("role:") {
+        ids::ACCESS
+    } else {
+        step
     }
 }
 

@@ -218,6 +218,28 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Puts the role and the Graph permission back, as an admin in the portal would.
+    pub async fn restore(&self, value: &str) -> Result<()> {
+        let g = self.admin_graph();
+        let ctx = OpContext::new();
+        g.assign_directory_role(
+            entra_client::graph::roles::template::TEAMS_ADMINISTRATOR,
+            &self.sp_id,
+            &ctx,
+        )
+        .await?;
+        let graph_sp = g
+            .resource_service_principal(entra_client::MICROSOFT_GRAPH_APP_ID, &ctx)
+            .await?
+            .value;
+        let role = graph_sp.app_role(value).context("no such app role")?;
+        g.grant_app_role(&graph_sp.id, &self.sp_id, &role.id, &ctx)
+            .await?;
+        Ok(())
+    }
+}
+
 /// A platform service: gRPC health on 127.0.0.1:0 with `service` set to serving or not.
 pub struct Platform {
     pub addr: SocketAddr,

@@ -472,3 +472,72 @@ fn repair_change(f: &Finding) -> String {
         other => other.detail(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::targets::BoxFuture;
+
+    /// No registrations; counts how often a run asked for them.
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Targets for Counting {
+        fn resolve<'a>(&'a self, t: &'a Target) -> BoxFuture<'a, Result<VerifyInput>> {
+            Box::pin(async move { Err(VerifyError::NotFound(t.describe())) })
+        }
+        fn all(&self) -> BoxFuture<'_, Result<Vec<Target>>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn writer_token<'a>(
+            &'a self,
+            _: &'a VerifyInput,
+        ) -> BoxFuture<'a, Result<Option<SecretString>>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    // Paused time: no Entra or network IO happens (there are no targets), so the clock is ours.
+    #[tokio::test(start_paused = true)]
+    async fn the_schedule_runs_every_interval_and_stops_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = audit_log::NoteSigner::new(
+            "t.test/audit",
+            ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]),
+        )
+        .unwrap();
+        let audit = AuditLog::open(
+            audit_log::LogConfig::new(dir.path().join("a"), "t.test/audit"),
+            signer,
+        )
+        .unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let entra = entra_client::EntraClient::new(&entra_client::EntraConfig::default()).unwrap();
+        let monitor = Arc::new(DriftMonitor::new(
+            Verifier::new(entra),
+            Arc::new(Counting(runs.clone())),
+            audit,
+            DriftStore::new(db.open_tree("drift").unwrap()),
+            MonitorConfig::default(),
+        ));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = monitor.spawn(Duration::from_secs(60), stopped);
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            0,
+            "the first run waits one interval"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        stop.send_replace(true);
+        task.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+}

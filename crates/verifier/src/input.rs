@@ -105,3 +105,33 @@ pub struct VerifyInput {
     /// profile does not allow (the check then WARNs with the permission it needs).
     pub reader_token: Option<SecretString>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_secret_and_the_reader_token() {
+        let input = VerifyInput {
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            sp_id: "s".into(),
+            service_id: None,
+            profile: "direct-routing".into(),
+            secret: SecretString::from("s3cr3t-value".to_owned()),
+            secret_key_id: None,
+            secret_expires: None,
+            graph_permissions: vec![],
+            tenant_admin_permissions: vec![],
+            directory_roles: vec![],
+            horizon: Duration::from_secs(1),
+            critical: Duration::from_secs(1),
+            temporary_app_name: "x-y-token".into(),
+            platform: vec![],
+            reader_token: Some(SecretString::from("reader-token-value".to_owned())),
+        };
+        let text = format!("{input:?}");
+        assert!(!text.contains("s3cr3t-value") && !text.contains("reader-token-value"));
+        assert!(text.contains("x-y-token"));
+    }
+}

@@ -154,19 +154,25 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
     assert_eq!(status(&r, names::SECRET_EXPIRY)?.0, Status::Warn);
     assert_eq!(r.overall(), Status::Warn, "{}", table(&r));
 
-    // Missing directory role and missing permission, changed outside Onboard.
+    // Missing directory role and missing permission, and an extra permission, changed outside
+    // Onboard.
     env.remove_role().await?;
     env.revoke_permission("User.Read.All").await?;
+    env.grant_permission("Directory.Read.All").await?;
     let r = v.verify(&env.input(good.clone())).await;
     let (s, d) = status(&r, names::DIRECTORY_ROLES)?;
     assert_eq!(s, Status::Fail, "{d}");
     assert!(d.contains("lack Teams Administrator"), "{d}");
     let (s, d) = status(&r, names::TOKEN_ROLES)?;
     assert_eq!(s, Status::Fail, "{d}");
-    assert!(d.contains("Graph token roles lack User.Read.All"), "{d}");
+    assert!(
+        d.contains("Graph token roles lack User.Read.All; extra: Directory.Read.All"),
+        "{d}"
+    );
     assert!(!d.contains("Tenant Admin API token roles"), "{d}");
     let keys: Vec<String> = r.findings.iter().map(Finding::key).collect();
     assert!(keys.contains(&"permission/graph/User.Read.All/missing".to_owned()));
+    assert!(keys.contains(&"permission/graph/Directory.Read.All/extra".to_owned()));
     assert!(
         keys.iter()
             .any(|k| k.starts_with("role/") && k.ends_with("/missing"))

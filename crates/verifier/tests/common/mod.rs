@@ -221,14 +221,20 @@ impl Env {
 impl Env {
     /// Puts the role and the Graph permission back, as an admin in the portal would.
     pub async fn restore(&self, value: &str) -> Result<()> {
+        self.admin_graph()
+            .assign_directory_role(
+                entra_client::graph::roles::template::TEAMS_ADMINISTRATOR,
+                &self.sp_id,
+                &OpContext::new(),
+            )
+            .await?;
+        self.grant_permission(value).await
+    }
+
+    /// Grants the SP Graph app role `value`, as an admin in the portal would.
+    pub async fn grant_permission(&self, value: &str) -> Result<()> {
         let g = self.admin_graph();
         let ctx = OpContext::new();
-        g.assign_directory_role(
-            entra_client::graph::roles::template::TEAMS_ADMINISTRATOR,
-            &self.sp_id,
-            &ctx,
-        )
-        .await?;
         let graph_sp = g
             .resource_service_principal(entra_client::MICROSOFT_GRAPH_APP_ID, &ctx)
             .await?

@@ -83,7 +83,7 @@ pub async fn serve(
         // Graceful shutdown waits for open calls; Follow streams never end on their own.
         closing.begin_shutdown();
     };
-    builder
+    let served = builder
         .add_service(health)
         .add_service(reflection)
         .add_service(AuditServer::new(AuditService::new(app.clone())))
@@ -94,11 +94,13 @@ pub async fn serve(
             app.clone(),
         )))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-        .await?;
+        .await;
     if let Some(s) = scheduler {
-        // `closing` is already true; the run in progress (if any) finishes first.
+        // Also when serving failed: the scheduler stops; a run in progress finishes first.
+        app.begin_shutdown();
         let _ = s.await;
     }
+    served?;
     // Runs stop where they are; their records stay `running` for the next start.
     app.engine().shutdown().await;
     Ok(())

@@ -2,6 +2,7 @@
 
 mod audit_cli;
 mod demo;
+mod verify_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,9 @@ enum Command {
     Audit(audit_cli::AuditCommand),
     /// Runs the Entra emulator (identity platform + Graph) over HTTPS.
     EntraSim(entra_sim::SimArgs),
+    /// Asks a server to verify a registration and prints the report (exit 1 on any FAIL, 2
+    /// when the call fails).
+    Verify(verify_cli::VerifyArgs),
     /// Runs the gRPC service until Ctrl-C or SIGTERM.
     Serve {
         /// The TOML configuration file (see deploy/onboard.example.toml).
@@ -37,6 +41,8 @@ enum Command {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        // Has its own exit codes; handled in `main`.
+        Command::Verify(_) => Ok(()),
         Command::Demo(args) => demo::run(args).await,
         Command::Keygen(args) => {
             let vkey = audit_cli::keygen(&args)?;
@@ -58,7 +64,11 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    if let Command::Verify(args) = cli.command {
+        return verify_cli::run(args).await;
+    }
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

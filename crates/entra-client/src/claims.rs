@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::error::EntraError;
@@ -38,9 +38,47 @@ impl TokenSet {
     }
 }
 
+/// What an access token says about its holder (read unverified: a hint for checks and display;
+/// Graph itself enforces). For app-only tokens `roles` holds the granted application permissions
+/// of the token's resource; Entra omits the claim when nothing is granted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AccessTokenClaims {
+    /// Tenant id.
+    #[serde(default)]
+    pub tid: Option<String>,
+    /// Audience: the resource the token is for.
+    #[serde(default)]
+    pub aud: Option<String>,
+    /// Application (client) id of the caller (v1 tokens).
+    #[serde(default)]
+    pub appid: Option<String>,
+    /// Application permissions granted (app-only tokens); empty when absent.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Delegated scopes (space-separated), for user tokens.
+    #[serde(default)]
+    pub scp: Option<String>,
+    /// Expiry, seconds since the Unix epoch.
+    #[serde(default)]
+    pub exp: Option<i64>,
+}
+
+/// Decodes an access token's claims without checking its signature (see [`AccessTokenClaims`]).
+/// Errors name the problem, never the token.
+pub fn access_token_claims(token: &SecretString) -> Result<AccessTokenClaims, EntraError> {
+    decode_payload(token.expose_secret(), "access_token_claims")
+}
+
 fn decode_claims(jwt: &str) -> Result<IdTokenClaims, EntraError> {
+    decode_payload(jwt, "id_token_claims")
+}
+
+fn decode_payload<T: serde::de::DeserializeOwned>(
+    jwt: &str,
+    operation: &'static str,
+) -> Result<T, EntraError> {
     let bad = |m: &str| EntraError::Decode {
-        operation: "id_token_claims",
+        operation,
         status: 200,
         message: m.to_owned(),
         request_id: None,
@@ -48,11 +86,11 @@ fn decode_claims(jwt: &str) -> Result<IdTokenClaims, EntraError> {
     let payload = jwt
         .split('.')
         .nth(1)
-        .ok_or_else(|| bad("id token is not a JWT"))?;
+        .ok_or_else(|| bad("token is not a JWT"))?;
     let bytes = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
-        .map_err(|_| bad("id token payload is not base64url"))?;
-    serde_json::from_slice(&bytes).map_err(|e| bad(&format!("id token claims: {e}")))
+        .map_err(|_| bad("token payload is not base64url"))?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(&format!("token claims: {e}")))
 }
 
 #[cfg(test)]
@@ -75,6 +113,18 @@ mod tests {
             c.wids,
             vec!["62e90394-69f5-4237-9190-012177145e10".to_string()]
         );
+    }
+
+    #[test]
+    fn reads_access_token_roles() {
+        let t = SecretString::from(jwt(
+            r#"{"tid":"t-1","aud":"https://graph.microsoft.com","roles":["User.Read.All"],"exp":5}"#,
+        ));
+        let c = access_token_claims(&t).unwrap();
+        assert_eq!(c.roles, vec!["User.Read.All".to_string()]);
+        assert_eq!(c.exp, Some(5));
+        let none = access_token_claims(&SecretString::from(jwt(r#"{"tid":"t"}"#))).unwrap();
+        assert!(none.roles.is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::error::ProvisionError;
 use crate::events::{self, Emitter, EventKind, EventStream};
 use crate::names::{self, validate_name};
 use crate::plan::{self, Plan, resolve_permissions};
+use crate::profiles::ResolvedProfile;
 use crate::signin::{Admin, check_sign_in};
 use crate::steps::{Run, Seed};
 use crate::store::{OnboardingRecord, Status, Store};
@@ -495,6 +496,32 @@ impl Engine {
                 what: "no secret has been made".into(),
             })?;
         self.inner.key.open(id, "client_secret", &s.sealed)
+    }
+
+    /// The permissions and roles onboarding `id` was provisioned with (its profile as resolved
+    /// for its platform version): what day-two verification compares Entra against.
+    pub fn resolved_profile(&self, id: &str) -> Result<ResolvedProfile, ProvisionError> {
+        let rec = self
+            .inner
+            .store
+            .get(id)?
+            .ok_or_else(|| ProvisionError::NotFound(id.to_owned()))?;
+        Ok(rec.profile)
+    }
+
+    /// The admin's delegated access token stored (sealed) with onboarding `id`, if any. It may
+    /// have expired; callers check. Day-two verification reads and repairs with it while it
+    /// lasts. Never log it.
+    pub fn admin_session(&self, id: &str) -> Result<Option<SecretString>, ProvisionError> {
+        let rec = self
+            .inner
+            .store
+            .get(id)?
+            .ok_or_else(|| ProvisionError::NotFound(id.to_owned()))?;
+        match rec.sealed_admin_token {
+            Some(_) => self.admin_token(&rec).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Stops every running onboarding: no new Entra change begins, changes already sent get

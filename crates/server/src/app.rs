@@ -13,6 +13,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::{Result, ServerError};
 use crate::invitations::Invitations;
+use crate::verification::EngineTargets;
 
 /// The audit log's sled directory inside the data directory (the log owns it alone).
 pub const AUDIT_DIR: &str = "audit";
@@ -24,6 +25,10 @@ const SEALING_KEY_META: &str = "provision_sealing_key";
 const PROVISION_TREE: &str = "provision";
 /// Onboarding id → invitation id.
 const LINKS_TREE: &str = "onboarding_invitations";
+/// Open drift items found by scheduled verification.
+const DRIFT_TREE: &str = "drift";
+/// The audit actor of scheduled verification runs.
+pub const DRIFT_ACTOR: &str = "onboard:drift-monitor";
 
 /// Everything the services share.
 #[derive(Clone)]
@@ -51,6 +56,9 @@ struct Inner {
     profiles: ProfileSet,
     /// Onboarding id → the invitation it came from (the engine does not know invitations).
     links: sled::Tree,
+    /// Verification: the checks, the registrations (through `verifier::Targets`), open drift
+    /// items and scheduled runs.
+    drift: Arc<verifier::DriftMonitor>,
     /// Set to true when the server begins shutting down, so long-lived streams (Follow) end
     /// and graceful shutdown, which waits for every open call, can finish.
     closing: tokio::sync::watch::Sender<bool>,
@@ -93,6 +101,17 @@ impl App {
         )?;
         engine_config.profiles = profiles.clone();
         let engine = Engine::new(engine_config)?;
+        let targets = EngineTargets::new(engine.clone(), &config)?;
+        let drift = Arc::new(verifier::DriftMonitor::new(
+            verifier::Verifier::new(entra.clone()),
+            Arc::new(targets),
+            audit.clone(),
+            verifier::DriftStore::new(db.open_tree(DRIFT_TREE)?),
+            verifier::MonitorConfig {
+                repair_profiles: config.verification.repair_profiles.clone(),
+                actor: DRIFT_ACTOR.into(),
+            },
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -103,6 +122,7 @@ impl App {
                 engine,
                 profiles,
                 links: db.open_tree(LINKS_TREE)?,
+                drift,
                 closing: tokio::sync::watch::Sender::new(false),
             }),
         })
@@ -146,6 +166,11 @@ impl App {
     /// Onboarding id → invitation id.
     pub fn onboarding_links(&self) -> &sled::Tree {
         &self.inner.links
+    }
+
+    /// Verification and drift: the verifier, its target source and scheduled runs.
+    pub fn drift(&self) -> &Arc<verifier::DriftMonitor> {
+        &self.inner.drift
     }
 
     /// A receiver that turns true when the server begins shutting down.

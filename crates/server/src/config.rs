@@ -25,6 +25,7 @@ const SECTIONS: &[&str] = &[
     "platform",
     "invitations",
     "auth",
+    "verification",
 ];
 
 /// The whole configuration.
@@ -50,6 +51,9 @@ pub struct Config {
     /// Who may call what.
     #[serde(default)]
     pub auth: AuthSection,
+    /// Day-two verification: secret horizon, scheduled drift runs, automatic repair.
+    #[serde(default)]
+    pub verification: VerificationSection,
 }
 
 /// `[server]`
@@ -146,6 +150,75 @@ pub struct PlatformSection {
     /// format of `crates/provision/profiles/default.toml`); unset means the shipped ones.
     #[serde(default)]
     pub profiles_path: Option<PathBuf>,
+    /// The platform services' status endpoints, which verification probes.
+    #[serde(default)]
+    pub services: Vec<PlatformService>,
+}
+
+/// `[[platform.services]]`: where one Direct Routing service reports its status. Exactly one
+/// of `grpc_health` and `http_probe`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformService {
+    /// The service id (as in invitations); also the gRPC health service name asked for.
+    pub id: String,
+    /// A gRPC endpoint speaking `grpc.health.v1` (`https://host:port`; `http://` for local
+    /// tests). An `https` endpoint needs `ca`.
+    #[serde(default)]
+    pub grpc_health: Option<String>,
+    /// An HTTPS URL answering 200 with JSON `{"status": "OK"}` (`"SERVING"` is accepted too;
+    /// anything else is a FAIL naming it).
+    #[serde(default)]
+    pub http_probe: Option<String>,
+    /// Extra CA certificates (PEM) to trust for the endpoint.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Connect + answer budget in milliseconds.
+    #[serde(default = "default_probe_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_probe_timeout_ms() -> u64 {
+    5_000
+}
+
+/// `[verification]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationSection {
+    /// Seconds between scheduled drift runs over every managed registration; unset turns
+    /// scheduled verification off.
+    #[serde(default)]
+    pub interval_secs: Option<u64>,
+    /// A secret expiring within this many days is a WARN.
+    #[serde(default = "default_horizon_days")]
+    pub horizon_days: u64,
+    /// A secret expiring within this many days (or expired) is a FAIL.
+    #[serde(default = "default_critical_days")]
+    pub critical_days: u64,
+    /// Profiles whose missing permissions and roles scheduled runs put back (audited), with
+    /// the onboarding's stored admin session while it is valid.
+    #[serde(default)]
+    pub repair_profiles: Vec<String>,
+}
+
+impl Default for VerificationSection {
+    fn default() -> Self {
+        Self {
+            interval_secs: None,
+            horizon_days: default_horizon_days(),
+            critical_days: default_critical_days(),
+            repair_profiles: Vec::new(),
+        }
+    }
+}
+
+fn default_horizon_days() -> u64 {
+    30
+}
+
+fn default_critical_days() -> u64 {
+    7
 }
 
 /// `[invitations]`
@@ -259,6 +332,24 @@ impl Config {
                 "tls.client_ca needs tls.cert and tls.key (mTLS is TLS first)".into(),
             ));
         }
+        for s in &self.platform.services {
+            if s.grpc_health.is_some() == s.http_probe.is_some() {
+                return Err(ServerError::Config(format!(
+                    "platform.services {:?}: set exactly one of grpc_health and http_probe",
+                    s.id
+                )));
+            }
+        }
+        if self.verification.interval_secs == Some(0) {
+            return Err(ServerError::Config(
+                "verification.interval_secs must be at least 1 (leave it unset to turn scheduled runs off)".into(),
+            ));
+        }
+        if self.verification.critical_days > self.verification.horizon_days {
+            return Err(ServerError::Config(
+                "verification.critical_days must not exceed horizon_days".into(),
+            ));
+        }
         if self.audit.origin.trim().is_empty() {
             return Err(ServerError::Config("audit.origin is empty".into()));
         }
@@ -345,6 +436,19 @@ activation_base_url = "https://wizard.example.net/activate"
         assert!(c.tls.client_ca.is_some());
         assert_eq!(c.auth.callers.len(), 3);
         assert_eq!(c.auth.callers[0].role, Role::Operator);
+        assert_eq!(c.verification.interval_secs, Some(3600));
+        assert_eq!(c.platform.services.len(), 2);
+    }
+
+    #[test]
+    fn a_platform_service_needs_exactly_one_probe() {
+        let both = format!(
+            "{BASE}[[platform.services]]\nid = \"dr-1\"\ngrpc_health = \"http://a\"\nhttp_probe = \"https://b\"\n"
+        );
+        assert!(Config::from_toml_str(&both, std::iter::empty()).is_err());
+        let c = Config::from_toml_str(BASE, std::iter::empty()).expect("config");
+        assert_eq!(c.verification.interval_secs, None);
+        assert_eq!(c.verification.horizon_days, 30);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use entra_client::EntraError;
 use provision::{NameRule, ProvisionError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+use verifier::VerifyError;
 
 /// One invalid request field, reported as a `google.rpc.BadRequest` field violation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,21 @@ impl ServerError {
         Self::Io {
             context: context.into(),
             source,
+        }
+    }
+}
+
+/// Verification's errors in the server's terms (then mapped below like any other).
+impl From<VerifyError> for ServerError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::NotFound(m) => ServerError::NotFound(m),
+            VerifyError::InvalidTarget(m) => ServerError::invalid("target", m),
+            VerifyError::Audit(a) => ServerError::Audit(a),
+            VerifyError::Store(s) => ServerError::State(s),
+            other @ (VerifyError::Corrupt { .. } | VerifyError::Targets(_)) => {
+                ServerError::Internal(other.to_string())
+            }
         }
     }
 }

@@ -7,7 +7,9 @@
 //! - [`audit`]: the Audit service (auditor, admin); every read is itself an audit entry.
 //! - [`invitations`]: invitations, their MACed single-use tokens, and the Invitations service.
 //! - [`onboarding`]: the Onboarding service (wizard back-end) over `provision::Engine`.
-//! - [`stubs`]: Credentials, Verification, registered but UNIMPLEMENTED for now.
+//! - [`verification`]: the Verification service (Verify, ListDrift) over the `verifier` crate,
+//!   with completed onboardings as targets; scheduled drift runs start in [`serve()`].
+//! - [`stubs`]: Credentials, registered but UNIMPLEMENTED for now.
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -21,8 +23,9 @@ pub mod onboarding;
 mod paging;
 mod serve;
 pub mod stubs;
+pub mod verification;
 
-pub use app::{AUDIT_DIR, App, STATE_DIR};
+pub use app::{AUDIT_DIR, App, DRIFT_ACTOR, STATE_DIR};
 pub use auth::{Caller, Role, token_sha256_hex};
 pub use config::Config;
 pub use error::ServerError;

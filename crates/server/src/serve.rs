@@ -22,6 +22,7 @@ use crate::error::{Result, ServerError};
 use crate::invitations::service::InvitationsService;
 use crate::onboarding::OnboardingService;
 use crate::stubs::Pending;
+use crate::verification::VerificationService;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,12 +48,12 @@ pub async fn serve(
     reporter
         .set_serving::<OnboardingServer<OnboardingService>>()
         .await;
+    reporter
+        .set_serving::<VerificationServer<VerificationService>>()
+        .await;
     // Registered but not built yet: health says so.
     reporter
         .set_not_serving::<CredentialsServer<Pending>>()
-        .await;
-    reporter
-        .set_not_serving::<VerificationServer<Pending>>()
         .await;
 
     let reflection = tonic_reflection::server::Builder::configure()
@@ -67,6 +68,14 @@ pub async fn serve(
     if !resumed.is_empty() {
         tracing::info!(count = resumed.len(), "resumed onboardings");
     }
+    // Scheduled verification: every managed registration, drift recorded (and repaired per
+    // profile); stops when shutdown begins.
+    let scheduler = app.config().verification.interval_secs.map(|secs| {
+        tracing::info!(every_s = secs, "scheduled verification on");
+        app.drift()
+            .clone()
+            .spawn(Duration::from_secs(secs), app.closing())
+    });
     let pending = Pending::new(app.clone());
     let closing = app.clone();
     let shutdown = async move {
@@ -74,21 +83,29 @@ pub async fn serve(
         // Graceful shutdown waits for open calls; Follow streams never end on their own.
         closing.begin_shutdown();
     };
-    builder
+    let served = builder
         .add_service(health)
         .add_service(reflection)
         .add_service(AuditServer::new(AuditService::new(app.clone())))
         .add_service(InvitationsServer::new(InvitationsService::new(app.clone())))
         .add_service(OnboardingServer::new(OnboardingService::new(app.clone())))
-        .add_service(CredentialsServer::new(pending.clone()))
-        .add_service(VerificationServer::new(pending))
+        .add_service(CredentialsServer::new(pending))
+        .add_service(VerificationServer::new(VerificationService::new(
+            app.clone(),
+        )))
         // TCP_NODELAY: a stream's small messages (each step as it happens) go out at once
         // instead of waiting for the peer's delayed ACK.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
-        .await?;
+        .await;
+    if let Some(s) = scheduler {
+        // Also when serving failed: the scheduler stops; a run in progress finishes first.
+        app.begin_shutdown();
+        let _ = s.await;
+    }
+    served?;
     // Runs stop before their next Entra change (calls in flight finish and are audited); their
     // records stay `running` for the next start.
     app.engine().shutdown().await;

@@ -1,4 +1,4 @@
-//! Credentials and Verification: registered so reflection and clients see the whole contract,
+//! Credentials: registered so reflection and clients see the whole contract,
 //! answering UNIMPLEMENTED until they are built on the workflow engine (`crates/provision`).
 //! Callers are still authenticated first, so the role rules are visible now.
 
@@ -6,7 +6,6 @@ use std::pin::Pin;
 
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_server::Credentials;
-use onboard_proto::v1::verification_server::Verification;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -73,9 +72,4 @@ refusing! { Credentials, "Credentials";
     update_roles: "UpdateRoles"(pb::UpdateRolesRequest) -> pb::Grants;
     update_permissions: "UpdatePermissions"(pb::UpdatePermissionsRequest) -> pb::Grants;
     attach_registration: "AttachRegistration"(pb::AttachRegistrationRequest) -> pb::Registration;
-}
-
-refusing! { Verification, "Verification";
-    methods:
-    verify: "Verify"(pb::VerifyRequest) -> pb::VerifyReport;
 }

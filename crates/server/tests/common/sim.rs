@@ -27,6 +27,11 @@ pub struct Env {
 }
 
 pub async fn start() -> Result<Env> {
+    start_with("").await
+}
+
+/// Like [`start`], with more configuration text appended (e.g. `[verification]`).
+pub async fn start_with(more_config: &str) -> Result<Env> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sim = Sim::start(
         listener,
@@ -51,6 +56,7 @@ authority_url = "{base}"
 graph_url = "{base}"
 extra_trust_roots = ["{ca}"]
 token_app_client_id = "{client}"
+{more_config}
 "#,
         base = sim.base_url(),
         ca = ca.display(),

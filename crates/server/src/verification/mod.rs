@@ -1,0 +1,150 @@
+//! The `onboard.v1.Verification` service (operators): Verify runs every check of
+//! [`verifier::Verifier`] on one registration now and records the report
+//! (`verification.report`); ListDrift shows the open drift items scheduled runs found.
+//!
+//! Registrations are found through [`verifier::Targets`]; today [`EngineTargets`] (completed
+//! onboardings). Scheduled runs ([`verifier::DriftMonitor`]) start in `serve` when
+//! `[verification] interval_secs` is set.
+
+mod targets;
+
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::verification_server::Verification;
+use serde_json::{Map, Value, json};
+use tonic::{Request, Response, Status};
+use verifier::Target;
+
+use crate::App;
+use crate::auth::Role;
+use crate::error::{Result, ServerError};
+pub use targets::EngineTargets;
+
+/// Serves verification from the shared [`App`].
+#[derive(Debug, Clone)]
+pub struct VerificationService {
+    /// Authentication, the audit log and the drift monitor.
+    app: App,
+}
+
+fn status_pb(s: verifier::Status) -> pb::CheckStatus {
+    match s {
+        verifier::Status::Ok => pb::CheckStatus::Ok,
+        verifier::Status::Warn => pb::CheckStatus::Warn,
+        verifier::Status::Fail => pb::CheckStatus::Fail,
+    }
+}
+
+fn ts(rfc3339: &str) -> Option<prost_types::Timestamp> {
+    crate::clock::parse_rfc3339(rfc3339).map(|t| crate::clock::timestamp(crate::clock::ms_of(t)))
+}
+
+impl VerificationService {
+    /// A service over `app`.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+
+    async fn verify(&self, req: Request<pb::VerifyRequest>) -> Result<pb::VerifyReport> {
+        let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
+        let target = match req.into_inner().target {
+            None => {
+                return Err(ServerError::invalid(
+                    "target",
+                    "set client_id or service_id",
+                ));
+            }
+            Some(pb::verify_request::Target::ClientId(c)) if c.trim().is_empty() => {
+                return Err(ServerError::invalid("client_id", "empty"));
+            }
+            Some(pb::verify_request::Target::ServiceId(s)) if s.trim().is_empty() => {
+                return Err(ServerError::invalid("service_id", "empty"));
+            }
+            Some(pb::verify_request::Target::ClientId(c)) => Target::ClientId(c),
+            Some(pb::verify_request::Target::ServiceId(s)) => Target::ServiceId(s),
+        };
+        let drift = self.app.drift();
+        let input = drift.targets().resolve(&target).await?;
+        let report = drift.verifier().verify(&input).await;
+        let seq = report
+            .record(self.app.audit(), &caller.identity, "on_demand")
+            .await?;
+        Ok(pb::VerifyReport {
+            tenant_id: report.tenant_id.clone(),
+            client_id: report.client_id.clone(),
+            checks: report
+                .checks
+                .iter()
+                .map(|c| pb::Check {
+                    name: c.name.clone(),
+                    status: status_pb(c.status).into(),
+                    detail: c.detail.clone(),
+                })
+                .collect(),
+            overall: status_pb(report.overall()).into(),
+            checked_at: Some(crate::clock::timestamp(crate::clock::ms_of(
+                report.checked_at,
+            ))),
+            audit_seq: seq,
+        })
+    }
+
+    async fn list_drift(
+        &self,
+        req: Request<pb::ListDriftRequest>,
+    ) -> Result<pb::ListDriftResponse> {
+        let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
+        let client_id = req.into_inner().client_id;
+        let filter = (!client_id.trim().is_empty()).then_some(client_id.as_str());
+        let items = self.app.drift().open_drift(filter)?;
+        let mut fields = Map::new();
+        fields.insert("action".into(), "drift.list".into());
+        fields.insert("phase".into(), "succeeded".into());
+        fields.insert("actor".into(), caller.identity.into());
+        fields.insert(
+            "target".into(),
+            match filter {
+                Some(c) => json!({"type": "app_registration", "id": c}),
+                None => json!({"type": "app_registration", "id": "*"}),
+            },
+        );
+        fields.insert("count".into(), Value::from(items.len()));
+        self.app.audit().append(&fields).await?;
+        Ok(pb::ListDriftResponse {
+            items: items
+                .into_iter()
+                .map(|i| pb::DriftItem {
+                    first_seen: ts(&i.first_seen),
+                    last_seen: ts(&i.last_seen),
+                    client_id: i.client_id,
+                    tenant_id: i.tenant_id,
+                    service_id: i.service_id.unwrap_or_default(),
+                    kind: i.kind,
+                    key: i.key,
+                    detail: i.detail,
+                    audit_seq: i.audit_seq,
+                })
+                .collect(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Verification for VerificationService {
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyReport>, Status> {
+        Ok(Response::new(
+            VerificationService::verify(self, request).await?,
+        ))
+    }
+
+    async fn list_drift(
+        &self,
+        request: Request<pb::ListDriftRequest>,
+    ) -> Result<Response<pb::ListDriftResponse>, Status> {
+        Ok(Response::new(
+            VerificationService::list_drift(self, request).await?,
+        ))
+    }
+}

@@ -1,0 +1,543 @@
+//! Drift: scheduled verification of every managed registration, a durable list of open
+//! differences, audit entries when one appears or goes away, and optional repair.
+//!
+//! Audit actions (all with `target` = the app registration):
+//! - `verification.report` (trigger `scheduled`): every run's report.
+//! - `drift.detected`: a finding not open before (a permission, role or secret changed outside
+//!   Onboard).
+//! - `drift.resolved`: an open finding no longer observed, or repaired.
+//! - `drift.repair`: `intent` before a re-grant / re-assignment, then `succeeded` / `failed`
+//!   (with `intent_seq`); or `skipped` when no admin session can do it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit_log::AuditLog;
+use entra_client::OpContext;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::checks::Verifier;
+use crate::error::{Result, VerifyError};
+use crate::input::{Target, VerifyInput};
+use crate::report::{Finding, Report};
+use crate::targets::Targets;
+
+/// One open drift item, as kept in sled and shown to operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftItem {
+    /// Application (client) id.
+    pub client_id: String,
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Platform service id, if known.
+    pub service_id: Option<String>,
+    /// `permission`, `role` or `secret`.
+    pub kind: String,
+    /// Stable key of the difference (e.g. `permission/graph/User.Read.All/missing`).
+    pub key: String,
+    /// For a human.
+    pub detail: String,
+    /// First seen (RFC 3339).
+    pub first_seen: String,
+    /// Last seen (RFC 3339).
+    pub last_seen: String,
+    /// The `drift.detected` audit entry.
+    pub audit_seq: u64,
+}
+
+/// Open drift items in a sled tree the caller opened (`d/<client id>/<key>` → JSON).
+/// Writes are plain inserts/removes followed by a blocking flush on tokio's blocking pool (no
+/// batches, transactions or `flush_async`: see ARCHITECTURE.md, sled traps).
+#[derive(Debug, Clone)]
+pub struct DriftStore {
+    /// The caller's tree.
+    tree: sled::Tree,
+}
+
+fn item_key(client_id: &str, key: &str) -> Vec<u8> {
+    format!("d/{client_id}/{key}").into_bytes()
+}
+
+impl DriftStore {
+    /// Wraps `tree`.
+    pub fn new(tree: sled::Tree) -> Self {
+        Self { tree }
+    }
+
+    /// Open items, of one registration or (`None`) of all, in key order.
+    pub fn list(&self, client_id: Option<&str>) -> Result<Vec<DriftItem>> {
+        let prefix = match client_id {
+            Some(c) => format!("d/{c}/"),
+            None => "d/".into(),
+        };
+        self.tree
+            .scan_prefix(prefix.as_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                serde_json::from_slice(&v).map_err(|e| VerifyError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    async fn put(&self, item: &DriftItem) -> Result<()> {
+        let bytes = serde_json::to_vec(item).map_err(|e| VerifyError::Corrupt {
+            key: item.key.clone(),
+            message: e.to_string(),
+        })?;
+        self.tree
+            .insert(item_key(&item.client_id, &item.key), bytes)?;
+        self.flush().await
+    }
+
+    async fn remove(&self, client_id: &str, key: &str) -> Result<()> {
+        self.tree.remove(item_key(client_id, key))?;
+        self.flush().await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let tree = self.tree.clone();
+        match tokio::task::spawn_blocking(move || tree.flush()).await {
+            Ok(r) => r.map(|_| ()).map_err(VerifyError::from),
+            Err(e) => Err(VerifyError::Store(sled::Error::ReportableBug(format!(
+                "flush task failed: {e}"
+            )))),
+        }
+    }
+}
+
+/// How drift runs behave.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorConfig {
+    /// Profiles whose missing permissions and roles are repaired automatically.
+    pub repair_profiles: Vec<String>,
+    /// The audit `actor` of scheduled runs (e.g. `onboard:drift-monitor`).
+    pub actor: String,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Registrations verified.
+    pub verified: usize,
+    /// Items newly detected.
+    pub detected: Vec<DriftItem>,
+    /// Items no longer observed or repaired (keys).
+    pub resolved: Vec<String>,
+    /// Repairs that succeeded (keys).
+    pub repaired: Vec<String>,
+    /// Registrations that could not be verified, with why.
+    pub errors: Vec<String>,
+}
+
+/// Scheduled verification with drift records and optional repair.
+pub struct DriftMonitor {
+    /// Runs the checks.
+    verifier: Verifier,
+    /// Knows the registrations.
+    targets: Arc<dyn Targets>,
+    /// Where every report, drift and repair goes first.
+    audit: AuditLog,
+    /// Open items.
+    store: DriftStore,
+    /// Repair profiles and actor.
+    config: MonitorConfig,
+    /// One run at a time (the scheduler and a manual run may overlap).
+    running: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for DriftMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriftMonitor")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn base_fields(action: &str, phase: &str, actor: &str, input: &VerifyInput) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("action".into(), action.into());
+    m.insert("phase".into(), phase.into());
+    m.insert("actor".into(), actor.into());
+    m.insert(
+        "target".into(),
+        json!({"type": "app_registration", "id": input.client_id}),
+    );
+    m.insert("tenant_id".into(), input.tenant_id.clone().into());
+    m.insert("client_id".into(), input.client_id.clone().into());
+    if let Some(s) = &input.service_id {
+        m.insert("service_id".into(), s.clone().into());
+    }
+    m.insert("profile".into(), input.profile.clone().into());
+    m
+}
+
+impl DriftMonitor {
+    /// A monitor over `targets`, recording to `audit` and keeping open items in `store`.
+    pub fn new(
+        verifier: Verifier,
+        targets: Arc<dyn Targets>,
+        audit: AuditLog,
+        store: DriftStore,
+        config: MonitorConfig,
+    ) -> Self {
+        Self {
+            verifier,
+            targets,
+            audit,
+            store,
+            config,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The verifier (for on-demand reports).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The target source.
+    pub fn targets(&self) -> &Arc<dyn Targets> {
+        &self.targets
+    }
+
+    /// Open drift items (of one registration, or all).
+    pub fn open_drift(&self, client_id: Option<&str>) -> Result<Vec<DriftItem>> {
+        self.store.list(client_id)
+    }
+
+    /// Runs the scheduler: a run every `every` (the first after one interval) until `stop`
+    /// turns true. A failed run is logged and the next one still happens.
+    pub fn spawn(
+        self: Arc<Self>,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tick.tick() => {}
+                }
+                match self.run_once().await {
+                    Ok(s) => tracing::info!(
+                        verified = s.verified,
+                        detected = s.detected.len(),
+                        resolved = s.resolved.len(),
+                        repaired = s.repaired.len(),
+                        errors = s.errors.len(),
+                        "drift run finished"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "drift run failed"),
+                }
+            }
+        })
+    }
+
+    /// Verifies every registration now. Audit failures end the run (fail closed); a
+    /// registration that cannot be resolved is skipped and named in `errors`.
+    pub async fn run_once(&self) -> Result<RunSummary> {
+        let _one = self.running.lock().await;
+        let mut summary = RunSummary::default();
+        for target in self.targets.all().await? {
+            let input = match self.targets.resolve(&target).await {
+                Ok(i) => i,
+                Err(e @ VerifyError::Audit(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(target = %target.describe(), error = %e, "drift run: cannot resolve");
+                    summary.errors.push(format!("{}: {e}", target.describe()));
+                    continue;
+                }
+            };
+            self.run_one(&target, &input, &mut summary).await?;
+            summary.verified += 1;
+        }
+        Ok(summary)
+    }
+
+    async fn run_one(
+        &self,
+        _target: &Target,
+        input: &VerifyInput,
+        summary: &mut RunSummary,
+    ) -> Result<()> {
+        let actor = self.config.actor.as_str();
+        let report = self.verifier.verify(input).await;
+        let report_seq = report.record(&self.audit, actor, "scheduled").await?;
+        self.observe(input, &report, report_seq, summary).await?;
+        if self.config.repair_profiles.contains(&input.profile) {
+            self.repair(input, &report, summary).await?;
+        }
+        Ok(())
+    }
+
+    /// Compares the report's findings with the open items: new ones are detected, missing ones
+    /// resolved. Only checks that could be read resolve items: a WARN "could not read" does
+    /// not close a role item.
+    async fn observe(
+        &self,
+        input: &VerifyInput,
+        report: &Report,
+        report_seq: u64,
+        summary: &mut RunSummary,
+    ) -> Result<()> {
+        let actor = self.config.actor.as_str();
+        let open = self.store.list(Some(&input.client_id))?;
+        let now = now_rfc3339();
+        for f in &report.findings {
+            let key = f.key();
+            if let Some(mut item) = open.iter().find(|i| i.key == key).cloned() {
+                item.last_seen = now.clone();
+                self.store.put(&item).await?;
+                continue;
+            }
+            let mut fields = base_fields("drift.detected", "succeeded", actor, input);
+            fields.insert("kind".into(), f.kind().into());
+            fields.insert("key".into(), key.clone().into());
+            fields.insert("detail".into(), f.detail().into());
+            fields.insert(
+                "finding".into(),
+                serde_json::to_value(f).unwrap_or(Value::Null),
+            );
+            fields.insert("report_seq".into(), report_seq.into());
+            let seq = self.audit.append(&fields).await?.seq;
+            let item = DriftItem {
+                client_id: input.client_id.clone(),
+                tenant_id: input.tenant_id.clone(),
+                service_id: input.service_id.clone(),
+                kind: f.kind().into(),
+                key,
+                detail: f.detail(),
+                first_seen: now.clone(),
+                last_seen: now.clone(),
+                audit_seq: seq,
+            };
+            self.store.put(&item).await?;
+            summary.detected.push(item);
+        }
+        let readable = |item: &DriftItem| -> bool {
+            let check = match item.kind.as_str() {
+                "role" => crate::report::names::DIRECTORY_ROLES,
+                "permission" => crate::report::names::TOKEN_ROLES,
+                _ => return true,
+            };
+            report
+                .check(check)
+                .is_none_or(|c| c.status != crate::report::Status::Warn)
+        };
+        for item in open {
+            let still = report.findings.iter().any(|f| f.key() == item.key);
+            if !still && readable(&item) {
+                self.resolve(input, &item, "no longer observed", report_seq)
+                    .await?;
+                summary.resolved.push(item.key.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn resolve(
+        &self,
+        input: &VerifyInput,
+        item: &DriftItem,
+        reason: &str,
+        seq: u64,
+    ) -> Result<()> {
+        let mut fields = base_fields("drift.resolved", "succeeded", &self.config.actor, input);
+        fields.insert("kind".into(), item.kind.clone().into());
+        fields.insert("key".into(), item.key.clone().into());
+        fields.insert("reason".into(), reason.into());
+        fields.insert("detected_seq".into(), item.audit_seq.into());
+        fields.insert("evidence_seq".into(), seq.into());
+        self.audit.append(&fields).await?;
+        self.store.remove(&item.client_id, &item.key).await
+    }
+
+    /// Re-grants missing permissions and re-assigns missing roles with the source's admin
+    /// token; each change is an `intent` entry first, then its outcome.
+    async fn repair(
+        &self,
+        input: &VerifyInput,
+        report: &Report,
+        summary: &mut RunSummary,
+    ) -> Result<()> {
+        let todo: Vec<&Finding> = report.findings.iter().filter(|f| f.repairable()).collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let actor = self.config.actor.as_str();
+        let Some(token) = self.targets.writer_token(input).await? else {
+            for f in todo {
+                let mut fields = base_fields("drift.repair", "skipped", actor, input);
+                fields.insert("key".into(), f.key().into());
+                fields.insert("reason".into(), "repair needs an admin sign-in".into());
+                self.audit.append(&fields).await?;
+            }
+            return Ok(());
+        };
+        for f in todo {
+            let key = f.key();
+            let mut fields = base_fields("drift.repair", "intent", actor, input);
+            fields.insert("key".into(), key.clone().into());
+            fields.insert("change".into(), repair_change(f).into());
+            let intent_seq = self.audit.append(&fields).await?.seq;
+            let outcome = self.apply(input, f, token.clone()).await;
+            fields.insert("intent_seq".into(), intent_seq.into());
+            match outcome {
+                Ok((assignment_id, request_id)) => {
+                    fields.insert("phase".into(), "succeeded".into());
+                    fields.insert("assignment_id".into(), assignment_id.into());
+                    fields.insert("request_id".into(), request_id.unwrap_or_default().into());
+                    let seq = self.audit.append(&fields).await?.seq;
+                    if let Some(item) = self
+                        .store
+                        .list(Some(&input.client_id))?
+                        .into_iter()
+                        .find(|i| i.key == key)
+                    {
+                        self.resolve(input, &item, "repaired", seq).await?;
+                        summary.resolved.push(key.clone());
+                    }
+                    summary.repaired.push(key);
+                }
+                Err(e) => {
+                    fields.insert("phase".into(), "failed".into());
+                    fields.insert("error".into(), e.into());
+                    self.audit.append(&fields).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes one repair; returns (assignment id, Graph request id) or the error text.
+    async fn apply(
+        &self,
+        input: &VerifyInput,
+        f: &Finding,
+        token: SecretString,
+    ) -> Result<(String, Option<String>), String> {
+        let graph = self.verifier.entra().graph(token);
+        let ctx = OpContext::new();
+        match f {
+            Finding::MissingPermission { api, value } => {
+                let res = graph
+                    .resource_service_principal(api.app_id(), &ctx)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .value;
+                let role = res
+                    .app_role(value)
+                    .ok_or_else(|| format!("{} offers no app role {value}", api.key()))?;
+                let r = graph
+                    .grant_app_role(&res.id, &input.sp_id, &role.id, &ctx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((r.value.id, r.meta.request_id))
+            }
+            Finding::MissingRole { template_id, .. } => {
+                let r = graph
+                    .assign_directory_role(template_id, &input.sp_id, &ctx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((r.value.id, r.meta.request_id))
+            }
+            other => Err(format!("{} is not repairable", other.key())),
+        }
+    }
+}
+
+fn repair_change(f: &Finding) -> String {
+    match f {
+        Finding::MissingPermission { api, value } => {
+            format!("grant app role {value} of {}", api.key())
+        }
+        Finding::MissingRole { name, template_id } => {
+            format!("assign directory role {name} ({template_id})")
+        }
+        other => other.detail(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::targets::BoxFuture;
+
+    /// No registrations; counts how often a run asked for them.
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Targets for Counting {
+        fn resolve<'a>(&'a self, t: &'a Target) -> BoxFuture<'a, Result<VerifyInput>> {
+            Box::pin(async move { Err(VerifyError::NotFound(t.describe())) })
+        }
+        fn all(&self) -> BoxFuture<'_, Result<Vec<Target>>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn writer_token<'a>(
+            &'a self,
+            _: &'a VerifyInput,
+        ) -> BoxFuture<'a, Result<Option<SecretString>>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    // Paused time: no Entra or network IO happens (there are no targets), so the clock is ours.
+    #[tokio::test(start_paused = true)]
+    async fn the_schedule_runs_every_interval_and_stops_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = audit_log::NoteSigner::new(
+            "t.test/audit",
+            ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]),
+        )
+        .unwrap();
+        let audit = AuditLog::open(
+            audit_log::LogConfig::new(dir.path().join("a"), "t.test/audit"),
+            signer,
+        )
+        .unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let entra = entra_client::EntraClient::new(&entra_client::EntraConfig::default()).unwrap();
+        let monitor = Arc::new(DriftMonitor::new(
+            Verifier::new(entra),
+            Arc::new(Counting(runs.clone())),
+            audit,
+            DriftStore::new(db.open_tree("drift").unwrap()),
+            MonitorConfig::default(),
+        ));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = monitor.spawn(Duration::from_secs(60), stopped);
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            0,
+            "the first run waits one interval"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        stop.send_replace(true);
+        task.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+}

@@ -1,0 +1,211 @@
+//! Every check against the Entra emulator: all OK after a real onboarding, then each FAIL case
+//! (wrong secret, missing role, missing permission, platform not serving or unreachable,
+//! temporary app still present, secret near expiry) and the WARNs that say what could not be
+//! read.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use secrecy::SecretString;
+use verifier::report::names;
+use verifier::{Finding, Probe, Report, Status, Verifier};
+
+use common::{SERVICE, TEMP_APP};
+
+fn status(r: &Report, name: &str) -> Result<(Status, String)> {
+    let c = r
+        .check(name)
+        .with_context(|| format!("no {name} check in {r:#?}"))?;
+    Ok((c.status, c.detail.clone()))
+}
+
+fn table(r: &Report) -> String {
+    r.checks
+        .iter()
+        .map(|c| format!("{} {} {}", c.name, c.status.as_str(), c.detail))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_onboarding_is_all_ok_and_the_report_is_an_audit_entry() -> Result<()> {
+    let env = common::onboarded().await?;
+    let platform = common::platform(SERVICE, true).await?;
+    let v = Verifier::new(env.client.clone());
+    let r = v
+        .verify(&env.input(vec![common::grpc_endpoint(platform.addr, SERVICE)]))
+        .await;
+    let names_in_order: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names_in_order,
+        [
+            names::PLATFORM_STATUS,
+            names::CLIENT_CREDENTIALS,
+            names::TENANT_ADMIN_API_TOKEN,
+            names::TOKEN_ROLES,
+            names::DIRECTORY_ROLES,
+            names::SECRET_EXPIRY,
+            names::TEMPORARY_APP_REMOVED
+        ]
+    );
+    for c in &r.checks {
+        assert_eq!(c.status, Status::Ok, "{}", table(&r));
+    }
+    assert_eq!(r.overall(), Status::Ok);
+    assert!(r.findings.is_empty());
+    assert!(
+        status(&r, names::TOKEN_ROLES)?
+            .1
+            .contains("application_access")
+    );
+
+    let seq = r.record(&env.audit, "tester", "on_demand").await?;
+    let (_, bytes) = env.audit.entries(seq, seq + 1).next().context("entry")??;
+    let text = String::from_utf8(bytes.to_vec())?;
+    let e: serde_json::Value = serde_json::from_str(&text)?;
+    assert_eq!(e["action"], "verification.report");
+    assert_eq!(e["overall"], "OK");
+    assert_eq!(e["client_id"], env.client_id.as_str());
+    assert_eq!(e["checks"].as_array().map(Vec::len), Some(7));
+    use secrecy::ExposeSecret;
+    assert!(!text.contains(env.secret.expose_secret()));
+    assert!(!text.contains(env.admin_token.expose_secret()));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
+    let env = common::onboarded().await?;
+    let v = Verifier::new(env.client.clone());
+    let serving = common::platform(SERVICE, true).await?;
+    let good = vec![common::grpc_endpoint(serving.addr, SERVICE)];
+
+    // Wrong secret.
+    let mut input = env.input(good.clone());
+    input.secret = SecretString::from("not-the-secret".to_owned());
+    let r = v.verify(&input).await;
+    let (s, d) = status(&r, names::CLIENT_CREDENTIALS)?;
+    assert_eq!(s, Status::Fail, "{d}");
+    assert!(d.contains("7000215"), "{d}");
+    assert!(!d.contains("not-the-secret"));
+    assert_eq!(status(&r, names::TOKEN_ROLES)?.0, Status::Warn);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| matches!(f, Finding::SecretRejected { .. }))
+    );
+    assert_eq!(r.overall(), Status::Fail);
+
+    // Platform service not serving, and a platform service that is not there.
+    let down = common::platform(SERVICE, false).await?;
+    let r = v
+        .verify(&env.input(vec![common::grpc_endpoint(down.addr, SERVICE)]))
+        .await;
+    let (s, d) = status(&r, names::PLATFORM_STATUS)?;
+    assert_eq!(s, Status::Fail, "{d}");
+    assert!(d.contains("NOT_SERVING"), "{d}");
+    let gone = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?
+    };
+    let r = v
+        .verify(&env.input(vec![common::grpc_endpoint(gone, SERVICE)]))
+        .await;
+    let (s, d) = status(&r, names::PLATFORM_STATUS)?;
+    assert_eq!(s, Status::Fail, "{d}");
+    assert!(
+        d.contains(&gone.to_string()) && d.contains("unreachable"),
+        "{d}"
+    );
+    // The service id is the health service name: another name is unknown to the platform.
+    let r = v
+        .verify(&env.input(vec![common::grpc_endpoint(serving.addr, "dr-2")]))
+        .await;
+    assert_eq!(status(&r, names::PLATFORM_STATUS)?.0, Status::Fail);
+
+    // The HTTPS JSON probe alternative (plain HTTP on loopback here).
+    for (answer, want) in [("OK", Status::Ok), ("DEGRADED", Status::Fail)] {
+        let page = common::status_page(answer).await?;
+        let mut input = env.input(vec![]);
+        input.platform = vec![verifier::PlatformEndpoint {
+            probe: Probe::HttpJson {
+                url: format!("http://{page}/status"),
+            },
+            ca_pem: None,
+            timeout: Duration::from_secs(3),
+        }];
+        let r = v.verify(&input).await;
+        let (s, d) = status(&r, names::PLATFORM_STATUS)?;
+        assert_eq!(s, want, "{d}");
+        assert!(d.contains(answer), "{d}");
+    }
+
+    // Secret near expiry (FAIL within the critical window, WARN within the horizon).
+    let mut input = env.input(good.clone());
+    input.secret_expires = Some(time::OffsetDateTime::now_utc() + time::Duration::days(2));
+    let r = v.verify(&input).await;
+    let (s, d) = status(&r, names::SECRET_EXPIRY)?;
+    assert_eq!(s, Status::Fail, "{d}");
+    assert!(d.contains("rotate"), "{d}");
+    input.secret_expires = Some(time::OffsetDateTime::now_utc() + time::Duration::days(20));
+    let r = v.verify(&input).await;
+    assert_eq!(status(&r, names::SECRET_EXPIRY)?.0, Status::Warn);
+    assert_eq!(r.overall(), Status::Warn, "{}", table(&r));
+
+    // Missing directory role and missing permission, and an extra permission, changed outside
+    // Onboard.
+    env.remove_role().await?;
+    env.revoke_permission("User.Read.All").await?;
+    env.grant_permission("Directory.Read.All").await?;
+    let r = v.verify(&env.input(good.clone())).await;
+    let (s, d) = status(&r, names::DIRECTORY_ROLES)?;
+    assert_eq!(s, Status::Fail, "{d}");
+    assert!(d.contains("lack Teams Administrator"), "{d}");
+    let (s, d) = status(&r, names::TOKEN_ROLES)?;
+    assert_eq!(s, Status::Fail, "{d}");
+    assert!(
+        d.contains("Graph token roles lack User.Read.All; extra: Directory.Read.All"),
+        "{d}"
+    );
+    assert!(!d.contains("Tenant Admin API token roles"), "{d}");
+    let keys: Vec<String> = r.findings.iter().map(Finding::key).collect();
+    assert!(keys.contains(&"permission/graph/User.Read.All/missing".to_owned()));
+    assert!(keys.contains(&"permission/graph/Directory.Read.All/extra".to_owned()));
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("role/") && k.ends_with("/missing"))
+    );
+
+    // Temporary app still present: a new device-code sign-in consents the token app again.
+    let upn = format!("globaladmin@{}", env.info.tenant_domain);
+    common::sign_in(&env.sim, &env.client, &env.info, &upn).await?;
+    let r = v.verify(&env.input(good)).await;
+    let (s, d) = status(&r, names::TEMPORARY_APP_REMOVED)?;
+    assert_eq!(s, Status::Fail, "{d}");
+    assert!(d.contains(TEMP_APP) && d.contains("still present"), "{d}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_reader_token_the_checks_say_what_they_need() -> Result<()> {
+    let env = common::onboarded().await?;
+    let v = Verifier::new(env.client.clone());
+    let mut input = env.input(vec![]);
+    input.reader_token = None;
+    let r = v.verify(&input).await;
+    let (s, d) = status(&r, names::DIRECTORY_ROLES)?;
+    assert_eq!(s, Status::Warn, "{d}");
+    assert!(d.contains("needs RoleManagement.Read.Directory"), "{d}");
+    let (s, d) = status(&r, names::TEMPORARY_APP_REMOVED)?;
+    assert_eq!(s, Status::Warn, "{d}");
+    assert!(d.contains("needs Application.Read.All"), "{d}");
+    let (s, d) = status(&r, names::PLATFORM_STATUS)?;
+    assert_eq!(s, Status::Warn, "{d}");
+    assert!(d.contains("no platform endpoint"), "{d}");
+    // What the app's own token can check is still checked.
+    assert_eq!(status(&r, names::TOKEN_ROLES)?.0, Status::Ok);
+    assert_eq!(r.overall(), Status::Warn);
+    Ok(())
+}

@@ -38,9 +38,42 @@ impl TokenSet {
     }
 }
 
+/// What an app-only access token says about the app: its application permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AccessTokenClaims {
+    /// Tenant the token was issued in.
+    #[serde(default)]
+    pub tid: Option<String>,
+    /// Object id of the calling service principal (app-only tokens).
+    #[serde(default)]
+    pub oid: Option<String>,
+    /// Application permissions (app role values) granted to the app for the token's resource.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Template ids of the service principal's directory roles.
+    #[serde(default)]
+    pub wids: Vec<String>,
+    /// The app's display name.
+    #[serde(default)]
+    pub app_displayname: Option<String>,
+}
+
+impl TokenSet {
+    /// Decodes the access token's claims without checking its signature: a hint about what the
+    /// app was granted (the token came straight from the STS; the resource enforces). Graph
+    /// tokens are JWTs; an opaque token gives [`EntraError::Decode`].
+    pub fn access_token_claims(&self) -> Result<AccessTokenClaims, EntraError> {
+        decode_jwt_payload(self.access_token.expose_secret())
+    }
+}
+
 fn decode_claims(jwt: &str) -> Result<IdTokenClaims, EntraError> {
+    decode_jwt_payload(jwt)
+}
+
+fn decode_jwt_payload<T: serde::de::DeserializeOwned>(jwt: &str) -> Result<T, EntraError> {
     let bad = |m: &str| EntraError::Decode {
-        operation: "id_token_claims",
+        operation: "token_claims",
         status: 200,
         message: m.to_owned(),
         request_id: None,
@@ -48,11 +81,11 @@ fn decode_claims(jwt: &str) -> Result<IdTokenClaims, EntraError> {
     let payload = jwt
         .split('.')
         .nth(1)
-        .ok_or_else(|| bad("id token is not a JWT"))?;
+        .ok_or_else(|| bad("token is not a JWT"))?;
     let bytes = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
-        .map_err(|_| bad("id token payload is not base64url"))?;
-    serde_json::from_slice(&bytes).map_err(|e| bad(&format!("id token claims: {e}")))
+        .map_err(|_| bad("token payload is not base64url"))?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(&format!("token claims: {e}")))
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ use std::sync::Arc;
 use reqwest::Url;
 use secrecy::SecretString;
 
-pub use claims::IdTokenClaims;
+pub use claims::{AccessTokenClaims, IdTokenClaims};
 pub use config::{EntraConfig, RetryPolicy};
 pub use device_code::{DeviceAuthorization, DeviceCodeFlow, PollOutcome, PollTick};
 pub use error::{EntraError, GraphError, StsError, TransportErrorKind};

@@ -19,6 +19,7 @@ use crate::error::ProvisionError;
 use crate::events::{self, Emitter, EventKind, EventStream};
 use crate::names::{self, validate_name};
 use crate::plan::{self, Plan, resolve_permissions};
+use crate::profiles::ResolvedProfile;
 use crate::signin::{Admin, check_sign_in};
 use crate::steps::Run;
 use crate::store::{OnboardingRecord, Status, Store};
@@ -456,6 +457,12 @@ impl Engine {
                 what: "no secret has been made".into(),
             })?;
         self.inner.key.open(id, "client_secret", &s.sealed)
+    }
+
+    /// The resolved profile (permissions and roles) an onboarding was made with, for day-two
+    /// management of its registration.
+    pub fn profile_of(&self, id: &str) -> Result<Option<ResolvedProfile>, ProvisionError> {
+        Ok(self.inner.store.get(id)?.map(|r| r.profile))
     }
 
     /// Stops every running onboarding where it is, as a process exit would; their records stay

@@ -126,10 +126,17 @@ impl Credentials {
             )
             .await
             .map_err(|e| match e.sts() {
+                // Expired, revoked, or its consent is gone (the onboarding removed the
+                // temporary token app: AADSTS65001).
                 Some(s) if s.error == "invalid_grant" || s.error == "interaction_required" => {
                     CredentialsError::NoAdminSession {
                         tenant_id: tenant_id.to_owned(),
-                        reason: format!("the stored sign-in of {} has expired", rec.upn),
+                        reason: format!(
+                            "the stored sign-in of {} can no longer be renewed ({}{})",
+                            rec.upn,
+                            s.error,
+                            s.code.map(|c| format!(", AADSTS{c}")).unwrap_or_default()
+                        ),
                     }
                 }
                 _ => CredentialsError::entra("admin_session.refresh", e),

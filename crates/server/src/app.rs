@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use audit_log::{AuditLog, LogConfig, NoteSigner};
+use credentials::{Credentials, CredentialsConfig};
 use entra_client::{EntraClient, EntraConfig};
 use provision::{Engine, EngineConfig};
 use zeroize::Zeroizing;
@@ -24,6 +25,8 @@ const SEALING_KEY_META: &str = "provision_sealing_key";
 const PROVISION_TREE: &str = "provision";
 /// Onboarding id → invitation id.
 const LINKS_TREE: &str = "onboarding_invitations";
+/// The day-two credential manager's tree (managed registrations, rotations, admin sessions).
+const CREDENTIALS_TREE: &str = "credentials";
 
 /// Everything the services share.
 #[derive(Clone)]
@@ -46,6 +49,8 @@ struct Inner {
     entra: EntraClient,
     /// The durable onboarding workflow under the Onboarding service.
     engine: Engine,
+    /// Day-two management of registrations (the Credentials service; Verification reads it).
+    credentials: Credentials,
     /// Onboarding id → the invitation it came from (the engine does not know invitations).
     links: sled::Tree,
     /// Set to true when the server begins shutting down, so long-lived streams (Follow) end
@@ -87,6 +92,17 @@ impl App {
             config.platform.server_name.clone(),
             config.platform.provider_name.clone(),
         )?)?;
+        let mut ccfg = CredentialsConfig::new(
+            entra.clone(),
+            audit.clone(),
+            db.open_tree(CREDENTIALS_TREE)?,
+            *key,
+        )?;
+        ccfg.secret_lifetime = match config.credentials.secret_lifetime_days {
+            0 => None,
+            d => Some(time::Duration::days(i64::from(d))),
+        };
+        let credentials = Credentials::new(ccfg)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -95,6 +111,7 @@ impl App {
                 invitations,
                 entra,
                 engine,
+                credentials,
                 links: db.open_tree(LINKS_TREE)?,
                 closing: tokio::sync::watch::Sender::new(false),
             }),
@@ -129,6 +146,12 @@ impl App {
     /// The onboarding engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// The day-two credential manager: managed registrations (`find`, `find_by_service`,
+    /// `current_secret`), admin sessions (`store_admin_session`), rotations.
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.credentials
     }
 
     /// Onboarding id → invitation id.

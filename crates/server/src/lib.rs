@@ -7,7 +7,8 @@
 //! - [`audit`]: the Audit service (auditor, admin); every read is itself an audit entry.
 //! - [`invitations`]: invitations, their MACed single-use tokens, and the Invitations service.
 //! - [`onboarding`]: the Onboarding service (wizard back-end) over `provision::Engine`.
-//! - [`stubs`]: Credentials, Verification, registered but UNIMPLEMENTED for now.
+//! - [`credentials`]: the Credentials service (day two) over `credentials::Credentials`.
+//! - [`stubs`]: Verification, registered but UNIMPLEMENTED for now.
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -15,6 +16,7 @@ pub mod audit;
 pub mod auth;
 mod clock;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod invitations;
 pub mod onboarding;

@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use crate::App;
 use crate::audit::AuditService;
 use crate::config::Config;
+use crate::credentials::{CredentialsService, spawn_background};
 use crate::error::{Result, ServerError};
 use crate::invitations::service::InvitationsService;
 use crate::onboarding::OnboardingService;
@@ -47,10 +48,10 @@ pub async fn serve(
     reporter
         .set_serving::<OnboardingServer<OnboardingService>>()
         .await;
-    // Registered but not built yet: health says so.
     reporter
-        .set_not_serving::<CredentialsServer<Pending>>()
+        .set_serving::<CredentialsServer<CredentialsService>>()
         .await;
+    // Registered but not built yet: health says so.
     reporter
         .set_not_serving::<VerificationServer<Pending>>()
         .await;
@@ -67,6 +68,8 @@ pub async fn serve(
     if !resumed.is_empty() {
         tracing::info!(count = resumed.len(), "resumed onboardings");
     }
+    // Completed onboardings become managed registrations; cut-short rotations finish.
+    spawn_background(&app);
     let pending = Pending::new(app.clone());
     let closing = app.clone();
     let shutdown = async move {
@@ -80,7 +83,7 @@ pub async fn serve(
         .add_service(AuditServer::new(AuditService::new(app.clone())))
         .add_service(InvitationsServer::new(InvitationsService::new(app.clone())))
         .add_service(OnboardingServer::new(OnboardingService::new(app.clone())))
-        .add_service(CredentialsServer::new(pending.clone()))
+        .add_service(CredentialsServer::new(CredentialsService::new(app.clone())))
         .add_service(VerificationServer::new(pending))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await?;

@@ -1,11 +1,10 @@
-//! Credentials and Verification: registered so reflection and clients see the whole contract,
+//! Verification: registered so reflection and clients see the whole contract,
 //! answering UNIMPLEMENTED until they are built on the workflow engine (`crates/provision`).
 //! Callers are still authenticated first, so the role rules are visible now.
 
 use std::pin::Pin;
 
 use onboard_proto::v1 as pb;
-use onboard_proto::v1::credentials_server::Credentials;
 use onboard_proto::v1::verification_server::Verification;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -60,19 +59,6 @@ macro_rules! refusing {
             )*
         }
     };
-}
-
-refusing! { Credentials, "Credentials";
-    type RotateSecretStream = BoxStream<pb::RotateSecretEvent>;
-    methods:
-    add_service_secret: "AddServiceSecret"(pb::AddServiceSecretRequest) -> pb::NewSecret;
-    rotate_secret: "RotateSecret"(pb::RotateSecretRequest) -> Self::RotateSecretStream;
-    revoke_secret: "RevokeSecret"(pb::RevokeSecretRequest) -> pb::RevokeSecretResponse;
-    list_secrets: "ListSecrets"(pb::ListSecretsRequest) -> pb::ListSecretsResponse;
-    list_grants: "ListGrants"(pb::ListGrantsRequest) -> pb::Grants;
-    update_roles: "UpdateRoles"(pb::UpdateRolesRequest) -> pb::Grants;
-    update_permissions: "UpdatePermissions"(pb::UpdatePermissionsRequest) -> pb::Grants;
-    attach_registration: "AttachRegistration"(pb::AttachRegistrationRequest) -> pb::Registration;
 }
 
 refusing! { Verification, "Verification";

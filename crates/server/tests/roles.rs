@@ -174,8 +174,20 @@ async fn onboarding_codes(
 /// The status code of every not-yet-built RPC for a caller.
 async fn pending_codes(s: &TestServer, token: Option<&str>) -> Result<Vec<(&'static str, Code)>> {
     let ch = s.channel().await?;
-    let mut c = CredentialsClient::with_interceptor(ch.clone(), Bearer::new(token));
     let mut v = VerificationClient::with_interceptor(ch, Bearer::new(token));
+    Ok(vec![(
+        "Verify",
+        code(v.verify(pb::VerifyRequest::default()).await),
+    )])
+}
+
+/// The status code of every Credentials RPC (empty requests) for a caller.
+async fn credentials_codes(
+    s: &TestServer,
+    token: Option<&str>,
+) -> Result<Vec<(&'static str, Code)>> {
+    let ch = s.channel().await?;
+    let mut c = CredentialsClient::with_interceptor(ch, Bearer::new(token));
     Ok(vec![
         (
             "AddServiceSecret",
@@ -218,7 +230,10 @@ async fn pending_codes(s: &TestServer, token: Option<&str>) -> Result<Vec<(&'sta
                     .await,
             ),
         ),
-        ("Verify", code(v.verify(pb::VerifyRequest::default()).await)),
+        (
+            "ListExpiring",
+            code(c.list_expiring(pb::ListExpiringRequest::default()).await),
+        ),
     ])
 }
 
@@ -249,6 +264,18 @@ async fn every_rpc_checks_the_callers_role() -> Result<()> {
             &onboarding_codes(&s, token).await?,
             Code::Unauthenticated,
             &who,
+        );
+        assert_all(
+            &credentials_codes(&s, token).await?,
+            Code::Unauthenticated,
+            &who,
+        );
+    }
+    for who in [AUDITOR, ADMIN] {
+        assert_all(
+            &credentials_codes(&s, Some(who)).await?,
+            Code::PermissionDenied,
+            who,
         );
     }
     // Wrong roles.
@@ -292,6 +319,16 @@ async fn every_rpc_checks_the_callers_role() -> Result<()> {
         Code::Unimplemented,
         "operator",
     );
+    // An operator gets past the role check of Credentials: the empty requests name no
+    // registration; the expiry report needs none.
+    for (rpc, c) in credentials_codes(&s, Some(OPERATOR)).await? {
+        let want = if rpc == "ListExpiring" {
+            Code::Ok
+        } else {
+            Code::InvalidArgument
+        };
+        assert_eq!(c, want, "{rpc} as operator");
+    }
     // An operator gets past the role check: the onboarding does not exist (or was never signed
     // in to), and listing works.
     for (rpc, c) in onboarding_codes(&s, Some(OPERATOR)).await? {
@@ -309,14 +346,11 @@ async fn every_rpc_checks_the_callers_role() -> Result<()> {
 async fn unimplemented_rpcs_say_so() -> Result<()> {
     let s = TestServer::start().await?;
     let mut c =
-        CredentialsClient::with_interceptor(s.channel().await?, Bearer::new(Some(OPERATOR)));
-    let e = c
-        .list_secrets(pb::ListSecretsRequest::default())
-        .await
-        .err();
+        VerificationClient::with_interceptor(s.channel().await?, Bearer::new(Some(OPERATOR)));
+    let e = c.verify(pb::VerifyRequest::default()).await.err();
     let msg = e.map(|e| e.message().to_owned()).unwrap_or_default();
     assert!(
-        msg.contains("Credentials.ListSecrets is not implemented yet"),
+        msg.contains("Verification.Verify is not implemented yet"),
         "{msg}"
     );
     s.stop().await
@@ -341,7 +375,8 @@ async fn health_reports_serving_and_reflection_lists_every_service() -> Result<(
         ("onboard.v1.Audit", ServingStatus::Serving),
         ("onboard.v1.Invitations", ServingStatus::Serving),
         ("onboard.v1.Onboarding", ServingStatus::Serving),
-        ("onboard.v1.Credentials", ServingStatus::NotServing),
+        ("onboard.v1.Credentials", ServingStatus::Serving),
+        ("onboard.v1.Verification", ServingStatus::NotServing),
     ] {
         let got = h.check(status(svc)).await?.into_inner().status;
         assert_eq!(got, want as i32, "{svc}");

@@ -149,6 +149,8 @@ impl Credentials {
                         reg.client_id
                     )));
                 }
+                // A rotation that cannot authenticate is not started (nothing is stored).
+                self.secrets_graph(&reg).await?;
                 let id = Uuid::new_v4().to_string();
                 let state = RotationState {
                     marker: marker(service_id, &id),
@@ -362,6 +364,16 @@ impl Credentials {
                         if source.graph().is_some_and(|g| (400..500).contains(&g.status) && g.status != 429));
                 if definite {
                     reg.rotations.remove(&state.service_id);
+                    let text = e.to_string();
+                    self.auditor(reg, &state.service_id, &state.actor)
+                        .entry(
+                            "secret.rotate",
+                            Phase::Failed,
+                            &target("application", reg.app_object_id.clone(), &reg.display_name),
+                            json!([change("rotationId", Value::Null, json!(state.id))]),
+                            Some(&text),
+                        )
+                        .await?;
                     self.save(reg).await?;
                 }
                 return Err(e);

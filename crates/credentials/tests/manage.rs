@@ -373,3 +373,53 @@ async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Res
     ensure!(env.passwords(&client).len() == 1);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_secret_whose_key_id_was_unreadable_is_found_by_hint_at_rotation() -> Result<()>
+{
+    let env = start(calm()).await?;
+    let tenant = env.info.tenant_id.clone();
+    let (client, _, _, secret) = env
+        .hand_made(
+            "NoKeyId",
+            &["Organization.Read.All", "User.Read.All"],
+            true,
+            &[TEAMS_ADMIN],
+        )
+        .await?;
+    // No session and no OwnedBy: the app cannot read its own registration, so the key id of the
+    // secret it was given stays unknown.
+    let view = env
+        .creds
+        .attach(attach_req(&tenant, &client, &secret))
+        .await?;
+    ensure!(view.app_object_id.is_none() && view.auth_mode == AuthMode::AdminSession);
+    let r = RegistrationRef::new(&tenant, &client);
+    let list = env.creds.list_secrets(&r)?;
+    ensure!(list.len() == 1 && list[0].key_id.is_empty(), "{list:?}");
+    let e = env
+        .creds
+        .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
+        .await
+        .err();
+    ensure!(
+        matches!(e, Some(CredentialsError::NoAdminSession { .. })),
+        "{e:?}"
+    );
+    ensure!(
+        env.creds.pending_rotations()?.is_empty(),
+        "nothing is started without auth"
+    );
+    env.store_session(&env.creds, "globaladmin").await?;
+    env.creds
+        .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
+        .await?;
+    ensure!(
+        !env.authenticates(&client, &secret).await,
+        "old secret still works"
+    );
+    ensure!(env.passwords(&client).len() == 1);
+    let list = env.creds.list_secrets(&r)?;
+    ensure!(list.len() == 1 && !list[0].key_id.is_empty(), "{list:?}");
+    Ok(())
+}

@@ -164,6 +164,17 @@ async fn app_management_policy_refusal_leaves_the_app_unchanged() -> Result<()> 
         ensure!(env.authenticates(&r.client_id, &old_value).await);
     }
     ensure!(env.sim.calls(REMOVES) == 0);
+    // Each refused rotation has its intent and a failed outcome.
+    let entries = env.audit_entries(&env.creds.registration(&r)?.id)?;
+    let phases: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["action"] == "secret.rotate")
+        .filter_map(|e| e["phase"].as_str())
+        .collect();
+    ensure!(
+        phases == ["intent", "failed", "intent", "failed"],
+        "{phases:?}"
+    );
     Ok(())
 }
 

@@ -137,3 +137,16 @@ impl From<ProvisionError> for CredentialsError {
 pub(crate) fn is_policy_code(code: &str) -> bool {
     code.ends_with("AsPerAppPolicy") || code.contains("AppManagementPolicy")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_codes_are_recognised() {
+        assert!(is_policy_code("CredentialTypeNotAllowedAsPerAppPolicy"));
+        assert!(is_policy_code("CredentialInvalidLifetimeAsPerAppPolicy"));
+        assert!(!is_policy_code("Request_BadRequest"));
+        assert!(!is_policy_code("Authorization_RequestDenied"));
+    }
+}

@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Rotations this process is driving now.
     pub driving: rotate::Driving,
+    /// Tasks started with [`Credentials::spawn`], aborted by [`Credentials::shutdown`].
+    pub tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// The day-two manager. Cheap to clone.
@@ -170,8 +172,38 @@ impl Credentials {
                 hook: cfg.hook,
                 locks: Mutex::new(HashMap::new()),
                 driving: rotate::Driving::default(),
+                tasks: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    /// Runs `fut` on its own task, tracked so [`Credentials::shutdown`] can stop it (rotations
+    /// outlive the RPC that started them, e.g. through a long overlap).
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let h = tokio::spawn(fut);
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h.abort_handle());
+        h
+    }
+
+    /// Stops every task started with [`Credentials::spawn`] where it is, as a process exit
+    /// would; stored rotations continue with the next process's `resume_all`.
+    pub fn shutdown(&self) {
+        let tasks: Vec<_> = self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for t in tasks {
+            t.abort();
+        }
     }
 
     /// The registration `r` names, or NOT_FOUND.

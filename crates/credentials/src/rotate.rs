@@ -90,7 +90,10 @@ pub struct RotationEvent {
 /// Rotations being driven by this process (registration id + service), so two drivers never
 /// work on one rotation.
 #[derive(Default)]
-pub(crate) struct Driving(Mutex<HashSet<String>>);
+pub(crate) struct Driving(
+    /// `<registration id>/<service id>` of each rotation being driven.
+    Mutex<HashSet<String>>,
+);
 
 /// Removes the driving mark when the driver ends, however it ends.
 struct DriveGuard<'a> {

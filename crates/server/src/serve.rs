@@ -87,8 +87,10 @@ pub async fn serve(
         .add_service(VerificationServer::new(pending))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await?;
-    // Runs stop where they are; their records stay `running` for the next start.
+    // Runs stop where they are; their records stay `running` for the next start. Rotations
+    // too: they are stored per step and resume at the next start.
     app.engine().shutdown().await;
+    app.credentials().shutdown();
     Ok(())
 }
 

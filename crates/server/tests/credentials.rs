@@ -275,3 +275,80 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<()> {
+    let env = start().await?;
+    let (token, _) = env.invite(None).await?;
+    let signed = env.signed_in(&token, "globaladmin").await?;
+    let events = env
+        .provision(&token, &signed.onboarding_id, "Sbc-Restart")
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let done = completed(&events)?;
+    let (token2, _) = env.invite(None).await?;
+    env.signed_in(&token2, "globaladmin").await?;
+    let tenant = env.info.tenant_id.clone();
+    let reg = Some(pb::RegistrationRef {
+        tenant_id: tenant.clone(),
+        client_id: done.client_id.clone(),
+    });
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let mut stream = c
+        .rotate_secret(pb::RotateSecretRequest {
+            registration: reg.clone(),
+            service_id: "dr-1".into(),
+            overlap: Some(prost_types::Duration {
+                seconds: 3,
+                nanos: 0,
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut new_secret = None;
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await??
+            .context("stream ended before hand-over")?;
+        if let Some(n) = ev.new_secret {
+            new_secret = Some(n.secret);
+        }
+        if ev.stage == "hand_over" && ev.done {
+            break;
+        }
+    }
+    let new_secret = new_secret.context("new secret")?;
+    // In the overlap both work; then the server restarts (the open stream ends, UNAVAILABLE).
+    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?);
+    let env = env.restart().await?;
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await?;
+    ensure!(
+        matches!(&ended, Err(s) if s.code() == Code::Unavailable) || matches!(ended, Ok(None)),
+        "{ended:?}"
+    );
+    // The restarted server resumes the rotation and removes the old secret after the overlap.
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = c
+            .list_secrets(pb::ListSecretsRequest {
+                registration: reg.clone(),
+            })
+            .await?
+            .into_inner()
+            .secrets;
+        if list.len() == 1 {
+            ensure!(list[0].key_id != done.key_id && list[0].current, "{list:?}");
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not resumed: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    ensure!(!authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?);
+    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &new_secret).await?);
+    ensure!(env.sim.calls("POST removePassword") == 1);
+    Ok(())
+}

@@ -29,6 +29,12 @@ use convert::{
     secret_pb,
 };
 
+/// Completes when the server begins shutting down (or its state is gone).
+async fn stopping(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here.
+    let _ = closing.wait_for(|c| *c).await.map(|_| ());
+}
+
 /// The audit actor of automatic rotations.
 pub const AUTO_ROTATE_ACTOR: &str = "system:auto-rotate";
 
@@ -131,14 +137,32 @@ impl CredentialsService {
         let creds = self.app.credentials().clone();
         let service = r.service_id.clone();
         // The rotation runs to its end (it is durable) even if the caller goes away.
-        let run = tokio::spawn(async move {
+        let run = self.app.credentials().spawn(async move {
             creds
                 .rotate(&reg, &service, overlap, &actor, Some(etx))
                 .await
         });
+        let mut closing = self.app.closing();
         tokio::spawn(async move {
-            while let Some(ev) = erx.recv().await {
-                let _ = tx.send(Ok(rotation_pb(&ev))).await;
+            loop {
+                tokio::select! {
+                    ev = erx.recv() => match ev {
+                        Some(ev) => {
+                            let _ = tx.send(Ok(rotation_pb(&ev))).await;
+                        }
+                        None => break,
+                    },
+                    // Graceful shutdown waits for open calls; an overlap can be long. The
+                    // stream ends here; the rotation is durable and resumes at the next start.
+                    () = stopping(&mut closing) => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "the server is shutting down; the rotation continues after restart",
+                            )))
+                            .await;
+                        return;
+                    }
+                }
             }
             let result = match run.await {
                 Ok(r) => r.map_err(ServerError::from),
@@ -370,7 +394,7 @@ impl CredentialsRpc for CredentialsService {
 /// expiring secrets every `check_interval_secs`.
 pub fn spawn_background(app: &App) {
     let a = app.clone();
-    tokio::spawn(async move {
+    app.credentials().spawn(async move {
         let creds = a.credentials();
         if let Err(e) = creds.import_provisioned(a.engine()).await {
             tracing::warn!(error = %e, "importing completed onboardings failed");
@@ -389,12 +413,12 @@ pub fn spawn_background(app: &App) {
         return;
     }
     let a = app.clone();
-    tokio::spawn(async move {
+    app.credentials().spawn(async move {
         let mut closing = a.closing();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(cfg.check_interval_secs.max(60))) => {}
-                _ = closing.wait_for(|c| *c) => return,
+                () = stopping(&mut closing) => return,
             }
             let creds = a.credentials();
             let _ = creds.import_provisioned(a.engine()).await;
@@ -408,10 +432,10 @@ pub fn spawn_background(app: &App) {
             // Each rotation waits out its overlap on its own task; one already running for a
             // service is refused (and logged), never started twice.
             for e in due {
-                let creds = creds.clone();
+                let c = creds.clone();
                 let overlap = Duration::from_secs(cfg.auto_rotate_overlap_secs);
-                tokio::spawn(async move {
-                    if let Err(err) = creds
+                creds.spawn(async move {
+                    if let Err(err) = c
                         .rotate(
                             &e.registration,
                             &e.secret.service_id,

@@ -300,6 +300,33 @@ impl Credentials {
         Ok(v)
     }
 
+    /// Rotates every current secret expiring within `horizon_days` (each on its own tracked
+    /// task, concurrently; each waits out `overlap`). Returns each secret with its outcome.
+    pub async fn rotate_expiring(
+        &self,
+        horizon_days: i64,
+        overlap: std::time::Duration,
+        actor: &str,
+    ) -> Result<Vec<(ExpiringSecret, Result<(), CredentialsError>)>, CredentialsError> {
+        let mut handles = Vec::new();
+        for e in self.expiring(horizon_days)? {
+            let me = self.clone();
+            let actor = actor.to_owned();
+            let (r, service) = (e.registration.clone(), e.secret.service_id.clone());
+            let h = self.spawn(async move { me.rotate(&r, &service, overlap, &actor, None).await });
+            handles.push((e, h));
+        }
+        let mut out = Vec::new();
+        for (e, h) in handles {
+            let res = match h.await {
+                Ok(r) => r,
+                Err(j) => Err(CredentialsError::Store(format!("rotation task: {j}"))),
+            };
+            out.push((e, res));
+        }
+        Ok(out)
+    }
+
     /// Current secrets of every registration expiring within `horizon_days` (or expired).
     pub fn expiring(&self, horizon_days: i64) -> Result<Vec<ExpiringSecret>, CredentialsError> {
         let now = OffsetDateTime::now_utc();

@@ -323,3 +323,36 @@ async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_o
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_secrets_are_reported_and_rotated_automatically() -> Result<()> {
+    let env = start(calm()).await?;
+    let r = ready(&env, "exp").await?;
+    let svc = "svc-exp";
+    // The onboarding made a 180-day secret; replace it with one that expires in 10 days.
+    let short = env
+        .creds
+        .add_secret(&r, svc, Some(time::Duration::days(10)), ACTOR)
+        .await?;
+    let due = env.creds.expiring(30)?;
+    ensure!(due.len() == 1, "{due:?}");
+    ensure!(due[0].secret.key_id == short.info.key_id && due[0].secret.service_id == svc);
+    ensure!(
+        (9..=10).contains(&due[0].secret.days_until_expiry),
+        "{due:?}"
+    );
+    let done = env
+        .creds
+        .rotate_expiring(30, Duration::ZERO, "system:auto-rotate")
+        .await?;
+    ensure!(done.len() == 1 && done[0].1.is_ok(), "{done:?}");
+    ensure!(env.creds.expiring(30)?.is_empty());
+    let (cur, v) = env.creds.current_secret(&r, svc)?;
+    ensure!(cur.key_id != short.info.key_id);
+    ensure!(env.authenticates(&r.client_id, &v).await);
+    ensure!(!env.authenticates(&r.client_id, &short.value).await);
+    // The onboarding's original (not current) secret is left alone: only the due one went.
+    ensure!(env.creds.list_secrets(&r)?.len() == 2);
+    ensure!(env.sim.calls(REMOVES) == 1);
+    Ok(())
+}

@@ -422,33 +422,24 @@ pub fn spawn_background(app: &App) {
             }
             let creds = a.credentials();
             let _ = creds.import_provisioned(a.engine()).await;
-            let due = match creds.expiring(i64::from(cfg.expiry_horizon_days)) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "expiry check failed");
-                    continue;
-                }
-            };
-            // Each rotation waits out its overlap on its own task; one already running for a
-            // service is refused (and logged), never started twice.
-            for e in due {
-                let c = creds.clone();
-                let overlap = Duration::from_secs(cfg.auto_rotate_overlap_secs);
-                creds.spawn(async move {
-                    if let Err(err) = c
-                        .rotate(
-                            &e.registration,
-                            &e.secret.service_id,
-                            overlap,
-                            AUTO_ROTATE_ACTOR,
-                            None,
-                        )
-                        .await
-                    {
-                        tracing::warn!(client_id = %e.registration.client_id, service = %e.secret.service_id, error = %err, "automatic rotation failed");
+            // One tracked task per check: the rotations wait out their overlaps there, while
+            // this loop goes on checking; a rotation already running for a service is refused
+            // (and logged), never started twice.
+            let c = creds.clone();
+            let overlap = Duration::from_secs(cfg.auto_rotate_overlap_secs);
+            let horizon = i64::from(cfg.expiry_horizon_days);
+            creds.spawn(async move {
+                match c.rotate_expiring(horizon, overlap, AUTO_ROTATE_ACTOR).await {
+                    Ok(done) => {
+                        for (e, r) in done {
+                            if let Err(err) = r {
+                                tracing::warn!(client_id = %e.registration.client_id, service = %e.secret.service_id, error = %err, "automatic rotation failed");
+                            }
+                        }
                     }
-                });
-            }
+                    Err(err) => tracing::warn!(error = %err, "expiry check failed"),
+                }
+            });
         }
     });
 }

@@ -334,7 +334,7 @@ impl Credentials {
                 sealed: self.seal(&o.id, &value)?,
             };
             let skey = Registration::secret_key(&secret);
-            let reg = Registration {
+            let mut reg = Registration {
                 id: o.id.clone(),
                 tenant_id: o.tenant_id.clone(),
                 client_id,
@@ -349,6 +349,11 @@ impl Credentials {
                 attached_at: now_rfc3339(),
                 rotations: BTreeMap::new(),
             };
+            // The customer may have made the app able to rotate itself (best effort: any
+            // failure leaves the admin-session mode).
+            if self.detect_self_rotation(&reg).await {
+                reg.auth_mode = AuthMode::SelfRotation;
+            }
             self.save(&reg).await?;
             n += 1;
         }

@@ -102,8 +102,13 @@ impl Credentials {
     pub async fn list_grants(&self, r: &RegistrationRef) -> Result<Grants, CredentialsError> {
         let reg = self.registration(r)?;
         if self.admin_session(&reg.tenant_id)?.is_some() {
-            let graph = self.admin_graph(&reg.tenant_id).await?;
-            return self.grants_via(&graph, &reg).await;
+            // A stored session may no longer renew (e.g. an onboarding removed the token app
+            // it was consented through): then read the app's own tokens instead.
+            match self.admin_graph(&reg.tenant_id).await {
+                Ok(graph) => return self.grants_via(&graph, &reg).await,
+                Err(CredentialsError::NoAdminSession { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         self.grants_via_token(&reg).await
     }

@@ -142,6 +142,50 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
             && g.roles == ["Teams Administrator"],
         "{g:?}"
     );
+    // Also when the stored session no longer renews: the onboarding's own sign-in, whose
+    // consent went with the temporary token app the onboarding removed.
+    let onboarding_sign_in = env.sign_in("globaladmin").await?;
+    let ga = env.graph_as("globaladmin").await?;
+    let token_app = ga
+        .find_service_principals_by_display_name("Sandbox1-sp2-token", &OpContext::new())
+        .await?
+        .value;
+    ensure!(token_app.len() == 1, "{token_app:?}");
+    for sp in token_app {
+        ga.delete_service_principal(&sp.id, &OpContext::new())
+            .await?;
+    }
+    env.creds
+        .store_admin_session(
+            &env.info.tenant_id,
+            &env.upn("globaladmin"),
+            &env.info.token_app_client_id,
+            common::SIGN_IN_SCOPES,
+            &onboarding_sign_in,
+        )
+        .await?;
+    let e = env
+        .creds
+        .update_roles(
+            &r,
+            &UpdateRequest {
+                add: vec!["Global Reader".into()],
+                actor: DAY2.into(),
+                ..UpdateRequest::default()
+            },
+        )
+        .await
+        .err();
+    ensure!(
+        matches!(&e, Some(CredentialsError::NoAdminSession { reason, .. }) if reason.contains("65001")),
+        "{e:?}"
+    );
+    let g = env.creds.list_grants(&r).await?;
+    ensure!(
+        g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
+            && g.roles == ["Teams Administrator"],
+        "{g:?}"
+    );
     let e = env
         .creds
         .update_roles(

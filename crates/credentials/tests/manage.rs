@@ -467,3 +467,42 @@ async fn an_attached_secret_whose_key_id_was_unreadable_is_found_by_hint_at_rota
     ensure!(list.len() == 1 && !list[0].key_id.is_empty(), "{list:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_shared_by_two_services_is_removed_only_when_neither_uses_it() -> Result<()> {
+    let env = start(calm()).await?;
+    let tenant = env.info.tenant_id.clone();
+    env.store_session(&env.creds, "globaladmin").await?;
+    let (client, _, _, secret) = env
+        .hand_made(
+            "Shared",
+            &["Organization.Read.All", "User.Read.All"],
+            true,
+            &[TEAMS_ADMIN],
+        )
+        .await?;
+    let mut req = attach_req(&tenant, &client, &secret);
+    req.service_ids = vec!["svc-a".into(), "svc-b".into()];
+    env.creds.attach(req).await?;
+    let r = RegistrationRef::new(&tenant, &client);
+    env.creds
+        .rotate(&r, "svc-a", Duration::ZERO, ACTOR, None)
+        .await?;
+    // svc-b still uses the shared secret: kept, in Entra and here.
+    ensure!(env.authenticates(&client, &secret).await);
+    ensure!(env.passwords(&client).len() == 2);
+    ensure!(env.sim.calls("POST removePassword") == 0);
+    let (b, _) = env.creds.current_secret(&r, "svc-b")?;
+    ensure!(b.hint == secret.expose_secret()[..3]);
+    env.creds
+        .rotate(&r, "svc-b", Duration::ZERO, ACTOR, None)
+        .await?;
+    ensure!(!env.authenticates(&client, &secret).await);
+    ensure!(env.sim.calls("POST removePassword") == 1);
+    let (a, av) = env.creds.current_secret(&r, "svc-a")?;
+    let (b, bv) = env.creds.current_secret(&r, "svc-b")?;
+    ensure!(a.key_id != b.key_id);
+    ensure!(env.authenticates(&client, &av).await && env.authenticates(&client, &bv).await);
+    ensure!(env.passwords(&client).len() == 2 && env.creds.list_secrets(&r)?.len() == 2);
+    Ok(())
+}

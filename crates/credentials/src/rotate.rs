@@ -280,9 +280,27 @@ impl Credentials {
             let lock = self.lock_for(&reg_id);
             let _g = lock.lock().await;
             let mut reg = self.registration(r)?;
-            let Some(state) = reg.rotations.get(service_id).cloned() else {
+            let Some(mut state) = reg.rotations.get(service_id).cloned() else {
                 return Ok(());
             };
+            // A new secret that is gone from the record (never expected: revoke refuses it)
+            // cannot be validated or handed over: start the add again under a new marker.
+            let new_missing = state
+                .new_key
+                .as_ref()
+                .is_none_or(|k| !reg.secrets.contains_key(k));
+            if matches!(
+                state.stage,
+                RotationStage::Validating | RotationStage::HandingOver
+            ) && new_missing
+            {
+                tracing::warn!(rotation = %state.id, "new secret missing from the record; adding again");
+                state.stage = RotationStage::Adding;
+                state.new_key = None;
+                state.marker = marker(service_id, &Uuid::new_v4().to_string());
+                reg.rotations.insert(service_id.to_owned(), state.clone());
+                self.save(&reg).await?;
+            }
             match state.stage {
                 RotationStage::Adding => self.stage_add(&mut reg, state, events).await?,
                 RotationStage::Validating => self.stage_validate(&mut reg, state, events).await?,

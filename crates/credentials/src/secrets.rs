@@ -269,6 +269,16 @@ impl Credentials {
                 reg.client_id
             )));
         };
+        if let Some(rot) = reg
+            .rotations
+            .values()
+            .find(|r| r.new_key.as_deref() == Some(key.as_str()))
+        {
+            return Err(CredentialsError::FailedPrecondition(format!(
+                "secret {key_id} is the new secret of the rotation of {} in progress",
+                rot.service_id
+            )));
+        }
         let users = reg.users_of(&key);
         if !users.is_empty() {
             return Err(CredentialsError::FailedPrecondition(format!(

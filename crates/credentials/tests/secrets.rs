@@ -284,6 +284,20 @@ async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_o
             env.authenticates(&r.client_id, &v).await,
             "{point}: no working secret after the crash"
         );
+        // The new secret of a rotation in progress cannot be revoked from under it.
+        if point == "add" {
+            let reg = env.creds.registration(&r)?;
+            let new_key = reg
+                .rotations
+                .get(svc)
+                .and_then(|s| s.new_key.clone())
+                .context("stored new key")?;
+            let e = env.creds.revoke(&r, &new_key, ACTOR).await.err();
+            ensure!(
+                matches!(&e, Some(CredentialsError::FailedPrecondition(m)) if m.contains("rotation")),
+                "{e:?}"
+            );
+        }
         // A restarted process converges.
         let restarted = env.restart(None)?;
         let failed = restarted.resume_all().await?;

@@ -370,3 +370,23 @@ async fn expiring_secrets_are_reported_and_rotated_automatically() -> Result<()>
     ensure!(env.sim.calls(REMOVES) == 1);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_changes_when_the_audit_log_cannot_be_written() -> Result<()> {
+    let env = start(calm()).await?;
+    let r = ready(&env, "aud").await?;
+    let before = env.passwords(&r.client_id);
+    env.audit.clone().close();
+    let e = env.creds.add_secret(&r, "svc-aud", None, ACTOR).await.err();
+    ensure!(matches!(e, Some(CredentialsError::Audit(_))), "{e:?}");
+    let e = env
+        .creds
+        .rotate(&r, "svc-aud", Duration::ZERO, ACTOR, None)
+        .await
+        .err();
+    ensure!(matches!(e, Some(CredentialsError::Audit(_))), "{e:?}");
+    ensure!(env.creds.pending_rotations()?.is_empty());
+    ensure!(env.passwords(&r.client_id) == before);
+    ensure!(env.creds.list_secrets(&r)?.len() == 1);
+    Ok(())
+}

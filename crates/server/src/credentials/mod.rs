@@ -155,11 +155,11 @@ impl CredentialsService {
                     // Graceful shutdown waits for open calls; an overlap can be long. The
                     // stream ends here; the rotation is durable and resumes at the next start.
                     () = stopping(&mut closing) => {
-                        let _ = tx
-                            .send(Err(Status::unavailable(
-                                "the server is shutting down; the rotation continues after restart",
-                            )))
-                            .await;
+                        let e = ServerError::Unavailable(
+                            "the server is shutting down; the rotation continues after restart"
+                                .into(),
+                        );
+                        let _ = tx.send(Err(e.into())).await;
                         return;
                     }
                 }

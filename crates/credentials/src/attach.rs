@@ -80,6 +80,9 @@ impl Credentials {
                 reason: e.to_string(),
             })?;
         let (tenant, client) = (&req.registration.tenant_id, &req.registration.client_id);
+        // Two attaches of one registration run one after the other (the second is refused).
+        let lock = self.lock_for(&registration_key(tenant, client));
+        let _g = lock.lock().await;
         if self
             .inner
             .store

@@ -98,6 +98,9 @@ impl Credentials {
         &self,
         tenant_id: &str,
     ) -> Result<GraphClient, CredentialsError> {
+        // One renewal per tenant at a time, so the newest refresh token is the one kept.
+        let lock = self.lock_for(&session_key(tenant_id));
+        let _g = lock.lock().await;
         let Some(mut rec) = self
             .inner
             .store

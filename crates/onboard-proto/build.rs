@@ -17,6 +17,7 @@ const REDACTED: &[&str] = &[
     ".onboard.v1.CancelOnboardingRequest",
     ".onboard.v1.Completed",
     ".onboard.v1.NewSecret",
+    ".onboard.v1.AttachRegistrationRequest",
 ];
 
 /// One file per service, as the API sketch asks.

@@ -39,8 +39,9 @@ impl TokenSet {
 }
 
 /// What an access token says about its holder (read unverified: a hint for checks and display;
-/// Graph itself enforces). For app-only tokens `roles` holds the granted application permissions
-/// of the token's resource; Entra omits the claim when nothing is granted.
+/// the resource itself enforces). For app-only tokens `roles` holds the application permissions
+/// granted for the token's resource (Entra omits the claim when nothing is granted) and `wids`
+/// the service principal's directory role template ids.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct AccessTokenClaims {
     /// Tenant id.
@@ -52,9 +53,18 @@ pub struct AccessTokenClaims {
     /// Application (client) id of the caller (v1 tokens).
     #[serde(default)]
     pub appid: Option<String>,
+    /// Object id of the caller (the service principal, for app-only tokens).
+    #[serde(default)]
+    pub oid: Option<String>,
     /// Application permissions granted (app-only tokens); empty when absent.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Template ids of the caller's directory roles.
+    #[serde(default)]
+    pub wids: Vec<String>,
+    /// The calling app's display name.
+    #[serde(default)]
+    pub app_displayname: Option<String>,
     /// Delegated scopes (space-separated), for user tokens.
     #[serde(default)]
     pub scp: Option<String>,
@@ -67,6 +77,13 @@ pub struct AccessTokenClaims {
 /// Errors name the problem, never the token.
 pub fn access_token_claims(token: &SecretString) -> Result<AccessTokenClaims, EntraError> {
     decode_payload(token.expose_secret(), "access_token_claims")
+}
+
+impl TokenSet {
+    /// [`access_token_claims`] of this token set's access token.
+    pub fn access_token_claims(&self) -> Result<AccessTokenClaims, EntraError> {
+        access_token_claims(&self.access_token)
+    }
 }
 
 fn decode_claims(jwt: &str) -> Result<IdTokenClaims, EntraError> {

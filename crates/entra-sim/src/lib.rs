@@ -376,6 +376,12 @@ impl Sim {
         self.shared.add_user(upn, display_name, role_template_ids)
     }
 
+    /// How many Graph calls `key` succeeded since start, keyed `"<METHOD> <last path segment>"`
+    /// (e.g. `"POST removePassword"`, `"POST addPassword"`).
+    pub fn calls(&self, key: &str) -> u64 {
+        self.shared.calls(key)
+    }
+
     /// The whole directory state as JSON (secrets appear only as hashes).
     pub fn snapshot(&self) -> serde_json::Value {
         self.shared.snapshot()

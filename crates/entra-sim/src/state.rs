@@ -144,6 +144,9 @@ pub struct Shared {
     state_file: Option<PathBuf>,
     /// The seeded tenant that `info()` and `/_sim/info` describe.
     pub primary_tid: String,
+    /// Successful Graph calls by `"<METHOD> <last path segment>"` (e.g. `POST removePassword`),
+    /// so tests can check a change was made exactly once.
+    calls: Mutex<HashMap<String, u64>>,
     /// Requests served so far, so benchmarks can relate wall time to the number of calls.
     pub counts: RequestCounters,
 }
@@ -251,6 +254,7 @@ impl Shared {
             counts: RequestCounters::default(),
             state_file,
             primary_tid,
+            calls: Mutex::new(HashMap::new()),
         };
         shared.persist(&shared.lock());
         Ok(shared)
@@ -437,6 +441,18 @@ impl Shared {
                 roles: vec![],
                 role_template_ids: vec![],
             })
+    }
+
+    /// Counts one successful Graph call.
+    pub fn count_call(&self, key: &str) {
+        let mut m = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(key.to_owned()).or_insert(0) += 1;
+    }
+
+    /// How many successful Graph calls `key` (`"<METHOD> <last segment>"`) there were.
+    pub fn calls(&self, key: &str) -> u64 {
+        let m = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(key).copied().unwrap_or(0)
     }
 
     /// The primary tenant's directory as JSON, plus the faults in force.

@@ -302,3 +302,100 @@ async fn cloud_app_admin_added_at_runtime_may_consent_teams_roles_but_not_graph_
     assert_eq!(st, StatusCode::FORBIDDEN);
     env.sim.shutdown().await;
 }
+
+/// Application.ReadWrite.OwnedBy (permissions reference): an app may manage the applications
+/// its service principal owns (read by key, add and remove secrets) but not others, and may not
+/// list `/applications`. Owners are added with `POST /applications/{id}/owners/$ref`.
+#[tokio::test]
+async fn owned_by_lets_an_app_manage_only_apps_it_owns() {
+    const OWNED_BY: &str = "18a4783c-866b-4cc7-a460-3d5e5662c884";
+    let env = start(Faults::default()).await;
+    let ga = env.access_token("globaladmin").await;
+    let (app, sp, secret) = env.provision(&ga, "svc-owned").await;
+    let (other, _, _) = env.provision(&ga, "svc-other").await;
+    let graph_sp = env.graph_sp_id(&ga).await;
+    let (app_id, sp_id) = (app["id"].as_str().unwrap(), sp["id"].as_str().unwrap());
+    let (st, g) = env
+        .graph(
+            Method::POST,
+            &format!("/servicePrincipals/{graph_sp}/appRoleAssignedTo"),
+            &ga,
+            Some(json!({"principalId": sp_id, "resourceId": graph_sp, "appRoleId": OWNED_BY})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let (st, tok) = env
+        .client_credentials(
+            app["appId"].as_str().unwrap(),
+            &secret,
+            "https://graph.microsoft.com/.default",
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let t = tok["access_token"].as_str().unwrap();
+    let add = |id: &str| format!("/applications/{id}/addPassword");
+    let body = Some(json!({"passwordCredential": {"displayName": "self"}}));
+
+    // Not an owner yet: denied.
+    let (st, e) = env.graph(Method::POST, &add(app_id), t, body.clone()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
+    assert_odata_error(&e, "Authorization_RequestDenied");
+
+    // The admin makes the SP an owner; a second identical add is a 400.
+    let owner_ref =
+        json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{sp_id}")});
+    let owners_path = format!("/applications/{app_id}/owners/$ref");
+    let (st, e) = env
+        .graph(Method::POST, &owners_path, &ga, Some(owner_ref.clone()))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{e}");
+    let (st, e) = env
+        .graph(Method::POST, &owners_path, &ga, Some(owner_ref))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert_odata_error(&e, "Request_BadRequest");
+    let (st, owners) = env
+        .graph(
+            Method::GET,
+            &format!("/applications/{app_id}/owners"),
+            &ga,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let kinds: Vec<&str> = owners["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["@odata.type"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        kinds.contains(&"#microsoft.graph.servicePrincipal"),
+        "{owners}"
+    );
+
+    // Now it may read itself by key and add and remove its own secrets.
+    let (st, got) = env
+        .graph(Method::GET, &format!("/applications/{app_id}"), t, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{got}");
+    let (st, pw) = env.graph(Method::POST, &add(app_id), t, body.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{pw}");
+    let (st, e) = env
+        .graph(
+            Method::POST,
+            &format!("/applications/{app_id}/removePassword"),
+            t,
+            Some(json!({"keyId": pw["keyId"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{e}");
+    assert_eq!(env.sim.calls("POST removePassword"), 1);
+    // But not another app, and not the collection.
+    let (st, _) = env
+        .graph(Method::POST, &add(other["id"].as_str().unwrap()), t, body)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = env.graph(Method::GET, "/applications", t, None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}

@@ -132,6 +132,18 @@ impl fmt::Debug for NewSecret {
     }
 }
 
+impl fmt::Debug for AttachRegistrationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttachRegistrationRequest")
+            .field("registration", &self.registration)
+            .field("profile", &self.profile)
+            .field("service_ids", &self.service_ids)
+            .field("client_secret", &hidden(&self.client_secret))
+            .field("platform_version", &self.platform_version)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +226,14 @@ mod tests {
                 "{:?}",
                 NewSecret {
                     secret: secret.into(),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                AttachRegistrationRequest {
+                    client_secret: secret.into(),
+                    profile: "direct-routing".into(),
                     ..Default::default()
                 }
             ),

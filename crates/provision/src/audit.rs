@@ -9,7 +9,7 @@ use crate::error::ProvisionError;
 
 /// Who and what an onboarding's entries are about.
 #[derive(Debug, Clone)]
-pub(crate) struct AuditScope {
+pub struct AuditScope {
     /// Caller identity (mTLS subject or token), or `system` for resumes.
     pub actor: String,
     /// Customer tenant.
@@ -22,7 +22,7 @@ pub(crate) struct AuditScope {
 
 /// The object an entry is about.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Target {
+pub struct Target {
     /// `application`, `servicePrincipal`, `passwordCredential`, `appRoleAssignment`,
     /// `unifiedRoleAssignment`, `onboarding`.
     pub kind: &'static str,
@@ -33,13 +33,13 @@ pub(crate) struct Target {
 }
 
 /// One property change: `{property, old, new}`.
-pub(crate) fn change(property: &str, old: Value, new: Value) -> Value {
+pub fn change(property: &str, old: Value, new: Value) -> Value {
     json!({"property": property, "old": old, "new": new})
 }
 
 /// Phase of an entry.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Phase {
+pub enum Phase {
     /// Before the Entra call.
     Intent,
     /// After it succeeded.
@@ -59,7 +59,7 @@ impl Phase {
 }
 
 /// The fields of one entry beyond the scope.
-pub(crate) struct EntryParts<'a> {
+pub struct EntryParts<'a> {
     /// Dotted action name, e.g. `app_registration.create`.
     pub action: &'a str,
     /// Phase.
@@ -77,7 +77,7 @@ pub(crate) struct EntryParts<'a> {
 }
 
 /// Appends one entry and returns its index once it is durable and signed.
-pub(crate) async fn append(
+pub async fn append(
     log: &AuditLog,
     scope: &AuditScope,
     parts: EntryParts<'_>,

@@ -498,15 +498,17 @@ impl Engine {
         self.inner.key.open(id, "client_secret", &s.sealed)
     }
 
+    /// The resolved profile (permissions and roles) an onboarding was made with, for day-two
+    /// management of its registration.
+    pub fn profile_of(&self, id: &str) -> Result<Option<ResolvedProfile>, ProvisionError> {
+        Ok(self.inner.store.get(id)?.map(|r| r.profile))
+    }
+
     /// The permissions and roles onboarding `id` was provisioned with (its profile as resolved
     /// for its platform version): what day-two verification compares Entra against.
     pub fn resolved_profile(&self, id: &str) -> Result<ResolvedProfile, ProvisionError> {
-        let rec = self
-            .inner
-            .store
-            .get(id)?
-            .ok_or_else(|| ProvisionError::NotFound(id.to_owned()))?;
-        Ok(rec.profile)
+        self.profile_of(id)?
+            .ok_or_else(|| ProvisionError::NotFound(id.to_owned()))
     }
 
     /// The admin's delegated access token stored (sealed) with onboarding `id`, if any. It may

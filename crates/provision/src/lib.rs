@@ -24,7 +24,7 @@
 
 #![warn(missing_docs)]
 
-mod audit;
+pub mod audit;
 mod config;
 pub mod crypto;
 mod driver;

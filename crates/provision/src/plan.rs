@@ -39,7 +39,7 @@ pub fn permission_key(p: &PermissionRef) -> String {
 
 /// Reads the resources' app roles and resolves every permission of `profile` to its id. Ids are
 /// read at runtime, never hard-coded (entra-reference.md §1.5, §3.3).
-pub(crate) async fn resolve_permissions(
+pub async fn resolve_permissions(
     graph: &GraphClient,
     profile: &ResolvedProfile,
     ctx: &OpContext,

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use audit_log::{AuditLog, LogConfig, NoteSigner};
+use credentials::{Credentials, CredentialsConfig};
 use entra_client::{EntraClient, EntraConfig};
 use provision::{Engine, EngineConfig, ProfileSet};
 use zeroize::Zeroizing;
@@ -29,6 +30,8 @@ const LINKS_TREE: &str = "onboarding_invitations";
 const DRIFT_TREE: &str = "drift";
 /// The audit actor of scheduled verification runs.
 pub const DRIFT_ACTOR: &str = "onboard:drift-monitor";
+/// The day-two credential manager's tree (managed registrations, rotations, admin sessions).
+const CREDENTIALS_TREE: &str = "credentials";
 
 /// Everything the services share.
 #[derive(Clone)]
@@ -54,6 +57,8 @@ struct Inner {
     /// The provisioning profiles (`platform.profiles_path`, else the shipped ones); the engine
     /// has its own copy, this one answers sign-in's "which roles are missing".
     profiles: ProfileSet,
+    /// Day-two management of registrations (the Credentials service; Verification reads it).
+    credentials: Credentials,
     /// Onboarding id → the invitation it came from (the engine does not know invitations).
     links: sled::Tree,
     /// Verification: the checks, the registrations (through `verifier::Targets`), open drift
@@ -101,6 +106,17 @@ impl App {
         )?;
         engine_config.profiles = profiles.clone();
         let engine = Engine::new(engine_config)?;
+        let mut ccfg = CredentialsConfig::new(
+            entra.clone(),
+            audit.clone(),
+            db.open_tree(CREDENTIALS_TREE)?,
+            *key,
+        )?;
+        ccfg.secret_lifetime = match config.credentials.secret_lifetime_days {
+            0 => None,
+            d => Some(time::Duration::days(i64::from(d))),
+        };
+        let credentials = Credentials::new(ccfg)?;
         let targets = EngineTargets::new(engine.clone(), &config)?;
         let drift = Arc::new(verifier::DriftMonitor::new(
             verifier::Verifier::new(entra.clone()),
@@ -121,6 +137,7 @@ impl App {
                 entra,
                 engine,
                 profiles,
+                credentials,
                 links: db.open_tree(LINKS_TREE)?,
                 drift,
                 closing: tokio::sync::watch::Sender::new(false),
@@ -161,6 +178,12 @@ impl App {
     /// The provisioning profiles in force.
     pub fn profiles(&self) -> &ProfileSet {
         &self.inner.profiles
+    }
+
+    /// The day-two credential manager: managed registrations (`find`, `find_by_service`,
+    /// `current_secret`), admin sessions (`store_admin_session`), rotations.
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.credentials
     }
 
     /// Onboarding id → invitation id.

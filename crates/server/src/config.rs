@@ -26,6 +26,7 @@ const SECTIONS: &[&str] = &[
     "invitations",
     "auth",
     "verification",
+    "credentials",
 ];
 
 /// The whole configuration.
@@ -54,6 +55,59 @@ pub struct Config {
     /// Day-two verification: secret horizon, scheduled drift runs, automatic repair.
     #[serde(default)]
     pub verification: VerificationSection,
+    /// Day-two credential management (expiry report, automatic rotation).
+    #[serde(default)]
+    pub credentials: CredentialsSection,
+}
+
+/// `[credentials]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsSection {
+    /// Secrets expiring within this many days are reported by ListExpiring (and rotated when
+    /// `auto_rotate` is on).
+    #[serde(default = "default_horizon")]
+    pub expiry_horizon_days: u32,
+    /// Rotate expiring secrets automatically, checking every `check_interval_secs`.
+    #[serde(default)]
+    pub auto_rotate: bool,
+    /// Overlap of automatic rotations: how long the old secret stays valid after hand-over.
+    #[serde(default = "default_overlap")]
+    pub auto_rotate_overlap_secs: u64,
+    /// How often the automatic rotation looks for expiring secrets.
+    #[serde(default = "default_check_interval")]
+    pub check_interval_secs: u64,
+    /// Lifetime of new secrets in days (0: Graph's default of two years).
+    #[serde(default = "default_secret_lifetime")]
+    pub secret_lifetime_days: u32,
+}
+
+impl Default for CredentialsSection {
+    fn default() -> Self {
+        Self {
+            expiry_horizon_days: default_horizon(),
+            auto_rotate: false,
+            auto_rotate_overlap_secs: default_overlap(),
+            check_interval_secs: default_check_interval(),
+            secret_lifetime_days: default_secret_lifetime(),
+        }
+    }
+}
+
+fn default_horizon() -> u32 {
+    30
+}
+
+fn default_overlap() -> u64 {
+    86_400
+}
+
+fn default_check_interval() -> u64 {
+    3_600
+}
+
+fn default_secret_lifetime() -> u32 {
+    180
 }
 
 /// `[server]`

@@ -1,6 +1,7 @@
 //! The server's one error type and the one place it becomes a gRPC status.
 
 use audit_log::AuditError;
+use credentials::CredentialsError;
 use entra_client::EntraError;
 use provision::{NameRule, ProvisionError};
 use tonic::{Code, Status};
@@ -49,6 +50,9 @@ pub enum ServerError {
     /// The onboarding engine (or the Entra sign-in under it) refused or failed.
     #[error(transparent)]
     Provision(#[from] ProvisionError),
+    /// The credential manager refused or failed.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// The server's own state store (sled) failed.
     #[error("state storage error: {0}")]
     State(#[from] sled::Error),
@@ -133,6 +137,7 @@ impl From<ServerError> for Status {
             ServerError::Unavailable(_) => Status::unavailable(msg),
             ServerError::Audit(a) => audit_status(a, msg),
             ServerError::Provision(p) => provision_status(p, msg),
+            ServerError::Credentials(c) => credentials_status(c, msg),
             ServerError::State(_)
             | ServerError::Config(_)
             | ServerError::Io { .. }
@@ -192,6 +197,39 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         ProvisionError::Cancelled(_) => Status::aborted(msg),
         ProvisionError::Store(_) | ProvisionError::Crypto(_) | ProvisionError::Halted(_) => {
             tracing::error!(error = %msg, "onboarding failed");
+            Status::internal("internal error; see the server log")
+        }
+    }
+}
+
+fn credentials_status(c: CredentialsError, msg: String) -> Status {
+    match c {
+        CredentialsError::InvalidArgument { field, reason } => {
+            let mut details = ErrorDetails::new();
+            details.add_bad_request_violation(field, reason);
+            Status::with_error_details(Code::InvalidArgument, msg, details)
+        }
+        CredentialsError::NotFound(_) => Status::not_found(msg),
+        // Each missing grant is a precondition violation the operator can act on.
+        CredentialsError::MissingGrants { missing, .. } => {
+            let mut details = ErrorDetails::new();
+            for m in missing {
+                details.add_precondition_failure_violation("MISSING_GRANT", "registration", m);
+            }
+            Status::with_error_details(Code::FailedPrecondition, msg, details)
+        }
+        CredentialsError::FailedPrecondition(_)
+        | CredentialsError::PolicyRefused { .. }
+        | CredentialsError::NoAdminSession { .. }
+        | CredentialsError::RequiredByProfile { .. } => Status::failed_precondition(msg),
+        // Nothing was changed, and the log may come back.
+        CredentialsError::Audit(_) => {
+            tracing::error!(error = %msg, "audit log unavailable");
+            Status::unavailable(msg)
+        }
+        CredentialsError::Entra { ref source, .. } => entra_status(source, msg),
+        CredentialsError::Store(_) | CredentialsError::Crypto(_) | CredentialsError::Halted(_) => {
+            tracing::error!(error = %msg, "credential operation failed");
             Status::internal("internal error; see the server log")
         }
     }

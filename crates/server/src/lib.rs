@@ -7,9 +7,9 @@
 //! - [`audit`]: the Audit service (auditor, admin); every read is itself an audit entry.
 //! - [`invitations`]: invitations, their MACed single-use tokens, and the Invitations service.
 //! - [`onboarding`]: the Onboarding service (wizard back-end) over `provision::Engine`.
-//! - [`verification`]: the Verification service (Verify, ListDrift) over the `verifier` crate,
-//!   with completed onboardings as targets; scheduled drift runs start in [`serve()`].
-//! - [`stubs`]: Credentials, registered but UNIMPLEMENTED for now.
+//! - [`credentials`]: the Credentials service (day two) over `credentials::Credentials`.
+//! - [`verification`]: the Verification service (Verify, ListDrift) over the `verifier` crate;
+//!   scheduled drift runs start in [`serve()`].
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -17,12 +17,12 @@ pub mod audit;
 pub mod auth;
 mod clock;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod invitations;
 pub mod onboarding;
 mod paging;
 mod serve;
-pub mod stubs;
 pub mod verification;
 
 pub use app::{AUDIT_DIR, App, DRIFT_ACTOR, STATE_DIR};
@@ -30,3 +30,7 @@ pub use auth::{Caller, Role, token_sha256_hex};
 pub use config::Config;
 pub use error::ServerError;
 pub use serve::{run_from_config, serve};
+
+/// A server stream of `T`, as the streaming RPCs return it.
+pub type BoxStream<T> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;

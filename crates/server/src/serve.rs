@@ -18,10 +18,10 @@ use zeroize::Zeroizing;
 use crate::App;
 use crate::audit::AuditService;
 use crate::config::Config;
+use crate::credentials::{CredentialsService, spawn_background};
 use crate::error::{Result, ServerError};
 use crate::invitations::service::InvitationsService;
 use crate::onboarding::OnboardingService;
-use crate::stubs::Pending;
 use crate::verification::VerificationService;
 
 /// How long a TLS handshake may take before the connection is dropped.
@@ -51,9 +51,8 @@ pub async fn serve(
     reporter
         .set_serving::<VerificationServer<VerificationService>>()
         .await;
-    // Registered but not built yet: health says so.
     reporter
-        .set_not_serving::<CredentialsServer<Pending>>()
+        .set_serving::<CredentialsServer<CredentialsService>>()
         .await;
 
     let reflection = tonic_reflection::server::Builder::configure()
@@ -76,7 +75,8 @@ pub async fn serve(
             .clone()
             .spawn(Duration::from_secs(secs), app.closing())
     });
-    let pending = Pending::new(app.clone());
+    // Completed onboardings become managed registrations; cut-short rotations finish.
+    spawn_background(&app);
     let closing = app.clone();
     let shutdown = async move {
         shutdown.await;
@@ -89,7 +89,7 @@ pub async fn serve(
         .add_service(AuditServer::new(AuditService::new(app.clone())))
         .add_service(InvitationsServer::new(InvitationsService::new(app.clone())))
         .add_service(OnboardingServer::new(OnboardingService::new(app.clone())))
-        .add_service(CredentialsServer::new(pending))
+        .add_service(CredentialsServer::new(CredentialsService::new(app.clone())))
         .add_service(VerificationServer::new(VerificationService::new(
             app.clone(),
         )))
@@ -108,7 +108,9 @@ pub async fn serve(
     served?;
     // Runs stop before their next Entra change (calls in flight finish and are audited); their
     // records stay `running` for the next start.
+    // Rotations too: they are stored per step and resume at the next start.
     app.engine().shutdown().await;
+    app.credentials().shutdown();
     Ok(())
 }
 

@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use super::{Call, GraphClient, Reply, decode, to_json};
 use crate::error::EntraError;
-use crate::graph::types::{Application, ApplicationSpec, NewPassword, RawNewPassword};
+use crate::graph::types::{
+    Application, ApplicationSpec, DirectoryObject, NewPassword, RawNewPassword,
+};
 use crate::odata::{id, key, literal};
 use crate::retry::OpContext;
 
@@ -255,6 +257,55 @@ impl GraphClient {
             },
         )?;
         self.no_content("remove_password", Method::POST, url, Some(body), ctx)
+            .await
+    }
+
+    /// `GET /applications(appId='…')`: by client id through the alternate key, which an app
+    /// holding only `Application.ReadWrite.OwnedBy` may read for apps it owns (it may not list
+    /// or `$filter` `/applications`).
+    pub async fn get_application_by_app_id(
+        &self,
+        app_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Application>, EntraError> {
+        let url = self.url(
+            &format!("applications(appId={})", key(id(app_id)?)),
+            &[("$select", APP_SELECT)],
+        )?;
+        self.get_json("get_application_by_app_id", url, ctx).await
+    }
+
+    /// `GET /applications/{id}/owners`: the users and service principals that own the app
+    /// (an owner may manage it without an admin role; an app with
+    /// `Application.ReadWrite.OwnedBy` may manage the apps its service principal owns).
+    pub async fn list_application_owners(
+        &self,
+        app_object_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<DirectoryObject>>, EntraError> {
+        let url = self.url(&format!("applications/{}/owners", id(app_object_id)?), &[])?;
+        self.list_all("list_application_owners", url, ctx).await
+    }
+
+    /// `POST /applications/{id}/owners/$ref` with `{"@odata.id": ".../directoryObjects/{id}"}`
+    /// (204). Graph answers 400 "One or more added object references already exist" when
+    /// `owner_id` already owns it: check [`GraphClient::list_application_owners`] first.
+    pub async fn add_application_owner(
+        &self,
+        app_object_id: &str,
+        owner_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let url = self.url(
+            &format!("applications/{}/owners/$ref", id(app_object_id)?),
+            &[],
+        )?;
+        let reference = self.url(&format!("directoryObjects/{}", id(owner_id)?), &[])?;
+        let body = to_json(
+            "add_application_owner",
+            &serde_json::json!({ "@odata.id": reference.as_str() }),
+        )?;
+        self.no_content("add_application_owner", Method::POST, url, Some(body), ctx)
             .await
     }
 }

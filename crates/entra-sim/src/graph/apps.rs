@@ -197,7 +197,12 @@ pub fn create(c: &Ctx<'_>) -> Response {
 pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
     let inner = c.lock();
     let dir = &inner.dir;
-    if let Err(r) = authz::require(c, dir, &READ_APPS, &[]) {
+    // An app holding only Application.ReadWrite.OwnedBy may read the apps it owns by key
+    // (never the collection).
+    let owners = find(c, dir, key, false)
+        .map(|i| dir.applications[i].owners.clone())
+        .unwrap_or_default();
+    if let Err(r) = authz::require(c, dir, &READ_APPS, &owners) {
         return r;
     }
     match find(c, dir, key, false) {
@@ -209,6 +214,79 @@ pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
         ),
         Err(r) => r,
     }
+}
+
+/// `GET /applications/{id}/owners`: users and service principals, as directory objects.
+pub fn list_owners(c: &Ctx<'_>, key: &Key) -> Response {
+    let inner = c.lock();
+    let dir = &inner.dir;
+    let idx = match find(c, dir, key, false) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let owners = dir.applications[idx].owners.clone();
+    if let Err(r) = authz::require(c, dir, &READ_APPS, &owners) {
+        return r;
+    }
+    let items = owners.iter().filter_map(|id| owner_json(dir, id)).collect();
+    collection(c, "directoryObjects", items)
+}
+
+fn owner_json(dir: &Directory, id: &str) -> Option<Value> {
+    if let Some(u) = dir.users.iter().find(|u| u.id == id) {
+        let mut v = u.to_json();
+        v["@odata.type"] = json!("#microsoft.graph.user");
+        return Some(v);
+    }
+    dir.service_principals.iter().find(|s| s.id == id).map(|s| {
+        let mut v = s.to_json();
+        v["@odata.type"] = json!("#microsoft.graph.servicePrincipal");
+        v
+    })
+}
+
+/// `POST /applications/{id}/owners/$ref` with `{"@odata.id": ".../directoryObjects/{id}"}`:
+/// 204; 400 when the object is already an owner or does not exist.
+pub fn add_owner(c: &Ctx<'_>, key: &Key) -> Response {
+    let mut inner = c.lock();
+    let idx = match find(c, &inner.dir, key, false) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let owners = inner.dir.applications[idx].owners.clone();
+    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
+        return r;
+    }
+    let Some(object_id) = c
+        .body
+        .as_ref()
+        .and_then(|b| b["@odata.id"].as_str())
+        .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+        .map(str::to_string)
+    else {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Invalid value specified for property '@odata.id'.",
+        );
+    };
+    if owner_json(&inner.dir, &object_id).is_none() {
+        return c.err(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            &format!("Resource '{object_id}' does not exist or one of its queried reference-property objects are not present."),
+        );
+    }
+    if owners.contains(&object_id) {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "One or more added object references already exist for the following modified properties: 'owners'.",
+        );
+    }
+    inner.dir.applications[idx].owners.push(object_id);
+    c.s.persist(&inner);
+    no_content()
 }
 
 /// `PATCH /applications/{id}`, and the upsert `PATCH /applications(uniqueName='…')` with

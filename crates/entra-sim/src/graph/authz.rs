@@ -16,7 +16,13 @@ pub struct Need {
     pub app: &'static [&'static str],
     /// For delegated calls, any one of these directory roles (`None`: no role needed).
     pub roles: Option<&'static [&'static str]>,
+    /// Application permissions that suffice only when the calling service principal owns the
+    /// object (`Application.ReadWrite.OwnedBy`: "manage apps this app owns").
+    pub app_owned: &'static [&'static str],
 }
+
+/// The permission that lets an app manage only the applications it owns.
+pub const OWNED_BY: &[&str] = &["Application.ReadWrite.OwnedBy"];
 
 /// Reading the signed-in user and its memberships.
 pub const ME: Need = Need {
@@ -31,6 +37,7 @@ pub const ME: Need = Need {
     ],
     app: &[],
     roles: None,
+    app_owned: &[],
 };
 
 /// Reading users.
@@ -49,6 +56,7 @@ pub const READ_USERS: Need = Need {
         "Directory.ReadWrite.All",
     ],
     roles: None,
+    app_owned: &[],
 };
 
 /// Reading the organization.
@@ -68,6 +76,7 @@ pub const READ_ORG: Need = Need {
         "Directory.ReadWrite.All",
     ],
     roles: None,
+    app_owned: &[],
 };
 
 /// Reading applications and service principals (Application.ReadWrite.OwnedBy is not enough: 403).
@@ -86,6 +95,7 @@ pub const READ_APPS: Need = Need {
         "Directory.ReadWrite.All",
     ],
     roles: None,
+    app_owned: OWNED_BY,
 };
 
 /// Creating and changing applications, service principals and secrets.
@@ -93,6 +103,7 @@ pub const WRITE_APPS: Need = Need {
     delegated: &["Application.ReadWrite.All", "Directory.AccessAsUser.All"],
     app: &["Application.ReadWrite.All"],
     roles: Some(&[GLOBAL_ADMIN, APP_ADMIN, CLOUD_APP_ADMIN]),
+    app_owned: OWNED_BY,
 };
 
 /// Granting app roles of Microsoft Graph: Privileged Role Administrator is the least role.
@@ -103,6 +114,7 @@ pub const ASSIGN_GRAPH_ROLES: Need = Need {
     ],
     app: &["AppRoleAssignment.ReadWrite.All"],
     roles: Some(&[GLOBAL_ADMIN, PRIV_ROLE_ADMIN]),
+    app_owned: &[],
 };
 
 /// Granting app roles of other APIs: application administrators may too.
@@ -113,6 +125,7 @@ pub const ASSIGN_OTHER_ROLES: Need = Need {
     ],
     app: &["AppRoleAssignment.ReadWrite.All"],
     roles: Some(&[GLOBAL_ADMIN, PRIV_ROLE_ADMIN, APP_ADMIN, CLOUD_APP_ADMIN]),
+    app_owned: &[],
 };
 
 /// Reading directory role definitions and assignments.
@@ -133,6 +146,7 @@ pub const READ_ROLES: Need = Need {
         "Directory.ReadWrite.All",
     ],
     roles: None,
+    app_owned: &[],
 };
 
 /// Assigning directory roles: Privileged Role Administrator is the least role.
@@ -143,6 +157,7 @@ pub const WRITE_ROLES: Need = Need {
     ],
     app: &["RoleManagement.ReadWrite.Directory"],
     roles: Some(&[GLOBAL_ADMIN, PRIV_ROLE_ADMIN]),
+    app_owned: &[],
 };
 
 /// Reading delegated permission grants.
@@ -163,6 +178,7 @@ pub const READ_GRANTS: Need = Need {
         "Application.ReadWrite.All",
     ],
     roles: None,
+    app_owned: &[],
 };
 
 /// Creating, changing and deleting delegated permission grants.
@@ -173,6 +189,7 @@ pub const WRITE_GRANTS: Need = Need {
     ],
     app: &["DelegatedPermissionGrant.ReadWrite.All"],
     roles: Some(&[GLOBAL_ADMIN, PRIV_ROLE_ADMIN, APP_ADMIN, CLOUD_APP_ADMIN]),
+    app_owned: &[],
 };
 
 fn has_any(held: &[String], wanted: &[&str]) -> bool {
@@ -189,7 +206,9 @@ pub fn require(
     owners: &[String],
 ) -> Result<(), Response> {
     let ok = match &c.caller {
-        Caller::App { roles, .. } => has_any(roles, need.app),
+        Caller::App { roles, sp_id } => {
+            has_any(roles, need.app) || (owners.contains(sp_id) && has_any(roles, need.app_owned))
+        }
         Caller::User { id, scopes } => {
             has_any(scopes, need.delegated)
                 && match need.roles {

@@ -299,7 +299,14 @@ pub async fn dispatch(
         path: rest.clone(),
         body,
     };
-    route(&ctx, &method, &parse_path(&rest))
+    let segs = parse_path(&rest);
+    let resp = route(&ctx, &method, &segs);
+    if resp.status().is_success()
+        && let Some((last, _)) = segs.last()
+    {
+        s.count_call(&format!("{method} {last}"));
+    }
+    resp
 }
 
 fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Response {
@@ -361,6 +368,10 @@ fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Response {
         [("applications", Some(k))] if get => apps::get(c, k),
         [("applications", Some(k))] if patch => apps::patch(c, k),
         [("applications", Some(k))] if delete => apps::delete(c, k),
+        [("applications", Some(k)), ("owners", None)] if get => apps::list_owners(c, k),
+        [("applications", Some(k)), ("owners", None), ("$ref", None)] if post => {
+            apps::add_owner(c, k)
+        }
         [("applications", Some(k)), ("addPassword", None)] if post => apps::add_password(c, k),
         [("applications", Some(k)), ("removePassword", None)] if post => {
             apps::remove_password(c, k)

@@ -25,11 +25,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::App;
+use crate::BoxStream;
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
 use crate::invitations::InvitationRecord;
 use crate::paging::page_size;
-use crate::stubs::BoxStream;
 use convert::{EventMapper, info_pb, plan_pb, status_filter};
 
 /// A signed-in admin waiting for Plan and Provision.

@@ -244,6 +244,24 @@ impl Attempt {
                 idempotency_key: None,
             },
         );
+        // The same sign-in authorises day-two changes in this tenant (a new invitation and
+        // sign-in renews it, as "Reinitiate Authentication Flow" does). Best effort: the
+        // onboarding does not depend on it.
+        if let Err(e) = self
+            .svc
+            .app
+            .credentials()
+            .store_admin_session(
+                &signed_in.tenant_id,
+                &signed_in.upn,
+                &self.svc.app.config().entra.token_app_client_id,
+                SCOPES,
+                tokens,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "the admin session for day-two changes was not stored");
+        }
         tracing::info!(onboarding_id = %self.onboarding_id, actor = %self.actor, "admin signed in");
         Ok(signed_in)
     }

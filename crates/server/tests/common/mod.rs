@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 use audit_log::NoteSigner;
 use onboard_proto::v1::audit_client::AuditClient;
+use onboard_proto::v1::credentials_client::CredentialsClient;
 use onboard_proto::v1::invitations_client::InvitationsClient;
 use onboard_proto::v1::onboarding_client::OnboardingClient;
 use onboard_server::{App, Config, token_sha256_hex};
@@ -129,6 +130,13 @@ impl TestServer {
 
     pub async fn onboarding(&self, token: Option<&str>) -> Result<OnboardingClient<Authed>> {
         Ok(OnboardingClient::with_interceptor(
+            self.channel().await?,
+            Bearer::new(token),
+        ))
+    }
+
+    pub async fn credentials(&self, token: Option<&str>) -> Result<CredentialsClient<Authed>> {
+        Ok(CredentialsClient::with_interceptor(
             self.channel().await?,
             Bearer::new(token),
         ))

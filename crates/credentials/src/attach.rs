@@ -1,0 +1,381 @@
+//! Becoming managed: attaching a registration the customer made by hand (validated with its own
+//! client-credentials tokens against the profile), and importing completed onboardings.
+
+use std::collections::BTreeMap;
+
+use entra_client::OpContext;
+use provision::audit::Phase;
+use provision::profiles::Resource;
+use provision::{Engine, ListFilter, Status};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::audit::{change, target};
+use crate::error::CredentialsError;
+use crate::model::{AuthMode, Registration, RegistrationView, Source, StoredSecret, now_rfc3339};
+use crate::store::registration_key;
+use crate::{Credentials, RegistrationRef, check_ref, check_service};
+
+/// What the customer entered for a hand-made registration.
+pub struct AttachRequest {
+    /// The registration's tenant and client id.
+    pub registration: RegistrationRef,
+    /// Its client secret (never logged; stored sealed).
+    pub client_secret: SecretString,
+    /// The profile it must satisfy.
+    pub profile: String,
+    /// Platform version for the profile (older versions need more).
+    pub platform_version: Option<String>,
+    /// The services that use it (each gets the secret as its current one).
+    pub service_ids: Vec<String>,
+    /// Audit actor.
+    pub actor: String,
+}
+
+impl std::fmt::Debug for AttachRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachRequest")
+            .field("registration", &self.registration)
+            .field("profile", &self.profile)
+            .field("service_ids", &self.service_ids)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The attached registration.
+pub type AttachResult = RegistrationView;
+
+impl Credentials {
+    /// Validates and attaches a hand-made registration: a client-credentials token must be
+    /// issued with the secret, and its `roles` (per resource) and `wids` must cover the
+    /// profile's permissions and directory roles; otherwise FAILED_PRECONDITION with the precise
+    /// list of what is missing. Audited; from then on it is managed like one Onboard made.
+    pub async fn attach(&self, req: AttachRequest) -> Result<AttachResult, CredentialsError> {
+        check_ref(&req.registration)?;
+        if req.client_secret.expose_secret().is_empty() {
+            return Err(CredentialsError::InvalidArgument {
+                field: "client_secret",
+                reason: "required".into(),
+            });
+        }
+        if req.service_ids.is_empty() {
+            return Err(CredentialsError::InvalidArgument {
+                field: "service_ids",
+                reason: "at least one service uses the registration".into(),
+            });
+        }
+        for s in &req.service_ids {
+            check_service(s).map_err(|_| CredentialsError::InvalidArgument {
+                field: "service_ids",
+                reason: format!("{s:?} is not a service id"),
+            })?;
+        }
+        let profile = self
+            .inner
+            .profiles
+            .resolve(&req.profile, req.platform_version.as_deref())
+            .map_err(|e| CredentialsError::InvalidArgument {
+                field: "profile",
+                reason: e.to_string(),
+            })?;
+        let (tenant, client) = (&req.registration.tenant_id, &req.registration.client_id);
+        // Two attaches of one registration run one after the other (the second is refused).
+        let lock = self.lock_for(&registration_key(tenant, client));
+        let _g = lock.lock().await;
+        if self
+            .inner
+            .store
+            .get::<Registration>(&registration_key(tenant, client))?
+            .is_some()
+        {
+            return Err(CredentialsError::FailedPrecondition(format!(
+                "registration {client} in tenant {tenant} is already managed"
+            )));
+        }
+        let id = format!("att-{}", Uuid::new_v4());
+        let hint: String = req.client_secret.expose_secret().chars().take(3).collect();
+        let mut reg = Registration {
+            id: id.clone(),
+            tenant_id: tenant.clone(),
+            client_id: client.clone(),
+            app_object_id: None,
+            sp_id: String::new(),
+            display_name: client.clone(),
+            profile,
+            source: Source::Attached,
+            auth_mode: AuthMode::AdminSession,
+            secrets: BTreeMap::new(),
+            current: BTreeMap::new(),
+            attached_at: now_rfc3339(),
+            rotations: BTreeMap::new(),
+        };
+        let aud = self.auditor(&reg, &req.service_ids.join(","), &req.actor);
+        let t = target("application", None, client);
+        let intent = json!([
+            change("clientId", Value::Null, json!(client)),
+            change("profile", Value::Null, json!(req.profile)),
+            change("secretHint", Value::Null, json!(hint)),
+            change("serviceIds", Value::Null, json!(req.service_ids)),
+        ]);
+        aud.entry(
+            "registration.attach",
+            Phase::Intent,
+            &t,
+            intent.clone(),
+            None,
+        )
+        .await?;
+        let checked = self.check_attach(&mut reg, &req.client_secret).await;
+        let (missing, claims_oid) = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                let text = e.to_string();
+                let _ = aud
+                    .entry(
+                        "registration.attach",
+                        Phase::Failed,
+                        &t,
+                        intent,
+                        Some(&text),
+                    )
+                    .await;
+                return Err(e);
+            }
+        };
+        if !missing.is_empty() {
+            let e = CredentialsError::MissingGrants {
+                profile: reg.profile.name.clone(),
+                missing,
+            };
+            let text = e.to_string();
+            aud.entry(
+                "registration.attach",
+                Phase::Failed,
+                &t,
+                intent,
+                Some(&text),
+            )
+            .await?;
+            return Err(e);
+        }
+        reg.sp_id = claims_oid;
+        let sealed = self.seal(&reg.id, &req.client_secret)?;
+        let mut secret = StoredSecret {
+            key_id: String::new(),
+            hint: hint.clone(),
+            service_id: req.service_ids.first().cloned().unwrap_or_default(),
+            start: String::new(),
+            end: String::new(),
+            sealed,
+        };
+        // Object id and the secret's key id / dates: with the admin session, else the app's own
+        // token (works when it owns itself with Application.ReadWrite.OwnedBy); else unknown.
+        let graph = match self.admin_graph(tenant).await {
+            Ok(g) => Some(g),
+            Err(_) => {
+                let tmp = Registration {
+                    current: BTreeMap::from([(String::new(), "tmp".to_owned())]),
+                    secrets: BTreeMap::from([("tmp".to_owned(), secret.clone())]),
+                    ..reg.clone()
+                };
+                self.app_token(&tmp, "https://graph.microsoft.com/.default")
+                    .await
+                    .ok()
+                    .map(|t| self.inner.entra.graph(t.access_token))
+            }
+        };
+        if let Some(g) = graph
+            && let Ok(app) = g.get_application_by_app_id(client, &OpContext::new()).await
+        {
+            reg.app_object_id = Some(app.value.id.clone());
+            if let Some(n) = app.value.display_name.clone() {
+                reg.display_name = n;
+            }
+            let m: Vec<_> = app
+                .value
+                .password_credentials
+                .iter()
+                .filter(|p| p.hint.as_deref() == Some(hint.as_str()))
+                .collect();
+            if let [p] = m.as_slice() {
+                secret.key_id = p.key_id.clone();
+                secret.start = p.start_date_time.clone().unwrap_or_default();
+                secret.end = p.end_date_time.clone().unwrap_or_default();
+            }
+        }
+        let key = Registration::secret_key(&secret);
+        reg.secrets.insert(key.clone(), secret.clone());
+        for s in &req.service_ids {
+            reg.current.insert(s.clone(), key.clone());
+        }
+        if self.detect_self_rotation(&reg).await {
+            reg.auth_mode = AuthMode::SelfRotation;
+        }
+        self.save(&reg).await?;
+        aud.entry(
+            "registration.attach",
+            Phase::Succeeded,
+            &target("application", reg.app_object_id.clone(), &reg.display_name),
+            json!([
+                change("clientId", Value::Null, json!(client)),
+                change("servicePrincipalId", Value::Null, json!(reg.sp_id)),
+                change("profile", Value::Null, json!(req.profile)),
+                change("secretKeyId", Value::Null, json!(secret.key_id)),
+                change("secretHint", Value::Null, json!(hint)),
+                change("authMode", Value::Null, json!(reg.auth_mode)),
+            ]),
+            None,
+        )
+        .await?;
+        Ok(RegistrationView::of(&reg, time::OffsetDateTime::now_utc()))
+    }
+
+    /// Gets the tokens and compares them with the profile: (missing lines, SP object id).
+    async fn check_attach(
+        &self,
+        reg: &mut Registration,
+        secret: &SecretString,
+    ) -> Result<(Vec<String>, String), CredentialsError> {
+        let graph_scope = "https://graph.microsoft.com/.default";
+        let t = self
+            .client_credentials(reg, secret, graph_scope, false)
+            .await
+            .map_err(|e| {
+                CredentialsError::FailedPrecondition(format!(
+                    "the registration does not authenticate with the secret given: {e}"
+                ))
+            })?;
+        let c = t
+            .access_token_claims()
+            .map_err(|e| CredentialsError::entra("token_claims", e))?;
+        if let Some(n) = &c.app_displayname {
+            reg.display_name = n.clone();
+        }
+        let sp_id = c.oid.clone().unwrap_or_default();
+        let mut held: Vec<(Resource, String)> = c
+            .roles
+            .iter()
+            .map(|r| (Resource::Graph, r.clone()))
+            .collect();
+        let others: Vec<Resource> = reg
+            .profile
+            .permissions
+            .iter()
+            .map(|p| p.resource)
+            .filter(|r| *r != Resource::Graph)
+            .collect();
+        for res in others {
+            if held.iter().any(|(r, _)| *r == res) {
+                continue;
+            }
+            let scope = format!("{}/.default", res.app_id());
+            if let Ok(t) = self.client_credentials(reg, secret, &scope, false).await
+                && let Ok(c) = t.access_token_claims()
+            {
+                held.extend(c.roles.into_iter().map(|v| (res, v)));
+            }
+        }
+        let mut missing = Vec::new();
+        for p in &reg.profile.permissions {
+            if !held
+                .iter()
+                .any(|(r, v)| *r == p.resource && v.eq_ignore_ascii_case(&p.value))
+            {
+                missing.push(format!(
+                    "application permission {} of {} (with admin consent)",
+                    p.value,
+                    p.resource.display_name()
+                ));
+            }
+        }
+        for r in &reg.profile.directory_roles {
+            if !c
+                .wids
+                .iter()
+                .any(|w| w.eq_ignore_ascii_case(&r.template_id))
+            {
+                missing.push(format!(
+                    "directory role {} assigned to the service principal",
+                    r.name
+                ));
+            }
+        }
+        Ok((missing, sp_id))
+    }
+
+    /// Makes every completed onboarding a managed registration (once; later calls skip those
+    /// already managed). Returns how many were imported.
+    pub async fn import_provisioned(&self, engine: &Engine) -> Result<usize, CredentialsError> {
+        let done = engine.list(&ListFilter {
+            status: Some(Status::Completed),
+            ..ListFilter::default()
+        })?;
+        let mut n = 0;
+        for o in done {
+            let (Some(client_id), Some(sp_id), Some(key_id)) = (
+                o.client_id.clone(),
+                o.sp_id.clone(),
+                o.secret_key_id.clone(),
+            ) else {
+                continue;
+            };
+            let key = registration_key(&o.tenant_id, &client_id);
+            if self.inner.store.get::<Registration>(&key)?.is_some() {
+                continue;
+            }
+            let Some(profile) = engine.profile_of(&o.id)? else {
+                continue;
+            };
+            let value = engine.secret(&o.id)?;
+            let secret = StoredSecret {
+                key_id: key_id.clone(),
+                hint: o.secret_hint.clone().unwrap_or_default(),
+                service_id: o.service_id.clone(),
+                start: o.created_at.clone(),
+                end: o.secret_expires.clone().unwrap_or_default(),
+                sealed: self.seal(&o.id, &value)?,
+            };
+            let skey = Registration::secret_key(&secret);
+            let mut reg = Registration {
+                id: o.id.clone(),
+                tenant_id: o.tenant_id.clone(),
+                client_id,
+                app_object_id: o.app_object_id.clone(),
+                sp_id,
+                display_name: o.app_name.clone(),
+                profile,
+                source: Source::Provisioned,
+                auth_mode: AuthMode::AdminSession,
+                secrets: BTreeMap::from([(skey.clone(), secret)]),
+                current: BTreeMap::from([(o.service_id.clone(), skey)]),
+                attached_at: now_rfc3339(),
+                rotations: BTreeMap::new(),
+            };
+            // The customer may have made the app able to rotate itself (best effort: any
+            // failure leaves the admin-session mode).
+            if self.detect_self_rotation(&reg).await {
+                reg.auth_mode = AuthMode::SelfRotation;
+            }
+            self.save(&reg).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Whether the registration named by `r` is managed, importing completed onboardings first
+    /// when it is not (lazy import on lookup).
+    pub async fn ensure_imported(
+        &self,
+        engine: &Engine,
+        r: &RegistrationRef,
+    ) -> Result<bool, CredentialsError> {
+        check_ref(r)?;
+        let key = registration_key(&r.tenant_id, &r.client_id);
+        if self.inner.store.get::<Registration>(&key)?.is_some() {
+            return Ok(true);
+        }
+        self.import_provisioned(engine).await?;
+        Ok(self.inner.store.get::<Registration>(&key)?.is_some())
+    }
+}

@@ -1,0 +1,152 @@
+//! The crate's one error type. Messages never carry a secret or a token: Entra errors hold only
+//! codes, messages and request ids; our own messages name registrations, key ids and rules.
+
+use entra_client::EntraError;
+use provision::ProvisionError;
+
+/// Everything day-two credential management can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// A request field is invalid (gRPC: INVALID_ARGUMENT with a field violation).
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The request field, as named in the .proto.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No such registration, service or secret (gRPC: NOT_FOUND).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but the state does not allow it (gRPC: FAILED_PRECONDITION).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The tenant's app management policy refused a new secret; nothing was changed.
+    #[error(
+        "the tenant's app management policy refused the new secret ({code}): {message}; no \
+         secret was added or removed"
+    )]
+    PolicyRefused {
+        /// Graph's error code (`CredentialTypeNotAllowedAsPerAppPolicy`, ...).
+        code: String,
+        /// Graph's message (names the policy).
+        message: String,
+    },
+    /// A change needs a signed-in admin of the tenant and none is stored (or it expired).
+    #[error(
+        "no admin session for tenant {tenant_id}: {reason}; create an invitation and sign in \
+         again (or enable self-rotation for the registration)"
+    )]
+    NoAdminSession {
+        /// The customer tenant.
+        tenant_id: String,
+        /// Why there is none (never stored, expired, refused).
+        reason: String,
+    },
+    /// An attached registration lacks what its profile needs.
+    #[error("the registration lacks what profile {profile} needs: {}", missing.join("; "))]
+    MissingGrants {
+        /// The profile checked against.
+        profile: String,
+        /// One line per missing permission or directory role.
+        missing: Vec<String>,
+    },
+    /// Removing directory roles or permissions the profile requires, without the override.
+    #[error(
+        "{} required by profile {profile}; set the override flag to remove it anyway",
+        what.join(", ")
+    )]
+    RequiredByProfile {
+        /// The profile.
+        profile: String,
+        /// The roles or permissions that would be removed.
+        what: Vec<String>,
+    },
+    /// Writing the audit log failed: no change was made (fail closed; gRPC: UNAVAILABLE).
+    #[error("audit log write failed, no change made: {0}")]
+    Audit(#[from] audit_log::AuditError),
+    /// Microsoft identity platform or Graph refused or failed.
+    #[error("{operation}: {source}")]
+    Entra {
+        /// What we were doing.
+        operation: String,
+        /// The client error (with Graph's request id).
+        #[source]
+        source: EntraError,
+    },
+    /// The credential store (sled) failed.
+    #[error("credential store: {0}")]
+    Store(String),
+    /// Sealing or opening a stored secret failed (wrong key or altered record).
+    #[error("sealed secret: {0}")]
+    Crypto(String),
+    /// A test hook stopped the work here (a simulated crash).
+    #[error("stopped by hook at {0}")]
+    Halted(String),
+}
+
+impl CredentialsError {
+    /// Wraps an Entra error with what we were doing.
+    pub fn entra(operation: impl Into<String>, source: EntraError) -> Self {
+        Self::Entra {
+            operation: operation.into(),
+            source,
+        }
+    }
+
+    /// The Graph error code, when this is a Graph refusal.
+    pub fn graph_code(&self) -> Option<&str> {
+        match self {
+            Self::Entra { source, .. } => source.root().graph().map(|g| g.code.as_str()),
+            _ => None,
+        }
+    }
+}
+
+impl From<sled::Error> for CredentialsError {
+    fn from(e: sled::Error) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for CredentialsError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Store(format!("record encoding: {e}"))
+    }
+}
+
+impl From<ProvisionError> for CredentialsError {
+    fn from(e: ProvisionError) -> Self {
+        match e {
+            ProvisionError::Audit(a) => Self::Audit(a),
+            ProvisionError::Crypto(c) => Self::Crypto(c),
+            ProvisionError::Entra { step, source } => Self::Entra {
+                operation: step,
+                source,
+            },
+            ProvisionError::NotFound(n) => Self::NotFound(format!("no onboarding {n}")),
+            ProvisionError::Profile(_) | ProvisionError::UnknownPermission { .. } => {
+                Self::FailedPrecondition(e.to_string())
+            }
+            other => Self::Store(other.to_string()),
+        }
+    }
+}
+
+/// Graph codes of a tenant app management policy refusing a credential.
+pub(crate) fn is_policy_code(code: &str) -> bool {
+    code.ends_with("AsPerAppPolicy") || code.contains("AppManagementPolicy")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_codes_are_recognised() {
+        assert!(is_policy_code("CredentialTypeNotAllowedAsPerAppPolicy"));
+        assert!(is_policy_code("CredentialInvalidLifetimeAsPerAppPolicy"));
+        assert!(!is_policy_code("Request_BadRequest"));
+        assert!(!is_policy_code("Authorization_RequestDenied"));
+    }
+}

@@ -1,0 +1,451 @@
+//! Application permissions and directory roles of a registration's service principal: listed
+//! as Entra has them now, changed with the tenant's admin session (only a Privileged Role
+//! Administrator or Global Administrator may grant Graph app roles or assign roles), each
+//! change audited with intent and outcome. Removing what the profile requires needs the
+//! explicit override.
+
+use std::collections::BTreeMap;
+
+use entra_client::graph::types::AppRoleAssignment;
+use entra_client::{GraphClient, OpContext};
+use provision::profiles::{PermissionRef, Resource};
+use provision::{ResolvedProfile, roles};
+use serde_json::{Value, json};
+
+use crate::audit::{ChangeSpec, change, target};
+use crate::error::CredentialsError;
+use crate::model::Registration;
+use crate::{Credentials, RegistrationRef};
+
+/// Permissions and roles as Entra has them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Application permissions: Graph ones by value (`User.Read.All`), others as
+    /// `<resource display name>/<value>`; sorted.
+    pub permissions: Vec<String>,
+    /// Directory roles by display name (template id when unknown); sorted.
+    pub roles: Vec<String>,
+    /// Audit entries of the changes the call made.
+    pub audit_seqs: Vec<u64>,
+}
+
+/// Roles or permissions to add and remove.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRequest {
+    /// To add.
+    pub add: Vec<String>,
+    /// To remove.
+    pub remove: Vec<String>,
+    /// Allows removing what the profile requires.
+    pub override_required: bool,
+    /// Audit actor.
+    pub actor: String,
+}
+
+/// The name of a permission as listed and accepted.
+fn permission_name(p: &PermissionRef) -> String {
+    match p.resource {
+        Resource::Graph => p.value.clone(),
+        other => format!("{}/{}", other.display_name(), p.value),
+    }
+}
+
+/// Parses `User.Read.All` (Graph) or `<resource name or app id>/<value>`.
+fn parse_permission(s: &str) -> Result<PermissionRef, CredentialsError> {
+    let bad = |reason: &str| CredentialsError::InvalidArgument {
+        field: "permissions",
+        reason: format!("{s:?}: {reason}"),
+    };
+    let (resource, value) = match s.split_once('/') {
+        None => (Resource::Graph, s),
+        Some((r, v)) => {
+            let r = [Resource::Graph, Resource::TeamsAdminApi]
+                .into_iter()
+                .find(|x| x.display_name().eq_ignore_ascii_case(r) || x.app_id() == r)
+                .ok_or_else(|| bad("unknown resource"))?;
+            (r, v)
+        }
+    };
+    if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("not a permission value"));
+    }
+    Ok(PermissionRef {
+        resource,
+        value: value.to_owned(),
+    })
+}
+
+/// A role by display name or template id → (display name, template id).
+fn parse_role(s: &str, field: &'static str) -> Result<(String, String), CredentialsError> {
+    if let Some(id) = roles::template_id(s) {
+        return Ok((roles::role_name(id).unwrap_or(s).to_owned(), id.to_owned()));
+    }
+    if let Some(name) = roles::role_name(s) {
+        return Ok((name.to_owned(), s.to_ascii_lowercase()));
+    }
+    Err(CredentialsError::InvalidArgument {
+        field,
+        reason: format!("{s:?} is not a known built-in directory role"),
+    })
+}
+
+fn role_display(template_id: &str) -> String {
+    roles::role_name(template_id)
+        .map(str::to_owned)
+        .unwrap_or_else(|| template_id.to_owned())
+}
+
+impl Credentials {
+    /// Permissions and roles as Entra has them now: read with the tenant's admin session when
+    /// there is one, else from fresh app-only tokens of the registration (`roles` per resource
+    /// and `wids`), which Entra issues from its current grants.
+    pub async fn list_grants(&self, r: &RegistrationRef) -> Result<Grants, CredentialsError> {
+        let reg = self.registration(r)?;
+        if self.admin_session(&reg.tenant_id)?.is_some() {
+            // A stored session may no longer renew (e.g. an onboarding removed the token app
+            // it was consented through): then read the app's own tokens instead.
+            match self.admin_graph(&reg.tenant_id).await {
+                Ok(graph) => return self.grants_via(&graph, &reg).await,
+                Err(CredentialsError::NoAdminSession { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.grants_via_token(&reg).await
+    }
+
+    /// From app-only tokens: one per resource of the profile (plus Graph).
+    pub(crate) async fn grants_via_token(
+        &self,
+        reg: &Registration,
+    ) -> Result<Grants, CredentialsError> {
+        let mut out = Grants::default();
+        let mut resources = vec![Resource::Graph];
+        for p in &reg.profile.permissions {
+            if !resources.contains(&p.resource) {
+                resources.push(p.resource);
+            }
+        }
+        for res in resources {
+            let scope = if res == Resource::Graph {
+                "https://graph.microsoft.com/.default".to_owned()
+            } else {
+                format!("{}/.default", res.app_id())
+            };
+            let t = self.app_token(reg, &scope).await?;
+            let claims = t
+                .access_token_claims()
+                .map_err(|e| CredentialsError::entra("token_claims", e))?;
+            for v in claims.roles {
+                out.permissions.push(permission_name(&PermissionRef {
+                    resource: res,
+                    value: v,
+                }));
+            }
+            if res == Resource::Graph {
+                out.roles = claims.wids.iter().map(|w| role_display(w)).collect();
+            }
+        }
+        out.permissions.sort();
+        out.permissions.dedup();
+        out.roles.sort();
+        Ok(out)
+    }
+
+    /// From Graph reads (assignments of the SP, resolved to names).
+    async fn grants_via(
+        &self,
+        graph: &GraphClient,
+        reg: &Registration,
+    ) -> Result<Grants, CredentialsError> {
+        let ctx = OpContext::new().after_create();
+        let (assignments, names) = self.app_role_assignments(graph, reg).await?;
+        let mut out = Grants::default();
+        for a in assignments {
+            if let Some(n) = names.get(&(a.resource_id.clone(), a.app_role_id.clone())) {
+                out.permissions.push(n.clone());
+            }
+        }
+        out.roles = graph
+            .list_directory_role_assignments(&reg.sp_id, &ctx)
+            .await
+            .map_err(|e| CredentialsError::entra("list_directory_role_assignments", e))?
+            .value
+            .iter()
+            .map(|a| role_display(&a.role_definition_id))
+            .collect();
+        out.permissions.sort();
+        out.roles.sort();
+        Ok(out)
+    }
+
+    /// The SP's app-role assignments, and (resource SP id, app role id) → permission name for
+    /// the resources we know.
+    #[allow(clippy::type_complexity)]
+    async fn app_role_assignments(
+        &self,
+        graph: &GraphClient,
+        reg: &Registration,
+    ) -> Result<(Vec<AppRoleAssignment>, BTreeMap<(String, String), String>), CredentialsError>
+    {
+        let ctx = OpContext::new().after_create();
+        let assignments = graph
+            .list_app_role_assignments(&reg.sp_id, &ctx)
+            .await
+            .map_err(|e| CredentialsError::entra("list_app_role_assignments", e))?
+            .value;
+        let mut names = BTreeMap::new();
+        for res in [Resource::Graph, Resource::TeamsAdminApi] {
+            let Ok(sp) = graph.resource_service_principal(res.app_id(), &ctx).await else {
+                continue;
+            };
+            for role in &sp.value.app_roles {
+                if let Some(v) = &role.value {
+                    let name = permission_name(&PermissionRef {
+                        resource: res,
+                        value: v.clone(),
+                    });
+                    names.insert((sp.value.id.clone(), role.id.clone()), name);
+                }
+            }
+        }
+        Ok((assignments, names))
+    }
+
+    /// Adds and removes directory roles of the registration's service principal.
+    pub async fn update_roles(
+        &self,
+        r: &RegistrationRef,
+        req: &UpdateRequest,
+    ) -> Result<Grants, CredentialsError> {
+        let add = req
+            .add
+            .iter()
+            .map(|s| parse_role(s, "add"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let remove = req
+            .remove
+            .iter()
+            .map(|s| parse_role(s, "remove"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let lock = self.lock_for(&self.registration(r)?.id);
+        let _g = lock.lock().await;
+        let reg = self.registration(r)?;
+        let required: Vec<String> = remove
+            .iter()
+            .filter(|(_, id)| {
+                reg.profile
+                    .directory_roles
+                    .iter()
+                    .any(|p| p.template_id.eq_ignore_ascii_case(id))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !required.is_empty() && !req.override_required {
+            return Err(CredentialsError::RequiredByProfile {
+                profile: reg.profile.name.clone(),
+                what: required,
+            });
+        }
+        let graph = self.admin_graph(&reg.tenant_id).await?;
+        let ctx = OpContext::new();
+        let held = graph
+            .list_directory_role_assignments(&reg.sp_id, &ctx)
+            .await
+            .map_err(|e| CredentialsError::entra("list_directory_role_assignments", e))?
+            .value;
+        let aud = self.auditor(&reg, "", &req.actor);
+        let mut seqs = Vec::new();
+        for (name, id) in &add {
+            if held
+                .iter()
+                .any(|a| a.role_definition_id.eq_ignore_ascii_case(id))
+            {
+                continue;
+            }
+            let (g, sp, tid) = (&graph, reg.sp_id.clone(), id.clone());
+            let (_, seq) = aud
+                .change(
+                    ChangeSpec {
+                        action: "directory_role_assignment.create",
+                        target: target("unifiedRoleAssignment", None, name),
+                        changes: json!([
+                            change("principalId", Value::Null, json!(reg.sp_id)),
+                            change("roleDefinitionId", Value::Null, json!(id)),
+                            change("directoryScopeId", Value::Null, json!("/")),
+                        ]),
+                        after_create: false,
+                    },
+                    |ctx| async move { g.assign_directory_role(&tid, &sp, &ctx).await },
+                    |a| json!([change("id", Value::Null, json!(a.id))]),
+                )
+                .await?;
+            seqs.push(seq);
+        }
+        for (name, id) in &remove {
+            for a in held
+                .iter()
+                .filter(|a| a.role_definition_id.eq_ignore_ascii_case(id))
+            {
+                let (g, aid) = (&graph, a.id.clone());
+                let override_used = required.contains(name);
+                let (_, seq) = aud
+                    .change(
+                        ChangeSpec {
+                            action: "directory_role_assignment.delete",
+                            target: target("unifiedRoleAssignment", Some(a.id.clone()), name),
+                            changes: json!([
+                                change("roleDefinitionId", json!(id), Value::Null),
+                                change("overrideRequired", Value::Null, json!(override_used)),
+                            ]),
+                            after_create: false,
+                        },
+                        |ctx| async move { g.remove_directory_role_assignment(&aid, &ctx).await },
+                        |_| Value::Null,
+                    )
+                    .await?;
+                seqs.push(seq);
+            }
+        }
+        let mut out = self.grants_via(&graph, &reg).await?;
+        out.audit_seqs = seqs;
+        Ok(out)
+    }
+
+    /// Grants (with admin consent) and revokes application permissions.
+    pub async fn update_permissions(
+        &self,
+        r: &RegistrationRef,
+        req: &UpdateRequest,
+    ) -> Result<Grants, CredentialsError> {
+        let add = req
+            .add
+            .iter()
+            .map(|s| parse_permission(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let remove = req
+            .remove
+            .iter()
+            .map(|s| parse_permission(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let lock = self.lock_for(&self.registration(r)?.id);
+        let _g = lock.lock().await;
+        let reg = self.registration(r)?;
+        let required: Vec<String> = remove
+            .iter()
+            .filter(|p| reg.profile.permissions.contains(p))
+            .map(permission_name)
+            .collect();
+        if !required.is_empty() && !req.override_required {
+            return Err(CredentialsError::RequiredByProfile {
+                profile: reg.profile.name.clone(),
+                what: required,
+            });
+        }
+        let graph = self.admin_graph(&reg.tenant_id).await?;
+        let ctx = OpContext::new();
+        let wanted = ResolvedProfile {
+            name: "update".into(),
+            platform_version: None,
+            file_version: 0,
+            permissions: add.iter().chain(remove.iter()).cloned().collect(),
+            directory_roles: vec![],
+        };
+        let resolved = provision::plan::resolve_permissions(&graph, &wanted, &ctx).await?;
+        let (held, _) = self.app_role_assignments(&graph, &reg).await?;
+        let aud = self.auditor(&reg, "", &req.actor);
+        let mut seqs = Vec::new();
+        for p in resolved.iter().filter(|p| add.contains(&p.permission)) {
+            if held
+                .iter()
+                .any(|a| a.resource_id == p.resource_sp_id && a.app_role_id == p.app_role_id)
+            {
+                continue;
+            }
+            let name = permission_name(&p.permission);
+            let (g, res, sp, role) = (
+                &graph,
+                p.resource_sp_id.clone(),
+                reg.sp_id.clone(),
+                p.app_role_id.clone(),
+            );
+            let (_, seq) = aud
+                .change(
+                    ChangeSpec {
+                        action: "app_role_assignment.create",
+                        target: target("appRoleAssignment", None, &name),
+                        changes: json!([
+                            change("principalId", Value::Null, json!(reg.sp_id)),
+                            change("resourceId", Value::Null, json!(p.resource_sp_id)),
+                            change("appRoleId", Value::Null, json!(p.app_role_id)),
+                            change("permission", Value::Null, json!(name)),
+                        ]),
+                        after_create: false,
+                    },
+                    |ctx| async move { g.grant_app_role(&res, &sp, &role, &ctx).await },
+                    |a| json!([change("id", Value::Null, json!(a.id))]),
+                )
+                .await?;
+            seqs.push(seq);
+        }
+        for p in resolved.iter().filter(|p| remove.contains(&p.permission)) {
+            let name = permission_name(&p.permission);
+            let override_used = required.contains(&name);
+            for a in held
+                .iter()
+                .filter(|a| a.resource_id == p.resource_sp_id && a.app_role_id == p.app_role_id)
+            {
+                let (g, res, aid) = (&graph, p.resource_sp_id.clone(), a.id.clone());
+                let (_, seq) = aud
+                    .change(
+                        ChangeSpec {
+                            action: "app_role_assignment.delete",
+                            target: target("appRoleAssignment", Some(a.id.clone()), &name),
+                            changes: json!([
+                                change("permission", json!(name), Value::Null),
+                                change("overrideRequired", Value::Null, json!(override_used)),
+                            ]),
+                            after_create: false,
+                        },
+                        |ctx| async move { g.revoke_app_role(&res, &aid, &ctx).await },
+                        |_| Value::Null,
+                    )
+                    .await?;
+                seqs.push(seq);
+            }
+        }
+        let mut out = self.grants_via(&graph, &reg).await?;
+        out.audit_seqs = seqs;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_names_round_trip() {
+        let g = parse_permission("User.Read.All").expect("graph");
+        assert_eq!(g.resource, Resource::Graph);
+        assert_eq!(permission_name(&g), "User.Read.All");
+        let t =
+            parse_permission("Skype and Teams Tenant Admin API/application_access").expect("teams");
+        assert_eq!(t.resource, Resource::TeamsAdminApi);
+        assert_eq!(
+            permission_name(&t),
+            "Skype and Teams Tenant Admin API/application_access"
+        );
+        assert!(parse_permission("Nope/x").is_err());
+        assert!(parse_permission("a b").is_err());
+    }
+
+    #[test]
+    fn roles_by_name_or_template_id() {
+        let (n, id) = parse_role("teams administrator", "add").expect("name");
+        assert_eq!(n, "Teams Administrator");
+        assert_eq!(id, "69091246-20e8-4a56-aa4d-066075b2a7a8");
+        let (n2, _) = parse_role("69091246-20e8-4a56-aa4d-066075b2a7a8", "add").expect("id");
+        assert_eq!(n2, "Teams Administrator");
+        assert!(parse_role("Chief Wizard", "add").is_err());
+    }
+}

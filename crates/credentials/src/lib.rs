@@ -1,0 +1,352 @@
+//! Day-two management of the Entra app registrations Onboard manages: secrets per service
+//! (add, resumable rotation with overlap, revoke, list, expiry), application permissions and
+//! directory roles, and attaching registrations the customer made by hand.
+//!
+//! ```text
+//! let creds = Credentials::new(CredentialsConfig::new(entra, audit, db.open_tree("credentials")?, key))?;
+//! creds.import_provisioned(&engine).await?;                 // completed onboardings become managed
+//! creds.resume_all().await?;                                // rotations cut short by a crash
+//! creds.store_admin_session(tenant, upn, public_client_id, &scopes, &tokens).await?;  // from SignIn
+//! let s = creds.add_secret(&reg, "svc-1", None, actor).await?;   // s.value: hand over once
+//! creds.rotate(&reg, "svc-1", overlap, actor, |ev| ..).await?;    // add → validate → hand over → remove old
+//! creds.list_secrets(&reg)?;  creds.expiring(horizon)?;  creds.revoke(&reg, key_id, actor).await?;
+//! creds.list_grants(&reg).await?;  creds.update_roles(..).await?;  creds.update_permissions(..).await?;
+//! creds.attach(AttachRequest { .. }).await?;
+//! ```
+//!
+//! Every Entra change is audited (intent → call → outcome, fail closed) through
+//! `provision::audit`. Secret values exist in clear only in [`secrecy::SecretString`]s handed to
+//! the caller once; at rest they are sealed with the provisioning engine's
+//! [`provision::crypto::SealingKey`].
+
+#![warn(missing_docs)]
+
+mod attach;
+mod audit;
+pub mod error;
+mod grants;
+pub mod model;
+mod rotate;
+mod secrets;
+mod session;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use audit_log::AuditLog;
+use entra_client::EntraClient;
+use provision::crypto::SealingKey;
+use provision::{HookAction, ProfileSet};
+use secrecy::SecretString;
+
+pub use attach::{AttachRequest, AttachResult};
+pub use error::CredentialsError;
+pub use grants::{Grants, UpdateRequest};
+pub use model::{AuthMode, Registration, RegistrationView, SecretInfo, Source, StoredSecret};
+pub use rotate::{RotationEvent, RotationStage, RotationState};
+pub use secrets::{ExpiringSecret, NewSecret};
+pub use session::AdminSessionInfo;
+
+/// Called with `(registration id, point)` at each durable rotation step (`add`, `validate`,
+/// `hand_over`, `remove_old`, `done`) and right after each audited Entra change (`add:changed`,
+/// `remove_old:changed`); [`HookAction::Halt`] stops the work there as a crash would (tests).
+pub type Hook = Arc<dyn Fn(&str, &str) -> HookAction + Send + Sync>;
+
+/// The purpose a secret is sealed for (bound together with the registration id).
+const SEAL_PURPOSE: &str = "client_secret";
+
+/// How to build [`Credentials`].
+pub struct CredentialsConfig {
+    /// Talks to the identity platform and Graph.
+    pub entra: EntraClient,
+    /// Where every change is recorded first.
+    pub audit: AuditLog,
+    /// The credential store: a sled tree the caller opened (`db.open_tree("credentials")`).
+    pub tree: sled::Tree,
+    /// Seals secrets and admin refresh tokens at rest (the same key as the onboarding store).
+    pub sealing_key: [u8; 32],
+    /// Permission profiles, for attaching and for the required-role rule.
+    pub profiles: ProfileSet,
+    /// Lifetime of new secrets; `None` leaves Graph's default (two years).
+    pub secret_lifetime: Option<time::Duration>,
+    /// Scope of the client-credentials token that proves a secret works.
+    pub validate_scope: String,
+    /// Test hook (simulated crashes); `None` in production.
+    pub hook: Option<Hook>,
+}
+
+impl CredentialsConfig {
+    /// Defaults: shipped profiles, 180-day secrets, Graph `.default` validation, no hook.
+    pub fn new(
+        entra: EntraClient,
+        audit: AuditLog,
+        tree: sled::Tree,
+        sealing_key: [u8; 32],
+    ) -> Result<Self, CredentialsError> {
+        Ok(Self {
+            entra,
+            audit,
+            tree,
+            sealing_key,
+            profiles: ProfileSet::defaults()?,
+            secret_lifetime: Some(time::Duration::days(180)),
+            validate_scope: "https://graph.microsoft.com/.default".into(),
+            hook: None,
+        })
+    }
+}
+
+/// What the manager's clones share.
+pub(crate) struct Inner {
+    /// Identity platform and Graph.
+    pub entra: EntraClient,
+    /// The signed audit log.
+    pub audit: AuditLog,
+    /// Registrations, rotations and admin sessions.
+    pub store: store::Store,
+    /// Seals values at rest.
+    pub key: SealingKey,
+    /// Profiles by name.
+    pub profiles: ProfileSet,
+    /// Lifetime of new secrets.
+    pub secret_lifetime: Option<time::Duration>,
+    /// Scope of validation tokens.
+    pub validate_scope: String,
+    /// Test hook.
+    pub hook: Option<Hook>,
+    /// One lock per registration id: changes to one registration run one at a time, so two
+    /// rotations cannot both remove the same old secret.
+    pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Rotations this process is driving now.
+    pub driving: rotate::Driving,
+    /// Tasks started with [`Credentials::spawn`], aborted by [`Credentials::shutdown`].
+    pub tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+/// The day-two manager. Cheap to clone.
+#[derive(Clone)]
+pub struct Credentials {
+    /// Shared state.
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").finish_non_exhaustive()
+    }
+}
+
+/// Names a registration: tenant id and client id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRef {
+    /// Customer tenant id.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+}
+
+impl RegistrationRef {
+    /// A reference from its two ids.
+    pub fn new(tenant_id: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            client_id: client_id.into(),
+        }
+    }
+}
+
+impl Credentials {
+    /// Builds the manager. Call [`Credentials::import_provisioned`] and
+    /// [`Credentials::resume_all`] after start-up.
+    pub fn new(cfg: CredentialsConfig) -> Result<Self, CredentialsError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                entra: cfg.entra,
+                audit: cfg.audit,
+                store: store::Store::new(cfg.tree),
+                key: SealingKey::new(cfg.sealing_key),
+                profiles: cfg.profiles,
+                secret_lifetime: cfg.secret_lifetime,
+                validate_scope: cfg.validate_scope,
+                hook: cfg.hook,
+                locks: Mutex::new(HashMap::new()),
+                driving: rotate::Driving::default(),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Runs `fut` on its own task, tracked so [`Credentials::shutdown`] can stop it (rotations
+    /// outlive the RPC that started them, e.g. through a long overlap).
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let h = tokio::spawn(fut);
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h.abort_handle());
+        h
+    }
+
+    /// Stops every task started with [`Credentials::spawn`] where it is, as a process exit
+    /// would; stored rotations continue with the next process's `resume_all`.
+    pub fn shutdown(&self) {
+        let tasks: Vec<_> = self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for t in tasks {
+            t.abort();
+        }
+    }
+
+    /// The registration `r` names, or NOT_FOUND.
+    pub fn registration(&self, r: &RegistrationRef) -> Result<Registration, CredentialsError> {
+        check_ref(r)?;
+        self.inner
+            .store
+            .get(&store::registration_key(&r.tenant_id, &r.client_id))?
+            .ok_or_else(|| {
+                CredentialsError::NotFound(format!(
+                    "no managed registration {} in tenant {}",
+                    r.client_id, r.tenant_id
+                ))
+            })
+    }
+
+    /// The registration with client id `client_id`, in any tenant (for the Verification service).
+    pub fn find(&self, client_id: &str) -> Result<Option<RegistrationView>, CredentialsError> {
+        let now = time::OffsetDateTime::now_utc();
+        Ok(self
+            .all()?
+            .into_iter()
+            .find(|r| r.client_id.eq_ignore_ascii_case(client_id))
+            .map(|r| RegistrationView::of(&r, now)))
+    }
+
+    /// The registration service `service_id` uses (its current secret belongs to it).
+    pub fn find_by_service(
+        &self,
+        service_id: &str,
+    ) -> Result<Option<RegistrationView>, CredentialsError> {
+        let now = time::OffsetDateTime::now_utc();
+        Ok(self
+            .all()?
+            .into_iter()
+            .find(|r| r.current.contains_key(service_id))
+            .map(|r| RegistrationView::of(&r, now)))
+    }
+
+    /// Every managed registration.
+    pub fn list(&self) -> Result<Vec<RegistrationView>, CredentialsError> {
+        let now = time::OffsetDateTime::now_utc();
+        Ok(self
+            .all()?
+            .iter()
+            .map(|r| RegistrationView::of(r, now))
+            .collect())
+    }
+
+    /// The current secret of `service_id` on `r`, opened. Never log it.
+    pub fn current_secret(
+        &self,
+        r: &RegistrationRef,
+        service_id: &str,
+    ) -> Result<(StoredSecret, SecretString), CredentialsError> {
+        let reg = self.registration(r)?;
+        let s = reg.current_secret(service_id).cloned().ok_or_else(|| {
+            CredentialsError::NotFound(format!(
+                "service {service_id} has no secret on registration {}",
+                reg.client_id
+            ))
+        })?;
+        let v = self.open(&reg, &s)?;
+        Ok((s, v))
+    }
+
+    pub(crate) fn all(&self) -> Result<Vec<Registration>, CredentialsError> {
+        self.inner.store.scan("r/")
+    }
+
+    pub(crate) async fn save(&self, reg: &Registration) -> Result<(), CredentialsError> {
+        self.inner
+            .store
+            .put(
+                &store::registration_key(&reg.tenant_id, &reg.client_id),
+                reg,
+            )
+            .await
+    }
+
+    pub(crate) fn seal(
+        &self,
+        reg_id: &str,
+        value: &SecretString,
+    ) -> Result<String, CredentialsError> {
+        Ok(self.inner.key.seal(reg_id, SEAL_PURPOSE, value)?)
+    }
+
+    pub(crate) fn open(
+        &self,
+        reg: &Registration,
+        s: &StoredSecret,
+    ) -> Result<SecretString, CredentialsError> {
+        Ok(self.inner.key.open(&reg.id, SEAL_PURPOSE, &s.sealed)?)
+    }
+
+    /// The lock serialising changes to registration `id`.
+    pub(crate) fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Asks the test hook what to do at `point`.
+    pub(crate) fn hook(&self, reg_id: &str, point: &str) -> Result<(), CredentialsError> {
+        match &self.inner.hook {
+            None => Ok(()),
+            Some(h) => match h(reg_id, point) {
+                HookAction::Continue => Ok(()),
+                HookAction::Halt | HookAction::Fail => {
+                    Err(CredentialsError::Halted(point.to_owned()))
+                }
+            },
+        }
+    }
+}
+
+/// Checks the ids of a reference: non-empty, no `/`, bounded.
+pub(crate) fn check_ref(r: &RegistrationRef) -> Result<(), CredentialsError> {
+    for (field, v) in [
+        ("registration.tenant_id", &r.tenant_id),
+        ("registration.client_id", &r.client_id),
+    ] {
+        if v.is_empty() || v.len() > 128 || v.contains('/') || v.chars().any(char::is_control) {
+            return Err(CredentialsError::InvalidArgument {
+                field,
+                reason: "required: an id of 1-128 characters without '/'".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a service id.
+pub(crate) fn check_service(service_id: &str) -> Result<(), CredentialsError> {
+    if service_id.is_empty()
+        || service_id.len() > 128
+        || service_id.contains('/')
+        || service_id.chars().any(char::is_control)
+    {
+        return Err(CredentialsError::InvalidArgument {
+            field: "service_id",
+            reason: "required: 1-128 characters without '/'".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! How day-two changes authenticate: a tenant's stored admin session (a signed-in admin's
+//! refresh token, sealed, renewed on each use), or the registration itself by client
+//! credentials with its current secret (self-rotation).
+
+use entra_client::{GraphClient, OpContext, TokenSet};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::error::CredentialsError;
+use crate::model::{AuthMode, Registration, now_rfc3339};
+use crate::store::session_key;
+use crate::{Credentials, RegistrationRef};
+
+/// The sealing purpose of a refresh token.
+const REFRESH_PURPOSE: &str = "admin_refresh_token";
+
+/// A tenant's admin session as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SessionRecord {
+    /// The tenant it is for.
+    tenant_id: String,
+    /// Who signed in (audit and messages).
+    upn: String,
+    /// The public client that signed them in (the refresh token is bound to it).
+    client_id: String,
+    /// Scopes to ask for on renewal.
+    scopes: Vec<String>,
+    /// The refresh token, sealed; the STS may rotate it on each use and we keep the newest.
+    sealed_refresh: String,
+    /// When it was stored or last renewed.
+    updated_at: String,
+}
+
+/// A stored admin session, as shown (no token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSessionInfo {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Who signed in.
+    pub upn: String,
+    /// When it was stored or last renewed.
+    pub updated_at: String,
+}
+
+impl Credentials {
+    /// Stores a signed-in admin's tokens for day-two changes in `tenant_id` (call it from the
+    /// SignIn path once the admin is checked). Needs a refresh token (`offline_access`).
+    pub async fn store_admin_session(
+        &self,
+        tenant_id: &str,
+        upn: &str,
+        public_client_id: &str,
+        scopes: &[&str],
+        tokens: &TokenSet,
+    ) -> Result<(), CredentialsError> {
+        let Some(refresh) = &tokens.refresh_token else {
+            return Err(CredentialsError::FailedPrecondition(
+                "the sign-in returned no refresh token (ask for offline_access)".into(),
+            ));
+        };
+        let rec = SessionRecord {
+            tenant_id: tenant_id.to_owned(),
+            upn: upn.to_owned(),
+            client_id: public_client_id.to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            sealed_refresh: self.inner.key.seal(tenant_id, REFRESH_PURPOSE, refresh)?,
+            updated_at: now_rfc3339(),
+        };
+        self.inner.store.put(&session_key(tenant_id), &rec).await?;
+        tracing::info!(tenant_id, upn, "admin session stored for day-two changes");
+        Ok(())
+    }
+
+    /// The tenant's stored admin session, if any.
+    pub fn admin_session(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<AdminSessionInfo>, CredentialsError> {
+        Ok(self
+            .inner
+            .store
+            .get::<SessionRecord>(&session_key(tenant_id))?
+            .map(|r| AdminSessionInfo {
+                tenant_id: r.tenant_id,
+                upn: r.upn,
+                updated_at: r.updated_at,
+            }))
+    }
+
+    /// Forgets the tenant's admin session.
+    pub async fn forget_admin_session(&self, tenant_id: &str) -> Result<(), CredentialsError> {
+        self.inner.store.remove(&session_key(tenant_id)).await
+    }
+
+    /// Graph as the tenant's signed-in admin: renews with the stored refresh token (keeping the
+    /// rotated one). No session, or one the STS refuses, is [`CredentialsError::NoAdminSession`].
+    pub(crate) async fn admin_graph(
+        &self,
+        tenant_id: &str,
+    ) -> Result<GraphClient, CredentialsError> {
+        // One renewal per tenant at a time, so the newest refresh token is the one kept.
+        let lock = self.lock_for(&session_key(tenant_id));
+        let _g = lock.lock().await;
+        let Some(mut rec) = self
+            .inner
+            .store
+            .get::<SessionRecord>(&session_key(tenant_id))?
+        else {
+            return Err(CredentialsError::NoAdminSession {
+                tenant_id: tenant_id.to_owned(),
+                reason: "no admin has signed in for day-two changes".into(),
+            });
+        };
+        let refresh = self
+            .inner
+            .key
+            .open(tenant_id, REFRESH_PURPOSE, &rec.sealed_refresh)?;
+        let scopes: Vec<&str> = rec.scopes.iter().map(String::as_str).collect();
+        let tokens = self
+            .inner
+            .entra
+            .sts()
+            .refresh(
+                tenant_id,
+                &rec.client_id,
+                &refresh,
+                &scopes,
+                &OpContext::new(),
+            )
+            .await
+            .map_err(|e| match e.sts() {
+                // Expired, revoked, or its consent is gone (the onboarding removed the
+                // temporary token app: AADSTS65001).
+                Some(s) if s.error == "invalid_grant" || s.error == "interaction_required" => {
+                    CredentialsError::NoAdminSession {
+                        tenant_id: tenant_id.to_owned(),
+                        reason: format!(
+                            "the stored sign-in of {} can no longer be renewed ({}{})",
+                            rec.upn,
+                            s.error,
+                            s.code.map(|c| format!(", AADSTS{c}")).unwrap_or_default()
+                        ),
+                    }
+                }
+                _ => CredentialsError::entra("admin_session.refresh", e),
+            })?;
+        if let Some(new_refresh) = &tokens.refresh_token {
+            rec.sealed_refresh = self
+                .inner
+                .key
+                .seal(tenant_id, REFRESH_PURPOSE, new_refresh)?;
+            rec.updated_at = now_rfc3339();
+            self.inner.store.put(&session_key(tenant_id), &rec).await?;
+        }
+        Ok(self.inner.entra.graph(tokens.access_token))
+    }
+
+    /// An app-only token for the registration with one of its current secrets (the first that
+    /// works), for `scope`.
+    pub(crate) async fn app_token(
+        &self,
+        reg: &Registration,
+        scope: &str,
+    ) -> Result<TokenSet, CredentialsError> {
+        let mut last = None;
+        for key in reg
+            .current
+            .values()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let Some(s) = reg.secrets.get(key) else {
+                continue;
+            };
+            let value = self.open(reg, s)?;
+            match self.client_credentials(reg, &value, scope, false).await {
+                Ok(t) => return Ok(t),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            CredentialsError::FailedPrecondition(format!(
+                "registration {} has no current secret to authenticate with",
+                reg.client_id
+            ))
+        }))
+    }
+
+    /// Client credentials with `secret`; `after_create` retries while a new secret propagates.
+    pub(crate) async fn client_credentials(
+        &self,
+        reg: &Registration,
+        secret: &SecretString,
+        scope: &str,
+        after_create: bool,
+    ) -> Result<TokenSet, CredentialsError> {
+        let ctx = if after_create {
+            OpContext::new().after_create()
+        } else {
+            OpContext::new()
+        };
+        self.inner
+            .entra
+            .sts()
+            .client_credentials(&reg.tenant_id, &reg.client_id, secret, scope, &ctx)
+            .await
+            .map_err(|e| CredentialsError::entra("client_credentials", e))
+    }
+
+    /// Graph for changing the registration's secrets: the app itself when self-rotation is on,
+    /// else the tenant's admin session.
+    pub(crate) async fn secrets_graph(
+        &self,
+        reg: &Registration,
+    ) -> Result<GraphClient, CredentialsError> {
+        match reg.auth_mode {
+            AuthMode::SelfRotation => {
+                let t = self
+                    .app_token(reg, "https://graph.microsoft.com/.default")
+                    .await?;
+                Ok(self.inner.entra.graph(t.access_token))
+            }
+            AuthMode::AdminSession => self.admin_graph(&reg.tenant_id).await,
+        }
+    }
+
+    /// Whether the registration can rotate itself: its Graph token holds
+    /// `Application.ReadWrite.OwnedBy` and its service principal is among the app's owners.
+    pub(crate) async fn detect_self_rotation(&self, reg: &Registration) -> bool {
+        let Ok(t) = self
+            .app_token(reg, "https://graph.microsoft.com/.default")
+            .await
+        else {
+            return false;
+        };
+        let owned_by = t.access_token_claims().is_ok_and(|c| {
+            c.roles
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case("Application.ReadWrite.OwnedBy"))
+        });
+        if !owned_by {
+            return false;
+        }
+        let graph = self.inner.entra.graph(t.access_token);
+        let ctx = OpContext::new();
+        let Ok(app) = graph.get_application_by_app_id(&reg.client_id, &ctx).await else {
+            return false;
+        };
+        graph
+            .list_application_owners(&app.value.id, &ctx)
+            .await
+            .is_ok_and(|o| o.value.iter().any(|x| x.id == reg.sp_id))
+    }
+
+    /// Re-checks whether the registration can rotate itself and records the mode.
+    pub async fn refresh_auth_mode(
+        &self,
+        r: &RegistrationRef,
+    ) -> Result<AuthMode, CredentialsError> {
+        let lock = self.lock_for(&self.registration(r)?.id);
+        let _g = lock.lock().await;
+        let mut reg = self.registration(r)?;
+        reg.auth_mode = if self.detect_self_rotation(&reg).await {
+            AuthMode::SelfRotation
+        } else {
+            AuthMode::AdminSession
+        };
+        self.save(&reg).await?;
+        Ok(reg.auth_mode)
+    }
+}

@@ -1,0 +1,508 @@
+//! Attaching hand-made registrations, grants and roles, and self-rotation with
+//! `Application.ReadWrite.OwnedBy`, against the emulator.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use common::{ACTOR, GRAPH_SCOPE, calm, start};
+use credentials::{AttachRequest, AuthMode, CredentialsError, RegistrationRef, UpdateRequest};
+use entra_client::OpContext;
+use secrecy::{ExposeSecret, SecretString};
+
+const TEAMS_ADMIN: &str = "69091246-20e8-4a56-aa4d-066075b2a7a8";
+/// The day-two operator (onboarding used [`ACTOR`]).
+const DAY2: &str = "spiffe://platform.test/day2";
+const TEAMS_API: &str = "Skype and Teams Tenant Admin API/application_access";
+
+fn attach_req(tenant: &str, client: &str, secret: &SecretString) -> AttachRequest {
+    AttachRequest {
+        registration: RegistrationRef::new(tenant, client),
+        client_secret: SecretString::from(secret.expose_secret().to_owned()),
+        profile: "direct-routing".into(),
+        platform_version: None,
+        service_ids: vec!["svc-hand".into()],
+        actor: ACTOR.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Result<()> {
+    let env = start(calm()).await?;
+    let tenant = env.info.tenant_id.clone();
+
+    // Missing: one Graph permission, the Teams API permission and the directory role.
+    let (client, _, _, secret) = env
+        .hand_made("Partial", &["User.Read.All"], false, &[])
+        .await?;
+    let e = env
+        .creds
+        .attach(attach_req(&tenant, &client, &secret))
+        .await
+        .err()
+        .context("attach must be refused")?;
+    let CredentialsError::MissingGrants { missing, .. } = &e else {
+        anyhow::bail!("{e:?}");
+    };
+    ensure!(
+        missing
+            == &vec![
+                "application permission Organization.Read.All of Microsoft Graph (with admin consent)"
+                    .to_owned(),
+                "application permission application_access of Skype and Teams Tenant Admin API (with admin consent)"
+                    .to_owned(),
+                "directory role Teams Administrator assigned to the service principal".to_owned(),
+            ],
+        "{missing:#?}"
+    );
+    ensure!(matches!(
+        env.creds
+            .registration(&RegistrationRef::new(&tenant, &client)),
+        Err(CredentialsError::NotFound(_))
+    ));
+
+    // A wrong secret does not authenticate.
+    let e = env
+        .creds
+        .attach(attach_req(
+            &tenant,
+            &client,
+            &SecretString::from("abc8Q~wrong".to_owned()),
+        ))
+        .await
+        .err();
+    ensure!(
+        matches!(&e, Some(CredentialsError::FailedPrecondition(m)) if m.contains("does not authenticate")),
+        "{e:?}"
+    );
+
+    // Complete: attached, sealed, audited, then managed like a provisioned one.
+    env.store_session(&env.creds, "globaladmin").await?;
+    let (client, object_id, sp_id, secret) = env
+        .hand_made(
+            "Complete",
+            &["Organization.Read.All", "User.Read.All"],
+            true,
+            &[TEAMS_ADMIN],
+        )
+        .await?;
+    let view = env
+        .creds
+        .attach(attach_req(&tenant, &client, &secret))
+        .await?;
+    ensure!(view.sp_id == sp_id && view.app_object_id.as_deref() == Some(object_id.as_str()));
+    ensure!(view.display_name == "Complete" && view.auth_mode == AuthMode::AdminSession);
+    let r = RegistrationRef::new(&tenant, &client);
+    let list = env.creds.list_secrets(&r)?;
+    ensure!(list.len() == 1 && !list[0].key_id.is_empty(), "{list:?}");
+    ensure!(list[0].hint == secret.expose_secret()[..3]);
+    let stored = serde_json::to_string(&env.creds.registration(&r)?)?;
+    ensure!(
+        !stored.contains(secret.expose_secret()),
+        "secret stored in clear"
+    );
+    let entries = env.audit_entries(&view.id)?;
+    ensure!(!serde_json::to_string(&entries)?.contains(secret.expose_secret()));
+    let phases: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["action"] == "registration.attach")
+        .filter_map(|e| e["phase"].as_str())
+        .collect();
+    ensure!(phases == ["intent", "succeeded"], "{phases:?}");
+    let again = env
+        .creds
+        .attach(attach_req(&tenant, &client, &secret))
+        .await
+        .err();
+    ensure!(
+        matches!(again, Some(CredentialsError::FailedPrecondition(_))),
+        "{again:?}"
+    );
+
+    // Managed from now on: rotate it.
+    env.creds
+        .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
+        .await?;
+    ensure!(!env.authenticates(&client, &secret).await);
+    let (_, v) = env.creds.current_secret(&r, "svc-hand")?;
+    ensure!(env.authenticates(&client, &v).await);
+    ensure!(env.passwords(&client).len() == 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_permissions_change_audited_and_required_ones_need_the_override() -> Result<()> {
+    let env = start(calm()).await?;
+    let r = env.provisioned("gr", "Sbc-Grants").await?;
+    // Without a session, grants are read from the app's own tokens.
+    let g = env.creds.list_grants(&r).await?;
+    ensure!(
+        g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
+            && g.roles == ["Teams Administrator"],
+        "{g:?}"
+    );
+    // Also when the stored session no longer renews: the onboarding's own sign-in, whose
+    // consent went with the temporary token app the onboarding removed.
+    let onboarding_sign_in = env.sign_in("globaladmin").await?;
+    let ga = env.graph_as("globaladmin").await?;
+    let token_app = ga
+        .find_service_principals_by_display_name("Sandbox1-sp2-token", &OpContext::new())
+        .await?
+        .value;
+    ensure!(token_app.len() == 1, "{token_app:?}");
+    for sp in token_app {
+        ga.delete_service_principal(&sp.id, &OpContext::new())
+            .await?;
+    }
+    env.creds
+        .store_admin_session(
+            &env.info.tenant_id,
+            &env.upn("globaladmin"),
+            &env.info.token_app_client_id,
+            common::SIGN_IN_SCOPES,
+            &onboarding_sign_in,
+        )
+        .await?;
+    let e = env
+        .creds
+        .update_roles(
+            &r,
+            &UpdateRequest {
+                add: vec!["Global Reader".into()],
+                actor: DAY2.into(),
+                ..UpdateRequest::default()
+            },
+        )
+        .await
+        .err();
+    ensure!(
+        matches!(&e, Some(CredentialsError::NoAdminSession { reason, .. }) if reason.contains("65001")),
+        "{e:?}"
+    );
+    let g = env.creds.list_grants(&r).await?;
+    ensure!(
+        g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
+            && g.roles == ["Teams Administrator"],
+        "{g:?}"
+    );
+    let e = env
+        .creds
+        .update_roles(
+            &r,
+            &UpdateRequest {
+                add: vec!["Global Reader".into()],
+                actor: DAY2.into(),
+                ..UpdateRequest::default()
+            },
+        )
+        .await
+        .err();
+    ensure!(
+        matches!(e, Some(CredentialsError::NoAdminSession { .. })),
+        "{e:?}"
+    );
+    env.store_session(&env.creds, "globaladmin").await?;
+
+    let g = env
+        .creds
+        .update_roles(
+            &r,
+            &UpdateRequest {
+                add: vec!["Global Reader".into()],
+                actor: DAY2.into(),
+                ..UpdateRequest::default()
+            },
+        )
+        .await?;
+    ensure!(g.roles == ["Global Reader", "Teams Administrator"], "{g:?}");
+    ensure!(g.audit_seqs.len() == 1);
+    let remove_required = UpdateRequest {
+        remove: vec!["Teams Administrator".into()],
+        actor: DAY2.into(),
+        ..UpdateRequest::default()
+    };
+    let e = env.creds.update_roles(&r, &remove_required).await.err();
+    ensure!(
+        matches!(&e, Some(CredentialsError::RequiredByProfile { what, .. }) if what == &["Teams Administrator"]),
+        "{e:?}"
+    );
+    ensure!(env.creds.list_grants(&r).await?.roles.len() == 2);
+    let g = env
+        .creds
+        .update_roles(
+            &r,
+            &UpdateRequest {
+                override_required: true,
+                ..remove_required
+            },
+        )
+        .await?;
+    ensure!(g.roles == ["Global Reader"], "{g:?}");
+
+    let g = env
+        .creds
+        .update_permissions(
+            &r,
+            &UpdateRequest {
+                add: vec!["Group.Read.All".into()],
+                actor: DAY2.into(),
+                ..UpdateRequest::default()
+            },
+        )
+        .await?;
+    ensure!(
+        g.permissions.contains(&"Group.Read.All".to_owned()),
+        "{g:?}"
+    );
+    let e = env
+        .creds
+        .update_permissions(
+            &r,
+            &UpdateRequest {
+                remove: vec!["User.Read.All".into(), "Group.Read.All".into()],
+                actor: DAY2.into(),
+                ..UpdateRequest::default()
+            },
+        )
+        .await
+        .err();
+    ensure!(
+        matches!(&e, Some(CredentialsError::RequiredByProfile { what, .. }) if what == &["User.Read.All"]),
+        "{e:?}"
+    );
+    let g = env
+        .creds
+        .update_permissions(
+            &r,
+            &UpdateRequest {
+                remove: vec!["Group.Read.All".into()],
+                actor: DAY2.into(),
+                ..UpdateRequest::default()
+            },
+        )
+        .await?;
+    ensure!(
+        g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"],
+        "{g:?}"
+    );
+    let e = env
+        .creds
+        .update_roles(
+            &r,
+            &UpdateRequest {
+                add: vec!["Chief Wizard".into()],
+                actor: DAY2.into(),
+                ..UpdateRequest::default()
+            },
+        )
+        .await
+        .err();
+    ensure!(
+        matches!(
+            e,
+            Some(CredentialsError::InvalidArgument { field: "add", .. })
+        ),
+        "{e:?}"
+    );
+
+    // Each change: intent then outcome, with the override recorded where it was used.
+    let entries = env.audit_entries(&env.creds.registration(&r)?.id)?;
+    let day2: Vec<_> = entries.iter().filter(|e| e["actor"] == DAY2).collect();
+    let pairs: Vec<(String, String)> = day2
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").to_owned(),
+                e["phase"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        "directory_role_assignment.create",
+        "directory_role_assignment.delete",
+        "app_role_assignment.create",
+        "app_role_assignment.delete",
+    ]
+    .iter()
+    .flat_map(|a| {
+        [
+            (a.to_string(), "intent".to_string()),
+            (a.to_string(), "succeeded".to_string()),
+        ]
+    })
+    .collect();
+    ensure!(pairs == expected, "{pairs:#?}");
+    let overridden = day2
+        .iter()
+        .find(|e| e["action"] == "directory_role_assignment.delete" && e["phase"] == "succeeded")
+        .context("role delete")?;
+    ensure!(
+        overridden["changes"]
+            .to_string()
+            .contains("overrideRequired"),
+        "{overridden}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Result<()> {
+    let env = start(calm()).await?;
+    let tenant = env.info.tenant_id.clone();
+    let (client, object_id, sp_id, secret) = env
+        .hand_made(
+            "SelfRot",
+            &[
+                "Organization.Read.All",
+                "User.Read.All",
+                "Application.ReadWrite.OwnedBy",
+            ],
+            true,
+            &[TEAMS_ADMIN],
+        )
+        .await?;
+    let admin = env.graph_as("globaladmin").await?;
+    // OwnedBy alone is not enough until the app's SP owns the registration.
+    let app_token = env
+        .client
+        .sts()
+        .client_credentials(&tenant, &client, &secret, GRAPH_SCOPE, &OpContext::new())
+        .await?;
+    let own = env.client.graph(app_token.access_token);
+    let e = own
+        .add_password(&object_id, Some("x"), None, &OpContext::new())
+        .await
+        .err()
+        .context("not an owner yet")?;
+    ensure!(e.is_authorization_denied(), "{e}");
+    admin
+        .add_application_owner(&object_id, &sp_id, &OpContext::new())
+        .await?;
+    let owners = admin
+        .list_application_owners(&object_id, &OpContext::new())
+        .await?
+        .value;
+    ensure!(owners.iter().any(|o| o.id == sp_id), "{owners:?}");
+    // Per the reference: OwnedBy may not list /applications.
+    let e = own
+        .find_applications_by_display_name("SelfRot", &OpContext::new())
+        .await
+        .err()
+        .context("OwnedBy must not list applications")?;
+    ensure!(e.is_authorization_denied(), "{e}");
+
+    // No admin session stored at all.
+    ensure!(env.creds.admin_session(&tenant)?.is_none());
+    let view = env
+        .creds
+        .attach(attach_req(&tenant, &client, &secret))
+        .await?;
+    ensure!(view.auth_mode == AuthMode::SelfRotation, "{view:?}");
+    let r = RegistrationRef::new(&tenant, &client);
+    ensure!(!env.creds.list_secrets(&r)?[0].key_id.is_empty());
+    env.creds
+        .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
+        .await?;
+    let (_, v) = env.creds.current_secret(&r, "svc-hand")?;
+    ensure!(env.authenticates(&client, &v).await);
+    ensure!(!env.authenticates(&client, &secret).await);
+    ensure!(env.passwords(&client).len() == 1);
+    ensure!(env.sim.calls("POST removePassword") == 1);
+    // And again, now authenticating with the rotated secret.
+    env.creds
+        .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
+        .await?;
+    ensure!(!env.authenticates(&client, &v).await);
+    ensure!(env.passwords(&client).len() == 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_secret_whose_key_id_was_unreadable_is_found_by_hint_at_rotation() -> Result<()>
+{
+    let env = start(calm()).await?;
+    let tenant = env.info.tenant_id.clone();
+    let (client, _, _, secret) = env
+        .hand_made(
+            "NoKeyId",
+            &["Organization.Read.All", "User.Read.All"],
+            true,
+            &[TEAMS_ADMIN],
+        )
+        .await?;
+    // No session and no OwnedBy: the app cannot read its own registration, so the key id of the
+    // secret it was given stays unknown.
+    let view = env
+        .creds
+        .attach(attach_req(&tenant, &client, &secret))
+        .await?;
+    ensure!(view.app_object_id.is_none() && view.auth_mode == AuthMode::AdminSession);
+    let r = RegistrationRef::new(&tenant, &client);
+    let list = env.creds.list_secrets(&r)?;
+    ensure!(list.len() == 1 && list[0].key_id.is_empty(), "{list:?}");
+    let e = env
+        .creds
+        .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
+        .await
+        .err();
+    ensure!(
+        matches!(e, Some(CredentialsError::NoAdminSession { .. })),
+        "{e:?}"
+    );
+    ensure!(
+        env.creds.pending_rotations()?.is_empty(),
+        "nothing is started without auth"
+    );
+    env.store_session(&env.creds, "globaladmin").await?;
+    env.creds
+        .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
+        .await?;
+    ensure!(
+        !env.authenticates(&client, &secret).await,
+        "old secret still works"
+    );
+    ensure!(env.passwords(&client).len() == 1);
+    let list = env.creds.list_secrets(&r)?;
+    ensure!(list.len() == 1 && !list[0].key_id.is_empty(), "{list:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_shared_by_two_services_is_removed_only_when_neither_uses_it() -> Result<()> {
+    let env = start(calm()).await?;
+    let tenant = env.info.tenant_id.clone();
+    env.store_session(&env.creds, "globaladmin").await?;
+    let (client, _, _, secret) = env
+        .hand_made(
+            "Shared",
+            &["Organization.Read.All", "User.Read.All"],
+            true,
+            &[TEAMS_ADMIN],
+        )
+        .await?;
+    let mut req = attach_req(&tenant, &client, &secret);
+    req.service_ids = vec!["svc-a".into(), "svc-b".into()];
+    env.creds.attach(req).await?;
+    let r = RegistrationRef::new(&tenant, &client);
+    env.creds
+        .rotate(&r, "svc-a", Duration::ZERO, ACTOR, None)
+        .await?;
+    // svc-b still uses the shared secret: kept, in Entra and here.
+    ensure!(env.authenticates(&client, &secret).await);
+    ensure!(env.passwords(&client).len() == 2);
+    ensure!(env.sim.calls("POST removePassword") == 0);
+    let (b, _) = env.creds.current_secret(&r, "svc-b")?;
+    ensure!(b.hint == secret.expose_secret()[..3]);
+    env.creds
+        .rotate(&r, "svc-b", Duration::ZERO, ACTOR, None)
+        .await?;
+    ensure!(!env.authenticates(&client, &secret).await);
+    ensure!(env.sim.calls("POST removePassword") == 1);
+    let (a, av) = env.creds.current_secret(&r, "svc-a")?;
+    let (b, bv) = env.creds.current_secret(&r, "svc-b")?;
+    ensure!(a.key_id != b.key_id);
+    ensure!(env.authenticates(&client, &av).await && env.authenticates(&client, &bv).await);
+    ensure!(env.passwords(&client).len() == 2 && env.creds.list_secrets(&r)?.len() == 2);
+    Ok(())
+}

@@ -1,0 +1,392 @@
+//! Service secrets against the emulator: add / list / revoke, policy refusals, rotation (happy
+//! path through propagation lag) and rotation cut short at every stage, then resumed.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use common::{ACTOR, Env, calm, start};
+use credentials::{CredentialsError, Hook, RegistrationRef, RotationEvent};
+use entra_sim::Faults;
+use provision::HookAction;
+use secrecy::ExposeSecret;
+
+const REMOVES: &str = "POST removePassword";
+
+/// A registration made by onboarding, with a stored admin session (global admin).
+async fn ready(env: &Env, id: &str) -> Result<RegistrationRef> {
+    let r = env.provisioned(id, &format!("Sbc-{id}")).await?;
+    env.store_session(&env.creds, "globaladmin").await?;
+    Ok(r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_list_revoke_and_the_current_secret_is_protected() -> Result<()> {
+    let env = start(calm()).await?;
+    let r = env.provisioned("one", "Sbc-One").await?;
+    let svc = "svc-one";
+    // Without an admin session, a change names the fix.
+    let e = env
+        .creds
+        .add_secret(&r, svc, None, ACTOR)
+        .await
+        .err()
+        .context("add without session must fail")?;
+    ensure!(
+        matches!(e, CredentialsError::NoAdminSession { .. }),
+        "{e:?}"
+    );
+    ensure!(
+        e.to_string()
+            .contains("create an invitation and sign in again")
+    );
+
+    env.store_session(&env.creds, "globaladmin").await?;
+    let (first, first_value) = env.creds.current_secret(&r, svc)?;
+    let added = env
+        .creds
+        .add_secret(&r, svc, Some(time::Duration::days(30)), ACTOR)
+        .await?;
+    ensure!(env.authenticates(&r.client_id, &added.value).await);
+    ensure!(!format!("{added:?}").contains(added.value.expose_secret()));
+    let list = env.creds.list_secrets(&r)?;
+    ensure!(list.len() == 2, "{list:?}");
+    let new = list
+        .iter()
+        .find(|s| s.key_id == added.info.key_id)
+        .context("new listed")?;
+    ensure!(
+        new.current && (29..=30).contains(&new.days_until_expiry),
+        "{new:?}"
+    );
+    ensure!(
+        !list
+            .iter()
+            .find(|s| s.key_id == first.key_id)
+            .context("old")?
+            .current
+    );
+
+    // The service's current secret cannot be revoked; the previous one can, once.
+    let e = env
+        .creds
+        .revoke(&r, &added.info.key_id, ACTOR)
+        .await
+        .err()
+        .context("revoking the current secret must fail")?;
+    ensure!(
+        matches!(e, CredentialsError::FailedPrecondition(_)),
+        "{e:?}"
+    );
+    ensure!(env.sim.calls(REMOVES) == 0);
+    env.creds.revoke(&r, &first.key_id, ACTOR).await?;
+    ensure!(env.sim.calls(REMOVES) == 1);
+    ensure!(!env.authenticates(&r.client_id, &first_value).await);
+    ensure!(env.passwords(&r.client_id).len() == 1);
+    let e = env.creds.revoke(&r, &first.key_id, ACTOR).await.err();
+    ensure!(matches!(e, Some(CredentialsError::NotFound(_))), "{e:?}");
+
+    // Expiry report: the 30-day secret is inside a 30-day horizon, not a 7-day one.
+    ensure!(env.creds.expiring(30)?.len() == 1);
+    ensure!(env.creds.expiring(7)?.is_empty());
+
+    // Audit: intent then outcome for both changes, no secret value anywhere.
+    let entries = env.audit_entries(&env.creds.registration(&r)?.id)?;
+    let text = serde_json::to_string(&entries)?;
+    ensure!(!text.contains(added.value.expose_secret()));
+    let phases: Vec<(String, String)> = entries
+        .iter()
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("password_credential.")
+        })
+        .filter(|e| e["actor"] == ACTOR)
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").to_owned(),
+                e["phase"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    ensure!(
+        phases
+            == vec![
+                ("password_credential.create".into(), "intent".into()),
+                ("password_credential.create".into(), "succeeded".into()),
+                ("password_credential.delete".into(), "intent".into()),
+                ("password_credential.delete".into(), "succeeded".into()),
+            ],
+        "{phases:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_management_policy_refusal_leaves_the_app_unchanged() -> Result<()> {
+    let env = start(calm()).await?;
+    let r = ready(&env, "pol").await?;
+    let svc = "svc-pol";
+    let (old, old_value) = env.creds.current_secret(&r, svc)?;
+    for faults in [
+        Faults {
+            forbid_passwords: true,
+            ..calm()
+        },
+        Faults {
+            password_lifetime_max_days: Some(30),
+            ..calm()
+        },
+    ] {
+        env.sim.set_faults(faults);
+        let before = env.passwords(&r.client_id);
+        let e = env
+            .creds
+            .rotate(&r, svc, Duration::ZERO, ACTOR, None)
+            .await
+            .err()
+            .context("rotation must be refused")?;
+        ensure!(matches!(e, CredentialsError::PolicyRefused { .. }), "{e:?}");
+        ensure!(e.to_string().contains("AsPerAppPolicy"), "{e}");
+        let e = env.creds.add_secret(&r, svc, None, ACTOR).await.err();
+        ensure!(
+            matches!(e, Some(CredentialsError::PolicyRefused { .. })),
+            "{e:?}"
+        );
+        // Nothing half done: same secrets in Entra and here, no rotation pending, old works.
+        ensure!(env.passwords(&r.client_id) == before);
+        ensure!(env.creds.pending_rotations()?.is_empty());
+        ensure!(env.creds.current_secret(&r, svc)?.0.key_id == old.key_id);
+        ensure!(env.authenticates(&r.client_id, &old_value).await);
+    }
+    ensure!(env.sim.calls(REMOVES) == 0);
+    // Each refused rotation has its intent and a failed outcome.
+    let entries = env.audit_entries(&env.creds.registration(&r)?.id)?;
+    let phases: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["action"] == "secret.rotate")
+        .filter_map(|e| e["phase"].as_str())
+        .collect();
+    ensure!(
+        phases == ["intent", "failed", "intent", "failed"],
+        "{phases:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_validates_through_propagation_lag_and_removes_the_old_after_overlap() -> Result<()>
+{
+    let env = start(calm()).await?;
+    let r = ready(&env, "rot").await?;
+    let svc = "svc-rot";
+    let (old, old_value) = env.creds.current_secret(&r, svc)?;
+    env.sim.set_faults(Faults {
+        replication_lag_ms: 1500,
+        ..calm()
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RotationEvent>();
+    let creds = env.creds.clone();
+    let r2 = r.clone();
+    let run = tokio::spawn(async move {
+        creds
+            .rotate(&r2, "svc-rot", Duration::from_secs(2), ACTOR, Some(tx))
+            .await
+    });
+    let mut stages = Vec::new();
+    let mut new_value = None;
+    let mut old_checked_during_overlap = false;
+    while let Some(ev) = rx.recv().await {
+        stages.push((ev.stage, ev.done));
+        if let Some(s) = ev.new_secret {
+            new_value = Some(s.value);
+        }
+        if ev.stage == "hand_over" && ev.done {
+            // During the overlap both secrets work.
+            old_checked_during_overlap = env.authenticates(&r.client_id, &old_value).await;
+        }
+    }
+    run.await??;
+    ensure!(
+        old_checked_during_overlap,
+        "old secret must work during the overlap"
+    );
+    ensure!(
+        stages
+            == vec![
+                ("add", false),
+                ("add", true),
+                ("validate", false),
+                ("validate", true),
+                ("hand_over", false),
+                ("hand_over", true),
+                ("remove_old", false),
+                ("remove_old", true),
+            ],
+        "{stages:?}"
+    );
+    let new_value = new_value.context("the add event carries the secret")?;
+    let (cur, cur_value) = env.creds.current_secret(&r, svc)?;
+    ensure!(cur.key_id != old.key_id);
+    ensure!(cur_value.expose_secret() == new_value.expose_secret());
+    ensure!(env.authenticates(&r.client_id, &new_value).await);
+    ensure!(!env.authenticates(&r.client_id, &old_value).await);
+    ensure!(env.sim.calls(REMOVES) == 1);
+    ensure!(env.passwords(&r.client_id).len() == 1);
+    ensure!(env.creds.list_secrets(&r)?.len() == 1);
+    Ok(())
+}
+
+/// A hook that halts once at `point`.
+fn halt_once(point: &'static str) -> Hook {
+    let fired = Arc::new(AtomicBool::new(false));
+    Arc::new(move |_reg: &str, p: &str| {
+        if p == point && !fired.swap(true, Ordering::SeqCst) {
+            HookAction::Halt
+        } else {
+            HookAction::Continue
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_once() -> Result<()>
+{
+    let env = start(calm()).await?;
+    let r = ready(&env, "crash").await?;
+    let svc = "svc-crash";
+    let reg_id = env.creds.registration(&r)?.id;
+    for point in [
+        "add:changed",
+        "add",
+        "validate",
+        "hand_over",
+        "remove_old:changed",
+        "remove_old",
+    ] {
+        let (old, old_value) = env.creds.current_secret(&r, svc)?;
+        let removes_before = env.sim.calls(REMOVES);
+        let crashing = env.restart(Some(halt_once(point)))?;
+        let e = crashing
+            .rotate(&r, svc, Duration::ZERO, ACTOR, None)
+            .await
+            .err()
+            .with_context(|| format!("{point}: the hook must stop the rotation"))?;
+        ensure!(matches!(e, CredentialsError::Halted(_)), "{point}: {e:?}");
+        drop(crashing);
+        // After the crash the service still has a working secret.
+        let (_, v) = env.creds.current_secret(&r, svc)?;
+        ensure!(
+            env.authenticates(&r.client_id, &v).await,
+            "{point}: no working secret after the crash"
+        );
+        // The new secret of a rotation in progress cannot be revoked from under it.
+        if point == "add" {
+            let reg = env.creds.registration(&r)?;
+            let new_key = reg
+                .rotations
+                .get(svc)
+                .and_then(|s| s.new_key.clone())
+                .context("stored new key")?;
+            let e = env.creds.revoke(&r, &new_key, ACTOR).await.err();
+            ensure!(
+                matches!(&e, Some(CredentialsError::FailedPrecondition(m)) if m.contains("rotation")),
+                "{e:?}"
+            );
+        }
+        // A restarted process converges.
+        let restarted = env.restart(None)?;
+        let failed = restarted.resume_all().await?;
+        ensure!(failed.is_empty(), "{point}: {failed:?}");
+        ensure!(restarted.pending_rotations()?.is_empty(), "{point}");
+        let (cur, cur_value) = restarted.current_secret(&r, svc)?;
+        ensure!(cur.key_id != old.key_id, "{point}: not rotated");
+        ensure!(env.authenticates(&r.client_id, &cur_value).await, "{point}");
+        ensure!(
+            !env.authenticates(&r.client_id, &old_value).await,
+            "{point}"
+        );
+        // Entra holds exactly the new secret; we hold exactly it too.
+        let pws = env.passwords(&r.client_id);
+        ensure!(pws.len() == 1, "{point}: {pws:?}");
+        ensure!(restarted.list_secrets(&r)?.len() == 1, "{point}");
+        // The old one was removed exactly once (plus, after `add:changed`, the new secret
+        // whose value was lost, which is removed and re-added).
+        let extra = u64::from(point == "add:changed");
+        let removes = env.sim.calls(REMOVES) - removes_before;
+        ensure!(
+            removes == 1 + extra,
+            "{point}: {removes} removePassword calls"
+        );
+        let old_deletes = env
+            .audit_entries(&reg_id)?
+            .iter()
+            .filter(|e| {
+                e["action"] == "password_credential.delete"
+                    && e["phase"] == "succeeded"
+                    && e["target"]["id"]
+                        .as_str()
+                        .is_some_and(|k| k.eq_ignore_ascii_case(&old.key_id))
+            })
+            .count();
+        ensure!(old_deletes == 1, "{point}: old removed {old_deletes} times");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_secrets_are_reported_and_rotated_automatically() -> Result<()> {
+    let env = start(calm()).await?;
+    let r = ready(&env, "exp").await?;
+    let svc = "svc-exp";
+    // The onboarding made a 180-day secret; replace it with one that expires in 10 days.
+    let short = env
+        .creds
+        .add_secret(&r, svc, Some(time::Duration::days(10)), ACTOR)
+        .await?;
+    let due = env.creds.expiring(30)?;
+    ensure!(due.len() == 1, "{due:?}");
+    ensure!(due[0].secret.key_id == short.info.key_id && due[0].secret.service_id == svc);
+    ensure!(
+        (9..=10).contains(&due[0].secret.days_until_expiry),
+        "{due:?}"
+    );
+    let done = env
+        .creds
+        .rotate_expiring(30, Duration::ZERO, "system:auto-rotate")
+        .await?;
+    ensure!(done.len() == 1 && done[0].1.is_ok(), "{done:?}");
+    ensure!(env.creds.expiring(30)?.is_empty());
+    let (cur, v) = env.creds.current_secret(&r, svc)?;
+    ensure!(cur.key_id != short.info.key_id);
+    ensure!(env.authenticates(&r.client_id, &v).await);
+    ensure!(!env.authenticates(&r.client_id, &short.value).await);
+    // The onboarding's original (not current) secret is left alone: only the due one went.
+    ensure!(env.creds.list_secrets(&r)?.len() == 2);
+    ensure!(env.sim.calls(REMOVES) == 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_changes_when_the_audit_log_cannot_be_written() -> Result<()> {
+    let env = start(calm()).await?;
+    let r = ready(&env, "aud").await?;
+    let before = env.passwords(&r.client_id);
+    env.audit.clone().close();
+    let e = env.creds.add_secret(&r, "svc-aud", None, ACTOR).await.err();
+    ensure!(matches!(e, Some(CredentialsError::Audit(_))), "{e:?}");
+    let e = env
+        .creds
+        .rotate(&r, "svc-aud", Duration::ZERO, ACTOR, None)
+        .await
+        .err();
+    ensure!(matches!(e, Some(CredentialsError::Audit(_))), "{e:?}");
+    ensure!(env.creds.pending_rotations()?.is_empty());
+    ensure!(env.passwords(&r.client_id) == before);
+    ensure!(env.creds.list_secrets(&r)?.len() == 1);
+    Ok(())
+}

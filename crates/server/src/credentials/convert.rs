@@ -1,0 +1,118 @@
+//! Credential manager values to and from protobuf.
+
+use credentials::{
+    AuthMode, ExpiringSecret, Grants, NewSecret, RegistrationRef, RegistrationView, RotationEvent,
+    SecretInfo,
+};
+use onboard_proto::v1 as pb;
+use secrecy::ExposeSecret;
+
+use crate::clock::{ms_of, parse_rfc3339, timestamp};
+use crate::error::{Result, ServerError};
+
+/// An RFC 3339 time as a protobuf timestamp.
+fn ts(s: &str) -> Option<prost_types::Timestamp> {
+    parse_rfc3339(s).map(|t| timestamp(ms_of(t)))
+}
+
+/// The request's registration reference, or INVALID_ARGUMENT naming the field.
+pub fn reg_ref(r: Option<&pb::RegistrationRef>) -> Result<RegistrationRef> {
+    let r = r.ok_or_else(|| ServerError::invalid("registration", "required"))?;
+    if r.tenant_id.is_empty() {
+        return Err(ServerError::invalid("registration.tenant_id", "required"));
+    }
+    if r.client_id.is_empty() {
+        return Err(ServerError::invalid("registration.client_id", "required"));
+    }
+    Ok(RegistrationRef::new(&r.tenant_id, &r.client_id))
+}
+
+/// A protobuf duration as a std one; negative is INVALID_ARGUMENT.
+pub fn duration(
+    d: Option<&prost_types::Duration>,
+    field: &str,
+) -> Result<Option<std::time::Duration>> {
+    let Some(d) = d else { return Ok(None) };
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(ServerError::invalid(field, "must not be negative"));
+    }
+    let secs = u64::try_from(d.seconds).unwrap_or(0);
+    let nanos = u32::try_from(d.nanos).unwrap_or(0);
+    Ok(Some(std::time::Duration::new(secs, nanos)))
+}
+
+/// A secret's metadata.
+pub fn secret_pb(s: &SecretInfo) -> pb::SecretInfo {
+    pb::SecretInfo {
+        key_id: s.key_id.clone(),
+        hint: s.hint.clone(),
+        service_id: s.service_id.clone(),
+        start: ts(&s.start),
+        end: ts(&s.end),
+        days_until_expiry: if s.days_until_expiry == i64::MAX {
+            0
+        } else {
+            s.days_until_expiry
+        },
+        current: s.current,
+    }
+}
+
+/// A new secret, value included: only ever in the response to the call that made it.
+pub fn new_secret_pb(s: &NewSecret) -> pb::NewSecret {
+    pb::NewSecret {
+        info: Some(secret_pb(&s.info)),
+        secret: s.value.expose_secret().to_owned(),
+        audit_seq: s.audit_seq,
+    }
+}
+
+/// One rotation stage.
+pub fn rotation_pb(e: &RotationEvent) -> pb::RotateSecretEvent {
+    pb::RotateSecretEvent {
+        stage: e.stage.to_owned(),
+        done: e.done,
+        new_secret: e.new_secret.as_ref().map(new_secret_pb),
+        audit_seq: e.audit_seq.unwrap_or(0),
+    }
+}
+
+/// Grants as listed.
+pub fn grants_pb(g: Grants) -> pb::Grants {
+    pb::Grants {
+        permissions: g.permissions,
+        roles: g.roles,
+        audit_seqs: g.audit_seqs,
+    }
+}
+
+/// A managed registration.
+pub fn registration_pb(v: &RegistrationView) -> pb::Registration {
+    pb::Registration {
+        registration: Some(pb::RegistrationRef {
+            tenant_id: v.tenant_id.clone(),
+            client_id: v.client_id.clone(),
+        }),
+        display_name: v.display_name.clone(),
+        profile: v.profile.clone(),
+        attached_at: ts(&v.attached_at),
+        source: v.source.as_str().to_owned(),
+        auth_mode: match v.auth_mode {
+            AuthMode::AdminSession => "admin_session",
+            AuthMode::SelfRotation => "self_rotation",
+        }
+        .to_owned(),
+        service_ids: v.services.clone(),
+    }
+}
+
+/// An expiring secret.
+pub fn expiring_pb(e: &ExpiringSecret) -> pb::ExpiringSecret {
+    pb::ExpiringSecret {
+        registration: Some(pb::RegistrationRef {
+            tenant_id: e.registration.tenant_id.clone(),
+            client_id: e.registration.client_id.clone(),
+        }),
+        secret: Some(secret_pb(&e.secret)),
+    }
+}

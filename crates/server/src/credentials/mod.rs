@@ -1,0 +1,445 @@
+//! The `onboard.v1.Credentials` service (operators only) over [`credentials::Credentials`]:
+//! secrets per service (add, rotate with overlap, revoke, list, expiring), application
+//! permissions and directory roles, and attaching hand-made registrations.
+//!
+//! Registrations made by onboardings are imported when the server starts and, lazily, on a
+//! lookup that misses. Entra changes are audited by the manager (intent → call → outcome, fail
+//! closed); reads are one `succeeded` entry each, appended before the answer. A secret value
+//! appears only in the response of the call that made it.
+
+mod convert;
+
+use std::time::Duration;
+
+use credentials::{AttachRequest, RegistrationRef, UpdateRequest};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::credentials_server::Credentials as CredentialsRpc;
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::App;
+use crate::BoxStream;
+use crate::auth::Role;
+use crate::error::{Result, ServerError};
+use convert::{
+    duration, expiring_pb, grants_pb, new_secret_pb, reg_ref, registration_pb, rotation_pb,
+    secret_pb,
+};
+
+/// Completes when the server begins shutting down (or its state is gone).
+async fn stopping(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here.
+    let _ = closing.wait_for(|c| *c).await.map(|_| ());
+}
+
+/// The audit actor of automatic rotations.
+pub const AUTO_ROTATE_ACTOR: &str = "system:auto-rotate";
+
+/// Serves credentials from the shared [`App`].
+#[derive(Clone)]
+pub struct CredentialsService {
+    /// Authentication, the credential manager, the engine (imports) and the audit log.
+    app: App,
+}
+
+impl std::fmt::Debug for CredentialsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsService").finish_non_exhaustive()
+    }
+}
+
+impl CredentialsService {
+    /// A service over `app`.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+
+    /// Operators only; returns the audit actor.
+    fn operator<T>(&self, req: &Request<T>) -> Result<String> {
+        Ok(self.app.auth().authorize(req, &[Role::Operator])?.identity)
+    }
+
+    /// The registration, importing completed onboardings first if it is not managed yet.
+    async fn managed(&self, r: Option<&pb::RegistrationRef>) -> Result<RegistrationRef> {
+        let r = reg_ref(r)?;
+        self.app
+            .credentials()
+            .ensure_imported(self.app.engine(), &r)
+            .await?;
+        Ok(r)
+    }
+
+    /// One `succeeded` entry for a read, appended before the answer (fail closed).
+    async fn record_read(
+        &self,
+        actor: &str,
+        action: &str,
+        r: Option<&RegistrationRef>,
+    ) -> Result<u64> {
+        let mut m = Map::new();
+        m.insert("action".into(), action.into());
+        m.insert("phase".into(), "succeeded".into());
+        m.insert("actor".into(), actor.into());
+        if let Some(r) = r {
+            m.insert("tenant_id".into(), Value::from(r.tenant_id.clone()));
+            m.insert(
+                "target".into(),
+                json!({"type": "application", "id": r.client_id}),
+            );
+        }
+        Ok(self.app.audit().append(&m).await?.seq)
+    }
+
+    async fn add(&self, req: Request<pb::AddServiceSecretRequest>) -> Result<pb::NewSecret> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        if r.service_id.is_empty() {
+            return Err(ServerError::invalid("service_id", "required"));
+        }
+        let valid_for = duration(r.valid_for.as_ref(), "valid_for")?
+            .map(|d| time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+        if valid_for.is_some_and(|d| d.whole_seconds() < 3600) {
+            return Err(ServerError::invalid("valid_for", "at least one hour"));
+        }
+        let reg = self.managed(r.registration.as_ref()).await?;
+        let s = self
+            .app
+            .credentials()
+            .add_secret(&reg, &r.service_id, valid_for, &actor)
+            .await?;
+        Ok(new_secret_pb(&s))
+    }
+
+    async fn rotate(
+        &self,
+        req: Request<pb::RotateSecretRequest>,
+    ) -> Result<BoxStream<pb::RotateSecretEvent>> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        if r.service_id.is_empty() {
+            return Err(ServerError::invalid("service_id", "required"));
+        }
+        let overlap = duration(r.overlap.as_ref(), "overlap")?.unwrap_or(Duration::ZERO);
+        let reg = self.managed(r.registration.as_ref()).await?;
+        // Refuse what cannot start before the stream opens (unknown service, running already).
+        let view = self.app.credentials().registration(&reg)?;
+        if !view.current.contains_key(&r.service_id) {
+            return Err(ServerError::NotFound(format!(
+                "service {} has no secret on registration {}",
+                r.service_id, reg.client_id
+            )));
+        }
+        let (etx, mut erx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(16);
+        let creds = self.app.credentials().clone();
+        let service = r.service_id.clone();
+        // The rotation runs to its end (it is durable) even if the caller goes away.
+        let run = self.app.credentials().spawn(async move {
+            creds
+                .rotate(&reg, &service, overlap, &actor, Some(etx))
+                .await
+        });
+        let mut closing = self.app.closing();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    ev = erx.recv() => match ev {
+                        Some(ev) => {
+                            let _ = tx.send(Ok(rotation_pb(&ev))).await;
+                        }
+                        None => break,
+                    },
+                    // Graceful shutdown waits for open calls; an overlap can be long. The
+                    // stream ends here; the rotation is durable and resumes at the next start.
+                    () = stopping(&mut closing) => {
+                        let e = ServerError::Unavailable(
+                            "the server is shutting down; the rotation continues after restart"
+                                .into(),
+                        );
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                }
+            }
+            let result = match run.await {
+                Ok(r) => r.map_err(ServerError::from),
+                Err(e) => Err(ServerError::Internal(format!("rotation task: {e}"))),
+            };
+            if let Err(e) = result {
+                let _ = tx.send(Err(e.into())).await;
+            }
+        });
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+
+    async fn revoke(
+        &self,
+        req: Request<pb::RevokeSecretRequest>,
+    ) -> Result<pb::RevokeSecretResponse> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        if r.key_id.is_empty() {
+            return Err(ServerError::invalid("key_id", "required"));
+        }
+        let reg = self.managed(r.registration.as_ref()).await?;
+        let seq = self
+            .app
+            .credentials()
+            .revoke(&reg, &r.key_id, &actor)
+            .await?;
+        Ok(pb::RevokeSecretResponse {
+            audit_seq: seq.unwrap_or(0),
+        })
+    }
+
+    async fn list(&self, req: Request<pb::ListSecretsRequest>) -> Result<pb::ListSecretsResponse> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        let reg = self.managed(r.registration.as_ref()).await?;
+        let secrets = self.app.credentials().list_secrets(&reg)?;
+        self.record_read(&actor, "credentials.list_secrets", Some(&reg))
+            .await?;
+        Ok(pb::ListSecretsResponse {
+            secrets: secrets.iter().map(secret_pb).collect(),
+        })
+    }
+
+    async fn grants(&self, req: Request<pb::ListGrantsRequest>) -> Result<pb::Grants> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        let reg = self.managed(r.registration.as_ref()).await?;
+        let g = self.app.credentials().list_grants(&reg).await?;
+        self.record_read(&actor, "credentials.list_grants", Some(&reg))
+            .await?;
+        Ok(grants_pb(g))
+    }
+
+    async fn roles(&self, req: Request<pb::UpdateRolesRequest>) -> Result<pb::Grants> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        if r.add.is_empty() && r.remove.is_empty() {
+            return Err(ServerError::invalid(
+                "add",
+                "name at least one role to add or remove",
+            ));
+        }
+        let reg = self.managed(r.registration.as_ref()).await?;
+        let g = self
+            .app
+            .credentials()
+            .update_roles(
+                &reg,
+                &UpdateRequest {
+                    add: r.add,
+                    remove: r.remove,
+                    override_required: r.override_required_roles,
+                    actor,
+                },
+            )
+            .await?;
+        Ok(grants_pb(g))
+    }
+
+    async fn permissions(&self, req: Request<pb::UpdatePermissionsRequest>) -> Result<pb::Grants> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        if r.add.is_empty() && r.remove.is_empty() {
+            return Err(ServerError::invalid(
+                "add",
+                "name at least one permission to add or remove",
+            ));
+        }
+        let reg = self.managed(r.registration.as_ref()).await?;
+        let g = self
+            .app
+            .credentials()
+            .update_permissions(
+                &reg,
+                &UpdateRequest {
+                    add: r.add,
+                    remove: r.remove,
+                    override_required: r.override_required_permissions,
+                    actor,
+                },
+            )
+            .await?;
+        Ok(grants_pb(g))
+    }
+
+    async fn attach(
+        &self,
+        req: Request<pb::AttachRegistrationRequest>,
+    ) -> Result<pb::Registration> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        let registration = reg_ref(r.registration.as_ref())?;
+        if r.client_secret.is_empty() {
+            return Err(ServerError::invalid("client_secret", "required"));
+        }
+        if r.profile.is_empty() {
+            return Err(ServerError::invalid("profile", "required"));
+        }
+        let view = self
+            .app
+            .credentials()
+            .attach(AttachRequest {
+                registration,
+                client_secret: SecretString::from(r.client_secret),
+                profile: r.profile,
+                platform_version: Some(r.platform_version).filter(|v| !v.is_empty()),
+                service_ids: r.service_ids,
+                actor,
+            })
+            .await?;
+        Ok(registration_pb(&view))
+    }
+
+    async fn expiring(
+        &self,
+        req: Request<pb::ListExpiringRequest>,
+    ) -> Result<pb::ListExpiringResponse> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        let horizon = match r.horizon_days {
+            0 => self.app.config().credentials.expiry_horizon_days,
+            d => d,
+        };
+        self.app
+            .credentials()
+            .import_provisioned(self.app.engine())
+            .await?;
+        let list = self.app.credentials().expiring(i64::from(horizon))?;
+        self.record_read(&actor, "credentials.list_expiring", None)
+            .await?;
+        Ok(pb::ListExpiringResponse {
+            secrets: list.iter().map(expiring_pb).collect(),
+            horizon_days: horizon,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl CredentialsRpc for CredentialsService {
+    type RotateSecretStream = BoxStream<pb::RotateSecretEvent>;
+
+    async fn add_service_secret(
+        &self,
+        request: Request<pb::AddServiceSecretRequest>,
+    ) -> Result<Response<pb::NewSecret>, Status> {
+        Ok(Response::new(self.add(request).await?))
+    }
+
+    async fn rotate_secret(
+        &self,
+        request: Request<pb::RotateSecretRequest>,
+    ) -> Result<Response<Self::RotateSecretStream>, Status> {
+        Ok(Response::new(self.rotate(request).await?))
+    }
+
+    async fn revoke_secret(
+        &self,
+        request: Request<pb::RevokeSecretRequest>,
+    ) -> Result<Response<pb::RevokeSecretResponse>, Status> {
+        Ok(Response::new(self.revoke(request).await?))
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        Ok(Response::new(self.list(request).await?))
+    }
+
+    async fn list_grants(
+        &self,
+        request: Request<pb::ListGrantsRequest>,
+    ) -> Result<Response<pb::Grants>, Status> {
+        Ok(Response::new(self.grants(request).await?))
+    }
+
+    async fn update_roles(
+        &self,
+        request: Request<pb::UpdateRolesRequest>,
+    ) -> Result<Response<pb::Grants>, Status> {
+        Ok(Response::new(self.roles(request).await?))
+    }
+
+    async fn update_permissions(
+        &self,
+        request: Request<pb::UpdatePermissionsRequest>,
+    ) -> Result<Response<pb::Grants>, Status> {
+        Ok(Response::new(self.permissions(request).await?))
+    }
+
+    async fn attach_registration(
+        &self,
+        request: Request<pb::AttachRegistrationRequest>,
+    ) -> Result<Response<pb::Registration>, Status> {
+        Ok(Response::new(self.attach(request).await?))
+    }
+
+    async fn list_expiring(
+        &self,
+        request: Request<pb::ListExpiringRequest>,
+    ) -> Result<Response<pb::ListExpiringResponse>, Status> {
+        Ok(Response::new(self.expiring(request).await?))
+    }
+}
+
+/// At start-up: imports completed onboardings and finishes rotations a previous process left
+/// (in the background, so serving does not wait for overlaps). With `auto_rotate`, rotates
+/// expiring secrets every `check_interval_secs`.
+pub fn spawn_background(app: &App) {
+    let a = app.clone();
+    app.credentials().spawn(async move {
+        let creds = a.credentials();
+        if let Err(e) = creds.import_provisioned(a.engine()).await {
+            tracing::warn!(error = %e, "importing completed onboardings failed");
+        }
+        match creds.resume_all().await {
+            Ok(failed) => {
+                for (what, e) in failed {
+                    tracing::warn!(rotation = %what, error = %e, "resumed rotation failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "resuming rotations failed"),
+        }
+    });
+    let cfg = app.config().credentials.clone();
+    if !cfg.auto_rotate {
+        return;
+    }
+    let a = app.clone();
+    app.credentials().spawn(async move {
+        let mut closing = a.closing();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(cfg.check_interval_secs.max(60))) => {}
+                () = stopping(&mut closing) => return,
+            }
+            let creds = a.credentials();
+            let _ = creds.import_provisioned(a.engine()).await;
+            // One tracked task per check: the rotations wait out their overlaps there, while
+            // this loop goes on checking; a rotation already running for a service is refused
+            // (and logged), never started twice.
+            let c = creds.clone();
+            let overlap = Duration::from_secs(cfg.auto_rotate_overlap_secs);
+            let horizon = i64::from(cfg.expiry_horizon_days);
+            creds.spawn(async move {
+                match c.rotate_expiring(horizon, overlap, AUTO_ROTATE_ACTOR).await {
+                    Ok(done) => {
+                        for (e, r) in done {
+                            if let Err(err) = r {
+                                tracing::warn!(client_id = %e.registration.client_id, service = %e.secret.service_id, error = %err, "automatic rotation failed");
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "expiry check failed"),
+                }
+            });
+        }
+    });
+}

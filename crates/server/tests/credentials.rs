@@ -1,0 +1,354 @@
+//! The Credentials service end to end over real loopback sockets against the HTTPS Entra
+//! emulator: an onboarding's registration becomes managed, an operator adds, rotates, lists and
+//! revokes secrets and changes roles; other roles are refused; secret values appear only in the
+//! responses that created them (never in the audit log or in a listing).
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use common::sim::{completed, start};
+use common::{ADMIN, AUDITOR, OPERATOR, bad_fields};
+use entra_client::{EntraClient, EntraConfig, OpContext};
+use entra_sim::Faults;
+use onboard_proto::v1 as pb;
+use secrecy::SecretString;
+use tonic::Code;
+
+/// True when `secret` gets a client-credentials token for `client_id` from the emulator.
+async fn authenticates(
+    sim: &entra_sim::Sim,
+    tenant: &str,
+    client_id: &str,
+    secret: &str,
+) -> Result<bool> {
+    let c = EntraClient::new(
+        &EntraConfig::with_bases(sim.base_url(), sim.base_url()).trust_pem(sim.ca_pem()),
+    )?;
+    Ok(c.sts()
+        .client_credentials(
+            tenant,
+            client_id,
+            &SecretString::from(secret.to_owned()),
+            "https://graph.microsoft.com/.default",
+            &OpContext::new(),
+        )
+        .await
+        .is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
+    let env = start().await?;
+    let (token, _) = env.invite(None).await?;
+    let signed = env.signed_in(&token, "globaladmin").await?;
+    let events = env
+        .provision(&token, &signed.onboarding_id, "Sbc-Day2")
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let done = completed(&events)?;
+    // Provisioning removed the temporary token app, and with it the consent behind that
+    // sign-in's refresh token. Day two: a new invitation and sign-in ("Reinitiate
+    // Authentication Flow"), which stores the admin session day-two changes use.
+    let (token2, _) = env.invite(None).await?;
+    env.signed_in(&token2, "globaladmin").await?;
+    let tenant = env.info.tenant_id.clone();
+    let reg = Some(pb::RegistrationRef {
+        tenant_id: tenant.clone(),
+        client_id: done.client_id.clone(),
+    });
+    let svc = "dr-1".to_owned();
+
+    // Who may call: operators only.
+    for (who, want) in [
+        (None, Code::Unauthenticated),
+        (Some(AUDITOR), Code::PermissionDenied),
+        (Some(ADMIN), Code::PermissionDenied),
+    ] {
+        let mut c = env.server.credentials(who).await?;
+        let got = c
+            .list_secrets(pb::ListSecretsRequest {
+                registration: reg.clone(),
+            })
+            .await
+            .err()
+            .map(|s| s.code());
+        ensure!(got == Some(want), "{who:?}: {got:?}");
+    }
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+
+    // The onboarding's secret is listed (metadata only).
+    let list = c
+        .list_secrets(pb::ListSecretsRequest {
+            registration: reg.clone(),
+        })
+        .await?
+        .into_inner()
+        .secrets;
+    ensure!(list.len() == 1 && list[0].key_id == done.key_id, "{list:?}");
+    ensure!(list[0].current && list[0].days_until_expiry > 0 && list[0].end.is_some());
+    ensure!(format!("{list:?}").find(&done.secret).is_none());
+
+    // Add: the value comes once, in the response, and works.
+    let added = c
+        .add_service_secret(pb::AddServiceSecretRequest {
+            registration: reg.clone(),
+            service_id: svc.clone(),
+            valid_for: Some(prost_types::Duration {
+                seconds: 20 * 86_400,
+                nanos: 0,
+            }),
+        })
+        .await?
+        .into_inner();
+    ensure!(!added.secret.is_empty() && added.audit_seq > 0);
+    ensure!(
+        !format!("{added:?}").contains(&added.secret),
+        "Debug hides the value"
+    );
+    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &added.secret).await?);
+    let added_key = added.info.as_ref().context("info")?.key_id.clone();
+
+    // Expiry report: the 20-day secret is inside 30 days.
+    let exp = c
+        .list_expiring(pb::ListExpiringRequest { horizon_days: 0 })
+        .await?
+        .into_inner();
+    ensure!(exp.horizon_days == 30, "{exp:?}");
+    ensure!(
+        exp.secrets.len() == 1
+            && exp.secrets[0].secret.as_ref().map(|s| s.key_id.as_str()) == Some(&added_key),
+        "{exp:?}"
+    );
+
+    // The original secret is not current any more: revoke it.
+    let revoked = c
+        .revoke_secret(pb::RevokeSecretRequest {
+            registration: reg.clone(),
+            key_id: done.key_id.clone(),
+        })
+        .await?
+        .into_inner();
+    ensure!(revoked.audit_seq > 0);
+    ensure!(!authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?);
+    // The current one is refused.
+    let e = c
+        .revoke_secret(pb::RevokeSecretRequest {
+            registration: reg.clone(),
+            key_id: added_key.clone(),
+        })
+        .await
+        .err()
+        .context("current secret revoke")?;
+    ensure!(e.code() == Code::FailedPrecondition, "{e:?}");
+
+    // Rotate: stages streamed, the new value once, the old removed.
+    let mut stream = c
+        .rotate_secret(pb::RotateSecretRequest {
+            registration: reg.clone(),
+            service_id: svc.clone(),
+            overlap: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 0,
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut stages = Vec::new();
+    let mut rotated = None;
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(60), stream.message()).await?? {
+        stages.push(format!("{}:{}", ev.stage, ev.done));
+        if let Some(n) = ev.new_secret {
+            rotated = Some(n.secret);
+        }
+    }
+    ensure!(
+        stages
+            == [
+                "add:false",
+                "add:true",
+                "validate:false",
+                "validate:true",
+                "hand_over:false",
+                "hand_over:true",
+                "remove_old:false",
+                "remove_old:true"
+            ],
+        "{stages:?}"
+    );
+    let rotated = rotated.context("the add event carries the new secret")?;
+    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &rotated).await?);
+    ensure!(!authenticates(&env.sim, &tenant, &done.client_id, &added.secret).await?);
+    let list = c
+        .list_secrets(pb::ListSecretsRequest {
+            registration: reg.clone(),
+        })
+        .await?
+        .into_inner()
+        .secrets;
+    ensure!(list.len() == 1 && list[0].key_id != added_key, "{list:?}");
+
+    // Grants as Entra has them; removing the profile's role needs the override.
+    let g = c
+        .list_grants(pb::ListGrantsRequest {
+            registration: reg.clone(),
+        })
+        .await?
+        .into_inner();
+    ensure!(g.roles == ["Teams Administrator"], "{g:?}");
+    ensure!(g.permissions.iter().any(|p| p == "User.Read.All"), "{g:?}");
+    let remove = pb::UpdateRolesRequest {
+        registration: reg.clone(),
+        remove: vec!["Teams Administrator".into()],
+        ..Default::default()
+    };
+    let e = c
+        .update_roles(remove.clone())
+        .await
+        .err()
+        .context("override")?;
+    ensure!(e.code() == Code::FailedPrecondition, "{e:?}");
+    let g = c
+        .update_roles(pb::UpdateRolesRequest {
+            override_required_roles: true,
+            ..remove
+        })
+        .await?
+        .into_inner();
+    ensure!(g.roles.is_empty() && g.audit_seqs.len() == 1, "{g:?}");
+
+    // A tenant policy forbidding secrets: FAILED_PRECONDITION, nothing changed.
+    env.sim.set_faults(Faults {
+        forbid_passwords: true,
+        device_code_interval_s: Some(1),
+        ..Faults::default()
+    });
+    let e = c
+        .add_service_secret(pb::AddServiceSecretRequest {
+            registration: reg.clone(),
+            service_id: svc.clone(),
+            valid_for: None,
+        })
+        .await
+        .err()
+        .context("policy")?;
+    ensure!(
+        e.code() == Code::FailedPrecondition && e.message().contains("policy"),
+        "{e:?}"
+    );
+    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &rotated).await?);
+
+    // Bad requests name their field; unknown registrations are NOT_FOUND.
+    let e = c
+        .attach_registration(pb::AttachRegistrationRequest {
+            registration: reg.clone(),
+            profile: "direct-routing".into(),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("attach without secret")?;
+    ensure!(
+        e.code() == Code::InvalidArgument && bad_fields(&e) == ["client_secret"],
+        "{e:?}"
+    );
+    let e = c
+        .list_secrets(pb::ListSecretsRequest {
+            registration: Some(pb::RegistrationRef {
+                tenant_id: tenant.clone(),
+                client_id: "00000000-0000-0000-0000-00000000abcd".into(),
+            }),
+        })
+        .await
+        .err()
+        .context("unknown")?;
+    ensure!(e.code() == Code::NotFound, "{e:?}");
+
+    // No secret value ever reached the audit log.
+    let log = serde_json::to_string(&env.server.entries()?)?;
+    for v in [&done.secret, &added.secret, &rotated] {
+        ensure!(
+            !log.contains(v.as_str()),
+            "a secret value is in the audit log"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<()> {
+    let env = start().await?;
+    let (token, _) = env.invite(None).await?;
+    let signed = env.signed_in(&token, "globaladmin").await?;
+    let events = env
+        .provision(&token, &signed.onboarding_id, "Sbc-Restart")
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let done = completed(&events)?;
+    let (token2, _) = env.invite(None).await?;
+    env.signed_in(&token2, "globaladmin").await?;
+    let tenant = env.info.tenant_id.clone();
+    let reg = Some(pb::RegistrationRef {
+        tenant_id: tenant.clone(),
+        client_id: done.client_id.clone(),
+    });
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let mut stream = c
+        .rotate_secret(pb::RotateSecretRequest {
+            registration: reg.clone(),
+            service_id: "dr-1".into(),
+            overlap: Some(prost_types::Duration {
+                seconds: 3,
+                nanos: 0,
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut new_secret = None;
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await??
+            .context("stream ended before hand-over")?;
+        if let Some(n) = ev.new_secret {
+            new_secret = Some(n.secret);
+        }
+        if ev.stage == "hand_over" && ev.done {
+            break;
+        }
+    }
+    let new_secret = new_secret.context("new secret")?;
+    // In the overlap both work; then the server restarts (the open stream ends, UNAVAILABLE).
+    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?);
+    let env = env.restart().await?;
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await?;
+    ensure!(
+        matches!(&ended, Err(s) if s.code() == Code::Unavailable) || matches!(ended, Ok(None)),
+        "{ended:?}"
+    );
+    // The restarted server resumes the rotation and removes the old secret after the overlap.
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = c
+            .list_secrets(pb::ListSecretsRequest {
+                registration: reg.clone(),
+            })
+            .await?
+            .into_inner()
+            .secrets;
+        if list.len() == 1 {
+            ensure!(list[0].key_id != done.key_id && list[0].current, "{list:?}");
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not resumed: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    ensure!(!authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?);
+    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &new_secret).await?);
+    ensure!(env.sim.calls("POST removePassword") == 1);
+    Ok(())
+}

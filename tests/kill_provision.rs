@@ -7,15 +7,12 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
-use serde_json::Value;
 use support::{GLOBAL_ADMIN, ServerFiles, ServerProc};
 
 /// A small deterministic generator, so a seed replays a failing run.
@@ -39,11 +36,6 @@ enum KillAt {
     /// This long after Provision was called (may land in the middle of a Graph call).
     Delay(Duration),
 }
-
-/// The profile's three grants (Organization.Read.All, User.Read.All, Tenant Admin API
-/// `application_access`) and one directory role (Teams Administrator).
-const GRANTS: usize = 3;
-const ROLES: usize = 1;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_provision_resumes_without_duplicates() -> Result<()> {
@@ -135,14 +127,14 @@ async fn sigkill_during_provision_resumes_without_duplicates() -> Result<()> {
 
     let snap = sim.snapshot();
     for name in &names {
-        no_duplicates(&snap, name).with_context(|| format!("app {name}"))?;
+        support::no_duplicates(&snap, name).with_context(|| format!("app {name}"))?;
     }
     ensure!(
-        sps_where(&snap, "display_name", "Sandbox1-sp2-token").is_empty(),
+        support::sps_where(&snap, "display_name", "Sandbox1-sp2-token").is_empty(),
         "the temporary app is still there"
     );
     server.terminate()?;
-    verify_log(&files)?;
+    support::verify_log(&files)?;
     println!("{rounds} onboardings completed after {kills} SIGKILLs; the audit log verifies");
     Ok(())
 }
@@ -154,75 +146,4 @@ fn server_log(path: &Path) -> String {
         "server log (last lines):\n{}",
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     )
-}
-
-fn sps_where<'a>(snap: &'a Value, key: &str, value: &str) -> Vec<&'a Value> {
-    snap["service_principals"]
-        .as_array()
-        .map(|a| a.iter().filter(|x| x[key] == value).collect())
-        .unwrap_or_default()
-}
-
-/// One app named `name`, one secret, one service principal, and the profile's grants and
-/// roles each exactly once.
-fn no_duplicates(snap: &Value, name: &str) -> Result<()> {
-    let apps: Vec<&Value> = snap["applications"]
-        .as_array()
-        .context("applications")?
-        .iter()
-        .filter(|a| a["props"]["displayName"] == name)
-        .collect();
-    ensure!(apps.len() == 1, "{} applications", apps.len());
-    let secrets = apps[0]["passwords"].as_array().map(Vec::len).unwrap_or(0);
-    ensure!(secrets == 1, "{secrets} secrets");
-    let app_id = apps[0]["app_id"].as_str().context("app_id")?;
-    let sps = sps_where(snap, "app_id", app_id);
-    ensure!(sps.len() == 1, "{} service principals", sps.len());
-    let sp = sps[0]["id"].as_str().context("sp id")?;
-    for (kind, want, key) in [
-        ("app_role_assignments", GRANTS, "app_role_id"),
-        ("role_assignments", ROLES, "role_definition_id"),
-    ] {
-        let of_sp: Vec<&Value> = snap[kind]
-            .as_array()
-            .context("assignments")?
-            .iter()
-            .filter(|x| x["principal_id"] == sp)
-            .collect();
-        let distinct: BTreeSet<String> = of_sp.iter().map(|x| x[key].to_string()).collect();
-        ensure!(
-            of_sp.len() == want && distinct.len() == want,
-            "{kind}: {} assignments, {} distinct, want {want}",
-            of_sp.len(),
-            distinct.len()
-        );
-    }
-    Ok(())
-}
-
-/// Exports the log with the CLI and verifies it with the verifier key, as an auditor would.
-fn verify_log(files: &ServerFiles) -> Result<()> {
-    let export = files.dir.path().join("export");
-    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .args(["audit", "export", "--data-dir"])
-        .arg(files.data_dir().join("audit"))
-        .arg("--out")
-        .arg(&export)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .args(["audit", "verify"])
-        .arg(&export)
-        .args(["--vkey", &files.vkey])
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success() && !text.contains("INVALID"),
-        "verify:\n{text}"
-    );
-    Ok(())
 }

@@ -9,13 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use audit_log::NoteSigner;
 use entra_sim::{Faults, Sim, SimConfig};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::invitations_client::InvitationsClient;
 use onboard_proto::v1::onboarding_client::OnboardingClient;
 use pb::sign_in_event::Event as SE;
+use serde_json::Value;
+use std::collections::BTreeSet;
 use tonic::transport::{Channel, Endpoint};
 
 /// The audit log origin the configs use.
@@ -347,4 +349,80 @@ pub async fn onboard_one(
         }),
         other => bail!("{name}: the stream ended with {other:?}"),
     }
+}
+
+/// The profile's three grants (Organization.Read.All, User.Read.All, Tenant Admin API
+/// `application_access`) and one directory role (Teams Administrator).
+pub const GRANTS: usize = 3;
+pub const ROLES: usize = 1;
+
+pub fn sps_where<'a>(snap: &'a Value, key: &str, value: &str) -> Vec<&'a Value> {
+    snap["service_principals"]
+        .as_array()
+        .map(|a| a.iter().filter(|x| x[key] == value).collect())
+        .unwrap_or_default()
+}
+
+/// One app named `name`, one secret, one service principal, and the profile's grants and
+/// roles each exactly once.
+pub fn no_duplicates(snap: &Value, name: &str) -> Result<()> {
+    let apps: Vec<&Value> = snap["applications"]
+        .as_array()
+        .context("applications")?
+        .iter()
+        .filter(|a| a["props"]["displayName"] == name)
+        .collect();
+    ensure!(apps.len() == 1, "{} applications", apps.len());
+    let secrets = apps[0]["passwords"].as_array().map(Vec::len).unwrap_or(0);
+    ensure!(secrets == 1, "{secrets} secrets");
+    let app_id = apps[0]["app_id"].as_str().context("app_id")?;
+    let sps = sps_where(snap, "app_id", app_id);
+    ensure!(sps.len() == 1, "{} service principals", sps.len());
+    let sp = sps[0]["id"].as_str().context("sp id")?;
+    for (kind, want, key) in [
+        ("app_role_assignments", GRANTS, "app_role_id"),
+        ("role_assignments", ROLES, "role_definition_id"),
+    ] {
+        let of_sp: Vec<&Value> = snap[kind]
+            .as_array()
+            .context("assignments")?
+            .iter()
+            .filter(|x| x["principal_id"] == sp)
+            .collect();
+        let distinct: BTreeSet<String> = of_sp.iter().map(|x| x[key].to_string()).collect();
+        ensure!(
+            of_sp.len() == want && distinct.len() == want,
+            "{kind}: {} assignments, {} distinct, want {want}",
+            of_sp.len(),
+            distinct.len()
+        );
+    }
+    Ok(())
+}
+
+/// Exports the log with the CLI and verifies it with the verifier key, as an auditor would.
+pub fn verify_log(files: &ServerFiles) -> Result<()> {
+    let export = files.dir.path().join("export");
+    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args(["audit", "export", "--data-dir"])
+        .arg(files.data_dir().join("audit"))
+        .arg("--out")
+        .arg(&export)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args(["audit", "verify"])
+        .arg(&export)
+        .args(["--vkey", &files.vkey])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && !text.contains("INVALID"),
+        "verify:\n{text}"
+    );
+    Ok(())
 }

@@ -98,6 +98,19 @@ impl Credentials {
         &self,
         tenant_id: &str,
     ) -> Result<GraphClient, CredentialsError> {
+        Ok(self
+            .inner
+            .entra
+            .graph(self.admin_access_token(tenant_id).await?))
+    }
+
+    /// A fresh delegated Graph access token of the tenant's signed-in admin (renewed with the
+    /// stored refresh token, keeping the rotated one), e.g. for Verification to read what the
+    /// app's own token may not. Errors as [`Credentials::admin_graph`]. Never log it.
+    pub async fn admin_access_token(
+        &self,
+        tenant_id: &str,
+    ) -> Result<SecretString, CredentialsError> {
         // One renewal per tenant at a time, so the newest refresh token is the one kept.
         let lock = self.lock_for(&session_key(tenant_id));
         let _g = lock.lock().await;
@@ -152,7 +165,7 @@ impl Credentials {
             rec.updated_at = now_rfc3339();
             self.inner.store.put(&session_key(tenant_id), &rec).await?;
         }
-        Ok(self.inner.entra.graph(tokens.access_token))
+        Ok(tokens.access_token)
     }
 
     /// An app-only token for the registration with one of its current secrets (the first that

@@ -14,7 +14,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::{Result, ServerError};
 use crate::invitations::Invitations;
-use crate::verification::EngineTargets;
+use crate::verification::RegistryTargets;
 
 /// The audit log's sled directory inside the data directory (the log owns it alone).
 pub const AUDIT_DIR: &str = "audit";
@@ -117,7 +117,7 @@ impl App {
             d => Some(time::Duration::days(i64::from(d))),
         };
         let credentials = Credentials::new(ccfg)?;
-        let targets = EngineTargets::new(engine.clone(), &config)?;
+        let targets = RegistryTargets::new(credentials.clone(), engine.clone(), &config)?;
         let drift = Arc::new(verifier::DriftMonitor::new(
             verifier::Verifier::new(entra.clone()),
             Arc::new(targets),

@@ -2,8 +2,8 @@
 //! [`verifier::Verifier`] on one registration now and records the report
 //! (`verification.report`); ListDrift shows the open drift items scheduled runs found.
 //!
-//! Registrations are found through [`verifier::Targets`]; today [`EngineTargets`] (completed
-//! onboardings). Scheduled runs ([`verifier::DriftMonitor`]) start in `serve` when
+//! Registrations are found through [`verifier::Targets`], implemented by [`RegistryTargets`]
+//! over the Credentials registry (provisioned and attached registrations). Scheduled runs ([`verifier::DriftMonitor`]) start in `serve` when
 //! `[verification] interval_secs` is set.
 
 mod targets;
@@ -17,7 +17,7 @@ use verifier::Target;
 use crate::App;
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
-pub use targets::EngineTargets;
+pub use targets::RegistryTargets;
 
 /// Serves verification from the shared [`App`].
 #[derive(Debug, Clone)]

@@ -1,15 +1,16 @@
-//! [`verifier::Targets`] over the onboarding engine's completed onboardings: until the
-//! Credentials registry exists, a managed registration is a completed onboarding. The expected
-//! permissions and roles are the profile as resolved when it was provisioned; the reader and
-//! writer token is the admin's delegated token stored (sealed) with the onboarding, while it is
-//! valid (about an hour after sign-in); after that, checks that need it WARN and repair records
-//! that it needs an admin sign-in.
+//! [`verifier::Targets`] over the Credentials registry: every managed registration, whether
+//! Onboard provisioned it (completed onboardings are imported first) or an operator attached
+//! it. The expected permissions and roles are the registration's resolved profile; the secret
+//! is the service's current one; the reader and writer token is a fresh delegated token of the
+//! tenant's stored admin session, when there is one that still renews. Without it, checks that
+//! need it WARN and repair records that it needs an admin sign-in.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use credentials::{Credentials, CredentialsError, RegistrationRef};
 use provision::profiles::Resource;
-use provision::{Engine, ListFilter, Onboarding, Status};
+use provision::{Engine, ListFilter, Status};
 use secrecy::SecretString;
 use verifier::{
     BoxFuture, ExpectedRole, PlatformEndpoint, Probe, Target, Targets, VerifyError, VerifyInput,
@@ -18,12 +19,11 @@ use verifier::{
 use crate::config::Config;
 use crate::error::{Result, ServerError};
 
-/// A stored admin token is used only if it is valid for at least this long.
-const TOKEN_MARGIN_SECS: i64 = 60;
-
-/// Completed onboardings as verification targets.
-pub struct EngineTargets {
-    /// Records, secrets and admin sessions.
+/// Managed registrations as verification targets.
+pub struct RegistryTargets {
+    /// Registrations, their secrets and the tenants' admin sessions.
+    credentials: Credentials,
+    /// Completed onboardings not imported yet become registrations before a lookup.
     engine: Engine,
     /// Platform endpoints by service id (CA files read at start-up).
     platform: HashMap<String, Vec<PlatformEndpoint>>,
@@ -35,9 +35,16 @@ pub struct EngineTargets {
     temporary_app_name: String,
 }
 
-impl EngineTargets {
+/// A stored admin token is used only if it is valid for at least this long.
+const TOKEN_MARGIN_SECS: i64 = 60;
+
+fn targets_err(e: CredentialsError) -> VerifyError {
+    VerifyError::Targets(e.to_string())
+}
+
+impl RegistryTargets {
     /// Reads the platform endpoints' CA files; an unreadable file is a configuration error.
-    pub fn new(engine: Engine, config: &Config) -> Result<Self> {
+    pub fn new(credentials: Credentials, engine: Engine, config: &Config) -> Result<Self> {
         let mut platform: HashMap<String, Vec<PlatformEndpoint>> = HashMap::new();
         for s in &config.platform.services {
             let ca_pem = match &s.ca {
@@ -66,6 +73,7 @@ impl EngineTargets {
         }
         let day = 86_400;
         Ok(Self {
+            credentials,
             engine,
             platform,
             horizon: Duration::from_secs(config.verification.horizon_days * day),
@@ -77,17 +85,9 @@ impl EngineTargets {
         })
     }
 
-    fn completed(&self) -> Result<Vec<Onboarding>, VerifyError> {
-        self.engine
-            .list(&ListFilter {
-                status: Some(Status::Completed),
-                ..ListFilter::default()
-            })
-            .map_err(|e| VerifyError::Targets(e.to_string()))
-    }
-
-    /// The newest completed onboarding `target` names.
-    fn find(&self, target: &Target) -> Result<Onboarding, VerifyError> {
+    /// The registration `target` names (importing completed onboardings first) and the
+    /// service whose secret is checked.
+    async fn find(&self, target: &Target) -> Result<(RegistrationRef, String), VerifyError> {
         let (what, id) = match target {
             Target::ClientId(c) => ("client_id", c),
             Target::ServiceId(s) => ("service_id", s),
@@ -95,23 +95,63 @@ impl EngineTargets {
         if id.trim().is_empty() {
             return Err(VerifyError::InvalidTarget(format!("{what} is empty")));
         }
-        self.completed()?
-            .into_iter()
-            .rev()
-            .find(|o| match target {
-                Target::ClientId(c) => o.client_id.as_deref() == Some(c.as_str()),
-                Target::ServiceId(s) => o.service_id == *s,
-            })
-            .ok_or_else(|| {
-                VerifyError::NotFound(format!("no completed onboarding has {what} {id:?}"))
-            })
+        self.credentials
+            .import_provisioned(&self.engine)
+            .await
+            .map_err(targets_err)?;
+        let view = match target {
+            Target::ClientId(c) => self.credentials.find(c),
+            Target::ServiceId(s) => self.credentials.find_by_service(s),
+        }
+        .map_err(targets_err)?
+        .ok_or_else(|| {
+            VerifyError::NotFound(format!("no managed registration has {what} {id:?}"))
+        })?;
+        let service = match target {
+            Target::ServiceId(s) => s.clone(),
+            Target::ClientId(_) => view.services.first().cloned().ok_or_else(|| {
+                VerifyError::Targets(format!(
+                    "registration {} has no service with a secret",
+                    view.client_id
+                ))
+            })?,
+        };
+        Ok((
+            RegistrationRef::new(view.tenant_id, view.client_id),
+            service,
+        ))
     }
 
-    /// The onboarding's stored admin token, if it is still valid for a while.
-    fn session(&self, onboarding_id: &str) -> Result<Option<SecretString>, VerifyError> {
+    /// A delegated admin token for reads and repairs: a fresh one from the tenant's admin
+    /// session if it still renews, else the access token stored with the onboarding that made
+    /// `client_id` while it is valid (its refresh dies with the temporary app, the access token
+    /// lasts about an hour).
+    async fn session(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<SecretString>, VerifyError> {
+        match self.credentials.admin_access_token(tenant_id).await {
+            Ok(t) => return Ok(Some(t)),
+            Err(CredentialsError::NoAdminSession { .. }) => {}
+            Err(e) => return Err(targets_err(e)),
+        }
+        let onboarding = self
+            .engine
+            .list(&ListFilter {
+                status: Some(Status::Completed),
+                ..ListFilter::default()
+            })
+            .map_err(|e| VerifyError::Targets(e.to_string()))?
+            .into_iter()
+            .rev()
+            .find(|o| o.tenant_id == tenant_id && o.client_id.as_deref() == Some(client_id));
+        let Some(o) = onboarding else {
+            return Ok(None);
+        };
         let Some(token) = self
             .engine
-            .admin_session(onboarding_id)
+            .admin_session(&o.id)
             .map_err(|e| VerifyError::Targets(e.to_string()))?
         else {
             return Ok(None);
@@ -124,35 +164,30 @@ impl EngineTargets {
         Ok(valid.then_some(token))
     }
 
-    fn input(&self, o: &Onboarding) -> Result<VerifyInput, VerifyError> {
-        let err = |e: provision::ProvisionError| VerifyError::Targets(e.to_string());
-        let profile = self.engine.resolved_profile(&o.id).map_err(err)?;
-        let secret = self.engine.secret(&o.id).map_err(err)?;
-        let pick = |r: Resource| -> Vec<String> {
+    async fn input(&self, r: &RegistrationRef, service: &str) -> Result<VerifyInput, VerifyError> {
+        let reg = self.credentials.registration(r).map_err(targets_err)?;
+        let (stored, secret) = self
+            .credentials
+            .current_secret(r, service)
+            .map_err(targets_err)?;
+        let profile = &reg.profile;
+        let pick = |res: Resource| -> Vec<String> {
             profile
                 .permissions
                 .iter()
-                .filter(|p| p.resource == r)
+                .filter(|p| p.resource == res)
                 .map(|p| p.value.clone())
                 .collect()
         };
-        let missing =
-            |what: &str| VerifyError::Targets(format!("onboarding {} has no {what}", o.id));
         Ok(VerifyInput {
-            tenant_id: o.tenant_id.clone(),
-            client_id: o.client_id.clone().ok_or_else(|| missing("client id"))?,
-            sp_id: o
-                .sp_id
-                .clone()
-                .ok_or_else(|| missing("service principal"))?,
-            service_id: (!o.service_id.is_empty()).then(|| o.service_id.clone()),
-            profile: o.profile.clone(),
+            tenant_id: reg.tenant_id.clone(),
+            client_id: reg.client_id.clone(),
+            sp_id: reg.sp_id.clone(),
+            service_id: Some(service.to_owned()),
+            profile: profile.name.clone(),
             secret,
-            secret_key_id: o.secret_key_id.clone(),
-            secret_expires: o
-                .secret_expires
-                .as_deref()
-                .and_then(crate::clock::parse_rfc3339),
+            secret_key_id: Some(stored.key_id.clone()),
+            secret_expires: crate::clock::parse_rfc3339(&stored.end),
             graph_permissions: pick(Resource::Graph),
             tenant_admin_permissions: pick(Resource::TeamsAdminApi),
             directory_roles: profile
@@ -166,33 +201,33 @@ impl EngineTargets {
             horizon: self.horizon,
             critical: self.critical,
             temporary_app_name: self.temporary_app_name.clone(),
-            platform: self
-                .platform
-                .get(&o.service_id)
-                .cloned()
-                .unwrap_or_default(),
-            reader_token: self.session(&o.id)?,
+            platform: self.platform.get(service).cloned().unwrap_or_default(),
+            reader_token: self.session(&reg.tenant_id, &reg.client_id).await?,
         })
     }
 }
 
-impl Targets for EngineTargets {
+impl Targets for RegistryTargets {
     fn resolve<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, verifier::Result<VerifyInput>> {
         Box::pin(async move {
-            let o = self.find(target)?;
-            self.input(&o)
+            let (r, service) = self.find(target).await?;
+            self.input(&r, &service).await
         })
     }
 
     fn all(&self) -> BoxFuture<'_, verifier::Result<Vec<Target>>> {
         Box::pin(async move {
-            let mut seen = std::collections::BTreeSet::new();
+            self.credentials
+                .import_provisioned(&self.engine)
+                .await
+                .map_err(targets_err)?;
             Ok(self
-                .completed()?
+                .credentials
+                .list()
+                .map_err(targets_err)?
                 .into_iter()
-                .filter_map(|o| o.client_id)
-                .filter(|c| seen.insert(c.clone()))
-                .map(Target::ClientId)
+                .filter(|v| !v.services.is_empty())
+                .map(|v| Target::ClientId(v.client_id))
                 .collect())
         })
     }
@@ -201,9 +236,6 @@ impl Targets for EngineTargets {
         &'a self,
         input: &'a VerifyInput,
     ) -> BoxFuture<'a, verifier::Result<Option<SecretString>>> {
-        Box::pin(async move {
-            let o = self.find(&Target::ClientId(input.client_id.clone()))?;
-            self.session(&o.id)
-        })
+        Box::pin(self.session(&input.tenant_id, &input.client_id))
     }
 }

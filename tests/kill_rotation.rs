@@ -34,14 +34,13 @@ fn seed() -> u64 {
         | 1
 }
 
-fn credentials(
-    ch: Channel,
-) -> CredentialsClient<
-    tonic::service::interceptor::InterceptedService<
-        Channel,
-        fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
-    >,
-> {
+/// A channel that adds the operator's bearer token.
+type Operator = tonic::service::interceptor::InterceptedService<
+    Channel,
+    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+>;
+
+fn credentials(ch: Channel) -> CredentialsClient<Operator> {
     CredentialsClient::with_interceptor(ch, support::operator as _)
 }
 

@@ -15,19 +15,6 @@ use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use support::{GLOBAL_ADMIN, ServerFiles, ServerProc};
 
-/// A small deterministic generator, so a seed replays a failing run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
-}
-
 /// Where a round's first kill lands.
 #[derive(Debug)]
 enum KillAt {
@@ -39,22 +26,8 @@ enum KillAt {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_provision_resumes_without_duplicates() -> Result<()> {
-    let rounds: u64 = std::env::var("ONBOARD_KILL_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
-    let seed: u64 = std::env::var("ONBOARD_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-        | 1;
-    println!("ONBOARD_KILL_SEED={seed} ONBOARD_KILL_ROUNDS={rounds}");
-    let mut rng = Rng(seed);
+    let (rounds, mut rng) = support::kill_plan(6);
+    let seed = rng.seed;
 
     // Each Graph call takes 25 ms, so a run lasts long enough for kills to land inside it.
     let sim = support::start_sim(Faults {

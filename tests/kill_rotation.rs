@@ -21,19 +21,6 @@ use tonic::transport::Channel;
 
 const SERVICE: &str = "dr-rot";
 
-fn seed() -> u64 {
-    std::env::var("ONBOARD_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(7)
-        })
-        | 1
-}
-
 /// A channel that adds the operator's bearer token.
 type Operator = tonic::service::interceptor::InterceptedService<
     Channel,
@@ -42,6 +29,18 @@ type Operator = tonic::service::interceptor::InterceptedService<
 
 fn credentials(ch: Channel) -> CredentialsClient<Operator> {
     CredentialsClient::with_interceptor(ch, support::operator as _)
+}
+
+/// RotateSecret for the service with a 1 s overlap.
+fn rotate(reg: &pb::RegistrationRef) -> pb::RotateSecretRequest {
+    pb::RotateSecretRequest {
+        registration: Some(reg.clone()),
+        service_id: SERVICE.into(),
+        overlap: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+    }
 }
 
 /// The service's secrets as ListSecrets reports them.
@@ -90,19 +89,7 @@ async fn current_secret_works(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secret() -> Result<()> {
-    let rounds: u64 = std::env::var("ONBOARD_KILL_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
-    let seed = seed();
-    println!("ONBOARD_KILL_SEED={seed} ONBOARD_KILL_ROUNDS={rounds}");
-    let mut rng = seed;
-    let mut below = |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let (rounds, mut rng) = support::kill_plan(6);
 
     let sim = support::start_sim(Faults::default()).await?;
     let files = ServerFiles::new(&sim)?;
@@ -144,17 +131,10 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
             .key_id
             .clone();
         let mut stream = credentials(ch_of(&server).await?)
-            .rotate_secret(pb::RotateSecretRequest {
-                registration: Some(reg.clone()),
-                service_id: SERVICE.into(),
-                overlap: Some(prost_types::Duration {
-                    seconds: 1,
-                    nanos: 0,
-                }),
-            })
+            .rotate_secret(rotate(&reg))
             .await?
             .into_inner();
-        let delay = Duration::from_millis(below(1100));
+        let delay = Duration::from_millis(rng.below(1100));
         let mut stages = Vec::new();
         let _ = tokio::time::timeout(delay, async {
             while let Ok(Some(e)) = stream.message().await {
@@ -191,14 +171,7 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
                 asked_again = true;
                 println!("round {round}: nothing was recorded; rotating again");
                 let mut again = credentials(ch_of(&server).await?)
-                    .rotate_secret(pb::RotateSecretRequest {
-                        registration: Some(reg.clone()),
-                        service_id: SERVICE.into(),
-                        overlap: Some(prost_types::Duration {
-                            seconds: 1,
-                            nanos: 0,
-                        }),
-                    })
+                    .rotate_secret(rotate(&reg))
                     .await?
                     .into_inner();
                 while again.message().await?.is_some() {}

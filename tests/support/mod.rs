@@ -426,3 +426,36 @@ pub fn verify_log(files: &ServerFiles) -> Result<()> {
     );
     Ok(())
 }
+
+/// A small deterministic generator (xorshift64*), so a printed seed replays a failing run.
+pub struct Rng {
+    /// The seed it started from.
+    pub seed: u64,
+    /// The current state.
+    state: u64,
+}
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// Rounds (`ONBOARD_KILL_ROUNDS`, else `default_rounds`) and a generator seeded from
+/// `ONBOARD_KILL_SEED` (else the clock) for the kill tests; prints both for a replay.
+pub fn kill_plan(default_rounds: u64) -> (u64, Rng) {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let rounds = env("ONBOARD_KILL_ROUNDS").unwrap_or(default_rounds);
+    let seed = env("ONBOARD_KILL_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    }) | 1;
+    println!("ONBOARD_KILL_SEED={seed} ONBOARD_KILL_ROUNDS={rounds}");
+    (rounds, Rng { seed, state: seed })
+}

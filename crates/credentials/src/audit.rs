@@ -123,7 +123,7 @@ impl Auditor<'_> {
                         action,
                         Phase::Succeeded,
                         &target,
-                        merge(changes, extra),
+                        provision::audit::merge_changes(changes, extra),
                         meta.request_id.as_deref(),
                         &crid_s,
                         None,
@@ -149,21 +149,6 @@ impl Auditor<'_> {
             }
         }
     }
-}
-
-/// Intent changes plus what the answer added.
-fn merge(intent: Value, result: Value) -> Value {
-    let mut out = match intent {
-        Value::Array(a) => a,
-        Value::Null => vec![],
-        other => vec![other],
-    };
-    match result {
-        Value::Array(a) => out.extend(a),
-        Value::Null => {}
-        other => out.push(other),
-    }
-    Value::Array(out)
 }
 
 /// A target of kind `kind`.

@@ -37,6 +37,22 @@ pub fn change(property: &str, old: Value, new: Value) -> Value {
     json!({"property": property, "old": old, "new": new})
 }
 
+/// The `changes` of an outcome entry: the intent's changes plus what the answer added (ids,
+/// a created flag), as one array.
+pub fn merge_changes(intent: Value, result: Value) -> Value {
+    let mut out = match intent {
+        Value::Array(a) => a,
+        Value::Null => vec![],
+        other => vec![other],
+    };
+    match result {
+        Value::Array(a) => out.extend(a),
+        Value::Null => {}
+        other => out.push(other),
+    }
+    Value::Array(out)
+}
+
 /// Phase of an entry.
 #[derive(Debug, Clone, Copy)]
 pub enum Phase {

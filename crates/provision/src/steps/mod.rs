@@ -223,7 +223,7 @@ impl Run {
                         action,
                         phase: Phase::Succeeded,
                         target: &target,
-                        changes: merge(changes, result_changes),
+                        changes: audit::merge_changes(changes, result_changes),
                         graph_request_id: meta.request_id.as_deref(),
                         correlation_id: &crid_s,
                         error: None,
@@ -340,21 +340,6 @@ fn top_level(step: &str) -> &str {
     } else {
         step
     }
-}
-
-/// Intent changes plus what the answer added (ids, created flag), as one `changes` array.
-fn merge(intent: Value, result: Value) -> Value {
-    let mut out = match intent {
-        Value::Array(a) => a,
-        Value::Null => vec![],
-        other => vec![other],
-    };
-    match result {
-        Value::Array(a) => out.extend(a),
-        Value::Null => {}
-        other => out.push(other),
-    }
-    Value::Array(out)
 }
 
 /// Call facts for a change that was not a Graph call (the STS check).

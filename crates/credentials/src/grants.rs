@@ -349,6 +349,7 @@ impl Credentials {
             file_version: 0,
             permissions: add.iter().chain(remove.iter()).cloned().collect(),
             directory_roles: vec![],
+            self_rotation: false,
         };
         let resolved = provision::plan::resolve_permissions(&graph, &wanted, &ctx).await?;
         let (held, _) = self.app_role_assignments(&graph, &reg).await?;

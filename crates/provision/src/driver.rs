@@ -123,7 +123,8 @@ async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
         run.step(ids::SECRET, "add the client secret", || run.client_secret())
     );
     sp.and(secret)?;
-    let (access, verify) = tokio::join!(
+    let self_rotation = run.snapshot().await.profile.self_rotation;
+    let (access, verify, owner) = tokio::join!(
         run.step(
             ids::ACCESS,
             "grant permissions with admin consent and assign directory roles",
@@ -131,9 +132,20 @@ async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
         ),
         run.step(ids::VERIFY, "check the new app authenticates", || {
             run.verify_authentication()
-        })
+        }),
+        async {
+            if !self_rotation {
+                return Ok(());
+            }
+            run.step(
+                ids::OWNER,
+                "make the app's service principal an owner of the app",
+                || run.app_owner(),
+            )
+            .await
+        }
     );
-    access.and(verify)?;
+    access.and(verify).and(owner)?;
     // Last, as the vendor's flow does: the admin's token was issued to this app.
     run.step(ids::TOKEN_APP, "remove the temporary token app", || {
         run.remove_token_app()

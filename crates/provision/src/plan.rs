@@ -272,6 +272,10 @@ pub(crate) fn build(
             right,
         );
     }
+    if profile.self_rotation {
+        // Added if missing; the plan does not read the app's owners.
+        push("app_owner.add", app_name.to_owned(), "create", manage);
+    }
     let token_op = if st.token_apps.is_empty() {
         "none"
     } else {

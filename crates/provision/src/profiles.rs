@@ -23,6 +23,9 @@ pub struct ProfileSet {
     pub profiles: Vec<ProfileDef>,
 }
 
+/// The Graph application permission that lets an app change the apps it owns (and only those).
+pub const SELF_ROTATION_PERMISSION: &str = "Application.ReadWrite.OwnedBy";
+
 /// One profile as written in the file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProfileDef {
@@ -44,6 +47,12 @@ pub struct ProfileDef {
     /// Additions for older platform versions.
     #[serde(default)]
     pub before_version: Vec<VersionAddition>,
+    /// The registration may rotate its own secrets: provisioning adds the Graph permission
+    /// `Application.ReadWrite.OwnedBy` and makes the app's service principal an owner of the
+    /// app, so day-two rotation needs no admin sign-in (at the price of a standing right to
+    /// change this one app; see crates/credentials/README.md).
+    #[serde(default)]
+    pub self_rotation: bool,
 }
 
 /// Permissions and roles that platform versions strictly before `version` also need.
@@ -126,6 +135,9 @@ pub struct ResolvedProfile {
     pub permissions: Vec<PermissionRef>,
     /// Directory roles, deduplicated, in file order.
     pub directory_roles: Vec<RoleRef>,
+    /// The app's service principal becomes an owner of the app (see [`ProfileDef`]).
+    #[serde(default)]
+    pub self_rotation: bool,
 }
 
 /// Compares dotted numeric versions part by part (`8.0.99` < `8.0.517.221`); missing parts count
@@ -212,6 +224,9 @@ impl ProfileSet {
             .find(|p| p.name == name)
             .ok_or_else(|| ProvisionError::Profile(format!("no profile named {name:?}")))?;
         let mut graph = def.graph_permissions.clone();
+        if def.self_rotation {
+            graph.push(SELF_ROTATION_PERMISSION.to_owned());
+        }
         let mut role_names = def.directory_roles.clone();
         if let Some(v) = platform_version {
             for add in &def.before_version {
@@ -251,6 +266,7 @@ impl ProfileSet {
             file_version: self.version,
             permissions,
             directory_roles,
+            self_rotation: def.self_rotation,
         })
     }
 }
@@ -296,8 +312,22 @@ mod tests {
     #[test]
     fn shipped_direct_routing_profile() {
         let set = ProfileSet::defaults().expect("shipped file parses");
-        assert_eq!(set.version, 1);
+        assert_eq!(set.version, 2);
         let current = set.resolve("direct-routing", None).expect("exists");
+        assert!(!current.self_rotation);
+        let own = set
+            .resolve("direct-routing-self-rotating", None)
+            .expect("exists");
+        assert!(own.self_rotation);
+        assert_eq!(
+            graph_values(&own),
+            [
+                "Organization.Read.All",
+                "User.Read.All",
+                "Application.ReadWrite.OwnedBy"
+            ]
+        );
+        assert_eq!(own.directory_roles, current.directory_roles);
         assert_eq!(
             graph_values(&current),
             ["Organization.Read.All", "User.Read.All"]

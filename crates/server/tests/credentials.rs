@@ -352,3 +352,79 @@ async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<(
     ensure!(env.sim.calls("POST removePassword") == 1);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
+    use common::sim::{apps_named, sps_where};
+    use pb::provision_event::Event as PE;
+
+    let env = start().await?;
+    let (token, _) = env.invite_for(None, "direct-routing-self-rotating").await?;
+    let signed = env.signed_in(&token, "globaladmin").await?;
+    let events = env
+        .provision(&token, &signed.onboarding_id, "Sbc-Self")
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    ensure!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, Some(PE::Done(d)) if d.step == "app_owner")),
+        "no app_owner step: {events:#?}"
+    );
+    let done = completed(&events)?;
+    let tenant = env.info.tenant_id.clone();
+    // Entra now has the app's service principal among the app's owners.
+    let snap = env.sim.snapshot();
+    let sp = sps_where(&snap, "app_id", &done.client_id)
+        .first()
+        .and_then(|s| s["id"].as_str())
+        .context("service principal")?
+        .to_owned();
+    let owners = apps_named(&snap, "Sbc-Self")
+        .first()
+        .map(|a| a["owners"].clone())
+        .context("app")?;
+    ensure!(
+        owners
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == sp.as_str())),
+        "owners {owners}"
+    );
+
+    // No second sign-in: the onboarding's own session died with the temporary app, so this
+    // rotation can only authenticate as the app itself.
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let mut stream = c
+        .rotate_secret(pb::RotateSecretRequest {
+            registration: Some(pb::RegistrationRef {
+                tenant_id: tenant.clone(),
+                client_id: done.client_id.clone(),
+            }),
+            service_id: "dr-1".into(),
+            overlap: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut new_secret = None;
+    let mut stages = Vec::new();
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(60), stream.message()).await?? {
+        stages.push((e.stage.clone(), e.done));
+        if let Some(n) = e.new_secret {
+            new_secret = Some(n.secret);
+        }
+    }
+    ensure!(
+        stages.last() == Some(&("remove_old".to_owned(), true)),
+        "{stages:?}"
+    );
+    let new_secret = new_secret.context("no new secret on the stream")?;
+    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &new_secret).await?);
+    ensure!(
+        !authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?,
+        "the old secret still works after the overlap"
+    );
+    env.server.stop().await
+}

@@ -275,4 +275,52 @@ impl Run {
         }
         Ok(seqs)
     }
+
+    /// Makes the app's service principal an owner of the app (self-rotating profiles), so the
+    /// app can later change its own secrets with `Application.ReadWrite.OwnedBy`.
+    pub async fn app_owner(&self) -> Result<StepOutcome, ProvisionError> {
+        let rec = self.snapshot().await;
+        let (Some(app_oid), Some(sp_id)) = (rec.app_object_id.clone(), rec.sp_id.clone()) else {
+            return Err(ProvisionError::Store(
+                "owner step without app and service principal".into(),
+            ));
+        };
+        if self.must_check(ids::OWNER).await {
+            let owners = self
+                .graph
+                .list_application_owners(&app_oid, &self.read_ctx(ids::OWNER))
+                .await
+                .map_err(|e| ProvisionError::entra(ids::OWNER, e))?
+                .value;
+            if owners.iter().any(|o| o.id == sp_id) {
+                return Ok(StepOutcome::unchanged(format!(
+                    "service principal {sp_id} already owns the app"
+                )));
+            }
+        }
+        let target = Target {
+            kind: "application",
+            id: Some(app_oid.clone()),
+            display_name: rec.app_name.clone(),
+        };
+        let graph = &self.graph;
+        let (aoid, owner) = (app_oid.clone(), sp_id.clone());
+        let ((), seq) = self
+            .change(
+                Change {
+                    step: ids::OWNER,
+                    action: "app_owner.add",
+                    target,
+                    changes: json!([change("owners", Value::Null, json!([sp_id]))]),
+                    after_create: true,
+                },
+                |ctx| async move { graph.add_application_owner(&aoid, &owner, &ctx).await },
+                |_| (None, Value::Null),
+            )
+            .await?;
+        Ok(StepOutcome {
+            detail: format!("service principal {sp_id} owns the app (self-rotation)"),
+            audit_seqs: vec![seq],
+        })
+    }
 }

@@ -37,6 +37,8 @@ pub(crate) mod ids {
     pub const TOKEN_APP: &str = "temporary_app_removal";
     /// The client-credentials check with the new secret.
     pub const VERIFY: &str = "verify_authentication";
+    /// The app's service principal as an owner of the app (self-rotating profiles only).
+    pub const OWNER: &str = "app_owner";
 }
 
 /// One onboarding being worked on: the engine, the admin's Graph client, the audit scope, the

@@ -107,12 +107,21 @@ impl Env {
 
     /// A new invitation (operator); returns (token, invitation id).
     pub async fn invite(&self, valid_for: Option<Duration>) -> Result<(String, String)> {
+        self.invite_for(valid_for, "direct-routing").await
+    }
+
+    /// A new invitation for `profile` (operator); returns (token, invitation id).
+    pub async fn invite_for(
+        &self,
+        valid_for: Option<Duration>,
+        profile: &str,
+    ) -> Result<(String, String)> {
         let mut c = self.server.invitations(Some(OPERATOR)).await?;
         let r = c
             .create_invitation(pb::CreateInvitationRequest {
                 customer: "Contoso".into(),
                 service_id: "dr-1".into(),
-                profile: "direct-routing".into(),
+                profile: profile.into(),
                 valid_for: valid_for.map(|d| prost_types::Duration {
                     seconds: d.as_secs() as i64,
                     nanos: d.subsec_nanos() as i32,

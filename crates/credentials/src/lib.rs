@@ -46,7 +46,7 @@ pub use grants::{Grants, UpdateRequest};
 pub use model::{AuthMode, Registration, RegistrationView, SecretInfo, Source, StoredSecret};
 pub use rotate::{RotationEvent, RotationStage, RotationState};
 pub use secrets::{ExpiringSecret, NewSecret};
-pub use session::AdminSessionInfo;
+pub use session::{AdminSessionInfo, EndedSession};
 
 /// Called with `(registration id, point)` at each durable rotation step (`add`, `validate`,
 /// `hand_over`, `remove_old`, `done`) and right after each audited Entra change (`add:changed`,

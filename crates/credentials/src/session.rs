@@ -6,10 +6,25 @@ use entra_client::{GraphClient, OpContext, TokenSet};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use serde_json::{Value, json};
+
+use crate::audit::{Auditor, ChangeSpec, change, target};
 use crate::error::CredentialsError;
 use crate::model::{AuthMode, Registration, now_rfc3339};
 use crate::store::session_key;
 use crate::{Credentials, RegistrationRef};
+use provision::audit::AuditScope;
+
+/// What [`Credentials::end_admin_session`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndedSession {
+    /// Temporary token apps removed.
+    pub temporary_apps_removed: u32,
+    /// False when the session no longer renewed (nothing could be removed).
+    pub session_was_usable: bool,
+    /// Audit entries of the removals.
+    pub audit_seqs: Vec<u64>,
+}
 
 /// The sealing purpose of a refresh token.
 const REFRESH_PURPOSE: &str = "admin_refresh_token";
@@ -90,6 +105,75 @@ impl Credentials {
     /// Forgets the tenant's admin session.
     pub async fn forget_admin_session(&self, tenant_id: &str) -> Result<(), CredentialsError> {
         self.inner.store.remove(&session_key(tenant_id)).await
+    }
+
+    /// Ends the tenant's admin session: while it still renews, removes (audited, as
+    /// `temporary_app.delete`) every enterprise app named `temporary_app` that the day-two
+    /// sign-in re-created; then forgets the session either way.
+    pub async fn end_admin_session(
+        &self,
+        tenant_id: &str,
+        temporary_app: &str,
+        actor: &str,
+    ) -> Result<EndedSession, CredentialsError> {
+        let graph = match self.admin_graph(tenant_id).await {
+            Ok(g) => Some(g),
+            Err(CredentialsError::NoAdminSession { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let mut ended = EndedSession {
+            session_was_usable: graph.is_some(),
+            ..EndedSession::default()
+        };
+        if let Some(graph) = graph {
+            let found = graph
+                .find_service_principals_by_display_name(temporary_app, &OpContext::new())
+                .await
+                .map_err(|e| CredentialsError::entra("find_temporary_app", e))?
+                .value;
+            let auditor = Auditor {
+                log: &self.inner.audit,
+                scope: AuditScope {
+                    actor: actor.to_owned(),
+                    tenant_id: tenant_id.to_owned(),
+                    onboarding_id: String::new(),
+                    service_id: String::new(),
+                },
+            };
+            for sp in found {
+                let id = sp.id.clone();
+                let spec = ChangeSpec {
+                    action: "temporary_app.delete",
+                    target: target("servicePrincipal", Some(sp.id.clone()), temporary_app),
+                    changes: json!([change("appId", json!(sp.app_id), Value::Null)]),
+                    after_create: false,
+                };
+                let g = &graph;
+                match auditor
+                    .change(
+                        spec,
+                        |ctx| async move { g.delete_service_principal(&id, &ctx).await },
+                        |_| Value::Null,
+                    )
+                    .await
+                {
+                    Ok(((), seq)) => {
+                        ended.temporary_apps_removed += 1;
+                        ended.audit_seqs.push(seq);
+                    }
+                    // Already gone (another caller, or Entra's lag): the goal is reached.
+                    Err(CredentialsError::Entra { source, .. }) if source.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.forget_admin_session(tenant_id).await?;
+        tracing::info!(
+            tenant_id,
+            removed = ended.temporary_apps_removed,
+            "admin session ended"
+        );
+        Ok(ended)
     }
 
     /// Graph as the tenant's signed-in admin: renews with the stored refresh token (keeping the

@@ -265,6 +265,44 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         .context("unknown")?;
     ensure!(e.code() == Code::NotFound, "{e:?}");
 
+    // The day-two sign-in re-created the temporary app; ending the session removes it
+    // (audited) and later admin changes need a new sign-in.
+    let snap = env.sim.snapshot();
+    ensure!(!common::sim::sps_where(&snap, "display_name", common::sim::TOKEN_APP).is_empty());
+    let e = c
+        .end_admin_session(pb::EndAdminSessionRequest::default())
+        .await
+        .err()
+        .context("no tenant")?;
+    ensure!(bad_fields(&e) == ["tenant_id"], "{e:?}");
+    let ended = c
+        .end_admin_session(pb::EndAdminSessionRequest {
+            tenant_id: tenant.clone(),
+        })
+        .await?
+        .into_inner();
+    ensure!(
+        ended.session_was_usable
+            && ended.temporary_apps_removed == 1
+            && ended.audit_seqs.len() == 1,
+        "{ended:?}"
+    );
+    let snap = env.sim.snapshot();
+    ensure!(common::sim::sps_where(&snap, "display_name", common::sim::TOKEN_APP).is_empty());
+    let e = c
+        .update_roles(pb::UpdateRolesRequest {
+            registration: reg.clone(),
+            add: vec!["Teams Administrator".into()],
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("a change without a session")?;
+    ensure!(
+        e.code() == Code::FailedPrecondition && e.message().contains("signed in"),
+        "{e:?}"
+    );
+
     // No secret value ever reached the audit log.
     let log = serde_json::to_string(&env.server.entries()?)?;
     for v in [&done.secret, &added.secret, &rotated] {

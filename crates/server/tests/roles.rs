@@ -224,6 +224,13 @@ async fn credentials_codes(
             "ListExpiring",
             code(c.list_expiring(pb::ListExpiringRequest::default()).await),
         ),
+        (
+            "EndAdminSession",
+            code(
+                c.end_admin_session(pb::EndAdminSessionRequest::default())
+                    .await,
+            ),
+        ),
     ])
 }
 

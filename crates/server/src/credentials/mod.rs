@@ -297,6 +297,29 @@ impl CredentialsService {
         Ok(registration_pb(&view))
     }
 
+    async fn end_session(
+        &self,
+        req: Request<pb::EndAdminSessionRequest>,
+    ) -> Result<pb::EndAdminSessionResponse> {
+        let actor = self.operator(&req)?;
+        let r = req.into_inner();
+        if r.tenant_id.trim().is_empty() {
+            return Err(ServerError::invalid("tenant_id", "required"));
+        }
+        let platform = &self.app.config().platform;
+        let temporary_app = format!("{}-{}-token", platform.server_name, platform.provider_name);
+        let ended = self
+            .app
+            .credentials()
+            .end_admin_session(&r.tenant_id, &temporary_app, &actor)
+            .await?;
+        Ok(pb::EndAdminSessionResponse {
+            temporary_apps_removed: ended.temporary_apps_removed,
+            session_was_usable: ended.session_was_usable,
+            audit_seqs: ended.audit_seqs,
+        })
+    }
+
     async fn expiring(
         &self,
         req: Request<pb::ListExpiringRequest>,
@@ -386,6 +409,13 @@ impl CredentialsRpc for CredentialsService {
         request: Request<pb::ListExpiringRequest>,
     ) -> Result<Response<pb::ListExpiringResponse>, Status> {
         Ok(Response::new(self.expiring(request).await?))
+    }
+
+    async fn end_admin_session(
+        &self,
+        request: Request<pb::EndAdminSessionRequest>,
+    ) -> Result<Response<pb::EndAdminSessionResponse>, Status> {
+        Ok(Response::new(self.end_session(request).await?))
     }
 }
 

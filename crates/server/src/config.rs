@@ -244,10 +244,8 @@ pub struct VerificationSection {
     /// scheduled verification off.
     #[serde(default)]
     pub interval_secs: Option<u64>,
-    /// A secret expiring within this many days is a WARN.
-    #[serde(default = "default_horizon_days")]
-    pub horizon_days: u64,
-    /// A secret expiring within this many days (or expired) is a FAIL.
+    /// A secret expiring within this many days (or expired) is a FAIL; within
+    /// `credentials.expiry_horizon_days`, the one definition of "expiring", a WARN.
     #[serde(default = "default_critical_days")]
     pub critical_days: u64,
     /// Profiles whose missing permissions and roles scheduled runs put back (audited), with
@@ -260,15 +258,10 @@ impl Default for VerificationSection {
     fn default() -> Self {
         Self {
             interval_secs: None,
-            horizon_days: default_horizon_days(),
             critical_days: default_critical_days(),
             repair_profiles: Vec::new(),
         }
     }
-}
-
-fn default_horizon_days() -> u64 {
-    30
 }
 
 fn default_critical_days() -> u64 {
@@ -399,9 +392,9 @@ impl Config {
                 "verification.interval_secs must be at least 1 (leave it unset to turn scheduled runs off)".into(),
             ));
         }
-        if self.verification.critical_days > self.verification.horizon_days {
+        if self.verification.critical_days > u64::from(self.credentials.expiry_horizon_days) {
             return Err(ServerError::Config(
-                "verification.critical_days must not exceed horizon_days".into(),
+                "verification.critical_days must not exceed credentials.expiry_horizon_days".into(),
             ));
         }
         if self.audit.origin.trim().is_empty() {
@@ -502,7 +495,7 @@ activation_base_url = "https://wizard.example.net/activate"
         assert!(Config::from_toml_str(&both, std::iter::empty()).is_err());
         let c = Config::from_toml_str(BASE, std::iter::empty()).expect("config");
         assert_eq!(c.verification.interval_secs, None);
-        assert_eq!(c.verification.horizon_days, 30);
+        assert_eq!(c.credentials.expiry_horizon_days, 30);
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl RegistryTargets {
             credentials,
             engine,
             platform,
-            horizon: Duration::from_secs(config.verification.horizon_days * day),
+            horizon: Duration::from_secs(u64::from(config.credentials.expiry_horizon_days) * day),
             critical: Duration::from_secs(config.verification.critical_days * day),
             temporary_app_name: format!(
                 "{}-{}-token",

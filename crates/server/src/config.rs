@@ -387,6 +387,11 @@ impl Config {
                 )));
             }
         }
+        if self.credentials.check_interval_secs == 0 {
+            return Err(ServerError::Config(
+                "credentials.check_interval_secs must be at least 1".into(),
+            ));
+        }
         if self.verification.interval_secs == Some(0) {
             return Err(ServerError::Config(
                 "verification.interval_secs must be at least 1 (leave it unset to turn scheduled runs off)".into(),

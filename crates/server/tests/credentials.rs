@@ -466,3 +466,72 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
     );
     env.server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_secrets_are_rotated_automatically() -> Result<()> {
+    use common::sim::{apps_named, start_with};
+
+    // The onboarding's secret (Graph's default: two years) is inside an 800-day horizon; new
+    // secrets live 1,000 days, so one rotation settles it. Self-rotating, so no admin is needed.
+    let env = start_with(
+        "[credentials]\nauto_rotate = true\ncheck_interval_secs = 1\nexpiry_horizon_days = 800\n\
+         auto_rotate_overlap_secs = 1\nsecret_lifetime_days = 1000\n",
+    )
+    .await?;
+    let (token, _) = env.invite_for(None, "direct-routing-self-rotating").await?;
+    let signed = env.signed_in(&token, "globaladmin").await?;
+    let events = env
+        .provision(&token, &signed.onboarding_id, "Sbc-Auto")
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let done = completed(&events)?;
+    let reg = Some(pb::RegistrationRef {
+        tenant_id: env.info.tenant_id.clone(),
+        client_id: done.client_id.clone(),
+    });
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    let settled = loop {
+        let now = c
+            .list_secrets(pb::ListSecretsRequest {
+                registration: reg.clone(),
+            })
+            .await?
+            .into_inner()
+            .secrets;
+        if now.len() == 1 && now[0].current && now[0].key_id != done.key_id {
+            break now[0].clone();
+        }
+        ensure!(
+            tokio::time::Instant::now() < end,
+            "not rotated automatically: {now:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    ensure!(settled.days_until_expiry > 800, "{settled:?}");
+    // Entra holds only the new secret; nothing is expiring any more.
+    let snap = env.sim.snapshot();
+    let app = apps_named(&snap, "Sbc-Auto");
+    ensure!(
+        app.first()
+            .and_then(|a| a["passwords"].as_array())
+            .map(Vec::len)
+            == Some(1)
+    );
+    let expiring = c
+        .list_expiring(pb::ListExpiringRequest { horizon_days: 0 })
+        .await?
+        .into_inner();
+    ensure!(expiring.secrets.is_empty(), "{expiring:?}");
+    // The rotation is on the record as the automatic rotator's.
+    let entries = env.server.entries()?;
+    ensure!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "password_credential.create"
+                && e["phase"] == "succeeded"
+                && e["actor"] == "system:auto-rotate"),
+        "no automatic rotation in the audit log"
+    );
+    env.server.stop().await
+}

@@ -442,3 +442,63 @@ async fn with_repair_enabled_the_role_and_permission_come_back_audited() -> Resu
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_registration_is_verified_like_a_provisioned_one() -> Result<()> {
+    // One server made the registration; a second one, which never saw it, has it attached
+    // (the vendor's "Use App Registration" path) and verifies it.
+    let env = sim::start().await?;
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    let done = completed(&env.provision(&token, &id, "Sbc-Made").await??)?;
+    let other = env.another_server().await?;
+    let mut creds = onboard_proto::v1::credentials_client::CredentialsClient::with_interceptor(
+        other.channel().await?,
+        Bearer::new(Some(OPERATOR)),
+    );
+    creds
+        .attach_registration(pb::AttachRegistrationRequest {
+            registration: Some(pb::RegistrationRef {
+                tenant_id: env.info.tenant_id.clone(),
+                client_id: done.client_id.clone(),
+            }),
+            profile: "direct-routing".into(),
+            service_ids: vec!["dr-attached".into()],
+            client_secret: done.secret.clone(),
+            ..Default::default()
+        })
+        .await?;
+    let mut c =
+        VerificationClient::with_interceptor(other.channel().await?, Bearer::new(Some(OPERATOR)));
+    let r = c.verify(by_service("dr-attached")).await?.into_inner();
+    ensure!(r.client_id == done.client_id, "{}", table(&r));
+    for name in [
+        "client_credentials",
+        "tenant_admin_api_token",
+        "token_roles",
+    ] {
+        ensure!(
+            check(&r, name)?.status() == pb::CheckStatus::Ok,
+            "{name}: {}",
+            table(&r)
+        );
+    }
+    // This server holds no admin session for the tenant: what needs one says so (WARN),
+    // nothing FAILs.
+    ensure!(
+        check(&r, "directory_roles")?.status() == pb::CheckStatus::Warn,
+        "{}",
+        table(&r)
+    );
+    ensure!(r.overall() == pb::CheckStatus::Warn, "{}", table(&r));
+    let entries = other.entries()?;
+    ensure!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "verification.report"
+                && e["client_id"] == done.client_id.as_str()),
+        "no report entry on the second server"
+    );
+    other.stop().await?;
+    env.server.stop().await
+}

@@ -447,7 +447,7 @@ pub fn spawn_background(app: &App) {
         let mut closing = a.closing();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(cfg.check_interval_secs.max(60))) => {}
+                _ = tokio::time::sleep(Duration::from_secs(cfg.check_interval_secs)) => {}
                 () = stopping(&mut closing) => return,
             }
             let creds = a.credentials();

@@ -24,6 +24,8 @@ pub struct Env {
     pub server: TestServer,
     /// Its configuration text, to start it again on the same data directory.
     config: String,
+    /// The part of it that points at the emulator, for a second server (`another_server`).
+    extra: String,
 }
 
 pub async fn start() -> Result<Env> {
@@ -69,6 +71,7 @@ token_app_client_id = "{client}"
         info,
         server,
         config: text,
+        extra,
     })
 }
 
@@ -81,6 +84,7 @@ impl Env {
             info,
             mut server,
             config,
+            extra,
         } = self;
         if let Some(s) = server.stop.take() {
             let _ = s.send(());
@@ -98,7 +102,16 @@ impl Env {
             info,
             server,
             config,
+            extra,
         })
+    }
+
+    /// A second server with its own data directory and audit key, on the same emulator (e.g.
+    /// one that did not make a registration and has it attached).
+    pub async fn another_server(&self) -> Result<TestServer> {
+        let dir = tempfile::tempdir()?;
+        let text = super::base_config(dir.path(), &self.extra)?;
+        TestServer::start_with(dir, &text).await
     }
 
     pub fn upn(&self, nick: &str) -> String {

@@ -1,0 +1,322 @@
+//! The rotation's stages, each one durable record write: add (or re-add a secret whose value
+//! was lost), validate, hand over, wait out the overlap, remove the old secret exactly once.
+
+use provision::audit::Phase;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::mpsc::UnboundedSender;
+use uuid::Uuid;
+
+use super::{RotationEvent, RotationStage, RotationState, emit, ev, marker};
+use crate::audit::{change, target};
+use crate::error::CredentialsError;
+use crate::model::{Registration, SecretInfo, rfc3339};
+use crate::secrets::NewSecret;
+use crate::{Credentials, RegistrationRef};
+
+impl Credentials {
+    pub(super) async fn stage_add(
+        &self,
+        reg: &mut Registration,
+        mut state: RotationState,
+        events: &Option<UnboundedSender<RotationEvent>>,
+    ) -> Result<(), CredentialsError> {
+        emit(events, ev("add", false, None));
+        let graph = self.secrets_graph(reg).await?;
+        let object_id = self.object_id(&graph, reg).await?;
+        // A secret with our marker may exist from an attempt cut short: adopt it if its value
+        // was stored, else remove it (its value is lost) and add another under a new marker.
+        let leftovers: Vec<_> = self
+            .entra_passwords(&graph, &object_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.display_name.as_deref() == Some(state.marker.as_str()))
+            .collect();
+        let mut cleaned = false;
+        for p in leftovers {
+            let key = p.key_id.to_ascii_lowercase();
+            if reg.secrets.contains_key(&key) {
+                state.new_key = Some(key);
+                state.stage = RotationStage::Validating;
+                reg.rotations.insert(state.service_id.clone(), state);
+                self.save(reg).await?;
+                return Ok(());
+            }
+            let lost = crate::model::StoredSecret {
+                key_id: p.key_id.clone(),
+                hint: p.hint.clone().unwrap_or_default(),
+                service_id: state.service_id.clone(),
+                start: p.start_date_time.clone().unwrap_or_default(),
+                end: p.end_date_time.clone().unwrap_or_default(),
+                sealed: String::new(),
+            };
+            tracing::warn!(key_id = %p.key_id, rotation = %state.id, "new secret's value was lost in a crash; removing it");
+            self.remove_password(&graph, reg, &object_id, &lost, &state.actor)
+                .await?;
+            cleaned = true;
+        }
+        if cleaned {
+            state.marker = marker(&state.service_id, &Uuid::new_v4().to_string());
+            reg.rotations
+                .insert(state.service_id.clone(), state.clone());
+            self.save(reg).await?;
+        }
+        let added = self
+            .add_password(
+                &graph,
+                reg,
+                &object_id,
+                &state.service_id,
+                &state.marker,
+                None,
+                &state.actor,
+            )
+            .await;
+        let (stored, value, seq) = match added {
+            Ok(v) => v,
+            Err(e) => {
+                // A definite refusal added nothing: drop the rotation, the old secret stays.
+                let definite = matches!(e, CredentialsError::PolicyRefused { .. })
+                    || matches!(&e, CredentialsError::Entra { source, .. }
+                        if source.graph().is_some_and(|g| (400..500).contains(&g.status) && g.status != 429));
+                if definite {
+                    reg.rotations.remove(&state.service_id);
+                    let text = e.to_string();
+                    self.auditor(reg, &state.service_id, &state.actor)
+                        .entry(
+                            "secret.rotate",
+                            Phase::Failed,
+                            &target("application", reg.app_object_id.clone(), &reg.display_name),
+                            json!([change("rotationId", Value::Null, json!(state.id))]),
+                            Some(&text),
+                        )
+                        .await?;
+                    self.save(reg).await?;
+                }
+                return Err(e);
+            }
+        };
+        self.hook(&reg.id, "add:changed")?;
+        let key = Registration::secret_key(&stored);
+        reg.secrets.insert(key.clone(), stored.clone());
+        state.new_key = Some(key);
+        state.stage = RotationStage::Validating;
+        reg.rotations.insert(state.service_id.clone(), state);
+        self.save(reg).await?;
+        emit(
+            events,
+            RotationEvent {
+                stage: "add",
+                done: true,
+                new_secret: Some(NewSecret {
+                    info: SecretInfo::of(&stored, false, OffsetDateTime::now_utc()),
+                    value,
+                    audit_seq: seq,
+                }),
+                audit_seq: Some(seq),
+            },
+        );
+        self.hook(&reg.id, "add")
+    }
+
+    pub(super) async fn stage_validate(
+        &self,
+        reg: &mut Registration,
+        mut state: RotationState,
+        events: &Option<UnboundedSender<RotationEvent>>,
+    ) -> Result<(), CredentialsError> {
+        emit(events, ev("validate", false, None));
+        let new = self.new_secret_of(reg, &state)?;
+        let value: SecretString = self.open(reg, &new)?;
+        let aud = self.auditor(reg, &state.service_id, &state.actor);
+        let t = target(
+            "passwordCredential",
+            Some(new.key_id.clone()),
+            &state.marker,
+        );
+        let changes = json!([change(
+            "clientCredentials",
+            Value::Null,
+            json!({"key_id": new.key_id, "scope": self.inner.validate_scope})
+        )]);
+        aud.entry(
+            "authentication.verify",
+            Phase::Intent,
+            &t,
+            changes.clone(),
+            None,
+        )
+        .await?;
+        let scope = self.inner.validate_scope.clone();
+        let seq = match self.client_credentials(reg, &value, &scope, true).await {
+            Ok(_) => {
+                aud.entry("authentication.verify", Phase::Succeeded, &t, changes, None)
+                    .await?
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let _ = aud
+                    .entry(
+                        "authentication.verify",
+                        Phase::Failed,
+                        &t,
+                        changes,
+                        Some(&text),
+                    )
+                    .await;
+                return Err(e);
+            }
+        };
+        state.stage = RotationStage::HandingOver;
+        reg.rotations.insert(state.service_id.clone(), state);
+        self.save(reg).await?;
+        emit(events, ev("validate", true, Some(seq)));
+        self.hook(&reg.id, "validate")
+    }
+
+    pub(super) async fn stage_hand_over(
+        &self,
+        reg: &mut Registration,
+        mut state: RotationState,
+        events: &Option<UnboundedSender<RotationEvent>>,
+    ) -> Result<(), CredentialsError> {
+        emit(events, ev("hand_over", false, None));
+        let new = self.new_secret_of(reg, &state)?;
+        let new_key = Registration::secret_key(&new);
+        let remove_after = OffsetDateTime::now_utc()
+            + time::Duration::seconds(i64::try_from(state.overlap_secs).unwrap_or(i64::MAX / 2));
+        let aud = self.auditor(reg, &state.service_id, &state.actor);
+        let seq = aud
+            .entry(
+                "secret.hand_over",
+                Phase::Succeeded,
+                &target(
+                    "passwordCredential",
+                    Some(new.key_id.clone()),
+                    &state.service_id,
+                ),
+                json!([
+                    change("currentKeyId", json!(state.old_key), json!(new.key_id)),
+                    change("oldRemovedAfter", Value::Null, json!(rfc3339(remove_after))),
+                ]),
+                None,
+            )
+            .await?;
+        reg.current.insert(state.service_id.clone(), new_key);
+        state.remove_after = Some(rfc3339(remove_after));
+        state.stage = RotationStage::WaitingOverlap;
+        reg.rotations.insert(state.service_id.clone(), state);
+        self.save(reg).await?;
+        emit(events, ev("hand_over", true, Some(seq)));
+        self.hook(&reg.id, "hand_over")
+    }
+
+    pub(super) async fn wait_overlap(
+        &self,
+        r: &RegistrationRef,
+        service_id: &str,
+    ) -> Result<(), CredentialsError> {
+        let reg = self.registration(r)?;
+        let Some(until) = reg
+            .rotations
+            .get(service_id)
+            .and_then(|s| s.remove_after.as_deref())
+            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        else {
+            return Ok(());
+        };
+        let left = until - OffsetDateTime::now_utc();
+        if left.is_positive() {
+            tokio::time::sleep(left.unsigned_abs()).await;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn stage_remove_old(
+        &self,
+        reg: &mut Registration,
+        state: RotationState,
+        events: &Option<UnboundedSender<RotationEvent>>,
+    ) -> Result<(), CredentialsError> {
+        emit(events, ev("remove_old", false, None));
+        let mut seq = None;
+        if let Some(old_key) = &state.old_key
+            && let Some(old) = reg.secrets.get(old_key).cloned()
+        {
+            let users = reg.users_of(old_key);
+            if users.is_empty() {
+                let graph = self.secrets_graph(reg).await?;
+                let object_id = self.object_id(&graph, reg).await?;
+                let new_id = state.new_key.clone().unwrap_or_default();
+                let listed = self.entra_passwords(&graph, &object_id).await?;
+                // Find the old one in Entra: by key id, or by hint for an attached secret whose
+                // key id was never known (only when exactly one other secret matches).
+                let found = if old.key_id.is_empty() {
+                    let m: Vec<_> = listed
+                        .iter()
+                        .filter(|p| {
+                            p.hint.as_deref() == Some(old.hint.as_str())
+                                && !p.key_id.eq_ignore_ascii_case(&new_id)
+                        })
+                        .collect();
+                    if m.len() == 1 {
+                        m.first().map(|p| p.key_id.clone())
+                    } else {
+                        None
+                    }
+                } else {
+                    listed
+                        .iter()
+                        .find(|p| p.key_id.eq_ignore_ascii_case(&old.key_id))
+                        .map(|p| p.key_id.clone())
+                };
+                if let Some(key_id) = found {
+                    let target = crate::model::StoredSecret {
+                        key_id,
+                        ..old.clone()
+                    };
+                    seq = self
+                        .remove_password(&graph, reg, &object_id, &target, &state.actor)
+                        .await?;
+                    self.hook(&reg.id, "remove_old:changed")?;
+                } else if old.key_id.is_empty() {
+                    tracing::warn!(hint = %old.hint, "old attached secret not identifiable; left in Entra");
+                }
+                reg.secrets.remove(old_key);
+            }
+        }
+        reg.rotations.remove(&state.service_id);
+        let aud = self.auditor(reg, &state.service_id, &state.actor);
+        aud.entry(
+            "secret.rotate",
+            Phase::Succeeded,
+            &target("application", reg.app_object_id.clone(), &reg.display_name),
+            json!([
+                change("rotationId", Value::Null, json!(state.id)),
+                change("currentKeyId", json!(state.old_key), json!(state.new_key)),
+            ]),
+            None,
+        )
+        .await?;
+        self.save(reg).await?;
+        emit(events, ev("remove_old", true, seq));
+        self.hook(&reg.id, "remove_old")
+    }
+
+    fn new_secret_of(
+        &self,
+        reg: &Registration,
+        state: &RotationState,
+    ) -> Result<crate::model::StoredSecret, CredentialsError> {
+        state
+            .new_key
+            .as_ref()
+            .and_then(|k| reg.secrets.get(k))
+            .cloned()
+            .ok_or_else(|| {
+                CredentialsError::Store(format!("rotation {} lost its new secret", state.id))
+            })
+    }
+}

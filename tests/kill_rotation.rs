@@ -123,14 +123,14 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
 
     let mut old_keys = Vec::new();
     for round in 0..rounds {
-        let before: Vec<pb::SecretInfo> = secrets(ch_of(&server).await?, &reg).await?;
+        let before: Vec<pb::SecretInfo> = secrets(server.channel().await?, &reg).await?;
         let old = before
             .iter()
             .find(|s| s.current)
             .context("no current secret")?
             .key_id
             .clone();
-        let mut stream = credentials(ch_of(&server).await?)
+        let mut stream = credentials(server.channel().await?)
             .rotate_secret(rotate(&reg))
             .await?
             .into_inner();
@@ -159,7 +159,7 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
         let end = start + Duration::from_secs(60);
         let mut asked_again = false;
         loop {
-            let now = secrets(ch_of(&server).await?, &reg).await?;
+            let now = secrets(server.channel().await?, &reg).await?;
             let current: Vec<&pb::SecretInfo> = now.iter().filter(|s| s.current).collect();
             if now.len() == 1 && current.len() == 1 && current[0].key_id != old {
                 break;
@@ -170,7 +170,7 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
             if untouched && !asked_again && start.elapsed() > Duration::from_secs(3) {
                 asked_again = true;
                 println!("round {round}: nothing was recorded; rotating again");
-                let mut again = credentials(ch_of(&server).await?)
+                let mut again = credentials(server.channel().await?)
                     .rotate_secret(rotate(&reg))
                     .await?
                     .into_inner();
@@ -217,8 +217,4 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
     );
     drop(audit);
     support::verify_log(&files)
-}
-
-async fn ch_of(server: &ServerProc) -> Result<Channel> {
-    server.channel().await
 }

@@ -504,13 +504,6 @@ impl Engine {
         Ok(self.inner.store.get(id)?.map(|r| r.profile))
     }
 
-    /// The permissions and roles onboarding `id` was provisioned with (its profile as resolved
-    /// for its platform version): what day-two verification compares Entra against.
-    pub fn resolved_profile(&self, id: &str) -> Result<ResolvedProfile, ProvisionError> {
-        self.profile_of(id)?
-            .ok_or_else(|| ProvisionError::NotFound(id.to_owned()))
-    }
-
     /// The admin's delegated access token stored (sealed) with onboarding `id`, if any. It may
     /// have expired; callers check. Day-two verification reads and repairs with it while it
     /// lasts. Never log it.

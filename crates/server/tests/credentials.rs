@@ -41,18 +41,11 @@ async fn authenticates(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     let env = start().await?;
-    let (token, _) = env.invite(None).await?;
-    let signed = env.signed_in(&token, "globaladmin").await?;
-    let events = env
-        .provision(&token, &signed.onboarding_id, "Sbc-Day2")
-        .await?
-        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
-    let done = completed(&events)?;
+    let done = completed(&env.onboarded("direct-routing", "Sbc-Day2").await?.1)?;
     // Provisioning removed the temporary token app, and with it the consent behind that
     // sign-in's refresh token. Day two: a new invitation and sign-in ("Reinitiate
     // Authentication Flow"), which stores the admin session day-two changes use.
-    let (token2, _) = env.invite(None).await?;
-    env.signed_in(&token2, "globaladmin").await?;
+    env.day_two_sign_in().await?;
     let tenant = env.info.tenant_id.clone();
     let reg = Some(pb::RegistrationRef {
         tenant_id: tenant.clone(),
@@ -317,15 +310,8 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<()> {
     let env = start().await?;
-    let (token, _) = env.invite(None).await?;
-    let signed = env.signed_in(&token, "globaladmin").await?;
-    let events = env
-        .provision(&token, &signed.onboarding_id, "Sbc-Restart")
-        .await?
-        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
-    let done = completed(&events)?;
-    let (token2, _) = env.invite(None).await?;
-    env.signed_in(&token2, "globaladmin").await?;
+    let done = completed(&env.onboarded("direct-routing", "Sbc-Restart").await?.1)?;
+    env.day_two_sign_in().await?;
     let tenant = env.info.tenant_id.clone();
     let reg = Some(pb::RegistrationRef {
         tenant_id: tenant.clone(),
@@ -397,12 +383,9 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
     use pb::provision_event::Event as PE;
 
     let env = start().await?;
-    let (token, _) = env.invite_for(None, "direct-routing-self-rotating").await?;
-    let signed = env.signed_in(&token, "globaladmin").await?;
-    let events = env
-        .provision(&token, &signed.onboarding_id, "Sbc-Self")
-        .await?
-        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let (_, events) = env
+        .onboarded("direct-routing-self-rotating", "Sbc-Self")
+        .await?;
     ensure!(
         events
             .iter()
@@ -478,13 +461,11 @@ async fn expiring_secrets_are_rotated_automatically() -> Result<()> {
          auto_rotate_overlap_secs = 1\nsecret_lifetime_days = 1000\n",
     )
     .await?;
-    let (token, _) = env.invite_for(None, "direct-routing-self-rotating").await?;
-    let signed = env.signed_in(&token, "globaladmin").await?;
-    let events = env
-        .provision(&token, &signed.onboarding_id, "Sbc-Auto")
-        .await?
-        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
-    let done = completed(&events)?;
+    let done = completed(
+        &env.onboarded("direct-routing-self-rotating", "Sbc-Auto")
+            .await?
+            .1,
+    )?;
     let reg = Some(pb::RegistrationRef {
         tenant_id: env.info.tenant_id.clone(),
         client_id: done.client_id.clone(),

@@ -88,11 +88,8 @@ fn check<'a>(r: &'a pb::VerifyReport, name: &str) -> Result<&'a pb::Check> {
 
 /// Invitation, sign-in as the Global Administrator, provision; returns (onboarding id, client id).
 async fn onboard(env: &sim::Env) -> Result<(String, String)> {
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
-    let events = env.provision(&token, &id, "Sbc-One").await??;
-    let done = completed(&events)?;
-    Ok((id, done.client_id))
+    let (id, events) = env.onboarded("direct-routing", "Sbc-One").await?;
+    Ok((id, completed(&events)?.client_id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,9 +445,7 @@ async fn an_attached_registration_is_verified_like_a_provisioned_one() -> Result
     // One server made the registration; a second one, which never saw it, has it attached
     // (the vendor's "Use App Registration" path) and verifies it.
     let env = sim::start().await?;
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
-    let done = completed(&env.provision(&token, &id, "Sbc-Made").await??)?;
+    let done = completed(&env.onboarded("direct-routing", "Sbc-Made").await?.1)?;
     let other = env.another_server().await?;
     let mut creds = onboard_proto::v1::credentials_client::CredentialsClient::with_interceptor(
         other.channel().await?,

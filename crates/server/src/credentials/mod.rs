@@ -307,7 +307,8 @@ impl CredentialsService {
             return Err(ServerError::invalid("tenant_id", "required"));
         }
         let platform = &self.app.config().platform;
-        let temporary_app = format!("{}-{}-token", platform.server_name, platform.provider_name);
+        let temporary_app =
+            provision::plan::token_app_name(&platform.server_name, &platform.provider_name);
         let ended = self
             .app
             .credentials()

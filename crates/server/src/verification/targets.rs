@@ -78,9 +78,9 @@ impl RegistryTargets {
             platform,
             horizon: Duration::from_secs(u64::from(config.credentials.expiry_horizon_days) * day),
             critical: Duration::from_secs(config.verification.critical_days * day),
-            temporary_app_name: format!(
-                "{}-{}-token",
-                config.platform.server_name, config.platform.provider_name
+            temporary_app_name: provision::plan::token_app_name(
+                &config.platform.server_name,
+                &config.platform.provider_name,
             ),
         })
     }

@@ -147,6 +147,31 @@ impl Env {
         Ok((r.token, id))
     }
 
+    /// A whole onboarding for `profile` as the Global Administrator, app named `name`;
+    /// returns the onboarding id and every Provision event (ending with Completed).
+    pub async fn onboarded(
+        &self,
+        profile: &str,
+        name: &str,
+    ) -> Result<(String, Vec<pb::ProvisionEvent>)> {
+        let (token, _) = self.invite_for(None, profile).await?;
+        let id = self.signed_in(&token, "globaladmin").await?.onboarding_id;
+        let events = self
+            .provision(&token, &id, name)
+            .await?
+            .map_err(|s| anyhow::anyhow!("provision failed: {s:?}"))?;
+        completed(&events)?;
+        Ok((id, events))
+    }
+
+    /// A day-two sign-in ("Reinitiate Authentication Flow"): a new invitation signed in as the
+    /// Global Administrator, which stores the tenant's admin session.
+    pub async fn day_two_sign_in(&self) -> Result<()> {
+        let (token, _) = self.invite(None).await?;
+        self.signed_in(&token, "globaladmin").await?;
+        Ok(())
+    }
+
     /// SignIn with `token` for `upn`; when the code arrives the person at the browser signs in
     /// as `as_nick` (or declines). Returns every event, or the terminal status.
     pub async fn sign_in(

@@ -26,8 +26,8 @@ enum Item {
 impl Item {
     fn step_id(&self) -> String {
         match self {
-            Item::Grant(p) => format!("grant:{}", p.key()),
-            Item::Role(r) => format!("role:{}", r.name),
+            Item::Grant(p) => ids::grant(&p.key()),
+            Item::Role(r) => ids::role(&r.name),
         }
     }
 }

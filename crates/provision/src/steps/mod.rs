@@ -39,6 +39,25 @@ pub(crate) mod ids {
     pub const VERIFY: &str = "verify_authentication";
     /// The app's service principal as an owner of the app (self-rotating profiles only).
     pub const OWNER: &str = "app_owner";
+
+    /// The sub-step of [`ACCESS`] that grants permission `key`.
+    pub fn grant(key: &str) -> String {
+        format!("grant:{key}")
+    }
+
+    /// The sub-step of [`ACCESS`] that assigns directory role `name`.
+    pub fn role(name: &str) -> String {
+        format!("role:{name}")
+    }
+
+    /// The top-level step a step id belongs to (a sub-step's is [`ACCESS`]).
+    pub fn top_level(step: &str) -> &str {
+        if step.starts_with("grant:") || step.starts_with("role:") {
+            ACCESS
+        } else {
+            step
+        }
+    }
 }
 
 /// One onboarding being worked on: the engine, the admin's Graph client, the audit scope, the
@@ -195,7 +214,7 @@ impl Run {
         let log = &self.inner.audit;
         // Both must be durable before the call; they go to different stores, so at once.
         tokio::try_join!(
-            self.mark_attempted(top_level(step)),
+            self.mark_attempted(ids::top_level(step)),
             audit::append(
                 log,
                 &self.scope,
@@ -332,15 +351,6 @@ impl Run {
                 "injected failure after step {step}"
             ))),
         }
-    }
-}
-
-/// The top-level step a sub-step (`grant:…`, `role:…`) belongs to.
-fn top_level(step: &str) -> &str {
-    if step.starts_with("grant:") || step.starts_with("role:") {
-        ids::ACCESS
-    } else {
-        step
     }
 }
 

@@ -134,7 +134,8 @@ fn baseline_writer(
 }
 
 async fn bench_appends(secs: u64) {
-    let sample = PreparedEntry::new(&fields(0)).unwrap_or_else(|e| panic!("{e}"));
+    let sample =
+        PreparedEntry::new(audit_log::SCHEMA_VERSION, &fields(0)).unwrap_or_else(|e| panic!("{e}"));
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let log = AuditLog::open(
         LogConfig::new(tmp.path().join("log"), ORIGIN),
@@ -142,7 +143,7 @@ async fn bench_appends(secs: u64) {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let entry_len = log
-        .append(&fields(0))
+        .append_fields(&fields(0))
         .await
         .map(|a| a.seq)
         .and_then(|s| log.entry(s))
@@ -189,7 +190,7 @@ async fn bench_appends(secs: u64) {
             drive(secs, move |i| {
                 let log = log2.clone();
                 async move {
-                    log.append(&fields(i))
+                    log.append_fields(&fields(i))
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
                 }
@@ -250,7 +251,7 @@ fn bench_proofs_and_verify(n: u64) {
                 let log = log.clone();
                 tokio::spawn(async move {
                     for i in 0..per_task {
-                        log.append(&fields(t * per_task + i))
+                        log.append_fields(&fields(t * per_task + i))
                             .await
                             .unwrap_or_else(|e| panic!("{e}"));
                     }

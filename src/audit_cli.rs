@@ -1,6 +1,7 @@
 //! `onboard keygen` and `onboard audit …`: key generation, export, offline verification,
 //! per-entry proofs and signing-key rotation.
 
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind, change};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -247,9 +248,20 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             drop(reader);
             let old = read_key(&key, &origin)?;
             let new = read_key(&new_key, &origin)?;
-            let new_vkey = new.verifier();
+            let (old_vkey, new_vkey) = (old.verifier(), new.verifier());
+            let record = AuditEntry::new(
+                Action::SigningKeyRotate,
+                Phase::Succeeded,
+                &Scope::actor(&actor),
+            )
+            .with_target(Target::new(TargetKind::SigningKey, new_vkey.to_string()))
+            .with_changes(vec![change(
+                "verifier_key",
+                old_vkey.to_string(),
+                new_vkey.to_string(),
+            )]);
             let log = AuditLog::open(LogConfig::new(&data_dir, &origin), old)?;
-            let a = log.rotate_key(new, &actor).await?;
+            let a = log.rotate_key(new, record.prepare()?).await?;
             log.close();
             println!("rotated: entry {} records it; new verifier key:", a.seq);
             println!("{new_vkey}");

@@ -1,4 +1,7 @@
-//! The `onboard` binary: the service, its emulator and its command-line tools.
+//! The `onboard` binary: the one executable operators run. It parses the command line, sets up
+//! logging and hands over to the service (`serve`), the demo, the Entra emulator
+//! (`entra-sim`), and the tools for keys, the audit log and verification. Only this crate (and
+//! tests) use `anyhow`.
 
 mod audit_cli;
 mod demo;

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
@@ -44,7 +43,7 @@ pub(crate) enum Request {
     },
     Rotate {
         new: Box<NoteSigner>,
-        actor: String,
+        entry: PreparedEntry,
         reply: oneshot::Sender<Result<Appended, AuditError>>,
     },
 }
@@ -96,10 +95,10 @@ impl WriterLoop {
             while let Some(req) = next.take() {
                 match req {
                     Request::Append { entry, reply } => appends.push((entry, reply)),
-                    Request::Rotate { new, actor, reply } => {
+                    Request::Rotate { new, entry, reply } => {
                         // A rotation is its own commit, after whatever was queued before it.
                         self.commit(std::mem::take(&mut appends), None);
-                        self.rotate(*new, &actor, reply);
+                        self.rotate(*new, entry, reply);
                     }
                 }
                 if appends.len() < self.max_batch {
@@ -260,26 +259,9 @@ impl WriterLoop {
     fn rotate(
         &mut self,
         new: NoteSigner,
-        actor: &str,
+        entry: PreparedEntry,
         reply: oneshot::Sender<Result<Appended, AuditError>>,
     ) {
-        let old_vkey = self.signer.verifier().to_string();
-        let new_vkey = new.verifier().to_string();
-        let fields = json!({
-            "actor": actor,
-            "action": "signing_key.rotate",
-            "phase": "succeeded",
-            "target": {"type": "signing_key", "id": new_vkey},
-            "changes": [{"property": "verifier_key", "old": old_vkey, "new": new_vkey}],
-        });
-        let entry = match fields.as_object().map(PreparedEntry::new) {
-            Some(Ok(e)) => e,
-            Some(Err(e)) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-            None => return,
-        };
         let mut verifiers = match self.shared.verifiers.read() {
             Ok(v) => v.clone(),
             Err(p) => p.into_inner().clone(),

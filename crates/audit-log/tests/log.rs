@@ -20,7 +20,7 @@ async fn concurrent_appends_get_contiguous_seqs_and_signed_checkpoints() {
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for i in 0..20 {
-                out.push(log.append(&fields(t * 100 + i)).await.unwrap());
+                out.push(log.append_fields(&fields(t * 100 + i)).await.unwrap());
             }
             out
         }));
@@ -114,20 +114,28 @@ async fn key_rotation_keeps_old_checkpoints_verifiable() {
     let old_v = old.verifier();
     let log = open(dir.path()).unwrap();
     for i in 0..10 {
-        log.append(&fields(i)).await.unwrap();
+        log.append_fields(&fields(i)).await.unwrap();
     }
     let before = log.checkpoint();
     let new = NoteSigner::generate(ORIGIN).unwrap();
     let new_v = new.verifier();
     let new_text = new.to_go_private_key();
-    let rot = log.rotate_key(new, "admin:alice").await.unwrap();
+    // The caller records the rotation (Onboard's typed `signing_key.rotate` entry).
+    let record = serde_json::json!({
+        "actor": "admin:alice",
+        "action": "signing_key.rotate",
+        "phase": "succeeded",
+        "changes": [{"property": "verifier_key", "old": old_v.to_string(), "new": new_v.to_string()}],
+    });
+    let record = audit_log::PreparedEntry::new(1, record.as_object().unwrap()).unwrap();
+    let rot = log.rotate_key(new, record).await.unwrap();
     // The rotation is an entry, and its checkpoint is signed by both keys.
     let e: serde_json::Value = serde_json::from_slice(&log.entry(rot.seq).unwrap()).unwrap();
     assert_eq!(e["action"], "signing_key.rotate");
     assert_eq!(e["changes"][0]["new"], new_v.to_string());
     SignedCheckpoint::open(&rot.checkpoint.note, std::slice::from_ref(&old_v)).unwrap();
     SignedCheckpoint::open(&rot.checkpoint.note, std::slice::from_ref(&new_v)).unwrap();
-    let after = log.append(&fields(99)).await.unwrap();
+    let after = log.append_fields(&fields(99)).await.unwrap();
     assert!(SignedCheckpoint::open(&after.checkpoint.note, std::slice::from_ref(&old_v)).is_err());
     SignedCheckpoint::open(&after.checkpoint.note, std::slice::from_ref(&new_v)).unwrap();
     SignedCheckpoint::open(&before.note, std::slice::from_ref(&old_v)).unwrap();
@@ -182,7 +190,7 @@ proptest! {
                     .map(|i| {
                         let log = log.clone();
                         let f = fields(n + i as u64);
-                        tokio::spawn(async move { log.append(&f).await })
+                        tokio::spawn(async move { log.append_fields(&f).await })
                     })
                     .collect();
                 for t in tasks { t.await.unwrap().unwrap(); }

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use common::{ACTOR, Env, calm, start};
-use credentials::{CredentialsError, Hook, RegistrationRef, RotationEvent};
+use credentials::{CredentialsError, RegistrationRef, RotationEvent};
 use entra_sim::Faults;
-use provision::HookAction;
+use onboard_core::Hook;
+use onboard_core::HookAction;
 use secrecy::ExposeSecret;
 
 const REMOVES: &str = "POST removePassword";

@@ -1,34 +1,23 @@
 //! Engine settings and the requests it takes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use audit_log::AuditLog;
 use entra_client::EntraClient;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::crypto::SealingKey;
+use onboard_core::{Hook, ProfileSet, SealingKey, Shutdown};
+
 use crate::error::ProvisionError;
 use crate::events;
-use crate::profiles::ProfileSet;
 use crate::store::Store;
-
-/// What a test hook tells the engine after a confirmed step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookAction {
-    /// Go on.
-    Continue,
-    /// Stop the run at once, as if the process died: no further writes or events.
-    Halt,
-    /// Fail the run here (the record becomes `failed`).
-    Fail,
-}
 
 /// Called with `(onboarding_id, step_id)` after each confirmed top-level step, and with
 /// `(onboarding_id, "<step>:changed")` right after each audited Entra change, before the step is
 /// confirmed (tests only: simulated crashes and failures).
-pub type StepHook = Arc<dyn Fn(&str, &str) -> HookAction + Send + Sync>;
+pub type StepHook = Hook;
 
 /// How to build an [`crate::Engine`].
 pub struct EngineConfig {
@@ -55,6 +44,9 @@ pub struct EngineConfig {
     pub verify_scope: String,
     /// Test hook after each confirmed step.
     pub hook: Option<StepHook>,
+    /// The server's shutdown signal: once it fires, no new Entra change begins, and runs get
+    /// its grace to finish calls in flight (and audit them) before they are cut off.
+    pub shutdown: Shutdown,
 }
 
 impl EngineConfig {
@@ -79,6 +71,7 @@ impl EngineConfig {
             secret_lifetime: None,
             verify_scope: "https://graph.microsoft.com/.default".into(),
             hook: None,
+            shutdown: Shutdown::never(),
         })
     }
 }
@@ -110,12 +103,13 @@ pub(crate) struct Inner {
     /// Live events to watchers.
     pub hub: broadcast::Sender<events::Event>,
     /// Running onboardings, so one id never runs twice and cancel can stop it.
-    pub running: Mutex<HashMap<String, JoinHandle<()>>>,
+    pub running: Mutex<HashMap<String, JoinHandle<Option<()>>>>,
     /// Serialises the name-uniqueness check with the record insert.
     pub names: tokio::sync::Mutex<()>,
-    /// Set by `shutdown`: no new Entra change begins, while calls already made finish and get
-    /// their outcome entry, so a clean stop leaves no intent without an outcome.
-    pub stopping: std::sync::atomic::AtomicBool,
+    /// The server's shutdown signal: once it fires no new Entra change begins, while calls
+    /// already made finish and get their outcome entry, so a clean stop leaves no intent
+    /// without an outcome.
+    pub shutdown: Shutdown,
 }
 
 impl Inner {

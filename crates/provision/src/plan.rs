@@ -1,92 +1,16 @@
 //! The dry run: the exact Entra changes `provision` would make for an app name and profile in
 //! the admin's tenant as it is now, and which of them the admin lacks rights for. Reads only.
 
-use std::collections::BTreeMap;
-
-use entra_client::graph::ServicePrincipal;
 use entra_client::{GraphClient, OpContext};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::ProvisionError;
 use crate::names;
-use crate::profiles::{PermissionRef, ResolvedProfile, Resource};
-use crate::roles::Right;
 use crate::signin::Admin;
-
-/// A permission with its app-role id as the tenant's resource service principal lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResolvedPermission {
-    /// Resource and value.
-    pub permission: PermissionRef,
-    /// The resource's service principal object id in this tenant (`resourceId` of a grant).
-    pub resource_sp_id: String,
-    /// The app role id (`appRoleId`).
-    pub app_role_id: String,
-}
-
-impl ResolvedPermission {
-    /// `Resource display name/value`: the key grants are stored and reported under.
-    pub fn key(&self) -> String {
-        permission_key(&self.permission)
-    }
-}
-
-/// Key of a permission in records and step ids.
-pub fn permission_key(p: &PermissionRef) -> String {
-    format!("{}/{}", p.resource.display_name(), p.value)
-}
-
-/// Reads the resources' app roles and resolves every permission of `profile` to its id. Ids are
-/// read at runtime, never hard-coded (entra-reference.md §1.5, §3.3).
-pub async fn resolve_permissions(
-    graph: &GraphClient,
-    profile: &ResolvedProfile,
-    ctx: &OpContext,
-) -> Result<Vec<ResolvedPermission>, ProvisionError> {
-    // One read per resource, however many of its permissions the profile lists; the reads are
-    // independent, so they run at once.
-    let resources: std::collections::BTreeSet<Resource> =
-        profile.permissions.iter().map(|p| p.resource).collect();
-    let mut reads = tokio::task::JoinSet::new();
-    for r in resources {
-        let (graph, ctx) = (graph.clone(), ctx.clone());
-        reads.spawn(async move { (r, graph.resource_service_principal(r.app_id(), &ctx).await) });
-    }
-    let mut sps: BTreeMap<Resource, ServicePrincipal> = BTreeMap::new();
-    while let Some(joined) = reads.join_next().await {
-        let (r, res) =
-            joined.map_err(|e| ProvisionError::Store(format!("resource lookup task: {e}")))?;
-        let sp = res
-            .map_err(|e| ProvisionError::entra("resolve_permissions", e))?
-            .value;
-        sps.insert(r, sp);
-    }
-    let mut out = Vec::new();
-    for p in &profile.permissions {
-        let Some(sp) = sps.get(&p.resource) else {
-            continue;
-        };
-        let role = sp
-            .app_roles
-            .iter()
-            .find(|r| {
-                r.value.as_deref() == Some(p.value.as_str())
-                    && r.is_enabled
-                    && r.allowed_member_types.iter().any(|t| t == "Application")
-            })
-            .ok_or_else(|| ProvisionError::UnknownPermission {
-                resource: p.resource.display_name().to_owned(),
-                permission: p.value.clone(),
-            })?;
-        out.push(ResolvedPermission {
-            permission: p.clone(),
-            resource_sp_id: sp.id.clone(),
-            app_role_id: role.id.clone(),
-        });
-    }
-    Ok(out)
-}
+use onboard_core::ResolvedProfile;
+use onboard_core::permissions::ResolvedPermission;
+use onboard_core::roles::Right;
 
 /// The Entra `uniqueName` of the registration for `(tenant, name)`: stable, so a retried or
 /// resumed onboarding upserts the same app; hashed, because names may hold characters that are

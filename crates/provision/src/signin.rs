@@ -7,8 +7,8 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::error::ProvisionError;
-use crate::profiles::ResolvedProfile;
-use crate::roles::{self, Right};
+use onboard_core::ResolvedProfile;
+use onboard_core::roles::{self, Right};
 
 /// A checked, signed-in customer admin.
 #[derive(Clone)]

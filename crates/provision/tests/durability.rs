@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail, ensure};
 use common::{Env, assert_provisioned, build_engine, calm, collect, completion, open_audit, start};
 use entra_client::OpContext;
 use entra_sim::Faults;
-use provision::{EventKind, HookAction, ListFilter, ProvisionError, Status, StepHook};
+use onboard_core::HookAction;
+use provision::{EventKind, ListFilter, ProvisionError, Status, StepHook};
 
 fn hook_once(step: &'static str, action: HookAction) -> StepHook {
     let fired = Arc::new(AtomicBool::new(false));
@@ -64,8 +65,9 @@ async fn crash_at_and_resume(point: &'static str) -> Result<()> {
         audit,
         db,
         engine,
+        shutdown,
     } = env;
-    engine.shutdown().await;
+    shutdown.wait().await;
     drop(engine);
     audit.close();
     drop(db);

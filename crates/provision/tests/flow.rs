@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail, ensure};
 use common::{assert_provisioned, calm, collect, completion, start};
 use entra_client::OpContext;
-use provision::{EventKind, NameRule, PlanRequest, ProvisionError, Right, Status};
+use onboard_core::roles::Right;
+use provision::{EventKind, NameRule, PlanRequest, ProvisionError, Status};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio_stream::StreamExt;
@@ -248,7 +249,7 @@ async fn application_admin_gets_missing_rights_and_nothing_changes() -> Result<(
     let env = start(calm(), None).await?;
     let admin = env.admin("appadmin").await?;
     let rights =
-        admin.rights_for(&provision::ProfileSet::defaults()?.resolve("direct-routing", None)?);
+        admin.rights_for(&onboard_core::ProfileSet::defaults()?.resolve("direct-routing", None)?);
     let held: Vec<(Right, bool)> = rights.iter().map(|r| (r.right, r.held)).collect();
     ensure!(
         held == vec![

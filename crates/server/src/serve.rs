@@ -20,7 +20,7 @@ use crate::audit::AuditService;
 use crate::config::Config;
 use crate::credentials::{CredentialsService, spawn_background};
 use crate::error::{Result, ServerError};
-use crate::invitations::service::InvitationsService;
+use crate::invitations::InvitationsService;
 use crate::onboarding::OnboardingService;
 use crate::verification::VerificationService;
 
@@ -69,19 +69,19 @@ pub async fn serve(
     }
     // Scheduled verification: every managed registration, drift recorded (and repaired per
     // profile); stops when shutdown begins.
-    let scheduler = app.config().verification.interval_secs.map(|secs| {
+    if let Some(secs) = app.config().verification.interval_secs {
         tracing::info!(every_s = secs, "scheduled verification on");
         app.drift()
             .clone()
-            .spawn(Duration::from_secs(secs), app.closing())
-    });
+            .spawn(Duration::from_secs(secs), &app.shutdown());
+    }
     // Completed onboardings become managed registrations; cut-short rotations finish.
     spawn_background(&app);
-    let closing = app.clone();
+    let signal = app.clone();
     let shutdown = async move {
         shutdown.await;
         // Graceful shutdown waits for open calls; Follow streams never end on their own.
-        closing.begin_shutdown();
+        signal.begin_shutdown();
     };
     let served = builder
         .add_service(health)
@@ -100,17 +100,11 @@ pub async fn serve(
             shutdown,
         )
         .await;
-    if let Some(s) = scheduler {
-        // Also when serving failed: the scheduler stops; a run in progress finishes first.
-        app.begin_shutdown();
-        let _ = s.await;
-    }
+    // Also when serving failed: onboarding runs and rotations start no new Entra change (calls
+    // in flight finish and are audited; records stay `running` for the next start), scheduled
+    // verification stops (a run in progress finishes first), all within the grace.
+    app.finish_shutdown().await;
     served?;
-    // Runs stop before their next Entra change (calls in flight finish and are audited); their
-    // records stay `running` for the next start.
-    // Rotations too: they are stored per step and resume at the next start.
-    app.engine().shutdown().await;
-    app.credentials().shutdown();
     Ok(())
 }
 
@@ -119,9 +113,7 @@ fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>> {
     let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
         return Ok(None);
     };
-    // Both tonic (server) and reqwest (Entra client) use rustls; pick the one provider both
-    // were built with before any TLS use, or rustls panics. Already installed is fine.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    onboard_core::tls::install_crypto_provider();
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
     let mut tls = ServerTlsConfig::new()

@@ -143,7 +143,10 @@ async fn create_get_list_revoke() -> Result<()> {
         .await
         .err()
         .context("redeemed")?;
-    assert_eq!(tonic::Status::from(e).code(), Code::FailedPrecondition);
+    assert_eq!(
+        tonic::Status::from(onboard_server::ServerError::from(e)).code(),
+        Code::FailedPrecondition
+    );
 
     let list = |st: pb::InvitationState| pb::ListInvitationsRequest {
         state: st as i32,
@@ -211,7 +214,7 @@ async fn tokens_are_single_use() -> Result<()> {
         .await
         .err()
         .context("reused")?;
-    let status = tonic::Status::from(again);
+    let status = tonic::Status::from(onboard_server::ServerError::from(again));
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("already been used"));
     let got = c
@@ -269,7 +272,7 @@ async fn invitations_expire() -> Result<()> {
         .await
         .err()
         .context("redeemed")?;
-    let status = tonic::Status::from(e);
+    let status = tonic::Status::from(onboard_server::ServerError::from(e));
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("expired"));
     let e = c

@@ -123,7 +123,7 @@ role = "auditor"
 }
 
 async fn channel(addr: std::net::SocketAddr, pki: &Pki, client: Option<&Pem>) -> Result<Channel> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    onboard_core::tls::install_crypto_provider();
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&pki.ca))
         .domain_name("localhost");

@@ -187,6 +187,7 @@ impl Verifier {
         Report {
             tenant_id: input.tenant_id.clone(),
             client_id: input.client_id.clone(),
+            app_object_id: input.app_object_id.clone(),
             service_id: input.service_id.clone(),
             checks,
             findings,

@@ -73,6 +73,8 @@ pub struct VerifyInput {
     pub tenant_id: String,
     /// Application (client) id.
     pub client_id: String,
+    /// The application's object id, when known (the audit entries' `target.id`).
+    pub app_object_id: Option<String>,
     /// The app's service principal object id (directory roles are assigned to it).
     pub sp_id: String,
     /// The Direct Routing service the registration serves, if known.
@@ -115,6 +117,7 @@ mod tests {
         let input = VerifyInput {
             tenant_id: "t".into(),
             client_id: "c".into(),
+            app_object_id: None,
             sp_id: "s".into(),
             service_id: None,
             profile: "direct-routing".into(),

@@ -61,7 +61,9 @@ async fn a_fresh_onboarding_is_all_ok_and_the_report_is_an_audit_entry() -> Resu
             .contains("application_access")
     );
 
-    let seq = r.record(&env.audit, "tester", "on_demand").await?;
+    let seq = r
+        .record(&env.audit, "tester", "on_demand", "direct-routing")
+        .await?;
     let (_, bytes) = env.audit.entries(seq, seq + 1).next().context("entry")??;
     let text = String::from_utf8(bytes.to_vec())?;
     let e: serde_json::Value = serde_json::from_str(&text)?;

@@ -46,7 +46,7 @@ fn make_pki() -> Result<Pki> {
 }
 
 async fn grpc_tls(pki: &Pki) -> Result<SocketAddr> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    onboard_core::tls::install_crypto_provider();
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("dr-1", tonic_health::ServingStatus::Serving)
@@ -63,7 +63,7 @@ async fn grpc_tls(pki: &Pki) -> Result<SocketAddr> {
 }
 
 async fn https_status(pki: &Pki) -> Result<SocketAddr> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    onboard_core::tls::install_crypto_provider();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem(
         pki.cert.clone().into_bytes(),
         pki.key.clone().into_bytes(),

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use audit_log::{AuditLog, LogConfig, NoteSigner};
-use credentials::{Credentials, CredentialsConfig, Hook, RegistrationRef};
+use credentials::{Credentials, CredentialsConfig, RegistrationRef};
 use entra_client::graph::types::ApplicationSpec;
 use entra_client::{EntraClient, EntraConfig, GraphClient, OpContext, TokenSet};
 use entra_sim::{Faults, Sim, SimConfig, SimInfo};
+use onboard_core::Hook;
 use provision::{Engine, EngineConfig, EventKind, ProvisionRequest};
 use secrecy::SecretString;
 use serde_json::Value;

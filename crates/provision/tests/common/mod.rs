@@ -70,6 +70,8 @@ pub struct Env {
     pub audit: AuditLog,
     pub db: sled::Db,
     pub engine: Engine,
+    /// Stops the engine's runs as the server's shutdown would.
+    pub shutdown: onboard_core::ShutdownController,
 }
 
 pub async fn start(faults: Faults, hook: Option<StepHook>) -> Result<Env> {
@@ -87,8 +89,12 @@ pub async fn start(faults: Faults, hook: Option<StepHook>) -> Result<Env> {
     let dir = tempfile::tempdir()?;
     let audit = open_audit(dir.path())?;
     let db = sled::open(dir.path().join("state"))?;
-    let engine = build_engine(&client, &audit, &db, hook)?;
+    let shutdown = onboard_core::ShutdownController::default();
+    let mut engine = build_engine_config(&client, &audit, &db, hook)?;
+    engine.shutdown = shutdown.handle();
+    let engine = Engine::new(engine)?;
     Ok(Env {
+        shutdown,
         sim,
         info,
         client,
@@ -105,6 +111,15 @@ pub fn build_engine(
     db: &sled::Db,
     hook: Option<StepHook>,
 ) -> Result<Engine> {
+    Ok(Engine::new(build_engine_config(client, audit, db, hook)?)?)
+}
+
+pub fn build_engine_config(
+    client: &EntraClient,
+    audit: &AuditLog,
+    db: &sled::Db,
+    hook: Option<StepHook>,
+) -> Result<EngineConfig> {
     let mut cfg = EngineConfig::new(
         client.clone(),
         audit.clone(),
@@ -115,7 +130,7 @@ pub fn build_engine(
     )?;
     cfg.hook = hook;
     cfg.secret_lifetime = Some(time::Duration::days(180));
-    Ok(Engine::new(cfg)?)
+    Ok(cfg)
 }
 
 impl Env {

@@ -203,7 +203,7 @@ pub async fn append(app: &App, fields: serde_json::Value) -> Result<u64> {
         .as_object()
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("not an object"))?;
-    Ok(app.audit().append(&map).await?.seq)
+    Ok(app.audit().append_fields(&map).await?.seq)
 }
 
 /// The field names of a status's BadRequest violations.

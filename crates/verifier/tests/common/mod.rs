@@ -155,6 +155,7 @@ impl Env {
         VerifyInput {
             tenant_id: self.tenant_id.clone(),
             client_id: self.client_id.clone(),
+            app_object_id: None,
             sp_id: self.sp_id.clone(),
             service_id: Some(SERVICE.into()),
             profile: "direct-routing".into(),

@@ -1,38 +1,45 @@
 //! [`verifier::Targets`] over the Credentials registry: every managed registration, whether
-//! Onboard provisioned it (completed onboardings are imported first) or an operator attached
-//! it. The expected permissions and roles are the registration's resolved profile; the secret
+//! Onboard provisioned it (completed onboardings are imported first, through the
+//! [`Provisioned`] seam) or an operator attached it. The expected permissions and roles are the registration's resolved profile; the secret
 //! is the service's current one; the reader and writer token is a fresh delegated token of the
 //! tenant's stored admin session, when there is one that still renews. Without it, checks that
 //! need it WARN and repair records that it needs an admin sign-in.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use credentials::{Credentials, CredentialsError, RegistrationRef};
-use provision::profiles::Resource;
-use provision::{Engine, ListFilter, Status};
+use onboard_core::profiles::Resource;
+use onboard_core::provisioned::Provisioned;
 use secrecy::SecretString;
 use verifier::{
-    BoxFuture, ExpectedRole, PlatformEndpoint, Probe, Target, Targets, VerifyError, VerifyInput,
+    BoxFuture, ExpectedRole, PlatformEndpoint, Target, Targets, VerifyError, VerifyInput,
 };
 
-use crate::config::Config;
-use crate::error::{Result, ServerError};
+use crate::{Credentials, CredentialsError, RegistrationRef};
+
+/// What verification checks against, from the server's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct TargetSettings {
+    /// The platform service's status endpoints, by service id (CA files already read).
+    pub platform: HashMap<String, Vec<PlatformEndpoint>>,
+    /// A secret expiring within this is a WARN.
+    pub horizon: Duration,
+    /// A secret expiring within this (or expired) is a FAIL.
+    pub critical: Duration,
+    /// `<server>-<provider>-token`, the temporary app that must be gone.
+    pub temporary_app_name: String,
+}
 
 /// Managed registrations as verification targets.
 pub struct RegistryTargets {
     /// Registrations, their secrets and the tenants' admin sessions.
     credentials: Credentials,
-    /// Completed onboardings not imported yet become registrations before a lookup.
-    engine: Engine,
-    /// Platform endpoints by service id (CA files read at start-up).
-    platform: HashMap<String, Vec<PlatformEndpoint>>,
-    /// WARN horizon for secrets.
-    horizon: Duration,
-    /// FAIL horizon for secrets.
-    critical: Duration,
-    /// `<server>-<provider>-token`.
-    temporary_app_name: String,
+    /// Completed onboardings not imported yet become registrations before a lookup; the
+    /// onboarding's stored admin token reads while no admin session does.
+    provisioned: Arc<dyn Provisioned>,
+    /// Endpoints, horizons and the temporary app's name.
+    settings: TargetSettings,
 }
 
 /// A stored admin token is used only if it is valid for at least this long.
@@ -43,46 +50,17 @@ fn targets_err(e: CredentialsError) -> VerifyError {
 }
 
 impl RegistryTargets {
-    /// Reads the platform endpoints' CA files; an unreadable file is a configuration error.
-    pub fn new(credentials: Credentials, engine: Engine, config: &Config) -> Result<Self> {
-        let mut platform: HashMap<String, Vec<PlatformEndpoint>> = HashMap::new();
-        for s in &config.platform.services {
-            let ca_pem = match &s.ca {
-                Some(p) => Some(
-                    std::fs::read(p)
-                        .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))?,
-                ),
-                None => None,
-            };
-            let probe = match (&s.grpc_health, &s.http_probe) {
-                (Some(url), _) => Probe::GrpcHealth {
-                    url: url.clone(),
-                    service: s.id.clone(),
-                },
-                (None, Some(url)) => Probe::HttpJson { url: url.clone() },
-                (None, None) => continue,
-            };
-            platform
-                .entry(s.id.clone())
-                .or_default()
-                .push(PlatformEndpoint {
-                    probe,
-                    ca_pem,
-                    timeout: Duration::from_millis(s.timeout_ms),
-                });
-        }
-        let day = 86_400;
-        Ok(Self {
+    /// Targets over `credentials`, importing from `provisioned`.
+    pub fn new(
+        credentials: Credentials,
+        provisioned: Arc<dyn Provisioned>,
+        settings: TargetSettings,
+    ) -> Self {
+        Self {
             credentials,
-            engine,
-            platform,
-            horizon: Duration::from_secs(u64::from(config.credentials.expiry_horizon_days) * day),
-            critical: Duration::from_secs(config.verification.critical_days * day),
-            temporary_app_name: provision::plan::token_app_name(
-                &config.platform.server_name,
-                &config.platform.provider_name,
-            ),
-        })
+            provisioned,
+            settings,
+        }
     }
 
     /// The registration `target` names (importing completed onboardings first) and the
@@ -96,7 +74,7 @@ impl RegistryTargets {
             return Err(VerifyError::InvalidTarget(format!("{what} is empty")));
         }
         self.credentials
-            .import_provisioned(&self.engine)
+            .import_provisioned(self.provisioned.as_ref())
             .await
             .map_err(targets_err)?;
         let view = match target {
@@ -136,22 +114,9 @@ impl RegistryTargets {
             Err(CredentialsError::NoAdminSession { .. }) => {}
             Err(e) => return Err(targets_err(e)),
         }
-        let onboarding = self
-            .engine
-            .list(&ListFilter {
-                status: Some(Status::Completed),
-                ..ListFilter::default()
-            })
-            .map_err(|e| VerifyError::Targets(e.to_string()))?
-            .into_iter()
-            .rev()
-            .find(|o| o.tenant_id == tenant_id && o.client_id.as_deref() == Some(client_id));
-        let Some(o) = onboarding else {
-            return Ok(None);
-        };
         let Some(token) = self
-            .engine
-            .admin_session(&o.id)
+            .provisioned
+            .admin_access_token(tenant_id, client_id)
             .map_err(|e| VerifyError::Targets(e.to_string()))?
         else {
             return Ok(None);
@@ -182,12 +147,13 @@ impl RegistryTargets {
         Ok(VerifyInput {
             tenant_id: reg.tenant_id.clone(),
             client_id: reg.client_id.clone(),
+            app_object_id: reg.app_object_id.clone(),
             sp_id: reg.sp_id.clone(),
             service_id: Some(service.to_owned()),
             profile: profile.name.clone(),
             secret,
             secret_key_id: Some(stored.key_id.clone()),
-            secret_expires: crate::clock::parse_rfc3339(&stored.end),
+            secret_expires: onboard_core::time::parse(&stored.end),
             graph_permissions: pick(Resource::Graph),
             tenant_admin_permissions: pick(Resource::TeamsAdminApi),
             directory_roles: profile
@@ -198,10 +164,15 @@ impl RegistryTargets {
                     template_id: r.template_id.clone(),
                 })
                 .collect(),
-            horizon: self.horizon,
-            critical: self.critical,
-            temporary_app_name: self.temporary_app_name.clone(),
-            platform: self.platform.get(service).cloned().unwrap_or_default(),
+            horizon: self.settings.horizon,
+            critical: self.settings.critical,
+            temporary_app_name: self.settings.temporary_app_name.clone(),
+            platform: self
+                .settings
+                .platform
+                .get(service)
+                .cloned()
+                .unwrap_or_default(),
             reader_token: self.session(&reg.tenant_id, &reg.client_id).await?,
         })
     }
@@ -218,7 +189,7 @@ impl Targets for RegistryTargets {
     fn all(&self) -> BoxFuture<'_, verifier::Result<Vec<Target>>> {
         Box::pin(async move {
             self.credentials
-                .import_provisioned(&self.engine)
+                .import_provisioned(self.provisioned.as_ref())
                 .await
                 .map_err(targets_err)?;
             Ok(self

@@ -9,7 +9,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::error::{Result, ServerError};
+use crate::error::{InvitationError, Result};
 
 /// Random bytes per token: 256 bits, unguessable.
 const NONCE_LEN: usize = 32;
@@ -50,7 +50,7 @@ impl TokenKey {
     pub fn generate() -> Result<Self> {
         let mut key = Zeroizing::new([0u8; 32]);
         getrandom::fill(key.as_mut())
-            .map_err(|e| ServerError::Internal(format!("no system randomness: {e}")))?;
+            .map_err(|e| InvitationError::Internal(format!("no system randomness: {e}")))?;
         Ok(Self { key })
     }
 
@@ -61,7 +61,7 @@ impl TokenKey {
 
     fn mac(&self) -> Result<Hmac<Sha256>> {
         let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.as_ref())
-            .map_err(|_| ServerError::Internal("HMAC key length".into()))?;
+            .map_err(|_| InvitationError::Internal("HMAC key length".into()))?;
         m.update(DOMAIN);
         Ok(m)
     }
@@ -70,7 +70,7 @@ impl TokenKey {
     pub fn mint(&self) -> Result<MintedToken> {
         let mut raw = Zeroizing::new([0u8; NONCE_LEN + TAG_LEN]);
         getrandom::fill(&mut raw[..NONCE_LEN])
-            .map_err(|e| ServerError::Internal(format!("no system randomness: {e}")))?;
+            .map_err(|e| InvitationError::Internal(format!("no system randomness: {e}")))?;
         let mut m = self.mac()?;
         m.update(&raw[..NONCE_LEN]);
         let tag = m.finalize().into_bytes();
@@ -82,7 +82,7 @@ impl TokenKey {
 
     /// Checks a token's tag (in constant time) and returns the hash to look it up by.
     pub fn verify(&self, token: &str) -> Result<[u8; 32]> {
-        let invalid = || ServerError::invalid("token", "not a valid invitation token");
+        let invalid = || InvitationError::invalid("token", "not a valid invitation token");
         let raw = Zeroizing::new(URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?);
         if raw.len() != NONCE_LEN + TAG_LEN {
             return Err(invalid());

@@ -6,11 +6,13 @@ use onboard_proto::v1 as pb;
 use onboard_proto::v1::invitations_server::Invitations as InvitationsRpc;
 use tonic::{Request, Response, Status};
 
+use invitations::{InvitationRecord, InvitationState, NewInvitation};
+use onboard_core::time::now_ms;
+
 use crate::App;
 use crate::auth::Role;
-use crate::clock::{now_ms, timestamp};
+use crate::clock::timestamp;
 use crate::error::{Result, ServerError};
-use crate::invitations::{InvitationRecord, InvitationState, NewInvitation};
 use crate::paging::page_size;
 
 /// Who may manage invitations.
@@ -89,7 +91,7 @@ impl InvitationsService {
             admin_upn: r.admin_upn,
             valid_for: valid_for(r.valid_for)?,
         };
-        let created = self.app.invitations().create(&caller, new).await?;
+        let created = self.app.invitations().create(&caller.identity, new).await?;
         tracing::info!(id = %created.record.id, actor = %caller.identity, "invitation created");
         Ok(pb::CreateInvitationResponse {
             invitation: Some(invitation_pb(&created.record)),
@@ -154,7 +156,7 @@ impl InvitationsService {
         let rec = self
             .app
             .invitations()
-            .revoke(&caller, &r.id, &r.reason)
+            .revoke(&caller.identity, &r.id, &r.reason)
             .await?;
         tracing::info!(id = %rec.id, actor = %caller.identity, "invitation revoked");
         Ok(invitation_pb(&rec))

@@ -1,6 +1,6 @@
 //! The invitation email, rendered as subject, plain text and HTML.
 
-use crate::invitations::store::InvitationRecord;
+use crate::store::InvitationRecord;
 
 /// A rendered email.
 #[derive(Debug, Clone)]

@@ -1,9 +1,10 @@
 //! Invitations in sled: `invitations` (id → JSON record, ids are UUIDv7 so key order is
 //! creation order) and `invitation_tokens` (SHA-256 of the token → id). No token is stored.
 
+use onboard_core::store::flush_durably;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, ServerError};
+use crate::error::{InvitationError, Result};
 
 /// An invitation as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -75,7 +76,7 @@ impl InvitationRecord {
             InvitationState::Expired => "has expired",
             InvitationState::Revoked => "has been revoked",
         };
-        Err(ServerError::FailedPrecondition(format!(
+        Err(InvitationError::FailedPrecondition(format!(
             "invitation {} {why}",
             self.id
         )))
@@ -105,11 +106,11 @@ impl Store {
 
     fn decode(id: &str, bytes: &[u8]) -> Result<InvitationRecord> {
         serde_json::from_slice(bytes)
-            .map_err(|e| ServerError::Internal(format!("invitation {id} is unreadable: {e}")))
+            .map_err(|e| InvitationError::Internal(format!("invitation {id} is unreadable: {e}")))
     }
 
     fn encode(rec: &InvitationRecord) -> Result<Vec<u8>> {
-        serde_json::to_vec(rec).map_err(|e| ServerError::Internal(e.to_string()))
+        serde_json::to_vec(rec).map_err(|e| InvitationError::Internal(e.to_string()))
     }
 
     /// Stores a new invitation and its token hash, durably.
@@ -133,7 +134,7 @@ impl Store {
     pub fn get(&self, id: &str) -> Result<InvitationRecord> {
         match self.invitations.get(id.as_bytes())? {
             Some(v) => Self::decode(id, &v),
-            None => Err(ServerError::NotFound(format!(
+            None => Err(InvitationError::NotFound(format!(
                 "no invitation with id {id:?}"
             ))),
         }
@@ -144,7 +145,7 @@ impl Store {
         let id = self
             .tokens
             .get(hash)?
-            .ok_or_else(|| ServerError::NotFound("no invitation has this token".into()))?;
+            .ok_or_else(|| InvitationError::NotFound("no invitation has this token".into()))?;
         self.get(&String::from_utf8_lossy(&id))
     }
 
@@ -183,10 +184,9 @@ impl Store {
         f: impl Fn(&InvitationRecord) -> Result<InvitationRecord>,
     ) -> Result<InvitationRecord> {
         loop {
-            let old = self
-                .invitations
-                .get(id.as_bytes())?
-                .ok_or_else(|| ServerError::NotFound(format!("no invitation with id {id:?}")))?;
+            let old = self.invitations.get(id.as_bytes())?.ok_or_else(|| {
+                InvitationError::NotFound(format!("no invitation with id {id:?}"))
+            })?;
             let new = f(&Self::decode(id, &old)?)?;
             let swapped = self.invitations.compare_and_swap(
                 id.as_bytes(),
@@ -210,19 +210,5 @@ impl Store {
         self.db.open_tree("meta")?.insert(key, value)?;
         self.db.flush()?;
         Ok(())
-    }
-}
-
-/// Flushes `db` (fsync) from tokio's blocking pool. sled's own `flush_async` runs on sled's
-/// small IO pool and, with many callers at once, can occupy every pool thread waiting for
-/// writes that need a pool thread: a deadlock seen under CI load. A blocking flush waits on a
-/// thread of ours instead.
-async fn flush_durably(db: &sled::Db) -> Result<(), sled::Error> {
-    let db = db.clone();
-    match tokio::task::spawn_blocking(move || db.flush()).await {
-        Ok(r) => r.map(|_| ()),
-        Err(e) => Err(sled::Error::ReportableBug(format!(
-            "flush task failed: {e}"
-        ))),
     }
 }

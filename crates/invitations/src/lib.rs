@@ -1,25 +1,27 @@
-//! Invitations: creation, lookup by id or token, listing, revocation and (for the onboarding
-//! service) redemption. Every change is audited with an `intent` entry before it is made and
-//! an outcome entry after, so nothing changes unless the audit log can record it (fail closed).
-//! The token never enters an audit entry, a log line or an error.
+//! Invitations, the customer's way in: creation, lookup by id or token, listing, revocation and
+//! (for the onboarding service) redemption. A token is 32 random bytes with an HMAC tag, single
+//! use, expiring and revocable; only its SHA-256 is stored. Every change is audited with an
+//! `intent` entry before it is made and an outcome entry after, so nothing changes unless the
+//! audit log can record it (fail closed). The token never enters an audit entry, a log line or
+//! an error. The gRPC service over this crate lives in the server crate.
 
 pub mod email;
-pub mod service;
+pub mod error;
 pub mod store;
 pub mod token;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use audit_log::AuditLog;
-use provision::ProfileSet;
-use serde_json::{Map, Value, json};
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
+use onboard_core::time::{format_ms, now_ms};
+use onboard_core::{FieldViolation, ProfileSet};
+use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::auth::Caller;
-use crate::clock::{now_ms, rfc3339};
-use crate::config::Config;
-use crate::error::{FieldViolation, Result, ServerError};
 use email::Email;
+pub use error::{InvitationError, Result};
 use store::Store;
 pub use store::{InvitationRecord, InvitationState};
 use token::TokenKey;
@@ -62,22 +64,25 @@ pub struct Created {
     pub email: Email,
 }
 
-/// Settings taken from the configuration.
+/// What the server's configuration decides about invitations.
 #[derive(Debug, Clone)]
-struct Settings {
-    /// The wizard's URL.
-    activation_base_url: String,
+pub struct Settings {
+    /// The wizard's URL; the token goes in its fragment (`#token=…`).
+    pub activation_base_url: String,
     /// The service's name in emails.
-    service_display_name: String,
+    pub service_display_name: String,
     /// Validity when a request sets none.
-    default_valid_for: Duration,
+    pub default_valid_for: Duration,
     /// Default provider name.
-    provider_name: String,
+    pub provider_name: String,
     /// Default platform server name.
-    server_name: String,
+    pub server_name: String,
     /// The provisioning profiles, so an invitation naming an unknown profile or an unreadable
     /// platform version is refused when it is created, not when the customer signs in.
-    profiles: ProfileSet,
+    pub profiles: ProfileSet,
+    /// A file holding the token MAC key (32 raw bytes or 64 hex digits); `None` generates one
+    /// and keeps it in the state database.
+    pub token_key: Option<PathBuf>,
 }
 
 /// The invitation manager, shared by the Invitations service and (later) Onboarding.
@@ -102,18 +107,15 @@ impl std::fmt::Debug for Invitations {
 
 impl Invitations {
     /// Opens the trees and loads (or creates) the token key.
-    pub fn open(
-        db: &sled::Db,
-        audit: AuditLog,
-        config: &Config,
-        profiles: ProfileSet,
-    ) -> Result<Self> {
+    pub fn open(db: &sled::Db, audit: AuditLog, settings: Settings) -> Result<Self> {
         let store = Store::open(db)?;
-        let key = match &config.invitations.token_key {
+        let key = match &settings.token_key {
             Some(path) => load_key_file(path)?,
             None => match store.meta(TOKEN_KEY_META)? {
                 Some(v) => TokenKey::new(v.as_ref().try_into().map_err(|_| {
-                    ServerError::Config("the stored invitation token key is not 32 bytes".into())
+                    InvitationError::Config(
+                        "the stored invitation token key is not 32 bytes".into(),
+                    )
                 })?),
                 None => {
                     let k = TokenKey::generate()?;
@@ -122,41 +124,21 @@ impl Invitations {
                 }
             },
         };
-        let inv = &config.invitations;
         Ok(Self {
             store,
             key,
             audit,
-            settings: Settings {
-                activation_base_url: inv.activation_base_url.clone(),
-                service_display_name: inv.service_display_name.clone(),
-                default_valid_for: Duration::from_secs(inv.default_valid_for_secs),
-                provider_name: config.platform.provider_name.clone(),
-                server_name: config.platform.server_name.clone(),
-                profiles,
-            },
+            settings,
         })
     }
 
-    async fn record(
-        &self,
-        actor: &str,
-        action: &str,
-        phase: &str,
-        mut fields: Value,
-    ) -> Result<u64> {
-        let mut map = Map::new();
-        map.insert("action".into(), action.into());
-        map.insert("phase".into(), phase.into());
-        map.insert("actor".into(), actor.into());
-        if let Some(obj) = fields.as_object_mut() {
-            map.append(obj);
-        }
-        Ok(self.audit.append(&map).await?.seq)
+    /// Appends one entry about invitation `target`; an error refuses the change (fail closed).
+    async fn record(&self, entry: AuditEntry) -> Result<u64> {
+        Ok(entry.append(&self.audit).await?)
     }
 
-    /// Creates an invitation.
-    pub async fn create(&self, caller: &Caller, req: NewInvitation) -> Result<Created> {
+    /// Creates an invitation; `actor` is the caller's audit identity.
+    pub async fn create(&self, actor: &str, req: NewInvitation) -> Result<Created> {
         let valid_for = validate(&req, &self.settings)?;
         let now = now_ms();
         let valid_ms = i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX);
@@ -172,37 +154,29 @@ impl Invitations {
             admin_upn: req.admin_upn,
             created_at_ms: now,
             expires_at_ms: now.saturating_add(valid_ms),
-            created_by: caller.identity.clone(),
+            created_by: actor.to_owned(),
             used_at_ms: None,
             onboarding_id: None,
             revoked_at_ms: None,
             revoked_by: None,
         };
         let minted = self.key.mint()?;
-        let details = json!({
-            "service_id": record.service_id,
-            "target": {"type": "invitation", "id": record.id, "display_name": record.customer},
-            "invitation": {
-                "provider_name": record.provider_name,
-                "platform_server_name": record.platform_server_name,
-                "platform_version": record.platform_version,
-                "profile": record.profile,
-                "admin_upn": record.admin_upn,
-                "expires_at": rfc3339(record.expires_at_ms),
-            },
-        });
-        self.record(
-            &caller.identity,
-            "invitation.create",
-            "intent",
-            details.clone(),
-        )
-        .await?;
+        let entry = |phase| {
+            entry(Action::InvitationCreate, phase, actor, &record, None).with_detail(
+                "invitation",
+                json!({
+                    "provider_name": record.provider_name,
+                    "platform_server_name": record.platform_server_name,
+                    "platform_version": record.platform_version,
+                    "profile": record.profile,
+                    "admin_upn": record.admin_upn,
+                    "expires_at": format_ms(record.expires_at_ms),
+                }),
+            )
+        };
+        self.record(entry(Phase::Intent)).await?;
         self.store.insert(&record, &minted.hash).await?;
-        if let Err(e) = self
-            .record(&caller.identity, "invitation.create", "succeeded", details)
-            .await
-        {
+        if let Err(e) = self.record(entry(Phase::Succeeded)).await {
             // Not recorded as done, so not done: take it back.
             self.store.remove(&record.id, &minted.hash).await?;
             return Err(e);
@@ -215,7 +189,7 @@ impl Invitations {
             &record,
             &self.settings.service_display_name,
             &activation_url,
-            &rfc3339(record.expires_at_ms),
+            &format_ms(record.expires_at_ms),
         );
         Ok(Created {
             record,
@@ -257,27 +231,19 @@ impl Invitations {
         })
     }
 
-    /// Revokes a pending invitation.
-    pub async fn revoke(
-        &self,
-        caller: &Caller,
-        id: &str,
-        reason: &str,
-    ) -> Result<InvitationRecord> {
+    /// Revokes a pending invitation; `actor` is the caller's audit identity.
+    pub async fn revoke(&self, actor: &str, id: &str, reason: &str) -> Result<InvitationRecord> {
         let current = self.store.get(id)?;
         current.require_pending(now_ms())?;
-        let details = json!({
-            "service_id": current.service_id,
-            "target": {"type": "invitation", "id": id, "display_name": current.customer},
-            "reason": reason,
-        });
-        self.record(
-            &caller.identity,
-            "invitation.revoke",
-            "intent",
-            details.clone(),
+        let intent = entry(
+            Action::InvitationRevoke,
+            Phase::Intent,
+            actor,
+            &current,
+            None,
         )
-        .await?;
+        .with_detail("reason", reason);
+        self.record(intent.clone()).await?;
         let result = self
             .store
             .update(id, |r| {
@@ -285,12 +251,11 @@ impl Invitations {
                 r.require_pending(now)?;
                 let mut r = r.clone();
                 r.revoked_at_ms = Some(now);
-                r.revoked_by = Some(caller.identity.clone());
+                r.revoked_by = Some(actor.to_owned());
                 Ok(r)
             })
             .await;
-        self.outcome(&caller.identity, "invitation.revoke", details, result)
-            .await
+        self.outcome(intent, result).await
     }
 
     /// Redeems a token for a new onboarding: single use, atomically. The hook the Onboarding
@@ -302,13 +267,14 @@ impl Invitations {
         onboarding_id: &str,
     ) -> Result<InvitationRecord> {
         let current = self.verify_token(token)?;
-        let details = json!({
-            "service_id": current.service_id,
-            "onboarding_id": onboarding_id,
-            "target": {"type": "invitation", "id": current.id, "display_name": current.customer},
-        });
-        self.record(actor, "invitation.redeem", "intent", details.clone())
-            .await?;
+        let intent = entry(
+            Action::InvitationRedeem,
+            Phase::Intent,
+            actor,
+            &current,
+            Some(onboarding_id),
+        );
+        self.record(intent.clone()).await?;
         let result = self
             .store
             .update(&current.id, |r| {
@@ -320,46 +286,60 @@ impl Invitations {
                 Ok(r)
             })
             .await;
-        self.outcome(actor, "invitation.redeem", details, result)
-            .await
+        self.outcome(intent, result).await
     }
 
-    /// Records how a change ended and passes its result on.
+    /// Records how the change `intent` announced ended, and passes its result on.
     async fn outcome(
         &self,
-        actor: &str,
-        action: &str,
-        mut details: Value,
+        intent: AuditEntry,
         result: Result<InvitationRecord>,
     ) -> Result<InvitationRecord> {
+        let mut done = intent;
         match result {
             Ok(rec) => {
-                self.record(actor, action, "succeeded", details).await?;
+                done.phase = Phase::Succeeded;
+                self.record(done).await?;
                 Ok(rec)
             }
             Err(e) => {
-                if let Some(o) = details.as_object_mut() {
-                    o.insert("error".into(), e.to_string().into());
-                }
-                self.record(actor, action, "failed", details).await?;
+                done.phase = Phase::Failed;
+                self.record(done.with_error(e.to_string())).await?;
                 Err(e)
             }
         }
     }
 }
 
+/// An entry of `action` about invitation `inv`, with the onboarding it started if any.
+fn entry(
+    action: Action,
+    phase: Phase,
+    actor: &str,
+    inv: &InvitationRecord,
+    onboarding_id: Option<&str>,
+) -> AuditEntry {
+    let scope = Scope {
+        actor: actor.to_owned(),
+        service_id: Some(inv.service_id.clone()),
+        onboarding_id: onboarding_id.map(str::to_owned),
+        ..Scope::default()
+    };
+    AuditEntry::new(action, phase, &scope)
+        .with_target(Target::new(TargetKind::Invitation, inv.id.clone()).named(&inv.customer))
+}
+
 fn load_key_file(path: &std::path::Path) -> Result<TokenKey> {
-    let bytes = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?,
-    );
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
+        InvitationError::Config(format!("reading the token key {}: {e}", path.display()))
+    })?);
     let mut key = [0u8; 32];
     let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
     if hex::decode_to_slice(text, &mut key).is_ok() {
         return Ok(TokenKey::new(key));
     }
     let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-        ServerError::Config(format!(
+        InvitationError::Config(format!(
             "{}: an invitation token key is 32 raw bytes or 64 hex digits",
             path.display()
         ))
@@ -424,6 +404,6 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
     if v.is_empty() {
         Ok(valid_for)
     } else {
-        Err(ServerError::InvalidArgument(v))
+        Err(InvitationError::InvalidArgument(v))
     }
 }

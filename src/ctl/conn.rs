@@ -165,7 +165,9 @@ impl ConnArgs {
                 ));
             }
         };
-        let token = match (&self.token, file.token, file.token_file) {
+        // An empty token (e.g. `ONBOARD_TOKEN=`) is no token.
+        let flag_token = self.token.clone().filter(|t| !t.0.is_empty());
+        let token = match (&flag_token, file.token, file.token_file) {
             (Some(t), _, _) => Some(t.clone()),
             (None, Some(t), _) => Some(BearerToken(Zeroizing::new(t.trim().to_owned()))),
             (None, None, Some(f)) => {

@@ -244,7 +244,7 @@ fn check_certs(path: &Path, name: &str, now: i64, warn: i64, f: &mut Findings) {
         let subject = cert.subject().to_string();
         let not_before = cert.validity().not_before.timestamp();
         let not_after = cert.validity().not_after.timestamp();
-        let until = cert.validity().not_after.to_datetime();
+        let until = rfc3339(cert.validity().not_after.to_datetime());
         if not_after < now {
             f.error(
                 name,
@@ -259,7 +259,7 @@ fn check_certs(path: &Path, name: &str, now: i64, warn: i64, f: &mut Findings) {
                 format!(
                     "{}: certificate {i} ({subject}) is not valid before {}",
                     path.display(),
-                    cert.validity().not_before.to_datetime()
+                    rfc3339(cert.validity().not_before.to_datetime())
                 ),
             );
         } else if not_after - now < warn {
@@ -279,6 +279,12 @@ fn check_certs(path: &Path, name: &str, now: i64, warn: i64, f: &mut Findings) {
             format!("{}: no PEM certificate in the file", path.display()),
         );
     }
+}
+
+/// A certificate time as RFC 3339.
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 /// The profiles file loads, and the profiles named elsewhere exist.

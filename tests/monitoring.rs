@@ -150,19 +150,19 @@ fn the_dashboard_parses_and_uses_only_exported_metrics() -> Result<()> {
 fn every_alert_uses_exported_metrics_and_has_a_runbook() -> Result<()> {
     let rules = repo("deploy/monitoring/alerts.yaml")?;
     let docs = repo("docs/operations.md")?;
-    let mut alerts = Vec::new();
+    // (alert, the anchor of its runbook)
+    let mut alerts: Vec<(String, Option<String>)> = Vec::new();
     for line in rules.lines() {
         let t = line.trim();
         if let Some(name) = t.strip_prefix("- alert: ") {
-            alerts.push(name.to_owned());
+            alerts.push((name.to_owned(), None));
         }
         if let Some(url) = t.strip_prefix("runbook_url: ") {
-            let anchor = url.rsplit('#').next().unwrap_or_default();
-            ensure!(
-                docs.lines().any(|l| l.starts_with("### ")
-                    && l.trim_start_matches("### ").to_ascii_lowercase() == anchor),
-                "no runbook heading for {url}"
-            );
+            let anchor = url.rsplit('#').next().unwrap_or_default().to_owned();
+            let last = alerts
+                .last_mut()
+                .context("a runbook_url before any alert")?;
+            last.1 = Some(anchor);
         }
         if t.starts_with('#') {
             continue;
@@ -172,13 +172,29 @@ fn every_alert_uses_exported_metrics_and_has_a_runbook() -> Result<()> {
         }
     }
     ensure!(alerts.len() >= 7, "{alerts:?}");
-    for a in &alerts {
+    for (alert, anchor) in &alerts {
+        let anchor = anchor
+            .as_ref()
+            .with_context(|| format!("{alert} has no runbook_url"))?;
+        // GitHub's anchor of a `### Name` heading is the lower-cased name.
         let section = docs
             .split("\n### ")
-            .find(|s| s.starts_with(a.as_str()))
-            .with_context(|| format!("no runbook section for {a}"))?;
+            .skip(1)
+            .find(|s| {
+                s.lines()
+                    .next()
+                    .is_some_and(|h| h.trim().to_ascii_lowercase() == *anchor)
+            })
+            .with_context(|| format!("no runbook heading for {alert} (#{anchor})"))?;
+        ensure!(
+            section.contains(alert.as_str()),
+            "the runbook #{anchor} does not mention {alert}"
+        );
         for part in ["**Meaning**", "**Confirm**", "**Act**"] {
-            ensure!(section.contains(part), "the runbook of {a} lacks {part}");
+            ensure!(
+                section.contains(part),
+                "the runbook of {alert} lacks {part}"
+            );
         }
     }
     Ok(())

@@ -13,6 +13,9 @@ use time::{Duration, OffsetDateTime};
 
 const ORIGIN: &str = "onboard.test/audit";
 
+/// An edit of the good configuration's text.
+type Edit = Box<dyn Fn(String) -> String>;
+
 /// A directory with every file a production-like configuration names.
 struct Scene {
     /// Holds the files.
@@ -135,7 +138,7 @@ fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
     let p = |r: &str| s.path(r).display().to_string();
 
     // (what is broken, how, the line expected)
-    let mut cases: Vec<(&str, Box<dyn Fn(String) -> String>, String)> = vec![
+    let mut cases: Vec<(&str, Edit, String)> = vec![
         (
             "unknown key",
             Box::new(|t: String| t.replace("[storage]", "[storage]\ndata_dri = \"/x\"")),

@@ -68,6 +68,7 @@ pub enum AuditCommand {
         /// Stop after this many entries (0: follow until interrupted).
         #[arg(long, default_value_t = 0)]
         limit: u64,
+        /// Which entries.
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -82,6 +83,7 @@ pub enum AuditCommand {
         /// At most this many entries (0: all).
         #[arg(long, default_value_t = 0)]
         limit: usize,
+        /// Which entries.
         #[command(flatten)]
         filter: FilterArgs,
     },

@@ -18,11 +18,13 @@ use super::{AuthChannel, RegArgs, call};
 pub enum GrantsCommand {
     /// The Graph application permissions and directory roles as Entra has them now.
     List {
+        /// The registration.
         #[command(flatten)]
         reg: RegArgs,
     },
     /// Adds and removes directory roles and application permissions (roles first).
     Update {
+        /// The registration.
         #[command(flatten)]
         reg: RegArgs,
         /// A directory role to assign (display name or template id); repeatable.
@@ -46,6 +48,7 @@ pub enum GrantsCommand {
 /// `onboard ctl attach`.
 #[derive(Debug, Args)]
 pub struct AttachArgs {
+    /// The registration.
     #[command(flatten)]
     reg: RegArgs,
     /// The profile the registration should match.

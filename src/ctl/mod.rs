@@ -29,11 +29,13 @@ use output::Output;
 #[derive(Debug, Args)]
 #[command(after_long_help = exit::EXIT_CODES_HELP, after_help = exit::EXIT_CODES_HELP)]
 pub struct CtlArgs {
+    /// Where the server is and who we are.
     #[command(flatten)]
     conn: conn::ConnArgs,
     /// How to print answers: tables for people, or protobuf's canonical JSON for scripts.
     #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
     output: Output,
+    /// What to do.
     #[command(subcommand)]
     command: CtlCommand,
 }

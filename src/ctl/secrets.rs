@@ -19,11 +19,13 @@ const ROTATION_STAGES: [&str; 4] = ["add", "validate", "hand_over", "remove_old"
 pub enum SecretsCommand {
     /// Lists a registration's secrets (metadata only).
     List {
+        /// The registration.
         #[command(flatten)]
         reg: RegArgs,
     },
     /// Adds a client secret for one service; the value is shown once.
     Add {
+        /// The registration.
         #[command(flatten)]
         reg: RegArgs,
         /// The service that will use it.
@@ -40,6 +42,7 @@ pub enum SecretsCommand {
     /// secret is handed over (the server removes the old one after the overlap on its own),
     /// or with --wait once the old one is removed.
     Rotate {
+        /// The registration.
         #[command(flatten)]
         reg: RegArgs,
         /// The service whose secret is rotated.
@@ -57,6 +60,7 @@ pub enum SecretsCommand {
     },
     /// Removes a secret (never a service's current one).
     Revoke {
+        /// The registration.
         #[command(flatten)]
         reg: RegArgs,
         /// The secret's key id.

@@ -10,6 +10,8 @@ mod audit;
 mod day_two;
 #[path = "cli_ctl/invitations.rs"]
 mod invitations;
+#[path = "cli_ctl/mtls.rs"]
+mod mtls;
 #[path = "cli_ctl/onboardings.rs"]
 mod onboardings;
 

@@ -18,7 +18,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use zeroize::Zeroizing;
 
-use super::exit::CtlError;
+use super::exit::{CtlError, chain};
 
 /// A bearer token: never printed (`Debug` hides it), zeroed when dropped.
 #[derive(Clone)]
@@ -254,18 +254,6 @@ impl Settings {
         };
         Ok(InterceptedService::new(channel, Auth { header }))
     }
-}
-
-/// An error and its sources on one line (transport errors hide the useful part in sources).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

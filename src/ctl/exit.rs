@@ -5,7 +5,7 @@
 //! | 0 | done; for checks, nothing FAILed |
 //! | 1 | the answer is "no": a check FAILed, the thing does not exist, the server refused in its present state (e.g. the invitation is used), an onboarding being watched failed or was cancelled, or the server failed internally |
 //! | 2 | usage: bad flags, unreadable local files, or the server rejected a request field (`INVALID_ARGUMENT`, with the field named) |
-//! | 3 | the server could not be reached or is unavailable now (connection refused, TLS failure, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`): try again later |
+//! | 3 | the server could not be reached or is unavailable now (connection refused, TLS failure, the connection lost under a call, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `CANCELLED`): try again later |
 //! | 4 | permission: no or unknown credentials (`UNAUTHENTICATED`) or a role that may not call this (`PERMISSION_DENIED`) |
 
 use std::fmt::Write as _;
@@ -43,7 +43,7 @@ Exit codes:
      cancelled, or a server error
   2  usage: bad flags or local files, or the server rejected a field (INVALID_ARGUMENT)
   3  server unreachable or unavailable now (connection, TLS, UNAVAILABLE, DEADLINE_EXCEEDED,
-     RESOURCE_EXHAUSTED): try again later
+     RESOURCE_EXHAUSTED, CANCELLED): try again later
   4  permission: UNAUTHENTICATED or PERMISSION_DENIED";
 
 /// A command that did not succeed: what to print and how to exit.
@@ -81,8 +81,16 @@ impl CtlError {
     }
 
     /// A gRPC call failed: the status code's canonical name, the server's message and every
-    /// `google.rpc.BadRequest` field violation, one per line.
+    /// `google.rpc.BadRequest` field violation, one per line. A status the client made from a
+    /// transport failure (a TLS handshake refused, the connection reset) carries the cause as
+    /// its source: that is exit 3, with the cause printed.
     pub fn from_status(rpc: &str, status: &tonic::Status) -> Self {
+        use std::error::Error as _;
+        if status.code() == Code::Unknown
+            && let Some(cause) = status.source()
+        {
+            return Self::unreachable(format!("{rpc}: the connection failed: {}", chain(cause)));
+        }
         let mut message = format!("{rpc}: {}: {}", code_name(status.code()), status.message());
         if let Some(bad) = status.get_details_bad_request() {
             for v in bad.field_violations {
@@ -109,15 +117,30 @@ impl From<anyhow::Error> for CtlError {
     }
 }
 
+/// An error and its sources on one line (transport errors hide the useful part in sources).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// The exit code for a gRPC status code (module table).
 pub fn exit_for(code: Code) -> Exit {
     match code {
         Code::Ok => Exit::Ok,
         Code::InvalidArgument => Exit::Usage,
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => Exit::Unreachable,
+        // This client never cancels its own calls: CANCELLED means the connection went away
+        // under the call (e.g. the server refused the TLS client certificate).
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+            Exit::Unreachable
+        }
         Code::Unauthenticated | Code::PermissionDenied => Exit::Permission,
-        Code::Cancelled
-        | Code::Unknown
+        Code::Unknown
         | Code::NotFound
         | Code::AlreadyExists
         | Code::FailedPrecondition

@@ -58,6 +58,11 @@ pub struct ServerFiles {
 impl ServerFiles {
     /// Keys, the emulator's CA and the config (127.0.0.1:0, operator and auditor tokens).
     pub fn new(sim: &Sim) -> Result<Self> {
+        Self::with_extra(sim, "")
+    }
+
+    /// As [`ServerFiles::new`], with `extra` TOML appended to the config (e.g. `[tls]`).
+    pub fn with_extra(sim: &Sim, extra: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let signer = NoteSigner::generate(ORIGIN)?;
         let key = dir.path().join("signing.key");
@@ -94,7 +99,7 @@ role = "operator"
 sha256 = "{aud}"
 identity = "auditor:ctl-test"
 role = "auditor"
-"#,
+{extra}"#,
                 data = dir.path().join("data").display().to_string(),
                 key = key.display().to_string(),
                 ca = ca.display().to_string(),

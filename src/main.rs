@@ -4,13 +4,15 @@
 //! tests) use `anyhow`.
 
 mod audit_cli;
+mod config_check;
+mod ctl;
 mod demo;
 mod verify_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Onboard: onboards a Microsoft 365 tenant onto the platform and keeps a signed audit log.
 #[derive(Debug, Parser)]
@@ -40,12 +42,38 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The operator CLI: invitations, onboardings, secrets, grants, attach, verify, audit.
+    Ctl(ctl::CtlArgs),
+    /// Server configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Prints a shell completion script, e.g. `onboard completions bash > /etc/bash_completion.d/onboard`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        // Has its own exit codes; handled in `main`.
-        Command::Verify(_) => Ok(()),
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks a server config without starting the service: one line per finding, exit 1 on
+    /// any error.
+    Check(config_check::CheckArgs),
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        // These have their own exit codes; handled in `main`.
+        Command::Verify(_) | Command::Ctl(_) | Command::Config(_) => Ok(()),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "onboard",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Demo(args) => demo::run(args).await,
         Command::Keygen(args) => {
             let vkey = audit_cli::keygen(&args)?;
@@ -68,10 +96,13 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Command::Verify(args) = cli.command {
-        return verify_cli::run(args).await;
-    }
-    match run(cli).await {
+    let command = match cli.command {
+        Command::Verify(args) => return verify_cli::run(args).await,
+        Command::Ctl(args) => return ctl::run(args).await,
+        Command::Config(ConfigCommand::Check(args)) => return config_check::run(&args),
+        other => other,
+    };
+    match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -127,7 +127,7 @@ fn status_name(s: pb::CheckStatus) -> &'static str {
 }
 
 /// The report as a table (check | status | detail) and a summary line.
-fn render(r: &pb::VerifyReport) -> String {
+pub(crate) fn render(r: &pb::VerifyReport) -> String {
     let width = r
         .checks
         .iter()

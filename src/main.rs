@@ -1,11 +1,14 @@
 //! The `onboard` binary: the one executable operators run. It parses the command line, sets up
-//! logging and hands over to the service (`serve`), the demo, the Entra emulator
-//! (`entra-sim`), and the tools for keys, the audit log and verification. Only this crate (and
-//! tests) use `anyhow`.
+//! logging and hands over to the service (`serve`), the operator CLI (`ctl`), and the tools for
+//! keys, the audit log, configuration and verification. With the default `emulator` feature it
+//! also carries the Entra emulator (`entra-sim`) and the demo; a production build leaves them
+//! out (`cargo build --release --no-default-features`, see deploy/README.md). Only this crate
+//! (and tests) use `anyhow`.
 
 mod audit_cli;
 mod config_check;
 mod ctl;
+#[cfg(feature = "emulator")]
 mod demo;
 mod verify_cli;
 
@@ -25,6 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the demo (see README); leaves DIR/export and DIR/audit.vkey behind.
+    #[cfg(feature = "emulator")]
     Demo(demo::DemoArgs),
     /// Generates an audit signing key and prints its verifier key.
     Keygen(audit_cli::KeygenArgs),
@@ -32,6 +36,7 @@ enum Command {
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
     /// Runs the Entra emulator (identity platform + Graph) over HTTPS.
+    #[cfg(feature = "emulator")]
     EntraSim(entra_sim::SimArgs),
     /// Asks a server to verify a registration and prints the report (exit 1 on any FAIL, 2
     /// when the call fails).
@@ -74,6 +79,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        #[cfg(feature = "emulator")]
         Command::Demo(args) => demo::run(args).await,
         Command::Keygen(args) => {
             let vkey = audit_cli::keygen(&args)?;
@@ -81,6 +87,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit_cli::run(cmd).await,
+        #[cfg(feature = "emulator")]
         Command::EntraSim(args) => Ok(entra_sim::run_cli(args).await?),
         Command::Serve { config } => Ok(onboard_server::run_from_config(&config).await?),
     }

@@ -196,6 +196,18 @@ impl EntraError {
         self.graph().is_some_and(|g| g.status == 404)
     }
 
+    /// True when Graph refused a create or upsert because another object (live, or deleted and
+    /// still in the recycle bin) holds the same `uniqueName`: 400 "Another object with the same
+    /// value for property uniqueName already exists." Graph gives this case no code of its own
+    /// (`Request_BadRequest`), so the property named in the message decides.
+    pub fn is_unique_name_taken(&self) -> bool {
+        self.graph().is_some_and(|g| {
+            let m = g.message.to_ascii_lowercase();
+            g.status == 400
+                && m.contains("another object with the same value for property uniquename")
+        })
+    }
+
     /// Graph's request id, for the audit log.
     pub fn request_id(&self) -> Option<&str> {
         match self.root() {

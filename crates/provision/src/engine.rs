@@ -82,7 +82,7 @@ impl Engine {
 
     /// The exact changes `provision` would make, and the rights the admin lacks. Changes nothing.
     pub async fn plan(&self, admin: &Admin, req: &PlanRequest) -> Result<Plan, ProvisionError> {
-        Ok(self.plan_and_seed(admin, req).await?.0)
+        Ok(self.plan_and_seed(admin, req, None).await?.0)
     }
 
     /// The plan, and what its reads found that a run starting right now can use instead of
@@ -91,6 +91,7 @@ impl Engine {
         &self,
         admin: &Admin,
         req: &PlanRequest,
+        unique: Option<String>,
     ) -> Result<(Plan, Seed), ProvisionError> {
         validate_name(&req.app_name)?;
         let profile = self
@@ -99,18 +100,17 @@ impl Engine {
             .resolve(&req.profile, req.platform_version.as_deref())?;
         let graph = self.inner.entra.graph(admin.access_token.clone());
         let ctx = OpContext::new();
-        let unique = plan::unique_name(&admin.tenant_id, &req.app_name);
         let token_app = plan::token_app_name(&self.inner.server_name, &self.inner.provider);
         // Independent reads: the resources' app roles and the tenant's current state.
         let (perms, st) = tokio::join!(
             resolve_permissions(&graph, &profile, &ctx),
-            plan::read_tenant(&graph, &unique, &token_app, &ctx)
+            plan::read_tenant(&graph, unique.as_deref(), &token_app, &ctx)
         );
         let (perms, st) = (perms?, st?);
         let plan = plan::build(
             admin,
             &req.app_name,
-            unique,
+            unique.unwrap_or_default(),
             profile,
             &perms,
             &st,
@@ -133,6 +133,11 @@ impl Engine {
     ) -> Result<EventStream, ProvisionError> {
         check_id(&req.onboarding_id)?;
         validate_name(&req.app_name)?;
+        // The key of this onboarding's app: a retry keeps the one its record holds.
+        let unique = match self.inner.store.get(&req.onboarding_id)? {
+            Some(r) => r.unique_name,
+            None => plan::unique_name(&admin.tenant_id, &req.app_name, &req.onboarding_id),
+        };
         let (plan, seed) = self
             .plan_and_seed(
                 &admin,
@@ -141,6 +146,7 @@ impl Engine {
                     profile: req.profile.clone(),
                     platform_version: req.platform_version.clone(),
                 },
+                Some(unique),
             )
             .await?;
         if !plan.missing_rights.is_empty() {

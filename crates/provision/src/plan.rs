@@ -88,11 +88,19 @@ pub async fn resolve_permissions(
     Ok(out)
 }
 
-/// The Entra `uniqueName` of the registration for `(tenant, name)`: stable, so a retried or
-/// resumed onboarding upserts the same app; hashed, because names may hold characters that are
-/// awkward in an OData key.
-pub fn unique_name(tenant_id: &str, app_name: &str) -> String {
-    let d = Sha256::digest(format!("{tenant_id}\n{}", names::name_key(app_name)).as_bytes());
+/// The Entra `uniqueName` of the registration that onboarding `onboarding_id` makes for
+/// `(tenant, name)`: stable for the onboarding, so a retried or resumed run upserts the same app;
+/// different for every onboarding, because a deleted application keeps its `uniqueName` for the
+/// 30 days it sits in the recycle bin (a cancelled onboarding's name must not block the next
+/// one; docs/microsoft.md); hashed, because names may hold characters awkward in an OData key.
+pub fn unique_name(tenant_id: &str, app_name: &str, onboarding_id: &str) -> String {
+    let d = Sha256::digest(
+        format!(
+            "{tenant_id}\n{}\n{onboarding_id}",
+            names::name_key(app_name)
+        )
+        .as_bytes(),
+    );
     format!("onboard-{}", &hex::encode(d)[..32])
 }
 
@@ -134,7 +142,8 @@ pub struct Plan {
     pub tenant_id: String,
     /// App registration display name.
     pub app_name: String,
-    /// Its `uniqueName`.
+    /// Its `uniqueName`; empty for a dry run made before an onboarding id exists (every new
+    /// onboarding gets its own key, so such a run creates).
     pub unique_name: String,
     /// Profile applied.
     pub profile: ResolvedProfile,
@@ -160,18 +169,28 @@ pub(crate) struct TenantState {
 
 pub(crate) async fn read_tenant(
     graph: &GraphClient,
-    unique: &str,
+    unique: Option<&str>,
     token_app: &str,
     ctx: &OpContext,
 ) -> Result<TenantState, ProvisionError> {
     let err = |e| ProvisionError::entra("plan", e);
     // The app and the temporary app are looked up at once; what our SP holds is read (both
-    // lists at once) only when the app already exists.
+    // lists at once) only when the app already exists. Without a key (a dry run before the
+    // onboarding exists) there is no app of ours to find.
+    let app_read = async {
+        match unique {
+            Some(u) => graph
+                .get_application_by_unique_name(u, ctx)
+                .await
+                .map(|r| r.value),
+            None => Ok(None),
+        }
+    };
     let (app, token_apps) = tokio::join!(
-        graph.get_application_by_unique_name(unique, ctx),
+        app_read,
         graph.find_service_principals_by_display_name(token_app, ctx)
     );
-    let app = app.map_err(err)?.value;
+    let app = app.map_err(err)?;
     let mut st = TenantState {
         app: app.as_ref().map(|a| (a.id.clone(), a.app_id.clone())),
         sp_id: None,
@@ -330,9 +349,14 @@ mod tests {
 
     #[test]
     fn unique_name_is_stable_and_case_blind() {
-        let a = unique_name("t1", "Sbc-One");
-        assert_eq!(a, unique_name("t1", "sbc-one"));
-        assert_ne!(a, unique_name("t2", "Sbc-One"));
+        let a = unique_name("t1", "Sbc-One", "onb-1");
+        assert_eq!(a, unique_name("t1", "sbc-one", "onb-1"));
+        assert_ne!(a, unique_name("t2", "Sbc-One", "onb-1"));
+        assert_ne!(
+            a,
+            unique_name("t1", "Sbc-One", "onb-2"),
+            "a later onboarding of the same name must not collide with a deleted app's key"
+        );
         assert!(a.starts_with("onboard-") && a.len() == 40);
         assert_eq!(token_app_name("Sandbox1", "sp2"), "Sandbox1-sp2-token");
     }

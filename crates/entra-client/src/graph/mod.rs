@@ -2,6 +2,7 @@
 //! the typed operations, grouped by resource in the submodules.
 
 mod applications;
+mod deleted;
 mod directory;
 mod grants;
 pub mod roles;

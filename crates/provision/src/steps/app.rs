@@ -60,7 +60,7 @@ impl Run {
         };
         let graph = &self.graph;
         let unique = rec.unique_name.clone();
-        let (out, seq) = self
+        let changed = self
             .change(
                 Change {
                     step: ids::APP,
@@ -80,7 +80,11 @@ impl Run {
                     )
                 },
             )
-            .await?;
+            .await;
+        let (out, seq) = match changed {
+            Ok(v) => v,
+            Err(e) => return Err(self.explain_unique_name_taken(e).await),
+        };
         let app = out.application;
         self.note(|r| {
             r.app_object_id = Some(app.id.clone());

@@ -5,6 +5,7 @@
 mod app;
 mod finish;
 mod grants;
+mod reserved;
 mod undo;
 
 use std::future::Future;

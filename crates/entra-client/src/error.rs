@@ -112,6 +112,19 @@ pub enum EntraError {
         /// Graph's request id when there was one.
         request_id: Option<String>,
     },
+    /// Graph answered, but the token's permissions are too narrow for the answer to mean what
+    /// was asked. Directory roles in `/me/transitiveMemberOf` come back with only `@odata.type`
+    /// and `id` (no `roleTemplateId`) unless the token holds RoleManagement.Read.Directory or
+    /// Directory.Read.All: read as "no roles" that would be wrong.
+    #[error("{operation}: the token lacks {needed} ({detail})")]
+    InsufficientScope {
+        /// Which client operation noticed it.
+        operation: &'static str,
+        /// The permission to add, and the ones that would also do.
+        needed: String,
+        /// What the answer looked like.
+        detail: String,
+    },
     /// The client configuration is unusable (bad URL, bad PEM).
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -6,10 +6,10 @@ mod common;
 
 use common::{Env, calm, start};
 use entra_client::graph::ApplicationSpec;
-use entra_client::{GraphClient, OpContext};
+use entra_client::graph::roles::template;
+use entra_client::{EntraError, GraphClient, OpContext};
 
 /// Signs in as `nick` asking for exactly `scopes` (plus the OpenID ones).
-#[allow(dead_code)]
 async fn graph_with_scopes(env: &Env, nick: &str, scopes: &[&str]) -> GraphClient {
     let mut all: Vec<&str> = scopes.to_vec();
     all.extend(["offline_access", "openid", "profile"]);
@@ -95,5 +95,47 @@ async fn a_deleted_app_holds_its_unique_name_until_restored_or_purged() {
         .unwrap();
     assert!(fresh.value.created);
     assert_ne!(fresh.value.application.id, made.id);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stripped_directory_roles_are_a_missing_permission_not_no_roles() {
+    let env = start(calm()).await;
+    let narrow = graph_with_scopes(&env, "globaladmin", &["User.Read"]).await;
+    let err = narrow
+        .my_directory_roles(&OpContext::new())
+        .await
+        .unwrap_err();
+    match &err {
+        EntraError::InsufficientScope { needed, .. } => {
+            assert!(needed.starts_with("RoleManagement.Read.Directory"), "{err}")
+        }
+        other => panic!("expected InsufficientScope, got {other}"),
+    }
+    assert!(!err.is_authorization_denied());
+
+    let enough = graph_with_scopes(
+        &env,
+        "globaladmin",
+        &["User.Read", "RoleManagement.Read.Directory"],
+    )
+    .await;
+    let roles = enough
+        .my_directory_roles(&OpContext::new())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0].role_template_id, template::GLOBAL_ADMINISTRATOR);
+    // A user without roles still gets an empty list, not an error.
+    let plain = graph_with_scopes(&env, "user", &["User.Read"]).await;
+    assert!(
+        plain
+            .my_directory_roles(&OpContext::new())
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    );
     env.sim.shutdown().await;
 }

@@ -197,6 +197,9 @@ pub struct SimConfig {
     pub token_app_client_id: Option<String>,
     /// Whether users without an admin role may register applications.
     pub users_can_register_apps: bool,
+    /// Delegated Graph permissions configured on the provider's token app (what a `.default`
+    /// sign-in gets); `None` uses the seeded list. Lets tests play a minimal token app.
+    pub token_app_scopes: Option<Vec<String>>,
 }
 
 impl Default for SimConfig {
@@ -209,6 +212,7 @@ impl Default for SimConfig {
             tenant_domain: "contoso.onmicrosoft.com".into(),
             token_app_client_id: None,
             users_can_register_apps: false,
+            token_app_scopes: None,
         }
     }
 }
@@ -405,6 +409,7 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
         tenant_domain: args.tenant_domain.clone(),
         token_app_client_id: None,
         users_can_register_apps: args.users_can_register_apps,
+        token_app_scopes: None,
     };
     let sim = Sim::start(listener, config).await?;
     let info = sim.info();

@@ -52,6 +52,6 @@ pub use names::{NameRule, check_name, validate_name};
 pub use plan::{MissingRight, Plan, PlannedChange};
 pub use profiles::{ProfileSet, ResolvedProfile};
 pub use roles::Right;
-pub use signin::{Admin, RightCheck, check_sign_in};
+pub use signin::{Admin, RightCheck, SIGN_IN_SCOPES, check_sign_in};
 pub use store::Status;
 pub use view::{ListFilter, Onboarding};

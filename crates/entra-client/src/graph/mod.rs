@@ -28,6 +28,7 @@ use crate::token_source::TokenSource;
 use crate::transport::{HttpRequest, HttpResponse, parse_retry_after};
 
 pub use applications::UpsertOutcome;
+pub use directory::ROLE_READ_PERMISSION;
 pub use types::*;
 
 /// Facts about a completed Graph call, for the audit log.

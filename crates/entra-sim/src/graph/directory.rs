@@ -37,10 +37,32 @@ fn role_definition_json(template: &str, name: &str) -> Value {
     })
 }
 
-fn member_of(dir: &Directory, principal: &str) -> Vec<Value> {
+/// A directory role as a caller that may not read role objects sees it in a `directoryObject`
+/// collection: type and id only, every other property null.
+fn stripped_directory_role_json(template: &str) -> Value {
+    let mut v = directory_role_json(template);
+    if let Value::Object(m) = &mut v {
+        for (k, val) in m.iter_mut() {
+            if k != "@odata.type" && k != "id" {
+                *val = Value::Null;
+            }
+        }
+    }
+    v
+}
+
+/// The principal's directory roles, full or stripped depending on what the caller may read.
+fn member_of(c: &Ctx<'_>, dir: &Directory, principal: &str) -> Vec<Value> {
+    let full = authz::caller_holds_any(c, authz::READ_DIRECTORY_ROLE_OBJECTS);
     dir.roles_of(principal)
         .iter()
-        .map(|t| directory_role_json(t))
+        .map(|t| {
+            if full {
+                directory_role_json(t)
+            } else {
+                stripped_directory_role_json(t)
+            }
+        })
         .collect()
 }
 
@@ -75,7 +97,7 @@ pub fn me_member_of(c: &Ctx<'_>) -> Response {
         Ok(id) => id,
         Err(r) => return r,
     };
-    collection(c, "directoryObjects", member_of(&inner.dir, &id))
+    collection(c, "directoryObjects", member_of(c, &inner.dir, &id))
 }
 
 /// `GET /users`.
@@ -127,7 +149,7 @@ pub fn user_member_of(c: &Ctx<'_>, key: &Key) -> Response {
         return r;
     }
     match user_key(&inner.dir, key) {
-        Some(u) => collection(c, "directoryObjects", member_of(&inner.dir, &u.id)),
+        Some(u) => collection(c, "directoryObjects", member_of(c, &inner.dir, &u.id)),
         None => c.not_found(match key {
             Key::Id(k) | Key::Alt(_, k) => k,
         }),

@@ -62,6 +62,7 @@ impl Engine {
                 concurrency: cfg.concurrency.max(1),
                 secret_lifetime: cfg.secret_lifetime,
                 verify_scope: cfg.verify_scope,
+                token_app_client_id: cfg.token_app_client_id.filter(|c| !c.trim().is_empty()),
                 hook: cfg.hook,
                 hub,
                 running: Mutex::new(HashMap::new()),
@@ -100,13 +101,21 @@ impl Engine {
             .resolve(&req.profile, req.platform_version.as_deref())?;
         let graph = self.inner.entra.graph(admin.access_token.clone());
         let ctx = OpContext::new();
-        let token_app = plan::token_app_name(&self.inner.server_name, &self.inner.provider);
         // Independent reads: the resources' app roles and the tenant's current state.
         let (perms, st) = tokio::join!(
             resolve_permissions(&graph, &profile, &ctx),
-            plan::read_tenant(&graph, unique.as_deref(), &token_app, &ctx)
+            plan::read_tenant(
+                &graph,
+                unique.as_deref(),
+                self.inner.token_app_client_id.as_deref(),
+                &ctx
+            )
         );
         let (perms, st) = (perms?, st?);
+        let token_app = st
+            .token_app_name
+            .clone()
+            .unwrap_or_else(|| plan::token_app_name(&self.inner.server_name, &self.inner.provider));
         let plan = plan::build(
             admin,
             &req.app_name,
@@ -119,6 +128,7 @@ impl Engine {
         let seed = Seed {
             perms,
             token_apps: st.token_apps,
+            token_app_name: st.token_app_name,
         };
         Ok((plan, seed))
     }

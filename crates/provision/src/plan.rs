@@ -165,12 +165,14 @@ pub(crate) struct TenantState {
     pub roles: Vec<String>,
     /// Temporary token apps found: (service principal id, app id).
     pub token_apps: Vec<(String, String)>,
+    /// The temporary app's display name as the tenant shows it (the provider app's own name).
+    pub token_app_name: Option<String>,
 }
 
 pub(crate) async fn read_tenant(
     graph: &GraphClient,
     unique: Option<&str>,
-    token_app: &str,
+    token_app_client_id: Option<&str>,
     ctx: &OpContext,
 ) -> Result<TenantState, ProvisionError> {
     let err = |e| ProvisionError::entra("plan", e);
@@ -186,22 +188,27 @@ pub(crate) async fn read_tenant(
             None => Ok(None),
         }
     };
-    let (app, token_apps) = tokio::join!(
-        app_read,
-        graph.find_service_principals_by_display_name(token_app, ctx)
-    );
+    // The temporary app is found by appId: its service principal takes the provider app's own
+    // display name, which need not be `<server>-<provider>-token`.
+    let token_read = async {
+        match token_app_client_id {
+            Some(id) => graph
+                .find_service_principal_by_app_id(id, ctx)
+                .await
+                .map(|r| r.value),
+            None => Ok(None),
+        }
+    };
+    let (app, token_sp) = tokio::join!(app_read, token_read);
     let app = app.map_err(err)?;
+    let token_sp = token_sp.map_err(err)?;
     let mut st = TenantState {
         app: app.as_ref().map(|a| (a.id.clone(), a.app_id.clone())),
         sp_id: None,
         granted: vec![],
         roles: vec![],
-        token_apps: token_apps
-            .map_err(err)?
-            .value
-            .into_iter()
-            .map(|s| (s.id, s.app_id))
-            .collect(),
+        token_app_name: token_sp.as_ref().and_then(|s| s.display_name.clone()),
+        token_apps: token_sp.into_iter().map(|s| (s.id, s.app_id)).collect(),
     };
     if let Some(a) = &app {
         st.sp_id = graph

@@ -105,6 +105,7 @@ impl App {
             config.platform.provider_name.clone(),
         )?;
         engine_config.profiles = profiles.clone();
+        engine_config.token_app_client_id = Some(config.entra.token_app_client_id.clone());
         let engine = Engine::new(engine_config)?;
         let mut ccfg = CredentialsConfig::new(
             entra.clone(),

@@ -85,6 +85,8 @@ pub(crate) struct Seed {
     pub perms: Vec<ResolvedPermission>,
     /// Temporary token apps found: (service principal id, app id).
     pub token_apps: Vec<(String, String)>,
+    /// Their display name in the tenant (the provider app's own name), for messages.
+    pub token_app_name: Option<String>,
 }
 
 /// One Entra change as the audit log describes it.

@@ -87,7 +87,7 @@ pub async fn start(faults: Faults, hook: Option<StepHook>) -> Result<Env> {
     let dir = tempfile::tempdir()?;
     let audit = open_audit(dir.path())?;
     let db = sled::open(dir.path().join("state"))?;
-    let engine = build_engine(&client, &audit, &db, hook)?;
+    let engine = build_engine(&client, &audit, &db, &info.token_app_client_id, hook)?;
     Ok(Env {
         sim,
         info,
@@ -103,6 +103,7 @@ pub fn build_engine(
     client: &EntraClient,
     audit: &AuditLog,
     db: &sled::Db,
+    token_app_client_id: &str,
     hook: Option<StepHook>,
 ) -> Result<Engine> {
     let mut cfg = EngineConfig::new(
@@ -114,6 +115,7 @@ pub fn build_engine(
         "sp2",
     )?;
     cfg.hook = hook;
+    cfg.token_app_client_id = Some(token_app_client_id.to_owned());
     cfg.secret_lifetime = Some(time::Duration::days(180));
     Ok(Engine::new(cfg)?)
 }

@@ -33,6 +33,8 @@ pub struct RegistryTargets {
     critical: Duration,
     /// `<server>-<provider>-token`.
     temporary_app_name: String,
+    /// The token app's client id (`entra.token_app_client_id`): the temporary app's `appId`.
+    temporary_app_client_id: String,
 }
 
 /// A stored admin token is used only if it is valid for at least this long.
@@ -82,6 +84,7 @@ impl RegistryTargets {
                 &config.platform.server_name,
                 &config.platform.provider_name,
             ),
+            temporary_app_client_id: config.entra.token_app_client_id.clone(),
         })
     }
 
@@ -201,6 +204,7 @@ impl RegistryTargets {
             horizon: self.horizon,
             critical: self.critical,
             temporary_app_name: self.temporary_app_name.clone(),
+            temporary_app_client_id: self.temporary_app_client_id.clone(),
             platform: self.platform.get(service).cloned().unwrap_or_default(),
             reader_token: self.session(&reg.tenant_id, &reg.client_id).await?,
         })

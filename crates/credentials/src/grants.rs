@@ -157,7 +157,8 @@ impl Credentials {
         graph: &GraphClient,
         reg: &Registration,
     ) -> Result<Grants, CredentialsError> {
-        let ctx = OpContext::new().after_create();
+        // A standing registration: a 404 is an answer, not replication lag.
+        let ctx = OpContext::new();
         let (assignments, names) = self.app_role_assignments(graph, reg).await?;
         let mut out = Grants::default();
         for a in assignments {
@@ -187,7 +188,7 @@ impl Credentials {
         reg: &Registration,
     ) -> Result<(Vec<AppRoleAssignment>, BTreeMap<(String, String), String>), CredentialsError>
     {
-        let ctx = OpContext::new().after_create();
+        let ctx = OpContext::new();
         let assignments = graph
             .list_app_role_assignments(&reg.sp_id, &ctx)
             .await

@@ -113,7 +113,7 @@ impl Run {
         if self.must_check(ids::SP).await {
             let existing = self
                 .graph
-                .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::SP))
+                .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::SP, false))
                 .await
                 .map_err(|e| ProvisionError::entra(ids::SP, e))?
                 .value;
@@ -243,7 +243,10 @@ impl Run {
         let mut seqs = Vec::new();
         let app = self
             .graph
-            .get_application(app_oid, &self.read_ctx(ids::SECRET))
+            .get_application(
+                app_oid,
+                &self.read_ctx(ids::SECRET, self.app_may_lag().await),
+            )
             .await
             .map_err(|e| ProvisionError::entra(ids::SECRET, e))?
             .value;
@@ -292,7 +295,10 @@ impl Run {
         if self.must_check(ids::OWNER).await {
             let owners = self
                 .graph
-                .list_application_owners(&app_oid, &self.read_ctx(ids::OWNER))
+                .list_application_owners(
+                    &app_oid,
+                    &self.read_ctx(ids::OWNER, self.app_may_lag().await),
+                )
                 .await
                 .map_err(|e| ProvisionError::entra(ids::OWNER, e))?
                 .value;

@@ -32,7 +32,10 @@ impl Run {
             None => {
                 let sp = self
                     .graph
-                    .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::TOKEN_APP))
+                    .find_service_principal_by_app_id(
+                        &client_id,
+                        &self.read_ctx(ids::TOKEN_APP, false),
+                    )
                     .await
                     .map_err(|e| ProvisionError::entra(ids::TOKEN_APP, e))?
                     .value;

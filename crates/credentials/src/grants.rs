@@ -91,6 +91,7 @@ fn parse_role(s: &str, field: &'static str) -> Result<(String, String), Credenti
 
 fn role_display(template_id: &str) -> String {
     roles::role_name(template_id)
+        .or_else(|| entra_client::claims::implicit_wid_name(template_id))
         .map(str::to_owned)
         .unwrap_or_else(|| template_id.to_owned())
 }

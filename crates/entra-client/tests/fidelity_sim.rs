@@ -139,3 +139,74 @@ async fn stripped_directory_roles_are_a_missing_permission_not_no_roles() {
     );
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn role_assignments_are_listed_without_top_whatever_the_page_size() {
+    let env = start(calm()).await;
+    let g = env.graph_as("globaladmin").await.with_page_size(2);
+    let me = g.me(&OpContext::new()).await.unwrap().value;
+    let held = g
+        .list_directory_role_assignments(&me.id, &OpContext::new())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].role_definition_id, template::GLOBAL_ADMINISTRATOR);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn granting_a_graph_app_role_needs_the_documented_pair() {
+    let env = start(calm()).await;
+    // Everything consented for the token app lands in later tokens' scp, so this tenant never
+    // consents more than the test needs.
+    let admin = graph_with_scopes(
+        &env,
+        "globaladmin",
+        &["User.Read", "Application.ReadWrite.All"],
+    )
+    .await;
+    let ctx = OpContext::new;
+    let app = admin
+        .upsert_application("onboard-pair", &spec("pair"), &ctx())
+        .await
+        .unwrap()
+        .value
+        .application;
+    let sp = admin
+        .create_service_principal(&app.app_id, &ctx().after_create())
+        .await
+        .unwrap()
+        .value;
+    let graph_sp = admin
+        .resource_service_principal(entra_client::MICROSOFT_GRAPH_APP_ID, &ctx())
+        .await
+        .unwrap()
+        .value;
+    let role = graph_sp.app_role("User.Read.All").unwrap().id.clone();
+
+    let without = graph_with_scopes(
+        &env,
+        "globaladmin",
+        &[
+            "AppRoleAssignment.ReadWrite.All",
+            "Application.ReadWrite.All",
+        ],
+    )
+    .await;
+    let err = without
+        .grant_app_role(&graph_sp.id, &sp.id, &role, &ctx())
+        .await
+        .unwrap_err();
+    assert!(err.is_authorization_denied(), "{err}");
+    let with = graph_with_scopes(
+        &env,
+        "globaladmin",
+        &["AppRoleAssignment.ReadWrite.All", "Application.Read.All"],
+    )
+    .await;
+    with.grant_app_role(&graph_sp.id, &sp.id, &role, &ctx())
+        .await
+        .unwrap();
+    env.sim.shutdown().await;
+}

@@ -128,6 +128,12 @@ pub const ASSIGN_OTHER_ROLES: Need = Need {
     app_owned: &[],
 };
 
+/// The second permission `POST …/appRoleAssignedTo` (and `…/appRoleAssignments`) needs next
+/// to AppRoleAssignment.ReadWrite.All, delegated and application alike: "AppRoleAssignment.
+/// ReadWrite.All and Application.Read.All", or "… and Directory.Read.All"
+/// (serviceprincipal-post-approleassignedto).
+pub const ASSIGN_ROLES_ALSO: &[&str] = &["Application.Read.All", "Directory.Read.All"];
+
 /// Reading directory role definitions and assignments.
 pub const READ_ROLES: Need = Need {
     delegated: &[

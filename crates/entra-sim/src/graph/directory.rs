@@ -301,6 +301,15 @@ pub fn list_role_assignments(c: &Ctx<'_>) -> Response {
     }) {
         return r;
     }
+    // rbacapplication-list-roleassignments: $filter, $expand and $select only; Graph refuses
+    // $top here (OData's standard refusal), so a client must not send it.
+    if c.query.top.is_some() {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "The query specified in the URI is not valid. Query option 'Top' is not allowed. To allow it, set the 'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.",
+        );
+    }
     let items = inner
         .dir
         .role_assignments

@@ -304,6 +304,9 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
     if let Err(r) = authz::require(c, &inner.dir, need, &[]) {
         return r;
     }
+    if !authz::caller_holds_any(c, authz::ASSIGN_ROLES_ALSO) {
+        return c.denied();
+    }
     let Some(principal) = inner
         .dir
         .sp(&principal_id)

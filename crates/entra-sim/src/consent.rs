@@ -225,6 +225,7 @@ impl Shared {
                     app_roles: vec![],
                     oauth2_permission_scopes: vec![],
                     tags: vec!["WindowsAzureActiveDirectoryIntegratedApp".into()],
+                    sign_in_audience: inner.dir.audience_of(&client.app_id),
                     visible_at_ms: self.visible_at(inner),
                 };
                 let id = sp.id.clone();

@@ -42,6 +42,7 @@
 mod admin_consent;
 mod client_credentials;
 mod consent;
+mod defaults;
 mod faults;
 mod graph;
 mod http;

@@ -310,6 +310,7 @@ fn graph_sp(domain: &str, created: &str) -> ServicePrincipal {
         app_roles,
         oauth2_permission_scopes: scopes,
         tags: vec![],
+        sign_in_audience: crate::model::multi_org(),
         visible_at_ms: 0,
     }
 }
@@ -343,6 +344,7 @@ fn teams_sp(domain: &str, created: &str) -> ServicePrincipal {
         app_roles: vec![role],
         oauth2_permission_scopes: vec![scope],
         tags: vec![],
+        sign_in_audience: crate::model::multi_org(),
         visible_at_ms: 0,
     }
 }

@@ -9,8 +9,9 @@ use super::authz::{self, READ_APPS, WRITE_APPS};
 use super::odata::{check_filter, collection, entity};
 use super::recycle::{recycle, remove_sp};
 use super::{Ctx, Key};
+use crate::defaults::{APP_READ_ONLY, application_defaults};
 use crate::http::{graph_json, no_content};
-use crate::model::{Application, Directory, Password, application_defaults};
+use crate::model::{Application, Directory, Password};
 use crate::state::{Inner, new_guid, now_rfc3339, random_bytes, rfc3339, sha256_hex};
 
 /// Properties `$filter` may use on applications.
@@ -24,17 +25,6 @@ const APP_FILTERS: &[&str] = &[
     "publisherDomain",
     "tags",
     "createdDateTime",
-];
-
-/// Read-only properties a client may echo back; Graph ignores them.
-const READ_ONLY: &[&str] = &[
-    "id",
-    "appId",
-    "createdDateTime",
-    "publisherDomain",
-    "deletedDateTime",
-    "@odata.type",
-    "@odata.context",
 ];
 
 /// Index of the application a key names. `ignore_lag` is for writes that go to the primary
@@ -72,7 +62,7 @@ fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, 
     let known = application_defaults();
     let mut out = Map::new();
     for (k, v) in body {
-        if READ_ONLY.contains(&k.as_str()) {
+        if APP_READ_ONLY.contains(&k.as_str()) {
             continue;
         }
         if k == "passwordCredentials" {

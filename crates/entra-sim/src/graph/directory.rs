@@ -163,21 +163,34 @@ pub fn organization(c: &Ctx<'_>) -> Response {
         return r;
     }
     let t = &inner.dir.tenant;
+    // Every v1.0 organization property (Identity.DirectoryManagement.yml), null or empty when
+    // the seeded tenant does not set it.
     let org = json!({
         "id": t.id,
         "deletedDateTime": null,
+        "assignedPlans": [],
         "businessPhones": [],
         "city": null,
         "country": null,
         "countryLetterCode": "US",
         "createdDateTime": "2020-01-01T00:00:00Z",
+        "defaultUsageLocation": null,
         "displayName": t.display_name,
-        "tenantType": "AAD",
-        "assignedPlans": [],
+        "marketingNotificationEmails": [],
+        "mobileDeviceManagementAuthority": null,
+        "onPremisesLastSyncDateTime": null,
+        "onPremisesSyncEnabled": null,
+        "partnerTenantType": null,
+        "postalCode": null,
+        "preferredLanguage": "en",
         "privacyProfile": null,
         "provisionedPlans": [],
         "securityComplianceNotificationMails": [],
+        "securityComplianceNotificationPhones": [],
+        "state": null,
+        "street": null,
         "technicalNotificationMails": [format!("globaladmin@{}", t.domain)],
+        "tenantType": "AAD",
         "verifiedDomains": [{"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": true, "isInitial": true, "name": t.domain, "type": "Managed"}],
     });
     collection(c, "organization", vec![org])

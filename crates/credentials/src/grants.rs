@@ -92,6 +92,7 @@ fn parse_role(s: &str, field: &'static str) -> Result<(String, String), Credenti
 
 fn role_display(template_id: &str) -> String {
     roles::role_name(template_id)
+        .or_else(|| entra_client::claims::implicit_wid_name(template_id))
         .map(str::to_owned)
         .unwrap_or_else(|| template_id.to_owned())
 }
@@ -158,7 +159,8 @@ impl Credentials {
         graph: &GraphClient,
         reg: &Registration,
     ) -> Result<Grants, CredentialsError> {
-        let ctx = OpContext::new().after_create();
+        // A standing registration: a 404 is an answer, not replication lag.
+        let ctx = OpContext::new();
         let (assignments, names) = self.app_role_assignments(graph, reg).await?;
         let mut out = Grants::default();
         for a in assignments {
@@ -188,7 +190,7 @@ impl Credentials {
         reg: &Registration,
     ) -> Result<(Vec<AppRoleAssignment>, BTreeMap<(String, String), String>), CredentialsError>
     {
-        let ctx = OpContext::new().after_create();
+        let ctx = OpContext::new();
         let assignments = graph
             .list_app_role_assignments(&reg.sp_id, &ctx)
             .await

@@ -29,6 +29,8 @@ pub struct TargetSettings {
     pub critical: Duration,
     /// `<server>-<provider>-token`, the temporary app that must be gone.
     pub temporary_app_name: String,
+    /// The token app's client id (`entra.token_app_client_id`): the temporary app's `appId`.
+    pub temporary_app_client_id: String,
 }
 
 /// Managed registrations as verification targets.
@@ -167,6 +169,7 @@ impl RegistryTargets {
             horizon: self.settings.horizon,
             critical: self.settings.critical,
             temporary_app_name: self.settings.temporary_app_name.clone(),
+            temporary_app_client_id: self.settings.temporary_app_client_id.clone(),
             platform: self
                 .settings
                 .platform

@@ -135,11 +135,16 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
 async fn roles_and_permissions_change_audited_and_required_ones_need_the_override() -> Result<()> {
     let env = start(calm()).await?;
     let r = env.provisioned("gr", "Sbc-Grants").await?;
-    // Without a session, grants are read from the app's own tokens.
+    // Without a session, grants are read from the app's own tokens (whose wids also carry
+    // Entra's implicit app-only value, shown by name).
     let g = env.creds.list_grants(&r).await?;
     ensure!(
         g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
-            && g.roles == ["Teams Administrator"],
+            && g.roles
+                == [
+                    "Default service principal permissions (implicit)",
+                    "Teams Administrator"
+                ],
         "{g:?}"
     );
     // Also when the stored session no longer renews: the onboarding's own sign-in, whose
@@ -181,9 +186,15 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
         "{e:?}"
     );
     let g = env.creds.list_grants(&r).await?;
+    // Read from the app's own token: its wids also carry Entra's implicit app-only value,
+    // shown by name (not a directory role assignment).
     ensure!(
         g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
-            && g.roles == ["Teams Administrator"],
+            && g.roles
+                == [
+                    "Default service principal permissions (implicit)",
+                    "Teams Administrator"
+                ],
         "{g:?}"
     );
     let e = env

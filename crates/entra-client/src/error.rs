@@ -112,6 +112,19 @@ pub enum EntraError {
         /// Graph's request id when there was one.
         request_id: Option<String>,
     },
+    /// Graph answered, but the token's permissions are too narrow for the answer to mean what
+    /// was asked. Directory roles in `/me/transitiveMemberOf` come back with only `@odata.type`
+    /// and `id` (no `roleTemplateId`) unless the token holds RoleManagement.Read.Directory or
+    /// Directory.Read.All: read as "no roles" that would be wrong.
+    #[error("{operation}: the token lacks {needed} ({detail})")]
+    InsufficientScope {
+        /// Which client operation noticed it.
+        operation: &'static str,
+        /// The permission to add, and the ones that would also do.
+        needed: String,
+        /// What the answer looked like.
+        detail: String,
+    },
     /// The client configuration is unusable (bad URL, bad PEM).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -194,6 +207,18 @@ impl EntraError {
     /// True for a Graph 404 (the object does not exist, or has not replicated yet).
     pub fn is_not_found(&self) -> bool {
         self.graph().is_some_and(|g| g.status == 404)
+    }
+
+    /// True when Graph refused a create or upsert because another object (live, or deleted and
+    /// still in the recycle bin) holds the same `uniqueName`: 400 "Another object with the same
+    /// value for property uniqueName already exists." Graph gives this case no code of its own
+    /// (`Request_BadRequest`), so the property named in the message decides.
+    pub fn is_unique_name_taken(&self) -> bool {
+        self.graph().is_some_and(|g| {
+            let m = g.message.to_ascii_lowercase();
+            g.status == 400
+                && m.contains("another object with the same value for property uniquename")
+        })
     }
 
     /// Graph's request id, for the audit log.

@@ -215,7 +215,18 @@ pub fn no_content() -> Response {
 
 /// Graph's error body: `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`.
 pub fn odata_error(ids: &ReqIds, status: StatusCode, code: &str, message: &str) -> Response {
-    odata_error_details(ids, status, code, message, None)
+    odata_error_details(ids, status, code, message, &[])
+}
+
+/// One entry of an OData error's `details`. `microsoft.graph.ODataErrors.ErrorDetails`
+/// requires `code` and `message`; `target` is optional.
+pub struct ErrorDetail<'a> {
+    /// The more specific code (e.g. `NoBackingApplicationObject`).
+    pub code: &'a str,
+    /// Human text (required by the published schema).
+    pub message: &'a str,
+    /// The property it is about, if any.
+    pub target: Option<&'a str>,
 }
 
 /// An OData error that also carries `details` (directory errors such as NoBackingApplicationObject).
@@ -224,8 +235,16 @@ pub fn odata_error_details(
     status: StatusCode,
     code: &str,
     message: &str,
-    details: Option<Value>,
+    details: &[ErrorDetail<'_>],
 ) -> Response {
+    let details: Option<Value> = (!details.is_empty()).then(|| {
+        Value::Array(
+            details
+                .iter()
+                .map(|d| json!({"code": d.code, "message": d.message, "target": d.target}))
+                .collect(),
+        )
+    });
     let mut err = json!({
         "code": code,
         "message": message,

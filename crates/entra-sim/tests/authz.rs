@@ -105,7 +105,8 @@ async fn app_admin_is_denied_graph_consent_and_role_assignment_global_admin_succ
         .await;
     assert_eq!(listed["value"].as_array().unwrap().len(), 2);
 
-    // The app-only token carries exactly the granted roles, and the directory role in wids.
+    // The app-only token carries exactly the granted roles, and the directory role in wids
+    // next to Entra's default app-only value.
     let (st, tok) = env
         .client_credentials(
             app["appId"].as_str().unwrap(),
@@ -116,7 +117,10 @@ async fn app_admin_is_denied_graph_consent_and_role_assignment_global_admin_succ
     assert_eq!(st, StatusCode::OK);
     let c = claims(tok["access_token"].as_str().unwrap());
     assert_eq!(c["roles"], json!(["Group.Read.All", "User.Read.All"]));
-    assert_eq!(c["wids"], json!([TEAMS_ADMIN]));
+    assert_eq!(
+        c["wids"],
+        json!([TEAMS_ADMIN, "0997a1d0-0d1d-4acb-b408-d5ca73121e90"])
+    );
     // And Graph enforces them: User.Read.All can list users but cannot create apps.
     let app_token = tok["access_token"].as_str().unwrap();
     let (st, _) = env.graph(Method::GET, "/users", app_token, None).await;

@@ -119,7 +119,7 @@ async fn expired_secret_unconsented_refresh_scope_and_unknown_user() {
     // scp carries everything consented for the client on Graph, not only what was asked now.
     assert_eq!(
         claims(tok["access_token"].as_str().unwrap())["scp"],
-        "User.Read AppRoleAssignment.ReadWrite.All Application.ReadWrite.All DelegatedPermissionGrant.ReadWrite.All Directory.Read.All RoleManagement.ReadWrite.Directory"
+        "User.Read AppRoleAssignment.ReadWrite.All Application.Read.All Application.ReadWrite.All DelegatedPermissionGrant.ReadWrite.All Directory.Read.All RoleManagement.Read.Directory RoleManagement.ReadWrite.Directory"
     );
     let cid = env.info.token_app_client_id.clone();
     let (st, body) = env

@@ -42,6 +42,10 @@ pub struct EngineConfig {
     pub secret_lifetime: Option<time::Duration>,
     /// Scope of the verification token (one `<resource>/.default`).
     pub verify_scope: String,
+    /// Client id of the provider's token app (the server's `entra.token_app_client_id`): the
+    /// temporary enterprise app the sign-in made is found by this `appId`, because it carries
+    /// the provider app's own display name. `None`: nothing is looked for or removed.
+    pub token_app_client_id: Option<String>,
     /// Test hook after each confirmed step.
     pub hook: Option<StepHook>,
     /// The server's shutdown signal: once it fires, no new Entra change begins, and runs get
@@ -70,6 +74,7 @@ impl EngineConfig {
             concurrency: 4,
             secret_lifetime: None,
             verify_scope: "https://graph.microsoft.com/.default".into(),
+            token_app_client_id: None,
             hook: None,
             shutdown: Shutdown::never(),
         })
@@ -98,6 +103,8 @@ pub(crate) struct Inner {
     pub secret_lifetime: Option<time::Duration>,
     /// Verification scope.
     pub verify_scope: String,
+    /// Client id of the provider's token app (the temporary app's `appId`).
+    pub token_app_client_id: Option<String>,
     /// Test hook.
     pub hook: Option<StepHook>,
     /// Live events to watchers.

@@ -100,7 +100,7 @@ async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
         Some(seed) => seed.perms.clone(),
         None => {
             let profile = run.snapshot().await.profile;
-            resolve_permissions(&run.graph, &profile, &run.read_ctx(ids::RESOLVE)).await?
+            resolve_permissions(&run.graph, &profile, &run.read_ctx(ids::RESOLVE, false)).await?
         }
     };
     run.step(ids::APP, "create or update the app registration", || {

@@ -59,6 +59,7 @@ impl Engine {
                 concurrency: cfg.concurrency.max(1),
                 secret_lifetime: cfg.secret_lifetime,
                 verify_scope: cfg.verify_scope,
+                token_app_client_id: cfg.token_app_client_id.filter(|c| !c.trim().is_empty()),
                 hook: cfg.hook,
                 hub,
                 running: Mutex::new(HashMap::new()),
@@ -79,7 +80,7 @@ impl Engine {
 
     /// The exact changes `provision` would make, and the rights the admin lacks. Changes nothing.
     pub async fn plan(&self, admin: &Admin, req: &PlanRequest) -> Result<Plan, ProvisionError> {
-        Ok(self.plan_and_seed(admin, req).await?.0)
+        Ok(self.plan_and_seed(admin, req, None).await?.0)
     }
 
     /// The plan, and what its reads found that a run starting right now can use instead of
@@ -88,6 +89,7 @@ impl Engine {
         &self,
         admin: &Admin,
         req: &PlanRequest,
+        unique: Option<String>,
     ) -> Result<(Plan, Seed), ProvisionError> {
         validate_name(&req.app_name)?;
         let profile = self
@@ -96,18 +98,25 @@ impl Engine {
             .resolve(&req.profile, req.platform_version.as_deref())?;
         let graph = self.inner.entra.graph(admin.access_token.clone());
         let ctx = OpContext::new();
-        let unique = plan::unique_name(&admin.tenant_id, &req.app_name);
-        let token_app = token_app_name(&self.inner.server_name, &self.inner.provider);
         // Independent reads: the resources' app roles and the tenant's current state.
         let (perms, st) = tokio::join!(
             resolve_permissions(&graph, &profile, &ctx),
-            plan::read_tenant(&graph, &unique, &token_app, &ctx)
+            plan::read_tenant(
+                &graph,
+                unique.as_deref(),
+                self.inner.token_app_client_id.as_deref(),
+                &ctx
+            )
         );
         let (perms, st) = (perms?, st?);
+        let token_app = st
+            .token_app_name
+            .clone()
+            .unwrap_or_else(|| token_app_name(&self.inner.server_name, &self.inner.provider));
         let plan = plan::build(
             admin,
             &req.app_name,
-            unique,
+            unique.unwrap_or_default(),
             profile,
             &perms,
             &st,
@@ -116,6 +125,7 @@ impl Engine {
         let seed = Seed {
             perms,
             token_apps: st.token_apps,
+            token_app_name: st.token_app_name,
         };
         Ok((plan, seed))
     }
@@ -130,6 +140,11 @@ impl Engine {
     ) -> Result<EventStream, ProvisionError> {
         check_id(&req.onboarding_id)?;
         validate_name(&req.app_name)?;
+        // The key of this onboarding's app: a retry keeps the one its record holds.
+        let unique = match self.inner.store.get(&req.onboarding_id)? {
+            Some(r) => r.unique_name,
+            None => plan::unique_name(&admin.tenant_id, &req.app_name, &req.onboarding_id),
+        };
         let (plan, seed) = self
             .plan_and_seed(
                 &admin,
@@ -138,6 +153,7 @@ impl Engine {
                     profile: req.profile.clone(),
                     platform_version: req.platform_version.clone(),
                 },
+                Some(unique),
             )
             .await?;
         if !plan.missing_rights.is_empty() {

@@ -40,6 +40,6 @@ pub use error::ProvisionError;
 pub use events::{Completion, Event, EventKind, EventStream};
 pub use names::{NameRule, check_name, validate_name};
 pub use plan::{MissingRight, Plan, PlannedChange};
-pub use signin::{Admin, RightCheck, check_sign_in};
+pub use signin::{Admin, RightCheck, SIGN_IN_SCOPES, check_sign_in};
 pub use store::Status;
 pub use view::{ListFilter, Onboarding};

@@ -12,17 +12,20 @@ use onboard_core::ResolvedProfile;
 use onboard_core::permissions::ResolvedPermission;
 use onboard_core::roles::Right;
 
-/// The Entra `uniqueName` of the registration for `(tenant, name)`: stable, so a retried or
-/// resumed onboarding upserts the same app; hashed, because names may hold characters that are
-/// awkward in an OData key.
-pub fn unique_name(tenant_id: &str, app_name: &str) -> String {
-    let d = Sha256::digest(format!("{tenant_id}\n{}", names::name_key(app_name)).as_bytes());
+/// The Entra `uniqueName` of the registration that onboarding `onboarding_id` makes for
+/// `(tenant, name)`: stable for the onboarding, so a retried or resumed run upserts the same app;
+/// different for every onboarding, because a deleted application keeps its `uniqueName` for the
+/// 30 days it sits in the recycle bin (a cancelled onboarding's name must not block the next
+/// one; docs/microsoft.md); hashed, because names may hold characters awkward in an OData key.
+pub fn unique_name(tenant_id: &str, app_name: &str, onboarding_id: &str) -> String {
+    let d = Sha256::digest(
+        format!(
+            "{tenant_id}\n{}\n{onboarding_id}",
+            names::name_key(app_name)
+        )
+        .as_bytes(),
+    );
     format!("onboard-{}", &hex::encode(d)[..32])
-}
-
-/// Display name of the temporary enterprise app the device sign-in made.
-pub fn token_app_name(server_name: &str, provider: &str) -> String {
-    format!("{server_name}-{provider}-token")
 }
 
 /// One change the plan lists.
@@ -58,7 +61,8 @@ pub struct Plan {
     pub tenant_id: String,
     /// App registration display name.
     pub app_name: String,
-    /// Its `uniqueName`.
+    /// Its `uniqueName`; empty for a dry run made before an onboarding id exists (every new
+    /// onboarding gets its own key, so such a run creates).
     pub unique_name: String,
     /// Profile applied.
     pub profile: ResolvedProfile,
@@ -80,33 +84,50 @@ pub(crate) struct TenantState {
     pub roles: Vec<String>,
     /// Temporary token apps found: (service principal id, app id).
     pub token_apps: Vec<(String, String)>,
+    /// The temporary app's display name as the tenant shows it (the provider app's own name).
+    pub token_app_name: Option<String>,
 }
 
 pub(crate) async fn read_tenant(
     graph: &GraphClient,
-    unique: &str,
-    token_app: &str,
+    unique: Option<&str>,
+    token_app_client_id: Option<&str>,
     ctx: &OpContext,
 ) -> Result<TenantState, ProvisionError> {
     let err = |e| ProvisionError::entra("plan", e);
     // The app and the temporary app are looked up at once; what our SP holds is read (both
-    // lists at once) only when the app already exists.
-    let (app, token_apps) = tokio::join!(
-        graph.get_application_by_unique_name(unique, ctx),
-        graph.find_service_principals_by_display_name(token_app, ctx)
-    );
-    let app = app.map_err(err)?.value;
+    // lists at once) only when the app already exists. Without a key (a dry run before the
+    // onboarding exists) there is no app of ours to find.
+    let app_read = async {
+        match unique {
+            Some(u) => graph
+                .get_application_by_unique_name(u, ctx)
+                .await
+                .map(|r| r.value),
+            None => Ok(None),
+        }
+    };
+    // The temporary app is found by appId: its service principal takes the provider app's own
+    // display name, which need not be `<server>-<provider>-token`.
+    let token_read = async {
+        match token_app_client_id {
+            Some(id) => graph
+                .find_service_principal_by_app_id(id, ctx)
+                .await
+                .map(|r| r.value),
+            None => Ok(None),
+        }
+    };
+    let (app, token_sp) = tokio::join!(app_read, token_read);
+    let app = app.map_err(err)?;
+    let token_sp = token_sp.map_err(err)?;
     let mut st = TenantState {
         app: app.as_ref().map(|a| (a.id.clone(), a.app_id.clone())),
         sp_id: None,
         granted: vec![],
         roles: vec![],
-        token_apps: token_apps
-            .map_err(err)?
-            .value
-            .into_iter()
-            .map(|s| (s.id, s.app_id))
-            .collect(),
+        token_app_name: token_sp.as_ref().and_then(|s| s.display_name.clone()),
+        token_apps: token_sp.into_iter().map(|s| (s.id, s.app_id)).collect(),
     };
     if let Some(a) = &app {
         st.sp_id = graph
@@ -254,10 +275,18 @@ mod tests {
 
     #[test]
     fn unique_name_is_stable_and_case_blind() {
-        let a = unique_name("t1", "Sbc-One");
-        assert_eq!(a, unique_name("t1", "sbc-one"));
-        assert_ne!(a, unique_name("t2", "Sbc-One"));
+        let a = unique_name("t1", "Sbc-One", "onb-1");
+        assert_eq!(a, unique_name("t1", "sbc-one", "onb-1"));
+        assert_ne!(a, unique_name("t2", "Sbc-One", "onb-1"));
+        assert_ne!(
+            a,
+            unique_name("t1", "Sbc-One", "onb-2"),
+            "a later onboarding of the same name must not collide with a deleted app's key"
+        );
         assert!(a.starts_with("onboard-") && a.len() == 40);
-        assert_eq!(token_app_name("Sandbox1", "sp2"), "Sandbox1-sp2-token");
+        assert_eq!(
+            onboard_core::platform::token_app_name("Sandbox1", "sp2"),
+            "Sandbox1-sp2-token"
+        );
     }
 }

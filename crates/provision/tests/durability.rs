@@ -74,7 +74,7 @@ async fn crash_at_and_resume(point: &'static str) -> Result<()> {
 
     let audit = open_audit(dir.path())?;
     let db = reopen_sled(&dir.path().join("state")).await?;
-    let engine = build_engine(&client, &audit, &db, None)?;
+    let engine = build_engine(&client, &audit, &db, &info.token_app_client_id, None)?;
     let rec = engine.get(id)?.context("record survived")?;
     ensure!(rec.status == Status::Running, "{:?}", rec.status);
     let resumed = engine.resume_all().await?;

@@ -126,6 +126,7 @@ impl App {
         )?;
         engine_config.profiles = profiles.clone();
         engine_config.shutdown = shutdown.handle();
+        engine_config.token_app_client_id = Some(config.entra.token_app_client_id.clone());
         let engine = Engine::new(engine_config)?;
         let mut ccfg = CredentialsConfig::new(
             entra.clone(),
@@ -346,6 +347,7 @@ fn target_settings(config: &Config) -> Result<TargetSettings> {
             &config.platform.server_name,
             &config.platform.provider_name,
         ),
+        temporary_app_client_id: config.entra.token_app_client_id.clone(),
     })
 }
 

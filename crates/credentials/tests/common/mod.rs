@@ -90,6 +90,7 @@ pub async fn start(faults: Faults) -> Result<Env> {
         "sp2",
     )?;
     ecfg.secret_lifetime = Some(time::Duration::days(180));
+    ecfg.token_app_client_id = Some(info.token_app_client_id.clone());
     let engine = Engine::new(ecfg)?;
     let creds = build(&client, &audit, &db, None)?;
     Ok(Env {

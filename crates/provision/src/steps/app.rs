@@ -61,7 +61,7 @@ impl Run {
         };
         let graph = &self.graph;
         let unique = rec.unique_name.clone();
-        let (out, seq) = self
+        let changed = self
             .change(
                 Change {
                     step: ids::APP,
@@ -81,7 +81,11 @@ impl Run {
                     )
                 },
             )
-            .await?;
+            .await;
+        let (out, seq) = match changed {
+            Ok(v) => v,
+            Err(e) => return Err(self.explain_unique_name_taken(e).await),
+        };
         let app = out.application;
         self.note(|r| {
             r.app_object_id = Some(app.id.clone());
@@ -110,7 +114,7 @@ impl Run {
         if self.must_check(ids::SP).await {
             let existing = self
                 .graph
-                .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::SP))
+                .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::SP, false))
                 .await
                 .map_err(|e| ProvisionError::entra(ids::SP, e))?
                 .value;
@@ -240,7 +244,10 @@ impl Run {
         let mut seqs = Vec::new();
         let app = self
             .graph
-            .get_application(app_oid, &self.read_ctx(ids::SECRET))
+            .get_application(
+                app_oid,
+                &self.read_ctx(ids::SECRET, self.app_may_lag().await),
+            )
             .await
             .map_err(|e| ProvisionError::entra(ids::SECRET, e))?
             .value;
@@ -289,7 +296,10 @@ impl Run {
         if self.must_check(ids::OWNER).await {
             let owners = self
                 .graph
-                .list_application_owners(&app_oid, &self.read_ctx(ids::OWNER))
+                .list_application_owners(
+                    &app_oid,
+                    &self.read_ctx(ids::OWNER, self.app_may_lag().await),
+                )
                 .await
                 .map_err(|e| ProvisionError::entra(ids::OWNER, e))?
                 .value;

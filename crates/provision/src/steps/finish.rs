@@ -11,31 +11,46 @@ use super::{Change, Run, StepOutcome, ids, sts_meta};
 use crate::error::ProvisionError;
 
 impl Run {
-    /// Deletes every service principal named `<server>-<provider>-token`; none found = done.
+    /// Deletes the temporary enterprise app: the service principal of the provider's token app
+    /// (found by `appId`; it carries the provider app's own name); none found = done.
     pub async fn remove_token_app(&self) -> Result<StepOutcome, ProvisionError> {
+        let Some(client_id) = self.inner.token_app_client_id.clone() else {
+            return Ok(StepOutcome::unchanged(
+                "no token app client id configured; nothing to look for",
+            ));
+        };
         let name = token_app_name(&self.inner.server_name, &self.inner.provider);
         // A fresh run uses what the plan found moments ago; a resumed or repeated one reads
         // again. An app deleted in between answers 404, which counts as removed.
         let seeded = match &self.seed {
             Some(seed) if !self.rec.lock().await.attempted.contains(ids::TOKEN_APP) => {
-                Some(seed.token_apps.clone())
+                Some((seed.token_apps.clone(), seed.token_app_name.clone()))
             }
             _ => None,
         };
-        let found: Vec<(String, String)> = match seeded {
-            Some(found) => found,
-            None => self
-                .graph
-                .find_service_principals_by_display_name(&name, &self.read_ctx(ids::TOKEN_APP))
-                .await
-                .map_err(|e| ProvisionError::entra(ids::TOKEN_APP, e))?
-                .value
-                .into_iter()
-                .map(|sp| (sp.id, sp.app_id))
-                .collect(),
+        let (found, name): (Vec<(String, String)>, String) = match seeded {
+            Some((found, shown)) => (found, shown.unwrap_or(name)),
+            None => {
+                let sp = self
+                    .graph
+                    .find_service_principal_by_app_id(
+                        &client_id,
+                        &self.read_ctx(ids::TOKEN_APP, false),
+                    )
+                    .await
+                    .map_err(|e| ProvisionError::entra(ids::TOKEN_APP, e))?
+                    .value;
+                let shown = sp
+                    .as_ref()
+                    .and_then(|s| s.display_name.clone())
+                    .unwrap_or(name);
+                (sp.into_iter().map(|s| (s.id, s.app_id)).collect(), shown)
+            }
         };
         if found.is_empty() {
-            return Ok(StepOutcome::unchanged(format!("{name} is not present")));
+            return Ok(StepOutcome::unchanged(format!(
+                "the temporary app (appId {client_id}) is not present"
+            )));
         }
         let mut seqs = Vec::new();
         for (sp_id, app_id) in found {

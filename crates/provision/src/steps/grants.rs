@@ -45,7 +45,7 @@ impl Run {
         // A service principal this onboarding created, whose grants were never begun, holds
         // nothing yet: reading would only cost a round trip.
         let (granted, assigned) = if self.must_check(ids::ACCESS).await {
-            let ctx = self.read_ctx(ids::ACCESS);
+            let ctx = self.read_ctx(ids::ACCESS, self.sp_may_lag().await);
             let (granted, assigned) = tokio::join!(
                 self.graph.list_app_role_assignments(&sp_id, &ctx),
                 self.graph.list_directory_role_assignments(&sp_id, &ctx)

@@ -5,6 +5,7 @@
 mod app;
 mod finish;
 mod grants;
+mod reserved;
 mod undo;
 
 use std::future::Future;
@@ -86,6 +87,8 @@ pub(crate) struct Seed {
     pub perms: Vec<ResolvedPermission>,
     /// Temporary token apps found: (service principal id, app id).
     pub token_apps: Vec<(String, String)>,
+    /// Their display name in the tenant (the provider app's own name), for messages.
+    pub token_app_name: Option<String>,
 }
 
 /// One Entra change as the audit log describes it.
@@ -145,9 +148,29 @@ impl Run {
         }
     }
 
-    /// A read-only context for `step` (reads after a create ride out replication lag too).
-    pub fn read_ctx(&self, step: &str) -> OpContext {
-        self.op_ctx(step, Uuid::new_v4(), true)
+    /// A read-only context for `step`. `may_lag`: the object read was created by this
+    /// onboarding moments ago, so a 404 may be replication lag and is retried; otherwise a 404
+    /// is an answer (entra-reference §6: lag only right after a create).
+    pub fn read_ctx(&self, step: &str, may_lag: bool) -> OpContext {
+        self.op_ctx(step, Uuid::new_v4(), may_lag)
+    }
+
+    /// Whether reads of this onboarding's app may still meet replication lag: only when this
+    /// onboarding made it (or began making it and never learnt the answer) and no later step
+    /// has proven it replicated (the sign-in check with its secret).
+    pub async fn app_may_lag(&self) -> bool {
+        let rec = self.rec.lock().await;
+        let made_here =
+            rec.fresh_app || (rec.app_object_id.is_none() && rec.attempted.contains(ids::APP));
+        made_here && !rec.done(ids::VERIFY)
+    }
+
+    /// Whether reads of this onboarding's service principal may still meet replication lag:
+    /// only when the service principal step created it (it began a change) and the sign-in
+    /// check has not yet proven it replicated.
+    pub async fn sp_may_lag(&self) -> bool {
+        let rec = self.rec.lock().await;
+        rec.attempted.contains(ids::SP) && !rec.done(ids::VERIFY)
     }
 
     /// Applies `f` to the record and writes it to disk.

@@ -16,7 +16,9 @@ impl Run {
     /// Removes everything this onboarding created; absent objects count as removed.
     pub async fn undo(&self) -> Result<StepOutcome, ProvisionError> {
         let rec = self.snapshot().await;
-        let ctx = self.read_ctx(CANCEL);
+        // A 404 is lag only for objects this onboarding made moments ago.
+        let ctx = self.read_ctx(CANCEL, self.app_may_lag().await);
+        let sp_ctx = self.read_ctx(CANCEL, self.sp_may_lag().await);
         let err = |e| ProvisionError::entra(CANCEL, e);
         let app = match &rec.app_object_id {
             Some(oid) => match self.graph.get_application(oid, &ctx).await {
@@ -47,7 +49,7 @@ impl Run {
         if let Some(sp) = &sp {
             let roles = self
                 .graph
-                .list_directory_role_assignments(&sp.id, &ctx)
+                .list_directory_role_assignments(&sp.id, &sp_ctx)
                 .await
                 .map_err(err)?
                 .value;
@@ -85,7 +87,7 @@ impl Run {
             }
             let grants = self
                 .graph
-                .list_app_role_assignments(&sp.id, &ctx)
+                .list_app_role_assignments(&sp.id, &sp_ctx)
                 .await
                 .map_err(err)?
                 .value;

@@ -90,7 +90,7 @@ pub async fn start(faults: Faults, hook: Option<StepHook>) -> Result<Env> {
     let audit = open_audit(dir.path())?;
     let db = sled::open(dir.path().join("state"))?;
     let shutdown = onboard_core::ShutdownController::default();
-    let mut engine = build_engine_config(&client, &audit, &db, hook)?;
+    let mut engine = build_engine_config(&client, &audit, &db, &info.token_app_client_id, hook)?;
     engine.shutdown = shutdown.handle();
     let engine = Engine::new(engine)?;
     Ok(Env {
@@ -109,15 +109,23 @@ pub fn build_engine(
     client: &EntraClient,
     audit: &AuditLog,
     db: &sled::Db,
+    token_app_client_id: &str,
     hook: Option<StepHook>,
 ) -> Result<Engine> {
-    Ok(Engine::new(build_engine_config(client, audit, db, hook)?)?)
+    Ok(Engine::new(build_engine_config(
+        client,
+        audit,
+        db,
+        token_app_client_id,
+        hook,
+    )?)?)
 }
 
 pub fn build_engine_config(
     client: &EntraClient,
     audit: &AuditLog,
     db: &sled::Db,
+    token_app_client_id: &str,
     hook: Option<StepHook>,
 ) -> Result<EngineConfig> {
     let mut cfg = EngineConfig::new(
@@ -129,6 +137,7 @@ pub fn build_engine_config(
         "sp2",
     )?;
     cfg.hook = hook;
+    cfg.token_app_client_id = Some(token_app_client_id.to_owned());
     cfg.secret_lifetime = Some(time::Duration::days(180));
     Ok(cfg)
 }

@@ -20,14 +20,10 @@ use super::{OnboardingService, Session, send_err};
 use crate::clock::timestamp;
 use crate::error::{Result, ServerError};
 
-/// Scopes of the admin's sign-in: Graph (delegated, what the engine calls with), a refresh
-/// token, and an id token for the tenant id.
-const SCOPES: &[&str] = &[
-    "https://graph.microsoft.com/.default",
-    "offline_access",
-    "openid",
-    "profile",
-];
+/// Scopes of the admin's sign-in: the delegated Graph permissions the engine's calls need
+/// (named, not `.default`, so a token app configured with less still gets them by consent),
+/// a refresh token, and an id token for the tenant id.
+const SCOPES: &[&str] = provision::SIGN_IN_SCOPES;
 /// The authority segment: the admin's home tenant, whichever it is (the invitation does not
 /// name one).
 const TENANT: &str = "organizations";

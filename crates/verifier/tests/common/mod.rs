@@ -83,6 +83,7 @@ pub async fn onboarded() -> Result<Env> {
         "sp2",
     )?;
     cfg.secret_lifetime = Some(time::Duration::days(180));
+    cfg.token_app_client_id = Some(info.token_app_client_id.clone());
     let engine = Engine::new(cfg)?;
     let upn = format!("globaladmin@{}", info.tenant_domain);
     let tokens = sign_in(&sim, &client, &info, &upn).await?;
@@ -173,6 +174,7 @@ impl Env {
             horizon: Duration::from_secs(30 * 86_400),
             critical: Duration::from_secs(7 * 86_400),
             temporary_app_name: TEMP_APP.into(),
+            temporary_app_client_id: self.info.token_app_client_id.clone(),
             platform,
             reader_token: Some(self.admin_token.clone()),
         }

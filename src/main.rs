@@ -3,6 +3,7 @@
 mod audit_cli;
 mod demo;
 mod verify_cli;
+mod witness_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     /// Asks a server to verify a registration and prints the report (exit 1 on any FAIL, 2
     /// when the call fails).
     Verify(verify_cli::VerifyArgs),
+    /// Runs a C2SP tlog witness that cosigns audit-log checkpoints (`witness keygen`: its key).
+    Witness(witness_cli::WitnessArgs),
     /// Runs the gRPC service until Ctrl-C or SIGTERM.
     Serve {
         /// The TOML configuration file (see deploy/onboard.example.toml).
@@ -50,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit_cli::run(cmd).await,
+        Command::Witness(args) => witness_cli::run(args).await,
         Command::EntraSim(args) => Ok(entra_sim::run_cli(args).await?),
         Command::Serve { config } => Ok(onboard_server::run_from_config(&config).await?),
     }

@@ -108,8 +108,9 @@ struct Peer {
 }
 
 impl Submitter {
-    /// Starts the submitter for `log`, loading the store (an unverifiable store is an error).
-    /// It runs until `shutdown` completes; the handle ends then.
+    /// Starts the submitter for `log` on the current Tokio runtime, loading the store (an
+    /// unverifiable store is an error). It runs until `shutdown` completes; the returned
+    /// `JoinHandle` ends then. Run [`crate::check_not_rolled_back`] first.
     pub fn spawn(
         log: AuditLog,
         config: SubmitterConfig,

@@ -1,0 +1,259 @@
+//! Witness overhead on append throughput, in one run: 64 concurrent appenders of ~400-byte
+//! entries on a log with no witnesses, against the same on logs whose checkpoints a submitter
+//! offers to two witnesses (served over loopback HTTP by this process, on the same 2 CPUs):
+//!
+//! - `2 witnesses, every checkpoint`: `min_interval = 0`, a new round as soon as the last one
+//!   ended (the worst case: as many cosignatures as the witnesses can give);
+//! - `2 witnesses, default`: `SubmitterConfig::new` (at most one round per second).
+//!
+//! Variants alternate in rounds (their order rotating) so that outside load falls on all alike. Target: appends/s with
+//! witnesses within 10 % of none (cosigning is asynchronous).
+//!
+//! Run: `cargo bench --bench witness` (env `BENCH_SECONDS`, default 5; `BENCH_ROUNDS`, default 3).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit_log::{AuditLog, LogConfig, NoteSigner};
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+use witness::{CosignerKey, Submitter, SubmitterConfig, TrustedLog, Witness, WitnessEndpoint};
+
+const APPENDERS: usize = 64;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The same ~400-byte entry as `benches/audit_log.rs`.
+fn fields(i: u64) -> Map<String, Value> {
+    let v = json!({
+        "actor": "spiffe://platform.example.net/sa/onboarding",
+        "action": "app_role_assignment.create",
+        "phase": "succeeded",
+        "tenant_id": "8f2c1f3e-7f7d-4c1e-9a53-2d3c4b5a6e7f",
+        "onboarding_id": format!("onb-{i:012}"),
+        "service_id": "dr-service-0042",
+        "target": {"type": "appRoleAssignment", "id": "9e3f1c52-6d1a-4f0e-b2a7-1c5d8e9f0a1b", "display_name": "Organization.Read.All"},
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One round's figures.
+struct Run {
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    entries: usize,
+}
+
+/// `APPENDERS` tasks append to `log` in a loop for `secs`.
+async fn drive(log: &AuditLog, secs: u64) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..APPENDERS as u64)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    let s = Instant::now();
+                    log.append(&fields(t * 100_000_000 + i))
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    lat.push(s.elapsed());
+                    i += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Run {
+        per_sec: all.len() as f64 / elapsed,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+        entries: all.len(),
+    }
+}
+
+/// A log variant: its log and, when witnessed, its submitter.
+struct Variant {
+    name: &'static str,
+    log: AuditLog,
+    submitter: Option<Submitter>,
+    runs: Vec<Run>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let secs = env_u64("BENCH_SECONDS", 5);
+    let rounds = env_u64("BENCH_ROUNDS", 3);
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let origins = [
+        ("no witnesses", "bench.onboard.invalid/none", None),
+        (
+            "2 witnesses, every checkpoint",
+            "bench.onboard.invalid/w0",
+            Some(Duration::ZERO),
+        ),
+        (
+            "2 witnesses, default (≤ 1 round/s)",
+            "bench.onboard.invalid/w1",
+            Some(Duration::from_secs(1)),
+        ),
+    ];
+    let signers: Vec<NoteSigner> = origins
+        .iter()
+        .map(|(_, o, _)| NoteSigner::generate(o).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let trusted: Vec<TrustedLog> = signers
+        .iter()
+        .map(|s| TrustedLog {
+            origin: s.name().to_owned(),
+            verifiers: vec![s.verifier()],
+        })
+        .collect();
+    // Two witnesses on loopback, trusting every log.
+    let mut endpoints = Vec::new();
+    let mut stops = Vec::new();
+    for name in ["bench-witness-a.example", "bench-witness-b.example"] {
+        let key = CosignerKey::generate(name).unwrap_or_else(|e| panic!("{e}"));
+        let verifier = key.verifier();
+        let w = Witness::open(key, trusted.clone(), &tmp.path().join(name))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(witness::server::serve(listener, Arc::new(w), async move {
+            let _ = stopped.await;
+        }));
+        stops.push(stop);
+        endpoints.push(WitnessEndpoint {
+            url: format!("http://{addr}"),
+            verifier,
+            timeout: Duration::from_secs(5),
+        });
+    }
+    let mut variants = Vec::new();
+    let mut sub_stops = Vec::new();
+    for ((name, origin, interval), signer) in origins.into_iter().zip(signers) {
+        let log = AuditLog::open(
+            LogConfig::new(tmp.path().join(origin.replace('/', "_")), origin),
+            signer,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let submitter = interval.map(|min_interval| {
+            let config = SubmitterConfig {
+                min_interval,
+                ..SubmitterConfig::new(
+                    endpoints.clone(),
+                    tmp.path()
+                        .join(format!("{}.json", origin.replace('/', "_"))),
+                )
+            };
+            let (stop, stopped) = oneshot::channel::<()>();
+            sub_stops.push(stop);
+            Submitter::spawn(log.clone(), config, async move {
+                let _ = stopped.await;
+            })
+            .unwrap_or_else(|e| panic!("{e}"))
+            .0
+        });
+        variants.push(Variant {
+            name,
+            log,
+            submitter,
+            runs: Vec::new(),
+        });
+    }
+    println!("witness overhead: {APPENDERS} appenders, {secs} s per run, {rounds} rounds");
+    println!(
+        "| run | round | entries | entries/s | p50 | p99 | cosigned size at end | cosignatures |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let n = variants.len();
+    for round in 1..=rounds {
+        // Rotate the order each round so that no variant always runs first or last.
+        for k in 0..n {
+            let v = &mut variants[(k + round as usize) % n];
+            let before: u64 = v
+                .submitter
+                .as_ref()
+                .map_or(0, |s| s.status().iter().map(|st| st.cosignatures).sum());
+            let r = drive(&v.log, secs).await;
+            let (cosigned, cosigs) = match &v.submitter {
+                Some(s) => (
+                    s.cosigned().map_or("none".to_owned(), |c| {
+                        format!("{} of {}", c.checkpoint.size, v.log.size())
+                    }),
+                    s.status().iter().map(|st| st.cosignatures).sum::<u64>() - before,
+                ),
+                None => ("-".to_owned(), 0),
+            };
+            println!(
+                "| {} | {round} | {} | {:.0} | {:.2} ms | {:.2} ms | {cosigned} | {cosigs} |",
+                v.name,
+                r.entries,
+                r.per_sec,
+                r.p50.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3
+            );
+            v.runs.push(r);
+        }
+    }
+    let base = median(
+        &variants[0]
+            .runs
+            .iter()
+            .map(|r| r.per_sec)
+            .collect::<Vec<_>>(),
+    );
+    for v in &variants {
+        let m = median(&v.runs.iter().map(|r| r.per_sec).collect::<Vec<_>>());
+        println!(
+            "median {}: {m:.0} entries/s, ratio to no witnesses {:.3}",
+            v.name,
+            m / base
+        );
+    }
+    for v in &variants {
+        if let Some(s) = &v.submitter {
+            for st in s.status() {
+                println!(
+                    "{} → {}: {} cosignatures, {} conflicts, {} failures",
+                    v.name, st.url, st.cosignatures, st.conflicts, st.failures
+                );
+            }
+        }
+    }
+    drop(sub_stops);
+    drop(stops);
+}

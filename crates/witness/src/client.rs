@@ -9,8 +9,8 @@ use reqwest::header::CONTENT_TYPE;
 use crate::cosig::{Cosignature, CosignerVerifier, SignatureLine};
 use crate::error::WitnessError;
 use crate::protocol::{
-    ADD_CHECKPOINT_PATH, AddCheckpointRequest, MAX_SIGNATURES, SIZE_CONTENT_TYPE, parse_size_body,
-    split_note,
+    ADD_CHECKPOINT_PATH, AddCheckpointRequest, MAX_PROOF_LINES, MAX_SIGNATURES, SIZE_CONTENT_TYPE,
+    parse_size_body, split_note,
 };
 
 /// The largest answer read from a witness.
@@ -37,7 +37,8 @@ pub enum AddOutcome {
         /// The witness's size.
         size: u64,
     },
-    /// 409 without a size: same size as the witness's checkpoint but another root (a fork).
+    /// 409 without a size to a request whose old size equals the checkpoint size: the witness
+    /// cosigned another root at that size (a fork).
     RootMismatch(String),
     /// Any other status (400, 403, 404, 422, 429, 5xx) with the start of its body.
     Rejected {
@@ -91,6 +92,13 @@ impl WitnessClient {
         note: &str,
     ) -> Result<AddOutcome, WitnessError> {
         let (text, _) = split_note(note)?;
+        let size = audit_log::Checkpoint::parse_text(text)?.size;
+        if proof.len() > MAX_PROOF_LINES {
+            return Err(WitnessError::InvalidProof(format!(
+                "{} proof hashes; the protocol allows at most {MAX_PROOF_LINES}",
+                proof.len()
+            )));
+        }
         let body = AddCheckpointRequest {
             old_size,
             proof: proof.to_vec(),
@@ -127,7 +135,7 @@ impl WitnessClient {
         }
         match status {
             200 => self.cosignatures(text, &bytes).map(AddOutcome::Cosigned),
-            409 if content_type.as_deref() == Some(SIZE_CONTENT_TYPE) => parse_size_body(&bytes)
+            409 if content_type.as_deref().is_some_and(is_size_type) => parse_size_body(&bytes)
                 .map(|size| AddOutcome::Conflict { size })
                 .ok_or_else(|| {
                     self.bad(format!(
@@ -135,7 +143,13 @@ impl WitnessClient {
                         String::from_utf8_lossy(&bytes)
                     ))
                 }),
-            409 => Ok(AddOutcome::RootMismatch(snippet(&bytes))),
+            // Without a size, a 409 can only mean another root at the same size; anything
+            // else is a witness outside the protocol, not evidence of a fork.
+            409 if old_size == size => Ok(AddOutcome::RootMismatch(snippet(&bytes))),
+            409 => Err(self.bad(format!(
+                "409 without a {SIZE_CONTENT_TYPE} body for old size {old_size} and size {size}: {}",
+                snippet(&bytes)
+            ))),
             _ => Ok(AddOutcome::Rejected {
                 status,
                 body: snippet(&bytes),
@@ -169,6 +183,14 @@ impl WitnessClient {
         }
         Ok(out)
     }
+}
+
+/// `text/x.tlog.size`, compared as a media type (case-insensitive, parameters ignored).
+fn is_size_type(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(SIZE_CONTENT_TYPE))
 }
 
 fn snippet(bytes: &[u8]) -> String {

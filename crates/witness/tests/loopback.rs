@@ -395,3 +395,74 @@ async fn rollback_and_forks_are_refused_and_an_honest_log_passes() {
     short.close();
     honest.close();
 }
+
+/// A fake witness that answers every request with `status`, `content_type` and `body`.
+async fn fake(status: u16, content_type: &'static str, body: &'static str) -> SocketAddr {
+    use axum::http::{StatusCode, header};
+    let app = axum::Router::new().route(
+        "/add-checkpoint",
+        axum::routing::post(move || async move {
+            (
+                StatusCode::from_u16(status).unwrap(),
+                [(header::CONTENT_TYPE, content_type)],
+                body,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn the_client_tells_protocol_violations_from_conflicts_and_forks() {
+    let log = NoteSigner::generate(ORIGIN).unwrap();
+    let note = checkpoint(&log, 5, [1; 32]);
+    let verifier = CosignerKey::generate("w.example/1").unwrap().verifier();
+    let client = |addr: SocketAddr| {
+        WitnessClient::new(WitnessEndpoint {
+            url: format!("http://{addr}/"),
+            verifier: verifier.clone(),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    };
+    // The size type compared as a media type; the body still strict.
+    let c = client(fake(409, "Text/X.Tlog.Size; charset=utf-8", "7\n").await);
+    assert_eq!(
+        c.add_checkpoint(3, &[], &note).await.unwrap(),
+        AddOutcome::Conflict { size: 7 }
+    );
+    let c = client(fake(409, SIZE_CONTENT_TYPE, "07\n").await);
+    assert!(matches!(
+        c.add_checkpoint(3, &[], &note).await,
+        Err(WitnessError::BadResponse { .. })
+    ));
+    // A plain 409 is a fork only when the sizes were equal.
+    let c = client(fake(409, "text/plain", "7\n").await);
+    assert!(matches!(
+        c.add_checkpoint(3, &[], &note).await,
+        Err(WitnessError::BadResponse { .. })
+    ));
+    assert!(matches!(
+        c.add_checkpoint(5, &[], &note).await.unwrap(),
+        AddOutcome::RootMismatch(_)
+    ));
+    // A 200 without a valid cosignature line by the configured key.
+    let c = client(fake(200, "text/plain", "not a signature\n").await);
+    assert!(matches!(
+        c.add_checkpoint(0, &[], &note).await,
+        Err(WitnessError::BadResponse { .. })
+    ));
+    let c = client(fake(429, "text/plain", "slow down").await);
+    assert!(matches!(
+        c.add_checkpoint(0, &[], &note).await.unwrap(),
+        AddOutcome::Rejected { status: 429, .. }
+    ));
+    // More than 63 proof hashes are never sent.
+    assert!(matches!(
+        c.add_checkpoint(1, &[[0; 32]; 64], &note).await,
+        Err(WitnessError::InvalidProof(_))
+    ));
+}

@@ -3,8 +3,8 @@
 //!
 //! Rounds: take the log's latest checkpoint; submit it concurrently to every witness that has
 //! not cosigned it and is not backing off, each with a consistency proof from the size that
-//! witness last cosigned; then publish the checkpoint with every cosignature it collected and
-//! persist the cosignatures. Rounds start when the log signs a newer checkpoint (at most one per
+//! witness last cosigned; then publish the checkpoint with every cosignature it collected. The
+//! cosignatures are persisted at most once a second and when the submitter stops. Rounds start when the log signs a newer checkpoint (at most one per
 //! `min_interval`) or when a witness's back-off expires.
 
 use std::future::Future;
@@ -21,6 +21,11 @@ use crate::client::{WitnessClient, WitnessEndpoint};
 use crate::error::WitnessError;
 use crate::round::{Submitted, submit};
 use crate::store::{CosignatureStore, StoredState, WitnessRecord};
+
+/// The store is written at most this often (and when the submitter stops): it is start-up
+/// evidence and a hint of each witness's size, not the witnesses' own record, so a crash may
+/// lose at most this much of it (the next start then learns sizes from `409` answers).
+const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How the submitter runs.
 #[derive(Debug, Clone)]
@@ -173,6 +178,10 @@ impl Submitter {
             peers,
             tx,
             status: status.clone(),
+            dirty: false,
+            persisted: Instant::now()
+                .checked_sub(PERSIST_INTERVAL)
+                .unwrap_or_else(Instant::now),
         };
         let handle = tokio::spawn(task.run(shutdown));
         Ok((
@@ -219,6 +228,10 @@ struct Task {
     tx: watch::Sender<Option<Arc<CosignedCheckpoint>>>,
     /// Shared with the handles.
     status: Arc<Mutex<Vec<WitnessStatus>>>,
+    /// Something changed since the store was last written.
+    dirty: bool,
+    /// When the store was last written (or the task started).
+    persisted: Instant,
 }
 
 impl Task {
@@ -233,6 +246,7 @@ impl Task {
                     _ = tokio::time::sleep_until(t + self.config.min_interval) => {}
                 }
             }
+            self.persist_if_due().await;
             let target = self.log.checkpoint();
             let now = Instant::now();
             let due: Vec<usize> = (0..self.peers.len())
@@ -253,9 +267,11 @@ impl Task {
                 .filter(|&i| self.needs(i, &target.checkpoint))
                 .filter_map(|i| self.peers[i].retry_at)
                 .min();
+            let persist = self.dirty.then(|| self.persisted + PERSIST_INTERVAL);
+            let wake = retry.into_iter().chain(persist).min();
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = sleep_until_opt(retry) => {}
+                _ = sleep_until_opt(wake) => {}
                 changed = wait_past(&mut checkpoints, target.checkpoint.size) => {
                     if !changed {
                         break;
@@ -263,7 +279,17 @@ impl Task {
                 }
             }
         }
+        if self.dirty {
+            self.persist().await;
+        }
         tracing::debug!("witness submitter stopped");
+    }
+
+    /// Writes the store if something changed and the last write is `PERSIST_INTERVAL` old.
+    async fn persist_if_due(&mut self) {
+        if self.dirty && self.persisted.elapsed() >= PERSIST_INTERVAL {
+            self.persist().await;
+        }
     }
 
     /// Whether peer `i` has yet to cosign `cp`.
@@ -315,15 +341,11 @@ impl Task {
                     checkpoint: view.checkpoint.clone(),
                     note: view.note.clone(),
                 });
-                if self.persist().await {
-                    self.tx.send_replace(Some(Arc::new(view)));
-                }
-                return;
+                self.tx.send_replace(Some(Arc::new(view)));
+                changed = true;
             }
         }
-        if changed {
-            self.persist().await;
-        }
+        self.dirty |= changed;
     }
 
     /// Records one attempt's result; true if a new cosignature arrived.
@@ -384,22 +406,17 @@ impl Task {
         }
     }
 
-    /// Writes the store off the async workers; false (and logged) if it failed.
-    async fn persist(&self) -> bool {
+    /// Writes the store off the async workers (failures are logged and retried later).
+    async fn persist(&mut self) {
+        self.persisted = Instant::now();
         let store = self.store.clone();
         let origin = self.log.origin().to_owned();
         let state = self.stored.clone();
         let r = tokio::task::spawn_blocking(move || store.save(&origin, &state)).await;
         match r {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "could not persist witness cosignatures");
-                false
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cosignature store task failed");
-                false
-            }
+            Ok(Ok(())) => self.dirty = false,
+            Ok(Err(e)) => tracing::error!(error = %e, "could not persist witness cosignatures"),
+            Err(e) => tracing::error!(error = %e, "cosignature store task failed"),
         }
     }
 }

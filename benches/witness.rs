@@ -60,9 +60,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// One round's figures.
 struct Run {
+    /// Acknowledged appends per second.
     per_sec: f64,
+    /// Median append latency.
     p50: Duration,
+    /// 99th percentile append latency.
     p99: Duration,
+    /// Acknowledged appends.
     entries: usize,
     /// CPU milliseconds of this process per 1,000 appends.
     cpu_ms_per_k: f64,
@@ -150,9 +154,13 @@ async fn drive(log: &AuditLog, secs: u64) -> Run {
 
 /// A log variant: its log and, when witnessed, its submitter.
 struct Variant {
+    /// Printed in the table.
     name: &'static str,
+    /// Its own log.
     log: AuditLog,
+    /// Its submitter, if witnessed.
     submitter: Option<Submitter>,
+    /// One entry per round.
     runs: Vec<Run>,
 }
 

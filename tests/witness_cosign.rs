@@ -29,7 +29,9 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// An `onboard witness` child process.
 struct WitnessProc {
+    /// The process (killed on drop).
     child: Child,
+    /// Where it listens.
     addr: SocketAddr,
 }
 
@@ -154,8 +156,11 @@ async fn wait_cosigned(
 
 /// Appenders that run until stopped; counts acknowledged appends.
 struct Appenders {
+    /// Set to stop them.
     stop: Arc<AtomicBool>,
+    /// Acknowledged appends so far.
     count: Arc<AtomicU64>,
+    /// The appender tasks.
     tasks: Vec<JoinHandle<Result<()>>>,
 }
 

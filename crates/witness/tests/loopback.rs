@@ -19,10 +19,15 @@ const ORIGIN: &str = "loopback.onboard.invalid/audit";
 
 /// A witness served on 127.0.0.1 until the test drops `stop`.
 struct Served {
+    /// Where it listens.
     addr: SocketAddr,
+    /// How clients reach it.
     endpoint: WitnessEndpoint,
+    /// The witness, for inspecting its state.
     witness: Arc<Witness>,
+    /// Dropping it stops the server.
     _stop: oneshot::Sender<()>,
+    /// Its state directory.
     _dir: tempfile::TempDir,
 }
 

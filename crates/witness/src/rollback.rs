@@ -56,6 +56,17 @@ pub struct RollbackReport {
     pub probes: Vec<(String, WitnessProbe)>,
 }
 
+impl RollbackReport {
+    /// How many witnesses confirmed the log (consistent with what they cosigned, or new to
+    /// it); a caller that wants a quorum at start-up compares this with it.
+    pub fn confirmed(&self) -> usize {
+        self.probes
+            .iter()
+            .filter(|(_, p)| matches!(p, WitnessProbe::Consistent { .. } | WitnessProbe::New))
+            .count()
+    }
+}
+
 /// Refuses (with [`WitnessError::RolledBack`]) a log that is behind, or differs from, a
 /// checkpoint a configured witness cosigned, according to the store at `store` (if given) and
 /// to the witnesses themselves. Call it after `AuditLog::open` and before accepting appends.

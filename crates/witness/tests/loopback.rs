@@ -350,6 +350,7 @@ async fn rollback_and_forks_are_refused_and_an_honest_log_passes() {
         .await
         .unwrap();
     assert_eq!(r.probes[0].1, WitnessProbe::Consistent { witness_size: 5 });
+    assert_eq!(r.confirmed(), 1);
     assert_eq!(w.witness.latest(ORIGIN).unwrap().size(), 8);
     // A witness that does not know the log is no evidence either way.
     let stranger = serve("w.example/z", vec![]).await;
@@ -397,6 +398,7 @@ async fn rollback_and_forks_are_refused_and_an_honest_log_passes() {
         .unwrap();
     assert_eq!(r.stored_checked, 2);
     assert!(matches!(r.probes[0].1, WitnessProbe::Unavailable(_)));
+    assert_eq!(r.confirmed(), 0);
     short.close();
     honest.close();
 }

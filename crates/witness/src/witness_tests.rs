@@ -352,3 +352,51 @@ fn concurrent_requests_never_roll_the_state_back() {
     let w = witness_for(dir.path(), one_log(&log));
     assert_eq!(w.latest("log.example/a").unwrap().size(), 32, "persisted");
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any body, and any single-byte mutation of a valid request, is answered without a
+        /// panic; only a 200 moves the state, and never backwards.
+        #[test]
+        fn arbitrary_and_mutated_requests_never_panic(
+            junk in proptest::collection::vec(any::<u8>(), 0..300),
+            pos in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let log = NoteSigner::from_go_private_key(
+                "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
+            ).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let w = witness_for(dir.path(), one_log(&log));
+            let t = TestTree::new(9);
+            w.add_checkpoint(&body(0, &[], &signed(&log, 4, t.root(4)))).unwrap();
+            let _ = w.add_checkpoint(&junk);
+            prop_assert_eq!(w.latest("PeterNeumann").unwrap().size(), 4);
+            let mut valid = body(4, &t.proof(4, 9), &signed(&log, 9, t.root(9)));
+            let i = pos.index(valid.len());
+            let changed = valid[i] != byte;
+            valid[i] = byte;
+            let r = w.add_checkpoint(&valid);
+            let size = w.latest("PeterNeumann").unwrap().size();
+            if r.is_ok() {
+                prop_assert_eq!(size, 9);
+            } else {
+                prop_assert_eq!(size, 4);
+            }
+            if !changed {
+                prop_assert!(r.is_ok());
+            }
+        }
+
+        #[test]
+        fn response_parsers_never_panic(body in "[\\PC\n\u{2014} ]{0,300}") {
+            let _ = SignatureLine::parse_block(&body, 100);
+            let _ = crate::protocol::parse_size_body(body.as_bytes());
+        }
+    }
+}

@@ -300,7 +300,8 @@ impl Task {
             .is_none_or(|r| r.checkpoint != *cp)
     }
 
-    /// Submits `target` to the `due` peers concurrently, then publishes and persists.
+    /// Submits `target` to the `due` peers concurrently, then publishes what they cosigned (the
+    /// store is written later, see `PERSIST_INTERVAL`).
     async fn round(&mut self, due: &[usize], target: Arc<SignedCheckpoint>) {
         let mut set = JoinSet::new();
         for &i in due {

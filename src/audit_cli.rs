@@ -54,6 +54,12 @@ pub enum AuditCommand {
         /// A signed checkpoint saved earlier: the export must extend it.
         #[arg(long)]
         since_checkpoint: Option<PathBuf>,
+        /// A trusted witness's verifier key, or a file of them; repeat for each witness.
+        #[arg(long)]
+        witness: Vec<String>,
+        /// How many of the --witness keys must have cosigned the checkpoint (default: all).
+        #[arg(long, requires = "witness")]
+        witness_quorum: Option<usize>,
     },
     /// Writes a C2SP tlog-proof for one entry against the latest checkpoint.
     Proof {
@@ -222,8 +228,14 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             dir,
             vkey,
             since_checkpoint,
+            witness,
+            witness_quorum,
         } => {
-            if !verify(&dir, &vkey, since_checkpoint.as_deref())? {
+            let mut ok = verify(&dir, &vkey, since_checkpoint.as_deref())?;
+            if !witness.is_empty() {
+                ok &= crate::witness_cli::check_quorum(&dir, &vkey, &witness, witness_quorum)?;
+            }
+            if !ok {
                 bail!("the audit log export did not verify");
             }
         }

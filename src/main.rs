@@ -11,6 +11,7 @@ mod ctl;
 #[cfg(feature = "emulator")]
 mod demo;
 mod verify_cli;
+mod witness_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ enum Command {
     /// Asks a server to verify a registration and prints the report (exit 1 on any FAIL, 2
     /// when the call fails).
     Verify(verify_cli::VerifyArgs),
+    /// Runs a C2SP tlog witness that cosigns audit-log checkpoints (`witness keygen`: its key).
+    Witness(witness_cli::WitnessArgs),
     /// Runs the gRPC service until Ctrl-C or SIGTERM.
     Serve {
         /// The TOML configuration file (see deploy/onboard.example.toml).
@@ -87,6 +90,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit_cli::run(cmd).await,
+        Command::Witness(args) => witness_cli::run(args).await,
         #[cfg(feature = "emulator")]
         Command::EntraSim(args) => Ok(entra_sim::run_cli(args).await?),
         Command::Serve { config } => Ok(onboard_server::run_from_config(&config).await?),

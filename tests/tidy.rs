@@ -1,7 +1,7 @@
 //! Tidy: the architecture invariants a grep can check, so they hold by construction rather than
 //! by review. Each rule names the files that break it. Shipped code is every `.rs` file under a
 //! crate's `src/` (and the binary's `src/`), up to its first `#[cfg(test)]`, except the
-//! test-only modules `testing.rs` and `tests.rs`.
+//! test-only modules (`testing.rs`, `tests.rs`, `*_tests.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -48,8 +48,8 @@ fn shipped() -> Vec<(String, String)> {
         .filter_map(|p| {
             let rel = p.strip_prefix(root()).ok()?.to_string_lossy().into_owned();
             let in_src = rel.starts_with("src/") || rel.contains("/src/");
-            let test_only = rel.ends_with("/testing.rs")
-                || rel.ends_with("/tests.rs")
+            let test_only = rel.ends_with("testing.rs")
+                || rel.ends_with("tests.rs")
                 || rel.starts_with("crates/testkit/");
             if !in_src || test_only {
                 return None;

@@ -8,6 +8,7 @@
 //! This crate does no network IO and knows nothing of gRPC: it is storage, hashing and signing.
 
 mod checkpoint;
+pub mod durable;
 mod entry;
 mod error;
 mod hash;

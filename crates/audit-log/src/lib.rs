@@ -11,6 +11,9 @@ mod checkpoint;
 pub mod durable;
 mod entry;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod head_file;
 mod keys;

@@ -169,6 +169,7 @@ impl ServerProc {
 
     /// SIGTERM and wait for the graceful exit; fails if the exit is not clean.
     pub fn terminate(mut self) -> Result<()> {
+        catches_sigterm(self.child.id())?;
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()?;
@@ -184,6 +185,32 @@ impl ServerProc {
             .connect_timeout(Duration::from_secs(10))
             .connect()
             .await?)
+    }
+}
+
+/// Waits until process `pid` catches SIGTERM. `onboard serve` installs its handler when the
+/// gRPC server first polls its shutdown signal, after the start-up line; a SIGTERM that comes
+/// earlier (a test that is quick, or a machine so loaded that the serving thread is preempted
+/// while another thread already answers a call) ends the process by the signal's default
+/// action instead of the graceful exit.
+fn catches_sigterm(pid: u32) -> Result<()> {
+    const SIGTERM_BIT: u64 = 1 << (15 - 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .context("no SigCgt line in /proc/<pid>/status")?;
+        if caught & SIGTERM_BIT != 0 {
+            return Ok(());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "onboard serve did not install its SIGTERM handler within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -151,7 +151,7 @@ impl AuditLog {
                     keys::META_VERIFIERS,
                     signer.verifier().to_string().as_bytes(),
                 )?;
-                store.db.flush()?;
+                store.flush()?;
             }
         }
         let rec = store.recover(
@@ -198,7 +198,7 @@ impl AuditLog {
                 store
                     .tree
                     .insert(keys::checkpoint(cp.checkpoint.size), cp.note.as_bytes())?;
-                store.db.flush()?;
+                store.flush()?;
                 cp
             }
         };

@@ -68,26 +68,35 @@ struct EntryHead<'a> {
 
 /// One bundle's worth of work done on a worker thread.
 #[derive(Default)]
-struct Bundle {
-    leaves: Vec<Hash>,
+pub(crate) struct Bundle {
+    /// Leaf hash of each entry read.
+    pub(crate) leaves: Vec<Hash>,
     /// Per entry: bytes parsed as JSON with the right `seq`.
-    good: Vec<bool>,
-    problems: Vec<String>,
+    pub(crate) good: Vec<bool>,
+    /// What was wrong, each naming where.
+    pub(crate) problems: Vec<String>,
+    /// Earliest and latest `time` seen.
     times: Option<(String, String)>,
+    /// Entries per `action`.
     actions: std::collections::HashMap<String, u64>,
-    well_formed: bool,
+    /// The bundle held exactly the entries it should.
+    pub(crate) well_formed: bool,
 }
 
 fn read_bundle(dir: &Path, n: u64, width: u64) -> Bundle {
     let rel = tile_path(None, n, width);
+    match fs::read(dir.join(&rel)) {
+        Ok(data) => parse_bundle(&rel, &data, n, width),
+        Err(e) => Bundle {
+            problems: vec![format!("entry bundle {rel}: {e}")],
+            ..Bundle::default()
+        },
+    }
+}
+
+/// Reads the entries of bundle `n` (file `rel`), each a big-endian u16 length and the bytes.
+pub(crate) fn parse_bundle(rel: &str, data: &[u8], n: u64, width: u64) -> Bundle {
     let mut b = Bundle::default();
-    let data = match fs::read(dir.join(&rel)) {
-        Ok(d) => d,
-        Err(e) => {
-            b.problems.push(format!("entry bundle {rel}: {e}"));
-            return b;
-        }
-    };
     let mut pos = 0usize;
     let first = n * TILE_WIDTH;
     while pos < data.len() {
@@ -125,7 +134,7 @@ fn read_bundle(dir: &Path, n: u64, width: u64) -> Bundle {
 /// The header the log writer puts first, `{"v":1,"seq":N,"time":"…"` and usually
 /// `,"action":"…"`, read without a JSON parser: the verifier's hot path. Anything else (another
 /// writer's layout, escapes) falls back to a full parse.
-fn fast_head(bytes: &[u8]) -> Option<(u64, &str, Option<&str>)> {
+pub(crate) fn fast_head(bytes: &[u8]) -> Option<(u64, &str, Option<&str>)> {
     let rest = bytes.strip_prefix(b"{\"v\":")?;
     let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
     let rest = rest[digits..].strip_prefix(b",\"seq\":")?;
@@ -149,6 +158,17 @@ fn fast_head(bytes: &[u8]) -> Option<(u64, &str, Option<&str>)> {
         None => None,
     };
     Some((seq, time, action))
+}
+
+/// The same header read by a JSON parser (`None` when the bytes are not such a JSON object).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn json_head(bytes: &[u8]) -> Option<(Option<u64>, Option<String>, Option<String>)> {
+    let h: EntryHead<'_> = serde_json::from_slice(bytes).ok()?;
+    Some((
+        h.seq,
+        h.time.map(str::to_owned),
+        h.action.map(str::to_owned),
+    ))
 }
 
 fn check_entry(seq: u64, bytes: &[u8], b: &mut Bundle) -> bool {
@@ -379,8 +399,9 @@ pub fn verify_export(
         problems: Vec::new(),
     };
     let mut frontier = Frontier::default();
-    let bundles: Vec<(u64, u64)> = tiles_for(cp.size).collect();
-    report.bundles_total = bundles.len() as u64;
+    // Bundles are listed lazily: the size comes from the export and may be anything up to
+    // 2^64 - 1 (an unsigned body is still checked); the first missing bundle ends the walk.
+    report.bundles_total = tile_count(cp.size);
     let threads = threads.max(1);
     // Worker w reads bundles w, w + T, w + 2T, … into its own bounded channel; the main thread
     // takes them round-robin, which is bundle order, and rebuilds the tree while the workers
@@ -389,7 +410,7 @@ pub fn verify_export(
         let mut inboxes = Vec::with_capacity(threads);
         for w in 0..threads {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Bundle>(WORKER_QUEUE);
-            let mine: Vec<(u64, u64)> = bundles.iter().copied().skip(w).step_by(threads).collect();
+            let mine = tiles_for(cp.size).skip(w).step_by(threads);
             s.spawn(move || {
                 for (n, width) in mine {
                     if tx.send(read_bundle(dir, n, width)).is_err() {
@@ -399,7 +420,7 @@ pub fn verify_export(
             });
             inboxes.push(rx);
         }
-        for (i, &(n, _)) in bundles.iter().enumerate() {
+        for (i, (n, _)) in tiles_for(cp.size).enumerate() {
             let Ok(b) = inboxes[i % threads].recv() else {
                 report.problems.push("a verifier thread failed".into());
                 return true;
@@ -462,6 +483,12 @@ pub fn verify_export(
     finish(report, tiles)
 }
 
+/// How many tiles (full and partial) hold `count` items: `tiles_for(count).count()` without
+/// walking them.
+fn tile_count(count: u64) -> u64 {
+    count / TILE_WIDTH + u64::from(!count.is_multiple_of(TILE_WIDTH))
+}
+
 fn merge_times(acc: &mut Option<(String, String)>, b: Option<(String, String)>) {
     let Some((lo, hi)) = b else { return };
     match acc {
@@ -484,7 +511,7 @@ fn finish(mut report: VerifyReport, mut tiles: TileChecker<'_>) -> VerifyReport 
     let mut total = 0u64;
     let mut level = 0u32;
     while level * TILE_HEIGHT < 64 && report.size >> (level * TILE_HEIGHT) > 0 {
-        total += tiles_for(report.size >> (level * TILE_HEIGHT)).count() as u64;
+        total += tile_count(report.size >> (level * TILE_HEIGHT));
         level += 1;
     }
     report.tiles_total = total;

@@ -1,8 +1,9 @@
 //! The writer thread: group commit, signing, key rotation.
 //!
 //! It owns the tree's right edge. It takes everything queued (up to `max_batch`), writes the
-//! entries with the tree nodes they complete, in sequence order, fsyncs once, and only then signs
-//! the checkpoint for the new size and answers every appender in the batch.
+//! entries with the tree nodes they complete, in sequence order, makes them durable once (sled's
+//! flush, then one `fdatasync` of its log file: `durable`), and only then signs the checkpoint
+//! for the new size and answers every appender in the batch.
 //!
 //! Why plain inserts and not `Tree::apply_batch`: in sled 0.34 `apply_batch` (and transactions)
 //! take a *process-wide* write lock and switch every sled operation in the process, on every
@@ -123,7 +124,8 @@ impl WriterLoop {
             .store
             .tree
             .insert(key, cp.note.as_bytes())
-            .and_then(|_| self.shared.store.db.flush());
+            .map_err(AuditError::from)
+            .and_then(|_| self.shared.store.flush());
         if let Err(e) = r {
             // Not fatal for what was acknowledged: the next start re-signs the same size.
             tracing::error!(error = %e, size = cp.checkpoint.size, "failed to store signed checkpoint");
@@ -200,7 +202,8 @@ impl WriterLoop {
         let written = writes
             .into_iter()
             .try_for_each(|(k, v)| store.tree.insert(k, v).map(|_| ()))
-            .and_then(|_| store.db.flush());
+            .map_err(AuditError::from)
+            .and_then(|()| store.flush());
         if let Err(e) = written {
             tracing::error!(error = %e, "audit log write failed; refusing further appends");
             self.failed = Some(e.to_string());

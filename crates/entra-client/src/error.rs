@@ -261,7 +261,7 @@ struct StsErrorBody {
 
 /// Parses an STS error body; `None` when it is not one (e.g. an HTML gateway page).
 pub(crate) fn parse_sts_error(status: u16, body: &[u8]) -> Option<StsError> {
-    let b: StsErrorBody = serde_json::from_slice(body).ok()?;
+    let b: StsErrorBody = serde_json::from_value(json_object(body)?).ok()?;
     let code = b
         .error_codes
         .first()
@@ -278,6 +278,14 @@ pub(crate) fn parse_sts_error(status: u16, body: &[u8]) -> Option<StsError> {
         timestamp: b.timestamp,
         retry_after: None,
     })
+}
+
+/// The body as a JSON object, or `None`. serde's derived structs also accept a JSON array (as
+/// the fields in order), so `[[]]` would otherwise pass for an error body with every field empty.
+fn json_object(body: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .filter(serde_json::Value::is_object)
 }
 
 /// Fallback for STS answers that omit `error_codes`: the description starts with `AADSTSnnnn:`.
@@ -355,7 +363,9 @@ pub(crate) struct ErrorHeaders {
 /// Parses a Graph error answer. Never fails: a non-OData body still yields an error with the
 /// status, so a gateway's HTML 502 is classified by status alone.
 pub(crate) fn parse_graph_error(status: u16, body: &[u8], headers: ErrorHeaders) -> GraphError {
-    let parsed: Option<GraphErrorEnvelope> = serde_json::from_slice(body).ok();
+    let parsed: Option<GraphErrorEnvelope> = json_object(body)
+        .filter(|v| v.get("error").is_some_and(serde_json::Value::is_object))
+        .and_then(|v| serde_json::from_value(v).ok());
     let (code, message, details, inner) = match parsed {
         Some(env) => {
             let message = match env.error.message {

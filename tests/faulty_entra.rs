@@ -33,6 +33,8 @@ async fn onboarding_rides_out_replication_lag_and_throttling() -> Result<()> {
         throttle_rate: 0.25,
         throttle_retry_after_s: 1,
         seed: Some(23),
+        // Below the client's retry budget: the run completes whatever the draws.
+        max_faults_per_operation: Some(3),
         device_code_interval_s: Some(1),
         ..Faults::default()
     });

@@ -173,7 +173,16 @@ pub(crate) fn json_head(bytes: &[u8]) -> Option<(Option<u64>, Option<String>, Op
 
 fn check_entry(seq: u64, bytes: &[u8], b: &mut Bundle) -> bool {
     let (found_seq, time, action) = match fast_head(bytes) {
-        Some((s, t, a)) => (Some(s), Some(t), a),
+        // The header read fast; the rest must still be one well-formed JSON object (checked
+        // without building it).
+        Some((s, t, a)) => match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => (Some(s), Some(t), a),
+            Err(e) => {
+                b.problems
+                    .push(format!("entry {seq}: not a JSON object: {e}"));
+                return false;
+            }
+        },
         None => match serde_json::from_slice::<EntryHead<'_>>(bytes) {
             Ok(h) => (h.seq, h.time, h.action),
             Err(e) => {
@@ -518,4 +527,28 @@ fn finish(mut report: VerifyReport, mut tiles: TileChecker<'_>) -> VerifyReport 
     report.tiles_valid = tiles.valid;
     report.problems.extend(tiles.problems);
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_valid_only_as_a_whole_json_object_with_its_seq() {
+        let mut b = Bundle::default();
+        assert!(check_entry(
+            3,
+            br#"{"v":2,"seq":3,"time":"t","action":"a","x":[1]}"#,
+            &mut b
+        ));
+        // The header reads fast, but what follows is not JSON.
+        assert!(!check_entry(
+            4,
+            br#"{"v":2,"seq":4,"time":"t","action":"a", bad}"#,
+            &mut b
+        ));
+        assert!(!check_entry(5, br#"{"v":2,"seq":6,"time":"t"}"#, &mut b));
+        assert_eq!(b.problems.len(), 2, "{:?}", b.problems);
+        assert!(b.problems[0].contains("entry 4: not a JSON object"));
+    }
 }

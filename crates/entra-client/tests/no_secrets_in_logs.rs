@@ -53,6 +53,8 @@ async fn tokens_and_secrets_never_reach_the_logs() {
         throttle_rate: 0.2,
         throttle_retry_after_s: 1,
         seed: Some(3),
+        // Below the client's retry budget: the run completes whatever the draws.
+        max_faults_per_operation: Some(3),
         ..calm()
     })
     .await;

@@ -104,13 +104,24 @@ async fn ids_and_faults(
     let (latency, injected) = {
         let mut inner = shared.lock();
         let faults = inner.faults.clone();
-        let injected = if graph {
+        let mut injected = if graph {
             inner.rng.decide(&faults)
         } else if sts_grant {
             inner.rng.decide_sts(&faults)
         } else {
             Injected::None
         };
+        if let (Some(cap), false) = (faults.max_faults_per_operation, injected == Injected::None) {
+            let n = inner
+                .faults_per_operation
+                .entry(ids.client_request_id.clone())
+                .or_insert(0);
+            if *n >= cap {
+                injected = Injected::None;
+            } else {
+                *n += 1;
+            }
+        }
         (faults.latency_ms, injected)
     };
     if !control && latency > 0 {

@@ -148,6 +148,7 @@ impl SimArgs {
             device_code_interval_s: self.device_code_interval_s,
             password_lifetime_max_days: self.password_lifetime_max_days,
             forbid_passwords: self.forbid_passwords,
+            max_faults_per_operation: None,
         }
     }
 }

@@ -194,6 +194,8 @@ async fn replication_lag_and_throttling_complete_with_retrying_events() -> Resul
         throttle_rate: 0.25,
         throttle_retry_after_s: 1,
         seed: Some(11),
+        // Below the client's retry budget: the run completes whatever the draws.
+        max_faults_per_operation: Some(3),
         device_code_interval_s: Some(1),
         ..Faults::default()
     });

@@ -58,6 +58,8 @@ async fn secrets_and_tokens_never_reach_logs_events_or_views() -> Result<()> {
         throttle_rate: 0.2,
         throttle_retry_after_s: 1,
         seed: Some(5),
+        // Below the client's retry budget: the run completes whatever the draws.
+        max_faults_per_operation: Some(3),
         ..calm()
     });
     let events = collect(

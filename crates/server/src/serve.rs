@@ -145,6 +145,9 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
     let address = listener
         .local_addr()
         .map_err(|e| ServerError::io("local address", e))?;
+    // The signal handlers are installed before anyone can learn the address: a SIGTERM sent
+    // as soon as the line below appears is a graceful stop, never the default action.
+    let signals = shutdown_signal()?;
     // One line on standard output once the socket is bound, so a supervisor or a test that
     // configured port 0 learns the address without racing the bind.
     println!("onboard serving on {address}");
@@ -155,7 +158,7 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
         mtls = app.config().tls.client_ca.is_some(),
         "onboard serving"
     );
-    let result = serve(listener, app.clone(), shutdown_signal()).await;
+    let result = serve(listener, app.clone(), signals).await;
     let closing = app.clone();
     tokio::task::spawn_blocking(move || closing.close())
         .await
@@ -163,31 +166,33 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
     result
 }
 
-/// Completes on Ctrl-C or (on Unix) SIGTERM, as systemd and container runtimes send.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Installs the handlers for Ctrl-C and (on Unix) SIGTERM, as systemd and container runtimes
+/// send, and returns a future that completes on either. The handlers are in place when this
+/// returns, not when the future is first polled.
+fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    let term = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt())
+            .map_err(|e| ServerError::io("listening for SIGINT", e))?;
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| ServerError::io("listening for SIGTERM", e))?;
+        async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
+    Ok(async move {
+        term.await;
+        tracing::info!("shutting down");
+    })
 }

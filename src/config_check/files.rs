@@ -6,8 +6,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use audit_log::NoteSigner;
-use onboard_server::Config;
 use onboard_core::ProfileSet;
+use onboard_server::Config;
 use x509_parser::pem::Pem;
 use zeroize::Zeroizing;
 

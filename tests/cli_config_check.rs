@@ -8,13 +8,14 @@ use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 use audit_log::NoteSigner;
-use rcgen::{CertificateParams, KeyPair};
-use time::{Duration, OffsetDateTime};
+use onboard_server::Role;
+use testkit::config::{PlatformService, ServerConfigBuilder};
+use testkit::keys::ORIGIN;
+use testkit::pki::self_signed;
+use time::Duration;
 
-const ORIGIN: &str = "onboard.test/audit";
-
-/// An edit of the good configuration's text.
-type Edit = Box<dyn Fn(String) -> String>;
+/// An edit of the good configuration.
+type Edit = Box<dyn Fn(ServerConfigBuilder) -> ServerConfigBuilder>;
 
 /// A directory with every file a production-like configuration names.
 struct Scene {
@@ -56,53 +57,30 @@ impl Scene {
     /// `REL.pem` and `REL-key.pem`, valid from now + `from` to now + `to`.
     fn cert_at(&self, rel: &str, from: Duration, to: Duration) -> Result<()> {
         std::fs::create_dir_all(self.path(rel).parent().context("parent")?)?;
-        let mut p = CertificateParams::new(vec!["onboard.test".to_owned()])?;
-        p.not_before = OffsetDateTime::now_utc() + from;
-        p.not_after = OffsetDateTime::now_utc() + to;
-        let key = KeyPair::generate()?;
-        std::fs::write(self.path(&format!("{rel}.pem")), p.self_signed(&key)?.pem())?;
-        self.write_key(&format!("{rel}-key.pem"), key.serialize_pem().as_bytes())
+        let pem = self_signed("onboard.test", from, to)?;
+        std::fs::write(self.path(&format!("{rel}.pem")), pem.cert)?;
+        self.write_key(&format!("{rel}-key.pem"), pem.key.as_bytes())
     }
 
-    /// The good configuration with `edit` applied to its text.
-    fn config(&self, edit: impl Fn(String) -> String) -> Result<PathBuf> {
-        let p = |r: &str| self.path(r).display().to_string();
-        let text = format!(
-            r#"[server]
-listen = "127.0.0.1:8443"
-[tls]
-cert = "{cert}"
-key = "{key}"
-client_ca = "{ca}"
-[storage]
-data_dir = "{data}"
-sealing_key = "{sealing}"
-[audit]
-signing_key = "{signing}"
-origin = "{ORIGIN}"
-[entra]
-token_app_client_id = "5b1a2d0e-7c3f-4e8a-9b6d-2f4c8e1a3d57"
-[platform]
-provider_name = "sp2"
-server_name = "Sandbox1"
-[invitations]
-activation_base_url = "https://onboard.example.net/activate"
-token_key = "{token}"
-[[auth.callers]]
-name = "portal.example.net"
-role = "operator"
-"#,
-            cert = p("tls/server.pem"),
-            key = p("tls/server-key.pem"),
-            ca = p("tls/ca.pem"),
-            data = p("data"),
-            sealing = p("keys/sealing.key"),
-            signing = p("keys/audit.key"),
-            token = p("keys/token.key"),
-        );
-        let path = self.path("onboard.toml");
-        std::fs::write(&path, edit(text))?;
-        Ok(path)
+    /// The good configuration (production-like: mTLS, key files, one caller) with `edit`
+    /// applied.
+    fn config(&self, edit: impl Fn(ServerConfigBuilder) -> ServerConfigBuilder) -> Result<PathBuf> {
+        let p = |r: &str| self.path(r);
+        let good = ServerConfigBuilder::new(self.dir.path())?
+            .listen("127.0.0.1:8443".parse()?)
+            .tls(
+                &p("tls/server.pem"),
+                &p("tls/server-key.pem"),
+                Some(&p("tls/ca.pem")),
+            )
+            .sealing_key(Some(&p("keys/sealing.key")))
+            .signing_key(&p("keys/audit.key"))
+            .token_app("5b1a2d0e-7c3f-4e8a-9b6d-2f4c8e1a3d57")
+            .activation_base_url("https://onboard.example.net/activate")
+            .token_key(&p("keys/token.key"))
+            .without_tokens()
+            .caller("portal.example.net", Role::Operator, None);
+        edit(good).write(&self.path("onboard.toml"))
     }
 }
 
@@ -123,7 +101,7 @@ fn check(file: &Path, extra: &[&str]) -> Result<(Option<i32>, String)> {
 #[test]
 fn a_good_configuration_passes_strictly() -> Result<()> {
     let s = Scene::new()?;
-    let (code, out) = check(&s.config(|t| t)?, &["--strict"])?;
+    let (code, out) = check(&s.config(|b| b)?, &["--strict"])?;
     ensure!(
         code == Some(0) && out.ends_with(": 0 error(s), 0 warning(s)\n"),
         "{out}"
@@ -134,64 +112,65 @@ fn a_good_configuration_passes_strictly() -> Result<()> {
 #[test]
 fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
     let s = Scene::new()?;
-    let replace = |from: &'static str, to: String| move |t: String| t.replace(from, &to);
-    let p = |r: &str| s.path(r).display().to_string();
+    let p = |r: &str| s.path(r);
+    let path = |r: &str| s.path(r).display().to_string();
+    let tls = |cert: &str, ca: &str| {
+        let (cert, key, ca) = (p(cert), p("tls/server-key.pem"), p(ca));
+        move |b: ServerConfigBuilder| b.tls(&cert, &key, Some(&ca))
+    };
 
     // (what is broken, how, the line expected)
     let mut cases: Vec<(&str, Edit, String)> = vec![
         (
             "unknown key",
-            Box::new(|t: String| t.replace("[storage]", "[storage]\ndata_dri = \"/x\"")),
+            Box::new(|b| b.raw("storage", "data_dri", "/x".into())),
             "ERROR config: configuration error: unknown field `data_dri`".into(),
         ),
         (
             "missing signing key",
-            Box::new(replace("keys/audit.key", "keys/nope.key".into())),
-            format!("ERROR audit.signing_key: {}: No such file", p("keys/nope.key")),
+            Box::new({
+                let k = p("keys/nope.key");
+                move |b| b.signing_key(&k)
+            }),
+            format!("ERROR audit.signing_key: {}: No such file", path("keys/nope.key")),
         ),
         (
             "http to a real host",
-            Box::new(|t: String| {
-                t.replace("[entra]", "[entra]\ngraph_url = \"http://graph.microsoft.com\"")
-            }),
+            Box::new(|b| b.graph_url("http://graph.microsoft.com")),
             "ERROR entra.graph_url: \"http://graph.microsoft.com\" is plain http to a non-test host".into(),
         ),
         (
             "a fragment in the activation URL",
-            Box::new(replace("/activate\"", "/activate#x\"".into())),
+            Box::new(|b| b.activation_base_url("https://onboard.example.net/activate#x")),
             "ERROR invitations.activation_base_url: \"https://onboard.example.net/activate#x\" has a fragment".into(),
         ),
         (
             "the placeholder token app",
-            Box::new(replace(
-                "5b1a2d0e-7c3f-4e8a-9b6d-2f4c8e1a3d57",
-                "00000000-0000-0000-0000-000000000000".into(),
-            )),
+            Box::new(|b| b.token_app("00000000-0000-0000-0000-000000000000")),
             "ERROR entra.token_app_client_id: the all-zero placeholder".into(),
         ),
         (
             "nobody may call",
-            Box::new(|t: String| {
-                t.replace("[[auth.callers]]\nname = \"portal.example.net\"\nrole = \"operator\"\n", "")
-            }),
+            Box::new(|b| b.without_callers()),
             "ERROR auth: no [[auth.callers]] and no [[auth.tokens]]".into(),
         ),
         (
             "a profile that does not exist",
-            Box::new(|t: String| t + "[verification]\nrepair_profiles = [\"no-such\"]\n"),
+            Box::new(|b| b.repair_profiles(&["no-such"])),
             "ERROR verification.repair_profiles: no profile named \"no-such\"".into(),
         ),
         (
             "a broken profiles file",
-            Box::new(|t: String| {
-                t.replace("server_name = \"Sandbox1\"", "server_name = \"Sandbox1\"\nprofiles_path = \"/dev/null/x\"")
-            }),
+            Box::new(|b| b.profiles_path(Path::new("/dev/null/x"))),
             "ERROR platform.profiles_path: /dev/null/x: ".into(),
         ),
         (
             "an https health endpoint without its CA",
-            Box::new(|t: String| {
-                t + "[[platform.services]]\nid = \"dr-1\"\ngrpc_health = \"https://dr-1.example.net:8443\"\n"
+            Box::new(|b| {
+                b.platform_service(PlatformService {
+                    timeout_ms: None,
+                    ..PlatformService::grpc("dr-1", "https://dr-1.example.net:8443")
+                })
             }),
             "ERROR platform.services[dr-1].grpc_health: an https gRPC health endpoint needs `ca`".into(),
         ),
@@ -201,8 +180,11 @@ fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
     s.write_key("keys/short.key", b"0123")?;
     cases.push((
         "a short sealing key",
-        Box::new(replace("keys/sealing.key", "keys/short.key".into())),
-        format!("ERROR storage.sealing_key: {}: a key is 32 raw bytes or 64 hex digits, this is 4 bytes", p("keys/short.key")),
+        Box::new({
+            let k = p("keys/short.key");
+            move |b| b.sealing_key(Some(&k))
+        }),
+        format!("ERROR storage.sealing_key: {}: a key is 32 raw bytes or 64 hex digits, this is 4 bytes", path("keys/short.key")),
     ));
     s.write_key("keys/open.key", &[1u8; 32])?;
     std::fs::set_permissions(
@@ -211,53 +193,62 @@ fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
     )?;
     cases.push((
         "a key readable by everyone",
-        Box::new(replace("keys/token.key", "keys/open.key".into())),
+        Box::new({
+            let k = p("keys/open.key");
+            move |b| b.token_key(&k)
+        }),
         format!(
             "ERROR invitations.token_key: {k} is readable or writable by others (mode 0644); fix: chmod 600 {k}",
-            k = p("keys/open.key")
+            k = path("keys/open.key")
         ),
     ));
     s.write_key("data/inside.key", &[2u8; 32])?;
     cases.push((
         "a key inside the data directory",
-        Box::new(replace("keys/sealing.key", "data/inside.key".into())),
+        Box::new({
+            let k = p("data/inside.key");
+            move |b| b.sealing_key(Some(&k))
+        }),
         format!(
             "ERROR storage.sealing_key: {} is inside storage.data_dir",
-            p("data/inside.key")
+            path("data/inside.key")
         ),
     ));
     let other = NoteSigner::generate("other.example/audit")?;
     s.write_key("keys/other.key", other.to_go_private_key().as_bytes())?;
     cases.push((
         "a signing key named for another log",
-        Box::new(replace("keys/audit.key", "keys/other.key".into())),
+        Box::new({
+            let k = p("keys/other.key");
+            move |b| b.signing_key(&k)
+        }),
         format!(
             "ERROR audit.signing_key: {}: the key's name \"other.example/audit\" is not audit.origin \"{ORIGIN}\"",
-            p("keys/other.key")
+            path("keys/other.key")
         ),
     ));
     s.cert("tls/expired", -30, -1)?;
     cases.push((
         "an expired certificate",
-        Box::new(replace("tls/server.pem", "tls/expired.pem".into())),
+        Box::new(tls("tls/expired.pem", "tls/ca.pem")),
         format!(
             "ERROR tls.cert: {}: certificate 0 (CN=rcgen self signed cert) expired on ",
-            p("tls/expired.pem")
+            path("tls/expired.pem")
         ),
     ));
     s.cert("tls/future", 2, 300)?;
     cases.push((
         "a certificate not valid yet",
-        Box::new(replace("tls/ca.pem", "tls/future.pem".into())),
-        format!("ERROR tls.client_ca: {}: certificate 0 (CN=rcgen self signed cert) is not valid before ", p("tls/future.pem")),
+        Box::new(tls("tls/server.pem", "tls/future.pem")),
+        format!("ERROR tls.client_ca: {}: certificate 0 (CN=rcgen self signed cert) is not valid before ", path("tls/future.pem")),
     ));
     std::fs::write(s.path("tls/garbage.pem"), "not a certificate\n")?;
     cases.push((
         "a file without certificates",
-        Box::new(replace("tls/ca.pem", "tls/garbage.pem".into())),
+        Box::new(tls("tls/server.pem", "tls/garbage.pem")),
         format!(
             "ERROR tls.client_ca: {}: no PEM certificate in the file",
-            p("tls/garbage.pem")
+            path("tls/garbage.pem")
         ),
     ));
 
@@ -281,10 +272,13 @@ fn warnings_pass_unless_strict() -> Result<()> {
         s.path("keys/audit.key"),
         std::fs::Permissions::from_mode(0o640),
     )?;
-    let file = s.config(|t| {
-        t.replace("tls/server.pem", "tls/soon.pem")
-            .replace("tls/server-key.pem", "tls/soon-key.pem")
-            .replace("\nsealing_key = ", "\n# sealing_key = ")
+    let file = s.config(|b| {
+        b.tls(
+            &s.path("tls/soon.pem"),
+            &s.path("tls/soon-key.pem"),
+            Some(&s.path("tls/ca.pem")),
+        )
+        .sealing_key(None)
     })?;
     let (code, out) = check(&file, &[])?;
     ensure!(code == Some(0), "{out}");

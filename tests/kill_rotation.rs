@@ -11,18 +11,22 @@
 //!
 //! Rounds: `ONBOARD_KILL_ROUNDS` (default 6); seed: `ONBOARD_KILL_SEED` (printed).
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use credentials::{RegistrationRef, RotationState};
-use entra_client::{EntraClient, EntraConfig, OpContext};
+use entra_client::OpContext;
 use entra_sim::{Faults, Sim};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_client::CredentialsClient;
-use support::{GLOBAL_ADMIN, ServerFiles, ServerProc};
+use testkit::config::OPERATOR;
+use testkit::onboard_binary;
+use testkit::process::{ServerFiles, kill_plan};
+use testkit::server::{Authed, with_token};
+use testkit::sim::{GRAPH_DEFAULT, calm, entra_client, users::GLOBAL_ADMIN};
+use testkit::snapshot::apps_named;
+use testkit::wizard::{invite, onboard_timed, signed_in};
 use tonic::transport::Channel;
 
 const SERVICE: &str = "dr-rot";
@@ -30,14 +34,9 @@ const SERVICE: &str = "dr-rot";
 /// What the restarted server logs when it removes a secret whose value was lost.
 const LOST_VALUE: &str = "new secret's value was lost in a crash";
 
-/// A channel that adds the operator's bearer token.
-type Operator = tonic::service::interceptor::InterceptedService<
-    Channel,
-    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
->;
-
-fn credentials(ch: Channel) -> CredentialsClient<Operator> {
-    CredentialsClient::with_interceptor(ch, support::operator as _)
+/// A Credentials client presenting the operator's token.
+fn credentials(ch: Channel) -> CredentialsClient<Authed> {
+    CredentialsClient::new(with_token(ch, Some(OPERATOR)))
 }
 
 /// RotateSecret for the service with a 1 s overlap.
@@ -90,16 +89,13 @@ async fn stopped_state(files: &ServerFiles, sim: &Sim, reg: &RegistrationRef) ->
     let closing = app.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
     drop(app);
-    let client = EntraClient::new(
-        &EntraConfig::with_bases(sim.base_url(), sim.base_url()).trust_pem(sim.ca_pem()),
-    )?;
-    client
+    entra_client(sim)?
         .sts()
         .client_credentials(
             &reg.tenant_id,
             &reg.client_id,
             &value,
-            "https://graph.microsoft.com/.default",
+            GRAPH_DEFAULT,
             &OpContext::new(),
         )
         .await
@@ -175,23 +171,21 @@ impl Audited {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secret() -> Result<()> {
-    let (rounds, mut rng) = support::kill_plan(6);
+    let (rounds, mut rng) = kill_plan(6);
 
-    let sim = support::start_sim(Faults::default()).await?;
+    let sim = testkit::sim::start(calm()).await?;
+    let onboard = onboard_binary!();
     let files = ServerFiles::new(&sim)?;
-    let log = files.dir.path().join("server.log");
-    let mut server = ServerProc::spawn(&files.config, &log).await?;
+    let log = files.log.clone();
+    let mut server = onboard.serve(&files).await?;
     let ch = server.channel().await?;
-    support::onboard_one(ch.clone(), &sim, SERVICE, "Rot-App").await?;
+    onboard_timed(ch.clone(), &sim, SERVICE, "Rot-App").await?;
     // Day-two changes act as a freshly signed-in admin ("Reinitiate Authentication Flow").
-    let token = support::invite(ch.clone(), SERVICE).await?;
-    support::sign_in(ch.clone(), &sim, &token, GLOBAL_ADMIN).await?;
+    let (token, _) = invite(ch.clone(), SERVICE, "direct-routing", None).await?;
+    signed_in(ch.clone(), &sim, &token, GLOBAL_ADMIN).await?;
     let snap = sim.snapshot();
-    let client_id = snap["applications"]
-        .as_array()
-        .context("applications")?
-        .iter()
-        .find(|a| a["props"]["displayName"] == "Rot-App")
+    let client_id = apps_named(&snap, "Rot-App")
+        .first()
         .and_then(|a| a["app_id"].as_str())
         .context("Rot-App")?
         .to_owned();
@@ -257,7 +251,7 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
             "round {round}: killed after {delay:?} at {stages:?}; recorded: {:?}; orphan in Entra: {orphan:?}",
             stopped.pending.as_ref().map(|p| p.stage)
         );
-        server = ServerProc::spawn(&files.config, &log).await?;
+        server = onboard.serve(&files).await?;
         match &stopped.pending {
             // Recorded: the restarted server resumes it.
             Some(_) => {}
@@ -376,5 +370,5 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
         "{rounds} rotations, {} orphans removed, {removes} removePassword calls",
         orphans.len()
     );
-    support::verify_log(&files)
+    onboard.export_and_verify(&files)
 }

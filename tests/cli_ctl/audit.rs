@@ -2,24 +2,34 @@
 
 use anyhow::{Context, Result, ensure};
 use audit_log::{NoteSigner, NoteVerifier, SignedCheckpoint, TlogProof};
-use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::audit_client::AuditClient;
 
-use crate::ctl_support::{
-    self as s, AUDITOR, OPERATOR, ORIGIN, ServerFiles, ServerProc, ctl, parse_json,
-};
+use testkit::config::{AUDITOR, OPERATOR};
+use testkit::keys::ORIGIN;
+use testkit::onboard_binary;
+use testkit::process::{ServerFiles, parse_json};
+use testkit::server::with_token;
+use testkit::sim::calm;
+use testkit::wizard::invite;
+
+use crate::ctl;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
-    let sim = s::start_sim(Faults::default()).await?;
+    let sim = testkit::sim::start(calm()).await?;
     let files = ServerFiles::new(&sim)?;
-    let server = ServerProc::spawn(&files).await?;
+    let server = onboard_binary!().serve(&files).await?;
     let ch = server.channel().await?;
     for svc in ["dr-1", "dr-2", "dr-3"] {
-        s::invite(ch.clone(), svc).await?;
+        invite(ch.clone(), svc, "direct-routing", None).await?;
     }
-    let mut grpc = AuditClient::new(s::with(ch.clone(), AUDITOR));
+    let mut grpc = AuditClient::new(with_token(ch.clone(), Some(AUDITOR)));
+    let range = |from_seq, to_seq| pb::ListEntriesRequest {
+        from_seq,
+        to_seq,
+        ..Default::default()
+    };
 
     // checkpoint: the signed note verbatim, verified with the right key only.
     let r = ctl(
@@ -77,11 +87,7 @@ async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
     let signed =
         SignedCheckpoint::open(&proof.checkpoint_note, &[NoteVerifier::parse(&files.vkey)?])?;
     let leaf = grpc
-        .list_entries(pb::ListEntriesRequest {
-            from_seq: 1,
-            to_seq: 2,
-            ..Default::default()
-        })
+        .list_entries(range(1, 2))
         .await?
         .into_inner()
         .entries
@@ -124,14 +130,7 @@ async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
     )
     .await?;
     let listed: pb::ListEntriesResponse = parse_json(&r.stdout, "onboard.v1.ListEntriesResponse")?;
-    let want = grpc
-        .list_entries(pb::ListEntriesRequest {
-            from_seq: 0,
-            to_seq: 4,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let want = grpc.list_entries(range(0, 4)).await?.into_inner();
     ensure!(
         listed.entries == want.entries && listed.entries.len() == 4,
         "{r}"

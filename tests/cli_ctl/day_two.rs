@@ -4,25 +4,31 @@
 use std::os::unix::fs::PermissionsExt;
 
 use anyhow::{Context, Result, ensure};
-use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_client::CredentialsClient;
 use onboard_proto::v1::verification_client::VerificationClient;
 
-use crate::ctl_support::{self as s, OPERATOR, ServerFiles, ServerProc, ctl, parse_json};
+use testkit::config::OPERATOR;
+use testkit::onboard_binary;
+use testkit::process::{ServerFiles, parse_json};
+use testkit::server::with_token;
+use testkit::sim::{calm, users};
+use testkit::wizard::{invite, onboard, signed_in};
+
+use crate::ctl;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result<()> {
-    let sim = s::start_sim(Faults::default()).await?;
+    let sim = testkit::sim::start(calm()).await?;
     let files = ServerFiles::new(&sim)?;
-    let server = ServerProc::spawn(&files).await?;
+    let server = onboard_binary!().serve(&files).await?;
     let ch = server.channel().await?;
-    let token = s::invite(ch.clone(), "dr-1").await?;
-    let id = s::sign_in(ch.clone(), &sim, &token).await?;
-    let done = s::provision(ch.clone(), &token, &id, "Ctl-Day-Two").await?;
+    let done = onboard(ch.clone(), &sim, "dr-1", "direct-routing", "Ctl-Day-Two")
+        .await?
+        .done;
     // Day-two changes act as a freshly signed-in admin.
-    let again = s::invite(ch.clone(), "dr-1").await?;
-    s::sign_in(ch.clone(), &sim, &again).await?;
+    let again = invite(ch.clone(), "dr-1", "direct-routing", None).await?.0;
+    signed_in(ch.clone(), &sim, &again, users::GLOBAL_ADMIN).await?;
     let tenant = sim.info().tenant_id;
     let client = done.client_id.clone();
     let reg = ["--tenant", tenant.as_str(), "--client", client.as_str()];
@@ -30,7 +36,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         tenant_id: tenant.clone(),
         client_id: client.clone(),
     };
-    let mut grpc = CredentialsClient::new(s::with(ch.clone(), OPERATOR));
+    let mut grpc = CredentialsClient::new(with_token(ch.clone(), Some(OPERATOR)));
     let args =
         |a: &[&str]| -> Vec<String> { a.iter().chain(reg.iter()).map(|x| x.to_string()).collect() };
     let run = |a: Vec<String>| {
@@ -147,7 +153,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     // attach on a second server that never saw the registration, with dr-extra's secret from
     // standard input.
     let other_files = ServerFiles::new(&sim)?;
-    let other = ServerProc::spawn(&other_files).await?;
+    let other = onboard_binary!().serve(&other_files).await?;
     let mut attach = vec![
         "ctl",
         "attach",
@@ -159,13 +165,13 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     attach.extend_from_slice(&reg);
     attach.extend_from_slice(&["--secret-file", "-", "-o", "json"]);
     let url = other.url();
-    let r = s::onboard(
+    let r = crate::onboard(
         &attach,
         &[("ONBOARD_ADDR", &url), ("ONBOARD_TOKEN", OPERATOR)],
         Some(&added.secret),
     )
     .await?;
-    ensure!(r.code == Some(0), "{r}\n{}", s::log_tail(&other.log));
+    ensure!(r.code == Some(0), "{r}\n{}", other.log_tail());
     let attached: pb::Registration = parse_json(&r.stdout, "onboard.v1.Registration")?;
     ensure!(
         attached.registration.as_ref() == Some(&reg_pb)
@@ -186,7 +192,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         "--wait",
     ]))
     .await?;
-    ensure!(r.code == Some(0), "{r}\n{}", s::log_tail(&server.log));
+    ensure!(r.code == Some(0), "{r}\n{}", server.log_tail());
     for stage in ["add", "validate", "hand_over", "remove_old"] {
         ensure!(
             r.stdout
@@ -316,7 +322,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     )
     .await?;
     let report: pb::VerifyReport = parse_json(&r.stdout, "onboard.v1.VerifyReport")?;
-    let mut verification = VerificationClient::new(s::with(ch.clone(), OPERATOR));
+    let mut verification = VerificationClient::new(with_token(ch.clone(), Some(OPERATOR)));
     let want = verification
         .verify(pb::VerifyRequest {
             target: Some(pb::verify_request::Target::ClientId(client.clone())),

@@ -3,18 +3,23 @@
 use std::os::unix::fs::PermissionsExt;
 
 use anyhow::{Context, Result, ensure};
-use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::invitations_client::InvitationsClient;
 
-use crate::ctl_support::{self as s, AUDITOR, OPERATOR, ServerFiles, ServerProc, ctl, parse_json};
+use testkit::config::{AUDITOR, OPERATOR, OPERATOR_IDENTITY};
+use testkit::onboard_binary;
+use testkit::process::{ServerFiles, parse_json};
+use testkit::server::with_token;
+use testkit::sim::calm;
+
+use crate::{ctl, onboard};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
-    let sim = s::start_sim(Faults::default()).await?;
+    let sim = testkit::sim::start(calm()).await?;
     let files = ServerFiles::new(&sim)?;
-    let server = ServerProc::spawn(&files).await?;
-    let mut grpc = InvitationsClient::new(s::with(server.channel().await?, OPERATOR));
+    let server = onboard_binary!().serve(&files).await?;
+    let mut grpc = InvitationsClient::new(with_token(server.channel().await?, Some(OPERATOR)));
     let email = files.dir.path().join("mail.txt");
     let html = files.dir.path().join("mail.html");
 
@@ -153,8 +158,7 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
     ensure!(r.code == Some(0), "{r}");
     let revoked: pb::Invitation = parse_json(&r.stdout, "onboard.v1.Invitation")?;
     ensure!(
-        revoked.state() == pb::InvitationState::Revoked
-            && revoked.revoked_by == "operator:ctl-test"
+        revoked.state() == pb::InvitationState::Revoked && revoked.revoked_by == OPERATOR_IDENTITY
     );
 
     // Refusals: state (1), not found (1), bad field (2, with the field), role (4), no token (4).
@@ -207,9 +211,9 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_come_from_a_client_config_file() -> Result<()> {
-    let sim = s::start_sim(Faults::default()).await?;
+    let sim = testkit::sim::start(calm()).await?;
     let files = ServerFiles::new(&sim)?;
-    let server = ServerProc::spawn(&files).await?;
+    let server = onboard_binary!().serve(&files).await?;
     let dir = tempfile::tempdir()?;
     let token_file = dir.path().join("operator.token");
     std::fs::write(&token_file, format!("{OPERATOR}\n"))?;
@@ -221,7 +225,7 @@ async fn settings_come_from_a_client_config_file() -> Result<()> {
             server.url()
         ),
     )?;
-    let r = s::onboard(
+    let r = onboard(
         &[
             "ctl",
             "--ctl-config",
@@ -235,7 +239,7 @@ async fn settings_come_from_a_client_config_file() -> Result<()> {
     .await?;
     ensure!(r.code == Some(0) && r.stdout.starts_with("ID "), "{r}");
     // The environment wins over the file: the auditor may not list invitations.
-    let r = s::onboard(
+    let r = onboard(
         &["ctl", "invitations", "list"],
         &[
             ("ONBOARD_CTL_CONFIG", conf.to_str().context("path")?),

@@ -2,64 +2,26 @@
 //! and key settings, roles by certificate, and what a wrong CA or a missing certificate gives.
 
 use anyhow::{Context, Result, ensure};
-use entra_sim::Faults;
 use onboard_proto::v1 as pb;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use onboard_server::Role;
+use testkit::onboard_binary;
+use testkit::pki::{Ca, San};
+use testkit::process::{ServerFiles, parse_json};
+use testkit::sim::calm;
 
-use crate::ctl_support::{self as s, ServerFiles, ServerProc, parse_json};
+use crate::onboard;
 
-/// A CA and certificates signed by it, written as PEM files into `dir`.
+/// A CA (`TAG-ca.pem`) and, signed by it, the server's certificate (`TAG-server.pem`), an
+/// operator's (`TAG-operator.pem`, DNS `ops.example.net`) and an auditor's
+/// (`TAG-auditor.pem`, DNS `audit.example.net`), each with its `-key.pem`, in `dir`.
 fn pki(dir: &std::path::Path, tag: &str) -> Result<()> {
-    let ca_params = || -> Result<CertificateParams> {
-        let mut p = CertificateParams::new(Vec::<String>::new())?;
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, format!("{tag} CA"));
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Ok(p)
-    };
-    let ca_key = KeyPair::generate()?;
-    std::fs::write(
-        dir.join(format!("{tag}-ca.pem")),
-        ca_params()?.self_signed(&ca_key)?.pem(),
-    )?;
-    let issuer = Issuer::new(ca_params()?, ca_key);
-    let leaf = |name: &str, sans: Vec<SanType>, eku: ExtendedKeyUsagePurpose| -> Result<()> {
-        let mut p = CertificateParams::new(Vec::<String>::new())?;
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.subject_alt_names = sans;
-        p.extended_key_usages = vec![eku];
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let key = KeyPair::generate()?;
-        std::fs::write(
-            dir.join(format!("{tag}-{name}.pem")),
-            p.signed_by(&key, &issuer)?.pem(),
-        )?;
-        std::fs::write(
-            dir.join(format!("{tag}-{name}-key.pem")),
-            key.serialize_pem(),
-        )?;
-        Ok(())
-    };
-    let dns = |s: &str| -> Result<SanType> { Ok(SanType::DnsName(s.try_into()?)) };
-    leaf(
-        "server",
-        vec![dns("localhost")?, SanType::IpAddress([127, 0, 0, 1].into())],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    )?;
-    leaf(
-        "operator",
-        vec![dns("ops.example.net")?],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    )?;
-    leaf(
-        "auditor",
-        vec![dns("audit.example.net")?],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    )?;
+    let ca = Ca::new(&format!("{tag} CA"))?;
+    ca.write(&dir.join(format!("{tag}-ca.pem")))?;
+    ca.server("server")?.write(dir, &format!("{tag}-server"))?;
+    ca.client("operator", San::Dns("ops.example.net"))?
+        .write(dir, &format!("{tag}-operator"))?;
+    ca.client("auditor", San::Dns("audit.example.net"))?
+        .write(dir, &format!("{tag}-auditor"))?;
     Ok(())
 }
 
@@ -69,19 +31,18 @@ async fn client_certificates_choose_the_role_over_mtls() -> Result<()> {
     pki(certs.path(), "good")?;
     pki(certs.path(), "other")?;
     let f = |name: &str| certs.path().join(name).display().to_string();
-    let sim = s::start_sim(Faults::default()).await?;
-    let files = ServerFiles::with_extra(
-        &sim,
-        &format!(
-            "[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
-             [[auth.callers]]\nname = \"ops.example.net\"\nrole = \"operator\"\nidentity = \"ops-mtls\"\n\
-             [[auth.callers]]\nname = \"audit.example.net\"\nrole = \"auditor\"\n",
-            f("good-server.pem"),
-            f("good-server-key.pem"),
-            f("good-ca.pem"),
-        ),
-    )?;
-    let server = ServerProc::spawn(&files).await?;
+    let sim = testkit::sim::start(calm()).await?;
+    let files = ServerFiles::with(&sim, |b| {
+        let p = |name: &str| certs.path().join(name);
+        Ok(b.tls(
+            &p("good-server.pem"),
+            &p("good-server-key.pem"),
+            Some(&p("good-ca.pem")),
+        )
+        .caller("ops.example.net", Role::Operator, Some("ops-mtls"))
+        .caller("audit.example.net", Role::Auditor, None))
+    })?;
+    let server = onboard_binary!().serve(&files).await?;
     let port = server.addr.port();
     let https = format!("https://localhost:{port}");
     let bare = format!("localhost:{port}");
@@ -100,7 +61,7 @@ async fn client_certificates_choose_the_role_over_mtls() -> Result<()> {
         let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let mut all = vec!["ctl"];
         all.extend(args);
-        s::onboard(&all, &env, None).await
+        onboard(&all, &env, None).await
     };
 
     // The operator's certificate: invitations work, and the audit actor is its identity.
@@ -118,7 +79,7 @@ async fn client_certificates_choose_the_role_over_mtls() -> Result<()> {
         ],
     )
     .await?;
-    ensure!(r.code == Some(0), "{r}\n{}", s::log_tail(&server.log));
+    ensure!(r.code == Some(0), "{r}\n{}", server.log_tail());
     let created: pb::CreateInvitationResponse =
         parse_json(&r.stdout, "onboard.v1.CreateInvitationResponse")?;
     ensure!(created.invitation.context("invitation")?.created_by == "ops-mtls");

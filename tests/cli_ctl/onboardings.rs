@@ -8,28 +8,33 @@ use onboard_proto::v1 as pb;
 use onboard_proto::v1::onboarding_client::OnboardingClient;
 use pb::provision_event::Event as PE;
 
-use crate::ctl_support::{self as s, OPERATOR, ServerFiles, ServerProc, ctl, parse_json};
+use testkit::config::OPERATOR;
+use testkit::onboard_binary;
+use testkit::process::{ServerFiles, parse_json};
+use testkit::server::with_token;
+use testkit::sim::{calm, users};
+use testkit::wizard::{invite, onboard, signed_in};
+
+use crate::ctl;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
     // Replication lag makes the service principal step retry, so watch has retries to show.
-    let sim = s::start_sim(Faults {
+    let sim = testkit::sim::start(Faults {
         replication_lag_ms: 1500,
-        seed: Some(7),
-        ..Faults::default()
+        ..calm()
     })
     .await?;
     let files = ServerFiles::new(&sim)?;
-    let server = ServerProc::spawn(&files).await?;
+    let server = onboard_binary!().serve(&files).await?;
     let ch = server.channel().await?;
-    let token = s::invite(ch.clone(), "dr-1").await?;
-    let id = s::sign_in(ch.clone(), &sim, &token).await?;
-    let done = s::provision(ch.clone(), &token, &id, "Ctl-Watch").await?;
-    let mut grpc = OnboardingClient::new(s::with(ch.clone(), OPERATOR));
+    let made = onboard(ch.clone(), &sim, "dr-1", "direct-routing", "Ctl-Watch").await?;
+    let (id, done) = (made.onboarding_id, made.done);
+    let mut grpc = OnboardingClient::new(with_token(ch.clone(), Some(OPERATOR)));
 
     // watch replays the finished onboarding: steps, retries with reason and wait, the end.
     let r = ctl(&server, OPERATOR, &["onboardings", "watch", &id]).await?;
-    ensure!(r.code == Some(0), "{r}\n{}", s::log_tail(&server.log));
+    ensure!(r.code == Some(0), "{r}\n{}", server.log_tail());
     ensure!(
         r.stdout
             .lines()
@@ -128,8 +133,10 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
     ensure!(r.stdout.contains("state:      completed"), "{r}");
 
     // A signed-in onboarding (nothing made yet) is cancelled.
-    let token2 = s::invite(ch.clone(), "dr-2").await?;
-    let id2 = s::sign_in(ch.clone(), &sim, &token2).await?;
+    let token2 = invite(ch.clone(), "dr-2", "direct-routing", None).await?.0;
+    let id2 = signed_in(ch.clone(), &sim, &token2, users::GLOBAL_ADMIN)
+        .await?
+        .onboarding_id;
     let r = ctl(
         &server,
         OPERATOR,

@@ -8,8 +8,6 @@
 //! appender's "ack" marker, written to a file of its own once its append returned. Needs strace
 //! (`apt-get install -y strace`; `.ci/run` installs it) and ptrace permission.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,13 +38,13 @@ fn durable_child() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let log = common::open(&dir.join("log")).expect("open");
+        let log = testkit::audit::open_log(&dir.join("log")).expect("open");
         let tasks: Vec<_> = (0..TASKS)
             .map(|t| {
                 let (log, acks) = (log.clone(), acks.clone());
                 tokio::spawn(async move {
                     for i in 0..PER_TASK {
-                        let mut f = common::fields(t * 1000 + i);
+                        let mut f = testkit::audit::sample_fields(t * 1000 + i);
                         f.insert("nonce".into(), nonce(t, i).into());
                         let a = log.append_fields(&f).await.expect("append");
                         // One write syscall per acknowledgement, after the append returned.
@@ -288,13 +286,15 @@ fn power_cut_appender() {
     let acks = Arc::new(Mutex::new(std::fs::File::create(acks).expect("acks")));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let log = common::open(&log_dir).expect("open");
+        let log = testkit::audit::open_log(&log_dir).expect("open");
         let tasks: Vec<_> = (0..16u64)
             .map(|t| {
                 let (log, acks) = (log.clone(), acks.clone());
                 tokio::spawn(async move {
                     for i in 0.. {
-                        let Ok(a) = log.append_fields(&common::fields(t * 1_000_000 + i)).await
+                        let Ok(a) = log
+                            .append_fields(&testkit::audit::sample_fields(t * 1_000_000 + i))
+                            .await
                         else {
                             return;
                         };
@@ -326,7 +326,7 @@ fn power_cut_check() {
     let max = acked.iter().max().copied();
     // Opened as the server would (not read-only, whose size is the last *stored* note): the
     // writer stores each batch's note with the next batch, and start-up signs the durable size.
-    let log = common::open(&log_dir)
+    let log = testkit::audit::open_log(&log_dir)
         .unwrap_or_else(|e| panic!("the log does not open after the power cut: {e}"));
     let lost: Vec<u64> = acked
         .iter()

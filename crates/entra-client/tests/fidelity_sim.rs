@@ -2,15 +2,13 @@
 //! (docs/microsoft.md): recycle-bin keys, stripped directory roles, permission pairs, query
 //! options Graph refuses.
 
-mod common;
-
-use common::{Env, calm, start};
 use entra_client::graph::ApplicationSpec;
 use entra_client::graph::roles::template;
 use entra_client::{EntraError, GraphClient, OpContext};
+use testkit::sim::{SimEnv, calm};
 
 /// Signs in as `nick` asking for exactly `scopes` (plus the OpenID ones).
-async fn graph_with_scopes(env: &Env, nick: &str, scopes: &[&str]) -> GraphClient {
+async fn graph_with_scopes(env: &SimEnv, nick: &str, scopes: &[&str]) -> GraphClient {
     let mut all: Vec<&str> = scopes.to_vec();
     all.extend(["offline_access", "openid", "profile"]);
     let mut flow = env
@@ -42,8 +40,8 @@ fn spec(name: &str) -> ApplicationSpec {
 
 #[tokio::test]
 async fn a_deleted_app_holds_its_unique_name_until_restored_or_purged() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap();
     let ctx = OpContext::new;
     let made = g
         .upsert_application("onboard-held", &spec("held"), &ctx())
@@ -100,7 +98,7 @@ async fn a_deleted_app_holds_its_unique_name_until_restored_or_purged() {
 
 #[tokio::test]
 async fn stripped_directory_roles_are_a_missing_permission_not_no_roles() {
-    let env = start(calm()).await;
+    let env = SimEnv::start(calm()).await.unwrap();
     let narrow = graph_with_scopes(&env, "globaladmin", &["User.Read"]).await;
     let err = narrow
         .my_directory_roles(&OpContext::new())
@@ -142,8 +140,8 @@ async fn stripped_directory_roles_are_a_missing_permission_not_no_roles() {
 
 #[tokio::test]
 async fn role_assignments_are_listed_without_top_whatever_the_page_size() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await.with_page_size(2);
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap().with_page_size(2);
     let me = g.me(&OpContext::new()).await.unwrap().value;
     let held = g
         .list_directory_role_assignments(&me.id, &OpContext::new())
@@ -157,7 +155,7 @@ async fn role_assignments_are_listed_without_top_whatever_the_page_size() {
 
 #[tokio::test]
 async fn granting_a_graph_app_role_needs_the_documented_pair() {
-    let env = start(calm()).await;
+    let env = SimEnv::start(calm()).await.unwrap();
     // Everything consented for the token app lands in later tokens' scp, so this tenant never
     // consents more than the test needs.
     let admin = graph_with_scopes(

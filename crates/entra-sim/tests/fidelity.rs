@@ -2,15 +2,13 @@
 //! client built against a kinder emulator would break against the real service
 //! (docs/microsoft.md).
 
-mod common;
-
-use common::{Env, start};
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use testkit::wire::Wire;
 
 /// A device sign-in as `nick` asking for exactly `scope`; returns the access token.
-async fn token_with(env: &Env, nick: &str, scope: &str) -> String {
+async fn token_with(env: &Wire, nick: &str, scope: &str) -> String {
     let dc = env.device_code(scope).await;
     env.sim
         .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn(nick))
@@ -32,7 +30,7 @@ fn roles_in(body: &Value) -> Vec<&Value> {
 
 #[tokio::test]
 async fn transitive_member_of_strips_directory_roles_the_token_may_not_read() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let narrow = token_with(&env, "globaladmin", "User.Read openid").await;
     let (st, body) = env
         .graph(Method::GET, "/me/transitiveMemberOf", &narrow, None)
@@ -68,7 +66,7 @@ async fn transitive_member_of_strips_directory_roles_the_token_may_not_read() {
 
 #[tokio::test]
 async fn granting_an_app_role_needs_application_read_all_too() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     // Everything consented for the token app lands in later tokens' scp, so this tenant never
     // consents more than the test needs.
     let admin = token_with(&env, "globaladmin", "User.Read Application.ReadWrite.All").await;
@@ -92,7 +90,7 @@ async fn granting_an_app_role_needs_application_read_all_too() {
         .graph(Method::POST, &path, &alone, Some(body.clone()))
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{err}");
-    common::assert_odata_error(&err, "Authorization_RequestDenied");
+    testkit::wire::assert_odata_error(&err, "Authorization_RequestDenied");
     let pair = token_with(
         &env,
         "globaladmin",
@@ -106,14 +104,14 @@ async fn granting_an_app_role_needs_application_read_all_too() {
 
 #[tokio::test]
 async fn role_assignments_refuse_top() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("globaladmin").await;
     let base = "/roleManagement/directory/roleAssignments";
     let (st, body) = env
         .graph(Method::GET, &format!("{base}?$top=5"), &t, None)
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    common::assert_odata_error(&body, "BadRequest");
+    testkit::wire::assert_odata_error(&body, "BadRequest");
     assert!(body["error"]["message"].as_str().unwrap().contains("'Top'"));
     let (st, body) = env.graph(Method::GET, base, &t, None).await;
     assert_eq!(st, StatusCode::OK, "{body}");
@@ -122,8 +120,8 @@ async fn role_assignments_refuse_top() {
 
 #[tokio::test]
 async fn the_device_code_grant_has_no_code_alias() {
-    let env = start(Faults::default()).await;
-    let dc = env.device_code(common::SCOPE).await;
+    let env = Wire::start(Faults::default()).await;
+    let dc = env.device_code(testkit::wire::SCOPE).await;
     env.sim
         .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn("globaladmin"))
         .await
@@ -136,7 +134,7 @@ async fn the_device_code_grant_has_no_code_alias() {
         ])
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    common::assert_sts_error(&body, "invalid_request", 900144);
+    testkit::wire::assert_sts_error(&body, "invalid_request", 900144);
     assert!(
         body["error_description"]
             .as_str()
@@ -151,16 +149,19 @@ async fn the_device_code_grant_has_no_code_alias() {
 
 #[tokio::test]
 async fn delegated_scp_holds_every_scope_consented_for_the_client() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let first = token_with(&env, "globaladmin", "User.Read Application.Read.All").await;
     assert!(
-        common::claims(&first)["scp"]
+        testkit::wire::claims(&first)["scp"]
             .as_str()
             .unwrap()
             .contains("Application.Read.All")
     );
     let later = token_with(&env, "globaladmin", "User.Read").await;
-    let scp = common::claims(&later)["scp"].as_str().unwrap().to_owned();
+    let scp = testkit::wire::claims(&later)["scp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let scopes: Vec<&str> = scp.split(' ').collect();
     assert!(
         scopes.contains(&"User.Read") && scopes.contains(&"Application.Read.All"),
@@ -171,7 +172,7 @@ async fn delegated_scp_holds_every_scope_consented_for_the_client() {
 
 #[tokio::test]
 async fn app_only_tokens_carry_the_default_wid() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let admin = env.access_token("globaladmin").await;
     let (app, _, secret) = env.provision(&admin, "wids").await;
     let (st, tok) = env
@@ -182,7 +183,7 @@ async fn app_only_tokens_carry_the_default_wid() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{tok}");
-    let wids = common::claims(tok["access_token"].as_str().unwrap())["wids"].clone();
+    let wids = testkit::wire::claims(tok["access_token"].as_str().unwrap())["wids"].clone();
     assert_eq!(
         wids,
         serde_json::json!(["0997a1d0-0d1d-4acb-b408-d5ca73121e90"]),

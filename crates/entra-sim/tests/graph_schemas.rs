@@ -4,16 +4,15 @@
 //! by default present, and nothing v1.0 does not have. So the emulator cannot drift from
 //! Microsoft's shapes again.
 
-mod common;
 mod schema;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Env, start};
 use entra_sim::{Faults, GRAPH_APP_ID, TEAMS_APP_ID};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use testkit::wire::Wire;
 
 fn schemas() -> BTreeMap<String, Value> {
     schema::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/graph-v1.0"))
@@ -52,7 +51,7 @@ impl Checker {
     }
 }
 
-async fn token_with(env: &Env, nick: &str, scope: &str) -> String {
+async fn token_with(env: &Wire, nick: &str, scope: &str) -> String {
     let dc = env.device_code(scope).await;
     env.sim
         .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn(nick))
@@ -63,7 +62,7 @@ async fn token_with(env: &Env, nick: &str, scope: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn ok(env: &Env, m: Method, path: &str, t: &str, body: Option<Value>) -> Value {
+async fn ok(env: &Wire, m: Method, path: &str, t: &str, body: Option<Value>) -> Value {
     let (st, v) = env.graph(m.clone(), path, t, body).await;
     assert!(st.is_success(), "{m} {path}: {st} {v}");
     v
@@ -71,7 +70,7 @@ async fn ok(env: &Env, m: Method, path: &str, t: &str, body: Option<Value>) -> V
 
 #[tokio::test]
 async fn every_answer_matches_the_graph_v1_schemas() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let mut c = Checker {
         schemas: schemas(),
         failures: vec![],

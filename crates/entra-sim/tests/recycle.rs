@@ -2,19 +2,17 @@
 //! (microsoftgraph/msgraph-bicep-types#137, #202): the upsert answers 400 until the app is
 //! restored or permanently deleted.
 
-mod common;
-
-use common::{assert_odata_error, start};
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use testkit::wire::{Wire, assert_odata_error};
 
 const KEY: &str = "/applications(uniqueName='onboard-reserved')";
 const PREFER: [(&str, &str); 1] = [("Prefer", "create-if-missing")];
 
 #[tokio::test]
 async fn deleted_application_keeps_its_unique_name_until_restored_or_purged() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("globaladmin").await;
     let upsert = |name: &'static str| {
         let (env, t) = (&env, t.clone());

@@ -1,20 +1,19 @@
 //! A 404 is replication lag only right after a create (entra-reference §6): reads of objects
 //! this run did not just make get no lag retries.
 
-mod common;
-
 use anyhow::{Context, Result, ensure};
-use common::{calm, collect, completion, start};
 use entra_client::OpContext;
 use provision::{EventKind, Status};
+use testkit::engine::{EngineEnv, collect, completion};
+use testkit::sim::calm;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_settled_onboarding_takes_a_404_as_an_answer() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
     let events = collect(
         env.engine
-            .provision(env.req("onb-gone", "Sbc-Gone"), admin)
+            .provision(env.request("onb-gone", "Sbc-Gone"), admin)
             .await?,
         60,
     )

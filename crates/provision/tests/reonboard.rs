@@ -3,24 +3,24 @@
 //! of the same name must not reuse the key; and a retry whose app someone deleted in Entra must
 //! say what happened.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, ensure};
-use common::{apps_named, assert_provisioned, calm, collect, completion, start};
 use entra_client::OpContext;
 use onboard_core::HookAction;
 use provision::{EventKind, Status, StepHook};
+use testkit::engine::{EngineEnv, collect, completion};
+use testkit::sim::calm;
+use testkit::snapshot::{apps_named, provisioned_once};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_then_onboard_the_same_name_again_completes_without_duplicates() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
     let first = collect(
         env.engine
-            .provision(env.req("onb-first", "Sbc-Again"), admin.clone())
+            .provision(env.request("onb-first", "Sbc-Again"), admin.clone())
             .await?,
         60,
     )
@@ -40,14 +40,14 @@ async fn cancel_then_onboard_the_same_name_again_completes_without_duplicates() 
 
     let second = collect(
         env.engine
-            .provision(env.req("onb-second", "Sbc-Again"), admin)
+            .provision(env.request("onb-second", "Sbc-Again"), admin)
             .await?,
         60,
     )
     .await?;
     completion(&second)?;
     // Exactly one live app of that name, one SP, its grants and role: no duplicates.
-    let (app_id, _) = assert_provisioned(&env.snapshot(), "Sbc-Again", 3, 1)?;
+    let (app_id, _) = provisioned_once(&env.snapshot(), "Sbc-Again", 3, 1)?;
     ensure!(
         binned[0]["app_id"] != app_id.as_str(),
         "a new app, not the deleted one"
@@ -79,11 +79,11 @@ fn fail_once_after(step: &'static str) -> StepHook {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_the_app_was_deleted_in_entra_says_what_to_do() -> Result<()> {
     // Fails right after the app was made, before the step is confirmed: the retry upserts again.
-    let env = start(calm(), Some(fail_once_after("app_registration:changed"))).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), Some(fail_once_after("app_registration:changed"))).await?;
+    let admin = env.signed_in("globaladmin").await?;
     let events = collect(
         env.engine
-            .provision(env.req("onb-del", "Sbc-Deleted"), admin.clone())
+            .provision(env.request("onb-del", "Sbc-Deleted"), admin.clone())
             .await?,
         60,
     )
@@ -110,7 +110,7 @@ async fn retry_after_the_app_was_deleted_in_entra_says_what_to_do() -> Result<()
 
     let events = collect(
         env.engine
-            .provision(env.req("onb-del", "Sbc-Deleted"), admin)
+            .provision(env.request("onb-del", "Sbc-Deleted"), admin)
             .await?,
         60,
     )

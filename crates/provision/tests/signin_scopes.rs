@@ -6,8 +6,7 @@ use anyhow::{Result, ensure};
 use entra_client::{EntraClient, OpContext, TokenSet};
 use entra_sim::{Sim, SimConfig};
 use provision::{ProvisionError, SIGN_IN_SCOPES, check_sign_in};
-
-mod common;
+use testkit::sim::{calm, entra_config};
 
 async fn sign_in(sim: &Sim, client: &EntraClient, upn: &str, scopes: &[&str]) -> Result<TokenSet> {
     let info = sim.info();
@@ -31,14 +30,14 @@ async fn a_token_that_cannot_read_roles_names_the_missing_permission() -> Result
     let sim = Sim::start(
         listener,
         SimConfig {
-            faults: common::calm(),
+            faults: calm(),
             // A provider token app configured with less than Onboard needs.
             token_app_scopes: Some(vec!["User.Read".into(), "Application.ReadWrite.All".into()]),
             ..SimConfig::default()
         },
     )
     .await?;
-    let client = EntraClient::new(&common::entra_config(&sim))?;
+    let client = EntraClient::new(&entra_config(&sim))?;
     let upn = format!("globaladmin@{}", sim.info().tenant_domain);
 
     let minimal = sign_in(

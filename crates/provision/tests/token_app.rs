@@ -2,13 +2,14 @@
 //! provider's token app. It carries the provider app's own display name (which need not be
 //! `<server>-<provider>-token`), so it is found by `appId`.
 
-mod common;
-
 use anyhow::{Context, Result, ensure};
-use common::{build_engine, calm, collect, completion, entra_config, open_audit, sps_for_app};
 use entra_client::{EntraClient, OpContext};
 use entra_sim::{Sim, SimConfig};
+use provision::Engine;
 use provision::{PlanRequest, ProvisionRequest};
+use testkit::engine::{collect, completion, engine_config, open_audit};
+use testkit::sim::{SIGN_IN_SCOPES, calm, entra_config};
+use testkit::snapshot::sps_where;
 
 const PROVIDER_APP_NAME: &str = "Fabrikam Voice Onboarding";
 
@@ -28,7 +29,13 @@ async fn temporary_app_with_the_provider_apps_own_name_is_found_and_removed() ->
     let dir = tempfile::tempdir()?;
     let audit = open_audit(dir.path())?;
     let db = sled::open(dir.path().join("state"))?;
-    let engine = build_engine(&client, &audit, &db, &info.token_app_client_id, None)?;
+    let engine = Engine::new(engine_config(
+        &client,
+        &audit,
+        &db,
+        &info.token_app_client_id,
+        None,
+    )?)?;
 
     let upn = format!("globaladmin@{}", info.tenant_domain);
     let mut flow = client
@@ -36,7 +43,7 @@ async fn temporary_app_with_the_provider_apps_own_name_is_found_and_removed() ->
         .start_device_code(
             &info.tenant_domain,
             &info.token_app_client_id,
-            common::SIGN_IN_SCOPES,
+            SIGN_IN_SCOPES,
             &OpContext::new(),
         )
         .await?;
@@ -44,7 +51,7 @@ async fn temporary_app_with_the_provider_apps_own_name_is_found_and_removed() ->
         .await?;
     let tokens = flow.poll_until_done(|_| {}).await?;
     let admin = engine.sign_in(&tokens, &upn).await?;
-    let consented = sps_for_app(&sim.snapshot(), &info.token_app_client_id)
+    let consented = sps_where(&sim.snapshot(), "app_id", &info.token_app_client_id)
         .first()
         .and_then(|s| s["display_name"].as_str().map(str::to_owned))
         .context("the sign-in made the temporary app")?;
@@ -89,7 +96,7 @@ async fn temporary_app_with_the_provider_apps_own_name_is_found_and_removed() ->
     .await?;
     completion(&events)?;
     ensure!(
-        sps_for_app(&sim.snapshot(), &info.token_app_client_id).is_empty(),
+        sps_where(&sim.snapshot(), "app_id", &info.token_app_client_id).is_empty(),
         "the temporary app is still there"
     );
     sim.shutdown().await;

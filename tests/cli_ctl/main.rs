@@ -2,21 +2,24 @@
 //! with the Entra emulator: every command's output and exit code, and `--output json` parsed
 //! back (independently of the CLI) and compared with the gRPC answer for the same question.
 
-mod ctl_support;
-
-#[path = "cli_ctl/audit.rs"]
 mod audit;
-#[path = "cli_ctl/day_two.rs"]
 mod day_two;
-#[path = "cli_ctl/invitations.rs"]
 mod invitations;
-#[path = "cli_ctl/mtls.rs"]
 mod mtls;
-#[path = "cli_ctl/onboardings.rs"]
 mod onboardings;
 
 use anyhow::{Result, ensure};
-use ctl_support::onboard;
+use testkit::process::{Run, ServerProc};
+
+/// `onboard ARGS` with `env` and `stdin` (see `testkit::process::Onboard::run`).
+async fn onboard(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Result<Run> {
+    testkit::onboard_binary!().run(args, env, stdin).await
+}
+
+/// `onboard ctl ARGS` against `server` with `token`.
+async fn ctl(server: &ServerProc, token: &str, args: &[&str]) -> Result<Run> {
+    testkit::onboard_binary!().ctl(server, token, args).await
+}
 
 #[tokio::test]
 async fn completions_are_generated_for_each_shell_and_bash_parses_them() -> Result<()> {

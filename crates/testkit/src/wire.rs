@@ -1,47 +1,57 @@
-//! Shared helpers: start an emulator on 127.0.0.1:0 and talk to it over real HTTPS.
-#![allow(dead_code)]
+//! The emulator's wire protocol over raw HTTPS (no Entra client in between), for the
+//! emulator's own tests: device code, token endpoint, Graph calls, and the shapes of Entra's
+//! STS and Graph errors. Panics on transport failures (these are test helpers).
 
 use entra_sim::{Faults, Sim, SimConfig, SimInfo};
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 
+/// The device sign-in's scope, space-separated as the form field takes it.
 pub const SCOPE: &str = "https://graph.microsoft.com/.default offline_access openid profile";
 
-pub struct Env {
+/// The emulator with a raw HTTPS client trusting its CA.
+pub struct Wire {
+    /// The running emulator.
     pub sim: Sim,
+    /// An HTTPS client trusting only the emulator's CA.
     pub http: reqwest::Client,
+    /// The seeded tenant and users.
     pub info: SimInfo,
 }
 
-pub async fn start(faults: Faults) -> Env {
-    start_with(SimConfig {
-        faults,
-        ..SimConfig::default()
-    })
-    .await
-}
+impl Wire {
+    /// Starts the emulator with exactly `faults` (Entra's 5 s poll interval unless set).
+    pub async fn start(faults: Faults) -> Self {
+        Self::start_with(SimConfig {
+            faults,
+            ..SimConfig::default()
+        })
+        .await
+    }
 
-pub async fn start_with(config: SimConfig) -> Env {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = Sim::start(listener, config).await.unwrap();
-    let ca = reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap();
-    let http = reqwest::Client::builder()
-        .tls_certs_only([ca])
-        .build()
-        .unwrap();
-    let info = sim.info();
-    Env { sim, http, info }
-}
+    /// Starts the emulator with `config`.
+    pub async fn start_with(config: SimConfig) -> Self {
+        let sim = crate::sim::start_with(config).await.unwrap();
+        let ca = reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .build()
+            .unwrap();
+        let info = sim.info();
+        Self { sim, http, info }
+    }
 
-impl Env {
+    /// `nick@<tenant domain>`.
     pub fn upn(&self, nick: &str) -> String {
         format!("{nick}@{}", self.info.tenant_domain)
     }
 
+    /// The emulator's URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.info.base_url)
     }
 
+    /// Starts a device-code flow for the token app with `scope`; the JSON answer.
     pub async fn device_code(&self, scope: &str) -> Value {
         let r = self
             .http
@@ -57,6 +67,7 @@ impl Env {
         r.json().await.unwrap()
     }
 
+    /// POSTs `form` to the tenant's token endpoint: status and JSON body.
     pub async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
         let r = self
             .http
@@ -69,6 +80,7 @@ impl Env {
         (status, r.json().await.unwrap())
     }
 
+    /// One device-code poll.
     pub async fn poll(&self, device_code: &str) -> (StatusCode, Value) {
         self.token(&[
             ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
@@ -90,6 +102,7 @@ impl Env {
         body
     }
 
+    /// The access token of a device sign-in as `nick`.
     pub async fn access_token(&self, nick: &str) -> String {
         self.sign_in(nick).await["access_token"]
             .as_str()
@@ -97,6 +110,7 @@ impl Env {
             .to_string()
     }
 
+    /// A client-credentials token request.
     pub async fn client_credentials(
         &self,
         client_id: &str,
@@ -112,6 +126,8 @@ impl Env {
         .await
     }
 
+    /// A Graph call (`path` under `/v1.0`, or a full `https://` URL) with `token`, optional JSON
+    /// body and extra headers: status, headers and JSON body (`null` when empty).
     pub async fn graph_full(
         &self,
         method: Method,
@@ -144,6 +160,7 @@ impl Env {
         (status, h, v)
     }
 
+    /// [`Wire::graph_full`] without extra headers: status and JSON body.
     pub async fn graph(
         &self,
         method: Method,
@@ -157,36 +174,26 @@ impl Env {
 
     /// Creates an app + SP + secret as `token`'s user; returns (app, sp, secret).
     pub async fn provision(&self, token: &str, name: &str) -> (Value, Value, String) {
-        let (s, app) = self
-            .graph(
-                Method::POST,
-                "/applications",
-                token,
-                Some(json!({"displayName": name, "signInAudience": "AzureADMyOrg"})),
-            )
+        let app = json!({"displayName": name, "signInAudience": "AzureADMyOrg"});
+        let app = self.post_expecting("/applications", token, app, 201).await;
+        let sp = json!({"appId": app["appId"]});
+        let sp = self
+            .post_expecting("/servicePrincipals", token, sp, 201)
             .await;
-        assert_eq!(s, StatusCode::CREATED, "{app}");
-        let (s, sp) = self
-            .graph(
-                Method::POST,
-                "/servicePrincipals",
-                token,
-                Some(json!({"appId": app["appId"]})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{sp}");
-        let (s, pw) = self
-            .graph(
-                Method::POST,
-                &format!("/applications/{}/addPassword", app["id"].as_str().unwrap()),
-                token,
-                Some(json!({"passwordCredential": {"displayName": "svc"}})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{pw}");
+        let path = format!("/applications/{}/addPassword", app["id"].as_str().unwrap());
+        let pw = json!({"passwordCredential": {"displayName": "svc"}});
+        let pw = self.post_expecting(&path, token, pw, 200).await;
         (app, sp, pw["secretText"].as_str().unwrap().to_string())
     }
 
+    /// POSTs `body` to Graph `path` with `token`; the answer must be `status`.
+    async fn post_expecting(&self, path: &str, token: &str, body: Value, status: u16) -> Value {
+        let (s, v) = self.graph(Method::POST, path, token, Some(body)).await;
+        assert_eq!(s.as_u16(), status, "POST {path}: {v}");
+        v
+    }
+
+    /// Microsoft Graph's service principal id, read with `token`.
     pub async fn graph_sp_id(&self, token: &str) -> String {
         let (s, v) = self
             .graph(Method::GET, "/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')?$select=id,appRoles", token, None)
@@ -196,6 +203,7 @@ impl Env {
     }
 }
 
+/// A JWT's claims, unverified.
 pub fn claims(token: &str) -> Value {
     entra_sim::jwt::decode_claims_unverified(token).unwrap()
 }

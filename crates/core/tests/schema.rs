@@ -3,7 +3,7 @@
 //! `TargetKind`, the common fields) name the same actions, details and kinds; the page's
 //! examples validate; entries the typed definition writes validate and read back; an entry with
 //! an undeclared detail is refused. (The flows that write every kind of entry against the
-//! schema are `tests/audit_schema.rs` at the workspace root.)
+//! schema are `crates/server/tests/audit_schema.rs`.)
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

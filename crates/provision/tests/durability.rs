@@ -50,6 +50,17 @@ async fn crash_at_and_resume(point: &'static str) -> Result<()> {
             .any(|e| e["phase"] == "succeeded" && e["actor"] == "system"),
         "{point}"
     );
+    // A crash after addPassword loses the new secret's value: the resumed run removes that
+    // orphan (audited; the entry is checked against the published schema like every other
+    // one `audit_entries` reads) before it adds the secret it keeps.
+    if point == "client_secret:changed" {
+        ensure!(
+            entries
+                .iter()
+                .any(|e| e["action"] == "client_secret.remove" && e["phase"] == "succeeded"),
+            "the orphan secret's removal is not audited: {entries:#?}"
+        );
+    }
     Ok(())
 }
 

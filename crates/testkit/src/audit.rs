@@ -22,9 +22,48 @@ pub fn entries(log: &AuditLog) -> Result<Vec<Value>> {
         .collect()
 }
 
+/// The auditors' contract, `docs/audit-entries.schema.json`, compiled once.
+fn schema() -> Result<&'static jsonschema::Validator> {
+    static SCHEMA: std::sync::OnceLock<Result<jsonschema::Validator, String>> =
+        std::sync::OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let text = include_str!("../../../docs/audit-entries.schema.json");
+            let schema: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            jsonschema::draft202012::new(&schema).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("docs/audit-entries.schema.json: {e}"))
+}
+
+/// Fails naming the entry and the rule when any of `entries` breaks the published schema.
+pub fn check_schema(entries: &[Value]) -> Result<()> {
+    let v = schema()?;
+    for e in entries {
+        let errors: Vec<String> = v
+            .iter_errors(e)
+            .map(|err| format!("{} at {}", err, err.instance_path()))
+            .collect();
+        ensure!(
+            errors.is_empty(),
+            "audit entry breaks docs/audit-entries.schema.json: {}\n{e}",
+            errors.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Every entry of a log Onboard's own code wrote (a server's or an engine's), parsed and
+/// checked against the published schema ([`check_schema`]).
+pub fn typed_entries(log: &AuditLog) -> Result<Vec<Value>> {
+    let all = entries(log)?;
+    check_schema(&all)?;
+    Ok(all)
+}
+
 /// The entries of one onboarding (`onboarding_id`), in log order.
 pub fn entries_of(log: &AuditLog, onboarding_id: &str) -> Result<Vec<Value>> {
-    Ok(entries(log)?
+    Ok(typed_entries(log)?
         .into_iter()
         .filter(|e| e["onboarding_id"] == onboarding_id)
         .collect())
@@ -32,7 +71,7 @@ pub fn entries_of(log: &AuditLog, onboarding_id: &str) -> Result<Vec<Value>> {
 
 /// The entries with `action`, in log order.
 pub fn with_action(log: &AuditLog, action: &str) -> Result<Vec<Value>> {
-    Ok(entries(log)?
+    Ok(typed_entries(log)?
         .into_iter()
         .filter(|e| e["action"] == action)
         .collect())

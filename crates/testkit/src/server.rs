@@ -137,8 +137,14 @@ impl TestServer {
         Ok(VerificationClient::new(self.authed(token).await?))
     }
 
-    /// Every stored audit entry as JSON.
+    /// Every stored audit entry as JSON, each checked against the published schema.
     pub fn entries(&self) -> Result<Vec<serde_json::Value>> {
+        crate::audit::typed_entries(self.app.audit())
+    }
+
+    /// Every stored audit entry as JSON, unchecked: for tests that [`append`]ed free-form
+    /// fields of their own beside what the server wrote.
+    pub fn raw_entries(&self) -> Result<Vec<serde_json::Value>> {
         crate::audit::entries(self.app.audit())
     }
 }

@@ -117,17 +117,6 @@ impl Store {
             })
     }
 
-    /// Complete nodes of one level with index in `[from, to)`, in order.
-    pub(crate) fn nodes(
-        &self,
-        level: u8,
-        from: u64,
-        to: u64,
-    ) -> impl Iterator<Item = Result<Hash, AuditError>> + use<> {
-        let store = self.clone();
-        (from..to).map(move |i| store.node(level, i))
-    }
-
     /// Every stored checkpoint, oldest first.
     pub(crate) fn checkpoints(
         &self,

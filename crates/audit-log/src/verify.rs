@@ -1,6 +1,8 @@
-//! The offline verifier: recomputes an exported log (tlog-tiles layout) from its entries and
-//! checks every hash tile, the root, the checkpoint signature and, optionally, consistency with
-//! a checkpoint the auditor saved earlier. It only reads files.
+//! The verifier: recomputes a log in the tlog-tiles layout from its entries and checks every
+//! hash tile, the root, the checkpoint signature and, optionally, consistency with a checkpoint
+//! the auditor saved earlier. It reads through a [`TileReader`]: an export directory, or a
+//! mirror or server the caller fetches from. Incrementally, it checks only what was added since
+//! the saved checkpoint, plus a consistency proof computed from the tiles.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,8 +12,9 @@ use serde::Deserialize;
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::hash::{Hash, leaf_hash};
-use crate::merkle::Frontier;
+use crate::merkle::{Frontier, consistency_proof, verify_consistency};
 use crate::note::{self, NoteVerifier};
+use crate::tile_source::{DirReader, TileNodes, TileReader};
 use crate::tiles::{TILE_HEIGHT, TILE_WIDTH, tile_path, tiles_for};
 
 /// Bundles each worker may read ahead of the tree rebuild (bounds memory: 8 × 256 entries).
@@ -24,6 +27,9 @@ pub struct VerifyReport {
     pub origin: String,
     /// Entries the checkpoint covers.
     pub size: u64,
+    /// The first entry checked: 0, or where an incremental run started (the start of the
+    /// bundle holding the saved checkpoint's last entry).
+    pub first: u64,
     /// The checkpoint's root.
     pub root: Hash,
     /// Whether the checkpoint signature verified with the given keys.
@@ -69,6 +75,8 @@ struct EntryHead<'a> {
 /// One bundle's worth of work done on a worker thread.
 #[derive(Default)]
 struct Bundle {
+    /// The level-0 hash tile with the same index, read ahead by the worker.
+    tile0: Option<std::io::Result<Vec<u8>>>,
     leaves: Vec<Hash>,
     /// Per entry: bytes parsed as JSON with the right `seq`.
     good: Vec<bool>,
@@ -78,10 +86,13 @@ struct Bundle {
     well_formed: bool,
 }
 
-fn read_bundle(dir: &Path, n: u64, width: u64) -> Bundle {
+fn read_bundle(reader: &dyn TileReader, n: u64, width: u64) -> Bundle {
     let rel = tile_path(None, n, width);
-    let mut b = Bundle::default();
-    let data = match fs::read(dir.join(&rel)) {
+    let mut b = Bundle {
+        tile0: Some(reader.read(&tile_path(Some(0), n, width))),
+        ..Default::default()
+    };
+    let data = match reader.read(&rel) {
         Ok(d) => d,
         Err(e) => {
             b.problems.push(format!("entry bundle {rel}: {e}"));
@@ -208,7 +219,9 @@ struct LoadedTile {
 
 /// Lazily loaded hash tiles, one per tile level, checked against recomputed nodes.
 struct TileChecker<'a> {
-    dir: &'a Path,
+    reader: &'a dyn TileReader,
+    /// A level-0 tile a worker already read: (index, result).
+    preloaded: Option<(u64, std::io::Result<Vec<u8>>)>,
     size: u64,
     /// Per tile level: (tile index, width, bytes or None when unreadable, all matched so far).
     current: Vec<Option<LoadedTile>>,
@@ -246,7 +259,14 @@ impl TileChecker<'_> {
             self.finish_tile(l);
             let width = self.width_of(level, n);
             let rel = tile_path(Some(level), n, width);
-            let data = match fs::read(self.dir.join(&rel)) {
+            let read = match self.preloaded.take() {
+                Some((pn, r)) if level == 0 && pn == n => r,
+                other => {
+                    self.preloaded = other;
+                    self.reader.read(&rel)
+                }
+            };
+            let data = match read {
                 Ok(d) if d.len() as u64 == width * 32 => Some(d),
                 Ok(d) => {
                     self.problems.push(format!(
@@ -300,6 +320,18 @@ impl TileChecker<'_> {
     }
 }
 
+/// How to verify.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions {
+    /// Worker threads that read and hash entry bundles (at least one; a network reader may
+    /// ask for more, see [`TileReader::parallelism`]).
+    pub threads: usize,
+    /// With a saved checkpoint: check only the entries added since (from the start of the
+    /// bundle holding its last entry), seeding the tree from the hash tiles, and verify a
+    /// consistency proof computed from the tiles. Without one, everything is checked.
+    pub incremental: bool,
+}
+
 /// Verifies the export in `dir` against `keys`; `since` is a signed checkpoint saved earlier.
 pub fn verify_export(
     dir: &Path,
@@ -307,19 +339,36 @@ pub fn verify_export(
     since: Option<&str>,
     threads: usize,
 ) -> VerifyReport {
-    let mut report = VerifyReport::default();
     let note_text = match fs::read_to_string(dir.join("checkpoint")) {
         Ok(t) => t,
         Err(e) => {
+            let mut report = VerifyReport::default();
             report.problems.push(format!("checkpoint: {e}"));
             return report;
         }
     };
+    let options = VerifyOptions {
+        threads,
+        incremental: false,
+    };
+    verify_tiles(&DirReader(dir), &note_text, keys, since, options)
+}
+
+/// Verifies the log whose signed checkpoint is `note_text` (already fetched, so that a log
+/// that grows meanwhile is checked at one size) by reading its tiles from `reader`.
+pub fn verify_tiles(
+    reader: &dyn TileReader,
+    note_text: &str,
+    keys: &[NoteVerifier],
+    since: Option<&str>,
+    options: VerifyOptions,
+) -> VerifyReport {
+    let mut report = VerifyReport::default();
     // The body is parsed even when the signature fails, so the rest can still be checked.
-    let body = match SignedCheckpoint::open(&note_text, keys) {
+    let body = match SignedCheckpoint::open(note_text, keys) {
         Ok(cp) => {
             report.checkpoint_valid = true;
-            if let Ok(o) = note::open(&note_text, keys) {
+            if let Ok(o) = note::open(note_text, keys) {
                 report.signed_by = o
                     .verified_by
                     .iter()
@@ -371,17 +420,40 @@ pub fn verify_export(
         }
     }
 
-    let mut tiles = TileChecker {
-        dir,
-        size: cp.size,
-        current: Vec::new(),
-        valid: 0,
-        problems: Vec::new(),
-    };
     let mut frontier = Frontier::default();
-    let bundles: Vec<(u64, u64)> = tiles_for(cp.size).collect();
+    if let Some(s) = since_cp.as_ref().filter(|s| {
+        options.incremental && s.size > 0 && s.size <= cp.size && report.problems.is_empty()
+    }) {
+        match seed_from_tiles(reader, s, &cp) {
+            Ok(f) => {
+                report.first = f.size();
+                frontier = f;
+            }
+            Err(problem) => {
+                report.since = Some((s.size, false));
+                report.problems.push(problem);
+                report.first = s.size / TILE_WIDTH * TILE_WIDTH;
+                return finish(report, tiles_checker(reader, &cp));
+            }
+        }
+        if s.size == frontier.size() {
+            let ok = frontier.root() == s.root;
+            report.since = Some((s.size, ok));
+            if !ok {
+                report.problems.push(format!(
+                    "the hash tiles at {} entries do not give the saved checkpoint's root: the log was rewritten",
+                    s.size
+                ));
+            }
+        }
+    }
+    let mut tiles = tiles_checker(reader, &cp);
+    let first_bundle = report.first / TILE_WIDTH;
+    let bundles: Vec<(u64, u64)> = tiles_for(cp.size)
+        .filter(|(n, _)| *n >= first_bundle)
+        .collect();
     report.bundles_total = bundles.len() as u64;
-    let threads = threads.max(1);
+    let threads = options.threads.max(reader.parallelism()).max(1);
     // Worker w reads bundles w, w + T, w + 2T, … into its own bounded channel; the main thread
     // takes them round-robin, which is bundle order, and rebuilds the tree while the workers
     // read and hash ahead.
@@ -392,7 +464,7 @@ pub fn verify_export(
             let mine: Vec<(u64, u64)> = bundles.iter().copied().skip(w).step_by(threads).collect();
             s.spawn(move || {
                 for (n, width) in mine {
-                    if tx.send(read_bundle(dir, n, width)).is_err() {
+                    if tx.send(read_bundle(reader, n, width)).is_err() {
                         break;
                     }
                 }
@@ -404,6 +476,9 @@ pub fn verify_export(
                 report.problems.push("a verifier thread failed".into());
                 return true;
             };
+            if let Some(t) = b.tile0 {
+                tiles.preloaded = Some((n, t));
+            }
             report.problems.extend(b.problems);
             merge_times(&mut report.time_range, b.times);
             for (a, c) in b.actions {
@@ -481,14 +556,52 @@ fn finish(mut report: VerifyReport, mut tiles: TileChecker<'_>) -> VerifyReport 
     for l in 0..tiles.current.len() {
         tiles.finish_tile(l);
     }
+    // Tiles holding a node created from `first` on: at tile level L, node indexes
+    // `[first >> 8L, size >> 8L)`.
     let mut total = 0u64;
     let mut level = 0u32;
     while level * TILE_HEIGHT < 64 && report.size >> (level * TILE_HEIGHT) > 0 {
-        total += tiles_for(report.size >> (level * TILE_HEIGHT)).count() as u64;
+        let a = report.first >> (level * TILE_HEIGHT);
+        let b = report.size >> (level * TILE_HEIGHT);
+        if b > a {
+            total += b.div_ceil(TILE_WIDTH) - a / TILE_WIDTH;
+        }
         level += 1;
     }
     report.tiles_total = total;
     report.tiles_valid = tiles.valid;
     report.problems.extend(tiles.problems);
     report
+}
+
+fn tiles_checker<'a>(reader: &'a dyn TileReader, cp: &Checkpoint) -> TileChecker<'a> {
+    TileChecker {
+        reader,
+        preloaded: None,
+        size: cp.size,
+        current: Vec::new(),
+        valid: 0,
+        problems: Vec::new(),
+    }
+}
+
+/// For an incremental run: the tree's right edge at the start of the bundle holding the saved
+/// checkpoint's last entry, read from the new tree's hash tiles, after checking a consistency
+/// proof (computed from the same tiles) from the saved checkpoint to the new one.
+fn seed_from_tiles(
+    reader: &dyn TileReader,
+    since: &Checkpoint,
+    cp: &Checkpoint,
+) -> Result<Frontier, String> {
+    let nodes = TileNodes::new(reader, cp.size);
+    let proof = consistency_proof(&nodes, since.size, cp.size)
+        .map_err(|e| format!("consistency proof from the hash tiles: {e}"))?;
+    verify_consistency(since.size, cp.size, &since.root, &cp.root, &proof).map_err(|e| {
+        format!(
+            "the log of {} entries is not consistent with the saved checkpoint of {} entries ({e}): the log was rewritten",
+            cp.size, since.size
+        )
+    })?;
+    let start = since.size / TILE_WIDTH * TILE_WIDTH;
+    Frontier::load(&nodes, start).map_err(|e| format!("tree at {start} entries: {e}"))
 }

@@ -21,7 +21,7 @@ mod error;
 mod router;
 mod serve;
 
-pub use access::{Access, AccessKind, HttpConfig, Settings};
+pub use access::{Access, AccessKind, HttpConfig, Settings, server_tls};
 pub use error::HttpError;
 pub use router::router;
 pub use serve::serve;

@@ -1,6 +1,7 @@
 //! The `onboard` binary: the service, its emulator and its command-line tools.
 
 mod audit_cli;
+mod audit_fetch;
 mod demo;
 mod verify_cli;
 
@@ -23,7 +24,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Generates an audit signing key and prints its verifier key.
     Keygen(audit_cli::KeygenArgs),
-    /// Audit log tools: export, verify, proof, rotate-key.
+    /// Audit log tools: export, verify, proof, publish, rotate-key.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
     /// Runs the Entra emulator (identity platform + Graph) over HTTPS.

@@ -10,9 +10,7 @@ use audit_http::{Access, HttpConfig};
 use audit_log::merkle::{consistency_proof, verify_consistency};
 use audit_log::tile_id::tiles_of_size;
 use audit_log::verify::{VerifyOptions, verify_tiles};
-use audit_log::{
-    AuditLog, Hash, LogConfig, NoteSigner, SignedCheckpoint, TileNodes, TileReader,
-};
+use audit_log::{AuditLog, Hash, LogConfig, NoteSigner, SignedCheckpoint, TileNodes, TileReader};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -153,8 +151,7 @@ async fn a_client_following_the_live_api_always_verifies_and_full_tiles_never_ch
         // And a consistency proof computed from the tiles alone.
         if let Some(l) = &last {
             let nodes = TileNodes::new(&fetched, size);
-            let proof: Vec<Hash> =
-                consistency_proof(&nodes, l.checkpoint.size, size).unwrap();
+            let proof: Vec<Hash> = consistency_proof(&nodes, l.checkpoint.size, size).unwrap();
             verify_consistency(
                 l.checkpoint.size,
                 size,
@@ -277,7 +274,10 @@ async fn bearer_access_needs_a_configured_token() {
     let url = format!("http://{addr}/checkpoint");
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"audit log\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"audit log\""
+    );
     assert!(!r.text().await.unwrap().contains("s3cret"));
     let r = client.get(&url).bearer_auth("wrong").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -331,8 +331,8 @@ async fn mtls_access_needs_a_client_certificate_from_the_ca() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     log.append(&fields(0)).await.unwrap();
-    let tls = audit_http::server_tls(cert.as_bytes(), key_pem.as_bytes(), Some(ca.as_bytes()))
-        .unwrap();
+    let tls =
+        audit_http::server_tls(cert.as_bytes(), key_pem.as_bytes(), Some(ca.as_bytes())).unwrap();
     let config = HttpConfig {
         access: Access::Mtls,
         tls: Some(tls),
@@ -345,8 +345,8 @@ async fn mtls_access_needs_a_client_certificate_from_the_ca() {
         .build()
         .unwrap();
     assert!(anonymous.get(&url).send().await.is_err());
-    let identity = reqwest::Identity::from_pem(format!("{client_cert}{client_key}").as_bytes())
-        .unwrap();
+    let identity =
+        reqwest::Identity::from_pem(format!("{client_cert}{client_key}").as_bytes()).unwrap();
     let auditor = reqwest::Client::builder()
         .add_root_certificate(ca_cert)
         .identity(identity)

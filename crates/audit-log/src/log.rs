@@ -461,6 +461,11 @@ impl AuditLog {
         })
     }
 
+    /// The store, for tile reads.
+    pub(crate) fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
     /// The complete nodes at tree `level`, indexes `[from, to)`, concatenated: a hash tile's
     /// bytes. Upper levels come from memory (one read lock for the whole tile), the rest from
     /// sled.

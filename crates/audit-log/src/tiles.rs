@@ -126,16 +126,7 @@ impl AuditLog {
 
     fn bundle_bytes(&self, from: u64, to: u64) -> Result<Vec<u8>, AuditError> {
         let mut bundle = Vec::with_capacity((to - from) as usize * 512);
-        let mut n = 0u64;
-        for item in self.entries(from, to) {
-            let (_, bytes) = item?;
-            let len = u16::try_from(bytes.len()).map_err(|_| {
-                AuditError::InvalidEntry(format!("stored entry of {} bytes", bytes.len()))
-            })?;
-            bundle.extend_from_slice(&len.to_be_bytes());
-            bundle.extend_from_slice(&bytes);
-            n += 1;
-        }
+        let n = self.store().bundle_into(from, to, &mut bundle)?;
         if n != to - from {
             return Err(AuditError::Integrity {
                 location: format!("entry {}", from + n),

@@ -191,7 +191,7 @@ impl audit_log::TileReader for BlockingReader {
     fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
         self.handle
             .block_on(self.source.get(path))
-            .map(|b| b.to_vec())
+            .map(Vec::from)
             .map_err(RemoteError::into_io)
     }
 

@@ -14,10 +14,6 @@
 //! `BENCH_SECONDS`, `BENCH_ROUNDS`, `BENCH_ENTRIES`, `BENCH_SERVE_ENTRIES`, and
 //! `BENCH_SLED_CACHE_MB`, the log's sled page cache, default 64 as `LogConfig`'s).
 
-#[path = "../crates/audit-remote/tests/support/moto.rs"]
-#[allow(dead_code)]
-mod moto;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -30,6 +26,7 @@ use audit_remote::fetch::verify_source;
 use audit_remote::{ClientSettings, PublishEvent, Publisher, Source, Target};
 use axum::serve::ListenerExt;
 use serde_json::{Map, Value, json};
+use testkit::tiles::{MOTO_INSTALL, Moto};
 
 const ORIGIN: &str = "bench.onboard.invalid/audit";
 const APPENDERS: u64 = 64;
@@ -88,7 +85,7 @@ async fn build_log(dir: &Path, n: u64) -> (AuditLog, NoteVerifier) {
             let log = log.clone();
             tokio::spawn(async move {
                 for i in 0..per_task {
-                    log.append(&fields(t * per_task + i))
+                    log.append_fields(&fields(t * per_task + i))
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
                 }
@@ -139,10 +136,8 @@ async fn serve_api(log: AuditLog) -> String {
 
 /// A plain static file server of `dir`.
 async fn serve_static(dir: &Path) -> String {
-    serve_router(
-        axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir)),
-    )
-    .await
+    serve_router(axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir)))
+        .await
 }
 
 /// Requests/s for random `paths` under `base` for `secs`: wrk when installed, else tokio.
@@ -176,7 +171,9 @@ async fn load(base: &str, paths: &[String], secs: u64, script: &Path) -> f64 {
                 let mut n = 0u64;
                 let mut i = c * 7919;
                 while Instant::now() < deadline {
-                    i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    i = i
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let p = &paths[(i >> 33) as usize % paths.len()];
                     let r = client
                         .get(format!("{base}/{p}"))
@@ -227,8 +224,16 @@ async fn bench_serve(entries: u64, secs: u64, rounds: u64) {
     // Both serve the same bytes.
     let client = reqwest::Client::new();
     for p in paths.iter().take(3) {
-        let a = client.get(format!("{api}/{p}")).send().await.unwrap_or_else(|e| panic!("{e}"));
-        let b = client.get(format!("{stat}/{p}")).send().await.unwrap_or_else(|e| panic!("{e}"));
+        let a = client
+            .get(format!("{api}/{p}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b = client
+            .get(format!("{stat}/{p}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             a.bytes().await.unwrap_or_default(),
             b.bytes().await.unwrap_or_default()
@@ -253,7 +258,10 @@ async fn bench_serve(entries: u64, secs: u64, rounds: u64) {
         a_all.push(a);
     }
     let (ms_, ma) = (median(&mut s_all), median(&mut a_all));
-    println!("median req/s: static {ms_:.0}, live API {ma:.0}; ratio of medians {:.2}\n", ma / ms_);
+    println!(
+        "median req/s: static {ms_:.0}, live API {ma:.0}; ratio of medians {:.2}\n",
+        ma / ms_
+    );
     log.close();
 }
 
@@ -271,7 +279,9 @@ async fn lag_run(target: Target, label: &str, secs: u64) {
     let watcher = tokio::spawn(async move {
         while rx.changed().await.is_ok() {
             let size = rx.borrow_and_update().checkpoint.size;
-            s2.lock().unwrap_or_else(|p| p.into_inner()).insert(size, Instant::now());
+            s2.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(size, Instant::now());
         }
     });
     let p2 = published.clone();
@@ -300,7 +310,9 @@ async fn lag_run(target: Target, label: &str, secs: u64) {
         tick.tick().await;
         let log = log.clone();
         pending.push(tokio::spawn(async move {
-            log.append(&fields(i)).await.unwrap_or_else(|e| panic!("{e}"));
+            log.append_fields(&fields(i))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
         }));
         i += 1;
     }
@@ -348,26 +360,23 @@ async fn bench_lag(secs: u64) {
     );
     println!("|---|---|---|---|---|---|---|");
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let dir = Target::parse(
-        tmp.path().join("bucket").to_str().unwrap_or_default(),
-        true,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let dir = Target::parse(tmp.path().join("bucket").to_str().unwrap_or_default(), true)
+        .unwrap_or_else(|e| panic!("{e}"));
     lag_run(dir, "local directory", secs).await;
     let moto_ok = std::process::Command::new("python3")
         .args(["-c", "import moto.server"])
         .output()
         .is_ok_and(|o| o.status.success());
     if moto_ok {
-        let m = moto::Moto::start();
-        m.create_bucket("lag");
+        let m = Moto::start().unwrap_or_else(|e| panic!("{e}"));
+        m.create_bucket("lag").unwrap_or_else(|e| panic!("{e}"));
         let opts = m.options();
         let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let s3 = Target::parse_with_options("s3://lag/audit", true, &opts)
             .unwrap_or_else(|e| panic!("{e}"));
         lag_run(s3, "S3 (moto server on loopback)", secs).await;
     } else {
-        println!("(S3 row skipped: moto is not installed; {})", moto::INSTALL);
+        println!("(S3 row skipped: moto is not installed; {})", MOTO_INSTALL);
     }
     println!();
 }
@@ -428,7 +437,11 @@ async fn bench_verify(n: u64, rounds: u64) {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             over.push(s.elapsed().as_secs_f64());
-            assert!(report.ok(), "{:?}", &report.problems[..report.problems.len().min(3)]);
+            assert!(
+                report.ok(),
+                "{:?}",
+                &report.problems[..report.problems.len().min(3)]
+            );
             assert_eq!(report.entries_valid, size);
         }
         println!(

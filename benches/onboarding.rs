@@ -11,15 +11,15 @@
 //!
 //! `cargo bench --bench onboarding` runs both; `BENCH_ONLY=latency|memory` runs one.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use entra_sim::Faults;
-use support::{ServerFiles, ServerProc};
+use testkit::onboard_binary;
+use testkit::process::{ServerFiles, peak_rss_kib};
+use testkit::sim::{calm, users::GLOBAL_ADMIN};
+use testkit::wizard::{invite, onboard_timed, provision_stream, signed_in};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -36,13 +36,13 @@ fn median(v: &mut [f64]) -> f64 {
 async fn latency() -> Result<()> {
     let latency_ms = env_u64("BENCH_LATENCY_MS", 50);
     let runs = env_u64("BENCH_RUNS", 5).max(1);
-    let sim = support::start_sim(Faults {
+    let sim = testkit::sim::start(Faults {
         latency_ms,
-        ..Faults::default()
+        ..calm()
     })
     .await?;
     let files = ServerFiles::new(&sim)?;
-    let server = ServerProc::spawn(&files.config, &files.dir.path().join("server.log")).await?;
+    let server = onboard_binary!().serve(&files).await?;
     let ch = server.channel().await?;
     println!("latency: {latency_ms} ms per emulator call, {runs} onboardings one after another");
     println!(
@@ -52,11 +52,14 @@ async fn latency() -> Result<()> {
     let mut ratios = Vec::new();
     let mut walls = Vec::new();
     for run in 0..runs {
-        let token = support::invite(ch.clone(), &format!("dr-lat-{run}")).await?;
-        let id = support::sign_in(ch.clone(), &sim, &token, support::GLOBAL_ADMIN).await?;
+        let (token, _) =
+            invite(ch.clone(), &format!("dr-lat-{run}"), "direct-routing", None).await?;
+        let id = signed_in(ch.clone(), &sim, &token, GLOBAL_ADMIN)
+            .await?
+            .onboarding_id;
         let before = sim.request_counts();
         let t = tokio::time::Instant::now();
-        let mut stream = support::provision(ch.clone(), &token, &id, &format!("Lat-{run}")).await?;
+        let mut stream = provision_stream(ch.clone(), &token, &id, &format!("Lat-{run}")).await?;
         let mut completed = false;
         let trace = std::env::var("BENCH_TRACE").is_ok();
         while let Some(e) = stream.message().await? {
@@ -94,24 +97,24 @@ async fn latency() -> Result<()> {
 async fn memory() -> Result<()> {
     let count = env_u64("BENCH_ONBOARDINGS", 500) as usize;
     let sim = Arc::new(
-        support::start_sim(Faults {
+        testkit::sim::start(Faults {
             latency_ms: env_u64("BENCH_MEMORY_LATENCY_MS", 5),
-            ..Faults::default()
+            ..calm()
         })
         .await?,
     );
     let files = ServerFiles::new(&sim)?;
-    let server = ServerProc::spawn(&files.config, &files.dir.path().join("server.log")).await?;
+    let server = onboard_binary!().serve(&files).await?;
     let ch = server.channel().await?;
     // The idle server's footprint, the same-run baseline for the peak.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = support::peak_rss_kib(server.pid())?;
+    let idle = peak_rss_kib(server.pid())?;
     let t = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
         let (ch, sim) = (ch.clone(), sim.clone());
         tasks.spawn(async move {
-            support::onboard_one(ch, &sim, &format!("dr-mem-{i}"), &format!("Mem-{i:04}")).await
+            onboard_timed(ch, &sim, &format!("dr-mem-{i}"), &format!("Mem-{i:04}")).await
         });
     }
     let mut sign_in = Vec::new();
@@ -122,7 +125,7 @@ async fn memory() -> Result<()> {
         provision.push(timings.provision.as_secs_f64());
     }
     let elapsed = t.elapsed();
-    let peak = support::peak_rss_kib(server.pid())?;
+    let peak = peak_rss_kib(server.pid())?;
     println!(
         "memory: {count} concurrent onboardings all completed in {:.1} s \
          (median sign-in {:.2} s, median provision {:.2} s)",

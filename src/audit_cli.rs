@@ -3,6 +3,7 @@
 //! directory (`DATA_DIR/audit`) of a stopped server; the same tools read a running server's
 //! tiles API or a publication target through `audit_fetch`.
 
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind, change};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ pub enum AuditCommand {
         since_checkpoint: Option<PathBuf>,
         /// Keep polling the checkpoint and verify each new one against the last (from a
         /// URL or directory); prints `ALERT:` and exits non-zero when the log forks or rewinds.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "witness")]
         follow: bool,
         /// Seconds between two polls with --follow.
         #[arg(long, default_value_t = 10.0, requires = "follow")]
@@ -84,6 +85,12 @@ pub enum AuditCommand {
         /// Write each checkpoint that verified to this file (for the next --since-checkpoint).
         #[arg(long)]
         save_checkpoint: Option<PathBuf>,
+        /// A trusted witness's verifier key, or a file of them; repeat for each witness.
+        #[arg(long)]
+        witness: Vec<String>,
+        /// How many of the --witness keys must have cosigned the checkpoint (default: all).
+        #[arg(long, requires = "witness")]
+        witness_quorum: Option<usize>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -297,6 +304,8 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             follow,
             interval,
             save_checkpoint,
+            witness,
+            witness_quorum,
             remote,
         } => {
             let follow = follow
@@ -308,7 +317,8 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                         .context("--interval must be a positive number of seconds")
                 })
                 .transpose()?;
-            let ok = if audit_fetch::is_url(&source) || follow.is_some() {
+            // The note that verified, so the witness quorum is checked on exactly that one.
+            let (mut ok, note) = if audit_fetch::is_url(&source) || follow.is_some() {
                 let url = if audit_fetch::is_url(&source) {
                     source
                 } else {
@@ -325,13 +335,25 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 .await?
             } else {
                 let dir = Path::new(&source);
+                let path = dir.join("checkpoint");
+                let note = std::fs::read_to_string(&path).ok();
                 let ok = verify(dir, &vkey, since_checkpoint.as_deref())?;
                 if let (true, Some(p)) = (ok, &save_checkpoint) {
-                    std::fs::copy(dir.join("checkpoint"), p)
-                        .with_context(|| format!("writing {}", p.display()))?;
+                    std::fs::copy(&path, p).with_context(|| format!("writing {}", p.display()))?;
                 }
-                ok
+                (ok, note)
             };
+            if !witness.is_empty() {
+                ok &= match note {
+                    Some(note) => {
+                        crate::witness_cli::check_quorum(&note, &vkey, &witness, witness_quorum)?
+                    }
+                    None => {
+                        println!("INVALID: witness quorum: no checkpoint to check");
+                        false
+                    }
+                };
+            }
             if !ok {
                 bail!("the audit log did not verify");
             }
@@ -372,9 +394,20 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             drop(reader);
             let old = read_key(&key, &origin)?;
             let new = read_key(&new_key, &origin)?;
-            let new_vkey = new.verifier();
+            let (old_vkey, new_vkey) = (old.verifier(), new.verifier());
+            let record = AuditEntry::new(
+                Action::SigningKeyRotate,
+                Phase::Succeeded,
+                &Scope::actor(&actor),
+            )
+            .with_target(Target::new(TargetKind::SigningKey, new_vkey.to_string()))
+            .with_changes(vec![change(
+                "verifier_key",
+                old_vkey.to_string(),
+                new_vkey.to_string(),
+            )]);
             let log = AuditLog::open(LogConfig::new(&data_dir, &origin), old)?;
-            let a = log.rotate_key(new, &actor).await?;
+            let a = log.rotate_key(new, record.prepare()?).await?;
             log.close();
             println!("rotated: entry {} records it; new verifier key:", a.seq);
             println!("{new_vkey}");

@@ -81,8 +81,8 @@ fn save(path: &Path, note: &str) -> anyhow::Result<()> {
 }
 
 /// `onboard audit verify <URL>`: verifies once (incrementally with a saved checkpoint) or
-/// follows the log. Prints the same summary as for an export directory; `Ok(false)` when
-/// anything failed.
+/// follows the log. Prints the same summary as for an export directory; `false` when anything
+/// failed, with the signed checkpoint that was checked (verifying once).
 pub async fn verify_url(
     location: &str,
     vkeys: &[String],
@@ -90,7 +90,7 @@ pub async fn verify_url(
     save_to: Option<&Path>,
     follow: Option<Follow>,
     remote: &RemoteArgs,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<(bool, Option<String>)> {
     let keys = parse_vkeys(vkeys)?;
     let since = since
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
@@ -109,7 +109,7 @@ pub async fn verify_url(
         {
             save(p, &note)?;
         }
-        return Ok(report.ok());
+        return Ok((report.ok(), Some(note)));
     };
     let mut follower = Follower::new(source, keys, since, threads())?;
     let mut first = true;
@@ -133,7 +133,7 @@ pub async fn verify_url(
             FollowStep::Suspect { report } => {
                 if first {
                     print_report(&label, &report);
-                    return Ok(false);
+                    return Ok((false, None));
                 }
                 println!(
                     "WARNING: the checkpoint of {} entries did not verify; checking again at the next poll",
@@ -150,14 +150,14 @@ pub async fn verify_url(
                     }
                 }
                 println!("ALERT: {message}");
-                return Ok(false);
+                return Ok((false, None));
             }
         }
         tokio::select! {
             () = tokio::time::sleep(follow.interval) => {}
             r = tokio::signal::ctrl_c() => {
                 r.context("waiting for Ctrl-C")?;
-                return Ok(true);
+                return Ok((true, follower.last_note().map(str::to_owned)));
             }
         }
     }

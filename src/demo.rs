@@ -28,6 +28,8 @@ use crate::audit_cli;
 const ORIGIN: &str = "onboard.demo.invalid/audit";
 /// The operator's bearer token; the server listens on loopback only, for this process.
 const OPERATOR_TOKEN: &str = "demo-operator";
+/// The `authorization` header carrying [`OPERATOR_TOKEN`].
+const OPERATOR_BEARER: &str = "Bearer demo-operator";
 /// The seeded Global Administrator of the emulator's tenant.
 const ADMIN_NICK: &str = "globaladmin";
 
@@ -79,10 +81,10 @@ role = "operator"
 
 /// Adds the operator's bearer token to every call.
 fn operator(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    let v = format!("Bearer {OPERATOR_TOKEN}")
-        .parse()
-        .map_err(|_| tonic::Status::internal("bad token"))?;
-    req.metadata_mut().insert("authorization", v);
+    req.metadata_mut().insert(
+        "authorization",
+        tonic::metadata::MetadataValue::from_static(OPERATOR_BEARER),
+    );
     Ok(req)
 }
 

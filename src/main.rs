@@ -1,14 +1,23 @@
-//! The `onboard` binary: the service, its emulator and its command-line tools.
+//! The `onboard` binary: the one executable operators run. It parses the command line, sets up
+//! logging and hands over to the service (`serve`), the operator CLI (`ctl`), and the tools for
+//! keys, the audit log, configuration and verification. With the default `emulator` feature it
+//! also carries the Entra emulator (`entra-sim`) and the demo; a production build leaves them
+//! out (`cargo build --release --no-default-features`, see deploy/README.md). Only this crate
+//! (and tests) use `anyhow`.
 
 mod audit_cli;
 mod audit_fetch;
+mod config_check;
+mod ctl;
+#[cfg(feature = "emulator")]
 mod demo;
 mod verify_cli;
+mod witness_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Onboard: onboards a Microsoft 365 tenant onto the platform and keeps a signed audit log.
 #[derive(Debug, Parser)]
@@ -21,6 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the demo (see README); leaves DIR/export and DIR/audit.vkey behind.
+    #[cfg(feature = "emulator")]
     Demo(demo::DemoArgs),
     /// Generates an audit signing key and prints its verifier key.
     Keygen(audit_cli::KeygenArgs),
@@ -28,22 +38,52 @@ enum Command {
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
     /// Runs the Entra emulator (identity platform + Graph) over HTTPS.
+    #[cfg(feature = "emulator")]
     EntraSim(entra_sim::SimArgs),
     /// Asks a server to verify a registration and prints the report (exit 1 on any FAIL, 2
     /// when the call fails).
     Verify(verify_cli::VerifyArgs),
+    /// Runs a C2SP tlog witness that cosigns audit-log checkpoints (`witness keygen`: its key).
+    Witness(witness_cli::WitnessArgs),
     /// Runs the gRPC service until Ctrl-C or SIGTERM.
     Serve {
         /// The TOML configuration file (see deploy/onboard.example.toml).
         #[arg(long)]
         config: PathBuf,
     },
+    /// The operator CLI: invitations, onboardings, secrets, grants, attach, verify, audit.
+    Ctl(ctl::CtlArgs),
+    /// Server configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Prints a shell completion script, e.g. `onboard completions bash > /etc/bash_completion.d/onboard`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        // Has its own exit codes; handled in `main`.
-        Command::Verify(_) => Ok(()),
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks a server config without starting the service: one line per finding, exit 1 on
+    /// any error.
+    Check(config_check::CheckArgs),
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        // These have their own exit codes; handled in `main`.
+        Command::Verify(_) | Command::Ctl(_) | Command::Config(_) => Ok(()),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "onboard",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        #[cfg(feature = "emulator")]
         Command::Demo(args) => demo::run(args).await,
         Command::Keygen(args) => {
             let vkey = audit_cli::keygen(&args)?;
@@ -51,6 +91,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit_cli::run(cmd).await,
+        Command::Witness(args) => witness_cli::run(args).await,
+        #[cfg(feature = "emulator")]
         Command::EntraSim(args) => Ok(entra_sim::run_cli(args).await?),
         Command::Serve { config } => Ok(onboard_server::run_from_config(&config).await?),
     }
@@ -66,10 +108,13 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Command::Verify(args) = cli.command {
-        return verify_cli::run(args).await;
-    }
-    match run(cli).await {
+    let command = match cli.command {
+        Command::Verify(args) => return verify_cli::run(args).await,
+        Command::Ctl(args) => return ctl::run(args).await,
+        Command::Config(ConfigCommand::Check(args)) => return config_check::run(&args),
+        other => other,
+    };
+    match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -79,7 +79,7 @@ async fn call(args: &VerifyArgs) -> anyhow::Result<Result<pb::VerifyReport, toni
         .timeout(Duration::from_secs(args.timeout_secs));
     if args.server.starts_with("https://") {
         // tonic and the rest of the binary use rustls with aws-lc; choose it once.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        onboard_core::tls::install_crypto_provider();
         let mut tls = ClientTlsConfig::new();
         if let Some(ca) = &args.ca {
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
@@ -127,7 +127,7 @@ fn status_name(s: pb::CheckStatus) -> &'static str {
 }
 
 /// The report as a table (check | status | detail) and a summary line.
-fn render(r: &pb::VerifyReport) -> String {
+pub(crate) fn render(r: &pb::VerifyReport) -> String {
     let width = r
         .checks
         .iter()

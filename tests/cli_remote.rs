@@ -3,18 +3,14 @@
 //! URL gives the same summary as verify of a local export; incremental verification from a
 //! saved checkpoint; `--follow` alerts when the log rewinds or forks.
 
-#[path = "../crates/audit-remote/tests/support/moto.rs"]
-mod moto;
-
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use audit_http::{Access, HttpConfig};
 use audit_log::merkle::verify_inclusion;
 use audit_log::{AuditLog, LogConfig, NoteSigner, SignedCheckpoint, TlogProof, leaf_hash};
 use audit_remote::{Publisher, Target};
-use serde_json::json;
+use testkit::tiles::{Moto, TilesApi, append_many};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const ORIGIN: &str = "cli.onboard.test/audit";
@@ -26,22 +22,7 @@ fn open(dir: &Path, key: &NoteSigner) -> AuditLog {
 }
 
 async fn append(log: &AuditLog, from: u64, to: u64) {
-    let tasks: Vec<_> = (0..16u64)
-        .map(|t| {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut i = from + t;
-                while i < to {
-                    let f = json!({"actor": "cli-test", "action": "secret.add", "phase": "succeeded", "n": i});
-                    log.append(f.as_object().unwrap()).await.unwrap();
-                    i += 16;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    append_many(log, from, to).await.unwrap();
 }
 
 async fn onboard(args: &[&str], env: &[(&str, String)]) -> Output {
@@ -70,32 +51,14 @@ fn summary(o: &Output) -> Vec<String> {
     lines.map(str::to_owned).collect()
 }
 
-async fn serve(log: AuditLog) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = HttpConfig {
-        access: Access::Open,
-        tls: None,
-    };
-    tokio::spawn(async move {
-        audit_http::serve(listener, log, &config, async {
-            stopped.await.ok();
-        })
-        .await
-        .unwrap();
-    });
-    (url, stop)
-}
-
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_by_url_equals_verify_of_a_local_export() {
-    let moto = moto::Moto::start();
-    moto.create_bucket("published");
+    let moto = Moto::start().unwrap();
+    moto.create_bucket("published").unwrap();
     let env = moto.env();
     let dir = tempfile::tempdir().unwrap();
     let key = NoteSigner::generate(ORIGIN).unwrap();
@@ -123,7 +86,8 @@ async fn verify_by_url_equals_verify_of_a_local_export() {
         .publish_once()
         .await
         .unwrap();
-    let (api, stop) = serve(log.clone()).await;
+    let tiles_api = TilesApi::open(log.clone()).await.unwrap();
+    let api = tiles_api.url.clone();
 
     let local = summary(&onboard(&["audit", "verify", p(&export), "--vkey", &vkey], &[]).await);
     assert!(
@@ -202,7 +166,7 @@ async fn verify_by_url_equals_verify_of_a_local_export() {
     }
 
     // The data directory of a stopped server, named either way, still works offline.
-    stop.send(()).unwrap();
+    tiles_api.stop().await.unwrap();
     log.close();
     for d in [data_dir.clone(), data_dir.join("audit")] {
         let o = onboard(

@@ -1,34 +1,40 @@
 //! 100 onboardings at once against one `onboard serve` process: every one completes, each
 //! app exists exactly once, and the audit log records every one of them.
 
-mod support;
-
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, ensure};
 use entra_sim::Faults;
-use support::{ServerFiles, ServerProc};
+use testkit::config::OPERATOR;
+use testkit::onboard_binary;
+use testkit::process::ServerFiles;
+use testkit::server::with_token;
+use testkit::sim::calm;
+use testkit::wizard::onboard_timed;
 
 const COUNT: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_onboardings_all_complete() -> Result<()> {
-    let sim = support::start_sim(Faults {
+    let sim = testkit::sim::start(Faults {
         latency_ms: 5,
         seed: Some(11),
-        ..Faults::default()
+        ..calm()
     })
     .await?;
+    let onboard = onboard_binary!();
     let files = ServerFiles::new(&sim)?;
-    let log = files.dir.path().join("server.log");
-    let server = ServerProc::spawn(&files.config, &log).await?;
+    let log = files.log.clone();
+    let server = onboard.serve(&files).await?;
     let ch = server.channel().await?;
     let sim = std::sync::Arc::new(sim);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..COUNT {
         let (ch, sim) = (ch.clone(), sim.clone());
         tasks.spawn(async move {
-            support::onboard_one(ch, &sim, &format!("dr-{i}"), &format!("Conc-{i:03}")).await
+            onboard_timed(ch, &sim, &format!("dr-{i}"), &format!("Conc-{i:03}"))
+                .await
+                .map(drop)
         });
     }
     let mut done = 0;
@@ -54,10 +60,8 @@ async fn a_hundred_concurrent_onboardings_all_complete() -> Result<()> {
         distinct.len()
     );
     // Every onboarding's start and completion are in the log.
-    let mut audit = onboard_proto::v1::audit_client::AuditClient::with_interceptor(
-        ch.clone(),
-        support::operator,
-    );
+    let mut audit =
+        onboard_proto::v1::audit_client::AuditClient::new(with_token(ch.clone(), Some(OPERATOR)));
     // Operators may not read the log (auditor role); that refusal is itself the check that the
     // log is guarded. The entries are checked after shutdown instead.
     let refused = audit

@@ -5,15 +5,17 @@
 //! Rounds: `ONBOARD_KILL_ROUNDS` (default 6); seed: `ONBOARD_KILL_SEED` (default: the clock,
 //! printed so a failure can be replayed).
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
-use support::{GLOBAL_ADMIN, ServerFiles, ServerProc};
+use testkit::onboard_binary;
+use testkit::process::{ServerFiles, kill_plan, log_tail};
+use testkit::sim::{TOKEN_APP, calm, users::GLOBAL_ADMIN};
+use testkit::snapshot::{no_duplicates, sps_where};
+use testkit::wizard::{invite, provision_stream, signed_in, wait_settled};
 
 /// Where a round's first kill lands.
 #[derive(Debug)]
@@ -26,33 +28,43 @@ enum KillAt {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_provision_resumes_without_duplicates() -> Result<()> {
-    let (rounds, mut rng) = support::kill_plan(6);
+    let (rounds, mut rng) = kill_plan(6);
     let seed = rng.seed;
 
     // Each Graph call takes 25 ms, so a run lasts long enough for kills to land inside it.
-    let sim = support::start_sim(Faults {
+    let sim = testkit::sim::start(Faults {
         latency_ms: 25,
         seed: Some(seed),
-        ..Faults::default()
+        ..calm()
     })
     .await?;
+    let onboard = onboard_binary!();
     let files = ServerFiles::new(&sim)?;
-    let log = files.dir.path().join("server.log");
-    let mut server = ServerProc::spawn(&files.config, &log).await?;
+    let log = files.log.clone();
+    let mut server = onboard.serve(&files).await?;
     let mut names = Vec::new();
     let mut kills = 0;
 
     for round in 0..rounds {
         let ch = server.channel().await?;
-        let token = support::invite(ch.clone(), &format!("dr-kill-{round}")).await?;
-        let id = support::sign_in(ch.clone(), &sim, &token, GLOBAL_ADMIN).await?;
+        let token = invite(
+            ch.clone(),
+            &format!("dr-kill-{round}"),
+            "direct-routing",
+            None,
+        )
+        .await?
+        .0;
+        let id = signed_in(ch.clone(), &sim, &token, GLOBAL_ADMIN)
+            .await?
+            .onboarding_id;
         let name = format!("Kill-{round}");
         let at = if rng.below(2) == 0 {
             KillAt::Events(1 + rng.below(20))
         } else {
             KillAt::Delay(Duration::from_millis(rng.below(500)))
         };
-        let mut stream = support::provision(ch.clone(), &token, &id, &name).await?;
+        let mut stream = provision_stream(ch.clone(), &token, &id, &name).await?;
         let started = tokio::time::Instant::now();
         let mut seen = 0u64;
         let mut finished = false;
@@ -79,15 +91,15 @@ async fn sigkill_during_provision_resumes_without_duplicates() -> Result<()> {
         drop(stream);
         server.kill9()?;
         kills += 1;
-        server = ServerProc::spawn(&files.config, &log).await?;
+        server = onboard.serve(&files).await?;
         // Every third round, kill the restarted server again while it resumes.
         if round % 3 == 2 {
             tokio::time::sleep(Duration::from_millis(50 + rng.below(400))).await;
             server.kill9()?;
             kills += 1;
-            server = ServerProc::spawn(&files.config, &log).await?;
+            server = onboard.serve(&files).await?;
         }
-        let info = support::wait_settled(server.channel().await?, &id, Duration::from_secs(120))
+        let info = wait_settled(server.channel().await?, &id, Duration::from_secs(120))
             .await
             .with_context(|| server_log(&log))?;
         ensure!(
@@ -100,23 +112,20 @@ async fn sigkill_during_provision_resumes_without_duplicates() -> Result<()> {
 
     let snap = sim.snapshot();
     for name in &names {
-        support::no_duplicates(&snap, name).with_context(|| format!("app {name}"))?;
+        no_duplicates(&snap, name)
+            .map(drop)
+            .with_context(|| format!("app {name}"))?;
     }
     ensure!(
-        support::sps_where(&snap, "display_name", "Sandbox1-sp2-token").is_empty(),
+        sps_where(&snap, "display_name", TOKEN_APP).is_empty(),
         "the temporary app is still there"
     );
     server.terminate()?;
-    support::verify_log(&files)?;
+    onboard.export_and_verify(&files)?;
     println!("{rounds} onboardings completed after {kills} SIGKILLs; the audit log verifies");
     Ok(())
 }
 
 fn server_log(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(40).collect();
-    format!(
-        "server log (last lines):\n{}",
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    )
+    format!("server log (last lines):\n{}", log_tail(path))
 }

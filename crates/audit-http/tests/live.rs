@@ -10,48 +10,23 @@ use audit_http::{Access, HttpConfig};
 use audit_log::merkle::{consistency_proof, verify_consistency};
 use audit_log::tile_id::tiles_of_size;
 use audit_log::verify::{VerifyOptions, verify_tiles};
-use audit_log::{AuditLog, Hash, LogConfig, NoteSigner, SignedCheckpoint, TileNodes, TileReader};
+use audit_log::{AuditLog, Hash, SignedCheckpoint, TileNodes};
 use reqwest::StatusCode;
-use serde_json::json;
-use tokio::net::TcpListener;
+use testkit::audit::{open_log, sample_fields};
+use testkit::keys::log_signer;
+use testkit::pki::{Ca, San};
+use testkit::tiles::{TileMap, TilesApi};
 
-const ORIGIN: &str = "http.onboard.test/audit";
-
-fn key() -> NoteSigner {
-    NoteSigner::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[5u8; 32])).unwrap()
+fn key() -> audit_log::NoteSigner {
+    log_signer()
 }
 
 fn open(dir: &std::path::Path) -> AuditLog {
-    AuditLog::open(LogConfig::new(dir, ORIGIN), key()).unwrap()
+    open_log(dir).unwrap()
 }
 
 fn fields(i: u64) -> serde_json::Map<String, serde_json::Value> {
-    json!({"actor": "test", "action": "secret.add", "phase": "succeeded", "n": i})
-        .as_object()
-        .unwrap()
-        .clone()
-}
-
-/// Serves `log` on a loopback port; the returned sender stops the server.
-async fn start(
-    log: AuditLog,
-    config: HttpConfig,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        audit_http::serve(listener, log, &config, async {
-            stopped.await.ok();
-        })
-        .await
-        .unwrap();
-    });
-    (addr, stop, task)
+    sample_fields(i)
 }
 
 fn open_access() -> HttpConfig {
@@ -61,23 +36,12 @@ fn open_access() -> HttpConfig {
     }
 }
 
-/// Fetched tiles, for the verifier.
-struct Fetched(HashMap<String, Vec<u8>>);
-
-impl TileReader for Fetched {
-    fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
-        self.0
-            .get(path)
-            .cloned()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, path.to_owned()))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_following_the_live_api_always_verifies_and_full_tiles_never_change() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    let (addr, stop, server) = start(log.clone(), open_access()).await;
+    let api = TilesApi::start(log.clone(), open_access()).await.unwrap();
+    let addr = api.addr;
     let base = format!("http://{addr}");
 
     // 64 appenders write until the client has verified enough checkpoints while they ran.
@@ -89,7 +53,7 @@ async fn a_client_following_the_live_api_always_verifies_and_full_tiles_never_ch
             tokio::spawn(async move {
                 let mut i = 0;
                 while !enough.load(Ordering::SeqCst) || appended.load(Ordering::SeqCst) < 3000 {
-                    log.append(&fields(t * 1_000_000 + i)).await.unwrap();
+                    log.append_fields(&fields(t * 1_000_000 + i)).await.unwrap();
                     appended.fetch_add(1, Ordering::SeqCst);
                     i += 1;
                 }
@@ -139,7 +103,7 @@ async fn a_client_following_the_live_api_always_verifies_and_full_tiles_never_ch
             }
             fetched.insert(path, bytes);
         }
-        let fetched = Fetched(fetched);
+        let fetched = TileMap(fetched);
         let since = last.as_ref().map(|l| l.note.clone());
         let options = VerifyOptions {
             threads: 2,
@@ -175,8 +139,7 @@ async fn a_client_following_the_live_api_always_verifies_and_full_tiles_never_ch
     assert!(verified_while_writing >= 10);
     assert!(refetched > 0, "no full tile was fetched twice");
     assert_eq!(last.unwrap().checkpoint.size, log.size());
-    stop.send(()).unwrap();
-    server.await.unwrap();
+    api.stop().await.unwrap();
     log.close();
 }
 
@@ -185,9 +148,10 @@ async fn headers_and_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     for i in 0..300 {
-        log.append(&fields(i)).await.unwrap();
+        log.append_fields(&fields(i)).await.unwrap();
     }
-    let (addr, stop, server) = start(log.clone(), open_access()).await;
+    let api = TilesApi::start(log.clone(), open_access()).await.unwrap();
+    let addr = api.addr;
     let client = reqwest::Client::new();
     let get = |p: &str| client.get(format!("http://{addr}/{p}")).send();
 
@@ -255,8 +219,7 @@ async fn headers_and_not_found() {
         .await
         .unwrap();
     assert_eq!(head.status(), StatusCode::OK);
-    stop.send(()).unwrap();
-    server.await.unwrap();
+    api.stop().await.unwrap();
     log.close();
 }
 
@@ -264,12 +227,13 @@ async fn headers_and_not_found() {
 async fn bearer_access_needs_a_configured_token() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    log.append(&fields(0)).await.unwrap();
+    log.append_fields(&fields(0)).await.unwrap();
     let config = HttpConfig {
         access: Access::bearer_tokens(["s3cret-token"]),
         tls: None,
     };
-    let (addr, stop, server) = start(log.clone(), config).await;
+    let api = TilesApi::start(log.clone(), config).await.unwrap();
+    let addr = api.addr;
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/checkpoint");
     let r = client.get(&url).send().await.unwrap();
@@ -293,51 +257,29 @@ async fn bearer_access_needs_a_configured_token() {
         r.headers()["cache-control"],
         "private, max-age=31536000, immutable"
     );
-    stop.send(()).unwrap();
-    server.await.unwrap();
+    api.stop().await.unwrap();
     log.close();
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, all PEM.
-fn pki() -> (String, String, String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client = CertificateParams::new(vec!["auditor.example".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &issuer)
-        .unwrap();
-    (
-        ca_cert.pem(),
-        server.pem(),
-        server_key.serialize_pem(),
-        client.pem(),
-        client_key.serialize_pem(),
-    )
 }
 
 #[tokio::test]
 async fn mtls_access_needs_a_client_certificate_from_the_ca() {
-    let (ca, cert, key_pem, client_cert, client_key) = pki();
+    let ca = Ca::new("audit-http test CA").unwrap();
+    let server_pem = ca.server("tiles").unwrap();
+    let client_pem = ca.client("auditor", San::Dns("auditor.example")).unwrap();
+    let (cert, key_pem) = (server_pem.cert, server_pem.key);
+    let (client_cert, client_key) = (client_pem.cert, client_pem.key);
+    let ca = ca.pem;
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    log.append(&fields(0)).await.unwrap();
+    log.append_fields(&fields(0)).await.unwrap();
     let tls =
         audit_http::server_tls(cert.as_bytes(), key_pem.as_bytes(), Some(ca.as_bytes())).unwrap();
     let config = HttpConfig {
         access: Access::Mtls,
         tls: Some(tls),
     };
-    let (addr, stop, server) = start(log.clone(), config).await;
+    let api = TilesApi::start(log.clone(), config).await.unwrap();
+    let addr = api.addr;
     let url = format!("https://{addr}/checkpoint");
     let ca_cert = reqwest::Certificate::from_pem(ca.as_bytes()).unwrap();
     let anonymous = reqwest::Client::builder()
@@ -355,7 +297,6 @@ async fn mtls_access_needs_a_client_certificate_from_the_ca() {
     let r = auditor.get(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap(), log.checkpoint().note);
-    stop.send(()).unwrap();
-    server.await.unwrap();
+    api.stop().await.unwrap();
     log.close();
 }

@@ -11,7 +11,8 @@ use time::macros::format_description;
 
 use crate::error::AuditError;
 
-/// Schema version written as `v` in every entry.
+/// The schema version the log's own tests write. Onboard's entries carry the version of the
+/// typed definition that made them (`onboard_core::audit::SCHEMA_VERSION`).
 pub const SCHEMA_VERSION: u32 = 1;
 /// Largest entry: tile entry bundles use a 16-bit length.
 pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
@@ -28,13 +29,15 @@ const TIME_FORMAT: &[FormatItem<'static>] =
 /// An event's fields, serialised on the caller's thread so the single writer only splices.
 #[derive(Debug, Clone)]
 pub struct PreparedEntry {
+    /// The schema version written as `v`.
+    version: u32,
     /// `"k":v,...` without braces; empty when there are no fields.
     body: Vec<u8>,
 }
 
 impl PreparedEntry {
-    /// Serialises `fields`, refusing the reserved names.
-    pub fn new(fields: &Map<String, Value>) -> Result<Self, AuditError> {
+    /// Serialises `fields` as an entry of schema `version`, refusing the reserved names.
+    pub fn new(version: u32, fields: &Map<String, Value>) -> Result<Self, AuditError> {
         if let Some(k) = RESERVED.iter().find(|k| fields.contains_key(**k)) {
             return Err(AuditError::InvalidEntry(format!(
                 "field {k:?} is reserved: the log writes v, seq and time itself"
@@ -45,7 +48,7 @@ impl PreparedEntry {
         // `body` is `{...}`: keep what is between the braces.
         body.pop();
         body.remove(0);
-        let entry = Self { body };
+        let entry = Self { version, body };
         let worst = entry.body.len() + HEADER_MAX;
         if worst > MAX_ENTRY_BYTES {
             return Err(AuditError::InvalidEntry(format!(
@@ -73,7 +76,8 @@ impl PreparedEntry {
         // Writing to a Vec cannot fail.
         let _ = write!(
             out,
-            "{{\"v\":{SCHEMA_VERSION},\"seq\":{seq},\"time\":\"{time}\""
+            "{{\"v\":{},\"seq\":{seq},\"time\":\"{time}\"",
+            self.version
         );
         if !self.body.is_empty() {
             out.push(b',');
@@ -101,7 +105,7 @@ mod tests {
         let Value::Object(m) = json!({"action": "app.create", "phase": "intent"}) else {
             unreachable!()
         };
-        let e = PreparedEntry::new(&m).unwrap();
+        let e = PreparedEntry::new(SCHEMA_VERSION, &m).unwrap();
         let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
         let bytes = e.encode(42, &format_time(t));
         let s = String::from_utf8(bytes.clone()).unwrap();
@@ -116,17 +120,19 @@ mod tests {
         let Value::Object(m) = json!({"seq": 1}) else {
             unreachable!()
         };
-        assert!(PreparedEntry::new(&m).is_err());
+        assert!(PreparedEntry::new(SCHEMA_VERSION, &m).is_err());
         let Value::Object(m) = json!({"big": "x".repeat(70_000)}) else {
             unreachable!()
         };
-        let err = PreparedEntry::new(&m).unwrap_err().to_string();
+        let err = PreparedEntry::new(SCHEMA_VERSION, &m)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at most 65535"), "{err}");
     }
 
     #[test]
     fn empty_fields_make_a_valid_entry() {
-        let e = PreparedEntry::new(&Map::new()).unwrap();
+        let e = PreparedEntry::new(SCHEMA_VERSION, &Map::new()).unwrap();
         let t = format_time(OffsetDateTime::UNIX_EPOCH);
         let v: Value = serde_json::from_slice(&e.encode(0, &t)).unwrap();
         assert_eq!(v["v"], 1);

@@ -8,8 +8,12 @@
 //! This crate does no network IO and knows nothing of gRPC: it is storage, hashing and signing.
 
 mod checkpoint;
+pub mod durable;
 mod entry;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod head_file;
 mod keys;

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
-use crate::entry::PreparedEntry;
+use crate::entry::{PreparedEntry, SCHEMA_VERSION};
 use crate::error::AuditError;
 use crate::hash::Hash;
 use crate::head_file;
@@ -151,7 +151,7 @@ impl AuditLog {
                     keys::META_VERIFIERS,
                     signer.verifier().to_string().as_bytes(),
                 )?;
-                store.db.flush()?;
+                store.flush()?;
             }
         }
         let rec = store.recover(
@@ -198,7 +198,7 @@ impl AuditLog {
                 store
                     .tree
                     .insert(keys::checkpoint(cp.checkpoint.size), cp.note.as_bytes())?;
-                store.db.flush()?;
+                store.flush()?;
                 cp
             }
         };
@@ -292,8 +292,8 @@ impl AuditLog {
 
     /// Appends an entry with these fields (the log adds `v`, `seq`, `time`) and returns once it
     /// is durable and covered by a signed checkpoint.
-    pub async fn append(&self, fields: &Map<String, Value>) -> Result<Appended, AuditError> {
-        let entry = PreparedEntry::new(fields)?;
+    pub async fn append_fields(&self, fields: &Map<String, Value>) -> Result<Appended, AuditError> {
+        let entry = PreparedEntry::new(SCHEMA_VERSION, fields)?;
         self.append_prepared(entry).await
     }
 
@@ -306,15 +306,20 @@ impl AuditLog {
 
     /// [`AuditLog::append`] for callers outside an async runtime.
     pub fn append_blocking(&self, fields: &Map<String, Value>) -> Result<Appended, AuditError> {
-        let entry = PreparedEntry::new(fields)?;
+        let entry = PreparedEntry::new(SCHEMA_VERSION, fields)?;
         let (reply, rx) = oneshot::channel();
         self.send(Request::Append { entry, reply })?;
         rx.blocking_recv().map_err(|_| AuditError::Closed)?
     }
 
-    /// Rotates the signing key: appends a `signing_key.rotate` entry whose checkpoint is signed
-    /// by both keys; from then on only `new` signs. The old verifier key stays listed.
-    pub async fn rotate_key(&self, new: NoteSigner, actor: &str) -> Result<Appended, AuditError> {
+    /// Rotates the signing key: appends `entry` (the caller's record of the rotation, e.g.
+    /// Onboard's `signing_key.rotate`) in a checkpoint signed by both keys; from then on only
+    /// `new` signs. The old verifier key stays listed.
+    pub async fn rotate_key(
+        &self,
+        new: NoteSigner,
+        entry: PreparedEntry,
+    ) -> Result<Appended, AuditError> {
         if new.name() != self.shared.origin {
             return Err(AuditError::Config(format!(
                 "the new key is named {:?}; it must be named after the origin {:?}",
@@ -330,7 +335,7 @@ impl AuditLog {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Rotate {
             new: Box::new(new),
-            actor: actor.to_owned(),
+            entry,
             reply,
         })?;
         rx.await.map_err(|_| AuditError::Closed)?

@@ -1,8 +1,10 @@
 //! The sled store: opening (with the start-up integrity check) and reads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::SignedCheckpoint;
+use crate::durable::DataFiles;
 use crate::error::AuditError;
 use crate::hash::{Hash, leaf_hash};
 use crate::keys;
@@ -20,6 +22,11 @@ pub(crate) struct Store {
     pub(crate) db: sled::Db,
     /// The one tree holding entries, nodes, checkpoints and metadata.
     pub(crate) tree: sled::Tree,
+    /// The sled directory, whose data files [`Store::flush`] syncs.
+    path: PathBuf,
+    /// Open handles on sled's data files, made at the first [`Store::flush`] (a read-only
+    /// open never writes, so never syncs).
+    files: Arc<Mutex<Option<DataFiles>>>,
 }
 
 /// What the start-up check learned.
@@ -83,7 +90,29 @@ impl Store {
             }
         };
         let tree = db.open_tree("audit").map_err(|e| corrupt(path, e))?;
-        Ok(Self { db, tree })
+        Ok(Self {
+            db,
+            tree,
+            path: path.to_path_buf(),
+            files: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Durable on power loss: sled's flush, then an `fdatasync` of its data files (see
+    /// [`crate::durable`]). Nothing written before the call is acknowledged until it returns.
+    pub(crate) fn flush(&self) -> Result<(), AuditError> {
+        self.db.flush()?;
+        let mut files = self
+            .files
+            .lock()
+            .map_err(|_| AuditError::Poisoned("the data-file lock was poisoned".into()))?;
+        match files.as_mut() {
+            Some(f) => f.sync(),
+            None => {
+                *files = Some(DataFiles::open(&self.path)?);
+                Ok(())
+            }
+        }
     }
 
     pub(crate) fn get_meta(&self, key: &[u8]) -> Result<Option<String>, AuditError> {

@@ -36,6 +36,9 @@ impl TileReader for DirReader<'_> {
     }
 }
 
+/// Hash tiles read so far, by (tile level, index).
+type TileCache = RefCell<HashMap<(u8, u64), Rc<Vec<u8>>>>;
+
 /// The complete-node hashes of the tree of `size` entries, computed from its hash tiles: a
 /// node at tree level `8L + r` is the root of `2^r` consecutive hashes in a level-`L` tile
 /// (c2sp.org/tlog-tiles: "the Merkle Tree levels between those expressed by the tile hashes are
@@ -49,7 +52,7 @@ pub struct TileNodes<'a, R: TileReader + ?Sized> {
     /// The tree whose tiles are read (it decides the width of each partial tile).
     size: u64,
     /// Tiles read so far, by (tile level, index).
-    cache: RefCell<HashMap<(u8, u64), Rc<Vec<u8>>>>,
+    cache: TileCache,
 }
 
 impl<'a, R: TileReader + ?Sized> TileNodes<'a, R> {

@@ -1,8 +1,9 @@
 //! The writer thread: group commit, signing, key rotation.
 //!
 //! It owns the tree's right edge. It takes everything queued (up to `max_batch`), writes the
-//! entries with the tree nodes they complete, in sequence order, fsyncs once, and only then signs
-//! the checkpoint for the new size and answers every appender in the batch.
+//! entries with the tree nodes they complete, in sequence order, makes them durable once (sled's
+//! flush, then one `fdatasync` of its log file: `durable`), and only then signs the checkpoint
+//! for the new size and answers every appender in the batch.
 //!
 //! Why plain inserts and not `Tree::apply_batch`: in sled 0.34 `apply_batch` (and transactions)
 //! take a *process-wide* write lock and switch every sled operation in the process, on every
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
@@ -44,7 +44,7 @@ pub(crate) enum Request {
     },
     Rotate {
         new: Box<NoteSigner>,
-        actor: String,
+        entry: PreparedEntry,
         reply: oneshot::Sender<Result<Appended, AuditError>>,
     },
 }
@@ -96,10 +96,10 @@ impl WriterLoop {
             while let Some(req) = next.take() {
                 match req {
                     Request::Append { entry, reply } => appends.push((entry, reply)),
-                    Request::Rotate { new, actor, reply } => {
+                    Request::Rotate { new, entry, reply } => {
                         // A rotation is its own commit, after whatever was queued before it.
                         self.commit(std::mem::take(&mut appends), None);
-                        self.rotate(*new, &actor, reply);
+                        self.rotate(*new, entry, reply);
                     }
                 }
                 if appends.len() < self.max_batch {
@@ -124,7 +124,8 @@ impl WriterLoop {
             .store
             .tree
             .insert(key, cp.note.as_bytes())
-            .and_then(|_| self.shared.store.db.flush());
+            .map_err(AuditError::from)
+            .and_then(|_| self.shared.store.flush());
         if let Err(e) = r {
             // Not fatal for what was acknowledged: the next start re-signs the same size.
             tracing::error!(error = %e, size = cp.checkpoint.size, "failed to store signed checkpoint");
@@ -201,7 +202,8 @@ impl WriterLoop {
         let written = writes
             .into_iter()
             .try_for_each(|(k, v)| store.tree.insert(k, v).map(|_| ()))
-            .and_then(|_| store.db.flush());
+            .map_err(AuditError::from)
+            .and_then(|()| store.flush());
         if let Err(e) = written {
             tracing::error!(error = %e, "audit log write failed; refusing further appends");
             self.failed = Some(e.to_string());
@@ -260,26 +262,9 @@ impl WriterLoop {
     fn rotate(
         &mut self,
         new: NoteSigner,
-        actor: &str,
+        entry: PreparedEntry,
         reply: oneshot::Sender<Result<Appended, AuditError>>,
     ) {
-        let old_vkey = self.signer.verifier().to_string();
-        let new_vkey = new.verifier().to_string();
-        let fields = json!({
-            "actor": actor,
-            "action": "signing_key.rotate",
-            "phase": "succeeded",
-            "target": {"type": "signing_key", "id": new_vkey},
-            "changes": [{"property": "verifier_key", "old": old_vkey, "new": new_vkey}],
-        });
-        let entry = match fields.as_object().map(PreparedEntry::new) {
-            Some(Ok(e)) => e,
-            Some(Err(e)) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-            None => return,
-        };
         let mut verifiers = match self.shared.verifiers.read() {
             Ok(v) => v.clone(),
             Err(p) => p.into_inner().clone(),

@@ -6,8 +6,6 @@
 //! SIGKILL keeps the OS page cache, so this tests process crashes, not power loss; power-loss
 //! safety rests on sled's fsync before every acknowledgement.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -15,7 +13,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use audit_log::SignedCheckpoint;
-use common::{fields, key, open};
+use testkit::audit::{open_log, sample_fields};
+use testkit::keys::log_signer;
 
 const DIR_VAR: &str = "AUDIT_CRASH_DIR";
 
@@ -25,13 +24,15 @@ fn child_writer() {
     let Ok(dir) = std::env::var(DIR_VAR) else {
         return;
     };
-    let log = open(dir.as_ref()).unwrap();
+    let log = open_log(dir.as_ref()).unwrap();
     let threads: Vec<_> = (0..16u64)
         .map(|t| {
             let log = log.clone();
             std::thread::spawn(move || {
                 for i in 0.. {
-                    let a = log.append_blocking(&fields(t * 1_000_000 + i)).unwrap();
+                    let a = log
+                        .append_blocking(&sample_fields(t * 1_000_000 + i))
+                        .unwrap();
                     let cp = &a.checkpoint.checkpoint;
                     println!("ack {} {} {}", a.seq, cp.size, hex::encode(cp.root));
                 }
@@ -145,7 +146,7 @@ fn crash_recovery_keeps_every_acknowledged_entry() {
         }
         total_acks += acks;
 
-        let log = open(dir.path())
+        let log = open_log(dir.path())
             .unwrap_or_else(|e| panic!("round {round} (seed {seed}): reopen failed: {e}"));
         let size = log.size();
         if let Some(m) = max_acked {
@@ -163,7 +164,7 @@ fn crash_recovery_keeps_every_acknowledged_entry() {
         }
         // The stored entries are contiguous and the head verifies with the log's key.
         assert_eq!(log.entries(0, size).count() as u64, size);
-        SignedCheckpoint::open(&log.checkpoint().note, &[key().verifier()]).unwrap();
+        SignedCheckpoint::open(&log.checkpoint().note, &[log_signer().verifier()]).unwrap();
         println!("round {round}: {acks} acks, log size {size}");
         log.close();
     }

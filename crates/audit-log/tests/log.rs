@@ -1,26 +1,29 @@
 //! The audit log end to end on a real sled directory: appends, proofs, reopening, key rotation.
 
-mod common;
-
 use audit_log::merkle::{verify_consistency, verify_inclusion};
 use audit_log::note::NoteVerifier;
 use audit_log::{
     AuditLog, LogConfig, NoteSigner, SignedCheckpoint, TlogProof, leaf_hash, reference_root,
 };
-use common::{ORIGIN, fields, key, open};
 use proptest::prelude::*;
+use testkit::audit::{open_log, sample_fields};
+use testkit::keys::{ORIGIN, log_signer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_get_contiguous_seqs_and_signed_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path()).unwrap();
+    let log = open_log(dir.path()).unwrap();
     let mut tasks = Vec::new();
     for t in 0..32u64 {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for i in 0..20 {
-                out.push(log.append(&fields(t * 100 + i)).await.unwrap());
+                out.push(
+                    log.append_fields(&sample_fields(t * 100 + i))
+                        .await
+                        .unwrap(),
+                );
             }
             out
         }));
@@ -30,7 +33,7 @@ async fn concurrent_appends_get_contiguous_seqs_and_signed_checkpoints() {
         for a in t.await.unwrap() {
             // Every acknowledgement carries a checkpoint that covers it and verifies.
             assert!(a.checkpoint.checkpoint.size > a.seq);
-            SignedCheckpoint::open(&a.checkpoint.note, &[key().verifier()]).unwrap();
+            SignedCheckpoint::open(&a.checkpoint.note, &[log_signer().verifier()]).unwrap();
             let bytes = log.entry(a.seq).unwrap();
             let proof = log
                 .inclusion_proof(a.seq, a.checkpoint.checkpoint.size)
@@ -61,20 +64,20 @@ async fn concurrent_appends_get_contiguous_seqs_and_signed_checkpoints() {
     let head = log.checkpoint();
     log.close();
 
-    let again = open(dir.path()).unwrap();
+    let again = open_log(dir.path()).unwrap();
     assert_eq!(*again.checkpoint(), *head, "reopening signs nothing new");
 }
 
 #[test]
 fn proofs_and_tlog_proof_file_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path()).unwrap();
+    let log = open_log(dir.path()).unwrap();
     for i in 0..100 {
-        log.append_blocking(&fields(i)).unwrap();
+        log.append_blocking(&sample_fields(i)).unwrap();
     }
     let p = log.tlog_proof(42).unwrap();
     let parsed = TlogProof::parse(&p.to_text()).unwrap();
-    let cp = SignedCheckpoint::open(&parsed.checkpoint_note, &[key().verifier()]).unwrap();
+    let cp = SignedCheckpoint::open(&parsed.checkpoint_note, &[log_signer().verifier()]).unwrap();
     verify_inclusion(
         42,
         cp.checkpoint.size,
@@ -97,37 +100,45 @@ fn proofs_and_tlog_proof_file_round_trip() {
 #[test]
 fn oversized_and_reserved_entries_are_refused_without_using_a_seq() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path()).unwrap();
-    let mut big = fields(0);
+    let log = open_log(dir.path()).unwrap();
+    let mut big = sample_fields(0);
     big.insert("blob".into(), "x".repeat(70_000).into());
     assert!(log.append_blocking(&big).is_err());
-    let mut reserved = fields(0);
+    let mut reserved = sample_fields(0);
     reserved.insert("seq".into(), 9.into());
     assert!(log.append_blocking(&reserved).is_err());
-    assert_eq!(log.append_blocking(&fields(1)).unwrap().seq, 0);
+    assert_eq!(log.append_blocking(&sample_fields(1)).unwrap().seq, 0);
 }
 
 #[tokio::test]
 async fn key_rotation_keeps_old_checkpoints_verifiable() {
     let dir = tempfile::tempdir().unwrap();
-    let old = key();
+    let old = log_signer();
     let old_v = old.verifier();
-    let log = open(dir.path()).unwrap();
+    let log = open_log(dir.path()).unwrap();
     for i in 0..10 {
-        log.append(&fields(i)).await.unwrap();
+        log.append_fields(&sample_fields(i)).await.unwrap();
     }
     let before = log.checkpoint();
     let new = NoteSigner::generate(ORIGIN).unwrap();
     let new_v = new.verifier();
     let new_text = new.to_go_private_key();
-    let rot = log.rotate_key(new, "admin:alice").await.unwrap();
+    // The caller records the rotation (Onboard's typed `signing_key.rotate` entry).
+    let record = serde_json::json!({
+        "actor": "admin:alice",
+        "action": "signing_key.rotate",
+        "phase": "succeeded",
+        "changes": [{"property": "verifier_key", "old": old_v.to_string(), "new": new_v.to_string()}],
+    });
+    let record = audit_log::PreparedEntry::new(1, record.as_object().unwrap()).unwrap();
+    let rot = log.rotate_key(new, record).await.unwrap();
     // The rotation is an entry, and its checkpoint is signed by both keys.
     let e: serde_json::Value = serde_json::from_slice(&log.entry(rot.seq).unwrap()).unwrap();
     assert_eq!(e["action"], "signing_key.rotate");
     assert_eq!(e["changes"][0]["new"], new_v.to_string());
     SignedCheckpoint::open(&rot.checkpoint.note, std::slice::from_ref(&old_v)).unwrap();
     SignedCheckpoint::open(&rot.checkpoint.note, std::slice::from_ref(&new_v)).unwrap();
-    let after = log.append(&fields(99)).await.unwrap();
+    let after = log.append_fields(&sample_fields(99)).await.unwrap();
     assert!(SignedCheckpoint::open(&after.checkpoint.note, std::slice::from_ref(&old_v)).is_err());
     SignedCheckpoint::open(&after.checkpoint.note, std::slice::from_ref(&new_v)).unwrap();
     SignedCheckpoint::open(&before.note, std::slice::from_ref(&old_v)).unwrap();
@@ -135,7 +146,7 @@ async fn key_rotation_keeps_old_checkpoints_verifiable() {
     log.close();
 
     // The retired key may not sign again; the new one opens the log.
-    let err = open(dir.path()).err().unwrap().to_string();
+    let err = open_log(dir.path()).err().unwrap().to_string();
     assert!(err.contains("retired"), "{err}");
     let new = NoteSigner::from_go_private_key(&new_text).unwrap();
     let log = AuditLog::open(LogConfig::new(dir.path(), ORIGIN), new).unwrap();
@@ -145,7 +156,7 @@ async fn key_rotation_keeps_old_checkpoints_verifiable() {
 #[test]
 fn a_foreign_key_or_origin_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    open(dir.path()).unwrap().close();
+    open_log(dir.path()).unwrap().close();
     let stranger = NoteSigner::generate(ORIGIN).unwrap();
     let err = AuditLog::open(LogConfig::new(dir.path(), ORIGIN), stranger)
         .err()
@@ -158,7 +169,7 @@ fn a_foreign_key_or_origin_is_refused() {
         .unwrap()
         .to_string();
     assert!(err.contains("has origin"), "{err}");
-    let _ = NoteVerifier::parse(&key().verifier().to_string()).unwrap();
+    let _ = NoteVerifier::parse(&log_signer().verifier().to_string()).unwrap();
 }
 
 proptest! {
@@ -172,7 +183,7 @@ proptest! {
         probes in proptest::collection::vec((any::<u64>(), any::<u64>()), 8),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let log = open(dir.path()).unwrap();
+        let log = open_log(dir.path()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let mut n = 0u64;
         for b in &batches {
@@ -181,8 +192,8 @@ proptest! {
                 let tasks: Vec<_> = (0..*b)
                     .map(|i| {
                         let log = log.clone();
-                        let f = fields(n + i as u64);
-                        tokio::spawn(async move { log.append(&f).await })
+                        let f = sample_fields(n + i as u64);
+                        tokio::spawn(async move { log.append_fields(&f).await })
                     })
                     .collect();
                 for t in tasks { t.await.unwrap().unwrap(); }

@@ -1,19 +1,18 @@
 //! Tampering with stored or exported data is detected, named by its seq, and never repaired by
 //! deleting anything.
 
-mod common;
-
 use std::path::Path;
 
 use audit_log::verify::verify_export;
-use common::{fields, key, open};
+use testkit::audit::{open_log, sample_fields};
+use testkit::keys::log_signer;
 
 const N: u64 = 300;
 
 fn make_log(dir: &Path) {
-    let log = open(dir).unwrap();
+    let log = open_log(dir).unwrap();
     for i in 0..N {
-        log.append_blocking(&fields(i)).unwrap();
+        log.append_blocking(&sample_fields(i)).unwrap();
     }
     log.close();
 }
@@ -58,7 +57,7 @@ fn node_home(level: u8, index: u64) -> (Vec<u8>, usize) {
 }
 
 fn open_error(dir: &Path) -> String {
-    match open(dir) {
+    match open_log(dir) {
         Ok(_) => panic!("tampered log opened"),
         Err(e) => e.to_string(),
     }
@@ -176,7 +175,7 @@ fn damaged_sled_files_refuse_start_and_delete_nothing() {
 
 fn export(dir: &Path) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
-    let log = open(dir).unwrap();
+    let log = open_log(dir).unwrap();
     log.export_tiles(out.path()).unwrap();
     log.close();
     out
@@ -187,7 +186,7 @@ fn an_intact_export_verifies() {
     let dir = tempfile::tempdir().unwrap();
     make_log(dir.path());
     let out = export(dir.path());
-    let r = verify_export(out.path(), &[key().verifier()], None, 2);
+    let r = verify_export(out.path(), &[log_signer().verifier()], None, 2);
     assert!(r.ok(), "{:?}", r.problems);
     assert_eq!(r.entries_valid, N);
     assert_eq!(r.bundles_total, 2);
@@ -208,7 +207,7 @@ fn a_flipped_byte_in_an_exported_entry_is_named() {
     // Entry 256 starts at byte 2 of bundle 1; flip a byte inside its JSON.
     data[40] ^= 0x01;
     std::fs::write(&bundle, data).unwrap();
-    let r = verify_export(out.path(), &[key().verifier()], None, 2);
+    let r = verify_export(out.path(), &[log_signer().verifier()], None, 2);
     assert!(!r.ok());
     assert!(
         r.problems.iter().any(|p| p.starts_with("entry 256")),
@@ -227,7 +226,7 @@ fn a_flipped_tile_or_checkpoint_byte_is_found() {
     let mut data = std::fs::read(&tile).unwrap();
     data[32 * 7 + 1] ^= 0x80;
     std::fs::write(&tile, data).unwrap();
-    let r = verify_export(out.path(), &[key().verifier()], None, 1);
+    let r = verify_export(out.path(), &[log_signer().verifier()], None, 1);
     assert!(
         r.problems.iter().any(|p| p.starts_with("entry 7:")),
         "{:?}",
@@ -238,7 +237,7 @@ fn a_flipped_tile_or_checkpoint_byte_is_found() {
     let cp = out.path().join("checkpoint");
     let text = std::fs::read_to_string(&cp).unwrap();
     std::fs::write(&cp, text.replacen(&N.to_string(), &(N - 1).to_string(), 1)).unwrap();
-    let r = verify_export(out.path(), &[key().verifier()], None, 1);
+    let r = verify_export(out.path(), &[log_signer().verifier()], None, 1);
     assert!(!r.checkpoint_valid);
     assert!(!r.ok());
 }
@@ -247,26 +246,26 @@ fn a_flipped_tile_or_checkpoint_byte_is_found() {
 fn an_export_that_rewrote_history_fails_against_a_saved_checkpoint() {
     let dir_a = tempfile::tempdir().unwrap();
     make_log(dir_a.path());
-    let log = open(dir_a.path()).unwrap();
+    let log = open_log(dir_a.path()).unwrap();
     let saved = log.checkpoint().note.clone();
     for i in 0..10 {
-        log.append_blocking(&fields(1000 + i)).unwrap();
+        log.append_blocking(&sample_fields(1000 + i)).unwrap();
     }
     log.close();
     let out = export(dir_a.path());
-    let r = verify_export(out.path(), &[key().verifier()], Some(&saved), 2);
+    let r = verify_export(out.path(), &[log_signer().verifier()], Some(&saved), 2);
     assert!(r.ok(), "{:?}", r.problems);
     assert_eq!(r.since, Some((N, true)));
 
     // A different history of the same length, signed by the same key, is caught.
     let dir_b = tempfile::tempdir().unwrap();
-    let log = open(dir_b.path()).unwrap();
+    let log = open_log(dir_b.path()).unwrap();
     for i in 0..N + 10 {
-        log.append_blocking(&fields(5000 + i)).unwrap();
+        log.append_blocking(&sample_fields(5000 + i)).unwrap();
     }
     log.close();
     let out_b = export(dir_b.path());
-    let r = verify_export(out_b.path(), &[key().verifier()], Some(&saved), 2);
+    let r = verify_export(out_b.path(), &[log_signer().verifier()], Some(&saved), 2);
     assert_eq!(r.since, Some((N, false)));
     assert!(!r.ok());
 }

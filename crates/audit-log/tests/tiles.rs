@@ -1,13 +1,12 @@
 //! Tiles handed out by a running log (no export) equal the exported files; incremental
 //! verification from a saved checkpoint checks what was added and catches a rewritten log.
 
-mod common;
-
 use std::path::Path;
 
 use audit_log::verify::{VerifyOptions, verify_export, verify_tiles};
 use audit_log::{AuditLog, DirReader, LogConfig, NoteSigner, TileId, tile_id::tiles_of_size};
-use common::{ORIGIN, fields, key, open};
+use testkit::audit::{open_log as open, sample_fields as fields};
+use testkit::keys::{ORIGIN, log_signer as key};
 
 fn append(log: &AuditLog, from: u64, to: u64) {
     for i in from..to {

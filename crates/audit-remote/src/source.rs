@@ -64,9 +64,8 @@ impl HttpSource {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        // reqwest uses the process-wide rustls provider when one is installed: make it aws-lc,
-        // the workspace's one provider (already installed is fine).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        // reqwest uses the process-wide rustls provider: make it the workspace's one.
+        onboard_core::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder();
         if let Some(ca) = &settings.ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(ca)

@@ -3,17 +3,28 @@
 //! target that contradicts the log (another log, or a log rolled back behind it) is refused
 //! without being overwritten.
 
-#[path = "support/log.rs"]
-mod log;
-#[path = "support/moto.rs"]
-mod moto;
-
 use std::sync::{Arc, Mutex};
 
 use audit_log::verify::{VerifyOptions, verify_export};
 use audit_remote::fetch::{copy_to_dir, verify_source};
 use audit_remote::{PublishEvent, Publisher, RemoteError, Source, Target};
-use log::{append, open, vkey};
+use testkit::audit::open_log;
+use testkit::keys::{ORIGIN, log_signer};
+use testkit::tiles::{Moto, append_many};
+
+fn open(dir: &std::path::Path) -> audit_log::AuditLog {
+    open_log(dir).unwrap()
+}
+
+fn vkey() -> audit_log::NoteVerifier {
+    log_signer().verifier()
+}
+
+/// Appends `n` more entries with concurrent appenders.
+async fn append(log: &audit_log::AuditLog, n: u64) {
+    let size = log.size();
+    append_many(log, size, size + n).await.unwrap();
+}
 
 /// The target's content verified through the same reader an auditor would use.
 async fn verify_target(target: &Target) -> audit_log::verify::VerifyReport {
@@ -95,8 +106,8 @@ async fn publishes_to_a_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn publishes_to_s3() {
-    let moto = moto::Moto::start();
-    moto.create_bucket("audit");
+    let moto = Moto::start().unwrap();
+    moto.create_bucket("audit").unwrap();
     let opts = moto.options();
     let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let target = Target::parse_with_options("s3://audit/logs/prod", true, &opts).unwrap();
@@ -142,8 +153,8 @@ async fn a_target_that_contradicts_the_log_is_never_overwritten() {
     old.close();
     // Another log's target.
     let other = audit_log::AuditLog::open(
-        audit_log::LogConfig::new(dir.path().join("other"), log::ORIGIN),
-        audit_log::NoteSigner::generate(log::ORIGIN).unwrap(),
+        audit_log::LogConfig::new(dir.path().join("other"), ORIGIN),
+        audit_log::NoteSigner::generate(ORIGIN).unwrap(),
     )
     .unwrap();
     let e = Publisher::new(other.clone(), target)

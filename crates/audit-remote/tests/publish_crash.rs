@@ -8,11 +8,6 @@
 //! checkpoint (the checkpoint goes last), and the parent kills it there. SIGKILL keeps the page
 //! cache: this tests process crashes, not power loss.
 
-#[path = "support/log.rs"]
-mod log;
-#[path = "support/moto.rs"]
-mod moto;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -23,6 +18,23 @@ use audit_log::verify::VerifyOptions;
 use audit_log::{AuditLog, StartupCheck};
 use audit_remote::fetch::verify_source;
 use audit_remote::{PublishEvent, Publisher, RemoteError, Source, Target};
+use testkit::audit::open_log;
+use testkit::keys::log_signer;
+use testkit::tiles::{Moto, append_many};
+
+fn open(dir: &std::path::Path) -> audit_log::AuditLog {
+    open_log(dir).unwrap()
+}
+
+fn vkey() -> audit_log::NoteVerifier {
+    log_signer().verifier()
+}
+
+/// Appends `n` more entries with concurrent appenders.
+async fn append(log: &audit_log::AuditLog, n: u64) {
+    let size = log.size();
+    append_many(log, size, size + n).await.unwrap();
+}
 
 const LOG_DIR: &str = "PUBLISH_CRASH_LOG_DIR";
 const TARGET: &str = "PUBLISH_CRASH_TARGET";
@@ -44,7 +56,7 @@ fn child_publisher() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let log = log::open(dir.as_ref());
+        let log = open(dir.as_ref());
         let uploads = Arc::new(AtomicU64::new(0));
         let published = Arc::new(AtomicU64::new(u64::MAX));
         let (u, p) = (uploads.clone(), published.clone());
@@ -75,11 +87,11 @@ fn child_publisher() {
             stopped.await.ok();
         }));
         let start = log.size();
-        log::append(&log, n).await;
+        append(&log, n).await;
         if pause_at.is_some() {
             // More rounds until the pause comes (then the parent kills this process).
             loop {
-                log::append(&log, 8).await;
+                append(&log, 8).await;
             }
         }
         let want = log.size();
@@ -107,7 +119,7 @@ fn check_target(rt: &tokio::runtime::Runtime, target: &str, env: &[(&str, String
             threads: 2,
             incremental: false,
         };
-        match verify_source(source, vec![log::vkey()], None, options).await {
+        match verify_source(source, vec![vkey()], None, options).await {
             Ok((_, r)) => {
                 assert!(
                     r.ok(),
@@ -259,7 +271,7 @@ fn kill_9_mid_upload_to_a_directory_then_resume() {
 
 #[test]
 fn kill_9_mid_upload_to_s3_then_resume() {
-    let moto = moto::Moto::start();
-    moto.create_bucket("crash");
+    let moto = Moto::start().unwrap();
+    moto.create_bucket("crash").unwrap();
     crash_and_resume("s3://crash/audit", &moto.env());
 }

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ProvisionError;
+use crate::error::CoreError;
 use crate::roles;
 
 /// The shipped profile file.
@@ -142,14 +142,13 @@ pub struct ResolvedProfile {
 
 /// Compares dotted numeric versions part by part (`8.0.99` < `8.0.517.221`); missing parts count
 /// as 0, so `8.0` == `8.0.0`.
-pub fn compare_versions(a: &str, b: &str) -> Result<Ordering, ProvisionError> {
-    let parse = |v: &str| -> Result<Vec<u64>, ProvisionError> {
+pub fn compare_versions(a: &str, b: &str) -> Result<Ordering, CoreError> {
+    let parse = |v: &str| -> Result<Vec<u64>, CoreError> {
         v.trim()
             .split('.')
             .map(|p| {
-                p.parse::<u64>().map_err(|_| {
-                    ProvisionError::Profile(format!("not a dotted numeric version: {v:?}"))
-                })
+                p.parse::<u64>()
+                    .map_err(|_| CoreError::Profile(format!("not a dotted numeric version: {v:?}")))
             })
             .collect()
     };
@@ -170,19 +169,19 @@ pub fn compare_versions(a: &str, b: &str) -> Result<Ordering, ProvisionError> {
 
 impl ProfileSet {
     /// The shipped defaults.
-    pub fn defaults() -> Result<Self, ProvisionError> {
+    pub fn defaults() -> Result<Self, CoreError> {
         Self::from_toml(DEFAULT_PROFILES_TOML)
     }
 
     /// Parses and checks a profile file: role names must be known built-ins, versions numeric,
     /// profile names unique.
-    pub fn from_toml(text: &str) -> Result<Self, ProvisionError> {
+    pub fn from_toml(text: &str) -> Result<Self, CoreError> {
         let set: ProfileSet =
-            toml::from_str(text).map_err(|e| ProvisionError::Profile(e.to_string()))?;
+            toml::from_str(text).map_err(|e| CoreError::Profile(e.to_string()))?;
         let mut seen = std::collections::BTreeSet::new();
         for p in &set.profiles {
             if !seen.insert(p.name.as_str()) {
-                return Err(ProvisionError::Profile(format!(
+                return Err(CoreError::Profile(format!(
                     "profile {:?} is defined twice",
                     p.name
                 )));
@@ -193,7 +192,7 @@ impl ProfileSet {
                 .flat_map(|b| b.directory_roles.iter());
             for r in p.directory_roles.iter().chain(extra_roles) {
                 if roles::template_id(r).is_none() {
-                    return Err(ProvisionError::Profile(format!(
+                    return Err(CoreError::Profile(format!(
                         "profile {:?}: unknown directory role {r:?}",
                         p.name
                     )));
@@ -217,12 +216,12 @@ impl ProfileSet {
         &self,
         name: &str,
         platform_version: Option<&str>,
-    ) -> Result<ResolvedProfile, ProvisionError> {
+    ) -> Result<ResolvedProfile, CoreError> {
         let def = self
             .profiles
             .iter()
             .find(|p| p.name == name)
-            .ok_or_else(|| ProvisionError::Profile(format!("no profile named {name:?}")))?;
+            .ok_or_else(|| CoreError::Profile(format!("no profile named {name:?}")))?;
         let mut graph = def.graph_permissions.clone();
         if def.self_rotation {
             graph.push(SELF_ROTATION_PERMISSION.to_owned());
@@ -252,7 +251,7 @@ impl ProfileSet {
         let mut directory_roles: Vec<RoleRef> = Vec::new();
         for n in role_names {
             let template_id = roles::template_id(&n)
-                .ok_or_else(|| ProvisionError::Profile(format!("unknown directory role {n:?}")))?;
+                .ok_or_else(|| CoreError::Profile(format!("unknown directory role {n:?}")))?;
             if !directory_roles.iter().any(|r| r.template_id == template_id) {
                 directory_roles.push(RoleRef {
                     name: n,

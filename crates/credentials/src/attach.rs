@@ -4,16 +4,16 @@
 use std::collections::BTreeMap;
 
 use entra_client::OpContext;
-use provision::audit::Phase;
-use provision::profiles::Resource;
-use provision::{Engine, ListFilter, Status};
+use onboard_core::audit::{Action, Phase, TargetKind, set};
+use onboard_core::profiles::Resource;
+use onboard_core::provisioned::Provisioned;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{change, target};
+use crate::audit::target;
 use crate::error::CredentialsError;
-use crate::model::{AuthMode, Registration, RegistrationView, Source, StoredSecret, now_rfc3339};
+use crate::model::{AuthMode, Registration, RegistrationView, Source, StoredSecret};
 use crate::store::registration_key;
 use crate::{Credentials, RegistrationRef, check_ref, check_service};
 
@@ -107,19 +107,19 @@ impl Credentials {
             auth_mode: AuthMode::AdminSession,
             secrets: BTreeMap::new(),
             current: BTreeMap::new(),
-            attached_at: now_rfc3339(),
+            attached_at: onboard_core::time::now(),
             rotations: BTreeMap::new(),
         };
         let aud = self.auditor(&reg, &req.service_ids.join(","), &req.actor);
-        let t = target("application", None, client);
-        let intent = json!([
-            change("clientId", Value::Null, json!(client)),
-            change("profile", Value::Null, json!(req.profile)),
-            change("secretHint", Value::Null, json!(hint)),
-            change("serviceIds", Value::Null, json!(req.service_ids)),
-        ]);
+        let t = target(TargetKind::Application, None, client);
+        let intent = vec![
+            set("clientId", json!(client)),
+            set("profile", json!(req.profile)),
+            set("secretHint", json!(hint)),
+            set("serviceIds", json!(req.service_ids)),
+        ];
         aud.entry(
-            "registration.attach",
+            Action::RegistrationAttach,
             Phase::Intent,
             &t,
             intent.clone(),
@@ -133,7 +133,7 @@ impl Credentials {
                 let text = e.to_string();
                 let _ = aud
                     .entry(
-                        "registration.attach",
+                        Action::RegistrationAttach,
                         Phase::Failed,
                         &t,
                         intent,
@@ -150,7 +150,7 @@ impl Credentials {
             };
             let text = e.to_string();
             aud.entry(
-                "registration.attach",
+                Action::RegistrationAttach,
                 Phase::Failed,
                 &t,
                 intent,
@@ -214,17 +214,21 @@ impl Credentials {
         }
         self.save(&reg).await?;
         aud.entry(
-            "registration.attach",
+            Action::RegistrationAttach,
             Phase::Succeeded,
-            &target("application", reg.app_object_id.clone(), &reg.display_name),
-            json!([
-                change("clientId", Value::Null, json!(client)),
-                change("servicePrincipalId", Value::Null, json!(reg.sp_id)),
-                change("profile", Value::Null, json!(req.profile)),
-                change("secretKeyId", Value::Null, json!(secret.key_id)),
-                change("secretHint", Value::Null, json!(hint)),
-                change("authMode", Value::Null, json!(reg.auth_mode)),
-            ]),
+            &target(
+                TargetKind::Application,
+                reg.app_object_id.clone(),
+                &reg.display_name,
+            ),
+            vec![
+                set("clientId", json!(client)),
+                set("servicePrincipalId", json!(reg.sp_id)),
+                set("profile", json!(req.profile)),
+                set("secretKeyId", json!(secret.key_id)),
+                set("secretHint", json!(hint)),
+                set("authMode", json!(reg.auth_mode)),
+            ],
             None,
         )
         .await?;
@@ -304,52 +308,40 @@ impl Credentials {
         Ok((missing, sp_id))
     }
 
-    /// Makes every completed onboarding a managed registration (once; later calls skip those
-    /// already managed). Returns how many were imported.
-    pub async fn import_provisioned(&self, engine: &Engine) -> Result<usize, CredentialsError> {
-        let done = engine.list(&ListFilter {
-            status: Some(Status::Completed),
-            ..ListFilter::default()
-        })?;
+    /// Makes every completed onboarding `source` knows a managed registration (once; later
+    /// calls skip those already managed). Returns how many were imported.
+    pub async fn import_provisioned(
+        &self,
+        source: &dyn Provisioned,
+    ) -> Result<usize, CredentialsError> {
         let mut n = 0;
-        for o in done {
-            let (Some(client_id), Some(sp_id), Some(key_id)) = (
-                o.client_id.clone(),
-                o.sp_id.clone(),
-                o.secret_key_id.clone(),
-            ) else {
-                continue;
-            };
-            let key = registration_key(&o.tenant_id, &client_id);
+        for o in source.completed()? {
+            let key = registration_key(&o.tenant_id, &o.client_id);
             if self.inner.store.get::<Registration>(&key)?.is_some() {
                 continue;
             }
-            let Some(profile) = engine.profile_of(&o.id)? else {
-                continue;
-            };
-            let value = engine.secret(&o.id)?;
             let secret = StoredSecret {
-                key_id: key_id.clone(),
-                hint: o.secret_hint.clone().unwrap_or_default(),
+                key_id: o.secret.key_id.clone(),
+                hint: o.secret.hint.clone(),
                 service_id: o.service_id.clone(),
                 start: o.created_at.clone(),
-                end: o.secret_expires.clone().unwrap_or_default(),
-                sealed: self.seal(&o.id, &value)?,
+                end: o.secret.end.clone().unwrap_or_default(),
+                sealed: self.seal(&o.onboarding_id, &o.secret.value)?,
             };
             let skey = Registration::secret_key(&secret);
             let mut reg = Registration {
-                id: o.id.clone(),
+                id: o.onboarding_id.clone(),
                 tenant_id: o.tenant_id.clone(),
-                client_id,
+                client_id: o.client_id.clone(),
                 app_object_id: o.app_object_id.clone(),
-                sp_id,
+                sp_id: o.sp_id.clone(),
                 display_name: o.app_name.clone(),
-                profile,
+                profile: o.profile.clone(),
                 source: Source::Provisioned,
                 auth_mode: AuthMode::AdminSession,
                 secrets: BTreeMap::from([(skey.clone(), secret)]),
                 current: BTreeMap::from([(o.service_id.clone(), skey)]),
-                attached_at: now_rfc3339(),
+                attached_at: onboard_core::time::now(),
                 rotations: BTreeMap::new(),
             };
             // The customer may have made the app able to rotate itself (best effort: any
@@ -367,7 +359,7 @@ impl Credentials {
     /// when it is not (lazy import on lookup).
     pub async fn ensure_imported(
         &self,
-        engine: &Engine,
+        source: &dyn Provisioned,
         r: &RegistrationRef,
     ) -> Result<bool, CredentialsError> {
         check_ref(r)?;
@@ -375,7 +367,7 @@ impl Credentials {
         if self.inner.store.get::<Registration>(&key)?.is_some() {
             return Ok(true);
         }
-        self.import_provisioned(engine).await?;
+        self.import_provisioned(source).await?;
         Ok(self.inner.store.get::<Registration>(&key)?.is_some())
     }
 }

@@ -2,7 +2,6 @@
 //! codes, messages and request ids; our own messages name registrations, key ids and rules.
 
 use entra_client::EntraError;
-use provision::ProvisionError;
 
 /// Everything day-two credential management can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -115,20 +114,18 @@ impl From<serde_json::Error> for CredentialsError {
     }
 }
 
-impl From<ProvisionError> for CredentialsError {
-    fn from(e: ProvisionError) -> Self {
+impl From<onboard_core::CoreError> for CredentialsError {
+    fn from(e: onboard_core::CoreError) -> Self {
+        use onboard_core::CoreError as C;
         match e {
-            ProvisionError::Audit(a) => Self::Audit(a),
-            ProvisionError::Crypto(c) => Self::Crypto(c),
-            ProvisionError::Entra { step, source } => Self::Entra {
-                operation: step,
-                source,
-            },
-            ProvisionError::NotFound(n) => Self::NotFound(format!("no onboarding {n}")),
-            ProvisionError::Profile(_) | ProvisionError::UnknownPermission { .. } => {
+            C::Audit(a) => Self::Audit(a),
+            C::Crypto(c) => Self::Crypto(c),
+            C::Entra { operation, source } => Self::Entra { operation, source },
+            e @ (C::Profile(_) | C::UnknownPermission { .. }) => {
                 Self::FailedPrecondition(e.to_string())
             }
-            other => Self::Store(other.to_string()),
+            C::Store(m) => Self::Store(m),
+            e @ C::Entry { .. } => Self::Store(e.to_string()),
         }
     }
 }

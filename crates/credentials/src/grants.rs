@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 
 use entra_client::graph::types::AppRoleAssignment;
 use entra_client::{GraphClient, OpContext};
-use provision::profiles::{PermissionRef, Resource};
-use provision::{ResolvedProfile, roles};
+use onboard_core::audit::{Action, TargetKind, change, set};
+use onboard_core::profiles::{PermissionRef, Resource};
+use onboard_core::{ResolvedProfile, roles};
 use serde_json::{Value, json};
 
-use crate::audit::{ChangeSpec, change, target};
+use crate::audit::{ChangeSpec, target};
 use crate::error::CredentialsError;
 use crate::model::Registration;
 use crate::{Credentials, RegistrationRef};
@@ -91,6 +92,7 @@ fn parse_role(s: &str, field: &'static str) -> Result<(String, String), Credenti
 
 fn role_display(template_id: &str) -> String {
     roles::role_name(template_id)
+        .or_else(|| entra_client::claims::implicit_wid_name(template_id))
         .map(str::to_owned)
         .unwrap_or_else(|| template_id.to_owned())
 }
@@ -157,7 +159,8 @@ impl Credentials {
         graph: &GraphClient,
         reg: &Registration,
     ) -> Result<Grants, CredentialsError> {
-        let ctx = OpContext::new().after_create();
+        // A standing registration: a 404 is an answer, not replication lag.
+        let ctx = OpContext::new();
         let (assignments, names) = self.app_role_assignments(graph, reg).await?;
         let mut out = Grants::default();
         for a in assignments {
@@ -187,7 +190,7 @@ impl Credentials {
         reg: &Registration,
     ) -> Result<(Vec<AppRoleAssignment>, BTreeMap<(String, String), String>), CredentialsError>
     {
-        let ctx = OpContext::new().after_create();
+        let ctx = OpContext::new();
         let assignments = graph
             .list_app_role_assignments(&reg.sp_id, &ctx)
             .await
@@ -266,17 +269,17 @@ impl Credentials {
             let (_, seq) = aud
                 .change(
                     ChangeSpec {
-                        action: "directory_role_assignment.create",
-                        target: target("unifiedRoleAssignment", None, name),
-                        changes: json!([
-                            change("principalId", Value::Null, json!(reg.sp_id)),
-                            change("roleDefinitionId", Value::Null, json!(id)),
-                            change("directoryScopeId", Value::Null, json!("/")),
-                        ]),
+                        action: Action::DirectoryRoleAssignmentCreate,
+                        target: target(TargetKind::UnifiedRoleAssignment, None, name),
+                        changes: vec![
+                            set("principalId", json!(reg.sp_id)),
+                            set("roleDefinitionId", json!(id)),
+                            set("directoryScopeId", json!("/")),
+                        ],
                         after_create: false,
                     },
                     |ctx| async move { g.assign_directory_role(&tid, &sp, &ctx).await },
-                    |a| json!([change("id", Value::Null, json!(a.id))]),
+                    |a| vec![set("id", json!(a.id))],
                 )
                 .await?;
             seqs.push(seq);
@@ -291,16 +294,20 @@ impl Credentials {
                 let (_, seq) = aud
                     .change(
                         ChangeSpec {
-                            action: "directory_role_assignment.delete",
-                            target: target("unifiedRoleAssignment", Some(a.id.clone()), name),
-                            changes: json!([
+                            action: Action::DirectoryRoleAssignmentDelete,
+                            target: target(
+                                TargetKind::UnifiedRoleAssignment,
+                                Some(a.id.clone()),
+                                name,
+                            ),
+                            changes: vec![
                                 change("roleDefinitionId", json!(id), Value::Null),
-                                change("overrideRequired", Value::Null, json!(override_used)),
-                            ]),
+                                set("overrideRequired", json!(override_used)),
+                            ],
                             after_create: false,
                         },
                         |ctx| async move { g.remove_directory_role_assignment(&aid, &ctx).await },
-                        |_| Value::Null,
+                        |_| vec![],
                     )
                     .await?;
                 seqs.push(seq);
@@ -351,7 +358,8 @@ impl Credentials {
             directory_roles: vec![],
             self_rotation: false,
         };
-        let resolved = provision::plan::resolve_permissions(&graph, &wanted, &ctx).await?;
+        let resolved =
+            onboard_core::permissions::resolve_permissions(&graph, &wanted, &ctx).await?;
         let (held, _) = self.app_role_assignments(&graph, &reg).await?;
         let aud = self.auditor(&reg, "", &req.actor);
         let mut seqs = Vec::new();
@@ -372,18 +380,18 @@ impl Credentials {
             let (_, seq) = aud
                 .change(
                     ChangeSpec {
-                        action: "app_role_assignment.create",
-                        target: target("appRoleAssignment", None, &name),
-                        changes: json!([
-                            change("principalId", Value::Null, json!(reg.sp_id)),
-                            change("resourceId", Value::Null, json!(p.resource_sp_id)),
-                            change("appRoleId", Value::Null, json!(p.app_role_id)),
-                            change("permission", Value::Null, json!(name)),
-                        ]),
+                        action: Action::AppRoleAssignmentCreate,
+                        target: target(TargetKind::AppRoleAssignment, None, &name),
+                        changes: vec![
+                            set("principalId", json!(reg.sp_id)),
+                            set("resourceId", json!(p.resource_sp_id)),
+                            set("appRoleId", json!(p.app_role_id)),
+                            set("permission", json!(name)),
+                        ],
                         after_create: false,
                     },
                     |ctx| async move { g.grant_app_role(&res, &sp, &role, &ctx).await },
-                    |a| json!([change("id", Value::Null, json!(a.id))]),
+                    |a| vec![set("id", json!(a.id))],
                 )
                 .await?;
             seqs.push(seq);
@@ -399,16 +407,20 @@ impl Credentials {
                 let (_, seq) = aud
                     .change(
                         ChangeSpec {
-                            action: "app_role_assignment.delete",
-                            target: target("appRoleAssignment", Some(a.id.clone()), &name),
-                            changes: json!([
+                            action: Action::AppRoleAssignmentDelete,
+                            target: target(
+                                TargetKind::AppRoleAssignment,
+                                Some(a.id.clone()),
+                                &name,
+                            ),
+                            changes: vec![
                                 change("permission", json!(name), Value::Null),
-                                change("overrideRequired", Value::Null, json!(override_used)),
-                            ]),
+                                set("overrideRequired", json!(override_used)),
+                            ],
                             after_create: false,
                         },
                         |ctx| async move { g.revoke_app_role(&res, &aid, &ctx).await },
-                        |_| Value::Null,
+                        |_| vec![],
                     )
                     .await?;
                 seqs.push(seq);

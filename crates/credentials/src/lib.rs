@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! let creds = Credentials::new(CredentialsConfig::new(entra, audit, db.open_tree("credentials")?, key))?;
-//! creds.import_provisioned(&engine).await?;                 // completed onboardings become managed
+//! creds.import_provisioned(&engine).await?;   // completed onboardings (any `Provisioned`)
 //! creds.resume_all().await?;                                // rotations cut short by a crash
 //! creds.store_admin_session(tenant, upn, public_client_id, &scopes, &tokens).await?;  // from SignIn
 //! let s = creds.add_secret(&reg, "svc-1", None, actor).await?;   // s.value: hand over once
@@ -15,9 +15,10 @@
 //! ```
 //!
 //! Every Entra change is audited (intent → call → outcome, fail closed) through
-//! `provision::audit`. Secret values exist in clear only in [`secrecy::SecretString`]s handed to
-//! the caller once; at rest they are sealed with the provisioning engine's
-//! [`provision::crypto::SealingKey`].
+//! `onboard_core::audit`. Secret values exist in clear only in [`secrecy::SecretString`]s handed
+//! to the caller once; at rest they are sealed with the state store's
+//! [`onboard_core::SealingKey`]. Completed onboardings come in through the narrow
+//! [`onboard_core::provisioned::Provisioned`] seam, not the workflow engine.
 
 #![warn(missing_docs)]
 
@@ -30,14 +31,14 @@ mod rotate;
 mod secrets;
 mod session;
 pub mod store;
+pub mod targets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use audit_log::AuditLog;
 use entra_client::EntraClient;
-use provision::crypto::SealingKey;
-use provision::{HookAction, ProfileSet};
+use onboard_core::{Hook, HookAction, ProfileSet, Purpose, SealingKey, Shutdown};
 use secrecy::SecretString;
 
 pub use attach::{AttachRequest, AttachResult};
@@ -47,14 +48,6 @@ pub use model::{AuthMode, Registration, RegistrationView, SecretInfo, Source, St
 pub use rotate::{RotationEvent, RotationStage, RotationState};
 pub use secrets::{ExpiringSecret, NewSecret};
 pub use session::{AdminSessionInfo, EndedSession};
-
-/// Called with `(registration id, point)` at each durable rotation step (`add`, `validate`,
-/// `hand_over`, `remove_old`, `done`) and right after each audited Entra change (`add:changed`,
-/// `remove_old:changed`); [`HookAction::Halt`] stops the work there as a crash would (tests).
-pub type Hook = Arc<dyn Fn(&str, &str) -> HookAction + Send + Sync>;
-
-/// The purpose a secret is sealed for (bound together with the registration id).
-const SEAL_PURPOSE: &str = "client_secret";
 
 /// How to build [`Credentials`].
 pub struct CredentialsConfig {
@@ -72,8 +65,14 @@ pub struct CredentialsConfig {
     pub secret_lifetime: Option<time::Duration>,
     /// Scope of the client-credentials token that proves a secret works.
     pub validate_scope: String,
-    /// Test hook (simulated crashes); `None` in production.
+    /// Test hook (simulated crashes); `None` in production. Called with `(registration id,
+    /// point)` at each durable rotation step (`add`, `validate`, `hand_over`, `remove_old`,
+    /// `done`) and right after each audited Entra change (`add:changed`, `remove_old:changed`);
+    /// [`HookAction::Halt`] stops the work there as a crash would.
     pub hook: Option<Hook>,
+    /// The server's shutdown signal: rotations start no new stage once it fires, and tasks
+    /// started with [`Credentials::spawn`] get its grace, then stop where they stand.
+    pub shutdown: Shutdown,
 }
 
 impl CredentialsConfig {
@@ -93,6 +92,7 @@ impl CredentialsConfig {
             secret_lifetime: Some(time::Duration::days(180)),
             validate_scope: "https://graph.microsoft.com/.default".into(),
             hook: None,
+            shutdown: Shutdown::never(),
         })
     }
 }
@@ -120,8 +120,8 @@ pub(crate) struct Inner {
     pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Rotations this process is driving now.
     pub driving: rotate::Driving,
-    /// Tasks started with [`Credentials::spawn`], aborted by [`Credentials::shutdown`].
-    pub tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The server's shutdown signal (see [`CredentialsConfig::shutdown`]).
+    pub shutdown: Shutdown,
 }
 
 /// The day-two manager. Cheap to clone.
@@ -172,38 +172,30 @@ impl Credentials {
                 hook: cfg.hook,
                 locks: Mutex::new(HashMap::new()),
                 driving: rotate::Driving::default(),
-                tasks: Mutex::new(Vec::new()),
+                shutdown: cfg.shutdown,
             }),
         })
     }
 
-    /// Runs `fut` on its own task, tracked so [`Credentials::shutdown`] can stop it (rotations
-    /// outlive the RPC that started them, e.g. through a long overlap).
-    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    /// Runs `fut` on its own task, tracked by the shutdown primitive (rotations outlive the
+    /// RPC that started them, e.g. through a long overlap): once shutdown begins a rotation
+    /// stops at its next durable point, and whatever still runs after the grace is cut off.
+    /// Stored rotations continue with the next process's `resume_all`. `None` (nothing
+    /// started) once shutdown has begun.
+    pub fn spawn<F>(&self, fut: F) -> Option<tokio::task::JoinHandle<Option<F::Output>>>
     where
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let h = tokio::spawn(fut);
-        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(h.abort_handle());
-        h
+        self.inner.shutdown.spawn(fut)
     }
 
-    /// Stops every task started with [`Credentials::spawn`] where it is, as a process exit
-    /// would; stored rotations continue with the next process's `resume_all`.
-    pub fn shutdown(&self) {
-        let tasks: Vec<_> = self
-            .inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
-        for t in tasks {
-            t.abort();
+    /// Stops the work here when shutdown has begun (a durable point: it resumes later).
+    pub(crate) fn check_not_stopping(&self) -> Result<(), CredentialsError> {
+        if self.inner.shutdown.is_shutdown() {
+            return Err(CredentialsError::Halted("shutdown".into()));
         }
+        Ok(())
     }
 
     /// The registration `r` names, or NOT_FOUND.
@@ -289,7 +281,7 @@ impl Credentials {
         reg_id: &str,
         value: &SecretString,
     ) -> Result<String, CredentialsError> {
-        Ok(self.inner.key.seal(reg_id, SEAL_PURPOSE, value)?)
+        Ok(self.inner.key.seal(reg_id, Purpose::ClientSecret, value)?)
     }
 
     pub(crate) fn open(
@@ -297,7 +289,10 @@ impl Credentials {
         reg: &Registration,
         s: &StoredSecret,
     ) -> Result<SecretString, CredentialsError> {
-        Ok(self.inner.key.open(&reg.id, SEAL_PURPOSE, &s.sealed)?)
+        Ok(self
+            .inner
+            .key
+            .open(&reg.id, Purpose::ClientSecret, &s.sealed)?)
     }
 
     /// The lock serialising changes to registration `id`.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use provision::ResolvedProfile;
+use onboard_core::ResolvedProfile;
 
 use crate::rotate::RotationState;
 use serde::{Deserialize, Serialize};
@@ -156,9 +156,9 @@ impl SecretInfo {
 /// Whole days from `now` until `end` (RFC 3339), rounded down; `i64::MAX` when unparseable so a
 /// bad date never looks expiring.
 pub fn days_until(end: &str, now: OffsetDateTime) -> i64 {
-    match OffsetDateTime::parse(end, &Rfc3339) {
-        Ok(t) => (t - now).whole_seconds().div_euclid(86_400),
-        Err(_) => i64::MAX,
+    match onboard_core::time::parse(end) {
+        Some(t) => (t - now).whole_seconds().div_euclid(86_400),
+        None => i64::MAX,
     }
 }
 
@@ -216,13 +216,8 @@ impl RegistrationView {
     }
 }
 
-/// Current time as RFC 3339 (seconds).
-pub fn now_rfc3339() -> String {
-    rfc3339(OffsetDateTime::now_utc())
-}
-
-/// Formats a time as Graph does.
-pub fn rfc3339(t: OffsetDateTime) -> String {
+/// Formats a time as Graph takes it in requests (RFC 3339, whole seconds).
+pub fn graph_time(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_default()
 }

@@ -2,14 +2,14 @@
 
 use entra_client::GraphClient;
 use entra_client::graph::types::PasswordCredentialInfo;
-use provision::audit::AuditScope;
+use onboard_core::audit::{Action, Scope, TargetKind, change, set};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::audit::{Auditor, ChangeSpec, change, target};
+use crate::audit::{Auditor, ChangeSpec, target};
 use crate::error::{CredentialsError, is_policy_code};
-use crate::model::{Registration, SecretInfo, StoredSecret, now_rfc3339, rfc3339};
+use crate::model::{Registration, SecretInfo, StoredSecret, graph_time};
 use crate::{Credentials, RegistrationRef, check_service};
 
 /// A secret just made: its metadata and, once, its value.
@@ -47,11 +47,12 @@ impl Credentials {
     pub(crate) fn auditor(&self, reg: &Registration, service_id: &str, actor: &str) -> Auditor<'_> {
         Auditor {
             log: &self.inner.audit,
-            scope: AuditScope {
+            scope: Scope {
                 actor: actor.to_owned(),
-                tenant_id: reg.tenant_id.clone(),
-                onboarding_id: reg.id.clone(),
-                service_id: service_id.to_owned(),
+                tenant_id: Some(reg.tenant_id.clone()),
+                onboarding_id: Some(reg.id.clone()),
+                service_id: (!service_id.is_empty()).then(|| service_id.to_owned()),
+                client_id: Some(reg.client_id.clone()),
             },
         }
     }
@@ -104,16 +105,16 @@ impl Credentials {
     ) -> Result<(StoredSecret, SecretString, u64), CredentialsError> {
         let end = valid_for
             .or(self.inner.secret_lifetime)
-            .map(|d| rfc3339(OffsetDateTime::now_utc() + d));
+            .map(|d| graph_time(OffsetDateTime::now_utc() + d));
         let aud = self.auditor(reg, service_id, actor);
         let spec = ChangeSpec {
-            action: "password_credential.create",
-            target: target("passwordCredential", None, display_name),
-            changes: json!([
-                change("application", Value::Null, json!(object_id)),
-                change("displayName", Value::Null, json!(display_name)),
-                change("endDateTime", Value::Null, json!(end)),
-            ]),
+            action: Action::PasswordCredentialCreate,
+            target: target(TargetKind::PasswordCredential, None, display_name),
+            changes: vec![
+                set("application", json!(object_id)),
+                set("displayName", json!(display_name)),
+                set("endDateTime", json!(end)),
+            ],
             after_create: false,
         };
         let (dn, end_s) = (display_name.to_owned(), end.clone());
@@ -126,11 +127,11 @@ impl Credentials {
                         .await
                 },
                 |p| {
-                    json!([
-                        change("keyId", Value::Null, json!(p.info.key_id)),
-                        change("hint", Value::Null, json!(p.info.hint)),
-                        change("endDateTime", Value::Null, json!(p.info.end_date_time)),
-                    ])
+                    vec![
+                        set("keyId", json!(p.info.key_id)),
+                        set("hint", json!(p.info.hint)),
+                        set("endDateTime", json!(p.info.end_date_time)),
+                    ]
                 },
             )
             .await;
@@ -156,7 +157,11 @@ impl Credentials {
             key_id: p.info.key_id.clone(),
             hint: p.info.hint.clone().unwrap_or_default(),
             service_id: service_id.to_owned(),
-            start: p.info.start_date_time.clone().unwrap_or_else(now_rfc3339),
+            start: p
+                .info
+                .start_date_time
+                .clone()
+                .unwrap_or_else(onboard_core::time::now),
             end: p.info.end_date_time.clone().or(end).unwrap_or_default(),
             sealed: self.seal(&reg.id, &p.secret_text)?,
         };
@@ -176,13 +181,17 @@ impl Credentials {
     ) -> Result<Option<u64>, CredentialsError> {
         let aud = self.auditor(reg, &s.service_id, actor);
         let spec = ChangeSpec {
-            action: "password_credential.delete",
-            target: target("passwordCredential", Some(s.key_id.clone()), &s.service_id),
-            changes: json!([change(
+            action: Action::PasswordCredentialDelete,
+            target: target(
+                TargetKind::PasswordCredential,
+                Some(s.key_id.clone()),
+                &s.service_id,
+            ),
+            changes: vec![change(
                 "passwordCredential",
                 json!({"keyId": s.key_id, "hint": s.hint, "endDateTime": s.end}),
-                Value::Null
-            )]),
+                Value::Null,
+            )],
             after_create: false,
         };
         let key = s.key_id.clone();
@@ -190,7 +199,7 @@ impl Credentials {
             .change(
                 spec,
                 |ctx| async move { graph.remove_password(object_id, &key, &ctx).await },
-                |_| Value::Null,
+                |_| vec![],
             )
             .await
         {
@@ -323,13 +332,18 @@ impl Credentials {
             let me = self.clone();
             let actor = actor.to_owned();
             let (r, service) = (e.registration.clone(), e.secret.service_id.clone());
-            let h = self.spawn(async move { me.rotate(&r, &service, overlap, &actor, None).await });
+            let Some(h) =
+                self.spawn(async move { me.rotate(&r, &service, overlap, &actor, None).await })
+            else {
+                break;
+            };
             handles.push((e, h));
         }
         let mut out = Vec::new();
         for (e, h) in handles {
             let res = match h.await {
-                Ok(r) => r,
+                Ok(Some(r)) => r,
+                Ok(None) => Err(CredentialsError::Halted("shutdown".into())),
                 Err(j) => Err(CredentialsError::Store(format!("rotation task: {j}"))),
             };
             out.push((e, res));

@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::{Value, json};
 
-use crate::audit::{Auditor, ChangeSpec, change, target};
+use crate::audit::{Auditor, ChangeSpec, target};
 use crate::error::CredentialsError;
-use crate::model::{AuthMode, Registration, now_rfc3339};
+use crate::model::{AuthMode, Registration};
 use crate::store::session_key;
 use crate::{Credentials, RegistrationRef};
-use provision::audit::AuditScope;
+use onboard_core::Purpose;
+use onboard_core::audit::{Action, Scope, TargetKind, change};
 
 /// What [`Credentials::end_admin_session`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,9 +26,6 @@ pub struct EndedSession {
     /// Audit entries of the removals.
     pub audit_seqs: Vec<u64>,
 }
-
-/// The sealing purpose of a refresh token.
-const REFRESH_PURPOSE: &str = "admin_refresh_token";
 
 /// A tenant's admin session as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,8 +76,11 @@ impl Credentials {
             upn: upn.to_owned(),
             client_id: public_client_id.to_owned(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            sealed_refresh: self.inner.key.seal(tenant_id, REFRESH_PURPOSE, refresh)?,
-            updated_at: now_rfc3339(),
+            sealed_refresh: self
+                .inner
+                .key
+                .seal(tenant_id, Purpose::AdminRefreshToken, refresh)?,
+            updated_at: onboard_core::time::now(),
         };
         self.inner.store.put(&session_key(tenant_id), &rec).await?;
         tracing::info!(tenant_id, upn, "admin session stored for day-two changes");
@@ -133,19 +134,22 @@ impl Credentials {
                 .value;
             let auditor = Auditor {
                 log: &self.inner.audit,
-                scope: AuditScope {
+                scope: Scope {
                     actor: actor.to_owned(),
-                    tenant_id: tenant_id.to_owned(),
-                    onboarding_id: String::new(),
-                    service_id: String::new(),
+                    tenant_id: Some(tenant_id.to_owned()),
+                    ..Scope::default()
                 },
             };
             for sp in found {
                 let id = sp.id.clone();
                 let spec = ChangeSpec {
-                    action: "temporary_app.delete",
-                    target: target("servicePrincipal", Some(sp.id.clone()), temporary_app),
-                    changes: json!([change("appId", json!(sp.app_id), Value::Null)]),
+                    action: Action::TemporaryAppDelete,
+                    target: target(
+                        TargetKind::ServicePrincipal,
+                        Some(sp.id.clone()),
+                        temporary_app,
+                    ),
+                    changes: vec![change("appId", json!(sp.app_id), Value::Null)],
                     after_create: false,
                 };
                 let g = &graph;
@@ -153,7 +157,7 @@ impl Credentials {
                     .change(
                         spec,
                         |ctx| async move { g.delete_service_principal(&id, &ctx).await },
-                        |_| Value::Null,
+                        |_| vec![],
                     )
                     .await
                 {
@@ -208,10 +212,10 @@ impl Credentials {
                 reason: "no admin has signed in for day-two changes".into(),
             });
         };
-        let refresh = self
-            .inner
-            .key
-            .open(tenant_id, REFRESH_PURPOSE, &rec.sealed_refresh)?;
+        let refresh =
+            self.inner
+                .key
+                .open(tenant_id, Purpose::AdminRefreshToken, &rec.sealed_refresh)?;
         let scopes: Vec<&str> = rec.scopes.iter().map(String::as_str).collect();
         let tokens = self
             .inner
@@ -242,11 +246,11 @@ impl Credentials {
                 _ => CredentialsError::entra("admin_session.refresh", e),
             })?;
         if let Some(new_refresh) = &tokens.refresh_token {
-            rec.sealed_refresh = self
-                .inner
-                .key
-                .seal(tenant_id, REFRESH_PURPOSE, new_refresh)?;
-            rec.updated_at = now_rfc3339();
+            rec.sealed_refresh =
+                self.inner
+                    .key
+                    .seal(tenant_id, Purpose::AdminRefreshToken, new_refresh)?;
+            rec.updated_at = onboard_core::time::now();
             self.inner.store.put(&session_key(tenant_id), &rec).await?;
         }
         Ok(tokens.access_token)

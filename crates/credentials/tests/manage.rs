@@ -1,18 +1,19 @@
 //! Attaching hand-made registrations, grants and roles, and self-rotation with
 //! `Application.ReadWrite.OwnedBy`, against the emulator.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use common::{ACTOR, GRAPH_SCOPE, calm, start};
 use credentials::{AttachRequest, AuthMode, CredentialsError, RegistrationRef, UpdateRequest};
 use entra_client::OpContext;
 use secrecy::{ExposeSecret, SecretString};
+use testkit::creds::{provisioned, store_session};
+use testkit::portal::{DIRECT_ROUTING, Grants, HandMade};
+use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, calm};
 
-const TEAMS_ADMIN: &str = "69091246-20e8-4a56-aa4d-066075b2a7a8";
-/// The day-two operator (onboarding used [`ACTOR`]).
+/// The operator of attach and rotation.
+const ACTOR: &str = "spiffe://platform.test/operator";
+/// The day-two operator of grant changes (attach and rotation used [`ACTOR`]).
 const DAY2: &str = "spiffe://platform.test/day2";
 const TEAMS_API: &str = "Skype and Teams Tenant Admin API/application_access";
 
@@ -27,17 +28,45 @@ fn attach_req(tenant: &str, client: &str, secret: &SecretString) -> AttachReques
     }
 }
 
+/// A day-two change by [`DAY2`] adding `names`.
+fn adding(names: &[&str]) -> UpdateRequest {
+    UpdateRequest {
+        add: names.iter().map(|n| n.to_string()).collect(),
+        actor: DAY2.into(),
+        ..UpdateRequest::default()
+    }
+}
+
+/// A day-two change by [`DAY2`] removing `names`.
+fn removing(names: &[&str]) -> UpdateRequest {
+    UpdateRequest {
+        remove: names.iter().map(|n| n.to_string()).collect(),
+        actor: DAY2.into(),
+        ..UpdateRequest::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Result<()> {
-    let env = start(calm()).await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
     let tenant = env.info.tenant_id.clone();
 
     // Missing: one Graph permission, the Teams API permission and the directory role.
-    let (client, _, _, secret) = env
-        .hand_made("Partial", &["User.Read.All"], false, &[])
+    let HandMade {
+        client_id: client,
+        secret,
+        ..
+    } = env
+        .hand_made(
+            "Partial",
+            &Grants {
+                graph: &["User.Read.All"],
+                teams_api: false,
+                role_template_ids: &[],
+            },
+        )
         .await?;
-    let e = env
-        .creds
+    let e = creds
         .attach(attach_req(&tenant, &client, &secret))
         .await
         .err()
@@ -57,14 +86,12 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
         "{missing:#?}"
     );
     ensure!(matches!(
-        env.creds
-            .registration(&RegistrationRef::new(&tenant, &client)),
+        creds.registration(&RegistrationRef::new(&tenant, &client)),
         Err(CredentialsError::NotFound(_))
     ));
 
     // A wrong secret does not authenticate.
-    let e = env
-        .creds
+    let e = creds
         .attach(attach_req(
             &tenant,
             &client,
@@ -78,26 +105,21 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
     );
 
     // Complete: attached, sealed, audited, then managed like a provisioned one.
-    env.store_session(&env.creds, "globaladmin").await?;
-    let (client, object_id, sp_id, secret) = env
-        .hand_made(
-            "Complete",
-            &["Organization.Read.All", "User.Read.All"],
-            true,
-            &[TEAMS_ADMIN],
-        )
-        .await?;
-    let view = env
-        .creds
-        .attach(attach_req(&tenant, &client, &secret))
-        .await?;
+    store_session(&env, &creds, "globaladmin").await?;
+    let HandMade {
+        client_id: client,
+        object_id,
+        sp_id,
+        secret,
+    } = env.hand_made("Complete", &DIRECT_ROUTING).await?;
+    let view = creds.attach(attach_req(&tenant, &client, &secret)).await?;
     ensure!(view.sp_id == sp_id && view.app_object_id.as_deref() == Some(object_id.as_str()));
     ensure!(view.display_name == "Complete" && view.auth_mode == AuthMode::AdminSession);
     let r = RegistrationRef::new(&tenant, &client);
-    let list = env.creds.list_secrets(&r)?;
+    let list = creds.list_secrets(&r)?;
     ensure!(list.len() == 1 && !list[0].key_id.is_empty(), "{list:?}");
     ensure!(list[0].hint == secret.expose_secret()[..3]);
-    let stored = serde_json::to_string(&env.creds.registration(&r)?)?;
+    let stored = serde_json::to_string(&creds.registration(&r)?)?;
     ensure!(
         !stored.contains(secret.expose_secret()),
         "secret stored in clear"
@@ -110,8 +132,7 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
         .filter_map(|e| e["phase"].as_str())
         .collect();
     ensure!(phases == ["intent", "succeeded"], "{phases:?}");
-    let again = env
-        .creds
+    let again = creds
         .attach(attach_req(&tenant, &client, &secret))
         .await
         .err();
@@ -121,11 +142,11 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
     );
 
     // Managed from now on: rotate it.
-    env.creds
+    creds
         .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
         .await?;
     ensure!(!env.authenticates(&client, &secret).await);
-    let (_, v) = env.creds.current_secret(&r, "svc-hand")?;
+    let (_, v) = creds.current_secret(&r, "svc-hand")?;
     ensure!(env.authenticates(&client, &v).await);
     ensure!(env.passwords(&client).len() == 1);
     Ok(())
@@ -133,13 +154,18 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_permissions_change_audited_and_required_ones_need_the_override() -> Result<()> {
-    let env = start(calm()).await?;
-    let r = env.provisioned("gr", "Sbc-Grants").await?;
-    // Without a session, grants are read from the app's own tokens.
-    let g = env.creds.list_grants(&r).await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = provisioned(&env, &creds, "gr", "Sbc-Grants").await?;
+    // Without a session, grants are read from the app's own tokens (whose wids also carry
+    // Entra's implicit app-only value, shown by name).
+    let g = creds.list_grants(&r).await?;
     ensure!(
         g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
-            && g.roles == ["Teams Administrator"],
+            && g.roles
+                == [
+                    "Default service principal permissions (implicit)",
+                    "Teams Administrator"
+                ],
         "{g:?}"
     );
     // Also when the stored session no longer renews: the onboarding's own sign-in, whose
@@ -155,81 +181,56 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
         ga.delete_service_principal(&sp.id, &OpContext::new())
             .await?;
     }
-    env.creds
+    creds
         .store_admin_session(
             &env.info.tenant_id,
             &env.upn("globaladmin"),
             &env.info.token_app_client_id,
-            common::SIGN_IN_SCOPES,
+            SIGN_IN_SCOPES,
             &onboarding_sign_in,
         )
         .await?;
-    let e = env
-        .creds
-        .update_roles(
-            &r,
-            &UpdateRequest {
-                add: vec!["Global Reader".into()],
-                actor: DAY2.into(),
-                ..UpdateRequest::default()
-            },
-        )
+    let e = creds
+        .update_roles(&r, &adding(&["Global Reader"]))
         .await
         .err();
     ensure!(
         matches!(&e, Some(CredentialsError::NoAdminSession { reason, .. }) if reason.contains("65001")),
         "{e:?}"
     );
-    let g = env.creds.list_grants(&r).await?;
+    let g = creds.list_grants(&r).await?;
+    // Read from the app's own token: its wids also carry Entra's implicit app-only value,
+    // shown by name (not a directory role assignment).
     ensure!(
         g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
-            && g.roles == ["Teams Administrator"],
+            && g.roles
+                == [
+                    "Default service principal permissions (implicit)",
+                    "Teams Administrator"
+                ],
         "{g:?}"
     );
-    let e = env
-        .creds
-        .update_roles(
-            &r,
-            &UpdateRequest {
-                add: vec!["Global Reader".into()],
-                actor: DAY2.into(),
-                ..UpdateRequest::default()
-            },
-        )
+    let e = creds
+        .update_roles(&r, &adding(&["Global Reader"]))
         .await
         .err();
     ensure!(
         matches!(e, Some(CredentialsError::NoAdminSession { .. })),
         "{e:?}"
     );
-    env.store_session(&env.creds, "globaladmin").await?;
+    store_session(&env, &creds, "globaladmin").await?;
 
-    let g = env
-        .creds
-        .update_roles(
-            &r,
-            &UpdateRequest {
-                add: vec!["Global Reader".into()],
-                actor: DAY2.into(),
-                ..UpdateRequest::default()
-            },
-        )
-        .await?;
+    let g = creds.update_roles(&r, &adding(&["Global Reader"])).await?;
     ensure!(g.roles == ["Global Reader", "Teams Administrator"], "{g:?}");
     ensure!(g.audit_seqs.len() == 1);
-    let remove_required = UpdateRequest {
-        remove: vec!["Teams Administrator".into()],
-        actor: DAY2.into(),
-        ..UpdateRequest::default()
-    };
-    let e = env.creds.update_roles(&r, &remove_required).await.err();
+    let remove_required = removing(&["Teams Administrator"]);
+    let e = creds.update_roles(&r, &remove_required).await.err();
     ensure!(
         matches!(&e, Some(CredentialsError::RequiredByProfile { what, .. }) if what == &["Teams Administrator"]),
         "{e:?}"
     );
-    ensure!(env.creds.list_grants(&r).await?.roles.len() == 2);
-    let g = env
-        .creds
+    ensure!(creds.list_grants(&r).await?.roles.len() == 2);
+    let g = creds
         .update_roles(
             &r,
             &UpdateRequest {
@@ -240,62 +241,30 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
         .await?;
     ensure!(g.roles == ["Global Reader"], "{g:?}");
 
-    let g = env
-        .creds
-        .update_permissions(
-            &r,
-            &UpdateRequest {
-                add: vec!["Group.Read.All".into()],
-                actor: DAY2.into(),
-                ..UpdateRequest::default()
-            },
-        )
+    let g = creds
+        .update_permissions(&r, &adding(&["Group.Read.All"]))
         .await?;
     ensure!(
         g.permissions.contains(&"Group.Read.All".to_owned()),
         "{g:?}"
     );
-    let e = env
-        .creds
-        .update_permissions(
-            &r,
-            &UpdateRequest {
-                remove: vec!["User.Read.All".into(), "Group.Read.All".into()],
-                actor: DAY2.into(),
-                ..UpdateRequest::default()
-            },
-        )
+    let e = creds
+        .update_permissions(&r, &removing(&["User.Read.All", "Group.Read.All"]))
         .await
         .err();
     ensure!(
         matches!(&e, Some(CredentialsError::RequiredByProfile { what, .. }) if what == &["User.Read.All"]),
         "{e:?}"
     );
-    let g = env
-        .creds
-        .update_permissions(
-            &r,
-            &UpdateRequest {
-                remove: vec!["Group.Read.All".into()],
-                actor: DAY2.into(),
-                ..UpdateRequest::default()
-            },
-        )
+    let g = creds
+        .update_permissions(&r, &removing(&["Group.Read.All"]))
         .await?;
     ensure!(
         g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"],
         "{g:?}"
     );
-    let e = env
-        .creds
-        .update_roles(
-            &r,
-            &UpdateRequest {
-                add: vec!["Chief Wizard".into()],
-                actor: DAY2.into(),
-                ..UpdateRequest::default()
-            },
-        )
+    let e = creds
+        .update_roles(&r, &adding(&["Chief Wizard"]))
         .await
         .err();
     ensure!(
@@ -307,7 +276,7 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
     );
 
     // Each change: intent then outcome, with the override recorded where it was used.
-    let entries = env.audit_entries(&env.creds.registration(&r)?.id)?;
+    let entries = env.audit_entries(&creds.registration(&r)?.id)?;
     let day2: Vec<_> = entries.iter().filter(|e| e["actor"] == DAY2).collect();
     let pairs: Vec<(String, String)> = day2
         .iter()
@@ -348,18 +317,24 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Result<()> {
-    let env = start(calm()).await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
     let tenant = env.info.tenant_id.clone();
-    let (client, object_id, sp_id, secret) = env
+    let HandMade {
+        client_id: client,
+        object_id,
+        sp_id,
+        secret,
+    } = env
         .hand_made(
             "SelfRot",
-            &[
-                "Organization.Read.All",
-                "User.Read.All",
-                "Application.ReadWrite.OwnedBy",
-            ],
-            true,
-            &[TEAMS_ADMIN],
+            &Grants {
+                graph: &[
+                    "Organization.Read.All",
+                    "User.Read.All",
+                    "Application.ReadWrite.OwnedBy",
+                ],
+                ..DIRECT_ROUTING
+            },
         )
         .await?;
     let admin = env.graph_as("globaladmin").await?;
@@ -367,7 +342,7 @@ async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Res
     let app_token = env
         .client
         .sts()
-        .client_credentials(&tenant, &client, &secret, GRAPH_SCOPE, &OpContext::new())
+        .client_credentials(&tenant, &client, &secret, GRAPH_DEFAULT, &OpContext::new())
         .await?;
     let own = env.client.graph(app_token.access_token);
     let e = own
@@ -393,24 +368,21 @@ async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Res
     ensure!(e.is_authorization_denied(), "{e}");
 
     // No admin session stored at all.
-    ensure!(env.creds.admin_session(&tenant)?.is_none());
-    let view = env
-        .creds
-        .attach(attach_req(&tenant, &client, &secret))
-        .await?;
+    ensure!(creds.admin_session(&tenant)?.is_none());
+    let view = creds.attach(attach_req(&tenant, &client, &secret)).await?;
     ensure!(view.auth_mode == AuthMode::SelfRotation, "{view:?}");
     let r = RegistrationRef::new(&tenant, &client);
-    ensure!(!env.creds.list_secrets(&r)?[0].key_id.is_empty());
-    env.creds
+    ensure!(!creds.list_secrets(&r)?[0].key_id.is_empty());
+    creds
         .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
         .await?;
-    let (_, v) = env.creds.current_secret(&r, "svc-hand")?;
+    let (_, v) = creds.current_secret(&r, "svc-hand")?;
     ensure!(env.authenticates(&client, &v).await);
     ensure!(!env.authenticates(&client, &secret).await);
     ensure!(env.passwords(&client).len() == 1);
     ensure!(env.sim.calls("POST removePassword") == 1);
     // And again, now authenticating with the rotated secret.
-    env.creds
+    creds
         .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
         .await?;
     ensure!(!env.authenticates(&client, &v).await);
@@ -421,28 +393,21 @@ async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attached_secret_whose_key_id_was_unreadable_is_found_by_hint_at_rotation() -> Result<()>
 {
-    let env = start(calm()).await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
     let tenant = env.info.tenant_id.clone();
-    let (client, _, _, secret) = env
-        .hand_made(
-            "NoKeyId",
-            &["Organization.Read.All", "User.Read.All"],
-            true,
-            &[TEAMS_ADMIN],
-        )
-        .await?;
+    let HandMade {
+        client_id: client,
+        secret,
+        ..
+    } = env.hand_made("NoKeyId", &DIRECT_ROUTING).await?;
     // No session and no OwnedBy: the app cannot read its own registration, so the key id of the
     // secret it was given stays unknown.
-    let view = env
-        .creds
-        .attach(attach_req(&tenant, &client, &secret))
-        .await?;
+    let view = creds.attach(attach_req(&tenant, &client, &secret)).await?;
     ensure!(view.app_object_id.is_none() && view.auth_mode == AuthMode::AdminSession);
     let r = RegistrationRef::new(&tenant, &client);
-    let list = env.creds.list_secrets(&r)?;
+    let list = creds.list_secrets(&r)?;
     ensure!(list.len() == 1 && list[0].key_id.is_empty(), "{list:?}");
-    let e = env
-        .creds
+    let e = creds
         .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
         .await
         .err();
@@ -451,11 +416,11 @@ async fn an_attached_secret_whose_key_id_was_unreadable_is_found_by_hint_at_rota
         "{e:?}"
     );
     ensure!(
-        env.creds.pending_rotations()?.is_empty(),
+        creds.pending_rotations()?.is_empty(),
         "nothing is started without auth"
     );
-    env.store_session(&env.creds, "globaladmin").await?;
-    env.creds
+    store_session(&env, &creds, "globaladmin").await?;
+    creds
         .rotate(&r, "svc-hand", Duration::ZERO, ACTOR, None)
         .await?;
     ensure!(
@@ -463,46 +428,43 @@ async fn an_attached_secret_whose_key_id_was_unreadable_is_found_by_hint_at_rota
         "old secret still works"
     );
     ensure!(env.passwords(&client).len() == 1);
-    let list = env.creds.list_secrets(&r)?;
+    let list = creds.list_secrets(&r)?;
     ensure!(list.len() == 1 && !list[0].key_id.is_empty(), "{list:?}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_shared_by_two_services_is_removed_only_when_neither_uses_it() -> Result<()> {
-    let env = start(calm()).await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
     let tenant = env.info.tenant_id.clone();
-    env.store_session(&env.creds, "globaladmin").await?;
-    let (client, _, _, secret) = env
-        .hand_made(
-            "Shared",
-            &["Organization.Read.All", "User.Read.All"],
-            true,
-            &[TEAMS_ADMIN],
-        )
-        .await?;
+    store_session(&env, &creds, "globaladmin").await?;
+    let HandMade {
+        client_id: client,
+        secret,
+        ..
+    } = env.hand_made("Shared", &DIRECT_ROUTING).await?;
     let mut req = attach_req(&tenant, &client, &secret);
     req.service_ids = vec!["svc-a".into(), "svc-b".into()];
-    env.creds.attach(req).await?;
+    creds.attach(req).await?;
     let r = RegistrationRef::new(&tenant, &client);
-    env.creds
+    creds
         .rotate(&r, "svc-a", Duration::ZERO, ACTOR, None)
         .await?;
     // svc-b still uses the shared secret: kept, in Entra and here.
     ensure!(env.authenticates(&client, &secret).await);
     ensure!(env.passwords(&client).len() == 2);
     ensure!(env.sim.calls("POST removePassword") == 0);
-    let (b, _) = env.creds.current_secret(&r, "svc-b")?;
+    let (b, _) = creds.current_secret(&r, "svc-b")?;
     ensure!(b.hint == secret.expose_secret()[..3]);
-    env.creds
+    creds
         .rotate(&r, "svc-b", Duration::ZERO, ACTOR, None)
         .await?;
     ensure!(!env.authenticates(&client, &secret).await);
     ensure!(env.sim.calls("POST removePassword") == 1);
-    let (a, av) = env.creds.current_secret(&r, "svc-a")?;
-    let (b, bv) = env.creds.current_secret(&r, "svc-b")?;
+    let (a, av) = creds.current_secret(&r, "svc-a")?;
+    let (b, bv) = creds.current_secret(&r, "svc-b")?;
     ensure!(a.key_id != b.key_id);
     ensure!(env.authenticates(&client, &av).await && env.authenticates(&client, &bv).await);
-    ensure!(env.passwords(&client).len() == 2 && env.creds.list_secrets(&r)?.len() == 2);
+    ensure!(env.passwords(&client).len() == 2 && creds.list_secrets(&r)?.len() == 2);
     Ok(())
 }

@@ -1,36 +1,35 @@
 //! Service secrets against the emulator: add / list / revoke, policy refusals, rotation (happy
 //! path through propagation lag) and rotation cut short at every stage, then resumed.
 
-mod common;
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use common::{ACTOR, Env, calm, start};
-use credentials::{CredentialsError, Hook, RegistrationRef, RotationEvent};
+use credentials::{Credentials, CredentialsError, RegistrationRef, RotationEvent};
 use entra_sim::Faults;
-use provision::HookAction;
+use onboard_core::{Hook, HookAction};
 use secrecy::ExposeSecret;
+use testkit::creds::{manager, provisioned, store_session};
+use testkit::engine::{EngineEnv, hook_once};
+use testkit::sim::calm;
 
 const REMOVES: &str = "POST removePassword";
+/// The operator of day-two changes.
+const ACTOR: &str = "spiffe://platform.test/operator";
 
 /// A registration made by onboarding, with a stored admin session (global admin).
-async fn ready(env: &Env, id: &str) -> Result<RegistrationRef> {
-    let r = env.provisioned(id, &format!("Sbc-{id}")).await?;
-    env.store_session(&env.creds, "globaladmin").await?;
+async fn ready(env: &EngineEnv, creds: &Credentials, id: &str) -> Result<RegistrationRef> {
+    let r = provisioned(env, creds, id, &format!("Sbc-{id}")).await?;
+    store_session(env, creds, "globaladmin").await?;
     Ok(r)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_list_revoke_and_the_current_secret_is_protected() -> Result<()> {
-    let env = start(calm()).await?;
-    let r = env.provisioned("one", "Sbc-One").await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = provisioned(&env, &creds, "one", "Sbc-One").await?;
     let svc = "svc-one";
     // Without an admin session, a change names the fix.
-    let e = env
-        .creds
+    let e = creds
         .add_secret(&r, svc, None, ACTOR)
         .await
         .err()
@@ -44,15 +43,14 @@ async fn add_list_revoke_and_the_current_secret_is_protected() -> Result<()> {
             .contains("create an invitation and sign in again")
     );
 
-    env.store_session(&env.creds, "globaladmin").await?;
-    let (first, first_value) = env.creds.current_secret(&r, svc)?;
-    let added = env
-        .creds
+    store_session(&env, &creds, "globaladmin").await?;
+    let (first, first_value) = creds.current_secret(&r, svc)?;
+    let added = creds
         .add_secret(&r, svc, Some(time::Duration::days(30)), ACTOR)
         .await?;
     ensure!(env.authenticates(&r.client_id, &added.value).await);
     ensure!(!format!("{added:?}").contains(added.value.expose_secret()));
-    let list = env.creds.list_secrets(&r)?;
+    let list = creds.list_secrets(&r)?;
     ensure!(list.len() == 2, "{list:?}");
     let new = list
         .iter()
@@ -71,8 +69,7 @@ async fn add_list_revoke_and_the_current_secret_is_protected() -> Result<()> {
     );
 
     // The service's current secret cannot be revoked; the previous one can, once.
-    let e = env
-        .creds
+    let e = creds
         .revoke(&r, &added.info.key_id, ACTOR)
         .await
         .err()
@@ -82,19 +79,19 @@ async fn add_list_revoke_and_the_current_secret_is_protected() -> Result<()> {
         "{e:?}"
     );
     ensure!(env.sim.calls(REMOVES) == 0);
-    env.creds.revoke(&r, &first.key_id, ACTOR).await?;
+    creds.revoke(&r, &first.key_id, ACTOR).await?;
     ensure!(env.sim.calls(REMOVES) == 1);
     ensure!(!env.authenticates(&r.client_id, &first_value).await);
     ensure!(env.passwords(&r.client_id).len() == 1);
-    let e = env.creds.revoke(&r, &first.key_id, ACTOR).await.err();
+    let e = creds.revoke(&r, &first.key_id, ACTOR).await.err();
     ensure!(matches!(e, Some(CredentialsError::NotFound(_))), "{e:?}");
 
     // Expiry report: the 30-day secret is inside a 30-day horizon, not a 7-day one.
-    ensure!(env.creds.expiring(30)?.len() == 1);
-    ensure!(env.creds.expiring(7)?.is_empty());
+    ensure!(creds.expiring(30)?.len() == 1);
+    ensure!(creds.expiring(7)?.is_empty());
 
     // Audit: intent then outcome for both changes, no secret value anywhere.
-    let entries = env.audit_entries(&env.creds.registration(&r)?.id)?;
+    let entries = env.audit_entries(&creds.registration(&r)?.id)?;
     let text = serde_json::to_string(&entries)?;
     ensure!(!text.contains(added.value.expose_secret()));
     let phases: Vec<(String, String)> = entries
@@ -128,10 +125,10 @@ async fn add_list_revoke_and_the_current_secret_is_protected() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_management_policy_refusal_leaves_the_app_unchanged() -> Result<()> {
-    let env = start(calm()).await?;
-    let r = ready(&env, "pol").await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = ready(&env, &creds, "pol").await?;
     let svc = "svc-pol";
-    let (old, old_value) = env.creds.current_secret(&r, svc)?;
+    let (old, old_value) = creds.current_secret(&r, svc)?;
     for faults in [
         Faults {
             forbid_passwords: true,
@@ -144,28 +141,27 @@ async fn app_management_policy_refusal_leaves_the_app_unchanged() -> Result<()> 
     ] {
         env.sim.set_faults(faults);
         let before = env.passwords(&r.client_id);
-        let e = env
-            .creds
+        let e = creds
             .rotate(&r, svc, Duration::ZERO, ACTOR, None)
             .await
             .err()
             .context("rotation must be refused")?;
         ensure!(matches!(e, CredentialsError::PolicyRefused { .. }), "{e:?}");
         ensure!(e.to_string().contains("AsPerAppPolicy"), "{e}");
-        let e = env.creds.add_secret(&r, svc, None, ACTOR).await.err();
+        let e = creds.add_secret(&r, svc, None, ACTOR).await.err();
         ensure!(
             matches!(e, Some(CredentialsError::PolicyRefused { .. })),
             "{e:?}"
         );
         // Nothing half done: same secrets in Entra and here, no rotation pending, old works.
         ensure!(env.passwords(&r.client_id) == before);
-        ensure!(env.creds.pending_rotations()?.is_empty());
-        ensure!(env.creds.current_secret(&r, svc)?.0.key_id == old.key_id);
+        ensure!(creds.pending_rotations()?.is_empty());
+        ensure!(creds.current_secret(&r, svc)?.0.key_id == old.key_id);
         ensure!(env.authenticates(&r.client_id, &old_value).await);
     }
     ensure!(env.sim.calls(REMOVES) == 0);
     // Each refused rotation has its intent and a failed outcome.
-    let entries = env.audit_entries(&env.creds.registration(&r)?.id)?;
+    let entries = env.audit_entries(&creds.registration(&r)?.id)?;
     let phases: Vec<&str> = entries
         .iter()
         .filter(|e| e["action"] == "secret.rotate")
@@ -181,19 +177,19 @@ async fn app_management_policy_refusal_leaves_the_app_unchanged() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_validates_through_propagation_lag_and_removes_the_old_after_overlap() -> Result<()>
 {
-    let env = start(calm()).await?;
-    let r = ready(&env, "rot").await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = ready(&env, &creds, "rot").await?;
     let svc = "svc-rot";
-    let (old, old_value) = env.creds.current_secret(&r, svc)?;
+    let (old, old_value) = creds.current_secret(&r, svc)?;
     env.sim.set_faults(Faults {
         replication_lag_ms: 1500,
         ..calm()
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RotationEvent>();
-    let creds = env.creds.clone();
+    let rotating = creds.clone();
     let r2 = r.clone();
     let run = tokio::spawn(async move {
-        creds
+        rotating
             .rotate(&r2, "svc-rot", Duration::from_secs(2), ACTOR, Some(tx))
             .await
     });
@@ -230,36 +226,29 @@ async fn rotation_validates_through_propagation_lag_and_removes_the_old_after_ov
         "{stages:?}"
     );
     let new_value = new_value.context("the add event carries the secret")?;
-    let (cur, cur_value) = env.creds.current_secret(&r, svc)?;
+    let (cur, cur_value) = creds.current_secret(&r, svc)?;
     ensure!(cur.key_id != old.key_id);
     ensure!(cur_value.expose_secret() == new_value.expose_secret());
     ensure!(env.authenticates(&r.client_id, &new_value).await);
     ensure!(!env.authenticates(&r.client_id, &old_value).await);
     ensure!(env.sim.calls(REMOVES) == 1);
     ensure!(env.passwords(&r.client_id).len() == 1);
-    ensure!(env.creds.list_secrets(&r)?.len() == 1);
+    ensure!(creds.list_secrets(&r)?.len() == 1);
     Ok(())
 }
 
 /// A hook that halts once at `point`.
 fn halt_once(point: &'static str) -> Hook {
-    let fired = Arc::new(AtomicBool::new(false));
-    Arc::new(move |_reg: &str, p: &str| {
-        if p == point && !fired.swap(true, Ordering::SeqCst) {
-            HookAction::Halt
-        } else {
-            HookAction::Continue
-        }
-    })
+    hook_once(point, HookAction::Halt)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_once() -> Result<()>
 {
-    let env = start(calm()).await?;
-    let r = ready(&env, "crash").await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = ready(&env, &creds, "crash").await?;
     let svc = "svc-crash";
-    let reg_id = env.creds.registration(&r)?.id;
+    let reg_id = creds.registration(&r)?.id;
     for point in [
         "add:changed",
         "add",
@@ -268,9 +257,9 @@ async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_o
         "remove_old:changed",
         "remove_old",
     ] {
-        let (old, old_value) = env.creds.current_secret(&r, svc)?;
+        let (old, old_value) = creds.current_secret(&r, svc)?;
         let removes_before = env.sim.calls(REMOVES);
-        let crashing = env.restart(Some(halt_once(point)))?;
+        let crashing = manager(&env, Some(halt_once(point)))?;
         let e = crashing
             .rotate(&r, svc, Duration::ZERO, ACTOR, None)
             .await
@@ -279,27 +268,27 @@ async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_o
         ensure!(matches!(e, CredentialsError::Halted(_)), "{point}: {e:?}");
         drop(crashing);
         // After the crash the service still has a working secret.
-        let (_, v) = env.creds.current_secret(&r, svc)?;
+        let (_, v) = creds.current_secret(&r, svc)?;
         ensure!(
             env.authenticates(&r.client_id, &v).await,
             "{point}: no working secret after the crash"
         );
         // The new secret of a rotation in progress cannot be revoked from under it.
         if point == "add" {
-            let reg = env.creds.registration(&r)?;
+            let reg = creds.registration(&r)?;
             let new_key = reg
                 .rotations
                 .get(svc)
                 .and_then(|s| s.new_key.clone())
                 .context("stored new key")?;
-            let e = env.creds.revoke(&r, &new_key, ACTOR).await.err();
+            let e = creds.revoke(&r, &new_key, ACTOR).await.err();
             ensure!(
                 matches!(&e, Some(CredentialsError::FailedPrecondition(m)) if m.contains("rotation")),
                 "{e:?}"
             );
         }
         // A restarted process converges.
-        let restarted = env.restart(None)?;
+        let restarted = manager(&env, None)?;
         let failed = restarted.resume_all().await?;
         ensure!(failed.is_empty(), "{point}: {failed:?}");
         ensure!(restarted.pending_rotations()?.is_empty(), "{point}");
@@ -340,53 +329,50 @@ async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_secrets_are_reported_and_rotated_automatically() -> Result<()> {
-    let env = start(calm()).await?;
-    let r = ready(&env, "exp").await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = ready(&env, &creds, "exp").await?;
     let svc = "svc-exp";
     // The onboarding made a 180-day secret; replace it with one that expires in 10 days.
-    let short = env
-        .creds
+    let short = creds
         .add_secret(&r, svc, Some(time::Duration::days(10)), ACTOR)
         .await?;
-    let due = env.creds.expiring(30)?;
+    let due = creds.expiring(30)?;
     ensure!(due.len() == 1, "{due:?}");
     ensure!(due[0].secret.key_id == short.info.key_id && due[0].secret.service_id == svc);
     ensure!(
         (9..=10).contains(&due[0].secret.days_until_expiry),
         "{due:?}"
     );
-    let done = env
-        .creds
+    let done = creds
         .rotate_expiring(30, Duration::ZERO, "system:auto-rotate")
         .await?;
     ensure!(done.len() == 1 && done[0].1.is_ok(), "{done:?}");
-    ensure!(env.creds.expiring(30)?.is_empty());
-    let (cur, v) = env.creds.current_secret(&r, svc)?;
+    ensure!(creds.expiring(30)?.is_empty());
+    let (cur, v) = creds.current_secret(&r, svc)?;
     ensure!(cur.key_id != short.info.key_id);
     ensure!(env.authenticates(&r.client_id, &v).await);
     ensure!(!env.authenticates(&r.client_id, &short.value).await);
     // The onboarding's original (not current) secret is left alone: only the due one went.
-    ensure!(env.creds.list_secrets(&r)?.len() == 2);
+    ensure!(creds.list_secrets(&r)?.len() == 2);
     ensure!(env.sim.calls(REMOVES) == 1);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_changes_when_the_audit_log_cannot_be_written() -> Result<()> {
-    let env = start(calm()).await?;
-    let r = ready(&env, "aud").await?;
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = ready(&env, &creds, "aud").await?;
     let before = env.passwords(&r.client_id);
     env.audit.clone().close();
-    let e = env.creds.add_secret(&r, "svc-aud", None, ACTOR).await.err();
+    let e = creds.add_secret(&r, "svc-aud", None, ACTOR).await.err();
     ensure!(matches!(e, Some(CredentialsError::Audit(_))), "{e:?}");
-    let e = env
-        .creds
+    let e = creds
         .rotate(&r, "svc-aud", Duration::ZERO, ACTOR, None)
         .await
         .err();
     ensure!(matches!(e, Some(CredentialsError::Audit(_))), "{e:?}");
-    ensure!(env.creds.pending_rotations()?.is_empty());
+    ensure!(creds.pending_rotations()?.is_empty());
     ensure!(env.passwords(&r.client_id) == before);
-    ensure!(env.creds.list_secrets(&r)?.len() == 1);
+    ensure!(creds.list_secrets(&r)?.len() == 1);
     Ok(())
 }

@@ -11,6 +11,28 @@ use serde::Deserialize;
 use crate::error::EntraError;
 use crate::sts::TokenSet;
 
+/// The value Entra adds to the `wids` of every app-only token, next to the service principal's
+/// directory roles. It is not an assignable directory role: no role definition has it as its
+/// template id and no role assignment lists it.
+pub const APP_ONLY_DEFAULT_WID: &str = "0997a1d0-0d1d-4acb-b408-d5ca73121e90";
+
+/// The value Entra adds to the `wids` of every member user's token (the default user
+/// permissions); not an assignable directory role either.
+pub const USER_DEFAULT_WID: &str = "b79fbf4d-3ef9-4689-8143-76b194e85509";
+
+/// A name for the implicit `wids` values above, so that they are shown by name rather than as a
+/// raw id wherever `wids` are shown as roles. Microsoft's published role list
+/// (permissions-reference) names neither; these names say what they stand for.
+pub fn implicit_wid_name(id: &str) -> Option<&'static str> {
+    if id.eq_ignore_ascii_case(APP_ONLY_DEFAULT_WID) {
+        Some("Default service principal permissions (implicit)")
+    } else if id.eq_ignore_ascii_case(USER_DEFAULT_WID) {
+        Some("Default user permissions (implicit)")
+    } else {
+        None
+    }
+}
+
 /// What the id token says about the signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct IdTokenClaims {
@@ -142,6 +164,19 @@ mod tests {
         assert_eq!(c.exp, Some(5));
         let none = access_token_claims(&SecretString::from(jwt(r#"{"tid":"t"}"#))).unwrap();
         assert!(none.roles.is_empty());
+    }
+
+    #[test]
+    fn implicit_wids_have_names() {
+        assert_eq!(
+            implicit_wid_name("0997A1D0-0D1D-4ACB-B408-D5CA73121E90"),
+            Some("Default service principal permissions (implicit)")
+        );
+        assert!(implicit_wid_name(USER_DEFAULT_WID).is_some());
+        assert_eq!(
+            implicit_wid_name("62e90394-69f5-4237-9190-012177145e10"),
+            None
+        );
     }
 
     #[test]

@@ -112,6 +112,19 @@ pub enum EntraError {
         /// Graph's request id when there was one.
         request_id: Option<String>,
     },
+    /// Graph answered, but the token's permissions are too narrow for the answer to mean what
+    /// was asked. Directory roles in `/me/transitiveMemberOf` come back with only `@odata.type`
+    /// and `id` (no `roleTemplateId`) unless the token holds RoleManagement.Read.Directory or
+    /// Directory.Read.All: read as "no roles" that would be wrong.
+    #[error("{operation}: the token lacks {needed} ({detail})")]
+    InsufficientScope {
+        /// Which client operation noticed it.
+        operation: &'static str,
+        /// The permission to add, and the ones that would also do.
+        needed: String,
+        /// What the answer looked like.
+        detail: String,
+    },
     /// The client configuration is unusable (bad URL, bad PEM).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -196,6 +209,18 @@ impl EntraError {
         self.graph().is_some_and(|g| g.status == 404)
     }
 
+    /// True when Graph refused a create or upsert because another object (live, or deleted and
+    /// still in the recycle bin) holds the same `uniqueName`: 400 "Another object with the same
+    /// value for property uniqueName already exists." Graph gives this case no code of its own
+    /// (`Request_BadRequest`), so the property named in the message decides.
+    pub fn is_unique_name_taken(&self) -> bool {
+        self.graph().is_some_and(|g| {
+            let m = g.message.to_ascii_lowercase();
+            g.status == 400
+                && m.contains("another object with the same value for property uniquename")
+        })
+    }
+
     /// Graph's request id, for the audit log.
     pub fn request_id(&self) -> Option<&str> {
         match self.root() {
@@ -236,7 +261,7 @@ struct StsErrorBody {
 
 /// Parses an STS error body; `None` when it is not one (e.g. an HTML gateway page).
 pub(crate) fn parse_sts_error(status: u16, body: &[u8]) -> Option<StsError> {
-    let b: StsErrorBody = serde_json::from_slice(body).ok()?;
+    let b: StsErrorBody = serde_json::from_value(json_object(body)?).ok()?;
     let code = b
         .error_codes
         .first()
@@ -253,6 +278,14 @@ pub(crate) fn parse_sts_error(status: u16, body: &[u8]) -> Option<StsError> {
         timestamp: b.timestamp,
         retry_after: None,
     })
+}
+
+/// The body as a JSON object, or `None`. serde's derived structs also accept a JSON array (as
+/// the fields in order), so `[[]]` would otherwise pass for an error body with every field empty.
+fn json_object(body: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .filter(serde_json::Value::is_object)
 }
 
 /// Fallback for STS answers that omit `error_codes`: the description starts with `AADSTSnnnn:`.
@@ -330,7 +363,9 @@ pub(crate) struct ErrorHeaders {
 /// Parses a Graph error answer. Never fails: a non-OData body still yields an error with the
 /// status, so a gateway's HTML 502 is classified by status alone.
 pub(crate) fn parse_graph_error(status: u16, body: &[u8], headers: ErrorHeaders) -> GraphError {
-    let parsed: Option<GraphErrorEnvelope> = serde_json::from_slice(body).ok();
+    let parsed: Option<GraphErrorEnvelope> = json_object(body)
+        .filter(|v| v.get("error").is_some_and(serde_json::Value::is_object))
+        .and_then(|v| serde_json::from_value(v).ok());
     let (code, message, details, inner) = match parsed {
         Some(env) => {
             let message = match env.error.message {

@@ -42,6 +42,9 @@ pub mod claims;
 pub mod config;
 pub mod device_code;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 mod odata;
 pub mod retry;

@@ -238,7 +238,6 @@ pub fn classify(err: &EntraError, after_create: bool, idempotent: bool) -> Optio
                         || msg.contains("does not reference a valid application object")
                         || msg.contains("not a valid reference update")
                         || msg.contains("does not exist or one of its queried reference-property")
-                        || g.code == "PrincipalNotFound"
                 }
                 403 => is_backing_application_message(&g.message),
                 _ => false,
@@ -472,6 +471,13 @@ mod tests {
             assert!(is_lag(classify(e, true, false)), "after create: {e}");
             assert_eq!(classify(e, false, true), None, "standalone call: {e}");
         }
+    }
+
+    #[test]
+    fn azure_rbac_codes_are_not_graph_replication_lag() {
+        // PrincipalNotFound is Azure RBAC's (management API) code, which Graph never sends.
+        let e = graph(400, "PrincipalNotFound", "Principal x does not exist", &[]);
+        assert_eq!(classify(&e, true, true), None);
     }
 
     #[test]

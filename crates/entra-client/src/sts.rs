@@ -74,10 +74,18 @@ pub(crate) enum DurationSecs {
     Text(#[serde(deserialize_with = "de_num_str")] u64),
 }
 
+/// The longest lifetime or interval we take from the identity platform. Its tokens live about
+/// an hour (at most a day with lifetime policies) and a device code 15 minutes; a larger number
+/// is treated as a day, so deadlines computed from it (`now + expires_in`, an interval plus
+/// `slow_down` steps) cannot overflow.
+pub(crate) const MAX_SERVER_DURATION: Duration = Duration::from_secs(86_400);
+
 impl DurationSecs {
     pub(crate) fn get(self) -> Duration {
         match self {
-            DurationSecs::Num(n) | DurationSecs::Text(n) => Duration::from_secs(n),
+            DurationSecs::Num(n) | DurationSecs::Text(n) => {
+                Duration::from_secs(n).min(MAX_SERVER_DURATION)
+            }
         }
     }
 }
@@ -326,7 +334,10 @@ pub(crate) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn parse_tokens(operation: &'static str, resp: &HttpResponse) -> Result<TokenSet, EntraError> {
+pub(crate) fn parse_tokens(
+    operation: &'static str,
+    resp: &HttpResponse,
+) -> Result<TokenSet, EntraError> {
     let t: TokenResponse = serde_json::from_slice(&resp.body).map_err(|e| EntraError::Decode {
         operation,
         status: resp.status.as_u16(),

@@ -1,15 +1,14 @@
 //! Every Graph operation against the emulator: an onboarding run as a Global Administrator,
 //! day-two changes, cleanup, and the documented errors.
 
-mod common;
-
-use common::{GRAPH_DEFAULT, calm, start};
 use entra_client::graph::roles::template;
 use entra_client::graph::{
     ApplicationSpec, OAuth2PermissionGrant, RequiredResourceAccess, ResourceAccess,
 };
 use entra_client::{EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, TEAMS_TENANT_ADMIN_API_APP_ID};
 use secrecy::ExposeSecret;
+use testkit::portal::{self, Grants};
+use testkit::sim::{GRAPH_DEFAULT, SimEnv, calm};
 
 const USER_READ_ALL_ROLE: &str = "df021288-bdef-4463-88db-98f22de89214";
 
@@ -30,8 +29,8 @@ fn spec(name: &str) -> ApplicationSpec {
 
 #[tokio::test]
 async fn id_token_claims_give_tenant_and_roles_hint() {
-    let env = start(calm()).await;
-    let tokens = env.sign_in("appadmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let tokens = env.sign_in("appadmin").await.unwrap();
     let claims = tokens
         .id_token_claims()
         .unwrap()
@@ -58,8 +57,8 @@ async fn id_token_claims_give_tenant_and_roles_hint() {
 
 #[tokio::test]
 async fn whoami_roles_and_organization() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap();
     let ctx = OpContext::new();
     let me = g.me(&ctx).await.unwrap();
     assert_eq!(me.value.user_principal_name, env.upn("globaladmin"));
@@ -77,19 +76,19 @@ async fn whoami_roles_and_organization() {
             .any(|d| d.name == env.info.tenant_domain)
     );
 
-    let g = env.graph_as("appadmin").await;
+    let g = env.graph_as("appadmin").await.unwrap();
     let roles = g.my_directory_roles(&ctx).await.unwrap().value;
     let ids: Vec<&str> = roles.iter().map(|r| r.role_template_id.as_str()).collect();
     assert_eq!(ids, vec![template::APPLICATION_ADMINISTRATOR]);
 
-    let g = env.graph_as("user").await;
+    let g = env.graph_as("user").await.unwrap();
     assert!(g.my_directory_roles(&ctx).await.unwrap().value.is_empty());
 }
 
 #[tokio::test]
 async fn onboarding_run_end_to_end() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap();
     let ctx = OpContext::new;
 
     // Name check, then idempotent create.
@@ -428,20 +427,14 @@ async fn onboarding_run_end_to_end() {
 
 #[tokio::test]
 async fn application_administrator_is_denied_app_role_grant_and_role_assignment() {
-    let env = start(calm()).await;
-    let g = env.graph_as("appadmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("appadmin").await.unwrap();
     let ctx = OpContext::new;
-    let app = g
-        .upsert_application("lp-aa", &spec("lp-aa"), &ctx())
+    // An Application Administrator may make the app, its service principal and a secret.
+    let sp = portal::hand_made(&g, "lp-aa", &Grants::NONE)
         .await
         .unwrap()
-        .value
-        .application;
-    let sp = g
-        .create_service_principal(&app.app_id, &ctx().after_create())
-        .await
-        .unwrap()
-        .value;
+        .sp_id;
     let graph_sp = g
         .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx())
         .await
@@ -449,12 +442,7 @@ async fn application_administrator_is_denied_app_role_grant_and_role_assignment(
         .value;
 
     let err = g
-        .grant_app_role(
-            &graph_sp.id,
-            &sp.id,
-            USER_READ_ALL_ROLE,
-            &ctx().after_create(),
-        )
+        .grant_app_role(&graph_sp.id, &sp, USER_READ_ALL_ROLE, &ctx().after_create())
         .await
         .unwrap_err();
     assert!(err.is_authorization_denied(), "{err:?}");
@@ -467,7 +455,7 @@ async fn application_administrator_is_denied_app_role_grant_and_role_assignment(
     assert!(ge.client_request_id.is_some());
 
     let err = g
-        .assign_directory_role(template::TEAMS_ADMINISTRATOR, &sp.id, &ctx().after_create())
+        .assign_directory_role(template::TEAMS_ADMINISTRATOR, &sp, &ctx().after_create())
         .await
         .unwrap_err();
     assert!(err.is_authorization_denied(), "{err:?}");
@@ -475,8 +463,8 @@ async fn application_administrator_is_denied_app_role_grant_and_role_assignment(
 
 #[tokio::test]
 async fn documented_errors_are_typed_and_final() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap();
     let missing = "6d1f1c5e-0000-4000-8000-000000000000";
 
     let ctx = OpContext::new();
@@ -530,8 +518,8 @@ async fn documented_errors_are_typed_and_final() {
 
 #[tokio::test]
 async fn lists_follow_next_link_across_pages() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await.with_page_size(2);
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap().with_page_size(2);
     for i in 0..5 {
         g.upsert_application(
             &format!("lp-page-{i}"),

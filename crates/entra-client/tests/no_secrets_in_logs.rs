@@ -1,72 +1,31 @@
 //! Runs a whole flow with tracing at TRACE for this crate, captures the output, and checks
 //! that no token or secret value appears in it (nor in error Display/Debug text).
 
-mod common;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{GRAPH_DEFAULT, SIGN_IN_SCOPES, calm, start};
 use entra_client::graph::ApplicationSpec;
 use entra_client::{MICROSOFT_GRAPH_APP_ID, OpContext};
 use entra_sim::Faults;
 use secrecy::{ExposeSecret, SecretString};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use testkit::logs::capture;
+use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, SimEnv, calm};
 
 #[tokio::test]
 async fn tokens_and_secrets_never_reach_the_logs() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(
-            "entra_client=trace,no_secrets_in_logs=trace",
-        ))
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
     // Current-thread test runtime: every task (client and emulator) logs through this default.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = capture("entra_client=trace,no_secrets_in_logs=trace");
 
     // Some lag and throttling so the retry paths log too.
-    let env = start(Faults {
+    let env = SimEnv::start(Faults {
         replication_lag_ms: 800,
         throttle_rate: 0.2,
         throttle_retry_after_s: 1,
         seed: Some(3),
+        // Below the client's retry budget: the run completes whatever the draws.
+        max_faults_per_operation: Some(3),
         ..calm()
     })
-    .await;
-    let mut flow = env
-        .client
-        .sts()
-        .start_device_code(
-            &env.info.tenant_domain,
-            &env.info.token_app_client_id,
-            SIGN_IN_SCOPES,
-            &OpContext::new(),
-        )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
+    let mut flow = env.device_flow().await.unwrap();
     env.sim
         .complete_device_login(
             &flow.authorization().user_code.clone(),
@@ -176,7 +135,7 @@ async fn tokens_and_secrets_never_reach_the_logs() {
     tracing::error!(error = %err, debug = ?err, "expected failure");
 
     drop(_guard);
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("client secret added"),
         "the flow was logged:\n{logs}"

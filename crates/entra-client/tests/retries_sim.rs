@@ -2,18 +2,17 @@
 //! replication lag right after a create. Each test asserts the operation succeeds, the retries
 //! were reported, and the waits really happened.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{calm, config_for, start};
 use entra_client::graph::ApplicationSpec;
 use entra_client::{
     EntraClient, EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, RetryEvent, RetryReason,
     observer_fn,
 };
 use entra_sim::Faults;
+use testkit::portal::Grants;
+use testkit::sim::{SimEnv, calm, entra_config};
 use tokio::sync::mpsc;
 
 fn recorder() -> (Arc<Mutex<Vec<RetryEvent>>>, OpContext) {
@@ -34,8 +33,8 @@ fn spec(name: &str) -> ApplicationSpec {
 
 #[tokio::test]
 async fn throttling_honours_retry_after_and_reports_each_retry() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap();
     env.sim.set_faults(Faults {
         throttle_rate: 0.5,
         throttle_retry_after_s: 1,
@@ -84,8 +83,8 @@ async fn throttling_honours_retry_after_and_reports_each_retry() {
 
 #[tokio::test]
 async fn server_errors_are_retried_until_success() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap();
     env.sim.set_faults(Faults {
         error_rate: 0.5,
         throttle_retry_after_s: 1,
@@ -127,8 +126,8 @@ async fn server_errors_are_retried_until_success() {
 
 #[tokio::test]
 async fn replication_lag_is_retried_only_for_dependent_calls() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap();
     env.sim.set_faults(Faults {
         replication_lag_ms: 1500,
         ..calm()
@@ -213,16 +212,16 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
 
 #[tokio::test]
 async fn replication_budget_exhaustion_is_typed() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap();
     env.sim.set_faults(Faults {
         replication_lag_ms: 60_000,
         ..calm()
     });
-    let mut config = config_for(&env.sim);
+    let mut config = entra_config(&env.sim);
     config.retry.replication_max_elapsed = Duration::from_secs(2);
     let tight = EntraClient::new(&config).unwrap();
-    let tokens = env.sign_in("globaladmin").await;
+    let tokens = env.sign_in("globaladmin").await.unwrap();
     let g2 = tight.graph(tokens.access_token);
 
     let app = g
@@ -261,39 +260,18 @@ async fn replication_budget_exhaustion_is_typed() {
 
 #[tokio::test]
 async fn app_only_caller_gets_the_backing_application_403_which_is_lag_not_denial() {
-    let env = start(calm()).await;
-    let admin = env.graph_as("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
     let ctx = OpContext::new;
 
     // An automation app holding Application.ReadWrite.All (app-only).
-    let app = admin
-        .upsert_application("lp-automation", &spec("lp-automation"), &ctx())
-        .await
-        .unwrap()
-        .value
-        .application;
-    let sp = admin
-        .create_service_principal(&app.app_id, &ctx().after_create())
-        .await
-        .unwrap()
-        .value;
-    let pw = admin
-        .add_password(&app.id, None, None, &ctx().after_create())
-        .await
-        .unwrap()
-        .value;
-    let graph_sp = admin
-        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx())
-        .await
-        .unwrap()
-        .value;
-    let role = graph_sp
-        .app_role("Application.ReadWrite.All")
-        .unwrap()
-        .id
-        .clone();
-    admin
-        .grant_app_role(&graph_sp.id, &sp.id, &role, &ctx().after_create())
+    let app = env
+        .hand_made(
+            "lp-automation",
+            &Grants {
+                graph: &["Application.ReadWrite.All"],
+                ..Grants::NONE
+            },
+        )
         .await
         .unwrap();
     let token = env
@@ -301,9 +279,9 @@ async fn app_only_caller_gets_the_backing_application_403_which_is_lag_not_denia
         .sts()
         .client_credentials(
             &env.info.tenant_id,
-            &app.app_id,
-            &pw.secret_text,
-            common::GRAPH_DEFAULT,
+            &app.client_id,
+            &app.secret,
+            testkit::sim::GRAPH_DEFAULT,
             &ctx().after_create(),
         )
         .await

@@ -1,28 +1,17 @@
 //! Identity-platform flows against the emulator over loopback HTTPS.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{GRAPH_DEFAULT, SIGN_IN_SCOPES, calm, start};
 use entra_client::{DeviceAuthorization, DeviceCodeFlow, EntraError, OpContext, PollOutcome};
 use entra_sim::Faults;
 use secrecy::{ExposeSecret, SecretString};
+use testkit::portal::Grants;
+use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, SimEnv, calm};
 
 #[tokio::test]
 async fn device_code_sign_in_yields_tokens_for_the_right_user() {
-    let env = start(calm()).await;
-    let mut flow = env
-        .client
-        .sts()
-        .start_device_code(
-            &env.info.tenant_domain,
-            &env.info.token_app_client_id,
-            SIGN_IN_SCOPES,
-            &OpContext::new(),
-        )
-        .await
-        .unwrap();
+    let env = SimEnv::start(calm()).await.unwrap();
+    let mut flow = env.device_flow().await.unwrap();
     let auth = flow.authorization();
     let user_code = auth.user_code.clone();
     assert!(!user_code.is_empty());
@@ -65,18 +54,8 @@ async fn device_code_sign_in_yields_tokens_for_the_right_user() {
 
 #[tokio::test]
 async fn polling_faster_than_the_interval_gets_slow_down_and_plus_five_seconds() {
-    let env = start(calm()).await;
-    let mut flow = env
-        .client
-        .sts()
-        .start_device_code(
-            &env.info.tenant_domain,
-            &env.info.token_app_client_id,
-            SIGN_IN_SCOPES,
-            &OpContext::new(),
-        )
-        .await
-        .unwrap();
+    let env = SimEnv::start(calm()).await.unwrap();
+    let mut flow = env.device_flow().await.unwrap();
     assert!(matches!(
         flow.poll_once().await.unwrap(),
         PollOutcome::Pending { .. }
@@ -91,18 +70,8 @@ async fn polling_faster_than_the_interval_gets_slow_down_and_plus_five_seconds()
 
 #[tokio::test]
 async fn declined_sign_in_is_typed() {
-    let env = start(calm()).await;
-    let mut flow = env
-        .client
-        .sts()
-        .start_device_code(
-            &env.info.tenant_domain,
-            &env.info.token_app_client_id,
-            SIGN_IN_SCOPES,
-            &OpContext::new(),
-        )
-        .await
-        .unwrap();
+    let env = SimEnv::start(calm()).await.unwrap();
+    let mut flow = env.device_flow().await.unwrap();
     env.sim
         .decline_device_login(
             &flow.authorization().user_code.clone(),
@@ -118,22 +87,13 @@ async fn declined_sign_in_is_typed() {
 
 #[tokio::test]
 async fn expired_code_is_typed() {
-    let env = start(Faults {
+    let env = SimEnv::start(Faults {
         device_code_ttl_s: Some(2),
         ..calm()
     })
-    .await;
-    let mut flow = env
-        .client
-        .sts()
-        .start_device_code(
-            &env.info.tenant_domain,
-            &env.info.token_app_client_id,
-            SIGN_IN_SCOPES,
-            &OpContext::new(),
-        )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
+    let mut flow = env.device_flow().await.unwrap();
     let mut ticks = Vec::new();
     let err = flow
         .poll_until_done(|t| ticks.push(t.clone()))
@@ -156,7 +116,7 @@ async fn expired_code_is_typed() {
 
 #[tokio::test]
 async fn unknown_device_code_is_bad_verification_code() {
-    let env = start(calm()).await;
+    let env = SimEnv::start(calm()).await.unwrap();
     let auth = DeviceAuthorization::new(
         SecretString::from("not-a-real-device-code"),
         "XXXX".into(),
@@ -176,8 +136,8 @@ async fn unknown_device_code_is_bad_verification_code() {
 
 #[tokio::test]
 async fn refresh_token_gives_a_working_access_token() {
-    let env = start(calm()).await;
-    let tokens = env.sign_in("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let tokens = env.sign_in("globaladmin").await.unwrap();
     let refreshed = env
         .client
         .sts()
@@ -205,34 +165,8 @@ async fn refresh_token_gives_a_working_access_token() {
 
 #[tokio::test]
 async fn client_credentials_with_a_wrong_secret_is_aadsts7000215() {
-    let env = start(calm()).await;
-    let g = env.graph_as("globaladmin").await;
-    let app = g
-        .upsert_application(
-            "lp-cc-test",
-            &entra_client::graph::ApplicationSpec {
-                display_name: "cc-test".into(),
-                sign_in_audience: Some("AzureADMyOrg".into()),
-                ..Default::default()
-            },
-            &OpContext::new(),
-        )
-        .await
-        .unwrap()
-        .value
-        .application;
-    g.create_service_principal(&app.app_id, &OpContext::new().after_create())
-        .await
-        .unwrap();
-    let pw = g
-        .add_password(
-            &app.id,
-            Some("svc-1"),
-            None,
-            &OpContext::new().after_create(),
-        )
-        .await
-        .unwrap();
+    let env = SimEnv::start(calm()).await.unwrap();
+    let app = env.hand_made("cc-test", &Grants::NONE).await.unwrap();
 
     let wrong = SecretString::from("definitely-not-the-secret");
     let err = env
@@ -240,7 +174,7 @@ async fn client_credentials_with_a_wrong_secret_is_aadsts7000215() {
         .sts()
         .client_credentials(
             &env.info.tenant_id,
-            &app.app_id,
+            &app.client_id,
             &wrong,
             GRAPH_DEFAULT,
             &OpContext::new(),
@@ -258,8 +192,8 @@ async fn client_credentials_with_a_wrong_secret_is_aadsts7000215() {
         .sts()
         .client_credentials(
             &env.info.tenant_id,
-            &app.app_id,
-            &pw.value.secret_text,
+            &app.client_id,
+            &app.secret,
             GRAPH_DEFAULT,
             &OpContext::new().after_create(),
         )
@@ -274,7 +208,7 @@ async fn client_credentials_with_a_wrong_secret_is_aadsts7000215() {
 
 #[tokio::test]
 async fn unknown_tenant_is_a_typed_sts_error() {
-    let env = start(calm()).await;
+    let env = SimEnv::start(calm()).await.unwrap();
     let err = env
         .client
         .sts()
@@ -294,8 +228,8 @@ async fn unknown_tenant_is_a_typed_sts_error() {
 #[tokio::test]
 async fn renewing_token_source_refreshes_against_the_sts() {
     use entra_client::{RenewingToken, TokenSource};
-    let env = start(calm()).await;
-    let tokens = env.sign_in("globaladmin").await;
+    let env = SimEnv::start(calm()).await.unwrap();
+    let tokens = env.sign_in("globaladmin").await.unwrap();
     let first = tokens.access_token.expose_secret().to_string();
     let src = std::sync::Arc::new(RenewingToken::from_user_sign_in(
         env.client.sts(),

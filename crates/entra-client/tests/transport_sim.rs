@@ -1,17 +1,15 @@
 //! Transport configuration against the emulator: trust roots, `https_only`, bad PEM.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{calm, config_for, start};
 use entra_client::{EntraClient, EntraError, OpContext, TransportErrorKind};
 use secrecy::SecretString;
+use testkit::sim::{SimEnv, calm, entra_config};
 
 #[tokio::test]
 async fn untrusted_server_certificate_fails_fast_as_tls() {
-    let env = start(calm()).await;
-    let mut config = config_for(&env.sim);
+    let env = SimEnv::start(calm()).await.unwrap();
+    let mut config = entra_config(&env.sim);
     config.extra_root_pems.clear();
     let client = EntraClient::new(&config).unwrap();
     let started = Instant::now();
@@ -40,8 +38,8 @@ async fn untrusted_server_certificate_fails_fast_as_tls() {
 
 #[tokio::test]
 async fn https_only_refuses_plain_http() {
-    let env = start(calm()).await;
-    let mut config = config_for(&env.sim);
+    let env = SimEnv::start(calm()).await.unwrap();
+    let mut config = entra_config(&env.sim);
     config.graph_base = env.sim.base_url().replace("https://", "http://");
     let client = EntraClient::new(&config).unwrap();
     let err = client
@@ -63,13 +61,13 @@ async fn https_only_refuses_plain_http() {
 
 #[tokio::test]
 async fn bad_configuration_is_reported_when_building() {
-    let env = start(calm()).await;
-    let config = config_for(&env.sim).trust_pem("not a pem");
+    let env = SimEnv::start(calm()).await.unwrap();
+    let config = entra_config(&env.sim).trust_pem("not a pem");
     assert!(matches!(
         EntraClient::new(&config),
         Err(EntraError::Config(_))
     ));
-    let mut config = config_for(&env.sim);
+    let mut config = entra_config(&env.sim);
     config.authority_base = "not a url".into();
     assert!(matches!(
         EntraClient::new(&config),

@@ -255,6 +255,7 @@ fn grant_all(s: &Shared, inner: &mut Inner, client_id: &str, name: &str, items: 
                 app_roles: vec![],
                 oauth2_permission_scopes: vec![],
                 tags: vec![],
+                sign_in_audience: inner.dir.audience_of(client_id),
                 visible_at_ms: s.visible_at(inner),
             };
             let id = sp.id.clone();

@@ -44,7 +44,11 @@ impl Shared {
                 app_id: self.token_app_id.clone(),
                 display_name: self.config.token_app_name(),
                 owner_tenant: inner.dir.tenant.provider_tenant_id.clone(),
-                default_scopes: TOKEN_APP_SCOPES.iter().map(|s| s.to_string()).collect(),
+                default_scopes: self
+                    .config
+                    .token_app_scopes
+                    .clone()
+                    .unwrap_or_else(|| TOKEN_APP_SCOPES.iter().map(|s| s.to_string()).collect()),
                 public: true,
             });
         }
@@ -221,6 +225,7 @@ impl Shared {
                     app_roles: vec![],
                     oauth2_permission_scopes: vec![],
                     tags: vec!["WindowsAzureActiveDirectoryIntegratedApp".into()],
+                    sign_in_audience: inner.dir.audience_of(&client.app_id),
                     visible_at_ms: self.visible_at(inner),
                 };
                 let id = sp.id.clone();

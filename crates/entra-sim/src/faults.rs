@@ -27,6 +27,11 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Seed for the rate draws; `None` seeds from the clock (not reproducible).
     pub seed: Option<u64>,
+    /// At most this many injected faults (429 or 5xx) per operation, i.e. per
+    /// `client-request-id` (a client sends the same id on every retry of one operation);
+    /// `None`: no cap. Real Graph has no such cap; tests that must complete whatever the draws
+    /// set one below their client's retry budget, so the outcome no longer depends on luck.
+    pub max_faults_per_operation: Option<u32>,
     /// Every device sign-in ends as if the user pressed "Decline" (authorization_declined).
     pub decline_all_signins: bool,
     /// Lifetime of a device code in seconds (Entra: 900); short values let tests reach `expired_token`.
@@ -50,6 +55,7 @@ impl Default for Faults {
             error_status: None,
             latency_ms: 0,
             seed: None,
+            max_faults_per_operation: None,
             decline_all_signins: false,
             device_code_ttl_s: None,
             device_code_interval_s: None,

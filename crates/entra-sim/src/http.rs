@@ -104,13 +104,24 @@ async fn ids_and_faults(
     let (latency, injected) = {
         let mut inner = shared.lock();
         let faults = inner.faults.clone();
-        let injected = if graph {
+        let mut injected = if graph {
             inner.rng.decide(&faults)
         } else if sts_grant {
             inner.rng.decide_sts(&faults)
         } else {
             Injected::None
         };
+        if let (Some(cap), false) = (faults.max_faults_per_operation, injected == Injected::None) {
+            let n = inner
+                .faults_per_operation
+                .entry(ids.client_request_id.clone())
+                .or_insert(0);
+            if *n >= cap {
+                injected = Injected::None;
+            } else {
+                *n += 1;
+            }
+        }
         (faults.latency_ms, injected)
     };
     if !control && latency > 0 {
@@ -215,7 +226,18 @@ pub fn no_content() -> Response {
 
 /// Graph's error body: `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`.
 pub fn odata_error(ids: &ReqIds, status: StatusCode, code: &str, message: &str) -> Response {
-    odata_error_details(ids, status, code, message, None)
+    odata_error_details(ids, status, code, message, &[])
+}
+
+/// One entry of an OData error's `details`. `microsoft.graph.ODataErrors.ErrorDetails`
+/// requires `code` and `message`; `target` is optional.
+pub struct ErrorDetail<'a> {
+    /// The more specific code (e.g. `NoBackingApplicationObject`).
+    pub code: &'a str,
+    /// Human text (required by the published schema).
+    pub message: &'a str,
+    /// The property it is about, if any.
+    pub target: Option<&'a str>,
 }
 
 /// An OData error that also carries `details` (directory errors such as NoBackingApplicationObject).
@@ -224,8 +246,16 @@ pub fn odata_error_details(
     status: StatusCode,
     code: &str,
     message: &str,
-    details: Option<Value>,
+    details: &[ErrorDetail<'_>],
 ) -> Response {
+    let details: Option<Value> = (!details.is_empty()).then(|| {
+        Value::Array(
+            details
+                .iter()
+                .map(|d| json!({"code": d.code, "message": d.message, "target": d.target}))
+                .collect(),
+        )
+    });
     let mut err = json!({
         "code": code,
         "message": message,

@@ -42,6 +42,7 @@
 mod admin_consent;
 mod client_credentials;
 mod consent;
+mod defaults;
 mod faults;
 mod graph;
 mod http;
@@ -124,6 +125,10 @@ pub struct SimArgs {
     /// the emulator defaults to the restricted setting most customers use).
     #[arg(long)]
     pub users_can_register_apps: bool,
+    /// Display name of the provider's token app registration, which its consented service
+    /// principal in each customer tenant takes; default `<server>-<provider>-token`.
+    #[arg(long)]
+    pub token_app_name: Option<String>,
 }
 
 impl SimArgs {
@@ -143,6 +148,7 @@ impl SimArgs {
             device_code_interval_s: self.device_code_interval_s,
             password_lifetime_max_days: self.password_lifetime_max_days,
             forbid_passwords: self.forbid_passwords,
+            max_faults_per_operation: None,
         }
     }
 }
@@ -197,6 +203,13 @@ pub struct SimConfig {
     pub token_app_client_id: Option<String>,
     /// Whether users without an admin role may register applications.
     pub users_can_register_apps: bool,
+    /// Delegated Graph permissions configured on the provider's token app (what a `.default`
+    /// sign-in gets); `None` uses the seeded list. Lets tests play a minimal token app.
+    pub token_app_scopes: Option<Vec<String>>,
+    /// Display name of the provider's token app registration. The service principal consent
+    /// creates in a customer tenant takes the app's own name, whatever Onboard's server and
+    /// provider names are; `None` uses `<server>-<provider>-token` (the vendor's convention).
+    pub token_app_display_name: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -209,14 +222,20 @@ impl Default for SimConfig {
             tenant_domain: "contoso.onmicrosoft.com".into(),
             token_app_client_id: None,
             users_can_register_apps: false,
+            token_app_scopes: None,
+            token_app_display_name: None,
         }
     }
 }
 
 impl SimConfig {
-    /// Display name of the temporary enterprise app made by the device sign-in.
+    /// Display name of the provider's token app, and so of the temporary enterprise app the
+    /// device sign-in's consent makes in a customer tenant.
     pub fn token_app_name(&self) -> String {
-        format!("{}-{}-token", self.server_name, self.provider_name)
+        match &self.token_app_display_name {
+            Some(n) => n.clone(),
+            None => format!("{}-{}-token", self.server_name, self.provider_name),
+        }
     }
 }
 
@@ -405,6 +424,8 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
         tenant_domain: args.tenant_domain.clone(),
         token_app_client_id: None,
         users_can_register_apps: args.users_can_register_apps,
+        token_app_scopes: None,
+        token_app_display_name: args.token_app_name.clone(),
     };
     let sim = Sim::start(listener, config).await?;
     let info = sim.info();

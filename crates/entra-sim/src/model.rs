@@ -3,6 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::defaults::{
+    app_role, application_defaults, fill_missing, normalize_list, permission_scope,
+    security_identifier, unverified_publisher,
+};
+
 /// The customer tenant the emulator plays.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tenant {
@@ -43,6 +48,7 @@ impl User {
             "mobilePhone": null,
             "officeLocation": null,
             "preferredLanguage": "en-US",
+            "securityIdentifier": security_identifier(&self.id),
             "surname": self.surname,
             "userPrincipalName": self.upn,
             "id": self.id,
@@ -108,44 +114,22 @@ pub struct Application {
     pub visible_at_ms: u64,
 }
 
-/// Properties a client may set on an application, with their defaults.
-pub fn application_defaults() -> Map<String, Value> {
-    let v = json!({
-        "displayName": null,
-        "description": null,
-        "notes": null,
-        "uniqueName": null,
-        "signInAudience": "AzureADMyOrg",
-        "groupMembershipClaims": null,
-        "identifierUris": [],
-        "isFallbackPublicClient": null,
-        "isDeviceOnlyAuthSupported": null,
-        "serviceManagementReference": null,
-        "tags": [],
-        "tokenEncryptionKeyId": null,
-        "api": {"acceptMappedClaims": null, "knownClientApplications": [], "requestedAccessTokenVersion": null, "oauth2PermissionScopes": [], "preAuthorizedApplications": []},
-        "appRoles": [],
-        "info": {"logoUrl": null, "marketingUrl": null, "privacyStatementUrl": null, "supportUrl": null, "termsOfServiceUrl": null},
-        "keyCredentials": [],
-        "optionalClaims": null,
-        "parentalControlSettings": {"countriesBlockedForMinors": [], "legalAgeGroupRule": "Allow"},
-        "publicClient": {"redirectUris": []},
-        "requiredResourceAccess": [],
-        "web": {"homePageUrl": null, "logoutUrl": null, "redirectUris": [], "implicitGrantSettings": {"enableAccessTokenIssuance": false, "enableIdTokenIssuance": false}},
-        "spa": {"redirectUris": []},
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 impl Application {
-    /// Graph `application` resource.
+    /// Graph `application` resource: every default property (null or empty when unset),
+    /// nested objects completed, app roles and scopes as Graph shows them.
     pub fn to_json(&self, publisher_domain: &str) -> Value {
-        let mut m = application_defaults();
+        let defaults = application_defaults();
+        let mut m = defaults.clone();
         for (k, v) in &self.props {
-            m.insert(k.clone(), v.clone());
+            let mut v = v.clone();
+            if let Some(d) = defaults.get(k) {
+                fill_missing(&mut v, d);
+            }
+            m.insert(k.clone(), v);
+        }
+        normalize_list(&mut m, "appRoles", app_role);
+        if let Some(Value::Object(api)) = m.get_mut("api") {
+            normalize_list(api, "oauth2PermissionScopes", permission_scope);
         }
         m.insert("id".into(), json!(self.id));
         m.insert("deletedDateTime".into(), Value::Null);
@@ -192,15 +176,26 @@ pub struct ServicePrincipal {
     pub oauth2_permission_scopes: Vec<Value>,
     /// Tags (e.g. `WindowsAzureActiveDirectoryIntegratedApp`).
     pub tags: Vec<String>,
+    /// Accounts the backing application accepts; a service principal reports its app's
+    /// `signInAudience` (`AzureADMyOrg` for a single-tenant app).
+    #[serde(default = "multi_org")]
+    pub sign_in_audience: String,
     /// Emulator clock (ms) from which dependent calls can see it (replication lag).
     #[serde(skip)]
     pub visible_at_ms: u64,
 }
 
+/// The audience of Microsoft's and other providers' multi-tenant apps (and of service
+/// principals saved before the emulator kept the audience).
+pub fn multi_org() -> String {
+    "AzureADMultipleOrgs".into()
+}
+
 impl ServicePrincipal {
-    /// Graph `servicePrincipal` resource.
+    /// Graph `servicePrincipal` resource: the v1.0 default properties (no `createdDateTime`,
+    /// which v1.0 does not have; `signInAudience` from the app).
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "id": self.id,
             "deletedDateTime": null,
             "accountEnabled": true,
@@ -211,7 +206,6 @@ impl ServicePrincipal {
             "applicationTemplateId": null,
             "appOwnerOrganizationId": self.app_owner_organization_id,
             "appRoleAssignmentRequired": false,
-            "createdDateTime": self.created,
             "description": null,
             "disabledByMicrosoftStatus": null,
             "displayName": self.display_name,
@@ -223,9 +217,11 @@ impl ServicePrincipal {
             "preferredSingleSignOnMode": null,
             "preferredTokenSigningKeyThumbprint": null,
             "replyUrls": [],
+            "resourceSpecificApplicationPermissions": [],
+            "samlSingleSignOnSettings": null,
             "servicePrincipalNames": [self.app_id],
             "servicePrincipalType": "Application",
-            "signInAudience": "AzureADMultipleOrgs",
+            "signInAudience": self.sign_in_audience,
             "tags": self.tags,
             "tokenEncryptionKeyId": null,
             "addIns": [],
@@ -234,7 +230,13 @@ impl ServicePrincipal {
             "keyCredentials": [],
             "oauth2PermissionScopes": self.oauth2_permission_scopes,
             "passwordCredentials": [],
-        })
+            "verifiedPublisher": unverified_publisher(),
+        });
+        if let Value::Object(m) = &mut v {
+            normalize_list(m, "appRoles", app_role);
+            normalize_list(m, "oauth2PermissionScopes", permission_scope);
+        }
+        v
     }
 
     /// The id of the app role whose `value` is `value`.
@@ -344,10 +346,12 @@ pub struct RoleAssignment {
 }
 
 impl RoleAssignment {
-    /// Graph `unifiedRoleAssignment` resource.
+    /// Graph `unifiedRoleAssignment` resource (no app scope, no condition: tenant-wide).
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id,
+            "appScopeId": null,
+            "condition": null,
             "roleDefinitionId": self.role_definition_id,
             "principalId": self.principal_id,
             "directoryScopeId": self.directory_scope_id,
@@ -410,6 +414,20 @@ impl Directory {
     /// The SP with object id `id`.
     pub fn sp(&self, id: &str) -> Option<&ServicePrincipal> {
         self.service_principals.iter().find(|s| s.id == id)
+    }
+
+    /// The `signInAudience` of the application with client id `app_id` homed here; an app
+    /// from another tenant (the provider's token app, Microsoft's) is multi-tenant.
+    pub fn audience_of(&self, app_id: &str) -> String {
+        match self.app_by_app_id(app_id) {
+            Some(a) => a
+                .props
+                .get("signInAudience")
+                .and_then(Value::as_str)
+                .unwrap_or("AzureADMyOrg")
+                .to_string(),
+            None => multi_org(),
+        }
     }
 
     /// The application with client id `app_id`.

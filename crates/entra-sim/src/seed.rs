@@ -240,10 +240,14 @@ pub const USER_CONSENTABLE: &[&str] =
 /// OpenID Connect scopes: they shape the token response, not the access token.
 pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
-/// Delegated scopes the provider's token app is configured with (entra-reference §3.1 suggestion).
+/// Delegated scopes the provider's token app is configured with by default (what `.default`
+/// stands for): what Onboard's sign-in asks for (entra-reference §6), plus the broader ones
+/// older configurations used. `SimConfig::token_app_scopes` replaces the list.
 pub const TOKEN_APP_SCOPES: &[&str] = &[
     "Application.ReadWrite.All",
+    "Application.Read.All",
     "AppRoleAssignment.ReadWrite.All",
+    "RoleManagement.Read.Directory",
     "RoleManagement.ReadWrite.Directory",
     "DelegatedPermissionGrant.ReadWrite.All",
     "Directory.Read.All",
@@ -306,6 +310,7 @@ fn graph_sp(domain: &str, created: &str) -> ServicePrincipal {
         app_roles,
         oauth2_permission_scopes: scopes,
         tags: vec![],
+        sign_in_audience: crate::model::multi_org(),
         visible_at_ms: 0,
     }
 }
@@ -339,6 +344,7 @@ fn teams_sp(domain: &str, created: &str) -> ServicePrincipal {
         app_roles: vec![role],
         oauth2_permission_scopes: vec![scope],
         tags: vec![],
+        sign_in_audience: crate::model::multi_org(),
         visible_at_ms: 0,
     }
 }

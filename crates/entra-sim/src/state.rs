@@ -79,6 +79,8 @@ pub struct Inner {
     pub faults: Faults,
     /// Draws for rate-based faults.
     pub rng: FaultRng,
+    /// Faults injected so far per `client-request-id`, for `Faults::max_faults_per_operation`.
+    pub faults_per_operation: HashMap<String, u32>,
     /// Device authorization requests by device_code.
     pub device_codes: HashMap<String, DeviceSession>,
     /// Refresh tokens by SHA-256 hex of the token.
@@ -239,6 +241,7 @@ impl Shared {
             dir,
             others: dirs,
             rng: FaultRng::new(config.faults.seed),
+            faults_per_operation: HashMap::new(),
             faults: config.faults.clone(),
             device_codes: HashMap::new(),
             refresh_tokens: HashMap::new(),

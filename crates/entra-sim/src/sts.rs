@@ -262,9 +262,9 @@ fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gran
     let client_id = p
         .get("client_id")
         .ok_or_else(|| missing_param(ids, "client_id"))?;
+    // The v2 endpoint takes `device_code` only; there is no `code` alias (v2-oauth2-device-code).
     let code = p
         .get("device_code")
-        .or_else(|| p.get("code"))
         .ok_or_else(|| missing_param(ids, "device_code"))?;
     let now = s.now_ms();
     let bad_code = || {

@@ -88,7 +88,6 @@ pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), SimE
 
 /// Builds the CA (or reloads it) and a fresh server certificate for 127.0.0.1, ::1 and localhost.
 pub fn build(state_dir: Option<&Path>) -> Result<TlsMaterial, SimError> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let (ca_pem, ca_key) = load_or_make_ca(state_dir)?;
     // An issuer rebuilt from the same name and key signs leaf certificates that chain to the
     // saved CA, so clients that trusted it before a restart still do.
@@ -110,7 +109,11 @@ pub fn build(state_dir: Option<&Path>) -> Result<TlsMaterial, SimError> {
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
         rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
     );
-    let mut config = rustls::ServerConfig::builder()
+    // An explicit provider: the emulator chooses no process-wide one (its host does).
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
         .with_no_client_auth()
         .with_single_cert(vec![leaf_cert.der().clone()], key_der)
         .map_err(tls_err)?;

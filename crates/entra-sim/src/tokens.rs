@@ -109,12 +109,22 @@ pub fn parse_scopes(dir: &Directory, scope: &str) -> Result<Scopes, String> {
     Ok(out)
 }
 
-/// Role template ids for `wids`: the principal's directory roles (plus the member role for users).
+/// The value Entra puts in every app-only token's `wids`, next to the service principal's
+/// directory roles (entra-reference §6). It is not an assignable directory role.
+const APP_ONLY_DEFAULT_WID: &str = "0997a1d0-0d1d-4acb-b408-d5ca73121e90";
+
+/// Role template ids for `wids`: the principal's directory roles, plus the implicit default
+/// (the member role for users, the app-only default for service principals).
 fn wids(dir: &Directory, principal_id: &str, is_user: bool) -> Vec<String> {
     let mut w = dir.roles_of(principal_id);
-    if is_user {
-        w.push(MEMBER_ROLE.to_string());
-    }
+    w.push(
+        if is_user {
+            MEMBER_ROLE
+        } else {
+            APP_ONLY_DEFAULT_WID
+        }
+        .to_string(),
+    );
     w
 }
 

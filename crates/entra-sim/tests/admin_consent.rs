@@ -1,11 +1,9 @@
 //! The admin-consent endpoint: an admin grants an app's requested permissions in one step.
 
-mod common;
-
-use common::{claims, start};
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use testkit::wire::{Wire, claims};
 
 const GRAPH: &str = "00000003-0000-0000-c000-000000000000";
 const USER_READ_ALL_ROLE: &str = "df021288-bdef-4463-88db-98f22de89214";
@@ -14,7 +12,7 @@ const CALLBACK: &str = "https://localhost/callback";
 
 #[tokio::test]
 async fn admin_consent_grants_roles_and_scopes_then_redirects() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let ga = env.access_token("globaladmin").await;
     let (st, app) = env
         .graph(

@@ -1,12 +1,10 @@
 //! Entra's authorization rules over real HTTPS: which admin role may grant what, app-only
 //! token roles, delegated grants, and the temporary token app's cleanup.
 
-mod common;
-
-use common::{assert_odata_error, claims, start};
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use testkit::wire::{Wire, assert_odata_error, claims};
 
 const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
 const GROUP_READ_ALL: &str = "5b567255-7703-4780-807c-7be8301ae99b";
@@ -14,7 +12,7 @@ const TEAMS_ADMIN: &str = "69091246-20e8-4a56-aa4d-066075b2a7a8";
 
 #[tokio::test]
 async fn app_admin_is_denied_graph_consent_and_role_assignment_global_admin_succeeds() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let app_admin = env.access_token("appadmin").await;
     let (app, sp, secret) = env.provision(&app_admin, "svc-authz").await;
     let graph_sp = env.graph_sp_id(&app_admin).await;
@@ -105,7 +103,8 @@ async fn app_admin_is_denied_graph_consent_and_role_assignment_global_admin_succ
         .await;
     assert_eq!(listed["value"].as_array().unwrap().len(), 2);
 
-    // The app-only token carries exactly the granted roles, and the directory role in wids.
+    // The app-only token carries exactly the granted roles, and the directory role in wids
+    // next to Entra's default app-only value.
     let (st, tok) = env
         .client_credentials(
             app["appId"].as_str().unwrap(),
@@ -116,7 +115,10 @@ async fn app_admin_is_denied_graph_consent_and_role_assignment_global_admin_succ
     assert_eq!(st, StatusCode::OK);
     let c = claims(tok["access_token"].as_str().unwrap());
     assert_eq!(c["roles"], json!(["Group.Read.All", "User.Read.All"]));
-    assert_eq!(c["wids"], json!([TEAMS_ADMIN]));
+    assert_eq!(
+        c["wids"],
+        json!([TEAMS_ADMIN, "0997a1d0-0d1d-4acb-b408-d5ca73121e90"])
+    );
     // And Graph enforces them: User.Read.All can list users but cannot create apps.
     let app_token = tok["access_token"].as_str().unwrap();
     let (st, _) = env.graph(Method::GET, "/users", app_token, None).await;
@@ -160,7 +162,7 @@ async fn app_admin_is_denied_graph_consent_and_role_assignment_global_admin_succ
 
 #[tokio::test]
 async fn delegated_grants_and_token_app_cleanup() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let ga = env.access_token("globaladmin").await;
     let graph_sp = env.graph_sp_id(&ga).await;
     let (_, _, _) = env.provision(&ga, "svc-grant").await;
@@ -266,7 +268,7 @@ async fn delegated_grants_and_token_app_cleanup() {
 
 #[tokio::test]
 async fn cloud_app_admin_added_at_runtime_may_consent_teams_roles_but_not_graph_roles() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let cloud = env.sim.add_user(
         &env.upn("cloudadmin"),
         "Megan Bowen",
@@ -309,7 +311,7 @@ async fn cloud_app_admin_added_at_runtime_may_consent_teams_roles_but_not_graph_
 #[tokio::test]
 async fn owned_by_lets_an_app_manage_only_apps_it_owns() {
     const OWNED_BY: &str = "18a4783c-866b-4cc7-a460-3d5e5662c884";
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let ga = env.access_token("globaladmin").await;
     let (app, sp, secret) = env.provision(&ga, "svc-owned").await;
     let (other, _, _) = env.provision(&ga, "svc-other").await;

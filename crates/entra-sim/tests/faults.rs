@@ -1,14 +1,12 @@
 //! Fault switches: replication lag with Entra's real errors, throttling, server errors,
 //! latency and app management policies.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::start;
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use testkit::wire::Wire;
 
 /// Long enough that a loaded CI machine still makes the follow-up calls inside the window.
 const LAG: u64 = 1_500;
@@ -20,7 +18,7 @@ async fn after_lag() {
 
 #[tokio::test]
 async fn replication_lag_returns_the_real_errors_then_succeeds() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let ga = env.access_token("globaladmin").await;
     let graph_sp = env.graph_sp_id(&ga).await;
     env.sim.set_faults(Faults {
@@ -167,7 +165,7 @@ async fn replication_lag_returns_the_real_errors_then_succeeds() {
         .client_credentials(app_id, secret, "https://graph.microsoft.com/.default")
         .await;
     assert_eq!(st, StatusCode::OK, "{tok}");
-    let c = common::claims(tok["access_token"].as_str().unwrap());
+    let c = testkit::wire::claims(tok["access_token"].as_str().unwrap());
     assert!(
         c.get("roles").is_none(),
         "the fresh grant has not reached the STS yet: {c}"
@@ -200,14 +198,14 @@ async fn replication_lag_returns_the_real_errors_then_succeeds() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    let c = common::claims(tok["access_token"].as_str().unwrap());
+    let c = testkit::wire::claims(tok["access_token"].as_str().unwrap());
     assert_eq!(c["roles"], json!(["User.Read.All"]));
     env.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn upsert_is_consistent_even_under_lag() {
-    let env = start(Faults {
+    let env = Wire::start(Faults {
         replication_lag_ms: 5_000,
         ..Faults::default()
     })
@@ -247,7 +245,7 @@ async fn upsert_is_consistent_even_under_lag() {
 
 #[tokio::test]
 async fn throttling_sends_429_with_retry_after_deterministically() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("globaladmin").await;
     let faults = Faults {
         throttle_rate: 0.5,
@@ -285,14 +283,14 @@ async fn throttling_sends_429_with_retry_after_deterministically() {
         throttle_rate: 1.0,
         ..Faults::default()
     });
-    let dc = env.device_code(common::SCOPE).await;
+    let dc = env.device_code(testkit::wire::SCOPE).await;
     assert!(dc["user_code"].is_string());
     env.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn server_errors_cycle_503_500_504() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("globaladmin").await;
     env.sim.set_faults(Faults {
         error_rate: 1.0,
@@ -318,7 +316,7 @@ async fn server_errors_cycle_503_500_504() {
 
 #[tokio::test]
 async fn latency_delays_every_answer() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("globaladmin").await;
     env.sim.set_faults(Faults {
         latency_ms: 300,
@@ -337,7 +335,7 @@ async fn latency_delays_every_answer() {
 
 #[tokio::test]
 async fn app_management_policy_errors() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("appadmin").await;
     let (_, app) = env
         .graph(
@@ -397,7 +395,7 @@ async fn app_management_policy_errors() {
 
 #[tokio::test]
 async fn app_only_sp_creation_under_lag_gets_the_local_tenant_403() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let ga = env.access_token("globaladmin").await;
     let (app, sp, secret) = env.provision(&ga, "automation").await;
     let graph_sp = env.graph_sp_id(&ga).await;
@@ -459,7 +457,7 @@ async fn app_only_sp_creation_under_lag_gets_the_local_tenant_403() {
 
 #[tokio::test]
 async fn sts_throttling_is_plain_text_429_with_retry_after() {
-    let env = start(Faults {
+    let env = Wire::start(Faults {
         sts_throttle_rate: 1.0,
         throttle_retry_after_s: 9,
         ..Faults::default()
@@ -492,6 +490,6 @@ async fn sts_throttling_is_plain_text_429_with_retry_after() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     env.sim.set_faults(Faults::default());
-    assert!(env.device_code(common::SCOPE).await["device_code"].is_string());
+    assert!(env.device_code(testkit::wire::SCOPE).await["device_code"].is_string());
     env.sim.shutdown().await;
 }

@@ -1,19 +1,17 @@
 //! Graph v1.0 operations over real HTTPS: happy paths, documented errors, authorization,
 //! upsert idempotency and paging.
 
-mod common;
-
-use common::{assert_odata_error, start};
 use entra_sim::{Faults, PRIV_ROLE_ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use testkit::wire::{Wire, assert_odata_error};
 
 const GRAPH: &str = "00000003-0000-0000-c000-000000000000";
 const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
 
 #[tokio::test]
 async fn me_and_my_roles() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("privroleadmin").await;
     let (st, h, me) = env
         .graph_full(
@@ -59,7 +57,7 @@ async fn me_and_my_roles() {
 
 #[tokio::test]
 async fn missing_or_bad_tokens_get_401() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let r = env.http.get(env.url("/v1.0/me")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers().contains_key("www-authenticate"));
@@ -102,7 +100,7 @@ async fn missing_or_bad_tokens_get_401() {
 
 #[tokio::test]
 async fn application_lifecycle_and_errors() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("appadmin").await;
     let (st, app) = env
         .graph(Method::POST, "/applications", &t, Some(json!({"displayName": "svc-a", "signInAudience": "AzureADMyOrg",
@@ -262,7 +260,7 @@ async fn application_lifecycle_and_errors() {
 
 #[tokio::test]
 async fn unique_name_upsert_never_duplicates() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("appadmin").await;
     let path = "/applications(uniqueName='lp-contoso-svc1')";
     let prefer = [("Prefer", "create-if-missing")];
@@ -323,7 +321,7 @@ async fn unique_name_upsert_never_duplicates() {
 
 #[tokio::test]
 async fn service_principals_and_resource_lookup() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("appadmin").await;
     let (st, graph) = env
         .graph(
@@ -443,7 +441,7 @@ async fn service_principals_and_resource_lookup() {
 
 #[tokio::test]
 async fn deleted_app_can_be_restored_with_its_secret_or_purged() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("globaladmin").await;
     let (app, _, secret) = env.provision(&t, "phoenix").await;
     let id = app["id"].as_str().unwrap();

@@ -1,10 +1,8 @@
 //! A restarted emulator keeps its tenant, objects, CA and token-signing key.
 
-mod common;
-
-use common::start_with;
 use entra_sim::SimConfig;
 use reqwest::{Method, StatusCode};
+use testkit::wire::Wire;
 
 #[tokio::test]
 async fn restart_with_the_same_state_dir_keeps_the_tenant() {
@@ -13,7 +11,7 @@ async fn restart_with_the_same_state_dir_keeps_the_tenant() {
         state_dir: Some(dir.path().to_path_buf()),
         ..SimConfig::default()
     };
-    let first = start_with(config.clone()).await;
+    let first = Wire::start_with(config.clone()).await;
     assert_eq!(
         std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
         first.sim.ca_pem()
@@ -29,7 +27,7 @@ async fn restart_with_the_same_state_dir_keeps_the_tenant() {
     let ca = first.sim.ca_pem();
     first.sim.shutdown().await;
 
-    let second = start_with(config).await;
+    let second = Wire::start_with(config).await;
     assert_eq!(second.info.tenant_id, info.tenant_id);
     let tenants = second.sim.tenants();
     assert_eq!(tenants.len(), 2);

@@ -1,16 +1,14 @@
 //! OData query options over real HTTPS: paging with `$top` and `@odata.nextLink`,
 //! `$orderby`, `$search` and `$count`.
 
-mod common;
-
-use common::{assert_odata_error, start};
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use testkit::wire::{Wire, assert_odata_error};
 
 #[tokio::test]
 async fn paging_with_top_and_next_link() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("globaladmin").await;
     for i in 0..5 {
         let (st, _) = env
@@ -61,7 +59,7 @@ async fn paging_with_top_and_next_link() {
 
 #[tokio::test]
 async fn orderby_search_and_count_need_the_right_headers() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let t = env.access_token("globaladmin").await;
     for name in ["bravo-svc", "alpha-svc", "charlie-other"] {
         let (st, _) = env

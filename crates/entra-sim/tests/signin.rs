@@ -1,15 +1,13 @@
 //! Sign-in edge cases: the browser page, the public token app, expired secrets, consent
 //! on refresh and unknown users.
 
-mod common;
-
-use common::{SCOPE, assert_sts_error, claims, start};
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
+use testkit::wire::{SCOPE, Wire, assert_sts_error, claims};
 
 #[tokio::test]
 async fn the_verification_page_form_completes_a_sign_in() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
     let code = dc["user_code"].as_str().unwrap().to_ascii_lowercase();
     let page = env
@@ -53,7 +51,7 @@ async fn the_verification_page_form_completes_a_sign_in() {
 
 #[tokio::test]
 async fn public_token_app_cannot_use_client_credentials_and_guid_audience_is_kept() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let admin = env.access_token("globaladmin").await;
     let (st, body) = env
         .client_credentials(
@@ -87,7 +85,7 @@ async fn public_token_app_cannot_use_client_credentials_and_guid_audience_is_kep
 
 #[tokio::test]
 async fn expired_secret_unconsented_refresh_scope_and_unknown_user() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let admin = env.access_token("globaladmin").await;
     let (app, _, _) = env.provision(&admin, "old-secret").await;
     let (st, pw) = env
@@ -119,7 +117,7 @@ async fn expired_secret_unconsented_refresh_scope_and_unknown_user() {
     // scp carries everything consented for the client on Graph, not only what was asked now.
     assert_eq!(
         claims(tok["access_token"].as_str().unwrap())["scp"],
-        "User.Read AppRoleAssignment.ReadWrite.All Application.ReadWrite.All DelegatedPermissionGrant.ReadWrite.All Directory.Read.All RoleManagement.ReadWrite.Directory"
+        "User.Read AppRoleAssignment.ReadWrite.All Application.Read.All Application.ReadWrite.All DelegatedPermissionGrant.ReadWrite.All Directory.Read.All RoleManagement.Read.Directory RoleManagement.ReadWrite.Directory"
     );
     let cid = env.info.token_app_client_id.clone();
     let (st, body) = env

@@ -1,16 +1,14 @@
 //! Identity platform endpoints over real HTTPS: discovery, JWKS, device code, refresh,
 //! client credentials, and the /_sim control endpoints.
 
-mod common;
-
-use common::{SCOPE, assert_sts_error, claims, start};
 use entra_sim::{APP_ADMIN, Faults, GLOBAL_ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use testkit::wire::{SCOPE, Wire, assert_sts_error, claims};
 
 #[tokio::test]
 async fn discovery_and_jwks_describe_the_emulator() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let tid = &env.info.tenant_id;
     for seg in [
         tid.as_str(),
@@ -85,7 +83,7 @@ async fn discovery_and_jwks_describe_the_emulator() {
 
 #[tokio::test]
 async fn device_flow_pending_then_success_with_entra_claims() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
     assert_eq!(dc["expires_in"], 900);
     assert_eq!(dc["interval"], 5);
@@ -180,7 +178,7 @@ async fn device_flow_pending_then_success_with_entra_claims() {
 
 #[tokio::test]
 async fn device_flow_slow_down_when_polling_faster_than_interval() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
     let code = dc["device_code"].as_str().unwrap();
     let (_, first) = env.poll(code).await;
@@ -193,7 +191,7 @@ async fn device_flow_slow_down_when_polling_faster_than_interval() {
 
 #[tokio::test]
 async fn device_flow_declined_by_page_and_by_fault() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
     let r = env
         .http
@@ -244,7 +242,7 @@ async fn device_flow_declined_by_page_and_by_fault() {
 
 #[tokio::test]
 async fn device_flow_expired_and_bad_codes() {
-    let env = start(Faults {
+    let env = Wire::start(Faults {
         device_code_ttl_s: Some(1),
         ..Faults::default()
     })
@@ -278,7 +276,7 @@ async fn device_flow_expired_and_bad_codes() {
 
 #[tokio::test]
 async fn device_code_request_errors() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let url = env.url(&format!("/{}/oauth2/v2.0/devicecode", env.info.tenant_id));
     let r = env
         .http
@@ -316,7 +314,7 @@ async fn device_code_request_errors() {
 
 #[tokio::test]
 async fn plain_user_cannot_consent_admin_scopes() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
     let err = env
         .sim
@@ -341,7 +339,7 @@ async fn plain_user_cannot_consent_admin_scopes() {
 
 #[tokio::test]
 async fn refresh_token_gives_new_tokens() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let tok = env.sign_in("appadmin").await;
     let rt = tok["refresh_token"].as_str().unwrap();
     let cid = env.info.token_app_client_id.clone();
@@ -372,7 +370,7 @@ async fn refresh_token_gives_new_tokens() {
 
 #[tokio::test]
 async fn client_credentials_ok_wrong_secret_unknown_client() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let admin = env.access_token("globaladmin").await;
     let (app, sp, secret) = env.provision(&admin, "svc-cc").await;
     let app_id = app["appId"].as_str().unwrap();
@@ -451,7 +449,7 @@ async fn client_credentials_ok_wrong_secret_unknown_client() {
 
 #[tokio::test]
 async fn sim_info_and_faults_endpoints() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let info: entra_sim::SimInfo = env
         .http
         .get(env.url("/_sim/info"))

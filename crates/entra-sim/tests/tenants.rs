@@ -1,13 +1,11 @@
 //! Several customer tenants in one emulator: each has its own directory, users and tokens.
 
-mod common;
-
-use common::{SCOPE, claims, start};
 use entra_sim::Faults;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use testkit::wire::{SCOPE, Wire, claims};
 
-async fn device_code_at(env: &common::Env, tenant: &str) -> Value {
+async fn device_code_at(env: &Wire, tenant: &str) -> Value {
     env.http
         .post(env.url(&format!("/{tenant}/oauth2/v2.0/devicecode")))
         .form(&[
@@ -22,7 +20,7 @@ async fn device_code_at(env: &common::Env, tenant: &str) -> Value {
         .unwrap()
 }
 
-async fn poll_at(env: &common::Env, tenant: &str, device_code: &str) -> (StatusCode, Value) {
+async fn poll_at(env: &Wire, tenant: &str, device_code: &str) -> (StatusCode, Value) {
     let r = env
         .http
         .post(env.url(&format!("/{tenant}/oauth2/v2.0/token")))
@@ -39,7 +37,7 @@ async fn poll_at(env: &common::Env, tenant: &str, device_code: &str) -> (StatusC
 
 #[tokio::test]
 async fn a_second_tenant_is_isolated_from_the_first() {
-    let env = start(Faults::default()).await;
+    let env = Wire::start(Faults::default()).await;
     let fab = env.sim.add_tenant("fabrikam.onmicrosoft.com");
     assert_ne!(fab.tenant_id, env.info.tenant_id);
     assert_eq!(

@@ -1,34 +1,23 @@
 //! Engine settings and the requests it takes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use audit_log::AuditLog;
 use entra_client::EntraClient;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::crypto::SealingKey;
+use onboard_core::{Hook, ProfileSet, SealingKey, Shutdown};
+
 use crate::error::ProvisionError;
 use crate::events;
-use crate::profiles::ProfileSet;
 use crate::store::Store;
-
-/// What a test hook tells the engine after a confirmed step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookAction {
-    /// Go on.
-    Continue,
-    /// Stop the run at once, as if the process died: no further writes or events.
-    Halt,
-    /// Fail the run here (the record becomes `failed`).
-    Fail,
-}
 
 /// Called with `(onboarding_id, step_id)` after each confirmed top-level step, and with
 /// `(onboarding_id, "<step>:changed")` right after each audited Entra change, before the step is
 /// confirmed (tests only: simulated crashes and failures).
-pub type StepHook = Arc<dyn Fn(&str, &str) -> HookAction + Send + Sync>;
+pub type StepHook = Hook;
 
 /// How to build an [`crate::Engine`].
 pub struct EngineConfig {
@@ -53,8 +42,15 @@ pub struct EngineConfig {
     pub secret_lifetime: Option<time::Duration>,
     /// Scope of the verification token (one `<resource>/.default`).
     pub verify_scope: String,
+    /// Client id of the provider's token app (the server's `entra.token_app_client_id`): the
+    /// temporary enterprise app the sign-in made is found by this `appId`, because it carries
+    /// the provider app's own display name. `None`: nothing is looked for or removed.
+    pub token_app_client_id: Option<String>,
     /// Test hook after each confirmed step.
     pub hook: Option<StepHook>,
+    /// The server's shutdown signal: once it fires, no new Entra change begins, and runs get
+    /// its grace to finish calls in flight (and audit them) before they are cut off.
+    pub shutdown: Shutdown,
 }
 
 impl EngineConfig {
@@ -78,7 +74,9 @@ impl EngineConfig {
             concurrency: 4,
             secret_lifetime: None,
             verify_scope: "https://graph.microsoft.com/.default".into(),
+            token_app_client_id: None,
             hook: None,
+            shutdown: Shutdown::never(),
         })
     }
 }
@@ -105,17 +103,20 @@ pub(crate) struct Inner {
     pub secret_lifetime: Option<time::Duration>,
     /// Verification scope.
     pub verify_scope: String,
+    /// Client id of the provider's token app (the temporary app's `appId`).
+    pub token_app_client_id: Option<String>,
     /// Test hook.
     pub hook: Option<StepHook>,
     /// Live events to watchers.
     pub hub: broadcast::Sender<events::Event>,
     /// Running onboardings, so one id never runs twice and cancel can stop it.
-    pub running: Mutex<HashMap<String, JoinHandle<()>>>,
+    pub running: Mutex<HashMap<String, JoinHandle<Option<()>>>>,
     /// Serialises the name-uniqueness check with the record insert.
     pub names: tokio::sync::Mutex<()>,
-    /// Set by `shutdown`: no new Entra change begins, while calls already made finish and get
-    /// their outcome entry, so a clean stop leaves no intent without an outcome.
-    pub stopping: std::sync::atomic::AtomicBool,
+    /// The server's shutdown signal: once it fires no new Entra change begins, while calls
+    /// already made finish and get their outcome entry, so a clean stop leaves no intent
+    /// without an outcome.
+    pub shutdown: Shutdown,
 }
 
 impl Inner {

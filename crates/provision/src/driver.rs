@@ -3,50 +3,43 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+use onboard_core::Purpose;
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
+use onboard_core::permissions::resolve_permissions;
 
-use crate::audit::{self, AuditScope, EntryParts, Phase, Target};
 use crate::error::ProvisionError;
 use crate::events::{Completion, EventKind};
-use crate::plan::resolve_permissions;
 use crate::steps::{Run, ids};
 use crate::store::{OnboardingRecord, Status};
 
-pub(crate) fn scope_of(rec: &OnboardingRecord, actor: &str) -> AuditScope {
-    AuditScope {
+/// The fields every audit entry of onboarding `rec` carries, with `actor` as the actor.
+pub(crate) fn scope_of(rec: &OnboardingRecord, actor: &str) -> Scope {
+    Scope {
         actor: actor.to_owned(),
-        tenant_id: rec.tenant_id.clone(),
-        onboarding_id: rec.id.clone(),
-        service_id: rec.service_id.clone(),
+        tenant_id: Some(rec.tenant_id.clone()),
+        onboarding_id: Some(rec.id.clone()),
+        service_id: Some(rec.service_id.clone()),
+        client_id: rec.client_id.clone(),
     }
 }
 
 /// Runs the steps, then records the outcome.
 pub(crate) async fn drive(run: Arc<Run>) {
-    let id = run.scope.onboarding_id.clone();
+    let id = run.id.clone();
     let result = steps(&run).await;
     let finish = |phase, error: Option<String>| {
         let run = run.clone();
         async move {
-            let target = Target {
-                kind: "onboarding",
-                id: Some(run.scope.onboarding_id.clone()),
-                display_name: run.snapshot().await.app_name,
-            };
-            audit::append(
-                &run.inner.audit,
-                &run.scope,
-                EntryParts {
-                    action: "onboarding.finish",
-                    phase,
-                    target: &target,
-                    changes: json!([]),
-                    graph_request_id: None,
-                    correlation_id: &run.scope.onboarding_id,
-                    error: error.as_deref(),
-                },
+            let rec = run.snapshot().await;
+            let mut entry = AuditEntry::new(
+                Action::OnboardingFinish,
+                phase,
+                &scope_of(&rec, &run.scope.actor),
             )
-            .await
+            .with_target(Target::new(TargetKind::Onboarding, rec.id.clone()).named(rec.app_name))
+            .with_request_ids(None, Some(rec.id.clone()));
+            entry.error = error;
+            entry.append(&run.inner.audit).await
         }
     };
     match result {
@@ -58,10 +51,12 @@ pub(crate) async fn drive(run: Arc<Run>) {
             match done.await {
                 Ok(()) => {
                     let rec = run.snapshot().await;
-                    completion.secret = rec
-                        .secret
-                        .as_ref()
-                        .and_then(|s| run.inner.key.open(&rec.id, "client_secret", &s.sealed).ok());
+                    completion.secret = rec.secret.as_ref().and_then(|s| {
+                        run.inner
+                            .key
+                            .open(&rec.id, Purpose::ClientSecret, &s.sealed)
+                            .ok()
+                    });
                     run.emitter.emit("", EventKind::Completed(completion));
                 }
                 Err(e) => fail(&run, e).await,
@@ -87,7 +82,7 @@ pub(crate) async fn drive(run: Arc<Run>) {
 
 async fn fail(run: &Run, e: ProvisionError) {
     let text = e.to_string();
-    tracing::warn!(onboarding_id = %run.scope.onboarding_id, error = %text, "onboarding failed");
+    tracing::warn!(onboarding_id = %run.id, error = %text, "onboarding failed");
     if let Err(se) = run
         .update(|r| {
             r.status = Status::Failed;
@@ -105,7 +100,7 @@ async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
         Some(seed) => seed.perms.clone(),
         None => {
             let profile = run.snapshot().await.profile;
-            resolve_permissions(&run.graph, &profile, &run.read_ctx(ids::RESOLVE)).await?
+            resolve_permissions(&run.graph, &profile, &run.read_ctx(ids::RESOLVE, false)).await?
         }
     };
     run.step(ids::APP, "create or update the app registration", || {

@@ -5,28 +5,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use entra_client::{OpContext, TokenSet};
+use onboard_core::audit::{Action, AuditEntry, Phase, Target, TargetKind, set};
+use onboard_core::permissions::resolve_permissions;
+use onboard_core::platform::token_app_name;
+use onboard_core::provisioned::{Provisioned, ProvisionedApp, ProvisionedSecret};
+use onboard_core::{CoreError, Purpose, ResolvedProfile, SealingKey};
 use secrecy::SecretString;
-use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
 
-use crate::audit::{self, EntryParts, Phase, Target};
 pub(crate) use crate::config::Inner;
-pub use crate::config::{EngineConfig, HookAction, PlanRequest, ProvisionRequest, StepHook};
-use crate::crypto::SealingKey;
+pub use crate::config::{EngineConfig, PlanRequest, ProvisionRequest, StepHook};
 use crate::driver::{drive, scope_of};
 use crate::error::ProvisionError;
 use crate::events::{self, Emitter, EventKind, EventStream};
 use crate::names::{self, validate_name};
-use crate::plan::{self, Plan, resolve_permissions};
-use crate::profiles::ResolvedProfile;
+use crate::plan::{self, Plan};
 use crate::signin::{Admin, check_sign_in};
 use crate::steps::{Run, Seed};
 use crate::store::{OnboardingRecord, Status, Store};
 use crate::view::{ListFilter, Onboarding};
-
-/// How long `shutdown` lets Entra calls already sent finish before cutting them off.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The onboarding workflow engine. Cheap to clone.
 #[derive(Clone)]
@@ -62,11 +59,12 @@ impl Engine {
                 concurrency: cfg.concurrency.max(1),
                 secret_lifetime: cfg.secret_lifetime,
                 verify_scope: cfg.verify_scope,
+                token_app_client_id: cfg.token_app_client_id.filter(|c| !c.trim().is_empty()),
                 hook: cfg.hook,
                 hub,
                 running: Mutex::new(HashMap::new()),
                 names: tokio::sync::Mutex::new(()),
-                stopping: std::sync::atomic::AtomicBool::new(false),
+                shutdown: cfg.shutdown,
             }),
         })
     }
@@ -82,7 +80,7 @@ impl Engine {
 
     /// The exact changes `provision` would make, and the rights the admin lacks. Changes nothing.
     pub async fn plan(&self, admin: &Admin, req: &PlanRequest) -> Result<Plan, ProvisionError> {
-        Ok(self.plan_and_seed(admin, req).await?.0)
+        Ok(self.plan_and_seed(admin, req, None).await?.0)
     }
 
     /// The plan, and what its reads found that a run starting right now can use instead of
@@ -91,6 +89,7 @@ impl Engine {
         &self,
         admin: &Admin,
         req: &PlanRequest,
+        unique: Option<String>,
     ) -> Result<(Plan, Seed), ProvisionError> {
         validate_name(&req.app_name)?;
         let profile = self
@@ -99,18 +98,25 @@ impl Engine {
             .resolve(&req.profile, req.platform_version.as_deref())?;
         let graph = self.inner.entra.graph(admin.access_token.clone());
         let ctx = OpContext::new();
-        let unique = plan::unique_name(&admin.tenant_id, &req.app_name);
-        let token_app = plan::token_app_name(&self.inner.server_name, &self.inner.provider);
         // Independent reads: the resources' app roles and the tenant's current state.
         let (perms, st) = tokio::join!(
             resolve_permissions(&graph, &profile, &ctx),
-            plan::read_tenant(&graph, &unique, &token_app, &ctx)
+            plan::read_tenant(
+                &graph,
+                unique.as_deref(),
+                self.inner.token_app_client_id.as_deref(),
+                &ctx
+            )
         );
         let (perms, st) = (perms?, st?);
+        let token_app = st
+            .token_app_name
+            .clone()
+            .unwrap_or_else(|| token_app_name(&self.inner.server_name, &self.inner.provider));
         let plan = plan::build(
             admin,
             &req.app_name,
-            unique,
+            unique.unwrap_or_default(),
             profile,
             &perms,
             &st,
@@ -119,6 +125,7 @@ impl Engine {
         let seed = Seed {
             perms,
             token_apps: st.token_apps,
+            token_app_name: st.token_app_name,
         };
         Ok((plan, seed))
     }
@@ -133,6 +140,11 @@ impl Engine {
     ) -> Result<EventStream, ProvisionError> {
         check_id(&req.onboarding_id)?;
         validate_name(&req.app_name)?;
+        // The key of this onboarding's app: a retry keeps the one its record holds.
+        let unique = match self.inner.store.get(&req.onboarding_id)? {
+            Some(r) => r.unique_name,
+            None => plan::unique_name(&admin.tenant_id, &req.app_name, &req.onboarding_id),
+        };
         let (plan, seed) = self
             .plan_and_seed(
                 &admin,
@@ -141,6 +153,7 @@ impl Engine {
                     profile: req.profile.clone(),
                     platform_version: req.platform_version.clone(),
                 },
+                Some(unique),
             )
             .await?;
         if !plan.missing_rights.is_empty() {
@@ -173,7 +186,7 @@ impl Engine {
                 });
             }
         }
-        let now = events::now();
+        let now = onboard_core::time::now();
         let mut rec = match self.inner.store.get(&req.onboarding_id)? {
             Some(r) if matches!(r.status, Status::Failed | Status::Running) => {
                 if r.tenant_id != admin.tenant_id || r.name_key != name_key {
@@ -225,31 +238,23 @@ impl Engine {
         rec.updated_at = now;
         rec.sealed_admin_token = Some(self.inner.key.seal(
             &rec.id,
-            "admin_token",
+            Purpose::AdminToken,
             &admin.access_token,
         )?);
         let scope = scope_of(&rec, &req.actor);
         // Fail closed: no record and no change unless the start is on the audit log.
-        audit::append(
-            &self.inner.audit,
-            &scope,
-            EntryParts {
-                action: "onboarding.start",
-                phase: Phase::Intent,
-                target: &Target {
-                    kind: "onboarding",
-                    id: Some(rec.id.clone()),
-                    display_name: rec.app_name.clone(),
-                },
-                changes: json!([{"property": "plan", "old": null,
-                    "new": plan.changes.iter().filter(|c| c.operation != "none")
-                        .map(|c| format!("{} {}", c.action, c.target)).collect::<Vec<_>>()}]),
-                graph_request_id: None,
-                correlation_id: &rec.id,
-                error: None,
-            },
-        )
-        .await?;
+        let planned: Vec<String> = plan
+            .changes
+            .iter()
+            .filter(|c| c.operation != "none")
+            .map(|c| format!("{} {}", c.action, c.target))
+            .collect();
+        AuditEntry::new(Action::OnboardingStart, Phase::Intent, &scope)
+            .with_target(Target::new(TargetKind::Onboarding, rec.id.clone()).named(&rec.app_name))
+            .with_changes(vec![set("plan", planned)])
+            .with_request_ids(None, Some(rec.id.clone()))
+            .append(&self.inner.audit)
+            .await?;
         self.inner.store.put(&rec).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         self.spawn(
@@ -286,6 +291,7 @@ impl Engine {
             direct,
         )?;
         Ok(Arc::new(Run {
+            id: rec.id.clone(),
             inner: self.inner.clone(),
             graph: self.inner.entra.graph(token),
             scope: scope_of(&rec, actor),
@@ -310,7 +316,11 @@ impl Engine {
             .running
             .lock()
             .map_err(|_| ProvisionError::Store("running map poisoned".into()))?;
-        let handle = tokio::spawn(drive(run));
+        // Tracked by the shutdown primitive: a stop gives the run its grace to finish calls in
+        // flight, then cuts it off; the record stays `running` for the next start.
+        let Some(handle) = self.inner.shutdown.spawn(drive(run)) else {
+            return Err(ProvisionError::Halted("shutdown".into()));
+        };
         map.insert(id, handle);
         Ok(())
     }
@@ -342,7 +352,7 @@ impl Engine {
                 Status::Cancelling => {
                     let engine = self.clone();
                     let id = rec.id.clone();
-                    tokio::spawn(async move {
+                    self.inner.shutdown.spawn(async move {
                         if let Err(e) = engine.cancel(&id, "system").await {
                             tracing::error!(onboarding_id = %id, error = %e, "resumed cancel failed");
                         }
@@ -364,7 +374,7 @@ impl Engine {
                     state: rec.status.as_str().into(),
                     what: "no stored admin sign-in to continue with".into(),
                 })?;
-        self.inner.key.open(&rec.id, "admin_token", sealed)
+        Ok(self.inner.key.open(&rec.id, Purpose::AdminToken, sealed)?)
     }
 
     /// Stops the onboarding (if running) and removes what it created, audited; returns the
@@ -392,21 +402,14 @@ impl Engine {
         rec.status = Status::Cancelling;
         self.inner.store.put(&rec).await?;
         let run = self.run_for(rec, token, actor, None, None)?;
-        let target = Target {
-            kind: "onboarding",
-            id: Some(id.to_owned()),
-            display_name: run.snapshot().await.app_name,
+        let target =
+            Target::new(TargetKind::Onboarding, id.to_owned()).named(run.snapshot().await.app_name);
+        let entry = |phase| {
+            AuditEntry::new(Action::OnboardingCancel, phase, &run.scope)
+                .with_target(target.clone())
+                .with_request_ids(None, Some(id.to_owned()))
         };
-        let entry = |phase| EntryParts {
-            action: "onboarding.cancel",
-            phase,
-            target: &target,
-            changes: json!([]),
-            graph_request_id: None,
-            correlation_id: id,
-            error: None,
-        };
-        audit::append(&self.inner.audit, &run.scope, entry(Phase::Intent)).await?;
+        entry(Phase::Intent).append(&self.inner.audit).await?;
         run.emitter.emit(
             "cancel",
             EventKind::Started {
@@ -420,7 +423,7 @@ impl Engine {
                     r.error = None;
                 })
                 .await?;
-                audit::append(&self.inner.audit, &run.scope, entry(Phase::Succeeded)).await?;
+                entry(Phase::Succeeded).append(&self.inner.audit).await?;
                 run.emitter.emit(
                     "cancel",
                     EventKind::Done {
@@ -434,15 +437,11 @@ impl Engine {
             }
             Err(e) => {
                 let text = e.to_string();
-                let _ = audit::append(
-                    &self.inner.audit,
-                    &run.scope,
-                    EntryParts {
-                        error: Some(&text),
-                        ..entry(Phase::Failed)
-                    },
-                )
-                .await;
+                // Best effort: the intent entry already shows the attempt.
+                let _ = entry(Phase::Failed)
+                    .with_error(text.clone())
+                    .append(&self.inner.audit)
+                    .await;
                 run.emitter.emit(
                     "cancel",
                     EventKind::Failed {
@@ -495,7 +494,7 @@ impl Engine {
                 state: rec.status.as_str().into(),
                 what: "no secret has been made".into(),
             })?;
-        self.inner.key.open(id, "client_secret", &s.sealed)
+        Ok(self.inner.key.open(id, Purpose::ClientSecret, &s.sealed)?)
     }
 
     /// The resolved profile (permissions and roles) an onboarding was made with, for day-two
@@ -518,24 +517,69 @@ impl Engine {
             None => Ok(None),
         }
     }
+}
 
-    /// Stops every running onboarding: no new Entra change begins, changes already sent get
-    /// up to [`SHUTDOWN_GRACE`] to answer (and be audited), then whatever is left is cut off as
-    /// a process exit would. Records stay `running` for the next [`Engine::resume_all`].
-    pub async fn shutdown(&self) {
-        self.inner
-            .stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        let handles: Vec<JoinHandle<()>> = match self.inner.running.lock() {
-            Ok(mut m) => m.drain().map(|(_, h)| h).collect(),
-            Err(_) => vec![],
-        };
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        for mut h in handles {
-            if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
-                h.abort();
-                let _ = h.await;
+impl Provisioned for Engine {
+    fn completed(&self) -> Result<Vec<ProvisionedApp>, CoreError> {
+        let mut out = Vec::new();
+        for rec in self.inner.store.all().map_err(store_err)? {
+            if rec.status != Status::Completed {
+                continue;
             }
+            let (Some(client_id), Some(sp_id), Some(secret)) = (
+                rec.client_id.clone(),
+                rec.sp_id.clone(),
+                rec.secret.as_ref(),
+            ) else {
+                continue;
+            };
+            let value = self
+                .inner
+                .key
+                .open(&rec.id, Purpose::ClientSecret, &secret.sealed)?;
+            out.push(ProvisionedApp {
+                onboarding_id: rec.id.clone(),
+                tenant_id: rec.tenant_id.clone(),
+                service_id: rec.service_id.clone(),
+                client_id,
+                app_object_id: rec.app_object_id.clone(),
+                sp_id,
+                app_name: rec.app_name.clone(),
+                profile: rec.profile.clone(),
+                secret: ProvisionedSecret {
+                    key_id: secret.key_id.clone(),
+                    hint: secret.hint.clone().unwrap_or_default(),
+                    end: secret.end_date_time.clone(),
+                    value,
+                },
+                created_at: rec.created_at.clone(),
+            });
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(out)
+    }
+
+    fn admin_access_token(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<SecretString>, CoreError> {
+        let latest = self
+            .list(&ListFilter {
+                status: Some(Status::Completed),
+                ..ListFilter::default()
+            })
+            .map_err(store_err)?
+            .into_iter()
+            .rev()
+            .find(|o| o.tenant_id == tenant_id && o.client_id.as_deref() == Some(client_id));
+        match latest {
+            Some(o) => self.admin_session(&o.id).map_err(store_err),
+            None => Ok(None),
         }
     }
+}
+
+fn store_err(e: ProvisionError) -> CoreError {
+    CoreError::Store(e.to_string())
 }

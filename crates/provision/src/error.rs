@@ -104,6 +104,30 @@ impl ProvisionError {
     }
 }
 
+impl From<onboard_core::CoreError> for ProvisionError {
+    fn from(e: onboard_core::CoreError) -> Self {
+        use onboard_core::CoreError as C;
+        match e {
+            C::Profile(m) => ProvisionError::Profile(m),
+            C::Crypto(m) => ProvisionError::Crypto(m),
+            C::Audit(a) => ProvisionError::Audit(a),
+            C::UnknownPermission {
+                resource,
+                permission,
+            } => ProvisionError::UnknownPermission {
+                resource,
+                permission,
+            },
+            C::Entra { operation, source } => ProvisionError::Entra {
+                step: operation,
+                source,
+            },
+            C::Store(m) => ProvisionError::Store(m),
+            e @ C::Entry { .. } => ProvisionError::Store(e.to_string()),
+        }
+    }
+}
+
 impl From<sled::Error> for ProvisionError {
     fn from(e: sled::Error) -> Self {
         ProvisionError::Store(e.to_string())

@@ -150,7 +150,7 @@ impl Emitter {
         let event = Event {
             onboarding_id: self.id.clone(),
             seq: *last,
-            time: now(),
+            time: onboard_core::time::now(),
             step: step.to_owned(),
             kind,
         };
@@ -168,13 +168,6 @@ impl Emitter {
         }
         event
     }
-}
-
-/// Current time as RFC 3339 UTC.
-pub(crate) fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Replays `id`'s persisted events from `from` and then follows live ones until a terminal one.

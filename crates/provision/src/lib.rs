@@ -17,36 +17,29 @@
 //! engine.watch(id, 1)?;  engine.get(id)?;  engine.list(&ListFilter::default())?;  engine.cancel(id, actor).await?;
 //! ```
 //!
-//! Module map: [`names`] (name rules), [`profiles`] (permission sets per platform version),
-//! [`roles`] (role ids and the rights model), [`signin`] (who signed in, what they may do),
+//! Module map: [`names`] (name rules), [`signin`] (who signed in, what they may do),
 //! [`plan`] (dry run), `steps` (each Entra change, idempotent), [`store`] (sled records),
-//! [`events`] (numbered progress), [`crypto`] (sealed secrets), [`engine`] (the state machine).
+//! [`events`] (numbered progress), [`engine`] (the state machine). Profiles, roles, sealing and
+//! the audit entry come from `onboard_core`; the engine hands completed onboardings to day-two
+//! management through `onboard_core::provisioned::Provisioned`.
 
-#![warn(missing_docs)]
-
-pub mod audit;
 mod config;
-pub mod crypto;
 mod driver;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod names;
 pub mod plan;
-pub mod profiles;
-pub mod roles;
 pub mod signin;
 mod steps;
 pub mod store;
 pub mod view;
 
-pub use engine::{Engine, EngineConfig, HookAction, PlanRequest, ProvisionRequest, StepHook};
+pub use engine::{Engine, EngineConfig, PlanRequest, ProvisionRequest, StepHook};
 pub use error::ProvisionError;
 pub use events::{Completion, Event, EventKind, EventStream};
 pub use names::{NameRule, check_name, validate_name};
 pub use plan::{MissingRight, Plan, PlannedChange};
-pub use profiles::{ProfileSet, ResolvedProfile};
-pub use roles::Right;
-pub use signin::{Admin, RightCheck, check_sign_in};
+pub use signin::{Admin, RightCheck, SIGN_IN_SCOPES, check_sign_in};
 pub use store::Status;
 pub use view::{ListFilter, Onboarding};

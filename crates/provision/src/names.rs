@@ -2,12 +2,21 @@
 //! step 4): 3–15 characters, none of `\ / : * ? " < > |`, no dot, no blank, not the reserved word
 //! `audit`. Uniqueness per service needs the store and is checked by the engine
 //! ([`crate::ProvisionError::NameTaken`]); everything here is a pure function.
+//!
+//! The manual's "letters, numbers and special characters" is read with Unicode's eyes
+//! ([`chars`]): no invisible characters (controls, bidi overrides, zero-width characters…) and
+//! NFKC form only (no fullwidth or other compatibility look-alikes). The same character rules
+//! hold for every free-text field that reaches Entra or an email: [`check_free_text`].
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProvisionError;
+
+pub mod chars;
+
+pub use chars::{CharRule, CodePoint, Invisible};
 
 /// Shortest allowed name, in characters.
 pub const MIN_LEN: usize = 3;
@@ -22,6 +31,22 @@ pub const RESERVED_WORD: &str = "audit";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "rule")]
 pub enum NameRule {
+    /// A control, format (bidi, zero-width), other invisible, private-use or unassigned
+    /// character: checked first, before the length it would distort.
+    Invisible {
+        /// The first such character.
+        found: char,
+        /// What kind of character it is.
+        kind: Invisible,
+    },
+    /// Not in Unicode NFKC form (a fullwidth or other compatibility character, a decomposed
+    /// accent): refused, not normalised, so the name asked for is the name created.
+    NotNfkc {
+        /// The first character normalisation changes.
+        found: char,
+        /// The name in NFKC form, to suggest.
+        nfkc: String,
+    },
     /// Fewer than [`MIN_LEN`] or more than [`MAX_LEN`] characters.
     Length {
         /// The length found, in characters (not bytes: names may hold non-ASCII letters).
@@ -45,6 +70,16 @@ pub enum NameRule {
 impl fmt::Display for NameRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            NameRule::Invisible { found, kind } => CharRule::Invisible {
+                found: *found,
+                kind: *kind,
+            }
+            .fmt(f),
+            NameRule::NotNfkc { found, nfkc } => CharRule::NotNfkc {
+                found: *found,
+                nfkc: nfkc.clone(),
+            }
+            .fmt(f),
             NameRule::Length { chars } => write!(
                 f,
                 "must be {MIN_LEN} to {MAX_LEN} characters long (it has {chars})"
@@ -61,9 +96,20 @@ impl fmt::Display for NameRule {
     }
 }
 
-/// Checks `name` against every rule that needs no store, in the manual's order, and names the
-/// first one broken.
+impl From<CharRule> for NameRule {
+    fn from(rule: CharRule) -> Self {
+        match rule {
+            CharRule::Invisible { found, kind } => NameRule::Invisible { found, kind },
+            CharRule::NotNfkc { found, nfkc } => NameRule::NotNfkc { found, nfkc },
+        }
+    }
+}
+
+/// Checks `name` against every rule that needs no store and names the first one broken:
+/// visible characters first, then the manual's rules in its order, then NFKC (after the
+/// manual's rules, so a plain `a.b` is told about its dot).
 pub fn check_name(name: &str) -> Result<(), NameRule> {
+    chars::check_visible(name)?;
     let chars = name.chars().count();
     if !(MIN_LEN..=MAX_LEN).contains(&chars) {
         return Err(NameRule::Length { chars });
@@ -77,6 +123,8 @@ pub fn check_name(name: &str) -> Result<(), NameRule> {
     if name.chars().any(char::is_whitespace) {
         return Err(NameRule::Blank);
     }
+    // Fullwidth `ａｕｄｉｔ` or `ａ／ｂ` stop here, before the reserved word is compared.
+    chars::check_nfkc(name)?;
     // The manual's "|audit" reads as the whole word being reserved; a name merely containing
     // it (e.g. `auditors`) is allowed, since nothing suggests substrings were meant.
     if name.eq_ignore_ascii_case(RESERVED_WORD) {
@@ -91,6 +139,28 @@ pub fn validate_name(name: &str) -> Result<(), ProvisionError> {
         name: name.to_owned(),
         rule,
     })
+}
+
+/// A free-text field that reaches Entra or an email was refused: which field, which rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextViolation {
+    /// The field, as the caller named it (e.g. `customer`).
+    pub field: &'static str,
+    /// The character rule broken.
+    pub rule: CharRule,
+}
+
+impl fmt::Display for TextViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.field, self.rule)
+    }
+}
+
+/// The app-name character rules for any free text that reaches Entra or an email (customer
+/// and provider names, server names, admin UPNs, service ids in secret names): visible
+/// characters only, NFKC form. Length and other per-field rules stay with the caller.
+pub fn check_free_text(field: &'static str, value: &str) -> Result<(), TextViolation> {
+    chars::check_chars(value).map_err(|rule| TextViolation { field, rule })
 }
 
 /// The key two names collide on: Entra display names are compared case-insensitively by people,
@@ -146,10 +216,90 @@ mod tests {
     fn dots_blanks_and_the_reserved_word() {
         assert_eq!(check_name("my.app"), Err(NameRule::Dot));
         assert_eq!(check_name("my app"), Err(NameRule::Blank));
-        assert_eq!(check_name("my\tapp"), Err(NameRule::Blank));
+        assert_eq!(check_name("my\u{3000}app"), Err(NameRule::Blank));
         assert_eq!(check_name(" abc"), Err(NameRule::Blank));
         assert_eq!(check_name("audit"), Err(NameRule::Reserved));
         assert_eq!(check_name("AuDiT"), Err(NameRule::Reserved));
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_by_code_point() {
+        // What the probe got through: NUL, BEL, ESC, DEL, ZWSP, RLO, a tab.
+        for (name, found, kind) in [
+            ("ab\0cd", '\0', Invisible::Control),
+            ("ab\u{7}cd", '\u{7}', Invisible::Control),
+            ("Ab\u{1b}[2J\u{202e}cd", '\u{1b}', Invisible::Control),
+            ("abc\u{7f}", '\u{7f}', Invisible::Control),
+            ("my\tapp", '\t', Invisible::Control),
+            ("ab\u{200b}cd", '\u{200b}', Invisible::Format),
+            ("ab\u{202e}cd", '\u{202e}', Invisible::Format),
+            ("\u{feff}abc", '\u{feff}', Invisible::Format),
+            ("ab\u{3164}cd", '\u{3164}', Invisible::Ignorable),
+            // Checked before the length, which invisible characters distort.
+            (&"\u{200d}".repeat(20), '\u{200d}', Invisible::Format),
+        ] {
+            assert_eq!(
+                check_name(name),
+                Err(NameRule::Invisible { found, kind }),
+                "{name:?}"
+            );
+        }
+        let e = validate_name("ab\u{202e}cd").err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|m| m.contains("U+202E RIGHT-TO-LEFT OVERRIDE")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn look_alikes_are_refused_with_their_nfkc_form() {
+        assert_eq!(
+            check_name("\u{ff21}\u{ff42}\u{ff43}"),
+            Err(NameRule::NotNfkc {
+                found: '\u{ff21}',
+                nfkc: "Abc".into()
+            })
+        );
+        // A fullwidth solidus is not the forbidden `/`, and fullwidth `audit` not the word, but
+        // both are refused as look-alikes.
+        assert!(matches!(
+            check_name("ab\u{ff0f}cd"),
+            Err(NameRule::NotNfkc {
+                found: '\u{ff0f}',
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_name("\u{ff41}udit"),
+            Err(NameRule::NotNfkc { .. })
+        ));
+        assert!(matches!(
+            check_name("Cafe\u{301}1"),
+            Err(NameRule::NotNfkc {
+                found: '\u{301}',
+                ..
+            })
+        ));
+        assert_eq!(check_name("Café1"), Ok(()));
+    }
+
+    #[test]
+    fn free_text_names_the_field_and_the_character() {
+        assert_eq!(check_free_text("customer", "Contoso <script> Ltd"), Ok(()));
+        assert_eq!(
+            check_free_text("customer", "Zürich Versicherungen AG"),
+            Ok(())
+        );
+        let e = check_free_text("customer", "Contoso\u{202e}dtL").expect_err("bidi");
+        assert_eq!(e.field, "customer");
+        assert_eq!(
+            e.to_string(),
+            "customer must not contain U+202E RIGHT-TO-LEFT OVERRIDE (an invisible format character)"
+        );
+        let e = check_free_text("provider_name", "Acme\u{a0}UC").expect_err("nbsp");
+        assert!(e.to_string().contains("U+00A0 NO-BREAK SPACE"), "{e}");
+        assert!(check_free_text("admin_upn", "admin@\u{ff43}ontoso.com").is_err());
     }
 
     #[test]

@@ -1,104 +1,31 @@
 //! The dry run: the exact Entra changes `provision` would make for an app name and profile in
 //! the admin's tenant as it is now, and which of them the admin lacks rights for. Reads only.
 
-use std::collections::BTreeMap;
-
-use entra_client::graph::ServicePrincipal;
 use entra_client::{GraphClient, OpContext};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::ProvisionError;
 use crate::names;
-use crate::profiles::{PermissionRef, ResolvedProfile, Resource};
-use crate::roles::Right;
 use crate::signin::Admin;
+use onboard_core::ResolvedProfile;
+use onboard_core::permissions::ResolvedPermission;
+use onboard_core::roles::Right;
 
-/// A permission with its app-role id as the tenant's resource service principal lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResolvedPermission {
-    /// Resource and value.
-    pub permission: PermissionRef,
-    /// The resource's service principal object id in this tenant (`resourceId` of a grant).
-    pub resource_sp_id: String,
-    /// The app role id (`appRoleId`).
-    pub app_role_id: String,
-}
-
-impl ResolvedPermission {
-    /// `Resource display name/value`: the key grants are stored and reported under.
-    pub fn key(&self) -> String {
-        permission_key(&self.permission)
-    }
-}
-
-/// Key of a permission in records and step ids.
-pub fn permission_key(p: &PermissionRef) -> String {
-    format!("{}/{}", p.resource.display_name(), p.value)
-}
-
-/// Reads the resources' app roles and resolves every permission of `profile` to its id. Ids are
-/// read at runtime, never hard-coded (entra-reference.md §1.5, §3.3).
-pub async fn resolve_permissions(
-    graph: &GraphClient,
-    profile: &ResolvedProfile,
-    ctx: &OpContext,
-) -> Result<Vec<ResolvedPermission>, ProvisionError> {
-    // One read per resource, however many of its permissions the profile lists; the reads are
-    // independent, so they run at once.
-    let resources: std::collections::BTreeSet<Resource> =
-        profile.permissions.iter().map(|p| p.resource).collect();
-    let mut reads = tokio::task::JoinSet::new();
-    for r in resources {
-        let (graph, ctx) = (graph.clone(), ctx.clone());
-        reads.spawn(async move { (r, graph.resource_service_principal(r.app_id(), &ctx).await) });
-    }
-    let mut sps: BTreeMap<Resource, ServicePrincipal> = BTreeMap::new();
-    while let Some(joined) = reads.join_next().await {
-        let (r, res) =
-            joined.map_err(|e| ProvisionError::Store(format!("resource lookup task: {e}")))?;
-        let sp = res
-            .map_err(|e| ProvisionError::entra("resolve_permissions", e))?
-            .value;
-        sps.insert(r, sp);
-    }
-    let mut out = Vec::new();
-    for p in &profile.permissions {
-        let Some(sp) = sps.get(&p.resource) else {
-            continue;
-        };
-        let role = sp
-            .app_roles
-            .iter()
-            .find(|r| {
-                r.value.as_deref() == Some(p.value.as_str())
-                    && r.is_enabled
-                    && r.allowed_member_types.iter().any(|t| t == "Application")
-            })
-            .ok_or_else(|| ProvisionError::UnknownPermission {
-                resource: p.resource.display_name().to_owned(),
-                permission: p.value.clone(),
-            })?;
-        out.push(ResolvedPermission {
-            permission: p.clone(),
-            resource_sp_id: sp.id.clone(),
-            app_role_id: role.id.clone(),
-        });
-    }
-    Ok(out)
-}
-
-/// The Entra `uniqueName` of the registration for `(tenant, name)`: stable, so a retried or
-/// resumed onboarding upserts the same app; hashed, because names may hold characters that are
-/// awkward in an OData key.
-pub fn unique_name(tenant_id: &str, app_name: &str) -> String {
-    let d = Sha256::digest(format!("{tenant_id}\n{}", names::name_key(app_name)).as_bytes());
+/// The Entra `uniqueName` of the registration that onboarding `onboarding_id` makes for
+/// `(tenant, name)`: stable for the onboarding, so a retried or resumed run upserts the same app;
+/// different for every onboarding, because a deleted application keeps its `uniqueName` for the
+/// 30 days it sits in the recycle bin (a cancelled onboarding's name must not block the next
+/// one; docs/microsoft.md); hashed, because names may hold characters awkward in an OData key.
+pub fn unique_name(tenant_id: &str, app_name: &str, onboarding_id: &str) -> String {
+    let d = Sha256::digest(
+        format!(
+            "{tenant_id}\n{}\n{onboarding_id}",
+            names::name_key(app_name)
+        )
+        .as_bytes(),
+    );
     format!("onboard-{}", &hex::encode(d)[..32])
-}
-
-/// Display name of the temporary enterprise app the device sign-in made.
-pub fn token_app_name(server_name: &str, provider: &str) -> String {
-    format!("{server_name}-{provider}-token")
 }
 
 /// One change the plan lists.
@@ -134,7 +61,8 @@ pub struct Plan {
     pub tenant_id: String,
     /// App registration display name.
     pub app_name: String,
-    /// Its `uniqueName`.
+    /// Its `uniqueName`; empty for a dry run made before an onboarding id exists (every new
+    /// onboarding gets its own key, so such a run creates).
     pub unique_name: String,
     /// Profile applied.
     pub profile: ResolvedProfile,
@@ -156,33 +84,50 @@ pub(crate) struct TenantState {
     pub roles: Vec<String>,
     /// Temporary token apps found: (service principal id, app id).
     pub token_apps: Vec<(String, String)>,
+    /// The temporary app's display name as the tenant shows it (the provider app's own name).
+    pub token_app_name: Option<String>,
 }
 
 pub(crate) async fn read_tenant(
     graph: &GraphClient,
-    unique: &str,
-    token_app: &str,
+    unique: Option<&str>,
+    token_app_client_id: Option<&str>,
     ctx: &OpContext,
 ) -> Result<TenantState, ProvisionError> {
     let err = |e| ProvisionError::entra("plan", e);
     // The app and the temporary app are looked up at once; what our SP holds is read (both
-    // lists at once) only when the app already exists.
-    let (app, token_apps) = tokio::join!(
-        graph.get_application_by_unique_name(unique, ctx),
-        graph.find_service_principals_by_display_name(token_app, ctx)
-    );
-    let app = app.map_err(err)?.value;
+    // lists at once) only when the app already exists. Without a key (a dry run before the
+    // onboarding exists) there is no app of ours to find.
+    let app_read = async {
+        match unique {
+            Some(u) => graph
+                .get_application_by_unique_name(u, ctx)
+                .await
+                .map(|r| r.value),
+            None => Ok(None),
+        }
+    };
+    // The temporary app is found by appId: its service principal takes the provider app's own
+    // display name, which need not be `<server>-<provider>-token`.
+    let token_read = async {
+        match token_app_client_id {
+            Some(id) => graph
+                .find_service_principal_by_app_id(id, ctx)
+                .await
+                .map(|r| r.value),
+            None => Ok(None),
+        }
+    };
+    let (app, token_sp) = tokio::join!(app_read, token_read);
+    let app = app.map_err(err)?;
+    let token_sp = token_sp.map_err(err)?;
     let mut st = TenantState {
         app: app.as_ref().map(|a| (a.id.clone(), a.app_id.clone())),
         sp_id: None,
         granted: vec![],
         roles: vec![],
-        token_apps: token_apps
-            .map_err(err)?
-            .value
-            .into_iter()
-            .map(|s| (s.id, s.app_id))
-            .collect(),
+        token_app_name: token_sp.as_ref().and_then(|s| s.display_name.clone()),
+        token_apps: token_sp.into_iter().map(|s| (s.id, s.app_id)).collect(),
     };
     if let Some(a) = &app {
         st.sp_id = graph
@@ -330,10 +275,18 @@ mod tests {
 
     #[test]
     fn unique_name_is_stable_and_case_blind() {
-        let a = unique_name("t1", "Sbc-One");
-        assert_eq!(a, unique_name("t1", "sbc-one"));
-        assert_ne!(a, unique_name("t2", "Sbc-One"));
+        let a = unique_name("t1", "Sbc-One", "onb-1");
+        assert_eq!(a, unique_name("t1", "sbc-one", "onb-1"));
+        assert_ne!(a, unique_name("t2", "Sbc-One", "onb-1"));
+        assert_ne!(
+            a,
+            unique_name("t1", "Sbc-One", "onb-2"),
+            "a later onboarding of the same name must not collide with a deleted app's key"
+        );
         assert!(a.starts_with("onboard-") && a.len() == 40);
-        assert_eq!(token_app_name("Sandbox1", "sp2"), "Sandbox1-sp2-token");
+        assert_eq!(
+            onboard_core::platform::token_app_name("Sandbox1", "sp2"),
+            "Sandbox1-sp2-token"
+        );
     }
 }

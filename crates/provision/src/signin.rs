@@ -7,8 +7,31 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::error::ProvisionError;
-use crate::profiles::ResolvedProfile;
-use crate::roles::{self, Right};
+use onboard_core::ResolvedProfile;
+use onboard_core::roles::{self, Right};
+
+/// What the admin's device-code sign-in asks for, and why (docs/microsoft.md). Delegated
+/// Microsoft Graph permissions (bare names mean Graph); the token's `scp` will hold these plus
+/// whatever else was consented for the token app earlier.
+/// - `User.Read`: `/me` and `/me/transitiveMemberOf` (who signed in, their memberships).
+/// - `RoleManagement.Read.Directory`: without it the directory roles in
+///   `/me/transitiveMemberOf` come back without `roleTemplateId` (the role check).
+/// - `Application.ReadWrite.All`: the app registration, its service principal and secret.
+/// - `AppRoleAssignment.ReadWrite.All` and `Application.Read.All`: the pair
+///   `POST /servicePrincipals/{id}/appRoleAssignedTo` needs (admin consent to app roles).
+/// - `RoleManagement.ReadWrite.Directory`: directory role assignments.
+/// - `offline_access`, `openid`, `profile`: a refresh token, and an id token with the tenant.
+pub const SIGN_IN_SCOPES: &[&str] = &[
+    "User.Read",
+    "RoleManagement.Read.Directory",
+    "Application.ReadWrite.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "Application.Read.All",
+    "RoleManagement.ReadWrite.Directory",
+    "offline_access",
+    "openid",
+    "profile",
+];
 
 /// A checked, signed-in customer admin.
 #[derive(Clone)]
@@ -89,7 +112,9 @@ impl Admin {
 /// (case-insensitive, as Entra treats UPNs) and the user must hold Application Administrator
 /// or higher (Global Administrator; Cloud Application Administrator has the same app rights,
 /// entra-reference.md §3.1). What the profile needs beyond that is reported by
-/// [`Admin::rights_for`], not refused here.
+/// [`Admin::rights_for`], not refused here. A token that may not read directory roles (the
+/// token app lacks RoleManagement.Read.Directory) is an error naming that permission, not an
+/// admin "without roles".
 pub async fn check_sign_in(
     entra: &EntraClient,
     tokens: &TokenSet,

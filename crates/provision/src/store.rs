@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProvisionError;
 use crate::events::Event;
-use crate::profiles::ResolvedProfile;
+use onboard_core::ResolvedProfile;
+use onboard_core::store::flush_durably;
 
 /// Where an onboarding stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +50,7 @@ pub struct StoredSecret {
     pub hint: Option<String>,
     /// Expiry (RFC 3339).
     pub end_date_time: Option<String>,
-    /// The value, sealed with the engine's key ([`crate::crypto::SealingKey`]).
+    /// The value, sealed with the engine's key ([`onboard_core::SealingKey`]).
     pub sealed: String,
 }
 
@@ -129,20 +130,6 @@ impl OnboardingRecord {
 pub(crate) struct Store {
     /// The caller's tree.
     tree: sled::Tree,
-}
-
-/// Flushes `tree` (fsync) from tokio's blocking pool. sled's own `flush_async` runs on sled's
-/// small IO pool and, with many callers at once, can occupy every pool thread waiting for
-/// writes that need a pool thread: a deadlock seen under CI load. A blocking flush waits on a
-/// thread of ours instead.
-async fn flush_durably(tree: &sled::Tree) -> Result<(), sled::Error> {
-    let tree = tree.clone();
-    match tokio::task::spawn_blocking(move || tree.flush()).await {
-        Ok(r) => r.map(|_| ()),
-        Err(e) => Err(sled::Error::ReportableBug(format!(
-            "flush task failed: {e}"
-        ))),
-    }
 }
 
 fn record_key(id: &str) -> Vec<u8> {

@@ -1,78 +1,33 @@
 //! Durability against the Entra emulator: resume after a simulated crash, retry after a failure,
 //! replication lag and throttling, cancel, and many onboardings at once.
 
-mod common;
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use common::{Env, assert_provisioned, build_engine, calm, collect, completion, open_audit, start};
-use entra_client::OpContext;
 use entra_sim::Faults;
-use provision::{EventKind, HookAction, ListFilter, ProvisionError, Status, StepHook};
-
-fn hook_once(step: &'static str, action: HookAction) -> StepHook {
-    let fired = Arc::new(AtomicBool::new(false));
-    Arc::new(move |_id: &str, s: &str| {
-        if s == step && !fired.swap(true, Ordering::SeqCst) {
-            action
-        } else {
-            HookAction::Continue
-        }
-    })
-}
-
-/// sled holds a file lock until its last handle is gone; its background flusher may keep one
-/// for a moment after the drop.
-async fn reopen_sled(path: &std::path::Path) -> Result<sled::Db> {
-    for _ in 0..50 {
-        match sled::open(path) {
-            Ok(db) => return Ok(db),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    Ok(sled::open(path)?)
-}
+use onboard_core::HookAction;
+use provision::{EventKind, ListFilter, ProvisionError, Status, StepHook};
+use testkit::engine::{EngineEnv, collect, completion, hook_once};
+use testkit::sim::{TOKEN_APP, assert_rode_out_faults, calm};
+use testkit::snapshot::{apps_named, grants_of, no_duplicates, roles_of, sps_where};
 
 /// Provisions with a hook that halts the run at `point` (as if the process died there), then
 /// closes everything, reopens the same audit and sled directories, resumes, and checks that the
 /// tenant holds exactly one of each object.
 async fn crash_at_and_resume(point: &'static str) -> Result<()> {
-    let env = start(calm(), Some(hook_once(point, HookAction::Halt))).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), Some(hook_once(point, HookAction::Halt))).await?;
+    let admin = env.signed_in("globaladmin").await?;
     let id = "onb-crash";
-    let events = collect(
-        env.engine
-            .provision(env.req(id, "Sbc-Crash"), admin)
-            .await?,
-        60,
-    )
-    .await?;
+    let events = env.run(env.request(id, "Sbc-Crash"), admin).await?;
     ensure!(
         !events.iter().any(|e| e.kind.is_terminal()),
         "{point}: the halted run must end without a terminal event: {events:#?}"
     );
 
-    // "Process exit": stop everything and close the audit log and the store.
-    let Env {
-        sim,
-        info,
-        client,
-        dir,
-        audit,
-        db,
-        engine,
-    } = env;
-    engine.shutdown().await;
-    drop(engine);
-    audit.close();
-    drop(db);
-
-    let audit = open_audit(dir.path())?;
-    let db = reopen_sled(&dir.path().join("state")).await?;
-    let engine = build_engine(&client, &audit, &db, None)?;
+    // "Process exit" and restart on the same audit and store directories.
+    let env = env.restart(None).await?;
+    let engine = &env.engine;
     let rec = engine.get(id)?.context("record survived")?;
     ensure!(rec.status == Status::Running, "{:?}", rec.status);
     let resumed = engine.resume_all().await?;
@@ -81,23 +36,14 @@ async fn crash_at_and_resume(point: &'static str) -> Result<()> {
     let c = completion(&events).with_context(|| point)?;
     ensure!(c.secret.is_none(), "watchers never see the secret");
 
-    let snap = sim.snapshot();
-    let (app_id, _) = assert_provisioned(&snap, "Sbc-Crash", 3, 1).with_context(|| point)?;
+    let (app_id, _) = no_duplicates(&env.snapshot(), "Sbc-Crash").with_context(|| point)?;
     ensure!(app_id == c.client_id);
-    let secret = engine.secret(id)?;
-    client
-        .sts()
-        .client_credentials(
-            &info.tenant_id,
-            &c.client_id,
-            &secret,
-            "https://graph.microsoft.com/.default",
-            &OpContext::new(),
-        )
-        .await
-        .with_context(|| point)?;
+    ensure!(
+        env.authenticates(&c.client_id, &engine.secret(id)?).await,
+        "{point}: the resumed onboarding's secret does not authenticate"
+    );
     // The resumed part was audited too, by `system`, and every intent has its outcome.
-    let entries = common::audit_entries(&audit, id)?;
+    let entries = env.audit_entries(id)?;
     ensure!(
         entries
             .iter()
@@ -130,19 +76,15 @@ async fn resume_after_crash_inside_each_step_makes_no_duplicates() -> Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_run_retried_with_same_id_converges() -> Result<()> {
-    let env = start(
+    let env = EngineEnv::start(
         calm(),
         Some(hook_once("permissions_and_roles", HookAction::Fail)),
     )
     .await?;
-    let admin = env.admin("globaladmin").await?;
-    let events = collect(
-        env.engine
-            .provision(env.req("onb-retry", "Sbc-Retry"), admin.clone())
-            .await?,
-        60,
-    )
-    .await?;
+    let admin = env.signed_in("globaladmin").await?;
+    let events = env
+        .run(env.request("onb-retry", "Sbc-Retry"), admin.clone())
+        .await?;
     ensure!(
         matches!(
             events.last().map(|e| &e.kind),
@@ -154,94 +96,64 @@ async fn failed_run_retried_with_same_id_converges() -> Result<()> {
     ensure!(rec.status == Status::Failed && rec.error.is_some());
 
     // Retry with the same id: runs the remaining steps only, converging on the same objects.
-    let events = collect(
-        env.engine
-            .provision(env.req("onb-retry", "Sbc-Retry"), admin.clone())
-            .await?,
-        60,
-    )
-    .await?;
+    let events = env
+        .run(env.request("onb-retry", "Sbc-Retry"), admin.clone())
+        .await?;
     completion(&events)?;
     ensure!(
         !events.iter().any(|e| e.step == "app_registration"),
         "a confirmed step ran again"
     );
-    assert_provisioned(&env.snapshot(), "Sbc-Retry", 3, 1)?;
+    no_duplicates(&env.snapshot(), "Sbc-Retry")?;
 
     // A new onboarding with the same name after cancelling reuses nothing stale and stays single.
     env.engine.cancel("onb-retry", "tester").await?;
-    let events = collect(
-        env.engine
-            .provision(env.req("onb-retry-2", "sbc-retry"), admin)
-            .await?,
-        60,
-    )
-    .await?;
+    let events = env
+        .run(env.request("onb-retry-2", "sbc-retry"), admin)
+        .await?;
     completion(&events)?;
-    assert_provisioned(&env.snapshot(), "sbc-retry", 3, 1)?;
-    ensure!(common::apps_named(&env.snapshot(), "Sbc-Retry").is_empty());
+    no_duplicates(&env.snapshot(), "sbc-retry")?;
+    ensure!(apps_named(&env.snapshot(), "Sbc-Retry").is_empty());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_lag_and_throttling_complete_with_retrying_events() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
     env.sim.set_faults(Faults {
         replication_lag_ms: 1500,
         throttle_rate: 0.25,
         throttle_retry_after_s: 1,
         seed: Some(11),
+        // Below the client's retry budget: the run completes whatever the draws.
+        max_faults_per_operation: Some(3),
         device_code_interval_s: Some(1),
         ..Faults::default()
     });
-    let events = collect(
-        env.engine
-            .provision(env.req("onb-lag", "Sbc-Lag"), admin)
-            .await?,
-        240,
-    )
-    .await?;
+    let events = env.run(env.request("onb-lag", "Sbc-Lag"), admin).await?;
     completion(&events)?;
-    let reasons: Vec<&str> = events
+    let (reasons, waits): (Vec<&str>, Vec<u64>) = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Retrying { reason, .. } => Some(reason.as_str()),
+            EventKind::Retrying {
+                reason, wait_ms, ..
+            } => Some((reason.as_str(), *wait_ms)),
             _ => None,
         })
-        .collect();
-    ensure!(
-        reasons.iter().any(|r| r.contains("429")),
-        "no throttling retry: {reasons:?}"
-    );
-    ensure!(
-        reasons
-            .iter()
-            .any(|r| r.contains("replication") || r.contains("propagate")),
-        "no replication-lag retry: {reasons:?}"
-    );
-    ensure!(
-        events
-            .iter()
-            .any(|e| matches!(&e.kind, EventKind::Retrying { wait_ms, .. } if *wait_ms >= 1000))
-    );
-    assert_provisioned(&env.snapshot(), "Sbc-Lag", 3, 1)?;
+        .unzip();
+    assert_rode_out_faults(&reasons, &waits)?;
+    no_duplicates(&env.snapshot(), "Sbc-Lag")?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_undoes_what_was_made_audited() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
-    let events = collect(
-        env.engine
-            .provision(env.req("onb-c", "Sbc-Cancel"), admin)
-            .await?,
-        60,
-    )
-    .await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    let events = env.run(env.request("onb-c", "Sbc-Cancel"), admin).await?;
     let c = completion(&events)?.clone();
-    let (app_id, sp_id) = assert_provisioned(&env.snapshot(), "Sbc-Cancel", 3, 1)?;
+    let (app_id, sp_id) = no_duplicates(&env.snapshot(), "Sbc-Cancel")?;
 
     let watch = env.engine.watch("onb-c", events.len() as u64 + 1)?;
     let done = env.engine.cancel("onb-c", "tester").await?;
@@ -256,25 +168,13 @@ async fn cancel_undoes_what_was_made_audited() -> Result<()> {
     );
 
     let snap = env.snapshot();
+    ensure!(apps_named(&snap, "Sbc-Cancel").is_empty(), "app left");
+    ensure!(sps_where(&snap, "app_id", &app_id).is_empty(), "SP left");
+    ensure!(grants_of(&snap, &sp_id).is_empty(), "grants left");
+    ensure!(roles_of(&snap, &sp_id).is_empty(), "roles left");
     ensure!(
-        common::apps_named(&snap, "Sbc-Cancel").is_empty(),
-        "app left"
-    );
-    ensure!(common::sps_for_app(&snap, &app_id).is_empty(), "SP left");
-    ensure!(common::grants_of(&snap, &sp_id).is_empty(), "grants left");
-    ensure!(common::roles_of(&snap, &sp_id).is_empty(), "roles left");
-    ensure!(
-        env.client
-            .sts()
-            .client_credentials(
-                &c.tenant_id,
-                &c.client_id,
-                c.secret.as_ref().context("secret")?,
-                "https://graph.microsoft.com/.default",
-                &OpContext::new()
-            )
-            .await
-            .is_err(),
+        !env.authenticates(&c.client_id, c.secret.as_ref().context("secret")?)
+            .await,
         "the old secret still works"
     );
     let entries = env.audit_entries("onb-c")?;
@@ -313,12 +213,12 @@ async fn cancel_undoes_what_was_made_audited() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_onboardings_in_one_engine() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
     let mut tasks = Vec::new();
     for i in 0..20 {
         let engine = env.engine.clone();
-        let req = env.req(&format!("onb-{i:02}"), &format!("Sbc-{i:02}"));
+        let req = env.request(&format!("onb-{i:02}"), &format!("Sbc-{i:02}"));
         let admin = admin.clone();
         tasks.push(tokio::spawn(async move {
             let s = engine.provision(req, admin).await?;
@@ -334,10 +234,9 @@ async fn twenty_concurrent_onboardings_in_one_engine() -> Result<()> {
     }
     let snap = env.snapshot();
     for i in 0..20 {
-        assert_provisioned(&snap, &format!("Sbc-{i:02}"), 3, 1)
-            .with_context(|| format!("Sbc-{i:02}"))?;
+        no_duplicates(&snap, &format!("Sbc-{i:02}")).with_context(|| format!("Sbc-{i:02}"))?;
     }
-    ensure!(common::sps_named(&snap, "Sandbox1-sp2-token").is_empty());
+    ensure!(sps_where(&snap, "display_name", TOKEN_APP).is_empty());
     let listed = env.engine.list(&ListFilter {
         status: Some(Status::Completed),
         ..Default::default()
@@ -361,16 +260,10 @@ async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
         }
         HookAction::Continue
     });
-    let env = start(calm(), Some(hook)).await?;
+    let env = EngineEnv::start(calm(), Some(hook)).await?;
     *slot.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(env.audit.clone());
-    let admin = env.admin("globaladmin").await?;
-    let events = collect(
-        env.engine
-            .provision(env.req("onb-a", "Sbc-Audit"), admin)
-            .await?,
-        60,
-    )
-    .await?;
+    let admin = env.signed_in("globaladmin").await?;
+    let events = env.run(env.request("onb-a", "Sbc-Audit"), admin).await?;
     match events.last().map(|e| &e.kind) {
         Some(EventKind::Aborted { error }) => ensure!(error.contains("audit"), "{error}"),
         other => bail!("expected Aborted, got {other:?}"),
@@ -384,7 +277,7 @@ async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
         );
     }
     let snap = env.snapshot();
-    let apps = common::apps_named(&snap, "Sbc-Audit");
+    let apps = apps_named(&snap, "Sbc-Audit");
     ensure!(apps.len() == 1);
     ensure!(
         apps[0]["passwords"].as_array().map(Vec::len) == Some(0),
@@ -392,11 +285,11 @@ async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
     );
     let app_id = apps[0]["app_id"].as_str().context("app_id")?;
     ensure!(
-        common::sps_for_app(&snap, app_id).is_empty(),
+        sps_where(&snap, "app_id", app_id).is_empty(),
         "a service principal was created"
     );
     ensure!(
-        common::sps_named(&snap, "Sandbox1-sp2-token").len() == 1,
+        sps_where(&snap, "display_name", TOKEN_APP).len() == 1,
         "token app removed"
     );
     let rec = env.engine.get("onb-a")?.context("record")?;
@@ -406,8 +299,8 @@ async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_while_running_stops_and_undoes() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
     // Slow answers keep the run busy long enough to cancel it half-way.
     env.sim.set_faults(Faults {
         latency_ms: 300,
@@ -416,7 +309,7 @@ async fn cancel_while_running_stops_and_undoes() -> Result<()> {
     });
     let mut stream = env
         .engine
-        .provision(env.req("onb-mid", "Sbc-Mid"), admin)
+        .provision(env.request("onb-mid", "Sbc-Mid"), admin)
         .await?;
     use tokio_stream::StreamExt;
     loop {
@@ -438,10 +331,7 @@ async fn cancel_while_running_stops_and_undoes() -> Result<()> {
         "{rest:#?}"
     );
     let snap = env.snapshot();
-    ensure!(
-        common::apps_named(&snap, "Sbc-Mid").is_empty(),
-        "app left behind"
-    );
+    ensure!(apps_named(&snap, "Sbc-Mid").is_empty(), "app left behind");
     ensure!(
         snap["service_principals"]
             .as_array()
@@ -453,15 +343,9 @@ async fn cancel_while_running_stops_and_undoes() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_interrupted_half_way_is_finished_by_resume() -> Result<()> {
-    let env = start(calm(), Some(hook_once("cancel:changed", HookAction::Halt))).await?;
-    let admin = env.admin("globaladmin").await?;
-    let events = collect(
-        env.engine
-            .provision(env.req("onb-h", "Sbc-Half"), admin)
-            .await?,
-        60,
-    )
-    .await?;
+    let env = EngineEnv::start(calm(), Some(hook_once("cancel:changed", HookAction::Halt))).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    let events = env.run(env.request("onb-h", "Sbc-Half"), admin).await?;
     completion(&events)?;
     // The first removal happens, then the "process" stops.
     ensure!(matches!(
@@ -469,7 +353,7 @@ async fn cancel_interrupted_half_way_is_finished_by_resume() -> Result<()> {
         Err(ProvisionError::Halted(_))
     ));
     ensure!(env.engine.get("onb-h")?.context("record")?.status == Status::Cancelling);
-    ensure!(common::apps_named(&env.snapshot(), "Sbc-Half").len() == 1);
+    ensure!(apps_named(&env.snapshot(), "Sbc-Half").len() == 1);
 
     ensure!(env.engine.resume_all().await? == ["onb-h"]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -481,10 +365,7 @@ async fn cancel_interrupted_half_way_is_finished_by_resume() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let snap = env.snapshot();
-    ensure!(
-        common::apps_named(&snap, "Sbc-Half").is_empty(),
-        "app left behind"
-    );
+    ensure!(apps_named(&snap, "Sbc-Half").is_empty(), "app left behind");
     ensure!(
         snap["service_principals"]
             .as_array()

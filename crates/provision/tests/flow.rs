@@ -1,19 +1,18 @@
 //! Provisioning against the Entra emulator: the full run as a Global Administrator, the
 //! Application-Administrator-only plan, name rules, and fail-closed auditing.
 
-mod common;
-
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail, ensure};
-use common::{assert_provisioned, calm, collect, completion, start};
-use entra_client::OpContext;
-use provision::{EventKind, NameRule, PlanRequest, ProvisionError, Right, Status};
+use onboard_core::roles::Right;
+use provision::{EventKind, NameRule, PlanRequest, ProvisionError, Status};
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use testkit::audit::assert_direct_routing_changes;
+use testkit::engine::{EngineEnv, collect, completion};
+use testkit::sim::{TOKEN_APP, calm};
+use testkit::snapshot::{apps_named, grants_of, no_duplicates, provisioned_once, sps_where};
 use tokio_stream::StreamExt;
-
-const TOKEN_APP: &str = "Sandbox1-sp2-token";
 
 fn plan_req(name: &str) -> PlanRequest {
     PlanRequest {
@@ -23,46 +22,10 @@ fn plan_req(name: &str) -> PlanRequest {
     }
 }
 
-/// Every change action has an intent entry followed later by exactly one outcome with the same
-/// correlation id; returns action -> count of succeeded pairs.
-fn check_pairs(entries: &[Value]) -> Result<HashMap<String, usize>> {
-    let mut open: HashMap<String, (String, u64)> = HashMap::new();
-    let mut done: HashMap<String, usize> = HashMap::new();
-    for e in entries {
-        let action = e["action"].as_str().context("action")?.to_owned();
-        if action.starts_with("onboarding.") {
-            continue;
-        }
-        let crid = e["correlation_id"]
-            .as_str()
-            .context("correlation_id")?
-            .to_owned();
-        let seq = e["seq"].as_u64().context("seq")?;
-        match e["phase"].as_str() {
-            Some("intent") => {
-                ensure!(open.insert(crid, (action, seq)).is_none(), "intent twice");
-            }
-            Some("succeeded") | Some("failed") => {
-                let (a, s) = open.remove(&crid).context("outcome without intent")?;
-                ensure!(a == action && s < seq, "outcome does not match its intent");
-                if e["phase"] == "succeeded" {
-                    *done.entry(action).or_default() += 1;
-                }
-            }
-            other => bail!("bad phase {other:?}"),
-        }
-        for f in ["actor", "tenant_id", "service_id", "target", "changes"] {
-            ensure!(!e[f].is_null(), "entry lacks {f}: {e}");
-        }
-    }
-    ensure!(open.is_empty(), "intents without outcome: {open:?}");
-    Ok(done)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_admin_provisions_everything_audited_in_order() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
     assert_eq!(admin.tenant_id, env.info.tenant_id);
 
     let plan = env.engine.plan(&admin, &plan_req("Sbc-One")).await?;
@@ -85,12 +48,12 @@ async fn global_admin_provisions_everything_audited_in_order() -> Result<()> {
             == 3
     );
     // The plan changed nothing.
-    ensure!(common::apps_named(&env.snapshot(), "Sbc-One").is_empty());
-    ensure!(common::sps_named(&env.snapshot(), TOKEN_APP).len() == 1);
+    ensure!(apps_named(&env.snapshot(), "Sbc-One").is_empty());
+    ensure!(sps_where(&env.snapshot(), "display_name", TOKEN_APP).len() == 1);
 
     let mut stream = env
         .engine
-        .provision(env.req("onb-1", "Sbc-One"), admin)
+        .provision(env.request("onb-1", "Sbc-One"), admin)
         .await?;
     // Read live: when a Done arrives, its outcome entries must already be in the signed log.
     let mut events = Vec::new();
@@ -139,43 +102,19 @@ async fn global_admin_provisions_everything_audited_in_order() -> Result<()> {
 
     // Entra: one app, one SP, one secret, 3 grants (2 Graph + Teams admin API), 1 role, no token app.
     let snap = env.snapshot();
-    let (app_id, _sp) = assert_provisioned(&snap, "Sbc-One", 3, 1)?;
+    let (app_id, _sp) = no_duplicates(&snap, "Sbc-One")?;
     ensure!(app_id == c.client_id);
     ensure!(
-        common::sps_named(&snap, TOKEN_APP).is_empty(),
+        sps_where(&snap, "display_name", TOKEN_APP).is_empty(),
         "token app still there"
     );
 
     // The new secret authenticates.
-    env.client
-        .sts()
-        .client_credentials(
-            &c.tenant_id,
-            &c.client_id,
-            &secret,
-            "https://graph.microsoft.com/.default",
-            &OpContext::new(),
-        )
-        .await?;
+    ensure!(env.authenticates(&c.client_id, &secret).await);
 
     // Audit: intent/outcome pairs for every change, and each Done's outcome entries exist.
     let entries = env.audit_entries("onb-1")?;
-    let done = check_pairs(&entries)?;
-    for (action, n) in [
-        ("app_registration.create", 1),
-        ("service_principal.create", 1),
-        ("client_secret.add", 1),
-        ("app_role_assignment.create", 3),
-        ("directory_role_assignment.create", 1),
-        ("temporary_app.delete", 1),
-        ("authentication.verify", 1),
-    ] {
-        ensure!(
-            done.get(action) == Some(&n),
-            "{action}: {:?}",
-            done.get(action)
-        );
-    }
+    assert_direct_routing_changes(&entries, "onb-1")?;
     let by_seq: HashMap<u64, &Value> = entries
         .iter()
         .filter_map(|e| Some((e["seq"].as_u64()?, e)))
@@ -225,10 +164,10 @@ async fn global_admin_provisions_everything_audited_in_order() -> Result<()> {
     ensure!(env.engine.secret("onb-1")?.expose_secret() == value);
 
     // The same name is now taken (any case); a completed onboarding cannot be run again.
-    let admin = env.admin("globaladmin").await?;
+    let admin = env.signed_in("globaladmin").await?;
     match env
         .engine
-        .provision(env.req("onb-2", "SBC-ONE"), admin.clone())
+        .provision(env.request("onb-2", "SBC-ONE"), admin.clone())
         .await
     {
         Err(ProvisionError::NameTaken { existing, .. }) => ensure!(existing == "onb-1"),
@@ -236,7 +175,7 @@ async fn global_admin_provisions_everything_audited_in_order() -> Result<()> {
     }
     ensure!(matches!(
         env.engine
-            .provision(env.req("onb-1", "Sbc-One"), admin)
+            .provision(env.request("onb-1", "Sbc-One"), admin)
             .await,
         Err(ProvisionError::InvalidState { .. })
     ));
@@ -245,10 +184,10 @@ async fn global_admin_provisions_everything_audited_in_order() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_admin_gets_missing_rights_and_nothing_changes() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("appadmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("appadmin").await?;
     let rights =
-        admin.rights_for(&provision::ProfileSet::defaults()?.resolve("direct-routing", None)?);
+        admin.rights_for(&onboard_core::ProfileSet::defaults()?.resolve("direct-routing", None)?);
     let held: Vec<(Right, bool)> = rights.iter().map(|r| (r.right, r.held)).collect();
     ensure!(
         held == vec![
@@ -292,7 +231,7 @@ async fn application_admin_gets_missing_rights_and_nothing_changes() -> Result<(
     let before = env.audit.size();
     match env
         .engine
-        .provision(env.req("onb-aa", "Sbc-Two"), admin)
+        .provision(env.request("onb-aa", "Sbc-Two"), admin)
         .await
     {
         Err(ProvisionError::MissingRights { missing }) => {
@@ -306,12 +245,9 @@ async fn application_admin_gets_missing_rights_and_nothing_changes() -> Result<(
         other => bail!("expected MissingRights, got {:?}", other.err()),
     }
     let snap = env.snapshot();
+    ensure!(apps_named(&snap, "Sbc-Two").is_empty(), "an app was made");
     ensure!(
-        common::apps_named(&snap, "Sbc-Two").is_empty(),
-        "an app was made"
-    );
-    ensure!(
-        common::sps_named(&snap, TOKEN_APP).len() == 1,
+        sps_where(&snap, "display_name", TOKEN_APP).len() == 1,
         "token app removed"
     );
     ensure!(env.audit.size() == before, "audit entries were written");
@@ -340,8 +276,8 @@ async fn application_admin_gets_missing_rights_and_nothing_changes() -> Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_name_rule_is_enforced_before_anything_happens() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
     let cases: Vec<(&str, NameRule)> = vec![
         ("ab", NameRule::Length { chars: 2 }),
         ("abcdefghijklmnop", NameRule::Length { chars: 16 }),
@@ -362,7 +298,7 @@ async fn every_name_rule_is_enforced_before_anything_happens() -> Result<()> {
     for (i, (name, rule)) in cases.into_iter().enumerate() {
         match env
             .engine
-            .provision(env.req(&format!("n{i}"), name), admin.clone())
+            .provision(env.request(&format!("n{i}"), name), admin.clone())
             .await
         {
             Err(ProvisionError::InvalidName { rule: got, .. }) => {
@@ -382,12 +318,12 @@ async fn every_name_rule_is_enforced_before_anything_happens() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_audit_log_means_no_entra_change() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
     env.audit.clone().close();
     match env
         .engine
-        .provision(env.req("onb-x", "Sbc-Three"), admin)
+        .provision(env.request("onb-x", "Sbc-Three"), admin)
         .await
     {
         Err(ProvisionError::Audit(_)) => {}
@@ -398,21 +334,21 @@ async fn closed_audit_log_means_no_entra_change() -> Result<()> {
         snap["applications"].as_array().map(Vec::len) == Some(0),
         "an app was made"
     );
-    ensure!(common::sps_named(&snap, TOKEN_APP).len() == 1);
+    ensure!(sps_where(&snap, "display_name", TOKEN_APP).len() == 1);
     ensure!(env.engine.get("onb-x")?.is_none());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_platform_and_qoe_profiles_provision_their_own_sets() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
-    let mut old = env.req("onb-old", "Sbc-Old");
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    let mut old = env.request("onb-old", "Sbc-Old");
     old.platform_version = Some("8.0.517.100".into());
-    let events = collect(env.engine.provision(old, admin.clone()).await?, 60).await?;
+    let events = env.run(old, admin.clone()).await?;
     completion(&events)?;
     let snap = env.snapshot();
-    let (_, sp) = assert_provisioned(&snap, "Sbc-Old", 5, 1)?;
+    let (_, sp) = provisioned_once(&snap, "Sbc-Old", 5, 1)?;
     let graph_sp = snap["service_principals"]
         .as_array()
         .and_then(|a| {
@@ -422,7 +358,7 @@ async fn older_platform_and_qoe_profiles_provision_their_own_sets() -> Result<()
         .and_then(|s| s["id"].as_str())
         .context("graph sp")?
         .to_owned();
-    let granted: Vec<&str> = common::grants_of(&snap, &sp)
+    let granted: Vec<&str> = grants_of(&snap, &sp)
         .iter()
         .filter(|g| g["resource_id"] == graph_sp.as_str())
         .filter_map(|g| g["app_role_id"].as_str())
@@ -436,31 +372,25 @@ async fn older_platform_and_qoe_profiles_provision_their_own_sets() -> Result<()
         ensure!(granted.contains(&id), "{id} not granted: {granted:?}");
     }
 
-    let mut qoe = env.req("onb-qoe", "Sbc-Qoe");
+    let mut qoe = env.request("onb-qoe", "Sbc-Qoe");
     qoe.profile = "qoe".into();
-    let events = collect(env.engine.provision(qoe, admin).await?, 60).await?;
+    let events = env.run(qoe, admin).await?;
     completion(&events)?;
     let snap = env.snapshot();
-    assert_provisioned(&snap, "Sbc-Qoe", 2, 0)?;
+    provisioned_once(&snap, "Sbc-Qoe", 2, 0)?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_grants_and_roles_run_concurrently() -> Result<()> {
-    let env = start(calm(), None).await?;
-    let admin = env.admin("globaladmin").await?;
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
     env.sim.set_faults(entra_sim::Faults {
         latency_ms: 200,
         device_code_interval_s: Some(1),
         ..Default::default()
     });
-    let events = collect(
-        env.engine
-            .provision(env.req("onb-par", "Sbc-Par"), admin)
-            .await?,
-        120,
-    )
-    .await?;
+    let events = env.run(env.request("onb-par", "Sbc-Par"), admin).await?;
     completion(&events)?;
     let sub = |e: &&provision::Event| e.step.starts_with("grant:") || e.step.starts_with("role:");
     let first_done = events

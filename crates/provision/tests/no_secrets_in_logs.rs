@@ -2,54 +2,19 @@
 //! neither the new client secret nor the admin's token appears in the logs, the events' Debug
 //! text, or the onboarding views.
 
-mod common;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use anyhow::{Context, Result, ensure};
-use common::{calm, collect, completion, start};
 use entra_sim::Faults;
 use secrecy::ExposeSecret;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use testkit::engine::{EngineEnv, collect, completion};
+use testkit::logs::capture;
+use testkit::sim::calm;
 
 #[tokio::test]
 async fn secrets_and_tokens_never_reach_logs_events_or_views() -> Result<()> {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(
-            "provision=trace,entra_client=trace,audit_log=trace",
-        ))
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
     // Current-thread runtime: the engine's tasks log through this default too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = capture("provision=trace,entra_client=trace,audit_log=trace");
 
-    let env = start(calm(), None).await?;
+    let env = EngineEnv::start(calm(), None).await?;
     let tokens = env.sign_in("globaladmin").await?;
     let admin_token = tokens.access_token.expose_secret().to_owned();
     let admin = env.engine.sign_in(&tokens, &env.upn("globaladmin")).await?;
@@ -58,15 +23,13 @@ async fn secrets_and_tokens_never_reach_logs_events_or_views() -> Result<()> {
         throttle_rate: 0.2,
         throttle_retry_after_s: 1,
         seed: Some(5),
+        // Below the client's retry budget: the run completes whatever the draws.
+        max_faults_per_operation: Some(3),
         ..calm()
     });
-    let events = collect(
-        env.engine
-            .provision(env.req("onb-s", "Sbc-Secret"), admin.clone())
-            .await?,
-        120,
-    )
-    .await?;
+    let events = env
+        .run(env.request("onb-s", "Sbc-Secret"), admin.clone())
+        .await?;
     let secret = completion(&events)?
         .secret
         .clone()
@@ -76,13 +39,12 @@ async fn secrets_and_tokens_never_reach_logs_events_or_views() -> Result<()> {
     // A failing call too, so error paths log: the name is taken now.
     let taken = env
         .engine
-        .provision(env.req("onb-s2", "sbc-secret"), admin.clone())
+        .provision(env.request("onb-s2", "sbc-secret"), admin.clone())
         .await;
     ensure!(taken.is_err());
     env.engine.cancel("onb-s", "tester").await?;
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
-        .into_owned();
+    let logs = capture.text();
     ensure!(
         logs.contains("onb-s") || logs.contains("client secret added"),
         "nothing was logged"

@@ -4,17 +4,23 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use audit_log::{AuditLog, LogConfig, NoteSigner};
+use credentials::targets::{RegistryTargets, TargetSettings};
 use credentials::{Credentials, CredentialsConfig};
 use entra_client::{EntraClient, EntraConfig};
-use provision::{Engine, EngineConfig, ProfileSet};
+use invitations::Invitations;
+use onboard_core::platform::token_app_name;
+use onboard_core::{ProfileSet, Shutdown, ShutdownController};
+use provision::{Engine, EngineConfig};
+use verifier::{PlatformEndpoint, Probe};
 use zeroize::Zeroizing;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::{Result, ServerError};
-use crate::invitations::Invitations;
-use crate::verification::RegistryTargets;
 
 /// The audit log's sled directory inside the data directory (the log owns it alone).
 pub const AUDIT_DIR: &str = "audit";
@@ -64,9 +70,9 @@ struct Inner {
     /// Verification: the checks, the registrations (through `verifier::Targets`), open drift
     /// items and scheduled runs.
     drift: Arc<verifier::DriftMonitor>,
-    /// Set to true when the server begins shutting down, so long-lived streams (Follow) end
-    /// and graceful shutdown, which waits for every open call, can finish.
-    closing: tokio::sync::watch::Sender<bool>,
+    /// The one shutdown primitive: streams end, workflows start no new change, background
+    /// loops stop, and work in flight gets its grace; see `onboard_core::shutdown`.
+    shutdown: ShutdownController,
 }
 
 impl std::fmt::Debug for App {
@@ -92,7 +98,21 @@ impl App {
         )?;
         let db = sled::open(data.join(STATE_DIR))?;
         let profiles = load_profiles(&config)?;
-        let invitations = Invitations::open(&db, audit.clone(), &config, profiles.clone())?;
+        let shutdown = ShutdownController::default();
+        let inv = &config.invitations;
+        let invitations = Invitations::open(
+            &db,
+            audit.clone(),
+            invitations::Settings {
+                activation_base_url: inv.activation_base_url.clone(),
+                service_display_name: inv.service_display_name.clone(),
+                default_valid_for: Duration::from_secs(inv.default_valid_for_secs),
+                provider_name: config.platform.provider_name.clone(),
+                server_name: config.platform.server_name.clone(),
+                profiles: profiles.clone(),
+                token_key: inv.token_key.clone(),
+            },
+        )?;
         let auth = Authenticator::new(&config.auth)?;
         let entra = entra_client(&config)?;
         let key = sealing_key(&db, &config)?;
@@ -105,6 +125,8 @@ impl App {
             config.platform.provider_name.clone(),
         )?;
         engine_config.profiles = profiles.clone();
+        engine_config.shutdown = shutdown.handle();
+        engine_config.token_app_client_id = Some(config.entra.token_app_client_id.clone());
         let engine = Engine::new(engine_config)?;
         let mut ccfg = CredentialsConfig::new(
             entra.clone(),
@@ -116,8 +138,13 @@ impl App {
             0 => None,
             d => Some(time::Duration::days(i64::from(d))),
         };
+        ccfg.shutdown = shutdown.handle();
         let credentials = Credentials::new(ccfg)?;
-        let targets = RegistryTargets::new(credentials.clone(), engine.clone(), &config)?;
+        let targets = RegistryTargets::new(
+            credentials.clone(),
+            Arc::new(engine.clone()),
+            target_settings(&config)?,
+        );
         let drift = Arc::new(verifier::DriftMonitor::new(
             verifier::Verifier::new(entra.clone()),
             Arc::new(targets),
@@ -140,7 +167,7 @@ impl App {
                 credentials,
                 links: db.open_tree(LINKS_TREE)?,
                 drift,
-                closing: tokio::sync::watch::Sender::new(false),
+                shutdown,
             }),
         })
     }
@@ -196,14 +223,22 @@ impl App {
         &self.inner.drift
     }
 
-    /// A receiver that turns true when the server begins shutting down.
-    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.inner.closing.subscribe()
+    /// A handle on the shutdown signal, for streams and background work.
+    pub fn shutdown(&self) -> Shutdown {
+        self.inner.shutdown.handle()
     }
 
-    /// Tells long-lived streams to end.
+    /// Begins the shutdown: streams end, no new change starts, background loops stop.
     pub fn begin_shutdown(&self) {
-        self.inner.closing.send_replace(true);
+        self.inner.shutdown.begin();
+    }
+
+    /// Begins the shutdown (if not yet) and waits for tracked work (onboarding runs,
+    /// rotations, scheduled verification) to finish, each within the grace.
+    pub async fn finish_shutdown(&self) {
+        if !self.inner.shutdown.wait().await {
+            tracing::warn!("background work still running after the shutdown grace");
+        }
     }
 
     /// Stops the audit log's writer after it has answered everything queued.
@@ -272,6 +307,48 @@ fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u8; 32]>> {
         }
     }
     Ok(key)
+}
+
+/// Verification's settings: the platform endpoints (CA files read now; an unreadable file is a
+/// configuration error), the expiry horizons and the temporary app's name.
+fn target_settings(config: &Config) -> Result<TargetSettings> {
+    let mut platform: HashMap<String, Vec<PlatformEndpoint>> = HashMap::new();
+    for s in &config.platform.services {
+        let ca_pem = match &s.ca {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))?,
+            ),
+            None => None,
+        };
+        let probe = match (&s.grpc_health, &s.http_probe) {
+            (Some(url), _) => Probe::GrpcHealth {
+                url: url.clone(),
+                service: s.id.clone(),
+            },
+            (None, Some(url)) => Probe::HttpJson { url: url.clone() },
+            (None, None) => continue,
+        };
+        platform
+            .entry(s.id.clone())
+            .or_default()
+            .push(PlatformEndpoint {
+                probe,
+                ca_pem,
+                timeout: Duration::from_millis(s.timeout_ms),
+            });
+    }
+    let day = 86_400;
+    Ok(TargetSettings {
+        platform,
+        horizon: Duration::from_secs(u64::from(config.credentials.expiry_horizon_days) * day),
+        critical: Duration::from_secs(config.verification.critical_days * day),
+        temporary_app_name: token_app_name(
+            &config.platform.server_name,
+            &config.platform.provider_name,
+        ),
+        temporary_app_client_id: config.entra.token_app_client_id.clone(),
+    })
 }
 
 /// The profiles file named by `platform.profiles_path`, or the shipped profiles.

@@ -3,19 +3,12 @@
 use audit_log::AuditError;
 use credentials::CredentialsError;
 use entra_client::EntraError;
+use invitations::InvitationError;
+pub use onboard_core::FieldViolation;
 use provision::{NameRule, ProvisionError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use verifier::VerifyError;
-
-/// One invalid request field, reported as a `google.rpc.BadRequest` field violation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    /// The request field's name as in the .proto (e.g. `to_seq`), so clients can point at it.
-    pub field: String,
-    /// What is wrong with it, for a human.
-    pub description: String,
-}
 
 /// Everything the server can fail with. Messages never contain secrets (tokens, keys).
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +105,33 @@ impl From<VerifyError> for ServerError {
             other @ (VerifyError::Corrupt { .. } | VerifyError::Targets(_)) => {
                 ServerError::Internal(other.to_string())
             }
+        }
+    }
+}
+
+/// Invitations' errors in the server's terms.
+impl From<InvitationError> for ServerError {
+    fn from(e: InvitationError) -> Self {
+        match e {
+            InvitationError::InvalidArgument(v) => ServerError::InvalidArgument(v),
+            InvitationError::NotFound(m) => ServerError::NotFound(m),
+            InvitationError::FailedPrecondition(m) => ServerError::FailedPrecondition(m),
+            InvitationError::Audit(a) => ServerError::Audit(a),
+            InvitationError::Config(m) => ServerError::Config(m),
+            other @ (InvitationError::Store(_) | InvitationError::Internal(_)) => {
+                ServerError::Internal(other.to_string())
+            }
+        }
+    }
+}
+
+/// The shared vocabulary's errors in the server's terms.
+impl From<onboard_core::CoreError> for ServerError {
+    fn from(e: onboard_core::CoreError) -> Self {
+        match e {
+            onboard_core::CoreError::Audit(a) => ServerError::Audit(a),
+            onboard_core::CoreError::Profile(m) => ServerError::Config(format!("profiles: {m}")),
+            other => ServerError::Internal(other.to_string()),
         }
     }
 }
@@ -242,7 +262,9 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
     }
     match e.root() {
         EntraError::DeviceCodeExpired(_) => Status::deadline_exceeded(msg),
-        EntraError::BadVerificationCode(_) | EntraError::Sts(_) => Status::failed_precondition(msg),
+        EntraError::BadVerificationCode(_)
+        | EntraError::Sts(_)
+        | EntraError::InsufficientScope { .. } => Status::failed_precondition(msg),
         EntraError::Graph(g) if g.status < 500 && g.status != 429 => {
             Status::failed_precondition(msg)
         }

@@ -5,7 +5,7 @@
 //! - [`error`]: [`ServerError`] and its one mapping to `tonic::Status`.
 //! - [`App`]: the shared state (audit log in `DATA_DIR/audit`, our sled in `DATA_DIR/state`).
 //! - [`audit`]: the Audit service (auditor, admin); every read is itself an audit entry.
-//! - [`invitations`]: invitations, their MACed single-use tokens, and the Invitations service.
+//! - [`invitations`]: the Invitations service over the `invitations` crate.
 //! - [`onboarding`]: the Onboarding service (wizard back-end) over `provision::Engine`.
 //! - [`credentials`]: the Credentials service (day two) over `credentials::Credentials`.
 //! - [`verification`]: the Verification service (Verify, ListDrift) over the `verifier` crate;

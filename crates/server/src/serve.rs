@@ -20,7 +20,7 @@ use crate::audit::AuditService;
 use crate::config::Config;
 use crate::credentials::{CredentialsService, spawn_background};
 use crate::error::{Result, ServerError};
-use crate::invitations::service::InvitationsService;
+use crate::invitations::InvitationsService;
 use crate::onboarding::OnboardingService;
 use crate::verification::VerificationService;
 
@@ -69,19 +69,19 @@ pub async fn serve(
     }
     // Scheduled verification: every managed registration, drift recorded (and repaired per
     // profile); stops when shutdown begins.
-    let scheduler = app.config().verification.interval_secs.map(|secs| {
+    if let Some(secs) = app.config().verification.interval_secs {
         tracing::info!(every_s = secs, "scheduled verification on");
         app.drift()
             .clone()
-            .spawn(Duration::from_secs(secs), app.closing())
-    });
+            .spawn(Duration::from_secs(secs), &app.shutdown());
+    }
     // Completed onboardings become managed registrations; cut-short rotations finish.
     spawn_background(&app);
-    let closing = app.clone();
+    let signal = app.clone();
     let shutdown = async move {
         shutdown.await;
         // Graceful shutdown waits for open calls; Follow streams never end on their own.
-        closing.begin_shutdown();
+        signal.begin_shutdown();
     };
     let served = builder
         .add_service(health)
@@ -100,17 +100,11 @@ pub async fn serve(
             shutdown,
         )
         .await;
-    if let Some(s) = scheduler {
-        // Also when serving failed: the scheduler stops; a run in progress finishes first.
-        app.begin_shutdown();
-        let _ = s.await;
-    }
+    // Also when serving failed: onboarding runs and rotations start no new Entra change (calls
+    // in flight finish and are audited; records stay `running` for the next start), scheduled
+    // verification stops (a run in progress finishes first), all within the grace.
+    app.finish_shutdown().await;
     served?;
-    // Runs stop before their next Entra change (calls in flight finish and are audited); their
-    // records stay `running` for the next start.
-    // Rotations too: they are stored per step and resume at the next start.
-    app.engine().shutdown().await;
-    app.credentials().shutdown();
     Ok(())
 }
 
@@ -119,9 +113,7 @@ fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>> {
     let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
         return Ok(None);
     };
-    // Both tonic (server) and reqwest (Entra client) use rustls; pick the one provider both
-    // were built with before any TLS use, or rustls panics. Already installed is fine.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    onboard_core::tls::install_crypto_provider();
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
     let mut tls = ServerTlsConfig::new()
@@ -153,6 +145,9 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
     let address = listener
         .local_addr()
         .map_err(|e| ServerError::io("local address", e))?;
+    // The signal handlers are installed before anyone can learn the address: a SIGTERM sent
+    // as soon as the line below appears is a graceful stop, never the default action.
+    let signals = shutdown_signal()?;
     // One line on standard output once the socket is bound, so a supervisor or a test that
     // configured port 0 learns the address without racing the bind.
     println!("onboard serving on {address}");
@@ -163,7 +158,7 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
         mtls = app.config().tls.client_ca.is_some(),
         "onboard serving"
     );
-    let result = serve(listener, app.clone(), shutdown_signal()).await;
+    let result = serve(listener, app.clone(), signals).await;
     let closing = app.clone();
     tokio::task::spawn_blocking(move || closing.close())
         .await
@@ -171,31 +166,33 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
     result
 }
 
-/// Completes on Ctrl-C or (on Unix) SIGTERM, as systemd and container runtimes send.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Installs the handlers for Ctrl-C and (on Unix) SIGTERM, as systemd and container runtimes
+/// send, and returns a future that completes on either. The handlers are in place when this
+/// returns, not when the future is first polled.
+fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    let term = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt())
+            .map_err(|e| ServerError::io("listening for SIGINT", e))?;
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| ServerError::io("listening for SIGTERM", e))?;
+        async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
+    Ok(async move {
+        term.await;
+        tracing::info!("shutting down");
+    })
 }

@@ -1,16 +1,15 @@
 //! The Audit service over a real socket with bearer tokens: every RPC, proofs checked with the
 //! audit-log crate's RFC 9162 verifiers, filters, paging, Follow, and reads being audited.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use audit_log::merkle::{verify_consistency, verify_inclusion};
 use audit_log::{Hash, NoteVerifier, SignedCheckpoint, leaf_hash};
-use common::{ADMIN, AUDITOR, OPERATOR, TestServer, append, bad_fields};
 use onboard_proto::v1 as pb;
 use serde_json::json;
+use testkit::keys::ORIGIN;
+use testkit::server::{ADMIN, AUDITOR, OPERATOR, TestServer, append, bad_fields};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -51,7 +50,7 @@ async fn checkpoint_and_keys_verify_and_proofs_check_out() -> Result<()> {
         .get_verifier_keys(pb::GetVerifierKeysRequest {})
         .await?
         .into_inner();
-    assert_eq!(keys.origin, common::ORIGIN);
+    assert_eq!(keys.origin, ORIGIN);
     let verifiers: Vec<NoteVerifier> = keys
         .keys
         .iter()
@@ -66,7 +65,7 @@ async fn checkpoint_and_keys_verify_and_proofs_check_out() -> Result<()> {
     let opened = SignedCheckpoint::open(std::str::from_utf8(&cp1.note)?, &verifiers)?;
     assert_eq!(opened.checkpoint.size, cp1.size);
     assert_eq!(opened.checkpoint.root.to_vec(), cp1.root_hash);
-    assert_eq!(cp1.origin, common::ORIGIN);
+    assert_eq!(cp1.origin, ORIGIN);
     // Six seeded entries, then the reads of GetVerifierKeys and GetCheckpoint.
     assert_eq!(cp1.size, 8);
     let root1 = hash(&cp1.root_hash)?;
@@ -168,56 +167,6 @@ async fn list_entries_filters_and_pages() -> Result<()> {
         };
     let seqs = |r: &pb::ListEntriesResponse| r.entries.iter().map(|e| e.seq).collect::<Vec<_>>();
 
-    let odd = c
-        .list_entries(list(
-            pb::EntryFilter {
-                tenant_id: "t-odd".into(),
-                ..Default::default()
-            },
-            0,
-            String::new(),
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(seqs(&odd), [1, 3, 5]);
-    let ob = c
-        .list_entries(list(
-            pb::EntryFilter {
-                onboarding_id: "ob-2".into(),
-                ..Default::default()
-            },
-            0,
-            String::new(),
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(seqs(&ob), [2]);
-    // An action prefix up to a dot matches; a partial word does not.
-    let secrets = c
-        .list_entries(list(
-            pb::EntryFilter {
-                action: "secret".into(),
-                ..Default::default()
-            },
-            0,
-            String::new(),
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(seqs(&secrets), [5]);
-    let partial = c
-        .list_entries(list(
-            pb::EntryFilter {
-                action: "secr".into(),
-                ..Default::default()
-            },
-            0,
-            String::new(),
-        ))
-        .await?
-        .into_inner();
-    assert!(partial.entries.is_empty());
-    // A time window in the future matches nothing; one around now matches the seeded entries.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
@@ -227,32 +176,69 @@ async fn list_entries_filters_and_pages() -> Result<()> {
             nanos: 0,
         })
     };
-    let future = c
-        .list_entries(list(
+    let filter = pb::EntryFilter::default;
+    // (what, the filter, the seqs it matches)
+    let cases: Vec<(&str, pb::EntryFilter, Vec<u64>)> = vec![
+        (
+            "a tenant",
+            pb::EntryFilter {
+                tenant_id: "t-odd".into(),
+                ..filter()
+            },
+            vec![1, 3, 5],
+        ),
+        (
+            "an onboarding",
+            pb::EntryFilter {
+                onboarding_id: "ob-2".into(),
+                ..filter()
+            },
+            vec![2],
+        ),
+        // An action prefix up to a dot matches; a partial word does not.
+        (
+            "an action prefix",
+            pb::EntryFilter {
+                action: "secret".into(),
+                ..filter()
+            },
+            vec![5],
+        ),
+        (
+            "a partial word",
+            pb::EntryFilter {
+                action: "secr".into(),
+                ..filter()
+            },
+            vec![],
+        ),
+        // A time window in the future matches nothing; one around now the seeded entries.
+        (
+            "the future",
             pb::EntryFilter {
                 since: ts(now + 3600),
-                ..Default::default()
+                ..filter()
             },
-            0,
-            String::new(),
-        ))
-        .await?
-        .into_inner();
-    assert!(future.entries.is_empty());
-    let window = c
-        .list_entries(list(
+            vec![],
+        ),
+        (
+            "a tenant around now",
             pb::EntryFilter {
                 tenant_id: "t-even".into(),
                 since: ts(now - 600),
                 until: ts(now + 600),
-                ..Default::default()
+                ..filter()
             },
-            0,
-            String::new(),
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(seqs(&window), [0, 2, 4]);
+            vec![0, 2, 4],
+        ),
+    ];
+    for (what, f, want) in cases {
+        let got = c
+            .list_entries(list(f, 0, String::new()))
+            .await?
+            .into_inner();
+        assert_eq!(seqs(&got), want, "{what}");
+    }
 
     // Pages of two over the action filter, followed to the end.
     let mut got = Vec::new();

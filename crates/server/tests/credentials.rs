@@ -3,54 +3,54 @@
 //! revokes secrets and changes roles; other roles are refused; secret values appear only in the
 //! responses that created them (never in the audit log or in a listing).
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use common::sim::{completed, start};
-use common::{ADMIN, AUDITOR, OPERATOR, bad_fields};
-use entra_client::{EntraClient, EntraConfig, OpContext};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use secrecy::SecretString;
+use testkit::config::AutoRotate;
+use testkit::server::{ADMIN, AUDITOR, OPERATOR, bad_fields};
+use testkit::sim::TOKEN_APP;
+use testkit::sim_server::SimServer;
+use testkit::snapshot::{apps_named, sps_where};
+use testkit::wizard::completed;
 use tonic::Code;
 
 /// True when `secret` gets a client-credentials token for `client_id` from the emulator.
-async fn authenticates(
-    sim: &entra_sim::Sim,
-    tenant: &str,
-    client_id: &str,
-    secret: &str,
-) -> Result<bool> {
-    let c = EntraClient::new(
-        &EntraConfig::with_bases(sim.base_url(), sim.base_url()).trust_pem(sim.ca_pem()),
-    )?;
-    Ok(c.sts()
-        .client_credentials(
-            tenant,
-            client_id,
-            &SecretString::from(secret.to_owned()),
-            "https://graph.microsoft.com/.default",
-            &OpContext::new(),
-        )
-        .await
-        .is_ok())
+async fn authenticates(env: &SimServer, client_id: &str, secret: &str) -> Result<bool> {
+    Ok(testkit::sim::authenticates(
+        &env.entra_client()?,
+        &env.info.tenant_id,
+        client_id,
+        &SecretString::from(secret.to_owned()),
+    )
+    .await)
+}
+
+/// The registration `client_id` of the emulator's tenant, as the Credentials service names it.
+fn registration(env: &SimServer, client_id: &str) -> Option<pb::RegistrationRef> {
+    Some(pb::RegistrationRef {
+        tenant_id: env.info.tenant_id.clone(),
+        client_id: client_id.into(),
+    })
+}
+
+/// An onboarding of app `name`, then a day-two sign-in. Provisioning removed the temporary
+/// token app, and with it the consent behind that sign-in's refresh token; the day-two
+/// sign-in ("Reinitiate Authentication Flow") stores the admin session day-two changes use.
+async fn onboarded_then_signed_in(env: &SimServer, name: &str) -> Result<pb::Completed> {
+    let done = env.onboarded("direct-routing", name).await?.done;
+    env.day_two_sign_in().await?;
+    Ok(done)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
-    let env = start().await?;
-    let done = completed(&env.onboarded("direct-routing", "Sbc-Day2").await?.1)?;
-    // Provisioning removed the temporary token app, and with it the consent behind that
-    // sign-in's refresh token. Day two: a new invitation and sign-in ("Reinitiate
-    // Authentication Flow"), which stores the admin session day-two changes use.
-    env.day_two_sign_in().await?;
+    let env = SimServer::start().await?;
+    let done = onboarded_then_signed_in(&env, "Sbc-Day2").await?;
     let tenant = env.info.tenant_id.clone();
-    let reg = Some(pb::RegistrationRef {
-        tenant_id: tenant.clone(),
-        client_id: done.client_id.clone(),
-    });
+    let reg = registration(&env, &done.client_id);
     let svc = "dr-1".to_owned();
 
     // Who may call: operators only.
@@ -100,7 +100,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         !format!("{added:?}").contains(&added.secret),
         "Debug hides the value"
     );
-    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &added.secret).await?);
+    ensure!(authenticates(&env, &done.client_id, &added.secret).await?);
     let added_key = added.info.as_ref().context("info")?.key_id.clone();
 
     // Expiry report: the 20-day secret is inside 30 days.
@@ -124,7 +124,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         .await?
         .into_inner();
     ensure!(revoked.audit_seq > 0);
-    ensure!(!authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?);
+    ensure!(!authenticates(&env, &done.client_id, &done.secret).await?);
     // The current one is refused.
     let e = c
         .revoke_secret(pb::RevokeSecretRequest {
@@ -171,8 +171,8 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         "{stages:?}"
     );
     let rotated = rotated.context("the add event carries the new secret")?;
-    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &rotated).await?);
-    ensure!(!authenticates(&env.sim, &tenant, &done.client_id, &added.secret).await?);
+    ensure!(authenticates(&env, &done.client_id, &rotated).await?);
+    ensure!(!authenticates(&env, &done.client_id, &added.secret).await?);
     let list = c
         .list_secrets(pb::ListSecretsRequest {
             registration: reg.clone(),
@@ -230,7 +230,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         e.code() == Code::FailedPrecondition && e.message().contains("policy"),
         "{e:?}"
     );
-    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &rotated).await?);
+    ensure!(authenticates(&env, &done.client_id, &rotated).await?);
 
     // Bad requests name their field; unknown registrations are NOT_FOUND.
     let e = c
@@ -248,10 +248,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     );
     let e = c
         .list_secrets(pb::ListSecretsRequest {
-            registration: Some(pb::RegistrationRef {
-                tenant_id: tenant.clone(),
-                client_id: "00000000-0000-0000-0000-00000000abcd".into(),
-            }),
+            registration: registration(&env, "00000000-0000-0000-0000-00000000abcd"),
         })
         .await
         .err()
@@ -261,7 +258,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     // The day-two sign-in re-created the temporary app; ending the session removes it
     // (audited) and later admin changes need a new sign-in.
     let snap = env.sim.snapshot();
-    ensure!(!common::sim::sps_where(&snap, "display_name", common::sim::TOKEN_APP).is_empty());
+    ensure!(!sps_where(&snap, "display_name", TOKEN_APP).is_empty());
     let e = c
         .end_admin_session(pb::EndAdminSessionRequest::default())
         .await
@@ -281,7 +278,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         "{ended:?}"
     );
     let snap = env.sim.snapshot();
-    ensure!(common::sim::sps_where(&snap, "display_name", common::sim::TOKEN_APP).is_empty());
+    ensure!(sps_where(&snap, "display_name", TOKEN_APP).is_empty());
     let e = c
         .update_roles(pb::UpdateRolesRequest {
             registration: reg.clone(),
@@ -309,14 +306,9 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<()> {
-    let env = start().await?;
-    let done = completed(&env.onboarded("direct-routing", "Sbc-Restart").await?.1)?;
-    env.day_two_sign_in().await?;
-    let tenant = env.info.tenant_id.clone();
-    let reg = Some(pb::RegistrationRef {
-        tenant_id: tenant.clone(),
-        client_id: done.client_id.clone(),
-    });
+    let env = SimServer::start().await?;
+    let done = onboarded_then_signed_in(&env, "Sbc-Restart").await?;
+    let reg = registration(&env, &done.client_id);
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     let mut stream = c
         .rotate_secret(pb::RotateSecretRequest {
@@ -343,7 +335,7 @@ async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<(
     }
     let new_secret = new_secret.context("new secret")?;
     // In the overlap both work; then the server restarts (the open stream ends, UNAVAILABLE).
-    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?);
+    ensure!(authenticates(&env, &done.client_id, &done.secret).await?);
     let env = env.restart().await?;
     let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await?;
     ensure!(
@@ -371,21 +363,21 @@ async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<(
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    ensure!(!authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?);
-    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &new_secret).await?);
+    ensure!(!authenticates(&env, &done.client_id, &done.secret).await?);
+    ensure!(authenticates(&env, &done.client_id, &new_secret).await?);
     ensure!(env.sim.calls("POST removePassword") == 1);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
-    use common::sim::{apps_named, sps_where};
     use pb::provision_event::Event as PE;
 
-    let env = start().await?;
-    let (_, events) = env
+    let env = SimServer::start().await?;
+    let events = env
         .onboarded("direct-routing-self-rotating", "Sbc-Self")
-        .await?;
+        .await?
+        .events;
     ensure!(
         events
             .iter()
@@ -393,7 +385,6 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
         "no app_owner step: {events:#?}"
     );
     let done = completed(&events)?;
-    let tenant = env.info.tenant_id.clone();
     // Entra now has the app's service principal among the app's owners.
     let snap = env.sim.snapshot();
     let sp = sps_where(&snap, "app_id", &done.client_id)
@@ -417,10 +408,7 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     let mut stream = c
         .rotate_secret(pb::RotateSecretRequest {
-            registration: Some(pb::RegistrationRef {
-                tenant_id: tenant.clone(),
-                client_id: done.client_id.clone(),
-            }),
+            registration: registration(&env, &done.client_id),
             service_id: "dr-1".into(),
             overlap: Some(prost_types::Duration {
                 seconds: 1,
@@ -442,9 +430,9 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
         "{stages:?}"
     );
     let new_secret = new_secret.context("no new secret on the stream")?;
-    ensure!(authenticates(&env.sim, &tenant, &done.client_id, &new_secret).await?);
+    ensure!(authenticates(&env, &done.client_id, &new_secret).await?);
     ensure!(
-        !authenticates(&env.sim, &tenant, &done.client_id, &done.secret).await?,
+        !authenticates(&env, &done.client_id, &done.secret).await?,
         "the old secret still works after the overlap"
     );
     env.server.stop().await
@@ -452,24 +440,22 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_secrets_are_rotated_automatically() -> Result<()> {
-    use common::sim::{apps_named, start_with};
-
     // The onboarding's secret (Graph's default: two years) is inside an 800-day horizon; new
     // secrets live 1,000 days, so one rotation settles it. Self-rotating, so no admin is needed.
-    let env = start_with(
-        "[credentials]\nauto_rotate = true\ncheck_interval_secs = 1\nexpiry_horizon_days = 800\n\
-         auto_rotate_overlap_secs = 1\nsecret_lifetime_days = 1000\n",
-    )
+    let env = SimServer::start_with(|b| {
+        Ok(b.auto_rotate(AutoRotate {
+            check_interval_secs: 1,
+            expiry_horizon_days: 800,
+            overlap_secs: 1,
+            secret_lifetime_days: 1000,
+        }))
+    })
     .await?;
-    let done = completed(
-        &env.onboarded("direct-routing-self-rotating", "Sbc-Auto")
-            .await?
-            .1,
-    )?;
-    let reg = Some(pb::RegistrationRef {
-        tenant_id: env.info.tenant_id.clone(),
-        client_id: done.client_id.clone(),
-    });
+    let done = env
+        .onboarded("direct-routing-self-rotating", "Sbc-Auto")
+        .await?
+        .done;
+    let reg = registration(&env, &done.client_id);
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
     let settled = loop {

@@ -1,16 +1,15 @@
 //! The Invitations service over a real socket: create, get by id and token, list by state,
 //! revoke, expiry, single use, forged tokens, validation, and what reaches the audit log.
 
-mod common;
-
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{OPERATOR, TestServer, bad_fields};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::get_invitation_request::Key;
+use onboard_proto::v1::invitations_client::InvitationsClient;
+use testkit::server::{Authed, OPERATOR, TestServer, bad_fields};
 use tonic::Code;
 
 fn request(customer: &str) -> pb::CreateInvitationRequest {
@@ -38,6 +37,38 @@ fn by_id(id: &str) -> pb::GetInvitationRequest {
 
 fn state(i: &pb::Invitation) -> pb::InvitationState {
     pb::InvitationState::try_from(i.state).unwrap_or(pb::InvitationState::Unspecified)
+}
+
+/// Revoking invitation `id` is refused: FAILED_PRECONDITION.
+async fn revoke_refused(c: &mut InvitationsClient<Authed>, id: &str) -> Result<()> {
+    let e = c
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id: id.into(),
+            reason: String::new(),
+        })
+        .await
+        .err()
+        .context("revoked")?;
+    ensure!(e.code() == Code::FailedPrecondition, "{e:?}");
+    Ok(())
+}
+
+/// Redeeming `token` (as the onboarding service would) is refused: FAILED_PRECONDITION
+/// saying `why`.
+async fn redeem_refused(s: &TestServer, token: &str, why: &str) -> Result<()> {
+    let e = s
+        .app
+        .invitations()
+        .redeem("wizard", token, "ob-2")
+        .await
+        .err()
+        .context("redeemed")?;
+    let status = tonic::Status::from(onboard_server::ServerError::from(e));
+    ensure!(
+        status.code() == Code::FailedPrecondition && status.message().contains(why),
+        "{status:?}"
+    );
+    Ok(())
 }
 
 #[tokio::test]
@@ -127,23 +158,8 @@ async fn create_get_list_revoke() -> Result<()> {
         state(&c.get_invitation(by_token(&token)).await?.into_inner()),
         pb::InvitationState::Revoked
     );
-    let e = c
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: inv.id.clone(),
-            reason: String::new(),
-        })
-        .await
-        .err()
-        .context("second revoke")?;
-    assert_eq!(e.code(), Code::FailedPrecondition);
-    let e = s
-        .app
-        .invitations()
-        .redeem("wizard", &token, "ob-1")
-        .await
-        .err()
-        .context("redeemed")?;
-    assert_eq!(tonic::Status::from(e).code(), Code::FailedPrecondition);
+    revoke_refused(&mut c, &inv.id).await?;
+    redeem_refused(&s, &token, "").await?;
 
     let list = |st: pb::InvitationState| pb::ListInvitationsRequest {
         state: st as i32,
@@ -206,14 +222,7 @@ async fn tokens_are_single_use() -> Result<()> {
         .redeem("admin@contoso.example", &created.token, "ob-1")
         .await?;
     assert_eq!(used.onboarding_id.as_deref(), Some("ob-1"));
-    let again = inv
-        .redeem("admin@contoso.example", &created.token, "ob-2")
-        .await
-        .err()
-        .context("reused")?;
-    let status = tonic::Status::from(again);
-    assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(status.message().contains("already been used"));
+    redeem_refused(&s, &created.token, "already been used").await?;
     let got = c
         .get_invitation(by_token(&created.token))
         .await?
@@ -222,15 +231,7 @@ async fn tokens_are_single_use() -> Result<()> {
     assert_eq!(got.onboarding_id, "ob-1");
     assert!(got.used_at.is_some());
     // A used invitation cannot be revoked.
-    let e = c
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: got.id,
-            reason: String::new(),
-        })
-        .await
-        .err()
-        .context("revoked")?;
-    assert_eq!(e.code(), Code::FailedPrecondition);
+    revoke_refused(&mut c, &got.id).await?;
     s.stop().await
 }
 
@@ -262,25 +263,8 @@ async fn invitations_expire() -> Result<()> {
         .await?
         .into_inner();
     assert_eq!(expired.invitations.len(), 1);
-    let e = s
-        .app
-        .invitations()
-        .redeem("wizard", &created.token, "ob-1")
-        .await
-        .err()
-        .context("redeemed")?;
-    let status = tonic::Status::from(e);
-    assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(status.message().contains("expired"));
-    let e = c
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: got.id,
-            reason: String::new(),
-        })
-        .await
-        .err()
-        .context("revoked")?;
-    assert_eq!(e.code(), Code::FailedPrecondition);
+    redeem_refused(&s, &created.token, "expired").await?;
+    revoke_refused(&mut c, &got.id).await?;
     s.stop().await
 }
 
@@ -459,14 +443,7 @@ teams_admin_api_permissions = []
 directory_roles = []
 "#,
     )?;
-    let text = common::base_config(dir.path(), "")?.replace(
-        "[platform]\n",
-        &format!(
-            "[platform]\nprofiles_path = {:?}\n",
-            profiles.display().to_string()
-        ),
-    );
-    let s = TestServer::start_with(dir, &text).await?;
+    let s = TestServer::start_with(|b| Ok(b.profiles_path(&profiles))).await?;
     assert_eq!(s.app.profiles().version, 7);
     let mut c = s.invitations(Some(OPERATOR)).await?;
     let mut ok = request("Contoso");
@@ -485,14 +462,7 @@ directory_roles = []
     let dir = tempfile::tempdir()?;
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, "version = \"x\"\n")?;
-    let text = common::base_config(dir.path(), "")?.replace(
-        "[platform]\n",
-        &format!(
-            "[platform]\nprofiles_path = {:?}\n",
-            broken.display().to_string()
-        ),
-    );
-    let err = match TestServer::start_with(dir, &text).await {
+    let err = match TestServer::start_with(|b| Ok(b.profiles_path(&broken))).await {
         Ok(_) => anyhow::bail!("a broken profiles file was accepted"),
         Err(e) => format!("{e:#}"),
     };

@@ -2,28 +2,17 @@
 //! different SANs get different roles, a certificate nobody configured and a client without one
 //! are refused, and health answers over mTLS.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::audit_client::AuditClient;
 use onboard_proto::v1::invitations_client::InvitationsClient;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use onboard_server::Role;
+use testkit::pki::{Ca, Pem, San};
+use testkit::server::{AUDITOR, Bearer, TestServer};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-
-/// A certificate and its key, PEM.
-struct Pem {
-    /// The certificate.
-    cert: String,
-    /// Its private key.
-    key: String,
-}
 
 /// Everything one test's PKI needs.
 struct Pki {
@@ -39,91 +28,40 @@ struct Pki {
     stranger: Pem,
 }
 
-fn ca_params() -> Result<CertificateParams> {
-    let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "Onboard test CA");
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    Ok(p)
-}
-
 fn pki() -> Result<Pki> {
-    let ca_key = KeyPair::generate()?;
-    let ca = ca_params()?.self_signed(&ca_key)?.pem();
-    let issuer = Issuer::new(ca_params()?, ca_key);
-    let leaf = |cn: &str, sans: Vec<SanType>, eku: ExtendedKeyUsagePurpose| -> Result<Pem> {
-        let mut p = CertificateParams::new(Vec::<String>::new())?;
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.subject_alt_names = sans;
-        p.extended_key_usages = vec![eku];
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let key = KeyPair::generate()?;
-        let cert = p.signed_by(&key, &issuer)?;
-        Ok(Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        })
-    };
-    let dns = |s: &str| -> Result<SanType> { Ok(SanType::DnsName(s.try_into()?)) };
+    let ca = Ca::new("Onboard test CA")?;
     Ok(Pki {
-        server: leaf(
-            "onboard server",
-            vec![dns("localhost")?, SanType::IpAddress([127, 0, 0, 1].into())],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )?,
-        portal: leaf(
+        server: ca.server("onboard server")?,
+        portal: ca.client(
             "portal client",
-            vec![SanType::URI("spiffe://platform.example/portal".try_into()?)],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            San::Uri("spiffe://platform.example/portal"),
         )?,
-        auditor: leaf(
-            "compliance",
-            vec![dns("auditor.example.net")?],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        )?,
-        stranger: leaf(
-            "stranger",
-            vec![dns("stranger.example.net")?],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        )?,
-        ca,
+        auditor: ca.client("compliance", San::Dns("auditor.example.net"))?,
+        stranger: ca.client("stranger", San::Dns("stranger.example.net"))?,
+        ca: ca.pem,
     })
 }
 
-async fn start(pki: &Pki) -> Result<common::TestServer> {
-    let dir = tempfile::tempdir()?;
-    let write = |name: &str, text: &str| -> Result<String> {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text)?;
-        Ok(p.display().to_string())
-    };
-    let extra = format!(
-        r#"
-[tls]
-cert = "{cert}"
-key = "{key}"
-client_ca = "{ca}"
-[[auth.callers]]
-name = "spiffe://platform.example/portal"
-role = "operator"
-identity = "portal-mtls"
-[[auth.callers]]
-name = "auditor.example.net"
-role = "auditor"
-"#,
-        cert = write("server.pem", &pki.server.cert)?,
-        key = write("server-key.pem", &pki.server.key)?,
-        ca = write("ca.pem", &pki.ca)?,
-    );
-    let text = common::base_config(dir.path(), "")?;
-    // `[[auth.tokens]]` tables come last in the base text; put the TLS section before them.
-    let text = text.replacen("[[auth.tokens]]", &format!("{extra}\n[[auth.tokens]]"), 1);
-    common::TestServer::start_with(dir, &text).await
+/// A server with mTLS: the portal's certificate is an operator (`portal-mtls`), the
+/// auditor's an auditor; the bearer tokens stay configured.
+async fn start(pki: &Pki) -> Result<TestServer> {
+    TestServer::start_with(|b| {
+        let (cert, key) = pki.server.write(b.dir(), "server")?;
+        let ca = b.dir().join("ca.pem");
+        std::fs::write(&ca, &pki.ca)?;
+        Ok(b.tls(&cert, &key, Some(&ca))
+            .caller(
+                "spiffe://platform.example/portal",
+                Role::Operator,
+                Some("portal-mtls"),
+            )
+            .caller("auditor.example.net", Role::Auditor, None))
+    })
+    .await
 }
 
 async fn channel(addr: std::net::SocketAddr, pki: &Pki, client: Option<&Pem>) -> Result<Channel> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    onboard_core::tls::install_crypto_provider();
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&pki.ca))
         .domain_name("localhost");
@@ -215,14 +153,14 @@ async fn a_client_without_a_certificate_is_refused() -> Result<()> {
     let s = start(&pki).await?;
     let none = channel(s.addr, &pki, None).await?;
     // Even with a valid bearer token: mTLS requires the certificate at the handshake.
-    let mut c = AuditClient::with_interceptor(none, common::Bearer::new(Some(common::AUDITOR)));
+    let mut c = AuditClient::with_interceptor(none, Bearer::new(Some(AUDITOR)));
     let r = c.get_checkpoint(pb::GetCheckpointRequest {}).await;
     assert!(r.is_err(), "a client without a certificate was served");
     // And plaintext is not spoken at all.
     let plain = Endpoint::try_from(format!("http://{}", s.addr))?
         .timeout(Duration::from_secs(5))
         .connect_lazy();
-    let r = AuditClient::with_interceptor(plain, common::Bearer::new(Some(common::AUDITOR)))
+    let r = AuditClient::with_interceptor(plain, Bearer::new(Some(AUDITOR)))
         .get_checkpoint(pb::GetCheckpointRequest {})
         .await;
     assert!(r.is_err(), "a plaintext client was served");

@@ -2,20 +2,20 @@
 //! and the HTTPS Entra emulator (`entra_sim::Sim`) the server's Entra client trusts through
 //! `entra.extra_trust_roots`. The happy path, the audit trail, and who may look.
 
-mod common;
-
 use anyhow::{Context, Result, bail, ensure};
-use common::sim::{
-    TOKEN_APP, apps_named, change_pairs, completed, drain, phases, sps_where, start,
-};
-use common::{ADMIN, AUDITOR, OPERATOR};
 use onboard_proto::v1 as pb;
 use pb::provision_event::Event as PE;
+use testkit::audit::{assert_direct_routing_changes, change_pairs, phases};
+use testkit::server::{ADMIN, AUDITOR, OPERATOR};
+use testkit::sim::TOKEN_APP;
+use testkit::sim_server::SimServer;
+use testkit::snapshot::{apps_named, sps_where};
+use testkit::wizard::{Browser, completed, drain};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_admin_onboards_end_to_end() -> Result<()> {
-    let env = start().await?;
+    let env = SimServer::start().await?;
     let (token, inv_id) = env.invite(None).await?;
     let signed = env.signed_in(&token, "globaladmin").await?;
     ensure!(signed.tenant_id == env.info.tenant_id, "{signed:?}");
@@ -81,21 +81,7 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
 
     // Audit: intent+outcome pairs for every change, sign-in and redemption, no secret.
     let entries = env.server.entries()?;
-    let pairs = change_pairs(&entries, &id)?;
-    for (action, n) in [
-        ("app_registration.create", 1),
-        ("service_principal.create", 1),
-        ("client_secret.add", 1),
-        ("app_role_assignment.create", 3),
-        ("directory_role_assignment.create", 1),
-        ("temporary_app.delete", 1),
-    ] {
-        ensure!(
-            pairs.get(action) == Some(&n),
-            "{action}: {:?}",
-            pairs.get(action)
-        );
-    }
+    assert_direct_routing_changes(&entries, &id)?;
     ensure!(phases(&entries, "onboarding.sign_in", &id) == ["intent", "succeeded"]);
     ensure!(phases(&entries, "invitation.redeem", &id) == ["intent", "succeeded"]);
     ensure!(phases(&entries, "onboarding.provision", &id) == ["intent", "succeeded"]);
@@ -169,7 +155,7 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
 
     // The invitation works once.
     let again = env
-        .sign_in(&token, &env.upn("globaladmin"), None, false)
+        .sign_in(&token, &env.upn("globaladmin"), Browser::Idle)
         .await?;
     match again {
         Err(s) => ensure!(
@@ -261,7 +247,7 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()> {
-    let env = start().await?;
+    let env = SimServer::start().await?;
     let (token, _) = env.invite(None).await?;
     let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
     // Slow Graph down so the restart lands in the middle of the run.

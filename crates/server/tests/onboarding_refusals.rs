@@ -1,25 +1,29 @@
 //! The Onboarding service's refusals end to end (server + Entra emulator on loopback): failed
 //! sign-ins, an admin without the rights, and the app-name rules.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use common::bad_fields;
-use common::sim::{TOKEN_APP, apps_named, sps_where, start};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
+use testkit::server::bad_fields;
+use testkit::sim::TOKEN_APP;
+use testkit::sim_server::SimServer;
+use testkit::snapshot::{apps_named, sps_where};
+use testkit::wizard::Browser;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
-    let env = start().await?;
+    let env = SimServer::start().await?;
     let (token, _) = env.invite(None).await?;
     let ga = env.upn("globaladmin");
 
     // Declined: PERMISSION_DENIED; the invitation is still usable.
-    match env.sign_in(&token, &ga, Some("globaladmin"), true).await? {
+    match env
+        .sign_in(&token, &ga, Browser::Declines("globaladmin"))
+        .await?
+    {
         Err(s) => ensure!(
             s.code() == Code::PermissionDenied && s.message().contains("declined"),
             "{s:?}"
@@ -27,7 +31,10 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
         Ok(e) => bail!("declined sign-in succeeded: {e:?}"),
     }
     // Someone else signs in: FAILED_PRECONDITION naming both.
-    match env.sign_in(&token, &ga, Some("appadmin"), false).await? {
+    match env
+        .sign_in(&token, &ga, Browser::SignsInAs("appadmin"))
+        .await?
+    {
         Err(s) => ensure!(
             s.code() == Code::FailedPrecondition
                 && s.message().contains("appadmin")
@@ -38,7 +45,7 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
     }
     // No admin role at all: FAILED_PRECONDITION naming the role needed.
     match env
-        .sign_in(&token, &env.upn("user"), Some("user"), false)
+        .sign_in(&token, &env.upn("user"), Browser::SignsInAs("user"))
         .await?
     {
         Err(s) => ensure!(
@@ -54,7 +61,7 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
         device_code_ttl_s: Some(2),
         ..Faults::default()
     });
-    match env.sign_in(&token, &ga, None, false).await? {
+    match env.sign_in(&token, &ga, Browser::Idle).await? {
         Err(s) => ensure!(s.code() == Code::DeadlineExceeded, "{s:?}"),
         Ok(e) => bail!("an expired code signed in: {e:?}"),
     }
@@ -76,7 +83,7 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
     // An expired invitation never starts a sign-in.
     let (short, _) = env.invite(Some(Duration::from_secs(1))).await?;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    match env.sign_in(&short, &ga, None, false).await? {
+    match env.sign_in(&short, &ga, Browser::Idle).await? {
         Err(s) => ensure!(
             s.code() == Code::FailedPrecondition && s.message().contains("expired"),
             "{s:?}"
@@ -84,7 +91,7 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
         Ok(e) => bail!("an expired invitation signed in: {e:?}"),
     }
     // A forged token is an invalid argument naming the field.
-    match env.sign_in("forged", &ga, None, false).await? {
+    match env.sign_in("forged", &ga, Browser::Idle).await? {
         Err(s) => ensure!(
             s.code() == Code::InvalidArgument && bad_fields(&s) == ["invitation_token"],
             "{s:?}"
@@ -97,7 +104,7 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() -> Result<()> {
-    let env = start().await?;
+    let env = SimServer::start().await?;
     let (token, _) = env.invite(None).await?;
     let signed = env.signed_in(&token, "appadmin").await?;
     ensure!(
@@ -161,7 +168,7 @@ async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn name_rules_are_field_violations_on_app_name() -> Result<()> {
-    let env = start().await?;
+    let env = SimServer::start().await?;
     let (token, _) = env.invite(None).await?;
     let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
     let mut c = env.server.onboarding(None).await?;

@@ -1,13 +1,9 @@
 //! Role checks for every RPC of every service, plus health and reflection, over a real socket
 //! with bearer tokens: no credentials → UNAUTHENTICATED, a wrong role → PERMISSION_DENIED.
 
-mod common;
-
 use anyhow::Result;
-use common::{ADMIN, AUDITOR, Bearer, OPERATOR, TestServer};
 use onboard_proto::v1 as pb;
-use onboard_proto::v1::credentials_client::CredentialsClient;
-use onboard_proto::v1::onboarding_client::OnboardingClient;
+use testkit::server::{ADMIN, AUDITOR, OPERATOR, TestServer};
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
@@ -105,7 +101,7 @@ async fn onboarding_codes(
     s: &TestServer,
     token: Option<&str>,
 ) -> Result<Vec<(&'static str, Code)>> {
-    let mut o = OnboardingClient::with_interceptor(s.channel().await?, Bearer::new(token));
+    let mut o = s.onboarding(token).await?;
     let id = || "00000000-0000-7000-8000-000000000000".to_string();
     Ok(vec![
         (
@@ -176,8 +172,7 @@ async fn credentials_codes(
     s: &TestServer,
     token: Option<&str>,
 ) -> Result<Vec<(&'static str, Code)>> {
-    let ch = s.channel().await?;
-    let mut c = CredentialsClient::with_interceptor(ch, Bearer::new(token));
+    let mut c = s.credentials(token).await?;
     Ok(vec![
         (
             "AddServiceSecret",

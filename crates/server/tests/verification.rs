@@ -2,67 +2,24 @@
 //! empty and unknown targets, a real report after a real onboarding (and its audit entry), and
 //! scheduled drift detection and repair.
 
-mod common;
-
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use common::sim::{self, completed};
-use common::{ADMIN, AUDITOR, Authed, Bearer, OPERATOR, bad_fields};
 use entra_client::graph::roles::template::TEAMS_ADMINISTRATOR;
-use entra_client::{EntraClient, EntraConfig, MICROSOFT_GRAPH_APP_ID, OpContext};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::verification_client::VerificationClient;
 use pb::verify_request::Target;
 use secrecy::SecretString;
 use serde_json::Value;
+use testkit::config::PlatformService;
+use testkit::platform::Platform;
+use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, bad_fields};
+use testkit::sim_server::SimServer;
+use testkit::snapshot::{grants_of, roles_of};
 use tonic::Code;
 
-/// A platform service answering gRPC health for `dr-1`.
-struct Platform {
-    addr: SocketAddr,
-    reporter: tonic_health::server::HealthReporter,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn platform() -> Result<Platform> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("dr-1", tonic_health::ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                async {
-                    let _ = stopped.await;
-                },
-            ),
-    );
-    Ok(Platform {
-        addr,
-        reporter,
-        _stop: stop,
-    })
-}
-
-fn platform_config(p: &Platform) -> String {
-    format!(
-        "[[platform.services]]\nid = \"dr-1\"\ngrpc_health = \"http://{}\"\ntimeout_ms = 3000\n",
-        p.addr
-    )
-}
-
-async fn client(env: &sim::Env, token: Option<&str>) -> Result<VerificationClient<Authed>> {
-    Ok(VerificationClient::with_interceptor(
-        env.server.channel().await?,
-        Bearer::new(token),
-    ))
+async fn client(env: &SimServer, token: Option<&str>) -> Result<VerificationClient<Authed>> {
+    env.server.verification(token).await
 }
 
 fn by_service(id: &str) -> pb::VerifyRequest {
@@ -87,14 +44,14 @@ fn check<'a>(r: &'a pb::VerifyReport, name: &str) -> Result<&'a pb::Check> {
 }
 
 /// Invitation, sign-in as the Global Administrator, provision; returns (onboarding id, client id).
-async fn onboard(env: &sim::Env) -> Result<(String, String)> {
-    let (id, events) = env.onboarded("direct-routing", "Sbc-One").await?;
-    Ok((id, completed(&events)?.client_id))
+async fn onboard(env: &SimServer) -> Result<(String, String)> {
+    let o = env.onboarded("direct-routing", "Sbc-One").await?;
+    Ok((o.onboarding_id, o.done.client_id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_is_for_operators_and_names_bad_targets() -> Result<()> {
-    let env = sim::start().await?;
+    let env = SimServer::start().await?;
     for (token, code) in [
         (None, Code::Unauthenticated),
         (Some(AUDITOR), Code::PermissionDenied),
@@ -116,45 +73,33 @@ async fn verify_is_for_operators_and_names_bad_targets() -> Result<()> {
         ensure!(s.code() == code, "{token:?}: {s:?}");
     }
     let mut c = client(&env, Some(OPERATOR)).await?;
-    let s = c
-        .verify(pb::VerifyRequest { target: None })
-        .await
-        .err()
-        .context("no target")?;
-    ensure!(
-        s.code() == Code::InvalidArgument && bad_fields(&s) == ["target"],
-        "{s:?}"
-    );
-    let s = c
-        .verify(pb::VerifyRequest {
-            target: Some(Target::ClientId(String::new())),
-        })
-        .await
-        .err()
-        .context("empty")?;
-    ensure!(
-        s.code() == Code::InvalidArgument && bad_fields(&s) == ["client_id"],
-        "{s:?}"
-    );
-    let s = c
-        .verify(by_service("dr-9"))
-        .await
-        .err()
-        .context("unknown")?;
-    ensure!(
-        s.code() == Code::NotFound && s.message().contains("dr-9"),
-        "{s:?}"
-    );
-    let s = c
-        .verify(pb::VerifyRequest {
-            target: Some(Target::ClientId(
-                "00000000-0000-0000-0000-000000000001".into(),
-            )),
-        })
-        .await
-        .err()
-        .context("unknown")?;
-    ensure!(s.code() == Code::NotFound, "{s:?}");
+    let by_client = |id: &str| pb::VerifyRequest {
+        target: Some(Target::ClientId(id.into())),
+    };
+    // (request, the code, the fields it names, what the message says)
+    let cases: [(pb::VerifyRequest, Code, &[&str], &str); 4] = [
+        (
+            pb::VerifyRequest { target: None },
+            Code::InvalidArgument,
+            &["target"],
+            "",
+        ),
+        (by_client(""), Code::InvalidArgument, &["client_id"], ""),
+        (by_service("dr-9"), Code::NotFound, &[], "dr-9"),
+        (
+            by_client("00000000-0000-0000-0000-000000000001"),
+            Code::NotFound,
+            &[],
+            "",
+        ),
+    ];
+    for (req, code, fields, text) in cases {
+        let s = c.verify(req.clone()).await.err().context("accepted")?;
+        ensure!(
+            s.code() == code && bad_fields(&s) == fields && s.message().contains(text),
+            "{req:?}: {s:?}"
+        );
+    }
     let drift = c
         .list_drift(pb::ListDriftRequest::default())
         .await?
@@ -165,8 +110,10 @@ async fn verify_is_for_operators_and_names_bad_targets() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_onboarding_verifies_ok_and_the_report_is_audited() -> Result<()> {
-    let p = platform().await?;
-    let env = sim::start_with(&platform_config(&p)).await?;
+    let p = Platform::start("dr-1", true).await?;
+    let env =
+        SimServer::start_with(|b| Ok(b.platform_service(PlatformService::grpc("dr-1", &p.url()))))
+            .await?;
     let (_, client_id) = onboard(&env).await?;
     let mut c = client(&env, Some(OPERATOR)).await?;
     let r = c.verify(by_service("dr-1")).await?.into_inner();
@@ -193,9 +140,7 @@ async fn a_real_onboarding_verifies_ok_and_the_report_is_audited() -> Result<()>
     ensure!(e["trigger"] == "on_demand", "{e}");
 
     // The platform reports not serving: FAIL, and by client id too.
-    p.reporter
-        .set_service_status("dr-1", tonic_health::ServingStatus::NotServing)
-        .await;
+    p.set("dr-1", false).await;
     let r = c
         .verify(pb::VerifyRequest {
             target: Some(Target::ClientId(client_id.clone())),
@@ -215,48 +160,13 @@ async fn a_real_onboarding_verifies_ok_and_the_report_is_audited() -> Result<()>
     Ok(())
 }
 
-/// The stored admin session of onboarding `id`, as the emulator's Global Administrator.
-fn admin_graph(env: &sim::Env, id: &str) -> Result<entra_client::GraphClient> {
-    let token: SecretString = env
-        .server
-        .app
-        .engine()
-        .admin_session(id)?
-        .context("admin session")?;
-    let ca = env.server.dir.path().join("sim-ca.pem");
-    let cfg = EntraConfig::with_bases(env.sim.base_url(), env.sim.base_url())
-        .trust_pem(std::fs::read(ca)?);
-    Ok(EntraClient::new(&cfg)?.graph(token))
-}
-
-/// Removes Teams Administrator and User.Read.All from the app's SP, outside Onboard.
-async fn tamper(env: &sim::Env, id: &str) -> Result<String> {
-    let g = admin_graph(env, id)?;
-    let ctx = OpContext::new();
-    let sp_id = env
-        .server
-        .app
-        .engine()
-        .get(id)?
-        .and_then(|o| o.sp_id)
-        .context("sp id")?;
-    let roles = g.list_directory_role_assignments(&sp_id, &ctx).await?.value;
-    let role = roles
-        .iter()
-        .find(|a| a.role_definition_id == TEAMS_ADMINISTRATOR)
-        .context("role assignment")?;
-    g.remove_directory_role_assignment(&role.id, &ctx).await?;
-    let graph_sp = g
-        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx)
-        .await?
-        .value;
-    let app_role = graph_sp.app_role("User.Read.All").context("app role")?;
-    let grants = g.list_app_role_assignments(&sp_id, &ctx).await?.value;
-    let grant = grants
-        .iter()
-        .find(|a| a.app_role_id == app_role.id)
-        .context("grant")?;
-    g.revoke_app_role(&graph_sp.id, &grant.id, &ctx).await?;
+/// Removes Teams Administrator and User.Read.All from the app's SP outside Onboard, with the
+/// onboarding's stored admin session (the emulator's Global Administrator); returns the SP id.
+async fn tamper(env: &SimServer, id: &str) -> Result<String> {
+    let engine = env.server.app.engine();
+    let token: SecretString = engine.admin_session(id)?.context("admin session")?;
+    let sp_id = engine.get(id)?.and_then(|o| o.sp_id).context("sp id")?;
+    testkit::portal::tamper(&env.entra_client()?.graph(token), &sp_id).await?;
     Ok(sp_id)
 }
 
@@ -268,7 +178,7 @@ fn role_key() -> String {
 
 /// Waits until `pred` holds for the audit entries (polling; the scheduler runs every second).
 async fn wait_for(
-    env: &sim::Env,
+    env: &SimServer,
     what: &str,
     pred: impl Fn(&[Value]) -> bool,
 ) -> Result<Vec<Value>> {
@@ -296,7 +206,7 @@ fn has(entries: &[Value], action: &str, phase: &str, key: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_run_reports_a_removed_role_and_permission() -> Result<()> {
-    let env = sim::start_with("[verification]\ninterval_secs = 1\n").await?;
+    let env = SimServer::start_with(|b| Ok(b.verification_interval(1))).await?;
     let (id, client_id) = onboard(&env).await?;
     // A clean registration: scheduled reports, no drift.
     wait_for(&env, "a scheduled report", |es| {
@@ -360,9 +270,10 @@ async fn a_scheduled_run_reports_a_removed_role_and_permission() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_repair_enabled_the_role_and_permission_come_back_audited() -> Result<()> {
-    let env = sim::start_with(
-        "[verification]\ninterval_secs = 1\nrepair_profiles = [\"direct-routing\"]\n",
-    )
+    let env = SimServer::start_with(|b| {
+        Ok(b.verification_interval(1)
+            .repair_profiles(&["direct-routing"]))
+    })
     .await?;
     let (id, client_id) = onboard(&env).await?;
     let sp_id = tamper(&env, &id).await?;
@@ -401,18 +312,8 @@ async fn with_repair_enabled_the_role_and_permission_come_back_audited() -> Resu
     }
     // Entra has them again.
     let snap = env.sim.snapshot();
-    let roles = snap["role_assignments"]
-        .as_array()
-        .context("roles")?
-        .iter()
-        .filter(|a| a["principal_id"] == sp_id.as_str())
-        .count();
-    let grants = snap["app_role_assignments"]
-        .as_array()
-        .context("grants")?
-        .iter()
-        .filter(|a| a["principal_id"] == sp_id.as_str())
-        .count();
+    let roles = roles_of(&snap, &sp_id).len();
+    let grants = grants_of(&snap, &sp_id).len();
     ensure!(roles == 1 && grants == 3, "roles {roles}, grants {grants}");
     // Nothing left open, and the next on-demand report is clean.
     let mut c = client(&env, Some(OPERATOR)).await?;
@@ -444,13 +345,10 @@ async fn with_repair_enabled_the_role_and_permission_come_back_audited() -> Resu
 async fn an_attached_registration_is_verified_like_a_provisioned_one() -> Result<()> {
     // One server made the registration; a second one, which never saw it, has it attached
     // (the vendor's "Use App Registration" path) and verifies it.
-    let env = sim::start().await?;
-    let done = completed(&env.onboarded("direct-routing", "Sbc-Made").await?.1)?;
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Made").await?.done;
     let other = env.another_server().await?;
-    let mut creds = onboard_proto::v1::credentials_client::CredentialsClient::with_interceptor(
-        other.channel().await?,
-        Bearer::new(Some(OPERATOR)),
-    );
+    let mut creds = other.credentials(Some(OPERATOR)).await?;
     creds
         .attach_registration(pb::AttachRegistrationRequest {
             registration: Some(pb::RegistrationRef {
@@ -463,8 +361,7 @@ async fn an_attached_registration_is_verified_like_a_provisioned_one() -> Result
             ..Default::default()
         })
         .await?;
-    let mut c =
-        VerificationClient::with_interceptor(other.channel().await?, Bearer::new(Some(OPERATOR)));
+    let mut c = other.verification(Some(OPERATOR)).await?;
     let r = c.verify(by_service("dr-attached")).await?.into_inner();
     ensure!(r.client_id == done.client_id, "{}", table(&r));
     for name in [

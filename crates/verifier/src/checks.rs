@@ -187,6 +187,7 @@ impl Verifier {
         Report {
             tenant_id: input.tenant_id.clone(),
             client_id: input.client_id.clone(),
+            app_object_id: input.app_object_id.clone(),
             service_id: input.service_id.clone(),
             checks,
             findings,
@@ -285,6 +286,14 @@ impl Verifier {
     async fn temporary_app(&self, input: &VerifyInput, reader: Option<SecretString>) -> Check {
         let name = names::TEMPORARY_APP_REMOVED;
         let app = &input.temporary_app_name;
+        let client_id = input.temporary_app_client_id.trim();
+        if client_id.is_empty() {
+            return Check::new(
+                name,
+                Status::Warn,
+                format!("could not look for {app}: no token app client id is configured"),
+            );
+        }
         let Some(token) = reader else {
             return Check::new(
                 name,
@@ -294,26 +303,29 @@ impl Verifier {
                 ),
             );
         };
+        // By appId: the consented service principal carries the provider app's own name.
         match self
             .entra
             .graph(token)
-            .find_service_principals_by_display_name(app, &OpContext::new())
+            .find_service_principal_by_app_id(client_id, &OpContext::new())
             .await
         {
-            Ok(r) if r.value.is_empty() => {
-                Check::new(name, Status::Ok, format!("no enterprise app named {app}"))
-            }
-            Ok(r) => {
-                let ids: Vec<&str> = r.value.iter().map(|s| s.id.as_str()).collect();
-                Check::new(
+            Ok(r) => match r.value {
+                None => Check::new(
+                    name,
+                    Status::Ok,
+                    format!("no enterprise app of the token app (appId {client_id})"),
+                ),
+                Some(sp) => Check::new(
                     name,
                     Status::Fail,
                     format!(
-                        "the temporary enterprise app {app} is still present (service principal {})",
-                        ids.join(", ")
+                        "the temporary enterprise app {} is still present (service principal {}, appId {client_id})",
+                        sp.display_name.as_deref().unwrap_or(app),
+                        sp.id
                     ),
-                )
-            }
+                ),
+            },
             Err(e) if e.is_authorization_denied() => {
                 let who = if input.reader_token.is_some() {
                     "the reader token"

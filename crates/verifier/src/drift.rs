@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use audit_log::AuditLog;
 use entra_client::OpContext;
+use onboard_core::Shutdown;
+use onboard_core::audit::{self, Action, AuditEntry, Phase, Scope, TargetKind};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use serde_json::Value;
 
 use crate::checks::Verifier;
 use crate::error::{Result, VerifyError};
@@ -160,28 +160,21 @@ impl std::fmt::Debug for DriftMonitor {
     }
 }
 
-fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
-}
-
-fn base_fields(action: &str, phase: &str, actor: &str, input: &VerifyInput) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("action".into(), action.into());
-    m.insert("phase".into(), phase.into());
-    m.insert("actor".into(), actor.into());
-    m.insert(
-        "target".into(),
-        json!({"type": "app_registration", "id": input.client_id}),
-    );
-    m.insert("tenant_id".into(), input.tenant_id.clone().into());
-    m.insert("client_id".into(), input.client_id.clone().into());
-    if let Some(s) = &input.service_id {
-        m.insert("service_id".into(), s.clone().into());
-    }
-    m.insert("profile".into(), input.profile.clone().into());
-    m
+/// An entry of `action` about `input`'s registration, with its profile.
+fn entry(action: Action, phase: Phase, actor: &str, input: &VerifyInput) -> AuditEntry {
+    let scope = Scope {
+        actor: actor.to_owned(),
+        tenant_id: Some(input.tenant_id.clone()),
+        service_id: input.service_id.clone(),
+        client_id: Some(input.client_id.clone()),
+        ..Scope::default()
+    };
+    AuditEntry::new(action, phase, &scope)
+        .with_target(audit::Target::new(
+            TargetKind::Application,
+            input.app_object_id.clone(),
+        ))
+        .with_detail("profile", input.profile.clone())
 }
 
 impl DriftMonitor {
@@ -218,19 +211,21 @@ impl DriftMonitor {
         self.store.list(client_id)
     }
 
-    /// Runs the scheduler: a run every `every` (the first after one interval) until `stop`
-    /// turns true. A failed run is logged and the next one still happens.
+    /// Runs the scheduler: a run every `every` (the first after one interval) until shutdown
+    /// begins; a run in progress then gets the shutdown grace to finish. A failed run is
+    /// logged and the next one still happens. `None` when shutdown has already begun.
     pub fn spawn(
         self: Arc<Self>,
         every: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+        shutdown: &Shutdown,
+    ) -> Option<tokio::task::JoinHandle<Option<()>>> {
+        let stop = shutdown.clone();
+        shutdown.spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return,
+                    () = stop.recv() => return,
                     _ = tick.tick() => {}
                 }
                 match self.run_once().await {
@@ -277,7 +272,9 @@ impl DriftMonitor {
     ) -> Result<()> {
         let actor = self.config.actor.as_str();
         let report = self.verifier.verify(input).await;
-        let report_seq = report.record(&self.audit, actor, "scheduled").await?;
+        let report_seq = report
+            .record(&self.audit, actor, "scheduled", &input.profile)
+            .await?;
         self.observe(input, &report, report_seq, summary).await?;
         if self.config.repair_profiles.contains(&input.profile) {
             self.repair(input, &report, summary).await?;
@@ -297,7 +294,7 @@ impl DriftMonitor {
     ) -> Result<()> {
         let actor = self.config.actor.as_str();
         let open = self.store.list(Some(&input.client_id))?;
-        let now = now_rfc3339();
+        let now = onboard_core::time::now();
         for f in &report.findings {
             let key = f.key();
             if let Some(mut item) = open.iter().find(|i| i.key == key).cloned() {
@@ -305,16 +302,14 @@ impl DriftMonitor {
                 self.store.put(&item).await?;
                 continue;
             }
-            let mut fields = base_fields("drift.detected", "succeeded", actor, input);
-            fields.insert("kind".into(), f.kind().into());
-            fields.insert("key".into(), key.clone().into());
-            fields.insert("detail".into(), f.detail().into());
-            fields.insert(
-                "finding".into(),
-                serde_json::to_value(f).unwrap_or(Value::Null),
-            );
-            fields.insert("report_seq".into(), report_seq.into());
-            let seq = self.audit.append(&fields).await?.seq;
+            let seq = entry(Action::DriftDetected, Phase::Succeeded, actor, input)
+                .with_detail("kind", f.kind())
+                .with_detail("key", key.clone())
+                .with_detail("detail", f.detail())
+                .with_detail("finding", serde_json::to_value(f).unwrap_or(Value::Null))
+                .with_detail("report_seq", report_seq)
+                .append(&self.audit)
+                .await?;
             let item = DriftItem {
                 client_id: input.client_id.clone(),
                 tenant_id: input.tenant_id.clone(),
@@ -357,13 +352,19 @@ impl DriftMonitor {
         reason: &str,
         seq: u64,
     ) -> Result<()> {
-        let mut fields = base_fields("drift.resolved", "succeeded", &self.config.actor, input);
-        fields.insert("kind".into(), item.kind.clone().into());
-        fields.insert("key".into(), item.key.clone().into());
-        fields.insert("reason".into(), reason.into());
-        fields.insert("detected_seq".into(), item.audit_seq.into());
-        fields.insert("evidence_seq".into(), seq.into());
-        self.audit.append(&fields).await?;
+        entry(
+            Action::DriftResolved,
+            Phase::Succeeded,
+            &self.config.actor,
+            input,
+        )
+        .with_detail("kind", item.kind.clone())
+        .with_detail("key", item.key.clone())
+        .with_detail("reason", reason)
+        .with_detail("detected_seq", item.audit_seq)
+        .with_detail("evidence_seq", seq)
+        .append(&self.audit)
+        .await?;
         self.store.remove(&item.client_id, &item.key).await
     }
 
@@ -382,27 +383,30 @@ impl DriftMonitor {
         let actor = self.config.actor.as_str();
         let Some(token) = self.targets.writer_token(input).await? else {
             for f in todo {
-                let mut fields = base_fields("drift.repair", "skipped", actor, input);
-                fields.insert("key".into(), f.key().into());
-                fields.insert("reason".into(), "repair needs an admin sign-in".into());
-                self.audit.append(&fields).await?;
+                entry(Action::DriftRepair, Phase::Skipped, actor, input)
+                    .with_detail("key", f.key())
+                    .with_detail("reason", "repair needs an admin sign-in")
+                    .append(&self.audit)
+                    .await?;
             }
             return Ok(());
         };
         for f in todo {
             let key = f.key();
-            let mut fields = base_fields("drift.repair", "intent", actor, input);
-            fields.insert("key".into(), key.clone().into());
-            fields.insert("change".into(), repair_change(f).into());
-            let intent_seq = self.audit.append(&fields).await?.seq;
+            let repair = entry(Action::DriftRepair, Phase::Intent, actor, input)
+                .with_detail("key", key.clone())
+                .with_detail("change", repair_change(f));
+            let intent_seq = repair.append(&self.audit).await?;
+            let mut done = repair.with_detail("intent_seq", intent_seq);
             let outcome = self.apply(input, f, token.clone()).await;
-            fields.insert("intent_seq".into(), intent_seq.into());
             match outcome {
                 Ok((assignment_id, request_id)) => {
-                    fields.insert("phase".into(), "succeeded".into());
-                    fields.insert("assignment_id".into(), assignment_id.into());
-                    fields.insert("request_id".into(), request_id.unwrap_or_default().into());
-                    let seq = self.audit.append(&fields).await?.seq;
+                    done.phase = Phase::Succeeded;
+                    done.graph_request_id = request_id;
+                    let seq = done
+                        .with_detail("assignment_id", assignment_id)
+                        .append(&self.audit)
+                        .await?;
                     if let Some(item) = self
                         .store
                         .list(Some(&input.client_id))?
@@ -415,9 +419,8 @@ impl DriftMonitor {
                     summary.repaired.push(key);
                 }
                 Err(e) => {
-                    fields.insert("phase".into(), "failed".into());
-                    fields.insert("error".into(), e.into());
-                    self.audit.append(&fields).await?;
+                    done.phase = Phase::Failed;
+                    done.with_error(e).append(&self.audit).await?;
                 }
             }
         }
@@ -523,8 +526,10 @@ mod tests {
             DriftStore::new(db.open_tree("drift").unwrap()),
             MonitorConfig::default(),
         ));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = monitor.spawn(Duration::from_secs(60), stopped);
+        let stop = onboard_core::ShutdownController::default();
+        let task = monitor
+            .spawn(Duration::from_secs(60), &stop.handle())
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(59)).await;
         assert_eq!(
             runs.load(Ordering::SeqCst),
@@ -535,7 +540,7 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
-        stop.send_replace(true);
+        stop.begin();
         task.await.unwrap();
         tokio::time::sleep(Duration::from_secs(600)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);

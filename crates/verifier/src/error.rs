@@ -31,5 +31,15 @@ pub enum VerifyError {
     Targets(String),
 }
 
+impl From<onboard_core::CoreError> for VerifyError {
+    fn from(e: onboard_core::CoreError) -> Self {
+        match e {
+            onboard_core::CoreError::Audit(a) => VerifyError::Audit(a),
+            onboard_core::CoreError::Store(m) => VerifyError::Targets(m),
+            other => VerifyError::Targets(other.to_string()),
+        }
+    }
+}
+
 /// Shorthand.
 pub type Result<T, E = VerifyError> = std::result::Result<T, E>;

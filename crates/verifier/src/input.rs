@@ -73,6 +73,8 @@ pub struct VerifyInput {
     pub tenant_id: String,
     /// Application (client) id.
     pub client_id: String,
+    /// The application's object id, when known (the audit entries' `target.id`).
+    pub app_object_id: Option<String>,
     /// The app's service principal object id (directory roles are assigned to it).
     pub sp_id: String,
     /// The Direct Routing service the registration serves, if known.
@@ -96,8 +98,12 @@ pub struct VerifyInput {
     pub horizon: Duration,
     /// A secret expiring within this (or expired) is a FAIL.
     pub critical: Duration,
-    /// The temporary enterprise app's display name, `<server>-<provider>-token`.
+    /// The temporary enterprise app's display name, `<server>-<provider>-token`, for messages.
     pub temporary_app_name: String,
+    /// Client id of the provider's token app: the temporary enterprise app is looked for by
+    /// this `appId` (its service principal carries the provider app's own display name, so a
+    /// lookup by name can miss it). Empty: unknown, the check WARNs.
+    pub temporary_app_client_id: String,
     /// The platform service's status endpoints (none: the check WARNs that none is configured).
     pub platform: Vec<PlatformEndpoint>,
     /// A token allowed to read directory role assignments and service principals (an admin's
@@ -115,6 +121,7 @@ mod tests {
         let input = VerifyInput {
             tenant_id: "t".into(),
             client_id: "c".into(),
+            app_object_id: None,
             sp_id: "s".into(),
             service_id: None,
             profile: "direct-routing".into(),
@@ -127,6 +134,7 @@ mod tests {
             horizon: Duration::from_secs(1),
             critical: Duration::from_secs(1),
             temporary_app_name: "x-y-token".into(),
+            temporary_app_client_id: String::new(),
             platform: vec![],
             reader_token: Some(SecretString::from("reader-token-value".to_owned())),
         };

@@ -67,8 +67,7 @@ async fn grpc(e: &PlatformEndpoint, url: &str, service: &str) -> Result<ServingS
         .connect_timeout(e.timeout)
         .timeout(e.timeout);
     if url.starts_with("https://") {
-        // Both tonic and reqwest use rustls with aws-lc; pick it once (already set is fine).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        onboard_core::tls::install_crypto_provider();
         let Some(ca) = &e.ca_pem else {
             return Err(
                 "an https gRPC health endpoint needs a CA (`ca`) configured: system roots are not loaded for gRPC".into(),

@@ -2,10 +2,10 @@
 //! (drift items), and the report's audit entry.
 
 use audit_log::AuditLog;
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::error::Result;
 
@@ -212,6 +212,8 @@ pub struct Report {
     pub tenant_id: String,
     /// Application (client) id.
     pub client_id: String,
+    /// The application's object id, when known.
+    pub app_object_id: Option<String>,
     /// The platform service id, if known.
     pub service_id: Option<String>,
     /// Every check, in the order run.
@@ -237,39 +239,44 @@ impl Report {
         self.checks.iter().find(|c| c.name == name)
     }
 
-    /// The report's audit fields (no secret: the secret is named by key id only, and only in
-    /// details that mention it).
-    pub fn audit_fields(&self, actor: &str, trigger: &str) -> Map<String, Value> {
+    /// The report's audit entry (no secret: the secret is named by key id only, and only in
+    /// details that mention it). `profile` is the registration's profile name.
+    pub fn audit_entry(&self, actor: &str, trigger: &str, profile: &str) -> AuditEntry {
         let checks: Vec<Value> = self
             .checks
             .iter()
             .map(|c| json!({"name": c.name, "status": c.status.as_str(), "detail": c.detail}))
             .collect();
-        let mut m = Map::new();
-        m.insert("action".into(), "verification.report".into());
-        m.insert("phase".into(), "succeeded".into());
-        m.insert("actor".into(), actor.into());
-        m.insert("trigger".into(), trigger.into());
-        m.insert(
-            "target".into(),
-            json!({"type": "app_registration", "id": self.client_id}),
-        );
-        m.insert("tenant_id".into(), self.tenant_id.clone().into());
-        m.insert("client_id".into(), self.client_id.clone().into());
-        if let Some(s) = &self.service_id {
-            m.insert("service_id".into(), s.clone().into());
-        }
-        m.insert("overall".into(), self.overall().as_str().into());
-        m.insert("checks".into(), Value::Array(checks));
-        m.insert(
-            "checked_at".into(),
-            self.checked_at.format(&Rfc3339).unwrap_or_default().into(),
-        );
-        m
+        let scope = Scope {
+            actor: actor.to_owned(),
+            tenant_id: Some(self.tenant_id.clone()),
+            service_id: self.service_id.clone(),
+            client_id: Some(self.client_id.clone()),
+            ..Scope::default()
+        };
+        AuditEntry::new(Action::VerificationReport, Phase::Succeeded, &scope)
+            .with_target(Target::new(
+                TargetKind::Application,
+                self.app_object_id.clone(),
+            ))
+            .with_detail("trigger", trigger)
+            .with_detail("profile", profile)
+            .with_detail("overall", self.overall().as_str())
+            .with_detail("checks", checks)
+            .with_detail("checked_at", onboard_core::time::format(self.checked_at))
     }
 
     /// Appends the report to the audit log (action `verification.report`); returns its seq.
-    pub async fn record(&self, audit: &AuditLog, actor: &str, trigger: &str) -> Result<u64> {
-        Ok(audit.append(&self.audit_fields(actor, trigger)).await?.seq)
+    pub async fn record(
+        &self,
+        audit: &AuditLog,
+        actor: &str,
+        trigger: &str,
+        profile: &str,
+    ) -> Result<u64> {
+        Ok(self
+            .audit_entry(actor, trigger, profile)
+            .append(audit)
+            .await?)
     }
 }

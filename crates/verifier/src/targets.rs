@@ -1,7 +1,7 @@
-//! The seam between verification and whatever knows the managed registrations: today the
-//! server implements it over the onboarding engine's completed onboardings; the Credentials
-//! registry will implement it too. Everything the verifier and drift repair need from outside
-//! Entra comes through here.
+//! The seam between verification and whatever knows the managed registrations: the
+//! credentials crate implements it over its registry (`credentials::targets::RegistryTargets`:
+//! provisioned and attached registrations). Everything the verifier and drift repair need from
+//! outside Entra comes through here.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -3,8 +3,6 @@
 //! temporary app still present, secret near expiry) and the WARNs that say what could not be
 //! read.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -12,7 +10,19 @@ use secrecy::SecretString;
 use verifier::report::names;
 use verifier::{Finding, Probe, Report, Status, Verifier};
 
-use common::{SERVICE, TEMP_APP};
+use entra_client::graph::roles::template::TEAMS_ADMINISTRATOR;
+use testkit::engine::{EngineEnv, Onboarded};
+use testkit::platform::{Platform, grpc_endpoint, status_page, verify_input};
+use testkit::portal;
+use testkit::sim::{TOKEN_APP, users};
+
+/// The platform service's id, also its gRPC health service name.
+const SERVICE: &str = "dr-1";
+
+/// A calm emulator and one completed onboarding by the Global Administrator.
+async fn onboarded() -> Result<(EngineEnv, Onboarded)> {
+    EngineEnv::with_onboarding("ob-1", "lp-dr1").await
+}
 
 fn status(r: &Report, name: &str) -> Result<(Status, String)> {
     let c = r
@@ -31,11 +41,15 @@ fn table(r: &Report) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_onboarding_is_all_ok_and_the_report_is_an_audit_entry() -> Result<()> {
-    let env = common::onboarded().await?;
-    let platform = common::platform(SERVICE, true).await?;
+    let (env, o) = onboarded().await?;
+    let platform = Platform::start(SERVICE, true).await?;
     let v = Verifier::new(env.client.clone());
     let r = v
-        .verify(&env.input(vec![common::grpc_endpoint(platform.addr, SERVICE)]))
+        .verify(&verify_input(
+            &o,
+            SERVICE,
+            vec![grpc_endpoint(platform.addr, SERVICE)],
+        ))
         .await;
     let names_in_order: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
@@ -61,29 +75,31 @@ async fn a_fresh_onboarding_is_all_ok_and_the_report_is_an_audit_entry() -> Resu
             .contains("application_access")
     );
 
-    let seq = r.record(&env.audit, "tester", "on_demand").await?;
+    let seq = r
+        .record(&env.audit, "tester", "on_demand", "direct-routing")
+        .await?;
     let (_, bytes) = env.audit.entries(seq, seq + 1).next().context("entry")??;
     let text = String::from_utf8(bytes.to_vec())?;
     let e: serde_json::Value = serde_json::from_str(&text)?;
     assert_eq!(e["action"], "verification.report");
     assert_eq!(e["overall"], "OK");
-    assert_eq!(e["client_id"], env.client_id.as_str());
+    assert_eq!(e["client_id"], o.client_id.as_str());
     assert_eq!(e["checks"].as_array().map(Vec::len), Some(7));
     use secrecy::ExposeSecret;
-    assert!(!text.contains(env.secret.expose_secret()));
-    assert!(!text.contains(env.admin_token.expose_secret()));
+    assert!(!text.contains(o.secret.expose_secret()));
+    assert!(!text.contains(o.admin_token.expose_secret()));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
-    let env = common::onboarded().await?;
+    let (env, o) = onboarded().await?;
     let v = Verifier::new(env.client.clone());
-    let serving = common::platform(SERVICE, true).await?;
-    let good = vec![common::grpc_endpoint(serving.addr, SERVICE)];
+    let serving = Platform::start(SERVICE, true).await?;
+    let good = vec![grpc_endpoint(serving.addr, SERVICE)];
 
     // Wrong secret.
-    let mut input = env.input(good.clone());
+    let mut input = verify_input(&o, SERVICE, good.clone());
     input.secret = SecretString::from("not-the-secret".to_owned());
     let r = v.verify(&input).await;
     let (s, d) = status(&r, names::CLIENT_CREDENTIALS)?;
@@ -99,9 +115,13 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
     assert_eq!(r.overall(), Status::Fail);
 
     // Platform service not serving, and a platform service that is not there.
-    let down = common::platform(SERVICE, false).await?;
+    let down = Platform::start(SERVICE, false).await?;
     let r = v
-        .verify(&env.input(vec![common::grpc_endpoint(down.addr, SERVICE)]))
+        .verify(&verify_input(
+            &o,
+            SERVICE,
+            vec![grpc_endpoint(down.addr, SERVICE)],
+        ))
         .await;
     let (s, d) = status(&r, names::PLATFORM_STATUS)?;
     assert_eq!(s, Status::Fail, "{d}");
@@ -111,7 +131,11 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
         l.local_addr()?
     };
     let r = v
-        .verify(&env.input(vec![common::grpc_endpoint(gone, SERVICE)]))
+        .verify(&verify_input(
+            &o,
+            SERVICE,
+            vec![grpc_endpoint(gone, SERVICE)],
+        ))
         .await;
     let (s, d) = status(&r, names::PLATFORM_STATUS)?;
     assert_eq!(s, Status::Fail, "{d}");
@@ -121,14 +145,18 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
     );
     // The service id is the health service name: another name is unknown to the platform.
     let r = v
-        .verify(&env.input(vec![common::grpc_endpoint(serving.addr, "dr-2")]))
+        .verify(&verify_input(
+            &o,
+            SERVICE,
+            vec![grpc_endpoint(serving.addr, "dr-2")],
+        ))
         .await;
     assert_eq!(status(&r, names::PLATFORM_STATUS)?.0, Status::Fail);
 
     // The HTTPS JSON probe alternative (plain HTTP on loopback here).
     for (answer, want) in [("OK", Status::Ok), ("DEGRADED", Status::Fail)] {
-        let page = common::status_page(answer).await?;
-        let mut input = env.input(vec![]);
+        let page = status_page(answer).await?;
+        let mut input = verify_input(&o, SERVICE, vec![]);
         input.platform = vec![verifier::PlatformEndpoint {
             probe: Probe::HttpJson {
                 url: format!("http://{page}/status"),
@@ -143,7 +171,7 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
     }
 
     // Secret near expiry (FAIL within the critical window, WARN within the horizon).
-    let mut input = env.input(good.clone());
+    let mut input = verify_input(&o, SERVICE, good.clone());
     input.secret_expires = Some(time::OffsetDateTime::now_utc() + time::Duration::days(2));
     let r = v.verify(&input).await;
     let (s, d) = status(&r, names::SECRET_EXPIRY)?;
@@ -156,10 +184,11 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
 
     // Missing directory role and missing permission, and an extra permission, changed outside
     // Onboard.
-    env.remove_role().await?;
-    env.revoke_permission("User.Read.All").await?;
-    env.grant_permission("Directory.Read.All").await?;
-    let r = v.verify(&env.input(good.clone())).await;
+    let g = env.client.graph(o.admin_token.clone());
+    portal::remove_role(&g, &o.sp_id, TEAMS_ADMINISTRATOR).await?;
+    portal::revoke_permission(&g, &o.sp_id, "User.Read.All").await?;
+    portal::grant_permission(&g, &o.sp_id, "Directory.Read.All").await?;
+    let r = v.verify(&verify_input(&o, SERVICE, good.clone())).await;
     let (s, d) = status(&r, names::DIRECTORY_ROLES)?;
     assert_eq!(s, Status::Fail, "{d}");
     assert!(d.contains("lack Teams Administrator"), "{d}");
@@ -179,20 +208,19 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
     );
 
     // Temporary app still present: a new device-code sign-in consents the token app again.
-    let upn = format!("globaladmin@{}", env.info.tenant_domain);
-    common::sign_in(&env.sim, &env.client, &env.info, &upn).await?;
-    let r = v.verify(&env.input(good)).await;
+    env.sign_in(users::GLOBAL_ADMIN).await?;
+    let r = v.verify(&verify_input(&o, SERVICE, good)).await;
     let (s, d) = status(&r, names::TEMPORARY_APP_REMOVED)?;
     assert_eq!(s, Status::Fail, "{d}");
-    assert!(d.contains(TEMP_APP) && d.contains("still present"), "{d}");
+    assert!(d.contains(TOKEN_APP) && d.contains("still present"), "{d}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_reader_token_the_checks_say_what_they_need() -> Result<()> {
-    let env = common::onboarded().await?;
+    let (env, o) = onboarded().await?;
     let v = Verifier::new(env.client.clone());
-    let mut input = env.input(vec![]);
+    let mut input = verify_input(&o, SERVICE, vec![]);
     input.reader_token = None;
     let r = v.verify(&input).await;
     let (s, d) = status(&r, names::DIRECTORY_ROLES)?;

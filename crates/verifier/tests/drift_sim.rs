@@ -2,13 +2,15 @@
 //! made outside Onboard are detected once, repair is recorded as needing an admin sign-in, and
 //! the items close when the changes are undone.
 
-mod common;
-
 use std::sync::Arc;
 
 use anyhow::{Result, ensure};
+use entra_client::graph::roles::template::TEAMS_ADMINISTRATOR;
 use secrecy::SecretString;
-use serde_json::Value;
+use testkit::audit::with_action;
+use testkit::engine::EngineEnv;
+use testkit::platform::verify_input;
+use testkit::portal;
 use verifier::{
     BoxFuture, DriftMonitor, DriftStore, MonitorConfig, Target, Targets, Verifier, VerifyInput,
 };
@@ -31,23 +33,13 @@ impl Targets for Fixed {
     }
 }
 
-fn entries(env: &common::Env, action: &str) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for r in env.audit.entries(0, env.audit.size()) {
-        let v: Value = serde_json::from_slice(&r?.1)?;
-        if v["action"] == action {
-            out.push(v);
-        }
-    }
-    Ok(out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_recorded_once_repair_needs_an_admin_and_items_close() -> Result<()> {
-    let env = common::onboarded().await?;
+    let (env, o) = EngineEnv::with_onboarding("ob-1", "lp-dr1").await?;
+    let g = env.client.graph(o.admin_token.clone());
     let monitor = DriftMonitor::new(
         Verifier::new(env.client.clone()),
-        Arc::new(Fixed(env.input(vec![]))),
+        Arc::new(Fixed(verify_input(&o, "dr-1", vec![]))),
         env.audit.clone(),
         DriftStore::new(env.db.open_tree("drift")?),
         MonitorConfig {
@@ -58,21 +50,17 @@ async fn drift_is_recorded_once_repair_needs_an_admin_and_items_close() -> Resul
     let s = monitor.run_once().await?;
     ensure!(s.verified == 1 && s.detected.is_empty(), "{s:?}");
 
-    env.remove_role().await?;
-    env.revoke_permission("User.Read.All").await?;
+    portal::tamper(&g, &o.sp_id).await?;
     let s = monitor.run_once().await?;
     let mut keys: Vec<&str> = s.detected.iter().map(|i| i.key.as_str()).collect();
     keys.sort();
-    let role_key = format!(
-        "role/{}/missing",
-        entra_client::graph::roles::template::TEAMS_ADMINISTRATOR
-    );
+    let role_key = format!("role/{}/missing", TEAMS_ADMINISTRATOR);
     ensure!(
         keys == ["permission/graph/User.Read.All/missing", role_key.as_str()],
         "{keys:?}"
     );
     ensure!(s.repaired.is_empty());
-    let skipped = entries(&env, "drift.repair")?;
+    let skipped = with_action(&env.audit, "drift.repair")?;
     ensure!(skipped.len() == 2, "{skipped:#?}");
     ensure!(
         skipped
@@ -80,22 +68,23 @@ async fn drift_is_recorded_once_repair_needs_an_admin_and_items_close() -> Resul
             .all(|e| e["phase"] == "skipped" && e["reason"] == "repair needs an admin sign-in"),
         "{skipped:#?}"
     );
-    let detected = entries(&env, "drift.detected")?;
+    let detected = with_action(&env.audit, "drift.detected")?;
     ensure!(detected.len() == 2 && detected.iter().all(|e| e["actor"] == "drift-test"));
-    ensure!(monitor.open_drift(Some(&env.client_id))?.len() == 2);
+    ensure!(monitor.open_drift(Some(&o.client_id))?.len() == 2);
     ensure!(monitor.open_drift(Some("someone-else"))?.is_empty());
 
     // Seen again: not detected again.
     let s = monitor.run_once().await?;
     ensure!(s.detected.is_empty() && s.resolved.is_empty(), "{s:?}");
-    ensure!(entries(&env, "drift.detected")?.len() == 2);
+    ensure!(with_action(&env.audit, "drift.detected")?.len() == 2);
 
     // Put back outside Onboard: the items close.
-    env.restore("User.Read.All").await?;
+    portal::assign_role(&g, &o.sp_id, TEAMS_ADMINISTRATOR).await?;
+    portal::grant_permission(&g, &o.sp_id, "User.Read.All").await?;
     let s = monitor.run_once().await?;
     ensure!(s.resolved.len() == 2, "{s:?}");
     ensure!(monitor.open_drift(None)?.is_empty());
-    let resolved = entries(&env, "drift.resolved")?;
+    let resolved = with_action(&env.audit, "drift.resolved")?;
     ensure!(
         resolved.len() == 2 && resolved.iter().all(|e| e["reason"] == "no longer observed"),
         "{resolved:#?}"

@@ -5,56 +5,28 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Result;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
+use testkit::pki::{Ca, Pem};
 use verifier::platform::probe;
 use verifier::{PlatformEndpoint, Probe, Status};
 
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
+/// A CA's certificate and a server certificate (`localhost`, `127.0.0.1`) it signed.
+fn make_pki() -> Result<(String, Pem)> {
+    let ca = Ca::new("Platform test CA")?;
+    let server = ca.server("platform")?;
+    Ok((ca.pem, server))
 }
 
-fn ca_params() -> Result<CertificateParams> {
-    let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "Platform test CA");
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    Ok(p)
-}
-
-fn make_pki() -> Result<Pki> {
-    let ca_key = KeyPair::generate()?;
-    let ca = ca_params()?.self_signed(&ca_key)?.pem();
-    let issuer = Issuer::new(ca_params()?, ca_key);
-    let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.distinguished_name.push(DnType::CommonName, "platform");
-    p.subject_alt_names = vec![
-        SanType::DnsName("localhost".try_into()?),
-        SanType::IpAddress([127, 0, 0, 1].into()),
-    ];
-    let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, &issuer)?.pem();
-    Ok(Pki {
-        ca,
-        cert,
-        key: key.serialize_pem(),
-    })
-}
-
-async fn grpc_tls(pki: &Pki) -> Result<SocketAddr> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+async fn grpc_tls(server: &Pem) -> Result<SocketAddr> {
+    onboard_core::tls::install_crypto_provider();
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("dr-1", tonic_health::ServingStatus::Serving)
         .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let tls = tonic::transport::ServerTlsConfig::new()
-        .identity(tonic::transport::Identity::from_pem(&pki.cert, &pki.key));
+    let tls = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(&server.cert, &server.key),
+    );
     let server = tonic::transport::Server::builder()
         .tls_config(tls)?
         .add_service(health);
@@ -62,11 +34,11 @@ async fn grpc_tls(pki: &Pki) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn https_status(pki: &Pki) -> Result<SocketAddr> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+async fn https_status(server: &Pem) -> Result<SocketAddr> {
+    onboard_core::tls::install_crypto_provider();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        pki.cert.clone().into_bytes(),
-        pki.key.clone().into_bytes(),
+        server.cert.clone().into_bytes(),
+        server.key.clone().into_bytes(),
     )
     .await?;
     let app = axum::Router::new().route(
@@ -89,9 +61,9 @@ fn endpoint(probe: Probe, ca: Option<&str>) -> PlatformEndpoint {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_probes_trust_the_configured_ca_and_only_it() -> Result<()> {
-    let other = make_pki()?;
-    let pki = make_pki()?;
-    let grpc = grpc_tls(&pki).await?;
+    let (other_ca, _) = make_pki()?;
+    let (ca, server) = make_pki()?;
+    let grpc = grpc_tls(&server).await?;
     let g = |ca: Option<&str>| {
         endpoint(
             Probe::GrpcHealth {
@@ -101,19 +73,19 @@ async fn tls_probes_trust_the_configured_ca_and_only_it() -> Result<()> {
             ca,
         )
     };
-    let (s, d) = probe(&g(Some(&pki.ca))).await;
+    let (s, d) = probe(&g(Some(&ca))).await;
     assert_eq!(s, Status::Ok, "{d}");
     let (s, d) = probe(&g(None)).await;
     assert_eq!(s, Status::Fail, "{d}");
     assert!(d.contains("needs a CA"), "{d}");
-    let (s, d) = probe(&g(Some(&other.ca))).await;
+    let (s, d) = probe(&g(Some(&other_ca))).await;
     assert_eq!(s, Status::Fail, "{d}");
     assert!(
         d.contains(&grpc.to_string()) && d.contains("unreachable"),
         "{d}"
     );
 
-    let web = https_status(&pki).await?;
+    let web = https_status(&server).await?;
     let h = |ca: Option<&str>| {
         endpoint(
             Probe::HttpJson {
@@ -122,9 +94,9 @@ async fn tls_probes_trust_the_configured_ca_and_only_it() -> Result<()> {
             ca,
         )
     };
-    let (s, d) = probe(&h(Some(&pki.ca))).await;
+    let (s, d) = probe(&h(Some(&ca))).await;
     assert_eq!(s, Status::Ok, "{d}");
-    let (s, d) = probe(&h(Some(&other.ca))).await;
+    let (s, d) = probe(&h(Some(&other_ca))).await;
     assert_eq!(s, Status::Fail, "{d}");
     assert!(d.contains("unreachable"), "{d}");
     Ok(())

@@ -16,15 +16,14 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use provision::audit::Phase;
+use onboard_core::audit::{Action, Phase, TargetKind, change, set};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
-use crate::audit::{change, target};
+use crate::audit::target;
 use crate::error::CredentialsError;
-use crate::model::now_rfc3339;
 use crate::secrets::NewSecret;
 use crate::{Credentials, RegistrationRef, check_service};
 
@@ -164,18 +163,22 @@ impl Credentials {
                     new_key: None,
                     overlap_secs: overlap.as_secs(),
                     remove_after: None,
-                    started_at: now_rfc3339(),
+                    started_at: onboard_core::time::now(),
                 };
                 let aud = self.auditor(&reg, service_id, actor);
                 aud.entry(
-                    "secret.rotate",
+                    Action::SecretRotate,
                     Phase::Intent,
-                    &target("application", reg.app_object_id.clone(), &reg.display_name),
-                    json!([
-                        change("rotationId", Value::Null, json!(state.id)),
+                    &target(
+                        TargetKind::Application,
+                        reg.app_object_id.clone(),
+                        &reg.display_name,
+                    ),
+                    vec![
+                        set("rotationId", json!(state.id)),
                         change("oldKeyId", json!(old_key), Value::Null),
-                        change("overlapSeconds", Value::Null, json!(state.overlap_secs)),
-                    ]),
+                        set("overlapSeconds", json!(state.overlap_secs)),
+                    ],
                     None,
                 )
                 .await?;
@@ -268,6 +271,7 @@ impl Credentials {
         events: &Option<UnboundedSender<RotationEvent>>,
     ) -> Result<(), CredentialsError> {
         loop {
+            self.check_not_stopping()?;
             let stage = match self.registration(r)?.rotations.get(service_id) {
                 None => return Ok(()),
                 Some(s) => s.stage,

@@ -1,18 +1,17 @@
 //! The rotation's stages, each one durable record write: add (or re-add a secret whose value
 //! was lost), validate, hand over, wait out the overlap, remove the old secret exactly once.
 
-use provision::audit::Phase;
+use onboard_core::audit::{Action, Phase, TargetKind, change, set};
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 use super::{RotationEvent, RotationStage, RotationState, emit, ev, marker};
-use crate::audit::{change, target};
+use crate::audit::target;
 use crate::error::CredentialsError;
-use crate::model::{Registration, SecretInfo, rfc3339};
+use crate::model::{Registration, SecretInfo};
 use crate::secrets::NewSecret;
 use crate::{Credentials, RegistrationRef};
 
@@ -86,10 +85,14 @@ impl Credentials {
                     let text = e.to_string();
                     self.auditor(reg, &state.service_id, &state.actor)
                         .entry(
-                            "secret.rotate",
+                            Action::SecretRotate,
                             Phase::Failed,
-                            &target("application", reg.app_object_id.clone(), &reg.display_name),
-                            json!([change("rotationId", Value::Null, json!(state.id))]),
+                            &target(
+                                TargetKind::Application,
+                                reg.app_object_id.clone(),
+                                &reg.display_name,
+                            ),
+                            vec![set("rotationId", json!(state.id))],
                             Some(&text),
                         )
                         .await?;
@@ -132,17 +135,16 @@ impl Credentials {
         let value: SecretString = self.open(reg, &new)?;
         let aud = self.auditor(reg, &state.service_id, &state.actor);
         let t = target(
-            "passwordCredential",
+            TargetKind::PasswordCredential,
             Some(new.key_id.clone()),
             &state.marker,
         );
-        let changes = json!([change(
+        let changes = vec![set(
             "clientCredentials",
-            Value::Null,
-            json!({"key_id": new.key_id, "scope": self.inner.validate_scope})
-        )]);
+            json!({"key_id": new.key_id, "scope": self.inner.validate_scope}),
+        )];
         aud.entry(
-            "authentication.verify",
+            Action::AuthenticationVerify,
             Phase::Intent,
             &t,
             changes.clone(),
@@ -152,14 +154,20 @@ impl Credentials {
         let scope = self.inner.validate_scope.clone();
         let seq = match self.client_credentials(reg, &value, &scope, true).await {
             Ok(_) => {
-                aud.entry("authentication.verify", Phase::Succeeded, &t, changes, None)
-                    .await?
+                aud.entry(
+                    Action::AuthenticationVerify,
+                    Phase::Succeeded,
+                    &t,
+                    changes,
+                    None,
+                )
+                .await?
             }
             Err(e) => {
                 let text = e.to_string();
                 let _ = aud
                     .entry(
-                        "authentication.verify",
+                        Action::AuthenticationVerify,
                         Phase::Failed,
                         &t,
                         changes,
@@ -190,22 +198,25 @@ impl Credentials {
         let aud = self.auditor(reg, &state.service_id, &state.actor);
         let seq = aud
             .entry(
-                "secret.hand_over",
+                Action::SecretHandOver,
                 Phase::Succeeded,
                 &target(
-                    "passwordCredential",
+                    TargetKind::PasswordCredential,
                     Some(new.key_id.clone()),
                     &state.service_id,
                 ),
-                json!([
+                vec![
                     change("currentKeyId", json!(state.old_key), json!(new.key_id)),
-                    change("oldRemovedAfter", Value::Null, json!(rfc3339(remove_after))),
-                ]),
+                    set(
+                        "oldRemovedAfter",
+                        json!(onboard_core::time::format(remove_after)),
+                    ),
+                ],
                 None,
             )
             .await?;
         reg.current.insert(state.service_id.clone(), new_key);
-        state.remove_after = Some(rfc3339(remove_after));
+        state.remove_after = Some(onboard_core::time::format(remove_after));
         state.stage = RotationStage::WaitingOverlap;
         reg.rotations.insert(state.service_id.clone(), state);
         self.save(reg).await?;
@@ -223,13 +234,19 @@ impl Credentials {
             .rotations
             .get(service_id)
             .and_then(|s| s.remove_after.as_deref())
-            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            .and_then(onboard_core::time::parse)
         else {
             return Ok(());
         };
         let left = until - OffsetDateTime::now_utc();
         if left.is_positive() {
-            tokio::time::sleep(left.unsigned_abs()).await;
+            tokio::select! {
+                () = tokio::time::sleep(left.unsigned_abs()) => {}
+                // Stored as WaitingOverlap: the next start waits out what is left.
+                () = self.inner.shutdown.recv() => {
+                    return Err(CredentialsError::Halted("shutdown".into()));
+                }
+            }
         }
         Ok(())
     }
@@ -290,13 +307,17 @@ impl Credentials {
         reg.rotations.remove(&state.service_id);
         let aud = self.auditor(reg, &state.service_id, &state.actor);
         aud.entry(
-            "secret.rotate",
+            Action::SecretRotate,
             Phase::Succeeded,
-            &target("application", reg.app_object_id.clone(), &reg.display_name),
-            json!([
-                change("rotationId", Value::Null, json!(state.id)),
+            &target(
+                TargetKind::Application,
+                reg.app_object_id.clone(),
+                &reg.display_name,
+            ),
+            vec![
+                set("rotationId", json!(state.id)),
                 change("currentKeyId", json!(state.old_key), json!(state.new_key)),
-            ]),
+            ],
             None,
         )
         .await?;

@@ -7,6 +7,10 @@ use crate::retry::OpContext;
 
 const DIRECTORY_ROLE_TYPE: &str = "#microsoft.graph.directoryRole";
 
+/// The least delegated permission that lets a token read directory role objects
+/// (directoryrole-list-members), so that `/me/transitiveMemberOf` shows their template ids.
+pub const ROLE_READ_PERMISSION: &str = "RoleManagement.Read.Directory";
+
 impl GraphClient {
     /// `GET /me`: who signed in (delegated tokens only).
     pub async fn me(&self, ctx: &OpContext) -> Result<Reply<User>, EntraError> {
@@ -18,6 +22,11 @@ impl GraphClient {
     /// Reads `/me/transitiveMemberOf` (the reference's authoritative check) and keeps the
     /// `directoryRole` entries client-side: the type-cast URL segment would need advanced-query
     /// headers on the real service.
+    ///
+    /// With User.Read alone Graph still lists every membership, but a directory role comes back
+    /// with only `@odata.type` and `id`, its `roleTemplateId` missing or null: the token may not
+    /// read role objects. That is an [`EntraError::InsufficientScope`] naming the permission to
+    /// add, never an empty list (which would read as "this admin holds no roles").
     pub async fn my_directory_roles(
         &self,
         ctx: &OpContext,
@@ -25,18 +34,44 @@ impl GraphClient {
         let url = self.url("me/transitiveMemberOf", &[])?;
         let reply: Reply<Vec<DirectoryObject>> =
             self.list_all("my_directory_roles", url, ctx).await?;
-        Ok(reply.map(|objs| {
-            objs.into_iter()
-                .filter(|o| o.odata_type.as_deref() == Some(DIRECTORY_ROLE_TYPE))
-                .filter_map(|o| {
-                    Some(DirectoryRole {
-                        role_template_id: o.role_template_id?,
-                        id: o.id,
-                        display_name: o.display_name,
-                    })
+        let roles: Vec<DirectoryObject> = reply
+            .value
+            .into_iter()
+            .filter(|o| o.odata_type.as_deref() == Some(DIRECTORY_ROLE_TYPE))
+            .collect();
+        let stripped = roles
+            .iter()
+            .filter(|o| o.role_template_id.is_none())
+            .count();
+        if stripped > 0 {
+            return Err(EntraError::InsufficientScope {
+                operation: "my_directory_roles",
+                needed: format!(
+                    "{ROLE_READ_PERMISSION} (or RoleManagement.ReadWrite.Directory, \
+                     Directory.Read.All, Directory.ReadWrite.All)"
+                ),
+                detail: format!(
+                    "{stripped} of {} directory roles in /me/transitiveMemberOf came back \
+                     without roleTemplateId (request-id {})",
+                    roles.len(),
+                    reply.meta.request_id.as_deref().unwrap_or("-")
+                ),
+            });
+        }
+        let value = roles
+            .into_iter()
+            .filter_map(|o| {
+                Some(DirectoryRole {
+                    role_template_id: o.role_template_id?,
+                    id: o.id,
+                    display_name: o.display_name,
                 })
-                .collect()
-        }))
+            })
+            .collect();
+        Ok(Reply {
+            value,
+            meta: reply.meta,
+        })
     }
 
     /// `GET /organization`: the tenant the token is for.

@@ -2,6 +2,7 @@
 //! the typed operations, grouped by resource in the submodules.
 
 mod applications;
+mod deleted;
 mod directory;
 mod grants;
 pub mod roles;
@@ -27,6 +28,7 @@ use crate::token_source::TokenSource;
 use crate::transport::{HttpRequest, HttpResponse, parse_retry_after};
 
 pub use applications::UpsertOutcome;
+pub use directory::ROLE_READ_PERMISSION;
 pub use types::*;
 
 /// Facts about a completed Graph call, for the audit log.
@@ -320,9 +322,31 @@ impl GraphClient {
         first: Url,
         ctx: &OpContext,
     ) -> Result<Reply<Vec<T>>, EntraError> {
+        self.list_pages(operation, first, true, ctx).await
+    }
+
+    /// [`Self::list_all`] for collections that refuse `$top` (e.g.
+    /// `roleManagement/directory/roleAssignments`): the configured page size is not sent;
+    /// Graph's own paging still applies.
+    pub(crate) async fn list_all_without_top<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        first: Url,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<T>>, EntraError> {
+        self.list_pages(operation, first, false, ctx).await
+    }
+
+    async fn list_pages<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        first: Url,
+        top_allowed: bool,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<T>>, EntraError> {
         let mut items = Vec::new();
         let mut url = match self.page_size {
-            Some(n) if !first.query_pairs().any(|(k, _)| k == "$top") => {
+            Some(n) if top_allowed && !first.query_pairs().any(|(k, _)| k == "$top") => {
                 let sep = if first.query().is_some() { '&' } else { '?' };
                 Url::parse(&format!("{first}{sep}$top={n}"))
                     .map_err(|e| EntraError::InvalidInput(format!("{operation}: {e}")))?

@@ -76,7 +76,8 @@ impl GraphClient {
         Ok(reply)
     }
 
-    /// Directory role assignments of `principal_id`.
+    /// Directory role assignments of `principal_id`. Graph refuses `$top` on this collection,
+    /// so the client's page size is not sent here.
     pub async fn list_directory_role_assignments(
         &self,
         principal_id: &str,
@@ -87,7 +88,7 @@ impl GraphClient {
             "roleManagement/directory/roleAssignments",
             &[("$filter", &filter)],
         )?;
-        self.list_all("list_directory_role_assignments", url, ctx)
+        self.list_all_without_top("list_directory_role_assignments", url, ctx)
             .await
     }
 

@@ -9,8 +9,9 @@ use super::authz::{self, READ_APPS, WRITE_APPS};
 use super::odata::{check_filter, collection, entity};
 use super::recycle::{recycle, remove_sp};
 use super::{Ctx, Key};
+use crate::defaults::{APP_READ_ONLY, application_defaults};
 use crate::http::{graph_json, no_content};
-use crate::model::{Application, Directory, Password, application_defaults};
+use crate::model::{Application, Directory, Password};
 use crate::state::{Inner, new_guid, now_rfc3339, random_bytes, rfc3339, sha256_hex};
 
 /// Properties `$filter` may use on applications.
@@ -24,17 +25,6 @@ const APP_FILTERS: &[&str] = &[
     "publisherDomain",
     "tags",
     "createdDateTime",
-];
-
-/// Read-only properties a client may echo back; Graph ignores them.
-const READ_ONLY: &[&str] = &[
-    "id",
-    "appId",
-    "createdDateTime",
-    "publisherDomain",
-    "deletedDateTime",
-    "@odata.type",
-    "@odata.context",
 ];
 
 /// Index of the application a key names. `ignore_lag` is for writes that go to the primary
@@ -72,7 +62,7 @@ fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, 
     let known = application_defaults();
     let mut out = Map::new();
     for (k, v) in body {
-        if READ_ONLY.contains(&k.as_str()) {
+        if APP_READ_ONLY.contains(&k.as_str()) {
             continue;
         }
         if k == "passwordCredentials" {
@@ -117,18 +107,26 @@ fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, 
     Ok(out)
 }
 
-fn unique_name_taken(dir: &Directory, name: &str, except: Option<usize>) -> bool {
-    dir.applications.iter().enumerate().any(|(i, a)| {
-        Some(i) != except
-            && a.unique_name()
-                .is_some_and(|u| u.eq_ignore_ascii_case(name))
-    })
+/// Whether `name` is held by another application. A deleted application keeps its uniqueName
+/// for as long as it sits in the recycle bin (30 days), as in Entra (msgraph-bicep-types#137).
+pub(super) fn unique_name_taken(dir: &Directory, name: &str, except: Option<usize>) -> bool {
+    let holds = |a: &Application| {
+        a.unique_name()
+            .is_some_and(|u| u.eq_ignore_ascii_case(name))
+    };
+    dir.applications
+        .iter()
+        .enumerate()
+        .any(|(i, a)| Some(i) != except && holds(a))
+        || dir.deleted_applications.iter().any(holds)
 }
 
-fn conflict(c: &Ctx<'_>, prop: &str) -> Response {
+/// Entra's answer to a second object with the same alternate key: 400 `Request_BadRequest`
+/// (the same code it uses for identifierUris), not a 409.
+pub(super) fn conflict(c: &Ctx<'_>, prop: &str) -> Response {
     c.err(
         StatusCode::BAD_REQUEST,
-        "Request_MultipleObjectsWithSameKeyValue",
+        "Request_BadRequest",
         &format!("Another object with the same value for property {prop} already exists."),
     )
 }
@@ -316,6 +314,9 @@ pub fn patch(c: &Ctx<'_>, key: &Key) -> Response {
         (Err(_), Some(name)) if create_if_missing => {
             if let Err(r) = authz::require_create_app(c, &inner.dir) {
                 return r;
+            }
+            if unique_name_taken(&inner.dir, name, None) {
+                return conflict(c, "uniqueName");
             }
             if !props.get("displayName").is_some_and(Value::is_string) {
                 return c.err(

@@ -128,6 +128,12 @@ pub const ASSIGN_OTHER_ROLES: Need = Need {
     app_owned: &[],
 };
 
+/// The second permission `POST …/appRoleAssignedTo` (and `…/appRoleAssignments`) needs next
+/// to AppRoleAssignment.ReadWrite.All, delegated and application alike: "AppRoleAssignment.
+/// ReadWrite.All and Application.Read.All", or "… and Directory.Read.All"
+/// (serviceprincipal-post-approleassignedto).
+pub const ASSIGN_ROLES_ALSO: &[&str] = &["Application.Read.All", "Directory.Read.All"];
+
 /// Reading directory role definitions and assignments.
 pub const READ_ROLES: Need = Need {
     delegated: &[
@@ -148,6 +154,25 @@ pub const READ_ROLES: Need = Need {
     roles: None,
     app_owned: &[],
 };
+
+/// Permissions that let a caller read `directoryRole` objects (directoryrole-list-members).
+/// Without one, directory roles in a `directoryObject` collection such as
+/// `/me/transitiveMemberOf` come back with only `@odata.type` and `id` (the other properties
+/// null), as Graph's "limited information for inaccessible member objects" rule says.
+pub const READ_DIRECTORY_ROLE_OBJECTS: &[&str] = &[
+    "RoleManagement.Read.Directory",
+    "RoleManagement.ReadWrite.Directory",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+
+/// Whether the caller holds one of `perms` (delegated in `scp`, or application in `roles`).
+pub fn caller_holds_any(c: &Ctx<'_>, perms: &[&str]) -> bool {
+    match &c.caller {
+        Caller::App { roles, .. } => has_any(roles, perms),
+        Caller::User { scopes, .. } => has_any(scopes, perms),
+    }
+}
 
 /// Assigning directory roles: Privileged Role Administrator is the least role.
 pub const WRITE_ROLES: Need = Need {

@@ -37,10 +37,32 @@ fn role_definition_json(template: &str, name: &str) -> Value {
     })
 }
 
-fn member_of(dir: &Directory, principal: &str) -> Vec<Value> {
+/// A directory role as a caller that may not read role objects sees it in a `directoryObject`
+/// collection: type and id only, every other property null.
+fn stripped_directory_role_json(template: &str) -> Value {
+    let mut v = directory_role_json(template);
+    if let Value::Object(m) = &mut v {
+        for (k, val) in m.iter_mut() {
+            if k != "@odata.type" && k != "id" {
+                *val = Value::Null;
+            }
+        }
+    }
+    v
+}
+
+/// The principal's directory roles, full or stripped depending on what the caller may read.
+fn member_of(c: &Ctx<'_>, dir: &Directory, principal: &str) -> Vec<Value> {
+    let full = authz::caller_holds_any(c, authz::READ_DIRECTORY_ROLE_OBJECTS);
     dir.roles_of(principal)
         .iter()
-        .map(|t| directory_role_json(t))
+        .map(|t| {
+            if full {
+                directory_role_json(t)
+            } else {
+                stripped_directory_role_json(t)
+            }
+        })
         .collect()
 }
 
@@ -75,7 +97,7 @@ pub fn me_member_of(c: &Ctx<'_>) -> Response {
         Ok(id) => id,
         Err(r) => return r,
     };
-    collection(c, "directoryObjects", member_of(&inner.dir, &id))
+    collection(c, "directoryObjects", member_of(c, &inner.dir, &id))
 }
 
 /// `GET /users`.
@@ -127,7 +149,7 @@ pub fn user_member_of(c: &Ctx<'_>, key: &Key) -> Response {
         return r;
     }
     match user_key(&inner.dir, key) {
-        Some(u) => collection(c, "directoryObjects", member_of(&inner.dir, &u.id)),
+        Some(u) => collection(c, "directoryObjects", member_of(c, &inner.dir, &u.id)),
         None => c.not_found(match key {
             Key::Id(k) | Key::Alt(_, k) => k,
         }),
@@ -141,21 +163,34 @@ pub fn organization(c: &Ctx<'_>) -> Response {
         return r;
     }
     let t = &inner.dir.tenant;
+    // Every v1.0 organization property (Identity.DirectoryManagement.yml), null or empty when
+    // the seeded tenant does not set it.
     let org = json!({
         "id": t.id,
         "deletedDateTime": null,
+        "assignedPlans": [],
         "businessPhones": [],
         "city": null,
         "country": null,
         "countryLetterCode": "US",
         "createdDateTime": "2020-01-01T00:00:00Z",
+        "defaultUsageLocation": null,
         "displayName": t.display_name,
-        "tenantType": "AAD",
-        "assignedPlans": [],
+        "marketingNotificationEmails": [],
+        "mobileDeviceManagementAuthority": null,
+        "onPremisesLastSyncDateTime": null,
+        "onPremisesSyncEnabled": null,
+        "partnerTenantType": null,
+        "postalCode": null,
+        "preferredLanguage": "en",
         "privacyProfile": null,
         "provisionedPlans": [],
         "securityComplianceNotificationMails": [],
+        "securityComplianceNotificationPhones": [],
+        "state": null,
+        "street": null,
         "technicalNotificationMails": [format!("globaladmin@{}", t.domain)],
+        "tenantType": "AAD",
         "verifiedDomains": [{"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": true, "isInitial": true, "name": t.domain, "type": "Managed"}],
     });
     collection(c, "organization", vec![org])
@@ -278,6 +313,15 @@ pub fn list_role_assignments(c: &Ctx<'_>) -> Response {
         )
     }) {
         return r;
+    }
+    // rbacapplication-list-roleassignments: $filter, $expand and $select only; Graph refuses
+    // $top here (OData's standard refusal), so a client must not send it.
+    if c.query.top.is_some() {
+        return c.err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "The query specified in the URI is not valid. Query option 'Top' is not allowed. To allow it, set the 'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.",
+        );
     }
     let items = inner
         .dir

@@ -108,11 +108,7 @@ pub fn restore(c: &Ctx<'_>, key: &Key) -> Response {
                 .iter()
                 .any(|a| a.unique_name().is_some_and(|x| x.eq_ignore_ascii_case(&u)))
         {
-            return c.err(
-                StatusCode::BAD_REQUEST,
-                "Request_MultipleObjectsWithSameKeyValue",
-                "Another object with the same value for property uniqueName already exists.",
-            );
+            return super::apps::conflict(c, "uniqueName");
         }
         let mut app = dir.deleted_applications.remove(pos);
         app.visible_at_ms = visible_at;

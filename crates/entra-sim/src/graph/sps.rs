@@ -2,14 +2,14 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::authz::{
     self, ASSIGN_GRAPH_ROLES, ASSIGN_OTHER_ROLES, READ_APPS, READ_GRANTS, WRITE_APPS, WRITE_GRANTS,
 };
 use super::odata::{check_filter, collection, entity};
 use super::{Caller, Ctx, Key};
-use crate::http::{no_content, odata_error_details};
+use crate::http::{ErrorDetail, no_content, odata_error_details};
 use crate::model::{AppRoleAssignment, Directory, PermissionGrant, ServicePrincipal};
 use crate::seed::GRAPH_APP_ID;
 use crate::state::{new_guid, now_rfc3339, random_key};
@@ -144,6 +144,12 @@ pub fn create(c: &Ctx<'_>) -> Response {
                         .collect()
                 })
                 .unwrap_or_default(),
+            sign_in_audience: a
+                .props
+                .get("signInAudience")
+                .and_then(Value::as_str)
+                .unwrap_or("AzureADMyOrg")
+                .to_string(),
             visible_at_ms: c.s.visible_at(&inner),
         },
         _ if app_id.eq_ignore_ascii_case(&c.s.token_app_id) => ServicePrincipal {
@@ -155,6 +161,7 @@ pub fn create(c: &Ctx<'_>) -> Response {
             app_roles: vec![],
             oauth2_permission_scopes: vec![],
             tags: vec!["WindowsAzureActiveDirectoryIntegratedApp".into()],
+            sign_in_audience: crate::model::multi_org(),
             visible_at_ms: c.s.visible_at(&inner),
         },
         _ => {
@@ -162,14 +169,19 @@ pub fn create(c: &Ctx<'_>) -> Response {
             if matches!(c.caller, Caller::App { .. }) {
                 return c.err(StatusCode::FORBIDDEN, "Authorization_RequestDenied", "When using this permission, the backing application of the service principal being created must in the local tenant");
             }
+            let message = format!(
+                "The appId '{app_id}' of the service principal does not reference a valid application object."
+            );
             return odata_error_details(
                 c.ids,
                 StatusCode::BAD_REQUEST,
                 "Request_BadRequest",
-                &format!(
-                    "The appId '{app_id}' of the service principal does not reference a valid application object."
-                ),
-                Some(json!([{"code": "NoBackingApplicationObject", "target": "appId"}])),
+                &message,
+                &[ErrorDetail {
+                    code: "NoBackingApplicationObject",
+                    message: &message,
+                    target: Some("appId"),
+                }],
             );
         }
     };
@@ -303,6 +315,9 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
     };
     if let Err(r) = authz::require(c, &inner.dir, need, &[]) {
         return r;
+    }
+    if !authz::caller_holds_any(c, authz::ASSIGN_ROLES_ALSO) {
+        return c.denied();
     }
     let Some(principal) = inner
         .dir

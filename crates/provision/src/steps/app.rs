@@ -5,9 +5,11 @@ use entra_client::graph::{ApplicationSpec, RequiredResourceAccess, ResourceAcces
 use serde_json::{Value, json};
 
 use super::{Change, Run, StepOutcome, ids};
-use crate::audit::{Target, change};
+use onboard_core::Purpose;
+use onboard_core::audit::{Action, Target, TargetKind, change, set};
+use onboard_core::permissions::ResolvedPermission;
+
 use crate::error::ProvisionError;
-use crate::plan::ResolvedPermission;
 use crate::store::StoredSecret;
 
 /// Label put on our secrets, so a retry can recognise one it made but never recorded.
@@ -43,28 +45,27 @@ impl Run {
             required_resource_access: rra,
             ..Default::default()
         };
-        let changes = json!([
-            change("displayName", Value::Null, json!(rec.app_name)),
-            change("uniqueName", Value::Null, json!(rec.unique_name)),
-            change("signInAudience", Value::Null, json!("AzureADMyOrg")),
-            change(
+        let changes = vec![
+            set("displayName", json!(rec.app_name)),
+            set("uniqueName", json!(rec.unique_name)),
+            set("signInAudience", json!("AzureADMyOrg")),
+            set(
                 "requiredResourceAccess",
-                Value::Null,
-                json!(perms.iter().map(|p| p.key()).collect::<Vec<_>>())
+                json!(perms.iter().map(|p| p.key()).collect::<Vec<_>>()),
             ),
-        ]);
+        ];
         let target = Target {
-            kind: "application",
+            kind: TargetKind::Application,
             id: rec.app_object_id.clone(),
-            display_name: rec.app_name.clone(),
+            display_name: Some(rec.app_name.clone()),
         };
         let graph = &self.graph;
         let unique = rec.unique_name.clone();
-        let (out, seq) = self
+        let changed = self
             .change(
                 Change {
                     step: ids::APP,
-                    action: "app_registration.create",
+                    action: Action::AppRegistrationCreate,
                     target,
                     changes,
                     after_create: false,
@@ -73,14 +74,18 @@ impl Run {
                 |o| {
                     (
                         Some(o.application.id.clone()),
-                        json!([
-                            change("appId", Value::Null, json!(o.application.app_id)),
-                            change("created", Value::Null, json!(o.created))
-                        ]),
+                        vec![
+                            set("appId", json!(o.application.app_id)),
+                            set("created", json!(o.created)),
+                        ],
                     )
                 },
             )
-            .await?;
+            .await;
+        let (out, seq) = match changed {
+            Ok(v) => v,
+            Err(e) => return Err(self.explain_unique_name_taken(e).await),
+        };
         let app = out.application;
         self.note(|r| {
             r.app_object_id = Some(app.id.clone());
@@ -109,7 +114,7 @@ impl Run {
         if self.must_check(ids::SP).await {
             let existing = self
                 .graph
-                .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::SP))
+                .find_service_principal_by_app_id(&client_id, &self.read_ctx(ids::SP, false))
                 .await
                 .map_err(|e| ProvisionError::entra(ids::SP, e))?
                 .value;
@@ -122,9 +127,9 @@ impl Run {
             }
         }
         let target = Target {
-            kind: "servicePrincipal",
+            kind: TargetKind::ServicePrincipal,
             id: None,
-            display_name: rec.app_name.clone(),
+            display_name: Some(rec.app_name.clone()),
         };
         let graph = &self.graph;
         let cid = client_id.clone();
@@ -132,13 +137,13 @@ impl Run {
             .change(
                 Change {
                     step: ids::SP,
-                    action: "service_principal.create",
+                    action: Action::ServicePrincipalCreate,
                     target,
-                    changes: json!([change("appId", Value::Null, json!(client_id))]),
+                    changes: vec![set("appId", json!(client_id))],
                     after_create: true,
                 },
                 |ctx| async move { graph.create_service_principal(&cid, &ctx).await },
-                |sp| (Some(sp.id.clone()), Value::Null),
+                |sp| (Some(sp.id.clone()), vec![]),
             )
             .await?;
         self.note(|r| r.sp_id = Some(sp.id.clone())).await;
@@ -169,9 +174,9 @@ impl Run {
         }
         let end = self.inner.secret_end_date_time();
         let target = Target {
-            kind: "passwordCredential",
+            kind: TargetKind::PasswordCredential,
             id: None,
-            display_name: label.clone(),
+            display_name: Some(label.clone()),
         };
         let graph = &self.graph;
         let (aoid, lbl, end2) = (app_oid.clone(), label.clone(), end.clone());
@@ -179,12 +184,12 @@ impl Run {
             .change(
                 Change {
                     step: ids::SECRET,
-                    action: "client_secret.add",
+                    action: Action::ClientSecretAdd,
                     target,
-                    changes: json!([
-                        change("passwordCredential.displayName", Value::Null, json!(label)),
-                        change("passwordCredential.endDateTime", Value::Null, json!(end))
-                    ]),
+                    changes: vec![
+                        set("passwordCredential.displayName", json!(label)),
+                        set("passwordCredential.endDateTime", json!(end)),
+                    ],
                     after_create: true,
                 },
                 |ctx| async move {
@@ -195,11 +200,11 @@ impl Run {
                 |pw| {
                     (
                         Some(pw.info.key_id.clone()),
-                        json!([
-                            change("keyId", Value::Null, json!(pw.info.key_id)),
-                            change("hint", Value::Null, json!(pw.info.hint)),
-                            change("endDateTime", Value::Null, json!(pw.info.end_date_time))
-                        ]),
+                        vec![
+                            set("keyId", json!(pw.info.key_id)),
+                            set("hint", json!(pw.info.hint)),
+                            set("endDateTime", json!(pw.info.end_date_time)),
+                        ],
                     )
                 },
             )
@@ -208,7 +213,7 @@ impl Run {
         let sealed = self
             .inner
             .key
-            .seal(&rec.id, "client_secret", &pw.secret_text)?;
+            .seal(&rec.id, Purpose::ClientSecret, &pw.secret_text)?;
         let stored = StoredSecret {
             key_id: pw.info.key_id.clone(),
             hint: pw.info.hint.clone(),
@@ -239,7 +244,10 @@ impl Run {
         let mut seqs = Vec::new();
         let app = self
             .graph
-            .get_application(app_oid, &self.read_ctx(ids::SECRET))
+            .get_application(
+                app_oid,
+                &self.read_ctx(ids::SECRET, self.app_may_lag().await),
+            )
             .await
             .map_err(|e| ProvisionError::entra(ids::SECRET, e))?
             .value;
@@ -249,9 +257,9 @@ impl Run {
             .filter(|p| p.display_name.as_deref() == Some(label))
         {
             let target = Target {
-                kind: "passwordCredential",
+                kind: TargetKind::PasswordCredential,
                 id: Some(orphan.key_id.clone()),
-                display_name: label.to_owned(),
+                display_name: Some(label.to_owned()),
             };
             let graph = &self.graph;
             let (aoid, kid) = (app_oid.to_owned(), orphan.key_id.clone());
@@ -259,16 +267,16 @@ impl Run {
                 .change(
                     Change {
                         step: ids::SECRET,
-                        action: "client_secret.remove",
+                        action: Action::ClientSecretRemove,
                         target,
-                        changes: json!([
+                        changes: vec![
                             change("keyId", json!(orphan.key_id), Value::Null),
-                            change("hint", json!(orphan.hint), Value::Null)
-                        ]),
+                            change("hint", json!(orphan.hint), Value::Null),
+                        ],
                         after_create: true,
                     },
                     |ctx| async move { graph.remove_password(&aoid, &kid, &ctx).await },
-                    |_| (None, Value::Null),
+                    |_| (None, vec![]),
                 )
                 .await?;
             seqs.push(seq);
@@ -288,7 +296,10 @@ impl Run {
         if self.must_check(ids::OWNER).await {
             let owners = self
                 .graph
-                .list_application_owners(&app_oid, &self.read_ctx(ids::OWNER))
+                .list_application_owners(
+                    &app_oid,
+                    &self.read_ctx(ids::OWNER, self.app_may_lag().await),
+                )
                 .await
                 .map_err(|e| ProvisionError::entra(ids::OWNER, e))?
                 .value;
@@ -299,9 +310,9 @@ impl Run {
             }
         }
         let target = Target {
-            kind: "application",
+            kind: TargetKind::Application,
             id: Some(app_oid.clone()),
-            display_name: rec.app_name.clone(),
+            display_name: Some(rec.app_name.clone()),
         };
         let graph = &self.graph;
         let (aoid, owner) = (app_oid.clone(), sp_id.clone());
@@ -309,13 +320,13 @@ impl Run {
             .change(
                 Change {
                     step: ids::OWNER,
-                    action: "app_owner.add",
+                    action: Action::AppOwnerAdd,
                     target,
-                    changes: json!([change("owners", Value::Null, json!([sp_id]))]),
+                    changes: vec![set("owners", json!([sp_id]))],
                     after_create: true,
                 },
                 |ctx| async move { graph.add_application_owner(&aoid, &owner, &ctx).await },
-                |_| (None, Value::Null),
+                |_| (None, vec![]),
             )
             .await?;
         Ok(StepOutcome {

@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{Change, Run, StepOutcome, ids};
-use crate::audit::{Target, change};
 use crate::error::ProvisionError;
 use crate::events::EventKind;
-use crate::plan::ResolvedPermission;
-use crate::profiles::RoleRef;
+use onboard_core::audit::{Action, Target, TargetKind, set};
+use onboard_core::permissions::ResolvedPermission;
+use onboard_core::profiles::RoleRef;
 
 /// One unit of concurrent work.
 enum Item {
@@ -45,7 +45,7 @@ impl Run {
         // A service principal this onboarding created, whose grants were never begun, holds
         // nothing yet: reading would only cost a round trip.
         let (granted, assigned) = if self.must_check(ids::ACCESS).await {
-            let ctx = self.read_ctx(ids::ACCESS);
+            let ctx = self.read_ctx(ids::ACCESS, self.sp_may_lag().await);
             let (granted, assigned) = tokio::join!(
                 self.graph.list_app_role_assignments(&sp_id, &ctx),
                 self.graph.list_directory_role_assignments(&sp_id, &ctx)
@@ -171,16 +171,16 @@ impl Run {
         sp_id: &str,
     ) -> Result<(u64, String), ProvisionError> {
         let target = Target {
-            kind: "appRoleAssignment",
+            kind: TargetKind::AppRoleAssignment,
             id: None,
-            display_name: p.key(),
+            display_name: Some(p.key()),
         };
-        let changes = json!([
-            change("principalId", Value::Null, json!(sp_id)),
-            change("resourceId", Value::Null, json!(p.resource_sp_id)),
-            change("appRoleId", Value::Null, json!(p.app_role_id)),
-            change("permission", Value::Null, json!(p.key())),
-        ]);
+        let changes = vec![
+            set("principalId", json!(sp_id)),
+            set("resourceId", json!(p.resource_sp_id)),
+            set("appRoleId", json!(p.app_role_id)),
+            set("permission", json!(p.key())),
+        ];
         let graph = &self.graph;
         let (res, pid, rid) = (
             p.resource_sp_id.clone(),
@@ -191,13 +191,13 @@ impl Run {
             .change(
                 Change {
                     step,
-                    action: "app_role_assignment.create",
+                    action: Action::AppRoleAssignmentCreate,
                     target,
                     changes,
                     after_create: true,
                 },
                 |ctx| async move { graph.grant_app_role(&res, &pid, &rid, &ctx).await },
-                |a| (Some(a.id.clone()), Value::Null),
+                |a| (Some(a.id.clone()), vec![]),
             )
             .await?;
         let (k, id) = (p.key(), a.id.clone());
@@ -215,28 +215,28 @@ impl Run {
         sp_id: &str,
     ) -> Result<(u64, String), ProvisionError> {
         let target = Target {
-            kind: "unifiedRoleAssignment",
+            kind: TargetKind::UnifiedRoleAssignment,
             id: None,
-            display_name: role.name.clone(),
+            display_name: Some(role.name.clone()),
         };
-        let changes = json!([
-            change("principalId", Value::Null, json!(sp_id)),
-            change("roleDefinitionId", Value::Null, json!(role.template_id)),
-            change("directoryScopeId", Value::Null, json!("/")),
-        ]);
+        let changes = vec![
+            set("principalId", json!(sp_id)),
+            set("roleDefinitionId", json!(role.template_id)),
+            set("directoryScopeId", json!("/")),
+        ];
         let graph = &self.graph;
         let (tid, pid) = (role.template_id.clone(), sp_id.to_owned());
         let (a, seq) = self
             .change(
                 Change {
                     step,
-                    action: "directory_role_assignment.create",
+                    action: Action::DirectoryRoleAssignmentCreate,
                     target,
                     changes,
                     after_create: true,
                 },
                 |ctx| async move { graph.assign_directory_role(&tid, &pid, &ctx).await },
-                |a| (Some(a.id.clone()), Value::Null),
+                |a| (Some(a.id.clone()), vec![]),
             )
             .await?;
         let (k, id) = (role.template_id.clone(), a.id.clone());

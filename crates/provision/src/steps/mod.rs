@@ -5,20 +5,21 @@
 mod app;
 mod finish;
 mod grants;
+mod reserved;
 mod undo;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use entra_client::{CallMeta, EntraError, GraphClient, OpContext, Reply, RetryEvent, observer_fn};
-use serde_json::Value;
+use onboard_core::HookAction;
+use onboard_core::audit::{self, Action, ChangeError, Described, EntraChange, Scope, Target};
+use onboard_core::permissions::ResolvedPermission;
 use uuid::Uuid;
 
-use crate::audit::{self, AuditScope, EntryParts, Phase, Target};
-use crate::engine::{HookAction, Inner};
+use crate::engine::Inner;
 use crate::error::ProvisionError;
 use crate::events::{Emitter, EventKind};
-use crate::plan::ResolvedPermission;
 use crate::store::OnboardingRecord;
 
 /// Step ids (also the names in `steps_done` and in events).
@@ -67,8 +68,10 @@ pub(crate) struct Run {
     pub inner: Arc<Inner>,
     /// Graph acting as the signed-in admin.
     pub graph: GraphClient,
+    /// The onboarding's id.
+    pub id: String,
     /// Fields every audit entry of this onboarding carries.
-    pub scope: AuditScope,
+    pub scope: Scope,
     /// Numbered, persisted progress events.
     pub emitter: Arc<Emitter>,
     /// The durable state; written through [`Run::update`].
@@ -84,18 +87,20 @@ pub(crate) struct Seed {
     pub perms: Vec<ResolvedPermission>,
     /// Temporary token apps found: (service principal id, app id).
     pub token_apps: Vec<(String, String)>,
+    /// Their display name in the tenant (the provider app's own name), for messages.
+    pub token_app_name: Option<String>,
 }
 
 /// One Entra change as the audit log describes it.
 pub(crate) struct Change<'a> {
     /// Step id, for events and errors.
     pub step: &'a str,
-    /// Audit action, e.g. `service_principal.create`.
-    pub action: &'a str,
+    /// Audit action, e.g. [`Action::ServicePrincipalCreate`].
+    pub action: Action,
     /// Target object (id unknown yet for creates).
     pub target: Target,
     /// Intended property changes.
-    pub changes: Value,
+    pub changes: Vec<audit::Change>,
     /// Whether the call depends on a just-made object (replication-lag retries on).
     pub after_create: bool,
 }
@@ -143,9 +148,29 @@ impl Run {
         }
     }
 
-    /// A read-only context for `step` (reads after a create ride out replication lag too).
-    pub fn read_ctx(&self, step: &str) -> OpContext {
-        self.op_ctx(step, Uuid::new_v4(), true)
+    /// A read-only context for `step`. `may_lag`: the object read was created by this
+    /// onboarding moments ago, so a 404 may be replication lag and is retried; otherwise a 404
+    /// is an answer (entra-reference §6: lag only right after a create).
+    pub fn read_ctx(&self, step: &str, may_lag: bool) -> OpContext {
+        self.op_ctx(step, Uuid::new_v4(), may_lag)
+    }
+
+    /// Whether reads of this onboarding's app may still meet replication lag: only when this
+    /// onboarding made it (or began making it and never learnt the answer) and no later step
+    /// has proven it replicated (the sign-in check with its secret).
+    pub async fn app_may_lag(&self) -> bool {
+        let rec = self.rec.lock().await;
+        let made_here =
+            rec.fresh_app || (rec.app_object_id.is_none() && rec.attempted.contains(ids::APP));
+        made_here && !rec.done(ids::VERIFY)
+    }
+
+    /// Whether reads of this onboarding's service principal may still meet replication lag:
+    /// only when the service principal step created it (it began a change) and the sign-in
+    /// check has not yet proven it replicated.
+    pub async fn sp_may_lag(&self) -> bool {
+        let rec = self.rec.lock().await;
+        rec.attempted.contains(ids::SP) && !rec.done(ids::VERIFY)
     }
 
     /// Applies `f` to the record and writes it to disk.
@@ -155,7 +180,7 @@ impl Run {
     ) -> Result<(), ProvisionError> {
         let mut rec = self.rec.lock().await;
         f(&mut rec);
-        rec.updated_at = crate::events::now();
+        rec.updated_at = onboard_core::time::now();
         self.inner.store.put(&rec).await
     }
 
@@ -189,14 +214,15 @@ impl Run {
         self.rec.lock().await.clone()
     }
 
-    /// One audited Entra change. Writes the intent entry (if that fails, the call is not made),
-    /// makes the call with the same client-request-id, then writes the outcome entry. Returns
-    /// the value and the outcome's audit index; errors after the call carry the Entra error.
+    /// One audited Entra change through [`audit::audited_change`]: the intent entry and the
+    /// step's "attempted" mark are durable before the call; its retries become `Retrying`
+    /// events; the outcome entry is durable before this returns. Returns the value and the
+    /// outcome's audit index; errors after the call carry the Entra error.
     pub async fn change<T, Fut>(
         &self,
         spec: Change<'_>,
         call: impl FnOnce(OpContext) -> Fut,
-        describe: impl FnOnce(&T) -> (Option<String>, Value),
+        describe: impl FnOnce(&T) -> (Option<String>, Vec<audit::Change>),
     ) -> Result<(T, u64), ProvisionError>
     where
         Fut: Future<Output = Result<Reply<T>, EntraError>>,
@@ -209,73 +235,33 @@ impl Run {
             after_create,
         } = spec;
         self.check_not_stopping()?;
-        let crid = Uuid::new_v4();
-        let crid_s = crid.to_string();
-        let log = &self.inner.audit;
-        // Both must be durable before the call; they go to different stores, so at once.
-        tokio::try_join!(
+        let done = audit::audited_change(
+            &self.inner.audit,
+            &self.scope,
+            EntraChange {
+                action,
+                target,
+                changes,
+            },
             self.mark_attempted(ids::top_level(step)),
-            audit::append(
-                log,
-                &self.scope,
-                EntryParts {
-                    action,
-                    phase: Phase::Intent,
-                    target: &target,
-                    changes: changes.clone(),
-                    graph_request_id: None,
-                    correlation_id: &crid_s,
-                    error: None,
-                },
-            )
-        )?;
-        let ctx = self.op_ctx(step, crid, after_create);
-        match call(ctx).await {
-            Ok(Reply { value, meta }) => {
-                let (id, result_changes) = describe(&value);
-                let target = Target {
-                    id: id.or(target.id),
-                    ..target
-                };
-                let seq = audit::append(
-                    log,
-                    &self.scope,
-                    EntryParts {
-                        action,
-                        phase: Phase::Succeeded,
-                        target: &target,
-                        changes: audit::merge_changes(changes, result_changes),
-                        graph_request_id: meta.request_id.as_deref(),
-                        correlation_id: &crid_s,
-                        error: None,
-                    },
-                )
-                .await?;
+            |crid| self.op_ctx(step, crid, after_create),
+            call,
+            |v| {
+                let (id, changes) = describe(v);
+                Described { id, changes }
+            },
+        )
+        .await;
+        match done {
+            Ok(out) => {
                 // Lets tests simulate a crash after Entra changed but before the step is
                 // confirmed: the window where only "check Entra first" prevents duplicates.
                 self.hook(&format!("{step}:changed")).await?;
-                Ok((value, seq))
+                Ok(out)
             }
-            Err(e) => {
-                let text = e.to_string();
-                // Best effort: if the log is down too, the intent entry without an outcome
-                // already shows the change was attempted.
-                let _ = audit::append(
-                    log,
-                    &self.scope,
-                    EntryParts {
-                        action,
-                        phase: Phase::Failed,
-                        target: &target,
-                        changes,
-                        graph_request_id: e.request_id(),
-                        correlation_id: &crid_s,
-                        error: Some(&text),
-                    },
-                )
-                .await;
-                Err(ProvisionError::entra(step, e))
-            }
+            Err(ChangeError::Before(e)) => Err(e),
+            Err(ChangeError::Outcome(e)) => Err(e.into()),
+            Err(ChangeError::Entra(e)) => Err(ProvisionError::entra(step, e)),
         }
     }
 
@@ -326,13 +312,9 @@ impl Run {
         }
     }
 
-    /// Refuses to begin an Entra change once the engine is shutting down.
+    /// Refuses to begin an Entra change once shutdown has begun.
     pub fn check_not_stopping(&self) -> Result<(), ProvisionError> {
-        if self
-            .inner
-            .stopping
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
+        if self.inner.shutdown.is_shutdown() {
             return Err(ProvisionError::Halted("shutdown".into()));
         }
         Ok(())
@@ -344,7 +326,7 @@ impl Run {
         let Some(hook) = &self.inner.hook else {
             return Ok(());
         };
-        match hook(&self.scope.onboarding_id, step) {
+        match hook(&self.id, step) {
             HookAction::Continue => Ok(()),
             HookAction::Halt => Err(ProvisionError::Halted(step.to_owned())),
             HookAction::Fail => Err(ProvisionError::Store(format!(

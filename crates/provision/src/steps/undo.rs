@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use super::{Change, Run, StepOutcome};
-use crate::audit::{Target, change};
 use crate::error::ProvisionError;
+use onboard_core::audit::{Action, Target, TargetKind, change};
 
 /// Step id of the undo work in events.
 const CANCEL: &str = "cancel";
@@ -16,7 +16,9 @@ impl Run {
     /// Removes everything this onboarding created; absent objects count as removed.
     pub async fn undo(&self) -> Result<StepOutcome, ProvisionError> {
         let rec = self.snapshot().await;
-        let ctx = self.read_ctx(CANCEL);
+        // A 404 is lag only for objects this onboarding made moments ago.
+        let ctx = self.read_ctx(CANCEL, self.app_may_lag().await);
+        let sp_ctx = self.read_ctx(CANCEL, self.sp_may_lag().await);
         let err = |e| ProvisionError::entra(CANCEL, e);
         let app = match &rec.app_object_id {
             Some(oid) => match self.graph.get_application(oid, &ctx).await {
@@ -47,17 +49,19 @@ impl Run {
         if let Some(sp) = &sp {
             let roles = self
                 .graph
-                .list_directory_role_assignments(&sp.id, &ctx)
+                .list_directory_role_assignments(&sp.id, &sp_ctx)
                 .await
                 .map_err(err)?
                 .value;
             for a in roles {
                 let target = Target {
-                    kind: "unifiedRoleAssignment",
+                    kind: TargetKind::UnifiedRoleAssignment,
                     id: Some(a.id.clone()),
-                    display_name: crate::roles::role_name(&a.role_definition_id)
-                        .unwrap_or(&a.role_definition_id)
-                        .to_owned(),
+                    display_name: Some(
+                        onboard_core::roles::role_name(&a.role_definition_id)
+                            .unwrap_or(&a.role_definition_id)
+                            .to_owned(),
+                    ),
                 };
                 let graph = &self.graph;
                 let id = a.id.clone();
@@ -65,17 +69,17 @@ impl Run {
                     .change(
                         Change {
                             step: CANCEL,
-                            action: "directory_role_assignment.delete",
+                            action: Action::DirectoryRoleAssignmentDelete,
                             target,
-                            changes: json!([change(
+                            changes: vec![change(
                                 "roleDefinitionId",
                                 json!(a.role_definition_id),
-                                Value::Null
-                            )]),
+                                Value::Null,
+                            )],
                             after_create: false,
                         },
                         |c| async move { graph.remove_directory_role_assignment(&id, &c).await },
-                        |_| (None, Value::Null),
+                        |_| (None, vec![]),
                     )
                     .await?;
                 seqs.push(seq);
@@ -83,15 +87,15 @@ impl Run {
             }
             let grants = self
                 .graph
-                .list_app_role_assignments(&sp.id, &ctx)
+                .list_app_role_assignments(&sp.id, &sp_ctx)
                 .await
                 .map_err(err)?
                 .value;
             for g in grants {
                 let target = Target {
-                    kind: "appRoleAssignment",
+                    kind: TargetKind::AppRoleAssignment,
                     id: Some(g.id.clone()),
-                    display_name: g.app_role_id.clone(),
+                    display_name: Some(g.app_role_id.clone()),
                 };
                 let graph = &self.graph;
                 let (res, id) = (g.resource_id.clone(), g.id.clone());
@@ -99,26 +103,22 @@ impl Run {
                     .change(
                         Change {
                             step: CANCEL,
-                            action: "app_role_assignment.delete",
+                            action: Action::AppRoleAssignmentDelete,
                             target,
-                            changes: json!([change(
-                                "appRoleId",
-                                json!(g.app_role_id),
-                                Value::Null
-                            )]),
+                            changes: vec![change("appRoleId", json!(g.app_role_id), Value::Null)],
                             after_create: false,
                         },
                         |c| async move { graph.revoke_app_role(&res, &id, &c).await },
-                        |_| (None, Value::Null),
+                        |_| (None, vec![]),
                     )
                     .await?;
                 seqs.push(seq);
                 removed.push(format!("grant {}", g.id));
             }
             let target = Target {
-                kind: "servicePrincipal",
+                kind: TargetKind::ServicePrincipal,
                 id: Some(sp.id.clone()),
-                display_name: rec.app_name.clone(),
+                display_name: Some(rec.app_name.clone()),
             };
             let graph = &self.graph;
             let id = sp.id.clone();
@@ -126,13 +126,13 @@ impl Run {
                 .change(
                     Change {
                         step: CANCEL,
-                        action: "service_principal.delete",
+                        action: Action::ServicePrincipalDelete,
                         target,
-                        changes: json!([change("appId", json!(sp.app_id), Value::Null)]),
+                        changes: vec![change("appId", json!(sp.app_id), Value::Null)],
                         after_create: false,
                     },
                     |c| async move { graph.delete_service_principal(&id, &c).await },
-                    |_| (None, Value::Null),
+                    |_| (None, vec![]),
                 )
                 .await?;
             seqs.push(seq);
@@ -140,9 +140,9 @@ impl Run {
         }
         if let Some(app) = &app {
             let target = Target {
-                kind: "application",
+                kind: TargetKind::Application,
                 id: Some(app.id.clone()),
-                display_name: rec.app_name.clone(),
+                display_name: Some(rec.app_name.clone()),
             };
             let graph = &self.graph;
             let id = app.id.clone();
@@ -150,16 +150,16 @@ impl Run {
                 .change(
                     Change {
                         step: CANCEL,
-                        action: "app_registration.delete",
+                        action: Action::AppRegistrationDelete,
                         target,
-                        changes: json!([
+                        changes: vec![
                             change("appId", json!(app.app_id), Value::Null),
-                            change("uniqueName", json!(rec.unique_name), Value::Null)
-                        ]),
+                            change("uniqueName", json!(rec.unique_name), Value::Null),
+                        ],
                         after_create: false,
                     },
                     |c| async move { graph.delete_application(&id, &c).await },
-                    |_| (None, Value::Null),
+                    |_| (None, vec![]),
                 )
                 .await?;
             seqs.push(seq);

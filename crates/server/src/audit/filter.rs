@@ -4,8 +4,9 @@ use onboard_proto::v1 as pb;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::clock::{from_timestamp, parse_rfc3339};
+use crate::clock::from_timestamp;
 use crate::error::{Result, ServerError};
+use onboard_core::time::parse as parse_rfc3339;
 
 /// A parsed `EntryFilter`.
 #[derive(Debug, Clone, Default)]

@@ -5,6 +5,7 @@
 use std::pin::Pin;
 
 use audit_log::{AuditLog, leaf_hash};
+use onboard_core::Shutdown;
 use onboard_proto::v1 as pb;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -37,9 +38,9 @@ impl AuditService {
         }
         let (tx, rx) = mpsc::channel(BUFFER);
         let log = self.log().clone();
-        let closing = self.app.closing();
+        let stop = self.app.shutdown();
         tokio::spawn(async move {
-            if let Err(status) = pump(log, from, filter, closing, &tx).await {
+            if let Err(status) = pump(log, from, filter, stop, &tx).await {
                 // The client may already be gone; nothing else to tell.
                 let _ = tx.send(Err(status)).await;
             }
@@ -54,7 +55,7 @@ async fn pump(
     log: AuditLog,
     mut next: u64,
     filter: Filter,
-    mut closing: tokio::sync::watch::Receiver<bool>,
+    stop: Shutdown,
     tx: &mpsc::Sender<Result<pb::Entry, Status>>,
 ) -> Result<(), Status> {
     // Subscribe before the first read so no checkpoint between the two is missed.
@@ -86,22 +87,23 @@ async fn pump(
                             return Ok(());
                         }
                     }
-                    _ = closing.wait_for(|c| *c) => return Err(shutting_down()),
+                    () = stop.recv() => return Err(shutting_down()),
                 }
             }
         }
         tokio::select! {
             changed = checkpoints.changed() => {
                 if changed.is_err() {
-                    return Err(Status::unavailable("the audit log was closed"));
+                    return Err(ServerError::Unavailable("the audit log was closed".into()).into());
                 }
             }
             () = tx.closed() => return Ok(()),
-            _ = closing.wait_for(|c| *c) => return Err(shutting_down()),
+            () = stop.recv() => return Err(shutting_down()),
         }
     }
 }
 
 fn shutting_down() -> Status {
-    Status::unavailable("the server is shutting down; follow again from the next seq")
+    ServerError::Unavailable("the server is shutting down; follow again from the next seq".into())
+        .into()
 }

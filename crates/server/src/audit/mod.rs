@@ -9,9 +9,10 @@ mod filter;
 mod follow;
 
 use audit_log::{AuditLog, leaf_hash};
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::audit_server::Audit as AuditRpc;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
 use crate::App;
@@ -46,13 +47,15 @@ impl AuditService {
     /// Authorizes the caller and records the read; returns the caller.
     async fn begin<T>(&self, req: &Request<T>, rpc: &str, request: Value) -> Result<Caller> {
         let caller = self.app.auth().authorize(req, READERS)?;
-        let mut m = Map::new();
-        m.insert("action".into(), "audit.read".into());
-        m.insert("phase".into(), "succeeded".into());
-        m.insert("actor".into(), caller.identity.clone().into());
-        m.insert("rpc".into(), rpc.into());
-        m.insert("request".into(), request);
-        self.log().append(&m).await?;
+        AuditEntry::new(
+            Action::AuditRead,
+            Phase::Succeeded,
+            &Scope::actor(&caller.identity),
+        )
+        .with_detail("rpc", rpc)
+        .with_detail("request", request)
+        .append(self.log())
+        .await?;
         Ok(caller)
     }
 

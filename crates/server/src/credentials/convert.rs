@@ -7,13 +7,8 @@ use credentials::{
 use onboard_proto::v1 as pb;
 use secrecy::ExposeSecret;
 
-use crate::clock::{ms_of, parse_rfc3339, timestamp};
+use crate::clock::timestamp_of as ts;
 use crate::error::{Result, ServerError};
-
-/// An RFC 3339 time as a protobuf timestamp.
-fn ts(s: &str) -> Option<prost_types::Timestamp> {
-    parse_rfc3339(s).map(|t| timestamp(ms_of(t)))
-}
 
 /// The request's registration reference, or INVALID_ARGUMENT naming the field.
 pub fn reg_ref(r: Option<&pb::RegistrationRef>) -> Result<RegistrationRef> {

@@ -12,10 +12,10 @@ mod convert;
 use std::time::Duration;
 
 use credentials::{AttachRequest, RegistrationRef, UpdateRequest};
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_server::Credentials as CredentialsRpc;
 use secrecy::SecretString;
-use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -28,12 +28,6 @@ use convert::{
     duration, expiring_pb, grants_pb, new_secret_pb, reg_ref, registration_pb, rotation_pb,
     secret_pb,
 };
-
-/// Completes when the server begins shutting down (or its state is gone).
-async fn stopping(closing: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`; drop it here.
-    let _ = closing.wait_for(|c| *c).await.map(|_| ());
-}
 
 /// The audit actor of automatic rotations.
 pub const AUTO_ROTATE_ACTOR: &str = "system:auto-rotate";
@@ -76,21 +70,19 @@ impl CredentialsService {
     async fn record_read(
         &self,
         actor: &str,
-        action: &str,
+        action: Action,
         r: Option<&RegistrationRef>,
     ) -> Result<u64> {
-        let mut m = Map::new();
-        m.insert("action".into(), action.into());
-        m.insert("phase".into(), "succeeded".into());
-        m.insert("actor".into(), actor.into());
+        let mut scope = Scope::actor(actor);
+        let mut entry = AuditEntry::new(action, Phase::Succeeded, &scope);
         if let Some(r) = r {
-            m.insert("tenant_id".into(), Value::from(r.tenant_id.clone()));
-            m.insert(
-                "target".into(),
-                json!({"type": "application", "id": r.client_id}),
-            );
+            let app_object_id = self.app.credentials().registration(r)?.app_object_id;
+            scope.tenant_id = Some(r.tenant_id.clone());
+            scope.client_id = Some(r.client_id.clone());
+            entry = AuditEntry::new(action, Phase::Succeeded, &scope)
+                .with_target(Target::new(TargetKind::Application, app_object_id));
         }
-        Ok(self.app.audit().append(&m).await?.seq)
+        Ok(entry.append(self.app.audit()).await?)
     }
 
     async fn add(&self, req: Request<pb::AddServiceSecretRequest>) -> Result<pb::NewSecret> {
@@ -137,12 +129,16 @@ impl CredentialsService {
         let creds = self.app.credentials().clone();
         let service = r.service_id.clone();
         // The rotation runs to its end (it is durable) even if the caller goes away.
-        let run = self.app.credentials().spawn(async move {
-            creds
-                .rotate(&reg, &service, overlap, &actor, Some(etx))
-                .await
-        });
-        let mut closing = self.app.closing();
+        let run = self
+            .app
+            .credentials()
+            .spawn(async move {
+                creds
+                    .rotate(&reg, &service, overlap, &actor, Some(etx))
+                    .await
+            })
+            .ok_or_else(|| ServerError::Unavailable("the server is shutting down".into()))?;
+        let stop = self.app.shutdown();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -154,7 +150,7 @@ impl CredentialsService {
                     },
                     // Graceful shutdown waits for open calls; an overlap can be long. The
                     // stream ends here; the rotation is durable and resumes at the next start.
-                    () = stopping(&mut closing) => {
+                    () = stop.recv() => {
                         let e = ServerError::Unavailable(
                             "the server is shutting down; the rotation continues after restart"
                                 .into(),
@@ -165,7 +161,10 @@ impl CredentialsService {
                 }
             }
             let result = match run.await {
-                Ok(r) => r.map_err(ServerError::from),
+                Ok(Some(r)) => r.map_err(ServerError::from),
+                Ok(None) => Err(ServerError::Unavailable(
+                    "the server is shutting down; the rotation continues after restart".into(),
+                )),
                 Err(e) => Err(ServerError::Internal(format!("rotation task: {e}"))),
             };
             if let Err(e) = result {
@@ -200,7 +199,7 @@ impl CredentialsService {
         let r = req.into_inner();
         let reg = self.managed(r.registration.as_ref()).await?;
         let secrets = self.app.credentials().list_secrets(&reg)?;
-        self.record_read(&actor, "credentials.list_secrets", Some(&reg))
+        self.record_read(&actor, Action::CredentialsListSecrets, Some(&reg))
             .await?;
         Ok(pb::ListSecretsResponse {
             secrets: secrets.iter().map(secret_pb).collect(),
@@ -212,7 +211,7 @@ impl CredentialsService {
         let r = req.into_inner();
         let reg = self.managed(r.registration.as_ref()).await?;
         let g = self.app.credentials().list_grants(&reg).await?;
-        self.record_read(&actor, "credentials.list_grants", Some(&reg))
+        self.record_read(&actor, Action::CredentialsListGrants, Some(&reg))
             .await?;
         Ok(grants_pb(g))
     }
@@ -308,7 +307,7 @@ impl CredentialsService {
         }
         let platform = &self.app.config().platform;
         let temporary_app =
-            provision::plan::token_app_name(&platform.server_name, &platform.provider_name);
+            onboard_core::platform::token_app_name(&platform.server_name, &platform.provider_name);
         let ended = self
             .app
             .credentials()
@@ -336,7 +335,7 @@ impl CredentialsService {
             .import_provisioned(self.app.engine())
             .await?;
         let list = self.app.credentials().expiring(i64::from(horizon))?;
-        self.record_read(&actor, "credentials.list_expiring", None)
+        self.record_read(&actor, Action::CredentialsListExpiring, None)
             .await?;
         Ok(pb::ListExpiringResponse {
             secrets: list.iter().map(expiring_pb).collect(),
@@ -445,11 +444,11 @@ pub fn spawn_background(app: &App) {
     }
     let a = app.clone();
     app.credentials().spawn(async move {
-        let mut closing = a.closing();
+        let stop = a.shutdown();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(cfg.check_interval_secs)) => {}
-                () = stopping(&mut closing) => return,
+                () = stop.recv() => return,
             }
             let creds = a.credentials();
             let _ = creds.import_provisioned(a.engine()).await;

@@ -4,12 +4,7 @@ use onboard_proto::v1 as pb;
 use provision::{Event, EventKind, Onboarding, Plan, Status};
 use secrecy::ExposeSecret;
 
-use crate::clock::{ms_of, parse_rfc3339, timestamp};
-
-/// An RFC 3339 time from the engine as a protobuf timestamp.
-fn ts(s: &str) -> Option<prost_types::Timestamp> {
-    parse_rfc3339(s).map(|t| timestamp(ms_of(t)))
-}
+use crate::clock::timestamp_of as ts;
 
 /// Milliseconds as a protobuf duration.
 fn duration_ms(ms: u64) -> prost_types::Duration {
@@ -80,11 +75,13 @@ pub fn plan_pb(p: &Plan) -> pb::PlanResponse {
 }
 
 /// The display names of the roles that grant `right`.
-pub fn role_names(right: provision::Right) -> Vec<String> {
+pub fn role_names(right: onboard_core::roles::Right) -> Vec<String> {
     right
         .granted_by()
         .iter()
-        .map(|id| provision::roles::role_name(id).map_or_else(|| (*id).to_owned(), str::to_owned))
+        .map(|id| {
+            onboard_core::roles::role_name(id).map_or_else(|| (*id).to_owned(), str::to_owned)
+        })
         .collect()
 }
 

@@ -15,10 +15,12 @@ mod signin;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use invitations::InvitationRecord;
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::onboarding_server::Onboarding;
 use provision::{Admin, EventStream, ListFilter, PlanRequest, ProvisionRequest};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,7 +30,6 @@ use crate::App;
 use crate::BoxStream;
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
-use crate::invitations::InvitationRecord;
 use crate::paging::page_size;
 use convert::{EventMapper, info_pb, plan_pb, status_filter};
 
@@ -57,12 +58,6 @@ impl std::fmt::Debug for OnboardingService {
     }
 }
 
-/// Completes when the server begins shutting down (or its state is gone).
-async fn stopping(closing: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`; drop it here.
-    let _ = closing.wait_for(|c| *c).await.map(|_| ());
-}
-
 /// Sends an error as the stream's last item (nobody listening is fine).
 async fn send_err<T>(tx: &mpsc::Sender<Result<T, Status>>, e: ServerError) {
     let _ = tx.send(Err(e.into())).await;
@@ -78,26 +73,19 @@ impl OnboardingService {
     }
 
     /// Appends one audit entry; an error refuses the call (fail closed).
-    async fn record(
-        &self,
-        actor: &str,
-        action: &str,
-        phase: &str,
-        mut fields: Value,
-    ) -> Result<u64> {
-        let mut map = Map::new();
-        map.insert("action".into(), action.into());
-        map.insert("phase".into(), phase.into());
-        map.insert("actor".into(), actor.into());
-        if let Some(obj) = fields.as_object_mut() {
-            map.append(obj);
-        }
-        Ok(self.app.audit().append(&map).await?.seq)
+    async fn record(&self, entry: AuditEntry) -> Result<u64> {
+        Ok(entry.append(self.app.audit()).await?)
     }
 
-    /// The audit fields naming one onboarding.
-    fn target(id: &str) -> Value {
-        json!({"onboarding_id": id, "target": {"type": "onboarding", "id": id}})
+    /// An entry of `action` by `actor` about onboarding `id`.
+    fn entry(actor: &str, action: Action, phase: Phase, id: &str) -> AuditEntry {
+        let scope = Scope {
+            actor: actor.to_owned(),
+            onboarding_id: Some(id.to_owned()),
+            ..Scope::default()
+        };
+        AuditEntry::new(action, phase, &scope)
+            .with_target(Target::new(TargetKind::Onboarding, id.to_owned()))
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
@@ -192,16 +180,18 @@ impl OnboardingService {
                 },
             )
             .await?;
-        let mut fields = Self::target(&r.onboarding_id);
-        if let Some(o) = fields.as_object_mut() {
-            o.insert("service_id".into(), inv.service_id.clone().into());
-            o.insert("tenant_id".into(), admin.tenant_id.clone().into());
-            o.insert("app_name".into(), r.app_name.into());
-            o.insert("profile".into(), profile.into());
-            o.insert("blocked".into(), (!plan.missing_rights.is_empty()).into());
-        }
-        self.record(&actor, "onboarding.plan", "succeeded", fields)
-            .await?;
+        let mut e = Self::entry(
+            &actor,
+            Action::OnboardingPlan,
+            Phase::Succeeded,
+            &r.onboarding_id,
+        )
+        .with_detail("app_name", r.app_name)
+        .with_detail("profile", profile)
+        .with_detail("blocked", !plan.missing_rights.is_empty());
+        e.scope.service_id = Some(inv.service_id.clone());
+        e.scope.tenant_id = Some(admin.tenant_id.clone());
+        self.record(e).await?;
         Ok(plan_pb(&plan))
     }
 
@@ -224,20 +214,22 @@ impl OnboardingService {
                 == Some(r.idempotency_key.as_str());
         if repeat && engine.get(&id)?.is_some() {
             // The same call again (a reconnect): follow the run instead of starting another.
-            self.record(&actor, "onboarding.watch", "succeeded", Self::target(&id))
-                .await?;
+            self.record(Self::entry(
+                &actor,
+                Action::OnboardingWatch,
+                Phase::Succeeded,
+                &id,
+            ))
+            .await?;
             return Ok(self.forward(engine.watch(&id, 1)?, false));
         }
         let (inv, admin) = self.session(&id)?;
-        let mut details = Self::target(&id);
-        if let Some(o) = details.as_object_mut() {
-            o.insert("service_id".into(), inv.service_id.clone().into());
-            o.insert("tenant_id".into(), admin.tenant_id.clone().into());
-            o.insert("app_name".into(), r.app_name.clone().into());
-            o.insert("profile".into(), inv.profile.clone().into());
-        }
-        self.record(&actor, "onboarding.provision", "intent", details.clone())
-            .await?;
+        let mut details = Self::entry(&actor, Action::OnboardingProvision, Phase::Intent, &id)
+            .with_detail("app_name", r.app_name.clone())
+            .with_detail("profile", inv.profile.clone());
+        details.scope.service_id = Some(inv.service_id.clone());
+        details.scope.tenant_id = Some(admin.tenant_id.clone());
+        self.record(details.clone()).await?;
         let started = engine
             .provision(
                 ProvisionRequest {
@@ -253,8 +245,8 @@ impl OnboardingService {
             .await;
         match started {
             Ok(stream) => {
-                self.record(&actor, "onboarding.provision", "succeeded", details)
-                    .await?;
+                details.phase = Phase::Succeeded;
+                self.record(details).await?;
                 if let Some(s) = self.sessions().get_mut(&id) {
                     s.idempotency_key =
                         (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
@@ -262,11 +254,8 @@ impl OnboardingService {
                 Ok(self.forward(stream, true))
             }
             Err(e) => {
-                if let Some(o) = details.as_object_mut() {
-                    o.insert("error".into(), e.to_string().into());
-                }
-                self.record(&actor, "onboarding.provision", "failed", details)
-                    .await?;
+                details.phase = Phase::Failed;
+                self.record(details.with_error(e.to_string())).await?;
                 Err(e.into())
             }
         }
@@ -276,12 +265,12 @@ impl OnboardingService {
     /// stops (graceful shutdown waits for open streams, so they must end).
     fn forward(&self, mut events: EventStream, with_secret: bool) -> BoxStream<pb::ProvisionEvent> {
         let (tx, rx) = mpsc::channel(64);
-        let mut closing = self.app.closing();
+        let stop = self.app.shutdown();
         tokio::spawn(async move {
             let mut mapper = EventMapper::default();
             loop {
                 tokio::select! {
-                    () = stopping(&mut closing) => {
+                    () = stop.recv() => {
                         send_err(&tx, ServerError::Unavailable(
                             "the server is shutting down; Watch resumes where this ended".into(),
                         )).await;
@@ -311,12 +300,16 @@ impl OnboardingService {
             .app
             .engine()
             .watch(&r.onboarding_id, r.from_event.max(1))?;
-        let mut fields = Self::target(&r.onboarding_id);
-        if let Some(o) = fields.as_object_mut() {
-            o.insert("from_event".into(), r.from_event.into());
-        }
-        self.record(&actor, "onboarding.watch", "succeeded", fields)
-            .await?;
+        self.record(
+            Self::entry(
+                &actor,
+                Action::OnboardingWatch,
+                Phase::Succeeded,
+                &r.onboarding_id,
+            )
+            .with_detail("from_event", r.from_event),
+        )
+        .await?;
         Ok(self.forward(stream, false))
     }
 
@@ -348,8 +341,13 @@ impl OnboardingService {
         };
         let id = req.into_inner().onboarding_id;
         let info = self.info(&id)?;
-        self.record(&actor, "onboarding.get", "succeeded", Self::target(&id))
-            .await?;
+        self.record(Self::entry(
+            &actor,
+            Action::OnboardingGet,
+            Phase::Succeeded,
+            &id,
+        ))
+        .await?;
         Ok(info)
     }
 
@@ -393,11 +391,16 @@ impl OnboardingService {
             onboardings.push(info_pb(o, self.invitation_of(&o.id)?, events));
         }
         self.record(
-            &caller.identity,
-            "onboarding.list",
-            "succeeded",
-            json!({"filter": {"tenant_id": r.tenant_id, "state": state.as_str_name()},
-                   "count": onboardings.len()}),
+            AuditEntry::new(
+                Action::OnboardingList,
+                Phase::Succeeded,
+                &Scope::actor(&caller.identity),
+            )
+            .with_detail(
+                "filter",
+                json!({"tenant_id": r.tenant_id, "state": state.as_str_name()}),
+            )
+            .with_detail("count", onboardings.len()),
         )
         .await?;
         Ok(pb::ListOnboardingsResponse {
@@ -416,17 +419,15 @@ impl OnboardingService {
         };
         let r = req.into_inner();
         let id = r.onboarding_id;
-        let mut details = Self::target(&id);
-        if let Some(o) = details.as_object_mut() {
-            o.insert("reason".into(), r.reason.into());
-        }
+        let mut details = Self::entry(&actor, Action::OnboardingCancelRequest, Phase::Intent, &id)
+            .with_detail("reason", r.reason);
         if self.app.engine().get(&id)?.is_none() {
             // Signed in but nothing made: forgetting the session is the whole cancel.
             if self.sessions().remove(&id).is_none() {
                 return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
             }
-            self.record(&actor, "onboarding.cancel_request", "succeeded", details)
-                .await?;
+            details.phase = Phase::Succeeded;
+            self.record(details).await?;
             return Ok(pb::OnboardingInfo {
                 onboarding_id: id.clone(),
                 invitation_id: self.invitation_of(&id)?,
@@ -434,17 +435,11 @@ impl OnboardingService {
                 ..Default::default()
             });
         }
-        self.record(
-            &actor,
-            "onboarding.cancel_request",
-            "intent",
-            details.clone(),
-        )
-        .await?;
+        self.record(details.clone()).await?;
         match self.app.engine().cancel(&id, &actor).await {
             Ok(o) => {
-                self.record(&actor, "onboarding.cancel_request", "succeeded", details)
-                    .await?;
+                details.phase = Phase::Succeeded;
+                self.record(details).await?;
                 self.sessions().remove(&id);
                 Ok(info_pb(
                     &o,
@@ -453,11 +448,8 @@ impl OnboardingService {
                 ))
             }
             Err(e) => {
-                if let Some(o) = details.as_object_mut() {
-                    o.insert("error".into(), e.to_string().into());
-                }
-                self.record(&actor, "onboarding.cancel_request", "failed", details)
-                    .await?;
+                details.phase = Phase::Failed;
+                self.record(details.with_error(e.to_string())).await?;
                 Err(e.into())
             }
         }

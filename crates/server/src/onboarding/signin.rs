@@ -7,25 +7,23 @@
 use std::time::Duration;
 
 use entra_client::{DeviceCodeFlow, OpContext, PollOutcome, TokenSet};
+use invitations::{InvitationError, InvitationRecord};
+use onboard_core::ProfileSet;
+use onboard_core::audit::{Action, AuditEntry, Phase};
+use onboard_core::time::now_ms;
 use onboard_proto::v1 as pb;
-use provision::{Admin, ProfileSet, ProvisionError};
-use serde_json::json;
+use provision::{Admin, ProvisionError};
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
-use super::{OnboardingService, Session, send_err, stopping};
-use crate::clock::{now_ms, timestamp};
+use super::{OnboardingService, Session, send_err};
+use crate::clock::timestamp;
 use crate::error::{Result, ServerError};
-use crate::invitations::InvitationRecord;
 
-/// Scopes of the admin's sign-in: Graph (delegated, what the engine calls with), a refresh
-/// token, and an id token for the tenant id.
-const SCOPES: &[&str] = &[
-    "https://graph.microsoft.com/.default",
-    "offline_access",
-    "openid",
-    "profile",
-];
+/// Scopes of the admin's sign-in: the delegated Graph permissions the engine's calls need
+/// (named, not `.default`, so a token app configured with less still gets them by consent),
+/// a refresh token, and an id token for the tenant id.
+const SCOPES: &[&str] = provision::SIGN_IN_SCOPES;
 /// The authority segment: the admin's home tenant, whichever it is (the invitation does not
 /// name one).
 const TENANT: &str = "organizations";
@@ -45,7 +43,7 @@ struct Attempt {
     /// `invitation:<id>`, the audit actor.
     actor: String,
     /// The audit fields shared by the intent and the outcome.
-    details: serde_json::Value,
+    details: AuditEntry,
 }
 
 /// Checks the request and the invitation, audits the intent, asks for a device code and
@@ -70,10 +68,10 @@ pub(super) async fn start(
         .invitations()
         .verify_token(&token)
         .map_err(|e| match e {
-            ServerError::InvalidArgument(_) => {
+            InvitationError::InvalidArgument(_) => {
                 ServerError::invalid("invitation_token", "not a valid invitation token")
             }
-            other => other,
+            other => other.into(),
         })?;
     if !invitation.admin_upn.is_empty() && !invitation.admin_upn.eq_ignore_ascii_case(&upn) {
         return Err(ServerError::FailedPrecondition(format!(
@@ -89,15 +87,19 @@ pub(super) async fn start(
     }
     let onboarding_id = uuid::Uuid::now_v7().to_string();
     let actor = format!("invitation:{}", invitation.id);
-    let details = json!({
-        "service_id": invitation.service_id,
-        "onboarding_id": onboarding_id,
-        "invitation_id": invitation.id,
-        "admin_upn": upn,
-        "target": {"type": "onboarding", "id": onboarding_id, "display_name": invitation.customer},
-    });
-    svc.record(&actor, "onboarding.sign_in", "intent", details.clone())
-        .await?;
+    let mut details = OnboardingService::entry(
+        &actor,
+        Action::OnboardingSignIn,
+        Phase::Intent,
+        &onboarding_id,
+    )
+    .with_detail("invitation_id", invitation.id.clone())
+    .with_detail("admin_upn", upn.clone());
+    details.scope.service_id = Some(invitation.service_id.clone());
+    if let Some(t) = &mut details.target {
+        t.display_name = Some(invitation.customer.clone());
+    }
+    svc.record(details.clone()).await?;
     let p = Attempt {
         svc: svc.clone(),
         invitation,
@@ -173,7 +175,7 @@ impl Attempt {
         flow: &mut DeviceCodeFlow,
         tx: &mpsc::Sender<Result<pb::SignInEvent, tonic::Status>>,
     ) -> Result<TokenSet> {
-        let mut closing = self.svc.app.closing();
+        let stop = self.svc.app.shutdown();
         loop {
             let remaining = flow.remaining();
             if remaining.is_zero() {
@@ -184,7 +186,7 @@ impl Attempt {
                 .into());
             }
             tokio::select! {
-                () = stopping(&mut closing) => {
+                () = stop.recv() => {
                     return Err(ServerError::Unavailable("the server is shutting down".into()));
                 }
                 () = tx.closed() => {
@@ -228,14 +230,13 @@ impl Attempt {
             roles_missing,
             onboarding_id: self.onboarding_id.clone(),
         };
-        let mut details = self.details.clone();
-        if let Some(o) = details.as_object_mut() {
-            o.insert("tenant_id".into(), admin.tenant_id.clone().into());
-            o.insert("roles_held".into(), admin.role_names().into());
-        }
-        self.svc
-            .record(&self.actor, "onboarding.sign_in", "succeeded", details)
-            .await?;
+        let mut details = self
+            .details
+            .clone()
+            .with_detail("roles_held", admin.role_names());
+        details.phase = Phase::Succeeded;
+        details.scope.tenant_id = Some(admin.tenant_id.clone());
+        self.svc.record(details).await?;
         self.svc.sessions_insert(
             &self.onboarding_id,
             Session {
@@ -268,15 +269,9 @@ impl Attempt {
 
     /// Records a failed sign-in (best effort: the caller hears the error either way).
     async fn failed(&self, e: &ServerError) {
-        let mut details = self.details.clone();
-        if let Some(o) = details.as_object_mut() {
-            o.insert("error".into(), e.to_string().into());
-        }
-        if let Err(err) = self
-            .svc
-            .record(&self.actor, "onboarding.sign_in", "failed", details)
-            .await
-        {
+        let mut details = self.details.clone().with_error(e.to_string());
+        details.phase = Phase::Failed;
+        if let Err(err) = self.svc.record(details).await {
             tracing::error!(error = %err, "a failed sign-in could not be audited");
         }
     }

@@ -2,22 +2,20 @@
 //! [`verifier::Verifier`] on one registration now and records the report
 //! (`verification.report`); ListDrift shows the open drift items scheduled runs found.
 //!
-//! Registrations are found through [`verifier::Targets`], implemented by [`RegistryTargets`]
-//! over the Credentials registry (provisioned and attached registrations). Scheduled runs ([`verifier::DriftMonitor`]) start in `serve` when
+//! Registrations are found through [`verifier::Targets`], implemented by
+//! `credentials::targets::RegistryTargets` over the Credentials registry (provisioned and
+//! attached registrations). Scheduled runs ([`verifier::DriftMonitor`]) start in `serve` when
 //! `[verification] interval_secs` is set.
 
-mod targets;
-
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target as AuditTarget, TargetKind};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::verification_server::Verification;
-use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 use verifier::Target;
 
 use crate::App;
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
-pub use targets::RegistryTargets;
 
 /// Serves verification from the shared [`App`].
 #[derive(Debug, Clone)]
@@ -32,10 +30,6 @@ fn status_pb(s: verifier::Status) -> pb::CheckStatus {
         verifier::Status::Warn => pb::CheckStatus::Warn,
         verifier::Status::Fail => pb::CheckStatus::Fail,
     }
-}
-
-fn ts(rfc3339: &str) -> Option<prost_types::Timestamp> {
-    crate::clock::parse_rfc3339(rfc3339).map(|t| crate::clock::timestamp(crate::clock::ms_of(t)))
 }
 
 impl VerificationService {
@@ -66,7 +60,12 @@ impl VerificationService {
         let input = drift.targets().resolve(&target).await?;
         let report = drift.verifier().verify(&input).await;
         let seq = report
-            .record(self.app.audit(), &caller.identity, "on_demand")
+            .record(
+                self.app.audit(),
+                &caller.identity,
+                "on_demand",
+                &input.profile,
+            )
             .await?;
         Ok(pb::VerifyReport {
             tenant_id: report.tenant_id.clone(),
@@ -81,7 +80,7 @@ impl VerificationService {
                 })
                 .collect(),
             overall: status_pb(report.overall()).into(),
-            checked_at: Some(crate::clock::timestamp(crate::clock::ms_of(
+            checked_at: Some(crate::clock::timestamp(onboard_core::time::ms_of(
                 report.checked_at,
             ))),
             audit_seq: seq,
@@ -96,25 +95,30 @@ impl VerificationService {
         let client_id = req.into_inner().client_id;
         let filter = (!client_id.trim().is_empty()).then_some(client_id.as_str());
         let items = self.app.drift().open_drift(filter)?;
-        let mut fields = Map::new();
-        fields.insert("action".into(), "drift.list".into());
-        fields.insert("phase".into(), "succeeded".into());
-        fields.insert("actor".into(), caller.identity.into());
-        fields.insert(
-            "target".into(),
-            match filter {
-                Some(c) => json!({"type": "app_registration", "id": c}),
-                None => json!({"type": "app_registration", "id": "*"}),
-            },
-        );
-        fields.insert("count".into(), Value::from(items.len()));
-        self.app.audit().append(&fields).await?;
+        let mut scope = Scope::actor(&caller.identity);
+        let target = match filter {
+            Some(c) => {
+                scope.client_id = Some(c.to_owned());
+                let object_id = self
+                    .app
+                    .credentials()
+                    .find(c)?
+                    .and_then(|v| v.app_object_id);
+                AuditTarget::new(TargetKind::Application, object_id)
+            }
+            None => AuditTarget::new(TargetKind::Application, "*".to_owned()),
+        };
+        AuditEntry::new(Action::DriftList, Phase::Succeeded, &scope)
+            .with_target(target)
+            .with_detail("count", items.len())
+            .append(self.app.audit())
+            .await?;
         Ok(pb::ListDriftResponse {
             items: items
                 .into_iter()
                 .map(|i| pb::DriftItem {
-                    first_seen: ts(&i.first_seen),
-                    last_seen: ts(&i.last_seen),
+                    first_seen: crate::clock::timestamp_of(&i.first_seen),
+                    last_seen: crate::clock::timestamp_of(&i.last_seen),
                     client_id: i.client_id,
                     tenant_id: i.tenant_id,
                     service_id: i.service_id.unwrap_or_default(),

@@ -1,0 +1,86 @@
+//! Resolving a profile's permissions to the ids a tenant uses: each resource's service
+//! principal and the app role ids it offers. Read at runtime, never hard-coded
+//! (entra-reference.md §1.5, §3.3); used by onboarding and by day-two permission changes.
+
+use std::collections::BTreeMap;
+
+use entra_client::graph::ServicePrincipal;
+use entra_client::{GraphClient, OpContext};
+use serde::Serialize;
+
+use crate::error::CoreError;
+use crate::profiles::{PermissionRef, ResolvedProfile, Resource};
+
+/// A permission with its app-role id as the tenant's resource service principal lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedPermission {
+    /// Resource and value.
+    pub permission: PermissionRef,
+    /// The resource's service principal object id in this tenant (`resourceId` of a grant).
+    pub resource_sp_id: String,
+    /// The app role id (`appRoleId`).
+    pub app_role_id: String,
+}
+
+impl ResolvedPermission {
+    /// `Resource display name/value`: the key grants are stored and reported under.
+    pub fn key(&self) -> String {
+        permission_key(&self.permission)
+    }
+}
+
+/// Key of a permission in records and step ids.
+pub fn permission_key(p: &PermissionRef) -> String {
+    format!("{}/{}", p.resource.display_name(), p.value)
+}
+
+/// Reads the resources' app roles and resolves every permission of `profile` to its id. Ids are
+/// read at runtime, never hard-coded (entra-reference.md §1.5, §3.3).
+pub async fn resolve_permissions(
+    graph: &GraphClient,
+    profile: &ResolvedProfile,
+    ctx: &OpContext,
+) -> Result<Vec<ResolvedPermission>, CoreError> {
+    // One read per resource, however many of its permissions the profile lists; the reads are
+    // independent, so they run at once.
+    let resources: std::collections::BTreeSet<Resource> =
+        profile.permissions.iter().map(|p| p.resource).collect();
+    let mut reads = tokio::task::JoinSet::new();
+    for r in resources {
+        let (graph, ctx) = (graph.clone(), ctx.clone());
+        reads.spawn(async move { (r, graph.resource_service_principal(r.app_id(), &ctx).await) });
+    }
+    let mut sps: BTreeMap<Resource, ServicePrincipal> = BTreeMap::new();
+    while let Some(joined) = reads.join_next().await {
+        let (r, res) =
+            joined.map_err(|e| CoreError::Store(format!("resource lookup task: {e}")))?;
+        let sp = res
+            .map_err(|e| CoreError::entra("resolve_permissions", e))?
+            .value;
+        sps.insert(r, sp);
+    }
+    let mut out = Vec::new();
+    for p in &profile.permissions {
+        let Some(sp) = sps.get(&p.resource) else {
+            continue;
+        };
+        let role = sp
+            .app_roles
+            .iter()
+            .find(|r| {
+                r.value.as_deref() == Some(p.value.as_str())
+                    && r.is_enabled
+                    && r.allowed_member_types.iter().any(|t| t == "Application")
+            })
+            .ok_or_else(|| CoreError::UnknownPermission {
+                resource: p.resource.display_name().to_owned(),
+                permission: p.value.clone(),
+            })?;
+        out.push(ResolvedPermission {
+            permission: p.clone(),
+            resource_sp_id: sp.id.clone(),
+            app_role_id: role.id.clone(),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,187 @@
+//! The audit entry contract stays in step: the JSON Schema (`docs/audit-entries.schema.json`),
+//! the auditors' page (`docs/audit-entries.md`) and the typed definition (`Action`,
+//! `TargetKind`, the common fields) name the same actions, details and kinds; the page's
+//! examples validate; entries the typed definition writes validate and read back; an entry with
+//! an undeclared detail is refused. (The flows that write every kind of entry against the
+//! schema are `tests/audit_schema.rs` at the workspace root.)
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use onboard_core::audit::{
+    Action, AuditEntry, COMMON_FIELDS, Phase, SCHEMA_VERSION, Scope, Target, TargetKind, set,
+};
+use serde_json::{Value, json};
+
+fn docs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+}
+
+fn schema() -> Value {
+    let text = std::fs::read_to_string(docs().join("audit-entries.schema.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn validator() -> jsonschema::Validator {
+    jsonschema::draft202012::new(&schema()).unwrap()
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_schema_names_exactly_the_typed_actions_details_and_kinds() {
+    let s = schema();
+    let actions = strings(&s["properties"]["action"]["enum"]);
+    let typed: BTreeSet<String> = Action::ALL.iter().map(|a| a.as_str().to_owned()).collect();
+    assert_eq!(actions, typed, "schema action enum vs Action::ALL");
+
+    let kinds = strings(&s["properties"]["target"]["properties"]["type"]["enum"]);
+    let typed: BTreeSet<String> = TargetKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    assert_eq!(kinds, typed, "schema target types vs TargetKind::ALL");
+
+    let top: BTreeSet<String> = s["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut expected: BTreeSet<String> = COMMON_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+    expected.extend(["v", "seq", "time"].map(String::from));
+    assert_eq!(
+        top, expected,
+        "schema top-level properties vs COMMON_FIELDS"
+    );
+    assert_eq!(s["properties"]["v"]["const"], json!(SCHEMA_VERSION));
+
+    // Each action's details, exactly.
+    let mut declared = std::collections::BTreeMap::new();
+    for rule in s["allOf"].as_array().unwrap() {
+        let action = rule["if"]["properties"]["action"]["const"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let keys: BTreeSet<String> = rule["then"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert!(
+            declared.insert(action.clone(), keys).is_none(),
+            "{action} twice"
+        );
+    }
+    for a in Action::ALL {
+        let typed: BTreeSet<String> = a.details().iter().map(|d| (*d).to_owned()).collect();
+        let in_schema = declared.remove(a.as_str()).unwrap_or_default();
+        assert_eq!(in_schema, typed, "details of {}", a.as_str());
+    }
+    assert!(
+        declared.is_empty(),
+        "schema rules for unknown actions: {declared:?}"
+    );
+}
+
+#[test]
+fn the_auditors_page_documents_every_action_and_kind() {
+    let page = std::fs::read_to_string(docs().join("audit-entries.md")).unwrap();
+    let table = &page[page.find("## Actions").unwrap()..page.find("## Examples").unwrap()];
+    let missing: Vec<&str> = Action::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .filter(|a| !table.contains(&format!("| `{a}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "actions without a row in docs/audit-entries.md: {missing:?}"
+    );
+    for k in TargetKind::ALL {
+        assert!(
+            page.contains(&format!("| `{}` |", k.as_str())),
+            "target type {} undocumented",
+            k.as_str()
+        );
+    }
+}
+
+#[test]
+fn the_pages_examples_validate_against_the_schema() {
+    let page = std::fs::read_to_string(docs().join("audit-entries.md")).unwrap();
+    let v = validator();
+    let mut n = 0;
+    for block in page.split("```json\n").skip(1) {
+        let json = &block[..block.find("```").unwrap()];
+        let entry: Value = serde_json::from_str(json).unwrap();
+        let errors: Vec<String> = v.iter_errors(&entry).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{json}\n{errors:#?}");
+        assert!(
+            AuditEntry::from_stored(json.trim().as_bytes()).is_some(),
+            "{json}"
+        );
+        n += 1;
+    }
+    assert!(n >= 5, "only {n} examples");
+}
+
+/// The bytes the log would store for `e` at `seq` (the log adds `v`, `seq`, `time`).
+fn stored(e: &AuditEntry, seq: u64) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("v".into(), json!(SCHEMA_VERSION));
+    m.insert("seq".into(), json!(seq));
+    m.insert("time".into(), json!("2026-11-29T22:21:32.947184683Z"));
+    m.extend(e.to_fields().unwrap());
+    Value::Object(m)
+}
+
+#[test]
+fn typed_entries_validate_and_read_back_and_undeclared_details_are_refused() {
+    let v = validator();
+    let scope = Scope {
+        actor: "op".into(),
+        tenant_id: Some("t".into()),
+        client_id: Some("c".into()),
+        ..Scope::default()
+    };
+    let e = AuditEntry::new(Action::DriftRepair, Phase::Skipped, &scope)
+        .with_target(Target::new(TargetKind::Application, None))
+        .with_changes(vec![set("x", 1)])
+        .with_detail("key", "permission/graph/User.Read.All/missing")
+        .with_detail("reason", "repair needs an admin sign-in");
+    let value = stored(&e, 7);
+    let errors: Vec<String> = v.iter_errors(&value).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{value}\n{errors:#?}");
+    let back = AuditEntry::from_stored(value.to_string().as_bytes()).unwrap();
+    assert_eq!(back.entry, e);
+    assert_eq!(back.seq, 7);
+
+    // A detail the action does not declare is refused before it could reach the log...
+    let bad = AuditEntry::new(Action::OnboardingGet, Phase::Succeeded, &scope)
+        .with_detail("secret", "nope");
+    let err = bad.to_fields().unwrap_err().to_string();
+    assert!(err.contains("not declared"), "{err}");
+    // ...and the schema refuses it too.
+    let mut raw = stored(
+        &AuditEntry::new(Action::OnboardingGet, Phase::Succeeded, &scope),
+        1,
+    );
+    raw["secret"] = json!("nope");
+    assert!(!v.is_valid(&raw));
+}
+
+#[test]
+fn version_1_entries_map_onto_todays_names() {
+    let v1 = br#"{"v":1,"seq":3,"time":"2026-11-29T22:21:33.9Z","action":"verification.report","actor":"onboard:drift-monitor","phase":"succeeded","target":{"type":"app_registration","id":"6fb6186a"},"client_id":"6fb6186a","overall":"OK","checks":[],"trigger":"scheduled","checked_at":"2026-11-29T22:21:33Z","tenant_id":"t"}"#;
+    let e = AuditEntry::from_stored(v1).unwrap();
+    assert_eq!(e.v, 1);
+    assert_eq!(e.entry.target.unwrap().kind, TargetKind::Application);
+    assert_eq!(e.entry.scope.client_id.as_deref(), Some("6fb6186a"));
+}

@@ -1,0 +1,215 @@
+//! [`verifier::Targets`] over the Credentials registry: every managed registration, whether
+//! Onboard provisioned it (completed onboardings are imported first, through the
+//! [`Provisioned`] seam) or an operator attached it. The expected permissions and roles are the registration's resolved profile; the secret
+//! is the service's current one; the reader and writer token is a fresh delegated token of the
+//! tenant's stored admin session, when there is one that still renews. Without it, checks that
+//! need it WARN and repair records that it needs an admin sign-in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use onboard_core::profiles::Resource;
+use onboard_core::provisioned::Provisioned;
+use secrecy::SecretString;
+use verifier::{
+    BoxFuture, ExpectedRole, PlatformEndpoint, Target, Targets, VerifyError, VerifyInput,
+};
+
+use crate::{Credentials, CredentialsError, RegistrationRef};
+
+/// What verification checks against, from the server's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct TargetSettings {
+    /// The platform service's status endpoints, by service id (CA files already read).
+    pub platform: HashMap<String, Vec<PlatformEndpoint>>,
+    /// A secret expiring within this is a WARN.
+    pub horizon: Duration,
+    /// A secret expiring within this (or expired) is a FAIL.
+    pub critical: Duration,
+    /// `<server>-<provider>-token`, the temporary app that must be gone.
+    pub temporary_app_name: String,
+    /// The token app's client id (`entra.token_app_client_id`): the temporary app's `appId`.
+    pub temporary_app_client_id: String,
+}
+
+/// Managed registrations as verification targets.
+pub struct RegistryTargets {
+    /// Registrations, their secrets and the tenants' admin sessions.
+    credentials: Credentials,
+    /// Completed onboardings not imported yet become registrations before a lookup; the
+    /// onboarding's stored admin token reads while no admin session does.
+    provisioned: Arc<dyn Provisioned>,
+    /// Endpoints, horizons and the temporary app's name.
+    settings: TargetSettings,
+}
+
+/// A stored admin token is used only if it is valid for at least this long.
+const TOKEN_MARGIN_SECS: i64 = 60;
+
+fn targets_err(e: CredentialsError) -> VerifyError {
+    VerifyError::Targets(e.to_string())
+}
+
+impl RegistryTargets {
+    /// Targets over `credentials`, importing from `provisioned`.
+    pub fn new(
+        credentials: Credentials,
+        provisioned: Arc<dyn Provisioned>,
+        settings: TargetSettings,
+    ) -> Self {
+        Self {
+            credentials,
+            provisioned,
+            settings,
+        }
+    }
+
+    /// The registration `target` names (importing completed onboardings first) and the
+    /// service whose secret is checked.
+    async fn find(&self, target: &Target) -> Result<(RegistrationRef, String), VerifyError> {
+        let (what, id) = match target {
+            Target::ClientId(c) => ("client_id", c),
+            Target::ServiceId(s) => ("service_id", s),
+        };
+        if id.trim().is_empty() {
+            return Err(VerifyError::InvalidTarget(format!("{what} is empty")));
+        }
+        self.credentials
+            .import_provisioned(self.provisioned.as_ref())
+            .await
+            .map_err(targets_err)?;
+        let view = match target {
+            Target::ClientId(c) => self.credentials.find(c),
+            Target::ServiceId(s) => self.credentials.find_by_service(s),
+        }
+        .map_err(targets_err)?
+        .ok_or_else(|| {
+            VerifyError::NotFound(format!("no managed registration has {what} {id:?}"))
+        })?;
+        let service = match target {
+            Target::ServiceId(s) => s.clone(),
+            Target::ClientId(_) => view.services.first().cloned().ok_or_else(|| {
+                VerifyError::Targets(format!(
+                    "registration {} has no service with a secret",
+                    view.client_id
+                ))
+            })?,
+        };
+        Ok((
+            RegistrationRef::new(view.tenant_id, view.client_id),
+            service,
+        ))
+    }
+
+    /// A delegated admin token for reads and repairs: a fresh one from the tenant's admin
+    /// session if it still renews, else the access token stored with the onboarding that made
+    /// `client_id` while it is valid (its refresh dies with the temporary app, the access token
+    /// lasts about an hour).
+    async fn session(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<SecretString>, VerifyError> {
+        match self.credentials.admin_access_token(tenant_id).await {
+            Ok(t) => return Ok(Some(t)),
+            Err(CredentialsError::NoAdminSession { .. }) => {}
+            Err(e) => return Err(targets_err(e)),
+        }
+        let Some(token) = self
+            .provisioned
+            .admin_access_token(tenant_id, client_id)
+            .map_err(|e| VerifyError::Targets(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let valid = entra_client::access_token_claims(&token)
+            .ok()
+            .and_then(|c| c.exp)
+            .is_some_and(|exp| exp > now + TOKEN_MARGIN_SECS);
+        Ok(valid.then_some(token))
+    }
+
+    async fn input(&self, r: &RegistrationRef, service: &str) -> Result<VerifyInput, VerifyError> {
+        let reg = self.credentials.registration(r).map_err(targets_err)?;
+        let (stored, secret) = self
+            .credentials
+            .current_secret(r, service)
+            .map_err(targets_err)?;
+        let profile = &reg.profile;
+        let pick = |res: Resource| -> Vec<String> {
+            profile
+                .permissions
+                .iter()
+                .filter(|p| p.resource == res)
+                .map(|p| p.value.clone())
+                .collect()
+        };
+        Ok(VerifyInput {
+            tenant_id: reg.tenant_id.clone(),
+            client_id: reg.client_id.clone(),
+            app_object_id: reg.app_object_id.clone(),
+            sp_id: reg.sp_id.clone(),
+            service_id: Some(service.to_owned()),
+            profile: profile.name.clone(),
+            secret,
+            secret_key_id: Some(stored.key_id.clone()),
+            secret_expires: onboard_core::time::parse(&stored.end),
+            graph_permissions: pick(Resource::Graph),
+            tenant_admin_permissions: pick(Resource::TeamsAdminApi),
+            directory_roles: profile
+                .directory_roles
+                .iter()
+                .map(|r| ExpectedRole {
+                    name: r.name.clone(),
+                    template_id: r.template_id.clone(),
+                })
+                .collect(),
+            horizon: self.settings.horizon,
+            critical: self.settings.critical,
+            temporary_app_name: self.settings.temporary_app_name.clone(),
+            temporary_app_client_id: self.settings.temporary_app_client_id.clone(),
+            platform: self
+                .settings
+                .platform
+                .get(service)
+                .cloned()
+                .unwrap_or_default(),
+            reader_token: self.session(&reg.tenant_id, &reg.client_id).await?,
+        })
+    }
+}
+
+impl Targets for RegistryTargets {
+    fn resolve<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, verifier::Result<VerifyInput>> {
+        Box::pin(async move {
+            let (r, service) = self.find(target).await?;
+            self.input(&r, &service).await
+        })
+    }
+
+    fn all(&self) -> BoxFuture<'_, verifier::Result<Vec<Target>>> {
+        Box::pin(async move {
+            self.credentials
+                .import_provisioned(self.provisioned.as_ref())
+                .await
+                .map_err(targets_err)?;
+            Ok(self
+                .credentials
+                .list()
+                .map_err(targets_err)?
+                .into_iter()
+                .filter(|v| !v.services.is_empty())
+                .map(|v| Target::ClientId(v.client_id))
+                .collect())
+        })
+    }
+
+    fn writer_token<'a>(
+        &'a self,
+        input: &'a VerifyInput,
+    ) -> BoxFuture<'a, verifier::Result<Option<SecretString>>> {
+        Box::pin(self.session(&input.tenant_id, &input.client_id))
+    }
+}

@@ -1,0 +1,409 @@
+//! Invitations, the customer's way in: creation, lookup by id or token, listing, revocation and
+//! (for the onboarding service) redemption. A token is 32 random bytes with an HMAC tag, single
+//! use, expiring and revocable; only its SHA-256 is stored. Every change is audited with an
+//! `intent` entry before it is made and an outcome entry after, so nothing changes unless the
+//! audit log can record it (fail closed). The token never enters an audit entry, a log line or
+//! an error. The gRPC service over this crate lives in the server crate.
+
+pub mod email;
+pub mod error;
+pub mod store;
+pub mod token;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use audit_log::AuditLog;
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
+use onboard_core::time::{format_ms, now_ms};
+use onboard_core::{FieldViolation, ProfileSet};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use email::Email;
+pub use error::{InvitationError, Result};
+use store::Store;
+pub use store::{InvitationRecord, InvitationState};
+use token::TokenKey;
+
+/// The metadata key of a generated token key.
+const TOKEN_KEY_META: &str = "invitation_token_key";
+/// The longest validity a request may ask for.
+const MAX_VALID_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What a caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewInvitation {
+    /// The customer's display name.
+    pub customer: String,
+    /// The Direct Routing service id.
+    pub service_id: String,
+    /// Empty means the configured provider name.
+    pub provider_name: String,
+    /// Empty means the configured server name.
+    pub platform_server_name: String,
+    /// The platform version.
+    pub platform_version: String,
+    /// The provisioning profile.
+    pub profile: String,
+    /// The expected admin, optional.
+    pub admin_upn: String,
+    /// `None` means the configured default.
+    pub valid_for: Option<Duration>,
+}
+
+/// A created invitation with its one-time parts. No `Debug`: it holds the token.
+pub struct Created {
+    /// The stored record.
+    pub record: InvitationRecord,
+    /// The token, shown once.
+    pub token: Zeroizing<String>,
+    /// The activation link (contains the token).
+    pub activation_url: Zeroizing<String>,
+    /// The rendered email (contains the link).
+    pub email: Email,
+}
+
+/// What the server's configuration decides about invitations.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The wizard's URL; the token goes in its fragment (`#token=…`).
+    pub activation_base_url: String,
+    /// The service's name in emails.
+    pub service_display_name: String,
+    /// Validity when a request sets none.
+    pub default_valid_for: Duration,
+    /// Default provider name.
+    pub provider_name: String,
+    /// Default platform server name.
+    pub server_name: String,
+    /// The provisioning profiles, so an invitation naming an unknown profile or an unreadable
+    /// platform version is refused when it is created, not when the customer signs in.
+    pub profiles: ProfileSet,
+    /// A file holding the token MAC key (32 raw bytes or 64 hex digits); `None` generates one
+    /// and keeps it in the state database.
+    pub token_key: Option<PathBuf>,
+}
+
+/// The invitation manager, shared by the Invitations service and (later) Onboarding.
+pub struct Invitations {
+    /// The sled trees.
+    store: Store,
+    /// MACs tokens so forged ones are rejected before lookup.
+    key: TokenKey,
+    /// Where every change is recorded first.
+    audit: AuditLog,
+    /// Defaults and email text.
+    settings: Settings,
+}
+
+impl std::fmt::Debug for Invitations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invitations")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Invitations {
+    /// Opens the trees and loads (or creates) the token key.
+    pub fn open(db: &sled::Db, audit: AuditLog, settings: Settings) -> Result<Self> {
+        let store = Store::open(db)?;
+        let key = match &settings.token_key {
+            Some(path) => load_key_file(path)?,
+            None => match store.meta(TOKEN_KEY_META)? {
+                Some(v) => TokenKey::new(v.as_ref().try_into().map_err(|_| {
+                    InvitationError::Config(
+                        "the stored invitation token key is not 32 bytes".into(),
+                    )
+                })?),
+                None => {
+                    let k = TokenKey::generate()?;
+                    store.set_meta(TOKEN_KEY_META, k.bytes())?;
+                    k
+                }
+            },
+        };
+        Ok(Self {
+            store,
+            key,
+            audit,
+            settings,
+        })
+    }
+
+    /// Appends one entry about invitation `target`; an error refuses the change (fail closed).
+    async fn record(&self, entry: AuditEntry) -> Result<u64> {
+        Ok(entry.append(&self.audit).await?)
+    }
+
+    /// Creates an invitation; `actor` is the caller's audit identity.
+    pub async fn create(&self, actor: &str, req: NewInvitation) -> Result<Created> {
+        let valid_for = validate(&req, &self.settings)?;
+        let now = now_ms();
+        let valid_ms = i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX);
+        let or = |s: String, d: &str| if s.is_empty() { d.to_owned() } else { s };
+        let record = InvitationRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            customer: req.customer.trim().to_owned(),
+            service_id: req.service_id.trim().to_owned(),
+            provider_name: or(req.provider_name, &self.settings.provider_name),
+            platform_server_name: or(req.platform_server_name, &self.settings.server_name),
+            platform_version: req.platform_version,
+            profile: req.profile,
+            admin_upn: req.admin_upn,
+            created_at_ms: now,
+            expires_at_ms: now.saturating_add(valid_ms),
+            created_by: actor.to_owned(),
+            used_at_ms: None,
+            onboarding_id: None,
+            revoked_at_ms: None,
+            revoked_by: None,
+        };
+        let minted = self.key.mint()?;
+        let entry = |phase| {
+            entry(Action::InvitationCreate, phase, actor, &record, None).with_detail(
+                "invitation",
+                json!({
+                    "provider_name": record.provider_name,
+                    "platform_server_name": record.platform_server_name,
+                    "platform_version": record.platform_version,
+                    "profile": record.profile,
+                    "admin_upn": record.admin_upn,
+                    "expires_at": format_ms(record.expires_at_ms),
+                }),
+            )
+        };
+        self.record(entry(Phase::Intent)).await?;
+        self.store.insert(&record, &minted.hash).await?;
+        if let Err(e) = self.record(entry(Phase::Succeeded)).await {
+            // Not recorded as done, so not done: take it back.
+            self.store.remove(&record.id, &minted.hash).await?;
+            return Err(e);
+        }
+        let activation_url = Zeroizing::new(format!(
+            "{}#token={}",
+            self.settings.activation_base_url, *minted.token
+        ));
+        let email = email::render(
+            &record,
+            &self.settings.service_display_name,
+            &activation_url,
+            &format_ms(record.expires_at_ms),
+        );
+        Ok(Created {
+            record,
+            token: minted.token,
+            activation_url,
+            email,
+        })
+    }
+
+    /// One invitation by id.
+    pub fn get(&self, id: &str) -> Result<InvitationRecord> {
+        self.store.get(id)
+    }
+
+    /// One invitation by token; a token with a bad tag is refused before any lookup.
+    pub fn get_by_token(&self, token: &str) -> Result<InvitationRecord> {
+        let hash = self.key.verify(token)?;
+        self.store.get_by_token_hash(&hash)
+    }
+
+    /// The capability check the onboarding service uses: the token is genuine and its
+    /// invitation is pending.
+    pub fn verify_token(&self, token: &str) -> Result<InvitationRecord> {
+        let rec = self.get_by_token(token)?;
+        rec.require_pending(now_ms())?;
+        Ok(rec)
+    }
+
+    /// Invitations newest first, optionally in one state; returns the next page token.
+    pub fn list(
+        &self,
+        state: Option<InvitationState>,
+        page_size: usize,
+        page_token: Option<&str>,
+    ) -> Result<(Vec<InvitationRecord>, Option<String>)> {
+        let now = now_ms();
+        self.store.list(page_token, page_size, |r| {
+            state.is_none_or(|s| r.state(now) == s)
+        })
+    }
+
+    /// Revokes a pending invitation; `actor` is the caller's audit identity.
+    pub async fn revoke(&self, actor: &str, id: &str, reason: &str) -> Result<InvitationRecord> {
+        let current = self.store.get(id)?;
+        current.require_pending(now_ms())?;
+        let intent = entry(
+            Action::InvitationRevoke,
+            Phase::Intent,
+            actor,
+            &current,
+            None,
+        )
+        .with_detail("reason", reason);
+        self.record(intent.clone()).await?;
+        let result = self
+            .store
+            .update(id, |r| {
+                let now = now_ms();
+                r.require_pending(now)?;
+                let mut r = r.clone();
+                r.revoked_at_ms = Some(now);
+                r.revoked_by = Some(actor.to_owned());
+                Ok(r)
+            })
+            .await;
+        self.outcome(intent, result).await
+    }
+
+    /// Redeems a token for a new onboarding: single use, atomically. The hook the Onboarding
+    /// service's SignIn calls; `actor` is whoever presented the token.
+    pub async fn redeem(
+        &self,
+        actor: &str,
+        token: &str,
+        onboarding_id: &str,
+    ) -> Result<InvitationRecord> {
+        let current = self.verify_token(token)?;
+        let intent = entry(
+            Action::InvitationRedeem,
+            Phase::Intent,
+            actor,
+            &current,
+            Some(onboarding_id),
+        );
+        self.record(intent.clone()).await?;
+        let result = self
+            .store
+            .update(&current.id, |r| {
+                let now = now_ms();
+                r.require_pending(now)?;
+                let mut r = r.clone();
+                r.used_at_ms = Some(now);
+                r.onboarding_id = Some(onboarding_id.to_owned());
+                Ok(r)
+            })
+            .await;
+        self.outcome(intent, result).await
+    }
+
+    /// Records how the change `intent` announced ended, and passes its result on.
+    async fn outcome(
+        &self,
+        intent: AuditEntry,
+        result: Result<InvitationRecord>,
+    ) -> Result<InvitationRecord> {
+        let mut done = intent;
+        match result {
+            Ok(rec) => {
+                done.phase = Phase::Succeeded;
+                self.record(done).await?;
+                Ok(rec)
+            }
+            Err(e) => {
+                done.phase = Phase::Failed;
+                self.record(done.with_error(e.to_string())).await?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An entry of `action` about invitation `inv`, with the onboarding it started if any.
+fn entry(
+    action: Action,
+    phase: Phase,
+    actor: &str,
+    inv: &InvitationRecord,
+    onboarding_id: Option<&str>,
+) -> AuditEntry {
+    let scope = Scope {
+        actor: actor.to_owned(),
+        service_id: Some(inv.service_id.clone()),
+        onboarding_id: onboarding_id.map(str::to_owned),
+        ..Scope::default()
+    };
+    AuditEntry::new(action, phase, &scope)
+        .with_target(Target::new(TargetKind::Invitation, inv.id.clone()).named(&inv.customer))
+}
+
+fn load_key_file(path: &std::path::Path) -> Result<TokenKey> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
+        InvitationError::Config(format!("reading the token key {}: {e}", path.display()))
+    })?);
+    let mut key = [0u8; 32];
+    let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
+    if hex::decode_to_slice(text, &mut key).is_ok() {
+        return Ok(TokenKey::new(key));
+    }
+    let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        InvitationError::Config(format!(
+            "{}: an invitation token key is 32 raw bytes or 64 hex digits",
+            path.display()
+        ))
+    })?;
+    Ok(TokenKey::new(raw))
+}
+
+/// Checks a request and returns the validity to use; collects every violation.
+fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
+    let mut v = Vec::new();
+    let mut bad = |field: &str, description: &str| {
+        v.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        })
+    };
+    let text_ok =
+        |s: &str, max: usize| s.chars().count() <= max && !s.chars().any(char::is_control);
+    if req.customer.trim().is_empty() || !text_ok(&req.customer, 200) {
+        bad(
+            "customer",
+            "required; at most 200 characters, no control characters",
+        );
+    }
+    if req.service_id.trim().is_empty() || !text_ok(&req.service_id, 128) {
+        bad(
+            "service_id",
+            "required; at most 128 characters, no control characters",
+        );
+    }
+    if req.profile.trim().is_empty() || !text_ok(&req.profile, 64) {
+        bad("profile", "required; at most 64 characters");
+    } else {
+        let version = (!req.platform_version.is_empty()).then_some(req.platform_version.as_str());
+        if let Err(e) = settings.profiles.resolve(&req.profile, version) {
+            let known = settings.profiles.names().join(", ");
+            let field = if settings.profiles.names().contains(&req.profile.as_str()) {
+                "platform_version"
+            } else {
+                "profile"
+            };
+            bad(field, &format!("{e} (profiles: {known})"));
+        }
+    }
+    for (field, s) in [
+        ("provider_name", &req.provider_name),
+        ("platform_server_name", &req.platform_server_name),
+        ("platform_version", &req.platform_version),
+    ] {
+        if !text_ok(s, 64) {
+            bad(field, "at most 64 characters, no control characters");
+        }
+    }
+    if !req.admin_upn.is_empty() && (!text_ok(&req.admin_upn, 256) || !req.admin_upn.contains('@'))
+    {
+        bad("admin_upn", "must look like user@domain");
+    }
+    let valid_for = req.valid_for.unwrap_or(settings.default_valid_for);
+    if valid_for < Duration::from_secs(1) || valid_for > MAX_VALID_FOR {
+        bad("valid_for", "must be between 1 second and 30 days");
+    }
+    if v.is_empty() {
+        Ok(valid_for)
+    } else {
+        Err(InvitationError::InvalidArgument(v))
+    }
+}

@@ -1,0 +1,140 @@
+//! A temporary audit log and its entries as JSON, for assertions; the intent → outcome rule
+//! checked over a run's entries.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use audit_log::{AuditError, AuditLog, LogConfig};
+use serde_json::{Map, Value, json};
+
+use crate::keys::{ORIGIN, log_signer};
+
+/// Opens (or creates) the audit log in `dir` with the fixed test key.
+pub fn open_log(dir: &Path) -> Result<AuditLog, AuditError> {
+    AuditLog::open(LogConfig::new(dir, ORIGIN), log_signer())
+}
+
+/// Every entry of `log`, parsed, in log order (each carries its `seq`).
+pub fn entries(log: &AuditLog) -> Result<Vec<Value>> {
+    log.entries(0, log.size())
+        .map(|e| Ok(serde_json::from_slice(&e?.1)?))
+        .collect()
+}
+
+/// The entries of one onboarding (`onboarding_id`), in log order.
+pub fn entries_of(log: &AuditLog, onboarding_id: &str) -> Result<Vec<Value>> {
+    Ok(entries(log)?
+        .into_iter()
+        .filter(|e| e["onboarding_id"] == onboarding_id)
+        .collect())
+}
+
+/// The entries with `action`, in log order.
+pub fn with_action(log: &AuditLog, action: &str) -> Result<Vec<Value>> {
+    Ok(entries(log)?
+        .into_iter()
+        .filter(|e| e["action"] == action)
+        .collect())
+}
+
+/// The phases of `action` for `onboarding_id`, in log order.
+pub fn phases(entries: &[Value], action: &str, onboarding_id: &str) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| e["action"] == action && e["onboarding_id"] == onboarding_id)
+        .filter_map(|e| e["phase"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Checks the rule "no Entra change without an intent first" over one onboarding's entries:
+/// every change (anything but `onboarding.*` and `invitation.*`) is an intent followed later by
+/// exactly one outcome of the same action with the same correlation id, and names its actor,
+/// tenant, service, target and changes. Returns action → number of succeeded changes.
+pub fn change_pairs(entries: &[Value], onboarding_id: &str) -> Result<HashMap<String, usize>> {
+    let mut open: HashMap<String, (String, u64)> = HashMap::new();
+    let mut done: HashMap<String, usize> = HashMap::new();
+    for e in entries
+        .iter()
+        .filter(|e| e["onboarding_id"] == onboarding_id)
+    {
+        let action = e["action"].as_str().context("action")?.to_owned();
+        if action.starts_with("onboarding.") || action.starts_with("invitation.") {
+            continue;
+        }
+        let crid = e["correlation_id"]
+            .as_str()
+            .context("correlation_id")?
+            .to_owned();
+        let seq = e["seq"].as_u64().context("seq")?;
+        match e["phase"].as_str() {
+            Some("intent") => {
+                ensure!(
+                    open.insert(crid, (action, seq)).is_none(),
+                    "intent twice: {e}"
+                )
+            }
+            Some(p @ ("succeeded" | "failed")) => {
+                let (a, s) = open.remove(&crid).context("outcome without intent")?;
+                ensure!(a == action, "outcome {action} for intent {a}");
+                ensure!(s < seq, "outcome before its intent: {e}");
+                if p == "succeeded" {
+                    *done.entry(action).or_default() += 1;
+                }
+            }
+            other => bail!("bad phase {other:?}"),
+        }
+        for f in ["actor", "tenant_id", "service_id", "target", "changes"] {
+            ensure!(!e[f].is_null(), "entry lacks {f}: {e}");
+        }
+    }
+    ensure!(open.is_empty(), "intents without outcome: {open:?}");
+    Ok(done)
+}
+
+/// The Entra changes one `direct-routing` onboarding makes, by action, with how many succeed:
+/// the app, its service principal and secret, three app-role grants, one directory role, the
+/// temporary app's removal, and the proof that the secret authenticates.
+pub const DIRECT_ROUTING_CHANGES: &[(&str, usize)] = &[
+    ("app_registration.create", 1),
+    ("service_principal.create", 1),
+    ("client_secret.add", 1),
+    ("app_role_assignment.create", 3),
+    ("directory_role_assignment.create", 1),
+    ("temporary_app.delete", 1),
+    ("authentication.verify", 1),
+];
+
+/// [`change_pairs`] over onboarding `onboarding_id`, which must have made exactly
+/// [`DIRECT_ROUTING_CHANGES`].
+pub fn assert_direct_routing_changes(entries: &[Value], onboarding_id: &str) -> Result<()> {
+    let done = change_pairs(entries, onboarding_id)?;
+    for (action, n) in DIRECT_ROUTING_CHANGES {
+        ensure!(
+            done.get(*action) == Some(n),
+            "{action}: {:?}",
+            done.get(*action)
+        );
+    }
+    ensure!(
+        done.len() == DIRECT_ROUTING_CHANGES.len(),
+        "other changes too: {done:?}"
+    );
+    Ok(())
+}
+
+/// A realistic entry's fields (alternating actions and phases), for log-level tests.
+pub fn sample_fields(i: u64) -> Map<String, Value> {
+    let v = json!({
+        "actor": "spiffe://platform.example/portal",
+        "action": if i.is_multiple_of(3) { "app_registration.create" } else { "service_principal.create" },
+        "phase": if i.is_multiple_of(2) { "intent" } else { "succeeded" },
+        "tenant_id": "8f2c1f3e-7f7d-4c1e-9a53-2d3c4b5a6e7f",
+        "onboarding_id": format!("onb-{i:08}"),
+        "target": {"type": "application", "id": format!("app-{i}"), "display_name": "Sandbox1-sp2"},
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}

@@ -1,0 +1,60 @@
+//! The credentials manager over the engine's store and audit log. "Crashes" drop a manager
+//! mid-work and build a new one over the same tree ([`manager`]), as a restarted process
+//! would.
+
+use anyhow::Result;
+use credentials::{Credentials, CredentialsConfig, RegistrationRef};
+use entra_sim::Faults;
+use onboard_core::Hook;
+
+use crate::engine::EngineEnv;
+use crate::keys::SEALING_KEY;
+use crate::sim::SIGN_IN_SCOPES;
+
+/// The emulator with `faults`, an engine, and a manager without a hook over the same store.
+pub async fn start(faults: Faults) -> Result<(EngineEnv, Credentials)> {
+    let env = EngineEnv::start(faults, None).await?;
+    let creds = manager(&env, None)?;
+    Ok((env, creds))
+}
+
+/// A manager over `env`'s store (tree `credentials`) with the fixed sealing key and `hook`: a
+/// new one over the same store is a restarted process.
+pub fn manager(env: &EngineEnv, hook: Option<Hook>) -> Result<Credentials> {
+    let mut cfg = CredentialsConfig::new(
+        env.client.clone(),
+        env.audit.clone(),
+        env.db.open_tree("credentials")?,
+        SEALING_KEY,
+    )?;
+    cfg.hook = hook;
+    Ok(Credentials::new(cfg)?)
+}
+
+/// Signs `nick` in and stores the session in `creds` for day-two changes.
+pub async fn store_session(env: &EngineEnv, creds: &Credentials, nick: &str) -> Result<()> {
+    let tokens = env.sign_in(nick).await?;
+    creds
+        .store_admin_session(
+            &env.info.tenant_id,
+            &env.upn(nick),
+            &env.info.token_app_client_id,
+            SIGN_IN_SCOPES,
+            &tokens,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A registration made by a whole onboarding `id` (service `svc-<id>`, app `name`), imported
+/// into `creds`.
+pub async fn provisioned(
+    env: &EngineEnv,
+    creds: &Credentials,
+    id: &str,
+    name: &str,
+) -> Result<RegistrationRef> {
+    let done = env.onboarded(id, name).await?;
+    creds.import_provisioned(&env.engine).await?;
+    Ok(RegistrationRef::new(&env.info.tenant_id, done.client_id))
+}

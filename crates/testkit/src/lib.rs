@@ -1,0 +1,62 @@
+//! Onboard's test kit: the one harness every crate's integration tests and the benches share,
+//! so a test says what it checks and not how to start an emulator, write a server
+//! configuration or drive a sign-in. It is a dev-dependency only (never shipped) and its
+//! modules sit behind cargo features, so a crate's tests build only what they use.
+//!
+//! | module | feature | what |
+//! | --- | --- | --- |
+//! | [`keys`], [`audit`] | always | fixed test keys; a temporary audit log and its entries as JSON; intent/outcome checks |
+//! | [`sim`], [`snapshot`], [`portal`], [`wire`] | `sim` | the Entra emulator on `127.0.0.1:0`, the one `EntraConfig`, seeded users, sign-in; emulator state queries; changes "made in the portal"; the raw HTTPS wire client |
+//! | [`logs`] | `logs` | captured tracing output |
+//! | [`engine`] | `engine` | the provisioning engine over the emulator: `signed_in`, `onboarded` |
+//! | [`creds`] | `credentials` | the credentials manager over the engine's store |
+//! | [`platform`] | `verifier` | a platform service (gRPC health, status page) and the verifier's input |
+//! | [`pki`] | `pki` | a CA and server/client certificates |
+//! | [`config`], [`server`], [`wizard`], [`sim_server`] | `server` | the typed server configuration; the in-process server and its gRPC clients; the wizard's calls over any channel; a server pointed at the emulator |
+//! | [`process`] | `process` | `onboard serve` and `onboard …` as child processes |
+//! | [`tiles`] | `tiles` | concurrent appenders, the tiles API on loopback, fetched tiles, moto's S3 server |
+//!
+//! Do not use the kit from `#[cfg(test)]` unit tests inside the `src/` of a crate the kit
+//! depends on: that links two copies of the crate. Integration tests (`tests/*.rs`) are fine.
+
+pub mod audit;
+pub mod keys;
+
+#[cfg(feature = "sim")]
+pub mod portal;
+#[cfg(feature = "sim")]
+pub mod sim;
+#[cfg(feature = "sim")]
+pub mod snapshot;
+#[cfg(feature = "sim")]
+pub mod wire;
+
+#[cfg(feature = "logs")]
+pub mod logs;
+
+#[cfg(feature = "engine")]
+pub mod engine;
+
+#[cfg(feature = "credentials")]
+pub mod creds;
+
+#[cfg(feature = "verifier")]
+pub mod platform;
+
+#[cfg(feature = "pki")]
+pub mod pki;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod sim_server;
+#[cfg(feature = "server")]
+pub mod wizard;
+
+#[cfg(feature = "process")]
+pub mod process;
+
+#[cfg(feature = "tiles")]
+pub mod tiles;

@@ -1,0 +1,154 @@
+//! Changes made outside Onboard, the way an admin in the Entra portal would make them, through
+//! Graph with the admin's own token: hand-made registrations, removed roles, revoked or extra
+//! permissions (drift).
+
+use anyhow::{Context, Result};
+use entra_client::graph::roles::template::TEAMS_ADMINISTRATOR;
+use entra_client::graph::types::ApplicationSpec;
+use entra_client::{GraphClient, MICROSOFT_GRAPH_APP_ID, OpContext, TEAMS_TENANT_ADMIN_API_APP_ID};
+use secrecy::SecretString;
+
+/// A registration made by hand.
+pub struct HandMade {
+    /// The application's client id (`appId`).
+    pub client_id: String,
+    /// The application's object id.
+    pub object_id: String,
+    /// Its service principal's object id.
+    pub sp_id: String,
+    /// Its one secret.
+    pub secret: SecretString,
+}
+
+/// What [`hand_made`] grants.
+pub struct Grants<'a> {
+    /// Microsoft Graph application permissions, by value (`User.Read.All`).
+    pub graph: &'a [&'a str],
+    /// Whether the Teams Tenant Admin API's `application_access` is granted too.
+    pub teams_api: bool,
+    /// Directory roles assigned to the service principal, by template id.
+    pub role_template_ids: &'a [&'a str],
+}
+
+impl Grants<'static> {
+    /// Nothing granted: an app, its service principal and a secret.
+    pub const NONE: Self = Self {
+        graph: &[],
+        teams_api: false,
+        role_template_ids: &[],
+    };
+}
+
+/// The direct-routing profile's grants, complete.
+pub const DIRECT_ROUTING: Grants<'static> = Grants {
+    graph: &["Organization.Read.All", "User.Read.All"],
+    teams_api: true,
+    role_template_ids: &[TEAMS_ADMINISTRATOR],
+};
+
+/// A registration as a customer would make it in the portal: a single-tenant app named `name`,
+/// its service principal, a secret, and `grants` (with admin consent).
+pub async fn hand_made(g: &GraphClient, name: &str, grants: &Grants<'_>) -> Result<HandMade> {
+    let ctx = OpContext::new().after_create();
+    let app = g
+        .upsert_application(
+            &format!("hand-{name}"),
+            &ApplicationSpec {
+                display_name: name.into(),
+                sign_in_audience: Some("AzureADMyOrg".into()),
+                required_resource_access: vec![],
+                extra: Default::default(),
+            },
+            &ctx,
+        )
+        .await?
+        .value
+        .application;
+    let sp = g.create_service_principal(&app.app_id, &ctx).await?.value;
+    let pw = g
+        .add_password(&app.id, Some("by hand"), None, &ctx)
+        .await?
+        .value;
+    let mut resources = vec![(MICROSOFT_GRAPH_APP_ID, grants.graph.to_vec())];
+    if grants.teams_api {
+        resources.push((TEAMS_TENANT_ADMIN_API_APP_ID, vec!["application_access"]));
+    }
+    for (res, perms) in resources {
+        let rsp = g.resource_service_principal(res, &ctx).await?.value;
+        for p in perms {
+            let role = rsp.app_role(p).context("app role")?.id.clone();
+            g.grant_app_role(&rsp.id, &sp.id, &role, &ctx).await?;
+        }
+    }
+    for r in grants.role_template_ids {
+        g.assign_directory_role(r, &sp.id, &ctx).await?;
+    }
+    Ok(HandMade {
+        client_id: app.app_id,
+        object_id: app.id,
+        sp_id: sp.id,
+        secret: pw.secret_text,
+    })
+}
+
+/// Removes the service principal's assignment of directory role `template_id`.
+pub async fn remove_role(g: &GraphClient, sp_id: &str, template_id: &str) -> Result<()> {
+    let ctx = OpContext::new();
+    let all = g.list_directory_role_assignments(sp_id, &ctx).await?.value;
+    let a = all
+        .iter()
+        .find(|a| a.role_definition_id == template_id)
+        .with_context(|| format!("no assignment of {template_id}"))?;
+    g.remove_directory_role_assignment(&a.id, &ctx).await?;
+    Ok(())
+}
+
+/// Assigns directory role `template_id` to the service principal.
+pub async fn assign_role(g: &GraphClient, sp_id: &str, template_id: &str) -> Result<()> {
+    g.assign_directory_role(template_id, sp_id, &OpContext::new())
+        .await?;
+    Ok(())
+}
+
+/// Microsoft Graph's service principal id and the id of its application permission `value`.
+async fn graph_app_role(g: &GraphClient, value: &str) -> Result<(String, String)> {
+    let ctx = OpContext::new();
+    let graph_sp = g
+        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx)
+        .await?
+        .value;
+    let role = graph_sp
+        .app_role(value)
+        .context("no such app role")?
+        .id
+        .clone();
+    Ok((graph_sp.id, role))
+}
+
+/// Revokes the service principal's Microsoft Graph application permission `value`.
+pub async fn revoke_permission(g: &GraphClient, sp_id: &str, value: &str) -> Result<()> {
+    let (graph_sp, role) = graph_app_role(g, value).await?;
+    let ctx = OpContext::new();
+    let held = g.list_app_role_assignments(sp_id, &ctx).await?.value;
+    let a = held
+        .iter()
+        .find(|a| a.app_role_id == role && a.resource_id == graph_sp)
+        .context("grant not held")?;
+    g.revoke_app_role(&graph_sp, &a.id, &ctx).await?;
+    Ok(())
+}
+
+/// Grants the service principal Microsoft Graph application permission `value`.
+pub async fn grant_permission(g: &GraphClient, sp_id: &str, value: &str) -> Result<()> {
+    let (graph_sp, role) = graph_app_role(g, value).await?;
+    g.grant_app_role(&graph_sp, sp_id, &role, &OpContext::new())
+        .await?;
+    Ok(())
+}
+
+/// Drift as the verification tests make it: Teams Administrator removed and Graph's
+/// `User.Read.All` revoked.
+pub async fn tamper(g: &GraphClient, sp_id: &str) -> Result<()> {
+    remove_role(g, sp_id, TEAMS_ADMINISTRATOR).await?;
+    revoke_permission(g, sp_id, "User.Read.All").await
+}

@@ -1,0 +1,370 @@
+//! `onboard serve` as a child process (so it can be SIGKILLed, restarted on the same data
+//! directory and its memory measured), `onboard …` runs with their exit code and output, the
+//! auditor's export + `onboard audit verify`, and the kill tests' replayable plan.
+//!
+//! The kit cannot know where Cargo put the binary; a test in the root package names it with
+//! [`onboard_binary!`](crate::onboard_binary), which reads `CARGO_BIN_EXE_onboard` there.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use entra_sim::Sim;
+use prost::Message;
+use prost_reflect::DescriptorPool;
+use tonic::transport::Channel;
+
+use crate::config::{Edit, ServerConfigBuilder};
+
+/// The `onboard` binary of the package whose test or bench expands this (an [`Onboard`]).
+#[macro_export]
+macro_rules! onboard_binary {
+    () => {
+        $crate::process::Onboard::new(env!("CARGO_BIN_EXE_onboard"))
+    };
+}
+
+/// The `onboard` binary.
+#[derive(Clone, Debug)]
+pub struct Onboard {
+    /// Its path.
+    path: PathBuf,
+}
+
+/// What one `onboard …` run did.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Onboard {
+    /// The binary at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Starts `onboard serve --config FILES.config` and waits for its
+    /// `onboard serving on ADDR` line. Its log is appended to `files.log`.
+    pub async fn serve(&self, files: &ServerFiles) -> Result<ServerProc> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&files.log)?;
+        let mut child = Command::new(&self.path)
+            .args(["serve", "--config"])
+            .arg(&files.config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .context("starting onboard serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let line = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || {
+                let mut line = String::new();
+                // The reader is dropped after this line; the server writes nothing else there.
+                BufReader::new(stdout).read_line(&mut line).map(|_| line)
+            }),
+        )
+        .await
+        .context("onboard serve did not report its address within 60 s")???;
+        let addr = match line.trim().strip_prefix("onboard serving on ") {
+            Some(a) => a.parse()?,
+            None => {
+                let _ = child.kill();
+                bail!("unexpected start-up line {line:?}");
+            }
+        };
+        Ok(ServerProc {
+            child,
+            addr,
+            log: files.log.clone(),
+        })
+    }
+
+    /// Runs `onboard ARGS` with `env` (the test's own `ONBOARD_*` removed, and `HOME` an empty
+    /// directory so no user `ctl.toml` is read), feeding `stdin`.
+    pub async fn run(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Result<Run> {
+        let home = tempfile::tempdir()?;
+        let mut c = tokio::process::Command::new(&self.path);
+        c.args(args)
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ONBOARD_")) {
+            c.env_remove(k);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn()?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            pipe.write_all(text.as_bytes()).await?;
+        }
+        let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+            .await
+            .context("onboard did not finish within 180 s")??;
+        Ok(Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// `onboard ctl ARGS` against `server` with `token` (through `ONBOARD_ADDR` and
+    /// `ONBOARD_TOKEN`).
+    pub async fn ctl(&self, server: &ServerProc, token: &str, args: &[&str]) -> Result<Run> {
+        let mut all = vec!["ctl"];
+        all.extend_from_slice(args);
+        let url = server.url();
+        self.run(
+            &all,
+            &[("ONBOARD_ADDR", &url), ("ONBOARD_TOKEN", token)],
+            None,
+        )
+        .await
+    }
+
+    /// Exports the (stopped) server's log with `onboard audit export` and verifies the export
+    /// with `onboard audit verify --vkey`, as an auditor would.
+    pub fn export_and_verify(&self, files: &ServerFiles) -> Result<()> {
+        let export = files.dir.path().join("export").display().to_string();
+        let audit = files.data_dir().join("audit").display().to_string();
+        let run = |args: &[&str]| Command::new(&self.path).args(args).output();
+        let out = run(&["audit", "export", "--data-dir", &audit, "--out", &export])?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.success(), "export: {err}");
+        let out = run(&["audit", "verify", &export, "--vkey", &files.vkey])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && !text.contains("INVALID"),
+            "verify:\n{text}"
+        );
+        Ok(())
+    }
+}
+
+/// A data directory, keys and a configuration file for `onboard serve` pointed at the
+/// emulator, all in one temporary directory.
+pub struct ServerFiles {
+    /// Holds everything until the test ends.
+    pub dir: tempfile::TempDir,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The audit log's verifier key (`name+id+base64`).
+    pub vkey: String,
+    /// The server's log (stderr), appended by every start.
+    pub log: PathBuf,
+}
+
+impl ServerFiles {
+    /// The local set-up pointed at `sim`.
+    pub fn new(sim: &Sim) -> Result<Self> {
+        Self::with(sim, Ok)
+    }
+
+    /// The local set-up pointed at `sim`, changed by `edit` (e.g. `[tls]`).
+    pub fn with(sim: &Sim, edit: impl Edit) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let builder = edit(ServerConfigBuilder::new(dir.path())?.entra_sim(sim)?)?;
+        let vkey = builder
+            .vkey()
+            .context("the builder wrote no signing key")?
+            .to_owned();
+        let config = builder.write(&dir.path().join("onboard.toml"))?;
+        let log = dir.path().join("server.log");
+        Ok(Self {
+            dir,
+            config,
+            vkey,
+            log,
+        })
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+/// `onboard serve` running as a child process; killed when dropped.
+pub struct ServerProc {
+    /// The process.
+    child: Child,
+    /// Where it listens (read from its start-up line).
+    pub addr: SocketAddr,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl ServerProc {
+    /// The process id (for /proc readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a power cut of the process.
+    pub fn kill9(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM and wait for the graceful exit; fails if the exit is not clean.
+    pub fn terminate(mut self) -> Result<()> {
+        catches_sigterm(self.child.id())?;
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        ensure!(status.success(), "kill -TERM failed");
+        let exit = self.child.wait()?;
+        ensure!(exit.success(), "onboard serve exited with {exit}");
+        Ok(())
+    }
+
+    /// `http://ADDR`, as `--addr` takes it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Result<Channel> {
+        crate::server::connect(&self.url(), None).await
+    }
+
+    /// The last lines of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last 40 lines of a log file.
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// Parses protobuf canonical JSON (as `--output json` writes it) into `M`, independently of
+/// the CLI's code: prost-reflect over the descriptor set the server serves.
+pub fn parse_json<M: Message + Default>(text: &str, full_name: &str) -> Result<M> {
+    let pool = DescriptorPool::decode(onboard_proto::FILE_DESCRIPTOR_SET)?;
+    let desc = pool
+        .get_message_by_name(full_name)
+        .with_context(|| full_name.to_owned())?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let dynamic = prost_reflect::DynamicMessage::deserialize(desc, &mut de)?;
+    de.end()?;
+    Ok(dynamic.transcode_to::<M>()?)
+}
+
+/// Peak resident set size of process `pid` (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?)
+}
+
+/// A small deterministic generator (xorshift64*), so a printed seed replays a failing run.
+pub struct Rng {
+    /// The seed it started from.
+    pub seed: u64,
+    /// The current state.
+    state: u64,
+}
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// Rounds (`ONBOARD_KILL_ROUNDS`, else `default_rounds`) and a generator seeded from
+/// `ONBOARD_KILL_SEED` (else the clock) for the kill tests; prints both for a replay.
+pub fn kill_plan(default_rounds: u64) -> (u64, Rng) {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let rounds = env("ONBOARD_KILL_ROUNDS").unwrap_or(default_rounds);
+    let seed = env("ONBOARD_KILL_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    }) | 1;
+    println!("ONBOARD_KILL_SEED={seed} ONBOARD_KILL_ROUNDS={rounds}");
+    (rounds, Rng { seed, state: seed })
+}
+
+/// Waits until process `pid` catches SIGTERM. `onboard serve` installs its handlers before it
+/// prints its start-up line; this guards a test against a build where that order regressed
+/// (a SIGTERM before the handler ends the process by the signal's default action instead of
+/// the graceful exit, and the test would fail only on a loaded machine).
+fn catches_sigterm(pid: u32) -> Result<()> {
+    const SIGTERM_BIT: u64 = 1 << (15 - 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .context("no SigCgt line in /proc/<pid>/status")?;
+        if caught & SIGTERM_BIT != 0 {
+            return Ok(());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "onboard serve did not install its SIGTERM handler within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

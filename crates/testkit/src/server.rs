@@ -1,0 +1,214 @@
+//! The server in this process on `127.0.0.1:0` with a temporary data directory, gRPC clients
+//! that present the operator's, auditor's or admin's bearer token, and what tests read back
+//! (audit entries, `google.rpc.BadRequest` fields).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Result;
+use onboard_proto::v1::audit_client::AuditClient;
+use onboard_proto::v1::credentials_client::CredentialsClient;
+use onboard_proto::v1::invitations_client::InvitationsClient;
+use onboard_proto::v1::onboarding_client::OnboardingClient;
+use onboard_proto::v1::verification_client::VerificationClient;
+use onboard_server::{App, Config, ServerError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+pub use crate::config::{ADMIN, AUDITOR, Edit, OPERATOR, ServerConfigBuilder};
+
+/// A running server; dropping it stops the server.
+pub struct TestServer {
+    /// Where clients connect (port chosen by the OS, bound before serving: no start-up race).
+    pub addr: SocketAddr,
+    /// The server's state, so tests can append entries and reach the services' back-ends.
+    pub app: App,
+    /// Holds the data directory and key files until the test ends.
+    pub dir: tempfile::TempDir,
+    /// The configuration it runs with, to start it again on the same data directory.
+    config: Config,
+    /// Completes the shutdown future given to `serve`.
+    stop: Option<oneshot::Sender<()>>,
+    /// The serving task, awaited by `stop` so a failed shutdown fails the test.
+    task: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl TestServer {
+    /// A plaintext server with the three bearer tokens and no Entra.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(Ok).await
+    }
+
+    /// A server with the local set-up changed by `edit`.
+    pub async fn start_with(edit: impl Edit) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = edit(ServerConfigBuilder::new(dir.path())?)?.build()?;
+        Self::open(dir, config).await
+    }
+
+    /// A server with `config`, keeping `dir` until it ends.
+    pub async fn open(dir: tempfile::TempDir, config: Config) -> Result<Self> {
+        let app = App::open(config.clone())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(onboard_server::serve(listener, app.clone(), async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            app,
+            dir,
+            config,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Stops the server (graceful: open streams end, running work stops where it is) and
+    /// starts a new one on the same data directory, as a process restart would.
+    pub async fn restart(mut self) -> Result<Self> {
+        self.shut_down().await?;
+        self.app.close();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
+        let config = self.config.clone();
+        // Every handle on the state databases goes with it, so they can be opened again.
+        drop(self);
+        Self::open(dir, config).await
+    }
+
+    /// Sends the stop signal and waits for the serving task.
+    async fn shut_down(&mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await??;
+        }
+        Ok(())
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) -> Result<()> {
+        self.shut_down().await
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A plaintext channel to the server; each call may take 10 s.
+    pub async fn channel(&self) -> Result<Channel> {
+        connect(&self.url(), Some(Duration::from_secs(10))).await
+    }
+
+    /// `channel()` with `token` as the bearer (none: anonymous).
+    async fn authed(&self, token: Option<&str>) -> Result<Authed> {
+        Ok(with_token(self.channel().await?, token))
+    }
+
+    /// An Audit client presenting `token`.
+    pub async fn audit(&self, token: Option<&str>) -> Result<AuditClient<Authed>> {
+        Ok(AuditClient::new(self.authed(token).await?))
+    }
+
+    /// An Invitations client presenting `token`.
+    pub async fn invitations(&self, token: Option<&str>) -> Result<InvitationsClient<Authed>> {
+        Ok(InvitationsClient::new(self.authed(token).await?))
+    }
+
+    /// An Onboarding client presenting `token`.
+    pub async fn onboarding(&self, token: Option<&str>) -> Result<OnboardingClient<Authed>> {
+        Ok(OnboardingClient::new(self.authed(token).await?))
+    }
+
+    /// A Credentials client presenting `token`.
+    pub async fn credentials(&self, token: Option<&str>) -> Result<CredentialsClient<Authed>> {
+        Ok(CredentialsClient::new(self.authed(token).await?))
+    }
+
+    /// A Verification client presenting `token`.
+    pub async fn verification(&self, token: Option<&str>) -> Result<VerificationClient<Authed>> {
+        Ok(VerificationClient::new(self.authed(token).await?))
+    }
+
+    /// Every stored audit entry as JSON.
+    pub fn entries(&self) -> Result<Vec<serde_json::Value>> {
+        crate::audit::entries(self.app.audit())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A plaintext channel to `url` (`http://ADDR`), connected within 10 s; each call limited to
+/// `call_timeout` when given.
+pub async fn connect(url: &str, call_timeout: Option<Duration>) -> Result<Channel> {
+    let mut e = Endpoint::from_shared(url.to_owned())?.connect_timeout(Duration::from_secs(10));
+    if let Some(t) = call_timeout {
+        e = e.timeout(t);
+    }
+    Ok(e.connect().await?)
+}
+
+/// Adds `authorization: Bearer <token>` when a token is set.
+#[derive(Clone)]
+pub struct Bearer(
+    /// The token to send, or none to test anonymous calls.
+    Option<String>,
+);
+
+impl Bearer {
+    /// Sends `token` (none: nothing).
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(str::to_owned))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(t) = &self.0 {
+            let v = format!("Bearer {t}")
+                .parse()
+                .map_err(|_| Status::internal("bad token"))?;
+            req.metadata_mut().insert("authorization", v);
+        }
+        Ok(req)
+    }
+}
+
+/// A channel whose calls carry a bearer token.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// `channel` with `token` on every call (none: anonymous).
+pub fn with_token(channel: Channel, token: Option<&str>) -> Authed {
+    InterceptedService::new(channel, Bearer::new(token))
+}
+
+/// Appends an entry with `fields` (a JSON object) as a service would; returns its seq.
+pub async fn append(app: &App, fields: serde_json::Value) -> Result<u64> {
+    let map = fields
+        .as_object()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("not an object"))?;
+    Ok(app.audit().append_fields(&map).await?.seq)
+}
+
+/// The field names of a status's `google.rpc.BadRequest` violations.
+pub fn bad_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,224 @@
+//! The Entra emulator on `127.0.0.1:0`, the one Entra client configuration tests use, the
+//! seeded users, and the wizard's device-code sign-in driven through the emulator.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use entra_client::{DeviceCodeFlow, EntraClient, EntraConfig, GraphClient, OpContext, TokenSet};
+use entra_sim::{Faults, Sim, SimConfig, SimInfo};
+use secrecy::SecretString;
+use serde_json::Value;
+
+/// The seeded users of `contoso.onmicrosoft.com`, by nickname (the part before the `@`).
+pub mod users {
+    /// Global Administrator: may do everything an onboarding needs.
+    pub const GLOBAL_ADMIN: &str = "globaladmin";
+    /// Privileged Role Administrator.
+    pub const PRIV_ROLE_ADMIN: &str = "privroleadmin";
+    /// Application Administrator: may create apps and secrets, not grant app roles or assign
+    /// directory roles.
+    pub const APP_ADMIN: &str = "appadmin";
+    /// A user without any admin role.
+    pub const USER: &str = "user";
+}
+
+/// The temporary token app the device sign-in creates (`<server>-<provider>-token`).
+pub const TOKEN_APP: &str = "Sandbox1-sp2-token";
+
+/// Delegated scopes of the provider's token app, as the wizard asks for them.
+pub const SIGN_IN_SCOPES: &[&str] = &[
+    "https://graph.microsoft.com/.default",
+    "offline_access",
+    "openid",
+    "profile",
+];
+
+/// The app-only Graph scope of client-credentials tokens.
+pub const GRAPH_DEFAULT: &str = "https://graph.microsoft.com/.default";
+
+/// A calm emulator: a 1 s device-code poll interval (Entra's 5 s would make every sign-in
+/// slow) and a fixed fault seed.
+pub fn calm() -> Faults {
+    Faults {
+        device_code_interval_s: Some(1),
+        seed: Some(7),
+        ..Faults::default()
+    }
+}
+
+/// Starts the emulator on `127.0.0.1:0` with exactly `faults` (in memory).
+pub async fn start(faults: Faults) -> Result<Sim> {
+    start_with(SimConfig {
+        faults,
+        ..SimConfig::default()
+    })
+    .await
+}
+
+/// Starts the emulator on `127.0.0.1:0` with `config`.
+pub async fn start_with(config: SimConfig) -> Result<Sim> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok(Sim::start(listener, config).await?)
+}
+
+/// The Entra configuration every test uses: the emulator's URLs, trust in its CA, and one
+/// retry policy chosen for fast, deterministic tests:
+/// - no jitter, so every wait is the computed backoff and a seeded fault run replays exactly;
+/// - short steps (100 ms doubling to at most 1 s; replication lag 200 ms to 1 s), so tests
+///   against a throttling or lagging emulator take seconds, not the production minutes;
+/// - generous budgets (10 attempts within 60 s; replication lag for 30 s), so the emulator's
+///   seeded faults never exhaust them and a test fails only on a real defect. A test of
+///   budget exhaustion narrows one field itself.
+pub fn entra_config(sim: &Sim) -> EntraConfig {
+    let mut c = EntraConfig::with_bases(sim.base_url(), sim.base_url()).trust_pem(sim.ca_pem());
+    c.request_timeout = Duration::from_secs(15);
+    c.connect_timeout = Duration::from_secs(5);
+    c.retry.jitter = false;
+    c.retry.initial_backoff = Duration::from_millis(100);
+    c.retry.max_backoff = Duration::from_secs(1);
+    c.retry.max_elapsed = Duration::from_secs(60);
+    c.retry.max_attempts = 10;
+    c.retry.replication_initial_backoff = Duration::from_millis(200);
+    c.retry.replication_max_backoff = Duration::from_secs(1);
+    c.retry.replication_max_elapsed = Duration::from_secs(30);
+    c
+}
+
+/// An Entra client with [`entra_config`].
+pub fn entra_client(sim: &Sim) -> Result<EntraClient> {
+    Ok(EntraClient::new(&entra_config(sim))?)
+}
+
+/// `nick@<tenant domain>`.
+pub fn upn(info: &SimInfo, nick: &str) -> String {
+    format!("{nick}@{}", info.tenant_domain)
+}
+
+/// A device-code flow for the token app of `info`'s tenant with the wizard's scopes, started.
+pub async fn device_flow(client: &EntraClient, info: &SimInfo) -> Result<DeviceCodeFlow> {
+    Ok(client
+        .sts()
+        .start_device_code(
+            &info.tenant_domain,
+            &info.token_app_client_id,
+            SIGN_IN_SCOPES,
+            &OpContext::new(),
+        )
+        .await?)
+}
+
+/// The wizard's device-code sign-in as `nick`: the client starts the flow, the emulator's
+/// "browser" completes it, the client polls until the tokens arrive.
+pub async fn sign_in(sim: &Sim, client: &EntraClient, nick: &str) -> Result<TokenSet> {
+    let info = sim.info();
+    let mut flow = device_flow(client, &info).await?;
+    sim.complete_device_login(&flow.authorization().user_code, &upn(&info, nick))
+        .await?;
+    Ok(flow.poll_until_done(|_| {}).await?)
+}
+
+/// True when `secret` gets a client-credentials token for `client_id` of `tenant` now.
+pub async fn authenticates(
+    client: &EntraClient,
+    tenant: &str,
+    client_id: &str,
+    secret: &SecretString,
+) -> bool {
+    client
+        .sts()
+        .client_credentials(tenant, client_id, secret, GRAPH_DEFAULT, &OpContext::new())
+        .await
+        .is_ok()
+}
+
+/// The emulator with an Entra client pointed at it.
+pub struct SimEnv {
+    /// The running emulator.
+    pub sim: Sim,
+    /// Its seeded tenant and users.
+    pub info: SimInfo,
+    /// A client with [`entra_config`].
+    pub client: EntraClient,
+}
+
+impl SimEnv {
+    /// Starts the emulator with `faults` and a client for it.
+    pub async fn start(faults: Faults) -> Result<Self> {
+        let sim = start(faults).await?;
+        let client = entra_client(&sim)?;
+        let info = sim.info();
+        Ok(Self { sim, info, client })
+    }
+
+    /// `nick@<tenant domain>`.
+    pub fn upn(&self, nick: &str) -> String {
+        upn(&self.info, nick)
+    }
+
+    /// A device-code flow of the wizard's, started (nobody has signed in yet).
+    pub async fn device_flow(&self) -> Result<DeviceCodeFlow> {
+        device_flow(&self.client, &self.info).await
+    }
+
+    /// The wizard's device-code sign-in as `nick`.
+    pub async fn sign_in(&self, nick: &str) -> Result<TokenSet> {
+        sign_in(&self.sim, &self.client, nick).await
+    }
+
+    /// A Graph client acting as `nick` (delegated).
+    pub async fn graph_as(&self, nick: &str) -> Result<GraphClient> {
+        Ok(self.client.graph(self.sign_in(nick).await?.access_token))
+    }
+
+    /// A Graph client with `token`.
+    pub fn graph_with(&self, token: SecretString) -> GraphClient {
+        self.client.graph(token)
+    }
+
+    /// True when `secret` gets a client-credentials token for `client_id` now.
+    pub async fn authenticates(&self, client_id: &str, secret: &SecretString) -> bool {
+        authenticates(&self.client, &self.info.tenant_id, client_id, secret).await
+    }
+
+    /// The application's passwords as the emulator holds them.
+    pub fn passwords(&self, client_id: &str) -> Vec<Value> {
+        crate::snapshot::passwords(&self.sim.snapshot(), client_id)
+    }
+
+    /// A registration made by hand in the portal by the Global Administrator.
+    pub async fn hand_made(
+        &self,
+        name: &str,
+        grants: &crate::portal::Grants<'_>,
+    ) -> Result<crate::portal::HandMade> {
+        let g = self.graph_as(users::GLOBAL_ADMIN).await?;
+        crate::portal::hand_made(&g, name, grants).await
+    }
+
+    /// The emulator's state (see [`crate::snapshot`]).
+    pub fn snapshot(&self) -> Value {
+        self.sim.snapshot()
+    }
+}
+
+/// Checks that a run against a throttling and lagging emulator was seen to ride it out: among
+/// the retries' `reasons` a 429 and a replication lag, and among their waits (ms) one of at
+/// least the emulator's one-second `Retry-After`.
+pub fn assert_rode_out_faults(reasons: &[impl AsRef<str>], waits_ms: &[u64]) -> Result<()> {
+    let reasons: Vec<&str> = reasons.iter().map(AsRef::as_ref).collect();
+    ensure!(
+        reasons.iter().any(|r| r.contains("429")),
+        "no throttling retry: {reasons:?}"
+    );
+    ensure!(
+        reasons
+            .iter()
+            .any(|r| r.contains("replication") || r.contains("propagate")),
+        "no replication-lag retry: {reasons:?}"
+    );
+    ensure!(
+        waits_ms.iter().any(|ms| *ms >= 1000),
+        "no wait of Retry-After length: {waits_ms:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The Entra emulator and an in-process server pointed at it (its Entra client trusts the
+//! emulator's CA through `entra.extra_trust_roots`), with the wizard's calls as methods.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use entra_client::EntraClient;
+use entra_sim::{Sim, SimInfo};
+use onboard_proto::v1 as pb;
+use tonic::Status;
+
+use crate::config::Edit;
+use crate::server::TestServer;
+use crate::sim::{calm, users};
+use crate::wizard::{self, Browser, Onboarding};
+
+/// The service id invitations name unless a test says otherwise.
+pub const SERVICE: &str = "dr-1";
+
+/// The emulator and a server pointed at it.
+pub struct SimServer {
+    /// The Entra emulator (1 s device-code interval).
+    pub sim: Sim,
+    /// Its tenant and users.
+    pub info: SimInfo,
+    /// The server under test.
+    pub server: TestServer,
+}
+
+impl SimServer {
+    /// The emulator and a server with the local set-up.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(Ok).await
+    }
+
+    /// The emulator and a server whose configuration `edit` changes (e.g. `[verification]`).
+    pub async fn start_with(edit: impl Edit) -> Result<Self> {
+        let sim = crate::sim::start(calm()).await?;
+        let info = sim.info();
+        let server = TestServer::start_with(|b| edit(b.entra_sim(&sim)?)).await?;
+        Ok(Self { sim, info, server })
+    }
+
+    /// Stops the server and starts a new one on the same data directory (a process restart).
+    pub async fn restart(self) -> Result<Self> {
+        let Self { sim, info, server } = self;
+        let server = server.restart().await?;
+        Ok(Self { sim, info, server })
+    }
+
+    /// A second server with its own data directory and audit key on the same emulator (e.g. one
+    /// that did not make a registration and has it attached).
+    pub async fn another_server(&self) -> Result<TestServer> {
+        TestServer::start_with(|b| b.entra_sim(&self.sim)).await
+    }
+
+    /// `nick@<tenant domain>`.
+    pub fn upn(&self, nick: &str) -> String {
+        crate::sim::upn(&self.info, nick)
+    }
+
+    /// An Entra client for the emulator (to check a secret, or act in the portal).
+    pub fn entra_client(&self) -> Result<EntraClient> {
+        crate::sim::entra_client(&self.sim)
+    }
+
+    /// A new invitation for [`SERVICE`] and `direct-routing`; (token, invitation id).
+    pub async fn invite(&self, valid_for: Option<Duration>) -> Result<(String, String)> {
+        self.invite_for(valid_for, "direct-routing").await
+    }
+
+    /// A new invitation for [`SERVICE`] and `profile`; (token, invitation id).
+    pub async fn invite_for(
+        &self,
+        valid_for: Option<Duration>,
+        profile: &str,
+    ) -> Result<(String, String)> {
+        wizard::invite(self.server.channel().await?, SERVICE, profile, valid_for).await
+    }
+
+    /// A whole onboarding of `profile` as the Global Administrator, app named `name`.
+    pub async fn onboarded(&self, profile: &str, name: &str) -> Result<Onboarding> {
+        wizard::onboard(
+            self.server.channel().await?,
+            &self.sim,
+            SERVICE,
+            profile,
+            name,
+        )
+        .await
+    }
+
+    /// A day-two sign-in ("Reinitiate Authentication Flow"): a new invitation signed in as the
+    /// Global Administrator, which stores the tenant's admin session.
+    pub async fn day_two_sign_in(&self) -> Result<()> {
+        let (token, _) = self.invite(None).await?;
+        self.signed_in(&token, users::GLOBAL_ADMIN).await?;
+        Ok(())
+    }
+
+    /// SignIn with `token` for `upn`, `browser` acting on the code: every event, or the status.
+    pub async fn sign_in(
+        &self,
+        token: &str,
+        upn: &str,
+        browser: Browser<'_>,
+    ) -> Result<Result<Vec<pb::SignInEvent>, Status>> {
+        wizard::sign_in(self.server.channel().await?, &self.sim, token, upn, browser).await
+    }
+
+    /// A successful sign-in as `nick`; the SignedIn event.
+    pub async fn signed_in(&self, token: &str, nick: &str) -> Result<pb::SignedIn> {
+        wizard::signed_in(self.server.channel().await?, &self.sim, token, nick).await
+    }
+
+    /// Provision with the invitation token: every event, or the status.
+    pub async fn provision(
+        &self,
+        token: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<Result<Vec<pb::ProvisionEvent>, Status>> {
+        wizard::provision(self.server.channel().await?, token, id, name).await
+    }
+}

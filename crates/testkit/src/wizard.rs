@@ -1,0 +1,296 @@
+//! The wizard's calls over any channel to a server (in this process or a child process): an
+//! invitation (operator), the device-code SignIn with the emulator's "browser" acting, Provision
+//! to its end. [`onboard`] is the one way tests get an onboarded registration over gRPC.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use entra_sim::Sim;
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::invitations_client::InvitationsClient;
+use onboard_proto::v1::onboarding_client::OnboardingClient;
+use pb::provision_event::Event as PE;
+use pb::sign_in_event::Event as SE;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::config::OPERATOR;
+use crate::server::with_token;
+use crate::sim::{upn, users};
+
+/// How long one stream message may take before the test fails as stalled.
+const STALL: Duration = Duration::from_secs(300);
+
+/// A new invitation (as the operator) for `service_id` and `profile`, valid for `valid_for`
+/// (none: the server's default). Returns (token, invitation id).
+pub async fn invite(
+    ch: Channel,
+    service_id: &str,
+    profile: &str,
+    valid_for: Option<Duration>,
+) -> Result<(String, String)> {
+    let r = InvitationsClient::new(with_token(ch, Some(OPERATOR)))
+        .create_invitation(pb::CreateInvitationRequest {
+            customer: "Contoso".into(),
+            service_id: service_id.into(),
+            profile: profile.into(),
+            valid_for: valid_for.map(|d| prost_types::Duration {
+                seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok((r.token, r.invitation.context("invitation")?.id))
+}
+
+/// What the person at the browser does when the device code arrives.
+#[derive(Clone, Copy, Debug)]
+pub enum Browser<'a> {
+    /// Nothing (the code expires, or the call is refused first).
+    Idle,
+    /// Signs in as this seeded user.
+    SignsInAs(&'a str),
+    /// Declines as this seeded user.
+    Declines(&'a str),
+}
+
+/// SignIn with invitation `token` for `admin_upn`; `browser` acts on the device code. Returns
+/// every event, or the status the call ended with.
+pub async fn sign_in(
+    ch: Channel,
+    sim: &Sim,
+    token: &str,
+    admin_upn: &str,
+    browser: Browser<'_>,
+) -> Result<Result<Vec<pb::SignInEvent>, Status>> {
+    let info = sim.info();
+    let mut stream = match OnboardingClient::new(ch)
+        .sign_in(pb::SignInRequest {
+            invitation_token: token.into(),
+            admin_upn: admin_upn.into(),
+        })
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(status) => return Ok(Err(status)),
+    };
+    let mut events = Vec::new();
+    loop {
+        let next = tokio::time::timeout(STALL, stream.message())
+            .await
+            .context("sign-in stalled")?;
+        match next {
+            Ok(Some(e)) => {
+                if let Some(SE::DeviceCode(code)) = &e.event {
+                    ensure!(!code.onboarding_id.is_empty() && !code.message.is_empty());
+                    match browser {
+                        Browser::Idle => {}
+                        Browser::SignsInAs(nick) => {
+                            sim.complete_device_login(&code.user_code, &upn(&info, nick))
+                                .await?
+                        }
+                        Browser::Declines(nick) => {
+                            sim.decline_device_login(&code.user_code, &upn(&info, nick))
+                                .await?
+                        }
+                    }
+                }
+                events.push(e);
+            }
+            Ok(None) => return Ok(Ok(events)),
+            Err(status) => return Ok(Err(status)),
+        }
+    }
+}
+
+/// A successful sign-in as `nick` with invitation `token`; the SignedIn event.
+pub async fn signed_in(ch: Channel, sim: &Sim, token: &str, nick: &str) -> Result<pb::SignedIn> {
+    let events = sign_in(
+        ch,
+        sim,
+        token,
+        &upn(&sim.info(), nick),
+        Browser::SignsInAs(nick),
+    )
+    .await?
+    .map_err(|s| anyhow::anyhow!("sign-in failed: {s:?}"))?;
+    ensure!(
+        matches!(
+            events.first().and_then(|e| e.event.as_ref()),
+            Some(SE::DeviceCode(_))
+        ),
+        "first event is not the code: {events:?}"
+    );
+    match events.last().and_then(|e| e.event.clone()) {
+        Some(SE::SignedIn(s)) => Ok(s),
+        other => bail!("last event is not SignedIn: {other:?}"),
+    }
+}
+
+/// The Provision request of the wizard (idempotency key `key-<id>`).
+fn provision_request(token: &str, id: &str, name: &str) -> pb::ProvisionRequest {
+    pb::ProvisionRequest {
+        onboarding_id: id.into(),
+        app_name: name.into(),
+        idempotency_key: format!("key-{id}"),
+        invitation_token: token.into(),
+    }
+}
+
+/// Starts Provision for a signed-in onboarding; the event stream, or the status.
+pub async fn provision_stream(
+    ch: Channel,
+    token: &str,
+    id: &str,
+    name: &str,
+) -> Result<tonic::Streaming<pb::ProvisionEvent>, Status> {
+    Ok(OnboardingClient::new(ch)
+        .provision(provision_request(token, id, name))
+        .await?
+        .into_inner())
+}
+
+/// Provision to the end of its stream: every event, or the status it was refused with.
+pub async fn provision(
+    ch: Channel,
+    token: &str,
+    id: &str,
+    name: &str,
+) -> Result<Result<Vec<pb::ProvisionEvent>, Status>> {
+    match provision_stream(ch, token, id, name).await {
+        Ok(s) => Ok(Ok(drain(s).await?)),
+        Err(status) => Ok(Err(status)),
+    }
+}
+
+/// Reads a ProvisionEvent stream to its end.
+pub async fn drain(mut s: tonic::Streaming<pb::ProvisionEvent>) -> Result<Vec<pb::ProvisionEvent>> {
+    let mut out = Vec::new();
+    while let Some(e) = tokio::time::timeout(STALL, s.message())
+        .await
+        .context("provision stalled")??
+    {
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// The Completed event that ends `events`.
+pub fn completed(events: &[pb::ProvisionEvent]) -> Result<pb::Completed> {
+    match events.last().and_then(|e| e.event.clone()) {
+        Some(PE::Completed(c)) => Ok(c),
+        other => bail!("last event is not Completed: {other:?}\nall: {events:#?}"),
+    }
+}
+
+/// An onboarded registration, as the wizard got it.
+#[derive(Debug)]
+pub struct Onboarding {
+    /// The invitation's token.
+    pub token: String,
+    /// The invitation's id.
+    pub invitation_id: String,
+    /// The onboarding's id.
+    pub onboarding_id: String,
+    /// Every Provision event, ending with Completed.
+    pub events: Vec<pb::ProvisionEvent>,
+    /// The Completed event (with the secret).
+    pub done: pb::Completed,
+}
+
+/// Invitation → SignIn as the Global Administrator → Provision of app `name` for service
+/// `service_id` and `profile`, to Completed with a secret.
+pub async fn onboard(
+    ch: Channel,
+    sim: &Sim,
+    service_id: &str,
+    profile: &str,
+    name: &str,
+) -> Result<Onboarding> {
+    let (token, invitation_id) = invite(ch.clone(), service_id, profile, None).await?;
+    let onboarding_id = signed_in(ch.clone(), sim, &token, users::GLOBAL_ADMIN)
+        .await?
+        .onboarding_id;
+    let events = provision(ch, &token, &onboarding_id, name)
+        .await?
+        .map_err(|s| anyhow::anyhow!("{name}: provision failed: {s:?}"))?;
+    let done = completed(&events)?;
+    ensure!(
+        !done.secret.is_empty(),
+        "{name}: Completed without a secret"
+    );
+    Ok(Onboarding {
+        token,
+        invitation_id,
+        onboarding_id,
+        events,
+        done,
+    })
+}
+
+/// What one whole onboarding took.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// Invitation + device-code sign-in (dominated by the device-code poll interval).
+    pub sign_in: Duration,
+    /// From the Provision call to its Completed event.
+    pub provision: Duration,
+}
+
+/// [`onboard`] of the `direct-routing` profile, timed.
+pub async fn onboard_timed(
+    ch: Channel,
+    sim: &Sim,
+    service_id: &str,
+    name: &str,
+) -> Result<Timings> {
+    let t0 = tokio::time::Instant::now();
+    let (token, _) = invite(ch.clone(), service_id, "direct-routing", None).await?;
+    let id = signed_in(ch.clone(), sim, &token, users::GLOBAL_ADMIN)
+        .await?
+        .onboarding_id;
+    let t1 = tokio::time::Instant::now();
+    let events = drain(provision_stream(ch, &token, &id, name).await?).await?;
+    match completed(&events) {
+        Ok(c) if !c.secret.is_empty() => Ok(Timings {
+            sign_in: t1 - t0,
+            provision: t1.elapsed(),
+        }),
+        other => bail!("{name}: the stream ended with {other:?}"),
+    }
+}
+
+/// The onboarding as the operator sees it.
+pub async fn get(ch: Channel, id: &str) -> Result<pb::OnboardingInfo> {
+    Ok(OnboardingClient::new(with_token(ch, Some(OPERATOR)))
+        .get_onboarding(pb::GetOnboardingRequest {
+            onboarding_id: id.into(),
+            invitation_token: String::new(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// Polls until the onboarding is no longer running; its final summary.
+pub async fn wait_settled(ch: Channel, id: &str, limit: Duration) -> Result<pb::OnboardingInfo> {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        let info = get(ch.clone(), id).await?;
+        let state = info.state();
+        if !matches!(
+            state,
+            pb::OnboardingState::Provisioning
+                | pb::OnboardingState::SignedIn
+                | pb::OnboardingState::SigningIn
+                | pb::OnboardingState::Unspecified
+        ) {
+            return Ok(info);
+        }
+        if tokio::time::Instant::now() > end {
+            bail!("onboarding {id} still {state:?} after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,214 @@
+//! A tlog-witness client: submits a checkpoint with a consistency proof and interprets the
+//! answer. It keeps only cosignatures by the configured witness key, each verified.
+
+use std::time::Duration;
+
+use audit_log::Hash;
+use reqwest::header::CONTENT_TYPE;
+
+use crate::cosig::{Cosignature, CosignerVerifier, SignatureLine};
+use crate::error::WitnessError;
+use crate::protocol::{
+    ADD_CHECKPOINT_PATH, AddCheckpointRequest, MAX_PROOF_LINES, MAX_SIGNATURES, SIZE_CONTENT_TYPE,
+    parse_size_body, split_note,
+};
+
+/// The largest answer read from a witness.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// One configured witness.
+#[derive(Debug, Clone)]
+pub struct WitnessEndpoint {
+    /// The submission prefix, e.g. `https://witness.example.org` (`/add-checkpoint` is appended).
+    pub url: String,
+    /// The witness's cosigner key; cosignatures by other keys are ignored.
+    pub verifier: CosignerVerifier,
+    /// How long one request may take, connection included.
+    pub timeout: Duration,
+}
+
+/// What a witness answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// 200: the verified cosignatures by the configured key (at least one).
+    Cosigned(Vec<Cosignature>),
+    /// 409 `text/x.tlog.size`: the size of the latest checkpoint the witness cosigned.
+    Conflict {
+        /// The witness's size.
+        size: u64,
+    },
+    /// 409 without a size to a request whose old size equals the checkpoint size: the witness
+    /// cosigned another root at that size (a fork).
+    RootMismatch(String),
+    /// Any other status (400, 403, 404, 422, 429, 5xx) with the start of its body.
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The first 300 characters of the body.
+        body: String,
+    },
+}
+
+/// A client for one witness.
+#[derive(Debug, Clone)]
+pub struct WitnessClient {
+    /// The configuration.
+    endpoint: WitnessEndpoint,
+    /// `<url>/add-checkpoint`.
+    add_url: String,
+    /// A keep-alive connection pool (the protocol recommends keep-alive).
+    http: reqwest::Client,
+}
+
+impl WitnessClient {
+    /// A client for `endpoint`.
+    pub fn new(endpoint: WitnessEndpoint) -> Result<Self, WitnessError> {
+        let http = reqwest::Client::builder()
+            .timeout(endpoint.timeout)
+            .connect_timeout(endpoint.timeout)
+            .build()
+            .map_err(|e| WitnessError::Config(format!("HTTP client for {}: {e}", endpoint.url)))?;
+        let add_url = format!(
+            "{}{ADD_CHECKPOINT_PATH}",
+            endpoint.url.trim_end_matches('/')
+        );
+        Ok(Self {
+            endpoint,
+            add_url,
+            http,
+        })
+    }
+
+    /// The configuration.
+    pub fn endpoint(&self) -> &WitnessEndpoint {
+        &self.endpoint
+    }
+
+    /// Submits `note` (a signed checkpoint) with a consistency proof from `old_size`.
+    pub async fn add_checkpoint(
+        &self,
+        old_size: u64,
+        proof: &[Hash],
+        note: &str,
+    ) -> Result<AddOutcome, WitnessError> {
+        let (text, _) = split_note(note)?;
+        let size = audit_log::Checkpoint::parse_text(text)?.size;
+        if proof.len() > MAX_PROOF_LINES {
+            return Err(WitnessError::InvalidProof(format!(
+                "{} proof hashes; the protocol allows at most {MAX_PROOF_LINES}",
+                proof.len()
+            )));
+        }
+        let body = AddCheckpointRequest {
+            old_size,
+            proof: proof.to_vec(),
+            checkpoint_note: note.to_owned(),
+        }
+        .encode();
+        let unreachable = |e: reqwest::Error| WitnessError::Unreachable {
+            url: self.add_url.clone(),
+            detail: if e.is_timeout() {
+                format!("no answer within {:?}", self.endpoint.timeout)
+            } else {
+                error_chain(&e)
+            },
+        };
+        let mut resp = self
+            .http
+            .post(&self.add_url)
+            .body(body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(self.bad(format!("answer longer than {MAX_RESPONSE_BYTES} bytes")));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        match status {
+            200 => self.cosignatures(text, &bytes).map(AddOutcome::Cosigned),
+            409 if content_type.as_deref().is_some_and(is_size_type) => parse_size_body(&bytes)
+                .map(|size| AddOutcome::Conflict { size })
+                .ok_or_else(|| {
+                    self.bad(format!(
+                        "409 size body {:?} is not `<decimal>\\n`",
+                        String::from_utf8_lossy(&bytes)
+                    ))
+                }),
+            // Without a size, a 409 can only mean another root at the same size; anything
+            // else is a witness outside the protocol, not evidence of a fork.
+            409 if old_size == size => Ok(AddOutcome::RootMismatch(snippet(&bytes))),
+            409 => Err(self.bad(format!(
+                "409 without a {SIZE_CONTENT_TYPE} body for old size {old_size} and size {size}: {}",
+                snippet(&bytes)
+            ))),
+            _ => Ok(AddOutcome::Rejected {
+                status,
+                body: snippet(&bytes),
+            }),
+        }
+    }
+
+    fn bad(&self, detail: String) -> WitnessError {
+        WitnessError::BadResponse {
+            url: self.add_url.clone(),
+            detail,
+        }
+    }
+
+    /// Verified cosignatures by the configured key in a 200 body of signature lines.
+    fn cosignatures(&self, text: &str, body: &[u8]) -> Result<Vec<Cosignature>, WitnessError> {
+        let body =
+            std::str::from_utf8(body).map_err(|_| self.bad("200 body is not UTF-8".into()))?;
+        let lines = SignatureLine::parse_block(body, MAX_SIGNATURES)
+            .map_err(|e| self.bad(format!("200 body: {e}")))?;
+        let v = &self.endpoint.verifier;
+        let mut out = Vec::new();
+        for l in lines.iter().filter(|l| v.matches(l)) {
+            let c = v
+                .verify(text, l)
+                .ok_or_else(|| self.bad(format!("cosignature by {v} does not verify")))?;
+            out.push(c);
+        }
+        if out.is_empty() {
+            return Err(self.bad(format!("200 answer holds no cosignature by {v}")));
+        }
+        Ok(out)
+    }
+}
+
+/// `text/x.tlog.size`, compared as a media type (case-insensitive, parameters ignored).
+fn is_size_type(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(SIZE_CONTENT_TYPE))
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .trim()
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// An error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,222 @@
+//! Checks without files: URLs, the listen address, callers and the token app.
+
+use std::net::IpAddr;
+
+use onboard_server::Config;
+use url::{Host, Url};
+
+use super::Findings;
+
+/// Top-level domains reserved for tests and documentation (RFC 2606, RFC 6761): `http` to
+/// them is clearly not production.
+const TEST_TLDS: &[&str] = &["test", "example", "invalid", "localhost"];
+
+/// True for loopback addresses, `localhost` and reserved test domains.
+fn is_test_host(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(a)) => a.is_loopback(),
+        Some(Host::Ipv6(a)) => a.is_loopback(),
+        Some(Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost"
+                || TEST_TLDS
+                    .iter()
+                    .any(|t| d.ends_with(&format!(".{t}")) || d == *t)
+        }
+        None => false,
+    }
+}
+
+/// A URL the service calls or hands out: well-formed, with a host, `https` unless the host is
+/// clearly a test one; `no_fragment` for URLs that get a fragment appended.
+fn check_url(f: &mut Findings, key: &str, value: &str, no_fragment: bool) {
+    let url = match Url::parse(value) {
+        Ok(u) => u,
+        Err(e) => {
+            f.error(key, format!("{value:?} is not a URL: {e}"));
+            return;
+        }
+    };
+    if url.host().is_none() {
+        f.error(key, format!("{value:?} has no host"));
+        return;
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_test_host(&url) => {}
+        "http" => f.error(
+            key,
+            format!(
+                "{value:?} is plain http to a non-test host: use https (http is accepted only for loopback, localhost and .test/.example/.invalid hosts)"
+            ),
+        ),
+        other => f.error(key, format!("{value:?}: scheme {other:?}, want https")),
+    }
+    if no_fragment && url.fragment().is_some() {
+        f.error(
+            key,
+            format!("{value:?} has a fragment; the activation link appends #token=…"),
+        );
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        f.error(
+            key,
+            format!("{value:?} carries credentials; put none in URLs"),
+        );
+    }
+}
+
+/// Every URL in the configuration.
+pub fn check_urls(config: &Config, f: &mut Findings) {
+    check_url(f, "entra.authority_url", &config.entra.authority_url, false);
+    check_url(f, "entra.graph_url", &config.entra.graph_url, false);
+    check_url(
+        f,
+        "invitations.activation_base_url",
+        &config.invitations.activation_base_url,
+        true,
+    );
+    for s in &config.platform.services {
+        if let Some(u) = &s.grpc_health {
+            let key = format!("platform.services[{}].grpc_health", s.id);
+            check_url(f, &key, u, false);
+            if u.starts_with("https://") && s.ca.is_none() {
+                f.error(
+                    &key,
+                    "an https gRPC health endpoint needs `ca` (the CA that signs its certificate)",
+                );
+            }
+        }
+        if let Some(u) = &s.http_probe {
+            check_url(
+                f,
+                &format!("platform.services[{}].http_probe", s.id),
+                u,
+                false,
+            );
+        }
+    }
+}
+
+/// The listen address (already parsed as a socket address by the config loader).
+pub fn check_listen(config: &Config, f: &mut Findings) {
+    let addr = config.server.listen;
+    let tls = config.tls.cert.is_some();
+    if addr.port() != 0 && addr.port() < 1024 {
+        f.warn(
+            "server.listen",
+            format!(
+                "port {} is privileged: the service needs CAP_NET_BIND_SERVICE (the shipped systemd unit and Kubernetes manifests drop every capability)",
+                addr.port()
+            ),
+        );
+    }
+    let loopback = match addr.ip() {
+        IpAddr::V4(a) => a.is_loopback(),
+        IpAddr::V6(a) => a.is_loopback(),
+    };
+    if !tls && !loopback {
+        f.warn(
+            "server.listen",
+            format!(
+                "{addr} without [tls]: plaintext gRPC and bearer tokens in clear on the network; set tls.cert and tls.key (and tls.client_ca for mTLS)"
+            ),
+        );
+    }
+}
+
+/// Who can call: someone must, and each rule must be usable.
+pub fn check_auth(config: &Config, f: &mut Findings) {
+    let auth = &config.auth;
+    if auth.callers.is_empty() && auth.tokens.is_empty() {
+        f.error(
+            "auth",
+            "no [[auth.callers]] and no [[auth.tokens]]: nobody can call the service",
+        );
+    }
+    if !auth.callers.is_empty() && config.tls.client_ca.is_none() {
+        f.warn(
+            "auth.callers",
+            "callers are matched against client certificates, but tls.client_ca is unset (no mTLS), so none will match",
+        );
+    }
+    for t in &auth.tokens {
+        if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            f.error(
+                format!("auth.tokens[{}]", t.identity),
+                "sha256 must be 64 hex digits (printf %s \"$TOKEN\" | sha256sum)",
+            );
+        }
+    }
+    if !auth.tokens.is_empty() && config.tls.cert.is_none() {
+        f.warn(
+            "auth.tokens",
+            "bearer tokens over plaintext: fine on loopback for local use, not across a network",
+        );
+    }
+}
+
+/// The provider's public client app that the admin's device code sign-in uses.
+pub fn check_token_app(config: &Config, f: &mut Findings) {
+    let id = config.entra.token_app_client_id.trim();
+    if id.is_empty() {
+        f.error(
+            "entra.token_app_client_id",
+            "unset: the admin's device code sign-in needs the provider's public client app (application id)",
+        );
+    } else if !is_guid(id) {
+        f.error(
+            "entra.token_app_client_id",
+            format!("{id:?} is not an application id (a GUID)"),
+        );
+    } else if id.bytes().all(|b| b == b'0' || b == b'-') {
+        f.error(
+            "entra.token_app_client_id",
+            "the all-zero placeholder from the example config: set the provider's public client app id",
+        );
+    }
+}
+
+/// 8-4-4-4-12 hex digits.
+fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_is_only_for_test_hosts() {
+        let mut f = Findings::default();
+        for ok in [
+            "https://graph.microsoft.com",
+            "http://127.0.0.1:8443",
+            "http://[::1]:1",
+            "http://localhost:9",
+            "http://sim.test/x",
+            "http://wizard.example/activate",
+        ] {
+            check_url(&mut f, "k", ok, true);
+        }
+        assert!(f.0.is_empty(), "{:?}", f.0);
+        check_url(&mut f, "k", "http://graph.microsoft.com", false);
+        check_url(&mut f, "k", "ftp://x.example.net", false);
+        check_url(&mut f, "k", "https://w.example.net/a#x", true);
+        check_url(&mut f, "k", "not a url", false);
+        check_url(&mut f, "k", "https://u:p@w.example.net/", false);
+        assert_eq!(f.0.len(), 5, "{:?}", f.0);
+    }
+
+    #[test]
+    fn guids() {
+        assert!(is_guid("1f2e3d4c-0000-4000-8000-00000000abcd"));
+        assert!(!is_guid("1f2e3d4c00004000800000000000abcd"));
+        assert!(!is_guid("xyz"));
+    }
+}

@@ -1,0 +1,206 @@
+//! What `onboard ctl` exits with, and how a gRPC status is told to the operator.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | done; for checks, nothing FAILed |
+//! | 1 | the answer is "no": a check FAILed, the thing does not exist, the server refused in its present state (e.g. the invitation is used), an onboarding being watched failed or was cancelled, or the server failed internally |
+//! | 2 | usage: bad flags, unreadable local files, or the server rejected a request field (`INVALID_ARGUMENT`, with the field named) |
+//! | 3 | the server could not be reached or is unavailable now (connection refused, TLS failure, the connection lost under a call, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `CANCELLED`): try again later |
+//! | 4 | permission: no or unknown credentials (`UNAUTHENTICATED`) or a role that may not call this (`PERMISSION_DENIED`) |
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// The exit codes; see the module table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: done.
+    Ok = 0,
+    /// 1: a check failed, not found, refused, or a server error.
+    Failed = 1,
+    /// 2: usage error.
+    Usage = 2,
+    /// 3: server unreachable or unavailable.
+    Unreachable = 3,
+    /// 4: not authenticated or not allowed.
+    Permission = 4,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// The help text's summary of the exit codes (kept next to the table above).
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  done (for checks: nothing FAILed)
+  1  a check FAILed, not found, refused in the present state, a watched onboarding failed or was
+     cancelled, or a server error
+  2  usage: bad flags or local files, or the server rejected a field (INVALID_ARGUMENT)
+  3  server unreachable or unavailable now (connection, TLS, UNAVAILABLE, DEADLINE_EXCEEDED,
+     RESOURCE_EXHAUSTED, CANCELLED): try again later
+  4  permission: UNAUTHENTICATED or PERMISSION_DENIED";
+
+/// A command that did not succeed: what to print and how to exit.
+#[derive(Debug)]
+pub struct CtlError {
+    /// The exit code.
+    pub exit: Exit,
+    /// The message, possibly several lines (field violations), without the `error: ` prefix.
+    pub message: String,
+}
+
+impl CtlError {
+    /// A usage error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            exit: Exit::Usage,
+            message: message.into(),
+        }
+    }
+
+    /// A failure (exit 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            exit: Exit::Failed,
+            message: message.into(),
+        }
+    }
+
+    /// The server cannot be reached (exit 3).
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        Self {
+            exit: Exit::Unreachable,
+            message: message.into(),
+        }
+    }
+
+    /// A gRPC call failed: the status code's canonical name, the server's message and every
+    /// `google.rpc.BadRequest` field violation, one per line. A status the client made from a
+    /// transport failure (a TLS handshake refused, the connection reset) carries the cause as
+    /// its source: that is exit 3, with the cause printed.
+    pub fn from_status(rpc: &str, status: &tonic::Status) -> Self {
+        use std::error::Error as _;
+        if status.code() == Code::Unknown
+            && let Some(cause) = status.source()
+        {
+            return Self::unreachable(format!("{rpc}: the connection failed: {}", chain(cause)));
+        }
+        let mut message = format!("{rpc}: {}: {}", code_name(status.code()), status.message());
+        if let Some(bad) = status.get_details_bad_request() {
+            for v in bad.field_violations {
+                let _ = write!(message, "\n  field `{}`: {}", v.field, v.description);
+            }
+        }
+        Self {
+            exit: exit_for(status.code()),
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for CtlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Local errors (files, output) from `anyhow`: the invocation's fault, so usage.
+impl From<anyhow::Error> for CtlError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::usage(format!("{e:#}"))
+    }
+}
+
+/// An error and its sources on one line (transport errors hide the useful part in sources).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The exit code for a gRPC status code (module table).
+pub fn exit_for(code: Code) -> Exit {
+    match code {
+        Code::Ok => Exit::Ok,
+        Code::InvalidArgument => Exit::Usage,
+        // This client never cancels its own calls: CANCELLED means the connection went away
+        // under the call (e.g. the server refused the TLS client certificate).
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+            Exit::Unreachable
+        }
+        Code::Unauthenticated | Code::PermissionDenied => Exit::Permission,
+        Code::Unknown
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::DataLoss => Exit::Failed,
+    }
+}
+
+/// The canonical name of a status code, as gRPC's `statuscodes.md` spells it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::ErrorDetails;
+
+    #[test]
+    fn field_violations_are_printed_one_per_line_and_exit_2() {
+        let mut d = ErrorDetails::new();
+        d.add_bad_request_violation("customer", "required");
+        d.add_bad_request_violation("valid_for", "at most 30 days");
+        let s = tonic::Status::with_error_details(Code::InvalidArgument, "invalid argument", d);
+        let e = CtlError::from_status("CreateInvitation", &s);
+        assert_eq!(e.exit, Exit::Usage);
+        assert_eq!(
+            e.message,
+            "CreateInvitation: INVALID_ARGUMENT: invalid argument\n  field `customer`: required\n  field `valid_for`: at most 30 days"
+        );
+    }
+
+    #[test]
+    fn every_code_has_a_documented_exit() {
+        assert_eq!(exit_for(Code::NotFound), Exit::Failed);
+        assert_eq!(exit_for(Code::Unavailable), Exit::Unreachable);
+        assert_eq!(exit_for(Code::PermissionDenied), Exit::Permission);
+        assert_eq!(exit_for(Code::Unauthenticated), Exit::Permission);
+        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
+        assert_eq!(ExitCode::from(Exit::Permission), ExitCode::from(4));
+    }
+}

@@ -1,0 +1,278 @@
+//! `onboard ctl invitations create|list|get|revoke`.
+
+use std::path::PathBuf;
+
+use clap::{Subcommand, ValueEnum};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::invitations_client::InvitationsClient;
+
+use super::exit::{CtlError, Exit};
+use super::output::{self, Output, or_dash, ts};
+use super::{AuthChannel, call};
+
+/// Invitation states as flags.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum State {
+    /// Issued, not yet used.
+    Pending,
+    /// Its token started an onboarding.
+    Used,
+    /// Expired unused.
+    Expired,
+    /// Revoked.
+    Revoked,
+}
+
+impl From<State> for pb::InvitationState {
+    fn from(s: State) -> Self {
+        match s {
+            State::Pending => pb::InvitationState::Pending,
+            State::Used => pb::InvitationState::Used,
+            State::Expired => pb::InvitationState::Expired,
+            State::Revoked => pb::InvitationState::Revoked,
+        }
+    }
+}
+
+/// `onboard ctl invitations …`
+#[derive(Debug, Subcommand)]
+pub enum InvitationsCommand {
+    /// Creates an invitation: prints the activation link and writes the email (the token is
+    /// shown only now).
+    Create {
+        /// The customer's display name, as in the email.
+        #[arg(long)]
+        customer: String,
+        /// The Direct Routing service id the onboarding is for.
+        #[arg(long)]
+        service_id: String,
+        /// The provisioning profile (e.g. `direct-routing`).
+        #[arg(long, default_value = "direct-routing")]
+        profile: String,
+        /// The platform version (selects permissions in the profile).
+        #[arg(long, default_value = "")]
+        platform_version: String,
+        /// The customer admin's UPN, when known.
+        #[arg(long, default_value = "")]
+        admin_upn: String,
+        /// The provider name (default: the server's).
+        #[arg(long, default_value = "")]
+        provider_name: String,
+        /// The Live Platform server name (default: the server's).
+        #[arg(long, default_value = "")]
+        platform_server_name: String,
+        /// How long it stays valid, e.g. `7d`, `36h` (default: the server's).
+        #[arg(long, value_parser = output::parse_duration)]
+        valid_for: Option<prost_types::Duration>,
+        /// Write the email (Subject line, blank line, text body) to this file (mode 0600: it
+        /// holds the token); `-` prints it after the summary. Default: printed.
+        #[arg(long, default_value = "-")]
+        email_out: PathBuf,
+        /// Also write the HTML body to this file (mode 0600).
+        #[arg(long)]
+        email_html: Option<PathBuf>,
+    },
+    /// Lists invitations, newest first.
+    List {
+        /// Only this state.
+        #[arg(long, value_enum)]
+        state: Option<State>,
+        /// At most this many (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// Shows one invitation.
+    Get {
+        /// The invitation id.
+        id: String,
+    },
+    /// Revokes a pending invitation.
+    Revoke {
+        /// The invitation id.
+        id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+/// The state's short name.
+pub fn state_name(s: pb::InvitationState) -> &'static str {
+    match s {
+        pb::InvitationState::Pending => "pending",
+        pb::InvitationState::Used => "used",
+        pb::InvitationState::Expired => "expired",
+        pb::InvitationState::Revoked => "revoked",
+        pb::InvitationState::Unspecified => "?",
+    }
+}
+
+/// Runs one invitations command.
+pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Result<Exit, CtlError> {
+    let mut c = InvitationsClient::new(ch);
+    match cmd {
+        InvitationsCommand::Create {
+            customer,
+            service_id,
+            profile,
+            platform_version,
+            admin_upn,
+            provider_name,
+            platform_server_name,
+            valid_for,
+            email_out,
+            email_html,
+        } => {
+            let req = pb::CreateInvitationRequest {
+                customer,
+                service_id,
+                provider_name,
+                platform_server_name,
+                platform_version,
+                profile,
+                admin_upn,
+                valid_for,
+            };
+            let r = call("CreateInvitation", c.create_invitation(req)).await?;
+            let email = r.email.clone().unwrap_or_default();
+            let mail_text = format!("Subject: {}\n\n{}", email.subject, email.text);
+            if let Some(path) = &email_html {
+                output::write_private(path, email.html.as_bytes())?;
+            }
+            let to_stdout = email_out.as_os_str() == "-";
+            if !to_stdout {
+                output::write_private(&email_out, mail_text.as_bytes())?;
+            }
+            if out.is_json() {
+                output::print_json(&r)?;
+                return Ok(Exit::Ok);
+            }
+            let inv = r.invitation.clone().unwrap_or_default();
+            println!(
+                "invitation {} for {} (service {}, profile {}), expires {}",
+                inv.id,
+                inv.customer,
+                inv.service_id,
+                inv.profile,
+                ts(&inv.expires_at)
+            );
+            println!("activation link: {}", r.activation_url);
+            if to_stdout {
+                println!("\n{mail_text}");
+            } else {
+                println!("email written to {}", email_out.display());
+            }
+            Ok(Exit::Ok)
+        }
+        InvitationsCommand::List { state, limit } => {
+            let state: pb::InvitationState = state.map(Into::into).unwrap_or_default();
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let r = call(
+                    "ListInvitations",
+                    c.list_invitations(pb::ListInvitationsRequest {
+                        state: state.into(),
+                        page_size: 0,
+                        page_token: page_token.clone(),
+                    }),
+                )
+                .await?;
+                all.extend(r.invitations);
+                page_token = r.next_page_token;
+                if page_token.is_empty() || (limit > 0 && all.len() >= limit) {
+                    break;
+                }
+            }
+            if limit > 0 {
+                all.truncate(limit);
+            }
+            let resp = pb::ListInvitationsResponse {
+                invitations: all,
+                next_page_token: String::new(),
+            };
+            if out.is_json() {
+                output::print_json(&resp)?;
+                return Ok(Exit::Ok);
+            }
+            let mut t = output::table(&[
+                "ID",
+                "CUSTOMER",
+                "SERVICE",
+                "PROFILE",
+                "STATE",
+                "EXPIRES",
+                "ONBOARDING",
+            ]);
+            for i in &resp.invitations {
+                t.add_row(vec![
+                    i.id.clone(),
+                    i.customer.clone(),
+                    i.service_id.clone(),
+                    i.profile.clone(),
+                    state_name(i.state()).into(),
+                    ts(&i.expires_at),
+                    or_dash(&i.onboarding_id).into(),
+                ]);
+            }
+            output::print_table(&t);
+            Ok(Exit::Ok)
+        }
+        InvitationsCommand::Get { id } => {
+            let i = call(
+                "GetInvitation",
+                c.get_invitation(pb::GetInvitationRequest {
+                    key: Some(pb::get_invitation_request::Key::Id(id)),
+                }),
+            )
+            .await?;
+            print_one(&i, out)
+        }
+        InvitationsCommand::Revoke { id, reason } => {
+            let i = call(
+                "RevokeInvitation",
+                c.revoke_invitation(pb::RevokeInvitationRequest { id, reason }),
+            )
+            .await?;
+            print_one(&i, out)
+        }
+    }
+}
+
+/// One invitation as `field: value` lines.
+fn print_one(i: &pb::Invitation, out: Output) -> Result<Exit, CtlError> {
+    if out.is_json() {
+        output::print_json(i)?;
+        return Ok(Exit::Ok);
+    }
+    let rows: [(&str, String); 14] = [
+        ("id", i.id.clone()),
+        ("customer", i.customer.clone()),
+        ("service", i.service_id.clone()),
+        ("profile", i.profile.clone()),
+        ("platform version", or_dash(&i.platform_version).into()),
+        ("provider", i.provider_name.clone()),
+        ("platform server", i.platform_server_name.clone()),
+        ("admin", or_dash(&i.admin_upn).into()),
+        ("state", state_name(i.state()).into()),
+        (
+            "created",
+            format!("{} by {}", ts(&i.created_at), i.created_by),
+        ),
+        ("expires", ts(&i.expires_at)),
+        ("used", ts(&i.used_at)),
+        ("onboarding", or_dash(&i.onboarding_id).into()),
+        (
+            "revoked",
+            if i.revoked_at.is_some() {
+                format!("{} by {}", ts(&i.revoked_at), i.revoked_by)
+            } else {
+                "-".into()
+            },
+        ),
+    ];
+    for (k, v) in rows {
+        println!("{:17} {v}", format!("{k}:"));
+    }
+    Ok(Exit::Ok)
+}

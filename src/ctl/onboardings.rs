@@ -1,0 +1,232 @@
+//! `onboard ctl onboardings list|get|watch|cancel`.
+
+use clap::{Subcommand, ValueEnum};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::onboarding_client::OnboardingClient;
+
+use super::exit::{CtlError, Exit};
+use super::output::{self, Output, or_dash, ts};
+use super::progress::StepBoard;
+use super::{AuthChannel, call};
+
+/// Onboarding states as flags.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum State {
+    /// Waiting for the device code sign-in.
+    SigningIn,
+    /// Signed in, waiting for Provision.
+    SignedIn,
+    /// Provisioning.
+    Provisioning,
+    /// Done.
+    Completed,
+    /// Failed (can be resumed).
+    Failed,
+    /// Cancelled and compensated.
+    Cancelled,
+}
+
+impl From<State> for pb::OnboardingState {
+    fn from(s: State) -> Self {
+        match s {
+            State::SigningIn => pb::OnboardingState::SigningIn,
+            State::SignedIn => pb::OnboardingState::SignedIn,
+            State::Provisioning => pb::OnboardingState::Provisioning,
+            State::Completed => pb::OnboardingState::Completed,
+            State::Failed => pb::OnboardingState::Failed,
+            State::Cancelled => pb::OnboardingState::Cancelled,
+        }
+    }
+}
+
+/// The state's short name.
+pub fn state_name(s: pb::OnboardingState) -> &'static str {
+    match s {
+        pb::OnboardingState::SigningIn => "signing-in",
+        pb::OnboardingState::SignedIn => "signed-in",
+        pb::OnboardingState::Provisioning => "provisioning",
+        pb::OnboardingState::Completed => "completed",
+        pb::OnboardingState::Failed => "failed",
+        pb::OnboardingState::Cancelled => "cancelled",
+        pb::OnboardingState::Unspecified => "?",
+    }
+}
+
+/// `onboard ctl onboardings …`
+#[derive(Debug, Subcommand)]
+pub enum OnboardingsCommand {
+    /// Lists onboardings.
+    List {
+        /// Only this tenant's.
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// Only this state.
+        #[arg(long, value_enum)]
+        state: Option<State>,
+        /// At most this many (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// Shows one onboarding.
+    Get {
+        /// The onboarding id.
+        id: String,
+    },
+    /// Replays an onboarding's events, then follows it live until it ends (exit 0 when it
+    /// completed, 1 when it failed or was cancelled).
+    Watch {
+        /// The onboarding id.
+        id: String,
+        /// The first event to show (0: all).
+        #[arg(long, default_value_t = 0)]
+        from_event: u64,
+    },
+    /// Cancels an onboarding, undoing what it created.
+    Cancel {
+        /// The onboarding id.
+        id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Runs one onboardings command.
+pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Result<Exit, CtlError> {
+    let mut c = OnboardingClient::new(ch);
+    match cmd {
+        OnboardingsCommand::List {
+            tenant,
+            state,
+            limit,
+        } => {
+            let state: pb::OnboardingState = state.map(Into::into).unwrap_or_default();
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let r = call(
+                    "ListOnboardings",
+                    c.list_onboardings(pb::ListOnboardingsRequest {
+                        tenant_id: tenant.clone(),
+                        state: state.into(),
+                        page_size: 0,
+                        page_token: page_token.clone(),
+                    }),
+                )
+                .await?;
+                all.extend(r.onboardings);
+                page_token = r.next_page_token;
+                if page_token.is_empty() || (limit > 0 && all.len() >= limit) {
+                    break;
+                }
+            }
+            if limit > 0 {
+                all.truncate(limit);
+            }
+            let resp = pb::ListOnboardingsResponse {
+                onboardings: all,
+                next_page_token: String::new(),
+            };
+            if out.is_json() {
+                output::print_json(&resp)?;
+                return Ok(Exit::Ok);
+            }
+            let mut t = output::table(&[
+                "ID", "STATE", "TENANT", "APP", "CLIENT", "EVENTS", "UPDATED",
+            ]);
+            for o in &resp.onboardings {
+                t.add_row(vec![
+                    o.onboarding_id.clone(),
+                    state_name(o.state()).into(),
+                    or_dash(&o.tenant_id).into(),
+                    or_dash(&o.app_name).into(),
+                    or_dash(&o.client_id).into(),
+                    o.events.to_string(),
+                    ts(&o.updated_at),
+                ]);
+            }
+            output::print_table(&t);
+            Ok(Exit::Ok)
+        }
+        OnboardingsCommand::Get { id } => {
+            let o = call(
+                "GetOnboarding",
+                c.get_onboarding(pb::GetOnboardingRequest {
+                    onboarding_id: id,
+                    invitation_token: String::new(),
+                }),
+            )
+            .await?;
+            print_one(&o, out)
+        }
+        OnboardingsCommand::Cancel { id, reason } => {
+            let o = call(
+                "CancelOnboarding",
+                c.cancel_onboarding(pb::CancelOnboardingRequest {
+                    onboarding_id: id,
+                    reason,
+                    invitation_token: String::new(),
+                }),
+            )
+            .await?;
+            print_one(&o, out)
+        }
+        OnboardingsCommand::Watch { id, from_event } => {
+            let mut stream = call(
+                "Watch",
+                c.watch(pb::WatchRequest {
+                    onboarding_id: id.clone(),
+                    from_event,
+                    invitation_token: String::new(),
+                }),
+            )
+            .await?;
+            let mut board = StepBoard::new(out.is_json());
+            let mut end = None;
+            loop {
+                let msg = stream
+                    .message()
+                    .await
+                    .map_err(|s| CtlError::from_status("Watch", &s))?;
+                let Some(e) = msg else { break };
+                if out.is_json() {
+                    output::print_json_line(&e)?;
+                }
+                if let Some(x) = board.show(&e) {
+                    end = Some(x);
+                }
+            }
+            board.finish();
+            match end {
+                Some(exit) => Ok(exit),
+                None => Err(CtlError::unreachable(format!(
+                    "the Watch stream of {id} ended before the onboarding did (server stopping?); watch again with --from-event {}",
+                    board.next_event()
+                ))),
+            }
+        }
+    }
+}
+
+/// One onboarding as `field: value` lines.
+fn print_one(o: &pb::OnboardingInfo, out: Output) -> Result<Exit, CtlError> {
+    if out.is_json() {
+        output::print_json(o)?;
+        return Ok(Exit::Ok);
+    }
+    let rows: [(&str, String); 9] = [
+        ("id", o.onboarding_id.clone()),
+        ("state", state_name(o.state()).into()),
+        ("invitation", o.invitation_id.clone()),
+        ("tenant", or_dash(&o.tenant_id).into()),
+        ("app", or_dash(&o.app_name).into()),
+        ("client", or_dash(&o.client_id).into()),
+        ("events", o.events.to_string()),
+        ("created", ts(&o.created_at)),
+        ("updated", ts(&o.updated_at)),
+    ];
+    for (k, v) in rows {
+        println!("{:11} {v}", format!("{k}:"));
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,158 @@
+//! Human output: tables (comfy-table, so non-ASCII customer names still line up), times,
+//! spinners and the choice between tables and JSON.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use comfy_table::{CellAlignment, Table, presets};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::json::{self, ProtoName};
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Tables and lines for people.
+    Table,
+    /// Protobuf's canonical JSON: one document per answer, one line per streamed message.
+    Json,
+}
+
+impl Output {
+    /// True for `--output json`.
+    pub fn is_json(self) -> bool {
+        self == Output::Json
+    }
+}
+
+/// A table with a header row and no borders, columns separated by two spaces.
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING);
+    t.set_header(header.iter().map(|h| h.to_string()));
+    for col in t.column_iter_mut() {
+        col.set_padding((0, 2));
+        col.set_cell_alignment(CellAlignment::Left);
+    }
+    t
+}
+
+/// Prints a table without trailing spaces.
+pub fn print_table(t: &Table) {
+    for line in t.lines() {
+        println!("{}", line.trim_end());
+    }
+}
+
+/// Prints a whole answer as pretty JSON.
+pub fn print_json<M: ProtoName>(msg: &M) -> anyhow::Result<()> {
+    println!("{}", json::pretty(msg)?);
+    Ok(())
+}
+
+/// Prints one streamed message as a JSON line (flushed, so a pipe sees it at once).
+pub fn print_json_line<M: ProtoName>(msg: &M) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", json::line(msg)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A timestamp as RFC 3339 (UTC), `-` when unset.
+pub fn ts(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A protobuf duration for people (`2s`, `1h 30m`).
+pub fn dur(d: &Option<prost_types::Duration>) -> String {
+    match d {
+        Some(d) if d.seconds >= 0 && d.nanos >= 0 => {
+            let d = Duration::new(d.seconds.unsigned_abs(), d.nanos.unsigned_abs());
+            // Whole milliseconds are enough for people.
+            let d = Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX));
+            humantime::format_duration(d).to_string()
+        }
+        _ => "-".into(),
+    }
+}
+
+/// `-` for empty strings in tables.
+pub fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+/// A spinner on standard error while `fut` runs (drawn only on a terminal).
+pub async fn spin<F: Future>(message: &str, fut: F) -> F::Output {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_message(message.to_owned());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    let out = fut.await;
+    pb.finish_and_clear();
+    out
+}
+
+/// Writes a file readable only by its owner (it may hold a token or a secret).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Parses `7d`, `24h`, `90m`, `3600s` (humantime) into a protobuf duration.
+pub fn parse_duration(s: &str) -> Result<prost_types::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).map_err(|_| format!("{s:?} is too long"))?,
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_line_up_by_display_width_without_trailing_spaces() {
+        let mut t = table(&["ID", "CUSTOMER", "STATE"]);
+        t.add_row(vec!["1", "Zürich AG", "pending"]);
+        t.add_row(vec!["22", "Contoso", "used"]);
+        let lines: Vec<String> = t.lines().map(|l| l.trim_end().to_owned()).collect();
+        assert_eq!(lines[0], "ID  CUSTOMER   STATE");
+        assert_eq!(lines[1], "1   Zürich AG  pending");
+        assert_eq!(lines[2], "22  Contoso    used");
+    }
+
+    #[test]
+    fn durations_parse_and_print() {
+        assert_eq!(parse_duration("7d").expect("7d").seconds, 7 * 86_400);
+        assert_eq!(parse_duration("90m").expect("90m").seconds, 5_400);
+        assert!(parse_duration("soon").is_err());
+        let d = Some(prost_types::Duration {
+            seconds: 2,
+            nanos: 500_000_000,
+        });
+        assert_eq!(dur(&d), "2s 500ms");
+        assert_eq!(ts(&None), "-");
+    }
+}

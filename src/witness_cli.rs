@@ -1,0 +1,209 @@
+//! `onboard witness`: runs a C2SP tlog witness for audit logs on another host;
+//! `onboard witness keygen` makes its key; and the `--witness` quorum check of
+//! `onboard audit verify`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use audit_log::note::NoteVerifier;
+use clap::{Args, Subcommand};
+use witness::{CosignerKey, CosignerVerifier, TrustedLog, Witness, WitnessServerConfig};
+
+/// `onboard witness [--config FILE | --listen … --key … --state-dir … --log ORIGIN=VKEY…]`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WitnessArgs {
+    /// `keygen`, or nothing to run the witness.
+    #[command(subcommand)]
+    command: Option<WitnessCommand>,
+    /// How to run the witness.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// `onboard witness …` subcommands.
+#[derive(Debug, Subcommand)]
+enum WitnessCommand {
+    /// Generates a witness key (Go's PRIVATE+KEY form, type 0x04) and prints its verifier key.
+    Keygen {
+        /// The witness name, a schema-less URL such as `witness.example.org/w1`.
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key (created with mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The witness's settings, from a TOML file or from flags.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// TOML file with `listen`, `key`, `state_dir` and `[[log]]` tables (`origin`, `vkeys`).
+    #[arg(long, conflicts_with_all = ["listen", "key", "state_dir", "logs"])]
+    config: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The witness key file from `onboard witness keygen`.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Directory for the per-log state (created if needed; locked while running).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// A trusted log: its origin, `=`, and a verifier key of the log; repeat the origin for
+    /// several keys (origins containing `=` need the config file).
+    #[arg(long = "log", value_name = "ORIGIN=VKEY")]
+    logs: Vec<String>,
+}
+
+/// Runs `onboard witness …`.
+pub async fn run(args: WitnessArgs) -> anyhow::Result<()> {
+    if let Some(WitnessCommand::Keygen { name, out }) = args.command {
+        let key = CosignerKey::generate(&name)?;
+        crate::audit_cli::write_private(&out, key.to_go_private_key().as_bytes())?;
+        println!("{}", key.verifier());
+        return Ok(());
+    }
+    let (listen, key_path, state_dir, logs) = settings(args.run)?;
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&key_path)
+            .with_context(|| format!("reading witness key {}", key_path.display()))?,
+    );
+    let key = CosignerKey::from_key_file_text(&text)
+        .with_context(|| format!("parsing witness key {}", key_path.display()))?;
+    let vkey = key.verifier();
+    let witness = Arc::new(Witness::open(key, logs, &state_dir)?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read these two lines.
+    println!("vkey {vkey}");
+    println!("listening on http://{addr}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, %vkey, "witness started");
+    witness::server::serve(listener, witness, shutdown_signal()).await?;
+    Ok(())
+}
+
+type Settings = (SocketAddr, PathBuf, PathBuf, Vec<TrustedLog>);
+
+fn settings(a: RunArgs) -> anyhow::Result<Settings> {
+    if let Some(path) = a.config {
+        let c = WitnessServerConfig::load(&path)?;
+        let logs = c.trusted_logs()?;
+        return Ok((c.listen, c.key, c.state_dir, logs));
+    }
+    let (Some(listen), Some(key), Some(state_dir)) = (a.listen, a.key, a.state_dir) else {
+        bail!("give --config FILE, or all of --listen, --key, --state-dir and at least one --log");
+    };
+    let mut logs: Vec<TrustedLog> = Vec::new();
+    for l in &a.logs {
+        let (origin, vkey) = l
+            .split_once('=')
+            .with_context(|| format!("--log {l:?}: want ORIGIN=VKEY"))?;
+        let v = NoteVerifier::parse(vkey).with_context(|| format!("--log {l:?}: verifier key"))?;
+        match logs.iter_mut().find(|t| t.origin == origin) {
+            Some(t) => t.verifiers.push(v),
+            None => logs.push(TrustedLog {
+                origin: origin.to_owned(),
+                verifiers: vec![v],
+            }),
+        }
+    }
+    if logs.is_empty() {
+        bail!("no --log ORIGIN=VKEY given: the witness would refuse every checkpoint");
+    }
+    Ok((listen, key, state_dir, logs))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Parses `--witness` values: a key string, or a file holding one per line.
+fn parse_witness_keys(values: &[String]) -> anyhow::Result<Vec<CosignerVerifier>> {
+    let mut out: Vec<CosignerVerifier> = Vec::new();
+    for v in values {
+        let text = if Path::new(v).is_file() {
+            std::fs::read_to_string(v).with_context(|| format!("reading {v}"))?
+        } else {
+            v.clone()
+        };
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let k =
+                CosignerVerifier::parse(line).with_context(|| format!("witness key {line:?}"))?;
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `onboard audit verify … --witness VKEY… [--witness-quorum N]`: checks the verified
+/// checkpoint `note` (an export's `checkpoint` file, or the one fetched from a URL) for
+/// cosignatures by at least N of the trusted witnesses (default: all of them), prints the
+/// result, and returns false (after an `INVALID:` line) when the quorum is not met.
+pub fn check_quorum(
+    note: &str,
+    log_vkeys: &[String],
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> anyhow::Result<bool> {
+    let keys = crate::audit_cli::parse_vkeys(log_vkeys)?;
+    let trusted = parse_witness_keys(witnesses)?;
+    let quorum = quorum.unwrap_or(trusted.len());
+    if quorum > trusted.len() {
+        bail!(
+            "--witness-quorum {quorum} needs at least {quorum} distinct --witness keys ({} given)",
+            trusted.len()
+        );
+    }
+    match witness::verify_cosigned(note, &keys, &trusted, quorum) {
+        Ok(v) => {
+            let names: Vec<String> = v
+                .cosigners
+                .iter()
+                .map(|(k, t)| format!("{} (time {t})", k.split('+').next().unwrap_or(k)))
+                .collect();
+            println!(
+                "{}/{} trusted witnesses cosigned the checkpoint (quorum {quorum}): {}",
+                v.cosigners.len(),
+                trusted.len(),
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            );
+            Ok(true)
+        }
+        Err(e) => {
+            println!("INVALID: witness quorum: {e}");
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Day two with `onboard ctl`: secrets list|add|rotate|revoke|expiring, grants list|update,
+//! attach, verify, drift, end-admin-session.
+
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::{Context, Result, ensure};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::credentials_client::CredentialsClient;
+use onboard_proto::v1::verification_client::VerificationClient;
+
+use testkit::config::OPERATOR;
+use testkit::onboard_binary;
+use testkit::process::{ServerFiles, parse_json};
+use testkit::server::with_token;
+use testkit::sim::{calm, users};
+use testkit::wizard::{invite, onboard, signed_in};
+
+use crate::ctl;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result<()> {
+    let sim = testkit::sim::start(calm()).await?;
+    let files = ServerFiles::new(&sim)?;
+    let server = onboard_binary!().serve(&files).await?;
+    let ch = server.channel().await?;
+    let done = onboard(ch.clone(), &sim, "dr-1", "direct-routing", "Ctl-Day-Two")
+        .await?
+        .done;
+    // Day-two changes act as a freshly signed-in admin.
+    let again = invite(ch.clone(), "dr-1", "direct-routing", None).await?.0;
+    signed_in(ch.clone(), &sim, &again, users::GLOBAL_ADMIN).await?;
+    let tenant = sim.info().tenant_id;
+    let client = done.client_id.clone();
+    let reg = ["--tenant", tenant.as_str(), "--client", client.as_str()];
+    let reg_pb = pb::RegistrationRef {
+        tenant_id: tenant.clone(),
+        client_id: client.clone(),
+    };
+    let mut grpc = CredentialsClient::new(with_token(ch.clone(), Some(OPERATOR)));
+    let args =
+        |a: &[&str]| -> Vec<String> { a.iter().chain(reg.iter()).map(|x| x.to_string()).collect() };
+    let run = |a: Vec<String>| {
+        let server = &server;
+        async move {
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            ctl(server, OPERATOR, &refs).await
+        }
+    };
+
+    // secrets list: the onboarding's secret is dr-1's current one.
+    let r = run(args(&["secrets", "list"])).await?;
+    ensure!(r.code == Some(0), "{r}");
+    ensure!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with(&done.key_id) && l.contains("dr-1") && l.contains("yes")),
+        "{r}"
+    );
+    let r = run(args(&["secrets", "list", "-o", "json"])).await?;
+    let listed: pb::ListSecretsResponse = parse_json(&r.stdout, "onboard.v1.ListSecretsResponse")?;
+    let want = grpc
+        .list_secrets(pb::ListSecretsRequest {
+            registration: Some(reg_pb.clone()),
+        })
+        .await?
+        .into_inner();
+    ensure!(listed == want, "{r}");
+
+    // secrets add: to a private file, then as JSON (value inside the answer).
+    let out = files.dir.path().join("extra.secret");
+    let r = run(args(&[
+        "secrets",
+        "add",
+        "--service-id",
+        "dr-extra",
+        "--secret-out",
+        out.to_str().context("path")?,
+    ]))
+    .await?;
+    ensure!(
+        r.code == Some(0) && r.stdout.contains("secret value written to"),
+        "{r}"
+    );
+    ensure!(std::fs::metadata(&out)?.permissions().mode() & 0o077 == 0);
+    let first_value = std::fs::read_to_string(&out)?;
+    ensure!(first_value.len() >= 16 && !r.stdout.contains(&first_value));
+    let first_key = r
+        .stdout
+        .split_whitespace()
+        .nth(2)
+        .context("key id")?
+        .to_owned();
+    let r = run(args(&[
+        "secrets",
+        "add",
+        "--service-id",
+        "dr-extra",
+        "-o",
+        "json",
+        "--valid-for",
+        "90d",
+    ]))
+    .await?;
+    ensure!(r.code == Some(0), "{r}");
+    let added: pb::NewSecret = parse_json(&r.stdout, "onboard.v1.NewSecret")?;
+    let info = added.info.clone().context("info")?;
+    ensure!(!added.secret.is_empty() && info.current && info.service_id == "dr-extra");
+    ensure!((88..=90).contains(&info.days_until_expiry), "{info:?}");
+
+    // secrets revoke: the replaced one goes; the current one is refused.
+    let r = run(args(&["secrets", "revoke", "--key-id", &first_key])).await?;
+    ensure!(
+        r.code == Some(0) && r.stdout.contains(&format!("revoked secret {first_key}")),
+        "{r}"
+    );
+    let r = run(args(&["secrets", "revoke", "--key-id", &info.key_id])).await?;
+    ensure!(
+        r.code == Some(1) && r.stderr.contains("RevokeSecret: FAILED_PRECONDITION"),
+        "{r}"
+    );
+
+    // secrets expiring: everything within 10000 days, as ListExpiring has it.
+    let r = ctl(
+        &server,
+        OPERATOR,
+        &[
+            "secrets",
+            "expiring",
+            "--horizon-days",
+            "10000",
+            "-o",
+            "json",
+        ],
+    )
+    .await?;
+    let expiring: pb::ListExpiringResponse =
+        parse_json(&r.stdout, "onboard.v1.ListExpiringResponse")?;
+    let want = grpc
+        .list_expiring(pb::ListExpiringRequest {
+            horizon_days: 10000,
+        })
+        .await?
+        .into_inner();
+    ensure!(expiring == want && expiring.secrets.len() == 2, "{r}");
+    let r = ctl(&server, OPERATOR, &["secrets", "expiring"]).await?;
+    ensure!(
+        r.code == Some(0)
+            && r.stdout
+                .starts_with("current secrets expiring within 30 days:"),
+        "{r}"
+    );
+
+    // attach on a second server that never saw the registration, with dr-extra's secret from
+    // standard input.
+    let other_files = ServerFiles::new(&sim)?;
+    let other = onboard_binary!().serve(&other_files).await?;
+    let mut attach = vec![
+        "ctl",
+        "attach",
+        "--profile",
+        "direct-routing",
+        "--service-id",
+        "dr-attached",
+    ];
+    attach.extend_from_slice(&reg);
+    attach.extend_from_slice(&["--secret-file", "-", "-o", "json"]);
+    let url = other.url();
+    let r = crate::onboard(
+        &attach,
+        &[("ONBOARD_ADDR", &url), ("ONBOARD_TOKEN", OPERATOR)],
+        Some(&added.secret),
+    )
+    .await?;
+    ensure!(r.code == Some(0), "{r}\n{}", other.log_tail());
+    let attached: pb::Registration = parse_json(&r.stdout, "onboard.v1.Registration")?;
+    ensure!(
+        attached.registration.as_ref() == Some(&reg_pb)
+            && attached.source == "attached"
+            && attached.service_ids == ["dr-attached"],
+        "{attached:?}"
+    );
+    drop(other);
+
+    // secrets rotate --wait: every stage, the new value once.
+    let r = run(args(&[
+        "secrets",
+        "rotate",
+        "--service-id",
+        "dr-1",
+        "--overlap",
+        "1s",
+        "--wait",
+    ]))
+    .await?;
+    ensure!(r.code == Some(0), "{r}\n{}", server.log_tail());
+    for stage in ["add", "validate", "hand_over", "remove_old"] {
+        ensure!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(stage) && l.contains(" done")),
+            "{stage}: {r}"
+        );
+    }
+    ensure!(
+        r.stdout.matches("secret value (shown once): ").count() == 1,
+        "{r}"
+    );
+    // rotate -o json without --wait: the stream's events up to the hand-over, one per line.
+    let r = run(args(&[
+        "secrets",
+        "rotate",
+        "--service-id",
+        "dr-1",
+        "--overlap",
+        "1s",
+        "-o",
+        "json",
+    ]))
+    .await?;
+    ensure!(r.code == Some(0), "{r}");
+    let events: Vec<pb::RotateSecretEvent> = r
+        .stdout
+        .lines()
+        .map(|l| parse_json(l, "onboard.v1.RotateSecretEvent"))
+        .collect::<Result<_>>()?;
+    let last = events.last().context("no events")?;
+    ensure!(last.stage == "hand_over" && last.done, "{r}");
+    ensure!(
+        events.iter().filter_map(|e| e.new_secret.as_ref()).count() == 1,
+        "{r}"
+    );
+
+    // grants list and update (roles and permissions, the override rule).
+    let r = run(args(&["grants", "list"])).await?;
+    ensure!(
+        r.code == Some(0)
+            && r.stdout
+                .lines()
+                .any(|l| l.starts_with("role") && l.contains("Teams Administrator")),
+        "{r}"
+    );
+    let r = run(args(&["grants", "list", "-o", "json"])).await?;
+    let grants: pb::Grants = parse_json(&r.stdout, "onboard.v1.Grants")?;
+    let want = grpc
+        .list_grants(pb::ListGrantsRequest {
+            registration: Some(reg_pb.clone()),
+        })
+        .await?
+        .into_inner();
+    ensure!(grants == want, "{r}");
+    let r = run(args(&[
+        "grants",
+        "update",
+        "--remove-role",
+        "Teams Administrator",
+    ]))
+    .await?;
+    ensure!(
+        r.code == Some(1) && r.stderr.contains("UpdateRoles: FAILED_PRECONDITION"),
+        "{r}"
+    );
+    let r = run(args(&[
+        "grants",
+        "update",
+        "--remove-permission",
+        "User.Read.All",
+    ]))
+    .await?;
+    ensure!(
+        r.code == Some(1) && r.stderr.contains("UpdatePermissions: FAILED_PRECONDITION"),
+        "{r}"
+    );
+    let r = run(args(&[
+        "grants",
+        "update",
+        "--remove-role",
+        "Teams Administrator",
+        "--override",
+    ]))
+    .await?;
+    ensure!(
+        r.code == Some(0)
+            && !r.stdout.contains("Teams Administrator")
+            && r.stdout.contains("audit entries: "),
+        "{r}"
+    );
+    let r = run(args(&[
+        "grants",
+        "update",
+        "--add-role",
+        "Teams Administrator",
+        "-o",
+        "json",
+    ]))
+    .await?;
+    let back: pb::Grants = parse_json(&r.stdout, "onboard.v1.Grants")?;
+    ensure!(
+        back.roles == want.roles
+            && back.permissions == want.permissions
+            && back.audit_seqs.len() == 1,
+        "{r}"
+    );
+    let r = run(args(&["grants", "update"])).await?;
+    ensure!(
+        r.code == Some(2) && r.stderr.contains("nothing to change"),
+        "{r}"
+    );
+
+    // verify: the report's table, and JSON with the same checks as a gRPC Verify; the exit
+    // code follows the worst status.
+    let r = ctl(&server, OPERATOR, &["verify", "--client-id", &client]).await?;
+    ensure!(
+        r.stdout.starts_with("CHECK ") && r.stdout.contains("\noverall: "),
+        "{r}"
+    );
+    let failed = r.stdout.contains("overall: FAIL");
+    ensure!(r.code == Some(if failed { 1 } else { 0 }), "{r}");
+    let r = ctl(
+        &server,
+        OPERATOR,
+        &["verify", "--client-id", &client, "-o", "json"],
+    )
+    .await?;
+    let report: pb::VerifyReport = parse_json(&r.stdout, "onboard.v1.VerifyReport")?;
+    let mut verification = VerificationClient::new(with_token(ch.clone(), Some(OPERATOR)));
+    let want = verification
+        .verify(pb::VerifyRequest {
+            target: Some(pb::verify_request::Target::ClientId(client.clone())),
+        })
+        .await?
+        .into_inner();
+    let names = |r: &pb::VerifyReport| -> Vec<(String, i32)> {
+        r.checks
+            .iter()
+            .map(|c| (c.name.clone(), c.status))
+            .collect()
+    };
+    ensure!(
+        report.client_id == want.client_id
+            && names(&report) == names(&want)
+            && report.audit_seq < want.audit_seq,
+        "{r}"
+    );
+    let r = ctl(&server, OPERATOR, &["drift", "-o", "json"]).await?;
+    let drift: pb::ListDriftResponse = parse_json(&r.stdout, "onboard.v1.ListDriftResponse")?;
+    let want = verification
+        .list_drift(pb::ListDriftRequest::default())
+        .await?
+        .into_inner();
+    ensure!(r.code == Some(0) && drift == want, "{r}");
+
+    // end-admin-session: the temporary app the day-two sign-in re-created goes.
+    let r = ctl(
+        &server,
+        OPERATOR,
+        &["end-admin-session", "--tenant", &tenant],
+    )
+    .await?;
+    ensure!(
+        r.code == Some(0)
+            && r.stdout.starts_with(&format!(
+                "admin session of {tenant} ended: 1 temporary app(s) removed"
+            )),
+        "{r}"
+    );
+    Ok(())
+}

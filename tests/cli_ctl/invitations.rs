@@ -1,0 +1,253 @@
+//! `onboard ctl invitations create|list|get|revoke`, and how refusals are reported.
+
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::{Context, Result, ensure};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::invitations_client::InvitationsClient;
+
+use testkit::config::{AUDITOR, OPERATOR, OPERATOR_IDENTITY};
+use testkit::onboard_binary;
+use testkit::process::{ServerFiles, parse_json};
+use testkit::server::with_token;
+use testkit::sim::calm;
+
+use crate::{ctl, onboard};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
+    let sim = testkit::sim::start(calm()).await?;
+    let files = ServerFiles::new(&sim)?;
+    let server = onboard_binary!().serve(&files).await?;
+    let mut grpc = InvitationsClient::new(with_token(server.channel().await?, Some(OPERATOR)));
+    let email = files.dir.path().join("mail.txt");
+    let html = files.dir.path().join("mail.html");
+
+    // create: the link on stdout, the email in a private file.
+    let r = ctl(
+        &server,
+        OPERATOR,
+        &[
+            "invitations",
+            "create",
+            "--customer",
+            "Zürich Telecom AG",
+            "--service-id",
+            "dr-1",
+            "--valid-for",
+            "3d",
+            "--email-out",
+            email.to_str().context("path")?,
+            "--email-html",
+            html.to_str().context("path")?,
+        ],
+    )
+    .await?;
+    ensure!(r.code == Some(0), "{r}");
+    let link = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("activation link: "))
+        .with_context(|| r.to_string())?
+        .to_owned();
+    ensure!(
+        link.starts_with("https://wizard.example.net/activate#token="),
+        "{r}"
+    );
+    let mail = std::fs::read_to_string(&email)?;
+    ensure!(
+        mail.starts_with("Subject: ") && mail.contains(&link),
+        "{mail}"
+    );
+    ensure!(
+        std::fs::read_to_string(&html)?.contains("Z&uuml;rich")
+            || std::fs::read_to_string(&html)?.contains("Zürich")
+    );
+    for f in [&email, &html] {
+        ensure!(std::fs::metadata(f)?.permissions().mode() & 0o077 == 0);
+    }
+    let id = r
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .context("invitation id")?
+        .to_owned();
+
+    // create --output json: the whole answer, token included (a script sends the email).
+    let r = ctl(
+        &server,
+        OPERATOR,
+        &[
+            "invitations",
+            "create",
+            "--customer",
+            "Fabrikam",
+            "--service-id",
+            "dr-2",
+            "--output",
+            "json",
+        ],
+    )
+    .await?;
+    ensure!(r.code == Some(0), "{r}");
+    let created: pb::CreateInvitationResponse =
+        parse_json(&r.stdout, "onboard.v1.CreateInvitationResponse")?;
+    let inv = created.invitation.clone().context("invitation")?;
+    ensure!(created.activation_url.ends_with(&created.token) && !created.token.is_empty());
+    let got = grpc
+        .get_invitation(pb::GetInvitationRequest {
+            key: Some(pb::get_invitation_request::Key::Id(inv.id.clone())),
+        })
+        .await?
+        .into_inner();
+    ensure!(got == inv, "json {inv:?}\ngrpc {got:?}");
+
+    // list: table and JSON equal to ListInvitations.
+    let r = ctl(&server, OPERATOR, &["invitations", "list"]).await?;
+    ensure!(r.code == Some(0), "{r}");
+    ensure!(r.stdout.starts_with("ID "), "{r}");
+    ensure!(
+        r.stdout.contains(&id)
+            && r.stdout.contains("Zürich Telecom AG")
+            && r.stdout.contains("pending"),
+        "{r}"
+    );
+    let r = ctl(
+        &server,
+        OPERATOR,
+        &["-o", "json", "invitations", "list", "--state", "pending"],
+    )
+    .await?;
+    let listed: pb::ListInvitationsResponse =
+        parse_json(&r.stdout, "onboard.v1.ListInvitationsResponse")?;
+    let want = grpc
+        .list_invitations(pb::ListInvitationsRequest {
+            state: pb::InvitationState::Pending.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    ensure!(
+        listed == want && listed.invitations.len() == 2,
+        "{listed:?}\n{want:?}"
+    );
+
+    // get and revoke.
+    let r = ctl(&server, OPERATOR, &["invitations", "get", &id]).await?;
+    ensure!(
+        r.code == Some(0)
+            && r.stdout
+                .lines()
+                .any(|l| l.starts_with("state: ") && l.ends_with(" pending")),
+        "{r}"
+    );
+    let r = ctl(
+        &server,
+        OPERATOR,
+        &[
+            "invitations",
+            "revoke",
+            &id,
+            "--reason",
+            "wrong customer",
+            "-o",
+            "json",
+        ],
+    )
+    .await?;
+    ensure!(r.code == Some(0), "{r}");
+    let revoked: pb::Invitation = parse_json(&r.stdout, "onboard.v1.Invitation")?;
+    ensure!(
+        revoked.state() == pb::InvitationState::Revoked && revoked.revoked_by == OPERATOR_IDENTITY
+    );
+
+    // Refusals: state (1), not found (1), bad field (2, with the field), role (4), no token (4).
+    let r = ctl(&server, OPERATOR, &["invitations", "revoke", &id]).await?;
+    ensure!(
+        r.code == Some(1) && r.stderr.contains("RevokeInvitation: FAILED_PRECONDITION"),
+        "{r}"
+    );
+    let r = ctl(
+        &server,
+        OPERATOR,
+        &["invitations", "get", "0192e0a4-0000-7000-8000-000000000000"],
+    )
+    .await?;
+    ensure!(
+        r.code == Some(1) && r.stderr.contains("GetInvitation: NOT_FOUND"),
+        "{r}"
+    );
+    let r = ctl(
+        &server,
+        OPERATOR,
+        &[
+            "invitations",
+            "create",
+            "--customer",
+            "",
+            "--service-id",
+            "dr-1",
+        ],
+    )
+    .await?;
+    ensure!(
+        r.code == Some(2)
+            && r.stderr.contains("CreateInvitation: INVALID_ARGUMENT")
+            && r.stderr.contains("\n  field `customer`: "),
+        "{r}"
+    );
+    let r = ctl(&server, AUDITOR, &["invitations", "list"]).await?;
+    ensure!(
+        r.code == Some(4) && r.stderr.contains("PERMISSION_DENIED"),
+        "{r}"
+    );
+    let r = ctl(&server, "", &["invitations", "list"]).await?;
+    ensure!(
+        r.code == Some(4) && r.stderr.contains("UNAUTHENTICATED"),
+        "{r}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_come_from_a_client_config_file() -> Result<()> {
+    let sim = testkit::sim::start(calm()).await?;
+    let files = ServerFiles::new(&sim)?;
+    let server = onboard_binary!().serve(&files).await?;
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("operator.token");
+    std::fs::write(&token_file, format!("{OPERATOR}\n"))?;
+    let conf = dir.path().join("ctl.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "addr = \"{}\"\ntoken_file = \"operator.token\"\n",
+            server.url()
+        ),
+    )?;
+    let r = onboard(
+        &[
+            "ctl",
+            "--ctl-config",
+            conf.to_str().context("path")?,
+            "invitations",
+            "list",
+        ],
+        &[],
+        None,
+    )
+    .await?;
+    ensure!(r.code == Some(0) && r.stdout.starts_with("ID "), "{r}");
+    // The environment wins over the file: the auditor may not list invitations.
+    let r = onboard(
+        &["ctl", "invitations", "list"],
+        &[
+            ("ONBOARD_CTL_CONFIG", conf.to_str().context("path")?),
+            ("ONBOARD_TOKEN", AUDITOR),
+        ],
+        None,
+    )
+    .await?;
+    ensure!(r.code == Some(4), "{r}");
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Upgrades: a data directory written by release 0.1 (`testdata/release-0.1`, made by that
+//! release's `onboard demo`) opens with this build. The audit log passes the full start-up
+//! check and keeps growing consistently from the 0.1 checkpoint; every stored entry, of either
+//! schema version, reads back through the one typed definition; the onboarding record, its
+//! sealed secret, the invitation and the sealing key 0.1 stored stay readable; day-two import
+//! takes the registration over.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use onboard_core::audit::{Action, AuditEntry, SCHEMA_VERSION, TargetKind};
+use onboard_core::provisioned::Provisioned;
+use onboard_server::{App, Config};
+use secrecy::ExposeSecret;
+
+const ORIGIN: &str = "onboard.demo.invalid/audit";
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/release-0.1")
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &dest)?;
+        } else {
+            std::fs::copy(e.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// A server configuration over `data` with the fixture's signing key. Entra is an emulator that
+/// knows nothing of 0.1's tenant: nothing here may need Microsoft, and what tries (day-two
+/// import probes whether the app rotates itself) is refused at once.
+fn config(data: &Path, sim: &entra_sim::Sim) -> Result<Config> {
+    let ca = data.with_file_name("entra-sim-ca.pem");
+    std::fs::write(&ca, sim.ca_pem())?;
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+data_dir = {data:?}
+[audit]
+signing_key = {key:?}
+origin = "{ORIGIN}"
+[entra]
+authority_url = "{base}"
+graph_url = "{base}"
+extra_trust_roots = [{ca:?}]
+token_app_client_id = "00000000-0000-0000-0000-0000000000aa"
+[platform]
+provider_name = "sp2"
+server_name = "Sandbox1"
+[invitations]
+activation_base_url = "https://wizard.demo.invalid/activate"
+"#,
+        data = data.display().to_string(),
+        key = fixture().join("audit.key").display().to_string(),
+        base = sim.base_url(),
+        ca = ca.display().to_string(),
+    );
+    Ok(Config::from_toml_str(&text, std::iter::empty())?)
+}
+
+fn onboard(args: &[&str]) -> Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args(args)
+        .output()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "onboard {args:?} failed:\n{text}");
+    Ok(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    copy_dir(&fixture().join("data"), &data)?;
+    let old_head = std::fs::read(data.join("audit/audit-head.note"))?;
+
+    let sim = entra_sim::Sim::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        entra_sim::SimConfig::default(),
+    )
+    .await?;
+    let cfg = config(&data, &sim)?;
+    let app = tokio::task::spawn_blocking(move || App::open(cfg)).await??;
+    let size_before = app.audit().size();
+    ensure!(
+        size_before == 29,
+        "the 0.1 log has 29 entries, found {size_before}"
+    );
+
+    // Every stored entry reads back through the typed definition, with 0.1's names mapped.
+    for (seq, leaf) in app
+        .audit()
+        .entries(0, size_before)
+        .collect::<Result<Vec<_>, _>>()?
+    {
+        let stored = AuditEntry::from_stored(&leaf)
+            .with_context(|| format!("entry {seq}: {}", String::from_utf8_lossy(&leaf)))?;
+        ensure!(stored.v == 1 && stored.seq == seq);
+    }
+
+    // The onboarding 0.1 completed, and its secret sealed under the key 0.1 generated.
+    let done = app.engine().completed()?;
+    ensure!(done.len() == 1, "{done:?}");
+    let o = &done[0];
+    ensure!(
+        o.secret.value.expose_secret().len() >= 30,
+        "the secret opens"
+    );
+    let id = o.onboarding_id.clone();
+    let rec = app.engine().get(&id)?.context("the onboarding record")?;
+    ensure!(rec.app_name.starts_with("LP-Demo-"), "{rec:?}");
+    // The invitation it came from.
+    let (invitations, _) = app.invitations().list(None, 10, None)?;
+    ensure!(invitations.len() == 1 && invitations[0].onboarding_id.as_deref() == Some(id.as_str()));
+
+    // Day two takes the registration over (its secret re-sealed for the registry).
+    let imported = app.credentials().import_provisioned(app.engine()).await?;
+    ensure!(imported == 1);
+    let view = app.credentials().find(&o.client_id)?.context("managed")?;
+    ensure!(view.services == [o.service_id.clone()], "{view:?}");
+
+    // The log grows with entries of the current schema version.
+    let created = app
+        .invitations()
+        .create(
+            "upgrade-test",
+            invitations::NewInvitation {
+                customer: "Fabrikam".into(),
+                service_id: "dr-upgrade".into(),
+                profile: "direct-routing".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let size_after = app.audit().size();
+    ensure!(size_after == size_before + 2);
+    let leaf = app.audit().entry(size_after - 1)?;
+    let last = AuditEntry::from_stored(&leaf).context("new entry")?;
+    ensure!(last.v == u64::from(SCHEMA_VERSION) && last.entry.action == Action::InvitationCreate);
+    ensure!(last.entry.target.map(|t| t.kind) == Some(TargetKind::Invitation));
+    ensure!(created.record.customer == "Fabrikam");
+    let closing = app.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await?;
+    drop(app);
+
+    // The export verifies with 0.1's verifier key and extends 0.1's checkpoint.
+    let saved = dir.path().join("release-0.1.checkpoint");
+    std::fs::write(&saved, &old_head)?;
+    let export = dir.path().join("export");
+    let audit_dir = data.join("audit");
+    onboard(&[
+        "audit",
+        "export",
+        "--data-dir",
+        audit_dir.to_str().context("path")?,
+        "--out",
+        export.to_str().context("path")?,
+    ])?;
+    let vkey = fixture().join("audit.vkey");
+    let report = onboard(&[
+        "audit",
+        "verify",
+        export.to_str().context("path")?,
+        "--vkey",
+        vkey.to_str().context("path")?,
+        "--since-checkpoint",
+        saved.to_str().context("path")?,
+    ])?;
+    ensure!(report.contains("31/31 entries valid"), "{report}");
+    ensure!(!report.contains("INVALID"), "{report}");
+    Ok(())
+}

@@ -127,6 +127,7 @@ async fn serve_api(log: AuditLog) -> String {
     let config = HttpConfig {
         access: Access::Open,
         tls: None,
+        feed: None,
     };
     tokio::spawn(async move {
         let _ = audit_http::serve(listener, log, &config, std::future::pending()).await;

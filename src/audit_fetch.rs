@@ -23,7 +23,7 @@ use crate::audit_cli::{parse_vkeys, print_report};
 #[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
     /// Bearer token for a tiles API with `access = "bearer"` (better: the environment variable).
-    #[arg(long, env = "ONBOARD_AUDIT_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "ONBOARD_TILES_TOKEN", hide_env_values = true)]
     pub token: Option<SecretString>,
     /// A CA certificate (PEM) to trust for an `https://` source, e.g. the server's private CA.
     #[arg(long)]

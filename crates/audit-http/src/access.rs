@@ -97,6 +97,9 @@ pub struct HttpConfig {
     pub access: Access,
     /// HTTPS when set (required for [`Access::Mtls`], whose client verification lives here).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The checkpoint `/checkpoint` serves: `None` for the log's own latest, or a feed of
+    /// checkpoints a witness quorum cosigned (the note with their cosignature lines).
+    pub feed: Option<audit_log::CheckpointFeed>,
 }
 
 impl Settings {
@@ -163,7 +166,11 @@ impl Settings {
             }
             None => None,
         };
-        Ok(HttpConfig { access, tls })
+        Ok(HttpConfig {
+            access,
+            tls,
+            feed: None,
+        })
     }
 }
 

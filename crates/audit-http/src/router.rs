@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use audit_log::{AuditError, AuditLog, TileId, TileKind};
+use audit_log::{AuditError, AuditLog, CheckpointFeed, TileId, TileKind};
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -19,19 +19,23 @@ use crate::access::Access;
 struct Served {
     /// The log the tiles come from.
     log: AuditLog,
+    /// The checkpoint served (the log's own, or the latest a witness quorum cosigned).
+    feed: CheckpointFeed,
     /// `Cache-Control` of tiles and bundles (immutable; `public` only for open access).
     tile_cache: HeaderValue,
     /// `Cache-Control` of the checkpoint (a few seconds: it changes with every commit).
     checkpoint_cache: HeaderValue,
 }
 
-/// The tlog-tiles routes over `log`, guarded by `access` (bearer is checked here; mTLS by the
-/// TLS handshake in [`crate::serve`]). Mount it at the log's prefix, e.g.
-/// `Router::new().nest("/audit", router(log, &access))`.
-pub fn router(log: AuditLog, access: &Access) -> Router {
+/// The tlog-tiles routes over `log`, serving `feed`'s checkpoint (`log.feed()` for the log's
+/// own), guarded by `access` (bearer is checked here; mTLS by the TLS handshake in
+/// [`crate::serve`]). Mount it at the log's prefix, e.g.
+/// `Router::new().nest("/audit", router(log.clone(), log.feed(), &access))`.
+pub fn router(log: AuditLog, feed: CheckpointFeed, access: &Access) -> Router {
     let visibility = if access.public() { "public" } else { "private" };
     let served = Arc::new(Served {
         log,
+        feed,
         tile_cache: header(&format!("{visibility}, max-age=31536000, immutable")),
         checkpoint_cache: header(&format!("{visibility}, max-age=2")),
     });
@@ -60,7 +64,14 @@ fn header(v: &str) -> HeaderValue {
 }
 
 async fn checkpoint(State(s): State<Arc<Served>>) -> Response {
-    let cp = s.log.checkpoint();
+    let Some(cp) = s.feed.current() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            "no checkpoint has been cosigned by the witness quorum yet\n",
+        )
+            .into_response();
+    };
     (
         [
             (

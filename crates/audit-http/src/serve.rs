@@ -23,7 +23,8 @@ pub async fn serve(
     config: &HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
-    let app = router(log, &config.access);
+    let feed = config.feed.clone().unwrap_or_else(|| log.feed());
+    let app = router(log, feed, &config.access);
     let Some(tls) = config.tls.clone() else {
         if matches!(config.access, Access::Mtls) {
             return Err(HttpError::Config(

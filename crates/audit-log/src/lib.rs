@@ -11,6 +11,7 @@ mod checkpoint;
 pub mod durable;
 mod entry;
 mod error;
+pub mod feed;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -32,6 +33,7 @@ mod writer;
 pub use checkpoint::{Checkpoint, SignedCheckpoint};
 pub use entry::{MAX_ENTRY_BYTES, PreparedEntry, SCHEMA_VERSION, format_time};
 pub use error::AuditError;
+pub use feed::CheckpointFeed;
 pub use hash::{Hash, empty_root, leaf_hash, node_hash, reference_root};
 pub use log::{Appended, AuditLog, LogConfig};
 pub use note::{NoteSigner, NoteVerifier};

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use audit_log::tile_id::tiles_between;
-use audit_log::{AuditLog, SignedCheckpoint, TileId, TileKind};
+use audit_log::{AuditLog, CheckpointFeed, SignedCheckpoint, TileId, TileKind};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
@@ -77,17 +77,29 @@ pub struct Publisher {
     observer: Option<Observer>,
     /// Uploads in flight at once.
     concurrency: usize,
+    /// The checkpoint to publish (the log's own unless [`Publisher::with_feed`] says
+    /// otherwise).
+    feed: CheckpointFeed,
 }
 
 impl Publisher {
     /// A publisher of `log` to `target`.
     pub fn new(log: AuditLog, target: Target) -> Self {
         Self {
+            feed: log.feed(),
             log,
             target,
             observer: None,
             concurrency: DEFAULT_CONCURRENCY,
         }
+    }
+
+    /// Publishes the checkpoints of `feed` (e.g. the latest one a quorum of witnesses
+    /// cosigned, with their cosignature lines) instead of the log's own; they must be
+    /// checkpoints of this log. Nothing is published while the feed has none.
+    pub fn with_feed(mut self, feed: CheckpointFeed) -> Self {
+        self.feed = feed;
+        self
     }
 
     /// Reports progress to `observer` (called inline: keep it quick).
@@ -150,11 +162,13 @@ impl Publisher {
 
     /// Uploads what the log's latest checkpoint adds to a target holding `from` entries
     /// (`None`: nothing yet), checkpoint last. Returns the size published.
-    async fn round(&self, from: Option<u64>) -> Result<u64, RemoteError> {
-        let cp = self.log.checkpoint();
+    async fn round(&self, from: Option<u64>) -> Result<Option<u64>, RemoteError> {
+        let Some(cp) = self.feed.current() else {
+            return Ok(from);
+        };
         let to = cp.checkpoint.size;
         if from.is_some_and(|f| f >= to) {
-            return Ok(to);
+            return Ok(from);
         }
         let ids: Vec<TileId> = tiles_between(from.unwrap_or(0), to).collect();
         self.tell(&PublishEvent::RoundStarted {
@@ -175,7 +189,7 @@ impl Publisher {
             )
             .await?;
         self.tell(&PublishEvent::Published { size: to });
-        Ok(to)
+        Ok(Some(to))
     }
 
     async fn upload(&self, id: TileId) -> Result<(), RemoteError> {
@@ -195,11 +209,12 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes the log's latest checkpoint once (checking the target first); returns its size.
+    /// Publishes the latest checkpoint once (checking the target first); returns the size
+    /// the target then holds (0 when there was nothing to publish).
     pub async fn publish_once(&self) -> Result<u64, RemoteError> {
         let published = self.published().await?;
         self.tell(&PublishEvent::Resumed { published });
-        self.round(published).await
+        Ok(self.round(published).await?.unwrap_or(0))
     }
 
     /// Publishes every new checkpoint until `shutdown` completes. A failed
@@ -208,12 +223,12 @@ impl Publisher {
     /// at its previous checkpoint.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RemoteError> {
         tokio::pin!(shutdown);
-        let mut changes = self.log.subscribe();
+        let mut changes = self.feed.clone();
         // What the target holds: `None` until read (again, after a failure).
         let mut known: Option<Option<u64>> = None;
         let mut backoff = MIN_BACKOFF;
         loop {
-            changes.borrow_and_update();
+            changes.mark_seen();
             let step = async {
                 let from = match known {
                     Some(p) => p,
@@ -231,7 +246,7 @@ impl Publisher {
             };
             match result {
                 Ok(size) => {
-                    known = Some(Some(size));
+                    known = Some(size);
                     backoff = MIN_BACKOFF;
                 }
                 Err(error) => {
@@ -255,8 +270,9 @@ impl Publisher {
             }
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                changed = changes.changed() => if changed.is_err() {
-                    // Every handle to the log is gone: nothing more will be signed.
+                changed = changes.changed() => if !changed {
+                    // Every handle to the log (or the feed's sender) is gone: nothing more
+                    // will be signed.
                     return Ok(());
                 },
             }

@@ -87,6 +87,7 @@ impl TilesApi {
             HttpConfig {
                 access: Access::Open,
                 tls: None,
+                feed: None,
             },
         )
         .await

@@ -1,14 +1,23 @@
-//! `onboard keygen` and `onboard audit …`: key generation, export, offline verification,
-//! per-entry proofs and signing-key rotation.
+//! `onboard keygen` and `onboard audit …`: key generation, export, verification, per-entry
+//! proofs, publication and signing-key rotation. Offline tools read the audit log's own sled
+//! directory (`DATA_DIR/audit`) of a stopped server; the same tools read a running server's
+//! tiles API or a publication target through `audit_fetch`.
 
 use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind, change};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use audit_log::verify::{VerifyReport, verify_export};
 use audit_log::{AuditLog, LogConfig, NoteSigner, NoteVerifier, StartupCheck};
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::audit_fetch::{self, Follow, RemoteArgs};
+
+/// Help text of `--data-dir`: which directory it is.
+const DATA_DIR_HELP: &str = "The audit log's sled directory of a STOPPED server: `audit` inside the server's \
+`[storage] data_dir` (the server's data directory itself is accepted too). sled locks it while \
+the server runs; use --from for a running server";
 /// Key file formats `keygen` can write.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum KeyFormat {
@@ -35,48 +44,86 @@ pub struct KeygenArgs {
 /// `onboard audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Writes the log in the C2SP tlog-tiles layout (the server must be stopped).
+    /// Writes the log in the C2SP tlog-tiles layout, from a stopped server's data directory
+    /// or from a running server's tiles API or a publication target.
     Export {
-        /// The server's data directory.
+        #[arg(long, help = DATA_DIR_HELP, required_unless_present = "from", conflicts_with = "from")]
+        data_dir: Option<PathBuf>,
+        /// Read from a running server's tiles API (`https://host:port/`) or a publication
+        /// target (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`, a directory).
         #[arg(long)]
-        data_dir: PathBuf,
+        from: Option<String>,
         /// The export directory (created if needed; full tiles already there are kept).
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
-    /// Recomputes an export and checks its signature; exits non-zero on any problem.
+    /// Recomputes a log in the tlog-tiles layout and checks its signature; exits non-zero on
+    /// any problem.
     Verify {
-        /// The export directory.
-        dir: PathBuf,
+        /// An export directory, a running server's tiles API (`https://host:port/`), or a
+        /// publication target (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`).
+        /// From a URL only the tiles needed are fetched.
+        #[arg(value_name = "DIR_OR_URL")]
+        source: String,
         /// A verifier key (`name+id+base64`) or a file holding one; repeat for old keys.
         #[arg(long, required = true)]
         vkey: Vec<String>,
-        /// A signed checkpoint saved earlier: the export must extend it.
+        /// A signed checkpoint saved earlier: the log must extend it. From a URL, only the
+        /// entries added since are fetched and checked, with a consistency proof computed from
+        /// the tiles.
         #[arg(long)]
         since_checkpoint: Option<PathBuf>,
+        /// Keep polling the checkpoint and verify each new one against the last (from a
+        /// URL or directory); prints `ALERT:` and exits non-zero when the log forks or rewinds.
+        #[arg(long, conflicts_with = "witness")]
+        follow: bool,
+        /// Seconds between two polls with --follow.
+        #[arg(long, default_value_t = 10.0, requires = "follow")]
+        interval: f64,
+        /// Write each checkpoint that verified to this file (for the next --since-checkpoint).
+        #[arg(long)]
+        save_checkpoint: Option<PathBuf>,
         /// A trusted witness's verifier key, or a file of them; repeat for each witness.
         #[arg(long)]
         witness: Vec<String>,
         /// How many of the --witness keys must have cosigned the checkpoint (default: all).
         #[arg(long, requires = "witness")]
         witness_quorum: Option<usize>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Writes a C2SP tlog-proof for one entry against the latest checkpoint.
     Proof {
-        /// The server's data directory.
+        #[arg(long, help = DATA_DIR_HELP, required_unless_present = "from", conflicts_with = "from")]
+        data_dir: Option<PathBuf>,
+        /// Compute the proof from a running server's tiles API or a publication target (see
+        /// `export --from`).
         #[arg(long)]
-        data_dir: PathBuf,
+        from: Option<String>,
         /// The entry's index.
         #[arg(long)]
         seq: u64,
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Publishes a stopped server's log to object storage once (a running server publishes
+    /// continuously); resumes from what the target holds, checkpoint last.
+    Publish {
+        #[arg(long, help = DATA_DIR_HELP)]
+        data_dir: PathBuf,
+        /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///dir`
+        /// or a directory; credentials from the cloud SDKs' environment (`AWS_*`, …).
+        #[arg(long)]
+        to: String,
     },
     /// Rotates the signing key: the rotation is an entry signed by both keys.
     RotateKey {
-        /// The server's data directory.
-        #[arg(long)]
+        #[arg(long, help = DATA_DIR_HELP)]
         data_dir: PathBuf,
         /// The current key file.
         #[arg(long)]
@@ -147,18 +194,33 @@ pub fn parse_vkeys(values: &[String]) -> anyhow::Result<Vec<NoteVerifier>> {
     Ok(out)
 }
 
-/// Prints a CloudTrail-style summary and one `INVALID:` line per problem.
-pub fn print_report(dir: &Path, r: &VerifyReport) {
-    println!(
-        "Validating audit log export {} (origin {})",
+/// The audit log's sled directory: `dir` itself, or `dir/audit` when given the server's data
+/// directory.
+pub fn audit_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    if dir.join("conf").exists() {
+        return Ok(dir.to_owned());
+    }
+    let inner = dir.join(onboard_server::AUDIT_DIR);
+    if inner.join("conf").exists() {
+        return Ok(inner);
+    }
+    bail!(
+        "{} is not an audit log directory: give the server's `[storage] data_dir` or its `{}` subdirectory",
         dir.display(),
-        r.origin
-    );
+        onboard_server::AUDIT_DIR
+    )
+}
+
+/// Prints a CloudTrail-style summary and one `INVALID:` line per problem; `what` names the
+/// log checked (`audit log export DIR`, `audit log URL`).
+pub fn print_report(what: &str, r: &VerifyReport) {
+    println!("Validating {what} (origin {})", r.origin);
     if r.size == 0 {
         println!("Results requested for an empty log");
     } else {
         println!(
-            "Results requested for entries 0 to {} (checkpoint size {})",
+            "Results requested for entries {} to {} (checkpoint size {})",
+            r.first,
             r.size - 1,
             r.size
         );
@@ -176,7 +238,7 @@ pub fn print_report(dir: &Path, r: &VerifyReport) {
             format!(" (signed by {})", r.signed_by.join(", "))
         }
     );
-    println!("{}/{} entries valid", r.entries_valid, r.size);
+    println!("{}/{} entries valid", r.entries_valid, r.size - r.first);
     println!("{}/{} hash tiles valid", r.tiles_valid, r.tiles_total);
     println!(
         "{}/{} entry bundles valid",
@@ -197,7 +259,8 @@ pub fn print_report(dir: &Path, r: &VerifyReport) {
     }
 }
 
-/// Runs the verifier and prints its report; `Ok(false)` when anything failed.
+/// Runs the verifier on an export directory and prints its report; `Ok(false)` when anything
+/// failed.
 pub fn verify(dir: &Path, vkeys: &[String], since: Option<&Path>) -> anyhow::Result<bool> {
     let keys = parse_vkeys(vkeys)?;
     let since = since
@@ -205,15 +268,25 @@ pub fn verify(dir: &Path, vkeys: &[String], since: Option<&Path>) -> anyhow::Res
         .transpose()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let report = verify_export(dir, &keys, since.as_deref(), threads);
-    print_report(dir, &report);
+    print_report(&format!("audit log export {}", dir.display()), &report);
     Ok(report.ok())
 }
 
 /// Runs one `onboard audit …` command.
 pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
-        AuditCommand::Export { data_dir, out } => {
-            let log = AuditLog::open_read_only(&data_dir, StartupCheck::Full)?;
+        AuditCommand::Export {
+            from: Some(from),
+            out,
+            remote,
+            ..
+        } => audit_fetch::export_from(&from, &out, &remote).await?,
+        AuditCommand::Export {
+            data_dir: Some(data_dir),
+            out,
+            ..
+        } => {
+            let log = AuditLog::open_read_only(audit_dir(&data_dir)?, StartupCheck::Full)?;
             let s = log.export_tiles(&out)?;
             println!(
                 "exported {} entries to {} ({} entry bundles, {} hash tiles written, {} unchanged)",
@@ -225,23 +298,81 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             );
         }
         AuditCommand::Verify {
-            dir,
+            source,
             vkey,
             since_checkpoint,
+            follow,
+            interval,
+            save_checkpoint,
             witness,
             witness_quorum,
+            remote,
         } => {
-            let mut ok = verify(&dir, &vkey, since_checkpoint.as_deref())?;
+            let follow = follow
+                .then(|| {
+                    Duration::try_from_secs_f64(interval)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .map(|interval| Follow { interval })
+                        .context("--interval must be a positive number of seconds")
+                })
+                .transpose()?;
+            // The note that verified, so the witness quorum is checked on exactly that one.
+            let (mut ok, note) = if audit_fetch::is_url(&source) || follow.is_some() {
+                let url = if audit_fetch::is_url(&source) {
+                    source
+                } else {
+                    audit_fetch::dir_as_url(Path::new(&source))?
+                };
+                audit_fetch::verify_url(
+                    &url,
+                    &vkey,
+                    since_checkpoint.as_deref(),
+                    save_checkpoint.as_deref(),
+                    follow,
+                    &remote,
+                )
+                .await?
+            } else {
+                let dir = Path::new(&source);
+                let path = dir.join("checkpoint");
+                let note = std::fs::read_to_string(&path).ok();
+                let ok = verify(dir, &vkey, since_checkpoint.as_deref())?;
+                if let (true, Some(p)) = (ok, &save_checkpoint) {
+                    std::fs::copy(&path, p).with_context(|| format!("writing {}", p.display()))?;
+                }
+                (ok, note)
+            };
             if !witness.is_empty() {
-                ok &= crate::witness_cli::check_quorum(&dir, &vkey, &witness, witness_quorum)?;
+                ok &= match note {
+                    Some(note) => {
+                        crate::witness_cli::check_quorum(&note, &vkey, &witness, witness_quorum)?
+                    }
+                    None => {
+                        println!("INVALID: witness quorum: no checkpoint to check");
+                        false
+                    }
+                };
             }
             if !ok {
-                bail!("the audit log export did not verify");
+                bail!("the audit log did not verify");
             }
         }
-        AuditCommand::Proof { data_dir, seq, out } => {
-            let log = AuditLog::open_read_only(&data_dir, StartupCheck::NodesOnly)?;
-            let text = log.tlog_proof(seq)?.to_text();
+        AuditCommand::Proof {
+            data_dir,
+            from,
+            seq,
+            out,
+            remote,
+        } => {
+            let text = match (from, data_dir) {
+                (Some(from), _) => audit_fetch::proof_from(&from, seq, &remote).await?,
+                (None, Some(dir)) => {
+                    let log = AuditLog::open_read_only(audit_dir(&dir)?, StartupCheck::NodesOnly)?;
+                    log.tlog_proof(seq)?.to_text()
+                }
+                (None, None) => bail!("give --data-dir or --from"),
+            };
             match out {
                 Some(p) => {
                     std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
@@ -249,12 +380,15 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 None => print!("{text}"),
             }
         }
+        AuditCommand::Export { .. } => bail!("give --data-dir or --from"),
+        AuditCommand::Publish { data_dir, to } => audit_fetch::publish(&data_dir, &to).await?,
         AuditCommand::RotateKey {
             data_dir,
             key,
             new_key,
             actor,
         } => {
+            let data_dir = audit_dir(&data_dir)?;
             let reader = AuditLog::open_read_only(&data_dir, StartupCheck::NodesOnly)?;
             let origin = reader.origin().to_owned();
             drop(reader);

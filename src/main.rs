@@ -6,6 +6,7 @@
 //! (and tests) use `anyhow`.
 
 mod audit_cli;
+mod audit_fetch;
 mod config_check;
 mod ctl;
 #[cfg(feature = "emulator")]
@@ -33,7 +34,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Generates an audit signing key and prints its verifier key.
     Keygen(audit_cli::KeygenArgs),
-    /// Audit log tools: export, verify, proof, rotate-key.
+    /// Audit log tools: export, verify, proof, publish, rotate-key.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
     /// Runs the Entra emulator (identity platform + Graph) over HTTPS.

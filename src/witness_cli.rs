@@ -163,11 +163,12 @@ fn parse_witness_keys(values: &[String]) -> anyhow::Result<Vec<CosignerVerifier>
     Ok(out)
 }
 
-/// `onboard audit verify … --witness VKEY… [--witness-quorum N]`: checks the export's
-/// checkpoint for cosignatures by at least N of the trusted witnesses (default: all of them),
-/// prints the result, and returns false (after an `INVALID:` line) when the quorum is not met.
+/// `onboard audit verify … --witness VKEY… [--witness-quorum N]`: checks the verified
+/// checkpoint `note` (an export's `checkpoint` file, or the one fetched from a URL) for
+/// cosignatures by at least N of the trusted witnesses (default: all of them), prints the
+/// result, and returns false (after an `INVALID:` line) when the quorum is not met.
 pub fn check_quorum(
-    dir: &Path,
+    note: &str,
     log_vkeys: &[String],
     witnesses: &[String],
     quorum: Option<usize>,
@@ -181,10 +182,7 @@ pub fn check_quorum(
             trusted.len()
         );
     }
-    let path = dir.join("checkpoint");
-    let note =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    match witness::verify_cosigned(&note, &keys, &trusted, quorum) {
+    match witness::verify_cosigned(note, &keys, &trusted, quorum) {
         Ok(v) => {
             let names: Vec<String> = v
                 .cosigners

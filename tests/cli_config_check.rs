@@ -340,3 +340,77 @@ fn the_kubernetes_configs_parse_as_the_server_parses_them() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn the_auditor_sections_are_checked() -> Result<()> {
+    let s = Scene::new()?;
+    let vkey = witness::CosignerKey::generate("w1.example/witness")?
+        .verifier()
+        .to_string();
+    let store = s.path("nowhere/cosignatures.json");
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "a witness over http to a real host",
+            Box::new({
+                let (vkey, store) = (vkey.clone(), store.clone());
+                move |b| {
+                    b.witnessing(&store, 1000, 1)
+                        .witness("http://witness.example.org", &vkey, 1000)
+                }
+            }),
+            "ERROR witness[0].url: \"http://witness.example.org\" is plain http",
+        ),
+        (
+            "a cosignature store whose directory is missing",
+            Box::new({
+                let (vkey, store) = (vkey.clone(), store.clone());
+                move |b| {
+                    b.witnessing(&store, 1000, 1).witness(
+                        "https://witness.example.org",
+                        &vkey,
+                        1000,
+                    )
+                }
+            }),
+            "ERROR witnessing.store: ",
+        ),
+        (
+            "bearer access without a token hash",
+            Box::new(|b| {
+                b.raw("audit_http", "listen", "127.0.0.1:8444".into()).raw(
+                    "audit_http",
+                    "access",
+                    "bearer".into(),
+                )
+            }),
+            "ERROR audit_http: audit_http: access = \"bearer\" needs at least one token_sha256",
+        ),
+        (
+            "a publication target that names no store",
+            Box::new(|b| b.publish("ftp://bucket/audit")),
+            "ERROR publish.target: ",
+        ),
+        (
+            "witnesses without [witnessing]",
+            Box::new({
+                let vkey = vkey.clone();
+                move |b| b.witness("https://witness.example.org", &vkey, 1000)
+            }),
+            "ERROR config: configuration error: [[witness]] is listed but [witnessing] is missing",
+        ),
+    ];
+    for (what, edit, want) in &cases {
+        let (code, out) = check(&s.config(edit)?, &[])?;
+        ensure!(code == Some(1), "{what}: exit {code:?}\n{out}");
+        ensure!(
+            out.lines().any(|l| l.starts_with(want)),
+            "{what}: no line starting with\n  {want}\nin\n{out}"
+        );
+    }
+    let (code, out) = check(&s.config(|b| b.audit_http_open("127.0.0.1:8444"))?, &[])?;
+    ensure!(
+        code == Some(0) && out.contains("WARN  audit_http.access: open: "),
+        "{out}"
+    );
+    Ok(())
+}

@@ -203,14 +203,14 @@ fn read_key(
 }
 
 /// True when `path` is `dir` or below it (compared after resolving what exists).
-fn inside(path: &Path, dir: &Path) -> bool {
+pub(super) fn inside(path: &Path, dir: &Path) -> bool {
     let canon = |p: &Path| -> PathBuf { std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()) };
     canon(path).starts_with(canon(dir))
 }
 
 /// Every certificate in a PEM file parses and is within its validity period, and none
 /// expires within the warning window.
-fn check_certs(path: &Path, name: &str, now: i64, warn: i64, f: &mut Findings) {
+pub(super) fn check_certs(path: &Path, name: &str, now: i64, warn: i64, f: &mut Findings) {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {

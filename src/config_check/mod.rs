@@ -6,6 +6,7 @@
 //! service needs. One line per finding (`ERROR key: …` / `WARN key: …`), a summary line, and
 //! exit 1 when any finding is an error (or any warning, with `--strict`).
 
+mod auditors;
 mod files;
 mod rules;
 
@@ -94,6 +95,7 @@ pub fn check(config: &Config, warn_days: u32, now: i64) -> Findings {
     rules::check_listen(config, &mut f);
     rules::check_auth(config, &mut f);
     rules::check_token_app(config, &mut f);
+    auditors::check_auditors(config, warn_days, now, &mut f);
     f
 }
 

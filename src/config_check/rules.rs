@@ -29,7 +29,7 @@ fn is_test_host(url: &Url) -> bool {
 
 /// A URL the service calls or hands out: well-formed, with a host, `https` unless the host is
 /// clearly a test one; `no_fragment` for URLs that get a fragment appended.
-fn check_url(f: &mut Findings, key: &str, value: &str, no_fragment: bool) {
+pub(super) fn check_url(f: &mut Findings, key: &str, value: &str, no_fragment: bool) {
     let url = match Url::parse(value) {
         Ok(u) => u,
         Err(e) => {

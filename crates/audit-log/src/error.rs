@@ -52,6 +52,14 @@ pub enum AuditError {
     /// The configured key or origin is not this log's.
     #[error("{0}")]
     Config(String),
+    /// A tlog-tiles resource name that breaks the path rules (c2sp.org/tlog-tiles).
+    #[error("not a tlog-tiles path {path:?}: {reason}")]
+    BadTilePath {
+        /// The path as given (at most 200 characters of it).
+        path: String,
+        /// The rule it breaks.
+        reason: String,
+    },
     /// Filesystem error outside sled (export, key files).
     #[error("{context}: {source}")]
     Io {

@@ -24,7 +24,7 @@ use crate::error::AuditError;
 use crate::hash::Hash;
 use crate::head_file;
 use crate::keys;
-use crate::merkle::{self, Frontier};
+use crate::merkle::{self, Frontier, NodeSource};
 use crate::note::{NoteSigner, NoteVerifier};
 use crate::proof_file::TlogProof;
 use crate::store::{StartupCheck, Store};
@@ -466,14 +466,27 @@ impl AuditLog {
         })
     }
 
-    /// Complete nodes at `level`, indexes `[from, to)`, for tile export.
-    pub(crate) fn stored_nodes(
+    /// The store, for tile reads.
+    pub(crate) fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The complete nodes at tree `level`, indexes `[from, to)`, concatenated: a hash tile's
+    /// bytes. Upper levels come from memory (one read lock for the whole tile), the rest from
+    /// sled.
+    pub(crate) fn hash_tile_bytes(
         &self,
         level: u8,
         from: u64,
         to: u64,
-    ) -> impl Iterator<Item = Result<Hash, AuditError>> + use<> {
-        self.shared.store.nodes(level, from, to)
+    ) -> Result<Vec<u8>, AuditError> {
+        self.with_view(|v| {
+            let mut tile = Vec::with_capacity((to.saturating_sub(from) as usize) * 32);
+            for i in from..to {
+                tile.extend_from_slice(&v.node(level, i)?);
+            }
+            Ok(tile)
+        })
     }
 }
 

@@ -146,15 +146,30 @@ impl Store {
             })
     }
 
-    /// Complete nodes of one level with index in `[from, to)`, in order.
-    pub(crate) fn nodes(
+    /// Entries `[from, to)` as a tlog-tiles entry bundle (big-endian uint16 length, bytes),
+    /// appended to `out` straight from sled's buffers; returns how many entries were found.
+    pub(crate) fn bundle_into(
         &self,
-        level: u8,
         from: u64,
         to: u64,
-    ) -> impl Iterator<Item = Result<Hash, AuditError>> + use<> {
-        let store = self.clone();
-        (from..to).map(move |i| store.node(level, i))
+        out: &mut Vec<u8>,
+    ) -> Result<u64, AuditError> {
+        let mut n = 0u64;
+        for r in self.tree.range(keys::entry(from)..keys::entry(to)) {
+            let (k, v) = r?;
+            let seq = keys::seq_of(&k).ok_or_else(|| integrity("entry key", "too short"))?;
+            if seq != from + n {
+                break;
+            }
+            let (_, bytes) = split(seq, &v)?;
+            let len = u16::try_from(bytes.len()).map_err(|_| {
+                AuditError::InvalidEntry(format!("stored entry {seq} of {} bytes", bytes.len()))
+            })?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(bytes);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every stored checkpoint, oldest first.

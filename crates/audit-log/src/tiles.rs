@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::AuditError;
 use crate::log::AuditLog;
+use crate::tile_id::{TileId, TileKind, tiles_of_size};
 
 /// Hashes (or entries) in a full tile.
 pub const TILE_WIDTH: u64 = 256;
@@ -83,6 +84,58 @@ fn already_there(dir: &Path, rel: &str, width: u64, expected_len: Option<u64>) -
 }
 
 impl AuditLog {
+    /// The bytes of hash tile or entry bundle `id`, served from stored node hashes and entries
+    /// (nothing is exported). The tile must lie inside the tree of the latest checkpoint: a
+    /// partial tile of width `W` exists once its level holds `N × 256 + W` hashes, and its bytes
+    /// never change after that (a full tile is a partial tile of width 256).
+    pub fn tile(&self, id: &TileId) -> Result<Vec<u8>, AuditError> {
+        let size = self.size();
+        let (count, item) = match id.kind {
+            TileKind::Entries => (size, "entries"),
+            TileKind::Hash { level } => {
+                let shift = u32::from(level) * TILE_HEIGHT;
+                (size.checked_shr(shift).unwrap_or(0), "hashes")
+            }
+        };
+        let from = id.index.checked_mul(TILE_WIDTH);
+        let to = from.and_then(|f| f.checked_add(u64::from(id.width)));
+        let (Some(from), Some(to)) = (from, to) else {
+            return Err(AuditError::OutOfRange(format!("{id} is beyond any tree")));
+        };
+        if id.width == 0 || u64::from(id.width) > TILE_WIDTH || to > count {
+            return Err(AuditError::OutOfRange(format!(
+                "{id} is beyond the latest checkpoint ({size} entries, {count} {item} at this level)"
+            )));
+        }
+        match id.kind {
+            TileKind::Entries => self.bundle_bytes(from, to),
+            TileKind::Hash { level } => {
+                let tree_level = u8::try_from(u32::from(level) * TILE_HEIGHT)
+                    .map_err(|_| AuditError::OutOfRange("tree too tall".into()))?;
+                self.hash_tile_bytes(tree_level, from, to)
+                    .map_err(|e| match e {
+                        AuditError::Integrity { detail, .. } => AuditError::Integrity {
+                            location: format!("tile {id}"),
+                            detail,
+                        },
+                        other => other,
+                    })
+            }
+        }
+    }
+
+    fn bundle_bytes(&self, from: u64, to: u64) -> Result<Vec<u8>, AuditError> {
+        let mut bundle = Vec::with_capacity((to - from) as usize * 512);
+        let n = self.store().bundle_into(from, to, &mut bundle)?;
+        if n != to - from {
+            return Err(AuditError::Integrity {
+                location: format!("entry {}", from + n),
+                detail: "missing from storage".into(),
+            });
+        }
+        Ok(bundle)
+    }
+
     /// Writes the log, as of its latest checkpoint, to `dir` in the tlog-tiles layout. The
     /// checkpoint is written last, so a reader never sees a checkpoint before its tiles.
     pub fn export_tiles(&self, dir: &Path) -> Result<ExportSummary, AuditError> {
@@ -92,57 +145,21 @@ impl AuditLog {
             size,
             ..Default::default()
         };
-        for (n, width) in tiles_for(size) {
-            let rel = tile_path(None, n, width);
-            if already_there(dir, &rel, width, None) {
+        for id in tiles_of_size(size) {
+            let rel = id.path();
+            let expected_len = match id.kind {
+                TileKind::Entries => None,
+                TileKind::Hash { .. } => Some(32 * TILE_WIDTH),
+            };
+            if already_there(dir, &rel, u64::from(id.width), expected_len) {
                 summary.skipped += 1;
                 continue;
             }
-            let mut bundle = Vec::with_capacity(width as usize * 512);
-            for item in self.entries(n * TILE_WIDTH, n * TILE_WIDTH + width) {
-                let (_, bytes) = item?;
-                let len = u16::try_from(bytes.len()).map_err(|_| {
-                    AuditError::InvalidEntry(format!("stored entry of {} bytes", bytes.len()))
-                })?;
-                bundle.extend_from_slice(&len.to_be_bytes());
-                bundle.extend_from_slice(&bytes);
+            write_atomic(dir, &rel, &self.tile(&id)?)?;
+            match id.kind {
+                TileKind::Entries => summary.bundles_written += 1,
+                TileKind::Hash { .. } => summary.hash_tiles_written += 1,
             }
-            write_atomic(dir, &rel, &bundle)?;
-            summary.bundles_written += 1;
-        }
-        let mut level = 0u32;
-        loop {
-            let tree_level = level * TILE_HEIGHT;
-            let count = if tree_level >= 64 {
-                0
-            } else {
-                size >> tree_level
-            };
-            if count == 0 {
-                break;
-            }
-            let tl = u8::try_from(tree_level)
-                .map_err(|_| AuditError::OutOfRange("tree too tall".into()))?;
-            for (n, width) in tiles_for(count) {
-                let rel = tile_path(Some(level), n, width);
-                if already_there(dir, &rel, width, Some(32 * TILE_WIDTH)) {
-                    summary.skipped += 1;
-                    continue;
-                }
-                let mut tile = Vec::with_capacity(width as usize * 32);
-                for h in self.stored_nodes(tl, n * TILE_WIDTH, n * TILE_WIDTH + width) {
-                    tile.extend_from_slice(&h?);
-                }
-                if tile.len() as u64 != width * 32 {
-                    return Err(AuditError::Integrity {
-                        location: format!("tile {rel}"),
-                        detail: format!("{} stored hashes, want {width}", tile.len() / 32),
-                    });
-                }
-                write_atomic(dir, &rel, &tile)?;
-                summary.hash_tiles_written += 1;
-            }
-            level += 1;
         }
         write_atomic(dir, "checkpoint", cp.note.as_bytes())?;
         Ok(summary)

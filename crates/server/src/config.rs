@@ -27,6 +27,10 @@ const SECTIONS: &[&str] = &[
     "auth",
     "verification",
     "credentials",
+    "audit_http",
+    "publish",
+    "witnessing",
+    "witness",
 ];
 
 /// The whole configuration.
@@ -58,6 +62,18 @@ pub struct Config {
     /// Day-two credential management (expiry report, automatic rotation).
     #[serde(default)]
     pub credentials: CredentialsSection,
+    /// The live tlog-tiles read API on its own listener; absent: not served.
+    #[serde(default)]
+    pub audit_http: Option<audit_http::Settings>,
+    /// Continuous publication of the log; absent: not published.
+    #[serde(default)]
+    pub publish: Option<crate::auditors::settings::PublishSection>,
+    /// How checkpoints are offered to the `[[witness]]` list.
+    #[serde(default)]
+    pub witnessing: Option<crate::auditors::settings::WitnessingSection>,
+    /// `[[witness]]`: the witnesses that cosign the log's checkpoints.
+    #[serde(default, rename = "witness")]
+    pub witnesses: Vec<witness::WitnessEndpointConfig>,
 }
 
 /// `[credentials]`
@@ -405,27 +421,42 @@ impl Config {
         if self.audit.origin.trim().is_empty() {
             return Err(ServerError::Config("audit.origin is empty".into()));
         }
-        Ok(())
+        crate::auditors::settings::check(self)
     }
 }
 
-/// Sets `table[section][key]` from `ONBOARD_SECTION_KEY=value`.
+/// Sets `table[section][key]` from `ONBOARD_SECTION_KEY=value` (the longest section name that
+/// fits wins, so `ONBOARD_AUDIT_HTTP_LISTEN` is `[audit_http] listen`), or a whole section from
+/// `ONBOARD_SECTION=value` (e.g. `ONBOARD_WITNESS='[{url="…", vkey="…"}]'` for `[[witness]]`).
 fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()> {
     let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
         return Ok(());
     };
     let rest = rest.to_ascii_lowercase();
-    let Some((section, key)) = rest.split_once('_') else {
-        return Ok(());
-    };
-    if !SECTIONS.contains(&section) || key.is_empty() {
-        return Ok(());
-    }
     let parsed = format!("v = {value}")
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    if let Some(section) = SECTIONS.iter().find(|s| **s == rest) {
+        if !matches!(parsed, toml::Value::Table(_) | toml::Value::Array(_)) {
+            return Err(ServerError::Config(format!(
+                "{name} replaces the whole [{section}] section: give it a TOML inline table or array"
+            )));
+        }
+        table.insert((*section).to_owned(), parsed);
+        return Ok(());
+    }
+    let Some((section, key)) = SECTIONS
+        .iter()
+        .filter_map(|s| Some((*s, rest.strip_prefix(s)?.strip_prefix('_')?)))
+        .max_by_key(|(s, _)| s.len())
+    else {
+        return Ok(());
+    };
+    if key.is_empty() {
+        return Ok(());
+    }
     let entry = table
         .entry(section.to_owned())
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));

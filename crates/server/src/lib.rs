@@ -10,10 +10,13 @@
 //! - [`credentials`]: the Credentials service (day two) over `credentials::Credentials`.
 //! - [`verification`]: the Verification service (Verify, ListDrift) over the `verifier` crate;
 //!   scheduled drift runs start in [`serve()`].
+//! - [`auditors`]: the live tiles API, publication and witnessing (`[audit_http]`,
+//!   `[publish]`, `[witnessing]` + `[[witness]]`), started by [`run_from_config`].
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
 pub mod audit;
+pub mod auditors;
 pub mod auth;
 mod clock;
 pub mod config;

@@ -139,6 +139,10 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
     let app = tokio::task::spawn_blocking(move || App::open(config))
         .await
         .map_err(|e| ServerError::Internal(format!("opening the server state: {e}")))??;
+    // The tiles API, publication and witnessing. With witnesses, this first refuses a data
+    // directory rolled back behind what they cosigned: before anything appends, and before the
+    // line below tells a supervisor the server is up.
+    crate::auditors::start(&app).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;

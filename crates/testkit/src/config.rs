@@ -330,6 +330,44 @@ impl ServerConfigBuilder {
         self
     }
 
+    /// `[audit_http]`: the live tiles API on `listen`, open to anyone over plain HTTP.
+    pub fn audit_http_open(mut self, listen: &str) -> Self {
+        self.set("audit_http", "listen", s(listen));
+        self.set("audit_http", "access", s("open"));
+        self
+    }
+
+    /// `[publish] target`: continuous publication to `target` (a URL or directory).
+    pub fn publish(mut self, target: &str) -> Self {
+        self.set("publish", "target", s(target));
+        self
+    }
+
+    /// `[witnessing]`: the cosignature store, the shortest time between rounds and the
+    /// quorum; add witnesses with [`ServerConfigBuilder::witness`].
+    pub fn witnessing(mut self, store: &Path, min_interval_ms: u64, quorum: u64) -> Self {
+        self.set("witnessing", "store", p(store));
+        self.set("witnessing", "min_interval_ms", int(min_interval_ms));
+        self.set("witnessing", "quorum", int(quorum));
+        self
+    }
+
+    /// One `[[witness]]`: its submission URL, cosigner verifier key and request timeout.
+    pub fn witness(mut self, url: &str, vkey: &str, timeout_ms: u64) -> Self {
+        let mut w = Table::new();
+        w.insert("url".into(), s(url));
+        w.insert("vkey".into(), s(vkey));
+        w.insert("timeout_ms".into(), int(timeout_ms));
+        let list = self
+            .table
+            .entry("witness")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(a) = list {
+            a.push(Value::Table(w));
+        }
+        self
+    }
+
     /// The directory the builder writes its files into.
     pub fn dir(&self) -> &Path {
         &self.dir

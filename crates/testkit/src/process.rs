@@ -176,6 +176,99 @@ impl Onboard {
     }
 }
 
+/// `onboard witness` running as a child process; killed when dropped.
+pub struct WitnessProc {
+    /// The process.
+    child: Child,
+    /// Where it listens (read from its `listening on` line).
+    pub addr: SocketAddr,
+    /// Its cosigner verifier key (`name+id+base64`), as `--witness` and `[[witness]] vkey`
+    /// take it.
+    pub vkey: String,
+}
+
+impl WitnessProc {
+    /// `http://ADDR`, its submission prefix.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for WitnessProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Onboard {
+    /// `onboard witness keygen --name NAME` into `dir`, then `onboard witness` on
+    /// `127.0.0.1:0` with its state in `dir`, trusting the log `origin` signed by `log_vkey`;
+    /// waits for its `listening on` line.
+    pub async fn witness(
+        &self,
+        dir: &Path,
+        name: &str,
+        origin: &str,
+        log_vkey: &str,
+    ) -> Result<WitnessProc> {
+        std::fs::create_dir_all(dir)?;
+        let key = dir.join("witness.key");
+        let out = Command::new(&self.path)
+            .args(["witness", "keygen", "--name", name, "--out"])
+            .arg(&key)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "witness keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vkey = String::from_utf8(out.stdout)?.trim().to_owned();
+        let mut child = Command::new(&self.path)
+            .args(["witness", "--listen", "127.0.0.1:0", "--key"])
+            .arg(&key)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--log")
+            .arg(format!("{origin}={log_vkey}"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting onboard witness")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        // Lines until `listening on …`; then the pipe is drained on a thread, so the witness
+        // never writes into a closed pipe.
+        let line = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line)? == 0 || line.starts_with("listening on") {
+                        break;
+                    }
+                }
+                std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+                Ok::<_, std::io::Error>(line)
+            }),
+        )
+        .await
+        .context("onboard witness did not report its address within 60 s")???;
+        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            bail!("onboard witness exited before listening ({line:?})");
+        };
+        Ok(WitnessProc {
+            addr: addr.parse()?,
+            child,
+            vkey,
+        })
+    }
+}
+
 /// A data directory, keys and a configuration file for `onboard serve` pointed at the
 /// emulator, all in one temporary directory.
 pub struct ServerFiles {

@@ -1,0 +1,495 @@
+//! Benchmarks of the audit log served, published and verified from afar, each next to a
+//! baseline measured in the same run:
+//!
+//! 1. `serve`: requests/s for random full level-0 hash tiles from the live tiles API
+//!    (`audit_http`) against the same files from a static file server (tower-http's `ServeDir`
+//!    on the same axum stack) over loopback; load from `wrk` when installed (Debian `wrk`),
+//!    else from an in-process tokio client.
+//! 2. `lag`: publication lag, checkpoint signed → visible in the target, p50/p99, while 1,000
+//!    appends/s are written; to a local directory and, when moto is installed, to S3 (moto).
+//! 3. `verify`: verification of a 1,000,000-entry log over loopback HTTP (the live API and the
+//!    static server) against verification of the same export on disk.
+//!
+//! Run: `cargo bench --bench audit_remote` (env `BENCH_ONLY=serve|lag|verify`,
+//! `BENCH_SECONDS`, `BENCH_ROUNDS`, `BENCH_ENTRIES`, `BENCH_SERVE_ENTRIES`, and
+//! `BENCH_SLED_CACHE_MB`, the log's sled page cache, default 64 as `LogConfig`'s).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use audit_http::{Access, HttpConfig};
+use audit_log::verify::{VerifyOptions, verify_export};
+use audit_log::{AuditLog, LogConfig, NoteSigner, NoteVerifier, TileId};
+use audit_remote::fetch::verify_source;
+use audit_remote::{ClientSettings, PublishEvent, Publisher, Source, Target};
+use axum::serve::ListenerExt;
+use serde_json::{Map, Value, json};
+use testkit::tiles::{MOTO_INSTALL, Moto};
+
+const ORIGIN: &str = "bench.onboard.invalid/audit";
+const APPENDERS: u64 = 64;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fields(i: u64) -> Map<String, Value> {
+    let v = json!({
+        "actor": "spiffe://platform.example.net/sa/onboarding",
+        "action": "app_role_assignment.create",
+        "phase": "succeeded",
+        "tenant_id": "8f2c1f3e-7f7d-4c1e-9a53-2d3c4b5a6e7f",
+        "onboarding_id": format!("onb-{i:012}"),
+        "service_id": "dr-service-0042",
+        "target": {"type": "appRoleAssignment", "id": "9e3f1c52-6d1a-4f0e-b2a7-1c5d8e9f0a1b", "display_name": "Organization.Read.All"},
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// A log of `n` entries written by 64 appenders.
+async fn build_log(dir: &Path, n: u64) -> (AuditLog, NoteVerifier) {
+    let signer = NoteSigner::generate(ORIGIN).unwrap_or_else(|e| panic!("{e}"));
+    let vkey = signer.verifier();
+    let mut cfg = LogConfig::new(dir, ORIGIN);
+    cfg.max_batch = 8192;
+    cfg.cache_bytes = env_u64("BENCH_SLED_CACHE_MB", 64) << 20;
+    let log = AuditLog::open(cfg, signer).unwrap_or_else(|e| panic!("{e}"));
+    let start = Instant::now();
+    let per_task = n / APPENDERS;
+    let tasks: Vec<_> = (0..APPENDERS)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    log.append_fields(&fields(t * per_task + i))
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    println!(
+        "(built a {}-entry log in {:.1} s)",
+        log.size(),
+        start.elapsed().as_secs_f64()
+    );
+    (log, vkey)
+}
+
+/// Serves `app` on a loopback port (TCP_NODELAY, like the tiles API) until the process ends.
+async fn serve_router(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// The live tiles API over `log`.
+async fn serve_api(log: AuditLog) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let config = HttpConfig {
+        access: Access::Open,
+        tls: None,
+        feed: None,
+    };
+    tokio::spawn(async move {
+        let _ = audit_http::serve(listener, log, &config, std::future::pending()).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A plain static file server of `dir`.
+async fn serve_static(dir: &Path) -> String {
+    serve_router(axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir)))
+        .await
+}
+
+/// Requests/s for random `paths` under `base` for `secs`: wrk when installed, else tokio.
+async fn load(base: &str, paths: &[String], secs: u64, script: &Path) -> f64 {
+    if which_wrk() {
+        let out = tokio::process::Command::new("wrk")
+            .args(["-t1", "-c32", &format!("-d{secs}s"), "-s"])
+            .arg(script)
+            .arg(base)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("wrk: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains("Non-2xx"),
+            "wrk saw errors from {base}:\n{text}"
+        );
+        return text
+            .lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"));
+    }
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..32u64)
+        .map(|c| {
+            let (client, base, paths) = (client.clone(), base.to_owned(), paths.to_vec());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                let mut i = c * 7919;
+                while Instant::now() < deadline {
+                    i = i
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let p = &paths[(i >> 33) as usize % paths.len()];
+                    let r = client
+                        .get(format!("{base}/{p}"))
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    assert!(r.status().is_success());
+                    let _ = r.bytes().await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap_or(0);
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn which_wrk() -> bool {
+    std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok()
+}
+
+async fn bench_serve(entries: u64, secs: u64, rounds: u64) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (log, _) = build_log(&tmp.path().join("log"), entries).await;
+    let export = tmp.path().join("export");
+    log.export_tiles(&export).unwrap_or_else(|e| panic!("{e}"));
+    let full = log.size() / 256;
+    let paths: Vec<String> = (0..full).map(|n| TileId::hash(0, n, 256).path()).collect();
+    let script = tmp.path().join("tiles.lua");
+    let list: Vec<String> = paths.iter().map(|p| format!("\"/{p}\"")).collect();
+    std::fs::write(
+        &script,
+        format!(
+            "local paths = {{{}}}\nrequest = function()\n  return wrk.format(\"GET\", paths[math.random(#paths)])\nend\n",
+            list.join(",")
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let api = serve_api(log.clone()).await;
+    let stat = serve_static(&export).await;
+    // Both serve the same bytes.
+    let client = reqwest::Client::new();
+    for p in paths.iter().take(3) {
+        let a = client
+            .get(format!("{api}/{p}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b = client
+            .get(format!("{stat}/{p}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.bytes().await.unwrap_or_default(),
+            b.bytes().await.unwrap_or_default()
+        );
+    }
+    let generator = if which_wrk() {
+        "wrk -t1 -c32"
+    } else {
+        "tokio client, 32 connections"
+    };
+    println!(
+        "## Tile serving: random full level-0 tiles (8 KiB) of {full}, {secs} s per run, load: {generator}"
+    );
+    println!("| round | static files (tower-http ServeDir) req/s | live tiles API req/s | ratio |");
+    println!("|---|---|---|---|");
+    let (mut s_all, mut a_all) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        let s = load(&stat, &paths, secs, &script).await;
+        let a = load(&api, &paths, secs, &script).await;
+        println!("| {r} | {s:.0} | {a:.0} | {:.2} |", a / s);
+        s_all.push(s);
+        a_all.push(a);
+    }
+    let (ms_, ma) = (median(&mut s_all), median(&mut a_all));
+    println!(
+        "median req/s: static {ms_:.0}, live API {ma:.0}; ratio of medians {:.2}\n",
+        ma / ms_
+    );
+    log.close();
+}
+
+/// Publishes while 1,000 appends/s are written; lag from each checkpoint being signed to the
+/// first published checkpoint at least as large.
+async fn lag_run(target: Target, label: &str, secs: u64) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let signer = NoteSigner::generate(ORIGIN).unwrap_or_else(|e| panic!("{e}"));
+    let log = AuditLog::open(LogConfig::new(tmp.path().join("log"), ORIGIN), signer)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let signed: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
+    let published: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+    let mut rx = log.subscribe();
+    let s2 = signed.clone();
+    let watcher = tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let size = rx.borrow_and_update().checkpoint.size;
+            s2.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(size, Instant::now());
+        }
+    });
+    let p2 = published.clone();
+    let observer = Arc::new(move |e: &PublishEvent<'_>| match e {
+        PublishEvent::Published { size } => p2
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((*size, Instant::now())),
+        PublishEvent::Failed { error, .. } => eprintln!("publication failed: {error}"),
+        _ => {}
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let publisher = tokio::spawn(
+        Publisher::new(log.clone(), target)
+            .with_observer(observer)
+            .run(async {
+                stopped.await.ok();
+            }),
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut i = 0u64;
+    let mut pending = Vec::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        tick.tick().await;
+        let log = log.clone();
+        pending.push(tokio::spawn(async move {
+            log.append_fields(&fields(i))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }));
+        i += 1;
+    }
+    for p in pending {
+        let _ = p.await;
+    }
+    let rate = i as f64 / start.elapsed().as_secs_f64();
+    let want = log.size();
+    while published
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .last()
+        .is_none_or(|(s, _)| *s < want)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = stop.send(());
+    let _ = publisher.await;
+    watcher.abort();
+    let signed = signed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let published = published.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut lags: Vec<Duration> = signed
+        .iter()
+        .filter_map(|(size, t)| {
+            let (_, seen) = published.iter().find(|(s, _)| s >= size)?;
+            Some(seen.saturating_duration_since(*t))
+        })
+        .collect();
+    lags.sort_unstable();
+    println!(
+        "| {label} | {rate:.0} | {} | {} | {} | {} | {} |",
+        want,
+        signed.len(),
+        published.len(),
+        ms(percentile(&lags, 0.5)),
+        ms(percentile(&lags, 0.99)),
+    );
+    log.close();
+}
+
+async fn bench_lag(secs: u64) {
+    println!("## Publication lag at 1,000 appends/s ({secs} s per target)");
+    println!(
+        "| target | appends/s | entries | checkpoints signed | checkpoints published | lag p50 | lag p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = Target::parse(tmp.path().join("bucket").to_str().unwrap_or_default(), true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    lag_run(dir, "local directory", secs).await;
+    let moto_ok = std::process::Command::new("python3")
+        .args(["-c", "import moto.server"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if moto_ok {
+        let m = Moto::start().unwrap_or_else(|e| panic!("{e}"));
+        m.create_bucket("lag").unwrap_or_else(|e| panic!("{e}"));
+        let opts = m.options();
+        let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let s3 = Target::parse_with_options("s3://lag/audit", true, &opts)
+            .unwrap_or_else(|e| panic!("{e}"));
+        lag_run(s3, "S3 (moto server on loopback)", secs).await;
+    } else {
+        println!("(S3 row skipped: moto is not installed; {})", MOTO_INSTALL);
+    }
+    println!();
+}
+
+async fn bench_verify(n: u64, rounds: u64) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (log, vkey) = build_log(&tmp.path().join("log"), n).await;
+    let size = log.size();
+    let export = tmp.path().join("export");
+    log.export_tiles(&export).unwrap_or_else(|e| panic!("{e}"));
+    // What the live API's share is: every bundle and level-0 tile assembled once, one thread.
+    let l = log.clone();
+    let assembly = tokio::task::spawn_blocking(move || {
+        let s = Instant::now();
+        let mut bytes = 0usize;
+        for id in audit_log::tile_id::tiles_of_size(l.size()) {
+            bytes += l.tile(&id).unwrap_or_else(|e| panic!("{e}")).len();
+        }
+        (s.elapsed().as_secs_f64(), bytes)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let api = serve_api(log.clone()).await;
+    let stat = serve_static(&export).await;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "(the live API assembles all {:.0} MB of tiles and bundles from the log in {:.3} s on one thread)",
+        assembly.1 as f64 / 1e6,
+        assembly.0
+    );
+    println!(
+        "## Verify a {size}-entry log: on disk vs. over loopback HTTP ({threads} cores, sled cache {} MB)",
+        env_u64("BENCH_SLED_CACHE_MB", 64)
+    );
+    println!("| round | disk s | live API s | static server s | live API / disk | static / disk |");
+    println!("|---|---|---|---|---|---|");
+    let (mut d_all, mut a_all, mut s_all) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        let e = export.clone();
+        let k = vkey.clone();
+        let s = Instant::now();
+        let report = tokio::task::spawn_blocking(move || verify_export(&e, &[k], None, threads))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let disk = s.elapsed().as_secs_f64();
+        assert!(report.ok() && report.entries_valid == size);
+        let mut over = Vec::new();
+        for base in [&api, &stat] {
+            let source = Arc::new(
+                Source::parse(base, ClientSettings::default()).unwrap_or_else(|e| panic!("{e}")),
+            );
+            let options = VerifyOptions {
+                threads,
+                incremental: false,
+            };
+            let s = Instant::now();
+            let (_, report) = verify_source(source, vec![vkey.clone()], None, options)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            over.push(s.elapsed().as_secs_f64());
+            assert!(
+                report.ok(),
+                "{:?}",
+                &report.problems[..report.problems.len().min(3)]
+            );
+            assert_eq!(report.entries_valid, size);
+        }
+        println!(
+            "| {r} | {disk:.3} | {:.3} | {:.3} | {:.2} | {:.2} |",
+            over[0],
+            over[1],
+            disk / over[0],
+            disk / over[1]
+        );
+        d_all.push(disk);
+        a_all.push(over[0]);
+        s_all.push(over[1]);
+    }
+    let (d, a, s) = (median(&mut d_all), median(&mut a_all), median(&mut s_all));
+    println!(
+        "median seconds: disk {d:.3} ({:.0} entries/s), live API {a:.3} ({:.0} entries/s), static {s:.3}; speed ratio live API / disk {:.2}, static / disk {:.2}\n",
+        size as f64 / d,
+        size as f64 / a,
+        d / a,
+        d / s
+    );
+    log.close();
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else (e.g. `cargo test --benches`) smoke-runs.
+    let full = std::env::args().any(|a| a == "--bench");
+    let secs = env_u64("BENCH_SECONDS", if full { 5 } else { 1 });
+    let rounds = env_u64("BENCH_ROUNDS", if full { 3 } else { 1 });
+    let n = env_u64("BENCH_ENTRIES", if full { 1_000_000 } else { 10_000 });
+    let serve_n = env_u64("BENCH_SERVE_ENTRIES", if full { 262_144 } else { 10_000 });
+    println!(
+        "# audit log served, published and verified remotely ({} cores)\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "serve" {
+        rt.block_on(bench_serve(serve_n, secs, rounds));
+    }
+    if only.is_empty() || only == "lag" {
+        rt.block_on(bench_lag(secs * 2));
+    }
+    if only.is_empty() || only == "verify" {
+        rt.block_on(bench_verify(n, rounds));
+    }
+}

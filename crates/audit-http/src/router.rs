@@ -1,0 +1,162 @@
+//! The routes: `/checkpoint`, `/tile/<L>/<N>[.p/<W>]`, `/tile/entries/<N>[.p/<W>]`.
+
+use std::sync::Arc;
+
+use audit_log::{AuditError, AuditLog, CheckpointFeed, TileId, TileKind};
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sha2::{Digest, Sha256};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
+
+use crate::access::Access;
+
+/// What the handlers share.
+struct Served {
+    /// The log the tiles come from.
+    log: AuditLog,
+    /// The checkpoint served (the log's own, or the latest a witness quorum cosigned).
+    feed: CheckpointFeed,
+    /// `Cache-Control` of tiles and bundles (immutable; `public` only for open access).
+    tile_cache: HeaderValue,
+    /// `Cache-Control` of the checkpoint (a few seconds: it changes with every commit).
+    checkpoint_cache: HeaderValue,
+}
+
+/// The tlog-tiles routes over `log`, serving `feed`'s checkpoint (`log.feed()` for the log's
+/// own), guarded by `access` (bearer is checked here; mTLS by the TLS handshake in
+/// [`crate::serve`]). Mount it at the log's prefix, e.g.
+/// `Router::new().nest("/audit", router(log.clone(), log.feed(), &access))`.
+pub fn router(log: AuditLog, feed: CheckpointFeed, access: &Access) -> Router {
+    let visibility = if access.public() { "public" } else { "private" };
+    let served = Arc::new(Served {
+        log,
+        feed,
+        tile_cache: header(&format!("{visibility}, max-age=31536000, immutable")),
+        checkpoint_cache: header(&format!("{visibility}, max-age=2")),
+    });
+    // Bundles are JSON text and compress well (the spec: they SHOULD be compressed at the HTTP
+    // layer); hash tiles are random bytes and are never compressed.
+    let gzip = CompressionLayer::new()
+        .gzip(true)
+        .quality(CompressionLevel::Fastest);
+    let router = Router::new()
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/entries/{*rest}", get(bundle).layer(gzip))
+        .route("/tile/{*rest}", get(hash_tile))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not a tlog-tiles resource\n") })
+        .with_state(served);
+    match access {
+        Access::Bearer { token_sha256 } => router.layer(middleware::from_fn_with_state(
+            token_sha256.clone(),
+            require_bearer,
+        )),
+        Access::Open | Access::Mtls => router,
+    }
+}
+
+fn header(v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("no-store"))
+}
+
+async fn checkpoint(State(s): State<Arc<Served>>) -> Response {
+    let Some(cp) = s.feed.current() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            "no checkpoint has been cosigned by the witness quorum yet\n",
+        )
+            .into_response();
+    };
+    (
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (CACHE_CONTROL, s.checkpoint_cache.clone()),
+        ],
+        cp.note.clone(),
+    )
+        .into_response()
+}
+
+async fn hash_tile(State(s): State<Arc<Served>>, Path(rest): Path<String>) -> Response {
+    serve_tile(s, format!("tile/{rest}")).await
+}
+
+async fn bundle(State(s): State<Arc<Served>>, Path(rest): Path<String>) -> Response {
+    serve_tile(s, format!("tile/entries/{rest}")).await
+}
+
+async fn serve_tile(s: Arc<Served>, path: String) -> Response {
+    let id = match TileId::parse(&path) {
+        Ok(id) => id,
+        Err(e) => return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+    };
+    let tile = match id.kind {
+        // Upper tree levels are in memory (the log's default): a hash tile is 256 copies.
+        TileKind::Hash { .. } => s.log.tile(&id),
+        // A bundle reads 256 entries from sled: off the async threads.
+        TileKind::Entries => {
+            let log = s.log.clone();
+            match tokio::task::spawn_blocking(move || log.tile(&id)).await {
+                Ok(r) => r,
+                Err(e) => Err(AuditError::Poisoned(format!("tile reader task: {e}"))),
+            }
+        }
+    };
+    match tile {
+        Ok(bytes) => (
+            [
+                (
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                ),
+                (CACHE_CONTROL, s.tile_cache.clone()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(AuditError::OutOfRange(m)) => (StatusCode::NOT_FOUND, format!("{m}\n")).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, tile = %path, "reading an audit tile failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the audit log could not read this tile\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Refuses a request without `Authorization: Bearer <token>` whose SHA-256 is configured. The
+/// answer never echoes the token.
+async fn require_bearer(
+    State(hashes): State<Arc<std::collections::HashSet<[u8; 32]>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() });
+    match presented {
+        Some(h) if hashes.contains(&h) => next.run(req).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"audit log\""),
+            )],
+            "this audit log needs `Authorization: Bearer <token>` with a configured token\n",
+        )
+            .into_response(),
+    }
+}

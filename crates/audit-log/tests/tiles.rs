@@ -1,0 +1,136 @@
+//! Tiles handed out by a running log (no export) equal the exported files; incremental
+//! verification from a saved checkpoint checks what was added and catches a rewritten log.
+
+use std::path::Path;
+
+use audit_log::verify::{VerifyOptions, verify_export, verify_tiles};
+use audit_log::{AuditLog, DirReader, LogConfig, NoteSigner, TileId, tile_id::tiles_of_size};
+use testkit::audit::{open_log as open, sample_fields as fields};
+use testkit::keys::{ORIGIN, log_signer as key};
+
+fn append(log: &AuditLog, from: u64, to: u64) {
+    for i in from..to {
+        log.append_blocking(&fields(i)).unwrap();
+    }
+}
+
+fn incremental(dir: &Path, since: &str) -> audit_log::verify::VerifyReport {
+    let note = std::fs::read_to_string(dir.join("checkpoint")).unwrap();
+    let options = VerifyOptions {
+        threads: 2,
+        incremental: true,
+    };
+    verify_tiles(
+        &DirReader(dir),
+        &note,
+        &[key().verifier()],
+        Some(since),
+        options,
+    )
+}
+
+#[test]
+fn live_tiles_equal_the_export_and_beyond_the_checkpoint_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir.path().join("log")).unwrap();
+    append(&log, 0, 700);
+    let export = dir.path().join("export");
+    log.export_tiles(&export).unwrap();
+    for id in tiles_of_size(700) {
+        let file = std::fs::read(export.join(id.path())).unwrap();
+        assert_eq!(log.tile(&id).unwrap(), file, "{id}");
+    }
+    // A partial tile of an older size is the prefix of today's tile.
+    let old = log.tile(&TileId::hash(0, 2, 100)).unwrap();
+    assert_eq!(
+        old[..],
+        log.tile(&TileId::hash(0, 2, 188)).unwrap()[..100 * 32]
+    );
+    for beyond in [
+        TileId::hash(0, 2, 189),
+        TileId::hash(0, 3, 1),
+        TileId::entries(2, 189),
+        TileId::hash(1, 0, 3),
+        TileId::hash(2, 0, 1),
+        TileId::hash(63, 0, 1),
+        TileId::entries(u64::MAX, 256),
+    ] {
+        let e = log.tile(&beyond).unwrap_err();
+        assert!(e.to_string().contains("beyond"), "{beyond}: {e}");
+    }
+    log.close();
+}
+
+#[test]
+fn incremental_verification_checks_the_new_part_and_the_consistency_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir.path().join("log")).unwrap();
+    append(&log, 0, 600);
+    let saved = log.checkpoint().note.clone();
+    append(&log, 600, 1500);
+    let export = dir.path().join("export");
+    log.export_tiles(&export).unwrap();
+    log.close();
+
+    let r = incremental(&export, &saved);
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.first, 512, "starts at the bundle holding entry 599");
+    assert_eq!(r.entries_valid, 1500 - 512);
+    assert_eq!(r.bundles_valid, r.bundles_total);
+    assert_eq!(r.bundles_total, 4, "bundles 2, 3, 4 and 5.p/220");
+    assert_eq!(r.tiles_valid, r.tiles_total);
+    assert_eq!(r.since, Some((600, true)));
+
+    // An entry before the incremental start is not read again…
+    let bundle0 = export.join("tile/entries/000");
+    let mut b = std::fs::read(&bundle0).unwrap();
+    b[10] ^= 1;
+    std::fs::write(&bundle0, &b).unwrap();
+    assert!(incremental(&export, &saved).ok());
+    // …but a full run sees it.
+    assert!(!verify_export(&export, &[key().verifier()], Some(&saved), 2).ok());
+    b[10] ^= 1;
+    std::fs::write(&bundle0, &b).unwrap();
+
+    // A hash tile the consistency proof is computed from.
+    let tile1 = export.join("tile/1/000.p/5");
+    let mut t = std::fs::read(&tile1).unwrap();
+    t[0] ^= 1;
+    std::fs::write(&tile1, &t).unwrap();
+    let r = incremental(&export, &saved);
+    assert!(!r.ok());
+    assert_eq!(r.since, Some((600, false)));
+    assert!(
+        r.problems.iter().any(|p| p.contains("rewritten")),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn a_rewritten_log_is_not_consistent_with_the_saved_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two logs with the same key: the second differs from entry 300 on.
+    let a = open(&dir.path().join("a")).unwrap();
+    append(&a, 0, 600);
+    let saved = a.checkpoint().note.clone();
+    a.close();
+    let b = AuditLog::open(
+        LogConfig::new(dir.path().join("b"), ORIGIN),
+        NoteSigner::from_go_private_key(&key().to_go_private_key()).unwrap(),
+    )
+    .unwrap();
+    append(&b, 0, 300);
+    append(&b, 10_000, 10_900);
+    let export = dir.path().join("export");
+    b.export_tiles(&export).unwrap();
+    b.close();
+    let r = incremental(&export, &saved);
+    assert!(!r.ok());
+    assert_eq!(r.since, Some((600, false)));
+    assert!(
+        r.problems.iter().any(|p| p.contains("not consistent")),
+        "{:?}",
+        r.problems
+    );
+}

@@ -1,0 +1,90 @@
+//! The crate's one error type.
+
+use audit_log::AuditError;
+
+/// What publishing to or reading from a remote place can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// A location that names no place we can read or write.
+    #[error("{location:?}: {reason}")]
+    BadLocation {
+        /// The location as given.
+        location: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The resource does not exist (HTTP 404, no such object or file).
+    #[error("{location}: not found")]
+    NotFound {
+        /// Where it was looked for.
+        location: String,
+    },
+    /// The object store failed (after its own retries).
+    #[error("{location}: {source}")]
+    Store {
+        /// The object's location.
+        location: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// An HTTP request failed or was answered with an error status.
+    #[error("{location}: {detail}")]
+    Http {
+        /// The URL.
+        location: String,
+        /// Status or transport failure.
+        detail: String,
+    },
+    /// What the place holds contradicts the log: a checkpoint we cannot verify, or one that
+    /// is ahead of or forks from the log. Publication stops; nothing is overwritten.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something fetched is malformed (a tile of the wrong length, a checkpoint that does not
+    /// parse, an entry that does not hash to its tile).
+    #[error("{location}: {detail}")]
+    Invalid {
+        /// What was fetched.
+        location: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The audit log refused (a tile beyond its checkpoint, a storage error).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl RemoteError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// True when retrying cannot help (the target contradicts the log, or is not usable).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Conflict(_) | Self::BadLocation { .. } | Self::Audit(_)
+        )
+    }
+
+    /// As an IO error, for [`audit_log::TileReader`]: `NotFound` stays recognisable.
+    pub(crate) fn into_io(self) -> std::io::Error {
+        match self {
+            Self::NotFound { .. } => {
+                std::io::Error::new(std::io::ErrorKind::NotFound, self.to_string())
+            }
+            Self::Io { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Where a log in the tlog-tiles layout is read from: a tiles API over HTTP(S) (our server's,
+//! or any static file server, bucket website or CDN), or a publication target read through its
+//! object store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::RemoteError;
+use crate::target::Target;
+
+/// Reads that may run at once against a network source: they mostly wait, so more than the
+/// CPU count keeps the verifier's hashing busy.
+const NETWORK_PARALLELISM: usize = 8;
+
+/// How to reach a tiles API.
+#[derive(Default)]
+pub struct ClientSettings {
+    /// Sent as `Authorization: Bearer <token>` (a server with bearer access).
+    pub bearer_token: Option<SecretString>,
+    /// Extra CA certificates (PEM) to trust, e.g. a private CA of the server.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate and its key in one PEM (a server with mTLS access).
+    pub identity_pem: Option<SecretString>,
+    /// Per-request timeout; `None` for reqwest's default (none).
+    pub timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "…"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "…"))
+            .field("identity_pem", &self.identity_pem.as_ref().map(|_| "…"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A tiles API over HTTP(S).
+pub struct HttpSource {
+    /// The client (connection pool, TLS settings).
+    client: reqwest::Client,
+    /// The log's prefix, ending in `/`.
+    base: url::Url,
+    /// Sent with every request when set.
+    bearer: Option<SecretString>,
+}
+
+impl HttpSource {
+    /// A source for the log at `base` (`https://host/prefix`).
+    pub fn new(base: &str, settings: ClientSettings) -> Result<Self, RemoteError> {
+        let bad = |reason: String| RemoteError::BadLocation {
+            location: base.to_owned(),
+            reason,
+        };
+        let mut url = url::Url::parse(base).map_err(|e| bad(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("a tiles API URL starts with http:// or https://".into()));
+        }
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        // reqwest uses the process-wide rustls provider: make it the workspace's one.
+        onboard_core::tls::install_crypto_provider();
+        let mut builder = reqwest::Client::builder();
+        if let Some(ca) = &settings.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(ca)
+                .map_err(|e| bad(format!("CA certificate: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(id) = &settings.identity_pem {
+            let identity = reqwest::Identity::from_pem(id.expose_secret().as_bytes())
+                .map_err(|e| bad(format!("client certificate: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        if let Some(t) = settings.timeout {
+            builder = builder.timeout(t);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            base: url,
+            bearer: settings.bearer_token,
+        })
+    }
+
+    async fn get(&self, rel: &str) -> Result<Bytes, RemoteError> {
+        let url = self.base.join(rel).map_err(|e| RemoteError::BadLocation {
+            location: rel.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let location = url.to_string();
+        let mut req = self.client.get(url);
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t.expose_secret());
+        }
+        let http = |detail: String| RemoteError::Http {
+            location: location.clone(),
+            detail,
+        };
+        let resp = req.send().await.map_err(|e| http(transport_detail(&e)))?;
+        match resp.status() {
+            StatusCode::OK => resp.bytes().await.map_err(|e| http(transport_detail(&e))),
+            StatusCode::NOT_FOUND => Err(RemoteError::NotFound {
+                location: location.clone(),
+            }),
+            status => {
+                let body = resp.text().await.unwrap_or_default();
+                let body: String = body.trim().chars().take(200).collect();
+                Err(http(format!("HTTP {status}: {body}")))
+            }
+        }
+    }
+}
+
+/// The innermost cause of a transport error (reqwest's own message names only the URL).
+fn transport_detail(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        msg = format!("{msg}: {c}");
+        cur = c.source();
+    }
+    msg
+}
+
+/// A place a log in the tlog-tiles layout is read from.
+pub enum Source {
+    /// A tiles API or static server.
+    Http(HttpSource),
+    /// A publication target read through its object store (or a directory).
+    Store(Target),
+}
+
+impl Source {
+    /// `http(s)://…` is a tiles API; anything else is a publication target or a directory.
+    pub fn parse(location: &str, settings: ClientSettings) -> Result<Self, RemoteError> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            Ok(Self::Http(HttpSource::new(location, settings)?))
+        } else {
+            Ok(Self::Store(Target::parse(location, false)?))
+        }
+    }
+
+    /// The resource `rel` (`checkpoint`, `tile/…`).
+    pub async fn get(&self, rel: &str) -> Result<Bytes, RemoteError> {
+        match self {
+            Self::Http(h) => h.get(rel).await,
+            Self::Store(t) => t.get(rel).await,
+        }
+    }
+
+    /// The signed checkpoint note.
+    pub async fn checkpoint(&self) -> Result<String, RemoteError> {
+        let bytes = self.get("checkpoint").await?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| RemoteError::Invalid {
+            location: "checkpoint".into(),
+            detail: "not UTF-8".into(),
+        })
+    }
+}
+
+/// A [`Source`] as a blocking [`audit_log::TileReader`], for the verifier's worker threads:
+/// each read runs on the tokio runtime behind `handle`. Use it from a blocking thread
+/// (`spawn_blocking`), never from async code.
+#[derive(Clone)]
+pub struct BlockingReader {
+    /// What is read.
+    source: Arc<Source>,
+    /// The runtime the reads run on.
+    handle: tokio::runtime::Handle,
+}
+
+impl BlockingReader {
+    /// Reads `source` on the runtime behind `handle`.
+    pub fn new(source: Arc<Source>, handle: tokio::runtime::Handle) -> Self {
+        Self { source, handle }
+    }
+}
+
+impl audit_log::TileReader for BlockingReader {
+    fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        self.handle
+            .block_on(self.source.get(path))
+            .map(Vec::from)
+            .map_err(RemoteError::into_io)
+    }
+
+    fn parallelism(&self) -> usize {
+        NETWORK_PARALLELISM
+    }
+}

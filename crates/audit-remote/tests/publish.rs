@@ -1,0 +1,183 @@
+//! Publication to a local directory and to a real S3 server (moto on loopback): the target ends
+//! up equal to an export of the log, publication resumes from what the target holds, and a
+//! target that contradicts the log (another log, or a log rolled back behind it) is refused
+//! without being overwritten.
+
+use std::sync::{Arc, Mutex};
+
+use audit_log::verify::{VerifyOptions, verify_export};
+use audit_remote::fetch::{copy_to_dir, verify_source};
+use audit_remote::{PublishEvent, Publisher, RemoteError, Source, Target};
+use testkit::audit::open_log;
+use testkit::keys::{ORIGIN, log_signer};
+use testkit::tiles::{Moto, append_many};
+
+fn open(dir: &std::path::Path) -> audit_log::AuditLog {
+    open_log(dir).unwrap()
+}
+
+fn vkey() -> audit_log::NoteVerifier {
+    log_signer().verifier()
+}
+
+/// Appends `n` more entries with concurrent appenders.
+async fn append(log: &audit_log::AuditLog, n: u64) {
+    let size = log.size();
+    append_many(log, size, size + n).await.unwrap();
+}
+
+/// The target's content verified through the same reader an auditor would use.
+async fn verify_target(target: &Target) -> audit_log::verify::VerifyReport {
+    let source = Arc::new(Source::Store(target.clone()));
+    let options = VerifyOptions {
+        threads: 2,
+        incremental: false,
+    };
+    verify_source(source, vec![vkey()], None, options)
+        .await
+        .unwrap()
+        .1
+}
+
+async fn publish_and_follow(target: Target) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir.path().join("log"));
+    append(&log, 300).await;
+    let events = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = events.clone();
+    let publisher = Publisher::new(log.clone(), target.clone()).with_observer(Arc::new(
+        move |e: &PublishEvent<'_>| seen.lock().unwrap().push(format!("{e:?}")),
+    ));
+    assert_eq!(publisher.publish_once().await.unwrap(), 300);
+    let r = verify_target(&target).await;
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.size, 300);
+
+    // Keep publishing while the log grows; stop once the last checkpoint is out.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let publisher = Publisher::new(log.clone(), target.clone());
+    let task = tokio::spawn(publisher.run(async {
+        stopped.await.ok();
+    }));
+    append(&log, 700).await;
+    let want = log.checkpoint().note.clone();
+    let source = Source::Store(target.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while source.checkpoint().await.ok().as_deref() != Some(want.as_str()) {
+        assert!(std::time::Instant::now() < deadline, "not published");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let r = verify_target(&target).await;
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.size, 1000);
+
+    // The target is the export, byte for byte.
+    let export = dir.path().join("export");
+    log.export_tiles(&export).unwrap();
+    let copy = dir.path().join("copy");
+    let s = copy_to_dir(&source, &copy).await.unwrap();
+    assert_eq!(s.size, 1000);
+    for id in audit_log::tile_id::tiles_of_size(1000) {
+        let p = id.path();
+        assert_eq!(
+            std::fs::read(export.join(&p)).unwrap(),
+            std::fs::read(copy.join(&p)).unwrap(),
+            "{p}"
+        );
+    }
+    assert!(verify_export(&copy, &[vkey()], None, 2).ok());
+    let first = events.lock().unwrap().clone();
+    assert!(
+        first[0].starts_with("Resumed { published: None }"),
+        "{first:?}"
+    );
+    assert!(first.last().unwrap().contains("Published { size: 300 }"));
+    log.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_to_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::parse(dir.path().join("bucket").to_str().unwrap(), true).unwrap();
+    publish_and_follow(target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_to_s3() {
+    let moto = Moto::start().unwrap();
+    moto.create_bucket("audit").unwrap();
+    let opts = moto.options();
+    let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let target = Target::parse_with_options("s3://audit/logs/prod", true, &opts).unwrap();
+    publish_and_follow(target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_target_that_contradicts_the_log_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let target = Target::parse(bucket.to_str().unwrap(), true).unwrap();
+    // A copy of the data directory at 300 entries, then the log grows to 600 and is published.
+    let log_dir = dir.path().join("log");
+    let log = open(&log_dir);
+    append(&log, 300).await;
+    log.close();
+    let old_copy = dir.path().join("old");
+    copy_dir(&log_dir, &old_copy);
+    let log = open(&log_dir);
+    append(&log, 300).await;
+    Publisher::new(log.clone(), target.clone())
+        .publish_once()
+        .await
+        .unwrap();
+    log.close();
+    let published = std::fs::read(bucket.join("checkpoint")).unwrap();
+
+    // The rolled-back copy must not publish its older checkpoint.
+    let old = open(&old_copy);
+    let e = Publisher::new(old.clone(), target.clone())
+        .publish_once()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RemoteError::Conflict(_)), "{e}");
+    assert!(e.to_string().contains("rolled back"), "{e}");
+    // Nor, once it has grown past it, a different history.
+    append(&old, 400).await;
+    let e = Publisher::new(old.clone(), target.clone())
+        .run(std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("different root"), "{e}");
+    old.close();
+    // Another log's target.
+    let other = audit_log::AuditLog::open(
+        audit_log::LogConfig::new(dir.path().join("other"), ORIGIN),
+        audit_log::NoteSigner::generate(ORIGIN).unwrap(),
+    )
+    .unwrap();
+    let e = Publisher::new(other.clone(), target)
+        .publish_once()
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("not a checkpoint of this log"),
+        "{e}"
+    );
+    other.close();
+    assert_eq!(std::fs::read(bucket.join("checkpoint")).unwrap(), published);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

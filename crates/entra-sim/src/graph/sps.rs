@@ -5,7 +5,8 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::authz::{
-    self, ASSIGN_GRAPH_ROLES, ASSIGN_OTHER_ROLES, READ_APPS, READ_GRANTS, WRITE_APPS, WRITE_GRANTS,
+    self, ASSIGN_GRAPH_ROLES, ASSIGN_OTHER_ROLES, Need, READ_APPS, READ_GRANTS, WRITE_APPS,
+    WRITE_GRANTS,
 };
 use super::odata::{check_filter, collection, entity};
 use super::{Caller, Ctx, Key, Reply};
@@ -191,42 +192,44 @@ pub fn delete(c: &Ctx<'_>, key: &Key) -> Reply {
 
 /// `GET /servicePrincipals/{id}/appRoleAssignedTo`: who holds this resource's app roles.
 pub fn list_assigned_to(c: &Ctx<'_>, key: &Key) -> Reply {
-    let inner = c.lock();
-    authz::require(c, &inner.dir, &READ_APPS, &[])?;
-    let idx = find(c, &inner.dir, key)?;
-    let id = inner.dir.service_principals[idx].id.clone();
-    let items = inner
-        .dir
-        .app_role_assignments
-        .iter()
-        .filter(|a| a.resource_id == id)
-        .map(AppRoleAssignment::to_json)
-        .collect();
-    Ok(collection(
-        c,
-        &format!("servicePrincipals('{id}')/appRoleAssignedTo"),
-        items,
-    ))
+    list_role_assignments(c, key, "appRoleAssignedTo", |a, id| a.resource_id == id)
 }
 
 /// `GET /servicePrincipals/{id}/appRoleAssignments`: the app roles this SP holds.
 pub fn list_assignments(c: &Ctx<'_>, key: &Key) -> Reply {
+    list_role_assignments(c, key, "appRoleAssignments", |a, id| a.principal_id == id)
+}
+
+/// The id of the service principal `key` names, once the caller is allowed `need`.
+fn readable_sp_id(
+    c: &Ctx<'_>,
+    dir: &Directory,
+    key: &Key,
+    need: &Need,
+) -> Result<String, Response> {
+    authz::require(c, dir, need, &[])?;
+    let idx = find(c, dir, key)?;
+    Ok(dir.service_principals[idx].id.clone())
+}
+
+/// The app role assignments `of` the service principal `key` names, as its `relation`.
+fn list_role_assignments(
+    c: &Ctx<'_>,
+    key: &Key,
+    relation: &str,
+    of: impl Fn(&AppRoleAssignment, &str) -> bool,
+) -> Reply {
     let inner = c.lock();
-    authz::require(c, &inner.dir, &READ_APPS, &[])?;
-    let idx = find(c, &inner.dir, key)?;
-    let id = inner.dir.service_principals[idx].id.clone();
+    let id = readable_sp_id(c, &inner.dir, key, &READ_APPS)?;
     let items = inner
         .dir
         .app_role_assignments
         .iter()
-        .filter(|a| a.principal_id == id)
+        .filter(|a| of(a, &id))
         .map(AppRoleAssignment::to_json)
         .collect();
-    Ok(collection(
-        c,
-        &format!("servicePrincipals('{id}')/appRoleAssignments"),
-        items,
-    ))
+    let context = format!("servicePrincipals('{id}')/{relation}");
+    Ok(collection(c, &context, items))
 }
 
 fn bad_reference(c: &Ctx<'_>) -> Response {
@@ -372,9 +375,7 @@ pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) ->
 /// `GET /servicePrincipals/{id}/oauth2PermissionGrants`.
 pub fn list_grants_of(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
-    authz::require(c, &inner.dir, &READ_GRANTS, &[])?;
-    let idx = find(c, &inner.dir, key)?;
-    let id = inner.dir.service_principals[idx].id.clone();
+    let id = readable_sp_id(c, &inner.dir, key, &READ_GRANTS)?;
     let items = inner
         .dir
         .oauth2_permission_grants

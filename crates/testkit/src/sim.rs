@@ -112,7 +112,10 @@ pub async fn device_flow_with(
 ) -> Result<DeviceCodeFlow> {
     let (tenant, app) = (&info.tenant_domain, &info.token_app_client_id);
     let ctx = OpContext::new();
-    Ok(client.sts().start_device_code(tenant, app, scopes, &ctx).await?)
+    Ok(client
+        .sts()
+        .start_device_code(tenant, app, scopes, &ctx)
+        .await?)
 }
 
 /// A single-tenant application named `name`, with nothing else set.
@@ -136,18 +139,32 @@ pub async fn ok<T>(call: impl Future<Output = std::result::Result<Reply<T>, Entr
 /// for an application Graph does not know, or not yet).
 #[track_caller]
 pub fn assert_no_backing_application(err: &EntraError) {
-    let ge = err.graph().unwrap_or_else(|| panic!("not a Graph error: {err:?}"));
+    let ge = err
+        .graph()
+        .unwrap_or_else(|| panic!("not a Graph error: {err:?}"));
     assert_eq!(ge.status, 400, "{ge:?}");
-    let detail = ge.detail_codes.iter().any(|c| c == "NoBackingApplicationObject");
+    let detail = ge
+        .detail_codes
+        .iter()
+        .any(|c| c == "NoBackingApplicationObject");
     assert!(detail, "{ge:?}");
 }
 
 /// The wizard's device-code sign-in as `nick`: the client starts the flow, the emulator's
 /// "browser" completes it, the client polls until the tokens arrive.
 pub async fn sign_in(sim: &Sim, client: &EntraClient, nick: &str) -> Result<TokenSet> {
-    let info = sim.info();
-    let mut flow = device_flow(client, &info).await?;
-    sim.complete_device_login(&flow.authorization().user_code, &upn(&info, nick))
+    sign_in_with(sim, client, &upn(&sim.info(), nick), SIGN_IN_SCOPES).await
+}
+
+/// A device-code sign-in as `upn` asking for `scopes`, completed in the emulator's "browser".
+pub async fn sign_in_with(
+    sim: &Sim,
+    client: &EntraClient,
+    upn: &str,
+    scopes: &[&str],
+) -> Result<TokenSet> {
+    let mut flow = device_flow_with(client, &sim.info(), scopes).await?;
+    sim.complete_device_login(&flow.authorization().user_code, upn)
         .await?;
     Ok(flow.poll_until_done(|_| {}).await?)
 }
@@ -160,7 +177,9 @@ pub async fn authenticates(
     secret: &SecretString,
 ) -> bool {
     let ctx = OpContext::new();
-    client_credentials(client, tenant, client_id, secret, &ctx).await.is_ok()
+    client_credentials(client, tenant, client_id, secret, &ctx)
+        .await
+        .is_ok()
 }
 
 /// A client-credentials token for Graph for `client_id` of `tenant` with `secret`.
@@ -172,7 +191,8 @@ pub async fn client_credentials(
     ctx: &OpContext,
 ) -> std::result::Result<TokenSet, EntraError> {
     let sts = client.sts();
-    sts.client_credentials(tenant, client_id, secret, GRAPH_DEFAULT, ctx).await
+    sts.client_credentials(tenant, client_id, secret, GRAPH_DEFAULT, ctx)
+        .await
 }
 
 /// The emulator with an Entra client pointed at it.
@@ -216,7 +236,9 @@ impl SimEnv {
         all.extend(["offline_access", "openid", "profile"]);
         let mut flow = device_flow_with(&self.client, &self.info, &all).await?;
         let user_code = flow.authorization().user_code.clone();
-        self.sim.complete_device_login(&user_code, &self.upn(nick)).await?;
+        self.sim
+            .complete_device_login(&user_code, &self.upn(nick))
+            .await?;
         Ok(self.graph_with(flow.poll_until_done(|_| {}).await?.access_token))
     }
 
@@ -228,7 +250,8 @@ impl SimEnv {
         let (tenant, app) = (&self.info.tenant_domain, &self.info.token_app_client_id);
         let ctx = OpContext::new();
         let sts = self.client.sts();
-        sts.refresh(tenant, app, refresh_token, SIGN_IN_SCOPES, &ctx).await
+        sts.refresh(tenant, app, refresh_token, SIGN_IN_SCOPES, &ctx)
+            .await
     }
 
     /// A client-credentials token for Graph for `client_id` with `secret` in the tenant.

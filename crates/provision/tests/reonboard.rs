@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use entra_client::OpContext;
 use onboard_core::HookAction;
 use provision::{EventKind, Status, StepHook};
-use testkit::engine::{EngineEnv, aborted, collect, completion};
+use testkit::engine::{EngineEnv, aborted, completion};
 use testkit::sim::calm;
 use testkit::snapshot::{apps_named, provisioned_once};
 

@@ -13,93 +13,15 @@
 
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use audit_log::verify::verify_export;
 use audit_log::{AuditLog, LogConfig, NoteSigner, PreparedEntry};
-use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use testkit::bench::{APPENDERS, AppendRun, drive, entry_fields, env_u64, median, percentile};
 use tokio::sync::oneshot;
 
-const APPENDERS: usize = 64;
 const ORIGIN: &str = "bench.onboard.invalid/audit";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Fields that make a ~400-byte entry once the log adds `v`, `seq` and `time`.
-fn fields(i: u64) -> Map<String, Value> {
-    let v = json!({
-        "actor": "spiffe://platform.example.net/sa/onboarding",
-        "action": "app_role_assignment.create",
-        "phase": "succeeded",
-        "tenant_id": "8f2c1f3e-7f7d-4c1e-9a53-2d3c4b5a6e7f",
-        "onboarding_id": format!("onb-{i:012}"),
-        "service_id": "dr-service-0042",
-        "target": {"type": "appRoleAssignment", "id": "9e3f1c52-6d1a-4f0e-b2a7-1c5d8e9f0a1b", "display_name": "Organization.Read.All"},
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-struct AppendRun {
-    per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-    entries: u64,
-}
-
-/// Runs `APPENDERS` tasks, each appending in a loop for `secs`, through `append`.
-async fn drive<F, Fut>(secs: u64, append: F) -> AppendRun
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let append = Arc::new(append);
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..APPENDERS as u64)
-        .map(|t| {
-            let append = append.clone();
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut i = 0u64;
-                while Instant::now() < deadline {
-                    let s = Instant::now();
-                    append(t * 100_000_000 + i).await;
-                    lat.push(s.elapsed());
-                    i += 1;
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap_or_default());
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    AppendRun {
-        per_sec: all.len() as f64 / elapsed,
-        p50: percentile(&all, 0.50),
-        p99: percentile(&all, 0.99),
-        entries: all.len() as u64,
-    }
-}
 
 /// The baseline: the same channel, batching, sled inserts and one flush per batch, with none
 /// of the tree; with `sync`, also one `fdatasync` of sled's log file per batch, as the log does.
@@ -139,8 +61,8 @@ fn baseline_writer(
 }
 
 async fn bench_appends(secs: u64) {
-    let sample =
-        PreparedEntry::new(audit_log::SCHEMA_VERSION, &fields(0)).unwrap_or_else(|e| panic!("{e}"));
+    let sample = PreparedEntry::new(audit_log::SCHEMA_VERSION, &entry_fields(0))
+        .unwrap_or_else(|e| panic!("{e}"));
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let log = AuditLog::open(
         LogConfig::new(tmp.path().join("log"), ORIGIN),
@@ -148,7 +70,7 @@ async fn bench_appends(secs: u64) {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let entry_len = log
-        .append_fields(&fields(0))
+        .append_fields(&entry_fields(0))
         .await
         .map(|a| a.seq)
         .and_then(|s| log.entry(s))
@@ -202,7 +124,7 @@ async fn bench_appends(secs: u64) {
             drive(secs, move |i| {
                 let log = log2.clone();
                 async move {
-                    log.append_fields(&fields(i))
+                    log.append_fields(&entry_fields(i))
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
                 }
@@ -244,12 +166,12 @@ async fn bench_appends(secs: u64) {
             );
         }
     }
-    let median = |runs: &[AppendRun]| {
-        let mut v: Vec<f64> = runs.iter().map(|r| r.per_sec).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (mb, md, mo) = (median(&base_runs), median(&durable_runs), median(&our_runs));
+    let per_sec = |runs: &[AppendRun]| median(&runs.iter().map(|r| r.per_sec).collect::<Vec<_>>());
+    let (mb, md, mo) = (
+        per_sec(&base_runs),
+        per_sec(&durable_runs),
+        per_sec(&our_runs),
+    );
     println!(
         "median entries/s: baseline {mb:.0}, durable baseline {md:.0}, audit log {mo:.0}; ratio of medians log/baseline {:.2}, log/durable baseline {:.2}",
         mo / mb,
@@ -275,7 +197,7 @@ fn bench_proofs_and_verify(n: u64) {
                 let log = log.clone();
                 tokio::spawn(async move {
                     for i in 0..per_task {
-                        log.append_fields(&fields(t * per_task + i))
+                        log.append_fields(&entry_fields(t * per_task + i))
                             .await
                             .unwrap_or_else(|e| panic!("{e}"));
                     }

@@ -16,22 +16,11 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use entra_sim::Faults;
+use testkit::bench::{env_u64, median};
 use testkit::onboard_binary;
 use testkit::process::{ServerFiles, peak_rss_kib};
 use testkit::sim::{calm, users::GLOBAL_ADMIN};
 use testkit::wizard::{invite, onboard_timed, provision_stream, signed_in};
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 async fn latency() -> Result<()> {
     let latency_ms = env_u64("BENCH_LATENCY_MS", 50);
@@ -88,8 +77,8 @@ async fn latency() -> Result<()> {
     }
     println!(
         "latency: median wall {:.1} ms, median ratio {:.3} (target ≤ 0.5)",
-        median(&mut walls),
-        median(&mut ratios)
+        median(&walls),
+        median(&ratios)
     );
     server.terminate()
 }
@@ -130,8 +119,8 @@ async fn memory() -> Result<()> {
         "memory: {count} concurrent onboardings all completed in {:.1} s \
          (median sign-in {:.2} s, median provision {:.2} s)",
         elapsed.as_secs_f64(),
-        median(&mut sign_in),
-        median(&mut provision)
+        median(&sign_in),
+        median(&provision)
     );
     println!(
         "memory: server peak RSS {:.1} MiB (idle after start {:.1} MiB; target ≤ 300 MiB)",

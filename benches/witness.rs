@@ -18,69 +18,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use audit_log::{AuditLog, LogConfig, NoteSigner};
-use serde_json::{Map, Value, json};
+use testkit::bench::{APPENDERS, AppendRun, drive, entry_fields, env_u64, median};
 use tokio::sync::oneshot;
 use witness::{CosignerKey, Submitter, SubmitterConfig, WitnessEndpoint};
-
-const APPENDERS: usize = 64;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The same ~400-byte entry as `benches/audit_log.rs`.
-fn fields(i: u64) -> Map<String, Value> {
-    let v = json!({
-        "actor": "spiffe://platform.example.net/sa/onboarding",
-        "action": "app_role_assignment.create",
-        "phase": "succeeded",
-        "tenant_id": "8f2c1f3e-7f7d-4c1e-9a53-2d3c4b5a6e7f",
-        "onboarding_id": format!("onb-{i:012}"),
-        "service_id": "dr-service-0042",
-        "target": {"type": "appRoleAssignment", "id": "9e3f1c52-6d1a-4f0e-b2a7-1c5d8e9f0a1b", "display_name": "Organization.Read.All"},
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// One round's figures.
-struct Run {
-    /// Acknowledged appends per second.
-    per_sec: f64,
-    /// Median append latency.
-    p50: Duration,
-    /// 99th percentile append latency.
-    p99: Duration,
-    /// Acknowledged appends.
-    entries: usize,
-    /// CPU milliseconds of this process per 1,000 appends.
-    cpu_ms_per_k: f64,
-}
-
-/// User + system CPU time of this process, in milliseconds (Linux `/proc/self/stat`, 100 Hz).
-fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)` one: state is field 3, utime 14 and stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) * 10.0
-}
 
 /// Starts `onboard witness` trusting `logs` and returns it with its URL.
 fn spawn_witness(key: &Path, state: &Path, logs: &[(String, String)]) -> (Child, String) {
@@ -113,43 +56,18 @@ fn spawn_witness(key: &Path, state: &Path, logs: &[(String, String)]) -> (Child,
     (child, url)
 }
 
-/// `APPENDERS` tasks append to `log` in a loop for `secs`.
-async fn drive(log: &AuditLog, secs: u64) -> Run {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let start = Instant::now();
-    let cpu0 = cpu_ms();
-    let tasks: Vec<_> = (0..APPENDERS as u64)
-        .map(|t| {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut i = 0u64;
-                while Instant::now() < deadline {
-                    let s = Instant::now();
-                    log.append_fields(&fields(t * 100_000_000 + i))
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    lat.push(s.elapsed());
-                    i += 1;
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap_or_default());
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_ms() - cpu0;
-    all.sort_unstable();
-    Run {
-        per_sec: all.len() as f64 / elapsed,
-        p50: percentile(&all, 0.50),
-        p99: percentile(&all, 0.99),
-        entries: all.len(),
-        cpu_ms_per_k: cpu * 1000.0 / all.len().max(1) as f64,
-    }
+/// [`APPENDERS`] tasks append to `log` in a loop for `secs`.
+async fn drive_log(log: &AuditLog, secs: u64) -> AppendRun {
+    let log = log.clone();
+    drive(secs, move |i| {
+        let log = log.clone();
+        async move {
+            log.append_fields(&entry_fields(i))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    })
+    .await
 }
 
 /// A log variant: its log and, when witnessed, its submitter.
@@ -161,13 +79,7 @@ struct Variant {
     /// Its submitter, if witnessed.
     submitter: Option<Submitter>,
     /// One entry per round.
-    runs: Vec<Run>,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    runs: Vec<AppendRun>,
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -263,7 +175,7 @@ async fn main() {
                 .submitter
                 .as_ref()
                 .map_or(0, |s| s.status().iter().map(|st| st.cosignatures).sum());
-            let r = drive(&v.log, secs).await;
+            let r = drive_log(&v.log, secs).await;
             let (cosigned, cosigs) = match &v.submitter {
                 Some(s) => (
                     s.cosigned().map_or("none".to_owned(), |c| {

@@ -11,7 +11,7 @@ use onboard_proto::v1::audit_client::AuditClient;
 
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output};
-use super::{AuthChannel, call};
+use super::{AuthChannel, all_pages, call};
 
 /// Which entries (empty fields match everything).
 #[derive(Debug, Clone, Args)]
@@ -112,6 +112,20 @@ pub enum AuditCommand {
     },
 }
 
+/// The log's latest checkpoint and its signed note as text.
+async fn checkpoint(
+    c: &mut AuditClient<AuthChannel>,
+) -> Result<(pb::Checkpoint, String), CtlError> {
+    let cp = call(
+        "GetCheckpoint",
+        c.get_checkpoint(pb::GetCheckpointRequest {}),
+    )
+    .await?;
+    let note = String::from_utf8(cp.note.clone())
+        .map_err(|_| CtlError::failed("the checkpoint note is not UTF-8"))?;
+    Ok((cp, note))
+}
+
 /// Runs one audit command.
 pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit, CtlError> {
     let mut c = AuditClient::new(ch);
@@ -173,35 +187,27 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
             limit,
             filter,
         } => {
-            let mut all = Vec::new();
-            let mut page_token = String::new();
+            let page = |page_token| {
+                let mut c = c.clone();
+                let req = pb::ListEntriesRequest {
+                    from_seq: from,
+                    to_seq: to,
+                    filter: Some(filter.to_pb()),
+                    page_size: 0,
+                    page_token,
+                    with_proofs: false,
+                    proof_tree_size: 0,
+                };
+                async move { call("ListEntries", c.list_entries(req)).await }
+            };
             let mut tree_size = 0;
-            loop {
-                let r = call(
-                    "ListEntries",
-                    c.list_entries(pb::ListEntriesRequest {
-                        from_seq: from,
-                        to_seq: to,
-                        filter: Some(filter.to_pb()),
-                        page_size: 0,
-                        page_token: page_token.clone(),
-                        with_proofs: false,
-                        proof_tree_size: 0,
-                    }),
-                )
-                .await?;
+            let split = |r: pb::ListEntriesResponse| {
                 if tree_size == 0 {
                     tree_size = r.tree_size;
                 }
-                all.extend(r.entries);
-                page_token = r.next_page_token;
-                if page_token.is_empty() || (limit > 0 && all.len() >= limit) {
-                    break;
-                }
-            }
-            if limit > 0 {
-                all.truncate(limit);
-            }
+                (r.entries, r.next_page_token)
+            };
+            let all = all_pages(limit, page, split).await?;
             let resp = pb::ListEntriesResponse {
                 entries: all,
                 next_page_token: String::new(),
@@ -218,13 +224,7 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
             Ok(Exit::Ok)
         }
         AuditCommand::Checkpoint { out: file, vkey } => {
-            let cp = call(
-                "GetCheckpoint",
-                c.get_checkpoint(pb::GetCheckpointRequest {}),
-            )
-            .await?;
-            let note = String::from_utf8(cp.note.clone())
-                .map_err(|_| CtlError::failed("the checkpoint note is not UTF-8"))?;
+            let (cp, note) = checkpoint(&mut c).await?;
             if let Some(path) = &file {
                 std::fs::write(path, &note)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -247,13 +247,7 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
         } => {
             // Every read appends an entry, so the proof is asked for against the checkpoint
             // fetched first, by its size.
-            let cp = call(
-                "GetCheckpoint",
-                c.get_checkpoint(pb::GetCheckpointRequest {}),
-            )
-            .await?;
-            let note = String::from_utf8(cp.note.clone())
-                .map_err(|_| CtlError::failed("the checkpoint note is not UTF-8"))?;
+            let (cp, note) = checkpoint(&mut c).await?;
             let signed = check_signature(&note, &vkey)?;
             let proof = call(
                 "GetInclusionProof",

@@ -8,7 +8,7 @@ use onboard_proto::v1::invitations_client::InvitationsClient;
 
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output, or_dash, ts};
-use super::{AuthChannel, call};
+use super::{AuthChannel, all_pages, call};
 
 /// Invitation states as flags.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -166,36 +166,22 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
         }
         InvitationsCommand::List { state, limit } => {
             let state: pb::InvitationState = state.map(Into::into).unwrap_or_default();
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let r = call(
-                    "ListInvitations",
-                    c.list_invitations(pb::ListInvitationsRequest {
-                        state: state.into(),
-                        page_size: 0,
-                        page_token: page_token.clone(),
-                    }),
-                )
-                .await?;
-                all.extend(r.invitations);
-                page_token = r.next_page_token;
-                if page_token.is_empty() || (limit > 0 && all.len() >= limit) {
-                    break;
-                }
-            }
-            if limit > 0 {
-                all.truncate(limit);
-            }
+            let page = |page_token| {
+                let mut c = c.clone();
+                let req = pb::ListInvitationsRequest {
+                    state: state.into(),
+                    page_size: 0,
+                    page_token,
+                };
+                async move { call("ListInvitations", c.list_invitations(req)).await }
+            };
+            let split = |r: pb::ListInvitationsResponse| (r.invitations, r.next_page_token);
+            let all = all_pages(limit, page, split).await?;
             let resp = pb::ListInvitationsResponse {
                 invitations: all,
                 next_page_token: String::new(),
             };
-            if out.is_json() {
-                output::print_json(&resp)?;
-                return Ok(Exit::Ok);
-            }
-            let mut t = output::table(&[
+            let header = [
                 "ID",
                 "CUSTOMER",
                 "SERVICE",
@@ -203,9 +189,9 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
                 "STATE",
                 "EXPIRES",
                 "ONBOARDING",
-            ]);
-            for i in &resp.invitations {
-                t.add_row(vec![
+            ];
+            output::print_list(out, &resp, &header, &resp.invitations, |i| {
+                vec![
                     i.id.clone(),
                     i.customer.clone(),
                     i.service_id.clone(),
@@ -213,10 +199,8 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
                     state_name(i.state()).into(),
                     ts(&i.expires_at),
                     or_dash(&i.onboarding_id).into(),
-                ]);
-            }
-            output::print_table(&t);
-            Ok(Exit::Ok)
+                ]
+            })
         }
         InvitationsCommand::Get { id } => {
             let i = call(

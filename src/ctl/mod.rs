@@ -127,6 +127,33 @@ async fn dispatch(args: CtlArgs) -> Result<Exit, CtlError> {
 
 /// Awaits a unary call (or a stream's opening) with a spinner; a failed status becomes the
 /// printed error and its exit code.
+/// Every item of a paged List call, until the server has no more pages or `limit` items have
+/// arrived (0: no limit): `page(token)` asks for one page, `split` takes its items and the next
+/// page token out of the answer.
+async fn all_pages<R, T, Fut>(
+    limit: usize,
+    mut page: impl FnMut(String) -> Fut,
+    mut split: impl FnMut(R) -> (Vec<T>, String),
+) -> Result<Vec<T>, CtlError>
+where
+    Fut: Future<Output = Result<R, CtlError>>,
+{
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let (items, next) = split(page(page_token).await?);
+        all.extend(items);
+        page_token = next;
+        if page_token.is_empty() || (limit > 0 && all.len() >= limit) {
+            break;
+        }
+    }
+    if limit > 0 {
+        all.truncate(limit);
+    }
+    Ok(all)
+}
+
 async fn call<T>(
     rpc: &str,
     fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,

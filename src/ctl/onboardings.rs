@@ -7,7 +7,7 @@ use onboard_proto::v1::onboarding_client::OnboardingClient;
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output, or_dash, ts};
 use super::progress::StepBoard;
-use super::{AuthChannel, call};
+use super::{AuthChannel, all_pages, call};
 
 /// Onboarding states as flags.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -101,41 +101,27 @@ pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Resul
             limit,
         } => {
             let state: pb::OnboardingState = state.map(Into::into).unwrap_or_default();
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let r = call(
-                    "ListOnboardings",
-                    c.list_onboardings(pb::ListOnboardingsRequest {
-                        tenant_id: tenant.clone(),
-                        state: state.into(),
-                        page_size: 0,
-                        page_token: page_token.clone(),
-                    }),
-                )
-                .await?;
-                all.extend(r.onboardings);
-                page_token = r.next_page_token;
-                if page_token.is_empty() || (limit > 0 && all.len() >= limit) {
-                    break;
-                }
-            }
-            if limit > 0 {
-                all.truncate(limit);
-            }
+            let page = |page_token| {
+                let mut c = c.clone();
+                let req = pb::ListOnboardingsRequest {
+                    tenant_id: tenant.clone(),
+                    state: state.into(),
+                    page_size: 0,
+                    page_token,
+                };
+                async move { call("ListOnboardings", c.list_onboardings(req)).await }
+            };
+            let split = |r: pb::ListOnboardingsResponse| (r.onboardings, r.next_page_token);
+            let all = all_pages(limit, page, split).await?;
             let resp = pb::ListOnboardingsResponse {
                 onboardings: all,
                 next_page_token: String::new(),
             };
-            if out.is_json() {
-                output::print_json(&resp)?;
-                return Ok(Exit::Ok);
-            }
-            let mut t = output::table(&[
+            let header = [
                 "ID", "STATE", "TENANT", "APP", "CLIENT", "EVENTS", "UPDATED",
-            ]);
-            for o in &resp.onboardings {
-                t.add_row(vec![
+            ];
+            output::print_list(out, &resp, &header, &resp.onboardings, |o| {
+                vec![
                     o.onboarding_id.clone(),
                     state_name(o.state()).into(),
                     or_dash(&o.tenant_id).into(),
@@ -143,10 +129,8 @@ pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Resul
                     or_dash(&o.client_id).into(),
                     o.events.to_string(),
                     ts(&o.updated_at),
-                ]);
-            }
-            output::print_table(&t);
-            Ok(Exit::Ok)
+                ]
+            })
         }
         OnboardingsCommand::Get { id } => {
             let o = call(

@@ -11,6 +11,7 @@ use anyhow::Context;
 use comfy_table::{CellAlignment, Table, presets};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::exit::{CtlError, Exit};
 use super::json::{self, ProtoName};
 
 /// How answers are printed.
@@ -52,6 +53,27 @@ pub fn print_table(t: &Table) {
 pub fn print_json<M: ProtoName>(msg: &M) -> anyhow::Result<()> {
     println!("{}", json::pretty(msg)?);
     Ok(())
+}
+
+/// Prints a List answer: `msg` whole as JSON, or a table with `header` and one row per item
+/// of `items` (`row` makes a row's cells).
+pub fn print_list<M: ProtoName, T>(
+    out: Output,
+    msg: &M,
+    header: &[&str],
+    items: &[T],
+    row: impl Fn(&T) -> Vec<String>,
+) -> Result<Exit, CtlError> {
+    if out.is_json() {
+        print_json(msg)?;
+        return Ok(Exit::Ok);
+    }
+    let mut t = table(header);
+    for item in items {
+        t.add_row(row(item));
+    }
+    print_table(&t);
+    Ok(Exit::Ok)
 }
 
 /// Prints one streamed message as a JSON line (flushed, so a pipe sees it at once).

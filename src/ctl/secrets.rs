@@ -87,11 +87,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                 }),
             )
             .await?;
-            if out.is_json() {
-                output::print_json(&r)?;
-                return Ok(Exit::Ok);
-            }
-            let mut t = output::table(&[
+            let header = [
                 "KEY ID",
                 "SERVICE",
                 "HINT",
@@ -99,9 +95,9 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                 "START",
                 "END",
                 "DAYS LEFT",
-            ]);
-            for s in &r.secrets {
-                t.add_row(vec![
+            ];
+            output::print_list(out, &r, &header, &r.secrets, |s| {
+                vec![
                     s.key_id.clone(),
                     s.service_id.clone(),
                     s.hint.clone(),
@@ -109,10 +105,8 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                     ts(&s.start),
                     ts(&s.end),
                     s.days_until_expiry.to_string(),
-                ]);
-            }
-            output::print_table(&t);
-            Ok(Exit::Ok)
+                ]
+            })
         }
         SecretsCommand::Add {
             reg,

@@ -57,11 +57,7 @@ pub async fn drift(client_id: String, ch: AuthChannel, out: Output) -> Result<Ex
         VerificationClient::new(ch).list_drift(pb::ListDriftRequest { client_id }),
     )
     .await?;
-    if out.is_json() {
-        output::print_json(&r)?;
-        return Ok(Exit::Ok);
-    }
-    let mut t = output::table(&[
+    let header = [
         "CLIENT",
         "SERVICE",
         "KIND",
@@ -69,9 +65,9 @@ pub async fn drift(client_id: String, ch: AuthChannel, out: Output) -> Result<Ex
         "FIRST SEEN",
         "LAST SEEN",
         "DETAIL",
-    ]);
-    for d in &r.items {
-        t.add_row(vec![
+    ];
+    output::print_list(out, &r, &header, &r.items, |d| {
+        vec![
             d.client_id.clone(),
             or_dash(&d.service_id).into(),
             d.kind.clone(),
@@ -79,8 +75,6 @@ pub async fn drift(client_id: String, ch: AuthChannel, out: Output) -> Result<Ex
             ts(&d.first_seen),
             ts(&d.last_seen),
             d.detail.clone(),
-        ]);
-    }
-    output::print_table(&t);
-    Ok(Exit::Ok)
+        ]
+    })
 }

@@ -13,7 +13,7 @@ use testkit::server::with_token;
 use testkit::sim::calm;
 use testkit::wizard::invite;
 
-use crate::ctl;
+use crate::{ctl, refused};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
@@ -50,10 +50,7 @@ async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
         &["audit", "checkpoint", "--vkey", &stranger],
     )
     .await?;
-    ensure!(
-        r.code == Some(1) && r.stderr.contains("does not verify"),
-        "{r}"
-    );
+    refused(&r, 1, "does not verify")?;
     let r = ctl(&server, AUDITOR, &["audit", "checkpoint", "-o", "json"]).await?;
     let cp: pb::Checkpoint = parse_json(&r.stdout, "onboard.v1.Checkpoint")?;
     let opened = SignedCheckpoint::open(
@@ -175,9 +172,6 @@ async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
 
     // Operators may not read the audit log.
     let r = ctl(&server, OPERATOR, &["audit", "checkpoint"]).await?;
-    ensure!(
-        r.code == Some(4) && r.stderr.contains("PERMISSION_DENIED"),
-        "{r}"
-    );
+    refused(&r, 4, "PERMISSION_DENIED")?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use testkit::server::with_token;
 use testkit::sim::{calm, users};
 use testkit::wizard::{invite, onboard, signed_in};
 
-use crate::ctl;
+use crate::{ctl, refused, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result<()> {
@@ -77,10 +77,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         out.to_str().context("path")?,
     ]))
     .await?;
-    ensure!(
-        r.code == Some(0) && r.stdout.contains("secret value written to"),
-        "{r}"
-    );
+    succeeded(&r, "secret value written to")?;
     ensure!(std::fs::metadata(&out)?.permissions().mode() & 0o077 == 0);
     let first_value = std::fs::read_to_string(&out)?;
     ensure!(first_value.len() >= 16 && !r.stdout.contains(&first_value));
@@ -109,15 +106,9 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
 
     // secrets revoke: the replaced one goes; the current one is refused.
     let r = run(args(&["secrets", "revoke", "--key-id", &first_key])).await?;
-    ensure!(
-        r.code == Some(0) && r.stdout.contains(&format!("revoked secret {first_key}")),
-        "{r}"
-    );
+    succeeded(&r, &format!("revoked secret {first_key}"))?;
     let r = run(args(&["secrets", "revoke", "--key-id", &info.key_id])).await?;
-    ensure!(
-        r.code == Some(1) && r.stderr.contains("RevokeSecret: FAILED_PRECONDITION"),
-        "{r}"
-    );
+    refused(&r, 1, "RevokeSecret: FAILED_PRECONDITION")?;
 
     // secrets expiring: everything within 10000 days, as ListExpiring has it.
     let r = ctl(
@@ -255,10 +246,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         "Teams Administrator",
     ]))
     .await?;
-    ensure!(
-        r.code == Some(1) && r.stderr.contains("UpdateRoles: FAILED_PRECONDITION"),
-        "{r}"
-    );
+    refused(&r, 1, "UpdateRoles: FAILED_PRECONDITION")?;
     let r = run(args(&[
         "grants",
         "update",
@@ -266,10 +254,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         "User.Read.All",
     ]))
     .await?;
-    ensure!(
-        r.code == Some(1) && r.stderr.contains("UpdatePermissions: FAILED_PRECONDITION"),
-        "{r}"
-    );
+    refused(&r, 1, "UpdatePermissions: FAILED_PRECONDITION")?;
     let r = run(args(&[
         "grants",
         "update",
@@ -301,10 +286,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         "{r}"
     );
     let r = run(args(&["grants", "update"])).await?;
-    ensure!(
-        r.code == Some(2) && r.stderr.contains("nothing to change"),
-        "{r}"
-    );
+    refused(&r, 2, "nothing to change")?;
 
     // verify: the report's table, and JSON with the same checks as a gRPC Verify; the exit
     // code follows the worst status.

@@ -12,7 +12,7 @@ use testkit::process::{ServerFiles, parse_json};
 use testkit::server::with_token;
 use testkit::sim::calm;
 
-use crate::{ctl, onboard};
+use crate::{ctl, onboard, refused};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
@@ -163,20 +163,14 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
 
     // Refusals: state (1), not found (1), bad field (2, with the field), role (4), no token (4).
     let r = ctl(&server, OPERATOR, &["invitations", "revoke", &id]).await?;
-    ensure!(
-        r.code == Some(1) && r.stderr.contains("RevokeInvitation: FAILED_PRECONDITION"),
-        "{r}"
-    );
+    refused(&r, 1, "RevokeInvitation: FAILED_PRECONDITION")?;
     let r = ctl(
         &server,
         OPERATOR,
         &["invitations", "get", "0192e0a4-0000-7000-8000-000000000000"],
     )
     .await?;
-    ensure!(
-        r.code == Some(1) && r.stderr.contains("GetInvitation: NOT_FOUND"),
-        "{r}"
-    );
+    refused(&r, 1, "GetInvitation: NOT_FOUND")?;
     let r = ctl(
         &server,
         OPERATOR,
@@ -197,15 +191,9 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
         "{r}"
     );
     let r = ctl(&server, AUDITOR, &["invitations", "list"]).await?;
-    ensure!(
-        r.code == Some(4) && r.stderr.contains("PERMISSION_DENIED"),
-        "{r}"
-    );
+    refused(&r, 4, "PERMISSION_DENIED")?;
     let r = ctl(&server, "", &["invitations", "list"]).await?;
-    ensure!(
-        r.code == Some(4) && r.stderr.contains("UNAUTHENTICATED"),
-        "{r}"
-    );
+    refused(&r, 4, "UNAUTHENTICATED")?;
     Ok(())
 }
 

@@ -21,6 +21,18 @@ async fn ctl(server: &ServerProc, token: &str, args: &[&str]) -> Result<Run> {
     testkit::onboard_binary!().ctl(server, token, args).await
 }
 
+/// Checks `r` failed with exit `code` and its standard error says `says`.
+fn refused(r: &Run, code: i32, says: &str) -> Result<()> {
+    ensure!(r.code == Some(code) && r.stderr.contains(says), "{r}");
+    Ok(())
+}
+
+/// Checks `r` succeeded and its standard output says `says`.
+fn succeeded(r: &Run, says: &str) -> Result<()> {
+    ensure!(r.code == Some(0) && r.stdout.contains(says), "{r}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn completions_are_generated_for_each_shell_and_bash_parses_them() -> Result<()> {
     for shell in ["bash", "zsh", "fish"] {
@@ -53,10 +65,7 @@ async fn completions_are_generated_for_each_shell_and_bash_parses_them() -> Resu
 async fn usage_and_connection_errors_have_their_exit_codes() -> Result<()> {
     // No address anywhere: usage.
     let r = onboard(&["ctl", "invitations", "list"], &[], None).await?;
-    ensure!(
-        r.code == Some(2) && r.stderr.contains("ONBOARD_ADDR"),
-        "{r}"
-    );
+    refused(&r, 2, "ONBOARD_ADDR")?;
     // A bad flag: clap's usage error.
     let r = onboard(&["ctl", "invitations", "list", "--no-such-flag"], &[], None).await?;
     ensure!(r.code == Some(2), "{r}");
@@ -72,10 +81,7 @@ async fn usage_and_connection_errors_have_their_exit_codes() -> Result<()> {
         None,
     )
     .await?;
-    ensure!(
-        r.code == Some(3) && r.stderr.contains("cannot reach"),
-        "{r}"
-    );
+    refused(&r, 3, "cannot reach")?;
     // https without a CA: usage, before any connection.
     let r = onboard(
         &["ctl", "--addr", "onboard.test:8443", "audit", "checkpoint"],
@@ -83,7 +89,7 @@ async fn usage_and_connection_errors_have_their_exit_codes() -> Result<()> {
         None,
     )
     .await?;
-    ensure!(r.code == Some(2) && r.stderr.contains("--ca"), "{r}");
+    refused(&r, 2, "--ca")?;
     // The help documents the exit codes.
     let r = onboard(&["ctl", "--help"], &[], None).await?;
     ensure!(

@@ -9,7 +9,7 @@ use testkit::pki::{Ca, San};
 use testkit::process::{ServerFiles, parse_json};
 use testkit::sim::calm;
 
-use crate::onboard;
+use crate::{onboard, refused, succeeded};
 
 /// A CA (`TAG-ca.pem`) and, signed by it, the server's certificate (`TAG-server.pem`), an
 /// operator's (`TAG-operator.pem`, DNS `ops.example.net`) and an auditor's
@@ -89,7 +89,7 @@ async fn client_certificates_choose_the_role_over_mtls() -> Result<()> {
         vec!["invitations", "list"],
     )
     .await?;
-    ensure!(r.code == Some(0) && r.stdout.contains("Contoso"), "{r}");
+    succeeded(&r, "Contoso")?;
 
     // The auditor's certificate: the audit log yes, invitations no (exit 4).
     let r = run(
@@ -106,10 +106,7 @@ async fn client_certificates_choose_the_role_over_mtls() -> Result<()> {
         vec!["invitations", "list"],
     )
     .await?;
-    ensure!(
-        r.code == Some(4) && r.stderr.contains("PERMISSION_DENIED"),
-        "{r}"
-    );
+    refused(&r, 4, "PERMISSION_DENIED")?;
 
     // A server certificate from another CA, or no client certificate: the TLS handshake
     // fails, which is exit 3 with the reason.

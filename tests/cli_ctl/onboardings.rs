@@ -15,7 +15,7 @@ use testkit::server::with_token;
 use testkit::sim::{calm, users};
 use testkit::wizard::{invite, onboard, signed_in};
 
-use crate::ctl;
+use crate::{ctl, refused, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
@@ -149,10 +149,7 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
         ],
     )
     .await?;
-    ensure!(
-        r.code == Some(0) && r.stdout.contains("state:      cancelled"),
-        "{r}"
-    );
+    succeeded(&r, "state:      cancelled")?;
     // The completed one is cancelled too (its app removed); watching it now ends with the
     // cancellation and exit 1.
     let r = ctl(
@@ -161,10 +158,7 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
         &["onboardings", "cancel", &id, "--reason", "test"],
     )
     .await?;
-    ensure!(
-        r.code == Some(0) && r.stdout.contains("state:      cancelled"),
-        "{r}"
-    );
+    succeeded(&r, "state:      cancelled")?;
     let r = ctl(&server, OPERATOR, &["onboardings", "watch", &id]).await?;
     ensure!(
         r.code == Some(1)
@@ -180,6 +174,6 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
         &["onboardings", "get", "no-such-onboarding"],
     )
     .await?;
-    ensure!(r.code == Some(1) && r.stderr.contains("NOT_FOUND"), "{r}");
+    refused(&r, 1, "NOT_FOUND")?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::target;
+use crate::audit::{app_target, target};
 use crate::error::CredentialsError;
 use crate::model::{AuthMode, Registration, RegistrationView, Source, StoredSecret};
 use crate::store::registration_key;
@@ -130,16 +130,7 @@ impl Credentials {
         let (missing, claims_oid) = match checked {
             Ok(v) => v,
             Err(e) => {
-                let text = e.to_string();
-                let _ = aud
-                    .entry(
-                        Action::RegistrationAttach,
-                        Phase::Failed,
-                        &t,
-                        intent,
-                        Some(&text),
-                    )
-                    .await;
+                let _ = aud.failed(Action::RegistrationAttach, &t, intent, &e).await;
                 return Err(e);
             }
         };
@@ -148,15 +139,8 @@ impl Credentials {
                 profile: reg.profile.name.clone(),
                 missing,
             };
-            let text = e.to_string();
-            aud.entry(
-                Action::RegistrationAttach,
-                Phase::Failed,
-                &t,
-                intent,
-                Some(&text),
-            )
-            .await?;
+            aud.failed(Action::RegistrationAttach, &t, intent, &e)
+                .await?;
             return Err(e);
         }
         reg.sp_id = claims_oid;
@@ -216,11 +200,7 @@ impl Credentials {
         aud.entry(
             Action::RegistrationAttach,
             Phase::Succeeded,
-            &target(
-                TargetKind::Application,
-                reg.app_object_id.clone(),
-                &reg.display_name,
-            ),
+            &app_target(&reg),
             vec![
                 set("clientId", json!(client)),
                 set("servicePrincipalId", json!(reg.sp_id)),

@@ -54,6 +54,19 @@ impl Auditor<'_> {
         Ok(e.append(self.log).await?)
     }
 
+    /// Records that `action` on `target` failed with `err`; the entry's index once durable.
+    pub async fn failed(
+        &self,
+        action: Action,
+        target: &Target,
+        changes: Vec<Change>,
+        err: &CredentialsError,
+    ) -> Result<u64, CredentialsError> {
+        let text = err.to_string();
+        self.entry(action, Phase::Failed, target, changes, Some(&text))
+            .await
+    }
+
     /// Intent → call → outcome through [`audit::audited_change`]. Returns the value and the
     /// outcome's index; a failed call is recorded (best effort) and returned as
     /// [`CredentialsError::Entra`].
@@ -106,6 +119,15 @@ impl Auditor<'_> {
 }
 
 /// A target of kind `kind`.
+/// The registration's application as an audit target.
+pub(crate) fn app_target(reg: &crate::model::Registration) -> Target {
+    target(
+        TargetKind::Application,
+        reg.app_object_id.clone(),
+        &reg.display_name,
+    )
+}
+
 pub(crate) fn target(kind: TargetKind, id: Option<String>, name: &str) -> Target {
     Target {
         kind,

@@ -44,6 +44,30 @@ pub struct UpdateRequest {
 }
 
 /// The name of a permission as listed and accepted.
+/// Every item of `items` parsed with `parse`.
+fn parse_all<T>(
+    items: &[String],
+    parse: impl Fn(&str) -> Result<T, CredentialsError>,
+) -> Result<Vec<T>, CredentialsError> {
+    items.iter().map(|s| parse(s)).collect()
+}
+
+/// Refuses removing what the registration's profile requires (`required`) unless the request
+/// overrides it.
+fn check_required(
+    reg: &Registration,
+    required: &[String],
+    req: &UpdateRequest,
+) -> Result<(), CredentialsError> {
+    if !required.is_empty() && !req.override_required {
+        return Err(CredentialsError::RequiredByProfile {
+            profile: reg.profile.name.clone(),
+            what: required.to_vec(),
+        });
+    }
+    Ok(())
+}
+
 fn permission_name(p: &PermissionRef) -> String {
     match p.resource {
         Resource::Graph => p.value.clone(),
@@ -220,16 +244,8 @@ impl Credentials {
         r: &RegistrationRef,
         req: &UpdateRequest,
     ) -> Result<Grants, CredentialsError> {
-        let add = req
-            .add
-            .iter()
-            .map(|s| parse_role(s, "add"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let remove = req
-            .remove
-            .iter()
-            .map(|s| parse_role(s, "remove"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let add = parse_all(&req.add, |s| parse_role(s, "add"))?;
+        let remove = parse_all(&req.remove, |s| parse_role(s, "remove"))?;
         let lock = self.lock_for(&self.registration(r)?.id);
         let _g = lock.lock().await;
         let reg = self.registration(r)?;
@@ -243,12 +259,7 @@ impl Credentials {
             })
             .map(|(n, _)| n.clone())
             .collect();
-        if !required.is_empty() && !req.override_required {
-            return Err(CredentialsError::RequiredByProfile {
-                profile: reg.profile.name.clone(),
-                what: required,
-            });
-        }
+        check_required(&reg, &required, req)?;
         let graph = self.admin_graph(&reg.tenant_id).await?;
         let ctx = OpContext::new();
         let held = graph
@@ -324,16 +335,8 @@ impl Credentials {
         r: &RegistrationRef,
         req: &UpdateRequest,
     ) -> Result<Grants, CredentialsError> {
-        let add = req
-            .add
-            .iter()
-            .map(|s| parse_permission(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let remove = req
-            .remove
-            .iter()
-            .map(|s| parse_permission(s))
-            .collect::<Result<Vec<_>, _>>()?;
+        let add = parse_all(&req.add, parse_permission)?;
+        let remove = parse_all(&req.remove, parse_permission)?;
         let lock = self.lock_for(&self.registration(r)?.id);
         let _g = lock.lock().await;
         let reg = self.registration(r)?;
@@ -342,12 +345,7 @@ impl Credentials {
             .filter(|p| reg.profile.permissions.contains(p))
             .map(permission_name)
             .collect();
-        if !required.is_empty() && !req.override_required {
-            return Err(CredentialsError::RequiredByProfile {
-                profile: reg.profile.name.clone(),
-                what: required,
-            });
-        }
+        check_required(&reg, &required, req)?;
         let graph = self.admin_graph(&reg.tenant_id).await?;
         let ctx = OpContext::new();
         let wanted = ResolvedProfile {

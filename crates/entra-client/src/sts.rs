@@ -280,11 +280,7 @@ impl StsClient {
                     let resp = transport
                         .send(req)
                         .await
-                        .map_err(|f| EntraError::Transport {
-                            operation,
-                            kind: f.kind,
-                            message: f.message,
-                        })?;
+                        .map_err(|f| f.into_error(operation))?;
                     if resp.status.is_success() {
                         return Ok(resp);
                     }

@@ -66,6 +66,17 @@ pub struct TransportFailure {
     pub message: String,
 }
 
+impl TransportFailure {
+    /// The failure as the error of `operation`.
+    pub fn into_error(self, operation: &'static str) -> crate::EntraError {
+        crate::EntraError::Transport {
+            operation,
+            kind: self.kind,
+            message: self.message,
+        }
+    }
+}
+
 /// Sends HTTP requests. Implemented by [`ReqwestTransport`] and by test fakes.
 pub trait Transport: Send + Sync {
     /// Sends one request and reads the whole answer.

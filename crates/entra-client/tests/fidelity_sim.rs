@@ -2,66 +2,28 @@
 //! (docs/microsoft.md): recycle-bin keys, stripped directory roles, permission pairs, query
 //! options Graph refuses.
 
-use entra_client::graph::ApplicationSpec;
 use entra_client::graph::roles::template;
-use entra_client::{EntraError, GraphClient, OpContext};
-use testkit::sim::{SimEnv, calm};
-
-/// Signs in as `nick` asking for exactly `scopes` (plus the OpenID ones).
-async fn graph_with_scopes(env: &SimEnv, nick: &str, scopes: &[&str]) -> GraphClient {
-    let mut all: Vec<&str> = scopes.to_vec();
-    all.extend(["offline_access", "openid", "profile"]);
-    let mut flow = env
-        .client
-        .sts()
-        .start_device_code(
-            &env.info.tenant_domain,
-            &env.info.token_app_client_id,
-            &all,
-            &OpContext::new(),
-        )
-        .await
-        .unwrap();
-    env.sim
-        .complete_device_login(&flow.authorization().user_code, &env.upn(nick))
-        .await
-        .unwrap();
-    let tokens = flow.poll_until_done(|_| {}).await.unwrap();
-    env.client.graph(tokens.access_token)
-}
-
-fn spec(name: &str) -> ApplicationSpec {
-    ApplicationSpec {
-        display_name: name.into(),
-        sign_in_audience: Some("AzureADMyOrg".into()),
-        ..Default::default()
-    }
-}
+use entra_client::{EntraError, OpContext};
+use testkit::sim::{SimEnv, app_spec, calm, ok};
 
 #[tokio::test]
 async fn a_deleted_app_holds_its_unique_name_until_restored_or_purged() {
     let env = SimEnv::start(calm()).await.unwrap();
     let g = env.graph_as("globaladmin").await.unwrap();
     let ctx = OpContext::new;
-    let made = g
-        .upsert_application("onboard-held", &spec("held"), &ctx())
+    let made = ok(g.upsert_application("onboard-held", &app_spec("held"), &ctx()))
         .await
-        .unwrap()
-        .value
         .application;
     g.delete_application(&made.id, &ctx()).await.unwrap();
 
     let err = g
-        .upsert_application("onboard-held", &spec("held"), &ctx())
+        .upsert_application("onboard-held", &app_spec("held"), &ctx())
         .await
         .unwrap_err();
     assert!(err.is_unique_name_taken(), "{err}");
     assert!(!err.is_not_found());
-    let binned = g
-        .find_deleted_application_by_unique_name("ONBOARD-held", &ctx())
+    let binned = ok(g.find_deleted_application_by_unique_name("ONBOARD-held", &ctx()))
         .await
-        .unwrap()
-        .value
         .expect("in the bin");
     assert_eq!(binned.id, made.id);
     assert!(binned.extra["deletedDateTime"].is_string());
@@ -69,7 +31,7 @@ async fn a_deleted_app_holds_its_unique_name_until_restored_or_purged() {
     // Restored: the upsert updates it again.
     g.restore_deleted_item(&made.id, &ctx()).await.unwrap();
     let again = g
-        .upsert_application("onboard-held", &spec("held"), &ctx())
+        .upsert_application("onboard-held", &app_spec("held"), &ctx())
         .await
         .unwrap();
     assert!(!again.value.created);
@@ -80,15 +42,9 @@ async fn a_deleted_app_holds_its_unique_name_until_restored_or_purged() {
     g.delete_deleted_item_permanently(&made.id, &ctx())
         .await
         .unwrap();
-    assert!(
-        g.list_deleted_applications(&ctx())
-            .await
-            .unwrap()
-            .value
-            .is_empty()
-    );
+    assert!(ok(g.list_deleted_applications(&ctx())).await.is_empty());
     let fresh = g
-        .upsert_application("onboard-held", &spec("held"), &ctx())
+        .upsert_application("onboard-held", &app_spec("held"), &ctx())
         .await
         .unwrap();
     assert!(fresh.value.created);
@@ -99,7 +55,10 @@ async fn a_deleted_app_holds_its_unique_name_until_restored_or_purged() {
 #[tokio::test]
 async fn stripped_directory_roles_are_a_missing_permission_not_no_roles() {
     let env = SimEnv::start(calm()).await.unwrap();
-    let narrow = graph_with_scopes(&env, "globaladmin", &["User.Read"]).await;
+    let narrow = env
+        .graph_with_scopes("globaladmin", &["User.Read"])
+        .await
+        .unwrap();
     let err = narrow
         .my_directory_roles(&OpContext::new())
         .await
@@ -112,27 +71,21 @@ async fn stripped_directory_roles_are_a_missing_permission_not_no_roles() {
     }
     assert!(!err.is_authorization_denied());
 
-    let enough = graph_with_scopes(
-        &env,
-        "globaladmin",
-        &["User.Read", "RoleManagement.Read.Directory"],
-    )
-    .await;
-    let roles = enough
-        .my_directory_roles(&OpContext::new())
+    let enough = env
+        .graph_with_scopes(
+            "globaladmin",
+            &["User.Read", "RoleManagement.Read.Directory"],
+        )
         .await
-        .unwrap()
-        .value;
+        .unwrap();
+    let roles = ok(enough.my_directory_roles(&OpContext::new())).await;
     assert_eq!(roles.len(), 1);
     assert_eq!(roles[0].role_template_id, template::GLOBAL_ADMINISTRATOR);
     // A user without roles still gets an empty list, not an error.
-    let plain = graph_with_scopes(&env, "user", &["User.Read"]).await;
+    let plain = env.graph_with_scopes("user", &["User.Read"]).await.unwrap();
     assert!(
-        plain
-            .my_directory_roles(&OpContext::new())
+        ok(plain.my_directory_roles(&OpContext::new()))
             .await
-            .unwrap()
-            .value
             .is_empty()
     );
     env.sim.shutdown().await;
@@ -142,12 +95,8 @@ async fn stripped_directory_roles_are_a_missing_permission_not_no_roles() {
 async fn role_assignments_are_listed_without_top_whatever_the_page_size() {
     let env = SimEnv::start(calm()).await.unwrap();
     let g = env.graph_as("globaladmin").await.unwrap().with_page_size(2);
-    let me = g.me(&OpContext::new()).await.unwrap().value;
-    let held = g
-        .list_directory_role_assignments(&me.id, &OpContext::new())
-        .await
-        .unwrap()
-        .value;
+    let me = ok(g.me(&OpContext::new())).await;
+    let held = ok(g.list_directory_role_assignments(&me.id, &OpContext::new())).await;
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].role_definition_id, template::GLOBAL_ADMINISTRATOR);
     env.sim.shutdown().await;
@@ -158,51 +107,41 @@ async fn granting_a_graph_app_role_needs_the_documented_pair() {
     let env = SimEnv::start(calm()).await.unwrap();
     // Everything consented for the token app lands in later tokens' scp, so this tenant never
     // consents more than the test needs.
-    let admin = graph_with_scopes(
-        &env,
-        "globaladmin",
-        &["User.Read", "Application.ReadWrite.All"],
-    )
-    .await;
+    let admin = env
+        .graph_with_scopes("globaladmin", &["User.Read", "Application.ReadWrite.All"])
+        .await
+        .unwrap();
     let ctx = OpContext::new;
-    let app = admin
-        .upsert_application("onboard-pair", &spec("pair"), &ctx())
+    let app = ok(admin.upsert_application("onboard-pair", &app_spec("pair"), &ctx()))
         .await
-        .unwrap()
-        .value
         .application;
-    let sp = admin
-        .create_service_principal(&app.app_id, &ctx().after_create())
-        .await
-        .unwrap()
-        .value;
-    let graph_sp = admin
-        .resource_service_principal(entra_client::MICROSOFT_GRAPH_APP_ID, &ctx())
-        .await
-        .unwrap()
-        .value;
+    let sp = ok(admin.create_service_principal(&app.app_id, &ctx().after_create())).await;
+    let graph_sp =
+        ok(admin.resource_service_principal(entra_client::MICROSOFT_GRAPH_APP_ID, &ctx())).await;
     let role = graph_sp.app_role("User.Read.All").unwrap().id.clone();
 
-    let without = graph_with_scopes(
-        &env,
-        "globaladmin",
-        &[
-            "AppRoleAssignment.ReadWrite.All",
-            "Application.ReadWrite.All",
-        ],
-    )
-    .await;
+    let without = env
+        .graph_with_scopes(
+            "globaladmin",
+            &[
+                "AppRoleAssignment.ReadWrite.All",
+                "Application.ReadWrite.All",
+            ],
+        )
+        .await
+        .unwrap();
     let err = without
         .grant_app_role(&graph_sp.id, &sp.id, &role, &ctx())
         .await
         .unwrap_err();
     assert!(err.is_authorization_denied(), "{err}");
-    let with = graph_with_scopes(
-        &env,
-        "globaladmin",
-        &["AppRoleAssignment.ReadWrite.All", "Application.Read.All"],
-    )
-    .await;
+    let with = env
+        .graph_with_scopes(
+            "globaladmin",
+            &["AppRoleAssignment.ReadWrite.All", "Application.Read.All"],
+        )
+        .await
+        .unwrap();
     with.grant_app_role(&graph_sp.id, &sp.id, &role, &ctx())
         .await
         .unwrap();

@@ -8,14 +8,12 @@ use entra_client::graph::{
 use entra_client::{EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, TEAMS_TENANT_ADMIN_API_APP_ID};
 use secrecy::ExposeSecret;
 use testkit::portal::{self, Grants};
-use testkit::sim::{GRAPH_DEFAULT, SimEnv, calm};
+use testkit::sim::{SimEnv, app_spec, assert_no_backing_application, calm, ok};
 
 const USER_READ_ALL_ROLE: &str = "df021288-bdef-4463-88db-98f22de89214";
 
 fn spec(name: &str) -> ApplicationSpec {
     ApplicationSpec {
-        display_name: name.into(),
-        sign_in_audience: Some("AzureADMyOrg".into()),
         required_resource_access: vec![RequiredResourceAccess {
             resource_app_id: MICROSOFT_GRAPH_APP_ID.into(),
             resource_access: vec![ResourceAccess {
@@ -23,7 +21,7 @@ fn spec(name: &str) -> ApplicationSpec {
                 kind: "Role".into(),
             }],
         }],
-        ..Default::default()
+        ..app_spec(name)
     }
 }
 
@@ -64,11 +62,11 @@ async fn whoami_roles_and_organization() {
     assert_eq!(me.value.user_principal_name, env.upn("globaladmin"));
     assert_eq!(me.meta.client_request_id, ctx.client_request_id.to_string());
 
-    let roles = g.my_directory_roles(&ctx).await.unwrap().value;
+    let roles = ok(g.my_directory_roles(&ctx)).await;
     let ids: Vec<&str> = roles.iter().map(|r| r.role_template_id.as_str()).collect();
     assert_eq!(ids, vec![template::GLOBAL_ADMINISTRATOR], "{roles:?}");
 
-    let org = g.organization(&ctx).await.unwrap().value;
+    let org = ok(g.organization(&ctx)).await;
     assert_eq!(org.id, env.info.tenant_id);
     assert!(
         org.verified_domains
@@ -77,12 +75,12 @@ async fn whoami_roles_and_organization() {
     );
 
     let g = env.graph_as("appadmin").await.unwrap();
-    let roles = g.my_directory_roles(&ctx).await.unwrap().value;
+    let roles = ok(g.my_directory_roles(&ctx)).await;
     let ids: Vec<&str> = roles.iter().map(|r| r.role_template_id.as_str()).collect();
     assert_eq!(ids, vec![template::APPLICATION_ADMINISTRATOR]);
 
     let g = env.graph_as("user").await.unwrap();
-    assert!(g.my_directory_roles(&ctx).await.unwrap().value.is_empty());
+    assert!(ok(g.my_directory_roles(&ctx)).await.is_empty());
 }
 
 #[tokio::test]
@@ -93,10 +91,8 @@ async fn onboarding_run_end_to_end() {
 
     // Name check, then idempotent create.
     assert!(
-        g.find_applications_by_display_name("lp-svc1", &ctx())
+        ok(g.find_applications_by_display_name("lp-svc1", &ctx()))
             .await
-            .unwrap()
-            .value
             .is_empty()
     );
     let up = g
@@ -116,51 +112,37 @@ async fn onboarding_run_end_to_end() {
     assert_eq!(again.meta.status, 204);
     assert_eq!(again.value.application.app_id, app.app_id, "no second app");
     assert_eq!(
-        g.find_applications_by_display_name("lp-svc1", &ctx())
+        ok(g.find_applications_by_display_name("lp-svc1", &ctx()))
             .await
-            .unwrap()
-            .value
             .len(),
         1
     );
     assert_eq!(
-        g.get_application(&app.id, &ctx())
-            .await
-            .unwrap()
-            .value
-            .app_id,
+        ok(g.get_application(&app.id, &ctx())).await.app_id,
         app.app_id
     );
     assert_eq!(
-        g.find_application_by_app_id(&app.app_id, &ctx())
+        ok(g.find_application_by_app_id(&app.app_id, &ctx()))
             .await
-            .unwrap()
-            .value
             .map(|a| a.id),
         Some(app.id.clone())
     );
     assert_eq!(
-        g.get_application_by_unique_name("lp-tenant-svc1", &ctx())
+        ok(g.get_application_by_unique_name("lp-tenant-svc1", &ctx()))
             .await
-            .unwrap()
-            .value
             .map(|a| a.id),
         Some(app.id.clone())
     );
     assert!(
-        g.get_application_by_unique_name("lp-nope", &ctx())
+        ok(g.get_application_by_unique_name("lp-nope", &ctx()))
             .await
-            .unwrap()
-            .value
             .is_none()
     );
 
     // Service principal.
     assert!(
-        g.find_service_principal_by_app_id(&app.app_id, &ctx())
+        ok(g.find_service_principal_by_app_id(&app.app_id, &ctx()))
             .await
-            .unwrap()
-            .value
             .is_none()
     );
     let sp = g
@@ -170,63 +152,40 @@ async fn onboarding_run_end_to_end() {
     assert_eq!(sp.meta.status, 201);
     let sp = sp.value;
     assert_eq!(sp.app_id, app.app_id);
+    assert_eq!(ok(g.get_service_principal(&sp.id, &ctx())).await.id, sp.id);
     assert_eq!(
-        g.get_service_principal(&sp.id, &ctx())
+        ok(g.find_service_principal_by_app_id(&app.app_id, &ctx()))
             .await
-            .unwrap()
-            .value
-            .id,
-        sp.id
-    );
-    assert_eq!(
-        g.find_service_principal_by_app_id(&app.app_id, &ctx())
-            .await
-            .unwrap()
-            .value
             .map(|s| s.id),
         Some(sp.id.clone())
     );
 
     // Secret, and the app authenticates with it.
-    let pw = g
-        .add_password(
-            &app.id,
-            Some("svc-1"),
-            Some("2027-06-01T00:00:00Z"),
-            &ctx().after_create(),
-        )
-        .await
-        .unwrap()
-        .value;
+    let pw = ok(g.add_password(
+        &app.id,
+        Some("svc-1"),
+        Some("2027-06-01T00:00:00Z"),
+        &ctx().after_create(),
+    ))
+    .await;
     assert_eq!(pw.info.display_name.as_deref(), Some("svc-1"));
     assert!(pw.secret_text.expose_secret().len() >= 16);
     assert_eq!(
         pw.info.hint.as_deref(),
         Some(&pw.secret_text.expose_secret()[..3])
     );
-    let listed = g
-        .get_application(&app.id, &ctx())
+    let listed = ok(g.get_application(&app.id, &ctx()))
         .await
-        .unwrap()
-        .value
         .password_credentials;
     assert!(listed.iter().any(|p| p.key_id == pw.info.key_id));
 
     // Resource SPs and their roles, looked up at runtime.
-    let graph_sp = g
-        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx())
-        .await
-        .unwrap()
-        .value;
+    let graph_sp = ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx())).await;
     let role = graph_sp
         .app_role("User.Read.All")
         .expect("Graph offers User.Read.All");
     assert_eq!(role.id, USER_READ_ALL_ROLE);
-    let teams_sp = g
-        .resource_service_principal(TEAMS_TENANT_ADMIN_API_APP_ID, &ctx())
-        .await
-        .unwrap()
-        .value;
+    let teams_sp = ok(g.resource_service_principal(TEAMS_TENANT_ADMIN_API_APP_ID, &ctx())).await;
     assert_eq!(teams_sp.app_id, TEAMS_TENANT_ADMIN_API_APP_ID);
 
     // Admin consent for an application permission.
@@ -240,33 +199,17 @@ async fn onboarding_run_end_to_end() {
         (grant.principal_id.as_str(), grant.app_role_id.as_str()),
         (sp.id.as_str(), USER_READ_ALL_ROLE)
     );
-    let held = g
-        .list_app_role_assignments(&sp.id, &ctx())
-        .await
-        .unwrap()
-        .value;
+    let held = ok(g.list_app_role_assignments(&sp.id, &ctx())).await;
     assert_eq!(
         held.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
         vec![grant.id.as_str()]
     );
-    let assigned = g
-        .list_app_role_assigned_to(&graph_sp.id, &ctx())
-        .await
-        .unwrap()
-        .value;
+    let assigned = ok(g.list_app_role_assigned_to(&graph_sp.id, &ctx())).await;
     assert!(assigned.iter().any(|a| a.id == grant.id));
 
     // The app token carries the granted role and the directory role assignment works.
     let app_token = env
-        .client
-        .sts()
-        .client_credentials(
-            &env.info.tenant_id,
-            &app.app_id,
-            &pw.secret_text,
-            GRAPH_DEFAULT,
-            &ctx().after_create(),
-        )
+        .app_token(&app.app_id, &pw.secret_text, &ctx().after_create())
         .await
         .unwrap();
     assert!(!app_token.access_token.expose_secret().is_empty());
@@ -278,20 +221,12 @@ async fn onboarding_run_end_to_end() {
     let ra = ra.value;
     assert_eq!(ra.role_definition_id, template::TEAMS_ADMINISTRATOR);
     assert_eq!(ra.directory_scope_id.as_deref(), Some("/"));
-    let ras = g
-        .list_directory_role_assignments(&sp.id, &ctx())
-        .await
-        .unwrap()
-        .value;
+    let ras = ok(g.list_directory_role_assignments(&sp.id, &ctx())).await;
     assert_eq!(
         ras.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         vec![ra.id.as_str()]
     );
-    let defs = g
-        .list_directory_role_definitions(&ctx())
-        .await
-        .unwrap()
-        .value;
+    let defs = ok(g.list_directory_role_definitions(&ctx())).await;
     assert!(
         defs.iter()
             .any(|d| d.template_id.as_deref() == Some(template::PRIVILEGED_ROLE_ADMINISTRATOR))
@@ -313,30 +248,22 @@ async fn onboarding_run_end_to_end() {
         .await
         .unwrap();
     assert_eq!(og.meta.status, 201);
-    let listed = g
-        .list_oauth2_permission_grants(&sp.id, &ctx())
-        .await
-        .unwrap()
-        .value;
+    let listed = ok(g.list_oauth2_permission_grants(&sp.id, &ctx())).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].scope, "User.Read");
     g.delete_oauth2_permission_grant(&og.value.id, &ctx())
         .await
         .unwrap();
     assert!(
-        g.list_oauth2_permission_grants(&sp.id, &ctx())
+        ok(g.list_oauth2_permission_grants(&sp.id, &ctx()))
             .await
-            .unwrap()
-            .value
             .is_empty()
     );
 
     // Temporary token app: found by name and removed.
-    let token_sps = g
-        .find_service_principals_by_display_name(&env.info.token_app_display_name, &ctx())
-        .await
-        .unwrap()
-        .value;
+    let token_sps =
+        ok(g.find_service_principals_by_display_name(&env.info.token_app_display_name, &ctx()))
+            .await;
     assert_eq!(
         token_sps.len(),
         1,
@@ -348,10 +275,8 @@ async fn onboarding_run_end_to_end() {
         .unwrap();
     assert_eq!(del.meta.status, 204);
     assert!(
-        g.find_service_principals_by_display_name(&env.info.token_app_display_name, &ctx())
+        ok(g.find_service_principals_by_display_name(&env.info.token_app_display_name, &ctx()))
             .await
-            .unwrap()
-            .value
             .is_empty()
     );
 
@@ -360,20 +285,16 @@ async fn onboarding_run_end_to_end() {
         .await
         .unwrap();
     assert!(
-        g.list_directory_role_assignments(&sp.id, &ctx())
+        ok(g.list_directory_role_assignments(&sp.id, &ctx()))
             .await
-            .unwrap()
-            .value
             .is_empty()
     );
     g.revoke_app_role(&graph_sp.id, &grant.id, &ctx())
         .await
         .unwrap();
     assert!(
-        g.list_app_role_assignments(&sp.id, &ctx())
+        ok(g.list_app_role_assignments(&sp.id, &ctx()))
             .await
-            .unwrap()
-            .value
             .is_empty()
     );
     let rm = g
@@ -382,23 +303,13 @@ async fn onboarding_run_end_to_end() {
         .unwrap();
     assert_eq!(rm.meta.status, 204);
     assert!(
-        g.get_application(&app.id, &ctx())
+        ok(g.get_application(&app.id, &ctx()))
             .await
-            .unwrap()
-            .value
             .password_credentials
             .is_empty()
     );
     let err = env
-        .client
-        .sts()
-        .client_credentials(
-            &env.info.tenant_id,
-            &app.app_id,
-            &pw.secret_text,
-            GRAPH_DEFAULT,
-            &ctx(),
-        )
+        .app_token(&app.app_id, &pw.secret_text, &ctx())
         .await
         .unwrap_err();
     assert!(
@@ -435,11 +346,7 @@ async fn application_administrator_is_denied_app_role_grant_and_role_assignment(
         .await
         .unwrap()
         .sp_id;
-    let graph_sp = g
-        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx())
-        .await
-        .unwrap()
-        .value;
+    let graph_sp = ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx())).await;
 
     let err = g
         .grant_app_role(&graph_sp.id, &sp, USER_READ_ALL_ROLE, &ctx().after_create())
@@ -487,20 +394,10 @@ async fn documented_errors_are_typed_and_final() {
         .create_service_principal(missing, &OpContext::new())
         .await
         .unwrap_err();
-    let ge = err.graph().unwrap();
-    assert_eq!(ge.status, 400);
-    assert!(
-        ge.detail_codes
-            .iter()
-            .any(|c| c == "NoBackingApplicationObject"),
-        "{ge:?}"
-    );
+    assert_no_backing_application(&err);
 
-    let app = g
-        .upsert_application("lp-dup", &spec("lp-dup"), &OpContext::new())
+    let app = ok(g.upsert_application("lp-dup", &spec("lp-dup"), &OpContext::new()))
         .await
-        .unwrap()
-        .value
         .application;
     g.create_service_principal(&app.app_id, &OpContext::new().after_create())
         .await

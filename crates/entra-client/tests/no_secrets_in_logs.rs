@@ -6,7 +6,7 @@ use entra_client::{MICROSOFT_GRAPH_APP_ID, OpContext};
 use entra_sim::Faults;
 use secrecy::{ExposeSecret, SecretString};
 use testkit::logs::capture;
-use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, SimEnv, calm};
+use testkit::sim::{SimEnv, calm, ok};
 
 #[tokio::test]
 async fn tokens_and_secrets_never_reach_the_logs() {
@@ -47,15 +47,7 @@ async fn tokens_and_secrets_never_reach_the_logs() {
     tracing::info!(?tokens, ?flow, "signed in");
 
     let refreshed = env
-        .client
-        .sts()
-        .refresh(
-            &env.info.tenant_domain,
-            &env.info.token_app_client_id,
-            tokens.refresh_token.as_ref().unwrap(),
-            SIGN_IN_SCOPES,
-            &OpContext::new(),
-        )
+        .refresh(tokens.refresh_token.as_ref().unwrap())
         .await
         .unwrap();
     let g = env.client.graph(tokens.access_token);
@@ -65,38 +57,24 @@ async fn tokens_and_secrets_never_reach_the_logs() {
         sign_in_audience: Some("AzureADMyOrg".into()),
         ..Default::default()
     };
-    let app = g
-        .upsert_application("lp-log", &spec, &OpContext::new())
+    let app = ok(g.upsert_application("lp-log", &spec, &OpContext::new()))
         .await
-        .unwrap()
-        .value
         .application;
-    let sp = g
-        .create_service_principal(&app.app_id, &OpContext::new().after_create())
-        .await
-        .unwrap()
-        .value;
-    let pw = g
-        .add_password(
-            &app.id,
-            Some("svc-log"),
-            None,
-            &OpContext::new().after_create(),
-        )
-        .await
-        .unwrap()
-        .value;
+    let sp = ok(g.create_service_principal(&app.app_id, &OpContext::new().after_create())).await;
+    let pw = ok(g.add_password(
+        &app.id,
+        Some("svc-log"),
+        None,
+        &OpContext::new().after_create(),
+    ))
+    .await;
     let secret = pw.secret_text.expose_secret().to_string();
     tracing::info!(?pw, "secret made");
 
     let app_tokens = env
-        .client
-        .sts()
-        .client_credentials(
-            &env.info.tenant_id,
+        .app_token(
             &app.app_id,
             &pw.secret_text,
-            GRAPH_DEFAULT,
             &OpContext::new().after_create(),
         )
         .await
@@ -105,23 +83,12 @@ async fn tokens_and_secrets_never_reach_the_logs() {
 
     let wrong = "wrong-secret-0123456789abcdef";
     let err = env
-        .client
-        .sts()
-        .client_credentials(
-            &env.info.tenant_id,
-            &app.app_id,
-            &SecretString::from(wrong),
-            GRAPH_DEFAULT,
-            &OpContext::new(),
-        )
+        .app_token(&app.app_id, &SecretString::from(wrong), &OpContext::new())
         .await
         .unwrap_err();
     tracing::error!(error = %err, debug = ?err, "expected failure");
-    let graph_sp = g
-        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())
-        .await
-        .unwrap()
-        .value;
+    let graph_sp =
+        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
     let denied = env.client.graph(app_tokens.access_token);
     let err = denied
         .grant_app_role(

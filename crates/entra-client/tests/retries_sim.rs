@@ -5,14 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use entra_client::graph::ApplicationSpec;
 use entra_client::{
     EntraClient, EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, RetryEvent, RetryReason,
     observer_fn,
 };
 use entra_sim::Faults;
 use testkit::portal::Grants;
-use testkit::sim::{SimEnv, calm, entra_config};
+use testkit::sim::{SimEnv, app_spec, assert_no_backing_application, calm, entra_config, ok};
 use tokio::sync::mpsc;
 
 fn recorder() -> (Arc<Mutex<Vec<RetryEvent>>>, OpContext) {
@@ -21,14 +20,6 @@ fn recorder() -> (Arc<Mutex<Vec<RetryEvent>>>, OpContext) {
     let ctx =
         OpContext::new().with_observer(observer_fn(move |e| sink.lock().unwrap().push(e.clone())));
     (events, ctx)
-}
-
-fn spec(name: &str) -> ApplicationSpec {
-    ApplicationSpec {
-        display_name: name.into(),
-        sign_in_audience: Some("AzureADMyOrg".into()),
-        ..Default::default()
-    }
 }
 
 #[tokio::test]
@@ -134,31 +125,18 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
     });
 
     // Standalone (not marked): the lag error is returned as is, after one request.
-    let app = g
-        .upsert_application("lp-lag-a", &spec("lp-lag-a"), &OpContext::new())
+    let app = ok(g.upsert_application("lp-lag-a", &app_spec("lp-lag-a"), &OpContext::new()))
         .await
-        .unwrap()
-        .value
         .application;
     let err = g
         .create_service_principal(&app.app_id, &OpContext::new())
         .await
         .unwrap_err();
-    let ge = err.graph().unwrap();
-    assert_eq!(ge.status, 400);
-    assert!(
-        ge.detail_codes
-            .iter()
-            .any(|c| c == "NoBackingApplicationObject"),
-        "{ge:?}"
-    );
+    assert_no_backing_application(&err);
 
     // Marked as dependent: retried until the replica catches up.
-    let app = g
-        .upsert_application("lp-lag-b", &spec("lp-lag-b"), &OpContext::new())
+    let app = ok(g.upsert_application("lp-lag-b", &app_spec("lp-lag-b"), &OpContext::new()))
         .await
-        .unwrap()
-        .value
         .application;
     let (events, ctx) = recorder();
     let started = Instant::now();
@@ -185,11 +163,8 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
     );
 
     // The next dependent call (grant on the new SP) rides out lag too.
-    let graph_sp = g
-        .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())
-        .await
-        .unwrap()
-        .value;
+    let graph_sp =
+        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
     let role = graph_sp.app_role("User.Read.All").unwrap().id.clone();
     let (events, ctx) = recorder();
     let grant = g
@@ -224,11 +199,8 @@ async fn replication_budget_exhaustion_is_typed() {
     let tokens = env.sign_in("globaladmin").await.unwrap();
     let g2 = tight.graph(tokens.access_token);
 
-    let app = g
-        .upsert_application("lp-lag-c", &spec("lp-lag-c"), &OpContext::new())
+    let app = ok(g.upsert_application("lp-lag-c", &app_spec("lp-lag-c"), &OpContext::new()))
         .await
-        .unwrap()
-        .value
         .application;
     let started = Instant::now();
     let err = g2
@@ -275,15 +247,7 @@ async fn app_only_caller_gets_the_backing_application_403_which_is_lag_not_denia
         .await
         .unwrap();
     let token = env
-        .client
-        .sts()
-        .client_credentials(
-            &env.info.tenant_id,
-            &app.client_id,
-            &app.secret,
-            testkit::sim::GRAPH_DEFAULT,
-            &ctx().after_create(),
-        )
+        .app_token(&app.client_id, &app.secret, &ctx().after_create())
         .await
         .unwrap();
     let automation = env.client.graph(token.access_token);
@@ -292,11 +256,8 @@ async fn app_only_caller_gets_the_backing_application_403_which_is_lag_not_denia
         replication_lag_ms: 1500,
         ..calm()
     });
-    let new_app = automation
-        .upsert_application("lp-by-app", &spec("lp-by-app"), &ctx())
+    let new_app = ok(automation.upsert_application("lp-by-app", &app_spec("lp-by-app"), &ctx()))
         .await
-        .unwrap()
-        .value
         .application;
     let err = automation
         .create_service_principal(&new_app.app_id, &ctx())

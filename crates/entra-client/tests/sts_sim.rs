@@ -6,7 +6,7 @@ use entra_client::{DeviceAuthorization, DeviceCodeFlow, EntraError, OpContext, P
 use entra_sim::Faults;
 use secrecy::{ExposeSecret, SecretString};
 use testkit::portal::Grants;
-use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, SimEnv, calm};
+use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, SimEnv, calm, ok};
 
 #[tokio::test]
 async fn device_code_sign_in_yields_tokens_for_the_right_user() {
@@ -139,15 +139,7 @@ async fn refresh_token_gives_a_working_access_token() {
     let env = SimEnv::start(calm()).await.unwrap();
     let tokens = env.sign_in("globaladmin").await.unwrap();
     let refreshed = env
-        .client
-        .sts()
-        .refresh(
-            &env.info.tenant_domain,
-            &env.info.token_app_client_id,
-            tokens.refresh_token.as_ref().unwrap(),
-            SIGN_IN_SCOPES,
-            &OpContext::new(),
-        )
+        .refresh(tokens.refresh_token.as_ref().unwrap())
         .await
         .unwrap();
     assert_ne!(
@@ -170,15 +162,7 @@ async fn client_credentials_with_a_wrong_secret_is_aadsts7000215() {
 
     let wrong = SecretString::from("definitely-not-the-secret");
     let err = env
-        .client
-        .sts()
-        .client_credentials(
-            &env.info.tenant_id,
-            &app.client_id,
-            &wrong,
-            GRAPH_DEFAULT,
-            &OpContext::new(),
-        )
+        .app_token(&app.client_id, &wrong, &OpContext::new())
         .await
         .unwrap_err();
     assert_eq!(err.aadsts(), Some(7_000_215), "{err:?}");
@@ -188,13 +172,9 @@ async fn client_credentials_with_a_wrong_secret_is_aadsts7000215() {
     assert!(sts.correlation_id.is_some() && sts.trace_id.is_some());
 
     let ok = env
-        .client
-        .sts()
-        .client_credentials(
-            &env.info.tenant_id,
+        .app_token(
             &app.client_id,
             &app.secret,
-            GRAPH_DEFAULT,
             &OpContext::new().after_create(),
         )
         .await
@@ -247,11 +227,7 @@ async fn renewing_token_source_refreshes_against_the_sts() {
     assert_ne!(renewed.expose_secret(), first);
     let g = env.client.graph_with_tokens(src.clone());
     assert_eq!(
-        g.me(&OpContext::new())
-            .await
-            .unwrap()
-            .value
-            .user_principal_name,
+        ok(g.me(&OpContext::new())).await.user_principal_name,
         env.upn("globaladmin")
     );
     // The rotated refresh token is used next time.

@@ -2,22 +2,24 @@
 
 use std::time::{Duration, Instant};
 
-use entra_client::{EntraClient, EntraError, OpContext, TransportErrorKind};
+use entra_client::{EntraClient, EntraConfig, EntraError, OpContext, TransportErrorKind};
 use secrecy::SecretString;
 use testkit::sim::{SimEnv, calm, entra_config};
+
+/// `GET /me` through a client built from `config`, which must fail: the error.
+async fn me_fails(config: &EntraConfig) -> EntraError {
+    let client = EntraClient::new(config).unwrap();
+    let (g, ctx) = (client.graph(SecretString::from("t")), OpContext::new());
+    g.me(&ctx).await.unwrap_err()
+}
 
 #[tokio::test]
 async fn untrusted_server_certificate_fails_fast_as_tls() {
     let env = SimEnv::start(calm()).await.unwrap();
     let mut config = entra_config(&env.sim);
     config.extra_root_pems.clear();
-    let client = EntraClient::new(&config).unwrap();
     let started = Instant::now();
-    let err = client
-        .graph(SecretString::from("t"))
-        .me(&OpContext::new())
-        .await
-        .unwrap_err();
+    let err = me_fails(&config).await;
     assert!(
         matches!(
             err,
@@ -41,12 +43,7 @@ async fn https_only_refuses_plain_http() {
     let env = SimEnv::start(calm()).await.unwrap();
     let mut config = entra_config(&env.sim);
     config.graph_base = env.sim.base_url().replace("https://", "http://");
-    let client = EntraClient::new(&config).unwrap();
-    let err = client
-        .graph(SecretString::from("t"))
-        .me(&OpContext::new())
-        .await
-        .unwrap_err();
+    let err = me_fails(&config).await;
     assert!(
         matches!(
             err,

@@ -5,7 +5,9 @@ use base64::Engine;
 
 use crate::http::{ReqIds, sts_error};
 use crate::state::{Inner, Shared, sha256_hex, unix_now};
-use crate::sts::{Grant, Params, app_not_found, missing_param};
+use crate::sts::{
+    Grant, Params, app_not_found, missing_param, missing_secret, param, server_error,
+};
 use crate::tokens::{resource_for, token_response};
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -38,7 +40,7 @@ pub fn client_credentials(
         .cloned()
         .or_else(|| basic.as_ref().map(|b| b.0.clone()))
         .ok_or_else(|| missing_param(ids, "client_id"))?;
-    let scope = p.get("scope").ok_or_else(|| missing_param(ids, "scope"))?;
+    let scope = param(p, ids, "scope")?;
     let secret = p
         .get("client_secret")
         .cloned()
@@ -89,13 +91,7 @@ pub fn client_credentials(
         _ => return Err(app_not_found(ids, &client_id, &tenant_name)),
     };
     let Some(secret) = secret.filter(|x| !x.is_empty()) else {
-        return Err(sts_error(
-            ids,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        ));
+        return Err(missing_secret(ids));
     };
     let hash = sha256_hex(&secret);
     let Some(pw) = app
@@ -138,14 +134,6 @@ pub fn client_credentials(
     let roles = dir.granted_roles(&sp.id, &resource.sp_id, s.now_ms());
     let token = s
         .app_access_token(dir, sp, &resource, &roles)
-        .map_err(|e| {
-            sts_error(
-                ids,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                90014,
-                &e.to_string(),
-            )
-        })?;
+        .map_err(|e| server_error(ids, e))?;
     Ok(token_response(token, None, None, None, None))
 }

@@ -61,6 +61,33 @@ pub fn missing_param(ids: &ReqIds, name: &str) -> Response {
     )
 }
 
+/// Parameter `name` of the form, or AADSTS900144 naming it.
+pub fn param<'a>(p: &'a Params, ids: &ReqIds, name: &str) -> Result<&'a String, Response> {
+    p.get(name).ok_or_else(|| missing_param(ids, name))
+}
+
+/// AADSTS90014 with `e`: the emulator itself failed.
+pub fn server_error(ids: &ReqIds, e: impl std::fmt::Display) -> Response {
+    sts_error(
+        ids,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        90014,
+        &e.to_string(),
+    )
+}
+
+/// AADSTS7000218: a confidential client presented neither a secret nor an assertion.
+pub fn missing_secret(ids: &ReqIds) -> Response {
+    sts_error(
+        ids,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+    )
+}
+
 pub fn app_not_found(ids: &ReqIds, client_id: &str, tenant_name: &str) -> Response {
     sts_error(
         ids,
@@ -259,13 +286,9 @@ pub async fn token(
 pub type Grant = Result<serde_json::Value, Response>;
 
 fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Grant {
-    let client_id = p
-        .get("client_id")
-        .ok_or_else(|| missing_param(ids, "client_id"))?;
+    let client_id = param(p, ids, "client_id")?;
     // The v2 endpoint takes `device_code` only; there is no `code` alias (v2-oauth2-device-code).
-    let code = p
-        .get("device_code")
-        .ok_or_else(|| missing_param(ids, "device_code"))?;
+    let code = param(p, ids, "device_code")?;
     let now = s.now_ms();
     let bad_code = || {
         sts_error(
@@ -283,13 +306,7 @@ fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gran
     if let Some(app) = s.client_app(inner, client_id)
         && !app.public
     {
-        return Err(sts_error(
-            ids,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        ));
+        return Err(missing_secret(ids));
     }
     if session.status == DeviceStatus::Redeemed {
         return Err(sts_error(
@@ -366,15 +383,7 @@ fn issue_user_tokens(
     p: &Params,
 ) -> Grant {
     let dir = &inner.dir;
-    let server_error = |e: crate::SimError| {
-        sts_error(
-            ids,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            90014,
-            &e.to_string(),
-        )
-    };
+    let server_error = |e: crate::SimError| server_error(ids, e);
     let user = dir.user(user_id).cloned().ok_or_else(|| {
         sts_error(
             ids,
@@ -451,12 +460,8 @@ fn issue_user_tokens(
 }
 
 fn refresh_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Grant {
-    let client_id = p
-        .get("client_id")
-        .ok_or_else(|| missing_param(ids, "client_id"))?;
-    let rt = p
-        .get("refresh_token")
-        .ok_or_else(|| missing_param(ids, "refresh_token"))?;
+    let client_id = param(p, ids, "client_id")?;
+    let rt = param(p, ids, "refresh_token")?;
     let invalid = || {
         sts_error(
             ids,

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use entra_sim::{Faults, GRAPH_APP_ID, TEAMS_APP_ID};
-use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::wire::Wire;
+use testkit::wire::ids::{TEAMS_ADMIN, USER_READ_ALL};
+use testkit::wire::{Wire, str_of};
 
 fn schemas() -> BTreeMap<String, Value> {
     schema::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/graph-v1.0"))
@@ -51,23 +51,6 @@ impl Checker {
     }
 }
 
-async fn token_with(env: &Wire, nick: &str, scope: &str) -> String {
-    let dc = env.device_code(scope).await;
-    env.sim
-        .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn(nick))
-        .await
-        .unwrap();
-    let (st, body) = env.poll(dc["device_code"].as_str().unwrap()).await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn ok(env: &Wire, m: Method, path: &str, t: &str, body: Option<Value>) -> Value {
-    let (st, v) = env.graph(m.clone(), path, t, body).await;
-    assert!(st.is_success(), "{m} {path}: {st} {v}");
-    v
-}
-
 #[tokio::test]
 async fn every_answer_matches_the_graph_v1_schemas() {
     let env = Wire::start(Faults::default()).await;
@@ -78,254 +61,154 @@ async fn every_answer_matches_the_graph_v1_schemas() {
     };
     // First, before anything broader is consented (a token's scp carries every scope consented
     // for the client), a sign-in that may not read directory roles.
-    let narrow = token_with(&env, "globaladmin", "User.Read").await;
+    let narrow = env.token_with("globaladmin", "User.Read").await;
     let t = env.access_token("globaladmin").await;
+    let get = |path: String| {
+        let (env, t) = (&env, t.clone());
+        async move { env.get(&t, &path).await.expect(200) }
+    };
 
     // Users, the organization, roles.
-    let me = ok(&env, Method::GET, "/me", &t, None).await;
+    let me = get("/me".into()).await;
     c.one("GET /me", "user", &me);
-    let uid = me["id"].as_str().unwrap().to_owned();
-    let user = ok(&env, Method::GET, &format!("/users/{uid}"), &t, None).await;
+    let user = get(format!("/users/{}", str_of(&me["id"]))).await;
     c.one("GET /users/{id}", "user", &user);
-    let org = ok(&env, Method::GET, "/organization", &t, None).await;
-    c.each("GET /organization", "organization", &org);
-    let roles = ok(&env, Method::GET, "/me/transitiveMemberOf", &t, None).await;
-    c.each("GET /me/transitiveMemberOf", "directoryRole", &roles);
-    let stripped = ok(&env, Method::GET, "/me/transitiveMemberOf", &narrow, None).await;
-    c.each(
-        "GET /me/transitiveMemberOf (User.Read only)",
-        "directoryRole",
-        &stripped,
-    );
+    for (path, kind) in [
+        ("/organization", "organization"),
+        ("/me/transitiveMemberOf", "directoryRole"),
+        ("/directoryRoles", "directoryRole"),
+        (
+            "/roleManagement/directory/roleDefinitions",
+            "unifiedRoleDefinition",
+        ),
+    ] {
+        c.each(&format!("GET {path}"), kind, &get(path.into()).await);
+    }
+    let stripped = env.get(&narrow, "/me/transitiveMemberOf").await.expect(200);
+    let what = "GET /me/transitiveMemberOf (User.Read only)";
+    c.each(what, "directoryRole", &stripped);
     assert!(stripped["value"][0]["roleTemplateId"].is_null());
-    let droles = ok(&env, Method::GET, "/directoryRoles", &t, None).await;
-    c.each("GET /directoryRoles", "directoryRole", &droles);
-    let defs = ok(
-        &env,
-        Method::GET,
-        "/roleManagement/directory/roleDefinitions",
-        &t,
-        None,
-    )
-    .await;
-    c.each("GET roleDefinitions", "unifiedRoleDefinition", &defs);
 
     // Applications: create, upsert, read, list, secrets, owners.
-    let created = ok(
-        &env,
-        Method::POST,
-        "/applications",
-        &t,
-        Some(json!({"displayName": "shape-post", "signInAudience": "AzureADMyOrg"})),
-    )
-    .await;
+    let post = json!({"displayName": "shape-post", "signInAudience": "AzureADMyOrg"});
+    let created = env.post(&t, "/applications", post).await.expect(201);
     c.one("POST /applications", "application", &created);
-    let (st, _, upserted) = env
-        .graph_full(
-            Method::PATCH,
-            "/applications(uniqueName='onboard-shape')",
-            &t,
-            Some(json!({
-                "displayName": "shape",
-                "signInAudience": "AzureADMyOrg",
-                "web": {"redirectUris": ["https://shape.example/cb"]},
-                "requiredResourceAccess": [{"resourceAppId": GRAPH_APP_ID, "resourceAccess": [{"id": "df021288-bdef-4463-88db-98f22de89214", "type": "Role"}]}],
-            })),
-            &[("Prefer", "create-if-missing")],
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{upserted}");
+    let key = "/applications(uniqueName='onboard-shape')";
+    let rra = json!([{"resourceAppId": GRAPH_APP_ID, "resourceAccess": [{"id": USER_READ_ALL, "type": "Role"}]}]);
+    let upsert = json!({
+        "displayName": "shape",
+        "signInAudience": "AzureADMyOrg",
+        "web": {"redirectUris": ["https://shape.example/cb"]},
+        "requiredResourceAccess": rra,
+    });
+    let upserted = env.upsert(&t, key, upsert).await.expect(201);
     c.one("PATCH upsert (201)", "application", &upserted);
-    let app_oid = upserted["id"].as_str().unwrap().to_owned();
-    let app_id = upserted["appId"].as_str().unwrap().to_owned();
-    let pw = ok(
-        &env,
-        Method::POST,
-        &format!("/applications/{app_oid}/addPassword"),
-        &t,
-        Some(json!({"passwordCredential": {"displayName": "svc"}})),
-    )
-    .await;
+    let app_oid = str_of(&upserted["id"]);
+    let pw = json!({"displayName": "svc"});
+    let pw = env.add_password(&t, &upserted, pw).await.expect(200);
     c.one("POST addPassword", "passwordCredential", &pw);
-    let app = ok(
-        &env,
-        Method::GET,
-        &format!("/applications/{app_oid}"),
-        &t,
-        None,
-    )
-    .await;
+    let app = get(format!("/applications/{app_oid}")).await;
     c.one("GET /applications/{id}", "application", &app);
     assert_eq!(app["web"]["redirectUriSettings"], json!([]));
-    let listed = ok(&env, Method::GET, "/applications", &t, None).await;
-    c.each("GET /applications", "application", &listed);
-    let owners = ok(
-        &env,
-        Method::GET,
-        &format!("/applications/{app_oid}/owners"),
-        &t,
-        None,
-    )
-    .await;
+    c.each(
+        "GET /applications",
+        "application",
+        &get("/applications".into()).await,
+    );
+    let owners = get(format!("/applications/{app_oid}/owners")).await;
     c.each("GET owners", "user", &owners);
 
     // Service principals: ours (single tenant), a multi-tenant one, Microsoft's, the list.
-    let sp = ok(
-        &env,
-        Method::POST,
-        "/servicePrincipals",
-        &t,
-        Some(json!({"appId": app_id})),
-    )
-    .await;
+    let sp = json!({"appId": upserted["appId"]});
+    let sp = env.post(&t, "/servicePrincipals", sp).await.expect(201);
     c.one("POST /servicePrincipals", "servicePrincipal", &sp);
     assert_eq!(sp["signInAudience"], "AzureADMyOrg", "follows the app");
-    let multi = ok(
-        &env,
-        Method::POST,
-        "/applications",
-        &t,
-        Some(json!({"displayName": "shape-multi", "signInAudience": "AzureADMultipleOrgs"})),
-    )
-    .await;
-    let multi_sp = ok(
-        &env,
-        Method::POST,
-        "/servicePrincipals",
-        &t,
-        Some(json!({"appId": multi["appId"]})),
-    )
-    .await;
+    let multi = json!({"displayName": "shape-multi", "signInAudience": "AzureADMultipleOrgs"});
+    let multi = env.post(&t, "/applications", multi).await.expect(201);
+    let multi_sp = json!({"appId": multi["appId"]});
+    let multi_sp = env
+        .post(&t, "/servicePrincipals", multi_sp)
+        .await
+        .expect(201);
     assert_eq!(multi_sp["signInAudience"], "AzureADMultipleOrgs");
-    let sp_id = sp["id"].as_str().unwrap().to_owned();
+    let sp_id = str_of(&sp["id"]);
     for res in [GRAPH_APP_ID, TEAMS_APP_ID] {
-        let r = ok(
-            &env,
-            Method::GET,
-            &format!("/servicePrincipals(appId='{res}')"),
-            &t,
-            None,
-        )
-        .await;
+        let r = get(format!("/servicePrincipals(appId='{res}')")).await;
         c.one("GET resource SP", "servicePrincipal", &r);
     }
-    let sps = ok(&env, Method::GET, "/servicePrincipals", &t, None).await;
+    let sps = get("/servicePrincipals".into()).await;
     c.each("GET /servicePrincipals", "servicePrincipal", &sps);
 
     // Grants: app role assignments, delegated grants, directory roles.
     let graph_sp = env.graph_sp_id(&t).await;
-    let grant = ok(
-        &env,
-        Method::POST,
-        &format!("/servicePrincipals/{graph_sp}/appRoleAssignedTo"),
-        &t,
-        Some(json!({"principalId": sp_id, "resourceId": graph_sp, "appRoleId": "df021288-bdef-4463-88db-98f22de89214"})),
-    )
-    .await;
-    c.one("POST appRoleAssignedTo", "appRoleAssignment", &grant);
+    let grant = env
+        .assign_role(&t, &graph_sp, &sp["id"], USER_READ_ALL)
+        .await;
+    c.one(
+        "POST appRoleAssignedTo",
+        "appRoleAssignment",
+        &grant.expect(201),
+    );
     for p in [
         format!("/servicePrincipals/{graph_sp}/appRoleAssignedTo"),
         format!("/servicePrincipals/{sp_id}/appRoleAssignments"),
     ] {
-        let v = ok(&env, Method::GET, &p, &t, None).await;
-        c.each(&format!("GET {p}"), "appRoleAssignment", &v);
+        c.each(
+            &format!("GET {p}"),
+            "appRoleAssignment",
+            &get(p.clone()).await,
+        );
     }
-    let dg = ok(
-        &env,
-        Method::POST,
-        "/oauth2PermissionGrants",
-        &t,
-        Some(json!({"clientId": sp_id, "consentType": "AllPrincipals", "resourceId": graph_sp, "scope": "User.Read"})),
-    )
-    .await;
+    let dg = json!({"clientId": sp_id, "consentType": "AllPrincipals", "resourceId": graph_sp, "scope": "User.Read"});
+    let dg = env
+        .post(&t, "/oauth2PermissionGrants", dg)
+        .await
+        .expect(201);
     c.one("POST oauth2PermissionGrants", "oAuth2PermissionGrant", &dg);
-    let dgs = ok(&env, Method::GET, "/oauth2PermissionGrants", &t, None).await;
+    let dgs = get("/oauth2PermissionGrants".into()).await;
     c.each("GET oauth2PermissionGrants", "oAuth2PermissionGrant", &dgs);
-    let ra = ok(
-        &env,
-        Method::POST,
-        "/roleManagement/directory/roleAssignments",
-        &t,
-        Some(json!({"roleDefinitionId": "69091246-20e8-4a56-aa4d-066075b2a7a8", "principalId": sp_id, "directoryScopeId": "/"})),
-    )
-    .await;
+    let assignments = "/roleManagement/directory/roleAssignments";
+    let ra =
+        json!({"roleDefinitionId": TEAMS_ADMIN, "principalId": sp_id, "directoryScopeId": "/"});
+    let ra = env.post(&t, assignments, ra).await.expect(201);
     c.one("POST roleAssignments", "unifiedRoleAssignment", &ra);
-    let ras = ok(
-        &env,
-        Method::GET,
-        "/roleManagement/directory/roleAssignments",
-        &t,
-        None,
-    )
-    .await;
+    let ras = get(assignments.into()).await;
     c.each("GET roleAssignments", "unifiedRoleAssignment", &ras);
-    let members = ok(
-        &env,
-        Method::GET,
-        "/directoryRoles(roleTemplateId='69091246-20e8-4a56-aa4d-066075b2a7a8')/members",
-        &t,
-        None,
-    )
+    let members = get(format!(
+        "/directoryRoles(roleTemplateId='{TEAMS_ADMIN}')/members"
+    ))
     .await;
     c.each("GET directoryRole members", "servicePrincipal", &members);
 
     // The recycle bin.
-    ok(
-        &env,
-        Method::DELETE,
-        &format!("/applications/{app_oid}"),
-        &t,
-        None,
-    )
-    .await;
+    env.delete(&t, &format!("/applications/{app_oid}"))
+        .await
+        .expect(204);
     for (cast, kind) in [
         ("microsoft.graph.application", "application"),
         ("microsoft.graph.servicePrincipal", "servicePrincipal"),
     ] {
-        let v = ok(
-            &env,
-            Method::GET,
-            &format!("/directory/deletedItems/{cast}"),
-            &t,
-            None,
-        )
-        .await;
+        let v = get(format!("/directory/deletedItems/{cast}")).await;
         c.each(&format!("GET deletedItems/{cast}"), kind, &v);
     }
 
     // Errors: 404, 400 with details, 403, 401.
+    let no_app = json!({"appId": "11111111-1111-1111-1111-111111111111"});
+    let denied = json!({"displayName": "denied"});
     let errors = [
-        env.graph(
-            Method::GET,
-            "/applications/00000000-0000-0000-0000-000000000000",
-            &t,
-            None,
-        )
-        .await,
-        env.graph(
-            Method::POST,
-            "/servicePrincipals",
-            &t,
-            Some(json!({"appId": "11111111-1111-1111-1111-111111111111"})),
-        )
-        .await,
-        env.graph(
-            Method::POST,
-            "/applications",
-            &narrow,
-            Some(json!({"displayName": "denied"})),
-        )
-        .await,
-        env.graph(Method::GET, "/me", "not-a-token", None).await,
-    ];
+        env.get(&t, "/applications/00000000-0000-0000-0000-000000000000")
+            .await,
+        env.post(&t, "/servicePrincipals", no_app).await,
+        env.post(&narrow, "/applications", denied).await,
+        env.get("not-a-token", "/me").await,
+    ]
+    .map(|r| (r.status, r.json()));
     for (i, (st, body)) in errors.iter().enumerate() {
         assert!(st.is_client_error(), "{st} {body}");
         c.one(&format!("error {i} ({st})"), "odataError", body);
     }
-    assert_eq!(
-        errors[1].1["error"]["details"][0]["code"],
-        "NoBackingApplicationObject"
-    );
+    let detail = &errors[1].1["error"]["details"][0]["code"];
+    assert_eq!(detail, "NoBackingApplicationObject");
 
     assert!(
         c.failures.is_empty(),

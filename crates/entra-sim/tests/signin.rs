@@ -2,167 +2,105 @@
 //! on refresh and unknown users.
 
 use entra_sim::Faults;
-use reqwest::{Method, StatusCode};
-use testkit::wire::{SCOPE, Wire, assert_sts_error, claims};
+use serde_json::json;
+use testkit::wire::ids::GRAPH;
+use testkit::wire::{GRAPH_DEFAULT, SCOPE, Wire, access_claims, str_of};
 
 #[tokio::test]
 async fn the_verification_page_form_completes_a_sign_in() {
     let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
-    let code = dc["user_code"].as_str().unwrap().to_ascii_lowercase();
-    let page = env
-        .http
-        .get(dc["verification_uri"].as_str().unwrap())
-        .send()
+    let code = str_of(&dc["user_code"]).to_ascii_lowercase();
+    env.get_raw(&str_of(&dc["verification_uri"]))
         .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let r = env
-        .http
-        .post(env.url("/devicelogin"))
-        .form(&[
-            ("user_code", code.as_str()),
-            ("upn", &env.upn("appadmin")),
-            ("action", "approve"),
-        ])
-        .send()
+        .expect_text(200);
+    let upn = env.upn("appadmin");
+    let form = [("user_code", code.as_str()), ("upn", &upn)];
+    let approve = [&form[..], &[("action", "approve")]].concat();
+    let html = env
+        .post_form("/devicelogin", &approve)
         .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let html = r.text().await.unwrap();
+        .expect_text(200);
     assert!(
         html.contains("You have signed in to the <b>Sandbox1-sp2-token</b> application"),
         "{html}"
     );
-    let (st, tok) = env.poll(dc["device_code"].as_str().unwrap()).await;
-    assert_eq!(st, StatusCode::OK, "{tok}");
+    env.poll(&str_of(&dc["device_code"])).await.expect(200);
     // Entering the same code again is refused (AADSTS90120).
-    let r = env
-        .http
-        .post(env.url("/devicelogin"))
-        .form(&[("user_code", code.as_str()), ("upn", &env.upn("appadmin"))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    assert!(r.text().await.unwrap().contains("AADSTS90120"));
+    let again = env.post_form("/devicelogin", &form).await.expect_text(409);
+    assert!(again.contains("AADSTS90120"));
     env.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn public_token_app_cannot_use_client_credentials_and_guid_audience_is_kept() {
-    let env = Wire::start(Faults::default()).await;
-    let admin = env.access_token("globaladmin").await;
-    let (st, body) = env
-        .client_credentials(
-            &env.info.token_app_client_id,
-            "anything",
-            "https://graph.microsoft.com/.default",
-        )
+    let (env, admin) = Wire::signed_in("globaladmin").await;
+    let token_app = &env.info.token_app_client_id;
+    let r = env
+        .client_credentials(token_app, "anything", GRAPH_DEFAULT)
         .await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
-    assert_sts_error(&body, "invalid_client", 700025);
+    r.expect_sts_error(401, "invalid_client", 700025);
     let (app, _, secret) = env.provision(&admin, "guid-aud").await;
-    let (st, tok) = env
-        .client_credentials(
-            app["appId"].as_str().unwrap(),
-            &secret,
-            "00000003-0000-0000-c000-000000000000/.default",
-        )
+    let app_id = str_of(&app["appId"]);
+    let r = env
+        .client_credentials(&app_id, &secret, &format!("{GRAPH}/.default"))
         .await;
-    assert_eq!(st, StatusCode::OK);
-    let t = tok["access_token"].as_str().unwrap();
-    assert_eq!(claims(t)["aud"], "00000003-0000-0000-c000-000000000000");
+    let tok = r.expect(200);
+    assert_eq!(access_claims(&tok)["aud"], GRAPH);
     // Graph accepts either audience form.
-    let (st, body) = env.graph(Method::GET, "/applications", t, None).await;
+    let r = env
+        .get(&str_of(&tok["access_token"]), "/applications")
+        .await;
     assert_eq!(
-        st,
-        StatusCode::FORBIDDEN,
-        "accepted as Graph token, but no roles: {body}"
+        r.status, 403,
+        "accepted as Graph token, but no roles: {}",
+        r.text
     );
     env.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn expired_secret_unconsented_refresh_scope_and_unknown_user() {
-    let env = Wire::start(Faults::default()).await;
-    let admin = env.access_token("globaladmin").await;
+    let (env, admin) = Wire::signed_in("globaladmin").await;
     let (app, _, _) = env.provision(&admin, "old-secret").await;
-    let (st, pw) = env
-        .graph(
-            Method::POST,
-            &format!("/applications/{}/addPassword", app["id"].as_str().unwrap()),
-            &admin,
-            Some(serde_json::json!({"passwordCredential": {"startDateTime": "2020-01-01T00:00:00Z", "endDateTime": "2021-01-01T00:00:00Z"}})),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{pw}");
-    let (st, body) = env
-        .client_credentials(
-            app["appId"].as_str().unwrap(),
-            pw["secretText"].as_str().unwrap(),
-            "https://graph.microsoft.com/.default",
-        )
-        .await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
-    assert_sts_error(&body, "invalid_client", 7000222);
+    let old =
+        json!({"startDateTime": "2020-01-01T00:00:00Z", "endDateTime": "2021-01-01T00:00:00Z"});
+    let pw = env.add_password(&admin, &app, old).await.expect(200);
+    let r = env.app_token(&app, &str_of(&pw["secretText"])).await;
+    r.expect_sts_error(401, "invalid_client", 7000222);
 
     // A refresh asking for a permission never consented needs a new interactive sign-in.
-    let dc = env.device_code("User.Read offline_access").await;
-    env.sim
-        .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn("appadmin"))
-        .await
-        .unwrap();
-    let (_, tok) = env.poll(dc["device_code"].as_str().unwrap()).await;
+    let tok = env
+        .sign_in_with("appadmin", "User.Read offline_access")
+        .await;
     // scp carries everything consented for the client on Graph, not only what was asked now.
     assert_eq!(
-        claims(tok["access_token"].as_str().unwrap())["scp"],
+        access_claims(&tok)["scp"],
         "User.Read AppRoleAssignment.ReadWrite.All Application.Read.All Application.ReadWrite.All DelegatedPermissionGrant.ReadWrite.All Directory.Read.All RoleManagement.Read.Directory RoleManagement.ReadWrite.Directory"
     );
     let cid = env.info.token_app_client_id.clone();
-    let (st, body) = env
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", &cid),
-            ("refresh_token", tok["refresh_token"].as_str().unwrap()),
-            ("scope", "Domain.ReadWrite.All offline_access"),
-        ])
-        .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "invalid_grant", 65001);
+    let rt = str_of(&tok["refresh_token"]);
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("client_id", &cid),
+        ("refresh_token", &rt),
+        ("scope", "Domain.ReadWrite.All offline_access"),
+    ];
+    let r = env.token(&refresh).await;
+    r.expect_sts_error(400, "invalid_grant", 65001);
     // Once an admin consents to it for the tenant, the same refresh token may ask for it.
-    let dc = env.device_code("Domain.ReadWrite.All").await;
-    env.sim
-        .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn("globaladmin"))
-        .await
-        .unwrap();
-    let (st, body) = env
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", &cid),
-            ("refresh_token", tok["refresh_token"].as_str().unwrap()),
-            ("scope", "Domain.ReadWrite.All offline_access"),
-        ])
+    env.sign_in_with("globaladmin", "Domain.ReadWrite.All")
         .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["scp"]
-            .as_str()
-            .unwrap()
-            .split(' ')
-            .next(),
-        Some("Domain.ReadWrite.All")
-    );
+    let body = env.token(&refresh).await.expect(200);
+    let scp = str_of(&access_claims(&body)["scp"]);
+    assert_eq!(scp.split(' ').next(), Some("Domain.ReadWrite.All"));
 
     let dc = env.device_code(SCOPE).await;
+    let user_code = str_of(&dc["user_code"]);
     let err = env
         .sim
-        .complete_device_login(
-            dc["user_code"].as_str().unwrap(),
-            "ghost@contoso.onmicrosoft.com",
-        )
-        .await
-        .unwrap_err();
+        .complete_device_login(&user_code, "ghost@contoso.onmicrosoft.com");
+    let err = err.await.unwrap_err();
     assert!(matches!(err, entra_sim::SimError::UnknownUser(_)), "{err}");
     env.sim.shutdown().await;
 }

@@ -2,9 +2,9 @@
 //! client credentials, and the /_sim control endpoints.
 
 use entra_sim::{APP_ADMIN, Faults, GLOBAL_ADMIN};
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use testkit::wire::{SCOPE, Wire, assert_sts_error, claims};
+use testkit::wire::ids::TEAMS;
+use testkit::wire::{GRAPH_DEFAULT, SCOPE, Wire, access_claims, claims, str_of};
 
 #[tokio::test]
 async fn discovery_and_jwks_describe_the_emulator() {
@@ -12,72 +12,34 @@ async fn discovery_and_jwks_describe_the_emulator() {
     let tid = &env.info.tenant_id;
     for seg in [
         tid.as_str(),
-        env.info.tenant_domain.as_str(),
+        &env.info.tenant_domain,
         "organizations",
         "common",
     ] {
-        let r = env
-            .http
-            .get(env.url(&format!("/{seg}/v2.0/.well-known/openid-configuration")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{seg}");
-        let d: Value = r.json().await.unwrap();
+        let d = env.discovery(seg).await.expect(200);
+        let device = str_of(&d["device_authorization_endpoint"]);
         assert!(
-            d["device_authorization_endpoint"]
-                .as_str()
-                .unwrap()
-                .ends_with("/oauth2/v2.0/devicecode")
+            device.ends_with("/oauth2/v2.0/devicecode"),
+            "{seg}: {device}"
         );
-        assert!(
-            d["token_endpoint"]
-                .as_str()
-                .unwrap()
-                .starts_with(&env.info.base_url)
-        );
+        let token = str_of(&d["token_endpoint"]);
+        assert!(token.starts_with(&env.info.base_url), "{seg}: {token}");
     }
-    let d: Value = env
-        .http
-        .get(env.url(&format!("/{tid}/v2.0/.well-known/openid-configuration")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d = env.discovery(tid).await.expect(200);
     assert_eq!(d["issuer"], format!("{}/{tid}/v2.0", env.info.base_url));
-    let jwks: Value = env
-        .http
-        .get(d["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = env.get_raw(&str_of(&d["jwks_uri"])).await.expect(200);
     let token = env.access_token("globaladmin").await;
     let header: Value = {
         use base64::Engine;
         let h = token.split('.').next().unwrap();
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(h)
-                .unwrap(),
-        )
-        .unwrap()
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h);
+        serde_json::from_slice(&h.unwrap()).unwrap()
     };
     assert_eq!(header["alg"], "RS256");
     assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
 
-    let r = env
-        .http
-        .get(env.url("/nosuchtenant.example/v2.0/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_sts_error(&r.json().await.unwrap(), "invalid_request", 90002);
+    let r = env.discovery("nosuchtenant.example").await;
+    r.expect_sts_error(400, "invalid_request", 90002);
     env.sim.shutdown().await;
 }
 
@@ -87,56 +49,39 @@ async fn device_flow_pending_then_success_with_entra_claims() {
     let dc = env.device_code(SCOPE).await;
     assert_eq!(dc["expires_in"], 900);
     assert_eq!(dc["interval"], 5);
-    assert_eq!(
-        dc["verification_uri"],
-        format!("{}/devicelogin", env.info.base_url)
-    );
-    assert!(
-        dc["message"]
-            .as_str()
-            .unwrap()
-            .contains(dc["user_code"].as_str().unwrap())
-    );
+    let uri = format!("{}/devicelogin", env.info.base_url);
+    assert_eq!(dc["verification_uri"], uri);
+    let user_code = str_of(&dc["user_code"]);
+    assert!(str_of(&dc["message"]).contains(&user_code));
     assert!(dc.get("verification_uri_complete").is_none());
-    let device_code = dc["device_code"].as_str().unwrap();
+    let device_code = str_of(&dc["device_code"]);
 
-    let (st, body) = env.poll(device_code).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "authorization_pending", 70016);
+    let r = env.poll(&device_code).await;
+    r.expect_sts_error(400, "authorization_pending", 70016);
 
     // The script path: POST /_sim/devicelogin.
     let r = env
-        .http
-        .post(env.url("/_sim/devicelogin"))
-        .form(&[
-            ("user_code", dc["user_code"].as_str().unwrap()),
-            ("upn", &env.upn("globaladmin")),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .sim_login(&user_code, &env.upn("globaladmin"), None)
+        .await;
+    r.expect(200);
 
-    let (st, tok) = env.poll(device_code).await;
-    assert_eq!(st, StatusCode::OK, "{tok}");
+    let tok = env.poll(&device_code).await.expect(200);
     assert_eq!(tok["token_type"], "Bearer");
     assert!(tok["refresh_token"].as_str().is_some());
     assert!(tok["id_token"].as_str().is_some());
-    let c = claims(tok["access_token"].as_str().unwrap());
+    let c = access_claims(&tok);
     let ga = env
         .info
         .users
         .iter()
-        .find(|u| u.upn == env.upn("globaladmin"))
-        .unwrap();
+        .find(|u| u.upn == env.upn("globaladmin"));
+    let ga = ga.unwrap();
     assert_eq!(c["tid"], env.info.tenant_id);
     assert_eq!(c["oid"], ga.id);
     assert_eq!(c["upn"], ga.upn);
     assert_eq!(c["aud"], "https://graph.microsoft.com");
-    assert_eq!(
-        c["iss"],
-        format!("https://sts.windows.net/{}/", env.info.tenant_id)
-    );
+    let iss = format!("https://sts.windows.net/{}/", env.info.tenant_id);
+    assert_eq!(c["iss"], iss);
     assert_eq!(c["appid"], env.info.token_app_client_id);
     assert_eq!(c["ver"], "1.0");
     assert!(
@@ -146,22 +91,21 @@ async fn device_flow_pending_then_success_with_entra_claims() {
             .iter()
             .any(|w| w == GLOBAL_ADMIN)
     );
-    let scp = c["scp"].as_str().unwrap();
+    let scp = str_of(&c["scp"]);
     assert!(
         scp.split(' ').any(|s| s == "Application.ReadWrite.All"),
         "{scp}"
     );
     assert!(c.get("roles").is_none());
     assert!(c["exp"].as_i64().unwrap() > c["iat"].as_i64().unwrap());
-    let id = claims(tok["id_token"].as_str().unwrap());
+    let id = claims(&str_of(&tok["id_token"]));
     assert_eq!(id["aud"], env.info.token_app_client_id);
     assert_eq!(id["ver"], "2.0");
     assert_eq!(id["preferred_username"], ga.upn);
 
     // Redeemed codes cannot be reused.
-    let (st, body) = env.poll(device_code).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "invalid_grant", 54005);
+    let r = env.poll(&device_code).await;
+    r.expect_sts_error(400, "invalid_grant", 54005);
 
     // The consent created the temporary token app's enterprise app.
     let snap = env.sim.snapshot();
@@ -180,11 +124,10 @@ async fn device_flow_pending_then_success_with_entra_claims() {
 async fn device_flow_slow_down_when_polling_faster_than_interval() {
     let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
-    let code = dc["device_code"].as_str().unwrap();
-    let (_, first) = env.poll(code).await;
+    let code = str_of(&dc["device_code"]);
+    let first = env.poll(&code).await.json();
     assert_eq!(first["error"], "authorization_pending");
-    let (st, second) = env.poll(code).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let second = env.poll(&code).await.expect(400);
     assert_eq!(second["error"], "slow_down");
     env.sim.shutdown().await;
 }
@@ -193,48 +136,30 @@ async fn device_flow_slow_down_when_polling_faster_than_interval() {
 async fn device_flow_declined_by_page_and_by_fault() {
     let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
+    let user_code = str_of(&dc["user_code"]);
     let r = env
-        .http
-        .post(env.url("/_sim/devicelogin"))
-        .form(&[
-            ("user_code", dc["user_code"].as_str().unwrap()),
-            ("upn", &env.upn("appadmin")),
-            ("action", "decline"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let (st, body) = env.poll(dc["device_code"].as_str().unwrap()).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "authorization_declined", 65004);
+        .sim_login(&user_code, &env.upn("appadmin"), Some("decline"))
+        .await;
+    r.expect(200);
+    let r = env.poll(&str_of(&dc["device_code"])).await;
+    r.expect_sts_error(400, "authorization_declined", 65004);
 
     env.sim.set_faults(Faults {
         decline_all_signins: true,
         ..Faults::default()
     });
     let dc = env.device_code(SCOPE).await;
-    env.sim
-        .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn("globaladmin"))
-        .await
-        .unwrap();
-    let (_, body) = env.poll(dc["device_code"].as_str().unwrap()).await;
-    assert_eq!(body["error"], "authorization_declined");
+    let r = env
+        .complete_at(&env.info.tenant_id, &dc, &env.upn("globaladmin"))
+        .await;
+    assert_eq!(r.json()["error"], "authorization_declined");
     // The control endpoint reports what really happened.
     let dc = env.device_code(SCOPE).await;
-    let r: Value = env
-        .http
-        .post(env.url("/_sim/devicelogin"))
-        .form(&[
-            ("user_code", dc["user_code"].as_str().unwrap()),
-            ("upn", &env.upn("globaladmin")),
-        ])
-        .send()
+    let user_code = str_of(&dc["user_code"]);
+    let r = env
+        .sim_login(&user_code, &env.upn("globaladmin"), None)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json();
     assert_eq!(r["status"], "declined");
     assert_eq!(r["app"], "Sandbox1-sp2-token");
     env.sim.shutdown().await;
@@ -250,65 +175,47 @@ async fn device_flow_expired_and_bad_codes() {
     let dc = env.device_code(SCOPE).await;
     assert_eq!(dc["expires_in"], 1);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let (st, body) = env.poll(dc["device_code"].as_str().unwrap()).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "expired_token", 70019);
+    let r = env.poll(&str_of(&dc["device_code"])).await;
+    r.expect_sts_error(400, "expired_token", 70019);
+    let user_code = str_of(&dc["user_code"]);
     let err = env
         .sim
-        .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn("globaladmin"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, entra_sim::SimError::CodeExpired));
+        .complete_device_login(&user_code, &env.upn("globaladmin"))
+        .await;
+    assert!(matches!(err.unwrap_err(), entra_sim::SimError::CodeExpired));
 
-    let (st, body) = env.poll("not-a-device-code").await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "bad_verification_code", 70018);
-    let r = env
-        .http
-        .post(env.url("/_sim/devicelogin"))
-        .form(&[("user_code", "NOPE12345"), ("upn", "x")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = env.poll("not-a-device-code").await;
+    r.expect_sts_error(400, "bad_verification_code", 70018);
+    env.sim_login("NOPE12345", "x", None).await.expect_text(400);
     env.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn device_code_request_errors() {
     let env = Wire::start(Faults::default()).await;
-    let url = env.url(&format!("/{}/oauth2/v2.0/devicecode", env.info.tenant_id));
-    let r = env
-        .http
-        .post(&url)
-        .form(&[
-            ("client_id", "11111111-2222-3333-4444-555555555555"),
-            ("scope", "User.Read"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_sts_error(&r.json().await.unwrap(), "unauthorized_client", 700016);
-    let r = env
-        .http
-        .post(&url)
-        .form(&[
-            ("client_id", env.info.token_app_client_id.as_str()),
-            ("scope", "Not.A.Permission"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_sts_error(&r.json().await.unwrap(), "invalid_scope", 70011);
-    let r = env
-        .http
-        .post(&url)
-        .form(&[("client_id", env.info.token_app_client_id.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_sts_error(&r.json().await.unwrap(), "invalid_request", 900144);
+    let path = format!("/{}/oauth2/v2.0/devicecode", env.info.tenant_id);
+    let cid = env.info.token_app_client_id.as_str();
+    for (form, status, error, code) in [
+        (
+            vec![
+                ("client_id", "11111111-2222-3333-4444-555555555555"),
+                ("scope", "User.Read"),
+            ],
+            400,
+            "unauthorized_client",
+            700016,
+        ),
+        (
+            vec![("client_id", cid), ("scope", "Not.A.Permission")],
+            400,
+            "invalid_scope",
+            70011,
+        ),
+        (vec![("client_id", cid)], 400, "invalid_request", 900144),
+    ] {
+        let r = env.post_form(&path, &form).await;
+        r.expect_sts_error(status, error, code);
+    }
     env.sim.shutdown().await;
 }
 
@@ -316,19 +223,19 @@ async fn device_code_request_errors() {
 async fn plain_user_cannot_consent_admin_scopes() {
     let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
+    let user_code = str_of(&dc["user_code"]);
     let err = env
         .sim
-        .complete_device_login(dc["user_code"].as_str().unwrap(), &env.upn("user"))
-        .await
-        .unwrap_err();
+        .complete_device_login(&user_code, &env.upn("user"))
+        .await;
+    let err = err.unwrap_err();
     assert!(
         matches!(err, entra_sim::SimError::ConsentRequired(_)),
         "{err}"
     );
     // Once an admin consented for everyone, the same user can sign in.
     env.sign_in("appadmin").await;
-    let tok = env.sign_in("user").await;
-    let c = claims(tok["access_token"].as_str().unwrap());
+    let c = access_claims(&env.sign_in("user").await);
     assert_eq!(
         c["wids"].as_array().unwrap().len(),
         1,
@@ -341,47 +248,32 @@ async fn plain_user_cannot_consent_admin_scopes() {
 async fn refresh_token_gives_new_tokens() {
     let env = Wire::start(Faults::default()).await;
     let tok = env.sign_in("appadmin").await;
-    let rt = tok["refresh_token"].as_str().unwrap();
+    let rt = str_of(&tok["refresh_token"]);
     let cid = env.info.token_app_client_id.clone();
-    let (st, fresh) = env
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", &cid),
-            ("refresh_token", rt),
-            ("scope", SCOPE),
-        ])
-        .await;
-    assert_eq!(st, StatusCode::OK, "{fresh}");
-    let c = claims(fresh["access_token"].as_str().unwrap());
+    let refresh = [("grant_type", "refresh_token"), ("client_id", &cid)];
+    let form = [&refresh[..], &[("refresh_token", &rt), ("scope", SCOPE)]].concat();
+    let fresh = env.token(&form).await.expect(200);
+    let c = access_claims(&fresh);
     assert_eq!(c["upn"], env.upn("appadmin"));
     assert!(c["wids"].as_array().unwrap().iter().any(|w| w == APP_ADMIN));
     assert_ne!(fresh["refresh_token"], tok["refresh_token"]);
-    let (st, body) = env
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", &cid),
-            ("refresh_token", "1.garbage"),
-        ])
-        .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "invalid_grant", 9002313);
+    let form = [&refresh[..], &[("refresh_token", "1.garbage")]].concat();
+    let r = env.token(&form).await;
+    r.expect_sts_error(400, "invalid_grant", 9002313);
     env.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn client_credentials_ok_wrong_secret_unknown_client() {
-    let env = Wire::start(Faults::default()).await;
-    let admin = env.access_token("globaladmin").await;
+    let (env, admin) = Wire::signed_in("globaladmin").await;
     let (app, sp, secret) = env.provision(&admin, "svc-cc").await;
-    let app_id = app["appId"].as_str().unwrap();
+    let app_id = str_of(&app["appId"]);
+    let (app_id, secret) = (app_id.as_str(), secret.as_str());
 
-    let (st, tok) = env
-        .client_credentials(app_id, &secret, "https://graph.microsoft.com/.default")
-        .await;
-    assert_eq!(st, StatusCode::OK, "{tok}");
+    let tok = env.app_token(&app, secret).await.expect(200);
     assert_eq!(tok["token_type"], "Bearer");
     assert!(tok.get("refresh_token").is_none());
-    let c = claims(tok["access_token"].as_str().unwrap());
+    let c = access_claims(&tok);
     assert_eq!(c["appid"], app_id);
     assert_eq!(c["oid"], sp["id"]);
     assert_eq!(c["idtyp"], "app");
@@ -390,75 +282,68 @@ async fn client_credentials_ok_wrong_secret_unknown_client() {
         "nothing granted yet: no roles claim"
     );
 
-    let (st, body) = env
-        .client_credentials(
+    let unknown = "99999999-8888-7777-6666-555555555555";
+    for (client, secret, scope, status, error, code) in [
+        (
             app_id,
             "wrong-secret",
-            "https://graph.microsoft.com/.default",
-        )
-        .await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
-    assert_sts_error(&body, "invalid_client", 7000215);
-
-    let (st, body) = env
-        .client_credentials(
-            "99999999-8888-7777-6666-555555555555",
-            &secret,
-            "https://graph.microsoft.com/.default",
-        )
-        .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "unauthorized_client", 700016);
-
-    let (st, body) = env
-        .client_credentials(app_id, &secret, "https://graph.microsoft.com/User.Read.All")
-        .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "invalid_scope", 1002012);
-
-    let (st, body) = env
-        .client_credentials(app_id, &secret, "api://nothing-here/.default")
-        .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_sts_error(&body, "invalid_resource", 500011);
+            GRAPH_DEFAULT,
+            401,
+            "invalid_client",
+            7000215,
+        ),
+        (
+            unknown,
+            secret,
+            GRAPH_DEFAULT,
+            400,
+            "unauthorized_client",
+            700016,
+        ),
+        (
+            app_id,
+            secret,
+            "https://graph.microsoft.com/User.Read.All",
+            400,
+            "invalid_scope",
+            1002012,
+        ),
+        (
+            app_id,
+            secret,
+            "api://nothing-here/.default",
+            400,
+            "invalid_resource",
+            500011,
+        ),
+    ] {
+        let r = env.client_credentials(client, secret, scope).await;
+        r.expect_sts_error(status, error, code);
+    }
 
     // Basic auth is accepted too.
-    let r = env
+    let rb = env
         .http
         .post(env.url(&format!("/{}/oauth2/v2.0/token", env.info.tenant_domain)))
-        .basic_auth(app_id, Some(&secret))
+        .basic_auth(app_id, Some(secret))
         .form(&[
             ("grant_type", "client_credentials"),
-            ("scope", "48ac35b8-9aa8-4d74-927d-1f4a14a0b239/.default"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        claims(v["access_token"].as_str().unwrap())["aud"],
-        "48ac35b8-9aa8-4d74-927d-1f4a14a0b239"
-    );
+            ("scope", &format!("{TEAMS}/.default")),
+        ]);
+    let v = env.send("POST token (basic)".into(), rb).await.expect(200);
+    assert_eq!(access_claims(&v)["aud"], TEAMS);
 
     // Secrets are stored hashed, never in clear.
     let snap = env.sim.snapshot().to_string();
-    assert!(!snap.contains(&secret));
+    assert!(!snap.contains(secret));
     env.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn sim_info_and_faults_endpoints() {
     let env = Wire::start(Faults::default()).await;
-    let info: entra_sim::SimInfo = env
-        .http
-        .get(env.url("/_sim/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = env.get_raw("/_sim/info").await.expect(200);
+    let info: entra_sim::SimInfo = serde_json::from_value(info).unwrap();
     assert_eq!(info, env.sim.info());
     assert_eq!(info.tenant_domain, "contoso.onmicrosoft.com");
     let roles: Vec<(String, Vec<String>)> = info
@@ -466,51 +351,29 @@ async fn sim_info_and_faults_endpoints() {
         .iter()
         .map(|u| (u.upn.clone(), u.roles.clone()))
         .collect();
-    assert!(roles.contains(&(
-        "globaladmin@contoso.onmicrosoft.com".into(),
-        vec!["Global Administrator".into()]
-    )));
-    assert!(roles.contains(&(
-        "privroleadmin@contoso.onmicrosoft.com".into(),
-        vec!["Privileged Role Administrator".into()]
-    )));
-    assert!(roles.contains(&(
-        "appadmin@contoso.onmicrosoft.com".into(),
-        vec!["Application Administrator".into()]
-    )));
-    assert!(roles.contains(&("user@contoso.onmicrosoft.com".into(), vec![])));
+    for (nick, role) in [
+        ("globaladmin", Some("Global Administrator")),
+        ("privroleadmin", Some("Privileged Role Administrator")),
+        ("appadmin", Some("Application Administrator")),
+        ("user", None),
+    ] {
+        let want = (env.upn(nick), role.into_iter().map(String::from).collect());
+        assert!(roles.contains(&want), "{want:?}");
+    }
 
-    let r = env
-        .http
-        .post(env.url("/_sim/faults"))
-        .json(&serde_json::json!({"replication_lag_ms": 1234, "throttle_rate": 0.5, "seed": 7}))
-        .send()
+    let faults = serde_json::json!({"replication_lag_ms": 1234, "throttle_rate": 0.5, "seed": 7});
+    let rb = env.http.post(env.url("/_sim/faults")).json(&faults);
+    env.send("POST /_sim/faults".into(), rb)
         .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let f: Faults = env
-        .http
-        .get(env.url("/_sim/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect_text(200);
+    let f = env.get_raw("/_sim/faults").await.expect(200);
+    let f: Faults = serde_json::from_value(f).unwrap();
     assert_eq!(f.replication_lag_ms, 1234);
     assert_eq!(f.seed, Some(7));
 
     // The human page renders the form with the seeded users.
-    let page = env
-        .http
-        .get(env.url("/devicelogin"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = env.get_raw("/devicelogin").await.text;
     assert!(page.contains("<form") && page.contains("appadmin@contoso.onmicrosoft.com"));
-    let _ = env.graph(Method::GET, "/me", "x", None).await;
+    let _ = env.get("x", "/me").await;
     env.sim.shutdown().await;
 }

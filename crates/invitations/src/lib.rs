@@ -243,19 +243,11 @@ impl Invitations {
             None,
         )
         .with_detail("reason", reason);
-        self.record(intent.clone()).await?;
-        let result = self
-            .store
-            .update(id, |r| {
-                let now = now_ms();
-                r.require_pending(now)?;
-                let mut r = r.clone();
-                r.revoked_at_ms = Some(now);
-                r.revoked_by = Some(actor.to_owned());
-                Ok(r)
-            })
-            .await;
-        self.outcome(intent, result).await
+        self.settle_pending(id, intent, |r, now| {
+            r.revoked_at_ms = Some(now);
+            r.revoked_by = Some(actor.to_owned());
+        })
+        .await
     }
 
     /// Redeems a token for a new onboarding: single use, atomically. The hook the Onboarding
@@ -274,15 +266,29 @@ impl Invitations {
             &current,
             Some(onboarding_id),
         );
+        self.settle_pending(&current.id, intent, |r, now| {
+            r.used_at_ms = Some(now);
+            r.onboarding_id = Some(onboarding_id.to_owned());
+        })
+        .await
+    }
+
+    /// Records `intent`, then marks invitation `id` with `mark` (given the time) atomically if
+    /// it is still pending, then records the outcome.
+    async fn settle_pending(
+        &self,
+        id: &str,
+        intent: AuditEntry,
+        mark: impl Fn(&mut InvitationRecord, i64),
+    ) -> Result<InvitationRecord> {
         self.record(intent.clone()).await?;
         let result = self
             .store
-            .update(&current.id, |r| {
+            .update(id, |r| {
                 let now = now_ms();
                 r.require_pending(now)?;
                 let mut r = r.clone();
-                r.used_at_ms = Some(now);
-                r.onboarding_id = Some(onboarding_id.to_owned());
+                mark(&mut r, now);
                 Ok(r)
             })
             .await;

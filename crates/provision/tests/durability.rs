@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_core::HookAction;
 use provision::{EventKind, ListFilter, ProvisionError, Status, StepHook};
-use testkit::engine::{EngineEnv, collect, completion, hook_once};
+use testkit::engine::{EngineEnv, aborted, collect, completion, hook_once};
 use testkit::sim::{TOKEN_APP, assert_rode_out_faults, calm};
 use testkit::snapshot::{apps_named, grants_of, no_duplicates, roles_of, sps_where};
 
@@ -96,13 +96,7 @@ async fn failed_run_retried_with_same_id_converges() -> Result<()> {
     let events = env
         .run(env.request("onb-retry", "Sbc-Retry"), admin.clone())
         .await?;
-    ensure!(
-        matches!(
-            events.last().map(|e| &e.kind),
-            Some(EventKind::Aborted { .. })
-        ),
-        "{events:#?}"
-    );
+    aborted(&events)?;
     let rec = env.engine.get("onb-retry")?.context("record")?;
     ensure!(rec.status == Status::Failed && rec.error.is_some());
 

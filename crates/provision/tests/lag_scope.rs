@@ -11,13 +11,7 @@ use testkit::sim::calm;
 async fn cancel_of_a_settled_onboarding_takes_a_404_as_an_answer() -> Result<()> {
     let env = EngineEnv::start(calm(), None).await?;
     let admin = env.signed_in("globaladmin").await?;
-    let events = collect(
-        env.engine
-            .provision(env.request("onb-gone", "Sbc-Gone"), admin)
-            .await?,
-        60,
-    )
-    .await?;
+    let events = env.provision("onb-gone", "Sbc-Gone", admin).await?;
     completion(&events)?;
     let rec = env.engine.get("onb-gone")?.context("record")?;
     let oid = rec.app_object_id.context("app")?;

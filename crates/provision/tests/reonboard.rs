@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use entra_client::OpContext;
 use onboard_core::HookAction;
 use provision::{EventKind, Status, StepHook};
-use testkit::engine::{EngineEnv, collect, completion};
+use testkit::engine::{EngineEnv, aborted, completion};
 use testkit::sim::calm;
 use testkit::snapshot::{apps_named, provisioned_once};
 
@@ -18,13 +18,9 @@ use testkit::snapshot::{apps_named, provisioned_once};
 async fn cancel_then_onboard_the_same_name_again_completes_without_duplicates() -> Result<()> {
     let env = EngineEnv::start(calm(), None).await?;
     let admin = env.signed_in("globaladmin").await?;
-    let first = collect(
-        env.engine
-            .provision(env.request("onb-first", "Sbc-Again"), admin.clone())
-            .await?,
-        60,
-    )
-    .await?;
+    let first = env
+        .provision("onb-first", "Sbc-Again", admin.clone())
+        .await?;
     completion(&first)?;
     let cancelled = env.engine.cancel("onb-first", "tester").await?;
     ensure!(cancelled.status == Status::Cancelled, "{cancelled:?}");
@@ -38,13 +34,7 @@ async fn cancel_then_onboard_the_same_name_again_completes_without_duplicates() 
         "the cancelled app sits in the bin: {binned:?}"
     );
 
-    let second = collect(
-        env.engine
-            .provision(env.request("onb-second", "Sbc-Again"), admin)
-            .await?,
-        60,
-    )
-    .await?;
+    let second = env.provision("onb-second", "Sbc-Again", admin).await?;
     completion(&second)?;
     // Exactly one live app of that name, one SP, its grants and role: no duplicates.
     let (app_id, _) = provisioned_once(&env.snapshot(), "Sbc-Again", 3, 1)?;
@@ -81,20 +71,10 @@ async fn retry_after_the_app_was_deleted_in_entra_says_what_to_do() -> Result<()
     // Fails right after the app was made, before the step is confirmed: the retry upserts again.
     let env = EngineEnv::start(calm(), Some(fail_once_after("app_registration:changed"))).await?;
     let admin = env.signed_in("globaladmin").await?;
-    let events = collect(
-        env.engine
-            .provision(env.request("onb-del", "Sbc-Deleted"), admin.clone())
-            .await?,
-        60,
-    )
-    .await?;
-    ensure!(
-        matches!(
-            events.last().map(|e| &e.kind),
-            Some(EventKind::Aborted { .. })
-        ),
-        "{events:#?}"
-    );
+    let events = env
+        .provision("onb-del", "Sbc-Deleted", admin.clone())
+        .await?;
+    aborted(&events)?;
     let made = apps_named(&env.snapshot(), "Sbc-Deleted")
         .first()
         .and_then(|a| a["id"].as_str().map(str::to_owned))
@@ -108,13 +88,7 @@ async fn retry_after_the_app_was_deleted_in_entra_says_what_to_do() -> Result<()
         .delete_application(&oid, &OpContext::new())
         .await?;
 
-    let events = collect(
-        env.engine
-            .provision(env.request("onb-del", "Sbc-Deleted"), admin)
-            .await?,
-        60,
-    )
-    .await?;
+    let events = env.provision("onb-del", "Sbc-Deleted", admin).await?;
     let Some(EventKind::Aborted { error }) = events.last().map(|e| &e.kind) else {
         anyhow::bail!("expected Aborted: {events:#?}");
     };

@@ -3,26 +3,10 @@
 //! the permission the token app lacks, not as an admin without roles.
 
 use anyhow::{Result, ensure};
-use entra_client::{EntraClient, OpContext, TokenSet};
+use entra_client::EntraClient;
 use entra_sim::{Sim, SimConfig};
 use provision::{ProvisionError, SIGN_IN_SCOPES, check_sign_in};
-use testkit::sim::{calm, entra_config};
-
-async fn sign_in(sim: &Sim, client: &EntraClient, upn: &str, scopes: &[&str]) -> Result<TokenSet> {
-    let info = sim.info();
-    let mut flow = client
-        .sts()
-        .start_device_code(
-            &info.tenant_domain,
-            &info.token_app_client_id,
-            scopes,
-            &OpContext::new(),
-        )
-        .await?;
-    sim.complete_device_login(&flow.authorization().user_code, upn)
-        .await?;
-    Ok(flow.poll_until_done(|_| {}).await?)
-}
+use testkit::sim::{calm, entra_config, sign_in_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_cannot_read_roles_names_the_missing_permission() -> Result<()> {
@@ -40,7 +24,7 @@ async fn a_token_that_cannot_read_roles_names_the_missing_permission() -> Result
     let client = EntraClient::new(&entra_config(&sim))?;
     let upn = format!("globaladmin@{}", sim.info().tenant_domain);
 
-    let minimal = sign_in(
+    let minimal = sign_in_with(
         &sim,
         &client,
         &upn,
@@ -58,7 +42,7 @@ async fn a_token_that_cannot_read_roles_names_the_missing_permission() -> Result
     );
 
     // The sign-in Onboard makes asks for the permissions by name and gets them by consent.
-    let full = sign_in(&sim, &client, &upn, SIGN_IN_SCOPES).await?;
+    let full = sign_in_with(&sim, &client, &upn, SIGN_IN_SCOPES).await?;
     let admin = check_sign_in(&client, &full, &upn).await?;
     ensure!(admin.role_names() == ["Global Administrator"], "{admin:?}");
     sim.shutdown().await;

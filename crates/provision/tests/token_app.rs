@@ -3,12 +3,12 @@
 //! `<server>-<provider>-token`), so it is found by `appId`.
 
 use anyhow::{Context, Result, ensure};
-use entra_client::{EntraClient, OpContext};
+use entra_client::EntraClient;
 use entra_sim::{Sim, SimConfig};
 use provision::Engine;
 use provision::{PlanRequest, ProvisionRequest};
 use testkit::engine::{collect, completion, engine_config, open_audit};
-use testkit::sim::{SIGN_IN_SCOPES, calm, entra_config};
+use testkit::sim::{SIGN_IN_SCOPES, calm, entra_config, sign_in_with};
 use testkit::snapshot::sps_where;
 
 const PROVIDER_APP_NAME: &str = "Fabrikam Voice Onboarding";
@@ -38,18 +38,7 @@ async fn temporary_app_with_the_provider_apps_own_name_is_found_and_removed() ->
     )?)?;
 
     let upn = format!("globaladmin@{}", info.tenant_domain);
-    let mut flow = client
-        .sts()
-        .start_device_code(
-            &info.tenant_domain,
-            &info.token_app_client_id,
-            SIGN_IN_SCOPES,
-            &OpContext::new(),
-        )
-        .await?;
-    sim.complete_device_login(&flow.authorization().user_code, &upn)
-        .await?;
-    let tokens = flow.poll_until_done(|_| {}).await?;
+    let tokens = sign_in_with(&sim, &client, &upn, SIGN_IN_SCOPES).await?;
     let admin = engine.sign_in(&tokens, &upn).await?;
     let consented = sps_where(&sim.snapshot(), "app_id", &info.token_app_client_id)
         .first()

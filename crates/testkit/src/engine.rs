@@ -190,6 +190,13 @@ impl EngineEnv {
         collect(self.engine.provision(req, admin).await?, 240).await
     }
 
+    /// Onboarding `id` with app `name` ([`EngineEnv::request`]) provisioned as `admin`: every
+    /// event, the last within a minute.
+    pub async fn provision(&self, id: &str, name: &str, admin: Admin) -> Result<Vec<Event>> {
+        let stream = self.engine.provision(self.request(id, name), admin).await?;
+        collect(stream, 60).await
+    }
+
     /// `nick` signed in by device code and checked by the engine.
     pub async fn signed_in(&self, nick: &str) -> Result<Admin> {
         let tokens = self.sign_in(nick).await?;
@@ -252,6 +259,14 @@ pub fn completion(events: &[Event]) -> Result<&Completion> {
     match events.last().map(|e| &e.kind) {
         Some(EventKind::Completed(c)) => Ok(c),
         other => bail!("last event is not Completed: {other:?}\nall: {events:#?}"),
+    }
+}
+
+/// Checks the last of `events` is `Aborted`.
+pub fn aborted(events: &[Event]) -> Result<()> {
+    match events.last().map(|e| &e.kind) {
+        Some(EventKind::Aborted { .. }) => Ok(()),
+        other => bail!("last event is not Aborted: {other:?}\nall: {events:#?}"),
     }
 }
 

@@ -15,6 +15,7 @@
 //! | [`config`], [`server`], [`wizard`], [`sim_server`] | `server` | the typed server configuration; the in-process server and its gRPC clients; the wizard's calls over any channel; a server pointed at the emulator |
 //! | [`process`] | `process` | `onboard serve` and `onboard …` as child processes |
 //! | [`tiles`] | `tiles` | concurrent appenders, the tiles API on loopback, fetched tiles, moto's S3 server |
+//! | [`bench`] | `bench` | the benches' knobs, the ~400-byte entry, timed concurrent appenders, medians |
 //!
 //! Do not use the kit from `#[cfg(test)]` unit tests inside the `src/` of a crate the kit
 //! depends on: that links two copies of the crate. Integration tests (`tests/*.rs`) are fine.
@@ -60,3 +61,5 @@ pub mod process;
 
 #[cfg(feature = "tiles")]
 pub mod tiles;
+#[cfg(feature = "bench")]
+pub mod bench;

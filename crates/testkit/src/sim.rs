@@ -4,7 +4,12 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use entra_client::{DeviceCodeFlow, EntraClient, EntraConfig, GraphClient, OpContext, TokenSet};
+use std::future::Future;
+
+use entra_client::graph::ApplicationSpec;
+use entra_client::{
+    DeviceCodeFlow, EntraClient, EntraConfig, EntraError, GraphClient, OpContext, Reply, TokenSet,
+};
 use entra_sim::{Faults, Sim, SimConfig, SimInfo};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -96,23 +101,70 @@ pub fn upn(info: &SimInfo, nick: &str) -> String {
 
 /// A device-code flow for the token app of `info`'s tenant with the wizard's scopes, started.
 pub async fn device_flow(client: &EntraClient, info: &SimInfo) -> Result<DeviceCodeFlow> {
+    device_flow_with(client, info, SIGN_IN_SCOPES).await
+}
+
+/// A device-code flow for the token app of `info`'s tenant asking for `scopes`, started.
+pub async fn device_flow_with(
+    client: &EntraClient,
+    info: &SimInfo,
+    scopes: &[&str],
+) -> Result<DeviceCodeFlow> {
+    let (tenant, app) = (&info.tenant_domain, &info.token_app_client_id);
+    let ctx = OpContext::new();
     Ok(client
         .sts()
-        .start_device_code(
-            &info.tenant_domain,
-            &info.token_app_client_id,
-            SIGN_IN_SCOPES,
-            &OpContext::new(),
-        )
+        .start_device_code(tenant, app, scopes, &ctx)
         .await?)
+}
+
+/// A single-tenant application named `name`, with nothing else set.
+pub fn app_spec(name: &str) -> ApplicationSpec {
+    ApplicationSpec {
+        display_name: name.into(),
+        sign_in_audience: Some("AzureADMyOrg".into()),
+        ..Default::default()
+    }
+}
+
+/// Awaits an Entra call that must succeed; its value (panics with the error otherwise).
+pub async fn ok<T>(call: impl Future<Output = std::result::Result<Reply<T>, EntraError>>) -> T {
+    match call.await {
+        Ok(reply) => reply.value,
+        Err(e) => panic!("the call failed: {e:?}"),
+    }
+}
+
+/// Checks `err` is Graph's 400 with the `NoBackingApplicationObject` detail (a service principal
+/// for an application Graph does not know, or not yet).
+#[track_caller]
+pub fn assert_no_backing_application(err: &EntraError) {
+    let ge = err
+        .graph()
+        .unwrap_or_else(|| panic!("not a Graph error: {err:?}"));
+    assert_eq!(ge.status, 400, "{ge:?}");
+    let detail = ge
+        .detail_codes
+        .iter()
+        .any(|c| c == "NoBackingApplicationObject");
+    assert!(detail, "{ge:?}");
 }
 
 /// The wizard's device-code sign-in as `nick`: the client starts the flow, the emulator's
 /// "browser" completes it, the client polls until the tokens arrive.
 pub async fn sign_in(sim: &Sim, client: &EntraClient, nick: &str) -> Result<TokenSet> {
-    let info = sim.info();
-    let mut flow = device_flow(client, &info).await?;
-    sim.complete_device_login(&flow.authorization().user_code, &upn(&info, nick))
+    sign_in_with(sim, client, &upn(&sim.info(), nick), SIGN_IN_SCOPES).await
+}
+
+/// A device-code sign-in as `upn` asking for `scopes`, completed in the emulator's "browser".
+pub async fn sign_in_with(
+    sim: &Sim,
+    client: &EntraClient,
+    upn: &str,
+    scopes: &[&str],
+) -> Result<TokenSet> {
+    let mut flow = device_flow_with(client, &sim.info(), scopes).await?;
+    sim.complete_device_login(&flow.authorization().user_code, upn)
         .await?;
     Ok(flow.poll_until_done(|_| {}).await?)
 }
@@ -124,11 +176,23 @@ pub async fn authenticates(
     client_id: &str,
     secret: &SecretString,
 ) -> bool {
-    client
-        .sts()
-        .client_credentials(tenant, client_id, secret, GRAPH_DEFAULT, &OpContext::new())
+    let ctx = OpContext::new();
+    client_credentials(client, tenant, client_id, secret, &ctx)
         .await
         .is_ok()
+}
+
+/// A client-credentials token for Graph for `client_id` of `tenant` with `secret`.
+pub async fn client_credentials(
+    client: &EntraClient,
+    tenant: &str,
+    client_id: &str,
+    secret: &SecretString,
+    ctx: &OpContext,
+) -> std::result::Result<TokenSet, EntraError> {
+    let sts = client.sts();
+    sts.client_credentials(tenant, client_id, secret, GRAPH_DEFAULT, ctx)
+        .await
 }
 
 /// The emulator with an Entra client pointed at it.
@@ -163,6 +227,41 @@ impl SimEnv {
     /// The wizard's device-code sign-in as `nick`.
     pub async fn sign_in(&self, nick: &str) -> Result<TokenSet> {
         sign_in(&self.sim, &self.client, nick).await
+    }
+
+    /// The wizard's device-code sign-in as `nick` asking for exactly `scopes` (plus the OpenID
+    /// ones): a Graph client with the access token.
+    pub async fn graph_with_scopes(&self, nick: &str, scopes: &[&str]) -> Result<GraphClient> {
+        let mut all: Vec<&str> = scopes.to_vec();
+        all.extend(["offline_access", "openid", "profile"]);
+        let mut flow = device_flow_with(&self.client, &self.info, &all).await?;
+        let user_code = flow.authorization().user_code.clone();
+        self.sim
+            .complete_device_login(&user_code, &self.upn(nick))
+            .await?;
+        Ok(self.graph_with(flow.poll_until_done(|_| {}).await?.access_token))
+    }
+
+    /// Redeems `refresh_token` for the wizard's scopes.
+    pub async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+    ) -> std::result::Result<TokenSet, EntraError> {
+        let (tenant, app) = (&self.info.tenant_domain, &self.info.token_app_client_id);
+        let ctx = OpContext::new();
+        let sts = self.client.sts();
+        sts.refresh(tenant, app, refresh_token, SIGN_IN_SCOPES, &ctx)
+            .await
+    }
+
+    /// A client-credentials token for Graph for `client_id` with `secret` in the tenant.
+    pub async fn app_token(
+        &self,
+        client_id: &str,
+        secret: &SecretString,
+        ctx: &OpContext,
+    ) -> std::result::Result<TokenSet, EntraError> {
+        client_credentials(&self.client, &self.info.tenant_id, client_id, secret, ctx).await
     }
 
     /// A Graph client acting as `nick` (delegated).

@@ -1,13 +1,103 @@
 //! The emulator's wire protocol over raw HTTPS (no Entra client in between), for the
 //! emulator's own tests: device code, token endpoint, Graph calls, and the shapes of Entra's
-//! STS and Graph errors. Panics on transport failures (these are test helpers).
+//! STS and Graph errors. Every call answers an [`Answer`], which a test checks in one line
+//! (`.expect(201)`, `.expect_error(404, "Request_ResourceNotFound")`,
+//! `.expect_sts_error(400, "invalid_grant", 54005)`). Panics on transport failures (these are
+//! test helpers).
 
 use entra_sim::{Faults, Sim, SimConfig, SimInfo};
-use reqwest::{Method, StatusCode, header::HeaderMap};
+use reqwest::{Method, RequestBuilder, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 
 /// The device sign-in's scope, space-separated as the form field takes it.
 pub const SCOPE: &str = "https://graph.microsoft.com/.default offline_access openid profile";
+/// The client-credentials scope for Microsoft Graph.
+pub const GRAPH_DEFAULT: &str = "https://graph.microsoft.com/.default";
+/// The device-code grant type.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// `Prefer: create-if-missing`, which makes a PATCH by alternate key an upsert.
+pub const CREATE_IF_MISSING: [(&str, &str); 1] = [("Prefer", "create-if-missing")];
+
+/// Microsoft's well-known ids, written out here rather than taken from the emulator's seed, so
+/// the emulator's tests check its seed against Microsoft's published values.
+pub mod ids {
+    /// Microsoft Graph's app id.
+    pub const GRAPH: &str = "00000003-0000-0000-c000-000000000000";
+    /// The Skype and Teams Tenant Admin API's app id.
+    pub const TEAMS: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
+    /// Graph app role `User.Read.All`.
+    pub const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
+    /// Graph app role `Group.Read.All`.
+    pub const GROUP_READ_ALL: &str = "5b567255-7703-4780-807c-7be8301ae99b";
+    /// Graph app role `Application.ReadWrite.All`.
+    pub const APPLICATION_READ_WRITE_ALL: &str = "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9";
+    /// Directory role template Teams Administrator.
+    pub const TEAMS_ADMIN: &str = "69091246-20e8-4a56-aa4d-066075b2a7a8";
+    /// The `wids` value every app-only token carries.
+    pub const DEFAULT_APP_WID: &str = "0997a1d0-0d1d-4acb-b408-d5ca73121e90";
+}
+
+/// One HTTP answer with what was asked, so a failed check names the call.
+#[derive(Debug)]
+pub struct Answer {
+    /// `METHOD path`.
+    pub what: String,
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body as text.
+    pub text: String,
+}
+
+impl Answer {
+    /// The body as JSON (`null` when empty).
+    pub fn json(&self) -> Value {
+        if self.text.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {}", self.what, self.text))
+    }
+
+    /// Asserts the status; the JSON body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{}: {}", self.what, self.text);
+        self.json()
+    }
+
+    /// Asserts the status; the body as text.
+    #[track_caller]
+    pub fn expect_text(self, status: u16) -> String {
+        assert_eq!(self.status.as_u16(), status, "{}: {}", self.what, self.text);
+        self.text
+    }
+
+    /// Asserts the status and Graph's OData error shape with `code` (see
+    /// [`assert_odata_error`]); the JSON body.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Value {
+        let body = self.expect(status);
+        assert_odata_error(&body, code);
+        body
+    }
+
+    /// Asserts the status and the STS error shape with `error` and `code` (see
+    /// [`assert_sts_error`]); the JSON body.
+    #[track_caller]
+    pub fn expect_sts_error(self, status: u16, error: &str, code: u64) -> Value {
+        let body = self.expect(status);
+        assert_sts_error(&body, error, code);
+        body
+    }
+
+    /// The `access_token` of a successful token answer.
+    #[track_caller]
+    pub fn access_token(self) -> String {
+        str_of(&self.expect(200)["access_token"])
+    }
+}
 
 /// The emulator with a raw HTTPS client trusting its CA.
 pub struct Wire {
@@ -29,16 +119,29 @@ impl Wire {
         .await
     }
 
+    /// Starts the emulator with Entra's defaults and signs `nick` in: the wire and the access
+    /// token.
+    pub async fn signed_in(nick: &str) -> (Self, String) {
+        let wire = Self::start(Faults::default()).await;
+        let token = wire.access_token(nick).await;
+        (wire, token)
+    }
+
     /// Starts the emulator with `config`.
     pub async fn start_with(config: SimConfig) -> Self {
         let sim = crate::sim::start_with(config).await.unwrap();
-        let ca = reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap();
         let http = reqwest::Client::builder()
-            .tls_certs_only([ca])
+            .tls_certs_only([Self::ca(&sim)])
             .build()
             .unwrap();
         let info = sim.info();
         Self { sim, http, info }
+    }
+
+    /// The emulator's CA as a reqwest certificate (for a client built differently, say one
+    /// that does not follow redirects).
+    pub fn ca(sim: &Sim) -> reqwest::Certificate {
+        reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap()
     }
 
     /// `nick@<tenant domain>`.
@@ -46,77 +149,133 @@ impl Wire {
         format!("{nick}@{}", self.info.tenant_domain)
     }
 
-    /// The emulator's URL for `path`.
+    /// The emulator's URL for `path` (a full `https://` URL is kept as it is).
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.info.base_url)
+        if path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.info.base_url)
+        }
+    }
+
+    /// Sends `rb` and reads the whole answer.
+    pub async fn send(&self, what: String, rb: RequestBuilder) -> Answer {
+        let r = rb.send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        Answer {
+            what,
+            status,
+            headers,
+            text,
+        }
+    }
+
+    /// An unauthenticated GET of `path` (or a full URL).
+    pub async fn get_raw(&self, path: &str) -> Answer {
+        self.send(format!("GET {path}"), self.http.get(self.url(path)))
+            .await
+    }
+
+    /// An unauthenticated form POST to `path`.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Answer {
+        let rb = self.http.post(self.url(path)).form(form);
+        self.send(format!("POST {path}"), rb).await
+    }
+
+    /// A tenant's OpenID discovery document (`tenant` an id, a domain, `organizations`...).
+    pub async fn discovery(&self, tenant: &str) -> Answer {
+        self.get_raw(&format!("/{tenant}/v2.0/.well-known/openid-configuration"))
+            .await
+    }
+
+    /// Starts a device-code flow at `tenant` for the token app with `scope`: the answer.
+    pub async fn device_code_at(&self, tenant: &str, scope: &str) -> Answer {
+        let form = [
+            ("client_id", self.info.token_app_client_id.as_str()),
+            ("scope", scope),
+        ];
+        self.post_form(&format!("/{tenant}/oauth2/v2.0/devicecode"), &form)
+            .await
     }
 
     /// Starts a device-code flow for the token app with `scope`; the JSON answer.
     pub async fn device_code(&self, scope: &str) -> Value {
-        let r = self
-            .http
-            .post(self.url(&format!("/{}/oauth2/v2.0/devicecode", self.info.tenant_id)))
-            .form(&[
-                ("client_id", self.info.token_app_client_id.as_str()),
-                ("scope", scope),
-            ])
-            .send()
+        self.device_code_at(&self.info.tenant_id, scope)
             .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
+            .expect(200)
     }
 
-    /// POSTs `form` to the tenant's token endpoint: status and JSON body.
-    pub async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(self.url(&format!("/{}/oauth2/v2.0/token", self.info.tenant_id)))
-            .form(form)
-            .send()
+    /// POSTs `form` to `tenant`'s token endpoint.
+    pub async fn token_at(&self, tenant: &str, form: &[(&str, &str)]) -> Answer {
+        self.post_form(&format!("/{tenant}/oauth2/v2.0/token"), form)
             .await
-            .unwrap();
-        let status = r.status();
-        (status, r.json().await.unwrap())
+    }
+
+    /// POSTs `form` to the tenant's token endpoint.
+    pub async fn token(&self, form: &[(&str, &str)]) -> Answer {
+        self.token_at(&self.info.tenant_id, form).await
+    }
+
+    /// One device-code poll at `tenant`.
+    pub async fn poll_at(&self, tenant: &str, device_code: &str) -> Answer {
+        let form = [
+            ("grant_type", DEVICE_CODE_GRANT),
+            ("client_id", self.info.token_app_client_id.as_str()),
+            ("device_code", device_code),
+        ];
+        self.token_at(tenant, &form).await
     }
 
     /// One device-code poll.
-    pub async fn poll(&self, device_code: &str) -> (StatusCode, Value) {
-        self.token(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("client_id", self.info.token_app_client_id.as_str()),
-            ("device_code", device_code),
-        ])
-        .await
+    pub async fn poll(&self, device_code: &str) -> Answer {
+        self.poll_at(&self.info.tenant_id, device_code).await
+    }
+
+    /// Signs `upn` in for the flow `dc` (a device-code answer) and polls once at `tenant`.
+    pub async fn complete_at(&self, tenant: &str, dc: &Value, upn: &str) -> Answer {
+        self.sim
+            .complete_device_login(&str_of(&dc["user_code"]), upn)
+            .await
+            .unwrap();
+        self.poll_at(tenant, &str_of(&dc["device_code"])).await
+    }
+
+    /// Full device sign-in as `nick` asking for `scope`; returns the token response.
+    pub async fn sign_in_with(&self, nick: &str, scope: &str) -> Value {
+        let dc = self.device_code(scope).await;
+        let tenant = &self.info.tenant_id;
+        self.complete_at(tenant, &dc, &self.upn(nick))
+            .await
+            .expect(200)
     }
 
     /// Full device sign-in as `nick`; returns the token response.
     pub async fn sign_in(&self, nick: &str) -> Value {
-        let dc = self.device_code(SCOPE).await;
-        self.sim
-            .complete_device_login(dc["user_code"].as_str().unwrap(), &self.upn(nick))
-            .await
-            .unwrap();
-        let (st, body) = self.poll(dc["device_code"].as_str().unwrap()).await;
-        assert_eq!(st, StatusCode::OK, "{body}");
-        body
+        self.sign_in_with(nick, SCOPE).await
+    }
+
+    /// The access token of a device sign-in as `nick` asking for `scope`.
+    pub async fn token_with(&self, nick: &str, scope: &str) -> String {
+        str_of(&self.sign_in_with(nick, scope).await["access_token"])
     }
 
     /// The access token of a device sign-in as `nick`.
     pub async fn access_token(&self, nick: &str) -> String {
-        self.sign_in(nick).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.token_with(nick, SCOPE).await
+    }
+
+    /// The `/_sim/devicelogin` control endpoint: `upn` completes `user_code` with `action`
+    /// (`approve` when `None`).
+    pub async fn sim_login(&self, user_code: &str, upn: &str, action: Option<&str>) -> Answer {
+        let mut form = vec![("user_code", user_code), ("upn", upn)];
+        form.extend(action.map(|a| ("action", a)));
+        self.post_form("/_sim/devicelogin", &form).await
     }
 
     /// A client-credentials token request.
-    pub async fn client_credentials(
-        &self,
-        client_id: &str,
-        secret: &str,
-        scope: &str,
-    ) -> (StatusCode, Value) {
+    pub async fn client_credentials(&self, client_id: &str, secret: &str, scope: &str) -> Answer {
         self.token(&[
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
@@ -126,21 +285,30 @@ impl Wire {
         .await
     }
 
+    /// A client-credentials token request for Microsoft Graph by `app` (an application
+    /// object) with `secret`.
+    pub async fn app_token(&self, app: &Value, secret: &str) -> Answer {
+        let app_id = str_of(&app["appId"]);
+        self.client_credentials(&app_id, secret, GRAPH_DEFAULT)
+            .await
+    }
+
     /// A Graph call (`path` under `/v1.0`, or a full `https://` URL) with `token`, optional JSON
-    /// body and extra headers: status, headers and JSON body (`null` when empty).
-    pub async fn graph_full(
+    /// body and extra headers.
+    pub async fn call(
         &self,
         method: Method,
         path: &str,
         token: &str,
         body: Option<Value>,
         headers: &[(&str, &str)],
-    ) -> (StatusCode, HeaderMap, Value) {
+    ) -> Answer {
         let url = if path.starts_with("https://") {
             path.to_string()
         } else {
             self.url(&format!("/v1.0{path}"))
         };
+        let what = format!("{method} {path}");
         let mut rb = self.http.request(method, url).bearer_auth(token);
         for (k, v) in headers {
             rb = rb.header(*k, *v);
@@ -148,64 +316,107 @@ impl Wire {
         if let Some(b) = body {
             rb = rb.json(&b);
         }
-        let r = rb.send().await.unwrap();
-        let status = r.status();
-        let h = r.headers().clone();
-        let text = r.text().await.unwrap();
-        let v = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        (status, h, v)
+        self.send(what, rb).await
     }
 
-    /// [`Wire::graph_full`] without extra headers: status and JSON body.
-    pub async fn graph(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (s, _, v) = self.graph_full(method, path, token, body, &[]).await;
-        (s, v)
+    /// `GET path` on Graph with `token`.
+    pub async fn get(&self, token: &str, path: &str) -> Answer {
+        self.call(Method::GET, path, token, None, &[]).await
+    }
+
+    /// `POST path` on Graph with `token` and a JSON body (none when `body` is `null`).
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Answer {
+        let body = (!body.is_null()).then_some(body);
+        self.call(Method::POST, path, token, body, &[]).await
+    }
+
+    /// `PATCH path` on Graph with `token` and a JSON body.
+    pub async fn patch(&self, token: &str, path: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, path, token, Some(body), &[]).await
+    }
+
+    /// `PATCH path` with `Prefer: create-if-missing`: the upsert by alternate key.
+    pub async fn upsert(&self, token: &str, path: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, path, token, Some(body), &CREATE_IF_MISSING)
+            .await
+    }
+
+    /// `DELETE path` on Graph with `token`.
+    pub async fn delete(&self, token: &str, path: &str) -> Answer {
+        self.call(Method::DELETE, path, token, None, &[]).await
     }
 
     /// Creates an app + SP + secret as `token`'s user; returns (app, sp, secret).
     pub async fn provision(&self, token: &str, name: &str) -> (Value, Value, String) {
         let app = json!({"displayName": name, "signInAudience": "AzureADMyOrg"});
-        let app = self.post_expecting("/applications", token, app, 201).await;
+        let app = self.post(token, "/applications", app).await.expect(201);
         let sp = json!({"appId": app["appId"]});
-        let sp = self
-            .post_expecting("/servicePrincipals", token, sp, 201)
+        let sp = self.post(token, "/servicePrincipals", sp).await.expect(201);
+        let pw = self
+            .add_password(token, &app, json!({"displayName": "svc"}))
             .await;
-        let path = format!("/applications/{}/addPassword", app["id"].as_str().unwrap());
-        let pw = json!({"passwordCredential": {"displayName": "svc"}});
-        let pw = self.post_expecting(&path, token, pw, 200).await;
-        (app, sp, pw["secretText"].as_str().unwrap().to_string())
+        (app, sp, str_of(&pw.expect(200)["secretText"]))
     }
 
-    /// POSTs `body` to Graph `path` with `token`; the answer must be `status`.
-    async fn post_expecting(&self, path: &str, token: &str, body: Value, status: u16) -> Value {
-        let (s, v) = self.graph(Method::POST, path, token, Some(body)).await;
-        assert_eq!(s.as_u16(), status, "POST {path}: {v}");
-        v
+    /// `POST /applications/{id}/addPassword` for `app` (an application object) with
+    /// `credential` as the `passwordCredential` (none when `null`).
+    pub async fn add_password(&self, token: &str, app: &Value, credential: Value) -> Answer {
+        let path = format!("/applications/{}/addPassword", str_of(&app["id"]));
+        let body = if credential.is_null() {
+            json!({})
+        } else {
+            json!({ "passwordCredential": credential })
+        };
+        self.post(token, &path, body).await
+    }
+
+    /// Assigns app role `role` of the resource service principal `resource` to `principal`
+    /// (`POST /servicePrincipals/{resource}/appRoleAssignedTo`).
+    pub async fn assign_role(
+        &self,
+        token: &str,
+        resource: &str,
+        principal: &Value,
+        role: &str,
+    ) -> Answer {
+        let path = format!("/servicePrincipals/{resource}/appRoleAssignedTo");
+        let body = json!({"principalId": principal, "resourceId": resource, "appRoleId": role});
+        self.post(token, &path, body).await
     }
 
     /// Microsoft Graph's service principal id, read with `token`.
     pub async fn graph_sp_id(&self, token: &str) -> String {
-        let (s, v) = self
-            .graph(Method::GET, "/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')?$select=id,appRoles", token, None)
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        v["id"].as_str().unwrap().to_string()
+        let path =
+            "/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')?$select=id,appRoles";
+        str_of(&self.get(token, path).await.expect(200)["id"])
     }
+}
+
+/// A JSON string's value (panics naming the value when it is not a string).
+#[track_caller]
+pub fn str_of(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
+}
+
+/// The length of a Graph collection's `value` array.
+#[track_caller]
+pub fn count(body: &Value) -> usize {
+    body["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no value array: {body}"))
+        .len()
 }
 
 /// A JWT's claims, unverified.
 pub fn claims(token: &str) -> Value {
     entra_sim::jwt::decode_claims_unverified(token).unwrap()
+}
+
+/// The claims of a token answer's `access_token`.
+pub fn access_claims(token_answer: &Value) -> Value {
+    claims(&str_of(&token_answer["access_token"]))
 }
 
 /// Checks an STS error body: `error`, `error_codes`, `AADSTSnnnn:` description and ids.

@@ -16,13 +16,13 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use onboard_core::audit::{Action, Phase, TargetKind, change, set};
+use onboard_core::audit::{Action, Phase, change, set};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
-use crate::audit::target;
+use crate::audit::app_target;
 use crate::error::CredentialsError;
 use crate::secrets::NewSecret;
 use crate::{Credentials, RegistrationRef, check_service};
@@ -169,11 +169,7 @@ impl Credentials {
                 aud.entry(
                     Action::SecretRotate,
                     Phase::Intent,
-                    &target(
-                        TargetKind::Application,
-                        reg.app_object_id.clone(),
-                        &reg.display_name,
-                    ),
+                    &app_target(&reg),
                     vec![
                         set("rotationId", json!(state.id)),
                         change("oldKeyId", json!(old_key), Value::Null),

@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 use super::{RotationEvent, RotationStage, RotationState, emit, ev, marker};
-use crate::audit::target;
+use crate::audit::{app_target, target};
 use crate::error::CredentialsError;
 use crate::model::{Registration, SecretInfo};
 use crate::secrets::NewSecret;
@@ -82,20 +82,14 @@ impl Credentials {
                         if source.graph().is_some_and(|g| (400..500).contains(&g.status) && g.status != 429));
                 if definite {
                     reg.rotations.remove(&state.service_id);
-                    let text = e.to_string();
-                    self.auditor(reg, &state.service_id, &state.actor)
-                        .entry(
-                            Action::SecretRotate,
-                            Phase::Failed,
-                            &target(
-                                TargetKind::Application,
-                                reg.app_object_id.clone(),
-                                &reg.display_name,
-                            ),
-                            vec![set("rotationId", json!(state.id))],
-                            Some(&text),
-                        )
-                        .await?;
+                    let aud = self.auditor(reg, &state.service_id, &state.actor);
+                    aud.failed(
+                        Action::SecretRotate,
+                        &app_target(reg),
+                        vec![set("rotationId", json!(state.id))],
+                        &e,
+                    )
+                    .await?;
                     self.save(reg).await?;
                 }
                 return Err(e);
@@ -164,15 +158,8 @@ impl Credentials {
                 .await?
             }
             Err(e) => {
-                let text = e.to_string();
                 let _ = aud
-                    .entry(
-                        Action::AuthenticationVerify,
-                        Phase::Failed,
-                        &t,
-                        changes,
-                        Some(&text),
-                    )
+                    .failed(Action::AuthenticationVerify, &t, changes, &e)
                     .await;
                 return Err(e);
             }
@@ -309,11 +296,7 @@ impl Credentials {
         aud.entry(
             Action::SecretRotate,
             Phase::Succeeded,
-            &target(
-                TargetKind::Application,
-                reg.app_object_id.clone(),
-                &reg.display_name,
-            ),
+            &app_target(reg),
             vec![
                 set("rotationId", json!(state.id)),
                 change("currentKeyId", json!(state.old_key), json!(state.new_key)),

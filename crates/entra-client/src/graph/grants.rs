@@ -64,14 +64,9 @@ impl GraphClient {
         resource_sp_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Vec<AppRoleAssignment>>, EntraError> {
-        let url = self.url(
-            &format!(
-                "servicePrincipals/{}/appRoleAssignedTo",
-                id(resource_sp_id)?
-            ),
-            &[],
-        )?;
-        self.list_all("list_app_role_assigned_to", url, ctx).await
+        let op = "list_app_role_assigned_to";
+        self.list_sp_assignments(op, resource_sp_id, "appRoleAssignedTo", ctx)
+            .await
     }
 
     /// App roles held by principal SP `principal_sp_id` (our app's grants, across resources).
@@ -80,14 +75,22 @@ impl GraphClient {
         principal_sp_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Vec<AppRoleAssignment>>, EntraError> {
-        let url = self.url(
-            &format!(
-                "servicePrincipals/{}/appRoleAssignments",
-                id(principal_sp_id)?
-            ),
-            &[],
-        )?;
-        self.list_all("list_app_role_assignments", url, ctx).await
+        let op = "list_app_role_assignments";
+        self.list_sp_assignments(op, principal_sp_id, "appRoleAssignments", ctx)
+            .await
+    }
+
+    /// Every app role assignment under `servicePrincipals/{sp_id}/{relation}`.
+    async fn list_sp_assignments(
+        &self,
+        operation: &'static str,
+        sp_id: &str,
+        relation: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<AppRoleAssignment>>, EntraError> {
+        let path = format!("servicePrincipals/{}/{relation}", id(sp_id)?);
+        let url = self.url(&path, &[])?;
+        self.list_all(operation, url, ctx).await
     }
 
     /// Revokes an app-role grant (`DELETE …/appRoleAssignedTo/{id}`, 204).

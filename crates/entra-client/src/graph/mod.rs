@@ -197,11 +197,7 @@ impl GraphClient {
             let resp = transport
                 .send(req)
                 .await
-                .map_err(|f| EntraError::Transport {
-                    operation,
-                    kind: f.kind,
-                    message: f.message,
-                })?;
+                .map_err(|f| f.into_error(operation))?;
             if resp.status.is_success() {
                 return Ok(resp);
             }

@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use super::authz::{self, READ_APPS, WRITE_APPS};
 use super::odata::{check_filter, collection, entity};
 use super::recycle::{recycle, remove_sp};
-use super::{Ctx, Key};
+use super::{Ctx, Key, Reply};
 use crate::defaults::{APP_READ_ONLY, application_defaults};
 use crate::http::{graph_json, no_content};
 use crate::model::{Application, Directory, Password};
@@ -147,52 +147,44 @@ fn insert_new(c: &Ctx<'_>, inner: &mut Inner, props: Map<String, Value>) -> Valu
 }
 
 /// `GET /applications`.
-pub fn list(c: &Ctx<'_>) -> Response {
+pub fn list(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
     let dir = &inner.dir;
-    if let Err(r) = authz::require(c, dir, &READ_APPS, &[])
-        .and_then(|()| check_filter(c, "application", APP_FILTERS))
-    {
-        return r;
-    }
+    authz::require(c, dir, &READ_APPS, &[])
+        .and_then(|()| check_filter(c, "application", APP_FILTERS))?;
     let items = dir
         .applications
         .iter()
         .filter(|a| c.s.visible(a.visible_at_ms))
         .map(|a| a.to_json(&dir.tenant.domain))
         .collect();
-    collection(c, "applications", items)
+    Ok(collection(c, "applications", items))
 }
 
 /// `POST /applications`.
-pub fn create(c: &Ctx<'_>) -> Response {
+pub fn create(c: &Ctx<'_>) -> Reply {
     let mut inner = c.lock();
-    if let Err(r) = authz::require_create_app(c, &inner.dir) {
-        return r;
-    }
-    let props = match c.body_object().and_then(|b| writable_props(c, b)) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    authz::require_create_app(c, &inner.dir)?;
+    let props = c.body_object().and_then(|b| writable_props(c, b))?;
     if !props.get("displayName").is_some_and(Value::is_string) {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "Invalid value specified for property 'displayName' of resource 'Application'.",
-        );
+        ));
     }
     if let Some(u) = props.get("uniqueName").and_then(Value::as_str)
         && unique_name_taken(&inner.dir, u, None)
     {
-        return conflict(c, "uniqueName");
+        return Err(conflict(c, "uniqueName"));
     }
     let json = insert_new(c, &mut inner, props);
     c.s.persist(&inner);
-    entity(c, "applications", StatusCode::CREATED, json)
+    Ok(entity(c, "applications", StatusCode::CREATED, json))
 }
 
 /// `GET /applications/{id}` (also `(appId='…')`, `(uniqueName='…')`).
-pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn get(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
     let dir = &inner.dir;
     // An app holding only Application.ReadWrite.OwnedBy may read the apps it owns by key
@@ -200,34 +192,21 @@ pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
     let owners = find(c, dir, key, false)
         .map(|i| dir.applications[i].owners.clone())
         .unwrap_or_default();
-    if let Err(r) = authz::require(c, dir, &READ_APPS, &owners) {
-        return r;
-    }
-    match find(c, dir, key, false) {
-        Ok(i) => entity(
-            c,
-            "applications",
-            StatusCode::OK,
-            dir.applications[i].to_json(&dir.tenant.domain),
-        ),
-        Err(r) => r,
-    }
+    authz::require(c, dir, &READ_APPS, &owners)?;
+    let i = find(c, dir, key, false)?;
+    let json = dir.applications[i].to_json(&dir.tenant.domain);
+    Ok(entity(c, "applications", StatusCode::OK, json))
 }
 
 /// `GET /applications/{id}/owners`: users and service principals, as directory objects.
-pub fn list_owners(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn list_owners(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
     let dir = &inner.dir;
-    let idx = match find(c, dir, key, false) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let idx = find(c, dir, key, false)?;
     let owners = dir.applications[idx].owners.clone();
-    if let Err(r) = authz::require(c, dir, &READ_APPS, &owners) {
-        return r;
-    }
+    authz::require(c, dir, &READ_APPS, &owners)?;
     let items = owners.iter().filter_map(|id| owner_json(dir, id)).collect();
-    collection(c, "directoryObjects", items)
+    Ok(collection(c, "directoryObjects", items))
 }
 
 fn owner_json(dir: &Directory, id: &str) -> Option<Value> {
@@ -245,16 +224,11 @@ fn owner_json(dir: &Directory, id: &str) -> Option<Value> {
 
 /// `POST /applications/{id}/owners/$ref` with `{"@odata.id": ".../directoryObjects/{id}"}`:
 /// 204; 400 when the object is already an owner or does not exist.
-pub fn add_owner(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn add_owner(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = match find(c, &inner.dir, key, false) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let idx = find(c, &inner.dir, key, false)?;
     let owners = inner.dir.applications[idx].owners.clone();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
     let Some(object_id) = c
         .body
         .as_ref()
@@ -262,34 +236,34 @@ pub fn add_owner(c: &Ctx<'_>, key: &Key) -> Response {
         .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
         .map(str::to_string)
     else {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "Invalid value specified for property '@odata.id'.",
-        );
+        ));
     };
     if owner_json(&inner.dir, &object_id).is_none() {
-        return c.err(
+        return Err(c.err(
             StatusCode::NOT_FOUND,
             "Request_ResourceNotFound",
             &format!("Resource '{object_id}' does not exist or one of its queried reference-property objects are not present."),
-        );
+        ));
     }
     if owners.contains(&object_id) {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "One or more added object references already exist for the following modified properties: 'owners'.",
-        );
+        ));
     }
     inner.dir.applications[idx].owners.push(object_id);
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }
 
 /// `PATCH /applications/{id}`, and the upsert `PATCH /applications(uniqueName='…')` with
 /// `Prefer: create-if-missing` (201 when created, 204 when updated).
-pub fn patch(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn patch(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
     let upsert_key = match key {
         Key::Alt(p, v) if p.eq_ignore_ascii_case("uniqueName") => Some(v.clone()),
@@ -304,38 +278,31 @@ pub fn patch(c: &Ctx<'_>, key: &Key) -> Response {
             v.split(',')
                 .any(|p| p.trim().eq_ignore_ascii_case("create-if-missing"))
         });
-    let mut props = match c.body_object().and_then(|b| writable_props(c, b)) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let mut props = c.body_object().and_then(|b| writable_props(c, b))?;
     let found = find(c, &inner.dir, key, upsert_key.is_some());
     let idx = match (found, &upsert_key) {
         (Ok(i), _) => i,
         (Err(_), Some(name)) if create_if_missing => {
-            if let Err(r) = authz::require_create_app(c, &inner.dir) {
-                return r;
-            }
+            authz::require_create_app(c, &inner.dir)?;
             if unique_name_taken(&inner.dir, name, None) {
-                return conflict(c, "uniqueName");
+                return Err(conflict(c, "uniqueName"));
             }
             if !props.get("displayName").is_some_and(Value::is_string) {
-                return c.err(
+                return Err(c.err(
                     StatusCode::BAD_REQUEST,
                     "Request_BadRequest",
                     "Invalid value specified for property 'displayName' of resource 'Application'.",
-                );
+                ));
             }
             props.insert("uniqueName".into(), json!(name));
             let json = insert_new(c, &mut inner, props);
             c.s.persist(&inner);
-            return entity(c, "applications", StatusCode::CREATED, json);
+            return Err(entity(c, "applications", StatusCode::CREATED, json));
         }
-        (Err(r), _) => return r,
+        (Err(r), _) => return Err(r),
     };
     let owners = inner.dir.applications[idx].owners.clone();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
     if let Some(new) = props.get("uniqueName") {
         let current = inner.dir.applications[idx]
             .unique_name()
@@ -343,13 +310,13 @@ pub fn patch(c: &Ctx<'_>, key: &Key) -> Response {
         match (current, new.as_str()) {
             (Some(cur), Some(n)) if cur.eq_ignore_ascii_case(n) => {}
             (None, Some(n)) if !unique_name_taken(&inner.dir, n, Some(idx)) => {}
-            (None, Some(_)) => return conflict(c, "uniqueName"),
+            (None, Some(_)) => return Err(conflict(c, "uniqueName")),
             _ => {
-                return c.err(
+                return Err(c.err(
                     StatusCode::BAD_REQUEST,
                     "Request_BadRequest",
                     "Property 'uniqueName' is immutable once set and cannot be updated.",
-                );
+                ));
             }
         }
     }
@@ -358,20 +325,15 @@ pub fn patch(c: &Ctx<'_>, key: &Key) -> Response {
         app.props.insert(k, v);
     }
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }
 
 /// `DELETE /applications/{id}`: the app and its local service principal go to the recycle bin.
-pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn delete(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = match find(c, &inner.dir, key, false) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let idx = find(c, &inner.dir, key, false)?;
     let owners = inner.dir.applications[idx].owners.clone();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
     let dir = &mut inner.dir;
     let app = dir.applications.remove(idx);
     let sps: Vec<String> = dir
@@ -387,7 +349,7 @@ pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
     recycle(dir, json, "#microsoft.graph.application");
     dir.deleted_applications.push(app);
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }
 
 /// A secret in Entra's shape: 40 characters, 3 random, the `8Q~` version marker, 34 random.
@@ -408,16 +370,11 @@ fn parse_time(v: &Value) -> Option<time::OffsetDateTime> {
 }
 
 /// `POST /applications/{id}/addPassword`.
-pub fn add_password(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn add_password(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = match find(c, &inner.dir, key, false) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let idx = find(c, &inner.dir, key, false)?;
     let owners = inner.dir.applications[idx].owners.clone();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
     let empty = json!({});
     let cred = c
         .body
@@ -430,28 +387,28 @@ pub fn add_password(c: &Ctx<'_>, key: &Key) -> Response {
         Value::Null => now,
         v => match parse_time(v) {
             Some(t) => t,
-            None => return c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid value specified for property 'startDateTime' of resource 'PasswordCredential'."),
+            None => return Err(c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid value specified for property 'startDateTime' of resource 'PasswordCredential'.")),
         },
     };
     let end = match &cred["endDateTime"] {
         Value::Null => start + time::Duration::days(730),
         v => match parse_time(v) {
             Some(t) if t > start => t,
-            _ => return c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid value specified for property 'endDateTime' of resource 'PasswordCredential'."),
+            _ => return Err(c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid value specified for property 'endDateTime' of resource 'PasswordCredential'.")),
         },
     };
     let policy_id = crate::seed::fixed_guid("policy:tenant-app-management");
     if inner.faults.forbid_passwords {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "CredentialTypeNotAllowedAsPerAppPolicy",
             &format!("Credential type not allowed as per assigned policy '{policy_id}'."),
-        );
+        ));
     }
     if let Some(max) = inner.faults.password_lifetime_max_days
         && end - start > time::Duration::days(max as i64)
     {
-        return c.err(StatusCode::BAD_REQUEST, "CredentialInvalidLifetimeAsPerAppPolicy", &format!("Credential lifetime exceeds the max value allowed as per assigned policy '{policy_id}'."));
+        return Err(c.err(StatusCode::BAD_REQUEST, "CredentialInvalidLifetimeAsPerAppPolicy", &format!("Credential lifetime exceeds the max value allowed as per assigned policy '{policy_id}'.")));
     }
     let secret = new_secret();
     let pw = Password {
@@ -471,42 +428,37 @@ pub fn add_password(c: &Ctx<'_>, key: &Key) -> Response {
     ));
     inner.dir.applications[idx].passwords.push(pw);
     c.s.persist(&inner);
-    graph_json(StatusCode::OK, &body)
+    Ok(graph_json(StatusCode::OK, &body))
 }
 
 /// `POST /applications/{id}/removePassword`.
-pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = match find(c, &inner.dir, key, false) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let idx = find(c, &inner.dir, key, false)?;
     let owners = inner.dir.applications[idx].owners.clone();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
     let Some(key_id) = c
         .body
         .as_ref()
         .and_then(|b| b["keyId"].as_str())
         .map(str::to_string)
     else {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "Invalid value specified for property 'keyId'.",
-        );
+        ));
     };
     let pws = &mut inner.dir.applications[idx].passwords;
     let before = pws.len();
     pws.retain(|p| !p.key_id.eq_ignore_ascii_case(&key_id));
     if pws.len() == before {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             &format!("No password credential found with keyId '{key_id}'."),
-        );
+        ));
     }
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::authz::{self, ME, READ_ORG, READ_ROLES, READ_USERS, WRITE_ROLES};
 use super::odata::{check_filter, collection, entity};
-use super::{Caller, Ctx, Key};
+use super::{Caller, Ctx, Key, Reply};
 use crate::http::no_content;
 use crate::model::{Directory, RoleAssignment};
 use crate::seed::{GLOBAL_ADMIN, ROLE_TEMPLATES, fixed_guid, role_name};
@@ -78,45 +78,41 @@ fn me_id(c: &Ctx<'_>) -> Result<String, Response> {
 }
 
 /// `GET /me`.
-pub fn me(c: &Ctx<'_>) -> Response {
+pub fn me(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    let id = match me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id)) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match inner.dir.user(&id) {
+    let id = me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id))?;
+    Ok(match inner.dir.user(&id) {
         Some(u) => entity(c, "users", StatusCode::OK, u.to_json()),
         None => c.not_found(&id),
-    }
+    })
 }
 
 /// `GET /me/memberOf` and `/me/transitiveMemberOf`: the user's directory roles.
-pub fn me_member_of(c: &Ctx<'_>) -> Response {
+pub fn me_member_of(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    let id = match me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id)) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    collection(c, "directoryObjects", member_of(c, &inner.dir, &id))
+    let id = me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id))?;
+    Ok(collection(
+        c,
+        "directoryObjects",
+        member_of(c, &inner.dir, &id),
+    ))
 }
 
 /// `GET /users`.
-pub fn list_users(c: &Ctx<'_>) -> Response {
+pub fn list_users(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_USERS, &[]).and_then(|()| {
+    authz::require(c, &inner.dir, &READ_USERS, &[]).and_then(|()| {
         check_filter(
             c,
             "user",
             &["userPrincipalName", "displayName", "id", "mail"],
         )
-    }) {
-        return r;
-    }
-    collection(
+    })?;
+    Ok(collection(
         c,
         "users",
         inner.dir.users.iter().map(|u| u.to_json()).collect(),
-    )
+    ))
 }
 
 fn user_key<'a>(dir: &'a Directory, key: &Key) -> Option<&'a crate::model::User> {
@@ -128,40 +124,34 @@ fn user_key<'a>(dir: &'a Directory, key: &Key) -> Option<&'a crate::model::User>
 }
 
 /// `GET /users/{id | userPrincipalName}`.
-pub fn get_user(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn get_user(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
     let own = matches!((&c.caller, key), (Caller::User { id, .. }, Key::Id(k)) if inner.dir.user(k).is_some_and(|u| &u.id == id));
-    if let Err(r) = authz::require(c, &inner.dir, if own { &ME } else { &READ_USERS }, &[]) {
-        return r;
-    }
-    match user_key(&inner.dir, key) {
+    authz::require(c, &inner.dir, if own { &ME } else { &READ_USERS }, &[])?;
+    Ok(match user_key(&inner.dir, key) {
         Some(u) => entity(c, "users", StatusCode::OK, u.to_json()),
         None => c.not_found(match key {
             Key::Id(k) | Key::Alt(_, k) => k,
         }),
-    }
+    })
 }
 
 /// `GET /users/{id}/memberOf`.
-pub fn user_member_of(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn user_member_of(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_USERS, &[]) {
-        return r;
-    }
-    match user_key(&inner.dir, key) {
+    authz::require(c, &inner.dir, &READ_USERS, &[])?;
+    Ok(match user_key(&inner.dir, key) {
         Some(u) => collection(c, "directoryObjects", member_of(c, &inner.dir, &u.id)),
         None => c.not_found(match key {
             Key::Id(k) | Key::Alt(_, k) => k,
         }),
-    }
+    })
 }
 
 /// `GET /organization`.
-pub fn organization(c: &Ctx<'_>) -> Response {
+pub fn organization(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_ORG, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &READ_ORG, &[])?;
     let t = &inner.dir.tenant;
     // Every v1.0 organization property (Identity.DirectoryManagement.yml), null or empty when
     // the seeded tenant does not set it.
@@ -193,15 +183,13 @@ pub fn organization(c: &Ctx<'_>) -> Response {
         "tenantType": "AAD",
         "verifiedDomains": [{"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": true, "isInitial": true, "name": t.domain, "type": "Managed"}],
     });
-    collection(c, "organization", vec![org])
+    Ok(collection(c, "organization", vec![org]))
 }
 
 /// `GET /directoryRoles`: activated roles (those with members; Global Administrator always).
-pub fn list_directory_roles(c: &Ctx<'_>) -> Response {
+pub fn list_directory_roles(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &READ_ROLES, &[])?;
     let items = ROLE_TEMPLATES
         .iter()
         .filter(|(t, _)| {
@@ -214,23 +202,21 @@ pub fn list_directory_roles(c: &Ctx<'_>) -> Response {
         })
         .map(|(t, _)| directory_role_json(t))
         .collect();
-    collection(c, "directoryRoles", items)
+    Ok(collection(c, "directoryRoles", items))
 }
 
 /// `GET /directoryRoles/{id}/members` (also `directoryRoles(roleTemplateId='…')/members`).
-pub fn directory_role_members(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn directory_role_members(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &READ_ROLES, &[])?;
     let template = ROLE_TEMPLATES.iter().map(|(t, _)| *t).find(|t| match key {
         Key::Id(id) => fixed_guid(&format!("directoryRole:{t}")) == *id,
         Key::Alt(p, v) => p.eq_ignore_ascii_case("roleTemplateId") && t.eq_ignore_ascii_case(v),
     });
     let Some(template) = template else {
-        return c.not_found(match key {
+        return Err(c.not_found(match key {
             Key::Id(k) | Key::Alt(_, k) => k,
-        });
+        }));
     };
     let dir = &inner.dir;
     let items = dir
@@ -251,55 +237,57 @@ pub fn directory_role_members(c: &Ctx<'_>, key: &Key) -> Response {
             }
         })
         .collect();
-    collection(c, "directoryObjects", items)
+    Ok(collection(c, "directoryObjects", items))
 }
 
 /// `GET /roleManagement/directory/roleDefinitions`.
-pub fn list_role_definitions(c: &Ctx<'_>) -> Response {
+pub fn list_role_definitions(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
+    authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
         check_filter(
             c,
             "unifiedRoleDefinition",
             &["templateId", "displayName", "isBuiltIn", "id"],
         )
-    }) {
-        return r;
-    }
+    })?;
     let items = ROLE_TEMPLATES
         .iter()
         .map(|(t, n)| role_definition_json(t, n))
         .collect();
-    collection(c, "roleManagement/directory/roleDefinitions", items)
+    Ok(collection(
+        c,
+        "roleManagement/directory/roleDefinitions",
+        items,
+    ))
 }
 
 /// `GET /roleManagement/directory/roleDefinitions/{id}`.
-pub fn get_role_definition(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn get_role_definition(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &READ_ROLES, &[])?;
     let Key::Id(id) = key else {
-        return c.not_found("");
+        return Err(c.not_found(""));
     };
-    match ROLE_TEMPLATES
-        .iter()
-        .find(|(t, _)| t.eq_ignore_ascii_case(id))
-    {
-        Some((t, n)) => entity(
-            c,
-            "roleManagement/directory/roleDefinitions",
-            StatusCode::OK,
-            role_definition_json(t, n),
-        ),
-        None => c.not_found(id),
-    }
+    Ok(
+        match ROLE_TEMPLATES
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(id))
+        {
+            Some((t, n)) => entity(
+                c,
+                "roleManagement/directory/roleDefinitions",
+                StatusCode::OK,
+                role_definition_json(t, n),
+            ),
+            None => c.not_found(id),
+        },
+    )
 }
 
 /// `GET /roleManagement/directory/roleAssignments` (`$filter` on principalId, roleDefinitionId, …).
-pub fn list_role_assignments(c: &Ctx<'_>) -> Response {
+pub fn list_role_assignments(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
+    authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
         check_filter(
             c,
             "unifiedRoleAssignment",
@@ -311,17 +299,15 @@ pub fn list_role_assignments(c: &Ctx<'_>) -> Response {
                 "appScopeId",
             ],
         )
-    }) {
-        return r;
-    }
+    })?;
     // rbacapplication-list-roleassignments: $filter, $expand and $select only; Graph refuses
     // $top here (OData's standard refusal), so a client must not send it.
     if c.query.top.is_some() {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             "The query specified in the URI is not valid. Query option 'Top' is not allowed. To allow it, set the 'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.",
-        );
+        ));
     }
     let items = inner
         .dir
@@ -329,40 +315,39 @@ pub fn list_role_assignments(c: &Ctx<'_>) -> Response {
         .iter()
         .map(RoleAssignment::to_json)
         .collect();
-    collection(c, "roleManagement/directory/roleAssignments", items)
+    Ok(collection(
+        c,
+        "roleManagement/directory/roleAssignments",
+        items,
+    ))
 }
 
 /// `POST /roleManagement/directory/roleAssignments`.
-pub fn create_role_assignment(c: &Ctx<'_>) -> Response {
+pub fn create_role_assignment(c: &Ctx<'_>) -> Reply {
     let mut inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_ROLES, &[]) {
-        return r;
-    }
-    let body = match c.body_object() {
-        Ok(b) => b.clone(),
-        Err(r) => return r,
-    };
+    authz::require(c, &inner.dir, &WRITE_ROLES, &[])?;
+    let body = c.body_object()?.clone();
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(role), Some(principal)) = (field("roleDefinitionId"), field("principalId")) else {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "One or more properties contains invalid values.",
-        );
+        ));
     };
     let scope = field("directoryScopeId").unwrap_or_else(|| "/".into());
     if scope != "/" {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "The emulator supports only the tenant-wide directoryScopeId '/'.",
-        );
+        ));
     }
     let Some((template, _)) = ROLE_TEMPLATES
         .iter()
         .find(|(t, _)| t.eq_ignore_ascii_case(&role))
     else {
-        return c.not_found(&role);
+        return Err(c.not_found(&role));
     };
     let dir = &inner.dir;
     let exists = dir.user(&principal).is_some()
@@ -370,14 +355,14 @@ pub fn create_role_assignment(c: &Ctx<'_>) -> Response {
             .sp(&principal)
             .is_some_and(|s| c.s.visible(s.visible_at_ms));
     if !exists {
-        return c.not_found(&principal);
+        return Err(c.not_found(&principal));
     }
     if dir
         .role_assignments
         .iter()
         .any(|r| r.principal_id == principal && r.role_definition_id == *template)
     {
-        return c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "A conflicting object with one or more of the specified property values is present in the directory.");
+        return Err(c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "A conflicting object with one or more of the specified property values is present in the directory."));
     }
     let a = RoleAssignment {
         id: random_key(32),
@@ -388,48 +373,46 @@ pub fn create_role_assignment(c: &Ctx<'_>) -> Response {
     let json = a.to_json();
     inner.dir.role_assignments.push(a);
     c.s.persist(&inner);
-    entity(
+    Ok(entity(
         c,
         "roleManagement/directory/roleAssignments",
         StatusCode::CREATED,
         json,
-    )
+    ))
 }
 
 /// `GET /roleManagement/directory/roleAssignments/{id}`.
-pub fn get_role_assignment(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn get_role_assignment(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_ROLES, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &READ_ROLES, &[])?;
     let Key::Id(id) = key else {
-        return c.not_found("");
+        return Err(c.not_found(""));
     };
-    match inner.dir.role_assignments.iter().find(|r| &r.id == id) {
-        Some(r) => entity(
-            c,
-            "roleManagement/directory/roleAssignments",
-            StatusCode::OK,
-            r.to_json(),
-        ),
-        None => c.not_found(id),
-    }
+    Ok(
+        match inner.dir.role_assignments.iter().find(|r| &r.id == id) {
+            Some(r) => entity(
+                c,
+                "roleManagement/directory/roleAssignments",
+                StatusCode::OK,
+                r.to_json(),
+            ),
+            None => c.not_found(id),
+        },
+    )
 }
 
 /// `DELETE /roleManagement/directory/roleAssignments/{id}`.
-pub fn delete_role_assignment(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn delete_role_assignment(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_ROLES, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_ROLES, &[])?;
     let Key::Id(id) = key else {
-        return c.not_found("");
+        return Err(c.not_found(""));
     };
     let before = inner.dir.role_assignments.len();
     inner.dir.role_assignments.retain(|r| &r.id != id);
     if inner.dir.role_assignments.len() == before {
-        return c.not_found(id);
+        return Err(c.not_found(id));
     }
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }

@@ -49,6 +49,10 @@ pub enum Key {
     Alt(String, String),
 }
 
+/// A handler's answer: `Err` is an answer given early (an error, or a short cut), `Ok` the
+/// normal one; both are sent as they are.
+pub type Reply = Result<Response, Response>;
+
 /// One request, parsed, with everything a handler needs.
 pub struct Ctx<'a> {
     /// Emulator state.
@@ -300,7 +304,7 @@ pub async fn dispatch(
         body,
     };
     let segs = parse_path(&rest);
-    let resp = route(&ctx, &method, &segs);
+    let resp = route(&ctx, &method, &segs).unwrap_or_else(|early| early);
     if resp.status().is_success()
         && let Some((last, _)) = segs.last()
     {
@@ -309,7 +313,7 @@ pub async fn dispatch(
     resp
 }
 
-fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Response {
+fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Reply {
     let shape: Vec<(&str, Option<&Key>)> =
         segs.iter().map(|(n, k)| (n.as_str(), k.as_ref())).collect();
     let get = m == Method::GET;
@@ -435,7 +439,7 @@ fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Response {
                         | "oauth2PermissionGrants"
                 )
             });
-            if known {
+            Err(if known {
                 c.err(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "Request_BadRequest",
@@ -448,7 +452,7 @@ fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Response {
                     "BadRequest",
                     &format!("Resource not found for the segment '{seg}'."),
                 )
-            }
+            })
         }
     }
 }

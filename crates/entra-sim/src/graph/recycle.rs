@@ -2,12 +2,11 @@
 //! stay there for restore or permanent deletion, as in Entra.
 
 use axum::http::StatusCode;
-use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::authz::{self, READ_APPS, WRITE_APPS};
 use super::odata::{collection, entity};
-use super::{Ctx, Key};
+use super::{Ctx, Key, Reply};
 use crate::http::no_content;
 use crate::model::Directory;
 use crate::state::now_rfc3339;
@@ -32,11 +31,9 @@ pub fn remove_sp(dir: &mut Directory, sp_id: &str) {
     dir.role_assignments.retain(|r| r.principal_id != sp_id);
 }
 /// `GET /directory/deletedItems/microsoft.graph.application` (or `.servicePrincipal`).
-pub fn list_deleted(c: &Ctx<'_>, cast: &str) -> Response {
+pub fn list_deleted(c: &Ctx<'_>, cast: &str) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &READ_APPS, &[])?;
     let ty = format!("#{cast}");
     let items = inner
         .dir
@@ -45,56 +42,56 @@ pub fn list_deleted(c: &Ctx<'_>, cast: &str) -> Response {
         .filter(|d| d["@odata.type"] == ty.as_str())
         .cloned()
         .collect();
-    collection(c, &format!("directory/deletedItems/{cast}"), items)
+    Ok(collection(
+        c,
+        &format!("directory/deletedItems/{cast}"),
+        items,
+    ))
 }
 /// `GET /directory/deletedItems/{id}`.
-pub fn get_deleted(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn get_deleted(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &READ_APPS, &[])?;
     let Key::Id(id) = key else {
-        return c.not_found("");
+        return Err(c.not_found(""));
     };
-    match inner
-        .dir
-        .deleted_items
-        .iter()
-        .find(|d| d["id"] == id.as_str())
-    {
-        Some(d) => entity(c, "directory/deletedItems", StatusCode::OK, d.clone()),
-        None => c.not_found(id),
-    }
+    Ok(
+        match inner
+            .dir
+            .deleted_items
+            .iter()
+            .find(|d| d["id"] == id.as_str())
+        {
+            Some(d) => entity(c, "directory/deletedItems", StatusCode::OK, d.clone()),
+            None => c.not_found(id),
+        },
+    )
 }
 /// `DELETE /directory/deletedItems/{id}`: permanent deletion.
-pub fn purge_deleted(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn purge_deleted(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_APPS, &[])?;
     let Key::Id(id) = key else {
-        return c.not_found("");
+        return Err(c.not_found(""));
     };
     let before = inner.dir.deleted_items.len();
     inner.dir.deleted_items.retain(|d| d["id"] != id.as_str());
     inner.dir.deleted_applications.retain(|a| &a.id != id);
     inner.dir.deleted_service_principals.retain(|s| &s.id != id);
     if inner.dir.deleted_items.len() == before {
-        return c.not_found(id);
+        return Err(c.not_found(id));
     }
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }
 
 /// `POST /directory/deletedItems/{id}/restore`: brings back a deleted application (with its
 /// secrets) or service principal (without the grants that were removed with it).
-pub fn restore(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn restore(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_APPS, &[])?;
     let Key::Id(id) = key else {
-        return c.not_found("");
+        return Err(c.not_found(""));
     };
     let visible_at = c.s.visible_at(&inner);
     let dir = &mut inner.dir;
@@ -108,7 +105,7 @@ pub fn restore(c: &Ctx<'_>, key: &Key) -> Response {
                 .iter()
                 .any(|a| a.unique_name().is_some_and(|x| x.eq_ignore_ascii_case(&u)))
         {
-            return super::apps::conflict(c, "uniqueName");
+            return Err(super::apps::conflict(c, "uniqueName"));
         }
         let mut app = dir.deleted_applications.remove(pos);
         app.visible_at_ms = visible_at;
@@ -122,7 +119,7 @@ pub fn restore(c: &Ctx<'_>, key: &Key) -> Response {
     {
         let app_id = dir.deleted_service_principals[pos].app_id.clone();
         if dir.sp_by_app_id(&app_id).is_some() {
-            return c.err(StatusCode::CONFLICT, "Request_MultipleObjectsWithSameKeyValue", &format!("The service principal cannot be created, updated, or restored because the service principal name {app_id} is already in use."));
+            return Err(c.err(StatusCode::CONFLICT, "Request_MultipleObjectsWithSameKeyValue", &format!("The service principal cannot be created, updated, or restored because the service principal name {app_id} is already in use.")));
         }
         let mut sp = dir.deleted_service_principals.remove(pos);
         sp.visible_at_ms = visible_at;
@@ -130,9 +127,9 @@ pub fn restore(c: &Ctx<'_>, key: &Key) -> Response {
         dir.service_principals.push(sp);
         json
     } else {
-        return c.not_found(id);
+        return Err(c.not_found(id));
     };
     dir.deleted_items.retain(|d| d["id"] != id.as_str());
     c.s.persist(&inner);
-    entity(c, "directoryObjects", StatusCode::OK, body)
+    Ok(entity(c, "directoryObjects", StatusCode::OK, body))
 }

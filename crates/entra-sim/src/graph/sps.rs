@@ -5,10 +5,11 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::authz::{
-    self, ASSIGN_GRAPH_ROLES, ASSIGN_OTHER_ROLES, READ_APPS, READ_GRANTS, WRITE_APPS, WRITE_GRANTS,
+    self, ASSIGN_GRAPH_ROLES, ASSIGN_OTHER_ROLES, Need, READ_APPS, READ_GRANTS, WRITE_APPS,
+    WRITE_GRANTS,
 };
 use super::odata::{check_filter, collection, entity};
-use super::{Caller, Ctx, Key};
+use super::{Caller, Ctx, Key, Reply};
 use crate::http::{ErrorDetail, no_content, odata_error_details};
 use crate::model::{AppRoleAssignment, Directory, PermissionGrant, ServicePrincipal};
 use crate::seed::GRAPH_APP_ID;
@@ -56,42 +57,31 @@ fn sp_owners(dir: &Directory, sp: &ServicePrincipal) -> Vec<String> {
 }
 
 /// `GET /servicePrincipals`.
-pub fn list(c: &Ctx<'_>) -> Response {
+pub fn list(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
     let dir = &inner.dir;
-    if let Err(r) = authz::require(c, dir, &READ_APPS, &[])
-        .and_then(|()| check_filter(c, "servicePrincipal", SP_FILTERS))
-    {
-        return r;
-    }
+    authz::require(c, dir, &READ_APPS, &[])
+        .and_then(|()| check_filter(c, "servicePrincipal", SP_FILTERS))?;
     let items = dir
         .service_principals
         .iter()
         .filter(|s| c.s.visible(s.visible_at_ms))
         .map(ServicePrincipal::to_json)
         .collect();
-    collection(c, "servicePrincipals", items)
+    Ok(collection(c, "servicePrincipals", items))
 }
 
 /// `GET /servicePrincipals/{id}` or `(appId='…')`.
-pub fn get(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn get(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
-        return r;
-    }
-    match find(c, &inner.dir, key) {
-        Ok(i) => entity(
-            c,
-            "servicePrincipals",
-            StatusCode::OK,
-            inner.dir.service_principals[i].to_json(),
-        ),
-        Err(r) => r,
-    }
+    authz::require(c, &inner.dir, &READ_APPS, &[])?;
+    let i = find(c, &inner.dir, key)?;
+    let json = inner.dir.service_principals[i].to_json();
+    Ok(entity(c, "servicePrincipals", StatusCode::OK, json))
 }
 
 /// `POST /servicePrincipals` `{ "appId": … }`.
-pub fn create(c: &Ctx<'_>) -> Response {
+pub fn create(c: &Ctx<'_>) -> Reply {
     let mut inner = c.lock();
     let Some(app_id) = c
         .body
@@ -99,19 +89,17 @@ pub fn create(c: &Ctx<'_>) -> Response {
         .and_then(|b| b["appId"].as_str())
         .map(str::to_string)
     else {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "Invalid value specified for property 'appId' of resource 'ServicePrincipal'.",
-        );
+        ));
     };
     let app = inner.dir.app_by_app_id(&app_id).cloned();
     let owners = app.as_ref().map(|a| a.owners.clone()).unwrap_or_default();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &owners) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
     if inner.dir.sp_by_app_id(&app_id).is_some() {
-        return c.err(StatusCode::CONFLICT, "Request_MultipleObjectsWithSameKeyValue", &format!("The service principal cannot be created, updated, or restored because the service principal name {app_id} is already in use."));
+        return Err(c.err(StatusCode::CONFLICT, "Request_MultipleObjectsWithSameKeyValue", &format!("The service principal cannot be created, updated, or restored because the service principal name {app_id} is already in use.")));
     }
     let tenant_id = inner.dir.tenant.id.clone();
     let sp = match app {
@@ -167,12 +155,12 @@ pub fn create(c: &Ctx<'_>) -> Response {
         _ => {
             // Unknown, or not replicated yet: Entra reports both the same way.
             if matches!(c.caller, Caller::App { .. }) {
-                return c.err(StatusCode::FORBIDDEN, "Authorization_RequestDenied", "When using this permission, the backing application of the service principal being created must in the local tenant");
+                return Err(c.err(StatusCode::FORBIDDEN, "Authorization_RequestDenied", "When using this permission, the backing application of the service principal being created must in the local tenant"));
             }
             let message = format!(
                 "The appId '{app_id}' of the service principal does not reference a valid application object."
             );
-            return odata_error_details(
+            return Err(odata_error_details(
                 c.ids,
                 StatusCode::BAD_REQUEST,
                 "Request_BadRequest",
@@ -182,79 +170,66 @@ pub fn create(c: &Ctx<'_>) -> Response {
                     message: &message,
                     target: Some("appId"),
                 }],
-            );
+            ));
         }
     };
     let json = sp.to_json();
     inner.dir.service_principals.push(sp);
     c.s.persist(&inner);
-    entity(c, "servicePrincipals", StatusCode::CREATED, json)
+    Ok(entity(c, "servicePrincipals", StatusCode::CREATED, json))
 }
 
 /// `DELETE /servicePrincipals/{id}` or `(appId='…')`.
-pub fn delete(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn delete(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = match find(c, &inner.dir, key) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let idx = find(c, &inner.dir, key)?;
     let sp = inner.dir.service_principals[idx].clone();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_APPS, &sp_owners(&inner.dir, &sp)) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_APPS, &sp_owners(&inner.dir, &sp))?;
     super::recycle::remove_sp(&mut inner.dir, &sp.id);
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }
 
 /// `GET /servicePrincipals/{id}/appRoleAssignedTo`: who holds this resource's app roles.
-pub fn list_assigned_to(c: &Ctx<'_>, key: &Key) -> Response {
-    let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
-        return r;
-    }
-    let idx = match find(c, &inner.dir, key) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let id = inner.dir.service_principals[idx].id.clone();
-    let items = inner
-        .dir
-        .app_role_assignments
-        .iter()
-        .filter(|a| a.resource_id == id)
-        .map(AppRoleAssignment::to_json)
-        .collect();
-    collection(
-        c,
-        &format!("servicePrincipals('{id}')/appRoleAssignedTo"),
-        items,
-    )
+pub fn list_assigned_to(c: &Ctx<'_>, key: &Key) -> Reply {
+    list_role_assignments(c, key, "appRoleAssignedTo", |a, id| a.resource_id == id)
 }
 
 /// `GET /servicePrincipals/{id}/appRoleAssignments`: the app roles this SP holds.
-pub fn list_assignments(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn list_assignments(c: &Ctx<'_>, key: &Key) -> Reply {
+    list_role_assignments(c, key, "appRoleAssignments", |a, id| a.principal_id == id)
+}
+
+/// The id of the service principal `key` names, once the caller is allowed `need`.
+fn readable_sp_id(
+    c: &Ctx<'_>,
+    dir: &Directory,
+    key: &Key,
+    need: &Need,
+) -> Result<String, Response> {
+    authz::require(c, dir, need, &[])?;
+    let idx = find(c, dir, key)?;
+    Ok(dir.service_principals[idx].id.clone())
+}
+
+/// The app role assignments `of` the service principal `key` names, as its `relation`.
+fn list_role_assignments(
+    c: &Ctx<'_>,
+    key: &Key,
+    relation: &str,
+    of: impl Fn(&AppRoleAssignment, &str) -> bool,
+) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_APPS, &[]) {
-        return r;
-    }
-    let idx = match find(c, &inner.dir, key) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let id = inner.dir.service_principals[idx].id.clone();
+    let id = readable_sp_id(c, &inner.dir, key, &READ_APPS)?;
     let items = inner
         .dir
         .app_role_assignments
         .iter()
-        .filter(|a| a.principal_id == id)
+        .filter(|a| of(a, &id))
         .map(AppRoleAssignment::to_json)
         .collect();
-    collection(
-        c,
-        &format!("servicePrincipals('{id}')/appRoleAssignments"),
-        items,
-    )
+    let context = format!("servicePrincipals('{id}')/{relation}");
+    Ok(collection(c, &context, items))
 }
 
 fn bad_reference(c: &Ctx<'_>) -> Response {
@@ -267,16 +242,10 @@ fn bad_reference(c: &Ctx<'_>) -> Response {
 
 /// `POST /servicePrincipals/{resource}/appRoleAssignedTo` (`via_resource`) or
 /// `POST /servicePrincipals/{principal}/appRoleAssignments`: admin consent to an app role.
-pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
+pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Reply {
     let mut inner = c.lock();
-    let body = match c.body_object() {
-        Ok(b) => b.clone(),
-        Err(r) => return r,
-    };
-    let path_idx = match find(c, &inner.dir, key) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let body = c.body_object()?.clone();
+    let path_idx = find(c, &inner.dir, key)?;
     let path_sp = inner.dir.service_principals[path_idx].clone();
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let (resource_id, principal_id) = if via_resource {
@@ -287,18 +256,18 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
     let (Some(resource_id), Some(principal_id), Some(app_role_id)) =
         (resource_id, principal_id, field("appRoleId"))
     else {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "One or more properties contains invalid values.",
-        );
+        ));
     };
     if via_resource && field("resourceId").is_some_and(|r| !r.eq_ignore_ascii_case(&resource_id)) {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "The resourceId in the body does not match the service principal in the request URL.",
-        );
+        ));
     }
     let Some(resource) = inner
         .dir
@@ -306,18 +275,16 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
         .filter(|r| c.s.visible(r.visible_at_ms))
         .cloned()
     else {
-        return c.not_found(&resource_id);
+        return Err(c.not_found(&resource_id));
     };
     let need = if resource.app_id.eq_ignore_ascii_case(GRAPH_APP_ID) {
         &ASSIGN_GRAPH_ROLES
     } else {
         &ASSIGN_OTHER_ROLES
     };
-    if let Err(r) = authz::require(c, &inner.dir, need, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, need, &[])?;
     if !authz::caller_holds_any(c, authz::ASSIGN_ROLES_ALSO) {
-        return c.denied();
+        return Err(c.denied());
     }
     let Some(principal) = inner
         .dir
@@ -325,28 +292,28 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
         .filter(|p| c.s.visible(p.visible_at_ms))
         .cloned()
     else {
-        return bad_reference(c);
+        return Err(bad_reference(c));
     };
     if resource.role_value(&app_role_id).is_none() {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             &format!(
                 "Permission being assigned was not found on application '{}'.",
                 resource.app_id
             ),
-        );
+        ));
     }
     if inner.dir.app_role_assignments.iter().any(|a| {
         a.principal_id == principal.id
             && a.resource_id == resource.id
             && a.app_role_id.eq_ignore_ascii_case(&app_role_id)
     }) {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "Permission being assigned already exists on the object.",
-        );
+        ));
     }
     let a = AppRoleAssignment {
         id: random_key(32),
@@ -366,21 +333,18 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Response {
     } else {
         "appRoleAssignments"
     };
-    entity(
+    Ok(entity(
         c,
         &format!("servicePrincipals('{}')/{nav}", path_sp.id),
         StatusCode::CREATED,
         json,
-    )
+    ))
 }
 
 /// `DELETE /servicePrincipals/{id}/appRoleAssignedTo/{assignment}` (or `/appRoleAssignments/{assignment}`).
-pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) -> Response {
+pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) -> Reply {
     let mut inner = c.lock();
-    let idx = match find(c, &inner.dir, key) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let idx = find(c, &inner.dir, key)?;
     let sp_id = inner.dir.service_principals[idx].id.clone();
     let Some(pos) = inner.dir.app_role_assignments.iter().position(|a| {
         a.id == assignment
@@ -390,7 +354,7 @@ pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) ->
                 a.principal_id == sp_id
             }
     }) else {
-        return c.not_found(assignment);
+        return Err(c.not_found(assignment));
     };
     let resource_app = inner
         .dir
@@ -402,25 +366,16 @@ pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) ->
     } else {
         &ASSIGN_OTHER_ROLES
     };
-    if let Err(r) = authz::require(c, &inner.dir, need, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, need, &[])?;
     inner.dir.app_role_assignments.remove(pos);
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }
 
 /// `GET /servicePrincipals/{id}/oauth2PermissionGrants`.
-pub fn list_grants_of(c: &Ctx<'_>, key: &Key) -> Response {
+pub fn list_grants_of(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_GRANTS, &[]) {
-        return r;
-    }
-    let idx = match find(c, &inner.dir, key) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let id = inner.dir.service_principals[idx].id.clone();
+    let id = readable_sp_id(c, &inner.dir, key, &READ_GRANTS)?;
     let items = inner
         .dir
         .oauth2_permission_grants
@@ -428,40 +383,33 @@ pub fn list_grants_of(c: &Ctx<'_>, key: &Key) -> Response {
         .filter(|g| g.client_id == id)
         .map(PermissionGrant::to_json)
         .collect();
-    collection(c, "oauth2PermissionGrants", items)
+    Ok(collection(c, "oauth2PermissionGrants", items))
 }
 
 /// `GET /oauth2PermissionGrants`.
-pub fn list_grants(c: &Ctx<'_>) -> Response {
+pub fn list_grants(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_GRANTS, &[]).and_then(|()| {
+    authz::require(c, &inner.dir, &READ_GRANTS, &[]).and_then(|()| {
         check_filter(
             c,
             "oAuth2PermissionGrant",
             &["clientId", "resourceId", "consentType", "principalId", "id"],
         )
-    }) {
-        return r;
-    }
+    })?;
     let items = inner
         .dir
         .oauth2_permission_grants
         .iter()
         .map(PermissionGrant::to_json)
         .collect();
-    collection(c, "oauth2PermissionGrants", items)
+    Ok(collection(c, "oauth2PermissionGrants", items))
 }
 
 /// `POST /oauth2PermissionGrants`: delegated consent.
-pub fn create_grant(c: &Ctx<'_>) -> Response {
+pub fn create_grant(c: &Ctx<'_>) -> Reply {
     let mut inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_GRANTS, &[]) {
-        return r;
-    }
-    let body = match c.body_object() {
-        Ok(b) => b.clone(),
-        Err(r) => return r,
-    };
+    authz::require(c, &inner.dir, &WRITE_GRANTS, &[])?;
+    let body = c.body_object()?.clone();
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let consent_type = field("consentType").unwrap_or_default();
     let principal_id = field("principalId");
@@ -478,11 +426,11 @@ pub fn create_grant(c: &Ctx<'_>) -> Response {
         field("scope"),
         valid_type,
     ) else {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "One or more properties contains invalid values.",
-        );
+        ));
     };
     for id in [&client_id, &resource_id] {
         if inner
@@ -491,7 +439,7 @@ pub fn create_grant(c: &Ctx<'_>) -> Response {
             .filter(|s| c.s.visible(s.visible_at_ms))
             .is_none()
         {
-            return c.not_found(id);
+            return Err(c.not_found(id));
         }
     }
     let dup = inner.dir.oauth2_permission_grants.iter().any(|g| {
@@ -501,11 +449,11 @@ pub fn create_grant(c: &Ctx<'_>) -> Response {
             && g.principal_id == principal_id
     });
     if dup {
-        return c.err(
+        return Err(c.err(
             StatusCode::CONFLICT,
             "Request_MultipleObjectsWithSameKeyValue",
             "Permission entry already exists.",
-        );
+        ));
     }
     let g = PermissionGrant {
         id: random_key(32),
@@ -518,43 +466,46 @@ pub fn create_grant(c: &Ctx<'_>) -> Response {
     let json = g.to_json();
     inner.dir.oauth2_permission_grants.push(g);
     c.s.persist(&inner);
-    entity(c, "oauth2PermissionGrants", StatusCode::CREATED, json)
+    Ok(entity(
+        c,
+        "oauth2PermissionGrants",
+        StatusCode::CREATED,
+        json,
+    ))
 }
 
 /// `GET /oauth2PermissionGrants/{id}`.
-pub fn get_grant(c: &Ctx<'_>, id: &str) -> Response {
+pub fn get_grant(c: &Ctx<'_>, id: &str) -> Reply {
     let inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &READ_GRANTS, &[]) {
-        return r;
-    }
-    match inner
-        .dir
-        .oauth2_permission_grants
-        .iter()
-        .find(|g| g.id == id)
-    {
-        Some(g) => entity(c, "oauth2PermissionGrants", StatusCode::OK, g.to_json()),
-        None => c.not_found(id),
-    }
+    authz::require(c, &inner.dir, &READ_GRANTS, &[])?;
+    Ok(
+        match inner
+            .dir
+            .oauth2_permission_grants
+            .iter()
+            .find(|g| g.id == id)
+        {
+            Some(g) => entity(c, "oauth2PermissionGrants", StatusCode::OK, g.to_json()),
+            None => c.not_found(id),
+        },
+    )
 }
 
 /// `PATCH /oauth2PermissionGrants/{id}` `{ "scope": … }`.
-pub fn patch_grant(c: &Ctx<'_>, id: &str) -> Response {
+pub fn patch_grant(c: &Ctx<'_>, id: &str) -> Reply {
     let mut inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_GRANTS, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_GRANTS, &[])?;
     let Some(scope) = c
         .body
         .as_ref()
         .and_then(|b| b["scope"].as_str())
         .map(str::to_string)
     else {
-        return c.err(
+        return Err(c.err(
             StatusCode::BAD_REQUEST,
             "Request_BadRequest",
             "Invalid value specified for property 'scope'.",
-        );
+        ));
     };
     match inner
         .dir
@@ -563,23 +514,21 @@ pub fn patch_grant(c: &Ctx<'_>, id: &str) -> Response {
         .find(|g| g.id == id)
     {
         Some(g) => g.scope = scope,
-        None => return c.not_found(id),
+        None => return Err(c.not_found(id)),
     }
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }
 
 /// `DELETE /oauth2PermissionGrants/{id}`.
-pub fn delete_grant(c: &Ctx<'_>, id: &str) -> Response {
+pub fn delete_grant(c: &Ctx<'_>, id: &str) -> Reply {
     let mut inner = c.lock();
-    if let Err(r) = authz::require(c, &inner.dir, &WRITE_GRANTS, &[]) {
-        return r;
-    }
+    authz::require(c, &inner.dir, &WRITE_GRANTS, &[])?;
     let before = inner.dir.oauth2_permission_grants.len();
     inner.dir.oauth2_permission_grants.retain(|g| g.id != id);
     if inner.dir.oauth2_permission_grants.len() == before {
-        return c.not_found(id);
+        return Err(c.not_found(id));
     }
     c.s.persist(&inner);
-    no_content()
+    Ok(no_content())
 }

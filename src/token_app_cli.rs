@@ -116,10 +116,10 @@ async fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
     let auth = flow.authorization();
-    let who = args
-        .upn
-        .as_deref()
-        .map_or("an admin of the tenant that owns the token app".to_owned(), |u| u.to_owned());
+    let who = args.upn.as_deref().map_or(
+        "an admin of the tenant that owns the token app".to_owned(),
+        |u| u.to_owned(),
+    );
     println!("Sign in as {who}:");
     println!("  {}", auth.message);
     println!("user code: {}", auth.user_code);
@@ -158,8 +158,14 @@ async fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             println!("     {:<20} fix: {fix}", "");
         }
     }
-    let fails = results.iter().filter(|r| r.verdict == Verdict::Fail).count();
-    let warns = results.iter().filter(|r| r.verdict == Verdict::Warn).count();
+    let fails = results
+        .iter()
+        .filter(|r| r.verdict == Verdict::Fail)
+        .count();
+    let warns = results
+        .iter()
+        .filter(|r| r.verdict == Verdict::Warn)
+        .count();
     println!("{fails} FAIL, {warns} WARN");
     Ok(if token_app::worst(&results) == Verdict::Fail {
         ExitCode::from(1)

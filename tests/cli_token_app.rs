@@ -31,7 +31,10 @@ async fn the_manifest_names_exactly_the_sign_in_scopes() -> Result<()> {
     assert_eq!(m["isFallbackPublicClient"], true);
     let rra = m["requiredResourceAccess"].as_array().context("rra")?;
     assert_eq!(rra.len(), 1);
-    assert_eq!(rra[0]["resourceAppId"], "00000003-0000-0000-c000-000000000000");
+    assert_eq!(
+        rra[0]["resourceAppId"],
+        "00000003-0000-0000-c000-000000000000"
+    );
     let names: Vec<&str> = rra[0]["resourceAccess"]
         .as_array()
         .context("resourceAccess")?
@@ -113,9 +116,16 @@ async fn check_passes_a_matching_app_and_names_what_a_broken_one_lacks() -> Resu
     let good = create_app(&wire, &admin, manifest("Fabrikam Voice").await?).await?;
     let run = check(&wire, &good, &checker).await?;
     assert_eq!(run.code, Some(0), "{run}");
-    for rule in ["public_client_flows", "sign_in_audience", "graph_scopes", "redirect_uri"] {
+    for rule in [
+        "public_client_flows",
+        "sign_in_audience",
+        "graph_scopes",
+        "redirect_uri",
+    ] {
         assert!(
-            run.stdout.lines().any(|l| l.starts_with("OK") && l.contains(rule)),
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with("OK") && l.contains(rule)),
             "{rule}: {run}"
         );
     }
@@ -143,7 +153,10 @@ async fn check_passes_a_matching_app_and_names_what_a_broken_one_lacks() -> Resu
     assert!(scopes.starts_with("FAIL"), "{run}");
     assert!(scopes.contains("AppRoleAssignment.ReadWrite.All"), "{run}");
     assert!(!scopes.contains("Application.Read.All"), "{run}");
-    assert!(run.stdout.contains("--is-fallback-public-client true"), "{run}");
+    assert!(
+        run.stdout.contains("--is-fallback-public-client true"),
+        "{run}"
+    );
 
     // An app id the signed-in tenant does not have: FAIL, exit 1, with Graph's request id.
     let run = check(&wire, "1f2e3d4c-0000-4000-8000-00000000abcd", &checker).await?;

@@ -21,7 +21,10 @@ async fn the_live_smoke_path_runs_against_the_emulator() -> Result<()> {
     let base = sim.base_url();
     let env = [
         ("ONBOARD_LIVE_UPN", admin.as_str()),
-        ("ONBOARD_LIVE_TOKEN_APP_ID", info.token_app_client_id.as_str()),
+        (
+            "ONBOARD_LIVE_TOKEN_APP_ID",
+            info.token_app_client_id.as_str(),
+        ),
         ("ONBOARD_LIVE_APP_NAME", "Smoke-1"),
         ("ONBOARD_LIVE_AUTHORITY_URL", base.as_str()),
         ("ONBOARD_LIVE_GRAPH_URL", base.as_str()),
@@ -73,7 +76,10 @@ async fn without_live_it_explains_and_runs_nothing() -> Result<()> {
             &["selftest"],
             &[
                 ("ONBOARD_LIVE_UPN", "a@b.example"),
-                ("ONBOARD_LIVE_TOKEN_APP_ID", "1f2e3d4c-0000-4000-8000-00000000abcd"),
+                (
+                    "ONBOARD_LIVE_TOKEN_APP_ID",
+                    "1f2e3d4c-0000-4000-8000-00000000abcd",
+                ),
                 ("ONBOARD_LIVE_APP_NAME", "Smoke-1"),
             ],
             None,

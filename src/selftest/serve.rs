@@ -39,10 +39,7 @@ pub fn write_config(dir: &Path, args: &SelftestArgs) -> anyhow::Result<(PathBuf,
     let key = dir.join("audit.key");
     let signer = NoteSigner::generate(ORIGIN)?;
     audit_cli::write_private(&key, signer.to_go_private_key().as_bytes())?;
-    std::fs::write(
-        dir.join("audit.vkey"),
-        format!("{}\n", signer.verifier()),
-    )?;
+    std::fs::write(dir.join("audit.vkey"), format!("{}\n", signer.verifier()))?;
     let tokens = Tokens {
         operator: random_token()?,
         auditor: random_token()?,

@@ -36,15 +36,27 @@ const GRAPH_DELEGATED_SCOPE_IDS: &[(&str, &str)] = &[
     ("User.Read.All", "a154be20-db9c-4678-8ab7-66f6cc099a59"),
     ("User.ReadWrite.All", "204e0828-b5ca-4ad8-b9f3-f32a958e7cc4"),
     ("Group.Read.All", "5f8c59db-677d-491f-a6b8-5f174b11ec1d"),
-    ("Group.ReadWrite.All", "4e46008b-f24c-477d-8fff-7bb4ec7aafe0"),
-    ("GroupMember.Read.All", "bc024368-1153-4739-b217-4326f2e966d0"),
+    (
+        "Group.ReadWrite.All",
+        "4e46008b-f24c-477d-8fff-7bb4ec7aafe0",
+    ),
+    (
+        "GroupMember.Read.All",
+        "bc024368-1153-4739-b217-4326f2e966d0",
+    ),
     ("Directory.Read.All", "06da0dbc-49e2-44d2-8312-53f166ab848a"),
-    ("Directory.ReadWrite.All", "c5366453-9fb0-48a5-a156-24f0c49a4b84"),
+    (
+        "Directory.ReadWrite.All",
+        "c5366453-9fb0-48a5-a156-24f0c49a4b84",
+    ),
     (
         "Directory.AccessAsUser.All",
         "0e263e50-5827-48a4-b97c-d940288653c7",
     ),
-    ("Organization.Read.All", "4908d5b9-3fb2-4b1e-9336-1888b7937185"),
+    (
+        "Organization.Read.All",
+        "4908d5b9-3fb2-4b1e-9336-1888b7937185",
+    ),
     (
         "RoleManagement.Read.Directory",
         "741c54c3-0c1e-44a1-818b-3f97ab4e8c83",
@@ -53,8 +65,14 @@ const GRAPH_DELEGATED_SCOPE_IDS: &[(&str, &str)] = &[
         "RoleManagement.ReadWrite.Directory",
         "d01b97e9-cbc0-49fe-810a-750afd5527a3",
     ),
-    ("RoleManagement.Read.All", "48fec646-b2ba-4019-8681-8eb31435aded"),
-    ("Application.Read.All", "c79f8feb-a9db-4090-85f9-90d820caa0eb"),
+    (
+        "RoleManagement.Read.All",
+        "48fec646-b2ba-4019-8681-8eb31435aded",
+    ),
+    (
+        "Application.Read.All",
+        "c79f8feb-a9db-4090-85f9-90d820caa0eb",
+    ),
     (
         "Application.ReadWrite.All",
         "bdfbf15f-ee85-4955-8675-146e8e5296b5",
@@ -147,7 +165,10 @@ impl AppFacts {
         let graph_scope_ids = app
             .required_resource_access
             .iter()
-            .filter(|r| r.resource_app_id.eq_ignore_ascii_case(MICROSOFT_GRAPH_APP_ID))
+            .filter(|r| {
+                r.resource_app_id
+                    .eq_ignore_ascii_case(MICROSOFT_GRAPH_APP_ID)
+            })
             .flat_map(|r| r.resource_access.iter())
             .filter(|a| a.kind == "Scope")
             .map(|a| a.id.clone())
@@ -363,7 +384,10 @@ pub async fn read_app(
     app_id: &str,
 ) -> Result<(Option<Application>, Option<String>), ProvisionError> {
     let graph = entra.graph(token);
-    match graph.get_application_by_app_id(app_id, &OpContext::new()).await {
+    match graph
+        .get_application_by_app_id(app_id, &OpContext::new())
+        .await
+    {
         Ok(r) => Ok((Some(r.value), r.meta.request_id)),
         Err(e) if e.is_not_found() => Ok((None, e.request_id().map(str::to_owned))),
         Err(e) => Err(ProvisionError::entra("read_token_app", e)),

@@ -67,7 +67,12 @@ fn a_missing_scope_is_a_fail_naming_it_and_its_id() {
     assert_eq!(scopes.verdict, Verdict::Fail);
     assert!(scopes.detail.contains("AppRoleAssignment.ReadWrite.All"));
     assert!(!scopes.detail.contains("Application.Read.All,"));
-    assert!(scopes.fix.as_deref().is_some_and(|f| f.contains(&format!("{id}=Scope"))));
+    assert!(
+        scopes
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains(&format!("{id}=Scope")))
+    );
     assert_eq!(worst(&r), Verdict::Fail);
 }
 
@@ -80,7 +85,11 @@ fn extra_scopes_are_fine_and_mentioned() {
     let r = compare(&app);
     let scopes = r.iter().find(|x| x.rule == "graph_scopes").expect("rule");
     assert_eq!(scopes.verdict, Verdict::Ok);
-    assert!(scopes.detail.contains("Directory.Read.All"), "{}", scopes.detail);
+    assert!(
+        scopes.detail.contains("Directory.Read.All"),
+        "{}",
+        scopes.detail
+    );
     assert!(scopes.detail.contains("not-a-known-id"));
 }
 
@@ -92,7 +101,11 @@ fn public_client_flows_off_or_null_fail() {
         let r = compare(&app);
         assert_eq!(r[0].rule, "public_client_flows");
         assert_eq!(r[0].verdict, Verdict::Fail);
-        assert!(r[0].fix.as_deref().is_some_and(|f| f.contains("--is-fallback-public-client true")));
+        assert!(
+            r[0].fix
+                .as_deref()
+                .is_some_and(|f| f.contains("--is-fallback-public-client true"))
+        );
     }
 }
 

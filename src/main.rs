@@ -11,6 +11,8 @@ mod config_check;
 mod ctl;
 #[cfg(feature = "emulator")]
 mod demo;
+mod selftest;
+mod token_app_cli;
 mod verify_cli;
 mod witness_cli;
 
@@ -56,6 +58,12 @@ enum Command {
     /// Server configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The provider's token app: `manifest` prints it, `check` checks a configured one.
+    #[command(subcommand)]
+    TokenApp(token_app_cli::TokenAppCommand),
+    /// End-to-end smoke test through a real `onboard serve` (`--live`: a real tenant; see
+    /// docs/live-test.md).
+    Selftest(selftest::SelftestArgs),
     /// Prints a shell completion script, e.g. `onboard completions bash > /etc/bash_completion.d/onboard`.
     Completions {
         /// The shell.
@@ -73,7 +81,11 @@ enum ConfigCommand {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         // These have their own exit codes; handled in `main`.
-        Command::Verify(_) | Command::Ctl(_) | Command::Config(_) => Ok(()),
+        Command::Verify(_)
+        | Command::Ctl(_)
+        | Command::Config(_)
+        | Command::TokenApp(_)
+        | Command::Selftest(_) => Ok(()),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -94,7 +106,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Witness(args) => witness_cli::run(args).await,
         #[cfg(feature = "emulator")]
         Command::EntraSim(args) => Ok(entra_sim::run_cli(args).await?),
-        Command::Serve { config } => Ok(onboard_server::run_from_config(&config).await?),
+        Command::Serve { config } => {
+            warn_about_token_app(&config);
+            Ok(onboard_server::run_from_config(&config).await?)
+        }
+    }
+}
+
+/// Logs a warning when the configuration's token app id is unset or the example's placeholder
+/// (the rule `onboard config check` reports as an error): the service starts, but no customer
+/// admin can sign in. A configuration that does not load is left to `run_from_config`.
+fn warn_about_token_app(path: &std::path::Path) {
+    if let Ok(config) = onboard_server::Config::load(path)
+        && let Some(problem) =
+            provision::token_app::client_id_problem(&config.entra.token_app_client_id)
+    {
+        tracing::warn!(
+            key = "entra.token_app_client_id",
+            "{problem}; customer sign-ins will fail (onboard token-app manifest, docs/microsoft.md)"
+        );
     }
 }
 
@@ -112,6 +142,8 @@ async fn main() -> ExitCode {
         Command::Verify(args) => return verify_cli::run(args).await,
         Command::Ctl(args) => return ctl::run(args).await,
         Command::Config(ConfigCommand::Check(args)) => return config_check::run(&args),
+        Command::TokenApp(cmd) => return token_app_cli::run(cmd).await,
+        Command::Selftest(args) => return selftest::run(args).await,
         other => other,
     };
     match run(command).await {

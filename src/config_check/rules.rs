@@ -156,35 +156,14 @@ pub fn check_auth(config: &Config, f: &mut Findings) {
     }
 }
 
-/// The provider's public client app that the admin's device code sign-in uses.
+/// The provider's public client app that the admin's device code sign-in uses (the rule is
+/// `provision::token_app::client_id_problem`, which `onboard serve` also logs at start-up).
 pub fn check_token_app(config: &Config, f: &mut Findings) {
-    let id = config.entra.token_app_client_id.trim();
-    if id.is_empty() {
-        f.error(
-            "entra.token_app_client_id",
-            "unset: the admin's device code sign-in needs the provider's public client app (application id)",
-        );
-    } else if !is_guid(id) {
-        f.error(
-            "entra.token_app_client_id",
-            format!("{id:?} is not an application id (a GUID)"),
-        );
-    } else if id.bytes().all(|b| b == b'0' || b == b'-') {
-        f.error(
-            "entra.token_app_client_id",
-            "the all-zero placeholder from the example config: set the provider's public client app id",
-        );
+    if let Some(problem) =
+        provision::token_app::client_id_problem(&config.entra.token_app_client_id)
+    {
+        f.error("entra.token_app_client_id", problem);
     }
-}
-
-/// 8-4-4-4-12 hex digits.
-fn is_guid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -211,12 +190,5 @@ mod tests {
         check_url(&mut f, "k", "not a url", false);
         check_url(&mut f, "k", "https://u:p@w.example.net/", false);
         assert_eq!(f.0.len(), 5, "{:?}", f.0);
-    }
-
-    #[test]
-    fn guids() {
-        assert!(is_guid("1f2e3d4c-0000-4000-8000-00000000abcd"));
-        assert!(!is_guid("1f2e3d4c00004000800000000000abcd"));
-        assert!(!is_guid("xyz"));
     }
 }

@@ -19,7 +19,8 @@
 //!
 //! Module map: [`names`] (name rules), [`signin`] (who signed in, what they may do),
 //! [`plan`] (dry run), `steps` (each Entra change, idempotent), [`store`] (sled records),
-//! [`events`] (numbered progress), [`engine`] (the state machine). Profiles, roles, sealing and
+//! [`events`] (numbered progress), [`engine`] (the state machine), [`token_app`] (the
+//! provider's token app: its manifest and the check of a configured one). Profiles, roles, sealing and
 //! the audit entry come from `onboard_core`; the engine hands completed onboardings to day-two
 //! management through `onboard_core::provisioned::Provisioned`.
 
@@ -33,6 +34,7 @@ pub mod plan;
 pub mod signin;
 mod steps;
 pub mod store;
+pub mod token_app;
 pub mod view;
 
 pub use engine::{Engine, EngineConfig, PlanRequest, ProvisionRequest, StepHook};

@@ -12,8 +12,9 @@ use crate::graph::types::{
 use crate::odata::{id, key, literal};
 use crate::retry::OpContext;
 
-const APP_SELECT: &str =
-    "id,appId,displayName,uniqueName,signInAudience,passwordCredentials,requiredResourceAccess";
+/// What every application read selects; `isFallbackPublicClient` and `publicClient` (in
+/// `Application::extra`) are for the check of the provider's token app.
+const APP_SELECT: &str = "id,appId,displayName,uniqueName,signInAudience,passwordCredentials,requiredResourceAccess,isFallbackPublicClient,publicClient";
 
 /// Result of an upsert.
 #[derive(Debug, Clone)]

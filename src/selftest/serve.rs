@@ -1,0 +1,189 @@
+//! The selftest's own `onboard serve`: a configuration in the run directory (loopback,
+//! plaintext, one operator and one auditor bearer token made for this run, Entra at the URLs
+//! given), a fresh audit signing key, and the server as a child process of this binary, stopped
+//! with SIGTERM at the end.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use audit_log::NoteSigner;
+use onboard_server::{Config, token_sha256_hex};
+
+use super::SelftestArgs;
+use crate::audit_cli;
+
+/// The audit log's origin for selftest runs.
+const ORIGIN: &str = "onboard.selftest.invalid/audit";
+
+/// Bearer tokens made for one run (the server listens on loopback only).
+pub struct Tokens {
+    /// The operator's (invitations, onboardings, credentials, verification).
+    pub operator: String,
+    /// The auditor's (audit entries).
+    pub auditor: String,
+}
+
+/// A random token: 32 bytes from the OS, hex.
+fn random_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("random bytes: {e}"))?;
+    Ok(hex::encode(b))
+}
+
+/// Writes the key and `onboard.toml` into `dir`; returns the config path and the tokens.
+pub fn write_config(dir: &Path, args: &SelftestArgs) -> anyhow::Result<(PathBuf, Tokens)> {
+    let key = dir.join("audit.key");
+    let signer = NoteSigner::generate(ORIGIN)?;
+    audit_cli::write_private(&key, signer.to_go_private_key().as_bytes())?;
+    std::fs::write(dir.join("audit.vkey"), format!("{}\n", signer.verifier()))?;
+    let tokens = Tokens {
+        operator: random_token()?,
+        auditor: random_token()?,
+    };
+    let trust: Vec<String> = args
+        .trust_root
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    let text = format!(
+        r#"# Written by `onboard selftest --live`; used once.
+[server]
+listen = "127.0.0.1:0"
+[storage]
+data_dir = {data:?}
+[audit]
+signing_key = {key:?}
+origin = "{ORIGIN}"
+[entra]
+authority_url = {authority:?}
+graph_url = {graph:?}
+extra_trust_roots = [{trust}]
+token_app_client_id = {token_app:?}
+[platform]
+provider_name = {provider:?}
+server_name = {server:?}
+[invitations]
+activation_base_url = "https://wizard.selftest.invalid/activate"
+[[auth.tokens]]
+sha256 = "{op}"
+identity = "selftest-operator"
+role = "operator"
+[[auth.tokens]]
+sha256 = "{au}"
+identity = "selftest-auditor"
+role = "auditor"
+"#,
+        data = dir.join("data").display().to_string(),
+        key = key.display().to_string(),
+        authority = args.authority_url,
+        graph = args.graph_url,
+        trust = trust.join(", "),
+        token_app = args.token_app_client_id,
+        provider = args.provider_name,
+        server = args.server_name,
+        op = token_sha256_hex(&tokens.operator),
+        au = token_sha256_hex(&tokens.auditor),
+    );
+    // Parsed exactly as the server will parse it, so a bad value fails here, named.
+    Config::from_toml_str(&text, std::iter::empty())?;
+    let path = dir.join("onboard.toml");
+    std::fs::write(&path, text)?;
+    Ok((path, tokens))
+}
+
+/// `onboard serve` as a child process; SIGTERMed when stopped, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its log (stderr).
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `<this binary> serve --config CONFIG` without the caller's `ONBOARD_*`
+    /// overrides, its log in `dir/server.log`, and waits for `onboard serving on ADDR`.
+    pub async fn start(dir: &Path, config: &Path) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("locating the onboard binary")?;
+        let log = dir.join("server.log");
+        let log_file = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["serve", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ONBOARD_")) {
+            cmd.env_remove(k);
+        }
+        let mut child = cmd.spawn().context("starting onboard serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let line = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || {
+                let mut line = String::new();
+                BufReader::new(stdout).read_line(&mut line).map(|_| line)
+            }),
+        )
+        .await;
+        let line = match line {
+            Ok(Ok(Ok(l))) => l,
+            _ => {
+                let _ = child.kill();
+                bail!("onboard serve did not start; see {}", log.display());
+            }
+        };
+        let Some(addr) = line.trim().strip_prefix("onboard serving on ") else {
+            let _ = child.kill();
+            bail!(
+                "onboard serve did not start ({:?}); see {}",
+                line.trim(),
+                log.display()
+            );
+        };
+        Ok(Self {
+            addr: addr.parse()?,
+            child,
+            log,
+        })
+    }
+
+    /// SIGTERM, then waits up to 30 s for the graceful exit (SIGKILL after that).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !sent {
+            self.child.kill()?;
+        }
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("onboard serve exited with {status}");
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.child.kill()?;
+        bail!("onboard serve did not stop within 30 s of SIGTERM; killed")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

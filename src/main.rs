@@ -10,6 +10,8 @@ mod config_check;
 mod ctl;
 #[cfg(feature = "emulator")]
 mod demo;
+#[cfg(feature = "emulator")]
+mod demo_web;
 mod verify_cli;
 mod witness_cli;
 

@@ -10,6 +10,8 @@
 //! - [`credentials`]: the Credentials service (day two) over `credentials::Credentials`.
 //! - [`verification`]: the Verification service (Verify, ListDrift) over the `verifier` crate;
 //!   scheduled drift runs start in [`serve()`].
+//! - [`wizard`]: the customer's invitation wizard (page, script, style, and a JSON + SSE layer
+//!   over the Onboarding service) on the same listener.
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -24,6 +26,7 @@ pub mod onboarding;
 mod paging;
 mod serve;
 pub mod verification;
+pub mod wizard;
 
 pub use app::{AUDIT_DIR, App, DRIFT_ACTOR, STATE_DIR};
 pub use auth::{Caller, Role, token_sha256_hex};

@@ -14,6 +14,7 @@
 //! | [`pki`] | `pki` | a CA and server/client certificates |
 //! | [`config`], [`server`], [`wizard`], [`sim_server`] | `server` | the typed server configuration; the in-process server and its gRPC clients; the wizard's calls over any channel; a server pointed at the emulator |
 //! | [`process`] | `process` | `onboard serve` and `onboard …` as child processes |
+//! | [`browser`] | `browser` | headless Chromium over WebDriver; a proxy recording the browser's network exchanges |
 //!
 //! Do not use the kit from `#[cfg(test)]` unit tests inside the `src/` of a crate the kit
 //! depends on: that links two copies of the crate. Integration tests (`tests/*.rs`) are fine.
@@ -56,3 +57,6 @@ pub mod wizard;
 
 #[cfg(feature = "process")]
 pub mod process;
+
+#[cfg(feature = "browser")]
+pub mod browser;

@@ -64,6 +64,8 @@ pub fn router(app: App, onboarding: OnboardingService) -> Router {
         .route("/wizard/app.js", get(app_js))
         .route("/wizard/app.css", get(app_css))
         .route("/wizard/icon.svg", get(icon))
+        // Browsers ask for it on their own (e.g. when showing an asset directly).
+        .route("/favicon.ico", get(icon))
         .route("/wizard/api/invitation", post(api::invitation))
         .route("/wizard/api/signin", post(api::sign_in))
         .route("/wizard/api/name", post(api::name))

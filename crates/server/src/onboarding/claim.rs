@@ -87,8 +87,9 @@ impl OnboardingService {
             client_id: Some(client_id.clone()),
         };
         let target = Target::new(TargetKind::PasswordCredential, stored.key_id.clone());
-        let mut entry =
-            AuditEntry::new(Action::SecretHandOver, Phase::Intent, &scope).with_target(target);
+        let mut entry = AuditEntry::new(Action::SecretHandOver, Phase::Intent, &scope)
+            .with_target(target)
+            .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()));
         self.record(entry.clone()).await?;
         if let Err(e) = self.mark_claimed(&id).await {
             entry.phase = Phase::Failed;

@@ -53,8 +53,10 @@ pub async fn run(dir: &Path, sim: Sim, listen: SocketAddr) -> anyhow::Result<()>
     println!("Sign in on the emulator's device-login page as one of the seeded users:");
     println!("  globaladmin@{domain}   Global Administrator (can do everything)");
     println!("  appadmin@{domain}      Application Administrator (lacks rights: see the page)");
-    println!("The emulator's page is HTTPS with its own CA ({dir}/entra-sim-ca.pem): accept the",
-        dir = dir.display());
+    println!(
+        "The emulator's page is HTTPS with its own CA ({dir}/entra-sim-ca.pem): accept the",
+        dir = dir.display()
+    );
     println!("browser's warning once. Press Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     let _ = stop.send(());

@@ -56,7 +56,9 @@ impl Chrome {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {chromedriver} (apt-get install chromium-driver)"))?;
+            .with_context(|| {
+                format!("starting {chromedriver} (apt-get install chromium-driver)")
+            })?;
         let profile = tempfile::tempdir()?;
         let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
             "browserName": "chrome",
@@ -104,9 +106,7 @@ impl Chrome {
         );
         let (dw, dh) = (width.saturating_sub(iw), height.saturating_sub(ih));
         if dw > 0 || dh > 0 {
-            self.client
-                .set_window_size(width + dw, height + dh)
-                .await?;
+            self.client.set_window_size(width + dw, height + dh).await?;
         }
         Ok(())
     }
@@ -182,8 +182,10 @@ impl Chrome {
     /// What has the keyboard focus: `section-id/tag/element-id`.
     pub async fn focus(&self) -> Result<String> {
         let v = self
-            .js("const a=document.activeElement;const s=a&&a.closest('section');\
-                 return (s?s.id:'')+'/'+a.tagName.toLowerCase()+'/'+(a.id||'')")
+            .js(
+                "const a=document.activeElement;const s=a&&a.closest('section');\
+                 return (s?s.id:'')+'/'+a.tagName.toLowerCase()+'/'+(a.id||'')",
+            )
             .await?;
         Ok(v.as_str().unwrap_or_default().to_owned())
     }

@@ -203,7 +203,13 @@ pub(super) async fn name(Json(b): Json<NameBody>) -> Response {
             let key = serde_json::to_value(&rule)
                 .ok()
                 .and_then(|v| v.get("rule").and_then(Value::as_str).map(str::to_owned))
-                .map(|k| if k == "not_nfkc" { "invisible".into() } else { k })
+                .map(|k| {
+                    if k == "not_nfkc" {
+                        "invisible".into()
+                    } else {
+                        k
+                    }
+                })
                 .unwrap_or_default();
             Json(json!({"ok": false, "rule": key, "message": format!("The name {rule}.")}))
                 .into_response()
@@ -378,7 +384,9 @@ pub(super) async fn summary(
     let o = match w.app.engine().get(&b.onboarding_id) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            return server_error(ServerError::NotFound("the onboarding has not started".into()));
+            return server_error(ServerError::NotFound(
+                "the onboarding has not started".into(),
+            ));
         }
         Err(e) => return server_error(e.into()),
     };

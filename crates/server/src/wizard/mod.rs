@@ -165,7 +165,10 @@ mod tests {
 
     #[test]
     fn the_page_is_served_where_the_activation_links_point() {
-        assert_eq!(page_path("https://onboard.example.net/activate"), "/activate");
+        assert_eq!(
+            page_path("https://onboard.example.net/activate"),
+            "/activate"
+        );
         assert_eq!(page_path("https://h/x/activate/"), "/x/activate");
         assert_eq!(page_path("http://127.0.0.1:1/onboard#"), "/onboard");
         assert_eq!(page_path("https://h"), "/activate");

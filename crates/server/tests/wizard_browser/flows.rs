@@ -32,7 +32,10 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     w.step("s-upn", "02-upn").await?;
     w.chrome.click("btn-auth").await?;
     ensure!(
-        w.chrome.text("#upn-error").await?.contains("Enter the admin account"),
+        w.chrome
+            .text("#upn-error")
+            .await?
+            .contains("Enter the admin account"),
         "an empty UPN is refused next to the field"
     );
     let upn = w.upn(users::GLOBAL_ADMIN);
@@ -43,14 +46,22 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     w.step("s-code", "03-device-code").await?;
     let screen = w.chrome.text("#s-code").await?;
     ensure!(screen.contains("Copy code and open page in new tab") && screen.contains(&upn));
-    ensure!(w.chrome.text("#code-countdown").await?.contains("The code expires in"));
+    ensure!(
+        w.chrome
+            .text("#code-countdown")
+            .await?
+            .contains("The code expires in")
+    );
     ensure!(w.chrome.text("#code-uri").await?.ends_with("/devicelogin"));
     w.env.sim.complete_device_login(&code, &upn).await?;
 
     w.step("s-connected", "04-connected").await?;
     let c = w.chrome.text("#s-connected").await?;
     ensure!(c.contains("Token connection has been successfully established"));
-    ensure!(c.contains(&upn) && c.contains("Global Administrator"), "{c}");
+    ensure!(
+        c.contains(&upn) && c.contains("Global Administrator"),
+        "{c}"
+    );
     ensure!(!w.chrome.disabled("btn-next").await?);
     w.chrome.click("btn-next").await?;
 
@@ -58,25 +69,45 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     ensure!(w.chrome.disabled("btn-provision").await?);
     w.chrome.type_into("app-name", "sbc.one").await?;
     w.chrome
-        .wait_js("document.getElementById('name-msg').textContent.includes('dot')", "the dot rule")
+        .wait_js(
+            "document.getElementById('name-msg').textContent.includes('dot')",
+            "the dot rule",
+        )
         .await?;
     w.shoot("05b-name-rule-broken").await?;
     w.chrome.type_into("app-name", "SbcOne").await?;
     w.chrome
-        .wait_js("!document.getElementById('btn-provision').disabled", "a plan")
+        .wait_js(
+            "!document.getElementById('btn-provision').disabled",
+            "a plan",
+        )
         .await?;
     let plan = w.chrome.text("#plan").await?;
-    ensure!(plan.contains("SbcOne") && plan.contains("Sandbox1-sp2-token"), "{plan}");
-    ensure!(w.env.sim.snapshot().to_string().matches("SbcOne").count() == 0, "nothing made yet");
+    ensure!(
+        plan.contains("SbcOne") && plan.contains("Sandbox1-sp2-token"),
+        "{plan}"
+    );
+    ensure!(
+        w.env.sim.snapshot().to_string().matches("SbcOne").count() == 0,
+        "nothing made yet"
+    );
     w.shoot("05c-name-plan").await?;
     w.chrome.click("btn-provision").await?;
 
     w.chrome.wait_screen("s-progress").await?;
-    w.chrome.wait_screen_for("s-done", Duration::from_secs(120)).await?;
+    w.chrome
+        .wait_screen_for("s-done", Duration::from_secs(120))
+        .await?;
     w.step("s-done", "07-done").await?;
     let done = w.chrome.text("#s-done").await?;
-    ensure!(done.contains("SbcOne") && done.contains("Sandbox1-sp2-token removed"), "{done}");
-    ensure!(done.contains("completes the onboarding of the service"), "{done}");
+    ensure!(
+        done.contains("SbcOne") && done.contains("Sandbox1-sp2-token removed"),
+        "{done}"
+    );
+    ensure!(
+        done.contains("completes the onboarding of the service"),
+        "{done}"
+    );
 
     // The platform claims the secret once; the browser never received it.
     let list = w
@@ -144,7 +175,10 @@ async fn an_application_administrator_is_told_before_anything_changes() -> Resul
         c.contains("Privileged Role Administrator") && c.contains("Global Administrator"),
         "names the role needed: {c}"
     );
-    ensure!(w.chrome.disabled("btn-next").await?, "Next Step is disabled");
+    ensure!(
+        w.chrome.disabled("btn-next").await?,
+        "Next Step is disabled"
+    );
     let snap = w.env.sim.snapshot();
     ensure!(
         snapshot::apps_named(&snap, "SbcOne").is_empty(),
@@ -192,20 +226,31 @@ async fn a_reload_during_provisioning_follows_the_same_onboarding() -> Result<()
     w.chrome.click("btn-next").await?;
     w.chrome.type_into("app-name", "SbcReload").await?;
     w.chrome
-        .wait_js("!document.getElementById('btn-provision').disabled", "a plan")
+        .wait_js(
+            "!document.getElementById('btn-provision').disabled",
+            "a plan",
+        )
         .await?;
     w.chrome.click("btn-provision").await?;
     w.chrome
-        .wait_js("document.querySelectorAll('#steps li').length > 0", "a step")
+        .wait_js(
+            "document.querySelectorAll('#steps li').length > 0",
+            "a step",
+        )
         .await?;
     w.step("s-progress", "06-progress").await?;
     w.chrome.client.refresh().await?;
     w.chrome.wait_screen("s-progress").await?;
     w.chrome
-        .wait_js("document.querySelectorAll('#steps li').length > 0", "the replayed steps")
+        .wait_js(
+            "document.querySelectorAll('#steps li').length > 0",
+            "the replayed steps",
+        )
         .await?;
     w.shoot("06b-progress-after-reload").await?;
-    w.chrome.wait_screen_for("s-done", Duration::from_secs(120)).await?;
+    w.chrome
+        .wait_screen_for("s-done", Duration::from_secs(120))
+        .await?;
     let snap = w.env.sim.snapshot();
     snapshot::no_duplicates(&snap, "SbcReload")?;
     let list = w
@@ -246,11 +291,17 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
     w.chrome.type_into("att-tenant", &tenant).await?;
     w.chrome.type_into("att-client", &bare.client_id).await?;
     w.chrome
-        .type_into("att-secret", secrecy::ExposeSecret::expose_secret(&bare.secret))
+        .type_into(
+            "att-secret",
+            secrecy::ExposeSecret::expose_secret(&bare.secret),
+        )
         .await?;
     w.chrome.click("btn-validate").await?;
     w.chrome
-        .wait_js("!document.getElementById('attach-error').hidden", "the error")
+        .wait_js(
+            "!document.getElementById('attach-error').hidden",
+            "the error",
+        )
         .await?;
     settle().await;
     let e = w.chrome.text("#attach-error").await?;
@@ -258,17 +309,29 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
         .chrome
         .js("return document.querySelectorAll('#attach-missing li').length")
         .await?;
-    ensure!(missing.as_u64().unwrap_or(0) >= 1, "each missing grant listed: {e}");
+    ensure!(
+        missing.as_u64().unwrap_or(0) >= 1,
+        "each missing grant listed: {e}"
+    );
     ensure!(e.contains("What to do"), "{e}");
     ensure!(w.chrome.focus().await?.ends_with("/attach-error"));
     w.shoot("02c-use-app-registration-missing").await?;
     w.chrome.type_into("att-client", &full.client_id).await?;
     w.chrome
-        .type_into("att-secret", secrecy::ExposeSecret::expose_secret(&full.secret))
+        .type_into(
+            "att-secret",
+            secrecy::ExposeSecret::expose_secret(&full.secret),
+        )
         .await?;
     w.chrome.click("btn-validate").await?;
-    w.step("s-attached", "02d-use-app-registration-connected").await?;
-    ensure!(w.chrome.text("#s-attached").await?.contains(&full.client_id));
+    w.step("s-attached", "02d-use-app-registration-connected")
+        .await?;
+    ensure!(
+        w.chrome
+            .text("#s-attached")
+            .await?
+            .contains(&full.client_id)
+    );
     w.check_exchanges(&token)?;
     for x in w.proxy.exchanges() {
         let body = x.body_text();

@@ -18,7 +18,10 @@ async fn problem(w: &Wiz, title: &str, shot: &str) -> Result<()> {
     ensure!(t.contains(title), "{t}");
     ensure!(t.contains("Ask"), "says whom to ask: {t}");
     for bad in ["panic", "error:", "Status", "at line", "{"] {
-        ensure!(!t.contains(bad), "technical detail {bad:?} on the page: {t}");
+        ensure!(
+            !t.contains(bad),
+            "technical detail {bad:?} on the page: {t}"
+        );
     }
     Ok(())
 }
@@ -79,18 +82,21 @@ async fn the_emails_link_opens_the_page_and_every_response_is_hardened() -> Resu
         .await?
         .into_inner();
     let email = created.email.clone().unwrap_or_default();
-    let href = format!(
-        "href=\"{}\"",
-        created.activation_url.replace('&', "&amp;")
+    let href = format!("href=\"{}\"", created.activation_url.replace('&', "&amp;"));
+    ensure!(
+        email.html.contains(&href),
+        "the email links the activation URL"
     );
-    ensure!(email.html.contains(&href), "the email links the activation URL");
     ensure!(email.text.contains(&created.activation_url));
     let fragment = created
         .activation_url
         .split_once('#')
         .map(|(_, f)| f.to_owned())
         .unwrap_or_default();
-    ensure!(fragment.starts_with("token="), "the token is in the fragment");
+    ensure!(
+        fragment.starts_with("token="),
+        "the token is in the fragment"
+    );
     let url = format!(
         "{}{}#{fragment}",
         w.proxy.url,
@@ -99,15 +105,29 @@ async fn the_emails_link_opens_the_page_and_every_response_is_hardened() -> Resu
     w.chrome.client.goto(&url).await?;
     w.chrome.wait_screen("s-landing").await?;
     // Invitation values are text, never markup.
-    let bold = w.chrome.js("return document.querySelectorAll('main b').length").await?;
-    ensure!(bold.as_u64() == Some(0), "the customer name was parsed as HTML");
-    ensure!(w.chrome.text("#s-landing").await?.contains("<b>Contoso & Co</b>"));
+    let bold = w
+        .chrome
+        .js("return document.querySelectorAll('main b').length")
+        .await?;
+    ensure!(
+        bold.as_u64() == Some(0),
+        "the customer name was parsed as HTML"
+    );
+    ensure!(
+        w.chrome
+            .text("#s-landing")
+            .await?
+            .contains("<b>Contoso & Co</b>")
+    );
     // Unknown paths and assets carry the headers too.
     w.chrome
         .client
         .goto(&format!("{}/wizard/missing", w.proxy.url))
         .await?;
-    w.chrome.client.goto(&format!("{}/wizard/icon.svg", w.proxy.url)).await?;
+    w.chrome
+        .client
+        .goto(&format!("{}/wizard/icon.svg", w.proxy.url))
+        .await?;
     let token = fragment.trim_start_matches("token=").to_owned();
     w.check_exchanges(&token)?;
     let lines: Vec<String> = w
@@ -116,8 +136,17 @@ async fn the_emails_link_opens_the_page_and_every_response_is_hardened() -> Resu
         .iter()
         .map(|x| x.request_line.clone())
         .collect();
-    for want in ["GET /activate", "GET /wizard/app.js", "GET /wizard/app.css", "POST /wizard/api/invitation", "GET /wizard/missing"] {
-        ensure!(lines.iter().any(|l| l == want), "{want} not seen: {lines:?}");
+    for want in [
+        "GET /activate",
+        "GET /wizard/app.js",
+        "GET /wizard/app.css",
+        "POST /wizard/api/invitation",
+        "GET /wizard/missing",
+    ] {
+        ensure!(
+            lines.iter().any(|l| l == want),
+            "{want} not seen: {lines:?}"
+        );
     }
     w.chrome.close().await
 }

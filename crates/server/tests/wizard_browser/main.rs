@@ -79,7 +79,11 @@ impl Wiz {
 
     /// Opens the activation link of `token` (through the proxy).
     pub async fn open(&self, token: &str) -> Result<()> {
-        let url = format!("{}{}#token={token}", self.proxy.url, page_path(ACTIVATION_URL));
+        let url = format!(
+            "{}{}#token={token}",
+            self.proxy.url,
+            page_path(ACTIVATION_URL)
+        );
         self.chrome.client.goto(&url).await?;
         Ok(())
     }
@@ -124,7 +128,10 @@ impl Wiz {
     pub async fn code(&self) -> Result<String> {
         self.chrome.wait_screen("s-code").await?;
         self.chrome
-            .wait_js("document.getElementById('code').textContent.length > 0", "the code")
+            .wait_js(
+                "document.getElementById('code').textContent.length > 0",
+                "the code",
+            )
             .await?;
         self.chrome.text("#code").await
     }

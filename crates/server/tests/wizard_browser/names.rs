@@ -31,10 +31,18 @@ async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
             "document.querySelector('#name-rules li.bad') && \
              document.querySelector('#name-rules li.bad').dataset.rule === '{rule}'"
         );
-        w.chrome.wait_js(&check, &format!("rule {rule} for {name:?}")).await?;
+        w.chrome
+            .wait_js(&check, &format!("rule {rule} for {name:?}"))
+            .await?;
         let msg = w.chrome.text("#name-msg").await?;
-        ensure!(msg.to_lowercase().contains(&words.to_lowercase()), "{name:?}: {msg}");
-        ensure!(w.chrome.disabled("btn-provision").await?, "{name:?} cannot be submitted");
+        ensure!(
+            msg.to_lowercase().contains(&words.to_lowercase()),
+            "{name:?}: {msg}"
+        );
+        ensure!(
+            w.chrome.disabled("btn-provision").await?,
+            "{name:?} cannot be submitted"
+        );
         let invalid = w
             .chrome
             .js("return document.getElementById('app-name').getAttribute('aria-invalid')")
@@ -45,7 +53,10 @@ async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
     // Taken by another onboarding of this service: refused when submitted.
     w.chrome.type_into("app-name", "Taken1").await?;
     w.chrome
-        .wait_js("!document.getElementById('btn-provision').disabled", "a plan")
+        .wait_js(
+            "!document.getElementById('btn-provision').disabled",
+            "a plan",
+        )
         .await?;
     w.chrome.click("btn-provision").await?;
     w.chrome

@@ -446,8 +446,9 @@
       show('s-attached');
     } catch (e) {
       const err = e.api || { message: 'The server could not be reached.' };
-      $('attach-error-text').textContent = err.message;
       const missing = err.missing || [];
+      $('attach-error-text').textContent = missing.length
+        ? 'This app registration lacks what the service needs:' : err.message;
       list($('attach-missing'), missing, '');
       $('attach-missing').hidden = missing.length === 0;
       $('attach-fix').hidden = missing.length === 0;

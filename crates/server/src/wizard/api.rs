@@ -27,21 +27,23 @@ pub const TOKEN_HEADER: &str = "x-invitation-token";
 /// The step id of the temporary app's removal (`provision`'s `ids::TOKEN_APP`).
 const TOKEN_APP_STEP: &str = "temporary_app_removal";
 
-/// The invitation token of a request, or the response that says it is missing.
-fn token(headers: &HeaderMap) -> Result<Zeroizing<String>, Response> {
+/// The invitation token of a request, if it carries one.
+fn token(headers: &HeaderMap) -> Option<Zeroizing<String>> {
     headers
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 512)
         .map(|t| Zeroizing::new(t.to_owned()))
-        .ok_or_else(|| {
-            plain_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "this page needs the invitation link from your email",
-            )
-        })
+}
+
+/// The answer to a request without a token.
+fn no_token() -> Response {
+    plain_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "this page needs the invitation link from your email",
+    )
 }
 
 /// A server error as the page's JSON error (through the one status mapping).
@@ -87,9 +89,8 @@ fn onboarding_state(s: i32) -> &'static str {
 /// The landing page's facts: who invited, for what, until when; or why the link cannot be
 /// used. A used invitation names its onboarding, so a reload continues it.
 pub(super) async fn invitation(State(w): State<Wizard>, headers: HeaderMap) -> Response {
-    let token = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(token) = token(&headers) else {
+        return no_token();
     };
     let Ok(rec) = w.app.invitations().get_by_token(&token) else {
         return Json(json!({"state": "invalid"})).into_response();
@@ -140,9 +141,8 @@ pub(super) async fn sign_in(
     headers: HeaderMap,
     Json(b): Json<SignInBody>,
 ) -> Response {
-    let token = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(token) = token(&headers) else {
+        return no_token();
     };
     let req = Request::new(pb::SignInRequest {
         invitation_token: token.to_string(),
@@ -232,9 +232,8 @@ pub(super) async fn plan(
     headers: HeaderMap,
     Json(b): Json<PlanBody>,
 ) -> Response {
-    let token = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(token) = token(&headers) else {
+        return no_token();
     };
     let req = Request::new(pb::PlanRequest {
         onboarding_id: b.onboarding_id,
@@ -276,9 +275,8 @@ pub(super) async fn provision(
     headers: HeaderMap,
     Json(b): Json<ProvisionBody>,
 ) -> Response {
-    let token = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(token) = token(&headers) else {
+        return no_token();
     };
     let req = Request::new(pb::ProvisionRequest {
         onboarding_id: b.onboarding_id,
@@ -308,9 +306,8 @@ pub(super) async fn watch(
     headers: HeaderMap,
     Json(b): Json<WatchBody>,
 ) -> Response {
-    let token = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(token) = token(&headers) else {
+        return no_token();
     };
     let req = Request::new(pb::WatchRequest {
         onboarding_id: b.onboarding_id,
@@ -369,9 +366,8 @@ pub(super) async fn summary(
     headers: HeaderMap,
     Json(b): Json<SummaryBody>,
 ) -> Response {
-    let token = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(token) = token(&headers) else {
+        return no_token();
     };
     // The capability check and the audit entry of a read.
     let req = Request::new(pb::GetOnboardingRequest {
@@ -429,9 +425,8 @@ pub(super) async fn attach(
     headers: HeaderMap,
     Json(b): Json<AttachBody>,
 ) -> Response {
-    let token = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(token) = token(&headers) else {
+        return no_token();
     };
     let rec = match w.app.invitations().verify_token(&token) {
         Ok(r) => r,

@@ -396,7 +396,14 @@
           // Provision refused before it started (e.g. the name is taken): back to the name.
           show('s-name');
           $('app-name').setAttribute('aria-invalid', 'true');
-          $('name-msg').textContent = err.message;
+          $('plan-box').hidden = true;
+          $('plan-status').textContent = '';
+          if (err.code === 'already_exists') {
+            markRules('not_unique');
+            $('name-msg').textContent = '“' + S.appName + '” is already used for this service. Choose another name.';
+          } else {
+            $('name-msg').textContent = err.message;
+          }
           return;
         }
         if (err && ['permission_denied', 'unauthenticated', 'not_found', 'failed_precondition'].includes(err.code)) {

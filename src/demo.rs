@@ -25,9 +25,9 @@ use tonic::transport::{Channel, Endpoint};
 use crate::audit_cli;
 
 /// The origin the demo log uses.
-const ORIGIN: &str = "onboard.demo.invalid/audit";
+pub(crate) const ORIGIN: &str = "onboard.demo.invalid/audit";
 /// The operator's bearer token; the server listens on loopback only, for this process.
-const OPERATOR_TOKEN: &str = "demo-operator";
+pub(crate) const OPERATOR_TOKEN: &str = "demo-operator";
 /// The `authorization` header carrying [`OPERATOR_TOKEN`].
 const OPERATOR_BEARER: &str = "Bearer demo-operator";
 /// The seeded Global Administrator of the emulator's tenant.
@@ -39,11 +39,24 @@ pub struct DemoArgs {
     /// Where to put everything (default: a new temporary directory, kept and printed).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Instead of playing the customer, serve the wizard and print an activation link for a
+    /// person to open; the emulator's device-login page signs them in as a seeded admin.
+    /// Runs until Ctrl-C.
+    #[arg(long)]
+    pub web: bool,
+    /// With `--web`: the address the server listens on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0", requires = "web")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// The server configuration for the demo: loopback, plaintext, one operator token, Entra at
 /// the emulator.
-fn server_config(dir: &Path, sim: &Sim, token_app: &str) -> anyhow::Result<Config> {
+pub(crate) fn server_config(
+    dir: &Path,
+    sim: &Sim,
+    token_app: &str,
+    activation_base_url: &str,
+) -> anyhow::Result<Config> {
     let ca = dir.join("entra-sim-ca.pem");
     std::fs::write(&ca, sim.ca_pem())?;
     let text = format!(
@@ -64,7 +77,7 @@ token_app_client_id = "{token_app}"
 provider_name = "sp2"
 server_name = "Sandbox1"
 [invitations]
-activation_base_url = "https://wizard.demo.invalid/activate"
+activation_base_url = "{activation_base_url}"
 [[auth.tokens]]
 sha256 = "{op}"
 identity = "demo-portal"
@@ -80,7 +93,7 @@ role = "operator"
 }
 
 /// Adds the operator's bearer token to every call.
-fn operator(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+pub(crate) fn operator(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     req.metadata_mut().insert(
         "authorization",
         tonic::metadata::MetadataValue::from_static(OPERATOR_BEARER),
@@ -252,7 +265,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     println!("Entra emulator on {}", sim.base_url());
-    let config = server_config(&dir, &sim, &sim.info().token_app_client_id)?;
+    if args.web {
+        return crate::demo_web::run(&dir, sim, args.listen).await;
+    }
+    let config = server_config(
+        &dir,
+        &sim,
+        &sim.info().token_app_client_id,
+        "https://wizard.demo.invalid/activate",
+    )?;
     let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -13,6 +13,8 @@ mod ctl;
 mod demo;
 mod selftest;
 mod token_app_cli;
+#[cfg(feature = "emulator")]
+mod demo_web;
 mod verify_cli;
 mod witness_cli;
 

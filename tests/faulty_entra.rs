@@ -65,7 +65,7 @@ async fn onboarding_rides_out_replication_lag_and_throttling() -> Result<()> {
                 last = e.event;
             }
             match last {
-                Some(PE::Completed(c)) if !c.secret.is_empty() => Ok((reasons, waits)),
+                Some(PE::Completed(c)) if !c.client_id.is_empty() => Ok((reasons, waits)),
                 other => bail!("{name}: ended with {other:?}"),
             }
         });

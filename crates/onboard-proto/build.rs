@@ -16,6 +16,7 @@ const REDACTED: &[&str] = &[
     ".onboard.v1.GetOnboardingRequest",
     ".onboard.v1.CancelOnboardingRequest",
     ".onboard.v1.Completed",
+    ".onboard.v1.ClaimedSecret",
     ".onboard.v1.NewSecret",
     ".onboard.v1.AttachRegistrationRequest",
 ];

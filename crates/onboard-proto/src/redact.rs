@@ -122,6 +122,20 @@ impl fmt::Debug for Completed {
     }
 }
 
+impl fmt::Debug for ClaimedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimedSecret")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("service_id", &self.service_id)
+            .field("key_id", &self.key_id)
+            .field("expires_at", &self.expires_at)
+            .field("secret", &hidden(&self.secret))
+            .field("audit_seq", &self.audit_seq)
+            .finish()
+    }
+}
+
 impl fmt::Debug for NewSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewSecret")

@@ -12,6 +12,8 @@
 //!   scheduled drift runs start in [`serve()`].
 //! - [`auditors`]: the live tiles API, publication and witnessing (`[audit_http]`,
 //!   `[publish]`, `[witnessing]` + `[[witness]]`), started by [`run_from_config`].
+//! - [`wizard`]: the customer's invitation wizard (page, script, style, and a JSON + SSE layer
+//!   over the Onboarding service) on the same listener.
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -27,6 +29,7 @@ pub mod onboarding;
 mod paging;
 mod serve;
 pub mod verification;
+pub mod wizard;
 
 pub use app::{AUDIT_DIR, App, DRIFT_ACTOR, STATE_DIR};
 pub use auth::{Caller, Role, token_sha256_hex};

@@ -11,6 +11,7 @@ use onboard_proto::v1::invitations_server::InvitationsServer;
 use onboard_proto::v1::onboarding_server::OnboardingServer;
 use onboard_proto::v1::verification_server::VerificationServer;
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use zeroize::Zeroizing;
@@ -35,7 +36,8 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let mut builder = Server::builder();
+    // HTTP/1.1 too: browsers reach the wizard over plain HTTP/1.1 (over TLS they negotiate h2).
+    let mut builder = Server::builder().accept_http1(true);
     if let Some(tls) = tls_config(app.config())? {
         builder = builder.tls_config(tls)?;
     }
@@ -83,16 +85,25 @@ pub async fn serve(
         // Graceful shutdown waits for open calls; Follow streams never end on their own.
         signal.begin_shutdown();
     };
-    let served = builder
-        .add_service(health)
+    // One Onboarding service for gRPC and the wizard: its signed-in sessions are shared.
+    let onboarding = OnboardingService::new(app.clone());
+    let mut grpc = Routes::builder();
+    grpc.add_service(health)
         .add_service(reflection)
         .add_service(AuditServer::new(AuditService::new(app.clone())))
         .add_service(InvitationsServer::new(InvitationsService::new(app.clone())))
-        .add_service(OnboardingServer::new(OnboardingService::new(app.clone())))
+        .add_service(OnboardingServer::new(onboarding.clone()))
         .add_service(CredentialsServer::new(CredentialsService::new(app.clone())))
         .add_service(VerificationServer::new(VerificationService::new(
             app.clone(),
-        )))
+        )));
+    // The wizard's page and API on the same listener and TLS (`crate::wizard`).
+    let routes = grpc
+        .routes()
+        .into_axum_router()
+        .merge(crate::wizard::router(app.clone(), onboarding));
+    let served = builder
+        .add_routes(Routes::from(routes))
         // TCP_NODELAY: a stream's small messages (each step as it happens) go out at once
         // instead of waiting for the peer's delayed ACK.
         .serve_with_incoming_shutdown(

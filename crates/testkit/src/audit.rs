@@ -98,7 +98,11 @@ pub fn change_pairs(entries: &[Value], onboarding_id: &str) -> Result<HashMap<St
         .filter(|e| e["onboarding_id"] == onboarding_id)
     {
         let action = e["action"].as_str().context("action")?.to_owned();
-        if action.starts_with("onboarding.") || action.starts_with("invitation.") {
+        // The platform's claim of the secret (`secret.hand_over`) is not an Entra change.
+        if action.starts_with("onboarding.")
+            || action.starts_with("invitation.")
+            || action == "secret.hand_over"
+        {
             continue;
         }
         let crid = e["correlation_id"]

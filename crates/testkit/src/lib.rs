@@ -16,6 +16,7 @@
 //! | [`process`] | `process` | `onboard serve` and `onboard …` as child processes |
 //! | [`tiles`] | `tiles` | concurrent appenders, the tiles API on loopback, fetched tiles, moto's S3 server |
 //! | [`bench`] | `bench` | the benches' knobs, the ~400-byte entry, timed concurrent appenders, medians |
+//! | [`browser`] | `browser` | headless Chromium over WebDriver; a proxy recording the browser's network exchanges |
 //!
 //! Do not use the kit from `#[cfg(test)]` unit tests inside the `src/` of a crate the kit
 //! depends on: that links two copies of the crate. Integration tests (`tests/*.rs`) are fine.
@@ -63,3 +64,5 @@ pub mod process;
 pub mod tiles;
 #[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "browser")]
+pub mod browser;

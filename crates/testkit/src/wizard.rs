@@ -185,6 +185,16 @@ pub fn completed(events: &[pb::ProvisionEvent]) -> Result<pb::Completed> {
     }
 }
 
+/// The platform's claim of a completed onboarding's secret (operator, once).
+pub async fn claim(ch: Channel, onboarding_id: &str) -> Result<pb::ClaimedSecret> {
+    Ok(OnboardingClient::new(with_token(ch, Some(OPERATOR)))
+        .claim_secret(pb::ClaimSecretRequest {
+            onboarding_id: onboarding_id.into(),
+        })
+        .await?
+        .into_inner())
+}
+
 /// An onboarded registration, as the wizard got it.
 #[derive(Debug)]
 pub struct Onboarding {
@@ -196,12 +206,14 @@ pub struct Onboarding {
     pub onboarding_id: String,
     /// Every Provision event, ending with Completed.
     pub events: Vec<pb::ProvisionEvent>,
-    /// The Completed event (with the secret).
+    /// The Completed event; its `secret` filled from the platform's claim (the wizard's own
+    /// Completed never carries it).
     pub done: pb::Completed,
 }
 
 /// Invitation → SignIn as the Global Administrator → Provision of app `name` for service
-/// `service_id` and `profile`, to Completed with a secret.
+/// `service_id` and `profile`, to Completed (without the secret, as the wizard gets it) → the
+/// platform's ClaimSecret, whose value is put into `done.secret`.
 pub async fn onboard(
     ch: Channel,
     sim: &Sim,
@@ -213,14 +225,17 @@ pub async fn onboard(
     let onboarding_id = signed_in(ch.clone(), sim, &token, users::GLOBAL_ADMIN)
         .await?
         .onboarding_id;
-    let events = provision(ch, &token, &onboarding_id, name)
+    let events = provision(ch.clone(), &token, &onboarding_id, name)
         .await?
         .map_err(|s| anyhow::anyhow!("{name}: provision failed: {s:?}"))?;
-    let done = completed(&events)?;
+    let mut done = completed(&events)?;
     ensure!(
-        !done.secret.is_empty(),
-        "{name}: Completed without a secret"
+        done.secret.is_empty(),
+        "{name}: the invitation-token caller received the secret"
     );
+    let claimed = claim(ch, &onboarding_id).await?;
+    ensure!(claimed.client_id == done.client_id && !claimed.secret.is_empty());
+    done.secret = claimed.secret;
     Ok(Onboarding {
         token,
         invitation_id,
@@ -254,7 +269,7 @@ pub async fn onboard_timed(
     let t1 = tokio::time::Instant::now();
     let events = drain(provision_stream(ch, &token, &id, name).await?).await?;
     match completed(&events) {
-        Ok(c) if !c.secret.is_empty() => Ok(Timings {
+        Ok(_) => Ok(Timings {
             sign_in: t1 - t0,
             provision: t1.elapsed(),
         }),

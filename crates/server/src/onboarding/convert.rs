@@ -61,7 +61,7 @@ pub fn plan_pb(p: &Plan) -> pb::PlanResponse {
         .iter()
         .map(|c| pb::PlannedChange {
             action: c.action.clone(),
-            description: format!("{} {} ({})", c.operation, c.target, c.action),
+            description: plain_words(c),
             missing_roles: match (c.allowed, c.right) {
                 (false, Some(r)) => role_names(r),
                 _ => vec![],
@@ -71,6 +71,27 @@ pub fn plan_pb(p: &Plan) -> pb::PlanResponse {
     pb::PlanResponse {
         changes,
         blocked: !p.missing_rights.is_empty(),
+    }
+}
+
+/// A planned change in plain words, as the customer's wizard lists it (the action names it
+/// precisely in `action`).
+fn plain_words(c: &provision::PlannedChange) -> String {
+    let t = &c.target;
+    match (c.action.as_str(), c.operation.as_str()) {
+        (_, "none") => format!("{} is already in place ({})", t, c.action),
+        ("app_registration.create", "update") => format!("Update the app registration {t}"),
+        ("app_registration.create", _) => format!("Create the app registration {t}"),
+        ("service_principal.create", _) => format!("Create its enterprise application ({t})"),
+        ("client_secret.add", _) => format!("Add a client secret to {t}"),
+        ("app_role_assignment.create", _) => {
+            format!("Grant the application permission {t}, with admin consent")
+        }
+        ("directory_role_assignment.create", _) => format!("Assign the directory role {t}"),
+        ("app_owner.add", _) => format!("Make {t} an owner of itself"),
+        ("temporary_app.delete", _) => format!("Remove the temporary app {t}"),
+        ("authentication.verify", _) => format!("Check that {t} signs in with its secret"),
+        (action, op) => format!("{op} {t} ({action})"),
     }
 }
 

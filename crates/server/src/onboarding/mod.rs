@@ -9,6 +9,7 @@
 //! Provision; after a restart the admin signs in again. Running onboardings are resumed by the
 //! engine from their sealed records.
 
+mod claim;
 mod convert;
 mod signin;
 
@@ -204,6 +205,9 @@ impl OnboardingService {
             self.access(&req, &r.invitation_token, &r.onboarding_id)?
         };
         let r = req.into_inner();
+        // The secret goes to an operator (the platform) only; the customer's wizard, which
+        // calls with the invitation token, never receives it (the platform claims it).
+        let to_operator = r.invitation_token.is_empty();
         let id = r.onboarding_id.clone();
         let engine = self.app.engine();
         let repeat = !r.idempotency_key.is_empty()
@@ -251,7 +255,7 @@ impl OnboardingService {
                     s.idempotency_key =
                         (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
                 }
-                Ok(self.forward(stream, true))
+                Ok(self.forward(stream, to_operator))
             }
             Err(e) => {
                 details.phase = Phase::Failed;
@@ -263,9 +267,12 @@ impl OnboardingService {
 
     /// Maps engine events to proto events until the run ends, the caller leaves or the server
     /// stops (graceful shutdown waits for open streams, so they must end).
+    /// With `with_secret`, a Completed event carrying the secret is the hand-over: the claim
+    /// is recorded once it was sent.
     fn forward(&self, mut events: EventStream, with_secret: bool) -> BoxStream<pb::ProvisionEvent> {
         let (tx, rx) = mpsc::channel(64);
         let stop = self.app.shutdown();
+        let svc = self.clone();
         tokio::spawn(async move {
             let mut mapper = EventMapper::default();
             loop {
@@ -278,10 +285,14 @@ impl OnboardingService {
                     }
                     next = events.next() => {
                         let Some(e) = next else { return };
-                        if let Some(p) = mapper.map(&e, with_secret)
-                            && tx.send(Ok(p)).await.is_err()
-                        {
+                        let Some(p) = mapper.map(&e, with_secret) else { continue };
+                        let handed_over = matches!(&p.event,
+                            Some(pb::provision_event::Event::Completed(c)) if !c.secret.is_empty());
+                        if tx.send(Ok(p)).await.is_err() {
                             return;
+                        }
+                        if handed_over && let Err(err) = svc.mark_claimed(&e.onboarding_id).await {
+                            tracing::error!(error = %err, "the secret hand-over was not recorded");
                         }
                     }
                 }
@@ -519,5 +530,12 @@ impl Onboarding for OnboardingService {
         request: Request<pb::CancelOnboardingRequest>,
     ) -> Result<Response<pb::OnboardingInfo>, Status> {
         Ok(Response::new(self.cancel(request).await?))
+    }
+
+    async fn claim_secret(
+        &self,
+        request: Request<pb::ClaimSecretRequest>,
+    ) -> Result<Response<pb::ClaimedSecret>, Status> {
+        Ok(Response::new(self.claim(request).await?))
     }
 }

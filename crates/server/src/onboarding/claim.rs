@@ -1,0 +1,113 @@
+//! ClaimSecret: the platform obtains a completed onboarding's client secret over its own
+//! authenticated channel, exactly once, audited as `secret.hand_over`.
+//!
+//! Why: the customer's wizard (an invitation-token caller) drives Provision, and its Completed
+//! event never carries the secret; the platform claims it here instead. An operator that ran
+//! Provision itself received the secret on its stream, which counts as the claim. Claims are
+//! remembered durably in the onboarding-links tree under [`CLAIM_PREFIX`] (onboarding ids are
+//! UUIDs, so the prefix never collides with a link).
+
+use credentials::RegistrationRef;
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
+use onboard_core::time::now_ms;
+use onboard_proto::v1 as pb;
+use provision::Status as RunStatus;
+use secrecy::ExposeSecret;
+use tonic::Request;
+
+use super::OnboardingService;
+use crate::auth::Role;
+use crate::error::{Result, ServerError};
+
+/// Key prefix of "this onboarding's secret was handed over" (value: epoch ms, big-endian).
+const CLAIM_PREFIX: &str = "claimed/";
+
+impl OnboardingService {
+    /// Whether the onboarding's secret has been handed over already.
+    fn claimed(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .app
+            .onboarding_links()
+            .contains_key(format!("{CLAIM_PREFIX}{id}"))?)
+    }
+
+    /// Records, durably, that the onboarding's secret has been handed over.
+    pub(super) async fn mark_claimed(&self, id: &str) -> Result<()> {
+        let links = self.app.onboarding_links();
+        links.insert(
+            format!("{CLAIM_PREFIX}{id}"),
+            now_ms().to_be_bytes().to_vec(),
+        )?;
+        onboard_core::store::flush_durably(links).await?;
+        Ok(())
+    }
+
+    /// Hands over the secret once: operator only, completed onboardings only; the intent entry
+    /// is durable before the claim is marked, the claim before the answer.
+    pub(super) async fn claim(
+        &self,
+        req: Request<pb::ClaimSecretRequest>,
+    ) -> Result<pb::ClaimedSecret> {
+        let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
+        let id = req.into_inner().onboarding_id;
+        if id.is_empty() {
+            return Err(ServerError::invalid("onboarding_id", "required"));
+        }
+        let o = self
+            .app
+            .engine()
+            .get(&id)?
+            .ok_or_else(|| ServerError::NotFound(format!("no onboarding {id:?}")))?;
+        let client_id = match (o.status, &o.client_id) {
+            (RunStatus::Completed, Some(c)) => c.clone(),
+            _ => {
+                return Err(ServerError::FailedPrecondition(format!(
+                    "onboarding {id} has not completed; its secret cannot be claimed yet"
+                )));
+            }
+        };
+        if self.claimed(&id)? {
+            return Err(ServerError::FailedPrecondition(format!(
+                "the secret of onboarding {id} was already handed over; rotate it \
+                 (Credentials.RotateSecret) to get a new one"
+            )));
+        }
+        let reg = RegistrationRef {
+            tenant_id: o.tenant_id.clone(),
+            client_id: client_id.clone(),
+        };
+        let creds = self.app.credentials();
+        creds.ensure_imported(self.app.engine(), &reg).await?;
+        let (stored, value) = creds.current_secret(&reg, &o.service_id)?;
+        let scope = Scope {
+            actor: caller.identity.clone(),
+            tenant_id: Some(o.tenant_id.clone()),
+            onboarding_id: Some(id.clone()),
+            service_id: Some(o.service_id.clone()),
+            client_id: Some(client_id.clone()),
+        };
+        let target = Target::new(TargetKind::PasswordCredential, stored.key_id.clone());
+        let mut entry = AuditEntry::new(Action::SecretHandOver, Phase::Intent, &scope)
+            .with_target(target)
+            .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()));
+        self.record(entry.clone()).await?;
+        if let Err(e) = self.mark_claimed(&id).await {
+            entry.phase = Phase::Failed;
+            let _ = self.record(entry.with_error(e.to_string())).await;
+            return Err(e);
+        }
+        entry.phase = Phase::Succeeded;
+        let seq = self.record(entry).await?;
+        tracing::info!(onboarding_id = %id, actor = %caller.identity, key_id = %stored.key_id,
+            "secret handed over");
+        Ok(pb::ClaimedSecret {
+            tenant_id: o.tenant_id,
+            client_id,
+            service_id: o.service_id,
+            key_id: stored.key_id,
+            expires_at: crate::clock::timestamp_of(&stored.end),
+            secret: value.expose_secret().to_owned(),
+            audit_seq: seq,
+        })
+    }
+}

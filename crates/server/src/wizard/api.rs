@@ -1,0 +1,462 @@
+//! The wizard's JSON endpoints. Each one takes the invitation token from the
+//! `x-invitation-token` header and calls the Onboarding service (or, for the landing page and
+//! attach, the invitations and credentials back-ends the gRPC services use) in process.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use credentials::{AttachRequest, RegistrationRef};
+use invitations::InvitationState;
+use onboard_core::time::{format_ms, now_ms};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::onboarding_server::Onboarding;
+use provision::names::{FORBIDDEN, MAX_LEN, MIN_LEN, RESERVED_WORD};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tonic::{Request, Status};
+use zeroize::Zeroizing;
+
+use super::Wizard;
+use super::stream::{error_response, plain_error, sse};
+use crate::error::ServerError;
+
+/// The header that carries the invitation token (never the URL).
+pub const TOKEN_HEADER: &str = "x-invitation-token";
+/// The step id of the temporary app's removal (`provision`'s `ids::TOKEN_APP`).
+const TOKEN_APP_STEP: &str = "temporary_app_removal";
+
+/// The invitation token of a request, if it carries one.
+fn token(headers: &HeaderMap) -> Option<Zeroizing<String>> {
+    headers
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 512)
+        .map(|t| Zeroizing::new(t.to_owned()))
+}
+
+/// The answer to a request without a token.
+fn no_token() -> Response {
+    plain_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "this page needs the invitation link from your email",
+    )
+}
+
+/// A server error as the page's JSON error (through the one status mapping).
+fn server_error(e: ServerError) -> Response {
+    error_response(&Status::from(e))
+}
+
+/// The name rules as the page lists them, each with the key the name check reports.
+fn name_rules() -> Value {
+    let forbidden: Vec<String> = FORBIDDEN.iter().map(char::to_string).collect();
+    json!([
+        {"key": "length", "text": format!("{MIN_LEN}–{MAX_LEN} characters")},
+        {"key": "forbidden_character", "text": format!("none of {}", forbidden.join(" "))},
+        {"key": "dot", "text": "no dot"},
+        {"key": "blank", "text": "no blanks"},
+        {"key": "reserved", "text": format!("not the word {RESERVED_WORD}")},
+        {"key": "invisible", "text": "letters, digits and other visible characters only"},
+        {"key": "not_unique", "text": "unique for this service"},
+    ])
+}
+
+fn state_name(s: InvitationState) -> &'static str {
+    match s {
+        InvitationState::Pending => "pending",
+        InvitationState::Used => "used",
+        InvitationState::Expired => "expired",
+        InvitationState::Revoked => "revoked",
+    }
+}
+
+fn onboarding_state(s: i32) -> &'static str {
+    match pb::OnboardingState::try_from(s).unwrap_or_default() {
+        pb::OnboardingState::SigningIn => "signing_in",
+        pb::OnboardingState::SignedIn => "signed_in",
+        pb::OnboardingState::Provisioning => "provisioning",
+        pb::OnboardingState::Completed => "completed",
+        pb::OnboardingState::Failed => "failed",
+        pb::OnboardingState::Cancelled => "cancelled",
+        pb::OnboardingState::Unspecified => "unknown",
+    }
+}
+
+/// The landing page's facts: who invited, for what, until when; or why the link cannot be
+/// used. A used invitation names its onboarding, so a reload continues it.
+pub(super) async fn invitation(State(w): State<Wizard>, headers: HeaderMap) -> Response {
+    let Some(token) = token(&headers) else {
+        return no_token();
+    };
+    let Ok(rec) = w.app.invitations().get_by_token(&token) else {
+        return Json(json!({"state": "invalid"})).into_response();
+    };
+    let state = rec.state(now_ms());
+    let mut onboarding = Value::Null;
+    if let (InvitationState::Used, Some(id)) = (state, &rec.onboarding_id) {
+        let req = Request::new(pb::GetOnboardingRequest {
+            onboarding_id: id.clone(),
+            invitation_token: token.to_string(),
+        });
+        if let Ok(info) = Onboarding::get_onboarding(&w.onboarding, req).await {
+            let info = info.into_inner();
+            onboarding = json!({
+                "id": info.onboarding_id,
+                "state": onboarding_state(info.state),
+                "app_name": info.app_name,
+                "events": info.events,
+            });
+        }
+    }
+    let cfg = &w.app.config().invitations;
+    Json(json!({
+        "state": state_name(state),
+        "customer": rec.customer,
+        "provider": rec.provider_name,
+        "service_name": cfg.service_display_name,
+        "service_id": rec.service_id,
+        "admin_upn": rec.admin_upn,
+        "expires_at": format_ms(rec.expires_at_ms),
+        "used_at": rec.used_at_ms.map(format_ms),
+        "name_rules": name_rules(),
+        "onboarding": onboarding,
+    }))
+    .into_response()
+}
+
+/// `{upn}`
+#[derive(Deserialize)]
+pub(super) struct SignInBody {
+    /// The admin's UPN as typed.
+    upn: String,
+}
+
+/// The device-code sign-in as a stream: `device_code`, `pending`, `signed_in` or `error`.
+pub(super) async fn sign_in(
+    State(w): State<Wizard>,
+    headers: HeaderMap,
+    Json(b): Json<SignInBody>,
+) -> Response {
+    let Some(token) = token(&headers) else {
+        return no_token();
+    };
+    let req = Request::new(pb::SignInRequest {
+        invitation_token: token.to_string(),
+        admin_upn: b.upn,
+    });
+    match Onboarding::sign_in(&w.onboarding, req).await {
+        Ok(s) => sse(s.into_inner(), sign_in_event),
+        Err(status) => error_response(&status),
+    }
+}
+
+fn sign_in_event(e: pb::SignInEvent) -> Option<(&'static str, Value)> {
+    use pb::sign_in_event::Event as E;
+    Some(match e.event? {
+        E::DeviceCode(c) => (
+            "device_code",
+            json!({
+                "user_code": c.user_code,
+                "verification_uri": c.verification_uri,
+                "expires_at": c.expires_at.map(|t| t.seconds),
+                "message": c.message,
+                "onboarding_id": c.onboarding_id,
+            }),
+        ),
+        E::Pending(p) => (
+            "pending",
+            json!({
+                "slow_down": p.slow_down,
+                "interval_s": p.interval.map_or(0, |d| d.seconds),
+            }),
+        ),
+        E::SignedIn(s) => (
+            "signed_in",
+            json!({
+                "upn": s.upn,
+                "tenant_id": s.tenant_id,
+                "roles_held": s.roles_held,
+                "roles_missing": s.roles_missing,
+                "onboarding_id": s.onboarding_id,
+            }),
+        ),
+    })
+}
+
+/// `{name}`
+#[derive(Deserialize)]
+pub(super) struct NameBody {
+    /// The app registration name as typed.
+    name: String,
+}
+
+/// The name rules that need no store, checked by the server's one implementation; uniqueness
+/// is checked by Plan and Provision.
+pub(super) async fn name(Json(b): Json<NameBody>) -> Response {
+    match provision::check_name(&b.name) {
+        Ok(()) => Json(json!({"ok": true})).into_response(),
+        Err(rule) => {
+            let key = serde_json::to_value(&rule)
+                .ok()
+                .and_then(|v| v.get("rule").and_then(Value::as_str).map(str::to_owned))
+                .map(|k| {
+                    if k == "not_nfkc" {
+                        "invisible".into()
+                    } else {
+                        k
+                    }
+                })
+                .unwrap_or_default();
+            Json(json!({"ok": false, "rule": key, "message": format!("The name {rule}.")}))
+                .into_response()
+        }
+    }
+}
+
+/// `{onboarding_id, app_name}`
+#[derive(Deserialize)]
+pub(super) struct PlanBody {
+    /// The onboarding.
+    onboarding_id: String,
+    /// The chosen name.
+    app_name: String,
+}
+
+/// The plan for a name: every change, and which the admin lacks rights for.
+pub(super) async fn plan(
+    State(w): State<Wizard>,
+    headers: HeaderMap,
+    Json(b): Json<PlanBody>,
+) -> Response {
+    let Some(token) = token(&headers) else {
+        return no_token();
+    };
+    let req = Request::new(pb::PlanRequest {
+        onboarding_id: b.onboarding_id,
+        app_name: b.app_name,
+        profile: String::new(),
+        invitation_token: token.to_string(),
+    });
+    match Onboarding::plan(&w.onboarding, req).await {
+        Ok(p) => {
+            let p = p.into_inner();
+            let changes: Vec<Value> = p
+                .changes
+                .iter()
+                .map(|c| {
+                    json!({"action": c.action, "description": c.description,
+                           "missing_roles": c.missing_roles})
+                })
+                .collect();
+            Json(json!({"changes": changes, "blocked": p.blocked})).into_response()
+        }
+        Err(status) => error_response(&status),
+    }
+}
+
+/// `{onboarding_id, app_name, idempotency_key}`
+#[derive(Deserialize)]
+pub(super) struct ProvisionBody {
+    /// The onboarding.
+    onboarding_id: String,
+    /// The chosen name.
+    app_name: String,
+    /// The page's key for this onboarding (a repeat follows instead of starting again).
+    idempotency_key: String,
+}
+
+/// Provision as a stream of step events (never the secret).
+pub(super) async fn provision(
+    State(w): State<Wizard>,
+    headers: HeaderMap,
+    Json(b): Json<ProvisionBody>,
+) -> Response {
+    let Some(token) = token(&headers) else {
+        return no_token();
+    };
+    let req = Request::new(pb::ProvisionRequest {
+        onboarding_id: b.onboarding_id,
+        app_name: b.app_name,
+        idempotency_key: b.idempotency_key,
+        invitation_token: token.to_string(),
+    });
+    match Onboarding::provision(&w.onboarding, req).await {
+        Ok(s) => sse(s.into_inner(), provision_event),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// `{onboarding_id, from_event}`
+#[derive(Deserialize)]
+pub(super) struct WatchBody {
+    /// The onboarding.
+    onboarding_id: String,
+    /// The first event to send (the one after the last the page saw).
+    #[serde(default)]
+    from_event: u64,
+}
+
+/// Watch: the onboarding's events from `from_event`, then live ones (reload, lost network).
+pub(super) async fn watch(
+    State(w): State<Wizard>,
+    headers: HeaderMap,
+    Json(b): Json<WatchBody>,
+) -> Response {
+    let Some(token) = token(&headers) else {
+        return no_token();
+    };
+    let req = Request::new(pb::WatchRequest {
+        onboarding_id: b.onboarding_id,
+        from_event: b.from_event,
+        invitation_token: token.to_string(),
+    });
+    match Onboarding::watch(&w.onboarding, req).await {
+        Ok(s) => sse(s.into_inner(), provision_event),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// One provision event as the page shows it. Completed names the registration only: the
+/// secret field is never read here.
+fn provision_event(e: pb::ProvisionEvent) -> Option<(&'static str, Value)> {
+    use pb::provision_event::Event as E;
+    let (kind, mut v) = match e.event? {
+        E::Started(s) => (
+            "started",
+            json!({"step": s.step, "description": s.description}),
+        ),
+        E::Retrying(r) => {
+            let wait_ms = r.wait.map_or(0, |d| {
+                d.seconds.saturating_mul(1000) + i64::from(d.nanos / 1_000_000)
+            });
+            (
+                "retrying",
+                json!({"step": r.step, "reason": r.reason, "wait_ms": wait_ms,
+                       "attempt": r.attempt}),
+            )
+        }
+        E::Done(d) => ("done", json!({"step": d.step, "unchanged": d.unchanged})),
+        E::Completed(c) => (
+            "completed",
+            json!({"tenant_id": c.tenant_id, "client_id": c.client_id}),
+        ),
+        E::Failed(f) => ("failed", json!({"step": f.step, "reason": f.reason})),
+        E::Cancelled(c) => ("cancelled", json!({"detail": c.detail})),
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("index".into(), json!(e.index));
+    }
+    Some((kind, v))
+}
+
+/// `{onboarding_id}`
+#[derive(Deserialize)]
+pub(super) struct SummaryBody {
+    /// The onboarding.
+    onboarding_id: String,
+}
+
+/// What a completed onboarding created, for the Done screen (nothing to copy).
+pub(super) async fn summary(
+    State(w): State<Wizard>,
+    headers: HeaderMap,
+    Json(b): Json<SummaryBody>,
+) -> Response {
+    let Some(token) = token(&headers) else {
+        return no_token();
+    };
+    // The capability check and the audit entry of a read.
+    let req = Request::new(pb::GetOnboardingRequest {
+        onboarding_id: b.onboarding_id.clone(),
+        invitation_token: token.to_string(),
+    });
+    if let Err(status) = Onboarding::get_onboarding(&w.onboarding, req).await {
+        return error_response(&status);
+    }
+    let o = match w.app.engine().get(&b.onboarding_id) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            return server_error(ServerError::NotFound(
+                "the onboarding has not started".into(),
+            ));
+        }
+        Err(e) => return server_error(e.into()),
+    };
+    let roles: Vec<String> = o
+        .role_assignments
+        .keys()
+        .map(|id| onboard_core::roles::role_name(id).map_or_else(|| id.clone(), str::to_owned))
+        .collect();
+    let cfg = w.app.config();
+    Json(json!({
+        "app_name": o.app_name,
+        "client_id": o.client_id,
+        "tenant_id": o.tenant_id,
+        "permissions": o.grants.keys().collect::<Vec<_>>(),
+        "roles": roles,
+        "temporary_app": onboard_core::platform::token_app_name(
+            &cfg.platform.server_name, &cfg.platform.provider_name),
+        "temporary_app_removed": o.steps_done.iter().any(|s| s == TOKEN_APP_STEP),
+        "provider": cfg.platform.provider_name,
+    }))
+    .into_response()
+}
+
+/// `{tenant_id, client_id, client_secret}`
+#[derive(Deserialize)]
+pub(super) struct AttachBody {
+    /// The registration's tenant.
+    tenant_id: String,
+    /// Its application (client) id.
+    client_id: String,
+    /// Its secret, as the customer entered it; sealed by the attach, never echoed.
+    client_secret: String,
+}
+
+/// "Use App Registration": attaches the customer's hand-made registration through the
+/// credential manager's attach (validated against the invitation's profile, audited), then
+/// redeems the invitation. Missing permissions or roles come back one line each.
+pub(super) async fn attach(
+    State(w): State<Wizard>,
+    headers: HeaderMap,
+    Json(b): Json<AttachBody>,
+) -> Response {
+    let Some(token) = token(&headers) else {
+        return no_token();
+    };
+    let rec = match w.app.invitations().verify_token(&token) {
+        Ok(r) => r,
+        Err(e) => return server_error(e.into()),
+    };
+    let actor = format!("invitation:{}", rec.id);
+    let req = AttachRequest {
+        registration: RegistrationRef {
+            tenant_id: b.tenant_id.trim().to_owned(),
+            client_id: b.client_id.trim().to_owned(),
+        },
+        client_secret: SecretString::from(b.client_secret),
+        profile: rec.profile.clone(),
+        platform_version: (!rec.platform_version.is_empty()).then(|| rec.platform_version.clone()),
+        service_ids: vec![rec.service_id.clone()],
+        actor: actor.clone(),
+    };
+    let view = match w.app.credentials().attach(req).await {
+        Ok(v) => v,
+        Err(e) => return server_error(e.into()),
+    };
+    if let Err(e) = w.app.invitations().redeem(&actor, &token, &view.id).await {
+        return server_error(e.into());
+    }
+    tracing::info!(actor = %actor, client_id = %view.client_id, "registration attached by the wizard");
+    Json(json!({
+        "client_id": view.client_id,
+        "tenant_id": view.tenant_id,
+        "display_name": view.display_name,
+        "provider": w.app.config().platform.provider_name,
+    }))
+    .into_response()
+}

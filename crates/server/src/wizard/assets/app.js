@@ -1,0 +1,489 @@
+// The invitation wizard. Plain JavaScript, no build step, no third-party code.
+// Rules kept here: the invitation token is read from the URL fragment and sent only in the
+// x-invitation-token header; every value from the server is written with textContent, never
+// innerHTML; no rule is decided here (names, plan, roles and errors come from the server).
+'use strict';
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
+  const S = { inv: null, onboardingId: '', upn: '', appName: '', lastIndex: 0, steps: new Map(),
+    signIn: null, countdown: 0, nameTimer: 0, planSeq: 0, planOk: false, ended: false };
+
+  // ---- screens ----
+  function show(id) {
+    for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== id;
+    const sec = $(id);
+    document.title = sec.dataset.title + ' – Invitation wizard';
+    const h = sec.querySelector('h1');
+    if (h) h.focus();
+  }
+  function fill(field, value) {
+    for (const el of document.querySelectorAll('[data-f="' + field + '"]')) el.textContent = value;
+  }
+  function list(ul, items, empty) {
+    ul.replaceChildren();
+    for (const t of (items.length ? items : [empty])) {
+      const li = document.createElement('li');
+      li.textContent = t;
+      ul.appendChild(li);
+    }
+  }
+  function when(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return iso;
+    return d.toLocaleString(undefined, { dateStyle: 'long', timeStyle: 'short' });
+  }
+
+  // ---- talking to the server ----
+  function headers() {
+    return { 'content-type': 'application/json', 'x-invitation-token': token };
+  }
+  async function api(path, body) {
+    const r = await fetch('/wizard/api/' + path, { method: 'POST', headers: headers(),
+      body: JSON.stringify(body || {}), cache: 'no-store', credentials: 'omit',
+      referrerPolicy: 'no-referrer' });
+    const j = await r.json().catch(() => ({ error: { code: 'unknown', message: 'The server answered ' + r.status + '.' } }));
+    if (!r.ok || j.error) throw Object.assign(new Error('api'), { api: j.error || { code: 'unknown', message: '' } });
+    return j;
+  }
+  // A server-sent-events stream over fetch (the token goes in a header, which EventSource
+  // cannot send). Resolves when the stream ends; rejects on a network failure.
+  async function stream(path, body, onEvent, signal) {
+    const r = await fetch('/wizard/api/' + path, { method: 'POST', headers: headers(),
+      body: JSON.stringify(body), cache: 'no-store', credentials: 'omit', signal,
+      referrerPolicy: 'no-referrer' });
+    if (!r.ok) {
+      const j = await r.json().catch(() => ({}));
+      throw Object.assign(new Error('api'), { api: j.error || { code: 'unknown', message: '' } });
+    }
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const frame = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        let ev = 'message', data = '';
+        for (const line of frame.split('\n')) {
+          if (line.startsWith('event: ')) ev = line.slice(7);
+          else if (line.startsWith('data: ')) data += line.slice(6);
+        }
+        if (data) onEvent(ev, JSON.parse(data));
+      }
+    }
+  }
+
+  // ---- 0 / 1: the link ----
+  const PROBLEMS = {
+    invalid: ['This link is not valid', 'The link is incomplete or was changed. Open it again from the invitation email, exactly as it is.'],
+    expired: ['This invitation has expired', 'The link stopped working on {expires}.'],
+    revoked: ['This invitation was withdrawn', 'Your provider withdrew this invitation, so the link no longer works.'],
+    used: ['This invitation has already been used', 'The link was used on {used} and works only once. If the onboarding it started has finished, there is nothing more to do.'],
+  };
+  function problem(kind) {
+    const inv = S.inv || {};
+    const [title, text] = PROBLEMS[kind] || PROBLEMS.invalid;
+    $('problem-title').textContent = title;
+    $('problem-text').textContent = text.replace('{expires}', when(inv.expires_at || '')).replace('{used}', when(inv.used_at || ''));
+    $('problem-ask').textContent = inv.provider
+      ? 'Ask ' + inv.provider + ', who sent the invitation, for a new link.'
+      : 'Ask the service provider who sent you the invitation for a new link.';
+    show('s-problem');
+  }
+
+  async function start() {
+    if (!token) return problem('invalid');
+    let inv;
+    try { inv = await api('invitation'); } catch (e) { return problem('invalid'); }
+    S.inv = inv;
+    for (const f of ['provider', 'customer', 'service_name', 'service_id']) fill(f, inv[f] || '');
+    $('landing-expires').textContent = when(inv.expires_at);
+    if (inv.admin_upn) $('upn').value = inv.admin_upn;
+    rules(inv.name_rules || []);
+    const o = inv.onboarding;
+    if (inv.state === 'used' && o && o.state !== 'cancelled') {
+      S.onboardingId = o.id;
+      S.appName = o.app_name || '';
+      if (o.state === 'signed_in') return show('s-name');
+      if (o.state === 'completed') return problem('used');
+      return follow(0);
+    }
+    if (inv.state !== 'pending') return problem(inv.state);
+    show('s-landing');
+  }
+
+  // ---- 2a / 3: sign-in with a device code ----
+  async function signIn(ev) {
+    if (ev) ev.preventDefault();
+    const upn = $('upn').value.trim();
+    $('upn-error').textContent = '';
+    $('upn').removeAttribute('aria-invalid');
+    if (!upn) {
+      $('upn').setAttribute('aria-invalid', 'true');
+      $('upn-error').textContent = 'Enter the admin account, e.g. admin@contoso.com.';
+      return $('upn').focus();
+    }
+    S.upn = upn;
+    $('btn-auth').disabled = true;
+    let shown = false, result = null, failure = null;
+    try {
+      await stream('signin', { upn }, (name, d) => {
+        if (name === 'device_code') { shown = true; S.onboardingId = d.onboarding_id; codeScreen(d); }
+        else if (name === 'pending') pending(d);
+        else if (name === 'signed_in') result = d;
+        else if (name === 'error') failure = d;
+      });
+    } catch (e) {
+      failure = e.api || { code: 'unavailable', message: 'The connection to the server was lost.' };
+    }
+    $('btn-auth').disabled = false;
+    clearInterval(S.countdown);
+    if (result) return connected(result);
+    failure = failure || { code: 'unavailable', message: 'The sign-in ended without an answer.' };
+    if (!shown) {
+      // Refused before a code was shown: say so next to the field.
+      if (failure.code === 'invalid_argument' || failure.code === 'failed_precondition') {
+        $('upn').setAttribute('aria-invalid', 'true');
+        $('upn-error').textContent = failure.message;
+        return $('upn').focus();
+      }
+      if (['not_found', 'unauthenticated', 'permission_denied'].includes(failure.code)) return start();
+    }
+    signInFailed(failure);
+  }
+  function codeScreen(d) {
+    $('code').textContent = d.user_code;
+    $('code-upn').textContent = S.upn;
+    const a = $('code-uri');
+    a.textContent = d.verification_uri;
+    a.href = d.verification_uri;
+    $('code-copied').textContent = '';
+    $('code-status').textContent = 'Waiting for you to sign in…';
+    show('s-code');
+    const end = (d.expires_at || 0) * 1000;
+    const tick = () => {
+      const left = Math.max(0, Math.round((end - Date.now()) / 1000));
+      const m = Math.floor(left / 60), s = String(left % 60).padStart(2, '0');
+      $('code-countdown').textContent = left > 0 ? 'The code expires in ' + m + ':' + s + '.' : 'The code has expired.';
+    };
+    clearInterval(S.countdown);
+    tick();
+    S.countdown = setInterval(tick, 1000);
+  }
+  function pending(d) {
+    $('code-status').textContent = d.slow_down
+      ? 'Still waiting for you to sign in. Microsoft asked us to check less often (every ' + d.interval_s + ' s); nothing is wrong.'
+      : 'Waiting for you to sign in…';
+  }
+  async function copyCode() {
+    const code = $('code').textContent;
+    try {
+      await navigator.clipboard.writeText(code);
+      $('code-copied').textContent = 'Code copied.';
+    } catch (e) {
+      const r = document.createRange();
+      r.selectNodeContents($('code'));
+      const sel = getSelection();
+      sel.removeAllRanges();
+      sel.addRange(r);
+      $('code-copied').textContent = 'Press Ctrl+C (or ⌘C) to copy the selected code.';
+    }
+  }
+  function signInFailed(f) {
+    const texts = {
+      deadline_exceeded: 'The code expired before the sign-in was finished.',
+      failed_precondition: 'Microsoft did not complete the sign-in.',
+      permission_denied: 'The sign-in was refused.',
+      unavailable: 'Microsoft or the onboarding service could not be reached.',
+    };
+    let text = texts[f.code] || 'The sign-in did not finish.';
+    if (/declin/i.test(f.message)) text = 'The sign-in was declined.';
+    $('signin-failed-text').textContent = text;
+    $('signin-failed-detail').textContent = f.message ? 'Details: ' + f.message : '';
+    show('s-signin-failed');
+  }
+
+  // ---- 4: token connection established ----
+  function connected(d) {
+    S.onboardingId = d.onboarding_id;
+    $('who').textContent = d.upn;
+    $('tenant').textContent = d.tenant_id;
+    list($('roles-held'), d.roles_held || [], 'No administrator role');
+    const missing = d.roles_missing || [];
+    $('rights-ok').hidden = missing.length > 0;
+    $('rights-missing').hidden = missing.length === 0;
+    list($('roles-missing'), missing.map((r) => 'Needs ' + r), '');
+    $('btn-next').disabled = missing.length > 0;
+    show('s-connected');
+  }
+
+  // ---- 5: the name, checked by the server as it is typed ----
+  function rules(rs) {
+    const ul = $('name-rules');
+    ul.replaceChildren();
+    for (const r of rs) {
+      const li = document.createElement('li');
+      li.dataset.rule = r.key;
+      const mark = document.createElement('span');
+      mark.className = 'mark';
+      mark.setAttribute('aria-hidden', 'true');
+      const t = document.createElement('span');
+      t.textContent = r.text;
+      const st = document.createElement('span');
+      st.className = 'vh';
+      li.append(mark, t, st);
+      ul.appendChild(li);
+    }
+  }
+  function markRules(broken) {
+    for (const li of $('name-rules').children) {
+      const bad = li.dataset.rule === broken;
+      li.classList.toggle('bad', bad);
+      li.lastChild.textContent = bad ? ' (not met)' : '';
+    }
+  }
+  function nameInput() {
+    clearTimeout(S.nameTimer);
+    S.planOk = false;
+    $('btn-provision').disabled = true;
+    S.nameTimer = setTimeout(checkName, 250);
+  }
+  async function checkName() {
+    const name = $('app-name').value;
+    const seq = ++S.planSeq;
+    if (!name) { markRules(''); $('name-msg').textContent = ''; $('plan-box').hidden = true; return false; }
+    let r;
+    try { r = await api('name', { name }); } catch (e) { return false; }
+    if (seq !== S.planSeq) return false;
+    const input = $('app-name');
+    if (!r.ok) {
+      markRules(r.rule);
+      input.setAttribute('aria-invalid', 'true');
+      $('name-msg').textContent = r.message;
+      $('plan-box').hidden = true;
+      $('plan-status').textContent = '';
+      return false;
+    }
+    markRules('');
+    input.removeAttribute('aria-invalid');
+    $('name-msg').textContent = '';
+    return plan(name, seq);
+  }
+  async function plan(name, seq) {
+    $('plan-status').textContent = 'Checking what will change…';
+    let p;
+    try { p = await api('plan', { onboarding_id: S.onboardingId, app_name: name }); } catch (e) {
+      if (seq !== S.planSeq) return false;
+      const err = e.api || {};
+      $('plan-status').textContent = '';
+      $('plan-box').hidden = true;
+      if (err.code === 'invalid_argument' || err.code === 'already_exists') {
+        if (err.code === 'already_exists') markRules('not_unique');
+        $('app-name').setAttribute('aria-invalid', 'true');
+        $('name-msg').textContent = err.message;
+      } else {
+        $('plan-status').textContent = err.message || 'The plan could not be read.';
+      }
+      return false;
+    }
+    if (seq !== S.planSeq) return false;
+    const ol = $('plan');
+    ol.replaceChildren();
+    for (const c of p.changes) {
+      const li = document.createElement('li');
+      li.textContent = c.description;
+      if (c.missing_roles && c.missing_roles.length) {
+        li.className = 'bad';
+        const n = document.createElement('span');
+        n.className = 'need';
+        n.textContent = ' — needs ' + c.missing_roles.join(' or ');
+        li.appendChild(n);
+      }
+      ol.appendChild(li);
+    }
+    $('plan-box').hidden = false;
+    $('plan-blocked').hidden = !p.blocked;
+    $('plan-blocked').textContent = p.blocked
+      ? 'Your account lacks a role some of these changes need (marked above). Nothing will be changed until an account with that role signs in.' : '';
+    $('plan-status').textContent = 'Nothing has been changed yet.';
+    S.planOk = !p.blocked;
+    $('btn-provision').disabled = !S.planOk;
+    return S.planOk;
+  }
+  async function submitName(ev) {
+    ev.preventDefault();
+    clearTimeout(S.nameTimer);
+    if (!(await checkName())) return $('app-name').focus();
+    S.appName = $('app-name').value;
+    $('btn-provision').disabled = true;
+    follow(-1);
+  }
+
+  // ---- 6: live progress; reconnects with Watch from the last event seen ----
+  function stepItem(step) {
+    let li = S.steps.get(step);
+    if (!li) {
+      li = document.createElement('li');
+      const t = document.createElement('span');
+      t.className = 'st';
+      const d = document.createElement('span');
+      d.className = 'desc';
+      const n = document.createElement('span');
+      n.className = 'note';
+      li.append(t, d, n);
+      S.steps.set(step, li);
+      $('steps').appendChild(li);
+    }
+    return li;
+  }
+  function setStep(li, cls, status, note) {
+    li.className = cls;
+    li.children[0].textContent = status;
+    if (note !== undefined) li.children[2].textContent = note;
+  }
+  function onProgress(name, d) {
+    if (d.index) S.lastIndex = Math.max(S.lastIndex, d.index);
+    if (name === 'started') {
+      const li = stepItem(d.step);
+      li.children[1].textContent = d.description || d.step;
+      setStep(li, 'run', 'In progress: ', '');
+    } else if (name === 'retrying') {
+      const s = Math.max(1, Math.round(d.wait_ms / 1000));
+      setStep(stepItem(d.step), 'wait', 'Waiting: ', ' — ' + d.reason + '; retry ' + d.attempt + ' in ' + s + ' s');
+    } else if (name === 'done') {
+      const li = stepItem(d.step);
+      if (!li.children[1].textContent) li.children[1].textContent = d.step;
+      setStep(li, 'ok', 'Done: ', d.unchanged ? ' (already in place)' : '');
+    } else if (name === 'completed') {
+      S.ended = true;
+      done();
+    } else if (name === 'failed') {
+      S.ended = true;
+      if (d.step) setStep(stepItem(d.step), 'bad', 'Failed: ', '');
+      $('failed-text').textContent = (d.step ? 'Step “' + d.step + '” failed: ' : '') + d.reason;
+      $('progress-failed').hidden = false;
+      $('conn').textContent = '';
+    } else if (name === 'cancelled') {
+      S.ended = true;
+      $('conn').textContent = 'This onboarding was cancelled: ' + d.detail;
+    } else if (name === 'error') {
+      throw Object.assign(new Error('api'), { api: d, fromStream: true });
+    }
+  }
+  // from < 0: start Provision (same idempotency key on every try); else Watch from `from`.
+  async function follow(from) {
+    $('progress-name').textContent = S.appName;
+    if (from === 0) { S.steps.clear(); $('steps').replaceChildren(); S.lastIndex = 0; }
+    show('s-progress');
+    let wait = 1000, first = from;
+    while (!S.ended) {
+      try {
+        if (first < 0) {
+          await stream('provision', { onboarding_id: S.onboardingId, app_name: S.appName,
+            idempotency_key: 'wizard-' + S.onboardingId }, onProgress);
+        } else {
+          await stream('watch', { onboarding_id: S.onboardingId, from_event: first === 0 ? 0 : S.lastIndex + 1 }, onProgress);
+        }
+        if (S.ended) return;
+        $('conn').textContent = 'The connection closed. Reconnecting…';
+      } catch (e) {
+        const err = e.api;
+        if (err && first < 0 && !e.fromStream) {
+          // Provision refused before it started (e.g. the name is taken): back to the name.
+          show('s-name');
+          $('app-name').setAttribute('aria-invalid', 'true');
+          $('plan-box').hidden = true;
+          $('plan-status').textContent = '';
+          if (err.code === 'already_exists') {
+            markRules('not_unique');
+            $('name-msg').textContent = '“' + S.appName + '” is already used for this service. Choose another name.';
+          } else {
+            $('name-msg').textContent = err.message;
+          }
+          return;
+        }
+        if (err && ['permission_denied', 'unauthenticated', 'not_found', 'failed_precondition'].includes(err.code)) {
+          $('conn').textContent = err.message;
+          return;
+        }
+        $('conn').textContent = 'Connection lost. Reconnecting…';
+      }
+      first = 1;
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(wait * 2, 10000);
+    }
+  }
+
+  // ---- 7: done ----
+  async function done() {
+    let s;
+    try { s = await api('summary', { onboarding_id: S.onboardingId }); } catch (e) {
+      $('conn').textContent = 'Provisioning finished. The summary could not be loaded; reload the page to see it.';
+      return;
+    }
+    $('done-name').textContent = s.app_name;
+    $('done-client').textContent = s.client_id || '';
+    list($('done-perms'), s.permissions || [], 'None');
+    list($('done-roles'), s.roles || [], 'None');
+    $('done-temp').textContent = s.temporary_app_removed
+      ? s.temporary_app + ' removed' : s.temporary_app + ' was not found (nothing to remove)';
+    show('s-done');
+  }
+
+  // ---- 2b: use an app registration made by hand ----
+  async function attach(ev) {
+    ev.preventDefault();
+    const body = { tenant_id: $('att-tenant').value.trim(), client_id: $('att-client').value.trim(),
+      client_secret: $('att-secret').value };
+    for (const [id, v] of [['att-tenant', body.tenant_id], ['att-client', body.client_id], ['att-secret', body.client_secret]]) {
+      if (!v) { $(id).setAttribute('aria-invalid', 'true'); return $(id).focus(); }
+      $(id).removeAttribute('aria-invalid');
+    }
+    $('btn-validate').disabled = true;
+    $('attach-error').hidden = true;
+    try {
+      const r = await api('attach', body);
+      $('att-secret').value = '';
+      $('att-done-name').textContent = r.display_name;
+      $('att-done-client').textContent = r.client_id;
+      show('s-attached');
+    } catch (e) {
+      const err = e.api || { message: 'The server could not be reached.' };
+      const missing = err.missing || [];
+      $('attach-error-text').textContent = missing.length
+        ? 'This app registration lacks what the service needs:' : err.message;
+      list($('attach-missing'), missing, '');
+      $('attach-missing').hidden = missing.length === 0;
+      $('attach-fix').hidden = missing.length === 0;
+      $('attach-error').hidden = false;
+      $('attach-error').focus();
+    } finally {
+      $('btn-validate').disabled = false;
+    }
+  }
+
+  // ---- wiring ----
+  document.addEventListener('DOMContentLoaded', () => {
+    $('attach-error').tabIndex = -1;
+    $('btn-create').addEventListener('click', () => show('s-upn'));
+    $('btn-use').addEventListener('click', () => show('s-attach'));
+    for (const b of document.querySelectorAll('[data-back]')) b.addEventListener('click', () => show(b.dataset.back));
+    $('form-upn').addEventListener('submit', signIn);
+    $('btn-copy').addEventListener('click', copyCode);
+    $('btn-copy-open').addEventListener('click', () => {
+      copyCode();
+      window.open($('code-uri').href, '_blank', 'noopener,noreferrer');
+    });
+    $('btn-retry').addEventListener('click', () => show('s-upn'));
+    $('btn-next').addEventListener('click', () => { show('s-name'); });
+    $('app-name').addEventListener('input', nameInput);
+    $('form-name').addEventListener('submit', submitName);
+    $('form-attach').addEventListener('submit', attach);
+    window.addEventListener('hashchange', () => location.reload());
+    start();
+  });
+})();

@@ -1,0 +1,133 @@
+//! gRPC server streams as `text/event-stream` bodies, and gRPC statuses as JSON errors.
+//!
+//! The page reads the stream with `fetch` (so the token travels in a header, which
+//! `EventSource` cannot send) and parses the standard SSE framing: `event:` + `data:` + blank
+//! line. A status that ends a stream becomes a last `error` event.
+
+use std::fmt::Write as _;
+
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use crate::BoxStream;
+
+/// One SSE frame.
+fn frame(event: &str, data: &Value) -> Bytes {
+    let mut s = String::with_capacity(64);
+    let _ = write!(s, "event: {event}\ndata: {data}\n\n");
+    Bytes::from(s)
+}
+
+/// A stream of `T` as an SSE response; `map` names each item's event and gives its JSON.
+pub(super) fn sse<T, F>(stream: BoxStream<T>, map: F) -> Response
+where
+    T: Send + 'static,
+    F: Fn(T) -> Option<(&'static str, Value)> + Send + Sync + 'static,
+{
+    // An opening comment, so the browser (and any proxy) sees the stream start at once.
+    let hello = tokio_stream::once(Ok::<Bytes, std::convert::Infallible>(Bytes::from_static(
+        b": stream\n\n",
+    )));
+    let body = hello.chain(stream.filter_map(move |item| match item {
+        Ok(v) => map(v).map(|(event, data)| Ok(frame(event, &data))),
+        Err(status) => Some(Ok(frame("error", &error_json(&status)))),
+    }));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream; charset=utf-8"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// What the page needs to know about an error: the code, the server's message, the fields that
+/// broke a rule (`google.rpc.BadRequest`) and the preconditions that failed.
+#[derive(Debug, Serialize)]
+pub(super) struct ErrorBody {
+    /// The gRPC code in snake case (`failed_precondition`, …).
+    code: &'static str,
+    /// The server's message (never a secret: see `ServerError`).
+    message: String,
+    /// Field violations: `{field, description}`.
+    fields: Vec<Value>,
+    /// Failed preconditions' descriptions (e.g. each missing permission of an attach).
+    missing: Vec<String>,
+}
+
+/// The JSON of a status.
+pub(super) fn error_json(status: &Status) -> Value {
+    let details = status.get_error_details();
+    let fields = details
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| json!({"field": v.field, "description": v.description}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let missing = details
+        .precondition_failure()
+        .map(|p| p.violations.iter().map(|v| v.description.clone()).collect())
+        .unwrap_or_default();
+    serde_json::to_value(ErrorBody {
+        code: code_name(status.code()),
+        message: status.message().to_owned(),
+        fields,
+        missing,
+    })
+    .unwrap_or(Value::Null)
+}
+
+/// A status as an HTTP error response with its JSON.
+pub(super) fn error_response(status: &Status) -> Response {
+    let http = match status.code() {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::FailedPrecondition => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (http, axum::Json(json!({"error": error_json(status)}))).into_response()
+}
+
+/// An error of this layer (no status involved), e.g. a missing token.
+pub(super) fn plain_error(http: StatusCode, code: &'static str, message: &str) -> Response {
+    let body = json!({"error": {"code": code, "message": message, "fields": [], "missing": []}});
+    (http, axum::Json(body)).into_response()
+}
+
+fn code_name(c: Code) -> &'static str {
+    match c {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}

@@ -1,0 +1,341 @@
+//! The wizard's main paths: a Global Administrator from the link to Done (every step
+//! photographed, the secret claimed by the platform and never seen by the browser), an
+//! Application Administrator told before any change, a declined sign-in tried again, a reload
+//! in the middle of provisioning, and "Use App Registration".
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use onboard_proto::v1 as pb;
+use testkit::config::OPERATOR;
+use testkit::portal::{DIRECT_ROUTING, Grants};
+use testkit::sim::users;
+use testkit::snapshot;
+
+use crate::{Wiz, settle};
+
+#[tokio::test]
+async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
+    let w = Wiz::start(Some("global-admin")).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.step("s-landing", "01-landing").await?;
+    let landing = w.chrome.text("#s-landing").await?;
+    for want in ["Invitation wizard", "sp2", "Contoso", "Link expires"] {
+        ensure!(landing.contains(want), "landing lacks {want}: {landing}");
+    }
+
+    // Keyboard only: Tab to "Create New App Registration", Enter.
+    w.chrome.keys("\u{E004}").await?;
+    ensure!(w.chrome.focus().await?.ends_with("/btn-create"));
+    w.chrome.keys("\u{E007}").await?;
+    w.step("s-upn", "02-upn").await?;
+    w.chrome.click("btn-auth").await?;
+    ensure!(
+        w.chrome
+            .text("#upn-error")
+            .await?
+            .contains("Enter the admin account"),
+        "an empty UPN is refused next to the field"
+    );
+    let upn = w.upn(users::GLOBAL_ADMIN);
+    w.chrome.type_into("upn", &upn).await?;
+    w.chrome.keys("\u{E007}").await?;
+
+    let code = w.code().await?;
+    w.step("s-code", "03-device-code").await?;
+    let screen = w.chrome.text("#s-code").await?;
+    ensure!(screen.contains("Copy code and open page in new tab") && screen.contains(&upn));
+    ensure!(
+        w.chrome
+            .text("#code-countdown")
+            .await?
+            .contains("The code expires in")
+    );
+    ensure!(w.chrome.text("#code-uri").await?.ends_with("/devicelogin"));
+    w.env.sim.complete_device_login(&code, &upn).await?;
+
+    w.step("s-connected", "04-connected").await?;
+    let c = w.chrome.text("#s-connected").await?;
+    ensure!(c.contains("Token connection has been successfully established"));
+    ensure!(
+        c.contains(&upn) && c.contains("Global Administrator"),
+        "{c}"
+    );
+    ensure!(!w.chrome.disabled("btn-next").await?);
+    w.chrome.click("btn-next").await?;
+
+    w.step("s-name", "05-name").await?;
+    ensure!(w.chrome.disabled("btn-provision").await?);
+    w.chrome.type_into("app-name", "sbc.one").await?;
+    w.chrome
+        .wait_js(
+            "document.getElementById('name-msg').textContent.includes('dot')",
+            "the dot rule",
+        )
+        .await?;
+    w.shoot("05b-name-rule-broken").await?;
+    w.chrome.type_into("app-name", "SbcOne").await?;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('btn-provision').disabled",
+            "a plan",
+        )
+        .await?;
+    let plan = w.chrome.text("#plan").await?;
+    ensure!(
+        plan.contains("SbcOne") && plan.contains("Sandbox1-sp2-token"),
+        "{plan}"
+    );
+    ensure!(
+        w.env.sim.snapshot().to_string().matches("SbcOne").count() == 0,
+        "nothing made yet"
+    );
+    w.shoot("05c-name-plan").await?;
+    w.chrome.click("btn-provision").await?;
+
+    w.chrome.wait_screen("s-progress").await?;
+    w.chrome
+        .wait_screen_for("s-done", Duration::from_secs(120))
+        .await?;
+    w.step("s-done", "07-done").await?;
+    let done = w.chrome.text("#s-done").await?;
+    ensure!(
+        done.contains("SbcOne") && done.contains("Sandbox1-sp2-token removed"),
+        "{done}"
+    );
+    ensure!(
+        done.contains("completes the onboarding of the service"),
+        "{done}"
+    );
+
+    // The platform claims the secret once; the browser never received it.
+    let list = w
+        .env
+        .server
+        .onboarding(Some(OPERATOR))
+        .await?
+        .list_onboardings(pb::ListOnboardingsRequest::default())
+        .await?
+        .into_inner()
+        .onboardings;
+    ensure!(list.len() == 1, "one onboarding: {list:?}");
+    let oid = list[0].onboarding_id.clone();
+    let claimed = w
+        .env
+        .server
+        .onboarding(Some(OPERATOR))
+        .await?
+        .claim_secret(pb::ClaimSecretRequest {
+            onboarding_id: oid.clone(),
+        })
+        .await?
+        .into_inner();
+    ensure!(claimed.secret.len() > 10 && claimed.client_id == list[0].client_id);
+    ensure!(done.contains(&claimed.client_id));
+    let again = w
+        .env
+        .server
+        .onboarding(Some(OPERATOR))
+        .await?
+        .claim_secret(pb::ClaimSecretRequest { onboarding_id: oid })
+        .await;
+    ensure!(
+        again.as_ref().err().map(tonic::Status::code) == Some(tonic::Code::FailedPrecondition),
+        "a second claim is refused: {again:?}"
+    );
+    for x in w.proxy.exchanges() {
+        ensure!(
+            !x.body_text().contains(&claimed.secret),
+            "the secret reached the browser in {}",
+            x.request_line
+        );
+    }
+    w.check_exchanges(&token)?;
+    ensure!(
+        w.proxy
+            .exchanges()
+            .iter()
+            .any(|x| x.request_line.starts_with("POST /wizard/api/provision"))
+    );
+    w.chrome.close().await
+}
+
+#[tokio::test]
+async fn an_application_administrator_is_told_before_anything_changes() -> Result<()> {
+    let w = Wiz::start(Some("app-admin")).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::APP_ADMIN).await?;
+    w.step("s-connected", "04-connected-missing-rights").await?;
+    let c = w.chrome.text("#s-connected").await?;
+    ensure!(c.contains("Application Administrator"), "{c}");
+    ensure!(c.contains("lacks rights"), "{c}");
+    ensure!(
+        c.contains("Privileged Role Administrator") && c.contains("Global Administrator"),
+        "names the role needed: {c}"
+    );
+    ensure!(
+        w.chrome.disabled("btn-next").await?,
+        "Next Step is disabled"
+    );
+    let snap = w.env.sim.snapshot();
+    ensure!(
+        snapshot::apps_named(&snap, "SbcOne").is_empty(),
+        "nothing was created"
+    );
+    w.check_exchanges(&token)?;
+    w.chrome.close().await
+}
+
+#[tokio::test]
+async fn a_declined_sign_in_is_offered_a_retry_with_the_same_link() -> Result<()> {
+    let w = Wiz::start(Some("declined")).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.chrome.wait_screen("s-landing").await?;
+    w.chrome.click("btn-create").await?;
+    let upn = w.upn(users::GLOBAL_ADMIN);
+    w.chrome.type_into("upn", &upn).await?;
+    w.chrome.click("btn-auth").await?;
+    let code = w.code().await?;
+    w.env.sim.decline_device_login(&code, &upn).await?;
+    w.step("s-signin-failed", "03x-sign-in-declined").await?;
+    let t = w.chrome.text("#s-signin-failed").await?;
+    ensure!(t.contains("declined") && t.contains("try again"), "{t}");
+    w.chrome.click("btn-retry").await?;
+    w.chrome.wait_screen("s-upn").await?;
+    w.chrome.click("btn-auth").await?;
+    let second = w.code().await?;
+    ensure!(second != code, "a new code");
+    w.env.sim.complete_device_login(&second, &upn).await?;
+    w.chrome.wait_screen("s-connected").await?;
+    w.check_exchanges(&token)?;
+    w.chrome.close().await
+}
+
+#[tokio::test]
+async fn a_reload_during_provisioning_follows_the_same_onboarding() -> Result<()> {
+    let mut faults = testkit::sim::calm();
+    faults.latency_ms = 150;
+    faults.replication_lag_ms = 1500;
+    let w = Wiz::start_with(Some("reload"), faults).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::GLOBAL_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.chrome.type_into("app-name", "SbcReload").await?;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('btn-provision').disabled",
+            "a plan",
+        )
+        .await?;
+    w.chrome.click("btn-provision").await?;
+    w.chrome
+        .wait_js(
+            "document.querySelectorAll('#steps li').length > 0",
+            "a step",
+        )
+        .await?;
+    w.step("s-progress", "06-progress").await?;
+    w.chrome.client.refresh().await?;
+    w.chrome.wait_screen("s-progress").await?;
+    w.chrome
+        .wait_js(
+            "document.querySelectorAll('#steps li').length > 0",
+            "the replayed steps",
+        )
+        .await?;
+    w.shoot("06b-progress-after-reload").await?;
+    w.chrome
+        .wait_screen_for("s-done", Duration::from_secs(120))
+        .await?;
+    let snap = w.env.sim.snapshot();
+    snapshot::no_duplicates(&snap, "SbcReload")?;
+    let list = w
+        .env
+        .server
+        .onboarding(Some(OPERATOR))
+        .await?
+        .list_onboardings(pb::ListOnboardingsRequest::default())
+        .await?
+        .into_inner()
+        .onboardings;
+    ensure!(list.len() == 1, "one onboarding after the reload: {list:?}");
+    let watches = w
+        .proxy
+        .exchanges()
+        .iter()
+        .filter(|x| x.request_line.starts_with("POST /wizard/api/watch"))
+        .count();
+    ensure!(watches >= 1, "the reloaded page watched");
+    w.check_exchanges(&token)?;
+    w.chrome.close().await
+}
+
+#[tokio::test]
+async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()> {
+    let w = Wiz::start(Some("use-app-registration")).await?;
+    let client = w.env.entra_client()?;
+    let admin = testkit::sim::sign_in(&w.env.sim, &client, users::GLOBAL_ADMIN).await?;
+    let graph = client.graph(admin.access_token);
+    let bare = testkit::portal::hand_made(&graph, "HandMade1", &Grants::NONE).await?;
+    let full = testkit::portal::hand_made(&graph, "HandMade2", &DIRECT_ROUTING).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.chrome.wait_screen("s-landing").await?;
+    w.chrome.click("btn-use").await?;
+    w.step("s-attach", "02b-use-app-registration").await?;
+    let tenant = w.env.info.tenant_id.clone();
+    w.chrome.type_into("att-tenant", &tenant).await?;
+    w.chrome.type_into("att-client", &bare.client_id).await?;
+    w.chrome
+        .type_into(
+            "att-secret",
+            secrecy::ExposeSecret::expose_secret(&bare.secret),
+        )
+        .await?;
+    w.chrome.click("btn-validate").await?;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('attach-error').hidden",
+            "the error",
+        )
+        .await?;
+    settle().await;
+    let e = w.chrome.text("#attach-error").await?;
+    let missing = w
+        .chrome
+        .js("return document.querySelectorAll('#attach-missing li').length")
+        .await?;
+    ensure!(
+        missing.as_u64().unwrap_or(0) >= 1,
+        "each missing grant listed: {e}"
+    );
+    ensure!(e.contains("What to do"), "{e}");
+    ensure!(w.chrome.focus().await?.ends_with("/attach-error"));
+    w.shoot("02c-use-app-registration-missing").await?;
+    w.chrome.type_into("att-client", &full.client_id).await?;
+    w.chrome
+        .type_into(
+            "att-secret",
+            secrecy::ExposeSecret::expose_secret(&full.secret),
+        )
+        .await?;
+    w.chrome.click("btn-validate").await?;
+    w.step("s-attached", "02d-use-app-registration-connected")
+        .await?;
+    ensure!(
+        w.chrome
+            .text("#s-attached")
+            .await?
+            .contains(&full.client_id)
+    );
+    w.check_exchanges(&token)?;
+    for x in w.proxy.exchanges() {
+        let body = x.body_text();
+        ensure!(!body.contains(secrecy::ExposeSecret::expose_secret(&full.secret)));
+    }
+    w.chrome.close().await
+}

@@ -1,0 +1,152 @@
+//! Links that cannot be used get a clear page (what happened, whom to ask), never a stack
+//! trace; the email's link and the page agree; every response carries the security headers.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use onboard_proto::v1 as pb;
+use onboard_server::wizard::page_path;
+use testkit::config::OPERATOR;
+use testkit::sim::users;
+
+use crate::Wiz;
+
+/// The page's problem screen says `title` and names whom to ask.
+async fn problem(w: &Wiz, title: &str, shot: &str) -> Result<()> {
+    w.step("s-problem", shot).await?;
+    let t = w.chrome.text("#s-problem").await?;
+    ensure!(t.contains(title), "{t}");
+    ensure!(t.contains("Ask"), "says whom to ask: {t}");
+    for bad in ["panic", "error:", "Status", "at line", "{"] {
+        ensure!(
+            !t.contains(bad),
+            "technical detail {bad:?} on the page: {t}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_used_revoked_and_malformed_links_say_so() -> Result<()> {
+    let w = Wiz::start(Some("links")).await?;
+
+    let (expired, _) = w.env.invite(Some(Duration::from_secs(1))).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    w.open(&expired).await?;
+    problem(&w, "This invitation has expired", "00a-expired").await?;
+    ensure!(w.chrome.text("#s-problem").await?.contains("sp2"));
+
+    let done = w.env.onboarded("direct-routing", "UsedOnce").await?;
+    w.open(&done.token).await?;
+    problem(&w, "already been used", "00b-used").await?;
+
+    let (revoked, id) = w.env.invite(None).await?;
+    w.env
+        .server
+        .invitations(Some(OPERATOR))
+        .await?
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id,
+            reason: "test".into(),
+        })
+        .await?;
+    w.open(&revoked).await?;
+    problem(&w, "withdrawn", "00c-revoked").await?;
+
+    w.open("not-a-token").await?;
+    problem(&w, "This link is not valid", "00d-malformed").await?;
+    w.check_exchanges(&revoked)?;
+
+    // A link used by a sign-in can no longer start another.
+    let (token, _) = w.env.invite(None).await?;
+    w.env.signed_in(&token, users::GLOBAL_ADMIN).await?;
+    w.open(&token).await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.chrome.close().await
+}
+
+#[tokio::test]
+async fn the_emails_link_opens_the_page_and_every_response_is_hardened() -> Result<()> {
+    let w = Wiz::start(None).await?;
+    let created = w
+        .env
+        .server
+        .invitations(Some(OPERATOR))
+        .await?
+        .create_invitation(pb::CreateInvitationRequest {
+            customer: "<b>Contoso & Co</b>".into(),
+            service_id: testkit::sim_server::SERVICE.into(),
+            profile: "direct-routing".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let email = created.email.clone().unwrap_or_default();
+    let href = format!("href=\"{}\"", created.activation_url.replace('&', "&amp;"));
+    ensure!(
+        email.html.contains(&href),
+        "the email links the activation URL"
+    );
+    ensure!(email.text.contains(&created.activation_url));
+    let fragment = created
+        .activation_url
+        .split_once('#')
+        .map(|(_, f)| f.to_owned())
+        .unwrap_or_default();
+    ensure!(
+        fragment.starts_with("token="),
+        "the token is in the fragment"
+    );
+    let url = format!(
+        "{}{}#{fragment}",
+        w.proxy.url,
+        page_path(&created.activation_url)
+    );
+    w.chrome.client.goto(&url).await?;
+    w.chrome.wait_screen("s-landing").await?;
+    // Invitation values are text, never markup.
+    let bold = w
+        .chrome
+        .js("return document.querySelectorAll('main b').length")
+        .await?;
+    ensure!(
+        bold.as_u64() == Some(0),
+        "the customer name was parsed as HTML"
+    );
+    ensure!(
+        w.chrome
+            .text("#s-landing")
+            .await?
+            .contains("<b>Contoso & Co</b>")
+    );
+    // Unknown paths and assets carry the headers too.
+    w.chrome
+        .client
+        .goto(&format!("{}/wizard/missing", w.proxy.url))
+        .await?;
+    w.chrome
+        .client
+        .goto(&format!("{}/wizard/icon.svg", w.proxy.url))
+        .await?;
+    let token = fragment.trim_start_matches("token=").to_owned();
+    w.check_exchanges(&token)?;
+    let lines: Vec<String> = w
+        .proxy
+        .exchanges()
+        .iter()
+        .map(|x| x.request_line.clone())
+        .collect();
+    for want in [
+        "GET /activate",
+        "GET /wizard/app.js",
+        "GET /wizard/app.css",
+        "POST /wizard/api/invitation",
+        "GET /wizard/missing",
+    ] {
+        ensure!(
+            lines.iter().any(|l| l == want),
+            "{want} not seen: {lines:?}"
+        );
+    }
+    w.chrome.close().await
+}

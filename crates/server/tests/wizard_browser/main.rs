@@ -1,0 +1,195 @@
+//! The invitation wizard end to end in a real headless Chromium (WebDriver), against the
+//! in-process server and the Entra emulator. The tests assert what the person sees: the
+//! screen, its text, where the keyboard focus is, which buttons are disabled. Every step is
+//! photographed at 360 px and 1280 px (`WIZARD_SCREENSHOTS=DIR`, default
+//! `target/wizard-screenshots`) and checked with axe-core (no serious or critical violation);
+//! every response the browser received passes through a recording proxy, so the security
+//! headers and the absence of the secret are checked on all of them.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+
+mod flows;
+mod links;
+mod names;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use onboard_server::wizard::{CONTENT_SECURITY_POLICY, page_path};
+use testkit::browser::{Chrome, RecordingProxy};
+use testkit::config::ACTIVATION_URL;
+use testkit::sim_server::SimServer;
+
+/// The vendored axe-core (see tests/fixtures/axe-core/README.md).
+const AXE: &str = include_str!("../../../../tests/fixtures/axe-core/axe.min.js");
+
+/// One browser at a time: two cores are shared with the rest of the test suite.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The viewports every step is photographed at.
+const SIZES: [(u32, u32); 2] = [(360, 780), (1280, 900)];
+
+/// The emulator, the server, a proxy in front of it and a browser.
+pub struct Wiz {
+    /// Emulator and server.
+    pub env: SimServer,
+    /// The browser.
+    pub chrome: Chrome,
+    /// Everything the browser exchanged with the server.
+    pub proxy: RecordingProxy,
+    /// Where screenshots go (`None`: not taken in this test).
+    shots: Option<PathBuf>,
+    /// Holds the one-browser lock.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Wiz {
+    /// Starts everything; `shots` names the screenshot set (none: no screenshots).
+    pub async fn start(shots: Option<&str>) -> Result<Self> {
+        Self::start_with(shots, testkit::sim::calm()).await
+    }
+
+    /// [`Wiz::start`] with the emulator's faults.
+    pub async fn start_with(shots: Option<&str>, faults: entra_sim::Faults) -> Result<Self> {
+        let turn = ONE_BROWSER.lock().await;
+        let env = SimServer::start().await?;
+        env.sim.set_faults(faults);
+        let proxy = RecordingProxy::start(env.server.addr).await?;
+        let chrome = Chrome::start().await?;
+        let shots = shots.map(|s| {
+            std::env::var_os("WIZARD_SCREENSHOTS")
+                .map_or_else(
+                    || {
+                        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                            .join("../../target/wizard-screenshots")
+                    },
+                    PathBuf::from,
+                )
+                .join(s)
+        });
+        Ok(Self {
+            env,
+            chrome,
+            proxy,
+            shots,
+            _turn: turn,
+        })
+    }
+
+    /// Opens the activation link of `token` (through the proxy).
+    pub async fn open(&self, token: &str) -> Result<()> {
+        let url = format!(
+            "{}{}#token={token}",
+            self.proxy.url,
+            page_path(ACTIVATION_URL)
+        );
+        self.chrome.client.goto(&url).await?;
+        Ok(())
+    }
+
+    /// A new invitation; its token.
+    pub async fn invite(&self) -> Result<String> {
+        Ok(self.env.invite(None).await?.0)
+    }
+
+    /// The screen is `id`, its heading has the focus, and axe finds nothing serious; then the
+    /// screenshots `NN-name` at both sizes.
+    pub async fn step(&self, id: &str, shot: &str) -> Result<()> {
+        self.chrome.wait_screen(id).await?;
+        let focus = self.chrome.focus().await?;
+        ensure!(
+            focus.starts_with(&format!("{id}/h1/")),
+            "focus is on {focus}, not the heading of {id}"
+        );
+        let violations = self.chrome.axe(AXE).await?;
+        ensure!(
+            violations.is_empty(),
+            "axe on {id}: {}",
+            violations.join("\n")
+        );
+        self.shoot(shot).await
+    }
+
+    /// Screenshots at both sizes (if this test takes them), back at 1280 px after.
+    pub async fn shoot(&self, name: &str) -> Result<()> {
+        let Some(dir) = &self.shots else {
+            return Ok(());
+        };
+        for (w, h) in SIZES {
+            self.chrome
+                .screenshot_full(dir, &format!("{name}-{w}"), w, h)
+                .await?;
+        }
+        self.chrome.viewport(1280, 900).await
+    }
+
+    /// The code shown on the device-code screen.
+    pub async fn code(&self) -> Result<String> {
+        self.chrome.wait_screen("s-code").await?;
+        self.chrome
+            .wait_js(
+                "document.getElementById('code').textContent.length > 0",
+                "the code",
+            )
+            .await?;
+        self.chrome.text("#code").await
+    }
+
+    /// `nick@<tenant>`.
+    pub fn upn(&self, nick: &str) -> String {
+        self.env.upn(nick)
+    }
+
+    /// From the landing page to the connected screen, signed in as `nick`.
+    pub async fn sign_in_as(&self, nick: &str) -> Result<()> {
+        self.chrome.wait_screen("s-landing").await?;
+        self.chrome.click("btn-create").await?;
+        self.chrome.wait_screen("s-upn").await?;
+        self.chrome.type_into("upn", &self.upn(nick)).await?;
+        self.chrome.click("btn-auth").await?;
+        let code = self.code().await?;
+        self.env
+            .sim
+            .complete_device_login(&code, &self.upn(nick))
+            .await?;
+        self.chrome.wait_screen("s-connected").await
+    }
+
+    /// Every response carried the security headers, and no request line carried the token.
+    pub fn check_exchanges(&self, token: &str) -> Result<()> {
+        let all = self.proxy.exchanges();
+        ensure!(!all.is_empty(), "the proxy saw nothing");
+        for x in &all {
+            let line = &x.request_line;
+            ensure!(!line.contains(token), "token in a request line: {line}");
+            for (n, v) in &x.request_headers {
+                ensure!(
+                    n == "x-invitation-token" || !v.contains(token),
+                    "token in request header {n} of {line}"
+                );
+            }
+            for (name, want) in [
+                ("content-security-policy", CONTENT_SECURITY_POLICY),
+                ("referrer-policy", "no-referrer"),
+                ("x-content-type-options", "nosniff"),
+                ("cache-control", "no-store, max-age=0"),
+                ("x-frame-options", "DENY"),
+            ] {
+                ensure!(
+                    x.header(name) == Some(want),
+                    "{line}: {name} is {:?}",
+                    x.header(name)
+                );
+            }
+            let csp = x.header("content-security-policy").unwrap_or_default();
+            ensure!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"));
+        }
+        Ok(())
+    }
+}
+
+/// Waits a little (the page debounces typing).
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+}

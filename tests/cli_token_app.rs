@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use provision::token_app::graph_scope_name;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::onboard_binary;
 use testkit::process::{Run, ServerFiles};
@@ -51,10 +51,14 @@ async fn the_manifest_names_exactly_the_sign_in_scopes() -> Result<()> {
 /// Creates an application in the emulator's tenant from `body` as the Global Administrator
 /// (as `az rest --method POST …/applications --body @manifest.json` would); its `appId`.
 async fn create_app(wire: &Wire, token: &str, body: Value) -> Result<String> {
-    let (st, app) = wire
-        .graph(Method::POST, "/applications", token, Some(body))
-        .await;
-    ensure!(st == StatusCode::CREATED, "POST /applications: {st} {app}");
+    let a = wire.post(token, "/applications", body).await;
+    ensure!(
+        a.status == StatusCode::CREATED,
+        "POST /applications: {} {}",
+        a.status,
+        a.text
+    );
+    let app = a.json();
     Ok(app["appId"].as_str().context("appId")?.to_owned())
 }
 

@@ -11,10 +11,10 @@ mod config_check;
 mod ctl;
 #[cfg(feature = "emulator")]
 mod demo;
-mod selftest;
-mod token_app_cli;
 #[cfg(feature = "emulator")]
 mod demo_web;
+mod selftest;
+mod token_app_cli;
 mod verify_cli;
 mod witness_cli;
 

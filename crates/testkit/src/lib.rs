@@ -60,9 +60,9 @@ pub mod wizard;
 #[cfg(feature = "process")]
 pub mod process;
 
-#[cfg(feature = "tiles")]
-pub mod tiles;
 #[cfg(feature = "bench")]
 pub mod bench;
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "tiles")]
+pub mod tiles;

@@ -79,7 +79,8 @@ pub enum CredentialsError {
     /// Sealing or opening a stored secret failed (wrong key or altered record).
     #[error("sealed secret: {0}")]
     Crypto(String),
-    /// A test hook stopped the work here (a simulated crash).
+    /// The work stopped at a durable point: the server is shutting down, or a test hook
+    /// simulated a crash. It resumes at the next start.
     #[error("stopped by hook at {0}")]
     Halted(String),
 }

@@ -215,12 +215,17 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         }
         ProvisionError::Entra { ref source, .. } => entra_status(source, msg),
         ProvisionError::Cancelled(_) => Status::aborted(msg),
-        ProvisionError::Store(_) | ProvisionError::Crypto(_) | ProvisionError::Halted(_) => {
+        // Stopped at a durable point by the shutdown; the run resumes at the next start.
+        ProvisionError::Halted(_) => Status::unavailable(SHUTTING_DOWN),
+        ProvisionError::Store(_) | ProvisionError::Crypto(_) => {
             tracing::error!(error = %msg, "onboarding failed");
             Status::internal("internal error; see the server log")
         }
     }
 }
+
+/// What a caller sees when the work it started stopped at a durable point for a shutdown.
+const SHUTTING_DOWN: &str = "the server is shutting down; the work continues after restart";
 
 fn credentials_status(c: CredentialsError, msg: String) -> Status {
     match c {
@@ -248,7 +253,9 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
             Status::unavailable(msg)
         }
         CredentialsError::Entra { ref source, .. } => entra_status(source, msg),
-        CredentialsError::Store(_) | CredentialsError::Crypto(_) | CredentialsError::Halted(_) => {
+        // Stopped at a durable point by the shutdown; the work resumes at the next start.
+        CredentialsError::Halted(_) => Status::unavailable(SHUTTING_DOWN),
+        CredentialsError::Store(_) | CredentialsError::Crypto(_) => {
             tracing::error!(error = %msg, "credential operation failed");
             Status::internal("internal error; see the server log")
         }

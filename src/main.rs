@@ -33,7 +33,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Generates an audit signing key and prints its verifier key.
     Keygen(audit_cli::KeygenArgs),
-    /// Audit log tools: export, verify, proof, rotate-key.
+    /// Audit log tools: export, verify, proof, rotate-key, reanchor.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
     /// Runs the Entra emulator (identity platform + Graph) over HTTPS.

@@ -10,6 +10,7 @@
 //! - [`credentials`]: the Credentials service (day two) over `credentials::Credentials`.
 //! - [`verification`]: the Verification service (Verify, ListDrift) over the `verifier` crate;
 //!   scheduled drift runs start in [`serve()`].
+//! - [`limits`]: the `[limits]` section and what enforces it (rates, caps, bounded streams).
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -19,16 +20,21 @@ mod clock;
 pub mod config;
 pub mod credentials;
 pub mod error;
+mod guard_layer;
+pub mod integrity;
 pub mod invitations;
+pub mod limits;
 pub mod onboarding;
 mod paging;
 mod serve;
+mod storage;
 pub mod verification;
 
 pub use app::{AUDIT_DIR, App, DRIFT_ACTOR, STATE_DIR};
 pub use auth::{Caller, Role, token_sha256_hex};
 pub use config::Config;
 pub use error::ServerError;
+pub use integrity::{migrate_records, reanchor};
 pub use serve::{run_from_config, serve};
 
 /// A server stream of `T`, as the streaming RPCs return it.

@@ -35,10 +35,21 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let mut builder = Server::builder();
+    let lim = app.config().limits.clone();
+    let secs = Duration::from_secs;
+    // Transport limits (`[limits]`, see `crate::limits`).
+    let mut builder = Server::builder()
+        .max_concurrent_streams(lim.max_streams_per_connection)
+        .http2_keepalive_interval(Some(secs(lim.keepalive_interval_secs)))
+        .http2_keepalive_timeout(Some(secs(lim.keepalive_timeout_secs)))
+        .tcp_keepalive(Some(secs(lim.keepalive_interval_secs)))
+        .max_connection_age(secs(lim.max_connection_age_secs))
+        .timeout(secs(lim.request_timeout_secs));
     if let Some(tls) = tls_config(app.config())? {
         builder = builder.tls_config(tls)?;
     }
+    let mut builder = builder.layer(crate::guard_layer::GuardLayer::new(app.guards().clone()));
+    let max = lim.max_message_bytes;
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<AuditServer<AuditService>>().await;
@@ -61,6 +72,10 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| ServerError::Internal(format!("reflection: {e}")))?;
 
+    // Release 0.1's records get their MACs (audited) before anything reads them; the audit
+    // anchor is kept current while serving (`crate::integrity`).
+    crate::integrity::migrate_records(&app).await?;
+    crate::integrity::spawn_anchor(&app);
     // Onboardings a previous process left running (or cancelling) continue from their last
     // confirmed step.
     let resumed = app.engine().resume_all().await?;
@@ -86,13 +101,31 @@ pub async fn serve(
     let served = builder
         .add_service(health)
         .add_service(reflection)
-        .add_service(AuditServer::new(AuditService::new(app.clone())))
-        .add_service(InvitationsServer::new(InvitationsService::new(app.clone())))
-        .add_service(OnboardingServer::new(OnboardingService::new(app.clone())))
-        .add_service(CredentialsServer::new(CredentialsService::new(app.clone())))
-        .add_service(VerificationServer::new(VerificationService::new(
-            app.clone(),
-        )))
+        .add_service(
+            AuditServer::new(AuditService::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            InvitationsServer::new(InvitationsService::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            OnboardingServer::new(OnboardingService::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            CredentialsServer::new(CredentialsService::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            VerificationServer::new(VerificationService::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
         // TCP_NODELAY: a stream's small messages (each step as it happens) go out at once
         // instead of waiting for the peer's delayed ACK.
         .serve_with_incoming_shutdown(

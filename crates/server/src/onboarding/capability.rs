@@ -1,0 +1,104 @@
+//! What an invitation token unlocks, and for how long: the capability table.
+//!
+//! The customer admin holds no identity of ours, only the invitation token; it unlocks its own
+//! onboarding while that makes sense and no longer. The same table is in
+//! `proto/onboard/v1/onboarding.proto` and ARCHITECTURE.md; `tests/capabilities.rs` in this
+//! crate tests every cell over loopback gRPC.
+//!
+//! | RPC with the token | signed in | provisioning | failed | cancelling | completed or cancelled, within `limits.customer_watch_grace_secs` | after the grace | invitation revoked |
+//! | --- | --- | --- | --- | --- | --- | --- | --- |
+//! | Plan, Provision | yes | yes | yes | no | no | no | no |
+//! | Watch, GetOnboarding | yes | yes | yes | yes | yes | no | no |
+//! | CancelOnboarding | yes | yes | yes | yes | no (never: completed) | no | no |
+//!
+//! SignIn needs a pending invitation (neither used, expired nor revoked). Refusals are
+//! PERMISSION_DENIED and say why. Revoking a used invitation cuts its holder off at once: new
+//! calls are refused and open Watch/Provision streams end. Undoing a completed onboarding is an
+//! operator's CancelOnboarding with a non-empty `reason`.
+
+use onboard_core::time::{now_ms, parse};
+use provision::Status;
+
+use crate::error::{Result, ServerError};
+
+/// The customer's RPCs on an existing onboarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CustomerRpc {
+    /// Plan (reads Entra, changes nothing).
+    Plan,
+    /// Provision (starts, resumes or follows the run).
+    Provision,
+    /// Watch (events, replayed then live).
+    Watch,
+    /// GetOnboarding.
+    Get,
+    /// CancelOnboarding.
+    Cancel,
+}
+
+impl CustomerRpc {
+    fn name(self) -> &'static str {
+        match self {
+            CustomerRpc::Plan => "Plan",
+            CustomerRpc::Provision => "Provision",
+            CustomerRpc::Watch => "Watch",
+            CustomerRpc::Get => "GetOnboarding",
+            CustomerRpc::Cancel => "CancelOnboarding",
+        }
+    }
+}
+
+/// Where an onboarding stands, for the table: `None` is signed in (no run yet); `updated_at`
+/// is when a finished onboarding finished.
+pub(crate) fn check(
+    rpc: CustomerRpc,
+    status: Option<Status>,
+    updated_at: &str,
+    grace_secs: u64,
+    id: &str,
+) -> Result<()> {
+    let Some(status) = status else {
+        return Ok(()); // signed in: every customer action
+    };
+    let finished = matches!(status, Status::Completed | Status::Cancelled);
+    let refuse = |why: String| {
+        Err(ServerError::PermissionDenied(format!(
+            "the invitation no longer unlocks {} on onboarding {id}: {why}",
+            rpc.name()
+        )))
+    };
+    match rpc {
+        CustomerRpc::Cancel if status == Status::Completed => refuse(
+            "it completed; undoing a completed onboarding is an operator's CancelOnboarding with a reason".into(),
+        ),
+        CustomerRpc::Plan | CustomerRpc::Provision | CustomerRpc::Cancel if finished => {
+            refuse(format!("it is {}", status_name(status)))
+        }
+        CustomerRpc::Plan | CustomerRpc::Provision if status == Status::Cancelling => {
+            refuse("it is being cancelled".into())
+        }
+        CustomerRpc::Watch | CustomerRpc::Get if finished => {
+            let done_ms = parse(updated_at).map_or(0, onboard_core::time::ms_of);
+            let grace_ms = i64::try_from(grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            if now_ms() > done_ms.saturating_add(grace_ms) {
+                refuse(format!(
+                    "it is {} and the {grace_secs} s grace after that has passed",
+                    status_name(status)
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Running => "provisioning",
+        Status::Completed => "completed",
+        Status::Failed => "failed",
+        Status::Cancelling => "being cancelled",
+        Status::Cancelled => "cancelled",
+    }
+}

@@ -291,7 +291,10 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         }
         ProvisionError::Entra { ref source, .. } => entra_status(source, msg),
         ProvisionError::Cancelled(_) => Status::aborted(msg),
-        ProvisionError::Store(_) | ProvisionError::Crypto(_) | ProvisionError::Halted(_) => {
+        ProvisionError::Halted(_) => Status::unavailable(
+            "the server is shutting down; the onboarding resumes when it starts again",
+        ),
+        ProvisionError::Store(_) | ProvisionError::Crypto(_) => {
             tracing::error!(error = %msg, "onboarding failed");
             Status::internal("internal error; see the server log")
         }
@@ -324,7 +327,12 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
             Status::unavailable(msg)
         }
         CredentialsError::Entra { ref source, .. } => entra_status(source, msg),
-        CredentialsError::Store(_) | CredentialsError::Crypto(_) | CredentialsError::Halted(_) => {
+        // Stopped at a durable point because the server is shutting down: it resumes at the
+        // next start, so the caller may retry there (not an internal error).
+        CredentialsError::Halted(_) => Status::unavailable(
+            "the server is shutting down; the operation resumes when it starts again",
+        ),
+        CredentialsError::Store(_) | CredentialsError::Crypto(_) => {
             tracing::error!(error = %msg, "credential operation failed");
             Status::internal("internal error; see the server log")
         }

@@ -2,13 +2,11 @@
 //!
 //! - calls in flight over all connections, counted until their response body ends (a stream
 //!   counts while it is open); beyond `limits.max_concurrent_calls`, RESOURCE_EXHAUSTED at once;
-//! - expensive RPCs (by path) take a token from the caller address's bucket;
 //! - a request that does not decode (invalid UTF-8 in a string field, a truncated message) is
 //!   the caller's fault: tonic's codec answers INTERNAL, this layer rewrites the status code to
 //!   INVALID_ARGUMENT, keeping the decoder's message (which names the field, never its bytes);
 //!   a message over `limits.max_message_bytes` is RESOURCE_EXHAUSTED (tonic: OUT_OF_RANGE).
 
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,24 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderValue, Request, Response};
 use tonic::codegen::{Bytes, Service};
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::limits::{Guards, exhausted};
-
-/// RPCs that reach Microsoft or change Entra: rate-limited per caller address.
-const EXPENSIVE: &[&str] = &[
-    "/onboard.v1.Onboarding/SignIn",
-    "/onboard.v1.Onboarding/Plan",
-    "/onboard.v1.Onboarding/Provision",
-    "/onboard.v1.Verification/Verify",
-    "/onboard.v1.Credentials/AddServiceSecret",
-    "/onboard.v1.Credentials/RotateSecret",
-    "/onboard.v1.Credentials/RevokeSecret",
-    "/onboard.v1.Credentials/UpdateRoles",
-    "/onboard.v1.Credentials/UpdatePermissions",
-    "/onboard.v1.Credentials/AttachRegistration",
-    "/onboard.v1.Credentials/ListGrants",
-];
 
 /// The layer; clones share the limits.
 #[derive(Clone)]
@@ -73,18 +55,6 @@ pub(crate) struct Guarded<S> {
     layer: GuardLayer,
 }
 
-/// The peer address tonic put in the request's extensions (plaintext or TLS).
-fn peer<B>(req: &Request<B>) -> Option<IpAddr> {
-    let ext = req.extensions();
-    ext.get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr)
-        .or_else(|| {
-            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|t| t.get_ref().remote_addr())
-        })
-        .map(|a| a.ip())
-}
-
 /// A refusal as an HTTP response (trailers-only gRPC status).
 fn refuse(e: crate::error::ServerError) -> Response<Body> {
     tonic::Status::from(e).into_http()
@@ -120,13 +90,10 @@ where
                     Some(std::time::Duration::from_secs(1)),
                 )));
             };
-            let path = req.uri().path().to_owned();
-            if EXPENSIVE.contains(&path.as_str()) {
-                let rpc = path.rsplit('/').next().unwrap_or_default();
-                if let Err(e) = guards.expensive(peer(&req), rpc) {
-                    return Ok(refuse(e));
-                }
-            }
+            // The handlers see which RPC they serve (tonic's server requests carry no path).
+            let mut req = req;
+            let path = crate::limits::RpcPath(req.uri().path().to_owned());
+            req.extensions_mut().insert(path);
             let mut res = inner.call(req).await?;
             invalid_argument_for_decode_errors(&mut res);
             Ok(res.map(|body| Body::new(Counted { body, _permit: permit })))

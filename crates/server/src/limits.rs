@@ -14,8 +14,10 @@
 //!   bucket refuses every token-carrying call from that address until it refills, before the
 //!   token is even looked at, so forged tokens at thousands a second get nothing but
 //!   RESOURCE_EXHAUSTED.
-//! - Expensive RPCs (SignIn, Plan, Provision, Verify, secret changes, audit listings): a token
-//!   bucket per peer address.
+//! - Expensive RPCs ([`EXPENSIVE`]: SignIn, Plan, Provision, Verify, secret and grant changes):
+//!   a token bucket per caller, checked once the caller is known (the operator's identity, or
+//!   the invitation for the customer: a wizard back-end calling for many customers from one
+//!   address does not share one bucket).
 //! - Sign-ins to Microsoft: one device-code flow per invitation (a second SignIn is refused
 //!   while the first is open), and caps on concurrent sign-ins in total and per admin domain
 //!   (the tenant is not known before the sign-in; the UPN's domain stands for it).
@@ -68,7 +70,7 @@ pub struct LimitsSection {
     pub token_failures_per_minute: u32,
     /// Failed token checks in a burst before the bucket is empty.
     pub token_failures_burst: u32,
-    /// Expensive calls per minute per peer address.
+    /// Expensive calls per minute per caller.
     pub expensive_per_minute: u32,
     /// Expensive calls in a burst.
     pub expensive_burst: u32,
@@ -162,6 +164,22 @@ impl LimitsSection {
     }
 }
 
+/// RPCs that reach Microsoft or change Entra: a token bucket per caller
+/// (`limits.expensive_per_minute`, `limits.expensive_burst`).
+pub const EXPENSIVE: &[&str] = &[
+    "onboard.v1.Onboarding/SignIn",
+    "onboard.v1.Onboarding/Plan",
+    "onboard.v1.Onboarding/Provision",
+    "onboard.v1.Verification/Verify",
+    "onboard.v1.Credentials/AddServiceSecret",
+    "onboard.v1.Credentials/RotateSecret",
+    "onboard.v1.Credentials/RevokeSecret",
+    "onboard.v1.Credentials/UpdateRoles",
+    "onboard.v1.Credentials/UpdatePermissions",
+    "onboard.v1.Credentials/AttachRegistration",
+    "onboard.v1.Credentials/ListGrants",
+];
+
 fn quota(per_minute: u32, burst: u32) -> Quota {
     let per = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
@@ -177,6 +195,11 @@ pub(crate) fn exhausted(limit: &str, subject: &str, retry_after: Option<Duration
     }
 }
 
+/// The called RPC's path (`/onboard.v1.Service/Method`), put in the request's extensions by
+/// the guard layer.
+#[derive(Debug, Clone)]
+pub struct RpcPath(pub String);
+
 /// The shared state of the limits (one per server).
 pub struct Guards {
     /// The configured values.
@@ -185,8 +208,8 @@ pub struct Guards {
     token_failures: DefaultKeyedRateLimiter<IpAddr>,
     /// Addresses whose token bucket ran dry, and until when every token call is refused.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
-    /// Expensive calls per peer address.
-    expensive: DefaultKeyedRateLimiter<IpAddr>,
+    /// Expensive calls per caller (operator identity, or `invitation:<id>`).
+    expensive: DefaultKeyedRateLimiter<String>,
     /// Audited reads per caller identity.
     audited_reads: DefaultKeyedRateLimiter<String>,
     /// Open device-code flows: invitation ids, and sign-ins per admin domain.
@@ -312,16 +335,33 @@ impl Guards {
         )
     }
 
-    /// Takes one expensive call for `peer`.
-    pub fn expensive(&self, peer: Option<IpAddr>, rpc: &str) -> Result<(), ServerError> {
-        let Some(ip) = peer else { return Ok(()) };
-        self.expensive.check_key(&ip).map_err(|n| {
+    /// Takes one expensive call for `caller` when the request's method is an expensive one
+    /// ([`EXPENSIVE`]); other calls pass.
+    pub fn expensive_call<T>(
+        &self,
+        req: &tonic::Request<T>,
+        caller: &str,
+    ) -> Result<(), ServerError> {
+        let Some(RpcPath(path)) = req.extensions().get::<RpcPath>() else {
+            return Ok(());
+        };
+        let name = path.trim_start_matches('/');
+        if EXPENSIVE.contains(&name) {
+            self.expensive(caller, name.rsplit('/').next().unwrap_or(name))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Takes one expensive call `rpc` for `caller`.
+    pub fn expensive(&self, caller: &str, rpc: &str) -> Result<(), ServerError> {
+        self.expensive.check_key(&caller.to_owned()).map_err(|n| {
             exhausted(
                 &format!(
                     "limits.expensive_per_minute = {} (burst {})",
                     self.config.expensive_per_minute, self.config.expensive_burst
                 ),
-                &format!("{rpc} calls from this address"),
+                &format!("{rpc} and other expensive calls by this caller"),
                 Some(wait(&n)),
             )
         })

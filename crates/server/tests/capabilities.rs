@@ -22,6 +22,7 @@ const GRACE: u64 = 3;
 
 const PLAN: &str = "Plan";
 const PROVISION: &str = "Provision";
+const RECONNECT: &str = "Provision (reconnect)";
 const WATCH: &str = "Watch";
 const GET: &str = "GetOnboarding";
 const CANCEL: &str = "CancelOnboarding";
@@ -44,11 +45,19 @@ async fn call(env: &SimServer, rpc: &str, token: &str, id: &str, name: &str) -> 
             })
             .await
             .map(drop),
-        PROVISION => c
+        // A new Provision (its own idempotency key), and the wizard's reconnect (the key of
+        // `testkit::wizard`'s Provision), which only follows the run and counts as Watch.
+        PROVISION | RECONNECT => c
             .provision(pb::ProvisionRequest {
                 onboarding_id: id.clone(),
                 app_name: name.into(),
-                idempotency_key: format!("key-{id}"),
+                idempotency_key: if rpc == RECONNECT {
+                    format!("key-{id}")
+                } else {
+                    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    format!("cell-{id}-{n}")
+                },
                 invitation_token: token,
             })
             .await
@@ -182,14 +191,18 @@ async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
     };
     // (The API shows a cancelling onboarding as provisioning; the engine knows.)
     let mut cancelling = false;
-    for _ in 0..600 {
+    for _ in 0..3000 {
         if env.server.app.engine().get(&id)?.map(|o| o.status) == Some(provision::Status::Cancelling) {
             cancelling = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    ensure!(cancelling, "{id} never seen cancelling");
+    if !cancelling {
+        let r = cancel.await?;
+        let status = env.server.app.engine().get(&id)?.map(|o| o.status);
+        bail!("{id} never seen cancelling; the cancel answered {r:?}; now {status:?}");
+    }
     expect(
         &env,
         "cancelling",
@@ -240,7 +253,7 @@ async fn failed_and_completed() -> Result<()> {
     expect(&env, "failed", &token, &id, &[(CANCEL, true)]).await?;
     env.sim.set_faults(calm());
 
-    // Completed, within the grace: Watch and Get; never Cancel.
+    // Completed, within the grace: Watch and Get (and the wizard's reconnect); never Cancel.
     let o = env.onboarded("direct-routing", "Cap-Done").await?;
     let (token, id) = (o.token.clone(), o.onboarding_id.clone());
     let cells = [
@@ -249,6 +262,7 @@ async fn failed_and_completed() -> Result<()> {
         (CANCEL, false),
         (WATCH, true),
         (GET, true),
+        (RECONNECT, true),
     ];
     expect(&env, "completed, in grace", &token, &id, &cells).await?;
     tokio::time::sleep(Duration::from_secs(GRACE + 1)).await;

@@ -11,7 +11,8 @@
 //! | Watch, GetOnboarding | yes | yes | yes | yes | yes | no | no |
 //! | CancelOnboarding | yes | yes | yes | yes | no (never: completed) | no | no |
 //!
-//! SignIn needs a pending invitation (neither used, expired nor revoked). Refusals are
+//! A Provision repeated with the same idempotency key (a reconnect) only follows the run and
+//! counts as Watch. SignIn needs a pending invitation (neither used, expired nor revoked). Refusals are
 //! PERMISSION_DENIED and say why. Revoking a used invitation cuts its holder off at once: new
 //! calls are refused and open Watch/Provision streams end. Undoing a completed onboarding is an
 //! operator's CancelOnboarding with a non-empty `reason`.

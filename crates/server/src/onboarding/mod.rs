@@ -148,6 +148,7 @@ impl OnboardingService {
             if onboarding_id.is_empty() {
                 return Err(ServerError::invalid("onboarding_id", "required"));
             }
+            self.app.guards().expensive_call(req, &caller.identity)?;
             return Ok(Access {
                 actor: caller.identity,
                 invitation: None,
@@ -186,8 +187,10 @@ impl OnboardingService {
             self.app.config().limits.customer_watch_grace_secs,
             onboarding_id,
         )?;
+        let actor = format!("invitation:{}", inv.id);
+        guards.expensive_call(req, &actor)?;
         Ok(Access {
-            actor: format!("invitation:{}", inv.id),
+            actor,
             invitation: Some(inv.id),
         })
     }
@@ -246,19 +249,29 @@ impl OnboardingService {
         &self,
         req: Request<pb::ProvisionRequest>,
     ) -> Result<BoxStream<pb::ProvisionEvent>> {
+        // The same call again (a reconnect, same idempotency key) only follows the run, so the
+        // capability table treats it as Watch.
+        let repeat = {
+            let r = req.get_ref();
+            !r.idempotency_key.is_empty()
+                && self
+                    .sessions()
+                    .get(&r.onboarding_id)
+                    .and_then(|s| s.idempotency_key.as_deref())
+                    == Some(r.idempotency_key.as_str())
+        };
+        let rpc = if repeat {
+            CustomerRpc::Watch
+        } else {
+            CustomerRpc::Provision
+        };
         let Access { actor, invitation } = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id, CustomerRpc::Provision)?
+            self.access(&req, &r.invitation_token, &r.onboarding_id, rpc)?
         };
         let r = req.into_inner();
         let id = r.onboarding_id.clone();
         let engine = self.app.engine();
-        let repeat = !r.idempotency_key.is_empty()
-            && self
-                .sessions()
-                .get(&id)
-                .and_then(|s| s.idempotency_key.as_deref())
-                == Some(r.idempotency_key.as_str());
         if repeat && engine.get(&id)?.is_some() {
             // The same call again (a reconnect): follow the run instead of starting another.
             self.record(Self::entry(

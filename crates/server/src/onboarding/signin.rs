@@ -92,6 +92,7 @@ pub(super) async fn start(
             "the server has no entra.token_app_client_id configured".into(),
         ));
     }
+    guards.expensive(&format!("invitation:{}", invitation.id), "SignIn")?;
     // One device-code flow per invitation, and the caps on sign-ins to Microsoft; the slot is
     // held until the sign-in ends.
     let slot = guards.sign_in(&invitation.id, &upn)?;

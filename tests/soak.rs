@@ -193,7 +193,10 @@ async fn soak_with_kills_throttling_and_lag() -> Result<()> {
                     .rotate_secret(pb::RotateSecretRequest {
                         registration: Some(reg),
                         service_id: service,
-                        overlap: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+                        overlap: Some(prost_types::Duration {
+                            seconds: 1,
+                            nanos: 0,
+                        }),
                     })
                     .await?
                     .into_inner();
@@ -221,18 +224,26 @@ async fn soak_with_kills_throttling_and_lag() -> Result<()> {
             verifications += 1;
         }
         for _ in 0..5 {
-            let r = retry(&cur, Duration::from_secs(60), "audit read", |ch| async move {
-                let mut a = AuditClient::new(with_token(ch, Some(AUDITOR)));
-                let cp = a.get_checkpoint(pb::GetCheckpointRequest {}).await?.into_inner();
-                a.list_entries(pb::ListEntriesRequest {
-                    from_seq: cp.size.saturating_sub(50),
-                    to_seq: cp.size,
-                    page_size: 50,
-                    ..Default::default()
-                })
-                .await?;
-                Ok(())
-            })
+            let r = retry(
+                &cur,
+                Duration::from_secs(60),
+                "audit read",
+                |ch| async move {
+                    let mut a = AuditClient::new(with_token(ch, Some(AUDITOR)));
+                    let cp = a
+                        .get_checkpoint(pb::GetCheckpointRequest {})
+                        .await?
+                        .into_inner();
+                    a.list_entries(pb::ListEntriesRequest {
+                        from_seq: cp.size.saturating_sub(50),
+                        to_seq: cp.size,
+                        page_size: 50,
+                        ..Default::default()
+                    })
+                    .await?;
+                    Ok(())
+                },
+            )
             .await;
             if r.is_ok() {
                 reads += 1;

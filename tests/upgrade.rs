@@ -147,19 +147,28 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
         })
         .collect::<Result<_>>()?;
     ensure!(phases == [Phase::Intent, Phase::Succeeded], "{phases:?}");
-    ensure!(onboard_server::migrate_records(&app).await? == 0, "migrated twice");
+    ensure!(
+        onboard_server::migrate_records(&app).await? == 0,
+        "migrated twice"
+    );
     ensure!(app.engine().get(&id)?.is_some());
     ensure!(app.invitations().list(None, 10, None)?.0.len() == 1);
     let tree = app.state_db().open_tree("provision")?;
     let key = format!("o/{id}");
     let stored = tree.get(&key)?.context("record")?;
     tree.insert(&key, &stored[33..])?;
-    ensure!(app.engine().get(&id).is_err(), "a record without its MAC was used");
+    ensure!(
+        app.engine().get(&id).is_err(),
+        "a record without its MAC was used"
+    );
     let mut flipped = stored.to_vec();
     let last = flipped.len() - 2;
     flipped[last] ^= 1;
     tree.insert(&key, flipped)?;
-    ensure!(app.engine().get(&id).is_err(), "a corrupted record was used");
+    ensure!(
+        app.engine().get(&id).is_err(),
+        "a corrupted record was used"
+    );
     tree.insert(&key, stored)?;
     ensure!(app.engine().get(&id)?.is_some());
     let size_before = app.audit().size();

@@ -11,8 +11,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use testkit::strace::{Call, is_sync, traced_child};
 use std::sync::{Arc, Mutex};
+use testkit::strace::{Call, is_sync, traced_child};
 
 /// Where the parent tells the child to work.
 const CHILD_DIR: &str = "AUDIT_DURABLE_CHILD_DIR";

@@ -157,7 +157,12 @@ impl RecordMac {
     }
 
     /// The value of a stored record, checked; an error names the record and the recovery.
-    pub fn open<'a>(&self, tree: &str, key: &[u8], stored: &'a [u8]) -> Result<&'a [u8], CoreError> {
+    pub fn open<'a>(
+        &self,
+        tree: &str,
+        key: &[u8],
+        stored: &'a [u8],
+    ) -> Result<&'a [u8], CoreError> {
         let name = || format!("{tree}/{}", String::from_utf8_lossy(key));
         if stored.first() != Some(&MAC_MAGIC) {
             if self.legacy_allowed() {

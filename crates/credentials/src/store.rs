@@ -62,7 +62,11 @@ impl Store {
         Self { tree, mac }
     }
 
-    fn decode<T: DeserializeOwned>(&self, key: &[u8], stored: &[u8]) -> Result<T, CredentialsError> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        stored: &[u8],
+    ) -> Result<T, CredentialsError> {
         Ok(serde_json::from_slice(self.mac.open(TREE, key, stored)?)?)
     }
 

@@ -96,7 +96,12 @@ where
             req.extensions_mut().insert(path);
             let mut res = inner.call(req).await?;
             invalid_argument_for_decode_errors(&mut res);
-            Ok(res.map(|body| Body::new(Counted { body, _permit: permit })))
+            Ok(res.map(|body| {
+                Body::new(Counted {
+                    body,
+                    _permit: permit,
+                })
+            }))
         })
     }
 }

@@ -105,7 +105,11 @@ pub(crate) fn check_before_open(anchor: Option<&Anchor>, data: &Path) -> Result<
 
 /// After the audit log is opened: refuses a log shorter than recorded, or one whose root at the
 /// recorded size differs.
-pub(crate) fn check_after_open(anchor: Option<&Anchor>, audit: &AuditLog, data: &Path) -> Result<()> {
+pub(crate) fn check_after_open(
+    anchor: Option<&Anchor>,
+    audit: &AuditLog,
+    data: &Path,
+) -> Result<()> {
     let Some(a) = anchor else { return Ok(()) };
     let size = audit.size();
     if size < a.size {
@@ -137,7 +141,10 @@ pub(crate) fn record_anchor(meta: &sled::Tree, mac: &RecordMac, audit: &AuditLog
     };
     let json = serde_json::to_vec(&anchor)
         .map_err(|e| ServerError::Internal(format!("encoding the anchor: {e}")))?;
-    meta.insert(ANCHOR_KEY, mac.seal(META_TREE, ANCHOR_KEY.as_bytes(), &json))?;
+    meta.insert(
+        ANCHOR_KEY,
+        mac.seal(META_TREE, ANCHOR_KEY.as_bytes(), &json),
+    )?;
     flush_durably_blocking(meta).map_err(|e| ServerError::Internal(e.to_string()))
 }
 
@@ -162,7 +169,8 @@ pub async fn migrate_records(app: &App) -> Result<usize> {
     let db = app.state_db().clone();
     let mut counts = BTreeMap::new();
     for name in MAC_TREES {
-        let n = legacy_records(&db.open_tree(name)?).map_err(|e| ServerError::Internal(e.to_string()))?;
+        let n = legacy_records(&db.open_tree(name)?)
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
         if n > 0 {
             counts.insert((*name).to_owned(), n);
         }
@@ -239,7 +247,10 @@ pub(crate) fn spawn_anchor(app: &App) {
 /// entry with both and the reason, then records the new anchor. The server must be stopped.
 pub async fn reanchor(config: crate::Config, reason: &str) -> Result<String> {
     if reason.trim().is_empty() {
-        return Err(ServerError::invalid("reason", "say why the audit log was lost"));
+        return Err(ServerError::invalid(
+            "reason",
+            "say why the audit log was lost",
+        ));
     }
     let data = config.storage.data_dir.clone();
     crate::storage::check_keys(&config)?;
@@ -258,14 +269,18 @@ pub async fn reanchor(config: crate::Config, reason: &str) -> Result<String> {
         .map_or((0, String::new()), |a| (a.size, a.root.clone()));
     let cp = audit.checkpoint();
     let (size, root) = (cp.checkpoint.size, hex::encode(cp.checkpoint.root));
-    AuditEntry::new(Action::StoreReanchor, Phase::Succeeded, &Scope::actor("onboard:operator"))
-        .with_detail("reason", reason)
-        .with_detail("recorded_size", rsize)
-        .with_detail("recorded_root", rroot.clone())
-        .with_detail("size", size)
-        .with_detail("root", root.clone())
-        .append(&audit)
-        .await?;
+    AuditEntry::new(
+        Action::StoreReanchor,
+        Phase::Succeeded,
+        &Scope::actor("onboard:operator"),
+    )
+    .with_detail("reason", reason)
+    .with_detail("recorded_size", rsize)
+    .with_detail("recorded_root", rroot.clone())
+    .with_detail("size", size)
+    .with_detail("root", root.clone())
+    .append(&audit)
+    .await?;
     record_anchor(&meta, &mac, &audit)?;
     let after = audit.size();
     audit.close();

@@ -115,7 +115,10 @@ impl LimitsSection {
     /// Refuses zeros where a zero would stop the server from working.
     pub fn check(&self) -> Result<(), String> {
         let positive = [
-            ("max_streams_per_connection", self.max_streams_per_connection as u64),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection as u64,
+            ),
             ("max_concurrent_calls", self.max_concurrent_calls as u64),
             ("keepalive_interval_secs", self.keepalive_interval_secs),
             ("keepalive_timeout_secs", self.keepalive_timeout_secs),
@@ -124,14 +127,23 @@ impl LimitsSection {
             ("max_message_bytes", self.max_message_bytes as u64),
             ("stream_buffer", self.stream_buffer as u64),
             ("slow_reader_secs", self.slow_reader_secs),
-            ("token_failures_per_minute", u64::from(self.token_failures_per_minute)),
+            (
+                "token_failures_per_minute",
+                u64::from(self.token_failures_per_minute),
+            ),
             ("token_failures_burst", u64::from(self.token_failures_burst)),
             ("expensive_per_minute", u64::from(self.expensive_per_minute)),
             ("expensive_burst", u64::from(self.expensive_burst)),
-            ("audited_reads_per_minute", u64::from(self.audited_reads_per_minute)),
+            (
+                "audited_reads_per_minute",
+                u64::from(self.audited_reads_per_minute),
+            ),
             ("audited_reads_burst", u64::from(self.audited_reads_burst)),
             ("max_sign_ins", self.max_sign_ins as u64),
-            ("max_sign_ins_per_tenant", self.max_sign_ins_per_tenant as u64),
+            (
+                "max_sign_ins_per_tenant",
+                self.max_sign_ins_per_tenant as u64,
+            ),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((k, _)) => Err(format!("limits.{k} must be at least 1")),
@@ -142,7 +154,10 @@ impl LimitsSection {
     /// The section as `key = value` lines, for `onboard config check`.
     pub fn describe(&self) -> Vec<String> {
         vec![
-            format!("max_streams_per_connection = {}", self.max_streams_per_connection),
+            format!(
+                "max_streams_per_connection = {}",
+                self.max_streams_per_connection
+            ),
             format!("max_concurrent_calls = {}", self.max_concurrent_calls),
             format!("keepalive_interval_secs = {}", self.keepalive_interval_secs),
             format!("keepalive_timeout_secs = {}", self.keepalive_timeout_secs),
@@ -151,15 +166,24 @@ impl LimitsSection {
             format!("max_message_bytes = {}", self.max_message_bytes),
             format!("stream_buffer = {}", self.stream_buffer),
             format!("slow_reader_secs = {}", self.slow_reader_secs),
-            format!("token_failures_per_minute = {}", self.token_failures_per_minute),
+            format!(
+                "token_failures_per_minute = {}",
+                self.token_failures_per_minute
+            ),
             format!("token_failures_burst = {}", self.token_failures_burst),
             format!("expensive_per_minute = {}", self.expensive_per_minute),
             format!("expensive_burst = {}", self.expensive_burst),
-            format!("audited_reads_per_minute = {}", self.audited_reads_per_minute),
+            format!(
+                "audited_reads_per_minute = {}",
+                self.audited_reads_per_minute
+            ),
             format!("audited_reads_burst = {}", self.audited_reads_burst),
             format!("max_sign_ins = {}", self.max_sign_ins),
             format!("max_sign_ins_per_tenant = {}", self.max_sign_ins_per_tenant),
-            format!("customer_watch_grace_secs = {}", self.customer_watch_grace_secs),
+            format!(
+                "customer_watch_grace_secs = {}",
+                self.customer_watch_grace_secs
+            ),
         ]
     }
 }
@@ -275,7 +299,10 @@ impl Guards {
                 config.token_failures_burst,
             )),
             blocked: Mutex::new(HashMap::new()),
-            expensive: RateLimiter::keyed(quota(config.expensive_per_minute, config.expensive_burst)),
+            expensive: RateLimiter::keyed(quota(
+                config.expensive_per_minute,
+                config.expensive_burst,
+            )),
             audited_reads: RateLimiter::keyed(quota(
                 config.audited_reads_per_minute,
                 config.audited_reads_burst,
@@ -369,20 +396,26 @@ impl Guards {
 
     /// Takes one audited read for `caller`.
     pub fn audited_read(&self, caller: &str) -> Result<(), ServerError> {
-        self.audited_reads.check_key(&caller.to_owned()).map_err(|n| {
-            exhausted(
-                &format!(
-                    "limits.audited_reads_per_minute = {} (burst {})",
-                    self.config.audited_reads_per_minute, self.config.audited_reads_burst
-                ),
-                "audited reads by this caller",
-                Some(wait(&n)),
-            )
-        })
+        self.audited_reads
+            .check_key(&caller.to_owned())
+            .map_err(|n| {
+                exhausted(
+                    &format!(
+                        "limits.audited_reads_per_minute = {} (burst {})",
+                        self.config.audited_reads_per_minute, self.config.audited_reads_burst
+                    ),
+                    "audited reads by this caller",
+                    Some(wait(&n)),
+                )
+            })
     }
 
     /// A sign-in slot for `invitation` by an admin of `upn`'s domain, or why not.
-    pub fn sign_in(self: &Arc<Self>, invitation: &str, upn: &str) -> Result<SignInSlot, ServerError> {
+    pub fn sign_in(
+        self: &Arc<Self>,
+        invitation: &str,
+        upn: &str,
+    ) -> Result<SignInSlot, ServerError> {
         let domain = upn
             .rsplit_once('@')
             .map(|(_, d)| d.to_ascii_lowercase())
@@ -493,7 +526,10 @@ fn bounded<T: Send + 'static>(buffer: usize, slow: Duration) -> (Sender<T>, BoxS
     let (tx, rx) = mpsc::channel(buffer.max(1));
     let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = overflowed.clone();
-    let limit = format!("limits.stream_buffer = {buffer}, limits.slow_reader_secs = {}", slow.as_secs());
+    let limit = format!(
+        "limits.stream_buffer = {buffer}, limits.slow_reader_secs = {}",
+        slow.as_secs()
+    );
     let tail = tokio_stream::once(()).filter_map(move |()| {
         flag.load(std::sync::atomic::Ordering::SeqCst).then(|| {
             Err(exhausted(

@@ -34,8 +34,8 @@ pub(crate) fn prepare_data_dir(data: &Path) -> Result<()> {
 /// Makes every directory under `dir` (and `dir`) `0700` and every file `0600`.
 pub(crate) fn tighten(dir: &Path) -> Result<()> {
     set_mode(dir, DIR_MODE)?;
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| ServerError::io(format!("listing {}", dir.display()), e))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ServerError::io(format!("listing {}", dir.display()), e))?;
     for e in entries {
         let e = e.map_err(|e| ServerError::io(format!("listing {}", dir.display()), e))?;
         let kind = e

@@ -106,7 +106,11 @@ async fn expect(
         ensure!(
             (code != Code::PermissionDenied) == *allowed,
             "{state}: {rpc} with the token answered {code:?}; expected {}",
-            if *allowed { "allowed" } else { "PERMISSION_DENIED" }
+            if *allowed {
+                "allowed"
+            } else {
+                "PERMISSION_DENIED"
+            }
         );
     }
     Ok(())
@@ -150,7 +154,14 @@ async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
     // Signed in, no run yet: every customer action.
     let (token, _) = env.invite(None).await?;
     let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
-    expect(&env, "signed in", &token, &id, &[(PLAN, true), (WATCH, true), (GET, true)]).await?;
+    expect(
+        &env,
+        "signed in",
+        &token,
+        &id,
+        &[(PLAN, true), (WATCH, true), (GET, true)],
+    )
+    .await?;
     // SignIn again with the used invitation: refused (the invitation is used).
     match env
         .sign_in(&token, &env.upn("globaladmin"), Browser::Idle)
@@ -192,7 +203,9 @@ async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
     // (The API shows a cancelling onboarding as provisioning; the engine knows.)
     let mut cancelling = false;
     for _ in 0..3000 {
-        if env.server.app.engine().get(&id)?.map(|o| o.status) == Some(provision::Status::Cancelling) {
+        if env.server.app.engine().get(&id)?.map(|o| o.status)
+            == Some(provision::Status::Cancelling)
+        {
             cancelling = true;
             break;
         }
@@ -208,7 +221,13 @@ async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
         "cancelling",
         &token,
         &id,
-        &[(PLAN, false), (PROVISION, false), (WATCH, true), (GET, true), (CANCEL, true)],
+        &[
+            (PLAN, false),
+            (PROVISION, false),
+            (WATCH, true),
+            (GET, true),
+            (CANCEL, true),
+        ],
     )
     .await?;
     cancel.await??;
@@ -293,13 +312,9 @@ async fn revoking_a_used_invitation_cuts_its_holder_off_at_once() -> Result<()> 
     let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
     env.sim.set_faults(slow());
     // The customer follows the run.
-    let mut stream = testkit::wizard::provision_stream(
-        env.server.channel().await?,
-        &token,
-        &id,
-        "Cap-Revoked",
-    )
-    .await?;
+    let mut stream =
+        testkit::wizard::provision_stream(env.server.channel().await?, &token, &id, "Cap-Revoked")
+            .await?;
     stream.message().await?.context("first event")?;
     let revoked = env
         .server
@@ -324,7 +339,10 @@ async fn revoking_a_used_invitation_cuts_its_holder_off_at_once() -> Result<()> 
     })
     .await
     .context("the stream did not end")?;
-    ensure!(ended == Code::PermissionDenied, "the stream ended with {ended:?}");
+    ensure!(
+        ended == Code::PermissionDenied,
+        "the stream ended with {ended:?}"
+    );
     // Every call with the token is refused; the run itself goes on for the operator.
     let cells = [
         (PLAN, false),
@@ -335,8 +353,9 @@ async fn revoking_a_used_invitation_cuts_its_holder_off_at_once() -> Result<()> 
     ];
     expect(&env, "revoked", &token, &id, &cells).await?;
     env.sim.set_faults(calm());
-    let info = testkit::wizard::wait_settled(env.server.channel().await?, &id, Duration::from_secs(120))
-        .await?;
+    let info =
+        testkit::wizard::wait_settled(env.server.channel().await?, &id, Duration::from_secs(120))
+            .await?;
     ensure!(info.state() == pb::OnboardingState::Completed, "{info:?}");
     env.server.stop().await
 }

@@ -61,7 +61,12 @@ fn every_reported_state_change_is_fdatasynced_before_the_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().canonicalize().unwrap();
     let calls = traced_child(&dir, "state_child", CHILD_DIR);
-    let db = dir.join("data").join("state").join("db").display().to_string();
+    let db = dir
+        .join("data")
+        .join("state")
+        .join("db")
+        .display()
+        .to_string();
     let acks = dir.join("acks").display().to_string();
     let writes: Vec<_> = calls
         .iter()

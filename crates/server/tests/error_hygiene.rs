@@ -76,7 +76,10 @@ async fn undecodable_requests_are_invalid_argument() -> Result<()> {
             "/onboard.v1.Invitations/CreateInvitation",
             req(bad.clone(), b"dr-1".to_vec()),
         ),
-        ("/onboard.v1.Verification/Verify", req(bad.clone(), Vec::new())),
+        (
+            "/onboard.v1.Verification/Verify",
+            req(bad.clone(), Vec::new()),
+        ),
     ] {
         let code = raw_unary(&s, path, r).await?;
         ensure!(code == Code::InvalidArgument, "{path}: {code:?}");

@@ -39,7 +39,9 @@ async fn grow(config: &Config, n: usize) -> Result<()> {
 }
 
 fn refused(config: &Config, want: &[&str]) -> Result<()> {
-    let err = App::open(config.clone()).err().context("App::open accepted it")?;
+    let err = App::open(config.clone())
+        .err()
+        .context("App::open accepted it")?;
     let text = err.to_string();
     for w in want {
         ensure!(text.contains(w), "missing {w:?} in: {text}");
@@ -89,7 +91,10 @@ async fn start_up_refuses_an_audit_log_the_state_store_does_not_recognise() -> R
     let app = App::open(config.clone())?;
     let last = app.audit().entry(app.audit().size() - 1)?;
     let v: serde_json::Value = serde_json::from_slice(&last)?;
-    ensure!(v["action"] == "store.reanchor" && v["reason"] == "restored the wrong backup; kept", "{v}");
+    ensure!(
+        v["action"] == "store.reanchor" && v["reason"] == "restored the wrong backup; kept",
+        "{v}"
+    );
     app.close();
     drop(app);
     // And the right log, restored, is not the recorded one any more either: it is refused.
@@ -119,7 +124,11 @@ async fn a_corrupted_state_record_is_refused_not_used() -> Result<()> {
         .context("customer name")?;
     bad[at] = b'D';
     tree.insert(id.as_bytes(), bad)?;
-    let e = c.get_invitation(get(&id)).await.err().context("corrupted record used")?;
+    let e = c
+        .get_invitation(get(&id))
+        .await
+        .err()
+        .context("corrupted record used")?;
     ensure!(e.code() == Code::Internal, "{e:?}");
     ensure!(!e.message().contains("Dontoso"));
     tree.insert(id.as_bytes(), stored)?;

@@ -54,26 +54,40 @@ async fn open_sign_in(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_device_code_per_invitation_and_sign_in_caps() -> Result<()> {
     let env = SimServer::start_with(|b| {
-        Ok(b.limit("max_sign_ins_per_tenant", 2).limit("max_sign_ins", 3))
+        Ok(b.limit("max_sign_ins_per_tenant", 2)
+            .limit("max_sign_ins", 3))
     })
     .await?;
     let ga = env.upn("globaladmin");
     let (token, _) = env.invite(None).await?;
-    let first = open_sign_in(&env, &token, &ga).await?.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let first = open_sign_in(&env, &token, &ga)
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
     // A second SignIn for the same invitation while the first is open: refused.
-    let second = open_sign_in(&env, &token, &ga).await?.err().context("second flow")?;
+    let second = open_sign_in(&env, &token, &ga)
+        .await?
+        .err()
+        .context("second flow")?;
     exhausted(&second, "one device-code flow per invitation", true)?;
     // Per admin domain: the second invitation's flow fits, the third does not.
     let (t2, _) = env.invite(None).await?;
     let (t3, _) = env.invite(None).await?;
-    let f2 = open_sign_in(&env, &t2, &ga).await?.map_err(|s| anyhow::anyhow!("{s:?}"))?;
-    let third = open_sign_in(&env, &t3, &ga).await?.err().context("third flow")?;
+    let f2 = open_sign_in(&env, &t2, &ga)
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let third = open_sign_in(&env, &t3, &ga)
+        .await?
+        .err()
+        .context("third flow")?;
     exhausted(&third, "limits.max_sign_ins_per_tenant = 2", true)?;
     // In total: another domain fits once, then the server is full.
     let other = open_sign_in(&env, &t3, "admin@other.example").await?;
     let other = other.map_err(|s| anyhow::anyhow!("{s:?}"))?;
     let (t4, _) = env.invite(None).await?;
-    let full = open_sign_in(&env, &t4, "admin@third.example").await?.err().context("4th")?;
+    let full = open_sign_in(&env, &t4, "admin@third.example")
+        .await?
+        .err()
+        .context("4th")?;
     exhausted(&full, "limits.max_sign_ins = 3", true)?;
     // Closing a stream frees its slot: the invitation can sign in again.
     drop(first);
@@ -117,8 +131,14 @@ async fn forged_invitation_tokens_slow_down_per_address() -> Result<()> {
             exhausted(&st, "limits.token_failures_per_minute = 6", true)?;
         }
     }
-    let unauthenticated = codes.iter().filter(|c| **c == Code::Unauthenticated).count();
-    ensure!(unauthenticated <= 6, "{unauthenticated} forged tokens were checked");
+    let unauthenticated = codes
+        .iter()
+        .filter(|c| **c == Code::Unauthenticated)
+        .count();
+    ensure!(
+        unauthenticated <= 6,
+        "{unauthenticated} forged tokens were checked"
+    );
     ensure!(
         codes[10..].iter().all(|c| *c == Code::ResourceExhausted),
         "{codes:?}"
@@ -219,10 +239,9 @@ async fn calls_in_flight_and_message_size() -> Result<()> {
 
 #[tokio::test]
 async fn a_slow_follower_is_disconnected_not_buffered() -> Result<()> {
-    let s = TestServer::start_with(|b| {
-        Ok(b.limit("stream_buffer", 4).limit("slow_reader_secs", 1))
-    })
-    .await?;
+    let s =
+        TestServer::start_with(|b| Ok(b.limit("stream_buffer", 4).limit("slow_reader_secs", 1)))
+            .await?;
     // Enough entries (8 MB) to fill HTTP/2's windows, the sockets and the stream's buffer.
     let padding = "p".repeat(4000);
     let tasks: Vec<_> = (0..8u64)
@@ -230,7 +249,8 @@ async fn a_slow_follower_is_disconnected_not_buffered() -> Result<()> {
             let (app, padding) = (s.app.clone(), padding.clone());
             tokio::spawn(async move {
                 for i in 0..250u64 {
-                    let e = serde_json::json!({"action": "test", "i": t * 1000 + i, "pad": padding});
+                    let e =
+                        serde_json::json!({"action": "test", "i": t * 1000 + i, "pad": padding});
                     append(&app, e).await?;
                 }
                 anyhow::Ok(())

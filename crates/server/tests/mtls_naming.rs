@@ -65,7 +65,11 @@ async fn who(s: &TestServer, ca: &Ca, client: &Pem) -> Result<Result<String, Cod
 async fn uri_san_then_dns_san_and_the_cn_only_without_sans_when_enabled() -> Result<()> {
     let ca = Ca::new("Onboard test CA")?;
     let client = |cn: &str, sans: &[San<'_>], ekus: &[Eku]| ca.client_with(cn, sans, ekus);
-    let both = client("legacy-auditor", &[San::Dns(DNS), San::Uri(URI)], &[Eku::ClientAuth])?;
+    let both = client(
+        "legacy-auditor",
+        &[San::Dns(DNS), San::Uri(URI)],
+        &[Eku::ClientAuth],
+    )?;
     let dns_only = client("legacy-auditor", &[San::Dns(DNS)], &[Eku::ClientAuth])?;
     let unknown_dns = client(
         "legacy-auditor",

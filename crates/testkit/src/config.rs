@@ -331,7 +331,11 @@ impl ServerConfigBuilder {
 
     /// `[limits] key = value` (see `onboard_server::limits::LimitsSection`).
     pub fn limit(mut self, key: &str, value: u64) -> Self {
-        self.set("limits", key, Value::Integer(i64::try_from(value).unwrap_or(i64::MAX)));
+        self.set(
+            "limits",
+            key,
+            Value::Integer(i64::try_from(value).unwrap_or(i64::MAX)),
+        );
         self
     }
 

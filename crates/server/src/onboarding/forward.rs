@@ -70,5 +70,4 @@ impl OnboardingService {
         });
         stream
     }
-
 }

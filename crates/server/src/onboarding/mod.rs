@@ -208,8 +208,13 @@ impl OnboardingService {
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {
         let actor = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id, CustomerRpc::Plan)?
-                .actor
+            self.access(
+                &req,
+                &r.invitation_token,
+                &r.onboarding_id,
+                CustomerRpc::Plan,
+            )?
+            .actor
         };
         let r = req.into_inner();
         let (inv, admin) = self.session(&r.onboarding_id)?;
@@ -324,11 +329,19 @@ impl OnboardingService {
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<BoxStream<pb::ProvisionEvent>> {
         let Access { actor, invitation } = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id, CustomerRpc::Watch)?
+            self.access(
+                &req,
+                &r.invitation_token,
+                &r.onboarding_id,
+                CustomerRpc::Watch,
+            )?
         };
         let r = req.into_inner();
         if let Some(o) = self.app.engine().get(&r.onboarding_id)?
-            && matches!(o.status, provision::Status::Completed | provision::Status::Cancelled)
+            && matches!(
+                o.status,
+                provision::Status::Completed | provision::Status::Cancelled
+            )
         {
             let last = self.app.engine().event_count(&r.onboarding_id)?;
             if r.from_event > last {
@@ -379,8 +392,13 @@ impl OnboardingService {
     async fn get(&self, req: Request<pb::GetOnboardingRequest>) -> Result<pb::OnboardingInfo> {
         let actor = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id, CustomerRpc::Get)?
-                .actor
+            self.access(
+                &req,
+                &r.invitation_token,
+                &r.onboarding_id,
+                CustomerRpc::Get,
+            )?
+            .actor
         };
         let id = req.into_inner().onboarding_id;
         let info = self.info(&id)?;
@@ -458,8 +476,13 @@ impl OnboardingService {
     ) -> Result<pb::OnboardingInfo> {
         let actor = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id, CustomerRpc::Cancel)?
-                .actor
+            self.access(
+                &req,
+                &r.invitation_token,
+                &r.onboarding_id,
+                CustomerRpc::Cancel,
+            )?
+            .actor
         };
         let r = req.into_inner();
         let id = r.onboarding_id;

@@ -18,8 +18,8 @@ use zeroize::Zeroizing;
 use super::{OnboardingService, Session, send_err};
 use crate::BoxStream;
 use crate::clock::timestamp;
-use crate::limits::{Sender, SignInSlot};
 use crate::error::{Result, ServerError};
+use crate::limits::{Sender, SignInSlot};
 
 /// Scopes of the admin's sign-in: the delegated Graph permissions the engine's calls need
 /// (named, not `.default`, so a token app configured with less still gets them by consent),
@@ -142,11 +142,7 @@ pub(super) async fn start(
 
 impl Attempt {
     /// Streams the code and the ticks, then finishes the sign-in; every ending is audited.
-    async fn run(
-        self,
-        mut flow: DeviceCodeFlow,
-        tx: Sender<pb::SignInEvent>,
-    ) {
+    async fn run(self, mut flow: DeviceCodeFlow, tx: Sender<pb::SignInEvent>) {
         let auth = flow.authorization();
         let expires_ms =
             now_ms().saturating_add(i64::try_from(auth.expires_in.as_millis()).unwrap_or(i64::MAX));

@@ -19,8 +19,83 @@
 
 use onboard_core::time::{now_ms, parse};
 use provision::Status;
+use tonic::Request;
 
+use super::OnboardingService;
+use crate::auth::Role;
 use crate::error::{Result, ServerError};
+
+/// Who is calling on an onboarding: the audit actor, and the invitation when it is the
+/// customer (its revocation ends the caller's streams).
+pub(super) struct Access {
+    /// `invitation:<id>` or the operator's identity.
+    pub(super) actor: String,
+    /// The invitation id, for a customer.
+    pub(super) invitation: Option<String>,
+}
+
+impl OnboardingService {
+    /// The caller of an RPC on `onboarding_id`: the invitation that created it (token given,
+    /// within the capability table of `capability`) or an operator.
+    pub(super) fn access<T>(
+        &self,
+        req: &Request<T>,
+        token: &str,
+        onboarding_id: &str,
+        rpc: CustomerRpc,
+    ) -> Result<Access> {
+        if token.is_empty() {
+            let caller = self.app.auth().authorize(req, &[Role::Operator])?;
+            if onboarding_id.is_empty() {
+                return Err(ServerError::invalid("onboarding_id", "required"));
+            }
+            self.app.guards().expensive_call(req, &caller.identity)?;
+            return Ok(Access {
+                actor: caller.identity,
+                invitation: None,
+            });
+        }
+        if onboarding_id.is_empty() {
+            return Err(ServerError::invalid("onboarding_id", "required"));
+        }
+        let peer = req.remote_addr().map(|a| a.ip());
+        let guards = self.app.guards();
+        guards.token_gate(peer)?;
+        let inv = match self.app.invitations().get_by_token(token) {
+            Ok(inv) => inv,
+            Err(_) => {
+                return Err(guards.token_failed(peer).unwrap_or_else(|| {
+                    ServerError::Unauthenticated("unknown invitation token".into())
+                }));
+            }
+        };
+        if inv.revoked_at_ms.is_some() {
+            return Err(ServerError::PermissionDenied(format!(
+                "invitation {} has been revoked",
+                inv.id
+            )));
+        }
+        if inv.onboarding_id.as_deref() != Some(onboarding_id) {
+            return Err(ServerError::PermissionDenied(format!(
+                "this invitation does not unlock onboarding {onboarding_id:?}"
+            )));
+        }
+        let record = self.app.engine().get(onboarding_id)?;
+        capability::check(
+            rpc,
+            record.as_ref().map(|o| o.status),
+            record.as_ref().map_or("", |o| o.updated_at.as_str()),
+            self.app.config().limits.customer_watch_grace_secs,
+            onboarding_id,
+        )?;
+        let actor = format!("invitation:{}", inv.id);
+        guards.expensive_call(req, &actor)?;
+        Ok(Access {
+            actor,
+            invitation: Some(inv.id),
+        })
+    }
+}
 
 /// The customer's RPCs on an existing onboarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ mod convert;
 mod forward;
 mod signin;
 
+use capability::Access;
 pub(crate) use capability::CustomerRpc;
 
 use std::collections::HashMap;
@@ -65,15 +66,6 @@ impl std::fmt::Debug for OnboardingService {
 /// Sends an error as the stream's last item (nobody listening is fine).
 async fn send_err<T>(tx: &crate::limits::Sender<T>, e: ServerError) {
     let _ = tx.send(Err(e.into())).await;
-}
-
-/// Who is calling on an onboarding: the audit actor, and the invitation when it is the
-/// customer (its revocation ends the caller's streams).
-struct Access {
-    /// `invitation:<id>` or the operator's identity.
-    actor: String,
-    /// The invitation id, for a customer.
-    invitation: Option<String>,
 }
 
 impl OnboardingService {
@@ -132,67 +124,6 @@ impl OnboardingService {
             .record_mac()
             .open(LINKS_TREE, onboarding_id.as_bytes(), &stored)?;
         Ok(String::from_utf8_lossy(id).into_owned())
-    }
-
-    /// The caller of an RPC on `onboarding_id`: the invitation that created it (token given,
-    /// within the capability table of `capability`) or an operator.
-    fn access<T>(
-        &self,
-        req: &Request<T>,
-        token: &str,
-        onboarding_id: &str,
-        rpc: CustomerRpc,
-    ) -> Result<Access> {
-        if token.is_empty() {
-            let caller = self.app.auth().authorize(req, &[Role::Operator])?;
-            if onboarding_id.is_empty() {
-                return Err(ServerError::invalid("onboarding_id", "required"));
-            }
-            self.app.guards().expensive_call(req, &caller.identity)?;
-            return Ok(Access {
-                actor: caller.identity,
-                invitation: None,
-            });
-        }
-        if onboarding_id.is_empty() {
-            return Err(ServerError::invalid("onboarding_id", "required"));
-        }
-        let peer = req.remote_addr().map(|a| a.ip());
-        let guards = self.app.guards();
-        guards.token_gate(peer)?;
-        let inv = match self.app.invitations().get_by_token(token) {
-            Ok(inv) => inv,
-            Err(_) => {
-                return Err(guards.token_failed(peer).unwrap_or_else(|| {
-                    ServerError::Unauthenticated("unknown invitation token".into())
-                }));
-            }
-        };
-        if inv.revoked_at_ms.is_some() {
-            return Err(ServerError::PermissionDenied(format!(
-                "invitation {} has been revoked",
-                inv.id
-            )));
-        }
-        if inv.onboarding_id.as_deref() != Some(onboarding_id) {
-            return Err(ServerError::PermissionDenied(format!(
-                "this invitation does not unlock onboarding {onboarding_id:?}"
-            )));
-        }
-        let record = self.app.engine().get(onboarding_id)?;
-        capability::check(
-            rpc,
-            record.as_ref().map(|o| o.status),
-            record.as_ref().map_or("", |o| o.updated_at.as_str()),
-            self.app.config().limits.customer_watch_grace_secs,
-            onboarding_id,
-        )?;
-        let actor = format!("invitation:{}", inv.id);
-        guards.expensive_call(req, &actor)?;
-        Ok(Access {
-            actor,
-            invitation: Some(inv.id),
-        })
     }
 
     /// The session's invitation and admin, or why there is none.

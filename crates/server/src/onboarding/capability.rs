@@ -81,7 +81,7 @@ impl OnboardingService {
             )));
         }
         let record = self.app.engine().get(onboarding_id)?;
-        capability::check(
+        check(
             rpc,
             record.as_ref().map(|o| o.status),
             record.as_ref().map_or("", |o| o.updated_at.as_str()),

@@ -141,7 +141,7 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
     ensure!(app.audit().size() == before_migration + 2);
     let phases: Vec<Phase> = (before_migration..before_migration + 2)
         .map(|seq| {
-            let e = AuditEntry::from_stored(&app.audit().entry(seq)?)?;
+            let e = AuditEntry::from_stored(&app.audit().entry(seq)?).context("entry")?;
             ensure!(e.entry.action == Action::StoreMigrate, "{e:?}");
             Ok(e.entry.phase)
         })

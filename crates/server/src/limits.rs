@@ -105,7 +105,7 @@ impl Default for LimitsSection {
             audited_reads_per_minute: 600,
             audited_reads_burst: 100,
             max_sign_ins: 200,
-            max_sign_ins_per_tenant: 5,
+            max_sign_ins_per_tenant: 20,
             customer_watch_grace_secs: 600,
         }
     }

@@ -59,7 +59,8 @@ where
         match r {
             Ok(v) => return Ok(v),
             Err(e) if Instant::now() > end => return Err(e.context(format!("{what}: gave up"))),
-            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            // Slow enough not to drain the caller's expensive-call bucket (`[limits]`).
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
         }
     }
 }
@@ -184,8 +185,20 @@ async fn soak_with_kills_throttling_and_lag() -> Result<()> {
             tenant_id: info.tenant_id.clone(),
             client_id: info.client_id.clone(),
         };
-        // Rotate the service's secret (once the registration is managed).
-        let rotated = retry(&cur, Duration::from_secs(180), "rotate", |ch| {
+        // Day two acts as a freshly signed-in admin of the tenant (the onboarding's delegated
+        // sign-in ended with the temporary app): a new invitation signed in, as "Reinitiate
+        // Authentication Flow" does. Then rotate the service's secret.
+        let _ = retry(&cur, Duration::from_secs(120), "day-two sign-in", |ch| {
+            let (sim, service) = (&sim, service.clone());
+            async move {
+                let t = invite(ch.clone(), &service, "direct-routing", None)
+                    .await?
+                    .0;
+                signed_in(ch, sim, &t, GLOBAL_ADMIN).await.map(drop)
+            }
+        })
+        .await;
+        let rotated = retry(&cur, Duration::from_secs(60), "rotate", |ch| {
             let (reg, service) = (reg.clone(), service.clone());
             async move {
                 let mut c = CredentialsClient::new(with_token(ch, Some(OPERATOR)));
@@ -205,8 +218,9 @@ async fn soak_with_kills_throttling_and_lag() -> Result<()> {
             }
         })
         .await;
-        if rotated.is_ok() {
-            rotations += 1;
+        match rotated {
+            Ok(()) => rotations += 1,
+            Err(e) => println!("round {round}: rotation failed: {e:#}"),
         }
         let verified = retry(&cur, Duration::from_secs(60), "verify", |ch| {
             let client_id = info.client_id.clone();
@@ -297,6 +311,7 @@ async fn soak_with_kills_throttling_and_lag() -> Result<()> {
     );
     ensure!(failed.is_empty(), "not converged: {failed:?}");
     ensure!(!onboardings.is_empty(), "no onboarding ran");
+    ensure!(rotations > 0 && verifications > 0, "no rotation or verification succeeded");
     ensure!(
         last_q <= first_q + first_q / 2 + 16 * 1024,
         "RSS grew from {first_q} KiB to {last_q} KiB"

@@ -311,7 +311,10 @@ async fn soak_with_kills_throttling_and_lag() -> Result<()> {
     );
     ensure!(failed.is_empty(), "not converged: {failed:?}");
     ensure!(!onboardings.is_empty(), "no onboarding ran");
-    ensure!(rotations > 0 && verifications > 0, "no rotation or verification succeeded");
+    ensure!(
+        rotations > 0 && verifications > 0,
+        "no rotation or verification succeeded"
+    );
     ensure!(
         last_q <= first_q + first_q / 2 + 16 * 1024,
         "RSS grew from {first_q} KiB to {last_q} KiB"

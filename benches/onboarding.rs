@@ -92,7 +92,11 @@ async fn memory() -> Result<()> {
         })
         .await?,
     );
-    let files = ServerFiles::new(&sim)?;
+    // Hundreds sign in to the one emulated tenant at once: lift `[limits]`'s sign-in caps.
+    let files = ServerFiles::with(&sim, |b| {
+        Ok(b.limit("max_sign_ins_per_tenant", 100_000)
+            .limit("max_sign_ins", 100_000))
+    })?;
     let server = onboard_binary!().serve(&files).await?;
     let ch = server.channel().await?;
     // The idle server's footprint, the same-run baseline for the peak.

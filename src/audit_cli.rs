@@ -135,6 +135,18 @@ pub enum AuditCommand {
         #[arg(long, default_value = "admin:cli")]
         actor: String,
     },
+    /// After the audit log was lost (the server refuses to start because the state store
+    /// recorded a longer or different log), accepts the log as it is: appends a
+    /// `store.reanchor` entry with what was recorded and why, and anchors the state store to
+    /// the log now. The server must be stopped. Restoring the log from a backup is better.
+    Reanchor {
+        /// The server's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Why the recorded log is gone (recorded in the entry).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Reads a key file; the origin is the Go key's own name, or `origin` for PEM.
@@ -411,6 +423,10 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             log.close();
             println!("rotated: entry {} records it; new verifier key:", a.seq);
             println!("{new_vkey}");
+        }
+        AuditCommand::Reanchor { config, reason } => {
+            let config = onboard_server::Config::load(&config)?;
+            println!("{}", onboard_server::reanchor(config, &reason).await?);
         }
     }
     Ok(())

@@ -38,7 +38,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Generates an audit signing key and prints its verifier key.
     Keygen(audit_cli::KeygenArgs),
-    /// Audit log tools: export, verify, proof, publish, rotate-key.
+    /// Audit log tools: export, verify, proof, publish, rotate-key, reanchor.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
     /// Runs the Entra emulator (identity platform + Graph) over HTTPS.

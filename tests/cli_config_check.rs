@@ -106,6 +106,14 @@ fn a_good_configuration_passes_strictly() -> Result<()> {
         code == Some(0) && out.ends_with(": 0 error(s), 0 warning(s)\n"),
         "{out}"
     );
+    // The limits in force are shown, defaults included.
+    for want in [
+        "INFO  limits.max_concurrent_calls = 1000",
+        "INFO  limits.token_failures_per_minute = 30",
+        "INFO  limits.customer_watch_grace_secs = 600",
+    ] {
+        ensure!(out.lines().any(|l| l == want), "{want} not in\n{out}");
+    }
     Ok(())
 }
 

@@ -23,7 +23,11 @@ async fn a_hundred_concurrent_onboardings_all_complete() -> Result<()> {
     })
     .await?;
     let onboard = onboard_binary!();
-    let files = ServerFiles::new(&sim)?;
+    // All 100 sign in to the one emulated tenant at once: above `[limits]`'s default cap on
+    // concurrent sign-ins per tenant, which this load test lifts.
+    let files = ServerFiles::with(&sim, |b| {
+        Ok(b.limit("max_sign_ins_per_tenant", COUNT as u64))
+    })?;
     let log = files.log.clone();
     let server = onboard.serve(&files).await?;
     let ch = server.channel().await?;

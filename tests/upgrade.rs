@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
-use onboard_core::audit::{Action, AuditEntry, SCHEMA_VERSION, TargetKind};
+use onboard_core::audit::{Action, AuditEntry, Phase, SCHEMA_VERSION, TargetKind};
 use onboard_core::provisioned::Provisioned;
 use onboard_server::{App, Config};
 use secrecy::ExposeSecret;
@@ -40,6 +40,9 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 fn config(data: &Path, sim: &entra_sim::Sim) -> Result<Config> {
     let ca = data.with_file_name("entra-sim-ca.pem");
     std::fs::write(&ca, sim.ca_pem())?;
+    // The server refuses keys others may read; git checks the fixture's out 0644.
+    let key = data.with_file_name("audit.key");
+    testkit::keys::write_key_file(&key, &std::fs::read(fixture().join("audit.key"))?)?;
     let text = format!(
         r#"
 [server]
@@ -61,7 +64,7 @@ server_name = "Sandbox1"
 activation_base_url = "https://wizard.demo.invalid/activate"
 "#,
         data = data.display().to_string(),
-        key = fixture().join("audit.key").display().to_string(),
+        key = key.display().to_string(),
         base = sim.base_url(),
         ca = ca.display().to_string(),
     );
@@ -130,6 +133,46 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
     let view = app.credentials().find(&o.client_id)?.context("managed")?;
     ensure!(view.services == [o.service_id.clone()], "{view:?}");
 
+    // 0.1's state records carry no MAC: the first start of this release gives each one, in an
+    // audited step, once; then a record without a MAC is refused like a corrupted one.
+    let before_migration = app.audit().size();
+    let sealed = onboard_server::migrate_records(&app).await?;
+    ensure!(sealed > 0, "nothing migrated");
+    ensure!(app.audit().size() == before_migration + 2);
+    let phases: Vec<Phase> = (before_migration..before_migration + 2)
+        .map(|seq| {
+            let e = AuditEntry::from_stored(&app.audit().entry(seq)?).context("entry")?;
+            ensure!(e.entry.action == Action::StoreMigrate, "{e:?}");
+            Ok(e.entry.phase)
+        })
+        .collect::<Result<_>>()?;
+    ensure!(phases == [Phase::Intent, Phase::Succeeded], "{phases:?}");
+    ensure!(
+        onboard_server::migrate_records(&app).await? == 0,
+        "migrated twice"
+    );
+    ensure!(app.engine().get(&id)?.is_some());
+    ensure!(app.invitations().list(None, 10, None)?.0.len() == 1);
+    let tree = app.state_db().open_tree("provision")?;
+    let key = format!("o/{id}");
+    let stored = tree.get(&key)?.context("record")?;
+    tree.insert(&key, &stored[33..])?;
+    ensure!(
+        app.engine().get(&id).is_err(),
+        "a record without its MAC was used"
+    );
+    let mut flipped = stored.to_vec();
+    let last = flipped.len() - 2;
+    flipped[last] ^= 1;
+    tree.insert(&key, flipped)?;
+    ensure!(
+        app.engine().get(&id).is_err(),
+        "a corrupted record was used"
+    );
+    tree.insert(&key, stored)?;
+    ensure!(app.engine().get(&id)?.is_some());
+    let size_before = app.audit().size();
+
     // The log grows with entries of the current schema version.
     let created = app
         .invitations()
@@ -177,7 +220,7 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
         "--since-checkpoint",
         saved.to_str().context("path")?,
     ])?;
-    ensure!(report.contains("31/31 entries valid"), "{report}");
+    ensure!(report.contains("33/33 entries valid"), "{report}");
     ensure!(!report.contains("INVALID"), "{report}");
     Ok(())
 }

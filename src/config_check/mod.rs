@@ -3,7 +3,8 @@
 //! (`onboard_server::Config::load`, environment overrides included); then every file it names
 //! is opened, keys are checked for their permissions and format, certificates for their
 //! validity, URLs for their scheme, and the callers, token app and profiles for what the
-//! service needs. One line per finding (`ERROR key: …` / `WARN key: …`), a summary line, and
+//! service needs. One line per finding (`ERROR key: …` / `WARN key: …`), the limits in force
+//! (`INFO  limits.key = value`, defaults included), a summary line, and
 //! exit 1 when any finding is an error (or any warning, with `--strict`).
 
 mod auditors;
@@ -115,6 +116,10 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     sorted.sort_by_key(|f| f.level);
     for finding in &sorted {
         println!("{finding}");
+    }
+    // The limits in force, defaults included (`[limits]`, see deploy/onboard.example.toml).
+    for line in config.limits.describe() {
+        println!("INFO  limits.{line}");
     }
     let (errors, warnings) = (findings.count(Level::Error), findings.count(Level::Warn));
     println!(

@@ -8,11 +8,11 @@
 //! appender's "ack" marker, written to a file of its own once its append returned. Needs strace
 //! (`apt-get install -y strace`; `.ci/run` installs it) and ptrace permission.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+
 use std::sync::{Arc, Mutex};
+use testkit::strace::{Call, is_sync, traced_child};
 
 /// Where the parent tells the child to work.
 const CHILD_DIR: &str = "AUDIT_DURABLE_CHILD_DIR";
@@ -79,102 +79,11 @@ fn durable_child() {
     mark("blob-check end\n");
 }
 
-/// One traced syscall: where it started and ended in the trace (equal unless another thread's
-/// call came in between), the path of its first argument (`-y`), and its arguments as printed.
-#[derive(Debug)]
-struct Call {
-    name: String,
-    path: String,
-    args: String,
-    start: usize,
-    end: usize,
-}
-
-/// Parses `strace -f -y` output (with `<unfinished ...>` / `<... resumed>` pairs).
-fn parse(trace: &str) -> Vec<Call> {
-    let mut calls = Vec::new();
-    let mut open: HashMap<String, usize> = HashMap::new();
-    for (n, line) in trace.lines().enumerate() {
-        let Some((pid, rest)) = line.split_once(' ') else {
-            continue;
-        };
-        let rest = rest.trim_start();
-        if let Some(resumed) = rest.strip_prefix("<... ") {
-            let name = resumed.split_whitespace().next().unwrap_or_default();
-            if let Some(i) = open.remove(pid) {
-                let c: &mut Call = &mut calls[i];
-                assert_eq!(c.name, name, "trace line {n}: {line}");
-                c.end = n;
-            }
-            continue;
-        }
-        let Some((name, args)) = rest.split_once('(') else {
-            continue;
-        };
-        if name.contains(' ') {
-            continue; // signals, exits
-        }
-        let path = args
-            .split_once('<')
-            .filter(|(fd, _)| fd.chars().all(|c| c.is_ascii_digit()))
-            .and_then(|(_, p)| p.split_once('>'))
-            .map(|(p, _)| p.to_owned())
-            .unwrap_or_default();
-        let unfinished = args.ends_with("<unfinished ...>");
-        if unfinished {
-            open.insert(pid.to_owned(), calls.len());
-        }
-        calls.push(Call {
-            name: name.to_owned(),
-            path,
-            args: args.to_owned(),
-            start: n,
-            end: if unfinished { usize::MAX } else { n },
-        });
-    }
-    calls
-}
-
-fn is_sync(c: &Call) -> bool {
-    c.name == "fdatasync" || c.name == "fsync"
-}
-
-/// Runs the child under strace and returns the parsed trace.
-fn traced_child(dir: &Path) -> Vec<Call> {
-    let strace = Command::new("strace").arg("-V").output();
-    assert!(
-        strace.as_ref().is_ok_and(|o| o.status.success()),
-        "this test needs strace (apt-get install -y strace; .ci/run installs it): {strace:?}"
-    );
-    let trace = dir.join("trace");
-    let out = Command::new("strace")
-        .args(["-f", "-qq", "-y", "-s", "16777216", "-e", "signal=none"])
-        .args([
-            "-e",
-            "trace=write,pwrite64,fsync,fdatasync,sync_file_range",
-            "-o",
-        ])
-        .arg(&trace)
-        .arg(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "durable_child", "--ignored", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(CHILD_DIR, dir)
-        .output()
-        .expect("running strace");
-    assert!(
-        out.status.success(),
-        "the traced child failed (is ptrace allowed here?):\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse(&std::fs::read_to_string(&trace).expect("trace"))
-}
-
 #[test]
 fn every_acknowledged_append_is_fdatasynced_before_its_ack() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().canonicalize().unwrap();
-    let calls = traced_child(&dir);
+    let calls = traced_child(&dir, "durable_child", CHILD_DIR);
     let db = dir.join("log").join("db").display().to_string();
     let acks = dir.join("acks").display().to_string();
 

@@ -58,6 +58,13 @@ impl SealingKey {
         }
     }
 
+    /// The key that MACs state-store records ([`crate::store::RecordMac`]), derived from this
+    /// one (HMAC-SHA-256 over a fixed label), so one key file protects both and neither key
+    /// reveals the other.
+    pub fn record_mac(&self) -> crate::store::RecordMac {
+        crate::store::RecordMac::derive(&self.key)
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new((&*self.key).into())
     }

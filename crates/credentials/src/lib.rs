@@ -73,6 +73,9 @@ pub struct CredentialsConfig {
     /// The server's shutdown signal: rotations start no new stage once it fires, and tasks
     /// started with [`Credentials::spawn`] get its grace, then stop where they stand.
     pub shutdown: Shutdown,
+    /// The MAC every stored record carries; `None`: derived from `sealing_key` (the server
+    /// passes its one instance, see `provision::EngineConfig::record_mac`).
+    pub record_mac: Option<onboard_core::store::RecordMac>,
 }
 
 impl CredentialsConfig {
@@ -93,6 +96,7 @@ impl CredentialsConfig {
             validate_scope: "https://graph.microsoft.com/.default".into(),
             hook: None,
             shutdown: Shutdown::never(),
+            record_mac: None,
         })
     }
 }
@@ -164,7 +168,11 @@ impl Credentials {
             inner: Arc::new(Inner {
                 entra: cfg.entra,
                 audit: cfg.audit,
-                store: store::Store::new(cfg.tree),
+                store: store::Store::new(
+                    cfg.tree,
+                    cfg.record_mac
+                        .unwrap_or_else(|| SealingKey::new(cfg.sealing_key).record_mac()),
+                ),
                 key: SealingKey::new(cfg.sealing_key),
                 profiles: cfg.profiles,
                 secret_lifetime: cfg.secret_lifetime,

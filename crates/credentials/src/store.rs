@@ -9,13 +9,20 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use onboard_core::store::RecordMac;
+
 use crate::error::CredentialsError;
+
+/// The name the tree's records are MACed under (the server opens it as `credentials`).
+const TREE: &str = "credentials";
 
 /// The records, over the caller's sled tree.
 #[derive(Clone)]
 pub struct Store {
     /// The tree (e.g. `db.open_tree("credentials")`).
     tree: sled::Tree,
+    /// Every record carries a MAC, checked when read.
+    mac: RecordMac,
 }
 
 impl std::fmt::Debug for Store {
@@ -43,24 +50,31 @@ pub fn session_key(tenant_id: &str) -> String {
     format!("adm/{}", tenant_id.to_ascii_lowercase())
 }
 
-/// Waits until everything written to `tree` is on disk.
+/// Waits until everything written to `tree` is on disk (sled's flush, then an `fdatasync` of
+/// the state store's data files: `onboard_core::store`).
 async fn flush_durably(tree: &sled::Tree) -> Result<(), CredentialsError> {
-    let tree = tree.clone();
-    match tokio::task::spawn_blocking(move || tree.flush()).await {
-        Ok(r) => r.map(|_| ()).map_err(CredentialsError::from),
-        Err(e) => Err(CredentialsError::Store(format!("flush task failed: {e}"))),
-    }
+    Ok(onboard_core::store::flush_durably(tree).await?)
 }
 
 impl Store {
-    /// Wraps the caller's tree.
-    pub fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+    /// Wraps the caller's tree; records are MACed with `mac`.
+    pub fn new(tree: sled::Tree, mac: RecordMac) -> Self {
+        Self { tree, mac }
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        stored: &[u8],
+    ) -> Result<T, CredentialsError> {
+        Ok(serde_json::from_slice(self.mac.open(TREE, key, stored)?)?)
     }
 
     /// Writes `value` under `key` and waits until it is on disk.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), CredentialsError> {
-        let bytes = serde_json::to_vec(value)?;
+        let bytes = self
+            .mac
+            .seal(TREE, key.as_bytes(), &serde_json::to_vec(value)?);
         self.tree.insert(key.as_bytes(), bytes)?;
         flush_durably(&self.tree).await
     }
@@ -68,7 +82,7 @@ impl Store {
     /// Reads the record under `key`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CredentialsError> {
         match self.tree.get(key.as_bytes())? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            Some(v) => Ok(Some(self.decode(key.as_bytes(), &v)?)),
             None => Ok(None),
         }
     }
@@ -78,8 +92,8 @@ impl Store {
         self.tree
             .scan_prefix(prefix.as_bytes())
             .map(|kv| {
-                let (_, v) = kv?;
-                Ok(serde_json::from_slice(&v)?)
+                let (k, v) = kv?;
+                self.decode(&k, &v)
             })
             .collect()
     }
@@ -98,7 +112,10 @@ mod tests {
     #[tokio::test]
     async fn put_get_scan_remove() -> Result<(), CredentialsError> {
         let db = sled::Config::new().temporary(true).open()?;
-        let s = Store::new(db.open_tree("t")?);
+        let s = Store::new(
+            db.open_tree("t")?,
+            onboard_core::SealingKey::new([1; 32]).record_mac(),
+        );
         s.put("a/1", &1u32).await?;
         s.put("a/2", &2u32).await?;
         s.put("b/1", &3u32).await?;

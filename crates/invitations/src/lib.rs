@@ -83,6 +83,9 @@ pub struct Settings {
     /// A file holding the token MAC key (32 raw bytes or 64 hex digits); `None` generates one
     /// and keeps it in the state database.
     pub token_key: Option<PathBuf>,
+    /// The MAC every stored invitation and token record carries (the server's, derived from
+    /// its sealing key).
+    pub record_mac: onboard_core::store::RecordMac,
 }
 
 /// The invitation manager, shared by the Invitations service and (later) Onboarding.
@@ -108,7 +111,7 @@ impl std::fmt::Debug for Invitations {
 impl Invitations {
     /// Opens the trees and loads (or creates) the token key.
     pub fn open(db: &sled::Db, audit: AuditLog, settings: Settings) -> Result<Self> {
-        let store = Store::open(db)?;
+        let store = Store::open(db, settings.record_mac.clone())?;
         let key = match &settings.token_key {
             Some(path) => load_key_file(path)?,
             None => match store.meta(TOKEN_KEY_META)? {
@@ -231,10 +234,11 @@ impl Invitations {
         })
     }
 
-    /// Revokes a pending invitation; `actor` is the caller's audit identity.
+    /// Revokes a pending or used invitation (a used one's token then unlocks its onboarding no
+    /// more); `actor` is the caller's audit identity.
     pub async fn revoke(&self, actor: &str, id: &str, reason: &str) -> Result<InvitationRecord> {
         let current = self.store.get(id)?;
-        current.require_pending(now_ms())?;
+        current.require_revocable(now_ms())?;
         let intent = entry(
             Action::InvitationRevoke,
             Phase::Intent,
@@ -243,7 +247,7 @@ impl Invitations {
             None,
         )
         .with_detail("reason", reason);
-        self.settle_pending(id, intent, |r, now| {
+        self.settle(id, intent, InvitationRecord::require_revocable, |r, now| {
             r.revoked_at_ms = Some(now);
             r.revoked_by = Some(actor.to_owned());
         })
@@ -266,19 +270,25 @@ impl Invitations {
             &current,
             Some(onboarding_id),
         );
-        self.settle_pending(&current.id, intent, |r, now| {
-            r.used_at_ms = Some(now);
-            r.onboarding_id = Some(onboarding_id.to_owned());
-        })
+        self.settle(
+            &current.id,
+            intent,
+            InvitationRecord::require_pending,
+            |r, now| {
+                r.used_at_ms = Some(now);
+                r.onboarding_id = Some(onboarding_id.to_owned());
+            },
+        )
         .await
     }
 
     /// Records `intent`, then marks invitation `id` with `mark` (given the time) atomically if
     /// it is still pending, then records the outcome.
-    async fn settle_pending(
+    async fn settle(
         &self,
         id: &str,
         intent: AuditEntry,
+        require: fn(&InvitationRecord, i64) -> Result<()>,
         mark: impl Fn(&mut InvitationRecord, i64),
     ) -> Result<InvitationRecord> {
         self.record(intent.clone()).await?;
@@ -286,7 +296,7 @@ impl Invitations {
             .store
             .update(id, |r| {
                 let now = now_ms();
-                r.require_pending(now)?;
+                require(r, now)?;
                 let mut r = r.clone();
                 mark(&mut r, now);
                 Ok(r)

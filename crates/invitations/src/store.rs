@@ -1,7 +1,7 @@
 //! Invitations in sled: `invitations` (id → JSON record, ids are UUIDv7 so key order is
 //! creation order) and `invitation_tokens` (SHA-256 of the token → id). No token is stored.
 
-use onboard_core::store::flush_durably;
+use onboard_core::store::{RecordMac, flush_durably};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{InvitationError, Result};
@@ -83,6 +83,27 @@ impl InvitationRecord {
     }
 }
 
+impl InvitationRecord {
+    /// Refuses revoking what is already revoked or expired unused; a pending invitation and a
+    /// used one (whose token still unlocks its onboarding) can be revoked.
+    pub fn require_revocable(&self, now_ms: i64) -> Result<()> {
+        let why = match self.state(now_ms) {
+            InvitationState::Pending | InvitationState::Used => return Ok(()),
+            InvitationState::Expired => "has expired unused",
+            InvitationState::Revoked => "has already been revoked",
+        };
+        Err(InvitationError::FailedPrecondition(format!(
+            "invitation {} {why}",
+            self.id
+        )))
+    }
+}
+
+/// The tree of records (and the name they are MACed under).
+pub const INVITATIONS_TREE: &str = "invitations";
+/// The tree of token hashes.
+pub const TOKENS_TREE: &str = "invitation_tokens";
+
 /// The sled trees.
 #[derive(Clone)]
 pub struct Store {
@@ -92,32 +113,40 @@ pub struct Store {
     tokens: sled::Tree,
     /// The database, for flushes.
     db: sled::Db,
+    /// Every record carries a MAC, checked when read.
+    mac: RecordMac,
 }
 
 impl Store {
     /// Opens the trees in the state database.
-    pub fn open(db: &sled::Db) -> Result<Self> {
+    pub fn open(db: &sled::Db, mac: RecordMac) -> Result<Self> {
         Ok(Self {
-            invitations: db.open_tree("invitations")?,
-            tokens: db.open_tree("invitation_tokens")?,
+            invitations: db.open_tree(INVITATIONS_TREE)?,
+            tokens: db.open_tree(TOKENS_TREE)?,
             db: db.clone(),
+            mac,
         })
     }
 
-    fn decode(id: &str, bytes: &[u8]) -> Result<InvitationRecord> {
+    fn decode(&self, id: &str, stored: &[u8]) -> Result<InvitationRecord> {
+        let bytes = self.mac.open(INVITATIONS_TREE, id.as_bytes(), stored)?;
         serde_json::from_slice(bytes)
             .map_err(|e| InvitationError::Internal(format!("invitation {id} is unreadable: {e}")))
     }
 
-    fn encode(rec: &InvitationRecord) -> Result<Vec<u8>> {
-        serde_json::to_vec(rec).map_err(|e| InvitationError::Internal(e.to_string()))
+    fn encode(&self, rec: &InvitationRecord) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(rec).map_err(|e| InvitationError::Internal(e.to_string()))?;
+        Ok(self.mac.seal(INVITATIONS_TREE, rec.id.as_bytes(), &json))
     }
 
     /// Stores a new invitation and its token hash, durably.
     pub async fn insert(&self, rec: &InvitationRecord, token_hash: &[u8; 32]) -> Result<()> {
         self.invitations
-            .insert(rec.id.as_bytes(), Self::encode(rec)?)?;
-        self.tokens.insert(token_hash, rec.id.as_bytes())?;
+            .insert(rec.id.as_bytes(), self.encode(rec)?)?;
+        self.tokens.insert(
+            token_hash,
+            self.mac.seal(TOKENS_TREE, token_hash, rec.id.as_bytes()),
+        )?;
         flush_durably(&self.db).await?;
         Ok(())
     }
@@ -133,7 +162,7 @@ impl Store {
     /// One invitation by id.
     pub fn get(&self, id: &str) -> Result<InvitationRecord> {
         match self.invitations.get(id.as_bytes())? {
-            Some(v) => Self::decode(id, &v),
+            Some(v) => self.decode(id, &v),
             None => Err(InvitationError::NotFound(format!(
                 "no invitation with id {id:?}"
             ))),
@@ -142,11 +171,12 @@ impl Store {
 
     /// One invitation by token hash.
     pub fn get_by_token_hash(&self, hash: &[u8; 32]) -> Result<InvitationRecord> {
-        let id = self
+        let stored = self
             .tokens
             .get(hash)?
             .ok_or_else(|| InvitationError::NotFound("no invitation has this token".into()))?;
-        self.get(&String::from_utf8_lossy(&id))
+        let id = self.mac.open(TOKENS_TREE, hash, &stored)?;
+        self.get(&String::from_utf8_lossy(id))
     }
 
     /// Up to `limit` invitations with ids before `before` (newest first) that `keep` accepts,
@@ -164,7 +194,7 @@ impl Store {
         let mut out = Vec::new();
         for item in iter.rev() {
             let (k, v) = item?;
-            let rec = Self::decode(&String::from_utf8_lossy(&k), &v)?;
+            let rec = self.decode(&String::from_utf8_lossy(&k), &v)?;
             if keep(&rec) {
                 if out.len() == limit {
                     let last = out.last().map(|r: &InvitationRecord| r.id.clone());
@@ -187,11 +217,11 @@ impl Store {
             let old = self.invitations.get(id.as_bytes())?.ok_or_else(|| {
                 InvitationError::NotFound(format!("no invitation with id {id:?}"))
             })?;
-            let new = f(&Self::decode(id, &old)?)?;
+            let new = f(&self.decode(id, &old)?)?;
             let swapped = self.invitations.compare_and_swap(
                 id.as_bytes(),
                 Some(old),
-                Some(Self::encode(&new)?),
+                Some(self.encode(&new)?),
             )?;
             if swapped.is_ok() {
                 flush_durably(&self.db).await?;
@@ -208,7 +238,7 @@ impl Store {
     /// Sets a metadata value, durably.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         self.db.open_tree("meta")?.insert(key, value)?;
-        self.db.flush()?;
+        onboard_core::store::flush_durably_blocking(&self.db)?;
         Ok(())
     }
 }

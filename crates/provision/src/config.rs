@@ -51,6 +51,9 @@ pub struct EngineConfig {
     /// The server's shutdown signal: once it fires, no new Entra change begins, and runs get
     /// its grace to finish calls in flight (and audit them) before they are cut off.
     pub shutdown: Shutdown,
+    /// The MAC every stored record carries; `None`: derived from `secret_key`. The server
+    /// passes its one instance, whose "records without a MAC" switch its migration turns off.
+    pub record_mac: Option<onboard_core::store::RecordMac>,
 }
 
 impl EngineConfig {
@@ -77,6 +80,7 @@ impl EngineConfig {
             token_app_client_id: None,
             hook: None,
             shutdown: Shutdown::never(),
+            record_mac: None,
         })
     }
 }

@@ -51,7 +51,11 @@ impl Engine {
             inner: Arc::new(Inner {
                 entra: cfg.entra,
                 audit: cfg.audit,
-                store: Store::new(cfg.store),
+                store: Store::new(
+                    cfg.store,
+                    cfg.record_mac
+                        .unwrap_or_else(|| SealingKey::new(cfg.secret_key).record_mac()),
+                ),
                 key: SealingKey::new(cfg.secret_key),
                 provider: cfg.provider,
                 server_name: cfg.server_name,

@@ -50,7 +50,7 @@ pub enum ProvisionError {
         permission: String,
     },
     /// No onboarding with that id.
-    #[error("no onboarding {0}")]
+    #[error("no onboarding {0:?}")]
     NotFound(String),
     /// The onboarding exists in a state that does not allow the request.
     #[error("onboarding {id} is {state}; {what}")]

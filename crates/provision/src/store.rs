@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::ProvisionError;
 use crate::events::Event;
 use onboard_core::ResolvedProfile;
-use onboard_core::store::flush_durably;
+use onboard_core::store::{RecordMac, flush_durably};
+
+/// The name the tree's records are MACed under (the server opens it as `provision`).
+const TREE: &str = "provision";
 
 /// Where an onboarding stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +133,8 @@ impl OnboardingRecord {
 pub(crate) struct Store {
     /// The caller's tree.
     tree: sled::Tree,
+    /// Every record carries a MAC, checked when read (`onboard_core::store::RecordMac`).
+    mac: RecordMac,
 }
 
 fn record_key(id: &str) -> Vec<u8> {
@@ -148,22 +153,33 @@ fn event_key(id: &str, seq: u64) -> Vec<u8> {
 
 impl Store {
     /// Wraps the caller's tree.
-    pub fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+    pub fn new(tree: sled::Tree, mac: RecordMac) -> Self {
+        Self { tree, mac }
+    }
+
+    /// A stored value, checked against its MAC, decoded.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        stored: &[u8],
+    ) -> Result<T, ProvisionError> {
+        Ok(serde_json::from_slice(self.mac.open(TREE, key, stored)?)?)
     }
 
     /// Writes `rec` and waits until it is on disk.
     pub async fn put(&self, rec: &OnboardingRecord) -> Result<(), ProvisionError> {
-        let bytes = serde_json::to_vec(rec)?;
-        self.tree.insert(record_key(&rec.id), bytes)?;
+        let key = record_key(&rec.id);
+        let bytes = self.mac.seal(TREE, &key, &serde_json::to_vec(rec)?);
+        self.tree.insert(key, bytes)?;
         flush_durably(&self.tree).await?;
         Ok(())
     }
 
     /// Reads one record.
     pub fn get(&self, id: &str) -> Result<Option<OnboardingRecord>, ProvisionError> {
-        match self.tree.get(record_key(id))? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        let key = record_key(id);
+        match self.tree.get(&key)? {
+            Some(v) => Ok(Some(self.decode(&key, &v)?)),
             None => Ok(None),
         }
     }
@@ -173,8 +189,8 @@ impl Store {
         self.tree
             .scan_prefix(b"o/")
             .map(|kv| {
-                let (_, v) = kv?;
-                Ok(serde_json::from_slice(&v)?)
+                let (k, v) = kv?;
+                self.decode(&k, &v)
             })
             .collect()
     }
@@ -182,9 +198,9 @@ impl Store {
     /// Persists an event (not flushed on its own: the next record write or sled's periodic
     /// flush carries it; events are progress notes, the record is the truth).
     pub fn put_event(&self, e: &Event) -> Result<(), ProvisionError> {
-        let bytes = serde_json::to_vec(e)?;
-        self.tree
-            .insert(event_key(&e.onboarding_id, e.seq), bytes)?;
+        let key = event_key(&e.onboarding_id, e.seq);
+        let bytes = self.mac.seal(TREE, &key, &serde_json::to_vec(e)?);
+        self.tree.insert(key, bytes)?;
         Ok(())
     }
 
@@ -198,8 +214,8 @@ impl Store {
                     .unwrap_or(true)
             })
             .map(|kv| {
-                let (_, v) = kv?;
-                Ok(serde_json::from_slice(&v)?)
+                let (k, v) = kv?;
+                self.decode(&k, &v)
             })
             .collect()
     }

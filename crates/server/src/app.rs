@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::{Result, ServerError};
+use crate::integrity;
 
 /// The audit log's sled directory inside the data directory (the log owns it alone).
 pub const AUDIT_DIR: &str = "audit";
@@ -31,7 +32,7 @@ const SEALING_KEY_META: &str = "provision_sealing_key";
 /// The onboarding engine's tree in the state database.
 const PROVISION_TREE: &str = "provision";
 /// Onboarding id → invitation id.
-const LINKS_TREE: &str = "onboarding_invitations";
+pub(crate) const LINKS_TREE: &str = "onboarding_invitations";
 /// Open drift items found by scheduled verification.
 const DRIFT_TREE: &str = "drift";
 /// The audit actor of scheduled verification runs.
@@ -48,6 +49,16 @@ pub struct App {
 
 /// What [`App`] holds.
 struct Inner {
+    /// Limits: rate limiters, sign-in slots, revocations, bounded streams.
+    guards: Arc<crate::limits::Guards>,
+    /// The state database (migrations reach every tree).
+    db: sled::Db,
+    /// Its metadata tree (the audit anchor).
+    meta: sled::Tree,
+    /// The MAC every state record carries.
+    record_mac: onboard_core::store::RecordMac,
+    /// Keeps the state store registered for `fdatasync` on every durable flush.
+    _durable: onboard_core::store::DurableStore,
     /// The configuration it was opened with (TLS paths, defaults).
     config: Config,
     /// Caller identification and role checks.
@@ -88,15 +99,29 @@ impl App {
     /// Opens the audit log (`DATA_DIR/audit`) and the state store (`DATA_DIR/state`).
     /// Blocking: run it before serving or in `spawn_blocking`.
     pub fn open(config: Config) -> Result<Self> {
+        crate::storage::check_keys(&config)?;
         let signer = load_signer(&config.audit.signing_key, &config.audit.origin)?;
         let data = &config.storage.data_dir;
-        std::fs::create_dir_all(data)
-            .map_err(|e| ServerError::io(format!("creating {}", data.display()), e))?;
+        crate::storage::prepare_data_dir(data)?;
+        // The state store first: it says what audit log to expect (`crate::integrity`).
+        let db = sled::open(data.join(STATE_DIR))?;
+        let fresh = !db.was_recovered();
+        let durable = crate::storage::register_state(&data.join(STATE_DIR))?;
+        let key = sealing_key(&db, &config)?;
+        let record_mac = onboard_core::SealingKey::new(*key).record_mac();
+        let meta = db.open_tree(integrity::META_TREE)?;
+        record_mac.allow_legacy(!integrity::migrated(&meta, fresh)?);
+        let anchor = integrity::read_anchor(&meta, &record_mac)?;
+        integrity::check_before_open(anchor.as_ref(), data)?;
         let audit = AuditLog::open(
             LogConfig::new(data.join(AUDIT_DIR), config.audit.origin.clone()),
             signer,
         )?;
-        let db = sled::open(data.join(STATE_DIR))?;
+        if let Err(e) = integrity::check_after_open(anchor.as_ref(), &audit, data) {
+            audit.close();
+            return Err(e);
+        }
+        integrity::record_anchor(&meta, &record_mac, &audit)?;
         let profiles = load_profiles(&config)?;
         let shutdown = ShutdownController::default();
         let inv = &config.invitations;
@@ -111,11 +136,11 @@ impl App {
                 server_name: config.platform.server_name.clone(),
                 profiles: profiles.clone(),
                 token_key: inv.token_key.clone(),
+                record_mac: record_mac.clone(),
             },
         )?;
         let auth = Authenticator::new(&config.auth)?;
         let entra = entra_client(&config)?;
-        let key = sealing_key(&db, &config)?;
         let mut engine_config = EngineConfig::new(
             entra.clone(),
             audit.clone(),
@@ -127,6 +152,7 @@ impl App {
         engine_config.profiles = profiles.clone();
         engine_config.shutdown = shutdown.handle();
         engine_config.token_app_client_id = Some(config.entra.token_app_client_id.clone());
+        engine_config.record_mac = Some(record_mac.clone());
         let engine = Engine::new(engine_config)?;
         let mut ccfg = CredentialsConfig::new(
             entra.clone(),
@@ -139,6 +165,7 @@ impl App {
             d => Some(time::Duration::days(i64::from(d))),
         };
         ccfg.shutdown = shutdown.handle();
+        ccfg.record_mac = Some(record_mac.clone());
         let credentials = Credentials::new(ccfg)?;
         let targets = RegistryTargets::new(
             credentials.clone(),
@@ -155,8 +182,14 @@ impl App {
                 actor: DRIFT_ACTOR.into(),
             },
         ));
+        crate::storage::tighten(data)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                _durable: durable,
+                db: db.clone(),
+                meta,
+                record_mac,
+                guards: Arc::new(crate::limits::Guards::new(config.limits.clone())),
                 config,
                 auth,
                 audit,
@@ -175,6 +208,11 @@ impl App {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The limits in force (`[limits]`).
+    pub fn guards(&self) -> &Arc<crate::limits::Guards> {
+        &self.inner.guards
     }
 
     /// Caller checks.
@@ -241,13 +279,32 @@ impl App {
         }
     }
 
-    /// Stops the audit log's writer after it has answered everything queued.
+    /// Stops the audit log's writer after it has answered everything queued, then records
+    /// the log's final size and root in the state store (`crate::integrity`).
     pub fn close(&self) {
         self.inner.audit.clone().close();
+        if let Err(e) = self.record_anchor() {
+            tracing::error!(error = %e, "recording the audit anchor at close failed");
+        }
+    }
+
+    /// Records the audit log's current signed size and root in the state store, durably.
+    pub fn record_anchor(&self) -> Result<()> {
+        integrity::record_anchor(&self.inner.meta, &self.inner.record_mac, &self.inner.audit)
+    }
+
+    /// The state database.
+    pub fn state_db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// The MAC of state records (one instance: the migration switches legacy records off).
+    pub fn record_mac(&self) -> &onboard_core::store::RecordMac {
+        &self.inner.record_mac
     }
 }
 
-fn load_signer(path: &Path, origin: &str) -> Result<NoteSigner> {
+pub(crate) fn load_signer(path: &Path, origin: &str) -> Result<NoteSigner> {
     let text =
         Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
             ServerError::io(format!("reading the signing key {}", path.display()), e)
@@ -270,7 +327,7 @@ fn entra_client(config: &Config) -> Result<EntraClient> {
 
 /// The key that seals secrets in the onboarding store: from the configured file, else generated
 /// once and kept in the state database's metadata.
-fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u8; 32]>> {
+pub(crate) fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u8; 32]>> {
     if let Some(path) = &config.storage.sealing_key {
         let bytes = Zeroizing::new(
             std::fs::read(path)
@@ -303,7 +360,7 @@ fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u8; 32]>> {
             getrandom::fill(key.as_mut())
                 .map_err(|e| ServerError::Internal(format!("no system randomness: {e}")))?;
             meta.insert(SEALING_KEY_META, key.as_slice())?;
-            db.flush()?;
+            onboard_core::store::flush_durably_blocking(&meta)?;
         }
     }
     Ok(key)

@@ -1,6 +1,12 @@
-//! Who is calling, and may they? Callers are identified by their mTLS client certificate
-//! (URI SAN, DNS SAN or subject CN, matched against `[[auth.callers]]`) or, without one, by an
-//! `authorization: Bearer <token>` header whose SHA-256 is listed in `[[auth.tokens]]`.
+//! Who is calling, and may they? Callers are identified by their mTLS client certificate or,
+//! without one, by an `authorization: Bearer <token>` header whose SHA-256 is listed in
+//! `[[auth.tokens]]`.
+//!
+//! A certificate is matched against `[[auth.callers]]` by its URI SANs (SPIFFE ids) first, then
+//! its DNS SANs; the subject CN only when the certificate has no SAN at all and
+//! `auth.cn_fallback = true` (off by default: a CN is free text any CA may put in, while SANs
+//! are what name a holder). A certificate with an extended key usage extension must list
+//! clientAuth (rustls checks this at the handshake too; this is the second lock).
 //!
 //! Every RPC checks its caller with [`Authenticator::authorize`] and nothing else, so the rules
 //! live in one place. The identity it returns is the `actor` of audit entries.
@@ -57,6 +63,8 @@ pub struct Authenticator {
     callers: HashMap<String, Caller>,
     /// SHA-256 of a bearer token → caller; only hashes are held, so a memory dump holds no token.
     tokens: HashMap<[u8; 32], Caller>,
+    /// Match a certificate without SANs by its subject CN.
+    cn_fallback: bool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -99,7 +107,11 @@ impl Authenticator {
                 },
             );
         }
-        Ok(Self { callers, tokens })
+        Ok(Self {
+            callers,
+            tokens,
+            cn_fallback: auth.cn_fallback,
+        })
     }
 
     /// Identifies the caller and checks that its role is one of `allowed`.
@@ -131,7 +143,12 @@ impl Authenticator {
         let (_, cert) = X509Certificate::from_der(der).map_err(|_| {
             ServerError::Unauthenticated("the client certificate could not be parsed".into())
         })?;
-        let names = certificate_names(&cert);
+        if !has_client_auth_eku(&cert) {
+            return Err(ServerError::Unauthenticated(
+                "the client certificate's extended key usage does not include clientAuth".into(),
+            ));
+        }
+        let names = certificate_names(&cert, self.cn_fallback);
         names
             .iter()
             .find_map(|n| self.callers.get(n).cloned())
@@ -167,9 +184,19 @@ impl Authenticator {
     }
 }
 
+/// Whether the certificate may authenticate a client: no EKU extension, or one listing
+/// clientAuth (or anyExtendedKeyUsage).
+fn has_client_auth_eku(cert: &X509Certificate<'_>) -> bool {
+    match cert.extended_key_usage() {
+        Ok(None) => true,
+        Ok(Some(eku)) => eku.value.client_auth || eku.value.any,
+        Err(_) => false,
+    }
+}
+
 /// The names a certificate can be matched by, most specific first: URI SANs (SPIFFE ids),
-/// DNS SANs, then subject common names.
-fn certificate_names(cert: &X509Certificate<'_>) -> Vec<String> {
+/// DNS SANs; subject common names only when there is no SAN and `cn_fallback` is on.
+fn certificate_names(cert: &X509Certificate<'_>, cn_fallback: bool) -> Vec<String> {
     let mut uris = Vec::new();
     let mut dns = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -181,11 +208,14 @@ fn certificate_names(cert: &X509Certificate<'_>) -> Vec<String> {
             }
         }
     }
-    let cns = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok().map(str::to_owned));
-    uris.into_iter().chain(dns).chain(cns).collect()
+    if uris.is_empty() && dns.is_empty() && cn_fallback {
+        return cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+            .collect();
+    }
+    uris.into_iter().chain(dns).collect()
 }
 
 /// The SHA-256 of a token in hex, as `[[auth.tokens]] sha256` expects.

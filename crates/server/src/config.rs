@@ -31,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "publish",
     "witnessing",
     "witness",
+    "limits",
 ];
 
 /// The whole configuration.
@@ -74,6 +75,9 @@ pub struct Config {
     /// `[[witness]]`: the witnesses that cosign the log's checkpoints.
     #[serde(default, rename = "witness")]
     pub witnesses: Vec<witness::WitnessEndpointConfig>,
+    /// Limits per caller, connection and server (`crate::limits`).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsSection,
 }
 
 /// `[credentials]`
@@ -321,13 +325,18 @@ pub struct AuthSection {
     /// Bearer tokens for local use without client certificates.
     #[serde(default)]
     pub tokens: Vec<TokenRule>,
+    /// Match a client certificate that has no SAN by its subject CN (off: only URI and DNS
+    /// SANs name a caller).
+    #[serde(default)]
+    pub cn_fallback: bool,
 }
 
 /// `[[auth.callers]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallerRule {
-    /// Matched against the client certificate's URI SANs, DNS SANs and subject CN, in that order.
+    /// Matched against the client certificate's URI SANs, then its DNS SANs (the subject CN
+    /// only for a certificate without SANs, with `auth.cn_fallback = true`).
     pub name: String,
     /// The role the caller gets.
     pub role: Role,
@@ -418,6 +427,7 @@ impl Config {
                 "verification.critical_days must not exceed credentials.expiry_horizon_days".into(),
             ));
         }
+        self.limits.check().map_err(ServerError::Config)?;
         if self.audit.origin.trim().is_empty() {
             return Err(ServerError::Config("audit.origin is empty".into()));
         }

@@ -34,6 +34,16 @@ pub enum ServerError {
     /// A dependency (Entra, the server itself while stopping) cannot serve the call now.
     #[error("{0}")]
     Unavailable(String),
+    /// A limit was reached (`[limits]`): which, about what, and when to try again.
+    #[error("{subject}: limit reached ({limit}){}", retry_text(.retry_after))]
+    ResourceExhausted {
+        /// The limit's configuration key and value.
+        limit: String,
+        /// What is counted (e.g. "sign-ins in progress for this admin domain").
+        subject: String,
+        /// When a retry may succeed.
+        retry_after: Option<std::time::Duration>,
+    },
     /// The RPC exists in the contract but is not built yet.
     #[error("{0}")]
     Unimplemented(String),
@@ -66,6 +76,57 @@ pub enum ServerError {
     /// A bug or an impossible state; details are logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn retry_text(d: &Option<std::time::Duration>) -> String {
+    match d {
+        Some(d) => format!("; retry in {} ms", d.as_millis().max(1)),
+        None => String::new(),
+    }
+}
+
+/// The longest run of one caller-supplied string a status message may echo.
+const ECHO_MAX: usize = 128;
+/// The longest status message.
+const MESSAGE_MAX: usize = 1024;
+
+/// Bounds what a status message can echo of a request: every quoted string and every word
+/// longer than [`ECHO_MAX`] characters is cut there with "…", and the message at
+/// [`MESSAGE_MAX`]. Messages quote what the caller sent (`{:?}`) or name it as one word, so this
+/// catches echoes without each call site remembering to.
+pub fn bound_echoes(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(MESSAGE_MAX + 8));
+    let mut run = 0usize; // characters in the current word or quoted string
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in msg.chars() {
+        let boundary = if quoted {
+            let end = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            end
+        } else {
+            c.is_whitespace() || c == '"'
+        };
+        if boundary {
+            if c == '"' {
+                quoted = !quoted;
+            }
+            run = 0;
+            out.push(c);
+        } else {
+            run += 1;
+            if run <= ECHO_MAX {
+                out.push(c);
+            } else if run == ECHO_MAX + 1 {
+                out.push('…');
+            }
+        }
+        if out.chars().count() >= MESSAGE_MAX {
+            out.push('…');
+            break;
+        }
+    }
+    out
 }
 
 fn describe(v: &[FieldViolation]) -> String {
@@ -139,16 +200,31 @@ impl From<onboard_core::CoreError> for ServerError {
 /// The one mapping from errors to gRPC statuses.
 impl From<ServerError> for Status {
     fn from(e: ServerError) -> Self {
-        let msg = e.to_string();
+        let msg = bound_echoes(&e.to_string());
         match e {
             ServerError::Unauthenticated(_) => Status::unauthenticated(msg),
             ServerError::PermissionDenied(_) => Status::permission_denied(msg),
             ServerError::InvalidArgument(violations) => {
                 let mut details = ErrorDetails::new();
                 for v in violations {
-                    details.add_bad_request_violation(v.field, v.description);
+                    details.add_bad_request_violation(
+                        bound_echoes(&v.field),
+                        bound_echoes(&v.description),
+                    );
                 }
                 Status::with_error_details(Code::InvalidArgument, msg, details)
+            }
+            ServerError::ResourceExhausted {
+                limit,
+                subject,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::new();
+                details.add_quota_failure_violation(subject, limit);
+                if retry_after.is_some() {
+                    details.set_retry_info(retry_after);
+                }
+                Status::with_error_details(Code::ResourceExhausted, msg, details)
             }
             ServerError::NotFound(_) => Status::not_found(msg),
             ServerError::FailedPrecondition(_) => Status::failed_precondition(msg),
@@ -215,17 +291,15 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         }
         ProvisionError::Entra { ref source, .. } => entra_status(source, msg),
         ProvisionError::Cancelled(_) => Status::aborted(msg),
-        // Stopped at a durable point by the shutdown; the run resumes at the next start.
-        ProvisionError::Halted(_) => Status::unavailable(SHUTTING_DOWN),
+        ProvisionError::Halted(_) => Status::unavailable(
+            "the server is shutting down; the onboarding resumes when it starts again",
+        ),
         ProvisionError::Store(_) | ProvisionError::Crypto(_) => {
             tracing::error!(error = %msg, "onboarding failed");
             Status::internal("internal error; see the server log")
         }
     }
 }
-
-/// What a caller sees when the work it started stopped at a durable point for a shutdown.
-const SHUTTING_DOWN: &str = "the server is shutting down; the work continues after restart";
 
 fn credentials_status(c: CredentialsError, msg: String) -> Status {
     match c {
@@ -253,8 +327,11 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
             Status::unavailable(msg)
         }
         CredentialsError::Entra { ref source, .. } => entra_status(source, msg),
-        // Stopped at a durable point by the shutdown; the work resumes at the next start.
-        CredentialsError::Halted(_) => Status::unavailable(SHUTTING_DOWN),
+        // Stopped at a durable point because the server is shutting down: it resumes at the
+        // next start, so the caller may retry there (not an internal error).
+        CredentialsError::Halted(_) => Status::unavailable(
+            "the server is shutting down; the operation resumes when it starts again",
+        ),
         CredentialsError::Store(_) | CredentialsError::Crypto(_) => {
             tracing::error!(error = %msg, "credential operation failed");
             Status::internal("internal error; see the server log")

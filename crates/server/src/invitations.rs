@@ -158,6 +158,8 @@ impl InvitationsService {
             .invitations()
             .revoke(&caller.identity, &r.id, &r.reason)
             .await?;
+        // Its holder's open streams end now; new calls are refused by the capability check.
+        self.app.guards().revoked(&rec.id);
         tracing::info!(id = %rec.id, actor = %caller.identity, "invitation revoked");
         Ok(invitation_pb(&rec))
     }

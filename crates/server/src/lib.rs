@@ -14,6 +14,7 @@
 //!   `[publish]`, `[witnessing]` + `[[witness]]`), started by [`run_from_config`].
 //! - [`wizard`]: the customer's invitation wizard (page, script, style, and a JSON + SSE layer
 //!   over the Onboarding service) on the same listener.
+//! - [`limits`]: the `[limits]` section and what enforces it (rates, caps, bounded streams).
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -24,10 +25,14 @@ mod clock;
 pub mod config;
 pub mod credentials;
 pub mod error;
+mod guard_layer;
+pub mod integrity;
 pub mod invitations;
+pub mod limits;
 pub mod onboarding;
 mod paging;
 mod serve;
+mod storage;
 pub mod verification;
 pub mod wizard;
 
@@ -35,6 +40,7 @@ pub use app::{AUDIT_DIR, App, DRIFT_ACTOR, STATE_DIR};
 pub use auth::{Caller, Role, token_sha256_hex};
 pub use config::Config;
 pub use error::ServerError;
+pub use integrity::{migrate_records, reanchor};
 pub use serve::{run_from_config, serve};
 
 /// A server stream of `T`, as the streaming RPCs return it.

@@ -36,11 +36,23 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    // HTTP/1.1 too: browsers reach the wizard over plain HTTP/1.1 (over TLS they negotiate h2).
-    let mut builder = Server::builder().accept_http1(true);
+    let lim = app.config().limits.clone();
+    let secs = Duration::from_secs;
+    // Transport limits (`[limits]`, see `crate::limits`). HTTP/1.1 too: browsers reach the
+    // wizard over plain HTTP/1.1 (over TLS they negotiate h2).
+    let mut builder = Server::builder()
+        .accept_http1(true)
+        .max_concurrent_streams(lim.max_streams_per_connection)
+        .http2_keepalive_interval(Some(secs(lim.keepalive_interval_secs)))
+        .http2_keepalive_timeout(Some(secs(lim.keepalive_timeout_secs)))
+        .tcp_keepalive(Some(secs(lim.keepalive_interval_secs)))
+        .max_connection_age(secs(lim.max_connection_age_secs))
+        .timeout(secs(lim.request_timeout_secs));
     if let Some(tls) = tls_config(app.config())? {
         builder = builder.tls_config(tls)?;
     }
+    let mut builder = builder.layer(crate::guard_layer::GuardLayer::new(app.guards().clone()));
+    let max = lim.max_message_bytes;
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<AuditServer<AuditService>>().await;
@@ -63,6 +75,10 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| ServerError::Internal(format!("reflection: {e}")))?;
 
+    // Release 0.1's records get their MACs (audited) before anything reads them; the audit
+    // anchor is kept current while serving (`crate::integrity`).
+    crate::integrity::migrate_records(&app).await?;
+    crate::integrity::spawn_anchor(&app);
     // Onboardings a previous process left running (or cancelling) continue from their last
     // confirmed step.
     let resumed = app.engine().resume_all().await?;
@@ -90,13 +106,31 @@ pub async fn serve(
     let mut grpc = Routes::builder();
     grpc.add_service(health)
         .add_service(reflection)
-        .add_service(AuditServer::new(AuditService::new(app.clone())))
-        .add_service(InvitationsServer::new(InvitationsService::new(app.clone())))
-        .add_service(OnboardingServer::new(onboarding.clone()))
-        .add_service(CredentialsServer::new(CredentialsService::new(app.clone())))
-        .add_service(VerificationServer::new(VerificationService::new(
-            app.clone(),
-        )));
+        .add_service(
+            AuditServer::new(AuditService::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            InvitationsServer::new(InvitationsService::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            OnboardingServer::new(onboarding.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            CredentialsServer::new(CredentialsService::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            VerificationServer::new(VerificationService::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
     // The wizard's page and API on the same listener and TLS (`crate::wizard`).
     let routes = grpc
         .routes()

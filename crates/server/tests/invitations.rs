@@ -230,7 +230,16 @@ async fn tokens_are_single_use() -> Result<()> {
     assert_eq!(state(&got), pb::InvitationState::Used);
     assert_eq!(got.onboarding_id, "ob-1");
     assert!(got.used_at.is_some());
-    // A used invitation cannot be revoked.
+    // A used invitation can be revoked (its token then unlocks its onboarding no more), once.
+    let revoked = c
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id: got.id.clone(),
+            reason: "customer left".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(state(&revoked), pb::InvitationState::Revoked);
+    assert_eq!(revoked.onboarding_id, "ob-1");
     revoke_refused(&mut c, &got.id).await?;
     s.stop().await
 }

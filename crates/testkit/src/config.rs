@@ -323,6 +323,22 @@ impl ServerConfigBuilder {
         self
     }
 
+    /// `[auth] cn_fallback`: a client certificate without SANs is named by its CN.
+    pub fn cn_fallback(mut self, on: bool) -> Self {
+        self.set("auth", "cn_fallback", Value::Boolean(on));
+        self
+    }
+
+    /// `[limits] key = value` (see `onboard_server::limits::LimitsSection`).
+    pub fn limit(mut self, key: &str, value: u64) -> Self {
+        self.set(
+            "limits",
+            key,
+            Value::Integer(i64::try_from(value).unwrap_or(i64::MAX)),
+        );
+        self
+    }
+
     /// `[section] key = value` for a key the typed methods do not have, such as a misspelt
     /// one in a test of the configuration checks.
     pub fn raw(mut self, section: &str, key: &str, value: Value) -> Self {

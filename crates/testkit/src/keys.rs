@@ -22,6 +22,14 @@ pub fn log_signer() -> NoteSigner {
 /// and returns its verifier key (`name+id+base64`), for `onboard audit verify --vkey`.
 pub fn write_signing_key(path: &Path) -> Result<String> {
     let signer = NoteSigner::generate(ORIGIN)?;
-    std::fs::write(path, signer.to_pkcs8_pem()?.as_bytes())?;
+    write_key_file(path, signer.to_pkcs8_pem()?.as_bytes())?;
     Ok(signer.verifier().to_string())
+}
+
+/// Writes a key file readable by its owner only (`0600`), as the server requires of keys.
+pub fn write_key_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //!
 //! | module | feature | what |
 //! | --- | --- | --- |
-//! | [`keys`], [`audit`] | always | fixed test keys; a temporary audit log and its entries as JSON; intent/outcome checks |
+//! | [`keys`], [`audit`], [`strace`] | always | fixed test keys; a temporary audit log and its entries as JSON; intent/outcome checks; syscall traces of a child test |
 //! | [`sim`], [`snapshot`], [`portal`], [`wire`] | `sim` | the Entra emulator on `127.0.0.1:0`, the one `EntraConfig`, seeded users, sign-in; emulator state queries; changes "made in the portal"; the raw HTTPS wire client |
 //! | [`logs`] | `logs` | captured tracing output |
 //! | [`engine`] | `engine` | the provisioning engine over the emulator: `signed_in`, `onboarded` |
@@ -23,6 +23,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod strace;
 
 #[cfg(feature = "sim")]
 pub mod portal;

@@ -25,9 +25,18 @@ impl Pem {
         let cert = dir.join(format!("{name}.pem"));
         let key = dir.join(format!("{name}-key.pem"));
         std::fs::write(&cert, &self.cert)?;
-        std::fs::write(&key, &self.key)?;
+        crate::keys::write_key_file(&key, self.key.as_bytes())?;
         Ok((cert, key))
     }
+}
+
+/// An extended key usage of a certificate made here.
+#[derive(Clone, Copy, Debug)]
+pub enum Eku {
+    /// id-kp-clientAuth.
+    ClientAuth,
+    /// id-kp-serverAuth.
+    ServerAuth,
 }
 
 /// How a client certificate names its holder.
@@ -94,6 +103,32 @@ impl Ca {
             ],
             ExtendedKeyUsagePurpose::ServerAuth,
         )
+    }
+
+    /// A client certificate with subject `cn`, any number of SANs (none: no SAN extension)
+    /// and extended key usages (none: no EKU extension).
+    pub fn client_with(&self, cn: &str, sans: &[San<'_>], ekus: &[Eku]) -> Result<Pem> {
+        let mut p = CertificateParams::new(Vec::<String>::new())?;
+        p.distinguished_name.push(DnType::CommonName, cn);
+        for san in sans {
+            p.subject_alt_names.push(match san {
+                San::Dns(d) => SanType::DnsName((*d).try_into()?),
+                San::Uri(u) => SanType::URI((*u).try_into()?),
+            });
+        }
+        p.extended_key_usages = ekus
+            .iter()
+            .map(|e| match e {
+                Eku::ClientAuth => ExtendedKeyUsagePurpose::ClientAuth,
+                Eku::ServerAuth => ExtendedKeyUsagePurpose::ServerAuth,
+            })
+            .collect();
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate()?;
+        Ok(Pem {
+            cert: p.signed_by(&key, &self.issuer)?.pem(),
+            key: key.serialize_pem(),
+        })
     }
 
     /// A client certificate named by `san`.

@@ -404,6 +404,20 @@ pub fn peak_rss_kib(pid: u32) -> Result<u64> {
         .parse()?)
 }
 
+/// Current resident set size of process `pid` (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
 /// A small deterministic generator (xorshift64*), so a printed seed replays a failing run.
 pub struct Rng {
     /// The seed it started from.

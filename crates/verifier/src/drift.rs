@@ -102,13 +102,9 @@ impl DriftStore {
     }
 
     async fn flush(&self) -> Result<()> {
-        let tree = self.tree.clone();
-        match tokio::task::spawn_blocking(move || tree.flush()).await {
-            Ok(r) => r.map(|_| ()).map_err(VerifyError::from),
-            Err(e) => Err(VerifyError::Store(sled::Error::ReportableBug(format!(
-                "flush task failed: {e}"
-            )))),
-        }
+        onboard_core::store::flush_durably(&self.tree)
+            .await
+            .map_err(|e| VerifyError::Store(sled::Error::ReportableBug(e.to_string())))
     }
 }
 

@@ -134,6 +134,14 @@ actions! {
     AuditRead = "audit.read", details: ["rpc", "request"];
     /// The log's signing key was rotated (this entry's checkpoint is signed by both keys).
     SigningKeyRotate = "signing_key.rotate", details: [];
+
+    // The state store beside the log.
+    /// State records written before record MACs (release 0.1) are given one, once.
+    StoreMigrate = "store.migrate", details: ["records"];
+    /// An operator accepted an audit log shorter than (or different from) the one the state
+    /// store had recorded (`onboard audit reanchor`), after its loss.
+    StoreReanchor = "store.reanchor",
+        details: ["reason", "recorded_size", "recorded_root", "size", "root"];
 }
 
 #[cfg(test)]

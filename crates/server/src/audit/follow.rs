@@ -8,18 +8,18 @@ use audit_log::{AuditLog, leaf_hash};
 use onboard_core::Shutdown;
 use onboard_proto::v1 as pb;
 use serde_json::json;
-use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status};
 
 use super::{AuditService, Filter};
 use crate::error::{Result, ServerError};
+use crate::limits::Sender;
 
 /// The stream type of Follow.
 pub type FollowStream = Pin<Box<dyn Stream<Item = Result<pb::Entry, Status>> + Send + 'static>>;
 
-/// Entries buffered per follower before the task waits for the client.
+/// Entries read from the log at once (the stream's own buffer is `[limits] stream_buffer`;
+/// a reader that leaves it full for `slow_reader_secs` is disconnected).
 const BUFFER: usize = 64;
 
 impl AuditService {
@@ -36,7 +36,7 @@ impl AuditService {
                 "from_seq {from} is beyond the latest checkpoint ({size} entries)"
             )));
         }
-        let (tx, rx) = mpsc::channel(BUFFER);
+        let (tx, stream) = self.app.guards().stream();
         let log = self.log().clone();
         let stop = self.app.shutdown();
         tokio::spawn(async move {
@@ -45,7 +45,7 @@ impl AuditService {
                 let _ = tx.send(Err(status)).await;
             }
         });
-        Ok(Box::pin(ReceiverStream::new(rx)))
+        Ok(stream)
     }
 }
 
@@ -56,7 +56,7 @@ async fn pump(
     mut next: u64,
     filter: Filter,
     stop: Shutdown,
-    tx: &mpsc::Sender<Result<pb::Entry, Status>>,
+    tx: &Sender<pb::Entry>,
 ) -> Result<(), Status> {
     // Subscribe before the first read so no checkpoint between the two is missed.
     let mut checkpoints = log.subscribe();

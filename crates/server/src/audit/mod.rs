@@ -47,6 +47,9 @@ impl AuditService {
     /// Authorizes the caller and records the read; returns the caller.
     async fn begin<T>(&self, req: &Request<T>, rpc: &str, request: Value) -> Result<Caller> {
         let caller = self.app.auth().authorize(req, READERS)?;
+        // Each read is an entry: one caller may not grow the log faster than its bucket
+        // (`[limits] audited_reads_per_minute`; rate-limited, not coalesced).
+        self.app.guards().audited_read(&caller.identity)?;
         AuditEntry::new(
             Action::AuditRead,
             Phase::Succeeded,

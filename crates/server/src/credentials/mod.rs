@@ -53,7 +53,10 @@ impl CredentialsService {
 
     /// Operators only; returns the audit actor.
     fn operator<T>(&self, req: &Request<T>) -> Result<String> {
-        Ok(self.app.auth().authorize(req, &[Role::Operator])?.identity)
+        let id = self.app.auth().authorize(req, &[Role::Operator])?.identity;
+        // Changes and Graph reads take from the caller's bucket (`[limits]`).
+        self.app.guards().expensive_call(req, &id)?;
+        Ok(id)
     }
 
     /// The registration, importing completed onboardings first if it is not managed yet.

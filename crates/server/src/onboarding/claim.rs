@@ -15,7 +15,7 @@ use provision::Status as RunStatus;
 use secrecy::ExposeSecret;
 use tonic::Request;
 
-use super::OnboardingService;
+use super::{LINKS_TREE, OnboardingService};
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
 
@@ -24,20 +24,27 @@ const CLAIM_PREFIX: &str = "claimed/";
 
 impl OnboardingService {
     /// Whether the onboarding's secret has been handed over already.
+    /// A claim record without a valid MAC is refused like any other state record.
     fn claimed(&self, id: &str) -> Result<bool> {
-        Ok(self
-            .app
-            .onboarding_links()
-            .contains_key(format!("{CLAIM_PREFIX}{id}"))?)
+        let key = format!("{CLAIM_PREFIX}{id}");
+        let Some(stored) = self.app.onboarding_links().get(key.as_bytes())? else {
+            return Ok(false);
+        };
+        self.app
+            .record_mac()
+            .open(LINKS_TREE, key.as_bytes(), &stored)?;
+        Ok(true)
     }
 
     /// Records, durably, that the onboarding's secret has been handed over.
     pub(super) async fn mark_claimed(&self, id: &str) -> Result<()> {
         let links = self.app.onboarding_links();
-        links.insert(
-            format!("{CLAIM_PREFIX}{id}"),
-            now_ms().to_be_bytes().to_vec(),
-        )?;
+        let key = format!("{CLAIM_PREFIX}{id}");
+        let sealed =
+            self.app
+                .record_mac()
+                .seal(LINKS_TREE, key.as_bytes(), &now_ms().to_be_bytes());
+        links.insert(key.as_bytes(), sealed)?;
         onboard_core::store::flush_durably(links).await?;
         Ok(())
     }

@@ -9,9 +9,14 @@
 //! Provision; after a restart the admin signs in again. Running onboardings are resumed by the
 //! engine from their sealed records.
 
+mod capability;
 mod claim;
 mod convert;
+mod forward;
 mod signin;
+
+use capability::Access;
+pub(crate) use capability::CustomerRpc;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,19 +25,17 @@ use invitations::InvitationRecord;
 use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::onboarding_server::Onboarding;
-use provision::{Admin, EventStream, ListFilter, PlanRequest, ProvisionRequest};
+use provision::{Admin, ListFilter, PlanRequest, ProvisionRequest};
 use serde_json::json;
-use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::App;
 use crate::BoxStream;
+use crate::app::LINKS_TREE;
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
 use crate::paging::page_size;
-use convert::{EventMapper, info_pb, plan_pb, status_filter};
+use convert::{info_pb, plan_pb, status_filter};
 
 /// A signed-in admin waiting for Plan and Provision.
 struct Session {
@@ -60,7 +63,7 @@ impl std::fmt::Debug for OnboardingService {
 }
 
 /// Sends an error as the stream's last item (nobody listening is fine).
-async fn send_err<T>(tx: &mpsc::Sender<Result<T, Status>>, e: ServerError) {
+async fn send_err<T>(tx: &crate::limits::Sender<T>, e: ServerError) {
     let _ = tx.send(Err(e.into())).await;
 }
 
@@ -100,51 +103,26 @@ impl OnboardingService {
 
     /// Remembers which invitation an onboarding came from, durably.
     fn link(&self, onboarding_id: &str, invitation_id: &str) -> Result<()> {
+        let sealed = self.app.record_mac().seal(
+            LINKS_TREE,
+            onboarding_id.as_bytes(),
+            invitation_id.as_bytes(),
+        );
         self.app
             .onboarding_links()
-            .insert(onboarding_id.as_bytes(), invitation_id.as_bytes())?;
+            .insert(onboarding_id.as_bytes(), sealed)?;
         Ok(())
     }
 
     fn invitation_of(&self, onboarding_id: &str) -> Result<String> {
-        Ok(self
+        let Some(stored) = self.app.onboarding_links().get(onboarding_id.as_bytes())? else {
+            return Ok(String::new());
+        };
+        let id = self
             .app
-            .onboarding_links()
-            .get(onboarding_id.as_bytes())?
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default())
-    }
-
-    /// The caller of an RPC on `onboarding_id`: the invitation that created it (token given)
-    /// or an operator. Returns the audit actor.
-    fn access<T>(&self, req: &Request<T>, token: &str, onboarding_id: &str) -> Result<String> {
-        if token.is_empty() {
-            let caller = self.app.auth().authorize(req, &[Role::Operator])?;
-            if onboarding_id.is_empty() {
-                return Err(ServerError::invalid("onboarding_id", "required"));
-            }
-            return Ok(caller.identity);
-        }
-        if onboarding_id.is_empty() {
-            return Err(ServerError::invalid("onboarding_id", "required"));
-        }
-        let inv = self
-            .app
-            .invitations()
-            .get_by_token(token)
-            .map_err(|_| ServerError::Unauthenticated("unknown invitation token".into()))?;
-        if inv.revoked_at_ms.is_some() {
-            return Err(ServerError::PermissionDenied(format!(
-                "invitation {} has been revoked",
-                inv.id
-            )));
-        }
-        if inv.onboarding_id.as_deref() != Some(onboarding_id) {
-            return Err(ServerError::PermissionDenied(format!(
-                "this invitation does not unlock onboarding {onboarding_id}"
-            )));
-        }
-        Ok(format!("invitation:{}", inv.id))
+            .record_mac()
+            .open(LINKS_TREE, onboarding_id.as_bytes(), &stored)?;
+        Ok(String::from_utf8_lossy(id).into_owned())
     }
 
     /// The session's invitation and admin, or why there is none.
@@ -160,7 +138,13 @@ impl OnboardingService {
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {
         let actor = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+            self.access(
+                &req,
+                &r.invitation_token,
+                &r.onboarding_id,
+                CustomerRpc::Plan,
+            )?
+            .actor
         };
         let r = req.into_inner();
         let (inv, admin) = self.session(&r.onboarding_id)?;
@@ -200,9 +184,25 @@ impl OnboardingService {
         &self,
         req: Request<pb::ProvisionRequest>,
     ) -> Result<BoxStream<pb::ProvisionEvent>> {
-        let actor = {
+        // The same call again (a reconnect, same idempotency key) only follows the run, so the
+        // capability table treats it as Watch.
+        let repeat = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+            !r.idempotency_key.is_empty()
+                && self
+                    .sessions()
+                    .get(&r.onboarding_id)
+                    .and_then(|s| s.idempotency_key.as_deref())
+                    == Some(r.idempotency_key.as_str())
+        };
+        let rpc = if repeat {
+            CustomerRpc::Watch
+        } else {
+            CustomerRpc::Provision
+        };
+        let Access { actor, invitation } = {
+            let r = req.get_ref();
+            self.access(&req, &r.invitation_token, &r.onboarding_id, rpc)?
         };
         let r = req.into_inner();
         // The secret goes to an operator (the platform) only; the customer's wizard, which
@@ -210,12 +210,6 @@ impl OnboardingService {
         let to_operator = r.invitation_token.is_empty();
         let id = r.onboarding_id.clone();
         let engine = self.app.engine();
-        let repeat = !r.idempotency_key.is_empty()
-            && self
-                .sessions()
-                .get(&id)
-                .and_then(|s| s.idempotency_key.as_deref())
-                == Some(r.idempotency_key.as_str());
         if repeat && engine.get(&id)?.is_some() {
             // The same call again (a reconnect): follow the run instead of starting another.
             self.record(Self::entry(
@@ -225,7 +219,7 @@ impl OnboardingService {
                 &id,
             ))
             .await?;
-            return Ok(self.forward(engine.watch(&id, 1)?, false));
+            return Ok(self.forward(engine.watch(&id, 1)?, false, invitation));
         }
         let (inv, admin) = self.session(&id)?;
         let mut details = Self::entry(&actor, Action::OnboardingProvision, Phase::Intent, &id)
@@ -255,7 +249,7 @@ impl OnboardingService {
                     s.idempotency_key =
                         (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
                 }
-                Ok(self.forward(stream, to_operator))
+                Ok(self.forward(stream, to_operator, invitation))
             }
             Err(e) => {
                 details.phase = Phase::Failed;
@@ -265,48 +259,31 @@ impl OnboardingService {
         }
     }
 
-    /// Maps engine events to proto events until the run ends, the caller leaves or the server
-    /// stops (graceful shutdown waits for open streams, so they must end).
-    /// With `with_secret`, a Completed event carrying the secret is the hand-over: the claim
-    /// is recorded once it was sent.
-    fn forward(&self, mut events: EventStream, with_secret: bool) -> BoxStream<pb::ProvisionEvent> {
-        let (tx, rx) = mpsc::channel(64);
-        let stop = self.app.shutdown();
-        let svc = self.clone();
-        tokio::spawn(async move {
-            let mut mapper = EventMapper::default();
-            loop {
-                tokio::select! {
-                    () = stop.recv() => {
-                        send_err(&tx, ServerError::Unavailable(
-                            "the server is shutting down; Watch resumes where this ended".into(),
-                        )).await;
-                        return;
-                    }
-                    next = events.next() => {
-                        let Some(e) = next else { return };
-                        let Some(p) = mapper.map(&e, with_secret) else { continue };
-                        let handed_over = matches!(&p.event,
-                            Some(pb::provision_event::Event::Completed(c)) if !c.secret.is_empty());
-                        if tx.send(Ok(p)).await.is_err() {
-                            return;
-                        }
-                        if handed_over && let Err(err) = svc.mark_claimed(&e.onboarding_id).await {
-                            tracing::error!(error = %err, "the secret hand-over was not recorded");
-                        }
-                    }
-                }
-            }
-        });
-        Box::pin(ReceiverStream::new(rx))
-    }
-
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<BoxStream<pb::ProvisionEvent>> {
-        let actor = {
+        let Access { actor, invitation } = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+            self.access(
+                &req,
+                &r.invitation_token,
+                &r.onboarding_id,
+                CustomerRpc::Watch,
+            )?
         };
         let r = req.into_inner();
+        if let Some(o) = self.app.engine().get(&r.onboarding_id)?
+            && matches!(
+                o.status,
+                provision::Status::Completed | provision::Status::Cancelled
+            )
+        {
+            let last = self.app.engine().event_count(&r.onboarding_id)?;
+            if r.from_event > last {
+                return Err(ServerError::OutOfRange(format!(
+                    "onboarding {} is finished with {last} events; from_event {} is past the end",
+                    r.onboarding_id, r.from_event
+                )));
+            }
+        }
         let stream = self
             .app
             .engine()
@@ -321,7 +298,7 @@ impl OnboardingService {
             .with_detail("from_event", r.from_event),
         )
         .await?;
-        Ok(self.forward(stream, false))
+        Ok(self.forward(stream, false, invitation))
     }
 
     /// The summary of one onboarding, from the engine or (before Provision) the session.
@@ -348,7 +325,13 @@ impl OnboardingService {
     async fn get(&self, req: Request<pb::GetOnboardingRequest>) -> Result<pb::OnboardingInfo> {
         let actor = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+            self.access(
+                &req,
+                &r.invitation_token,
+                &r.onboarding_id,
+                CustomerRpc::Get,
+            )?
+            .actor
         };
         let id = req.into_inner().onboarding_id;
         let info = self.info(&id)?;
@@ -426,10 +409,32 @@ impl OnboardingService {
     ) -> Result<pb::OnboardingInfo> {
         let actor = {
             let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id)?
+            self.access(
+                &req,
+                &r.invitation_token,
+                &r.onboarding_id,
+                CustomerRpc::Cancel,
+            )?
+            .actor
         };
         let r = req.into_inner();
         let id = r.onboarding_id;
+        match self.app.engine().get(&id)?.map(|o| o.status) {
+            Some(provision::Status::Completed) if r.reason.trim().is_empty() => {
+                return Err(ServerError::invalid(
+                    "reason",
+                    "undoing a completed onboarding needs a reason (recorded in the audit log)",
+                ));
+            }
+            // One undo at a time: the running one (or, after a restart, the resumed one)
+            // finishes it.
+            Some(provision::Status::Cancelling) => {
+                return Err(ServerError::FailedPrecondition(format!(
+                    "onboarding {id:?} is being cancelled already; Watch it to see the end"
+                )));
+            }
+            _ => {}
+        }
         let mut details = Self::entry(&actor, Action::OnboardingCancelRequest, Phase::Intent, &id)
             .with_detail("reason", r.reason);
         if self.app.engine().get(&id)?.is_none() {
@@ -482,8 +487,9 @@ impl Onboarding for OnboardingService {
         &self,
         request: Request<pb::SignInRequest>,
     ) -> Result<Response<Self::SignInStream>, Status> {
-        let rx = signin::start(self, request.into_inner()).await?;
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let peer = request.remote_addr().map(|a| a.ip());
+        let stream = signin::start(self, request.into_inner(), peer).await?;
+        Ok(Response::new(stream))
     }
 
     async fn plan(

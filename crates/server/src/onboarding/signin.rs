@@ -13,12 +13,13 @@ use onboard_core::audit::{Action, AuditEntry, Phase};
 use onboard_core::time::now_ms;
 use onboard_proto::v1 as pb;
 use provision::{Admin, ProvisionError};
-use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use super::{OnboardingService, Session, send_err};
+use crate::BoxStream;
 use crate::clock::timestamp;
 use crate::error::{Result, ServerError};
+use crate::limits::{Sender, SignInSlot};
 
 /// Scopes of the admin's sign-in: the delegated Graph permissions the engine's calls need
 /// (named, not `.default`, so a token app configured with less still gets them by consent),
@@ -30,6 +31,8 @@ const TENANT: &str = "organizations";
 
 /// What the sign-in task needs once the stream is returned.
 struct Attempt {
+    /// The sign-in slot (one flow per invitation, the caps), freed when the attempt ends.
+    _slot: SignInSlot,
     /// The service, for the engine, the invitations and the audit log.
     svc: OnboardingService,
     /// The checked invitation.
@@ -51,11 +54,14 @@ struct Attempt {
 pub(super) async fn start(
     svc: &OnboardingService,
     r: pb::SignInRequest,
-) -> Result<mpsc::Receiver<Result<pb::SignInEvent, tonic::Status>>> {
+    peer: Option<std::net::IpAddr>,
+) -> Result<BoxStream<pb::SignInEvent>> {
+    let guards = svc.app.guards().clone();
     let token = Zeroizing::new(r.invitation_token);
     if token.is_empty() {
         return Err(ServerError::invalid("invitation_token", "required"));
     }
+    guards.token_gate(peer)?;
     let upn = r.admin_upn.trim().to_owned();
     if upn.is_empty() || !upn.contains('@') || upn.chars().count() > 256 {
         return Err(ServerError::invalid(
@@ -68,9 +74,10 @@ pub(super) async fn start(
         .invitations()
         .verify_token(&token)
         .map_err(|e| match e {
-            InvitationError::InvalidArgument(_) => {
+            InvitationError::InvalidArgument(_) => guards.token_failed(peer).unwrap_or_else(|| {
                 ServerError::invalid("invitation_token", "not a valid invitation token")
-            }
+            }),
+            InvitationError::NotFound(_) => guards.token_failed(peer).unwrap_or_else(|| e.into()),
             other => other.into(),
         })?;
     if !invitation.admin_upn.is_empty() && !invitation.admin_upn.eq_ignore_ascii_case(&upn) {
@@ -85,6 +92,10 @@ pub(super) async fn start(
             "the server has no entra.token_app_client_id configured".into(),
         ));
     }
+    guards.expensive(&format!("invitation:{}", invitation.id), "SignIn")?;
+    // One device-code flow per invitation, and the caps on sign-ins to Microsoft; the slot is
+    // held until the sign-in ends.
+    let slot = guards.sign_in(&invitation.id, &upn)?;
     let onboarding_id = uuid::Uuid::now_v7().to_string();
     let actor = format!("invitation:{}", invitation.id);
     let mut details = OnboardingService::entry(
@@ -101,6 +112,7 @@ pub(super) async fn start(
     }
     svc.record(details.clone()).await?;
     let p = Attempt {
+        _slot: slot,
         svc: svc.clone(),
         invitation,
         token,
@@ -123,18 +135,14 @@ pub(super) async fn start(
             return Err(err);
         }
     };
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, stream) = guards.stream();
     tokio::spawn(async move { p.run(flow, tx).await });
-    Ok(rx)
+    Ok(stream)
 }
 
 impl Attempt {
     /// Streams the code and the ticks, then finishes the sign-in; every ending is audited.
-    async fn run(
-        self,
-        mut flow: DeviceCodeFlow,
-        tx: mpsc::Sender<Result<pb::SignInEvent, tonic::Status>>,
-    ) {
+    async fn run(self, mut flow: DeviceCodeFlow, tx: Sender<pb::SignInEvent>) {
         let auth = flow.authorization();
         let expires_ms =
             now_ms().saturating_add(i64::try_from(auth.expires_in.as_millis()).unwrap_or(i64::MAX));
@@ -173,7 +181,7 @@ impl Attempt {
     async fn poll(
         &self,
         flow: &mut DeviceCodeFlow,
-        tx: &mpsc::Sender<Result<pb::SignInEvent, tonic::Status>>,
+        tx: &Sender<pb::SignInEvent>,
     ) -> Result<TokenSet> {
         let stop = self.svc.app.shutdown();
         loop {

@@ -40,6 +40,7 @@ impl VerificationService {
 
     async fn verify(&self, req: Request<pb::VerifyRequest>) -> Result<pb::VerifyReport> {
         let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
+        self.app.guards().expensive_call(&req, &caller.identity)?;
         let target = match req.into_inner().target {
             None => {
                 return Err(ServerError::invalid(

@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use credentials::{AttachRequest, RegistrationRef};
 use invitations::InvitationState;
@@ -15,36 +14,15 @@ use provision::names::{FORBIDDEN, MAX_LEN, MIN_LEN, RESERVED_WORD};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tonic::{Request, Status};
-use zeroize::Zeroizing;
+use tonic::Status;
 
 use super::Wizard;
-use super::stream::{error_response, plain_error, sse};
+use super::stream::{error_response, sse};
+use super::visit::Visit;
 use crate::error::ServerError;
 
-/// The header that carries the invitation token (never the URL).
-pub const TOKEN_HEADER: &str = "x-invitation-token";
 /// The step id of the temporary app's removal (`provision`'s `ids::TOKEN_APP`).
 const TOKEN_APP_STEP: &str = "temporary_app_removal";
-
-/// The invitation token of a request, if it carries one.
-fn token(headers: &HeaderMap) -> Option<Zeroizing<String>> {
-    headers
-        .get(TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 512)
-        .map(|t| Zeroizing::new(t.to_owned()))
-}
-
-/// The answer to a request without a token.
-fn no_token() -> Response {
-    plain_error(
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-        "this page needs the invitation link from your email",
-    )
-}
 
 /// A server error as the page's JSON error (through the one status mapping).
 fn server_error(e: ServerError) -> Response {
@@ -88,20 +66,23 @@ fn onboarding_state(s: i32) -> &'static str {
 
 /// The landing page's facts: who invited, for what, until when; or why the link cannot be
 /// used. A used invitation names its onboarding, so a reload continues it.
-pub(super) async fn invitation(State(w): State<Wizard>, headers: HeaderMap) -> Response {
-    let Some(token) = token(&headers) else {
-        return no_token();
-    };
-    let Ok(rec) = w.app.invitations().get_by_token(&token) else {
-        return Json(json!({"state": "invalid"})).into_response();
+pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Response {
+    let rec = match visit.invitation(&w.app) {
+        Ok(rec) => rec,
+        // Too many unknown tokens from this address: the limit's own answer (429).
+        Err(e @ ServerError::ResourceExhausted { .. }) => return server_error(e),
+        Err(_) => return Json(json!({"state": "invalid"})).into_response(),
     };
     let state = rec.state(now_ms());
     let mut onboarding = Value::Null;
     if let (InvitationState::Used, Some(id)) = (state, &rec.onboarding_id) {
-        let req = Request::new(pb::GetOnboardingRequest {
-            onboarding_id: id.clone(),
-            invitation_token: token.to_string(),
-        });
+        let req = visit.request(
+            "GetOnboarding",
+            pb::GetOnboardingRequest {
+                onboarding_id: id.clone(),
+                invitation_token: visit.token.to_string(),
+            },
+        );
         if let Ok(info) = Onboarding::get_onboarding(&w.onboarding, req).await {
             let info = info.into_inner();
             onboarding = json!({
@@ -138,16 +119,16 @@ pub(super) struct SignInBody {
 /// The device-code sign-in as a stream: `device_code`, `pending`, `signed_in` or `error`.
 pub(super) async fn sign_in(
     State(w): State<Wizard>,
-    headers: HeaderMap,
+    visit: Visit,
     Json(b): Json<SignInBody>,
 ) -> Response {
-    let Some(token) = token(&headers) else {
-        return no_token();
-    };
-    let req = Request::new(pb::SignInRequest {
-        invitation_token: token.to_string(),
-        admin_upn: b.upn,
-    });
+    let req = visit.request(
+        "SignIn",
+        pb::SignInRequest {
+            invitation_token: visit.token.to_string(),
+            admin_upn: b.upn,
+        },
+    );
     match Onboarding::sign_in(&w.onboarding, req).await {
         Ok(s) => sse(s.into_inner(), sign_in_event),
         Err(status) => error_response(&status),
@@ -229,18 +210,18 @@ pub(super) struct PlanBody {
 /// The plan for a name: every change, and which the admin lacks rights for.
 pub(super) async fn plan(
     State(w): State<Wizard>,
-    headers: HeaderMap,
+    visit: Visit,
     Json(b): Json<PlanBody>,
 ) -> Response {
-    let Some(token) = token(&headers) else {
-        return no_token();
-    };
-    let req = Request::new(pb::PlanRequest {
-        onboarding_id: b.onboarding_id,
-        app_name: b.app_name,
-        profile: String::new(),
-        invitation_token: token.to_string(),
-    });
+    let req = visit.request(
+        "Plan",
+        pb::PlanRequest {
+            onboarding_id: b.onboarding_id,
+            app_name: b.app_name,
+            profile: String::new(),
+            invitation_token: visit.token.to_string(),
+        },
+    );
     match Onboarding::plan(&w.onboarding, req).await {
         Ok(p) => {
             let p = p.into_inner();
@@ -272,18 +253,18 @@ pub(super) struct ProvisionBody {
 /// Provision as a stream of step events (never the secret).
 pub(super) async fn provision(
     State(w): State<Wizard>,
-    headers: HeaderMap,
+    visit: Visit,
     Json(b): Json<ProvisionBody>,
 ) -> Response {
-    let Some(token) = token(&headers) else {
-        return no_token();
-    };
-    let req = Request::new(pb::ProvisionRequest {
-        onboarding_id: b.onboarding_id,
-        app_name: b.app_name,
-        idempotency_key: b.idempotency_key,
-        invitation_token: token.to_string(),
-    });
+    let req = visit.request(
+        "Provision",
+        pb::ProvisionRequest {
+            onboarding_id: b.onboarding_id,
+            app_name: b.app_name,
+            idempotency_key: b.idempotency_key,
+            invitation_token: visit.token.to_string(),
+        },
+    );
     match Onboarding::provision(&w.onboarding, req).await {
         Ok(s) => sse(s.into_inner(), provision_event),
         Err(status) => error_response(&status),
@@ -303,17 +284,17 @@ pub(super) struct WatchBody {
 /// Watch: the onboarding's events from `from_event`, then live ones (reload, lost network).
 pub(super) async fn watch(
     State(w): State<Wizard>,
-    headers: HeaderMap,
+    visit: Visit,
     Json(b): Json<WatchBody>,
 ) -> Response {
-    let Some(token) = token(&headers) else {
-        return no_token();
-    };
-    let req = Request::new(pb::WatchRequest {
-        onboarding_id: b.onboarding_id,
-        from_event: b.from_event,
-        invitation_token: token.to_string(),
-    });
+    let req = visit.request(
+        "Watch",
+        pb::WatchRequest {
+            onboarding_id: b.onboarding_id,
+            from_event: b.from_event,
+            invitation_token: visit.token.to_string(),
+        },
+    );
     match Onboarding::watch(&w.onboarding, req).await {
         Ok(s) => sse(s.into_inner(), provision_event),
         Err(status) => error_response(&status),
@@ -363,17 +344,17 @@ pub(super) struct SummaryBody {
 /// What a completed onboarding created, for the Done screen (nothing to copy).
 pub(super) async fn summary(
     State(w): State<Wizard>,
-    headers: HeaderMap,
+    visit: Visit,
     Json(b): Json<SummaryBody>,
 ) -> Response {
-    let Some(token) = token(&headers) else {
-        return no_token();
-    };
     // The capability check and the audit entry of a read.
-    let req = Request::new(pb::GetOnboardingRequest {
-        onboarding_id: b.onboarding_id.clone(),
-        invitation_token: token.to_string(),
-    });
+    let req = visit.request(
+        "GetOnboarding",
+        pb::GetOnboardingRequest {
+            onboarding_id: b.onboarding_id.clone(),
+            invitation_token: visit.token.to_string(),
+        },
+    );
     if let Err(status) = Onboarding::get_onboarding(&w.onboarding, req).await {
         return error_response(&status);
     }
@@ -422,17 +403,21 @@ pub(super) struct AttachBody {
 /// redeems the invitation. Missing permissions or roles come back one line each.
 pub(super) async fn attach(
     State(w): State<Wizard>,
-    headers: HeaderMap,
+    visit: Visit,
     Json(b): Json<AttachBody>,
 ) -> Response {
-    let Some(token) = token(&headers) else {
-        return no_token();
-    };
-    let rec = match w.app.invitations().verify_token(&token) {
+    let rec = match visit.invitation(&w.app) {
         Ok(r) => r,
-        Err(e) => return server_error(e.into()),
+        Err(e) => return server_error(e),
     };
+    if let Err(e) = rec.require_pending(now_ms()) {
+        return server_error(e.into());
+    }
     let actor = format!("invitation:{}", rec.id);
+    // Attaching validates against Microsoft: an expensive call, as over gRPC.
+    if let Err(e) = w.app.guards().expensive(&actor, "AttachRegistration") {
+        return server_error(e);
+    }
     let req = AttachRequest {
         registration: RegistrationRef {
             tenant_id: b.tenant_id.trim().to_owned(),
@@ -448,7 +433,12 @@ pub(super) async fn attach(
         Ok(v) => v,
         Err(e) => return server_error(e.into()),
     };
-    if let Err(e) = w.app.invitations().redeem(&actor, &token, &view.id).await {
+    if let Err(e) = w
+        .app
+        .invitations()
+        .redeem(&actor, &visit.token, &view.id)
+        .await
+    {
         return server_error(e.into());
     }
     tracing::info!(actor = %actor, client_id = %view.client_id, "registration attached by the wizard");

@@ -18,6 +18,9 @@
 
 mod api;
 mod stream;
+mod visit;
+
+pub(crate) use stream::error_response;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};

@@ -88,7 +88,7 @@ pub(super) fn error_json(status: &Status) -> Value {
 }
 
 /// A status as an HTTP error response with its JSON.
-pub(super) fn error_response(status: &Status) -> Response {
+pub(crate) fn error_response(status: &Status) -> Response {
     let http = match status.code() {
         Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -101,7 +101,14 @@ pub(super) fn error_response(status: &Status) -> Response {
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (http, axum::Json(json!({"error": error_json(status)}))).into_response()
+    let mut res = (http, axum::Json(json!({"error": error_json(status)}))).into_response();
+    // A limit's refusal says when to try again (`google.rpc.RetryInfo`), in whole seconds.
+    if let Some(wait) = status.get_details_retry_info().and_then(|r| r.retry_delay) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, secs.max(1).into());
+    }
+    res
 }
 
 /// An error of this layer (no status involved), e.g. a missing token.

@@ -1,0 +1,177 @@
+//! The one tower layer in front of every service (see `crate::limits` for the rules):
+//!
+//! - calls in flight over all connections, counted until their response body ends (a stream
+//!   counts while it is open); beyond `limits.max_concurrent_calls`, RESOURCE_EXHAUSTED at once;
+//! - a request that does not decode (invalid UTF-8 in a string field, a truncated message) is
+//!   the caller's fault: tonic's codec answers INTERNAL, this layer rewrites the status code to
+//!   INVALID_ARGUMENT, keeping the decoder's message (which names the field, never its bytes);
+//!   a message over `limits.max_message_bytes` is RESOURCE_EXHAUSTED (tonic: OUT_OF_RANGE).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::body::Body;
+use tonic::codegen::http::{HeaderValue, Request, Response};
+use tonic::codegen::{Bytes, Service};
+
+use crate::limits::{Guards, exhausted};
+
+/// The layer; clones share the limits.
+#[derive(Clone)]
+pub(crate) struct GuardLayer {
+    /// Rates and caps.
+    guards: Arc<Guards>,
+    /// Calls in flight.
+    calls: Arc<Semaphore>,
+}
+
+impl GuardLayer {
+    /// The layer over `guards`.
+    pub(crate) fn new(guards: Arc<Guards>) -> Self {
+        let calls = Arc::new(Semaphore::new(guards.config.max_concurrent_calls));
+        Self { guards, calls }
+    }
+}
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Guarded<S> {
+        Guarded {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service behind [`GuardLayer`].
+#[derive(Clone)]
+pub(crate) struct Guarded<S> {
+    /// The routes.
+    inner: S,
+    /// The shared limits.
+    layer: GuardLayer,
+}
+
+/// A refusal as an HTTP response: a trailers-only gRPC status for a gRPC call, the wizard's
+/// JSON error (429 with `Retry-After`) for a browser.
+fn refuse(e: crate::error::ServerError, grpc: bool) -> Response<Body> {
+    let status = tonic::Status::from(e);
+    if grpc {
+        return status.into_http();
+    }
+    crate::wizard::error_response(&status).map(Body::new)
+}
+
+/// Whether a request is a gRPC call (the wizard's requests are plain HTTP).
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(tonic::codegen::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+
+impl<S> Service<Request<Body>> for Guarded<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Response<Body>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let guards = self.layer.guards.clone();
+        let permit = self.layer.calls.clone().try_acquire_owned();
+        let grpc = is_grpc(&req);
+        // The readied service answers this call; a fresh clone is readied for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let Ok(permit) = permit else {
+                let max = guards.config.max_concurrent_calls;
+                return Ok(refuse(
+                    exhausted(
+                        &format!("limits.max_concurrent_calls = {max}"),
+                        "calls in flight on this server",
+                        Some(std::time::Duration::from_secs(1)),
+                    ),
+                    grpc,
+                ));
+            };
+            // The handlers see which RPC they serve (tonic's server requests carry no path).
+            let mut req = req;
+            let path = crate::limits::RpcPath(req.uri().path().to_owned());
+            req.extensions_mut().insert(path);
+            let mut res = inner.call(req).await?;
+            invalid_argument_for_decode_errors(&mut res);
+            Ok(res.map(|body| {
+                Body::new(Counted {
+                    body,
+                    _permit: permit,
+                })
+            }))
+        })
+    }
+}
+
+/// What tonic's codec answers for a request it could not take, rewritten to say whose fault
+/// it is: "failed to decode Protobuf message: …" (INTERNAL) is INVALID_ARGUMENT, and "decoded
+/// message length too large" (OUT_OF_RANGE) is RESOURCE_EXHAUSTED, as gRPC's status guide has
+/// it for a message over the limit (`limits.max_message_bytes`, named in the message).
+fn invalid_argument_for_decode_errors(res: &mut Response<Body>) {
+    let h = res.headers();
+    let status = h.get("grpc-status").map(|v| v.as_bytes().to_vec());
+    let message = h.get("grpc-message").map(|v| v.as_bytes().to_vec());
+    let (Some(status), Some(message)) = (status, message) else {
+        return;
+    };
+    let starts = |plain: &str| {
+        message.starts_with(plain.as_bytes())
+            || message.starts_with(plain.replace(' ', "%20").as_bytes())
+    };
+    let code = if status == b"13" && starts("failed to decode Protobuf message") {
+        "3"
+    } else if status == b"11" && starts("Error, decoded message length too large") {
+        "8"
+    } else {
+        return;
+    };
+    res.headers_mut()
+        .insert("grpc-status", HeaderValue::from_static(code));
+}
+
+/// A response body that holds its call's slot until it ends.
+struct Counted {
+    /// The routes' body.
+    body: Body,
+    /// Released when the body is dropped (the stream ended or the caller left).
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,180 @@
+//! What an invitation token unlocks, and for how long: the capability table.
+//!
+//! The customer admin holds no identity of ours, only the invitation token; it unlocks its own
+//! onboarding while that makes sense and no longer. The same table is in
+//! `proto/onboard/v1/onboarding.proto` and ARCHITECTURE.md; `tests/capabilities.rs` in this
+//! crate tests every cell over loopback gRPC.
+//!
+//! | RPC with the token | signed in | provisioning | failed | cancelling | completed or cancelled, within `limits.customer_watch_grace_secs` | after the grace | invitation revoked |
+//! | --- | --- | --- | --- | --- | --- | --- | --- |
+//! | Plan, Provision | yes | yes | yes | no | no | no | no |
+//! | Watch, GetOnboarding | yes | yes | yes | yes | yes | no | no |
+//! | CancelOnboarding | yes | yes | yes | yes | no (never: completed) | no | no |
+//!
+//! A Provision repeated with the same idempotency key (a reconnect) only follows the run and
+//! counts as Watch. SignIn needs a pending invitation (neither used, expired nor revoked). Refusals are
+//! PERMISSION_DENIED and say why. Revoking a used invitation cuts its holder off at once: new
+//! calls are refused and open Watch/Provision streams end. Undoing a completed onboarding is an
+//! operator's CancelOnboarding with a non-empty `reason`.
+
+use onboard_core::time::{now_ms, parse};
+use provision::Status;
+use tonic::Request;
+
+use super::OnboardingService;
+use crate::auth::Role;
+use crate::error::{Result, ServerError};
+
+/// Who is calling on an onboarding: the audit actor, and the invitation when it is the
+/// customer (its revocation ends the caller's streams).
+pub(super) struct Access {
+    /// `invitation:<id>` or the operator's identity.
+    pub(super) actor: String,
+    /// The invitation id, for a customer.
+    pub(super) invitation: Option<String>,
+}
+
+impl OnboardingService {
+    /// The caller of an RPC on `onboarding_id`: the invitation that created it (token given,
+    /// within the capability table of `capability`) or an operator.
+    pub(super) fn access<T>(
+        &self,
+        req: &Request<T>,
+        token: &str,
+        onboarding_id: &str,
+        rpc: CustomerRpc,
+    ) -> Result<Access> {
+        if token.is_empty() {
+            let caller = self.app.auth().authorize(req, &[Role::Operator])?;
+            if onboarding_id.is_empty() {
+                return Err(ServerError::invalid("onboarding_id", "required"));
+            }
+            self.app.guards().expensive_call(req, &caller.identity)?;
+            return Ok(Access {
+                actor: caller.identity,
+                invitation: None,
+            });
+        }
+        if onboarding_id.is_empty() {
+            return Err(ServerError::invalid("onboarding_id", "required"));
+        }
+        let peer = req.remote_addr().map(|a| a.ip());
+        let guards = self.app.guards();
+        guards.token_gate(peer)?;
+        let inv = match self.app.invitations().get_by_token(token) {
+            Ok(inv) => inv,
+            Err(_) => {
+                return Err(guards.token_failed(peer).unwrap_or_else(|| {
+                    ServerError::Unauthenticated("unknown invitation token".into())
+                }));
+            }
+        };
+        if inv.revoked_at_ms.is_some() {
+            return Err(ServerError::PermissionDenied(format!(
+                "invitation {} has been revoked",
+                inv.id
+            )));
+        }
+        if inv.onboarding_id.as_deref() != Some(onboarding_id) {
+            return Err(ServerError::PermissionDenied(format!(
+                "this invitation does not unlock onboarding {onboarding_id:?}"
+            )));
+        }
+        let record = self.app.engine().get(onboarding_id)?;
+        check(
+            rpc,
+            record.as_ref().map(|o| o.status),
+            record.as_ref().map_or("", |o| o.updated_at.as_str()),
+            self.app.config().limits.customer_watch_grace_secs,
+            onboarding_id,
+        )?;
+        let actor = format!("invitation:{}", inv.id);
+        guards.expensive_call(req, &actor)?;
+        Ok(Access {
+            actor,
+            invitation: Some(inv.id),
+        })
+    }
+}
+
+/// The customer's RPCs on an existing onboarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CustomerRpc {
+    /// Plan (reads Entra, changes nothing).
+    Plan,
+    /// Provision (starts, resumes or follows the run).
+    Provision,
+    /// Watch (events, replayed then live).
+    Watch,
+    /// GetOnboarding.
+    Get,
+    /// CancelOnboarding.
+    Cancel,
+}
+
+impl CustomerRpc {
+    fn name(self) -> &'static str {
+        match self {
+            CustomerRpc::Plan => "Plan",
+            CustomerRpc::Provision => "Provision",
+            CustomerRpc::Watch => "Watch",
+            CustomerRpc::Get => "GetOnboarding",
+            CustomerRpc::Cancel => "CancelOnboarding",
+        }
+    }
+}
+
+/// Where an onboarding stands, for the table: `None` is signed in (no run yet); `updated_at`
+/// is when a finished onboarding finished.
+pub(crate) fn check(
+    rpc: CustomerRpc,
+    status: Option<Status>,
+    updated_at: &str,
+    grace_secs: u64,
+    id: &str,
+) -> Result<()> {
+    let Some(status) = status else {
+        return Ok(()); // signed in: every customer action
+    };
+    let finished = matches!(status, Status::Completed | Status::Cancelled);
+    let refuse = |why: String| {
+        Err(ServerError::PermissionDenied(format!(
+            "the invitation no longer unlocks {} on onboarding {id}: {why}",
+            rpc.name()
+        )))
+    };
+    match rpc {
+        CustomerRpc::Cancel if status == Status::Completed => refuse(
+            "it completed; undoing a completed onboarding is an operator's CancelOnboarding with a reason".into(),
+        ),
+        CustomerRpc::Plan | CustomerRpc::Provision | CustomerRpc::Cancel if finished => {
+            refuse(format!("it is {}", status_name(status)))
+        }
+        CustomerRpc::Plan | CustomerRpc::Provision if status == Status::Cancelling => {
+            refuse("it is being cancelled".into())
+        }
+        CustomerRpc::Watch | CustomerRpc::Get if finished => {
+            let done_ms = parse(updated_at).map_or(0, onboard_core::time::ms_of);
+            let grace_ms = i64::try_from(grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            if now_ms() > done_ms.saturating_add(grace_ms) {
+                refuse(format!(
+                    "it is {} and the {grace_secs} s grace after that has passed",
+                    status_name(status)
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Running => "provisioning",
+        Status::Completed => "completed",
+        Status::Failed => "failed",
+        Status::Cancelling => "being cancelled",
+        Status::Cancelled => "cancelled",
+    }
+}

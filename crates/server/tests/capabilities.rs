@@ -1,0 +1,361 @@
+//! The capability table of `crates/server/src/onboarding/capability.rs` (also in
+//! `proto/onboard/v1/onboarding.proto` and ARCHITECTURE.md), every cell over loopback gRPC:
+//! what the invitation token unlocks in each state of its onboarding, and that revoking a used
+//! invitation cuts its holder off at once, open streams included.
+//!
+//! "Allowed" means the call was not refused for lack of capability (PERMISSION_DENIED); an
+//! allowed call may still fail for its own reasons (Watch of an onboarding with no run yet is
+//! NOT_FOUND).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use entra_sim::Faults;
+use onboard_proto::v1 as pb;
+use testkit::server::OPERATOR;
+use testkit::sim_server::SimServer;
+use testkit::wizard::Browser;
+use tonic::Code;
+
+/// Seconds a customer may still Watch a finished onboarding (short, for the test).
+const GRACE: u64 = 3;
+
+const PLAN: &str = "Plan";
+const PROVISION: &str = "Provision";
+const RECONNECT: &str = "Provision (reconnect)";
+const WATCH: &str = "Watch";
+const GET: &str = "GetOnboarding";
+const CANCEL: &str = "CancelOnboarding";
+
+async fn start() -> Result<SimServer> {
+    SimServer::start_with(|b| Ok(b.limit("customer_watch_grace_secs", GRACE))).await
+}
+
+/// The status code of `rpc` on onboarding `id` with invitation `token` (Ok when answered).
+async fn call(env: &SimServer, rpc: &str, token: &str, id: &str, name: &str) -> Result<Code> {
+    let mut c = env.server.onboarding(None).await?;
+    let (id, token) = (id.to_owned(), token.to_owned());
+    let r = match rpc {
+        PLAN => c
+            .plan(pb::PlanRequest {
+                onboarding_id: id,
+                app_name: name.into(),
+                invitation_token: token,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        // A new Provision (its own idempotency key), and the wizard's reconnect (the key of
+        // `testkit::wizard`'s Provision), which only follows the run and counts as Watch.
+        PROVISION | RECONNECT => c
+            .provision(pb::ProvisionRequest {
+                onboarding_id: id.clone(),
+                app_name: name.into(),
+                idempotency_key: if rpc == RECONNECT {
+                    format!("key-{id}")
+                } else {
+                    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    format!("cell-{id}-{n}")
+                },
+                invitation_token: token,
+            })
+            .await
+            .map(drop),
+        WATCH => c
+            .watch(pb::WatchRequest {
+                onboarding_id: id,
+                from_event: 1,
+                invitation_token: token,
+            })
+            .await
+            .map(drop),
+        GET => c
+            .get_onboarding(pb::GetOnboardingRequest {
+                onboarding_id: id,
+                invitation_token: token,
+            })
+            .await
+            .map(drop),
+        CANCEL => c
+            .cancel_onboarding(pb::CancelOnboardingRequest {
+                onboarding_id: id,
+                reason: "customer".into(),
+                invitation_token: token,
+            })
+            .await
+            .map(drop),
+        other => bail!("no rpc {other}"),
+    };
+    Ok(match r {
+        Ok(()) => Code::Ok,
+        Err(s) => s.code(),
+    })
+}
+
+/// Checks each `(rpc, allowed)` in `cells` for the state named `state`.
+async fn expect(
+    env: &SimServer,
+    state: &str,
+    token: &str,
+    id: &str,
+    cells: &[(&str, bool)],
+) -> Result<()> {
+    for (rpc, allowed) in cells {
+        let code = call(env, rpc, token, id, "Cap-App").await?;
+        ensure!(
+            (code != Code::PermissionDenied) == *allowed,
+            "{state}: {rpc} with the token answered {code:?}; expected {}",
+            if *allowed {
+                "allowed"
+            } else {
+                "PERMISSION_DENIED"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// The onboarding's state as the operator sees it.
+async fn state(env: &SimServer, id: &str) -> Result<pb::OnboardingState> {
+    Ok(testkit::wizard::get(env.server.channel().await?, id)
+        .await?
+        .state())
+}
+
+async fn wait_for(env: &SimServer, id: &str, want: pb::OnboardingState) -> Result<()> {
+    for _ in 0..600 {
+        if state(env, id).await? == want {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("{id} never reached {want:?}")
+}
+
+fn slow() -> Faults {
+    Faults {
+        latency_ms: 400,
+        device_code_interval_s: Some(1),
+        ..Faults::default()
+    }
+}
+
+fn calm() -> Faults {
+    Faults {
+        device_code_interval_s: Some(1),
+        ..Faults::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
+    let env = start().await?;
+    // Signed in, no run yet: every customer action.
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    expect(
+        &env,
+        "signed in",
+        &token,
+        &id,
+        &[(PLAN, true), (WATCH, true), (GET, true)],
+    )
+    .await?;
+    // SignIn again with the used invitation: refused (the invitation is used).
+    match env
+        .sign_in(&token, &env.upn("globaladmin"), Browser::Idle)
+        .await?
+    {
+        Err(s) => ensure!(s.code() == Code::FailedPrecondition, "{s:?}"),
+        Ok(e) => bail!("a used invitation signed in again: {e:?}"),
+    }
+    expect(&env, "signed in", &token, &id, &[(CANCEL, true)]).await?;
+
+    // Provisioning (Graph slowed down so the run lasts).
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    env.sim.set_faults(slow());
+    expect(&env, "signed in", &token, &id, &[(PROVISION, true)]).await?;
+    wait_for(&env, &id, pb::OnboardingState::Provisioning).await?;
+    expect(
+        &env,
+        "provisioning",
+        &token,
+        &id,
+        &[(PLAN, true), (PROVISION, true), (WATCH, true), (GET, true)],
+    )
+    .await?;
+    // Cancelling: the customer's cancel runs in the background while the cells are checked.
+    let cancel = {
+        let ch = env.server.channel().await?;
+        let (token, id) = (token.clone(), id.clone());
+        tokio::spawn(async move {
+            onboard_proto::v1::onboarding_client::OnboardingClient::new(ch)
+                .cancel_onboarding(pb::CancelOnboardingRequest {
+                    onboarding_id: id,
+                    reason: "changed my mind".into(),
+                    invitation_token: token,
+                })
+                .await
+        })
+    };
+    // (The API shows a cancelling onboarding as provisioning; the engine knows.)
+    let mut cancelling = false;
+    for _ in 0..3000 {
+        if env.server.app.engine().get(&id)?.map(|o| o.status)
+            == Some(provision::Status::Cancelling)
+        {
+            cancelling = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !cancelling {
+        let r = cancel.await?;
+        let status = env.server.app.engine().get(&id)?.map(|o| o.status);
+        bail!("{id} never seen cancelling; the cancel answered {r:?}; now {status:?}");
+    }
+    expect(
+        &env,
+        "cancelling",
+        &token,
+        &id,
+        &[
+            (PLAN, false),
+            (PROVISION, false),
+            (WATCH, true),
+            (GET, true),
+            (CANCEL, true),
+        ],
+    )
+    .await?;
+    cancel.await??;
+    env.sim.set_faults(calm());
+    wait_for(&env, &id, pb::OnboardingState::Cancelled).await?;
+    // Cancelled, within the grace: look only.
+    let cells = [
+        (PLAN, false),
+        (PROVISION, false),
+        (CANCEL, false),
+        (WATCH, true),
+        (GET, true),
+    ];
+    expect(&env, "cancelled, in grace", &token, &id, &cells).await?;
+    tokio::time::sleep(Duration::from_secs(GRACE + 1)).await;
+    let cells = cells.map(|(rpc, _)| (rpc, false));
+    expect(&env, "cancelled, after grace", &token, &id, &cells).await?;
+    env.server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_completed() -> Result<()> {
+    let env = start().await?;
+    // Failed (the tenant refuses passwords): every customer action; cancel last.
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    env.sim.set_faults(Faults {
+        forbid_passwords: true,
+        ..calm()
+    });
+    let _ = env.provision(&token, &id, "Cap-Failed").await?;
+    wait_for(&env, &id, pb::OnboardingState::Failed).await?;
+    expect(
+        &env,
+        "failed",
+        &token,
+        &id,
+        &[(PLAN, true), (WATCH, true), (GET, true), (PROVISION, true)],
+    )
+    .await?;
+    wait_for(&env, &id, pb::OnboardingState::Failed).await?;
+    expect(&env, "failed", &token, &id, &[(CANCEL, true)]).await?;
+    env.sim.set_faults(calm());
+
+    // Completed, within the grace: Watch and Get (and the wizard's reconnect); never Cancel.
+    let o = env.onboarded("direct-routing", "Cap-Done").await?;
+    let (token, id) = (o.token.clone(), o.onboarding_id.clone());
+    let cells = [
+        (PLAN, false),
+        (PROVISION, false),
+        (CANCEL, false),
+        (WATCH, true),
+        (GET, true),
+        (RECONNECT, true),
+    ];
+    expect(&env, "completed, in grace", &token, &id, &cells).await?;
+    tokio::time::sleep(Duration::from_secs(GRACE + 1)).await;
+    let after = cells.map(|(rpc, _)| (rpc, false));
+    expect(&env, "completed, after grace", &token, &id, &after).await?;
+    // Undoing it is an operator's action, with a reason.
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let mut req = pb::CancelOnboardingRequest {
+        onboarding_id: id.clone(),
+        ..Default::default()
+    };
+    let s = op
+        .cancel_onboarding(req.clone())
+        .await
+        .err()
+        .context("operator cancel without a reason")?;
+    ensure!(s.code() == Code::InvalidArgument, "{s:?}");
+    req.reason = "contract ended".into();
+    let done = op.cancel_onboarding(req).await?.into_inner();
+    ensure!(done.state() == pb::OnboardingState::Cancelled, "{done:?}");
+    env.server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_used_invitation_cuts_its_holder_off_at_once() -> Result<()> {
+    let env = start().await?;
+    let (token, invitation_id) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    env.sim.set_faults(slow());
+    // The customer follows the run.
+    let mut stream =
+        testkit::wizard::provision_stream(env.server.channel().await?, &token, &id, "Cap-Revoked")
+            .await?;
+    stream.message().await?.context("first event")?;
+    let revoked = env
+        .server
+        .invitations(Some(OPERATOR))
+        .await?
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id: invitation_id,
+            reason: "wrong customer".into(),
+        })
+        .await?
+        .into_inner();
+    ensure!(revoked.state() == pb::InvitationState::Revoked);
+    // The open stream ends with PERMISSION_DENIED (after what was already buffered).
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return Code::Ok,
+                Err(s) => return s.code(),
+            }
+        }
+    })
+    .await
+    .context("the stream did not end")?;
+    ensure!(
+        ended == Code::PermissionDenied,
+        "the stream ended with {ended:?}"
+    );
+    // Every call with the token is refused; the run itself goes on for the operator.
+    let cells = [
+        (PLAN, false),
+        (PROVISION, false),
+        (WATCH, false),
+        (GET, false),
+        (CANCEL, false),
+    ];
+    expect(&env, "revoked", &token, &id, &cells).await?;
+    env.sim.set_faults(calm());
+    let info =
+        testkit::wizard::wait_settled(env.server.channel().await?, &id, Duration::from_secs(120))
+            .await?;
+    ensure!(info.state() == pb::OnboardingState::Completed, "{info:?}");
+    env.server.stop().await
+}

@@ -1,0 +1,256 @@
+//! Error hygiene over loopback gRPC: a request that does not decode (invalid UTF-8 in a string
+//! field) is INVALID_ARGUMENT, not INTERNAL; no status message echoes more than 128 characters
+//! of anything the caller sent; Watch from past the end of a finished onboarding is
+//! OUT_OF_RANGE at once.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use onboard_proto::v1 as pb;
+use testkit::server::{OPERATOR, TestServer, with_token};
+use testkit::sim_server::SimServer;
+use tonic::Code;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic_prost::ProstCodec;
+
+/// A request whose fields 1 and 2 are raw bytes, so a string field can carry invalid UTF-8.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawTwo {
+    /// Field 1.
+    #[prost(bytes = "vec", tag = "1")]
+    one: Vec<u8>,
+    /// Field 2.
+    #[prost(bytes = "vec", tag = "2")]
+    two: Vec<u8>,
+}
+
+/// Any response (its fields are not read).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Anything {}
+
+async fn raw_unary(s: &TestServer, path: &'static str, req: RawTwo) -> Result<Code> {
+    let ch = with_token(s.channel().await?, Some(OPERATOR));
+    let mut grpc = tonic::client::Grpc::new(ch);
+    grpc.ready().await?;
+    let r = grpc
+        .unary(
+            tonic::Request::new(req),
+            PathAndQuery::from_static(path),
+            ProstCodec::<RawTwo, Anything>::default(),
+        )
+        .await;
+    Ok(r.err().map_or(Code::Ok, |s| s.code()))
+}
+
+async fn raw_streaming(s: &TestServer, path: &'static str, req: RawTwo) -> Result<Code> {
+    let ch = with_token(s.channel().await?, Some(OPERATOR));
+    let mut grpc = tonic::client::Grpc::new(ch);
+    grpc.ready().await?;
+    let r = grpc
+        .server_streaming(
+            tonic::Request::new(req),
+            PathAndQuery::from_static(path),
+            ProstCodec::<RawTwo, Anything>::default(),
+        )
+        .await;
+    Ok(match r {
+        Err(s) => s.code(),
+        Ok(mut stream) => match stream.get_mut().message().await {
+            Err(s) => s.code(),
+            Ok(_) => Code::Ok,
+        },
+    })
+}
+
+#[tokio::test]
+async fn undecodable_requests_are_invalid_argument() -> Result<()> {
+    let s = TestServer::start().await?;
+    let bad = vec![b'a', 0xff, 0xfe, b'z'];
+    let req = |one: Vec<u8>, two: Vec<u8>| RawTwo { one, two };
+    for (path, r) in [
+        (
+            "/onboard.v1.Onboarding/GetOnboarding",
+            req(bad.clone(), Vec::new()),
+        ),
+        (
+            "/onboard.v1.Invitations/CreateInvitation",
+            req(bad.clone(), b"dr-1".to_vec()),
+        ),
+        (
+            "/onboard.v1.Verification/Verify",
+            req(bad.clone(), Vec::new()),
+        ),
+    ] {
+        let code = raw_unary(&s, path, r).await?;
+        ensure!(code == Code::InvalidArgument, "{path}: {code:?}");
+    }
+    // Server streaming: decoded before the handler runs, same answer.
+    let code = raw_streaming(
+        &s,
+        "/onboard.v1.Onboarding/SignIn",
+        req(b"token".to_vec(), bad.clone()),
+    )
+    .await?;
+    ensure!(code == Code::InvalidArgument, "SignIn: {code:?}");
+    // A well-formed request still works over the same path.
+    let code = raw_unary(
+        &s,
+        "/onboard.v1.Onboarding/GetOnboarding",
+        req(b"no-such-onboarding".to_vec(), Vec::new()),
+    )
+    .await?;
+    ensure!(code == Code::NotFound, "{code:?}");
+    s.stop().await
+}
+
+/// Fails when `message` contains any 129-character run of `sent`.
+fn no_long_echo(what: &str, message: &str, sent: &str) -> Result<()> {
+    let chars: Vec<char> = sent.chars().collect();
+    for w in chars.windows(129) {
+        let run: String = w.iter().collect();
+        ensure!(
+            !message.contains(&run),
+            "{what}: the status message echoes more than 128 characters of the request: {message}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_messages_echo_at_most_128_characters_of_the_request() -> Result<()> {
+    let s = TestServer::start().await?;
+    let words = (0..200)
+        .map(|i| format!("w{i:03}xxxxxxxxxxxxxxxxxxxxxxx"))
+        .collect::<Vec<_>>();
+    for long in ["y".repeat(10_000), words.join(" "), words.join("")] {
+        let mut ob = s.onboarding(Some(OPERATOR)).await?;
+        let mut inv = s.invitations(Some(OPERATOR)).await?;
+        let mut ver = s.verification(Some(OPERATOR)).await?;
+        let statuses = [
+            (
+                "GetOnboarding",
+                ob.get_onboarding(pb::GetOnboardingRequest {
+                    onboarding_id: long.clone(),
+                    ..Default::default()
+                })
+                .await
+                .err(),
+            ),
+            (
+                "Watch",
+                ob.watch(pb::WatchRequest {
+                    onboarding_id: long.clone(),
+                    ..Default::default()
+                })
+                .await
+                .err(),
+            ),
+            (
+                "CancelOnboarding",
+                ob.cancel_onboarding(pb::CancelOnboardingRequest {
+                    onboarding_id: long.clone(),
+                    reason: long.clone(),
+                    ..Default::default()
+                })
+                .await
+                .err(),
+            ),
+            (
+                "GetOnboarding (token)",
+                ob.get_onboarding(pb::GetOnboardingRequest {
+                    onboarding_id: long.clone(),
+                    invitation_token: long.clone(),
+                })
+                .await
+                .err(),
+            ),
+            (
+                "GetInvitation",
+                inv.get_invitation(pb::GetInvitationRequest {
+                    key: Some(pb::get_invitation_request::Key::Id(long.clone())),
+                })
+                .await
+                .err(),
+            ),
+            (
+                "RevokeInvitation",
+                inv.revoke_invitation(pb::RevokeInvitationRequest {
+                    id: long.clone(),
+                    reason: long.clone(),
+                })
+                .await
+                .err(),
+            ),
+            (
+                "CreateInvitation",
+                inv.create_invitation(pb::CreateInvitationRequest {
+                    customer: long.clone(),
+                    service_id: long.clone(),
+                    profile: long.clone(),
+                    admin_upn: long.clone(),
+                    platform_version: long.clone(),
+                    ..Default::default()
+                })
+                .await
+                .err(),
+            ),
+            (
+                "Verify",
+                ver.verify(pb::VerifyRequest {
+                    target: Some(pb::verify_request::Target::ClientId(long.clone())),
+                })
+                .await
+                .err(),
+            ),
+        ];
+        for (rpc, status) in statuses {
+            let status = status.with_context(|| format!("{rpc} succeeded"))?;
+            no_long_echo(rpc, status.message(), &long)?;
+            for f in status_fields(&status) {
+                no_long_echo(rpc, &f, &long)?;
+            }
+        }
+    }
+    s.stop().await
+}
+
+/// The descriptions of a status's BadRequest violations.
+fn status_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| v.description)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_past_the_end_of_a_finished_onboarding_is_out_of_range_at_once() -> Result<()> {
+    let env = SimServer::start().await?;
+    let o = env.onboarded("direct-routing", "Sbc-Range").await?;
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let info = testkit::wizard::get(env.server.channel().await?, &o.onboarding_id).await?;
+    let last = info.events;
+    ensure!(last > 0, "{info:?}");
+    let watch = |from_event| pb::WatchRequest {
+        onboarding_id: o.onboarding_id.clone(),
+        from_event,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(5), op.watch(watch(last + 1)))
+        .await
+        .context("Watch past the end waited")?
+        .err()
+        .context("Watch past the end was accepted")?;
+    ensure!(status.code() == Code::OutOfRange, "{status:?}");
+    ensure!(started.elapsed() < Duration::from_secs(2));
+    // From the last event: that one event, then the end.
+    let events = testkit::wizard::drain(op.watch(watch(last)).await?.into_inner()).await?;
+    ensure!(events.len() == 1, "{events:?}");
+    env.server.stop().await
+}

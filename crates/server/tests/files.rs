@@ -1,0 +1,78 @@
+//! Files on disk: the data directory is the service user's alone (directories 0700, files
+//! 0600) whatever umask the server was started with, and a key file others can read is
+//! refused with the fix in the message.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{Result, ensure};
+use onboard_server::App;
+use testkit::server::{OPERATOR, ServerConfigBuilder, TestServer};
+
+/// Every directory under `dir` and `dir` itself with its mode, and every file with its mode.
+fn modes(dir: &Path, out: &mut Vec<(String, u32, bool)>) -> Result<()> {
+    out.push((
+        dir.display().to_string(),
+        std::fs::metadata(dir)?.permissions().mode() & 0o777,
+        true,
+    ));
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            modes(&e.path(), out)?;
+        } else {
+            out.push((
+                e.path().display().to_string(),
+                e.metadata()?.permissions().mode() & 0o777,
+                false,
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn data_directories_are_0700_and_files_0600_whatever_the_umask() -> Result<()> {
+    // A permissive umask, and a data directory made open before the server starts.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("state"))?;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755))?;
+    let config = ServerConfigBuilder::new(dir.path())?.build()?;
+    let server = TestServer::open(dir, config).await?;
+    // Some writes, so sled has made its files.
+    testkit::wizard::invite(server.channel().await?, "dr-1", "direct-routing", None).await?;
+    let mut all = Vec::new();
+    modes(&data, &mut all)?;
+    let wrong: Vec<_> = all
+        .iter()
+        .filter(|(_, m, is_dir)| *m != if *is_dir { 0o700 } else { 0o600 })
+        .collect();
+    ensure!(all.len() > 4, "too few files: {all:?}");
+    ensure!(wrong.is_empty(), "modes not 0700/0600: {wrong:?}");
+    let _ = OPERATOR;
+    server.stop().await
+}
+
+#[tokio::test]
+async fn a_key_others_can_read_is_refused_with_the_fix() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = ServerConfigBuilder::new(dir.path())?.build()?;
+    let key = config.audit.signing_key.clone();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+    let err = App::open(config.clone()).expect_err("an open key must be refused");
+    let text = err.to_string();
+    ensure!(
+        text.contains(&format!("chmod 600 {}", key.display()))
+            && text.contains("audit.signing_key"),
+        "{text}"
+    );
+    // Group-writable: refused too; owner-only: accepted.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o620))?;
+    ensure!(App::open(config.clone()).is_err());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    let app = App::open(config)?;
+    app.close();
+    Ok(())
+}

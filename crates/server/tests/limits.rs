@@ -1,0 +1,337 @@
+//! `[limits]` over loopback gRPC: every refusal is RESOURCE_EXHAUSTED naming the limit
+//! (`google.rpc.QuotaFailure`) and, where waiting helps, when to retry (`google.rpc.RetryInfo`).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::onboarding_client::OnboardingClient;
+use testkit::server::{AUDITOR, OPERATOR, TestServer, append};
+use testkit::sim_server::SimServer;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// Checks a RESOURCE_EXHAUSTED with the limit named in its QuotaFailure.
+fn exhausted(s: &Status, limit: &str, retry: bool) -> Result<()> {
+    ensure!(s.code() == Code::ResourceExhausted, "{s:?}");
+    let q = s.get_details_quota_failure().context("no QuotaFailure")?;
+    ensure!(
+        q.violations.iter().any(|v| v.description.contains(limit)),
+        "QuotaFailure does not name {limit}: {q:?}"
+    );
+    ensure!(s.message().contains(limit), "{}", s.message());
+    if retry {
+        let r = s.get_details_retry_info().context("no RetryInfo")?;
+        ensure!(r.retry_delay.is_some(), "{r:?}");
+    }
+    Ok(())
+}
+
+/// Starts SignIn and reads the device code; the open stream.
+async fn open_sign_in(
+    env: &SimServer,
+    token: &str,
+    upn: &str,
+) -> Result<Result<tonic::Streaming<pb::SignInEvent>, Status>> {
+    let mut c = OnboardingClient::new(env.server.channel().await?);
+    let mut s = match c
+        .sign_in(pb::SignInRequest {
+            invitation_token: token.into(),
+            admin_upn: upn.into(),
+        })
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(e) => return Ok(Err(e)),
+    };
+    match s.message().await {
+        Ok(Some(_code)) => Ok(Ok(s)),
+        Ok(None) => bail!("sign-in ended at once"),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_device_code_per_invitation_and_sign_in_caps() -> Result<()> {
+    let env = SimServer::start_with(|b| {
+        Ok(b.limit("max_sign_ins_per_tenant", 2)
+            .limit("max_sign_ins", 3))
+    })
+    .await?;
+    let ga = env.upn("globaladmin");
+    let (token, _) = env.invite(None).await?;
+    let first = open_sign_in(&env, &token, &ga)
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    // A second SignIn for the same invitation while the first is open: refused.
+    let second = open_sign_in(&env, &token, &ga)
+        .await?
+        .err()
+        .context("second flow")?;
+    exhausted(&second, "one device-code flow per invitation", true)?;
+    // Per admin domain: the second invitation's flow fits, the third does not.
+    let (t2, _) = env.invite(None).await?;
+    let (t3, _) = env.invite(None).await?;
+    let f2 = open_sign_in(&env, &t2, &ga)
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let third = open_sign_in(&env, &t3, &ga)
+        .await?
+        .err()
+        .context("third flow")?;
+    exhausted(&third, "limits.max_sign_ins_per_tenant = 2", true)?;
+    // In total: another domain fits once, then the server is full.
+    let other = open_sign_in(&env, &t3, "admin@other.example").await?;
+    let other = other.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let (t4, _) = env.invite(None).await?;
+    let full = open_sign_in(&env, &t4, "admin@third.example")
+        .await?
+        .err()
+        .context("4th")?;
+    exhausted(&full, "limits.max_sign_ins = 3", true)?;
+    // Closing a stream frees its slot: the invitation can sign in again.
+    drop(first);
+    let mut again = None;
+    for _ in 0..100 {
+        match open_sign_in(&env, &token, &ga).await? {
+            Ok(s) => {
+                again = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    ensure!(again.is_some(), "the slot was not freed");
+    drop((f2, other, again));
+    env.server.stop().await
+}
+
+#[tokio::test]
+async fn forged_invitation_tokens_slow_down_per_address() -> Result<()> {
+    let s = TestServer::start_with(|b| {
+        Ok(b.limit("token_failures_burst", 5)
+            .limit("token_failures_per_minute", 6))
+    })
+    .await?;
+    let mut c = s.onboarding(None).await?;
+    let get = |token: &str| pb::GetOnboardingRequest {
+        onboarding_id: "ob-1".into(),
+        invitation_token: token.into(),
+    };
+    let started = std::time::Instant::now();
+    let mut codes = Vec::new();
+    for i in 0..1000 {
+        let st = c
+            .get_onboarding(get(&format!("forged-{i}")))
+            .await
+            .err()
+            .context("a forged token was accepted")?;
+        codes.push(st.code());
+        if i == 999 {
+            exhausted(&st, "limits.token_failures_per_minute = 6", true)?;
+        }
+    }
+    let unauthenticated = codes
+        .iter()
+        .filter(|c| **c == Code::Unauthenticated)
+        .count();
+    ensure!(
+        unauthenticated <= 6,
+        "{unauthenticated} forged tokens were checked"
+    );
+    ensure!(
+        codes[10..].iter().all(|c| *c == Code::ResourceExhausted),
+        "{codes:?}"
+    );
+    println!(
+        "1000 forged tokens in {:?}: {unauthenticated} checked, the rest refused",
+        started.elapsed()
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn expensive_calls_and_audited_reads_have_buckets() -> Result<()> {
+    let s = TestServer::start_with(|b| {
+        Ok(b.limit("expensive_burst", 3)
+            .limit("expensive_per_minute", 1)
+            .limit("audited_reads_burst", 4)
+            .limit("audited_reads_per_minute", 1))
+    })
+    .await?;
+    let mut v = s.verification(Some(OPERATOR)).await?;
+    let mut last = None;
+    for _ in 0..4 {
+        last = v
+            .verify(pb::VerifyRequest {
+                target: Some(pb::verify_request::Target::ClientId("nope".into())),
+            })
+            .await
+            .err();
+    }
+    exhausted(
+        &last.context("verify")?,
+        "limits.expensive_per_minute = 1",
+        true,
+    )?;
+    // Audited reads: rate-limited per caller (not coalesced); the log grows by the burst only.
+    let mut a = s.audit(Some(AUDITOR)).await?;
+    let before = s.app.audit().size();
+    let mut refused = None;
+    for _ in 0..10 {
+        if let Err(e) = a.get_checkpoint(pb::GetCheckpointRequest {}).await {
+            refused = Some(e);
+        }
+    }
+    exhausted(
+        &refused.context("no read refused")?,
+        "limits.audited_reads_per_minute = 1",
+        true,
+    )?;
+    // Allow the writer to settle, then count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let grown = s.app.audit().size() - before;
+    ensure!(grown == 4, "the log grew by {grown} entries for 10 reads");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn calls_in_flight_and_message_size() -> Result<()> {
+    let s = TestServer::start_with(|b| {
+        Ok(b.limit("max_concurrent_calls", 2)
+            .limit("max_message_bytes", 4096))
+    })
+    .await?;
+    let mut a = s.audit(Some(AUDITOR)).await?;
+    let f1 = a.follow(pb::FollowRequest::default()).await?.into_inner();
+    let f2 = a.follow(pb::FollowRequest::default()).await?.into_inner();
+    let e = a
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await
+        .err()
+        .context("a third call in flight")?;
+    exhausted(&e, "limits.max_concurrent_calls = 2", true)?;
+    drop((f1, f2));
+    let mut ok = false;
+    for _ in 0..100 {
+        if a.get_checkpoint(pb::GetCheckpointRequest {}).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ensure!(ok, "closed streams did not free their slots");
+    // A request over max_message_bytes: RESOURCE_EXHAUSTED naming the limit's size.
+    let e = s
+        .invitations(Some(OPERATOR))
+        .await?
+        .create_invitation(pb::CreateInvitationRequest {
+            customer: "x".repeat(10_000),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("an oversized message")?;
+    ensure!(e.code() == Code::ResourceExhausted, "{e:?}");
+    ensure!(e.message().contains("4096"), "{}", e.message());
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_slow_follower_is_disconnected_not_buffered() -> Result<()> {
+    let s =
+        TestServer::start_with(|b| Ok(b.limit("stream_buffer", 4).limit("slow_reader_secs", 1)))
+            .await?;
+    // Enough entries (8 MB) to fill HTTP/2's windows, the sockets and the stream's buffer.
+    let padding = "p".repeat(4000);
+    let tasks: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (app, padding) = (s.app.clone(), padding.clone());
+            tokio::spawn(async move {
+                for i in 0..250u64 {
+                    let e =
+                        serde_json::json!({"action": "test", "i": t * 1000 + i, "pad": padding});
+                    append(&app, e).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let mut a = s.audit(Some(AUDITOR)).await?;
+    let mut f = a.follow(pb::FollowRequest::default()).await?.into_inner();
+    // Not reading: the server gives up on this reader after slow_reader_secs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = 0;
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), f.message()).await? {
+            Ok(Some(_)) => got += 1,
+            Ok(None) => bail!("the stream ended without an error after {got} entries"),
+            Err(e) => break e,
+        }
+    };
+    exhausted(&end, "limits.slow_reader_secs = 1", true)?;
+    ensure!(got < 2000, "every entry was buffered ({got})");
+    s.stop().await
+}
+
+/// One plain HTTP/1.1 POST as the wizard's page sends it; the response's head and body.
+async fn wizard_post(s: &TestServer, path: &str, token: &str, body: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(s.addr).await?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\nx-invitation-token: {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        s.addr,
+        body.len()
+    );
+    c.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The wizard reaches the same services in process: a browser's forged tokens count against
+/// its address like a gRPC client's, and then even a genuine token from it waits (429 with
+/// Retry-After and the limit named) while a gRPC client elsewhere is unaffected.
+#[tokio::test]
+async fn the_wizard_counts_forged_tokens_per_address_too() -> Result<()> {
+    let s = TestServer::start_with(|b| {
+        Ok(b.limit("token_failures_burst", 3)
+            .limit("token_failures_per_minute", 1))
+    })
+    .await?;
+    let mut answers = Vec::new();
+    for i in 0..10 {
+        answers
+            .push(wizard_post(&s, "/wizard/api/invitation", &format!("forged-{i}"), "{}").await?);
+    }
+    let invalid = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 200") && a.contains(r#""state":"invalid""#))
+        .count();
+    ensure!(invalid <= 3, "{invalid} forged tokens were looked up");
+    let last = answers.last().context("answers")?;
+    ensure!(last.starts_with("HTTP/1.1 429"), "{last}");
+    ensure!(
+        last.to_ascii_lowercase().contains("retry-after: "),
+        "{last}"
+    );
+    ensure!(
+        last.contains("resource_exhausted")
+            && last.contains("limits.token_failures_per_minute = 1"),
+        "{last}"
+    );
+    // SignIn through the wizard from the same address is held back before any lookup.
+    let sign_in = wizard_post(
+        &s,
+        "/wizard/api/signin",
+        "forged-x",
+        r#"{"upn":"admin@contoso.example"}"#,
+    )
+    .await?;
+    ensure!(sign_in.starts_with("HTTP/1.1 429"), "{sign_in}");
+    s.stop().await
+}

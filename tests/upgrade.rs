@@ -147,6 +147,11 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
         })
         .collect::<Result<_>>()?;
     ensure!(phases == [Phase::Intent, Phase::Succeeded], "{phases:?}");
+    // Both entries as auditors read them: against the published schema.
+    let migration = (before_migration..before_migration + 2)
+        .map(|seq| Ok(serde_json::from_slice(&app.audit().entry(seq)?)?))
+        .collect::<Result<Vec<serde_json::Value>>>()?;
+    testkit::audit::check_schema(&migration)?;
     ensure!(
         onboard_server::migrate_records(&app).await? == 0,
         "migrated twice"

@@ -20,12 +20,24 @@ use testkit::sim::users::GLOBAL_ADMIN;
 use testkit::sim_server::{SERVICE, SimServer};
 
 /// Actions this flow does not write, with where they are written and checked instead.
-const ELSEWHERE: &[(&str, &str)] = &[(
-    "client_secret.remove",
-    "the removal of a secret whose value a crash lost \
-     (crates/provision/tests/durability.rs, `client_secret:changed`; entries checked by \
-     testkit::engine)",
-)];
+const ELSEWHERE: &[(&str, &str)] = &[
+    (
+        "client_secret.remove",
+        "the removal of a secret whose value a crash lost \
+         (crates/provision/tests/durability.rs, `client_secret:changed`; entries checked by \
+         testkit::engine)",
+    ),
+    (
+        "store.migrate",
+        "the MAC migration of release 0.1's records (tests/upgrade.rs, over the 0.1 fixture; \
+         entries checked with testkit::audit::check_schema)",
+    ),
+    (
+        "store.reanchor",
+        "accepting a rolled-back log (crates/server/tests/integrity.rs, \
+         `onboard_server::reanchor`; entry checked with testkit::audit::check_schema)",
+    ),
+];
 
 /// Polls the log until `pred` holds (the drift scheduler runs every second).
 async fn wait_for(env: &SimServer, what: &str, pred: impl Fn(&[Value]) -> bool) -> Result<()> {

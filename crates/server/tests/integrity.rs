@@ -95,6 +95,7 @@ async fn start_up_refuses_an_audit_log_the_state_store_does_not_recognise() -> R
         v["action"] == "store.reanchor" && v["reason"] == "restored the wrong backup; kept",
         "{v}"
     );
+    testkit::audit::check_schema(std::slice::from_ref(&v))?;
     app.close();
     drop(app);
     // And the right log, restored, is not the recorded one any more either: it is refused.

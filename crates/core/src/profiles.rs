@@ -50,9 +50,15 @@ pub struct ProfileDef {
     /// The registration may rotate its own secrets: provisioning adds the Graph permission
     /// `Application.ReadWrite.OwnedBy` and makes the app's service principal an owner of the
     /// app, so day-two rotation needs no admin sign-in (at the price of a standing right to
-    /// change this one app; see crates/credentials/README.md).
-    #[serde(default)]
+    /// change this one app; see crates/credentials/README.md). On unless a profile says
+    /// `self_rotation = false` (profile file version 3 on).
+    #[serde(default = "on")]
     pub self_rotation: bool,
+}
+
+/// Serde's default for switches that are on unless turned off.
+fn on() -> bool {
+    true
 }
 
 /// Permissions and roles that platform versions strictly before `version` also need.
@@ -138,6 +144,31 @@ pub struct ResolvedProfile {
     /// The app's service principal becomes an owner of the app (see [`ProfileDef`]).
     #[serde(default)]
     pub self_rotation: bool,
+}
+
+impl ResolvedProfile {
+    /// What a registration made by hand must hold for this profile: the same without
+    /// self-rotation's permission (self-rotation is how Onboard changes secrets, not what the
+    /// service needs; an attached registration that rotates itself is detected instead).
+    pub fn without_self_rotation(mut self) -> Self {
+        self.permissions
+            .retain(|p| !(p.resource == Resource::Graph && p.value == SELF_ROTATION_PERMISSION));
+        self.self_rotation = false;
+        self
+    }
+
+    /// The same with self-rotation: its permission added (once) and the switch on.
+    pub fn with_self_rotation(mut self) -> Self {
+        let p = PermissionRef {
+            resource: Resource::Graph,
+            value: SELF_ROTATION_PERMISSION.to_owned(),
+        };
+        if !self.permissions.contains(&p) {
+            self.permissions.push(p);
+        }
+        self.self_rotation = true;
+        self
+    }
 }
 
 /// Compares dotted numeric versions part by part (`8.0.99` < `8.0.517.221`); missing parts count
@@ -311,13 +342,18 @@ mod tests {
     #[test]
     fn shipped_direct_routing_profile() {
         let set = ProfileSet::defaults().expect("shipped file parses");
-        assert_eq!(set.version, 2);
-        let current = set.resolve("direct-routing", None).expect("exists");
+        assert_eq!(set.version, 3);
+        // Self-rotation is the default; the least-privilege profile turns it off.
+        let own = set.resolve("direct-routing", None).expect("exists");
+        assert!(own.self_rotation);
+        let current = set
+            .resolve("direct-routing-least-privilege", None)
+            .expect("exists");
         assert!(!current.self_rotation);
-        let own = set
+        let old_name = set
             .resolve("direct-routing-self-rotating", None)
             .expect("exists");
-        assert!(own.self_rotation);
+        assert_eq!(old_name.permissions, own.permissions);
         assert_eq!(
             graph_values(&own),
             [
@@ -342,11 +378,11 @@ mod tests {
         );
 
         let same = set
-            .resolve("direct-routing", Some("8.0.517.221"))
+            .resolve("direct-routing-least-privilege", Some("8.0.517.221"))
             .expect("exists");
         assert_eq!(same.permissions, current.permissions);
         let newer = set
-            .resolve("direct-routing", Some("8.2.0.1"))
+            .resolve("direct-routing-least-privilege", Some("8.2.0.1"))
             .expect("exists");
         assert_eq!(newer.permissions, current.permissions);
     }
@@ -355,7 +391,9 @@ mod tests {
     fn older_versions_add_group_and_role_management_read() {
         let set = ProfileSet::defaults().expect("shipped file parses");
         for v in ["8.0.517.220", "8.0.99", "7.4", "8.0.516.999"] {
-            let old = set.resolve("direct-routing", Some(v)).expect("exists");
+            let old = set
+                .resolve("direct-routing-least-privilege", Some(v))
+                .expect("exists");
             assert_eq!(
                 graph_values(&old),
                 [

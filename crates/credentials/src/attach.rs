@@ -78,7 +78,10 @@ impl Credentials {
             .map_err(|e| CredentialsError::InvalidArgument {
                 field: "profile",
                 reason: e.to_string(),
-            })?;
+            })?
+            // A hand-made registration needs what the service needs; rotating itself is
+            // optional for it (detected below).
+            .without_self_rotation();
         let (tenant, client) = (&req.registration.tenant_id, &req.registration.client_id);
         // Two attaches of one registration run one after the other (the second is refused).
         let lock = self.lock_for(&registration_key(tenant, client));
@@ -194,7 +197,9 @@ impl Credentials {
             reg.current.insert(s.clone(), key.clone());
         }
         if self.detect_self_rotation(&reg).await {
+            // It rotates itself: the permission that takes is part of what it should hold.
             reg.auth_mode = AuthMode::SelfRotation;
+            reg.profile = reg.profile.clone().with_self_rotation();
         }
         self.save(&reg).await?;
         aud.entry(
@@ -324,9 +329,12 @@ impl Credentials {
                 attached_at: onboard_core::time::now(),
                 rotations: BTreeMap::new(),
             };
-            // The customer may have made the app able to rotate itself (best effort: any
-            // failure leaves the admin-session mode).
-            if self.detect_self_rotation(&reg).await {
+            // A completed run of a self-rotating profile granted Application.ReadWrite.OwnedBy
+            // and made the service principal an owner (its `app_owner` step): trusted, since
+            // the grant can take minutes to reach the app's tokens (changes wait for it,
+            // bounded). Otherwise the customer may have made the app able to rotate itself
+            // (best effort: any failure leaves the admin-session mode).
+            if o.profile.self_rotation || self.detect_self_rotation(&reg).await {
                 reg.auth_mode = AuthMode::SelfRotation;
             }
             self.save(&reg).await?;

@@ -76,6 +76,10 @@ pub struct CredentialsConfig {
     /// The MAC every stored record carries; `None`: derived from `sealing_key` (the server
     /// passes its one instance, see `provision::EngineConfig::record_mac`).
     pub record_mac: Option<onboard_core::store::RecordMac>,
+    /// How long a self-rotating registration's changes wait for `Application.ReadWrite.OwnedBy`
+    /// to appear in the app's tokens (Entra issues tokens from grants that may take minutes
+    /// to propagate after provisioning); then the change fails with what to do.
+    pub self_rotation_wait: std::time::Duration,
 }
 
 impl CredentialsConfig {
@@ -97,6 +101,7 @@ impl CredentialsConfig {
             hook: None,
             shutdown: Shutdown::never(),
             record_mac: None,
+            self_rotation_wait: std::time::Duration::from_secs(300),
         })
     }
 }
@@ -126,6 +131,8 @@ pub(crate) struct Inner {
     pub driving: rotate::Driving,
     /// The server's shutdown signal (see [`CredentialsConfig::shutdown`]).
     pub shutdown: Shutdown,
+    /// See [`CredentialsConfig::self_rotation_wait`].
+    pub self_rotation_wait: std::time::Duration,
 }
 
 /// The day-two manager. Cheap to clone.
@@ -181,6 +188,7 @@ impl Credentials {
                 locks: Mutex::new(HashMap::new()),
                 driving: rotate::Driving::default(),
                 shutdown: cfg.shutdown,
+                self_rotation_wait: cfg.self_rotation_wait,
             }),
         })
     }

@@ -109,14 +109,21 @@ impl Credentials {
     }
 
     /// Ends the tenant's admin session: while it still renews, removes (audited, as
-    /// `temporary_app.delete`) every enterprise app named `temporary_app` that the day-two
-    /// sign-in re-created; then forgets the session either way.
+    /// `temporary_app.delete`) the enterprise app the day-two sign-in re-created (the service
+    /// principal of the public client the session signed in with, found by `appId`; the
+    /// consented app takes the provider app's own display name, so `temporary_app` only names
+    /// it in the audit entry); then forgets the session either way.
     pub async fn end_admin_session(
         &self,
         tenant_id: &str,
         temporary_app: &str,
         actor: &str,
     ) -> Result<EndedSession, CredentialsError> {
+        let public_client = self
+            .inner
+            .store
+            .get::<SessionRecord>(&session_key(tenant_id))?
+            .map(|r| r.client_id);
         let graph = match self.admin_graph(tenant_id).await {
             Ok(g) => Some(g),
             Err(CredentialsError::NoAdminSession { .. }) => None,
@@ -126,12 +133,14 @@ impl Credentials {
             session_was_usable: graph.is_some(),
             ..EndedSession::default()
         };
-        if let Some(graph) = graph {
-            let found = graph
-                .find_service_principals_by_display_name(temporary_app, &OpContext::new())
+        if let (Some(graph), Some(app_id)) = (graph, public_client) {
+            let found: Vec<_> = graph
+                .find_service_principal_by_app_id(&app_id, &OpContext::new())
                 .await
                 .map_err(|e| CredentialsError::entra("find_temporary_app", e))?
-                .value;
+                .value
+                .into_iter()
+                .collect();
             let auditor = Auditor {
                 log: &self.inner.audit,
                 scope: Scope {
@@ -177,6 +186,35 @@ impl Credentials {
             removed = ended.temporary_apps_removed,
             "admin session ended"
         );
+        Ok(ended)
+    }
+
+    /// Ends (as [`Credentials::end_admin_session`]) every admin session not used for `idle`:
+    /// the backstop for a day-two sign-in nobody ended. Returns the tenants whose session
+    /// ended; one that fails to end is logged and tried again next time.
+    pub async fn end_idle_admin_sessions(
+        &self,
+        idle: std::time::Duration,
+        temporary_app: &str,
+        actor: &str,
+    ) -> Result<Vec<String>, CredentialsError> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut ended = Vec::new();
+        for rec in self.inner.store.scan::<SessionRecord>("adm/")? {
+            let last = onboard_core::time::parse(&rec.updated_at).unwrap_or(now);
+            if now - last < idle {
+                continue;
+            }
+            match self
+                .end_admin_session(&rec.tenant_id, temporary_app, actor)
+                .await
+            {
+                Ok(_) => ended.push(rec.tenant_id),
+                Err(e) => {
+                    tracing::warn!(tenant_id = %rec.tenant_id, error = %e, "idle admin session not ended");
+                }
+            }
+        }
         Ok(ended)
     }
 
@@ -315,12 +353,43 @@ impl Credentials {
     ) -> Result<GraphClient, CredentialsError> {
         match reg.auth_mode {
             AuthMode::SelfRotation => {
-                let t = self
-                    .app_token(reg, "https://graph.microsoft.com/.default")
-                    .await?;
+                let t = self.self_rotation_token(reg).await?;
                 Ok(self.inner.entra.graph(t.access_token))
             }
             AuthMode::AdminSession => self.admin_graph(&reg.tenant_id).await,
+        }
+    }
+
+    /// The app's own Graph token once it carries `Application.ReadWrite.OwnedBy`. Right after
+    /// provisioning the grant may not have reached the tokens Entra issues yet: fresh tokens
+    /// are asked for, 1 s apart doubling to 30 s, for up to
+    /// [`CredentialsConfig::self_rotation_wait`](crate::CredentialsConfig::self_rotation_wait).
+    async fn self_rotation_token(&self, reg: &Registration) -> Result<TokenSet, CredentialsError> {
+        let deadline = tokio::time::Instant::now() + self.inner.self_rotation_wait;
+        let mut pause = std::time::Duration::from_secs(1);
+        loop {
+            let t = self
+                .app_token(reg, "https://graph.microsoft.com/.default")
+                .await?;
+            if holds_owned_by(&t) {
+                return Ok(t);
+            }
+            let now = tokio::time::Instant::now();
+            if now + pause > deadline {
+                return Err(CredentialsError::FailedPrecondition(format!(
+                    "registration {} rotates its own secrets, but its token does not carry \
+                     {OWNED_BY} (yet): Microsoft may still be propagating the grant, or it was \
+                     removed; retry in a few minutes, or sign an admin in for this change",
+                    reg.client_id
+                )));
+            }
+            tracing::info!(
+                client_id = %reg.client_id,
+                wait_ms = pause.as_millis() as u64,
+                "waiting for the self-rotation grant to reach the app's token"
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(30));
         }
     }
 
@@ -333,12 +402,7 @@ impl Credentials {
         else {
             return false;
         };
-        let owned_by = t.access_token_claims().is_ok_and(|c| {
-            c.roles
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case("Application.ReadWrite.OwnedBy"))
-        });
-        if !owned_by {
+        if !holds_owned_by(&t) {
             return false;
         }
         let graph = self.inner.entra.graph(t.access_token);
@@ -368,4 +432,13 @@ impl Credentials {
         self.save(&reg).await?;
         Ok(reg.auth_mode)
     }
+}
+
+/// The Graph permission self-rotation needs.
+const OWNED_BY: &str = "Application.ReadWrite.OwnedBy";
+
+/// Whether an app-only Graph token carries [`OWNED_BY`].
+fn holds_owned_by(t: &TokenSet) -> bool {
+    t.access_token_claims()
+        .is_ok_and(|c| c.roles.iter().any(|r| r.eq_ignore_ascii_case(OWNED_BY)))
 }

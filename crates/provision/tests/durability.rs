@@ -185,7 +185,7 @@ async fn cancel_undoes_what_was_made_audited() -> Result<()> {
     let entries = env.audit_entries("onb-c")?;
     for (action, n) in [
         ("directory_role_assignment.delete", 1),
-        ("app_role_assignment.delete", 3),
+        ("app_role_assignment.delete", 4),
         ("service_principal.delete", 1),
         ("app_registration.delete", 1),
     ] {

@@ -12,7 +12,7 @@ use onboard_core::HookAction;
 use provision::{EventKind, Status, StepHook};
 use testkit::engine::{EngineEnv, aborted, completion};
 use testkit::sim::calm;
-use testkit::snapshot::{apps_named, provisioned_once};
+use testkit::snapshot::{GRANTS, ROLES, apps_named, provisioned_once};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_then_onboard_the_same_name_again_completes_without_duplicates() -> Result<()> {
@@ -37,7 +37,7 @@ async fn cancel_then_onboard_the_same_name_again_completes_without_duplicates() 
     let second = env.provision("onb-second", "Sbc-Again", admin).await?;
     completion(&second)?;
     // Exactly one live app of that name, one SP, its grants and role: no duplicates.
-    let (app_id, _) = provisioned_once(&env.snapshot(), "Sbc-Again", 3, 1)?;
+    let (app_id, _) = provisioned_once(&env.snapshot(), "Sbc-Again", GRANTS, ROLES)?;
     ensure!(
         binned[0]["app_id"] != app_id.as_str(),
         "a new app, not the deleted one"

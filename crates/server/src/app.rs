@@ -165,6 +165,8 @@ impl App {
             d => Some(time::Duration::days(i64::from(d))),
         };
         ccfg.shutdown = shutdown.handle();
+        ccfg.self_rotation_wait =
+            std::time::Duration::from_secs(config.credentials.self_rotation_wait_secs);
         ccfg.record_mac = Some(record_mac.clone());
         let credentials = Credentials::new(ccfg)?;
         let targets = RegistryTargets::new(

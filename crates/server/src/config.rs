@@ -100,6 +100,17 @@ pub struct CredentialsSection {
     /// Lifetime of new secrets in days (0: Graph's default of two years).
     #[serde(default = "default_secret_lifetime")]
     pub secret_lifetime_days: u32,
+    /// How long a self-rotating registration's change waits for its
+    /// `Application.ReadWrite.OwnedBy` grant to reach its tokens (right after provisioning).
+    #[serde(default = "default_self_rotation_wait")]
+    pub self_rotation_wait_secs: u64,
+    /// A day-two admin sign-in is for the change it was made for: once a change that used it
+    /// succeeded, the session ends (the re-created temporary app removed, audited).
+    #[serde(default = "default_true")]
+    pub end_admin_session_after_change: bool,
+    /// The backstop: an admin session unused this long is ended the same way (0: never).
+    #[serde(default = "default_admin_session_idle")]
+    pub admin_session_idle_secs: u64,
 }
 
 impl Default for CredentialsSection {
@@ -110,8 +121,23 @@ impl Default for CredentialsSection {
             auto_rotate_overlap_secs: default_overlap(),
             check_interval_secs: default_check_interval(),
             secret_lifetime_days: default_secret_lifetime(),
+            self_rotation_wait_secs: default_self_rotation_wait(),
+            end_admin_session_after_change: true,
+            admin_session_idle_secs: default_admin_session_idle(),
         }
     }
+}
+
+fn default_self_rotation_wait() -> u64 {
+    300
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_admin_session_idle() -> u64 {
+    3_600
 }
 
 fn default_horizon() -> u32 {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use secrecy::SecretString;
-use testkit::config::AutoRotate;
+use testkit::config::{AutoRotate, OPERATOR_IDENTITY};
 use testkit::server::{ADMIN, AUDITOR, OPERATOR, bad_fields};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
@@ -210,6 +210,34 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         .await?
         .into_inner();
     ensure!(g.roles.is_empty() && g.audit_seqs.len() == 1, "{g:?}");
+    // The day-two sign-in was for that change: once it succeeded, the session ended by itself
+    // (the temporary app it re-created removed, audited as the operator's), and the next admin
+    // change needs a new sign-in.
+    ensure!(
+        sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty(),
+        "the temporary app outlived the change"
+    );
+    let removal = env
+        .server
+        .entries()?
+        .into_iter()
+        .filter(|e| e["action"] == "temporary_app.delete" && e["phase"] == "succeeded")
+        .next_back()
+        .context("no audited removal")?;
+    ensure!(removal["actor"] == OPERATOR_IDENTITY, "{removal}");
+    let e = c
+        .update_roles(pb::UpdateRolesRequest {
+            registration: reg.clone(),
+            add: vec!["Teams Administrator".into()],
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("a change after the session ended")?;
+    ensure!(
+        e.code() == Code::FailedPrecondition && e.message().contains("signed in"),
+        "{e:?}"
+    );
 
     // A tenant policy forbidding secrets: FAILED_PRECONDITION, nothing changed.
     env.sim.set_faults(Faults {
@@ -255,8 +283,9 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         .context("unknown")?;
     ensure!(e.code() == Code::NotFound, "{e:?}");
 
-    // The day-two sign-in re-created the temporary app; ending the session removes it
-    // (audited) and later admin changes need a new sign-in.
+    // Another day-two sign-in re-creates the temporary app; ending the session by hand
+    // removes it (audited) and later admin changes need a new sign-in.
+    env.day_two_sign_in().await?;
     let snap = env.sim.snapshot();
     ensure!(!sps_where(&snap, "display_name", TOKEN_APP).is_empty());
     let e = c
@@ -501,4 +530,83 @@ async fn expiring_secrets_are_rotated_automatically() -> Result<()> {
         "no automatic rotation in the audit log"
     );
     env.server.stop().await
+}
+
+/// Issue 13, admin sessions by design: with the default profile (self-rotating), a secret can
+/// be added right after the onboarding, with no admin signed in; with the least-privilege
+/// profile the same call needs a sign-in and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_added_right_after_an_onboarding_without_a_sign_in() -> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env
+        .onboarded("direct-routing", "Sbc-Right-After")
+        .await?
+        .done;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let added = c
+        .add_service_secret(pb::AddServiceSecretRequest {
+            registration: registration(&env, &done.client_id),
+            service_id: "dr-2".into(),
+            valid_for: None,
+        })
+        .await?
+        .into_inner();
+    ensure!(authenticates(&env, &done.client_id, &added.secret).await?);
+    ensure!(authenticates(&env, &done.client_id, &done.secret).await?);
+    let view = env
+        .server
+        .app
+        .credentials()
+        .find(&done.client_id)?
+        .context("managed")?;
+    ensure!(
+        format!("{:?}", view.auth_mode) == "SelfRotation",
+        "{view:?}"
+    );
+
+    let least = env
+        .onboarded("direct-routing-least-privilege", "Sbc-Least")
+        .await?
+        .done;
+    let e = c
+        .add_service_secret(pb::AddServiceSecretRequest {
+            registration: registration(&env, &least.client_id),
+            service_id: "dr-3".into(),
+            valid_for: None,
+        })
+        .await
+        .err()
+        .context("a least-privilege registration changed its secrets without a sign-in")?;
+    ensure!(
+        e.code() == Code::FailedPrecondition && e.message().contains("sign in"),
+        "{e:?}"
+    );
+    Ok(())
+}
+
+/// The backstop: a day-two sign-in nobody used is ended after `admin_session_idle_secs`, its
+/// temporary app removed and audited as the idle timeout's doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_admin_session_ends_by_itself() -> Result<()> {
+    let env =
+        SimServer::start_with(|b| Ok(b.raw("credentials", "admin_session_idle_secs", 2i64.into())))
+            .await?;
+    env.onboarded("direct-routing", "Sbc-Idle").await?;
+    env.day_two_sign_in().await?;
+    ensure!(!sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the idle session was not ended"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let by_idle = env.server.entries()?.into_iter().any(|e| {
+        e["action"] == "temporary_app.delete"
+            && e["phase"] == "succeeded"
+            && e["actor"] == onboard_server::credentials::SESSION_IDLE_ACTOR
+    });
+    ensure!(by_idle, "the removal is not audited as the idle timeout's");
+    Ok(())
 }

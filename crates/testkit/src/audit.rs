@@ -136,14 +136,18 @@ pub fn change_pairs(entries: &[Value], onboarding_id: &str) -> Result<HashMap<St
 }
 
 /// The Entra changes one `direct-routing` onboarding makes, by action, with how many succeed:
-/// the app, its service principal and secret, three app-role grants, one directory role, the
-/// temporary app's removal, and the proof that the secret authenticates.
+/// the app, its service principal and secret, four app-role grants, one directory role, the
+/// app's service principal as its owner, the temporary app's removal, and the proof that the
+/// secret authenticates.
 pub const DIRECT_ROUTING_CHANGES: &[(&str, usize)] = &[
     ("app_registration.create", 1),
     ("service_principal.create", 1),
     ("client_secret.add", 1),
-    ("app_role_assignment.create", 3),
+    // Organization.Read.All, User.Read.All, Application.ReadWrite.OwnedBy (self-rotation, on
+    // by default) and the Teams admin API's application_access.
+    ("app_role_assignment.create", 4),
     ("directory_role_assignment.create", 1),
+    ("app_owner.add", 1),
     ("temporary_app.delete", 1),
     ("authentication.verify", 1),
 ];

@@ -46,15 +46,21 @@ pub async fn store_session(env: &EngineEnv, creds: &Credentials, nick: &str) -> 
     Ok(())
 }
 
-/// A registration made by a whole onboarding `id` (service `svc-<id>`, app `name`), imported
-/// into `creds`.
+/// The profile of [`provisioned`]: without self-rotation, so secret changes go through the
+/// tenant's admin session (the mode these tests exercise; the default profile rotates itself).
+pub const LEAST_PRIVILEGE: &str = "direct-routing-least-privilege";
+
+/// A registration made by a whole onboarding `id` (service `svc-<id>`, app `name`, profile
+/// [`LEAST_PRIVILEGE`]), imported into `creds`.
 pub async fn provisioned(
     env: &EngineEnv,
     creds: &Credentials,
     id: &str,
     name: &str,
 ) -> Result<RegistrationRef> {
-    let done = env.onboarded(id, name).await?;
+    let mut req = env.request(id, name);
+    req.profile = LEAST_PRIVILEGE.into();
+    let done = env.onboard(req).await?;
     creds.import_provisioned(&env.engine).await?;
     Ok(RegistrationRef::new(&env.info.tenant_id, done.client_id))
 }

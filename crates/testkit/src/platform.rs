@@ -115,7 +115,12 @@ pub fn verify_input(
         secret_expires: o.expires.as_deref().and_then(|e| {
             time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339).ok()
         }),
-        graph_permissions: vec!["Organization.Read.All".into(), "User.Read.All".into()],
+        // With self-rotation's permission: `direct-routing` rotates itself by default.
+        graph_permissions: vec![
+            "Organization.Read.All".into(),
+            "User.Read.All".into(),
+            "Application.ReadWrite.OwnedBy".into(),
+        ],
         tenant_admin_permissions: vec!["application_access".into()],
         directory_roles: vec![ExpectedRole {
             name: "Teams Administrator".into(),

@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-/// The profile `direct-routing`'s app-role grants: Organization.Read.All, User.Read.All and
-/// the Teams Tenant Admin API's `application_access`.
-pub const GRANTS: usize = 3;
+/// The profile `direct-routing`'s app-role grants: Organization.Read.All, User.Read.All,
+/// Application.ReadWrite.OwnedBy (self-rotation, on by default) and the Teams Tenant Admin
+/// API's `application_access`.
+pub const GRANTS: usize = 4;
 /// The profile `direct-routing`'s directory roles: Teams Administrator.
 pub const ROLES: usize = 1;
 

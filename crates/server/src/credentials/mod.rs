@@ -8,6 +8,9 @@
 //! appears only in the response of the call that made it.
 
 mod convert;
+mod sessions;
+
+pub use sessions::SESSION_IDLE_ACTOR;
 
 use std::time::Duration;
 
@@ -105,6 +108,7 @@ impl CredentialsService {
             .credentials()
             .add_secret(&reg, &r.service_id, valid_for, &actor)
             .await?;
+        self.change_done(&reg, false, &actor).await;
         Ok(new_secret_pb(&s))
     }
 
@@ -131,14 +135,19 @@ impl CredentialsService {
         let (tx, rx) = mpsc::channel(16);
         let creds = self.app.credentials().clone();
         let service = r.service_id.clone();
+        let svc = self.clone();
         // The rotation runs to its end (it is durable) even if the caller goes away.
         let run = self
             .app
             .credentials()
             .spawn(async move {
-                creds
+                let done = creds
                     .rotate(&reg, &service, overlap, &actor, Some(etx))
-                    .await
+                    .await;
+                if done.is_ok() {
+                    svc.change_done(&reg, false, &actor).await;
+                }
+                done
             })
             .ok_or_else(|| ServerError::Unavailable("the server is shutting down".into()))?;
         let stop = self.app.shutdown();
@@ -192,6 +201,7 @@ impl CredentialsService {
             .credentials()
             .revoke(&reg, &r.key_id, &actor)
             .await?;
+        self.change_done(&reg, false, &actor).await;
         Ok(pb::RevokeSecretResponse {
             audit_seq: seq.unwrap_or(0),
         })
@@ -238,10 +248,11 @@ impl CredentialsService {
                     add: r.add,
                     remove: r.remove,
                     override_required: r.override_required_roles,
-                    actor,
+                    actor: actor.clone(),
                 },
             )
             .await?;
+        self.change_done(&reg, true, &actor).await;
         Ok(grants_pb(g))
     }
 
@@ -264,10 +275,11 @@ impl CredentialsService {
                     add: r.add,
                     remove: r.remove,
                     override_required: r.override_required_permissions,
-                    actor,
+                    actor: actor.clone(),
                 },
             )
             .await?;
+        self.change_done(&reg, true, &actor).await;
         Ok(grants_pb(g))
     }
 
@@ -426,6 +438,7 @@ impl CredentialsRpc for CredentialsService {
 /// (in the background, so serving does not wait for overlaps). With `auto_rotate`, rotates
 /// expiring secrets every `check_interval_secs`.
 pub fn spawn_background(app: &App) {
+    sessions::spawn_idle_sessions(app);
     let a = app.clone();
     app.credentials().spawn(async move {
         let creds = a.credentials();

@@ -269,6 +269,18 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
             && r.stdout.contains("audit entries: "),
         "{r}"
     );
+    // That change ended the admin session it used (by design): the next one needs a new
+    // sign-in, and the CLI says so until there is one.
+    let r = run(args(&[
+        "grants",
+        "update",
+        "--add-role",
+        "Teams Administrator",
+    ]))
+    .await?;
+    refused(&r, 1, "UpdateRoles: FAILED_PRECONDITION")?;
+    let again = invite(ch.clone(), "dr-1", "direct-routing", None).await?.0;
+    signed_in(ch.clone(), &sim, &again, users::GLOBAL_ADMIN).await?;
     let r = run(args(&[
         "grants",
         "update",
@@ -331,7 +343,10 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         .into_inner();
     ensure!(r.code == Some(0) && drift == want, "{r}");
 
-    // end-admin-session: the temporary app the day-two sign-in re-created goes.
+    // end-admin-session: the temporary app a day-two sign-in re-created goes (a sign-in that
+    // made no change yet; the last one ended with its change).
+    let again = invite(ch.clone(), "dr-1", "direct-routing", None).await?.0;
+    signed_in(ch.clone(), &sim, &again, users::GLOBAL_ADMIN).await?;
     let r = ctl(
         &server,
         OPERATOR,

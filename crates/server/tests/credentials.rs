@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
-use secrecy::SecretString;
 use testkit::config::{AutoRotate, OPERATOR_IDENTITY};
 use testkit::server::{ADMIN, AUDITOR, OPERATOR, bad_fields};
 use testkit::sim::TOKEN_APP;
@@ -16,25 +15,6 @@ use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, sps_where};
 use testkit::wizard::completed;
 use tonic::Code;
-
-/// True when `secret` gets a client-credentials token for `client_id` from the emulator.
-async fn authenticates(env: &SimServer, client_id: &str, secret: &str) -> Result<bool> {
-    Ok(testkit::sim::authenticates(
-        &env.entra_client()?,
-        &env.info.tenant_id,
-        client_id,
-        &SecretString::from(secret.to_owned()),
-    )
-    .await)
-}
-
-/// The registration `client_id` of the emulator's tenant, as the Credentials service names it.
-fn registration(env: &SimServer, client_id: &str) -> Option<pb::RegistrationRef> {
-    Some(pb::RegistrationRef {
-        tenant_id: env.info.tenant_id.clone(),
-        client_id: client_id.into(),
-    })
-}
 
 /// An onboarding of app `name`, then a day-two sign-in. Provisioning removed the temporary
 /// token app, and with it the consent behind that sign-in's refresh token; the day-two
@@ -50,7 +30,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     let env = SimServer::start().await?;
     let done = onboarded_then_signed_in(&env, "Sbc-Day2").await?;
     let tenant = env.info.tenant_id.clone();
-    let reg = registration(&env, &done.client_id);
+    let reg = env.registration(&done.client_id);
     let svc = "dr-1".to_owned();
 
     // Who may call: operators only.
@@ -100,7 +80,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         !format!("{added:?}").contains(&added.secret),
         "Debug hides the value"
     );
-    ensure!(authenticates(&env, &done.client_id, &added.secret).await?);
+    ensure!(env.authenticates(&done.client_id, &added.secret).await?);
     let added_key = added.info.as_ref().context("info")?.key_id.clone();
 
     // Expiry report: the 20-day secret is inside 30 days.
@@ -124,7 +104,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         .await?
         .into_inner();
     ensure!(revoked.audit_seq > 0);
-    ensure!(!authenticates(&env, &done.client_id, &done.secret).await?);
+    ensure!(!env.authenticates(&done.client_id, &done.secret).await?);
     // The current one is refused.
     let e = c
         .revoke_secret(pb::RevokeSecretRequest {
@@ -171,8 +151,8 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         "{stages:?}"
     );
     let rotated = rotated.context("the add event carries the new secret")?;
-    ensure!(authenticates(&env, &done.client_id, &rotated).await?);
-    ensure!(!authenticates(&env, &done.client_id, &added.secret).await?);
+    ensure!(env.authenticates(&done.client_id, &rotated).await?);
+    ensure!(!env.authenticates(&done.client_id, &added.secret).await?);
     let list = c
         .list_secrets(pb::ListSecretsRequest {
             registration: reg.clone(),
@@ -258,7 +238,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         e.code() == Code::FailedPrecondition && e.message().contains("policy"),
         "{e:?}"
     );
-    ensure!(authenticates(&env, &done.client_id, &rotated).await?);
+    ensure!(env.authenticates(&done.client_id, &rotated).await?);
 
     // Bad requests name their field; unknown registrations are NOT_FOUND.
     let e = c
@@ -276,7 +256,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     );
     let e = c
         .list_secrets(pb::ListSecretsRequest {
-            registration: registration(&env, "00000000-0000-0000-0000-00000000abcd"),
+            registration: env.registration("00000000-0000-0000-0000-00000000abcd"),
         })
         .await
         .err()
@@ -337,7 +317,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
 async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<()> {
     let env = SimServer::start().await?;
     let done = onboarded_then_signed_in(&env, "Sbc-Restart").await?;
-    let reg = registration(&env, &done.client_id);
+    let reg = env.registration(&done.client_id);
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     let mut stream = c
         .rotate_secret(pb::RotateSecretRequest {
@@ -364,7 +344,7 @@ async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<(
     }
     let new_secret = new_secret.context("new secret")?;
     // In the overlap both work; then the server restarts (the open stream ends, UNAVAILABLE).
-    ensure!(authenticates(&env, &done.client_id, &done.secret).await?);
+    ensure!(env.authenticates(&done.client_id, &done.secret).await?);
     let env = env.restart().await?;
     let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await?;
     ensure!(
@@ -392,8 +372,8 @@ async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<(
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    ensure!(!authenticates(&env, &done.client_id, &done.secret).await?);
-    ensure!(authenticates(&env, &done.client_id, &new_secret).await?);
+    ensure!(!env.authenticates(&done.client_id, &done.secret).await?);
+    ensure!(env.authenticates(&done.client_id, &new_secret).await?);
     ensure!(env.sim.calls("POST removePassword") == 1);
     Ok(())
 }
@@ -437,7 +417,7 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     let mut stream = c
         .rotate_secret(pb::RotateSecretRequest {
-            registration: registration(&env, &done.client_id),
+            registration: env.registration(&done.client_id),
             service_id: "dr-1".into(),
             overlap: Some(prost_types::Duration {
                 seconds: 1,
@@ -459,9 +439,9 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
         "{stages:?}"
     );
     let new_secret = new_secret.context("no new secret on the stream")?;
-    ensure!(authenticates(&env, &done.client_id, &new_secret).await?);
+    ensure!(env.authenticates(&done.client_id, &new_secret).await?);
     ensure!(
-        !authenticates(&env, &done.client_id, &done.secret).await?,
+        !env.authenticates(&done.client_id, &done.secret).await?,
         "the old secret still works after the overlap"
     );
     env.server.stop().await
@@ -484,7 +464,7 @@ async fn expiring_secrets_are_rotated_automatically() -> Result<()> {
         .onboarded("direct-routing-self-rotating", "Sbc-Auto")
         .await?
         .done;
-    let reg = registration(&env, &done.client_id);
+    let reg = env.registration(&done.client_id);
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
     let settled = loop {
@@ -530,83 +510,4 @@ async fn expiring_secrets_are_rotated_automatically() -> Result<()> {
         "no automatic rotation in the audit log"
     );
     env.server.stop().await
-}
-
-/// Issue 13, admin sessions by design: with the default profile (self-rotating), a secret can
-/// be added right after the onboarding, with no admin signed in; with the least-privilege
-/// profile the same call needs a sign-in and says so.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secret_is_added_right_after_an_onboarding_without_a_sign_in() -> Result<()> {
-    let env = SimServer::start().await?;
-    let done = env
-        .onboarded("direct-routing", "Sbc-Right-After")
-        .await?
-        .done;
-    let mut c = env.server.credentials(Some(OPERATOR)).await?;
-    let added = c
-        .add_service_secret(pb::AddServiceSecretRequest {
-            registration: registration(&env, &done.client_id),
-            service_id: "dr-2".into(),
-            valid_for: None,
-        })
-        .await?
-        .into_inner();
-    ensure!(authenticates(&env, &done.client_id, &added.secret).await?);
-    ensure!(authenticates(&env, &done.client_id, &done.secret).await?);
-    let view = env
-        .server
-        .app
-        .credentials()
-        .find(&done.client_id)?
-        .context("managed")?;
-    ensure!(
-        format!("{:?}", view.auth_mode) == "SelfRotation",
-        "{view:?}"
-    );
-
-    let least = env
-        .onboarded("direct-routing-least-privilege", "Sbc-Least")
-        .await?
-        .done;
-    let e = c
-        .add_service_secret(pb::AddServiceSecretRequest {
-            registration: registration(&env, &least.client_id),
-            service_id: "dr-3".into(),
-            valid_for: None,
-        })
-        .await
-        .err()
-        .context("a least-privilege registration changed its secrets without a sign-in")?;
-    ensure!(
-        e.code() == Code::FailedPrecondition && e.message().contains("sign in"),
-        "{e:?}"
-    );
-    Ok(())
-}
-
-/// The backstop: a day-two sign-in nobody used is ended after `admin_session_idle_secs`, its
-/// temporary app removed and audited as the idle timeout's doing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_admin_session_ends_by_itself() -> Result<()> {
-    let env =
-        SimServer::start_with(|b| Ok(b.raw("credentials", "admin_session_idle_secs", 2i64.into())))
-            .await?;
-    env.onboarded("direct-routing", "Sbc-Idle").await?;
-    env.day_two_sign_in().await?;
-    ensure!(!sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty() {
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the idle session was not ended"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let by_idle = env.server.entries()?.into_iter().any(|e| {
-        e["action"] == "temporary_app.delete"
-            && e["phase"] == "succeeded"
-            && e["actor"] == onboard_server::credentials::SESSION_IDLE_ACTOR
-    });
-    ensure!(by_idle, "the removal is not audited as the idle timeout's");
-    Ok(())
 }

@@ -64,6 +64,25 @@ impl SimServer {
         crate::sim::entra_client(&self.sim)
     }
 
+    /// Whether `secret` gets the emulator's tenant a token for app `client_id`.
+    pub async fn authenticates(&self, client_id: &str, secret: &str) -> Result<bool> {
+        Ok(crate::sim::authenticates(
+            &self.entra_client()?,
+            &self.info.tenant_id,
+            client_id,
+            &secrecy::SecretString::from(secret.to_owned()),
+        )
+        .await)
+    }
+
+    /// Registration `client_id` of the emulator's tenant, as the Credentials service names it.
+    pub fn registration(&self, client_id: &str) -> Option<pb::RegistrationRef> {
+        Some(pb::RegistrationRef {
+            tenant_id: self.info.tenant_id.clone(),
+            client_id: client_id.into(),
+        })
+    }
+
     /// A new invitation for [`SERVICE`] and `direct-routing`; (token, invitation id).
     pub async fn invite(&self, valid_for: Option<Duration>) -> Result<(String, String)> {
         self.invite_for(valid_for, "direct-routing").await

@@ -334,6 +334,39 @@ fn provision_event(e: pb::ProvisionEvent) -> Option<(&'static str, Value)> {
     Some((kind, v))
 }
 
+/// `{onboarding_id, reason}`
+#[derive(Deserialize)]
+pub(super) struct CancelBody {
+    /// The onboarding.
+    onboarding_id: String,
+    /// Why, for the audit log (the page sends a fixed sentence).
+    #[serde(default)]
+    reason: String,
+}
+
+/// Cancel: the service's capability table decides (allowed until the onboarding completed);
+/// the undo then shows on the page's open stream, ending with its `cancelled` event.
+pub(super) async fn cancel(
+    State(w): State<Wizard>,
+    visit: Visit,
+    Json(b): Json<CancelBody>,
+) -> Response {
+    let req = visit.request(
+        "CancelOnboarding",
+        pb::CancelOnboardingRequest {
+            onboarding_id: b.onboarding_id,
+            reason: b.reason,
+            invitation_token: visit.token.to_string(),
+        },
+    );
+    match Onboarding::cancel_onboarding(&w.onboarding, req).await {
+        Ok(info) => {
+            Json(json!({"state": onboarding_state(info.into_inner().state)})).into_response()
+        }
+        Err(status) => error_response(&status),
+    }
+}
+
 /// `{onboarding_id}`
 #[derive(Deserialize)]
 pub(super) struct SummaryBody {

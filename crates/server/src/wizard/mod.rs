@@ -75,6 +75,7 @@ pub fn router(app: App, onboarding: OnboardingService) -> Router {
         .route("/wizard/api/plan", post(api::plan))
         .route("/wizard/api/provision", post(api::provision))
         .route("/wizard/api/watch", post(api::watch))
+        .route("/wizard/api/cancel", post(api::cancel))
         .route("/wizard/api/summary", post(api::summary))
         .route("/wizard/api/attach", post(api::attach))
         .route("/wizard/{*rest}", get(not_found).post(not_found))

@@ -1,7 +1,7 @@
 //! The wizard's main paths: a Global Administrator from the link to Done (every step
 //! photographed, the secret claimed by the platform and never seen by the browser), an
 //! Application Administrator told before any change, a declined sign-in tried again, a reload
-//! in the middle of provisioning, and "Use App Registration".
+//! in the middle of provisioning, "Use App Registration", and a cancellation from the page.
 
 use std::time::Duration;
 
@@ -337,5 +337,85 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
         let body = x.body_text();
         ensure!(!body.contains(secrecy::ExposeSecret::expose_secret(&full.secret)));
     }
+    w.chrome.close().await
+}
+
+/// Screen 6's Cancel: asked to confirm (keyboard focus on the question), then the undo runs
+/// on the same page and ends on "Onboarding cancelled"; nothing is left in the tenant and the
+/// audit log has the customer's cancellation.
+#[tokio::test]
+async fn the_customer_cancels_during_provisioning_and_nothing_is_left() -> Result<()> {
+    let mut faults = testkit::sim::calm();
+    faults.latency_ms = 150;
+    faults.replication_lag_ms = 3000;
+    let w = Wiz::start_with(Some("cancel"), faults).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::GLOBAL_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.chrome.type_into("app-name", "SbcCancel").await?;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('btn-provision').disabled",
+            "a plan",
+        )
+        .await?;
+    w.chrome.click("btn-provision").await?;
+    w.chrome
+        .wait_js(
+            "document.querySelectorAll('#steps li.ok').length > 0",
+            "a finished step",
+        )
+        .await?;
+    // "Keep going" changes nothing and gives the focus back to Cancel.
+    w.chrome.click("btn-cancel").await?;
+    ensure!(w.chrome.focus().await? == "s-progress/h2/cancel-q");
+    w.shoot("06c-cancel-confirm").await?;
+    w.chrome.click("btn-cancel-no").await?;
+    ensure!(w.chrome.focus().await? == "s-progress/button/btn-cancel");
+    w.chrome.click("btn-cancel").await?;
+    w.chrome.click("btn-cancel-yes").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let shown = w
+            .chrome
+            .js("return !document.getElementById('progress-cancelled').hidden")
+            .await?;
+        if shown.as_bool() == Some(true) {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not cancelled: {}",
+            w.chrome.text("main").await?
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(w.chrome.focus().await? == "s-progress/h2/cancelled-h");
+    ensure!(
+        w.chrome
+            .js("return document.getElementById('cancel-area').hidden")
+            .await?
+            .as_bool()
+            == Some(true),
+        "Cancel is still offered after the cancellation"
+    );
+    w.shoot("06d-cancelled").await?;
+    let snap = w.env.sim.snapshot();
+    ensure!(
+        snapshot::apps_named(&snap, "SbcCancel").is_empty(),
+        "the app outlived the cancellation"
+    );
+    let entries = w.env.server.entries()?;
+    ensure!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "onboarding.cancel_request"
+                && e["actor"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("invitation:"))),
+        "no cancellation by the customer in the audit log"
+    );
+    w.check_exchanges(&token)?;
     w.chrome.close().await
 }

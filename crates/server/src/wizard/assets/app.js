@@ -360,6 +360,7 @@
       setStep(li, 'ok', 'Done: ', d.unchanged ? ' (already in place)' : '');
     } else if (name === 'completed') {
       S.ended = true;
+      $('cancel-area').hidden = true;
       done();
     } else if (name === 'failed') {
       S.ended = true;
@@ -369,7 +370,15 @@
       $('conn').textContent = '';
     } else if (name === 'cancelled') {
       S.ended = true;
-      $('conn').textContent = 'This onboarding was cancelled: ' + d.detail;
+      $('cancel-area').hidden = true;
+      $('progress-failed').hidden = true;
+      $('conn').textContent = '';
+      // Steps cut short by the cancellation stopped where they were (plain status, no ids).
+      for (const li of S.steps.values()) {
+        if (li.className === 'run' || li.className === 'wait') setStep(li, 'stop', 'Stopped: ', '');
+      }
+      $('progress-cancelled').hidden = false;
+      $('cancelled-h').focus();
     } else if (name === 'error') {
       throw Object.assign(new Error('api'), { api: d, fromStream: true });
     }
@@ -378,6 +387,10 @@
   async function follow(from) {
     $('progress-name').textContent = S.appName;
     if (from === 0) { S.steps.clear(); $('steps').replaceChildren(); S.lastIndex = 0; }
+    $('cancel-area').hidden = false;
+    $('btn-cancel').hidden = false;
+    $('cancel-confirm').hidden = true;
+    $('progress-cancelled').hidden = true;
     show('s-progress');
     let wait = 1000, first = from;
     while (!S.ended) {
@@ -415,6 +428,34 @@
       first = 1;
       await new Promise((r) => setTimeout(r, wait));
       wait = Math.min(wait * 2, 10000);
+    }
+  }
+
+  // ---- 6: cancel (allowed until the onboarding completes; the server decides) ----
+  function askCancel() {
+    $('btn-cancel').hidden = true;
+    $('cancel-confirm').hidden = false;
+    $('cancel-q').focus();
+  }
+  function keepGoing() {
+    $('cancel-confirm').hidden = true;
+    $('btn-cancel').hidden = false;
+    $('btn-cancel').focus();
+  }
+  async function cancel() {
+    $('btn-cancel-yes').disabled = true;
+    try {
+      await api('cancel', { onboarding_id: S.onboardingId,
+        reason: 'cancelled by the customer admin in the invitation wizard' });
+      $('cancel-area').hidden = true;
+      // The stream may have brought the end already.
+      if (!S.ended) $('conn').textContent = 'Cancelling: removing what was created…';
+    } catch (e) {
+      const err = e.api || { message: 'The server could not be reached.' };
+      keepGoing();
+      $('conn').textContent = 'The onboarding was not cancelled: ' + err.message;
+    } finally {
+      $('btn-cancel-yes').disabled = false;
     }
   }
 
@@ -479,6 +520,9 @@
       window.open($('code-uri').href, '_blank', 'noopener,noreferrer');
     });
     $('btn-retry').addEventListener('click', () => show('s-upn'));
+    $('btn-cancel').addEventListener('click', askCancel);
+    $('btn-cancel-no').addEventListener('click', keepGoing);
+    $('btn-cancel-yes').addEventListener('click', cancel);
     $('btn-next').addEventListener('click', () => { show('s-name'); });
     $('app-name').addEventListener('input', nameInput);
     $('form-name').addEventListener('submit', submitName);

@@ -1,0 +1,93 @@
+//! Admin sessions by design (issue 13 item 2), over gRPC against the emulator: the default
+//! profile rotates itself, so a secret is added right after an onboarding with no sign-in;
+//! the least-privilege profile needs one and says so; an idle day-two sign-in ends by itself.
+//! (A session ending after the change it was made for: `credentials.rs`.)
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use onboard_proto::v1 as pb;
+use testkit::server::OPERATOR;
+use testkit::sim::TOKEN_APP;
+use testkit::sim_server::SimServer;
+use testkit::snapshot::sps_where;
+use tonic::Code;
+
+/// Issue 13, admin sessions by design: with the default profile (self-rotating), a secret can
+/// be added right after the onboarding, with no admin signed in; with the least-privilege
+/// profile the same call needs a sign-in and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_added_right_after_an_onboarding_without_a_sign_in() -> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env
+        .onboarded("direct-routing", "Sbc-Right-After")
+        .await?
+        .done;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let added = c
+        .add_service_secret(pb::AddServiceSecretRequest {
+            registration: env.registration(&done.client_id),
+            service_id: "dr-2".into(),
+            valid_for: None,
+        })
+        .await?
+        .into_inner();
+    ensure!(env.authenticates(&done.client_id, &added.secret).await?);
+    ensure!(env.authenticates(&done.client_id, &done.secret).await?);
+    let view = env
+        .server
+        .app
+        .credentials()
+        .find(&done.client_id)?
+        .context("managed")?;
+    ensure!(
+        format!("{:?}", view.auth_mode) == "SelfRotation",
+        "{view:?}"
+    );
+
+    let least = env
+        .onboarded("direct-routing-least-privilege", "Sbc-Least")
+        .await?
+        .done;
+    let e = c
+        .add_service_secret(pb::AddServiceSecretRequest {
+            registration: env.registration(&least.client_id),
+            service_id: "dr-3".into(),
+            valid_for: None,
+        })
+        .await
+        .err()
+        .context("a least-privilege registration changed its secrets without a sign-in")?;
+    ensure!(
+        e.code() == Code::FailedPrecondition && e.message().contains("sign in"),
+        "{e:?}"
+    );
+    Ok(())
+}
+
+/// The backstop: a day-two sign-in nobody used is ended after `admin_session_idle_secs`, its
+/// temporary app removed and audited as the idle timeout's doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_admin_session_ends_by_itself() -> Result<()> {
+    let env =
+        SimServer::start_with(|b| Ok(b.raw("credentials", "admin_session_idle_secs", 2i64.into())))
+            .await?;
+    env.onboarded("direct-routing", "Sbc-Idle").await?;
+    env.day_two_sign_in().await?;
+    ensure!(!sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the idle session was not ended"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let by_idle = env.server.entries()?.into_iter().any(|e| {
+        e["action"] == "temporary_app.delete"
+            && e["phase"] == "succeeded"
+            && e["actor"] == onboard_server::credentials::SESSION_IDLE_ACTOR
+    });
+    ensure!(by_idle, "the removal is not audited as the idle timeout's");
+    Ok(())
+}

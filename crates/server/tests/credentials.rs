@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
+use onboard_proto::v1::credentials_client::CredentialsClient;
 use testkit::config::{AutoRotate, OPERATOR_IDENTITY};
-use testkit::server::{ADMIN, AUDITOR, OPERATOR, bad_fields};
+use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, bad_fields};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, sps_where};
@@ -23,6 +24,27 @@ async fn onboarded_then_signed_in(env: &SimServer, name: &str) -> Result<pb::Com
     let done = env.onboarded("direct-routing", name).await?.done;
     env.day_two_sign_in().await?;
     Ok(done)
+}
+
+/// An admin change now is refused for want of a signed-in admin, and says so.
+async fn needs_a_sign_in(
+    c: &mut CredentialsClient<Authed>,
+    reg: &Option<pb::RegistrationRef>,
+) -> Result<()> {
+    let e = c
+        .update_roles(pb::UpdateRolesRequest {
+            registration: reg.clone(),
+            add: vec!["Teams Administrator".into()],
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("an admin change without a session")?;
+    ensure!(
+        e.code() == Code::FailedPrecondition && e.message().contains("signed in"),
+        "{e:?}"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,23 +223,10 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         .server
         .entries()?
         .into_iter()
-        .filter(|e| e["action"] == "temporary_app.delete" && e["phase"] == "succeeded")
-        .next_back()
+        .rfind(|e| e["action"] == "temporary_app.delete" && e["phase"] == "succeeded")
         .context("no audited removal")?;
     ensure!(removal["actor"] == OPERATOR_IDENTITY, "{removal}");
-    let e = c
-        .update_roles(pb::UpdateRolesRequest {
-            registration: reg.clone(),
-            add: vec!["Teams Administrator".into()],
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("a change after the session ended")?;
-    ensure!(
-        e.code() == Code::FailedPrecondition && e.message().contains("signed in"),
-        "{e:?}"
-    );
+    needs_a_sign_in(&mut c, &reg).await?;
 
     // A tenant policy forbidding secrets: FAILED_PRECONDITION, nothing changed.
     env.sim.set_faults(Faults {
@@ -288,19 +297,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     );
     let snap = env.sim.snapshot();
     ensure!(sps_where(&snap, "display_name", TOKEN_APP).is_empty());
-    let e = c
-        .update_roles(pb::UpdateRolesRequest {
-            registration: reg.clone(),
-            add: vec!["Teams Administrator".into()],
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("a change without a session")?;
-    ensure!(
-        e.code() == Code::FailedPrecondition && e.message().contains("signed in"),
-        "{e:?}"
-    );
+    needs_a_sign_in(&mut c, &reg).await?;
 
     // No secret value ever reached the audit log.
     let log = serde_json::to_string(&env.server.entries()?)?;

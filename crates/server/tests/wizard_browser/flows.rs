@@ -220,24 +220,7 @@ async fn a_reload_during_provisioning_follows_the_same_onboarding() -> Result<()
     faults.latency_ms = 150;
     faults.replication_lag_ms = 1500;
     let w = Wiz::start_with(Some("reload"), faults).await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.sign_in_as(users::GLOBAL_ADMIN).await?;
-    w.chrome.click("btn-next").await?;
-    w.chrome.type_into("app-name", "SbcReload").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('btn-provision').disabled",
-            "a plan",
-        )
-        .await?;
-    w.chrome.click("btn-provision").await?;
-    w.chrome
-        .wait_js(
-            "document.querySelectorAll('#steps li').length > 0",
-            "a step",
-        )
-        .await?;
+    let token = w.provisioning("SbcReload", "").await?;
     w.step("s-progress", "06-progress").await?;
     w.chrome.client.refresh().await?;
     w.chrome.wait_screen("s-progress").await?;
@@ -349,24 +332,7 @@ async fn the_customer_cancels_during_provisioning_and_nothing_is_left() -> Resul
     faults.latency_ms = 150;
     faults.replication_lag_ms = 3000;
     let w = Wiz::start_with(Some("cancel"), faults).await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.sign_in_as(users::GLOBAL_ADMIN).await?;
-    w.chrome.click("btn-next").await?;
-    w.chrome.type_into("app-name", "SbcCancel").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('btn-provision').disabled",
-            "a plan",
-        )
-        .await?;
-    w.chrome.click("btn-provision").await?;
-    w.chrome
-        .wait_js(
-            "document.querySelectorAll('#steps li.ok').length > 0",
-            "a finished step",
-        )
-        .await?;
+    let token = w.provisioning("SbcCancel", ".ok").await?;
     // "Keep going" changes nothing and gives the focus back to Cancel.
     w.chrome.click("btn-cancel").await?;
     ensure!(w.chrome.focus().await? == "s-progress/h2/cancel-q");

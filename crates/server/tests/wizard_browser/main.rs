@@ -156,6 +156,31 @@ impl Wiz {
         self.chrome.wait_screen("s-connected").await
     }
 
+    /// A new invitation's link opened, signed in as the Global Administrator, `name` typed and
+    /// planned, "Start Provisioning" clicked, and the first step of kind `step` (a CSS class:
+    /// `run`, `ok`, …) shown; the token.
+    pub async fn provisioning(&self, name: &str, step: &str) -> Result<String> {
+        let token = self.invite().await?;
+        self.open(&token).await?;
+        self.sign_in_as(testkit::sim::users::GLOBAL_ADMIN).await?;
+        self.chrome.click("btn-next").await?;
+        self.chrome.type_into("app-name", name).await?;
+        self.chrome
+            .wait_js(
+                "!document.getElementById('btn-provision').disabled",
+                "a plan",
+            )
+            .await?;
+        self.chrome.click("btn-provision").await?;
+        self.chrome
+            .wait_js(
+                &format!("document.querySelectorAll('#steps li{step}').length > 0"),
+                "a step",
+            )
+            .await?;
+        Ok(token)
+    }
+
     /// Every response carried the security headers, and no request line carried the token.
     pub fn check_exchanges(&self, token: &str) -> Result<()> {
         let all = self.proxy.exchanges();

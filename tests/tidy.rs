@@ -273,3 +273,28 @@ fn architecture_md_maps_every_crate_with_its_invariants() {
     }
     assert!(bad.is_empty(), "ARCHITECTURE.md:\n{}", bad.join("\n"));
 }
+
+#[test]
+fn the_wizard_builds_service_requests_only_through_visit() {
+    let bad: Vec<String> = all_rust()
+        .into_iter()
+        .filter_map(|p| {
+            let rel = p.strip_prefix(root()).ok()?.to_string_lossy().into_owned();
+            if !rel.starts_with("crates/server/src/wizard/") || rel.ends_with("/visit.rs") {
+                return None;
+            }
+            let text = std::fs::read_to_string(&p).ok()?;
+            let hits = text
+                .lines()
+                .filter(|l| code(l).contains("Request::new("))
+                .count();
+            (hits > 0).then(|| format!("{rel} ({hits}x)"))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "use Visit::request, so the service sees the browser's address and the RPC \
+         (the [limits] buckets):\n{}",
+        bad.join("\n")
+    );
+}

@@ -39,7 +39,7 @@ struct Setup {
     /// Config, data directory, signing key.
     files: ServerFiles,
     /// Holds the sealing and token key files.
-    keys: tempfile::TempDir,
+    _keys: tempfile::TempDir,
 }
 
 fn setup(sim: &Sim) -> Result<Setup> {
@@ -54,7 +54,7 @@ fn setup(sim: &Sim) -> Result<Setup> {
             .limit("audited_reads_per_minute", 10_000_000)
             .limit("audited_reads_burst", 1_000_000))
     })?;
-    Ok(Setup { files, keys })
+    Ok(Setup { files, _keys: keys })
 }
 
 /// The same configuration with another data directory (same keys).

@@ -9,6 +9,7 @@
 //! state store (`storage.sealing_key` or `invitations.token_key` unset), leaves those records
 //! out regardless, and never opens a key file.
 
+mod check;
 pub mod format;
 mod restore;
 mod service;

@@ -75,7 +75,7 @@ async fn backup(server: &TestServer, out: &Path) -> Result<u64> {
 }
 
 /// Append latencies of `APPENDERS` appenders for `secs`, while `during` runs.
-async fn latencies<F: std::future::Future<Output = Result<u32>>>(
+async fn latencies<F: std::future::Future<Output = Result<u32>> + Send + 'static>(
     server: &TestServer,
     secs: u64,
     during: impl FnOnce(Arc<AtomicBool>) -> F,

@@ -74,7 +74,11 @@ async fn run_backup(args: BackupArgs) -> Result<String, CtlError> {
         .await
         .map_err(|s| CtlError::from_status(rpc, &s))?
         .into_inner();
-    let partial = args.out.with_extension("partial");
+    let partial = {
+        let mut p = args.out.clone().into_os_string();
+        p.push(".partial");
+        PathBuf::from(p)
+    };
     let mut file = std::fs::File::create(&partial)
         .with_context(|| format!("creating {}", partial.display()))?;
     let mut bytes = 0u64;

@@ -7,7 +7,8 @@
 //! - an archive with one byte flipped is refused with the member that fails its checksum, and
 //!   nothing is written;
 //! - an older snapshot is refused over a newer data directory, and accepted with
-//!   `--force --reason` (recorded as a `store.restore` entry with `forced`).
+//!   `--force --reason` (recorded as a `store.restore` entry with `forced`);
+//! - a backup is refused while a key lives in the state store, and to anyone but an admin.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -394,5 +395,43 @@ async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
         "{restored_entry}"
     );
     restored.terminate()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_is_refused_while_a_key_lives_in_the_state_store() -> Result<()> {
+    let sim = testkit::sim::start(calm()).await?;
+    let onboard = onboard_binary!();
+    // The default test set-up: no sealing_key / token_key files (generated into the store).
+    let files = ServerFiles::new(&sim)?;
+    let server = onboard.serve(&files).await?;
+    let out = files.dir.path().join("refused.tar");
+    let run = onboard
+        .run(
+            &["backup", "--out", &out.display().to_string()],
+            &[("ONBOARD_ADDR", &server.url()), ("ONBOARD_TOKEN", ADMIN)],
+            None,
+        )
+        .await?;
+    ensure!(
+        run.code == Some(1)
+            && run.stderr.contains("FAILED_PRECONDITION")
+            && run.stderr.contains("storage.sealing_key is not set"),
+        "{run}"
+    );
+    ensure!(!out.exists(), "an archive was written");
+    // Only an admin may take one.
+    let run = onboard
+        .run(
+            &["backup", "--out", &out.display().to_string()],
+            &[("ONBOARD_ADDR", &server.url()), ("ONBOARD_TOKEN", AUDITOR)],
+            None,
+        )
+        .await?;
+    ensure!(
+        run.code == Some(4) && run.stderr.contains("PERMISSION_DENIED"),
+        "{run}"
+    );
+    server.terminate()?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 mod audit_cli;
 mod audit_fetch;
+mod backup_cli;
 mod config_check;
 mod ctl;
 #[cfg(feature = "emulator")]
@@ -38,6 +39,11 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Generates an audit signing key and prints its verifier key.
     Keygen(audit_cli::KeygenArgs),
+    /// Takes a consistent backup archive from a running server (admin role; connection flags
+    /// as for `ctl`).
+    Backup(backup_cli::BackupArgs),
+    /// Restores a backup archive into a data directory no server holds.
+    Restore(backup_cli::RestoreArgs),
     /// Audit log tools: export, verify, proof, publish, rotate-key, reanchor.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
@@ -84,6 +90,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         // These have their own exit codes; handled in `main`.
         Command::Verify(_)
+        | Command::Backup(_)
         | Command::Ctl(_)
         | Command::Config(_)
         | Command::TokenApp(_)
@@ -105,6 +112,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit_cli::run(cmd).await,
+        Command::Restore(args) => backup_cli::restore(args).await,
         Command::Witness(args) => witness_cli::run(args).await,
         #[cfg(feature = "emulator")]
         Command::EntraSim(args) => Ok(entra_sim::run_cli(args).await?),
@@ -143,6 +151,7 @@ async fn main() -> ExitCode {
     let command = match cli.command {
         Command::Verify(args) => return verify_cli::run(args).await,
         Command::Ctl(args) => return ctl::run(args).await,
+        Command::Backup(args) => return backup_cli::backup(args).await,
         Command::Config(ConfigCommand::Check(args)) => return config_check::run(&args),
         Command::TokenApp(cmd) => return token_app_cli::run(cmd).await,
         Command::Selftest(args) => return selftest::run(args).await,

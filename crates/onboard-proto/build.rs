@@ -23,6 +23,7 @@ const REDACTED: &[&str] = &[
 
 /// One file per service, as the API sketch asks.
 const PROTOS: &[&str] = &[
+    "onboard/v1/admin.proto",
     "onboard/v1/audit.proto",
     "onboard/v1/credentials.proto",
     "onboard/v1/invitations.proto",

@@ -4,7 +4,7 @@
 //! ([`progress`], indicatif) and exit codes that mean something ([`exit`]).
 
 mod audit;
-mod conn;
+pub(crate) mod conn;
 pub mod exit;
 mod grants;
 mod invitations;

@@ -22,6 +22,7 @@ mod log;
 pub mod merkle;
 pub mod note;
 mod proof_file;
+pub mod snapshot;
 mod store;
 pub mod tile_id;
 pub mod tile_source;

@@ -282,7 +282,7 @@ impl AuditLog {
         })
     }
 
-    fn send(&self, req: Request) -> Result<(), AuditError> {
+    pub(crate) fn send(&self, req: Request) -> Result<(), AuditError> {
         let tx = self.writer.tx.lock().map_err(lock_err)?;
         tx.as_ref()
             .ok_or(AuditError::Closed)?

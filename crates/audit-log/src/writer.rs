@@ -30,6 +30,7 @@ use crate::keys;
 use crate::log::{Appended, Shared};
 use crate::merkle::Frontier;
 use crate::note::NoteSigner;
+use crate::snapshot::PauseRequest;
 
 /// How long the writer waits for more work before storing the last signed note on its own.
 const IDLE_PERSIST: Duration = Duration::from_millis(20);
@@ -47,6 +48,9 @@ pub(crate) enum Request {
         entry: PreparedEntry,
         reply: oneshot::Sender<Result<Appended, AuditError>>,
     },
+    /// Commit what is queued, store the last note, then append nothing until the pause ends
+    /// (`crate::snapshot`).
+    Pause(PauseRequest),
 }
 
 /// The writer thread's state.
@@ -101,6 +105,10 @@ impl WriterLoop {
                         self.commit(std::mem::take(&mut appends), None);
                         self.rotate(*new, entry, reply);
                     }
+                    Request::Pause(p) => {
+                        self.commit(std::mem::take(&mut appends), None);
+                        self.pause(p);
+                    }
                 }
                 if appends.len() < self.max_batch {
                     next = self.rx.try_recv().ok();
@@ -109,6 +117,29 @@ impl WriterLoop {
             self.commit(appends, None);
         }
         self.store_pending();
+    }
+
+    /// Answers a pause request with the checkpoint it stops at, then waits for its end.
+    fn pause(&mut self, p: PauseRequest) {
+        self.store_pending();
+        let head = match self.shared.head.read() {
+            Ok(h) => h.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let answer = match &self.failed {
+            Some(why) => Err(AuditError::Poisoned(why.clone())),
+            None => Ok(head),
+        };
+        let ok = answer.is_ok();
+        let PauseRequest {
+            paused,
+            resume,
+            limit,
+            expired,
+        } = p;
+        if paused.send(answer).is_ok() && ok {
+            crate::snapshot::wait_for_resume(&resume, limit, &expired);
+        }
     }
 
     fn store_pending(&mut self) {

@@ -18,6 +18,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("onbo
 
 /// The fully qualified gRPC service names, as health checks and reflection list them.
 pub const SERVICE_NAMES: &[&str] = &[
+    "onboard.v1.Admin",
     "onboard.v1.Audit",
     "onboard.v1.Credentials",
     "onboard.v1.Invitations",

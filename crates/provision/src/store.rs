@@ -175,6 +175,19 @@ impl Store {
         Ok(())
     }
 
+    /// See [`distrust_after_restore`].
+    async fn distrust_fresh(&self) -> Result<usize, ProvisionError> {
+        let mut n = 0;
+        for mut rec in self.all()? {
+            if rec.fresh_app {
+                rec.fresh_app = false;
+                self.put(&rec).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Reads one record.
     pub fn get(&self, id: &str) -> Result<Option<OnboardingRecord>, ProvisionError> {
         let key = record_key(id);
@@ -233,4 +246,15 @@ impl Store {
             None => Ok(0),
         }
     }
+}
+
+/// After the state store was restored from a backup: Entra may hold changes a run made after
+/// the snapshot, which no record in `tree` (the engine's) knows of, not even as `attempted`,
+/// so no step may skip reading Entra first any more. Clears `fresh_app` on every record that
+/// has it, durably; returns how many.
+pub async fn distrust_after_restore(
+    tree: sled::Tree,
+    mac: RecordMac,
+) -> Result<usize, ProvisionError> {
+    Store::new(tree, mac).distrust_fresh().await
 }

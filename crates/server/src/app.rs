@@ -30,7 +30,7 @@ pub const STATE_DIR: &str = "state";
 /// The metadata key of a generated sealing key for the onboarding store.
 const SEALING_KEY_META: &str = "provision_sealing_key";
 /// The onboarding engine's tree in the state database.
-const PROVISION_TREE: &str = "provision";
+pub(crate) const PROVISION_TREE: &str = "provision";
 /// Onboarding id → invitation id.
 pub(crate) const LINKS_TREE: &str = "onboarding_invitations";
 /// Open drift items found by scheduled verification.

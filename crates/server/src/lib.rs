@@ -14,6 +14,8 @@
 //!   `[publish]`, `[witnessing]` + `[[witness]]`), started by [`run_from_config`].
 //! - [`wizard`]: the customer's invitation wizard (page, script, style, and a JSON + SSE layer
 //!   over the Onboarding service) on the same listener.
+//! - [`backup`]: the Admin service's Backup (a consistent archive of the running server) and
+//!   `onboard restore`.
 //! - [`limits`]: the `[limits]` section and what enforces it (rates, caps, bounded streams).
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
@@ -21,6 +23,7 @@ mod app;
 pub mod audit;
 pub mod auditors;
 pub mod auth;
+pub mod backup;
 mod clock;
 pub mod config;
 pub mod credentials;

@@ -84,6 +84,9 @@ pub struct LimitsSection {
     pub max_sign_ins_per_tenant: usize,
     /// Seconds a customer may still Watch (and Get) a finished onboarding with the invitation.
     pub customer_watch_grace_secs: u64,
+    /// The longest a backup may pause audit appends while it exports the state store
+    /// (`onboard backup`); past it the backup fails and appends go on.
+    pub backup_pause_max_ms: u64,
 }
 
 impl Default for LimitsSection {
@@ -107,6 +110,7 @@ impl Default for LimitsSection {
             max_sign_ins: 200,
             max_sign_ins_per_tenant: 20,
             customer_watch_grace_secs: 600,
+            backup_pause_max_ms: 10_000,
         }
     }
 }
@@ -144,6 +148,7 @@ impl LimitsSection {
                 "max_sign_ins_per_tenant",
                 self.max_sign_ins_per_tenant as u64,
             ),
+            ("backup_pause_max_ms", self.backup_pause_max_ms),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((k, _)) => Err(format!("limits.{k} must be at least 1")),
@@ -184,6 +189,7 @@ impl LimitsSection {
                 "customer_watch_grace_secs = {}",
                 self.customer_watch_grace_secs
             ),
+            format!("backup_pause_max_ms = {}", self.backup_pause_max_ms),
         ]
     }
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use onboard_proto::v1::admin_server::AdminServer;
 use onboard_proto::v1::audit_server::AuditServer;
 use onboard_proto::v1::credentials_server::CredentialsServer;
 use onboard_proto::v1::invitations_server::InvitationsServer;
@@ -18,6 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::App;
 use crate::audit::AuditService;
+use crate::backup::AdminService;
 use crate::config::Config;
 use crate::credentials::{CredentialsService, spawn_background};
 use crate::error::{Result, ServerError};
@@ -56,6 +58,7 @@ pub async fn serve(
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<AuditServer<AuditService>>().await;
+    reporter.set_serving::<AdminServer<AdminService>>().await;
     reporter
         .set_serving::<InvitationsServer<InvitationsService>>()
         .await;
@@ -106,6 +109,7 @@ pub async fn serve(
     let mut grpc = Routes::builder();
     grpc.add_service(health)
         .add_service(reflection)
+        .add_service(AdminServer::new(AdminService::new(app.clone())))
         .add_service(
             AuditServer::new(AuditService::new(app.clone()))
                 .max_decoding_message_size(max)

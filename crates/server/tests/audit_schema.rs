@@ -60,9 +60,19 @@ fn wrote(entries: &[Value], action: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_action_is_written_by_a_flow_and_validates_against_the_published_schema() -> Result<()>
 {
+    // Key files, so the backup below runs (it refuses keys kept in the state store).
+    let keys = tempfile::tempdir()?;
+    let (sealing, token) = (
+        keys.path().join("sealing.key"),
+        keys.path().join("token.key"),
+    );
+    testkit::keys::write_key_file(&sealing, &[11u8; 32])?;
+    testkit::keys::write_key_file(&token, &[12u8; 32])?;
     let env = SimServer::start_with(|b: ServerConfigBuilder| {
         Ok(b.verification_interval(1)
-            .repair_profiles(&["direct-routing"]))
+            .repair_profiles(&["direct-routing"])
+            .sealing_key(Some(&sealing))
+            .token_key(&token))
     })
     .await?;
 
@@ -241,6 +251,37 @@ async fn every_action_is_written_by_a_flow_and_validates_against_the_published_s
         .audit()
         .rotate_key(new, record.prepare()?)
         .await?;
+
+    // A backup (`store.backup` intent and outcome), and the entry `onboard restore` appends
+    // (`store.restore`; tests/backup.rs runs the restore itself).
+    let mut admin = onboard_proto::v1::admin_client::AdminClient::new(testkit::server::with_token(
+        env.server.channel().await?,
+        Some(testkit::server::ADMIN),
+    ));
+    let mut chunks = admin
+        .backup(pb::BackupRequest {
+            reason: "schema test".into(),
+        })
+        .await?
+        .into_inner();
+    while chunks.message().await?.is_some() {}
+    let cp = env.server.app.audit().checkpoint();
+    AuditEntry::new(
+        Action::StoreRestore,
+        Phase::Succeeded,
+        &Scope::actor("onboard:operator"),
+    )
+    .with_detail("reason", "schema test")
+    .with_detail("forced", true)
+    .with_detail("archive_sha256", "0".repeat(64))
+    .with_detail("size", cp.checkpoint.size)
+    .with_detail("root", hex::encode(cp.checkpoint.root))
+    .with_detail("known_size", cp.checkpoint.size + 1)
+    .with_detail("known_root", "")
+    .with_detail("known_from", "the head note of DATA_DIR/audit")
+    .with_detail("created_at", onboard_core::time::now())
+    .append(env.server.app.audit())
+    .await?;
 
     // Every entry validates (checked by `entries`), and every action was written.
     let mut entries = env.server.entries()?;

@@ -142,6 +142,17 @@ actions! {
     /// store had recorded (`onboard audit reanchor`), after its loss.
     StoreReanchor = "store.reanchor",
         details: ["reason", "recorded_size", "recorded_root", "size", "root"];
+    /// An admin took a backup of the running server (`onboard backup`): intent before the
+    /// snapshot (so the archive holds it), outcome with what the archive holds.
+    StoreBackup = "store.backup",
+        details: ["reason", "size", "root", "archive_sha256", "archive_bytes"];
+    /// A data directory was restored from a backup (`onboard restore`); `forced` when it was
+    /// older than (or different from) the latest checkpoint known, with the operator's reason.
+    StoreRestore = "store.restore",
+        details: [
+            "reason", "forced", "archive_sha256", "size", "root", "known_size", "known_root",
+            "known_from", "created_at"
+        ];
 }
 
 #[cfg(test)]

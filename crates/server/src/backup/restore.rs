@@ -1,0 +1,353 @@
+//! `onboard restore`: an archive into a data directory no server holds.
+//!
+//! 1. The data directory must be empty, or `--force` (then no process may hold its sled
+//!    stores: the same `flock` sled takes; the old `audit/` and `state/` are moved aside, never
+//!    deleted).
+//! 2. Everything is checked before anything is written: the manifest, every member's SHA-256
+//!    and length, the audit records (contiguous entries rehashed into the root, every
+//!    checkpoint signature, the last checkpoint equal to the manifest's), the configured
+//!    signing key being the log's current one, the origin.
+//! 3. The latest checkpoint known elsewhere — the witness store (`[witnessing] store`) and the
+//!    head note of the data directory being replaced — must be covered by the archive (same
+//!    root at its size); otherwise the restore is refused unless `--force --reason`.
+//! 4. Both stores are written into a temporary directory beside them, made durable, and
+//!    renamed into place; the log is opened with its full start-up check, the state store's
+//!    anchor is checked against it (the server's own start-up rule), and a `store.restore`
+//!    entry is appended (with `forced` and the reason).
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use audit_log::snapshot::SnapshotCheck;
+use audit_log::{AuditError, AuditLog, LogConfig};
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope};
+
+use super::check::{PendingKnown, bad_archive, read_head_note, stale, verify};
+use super::format::{self, Manifest, Records};
+use crate::error::{Result, ServerError};
+use crate::{AUDIT_DIR, Config, STATE_DIR, integrity};
+
+/// What `onboard restore` was asked.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// The archive file.
+    pub archive: PathBuf,
+    /// Replace a non-empty data directory, and accept an archive older than (or different
+    /// from) the latest checkpoint known.
+    pub force: bool,
+    /// Why (required with `force`; recorded in the `store.restore` entry).
+    pub reason: String,
+}
+
+/// Restores `req.archive` into the data directory of `config`. Returns a summary line.
+pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
+    if req.force && req.reason.trim().is_empty() {
+        return Err(ServerError::invalid("reason", "--force needs --reason"));
+    }
+    crate::storage::check_keys(&config)?;
+    for (set, key) in [
+        (config.storage.sealing_key.is_some(), "storage.sealing_key"),
+        (
+            config.invitations.token_key.is_some(),
+            "invitations.token_key",
+        ),
+    ] {
+        if !set {
+            return Err(ServerError::Config(format!(
+                "{key} is not set: archives never carry keys, so the restored state needs the key file the backed-up server used"
+            )));
+        }
+    }
+    let data = config.storage.data_dir.clone();
+    let existing = occupied(&data)?;
+    for store in [AUDIT_DIR, STATE_DIR] {
+        refuse_if_held(&data.join(store))?;
+    }
+    let signer = crate::app::load_signer(&config.audit.signing_key, &config.audit.origin)?;
+    let mut known = Vec::new();
+    let mut check = SnapshotCheck::default();
+    // Pass 1: check everything, write nothing.
+    let (manifest, checked, sha) = {
+        let head = read_head_note(&data)?;
+        let mut pending = PendingKnown {
+            head,
+            config: &config,
+        };
+        verify(&req.archive, &mut check, &mut pending, &mut known)?
+    };
+    if manifest.origin != config.audit.origin {
+        return Err(bad_archive(
+            &req.archive,
+            format!(
+                "it holds the log of origin {:?}, the configuration says {:?}",
+                manifest.origin, config.audit.origin
+            ),
+        ));
+    }
+    if checked.verifiers.last() != Some(&signer.verifier()) {
+        return Err(ServerError::Config(format!(
+            "audit.signing_key is not the archived log's current key ({}); configure the key the backed-up server used",
+            checked
+                .verifiers
+                .last()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        )));
+    }
+    let stale = stale(&checked, &known);
+    if let Some(why) = &stale
+        && !req.force
+    {
+        return Err(ServerError::FailedPrecondition(format!(
+            "refusing to restore an older snapshot: {why}; restoring it would roll the audit log back. If that is intended (the newer data is lost), run again with --force --reason \"…\" (recorded in the audit log)"
+        )));
+    }
+    if !existing.is_empty() && !req.force {
+        return Err(ServerError::FailedPrecondition(format!(
+            "{} is not empty ({}); restore into an empty directory, or replace it with --force --reason (the old contents are moved aside)",
+            data.display(),
+            existing.join(", ")
+        )));
+    }
+    // Pass 2: write into a temporary directory, then move into place.
+    crate::storage::prepare_data_dir(&data)?;
+    let tmp = data.join(format!(".restore-{}", std::process::id()));
+    let written = write_stores(&req.archive, &manifest, &tmp);
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let moved_aside = swap_in(&data, &tmp, &existing)?;
+    crate::storage::tighten(&data)?;
+    // The server's own start-up checks, then the record of the restore.
+    let known_best = known.iter().max_by_key(|k| k.size);
+    let audit = AuditLog::open(
+        LogConfig::new(data.join(AUDIT_DIR), config.audit.origin.clone()),
+        signer,
+    )?;
+    let anchored = check_anchor(&config, &audit, &data);
+    let mac = match anchored {
+        Ok(mac) => mac,
+        Err(e) => {
+            audit.close();
+            return Err(e);
+        }
+    };
+    // Entra may be ahead of the archived runs: every resumed step reads before it writes.
+    let distrusted = distrust_fresh_apps(&data, mac).await;
+    if let Err(e) = distrusted {
+        audit.close();
+        return Err(e);
+    }
+    let entry = AuditEntry::new(
+        Action::StoreRestore,
+        Phase::Succeeded,
+        &Scope::actor("onboard:operator"),
+    )
+    .with_detail("reason", req.reason.clone())
+    .with_detail("forced", stale.is_some())
+    .with_detail("archive_sha256", sha.clone())
+    .with_detail("size", manifest.audit.size)
+    .with_detail("root", manifest.audit.root.clone())
+    .with_detail("known_size", known_best.map_or(0, |k| k.size))
+    .with_detail(
+        "known_root",
+        known_best.map(|k| hex::encode(k.root)).unwrap_or_default(),
+    )
+    .with_detail(
+        "known_from",
+        known_best.map(|k| k.from.clone()).unwrap_or_default(),
+    )
+    .with_detail("created_at", manifest.created_at.clone());
+    let appended = entry.append(&audit).await;
+    let size = audit.size();
+    audit.close();
+    appended?;
+    let aside = if moved_aside.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the replaced stores were moved to {}",
+            moved_aside.join(", ")
+        )
+    };
+    Ok(format!(
+        "restored {} audit entries (root {}) and {} state records from {} (taken {}){}{aside}; the log now holds {size} entries with the store.restore entry",
+        manifest.audit.size,
+        manifest.audit.root,
+        manifest.state.trees.values().sum::<u64>(),
+        req.archive.display(),
+        manifest.created_at,
+        if stale.is_some() {
+            " — forced over a newer checkpoint"
+        } else {
+            ""
+        },
+    ))
+}
+
+/// What the data directory holds (names), ignoring nothing.
+fn occupied(data: &Path) -> Result<Vec<String>> {
+    match std::fs::read_dir(data) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(ServerError::io(format!("listing {}", data.display()), e)),
+        Ok(dir) => {
+            let mut names = Vec::new();
+            for e in dir {
+                let e = e.map_err(|e| ServerError::io(format!("listing {}", data.display()), e))?;
+                names.push(e.file_name().to_string_lossy().into_owned());
+            }
+            names.sort();
+            Ok(names)
+        }
+    }
+}
+
+/// Refuses a sled store another process holds (sled `flock`s its `db` file while open).
+fn refuse_if_held(store: &Path) -> Result<()> {
+    let db = store.join("db");
+    let file = match File::open(&db) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ServerError::io(format!("opening {}", db.display()), e)),
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(ServerError::FailedPrecondition(format!(
+            "{} is in use (a running server holds its lock); stop the server first, or restore into another directory",
+            store.display()
+        ))),
+        Err(e) => Err(ServerError::io(
+            format!("locking {}", db.display()),
+            e.into(),
+        )),
+    }
+}
+
+/// Pass 2: writes both stores under `tmp`, checking every member's checksum again.
+fn write_stores(path: &Path, manifest: &Manifest, tmp: &Path) -> Result<()> {
+    std::fs::create_dir_all(tmp)
+        .map_err(|e| ServerError::io(format!("creating {}", tmp.display()), e))?;
+    let file =
+        File::open(path).map_err(|e| ServerError::io(format!("opening {}", path.display()), e))?;
+    let mut tar = tar::Archive::new(BufReader::new(file));
+    let entries = tar.entries().map_err(|e| bad_archive(path, e))?;
+    for (i, entry) in entries.enumerate().skip(1) {
+        let entry = entry.map_err(|e| bad_archive(path, e))?;
+        let m = manifest
+            .members
+            .get(i - 1)
+            .ok_or_else(|| bad_archive(path, "the archive changed since it was checked"))?;
+        let mut h = format::Hashing::new(entry);
+        if m.name == format::AUDIT_MEMBER {
+            let records = Records::new(&mut h).map(|r| {
+                r.map(|(_, k, v)| (k, v)).map_err(|e| AuditError::Io {
+                    context: format!("reading {}", format::AUDIT_MEMBER),
+                    source: e,
+                })
+            });
+            audit_log::snapshot::restore(
+                &tmp.join(AUDIT_DIR),
+                records,
+                &manifest.audit.checkpoint,
+            )?;
+        } else {
+            write_state(&tmp.join(STATE_DIR), Records::new(&mut h))?;
+        }
+        std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| bad_archive(path, e))?;
+        if h.finish().0 != m.sha256 {
+            return Err(bad_archive(
+                path,
+                "the archive changed since it was checked",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn write_state(dir: &Path, records: Records<impl Read>) -> Result<()> {
+    let db = sled::open(dir)?;
+    let _durable = crate::storage::register_state(dir)?;
+    for r in records {
+        let (tree, k, v) =
+            r.map_err(|e| ServerError::io(format!("reading {}", format::STATE_MEMBER), e))?;
+        db.open_tree(&tree)?.insert(k, v)?;
+    }
+    onboard_core::store::flush_durably_blocking(&db.open_tree(integrity::META_TREE)?)
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    Ok(())
+}
+
+/// Moves `existing` aside (if any), then the restored stores into place. Returns where the
+/// old ones went.
+fn swap_in(data: &Path, tmp: &Path, existing: &[String]) -> Result<Vec<String>> {
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut aside = Vec::new();
+    for name in existing {
+        if name.starts_with(".restore-") {
+            continue;
+        }
+        let from = data.join(name);
+        let to = data.join(format!("{name}.replaced-{stamp}"));
+        std::fs::rename(&from, &to)
+            .map_err(|e| ServerError::io(format!("moving {} aside", from.display()), e))?;
+        aside.push(to.display().to_string());
+    }
+    for store in [AUDIT_DIR, STATE_DIR] {
+        let (from, to) = (tmp.join(store), data.join(store));
+        std::fs::rename(&from, &to)
+            .map_err(|e| ServerError::io(format!("moving {} into place", to.display()), e))?;
+    }
+    std::fs::remove_dir(tmp)
+        .map_err(|e| ServerError::io(format!("removing {}", tmp.display()), e))?;
+    File::open(data)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ServerError::io(format!("syncing {}", data.display()), e))?;
+    Ok(aside)
+}
+
+/// See `provision::store::Store::distrust_after_restore`.
+async fn distrust_fresh_apps(data: &Path, mac: onboard_core::store::RecordMac) -> Result<usize> {
+    let db = open_waiting(&data.join(STATE_DIR))?;
+    let _durable = crate::storage::register_state(&data.join(STATE_DIR))?;
+    let tree = db.open_tree(crate::app::PROVISION_TREE)?;
+    Ok(provision::store::distrust_after_restore(tree, mac).await?)
+}
+
+/// The server's start-up rule: the state store's anchor (MAC checked with the configured
+/// sealing key) must be covered by the restored log. Returns the record MAC.
+fn check_anchor(
+    config: &Config,
+    audit: &AuditLog,
+    data: &Path,
+) -> Result<onboard_core::store::RecordMac> {
+    let db = open_waiting(&data.join(STATE_DIR))?;
+    let key = crate::app::sealing_key(&db, config)?;
+    let mac = onboard_core::SealingKey::new(*key).record_mac();
+    let anchor = integrity::read_anchor(&db.open_tree(integrity::META_TREE)?, &mac).map_err(|e| {
+        ServerError::Config(format!(
+            "the restored state store's anchor does not open with storage.sealing_key ({e}): configure the sealing key the backed-up server used"
+        ))
+    })?;
+    integrity::check_after_open(anchor.as_ref(), audit, data)?;
+    Ok(mac)
+}
+
+/// Opens a sled store this process just closed: sled's threads let go of its lock shortly
+/// after the last handle is dropped.
+fn open_waiting(dir: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return Ok(db),
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `onboard backup` (asks a running server for a consistent archive over
+//! `onboard.v1.Admin/Backup`, with the same connection settings as `onboard ctl`) and
+//! `onboard restore` (checks an archive and writes it into a data directory no server holds;
+//! `onboard_server::backup`). docs/operations.md, "Backup and restore".
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::admin_client::AdminClient;
+
+use crate::ctl::conn::ConnArgs;
+use crate::ctl::exit::{CtlError, Exit};
+
+/// `onboard backup`.
+#[derive(Debug, Args)]
+#[command(after_help = crate::ctl::exit::EXIT_CODES_HELP)]
+pub struct BackupArgs {
+    /// Where the server is and who we are (an admin).
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// The archive to write (a tar file; written to FILE.partial, renamed when complete).
+    #[arg(long)]
+    out: PathBuf,
+    /// Why the backup is taken (recorded in the audit log).
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+/// `onboard restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive `onboard backup` wrote.
+    #[arg(long)]
+    archive: PathBuf,
+    /// The server's configuration file (its data directory, keys and witnesses).
+    #[arg(long)]
+    config: PathBuf,
+    /// Replace a non-empty data directory (moved aside, not deleted) and accept an archive
+    /// older than the latest checkpoint known; needs --reason.
+    #[arg(long, requires = "reason")]
+    force: bool,
+    /// Why (recorded in the audit log's `store.restore` entry).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+/// Runs `onboard backup`; prints what it wrote.
+pub async fn backup(args: BackupArgs) -> ExitCode {
+    match run_backup(args).await {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit.into()
+        }
+    }
+}
+
+async fn run_backup(args: BackupArgs) -> Result<String, CtlError> {
+    let settings = args.conn.resolve()?;
+    let ch = settings.connect().await?;
+    let mut client = AdminClient::new(ch).max_decoding_message_size(8 << 20);
+    let rpc = "Admin/Backup";
+    let mut stream = client
+        .backup(pb::BackupRequest {
+            reason: args.reason.clone(),
+        })
+        .await
+        .map_err(|s| CtlError::from_status(rpc, &s))?
+        .into_inner();
+    let partial = {
+        let mut p = args.out.clone().into_os_string();
+        p.push(".partial");
+        PathBuf::from(p)
+    };
+    let mut file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut bytes = 0u64;
+    loop {
+        match stream.message().await {
+            Ok(Some(chunk)) => {
+                file.write_all(&chunk.data)
+                    .with_context(|| format!("writing {}", partial.display()))?;
+                bytes += chunk.data.len() as u64;
+            }
+            Ok(None) => break,
+            Err(s) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(CtlError::from_status(rpc, &s));
+            }
+        }
+    }
+    file.sync_all()
+        .with_context(|| format!("syncing {}", partial.display()))?;
+    std::fs::rename(&partial, &args.out)
+        .with_context(|| format!("renaming to {}", args.out.display()))?;
+    if bytes == 0 {
+        return Err(CtlError {
+            exit: Exit::Failed,
+            message: format!("{rpc}: the server sent an empty archive"),
+        });
+    }
+    Ok(format!("wrote {} ({bytes} bytes)", args.out.display()))
+}
+
+/// Runs `onboard restore`.
+pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let config = onboard_server::Config::load(&args.config)?;
+    let line = onboard_server::backup::restore(
+        config,
+        onboard_server::backup::RestoreRequest {
+            archive: args.archive,
+            force: args.force,
+            reason: args.reason.unwrap_or_default(),
+        },
+    )
+    .await?;
+    println!("{line}");
+    Ok(())
+}

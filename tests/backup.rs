@@ -1,0 +1,437 @@
+//! `onboard backup` from a running `onboard serve` and `onboard restore`, end to end over
+//! loopback, as an operator runs them:
+//! - a backup taken while 64 callers append audit entries (audited reads) and an onboarding
+//!   provisions is restored into a fresh directory; the restored log verifies offline, and the
+//!   restored server starts and has the onboarding completed;
+//! - no key file's content and no client secret is in an archive;
+//! - an archive with one byte flipped is refused with the member that fails its checksum, and
+//!   nothing is written;
+//! - an older snapshot is refused over a newer data directory, and accepted with
+//!   `--force --reason` (recorded as a `store.restore` entry with `forced`);
+//! - a backup is refused while a key lives in the state store, and to anyone but an admin.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use entra_sim::{Faults, Sim};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::audit_client::AuditClient;
+use testkit::config::{ADMIN, AUDITOR};
+use testkit::keys::write_key_file;
+use testkit::onboard_binary;
+use testkit::process::{Onboard, ServerFiles, ServerProc};
+use testkit::server::with_token;
+use testkit::sim::{calm, users::GLOBAL_ADMIN};
+use testkit::wizard::{claim, drain, invite, provision_stream, signed_in, wait_settled};
+
+/// Concurrent appenders during the backup.
+const APPENDERS: usize = 64;
+/// The sealing key's hex (a test key; searched for in the archive).
+const SEALING_HEX: &str = "5eabed5eabed5eabed5eabed5eabed5eabed5eabed5eabed5eabed5eabed5eab";
+/// The invitation token key's hex (a test key; searched for in the archive).
+const TOKEN_HEX: &str = "70c0e470c0e470c0e470c0e470c0e470c0e470c0e470c0e470c0e470c0e470c0";
+
+/// A server set-up with key files (a backup refuses keys kept in the state store) and audited
+/// reads unthrottled (they are the appenders).
+struct Setup {
+    /// Config, data directory, signing key.
+    files: ServerFiles,
+    /// Holds the sealing and token key files.
+    _keys: tempfile::TempDir,
+}
+
+fn setup(sim: &Sim) -> Result<Setup> {
+    let keys = tempfile::tempdir()?;
+    let sealing = keys.path().join("sealing.key");
+    let token = keys.path().join("token.key");
+    write_key_file(&sealing, SEALING_HEX.as_bytes())?;
+    write_key_file(&token, TOKEN_HEX.as_bytes())?;
+    let files = ServerFiles::with(sim, |b| {
+        Ok(b.sealing_key(Some(&sealing))
+            .token_key(&token)
+            .limit("audited_reads_per_minute", 10_000_000)
+            .limit("audited_reads_burst", 1_000_000))
+    })?;
+    Ok(Setup { files, _keys: keys })
+}
+
+/// The same configuration with another data directory (same keys).
+fn config_for(files: &ServerFiles, data: &Path) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(&files.config)?;
+    let old = files.data_dir().display().to_string();
+    ensure!(text.contains(&old), "data_dir not in the config");
+    let path = data.with_extension("toml");
+    std::fs::write(&path, text.replace(&old, &data.display().to_string()))?;
+    Ok(path)
+}
+
+async fn backup(onboard: &Onboard, server: &ServerProc, out: &Path) -> Result<()> {
+    let run = onboard
+        .run(
+            &[
+                "backup",
+                "--out",
+                &out.display().to_string(),
+                "--reason",
+                "test",
+            ],
+            &[("ONBOARD_ADDR", &server.url()), ("ONBOARD_TOKEN", ADMIN)],
+            None,
+        )
+        .await?;
+    ensure!(run.code == Some(0), "onboard backup:\n{run}");
+    Ok(())
+}
+
+async fn restore(
+    onboard: &Onboard,
+    archive: &Path,
+    config: &Path,
+    extra: &[&str],
+) -> Result<testkit::process::Run> {
+    let mut args = vec![
+        "restore".to_string(),
+        "--archive".into(),
+        archive.display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    onboard.run(&args, &[], None).await
+}
+
+/// `onboard audit export` of a stopped data directory, then `onboard audit verify`.
+async fn verify_offline(onboard: &Onboard, data: &Path, vkey: &str) -> Result<String> {
+    let export = data.with_extension("export");
+    let run = onboard
+        .run(
+            &[
+                "audit",
+                "export",
+                "--data-dir",
+                &data.join("audit").display().to_string(),
+                "--out",
+                &export.display().to_string(),
+            ],
+            &[],
+            None,
+        )
+        .await?;
+    ensure!(run.code == Some(0), "export:\n{run}");
+    let run = onboard
+        .run(
+            &[
+                "audit",
+                "verify",
+                &export.display().to_string(),
+                "--vkey",
+                vkey,
+            ],
+            &[],
+            None,
+        )
+        .await?;
+    ensure!(
+        run.code == Some(0) && !run.stdout.contains("INVALID"),
+        "verify:\n{run}"
+    );
+    Ok(run.stdout)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// No key file's content (whole, or its base64/hex body) and no secret in `archive`.
+fn no_keys_or_secrets(archive: &[u8], s: &Setup, secrets: &[&str]) -> Result<()> {
+    let signing = std::fs::read_to_string(s.files.dir.path().join("signing.key"))?;
+    let body: String = signing
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for (what, needle) in [
+        ("the signing key file", signing.as_str()),
+        ("the signing key's base64", body.as_str()),
+        ("the sealing key", SEALING_HEX),
+        ("the token key", TOKEN_HEX),
+    ] {
+        ensure!(
+            !contains(archive, needle.as_bytes()),
+            "{what} is in the archive"
+        );
+    }
+    for raw in [hex_decode(SEALING_HEX)?, hex_decode(TOKEN_HEX)?] {
+        ensure!(
+            !contains(archive, &raw),
+            "a key's raw bytes are in the archive"
+        );
+    }
+    for secret in secrets {
+        ensure!(
+            !contains(archive, secret.as_bytes()),
+            "a client secret is in the archive"
+        );
+    }
+    Ok(())
+}
+
+fn hex_decode(s: &str) -> Result<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).context("hex"))
+        .collect()
+}
+
+/// 64 auditors reading the checkpoint in a loop (each read is an audit entry) until `stop`.
+fn appenders(
+    server: &ServerProc,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<Result<()>>> {
+    (0..APPENDERS)
+        .map(|_| {
+            let (stop, done, url) = (stop.clone(), done.clone(), server.url());
+            tokio::spawn(async move {
+                let ch = testkit::server::connect(&url, None).await?;
+                let mut audit = AuditClient::new(with_token(ch, Some(AUDITOR)));
+                while !stop.load(Ordering::SeqCst) {
+                    audit.get_checkpoint(pb::GetCheckpointRequest {}).await?;
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backup_under_load_restores_verifies_and_resumes() -> Result<()> {
+    // Each Graph call takes 40 ms, so the onboarding is mid-run when the backup is taken.
+    let sim = testkit::sim::start(Faults {
+        latency_ms: 40,
+        ..calm()
+    })
+    .await?;
+    let onboard = onboard_binary!();
+    let s = setup(&sim)?;
+    let server = onboard.serve(&s.files).await?;
+    let ch = server.channel().await?;
+
+    let (token, _) = invite(ch.clone(), "dr-backup", "direct-routing", None).await?;
+    let id = signed_in(ch.clone(), &sim, &token, GLOBAL_ADMIN)
+        .await?
+        .onboarding_id;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks = appenders(&server, stop.clone(), done.clone());
+    let run = drain(provision_stream(ch.clone(), &token, &id, "Sbc-Backup").await?);
+    let provision = tokio::spawn(run);
+    while done.load(Ordering::SeqCst) < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let work = tempfile::tempdir()?;
+    let archive = work.path().join("during.tar");
+    backup(&onboard, &server, &archive).await?;
+    let during = done.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await??;
+    }
+    ensure!(
+        done.load(Ordering::SeqCst) > during,
+        "appends went on after the backup"
+    );
+    let events = provision.await??;
+    let secret = claim(ch.clone(), &id).await?.secret;
+    ensure!(!secret.is_empty(), "no secret claimed");
+    // A second backup after completion: the sealed secret is in the state store now.
+    let after = work.path().join("after.tar");
+    backup(&onboard, &server, &after).await?;
+    server.terminate()?;
+
+    let bytes = std::fs::read(&archive)?;
+    ensure!(
+        bytes.get(257..262) == Some(b"ustar".as_slice()),
+        "not a tar file"
+    );
+    let manifest_at = bytes
+        .windows(13)
+        .position(|w| w == b"manifest.json")
+        .context("no manifest")?;
+    ensure!(manifest_at < 100, "manifest.json is not the first member");
+    no_keys_or_secrets(&bytes, &s, &[&secret])?;
+    no_keys_or_secrets(&std::fs::read(&after)?, &s, &[&secret])?;
+    println!(
+        "{} events; {during} audited reads before the backup ended",
+        events.len()
+    );
+
+    // Restore into a fresh directory, verify offline, serve, and find the onboarding done.
+    let data = work.path().join("restored");
+    let config = config_for(&s.files, &data)?;
+    let run = restore(&onboard, &archive, &config, &[]).await?;
+    ensure!(run.code == Some(0), "restore:\n{run}");
+    let report = verify_offline(&onboard, &data, &s.files.vkey).await?;
+    println!("{report}");
+    let mut files = testkit::process::ServerFiles::with(&sim, Ok)?;
+    files.config = config;
+    let restored = onboard.serve(&files).await?;
+    let info = wait_settled(restored.channel().await?, &id, Duration::from_secs(120)).await?;
+    ensure!(
+        info.state() == pb::OnboardingState::Completed,
+        "{info:?}\n{}",
+        restored.log_tail()
+    );
+    restored.terminate()?;
+    verify_offline(&onboard, &data, &s.files.vkey).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
+    let sim = testkit::sim::start(calm()).await?;
+    let onboard = onboard_binary!();
+    let s = setup(&sim)?;
+    let server = onboard.serve(&s.files).await?;
+    let mut audit = AuditClient::new(with_token(server.channel().await?, Some(AUDITOR)));
+    let work = tempfile::tempdir()?;
+    let (older, newer) = (work.path().join("older.tar"), work.path().join("newer.tar"));
+    audit.get_checkpoint(pb::GetCheckpointRequest {}).await?;
+    backup(&onboard, &server, &older).await?;
+    for _ in 0..20 {
+        audit.get_checkpoint(pb::GetCheckpointRequest {}).await?;
+    }
+    backup(&onboard, &server, &newer).await?;
+    server.terminate()?;
+
+    // One byte flipped in the middle of the audit records: refused, naming the member.
+    let mut bytes = std::fs::read(&older)?;
+    let at = bytes
+        .windows(10)
+        .position(|w| w == b"audit.read")
+        .context("no audit.read entry")?;
+    bytes[at] ^= 0x01;
+    let damaged = work.path().join("damaged.tar");
+    std::fs::write(&damaged, &bytes)?;
+    let data = work.path().join("fresh");
+    let config = config_for(&s.files, &data)?;
+    let run = restore(&onboard, &damaged, &config, &[]).await?;
+    ensure!(
+        run.code != Some(0),
+        "a damaged archive was restored:\n{run}"
+    );
+    ensure!(
+        run.stderr
+            .contains("member audit.records fails its checksum")
+            && run.stderr.contains("nothing was written"),
+        "{run}"
+    );
+    ensure!(
+        !data.join("audit").exists() && !data.join("state").exists(),
+        "something was written"
+    );
+
+    // The newer archive into the fresh directory; then the older one over it.
+    let run = restore(&onboard, &newer, &config, &[]).await?;
+    ensure!(run.code == Some(0), "restore:\n{run}");
+    let run = restore(&onboard, &older, &config, &[]).await?;
+    ensure!(
+        run.code != Some(0) && run.stderr.contains("refusing to restore an older snapshot"),
+        "{run}"
+    );
+    let run = restore(&onboard, &older, &config, &["--force"]).await?;
+    ensure!(run.code == Some(2), "--force without --reason:\n{run}");
+    let run = restore(
+        &onboard,
+        &older,
+        &config,
+        &["--force", "--reason", "drill: roll back to the morning"],
+    )
+    .await?;
+    ensure!(
+        run.code == Some(0) && run.stdout.contains("forced"),
+        "{run}"
+    );
+    let aside = std::fs::read_dir(&data)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".replaced-"))
+        .count();
+    ensure!(aside == 2, "the replaced stores were not moved aside");
+    verify_offline(&onboard, &data, &s.files.vkey).await?;
+
+    // The restored server starts (the anchor check passes) and the forced restore is audited.
+    let mut files = ServerFiles::with(&sim, Ok)?;
+    files.config = config.clone();
+    let restored = onboard.serve(&files).await?;
+    let mut audit = AuditClient::new(with_token(restored.channel().await?, Some(AUDITOR)));
+    let size = audit
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await?
+        .into_inner()
+        .size;
+    let entries = audit
+        .list_entries(pb::ListEntriesRequest {
+            from_seq: size.saturating_sub(10),
+            to_seq: size,
+            page_size: 10,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let restored_entry = entries
+        .entries
+        .iter()
+        .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&e.leaf).ok())
+        .find(|e| e["action"] == "store.restore")
+        .context("no store.restore entry")?;
+    ensure!(
+        restored_entry["forced"] == true
+            && restored_entry["reason"] == "drill: roll back to the morning",
+        "{restored_entry}"
+    );
+    restored.terminate()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_is_refused_while_a_key_lives_in_the_state_store() -> Result<()> {
+    let sim = testkit::sim::start(calm()).await?;
+    let onboard = onboard_binary!();
+    // The default test set-up: no sealing_key / token_key files (generated into the store).
+    let files = ServerFiles::new(&sim)?;
+    let server = onboard.serve(&files).await?;
+    let out = files.dir.path().join("refused.tar");
+    let run = onboard
+        .run(
+            &["backup", "--out", &out.display().to_string()],
+            &[("ONBOARD_ADDR", &server.url()), ("ONBOARD_TOKEN", ADMIN)],
+            None,
+        )
+        .await?;
+    ensure!(
+        run.code == Some(1)
+            && run.stderr.contains("FAILED_PRECONDITION")
+            && run.stderr.contains("storage.sealing_key is not set"),
+        "{run}"
+    );
+    ensure!(!out.exists(), "an archive was written");
+    // Only an admin may take one.
+    let run = onboard
+        .run(
+            &["backup", "--out", &out.display().to_string()],
+            &[("ONBOARD_ADDR", &server.url()), ("ONBOARD_TOKEN", AUDITOR)],
+            None,
+        )
+        .await?;
+    ensure!(
+        run.code == Some(4) && run.stderr.contains("PERMISSION_DENIED"),
+        "{run}"
+    );
+    server.terminate()?;
+    Ok(())
+}

@@ -36,7 +36,8 @@ pub struct EngineConfig {
     /// Permission profiles.
     pub profiles: ProfileSet,
     /// Grants and role assignments in flight at once per onboarding; keeps us well under
-    /// Graph's write throttling while still not serialising a dozen independent calls.
+    /// Graph's write throttling while still not serialising a dozen independent calls. 6: the
+    /// default profile's five (four app-role grants, one role) go in one wave.
     pub concurrency: usize,
     /// Client-secret lifetime; `None` leaves Graph's default (two years).
     pub secret_lifetime: Option<time::Duration>,
@@ -57,7 +58,7 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Defaults: shipped profiles, concurrency 4, Graph's default secret lifetime, Graph scope.
+    /// Defaults: shipped profiles, concurrency 6, Graph's default secret lifetime, Graph scope.
     pub fn new(
         entra: EntraClient,
         audit: AuditLog,
@@ -74,7 +75,7 @@ impl EngineConfig {
             provider: provider.into(),
             server_name: server_name.into(),
             profiles: ProfileSet::defaults()?,
-            concurrency: 4,
+            concurrency: 6,
             secret_lifetime: None,
             verify_scope: "https://graph.microsoft.com/.default".into(),
             token_app_client_id: None,

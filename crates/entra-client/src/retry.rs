@@ -79,7 +79,18 @@ impl RetryReason {
         )
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    /// The reason as a metric label (`onboard_entra_retries_total{reason}`): a fixed name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RetryReason::Throttled { .. } => "throttled",
+            RetryReason::ServerError { .. } => "server_error",
+            RetryReason::ReplicationLag { .. } => "replication_lag",
+            RetryReason::CredentialPropagation { .. } => "credential_propagation",
+            RetryReason::Transport { .. } => "transport",
+        }
+    }
+
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             RetryReason::Throttled { retry_after }
             | RetryReason::ServerError { retry_after, .. } => *retry_after,
@@ -386,6 +397,7 @@ impl Retrier<'_> {
                 reason = %event.reason,
                 "retrying"
             );
+            crate::telemetry::retried(&event.reason, wait);
             if let Some(obs) = &ctx.observer {
                 obs.on_retry(&event);
             }

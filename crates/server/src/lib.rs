@@ -15,6 +15,8 @@
 //! - [`wizard`]: the customer's invitation wizard (page, script, style, and a JSON + SSE layer
 //!   over the Onboarding service) on the same listener.
 //! - [`limits`]: the `[limits]` section and what enforces it (rates, caps, bounded streams).
+//! - [`telemetry`]: `[telemetry]`: Prometheus metrics on their own listener (the recorder,
+//!   `GET /metrics`, the gRPC metrics layer) and the log format.
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -33,6 +35,7 @@ pub mod onboarding;
 mod paging;
 mod serve;
 mod storage;
+pub mod telemetry;
 pub mod verification;
 pub mod wizard;
 

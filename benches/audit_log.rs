@@ -469,7 +469,10 @@ async fn bench_telemetry(secs: u64) {
     for (i, (p, m)) in plain_runs.iter().zip(&measured_runs).enumerate() {
         for (name, r) in [
             ("audit log, no recorder, no log line", p),
-            ("audit log + Prometheus recorder + one JSON log line per append", m),
+            (
+                "audit log + Prometheus recorder + one JSON log line per append",
+                m,
+            ),
         ] {
             println!(
                 "| {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",

@@ -92,7 +92,10 @@ async fn metrics_move_as_an_onboarding_does() -> Result<()> {
             ],
         )
     };
-    ensure!(rpc(&after, "Provision", "OK") >= 1.0, "Provision not counted\n{log}");
+    ensure!(
+        rpc(&after, "Provision", "OK") >= 1.0,
+        "Provision not counted\n{log}"
+    );
     ensure!(rpc(&after, "SignIn", "OK") >= 1.0, "SignIn not counted");
     ensure!(
         after.sum(
@@ -143,7 +146,10 @@ async fn metrics_move_as_an_onboarding_does() -> Result<()> {
     ensure!(entra >= 10.0, "only {entra} Microsoft calls counted");
     let throttled = after.sum("onboard_entra_throttled_total", &[]);
     let graph_429 = after.sum("onboard_entra_requests_total", &[("status", "429")]);
-    ensure!(throttled >= 1.0 && throttled == graph_429, "{throttled} vs {graph_429}");
+    ensure!(
+        throttled >= 1.0 && throttled == graph_429,
+        "{throttled} vs {graph_429}"
+    );
     ensure!(after.sum("onboard_entra_retries_total", &[("reason", "throttled")]) >= throttled);
     ensure!(after.sum("onboard_entra_retry_after_seconds_total", &[]) >= throttled);
     for s in after
@@ -153,7 +159,10 @@ async fn metrics_move_as_an_onboarding_does() -> Result<()> {
     {
         let op = s.labels.get("operation").map_or("", String::as_str);
         ensure!(
-            !op.is_empty() && op.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            !op.is_empty()
+                && op
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
             "operation label is not a fixed call-site name: {s:?}"
         );
     }
@@ -226,11 +235,22 @@ async fn json_logs_have_one_line_per_call_and_no_secret() -> Result<()> {
         field(provision, "caller") == format!("invitation:{}", done.invitation_id).as_str(),
         "{provision}"
     );
+    let sign_in = lines
+        .iter()
+        .find(|v| field(v, "message") == "rpc" && field(v, "method") == "SignIn")
+        .context("no per-RPC line for SignIn")?;
+    ensure!(
+        field(sign_in, "onboarding_id") == done.onboarding_id.as_str(),
+        "{sign_in}"
+    );
     let claim = lines
         .iter()
         .find(|v| field(v, "message") == "rpc" && field(v, "method") == "ClaimSecret")
         .context("no per-RPC line for ClaimSecret")?;
-    ensure!(field(claim, "caller") == testkit::config::OPERATOR_IDENTITY, "{claim}");
+    ensure!(
+        field(claim, "caller") == testkit::config::OPERATOR_IDENTITY,
+        "{claim}"
+    );
     let graph = lines
         .iter()
         .find(|v| {
@@ -238,9 +258,9 @@ async fn json_logs_have_one_line_per_call_and_no_secret() -> Result<()> {
                 && field(v, "operation") == "create_service_principal"
         })
         .or_else(|| {
-            lines.iter().find(|v| {
-                field(v, "message") == "microsoft call" && field(v, "status") == 201
-            })
+            lines
+                .iter()
+                .find(|v| field(v, "message") == "microsoft call" && field(v, "status") == 201)
         })
         .context("no per-call line for a Graph create")?;
     for k in ["request_id", "client_request_id"] {

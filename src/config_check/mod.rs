@@ -129,7 +129,10 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         .map_or_else(|| "off".to_owned(), |a| a.to_string());
     println!("INFO  telemetry.metrics_listen = {metrics}");
     println!("INFO  telemetry.log_format = {:?}", t.log_format);
-    println!("INFO  telemetry.log_level = {} (RUST_LOG overrides)", t.log_level);
+    println!(
+        "INFO  telemetry.log_level = {} (RUST_LOG overrides)",
+        t.log_level
+    );
     let (errors, warnings) = (findings.count(Level::Error), findings.count(Level::Warn));
     println!(
         "{}: {errors} error(s), {warnings} warning(s)",

@@ -107,7 +107,10 @@ pub fn check_telemetry(config: &Config, f: &mut Findings) {
     {
         let taken = [
             Some(("server.listen", config.server.listen)),
-            config.audit_http.as_ref().map(|h| ("audit_http.listen", h.listen)),
+            config
+                .audit_http
+                .as_ref()
+                .map(|h| ("audit_http.listen", h.listen)),
         ];
         for (key, addr) in taken.into_iter().flatten() {
             if addr.port() == m.port() {
@@ -121,7 +124,10 @@ pub fn check_telemetry(config: &Config, f: &mut Findings) {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&t.log_level) {
         f.error(
             "telemetry.log_level",
-            format!("{:?} is not a log filter (e.g. info, or info,onboard_server=debug): {e}", t.log_level),
+            format!(
+                "{:?} is not a log filter (e.g. info, or info,onboard_server=debug): {e}",
+                t.log_level
+            ),
         );
     }
 }

@@ -79,17 +79,6 @@ impl RetryReason {
         )
     }
 
-    /// The reason as a metric label (`onboard_entra_retries_total{reason}`): a fixed name.
-    pub fn label(&self) -> &'static str {
-        match self {
-            RetryReason::Throttled { .. } => "throttled",
-            RetryReason::ServerError { .. } => "server_error",
-            RetryReason::ReplicationLag { .. } => "replication_lag",
-            RetryReason::CredentialPropagation { .. } => "credential_propagation",
-            RetryReason::Transport { .. } => "transport",
-        }
-    }
-
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             RetryReason::Throttled { retry_after }

@@ -4,7 +4,7 @@
 //!
 //! Labels are bounded by construction: `operation` is the call site's fixed name (never a URL,
 //! which carries object ids), `status` an HTTP status code or `transport_error`, `reason` one
-//! of [`RetryReason::label`]'s names. Nothing from a request or answer body is ever recorded.
+//! of `reason_label`'s names. Nothing from a request or answer body is ever recorded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,8 +41,7 @@ pub(crate) async fn send(
             // Graph answers `request-id`, the identity platform `x-ms-request-id`.
             let request_id = header(&resp.headers, "request-id")
                 .or_else(|| header(&resp.headers, "x-ms-request-id"));
-            let client_request_id =
-                header(&resp.headers, "client-request-id").or(sent_crid);
+            let client_request_id = header(&resp.headers, "client-request-id").or(sent_crid);
             tracing::info!(
                 operation,
                 status,
@@ -74,10 +73,21 @@ pub(crate) async fn send(
 
 /// Counts one retry and, when the wait is the server's `Retry-After`, the seconds waited.
 pub(crate) fn retried(reason: &RetryReason, wait: Duration) {
-    metrics::counter!("onboard_entra_retries_total", "reason" => reason.label()).increment(1);
+    metrics::counter!("onboard_entra_retries_total", "reason" => reason_label(reason)).increment(1);
     if reason.retry_after().is_some() {
         // Retry-After is whole seconds (delta-seconds or an HTTP-date), so nothing is lost.
         metrics::counter!("onboard_entra_retry_after_seconds_total").increment(wait.as_secs());
+    }
+}
+
+/// The reason as a metric label (`onboard_entra_retries_total{reason}`): a fixed name.
+fn reason_label(reason: &RetryReason) -> &'static str {
+    match reason {
+        RetryReason::Throttled { .. } => "throttled",
+        RetryReason::ServerError { .. } => "server_error",
+        RetryReason::ReplicationLag { .. } => "replication_lag",
+        RetryReason::CredentialPropagation { .. } => "credential_propagation",
+        RetryReason::Transport { .. } => "transport",
     }
 }
 

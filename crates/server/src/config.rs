@@ -539,12 +539,19 @@ activation_base_url = "https://wizard.example.net/activate"
         let uncommented = text
             .lines()
             .map(|l| match l.strip_prefix("# ") {
-                Some(rest) if rest.starts_with("[telemetry]") || rest.starts_with("metrics_listen") || rest.starts_with("log_") => rest,
+                Some(rest)
+                    if rest.starts_with("[telemetry]")
+                        || rest.starts_with("metrics_listen")
+                        || rest.starts_with("log_") =>
+                {
+                    rest
+                }
                 _ => l,
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let c = Config::from_toml_str(&uncommented, std::iter::empty()).expect("example [telemetry]");
+        let c =
+            Config::from_toml_str(&uncommented, std::iter::empty()).expect("example [telemetry]");
         assert_eq!(c.telemetry.metrics_listen.map(|a| a.port()), Some(9090));
         assert_eq!(c.telemetry.log_format, crate::telemetry::LogFormat::Json);
     }

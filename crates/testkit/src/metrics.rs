@@ -120,7 +120,11 @@ pub async fn scrape(addr: SocketAddr) -> Result<String> {
     let resp = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .context("scraping /metrics")?;
-    ensure!(resp.status().is_success(), "/metrics answered {}", resp.status());
+    ensure!(
+        resp.status().is_success(),
+        "/metrics answered {}",
+        resp.status()
+    );
     let ct = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)

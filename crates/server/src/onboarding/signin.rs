@@ -89,6 +89,7 @@ pub(super) async fn start(
     svc: &OnboardingService,
     r: pb::SignInRequest,
     peer: Option<std::net::IpAddr>,
+    note: Option<crate::telemetry::CallNote>,
 ) -> Result<BoxStream<pb::SignInEvent>> {
     let guards = svc.app.guards().clone();
     let token = Zeroizing::new(r.invitation_token);
@@ -132,6 +133,9 @@ pub(super) async fn start(
     let slot = guards.sign_in(&invitation.id, &upn)?;
     let onboarding_id = uuid::Uuid::now_v7().to_string();
     let actor = format!("invitation:{}", invitation.id);
+    if let Some(n) = &note {
+        n.set(&actor, &onboarding_id);
+    }
     let mut details = OnboardingService::entry(
         &actor,
         Action::OnboardingSignIn,

@@ -313,7 +313,10 @@ mod tests {
     fn the_table_knows_the_services_and_their_streams() {
         let t = table();
         let p = &t["/onboard.v1.Onboarding/Provision"];
-        assert_eq!((p.service, p.method, p.streaming), ("onboard.v1.Onboarding", "Provision", true));
+        assert_eq!(
+            (p.service, p.method, p.streaming),
+            ("onboard.v1.Onboarding", "Provision", true)
+        );
         assert!(!t["/onboard.v1.Invitations/CreateInvitation"].streaming);
         assert!(t.contains_key("/grpc.health.v1.Health/Check"));
         assert!(!t.contains_key("/onboard.v1.Onboarding/Nope"));
@@ -322,7 +325,10 @@ mod tests {
     #[test]
     fn codes_have_their_canonical_names() {
         let mut h = HeaderMap::new();
-        h.insert("grpc-status", "9".parse().unwrap_or_else(|_| unreachable!()));
+        h.insert(
+            "grpc-status",
+            "9".parse().unwrap_or_else(|_| unreachable!()),
+        );
         assert_eq!(status_of(&h), Some("FAILED_PRECONDITION"));
         assert_eq!(code_name(200), "UNKNOWN");
     }

@@ -30,7 +30,7 @@ use crate::App;
 use crate::error::{Result, ServerError};
 
 pub(crate) use grpc::MetricsLayer;
-pub(crate) use note::{note_caller, note_onboarding};
+pub(crate) use note::{CallNote, note_caller, note_onboarding};
 pub use settings::{LogFormat, TelemetrySection};
 
 /// How often histogram samples are folded into buckets between scrapes (keeps memory flat).
@@ -52,9 +52,7 @@ const BUCKETS: &[(&str, &[f64])] = &[
     ),
     (
         "onboard_entra_request_duration_seconds",
-        &[
-            0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ],
+        &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
     ),
     (
         "onboard_audit_append_duration_seconds",
@@ -96,7 +94,7 @@ pub fn recorder() -> Result<PrometheusHandle> {
 
 /// Creates the series whose label values are a fixed set at 0, so dashboards and alerts see
 /// 0 rather than "no data" before the first event (the label sets are the ones the recording
-/// crates use: `entra_client::RetryReason::label`, the rotation outcomes, the sign-in states).
+/// crates use: entra-client's `reason_label`, the rotation outcomes, the sign-in states).
 fn zero_series() {
     for reason in [
         "throttled",

@@ -25,6 +25,20 @@ pub(crate) struct Noted {
 }
 
 impl CallNote {
+    /// The note the layer put into `req`, if it came through the layer; for a handler that
+    /// learns the caller after it consumed the request.
+    pub(crate) fn of<T>(req: &tonic::Request<T>) -> Option<Self> {
+        req.extensions().get::<CallNote>().cloned()
+    }
+
+    /// Notes the caller and the onboarding at once.
+    pub(crate) fn set(&self, caller: &str, onboarding_id: &str) {
+        self.update(|n| {
+            n.caller = Some(caller.to_owned());
+            n.onboarding_id = Some(onboarding_id.chars().take(MAX_ID_CHARS).collect());
+        });
+    }
+
     /// A copy of what was noted.
     pub(crate) fn get(&self) -> Noted {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()

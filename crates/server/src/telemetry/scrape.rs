@@ -63,7 +63,8 @@ fn update_gauges(app: &App) {
     metrics::gauge!("onboard_audit_checkpoint_age_seconds").set(age.as_secs_f64());
     match app.engine().list(&ListFilter::default()) {
         Ok(all) => {
-            let mut by_state: BTreeMap<&'static str, u32> = STATES.iter().map(|s| (*s, 0)).collect();
+            let mut by_state: BTreeMap<&'static str, u32> =
+                STATES.iter().map(|s| (*s, 0)).collect();
             for o in &all {
                 *by_state.entry(state_label(o.status)).or_default() += 1;
             }
@@ -107,7 +108,13 @@ fn update_gauges(app: &App) {
 }
 
 /// Every state label, so each series exists (at 0) from the first scrape.
-const STATES: &[&str] = &["provisioning", "completed", "failed", "cancelling", "cancelled"];
+const STATES: &[&str] = &[
+    "provisioning",
+    "completed",
+    "failed",
+    "cancelling",
+    "cancelled",
+];
 
 /// An onboarding's state as a label (`provisioning` for a running one, as the alerts say).
 fn state_label(s: Status) -> &'static str {

@@ -138,16 +138,38 @@ fn warn_about_token_app(path: &std::path::Path) {
     }
 }
 
+/// Logs go to standard error. `serve` takes its format and default level from the
+/// configuration's `[telemetry]` (text at `info` unless set; a configuration that does not load
+/// is reported by `run_from_config`); other commands log warnings and errors as text.
+/// `RUST_LOG` overrides the level either way.
+fn init_logging(command: &Command) {
+    use onboard_server::telemetry::{LogFormat, TelemetrySection};
+    use tracing_subscriber::EnvFilter;
+    let telemetry = match command {
+        Command::Serve { config } => Some(
+            onboard_server::Config::load(config)
+                .map(|c| c.telemetry)
+                .unwrap_or_default(),
+        ),
+        _ => None,
+    };
+    let level = telemetry.as_ref().map_or("warn", |t| t.log_level.as_str());
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match telemetry.map(|t: TelemetrySection| t.log_format) {
+        Some(LogFormat::Json) => fmt.json().init(),
+        _ => fmt.init(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(&cli.command);
     let command = match cli.command {
         Command::Verify(args) => return verify_cli::run(args).await,
         Command::Ctl(args) => return ctl::run(args).await,

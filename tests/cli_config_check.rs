@@ -111,6 +111,9 @@ fn a_good_configuration_passes_strictly() -> Result<()> {
         "INFO  limits.max_concurrent_calls = 1000",
         "INFO  limits.token_failures_per_minute = 30",
         "INFO  limits.customer_watch_grace_secs = 600",
+        "INFO  telemetry.metrics_listen = off",
+        "INFO  telemetry.log_format = Text",
+        "INFO  telemetry.log_level = info (RUST_LOG overrides)",
     ] {
         ensure!(out.lines().any(|l| l == want), "{want} not in\n{out}");
     }
@@ -181,6 +184,16 @@ fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
                 })
             }),
             "ERROR platform.services[dr-1].grpc_health: an https gRPC health endpoint needs `ca`".into(),
+        ),
+        (
+            "the metrics listener on the gRPC port",
+            Box::new(|b| b.raw("telemetry", "metrics_listen", "0.0.0.0:8443".into())),
+            "ERROR telemetry.metrics_listen: port 8443 is server.listen's too".into(),
+        ),
+        (
+            "a log level that is no filter",
+            Box::new(|b| b.raw("telemetry", "log_level", "onboard=loud".into())),
+            "ERROR telemetry.log_level: \"onboard=loud\" is not a log filter".into(),
         ),
     ];
 

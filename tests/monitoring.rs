@@ -6,44 +6,10 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-
-/// Every metric the service exports, as agreed for issue 12 (histograms without suffixes).
-const METRICS: &[&str] = &[
-    "onboard_grpc_requests_total",
-    "onboard_grpc_request_duration_seconds",
-    "onboard_grpc_streams_open",
-    "onboard_onboardings",
-    "onboard_step_duration_seconds",
-    "onboard_entra_retries_total",
-    "onboard_signins",
-    "onboard_entra_requests_total",
-    "onboard_entra_request_duration_seconds",
-    "onboard_entra_throttled_total",
-    "onboard_entra_retry_after_seconds_total",
-    "onboard_audit_appends_total",
-    "onboard_audit_append_failures_total",
-    "onboard_audit_append_duration_seconds",
-    "onboard_audit_batch_size",
-    "onboard_audit_entries",
-    "onboard_audit_checkpoint_age_seconds",
-    "onboard_secret_earliest_expiry_timestamp_seconds",
-    "onboard_rotations_total",
-    "onboard_drift_open",
-    // The standard process collector.
-    "process_resident_memory_bytes",
-    "process_open_fds",
-    "process_max_fds",
-    "process_cpu_seconds_total",
-];
-
-/// The histograms, whose `_bucket`, `_sum` and `_count` series queries use.
-const HISTOGRAMS: &[&str] = &[
-    "onboard_grpc_request_duration_seconds",
-    "onboard_step_duration_seconds",
-    "onboard_entra_request_duration_seconds",
-    "onboard_audit_append_duration_seconds",
-    "onboard_audit_batch_size",
-];
+// Every metric the service exports (`METRICS`, as agreed for issue 12, histograms without
+// suffixes) and the histograms among them: one list in the test kit, which tests/telemetry.rs
+// also checks against a live server's /metrics.
+use testkit::metrics::{HISTOGRAMS, METRICS};
 
 fn repo(path: &str) -> Result<String> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);

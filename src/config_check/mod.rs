@@ -94,6 +94,7 @@ pub fn check(config: &Config, warn_days: u32, now: i64) -> Findings {
     files::check_files(config, warn_days, now, &mut f);
     rules::check_urls(config, &mut f);
     rules::check_listen(config, &mut f);
+    rules::check_telemetry(config, &mut f);
     rules::check_auth(config, &mut f);
     rules::check_token_app(config, &mut f);
     auditors::check_auditors(config, warn_days, now, &mut f);
@@ -121,6 +122,17 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     for line in config.limits.describe() {
         println!("INFO  limits.{line}");
     }
+    // What `[telemetry]` turns on (defaults included).
+    let t = &config.telemetry;
+    let metrics = t
+        .metrics_listen
+        .map_or_else(|| "off".to_owned(), |a| a.to_string());
+    println!("INFO  telemetry.metrics_listen = {metrics}");
+    println!("INFO  telemetry.log_format = {:?}", t.log_format);
+    println!(
+        "INFO  telemetry.log_level = {} (RUST_LOG overrides)",
+        t.log_level
+    );
     let (errors, warnings) = (findings.count(Level::Error), findings.count(Level::Warn));
     println!(
         "{}: {errors} error(s), {warnings} warning(s)",

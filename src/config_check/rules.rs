@@ -99,6 +99,39 @@ pub fn check_urls(config: &Config, f: &mut Findings) {
 }
 
 /// The listen address (already parsed as a socket address by the config loader).
+/// `[telemetry]`: the metrics port must be its own, and the log level a valid filter.
+pub fn check_telemetry(config: &Config, f: &mut Findings) {
+    let t = &config.telemetry;
+    if let Some(m) = t.metrics_listen
+        && m.port() != 0
+    {
+        let taken = [
+            Some(("server.listen", config.server.listen)),
+            config
+                .audit_http
+                .as_ref()
+                .map(|h| ("audit_http.listen", h.listen)),
+        ];
+        for (key, addr) in taken.into_iter().flatten() {
+            if addr.port() == m.port() {
+                f.error(
+                    "telemetry.metrics_listen",
+                    format!("port {} is {key}'s too", m.port()),
+                );
+            }
+        }
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&t.log_level) {
+        f.error(
+            "telemetry.log_level",
+            format!(
+                "{:?} is not a log filter (e.g. info, or info,onboard_server=debug): {e}",
+                t.log_level
+            ),
+        );
+    }
+}
+
 pub fn check_listen(config: &Config, f: &mut Findings) {
     let addr = config.server.listen;
     let tls = config.tls.cert.is_some();

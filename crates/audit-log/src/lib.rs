@@ -20,6 +20,7 @@ mod head_file;
 mod keys;
 mod log;
 pub mod merkle;
+mod metrics;
 pub mod note;
 mod proof_file;
 pub mod snapshot;

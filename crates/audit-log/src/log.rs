@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) upper: RwLock<UpperNodes>,
     /// Followers learn of each new checkpoint here.
     pub(crate) watch: watch::Sender<Arc<SignedCheckpoint>>,
+    /// When the writer last signed a checkpoint (the checkpoint-age gauge reads it).
+    pub(crate) signed_at: crate::metrics::SignedAt,
 }
 
 /// The writer thread and the channel to it; dropping it stops the writer after it drains.
@@ -213,8 +215,10 @@ impl AuditLog {
             verifiers: RwLock::new(rec.verifiers),
             upper: RwLock::new(rec.upper),
             watch: watch_tx,
+            signed_at: crate::metrics::SignedAt::now(),
         });
         let (tx, rx) = mpsc::channel();
+        let frontier_size = frontier.size();
         let w = WriterLoop {
             shared: shared.clone(),
             rx,
@@ -226,6 +230,7 @@ impl AuditLog {
             failed: None,
             dir: config.path.clone(),
             head_written: Instant::now(),
+            metrics: crate::metrics::WriterMetrics::new(frontier_size),
         };
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -274,6 +279,7 @@ impl AuditLog {
                 verifiers: RwLock::new(rec.verifiers),
                 upper: RwLock::new(rec.upper),
                 watch: watch_tx,
+                signed_at: crate::metrics::SignedAt::default(),
             }),
             writer: Arc::new(Writer {
                 tx: Mutex::new(None),
@@ -367,6 +373,12 @@ impl AuditLog {
     /// The number of entries covered by the latest checkpoint.
     pub fn size(&self) -> u64 {
         self.checkpoint().checkpoint.size
+    }
+
+    /// When this process last signed a checkpoint of the log (its opening counts: the head is
+    /// checked then); the Unix epoch for a log opened read-only.
+    pub fn last_signed(&self) -> std::time::SystemTime {
+        self.shared.signed_at.get()
     }
 
     /// A receiver that sees every new checkpoint (for follow streams).

@@ -75,6 +75,8 @@ pub(crate) struct WriterLoop {
     pub(crate) dir: PathBuf,
     /// When the head file was last written; it is refreshed at most once a second under load.
     pub(crate) head_written: Instant,
+    /// Appends, failures, batch sizes and commit times (no-ops without a recorder).
+    pub(crate) metrics: crate::metrics::WriterMetrics,
 }
 
 impl WriterLoop {
@@ -184,7 +186,9 @@ impl WriterLoop {
         if appends.is_empty() {
             return None;
         }
+        let started = Instant::now();
         if let Some(why) = &self.failed {
+            self.metrics.failed(appends.len());
             for (_, reply) in appends {
                 let _ = reply.send(Err(AuditError::Poisoned(why.clone())));
             }
@@ -238,6 +242,7 @@ impl WriterLoop {
         if let Err(e) = written {
             tracing::error!(error = %e, "audit log write failed; refusing further appends");
             self.failed = Some(e.to_string());
+            self.metrics.failed(replies.len());
             for (_, reply) in replies {
                 let _ = reply.send(Err(AuditError::Poisoned(e.to_string())));
             }
@@ -266,6 +271,7 @@ impl WriterLoop {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 self.failed = Some(e.to_string());
+                self.metrics.failed(replies.len());
                 for (_, reply) in replies {
                     let _ = reply.send(Err(AuditError::Poisoned(e.to_string())));
                 }
@@ -277,6 +283,9 @@ impl WriterLoop {
             Err(p) => *p.into_inner() = signed.clone(),
         }
         self.shared.watch.send_replace(signed.clone());
+        self.shared.signed_at.touch();
+        self.metrics
+            .committed(replies.len(), started.elapsed(), self.frontier.size());
         for (seq, reply) in replies {
             let _ = reply.send(Ok(Appended {
                 seq,

@@ -49,6 +49,7 @@ pub mod graph;
 mod odata;
 pub mod retry;
 pub mod sts;
+mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod token_source;

@@ -79,7 +79,7 @@ impl RetryReason {
         )
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             RetryReason::Throttled { retry_after }
             | RetryReason::ServerError { retry_after, .. } => *retry_after,
@@ -386,6 +386,7 @@ impl Retrier<'_> {
                 reason = %event.reason,
                 "retrying"
             );
+            crate::telemetry::retried(&event.reason, wait);
             if let Some(obs) = &ctx.observer {
                 obs.on_retry(&event);
             }

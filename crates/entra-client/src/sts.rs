@@ -277,8 +277,7 @@ impl StsClient {
                 };
                 let transport = self.shared.transport.clone();
                 async move {
-                    let resp = transport
-                        .send(req)
+                    let resp = crate::telemetry::send(transport, req, operation)
                         .await
                         .map_err(|f| f.into_error(operation))?;
                     if resp.status.is_success() {

@@ -117,6 +117,7 @@ impl Authenticator {
     /// Identifies the caller and checks that its role is one of `allowed`.
     pub fn authorize<T>(&self, req: &Request<T>, allowed: &[Role]) -> Result<Caller> {
         let caller = self.authenticate(req)?;
+        crate::telemetry::note_caller(req, &caller.identity);
         if !allowed.contains(&caller.role) {
             let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
             return Err(ServerError::PermissionDenied(format!(

@@ -32,6 +32,7 @@ const SECTIONS: &[&str] = &[
     "witnessing",
     "witness",
     "limits",
+    "telemetry",
 ];
 
 /// The whole configuration.
@@ -78,6 +79,9 @@ pub struct Config {
     /// Limits per caller, connection and server (`crate::limits`).
     #[serde(default)]
     pub limits: crate::limits::LimitsSection,
+    /// Metrics listener and log format (`crate::telemetry`).
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetrySection,
 }
 
 /// `[credentials]`
@@ -557,6 +561,45 @@ activation_base_url = "https://wizard.example.net/activate"
         assert_eq!(c.auth.callers[0].role, Role::Operator);
         assert_eq!(c.verification.interval_secs, Some(3600));
         assert_eq!(c.platform.services.len(), 2);
+        // Its commented `[telemetry]` parses once uncommented.
+        let uncommented = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[telemetry]")
+                        || rest.starts_with("metrics_listen")
+                        || rest.starts_with("log_") =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c =
+            Config::from_toml_str(&uncommented, std::iter::empty()).expect("example [telemetry]");
+        assert_eq!(c.telemetry.metrics_listen.map(|a| a.port()), Some(9090));
+        assert_eq!(c.telemetry.log_format, crate::telemetry::LogFormat::Json);
+    }
+
+    #[test]
+    fn telemetry_defaults_and_overrides() {
+        let c = Config::from_toml_str(BASE, std::iter::empty()).expect("config");
+        assert_eq!(c.telemetry.metrics_listen, None);
+        assert_eq!(c.telemetry.log_format, crate::telemetry::LogFormat::Text);
+        assert_eq!(c.telemetry.log_level, "info");
+        let env = [
+            ("ONBOARD_TELEMETRY_METRICS_LISTEN", "127.0.0.1:0"),
+            ("ONBOARD_TELEMETRY_LOG_FORMAT", "json"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let c = Config::from_toml_str(BASE, env).expect("config");
+        assert!(c.telemetry.metrics_listen.is_some());
+        assert_eq!(c.telemetry.log_format, crate::telemetry::LogFormat::Json);
+        let bad = format!("{BASE}[telemetry]\nlog_format = \"xml\"\n");
+        assert!(Config::from_toml_str(&bad, std::iter::empty()).is_err());
+        let typo = format!("{BASE}[telemetry]\nmetrics_listn = \"127.0.0.1:1\"\n");
+        assert!(Config::from_toml_str(&typo, std::iter::empty()).is_err());
     }
 
     #[test]

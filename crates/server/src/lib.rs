@@ -17,6 +17,8 @@
 //! - [`backup`]: the Admin service's Backup (a consistent archive of the running server) and
 //!   `onboard restore`.
 //! - [`limits`]: the `[limits]` section and what enforces it (rates, caps, bounded streams).
+//! - [`telemetry`]: `[telemetry]`: Prometheus metrics on their own listener (the recorder,
+//!   `GET /metrics`, the gRPC metrics layer) and the log format.
 //! - [`serve()`] / [`run_from_config`]: health, reflection, TLS/mTLS and the listener.
 
 mod app;
@@ -36,6 +38,7 @@ pub mod onboarding;
 mod paging;
 mod serve;
 mod storage;
+pub mod telemetry;
 pub mod verification;
 pub mod wizard;
 

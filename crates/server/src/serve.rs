@@ -53,7 +53,10 @@ pub async fn serve(
     if let Some(tls) = tls_config(app.config())? {
         builder = builder.tls_config(tls)?;
     }
-    let mut builder = builder.layer(crate::guard_layer::GuardLayer::new(app.guards().clone()));
+    // Outermost: the metrics layer also counts what the guard layer refuses.
+    let mut builder = builder
+        .layer(crate::telemetry::MetricsLayer)
+        .layer(crate::guard_layer::GuardLayer::new(app.guards().clone()));
     let max = lim.max_message_bytes;
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -185,6 +188,11 @@ fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
 pub async fn run_from_config(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     let listen = config.server.listen;
+    // The recorder before anything records: the audit log's writer resolves its handles when
+    // it opens. Without a metrics listener there is none, and every metric is a no-op.
+    if config.telemetry.metrics_listen.is_some() {
+        crate::telemetry::recorder()?;
+    }
     let app = tokio::task::spawn_blocking(move || App::open(config))
         .await
         .map_err(|e| ServerError::Internal(format!("opening the server state: {e}")))??;
@@ -192,6 +200,10 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
     // directory rolled back behind what they cosigned: before anything appends, and before the
     // line below tells a supervisor the server is up.
     crate::auditors::start(&app).await?;
+    // `GET /metrics` on its own listener; one line says where, as for the gRPC one below.
+    if let Some(addr) = crate::telemetry::start(&app).await? {
+        println!("onboard metrics on {addr}");
+    }
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;

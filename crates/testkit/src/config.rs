@@ -353,6 +353,14 @@ impl ServerConfigBuilder {
         self
     }
 
+    /// `[telemetry]`: `/metrics` on `127.0.0.1:0` (the server prints where) and the log format
+    /// (`text` or `json`).
+    pub fn telemetry(mut self, log_format: &str) -> Self {
+        self.set("telemetry", "metrics_listen", s("127.0.0.1:0"));
+        self.set("telemetry", "log_format", s(log_format));
+        self
+    }
+
     /// `[publish] target`: continuous publication to `target` (a URL or directory).
     pub fn publish(mut self, target: &str) -> Self {
         self.set("publish", "target", s(target));

@@ -59,6 +59,8 @@ pub mod sim_server;
 pub mod wizard;
 
 #[cfg(feature = "process")]
+pub mod metrics;
+#[cfg(feature = "process")]
 pub mod process;
 
 #[cfg(feature = "bench")]

@@ -61,43 +61,76 @@ impl Onboard {
         Self { path: path.into() }
     }
 
-    /// Starts `onboard serve --config FILES.config` and waits for its
+    /// Starts `onboard serve --config FILES.config` (logging at `warn`) and waits for its
     /// `onboard serving on ADDR` line. Its log is appended to `files.log`.
     pub async fn serve(&self, files: &ServerFiles) -> Result<ServerProc> {
+        self.serve_logging(files, Some("warn")).await
+    }
+
+    /// [`Onboard::serve`] with `RUST_LOG=rust_log`, or without `RUST_LOG` (the configuration's
+    /// `[telemetry]` then decides). With `[telemetry] metrics_listen`, the
+    /// `onboard metrics on ADDR` line before it gives [`ServerProc::metrics`].
+    pub async fn serve_logging(
+        &self,
+        files: &ServerFiles,
+        rust_log: Option<&str>,
+    ) -> Result<ServerProc> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&files.log)?;
-        let mut child = Command::new(&self.path)
-            .args(["serve", "--config"])
-            .arg(&files.config)
-            .env("RUST_LOG", "warn")
+        let mut cmd = Command::new(&self.path);
+        cmd.args(["serve", "--config"]).arg(&files.config);
+        match rust_log {
+            Some(level) => cmd.env("RUST_LOG", level),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
             .context("starting onboard serve")?;
         let stdout = child.stdout.take().context("no stdout")?;
-        let line = tokio::time::timeout(
+        let lines = tokio::time::timeout(
             Duration::from_secs(60),
             tokio::task::spawn_blocking(move || {
-                let mut line = String::new();
-                // The reader is dropped after this line; the server writes nothing else there.
-                BufReader::new(stdout).read_line(&mut line).map(|_| line)
+                // The reader is dropped after the serving line; the server writes nothing else
+                // there.
+                let mut reader = BufReader::new(stdout);
+                let mut lines = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line)? == 0 {
+                        return Ok::<_, std::io::Error>(lines);
+                    }
+                    let serving = line.starts_with("onboard serving on ");
+                    lines.push(line);
+                    if serving {
+                        return Ok(lines);
+                    }
+                }
             }),
         )
         .await
         .context("onboard serve did not report its address within 60 s")???;
-        let addr = match line.trim().strip_prefix("onboard serving on ") {
-            Some(a) => a.parse()?,
-            None => {
-                let _ = child.kill();
-                bail!("unexpected start-up line {line:?}");
-            }
+        let after = |prefix: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
+        };
+        let (Some(addr), metrics) = (after("onboard serving on "), after("onboard metrics on "))
+        else {
+            let _ = child.kill();
+            bail!(
+                "unexpected start-up lines {lines:?}\n{}",
+                log_tail(&files.log)
+            );
         };
         Ok(ServerProc {
             child,
-            addr,
+            addr: addr.parse()?,
+            metrics: metrics.map(|m| m.parse()).transpose()?,
             log: files.log.clone(),
         })
     }
@@ -318,6 +351,8 @@ pub struct ServerProc {
     child: Child,
     /// Where it listens (read from its start-up line).
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, with `[telemetry] metrics_listen` (its start-up line).
+    pub metrics: Option<SocketAddr>,
     /// Its log file.
     pub log: PathBuf,
 }

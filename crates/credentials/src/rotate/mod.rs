@@ -123,6 +123,17 @@ fn ev(stage: &'static str, done: bool, audit_seq: Option<u64>) -> RotationEvent 
     }
 }
 
+/// Counts a rotation that was driven to an end: `onboard_rotations_total{outcome}` is
+/// `completed`, `halted` (shutdown: it resumes at the next start) or `failed`.
+fn count_rotation(result: &Result<(), CredentialsError>) {
+    let outcome = match result {
+        Ok(()) => "completed",
+        Err(CredentialsError::Halted(_)) => "halted",
+        Err(_) => "failed",
+    };
+    metrics::counter!("onboard_rotations_total", "outcome" => outcome).increment(1);
+}
+
 impl Credentials {
     /// Rotates `service_id`'s secret: add, validate, hand over, and remove the old one after
     /// `overlap`. Stages go to `events`; the new value only on the live `add` event. A rotation
@@ -182,7 +193,9 @@ impl Credentials {
                 self.save(&reg).await?;
             }
         }
-        self.drive(r, service_id, &events).await
+        let result = self.drive(r, service_id, &events).await;
+        count_rotation(&result);
+        result
     }
 
     /// Rotations stored but not finished: `(registration, service id)`.
@@ -232,7 +245,9 @@ impl Credentials {
     ) -> Result<(), CredentialsError> {
         let reg_id = self.registration(r)?.id;
         let _drive = self.start_driving(&reg_id, service_id)?;
-        self.drive(r, service_id, &None).await
+        let result = self.drive(r, service_id, &None).await;
+        count_rotation(&result);
+        result
     }
 
     fn start_driving(

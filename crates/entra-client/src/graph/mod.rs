@@ -194,8 +194,7 @@ impl GraphClient {
         let sent_crid = crid.to_owned();
         async move {
             let req = req?;
-            let resp = transport
-                .send(req)
+            let resp = crate::telemetry::send(transport, req, operation)
                 .await
                 .map_err(|f| f.into_error(operation))?;
             if resp.status.is_success() {

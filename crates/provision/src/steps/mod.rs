@@ -51,6 +51,22 @@ pub(crate) mod ids {
         format!("role:{name}")
     }
 
+    /// The step as a metric label (`onboard_step_duration_seconds{step}`): one of the fixed
+    /// top-level names above, never a sub-step's (which names a permission or a role).
+    pub fn label(step: &str) -> &'static str {
+        match top_level(step) {
+            RESOLVE => RESOLVE,
+            APP => APP,
+            SP => SP,
+            SECRET => SECRET,
+            ACCESS => ACCESS,
+            TOKEN_APP => TOKEN_APP,
+            VERIFY => VERIFY,
+            OWNER => OWNER,
+            _ => "other",
+        }
+    }
+
     /// The top-level step a step id belongs to (a sub-step's is [`ACCESS`]).
     pub fn top_level(step: &str) -> &str {
         if step.starts_with("grant:") || step.starts_with("role:") {
@@ -285,7 +301,14 @@ impl Run {
                 description: description.to_owned(),
             },
         );
-        match work().await {
+        let started = std::time::Instant::now();
+        let result = work().await;
+        // Steps that finished, failed or not; a halted one (shutdown) is resumed, not timed.
+        if !matches!(result, Err(ProvisionError::Halted(_))) {
+            metrics::histogram!("onboard_step_duration_seconds", "step" => ids::label(id))
+                .record(started.elapsed().as_secs_f64());
+        }
+        match result {
             Ok(out) => {
                 self.update(|r| r.mark_done(id)).await?;
                 self.emitter.emit(

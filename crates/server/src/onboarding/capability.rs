@@ -44,6 +44,7 @@ impl OnboardingService {
         onboarding_id: &str,
         rpc: CustomerRpc,
     ) -> Result<Access> {
+        crate::telemetry::note_onboarding(req, onboarding_id);
         if token.is_empty() {
             let caller = self.app.auth().authorize(req, &[Role::Operator])?;
             if onboarding_id.is_empty() {
@@ -89,6 +90,7 @@ impl OnboardingService {
             onboarding_id,
         )?;
         let actor = format!("invitation:{}", inv.id);
+        crate::telemetry::note_caller(req, &actor);
         guards.expensive_call(req, &actor)?;
         Ok(Access {
             actor,

@@ -488,7 +488,8 @@ impl Onboarding for OnboardingService {
         request: Request<pb::SignInRequest>,
     ) -> Result<Response<Self::SignInStream>, Status> {
         let peer = request.remote_addr().map(|a| a.ip());
-        let stream = signin::start(self, request.into_inner(), peer).await?;
+        let note = crate::telemetry::CallNote::of(&request);
+        let stream = signin::start(self, request.into_inner(), peer, note).await?;
         Ok(Response::new(stream))
     }
 

@@ -47,6 +47,40 @@ struct Attempt {
     actor: String,
     /// The audit fields shared by the intent and the outcome.
     details: AuditEntry,
+    /// Counts the sign-in in `onboard_signins{state="pending"}` while the code is out.
+    _pending: Option<PendingSignIn>,
+}
+
+/// `onboard_signins{state="pending"}` while a device code waits for the admin; the other
+/// states (`completed`, `declined`, `expired`, `failed`) count endings since the start.
+struct PendingSignIn;
+
+impl PendingSignIn {
+    fn new() -> Self {
+        metrics::gauge!("onboard_signins", "state" => "pending").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for PendingSignIn {
+    fn drop(&mut self) {
+        metrics::gauge!("onboard_signins", "state" => "pending").decrement(1.0);
+    }
+}
+
+/// Counts how a sign-in ended.
+fn count_ending(result: &Result<pb::SignedIn>) {
+    use entra_client::EntraError;
+    let state = match result {
+        Ok(_) => "completed",
+        Err(ServerError::Provision(ProvisionError::Entra { source, .. })) => match source {
+            EntraError::DeviceCodeDeclined(_) => "declined",
+            EntraError::DeviceCodeExpired(_) => "expired",
+            _ => "failed",
+        },
+        Err(_) => "failed",
+    };
+    metrics::gauge!("onboard_signins", "state" => state).increment(1.0);
 }
 
 /// Checks the request and the invitation, audits the intent, asks for a device code and
@@ -55,6 +89,7 @@ pub(super) async fn start(
     svc: &OnboardingService,
     r: pb::SignInRequest,
     peer: Option<std::net::IpAddr>,
+    note: Option<crate::telemetry::CallNote>,
 ) -> Result<BoxStream<pb::SignInEvent>> {
     let guards = svc.app.guards().clone();
     let token = Zeroizing::new(r.invitation_token);
@@ -98,6 +133,9 @@ pub(super) async fn start(
     let slot = guards.sign_in(&invitation.id, &upn)?;
     let onboarding_id = uuid::Uuid::now_v7().to_string();
     let actor = format!("invitation:{}", invitation.id);
+    if let Some(n) = &note {
+        n.set(&actor, &onboarding_id);
+    }
     let mut details = OnboardingService::entry(
         &actor,
         Action::OnboardingSignIn,
@@ -111,7 +149,8 @@ pub(super) async fn start(
         t.display_name = Some(invitation.customer.clone());
     }
     svc.record(details.clone()).await?;
-    let p = Attempt {
+    let mut p = Attempt {
+        _pending: None,
         _slot: slot,
         svc: svc.clone(),
         invitation,
@@ -132,9 +171,11 @@ pub(super) async fn start(
         Err(e) => {
             let err = ServerError::from(ProvisionError::entra("sign_in", e));
             p.failed(&err).await;
+            metrics::gauge!("onboard_signins", "state" => "failed").increment(1.0);
             return Err(err);
         }
     };
+    p._pending = Some(PendingSignIn::new());
     let (tx, stream) = guards.stream();
     tokio::spawn(async move { p.run(flow, tx).await });
     Ok(stream)
@@ -154,16 +195,16 @@ impl Attempt {
             onboarding_id: self.onboarding_id.clone(),
         });
         if tx.send(Ok(event(code))).await.is_err() {
-            self.failed(&ServerError::FailedPrecondition(
-                "the caller went away".into(),
-            ))
-            .await;
+            let gone = ServerError::FailedPrecondition("the caller went away".into());
+            self.failed(&gone).await;
+            count_ending(&Err(gone));
             return;
         }
         let result = match self.poll(&mut flow, &tx).await {
             Ok(tokens) => self.finish(&tokens).await,
             Err(e) => Err(e),
         };
+        count_ending(&result);
         match result {
             Ok(signed_in) => {
                 let _ = tx

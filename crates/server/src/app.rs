@@ -12,7 +12,6 @@ use credentials::targets::{RegistryTargets, TargetSettings};
 use credentials::{Credentials, CredentialsConfig};
 use entra_client::{EntraClient, EntraConfig};
 use invitations::Invitations;
-use onboard_core::platform::token_app_name;
 use onboard_core::{ProfileSet, Shutdown, ShutdownController};
 use provision::{Engine, EngineConfig};
 use verifier::{PlatformEndpoint, Probe};
@@ -402,10 +401,7 @@ fn target_settings(config: &Config) -> Result<TargetSettings> {
         platform,
         horizon: Duration::from_secs(u64::from(config.credentials.expiry_horizon_days) * day),
         critical: Duration::from_secs(config.verification.critical_days * day),
-        temporary_app_name: token_app_name(
-            &config.platform.server_name,
-            &config.platform.provider_name,
-        ),
+        temporary_app_name: config.platform.token_app_name(),
         temporary_app_client_id: config.entra.token_app_client_id.clone(),
     })
 }

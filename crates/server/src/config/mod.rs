@@ -187,6 +187,13 @@ pub struct PlatformSection {
     pub services: Vec<PlatformService>,
 }
 
+impl PlatformSection {
+    /// The temporary enterprise app's display name (`<server>-<provider>-token`).
+    pub fn token_app_name(&self) -> String {
+        onboard_core::platform::token_app_name(&self.server_name, &self.provider_name)
+    }
+}
+
 /// `[[platform.services]]`: where one Direct Routing service reports its status. Exactly one
 /// of `grpc_health` and `http_probe`.
 #[derive(Debug, Clone, Deserialize)]

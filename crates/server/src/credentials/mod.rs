@@ -320,9 +320,7 @@ impl CredentialsService {
         if r.tenant_id.trim().is_empty() {
             return Err(ServerError::invalid("tenant_id", "required"));
         }
-        let platform = &self.app.config().platform;
-        let temporary_app =
-            onboard_core::platform::token_app_name(&platform.server_name, &platform.provider_name);
+        let temporary_app = self.app.config().platform.token_app_name();
         let ended = self
             .app
             .credentials()

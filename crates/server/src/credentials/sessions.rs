@@ -13,12 +13,6 @@ use crate::App;
 /// The audit actor of sessions ended for being idle.
 pub const SESSION_IDLE_ACTOR: &str = "system:admin-session-idle";
 
-/// The temporary app's name, as the audit entries of its removal name it.
-fn temporary_app(app: &App) -> String {
-    let p = &app.config().platform;
-    onboard_core::platform::token_app_name(&p.server_name, &p.provider_name)
-}
-
 impl CredentialsService {
     /// Called after a change to `reg` succeeded: when the change went through the tenant's
     /// admin session (`used_session`, or the registration changes its secrets through one),
@@ -48,7 +42,7 @@ pub(super) async fn end(app: &App, tenant_id: &str, actor: &str) {
         return;
     }
     match creds
-        .end_admin_session(tenant_id, &temporary_app(app), actor)
+        .end_admin_session(tenant_id, &app.config().platform.token_app_name(), actor)
         .await
     {
         Ok(e) => tracing::info!(
@@ -79,7 +73,11 @@ pub(super) fn spawn_idle_sessions(app: &App) {
             }
             match a
                 .credentials()
-                .end_idle_admin_sessions(idle, &temporary_app(&a), SESSION_IDLE_ACTOR)
+                .end_idle_admin_sessions(
+                    idle,
+                    &a.config().platform.token_app_name(),
+                    SESSION_IDLE_ACTOR,
+                )
                 .await
             {
                 Ok(t) if !t.is_empty() => tracing::info!(tenants = ?t, "idle admin sessions ended"),

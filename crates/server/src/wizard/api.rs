@@ -412,8 +412,7 @@ pub(super) async fn summary(
         "tenant_id": o.tenant_id,
         "permissions": o.grants.keys().collect::<Vec<_>>(),
         "roles": roles,
-        "temporary_app": onboard_core::platform::token_app_name(
-            &cfg.platform.server_name, &cfg.platform.provider_name),
+        "temporary_app": cfg.platform.token_app_name(),
         "temporary_app_removed": o.steps_done.iter().any(|s| s == TOKEN_APP_STEP),
         "provider": cfg.platform.provider_name,
     }))

@@ -110,15 +110,7 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     );
 
     // The platform claims the secret once; the browser never received it.
-    let list = w
-        .env
-        .server
-        .onboarding(Some(OPERATOR))
-        .await?
-        .list_onboardings(pb::ListOnboardingsRequest::default())
-        .await?
-        .into_inner()
-        .onboardings;
+    let list = w.onboardings().await?;
     ensure!(list.len() == 1, "one onboarding: {list:?}");
     let oid = list[0].onboarding_id.clone();
     let claimed = w
@@ -236,15 +228,7 @@ async fn a_reload_during_provisioning_follows_the_same_onboarding() -> Result<()
         .await?;
     let snap = w.env.sim.snapshot();
     snapshot::no_duplicates(&snap, "SbcReload")?;
-    let list = w
-        .env
-        .server
-        .onboarding(Some(OPERATOR))
-        .await?
-        .list_onboardings(pb::ListOnboardingsRequest::default())
-        .await?
-        .into_inner()
-        .onboardings;
+    let list = w.onboardings().await?;
     ensure!(list.len() == 1, "one onboarding after the reload: {list:?}");
     let watches = w
         .proxy

@@ -181,6 +181,19 @@ impl Wiz {
         Ok(token)
     }
 
+    /// Every onboarding the server holds, as an operator lists them.
+    pub async fn onboardings(&self) -> Result<Vec<onboard_proto::v1::OnboardingInfo>> {
+        Ok(self
+            .env
+            .server
+            .onboarding(Some(testkit::config::OPERATOR))
+            .await?
+            .list_onboardings(onboard_proto::v1::ListOnboardingsRequest::default())
+            .await?
+            .into_inner()
+            .onboardings)
+    }
+
     /// Every response carried the security headers, and no request line carried the token.
     pub fn check_exchanges(&self, token: &str) -> Result<()> {
         let all = self.proxy.exchanges();

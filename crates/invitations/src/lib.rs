@@ -162,20 +162,74 @@ impl Invitations {
             onboarding_id: None,
             revoked_at_ms: None,
             revoked_by: None,
+            hand_off_of: None,
         };
+        self.insert_minted(actor, record).await
+    }
+
+    /// A hand-off link for onboarding `onboarding_id` (started with invitation `from`, now
+    /// waiting for a privileged admin), valid until `expires_at_ms`: single use like any
+    /// invitation, for the same customer, service and profile, for whichever admin signs in.
+    /// Earlier links for the same onboarding that are still pending are revoked (one live link).
+    pub async fn create_hand_off(
+        &self,
+        actor: &str,
+        onboarding_id: &str,
+        from: &InvitationRecord,
+        expires_at_ms: i64,
+    ) -> Result<Created> {
+        let now = now_ms();
+        if expires_at_ms <= now {
+            return Err(InvitationError::FailedPrecondition(format!(
+                "the wait of onboarding {onboarding_id} has already expired"
+            )));
+        }
+        let (earlier, _) = self.store.list(None, usize::MAX, |r| {
+            r.hand_off_of.as_deref() == Some(onboarding_id)
+                && r.state(now) == InvitationState::Pending
+        })?;
+        for r in earlier {
+            self.revoke(actor, &r.id, "replaced by a new hand-off link")
+                .await?;
+        }
+        let record = InvitationRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            customer: from.customer.clone(),
+            service_id: from.service_id.clone(),
+            provider_name: from.provider_name.clone(),
+            platform_server_name: from.platform_server_name.clone(),
+            platform_version: from.platform_version.clone(),
+            profile: from.profile.clone(),
+            admin_upn: String::new(),
+            created_at_ms: now,
+            expires_at_ms,
+            created_by: actor.to_owned(),
+            used_at_ms: None,
+            onboarding_id: None,
+            revoked_at_ms: None,
+            revoked_by: None,
+            hand_off_of: Some(onboarding_id.to_owned()),
+        };
+        self.insert_minted(actor, record).await
+    }
+
+    /// Mints a token for `record`, stores both (the token hashed), audited first.
+    async fn insert_minted(&self, actor: &str, record: InvitationRecord) -> Result<Created> {
         let minted = self.key.mint()?;
+        let mut fields = json!({
+            "provider_name": record.provider_name,
+            "platform_server_name": record.platform_server_name,
+            "platform_version": record.platform_version,
+            "profile": record.profile,
+            "admin_upn": record.admin_upn,
+            "expires_at": format_ms(record.expires_at_ms),
+        });
+        if let Some(o) = &record.hand_off_of {
+            fields["hand_off_of"] = json!(o);
+        }
         let entry = |phase| {
-            entry(Action::InvitationCreate, phase, actor, &record, None).with_detail(
-                "invitation",
-                json!({
-                    "provider_name": record.provider_name,
-                    "platform_server_name": record.platform_server_name,
-                    "platform_version": record.platform_version,
-                    "profile": record.profile,
-                    "admin_upn": record.admin_upn,
-                    "expires_at": format_ms(record.expires_at_ms),
-                }),
-            )
+            entry(Action::InvitationCreate, phase, actor, &record, None)
+                .with_detail("invitation", fields.clone())
         };
         self.record(entry(Phase::Intent)).await?;
         self.store.insert(&record, &minted.hash).await?;
@@ -263,6 +317,16 @@ impl Invitations {
         onboarding_id: &str,
     ) -> Result<InvitationRecord> {
         let current = self.verify_token(token)?;
+        if current
+            .hand_off_of
+            .as_deref()
+            .is_some_and(|o| o != onboarding_id)
+        {
+            return Err(InvitationError::invalid(
+                "onboarding_id",
+                "a hand-off link only joins the onboarding it was issued for",
+            ));
+        }
         let intent = entry(
             Action::InvitationRedeem,
             Phase::Intent,

@@ -39,6 +39,10 @@ pub struct InvitationRecord {
     pub revoked_at_ms: Option<i64>,
     /// Who revoked it.
     pub revoked_by: Option<String>,
+    /// Set on a hand-off link: the onboarding (waiting for a privileged admin) its holder
+    /// finishes. Redeeming it joins that onboarding instead of starting one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_off_of: Option<String>,
 }
 
 /// Where an invitation is in its life (expiry is evaluated at read time).

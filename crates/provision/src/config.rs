@@ -55,6 +55,10 @@ pub struct EngineConfig {
     /// The MAC every stored record carries; `None`: derived from `secret_key`. The server
     /// passes its one instance, whose "records without a MAC" switch its migration turns off.
     pub record_mac: Option<onboard_core::store::RecordMac>,
+    /// How long an onboarding waits for a privileged admin when the signed-in one may do only
+    /// part of the plan; then it is undone. `None`: no hand-off, such a Provision is refused
+    /// before any change (the behaviour before hand-offs existed).
+    pub hand_off_for: Option<std::time::Duration>,
 }
 
 impl EngineConfig {
@@ -82,6 +86,7 @@ impl EngineConfig {
             hook: None,
             shutdown: Shutdown::never(),
             record_mac: None,
+            hand_off_for: None,
         })
     }
 }
@@ -122,6 +127,8 @@ pub(crate) struct Inner {
     /// already made finish and get their outcome entry, so a clean stop leaves no intent
     /// without an outcome.
     pub shutdown: Shutdown,
+    /// [`EngineConfig::hand_off_for`].
+    pub hand_off_for: Option<std::time::Duration>,
 }
 
 impl Inner {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use onboard_core::Purpose;
 use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
 use onboard_core::permissions::resolve_permissions;
+use onboard_core::roles::Right;
 
 use crate::error::ProvisionError;
 use crate::events::{Completion, EventKind};
@@ -43,8 +44,19 @@ pub(crate) async fn drive(run: Arc<Run>) {
         }
     };
     match result {
-        Ok(mut completion) => {
+        Ok(Finish::AwaitingAdmin(rights)) => {
+            if let Err(e) = crate::hand_off::begin(&run, rights).await {
+                let _ = finish(Phase::Failed, Some(e.to_string())).await;
+                fail(&run, e).await;
+            }
+        }
+        Ok(Finish::Completed(mut completion)) => {
             let done = async {
+                let mut rec = run.snapshot().await;
+                if rec.hand_off.as_ref().is_some_and(|h| h.ended.is_none()) {
+                    crate::hand_off::end(&run.inner, &mut rec, &run.scope.actor, true).await?;
+                    run.update(|r| r.hand_off = rec.hand_off).await?;
+                }
                 finish(Phase::Succeeded, None).await?;
                 run.update(|r| r.status = Status::Completed).await
             };
@@ -95,7 +107,15 @@ async fn fail(run: &Run, e: ProvisionError) {
     run.emitter.emit("", EventKind::Aborted { error: text });
 }
 
-async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
+/// How a run's steps ended without an error.
+enum Finish {
+    /// Every step is confirmed.
+    Completed(Completion),
+    /// What the admin may do is done; the changes needing these rights wait for another admin.
+    AwaitingAdmin(Vec<Right>),
+}
+
+async fn steps(run: &Arc<Run>) -> Result<Finish, ProvisionError> {
     let perms = match &run.seed {
         Some(seed) => seed.perms.clone(),
         None => {
@@ -118,13 +138,25 @@ async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
         run.step(ids::SECRET, "add the client secret", || run.client_secret())
     );
     sp.and(secret)?;
-    let self_rotation = run.snapshot().await.profile.self_rotation;
-    let (access, verify, owner) = tokio::join!(
-        run.step(
+    let (self_rotation, lacking) = {
+        let rec = run.snapshot().await;
+        (rec.profile.self_rotation, rec.lacking)
+    };
+    // An admin who may do only part of the plan makes what they may; the rest waits.
+    let (access_id, access_what) = if lacking.is_empty() {
+        (
             ids::ACCESS,
             "grant permissions with admin consent and assign directory roles",
-            || run.permissions_and_roles(&perms),
-        ),
+        )
+    } else {
+        (
+            ids::ACCESS_ALLOWED,
+            "grant the permissions and roles the signed-in admin may",
+        )
+    };
+    let (access, verify, owner) = tokio::join!(
+        run.step(access_id, access_what, || run
+            .permissions_and_roles(&perms, &lacking)),
         run.step(ids::VERIFY, "check the new app authenticates", || {
             run.verify_authentication()
         }),
@@ -141,6 +173,10 @@ async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
         }
     );
     access.and(verify).and(owner)?;
+    if !lacking.is_empty() {
+        // The temporary app stays: the privileged admin signs in through it too.
+        return Ok(Finish::AwaitingAdmin(lacking));
+    }
     // Last, as the vendor's flow does: the admin's token was issued to this app.
     run.step(ids::TOKEN_APP, "remove the temporary token app", || {
         run.remove_token_app()
@@ -148,12 +184,12 @@ async fn steps(run: &Arc<Run>) -> Result<Completion, ProvisionError> {
     .await?;
     let rec = run.snapshot().await;
     let secret = rec.secret.as_ref();
-    Ok(Completion {
+    Ok(Finish::Completed(Completion {
         tenant_id: rec.tenant_id.clone(),
         client_id: rec.client_id.clone().unwrap_or_default(),
         key_id: secret.map(|s| s.key_id.clone()).unwrap_or_default(),
         secret_hint: secret.and_then(|s| s.hint.clone()),
         expires: secret.and_then(|s| s.end_date_time.clone()),
         secret: None,
-    })
+    }))
 }

@@ -9,6 +9,7 @@ use onboard_core::audit::{Action, AuditEntry, Phase, Target, TargetKind, set};
 use onboard_core::permissions::resolve_permissions;
 use onboard_core::platform::token_app_name;
 use onboard_core::provisioned::{Provisioned, ProvisionedApp, ProvisionedSecret};
+use onboard_core::roles::Right;
 use onboard_core::{CoreError, Purpose, ResolvedProfile, SealingKey};
 use secrecy::SecretString;
 use tokio::sync::{broadcast, mpsc};
@@ -29,7 +30,7 @@ use crate::view::{ListFilter, Onboarding};
 #[derive(Clone)]
 pub struct Engine {
     /// Shared state.
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 fn check_id(id: &str) -> Result<(), ProvisionError> {
@@ -69,6 +70,7 @@ impl Engine {
                 running: Mutex::new(HashMap::new()),
                 names: tokio::sync::Mutex::new(()),
                 shutdown: cfg.shutdown,
+                hand_off_for: cfg.hand_off_for,
             }),
         })
     }
@@ -85,6 +87,26 @@ impl Engine {
     /// The exact changes `provision` would make, and the rights the admin lacks. Changes nothing.
     pub async fn plan(&self, admin: &Admin, req: &PlanRequest) -> Result<Plan, ProvisionError> {
         Ok(self.plan_and_seed(admin, req, None).await?.0)
+    }
+
+    /// The plan of onboarding `id` as it stands now: once its run has begun (a retry, or a
+    /// privileged admin finishing a hand-off) its own app is read and the steps it confirmed
+    /// count as made, so the plan lists only what is left. Before that, [`Engine::plan`].
+    pub async fn plan_for(
+        &self,
+        id: &str,
+        admin: &Admin,
+        req: &PlanRequest,
+    ) -> Result<Plan, ProvisionError> {
+        let Some(rec) = self.inner.store.get(id)? else {
+            return self.plan(admin, req).await;
+        };
+        let mut plan = self
+            .plan_and_seed(admin, req, Some(rec.unique_name.clone()))
+            .await?
+            .0;
+        plan::count_done(&mut plan, |step| rec.done(step));
+        Ok(plan)
     }
 
     /// The plan, and what its reads found that a run starting right now can use instead of
@@ -160,7 +182,12 @@ impl Engine {
                 Some(unique),
             )
             .await?;
-        if !plan.missing_rights.is_empty() {
+        // What the admin lacks is left for a privileged admin (a hand-off) when the engine
+        // allows one; creating the app itself cannot be handed off.
+        let lacking: Vec<Right> = plan.missing_rights.iter().map(|m| m.right).collect();
+        if !lacking.is_empty()
+            && (self.inner.hand_off_for.is_none() || lacking.contains(&Right::ManageApplications))
+        {
             return Err(ProvisionError::MissingRights {
                 missing: plan.missing_lines(),
             });
@@ -177,7 +204,7 @@ impl Engine {
         for other in self.inner.store.all()? {
             let live = matches!(
                 other.status,
-                Status::Running | Status::Completed | Status::Cancelling
+                Status::Running | Status::Completed | Status::Cancelling | Status::AwaitingAdmin
             );
             if other.id != req.onboarding_id
                 && live
@@ -192,7 +219,12 @@ impl Engine {
         }
         let now = onboard_core::time::now();
         let mut rec = match self.inner.store.get(&req.onboarding_id)? {
-            Some(r) if matches!(r.status, Status::Failed | Status::Running) => {
+            Some(r)
+                if matches!(
+                    r.status,
+                    Status::Failed | Status::Running | Status::AwaitingAdmin
+                ) =>
+            {
                 if r.tenant_id != admin.tenant_id || r.name_key != name_key {
                     return Err(ProvisionError::InvalidState {
                         id: r.id,
@@ -232,6 +264,9 @@ impl Engine {
                 fresh_app: false,
                 attempted: Default::default(),
                 sealed_admin_token: None,
+                sealed_admin_refresh: None,
+                lacking: vec![],
+                hand_off: None,
                 error: None,
             },
         };
@@ -245,6 +280,14 @@ impl Engine {
             Purpose::AdminToken,
             &admin.access_token,
         )?);
+        if let Some(refresh) = &admin.refresh_token {
+            rec.sealed_admin_refresh = Some(self.inner.key.seal(
+                &rec.id,
+                Purpose::AdminRefreshToken,
+                refresh,
+            )?);
+        }
+        rec.lacking = lacking;
         let scope = scope_of(&rec, &req.actor);
         // Fail closed: no record and no change unless the start is on the audit log.
         let planned: Vec<String> = plan
@@ -369,7 +412,10 @@ impl Engine {
         Ok(resumed)
     }
 
-    fn admin_token(&self, rec: &OnboardingRecord) -> Result<SecretString, ProvisionError> {
+    pub(crate) fn admin_token(
+        &self,
+        rec: &OnboardingRecord,
+    ) -> Result<SecretString, ProvisionError> {
         let sealed =
             rec.sealed_admin_token
                 .as_deref()
@@ -402,7 +448,14 @@ impl Engine {
         if rec.status == Status::Cancelled {
             return Ok(Onboarding::from(&rec));
         }
-        let token = self.admin_token(&rec)?;
+        let token = if rec.status == Status::AwaitingAdmin {
+            // The wait may have outlived the access token; its end is on the log first.
+            let token = self.fresh_admin_token(&mut rec).await?;
+            crate::hand_off::end(&self.inner, &mut rec, actor, false).await?;
+            token
+        } else {
+            self.admin_token(&rec)?
+        };
         rec.status = Status::Cancelling;
         self.inner.store.put(&rec).await?;
         let run = self.run_for(rec, token, actor, None, None)?;

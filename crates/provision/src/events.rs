@@ -75,6 +75,17 @@ pub enum EventKind {
         /// What was removed.
         detail: String,
     },
+    /// The signed-in admin made what they may; the rest waits for an admin holding one of
+    /// `roles` (not terminal: Watch streams stay open; the Provision stream that got here ends).
+    AwaitingAdmin {
+        /// Role names, any one of which can finish (Global Administrator, Privileged Role
+        /// Administrator).
+        roles: Vec<String>,
+        /// The changes left (`action target`).
+        left: Vec<String>,
+        /// When the onboarding is undone if nobody finishes it (RFC 3339).
+        expires_at: String,
+    },
 }
 
 impl EventKind {

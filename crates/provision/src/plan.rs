@@ -259,6 +259,30 @@ pub(crate) fn build(
     }
 }
 
+/// Marks the changes of confirmed steps (`done(step id)`) as `none` and drops the missing
+/// rights no change left needs.
+pub(crate) fn count_done(plan: &mut Plan, done: impl Fn(&str) -> bool) {
+    use crate::steps::ids;
+    for c in &mut plan.changes {
+        let step = match c.action.as_str() {
+            "app_registration.create" => ids::APP,
+            "service_principal.create" => ids::SP,
+            "client_secret.add" => ids::SECRET,
+            "app_owner.add" => ids::OWNER,
+            _ => continue,
+        };
+        if done(step) {
+            c.operation = "none".into();
+        }
+    }
+    let changes = &plan.changes;
+    plan.missing_rights.retain(|m| {
+        changes
+            .iter()
+            .any(|c| c.right == Some(m.right) && !c.allowed && c.operation != "none")
+    });
+}
+
 impl Plan {
     /// The missing rights as one line each, for [`ProvisionError::MissingRights`].
     pub fn missing_lines(&self) -> Vec<String> {

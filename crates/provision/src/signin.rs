@@ -46,6 +46,9 @@ pub struct Admin {
     pub role_template_ids: Vec<String>,
     /// The delegated Graph access token; only ever handed to the Graph client.
     pub(crate) access_token: SecretString,
+    /// The sign-in's refresh token, if the STS issued one: sealed with a run that may stop to
+    /// wait for a privileged admin, whose expiry then undoes it with a fresh access token.
+    pub(crate) refresh_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -159,6 +162,7 @@ pub async fn check_sign_in(
         tenant_id,
         role_template_ids: roles.into_iter().map(|r| r.role_template_id).collect(),
         access_token: tokens.access_token.clone(),
+        refresh_token: tokens.refresh_token.clone(),
     };
     if !admin.has(Right::ManageApplications) {
         return Err(ProvisionError::MissingRights {

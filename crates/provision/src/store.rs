@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ProvisionError;
 use crate::events::Event;
 use onboard_core::ResolvedProfile;
+use onboard_core::roles::Right;
 use onboard_core::store::{RecordMac, flush_durably};
 
 /// The name the tree's records are MACed under (the server opens it as `provision`).
@@ -29,6 +30,9 @@ pub enum Status {
     Cancelling,
     /// Everything made was removed.
     Cancelled,
+    /// The signed-in admin did what they may; the rest waits for a Global Administrator or
+    /// Privileged Role Administrator ([`HandOff`]), or is undone when the wait expires.
+    AwaitingAdmin,
 }
 
 impl Status {
@@ -40,6 +44,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Cancelling => "cancelling",
             Status::Cancelled => "cancelled",
+            Status::AwaitingAdmin => "awaiting_admin",
         }
     }
 }
@@ -55,6 +60,24 @@ pub struct StoredSecret {
     pub end_date_time: Option<String>,
     /// The value, sealed with the engine's key ([`onboard_core::SealingKey`]).
     pub sealed: String,
+}
+
+/// A wait for a privileged admin: what the first admin could not do, and until when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HandOff {
+    /// The rights the remaining changes need (none of which the first admin held).
+    pub rights: Vec<Right>,
+    /// The changes left (`action target`, as in the plan).
+    pub left: Vec<String>,
+    /// When the wait began (RFC 3339).
+    pub since: String,
+    /// When it ends: then the onboarding is undone (RFC 3339).
+    pub expires_at: String,
+    /// Whoever started the run that stopped to wait (the first admin's audit actor).
+    pub first_actor: String,
+    /// When the wait ended (finished, expired or cancelled); `None` while it lasts.
+    #[serde(default)]
+    pub ended: Option<String>,
 }
 
 /// One onboarding's durable state.
@@ -110,6 +133,17 @@ pub struct OnboardingRecord {
     pub attempted: std::collections::BTreeSet<String>,
     /// The admin's delegated access token, sealed, so a restart can resume (until it expires).
     pub sealed_admin_token: Option<String>,
+    /// The same sign-in's refresh token, sealed: a wait for a privileged admin outlives the
+    /// access token (about an hour), and its expiry undoes the onboarding with a fresh one.
+    #[serde(default)]
+    pub sealed_admin_refresh: Option<String>,
+    /// Rights the admin running the steps lacks (set at each start from the plan): the
+    /// changes needing them are left for a privileged admin ([`Status::AwaitingAdmin`]).
+    #[serde(default)]
+    pub lacking: Vec<Right>,
+    /// The current or last wait for a privileged admin.
+    #[serde(default)]
+    pub hand_off: Option<HandOff>,
     /// Last error, without secrets.
     pub error: Option<String>,
 }

@@ -46,11 +46,17 @@ pub struct Onboarding {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// The current or last wait for a privileged admin.
+    pub hand_off: Option<crate::store::HandOff>,
+    /// The admin who signed in last (the first admin's UPN while a hand-off waits).
+    pub admin_upn: String,
 }
 
 impl From<&OnboardingRecord> for Onboarding {
     fn from(r: &OnboardingRecord) -> Self {
         Self {
+            hand_off: r.hand_off.clone(),
+            admin_upn: r.admin_upn.clone(),
             id: r.id.clone(),
             service_id: r.service_id.clone(),
             tenant_id: r.tenant_id.clone(),

@@ -152,6 +152,8 @@ impl App {
         engine_config.shutdown = shutdown.handle();
         engine_config.token_app_client_id = Some(config.entra.token_app_client_id.clone());
         engine_config.record_mac = Some(record_mac.clone());
+        let wait = config.limits.hand_off_wait_secs;
+        engine_config.hand_off_for = (wait > 0).then(|| std::time::Duration::from_secs(wait));
         let engine = Engine::new(engine_config)?;
         let mut ccfg = CredentialsConfig::new(
             entra.clone(),

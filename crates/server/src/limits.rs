@@ -84,6 +84,10 @@ pub struct LimitsSection {
     pub max_sign_ins_per_tenant: usize,
     /// Seconds a customer may still Watch (and Get) a finished onboarding with the invitation.
     pub customer_watch_grace_secs: u64,
+    /// Seconds an onboarding waits for a Global Administrator or Privileged Role Administrator
+    /// to finish what the signed-in admin may not (then it is undone, audited); 0 refuses such
+    /// a Provision up front instead of handing it off.
+    pub hand_off_wait_secs: u64,
     /// The longest a backup may pause audit appends while it exports the state store
     /// (`onboard backup`); past it the backup fails and appends go on.
     pub backup_pause_max_ms: u64,
@@ -110,6 +114,7 @@ impl Default for LimitsSection {
             max_sign_ins: 200,
             max_sign_ins_per_tenant: 20,
             customer_watch_grace_secs: 600,
+            hand_off_wait_secs: 7 * 24 * 3600,
             backup_pause_max_ms: 10_000,
         }
     }
@@ -189,6 +194,7 @@ impl LimitsSection {
                 "customer_watch_grace_secs = {}",
                 self.customer_watch_grace_secs
             ),
+            format!("hand_off_wait_secs = {}", self.hand_off_wait_secs),
             format!("backup_pause_max_ms = {}", self.backup_pause_max_ms),
         ]
     }

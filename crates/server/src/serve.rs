@@ -91,6 +91,8 @@ pub async fn serve(
     if !resumed.is_empty() {
         tracing::info!(count = resumed.len(), "resumed onboardings");
     }
+    // Onboardings waiting for a privileged admin are undone when their wait expires.
+    crate::onboarding::hand_off::spawn_expiry(&app);
     // Scheduled verification: every managed registration, drift recorded (and repaired per
     // profile); stops when shutdown begins.
     if let Some(secs) = app.config().verification.interval_secs {

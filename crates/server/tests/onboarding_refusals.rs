@@ -104,7 +104,9 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() -> Result<()> {
-    let env = SimServer::start().await?;
+    // Hand-offs off (`hand_off_wait_secs = 0`): refused up front. With them on (the default)
+    // the rest waits for a privileged admin: `hand_off.rs`.
+    let env = SimServer::start_with(|b| Ok(b.limit("hand_off_wait_secs", 0))).await?;
     let (token, _) = env.invite(None).await?;
     let signed = env.signed_in(&token, "appadmin").await?;
     ensure!(
@@ -125,7 +127,7 @@ async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() 
         })
         .await?
         .into_inner();
-    ensure!(plan.blocked, "{plan:?}");
+    ensure!(plan.blocked && !plan.hand_off, "{plan:?}");
     ensure!(
         plan.changes
             .iter()

@@ -68,6 +68,9 @@ actions! {
     OnboardingFinish = "onboarding.finish", details: [];
     /// An onboarding is cancelled: what it made is removed.
     OnboardingCancel = "onboarding.cancel", details: [];
+    /// The signed-in admin did what they may; the rest waits for a privileged admin (intent),
+    /// who finished it (succeeded), or nobody did and it is undone or cancelled (failed).
+    OnboardingHandOff = "onboarding.hand_off", details: ["roles", "left", "expires_at"];
     /// An app registration is created or updated (the `uniqueName` upsert).
     AppRegistrationCreate = "app_registration.create", details: [];
     /// An app registration is deleted (cancel, undo).

@@ -14,6 +14,7 @@ use crate::events::EventKind;
 use onboard_core::audit::{Action, Target, TargetKind, set};
 use onboard_core::permissions::ResolvedPermission;
 use onboard_core::profiles::RoleRef;
+use onboard_core::roles::Right;
 
 /// One unit of concurrent work.
 enum Item {
@@ -24,6 +25,14 @@ enum Item {
 }
 
 impl Item {
+    /// The admin right the change needs.
+    fn right(&self) -> Right {
+        match self {
+            Item::Grant(p) => p.permission.resource.grant_right(),
+            Item::Role(_) => Right::AssignDirectoryRoles,
+        }
+    }
+
     fn step_id(&self) -> String {
         match self {
             Item::Grant(p) => ids::grant(&p.key()),
@@ -33,10 +42,12 @@ impl Item {
 }
 
 impl Run {
-    /// Grants every permission and assigns every role the SP lacks.
+    /// Grants every permission and assigns every role the SP lacks, except those needing a
+    /// right in `lacking` (the signed-in admin's missing rights: left for a privileged admin).
     pub async fn permissions_and_roles(
         self: &Arc<Self>,
         perms: &[ResolvedPermission],
+        lacking: &[Right],
     ) -> Result<StepOutcome, ProvisionError> {
         let rec = self.snapshot().await;
         let sp_id = rec.sp_id.clone().ok_or_else(|| {
@@ -95,6 +106,9 @@ impl Run {
                 None => items.push(Item::Role(role.clone())),
             }
         }
+        let before = items.len();
+        items.retain(|i| !lacking.contains(&i.right()));
+        let left = before - items.len();
         let total = items.len();
         let sem = Arc::new(Semaphore::new(self.inner.concurrency.max(1)));
         let mut set = JoinSet::new();
@@ -124,8 +138,12 @@ impl Run {
         if let Some(e) = first_err {
             return Err(e);
         }
+        let mut detail = format!("{total} granted or assigned, {already} already in place");
+        if left > 0 {
+            detail.push_str(&format!(", {left} left for a privileged admin"));
+        }
         Ok(StepOutcome {
-            detail: format!("{total} granted or assigned, {already} already in place"),
+            detail,
             audit_seqs: seqs,
         })
     }

@@ -34,6 +34,9 @@ pub(crate) mod ids {
     pub const SECRET: &str = "client_secret";
     /// All grants and role assignments (each also has its own `grant:` / `role:` id).
     pub const ACCESS: &str = "permissions_and_roles";
+    /// The grants and role assignments the signed-in admin may make, when a privileged admin
+    /// must make the rest ([`ACCESS`] runs in full after the hand-off).
+    pub const ACCESS_ALLOWED: &str = "permissions_and_roles_allowed";
     /// Removing the temporary `-token` enterprise app.
     pub const TOKEN_APP: &str = "temporary_app_removal";
     /// The client-credentials check with the new secret.
@@ -60,6 +63,7 @@ pub(crate) mod ids {
             SP => SP,
             SECRET => SECRET,
             ACCESS => ACCESS,
+            ACCESS_ALLOWED => ACCESS_ALLOWED,
             TOKEN_APP => TOKEN_APP,
             VERIFY => VERIFY,
             OWNER => OWNER,

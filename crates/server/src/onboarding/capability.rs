@@ -76,7 +76,9 @@ impl OnboardingService {
                 inv.id
             )));
         }
-        if inv.onboarding_id.as_deref() != Some(onboarding_id) {
+        // A hand-off link unlocks the onboarding it was issued for before it is redeemed too
+        // (its holder sees what is left before signing in).
+        if inv.onboarding_id.as_deref().or(inv.hand_off_of.as_deref()) != Some(onboarding_id) {
             return Err(ServerError::PermissionDenied(format!(
                 "this invitation does not unlock onboarding {onboarding_id:?}"
             )));
@@ -112,6 +114,8 @@ pub(crate) enum CustomerRpc {
     Get,
     /// CancelOnboarding.
     Cancel,
+    /// IssueHandOffLink (the handler refuses a hand-off link's own holder).
+    IssueHandOffLink,
 }
 
 impl CustomerRpc {
@@ -122,6 +126,7 @@ impl CustomerRpc {
             CustomerRpc::Watch => "Watch",
             CustomerRpc::Get => "GetOnboarding",
             CustomerRpc::Cancel => "CancelOnboarding",
+            CustomerRpc::IssueHandOffLink => "IssueHandOffLink",
         }
     }
 }
@@ -149,7 +154,12 @@ pub(crate) fn check(
         CustomerRpc::Cancel if status == Status::Completed => refuse(
             "it completed; undoing a completed onboarding is an operator's CancelOnboarding with a reason".into(),
         ),
-        CustomerRpc::Plan | CustomerRpc::Provision | CustomerRpc::Cancel if finished => {
+        CustomerRpc::Plan
+        | CustomerRpc::Provision
+        | CustomerRpc::Cancel
+        | CustomerRpc::IssueHandOffLink
+            if finished =>
+        {
             refuse(format!("it is {}", status_name(status)))
         }
         CustomerRpc::Plan | CustomerRpc::Provision if status == Status::Cancelling => {
@@ -178,5 +188,6 @@ fn status_name(s: Status) -> &'static str {
         Status::Failed => "failed",
         Status::Cancelling => "being cancelled",
         Status::Cancelled => "cancelled",
+        Status::AwaitingAdmin => "waiting for a privileged admin",
     }
 }

@@ -22,6 +22,7 @@ pub fn state_pb(s: Status) -> pb::OnboardingState {
         Status::Completed => pb::OnboardingState::Completed,
         Status::Failed => pb::OnboardingState::Failed,
         Status::Cancelled => pb::OnboardingState::Cancelled,
+        Status::AwaitingAdmin => pb::OnboardingState::AwaitingAdmin,
     }
 }
 
@@ -34,6 +35,7 @@ pub fn status_filter(s: pb::OnboardingState) -> Result<Option<Status>, ()> {
         pb::OnboardingState::Completed => Ok(Some(Status::Completed)),
         pb::OnboardingState::Failed => Ok(Some(Status::Failed)),
         pb::OnboardingState::Cancelled => Ok(Some(Status::Cancelled)),
+        pb::OnboardingState::AwaitingAdmin => Ok(Some(Status::AwaitingAdmin)),
         pb::OnboardingState::SigningIn | pb::OnboardingState::SignedIn => Err(()),
     }
 }
@@ -50,12 +52,30 @@ pub fn info_pb(o: &Onboarding, invitation_id: String, events: u64) -> pb::Onboar
         events,
         created_at: ts(&o.created_at),
         updated_at: ts(&o.updated_at),
+        hand_off: o
+            .hand_off
+            .as_ref()
+            .filter(|_| o.status == Status::AwaitingAdmin)
+            .map(hand_off_pb),
+    }
+}
+
+/// A wait for a privileged admin as the proto message.
+pub fn hand_off_pb(h: &provision::HandOff) -> pb::HandOff {
+    pb::HandOff {
+        roles: provision::hand_off::roles_for(&h.rights)
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect(),
+        changes_left: h.left.clone(),
+        expires_at: ts(&h.expires_at),
+        started_by: h.first_actor.clone(),
     }
 }
 
 /// The plan as the proto answer; a change lists the roles that would grant its right when the
 /// admin lacks it.
-pub fn plan_pb(p: &Plan) -> pb::PlanResponse {
+pub fn plan_pb(p: &Plan, hand_off_allowed: bool) -> pb::PlanResponse {
     let changes = p
         .changes
         .iter()
@@ -68,9 +88,18 @@ pub fn plan_pb(p: &Plan) -> pb::PlanResponse {
             },
         })
         .collect();
+    let lacking: Vec<_> = p.missing_rights.iter().map(|m| m.right).collect();
+    let hand_off = hand_off_allowed
+        && !lacking.is_empty()
+        && !lacking.contains(&onboard_core::roles::Right::ManageApplications);
     pb::PlanResponse {
         changes,
-        blocked: !p.missing_rights.is_empty(),
+        blocked: !lacking.is_empty(),
+        hand_off,
+        hand_off_roles: provision::hand_off::roles_for(&lacking)
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect(),
     }
 }
 
@@ -156,6 +185,16 @@ impl EventMapper {
             }),
             EventKind::Cancelled { detail } => E::Cancelled(pb::Cancelled {
                 detail: detail.clone(),
+            }),
+            EventKind::AwaitingAdmin {
+                roles,
+                left,
+                expires_at,
+            } => E::AwaitingAdmin(pb::HandOff {
+                roles: roles.clone(),
+                changes_left: left.clone(),
+                expires_at: ts(expires_at),
+                started_by: String::new(),
             }),
             EventKind::Completed(c) => E::Completed(pb::Completed {
                 tenant_id: c.tenant_id.clone(),

@@ -13,6 +13,7 @@ mod capability;
 mod claim;
 mod convert;
 mod forward;
+pub(crate) mod hand_off;
 mod signin;
 
 use capability::Access;
@@ -156,7 +157,8 @@ impl OnboardingService {
         let plan = self
             .app
             .engine()
-            .plan(
+            .plan_for(
+                &r.onboarding_id,
                 &admin,
                 &PlanRequest {
                     app_name: r.app_name.clone(),
@@ -177,7 +179,10 @@ impl OnboardingService {
         e.scope.service_id = Some(inv.service_id.clone());
         e.scope.tenant_id = Some(admin.tenant_id.clone());
         self.record(e).await?;
-        Ok(plan_pb(&plan))
+        Ok(plan_pb(
+            &plan,
+            self.app.config().limits.hand_off_wait_secs > 0,
+        ))
     }
 
     async fn provision(
@@ -544,5 +549,12 @@ impl Onboarding for OnboardingService {
         request: Request<pb::ClaimSecretRequest>,
     ) -> Result<Response<pb::ClaimedSecret>, Status> {
         Ok(Response::new(self.claim(request).await?))
+    }
+
+    async fn issue_hand_off_link(
+        &self,
+        request: Request<pb::IssueHandOffLinkRequest>,
+    ) -> Result<Response<pb::HandOffLink>, Status> {
+        Ok(Response::new(self.hand_off_link(request).await?))
     }
 }

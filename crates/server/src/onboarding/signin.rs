@@ -131,7 +131,21 @@ pub(super) async fn start(
     // One device-code flow per invitation, and the caps on sign-ins to Microsoft; the slot is
     // held until the sign-in ends.
     let slot = guards.sign_in(&invitation.id, &upn)?;
-    let onboarding_id = uuid::Uuid::now_v7().to_string();
+    // A hand-off link joins the onboarding that waits for a privileged admin; any other
+    // invitation starts one.
+    let onboarding_id = match &invitation.hand_off_of {
+        Some(id) => {
+            let status = svc.app.engine().get(id)?.map(|o| o.status);
+            if status != Some(provision::Status::AwaitingAdmin) {
+                return Err(ServerError::FailedPrecondition(format!(
+                    "onboarding {id} is not waiting for a privileged admin ({})",
+                    status.map_or("unknown", provision::Status::as_str)
+                )));
+            }
+            id.clone()
+        }
+        None => uuid::Uuid::now_v7().to_string(),
+    };
     let actor = format!("invitation:{}", invitation.id);
     if let Some(n) = &note {
         n.set(&actor, &onboarding_id);
@@ -271,7 +285,10 @@ impl Attempt {
             .invitations()
             .redeem(&self.actor, &self.token, &self.onboarding_id)
             .await?;
-        self.svc.link(&self.onboarding_id, &inv.id)?;
+        if inv.hand_off_of.is_none() {
+            // The onboarding stays linked to the invitation that started it.
+            self.svc.link(&self.onboarding_id, &inv.id)?;
+        }
         let signed_in = pb::SignedIn {
             upn: admin.upn.clone(),
             tenant_id: admin.tenant_id.clone(),

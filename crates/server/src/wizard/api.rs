@@ -60,6 +60,7 @@ fn onboarding_state(s: i32) -> &'static str {
         pb::OnboardingState::Completed => "completed",
         pb::OnboardingState::Failed => "failed",
         pb::OnboardingState::Cancelled => "cancelled",
+        pb::OnboardingState::AwaitingAdmin => "awaiting_admin",
         pb::OnboardingState::Unspecified => "unknown",
     }
 }
@@ -75,7 +76,13 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
     };
     let state = rec.state(now_ms());
     let mut onboarding = Value::Null;
-    if let (InvitationState::Used, Some(id)) = (state, &rec.onboarding_id) {
+    // A used invitation continues its onboarding; a hand-off link shows the one it finishes.
+    let joined = match state {
+        InvitationState::Used => rec.onboarding_id.as_ref(),
+        InvitationState::Pending => rec.hand_off_of.as_ref(),
+        _ => None,
+    };
+    if let Some(id) = joined {
         let req = visit.request(
             "GetOnboarding",
             pb::GetOnboardingRequest {
@@ -90,6 +97,7 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
                 "state": onboarding_state(info.state),
                 "app_name": info.app_name,
                 "events": info.events,
+                "hand_off": info.hand_off.map(super::hand_off::hand_off_json),
             });
         }
     }
@@ -105,6 +113,7 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
         "used_at": rec.used_at_ms.map(format_ms),
         "name_rules": name_rules(),
         "onboarding": onboarding,
+        "hand_off_of": rec.hand_off_of,
     }))
     .into_response()
 }
@@ -233,7 +242,11 @@ pub(super) async fn plan(
                            "missing_roles": c.missing_roles})
                 })
                 .collect();
-            Json(json!({"changes": changes, "blocked": p.blocked})).into_response()
+            Json(
+                json!({"changes": changes, "blocked": p.blocked, "hand_off": p.hand_off,
+                        "hand_off_roles": p.hand_off_roles}),
+            )
+            .into_response()
         }
         Err(status) => error_response(&status),
     }
@@ -327,6 +340,7 @@ fn provision_event(e: pb::ProvisionEvent) -> Option<(&'static str, Value)> {
         ),
         E::Failed(f) => ("failed", json!({"step": f.step, "reason": f.reason})),
         E::Cancelled(c) => ("cancelled", json!({"detail": c.detail})),
+        E::AwaitingAdmin(h) => ("awaiting_admin", super::hand_off::hand_off_json(h)),
     };
     if let Some(o) = v.as_object_mut() {
         o.insert("index".into(), json!(e.index));

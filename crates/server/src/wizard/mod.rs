@@ -17,6 +17,7 @@
 //!   whose Completed event never carries it (the platform claims it with `ClaimSecret`).
 
 mod api;
+mod hand_off;
 mod stream;
 mod visit;
 
@@ -78,6 +79,7 @@ pub fn router(app: App, onboarding: OnboardingService) -> Router {
         .route("/wizard/api/cancel", post(api::cancel))
         .route("/wizard/api/summary", post(api::summary))
         .route("/wizard/api/attach", post(api::attach))
+        .route("/wizard/api/hand_off_link", post(hand_off::link))
         .route("/wizard/{*rest}", get(not_found).post(not_found))
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))

@@ -1,0 +1,248 @@
+//! The hand-off to a privileged admin. An Application Administrator may create the app, its
+//! service principal and secret and grant other APIs' permissions, but only a Global
+//! Administrator or Privileged Role Administrator may grant Microsoft Graph app roles or assign
+//! directory roles (entra-reference §3.1). When the signed-in admin lacks those rights the run
+//! makes what it may, then the onboarding waits ([`Status::AwaitingAdmin`]), durably, for a
+//! second admin to provision the rest, or for the grants to appear by Microsoft's admin consent.
+//! Nobody acting by [`HandOff::expires_at`] undoes it, audited.
+//!
+//! Audit: `onboarding.hand_off` intent when the wait begins (roles, changes left, expiry), then
+//! succeeded (actor: whoever finished it) or failed (expired or cancelled).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use entra_client::OpContext;
+use onboard_core::Purpose;
+use onboard_core::audit::{Action, AuditEntry, Phase, Target, TargetKind};
+use onboard_core::roles::{self, Right};
+use onboard_core::time::{format, parse};
+use secrecy::SecretString;
+
+use crate::config::Inner;
+use crate::driver::scope_of;
+use crate::engine::Engine;
+use crate::error::ProvisionError;
+use crate::events::EventKind;
+use crate::steps::Run;
+use crate::store::{HandOff, OnboardingRecord, Status};
+
+/// The audit actor of an undo because nobody finished the hand-off in time.
+pub const EXPIRY_ACTOR: &str = "system:hand-off-expired";
+
+/// How long a hand-off waits when the engine is not told otherwise: a week.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Names of the roles any one of which grants every right in `rights` (Global Administrator,
+/// Privileged Role Administrator for Graph consent and role assignment).
+pub fn roles_for(rights: &[Right]) -> Vec<&'static str> {
+    let Some((first, rest)) = rights.split_first() else {
+        return vec![];
+    };
+    first
+        .granted_by()
+        .iter()
+        .filter(|id| rest.iter().all(|r| r.granted_by().contains(id)))
+        .filter_map(|id| roles::role_name(id))
+        .collect()
+}
+
+/// The changes of `rec` that need one of `rights` and are not made yet (`action target`, as
+/// the plan and `onboarding.start` list them), then the temporary app's removal.
+fn left_changes(rec: &OnboardingRecord, rights: &[Right]) -> Vec<String> {
+    let mut left: Vec<String> = rec
+        .profile
+        .permissions
+        .iter()
+        .filter(|p| rights.contains(&p.resource.grant_right()))
+        .map(onboard_core::permissions::permission_key)
+        .filter(|k| !rec.grants.contains_key(k))
+        .map(|k| format!("{} {k}", Action::AppRoleAssignmentCreate.as_str()))
+        .collect();
+    if rights.contains(&Right::AssignDirectoryRoles) {
+        left.extend(
+            rec.profile
+                .directory_roles
+                .iter()
+                .filter(|r| !rec.role_assignments.contains_key(&r.template_id))
+                .map(|r| {
+                    format!(
+                        "{} {}",
+                        Action::DirectoryRoleAssignmentCreate.as_str(),
+                        r.name
+                    )
+                }),
+        );
+    }
+    left
+}
+
+fn entry(rec: &OnboardingRecord, actor: &str, phase: Phase, h: &HandOff) -> AuditEntry {
+    AuditEntry::new(Action::OnboardingHandOff, phase, &scope_of(rec, actor))
+        .with_target(Target::new(TargetKind::Onboarding, rec.id.clone()).named(&rec.app_name))
+        .with_request_ids(None, Some(rec.id.clone()))
+        .with_detail("roles", roles_for(&h.rights))
+        .with_detail("left", h.left.clone())
+        .with_detail("expires_at", h.expires_at.clone())
+}
+
+/// The run made what its admin may: record the wait (audited first), then tell the watchers.
+pub(crate) async fn begin(run: &Arc<Run>, rights: Vec<Right>) -> Result<(), ProvisionError> {
+    let rec = run.snapshot().await;
+    let wait = run.inner.hand_off_for.unwrap_or(DEFAULT_WAIT);
+    let now = time::OffsetDateTime::now_utc();
+    let h = HandOff {
+        left: left_changes(&rec, &rights),
+        rights,
+        since: format(now),
+        expires_at: format(now + wait),
+        first_actor: run.scope.actor.clone(),
+        ended: None,
+    };
+    entry(&rec, &run.scope.actor, Phase::Intent, &h)
+        .append(&run.inner.audit)
+        .await?;
+    let event = EventKind::AwaitingAdmin {
+        roles: roles_for(&h.rights)
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect(),
+        left: h.left.clone(),
+        expires_at: h.expires_at.clone(),
+    };
+    run.update(|r| {
+        r.status = Status::AwaitingAdmin;
+        r.error = None;
+        r.hand_off = Some(h);
+    })
+    .await?;
+    run.emitter.emit("", event);
+    tracing::info!(onboarding_id = %run.id, "waiting for a privileged admin");
+    Ok(())
+}
+
+/// Records how a wait ended: finished by `actor` (`finished`), else expired or cancelled.
+/// Does nothing when `rec` has no open wait. The caller stores `rec`.
+pub(crate) async fn end(
+    inner: &Inner,
+    rec: &mut OnboardingRecord,
+    actor: &str,
+    finished: bool,
+) -> Result<(), ProvisionError> {
+    let Some(h) = rec.hand_off.as_mut().filter(|h| h.ended.is_none()) else {
+        return Ok(());
+    };
+    h.ended = Some(format(time::OffsetDateTime::now_utc()));
+    let h = h.clone();
+    let mut e = entry(
+        rec,
+        actor,
+        if finished {
+            Phase::Succeeded
+        } else {
+            Phase::Failed
+        },
+        &h,
+    );
+    if !finished {
+        e = e.with_error(if actor == EXPIRY_ACTOR {
+            format!("nobody finished the onboarding by {}", h.expires_at)
+        } else {
+            "the onboarding was cancelled while it waited".to_owned()
+        });
+    }
+    e.append(&inner.audit).await?;
+    Ok(())
+}
+
+impl Engine {
+    /// Undoes every onboarding whose wait for a privileged admin has passed its expiry, as
+    /// [`EXPIRY_ACTOR`]; returns their ids. One that cannot be undone now is tried again at the
+    /// next call (its record still waits).
+    pub async fn expire_hand_offs(&self) -> Result<Vec<String>, ProvisionError> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut undone = Vec::new();
+        for rec in self.inner.store.all()? {
+            let due = rec.status == Status::AwaitingAdmin
+                && rec
+                    .hand_off
+                    .as_ref()
+                    .and_then(|h| parse(&h.expires_at))
+                    .is_some_and(|t| t <= now);
+            if !due {
+                continue;
+            }
+            match self.cancel(&rec.id, EXPIRY_ACTOR).await {
+                Ok(_) => undone.push(rec.id),
+                Err(e) => {
+                    tracing::warn!(onboarding_id = %rec.id, error = %e, "an expired hand-off could not be undone yet");
+                }
+            }
+        }
+        Ok(undone)
+    }
+
+    /// When the next wait for a privileged admin expires, if any does.
+    pub fn next_hand_off_expiry(&self) -> Result<Option<time::OffsetDateTime>, ProvisionError> {
+        Ok(self
+            .inner
+            .store
+            .all()?
+            .iter()
+            .filter(|r| r.status == Status::AwaitingAdmin)
+            .filter_map(|r| r.hand_off.as_ref().and_then(|h| parse(&h.expires_at)))
+            .min())
+    }
+
+    /// An access token for `rec`'s admin that still works after a long wait: redeemed from the
+    /// sealed refresh token (the rotated one is sealed back into `rec`, which the caller stores),
+    /// else the stored access token.
+    pub(crate) async fn fresh_admin_token(
+        &self,
+        rec: &mut OnboardingRecord,
+    ) -> Result<SecretString, ProvisionError> {
+        let (Some(sealed), Some(client_id)) = (
+            rec.sealed_admin_refresh.as_deref(),
+            self.inner.token_app_client_id.as_deref(),
+        ) else {
+            return self.admin_token(rec);
+        };
+        let refresh = self
+            .inner
+            .key
+            .open(&rec.id, Purpose::AdminRefreshToken, sealed)?;
+        let redeemed = self
+            .inner
+            .entra
+            .sts()
+            .refresh(
+                &rec.tenant_id,
+                client_id,
+                &refresh,
+                crate::SIGN_IN_SCOPES,
+                &OpContext::new(),
+            )
+            .await;
+        match redeemed {
+            Ok(tokens) => {
+                rec.sealed_admin_token = Some(self.inner.key.seal(
+                    &rec.id,
+                    Purpose::AdminToken,
+                    &tokens.access_token,
+                )?);
+                if let Some(r) = &tokens.refresh_token {
+                    rec.sealed_admin_refresh = Some(self.inner.key.seal(
+                        &rec.id,
+                        Purpose::AdminRefreshToken,
+                        r,
+                    )?);
+                }
+                Ok(tokens.access_token)
+            }
+            Err(e) => {
+                tracing::warn!(onboarding_id = %rec.id, error = %e, "the admin's refresh token was not redeemed; using the stored access token");
+                self.admin_token(rec)
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The hand-off to a privileged admin, the service's side (the engine's is
+//! `provision::hand_off`): the single-use link a Global Administrator or Privileged Role
+//! Administrator opens to finish an onboarding that waits (`IssueHandOffLink`), and the timer
+//! that undoes the onboardings nobody finished in time.
+//!
+//! The link is an invitation with `hand_off_of` set: the same token rules (hashed at rest,
+//! single use, MAC-checked), the same wizard, and `invitation:<id>` as the audit actor of
+//! everything its holder does. Its SignIn joins the waiting onboarding instead of starting one
+//! (`signin.rs`), and its Provision continues the run with that admin's token.
+
+use std::time::Duration;
+
+use onboard_core::time::{ms_of, parse};
+use onboard_proto::v1 as pb;
+use provision::Status;
+use tonic::Request;
+
+use super::{Access, CustomerRpc, OnboardingService};
+use crate::App;
+use crate::clock::timestamp;
+use crate::error::{Result, ServerError};
+
+impl OnboardingService {
+    /// Issues (or replaces) the hand-off link of a waiting onboarding.
+    pub(super) async fn hand_off_link(
+        &self,
+        req: Request<pb::IssueHandOffLinkRequest>,
+    ) -> Result<pb::HandOffLink> {
+        let Access { actor, invitation } = {
+            let r = req.get_ref();
+            self.access(
+                &req,
+                &r.invitation_token,
+                &r.onboarding_id,
+                CustomerRpc::IssueHandOffLink,
+            )?
+        };
+        let id = req.into_inner().onboarding_id;
+        let invitations = self.app.invitations();
+        if let Some(inv) = &invitation
+            && invitations.get(inv)?.hand_off_of.is_some()
+        {
+            return Err(ServerError::PermissionDenied(
+                "a hand-off link cannot issue another; the admin who started the onboarding (or an operator) can".into(),
+            ));
+        }
+        let o = self
+            .app
+            .engine()
+            .get(&id)?
+            .ok_or_else(|| ServerError::NotFound(format!("no onboarding {id:?}")))?;
+        let hand_off = match (o.status, &o.hand_off) {
+            (Status::AwaitingAdmin, Some(h)) => h.clone(),
+            (s, _) => {
+                return Err(ServerError::FailedPrecondition(format!(
+                    "onboarding {id} is {}, not waiting for a privileged admin; only a waiting one has a hand-off link",
+                    s.as_str()
+                )));
+            }
+        };
+        let first = invitations.get(&self.invitation_of(&id)?)?;
+        let expires_ms = parse(&hand_off.expires_at).map_or(0, ms_of);
+        let created = invitations
+            .create_hand_off(&actor, &id, &first, expires_ms)
+            .await?;
+        tracing::info!(onboarding_id = %id, invitation_id = %created.record.id, "hand-off link issued");
+        Ok(pb::HandOffLink {
+            activation_url: created.activation_url.to_string(),
+            invitation_token: created.token.to_string(),
+            invitation_id: created.record.id,
+            expires_at: Some(timestamp(expires_ms)),
+            roles: provision::hand_off::roles_for(&hand_off.rights)
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
+            admin_consent_url: String::new(),
+        })
+    }
+}
+
+/// Undoes, as `system:hand-off-expired`, every onboarding whose wait for a privileged admin
+/// has expired; checks at a quarter of `limits.hand_off_wait_secs` (1 s to 60 s) until the
+/// server stops, and once at start-up (a wait that expired while the server was down).
+pub(crate) fn spawn_expiry(app: &App) {
+    let secs = app.config().limits.hand_off_wait_secs;
+    if secs == 0 {
+        return;
+    }
+    let every =
+        (Duration::from_secs(secs) / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let a = app.clone();
+    let _ = app.shutdown().spawn(async move {
+        let stop = a.shutdown();
+        loop {
+            match a.engine().expire_hand_offs().await {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::info!(onboardings = ?ids, "expired hand-offs undone");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "expired hand-offs not checked"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.recv() => return,
+            }
+        }
+    });
+}

@@ -1,0 +1,374 @@
+//! The hand-off to a privileged admin (issue 13 item 1), over gRPC against the emulator: an
+//! Application Administrator makes what they may and the onboarding waits; a Global
+//! Administrator finishes it through the single-use link; both are the actors of what each did;
+//! the wait survives a restart and, when nobody acts, expires into an audited undo.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::provision_event::Event as PE;
+use serde_json::Value;
+use testkit::server::OPERATOR;
+use testkit::sim::TOKEN_APP;
+use testkit::sim_server::SimServer;
+use testkit::snapshot::{apps_named, no_duplicates, provisioned_once, sps_where};
+use testkit::wizard::{completed, get};
+use tonic::Code;
+
+/// The Application Administrator's part: sign in, see the hand-off in the plan, provision what
+/// they may. The onboarding id and the events.
+async fn first_part(
+    env: &SimServer,
+    token: &str,
+    name: &str,
+) -> Result<(String, Vec<pb::ProvisionEvent>)> {
+    let signed = env.signed_in(token, "appadmin").await?;
+    let id = signed.onboarding_id;
+    let plan = env
+        .server
+        .onboarding(None)
+        .await?
+        .plan(pb::PlanRequest {
+            onboarding_id: id.clone(),
+            app_name: name.into(),
+            invitation_token: token.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    ensure!(plan.blocked && plan.hand_off, "{plan:?}");
+    ensure!(
+        plan.hand_off_roles
+            == ["Global Administrator", "Privileged Role Administrator"].map(String::from),
+        "{plan:?}"
+    );
+    let events = env
+        .provision(token, &id, name)
+        .await?
+        .map_err(|s| anyhow::anyhow!("provision refused: {s:?}"))?;
+    Ok((id, events))
+}
+
+fn waiting(events: &[pb::ProvisionEvent]) -> Result<pb::HandOff> {
+    match events.last().and_then(|e| e.event.clone()) {
+        Some(PE::AwaitingAdmin(h)) => Ok(h),
+        other => bail!("the stream did not end waiting for an admin: {other:?}\n{events:#?}"),
+    }
+}
+
+async fn issue_link(
+    env: &SimServer,
+    token: &str,
+    id: &str,
+) -> Result<pb::HandOffLink, tonic::Status> {
+    let mut c = env
+        .server
+        .onboarding(None)
+        .await
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    Ok(c.issue_hand_off_link(pb::IssueHandOffLinkRequest {
+        onboarding_id: id.into(),
+        invitation_token: token.into(),
+    })
+    .await?
+    .into_inner())
+}
+
+/// Entries of `action` about onboarding `id`: (phase, actor).
+fn entries_of(env: &SimServer, action: &str, id: &str) -> Result<Vec<(String, String)>> {
+    Ok(env
+        .server
+        .entries()?
+        .iter()
+        .filter(|e| e["action"] == action && e["onboarding_id"] == id)
+        .map(|e| {
+            (
+                e["phase"].as_str().unwrap_or_default().to_owned(),
+                e["actor"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect())
+}
+
+/// The actors of the succeeded entries of `action` about `id`.
+fn actors_of(env: &SimServer, action: &str, id: &str) -> Result<Vec<String>> {
+    Ok(entries_of(env, action, id)?
+        .into_iter()
+        .filter(|(p, _)| p == "succeeded")
+        .map(|(_, a)| a)
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_administrator_starts_and_a_global_administrator_finishes_through_the_link()
+-> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, first_invitation) = env.invite(None).await?;
+    let (id, events) = first_part(&env, &token, "Sbc-Hand").await?;
+
+    // What the Application Administrator may do is done; the rest waits, and says so.
+    let h = waiting(&events)?;
+    ensure!(
+        h.roles == ["Global Administrator", "Privileged Role Administrator"].map(String::from),
+        "{h:?}"
+    );
+    ensure!(
+        h.changes_left
+            .iter()
+            .any(|c| c == "directory_role_assignment.create Teams Administrator")
+            && h.changes_left
+                .iter()
+                .any(|c| c.starts_with("app_role_assignment.create Microsoft Graph/")),
+        "{h:?}"
+    );
+    let info = get(env.server.channel().await?, &id).await?;
+    ensure!(
+        info.state() == pb::OnboardingState::AwaitingAdmin,
+        "{info:?}"
+    );
+    let held = info.hand_off.context("no hand-off in GetOnboarding")?;
+    ensure!(held.changes_left == h.changes_left);
+    ensure!(held.started_by == format!("invitation:{first_invitation}"));
+    // One app, secret and service principal; only the Teams API grant (which an application
+    // administrator may make); no Graph grant, no role.
+    let snap = env.sim.snapshot();
+    let (app_id, sp_id) = provisioned_once(&snap, "Sbc-Hand", 1, 0)?;
+    ensure!(
+        sps_where(&snap, "display_name", TOKEN_APP).len() == 1,
+        "the temporary app went before the privileged admin could use it"
+    );
+
+    // The link: the starter (or an operator) issues it, a new one replaces the old, and a
+    // link cannot issue another.
+    let old = issue_link(&env, &token, &id).await?;
+    let link = issue_link(&env, &token, &id).await?;
+    ensure!(
+        link.activation_url
+            .ends_with(&format!("#token={}", link.invitation_token))
+    );
+    ensure!(link.roles == h.roles);
+    let refused = issue_link(&env, &link.invitation_token, &id)
+        .await
+        .err()
+        .context("a hand-off link issued another")?;
+    ensure!(refused.code() == Code::PermissionDenied, "{refused:?}");
+    let ga = env.upn("globaladmin");
+    match env
+        .sign_in(
+            &old.invitation_token,
+            &ga,
+            testkit::wizard::Browser::SignsInAs("globaladmin"),
+        )
+        .await?
+    {
+        Err(s) => ensure!(
+            s.code() == Code::FailedPrecondition && s.message().contains("revoked"),
+            "{s:?}"
+        ),
+        Ok(e) => bail!("a replaced link signed in: {e:?}"),
+    }
+
+    // The Global Administrator joins the same onboarding, sees only what is left, finishes.
+    let signed = env.signed_in(&link.invitation_token, "globaladmin").await?;
+    ensure!(
+        signed.onboarding_id == id && signed.roles_missing.is_empty(),
+        "{signed:?}"
+    );
+    let plan = env
+        .server
+        .onboarding(None)
+        .await?
+        .plan(pb::PlanRequest {
+            onboarding_id: id.clone(),
+            app_name: "Sbc-Hand".into(),
+            invitation_token: link.invitation_token.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    ensure!(!plan.blocked && !plan.hand_off, "{plan:?}");
+    for done in ["client_secret.add", "service_principal.create"] {
+        ensure!(
+            plan.changes
+                .iter()
+                .any(|c| c.action == done && c.description.contains("already in place")),
+            "{done} is planned again: {plan:?}"
+        );
+    }
+    let finish = env
+        .provision(&link.invitation_token, &id, "Sbc-Hand")
+        .await?
+        .map_err(|s| anyhow::anyhow!("the privileged admin was refused: {s:?}"))?;
+    let done = completed(&finish)?;
+    ensure!(
+        done.secret.is_empty(),
+        "a customer's stream carried the secret"
+    );
+
+    let snap = env.sim.snapshot();
+    ensure!(
+        no_duplicates(&snap, "Sbc-Hand")? == (app_id, sp_id),
+        "a second app or service principal was made"
+    );
+    ensure!(
+        sps_where(&snap, "display_name", TOKEN_APP).is_empty(),
+        "the temporary app is still there"
+    );
+    ensure!(apps_named(&snap, "Sbc-Hand").len() == 1);
+    let secret = testkit::wizard::claim(env.server.channel().await?, &id).await?;
+    ensure!(env.authenticates(&secret.client_id, &secret.secret).await?);
+
+    // Each admin is the actor of what they did.
+    let first = format!("invitation:{first_invitation}");
+    let second = format!("invitation:{}", link.invitation_id);
+    ensure!(actors_of(&env, "app_registration.create", &id)? == [first.clone()]);
+    ensure!(actors_of(&env, "directory_role_assignment.create", &id)? == [second.clone()]);
+    ensure!(actors_of(&env, "temporary_app.delete", &id)? == [second.clone()]);
+    ensure!(
+        entries_of(&env, "onboarding.hand_off", &id)?
+            == [
+                ("intent".to_owned(), first.clone()),
+                ("succeeded".to_owned(), second.clone())
+            ],
+        "{:?}",
+        entries_of(&env, "onboarding.hand_off", &id)?
+    );
+    let links: Vec<Value> = env
+        .server
+        .entries()?
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "invitation.create"
+                && e["phase"] == "succeeded"
+                && e["invitation"]["hand_off_of"] == id.as_str()
+        })
+        .collect();
+    ensure!(links.len() == 2 && links.iter().all(|e| e["actor"] == first.as_str()));
+    env.server.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_survives_a_restart_and_nobody_acting_undoes_it_when_it_expires() -> Result<()> {
+    let env = SimServer::start_with(|b| Ok(b.limit("hand_off_wait_secs", 4))).await?;
+    let (token, _) = env.invite(None).await?;
+    let (id, events) = first_part(&env, &token, "Sbc-Expire").await?;
+    waiting(&events)?;
+    let link = issue_link(&env, &token, &id).await?;
+    ensure!(!apps_named(&env.sim.snapshot(), "Sbc-Expire").is_empty());
+
+    // A restart while waiting: still waiting, the link still names it.
+    let env = env.restart().await?;
+    let info = get(env.server.channel().await?, &id).await?;
+    ensure!(
+        info.state() == pb::OnboardingState::AwaitingAdmin
+            || info.state() == pb::OnboardingState::Cancelled,
+        "{info:?}"
+    );
+
+    // Nobody acts: undone when the wait expires, everything it made removed.
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = get(env.server.channel().await?, &id).await?;
+        if info.state() == pb::OnboardingState::Cancelled {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < end,
+            "still {:?}",
+            info.state()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let snap = env.sim.snapshot();
+    ensure!(
+        apps_named(&snap, "Sbc-Expire").is_empty(),
+        "the app is still there"
+    );
+    let ga = env.upn("globaladmin");
+    match env
+        .sign_in(
+            &link.invitation_token,
+            &ga,
+            testkit::wizard::Browser::SignsInAs("globaladmin"),
+        )
+        .await?
+    {
+        Err(s) => ensure!(s.code() == Code::FailedPrecondition, "{s:?}"),
+        Ok(e) => bail!("an expired hand-off link signed in: {e:?}"),
+    }
+    let expiry = "system:hand-off-expired".to_owned();
+    let hand_off = entries_of(&env, "onboarding.hand_off", &id)?;
+    ensure!(
+        hand_off.last() == Some(&("failed".to_owned(), expiry.clone())),
+        "{hand_off:?}"
+    );
+    ensure!(actors_of(&env, "onboarding.cancel", &id)? == [expiry.clone()]);
+    ensure!(actors_of(&env, "app_registration.delete", &id)? == [expiry]);
+    env.server.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_starter_can_cancel_a_wait_and_without_hand_offs_provision_is_refused() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, _) = env.invite(None).await?;
+    let (id, events) = first_part(&env, &token, "Sbc-Cancel").await?;
+    waiting(&events)?;
+    let info = env
+        .server
+        .onboarding(None)
+        .await?
+        .cancel_onboarding(pb::CancelOnboardingRequest {
+            onboarding_id: id.clone(),
+            reason: "changed my mind".into(),
+            invitation_token: token.clone(),
+        })
+        .await?
+        .into_inner();
+    ensure!(info.state() == pb::OnboardingState::Cancelled, "{info:?}");
+    ensure!(apps_named(&env.sim.snapshot(), "Sbc-Cancel").is_empty());
+    let hand_off = entries_of(&env, "onboarding.hand_off", &id)?;
+    ensure!(
+        hand_off.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>() == ["intent", "failed"],
+        "{hand_off:?}"
+    );
+    let e = issue_link(&env, &token, &id)
+        .await
+        .err()
+        .context("a link for a cancelled onboarding")?;
+    ensure!(
+        e.code() == Code::PermissionDenied || e.code() == Code::FailedPrecondition,
+        "{e:?}"
+    );
+    let op = env
+        .server
+        .onboarding(Some(OPERATOR))
+        .await?
+        .issue_hand_off_link(pb::IssueHandOffLinkRequest {
+            onboarding_id: id.clone(),
+            invitation_token: String::new(),
+        })
+        .await
+        .err()
+        .context("an operator got a link for a cancelled onboarding")?;
+    ensure!(op.code() == Code::FailedPrecondition, "{op:?}");
+    env.server.stop().await?;
+
+    // `hand_off_wait_secs = 0`: no hand-off, refused before any change as before.
+    let env = SimServer::start_with(|b| Ok(b.limit("hand_off_wait_secs", 0))).await?;
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "appadmin").await?.onboarding_id;
+    match env.provision(&token, &id, "Sbc-Never").await? {
+        Err(s) => ensure!(
+            s.code() == Code::FailedPrecondition
+                && s.message().contains("Privileged Role Administrator"),
+            "{s:?}"
+        ),
+        Ok(e) => bail!("provisioned without rights or hand-off: {e:?}"),
+    }
+    ensure!(apps_named(&env.sim.snapshot(), "Sbc-Never").is_empty());
+    env.server.stop().await?;
+    Ok(())
+}

@@ -221,6 +221,10 @@ async fn onboard(channel: Channel, sim: &Sim) -> anyhow::Result<()> {
             }
             Some(PE::Failed(f)) => bail!("provisioning failed at {}: {}", f.step, f.reason),
             Some(PE::Cancelled(_)) => bail!("the onboarding was cancelled"),
+            Some(PE::AwaitingAdmin(h)) => bail!(
+                "the onboarding waits for an admin holding one of {:?}",
+                h.roles
+            ),
             None => {}
         }
     }

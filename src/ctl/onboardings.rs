@@ -48,6 +48,7 @@ pub fn state_name(s: pb::OnboardingState) -> &'static str {
         pb::OnboardingState::Completed => "completed",
         pb::OnboardingState::Failed => "failed",
         pb::OnboardingState::Cancelled => "cancelled",
+        pb::OnboardingState::AwaitingAdmin => "awaiting-admin",
         pb::OnboardingState::Unspecified => "?",
     }
 }

@@ -122,6 +122,17 @@ impl StepBoard {
                 self.line(format!("#{n} {at} cancelled {}", c.detail));
                 Some(Exit::Failed)
             }
+            // Not an end: the privileged admin's steps follow on the same stream.
+            Some(PE::AwaitingAdmin(h)) => {
+                self.clear();
+                self.line(format!(
+                    "#{n} {at} waiting   for an admin holding {} until {}; left: {}",
+                    h.roles.join(" or "),
+                    ts(&h.expires_at),
+                    h.changes_left.join(", ")
+                ));
+                None
+            }
             None => None,
         }
     }

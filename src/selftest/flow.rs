@@ -178,6 +178,12 @@ impl Flow {
                 }
                 Some(PE::Failed(f)) => bail!("failed at {}: {}", f.step, f.reason),
                 Some(PE::Cancelled(_)) => bail!("the onboarding was cancelled"),
+                Some(PE::AwaitingAdmin(h)) => bail!(
+                    "the admin lacks rights; the onboarding waits for one holding {} \
+                     (run the self-test as a Global Administrator, or finish it with \
+                     IssueHandOffLink)",
+                    h.roles.join(" or ")
+                ),
             }
         }
         bail!("the provision stream ended without Completed")

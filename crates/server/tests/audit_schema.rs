@@ -28,6 +28,12 @@ const ELSEWHERE: &[(&str, &str)] = &[
          testkit::engine)",
     ),
     (
+        "onboarding.hand_off",
+        "a wait for a privileged admin, finished, expired and cancelled \
+         (crates/server/tests/hand_off.rs; every entry of those flows checked with \
+         testkit::audit::check_schema)",
+    ),
+    (
         "store.migrate",
         "the MAC migration of release 0.1's records (tests/upgrade.rs, over the 0.1 fixture; \
          entries checked with testkit::audit::check_schema)",

@@ -133,9 +133,11 @@ async fn wait_for(env: &SimServer, id: &str, want: pb::OnboardingState) -> Resul
     bail!("{id} never reached {want:?}")
 }
 
+/// Slow enough that a run (six stages, a dozen calls: 12 s or more) outlasts the capability
+/// checks made while it runs (about 6 s, made at once), even on a loaded machine.
 fn slow() -> Faults {
     Faults {
-        latency_ms: 400,
+        latency_ms: 1500,
         device_code_interval_s: Some(1),
         ..Faults::default()
     }
@@ -178,14 +180,25 @@ async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
     env.sim.set_faults(slow());
     expect(&env, "signed in", &token, &id, &[(PROVISION, true)]).await?;
     wait_for(&env, &id, pb::OnboardingState::Provisioning).await?;
-    expect(
-        &env,
-        "provisioning",
-        &token,
-        &id,
-        &[(PLAN, true), (PROVISION, true), (WATCH, true), (GET, true)],
-    )
-    .await?;
+    // At once: Plan and a new Provision each read the tenant (four stages of slow calls), and
+    // the run must still be going when the cancel below begins.
+    let (a, b) = tokio::join!(
+        expect(
+            &env,
+            "provisioning",
+            &token,
+            &id,
+            &[(PLAN, true), (GET, true)]
+        ),
+        expect(
+            &env,
+            "provisioning",
+            &token,
+            &id,
+            &[(PROVISION, true), (WATCH, true)]
+        ),
+    );
+    a.and(b)?;
     // Cancelling: the customer's cancel runs in the background while the cells are checked.
     let cancel = {
         let ch = env.server.channel().await?;

@@ -222,9 +222,11 @@ async fn an_application_administrator_starts_and_a_global_administrator_finishes
     // Each admin is the actor of what they did.
     let first = format!("invitation:{first_invitation}");
     let second = format!("invitation:{}", link.invitation_id);
-    ensure!(actors_of(&env, "app_registration.create", &id)? == [first.clone()]);
-    ensure!(actors_of(&env, "directory_role_assignment.create", &id)? == [second.clone()]);
-    ensure!(actors_of(&env, "temporary_app.delete", &id)? == [second.clone()]);
+    ensure!(actors_of(&env, "app_registration.create", &id)? == std::slice::from_ref(&first));
+    ensure!(
+        actors_of(&env, "directory_role_assignment.create", &id)? == std::slice::from_ref(&second)
+    );
+    ensure!(actors_of(&env, "temporary_app.delete", &id)? == std::slice::from_ref(&second));
     ensure!(
         entries_of(&env, "onboarding.hand_off", &id)?
             == [
@@ -245,6 +247,7 @@ async fn an_application_administrator_starts_and_a_global_administrator_finishes
         })
         .collect();
     ensure!(links.len() == 2 && links.iter().all(|e| e["actor"] == first.as_str()));
+    testkit::audit::check_schema(&env.server.entries()?)?;
     env.server.stop().await?;
     Ok(())
 }
@@ -304,8 +307,9 @@ async fn a_wait_survives_a_restart_and_nobody_acting_undoes_it_when_it_expires()
         hand_off.last() == Some(&("failed".to_owned(), expiry.clone())),
         "{hand_off:?}"
     );
-    ensure!(actors_of(&env, "onboarding.cancel", &id)? == [expiry.clone()]);
+    ensure!(actors_of(&env, "onboarding.cancel", &id)? == std::slice::from_ref(&expiry));
     ensure!(actors_of(&env, "app_registration.delete", &id)? == [expiry]);
+    testkit::audit::check_schema(&env.server.entries()?)?;
     env.server.stop().await?;
     Ok(())
 }
@@ -354,6 +358,7 @@ async fn the_starter_can_cancel_a_wait_and_without_hand_offs_provision_is_refuse
         .err()
         .context("an operator got a link for a cancelled onboarding")?;
     ensure!(op.code() == Code::FailedPrecondition, "{op:?}");
+    testkit::audit::check_schema(&env.server.entries()?)?;
     env.server.stop().await?;
 
     // `hand_off_wait_secs = 0`: no hand-off, refused before any change as before.

@@ -154,33 +154,6 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
 }
 
 #[tokio::test]
-async fn an_application_administrator_is_told_before_anything_changes() -> Result<()> {
-    let w = Wiz::start(Some("app-admin")).await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.sign_in_as(users::APP_ADMIN).await?;
-    w.step("s-connected", "04-connected-missing-rights").await?;
-    let c = w.chrome.text("#s-connected").await?;
-    ensure!(c.contains("Application Administrator"), "{c}");
-    ensure!(c.contains("lacks rights"), "{c}");
-    ensure!(
-        c.contains("Privileged Role Administrator") && c.contains("Global Administrator"),
-        "names the role needed: {c}"
-    );
-    ensure!(
-        w.chrome.disabled("btn-next").await?,
-        "Next Step is disabled"
-    );
-    let snap = w.env.sim.snapshot();
-    ensure!(
-        snapshot::apps_named(&snap, "SbcOne").is_empty(),
-        "nothing was created"
-    );
-    w.check_exchanges(&token)?;
-    w.chrome.close().await
-}
-
-#[tokio::test]
 async fn a_declined_sign_in_is_offered_a_retry_with_the_same_link() -> Result<()> {
     let w = Wiz::start(Some("declined")).await?;
     let token = w.invite().await?;

@@ -9,6 +9,7 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
 
 mod flows;
+mod hand_off;
 mod links;
 mod names;
 

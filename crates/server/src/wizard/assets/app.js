@@ -7,7 +7,8 @@
   const $ = (id) => document.getElementById(id);
   const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
   const S = { inv: null, onboardingId: '', upn: '', appName: '', lastIndex: 0, steps: new Map(),
-    signIn: null, countdown: 0, nameTimer: 0, planSeq: 0, planOk: false, ended: false };
+    signIn: null, countdown: 0, nameTimer: 0, planSeq: 0, planOk: false, ended: false,
+    handOff: false, waiting: false };
 
   // ---- screens ----
   function show(id) {
@@ -82,6 +83,7 @@
     invalid: ['This link is not valid', 'The link is incomplete or was changed. Open it again from the invitation email, exactly as it is.'],
     expired: ['This invitation has expired', 'The link stopped working on {expires}.'],
     revoked: ['This invitation was withdrawn', 'Your provider withdrew this invitation, so the link no longer works.'],
+    finished: ['This onboarding no longer waits for you', 'It was finished, cancelled or undone after its wait expired, so there is nothing to do with this link.'],
     used: ['This invitation has already been used', 'The link was used on {used} and works only once. If the onboarding it started has finished, there is nothing more to do.'],
   };
   function problem(kind) {
@@ -105,11 +107,20 @@
     if (inv.admin_upn) $('upn').value = inv.admin_upn;
     rules(inv.name_rules || []);
     const o = inv.onboarding;
+    // A hand-off link: the holder finishes an onboarding someone else began.
+    S.handOff = !!inv.hand_off_of;
+    if (o) { S.onboardingId = o.id; S.appName = o.app_name || ''; }
+    if (S.handOff && inv.state === 'pending') {
+      if (!o || o.state !== 'awaiting_admin') return problem('finished');
+      $('ho-name').textContent = S.appName;
+      list($('ho-left'), ((o.hand_off || {}).changes_left || []).map(plainChange), '');
+      $('ho-expires').textContent = when(inv.expires_at);
+      return show('s-handoff');
+    }
     if (inv.state === 'used' && o && o.state !== 'cancelled') {
-      S.onboardingId = o.id;
-      S.appName = o.app_name || '';
       if (o.state === 'signed_in') return show('s-name');
       if (o.state === 'completed') return problem('used');
+      if (S.handOff && o.state === 'awaiting_admin') return finishScreen();
       return follow(0);
     }
     if (inv.state !== 'pending') return problem(inv.state);
@@ -214,10 +225,14 @@
     $('tenant').textContent = d.tenant_id;
     list($('roles-held'), d.roles_held || [], 'No administrator role');
     const missing = d.roles_missing || [];
+    // The first admin may go on (the rest is handed off); a hand-off link's holder must be
+    // able to finish.
     $('rights-ok').hidden = missing.length > 0;
-    $('rights-missing').hidden = missing.length === 0;
+    $('rights-missing').hidden = missing.length === 0 || S.handOff;
+    $('rights-cannot').hidden = missing.length === 0 || !S.handOff;
     list($('roles-missing'), missing.map((r) => 'Needs ' + r), '');
-    $('btn-next').disabled = missing.length > 0;
+    list($('roles-cannot'), missing, '');
+    $('btn-next').disabled = S.handOff && missing.length > 0;
     show('s-connected');
   }
 
@@ -307,10 +322,11 @@
     }
     $('plan-box').hidden = false;
     $('plan-blocked').hidden = !p.blocked;
-    $('plan-blocked').textContent = p.blocked
-      ? 'Your account lacks a role some of these changes need (marked above). Nothing will be changed until an account with that role signs in.' : '';
+    $('plan-blocked').textContent = !p.blocked ? '' : p.hand_off
+      ? 'Your account lacks a role some of these changes need (marked above). Onboard makes the others, then gives you a link for an administrator who holds that role to finish.'
+      : 'Your account lacks a role some of these changes need (marked above). Nothing will be changed until an account with that role signs in.';
     $('plan-status').textContent = 'Nothing has been changed yet.';
-    S.planOk = !p.blocked;
+    S.planOk = !p.blocked || p.hand_off;
     $('btn-provision').disabled = !S.planOk;
     return S.planOk;
   }
@@ -347,6 +363,12 @@
   }
   function onProgress(name, d) {
     if (d.index) S.lastIndex = Math.max(S.lastIndex, d.index);
+    if (S.waiting && name !== 'awaiting_admin') {
+      // The privileged admin acts (or the wait ended): their steps show live here.
+      S.waiting = false;
+      $('conn').textContent = S.handOff ? '' : 'An administrator is finishing the onboarding.';
+      show('s-progress');
+    }
     if (name === 'started') {
       const li = stepItem(d.step);
       li.children[1].textContent = d.description || d.step;
@@ -379,6 +401,8 @@
       }
       $('progress-cancelled').hidden = false;
       $('cancelled-h').focus();
+    } else if (name === 'awaiting_admin') {
+      waiting(d);
     } else if (name === 'error') {
       throw Object.assign(new Error('api'), { api: d, fromStream: true });
     }
@@ -402,7 +426,7 @@
           await stream('watch', { onboarding_id: S.onboardingId, from_event: first === 0 ? 0 : S.lastIndex + 1 }, onProgress);
         }
         if (S.ended) return;
-        $('conn').textContent = 'The connection closed. Reconnecting…';
+        if (!S.waiting) $('conn').textContent = 'The connection closed. Reconnecting…';
       } catch (e) {
         const err = e.api;
         if (err && first < 0 && !e.fromStream) {
@@ -429,6 +453,65 @@
       await new Promise((r) => setTimeout(r, wait));
       wait = Math.min(wait * 2, 10000);
     }
+  }
+
+  // ---- H: waiting for a privileged admin; the link to send them ----
+  const LEFT = { 'app_role_assignment.create': 'Grant the application permission {t}, with admin consent',
+    'directory_role_assignment.create': 'Assign the directory role {t}' };
+  function plainChange(c) {
+    const i = c.indexOf(' ');
+    const words = LEFT[c.slice(0, i)];
+    return words ? words.replace('{t}', c.slice(i + 1)) : c;
+  }
+  function waiting(d) {
+    S.waiting = true;
+    $('wait-name').textContent = S.appName;
+    list($('wait-roles'), d.roles || [], '');
+    list($('wait-left'), (d.changes_left || []).map(plainChange), '');
+    $('wait-expires').textContent = d.expires_at ? when(new Date(d.expires_at * 1000).toISOString()) : '';
+    if (!$('s-waiting').hidden) return;
+    show('s-waiting');
+  }
+  async function createLink() {
+    $('btn-link').disabled = true;
+    try {
+      const l = await api('hand_off_link', { onboarding_id: S.onboardingId });
+      $('ho-link').value = l.link;
+      $('link-copied').textContent = '';
+      $('link-box').hidden = false;
+      $('btn-link').textContent = 'Create a new link';
+      $('ho-link').focus();
+      $('ho-link').select();
+    } catch (e) {
+      $('wait-status').textContent = 'No link was created: ' + ((e.api || {}).message || 'the server could not be reached.');
+    } finally {
+      $('btn-link').disabled = false;
+    }
+  }
+  async function copyLink() {
+    try {
+      await navigator.clipboard.writeText($('ho-link').value);
+      $('link-copied').textContent = 'Link copied.';
+    } catch (e) {
+      $('ho-link').select();
+      $('link-copied').textContent = 'Press Ctrl+C (or ⌘C) to copy the selected link.';
+    }
+  }
+  // The link's holder, signed in: what is left (the server's plan), then Provision.
+  async function finishScreen() {
+    $('finish-name').textContent = S.appName;
+    $('btn-finish').disabled = true;
+    $('finish-status').textContent = 'Checking what is left…';
+    show('s-finish');
+    let p;
+    try { p = await api('plan', { onboarding_id: S.onboardingId, app_name: S.appName }); } catch (e) {
+      $('finish-status').textContent = (e.api || {}).message || 'The plan could not be read.';
+      return;
+    }
+    list($('finish-plan'), p.changes.map((c) => c.description), '');
+    $('finish-status').textContent = p.blocked
+      ? 'Your account lacks a role some of these changes need.' : 'Nothing has been changed yet.';
+    $('btn-finish').disabled = p.blocked;
   }
 
   // ---- 6: cancel (allowed until the onboarding completes; the server decides) ----
@@ -523,7 +606,11 @@
     $('btn-cancel').addEventListener('click', askCancel);
     $('btn-cancel-no').addEventListener('click', keepGoing);
     $('btn-cancel-yes').addEventListener('click', cancel);
-    $('btn-next').addEventListener('click', () => { show('s-name'); });
+    $('btn-next').addEventListener('click', () => (S.handOff ? finishScreen() : show('s-name')));
+    $('btn-ho-start').addEventListener('click', () => show('s-upn'));
+    $('btn-link').addEventListener('click', createLink);
+    $('btn-copy-link').addEventListener('click', copyLink);
+    $('btn-finish').addEventListener('click', () => { $('btn-finish').disabled = true; follow(-1); });
     $('app-name').addEventListener('input', nameInput);
     $('form-name').addEventListener('submit', submitName);
     $('form-attach').addEventListener('submit', attach);

@@ -1,0 +1,144 @@
+//! Screen H: an Application Administrator goes as far as their roles allow, sends the link,
+//! and a Global Administrator finishes in a second browser while the first page follows live.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use testkit::browser::Chrome;
+use testkit::sim::{TOKEN_APP, users};
+use testkit::snapshot;
+
+use super::Wiz;
+
+#[tokio::test]
+async fn an_application_administrator_hands_off_and_a_global_administrator_finishes() -> Result<()>
+{
+    let mut w = Wiz::start(Some("hand-off")).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::APP_ADMIN).await?;
+    w.step("s-connected", "04-connected-missing-rights").await?;
+    let c = w.chrome.text("#s-connected").await?;
+    ensure!(
+        c.contains("Application Administrator") && c.contains("lacks rights"),
+        "{c}"
+    );
+    ensure!(
+        c.contains("Privileged Role Administrator") && c.contains("Global Administrator"),
+        "names the role needed: {c}"
+    );
+    ensure!(c.contains("link to send"), "says what happens next: {c}");
+    ensure!(
+        !w.chrome.disabled("btn-next").await?,
+        "Next Step is enabled"
+    );
+    ensure!(
+        snapshot::apps_named(&w.env.sim.snapshot(), "SbcHand").is_empty(),
+        "nothing was created yet"
+    );
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.chrome.type_into("app-name", "SbcHand").await?;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('btn-provision').disabled",
+            "a plan",
+        )
+        .await?;
+    let plan = w.chrome.text("#plan-box").await?;
+    ensure!(
+        plan.contains("needs") && plan.contains("gives you a link"),
+        "{plan}"
+    );
+    w.shoot("05-name-plan-hand-off").await?;
+    w.chrome.click("btn-provision").await?;
+
+    // Screen H: what is left, who must act, the link.
+    w.chrome
+        .wait_screen_for("s-waiting", Duration::from_secs(120))
+        .await?;
+    w.step("s-waiting", "H1-waiting").await?;
+    let h = w.chrome.text("#s-waiting").await?;
+    for want in [
+        "SbcHand",
+        "Global Administrator",
+        "Privileged Role Administrator",
+        "Assign the directory role Teams Administrator",
+        "Grant the application permission Microsoft Graph/",
+    ] {
+        ensure!(h.contains(want), "screen H lacks {want}: {h}");
+    }
+    w.chrome.click("btn-link").await?;
+    w.chrome
+        .wait_js(
+            "document.getElementById('ho-link').value.includes('#token=')",
+            "the link",
+        )
+        .await?;
+    w.shoot("H2-link").await?;
+    let link = w
+        .chrome
+        .js("return document.getElementById('ho-link').value")
+        .await?
+        .as_str()
+        .context("link")?
+        .to_owned();
+    let link_token = link.split("#token=").nth(1).context("token")?.to_owned();
+    ensure!(link_token != token);
+
+    // The Global Administrator, in a browser of their own.
+    let first = std::mem::replace(&mut w.chrome, Chrome::start().await?);
+    w.open(&link_token).await?;
+    w.step("s-handoff", "H3-link-opened").await?;
+    let l = w.chrome.text("#s-handoff").await?;
+    ensure!(
+        l.contains("SbcHand") && l.contains("Assign the directory role Teams Administrator"),
+        "{l}"
+    );
+    w.chrome.click("btn-ho-start").await?;
+    w.chrome.wait_screen("s-upn").await?;
+    let ga = w.upn(users::GLOBAL_ADMIN);
+    w.chrome.type_into("upn", &ga).await?;
+    w.chrome.click("btn-auth").await?;
+    let code = w.code().await?;
+    w.env.sim.complete_device_login(&code, &ga).await?;
+    w.step("s-connected", "H4-connected").await?;
+    ensure!(!w.chrome.disabled("btn-next").await?);
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-finish").await?;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('btn-finish').disabled",
+            "the plan left",
+        )
+        .await?;
+    w.step("s-finish", "H5-what-is-left").await?;
+    let f = w.chrome.text("#finish-plan").await?;
+    ensure!(
+        f.contains("Assign the directory role Teams Administrator")
+            && f.contains("already in place"),
+        "{f}"
+    );
+    w.chrome.click("btn-finish").await?;
+    w.chrome
+        .wait_screen_for("s-done", Duration::from_secs(120))
+        .await?;
+    w.step("s-done", "H6-done").await?;
+    let d = w.chrome.text("#s-done").await?;
+    ensure!(
+        d.contains("Teams Administrator") && d.contains(&format!("{TOKEN_APP} removed")),
+        "{d}"
+    );
+
+    // The first page followed live: from H to the finished onboarding.
+    first
+        .wait_screen_for("s-done", Duration::from_secs(60))
+        .await?;
+    let snap = w.env.sim.snapshot();
+    snapshot::no_duplicates(&snap, "SbcHand")?;
+    ensure!(snapshot::sps_where(&snap, "display_name", TOKEN_APP).is_empty());
+    w.check_exchanges(&token)?;
+    w.check_exchanges(&link_token)?;
+    first.close().await?;
+    w.chrome.close().await
+}

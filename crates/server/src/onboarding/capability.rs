@@ -5,11 +5,16 @@
 //! `proto/onboard/v1/onboarding.proto` and ARCHITECTURE.md; `tests/capabilities.rs` in this
 //! crate tests every cell over loopback gRPC.
 //!
-//! | RPC with the token | signed in | provisioning | failed | cancelling | completed or cancelled, within `limits.customer_watch_grace_secs` | after the grace | invitation revoked |
+//! | RPC with the token | signed in | provisioning | failed or awaiting admin | cancelling | completed or cancelled, within `limits.customer_watch_grace_secs` | after the grace | invitation revoked |
 //! | --- | --- | --- | --- | --- | --- | --- | --- |
 //! | Plan, Provision | yes | yes | yes | no | no | no | no |
 //! | Watch, GetOnboarding | yes | yes | yes | yes | yes | no | no |
 //! | CancelOnboarding | yes | yes | yes | yes | no (never: completed) | no | no |
+//! | IssueHandOffLink | yes | yes | yes | no | no | no | no |
+//!
+//! IssueHandOffLink is answered only while the onboarding waits for a privileged admin and
+//! never to a hand-off link's holder (`hand_off.rs`). A hand-off link unlocks the onboarding it
+//! was issued for, before it is redeemed too.
 //!
 //! A Provision repeated with the same idempotency key (a reconnect) only follows the run and
 //! counts as Watch. SignIn needs a pending invitation (neither used, expired nor revoked). Refusals are

@@ -32,6 +32,7 @@ pub mod events;
 pub mod hand_off;
 pub mod names;
 pub mod plan;
+mod provisioned;
 pub mod signin;
 mod steps;
 pub mod store;

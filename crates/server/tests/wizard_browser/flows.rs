@@ -26,18 +26,23 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     }
 
     // Keyboard only: Tab to "Create New App Registration", Enter.
+    // (Each check right after an action waits for the page: a loaded machine may lag.)
     w.chrome.keys("\u{E004}").await?;
-    ensure!(w.chrome.focus().await?.ends_with("/btn-create"));
+    w.chrome
+        .wait_js(
+            "document.activeElement && document.activeElement.id === 'btn-create'",
+            "the focus on Create New App Registration after Tab",
+        )
+        .await?;
     w.chrome.keys("\u{E007}").await?;
     w.step("s-upn", "02-upn").await?;
     w.chrome.click("btn-auth").await?;
-    ensure!(
-        w.chrome
-            .text("#upn-error")
-            .await?
-            .contains("Enter the admin account"),
-        "an empty UPN is refused next to the field"
-    );
+    w.chrome
+        .wait_js(
+            "document.getElementById('upn-error').textContent.includes('Enter the admin account')",
+            "an empty UPN refused next to the field",
+        )
+        .await?;
     let upn = w.upn(users::GLOBAL_ADMIN);
     w.chrome.type_into("upn", &upn).await?;
     w.chrome.keys("\u{E007}").await?;
@@ -56,6 +61,12 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     w.env.sim.complete_device_login(&code, &upn).await?;
 
     w.step("s-connected", "04-connected").await?;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('btn-next').disabled",
+            "Next Step enabled",
+        )
+        .await?;
     let c = w.chrome.text("#s-connected").await?;
     ensure!(c.contains("Token connection has been successfully established"));
     ensure!(

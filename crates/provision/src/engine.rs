@@ -181,12 +181,9 @@ impl Engine {
                 Some(unique),
             )
             .await?;
-        // What the admin lacks is left for a privileged admin (a hand-off) when the engine
-        // allows one; creating the app itself cannot be handed off.
+        // What the admin lacks is left for a privileged admin when it can be handed off.
         let lacking: Vec<Right> = plan.missing_rights.iter().map(|m| m.right).collect();
-        if !lacking.is_empty()
-            && (self.inner.hand_off_for.is_none() || lacking.contains(&Right::ManageApplications))
-        {
+        if !lacking.is_empty() && !self.hands_off(&plan) {
             return Err(ProvisionError::MissingRights {
                 missing: plan.missing_lines(),
             });
@@ -274,18 +271,7 @@ impl Engine {
         rec.actor = req.actor.clone();
         rec.admin_upn = admin.upn.clone();
         rec.updated_at = now;
-        rec.sealed_admin_token = Some(self.inner.key.seal(
-            &rec.id,
-            Purpose::AdminToken,
-            &admin.access_token,
-        )?);
-        if let Some(refresh) = &admin.refresh_token {
-            rec.sealed_admin_refresh = Some(self.inner.key.seal(
-                &rec.id,
-                Purpose::AdminRefreshToken,
-                refresh,
-            )?);
-        }
+        self.seal_admin_tokens(&mut rec, &admin.access_token, admin.refresh_token.as_ref())?;
         rec.lacking = lacking;
         let scope = scope_of(&rec, &req.actor);
         // Fail closed: no record and no change unless the start is on the audit log.
@@ -409,6 +395,25 @@ impl Engine {
             }
         }
         Ok(resumed)
+    }
+
+    /// Seals a sign-in's tokens into `rec`: the access token, and the refresh token when the
+    /// STS issued one (else the one sealed before stays).
+    pub(crate) fn seal_admin_tokens(
+        &self,
+        rec: &mut OnboardingRecord,
+        access: &SecretString,
+        refresh: Option<&SecretString>,
+    ) -> Result<(), ProvisionError> {
+        rec.sealed_admin_token = Some(self.inner.key.seal(&rec.id, Purpose::AdminToken, access)?);
+        if let Some(r) = refresh {
+            rec.sealed_admin_refresh = Some(self.inner.key.seal(
+                &rec.id,
+                Purpose::AdminRefreshToken,
+                r,
+            )?);
+        }
+        Ok(())
     }
 
     pub(crate) fn admin_token(

@@ -3,8 +3,8 @@
 //! Administrator or Privileged Role Administrator may grant Microsoft Graph app roles or assign
 //! directory roles (entra-reference §3.1). When the signed-in admin lacks those rights the run
 //! makes what it may, then the onboarding waits ([`Status::AwaitingAdmin`]), durably, for a
-//! second admin to provision the rest, or for the grants to appear by Microsoft's admin consent.
-//! Nobody acting by [`HandOff::expires_at`] undoes it, audited.
+//! second admin to provision the rest. Nobody acting by [`HandOff::expires_at`] undoes it,
+//! audited.
 //!
 //! Audit: `onboarding.hand_off` intent when the wait begins (roles, changes left, expiry), then
 //! succeeded (actor: whoever finished it) or failed (expired or cancelled).
@@ -24,6 +24,7 @@ use crate::driver::scope_of;
 use crate::engine::Engine;
 use crate::error::ProvisionError;
 use crate::events::EventKind;
+use crate::plan::Plan;
 use crate::steps::Run;
 use crate::store::{HandOff, OnboardingRecord, Status};
 
@@ -35,7 +36,7 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Names of the roles any one of which grants every right in `rights` (Global Administrator,
 /// Privileged Role Administrator for Graph consent and role assignment).
-pub fn roles_for(rights: &[Right]) -> Vec<&'static str> {
+pub fn roles_for(rights: &[Right]) -> Vec<String> {
     let Some((first, rest)) = rights.split_first() else {
         return vec![];
     };
@@ -44,11 +45,12 @@ pub fn roles_for(rights: &[Right]) -> Vec<&'static str> {
         .iter()
         .filter(|id| rest.iter().all(|r| r.granted_by().contains(id)))
         .filter_map(|id| roles::role_name(id))
+        .map(str::to_owned)
         .collect()
 }
 
 /// The changes of `rec` that need one of `rights` and are not made yet (`action target`, as
-/// the plan and `onboarding.start` list them), then the temporary app's removal.
+/// the plan and `onboarding.start` list them).
 fn left_changes(rec: &OnboardingRecord, rights: &[Right]) -> Vec<String> {
     let mut left: Vec<String> = rec
         .profile
@@ -103,10 +105,7 @@ pub(crate) async fn begin(run: &Arc<Run>, rights: Vec<Right>) -> Result<(), Prov
         .append(&run.inner.audit)
         .await?;
     let event = EventKind::AwaitingAdmin {
-        roles: roles_for(&h.rights)
-            .iter()
-            .map(|r| (*r).to_owned())
-            .collect(),
+        roles: roles_for(&h.rights),
         left: h.left.clone(),
         expires_at: h.expires_at.clone(),
     };
@@ -156,6 +155,18 @@ pub(crate) async fn end(
 }
 
 impl Engine {
+    /// Whether Provision with `plan` makes what its admin may and hands the rest off: the
+    /// admin lacks some right, hand-offs are on, and creating the app is not among what they
+    /// lack (that part cannot wait for someone else).
+    pub fn hands_off(&self, plan: &Plan) -> bool {
+        self.inner.hand_off_for.is_some()
+            && !plan.missing_rights.is_empty()
+            && plan
+                .missing_rights
+                .iter()
+                .all(|m| m.right != Right::ManageApplications)
+    }
+
     /// Undoes every onboarding whose wait for a privileged admin has passed its expiry, as
     /// [`EXPIRY_ACTOR`]; returns their ids. One that cannot be undone now is tried again at the
     /// next call (its record still waits).
@@ -180,18 +191,6 @@ impl Engine {
             }
         }
         Ok(undone)
-    }
-
-    /// When the next wait for a privileged admin expires, if any does.
-    pub fn next_hand_off_expiry(&self) -> Result<Option<time::OffsetDateTime>, ProvisionError> {
-        Ok(self
-            .inner
-            .store
-            .all()?
-            .iter()
-            .filter(|r| r.status == Status::AwaitingAdmin)
-            .filter_map(|r| r.hand_off.as_ref().and_then(|h| parse(&h.expires_at)))
-            .min())
     }
 
     /// An access token for `rec`'s admin that still works after a long wait: redeemed from the
@@ -225,18 +224,7 @@ impl Engine {
             .await;
         match redeemed {
             Ok(tokens) => {
-                rec.sealed_admin_token = Some(self.inner.key.seal(
-                    &rec.id,
-                    Purpose::AdminToken,
-                    &tokens.access_token,
-                )?);
-                if let Some(r) = &tokens.refresh_token {
-                    rec.sealed_admin_refresh = Some(self.inner.key.seal(
-                        &rec.id,
-                        Purpose::AdminRefreshToken,
-                        r,
-                    )?);
-                }
+                self.seal_admin_tokens(rec, &tokens.access_token, tokens.refresh_token.as_ref())?;
                 Ok(tokens.access_token)
             }
             Err(e) => {

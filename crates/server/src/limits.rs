@@ -114,7 +114,7 @@ impl Default for LimitsSection {
             max_sign_ins: 200,
             max_sign_ins_per_tenant: 20,
             customer_watch_grace_secs: 600,
-            hand_off_wait_secs: 7 * 24 * 3600,
+            hand_off_wait_secs: provision::hand_off::DEFAULT_WAIT.as_secs(),
             backup_pause_max_ms: 10_000,
         }
     }

@@ -75,6 +75,23 @@ async fn issue_link(
     .into_inner())
 }
 
+/// The status a Global Administrator's SignIn with `token` (`what`, for the message) is
+/// refused with.
+async fn refused_sign_in(env: &SimServer, token: &str, what: &str) -> Result<tonic::Status> {
+    let ga = env.upn("globaladmin");
+    match env
+        .sign_in(
+            token,
+            &ga,
+            testkit::wizard::Browser::SignsInAs("globaladmin"),
+        )
+        .await?
+    {
+        Err(s) => Ok(s),
+        Ok(e) => bail!("{what} signed in: {e:?}"),
+    }
+}
+
 /// Entries of `action` about onboarding `id`: (phase, actor).
 fn entries_of(env: &SimServer, action: &str, id: &str) -> Result<Vec<(String, String)>> {
     Ok(env
@@ -153,21 +170,11 @@ async fn an_application_administrator_starts_and_a_global_administrator_finishes
         .err()
         .context("a hand-off link issued another")?;
     ensure!(refused.code() == Code::PermissionDenied, "{refused:?}");
-    let ga = env.upn("globaladmin");
-    match env
-        .sign_in(
-            &old.invitation_token,
-            &ga,
-            testkit::wizard::Browser::SignsInAs("globaladmin"),
-        )
-        .await?
-    {
-        Err(s) => ensure!(
-            s.code() == Code::FailedPrecondition && s.message().contains("revoked"),
-            "{s:?}"
-        ),
-        Ok(e) => bail!("a replaced link signed in: {e:?}"),
-    }
+    let s = refused_sign_in(&env, &old.invitation_token, "a replaced link").await?;
+    ensure!(
+        s.code() == Code::FailedPrecondition && s.message().contains("revoked"),
+        "{s:?}"
+    );
 
     // The Global Administrator joins the same onboarding, sees only what is left, finishes.
     let signed = env.signed_in(&link.invitation_token, "globaladmin").await?;
@@ -289,18 +296,8 @@ async fn a_wait_survives_a_restart_and_nobody_acting_undoes_it_when_it_expires()
         apps_named(&snap, "Sbc-Expire").is_empty(),
         "the app is still there"
     );
-    let ga = env.upn("globaladmin");
-    match env
-        .sign_in(
-            &link.invitation_token,
-            &ga,
-            testkit::wizard::Browser::SignsInAs("globaladmin"),
-        )
-        .await?
-    {
-        Err(s) => ensure!(s.code() == Code::FailedPrecondition, "{s:?}"),
-        Ok(e) => bail!("an expired hand-off link signed in: {e:?}"),
-    }
+    let s = refused_sign_in(&env, &link.invitation_token, "an expired hand-off link").await?;
+    ensure!(s.code() == Code::FailedPrecondition, "{s:?}");
     let expiry = "system:hand-off-expired".to_owned();
     let hand_off = entries_of(&env, "onboarding.hand_off", &id)?;
     ensure!(

@@ -63,10 +63,7 @@ pub fn info_pb(o: &Onboarding, invitation_id: String, events: u64) -> pb::Onboar
 /// A wait for a privileged admin as the proto message.
 pub fn hand_off_pb(h: &provision::HandOff) -> pb::HandOff {
     pb::HandOff {
-        roles: provision::hand_off::roles_for(&h.rights)
-            .iter()
-            .map(|r| (*r).to_owned())
-            .collect(),
+        roles: provision::hand_off::roles_for(&h.rights),
         changes_left: h.left.clone(),
         expires_at: ts(&h.expires_at),
         started_by: h.first_actor.clone(),
@@ -75,7 +72,8 @@ pub fn hand_off_pb(h: &provision::HandOff) -> pb::HandOff {
 
 /// The plan as the proto answer; a change lists the roles that would grant its right when the
 /// admin lacks it.
-pub fn plan_pb(p: &Plan, hand_off_allowed: bool) -> pb::PlanResponse {
+/// `hand_off`: what `provision::Engine::hands_off` says of it.
+pub fn plan_pb(p: &Plan, hand_off: bool) -> pb::PlanResponse {
     let changes = p
         .changes
         .iter()
@@ -89,17 +87,11 @@ pub fn plan_pb(p: &Plan, hand_off_allowed: bool) -> pb::PlanResponse {
         })
         .collect();
     let lacking: Vec<_> = p.missing_rights.iter().map(|m| m.right).collect();
-    let hand_off = hand_off_allowed
-        && !lacking.is_empty()
-        && !lacking.contains(&onboard_core::roles::Right::ManageApplications);
     pb::PlanResponse {
         changes,
         blocked: !lacking.is_empty(),
         hand_off,
-        hand_off_roles: provision::hand_off::roles_for(&lacking)
-            .iter()
-            .map(|r| (*r).to_owned())
-            .collect(),
+        hand_off_roles: provision::hand_off::roles_for(&lacking),
     }
 }
 

@@ -69,10 +69,7 @@ impl OnboardingService {
             invitation_token: created.token.to_string(),
             invitation_id: created.record.id,
             expires_at: Some(timestamp(expires_ms)),
-            roles: provision::hand_off::roles_for(&hand_off.rights)
-                .iter()
-                .map(|r| (*r).to_owned())
-                .collect(),
+            roles: provision::hand_off::roles_for(&hand_off.rights),
             admin_consent_url: String::new(),
         })
     }

@@ -179,10 +179,7 @@ impl OnboardingService {
         e.scope.service_id = Some(inv.service_id.clone());
         e.scope.tenant_id = Some(admin.tenant_id.clone());
         self.record(e).await?;
-        Ok(plan_pb(
-            &plan,
-            self.app.config().limits.hand_off_wait_secs > 0,
-        ))
+        Ok(plan_pb(&plan, self.app.engine().hands_off(&plan)))
     }
 
     async fn provision(

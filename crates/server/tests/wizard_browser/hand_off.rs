@@ -96,12 +96,7 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
         "{l}"
     );
     w.chrome.click("btn-ho-start").await?;
-    w.chrome.wait_screen("s-upn").await?;
-    let ga = w.upn(users::GLOBAL_ADMIN);
-    w.chrome.type_into("upn", &ga).await?;
-    w.chrome.click("btn-auth").await?;
-    let code = w.code().await?;
-    w.env.sim.complete_device_login(&code, &ga).await?;
+    w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;
     w.step("s-connected", "H4-connected").await?;
     ensure!(!w.chrome.disabled("btn-next").await?);
     w.chrome.click("btn-next").await?;

@@ -146,6 +146,11 @@ impl Wiz {
     pub async fn sign_in_as(&self, nick: &str) -> Result<()> {
         self.chrome.wait_screen("s-landing").await?;
         self.chrome.click("btn-create").await?;
+        self.sign_in_from_upn(nick).await
+    }
+
+    /// From the UPN screen to the connected screen, signed in as `nick`.
+    pub async fn sign_in_from_upn(&self, nick: &str) -> Result<()> {
         self.chrome.wait_screen("s-upn").await?;
         self.chrome.type_into("upn", &self.upn(nick)).await?;
         self.chrome.click("btn-auth").await?;

@@ -29,9 +29,10 @@
       ul.appendChild(li);
     }
   }
-  function when(iso) {
-    const d = new Date(iso);
-    if (isNaN(d)) return iso;
+  // A time (RFC 3339 text or Unix milliseconds) in the reader's words.
+  function when(t) {
+    const d = new Date(t);
+    if (isNaN(d)) return String(t);
     return d.toLocaleString(undefined, { dateStyle: 'long', timeStyle: 'short' });
   }
 
@@ -468,7 +469,7 @@
     $('wait-name').textContent = S.appName;
     list($('wait-roles'), d.roles || [], '');
     list($('wait-left'), (d.changes_left || []).map(plainChange), '');
-    $('wait-expires').textContent = d.expires_at ? when(new Date(d.expires_at * 1000).toISOString()) : '';
+    $('wait-expires').textContent = d.expires_at ? when(d.expires_at * 1000) : '';
     if (!$('s-waiting').hidden) return;
     show('s-waiting');
   }

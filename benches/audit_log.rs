@@ -23,7 +23,9 @@ use std::time::Instant;
 use audit_log::verify::verify_export;
 use audit_log::{AuditLog, LogConfig, NoteSigner, PreparedEntry};
 use sha2::{Digest, Sha256};
-use testkit::bench::{APPENDERS, AppendRun, drive, entry_fields, env_u64, median, percentile};
+use testkit::bench::{
+    APPENDERS, AppendRun, drive, entry_fields, env_u64, fill, median, percentile,
+};
 use tokio::sync::oneshot;
 
 const ORIGIN: &str = "bench.onboard.invalid/audit";
@@ -195,24 +197,7 @@ fn bench_proofs_and_verify(n: u64) {
     let log = AuditLog::open(cfg, signer).unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let build = Instant::now();
-    rt.block_on(async {
-        let per_task = n / APPENDERS as u64;
-        let tasks: Vec<_> = (0..APPENDERS as u64)
-            .map(|t| {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    for i in 0..per_task {
-                        log.append_fields(&entry_fields(t * per_task + i))
-                            .await
-                            .unwrap_or_else(|e| panic!("{e}"));
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            let _ = t.await;
-        }
-    });
+    rt.block_on(fill(&log, n));
     let size = log.size();
     println!(
         "(built a {size}-entry log in {:.1} s)",

@@ -25,46 +25,10 @@ use audit_log::{AuditLog, LogConfig, NoteSigner, NoteVerifier, TileId};
 use audit_remote::fetch::verify_source;
 use audit_remote::{ClientSettings, PublishEvent, Publisher, Source, Target};
 use axum::serve::ListenerExt;
-use serde_json::{Map, Value, json};
+use testkit::bench::{entry_fields, env_u64, fill, median, percentile};
 use testkit::tiles::{MOTO_INSTALL, Moto};
 
 const ORIGIN: &str = "bench.onboard.invalid/audit";
-const APPENDERS: u64 = 64;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn fields(i: u64) -> Map<String, Value> {
-    let v = json!({
-        "actor": "spiffe://platform.example.net/sa/onboarding",
-        "action": "app_role_assignment.create",
-        "phase": "succeeded",
-        "tenant_id": "8f2c1f3e-7f7d-4c1e-9a53-2d3c4b5a6e7f",
-        "onboarding_id": format!("onb-{i:012}"),
-        "service_id": "dr-service-0042",
-        "target": {"type": "appRoleAssignment", "id": "9e3f1c52-6d1a-4f0e-b2a7-1c5d8e9f0a1b", "display_name": "Organization.Read.All"},
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
@@ -79,22 +43,7 @@ async fn build_log(dir: &Path, n: u64) -> (AuditLog, NoteVerifier) {
     cfg.cache_bytes = env_u64("BENCH_SLED_CACHE_MB", 64) << 20;
     let log = AuditLog::open(cfg, signer).unwrap_or_else(|e| panic!("{e}"));
     let start = Instant::now();
-    let per_task = n / APPENDERS;
-    let tasks: Vec<_> = (0..APPENDERS)
-        .map(|t| {
-            let log = log.clone();
-            tokio::spawn(async move {
-                for i in 0..per_task {
-                    log.append_fields(&fields(t * per_task + i))
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let _ = t.await;
-    }
+    fill(&log, n).await;
     println!(
         "(built a {}-entry log in {:.1} s)",
         log.size(),
@@ -258,7 +207,7 @@ async fn bench_serve(entries: u64, secs: u64, rounds: u64) {
         s_all.push(s);
         a_all.push(a);
     }
-    let (ms_, ma) = (median(&mut s_all), median(&mut a_all));
+    let (ms_, ma) = (median(&s_all), median(&a_all));
     println!(
         "median req/s: static {ms_:.0}, live API {ma:.0}; ratio of medians {:.2}\n",
         ma / ms_
@@ -312,7 +261,7 @@ async fn lag_run(target: Target, label: &str, secs: u64, concurrency: usize) {
         tick.tick().await;
         let log = log.clone();
         pending.push(tokio::spawn(async move {
-            log.append_fields(&fields(i))
+            log.append_fields(&entry_fields(i))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }));
@@ -475,7 +424,7 @@ async fn bench_verify(n: u64, rounds: u64) {
         a_all.push(over[0]);
         s_all.push(over[1]);
     }
-    let (d, a, s) = (median(&mut d_all), median(&mut a_all), median(&mut s_all));
+    let (d, a, s) = (median(&d_all), median(&a_all), median(&s_all));
     println!(
         "median seconds: disk {d:.3} ({:.0} entries/s), live API {a:.3} ({:.0} entries/s), static {s:.3}; speed ratio live API / disk {:.2}, static / disk {:.2}\n",
         size as f64 / d,

@@ -20,26 +20,12 @@ use anyhow::Result;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::admin_client::AdminClient;
 use testkit::bench::{entry_fields, env_u64, percentile};
+use testkit::copy_dir;
 use testkit::keys::write_key_file;
 use testkit::server::{ADMIN, TestServer, with_token};
 
 /// Appenders during the latency runs.
 const APPENDERS: usize = 16;
-
-fn copy_dir(from: &Path, to: &Path) -> Result<u64> {
-    std::fs::create_dir_all(to)?;
-    let mut bytes = 0;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            bytes += copy_dir(&e.path(), &target)?;
-        } else {
-            bytes += std::fs::copy(e.path(), &target)?;
-        }
-    }
-    Ok(bytes)
-}
 
 fn dir_bytes(dir: &Path) -> Result<u64> {
     let mut n = 0;

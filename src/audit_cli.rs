@@ -223,6 +223,18 @@ pub fn audit_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The one line an export prints, local (`audit export`) or from a remote log (`--from`).
+pub fn print_export(s: &audit_log::ExportSummary, out: &Path) {
+    println!(
+        "exported {} entries to {} ({} entry bundles, {} hash tiles written, {} unchanged)",
+        s.size,
+        out.display(),
+        s.bundles_written,
+        s.hash_tiles_written,
+        s.skipped
+    );
+}
+
 /// Prints a CloudTrail-style summary and one `INVALID:` line per problem; `what` names the
 /// log checked (`audit log export DIR`, `audit log URL`).
 pub fn print_report(what: &str, r: &VerifyReport) {
@@ -299,15 +311,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             ..
         } => {
             let log = AuditLog::open_read_only(audit_dir(&data_dir)?, StartupCheck::Full)?;
-            let s = log.export_tiles(&out)?;
-            println!(
-                "exported {} entries to {} ({} entry bundles, {} hash tiles written, {} unchanged)",
-                s.size,
-                out.display(),
-                s.bundles_written,
-                s.hash_tiles_written,
-                s.skipped
-            );
+            print_export(&log.export_tiles(&out)?, &out);
         }
         AuditCommand::Verify {
             source,

@@ -17,7 +17,7 @@ use clap::Args;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::audit_cli::{parse_vkeys, print_report};
+use crate::audit_cli::{parse_vkeys, print_export, print_report};
 
 /// How to reach an `https://` tiles API that is not open to everyone.
 #[derive(Debug, Clone, Args)]
@@ -181,15 +181,7 @@ fn print_step(r: &VerifyReport) {
 /// `onboard audit export --from …`: a local copy in the export layout.
 pub async fn export_from(location: &str, out: &Path, remote: &RemoteArgs) -> anyhow::Result<()> {
     let source = open_source(location, remote)?;
-    let s = copy_to_dir(&source, out).await?;
-    println!(
-        "exported {} entries to {} ({} entry bundles, {} hash tiles written, {} unchanged)",
-        s.size,
-        out.display(),
-        s.bundles_written,
-        s.hash_tiles_written,
-        s.skipped
-    );
+    print_export(&copy_to_dir(&source, out).await?, out);
     Ok(())
 }
 

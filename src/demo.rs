@@ -101,6 +101,22 @@ pub(crate) fn operator(mut req: tonic::Request<()>) -> Result<tonic::Request<()>
     Ok(req)
 }
 
+/// The demo's invitation: Contoso, service `dr-demo`, the default profile (created as the
+/// operator).
+pub(crate) async fn demo_invitation(
+    channel: Channel,
+) -> anyhow::Result<pb::CreateInvitationResponse> {
+    Ok(InvitationsClient::with_interceptor(channel, operator)
+        .create_invitation(pb::CreateInvitationRequest {
+            customer: "Contoso".into(),
+            service_id: "dr-demo".into(),
+            profile: "direct-routing".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner())
+}
+
 /// `abc…` for a secret: enough to recognise it, not to use it.
 fn mask(secret: &str) -> String {
     let head: String = secret.chars().take(3).collect();
@@ -114,16 +130,7 @@ fn mask(secret: &str) -> String {
 async fn onboard(channel: Channel, sim: &Sim) -> anyhow::Result<()> {
     let info = sim.info();
     let upn = format!("{ADMIN_NICK}@{}", info.tenant_domain);
-    let mut inv = InvitationsClient::with_interceptor(channel.clone(), operator);
-    let created = inv
-        .create_invitation(pb::CreateInvitationRequest {
-            customer: "Contoso".into(),
-            service_id: "dr-demo".into(),
-            profile: "direct-routing".into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let created = demo_invitation(channel.clone()).await?;
     let invitation = created.invitation.context("no invitation")?;
     println!(
         "1. Operator created invitation {} for {}",

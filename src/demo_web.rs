@@ -10,12 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use entra_sim::Sim;
-use onboard_proto::v1 as pb;
-use onboard_proto::v1::invitations_client::InvitationsClient;
 use onboard_server::App;
 use tonic::transport::Endpoint;
 
-use crate::demo::{operator, server_config};
+use crate::demo::{demo_invitation, server_config};
 
 /// Serves the wizard until Ctrl-C and prints where to start.
 pub async fn run(dir: &Path, sim: Sim, listen: SocketAddr) -> anyhow::Result<()> {
@@ -34,15 +32,7 @@ pub async fn run(dir: &Path, sim: Sim, listen: SocketAddr) -> anyhow::Result<()>
         .timeout(Duration::from_secs(30))
         .connect()
         .await?;
-    let created = InvitationsClient::with_interceptor(channel, operator)
-        .create_invitation(pb::CreateInvitationRequest {
-            customer: "Contoso".into(),
-            service_id: "dr-demo".into(),
-            profile: "direct-routing".into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let created = demo_invitation(channel).await?;
     let domain = sim.info().tenant_domain;
     println!("Onboard server (gRPC and the wizard) on {addr}");
     println!();

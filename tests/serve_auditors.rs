@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use testkit::config::ServerConfigBuilder;
+use testkit::copy_dir;
 use testkit::keys::ORIGIN;
 use testkit::onboard_binary;
 use testkit::process::{Onboard, ServerFiles, log_tail};
@@ -72,20 +73,6 @@ async fn run_ok(onboard: &Onboard, args: &[&str]) -> Result<String> {
     let run = onboard.run(args, &[], None).await?;
     ensure!(run.code == Some(0), "onboard {args:?}:\n{run}");
     Ok(run.stdout)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let dest = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &dest)?;
-        } else {
-            std::fs::copy(e.path(), dest)?;
-        }
-    }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

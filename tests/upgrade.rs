@@ -13,25 +13,12 @@ use onboard_core::audit::{Action, AuditEntry, Phase, SCHEMA_VERSION, TargetKind}
 use onboard_core::provisioned::Provisioned;
 use onboard_server::{App, Config};
 use secrecy::ExposeSecret;
+use testkit::copy_dir;
 
 const ORIGIN: &str = "onboard.demo.invalid/audit";
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/release-0.1")
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let dest = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &dest)?;
-        } else {
-            std::fs::copy(e.path(), &dest)?;
-        }
-    }
-    Ok(())
 }
 
 /// A server configuration over `data` with the fixture's signing key. Entra is an emulator that

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use audit_log::{AuditLog, LogConfig, NoteSigner};
 use serde_json::{Map, Value};
+use testkit::copy_dir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -381,20 +382,6 @@ async fn two_witness_processes_cosign_a_live_log_through_an_outage_and_a_stale_s
     task.await?;
     drop((a, b));
     log.close();
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), &target)?;
-        }
-    }
     Ok(())
 }
 

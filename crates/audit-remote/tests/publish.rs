@@ -9,6 +9,7 @@ use audit_log::verify::{VerifyOptions, verify_export};
 use audit_remote::fetch::{copy_to_dir, verify_source};
 use audit_remote::{PublishEvent, Publisher, RemoteError, Source, Target};
 use testkit::audit::open_log;
+use testkit::copy_dir;
 use testkit::keys::{ORIGIN, log_signer};
 use testkit::tiles::{Moto, append_many};
 
@@ -125,7 +126,7 @@ async fn a_target_that_contradicts_the_log_is_never_overwritten() {
     append(&log, 300).await;
     log.close();
     let old_copy = dir.path().join("old");
-    copy_dir(&log_dir, &old_copy);
+    copy_dir(&log_dir, &old_copy).unwrap();
     let log = open(&log_dir);
     append(&log, 300).await;
     Publisher::new(log.clone(), target.clone())
@@ -167,17 +168,4 @@ async fn a_target_that_contradicts_the_log_is_never_overwritten() {
     );
     other.close();
     assert_eq!(std::fs::read(bucket.join("checkpoint")).unwrap(), published);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }

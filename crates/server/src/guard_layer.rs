@@ -66,13 +66,14 @@ fn refuse(e: crate::error::ServerError, grpc: bool) -> Response<Body> {
 }
 
 /// Whether a request is a gRPC call (the wizard's requests are plain HTTP).
-fn is_grpc<B>(req: &Request<B>) -> bool {
+pub(crate) fn is_grpc<B>(req: &Request<B>) -> bool {
     req.headers()
         .get(tonic::codegen::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+/// The future of the HTTP layers' services (this one and `telemetry::grpc`).
+pub(crate) type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
 
 impl<S> Service<Request<Body>> for Guarded<S>
 where

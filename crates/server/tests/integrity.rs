@@ -4,26 +4,12 @@
 //! documented recovery (`reanchor`) is audited. State records carry MACs: a corrupted one is
 //! refused, not used.
 
-use std::path::Path;
-
 use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
 use onboard_server::{App, Config};
+use testkit::copy_dir;
 use testkit::server::{OPERATOR, ServerConfigBuilder, TestServer};
 use tonic::Code;
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()))?;
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name()))?;
-        }
-    }
-    Ok(())
-}
 
 /// Runs a server on `config` and makes `n` invitations (two entries each), then stops it and
 /// closes its state (which records the audit anchor).

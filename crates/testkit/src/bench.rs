@@ -1,6 +1,6 @@
-//! What the benches share: their knobs from the environment, the one ~400-byte audit entry,
-//! concurrent appenders timed with latency percentiles and this process's CPU time, and
-//! medians.
+//! What the benches share: their knobs from the environment, the one ~400-byte audit entry, a
+//! log filled by concurrent appenders, concurrent appenders timed with latency percentiles and
+//! this process's CPU time, and medians.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +34,29 @@ pub fn entry_fields(i: u64) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),
+    }
+}
+
+/// Appends `n` entries ([`entry_fields`]) to `log` from [`APPENDERS`] tasks at once (`n` is
+/// rounded down to a multiple of it). Panics on a failed append: a bench has no use for a
+/// half-built log.
+pub async fn fill(log: &audit_log::AuditLog, n: u64) {
+    let appenders = APPENDERS as u64;
+    let per_task = n / appenders;
+    let tasks: Vec<_> = (0..appenders)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    log.append_fields(&entry_fields(t * per_task + i))
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! | module | feature | what |
 //! | --- | --- | --- |
-//! | [`keys`], [`audit`], [`strace`] | always | fixed test keys; a temporary audit log and its entries as JSON; intent/outcome checks; syscall traces of a child test |
+//! | [`keys`], [`audit`], [`strace`], [`copy_dir`] | always | fixed test keys; a temporary audit log and its entries as JSON; intent/outcome checks; syscall traces of a child test; a directory copied (a data directory as it was) |
 //! | [`sim`], [`snapshot`], [`portal`], [`wire`] | `sim` | the Entra emulator on `127.0.0.1:0`, the one `EntraConfig`, seeded users, sign-in; emulator state queries; changes "made in the portal"; the raw HTTPS wire client |
 //! | [`logs`] | `logs` | captured tracing output |
 //! | [`engine`] | `engine` | the provisioning engine over the emulator: `signed_in`, `onboarded` |
@@ -69,3 +69,20 @@ pub mod bench;
 pub mod browser;
 #[cfg(feature = "tiles")]
 pub mod tiles;
+
+/// Copies directory `from` into `to` (created), recursively; the bytes copied. Tests keep a data
+/// directory as it was (a rollback, a fork, a fixture) with it.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(to)?;
+    let mut bytes = 0;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            bytes += copy_dir(&e.path(), &target)?;
+        } else {
+            bytes += std::fs::copy(e.path(), &target)?;
+        }
+    }
+    Ok(bytes)
+}

@@ -182,20 +182,7 @@ pub fn check(config: &Config) -> Result<()> {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
-[server]
-listen = "127.0.0.1:8443"
-[storage]
-data_dir = "/var/lib/onboard"
-[audit]
-signing_key = "/k"
-origin = "example.net/audit"
-[platform]
-provider_name = "sp2"
-server_name = "Sandbox1"
-[invitations]
-activation_base_url = "https://wizard.example.net/activate"
-"#;
+    const BASE: &str = crate::config::TEST_CONFIG;
 
     fn load(extra: &str, env: &[(&str, &str)]) -> Result<Config> {
         Config::from_toml_str(

@@ -446,15 +446,13 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()
     }
 }
 
+/// The smallest valid configuration, for the unit tests of what is built on it.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BASE: &str = r#"
+pub(crate) const TEST_CONFIG: &str = r#"
 [server]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:8443"
 [storage]
-data_dir = "/tmp/x"
+data_dir = "/var/lib/onboard"
 [audit]
 signing_key = "/k"
 origin = "example.net/audit"
@@ -464,6 +462,12 @@ server_name = "Sandbox1"
 [invitations]
 activation_base_url = "https://wizard.example.net/activate"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = super::TEST_CONFIG;
 
     #[test]
     fn env_overrides_every_kind_of_value() {

@@ -24,6 +24,7 @@ use tonic::codegen::http::{HeaderMap, Request, Response};
 use tonic::codegen::{Bytes, Service};
 
 use super::note::CallNote;
+use crate::guard_layer::BoxFuture;
 
 /// One served RPC, as labels.
 #[derive(Debug)]
@@ -110,8 +111,6 @@ pub(crate) struct Measured<S> {
     inner: S,
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
-
 impl<S> Service<Request<Body>> for Measured<S>
 where
     S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
@@ -126,10 +125,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let grpc = req
-            .headers()
-            .get(tonic::codegen::http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let grpc = crate::guard_layer::is_grpc(&req);
         // The readied service answers this call; a fresh clone is readied for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

@@ -131,6 +131,12 @@ impl StepBoard {
                     ts(&h.expires_at),
                     h.changes_left.join(", ")
                 ));
+                if !h.admin_consent_url.is_empty() {
+                    self.line(format!(
+                        "#{n} {at} or grant the Microsoft Graph permissions at {}",
+                        h.admin_consent_url
+                    ));
+                }
                 None
             }
             None => None,

@@ -136,6 +136,11 @@ impl EntraClient {
         })
     }
 
+    /// The identity platform's base URL (no tenant), e.g. for Microsoft's admin-consent page.
+    pub fn authority(&self) -> &Url {
+        &self.shared.authority
+    }
+
     /// The identity-platform client (device code, refresh, client credentials).
     pub fn sts(&self) -> StsClient {
         StsClient::new(self.shared.clone())

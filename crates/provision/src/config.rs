@@ -59,6 +59,11 @@ pub struct EngineConfig {
     /// part of the plan; then it is undone. `None`: no hand-off, such a Provision is refused
     /// before any change (the behaviour before hand-offs existed).
     pub hand_off_for: Option<std::time::Duration>,
+    /// Where Microsoft's admin-consent page sends the admin back (the wizard's
+    /// `/wizard/consented`). With it, a hand-off whose left changes include Microsoft Graph
+    /// permissions also offers that page: the app gets this reply address while it waits, and
+    /// loses it when the wait ends. `None`: the link is the only way.
+    pub consent_redirect_uri: Option<String>,
 }
 
 impl EngineConfig {
@@ -87,6 +92,7 @@ impl EngineConfig {
             shutdown: Shutdown::never(),
             record_mac: None,
             hand_off_for: None,
+            consent_redirect_uri: None,
         })
     }
 }
@@ -129,6 +135,10 @@ pub(crate) struct Inner {
     pub shutdown: Shutdown,
     /// [`EngineConfig::hand_off_for`].
     pub hand_off_for: Option<std::time::Duration>,
+    /// [`EngineConfig::consent_redirect_uri`].
+    pub consent_redirect_uri: Option<String>,
+    /// Wakes the admin-consent watch at once (the admin came back from Microsoft's page).
+    pub consent_nudge: tokio::sync::Notify,
 }
 
 impl Inner {

@@ -177,6 +177,15 @@ async fn steps(run: &Arc<Run>) -> Result<Finish, ProvisionError> {
         // The temporary app stays: the privileged admin signs in through it too.
         return Ok(Finish::AwaitingAdmin(lacking));
     }
+    // The admin-consent page's reply address served the wait only.
+    if run.snapshot().await.consent_redirect_uri.is_some() {
+        run.step(
+            ids::CONSENT_REPLY,
+            "remove the admin-consent reply address from the app",
+            || run.remove_consent_reply(),
+        )
+        .await?;
+    }
     // Last, as the vendor's flow does: the admin's token was issued to this app.
     run.step(ids::TOKEN_APP, "remove the temporary token app", || {
         run.remove_token_app()

@@ -70,6 +70,8 @@ impl Engine {
                 names: tokio::sync::Mutex::new(()),
                 shutdown: cfg.shutdown,
                 hand_off_for: cfg.hand_off_for,
+                consent_redirect_uri: cfg.consent_redirect_uri.filter(|u| !u.trim().is_empty()),
+                consent_nudge: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -263,6 +265,7 @@ impl Engine {
                 sealed_admin_refresh: None,
                 lacking: vec![],
                 hand_off: None,
+                consent_redirect_uri: None,
                 error: None,
             },
         };
@@ -300,7 +303,7 @@ impl Engine {
         Ok(EventStream::new(rx))
     }
 
-    fn is_running(&self, id: &str) -> bool {
+    pub(crate) fn is_running(&self, id: &str) -> bool {
         self.inner
             .running
             .lock()
@@ -308,7 +311,7 @@ impl Engine {
             .unwrap_or(false)
     }
 
-    fn run_for(
+    pub(crate) fn run_for(
         &self,
         rec: OnboardingRecord,
         token: SecretString,
@@ -333,7 +336,7 @@ impl Engine {
         }))
     }
 
-    fn spawn(
+    pub(crate) fn spawn(
         &self,
         rec: OnboardingRecord,
         token: SecretString,

@@ -85,6 +85,10 @@ pub enum EventKind {
         left: Vec<String>,
         /// When the onboarding is undone if nobody finishes it (RFC 3339).
         expires_at: String,
+        /// Microsoft's admin-consent page for the app, when the Microsoft Graph permissions
+        /// left may be granted there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        admin_consent_url: Option<String>,
     },
 }
 

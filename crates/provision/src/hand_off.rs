@@ -51,7 +51,7 @@ pub fn roles_for(rights: &[Right]) -> Vec<String> {
 
 /// The changes of `rec` that need one of `rights` and are not made yet (`action target`, as
 /// the plan and `onboarding.start` list them).
-fn left_changes(rec: &OnboardingRecord, rights: &[Right]) -> Vec<String> {
+pub(crate) fn left_changes(rec: &OnboardingRecord, rights: &[Right]) -> Vec<String> {
     let mut left: Vec<String> = rec
         .profile
         .permissions
@@ -88,6 +88,41 @@ fn entry(rec: &OnboardingRecord, actor: &str, phase: Phase, h: &HandOff) -> Audi
         .with_detail("expires_at", h.expires_at.clone())
 }
 
+/// Microsoft's admin-consent page for `rec`'s app (entra-reference §2.4: it grants what the
+/// app's `requiredResourceAccess` lists, i.e. exactly the profile's permissions), when
+/// Microsoft Graph permissions are among what is left and the app has the reply address.
+pub(crate) fn consent_url(
+    inner: &Inner,
+    rec: &OnboardingRecord,
+    rights: &[Right],
+) -> Option<String> {
+    let reply = rec.consent_redirect_uri.as_deref()?;
+    let client_id = rec.client_id.as_deref()?;
+    if !rights.contains(&Right::GrantGraphAppRoles) {
+        return None;
+    }
+    let mut url = inner.entra.authority().clone();
+    url.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend([rec.tenant_id.as_str(), "adminconsent"]);
+    url.query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", reply)
+        .append_pair("state", &rec.id);
+    Some(url.to_string())
+}
+
+/// The wait's event for the watchers.
+pub(crate) fn waiting_event(h: &HandOff) -> EventKind {
+    EventKind::AwaitingAdmin {
+        roles: roles_for(&h.rights),
+        left: h.left.clone(),
+        expires_at: h.expires_at.clone(),
+        admin_consent_url: h.admin_consent_url.clone(),
+    }
+}
+
 /// The run made what its admin may: record the wait (audited first), then tell the watchers.
 pub(crate) async fn begin(run: &Arc<Run>, rights: Vec<Right>) -> Result<(), ProvisionError> {
     let rec = run.snapshot().await;
@@ -95,27 +130,30 @@ pub(crate) async fn begin(run: &Arc<Run>, rights: Vec<Right>) -> Result<(), Prov
     let now = time::OffsetDateTime::now_utc();
     let h = HandOff {
         left: left_changes(&rec, &rights),
+        admin_consent_url: consent_url(&run.inner, &rec, &rights),
         rights,
         since: format(now),
         expires_at: format(now + wait),
         first_actor: run.scope.actor.clone(),
         ended: None,
     };
-    entry(&rec, &run.scope.actor, Phase::Intent, &h)
-        .append(&run.inner.audit)
-        .await?;
-    let event = EventKind::AwaitingAdmin {
-        roles: roles_for(&h.rights),
-        left: h.left.clone(),
-        expires_at: h.expires_at.clone(),
-    };
+    let mut e = entry(&rec, &run.scope.actor, Phase::Intent, &h);
+    if let Some(url) = &h.admin_consent_url {
+        e = e.with_detail("admin_consent_url", url.clone());
+    }
+    e.append(&run.inner.audit).await?;
+    let event = waiting_event(&h);
     run.update(|r| {
         r.status = Status::AwaitingAdmin;
         r.error = None;
         r.hand_off = Some(h);
+        // Another admin may grant or assign while it waits: the full pass reads first.
+        r.attempted.insert(crate::steps::ids::ACCESS.to_owned());
     })
     .await?;
     run.emitter.emit("", event);
+    // The consent watch may be asleep until the next expiry check: it has work now.
+    run.inner.consent_nudge.notify_one();
     tracing::info!(onboarding_id = %run.id, "waiting for a privileged admin");
     Ok(())
 }

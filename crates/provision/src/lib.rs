@@ -25,6 +25,7 @@
 //! management through `onboard_core::provisioned::Provisioned`.
 
 mod config;
+pub mod consent;
 mod driver;
 pub mod engine;
 pub mod error;

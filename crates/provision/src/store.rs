@@ -78,6 +78,10 @@ pub struct HandOff {
     /// When the wait ended (finished, expired or cancelled); `None` while it lasts.
     #[serde(default)]
     pub ended: Option<String>,
+    /// Microsoft's admin-consent page for the app, while Microsoft Graph permissions are left
+    /// and the engine has a reply address for it (`None`: only the link can finish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_consent_url: Option<String>,
 }
 
 /// One onboarding's durable state.
@@ -144,6 +148,11 @@ pub struct OnboardingRecord {
     /// The current or last wait for a privileged admin.
     #[serde(default)]
     pub hand_off: Option<HandOff>,
+    /// The reply address for Microsoft's admin-consent page the app was given because its
+    /// admin could not grant the Microsoft Graph permissions; removed from the app before the
+    /// onboarding completes (step `consent_reply_removal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_redirect_uri: Option<String>,
     /// Last error, without secrets.
     pub error: Option<String>,
 }

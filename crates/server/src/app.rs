@@ -154,6 +154,8 @@ impl App {
         engine_config.record_mac = Some(record_mac.clone());
         let wait = config.limits.hand_off_wait_secs;
         engine_config.hand_off_for = (wait > 0).then(|| std::time::Duration::from_secs(wait));
+        engine_config.consent_redirect_uri =
+            crate::wizard::consent_redirect_uri(&inv.activation_base_url);
         let engine = Engine::new(engine_config)?;
         let mut ccfg = CredentialsConfig::new(
             entra.clone(),

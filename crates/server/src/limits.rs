@@ -88,6 +88,10 @@ pub struct LimitsSection {
     /// to finish what the signed-in admin may not (then it is undone, audited); 0 refuses such
     /// a Provision up front instead of handing it off.
     pub hand_off_wait_secs: u64,
+    /// Seconds between looks at Microsoft Graph for permissions granted on Microsoft's
+    /// admin-consent page, while a hand-off offers it (also looked at as soon as an admin comes
+    /// back from that page).
+    pub consent_poll_secs: u64,
     /// The longest a backup may pause audit appends while it exports the state store
     /// (`onboard backup`); past it the backup fails and appends go on.
     pub backup_pause_max_ms: u64,
@@ -115,6 +119,7 @@ impl Default for LimitsSection {
             max_sign_ins_per_tenant: 20,
             customer_watch_grace_secs: 600,
             hand_off_wait_secs: provision::hand_off::DEFAULT_WAIT.as_secs(),
+            consent_poll_secs: 30,
             backup_pause_max_ms: 10_000,
         }
     }
@@ -154,6 +159,7 @@ impl LimitsSection {
                 self.max_sign_ins_per_tenant as u64,
             ),
             ("backup_pause_max_ms", self.backup_pause_max_ms),
+            ("consent_poll_secs", self.consent_poll_secs),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((k, _)) => Err(format!("limits.{k} must be at least 1")),
@@ -195,6 +201,7 @@ impl LimitsSection {
                 self.customer_watch_grace_secs
             ),
             format!("hand_off_wait_secs = {}", self.hand_off_wait_secs),
+            format!("consent_poll_secs = {}", self.consent_poll_secs),
             format!("backup_pause_max_ms = {}", self.backup_pause_max_ms),
         ]
     }

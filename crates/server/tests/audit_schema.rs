@@ -34,6 +34,18 @@ const ELSEWHERE: &[(&str, &str)] = &[
          testkit::audit::check_schema)",
     ),
     (
+        "admin_consent.observed",
+        "grants made on Microsoft's admin-consent page for a waiting onboarding \
+         (crates/server/tests/hand_off_consent.rs; entries checked with \
+         testkit::audit::check_schema)",
+    ),
+    (
+        "app_registration.update",
+        "the admin-consent reply address removed when a hand-off ends \
+         (crates/server/tests/hand_off_consent.rs; entries checked with \
+         testkit::audit::check_schema)",
+    ),
+    (
         "store.migrate",
         "the MAC migration of release 0.1's records (tests/upgrade.rs, over the 0.1 fixture; \
          entries checked with testkit::audit::check_schema)",

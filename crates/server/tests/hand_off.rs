@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
-use onboard_proto::v1::provision_event::Event as PE;
 use serde_json::Value;
 use testkit::server::OPERATOR;
 use testkit::sim::TOKEN_APP;
@@ -51,10 +50,7 @@ async fn first_part(
 }
 
 fn waiting(events: &[pb::ProvisionEvent]) -> Result<pb::HandOff> {
-    match events.last().and_then(|e| e.event.clone()) {
-        Some(PE::AwaitingAdmin(h)) => Ok(h),
-        other => bail!("the stream did not end waiting for an admin: {other:?}\n{events:#?}"),
-    }
+    testkit::wizard::awaiting_admin(events)
 }
 
 async fn issue_link(
@@ -62,17 +58,12 @@ async fn issue_link(
     token: &str,
     id: &str,
 ) -> Result<pb::HandOffLink, tonic::Status> {
-    let mut c = env
+    let ch = env
         .server
-        .onboarding(None)
+        .channel()
         .await
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    Ok(c.issue_hand_off_link(pb::IssueHandOffLinkRequest {
-        onboarding_id: id.into(),
-        invitation_token: token.into(),
-    })
-    .await?
-    .into_inner())
+    testkit::wizard::hand_off_link(ch, token, id).await
 }
 
 /// The status a Global Administrator's SignIn with `token` (`what`, for the message) is
@@ -94,27 +85,20 @@ async fn refused_sign_in(env: &SimServer, token: &str, what: &str) -> Result<ton
 
 /// Entries of `action` about onboarding `id`: (phase, actor).
 fn entries_of(env: &SimServer, action: &str, id: &str) -> Result<Vec<(String, String)>> {
-    Ok(env
-        .server
-        .entries()?
-        .iter()
-        .filter(|e| e["action"] == action && e["onboarding_id"] == id)
-        .map(|e| {
-            (
-                e["phase"].as_str().unwrap_or_default().to_owned(),
-                e["actor"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect())
+    Ok(testkit::audit::phases_and_actors(
+        &env.server.entries()?,
+        action,
+        id,
+    ))
 }
 
 /// The actors of the succeeded entries of `action` about `id`.
 fn actors_of(env: &SimServer, action: &str, id: &str) -> Result<Vec<String>> {
-    Ok(entries_of(env, action, id)?
-        .into_iter()
-        .filter(|(p, _)| p == "succeeded")
-        .map(|(_, a)| a)
-        .collect())
+    Ok(testkit::audit::succeeded_by(
+        &env.server.entries()?,
+        action,
+        id,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,6 +86,31 @@ pub fn phases(entries: &[Value], action: &str, onboarding_id: &str) -> Vec<Strin
         .collect()
 }
 
+/// `(phase, actor)` of each entry of `action` for `onboarding_id`, in log order.
+pub fn phases_and_actors(
+    entries: &[Value],
+    action: &str,
+    onboarding_id: &str,
+) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .filter(|e| e["action"] == action && e["onboarding_id"] == onboarding_id)
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("phase"), s("actor"))
+        })
+        .collect()
+}
+
+/// The actors of the `succeeded` entries of `action` for `onboarding_id`.
+pub fn succeeded_by(entries: &[Value], action: &str, onboarding_id: &str) -> Vec<String> {
+    phases_and_actors(entries, action, onboarding_id)
+        .into_iter()
+        .filter(|(p, _)| p == "succeeded")
+        .map(|(_, a)| a)
+        .collect()
+}
+
 /// Checks the rule "no Entra change without an intent first" over one onboarding's entries:
 /// every change (anything but `onboarding.*` and `invitation.*`) is an intent followed later by
 /// exactly one outcome of the same action with the same correlation id, and names its actor,

@@ -321,3 +321,43 @@ pub fn assert_rode_out_faults(reasons: &[impl AsRef<str>], waits_ms: &[u64]) -> 
     );
     Ok(())
 }
+
+/// An admin `nick` answers Microsoft's admin-consent page at `consent_url` as a browser would
+/// (the page, then its form: Accept, or Cancel when `accept` is false); the redirect's
+/// `Location`, not followed.
+pub async fn admin_consent(
+    sim: &Sim,
+    consent_url: &str,
+    nick: &str,
+    accept: bool,
+) -> Result<String> {
+    let browser = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(sim.ca_pem().as_bytes())?])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let page = browser.get(consent_url).send().await?;
+    let status = page.status();
+    let html = page.text().await?;
+    ensure!(status == 200, "the consent page answered {status}: {html}");
+    let url = reqwest::Url::parse(consent_url)?;
+    let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    form.push(("upn".into(), upn(&sim.info(), nick)));
+    let action = if accept { "accept" } else { "cancel" };
+    form.push(("action".into(), action.into()));
+    let mut post_url = url.clone();
+    post_url.set_query(None);
+    let answer = browser.post(post_url).form(&form).send().await?;
+    let status = answer.status();
+    let location = answer
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    match location {
+        Some(l) if status == 302 => Ok(l),
+        _ => anyhow::bail!(
+            "the consent form answered {status}: {}",
+            answer.text().await?
+        ),
+    }
+}

@@ -288,6 +288,46 @@ pub async fn get(ch: Channel, id: &str) -> Result<pb::OnboardingInfo> {
         .into_inner())
 }
 
+/// The wait for a privileged admin a Provision stream ended with.
+pub fn awaiting_admin(events: &[pb::ProvisionEvent]) -> Result<pb::HandOff> {
+    match events.last().and_then(|e| e.event.clone()) {
+        Some(PE::AwaitingAdmin(h)) => Ok(h),
+        other => bail!("the stream did not end waiting for an admin: {other:?}\n{events:#?}"),
+    }
+}
+
+/// IssueHandOffLink for the waiting onboarding `id`, with the starter's invitation `token`.
+pub async fn hand_off_link(ch: Channel, token: &str, id: &str) -> Result<pb::HandOffLink, Status> {
+    Ok(OnboardingClient::new(ch)
+        .issue_hand_off_link(pb::IssueHandOffLinkRequest {
+            onboarding_id: id.into(),
+            invitation_token: token.into(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// Polls until `pred` holds for the onboarding's summary (or fails after `limit`); that summary.
+pub async fn wait_for(
+    ch: Channel,
+    id: &str,
+    limit: Duration,
+    pred: impl Fn(&pb::OnboardingInfo) -> bool,
+) -> Result<pb::OnboardingInfo> {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        let info = get(ch.clone(), id).await?;
+        if pred(&info) {
+            return Ok(info);
+        }
+        ensure!(
+            tokio::time::Instant::now() < end,
+            "onboarding {id} did not get there in {limit:?}: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls until the onboarding is no longer running; its final summary.
 pub async fn wait_settled(ch: Channel, id: &str, limit: Duration) -> Result<pb::OnboardingInfo> {
     let end = tokio::time::Instant::now() + limit;

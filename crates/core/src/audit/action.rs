@@ -70,9 +70,15 @@ actions! {
     OnboardingCancel = "onboarding.cancel", details: [];
     /// The signed-in admin did what they may; the rest waits for a privileged admin (intent),
     /// who finished it (succeeded), or nobody did and it is undone or cancelled (failed).
-    OnboardingHandOff = "onboarding.hand_off", details: ["roles", "left", "expires_at"];
+    OnboardingHandOff = "onboarding.hand_off",
+        details: ["roles", "left", "expires_at", "admin_consent_url"];
+    /// Grants a tenant admin made on Microsoft's admin-consent page for a waiting onboarding's
+    /// app, seen by Onboard (observed, not made by it: the actor is `entra:admin-consent`).
+    AdminConsentObserved = "admin_consent.observed", details: ["granted"];
     /// An app registration is created or updated (the `uniqueName` upsert).
     AppRegistrationCreate = "app_registration.create", details: [];
+    /// An app registration's property is changed (the admin-consent reply address removed).
+    AppRegistrationUpdate = "app_registration.update", details: [];
     /// An app registration is deleted (cancel, undo).
     AppRegistrationDelete = "app_registration.delete", details: [];
     /// A service principal is created for the app.

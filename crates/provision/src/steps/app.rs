@@ -8,6 +8,7 @@ use super::{Change, Run, StepOutcome, ids};
 use onboard_core::Purpose;
 use onboard_core::audit::{Action, Target, TargetKind, change, set};
 use onboard_core::permissions::ResolvedPermission;
+use onboard_core::roles::Right;
 
 use crate::error::ProvisionError;
 use crate::store::StoredSecret;
@@ -39,13 +40,20 @@ impl Run {
                 }),
             }
         }
-        let spec = ApplicationSpec {
+        // An admin who cannot grant the Microsoft Graph permissions hands them off; Microsoft's
+        // admin-consent page for the app then needs a reply address registered on it.
+        let reply = self
+            .inner
+            .consent_redirect_uri
+            .clone()
+            .filter(|_| rec.lacking.contains(&Right::GrantGraphAppRoles));
+        let mut spec = ApplicationSpec {
             display_name: rec.app_name.clone(),
             sign_in_audience: Some("AzureADMyOrg".into()),
             required_resource_access: rra,
             ..Default::default()
         };
-        let changes = vec![
+        let mut changes = vec![
             set("displayName", json!(rec.app_name)),
             set("uniqueName", json!(rec.unique_name)),
             set("signInAudience", json!("AzureADMyOrg")),
@@ -54,6 +62,11 @@ impl Run {
                 json!(perms.iter().map(|p| p.key()).collect::<Vec<_>>()),
             ),
         ];
+        if let Some(uri) = &reply {
+            spec.extra
+                .insert("web".into(), json!({ "redirectUris": [uri] }));
+            changes.push(set("web.redirectUris", json!([uri])));
+        }
         let target = Target {
             kind: TargetKind::Application,
             id: rec.app_object_id.clone(),
@@ -91,6 +104,7 @@ impl Run {
             r.app_object_id = Some(app.id.clone());
             r.client_id = Some(app.app_id.clone());
             r.fresh_app = out.created;
+            r.consent_redirect_uri = reply;
         })
         .await;
         let verb = if out.created {
@@ -331,6 +345,42 @@ impl Run {
             .await?;
         Ok(StepOutcome {
             detail: format!("service principal {sp_id} owns the app (self-rotation)"),
+            audit_seqs: vec![seq],
+        })
+    }
+
+    /// Removes the reply address the app was given for Microsoft's admin-consent page (the
+    /// wait it served is over); none recorded = done.
+    pub async fn remove_consent_reply(&self) -> Result<StepOutcome, ProvisionError> {
+        let rec = self.snapshot().await;
+        let (Some(uri), Some(app_oid)) = (rec.consent_redirect_uri, rec.app_object_id) else {
+            return Ok(StepOutcome::unchanged(
+                "the app has no admin-consent reply address",
+            ));
+        };
+        let target = Target {
+            kind: TargetKind::Application,
+            id: Some(app_oid.clone()),
+            display_name: Some(rec.app_name.clone()),
+        };
+        let graph = &self.graph;
+        let patch = json!({ "web": { "redirectUris": [] } });
+        let ((), seq) = self
+            .change(
+                Change {
+                    step: ids::CONSENT_REPLY,
+                    action: Action::AppRegistrationUpdate,
+                    target,
+                    changes: vec![change("web.redirectUris", json!([uri]), json!([]))],
+                    after_create: false,
+                },
+                |ctx| async move { graph.update_application(&app_oid, &patch, &ctx).await },
+                |_| (None, vec![]),
+            )
+            .await?;
+        self.note(|r| r.consent_redirect_uri = None).await;
+        Ok(StepOutcome {
+            detail: format!("removed the admin-consent reply address {uri} from the app"),
             audit_seqs: vec![seq],
         })
     }

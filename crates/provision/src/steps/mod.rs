@@ -43,6 +43,9 @@ pub(crate) mod ids {
     pub const VERIFY: &str = "verify_authentication";
     /// The app's service principal as an owner of the app (self-rotating profiles only).
     pub const OWNER: &str = "app_owner";
+    /// Removing the reply address the app was given for Microsoft's admin-consent page
+    /// (hand-offs whose first admin could not grant Microsoft Graph permissions only).
+    pub const CONSENT_REPLY: &str = "consent_reply_removal";
 
     /// The sub-step of [`ACCESS`] that grants permission `key`.
     pub fn grant(key: &str) -> String {
@@ -67,6 +70,7 @@ pub(crate) mod ids {
             TOKEN_APP => TOKEN_APP,
             VERIFY => VERIFY,
             OWNER => OWNER,
+            CONSENT_REPLY => CONSENT_REPLY,
             _ => "other",
         }
     }

@@ -67,6 +67,7 @@ pub fn hand_off_pb(h: &provision::HandOff) -> pb::HandOff {
         changes_left: h.left.clone(),
         expires_at: ts(&h.expires_at),
         started_by: h.first_actor.clone(),
+        admin_consent_url: h.admin_consent_url.clone().unwrap_or_default(),
     }
 }
 
@@ -182,11 +183,13 @@ impl EventMapper {
                 roles,
                 left,
                 expires_at,
+                admin_consent_url,
             } => E::AwaitingAdmin(pb::HandOff {
                 roles: roles.clone(),
                 changes_left: left.clone(),
                 expires_at: ts(expires_at),
                 started_by: String::new(),
+                admin_consent_url: admin_consent_url.clone().unwrap_or_default(),
             }),
             EventKind::Completed(c) => E::Completed(pb::Completed {
                 tenant_id: c.tenant_id.clone(),

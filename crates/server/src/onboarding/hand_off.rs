@@ -70,34 +70,56 @@ impl OnboardingService {
             invitation_id: created.record.id,
             expires_at: Some(timestamp(expires_ms)),
             roles: provision::hand_off::roles_for(&hand_off.rights),
-            admin_consent_url: String::new(),
+            admin_consent_url: hand_off.admin_consent_url.clone().unwrap_or_default(),
         })
     }
 }
 
 /// Undoes, as `system:hand-off-expired`, every onboarding whose wait for a privileged admin
 /// has expired; checks at a quarter of `limits.hand_off_wait_secs` (1 s to 60 s) until the
-/// server stops, and once at start-up (a wait that expired while the server was down).
+/// server stops, and once at start-up (a wait that expired while the server was down). While a
+/// wait offers Microsoft's admin-consent page it also looks for the grants made there every
+/// `limits.consent_poll_secs`, and at once when an admin comes back from that page.
 pub(crate) fn spawn_expiry(app: &App) {
-    let secs = app.config().limits.hand_off_wait_secs;
-    if secs == 0 {
+    let limits = &app.config().limits;
+    if limits.hand_off_wait_secs == 0 {
         return;
     }
-    let every =
-        (Duration::from_secs(secs) / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let every = (Duration::from_secs(limits.hand_off_wait_secs) / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let poll = Duration::from_secs(limits.consent_poll_secs.max(1));
     let a = app.clone();
     let _ = app.shutdown().spawn(async move {
         let stop = a.shutdown();
+        let engine = a.engine();
+        let mut next_expiry = tokio::time::Instant::now();
         loop {
-            match a.engine().expire_hand_offs().await {
+            if tokio::time::Instant::now() >= next_expiry {
+                match engine.expire_hand_offs().await {
+                    Ok(ids) if !ids.is_empty() => {
+                        tracing::info!(onboardings = ?ids, "expired hand-offs undone");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "expired hand-offs not checked"),
+                }
+                next_expiry = tokio::time::Instant::now() + every;
+            }
+            match engine.check_admin_consents().await {
                 Ok(ids) if !ids.is_empty() => {
-                    tracing::info!(onboardings = ?ids, "expired hand-offs undone");
+                    tracing::info!(onboardings = ?ids, "admin consent seen; onboardings moved on");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "expired hand-offs not checked"),
+                Err(e) => tracing::warn!(error = %e, "admin consents not checked"),
             }
+            let pending = engine.consent_pending().unwrap_or(false);
+            let until_expiry = next_expiry.saturating_duration_since(tokio::time::Instant::now());
+            let wait = if pending {
+                poll.min(until_expiry)
+            } else {
+                until_expiry
+            };
             tokio::select! {
-                () = tokio::time::sleep(every) => {}
+                () = engine.consent_nudged(wait) => {}
                 () = stop.recv() => return,
             }
         }

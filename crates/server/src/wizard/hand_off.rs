@@ -22,6 +22,7 @@ pub(super) fn hand_off_json(h: pb::HandOff) -> Value {
         "roles": h.roles,
         "changes_left": h.changes_left,
         "expires_at": h.expires_at.map(|t| t.seconds),
+        "admin_consent_url": h.admin_consent_url,
     })
 }
 

@@ -17,10 +17,12 @@
 //!   whose Completed event never carries it (the platform claims it with `ClaimSecret`).
 
 mod api;
+mod consented;
 mod hand_off;
 mod stream;
 mod visit;
 
+pub use consented::redirect_uri as consent_redirect_uri;
 pub(crate) use stream::error_response;
 
 use axum::Router;
@@ -80,6 +82,7 @@ pub fn router(app: App, onboarding: OnboardingService) -> Router {
         .route("/wizard/api/summary", post(api::summary))
         .route("/wizard/api/attach", post(api::attach))
         .route("/wizard/api/hand_off_link", post(hand_off::link))
+        .route("/wizard/consented", get(consented::page))
         .route("/wizard/{*rest}", get(not_found).post(not_found))
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))

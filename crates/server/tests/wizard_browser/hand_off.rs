@@ -75,6 +75,25 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
             "the link",
         )
         .await?;
+    // Microsoft's consent page is offered for the Graph permissions; the role still needs the
+    // link, and the page says so.
+    let consent = w
+        .chrome
+        .js("return document.getElementById('consent-box').hidden ? '' : document.getElementById('consent-url').value")
+        .await?;
+    ensure!(
+        consent
+            .as_str()
+            .is_some_and(|u| u.contains("/adminconsent?client_id=")),
+        "no consent page offered: {consent}"
+    );
+    ensure!(
+        w.chrome
+            .text("#consent-box")
+            .await?
+            .contains("directory role still needs the link"),
+        "the consent box does not say the role needs the link"
+    );
     w.shoot("H2-link").await?;
     let link = w
         .chrome
@@ -135,5 +154,51 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
     w.check_exchanges(&token)?;
     w.check_exchanges(&link_token)?;
     first.close().await?;
+    w.chrome.close().await
+}
+
+/// Cancel on screen H: confirm, "Keep going" back to H, then the undo; nothing is left.
+#[tokio::test]
+async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
+    let w = Wiz::start(Some("hand-off-cancel")).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::APP_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.chrome.type_into("app-name", "SbcGone").await?;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('btn-provision').disabled",
+            "a plan",
+        )
+        .await?;
+    w.chrome.click("btn-provision").await?;
+    w.chrome
+        .wait_screen_for("s-waiting", Duration::from_secs(120))
+        .await?;
+    w.chrome.click("btn-wait-cancel").await?;
+    w.chrome.wait_screen("s-progress").await?;
+    ensure!(w.chrome.focus().await? == "s-progress/h2/cancel-q");
+    w.shoot("H7-cancel-confirm").await?;
+    w.chrome.click("btn-cancel-no").await?;
+    w.chrome.wait_screen("s-waiting").await?;
+    ensure!(w.chrome.focus().await? == "s-waiting/button/btn-wait-cancel");
+    w.chrome.click("btn-wait-cancel").await?;
+    w.chrome.wait_screen("s-progress").await?;
+    w.chrome.click("btn-cancel-yes").await?;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('progress-cancelled').hidden",
+            "the cancellation",
+        )
+        .await?;
+    w.shoot("H8-cancelled").await?;
+    let snap = w.env.sim.snapshot();
+    ensure!(
+        snapshot::apps_named(&snap, "SbcGone").is_empty(),
+        "the app outlived the cancellation"
+    );
+    w.check_exchanges(&token)?;
     w.chrome.close().await
 }

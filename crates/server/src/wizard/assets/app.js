@@ -229,6 +229,9 @@
     // The first admin may go on (the rest is handed off); a hand-off link's holder must be
     // able to finish.
     $('rights-ok').hidden = missing.length > 0;
+    $('rights-ok-state').textContent = S.handOff
+      ? 'Another administrator already made part of it; you see the rest before anything else changes.'
+      : 'Nothing has been changed in your tenant yet.';
     $('rights-missing').hidden = missing.length === 0 || S.handOff;
     $('rights-cannot').hidden = missing.length === 0 || !S.handOff;
     list($('roles-missing'), missing.map((r) => 'Needs ' + r), '');
@@ -470,6 +473,9 @@
     list($('wait-roles'), d.roles || [], '');
     list($('wait-left'), (d.changes_left || []).map(plainChange), '');
     $('wait-expires').textContent = d.expires_at ? when(d.expires_at * 1000) : '';
+    $('consent-url').value = d.admin_consent_url || '';
+    $('consent-box').hidden = !d.admin_consent_url;
+    $('consent-role').hidden = !(d.changes_left || []).some((c) => c.startsWith('directory_role_assignment.'));
     if (!$('s-waiting').hidden) return;
     show('s-waiting');
   }
@@ -489,14 +495,20 @@
       $('btn-link').disabled = false;
     }
   }
-  async function copyLink() {
+  async function copyField(field, note, what) {
     try {
-      await navigator.clipboard.writeText($('ho-link').value);
-      $('link-copied').textContent = 'Link copied.';
+      await navigator.clipboard.writeText($(field).value);
+      $(note).textContent = what + ' copied.';
     } catch (e) {
-      $('ho-link').select();
-      $('link-copied').textContent = 'Press Ctrl+C (or ⌘C) to copy the selected link.';
+      $(field).select();
+      $(note).textContent = 'Press Ctrl+C (or ⌘C) to copy the selected link.';
     }
+  }
+  // Cancel while waiting: the progress screen's confirmation; "Keep going" comes back here.
+  function cancelWaiting() {
+    S.cancelFromWait = true;
+    show('s-progress');
+    askCancel();
   }
   // The link's holder, signed in: what is left (the server's plan), then Provision.
   async function finishScreen() {
@@ -522,12 +534,23 @@
     $('cancel-q').focus();
   }
   function keepGoing() {
+    if (S.cancelFromWait) {
+      S.cancelFromWait = false;
+      $('cancel-confirm').hidden = true;
+      $('btn-cancel').hidden = false;
+      show('s-waiting');
+      return $('btn-wait-cancel').focus();
+    }
     $('cancel-confirm').hidden = true;
     $('btn-cancel').hidden = false;
     $('btn-cancel').focus();
   }
   async function cancel() {
     $('btn-cancel-yes').disabled = true;
+    // The undo's events are this admin's doing, not a second admin's.
+    const fromWait = S.cancelFromWait;
+    S.waiting = false;
+    S.cancelFromWait = false;
     try {
       await api('cancel', { onboarding_id: S.onboardingId,
         reason: 'cancelled by the customer admin in the invitation wizard' });
@@ -536,8 +559,9 @@
       if (!S.ended) $('conn').textContent = 'Cancelling: removing what was created…';
     } catch (e) {
       const err = e.api || { message: 'The server could not be reached.' };
+      S.waiting = S.cancelFromWait = fromWait;
       keepGoing();
-      $('conn').textContent = 'The onboarding was not cancelled: ' + err.message;
+      $(fromWait ? 'wait-status' : 'conn').textContent = 'The onboarding was not cancelled: ' + err.message;
     } finally {
       $('btn-cancel-yes').disabled = false;
     }
@@ -610,7 +634,9 @@
     $('btn-next').addEventListener('click', () => (S.handOff ? finishScreen() : show('s-name')));
     $('btn-ho-start').addEventListener('click', () => show('s-upn'));
     $('btn-link').addEventListener('click', createLink);
-    $('btn-copy-link').addEventListener('click', copyLink);
+    $('btn-copy-link').addEventListener('click', () => copyField('ho-link', 'link-copied', 'Link'));
+    $('btn-copy-consent').addEventListener('click', () => copyField('consent-url', 'consent-copied', 'Consent page link'));
+    $('btn-wait-cancel').addEventListener('click', cancelWaiting);
     $('btn-finish').addEventListener('click', () => { $('btn-finish').disabled = true; follow(-1); });
     $('app-name').addEventListener('input', nameInput);
     $('form-name').addEventListener('submit', submitName);

@@ -194,6 +194,32 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
         )
         .await?;
     w.shoot("H8-cancelled").await?;
+
+    // Where Microsoft's admin-consent page sends an admin back: a static page, accessible,
+    // with the same headers, that trusts and echoes nothing.
+    for (query, want, shot) in [
+        (
+            "admin_consent=True&state=x",
+            "Onboard now checks your tenant",
+            "H9-consented",
+        ),
+        (
+            "error=access_denied&error_description=AADSTS65004%3A%20%3Cb%3Ex",
+            "not granted (AADSTS65004)",
+            "H9-consent-refused",
+        ),
+    ] {
+        let url = format!("{}/wizard/consented?{query}", w.proxy.url);
+        w.chrome.client.goto(&url).await?;
+        w.chrome
+            .wait_js("document.querySelector('main h1') !== null", "the page")
+            .await?;
+        let text = w.chrome.text("main").await?;
+        ensure!(text.contains(want) && !text.contains("<b>"), "{text}");
+        let violations = w.chrome.axe(super::AXE).await?;
+        ensure!(violations.is_empty(), "axe: {}", violations.join("\n"));
+        w.shoot(shot).await?;
+    }
     let snap = w.env.sim.snapshot();
     ensure!(
         snapshot::apps_named(&snap, "SbcGone").is_empty(),

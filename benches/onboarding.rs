@@ -9,7 +9,11 @@
 //!   provisioning) in one server; all must complete; the server's peak RSS (VmHWM) is reported
 //!   next to its RSS right after start-up, measured in the same run. Target: ≤ 300 MiB.
 //!
-//! `cargo bench --bench onboarding` runs both; `BENCH_ONLY=latency|memory` runs one.
+//! - `telemetry` (only when asked, with `--features otel`): Provision with every telemetry
+//!   switch off vs all on (metrics, JSON logs, traces to a local OTLP collector), same run.
+//!
+//! `cargo bench --bench onboarding` runs the first two; `BENCH_ONLY=latency|memory|telemetry`
+//! runs one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,39 +45,15 @@ async fn latency() -> Result<()> {
     let mut ratios = Vec::new();
     let mut walls = Vec::new();
     for run in 0..runs {
-        let (token, _) =
-            invite(ch.clone(), &format!("dr-lat-{run}"), "direct-routing", None).await?;
-        let id = signed_in(ch.clone(), &sim, &token, GLOBAL_ADMIN)
-            .await?
-            .onboarding_id;
-        let before = sim.request_counts();
-        let t = tokio::time::Instant::now();
-        let mut stream = provision_stream(ch.clone(), &token, &id, &format!("Lat-{run}")).await?;
-        let mut completed = false;
-        let trace = std::env::var("BENCH_TRACE").is_ok();
-        while let Some(e) = stream.message().await? {
-            if trace {
-                println!(
-                    "      {:>7.1} ms  {:?}",
-                    t.elapsed().as_secs_f64() * 1000.0,
-                    e.event
-                );
-            }
-            completed |= matches!(
-                e.event,
-                Some(onboard_proto::v1::provision_event::Event::Completed(_))
-            );
-        }
-        let wall = t.elapsed().as_secs_f64() * 1000.0;
-        ensure!(completed, "run {run} did not complete");
-        let after = sim.request_counts();
-        let graph = after.graph - before.graph;
-        let sts = after.sts - before.sts;
-        let serial = (graph * latency_ms) as f64;
-        let ratio = wall / serial;
-        println!("{run:>4} {graph:>12} {sts:>10} {serial:>14.0} {wall:>12.1} {ratio:>7.3}");
+        let t = timed_provision(&ch, &sim, &format!("dr-lat-{run}"), &format!("Lat-{run}")).await?;
+        let serial = (t.graph * latency_ms) as f64;
+        let ratio = t.wall_ms / serial;
+        println!(
+            "{run:>4} {:>12} {:>10} {serial:>14.0} {:>12.1} {ratio:>7.3}",
+            t.graph, t.sts, t.wall_ms
+        );
         ratios.push(ratio);
-        walls.push(wall);
+        walls.push(t.wall_ms);
     }
     println!(
         "latency: median wall {:.1} ms, median ratio {:.3} (target ≤ 0.5)",
@@ -81,6 +61,117 @@ async fn latency() -> Result<()> {
         median(&ratios)
     );
     server.terminate()
+}
+
+/// One Provision, timed.
+struct Timed {
+    /// From the Provision call to its Completed event.
+    wall_ms: f64,
+    /// Graph requests the emulator answered meanwhile.
+    graph: u64,
+    /// Identity-platform requests meanwhile.
+    sts: u64,
+}
+
+/// An invitation for `service`, the Global Administrator's sign-in, then Provision of `name`
+/// timed from the call to Completed (`BENCH_TRACE=1` prints each event's arrival).
+async fn timed_provision(
+    ch: &tonic::transport::Channel,
+    sim: &entra_sim::Sim,
+    service: &str,
+    name: &str,
+) -> Result<Timed> {
+    let (token, _) = invite(ch.clone(), service, "direct-routing", None).await?;
+    let id = signed_in(ch.clone(), sim, &token, GLOBAL_ADMIN)
+        .await?
+        .onboarding_id;
+    let before = sim.request_counts();
+    let t = tokio::time::Instant::now();
+    let mut stream = provision_stream(ch.clone(), &token, &id, name).await?;
+    let mut completed = false;
+    let trace = std::env::var("BENCH_TRACE").is_ok();
+    while let Some(e) = stream.message().await? {
+        if trace {
+            println!(
+                "      {:>7.1} ms  {:?}",
+                t.elapsed().as_secs_f64() * 1000.0,
+                e.event
+            );
+        }
+        completed |= matches!(
+            e.event,
+            Some(onboard_proto::v1::provision_event::Event::Completed(_))
+        );
+    }
+    let wall_ms = t.elapsed().as_secs_f64() * 1000.0;
+    ensure!(completed, "{name} did not complete");
+    let after = sim.request_counts();
+    Ok(Timed {
+        wall_ms,
+        graph: after.graph - before.graph,
+        sts: after.sts - before.sts,
+    })
+}
+
+/// `telemetry` (issue 12): the Provision wall time of a server with every telemetry switch off
+/// (no metrics listener, text logs at `warn`) against one with all on (metrics, JSON logs at
+/// `info`, traces to a local OTLP/gRPC collector), both in this run, alternating, against the
+/// same emulator (`BENCH_LATENCY_MS`, default 50). Target: all on ≤ 1.05 × all off. Needs the
+/// `otel` feature (`cargo bench --features otel --bench onboarding`).
+#[cfg(feature = "otel")]
+async fn telemetry() -> Result<()> {
+    let latency_ms = env_u64("BENCH_LATENCY_MS", 50);
+    let runs = env_u64("BENCH_RUNS", 7).max(1);
+    let sim = testkit::sim::start(Faults {
+        latency_ms,
+        ..calm()
+    })
+    .await?;
+    let off_files = ServerFiles::new(&sim)?;
+    let off = onboard_binary!().serve(&off_files).await?;
+    let (endpoint, spans) = testkit::otlp::collector().await?;
+    let on_files = ServerFiles::with(&sim, |b| Ok(b.telemetry("json").otlp_endpoint(&endpoint)))?;
+    // No RUST_LOG: the configuration's level (`info`) applies.
+    let on = onboard_binary!().serve_logging(&on_files, None).await?;
+    let (off_ch, on_ch) = (off.channel().await?, on.channel().await?);
+    println!("telemetry: {latency_ms} ms per emulator call, {runs} rounds (off, then on)");
+    let (mut offs, mut ons) = (Vec::new(), Vec::new());
+    for round in 0..runs {
+        let a = timed_provision(
+            &off_ch,
+            &sim,
+            &format!("dr-off-{round}"),
+            &format!("Off-{round}"),
+        )
+        .await?;
+        let b = timed_provision(
+            &on_ch,
+            &sim,
+            &format!("dr-on-{round}"),
+            &format!("On-{round}"),
+        )
+        .await?;
+        println!(
+            "{round:>4} off {:>8.1} ms ({} graph)   on {:>8.1} ms ({} graph)   on/off {:.3}",
+            a.wall_ms,
+            a.graph,
+            b.wall_ms,
+            b.graph,
+            b.wall_ms / a.wall_ms
+        );
+        offs.push(a.wall_ms);
+        ons.push(b.wall_ms);
+    }
+    let (off_m, on_m) = (median(&offs), median(&ons));
+    off.terminate()?;
+    on.terminate()?;
+    let exported = spans.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len();
+    println!(
+        "telemetry: median wall off {off_m:.1} ms, on {on_m:.1} ms: ratio {:.3} (target ≤ 1.05); \
+         {exported} spans exported",
+        on_m / off_m
+    );
+    Ok(())
 }
 
 async fn memory() -> Result<()> {
@@ -148,6 +239,14 @@ async fn main() -> Result<()> {
     }
     if only.is_empty() || only == "memory" {
         memory().await?;
+    }
+    if only == "telemetry" {
+        #[cfg(feature = "otel")]
+        telemetry().await?;
+        #[cfg(not(feature = "otel"))]
+        anyhow::bail!(
+            "BENCH_ONLY=telemetry needs `cargo bench --features otel --bench onboarding`"
+        );
     }
     Ok(())
 }

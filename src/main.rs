@@ -14,6 +14,8 @@ mod ctl;
 mod demo;
 #[cfg(feature = "emulator")]
 mod demo_web;
+#[cfg(feature = "otel")]
+mod otel;
 mod selftest;
 mod token_app_cli;
 mod verify_cli;
@@ -23,6 +25,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+#[cfg(feature = "otel")]
+use otel::Traces;
+
+/// Without the `otel` feature there are never traces to flush.
+#[cfg(not(feature = "otel"))]
+enum Traces {}
+
+#[cfg(not(feature = "otel"))]
+impl Traces {
+    fn shutdown(self) {
+        match self {}
+    }
+}
 
 /// Onboard: onboards a Microsoft 365 tenant onto the platform and keeps a signed audit log.
 #[derive(Debug, Parser)]
@@ -141,10 +156,13 @@ fn warn_about_token_app(path: &std::path::Path) {
 /// Logs go to standard error. `serve` takes its format and default level from the
 /// configuration's `[telemetry]` (text at `info` unless set; a configuration that does not load
 /// is reported by `run_from_config`); other commands log warnings and errors as text.
-/// `RUST_LOG` overrides the level either way.
-fn init_logging(command: &Command) {
+/// `RUST_LOG` overrides the level either way. With `otlp_endpoint` set, `serve` also exports its
+/// spans (the `otel` feature; a build without it refuses). Returns what flushes them at exit.
+fn init_logging(command: &Command) -> Result<Option<Traces>, String> {
     use onboard_server::telemetry::{LogFormat, TelemetrySection};
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let telemetry = match command {
         Command::Serve { config } => Some(
             onboard_server::Config::load(config)
@@ -157,19 +175,43 @@ fn init_logging(command: &Command) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match telemetry.map(|t: TelemetrySection| t.log_format) {
-        Some(LogFormat::Json) => fmt.json().init(),
-        _ => fmt.init(),
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match telemetry.as_ref().map(|t: &TelemetrySection| t.log_format) {
+        Some(LogFormat::Json) => lines.json().boxed(),
+        _ => lines.boxed(),
+    }
+    .with_filter(filter);
+    let registry = tracing_subscriber::registry().with(lines);
+    let Some(endpoint) = telemetry.and_then(|t| t.otlp_endpoint) else {
+        registry.init();
+        return Ok(None);
+    };
+    #[cfg(feature = "otel")]
+    {
+        let (traces, flush) = otel::layer(&endpoint)?;
+        registry.with(traces).init();
+        Ok(Some(flush))
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        registry.init();
+        Err(format!(
+            "telemetry.otlp_endpoint is set ({endpoint}) but this build has no OpenTelemetry \
+             export; build with `--features otel` or remove the key"
+        ))
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.command);
+    let traces = match init_logging(&cli.command) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let command = match cli.command {
         Command::Verify(args) => return verify_cli::run(args).await,
         Command::Ctl(args) => return ctl::run(args).await,
@@ -179,11 +221,15 @@ async fn main() -> ExitCode {
         Command::Selftest(args) => return selftest::run(args).await,
         other => other,
     };
-    match run(command).await {
+    let code = match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(t) = traces {
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
+    code
 }

@@ -195,7 +195,20 @@ fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
             Box::new(|b| b.raw("telemetry", "log_level", "onboard=loud".into())),
             "ERROR telemetry.log_level: \"onboard=loud\" is not a log filter".into(),
         ),
+        (
+            "an OTLP endpoint that is no http(s) URL",
+            Box::new(|b| b.raw("telemetry", "otlp_endpoint", "collector:4317".into())),
+            "ERROR telemetry.otlp_endpoint: \"collector:4317\" is not an http(s) URL".into(),
+        ),
     ];
+    // A build without the `otel` feature cannot export what the key asks for.
+    if !cfg!(feature = "otel") {
+        cases.push((
+            "an OTLP endpoint in a build without the otel feature",
+            Box::new(|b| b.raw("telemetry", "otlp_endpoint", "http://collector:4317".into())),
+            "ERROR telemetry.otlp_endpoint: this build has no OpenTelemetry export".into(),
+        ));
+    }
 
     // Files with problems, each next to the good ones.
     s.write_key("keys/short.key", b"0123")?;

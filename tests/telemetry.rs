@@ -277,3 +277,23 @@ async fn json_logs_have_one_line_per_call_and_no_secret() -> Result<()> {
     }
     Ok(())
 }
+
+/// A build without the `otel` feature refuses to start when asked to export traces, before it
+/// opens anything, and says how to get a build that can.
+#[cfg(not(feature = "otel"))]
+#[tokio::test]
+async fn serve_without_the_otel_feature_refuses_an_otlp_endpoint() -> Result<()> {
+    let sim = testkit::sim::start(testkit::sim::calm()).await?;
+    let files = ServerFiles::with(&sim, |b| Ok(b.otlp_endpoint("http://127.0.0.1:4317")))?;
+    let config = files.config.to_string_lossy().into_owned();
+    let run = onboard_binary!()
+        .run(&["serve", "--config", &config], &[], None)
+        .await?;
+    ensure!(run.code == Some(1), "{run}");
+    ensure!(
+        run.stderr.contains("telemetry.otlp_endpoint") && run.stderr.contains("--features otel"),
+        "{run}"
+    );
+    ensure!(!run.stdout.contains("serving on"), "{run}");
+    Ok(())
+}

@@ -121,6 +121,22 @@ pub fn check_telemetry(config: &Config, f: &mut Findings) {
             }
         }
     }
+    if let Some(url) = &t.otlp_endpoint {
+        let ok = url
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && !rest.is_empty());
+        if !ok {
+            f.error(
+                "telemetry.otlp_endpoint",
+                format!("{url:?} is not an http(s) URL of an OTLP/gRPC collector (e.g. http://otel-collector:4317)"),
+            );
+        } else if !cfg!(feature = "otel") {
+            f.error(
+                "telemetry.otlp_endpoint",
+                "this build has no OpenTelemetry export; build with `--features otel`".to_owned(),
+            );
+        }
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&t.log_level) {
         f.error(
             "telemetry.log_level",

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::retry::RetryReason;
 use crate::transport::{HttpRequest, HttpResponse, Transport, TransportFailure};
 
@@ -20,8 +22,28 @@ pub(crate) async fn send(
 ) -> Result<HttpResponse, TransportFailure> {
     let sent_crid = header(&req.headers, "client-request-id");
     let started = Instant::now();
-    let result = transport.send(req).await;
+    // One span per request (a child of the step or RPC that made it). Only fixed names and
+    // Microsoft's ids are recorded: never a URL (object ids), a body or a header value.
+    let span = tracing::info_span!(
+        "microsoft",
+        otel.name = operation,
+        otel.kind = "client",
+        operation,
+        http.response.status_code = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        client_request_id = sent_crid.as_deref().unwrap_or(""),
+    );
+    let result = transport.send(req).instrument(span.clone()).await;
     let took = started.elapsed();
+    if let Ok(resp) = &result {
+        span.record("http.response.status_code", resp.status.as_u16());
+        let id = header(&resp.headers, "request-id")
+            .or_else(|| header(&resp.headers, "x-ms-request-id"));
+        if let Some(id) = id {
+            span.record("request_id", id.as_str());
+        }
+    }
+    drop(span);
     metrics::histogram!("onboard_entra_request_duration_seconds", "operation" => operation)
         .record(took.as_secs_f64());
     let duration_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);

@@ -353,7 +353,14 @@ impl Engine {
             .map_err(|_| ProvisionError::Store("running map poisoned".into()))?;
         // Tracked by the shutdown primitive: a stop gives the run its grace to finish calls in
         // flight, then cuts it off; the record stays `running` for the next start.
-        let Some(handle) = self.inner.shutdown.spawn(drive(run)) else {
+        // The run's span: a child of the call that started it (Provision, a resume, the
+        // consent watch), so its steps and Microsoft calls are in that trace.
+        let span = tracing::info_span!("onboarding", onboarding_id = %id, actor = %actor);
+        let Some(handle) = self
+            .inner
+            .shutdown
+            .spawn(tracing::Instrument::instrument(drive(run), span))
+        else {
             return Err(ProvisionError::Halted("shutdown".into()));
         };
         map.insert(id, handle);

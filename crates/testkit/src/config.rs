@@ -213,6 +213,8 @@ impl ServerConfigBuilder {
         activation_base_url(url: &str) => "invitations"."activation_base_url" = s(url);
         /// `[invitations] token_key`.
         token_key(path: &Path) => "invitations"."token_key" = p(path);
+        /// `[telemetry] otlp_endpoint`: traces to an OTLP/gRPC collector.
+        otlp_endpoint(url: &str) => "telemetry"."otlp_endpoint" = s(url);
         /// `[verification] interval_secs`: scheduled drift runs.
         verification_interval(secs: u64) => "verification"."interval_secs" = int(secs);
     }

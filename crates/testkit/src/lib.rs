@@ -67,6 +67,8 @@ pub mod process;
 pub mod bench;
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "tiles")]
 pub mod tiles;
 

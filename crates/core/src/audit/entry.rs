@@ -204,8 +204,25 @@ pub struct AuditEntry {
     pub correlation_id: Option<String>,
     /// Why it failed (`failed` entries).
     pub error: Option<String>,
+    /// The OpenTelemetry trace the entry was written in (32 lowercase hex digits), when the
+    /// server exports traces: an auditor's way from the entry to the trace.
+    pub trace_id: Option<String>,
     /// The action's own fields; only those [`Action::details`] declares.
     pub details: Map<String, Value>,
+}
+
+/// Where [`AuditEntry::new`] gets the current trace id: set once by a binary that exports
+/// traces (this crate knows nothing of OpenTelemetry).
+static TRACE_SOURCE: std::sync::OnceLock<fn() -> Option<String>> = std::sync::OnceLock::new();
+
+/// Makes every entry built from now on carry `source()`'s trace id (the first call wins).
+pub fn set_trace_source(source: fn() -> Option<String>) {
+    let _ = TRACE_SOURCE.set(source);
+}
+
+/// The current trace id, if a source is set and it knows one.
+fn current_trace_id() -> Option<String> {
+    TRACE_SOURCE.get().and_then(|source| source())
 }
 
 /// The fields every entry may carry (the log writes keys in sorted order: serde_json maps are
@@ -223,6 +240,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "graph_request_id",
     "correlation_id",
     "error",
+    "trace_id",
 ];
 
 impl AuditEntry {
@@ -237,6 +255,7 @@ impl AuditEntry {
             graph_request_id: None,
             correlation_id: None,
             error: None,
+            trace_id: current_trace_id(),
             details: Map::new(),
         }
     }
@@ -308,6 +327,7 @@ impl AuditEntry {
         opt(&mut m, "graph_request_id", &self.graph_request_id);
         opt(&mut m, "correlation_id", &self.correlation_id);
         opt(&mut m, "error", &self.error);
+        opt(&mut m, "trace_id", &self.trace_id);
         for (k, v) in &self.details {
             m.insert(k.clone(), v.clone());
         }
@@ -344,6 +364,7 @@ impl AuditEntry {
         let graph_request_id = take("graph_request_id");
         let correlation_id = take("correlation_id");
         let error = take("error");
+        let trace_id = take("trace_id");
         let target = match m.remove("target") {
             Some(Value::Object(t)) => {
                 let s = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -368,6 +389,7 @@ impl AuditEntry {
             graph_request_id,
             correlation_id,
             error,
+            trace_id,
             details: m,
         };
         Some(StoredEntry {

@@ -10,6 +10,6 @@ mod record;
 pub use action::Action;
 pub use entry::{
     AuditEntry, COMMON_FIELDS, Change, Phase, SCHEMA_VERSION, Scope, StoredEntry, Target,
-    TargetKind, change, set,
+    TargetKind, change, set, set_trace_source,
 };
 pub use record::{ChangeError, Described, EntraChange, audited_change};

@@ -310,7 +310,8 @@ impl Run {
             },
         );
         let started = std::time::Instant::now();
-        let result = work().await;
+        let span = tracing::info_span!("step", otel.name = id, step = id, onboarding_id = %self.id);
+        let result = tracing::Instrument::instrument(work(), span).await;
         // Steps that finished, failed or not; a halted one (shutdown) is resumed, not timed.
         if !matches!(result, Err(ProvisionError::Halted(_))) {
             metrics::histogram!("onboard_step_duration_seconds", "step" => ids::label(id))

@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
+use tracing::Instrument;
 
 use prost::Message;
 use tonic::body::Body;
@@ -136,27 +137,44 @@ where
         let note = CallNote::default();
         req.extensions_mut().insert(note.clone());
         let started = Instant::now();
-        Box::pin(async move {
-            let res = inner.call(req).await?;
-            let mut call = Call {
-                rpc,
-                started,
-                code: status_of(res.headers()),
-                note,
-                stream: false,
-            };
-            // A trailers-only answer (an error, or an empty unary reply) has its status here.
-            if rpc.streaming && call.code.is_none() {
-                call.stream = true;
-                open_streams(rpc).increment(1.0);
+        // One span per call, from the request to the end of its body (exported as a trace when
+        // `[telemetry] otlp_endpoint` is set); the handler, and the runs it starts, are inside.
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %format_args!("{}/{}", rpc.service, rpc.method),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = rpc.service,
+            rpc.method = rpc.method,
+            rpc.grpc.status = tracing::field::Empty,
+            onboarding_id = tracing::field::Empty,
+        );
+        let within = span.clone();
+        Box::pin(
+            async move {
+                let res = inner.call(req).await?;
+                let mut call = Call {
+                    rpc,
+                    started,
+                    code: status_of(res.headers()),
+                    note,
+                    stream: false,
+                    span,
+                };
+                // A trailers-only answer (an error, or an empty unary reply) has its status here.
+                if rpc.streaming && call.code.is_none() {
+                    call.stream = true;
+                    open_streams(rpc).increment(1.0);
+                }
+                Ok(res.map(|body| {
+                    Body::new(Observed {
+                        body,
+                        call: Some(call),
+                    })
+                }))
             }
-            Ok(res.map(|body| {
-                Body::new(Observed {
-                    body,
-                    call: Some(call),
-                })
-            }))
-        })
+            .instrument(within),
+        )
     }
 }
 
@@ -180,6 +198,8 @@ struct Call {
     note: CallNote,
     /// Counted in `onboard_grpc_streams_open`.
     stream: bool,
+    /// The call's span, closed with the call (its status and onboarding recorded first).
+    span: tracing::Span,
 }
 
 impl Drop for Call {
@@ -205,6 +225,10 @@ impl Drop for Call {
         )
         .record(took.as_secs_f64());
         let noted = self.note.get();
+        self.span.record("rpc.grpc.status", code);
+        if let Some(id) = noted.onboarding_id.as_deref() {
+            self.span.record("onboarding_id", id);
+        }
         tracing::info!(
             service = rpc.service,
             method = rpc.method,

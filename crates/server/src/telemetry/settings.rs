@@ -20,6 +20,12 @@ pub struct TelemetrySection {
     /// `info,onboard_server=debug`); `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// An OpenTelemetry collector's OTLP/gRPC endpoint (e.g. `http://otel-collector:4317`):
+    /// one trace per RPC, with a span per onboarding run, step and Microsoft call, and its id
+    /// in every audit entry written within it. Unset: no traces. Needs a build with the `otel`
+    /// feature (the release build in deploy/ has it); other builds refuse to start with it.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for TelemetrySection {
@@ -28,6 +34,7 @@ impl Default for TelemetrySection {
             metrics_listen: None,
             log_format: LogFormat::default(),
             log_level: default_log_level(),
+            otlp_endpoint: None,
         }
     }
 }

@@ -166,14 +166,7 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
     w.sign_in_as(users::APP_ADMIN).await?;
     w.chrome.click("btn-next").await?;
     w.chrome.wait_screen("s-name").await?;
-    w.chrome.type_into("app-name", "SbcGone").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('btn-provision').disabled",
-            "a plan",
-        )
-        .await?;
-    w.chrome.click("btn-provision").await?;
+    w.name_and_start("SbcGone").await?;
     w.chrome
         .wait_screen_for("s-waiting", Duration::from_secs(120))
         .await?;

@@ -170,14 +170,7 @@ impl Wiz {
         self.open(&token).await?;
         self.sign_in_as(testkit::sim::users::GLOBAL_ADMIN).await?;
         self.chrome.click("btn-next").await?;
-        self.chrome.type_into("app-name", name).await?;
-        self.chrome
-            .wait_js(
-                "!document.getElementById('btn-provision').disabled",
-                "a plan",
-            )
-            .await?;
-        self.chrome.click("btn-provision").await?;
+        self.name_and_start(name).await?;
         self.chrome
             .wait_js(
                 &format!("document.querySelectorAll('#steps li{step}').length > 0"),
@@ -185,6 +178,18 @@ impl Wiz {
             )
             .await?;
         Ok(token)
+    }
+
+    /// On the name screen: `name` typed, its plan shown, "Start Provisioning" clicked.
+    pub async fn name_and_start(&self, name: &str) -> Result<()> {
+        self.chrome.type_into("app-name", name).await?;
+        self.chrome
+            .wait_js(
+                "!document.getElementById('btn-provision').disabled",
+                "a plan",
+            )
+            .await?;
+        self.chrome.click("btn-provision").await
     }
 
     /// Every onboarding the server holds, as an operator lists them.

@@ -51,14 +51,7 @@ async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
     }
     w.shoot("05d-name-invisible-character").await?;
     // Taken by another onboarding of this service: refused when submitted.
-    w.chrome.type_into("app-name", "Taken1").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('btn-provision').disabled",
-            "a plan",
-        )
-        .await?;
-    w.chrome.click("btn-provision").await?;
+    w.name_and_start("Taken1").await?;
     w.chrome
         .wait_js(
             "document.getElementById('name-msg').textContent.length > 0 && \

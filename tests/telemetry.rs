@@ -69,6 +69,16 @@ async fn metrics_move_as_an_onboarding_does() -> Result<()> {
         ensure!(before.has(name), "{name} missing before any call");
     }
     ensure!(before.sum("process_resident_memory_bytes", &[]) > 1e6);
+    ensure!(before.sum("onboard_tokio_workers", &[]) >= 1.0);
+    ensure!(before.sum("onboard_tokio_tasks_alive", &[]) >= 1.0);
+    ensure!(
+        before
+            .samples
+            .iter()
+            .any(|s| s.name == "onboard_onboardings"
+                && s.labels.get("state").map(String::as_str) == Some("awaiting_admin")),
+        "no series of onboardings waiting for a privileged admin"
+    );
     let entries_before = before.sum("onboard_audit_entries", &[]);
     let appends_before = before.sum("onboard_audit_appends_total", &[]);
     ensure!(before.sum("onboard_onboardings", &[("state", "completed")]) == 0.0);

@@ -57,6 +57,12 @@ async fn metrics(State(s): State<Scrape>) -> Response {
 /// Sets the gauges that are read from the stores. A store that cannot be read leaves its
 /// gauges as they were (and logs why).
 fn update_gauges(app: &App) {
+    // The runtime's own counts (called on a blocking thread of the same runtime).
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let m = rt.metrics();
+        metrics::gauge!("onboard_tokio_tasks_alive").set(m.num_alive_tasks() as f64);
+        metrics::gauge!("onboard_tokio_workers").set(m.num_workers() as f64);
+    }
     let age = SystemTime::now()
         .duration_since(app.audit().last_signed())
         .unwrap_or_default();
@@ -110,6 +116,7 @@ fn update_gauges(app: &App) {
 /// Every state label, so each series exists (at 0) from the first scrape.
 const STATES: &[&str] = &[
     "provisioning",
+    "awaiting_admin",
     "completed",
     "failed",
     "cancelling",

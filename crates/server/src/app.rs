@@ -103,7 +103,7 @@ impl App {
         let data = &config.storage.data_dir;
         crate::storage::prepare_data_dir(data)?;
         // The state store first: it says what audit log to expect (`crate::integrity`).
-        let db = sled::open(data.join(STATE_DIR))?;
+        let db = crate::storage::open_state(&data.join(STATE_DIR))?;
         let fresh = !db.was_recovered();
         let durable = crate::storage::register_state(&data.join(STATE_DIR))?;
         let key = sealing_key(&db, &config)?;

@@ -254,7 +254,7 @@ pub async fn reanchor(config: crate::Config, reason: &str) -> Result<String> {
     }
     let data = config.storage.data_dir.clone();
     crate::storage::check_keys(&config)?;
-    let db = sled::open(data.join(crate::STATE_DIR))?;
+    let db = crate::storage::open_state(&data.join(crate::STATE_DIR))?;
     let key = crate::app::sealing_key(&db, &config)?;
     let mac = onboard_core::SealingKey::new(*key).record_mac();
     let meta = db.open_tree(META_TREE)?;

@@ -79,6 +79,19 @@ pub(crate) fn check_key_file(path: &Path, what: &str) -> Result<()> {
     )))
 }
 
+/// The state store's page cache. sled's default is 1 GiB, which a busy server grows into
+/// (every record and event written stays cached up to it): past a container's memory limit.
+/// The state store is small and read by key; the audit log has its own cache (64 MiB).
+pub(crate) const STATE_CACHE_BYTES: u64 = 16 << 20;
+
+/// Opens (or creates) the state store at `dir` with [`STATE_CACHE_BYTES`] of cache.
+pub(crate) fn open_state(dir: &Path) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(STATE_CACHE_BYTES)
+        .open()
+}
+
 /// Registers the opened state store at `dir` for durable flushes (see the module doc).
 pub(crate) fn register_state(dir: &Path) -> Result<DurableStore> {
     register_durable(dir).map_err(|e| ServerError::Internal(e.to_string()))

@@ -267,7 +267,7 @@ fn write_stores(path: &Path, manifest: &Manifest, tmp: &Path) -> Result<()> {
 }
 
 fn write_state(dir: &Path, records: Records<impl Read>) -> Result<()> {
-    let db = sled::open(dir)?;
+    let db = crate::storage::open_state(dir)?;
     let _durable = crate::storage::register_state(dir)?;
     for r in records {
         let (tree, k, v) =
@@ -339,7 +339,7 @@ fn check_anchor(
 fn open_waiting(dir: &Path) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match sled::open(dir) {
+        match crate::storage::open_state(dir) {
             Ok(db) => return Ok(db),
             Err(e)
                 if e.to_string().contains("could not acquire lock")

@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use entra_sim::Faults;
 use testkit::bench::{env_u64, median};
+use testkit::metrics::scrape_parsed;
 use testkit::onboard_binary;
 use testkit::process::{ServerFiles, peak_rss_kib};
 use testkit::sim::{calm, users::GLOBAL_ADMIN};
@@ -184,15 +185,39 @@ async fn memory() -> Result<()> {
         .await?,
     );
     // Hundreds sign in to the one emulated tenant at once: lift `[limits]`'s sign-in caps.
+    // `/metrics` on (issue 12: the series move as the 500 onboardings do).
     let files = ServerFiles::with(&sim, |b| {
         Ok(b.limit("max_sign_ins_per_tenant", 100_000)
-            .limit("max_sign_ins", 100_000))
+            .limit("max_sign_ins", 100_000)
+            .telemetry("text"))
     })?;
     let server = onboard_binary!().serve(&files).await?;
     let ch = server.channel().await?;
+    let metrics = server
+        .metrics
+        .ok_or_else(|| anyhow::anyhow!("no metrics listener"))?;
     // The idle server's footprint, the same-run baseline for the peak.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = peak_rss_kib(server.pid())?;
+    // A scrape a second while they run: (seconds, provisioning, completed).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let watching = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let t = tokio::time::Instant::now();
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(m) = scrape_parsed(metrics).await {
+                let state = |s: &str| m.sum("onboard_onboardings", &[("state", s)]);
+                seen.push((
+                    t.elapsed().as_secs_f64(),
+                    state("provisioning"),
+                    state("completed"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        seen
+    });
     let t = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
@@ -210,6 +235,28 @@ async fn memory() -> Result<()> {
     }
     let elapsed = t.elapsed();
     let peak = peak_rss_kib(server.pid())?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for (at, running, done) in watching.await? {
+        println!("memory: /metrics at {at:>5.1} s: {running:>4} provisioning, {done:>4} completed");
+    }
+    let after = scrape_parsed(metrics).await?;
+    let completed = after.sum("onboard_onboardings", &[("state", "completed")]);
+    let provisions = after.sum(
+        "onboard_grpc_requests_total",
+        &[("method", "Provision"), ("code", "OK")],
+    );
+    ensure!(
+        completed == count as f64
+            && after.sum("onboard_onboardings", &[("state", "provisioning")]) == 0.0
+            && provisions >= count as f64
+            && after.sum("onboard_signins", &[("state", "completed")]) == count as f64,
+        "/metrics after the run: {completed} completed, {provisions} Provision calls OK"
+    );
+    println!(
+        "memory: /metrics after: {completed} completed, 0 provisioning, {provisions} Provision \
+         calls OK, {} audit appends",
+        after.sum("onboard_audit_appends_total", &[])
+    );
     println!(
         "memory: {count} concurrent onboardings all completed in {:.1} s \
          (median sign-in {:.2} s, median provision {:.2} s)",

@@ -95,6 +95,7 @@ async fn tiles_api_publication_and_witnesses_agree_with_a_local_export() -> Resu
     let store = dir.path().join("witness-store").join("cosignatures.json");
     std::fs::create_dir_all(store.parent().context("store dir")?)?;
     let builder = builder
+        .telemetry("text")
         .audit_http_open(&format!("127.0.0.1:{port}"))
         .publish(&target)
         .witnessing(&store, 50, 2)
@@ -115,6 +116,25 @@ async fn tiles_api_publication_and_witnesses_agree_with_a_local_export() -> Resu
         .await
         .with_context(|| server.log_tail())?;
     let first = settled(&api, &published).await?;
+    // The publication and witness lags as /metrics shows them: none once settled.
+    let size = size_of(&first).context("first size")? as f64;
+    let addr = server.metrics.context("no metrics listener")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = testkit::metrics::scrape_parsed(addr).await?;
+        let (p, w) = (
+            m.sum("onboard_audit_published_entries", &[]),
+            m.sum("onboard_audit_witnessed_entries", &[]),
+        );
+        if p >= size && w >= size {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "/metrics says published {p}, witnessed {w}; the settled checkpoint is {size}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     server.terminate()?;
     let old = files.dir.path().join("data-old");
     copy_dir(&data, &old)?;

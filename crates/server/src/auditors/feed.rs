@@ -24,6 +24,9 @@ fn with_quorum(view: Option<&Arc<CosignedCheckpoint>>, quorum: usize) -> Option<
 pub fn quorum_feed(submitter: &Submitter, quorum: usize, shutdown: &Shutdown) -> CheckpointFeed {
     let mut views = submitter.subscribe();
     let first = with_quorum(views.borrow_and_update().as_ref(), quorum).map(Arc::new);
+    if let Some(f) = &first {
+        witnessed(f.checkpoint.size);
+    }
     let (tx, rx) = watch::channel(first);
     let stop = shutdown.clone();
     let _ = shutdown.spawn(async move {
@@ -47,6 +50,7 @@ pub fn quorum_feed(submitter: &Submitter, quorum: usize, shutdown: &Shutdown) ->
                     }
                 };
                 if newer {
+                    witnessed(next.checkpoint.size);
                     *cur = Some(Arc::new(next));
                 }
                 newer
@@ -54,4 +58,10 @@ pub fn quorum_feed(submitter: &Submitter, quorum: usize, shutdown: &Shutdown) ->
         }
     });
     CheckpointFeed::Vouched(rx)
+}
+
+/// The size of the latest checkpoint a quorum of witnesses cosigned, as a gauge (the witness
+/// lag is `onboard_audit_entries` minus it).
+fn witnessed(size: u64) {
+    metrics::gauge!("onboard_audit_witnessed_entries").set(size as f64);
 }

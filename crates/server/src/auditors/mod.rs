@@ -86,9 +86,18 @@ pub async fn start(app: &App) -> Result<Auditors> {
             .map_err(|e| ServerError::Config(format!("publish.target: {e}")))?;
         let mut publisher = Publisher::new(log.clone(), target).with_observer(std::sync::Arc::new(
             |e: &PublishEvent<'_>| match e {
-                PublishEvent::Published { size } => tracing::debug!(size, "audit log published"),
+                PublishEvent::Published { size } => {
+                    metrics::gauge!("onboard_audit_published_entries").set(*size as f64);
+                    tracing::debug!(size, "audit log published");
+                }
                 PublishEvent::Resumed { published } => {
+                    if let Some(size) = published {
+                        metrics::gauge!("onboard_audit_published_entries").set(*size as f64);
+                    }
                     tracing::info!(?published, "audit publication resumed");
+                }
+                PublishEvent::Failed { .. } => {
+                    metrics::counter!("onboard_audit_publish_failures_total").increment(1);
                 }
                 _ => {}
             },

@@ -262,19 +262,13 @@ async fn a_wait_survives_a_restart_and_nobody_acting_undoes_it_when_it_expires()
     );
 
     // Nobody acts: undone when the wait expires, everything it made removed.
-    let end = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let info = get(env.server.channel().await?, &id).await?;
-        if info.state() == pb::OnboardingState::Cancelled {
-            break;
-        }
-        ensure!(
-            tokio::time::Instant::now() < end,
-            "still {:?}",
-            info.state()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    testkit::wizard::wait_for(
+        env.server.channel().await?,
+        &id,
+        Duration::from_secs(30),
+        |i| i.state() == pb::OnboardingState::Cancelled,
+    )
+    .await?;
     let snap = env.sim.snapshot();
     ensure!(
         apps_named(&snap, "Sbc-Expire").is_empty(),

@@ -330,22 +330,14 @@ pub async fn wait_for(
 
 /// Polls until the onboarding is no longer running; its final summary.
 pub async fn wait_settled(ch: Channel, id: &str, limit: Duration) -> Result<pb::OnboardingInfo> {
-    let end = tokio::time::Instant::now() + limit;
-    loop {
-        let info = get(ch.clone(), id).await?;
-        let state = info.state();
-        if !matches!(
-            state,
+    wait_for(ch, id, limit, |info| {
+        !matches!(
+            info.state(),
             pb::OnboardingState::Provisioning
                 | pb::OnboardingState::SignedIn
                 | pb::OnboardingState::SigningIn
                 | pb::OnboardingState::Unspecified
-        ) {
-            return Ok(info);
-        }
-        if tokio::time::Instant::now() > end {
-            bail!("onboarding {id} still {state:?} after {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    })
+    .await
 }

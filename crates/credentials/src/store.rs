@@ -9,7 +9,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use onboard_core::store::RecordMac;
+use onboard_core::store::{GroupFlush, RecordMac};
+use std::sync::Arc;
 
 use crate::error::CredentialsError;
 
@@ -23,6 +24,8 @@ pub struct Store {
     tree: sled::Tree,
     /// Every record carries a MAC, checked when read.
     mac: RecordMac,
+    /// Concurrent writers share durable flushes (`onboard_core::store::GroupFlush`).
+    flush: Arc<GroupFlush>,
 }
 
 impl std::fmt::Debug for Store {
@@ -50,16 +53,20 @@ pub fn session_key(tenant_id: &str) -> String {
     format!("adm/{}", tenant_id.to_ascii_lowercase())
 }
 
-/// Waits until everything written to `tree` is on disk (sled's flush, then an `fdatasync` of
-/// the state store's data files: `onboard_core::store`).
-async fn flush_durably(tree: &sled::Tree) -> Result<(), CredentialsError> {
-    Ok(onboard_core::store::flush_durably(tree).await?)
-}
-
 impl Store {
     /// Wraps the caller's tree; records are MACed with `mac`.
     pub fn new(tree: sled::Tree, mac: RecordMac) -> Self {
-        Self { tree, mac }
+        Self {
+            tree,
+            mac,
+            flush: Arc::default(),
+        }
+    }
+
+    /// Waits until everything written to the tree is on disk (sled's flush, then an
+    /// `fdatasync` of the state store's data files: `onboard_core::store`).
+    async fn flush_durably(&self) -> Result<(), CredentialsError> {
+        Ok(self.flush.flush(&self.tree).await?)
     }
 
     fn decode<T: DeserializeOwned>(
@@ -76,7 +83,7 @@ impl Store {
             .mac
             .seal(TREE, key.as_bytes(), &serde_json::to_vec(value)?);
         self.tree.insert(key.as_bytes(), bytes)?;
-        flush_durably(&self.tree).await
+        self.flush_durably().await
     }
 
     /// Reads the record under `key`.
@@ -101,7 +108,7 @@ impl Store {
     /// Deletes `key` and waits until that is on disk.
     pub async fn remove(&self, key: &str) -> Result<(), CredentialsError> {
         self.tree.remove(key.as_bytes())?;
-        flush_durably(&self.tree).await
+        self.flush_durably().await
     }
 }
 

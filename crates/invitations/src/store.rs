@@ -1,7 +1,7 @@
 //! Invitations in sled: `invitations` (id → JSON record, ids are UUIDv7 so key order is
 //! creation order) and `invitation_tokens` (SHA-256 of the token → id). No token is stored.
 
-use onboard_core::store::{RecordMac, flush_durably};
+use onboard_core::store::{GroupFlush, RecordMac};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{InvitationError, Result};
@@ -119,6 +119,8 @@ pub struct Store {
     db: sled::Db,
     /// Every record carries a MAC, checked when read.
     mac: RecordMac,
+    /// Concurrent writers share durable flushes (`onboard_core::store::GroupFlush`).
+    flush: std::sync::Arc<GroupFlush>,
 }
 
 impl Store {
@@ -129,6 +131,7 @@ impl Store {
             tokens: db.open_tree(TOKENS_TREE)?,
             db: db.clone(),
             mac,
+            flush: Default::default(),
         })
     }
 
@@ -151,7 +154,7 @@ impl Store {
             token_hash,
             self.mac.seal(TOKENS_TREE, token_hash, rec.id.as_bytes()),
         )?;
-        flush_durably(&self.db).await?;
+        self.flush.flush(&self.db).await?;
         Ok(())
     }
 
@@ -159,7 +162,7 @@ impl Store {
     pub async fn remove(&self, id: &str, token_hash: &[u8; 32]) -> Result<()> {
         self.tokens.remove(token_hash)?;
         self.invitations.remove(id.as_bytes())?;
-        flush_durably(&self.db).await?;
+        self.flush.flush(&self.db).await?;
         Ok(())
     }
 
@@ -228,7 +231,7 @@ impl Store {
                 Some(self.encode(&new)?),
             )?;
             if swapped.is_ok() {
-                flush_durably(&self.db).await?;
+                self.flush.flush(&self.db).await?;
                 return Ok(new);
             }
         }

@@ -11,7 +11,8 @@ use crate::error::ProvisionError;
 use crate::events::Event;
 use onboard_core::ResolvedProfile;
 use onboard_core::roles::Right;
-use onboard_core::store::{RecordMac, flush_durably};
+use onboard_core::store::{GroupFlush, RecordMac};
+use std::sync::Arc;
 
 /// The name the tree's records are MACed under (the server opens it as `provision`).
 const TREE: &str = "provision";
@@ -178,6 +179,8 @@ pub(crate) struct Store {
     tree: sled::Tree,
     /// Every record carries a MAC, checked when read (`onboard_core::store::RecordMac`).
     mac: RecordMac,
+    /// Concurrent writers share durable flushes (hundreds of onboardings write at once).
+    flush: Arc<GroupFlush>,
 }
 
 fn record_key(id: &str) -> Vec<u8> {
@@ -197,7 +200,11 @@ fn event_key(id: &str, seq: u64) -> Vec<u8> {
 impl Store {
     /// Wraps the caller's tree.
     pub fn new(tree: sled::Tree, mac: RecordMac) -> Self {
-        Self { tree, mac }
+        Self {
+            tree,
+            mac,
+            flush: Arc::default(),
+        }
     }
 
     /// A stored value, checked against its MAC, decoded.
@@ -214,7 +221,7 @@ impl Store {
         let key = record_key(&rec.id);
         let bytes = self.mac.seal(TREE, &key, &serde_json::to_vec(rec)?);
         self.tree.insert(key, bytes)?;
-        flush_durably(&self.tree).await?;
+        self.flush.flush(&self.tree).await?;
         Ok(())
     }
 

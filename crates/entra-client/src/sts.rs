@@ -184,16 +184,18 @@ impl StsClient {
         scope: &str,
         ctx: &OpContext,
     ) -> Result<TokenSet, EntraError> {
-        let url = self.endpoint(tenant, "token")?;
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", client_secret.expose_secret()),
-            ("scope", scope),
-        ];
-        let body = encode_form(&form)?;
-        let (resp, _) = self.post_form("client_credentials", url, body, ctx).await?;
-        let tokens = parse_tokens("client_credentials", &resp)?;
+        let secret = client_secret.expose_secret();
+        let form = [("client_secret", secret), ("scope", scope)];
+        let tokens = self
+            .token_grant(
+                "client_credentials",
+                "client_credentials",
+                tenant,
+                client_id,
+                &form,
+                ctx,
+            )
+            .await?;
         tracing::info!(
             tenant,
             client_id,
@@ -213,17 +215,20 @@ impl StsClient {
         scopes: &[&str],
         ctx: &OpContext,
     ) -> Result<TokenSet, EntraError> {
-        let url = self.endpoint(tenant, "token")?;
         let scope = scopes.join(" ");
         let form = [
-            ("grant_type", "refresh_token"),
-            ("client_id", client_id),
             ("refresh_token", refresh_token.expose_secret()),
             ("scope", scope.as_str()),
         ];
-        let body = encode_form(&form)?;
-        let (resp, _) = self.post_form("refresh_token", url, body, ctx).await?;
-        parse_tokens("refresh_token", &resp)
+        self.token_grant(
+            "refresh_token",
+            "refresh_token",
+            tenant,
+            client_id,
+            &form,
+            ctx,
+        )
+        .await
     }
 
     /// One device-code token poll (no interval logic; see [`DeviceCodeFlow`]).
@@ -234,15 +239,36 @@ impl StsClient {
         device_code: &SecretString,
         ctx: &OpContext,
     ) -> Result<TokenSet, EntraError> {
+        let form = [("device_code", device_code.expose_secret())];
+        let grant_type = "urn:ietf:params:oauth:grant-type:device_code";
+        self.token_grant(
+            "device_code_poll",
+            grant_type,
+            tenant,
+            client_id,
+            &form,
+            ctx,
+        )
+        .await
+    }
+
+    /// One token request to `tenant`'s token endpoint: `grant_type`, `client_id`, then the
+    /// grant's own `fields`.
+    async fn token_grant(
+        &self,
+        operation: &'static str,
+        grant_type: &str,
+        tenant: &str,
+        client_id: &str,
+        fields: &[(&str, &str)],
+        ctx: &OpContext,
+    ) -> Result<TokenSet, EntraError> {
         let url = self.endpoint(tenant, "token")?;
-        let form = [
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("client_id", client_id),
-            ("device_code", device_code.expose_secret()),
-        ];
+        let mut form = vec![("grant_type", grant_type), ("client_id", client_id)];
+        form.extend_from_slice(fields);
         let body = encode_form(&form)?;
-        let (resp, _) = self.post_form("device_code_poll", url, body, ctx).await?;
-        parse_tokens("device_code_poll", &resp)
+        let (resp, _) = self.post_form(operation, url, body, ctx).await?;
+        parse_tokens(operation, &resp)
     }
 
     /// POSTs a form with transient retries; non-2xx answers become [`EntraError::Sts`].

@@ -216,6 +216,19 @@ mod tests {
 
     const ME: &str = r#"{"id":"u1","userPrincipalName":"a@contoso.test"}"#;
 
+    /// A user sign-in through `client` holding access token `access` (and refresh token
+    /// `rt-0`), renewed from now on.
+    fn signed_in_source(client: &crate::EntraClient, access: &str) -> RenewingToken {
+        let scopes = &["User.Read"];
+        RenewingToken::from_user_sign_in(
+            client.sts(),
+            "organizations",
+            "pub",
+            scopes,
+            signed_in(access),
+        )
+    }
+
     fn signed_in(access: &str) -> TokenSet {
         TokenSet {
             access_token: SecretString::from(access),
@@ -231,13 +244,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn renews_ahead_of_expiry_and_keeps_the_rotated_refresh_token() {
         let (client, fake) = fake_client(vec![token_ok("at-1"), token_ok("at-2")]);
-        let src = RenewingToken::from_user_sign_in(
-            client.sts(),
-            "organizations",
-            "pub",
-            &["User.Read"],
-            signed_in("at-0"),
-        );
+        let src = signed_in_source(&client, "at-0");
         assert_eq!(src.token(false).await.unwrap().expose_secret(), "at-0");
         assert!(fake.seen().is_empty(), "a fresh token is not renewed");
         tokio::time::advance(Duration::from_secs(3600 - 300)).await;
@@ -263,13 +270,7 @@ mod tests {
             token_ok("at-new"),
             json(200, ME),
         ]);
-        let src = RenewingToken::from_user_sign_in(
-            client.sts(),
-            "organizations",
-            "pub",
-            &["User.Read"],
-            signed_in("at-old"),
-        );
+        let src = signed_in_source(&client, "at-old");
         let g = client.graph_with_tokens(Arc::new(src));
         let me = g.me(&OpContext::new()).await.unwrap();
         assert_eq!(me.value.user_principal_name, "a@contoso.test");
@@ -284,13 +285,7 @@ mod tests {
             token_ok("at-new"),
             graph_err(401, "InvalidAuthenticationToken", "still no"),
         ]);
-        let src = RenewingToken::from_user_sign_in(
-            client.sts(),
-            "organizations",
-            "pub",
-            &["User.Read"],
-            signed_in("at-old"),
-        );
+        let src = signed_in_source(&client, "at-old");
         let err = client
             .graph_with_tokens(Arc::new(src))
             .me(&OpContext::new())

@@ -5,7 +5,9 @@ use entra_client::graph::roles::template;
 use entra_client::graph::{
     ApplicationSpec, OAuth2PermissionGrant, RequiredResourceAccess, ResourceAccess,
 };
-use entra_client::{EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, TEAMS_TENANT_ADMIN_API_APP_ID};
+use entra_client::{
+    CallMeta, EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, Reply, TEAMS_TENANT_ADMIN_API_APP_ID,
+};
 use secrecy::ExposeSecret;
 use testkit::portal::{self, Grants};
 use testkit::sim::{SimEnv, app_spec, assert_no_backing_application, calm, ok};
@@ -23,6 +25,17 @@ fn spec(name: &str) -> ApplicationSpec {
         }],
         ..app_spec(name)
     }
+}
+
+/// Awaits `remove`, which must succeed, then `list`, which must come back empty; the removal's
+/// call facts.
+async fn removed<T>(
+    remove: impl Future<Output = Result<Reply<()>, EntraError>>,
+    list: impl Future<Output = Result<Reply<Vec<T>>, EntraError>>,
+) -> CallMeta {
+    let meta = remove.await.unwrap().meta;
+    assert!(ok(list).await.is_empty());
+    meta
 }
 
 #[tokio::test]
@@ -251,14 +264,11 @@ async fn onboarding_run_end_to_end() {
     let listed = ok(g.list_oauth2_permission_grants(&sp.id, &ctx())).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].scope, "User.Read");
-    g.delete_oauth2_permission_grant(&og.value.id, &ctx())
-        .await
-        .unwrap();
-    assert!(
-        ok(g.list_oauth2_permission_grants(&sp.id, &ctx()))
-            .await
-            .is_empty()
-    );
+    removed(
+        g.delete_oauth2_permission_grant(&og.value.id, &ctx()),
+        g.list_oauth2_permission_grants(&sp.id, &ctx()),
+    )
+    .await;
 
     // Temporary token app: found by name and removed.
     let token_sps =
@@ -269,34 +279,24 @@ async fn onboarding_run_end_to_end() {
         1,
         "the sign-in created the -token enterprise app"
     );
-    let del = g
-        .delete_service_principal(&token_sps[0].id, &ctx())
-        .await
-        .unwrap();
-    assert_eq!(del.meta.status, 204);
-    assert!(
-        ok(g.find_service_principals_by_display_name(&env.info.token_app_display_name, &ctx()))
-            .await
-            .is_empty()
-    );
+    let del = removed(
+        g.delete_service_principal(&token_sps[0].id, &ctx()),
+        g.find_service_principals_by_display_name(&env.info.token_app_display_name, &ctx()),
+    )
+    .await;
+    assert_eq!(del.status, 204);
 
     // Day two: removals.
-    g.remove_directory_role_assignment(&ra.id, &ctx())
-        .await
-        .unwrap();
-    assert!(
-        ok(g.list_directory_role_assignments(&sp.id, &ctx()))
-            .await
-            .is_empty()
-    );
-    g.revoke_app_role(&graph_sp.id, &grant.id, &ctx())
-        .await
-        .unwrap();
-    assert!(
-        ok(g.list_app_role_assignments(&sp.id, &ctx()))
-            .await
-            .is_empty()
-    );
+    removed(
+        g.remove_directory_role_assignment(&ra.id, &ctx()),
+        g.list_directory_role_assignments(&sp.id, &ctx()),
+    )
+    .await;
+    removed(
+        g.revoke_app_role(&graph_sp.id, &grant.id, &ctx()),
+        g.list_app_role_assignments(&sp.id, &ctx()),
+    )
+    .await;
     let rm = g
         .remove_password(&app.id, &pw.info.key_id, &ctx())
         .await

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use entra_client::graph::{Application, GraphClient};
 use entra_client::{
     EntraClient, EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, RetryEvent, RetryReason,
     observer_fn,
@@ -13,6 +14,21 @@ use entra_sim::Faults;
 use testkit::portal::Grants;
 use testkit::sim::{SimEnv, app_spec, assert_no_backing_application, calm, entra_config, ok};
 use tokio::sync::mpsc;
+
+/// The emulator with the global admin's Graph client, then `faults` switched on.
+async fn admin_under(faults: Faults) -> (SimEnv, GraphClient) {
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = env.graph_as("globaladmin").await.unwrap();
+    env.sim.set_faults(faults);
+    (env, g)
+}
+
+/// A new application `name`, made without retries being asked for.
+async fn new_app(g: &GraphClient, name: &str) -> Application {
+    ok(g.upsert_application(name, &app_spec(name), &OpContext::new()))
+        .await
+        .application
+}
 
 fn recorder() -> (Arc<Mutex<Vec<RetryEvent>>>, OpContext) {
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -24,14 +40,13 @@ fn recorder() -> (Arc<Mutex<Vec<RetryEvent>>>, OpContext) {
 
 #[tokio::test]
 async fn throttling_honours_retry_after_and_reports_each_retry() {
-    let env = SimEnv::start(calm()).await.unwrap();
-    let g = env.graph_as("globaladmin").await.unwrap();
-    env.sim.set_faults(Faults {
+    let (env, g) = admin_under(Faults {
         throttle_rate: 0.5,
         throttle_retry_after_s: 1,
         seed: Some(11),
         ..calm()
-    });
+    })
+    .await;
 
     let (tx, mut rx) = mpsc::channel::<RetryEvent>(64);
     let started = Instant::now();
@@ -74,14 +89,13 @@ async fn throttling_honours_retry_after_and_reports_each_retry() {
 
 #[tokio::test]
 async fn server_errors_are_retried_until_success() {
-    let env = SimEnv::start(calm()).await.unwrap();
-    let g = env.graph_as("globaladmin").await.unwrap();
-    env.sim.set_faults(Faults {
+    let (_env, g) = admin_under(Faults {
         error_rate: 0.5,
         throttle_retry_after_s: 1,
         seed: Some(5),
         ..calm()
-    });
+    })
+    .await;
 
     let (events, ctx) = recorder();
     for _ in 0..6 {
@@ -117,17 +131,14 @@ async fn server_errors_are_retried_until_success() {
 
 #[tokio::test]
 async fn replication_lag_is_retried_only_for_dependent_calls() {
-    let env = SimEnv::start(calm()).await.unwrap();
-    let g = env.graph_as("globaladmin").await.unwrap();
-    env.sim.set_faults(Faults {
+    let (_env, g) = admin_under(Faults {
         replication_lag_ms: 1500,
         ..calm()
-    });
+    })
+    .await;
 
     // Standalone (not marked): the lag error is returned as is, after one request.
-    let app = ok(g.upsert_application("lp-lag-a", &app_spec("lp-lag-a"), &OpContext::new()))
-        .await
-        .application;
+    let app = new_app(&g, "lp-lag-a").await;
     let err = g
         .create_service_principal(&app.app_id, &OpContext::new())
         .await
@@ -135,9 +146,7 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
     assert_no_backing_application(&err);
 
     // Marked as dependent: retried until the replica catches up.
-    let app = ok(g.upsert_application("lp-lag-b", &app_spec("lp-lag-b"), &OpContext::new()))
-        .await
-        .application;
+    let app = new_app(&g, "lp-lag-b").await;
     let (events, ctx) = recorder();
     let started = Instant::now();
     let sp = g
@@ -187,21 +196,18 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
 
 #[tokio::test]
 async fn replication_budget_exhaustion_is_typed() {
-    let env = SimEnv::start(calm()).await.unwrap();
-    let g = env.graph_as("globaladmin").await.unwrap();
-    env.sim.set_faults(Faults {
+    let (env, g) = admin_under(Faults {
         replication_lag_ms: 60_000,
         ..calm()
-    });
+    })
+    .await;
     let mut config = entra_config(&env.sim);
     config.retry.replication_max_elapsed = Duration::from_secs(2);
     let tight = EntraClient::new(&config).unwrap();
     let tokens = env.sign_in("globaladmin").await.unwrap();
     let g2 = tight.graph(tokens.access_token);
 
-    let app = ok(g.upsert_application("lp-lag-c", &app_spec("lp-lag-c"), &OpContext::new()))
-        .await
-        .application;
+    let app = new_app(&g, "lp-lag-c").await;
     let started = Instant::now();
     let err = g2
         .create_service_principal(&app.app_id, &OpContext::new().after_create())
@@ -256,11 +262,9 @@ async fn app_only_caller_gets_the_backing_application_403_which_is_lag_not_denia
         replication_lag_ms: 1500,
         ..calm()
     });
-    let new_app = ok(automation.upsert_application("lp-by-app", &app_spec("lp-by-app"), &ctx()))
-        .await
-        .application;
+    let fresh = new_app(&automation, "lp-by-app").await;
     let err = automation
-        .create_service_principal(&new_app.app_id, &ctx())
+        .create_service_principal(&fresh.app_id, &ctx())
         .await
         .unwrap_err();
     let ge = err.graph().unwrap();
@@ -273,7 +277,7 @@ async fn app_only_caller_gets_the_backing_application_403_which_is_lag_not_denia
 
     let (events, rctx) = recorder();
     let made = automation
-        .create_service_principal(&new_app.app_id, &rctx.after_create())
+        .create_service_principal(&fresh.app_id, &rctx.after_create())
         .await
         .unwrap();
     assert_eq!(made.meta.status, 201);

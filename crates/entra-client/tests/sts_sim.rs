@@ -2,11 +2,25 @@
 
 use std::time::Duration;
 
-use entra_client::{DeviceAuthorization, DeviceCodeFlow, EntraError, OpContext, PollOutcome};
+use entra_client::{
+    CallMeta, DeviceAuthorization, DeviceCodeFlow, EntraError, OpContext, PollOutcome,
+};
 use entra_sim::Faults;
 use secrecy::{ExposeSecret, SecretString};
 use testkit::portal::Grants;
 use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, SimEnv, calm, ok};
+
+/// `GET /me` with `access_token` works and names the global admin; its call facts.
+async fn me_is_global_admin(env: &SimEnv, access_token: SecretString) -> CallMeta {
+    let me = env
+        .client
+        .graph(access_token)
+        .me(&OpContext::new())
+        .await
+        .unwrap();
+    assert_eq!(me.value.user_principal_name, env.upn("globaladmin"));
+    me.meta
+}
 
 #[tokio::test]
 async fn device_code_sign_in_yields_tokens_for_the_right_user() {
@@ -41,15 +55,9 @@ async fn device_code_sign_in_yields_tokens_for_the_right_user() {
     );
     assert!(tokens.id_token.is_some(), "openid gives an id token");
 
-    let me = env
-        .client
-        .graph(tokens.access_token)
-        .me(&OpContext::new())
-        .await
-        .unwrap();
-    assert_eq!(me.value.user_principal_name, env.upn("globaladmin"));
-    assert_eq!(me.meta.status, 200);
-    assert!(me.meta.request_id.is_some(), "Graph request-id captured");
+    let me = me_is_global_admin(&env, tokens.access_token).await;
+    assert_eq!(me.status, 200);
+    assert!(me.request_id.is_some(), "Graph request-id captured");
 }
 
 #[tokio::test]
@@ -146,13 +154,7 @@ async fn refresh_token_gives_a_working_access_token() {
         refreshed.access_token.expose_secret(),
         tokens.access_token.expose_secret()
     );
-    let me = env
-        .client
-        .graph(refreshed.access_token)
-        .me(&OpContext::new())
-        .await
-        .unwrap();
-    assert_eq!(me.value.user_principal_name, env.upn("globaladmin"));
+    me_is_global_admin(&env, refreshed.access_token).await;
 }
 
 #[tokio::test]

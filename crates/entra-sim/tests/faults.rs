@@ -17,6 +17,13 @@ async fn after_lag() {
     tokio::time::sleep(Duration::from_millis(LAG + 100)).await;
 }
 
+/// The emulator with a global admin's token, then `faults` switched on.
+async fn admin_under(faults: Faults) -> (Wire, String) {
+    let (env, token) = Wire::signed_in("globaladmin").await;
+    env.sim.set_faults(faults);
+    (env, token)
+}
+
 /// Asserts an error message contains `part`.
 #[track_caller]
 fn assert_message(body: &Value, part: &str) {
@@ -177,13 +184,13 @@ async fn throttling_sends_429_with_retry_after_deterministically() {
 
 #[tokio::test]
 async fn server_errors_cycle_503_500_504() {
-    let (env, t) = Wire::signed_in("globaladmin").await;
-    env.sim.set_faults(Faults {
+    let (env, t) = admin_under(Faults {
         error_rate: 1.0,
         throttle_retry_after_s: 4,
         seed: Some(1),
         ..Faults::default()
-    });
+    })
+    .await;
     let mut got = Vec::new();
     for _ in 0..3 {
         let r = env.get(&t, "/me").await;
@@ -201,11 +208,11 @@ async fn server_errors_cycle_503_500_504() {
 
 #[tokio::test]
 async fn latency_delays_every_answer() {
-    let (env, t) = Wire::signed_in("globaladmin").await;
-    env.sim.set_faults(Faults {
+    let (env, t) = admin_under(Faults {
         latency_ms: 300,
         ..Faults::default()
-    });
+    })
+    .await;
     let t0 = Instant::now();
     env.get(&t, "/me").await.expect(200);
     let elapsed = t0.elapsed();

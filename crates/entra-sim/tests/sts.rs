@@ -6,6 +6,15 @@ use serde_json::Value;
 use testkit::wire::ids::TEAMS;
 use testkit::wire::{GRAPH_DEFAULT, SCOPE, Wire, access_claims, claims, str_of};
 
+/// Signs in `dc`'s user code as `upn` through the emulator's API, which must refuse: why.
+async fn refused_login(env: &Wire, dc: &Value, upn: &str) -> entra_sim::SimError {
+    let user_code = str_of(&dc["user_code"]);
+    env.sim
+        .complete_device_login(&user_code, upn)
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn discovery_and_jwks_describe_the_emulator() {
     let env = Wire::start(Faults::default()).await;
@@ -177,12 +186,8 @@ async fn device_flow_expired_and_bad_codes() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = env.poll(&str_of(&dc["device_code"])).await;
     r.expect_sts_error(400, "expired_token", 70019);
-    let user_code = str_of(&dc["user_code"]);
-    let err = env
-        .sim
-        .complete_device_login(&user_code, &env.upn("globaladmin"))
-        .await;
-    assert!(matches!(err.unwrap_err(), entra_sim::SimError::CodeExpired));
+    let err = refused_login(&env, &dc, &env.upn("globaladmin")).await;
+    assert!(matches!(err, entra_sim::SimError::CodeExpired));
 
     let r = env.poll("not-a-device-code").await;
     r.expect_sts_error(400, "bad_verification_code", 70018);
@@ -223,12 +228,7 @@ async fn device_code_request_errors() {
 async fn plain_user_cannot_consent_admin_scopes() {
     let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;
-    let user_code = str_of(&dc["user_code"]);
-    let err = env
-        .sim
-        .complete_device_login(&user_code, &env.upn("user"))
-        .await;
-    let err = err.unwrap_err();
+    let err = refused_login(&env, &dc, &env.upn("user")).await;
     assert!(
         matches!(err, entra_sim::SimError::ConsentRequired(_)),
         "{err}"

@@ -9,7 +9,7 @@ use crate::error::EntraError;
 use crate::graph::types::{
     Application, ApplicationSpec, DirectoryObject, NewPassword, RawNewPassword,
 };
-use crate::odata::{id, key, literal};
+use crate::odata::{id, key};
 use crate::retry::OpContext;
 
 /// What every application read selects; `isFallbackPublicClient` and `publicClient` (in
@@ -57,11 +57,9 @@ impl GraphClient {
         object_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Application>, EntraError> {
-        let url = self.url(
-            &format!("applications/{}", id(object_id)?),
-            &[("$select", APP_SELECT)],
-        )?;
-        self.get_json("get_application", url, ctx).await
+        let path = format!("applications/{}", id(object_id)?);
+        self.get_selected("get_application", &path, APP_SELECT, ctx)
+            .await
     }
 
     /// Finds the application with client id `app_id`; `None` if there is none.
@@ -70,15 +68,9 @@ impl GraphClient {
         app_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Option<Application>>, EntraError> {
-        let filter = format!("appId eq {}", literal(app_id));
-        let url = self.url(
-            "applications",
-            &[("$filter", &filter), ("$select", APP_SELECT)],
-        )?;
-        let reply: Reply<Vec<Application>> = self
-            .list_all("find_application_by_app_id", url, ctx)
-            .await?;
-        Ok(reply.map(|v| v.into_iter().next()))
+        let op = "find_application_by_app_id";
+        self.find_where(op, "applications", "appId", app_id, APP_SELECT, ctx)
+            .await
     }
 
     /// Applications whose display name is exactly `name` (names are not unique in Entra; the
@@ -88,12 +80,8 @@ impl GraphClient {
         name: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Vec<Application>>, EntraError> {
-        let filter = format!("displayName eq {}", literal(name));
-        let url = self.url(
-            "applications",
-            &[("$filter", &filter), ("$select", APP_SELECT)],
-        )?;
-        self.list_all("find_applications_by_display_name", url, ctx)
+        let (op, select) = ("find_applications_by_display_name", Some(APP_SELECT));
+        self.list_where(op, "applications", "displayName", name, select, ctx)
             .await
     }
 
@@ -103,12 +91,9 @@ impl GraphClient {
         unique_name: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Option<Application>>, EntraError> {
-        let url = self.url(
-            &format!("applications(uniqueName={})", key(unique_name)),
-            &[("$select", APP_SELECT)],
-        )?;
+        let path = format!("applications(uniqueName={})", key(unique_name));
         match self
-            .get_json::<Application>("get_application_by_unique_name", url, ctx)
+            .get_selected::<Application>("get_application_by_unique_name", &path, APP_SELECT, ctx)
             .await
         {
             Ok(r) => Ok(r.map(Some)),
@@ -165,12 +150,9 @@ impl GraphClient {
             after_create: true,
             ..ctx.clone()
         };
-        let url = self.url(
-            &format!("applications(uniqueName={})", key(unique_name)),
-            &[("$select", APP_SELECT)],
-        )?;
+        let path = format!("applications(uniqueName={})", key(unique_name));
         let read: Reply<Application> = self
-            .get_json("upsert_application_read_back", url, &read_ctx)
+            .get_selected("upsert_application_read_back", &path, APP_SELECT, &read_ctx)
             .await?;
         tracing::info!(unique_name, app_id = %read.value.app_id, "application updated");
         Ok(Reply {
@@ -192,9 +174,8 @@ impl GraphClient {
         patch: &serde_json::Value,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(&format!("applications/{}", id(object_id)?), &[])?;
-        let body = to_json("update_application", patch)?;
-        self.no_content("update_application", Method::PATCH, url, Some(body), ctx)
+        let path = format!("applications/{}", id(object_id)?);
+        self.write_path("update_application", Method::PATCH, &path, patch, ctx)
             .await
     }
 
@@ -204,9 +185,8 @@ impl GraphClient {
         object_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(&format!("applications/{}", id(object_id)?), &[])?;
-        self.no_content("delete_application", Method::DELETE, url, None, ctx)
-            .await
+        let path = format!("applications/{}", id(object_id)?);
+        self.delete_path("delete_application", &path, ctx).await
     }
 
     /// `POST /applications/{id}/addPassword`: a new client secret. The value is returned only
@@ -247,17 +227,11 @@ impl GraphClient {
         key_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(
-            &format!("applications/{}/removePassword", id(app_object_id)?),
-            &[],
-        )?;
-        let body = to_json(
-            "remove_password",
-            &RemovePasswordBody {
-                key_id: id(key_id)?,
-            },
-        )?;
-        self.no_content("remove_password", Method::POST, url, Some(body), ctx)
+        let path = format!("applications/{}/removePassword", id(app_object_id)?);
+        let body = RemovePasswordBody {
+            key_id: id(key_id)?,
+        };
+        self.write_path("remove_password", Method::POST, &path, &body, ctx)
             .await
     }
 
@@ -269,11 +243,9 @@ impl GraphClient {
         app_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Application>, EntraError> {
-        let url = self.url(
-            &format!("applications(appId={})", key(id(app_id)?)),
-            &[("$select", APP_SELECT)],
-        )?;
-        self.get_json("get_application_by_app_id", url, ctx).await
+        let path = format!("applications(appId={})", key(id(app_id)?));
+        self.get_selected("get_application_by_app_id", &path, APP_SELECT, ctx)
+            .await
     }
 
     /// `GET /applications/{id}/owners`: the users and service principals that own the app
@@ -284,8 +256,8 @@ impl GraphClient {
         app_object_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Vec<DirectoryObject>>, EntraError> {
-        let url = self.url(&format!("applications/{}/owners", id(app_object_id)?), &[])?;
-        self.list_all("list_application_owners", url, ctx).await
+        let path = format!("applications/{}/owners", id(app_object_id)?);
+        self.list_path("list_application_owners", &path, ctx).await
     }
 
     /// `POST /applications/{id}/owners/$ref` with `{"@odata.id": ".../directoryObjects/{id}"}`
@@ -297,16 +269,10 @@ impl GraphClient {
         owner_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(
-            &format!("applications/{}/owners/$ref", id(app_object_id)?),
-            &[],
-        )?;
+        let path = format!("applications/{}/owners/$ref", id(app_object_id)?);
         let reference = self.url(&format!("directoryObjects/{}", id(owner_id)?), &[])?;
-        let body = to_json(
-            "add_application_owner",
-            &serde_json::json!({ "@odata.id": reference.as_str() }),
-        )?;
-        self.no_content("add_application_owner", Method::POST, url, Some(body), ctx)
+        let body = serde_json::json!({ "@odata.id": reference.as_str() });
+        self.write_path("add_application_owner", Method::POST, &path, &body, ctx)
             .await
     }
 }

@@ -2,8 +2,6 @@
 //! for 30 days and keeps its `uniqueName` reserved meanwhile
 //! (microsoftgraph/msgraph-bicep-types#137): restore it or delete it permanently to free it.
 
-use reqwest::Method;
-
 use super::{GraphClient, Reply};
 use crate::error::EntraError;
 use crate::graph::types::Application;
@@ -65,14 +63,8 @@ impl GraphClient {
         object_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(&format!("directory/deletedItems/{}", id(object_id)?), &[])?;
-        self.no_content(
-            "delete_deleted_item_permanently",
-            Method::DELETE,
-            url,
-            None,
-            ctx,
-        )
-        .await
+        let path = format!("directory/deletedItems/{}", id(object_id)?);
+        self.delete_path("delete_deleted_item_permanently", &path, ctx)
+            .await
     }
 }

@@ -31,9 +31,9 @@ impl GraphClient {
         &self,
         ctx: &OpContext,
     ) -> Result<Reply<Vec<DirectoryRole>>, EntraError> {
-        let url = self.url("me/transitiveMemberOf", &[])?;
-        let reply: Reply<Vec<DirectoryObject>> =
-            self.list_all("my_directory_roles", url, ctx).await?;
+        let reply: Reply<Vec<DirectoryObject>> = self
+            .list_path("my_directory_roles", "me/transitiveMemberOf", ctx)
+            .await?;
         let roles: Vec<DirectoryObject> = reply
             .value
             .into_iter()

@@ -1,13 +1,12 @@
 //! Consent: app-role assignments (admin consent to application permissions) and
 //! oauth2PermissionGrants (delegated consent).
 
-use reqwest::Method;
 use serde::Serialize;
 
 use super::{GraphClient, Reply};
 use crate::error::EntraError;
 use crate::graph::types::{AppRoleAssignment, OAuth2PermissionGrant};
-use crate::odata::{id, literal};
+use crate::odata::id;
 use crate::retry::OpContext;
 
 #[derive(Serialize)]
@@ -89,8 +88,7 @@ impl GraphClient {
         ctx: &OpContext,
     ) -> Result<Reply<Vec<AppRoleAssignment>>, EntraError> {
         let path = format!("servicePrincipals/{}/{relation}", id(sp_id)?);
-        let url = self.url(&path, &[])?;
-        self.list_all(operation, url, ctx).await
+        self.list_path(operation, &path, ctx).await
     }
 
     /// Revokes an app-role grant (`DELETE …/appRoleAssignedTo/{id}`, 204).
@@ -100,16 +98,12 @@ impl GraphClient {
         assignment_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(
-            &format!(
-                "servicePrincipals/{}/appRoleAssignedTo/{}",
-                id(resource_sp_id)?,
-                id(assignment_id)?
-            ),
-            &[],
-        )?;
-        self.no_content("revoke_app_role", Method::DELETE, url, None, ctx)
-            .await
+        let path = format!(
+            "servicePrincipals/{}/appRoleAssignedTo/{}",
+            id(resource_sp_id)?,
+            id(assignment_id)?
+        );
+        self.delete_path("revoke_app_role", &path, ctx).await
     }
 
     /// Delegated grants held by client SP `client_sp_id`.
@@ -118,10 +112,17 @@ impl GraphClient {
         client_sp_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Vec<OAuth2PermissionGrant>>, EntraError> {
-        let filter = format!("clientId eq {}", literal(id(client_sp_id)?));
-        let url = self.url("oauth2PermissionGrants", &[("$filter", &filter)])?;
-        self.list_all("list_oauth2_permission_grants", url, ctx)
-            .await
+        let op = "list_oauth2_permission_grants";
+        let client_id = id(client_sp_id)?;
+        self.list_where(
+            op,
+            "oauth2PermissionGrants",
+            "clientId",
+            client_id,
+            None,
+            ctx,
+        )
+        .await
     }
 
     /// `POST /oauth2PermissionGrants` (201); `grant.id` is ignored.
@@ -145,14 +146,8 @@ impl GraphClient {
         grant_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(&format!("oauth2PermissionGrants/{}", id(grant_id)?), &[])?;
-        self.no_content(
-            "delete_oauth2_permission_grant",
-            Method::DELETE,
-            url,
-            None,
-            ctx,
-        )
-        .await
+        let path = format!("oauth2PermissionGrants/{}", id(grant_id)?);
+        self.delete_path("delete_oauth2_permission_grant", &path, ctx)
+            .await
     }
 }

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Shared;
 use crate::error::{EntraError, ErrorHeaders, parse_graph_error};
+use crate::odata::literal;
 use crate::retry::{OpContext, Retrier};
 use crate::sts::header_str;
 use crate::token_source::TokenSource;
@@ -310,6 +311,91 @@ impl GraphClient {
         Ok(Reply { value: (), meta })
     }
 
+    /// `GET {path}?$select={select}`: one object (`path` may be `collection/{id}` or an
+    /// alternate key such as `applications(appId='…')`).
+    pub(crate) async fn get_selected<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        select: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<T>, EntraError> {
+        let url = self.url(path, &[("$select", select)])?;
+        self.get_json(operation, url, ctx).await
+    }
+
+    /// Every item of `collection` whose `property` equals `value`
+    /// (`$filter={property} eq '{value}'`, with `$select` when given).
+    pub(crate) async fn list_where<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        collection: &str,
+        property: &str,
+        value: &str,
+        select: Option<&str>,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<T>>, EntraError> {
+        let filter = format!("{property} eq {}", literal(value));
+        let mut query = vec![("$filter", filter.as_str())];
+        query.extend(select.map(|s| ("$select", s)));
+        let url = self.url(collection, &query)?;
+        self.list_all(operation, url, ctx).await
+    }
+
+    /// The first item of [`Self::list_where`]; `None` when nothing matches.
+    pub(crate) async fn find_where<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        collection: &str,
+        property: &str,
+        value: &str,
+        select: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Option<T>>, EntraError> {
+        let reply: Reply<Vec<T>> = self
+            .list_where(operation, collection, property, value, Some(select), ctx)
+            .await?;
+        Ok(reply.map(|v| v.into_iter().next()))
+    }
+
+    /// Every item under `path` (no query), all pages.
+    pub(crate) async fn list_path<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<T>>, EntraError> {
+        let url = self.url(path, &[])?;
+        self.list_all(operation, url, ctx).await
+    }
+
+    /// `DELETE {path}` (204).
+    pub(crate) async fn delete_path(
+        &self,
+        operation: &'static str,
+        path: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let url = self.url(path, &[])?;
+        self.no_content(operation, Method::DELETE, url, None, ctx)
+            .await
+    }
+
+    /// `method {path}` with a JSON body whose success has no body (204).
+    pub(crate) async fn write_path<B: Serialize>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: &B,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let url = self.url(path, &[])?;
+        let body = to_json(operation, body)?;
+        self.no_content(operation, method, url, Some(body), ctx)
+            .await
+    }
+
     /// GET a collection, following `@odata.nextLink` until the last page.
     pub(crate) async fn list_all<T: DeserializeOwned>(
         &self,
@@ -320,19 +406,10 @@ impl GraphClient {
         self.list_pages(operation, first, true, ctx).await
     }
 
-    /// [`Self::list_all`] for collections that refuse `$top` (e.g.
-    /// `roleManagement/directory/roleAssignments`): the configured page size is not sent;
-    /// Graph's own paging still applies.
-    pub(crate) async fn list_all_without_top<T: DeserializeOwned>(
-        &self,
-        operation: &'static str,
-        first: Url,
-        ctx: &OpContext,
-    ) -> Result<Reply<Vec<T>>, EntraError> {
-        self.list_pages(operation, first, false, ctx).await
-    }
-
-    async fn list_pages<T: DeserializeOwned>(
+    /// [`Self::list_all`], except that `top_allowed: false` is for collections that refuse
+    /// `$top` (e.g. `roleManagement/directory/roleAssignments`): the configured page size is
+    /// not sent; Graph's own paging still applies.
+    pub(crate) async fn list_pages<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         first: Url,

@@ -1,6 +1,5 @@
 //! Entra directory roles: assignments to our service principal, and the built-in template ids.
 
-use reqwest::Method;
 use serde::Serialize;
 
 use super::{GraphClient, Reply};
@@ -32,6 +31,9 @@ pub mod template {
     pub const SKYPE_FOR_BUSINESS_ADMINISTRATOR: &str = "75941009-915a-4869-abe7-691bff18279e";
 }
 
+/// The collection of directory role assignments.
+const ROLE_ASSIGNMENTS: &str = "roleManagement/directory/roleAssignments";
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RoleAssignmentBody<'a> {
@@ -56,7 +58,7 @@ impl GraphClient {
         principal_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<UnifiedRoleAssignment>, EntraError> {
-        let url = self.url("roleManagement/directory/roleAssignments", &[])?;
+        let url = self.url(ROLE_ASSIGNMENTS, &[])?;
         let body = RoleAssignmentBody {
             odata_type: "#microsoft.graph.unifiedRoleAssignment",
             role_definition_id: id(role_definition_id)?,
@@ -84,11 +86,9 @@ impl GraphClient {
         ctx: &OpContext,
     ) -> Result<Reply<Vec<UnifiedRoleAssignment>>, EntraError> {
         let filter = format!("principalId eq {}", literal(id(principal_id)?));
-        let url = self.url(
-            "roleManagement/directory/roleAssignments",
-            &[("$filter", &filter)],
-        )?;
-        self.list_all_without_top("list_directory_role_assignments", url, ctx)
+        let url = self.url(ROLE_ASSIGNMENTS, &[("$filter", &filter)])?;
+        let top_allowed = false;
+        self.list_pages("list_directory_role_assignments", url, top_allowed, ctx)
             .await
     }
 
@@ -98,21 +98,9 @@ impl GraphClient {
         assignment_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(
-            &format!(
-                "roleManagement/directory/roleAssignments/{}",
-                id(assignment_id)?
-            ),
-            &[],
-        )?;
-        self.no_content(
-            "remove_directory_role_assignment",
-            Method::DELETE,
-            url,
-            None,
-            ctx,
-        )
-        .await
+        let path = format!("{ROLE_ASSIGNMENTS}/{}", id(assignment_id)?);
+        self.delete_path("remove_directory_role_assignment", &path, ctx)
+            .await
     }
 
     /// Directory role definitions (built-in and custom).
@@ -120,8 +108,8 @@ impl GraphClient {
         &self,
         ctx: &OpContext,
     ) -> Result<Reply<Vec<UnifiedRoleDefinition>>, EntraError> {
-        let url = self.url("roleManagement/directory/roleDefinitions", &[])?;
-        self.list_all("list_directory_role_definitions", url, ctx)
+        let path = "roleManagement/directory/roleDefinitions";
+        self.list_path("list_directory_role_definitions", path, ctx)
             .await
     }
 }

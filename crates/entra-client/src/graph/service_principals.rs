@@ -1,13 +1,12 @@
 //! Service principals: ours (created from the app), resource SPs (Graph, Teams admin API) and
 //! the temporary `-token` enterprise app we remove.
 
-use reqwest::Method;
 use serde::Serialize;
 
 use super::{GraphClient, Reply};
 use crate::error::EntraError;
 use crate::graph::types::ServicePrincipal;
-use crate::odata::{id, key, literal};
+use crate::odata::{id, key};
 use crate::retry::OpContext;
 
 const SP_SELECT: &str = "id,appId,displayName,appRoles,oauth2PermissionScopes";
@@ -46,11 +45,9 @@ impl GraphClient {
         object_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<ServicePrincipal>, EntraError> {
-        let url = self.url(
-            &format!("servicePrincipals/{}", id(object_id)?),
-            &[("$select", SP_SELECT)],
-        )?;
-        self.get_json("get_service_principal", url, ctx).await
+        let path = format!("servicePrincipals/{}", id(object_id)?);
+        self.get_selected("get_service_principal", &path, SP_SELECT, ctx)
+            .await
     }
 
     /// The service principal of client id `app_id` in this tenant; `None` if not instantiated.
@@ -59,15 +56,9 @@ impl GraphClient {
         app_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Option<ServicePrincipal>>, EntraError> {
-        let filter = format!("appId eq {}", literal(app_id));
-        let url = self.url(
-            "servicePrincipals",
-            &[("$filter", &filter), ("$select", SP_SELECT)],
-        )?;
-        let reply: Reply<Vec<ServicePrincipal>> = self
-            .list_all("find_service_principal_by_app_id", url, ctx)
-            .await?;
-        Ok(reply.map(|v| v.into_iter().next()))
+        let op = "find_service_principal_by_app_id";
+        self.find_where(op, "servicePrincipals", "appId", app_id, SP_SELECT, ctx)
+            .await
     }
 
     /// Service principals named exactly `name` (how the temporary `-token` app is found).
@@ -76,12 +67,8 @@ impl GraphClient {
         name: &str,
         ctx: &OpContext,
     ) -> Result<Reply<Vec<ServicePrincipal>>, EntraError> {
-        let filter = format!("displayName eq {}", literal(name));
-        let url = self.url(
-            "servicePrincipals",
-            &[("$filter", &filter), ("$select", SP_SELECT)],
-        )?;
-        self.list_all("find_service_principals_by_display_name", url, ctx)
+        let (op, select) = ("find_service_principals_by_display_name", Some(SP_SELECT));
+        self.list_where(op, "servicePrincipals", "displayName", name, select, ctx)
             .await
     }
 
@@ -93,11 +80,9 @@ impl GraphClient {
         resource_app_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<ServicePrincipal>, EntraError> {
-        let url = self.url(
-            &format!("servicePrincipals(appId={})", key(resource_app_id)),
-            &[("$select", SP_SELECT)],
-        )?;
-        self.get_json("resource_service_principal", url, ctx).await
+        let path = format!("servicePrincipals(appId={})", key(resource_app_id));
+        self.get_selected("resource_service_principal", &path, SP_SELECT, ctx)
+            .await
     }
 
     /// `DELETE /servicePrincipals/{id}` (204).
@@ -106,9 +91,9 @@ impl GraphClient {
         object_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(&format!("servicePrincipals/{}", id(object_id)?), &[])?;
+        let path = format!("servicePrincipals/{}", id(object_id)?);
         let reply = self
-            .no_content("delete_service_principal", Method::DELETE, url, None, ctx)
+            .delete_path("delete_service_principal", &path, ctx)
             .await?;
         tracing::info!(
             sp_id = object_id,

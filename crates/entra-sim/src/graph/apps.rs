@@ -6,7 +6,8 @@ use serde_json::{Map, Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use super::authz::{self, READ_APPS, WRITE_APPS};
-use super::odata::{check_filter, collection, entity};
+use super::lookup::AltKey;
+use super::odata::{collection, entity};
 use super::recycle::{recycle, remove_sp};
 use super::{Ctx, Key, Reply};
 use crate::defaults::{APP_READ_ONLY, application_defaults};
@@ -30,31 +31,15 @@ const APP_FILTERS: &[&str] = &[
 /// Index of the application a key names. `ignore_lag` is for writes that go to the primary
 /// replica (the uniqueName upsert), which always see the latest state.
 fn find(c: &Ctx<'_>, dir: &Directory, key: &Key, ignore_lag: bool) -> Result<usize, Response> {
-    let (idx, shown) = match key {
-        Key::Id(id) => (
-            dir.applications.iter().position(|a| &a.id == id),
-            id.clone(),
-        ),
-        Key::Alt(p, v) if p.eq_ignore_ascii_case("appId") => (
-            dir.applications
-                .iter()
-                .position(|a| a.app_id.eq_ignore_ascii_case(v)),
-            v.clone(),
-        ),
-        Key::Alt(p, v) if p.eq_ignore_ascii_case("uniqueName") => (
-            dir.applications
-                .iter()
-                .position(|a| a.unique_name().is_some_and(|u| u.eq_ignore_ascii_case(v))),
-            v.clone(),
-        ),
-        Key::Alt(p, _) => {
-            return Err(c.err(StatusCode::BAD_REQUEST, "BadRequest", &format!("The property '{p}' is not an alternate key of type 'microsoft.graph.application'.")));
-        }
-    };
-    match idx {
-        Some(i) if ignore_lag || c.s.visible(dir.applications[i].visible_at_ms) => Ok(i),
-        _ => Err(c.not_found(&shown)),
-    }
+    let alt_keys: &[AltKey<Application>] = &[
+        ("appId", |a, v| a.app_id.eq_ignore_ascii_case(v)),
+        ("uniqueName", |a, v| {
+            a.unique_name().is_some_and(|u| u.eq_ignore_ascii_case(v))
+        }),
+    ];
+    c.find_key(&dir.applications, key, "application", alt_keys, |a| {
+        ignore_lag || c.s.visible(a.visible_at_ms)
+    })
 }
 
 /// Validates a create/update body and returns the properties to store.
@@ -150,8 +135,7 @@ fn insert_new(c: &Ctx<'_>, inner: &mut Inner, props: Map<String, Value>) -> Valu
 pub fn list(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
     let dir = &inner.dir;
-    authz::require(c, dir, &READ_APPS, &[])
-        .and_then(|()| check_filter(c, "application", APP_FILTERS))?;
+    c.may_list(dir, &READ_APPS, "application", APP_FILTERS)?;
     let items = dir
         .applications
         .iter()
@@ -179,8 +163,7 @@ pub fn create(c: &Ctx<'_>) -> Reply {
         return Err(conflict(c, "uniqueName"));
     }
     let json = insert_new(c, &mut inner, props);
-    c.s.persist(&inner);
-    Ok(entity(c, "applications", StatusCode::CREATED, json))
+    Ok(c.created(&inner, "applications", json))
 }
 
 /// `GET /applications/{id}` (also `(appId='…')`, `(uniqueName='…')`).
@@ -229,19 +212,17 @@ pub fn add_owner(c: &Ctx<'_>, key: &Key) -> Reply {
     let idx = find(c, &inner.dir, key, false)?;
     let owners = inner.dir.applications[idx].owners.clone();
     authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
-    let Some(object_id) = c
-        .body
-        .as_ref()
-        .and_then(|b| b["@odata.id"].as_str())
-        .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
-        .map(str::to_string)
-    else {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "Invalid value specified for property '@odata.id'.",
-        ));
-    };
+    let reference = c.body_str(
+        "@odata.id",
+        "Invalid value specified for property '@odata.id'.",
+    )?;
+    // The last segment of `…/directoryObjects/{id}`.
+    let object_id = reference
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     if owner_json(&inner.dir, &object_id).is_none() {
         return Err(c.err(
             StatusCode::NOT_FOUND,
@@ -296,8 +277,7 @@ pub fn patch(c: &Ctx<'_>, key: &Key) -> Reply {
             }
             props.insert("uniqueName".into(), json!(name));
             let json = insert_new(c, &mut inner, props);
-            c.s.persist(&inner);
-            return Err(entity(c, "applications", StatusCode::CREATED, json));
+            return Err(c.created(&inner, "applications", json));
         }
         (Err(r), _) => return Err(r),
     };
@@ -437,18 +417,7 @@ pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Reply {
     let idx = find(c, &inner.dir, key, false)?;
     let owners = inner.dir.applications[idx].owners.clone();
     authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
-    let Some(key_id) = c
-        .body
-        .as_ref()
-        .and_then(|b| b["keyId"].as_str())
-        .map(str::to_string)
-    else {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "Invalid value specified for property 'keyId'.",
-        ));
-    };
+    let key_id = c.body_str("keyId", "Invalid value specified for property 'keyId'.")?;
     let pws = &mut inner.dir.applications[idx].passwords;
     let before = pws.len();
     pws.retain(|p| !p.key_id.eq_ignore_ascii_case(&key_id));

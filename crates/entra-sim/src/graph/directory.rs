@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::authz::{self, ME, READ_ORG, READ_ROLES, READ_USERS, WRITE_ROLES};
-use super::odata::{check_filter, collection, entity};
+use super::odata::{collection, entity};
 use super::{Caller, Ctx, Key, Reply};
 use crate::http::no_content;
 use crate::model::{Directory, RoleAssignment};
@@ -101,13 +101,8 @@ pub fn me_member_of(c: &Ctx<'_>) -> Reply {
 /// `GET /users`.
 pub fn list_users(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    authz::require(c, &inner.dir, &READ_USERS, &[]).and_then(|()| {
-        check_filter(
-            c,
-            "user",
-            &["userPrincipalName", "displayName", "id", "mail"],
-        )
-    })?;
+    let filters = ["userPrincipalName", "displayName", "id", "mail"];
+    c.may_list(&inner.dir, &READ_USERS, "user", &filters)?;
     Ok(collection(
         c,
         "users",
@@ -243,13 +238,8 @@ pub fn directory_role_members(c: &Ctx<'_>, key: &Key) -> Reply {
 /// `GET /roleManagement/directory/roleDefinitions`.
 pub fn list_role_definitions(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
-        check_filter(
-            c,
-            "unifiedRoleDefinition",
-            &["templateId", "displayName", "isBuiltIn", "id"],
-        )
-    })?;
+    let filters = ["templateId", "displayName", "isBuiltIn", "id"];
+    c.may_list(&inner.dir, &READ_ROLES, "unifiedRoleDefinition", &filters)?;
     let items = ROLE_TEMPLATES
         .iter()
         .map(|(t, n)| role_definition_json(t, n))
@@ -265,41 +255,25 @@ pub fn list_role_definitions(c: &Ctx<'_>) -> Reply {
 pub fn get_role_definition(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
     authz::require(c, &inner.dir, &READ_ROLES, &[])?;
-    let Key::Id(id) = key else {
-        return Err(c.not_found(""));
-    };
-    Ok(
-        match ROLE_TEMPLATES
-            .iter()
-            .find(|(t, _)| t.eq_ignore_ascii_case(id))
-        {
-            Some((t, n)) => entity(
-                c,
-                "roleManagement/directory/roleDefinitions",
-                StatusCode::OK,
-                role_definition_json(t, n),
-            ),
-            None => c.not_found(id),
-        },
-    )
+    let id = c.object_id(key)?;
+    let found = ROLE_TEMPLATES
+        .iter()
+        .find(|(t, _)| t.eq_ignore_ascii_case(id))
+        .map(|(t, n)| role_definition_json(t, n));
+    c.found("roleManagement/directory/roleDefinitions", id, found)
 }
 
 /// `GET /roleManagement/directory/roleAssignments` (`$filter` on principalId, roleDefinitionId, …).
 pub fn list_role_assignments(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    authz::require(c, &inner.dir, &READ_ROLES, &[]).and_then(|()| {
-        check_filter(
-            c,
-            "unifiedRoleAssignment",
-            &[
-                "principalId",
-                "roleDefinitionId",
-                "directoryScopeId",
-                "id",
-                "appScopeId",
-            ],
-        )
-    })?;
+    let filters = [
+        "principalId",
+        "roleDefinitionId",
+        "directoryScopeId",
+        "id",
+        "appScopeId",
+    ];
+    c.may_list(&inner.dir, &READ_ROLES, "unifiedRoleAssignment", &filters)?;
     // rbacapplication-list-roleassignments: $filter, $expand and $select only; Graph refuses
     // $top here (OData's standard refusal), so a client must not send it.
     if c.query.top.is_some() {
@@ -372,32 +346,19 @@ pub fn create_role_assignment(c: &Ctx<'_>) -> Reply {
     };
     let json = a.to_json();
     inner.dir.role_assignments.push(a);
-    c.s.persist(&inner);
-    Ok(entity(
-        c,
-        "roleManagement/directory/roleAssignments",
-        StatusCode::CREATED,
-        json,
-    ))
+    Ok(c.created(&inner, "roleManagement/directory/roleAssignments", json))
 }
 
 /// `GET /roleManagement/directory/roleAssignments/{id}`.
 pub fn get_role_assignment(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
     authz::require(c, &inner.dir, &READ_ROLES, &[])?;
-    let Key::Id(id) = key else {
-        return Err(c.not_found(""));
-    };
-    Ok(
-        match inner.dir.role_assignments.iter().find(|r| &r.id == id) {
-            Some(r) => entity(
-                c,
-                "roleManagement/directory/roleAssignments",
-                StatusCode::OK,
-                r.to_json(),
-            ),
-            None => c.not_found(id),
-        },
+    let id = c.object_id(key)?;
+    let found = inner.dir.role_assignments.iter().find(|r| r.id == id);
+    c.found(
+        "roleManagement/directory/roleAssignments",
+        id,
+        found.map(RoleAssignment::to_json),
     )
 }
 
@@ -405,14 +366,8 @@ pub fn get_role_assignment(c: &Ctx<'_>, key: &Key) -> Reply {
 pub fn delete_role_assignment(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
     authz::require(c, &inner.dir, &WRITE_ROLES, &[])?;
-    let Key::Id(id) = key else {
-        return Err(c.not_found(""));
-    };
-    let before = inner.dir.role_assignments.len();
-    inner.dir.role_assignments.retain(|r| &r.id != id);
-    if inner.dir.role_assignments.len() == before {
-        return Err(c.not_found(id));
-    }
+    let id = c.object_id(key)?;
+    c.remove(&mut inner.dir.role_assignments, id, |r| r.id == id)?;
     c.s.persist(&inner);
     Ok(no_content())
 }

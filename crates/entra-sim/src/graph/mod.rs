@@ -3,6 +3,7 @@
 mod apps;
 mod authz;
 mod directory;
+mod lookup;
 mod odata;
 mod recycle;
 mod sps;

@@ -52,35 +52,18 @@ pub fn list_deleted(c: &Ctx<'_>, cast: &str) -> Reply {
 pub fn get_deleted(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
     authz::require(c, &inner.dir, &READ_APPS, &[])?;
-    let Key::Id(id) = key else {
-        return Err(c.not_found(""));
-    };
-    Ok(
-        match inner
-            .dir
-            .deleted_items
-            .iter()
-            .find(|d| d["id"] == id.as_str())
-        {
-            Some(d) => entity(c, "directory/deletedItems", StatusCode::OK, d.clone()),
-            None => c.not_found(id),
-        },
-    )
+    let id = c.object_id(key)?;
+    let found = inner.dir.deleted_items.iter().find(|d| d["id"] == id);
+    c.found("directory/deletedItems", id, found.cloned())
 }
 /// `DELETE /directory/deletedItems/{id}`: permanent deletion.
 pub fn purge_deleted(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
     authz::require(c, &inner.dir, &WRITE_APPS, &[])?;
-    let Key::Id(id) = key else {
-        return Err(c.not_found(""));
-    };
-    let before = inner.dir.deleted_items.len();
-    inner.dir.deleted_items.retain(|d| d["id"] != id.as_str());
-    inner.dir.deleted_applications.retain(|a| &a.id != id);
-    inner.dir.deleted_service_principals.retain(|s| &s.id != id);
-    if inner.dir.deleted_items.len() == before {
-        return Err(c.not_found(id));
-    }
+    let id = c.object_id(key)?;
+    inner.dir.deleted_applications.retain(|a| a.id != id);
+    inner.dir.deleted_service_principals.retain(|s| s.id != id);
+    c.remove(&mut inner.dir.deleted_items, id, |d| d["id"] == id)?;
     c.s.persist(&inner);
     Ok(no_content())
 }
@@ -90,12 +73,10 @@ pub fn purge_deleted(c: &Ctx<'_>, key: &Key) -> Reply {
 pub fn restore(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
     authz::require(c, &inner.dir, &WRITE_APPS, &[])?;
-    let Key::Id(id) = key else {
-        return Err(c.not_found(""));
-    };
+    let id = c.object_id(key)?;
     let visible_at = c.s.visible_at(&inner);
     let dir = &mut inner.dir;
-    let body = if let Some(pos) = dir.deleted_applications.iter().position(|a| &a.id == id) {
+    let body = if let Some(pos) = dir.deleted_applications.iter().position(|a| a.id == id) {
         let unique = dir.deleted_applications[pos]
             .unique_name()
             .map(str::to_string);
@@ -115,7 +96,7 @@ pub fn restore(c: &Ctx<'_>, key: &Key) -> Reply {
     } else if let Some(pos) = dir
         .deleted_service_principals
         .iter()
-        .position(|s| &s.id == id)
+        .position(|s| s.id == id)
     {
         let app_id = dir.deleted_service_principals[pos].app_id.clone();
         if dir.sp_by_app_id(&app_id).is_some() {
@@ -129,7 +110,7 @@ pub fn restore(c: &Ctx<'_>, key: &Key) -> Reply {
     } else {
         return Err(c.not_found(id));
     };
-    dir.deleted_items.retain(|d| d["id"] != id.as_str());
+    dir.deleted_items.retain(|d| d["id"] != id);
     c.s.persist(&inner);
     Ok(entity(c, "directoryObjects", StatusCode::OK, body))
 }

@@ -8,7 +8,8 @@ use super::authz::{
     self, ASSIGN_GRAPH_ROLES, ASSIGN_OTHER_ROLES, Need, READ_APPS, READ_GRANTS, WRITE_APPS,
     WRITE_GRANTS,
 };
-use super::odata::{check_filter, collection, entity};
+use super::lookup::AltKey;
+use super::odata::{collection, entity};
 use super::{Caller, Ctx, Key, Reply};
 use crate::http::{ErrorDetail, no_content, odata_error_details};
 use crate::model::{AppRoleAssignment, Directory, PermissionGrant, ServicePrincipal};
@@ -28,25 +29,15 @@ const SP_FILTERS: &[&str] = &[
 ];
 
 fn find(c: &Ctx<'_>, dir: &Directory, key: &Key) -> Result<usize, Response> {
-    let (idx, shown) = match key {
-        Key::Id(id) => (
-            dir.service_principals.iter().position(|s| &s.id == id),
-            id.clone(),
-        ),
-        Key::Alt(p, v) if p.eq_ignore_ascii_case("appId") => (
-            dir.service_principals
-                .iter()
-                .position(|s| s.app_id.eq_ignore_ascii_case(v)),
-            v.clone(),
-        ),
-        Key::Alt(p, _) => {
-            return Err(c.err(StatusCode::BAD_REQUEST, "BadRequest", &format!("The property '{p}' is not an alternate key of type 'microsoft.graph.servicePrincipal'.")));
-        }
-    };
-    match idx {
-        Some(i) if c.s.visible(dir.service_principals[i].visible_at_ms) => Ok(i),
-        _ => Err(c.not_found(&shown)),
-    }
+    let alt_keys: &[AltKey<ServicePrincipal>] =
+        &[("appId", |s, v| s.app_id.eq_ignore_ascii_case(v))];
+    c.find_key(
+        &dir.service_principals,
+        key,
+        "servicePrincipal",
+        alt_keys,
+        |s| c.s.visible(s.visible_at_ms),
+    )
 }
 
 /// Owners of the local application behind an SP (they may manage it without a role).
@@ -60,8 +51,7 @@ fn sp_owners(dir: &Directory, sp: &ServicePrincipal) -> Vec<String> {
 pub fn list(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
     let dir = &inner.dir;
-    authz::require(c, dir, &READ_APPS, &[])
-        .and_then(|()| check_filter(c, "servicePrincipal", SP_FILTERS))?;
+    c.may_list(dir, &READ_APPS, "servicePrincipal", SP_FILTERS)?;
     let items = dir
         .service_principals
         .iter()
@@ -83,18 +73,10 @@ pub fn get(c: &Ctx<'_>, key: &Key) -> Reply {
 /// `POST /servicePrincipals` `{ "appId": … }`.
 pub fn create(c: &Ctx<'_>) -> Reply {
     let mut inner = c.lock();
-    let Some(app_id) = c
-        .body
-        .as_ref()
-        .and_then(|b| b["appId"].as_str())
-        .map(str::to_string)
-    else {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "Invalid value specified for property 'appId' of resource 'ServicePrincipal'.",
-        ));
-    };
+    let app_id = c.body_str(
+        "appId",
+        "Invalid value specified for property 'appId' of resource 'ServicePrincipal'.",
+    )?;
     let app = inner.dir.app_by_app_id(&app_id).cloned();
     let owners = app.as_ref().map(|a| a.owners.clone()).unwrap_or_default();
     authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
@@ -175,8 +157,7 @@ pub fn create(c: &Ctx<'_>) -> Reply {
     };
     let json = sp.to_json();
     inner.dir.service_principals.push(sp);
-    c.s.persist(&inner);
-    Ok(entity(c, "servicePrincipals", StatusCode::CREATED, json))
+    Ok(c.created(&inner, "servicePrincipals", json))
 }
 
 /// `DELETE /servicePrincipals/{id}` or `(appId='…')`.
@@ -327,18 +308,13 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Reply {
     };
     let json = a.to_json();
     inner.dir.app_role_assignments.push(a);
-    c.s.persist(&inner);
     let nav = if via_resource {
         "appRoleAssignedTo"
     } else {
         "appRoleAssignments"
     };
-    Ok(entity(
-        c,
-        &format!("servicePrincipals('{}')/{nav}", path_sp.id),
-        StatusCode::CREATED,
-        json,
-    ))
+    let entity_set = format!("servicePrincipals('{}')/{nav}", path_sp.id);
+    Ok(c.created(&inner, &entity_set, json))
 }
 
 /// `DELETE /servicePrincipals/{id}/appRoleAssignedTo/{assignment}` (or `/appRoleAssignments/{assignment}`).
@@ -389,13 +365,8 @@ pub fn list_grants_of(c: &Ctx<'_>, key: &Key) -> Reply {
 /// `GET /oauth2PermissionGrants`.
 pub fn list_grants(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    authz::require(c, &inner.dir, &READ_GRANTS, &[]).and_then(|()| {
-        check_filter(
-            c,
-            "oAuth2PermissionGrant",
-            &["clientId", "resourceId", "consentType", "principalId", "id"],
-        )
-    })?;
+    let filters = ["clientId", "resourceId", "consentType", "principalId", "id"];
+    c.may_list(&inner.dir, &READ_GRANTS, "oAuth2PermissionGrant", &filters)?;
     let items = inner
         .dir
         .oauth2_permission_grants
@@ -465,29 +436,22 @@ pub fn create_grant(c: &Ctx<'_>) -> Reply {
     };
     let json = g.to_json();
     inner.dir.oauth2_permission_grants.push(g);
-    c.s.persist(&inner);
-    Ok(entity(
-        c,
-        "oauth2PermissionGrants",
-        StatusCode::CREATED,
-        json,
-    ))
+    Ok(c.created(&inner, "oauth2PermissionGrants", json))
 }
 
 /// `GET /oauth2PermissionGrants/{id}`.
 pub fn get_grant(c: &Ctx<'_>, id: &str) -> Reply {
     let inner = c.lock();
     authz::require(c, &inner.dir, &READ_GRANTS, &[])?;
-    Ok(
-        match inner
-            .dir
-            .oauth2_permission_grants
-            .iter()
-            .find(|g| g.id == id)
-        {
-            Some(g) => entity(c, "oauth2PermissionGrants", StatusCode::OK, g.to_json()),
-            None => c.not_found(id),
-        },
+    let found = inner
+        .dir
+        .oauth2_permission_grants
+        .iter()
+        .find(|g| g.id == id);
+    c.found(
+        "oauth2PermissionGrants",
+        id,
+        found.map(PermissionGrant::to_json),
     )
 }
 
@@ -495,18 +459,7 @@ pub fn get_grant(c: &Ctx<'_>, id: &str) -> Reply {
 pub fn patch_grant(c: &Ctx<'_>, id: &str) -> Reply {
     let mut inner = c.lock();
     authz::require(c, &inner.dir, &WRITE_GRANTS, &[])?;
-    let Some(scope) = c
-        .body
-        .as_ref()
-        .and_then(|b| b["scope"].as_str())
-        .map(str::to_string)
-    else {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "Invalid value specified for property 'scope'.",
-        ));
-    };
+    let scope = c.body_str("scope", "Invalid value specified for property 'scope'.")?;
     match inner
         .dir
         .oauth2_permission_grants
@@ -524,11 +477,7 @@ pub fn patch_grant(c: &Ctx<'_>, id: &str) -> Reply {
 pub fn delete_grant(c: &Ctx<'_>, id: &str) -> Reply {
     let mut inner = c.lock();
     authz::require(c, &inner.dir, &WRITE_GRANTS, &[])?;
-    let before = inner.dir.oauth2_permission_grants.len();
-    inner.dir.oauth2_permission_grants.retain(|g| g.id != id);
-    if inner.dir.oauth2_permission_grants.len() == before {
-        return Err(c.not_found(id));
-    }
+    c.remove(&mut inner.dir.oauth2_permission_grants, id, |g| g.id == id)?;
     c.s.persist(&inner);
     Ok(no_content())
 }

@@ -146,6 +146,14 @@ impl ServerError {
         }])
     }
 
+    /// A required field: INVALID_ARGUMENT naming `field` ("required") when `value` is empty.
+    pub fn required(field: &str, value: &str) -> Result<()> {
+        if value.is_empty() {
+            return Err(Self::invalid(field, "required"));
+        }
+        Ok(())
+    }
+
     /// An IO error with what we were doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {

@@ -7,15 +7,13 @@
 //!   INVALID_ARGUMENT, keeping the decoder's message (which names the field, never its bytes);
 //!   a message over `limits.max_message_bytes` is RESOURCE_EXHAUSTED (tonic: OUT_OF_RANGE).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderValue, Request, Response};
-use tonic::codegen::{Bytes, Service};
 
+use crate::http_layer::{Around, BoxFuture, Inner, Layered, Watch, Watched};
 use crate::limits::{Guards, exhausted};
 
 /// The layer; clones share the limits.
@@ -36,23 +34,11 @@ impl GuardLayer {
 }
 
 impl<S> tower::Layer<S> for GuardLayer {
-    type Service = Guarded<S>;
+    type Service = Layered<S, GuardLayer>;
 
-    fn layer(&self, inner: S) -> Guarded<S> {
-        Guarded {
-            inner,
-            layer: self.clone(),
-        }
+    fn layer(&self, inner: S) -> Self::Service {
+        Layered::new(inner, self.clone())
     }
-}
-
-/// The service behind [`GuardLayer`].
-#[derive(Clone)]
-pub(crate) struct Guarded<S> {
-    /// The routes.
-    inner: S,
-    /// The shared limits.
-    layer: GuardLayer,
 }
 
 /// A refusal as an HTTP response: a trailers-only gRPC status for a gRPC call, the wizard's
@@ -72,29 +58,15 @@ pub(crate) fn is_grpc<B>(req: &Request<B>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// The future of the HTTP layers' services (this one and `telemetry::grpc`).
-pub(crate) type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
-
-impl<S> Service<Request<Body>> for Guarded<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Response<Body>, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let guards = self.layer.guards.clone();
-        let permit = self.layer.calls.clone().try_acquire_owned();
+impl Around for GuardLayer {
+    fn around<S: Inner>(
+        &self,
+        mut inner: S,
+        req: Request<Body>,
+    ) -> BoxFuture<Response<Body>, S::Error> {
+        let guards = self.guards.clone();
+        let permit = self.calls.clone().try_acquire_owned();
         let grpc = is_grpc(&req);
-        // The readied service answers this call; a fresh clone is readied for the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let Ok(permit) = permit else {
                 let max = guards.config.max_concurrent_calls;
@@ -113,12 +85,8 @@ where
             req.extensions_mut().insert(path);
             let mut res = inner.call(req).await?;
             invalid_argument_for_decode_errors(&mut res);
-            Ok(res.map(|body| {
-                Body::new(Counted {
-                    body,
-                    _permit: permit,
-                })
-            }))
+            // The body holds its call's slot until it ends.
+            Ok(res.map(|body| Watched::body(body, permit)))
         })
     }
 }
@@ -149,30 +117,6 @@ fn invalid_argument_for_decode_errors(res: &mut Response<Body>) {
         .insert("grpc-status", HeaderValue::from_static(code));
 }
 
-/// A response body that holds its call's slot until it ends.
-struct Counted {
-    /// The routes' body.
-    body: Body,
-    /// Released when the body is dropped (the stream ended or the caller left).
-    _permit: OwnedSemaphorePermit,
-}
-
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
+/// A call's slot: released when its response body is dropped (the stream ended or the caller
+/// left).
+impl Watch for OwnedSemaphorePermit {}

@@ -150,9 +150,7 @@ impl InvitationsService {
     async fn revoke(&self, req: Request<pb::RevokeInvitationRequest>) -> Result<pb::Invitation> {
         let caller = self.app.auth().authorize(&req, OPERATORS)?;
         let r = req.into_inner();
-        if r.id.is_empty() {
-            return Err(ServerError::invalid("id", "required"));
-        }
+        ServerError::required("id", &r.id)?;
         let rec = self
             .app
             .invitations()

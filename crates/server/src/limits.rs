@@ -128,10 +128,29 @@ impl Default for LimitsSection {
 impl LimitsSection {
     /// Refuses zeros where a zero would stop the server from working.
     pub fn check(&self) -> Result<(), String> {
-        let positive = [
+        // These two may be 0 (no grace, no hand-off); every other limit must be at least 1.
+        let may_be_zero = ["customer_watch_grace_secs", "hand_off_wait_secs"];
+        let mut entries = self.entries().into_iter();
+        match entries.find(|(k, v)| *v == 0 && !may_be_zero.contains(k)) {
+            Some((k, _)) => Err(format!("limits.{k} must be at least 1")),
+            None => Ok(()),
+        }
+    }
+
+    /// The section as `key = value` lines, for `onboard config check`.
+    pub fn describe(&self) -> Vec<String> {
+        self.entries()
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect()
+    }
+
+    /// Every limit with its key, in the section's order.
+    fn entries(&self) -> [(&'static str, u64); 21] {
+        [
             (
                 "max_streams_per_connection",
-                self.max_streams_per_connection as u64,
+                u64::from(self.max_streams_per_connection),
             ),
             ("max_concurrent_calls", self.max_concurrent_calls as u64),
             ("keepalive_interval_secs", self.keepalive_interval_secs),
@@ -158,51 +177,10 @@ impl LimitsSection {
                 "max_sign_ins_per_tenant",
                 self.max_sign_ins_per_tenant as u64,
             ),
-            ("backup_pause_max_ms", self.backup_pause_max_ms),
+            ("customer_watch_grace_secs", self.customer_watch_grace_secs),
+            ("hand_off_wait_secs", self.hand_off_wait_secs),
             ("consent_poll_secs", self.consent_poll_secs),
-        ];
-        match positive.iter().find(|(_, v)| *v == 0) {
-            Some((k, _)) => Err(format!("limits.{k} must be at least 1")),
-            None => Ok(()),
-        }
-    }
-
-    /// The section as `key = value` lines, for `onboard config check`.
-    pub fn describe(&self) -> Vec<String> {
-        vec![
-            format!(
-                "max_streams_per_connection = {}",
-                self.max_streams_per_connection
-            ),
-            format!("max_concurrent_calls = {}", self.max_concurrent_calls),
-            format!("keepalive_interval_secs = {}", self.keepalive_interval_secs),
-            format!("keepalive_timeout_secs = {}", self.keepalive_timeout_secs),
-            format!("max_connection_age_secs = {}", self.max_connection_age_secs),
-            format!("request_timeout_secs = {}", self.request_timeout_secs),
-            format!("max_message_bytes = {}", self.max_message_bytes),
-            format!("stream_buffer = {}", self.stream_buffer),
-            format!("slow_reader_secs = {}", self.slow_reader_secs),
-            format!(
-                "token_failures_per_minute = {}",
-                self.token_failures_per_minute
-            ),
-            format!("token_failures_burst = {}", self.token_failures_burst),
-            format!("expensive_per_minute = {}", self.expensive_per_minute),
-            format!("expensive_burst = {}", self.expensive_burst),
-            format!(
-                "audited_reads_per_minute = {}",
-                self.audited_reads_per_minute
-            ),
-            format!("audited_reads_burst = {}", self.audited_reads_burst),
-            format!("max_sign_ins = {}", self.max_sign_ins),
-            format!("max_sign_ins_per_tenant = {}", self.max_sign_ins_per_tenant),
-            format!(
-                "customer_watch_grace_secs = {}",
-                self.customer_watch_grace_secs
-            ),
-            format!("hand_off_wait_secs = {}", self.hand_off_wait_secs),
-            format!("consent_poll_secs = {}", self.consent_poll_secs),
-            format!("backup_pause_max_ms = {}", self.backup_pause_max_ms),
+            ("backup_pause_max_ms", self.backup_pause_max_ms),
         ]
     }
 }

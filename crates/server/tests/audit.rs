@@ -7,11 +7,12 @@ use anyhow::{Context, Result, ensure};
 use audit_log::merkle::{verify_consistency, verify_inclusion};
 use audit_log::{Hash, NoteVerifier, SignedCheckpoint, leaf_hash};
 use onboard_proto::v1 as pb;
+use onboard_proto::v1::audit_client::AuditClient;
 use serde_json::json;
 use testkit::keys::ORIGIN;
-use testkit::server::{ADMIN, AUDITOR, OPERATOR, TestServer, append, bad_fields};
+use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, TestServer, append, bad_fields};
 use tokio_stream::StreamExt;
-use tonic::Code;
+use tonic::{Code, Status};
 
 fn hash(b: &[u8]) -> Result<Hash> {
     b.try_into().context("not 32 bytes")
@@ -40,11 +41,17 @@ async fn seed(s: &TestServer) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn checkpoint_and_keys_verify_and_proofs_check_out() -> Result<()> {
+/// A server with the seeded entries, and an auditor's client.
+async fn seeded() -> Result<(TestServer, AuditClient<Authed>)> {
     let s = TestServer::start().await?;
     seed(&s).await?;
-    let mut c = s.audit(Some(AUDITOR)).await?;
+    let c = s.audit(Some(AUDITOR)).await?;
+    Ok((s, c))
+}
+
+#[tokio::test]
+async fn checkpoint_and_keys_verify_and_proofs_check_out() -> Result<()> {
+    let (s, mut c) = seeded().await?;
 
     let keys = c
         .get_verifier_keys(pb::GetVerifierKeysRequest {})
@@ -155,9 +162,7 @@ async fn checkpoint_and_keys_verify_and_proofs_check_out() -> Result<()> {
 
 #[tokio::test]
 async fn list_entries_filters_and_pages() -> Result<()> {
-    let s = TestServer::start().await?;
-    seed(&s).await?;
-    let mut c = s.audit(Some(AUDITOR)).await?;
+    let (s, mut c) = seeded().await?;
     let list =
         |filter: pb::EntryFilter, page_size: u32, page_token: String| pb::ListEntriesRequest {
             filter: Some(filter),
@@ -279,9 +284,7 @@ async fn list_entries_filters_and_pages() -> Result<()> {
 
 #[tokio::test]
 async fn reads_are_audit_entries_naming_actor_rpc_and_range() -> Result<()> {
-    let s = TestServer::start().await?;
-    seed(&s).await?;
-    let mut c = s.audit(Some(AUDITOR)).await?;
+    let (s, mut c) = seeded().await?;
     c.list_entries(pb::ListEntriesRequest {
         from_seq: 1,
         to_seq: 3,
@@ -330,9 +333,7 @@ async fn next(stream: &mut tonic::Streaming<pb::Entry>) -> Result<pb::Entry> {
 
 #[tokio::test]
 async fn follow_replays_then_streams_new_entries() -> Result<()> {
-    let s = TestServer::start().await?;
-    seed(&s).await?;
-    let mut c = s.audit(Some(AUDITOR)).await?;
+    let (s, mut c) = seeded().await?;
     let mut stream = c
         .follow(pb::FollowRequest {
             from_seq: 4,
@@ -375,117 +376,110 @@ async fn follow_replays_then_streams_new_entries() -> Result<()> {
     s.stop().await
 }
 
+/// A call the Audit service must refuse.
+enum Call {
+    Inclusion(pb::GetInclusionProofRequest),
+    Consistency(pb::GetConsistencyProofRequest),
+    List(pb::ListEntriesRequest),
+    Follow(pb::FollowRequest),
+}
+
+impl Call {
+    /// The status the call is refused with; an error if it is answered.
+    async fn refusal(self, c: &mut AuditClient<Authed>) -> Result<Status> {
+        let answer = match self {
+            Call::Inclusion(r) => c.get_inclusion_proof(r).await.map(drop),
+            Call::Consistency(r) => c.get_consistency_proof(r).await.map(drop),
+            Call::List(r) => c.list_entries(r).await.map(drop),
+            Call::Follow(r) => c.follow(r).await.map(drop),
+        };
+        answer.err().context("ok")
+    }
+}
+
 #[tokio::test]
 async fn bad_sizes_and_ranges_name_the_field() -> Result<()> {
-    let s = TestServer::start().await?;
-    seed(&s).await?;
-    let mut c = s.audit(Some(AUDITOR)).await?;
+    let (s, mut c) = seeded().await?;
     let far = 1_000_000;
-
-    let e = c
-        .get_inclusion_proof(pb::GetInclusionProofRequest {
-            seq: 0,
-            tree_size: far,
+    let inclusion =
+        |seq, tree_size| Call::Inclusion(pb::GetInclusionProofRequest { seq, tree_size });
+    let consistency = |first_size, second_size| {
+        Call::Consistency(pb::GetConsistencyProofRequest {
+            first_size,
+            second_size,
         })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
-    assert!(e.message().contains("tree_size"));
-    let e = c
-        .get_inclusion_proof(pb::GetInclusionProofRequest {
-            seq: 3,
-            tree_size: 3,
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert_eq!(bad_fields(&e), ["seq"]);
-
-    let e = c
-        .get_consistency_proof(pb::GetConsistencyProofRequest {
-            first_size: 0,
-            second_size: 3,
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(bad_fields(&e), ["first_size"]);
-    let e = c
-        .get_consistency_proof(pb::GetConsistencyProofRequest {
-            first_size: 4,
-            second_size: 3,
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(bad_fields(&e), ["first_size"]);
-    let e = c
-        .get_consistency_proof(pb::GetConsistencyProofRequest {
-            first_size: 1,
-            second_size: far,
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(e.code(), Code::OutOfRange);
-
-    let e = c
-        .list_entries(pb::ListEntriesRequest {
-            to_seq: far,
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(e.code(), Code::OutOfRange);
-    let e = c
-        .list_entries(pb::ListEntriesRequest {
-            from_seq: 4,
-            to_seq: 2,
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(bad_fields(&e), ["from_seq"]);
-    let e = c
-        .list_entries(pb::ListEntriesRequest {
-            page_token: "x".into(),
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(bad_fields(&e), ["page_token"]);
-    let e = c
-        .list_entries(pb::ListEntriesRequest {
-            page_size: 5000,
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(bad_fields(&e), ["page_size"]);
-    let e = c
-        .list_entries(pb::ListEntriesRequest {
-            with_proofs: true,
-            proof_tree_size: far,
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(e.code(), Code::OutOfRange);
-    let e = c
-        .follow(pb::FollowRequest {
-            from_seq: far,
-            filter: None,
-        })
-        .await
-        .err()
-        .context("ok")?;
-    assert_eq!(e.code(), Code::OutOfRange);
+    };
+    let list = pb::ListEntriesRequest::default;
+    let (out_of_range, invalid) = (Code::OutOfRange, Code::InvalidArgument);
+    // (the call, its code, the fields it names, a word its message has)
+    let cases: Vec<(Call, Code, &[&str], &str)> = vec![
+        (inclusion(0, far), out_of_range, &[], "tree_size"),
+        (inclusion(3, 3), invalid, &["seq"], ""),
+        (consistency(0, 3), invalid, &["first_size"], ""),
+        (consistency(4, 3), invalid, &["first_size"], ""),
+        (consistency(1, far), out_of_range, &[], ""),
+        (
+            Call::List(pb::ListEntriesRequest {
+                to_seq: far,
+                ..list()
+            }),
+            out_of_range,
+            &[],
+            "",
+        ),
+        (
+            Call::List(pb::ListEntriesRequest {
+                from_seq: 4,
+                to_seq: 2,
+                ..list()
+            }),
+            invalid,
+            &["from_seq"],
+            "",
+        ),
+        (
+            Call::List(pb::ListEntriesRequest {
+                page_token: "x".into(),
+                ..list()
+            }),
+            invalid,
+            &["page_token"],
+            "",
+        ),
+        (
+            Call::List(pb::ListEntriesRequest {
+                page_size: 5000,
+                ..list()
+            }),
+            invalid,
+            &["page_size"],
+            "",
+        ),
+        (
+            Call::List(pb::ListEntriesRequest {
+                with_proofs: true,
+                proof_tree_size: far,
+                ..list()
+            }),
+            out_of_range,
+            &[],
+            "",
+        ),
+        (
+            Call::Follow(pb::FollowRequest {
+                from_seq: far,
+                filter: None,
+            }),
+            out_of_range,
+            &[],
+            "",
+        ),
+    ];
+    for (i, (call, code, fields, word)) in cases.into_iter().enumerate() {
+        let e = call.refusal(&mut c).await?;
+        assert_eq!(e.code(), code, "case {i}: {e:?}");
+        assert_eq!(bad_fields(&e), fields, "case {i}");
+        assert!(e.message().contains(word), "case {i}: {e:?}");
+    }
     s.stop().await
 }

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use testkit::server::OPERATOR;
+use testkit::server_helpers::{Refusal, Refused, code_of};
 use testkit::sim_server::SimServer;
 use testkit::wizard::Browser;
 use tonic::Code;
@@ -27,6 +28,15 @@ const WATCH: &str = "Watch";
 const GET: &str = "GetOnboarding";
 const CANCEL: &str = "CancelOnboarding";
 
+/// The cells of a finished onboarding within the grace: look only.
+const LOOK_ONLY: [(&str, bool); 5] = [
+    (PLAN, false),
+    (PROVISION, false),
+    (CANCEL, false),
+    (WATCH, true),
+    (GET, true),
+];
+
 async fn start() -> Result<SimServer> {
     SimServer::start_with(|b| Ok(b.limit("customer_watch_grace_secs", GRACE))).await
 }
@@ -35,62 +45,60 @@ async fn start() -> Result<SimServer> {
 async fn call(env: &SimServer, rpc: &str, token: &str, id: &str, name: &str) -> Result<Code> {
     let mut c = env.server.onboarding(None).await?;
     let (id, token) = (id.to_owned(), token.to_owned());
-    let r = match rpc {
-        PLAN => c
-            .plan(pb::PlanRequest {
+    let code = match rpc {
+        PLAN => {
+            let r = pb::PlanRequest {
                 onboarding_id: id,
                 app_name: name.into(),
                 invitation_token: token,
                 ..Default::default()
-            })
-            .await
-            .map(drop),
+            };
+            code_of(c.plan(r).await)
+        }
         // A new Provision (its own idempotency key), and the wizard's reconnect (the key of
         // `testkit::wizard`'s Provision), which only follows the run and counts as Watch.
-        PROVISION | RECONNECT => c
-            .provision(pb::ProvisionRequest {
-                onboarding_id: id.clone(),
+        PROVISION | RECONNECT => {
+            let idempotency_key = if rpc == RECONNECT {
+                format!("key-{id}")
+            } else {
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                format!("cell-{id}-{n}")
+            };
+            let r = pb::ProvisionRequest {
+                onboarding_id: id,
                 app_name: name.into(),
-                idempotency_key: if rpc == RECONNECT {
-                    format!("key-{id}")
-                } else {
-                    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    format!("cell-{id}-{n}")
-                },
+                idempotency_key,
                 invitation_token: token,
-            })
-            .await
-            .map(drop),
-        WATCH => c
-            .watch(pb::WatchRequest {
+            };
+            code_of(c.provision(r).await)
+        }
+        WATCH => {
+            let r = pb::WatchRequest {
                 onboarding_id: id,
                 from_event: 1,
                 invitation_token: token,
-            })
-            .await
-            .map(drop),
-        GET => c
-            .get_onboarding(pb::GetOnboardingRequest {
+            };
+            code_of(c.watch(r).await)
+        }
+        GET => {
+            let r = pb::GetOnboardingRequest {
                 onboarding_id: id,
                 invitation_token: token,
-            })
-            .await
-            .map(drop),
-        CANCEL => c
-            .cancel_onboarding(pb::CancelOnboardingRequest {
+            };
+            code_of(c.get_onboarding(r).await)
+        }
+        CANCEL => {
+            let r = pb::CancelOnboardingRequest {
                 onboarding_id: id,
                 reason: "customer".into(),
                 invitation_token: token,
-            })
-            .await
-            .map(drop),
+            };
+            code_of(c.cancel_onboarding(r).await)
+        }
         other => bail!("no rpc {other}"),
     };
-    Ok(match r {
-        Ok(()) => Code::Ok,
-        Err(s) => s.code(),
-    })
+    Ok(code)
 }
 
 /// Checks each `(rpc, allowed)` in `cells` for the state named `state`.
@@ -114,6 +122,27 @@ async fn expect(
         );
     }
     Ok(())
+}
+
+/// Checks `cells` for an onboarding that finished as `state` within the grace, then that each
+/// is refused once the grace is over; with its customer's (invitation token, onboarding id).
+async fn expect_in_grace_then_none(
+    env: &SimServer,
+    state: &str,
+    (token, id): (&str, &str),
+    cells: &[(&str, bool)],
+) -> Result<()> {
+    expect(env, &format!("{state}, in grace"), token, id, cells).await?;
+    tokio::time::sleep(Duration::from_secs(GRACE + 1)).await;
+    let after: Vec<_> = cells.iter().map(|&(rpc, _)| (rpc, false)).collect();
+    expect(env, &format!("{state}, after grace"), token, id, &after).await
+}
+
+/// A new invitation signed in as the Global Administrator: (token, onboarding id).
+async fn signed_in(env: &SimServer) -> Result<(String, String)> {
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    Ok((token, id))
 }
 
 /// The onboarding's state as the operator sees it.
@@ -154,8 +183,7 @@ fn calm() -> Faults {
 async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
     let env = start().await?;
     // Signed in, no run yet: every customer action.
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    let (token, id) = signed_in(&env).await?;
     expect(
         &env,
         "signed in",
@@ -165,18 +193,13 @@ async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
     )
     .await?;
     // SignIn again with the used invitation: refused (the invitation is used).
-    match env
-        .sign_in(&token, &env.upn("globaladmin"), Browser::Idle)
+    env.sign_in(&token, &env.upn("globaladmin"), Browser::Idle)
         .await?
-    {
-        Err(s) => ensure!(s.code() == Code::FailedPrecondition, "{s:?}"),
-        Ok(e) => bail!("a used invitation signed in again: {e:?}"),
-    }
+        .refused(Code::FailedPrecondition, &[])?;
     expect(&env, "signed in", &token, &id, &[(CANCEL, true)]).await?;
 
     // Provisioning (Graph slowed down so the run lasts).
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    let (token, id) = signed_in(&env).await?;
     env.sim.set_faults(slow());
     expect(&env, "signed in", &token, &id, &[(PROVISION, true)]).await?;
     wait_for(&env, &id, pb::OnboardingState::Provisioning).await?;
@@ -251,17 +274,7 @@ async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
     cancel.await??;
     wait_for(&env, &id, pb::OnboardingState::Cancelled).await?;
     // Cancelled, within the grace: look only.
-    let cells = [
-        (PLAN, false),
-        (PROVISION, false),
-        (CANCEL, false),
-        (WATCH, true),
-        (GET, true),
-    ];
-    expect(&env, "cancelled, in grace", &token, &id, &cells).await?;
-    tokio::time::sleep(Duration::from_secs(GRACE + 1)).await;
-    let cells = cells.map(|(rpc, _)| (rpc, false));
-    expect(&env, "cancelled, after grace", &token, &id, &cells).await?;
+    expect_in_grace_then_none(&env, "cancelled", (&token, &id), &LOOK_ONLY).await?;
     env.server.stop().await
 }
 
@@ -269,8 +282,7 @@ async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
 async fn failed_and_completed() -> Result<()> {
     let env = start().await?;
     // Failed (the tenant refuses passwords): every customer action; cancel last.
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    let (token, id) = signed_in(&env).await?;
     env.sim.set_faults(Faults {
         forbid_passwords: true,
         ..calm()
@@ -292,30 +304,17 @@ async fn failed_and_completed() -> Result<()> {
     // Completed, within the grace: Watch and Get (and the wizard's reconnect); never Cancel.
     let o = env.onboarded("direct-routing", "Cap-Done").await?;
     let (token, id) = (o.token.clone(), o.onboarding_id.clone());
-    let cells = [
-        (PLAN, false),
-        (PROVISION, false),
-        (CANCEL, false),
-        (WATCH, true),
-        (GET, true),
-        (RECONNECT, true),
-    ];
-    expect(&env, "completed, in grace", &token, &id, &cells).await?;
-    tokio::time::sleep(Duration::from_secs(GRACE + 1)).await;
-    let after = cells.map(|(rpc, _)| (rpc, false));
-    expect(&env, "completed, after grace", &token, &id, &after).await?;
+    let cells = [LOOK_ONLY.as_slice(), &[(RECONNECT, true)]].concat();
+    expect_in_grace_then_none(&env, "completed", (&token, &id), &cells).await?;
     // Undoing it is an operator's action, with a reason.
     let mut op = env.server.onboarding(Some(OPERATOR)).await?;
     let mut req = pb::CancelOnboardingRequest {
         onboarding_id: id.clone(),
         ..Default::default()
     };
-    let s = op
-        .cancel_onboarding(req.clone())
-        .await
-        .err()
-        .context("operator cancel without a reason")?;
-    ensure!(s.code() == Code::InvalidArgument, "{s:?}");
+    op.cancel_onboarding(req.clone())
+        .refused(Code::InvalidArgument, &[])
+        .await?;
     req.reason = "contract ended".into();
     let done = op.cancel_onboarding(req).await?.into_inner();
     ensure!(done.state() == pb::OnboardingState::Cancelled, "{done:?}");

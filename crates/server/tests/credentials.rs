@@ -11,6 +11,7 @@ use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_client::CredentialsClient;
 use testkit::config::{AutoRotate, OPERATOR_IDENTITY};
 use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, bad_fields};
+use testkit::server_helpers::Refusal;
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, sps_where};
@@ -31,20 +32,79 @@ async fn needs_a_sign_in(
     c: &mut CredentialsClient<Authed>,
     reg: &Option<pb::RegistrationRef>,
 ) -> Result<()> {
-    let e = c
-        .update_roles(pb::UpdateRolesRequest {
-            registration: reg.clone(),
-            add: vec!["Teams Administrator".into()],
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("an admin change without a session")?;
-    ensure!(
-        e.code() == Code::FailedPrecondition && e.message().contains("signed in"),
-        "{e:?}"
-    );
+    let add = pb::UpdateRolesRequest {
+        registration: reg.clone(),
+        add: vec!["Teams Administrator".into()],
+        ..Default::default()
+    };
+    c.update_roles(add)
+        .refused(Code::FailedPrecondition, &["signed in"])
+        .await?;
     Ok(())
+}
+
+/// The registration's secrets as listed (metadata only).
+async fn secrets(
+    c: &mut CredentialsClient<Authed>,
+    reg: &Option<pb::RegistrationRef>,
+) -> Result<Vec<pb::SecretInfo>> {
+    let r = pb::ListSecretsRequest {
+        registration: reg.clone(),
+    };
+    Ok(c.list_secrets(r).await?.into_inner().secrets)
+}
+
+/// Polls the registration's secrets until `settled` holds for them (or fails after `limit`,
+/// saying `what`); those secrets.
+async fn secrets_until(
+    c: &mut CredentialsClient<Authed>,
+    reg: &Option<pb::RegistrationRef>,
+    limit: Duration,
+    what: &str,
+    settled: impl Fn(&[pb::SecretInfo]) -> bool,
+) -> Result<Vec<pb::SecretInfo>> {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        let now = secrets(c, reg).await?;
+        if settled(&now) {
+            return Ok(now);
+        }
+        ensure!(tokio::time::Instant::now() < end, "{what}: {now:#?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Starts a rotation of `service`'s secret with an overlap of `overlap_secs`.
+async fn rotate(
+    c: &mut CredentialsClient<Authed>,
+    reg: &Option<pb::RegistrationRef>,
+    service: &str,
+    overlap_secs: i64,
+) -> Result<tonic::Streaming<pb::RotateSecretEvent>> {
+    let r = pb::RotateSecretRequest {
+        registration: reg.clone(),
+        service_id: service.into(),
+        overlap: Some(prost_types::Duration {
+            seconds: overlap_secs,
+            nanos: 0,
+        }),
+    };
+    Ok(c.rotate_secret(r).await?.into_inner())
+}
+
+/// A rotation's events to the end of the stream: its (stage, done) pairs and the new secret.
+async fn rotation(
+    mut stream: tonic::Streaming<pb::RotateSecretEvent>,
+) -> Result<(Vec<(String, bool)>, Option<String>)> {
+    let mut stages = Vec::new();
+    let mut new_secret = None;
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(60), stream.message()).await?? {
+        stages.push((e.stage.clone(), e.done));
+        if let Some(n) = e.new_secret {
+            new_secret = Some(n.secret);
+        }
+    }
+    Ok((stages, new_secret))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,25 +122,15 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         (Some(ADMIN), Code::PermissionDenied),
     ] {
         let mut c = env.server.credentials(who).await?;
-        let got = c
-            .list_secrets(pb::ListSecretsRequest {
-                registration: reg.clone(),
-            })
-            .await
-            .err()
-            .map(|s| s.code());
-        ensure!(got == Some(want), "{who:?}: {got:?}");
+        let list = pb::ListSecretsRequest {
+            registration: reg.clone(),
+        };
+        c.list_secrets(list).refused(want, &[]).await?;
     }
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
 
     // The onboarding's secret is listed (metadata only).
-    let list = c
-        .list_secrets(pb::ListSecretsRequest {
-            registration: reg.clone(),
-        })
-        .await?
-        .into_inner()
-        .secrets;
+    let list = secrets(&mut c, &reg).await?;
     ensure!(list.len() == 1 && list[0].key_id == done.key_id, "{list:?}");
     ensure!(list[0].current && list[0].days_until_expiry > 0 && list[0].end.is_some());
     ensure!(format!("{list:?}").find(&done.secret).is_none());
@@ -128,36 +178,17 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     ensure!(revoked.audit_seq > 0);
     ensure!(!env.authenticates(&done.client_id, &done.secret).await?);
     // The current one is refused.
-    let e = c
-        .revoke_secret(pb::RevokeSecretRequest {
-            registration: reg.clone(),
-            key_id: added_key.clone(),
-        })
-        .await
-        .err()
-        .context("current secret revoke")?;
-    ensure!(e.code() == Code::FailedPrecondition, "{e:?}");
+    let current = pb::RevokeSecretRequest {
+        registration: reg.clone(),
+        key_id: added_key.clone(),
+    };
+    c.revoke_secret(current)
+        .refused(Code::FailedPrecondition, &[])
+        .await?;
 
     // Rotate: stages streamed, the new value once, the old removed.
-    let mut stream = c
-        .rotate_secret(pb::RotateSecretRequest {
-            registration: reg.clone(),
-            service_id: svc.clone(),
-            overlap: Some(prost_types::Duration {
-                seconds: 0,
-                nanos: 0,
-            }),
-        })
-        .await?
-        .into_inner();
-    let mut stages = Vec::new();
-    let mut rotated = None;
-    while let Some(ev) = tokio::time::timeout(Duration::from_secs(60), stream.message()).await?? {
-        stages.push(format!("{}:{}", ev.stage, ev.done));
-        if let Some(n) = ev.new_secret {
-            rotated = Some(n.secret);
-        }
-    }
+    let (stages, rotated) = rotation(rotate(&mut c, &reg, &svc, 0).await?).await?;
+    let stages: Vec<String> = stages.iter().map(|(s, d)| format!("{s}:{d}")).collect();
     ensure!(
         stages
             == [
@@ -175,13 +206,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     let rotated = rotated.context("the add event carries the new secret")?;
     ensure!(env.authenticates(&done.client_id, &rotated).await?);
     ensure!(!env.authenticates(&done.client_id, &added.secret).await?);
-    let list = c
-        .list_secrets(pb::ListSecretsRequest {
-            registration: reg.clone(),
-        })
-        .await?
-        .into_inner()
-        .secrets;
+    let list = secrets(&mut c, &reg).await?;
     ensure!(list.len() == 1 && list[0].key_id != added_key, "{list:?}");
 
     // Grants as Entra has them; removing the profile's role needs the override.
@@ -198,12 +223,9 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         remove: vec!["Teams Administrator".into()],
         ..Default::default()
     };
-    let e = c
-        .update_roles(remove.clone())
-        .await
-        .err()
-        .context("override")?;
-    ensure!(e.code() == Code::FailedPrecondition, "{e:?}");
+    c.update_roles(remove.clone())
+        .refused(Code::FailedPrecondition, &[])
+        .await?;
     let g = c
         .update_roles(pb::UpdateRolesRequest {
             override_required_roles: true,
@@ -234,43 +256,31 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         device_code_interval_s: Some(1),
         ..Faults::default()
     });
-    let e = c
-        .add_service_secret(pb::AddServiceSecretRequest {
-            registration: reg.clone(),
-            service_id: svc.clone(),
-            valid_for: None,
-        })
-        .await
-        .err()
-        .context("policy")?;
-    ensure!(
-        e.code() == Code::FailedPrecondition && e.message().contains("policy"),
-        "{e:?}"
-    );
+    let add = pb::AddServiceSecretRequest {
+        registration: reg.clone(),
+        service_id: svc.clone(),
+        valid_for: None,
+    };
+    c.add_service_secret(add)
+        .refused(Code::FailedPrecondition, &["policy"])
+        .await?;
     ensure!(env.authenticates(&done.client_id, &rotated).await?);
 
     // Bad requests name their field; unknown registrations are NOT_FOUND.
+    let attach = pb::AttachRegistrationRequest {
+        registration: reg.clone(),
+        profile: "direct-routing".into(),
+        ..Default::default()
+    };
     let e = c
-        .attach_registration(pb::AttachRegistrationRequest {
-            registration: reg.clone(),
-            profile: "direct-routing".into(),
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("attach without secret")?;
-    ensure!(
-        e.code() == Code::InvalidArgument && bad_fields(&e) == ["client_secret"],
-        "{e:?}"
-    );
-    let e = c
-        .list_secrets(pb::ListSecretsRequest {
-            registration: env.registration("00000000-0000-0000-0000-00000000abcd"),
-        })
-        .await
-        .err()
-        .context("unknown")?;
-    ensure!(e.code() == Code::NotFound, "{e:?}");
+        .attach_registration(attach)
+        .refused(Code::InvalidArgument, &[])
+        .await?;
+    ensure!(bad_fields(&e) == ["client_secret"], "{e:?}");
+    let unknown = pb::ListSecretsRequest {
+        registration: env.registration("00000000-0000-0000-0000-00000000abcd"),
+    };
+    c.list_secrets(unknown).refused(Code::NotFound, &[]).await?;
 
     // Another day-two sign-in re-creates the temporary app; ending the session by hand
     // removes it (audited) and later admin changes need a new sign-in.
@@ -279,9 +289,8 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     ensure!(!sps_where(&snap, "display_name", TOKEN_APP).is_empty());
     let e = c
         .end_admin_session(pb::EndAdminSessionRequest::default())
-        .await
-        .err()
-        .context("no tenant")?;
+        .refusal()
+        .await?;
     ensure!(bad_fields(&e) == ["tenant_id"], "{e:?}");
     let ended = c
         .end_admin_session(pb::EndAdminSessionRequest {
@@ -316,17 +325,7 @@ async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<(
     let done = onboarded_then_signed_in(&env, "Sbc-Restart").await?;
     let reg = env.registration(&done.client_id);
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
-    let mut stream = c
-        .rotate_secret(pb::RotateSecretRequest {
-            registration: reg.clone(),
-            service_id: "dr-1".into(),
-            overlap: Some(prost_types::Duration {
-                seconds: 3,
-                nanos: 0,
-            }),
-        })
-        .await?
-        .into_inner();
+    let mut stream = rotate(&mut c, &reg, "dr-1", 3).await?;
     let mut new_secret = None;
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(60), stream.message())
@@ -350,25 +349,11 @@ async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<(
     );
     // The restarted server resumes the rotation and removes the old secret after the overlap.
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = c
-            .list_secrets(pb::ListSecretsRequest {
-                registration: reg.clone(),
-            })
-            .await?
-            .into_inner()
-            .secrets;
-        if list.len() == 1 {
-            ensure!(list[0].key_id != done.key_id && list[0].current, "{list:?}");
-            break;
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "not resumed: {list:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let list = secrets_until(&mut c, &reg, Duration::from_secs(30), "not resumed", |l| {
+        l.len() == 1
+    })
+    .await?;
+    ensure!(list[0].key_id != done.key_id && list[0].current, "{list:?}");
     ensure!(!env.authenticates(&done.client_id, &done.secret).await?);
     ensure!(env.authenticates(&done.client_id, &new_secret).await?);
     ensure!(env.sim.calls("POST removePassword") == 1);
@@ -412,25 +397,8 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
     // No second sign-in: the onboarding's own session died with the temporary app, so this
     // rotation can only authenticate as the app itself.
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
-    let mut stream = c
-        .rotate_secret(pb::RotateSecretRequest {
-            registration: env.registration(&done.client_id),
-            service_id: "dr-1".into(),
-            overlap: Some(prost_types::Duration {
-                seconds: 1,
-                nanos: 0,
-            }),
-        })
-        .await?
-        .into_inner();
-    let mut new_secret = None;
-    let mut stages = Vec::new();
-    while let Some(e) = tokio::time::timeout(Duration::from_secs(60), stream.message()).await?? {
-        stages.push((e.stage.clone(), e.done));
-        if let Some(n) = e.new_secret {
-            new_secret = Some(n.secret);
-        }
-    }
+    let reg = env.registration(&done.client_id);
+    let (stages, new_secret) = rotation(rotate(&mut c, &reg, "dr-1", 1).await?).await?;
     ensure!(
         stages.last() == Some(&("remove_old".to_owned(), true)),
         "{stages:?}"
@@ -463,24 +431,12 @@ async fn expiring_secrets_are_rotated_automatically() -> Result<()> {
         .done;
     let reg = env.registration(&done.client_id);
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
-    let end = tokio::time::Instant::now() + Duration::from_secs(60);
-    let settled = loop {
-        let now = c
-            .list_secrets(pb::ListSecretsRequest {
-                registration: reg.clone(),
-            })
-            .await?
-            .into_inner()
-            .secrets;
-        if now.len() == 1 && now[0].current && now[0].key_id != done.key_id {
-            break now[0].clone();
-        }
-        ensure!(
-            tokio::time::Instant::now() < end,
-            "not rotated automatically: {now:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let limit = Duration::from_secs(60);
+    let settled = secrets_until(&mut c, &reg, limit, "not rotated automatically", |now| {
+        now.len() == 1 && now[0].current && now[0].key_id != done.key_id
+    })
+    .await?[0]
+        .clone();
     ensure!(settled.days_until_expiry > 800, "{settled:?}");
     // Entra holds only the new secret; nothing is expiring any more.
     let snap = env.sim.snapshot();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
 use testkit::server::{OPERATOR, TestServer, with_token};
+use testkit::server_helpers::{Refusal, Refused, code_of};
 use testkit::sim_server::SimServer;
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -28,37 +29,19 @@ struct RawTwo {
 #[derive(Clone, PartialEq, prost::Message)]
 struct Anything {}
 
-async fn raw_unary(s: &TestServer, path: &'static str, req: RawTwo) -> Result<Code> {
-    let ch = with_token(s.channel().await?, Some(OPERATOR));
-    let mut grpc = tonic::client::Grpc::new(ch);
+/// The status code of a raw call to `path` with `req`: a unary one's, or a server stream's
+/// (its opening, then its first message).
+async fn raw_call(s: &TestServer, path: &'static str, req: RawTwo, stream: bool) -> Result<Code> {
+    let mut grpc = tonic::client::Grpc::new(with_token(s.channel().await?, Some(OPERATOR)));
     grpc.ready().await?;
-    let r = grpc
-        .unary(
-            tonic::Request::new(req),
-            PathAndQuery::from_static(path),
-            ProstCodec::<RawTwo, Anything>::default(),
-        )
-        .await;
-    Ok(r.err().map_or(Code::Ok, |s| s.code()))
-}
-
-async fn raw_streaming(s: &TestServer, path: &'static str, req: RawTwo) -> Result<Code> {
-    let ch = with_token(s.channel().await?, Some(OPERATOR));
-    let mut grpc = tonic::client::Grpc::new(ch);
-    grpc.ready().await?;
-    let r = grpc
-        .server_streaming(
-            tonic::Request::new(req),
-            PathAndQuery::from_static(path),
-            ProstCodec::<RawTwo, Anything>::default(),
-        )
-        .await;
-    Ok(match r {
+    let (req, path) = (tonic::Request::new(req), PathAndQuery::from_static(path));
+    let codec = ProstCodec::<RawTwo, Anything>::default();
+    if !stream {
+        return Ok(code_of(grpc.unary(req, path, codec).await));
+    }
+    Ok(match grpc.server_streaming(req, path, codec).await {
         Err(s) => s.code(),
-        Ok(mut stream) => match stream.get_mut().message().await {
-            Err(s) => s.code(),
-            Ok(_) => Code::Ok,
-        },
+        Ok(mut stream) => code_of(stream.get_mut().message().await),
     })
 }
 
@@ -81,24 +64,16 @@ async fn undecodable_requests_are_invalid_argument() -> Result<()> {
             req(bad.clone(), Vec::new()),
         ),
     ] {
-        let code = raw_unary(&s, path, r).await?;
+        let code = raw_call(&s, path, r, false).await?;
         ensure!(code == Code::InvalidArgument, "{path}: {code:?}");
     }
     // Server streaming: decoded before the handler runs, same answer.
-    let code = raw_streaming(
-        &s,
-        "/onboard.v1.Onboarding/SignIn",
-        req(b"token".to_vec(), bad.clone()),
-    )
-    .await?;
+    let sign_in = req(b"token".to_vec(), bad.clone());
+    let code = raw_call(&s, "/onboard.v1.Onboarding/SignIn", sign_in, true).await?;
     ensure!(code == Code::InvalidArgument, "SignIn: {code:?}");
     // A well-formed request still works over the same path.
-    let code = raw_unary(
-        &s,
-        "/onboard.v1.Onboarding/GetOnboarding",
-        req(b"no-such-onboarding".to_vec(), Vec::new()),
-    )
-    .await?;
+    let fine = req(b"no-such-onboarding".to_vec(), Vec::new());
+    let code = raw_call(&s, "/onboard.v1.Onboarding/GetOnboarding", fine, false).await?;
     ensure!(code == Code::NotFound, "{code:?}");
     s.stop().await
 }
@@ -126,85 +101,67 @@ async fn status_messages_echo_at_most_128_characters_of_the_request() -> Result<
         let mut ob = s.onboarding(Some(OPERATOR)).await?;
         let mut inv = s.invitations(Some(OPERATOR)).await?;
         let mut ver = s.verification(Some(OPERATOR)).await?;
+        let get = pb::GetOnboardingRequest {
+            onboarding_id: long.clone(),
+            ..Default::default()
+        };
+        let watch = pb::WatchRequest {
+            onboarding_id: long.clone(),
+            ..Default::default()
+        };
+        let cancel = pb::CancelOnboardingRequest {
+            onboarding_id: long.clone(),
+            reason: long.clone(),
+            ..Default::default()
+        };
+        let get_with_token = pb::GetOnboardingRequest {
+            onboarding_id: long.clone(),
+            invitation_token: long.clone(),
+        };
+        let get_invitation = pb::GetInvitationRequest {
+            key: Some(pb::get_invitation_request::Key::Id(long.clone())),
+        };
+        let revoke = pb::RevokeInvitationRequest {
+            id: long.clone(),
+            reason: long.clone(),
+        };
+        let create = pb::CreateInvitationRequest {
+            customer: long.clone(),
+            service_id: long.clone(),
+            profile: long.clone(),
+            admin_upn: long.clone(),
+            platform_version: long.clone(),
+            ..Default::default()
+        };
+        let verify = pb::VerifyRequest {
+            target: Some(pb::verify_request::Target::ClientId(long.clone())),
+        };
         let statuses = [
-            (
-                "GetOnboarding",
-                ob.get_onboarding(pb::GetOnboardingRequest {
-                    onboarding_id: long.clone(),
-                    ..Default::default()
-                })
-                .await
-                .err(),
-            ),
-            (
-                "Watch",
-                ob.watch(pb::WatchRequest {
-                    onboarding_id: long.clone(),
-                    ..Default::default()
-                })
-                .await
-                .err(),
-            ),
+            ("GetOnboarding", ob.get_onboarding(get).refusal().await?),
+            ("Watch", ob.watch(watch).refusal().await?),
             (
                 "CancelOnboarding",
-                ob.cancel_onboarding(pb::CancelOnboardingRequest {
-                    onboarding_id: long.clone(),
-                    reason: long.clone(),
-                    ..Default::default()
-                })
-                .await
-                .err(),
+                ob.cancel_onboarding(cancel).refusal().await?,
             ),
             (
                 "GetOnboarding (token)",
-                ob.get_onboarding(pb::GetOnboardingRequest {
-                    onboarding_id: long.clone(),
-                    invitation_token: long.clone(),
-                })
-                .await
-                .err(),
+                ob.get_onboarding(get_with_token).refusal().await?,
             ),
             (
                 "GetInvitation",
-                inv.get_invitation(pb::GetInvitationRequest {
-                    key: Some(pb::get_invitation_request::Key::Id(long.clone())),
-                })
-                .await
-                .err(),
+                inv.get_invitation(get_invitation).refusal().await?,
             ),
             (
                 "RevokeInvitation",
-                inv.revoke_invitation(pb::RevokeInvitationRequest {
-                    id: long.clone(),
-                    reason: long.clone(),
-                })
-                .await
-                .err(),
+                inv.revoke_invitation(revoke).refusal().await?,
             ),
             (
                 "CreateInvitation",
-                inv.create_invitation(pb::CreateInvitationRequest {
-                    customer: long.clone(),
-                    service_id: long.clone(),
-                    profile: long.clone(),
-                    admin_upn: long.clone(),
-                    platform_version: long.clone(),
-                    ..Default::default()
-                })
-                .await
-                .err(),
+                inv.create_invitation(create).refusal().await?,
             ),
-            (
-                "Verify",
-                ver.verify(pb::VerifyRequest {
-                    target: Some(pb::verify_request::Target::ClientId(long.clone())),
-                })
-                .await
-                .err(),
-            ),
+            ("Verify", ver.verify(verify).refusal().await?),
         ];
         for (rpc, status) in statuses {
-            let status = status.with_context(|| format!("{rpc} succeeded"))?;
             no_long_echo(rpc, status.message(), &long)?;
             for f in status_fields(&status) {
                 no_long_echo(rpc, &f, &long)?;
@@ -242,12 +199,10 @@ async fn watch_past_the_end_of_a_finished_onboarding_is_out_of_range_at_once() -
         ..Default::default()
     };
     let started = std::time::Instant::now();
-    let status = tokio::time::timeout(Duration::from_secs(5), op.watch(watch(last + 1)))
+    tokio::time::timeout(Duration::from_secs(5), op.watch(watch(last + 1)))
         .await
         .context("Watch past the end waited")?
-        .err()
-        .context("Watch past the end was accepted")?;
-    ensure!(status.code() == Code::OutOfRange, "{status:?}");
+        .refused(Code::OutOfRange, &[])?;
     ensure!(started.elapsed() < Duration::from_secs(2));
     // From the last event: that one event, then the end.
     let events = testkit::wizard::drain(op.watch(watch(last)).await?.into_inner()).await?;

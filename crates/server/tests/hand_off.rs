@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
 use serde_json::Value;
 use testkit::server::OPERATOR;
+use testkit::server_helpers::{Refusal, Refused, plan};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, no_duplicates, provisioned_once, sps_where};
@@ -24,18 +25,7 @@ async fn first_part(
 ) -> Result<(String, Vec<pb::ProvisionEvent>)> {
     let signed = env.signed_in(token, "appadmin").await?;
     let id = signed.onboarding_id;
-    let plan = env
-        .server
-        .onboarding(None)
-        .await?
-        .plan(pb::PlanRequest {
-            onboarding_id: id.clone(),
-            app_name: name.into(),
-            invitation_token: token.into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let plan = plan(&env.server, token, &id, name).await??;
     ensure!(plan.blocked && plan.hand_off, "{plan:?}");
     ensure!(
         plan.hand_off_roles
@@ -149,11 +139,10 @@ async fn an_application_administrator_starts_and_a_global_administrator_finishes
             .ends_with(&format!("#token={}", link.invitation_token))
     );
     ensure!(link.roles == h.roles);
-    let refused = issue_link(&env, &link.invitation_token, &id)
-        .await
-        .err()
-        .context("a hand-off link issued another")?;
-    ensure!(refused.code() == Code::PermissionDenied, "{refused:?}");
+    // A hand-off link cannot issue another.
+    issue_link(&env, &link.invitation_token, &id)
+        .refused(Code::PermissionDenied, &[])
+        .await?;
     let s = refused_sign_in(&env, &old.invitation_token, "a replaced link").await?;
     ensure!(
         s.code() == Code::FailedPrecondition && s.message().contains("revoked"),
@@ -166,18 +155,7 @@ async fn an_application_administrator_starts_and_a_global_administrator_finishes
         signed.onboarding_id == id && signed.roles_missing.is_empty(),
         "{signed:?}"
     );
-    let plan = env
-        .server
-        .onboarding(None)
-        .await?
-        .plan(pb::PlanRequest {
-            onboarding_id: id.clone(),
-            app_name: "Sbc-Hand".into(),
-            invitation_token: link.invitation_token.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let plan = plan(&env.server, &link.invitation_token, &id, "Sbc-Hand").await??;
     ensure!(!plan.blocked && !plan.hand_off, "{plan:?}");
     for done in ["client_secret.add", "service_principal.create"] {
         ensure!(
@@ -313,26 +291,20 @@ async fn the_starter_can_cancel_a_wait_and_without_hand_offs_provision_is_refuse
         hand_off.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>() == ["intent", "failed"],
         "{hand_off:?}"
     );
-    let e = issue_link(&env, &token, &id)
-        .await
-        .err()
-        .context("a link for a cancelled onboarding")?;
+    // No link for a cancelled onboarding, neither for its customer nor for an operator.
+    let e = issue_link(&env, &token, &id).refusal().await?;
     ensure!(
         e.code() == Code::PermissionDenied || e.code() == Code::FailedPrecondition,
         "{e:?}"
     );
-    let op = env
-        .server
-        .onboarding(Some(OPERATOR))
-        .await?
-        .issue_hand_off_link(pb::IssueHandOffLinkRequest {
-            onboarding_id: id.clone(),
-            invitation_token: String::new(),
-        })
-        .await
-        .err()
-        .context("an operator got a link for a cancelled onboarding")?;
-    ensure!(op.code() == Code::FailedPrecondition, "{op:?}");
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let r = pb::IssueHandOffLinkRequest {
+        onboarding_id: id.clone(),
+        invitation_token: String::new(),
+    };
+    op.issue_hand_off_link(r)
+        .refused(Code::FailedPrecondition, &[])
+        .await?;
     testkit::audit::check_schema(&env.server.entries()?)?;
     env.server.stop().await?;
 
@@ -340,14 +312,9 @@ async fn the_starter_can_cancel_a_wait_and_without_hand_offs_provision_is_refuse
     let env = SimServer::start_with(|b| Ok(b.limit("hand_off_wait_secs", 0))).await?;
     let (token, _) = env.invite(None).await?;
     let id = env.signed_in(&token, "appadmin").await?.onboarding_id;
-    match env.provision(&token, &id, "Sbc-Never").await? {
-        Err(s) => ensure!(
-            s.code() == Code::FailedPrecondition
-                && s.message().contains("Privileged Role Administrator"),
-            "{s:?}"
-        ),
-        Ok(e) => bail!("provisioned without rights or hand-off: {e:?}"),
-    }
+    env.provision(&token, &id, "Sbc-Never")
+        .await?
+        .refused(Code::FailedPrecondition, &["Privileged Role Administrator"])?;
     ensure!(apps_named(&env.sim.snapshot(), "Sbc-Never").is_empty());
     env.server.stop().await?;
     Ok(())

@@ -7,6 +7,7 @@ use onboard_proto::v1 as pb;
 use pb::provision_event::Event as PE;
 use testkit::audit::{assert_direct_routing_changes, change_pairs, phases};
 use testkit::server::{ADMIN, AUDITOR, OPERATOR};
+use testkit::server_helpers::{Refused, plan};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, sps_where};
@@ -31,15 +32,7 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     let id = signed.onboarding_id.clone();
 
     let mut c = env.server.onboarding(None).await?;
-    let plan = c
-        .plan(pb::PlanRequest {
-            onboarding_id: id.clone(),
-            app_name: "Sbc-One".into(),
-            invitation_token: token.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let plan = plan(&env.server, &token, &id, "Sbc-One").await??;
     ensure!(!plan.blocked, "{plan:?}");
     ensure!(
         plan.changes
@@ -172,10 +165,9 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     // The same name (any case) for another onboarding of the tenant is taken.
     let (token2, _) = env.invite(None).await?;
     let id2 = env.signed_in(&token2, "globaladmin").await?.onboarding_id;
-    match env.provision(&token2, &id2, "SBC-ONE").await? {
-        Err(s) => ensure!(s.code() == Code::AlreadyExists, "{s:?}"),
-        Ok(e) => bail!("duplicate name provisioned: {e:?}"),
-    }
+    env.provision(&token2, &id2, "SBC-ONE")
+        .await?
+        .refused(Code::AlreadyExists, &[])?;
     ensure!(apps_named(&env.sim.snapshot(), "SBC-ONE").is_empty());
 
     // Who may look: not anonymous, not an auditor or admin, not another onboarding's token.
@@ -336,20 +328,8 @@ async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()
     ensure!(info.state() == pb::OnboardingState::Completed, "{info:?}");
     // The invitation no longer unlocks Plan once the onboarding completed (capability table;
     // before that change: FAILED_PRECONDITION for the session lost in the restart).
-    let status = env
-        .server
-        .onboarding(None)
-        .await?
-        .plan(pb::PlanRequest {
-            onboarding_id: id,
-            app_name: "Sbc-Other".into(),
-            invitation_token: token,
-            ..Default::default()
-        })
-        .await
-        .err()
-        .context("plan after completion")?;
-    ensure!(status.code() == Code::PermissionDenied, "{status:?}");
+    let after = plan(&env.server, &token, &id, "Sbc-Other").await?;
+    after.refused(Code::PermissionDenied, &[])?;
     env.server.stop().await?;
     Ok(())
 }

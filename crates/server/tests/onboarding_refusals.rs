@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, ensure};
 use entra_sim::Faults;
-use onboard_proto::v1 as pb;
 use testkit::server::bad_fields;
+use testkit::server_helpers::{Refused, plan};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, sps_where};
@@ -20,51 +20,26 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
     let ga = env.upn("globaladmin");
 
     // Declined: PERMISSION_DENIED; the invitation is still usable.
-    match env
-        .sign_in(&token, &ga, Browser::Declines("globaladmin"))
+    env.sign_in(&token, &ga, Browser::Declines("globaladmin"))
         .await?
-    {
-        Err(s) => ensure!(
-            s.code() == Code::PermissionDenied && s.message().contains("declined"),
-            "{s:?}"
-        ),
-        Ok(e) => bail!("declined sign-in succeeded: {e:?}"),
-    }
+        .refused(Code::PermissionDenied, &["declined"])?;
     // Someone else signs in: FAILED_PRECONDITION naming both.
-    match env
-        .sign_in(&token, &ga, Browser::SignsInAs("appadmin"))
+    env.sign_in(&token, &ga, Browser::SignsInAs("appadmin"))
         .await?
-    {
-        Err(s) => ensure!(
-            s.code() == Code::FailedPrecondition
-                && s.message().contains("appadmin")
-                && s.message().contains("globaladmin"),
-            "{s:?}"
-        ),
-        Ok(e) => bail!("wrong user signed in: {e:?}"),
-    }
+        .refused(Code::FailedPrecondition, &["appadmin", "globaladmin"])?;
     // No admin role at all: FAILED_PRECONDITION naming the role needed.
-    match env
-        .sign_in(&token, &env.upn("user"), Browser::SignsInAs("user"))
+    env.sign_in(&token, &env.upn("user"), Browser::SignsInAs("user"))
         .await?
-    {
-        Err(s) => ensure!(
-            s.code() == Code::FailedPrecondition
-                && s.message().contains("Application Administrator"),
-            "{s:?}"
-        ),
-        Ok(e) => bail!("a user without roles signed in: {e:?}"),
-    }
+        .refused(Code::FailedPrecondition, &["Application Administrator"])?;
     // The code expires before anyone signs in: DEADLINE_EXCEEDED.
     env.sim.set_faults(Faults {
         device_code_interval_s: Some(1),
         device_code_ttl_s: Some(2),
         ..Faults::default()
     });
-    match env.sign_in(&token, &ga, Browser::Idle).await? {
-        Err(s) => ensure!(s.code() == Code::DeadlineExceeded, "{s:?}"),
-        Ok(e) => bail!("an expired code signed in: {e:?}"),
-    }
+    env.sign_in(&token, &ga, Browser::Idle)
+        .await?
+        .refused(Code::DeadlineExceeded, &[])?;
     env.sim.set_faults(Faults {
         device_code_interval_s: Some(1),
         ..Faults::default()
@@ -83,21 +58,15 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
     // An expired invitation never starts a sign-in.
     let (short, _) = env.invite(Some(Duration::from_secs(1))).await?;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    match env.sign_in(&short, &ga, Browser::Idle).await? {
-        Err(s) => ensure!(
-            s.code() == Code::FailedPrecondition && s.message().contains("expired"),
-            "{s:?}"
-        ),
-        Ok(e) => bail!("an expired invitation signed in: {e:?}"),
-    }
+    env.sign_in(&short, &ga, Browser::Idle)
+        .await?
+        .refused(Code::FailedPrecondition, &["expired"])?;
     // A forged token is an invalid argument naming the field.
-    match env.sign_in("forged", &ga, Browser::Idle).await? {
-        Err(s) => ensure!(
-            s.code() == Code::InvalidArgument && bad_fields(&s) == ["invitation_token"],
-            "{s:?}"
-        ),
-        Ok(e) => bail!("a forged token signed in: {e:?}"),
-    }
+    let s = env
+        .sign_in("forged", &ga, Browser::Idle)
+        .await?
+        .refused(Code::InvalidArgument, &[])?;
+    ensure!(bad_fields(&s) == ["invitation_token"], "{s:?}");
     env.server.stop().await?;
     Ok(())
 }
@@ -117,16 +86,7 @@ async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() 
         "{signed:?}"
     );
     let id = signed.onboarding_id;
-    let mut c = env.server.onboarding(None).await?;
-    let plan = c
-        .plan(pb::PlanRequest {
-            onboarding_id: id.clone(),
-            app_name: "Sbc-Two".into(),
-            invitation_token: token.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let plan = plan(&env.server, &token, &id, "Sbc-Two").await??;
     ensure!(plan.blocked && !plan.hand_off, "{plan:?}");
     ensure!(
         plan.changes
@@ -140,14 +100,9 @@ async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() 
             .any(|c| c.action == "app_registration.create" && c.missing_roles.is_empty())
     );
     let before = env.server.app.audit().size();
-    match env.provision(&token, &id, "Sbc-Two").await? {
-        Err(s) => ensure!(
-            s.code() == Code::FailedPrecondition
-                && s.message().contains("Privileged Role Administrator"),
-            "{s:?}"
-        ),
-        Ok(e) => bail!("provisioned without rights: {e:?}"),
-    }
+    env.provision(&token, &id, "Sbc-Two")
+        .await?
+        .refused(Code::FailedPrecondition, &["Privileged Role Administrator"])?;
     let snap = env.sim.snapshot();
     ensure!(apps_named(&snap, "Sbc-Two").is_empty(), "an app was made");
     ensure!(
@@ -173,7 +128,6 @@ async fn name_rules_are_field_violations_on_app_name() -> Result<()> {
     let env = SimServer::start().await?;
     let (token, _) = env.invite(None).await?;
     let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
-    let mut c = env.server.onboarding(None).await?;
     for (name, rule) in [
         ("ab", "3 to 15 characters"),
         ("abcdefghijklmnop", "3 to 15 characters"),
@@ -182,20 +136,10 @@ async fn name_rules_are_field_violations_on_app_name() -> Result<()> {
         ("a/bc", "must not contain '/'"),
         ("Audit", "reserved"),
     ] {
-        let plan = c
-            .plan(pb::PlanRequest {
-                onboarding_id: id.clone(),
-                app_name: name.into(),
-                invitation_token: token.clone(),
-                ..Default::default()
-            })
-            .await
-            .err()
-            .context("plan accepted a bad name")?;
-        let prov = match env.provision(&token, &id, name).await? {
-            Err(s) => s,
-            Ok(e) => bail!("{name}: provisioned: {e:?}"),
-        };
+        let plan = plan(&env.server, &token, &id, name).await?;
+        let plan = plan.refused(Code::InvalidArgument, &[])?;
+        let prov = env.provision(&token, &id, name).await?;
+        let prov = prov.refused(Code::InvalidArgument, &[])?;
         for s in [plan, prov] {
             ensure!(s.code() == Code::InvalidArgument, "{name}: {s:?}");
             ensure!(bad_fields(&s) == ["app_name"], "{name}: {s:?}");

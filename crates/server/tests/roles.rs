@@ -4,50 +4,48 @@
 use anyhow::Result;
 use onboard_proto::v1 as pb;
 use testkit::server::{ADMIN, AUDITOR, OPERATOR, TestServer};
+use testkit::server_helpers::code_of;
 use tokio_stream::StreamExt;
-use tonic::{Code, Status};
-
-fn code<T>(r: Result<T, Status>) -> Code {
-    r.err().map_or(Code::Ok, |e| e.code())
-}
+use tonic::Code;
 
 /// The status code of every Audit RPC for a caller.
 async fn audit_codes(s: &TestServer, token: Option<&str>) -> Result<Vec<(&'static str, Code)>> {
     let mut c = s.audit(token).await?;
+    let consistency = pb::GetConsistencyProofRequest {
+        first_size: 1,
+        second_size: 0,
+    };
     Ok(vec![
         (
             "GetCheckpoint",
-            code(c.get_checkpoint(pb::GetCheckpointRequest {}).await),
+            code_of(c.get_checkpoint(pb::GetCheckpointRequest::default()).await),
         ),
         (
             "ListEntries",
-            code(c.list_entries(pb::ListEntriesRequest::default()).await),
+            code_of(c.list_entries(pb::ListEntriesRequest::default()).await),
         ),
         (
             "GetInclusionProof",
-            code(
-                c.get_inclusion_proof(pb::GetInclusionProofRequest {
-                    seq: 0,
-                    tree_size: 0,
-                })
-                .await,
+            code_of(
+                c.get_inclusion_proof(pb::GetInclusionProofRequest::default())
+                    .await,
             ),
         ),
         (
             "GetConsistencyProof",
-            code(
-                c.get_consistency_proof(pb::GetConsistencyProofRequest {
-                    first_size: 1,
-                    second_size: 0,
-                })
-                .await,
-            ),
+            code_of(c.get_consistency_proof(consistency).await),
         ),
         (
             "GetVerifierKeys",
-            code(c.get_verifier_keys(pb::GetVerifierKeysRequest {}).await),
+            code_of(
+                c.get_verifier_keys(pb::GetVerifierKeysRequest::default())
+                    .await,
+            ),
         ),
-        ("Follow", code(c.follow(pb::FollowRequest::default()).await)),
+        (
+            "Follow",
+            code_of(c.follow(pb::FollowRequest::default()).await),
+        ),
     ])
 }
 
@@ -73,18 +71,18 @@ async fn invitation_codes(
         key: Some(pb::get_invitation_request::Key::Id(id.clone())),
     };
     Ok(vec![
-        ("CreateInvitation", code(created)),
-        ("GetInvitation", code(c.get_invitation(by_id).await)),
+        ("CreateInvitation", code_of(created)),
+        ("GetInvitation", code_of(c.get_invitation(by_id).await)),
         (
             "ListInvitations",
-            code(
+            code_of(
                 c.list_invitations(pb::ListInvitationsRequest::default())
                     .await,
             ),
         ),
         (
             "RevokeInvitation",
-            code(
+            code_of(
                 c.revoke_invitation(pb::RevokeInvitationRequest {
                     id,
                     reason: "test".into(),
@@ -102,66 +100,45 @@ async fn onboarding_codes(
     token: Option<&str>,
 ) -> Result<Vec<(&'static str, Code)>> {
     let mut o = s.onboarding(token).await?;
-    let id = || "00000000-0000-7000-8000-000000000000".to_string();
+    let onboarding_id = "00000000-0000-7000-8000-000000000000".to_string();
+    let app_name = "Sbc-One".to_string();
+    let plan = pb::PlanRequest {
+        onboarding_id: onboarding_id.clone(),
+        app_name: app_name.clone(),
+        ..Default::default()
+    };
+    let provision = pb::ProvisionRequest {
+        onboarding_id: onboarding_id.clone(),
+        app_name,
+        ..Default::default()
+    };
+    let watch = pb::WatchRequest {
+        onboarding_id: onboarding_id.clone(),
+        ..Default::default()
+    };
+    let get = pb::GetOnboardingRequest {
+        onboarding_id: onboarding_id.clone(),
+        ..Default::default()
+    };
+    let cancel = pb::CancelOnboardingRequest {
+        onboarding_id,
+        ..Default::default()
+    };
     Ok(vec![
-        (
-            "Plan",
-            code(
-                o.plan(pb::PlanRequest {
-                    onboarding_id: id(),
-                    app_name: "Sbc-One".into(),
-                    ..Default::default()
-                })
-                .await,
-            ),
-        ),
-        (
-            "Provision",
-            code(
-                o.provision(pb::ProvisionRequest {
-                    onboarding_id: id(),
-                    app_name: "Sbc-One".into(),
-                    ..Default::default()
-                })
-                .await,
-            ),
-        ),
-        (
-            "Watch",
-            code(
-                o.watch(pb::WatchRequest {
-                    onboarding_id: id(),
-                    ..Default::default()
-                })
-                .await,
-            ),
-        ),
-        (
-            "GetOnboarding",
-            code(
-                o.get_onboarding(pb::GetOnboardingRequest {
-                    onboarding_id: id(),
-                    ..Default::default()
-                })
-                .await,
-            ),
-        ),
+        ("Plan", code_of(o.plan(plan).await)),
+        ("Provision", code_of(o.provision(provision).await)),
+        ("Watch", code_of(o.watch(watch).await)),
+        ("GetOnboarding", code_of(o.get_onboarding(get).await)),
         (
             "ListOnboardings",
-            code(
+            code_of(
                 o.list_onboardings(pb::ListOnboardingsRequest::default())
                     .await,
             ),
         ),
         (
             "CancelOnboarding",
-            code(
-                o.cancel_onboarding(pb::CancelOnboardingRequest {
-                    onboarding_id: id(),
-                    ..Default::default()
-                })
-                .await,
-            ),
+            code_of(o.cancel_onboarding(cancel).await),
         ),
     ])
 }
@@ -176,52 +153,52 @@ async fn credentials_codes(
     Ok(vec![
         (
             "AddServiceSecret",
-            code(
+            code_of(
                 c.add_service_secret(pb::AddServiceSecretRequest::default())
                     .await,
             ),
         ),
         (
             "RotateSecret",
-            code(c.rotate_secret(pb::RotateSecretRequest::default()).await),
+            code_of(c.rotate_secret(pb::RotateSecretRequest::default()).await),
         ),
         (
             "RevokeSecret",
-            code(c.revoke_secret(pb::RevokeSecretRequest::default()).await),
+            code_of(c.revoke_secret(pb::RevokeSecretRequest::default()).await),
         ),
         (
             "ListSecrets",
-            code(c.list_secrets(pb::ListSecretsRequest::default()).await),
+            code_of(c.list_secrets(pb::ListSecretsRequest::default()).await),
         ),
         (
             "ListGrants",
-            code(c.list_grants(pb::ListGrantsRequest::default()).await),
+            code_of(c.list_grants(pb::ListGrantsRequest::default()).await),
         ),
         (
             "UpdateRoles",
-            code(c.update_roles(pb::UpdateRolesRequest::default()).await),
+            code_of(c.update_roles(pb::UpdateRolesRequest::default()).await),
         ),
         (
             "UpdatePermissions",
-            code(
+            code_of(
                 c.update_permissions(pb::UpdatePermissionsRequest::default())
                     .await,
             ),
         ),
         (
             "AttachRegistration",
-            code(
+            code_of(
                 c.attach_registration(pb::AttachRegistrationRequest::default())
                     .await,
             ),
         ),
         (
             "ListExpiring",
-            code(c.list_expiring(pb::ListExpiringRequest::default()).await),
+            code_of(c.list_expiring(pb::ListExpiringRequest::default()).await),
         ),
         (
             "EndAdminSession",
-            code(
+            code_of(
                 c.end_admin_session(pb::EndAdminSessionRequest::default())
                     .await,
             ),
@@ -229,73 +206,68 @@ async fn credentials_codes(
     ])
 }
 
-fn assert_all(got: &[(&str, Code)], want: Code, who: &str) {
-    for (rpc, c) in got {
-        assert_eq!(*c, want, "{rpc} as {who}");
+/// A service whose RPCs take a caller role.
+#[derive(Clone, Copy, Debug)]
+enum Service {
+    /// onboard.v1.Audit.
+    Audit,
+    /// onboard.v1.Invitations.
+    Invitations,
+    /// onboard.v1.Onboarding.
+    Onboarding,
+    /// onboard.v1.Credentials.
+    Credentials,
+}
+
+/// The status code of every RPC of `service` for a caller.
+async fn codes(
+    s: &TestServer,
+    service: Service,
+    token: Option<&str>,
+) -> Result<Vec<(&'static str, Code)>> {
+    match service {
+        Service::Audit => audit_codes(s, token).await,
+        Service::Invitations => invitation_codes(s, token).await,
+        Service::Onboarding => onboarding_codes(s, token).await,
+        Service::Credentials => credentials_codes(s, token).await,
     }
 }
 
+/// The services, the callers, and the code each of their RPCs answers.
+type Case<'a> = (&'a [Service], &'a [Option<&'a str>], Code);
+
 #[tokio::test]
 async fn every_rpc_checks_the_callers_role() -> Result<()> {
+    use Service::*;
     let s = TestServer::start().await?;
-    // No credentials, or a token nobody configured: unauthenticated everywhere.
-    for token in [None, Some("not-a-configured-token")] {
-        let who = format!("{token:?}");
-        assert_all(&audit_codes(&s, token).await?, Code::Unauthenticated, &who);
-        assert_all(
-            &invitation_codes(&s, token).await?,
+    let (nobody, unknown) = (None, Some("not-a-configured-token"));
+    let (auditor, admin, operator) = (Some(AUDITOR), Some(ADMIN), Some(OPERATOR));
+    let cases: [Case; 7] = [
+        // No credentials, or a token nobody configured: unauthenticated everywhere.
+        (
+            &[Audit, Invitations, Onboarding, Credentials],
+            &[nobody, unknown],
             Code::Unauthenticated,
-            &who,
-        );
-        assert_all(
-            &onboarding_codes(&s, token).await?,
-            Code::Unauthenticated,
-            &who,
-        );
-        assert_all(
-            &credentials_codes(&s, token).await?,
-            Code::Unauthenticated,
-            &who,
-        );
+        ),
+        // Wrong roles.
+        (&[Credentials], &[auditor, admin], Code::PermissionDenied),
+        (&[Audit], &[operator], Code::PermissionDenied),
+        (&[Invitations], &[auditor, admin], Code::PermissionDenied),
+        (&[Onboarding], &[auditor, admin], Code::PermissionDenied),
+        // Right roles.
+        (&[Audit], &[auditor, admin], Code::Ok),
+        (&[Invitations], &[operator], Code::Ok),
+    ];
+    for (services, callers, want) in cases {
+        for (service, token) in services
+            .iter()
+            .flat_map(|s| callers.iter().map(move |t| (s, t)))
+        {
+            for (rpc, c) in codes(&s, *service, *token).await? {
+                assert_eq!(c, want, "{rpc} as {token:?}");
+            }
+        }
     }
-    for who in [AUDITOR, ADMIN] {
-        assert_all(
-            &credentials_codes(&s, Some(who)).await?,
-            Code::PermissionDenied,
-            who,
-        );
-    }
-    // Wrong roles.
-    assert_all(
-        &audit_codes(&s, Some(OPERATOR)).await?,
-        Code::PermissionDenied,
-        "operator",
-    );
-    assert_all(
-        &invitation_codes(&s, Some(AUDITOR)).await?,
-        Code::PermissionDenied,
-        "auditor",
-    );
-    assert_all(
-        &invitation_codes(&s, Some(ADMIN)).await?,
-        Code::PermissionDenied,
-        "admin",
-    );
-    for who in [AUDITOR, ADMIN] {
-        assert_all(
-            &onboarding_codes(&s, Some(who)).await?,
-            Code::PermissionDenied,
-            who,
-        );
-    }
-    // Right roles.
-    assert_all(&audit_codes(&s, Some(AUDITOR)).await?, Code::Ok, "auditor");
-    assert_all(&audit_codes(&s, Some(ADMIN)).await?, Code::Ok, "admin");
-    assert_all(
-        &invitation_codes(&s, Some(OPERATOR)).await?,
-        Code::Ok,
-        "operator",
-    );
     // An operator gets past the role check of Credentials: the empty requests name no
     // registration; the expiry report needs none.
     for (rpc, c) in credentials_codes(&s, Some(OPERATOR)).await? {

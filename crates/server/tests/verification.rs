@@ -14,6 +14,7 @@ use serde_json::Value;
 use testkit::config::PlatformService;
 use testkit::platform::Platform;
 use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, bad_fields};
+use testkit::server_helpers::Refusal;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{grants_of, roles_of};
 use tonic::Code;
@@ -43,6 +44,14 @@ fn check<'a>(r: &'a pb::VerifyReport, name: &str) -> Result<&'a pb::Check> {
         .with_context(|| format!("no {name} in\n{}", table(r)))
 }
 
+/// The open drift items of registration `client_id`.
+async fn drift(c: &mut VerificationClient<Authed>, client_id: &str) -> Result<Vec<pb::DriftItem>> {
+    let r = pb::ListDriftRequest {
+        client_id: client_id.into(),
+    };
+    Ok(c.list_drift(r).await?.into_inner().items)
+}
+
 /// Invitation, sign-in as the Global Administrator, provision; returns (onboarding id, client id).
 async fn onboard(env: &SimServer) -> Result<(String, String)> {
     let o = env.onboarded("direct-routing", "Sbc-One").await?;
@@ -57,20 +66,11 @@ async fn verify_is_for_operators_and_names_bad_targets() -> Result<()> {
         (Some(AUDITOR), Code::PermissionDenied),
         (Some(ADMIN), Code::PermissionDenied),
     ] {
-        let s = client(&env, token)
-            .await?
-            .verify(by_service("dr-1"))
-            .await
-            .err()
-            .context("refused")?;
-        ensure!(s.code() == code, "{token:?}: {s:?}");
-        let s = client(&env, token)
-            .await?
-            .list_drift(pb::ListDriftRequest::default())
-            .await
-            .err()
-            .context("refused")?;
-        ensure!(s.code() == code, "{token:?}: {s:?}");
+        let mut c = client(&env, token).await?;
+        c.verify(by_service("dr-1")).refused(code, &[]).await?;
+        c.list_drift(pb::ListDriftRequest::default())
+            .refused(code, &[])
+            .await?;
     }
     let mut c = client(&env, Some(OPERATOR)).await?;
     let by_client = |id: &str| pb::VerifyRequest {
@@ -100,11 +100,7 @@ async fn verify_is_for_operators_and_names_bad_targets() -> Result<()> {
             "{req:?}: {s:?}"
         );
     }
-    let drift = c
-        .list_drift(pb::ListDriftRequest::default())
-        .await?
-        .into_inner();
-    ensure!(drift.items.is_empty());
+    ensure!(drift(&mut c, "").await?.is_empty());
     Ok(())
 }
 
@@ -239,13 +235,7 @@ async fn a_scheduled_run_reports_a_removed_role_and_permission() -> Result<()> {
     ensure!(!entries.iter().any(|e| e["action"] == "drift.repair"));
 
     let mut c = client(&env, Some(OPERATOR)).await?;
-    let items = c
-        .list_drift(pb::ListDriftRequest {
-            client_id: client_id.clone(),
-        })
-        .await?
-        .into_inner()
-        .items;
+    let items = drift(&mut c, &client_id).await?;
     let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
     ensure!(
         keys.contains(&PERMISSION_KEY) && keys.contains(&role_key().as_str()),
@@ -319,13 +309,7 @@ async fn with_repair_enabled_the_role_and_permission_come_back_audited() -> Resu
     ensure!(roles == 1 && grants == 4, "roles {roles}, grants {grants}");
     // Nothing left open, and the next on-demand report is clean.
     let mut c = client(&env, Some(OPERATOR)).await?;
-    let items = c
-        .list_drift(pb::ListDriftRequest {
-            client_id: client_id.clone(),
-        })
-        .await?
-        .into_inner()
-        .items;
+    let items = drift(&mut c, &client_id).await?;
     ensure!(items.is_empty(), "{items:#?}");
     let r = c
         .verify(pb::VerifyRequest {

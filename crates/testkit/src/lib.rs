@@ -53,6 +53,7 @@ pub mod pki;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod server_helpers;
 #[cfg(feature = "server")]
 pub mod sim_server;
 #[cfg(feature = "server")]

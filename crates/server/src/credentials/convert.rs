@@ -13,12 +13,8 @@ use crate::error::{Result, ServerError};
 /// The request's registration reference, or INVALID_ARGUMENT naming the field.
 pub fn reg_ref(r: Option<&pb::RegistrationRef>) -> Result<RegistrationRef> {
     let r = r.ok_or_else(|| ServerError::invalid("registration", "required"))?;
-    if r.tenant_id.is_empty() {
-        return Err(ServerError::invalid("registration.tenant_id", "required"));
-    }
-    if r.client_id.is_empty() {
-        return Err(ServerError::invalid("registration.client_id", "required"));
-    }
+    ServerError::required("registration.tenant_id", &r.tenant_id)?;
+    ServerError::required("registration.client_id", &r.client_id)?;
     Ok(RegistrationRef::new(&r.tenant_id, &r.client_id))
 }
 

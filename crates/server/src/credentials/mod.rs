@@ -54,12 +54,13 @@ impl CredentialsService {
         Self { app }
     }
 
-    /// Operators only; returns the audit actor.
-    fn operator<T>(&self, req: &Request<T>) -> Result<String> {
-        let id = self.app.auth().authorize(req, &[Role::Operator])?.identity;
+    /// Operators only (a call taken from the caller's bucket of expensive calls): the audit
+    /// actor and the request's message.
+    fn operator<T>(&self, req: Request<T>) -> Result<(String, T)> {
+        let id = self.app.auth().authorize(&req, &[Role::Operator])?.identity;
         // Changes and Graph reads take from the caller's bucket (`[limits]`).
-        self.app.guards().expensive_call(req, &id)?;
-        Ok(id)
+        self.app.guards().expensive_call(&req, &id)?;
+        Ok((id, req.into_inner()))
     }
 
     /// The registration, importing completed onboardings first if it is not managed yet.
@@ -92,11 +93,8 @@ impl CredentialsService {
     }
 
     async fn add(&self, req: Request<pb::AddServiceSecretRequest>) -> Result<pb::NewSecret> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
-        if r.service_id.is_empty() {
-            return Err(ServerError::invalid("service_id", "required"));
-        }
+        let (actor, r) = self.operator(req)?;
+        ServerError::required("service_id", &r.service_id)?;
         let valid_for = duration(r.valid_for.as_ref(), "valid_for")?
             .map(|d| time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
         if valid_for.is_some_and(|d| d.whole_seconds() < 3600) {
@@ -116,11 +114,8 @@ impl CredentialsService {
         &self,
         req: Request<pb::RotateSecretRequest>,
     ) -> Result<BoxStream<pb::RotateSecretEvent>> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
-        if r.service_id.is_empty() {
-            return Err(ServerError::invalid("service_id", "required"));
-        }
+        let (actor, r) = self.operator(req)?;
+        ServerError::required("service_id", &r.service_id)?;
         let overlap = duration(r.overlap.as_ref(), "overlap")?.unwrap_or(Duration::ZERO);
         let reg = self.managed(r.registration.as_ref()).await?;
         // Refuse what cannot start before the stream opens (unknown service, running already).
@@ -190,11 +185,8 @@ impl CredentialsService {
         &self,
         req: Request<pb::RevokeSecretRequest>,
     ) -> Result<pb::RevokeSecretResponse> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
-        if r.key_id.is_empty() {
-            return Err(ServerError::invalid("key_id", "required"));
-        }
+        let (actor, r) = self.operator(req)?;
+        ServerError::required("key_id", &r.key_id)?;
         let reg = self.managed(r.registration.as_ref()).await?;
         let seq = self
             .app
@@ -208,8 +200,7 @@ impl CredentialsService {
     }
 
     async fn list(&self, req: Request<pb::ListSecretsRequest>) -> Result<pb::ListSecretsResponse> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
+        let (actor, r) = self.operator(req)?;
         let reg = self.managed(r.registration.as_ref()).await?;
         let secrets = self.app.credentials().list_secrets(&reg)?;
         self.record_read(&actor, Action::CredentialsListSecrets, Some(&reg))
@@ -220,8 +211,7 @@ impl CredentialsService {
     }
 
     async fn grants(&self, req: Request<pb::ListGrantsRequest>) -> Result<pb::Grants> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
+        let (actor, r) = self.operator(req)?;
         let reg = self.managed(r.registration.as_ref()).await?;
         let g = self.app.credentials().list_grants(&reg).await?;
         self.record_read(&actor, Action::CredentialsListGrants, Some(&reg))
@@ -229,57 +219,37 @@ impl CredentialsService {
         Ok(grants_pb(g))
     }
 
-    async fn roles(&self, req: Request<pb::UpdateRolesRequest>) -> Result<pb::Grants> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
-        if r.add.is_empty() && r.remove.is_empty() {
+    /// UpdateRoles and UpdatePermissions: the role check, at least one name to add or remove
+    /// (`parts` reads the request's registration, names to add, to remove, and whether the
+    /// profile's required ones may go), the change through the credential manager, then the
+    /// admin session's end.
+    async fn update_grants<T>(
+        &self,
+        req: Request<T>,
+        grant: Grant,
+        parts: impl FnOnce(T) -> (Option<pb::RegistrationRef>, Vec<String>, Vec<String>, bool),
+    ) -> Result<pb::Grants> {
+        let (actor, r) = self.operator(req)?;
+        let (registration, add, remove, override_required) = parts(r);
+        let update = UpdateRequest {
+            add,
+            remove,
+            override_required,
+            actor,
+        };
+        if update.add.is_empty() && update.remove.is_empty() {
             return Err(ServerError::invalid(
                 "add",
-                "name at least one role to add or remove",
+                format!("name at least one {} to add or remove", grant.noun()),
             ));
         }
-        let reg = self.managed(r.registration.as_ref()).await?;
-        let g = self
-            .app
-            .credentials()
-            .update_roles(
-                &reg,
-                &UpdateRequest {
-                    add: r.add,
-                    remove: r.remove,
-                    override_required: r.override_required_roles,
-                    actor: actor.clone(),
-                },
-            )
-            .await?;
-        self.change_done(&reg, true, &actor).await;
-        Ok(grants_pb(g))
-    }
-
-    async fn permissions(&self, req: Request<pb::UpdatePermissionsRequest>) -> Result<pb::Grants> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
-        if r.add.is_empty() && r.remove.is_empty() {
-            return Err(ServerError::invalid(
-                "add",
-                "name at least one permission to add or remove",
-            ));
-        }
-        let reg = self.managed(r.registration.as_ref()).await?;
-        let g = self
-            .app
-            .credentials()
-            .update_permissions(
-                &reg,
-                &UpdateRequest {
-                    add: r.add,
-                    remove: r.remove,
-                    override_required: r.override_required_permissions,
-                    actor: actor.clone(),
-                },
-            )
-            .await?;
-        self.change_done(&reg, true, &actor).await;
+        let reg = self.managed(registration.as_ref()).await?;
+        let credentials = self.app.credentials();
+        let g = match grant {
+            Grant::Roles => credentials.update_roles(&reg, &update).await?,
+            Grant::Permissions => credentials.update_permissions(&reg, &update).await?,
+        };
+        self.change_done(&reg, true, &update.actor).await;
         Ok(grants_pb(g))
     }
 
@@ -287,15 +257,10 @@ impl CredentialsService {
         &self,
         req: Request<pb::AttachRegistrationRequest>,
     ) -> Result<pb::Registration> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
+        let (actor, r) = self.operator(req)?;
         let registration = reg_ref(r.registration.as_ref())?;
-        if r.client_secret.is_empty() {
-            return Err(ServerError::invalid("client_secret", "required"));
-        }
-        if r.profile.is_empty() {
-            return Err(ServerError::invalid("profile", "required"));
-        }
+        ServerError::required("client_secret", &r.client_secret)?;
+        ServerError::required("profile", &r.profile)?;
         let view = self
             .app
             .credentials()
@@ -315,11 +280,8 @@ impl CredentialsService {
         &self,
         req: Request<pb::EndAdminSessionRequest>,
     ) -> Result<pb::EndAdminSessionResponse> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
-        if r.tenant_id.trim().is_empty() {
-            return Err(ServerError::invalid("tenant_id", "required"));
-        }
+        let (actor, r) = self.operator(req)?;
+        ServerError::required("tenant_id", r.tenant_id.trim())?;
         let temporary_app = self.app.config().platform.token_app_name();
         let ended = self
             .app
@@ -337,8 +299,7 @@ impl CredentialsService {
         &self,
         req: Request<pb::ListExpiringRequest>,
     ) -> Result<pb::ListExpiringResponse> {
-        let actor = self.operator(&req)?;
-        let r = req.into_inner();
+        let (actor, r) = self.operator(req)?;
         let horizon = match r.horizon_days {
             0 => self.app.config().credentials.expiry_horizon_days,
             d => d,
@@ -354,6 +315,25 @@ impl CredentialsService {
             secrets: list.iter().map(expiring_pb).collect(),
             horizon_days: horizon,
         })
+    }
+}
+
+/// What UpdateRoles or UpdatePermissions changes.
+#[derive(Clone, Copy, Debug)]
+enum Grant {
+    /// Directory roles.
+    Roles,
+    /// Graph application permissions.
+    Permissions,
+}
+
+impl Grant {
+    /// The word for one of them, in messages.
+    fn noun(self) -> &'static str {
+        match self {
+            Grant::Roles => "role",
+            Grant::Permissions => "permission",
+        }
     }
 }
 
@@ -400,14 +380,30 @@ impl CredentialsRpc for CredentialsService {
         &self,
         request: Request<pb::UpdateRolesRequest>,
     ) -> Result<Response<pb::Grants>, Status> {
-        Ok(Response::new(self.roles(request).await?))
+        let parts = |r: pb::UpdateRolesRequest| {
+            (r.registration, r.add, r.remove, r.override_required_roles)
+        };
+        Ok(Response::new(
+            self.update_grants(request, Grant::Roles, parts).await?,
+        ))
     }
 
     async fn update_permissions(
         &self,
         request: Request<pb::UpdatePermissionsRequest>,
     ) -> Result<Response<pb::Grants>, Status> {
-        Ok(Response::new(self.permissions(request).await?))
+        let parts = |r: pb::UpdatePermissionsRequest| {
+            (
+                r.registration,
+                r.add,
+                r.remove,
+                r.override_required_permissions,
+            )
+        };
+        Ok(Response::new(
+            self.update_grants(request, Grant::Permissions, parts)
+                .await?,
+        ))
     }
 
     async fn attach_registration(

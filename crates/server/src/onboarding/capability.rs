@@ -52,18 +52,14 @@ impl OnboardingService {
         crate::telemetry::note_onboarding(req, onboarding_id);
         if token.is_empty() {
             let caller = self.app.auth().authorize(req, &[Role::Operator])?;
-            if onboarding_id.is_empty() {
-                return Err(ServerError::invalid("onboarding_id", "required"));
-            }
+            ServerError::required("onboarding_id", onboarding_id)?;
             self.app.guards().expensive_call(req, &caller.identity)?;
             return Ok(Access {
                 actor: caller.identity,
                 invitation: None,
             });
         }
-        if onboarding_id.is_empty() {
-            return Err(ServerError::invalid("onboarding_id", "required"));
-        }
+        ServerError::required("onboarding_id", onboarding_id)?;
         let peer = req.remote_addr().map(|a| a.ip());
         let guards = self.app.guards();
         guards.token_gate(peer)?;

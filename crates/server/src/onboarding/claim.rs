@@ -57,9 +57,7 @@ impl OnboardingService {
     ) -> Result<pb::ClaimedSecret> {
         let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
         let id = req.into_inner().onboarding_id;
-        if id.is_empty() {
-            return Err(ServerError::invalid("onboarding_id", "required"));
-        }
+        ServerError::required("onboarding_id", &id)?;
         let o = self
             .app
             .engine()

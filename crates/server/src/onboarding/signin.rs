@@ -93,9 +93,7 @@ pub(super) async fn start(
 ) -> Result<BoxStream<pb::SignInEvent>> {
     let guards = svc.app.guards().clone();
     let token = Zeroizing::new(r.invitation_token);
-    if token.is_empty() {
-        return Err(ServerError::invalid("invitation_token", "required"));
-    }
+    ServerError::required("invitation_token", &token)?;
     guards.token_gate(peer)?;
     let upn = r.admin_upn.trim().to_owned();
     if upn.is_empty() || !upn.contains('@') || upn.chars().count() > 256 {

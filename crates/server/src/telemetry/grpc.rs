@@ -13,19 +13,17 @@
 //! counted here.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Instant;
 use tracing::Instrument;
 
 use prost::Message;
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderMap, Request, Response};
-use tonic::codegen::{Bytes, Service};
 
 use super::note::CallNote;
-use crate::guard_layer::BoxFuture;
+use crate::http_layer::{Around, BoxFuture, Inner, Layered, Polled, Watch, Watched};
 
 /// One served RPC, as labels.
 #[derive(Debug)]
@@ -98,38 +96,20 @@ fn table() -> &'static HashMap<String, Rpc> {
 pub(crate) struct MetricsLayer;
 
 impl<S> tower::Layer<S> for MetricsLayer {
-    type Service = Measured<S>;
+    type Service = Layered<S, MetricsLayer>;
 
-    fn layer(&self, inner: S) -> Measured<S> {
-        Measured { inner }
+    fn layer(&self, inner: S) -> Self::Service {
+        Layered::new(inner, *self)
     }
 }
 
-/// The service behind [`MetricsLayer`].
-#[derive(Clone, Debug)]
-pub(crate) struct Measured<S> {
-    /// The guard layer and the routes.
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for Measured<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Response<Body>, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+impl Around for MetricsLayer {
+    fn around<S: Inner>(
+        &self,
+        mut inner: S,
+        mut req: Request<Body>,
+    ) -> BoxFuture<Response<Body>, S::Error> {
         let grpc = crate::guard_layer::is_grpc(&req);
-        // The readied service answers this call; a fresh clone is readied for the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         if !grpc {
             return Box::pin(inner.call(req));
         }
@@ -166,12 +146,7 @@ where
                     call.stream = true;
                     open_streams(rpc).increment(1.0);
                 }
-                Ok(res.map(|body| {
-                    Body::new(Observed {
-                        body,
-                        call: Some(call),
-                    })
-                }))
+                Ok(res.map(|body| Watched::body(body, Observed { call: Some(call) })))
             }
             .instrument(within),
         )
@@ -241,57 +216,38 @@ impl Drop for Call {
     }
 }
 
-/// The response body, watched for its trailers.
+/// The watch on a call's response body, for its trailers.
 struct Observed {
-    /// The inner body.
-    body: Body,
     /// Recorded when the body ends (`None` afterwards) or is dropped.
     call: Option<Call>,
 }
 
-impl http_body::Body for Observed {
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        match &polled {
+impl Watch for Observed {
+    fn polled(&mut self, polled: &Polled) {
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(trailers), Some(call)) = (frame.trailers_ref(), this.call.as_mut())
+                if let (Some(trailers), Some(call)) = (frame.trailers_ref(), self.call.as_mut())
                     && let Some(code) = status_of(trailers)
                 {
                     call.code = Some(code);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
-                if let Some(call) = this.call.as_mut() {
+                if let Some(call) = self.call.as_mut() {
                     call.code.get_or_insert("INTERNAL");
                 }
-                this.call.take();
+                self.call.take();
             }
             Poll::Ready(None) => {
-                if let Some(call) = this.call.as_mut() {
+                if let Some(call) = self.call.as_mut() {
                     // A body that ended without any status: tonic always sends one, so this is
                     // a broken stream.
                     call.code.get_or_insert("UNKNOWN");
                 }
-                this.call.take();
+                self.call.take();
             }
             Poll::Pending => {}
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -18,7 +18,7 @@ use tonic::Status;
 
 use super::Wizard;
 use super::stream::{error_response, sse};
-use super::visit::Visit;
+use super::visit::{Page, Visit};
 use crate::error::ServerError;
 
 /// The step id of the temporary app's removal (`provision`'s `ids::TOKEN_APP`).
@@ -27,6 +27,18 @@ const TOKEN_APP_STEP: &str = "temporary_app_removal";
 /// A server error as the page's JSON error (through the one status mapping).
 fn server_error(e: ServerError) -> Response {
     error_response(&Status::from(e))
+}
+
+/// The page's answer to an in-process call of the Onboarding service: `show` of its reply, or
+/// its status as the page's JSON error.
+pub(super) fn answer<T>(
+    reply: Result<tonic::Response<T>, Status>,
+    show: impl FnOnce(T) -> Response,
+) -> Response {
+    match reply {
+        Ok(r) => show(r.into_inner()),
+        Err(status) => error_response(&status),
+    }
 }
 
 /// The name rules as the page lists them, each with the key the name check reports.
@@ -126,22 +138,13 @@ pub(super) struct SignInBody {
 }
 
 /// The device-code sign-in as a stream: `device_code`, `pending`, `signed_in` or `error`.
-pub(super) async fn sign_in(
-    State(w): State<Wizard>,
-    visit: Visit,
-    Json(b): Json<SignInBody>,
-) -> Response {
-    let req = visit.request(
-        "SignIn",
-        pb::SignInRequest {
-            invitation_token: visit.token.to_string(),
-            admin_upn: b.upn,
-        },
-    );
-    match Onboarding::sign_in(&w.onboarding, req).await {
-        Ok(s) => sse(s.into_inner(), sign_in_event),
-        Err(status) => error_response(&status),
-    }
+pub(super) async fn sign_in(Page { w, visit, body }: Page<SignInBody>) -> Response {
+    let req = pb::SignInRequest {
+        invitation_token: visit.token.to_string(),
+        admin_upn: body.upn,
+    };
+    let reply = Onboarding::sign_in(&w.onboarding, visit.request("SignIn", req)).await;
+    answer(reply, |s| sse(s, sign_in_event))
 }
 
 fn sign_in_event(e: pb::SignInEvent) -> Option<(&'static str, Value)> {
@@ -217,39 +220,34 @@ pub(super) struct PlanBody {
 }
 
 /// The plan for a name: every change, and which the admin lacks rights for.
-pub(super) async fn plan(
-    State(w): State<Wizard>,
-    visit: Visit,
-    Json(b): Json<PlanBody>,
-) -> Response {
-    let req = visit.request(
-        "Plan",
-        pb::PlanRequest {
-            onboarding_id: b.onboarding_id,
-            app_name: b.app_name,
-            profile: String::new(),
-            invitation_token: visit.token.to_string(),
-        },
-    );
-    match Onboarding::plan(&w.onboarding, req).await {
-        Ok(p) => {
-            let p = p.into_inner();
-            let changes: Vec<Value> = p
-                .changes
-                .iter()
-                .map(|c| {
-                    json!({"action": c.action, "description": c.description,
-                           "missing_roles": c.missing_roles})
-                })
-                .collect();
-            Json(
-                json!({"changes": changes, "blocked": p.blocked, "hand_off": p.hand_off,
-                        "hand_off_roles": p.hand_off_roles}),
-            )
-            .into_response()
-        }
-        Err(status) => error_response(&status),
-    }
+pub(super) async fn plan(Page { w, visit, body }: Page<PlanBody>) -> Response {
+    let req = pb::PlanRequest {
+        onboarding_id: body.onboarding_id,
+        app_name: body.app_name,
+        profile: String::new(),
+        invitation_token: visit.token.to_string(),
+    };
+    answer(
+        Onboarding::plan(&w.onboarding, visit.request("Plan", req)).await,
+        plan_json,
+    )
+}
+
+/// A plan as the page shows it.
+fn plan_json(p: pb::PlanResponse) -> Response {
+    let changes: Vec<Value> = p
+        .changes
+        .iter()
+        .map(|c| {
+            json!({"action": c.action, "description": c.description,
+                   "missing_roles": c.missing_roles})
+        })
+        .collect();
+    Json(
+        json!({"changes": changes, "blocked": p.blocked, "hand_off": p.hand_off,
+                "hand_off_roles": p.hand_off_roles}),
+    )
+    .into_response()
 }
 
 /// `{onboarding_id, app_name, idempotency_key}`
@@ -264,24 +262,15 @@ pub(super) struct ProvisionBody {
 }
 
 /// Provision as a stream of step events (never the secret).
-pub(super) async fn provision(
-    State(w): State<Wizard>,
-    visit: Visit,
-    Json(b): Json<ProvisionBody>,
-) -> Response {
-    let req = visit.request(
-        "Provision",
-        pb::ProvisionRequest {
-            onboarding_id: b.onboarding_id,
-            app_name: b.app_name,
-            idempotency_key: b.idempotency_key,
-            invitation_token: visit.token.to_string(),
-        },
-    );
-    match Onboarding::provision(&w.onboarding, req).await {
-        Ok(s) => sse(s.into_inner(), provision_event),
-        Err(status) => error_response(&status),
-    }
+pub(super) async fn provision(Page { w, visit, body }: Page<ProvisionBody>) -> Response {
+    let req = pb::ProvisionRequest {
+        onboarding_id: body.onboarding_id,
+        app_name: body.app_name,
+        idempotency_key: body.idempotency_key,
+        invitation_token: visit.token.to_string(),
+    };
+    let reply = Onboarding::provision(&w.onboarding, visit.request("Provision", req)).await;
+    answer(reply, |s| sse(s, provision_event))
 }
 
 /// `{onboarding_id, from_event}`
@@ -295,23 +284,14 @@ pub(super) struct WatchBody {
 }
 
 /// Watch: the onboarding's events from `from_event`, then live ones (reload, lost network).
-pub(super) async fn watch(
-    State(w): State<Wizard>,
-    visit: Visit,
-    Json(b): Json<WatchBody>,
-) -> Response {
-    let req = visit.request(
-        "Watch",
-        pb::WatchRequest {
-            onboarding_id: b.onboarding_id,
-            from_event: b.from_event,
-            invitation_token: visit.token.to_string(),
-        },
-    );
-    match Onboarding::watch(&w.onboarding, req).await {
-        Ok(s) => sse(s.into_inner(), provision_event),
-        Err(status) => error_response(&status),
-    }
+pub(super) async fn watch(Page { w, visit, body }: Page<WatchBody>) -> Response {
+    let req = pb::WatchRequest {
+        onboarding_id: body.onboarding_id,
+        from_event: body.from_event,
+        invitation_token: visit.token.to_string(),
+    };
+    let reply = Onboarding::watch(&w.onboarding, visit.request("Watch", req)).await;
+    answer(reply, |s| sse(s, provision_event))
 }
 
 /// One provision event as the page shows it. Completed names the registration only: the
@@ -360,25 +340,17 @@ pub(super) struct CancelBody {
 
 /// Cancel: the service's capability table decides (allowed until the onboarding completed);
 /// the undo then shows on the page's open stream, ending with its `cancelled` event.
-pub(super) async fn cancel(
-    State(w): State<Wizard>,
-    visit: Visit,
-    Json(b): Json<CancelBody>,
-) -> Response {
-    let req = visit.request(
-        "CancelOnboarding",
-        pb::CancelOnboardingRequest {
-            onboarding_id: b.onboarding_id,
-            reason: b.reason,
-            invitation_token: visit.token.to_string(),
-        },
-    );
-    match Onboarding::cancel_onboarding(&w.onboarding, req).await {
-        Ok(info) => {
-            Json(json!({"state": onboarding_state(info.into_inner().state)})).into_response()
-        }
-        Err(status) => error_response(&status),
-    }
+pub(super) async fn cancel(Page { w, visit, body }: Page<CancelBody>) -> Response {
+    let req = pb::CancelOnboardingRequest {
+        onboarding_id: body.onboarding_id,
+        reason: body.reason,
+        invitation_token: visit.token.to_string(),
+    };
+    let req = visit.request("CancelOnboarding", req);
+    answer(
+        Onboarding::cancel_onboarding(&w.onboarding, req).await,
+        |info| Json(json!({"state": onboarding_state(info.state)})).into_response(),
+    )
 }
 
 /// `{onboarding_id}`
@@ -389,23 +361,17 @@ pub(super) struct SummaryBody {
 }
 
 /// What a completed onboarding created, for the Done screen (nothing to copy).
-pub(super) async fn summary(
-    State(w): State<Wizard>,
-    visit: Visit,
-    Json(b): Json<SummaryBody>,
-) -> Response {
+pub(super) async fn summary(Page { w, visit, body }: Page<SummaryBody>) -> Response {
     // The capability check and the audit entry of a read.
-    let req = visit.request(
-        "GetOnboarding",
-        pb::GetOnboardingRequest {
-            onboarding_id: b.onboarding_id.clone(),
-            invitation_token: visit.token.to_string(),
-        },
-    );
+    let req = pb::GetOnboardingRequest {
+        onboarding_id: body.onboarding_id.clone(),
+        invitation_token: visit.token.to_string(),
+    };
+    let req = visit.request("GetOnboarding", req);
     if let Err(status) = Onboarding::get_onboarding(&w.onboarding, req).await {
         return error_response(&status);
     }
-    let o = match w.app.engine().get(&b.onboarding_id) {
+    let o = match w.app.engine().get(&body.onboarding_id) {
         Ok(Some(o)) => o,
         Ok(None) => {
             return server_error(ServerError::NotFound(
@@ -447,11 +413,7 @@ pub(super) struct AttachBody {
 /// "Use App Registration": attaches the customer's hand-made registration through the
 /// credential manager's attach (validated against the invitation's profile, audited), then
 /// redeems the invitation. Missing permissions or roles come back one line each.
-pub(super) async fn attach(
-    State(w): State<Wizard>,
-    visit: Visit,
-    Json(b): Json<AttachBody>,
-) -> Response {
+pub(super) async fn attach(Page { w, visit, body: b }: Page<AttachBody>) -> Response {
     let rec = match visit.invitation(&w.app) {
         Ok(r) => r,
         Err(e) => return server_error(e),

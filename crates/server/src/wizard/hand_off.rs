@@ -5,16 +5,14 @@
 //! what is left) and Provision.
 
 use axum::Json;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::onboarding_server::Onboarding;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Wizard;
-use super::stream::error_response;
-use super::visit::Visit;
+use super::api::answer;
+use super::visit::Page;
 
 /// A wait for a privileged admin as the page shows it.
 pub(super) fn hand_off_json(h: pb::HandOff) -> Value {
@@ -34,21 +32,15 @@ pub(super) struct LinkBody {
 }
 
 /// A new single-use link for the privileged admin (replacing the one issued before).
-pub(super) async fn link(
-    State(w): State<Wizard>,
-    visit: Visit,
-    Json(b): Json<LinkBody>,
-) -> Response {
-    let req = visit.request(
-        "IssueHandOffLink",
-        pb::IssueHandOffLinkRequest {
-            onboarding_id: b.onboarding_id,
-            invitation_token: visit.token.to_string(),
-        },
-    );
-    match Onboarding::issue_hand_off_link(&w.onboarding, req).await {
-        Ok(l) => {
-            let l = l.into_inner();
+pub(super) async fn link(Page { w, visit, body }: Page<LinkBody>) -> Response {
+    let req = pb::IssueHandOffLinkRequest {
+        onboarding_id: body.onboarding_id,
+        invitation_token: visit.token.to_string(),
+    };
+    let req = visit.request("IssueHandOffLink", req);
+    answer(
+        Onboarding::issue_hand_off_link(&w.onboarding, req).await,
+        |l| {
             Json(json!({
                 "link": l.activation_url,
                 "expires_at": l.expires_at.map(|t| t.seconds),
@@ -56,7 +48,6 @@ pub(super) async fn link(
                 "admin_consent_url": l.admin_consent_url,
             }))
             .into_response()
-        }
-        Err(status) => error_response(&status),
-    }
+        },
+    )
 }

@@ -4,15 +4,18 @@
 
 use std::net::IpAddr;
 
-use axum::extract::FromRequestParts;
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use invitations::InvitationRecord;
+use serde::de::DeserializeOwned;
 use tonic::Request;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use zeroize::Zeroizing;
 
+use super::Wizard;
 use super::stream::plain_error;
 use crate::App;
 use crate::error::ServerError;
@@ -60,6 +63,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
                 .extensions
                 .get::<TlsConnectInfo<TcpConnectInfo>>()
                 .cloned(),
+        })
+    }
+}
+
+/// One call of the wizard's JSON API: what the handlers share, the visit, and the page's JSON
+/// body (extracted in that order, so a request without a token is refused before its body is
+/// read).
+pub(super) struct Page<B> {
+    /// The handlers' state.
+    pub(super) w: Wizard,
+    /// The token and connection facts.
+    pub(super) visit: Visit,
+    /// The page's JSON body.
+    pub(super) body: B,
+}
+
+impl<B: DeserializeOwned> FromRequest<Wizard> for Page<B> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, w: &Wizard) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let visit = Visit::from_request_parts(&mut parts, w).await?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let Json(body) = Json::<B>::from_request(req, w)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            w: w.clone(),
+            visit,
+            body,
         })
     }
 }

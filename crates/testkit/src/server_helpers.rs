@@ -1,0 +1,98 @@
+//! What the server crate's integration tests share beyond [`crate::server`]: a call that must be
+//! refused and the status it was refused with, and the customer's Plan. (Behind the `server`
+//! feature, like [`crate::server`].)
+#![cfg(feature = "server")]
+
+use std::future::Future;
+use std::panic::Location;
+
+use anyhow::{Context, Result, bail, ensure};
+use onboard_proto::v1 as pb;
+use tonic::{Code, Status};
+
+use crate::server::TestServer;
+
+/// A call that must be refused: any future of a result with a status for its error (an RPC's
+/// future, usually): `c.get_checkpoint(req).refused(Code::PermissionDenied, &[]).await?`.
+pub trait Refusal<T>: Future<Output = Result<T, Status>> + Sized {
+    /// The status the call was refused with; an error naming the caller's line if it was
+    /// answered.
+    #[track_caller]
+    fn refusal(self) -> impl Future<Output = Result<Status>> {
+        let at = Location::caller();
+        async move {
+            self.await
+                .err()
+                .with_context(|| format!("{at}: the call was answered, not refused"))
+        }
+    }
+
+    /// Checks that the call is refused with `code` and a message containing each of `words`;
+    /// the status, for further checks.
+    #[track_caller]
+    fn refused(self, code: Code, words: &[&str]) -> impl Future<Output = Result<Status>> {
+        let at = Location::caller();
+        let words: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+        async move { refused_at(at, self.await, code, &words) }
+    }
+}
+
+impl<T, F: Future<Output = Result<T, Status>>> Refusal<T> for F {}
+
+/// An answer that must be a refusal: a call's result, already awaited (a stream's, say:
+/// `env.sign_in(..).await?.refused(Code::FailedPrecondition, &["expired"])?`).
+pub trait Refused: Sized {
+    /// Checks that the answer is a refusal with `code` and a message containing each of
+    /// `words`; the status, for further checks.
+    #[track_caller]
+    fn refused(self, code: Code, words: &[&str]) -> Result<Status>;
+}
+
+impl<T> Refused for Result<T, Status> {
+    #[track_caller]
+    fn refused(self, code: Code, words: &[&str]) -> Result<Status> {
+        refused_at(Location::caller(), self, code, words)
+    }
+}
+
+/// [`Refused::refused`] for the caller at `at`.
+fn refused_at<T, W: AsRef<str>>(
+    at: &Location<'_>,
+    answer: Result<T, Status>,
+    code: Code,
+    words: &[W],
+) -> Result<Status> {
+    let Err(e) = answer else {
+        bail!("{at}: the call was answered, not refused with {code:?}");
+    };
+    let says_all = words.iter().all(|w| e.message().contains(w.as_ref()));
+    ensure!(
+        e.code() == code && says_all,
+        "{at}: wanted {code:?} saying {:?}: {e:?}",
+        words.iter().map(AsRef::as_ref).collect::<Vec<_>>()
+    );
+    Ok(e)
+}
+
+/// The status code a call was answered with: `Code::Ok` when it was answered.
+pub fn code_of<T>(answer: Result<T, Status>) -> Code {
+    answer.err().map_or(Code::Ok, |s| s.code())
+}
+
+/// The plan of onboarding `id` for app `name`, asked for with invitation `token`; or the status
+/// it was refused with.
+pub async fn plan(
+    server: &TestServer,
+    token: &str,
+    id: &str,
+    name: &str,
+) -> Result<Result<pb::PlanResponse, Status>> {
+    let r = pb::PlanRequest {
+        onboarding_id: id.into(),
+        app_name: name.into(),
+        invitation_token: token.into(),
+        ..Default::default()
+    };
+    let mut c = server.onboarding(None).await?;
+    Ok(c.plan(r).await.map(tonic::Response::into_inner))
+}

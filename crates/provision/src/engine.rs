@@ -489,12 +489,16 @@ impl Engine {
         );
         match run.undo().await {
             Ok(out) => {
+                // The outcome is on the log before the state says Cancelled: whoever reads
+                // Cancelled finds the entry that attests it. (A crash in between leaves the
+                // record Cancelling; the restart's cancel finds nothing left to undo and
+                // writes its own intent and outcome, as `system`.)
+                entry(Phase::Succeeded).append(&self.inner.audit).await?;
                 run.update(|r| {
                     r.status = Status::Cancelled;
                     r.error = None;
                 })
                 .await?;
-                entry(Phase::Succeeded).append(&self.inner.audit).await?;
                 run.emitter.emit(
                     "cancel",
                     EventKind::Done {

@@ -24,7 +24,8 @@ use audit_log::verify::verify_export;
 use audit_log::{AuditLog, LogConfig, NoteSigner, PreparedEntry};
 use sha2::{Digest, Sha256};
 use testkit::bench::{
-    APPENDERS, AppendRun, drive, entry_fields, env_u64, fill, median, percentile,
+    APPENDERS, AppendRun, drive, drive_log, entry_fields, env_u64, fill, knob, median, percentile,
+    start,
 };
 use tokio::sync::oneshot;
 
@@ -126,18 +127,7 @@ async fn bench_appends(secs: u64) {
     for _ in 0..rounds {
         base_runs.push(base_round(tx.clone(), filler.clone()).await);
         durable_runs.push(base_round(dtx.clone(), filler.clone()).await);
-        let log2 = log.clone();
-        our_runs.push(
-            drive(secs, move |i| {
-                let log = log2.clone();
-                async move {
-                    log.append_fields(&entry_fields(i))
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                }
-            })
-            .await,
-        );
+        our_runs.push(drive_log(&log, secs).await);
     }
     drop(tx);
     drop(dtx);
@@ -147,33 +137,17 @@ async fn bench_appends(secs: u64) {
     println!(
         "## Durable append, {APPENDERS} concurrent appenders, {entry_len}-byte JSON entries, {rounds} alternating rounds of {secs} s"
     );
-    println!("| run | round | entries | entries/s | p50 | p99 |");
-    println!("|---|---|---|---|---|---|");
-    for (i, ((b, d), o)) in base_runs
-        .iter()
-        .zip(&durable_runs)
-        .zip(&our_runs)
-        .enumerate()
-    {
-        for (name, r) in [
-            ("baseline: sled insert + flush, same batching", b),
-            (
-                "baseline: sled insert + flush + fdatasync, same batching",
-                d,
-            ),
-            ("audit log: durable + Merkle nodes + signed checkpoint", o),
-        ] {
-            println!(
-                "| {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
-                i + 1,
-                r.entries,
-                r.per_sec,
-                r.p50.as_secs_f64() * 1e3,
-                r.p99.as_secs_f64() * 1e3
-            );
-        }
-    }
-    let per_sec = |runs: &[AppendRun]| median(&runs.iter().map(|r| r.per_sec).collect::<Vec<_>>());
+    print_rounds(&[
+        ("baseline: sled insert + flush, same batching", &base_runs),
+        (
+            "baseline: sled insert + flush + fdatasync, same batching",
+            &durable_runs,
+        ),
+        (
+            "audit log: durable + Merkle nodes + signed checkpoint",
+            &our_runs,
+        ),
+    ]);
     let (mb, md, mo) = (
         per_sec(&base_runs),
         per_sec(&durable_runs),
@@ -353,27 +327,48 @@ fn bench_proofs_and_verify(n: u64) {
     println!();
 }
 
+/// A markdown table of alternating runs: one row per variant (`name`, its runs) and round, in
+/// round order.
+fn print_rounds(variants: &[(&str, &[AppendRun])]) {
+    println!("| run | round | entries | entries/s | p50 | p99 |");
+    println!("|---|---|---|---|---|---|");
+    let rounds = variants
+        .iter()
+        .map(|(_, runs)| runs.len())
+        .max()
+        .unwrap_or(0);
+    for i in 0..rounds {
+        for (name, runs) in variants {
+            let Some(r) = runs.get(i) else { continue };
+            println!(
+                "| {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+                i + 1,
+                r.entries,
+                r.per_sec,
+                r.p50.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+/// The median appends/s of `runs`.
+fn per_sec(runs: &[AppendRun]) -> f64 {
+    median(&runs.iter().map(|r| r.per_sec).collect::<Vec<_>>())
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; anything else (e.g. `cargo test --benches`) only smoke-runs.
-    let full = std::env::args().any(|a| a == "--bench");
-    let secs = env_u64("BENCH_SECONDS", if full { 5 } else { 1 });
-    let n = env_u64("BENCH_ENTRIES", if full { 1_000_000 } else { 10_000 });
-    println!(
-        "# audit-log benchmarks ({} cores)\n",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    if only.is_empty() || only == "append" {
+    // `cargo bench` runs the full sizes; anything else (e.g. `cargo test --benches`) smoke-runs.
+    let secs = knob("BENCH_SECONDS", 5, 1);
+    let n = knob("BENCH_ENTRIES", 1_000_000, 10_000);
+    let (rt, only) = start("audit-log benchmarks");
+    if only.runs("append") {
         rt.block_on(bench_appends(secs));
     }
-    if only.is_empty() || only == "proof" {
+    if only.runs("proof") {
         bench_proofs_and_verify(n);
     }
-    if only == "telemetry" {
+    if only.named("telemetry") {
         rt.block_on(bench_telemetry(secs));
     }
 }
@@ -402,18 +397,7 @@ async fn bench_telemetry(secs: u64) {
     let rounds = env_u64("BENCH_ROUNDS", 5);
     let (mut plain_runs, mut measured_runs) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let log = plain.clone();
-        plain_runs.push(
-            drive(secs, move |i| {
-                let log = log.clone();
-                async move {
-                    log.append_fields(&entry_fields(i))
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                }
-            })
-            .await,
-        );
+        plain_runs.push(drive_log(&plain, secs).await);
         let log = measured.clone();
         measured_runs.push(
             drive(secs, move |i| {
@@ -449,27 +433,13 @@ async fn bench_telemetry(secs: u64) {
     println!(
         "## Telemetry overhead on durable append, {APPENDERS} concurrent appenders, {rounds} alternating rounds of {secs} s"
     );
-    println!("| run | round | entries | entries/s | p50 | p99 |");
-    println!("|---|---|---|---|---|---|");
-    for (i, (p, m)) in plain_runs.iter().zip(&measured_runs).enumerate() {
-        for (name, r) in [
-            ("audit log, no recorder, no log line", p),
-            (
-                "audit log + Prometheus recorder + one JSON log line per append",
-                m,
-            ),
-        ] {
-            println!(
-                "| {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
-                i + 1,
-                r.entries,
-                r.per_sec,
-                r.p50.as_secs_f64() * 1e3,
-                r.p99.as_secs_f64() * 1e3
-            );
-        }
-    }
-    let per_sec = |runs: &[AppendRun]| median(&runs.iter().map(|r| r.per_sec).collect::<Vec<_>>());
+    print_rounds(&[
+        ("audit log, no recorder, no log line", &plain_runs),
+        (
+            "audit log + Prometheus recorder + one JSON log line per append",
+            &measured_runs,
+        ),
+    ]);
     let (mp, mm) = (per_sec(&plain_runs), per_sec(&measured_runs));
     println!(
         "median entries/s: plain {mp:.0}, with telemetry {mm:.0}; ratio {:.3} (overhead {:.1} %); the recorder counted {appended} appends",

@@ -25,7 +25,7 @@ use audit_log::{AuditLog, LogConfig, NoteSigner, NoteVerifier, TileId};
 use audit_remote::fetch::verify_source;
 use audit_remote::{ClientSettings, PublishEvent, Publisher, Source, Target};
 use axum::serve::ListenerExt;
-use testkit::bench::{entry_fields, env_u64, fill, median, percentile};
+use testkit::bench::{entry_fields, env_u64, fill, knob, median, percentile, start};
 use testkit::tiles::{MOTO_INSTALL, Moto};
 
 const ORIGIN: &str = "bench.onboard.invalid/audit";
@@ -436,28 +436,19 @@ async fn bench_verify(n: u64, rounds: u64) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; anything else (e.g. `cargo test --benches`) smoke-runs.
-    let full = std::env::args().any(|a| a == "--bench");
-    let secs = env_u64("BENCH_SECONDS", if full { 5 } else { 1 });
-    let rounds = env_u64("BENCH_ROUNDS", if full { 3 } else { 1 });
-    let n = env_u64("BENCH_ENTRIES", if full { 1_000_000 } else { 10_000 });
-    let serve_n = env_u64("BENCH_SERVE_ENTRIES", if full { 262_144 } else { 10_000 });
-    println!(
-        "# audit log served, published and verified remotely ({} cores)\n",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    if only.is_empty() || only == "serve" {
+    // `cargo bench` runs the full sizes; anything else (e.g. `cargo test --benches`) smoke-runs.
+    let secs = knob("BENCH_SECONDS", 5, 1);
+    let rounds = knob("BENCH_ROUNDS", 3, 1);
+    let n = knob("BENCH_ENTRIES", 1_000_000, 10_000);
+    let serve_n = knob("BENCH_SERVE_ENTRIES", 262_144, 10_000);
+    let (rt, only) = start("audit log served, published and verified remotely");
+    if only.runs("serve") {
         rt.block_on(bench_serve(serve_n, secs, rounds));
     }
-    if only.is_empty() || only == "lag" {
+    if only.runs("lag") {
         rt.block_on(bench_lag(secs * 2));
     }
-    if only.is_empty() || only == "verify" {
+    if only.runs("verify") {
         rt.block_on(bench_verify(n, rounds));
     }
 }

@@ -15,10 +15,13 @@
 //! `cargo bench --bench onboarding` runs the first two; `BENCH_ONLY=latency|memory|telemetry`
 //! runs one.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use common::SlowEntra;
 use entra_sim::Faults;
 use testkit::bench::{env_u64, median};
 use testkit::metrics::scrape_parsed;
@@ -28,16 +31,14 @@ use testkit::sim::{calm, users::GLOBAL_ADMIN};
 use testkit::wizard::{invite, onboard_timed, provision_stream, signed_in};
 
 async fn latency() -> Result<()> {
-    let latency_ms = env_u64("BENCH_LATENCY_MS", 50);
-    let runs = env_u64("BENCH_RUNS", 5).max(1);
-    let sim = testkit::sim::start(Faults {
+    let SlowEntra {
         latency_ms,
-        ..calm()
-    })
-    .await?;
-    let files = ServerFiles::new(&sim)?;
-    let server = onboard_binary!().serve(&files).await?;
-    let ch = server.channel().await?;
+        runs,
+        sim,
+        files: _files,
+        server,
+        ch,
+    } = SlowEntra::start(onboard_binary!()).await?;
     println!("latency: {latency_ms} ms per emulator call, {runs} onboardings one after another");
     println!(
         "{:>4} {:>12} {:>10} {:>14} {:>12} {:>7}",
@@ -46,7 +47,7 @@ async fn latency() -> Result<()> {
     let mut ratios = Vec::new();
     let mut walls = Vec::new();
     for run in 0..runs {
-        let t = timed_provision(&ch, &sim, &format!("dr-lat-{run}"), &format!("Lat-{run}")).await?;
+        let t = timed_provision(&ch, &sim, "Lat", run).await?;
         let serial = (t.graph * latency_ms) as f64;
         let ratio = t.wall_ms / serial;
         println!(
@@ -74,14 +75,18 @@ struct Timed {
     sts: u64,
 }
 
-/// An invitation for `service`, the Global Administrator's sign-in, then Provision of `name`
-/// timed from the call to Completed (`BENCH_TRACE=1` prints each event's arrival).
+/// An invitation for service `dr-<tag>-<run>`, the Global Administrator's sign-in, then
+/// Provision of the app `<Tag>-<run>` timed from the call to Completed (`BENCH_TRACE=1` prints
+/// each event's arrival).
 async fn timed_provision(
     ch: &tonic::transport::Channel,
     sim: &entra_sim::Sim,
-    service: &str,
-    name: &str,
+    tag: &str,
+    run: u64,
 ) -> Result<Timed> {
+    let service = format!("dr-{}-{run}", tag.to_lowercase());
+    let name = format!("{tag}-{run}");
+    let (service, name) = (service.as_str(), name.as_str());
     let (token, _) = invite(ch.clone(), service, "direct-routing", None).await?;
     let id = signed_in(ch.clone(), sim, &token, GLOBAL_ADMIN)
         .await?
@@ -121,13 +126,7 @@ async fn timed_provision(
 /// `otel` feature (`cargo bench --features otel --bench onboarding`).
 #[cfg(feature = "otel")]
 async fn telemetry() -> Result<()> {
-    let latency_ms = env_u64("BENCH_LATENCY_MS", 50);
-    let runs = env_u64("BENCH_RUNS", 7).max(1);
-    let sim = testkit::sim::start(Faults {
-        latency_ms,
-        ..calm()
-    })
-    .await?;
+    let (latency_ms, runs, sim) = common::slow_sim(7).await?;
     let off_files = ServerFiles::new(&sim)?;
     let off = onboard_binary!().serve(&off_files).await?;
     let (endpoint, spans) = testkit::otlp::collector().await?;
@@ -138,20 +137,8 @@ async fn telemetry() -> Result<()> {
     println!("telemetry: {latency_ms} ms per emulator call, {runs} rounds (off, then on)");
     let (mut offs, mut ons) = (Vec::new(), Vec::new());
     for round in 0..runs {
-        let a = timed_provision(
-            &off_ch,
-            &sim,
-            &format!("dr-off-{round}"),
-            &format!("Off-{round}"),
-        )
-        .await?;
-        let b = timed_provision(
-            &on_ch,
-            &sim,
-            &format!("dr-on-{round}"),
-            &format!("On-{round}"),
-        )
-        .await?;
+        let a = timed_provision(&off_ch, &sim, "Off", round).await?;
+        let b = timed_provision(&on_ch, &sim, "On", round).await?;
         println!(
             "{round:>4} off {:>8.1} ms ({} graph)   on {:>8.1} ms ({} graph)   on/off {:.3}",
             a.wall_ms,
@@ -274,20 +261,17 @@ async fn memory() -> Result<()> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
-    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    // `cargo bench` passes `--bench`; a `cargo test --benches` run passes nothing and should
-    // stay quick, so it only checks that the harness starts.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("onboarding bench: run with `cargo bench --bench onboarding`");
+    // A `cargo test --benches` run should stay quick, so it only checks that the harness starts.
+    let Some(only) = testkit::bench::full_run_only("onboarding") else {
         return Ok(());
-    }
-    if only.is_empty() || only == "latency" {
+    };
+    if only.runs("latency") {
         latency().await?;
     }
-    if only.is_empty() || only == "memory" {
+    if only.runs("memory") {
         memory().await?;
     }
-    if only == "telemetry" {
+    if only.named("telemetry") {
         #[cfg(feature = "otel")]
         telemetry().await?;
         #[cfg(not(feature = "otel"))]

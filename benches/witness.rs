@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use audit_log::{AuditLog, LogConfig, NoteSigner};
-use testkit::bench::{APPENDERS, AppendRun, drive, entry_fields, env_u64, median};
+use testkit::bench::{APPENDERS, AppendRun, drive_log, env_u64, median};
 use tokio::sync::oneshot;
 use witness::{CosignerKey, Submitter, SubmitterConfig, WitnessEndpoint};
 
@@ -54,20 +54,6 @@ fn spawn_witness(key: &Path, state: &Path, logs: &[(String, String)]) -> (Child,
     };
     std::thread::spawn(move || for _ in lines {});
     (child, url)
-}
-
-/// [`APPENDERS`] tasks append to `log` in a loop for `secs`.
-async fn drive_log(log: &AuditLog, secs: u64) -> AppendRun {
-    let log = log.clone();
-    drive(secs, move |i| {
-        let log = log.clone();
-        async move {
-            log.append_fields(&entry_fields(i))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-    })
-    .await
 }
 
 /// A log variant: its log and, when witnessed, its submitter.

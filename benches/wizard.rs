@@ -12,10 +12,14 @@
 //!
 //! `cargo bench --bench wizard` runs all; `BENCH_ONLY=weight|first_step|idle_wizards` runs one.
 
+mod common;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use common::SlowEntra;
 use entra_sim::Faults;
+use testkit::bench::{env_u64, median};
 use testkit::browser::Chrome;
 use testkit::onboard_binary;
 use testkit::process::{ServerFiles, ServerProc};
@@ -23,18 +27,6 @@ use testkit::sim::{calm, upn, users::GLOBAL_ADMIN};
 use testkit::wizard::invite;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// The server's resident set now, from /proc (KiB).
 fn rss_kib(pid: u32) -> Result<u64> {
@@ -84,16 +76,14 @@ async fn weight(server: &ServerProc) -> Result<()> {
 }
 
 async fn first_step() -> Result<()> {
-    let latency_ms = env_u64("BENCH_LATENCY_MS", 50);
-    let runs = env_u64("BENCH_RUNS", 5).max(1);
-    let sim = testkit::sim::start(Faults {
+    let SlowEntra {
         latency_ms,
-        ..calm()
-    })
-    .await?;
-    let files = ServerFiles::new(&sim)?;
-    let server = onboard_binary!().serve(&files).await?;
-    let ch = server.channel().await?;
+        runs,
+        sim,
+        files: _files,
+        server,
+        ch,
+    } = SlowEntra::start(onboard_binary!()).await?;
     let chrome = Chrome::start().await?;
     let mut ms = Vec::new();
     for run in 0..runs {
@@ -151,7 +141,7 @@ async fn first_step() -> Result<()> {
     }
     println!(
         "first_step: median {:.0} ms at {latency_ms} ms per emulator call ({runs} runs)",
-        median(&mut ms)
+        median(&ms)
     );
     chrome.close().await?;
     server.terminate()
@@ -230,22 +220,20 @@ async fn idle_wizards() -> Result<()> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
-    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("wizard bench: run with `cargo bench --bench wizard`");
+    let Some(only) = testkit::bench::full_run_only("wizard") else {
         return Ok(());
-    }
-    if only.is_empty() || only == "weight" {
+    };
+    if only.runs("weight") {
         let sim = testkit::sim::start(calm()).await?;
         let files = ServerFiles::new(&sim)?;
         let server = onboard_binary!().serve(&files).await?;
         weight(&server).await?;
         server.terminate()?;
     }
-    if only.is_empty() || only == "first_step" {
+    if only.runs("first_step") {
         first_step().await?;
     }
-    if only.is_empty() || only == "idle_wizards" {
+    if only.runs("idle_wizards") {
         idle_wizards().await?;
     }
     Ok(())

@@ -190,8 +190,9 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `--vkey` values: a key string, or a file holding one per line.
-pub fn parse_vkeys(values: &[String]) -> anyhow::Result<Vec<NoteVerifier>> {
+/// The key strings that key options (`--vkey`, `--witness`) give: each value is a key string,
+/// or a file holding one per line.
+pub fn key_lines(values: &[String]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for v in values {
         let text = if Path::new(v).is_file() {
@@ -199,11 +200,22 @@ pub fn parse_vkeys(values: &[String]) -> anyhow::Result<Vec<NoteVerifier>> {
         } else {
             v.clone()
         };
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            out.push(NoteVerifier::parse(line).with_context(|| format!("verifier key {line:?}"))?);
-        }
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned),
+        );
     }
     Ok(out)
+}
+
+/// Parses `--vkey` values: a key string, or a file holding one per line.
+pub fn parse_vkeys(values: &[String]) -> anyhow::Result<Vec<NoteVerifier>> {
+    key_lines(values)?
+        .iter()
+        .map(|line| NoteVerifier::parse(line).with_context(|| format!("verifier key {line:?}")))
+        .collect()
 }
 
 /// The audit log's sled directory: `dir` itself, or `dir/audit` when given the server's data

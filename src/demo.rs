@@ -17,12 +17,13 @@ use entra_sim::{Faults, Sim, SimConfig};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::invitations_client::InvitationsClient;
 use onboard_proto::v1::onboarding_client::OnboardingClient;
-use onboard_server::{App, Config, token_sha256_hex};
+use onboard_server::{App, Config, Role};
 use pb::provision_event::Event as PE;
 use pb::sign_in_event::Event as SE;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::audit_cli;
+use crate::local_server::{LocalServer, TokenRule};
 
 /// The origin the demo log uses.
 pub(crate) const ORIGIN: &str = "onboard.demo.invalid/audit";
@@ -59,37 +60,25 @@ pub(crate) fn server_config(
 ) -> anyhow::Result<Config> {
     let ca = dir.join("entra-sim-ca.pem");
     std::fs::write(&ca, sim.ca_pem())?;
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[storage]
-data_dir = {data:?}
-[audit]
-signing_key = {key:?}
-origin = "{ORIGIN}"
-[entra]
-authority_url = "{base}"
-graph_url = "{base}"
-extra_trust_roots = [{ca:?}]
-token_app_client_id = "{token_app}"
-[platform]
-provider_name = "sp2"
-server_name = "Sandbox1"
-[invitations]
-activation_base_url = "{activation_base_url}"
-[[auth.tokens]]
-sha256 = "{op}"
-identity = "demo-portal"
-role = "operator"
-"#,
-        data = dir.join("data").display().to_string(),
-        key = dir.join("audit.key").display().to_string(),
-        base = sim.base_url(),
-        ca = ca.display().to_string(),
-        op = token_sha256_hex(OPERATOR_TOKEN),
-    );
-    Ok(Config::from_toml_str(&text, std::iter::empty())?)
+    let base = sim.base_url();
+    LocalServer {
+        data_dir: &dir.join("data"),
+        signing_key: &dir.join("audit.key"),
+        origin: ORIGIN,
+        authority_url: &base,
+        graph_url: &base,
+        trust_roots: &[ca],
+        token_app_client_id: token_app,
+        provider_name: "sp2",
+        server_name: "Sandbox1",
+        activation_base_url,
+        tokens: &[TokenRule {
+            token: OPERATOR_TOKEN,
+            identity: "demo-portal",
+            role: Role::Operator,
+        }],
+    }
+    .config()
 }
 
 /// Adds the operator's bearer token to every call.

@@ -14,6 +14,7 @@ mod ctl;
 mod demo;
 #[cfg(feature = "emulator")]
 mod demo_web;
+mod local_server;
 #[cfg(feature = "otel")]
 mod otel;
 mod selftest;

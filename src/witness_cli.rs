@@ -3,7 +3,7 @@
 //! `onboard audit verify`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -146,18 +146,10 @@ async fn shutdown_signal() {
 /// Parses `--witness` values: a key string, or a file holding one per line.
 fn parse_witness_keys(values: &[String]) -> anyhow::Result<Vec<CosignerVerifier>> {
     let mut out: Vec<CosignerVerifier> = Vec::new();
-    for v in values {
-        let text = if Path::new(v).is_file() {
-            std::fs::read_to_string(v).with_context(|| format!("reading {v}"))?
-        } else {
-            v.clone()
-        };
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let k =
-                CosignerVerifier::parse(line).with_context(|| format!("witness key {line:?}"))?;
-            if !out.contains(&k) {
-                out.push(k);
-            }
+    for line in crate::audit_cli::key_lines(values)? {
+        let k = CosignerVerifier::parse(&line).with_context(|| format!("witness key {line:?}"))?;
+        if !out.contains(&k) {
+            out.push(k);
         }
     }
     Ok(out)

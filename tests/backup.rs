@@ -406,13 +406,19 @@ async fn a_backup_is_refused_while_a_key_lives_in_the_state_store() -> Result<()
     let files = ServerFiles::new(&sim)?;
     let server = onboard.serve(&files).await?;
     let out = files.dir.path().join("refused.tar");
-    let run = onboard
-        .run(
-            &["backup", "--out", &out.display().to_string()],
-            &[("ONBOARD_ADDR", &server.url()), ("ONBOARD_TOKEN", ADMIN)],
-            None,
-        )
-        .await?;
+    let backup_as = |token: &'static str| {
+        let (onboard, out, url) = (&onboard, out.display().to_string(), server.url());
+        async move {
+            onboard
+                .run(
+                    &["backup", "--out", &out],
+                    &[("ONBOARD_ADDR", &url), ("ONBOARD_TOKEN", token)],
+                    None,
+                )
+                .await
+        }
+    };
+    let run = backup_as(ADMIN).await?;
     ensure!(
         run.code == Some(1)
             && run.stderr.contains("FAILED_PRECONDITION")
@@ -421,13 +427,7 @@ async fn a_backup_is_refused_while_a_key_lives_in_the_state_store() -> Result<()
     );
     ensure!(!out.exists(), "an archive was written");
     // Only an admin may take one.
-    let run = onboard
-        .run(
-            &["backup", "--out", &out.display().to_string()],
-            &[("ONBOARD_ADDR", &server.url()), ("ONBOARD_TOKEN", AUDITOR)],
-            None,
-        )
-        .await?;
+    let run = backup_as(AUDITOR).await?;
     ensure!(
         run.code == Some(4) && run.stderr.contains("PERMISSION_DENIED"),
         "{run}"

@@ -65,13 +65,7 @@ async fn create_app(wire: &Wire, token: &str, body: Value) -> Result<String> {
 /// `onboard token-app check` for `token_app` with `checker` as the sign-in client; the
 /// emulator's "browser" signs the Global Administrator in when the code appears.
 async fn check(wire: &Wire, token_app: &str, checker: &str) -> Result<Run> {
-    let files = ServerFiles::with(&wire.sim, |b| {
-        Ok(b.raw(
-            "entra",
-            "token_app_client_id",
-            toml::Value::String(token_app.to_owned()),
-        ))
-    })?;
+    let files = ServerFiles::with(&wire.sim, |b| Ok(b.token_app(token_app)))?;
     let upn = wire.upn("globaladmin");
     let config = files.config.display().to_string();
     let mut run = onboard_binary!().spawn(
@@ -180,13 +174,7 @@ async fn check_refuses_the_placeholder_without_signing_in() -> Result<()> {
 
 /// `check` when it should stop before the device code.
 async fn check_no_sign_in(wire: &Wire, token_app: &str) -> Result<Run> {
-    let files = ServerFiles::with(&wire.sim, |b| {
-        Ok(b.raw(
-            "entra",
-            "token_app_client_id",
-            toml::Value::String(token_app.to_owned()),
-        ))
-    })?;
+    let files = ServerFiles::with(&wire.sim, |b| Ok(b.token_app(token_app)))?;
     let config = files.config.display().to_string();
     onboard_binary!()
         .run(&["token-app", "check", "--config", &config], &[], None)

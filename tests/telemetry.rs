@@ -233,10 +233,13 @@ async fn json_logs_have_one_line_per_call_and_no_secret() -> Result<()> {
         lines.push(v);
     }
     let field = |v: &Value, k: &str| v["fields"][k].clone();
-    let provision = lines
-        .iter()
-        .find(|v| field(v, "message") == "rpc" && field(v, "method") == "Provision")
-        .context("no per-RPC line for Provision")?;
+    let rpc_line = |method: &str| {
+        lines
+            .iter()
+            .find(|v| field(v, "message") == "rpc" && field(v, "method") == method)
+            .with_context(|| format!("no per-RPC line for {method}"))
+    };
+    let provision = rpc_line("Provision")?;
     ensure!(field(provision, "service") == "onboard.v1.Onboarding");
     ensure!(field(provision, "code") == "OK", "{provision}");
     ensure!(field(provision, "duration_ms").is_u64());
@@ -245,18 +248,12 @@ async fn json_logs_have_one_line_per_call_and_no_secret() -> Result<()> {
         field(provision, "caller") == format!("invitation:{}", done.invitation_id).as_str(),
         "{provision}"
     );
-    let sign_in = lines
-        .iter()
-        .find(|v| field(v, "message") == "rpc" && field(v, "method") == "SignIn")
-        .context("no per-RPC line for SignIn")?;
+    let sign_in = rpc_line("SignIn")?;
     ensure!(
         field(sign_in, "onboarding_id") == done.onboarding_id.as_str(),
         "{sign_in}"
     );
-    let claim = lines
-        .iter()
-        .find(|v| field(v, "message") == "rpc" && field(v, "method") == "ClaimSecret")
-        .context("no per-RPC line for ClaimSecret")?;
+    let claim = rpc_line("ClaimSecret")?;
     ensure!(
         field(claim, "caller") == testkit::config::OPERATOR_IDENTITY,
         "{claim}"

@@ -13,6 +13,7 @@ use onboard_core::audit::{Action, AuditEntry, Phase, SCHEMA_VERSION, TargetKind}
 use onboard_core::provisioned::Provisioned;
 use onboard_server::{App, Config};
 use secrecy::ExposeSecret;
+use testkit::config::ServerConfigBuilder;
 use testkit::copy_dir;
 
 const ORIGIN: &str = "onboard.demo.invalid/audit";
@@ -25,37 +26,19 @@ fn fixture() -> PathBuf {
 /// knows nothing of 0.1's tenant: nothing here may need Microsoft, and what tries (day-two
 /// import probes whether the app rotates itself) is refused at once.
 fn config(data: &Path, sim: &entra_sim::Sim) -> Result<Config> {
-    let ca = data.with_file_name("entra-sim-ca.pem");
-    std::fs::write(&ca, sim.ca_pem())?;
+    let dir = data.parent().context("data has a parent")?;
     // The server refuses keys others may read; git checks the fixture's out 0644.
-    let key = data.with_file_name("audit.key");
+    let key = dir.join("audit.key");
     testkit::keys::write_key_file(&key, &std::fs::read(fixture().join("audit.key"))?)?;
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[storage]
-data_dir = {data:?}
-[audit]
-signing_key = {key:?}
-origin = "{ORIGIN}"
-[entra]
-authority_url = "{base}"
-graph_url = "{base}"
-extra_trust_roots = [{ca:?}]
-token_app_client_id = "00000000-0000-0000-0000-0000000000aa"
-[platform]
-provider_name = "sp2"
-server_name = "Sandbox1"
-[invitations]
-activation_base_url = "https://wizard.demo.invalid/activate"
-"#,
-        data = data.display().to_string(),
-        key = key.display().to_string(),
-        base = sim.base_url(),
-        ca = ca.display().to_string(),
-    );
-    Ok(Config::from_toml_str(&text, std::iter::empty())?)
+    ServerConfigBuilder::new(dir)?
+        .data_dir(data)
+        .signing_key(&key)
+        .raw("audit", "origin", toml::Value::String(ORIGIN.into()))
+        .entra_sim(sim)?
+        .token_app("00000000-0000-0000-0000-0000000000aa")
+        .activation_base_url("https://wizard.demo.invalid/activate")
+        .without_tokens()
+        .build()
 }
 
 fn onboard(args: &[&str]) -> Result<String> {

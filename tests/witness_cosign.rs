@@ -96,6 +96,27 @@ async fn keygen(dir: &Path, name: &str) -> Result<(PathBuf, CosignerVerifier)> {
     Ok((out, vkey))
 }
 
+/// Two `onboard witness` processes, `witness-a.example/w1` and `witness-b.example/w1`, trusting
+/// `signer`'s log, with state in `dir/state-a` and `dir/state-b`: each one's key file, verifier
+/// key and process.
+async fn two_witnesses(
+    dir: &Path,
+    signer: &NoteSigner,
+) -> Result<[(PathBuf, CosignerVerifier, WitnessProc); 2]> {
+    let mut started = Vec::new();
+    for (name, state) in [
+        ("witness-a.example/w1", "state-a"),
+        ("witness-b.example/w1", "state-b"),
+    ] {
+        let (key, vkey) = keygen(dir, name).await?;
+        let w = WitnessProc::spawn(&key, &dir.join(state), "127.0.0.1:0", signer).await?;
+        started.push((key, vkey, w));
+    }
+    started
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two witnesses started"))
+}
+
 fn endpoint(url: String, verifier: &CosignerVerifier) -> WitnessEndpoint {
     WitnessEndpoint {
         url,
@@ -140,6 +161,27 @@ fn submitter(
         let _ = stopped.await;
     })?;
     Ok((s, task, stop))
+}
+
+/// With a submitter running on `log`: appends `n` entries tagged `tag`, waits until both
+/// witnesses cosigned a checkpoint of `size`, then stops the submitter.
+async fn append_cosigned_by_both(
+    log: &AuditLog,
+    witnesses: &[WitnessEndpoint],
+    store: &Path,
+    tag: &str,
+    n: u64,
+    size: u64,
+) -> Result<()> {
+    let (sub, task, stop) = submitter(log, witnesses.to_vec(), store)?;
+    append(log, tag, n).await?;
+    wait_cosigned(&sub, &format!("{size} cosigned"), |c| {
+        c.checkpoint.size == size && c.cosigners.len() == 2
+    })
+    .await?;
+    stop.send(()).ok();
+    task.await?;
+    Ok(())
 }
 
 /// Waits for a published cosigned checkpoint that satisfies `pred`.
@@ -239,10 +281,7 @@ async fn two_witness_processes_cosign_a_live_log_through_an_outage_and_a_stale_s
 {
     let dir = tempfile::tempdir()?;
     let signer = NoteSigner::generate(ORIGIN)?;
-    let (ka, va) = keygen(dir.path(), "witness-a.example/w1").await?;
-    let (kb, vb) = keygen(dir.path(), "witness-b.example/w1").await?;
-    let a = WitnessProc::spawn(&ka, &dir.path().join("state-a"), "127.0.0.1:0", &signer).await?;
-    let b = WitnessProc::spawn(&kb, &dir.path().join("state-b"), "127.0.0.1:0", &signer).await?;
+    let [(_, va, a), (kb, vb, b)] = two_witnesses(dir.path(), &signer).await?;
     let b_addr = b.addr;
     let witnesses = vec![endpoint(a.url(), &va), endpoint(b.url(), &vb)];
     let trusted = [va.clone(), vb.clone()];
@@ -389,10 +428,7 @@ async fn two_witness_processes_cosign_a_live_log_through_an_outage_and_a_stale_s
 async fn a_rolled_back_or_forked_data_directory_is_refused_at_startup() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let signer = NoteSigner::generate(ORIGIN)?;
-    let (ka, va) = keygen(dir.path(), "witness-a.example/w1").await?;
-    let (kb, vb) = keygen(dir.path(), "witness-b.example/w1").await?;
-    let a = WitnessProc::spawn(&ka, &dir.path().join("state-a"), "127.0.0.1:0", &signer).await?;
-    let b = WitnessProc::spawn(&kb, &dir.path().join("state-b"), "127.0.0.1:0", &signer).await?;
+    let [(_, va, a), (_, vb, b)] = two_witnesses(dir.path(), &signer).await?;
     let witnesses = vec![endpoint(a.url(), &va), endpoint(b.url(), &vb)];
     let data = dir.path().join("audit");
     let store = dir.path().join("cosignatures.json");
@@ -400,28 +436,14 @@ async fn a_rolled_back_or_forked_data_directory_is_refused_at_startup() -> Resul
 
     // 30 entries, cosigned by both; then a backup copy of the stopped data directory.
     let log = open()?;
-    let (sub, task, stop) = submitter(&log, witnesses.clone(), &store)?;
-    append(&log, "before", 30).await?;
-    wait_cosigned(&sub, "30 cosigned", |c| {
-        c.checkpoint.size == 30 && c.cosigners.len() == 2
-    })
-    .await?;
-    stop.send(()).ok();
-    task.await?;
+    append_cosigned_by_both(&log, &witnesses, &store, "before", 30, 30).await?;
     log.close();
     let backup = dir.path().join("backup");
     copy_dir(&data, &backup)?;
 
     // 20 more, cosigned by both.
     let log = open()?;
-    let (sub, task, stop) = submitter(&log, witnesses.clone(), &store)?;
-    append(&log, "after", 20).await?;
-    wait_cosigned(&sub, "50 cosigned", |c| {
-        c.checkpoint.size == 50 && c.cosigners.len() == 2
-    })
-    .await?;
-    stop.send(()).ok();
-    task.await?;
+    append_cosigned_by_both(&log, &witnesses, &store, "after", 20, 50).await?;
     let report = check_not_rolled_back(&log, &witnesses, Some(&store)).await?;
     assert_eq!(report.log_size, 50);
     assert!(report.stored_checked >= 2);

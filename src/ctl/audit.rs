@@ -11,7 +11,7 @@ use onboard_proto::v1::audit_client::AuditClient;
 
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output};
-use super::{AuthChannel, all_pages, call};
+use super::{AuthChannel, Paged, all_pages, call};
 
 /// Which entries (empty fields match everything).
 #[derive(Debug, Clone, Args)]
@@ -187,7 +187,7 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
             limit,
             filter,
         } => {
-            let page = |page_token| {
+            let resp: pb::ListEntriesResponse = all_pages(limit, |page_token| {
                 let mut c = c.clone();
                 let req = pb::ListEntriesRequest {
                     from_seq: from,
@@ -199,20 +199,8 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
                     proof_tree_size: 0,
                 };
                 async move { call("ListEntries", c.list_entries(req)).await }
-            };
-            let mut tree_size = 0;
-            let split = |r: pb::ListEntriesResponse| {
-                if tree_size == 0 {
-                    tree_size = r.tree_size;
-                }
-                (r.entries, r.next_page_token)
-            };
-            let all = all_pages(limit, page, split).await?;
-            let resp = pb::ListEntriesResponse {
-                entries: all,
-                next_page_token: String::new(),
-                tree_size,
-            };
+            })
+            .await?;
             if out.is_json() {
                 output::print_json(&resp)?;
                 return Ok(Exit::Ok);
@@ -379,4 +367,11 @@ fn entry_line(e: &pb::Entry) -> String {
             target
         }
     )
+}
+
+impl Paged for pb::ListEntriesResponse {
+    type Item = pb::Entry;
+    fn parts(&mut self) -> (&mut Vec<pb::Entry>, &mut String) {
+        (&mut self.entries, &mut self.next_page_token)
+    }
 }

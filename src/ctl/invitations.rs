@@ -8,7 +8,7 @@ use onboard_proto::v1::invitations_client::InvitationsClient;
 
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output, or_dash, ts};
-use super::{AuthChannel, all_pages, call};
+use super::{AuthChannel, Paged, all_pages, call};
 
 /// Invitation states as flags.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -166,7 +166,7 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
         }
         InvitationsCommand::List { state, limit } => {
             let state: pb::InvitationState = state.map(Into::into).unwrap_or_default();
-            let page = |page_token| {
+            let resp: pb::ListInvitationsResponse = all_pages(limit, |page_token| {
                 let mut c = c.clone();
                 let req = pb::ListInvitationsRequest {
                     state: state.into(),
@@ -174,13 +174,8 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
                     page_token,
                 };
                 async move { call("ListInvitations", c.list_invitations(req)).await }
-            };
-            let split = |r: pb::ListInvitationsResponse| (r.invitations, r.next_page_token);
-            let all = all_pages(limit, page, split).await?;
-            let resp = pb::ListInvitationsResponse {
-                invitations: all,
-                next_page_token: String::new(),
-            };
+            })
+            .await?;
             let header = [
                 "ID",
                 "CUSTOMER",
@@ -259,4 +254,11 @@ fn print_one(i: &pb::Invitation, out: Output) -> Result<Exit, CtlError> {
         println!("{:17} {v}", format!("{k}:"));
     }
     Ok(Exit::Ok)
+}
+
+impl Paged for pb::ListInvitationsResponse {
+    type Item = pb::Invitation;
+    fn parts(&mut self) -> (&mut Vec<pb::Invitation>, &mut String) {
+        (&mut self.invitations, &mut self.next_page_token)
+    }
 }

@@ -125,35 +125,45 @@ async fn dispatch(args: CtlArgs) -> Result<Exit, CtlError> {
     }
 }
 
-/// Awaits a unary call (or a stream's opening) with a spinner; a failed status becomes the
-/// printed error and its exit code.
+/// A paged List answer: its items and the next page's token.
+trait Paged {
+    /// One listed item.
+    type Item;
+    /// The page's items and the token of the next page (empty: this is the last).
+    fn parts(&mut self) -> (&mut Vec<Self::Item>, &mut String);
+}
+
 /// Every item of a paged List call, until the server has no more pages or `limit` items have
-/// arrived (0: no limit): `page(token)` asks for one page, `split` takes its items and the next
-/// page token out of the answer.
-async fn all_pages<R, T, Fut>(
+/// arrived (0: no limit), in one answer with no next page (its other fields from the first
+/// page): `page(token)` asks for one page.
+async fn all_pages<R: Paged, Fut>(
     limit: usize,
     mut page: impl FnMut(String) -> Fut,
-    mut split: impl FnMut(R) -> (Vec<T>, String),
-) -> Result<Vec<T>, CtlError>
+) -> Result<R, CtlError>
 where
     Fut: Future<Output = Result<R, CtlError>>,
 {
-    let mut all = Vec::new();
-    let mut page_token = String::new();
+    let mut resp = page(String::new()).await?;
     loop {
-        let (items, next) = split(page(page_token).await?);
-        all.extend(items);
-        page_token = next;
-        if page_token.is_empty() || (limit > 0 && all.len() >= limit) {
+        let (items, token) = resp.parts();
+        if token.is_empty() || (limit > 0 && items.len() >= limit) {
             break;
         }
+        let mut next = page(std::mem::take(token)).await?;
+        let (more, next_token) = next.parts();
+        items.append(more);
+        *token = std::mem::take(next_token);
     }
+    let (items, token) = resp.parts();
     if limit > 0 {
-        all.truncate(limit);
+        items.truncate(limit);
     }
-    Ok(all)
+    token.clear();
+    Ok(resp)
 }
 
+/// Awaits a unary call (or a stream's opening) with a spinner; a failed status becomes the
+/// printed error and its exit code.
 async fn call<T>(
     rpc: &str,
     fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,

@@ -7,7 +7,7 @@ use onboard_proto::v1::onboarding_client::OnboardingClient;
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output, or_dash, ts};
 use super::progress::StepBoard;
-use super::{AuthChannel, all_pages, call};
+use super::{AuthChannel, Paged, all_pages, call};
 
 /// Onboarding states as flags.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -102,7 +102,7 @@ pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Resul
             limit,
         } => {
             let state: pb::OnboardingState = state.map(Into::into).unwrap_or_default();
-            let page = |page_token| {
+            let resp: pb::ListOnboardingsResponse = all_pages(limit, |page_token| {
                 let mut c = c.clone();
                 let req = pb::ListOnboardingsRequest {
                     tenant_id: tenant.clone(),
@@ -111,13 +111,8 @@ pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Resul
                     page_token,
                 };
                 async move { call("ListOnboardings", c.list_onboardings(req)).await }
-            };
-            let split = |r: pb::ListOnboardingsResponse| (r.onboardings, r.next_page_token);
-            let all = all_pages(limit, page, split).await?;
-            let resp = pb::ListOnboardingsResponse {
-                onboardings: all,
-                next_page_token: String::new(),
-            };
+            })
+            .await?;
             let header = [
                 "ID", "STATE", "TENANT", "APP", "CLIENT", "EVENTS", "UPDATED",
             ];
@@ -214,4 +209,11 @@ fn print_one(o: &pb::OnboardingInfo, out: Output) -> Result<Exit, CtlError> {
         println!("{:11} {v}", format!("{k}:"));
     }
     Ok(Exit::Ok)
+}
+
+impl Paged for pb::ListOnboardingsResponse {
+    type Item = pb::OnboardingInfo;
+    fn parts(&mut self) -> (&mut Vec<pb::OnboardingInfo>, &mut String) {
+        (&mut self.onboardings, &mut self.next_page_token)
+    }
 }

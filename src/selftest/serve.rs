@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use audit_log::NoteSigner;
-use onboard_server::{Config, token_sha256_hex};
+use onboard_server::Role;
 
 use super::SelftestArgs;
 use crate::audit_cli;
+use crate::local_server::{LocalServer, TokenRule};
 
 /// The audit log's origin for selftest runs.
 const ORIGIN: &str = "onboard.selftest.invalid/audit";
@@ -44,52 +45,36 @@ pub fn write_config(dir: &Path, args: &SelftestArgs) -> anyhow::Result<(PathBuf,
         operator: random_token()?,
         auditor: random_token()?,
     };
-    let trust: Vec<String> = args
-        .trust_root
-        .iter()
-        .map(|p| format!("{:?}", p.display().to_string()))
-        .collect();
-    let text = format!(
-        r#"# Written by `onboard selftest --live`; used once.
-[server]
-listen = "127.0.0.1:0"
-[storage]
-data_dir = {data:?}
-[audit]
-signing_key = {key:?}
-origin = "{ORIGIN}"
-[entra]
-authority_url = {authority:?}
-graph_url = {graph:?}
-extra_trust_roots = [{trust}]
-token_app_client_id = {token_app:?}
-[platform]
-provider_name = {provider:?}
-server_name = {server:?}
-[invitations]
-activation_base_url = "https://wizard.selftest.invalid/activate"
-[[auth.tokens]]
-sha256 = "{op}"
-identity = "selftest-operator"
-role = "operator"
-[[auth.tokens]]
-sha256 = "{au}"
-identity = "selftest-auditor"
-role = "auditor"
-"#,
-        data = dir.join("data").display().to_string(),
-        key = key.display().to_string(),
-        authority = args.authority_url,
-        graph = args.graph_url,
-        trust = trust.join(", "),
-        token_app = args.token_app_client_id,
-        provider = args.provider_name,
-        server = args.server_name,
-        op = token_sha256_hex(&tokens.operator),
-        au = token_sha256_hex(&tokens.auditor),
-    );
+    let config = LocalServer {
+        data_dir: &dir.join("data"),
+        signing_key: &key,
+        origin: ORIGIN,
+        authority_url: &args.authority_url,
+        graph_url: &args.graph_url,
+        trust_roots: args.trust_root.as_slice(),
+        token_app_client_id: &args.token_app_client_id,
+        provider_name: &args.provider_name,
+        server_name: &args.server_name,
+        activation_base_url: "https://wizard.selftest.invalid/activate",
+        tokens: &[
+            TokenRule {
+                token: &tokens.operator,
+                identity: "selftest-operator",
+                role: Role::Operator,
+            },
+            TokenRule {
+                token: &tokens.auditor,
+                identity: "selftest-auditor",
+                role: Role::Auditor,
+            },
+        ],
+    };
     // Parsed exactly as the server will parse it, so a bad value fails here, named.
-    Config::from_toml_str(&text, std::iter::empty())?;
+    config.config()?;
+    let text = format!(
+        "# Written by `onboard selftest --live`; used once.\n{}",
+        config.to_toml()
+    );
     let path = dir.join("onboard.toml");
     std::fs::write(&path, text)?;
     Ok((path, tokens))

@@ -8,12 +8,12 @@ use onboard_proto::v1::audit_client::AuditClient;
 use testkit::config::{AUDITOR, OPERATOR};
 use testkit::keys::ORIGIN;
 use testkit::onboard_binary;
-use testkit::process::{ServerFiles, parse_json};
+use testkit::process::ServerFiles;
 use testkit::server::with_token;
 use testkit::sim::calm;
 use testkit::wizard::invite;
 
-use crate::{ctl, refused};
+use crate::{ctl, ctl_json, json_lines, refused};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
@@ -51,8 +51,13 @@ async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
     )
     .await?;
     refused(&r, 1, "does not verify")?;
-    let r = ctl(&server, AUDITOR, &["audit", "checkpoint", "-o", "json"]).await?;
-    let cp: pb::Checkpoint = parse_json(&r.stdout, "onboard.v1.Checkpoint")?;
+    let (_, cp) = ctl_json::<pb::Checkpoint>(
+        &server,
+        AUDITOR,
+        &["audit", "checkpoint", "-o", "json"],
+        "onboard.v1.Checkpoint",
+    )
+    .await?;
     let opened = SignedCheckpoint::open(
         std::str::from_utf8(&cp.note)?,
         &[NoteVerifier::parse(&files.vkey)?],
@@ -120,19 +125,19 @@ async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
         r.stdout.lines().count() == 5 && r.stdout.contains("invitation.create"),
         "{r}"
     );
-    let r = ctl(
+    let (r, listed) = ctl_json::<pb::ListEntriesResponse>(
         &server,
         AUDITOR,
         &["audit", "list", "--from", "0", "--to", "4", "-o", "json"],
+        "onboard.v1.ListEntriesResponse",
     )
     .await?;
-    let listed: pb::ListEntriesResponse = parse_json(&r.stdout, "onboard.v1.ListEntriesResponse")?;
     let want = grpc.list_entries(range(0, 4)).await?.into_inner();
     ensure!(
         listed.entries == want.entries && listed.entries.len() == 4,
         "{r}"
     );
-    let r = ctl(
+    let (r, created) = ctl_json::<pb::ListEntriesResponse>(
         &server,
         AUDITOR,
         &[
@@ -143,9 +148,9 @@ async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
             "-o",
             "json",
         ],
+        "onboard.v1.ListEntriesResponse",
     )
     .await?;
-    let created: pb::ListEntriesResponse = parse_json(&r.stdout, "onboard.v1.ListEntriesResponse")?;
     // Intent and outcome of each of the three creations.
     ensure!(created.entries.len() == 6, "{r}");
 
@@ -163,11 +168,7 @@ async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
         &["audit", "tail", "--from", "0", "--limit", "4", "-o", "json"],
     )
     .await?;
-    let followed: Vec<pb::Entry> = r
-        .stdout
-        .lines()
-        .map(|l| parse_json(l, "onboard.v1.Entry"))
-        .collect::<Result<_>>()?;
+    let followed: Vec<pb::Entry> = json_lines(&r, "onboard.v1.Entry")?;
     ensure!(followed == want.entries, "{r}");
 
     // Operators may not read the audit log.

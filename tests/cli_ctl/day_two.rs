@@ -15,7 +15,7 @@ use testkit::server::with_token;
 use testkit::sim::{calm, users};
 use testkit::wizard::{invite, onboard, signed_in};
 
-use crate::{ctl, refused, succeeded};
+use crate::{ctl, ctl_json, json_lines, refused, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result<()> {
@@ -111,7 +111,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     refused(&r, 1, "RevokeSecret: FAILED_PRECONDITION")?;
 
     // secrets expiring: everything within 10000 days, as ListExpiring has it.
-    let r = ctl(
+    let (r, expiring) = ctl_json::<pb::ListExpiringResponse>(
         &server,
         OPERATOR,
         &[
@@ -122,10 +122,9 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
             "-o",
             "json",
         ],
+        "onboard.v1.ListExpiringResponse",
     )
     .await?;
-    let expiring: pb::ListExpiringResponse =
-        parse_json(&r.stdout, "onboard.v1.ListExpiringResponse")?;
     let want = grpc
         .list_expiring(pb::ListExpiringRequest {
             horizon_days: 10000,
@@ -208,12 +207,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         "json",
     ]))
     .await?;
-    ensure!(r.code == Some(0), "{r}");
-    let events: Vec<pb::RotateSecretEvent> = r
-        .stdout
-        .lines()
-        .map(|l| parse_json(l, "onboard.v1.RotateSecretEvent"))
-        .collect::<Result<_>>()?;
+    let events: Vec<pb::RotateSecretEvent> = json_lines(&r, "onboard.v1.RotateSecretEvent")?;
     let last = events.last().context("no events")?;
     ensure!(last.stage == "hand_over" && last.done, "{r}");
     ensure!(
@@ -335,8 +329,13 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
             && report.audit_seq < want.audit_seq,
         "{r}"
     );
-    let r = ctl(&server, OPERATOR, &["drift", "-o", "json"]).await?;
-    let drift: pb::ListDriftResponse = parse_json(&r.stdout, "onboard.v1.ListDriftResponse")?;
+    let (r, drift) = ctl_json::<pb::ListDriftResponse>(
+        &server,
+        OPERATOR,
+        &["drift", "-o", "json"],
+        "onboard.v1.ListDriftResponse",
+    )
+    .await?;
     let want = verification
         .list_drift(pb::ListDriftRequest::default())
         .await?

@@ -8,11 +8,11 @@ use onboard_proto::v1::invitations_client::InvitationsClient;
 
 use testkit::config::{AUDITOR, OPERATOR, OPERATOR_IDENTITY};
 use testkit::onboard_binary;
-use testkit::process::{ServerFiles, parse_json};
+use testkit::process::ServerFiles;
 use testkit::server::with_token;
 use testkit::sim::calm;
 
-use crate::{ctl, onboard, refused};
+use crate::{create_invitation, ctl, ctl_json, onboard, refused};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
@@ -27,20 +27,18 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
     let r = ctl(
         &server,
         OPERATOR,
-        &[
-            "invitations",
-            "create",
-            "--customer",
+        &create_invitation(
             "Zürich Telecom AG",
-            "--service-id",
             "dr-1",
-            "--valid-for",
-            "3d",
-            "--email-out",
-            email.to_str().context("path")?,
-            "--email-html",
-            html.to_str().context("path")?,
-        ],
+            &[
+                "--valid-for",
+                "3d",
+                "--email-out",
+                email.to_str().context("path")?,
+                "--email-html",
+                html.to_str().context("path")?,
+            ],
+        ),
     )
     .await?;
     ensure!(r.code == Some(0), "{r}");
@@ -74,24 +72,13 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
         .to_owned();
 
     // create --output json: the whole answer, token included (a script sends the email).
-    let r = ctl(
+    let (_, created) = ctl_json::<pb::CreateInvitationResponse>(
         &server,
         OPERATOR,
-        &[
-            "invitations",
-            "create",
-            "--customer",
-            "Fabrikam",
-            "--service-id",
-            "dr-2",
-            "--output",
-            "json",
-        ],
+        &create_invitation("Fabrikam", "dr-2", &["--output", "json"]),
+        "onboard.v1.CreateInvitationResponse",
     )
     .await?;
-    ensure!(r.code == Some(0), "{r}");
-    let created: pb::CreateInvitationResponse =
-        parse_json(&r.stdout, "onboard.v1.CreateInvitationResponse")?;
     let inv = created.invitation.clone().context("invitation")?;
     ensure!(created.activation_url.ends_with(&created.token) && !created.token.is_empty());
     let got = grpc
@@ -112,14 +99,13 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
             && r.stdout.contains("pending"),
         "{r}"
     );
-    let r = ctl(
+    let (_, listed) = ctl_json::<pb::ListInvitationsResponse>(
         &server,
         OPERATOR,
         &["-o", "json", "invitations", "list", "--state", "pending"],
+        "onboard.v1.ListInvitationsResponse",
     )
     .await?;
-    let listed: pb::ListInvitationsResponse =
-        parse_json(&r.stdout, "onboard.v1.ListInvitationsResponse")?;
     let want = grpc
         .list_invitations(pb::ListInvitationsRequest {
             state: pb::InvitationState::Pending.into(),
@@ -141,7 +127,7 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
                 .any(|l| l.starts_with("state: ") && l.ends_with(" pending")),
         "{r}"
     );
-    let r = ctl(
+    let (_, revoked) = ctl_json::<pb::Invitation>(
         &server,
         OPERATOR,
         &[
@@ -153,10 +139,9 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
             "-o",
             "json",
         ],
+        "onboard.v1.Invitation",
     )
     .await?;
-    ensure!(r.code == Some(0), "{r}");
-    let revoked: pb::Invitation = parse_json(&r.stdout, "onboard.v1.Invitation")?;
     ensure!(
         revoked.state() == pb::InvitationState::Revoked && revoked.revoked_by == OPERATOR_IDENTITY
     );
@@ -171,19 +156,7 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
     )
     .await?;
     refused(&r, 1, "GetInvitation: NOT_FOUND")?;
-    let r = ctl(
-        &server,
-        OPERATOR,
-        &[
-            "invitations",
-            "create",
-            "--customer",
-            "",
-            "--service-id",
-            "dr-1",
-        ],
-    )
-    .await?;
+    let r = ctl(&server, OPERATOR, &create_invitation("", "dr-1", &[])).await?;
     ensure!(
         r.code == Some(2)
             && r.stderr.contains("CreateInvitation: INVALID_ARGUMENT")

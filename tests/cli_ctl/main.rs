@@ -8,8 +8,9 @@ mod invitations;
 mod mtls;
 mod onboardings;
 
-use anyhow::{Result, ensure};
-use testkit::process::{Run, ServerProc};
+use anyhow::{Context, Result, ensure};
+use prost::Message;
+use testkit::process::{Run, ServerProc, output_ok, parse_json};
 
 /// `onboard ARGS` with `env` and `stdin` (see `testkit::process::Onboard::run`).
 async fn onboard(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Result<Run> {
@@ -19,6 +20,40 @@ async fn onboard(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Re
 /// `onboard ctl ARGS` against `server` with `token`.
 async fn ctl(server: &ServerProc, token: &str, args: &[&str]) -> Result<Run> {
     testkit::onboard_binary!().ctl(server, token, args).await
+}
+
+/// `onboard ctl ARGS` against `server` with `token`, checked to succeed, and its `--output json`
+/// answer parsed back as the protobuf message `full_name` (independently of the CLI).
+async fn ctl_json<M: Message + Default>(
+    server: &ServerProc,
+    token: &str,
+    args: &[&str],
+    full_name: &str,
+) -> Result<(Run, M)> {
+    let r = ctl(server, token, args).await?;
+    ensure!(r.code == Some(0), "{r}");
+    let m = parse_json(&r.stdout, full_name).with_context(|| r.to_string())?;
+    Ok((r, m))
+}
+
+/// The lines of a successful `--output json` stream `r`, each parsed back as `full_name`.
+fn json_lines<M: Message + Default>(r: &Run, full_name: &str) -> Result<Vec<M>> {
+    ensure!(r.code == Some(0), "{r}");
+    r.stdout.lines().map(|l| parse_json(l, full_name)).collect()
+}
+
+/// `invitations create --customer CUSTOMER --service-id SERVICE`, then `more`.
+fn create_invitation<'a>(customer: &'a str, service: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "invitations",
+        "create",
+        "--customer",
+        customer,
+        "--service-id",
+        service,
+    ];
+    args.extend_from_slice(more);
+    args
 }
 
 /// Checks `r` failed with exit `code` and its standard error says `says`.
@@ -45,15 +80,10 @@ async fn completions_are_generated_for_each_shell_and_bash_parses_them() -> Resu
             let dir = tempfile::tempdir()?;
             let f = dir.path().join("onboard.bash");
             std::fs::write(&f, &r.stdout)?;
-            let syntax = std::process::Command::new("bash")
-                .arg("-n")
-                .arg(&f)
-                .output()?;
-            ensure!(
-                syntax.status.success(),
-                "{}",
-                String::from_utf8_lossy(&syntax.stderr)
-            );
+            output_ok(
+                std::process::Command::new("bash").arg("-n").arg(&f),
+                "bash -n",
+            )?;
         }
     }
     let r = onboard(&["completions", "tcsh"], &[], None).await?;

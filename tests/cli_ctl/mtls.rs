@@ -9,7 +9,7 @@ use testkit::pki::{Ca, San};
 use testkit::process::{ServerFiles, parse_json};
 use testkit::sim::calm;
 
-use crate::{onboard, refused, succeeded};
+use crate::{create_invitation, onboard, refused, succeeded};
 
 /// A CA (`TAG-ca.pem`) and, signed by it, the server's certificate (`TAG-server.pem`), an
 /// operator's (`TAG-operator.pem`, DNS `ops.example.net`) and an auditor's
@@ -67,16 +67,7 @@ async fn client_certificates_choose_the_role_over_mtls() -> Result<()> {
     // The operator's certificate: invitations work, and the audit actor is its identity.
     let r = run(
         as_("operator", &https, "good-ca.pem"),
-        vec![
-            "invitations",
-            "create",
-            "--customer",
-            "Contoso",
-            "--service-id",
-            "dr-1",
-            "-o",
-            "json",
-        ],
+        create_invitation("Contoso", "dr-1", &["-o", "json"]),
     )
     .await?;
     ensure!(r.code == Some(0), "{r}\n{}", server.log_tail());

@@ -10,12 +10,12 @@ use pb::provision_event::Event as PE;
 
 use testkit::config::OPERATOR;
 use testkit::onboard_binary;
-use testkit::process::{ServerFiles, parse_json};
+use testkit::process::ServerFiles;
 use testkit::server::with_token;
 use testkit::sim::{calm, users};
 use testkit::wizard::{invite, onboard, signed_in};
 
-use crate::{ctl, refused, succeeded};
+use crate::{ctl, ctl_json, json_lines, refused, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
@@ -66,12 +66,7 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
         &["onboardings", "watch", &id, "-o", "json"],
     )
     .await?;
-    ensure!(r.code == Some(0), "{r}");
-    let lines: Vec<pb::ProvisionEvent> = r
-        .stdout
-        .lines()
-        .map(|l| parse_json(l, "onboard.v1.ProvisionEvent"))
-        .collect::<Result<_>>()?;
+    let lines: Vec<pb::ProvisionEvent> = json_lines(&r, "onboard.v1.ProvisionEvent")?;
     let mut want = Vec::new();
     let mut stream = grpc
         .watch(pb::WatchRequest {
@@ -102,14 +97,13 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
                 .any(|l| l.starts_with(&id) && l.contains("completed")),
         "{r}"
     );
-    let r = ctl(
+    let (r, listed) = ctl_json::<pb::ListOnboardingsResponse>(
         &server,
         OPERATOR,
         &["onboardings", "list", "-o", "json", "--state", "completed"],
+        "onboard.v1.ListOnboardingsResponse",
     )
     .await?;
-    let listed: pb::ListOnboardingsResponse =
-        parse_json(&r.stdout, "onboard.v1.ListOnboardingsResponse")?;
     let want = grpc
         .list_onboardings(pb::ListOnboardingsRequest {
             state: pb::OnboardingState::Completed.into(),
@@ -118,13 +112,13 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
         .await?
         .into_inner();
     ensure!(listed == want && listed.onboardings.len() == 1, "{r}");
-    let r = ctl(
+    let (r, got) = ctl_json::<pb::OnboardingInfo>(
         &server,
         OPERATOR,
         &["onboardings", "get", &id, "-o", "json"],
+        "onboard.v1.OnboardingInfo",
     )
     .await?;
-    let got: pb::OnboardingInfo = parse_json(&r.stdout, "onboard.v1.OnboardingInfo")?;
     ensure!(
         got == listed.onboardings[0] && got.client_id == done.client_id,
         "{r}"

@@ -39,7 +39,7 @@ pub use feed::CheckpointFeed;
 pub use hash::{Hash, empty_root, leaf_hash, node_hash, reference_root};
 pub use log::{Appended, AuditLog, LogConfig};
 pub use note::{NoteSigner, NoteVerifier};
-pub use proof_file::TlogProof;
+pub use proof_file::{TlogProof, push_proof_and_note};
 pub use store::StartupCheck;
 pub use tile_id::{TileId, TileKind};
 pub use tile_source::{DirReader, TileNodes, TileReader};

@@ -8,15 +8,21 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
+mod key;
+
+pub use key::{
+    KeyParts, NamedSigningKey, NamedVerifyingKey, PRIVATE_KEY_PREFIX, check_key_name, key_hash,
+    split_key,
+};
+
 /// The algorithm byte for Ed25519 in note keys and key ids.
-const ALG_ED25519: u8 = 0x01;
-/// The em dash that starts every signature line.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub const ALG_ED25519: u8 = 0x01;
+/// The em dash and space that start every signature line.
+pub const SIG_PREFIX: &str = "\u{2014} ";
 /// Go's limit on signature lines in one note; more is a resource-exhaustion attempt.
 const MAX_SIGNATURES: usize = 100;
 
@@ -45,68 +51,49 @@ pub enum NoteError {
     },
 }
 
-/// A key name as the note format allows: non-empty, no whitespace, no `+`.
-fn check_name(name: &str) -> Result<(), NoteError> {
-    if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
+/// The 4-byte key id of an Ed25519 key with this name.
+pub fn key_id(name: &str, public: &VerifyingKey) -> u32 {
+    key_hash(name, ALG_ED25519, public)
+}
+
+/// Checks that a key string's type byte is plain Ed25519 (0x01).
+fn check_alg(alg: u8, what: &str) -> Result<(), NoteError> {
+    if alg != ALG_ED25519 {
         return Err(NoteError::MalformedKey(format!(
-            "key name {name:?} must be non-empty with no '+' or white space"
+            "not an Ed25519 {what} (type 0x{alg:02x}, want 0x01)"
         )));
     }
     Ok(())
 }
 
-/// The 4-byte key id of an Ed25519 key with this name.
-pub fn key_id(name: &str, public: &VerifyingKey) -> u32 {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([ALG_ED25519]);
-    h.update(public.as_bytes());
-    let d = h.finalize();
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
-}
-
 /// A note signing key: a name (the log origin) and an Ed25519 key.
-pub struct NoteSigner {
-    /// The key name; signature lines carry it and the key id commits to it.
-    name: String,
-    /// Cached key id, written into every signature.
-    key_id: u32,
-    /// The secret key; zeroised on drop and never printed.
-    key: SigningKey,
-}
+pub struct NoteSigner(
+    /// The named key, of type 0x01.
+    NamedSigningKey,
+);
 
 impl std::fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NoteSigner({}+{:08x})", self.name, self.key_id)
+        write!(f, "NoteSigner({:?})", self.0)
     }
 }
 
 impl NoteSigner {
     /// A signer from a name and a key.
     pub fn new(name: &str, key: SigningKey) -> Result<Self, NoteError> {
-        check_name(name)?;
-        let key_id = key_id(name, &key.verifying_key());
-        Ok(Self {
-            name: name.to_owned(),
-            key_id,
-            key,
-        })
+        NamedSigningKey::new(name, ALG_ED25519, key).map(Self)
     }
 
     /// A fresh random key.
     pub fn generate(name: &str) -> Result<Self, NoteError> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut())
-            .map_err(|e| NoteError::MalformedKey(format!("no system randomness: {e}")))?;
-        Self::new(name, SigningKey::from_bytes(&seed))
+        NamedSigningKey::generate(name, ALG_ED25519).map(Self)
     }
 
     /// Reads a key file: Go's `PRIVATE+KEY+<name>+<id>+<base64>` form (its name is used) or an
     /// Ed25519 PKCS#8 PEM (named `default_name`, the configured origin).
     pub fn from_key_file_text(text: &str, default_name: &str) -> Result<Self, NoteError> {
         let t = text.trim();
-        if t.starts_with("PRIVATE+KEY+") {
+        if t.starts_with(PRIVATE_KEY_PREFIX) {
             Self::from_go_private_key(t)
         } else if t.starts_with("-----BEGIN") {
             let key = SigningKey::from_pkcs8_pem(t)
@@ -122,25 +109,16 @@ impl NoteSigner {
     /// Parses Go's private key form `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`.
     pub fn from_go_private_key(s: &str) -> Result<Self, NoteError> {
         let rest = s
-            .strip_prefix("PRIVATE+KEY+")
+            .strip_prefix(PRIVATE_KEY_PREFIX)
             .ok_or_else(|| NoteError::MalformedKey("missing PRIVATE+KEY+ prefix".into()))?;
-        let (name, id, key) = split_key(rest)?;
-        let raw = Zeroizing::new(
-            B64.decode(key)
-                .map_err(|e| NoteError::MalformedKey(format!("base64: {e}")))?,
-        );
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
-            return Err(NoteError::MalformedKey(
-                "not an Ed25519 seed (want 0x01 followed by 32 bytes)".into(),
-            ));
-        }
-        let mut seed = Zeroizing::new([0u8; 32]);
-        seed.copy_from_slice(&raw[1..]);
-        let signer = Self::new(name, SigningKey::from_bytes(&seed))?;
-        if signer.key_id != id {
+        let p = split_key(rest)?;
+        check_alg(p.alg, "seed")?;
+        let signer = Self::new(p.name, SigningKey::from_bytes(&p.bytes))?;
+        if signer.0.key_id() != p.id {
             return Err(NoteError::MalformedKey(format!(
-                "key id {id:08x} does not match the key ({:08x})",
-                signer.key_id
+                "key id {:08x} does not match the key ({:08x})",
+                p.id,
+                signer.0.key_id()
             )));
         }
         Ok(signer)
@@ -148,131 +126,74 @@ impl NoteSigner {
 
     /// The key in Go's private key form.
     pub fn to_go_private_key(&self) -> Zeroizing<String> {
-        let mut raw = Zeroizing::new(Vec::with_capacity(33));
-        raw.push(ALG_ED25519);
-        raw.extend_from_slice(self.key.as_bytes());
-        Zeroizing::new(format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.name,
-            self.key_id,
-            B64.encode(&*raw)
-        ))
+        self.0.to_go_private_key()
     }
 
     /// The key as PKCS#8 PEM (the name is not part of it).
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, NoteError> {
-        self.key
-            .to_pkcs8_pem(Default::default())
-            .map_err(|e| NoteError::MalformedKey(format!("PKCS#8 encode: {e}")))
+        self.0.to_pkcs8_pem()
     }
 
     /// The key name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// The matching verifier.
     pub fn verifier(&self) -> NoteVerifier {
-        NoteVerifier {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            key: self.key.verifying_key(),
-        }
+        NoteVerifier(self.0.verifier())
     }
 
     /// The signature line for `text` (ending in `\n`).
     pub fn signature_line(&self, text: &str) -> String {
-        let sig = self.key.sign(text.as_bytes());
+        let sig = self.0.sign(text.as_bytes());
         let mut raw = Vec::with_capacity(68);
-        raw.extend_from_slice(&self.key_id.to_be_bytes());
+        raw.extend_from_slice(&self.0.key_id().to_be_bytes());
         raw.extend_from_slice(&sig.to_bytes());
-        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(raw))
+        format!("{SIG_PREFIX}{} {}\n", self.0.name(), B64.encode(raw))
     }
-}
-
-/// Splits `<name>+<hex id>+<base64>` on the first two `+` (base64 may contain `+`).
-fn split_key(s: &str) -> Result<(&str, u32, &str), NoteError> {
-    let mut parts = s.splitn(3, '+');
-    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(NoteError::MalformedKey(
-            "want <name>+<hex key id>+<base64 key>".into(),
-        ));
-    };
-    check_name(name)?;
-    if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(NoteError::MalformedKey(format!(
-            "key id {id:?} is not 8 hex digits"
-        )));
-    }
-    let id =
-        u32::from_str_radix(id, 16).map_err(|e| NoteError::MalformedKey(format!("key id: {e}")))?;
-    Ok((name, id, key))
 }
 
 /// A note verifier key: `<name>+<hex key id>+<base64(0x01 || public key)>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoteVerifier {
-    /// The key name (the log origin).
-    name: String,
-    /// The key id, matched against each signature's first four bytes.
-    key_id: u32,
-    /// The public key.
-    key: VerifyingKey,
-}
+pub struct NoteVerifier(
+    /// The named public key (the name is the log origin), of type 0x01.
+    NamedVerifyingKey,
+);
 
 impl NoteVerifier {
     /// Parses a verifier key string, checking that its id matches the key.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let (name, id, key) = split_key(vkey.trim())?;
-        let raw = B64
-            .decode(key)
-            .map_err(|e| NoteError::MalformedKey(format!("base64: {e}")))?;
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
-            return Err(NoteError::MalformedKey(
-                "not an Ed25519 verifier key (want 0x01 followed by 32 bytes)".into(),
-            ));
-        }
-        let mut pk = [0u8; 32];
-        pk.copy_from_slice(&raw[1..]);
-        let key = VerifyingKey::from_bytes(&pk)
-            .map_err(|e| NoteError::MalformedKey(format!("Ed25519 public key: {e}")))?;
-        if key.is_weak() {
-            return Err(NoteError::MalformedKey("weak Ed25519 public key".into()));
-        }
-        if key_id(name, &key) != id {
+        let p = split_key(vkey.trim())?;
+        check_alg(p.alg, "verifier key")?;
+        let key = NamedVerifyingKey::from_bytes(p.name, ALG_ED25519, &p.bytes)?;
+        if key.key_id() != p.id {
             return Err(NoteError::MalformedKey(format!(
-                "key id {id:08x} does not match the key"
+                "key id {:08x} does not match the key",
+                p.id
             )));
         }
-        Ok(Self {
-            name: name.to_owned(),
-            key_id: id,
-            key,
-        })
+        Ok(Self(key))
     }
 
     /// The key name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// The key id.
     pub fn key_id(&self) -> u32 {
-        self.key_id
+        self.0.key_id()
     }
 
     fn verify(&self, text: &str, sig: &[u8; 64]) -> bool {
-        let sig = Signature::from_bytes(sig);
-        self.key.verify_strict(text.as_bytes(), &sig).is_ok()
+        self.0.verify(text.as_bytes(), sig)
     }
 }
 
 impl std::fmt::Display for NoteVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_ED25519);
-        raw.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{:08x}+{}", self.name, self.key_id, B64.encode(raw))
+        self.0.fmt(f)
     }
 }
 
@@ -354,7 +275,7 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError>
             )));
         }
         let id = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-        let Some(v) = known.iter().find(|k| k.name == name && k.key_id == id) else {
+        let Some(v) = known.iter().find(|k| k.name() == name && k.key_id() == id) else {
             unknown += 1;
             continue;
         };
@@ -373,7 +294,7 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError>
         return Err(NoteError::NoKnownSignature {
             known: known
                 .iter()
-                .map(|k| format!("{}+{:08x}", k.name, k.key_id))
+                .map(|k| format!("{}+{:08x}", k.name(), k.key_id()))
                 .collect::<Vec<_>>()
                 .join(", "),
         });

@@ -8,6 +8,17 @@ use crate::hash::Hash;
 /// The first line of every tlog-proof.
 const HEADER: &str = "c2sp.org/tlog-proof@v1";
 
+/// Appends `proof` (one base64 hash a line), an empty line, then `checkpoint_note`: how a
+/// tlog-proof file and a tlog-witness `add-checkpoint` body both end.
+pub fn push_proof_and_note(out: &mut String, proof: &[Hash], checkpoint_note: &str) {
+    for h in proof {
+        out.push_str(&B64.encode(h));
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(checkpoint_note);
+}
+
 /// A parsed `.tlog-proof`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlogProof {
@@ -29,12 +40,7 @@ impl TlogProof {
             out.push_str(&format!("extra {}\n", B64.encode(extra)));
         }
         out.push_str(&format!("index {}\n", self.index));
-        for h in &self.proof {
-            out.push_str(&B64.encode(h));
-            out.push('\n');
-        }
-        out.push('\n');
-        out.push_str(&self.checkpoint_note);
+        push_proof_and_note(&mut out, &self.proof, &self.checkpoint_note);
         out
     }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use audit_log::verify::verify_export;
 use testkit::audit::{open_log, sample_fields};
+use testkit::flip_byte;
 use testkit::keys::log_signer;
 
 const N: u64 = 300;
@@ -202,11 +203,8 @@ fn a_flipped_byte_in_an_exported_entry_is_named() {
     let dir = tempfile::tempdir().unwrap();
     make_log(dir.path());
     let out = export(dir.path());
-    let bundle = out.path().join("tile/entries/001.p/44");
-    let mut data = std::fs::read(&bundle).unwrap();
     // Entry 256 starts at byte 2 of bundle 1; flip a byte inside its JSON.
-    data[40] ^= 0x01;
-    std::fs::write(&bundle, data).unwrap();
+    flip_byte(&out.path().join("tile/entries/001.p/44"), 40, 0x01);
     let r = verify_export(out.path(), &[log_signer().verifier()], None, 2);
     assert!(!r.ok());
     assert!(
@@ -222,10 +220,7 @@ fn a_flipped_tile_or_checkpoint_byte_is_found() {
     let dir = tempfile::tempdir().unwrap();
     make_log(dir.path());
     let out = export(dir.path());
-    let tile = out.path().join("tile/0/000");
-    let mut data = std::fs::read(&tile).unwrap();
-    data[32 * 7 + 1] ^= 0x80;
-    std::fs::write(&tile, data).unwrap();
+    flip_byte(&out.path().join("tile/0/000"), 32 * 7 + 1, 0x80);
     let r = verify_export(out.path(), &[log_signer().verifier()], None, 1);
     assert!(
         r.problems.iter().any(|p| p.starts_with("entry 7:")),

@@ -6,12 +6,25 @@ use std::path::Path;
 use audit_log::verify::{VerifyOptions, verify_export, verify_tiles};
 use audit_log::{AuditLog, DirReader, LogConfig, NoteSigner, TileId, tile_id::tiles_of_size};
 use testkit::audit::{open_log as open, sample_fields as fields};
+use testkit::flip_byte;
 use testkit::keys::{ORIGIN, log_signer as key};
 
 fn append(log: &AuditLog, from: u64, to: u64) {
     for i in from..to {
         log.append_blocking(&fields(i)).unwrap();
     }
+}
+
+/// Checks an incremental run from the checkpoint at 600 refused the export, with a problem
+/// that says `says`.
+fn refused_since_600(r: &audit_log::verify::VerifyReport, says: &str) {
+    assert!(!r.ok());
+    assert_eq!(r.since, Some((600, false)));
+    assert!(
+        r.problems.iter().any(|p| p.contains(says)),
+        "{:?}",
+        r.problems
+    );
 }
 
 fn incremental(dir: &Path, since: &str) -> audit_log::verify::VerifyReport {
@@ -83,28 +96,15 @@ fn incremental_verification_checks_the_new_part_and_the_consistency_proof() {
 
     // An entry before the incremental start is not read again…
     let bundle0 = export.join("tile/entries/000");
-    let mut b = std::fs::read(&bundle0).unwrap();
-    b[10] ^= 1;
-    std::fs::write(&bundle0, &b).unwrap();
+    flip_byte(&bundle0, 10, 1);
     assert!(incremental(&export, &saved).ok());
     // …but a full run sees it.
     assert!(!verify_export(&export, &[key().verifier()], Some(&saved), 2).ok());
-    b[10] ^= 1;
-    std::fs::write(&bundle0, &b).unwrap();
+    flip_byte(&bundle0, 10, 1);
 
     // A hash tile the consistency proof is computed from.
-    let tile1 = export.join("tile/1/000.p/5");
-    let mut t = std::fs::read(&tile1).unwrap();
-    t[0] ^= 1;
-    std::fs::write(&tile1, &t).unwrap();
-    let r = incremental(&export, &saved);
-    assert!(!r.ok());
-    assert_eq!(r.since, Some((600, false)));
-    assert!(
-        r.problems.iter().any(|p| p.contains("rewritten")),
-        "{:?}",
-        r.problems
-    );
+    flip_byte(&export.join("tile/1/000.p/5"), 0, 1);
+    refused_since_600(&incremental(&export, &saved), "rewritten");
 }
 
 #[test]
@@ -125,12 +125,5 @@ fn a_rewritten_log_is_not_consistent_with_the_saved_checkpoint() {
     let export = dir.path().join("export");
     b.export_tiles(&export).unwrap();
     b.close();
-    let r = incremental(&export, &saved);
-    assert!(!r.ok());
-    assert_eq!(r.since, Some((600, false)));
-    assert!(
-        r.problems.iter().any(|p| p.contains("not consistent")),
-        "{:?}",
-        r.problems
-    );
+    refused_since_600(&incremental(&export, &saved), "not consistent");
 }

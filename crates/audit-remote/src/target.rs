@@ -51,6 +51,21 @@ fn bad(location: &str, reason: impl Into<String>) -> RemoteError {
     }
 }
 
+/// `builder` with each of `options` whose key parses (case-insensitively) as one of its
+/// configuration keys `K` set through `with`; other keys are left to other builders.
+fn configured<'a, B, K: std::str::FromStr>(
+    builder: B,
+    options: &[(&'a str, &'a str)],
+    with: impl Fn(B, K, &'a str) -> B,
+) -> B {
+    options
+        .iter()
+        .fold(builder, |b, (k, v)| match k.to_ascii_lowercase().parse() {
+            Ok(key) => with(b, key, v),
+            Err(_) => b,
+        })
+}
+
 impl Target {
     /// Opens the target named by `location`, with credentials and endpoints from the
     /// environment. A local directory is created when `create_local` is set (publishing) and
@@ -71,7 +86,7 @@ impl Target {
         };
         let url = url::Url::parse(location).map_err(|e| bad(location, e.to_string()))?;
         let store_err = |e: object_store::Error| bad(location, e.to_string());
-        let (store, keeps_metadata): (Arc<dyn ObjectStore>, bool) = match scheme {
+        let store: Arc<dyn ObjectStore> = match scheme {
             "file" => {
                 let dir = url
                     .to_file_path()
@@ -79,34 +94,28 @@ impl Target {
                 return Self::local(location, &dir, create_local);
             }
             "s3" | "s3a" => {
-                let b = options.iter().fold(
-                    AmazonS3Builder::from_env().with_url(location),
-                    |b, (k, v)| match k.to_ascii_lowercase().parse() {
-                        Ok(key) => b.with_config(key, *v),
-                        Err(_) => b,
-                    },
-                );
-                (Arc::new(b.build().map_err(store_err)?), true)
+                let b = AmazonS3Builder::from_env().with_url(location);
+                Arc::new(
+                    configured(b, options, AmazonS3Builder::with_config)
+                        .build()
+                        .map_err(store_err)?,
+                )
             }
             "gs" => {
-                let b = options.iter().fold(
-                    GoogleCloudStorageBuilder::from_env().with_url(location),
-                    |b, (k, v)| match k.to_ascii_lowercase().parse() {
-                        Ok(key) => b.with_config(key, *v),
-                        Err(_) => b,
-                    },
-                );
-                (Arc::new(b.build().map_err(store_err)?), true)
+                let b = GoogleCloudStorageBuilder::from_env().with_url(location);
+                Arc::new(
+                    configured(b, options, GoogleCloudStorageBuilder::with_config)
+                        .build()
+                        .map_err(store_err)?,
+                )
             }
             "az" | "azure" | "abfs" | "abfss" => {
-                let b = options.iter().fold(
-                    MicrosoftAzureBuilder::from_env().with_url(location),
-                    |b, (k, v)| match k.to_ascii_lowercase().parse() {
-                        Ok(key) => b.with_config(key, *v),
-                        Err(_) => b,
-                    },
-                );
-                (Arc::new(b.build().map_err(store_err)?), true)
+                let b = MicrosoftAzureBuilder::from_env().with_url(location);
+                Arc::new(
+                    configured(b, options, MicrosoftAzureBuilder::with_config)
+                        .build()
+                        .map_err(store_err)?,
+                )
             }
             "http" | "https" => {
                 return Err(bad(
@@ -129,7 +138,8 @@ impl Target {
             store,
             prefix,
             display: location.to_owned(),
-            keeps_metadata,
+            // The cloud stores keep object metadata (content type, cache control).
+            keeps_metadata: true,
         })
     }
 

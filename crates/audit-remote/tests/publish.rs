@@ -11,7 +11,7 @@ use audit_remote::{PublishEvent, Publisher, RemoteError, Source, Target};
 use testkit::audit::open_log;
 use testkit::copy_dir;
 use testkit::keys::{ORIGIN, log_signer};
-use testkit::tiles::{Moto, append_many};
+use testkit::tiles::{Moto, append_more};
 
 fn open(dir: &std::path::Path) -> audit_log::AuditLog {
     open_log(dir).unwrap()
@@ -19,12 +19,6 @@ fn open(dir: &std::path::Path) -> audit_log::AuditLog {
 
 fn vkey() -> audit_log::NoteVerifier {
     log_signer().verifier()
-}
-
-/// Appends `n` more entries with concurrent appenders.
-async fn append(log: &audit_log::AuditLog, n: u64) {
-    let size = log.size();
-    append_many(log, size, size + n).await.unwrap();
 }
 
 /// The target's content verified through the same reader an auditor would use.
@@ -43,7 +37,7 @@ async fn verify_target(target: &Target) -> audit_log::verify::VerifyReport {
 async fn publish_and_follow(target: Target) {
     let dir = tempfile::tempdir().unwrap();
     let log = open(&dir.path().join("log"));
-    append(&log, 300).await;
+    append_more(&log, 300).await.unwrap();
     let events = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = events.clone();
     let publisher = Publisher::new(log.clone(), target.clone()).with_observer(Arc::new(
@@ -60,7 +54,7 @@ async fn publish_and_follow(target: Target) {
     let task = tokio::spawn(publisher.run(async {
         stopped.await.ok();
     }));
-    append(&log, 700).await;
+    append_more(&log, 700).await.unwrap();
     let want = log.checkpoint().note.clone();
     let source = Source::Store(target.clone());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -123,12 +117,12 @@ async fn a_target_that_contradicts_the_log_is_never_overwritten() {
     // A copy of the data directory at 300 entries, then the log grows to 600 and is published.
     let log_dir = dir.path().join("log");
     let log = open(&log_dir);
-    append(&log, 300).await;
+    append_more(&log, 300).await.unwrap();
     log.close();
     let old_copy = dir.path().join("old");
     copy_dir(&log_dir, &old_copy).unwrap();
     let log = open(&log_dir);
-    append(&log, 300).await;
+    append_more(&log, 300).await.unwrap();
     Publisher::new(log.clone(), target.clone())
         .publish_once()
         .await
@@ -145,7 +139,7 @@ async fn a_target_that_contradicts_the_log_is_never_overwritten() {
     assert!(matches!(e, RemoteError::Conflict(_)), "{e}");
     assert!(e.to_string().contains("rolled back"), "{e}");
     // Nor, once it has grown past it, a different history.
-    append(&old, 400).await;
+    append_more(&old, 400).await.unwrap();
     let e = Publisher::new(old.clone(), target.clone())
         .run(std::future::pending())
         .await

@@ -20,7 +20,7 @@ use audit_remote::fetch::verify_source;
 use audit_remote::{PublishEvent, Publisher, RemoteError, Source, Target};
 use testkit::audit::open_log;
 use testkit::keys::log_signer;
-use testkit::tiles::{Moto, append_many};
+use testkit::tiles::{Moto, append_more};
 
 fn open(dir: &std::path::Path) -> audit_log::AuditLog {
     open_log(dir).unwrap()
@@ -28,12 +28,6 @@ fn open(dir: &std::path::Path) -> audit_log::AuditLog {
 
 fn vkey() -> audit_log::NoteVerifier {
     log_signer().verifier()
-}
-
-/// Appends `n` more entries with concurrent appenders.
-async fn append(log: &audit_log::AuditLog, n: u64) {
-    let size = log.size();
-    append_many(log, size, size + n).await.unwrap();
 }
 
 const LOG_DIR: &str = "PUBLISH_CRASH_LOG_DIR";
@@ -87,11 +81,11 @@ fn child_publisher() {
             stopped.await.ok();
         }));
         let start = log.size();
-        append(&log, n).await;
+        append_more(&log, n).await.unwrap();
         if pause_at.is_some() {
             // More rounds until the pause comes (then the parent kills this process).
             loop {
-                append(&log, 8).await;
+                append_more(&log, 8).await.unwrap();
             }
         }
         let want = log.size();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
-use audit_log::{AuditError, AuditLog, LogConfig};
+use audit_log::{AuditError, AuditLog, Checkpoint, Hash, LogConfig, NoteSigner};
 use serde_json::{Map, Value, json};
 
 use crate::keys::{ORIGIN, log_signer};
@@ -13,6 +13,19 @@ use crate::keys::{ORIGIN, log_signer};
 /// Opens (or creates) the audit log in `dir` with the fixed test key.
 pub fn open_log(dir: &Path) -> Result<AuditLog, AuditError> {
     AuditLog::open(LogConfig::new(dir, ORIGIN), log_signer())
+}
+
+/// The checkpoint of `signer`'s log (its key name is the origin) at `size` with `root`, signed
+/// by `signer` alone: the signed note's text. Panics on a signing error (a test's own key).
+pub fn checkpoint_note(signer: &NoteSigner, size: u64, root: Hash) -> String {
+    Checkpoint {
+        origin: signer.name().to_owned(),
+        size,
+        root,
+    }
+    .sign(&[signer])
+    .unwrap_or_else(|e| panic!("{e}"))
+    .note
 }
 
 /// Every entry of `log`, parsed, in log order (each carries its `seq`).

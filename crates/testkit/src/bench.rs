@@ -143,3 +143,77 @@ where
         cpu_ms_per_k: cpu * 1000.0 / all.len().max(1) as f64,
     }
 }
+
+/// [`APPENDERS`] tasks append [`entry_fields`] entries to `log` in a loop for `secs`, each
+/// append timed ([`drive`]). Panics on a failed append.
+pub async fn drive_log(log: &audit_log::AuditLog, secs: u64) -> AppendRun {
+    let log = log.clone();
+    drive(secs, move |i| {
+        let log = log.clone();
+        async move {
+            log.append_fields(&entry_fields(i))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    })
+    .await
+}
+
+/// Whether `cargo bench` runs this bench: it passes `--bench`; anything else (e.g.
+/// `cargo test --benches`) only smoke-runs it.
+pub fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// The knob `name` from the environment, or its default: `full` in a [`full_run`], `smoke`
+/// otherwise.
+pub fn knob(name: &str, full: u64, smoke: u64) -> u64 {
+    env_u64(name, if full_run() { full } else { smoke })
+}
+
+/// `BENCH_ONLY`: which part of a bench to run (empty: every part that runs by default).
+#[derive(Debug, Clone)]
+pub struct Only(String);
+
+impl Only {
+    /// `BENCH_ONLY` from the environment.
+    pub fn from_env() -> Self {
+        Self(std::env::var("BENCH_ONLY").unwrap_or_default())
+    }
+
+    /// Whether the part `part`, which runs by default, runs: nothing or it is named.
+    pub fn runs(&self, part: &str) -> bool {
+        self.0.is_empty() || self.0 == part
+    }
+
+    /// Whether the part `part`, which runs only when named, runs.
+    pub fn named(&self, part: &str) -> bool {
+        self.0 == part
+    }
+}
+
+/// Prints the bench's title with this machine's core count, and builds the multi-thread
+/// runtime a synchronous `main` drives its async parts with (panics without one: a bench has
+/// no use for a half-started harness).
+pub fn start(title: &str) -> (tokio::runtime::Runtime, Only) {
+    println!(
+        "# {title} ({} cores)\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (rt, Only::from_env())
+}
+
+/// For the benches that only run under `cargo bench`: outside a [`full_run`] prints how to
+/// run `bench` and answers `None`; inside, the parts to run.
+pub fn full_run_only(bench: &str) -> Option<Only> {
+    if full_run() {
+        Some(Only::from_env())
+    } else {
+        println!("{bench} bench: run with `cargo bench --bench {bench}`");
+        None
+    }
+}

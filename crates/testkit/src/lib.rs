@@ -73,6 +73,14 @@ pub mod otlp;
 #[cfg(feature = "tiles")]
 pub mod tiles;
 
+/// Flips the bits `mask` of byte `at` of the file `path`: the smallest tampering, which every
+/// check over the file must notice. Panics when the file cannot be read or written.
+pub fn flip_byte(path: &std::path::Path, at: usize, mask: u8) {
+    let mut data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    data[at] ^= mask;
+    std::fs::write(path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 /// Copies directory `from` into `to` (created), recursively; the bytes copied. Tests keep a data
 /// directory as it was (a rollback, a fork, a fixture) with it.
 pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<u64> {

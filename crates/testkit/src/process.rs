@@ -85,35 +85,8 @@ impl Onboard {
             Some(level) => cmd.env("RUST_LOG", level),
             None => cmd.env_remove("RUST_LOG"),
         };
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .context("starting onboard serve")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let lines = tokio::time::timeout(
-            Duration::from_secs(60),
-            tokio::task::spawn_blocking(move || {
-                // The reader is dropped after the serving line; the server writes nothing else
-                // there.
-                let mut reader = BufReader::new(stdout);
-                let mut lines = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line)? == 0 {
-                        return Ok::<_, std::io::Error>(lines);
-                    }
-                    let serving = line.starts_with("onboard serving on ");
-                    lines.push(line);
-                    if serving {
-                        return Ok(lines);
-                    }
-                }
-            }),
-        )
-        .await
-        .context("onboard serve did not report its address within 60 s")???;
+        cmd.stderr(log_file);
+        let (mut child, lines) = spawn_until(cmd, "onboard serve", "onboard serving on ").await?;
         let after = |prefix: &str| {
             lines
                 .iter()
@@ -247,49 +220,24 @@ impl Onboard {
     ) -> Result<WitnessProc> {
         std::fs::create_dir_all(dir)?;
         let key = dir.join("witness.key");
-        let out = Command::new(&self.path)
-            .args(["witness", "keygen", "--name", name, "--out"])
-            .arg(&key)
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "witness keygen: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = output_ok(
+            Command::new(&self.path)
+                .args(["witness", "keygen", "--name", name, "--out"])
+                .arg(&key),
+            "witness keygen",
+        )?;
         let vkey = String::from_utf8(out.stdout)?.trim().to_owned();
-        let mut child = Command::new(&self.path)
-            .args(["witness", "--listen", "127.0.0.1:0", "--key"])
+        let mut cmd = Command::new(&self.path);
+        cmd.args(["witness", "--listen", "127.0.0.1:0", "--key"])
             .arg(&key)
             .arg("--state-dir")
             .arg(dir.join("state"))
             .arg("--log")
             .arg(format!("{origin}={log_vkey}"))
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting onboard witness")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        // Lines until `listening on …`; then the pipe is drained on a thread, so the witness
-        // never writes into a closed pipe.
-        let line = tokio::time::timeout(
-            Duration::from_secs(60),
-            tokio::task::spawn_blocking(move || {
-                let mut reader = BufReader::new(stdout);
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line)? == 0 || line.starts_with("listening on") {
-                        break;
-                    }
-                }
-                std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-                Ok::<_, std::io::Error>(line)
-            }),
-        )
-        .await
-        .context("onboard witness did not report its address within 60 s")???;
+            .stderr(Stdio::null());
+        let (mut child, lines) = spawn_until(cmd, "onboard witness", "listening on").await?;
+        let line = lines.last().cloned().unwrap_or_default();
         let Some(addr) = line.trim().strip_prefix("listening on http://") else {
             let _ = child.kill();
             bail!("onboard witness exited before listening ({line:?})");
@@ -300,6 +248,58 @@ impl Onboard {
             vkey,
         })
     }
+}
+
+/// Runs `cmd`, the program `what`, to completion and checks that it succeeded (the error holds
+/// its standard error).
+pub fn output_ok(cmd: &mut Command, what: &str) -> Result<std::process::Output> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    ensure!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
+/// Spawns `cmd`, the program `what` (standard input closed, standard output piped), and reads
+/// its standard output within 60 s up to the first line starting with `marker` (or to its end);
+/// the rest is drained on a thread, so the child never writes into a closed pipe. The child and
+/// the lines read, the marker line last.
+async fn spawn_until(
+    mut cmd: Command,
+    what: &str,
+    marker: &'static str,
+) -> Result<(Child, Vec<String>)> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let lines = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut lines = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line)? == 0 {
+                    break;
+                }
+                let found = line.starts_with(marker);
+                lines.push(line);
+                if found {
+                    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+                    break;
+                }
+            }
+            Ok::<_, std::io::Error>(lines)
+        }),
+    )
+    .await
+    .with_context(|| format!("{what} did not report its address within 60 s"))???;
+    Ok((child, lines))
 }
 
 /// A data directory, keys and a configuration file for `onboard serve` pointed at the
@@ -427,29 +427,25 @@ pub fn parse_json<M: Message + Default>(text: &str, full_name: &str) -> Result<M
 
 /// Peak resident set size of process `pid` (VmHWM), in KiB.
 pub fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmHWM value")?
-        .parse()?)
+    proc_status_kib(pid, "VmHWM")
 }
 
 /// Current resident set size of process `pid` (VmRSS), in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64> {
+    proc_status_kib(pid, "VmRSS")
+}
+
+/// The value of `field` (a size in KiB) in `/proc/PID/status`.
+fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
+    let value = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .with_context(|| format!("no {field}"))?;
+    Ok(value
         .split_whitespace()
-        .nth(1)
-        .context("VmRSS value")?
+        .next()
+        .with_context(|| format!("{field} value"))?
         .parse()?)
 }
 

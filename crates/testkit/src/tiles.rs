@@ -22,6 +22,12 @@ use tokio::task::JoinHandle;
 
 use crate::audit::sample_fields;
 
+/// Appends `n` more entries to `log` ([`append_many`] from its current size).
+pub async fn append_more(log: &AuditLog, n: u64) -> Result<()> {
+    let size = log.size();
+    append_many(log, size, size + n).await
+}
+
 /// Appends entries `from..to` (each [`sample_fields`]) with 32 concurrent appenders, so
 /// commits batch as they do under load.
 pub async fn append_many(log: &AuditLog, from: u64, to: u64) -> Result<()> {

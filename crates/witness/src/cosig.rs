@@ -13,47 +13,22 @@
 use std::fmt;
 
 use audit_log::Checkpoint;
+use audit_log::note::{self, ALG_ED25519, NamedSigningKey, NamedVerifyingKey, SIG_PREFIX};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
 use crate::error::WitnessError;
 
 /// The signature type byte of Ed25519 cosignature/v1 keys and key ids.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
-/// The signature type byte of plain Ed25519 note keys, accepted on input and converted.
-const ALG_ED25519: u8 = 0x01;
-/// The em dash and space that start every signature line.
-pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 /// Key id, timestamp and Ed25519 signature.
 const COSIG_LEN: usize = 4 + 8 + 64;
 
-/// A key name as signed notes allow it: non-empty, no white space, no `+`.
-pub(crate) fn check_name(name: &str) -> Result<(), WitnessError> {
-    if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
-        return Err(WitnessError::Key(format!(
-            "key name {name:?} must be non-empty with no '+' or white space"
-        )));
-    }
-    Ok(())
-}
-
-/// `SHA-256(name || "\n" || type || public key)[:4]` as a big-endian integer.
-fn key_hash(name: &str, alg: u8, public: &VerifyingKey) -> u32 {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([alg]);
-    h.update(public.as_bytes());
-    let d = h.finalize();
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
-}
-
 /// The cosignature/v1 key id of an Ed25519 cosigner key with this name.
 pub fn cosigner_key_id(name: &str, public: &VerifyingKey) -> u32 {
-    key_hash(name, ALG_COSIGNATURE_V1, public)
+    note::key_hash(name, ALG_COSIGNATURE_V1, public)
 }
 
 /// The message a v1 cosignature signs: header line, timestamp line, then the checkpoint body.
@@ -72,59 +47,11 @@ fn check_body(checkpoint_text: &str) -> Result<(), WitnessError> {
     Ok(())
 }
 
-/// A key string split into its parts.
-struct KeyParts<'a> {
-    /// The key name.
-    name: &'a str,
-    /// The key id as written.
-    id: u32,
-    /// The signature type byte.
-    alg: u8,
-    /// The 32 key bytes (a seed or a public key); zeroised on drop.
-    bytes: Zeroizing<[u8; 32]>,
-}
-
-/// Splits `<name>+<hex id>+<base64>` on the first two `+` (base64 may contain `+`) and decodes
-/// the key material into its type byte and 32 key bytes.
-fn split_key(s: &str) -> Result<KeyParts<'_>, WitnessError> {
-    let mut parts = s.splitn(3, '+');
-    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(WitnessError::Key(
-            "want <name>+<hex key id>+<base64 key>".into(),
-        ));
-    };
-    check_name(name)?;
-    if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(WitnessError::Key(format!(
-            "key id {id:?} is not 8 hex digits"
-        )));
-    }
-    let id = u32::from_str_radix(id, 16).map_err(|e| WitnessError::Key(format!("key id: {e}")))?;
-    let raw = Zeroizing::new(
-        B64.decode(key)
-            .map_err(|e| WitnessError::Key(format!("base64: {e}")))?,
-    );
-    if raw.len() != 33 {
-        return Err(WitnessError::Key(format!(
-            "want a type byte and 32 key bytes, got {} bytes",
-            raw.len()
-        )));
-    }
-    let mut bytes = Zeroizing::new([0u8; 32]);
-    bytes.copy_from_slice(&raw[1..]);
-    Ok(KeyParts {
-        name,
-        id,
-        alg: raw[0],
-        bytes,
-    })
-}
-
 /// Checks a key id read from a file or vkey against the key, for its declared type.
 fn check_id(name: &str, alg: u8, id: u32, public: &VerifyingKey) -> Result<(), WitnessError> {
     match alg {
         ALG_COSIGNATURE_V1 | ALG_ED25519 => {
-            let want = key_hash(name, alg, public);
+            let want = note::key_hash(name, alg, public);
             if want != id {
                 return Err(WitnessError::Key(format!(
                     "key id {id:08x} does not match the key (want {want:08x})"
@@ -139,48 +66,35 @@ fn check_id(name: &str, alg: u8, id: u32, public: &VerifyingKey) -> Result<(), W
 }
 
 /// A witness's signing key: a name and an Ed25519 key that cosigns checkpoints.
-pub struct CosignerKey {
-    /// The cosigner name, written in every cosignature line.
-    name: String,
-    /// The cosignature/v1 key id (type 0x04), written in every cosignature.
-    key_id: u32,
-    /// The secret key; zeroised on drop and never printed.
-    key: SigningKey,
-}
+pub struct CosignerKey(
+    /// The named key, of type 0x04 (its key id is the cosignature/v1 one).
+    NamedSigningKey,
+);
 
 impl fmt::Debug for CosignerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CosignerKey({}+{:08x})", self.name, self.key_id)
+        write!(f, "CosignerKey({:?})", self.0)
     }
 }
 
 impl CosignerKey {
     /// A cosigner from a name and a key.
     pub fn new(name: &str, key: SigningKey) -> Result<Self, WitnessError> {
-        check_name(name)?;
-        let key_id = cosigner_key_id(name, &key.verifying_key());
-        Ok(Self {
-            name: name.to_owned(),
-            key_id,
-            key,
-        })
+        Ok(Self(NamedSigningKey::new(name, ALG_COSIGNATURE_V1, key)?))
     }
 
     /// A fresh random key.
     pub fn generate(name: &str) -> Result<Self, WitnessError> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut())
-            .map_err(|e| WitnessError::Key(format!("no system randomness: {e}")))?;
-        Self::new(name, SigningKey::from_bytes(&seed))
+        Ok(Self(NamedSigningKey::generate(name, ALG_COSIGNATURE_V1)?))
     }
 
     /// Reads a key file: `PRIVATE+KEY+<name>+<hex id>+base64(0x04 or 0x01 || seed)`.
     pub fn from_key_file_text(text: &str) -> Result<Self, WitnessError> {
         let rest = text
             .trim()
-            .strip_prefix("PRIVATE+KEY+")
+            .strip_prefix(note::PRIVATE_KEY_PREFIX)
             .ok_or_else(|| WitnessError::Key("expected a PRIVATE+KEY+… line".into()))?;
-        let p = split_key(rest)?;
+        let p = note::split_key(rest)?;
         let key = SigningKey::from_bytes(&p.bytes);
         check_id(p.name, p.alg, p.id, &key.verifying_key())?;
         Self::new(p.name, key)
@@ -188,29 +102,17 @@ impl CosignerKey {
 
     /// The key in Go's private key form with type 0x04.
     pub fn to_go_private_key(&self) -> Zeroizing<String> {
-        let mut raw = Zeroizing::new(Vec::with_capacity(33));
-        raw.push(ALG_COSIGNATURE_V1);
-        raw.extend_from_slice(self.key.as_bytes());
-        Zeroizing::new(format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.name,
-            self.key_id,
-            B64.encode(&*raw)
-        ))
+        self.0.to_go_private_key()
     }
 
     /// The cosigner name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// The matching verifier key.
     pub fn verifier(&self) -> CosignerVerifier {
-        CosignerVerifier {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            key: self.key.verifying_key(),
-        }
+        CosignerVerifier(self.0.verifier())
     }
 
     /// The cosignature line (ending in `\n`) over `checkpoint_text` at `timestamp`.
@@ -222,11 +124,11 @@ impl CosignerKey {
             )));
         }
         let sig = self
-            .key
+            .0
             .sign(signed_message(timestamp, checkpoint_text).as_bytes());
         Ok(Cosignature {
-            name: self.name.clone(),
-            key_id: self.key_id,
+            name: self.0.name().to_owned(),
+            key_id: self.0.key_id(),
             timestamp,
             signature: sig.to_bytes(),
         }
@@ -236,75 +138,52 @@ impl CosignerKey {
 
 /// A witness's verifier key: `name+<hex key id>+base64(0x04 || public key)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CosignerVerifier {
-    /// The cosigner name, matched against each signature line's name.
-    name: String,
-    /// The cosignature/v1 key id, matched against each signature's first four bytes.
-    key_id: u32,
-    /// The public key.
-    key: VerifyingKey,
-}
+pub struct CosignerVerifier(
+    /// The named public key, of type 0x04 (its key id is the cosignature/v1 one).
+    NamedVerifyingKey,
+);
 
 impl CosignerVerifier {
     /// Parses a verifier key. Type 0x04 is the cosignature/v1 form; a plain Ed25519 note key
     /// (type 0x01) of the same public key is accepted and converted, as Go's
     /// `NewVerifierForCosignatureV1` does. Either way the key id must match its type.
     pub fn parse(vkey: &str) -> Result<Self, WitnessError> {
-        let KeyParts {
-            name,
-            id,
-            alg,
-            bytes,
-        } = split_key(vkey.trim())?;
-        let key = VerifyingKey::from_bytes(&bytes)
-            .map_err(|e| WitnessError::Key(format!("Ed25519 public key: {e}")))?;
-        if key.is_weak() {
-            return Err(WitnessError::Key("weak Ed25519 public key".into()));
-        }
-        check_id(name, alg, id, &key)?;
-        Ok(Self {
-            name: name.to_owned(),
-            key_id: cosigner_key_id(name, &key),
-            key,
-        })
+        let p = note::split_key(vkey.trim())?;
+        let key = NamedVerifyingKey::from_bytes(p.name, ALG_COSIGNATURE_V1, &p.bytes)?;
+        check_id(p.name, p.alg, p.id, key.key())?;
+        Ok(Self(key))
     }
 
     /// The cosigner name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// The cosignature/v1 key id.
     pub fn key_id(&self) -> u32 {
-        self.key_id
+        self.0.key_id()
     }
 
     /// Whether a signature line names this key (name and key id); such a line must verify.
     pub fn matches(&self, sig: &SignatureLine) -> bool {
-        sig.name == self.name && sig.key_id() == Some(self.key_id)
+        sig.name == self.name() && sig.key_id() == Some(self.key_id())
     }
 
     /// Checks a signature line naming this key against `checkpoint_text`; `None` if the line
     /// does not verify (wrong length, timestamp beyond 2^63 - 1, or a bad signature).
     pub fn verify(&self, checkpoint_text: &str, sig: &SignatureLine) -> Option<Cosignature> {
         let c = Cosignature::from_line(sig).ok()?;
-        if c.name != self.name || c.key_id != self.key_id {
+        if c.name != self.name() || c.key_id != self.key_id() {
             return None;
         }
         let msg = signed_message(c.timestamp, checkpoint_text);
-        self.key
-            .verify_strict(msg.as_bytes(), &Signature::from_bytes(&c.signature))
-            .ok()?;
-        Some(c)
+        self.0.verify(msg.as_bytes(), &c.signature).then_some(c)
     }
 }
 
 impl fmt::Display for CosignerVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_COSIGNATURE_V1);
-        raw.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{:08x}+{}", self.name, self.key_id, B64.encode(raw))
+        self.0.fmt(f)
     }
 }
 
@@ -325,9 +204,7 @@ impl SignatureLine {
             .strip_prefix(SIG_PREFIX)
             .ok_or_else(|| bad("does not start with '— '"))?;
         let (name, b64) = rest.split_once(' ').ok_or_else(|| bad("no key name"))?;
-        if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
-            return Err(bad("invalid key name"));
-        }
+        note::check_key_name(name).map_err(|_| bad("invalid key name"))?;
         let raw = B64
             .decode(b64)
             .map_err(|_| bad("signature is not base64"))?;

@@ -108,12 +108,7 @@ impl AddCheckpointRequest {
         let mut out =
             String::with_capacity(16 + self.proof.len() * 45 + self.checkpoint_note.len());
         out.push_str(&format!("old {}\n", self.old_size));
-        for h in &self.proof {
-            out.push_str(&B64.encode(h));
-            out.push('\n');
-        }
-        out.push('\n');
-        out.push_str(&self.checkpoint_note);
+        audit_log::push_proof_and_note(&mut out, &self.proof, &self.checkpoint_note);
         out
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_log::{AuditLog, Checkpoint, LogConfig, NoteSigner, SignedCheckpoint};
+use audit_log::{AuditLog, LogConfig, NoteSigner, SignedCheckpoint};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use witness::protocol::{AddCheckpointRequest, SIZE_CONTENT_TYPE};
@@ -84,14 +84,7 @@ fn key_copy(k: &NoteSigner) -> NoteSigner {
 }
 
 fn checkpoint(signer: &NoteSigner, size: u64, root: [u8; 32]) -> String {
-    Checkpoint {
-        origin: signer.name().to_owned(),
-        size,
-        root,
-    }
-    .sign(&[signer])
-    .unwrap()
-    .note
+    testkit::audit::checkpoint_note(signer, size, root)
 }
 
 #[tokio::test]

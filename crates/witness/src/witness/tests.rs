@@ -49,14 +49,7 @@ fn body(old: u64, proof: &[Hash], note: &str) -> Vec<u8> {
 }
 
 fn signed(signer: &NoteSigner, size: u64, root: Hash) -> String {
-    Checkpoint {
-        origin: signer.name().to_owned(),
-        size,
-        root,
-    }
-    .sign(&[signer])
-    .unwrap()
-    .note
+    testkit::audit::checkpoint_note(signer, size, root)
 }
 
 fn witness_for(dir: &Path, logs: Vec<TrustedLog>) -> Witness {

@@ -1,7 +1,5 @@
 //! What the server crate's integration tests share beyond [`crate::server`]: a call that must be
-//! refused and the status it was refused with, and the customer's Plan. (Behind the `server`
-//! feature, like [`crate::server`].)
-#![cfg(feature = "server")]
+//! refused and the status it was refused with, and the customer's Plan.
 
 use std::future::Future;
 use std::panic::Location;

@@ -7,8 +7,12 @@
 //!    else from an in-process tokio client.
 //! 2. `lag`: publication lag, checkpoint signed → visible in the target, p50/p99, while 1,000
 //!    appends/s are written; to a local directory and, when moto is installed, to S3 (moto).
-//! 3. `verify`: verification of a 1,000,000-entry log over loopback HTTP (the live API and the
-//!    static server) against verification of the same export on disk.
+//! 3. `verify`: verification of a 1,000,000-entry log over loopback HTTP (the live API, the
+//!    static server, and a server holding every file in memory: what any HTTP server costs at
+//!    best) against verification of the same export on disk, with the process's CPU seconds
+//!    for each (a figure the machine's other load disturbs less than wall time). Before the
+//!    rounds it times writing every full bundle's file from sled (what a server started on a
+//!    data directory without them does once).
 //!
 //! Run: `cargo bench --bench audit_remote` (env `BENCH_ONLY=serve|lag|verify`,
 //! `BENCH_SECONDS`, `BENCH_ROUNDS`, `BENCH_ENTRIES`, `BENCH_SERVE_ENTRIES`, and
@@ -88,6 +92,46 @@ async fn serve_api(log: AuditLog) -> String {
 async fn serve_static(dir: &Path) -> String {
     serve_router(axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir)))
         .await
+}
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`; 0 elsewhere.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of the file (utime, stime, in ticks of 1/100 s) are the 12th and 13th
+    // after the name.
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Every file of `dir` held in memory and served by path: what any server costs at best.
+async fn serve_memory(dir: &Path) -> String {
+    fn walk(root: &Path, d: &Path, out: &mut std::collections::HashMap<String, axum::body::Bytes>) {
+        for e in std::fs::read_dir(d).unwrap_or_else(|e| panic!("{e}")) {
+            let p = e.unwrap_or_else(|e| panic!("{e}")).path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap_or_else(|e| panic!("{e}"));
+                let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{e}"));
+                out.insert(format!("/{}", rel.display()), data.into());
+            }
+        }
+    }
+    let mut files = std::collections::HashMap::new();
+    walk(dir, dir, &mut files);
+    let files = Arc::new(files);
+    serve_router(axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let files = files.clone();
+        async move {
+            match files.get(uri.path()) {
+                Some(b) => Ok(b.clone()),
+                None => Err(axum::http::StatusCode::NOT_FOUND),
+            }
+        }
+    }))
+    .await
 }
 
 /// Requests/s for random `paths` under `base` for `secs`: wrk when installed, else tokio.
@@ -356,6 +400,24 @@ async fn bench_verify(n: u64, rounds: u64) {
     let size = log.size();
     let export = tmp.path().join("export");
     log.export_tiles(&export).unwrap_or_else(|e| panic!("{e}"));
+    // The export read every full bundle, so wrote its file: time writing them all from sled, as
+    // a server started on a data directory without them does once, in the background.
+    std::fs::remove_dir_all(tmp.path().join("log/bundles")).unwrap_or_else(|e| panic!("{e}"));
+    let l = log.clone();
+    let materialize = tokio::task::spawn_blocking(move || {
+        let s = Instant::now();
+        while l
+            .materialize_bundles(u64::MAX)
+            .unwrap_or_else(|e| panic!("{e}"))
+        {}
+        s.elapsed().as_secs_f64()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "(wrote the files of all {} full bundles from sled in {materialize:.3} s on one thread)",
+        size / 256
+    );
     // What the live API's share is: every bundle and level-0 tile assembled once, one thread.
     let l = log.clone();
     let assembly = tokio::task::spawn_blocking(move || {
@@ -370,6 +432,7 @@ async fn bench_verify(n: u64, rounds: u64) {
     .unwrap_or_else(|e| panic!("{e}"));
     let api = serve_api(log.clone()).await;
     let stat = serve_static(&export).await;
+    let mem = serve_memory(&export).await;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "(the live API assembles all {:.0} MB of tiles and bundles from the log in {:.3} s on one thread)",
@@ -380,20 +443,25 @@ async fn bench_verify(n: u64, rounds: u64) {
         "## Verify a {size}-entry log: on disk vs. over loopback HTTP ({threads} cores, sled cache {} MB)",
         env_u64("BENCH_SLED_CACHE_MB", 64)
     );
-    println!("| round | disk s | live API s | static server s | live API / disk | static / disk |");
-    println!("|---|---|---|---|---|---|");
-    let (mut d_all, mut a_all, mut s_all) = (Vec::new(), Vec::new(), Vec::new());
+    println!(
+        "| round | disk s | live API s | static server s | in-memory server s | live API / disk | static / disk | in-memory / disk | CPU s: disk / live / static / in-memory |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let (mut d_all, mut a_all, mut s_all, mut m_all) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 1..=rounds {
         let e = export.clone();
         let k = vkey.clone();
         let s = Instant::now();
+        let c = cpu_seconds();
         let report = tokio::task::spawn_blocking(move || verify_export(&e, &[k], None, threads))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let disk = s.elapsed().as_secs_f64();
+        let mut cpu = vec![cpu_seconds() - c];
         assert!(report.ok() && report.entries_valid == size);
         let mut over = Vec::new();
-        for base in [&api, &stat] {
+        for base in [&api, &stat, &mem] {
             let source = Arc::new(
                 Source::parse(base, ClientSettings::default()).unwrap_or_else(|e| panic!("{e}")),
             );
@@ -402,10 +470,12 @@ async fn bench_verify(n: u64, rounds: u64) {
                 incremental: false,
             };
             let s = Instant::now();
+            let c = cpu_seconds();
             let (_, report) = verify_source(source, vec![vkey.clone()], None, options)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             over.push(s.elapsed().as_secs_f64());
+            cpu.push(cpu_seconds() - c);
             assert!(
                 report.ok(),
                 "{:?}",
@@ -414,23 +484,36 @@ async fn bench_verify(n: u64, rounds: u64) {
             assert_eq!(report.entries_valid, size);
         }
         println!(
-            "| {r} | {disk:.3} | {:.3} | {:.3} | {:.2} | {:.2} |",
+            "| {r} | {disk:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} / {:.2} |",
             over[0],
             over[1],
+            over[2],
             disk / over[0],
-            disk / over[1]
+            disk / over[1],
+            disk / over[2],
+            cpu[0],
+            cpu[1],
+            cpu[2],
+            cpu[3]
         );
+        m_all.push(over[2]);
         d_all.push(disk);
         a_all.push(over[0]);
         s_all.push(over[1]);
     }
-    let (d, a, s) = (median(&d_all), median(&a_all), median(&s_all));
+    let (d, a, s, m) = (
+        median(&d_all),
+        median(&a_all),
+        median(&s_all),
+        median(&m_all),
+    );
     println!(
-        "median seconds: disk {d:.3} ({:.0} entries/s), live API {a:.3} ({:.0} entries/s), static {s:.3}; speed ratio live API / disk {:.2}, static / disk {:.2}\n",
+        "median seconds: disk {d:.3} ({:.0} entries/s), live API {a:.3} ({:.0} entries/s), static {s:.3}, in-memory {m:.3}; speed ratio live API / disk {:.2}, static / disk {:.2}, in-memory / disk {:.2}\n",
         size as f64 / d,
         size as f64 / a,
         d / a,
-        d / s
+        d / s,
+        d / m
     );
     log.close();
 }

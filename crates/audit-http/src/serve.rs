@@ -15,6 +15,52 @@ use crate::router::router;
 /// How long requests in flight may take to finish once shutdown begins (HTTPS).
 const GRACE: Duration = Duration::from_secs(10);
 
+/// Full bundles written as files per pass: a shutdown waits for one pass at most.
+const BUNDLES_PER_PASS: u64 = 64;
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps every full bundle of `log` in its file (see [`AuditLog::materialize_bundles`]): the
+/// ones an older data directory lacks at start, then each new one after its checkpoint, while
+/// its entries are still in sled's cache. Serving a bundle is then one file read.
+async fn keep_bundle_files(log: AuditLog) {
+    let mut head = log.subscribe();
+    // One warning per run of failures (a full disk fails at every checkpoint).
+    let mut warned = false;
+    loop {
+        loop {
+            let l = log.clone();
+            match tokio::task::spawn_blocking(move || l.materialize_bundles(BUNDLES_PER_PASS)).await
+            {
+                Ok(Ok(more)) => {
+                    warned = false;
+                    if !more {
+                        break;
+                    }
+                }
+                Ok(Err(e)) => {
+                    if !warned {
+                        tracing::warn!(error = %e, "writing audit bundle files failed; bundles are read from sled meanwhile");
+                        warned = true;
+                    }
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+        if head.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Serves the tiles API of `log` on `listener` until `shutdown` completes, then lets requests
 /// in flight finish. HTTPS when `config.tls` is set; [`Access::Mtls`] requires it.
 pub async fn serve(
@@ -24,6 +70,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
     let feed = config.feed.clone().unwrap_or_else(|| log.feed());
+    // Ends (aborted) when serving ends, however it ends.
+    let _bundles = AbortOnDrop(tokio::spawn(keep_bundle_files(log.clone())));
     let app = router(log, feed, &config.access);
     let Some(tls) = config.tls.clone() else {
         if matches!(config.access, Access::Mtls) {

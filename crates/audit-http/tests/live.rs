@@ -145,6 +145,46 @@ async fn a_client_following_the_live_api_always_verifies_and_full_tiles_never_ch
     log.close();
 }
 
+/// While it serves, the API keeps every full bundle as a file beside sled, written after each
+/// checkpoint with no reader asking (a reader's request would write its bundle's file too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_bundles_become_files_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for i in 0..300 {
+        log.append_fields(&fields(i)).await.unwrap();
+    }
+    let api = TilesApi::start(log.clone(), open_access()).await.unwrap();
+    for i in 300..800 {
+        log.append_fields(&fields(i)).await.unwrap();
+    }
+    let file = |n: u64| {
+        dir.path()
+            .join("bundles")
+            .join(audit_log::tiles::index_path(n))
+    };
+    // Bundle 0 was full before serving began (an older data directory), 1 and 2 filled since.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(0..3).all(|n| file(n).is_file()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        (0..3).all(|n| file(n).is_file()),
+        "a full bundle has no file"
+    );
+    assert!(!file(3).exists(), "the partial bundle 3 has a file");
+    let served = reqwest::get(format!("http://{}/tile/entries/001", api.addr))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(served[..] == log.tile(&audit_log::TileId::entries(1, 256)).unwrap()[..]);
+    assert!(std::fs::read(file(1)).unwrap().starts_with(&served));
+    api.stop().await.unwrap();
+    log.close();
+}
+
 #[tokio::test]
 async fn headers_and_not_found() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@
 //!
 //! This crate does no network IO and knows nothing of gRPC: it is storage, hashing and signing.
 
+mod bundle_files;
 mod checkpoint;
 pub mod durable;
 mod entry;

@@ -18,6 +18,7 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 
+use crate::bundle_files::BundleFiles;
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::entry::{PreparedEntry, SCHEMA_VERSION};
 use crate::error::AuditError;
@@ -49,6 +50,10 @@ pub struct LogConfig {
     /// each level up halves that) so proofs never touch sled: a sled read of a page that is not
     /// in its cache costs ~15 µs, a whole in-memory proof ~3.5 µs (BENCHMARKS.md).
     pub memory_from_level: u8,
+    /// Keep each full entry bundle the log assembles as a file under `bundles/` in the data
+    /// directory (a checked cache beside sled, see [`AuditLog::materialize_bundles`]), so
+    /// serving it is one file read. Costs as much disk again as the entries themselves.
+    pub bundle_files: bool,
 }
 
 impl LogConfig {
@@ -61,6 +66,7 @@ impl LogConfig {
             cache_bytes: 64 << 20,
             startup_check: StartupCheck::Full,
             memory_from_level: 0,
+            bundle_files: true,
         }
     }
 }
@@ -90,6 +96,8 @@ pub(crate) struct Shared {
     pub(crate) watch: watch::Sender<Arc<SignedCheckpoint>>,
     /// When the writer last signed a checkpoint (the checkpoint-age gauge reads it).
     pub(crate) signed_at: crate::metrics::SignedAt,
+    /// Full entry bundles kept as files; `None` when the configuration turns them off.
+    pub(crate) bundles: Option<BundleFiles>,
 }
 
 /// The writer thread and the channel to it; dropping it stops the writer after it drains.
@@ -216,6 +224,9 @@ impl AuditLog {
             upper: RwLock::new(rec.upper),
             watch: watch_tx,
             signed_at: crate::metrics::SignedAt::now(),
+            bundles: config
+                .bundle_files
+                .then(|| BundleFiles::new(&config.path, true)),
         });
         let (tx, rx) = mpsc::channel();
         let frontier_size = frontier.size();
@@ -280,6 +291,8 @@ impl AuditLog {
                 upper: RwLock::new(rec.upper),
                 watch: watch_tx,
                 signed_at: crate::metrics::SignedAt::default(),
+                // Read-only: existing files are served when they check, none is written.
+                bundles: Some(BundleFiles::new(&path, false)),
             }),
             writer: Arc::new(Writer {
                 tx: Mutex::new(None),
@@ -431,7 +444,7 @@ impl AuditLog {
         self.shared.store.entries(from, to.max(from))
     }
 
-    fn with_view<T>(&self, f: impl FnOnce(&View<'_>) -> T) -> T {
+    pub(crate) fn with_view<T>(&self, f: impl FnOnce(&View<'_>) -> T) -> T {
         let guard = match self.shared.upper.read() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -479,6 +492,10 @@ impl AuditLog {
     }
 
     /// The store, for tile reads.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.shared.store
     }

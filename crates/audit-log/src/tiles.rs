@@ -108,7 +108,7 @@ impl AuditLog {
             )));
         }
         match id.kind {
-            TileKind::Entries => self.bundle_bytes(from, to),
+            TileKind::Entries => self.bundle_bytes(id.index, from, to),
             TileKind::Hash { level } => {
                 let tree_level = u8::try_from(u32::from(level) * TILE_HEIGHT)
                     .map_err(|_| AuditError::OutOfRange("tree too tall".into()))?;
@@ -122,18 +122,6 @@ impl AuditLog {
                     })
             }
         }
-    }
-
-    fn bundle_bytes(&self, from: u64, to: u64) -> Result<Vec<u8>, AuditError> {
-        let mut bundle = Vec::with_capacity((to - from) as usize * 512);
-        let n = self.store().bundle_into(from, to, &mut bundle)?;
-        if n != to - from {
-            return Err(AuditError::Integrity {
-                location: format!("entry {}", from + n),
-                detail: "missing from storage".into(),
-            });
-        }
-        Ok(bundle)
     }
 
     /// Writes the log, as of its latest checkpoint, to `dir` in the tlog-tiles layout. The

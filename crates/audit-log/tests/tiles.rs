@@ -127,3 +127,100 @@ fn a_rewritten_log_is_not_consistent_with_the_saved_checkpoint() {
     b.close();
     refused_since_600(&incremental(&export, &saved), "not consistent");
 }
+
+/// Full bundles are kept as files beside sled: written by `materialize_bundles` (and by a
+/// read), served only when they match the log, never written by a read-only log, and not at
+/// all when turned off.
+#[test]
+fn bundle_files_are_a_checked_cache_of_full_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    let log = open(&data).unwrap();
+    append(&log, 0, 700);
+    let export = dir.path().join("export");
+    // Off: no file is ever written.
+    let mut cfg = LogConfig::new(dir.path().join("plain"), ORIGIN);
+    cfg.bundle_files = false;
+    let plain = AuditLog::open(cfg, key()).unwrap();
+    append(&plain, 0, 300);
+    plain
+        .export_tiles(&dir.path().join("plain-export"))
+        .unwrap();
+    assert!(!plain.materialize_bundles(64).unwrap());
+    assert!(
+        !dir.path().join("plain/bundles").exists(),
+        "files written while off"
+    );
+    plain.close();
+    // The export reads (and so writes) every full bundle's file: start again without them.
+    log.export_tiles(&export).unwrap();
+    std::fs::remove_dir_all(data.join("bundles")).unwrap();
+    let file = |n: &str| data.join("bundles").join(n);
+    let want = |n: u64| std::fs::read(export.join(TileId::entries(n, 256).path())).unwrap();
+    let same = |n: u64| log.tile(&TileId::entries(n, 256)).unwrap() == want(n);
+
+    assert!(
+        log.materialize_bundles(1).unwrap(),
+        "one of two full bundles written"
+    );
+    assert!(file("000").is_file() && !file("001").exists());
+    assert!(!log.materialize_bundles(64).unwrap());
+    assert!(
+        file("001").is_file() && !file("002").exists(),
+        "a partial bundle has no file"
+    );
+    for n in [0, 1] {
+        assert!(same(n), "bundle {n}");
+        assert!(
+            std::fs::read(file(&format!("{n:03}")))
+                .unwrap()
+                .starts_with(&want(n))
+        );
+    }
+    assert!(
+        log.tile(&TileId::entries(2, 188)).unwrap()
+            == std::fs::read(export.join(TileId::entries(2, 188).path())).unwrap()
+    );
+
+    // Damaged, or another bundle's: rebuilt from sled and rewritten.
+    flip_byte(&file("000"), 40, 1);
+    std::fs::copy(file("000"), file("001")).unwrap();
+    for n in [0, 1] {
+        assert!(same(n), "bundle {n}");
+        assert!(
+            std::fs::read(file(&format!("{n:03}")))
+                .unwrap()
+                .starts_with(&want(n))
+        );
+    }
+    // From another history (a log with other entries): its node differs, so it is not served.
+    let other_dir = dir.path().join("other");
+    let other = AuditLog::open(LogConfig::new(&other_dir, ORIGIN), key()).unwrap();
+    for i in 0..256 {
+        other.append_blocking(&fields(i + 5000)).unwrap();
+    }
+    other.materialize_bundles(64).unwrap();
+    other.close();
+    std::fs::copy(other_dir.join("bundles/000"), file("000")).unwrap();
+    assert!(same(0));
+    // Files deleted: a read writes them again; materialize starts where it left off, so it
+    // does not look again.
+    std::fs::remove_dir_all(data.join("bundles")).unwrap();
+    assert!(!log.materialize_bundles(64).unwrap());
+    assert!(!file("001").exists());
+    assert!(same(1));
+    assert!(file("001").is_file());
+    log.close();
+
+    // Read-only: files that check are read, nothing is written or removed.
+    let ro = AuditLog::open_read_only(&data, audit_log::StartupCheck::Full).unwrap();
+    assert!(!file("000").exists());
+    assert!(ro.tile(&TileId::entries(0, 256)).unwrap() == want(0));
+    assert!(ro.tile(&TileId::entries(1, 256)).unwrap() == want(1));
+    assert!(!file("000").exists(), "a read-only log wrote a file");
+    flip_byte(&file("001"), 40, 1);
+    assert!(ro.tile(&TileId::entries(1, 256)).unwrap() == want(1));
+    assert!(file("001").exists(), "a read-only log removed a file");
+    assert!(!ro.materialize_bundles(64).unwrap());
+    assert!(!file("000").exists());
+}

@@ -429,22 +429,28 @@ mod tests {
         assert_eq!(r.expires_in.get(), Duration::from_secs(3599));
     }
 
+    use crate::EntraClient;
     use crate::retry::RetryReason;
     use crate::testing::{fake_client, sts_err, token_ok};
+
+    /// A Graph token for client `app-1` with `secret` in `tenant`, through `client`.
+    async fn graph_token(
+        client: &EntraClient,
+        tenant: &str,
+        secret: &SecretString,
+    ) -> Result<TokenSet, EntraError> {
+        let scope = "https://graph.microsoft.com/.default";
+        client
+            .sts()
+            .client_credentials(tenant, "app-1", secret, scope, &OpContext::new())
+            .await
+    }
 
     #[tokio::test(start_paused = true)]
     async fn client_credentials_request_shape() {
         let (client, fake) = fake_client(vec![token_ok("app-token")]);
         let secret = SecretString::from("s3cr3t&=value");
-        let t = client
-            .sts()
-            .client_credentials(
-                "contoso.onmicrosoft.com",
-                "app-1",
-                &secret,
-                "https://graph.microsoft.com/.default",
-                &OpContext::new(),
-            )
+        let t = graph_token(&client, "contoso.onmicrosoft.com", &secret)
             .await
             .unwrap();
         assert_eq!(t.access_token.expose_secret(), "app-token");
@@ -468,17 +474,7 @@ mod tests {
     async fn wrong_secret_is_a_typed_sts_error_and_never_echoed() {
         let (client, _) = fake_client(vec![sts_err(401, "invalid_client", 7_000_215)]);
         let secret = SecretString::from("wrong-secret-value");
-        let err = client
-            .sts()
-            .client_credentials(
-                "t",
-                "app-1",
-                &secret,
-                "https://graph.microsoft.com/.default",
-                &OpContext::new(),
-            )
-            .await
-            .unwrap_err();
+        let err = graph_token(&client, "t", &secret).await.unwrap_err();
         assert_eq!(err.aadsts(), Some(7_000_215));
         let sts = err.sts().unwrap();
         assert_eq!(

@@ -6,11 +6,24 @@ use entra_client::{EntraClient, EntraConfig, EntraError, OpContext, TransportErr
 use secrecy::SecretString;
 use testkit::sim::{SimEnv, calm, entra_config};
 
-/// `GET /me` through a client built from `config`, which must fail: the error.
-async fn me_fails(config: &EntraConfig) -> EntraError {
+/// `GET /me` through a client built from `config`, which must fail below HTTP with `kind`.
+async fn me_fails_with(config: &EntraConfig, kind: TransportErrorKind) {
     let client = EntraClient::new(config).unwrap();
     let (g, ctx) = (client.graph(SecretString::from("t")), OpContext::new());
-    g.me(&ctx).await.unwrap_err()
+    let err = g.me(&ctx).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            EntraError::Transport { kind: k, operation: "me", .. } if *k == kind
+        ),
+        "{err:?}"
+    );
+}
+
+/// Building a client from `config` must fail as a configuration error.
+fn build_fails(config: &EntraConfig) {
+    let built = EntraClient::new(config);
+    assert!(matches!(built, Err(EntraError::Config(_))), "{built:?}");
 }
 
 #[tokio::test]
@@ -19,18 +32,7 @@ async fn untrusted_server_certificate_fails_fast_as_tls() {
     let mut config = entra_config(&env.sim);
     config.extra_root_pems.clear();
     let started = Instant::now();
-    let err = me_fails(&config).await;
-    assert!(
-        matches!(
-            err,
-            EntraError::Transport {
-                kind: TransportErrorKind::Tls,
-                operation: "me",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    me_fails_with(&config, TransportErrorKind::Tls).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "not retried: {:?}",
@@ -43,31 +45,14 @@ async fn https_only_refuses_plain_http() {
     let env = SimEnv::start(calm()).await.unwrap();
     let mut config = entra_config(&env.sim);
     config.graph_base = env.sim.base_url().replace("https://", "http://");
-    let err = me_fails(&config).await;
-    assert!(
-        matches!(
-            err,
-            EntraError::Transport {
-                kind: TransportErrorKind::Refused,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    me_fails_with(&config, TransportErrorKind::Refused).await;
 }
 
 #[tokio::test]
 async fn bad_configuration_is_reported_when_building() {
     let env = SimEnv::start(calm()).await.unwrap();
-    let config = entra_config(&env.sim).trust_pem("not a pem");
-    assert!(matches!(
-        EntraClient::new(&config),
-        Err(EntraError::Config(_))
-    ));
+    build_fails(&entra_config(&env.sim).trust_pem("not a pem"));
     let mut config = entra_config(&env.sim);
     config.authority_base = "not a url".into();
-    assert!(matches!(
-        EntraClient::new(&config),
-        Err(EntraError::Config(_))
-    ));
+    build_fails(&config);
 }

@@ -150,14 +150,8 @@ impl Shared {
         resource: &Resource,
         perms: &[String],
     ) -> Result<String, SimError> {
-        let now = unix_now();
-        let tid = &dir.tenant.id;
         let claims = json!({
-            "aud": resource.aud,
-            "iss": self.v1_issuer(tid),
-            "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_LIFETIME,
             "acct": 0, "acr": "1",
-            "aio": random_key(24),
             "amr": ["pwd", "mfa"],
             "app_displayname": client_name,
             "appid": client_id,
@@ -170,21 +164,15 @@ impl Shared {
             "oid": user.id,
             "platf": "14",
             "puid": format!("{:016X}", u64::from_str_radix(&user.id.replace('-', "")[..15], 16).unwrap_or(0)),
-            "rh": random_key(16),
             "scp": perms.join(" "),
             "sid": new_guid(),
             "sub": random_key(32),
-            "tenant_region_scope": "EU",
-            "tid": tid,
             "unique_name": user.upn,
             "upn": user.upn,
-            "uti": random_key(16),
-            "ver": "1.0",
             "wids": wids(dir, &user.id, true),
             "xms_idrel": "1 20",
-            "xms_tcdt": now - 86_400 * 400,
         });
-        self.key.sign(&claims)
+        self.access_token(dir, resource, claims)
     }
 
     /// An app-only access token for service principal `sp` calling `resource`.
@@ -195,34 +183,50 @@ impl Shared {
         resource: &Resource,
         roles: &[String],
     ) -> Result<String, SimError> {
-        let now = unix_now();
-        let tid = &dir.tenant.id;
         let mut claims = json!({
-            "aud": resource.aud,
-            "iss": self.v1_issuer(tid),
-            "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_LIFETIME,
-            "aio": random_key(24),
             "app_displayname": sp.display_name,
             "appid": sp.app_id,
             "appidacr": "1",
-            "idp": self.v1_issuer(tid),
+            "idp": self.v1_issuer(&dir.tenant.id),
             "idtyp": "app",
             "oid": sp.id,
-            "rh": random_key(16),
             "sub": sp.id,
-            "tenant_region_scope": "EU",
-            "tid": tid,
-            "uti": random_key(16),
-            "ver": "1.0",
             "wids": wids(dir, &sp.id, false),
             "xms_idrel": "7 24",
-            "xms_tcdt": now - 86_400 * 400,
         });
         // Entra omits `roles` entirely when nothing is granted.
         if !roles.is_empty() {
             claims["roles"] = json!(roles);
         }
-        self.key.sign(&claims)
+        self.access_token(dir, resource, claims)
+    }
+
+    /// Signs a v1.0 access token for `resource`: the claims every such token carries (audience,
+    /// issuer, lifetime, tenant, unique ids) plus the caller's `claims` (an object).
+    fn access_token(
+        &self,
+        dir: &Directory,
+        resource: &Resource,
+        claims: Value,
+    ) -> Result<String, SimError> {
+        let now = unix_now();
+        let tid = &dir.tenant.id;
+        let mut all = json!({
+            "aud": resource.aud,
+            "iss": self.v1_issuer(tid),
+            "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_LIFETIME,
+            "aio": random_key(24),
+            "rh": random_key(16),
+            "tenant_region_scope": "EU",
+            "tid": tid,
+            "uti": random_key(16),
+            "ver": "1.0",
+            "xms_tcdt": now - 86_400 * 400,
+        });
+        if let (Some(all), Value::Object(own)) = (all.as_object_mut(), claims) {
+            all.extend(own);
+        }
+        self.key.sign(&all)
     }
 
     /// A v2.0 id token for `user`, audience `client_id`.

@@ -277,3 +277,40 @@ async fn deleted_app_can_be_restored_with_its_secret_or_purged() {
     r.expect_error(404, NOT_FOUND);
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn unserved_methods_and_segments_are_refused() {
+    let (env, t) = Wire::signed_in("globaladmin").await;
+    let sp = "/servicePrincipals/00000000-0000-0000-0000-000000000001";
+    let not_allowed = "Specified HTTP method is not allowed for the request target.";
+    // A method no route serves below a known collection: 405, decided before any lookup.
+    for (method, path) in [
+        (
+            Method::POST,
+            "/roleManagement/directory/roleDefinitions".to_string(),
+        ),
+        (
+            Method::PATCH,
+            "/roleManagement/directory/roleAssignments".to_string(),
+        ),
+        (
+            Method::PUT,
+            "/roleManagement/directory/roleAssignments/x".to_string(),
+        ),
+        (Method::PATCH, format!("{sp}/appRoleAssignedTo")),
+        (Method::GET, format!("{sp}/appRoleAssignments/x")),
+        (Method::DELETE, format!("{sp}/appRoleAssignments(a='b')")),
+    ] {
+        let r = env.call(method.clone(), &path, &t, None, &[]).await;
+        let body = r.expect_error(405, "Request_BadRequest");
+        assert_eq!(body["error"]["message"], not_allowed, "{method} {path}");
+    }
+    // An unknown first segment: 400 naming it.
+    let body = env
+        .get(&t, "/nosuch/x")
+        .await
+        .expect_error(400, "BadRequest");
+    let want = "Resource not found for the segment 'nosuch'.";
+    assert_eq!(body["error"]["message"], want);
+    env.sim.shutdown().await;
+}

@@ -135,7 +135,7 @@ impl GraphClient {
         let (resp, meta) = self.send(call, ctx).await?;
         if resp.status.as_u16() == 201 {
             let application: Application = decode(operation, &resp, &meta)?;
-            tracing::info!(unique_name, app_id = %application.app_id, request_id = meta.request_id.as_deref().unwrap_or(""), "application created");
+            tracing::info!(unique_name, app_id = %application.app_id, request_id = meta.request_id_or_empty(), "application created");
             return Ok(Reply {
                 value: UpsertOutcome {
                     created: true,
@@ -198,20 +198,18 @@ impl GraphClient {
         end_date_time: Option<&str>,
         ctx: &OpContext,
     ) -> Result<Reply<NewPassword>, EntraError> {
-        let url = self.url(
-            &format!("applications/{}/addPassword", id(app_object_id)?),
-            &[],
-        )?;
+        let path = format!("applications/{}/addPassword", id(app_object_id)?);
         let body = AddPasswordBody {
             password_credential: PasswordCredentialRequest {
                 display_name,
                 end_date_time,
             },
         };
-        let reply: Reply<RawNewPassword> = self.post_json("add_password", url, &body, ctx).await?;
+        let reply: Reply<RawNewPassword> =
+            self.post_json("add_password", &path, &body, ctx).await?;
         tracing::info!(
             key_id = %reply.value.info.key_id,
-            request_id = reply.meta.request_id.as_deref().unwrap_or(""),
+            request_id = reply.meta.request_id_or_empty(),
             "client secret added"
         );
         Ok(reply.map(|raw| NewPassword {

@@ -49,11 +49,9 @@ impl GraphClient {
         object_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<serde_json::Value>, EntraError> {
-        let url = self.url(
-            &format!("directory/deletedItems/{}/restore", id(object_id)?),
-            &[],
-        )?;
-        self.post_json("restore_deleted_item", url, &serde_json::json!({}), ctx)
+        let path = format!("directory/deletedItems/{}/restore", id(object_id)?);
+        let empty = serde_json::json!({});
+        self.post_json("restore_deleted_item", &path, &empty, ctx)
             .await
     }
 

@@ -32,26 +32,23 @@ impl GraphClient {
         app_role_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<AppRoleAssignment>, EntraError> {
-        let url = self.url(
-            &format!(
-                "servicePrincipals/{}/appRoleAssignedTo",
-                id(resource_sp_id)?
-            ),
-            &[],
-        )?;
+        let path = format!(
+            "servicePrincipals/{}/appRoleAssignedTo",
+            id(resource_sp_id)?
+        );
         let body = AppRoleAssignmentBody {
             principal_id: id(principal_id)?,
             resource_id: resource_sp_id,
             app_role_id: id(app_role_id)?,
         };
         let reply: Reply<AppRoleAssignment> =
-            self.post_json("grant_app_role", url, &body, ctx).await?;
+            self.post_json("grant_app_role", &path, &body, ctx).await?;
         tracing::info!(
             resource_sp_id,
             principal_id,
             app_role_id,
             assignment_id = %reply.value.id,
-            request_id = reply.meta.request_id.as_deref().unwrap_or(""),
+            request_id = reply.meta.request_id_or_empty(),
             "app role granted"
         );
         Ok(reply)
@@ -135,8 +132,8 @@ impl GraphClient {
             id: String::new(),
             ..grant.clone()
         };
-        let url = self.url("oauth2PermissionGrants", &[])?;
-        self.post_json("create_oauth2_permission_grant", url, &body, ctx)
+        let path = "oauth2PermissionGrants";
+        self.post_json("create_oauth2_permission_grant", path, &body, ctx)
             .await
     }
 

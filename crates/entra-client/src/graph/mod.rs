@@ -54,6 +54,13 @@ pub struct Reply<T> {
     pub meta: CallMeta,
 }
 
+impl CallMeta {
+    /// Graph's `request-id`, or `""` when the answer had none: for log fields.
+    pub fn request_id_or_empty(&self) -> &str {
+        self.request_id.as_deref().unwrap_or("")
+    }
+}
+
 impl<T> Reply<T> {
     /// Applies `f` to the value, keeping the call facts.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Reply<U> {
@@ -95,6 +102,19 @@ pub(crate) struct Call {
     pub body: Option<Vec<u8>>,
     /// `Prefer` header value (e.g. `create-if-missing` for upsert).
     pub prefer: Option<&'static str>,
+}
+
+impl Call {
+    /// A call without a `Prefer` header.
+    fn new(operation: &'static str, method: Method, url: Url, body: Option<Vec<u8>>) -> Self {
+        Self {
+            operation,
+            method,
+            url,
+            body,
+            prefer: None,
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -175,7 +195,7 @@ impl GraphClient {
         tracing::debug!(
             operation,
             status = meta.status,
-            request_id = meta.request_id.as_deref().unwrap_or(""),
+            request_id = meta.request_id_or_empty(),
             client_request_id = %meta.client_request_id,
             attempts,
             "graph call done"
@@ -259,55 +279,49 @@ impl GraphClient {
         url: Url,
         ctx: &OpContext,
     ) -> Result<Reply<T>, EntraError> {
-        let call = Call {
-            operation,
-            method: Method::GET,
-            url,
-            body: None,
-            prefer: None,
-        };
-        let (resp, meta) = self.send(call, ctx).await?;
-        let value = decode(operation, &resp, &meta)?;
-        Ok(Reply { value, meta })
+        self.send_decoded(Call::new(operation, Method::GET, url, None), ctx)
+            .await
     }
 
-    /// POST with a JSON body, returning the created object.
+    /// `POST {path}` with a JSON body, returning the created object.
     pub(crate) async fn post_json<B: Serialize, T: DeserializeOwned>(
         &self,
         operation: &'static str,
-        url: Url,
+        path: &str,
         body: &B,
         ctx: &OpContext,
     ) -> Result<Reply<T>, EntraError> {
-        let call = Call {
-            operation,
-            method: Method::POST,
-            url,
-            body: Some(to_json(operation, body)?),
-            prefer: None,
-        };
+        let url = self.url(path, &[])?;
+        let body = Some(to_json(operation, body)?);
+        self.send_decoded(Call::new(operation, Method::POST, url, body), ctx)
+            .await
+    }
+
+    /// Sends `call` and decodes its JSON answer.
+    async fn send_decoded<T: DeserializeOwned>(
+        &self,
+        call: Call,
+        ctx: &OpContext,
+    ) -> Result<Reply<T>, EntraError> {
+        let operation = call.operation;
         let (resp, meta) = self.send(call, ctx).await?;
         let value = decode(operation, &resp, &meta)?;
         Ok(Reply { value, meta })
     }
 
-    /// A call whose success has no body (DELETE, removePassword, PATCH): 204.
-    pub(crate) async fn no_content(
+    /// `method {path}` whose success has no body (DELETE, removePassword, PATCH): 204.
+    async fn no_content(
         &self,
         operation: &'static str,
         method: Method,
-        url: Url,
+        path: &str,
         body: Option<Vec<u8>>,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let call = Call {
-            operation,
-            method,
-            url,
-            body,
-            prefer: None,
-        };
-        let (_, meta) = self.send(call, ctx).await?;
+        let url = self.url(path, &[])?;
+        let (_, meta) = self
+            .send(Call::new(operation, method, url, body), ctx)
+            .await?;
         Ok(Reply { value: (), meta })
     }
 
@@ -376,8 +390,7 @@ impl GraphClient {
         path: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(path, &[])?;
-        self.no_content(operation, Method::DELETE, url, None, ctx)
+        self.no_content(operation, Method::DELETE, path, None, ctx)
             .await
     }
 
@@ -390,9 +403,8 @@ impl GraphClient {
         body: &B,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let url = self.url(path, &[])?;
         let body = to_json(operation, body)?;
-        self.no_content(operation, method, url, Some(body), ctx)
+        self.no_content(operation, method, path, Some(body), ctx)
             .await
     }
 

@@ -58,7 +58,6 @@ impl GraphClient {
         principal_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<UnifiedRoleAssignment>, EntraError> {
-        let url = self.url(ROLE_ASSIGNMENTS, &[])?;
         let body = RoleAssignmentBody {
             odata_type: "#microsoft.graph.unifiedRoleAssignment",
             role_definition_id: id(role_definition_id)?,
@@ -66,13 +65,13 @@ impl GraphClient {
             directory_scope_id: "/",
         };
         let reply: Reply<UnifiedRoleAssignment> = self
-            .post_json("assign_directory_role", url, &body, ctx)
+            .post_json("assign_directory_role", ROLE_ASSIGNMENTS, &body, ctx)
             .await?;
         tracing::info!(
             role_definition_id,
             principal_id,
             assignment_id = %reply.value.id,
-            request_id = reply.meta.request_id.as_deref().unwrap_or(""),
+            request_id = reply.meta.request_id_or_empty(),
             "directory role assigned"
         );
         Ok(reply)

@@ -26,14 +26,14 @@ impl GraphClient {
         app_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<ServicePrincipal>, EntraError> {
-        let url = self.url("servicePrincipals", &[])?;
+        let body = CreateSp { app_id };
         let reply: Reply<ServicePrincipal> = self
-            .post_json("create_service_principal", url, &CreateSp { app_id }, ctx)
+            .post_json("create_service_principal", "servicePrincipals", &body, ctx)
             .await?;
         tracing::info!(
             app_id,
             sp_id = %reply.value.id,
-            request_id = reply.meta.request_id.as_deref().unwrap_or(""),
+            request_id = reply.meta.request_id_or_empty(),
             "service principal created"
         );
         Ok(reply)
@@ -97,7 +97,7 @@ impl GraphClient {
             .await?;
         tracing::info!(
             sp_id = object_id,
-            request_id = reply.meta.request_id.as_deref().unwrap_or(""),
+            request_id = reply.meta.request_id_or_empty(),
             "service principal deleted"
         );
         Ok(reply)

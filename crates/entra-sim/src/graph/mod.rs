@@ -338,36 +338,9 @@ fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Reply {
         [("directoryRoles", Some(k)), ("members", None)] if get => {
             directory::directory_role_members(c, k)
         }
-        [
-            ("roleManagement", None),
-            ("directory", None),
-            ("roleDefinitions", None),
-        ] if get => directory::list_role_definitions(c),
-        [
-            ("roleManagement", None),
-            ("directory", None),
-            ("roleDefinitions", Some(k)),
-        ] if get => directory::get_role_definition(c, k),
-        [
-            ("roleManagement", None),
-            ("directory", None),
-            ("roleAssignments", None),
-        ] if get => directory::list_role_assignments(c),
-        [
-            ("roleManagement", None),
-            ("directory", None),
-            ("roleAssignments", None),
-        ] if post => directory::create_role_assignment(c),
-        [
-            ("roleManagement", None),
-            ("directory", None),
-            ("roleAssignments", Some(k)),
-        ] if get => directory::get_role_assignment(c, k),
-        [
-            ("roleManagement", None),
-            ("directory", None),
-            ("roleAssignments", Some(k)),
-        ] if delete => directory::delete_role_assignment(c, k),
+        [("roleManagement", None), ("directory", None), rest @ ..] => {
+            role_management(c, m, rest).unwrap_or_else(|| unrouted(c, &shape))
+        }
         [("applications", None)] if get => apps::list(c),
         [("applications", None)] if post => apps::create(c),
         [("applications", Some(k))] if get => apps::get(c, k),
@@ -397,26 +370,10 @@ fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Reply {
         [("servicePrincipals", None)] if post => sps::create(c),
         [("servicePrincipals", Some(k))] if get => sps::get(c, k),
         [("servicePrincipals", Some(k))] if delete => sps::delete(c, k),
-        [("servicePrincipals", Some(k)), ("appRoleAssignedTo", None)] if get => {
-            sps::list_assigned_to(c, k)
-        }
-        [("servicePrincipals", Some(k)), ("appRoleAssignedTo", None)] if post => {
-            sps::assign(c, k, true)
-        }
         [
             ("servicePrincipals", Some(k)),
-            ("appRoleAssignedTo", Some(Key::Id(a))),
-        ] if delete => sps::unassign(c, k, a, true),
-        [("servicePrincipals", Some(k)), ("appRoleAssignments", None)] if get => {
-            sps::list_assignments(c, k)
-        }
-        [("servicePrincipals", Some(k)), ("appRoleAssignments", None)] if post => {
-            sps::assign(c, k, false)
-        }
-        [
-            ("servicePrincipals", Some(k)),
-            ("appRoleAssignments", Some(Key::Id(a))),
-        ] if delete => sps::unassign(c, k, a, false),
+            (relation @ ("appRoleAssignedTo" | "appRoleAssignments"), a),
+        ] => app_role_assignments(c, m, k, relation, *a).unwrap_or_else(|| unrouted(c, &shape)),
         [
             ("servicePrincipals", Some(k)),
             ("oauth2PermissionGrants", None),
@@ -426,36 +383,74 @@ fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Reply {
         [("oauth2PermissionGrants", Some(Key::Id(g)))] if get => sps::get_grant(c, g),
         [("oauth2PermissionGrants", Some(Key::Id(g)))] if patch => sps::patch_grant(c, g),
         [("oauth2PermissionGrants", Some(Key::Id(g)))] if delete => sps::delete_grant(c, g),
-        _ => {
-            let known = shape.first().is_some_and(|(n, _)| {
-                matches!(
-                    *n,
-                    "me" | "users"
-                        | "organization"
-                        | "directoryRoles"
-                        | "roleManagement"
-                        | "applications"
-                        | "directory"
-                        | "servicePrincipals"
-                        | "oauth2PermissionGrants"
-                )
-            });
-            Err(if known {
-                c.err(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "Request_BadRequest",
-                    "Specified HTTP method is not allowed for the request target.",
-                )
-            } else {
-                let seg = shape.first().map(|(n, _)| *n).unwrap_or_default();
-                c.err(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    &format!("Resource not found for the segment '{seg}'."),
-                )
-            })
-        }
+        _ => unrouted(c, &shape),
     }
+}
+
+/// `/roleManagement/directory/…`: role definitions and role assignments; `None` for any other
+/// path or method below it.
+fn role_management(c: &Ctx<'_>, m: &Method, rest: &[(&str, Option<&Key>)]) -> Option<Reply> {
+    Some(match (m.as_str(), rest) {
+        ("GET", [("roleDefinitions", None)]) => directory::list_role_definitions(c),
+        ("GET", [("roleDefinitions", Some(k))]) => directory::get_role_definition(c, k),
+        ("GET", [("roleAssignments", None)]) => directory::list_role_assignments(c),
+        ("POST", [("roleAssignments", None)]) => directory::create_role_assignment(c),
+        ("GET", [("roleAssignments", Some(k))]) => directory::get_role_assignment(c, k),
+        ("DELETE", [("roleAssignments", Some(k))]) => directory::delete_role_assignment(c, k),
+        _ => return None,
+    })
+}
+
+/// `/servicePrincipals/{id}/appRoleAssignedTo[/{a}]` (the roles the SP grants, as resource)
+/// and `/servicePrincipals/{id}/appRoleAssignments[/{a}]` (the roles it holds); `None` for any
+/// other method or key.
+fn app_role_assignments(
+    c: &Ctx<'_>,
+    m: &Method,
+    sp: &Key,
+    relation: &str,
+    assignment: Option<&Key>,
+) -> Option<Reply> {
+    let via_resource = relation == "appRoleAssignedTo";
+    Some(match (m.as_str(), assignment) {
+        ("GET", None) if via_resource => sps::list_assigned_to(c, sp),
+        ("GET", None) => sps::list_assignments(c, sp),
+        ("POST", None) => sps::assign(c, sp, via_resource),
+        ("DELETE", Some(Key::Id(a))) => sps::unassign(c, sp, a, via_resource),
+        _ => return None,
+    })
+}
+
+/// Graph's answer to a path no arm serves: 405 below a collection it knows, 400 naming the
+/// first segment otherwise.
+fn unrouted(c: &Ctx<'_>, shape: &[(&str, Option<&Key>)]) -> Reply {
+    let known = shape.first().is_some_and(|(n, _)| {
+        matches!(
+            *n,
+            "me" | "users"
+                | "organization"
+                | "directoryRoles"
+                | "roleManagement"
+                | "applications"
+                | "directory"
+                | "servicePrincipals"
+                | "oauth2PermissionGrants"
+        )
+    });
+    Err(if known {
+        c.err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            "Specified HTTP method is not allowed for the request target.",
+        )
+    } else {
+        let seg = shape.first().map(|(n, _)| *n).unwrap_or_default();
+        c.err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("Resource not found for the segment '{seg}'."),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ fn state(i: &pb::Invitation) -> pb::InvitationState {
     pb::InvitationState::try_from(i.state).unwrap_or(pb::InvitationState::Unspecified)
 }
 
+/// A change to a valid request.
+type Edit = fn(&mut pb::CreateInvitationRequest);
+
 /// A test server and an operator's Invitations client on it.
 async fn operator() -> Result<(TestServer, InvitationsClient<Authed>)> {
     let s = TestServer::start().await?;
@@ -364,7 +367,7 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
         ]
     );
     // One bad field each: the field, and what the message also says (if checked).
-    let one_bad: [(fn(&mut pb::CreateInvitationRequest), &str, Option<&str>); 3] = [
+    let one_bad: [(Edit, &str, Option<&str>); 3] = [
         (
             |r| {
                 r.valid_for = Some(prost_types::Duration {

@@ -68,21 +68,24 @@ fn config_for(files: &ServerFiles, data: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// `onboard ARGS` with `env`, checked to exit 0 (`what` names it in the error).
+async fn run_ok(
+    onboard: &Onboard,
+    args: &[&str],
+    env: &[(&str, &str)],
+    what: &str,
+) -> Result<testkit::process::Run> {
+    let run = onboard.run(args, env, None).await?;
+    ensure!(run.code == Some(0), "{what}:\n{run}");
+    Ok(run)
+}
+
 async fn backup(onboard: &Onboard, server: &ServerProc, out: &Path) -> Result<()> {
-    let run = onboard
-        .run(
-            &[
-                "backup",
-                "--out",
-                &out.display().to_string(),
-                "--reason",
-                "test",
-            ],
-            &[("ONBOARD_ADDR", &server.url()), ("ONBOARD_TOKEN", ADMIN)],
-            None,
-        )
-        .await?;
-    ensure!(run.code == Some(0), "onboard backup:\n{run}");
+    let out = out.display().to_string();
+    let url = server.url();
+    let env = [("ONBOARD_ADDR", url.as_str()), ("ONBOARD_TOKEN", ADMIN)];
+    let args = ["backup", "--out", &out, "--reason", "test"];
+    run_ok(onboard, &args, &env, "onboard backup").await?;
     Ok(())
 }
 
@@ -106,39 +109,15 @@ async fn restore(
 
 /// `onboard audit export` of a stopped data directory, then `onboard audit verify`.
 async fn verify_offline(onboard: &Onboard, data: &Path, vkey: &str) -> Result<String> {
-    let export = data.with_extension("export");
-    let run = onboard
-        .run(
-            &[
-                "audit",
-                "export",
-                "--data-dir",
-                &data.join("audit").display().to_string(),
-                "--out",
-                &export.display().to_string(),
-            ],
-            &[],
-            None,
-        )
-        .await?;
-    ensure!(run.code == Some(0), "export:\n{run}");
-    let run = onboard
-        .run(
-            &[
-                "audit",
-                "verify",
-                &export.display().to_string(),
-                "--vkey",
-                vkey,
-            ],
-            &[],
-            None,
-        )
-        .await?;
-    ensure!(
-        run.code == Some(0) && !run.stdout.contains("INVALID"),
-        "verify:\n{run}"
+    let (audit, export) = (
+        data.join("audit").display().to_string(),
+        data.with_extension("export").display().to_string(),
     );
+    let args = ["audit", "export", "--data-dir", &audit, "--out", &export];
+    run_ok(onboard, &args, &[], "export").await?;
+    let args = ["audit", "verify", &export, "--vkey", vkey];
+    let run = run_ok(onboard, &args, &[], "verify").await?;
+    ensure!(!run.stdout.contains("INVALID"), "verify:\n{run}");
     Ok(run.stdout)
 }
 

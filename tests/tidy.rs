@@ -41,24 +41,40 @@ fn all_rust() -> Vec<PathBuf> {
     v
 }
 
-/// Shipped source files with their shipped text (up to the first `#[cfg(test)]`).
-fn shipped() -> Vec<(String, String)> {
+/// What `check` makes of each Rust file (its path from the root, its text), where it makes
+/// something.
+fn each_rust<T>(check: impl Fn(String, String) -> Option<T>) -> Vec<T> {
     all_rust()
         .into_iter()
         .filter_map(|p| {
             let rel = p.strip_prefix(root()).ok()?.to_string_lossy().into_owned();
-            let in_src = rel.starts_with("src/") || rel.contains("/src/");
-            let test_only = rel.ends_with("testing.rs")
-                || rel.ends_with("tests.rs")
-                || rel.starts_with("crates/testkit/");
-            if !in_src || test_only {
-                return None;
-            }
             let text = std::fs::read_to_string(&p).ok()?;
-            let cut = text.find("#[cfg(test)]").unwrap_or(text.len());
-            Some((rel, text[..cut].to_owned()))
+            check(rel, text)
         })
         .collect()
+}
+
+/// Shipped source files with their shipped text (up to the first `#[cfg(test)]`).
+fn shipped() -> Vec<(String, String)> {
+    each_rust(|rel, text| {
+        let in_src = rel.starts_with("src/") || rel.contains("/src/");
+        let test_only = rel.ends_with("testing.rs")
+            || rel.ends_with("tests.rs")
+            || rel.starts_with("crates/testkit/");
+        if !in_src || test_only {
+            return None;
+        }
+        let cut = text.find("#[cfg(test)]").unwrap_or(text.len());
+        Some((rel, text[..cut].to_owned()))
+    })
+}
+
+/// Each Rust file with lines whose code contains `needle`: its path and `(Nx)`, N such lines.
+fn containing(needle: &str) -> Vec<(String, String)> {
+    each_rust(|rel, text| {
+        let hits = text.lines().filter(|l| code(l).contains(needle)).count();
+        (hits > 0).then(|| (rel, format!("({hits}x)")))
+    })
 }
 
 /// The code of a line: what precedes a `//` comment (a crude cut, good enough for the words
@@ -129,18 +145,11 @@ fn sled_batches_transactions_and_async_flushes_are_not_used() {
 
 #[test]
 fn the_rustls_provider_is_installed_in_one_place() {
-    let bad: Vec<String> = all_rust()
+    let allowed = ["crates/core/src/tls.rs", "tests/tidy.rs"];
+    let bad: Vec<String> = containing("install_default")
         .into_iter()
-        .filter_map(|p| {
-            let rel = p.strip_prefix(root()).ok()?.to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&p).ok()?;
-            let hits = text
-                .lines()
-                .filter(|l| code(l).contains("install_default"))
-                .count();
-            let allowed = ["crates/core/src/tls.rs", "tests/tidy.rs"];
-            (hits > 0 && !allowed.contains(&rel.as_str())).then(|| format!("{rel} ({hits}x)"))
-        })
+        .filter(|(rel, _)| !allowed.contains(&rel.as_str()))
+        .map(|(rel, hits)| format!("{rel} {hits}"))
         .collect();
     assert!(
         bad.is_empty(),
@@ -179,29 +188,20 @@ fn shipped_code_has_no_unwrap_or_expect() {
 
 #[test]
 fn no_source_file_is_over_600_lines() {
-    let bad: Vec<String> = all_rust()
-        .into_iter()
-        .filter_map(|p| {
-            let n = std::fs::read_to_string(&p).ok()?.lines().count();
-            let rel = p.strip_prefix(root()).ok()?.display().to_string();
-            (n > 600).then(|| format!("{rel}: {n} lines"))
-        })
-        .collect();
+    let bad = each_rust(|rel, text| {
+        let n = text.lines().count();
+        (n > 600).then(|| format!("{rel}: {n} lines"))
+    });
     assert!(bad.is_empty(), "split by meaning:\n{}", bad.join("\n"));
 }
 
 #[test]
 fn tests_share_code_through_the_test_kit_not_path_includes() {
-    let bad: Vec<String> = all_rust()
-        .into_iter()
-        .filter_map(|p| {
-            let text = std::fs::read_to_string(&p).ok()?;
-            let rel = p.strip_prefix(root()).ok()?.display().to_string();
-            text.lines()
-                .any(|l| l.trim_start().starts_with("#[path"))
-                .then_some(rel)
-        })
-        .collect();
+    let bad = each_rust(|rel, text| {
+        text.lines()
+            .any(|l| l.trim_start().starts_with("#[path"))
+            .then_some(rel)
+    });
     assert!(
         bad.is_empty(),
         "use crates/testkit instead of #[path] includes:\n{}",
@@ -276,20 +276,12 @@ fn architecture_md_maps_every_crate_with_its_invariants() {
 
 #[test]
 fn the_wizard_builds_service_requests_only_through_visit() {
-    let bad: Vec<String> = all_rust()
+    let bad: Vec<String> = containing("Request::new(")
         .into_iter()
-        .filter_map(|p| {
-            let rel = p.strip_prefix(root()).ok()?.to_string_lossy().into_owned();
-            if !rel.starts_with("crates/server/src/wizard/") || rel.ends_with("/visit.rs") {
-                return None;
-            }
-            let text = std::fs::read_to_string(&p).ok()?;
-            let hits = text
-                .lines()
-                .filter(|l| code(l).contains("Request::new("))
-                .count();
-            (hits > 0).then(|| format!("{rel} ({hits}x)"))
+        .filter(|(rel, _)| {
+            rel.starts_with("crates/server/src/wizard/") && !rel.ends_with("/visit.rs")
         })
+        .map(|(rel, hits)| format!("{rel} {hits}"))
         .collect();
     assert!(
         bad.is_empty(),

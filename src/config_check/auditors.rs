@@ -31,23 +31,14 @@ fn check_tiles_api(config: &Config, warn_days: u32, now: i64, f: &mut Findings) 
     if let Err(e) = h.build() {
         f.error("audit_http", e.to_string());
     }
-    if let Some(cert) = &h.tls_cert {
-        check_certs(
-            cert,
-            "audit_http.tls_cert",
-            now,
-            i64::from(warn_days) * DAY,
-            f,
-        );
-    }
-    if let Some(ca) = &h.client_ca {
-        check_certs(
-            ca,
-            "audit_http.client_ca",
-            now,
-            i64::from(warn_days) * DAY,
-            f,
-        );
+    let certs = [
+        (&h.tls_cert, "audit_http.tls_cert"),
+        (&h.client_ca, "audit_http.client_ca"),
+    ];
+    for (path, key) in certs {
+        if let Some(path) = path {
+            check_certs(path, key, now, i64::from(warn_days) * DAY, f);
+        }
     }
     let loopback = match h.listen.ip() {
         IpAddr::V4(a) => a.is_loopback(),

@@ -11,7 +11,7 @@ use onboard_proto::v1::audit_client::AuditClient;
 
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output};
-use super::{AuthChannel, Paged, all_pages, call};
+use super::{AuthChannel, Paged, all_pages, call, next_message};
 
 /// Which entries (empty fields match everything).
 #[derive(Debug, Clone, Args)]
@@ -161,11 +161,7 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
                 println!("{}", entry_header());
             }
             while limit == 0 || seen < limit {
-                let Some(e) = stream
-                    .message()
-                    .await
-                    .map_err(|s| CtlError::from_status("Follow", &s))?
-                else {
+                let Some(e) = next_message(&mut stream, "Follow").await? else {
                     return Err(CtlError::unreachable(format!(
                         "the Follow stream ended (server stopping?); resume with --from {}",
                         next
@@ -201,15 +197,12 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
                 async move { call("ListEntries", c.list_entries(req)).await }
             })
             .await?;
-            if out.is_json() {
-                output::print_json(&resp)?;
-                return Ok(Exit::Ok);
-            }
-            println!("{}", entry_header());
-            for e in &resp.entries {
-                println!("{}", entry_line(e));
-            }
-            Ok(Exit::Ok)
+            output::print_answer(out, &resp, |resp| {
+                println!("{}", entry_header());
+                for e in &resp.entries {
+                    println!("{}", entry_line(e));
+                }
+            })
         }
         AuditCommand::Checkpoint { out: file, vkey } => {
             let (cp, note) = checkpoint(&mut c).await?;
@@ -285,23 +278,20 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
                 std::fs::write(path, text)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            if out.is_json() {
-                output::print_json(&proof)?;
-                return Ok(Exit::Ok);
-            }
-            println!(
-                "entry {seq} is in the log of {} entries: the {}-hash proof leads to the checkpoint's root {}",
-                cp.size,
-                proof.hashes.len(),
-                hex::encode(&cp.root_hash)
-            );
-            if let Some(by) = signed {
-                println!("checkpoint signature verified: {by}");
-            }
-            if let Some(path) = &file {
-                println!("tlog-proof written to {}", path.display());
-            }
-            Ok(Exit::Ok)
+            output::print_answer(out, &proof, |proof| {
+                println!(
+                    "entry {seq} is in the log of {} entries: the {}-hash proof leads to the checkpoint's root {}",
+                    cp.size,
+                    proof.hashes.len(),
+                    hex::encode(&cp.root_hash)
+                );
+                if let Some(by) = signed {
+                    println!("checkpoint signature verified: {by}");
+                }
+                if let Some(path) = &file {
+                    println!("tlog-proof written to {}", path.display());
+                }
+            })
         }
     }
 }

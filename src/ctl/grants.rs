@@ -134,23 +134,20 @@ pub async fn run(cmd: GrantsCommand, ch: AuthChannel, out: Output) -> Result<Exi
 
 /// Permissions and roles, one per line, and the audit entries of changes.
 fn print_grants(g: &pb::Grants, out: Output) -> Result<Exit, CtlError> {
-    if out.is_json() {
-        output::print_json(g)?;
-        return Ok(Exit::Ok);
-    }
-    let mut t = output::table(&["KIND", "NAME"]);
-    for p in &g.permissions {
-        t.add_row(vec!["permission", p.as_str()]);
-    }
-    for r in &g.roles {
-        t.add_row(vec!["role", r.as_str()]);
-    }
-    output::print_table(&t);
-    if !g.audit_seqs.is_empty() {
-        let seqs: Vec<String> = g.audit_seqs.iter().map(u64::to_string).collect();
-        println!("audit entries: {}", seqs.join(", "));
-    }
-    Ok(Exit::Ok)
+    output::print_answer(out, g, |g| {
+        let mut t = output::table(&["KIND", "NAME"]);
+        for p in &g.permissions {
+            t.add_row(vec!["permission", p.as_str()]);
+        }
+        for r in &g.roles {
+            t.add_row(vec!["role", r.as_str()]);
+        }
+        output::print_table(&t);
+        if !g.audit_seqs.is_empty() {
+            let seqs: Vec<String> = g.audit_seqs.iter().map(u64::to_string).collect();
+            println!("audit entries: {}", seqs.join(", "));
+        }
+    })
 }
 
 /// Attaches a hand-made registration.
@@ -175,22 +172,19 @@ pub async fn attach(a: AttachArgs, ch: AuthChannel, out: Output) -> Result<Exit,
         }),
     )
     .await?;
-    if out.is_json() {
-        output::print_json(&r)?;
-        return Ok(Exit::Ok);
-    }
-    let reg = r.registration.clone().unwrap_or_default();
-    println!(
-        "attached {} ({}) in tenant {}: profile {}, services {}, auth {}, at {}",
-        reg.client_id,
-        r.display_name,
-        reg.tenant_id,
-        r.profile,
-        r.service_ids.join(", "),
-        r.auth_mode,
-        ts(&r.attached_at)
-    );
-    Ok(Exit::Ok)
+    output::print_answer(out, &r, |r| {
+        let reg = r.registration.clone().unwrap_or_default();
+        println!(
+            "attached {} ({}) in tenant {}: profile {}, services {}, auth {}, at {}",
+            reg.client_id,
+            r.display_name,
+            reg.tenant_id,
+            r.profile,
+            r.service_ids.join(", "),
+            r.auth_mode,
+            ts(&r.attached_at)
+        );
+    })
 }
 
 /// Ends a tenant's day-two admin session.
@@ -206,18 +200,15 @@ pub async fn end_admin_session(
         }),
     )
     .await?;
-    if out.is_json() {
-        output::print_json(&r)?;
-        return Ok(Exit::Ok);
-    }
-    println!(
-        "admin session of {tenant} ended: {} temporary app(s) removed{}",
-        r.temporary_apps_removed,
-        if r.session_was_usable {
-            ""
-        } else {
-            " (the session could no longer act: remove a remaining temporary app by hand)"
-        }
-    );
-    Ok(Exit::Ok)
+    output::print_answer(out, &r, |r| {
+        println!(
+            "admin session of {tenant} ended: {} temporary app(s) removed{}",
+            r.temporary_apps_removed,
+            if r.session_was_usable {
+                ""
+            } else {
+                " (the session could no longer act: remove a remaining temporary app by hand)"
+            }
+        );
+    })
 }

@@ -143,26 +143,23 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
             if !to_stdout {
                 output::write_private(&email_out, mail_text.as_bytes())?;
             }
-            if out.is_json() {
-                output::print_json(&r)?;
-                return Ok(Exit::Ok);
-            }
-            let inv = r.invitation.clone().unwrap_or_default();
-            println!(
-                "invitation {} for {} (service {}, profile {}), expires {}",
-                inv.id,
-                inv.customer,
-                inv.service_id,
-                inv.profile,
-                ts(&inv.expires_at)
-            );
-            println!("activation link: {}", r.activation_url);
-            if to_stdout {
-                println!("\n{mail_text}");
-            } else {
-                println!("email written to {}", email_out.display());
-            }
-            Ok(Exit::Ok)
+            output::print_answer(out, &r, |r| {
+                let inv = r.invitation.clone().unwrap_or_default();
+                println!(
+                    "invitation {} for {} (service {}, profile {}), expires {}",
+                    inv.id,
+                    inv.customer,
+                    inv.service_id,
+                    inv.profile,
+                    ts(&inv.expires_at)
+                );
+                println!("activation link: {}", r.activation_url);
+                if to_stdout {
+                    println!("\n{mail_text}");
+                } else {
+                    println!("email written to {}", email_out.display());
+                }
+            })
         }
         InvitationsCommand::List { state, limit } => {
             let state: pb::InvitationState = state.map(Into::into).unwrap_or_default();
@@ -220,40 +217,34 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
 
 /// One invitation as `field: value` lines.
 fn print_one(i: &pb::Invitation, out: Output) -> Result<Exit, CtlError> {
-    if out.is_json() {
-        output::print_json(i)?;
-        return Ok(Exit::Ok);
-    }
-    let rows: [(&str, String); 14] = [
-        ("id", i.id.clone()),
-        ("customer", i.customer.clone()),
-        ("service", i.service_id.clone()),
-        ("profile", i.profile.clone()),
-        ("platform version", or_dash(&i.platform_version).into()),
-        ("provider", i.provider_name.clone()),
-        ("platform server", i.platform_server_name.clone()),
-        ("admin", or_dash(&i.admin_upn).into()),
-        ("state", state_name(i.state()).into()),
-        (
-            "created",
-            format!("{} by {}", ts(&i.created_at), i.created_by),
-        ),
-        ("expires", ts(&i.expires_at)),
-        ("used", ts(&i.used_at)),
-        ("onboarding", or_dash(&i.onboarding_id).into()),
-        (
-            "revoked",
-            if i.revoked_at.is_some() {
-                format!("{} by {}", ts(&i.revoked_at), i.revoked_by)
-            } else {
-                "-".into()
-            },
-        ),
-    ];
-    for (k, v) in rows {
-        println!("{:17} {v}", format!("{k}:"));
-    }
-    Ok(Exit::Ok)
+    output::print_answer(out, i, |i| {
+        output::print_fields(&[
+            ("id", i.id.clone()),
+            ("customer", i.customer.clone()),
+            ("service", i.service_id.clone()),
+            ("profile", i.profile.clone()),
+            ("platform version", or_dash(&i.platform_version).into()),
+            ("provider", i.provider_name.clone()),
+            ("platform server", i.platform_server_name.clone()),
+            ("admin", or_dash(&i.admin_upn).into()),
+            ("state", state_name(i.state()).into()),
+            (
+                "created",
+                format!("{} by {}", ts(&i.created_at), i.created_by),
+            ),
+            ("expires", ts(&i.expires_at)),
+            ("used", ts(&i.used_at)),
+            ("onboarding", or_dash(&i.onboarding_id).into()),
+            (
+                "revoked",
+                if i.revoked_at.is_some() {
+                    format!("{} by {}", ts(&i.revoked_at), i.revoked_by)
+                } else {
+                    "-".into()
+                },
+            ),
+        ])
+    })
 }
 
 impl Paged for pb::ListInvitationsResponse {

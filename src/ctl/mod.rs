@@ -173,3 +173,15 @@ async fn call<T>(
         .map(tonic::Response::into_inner)
         .map_err(|s| CtlError::from_status(rpc, &s))
 }
+
+/// The next message of `rpc`'s open stream (`None` when it ended); a failed status becomes
+/// the printed error and its exit code.
+async fn next_message<T>(
+    stream: &mut tonic::Streaming<T>,
+    rpc: &str,
+) -> Result<Option<T>, CtlError> {
+    stream
+        .message()
+        .await
+        .map_err(|s| CtlError::from_status(rpc, &s))
+}

@@ -7,7 +7,7 @@ use onboard_proto::v1::onboarding_client::OnboardingClient;
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output, or_dash, ts};
 use super::progress::StepBoard;
-use super::{AuthChannel, Paged, all_pages, call};
+use super::{AuthChannel, Paged, all_pages, call, next_message};
 
 /// Onboarding states as flags.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -164,11 +164,9 @@ pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Resul
             let mut board = StepBoard::new(out.is_json());
             let mut end = None;
             loop {
-                let msg = stream
-                    .message()
-                    .await
-                    .map_err(|s| CtlError::from_status("Watch", &s))?;
-                let Some(e) = msg else { break };
+                let Some(e) = next_message(&mut stream, "Watch").await? else {
+                    break;
+                };
                 if out.is_json() {
                     output::print_json_line(&e)?;
                 }
@@ -190,25 +188,19 @@ pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Resul
 
 /// One onboarding as `field: value` lines.
 fn print_one(o: &pb::OnboardingInfo, out: Output) -> Result<Exit, CtlError> {
-    if out.is_json() {
-        output::print_json(o)?;
-        return Ok(Exit::Ok);
-    }
-    let rows: [(&str, String); 9] = [
-        ("id", o.onboarding_id.clone()),
-        ("state", state_name(o.state()).into()),
-        ("invitation", o.invitation_id.clone()),
-        ("tenant", or_dash(&o.tenant_id).into()),
-        ("app", or_dash(&o.app_name).into()),
-        ("client", or_dash(&o.client_id).into()),
-        ("events", o.events.to_string()),
-        ("created", ts(&o.created_at)),
-        ("updated", ts(&o.updated_at)),
-    ];
-    for (k, v) in rows {
-        println!("{:11} {v}", format!("{k}:"));
-    }
-    Ok(Exit::Ok)
+    output::print_answer(out, o, |o| {
+        output::print_fields(&[
+            ("id", o.onboarding_id.clone()),
+            ("state", state_name(o.state()).into()),
+            ("invitation", o.invitation_id.clone()),
+            ("tenant", or_dash(&o.tenant_id).into()),
+            ("app", or_dash(&o.app_name).into()),
+            ("client", or_dash(&o.client_id).into()),
+            ("events", o.events.to_string()),
+            ("created", ts(&o.created_at)),
+            ("updated", ts(&o.updated_at)),
+        ])
+    })
 }
 
 impl Paged for pb::ListOnboardingsResponse {

@@ -55,6 +55,28 @@ pub fn print_json<M: ProtoName>(msg: &M) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints an answer: `msg` whole as JSON, or for people as `human` prints it.
+pub fn print_answer<M: ProtoName>(
+    out: Output,
+    msg: &M,
+    human: impl FnOnce(&M),
+) -> Result<Exit, CtlError> {
+    if out.is_json() {
+        print_json(msg)?;
+    } else {
+        human(msg);
+    }
+    Ok(Exit::Ok)
+}
+
+/// Prints `field: value` lines, the values lined up after the longest field name.
+pub fn print_fields(rows: &[(&str, String)]) {
+    let width = rows.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{:width$} {v}", format!("{k}:"));
+    }
+}
+
 /// Prints a List answer: `msg` whole as JSON, or a table with `header` and one row per item
 /// of `items` (`row` makes a row's cells).
 pub fn print_list<M: ProtoName, T>(
@@ -64,16 +86,13 @@ pub fn print_list<M: ProtoName, T>(
     items: &[T],
     row: impl Fn(&T) -> Vec<String>,
 ) -> Result<Exit, CtlError> {
-    if out.is_json() {
-        print_json(msg)?;
-        return Ok(Exit::Ok);
-    }
-    let mut t = table(header);
-    for item in items {
-        t.add_row(row(item));
-    }
-    print_table(&t);
-    Ok(Exit::Ok)
+    print_answer(out, msg, |_| {
+        let mut t = table(header);
+        for item in items {
+            t.add_row(row(item));
+        }
+        print_table(&t);
+    })
 }
 
 /// Prints one streamed message as a JSON line (flushed, so a pipe sees it at once).

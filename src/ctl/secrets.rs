@@ -9,7 +9,7 @@ use onboard_proto::v1::credentials_client::CredentialsClient;
 
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output, ts};
-use super::{AuthChannel, RegArgs, call};
+use super::{AuthChannel, RegArgs, call, next_message};
 
 /// The stages RotateSecret streams, in order.
 const ROTATION_STAGES: [&str; 4] = ["add", "validate", "hand_over", "remove_old"];
@@ -157,11 +157,9 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
             let mut finished = false;
             loop {
-                let msg = stream
-                    .message()
-                    .await
-                    .map_err(|s| CtlError::from_status("RotateSecret", &s))?;
-                let Some(mut e) = msg else { break };
+                let Some(mut e) = next_message(&mut stream, "RotateSecret").await? else {
+                    break;
+                };
                 let stage_no = ROTATION_STAGES
                     .iter()
                     .position(|s| *s == e.stage)

@@ -15,7 +15,7 @@ use testkit::server::with_token;
 use testkit::sim::{calm, users};
 use testkit::wizard::{invite, onboard, signed_in};
 
-use crate::{ctl, ctl_json, json_lines, refused, succeeded};
+use crate::{ctl, ctl_json, has_line, json_lines, refused, same_as_grpc, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result<()> {
@@ -49,22 +49,14 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
 
     // secrets list: the onboarding's secret is dr-1's current one.
     let r = run(args(&["secrets", "list"])).await?;
-    ensure!(r.code == Some(0), "{r}");
-    ensure!(
-        r.stdout
-            .lines()
-            .any(|l| l.starts_with(&done.key_id) && l.contains("dr-1") && l.contains("yes")),
-        "{r}"
-    );
+    has_line(&r, |l| {
+        l.starts_with(&done.key_id) && l.contains("dr-1") && l.contains("yes")
+    })?;
     let r = run(args(&["secrets", "list", "-o", "json"])).await?;
-    let listed: pb::ListSecretsResponse = parse_json(&r.stdout, "onboard.v1.ListSecretsResponse")?;
-    let want = grpc
-        .list_secrets(pb::ListSecretsRequest {
-            registration: Some(reg_pb.clone()),
-        })
-        .await?
-        .into_inner();
-    ensure!(listed == want, "{r}");
+    let req = pb::ListSecretsRequest {
+        registration: Some(reg_pb.clone()),
+    };
+    same_as_grpc(&r, "onboard.v1.ListSecretsResponse", grpc.list_secrets(req)).await?;
 
     // secrets add: to a private file, then as JSON (value inside the answer).
     let out = files.dir.path().join("extra.secret");
@@ -172,41 +164,25 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     drop(other);
 
     // secrets rotate --wait: every stage, the new value once.
-    let r = run(args(&[
+    let rotate = [
         "secrets",
         "rotate",
         "--service-id",
         "dr-1",
         "--overlap",
         "1s",
-        "--wait",
-    ]))
-    .await?;
+    ];
+    let r = run(args(&[&rotate[..], &["--wait"]].concat())).await?;
     ensure!(r.code == Some(0), "{r}\n{}", server.log_tail());
     for stage in ["add", "validate", "hand_over", "remove_old"] {
-        ensure!(
-            r.stdout
-                .lines()
-                .any(|l| l.starts_with(stage) && l.contains(" done")),
-            "{stage}: {r}"
-        );
+        has_line(&r, |l| l.starts_with(stage) && l.contains(" done")).context(stage)?;
     }
     ensure!(
         r.stdout.matches("secret value (shown once): ").count() == 1,
         "{r}"
     );
     // rotate -o json without --wait: the stream's events up to the hand-over, one per line.
-    let r = run(args(&[
-        "secrets",
-        "rotate",
-        "--service-id",
-        "dr-1",
-        "--overlap",
-        "1s",
-        "-o",
-        "json",
-    ]))
-    .await?;
+    let r = run(args(&[&rotate[..], &["-o", "json"]].concat())).await?;
     let events: Vec<pb::RotateSecretEvent> = json_lines(&r, "onboard.v1.RotateSecretEvent")?;
     let last = events.last().context("no events")?;
     ensure!(last.stage == "hand_over" && last.done, "{r}");
@@ -217,38 +193,22 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
 
     // grants list and update (roles and permissions, the override rule).
     let r = run(args(&["grants", "list"])).await?;
-    ensure!(
-        r.code == Some(0)
-            && r.stdout
-                .lines()
-                .any(|l| l.starts_with("role") && l.contains("Teams Administrator")),
-        "{r}"
-    );
+    has_line(&r, |l| {
+        l.starts_with("role") && l.contains("Teams Administrator")
+    })?;
     let r = run(args(&["grants", "list", "-o", "json"])).await?;
-    let grants: pb::Grants = parse_json(&r.stdout, "onboard.v1.Grants")?;
-    let want = grpc
-        .list_grants(pb::ListGrantsRequest {
-            registration: Some(reg_pb.clone()),
-        })
-        .await?
-        .into_inner();
-    ensure!(grants == want, "{r}");
-    let r = run(args(&[
-        "grants",
-        "update",
-        "--remove-role",
-        "Teams Administrator",
-    ]))
-    .await?;
-    refused(&r, 1, "UpdateRoles: FAILED_PRECONDITION")?;
-    let r = run(args(&[
-        "grants",
-        "update",
-        "--remove-permission",
-        "User.Read.All",
-    ]))
-    .await?;
-    refused(&r, 1, "UpdatePermissions: FAILED_PRECONDITION")?;
+    let req = pb::ListGrantsRequest {
+        registration: Some(reg_pb.clone()),
+    };
+    let want = same_as_grpc(&r, "onboard.v1.Grants", grpc.list_grants(req)).await?;
+    // Removing what the profile requires, without --override: refused.
+    for (flag, name, rpc) in [
+        ("--remove-role", "Teams Administrator", "UpdateRoles"),
+        ("--remove-permission", "User.Read.All", "UpdatePermissions"),
+    ] {
+        let r = run(args(&["grants", "update", flag, name])).await?;
+        refused(&r, 1, &format!("{rpc}: FAILED_PRECONDITION"))?;
+    }
     let r = run(args(&[
         "grants",
         "update",

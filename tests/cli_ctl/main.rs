@@ -8,6 +8,8 @@ mod invitations;
 mod mtls;
 mod onboardings;
 
+use std::future::Future;
+
 use anyhow::{Context, Result, ensure};
 use prost::Message;
 use testkit::process::{Run, ServerProc, output_ok, parse_json};
@@ -36,6 +38,21 @@ async fn ctl_json<M: Message + Default>(
     Ok((r, m))
 }
 
+/// Checks `r` succeeded and its `--output json` answer, parsed back as the protobuf message
+/// `full_name` (independently of the CLI), is the gRPC `answer` to the same question; that
+/// answer.
+async fn same_as_grpc<M: Message + Default + PartialEq>(
+    r: &Run,
+    full_name: &str,
+    answer: impl Future<Output = Result<tonic::Response<M>, tonic::Status>>,
+) -> Result<M> {
+    ensure!(r.code == Some(0), "{r}");
+    let printed: M = parse_json(&r.stdout, full_name).with_context(|| r.to_string())?;
+    let want = answer.await?.into_inner();
+    ensure!(printed == want, "{r}");
+    Ok(want)
+}
+
 /// The lines of a successful `--output json` stream `r`, each parsed back as `full_name`.
 fn json_lines<M: Message + Default>(r: &Run, full_name: &str) -> Result<Vec<M>> {
     ensure!(r.code == Some(0), "{r}");
@@ -59,6 +76,12 @@ fn create_invitation<'a>(customer: &'a str, service: &'a str, more: &[&'a str]) 
 /// Checks `r` failed with exit `code` and its standard error says `says`.
 fn refused(r: &Run, code: i32, says: &str) -> Result<()> {
     ensure!(r.code == Some(code) && r.stderr.contains(says), "{r}");
+    Ok(())
+}
+
+/// Checks `r` succeeded and a line of its standard output is one `wanted`.
+fn has_line(r: &Run, wanted: impl Fn(&str) -> bool) -> Result<()> {
+    ensure!(r.code == Some(0) && r.stdout.lines().any(wanted), "{r}");
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use testkit::server::with_token;
 use testkit::sim::{calm, users};
 use testkit::wizard::{invite, onboard, signed_in};
 
-use crate::{ctl, ctl_json, json_lines, refused, succeeded};
+use crate::{ctl, ctl_json, has_line, json_lines, refused, same_as_grpc, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
@@ -35,12 +35,7 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
     // watch replays the finished onboarding: steps, retries with reason and wait, the end.
     let r = ctl(&server, OPERATOR, &["onboardings", "watch", &id]).await?;
     ensure!(r.code == Some(0), "{r}\n{}", server.log_tail());
-    ensure!(
-        r.stdout
-            .lines()
-            .any(|l| l.contains(" started   app_registration")),
-        "{r}"
-    );
+    has_line(&r, |l| l.contains(" started   app_registration"))?;
     let retry = r
         .stdout
         .lines()
@@ -90,28 +85,20 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
 
     // list and get.
     let r = ctl(&server, OPERATOR, &["onboardings", "list"]).await?;
-    ensure!(
-        r.code == Some(0)
-            && r.stdout
-                .lines()
-                .any(|l| l.starts_with(&id) && l.contains("completed")),
-        "{r}"
-    );
-    let (r, listed) = ctl_json::<pb::ListOnboardingsResponse>(
-        &server,
-        OPERATOR,
-        &["onboardings", "list", "-o", "json", "--state", "completed"],
+    has_line(&r, |l| l.starts_with(&id) && l.contains("completed"))?;
+    let list = ["onboardings", "list", "-o", "json", "--state", "completed"];
+    let r = ctl(&server, OPERATOR, &list).await?;
+    let req = pb::ListOnboardingsRequest {
+        state: pb::OnboardingState::Completed.into(),
+        ..Default::default()
+    };
+    let listed = same_as_grpc(
+        &r,
         "onboard.v1.ListOnboardingsResponse",
+        grpc.list_onboardings(req),
     )
     .await?;
-    let want = grpc
-        .list_onboardings(pb::ListOnboardingsRequest {
-            state: pb::OnboardingState::Completed.into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    ensure!(listed == want && listed.onboardings.len() == 1, "{r}");
+    ensure!(listed.onboardings.len() == 1, "{r}");
     let (r, got) = ctl_json::<pb::OnboardingInfo>(
         &server,
         OPERATOR,

@@ -10,6 +10,7 @@ use onboard_proto::v1 as pb;
 use onboard_proto::v1::get_invitation_request::Key;
 use onboard_proto::v1::invitations_client::InvitationsClient;
 use testkit::server::{Authed, OPERATOR, TestServer, bad_fields};
+use testkit::server_helpers::Refused;
 use tonic::Code;
 
 fn request(customer: &str) -> pb::CreateInvitationRequest {
@@ -39,17 +40,43 @@ fn state(i: &pb::Invitation) -> pb::InvitationState {
     pb::InvitationState::try_from(i.state).unwrap_or(pb::InvitationState::Unspecified)
 }
 
+/// A change to a valid request.
+type Edit = fn(&mut pb::CreateInvitationRequest);
+
+/// A test server and an operator's Invitations client on it.
+async fn operator() -> Result<(TestServer, InvitationsClient<Authed>)> {
+    let s = TestServer::start().await?;
+    let c = s.invitations(Some(OPERATOR)).await?;
+    Ok((s, c))
+}
+
+/// RevokeInvitation of `id` for `reason`.
+fn revocation(id: &str, reason: &str) -> pb::RevokeInvitationRequest {
+    pb::RevokeInvitationRequest {
+        id: id.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Revokes invitation `id` for `reason`, checked to answer it Revoked.
+async fn revoke(
+    c: &mut InvitationsClient<Authed>,
+    id: &str,
+    reason: &str,
+) -> Result<pb::Invitation> {
+    let revoked = c
+        .revoke_invitation(revocation(id, reason))
+        .await?
+        .into_inner();
+    assert_eq!(state(&revoked), pb::InvitationState::Revoked);
+    Ok(revoked)
+}
+
 /// Revoking invitation `id` is refused: FAILED_PRECONDITION.
 async fn revoke_refused(c: &mut InvitationsClient<Authed>, id: &str) -> Result<()> {
-    let e = c
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: id.into(),
-            reason: String::new(),
-        })
+    c.revoke_invitation(revocation(id, ""))
         .await
-        .err()
-        .context("revoked")?;
-    ensure!(e.code() == Code::FailedPrecondition, "{e:?}");
+        .refused(Code::FailedPrecondition, &[])?;
     Ok(())
 }
 
@@ -73,8 +100,7 @@ async fn redeem_refused(s: &TestServer, token: &str, why: &str) -> Result<()> {
 
 #[tokio::test]
 async fn create_get_list_revoke() -> Result<()> {
-    let s = TestServer::start().await?;
-    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let (s, mut c) = operator().await?;
     let created = c
         .create_invitation(request("<Contoso & \"Co\">"))
         .await?
@@ -145,14 +171,7 @@ async fn create_get_list_revoke() -> Result<()> {
     assert!(page2.next_page_token.is_empty());
 
     // Revoke: the state changes, the token is dead, a second revoke is refused.
-    let revoked = c
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: inv.id.clone(),
-            reason: "sent to the wrong person".into(),
-        })
-        .await?
-        .into_inner();
-    assert_eq!(state(&revoked), pb::InvitationState::Revoked);
+    let revoked = revoke(&mut c, &inv.id, "sent to the wrong person").await?;
     assert_eq!(revoked.revoked_by, "portal");
     assert_eq!(
         state(&c.get_invitation(by_token(&token)).await?.into_inner()),
@@ -212,8 +231,7 @@ async fn create_get_list_revoke() -> Result<()> {
 
 #[tokio::test]
 async fn tokens_are_single_use() -> Result<()> {
-    let s = TestServer::start().await?;
-    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let (s, mut c) = operator().await?;
     let created = c.create_invitation(request("Contoso")).await?.into_inner();
     let inv = s.app.invitations();
     // The onboarding service's hook: the capability check, then redemption.
@@ -231,14 +249,7 @@ async fn tokens_are_single_use() -> Result<()> {
     assert_eq!(got.onboarding_id, "ob-1");
     assert!(got.used_at.is_some());
     // A used invitation can be revoked (its token then unlocks its onboarding no more), once.
-    let revoked = c
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: got.id.clone(),
-            reason: "customer left".into(),
-        })
-        .await?
-        .into_inner();
-    assert_eq!(state(&revoked), pb::InvitationState::Revoked);
+    let revoked = revoke(&mut c, &got.id, "customer left").await?;
     assert_eq!(revoked.onboarding_id, "ob-1");
     revoke_refused(&mut c, &got.id).await?;
     s.stop().await
@@ -246,8 +257,7 @@ async fn tokens_are_single_use() -> Result<()> {
 
 #[tokio::test]
 async fn invitations_expire() -> Result<()> {
-    let s = TestServer::start().await?;
-    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let (s, mut c) = operator().await?;
     let mut req = request("Contoso");
     req.valid_for = Some(prost_types::Duration {
         seconds: 1,
@@ -279,8 +289,7 @@ async fn invitations_expire() -> Result<()> {
 
 #[tokio::test]
 async fn forged_and_unknown_tokens_are_rejected() -> Result<()> {
-    let s = TestServer::start().await?;
-    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let (s, mut c) = operator().await?;
     let created = c.create_invitation(request("Contoso")).await?.into_inner();
 
     // Right length, wrong tag: refused before lookup.
@@ -314,19 +323,13 @@ async fn forged_and_unknown_tokens_are_rejected() -> Result<()> {
         .create_invitation(request("Elsewhere"))
         .await?
         .into_inner();
-    let e = c
-        .get_invitation(by_token(&theirs.token))
+    c.get_invitation(by_token(&theirs.token))
         .await
-        .err()
-        .context("accepted")?;
-    assert_eq!(e.code(), Code::InvalidArgument);
+        .refused(Code::InvalidArgument, &[])?;
 
-    let e = c
-        .get_invitation(by_id("no-such-id"))
+    c.get_invitation(by_id("no-such-id"))
         .await
-        .err()
-        .context("found")?;
-    assert_eq!(e.code(), Code::NotFound);
+        .refused(Code::NotFound, &[])?;
     let e = c
         .get_invitation(pb::GetInvitationRequest { key: None })
         .await
@@ -339,8 +342,7 @@ async fn forged_and_unknown_tokens_are_rejected() -> Result<()> {
 
 #[tokio::test]
 async fn invalid_requests_name_every_bad_field() -> Result<()> {
-    let s = TestServer::start().await?;
-    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let (s, mut c) = operator().await?;
     let e = c
         .create_invitation(pb::CreateInvitationRequest {
             admin_upn: "not-an-upn".into(),
@@ -364,30 +366,38 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
             "valid_for"
         ]
     );
-    let mut neg = request("Contoso");
-    neg.valid_for = Some(prost_types::Duration {
-        seconds: -5,
-        nanos: 0,
-    });
-    let e = c.create_invitation(neg).await.err().context("accepted")?;
-    assert_eq!(bad_fields(&e), ["valid_for"]);
-    let mut unknown = request("Contoso");
-    unknown.profile = "no-such-profile".into();
-    let e = c
-        .create_invitation(unknown)
-        .await
-        .err()
-        .context("accepted")?;
-    assert_eq!(bad_fields(&e), ["profile"]);
-    assert!(e.message().contains("direct-routing"), "{e:?}");
-    let mut version = request("Contoso");
-    version.platform_version = "eight".into();
-    let e = c
-        .create_invitation(version)
-        .await
-        .err()
-        .context("accepted")?;
-    assert_eq!(bad_fields(&e), ["platform_version"]);
+    // One bad field each: the field, and what the message also says (if checked).
+    let one_bad: [(Edit, &str, Option<&str>); 3] = [
+        (
+            |r| {
+                r.valid_for = Some(prost_types::Duration {
+                    seconds: -5,
+                    nanos: 0,
+                })
+            },
+            "valid_for",
+            None,
+        ),
+        (
+            |r| r.profile = "no-such-profile".into(),
+            "profile",
+            Some("direct-routing"),
+        ),
+        (
+            |r| r.platform_version = "eight".into(),
+            "platform_version",
+            None,
+        ),
+    ];
+    for (edit, field, says) in one_bad {
+        let mut req = request("Contoso");
+        edit(&mut req);
+        let e = c.create_invitation(req).await.err().context("accepted")?;
+        assert_eq!(bad_fields(&e), [field]);
+        if let Some(says) = says {
+            assert!(e.message().contains(says), "{e:?}");
+        }
+    }
     let e = c
         .list_invitations(pb::ListInvitationsRequest {
             page_token: "garbage".into(),
@@ -404,30 +414,19 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
 
 #[tokio::test]
 async fn nothing_is_created_when_the_audit_log_cannot_record_it() -> Result<()> {
-    let s = TestServer::start().await?;
-    let mut c = s.invitations(Some(OPERATOR)).await?;
+    let (s, mut c) = operator().await?;
     let kept = c.create_invitation(request("Contoso")).await?.into_inner();
     // Stop the log's writer: appends now fail, so changes must be refused (fail closed).
     s.app.close();
-    let e = c
-        .create_invitation(request("Fabrikam"))
+    c.create_invitation(request("Fabrikam"))
         .await
-        .err()
-        .context("created")?;
-    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    let e = c
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: kept
-                .invitation
-                .as_ref()
-                .map(|i| i.id.clone())
-                .unwrap_or_default(),
-            reason: String::new(),
-        })
-        .await
-        .err()
-        .context("revoked")?;
-    assert_eq!(e.code(), Code::Unavailable);
+        .refused(Code::Unavailable, &[])?;
+    c.revoke_invitation(revocation(
+        kept.invitation.as_ref().map_or("", |i| i.id.as_str()),
+        "",
+    ))
+    .await
+    .refused(Code::Unavailable, &[])?;
     let all = c
         .list_invitations(pb::ListInvitationsRequest::default())
         .await?

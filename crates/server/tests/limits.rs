@@ -6,10 +6,31 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::onboarding_client::OnboardingClient;
+use testkit::config::ServerConfigBuilder;
 use testkit::server::{AUDITOR, OPERATOR, TestServer, append};
 use testkit::sim_server::SimServer;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
+
+/// `b` with each `[limits] key = value` of `set`.
+fn limits(b: ServerConfigBuilder, set: &[(&str, u64)]) -> Result<ServerConfigBuilder> {
+    Ok(set.iter().fold(b, |b, (key, value)| b.limit(key, *value)))
+}
+
+/// A test server with each `[limits] key = value` of `set`.
+async fn server_with(set: &[(&str, u64)]) -> Result<TestServer> {
+    TestServer::start_with(|b| limits(b, set)).await
+}
+
+/// A test server allowing `burst` failed invitation token lookups per address, then
+/// `per_minute`.
+async fn token_failures(burst: u64, per_minute: u64) -> Result<TestServer> {
+    server_with(&[
+        ("token_failures_burst", burst),
+        ("token_failures_per_minute", per_minute),
+    ])
+    .await
+}
 
 /// Checks a RESOURCE_EXHAUSTED with the limit named in its QuotaFailure.
 fn exhausted(s: &Status, limit: &str, retry: bool) -> Result<()> {
@@ -51,44 +72,46 @@ async fn open_sign_in(
     }
 }
 
+/// Starts SignIn, checked to be let through; the open stream.
+async fn sign_in_opens(
+    env: &SimServer,
+    token: &str,
+    upn: &str,
+) -> Result<tonic::Streaming<pb::SignInEvent>> {
+    open_sign_in(env, token, upn)
+        .await?
+        .map_err(|s| anyhow::anyhow!("{s:?}"))
+}
+
+/// Starts SignIn, checked to be refused as RESOURCE_EXHAUSTED naming `limit` (with RetryInfo).
+async fn sign_in_exhausted(env: &SimServer, token: &str, upn: &str, limit: &str) -> Result<()> {
+    let refused = open_sign_in(env, token, upn)
+        .await?
+        .err()
+        .with_context(|| format!("SignIn let through despite {limit}"))?;
+    exhausted(&refused, limit, true)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_device_code_per_invitation_and_sign_in_caps() -> Result<()> {
     let env = SimServer::start_with(|b| {
-        Ok(b.limit("max_sign_ins_per_tenant", 2)
-            .limit("max_sign_ins", 3))
+        limits(b, &[("max_sign_ins_per_tenant", 2), ("max_sign_ins", 3)])
     })
     .await?;
     let ga = env.upn("globaladmin");
     let (token, _) = env.invite(None).await?;
-    let first = open_sign_in(&env, &token, &ga)
-        .await?
-        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let first = sign_in_opens(&env, &token, &ga).await?;
     // A second SignIn for the same invitation while the first is open: refused.
-    let second = open_sign_in(&env, &token, &ga)
-        .await?
-        .err()
-        .context("second flow")?;
-    exhausted(&second, "one device-code flow per invitation", true)?;
+    sign_in_exhausted(&env, &token, &ga, "one device-code flow per invitation").await?;
     // Per admin domain: the second invitation's flow fits, the third does not.
     let (t2, _) = env.invite(None).await?;
     let (t3, _) = env.invite(None).await?;
-    let f2 = open_sign_in(&env, &t2, &ga)
-        .await?
-        .map_err(|s| anyhow::anyhow!("{s:?}"))?;
-    let third = open_sign_in(&env, &t3, &ga)
-        .await?
-        .err()
-        .context("third flow")?;
-    exhausted(&third, "limits.max_sign_ins_per_tenant = 2", true)?;
+    let f2 = sign_in_opens(&env, &t2, &ga).await?;
+    sign_in_exhausted(&env, &t3, &ga, "limits.max_sign_ins_per_tenant = 2").await?;
     // In total: another domain fits once, then the server is full.
-    let other = open_sign_in(&env, &t3, "admin@other.example").await?;
-    let other = other.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let other = sign_in_opens(&env, &t3, "admin@other.example").await?;
     let (t4, _) = env.invite(None).await?;
-    let full = open_sign_in(&env, &t4, "admin@third.example")
-        .await?
-        .err()
-        .context("4th")?;
-    exhausted(&full, "limits.max_sign_ins = 3", true)?;
+    sign_in_exhausted(&env, &t4, "admin@third.example", "limits.max_sign_ins = 3").await?;
     // Closing a stream frees its slot: the invitation can sign in again.
     drop(first);
     let mut again = None;
@@ -108,11 +131,7 @@ async fn one_device_code_per_invitation_and_sign_in_caps() -> Result<()> {
 
 #[tokio::test]
 async fn forged_invitation_tokens_slow_down_per_address() -> Result<()> {
-    let s = TestServer::start_with(|b| {
-        Ok(b.limit("token_failures_burst", 5)
-            .limit("token_failures_per_minute", 6))
-    })
-    .await?;
+    let s = token_failures(5, 6).await?;
     let mut c = s.onboarding(None).await?;
     let get = |token: &str| pb::GetOnboardingRequest {
         onboarding_id: "ob-1".into(),
@@ -152,12 +171,12 @@ async fn forged_invitation_tokens_slow_down_per_address() -> Result<()> {
 
 #[tokio::test]
 async fn expensive_calls_and_audited_reads_have_buckets() -> Result<()> {
-    let s = TestServer::start_with(|b| {
-        Ok(b.limit("expensive_burst", 3)
-            .limit("expensive_per_minute", 1)
-            .limit("audited_reads_burst", 4)
-            .limit("audited_reads_per_minute", 1))
-    })
+    let s = server_with(&[
+        ("expensive_burst", 3),
+        ("expensive_per_minute", 1),
+        ("audited_reads_burst", 4),
+        ("audited_reads_per_minute", 1),
+    ])
     .await?;
     let mut v = s.verification(Some(OPERATOR)).await?;
     let mut last = None;
@@ -197,11 +216,7 @@ async fn expensive_calls_and_audited_reads_have_buckets() -> Result<()> {
 
 #[tokio::test]
 async fn calls_in_flight_and_message_size() -> Result<()> {
-    let s = TestServer::start_with(|b| {
-        Ok(b.limit("max_concurrent_calls", 2)
-            .limit("max_message_bytes", 4096))
-    })
-    .await?;
+    let s = server_with(&[("max_concurrent_calls", 2), ("max_message_bytes", 4096)]).await?;
     let mut a = s.audit(Some(AUDITOR)).await?;
     let f1 = a.follow(pb::FollowRequest::default()).await?.into_inner();
     let f2 = a.follow(pb::FollowRequest::default()).await?.into_inner();
@@ -239,9 +254,7 @@ async fn calls_in_flight_and_message_size() -> Result<()> {
 
 #[tokio::test]
 async fn a_slow_follower_is_disconnected_not_buffered() -> Result<()> {
-    let s =
-        TestServer::start_with(|b| Ok(b.limit("stream_buffer", 4).limit("slow_reader_secs", 1)))
-            .await?;
+    let s = server_with(&[("stream_buffer", 4), ("slow_reader_secs", 1)]).await?;
     // Enough entries (8 MB) to fill HTTP/2's windows, the sockets and the stream's buffer.
     let padding = "p".repeat(4000);
     let tasks: Vec<_> = (0..8u64)
@@ -298,11 +311,7 @@ async fn wizard_post(s: &TestServer, path: &str, token: &str, body: &str) -> Res
 /// Retry-After and the limit named) while a gRPC client elsewhere is unaffected.
 #[tokio::test]
 async fn the_wizard_counts_forged_tokens_per_address_too() -> Result<()> {
-    let s = TestServer::start_with(|b| {
-        Ok(b.limit("token_failures_burst", 3)
-            .limit("token_failures_per_minute", 1))
-    })
-    .await?;
+    let s = token_failures(3, 1).await?;
     let mut answers = Vec::new();
     for i in 0..10 {
         answers

@@ -103,25 +103,24 @@ pub struct Member {
 
 /// Writes one framed record.
 pub fn write_record(out: &mut impl Write, tree: &[u8], key: &[u8], value: &[u8]) -> io::Result<()> {
-    let too_long = || io::Error::new(io::ErrorKind::InvalidInput, "record too long");
-    out.write_all(
-        &u16::try_from(tree.len())
-            .map_err(|_| too_long())?
-            .to_be_bytes(),
-    )?;
-    out.write_all(tree)?;
-    out.write_all(
-        &u32::try_from(key.len())
-            .map_err(|_| too_long())?
-            .to_be_bytes(),
-    )?;
-    out.write_all(key)?;
-    out.write_all(
-        &u32::try_from(value.len())
-            .map_err(|_| too_long())?
-            .to_be_bytes(),
-    )?;
-    out.write_all(value)
+    write_framed(out, 2, tree)?;
+    write_framed(out, 4, key)?;
+    write_framed(out, 4, value)
+}
+
+/// Writes `bytes` after its length, big-endian in `width` bytes (2 or 4, as
+/// [`Records`] reads it).
+fn write_framed(out: &mut impl Write, width: usize, bytes: &[u8]) -> io::Result<()> {
+    let len = bytes.len().to_be_bytes();
+    let (high, low) = len.split_at(len.len().saturating_sub(width));
+    if high.iter().any(|b| *b != 0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "record too long",
+        ));
+    }
+    out.write_all(low)?;
+    out.write_all(bytes)
 }
 
 /// The framed length of a record.
@@ -268,5 +267,16 @@ mod tests {
             .collect::<Result<Vec<_>, _>>()
             .unwrap_err();
         assert!(err.to_string().contains("record 1 is cut short"), "{err}");
+    }
+
+    #[test]
+    fn a_tree_name_beyond_two_length_bytes_is_refused_unwritten() {
+        let mut buf = Vec::new();
+        let name = vec![b't'; 65_536];
+        let err = write_record(&mut buf, &name, b"k", b"v").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(buf.is_empty());
+        write_record(&mut buf, &name[1..], b"k", b"v").unwrap();
+        assert_eq!(&buf[..2], [0xff, 0xff]);
     }
 }

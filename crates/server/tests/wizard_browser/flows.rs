@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use onboard_proto::v1 as pb;
+use secrecy::ExposeSecret;
 use testkit::config::OPERATOR;
-use testkit::portal::{DIRECT_ROUTING, Grants};
+use testkit::portal::{DIRECT_ROUTING, Grants, HandMade};
 use testkit::sim::users;
 use testkit::snapshot;
 
@@ -37,12 +38,12 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     w.chrome.keys("\u{E007}").await?;
     w.step("s-upn", "02-upn").await?;
     w.chrome.click("btn-auth").await?;
-    w.chrome
-        .wait_js(
-            "document.getElementById('upn-error').textContent.includes('Enter the admin account')",
-            "an empty UPN refused next to the field",
-        )
-        .await?;
+    w.wait_text(
+        "upn-error",
+        "Enter the admin account",
+        "an empty UPN refused next to the field",
+    )
+    .await?;
     let upn = w.upn(users::GLOBAL_ADMIN);
     w.chrome.type_into("upn", &upn).await?;
     w.chrome.keys("\u{E007}").await?;
@@ -61,12 +62,7 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     w.env.sim.complete_device_login(&code, &upn).await?;
 
     w.step("s-connected", "04-connected").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('btn-next').disabled",
-            "Next Step enabled",
-        )
-        .await?;
+    w.wait_enabled("btn-next", "Next Step enabled").await?;
     let c = w.chrome.text("#s-connected").await?;
     ensure!(c.contains("Token connection has been successfully established"));
     ensure!(
@@ -79,20 +75,9 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     w.step("s-name", "05-name").await?;
     ensure!(w.chrome.disabled("btn-provision").await?);
     w.chrome.type_into("app-name", "sbc.one").await?;
-    w.chrome
-        .wait_js(
-            "document.getElementById('name-msg').textContent.includes('dot')",
-            "the dot rule",
-        )
-        .await?;
+    w.wait_text("name-msg", "dot", "the dot rule").await?;
     w.shoot("05b-name-rule-broken").await?;
-    w.chrome.type_into("app-name", "SbcOne").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('btn-provision').disabled",
-            "a plan",
-        )
-        .await?;
+    w.name_and_plan("SbcOne").await?;
     let plan = w.chrome.text("#plan").await?;
     ensure!(
         plan.contains("SbcOne") && plan.contains("Sandbox1-sp2-token"),
@@ -106,11 +91,7 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     w.chrome.click("btn-provision").await?;
 
     w.chrome.wait_screen("s-progress").await?;
-    w.chrome
-        .wait_screen_for("s-done", Duration::from_secs(120))
-        .await?;
-    w.step("s-done", "07-done").await?;
-    let done = w.chrome.text("#s-done").await?;
+    let done = w.step_after_run("s-done", "07-done").await?;
     ensure!(
         done.contains("SbcOne") && done.contains("Sandbox1-sp2-token removed"),
         "{done}"
@@ -192,24 +173,14 @@ async fn a_declined_sign_in_is_offered_a_retry_with_the_same_link() -> Result<()
 
 #[tokio::test]
 async fn a_reload_during_provisioning_follows_the_same_onboarding() -> Result<()> {
-    let mut faults = testkit::sim::calm();
-    faults.latency_ms = 150;
-    faults.replication_lag_ms = 1500;
-    let w = Wiz::start_with(Some("reload"), faults).await?;
+    let w = Wiz::start_slow(Some("reload"), 1500).await?;
     let token = w.provisioning("SbcReload", "").await?;
     w.step("s-progress", "06-progress").await?;
     w.chrome.client.refresh().await?;
     w.chrome.wait_screen("s-progress").await?;
-    w.chrome
-        .wait_js(
-            "document.querySelectorAll('#steps li').length > 0",
-            "the replayed steps",
-        )
-        .await?;
+    w.wait_step("", "the replayed steps").await?;
     w.shoot("06b-progress-after-reload").await?;
-    w.chrome
-        .wait_screen_for("s-done", Duration::from_secs(120))
-        .await?;
+    w.after_run("s-done").await?;
     let snap = w.env.sim.snapshot();
     snapshot::no_duplicates(&snap, "SbcReload")?;
     let list = w.onboardings().await?;
@@ -223,6 +194,15 @@ async fn a_reload_during_provisioning_follows_the_same_onboarding() -> Result<()
     ensure!(watches >= 1, "the reloaded page watched");
     w.check_exchanges(&token)?;
     w.chrome.close().await
+}
+
+/// On the attach screen: the client id and secret of `app` typed, "Validate" clicked.
+async fn validate(w: &Wiz, app: &HandMade) -> Result<()> {
+    w.chrome.type_into("att-client", &app.client_id).await?;
+    w.chrome
+        .type_into("att-secret", app.secret.expose_secret())
+        .await?;
+    w.chrome.click("btn-validate").await
 }
 
 #[tokio::test]
@@ -240,20 +220,8 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
     w.step("s-attach", "02b-use-app-registration").await?;
     let tenant = w.env.info.tenant_id.clone();
     w.chrome.type_into("att-tenant", &tenant).await?;
-    w.chrome.type_into("att-client", &bare.client_id).await?;
-    w.chrome
-        .type_into(
-            "att-secret",
-            secrecy::ExposeSecret::expose_secret(&bare.secret),
-        )
-        .await?;
-    w.chrome.click("btn-validate").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('attach-error').hidden",
-            "the error",
-        )
-        .await?;
+    validate(&w, &bare).await?;
+    w.wait_shown("attach-error", "the error").await?;
     settle().await;
     let e = w.chrome.text("#attach-error").await?;
     let missing = w
@@ -267,14 +235,7 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
     ensure!(e.contains("What to do"), "{e}");
     ensure!(w.chrome.focus().await?.ends_with("/attach-error"));
     w.shoot("02c-use-app-registration-missing").await?;
-    w.chrome.type_into("att-client", &full.client_id).await?;
-    w.chrome
-        .type_into(
-            "att-secret",
-            secrecy::ExposeSecret::expose_secret(&full.secret),
-        )
-        .await?;
-    w.chrome.click("btn-validate").await?;
+    validate(&w, &full).await?;
     w.step("s-attached", "02d-use-app-registration-connected")
         .await?;
     ensure!(
@@ -286,7 +247,7 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
     w.check_exchanges(&token)?;
     for x in w.proxy.exchanges() {
         let body = x.body_text();
-        ensure!(!body.contains(secrecy::ExposeSecret::expose_secret(&full.secret)));
+        ensure!(!body.contains(full.secret.expose_secret()));
     }
     w.chrome.close().await
 }
@@ -296,10 +257,7 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
 /// audit log has the customer's cancellation.
 #[tokio::test]
 async fn the_customer_cancels_during_provisioning_and_nothing_is_left() -> Result<()> {
-    let mut faults = testkit::sim::calm();
-    faults.latency_ms = 150;
-    faults.replication_lag_ms = 3000;
-    let w = Wiz::start_with(Some("cancel"), faults).await?;
+    let w = Wiz::start_slow(Some("cancel"), 3000).await?;
     let token = w.provisioning("SbcCancel", ".ok").await?;
     // "Keep going" changes nothing and gives the focus back to Cancel.
     w.chrome.click("btn-cancel").await?;

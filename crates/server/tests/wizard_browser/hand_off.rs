@@ -38,13 +38,7 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
     );
     w.chrome.click("btn-next").await?;
     w.chrome.wait_screen("s-name").await?;
-    w.chrome.type_into("app-name", "SbcHand").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('btn-provision').disabled",
-            "a plan",
-        )
-        .await?;
+    w.name_and_plan("SbcHand").await?;
     let plan = w.chrome.text("#plan-box").await?;
     ensure!(
         plan.contains("needs") && plan.contains("gives you a link"),
@@ -54,11 +48,7 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
     w.chrome.click("btn-provision").await?;
 
     // Screen H: what is left, who must act, the link.
-    w.chrome
-        .wait_screen_for("s-waiting", Duration::from_secs(120))
-        .await?;
-    w.step("s-waiting", "H1-waiting").await?;
-    let h = w.chrome.text("#s-waiting").await?;
+    let h = w.step_after_run("s-waiting", "H1-waiting").await?;
     for want in [
         "SbcHand",
         "Global Administrator",
@@ -120,12 +110,7 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
     ensure!(!w.chrome.disabled("btn-next").await?);
     w.chrome.click("btn-next").await?;
     w.chrome.wait_screen("s-finish").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('btn-finish').disabled",
-            "the plan left",
-        )
-        .await?;
+    w.wait_enabled("btn-finish", "the plan left").await?;
     w.step("s-finish", "H5-what-is-left").await?;
     let f = w.chrome.text("#finish-plan").await?;
     ensure!(
@@ -134,11 +119,7 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
         "{f}"
     );
     w.chrome.click("btn-finish").await?;
-    w.chrome
-        .wait_screen_for("s-done", Duration::from_secs(120))
-        .await?;
-    w.step("s-done", "H6-done").await?;
-    let d = w.chrome.text("#s-done").await?;
+    let d = w.step_after_run("s-done", "H6-done").await?;
     ensure!(
         d.contains("Teams Administrator") && d.contains(&format!("{TOKEN_APP} removed")),
         "{d}"
@@ -167,9 +148,7 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
     w.chrome.click("btn-next").await?;
     w.chrome.wait_screen("s-name").await?;
     w.name_and_start("SbcGone").await?;
-    w.chrome
-        .wait_screen_for("s-waiting", Duration::from_secs(120))
-        .await?;
+    w.after_run("s-waiting").await?;
     w.chrome.click("btn-wait-cancel").await?;
     w.chrome.wait_screen("s-progress").await?;
     ensure!(w.chrome.focus().await? == "s-progress/h2/cancel-q");
@@ -180,11 +159,7 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
     w.chrome.click("btn-wait-cancel").await?;
     w.chrome.wait_screen("s-progress").await?;
     w.chrome.click("btn-cancel-yes").await?;
-    w.chrome
-        .wait_js(
-            "!document.getElementById('progress-cancelled').hidden",
-            "the cancellation",
-        )
+    w.wait_shown("progress-cancelled", "the cancellation")
         .await?;
     w.shoot("H8-cancelled").await?;
 

@@ -51,6 +51,15 @@ impl Wiz {
         Self::start_with(shots, testkit::sim::calm()).await
     }
 
+    /// [`Wiz::start`] against a slow tenant (150 ms a Microsoft call, `lag_ms` of replication
+    /// lag), so that a run is still going when the test acts on it.
+    pub async fn start_slow(shots: Option<&str>, lag_ms: u64) -> Result<Self> {
+        let mut faults = testkit::sim::calm();
+        faults.latency_ms = 150;
+        faults.replication_lag_ms = lag_ms;
+        Self::start_with(shots, faults).await
+    }
+
     /// [`Wiz::start`] with the emulator's faults.
     pub async fn start_with(shots: Option<&str>, faults: entra_sim::Faults) -> Result<Self> {
         let turn = ONE_BROWSER.lock().await;
@@ -125,6 +134,20 @@ impl Wiz {
         self.chrome.viewport(1280, 900).await
     }
 
+    /// Waits for screen `id`, a run's outcome (up to two minutes: the run is in between).
+    pub async fn after_run(&self, id: &str) -> Result<()> {
+        self.chrome
+            .wait_screen_for(id, Duration::from_secs(120))
+            .await
+    }
+
+    /// [`Wiz::after_run`], then [`Wiz::step`]; the screen's text.
+    pub async fn step_after_run(&self, id: &str, shot: &str) -> Result<String> {
+        self.after_run(id).await?;
+        self.step(id, shot).await?;
+        self.chrome.text(&format!("#{id}")).await
+    }
+
     /// The code shown on the device-code screen.
     pub async fn code(&self) -> Result<String> {
         self.chrome.wait_screen("s-code").await?;
@@ -135,6 +158,32 @@ impl Wiz {
             )
             .await?;
         self.chrome.text("#code").await
+    }
+
+    /// Waits until the element `id` is enabled (`what` it means, for the error).
+    pub async fn wait_enabled(&self, id: &str, what: &str) -> Result<()> {
+        let check = format!("!document.getElementById('{id}').disabled");
+        self.chrome.wait_js(&check, what).await
+    }
+
+    /// Waits until the element `id` is shown (`what` it means, for the error).
+    pub async fn wait_shown(&self, id: &str, what: &str) -> Result<()> {
+        let check = format!("!document.getElementById('{id}').hidden");
+        self.chrome.wait_js(&check, what).await
+    }
+
+    /// Waits until the text of the element `id` includes `part` (`what` it means, for the
+    /// error).
+    pub async fn wait_text(&self, id: &str, part: &str, what: &str) -> Result<()> {
+        let check = format!("document.getElementById('{id}').textContent.includes('{part}')");
+        self.chrome.wait_js(&check, what).await
+    }
+
+    /// Waits until the progress list shows a step of kind `class` (a CSS class selector such
+    /// as `.run`; empty: any step).
+    pub async fn wait_step(&self, class: &str, what: &str) -> Result<()> {
+        let check = format!("document.querySelectorAll('#steps li{class}').length > 0");
+        self.chrome.wait_js(&check, what).await
     }
 
     /// `nick@<tenant>`.
@@ -171,24 +220,19 @@ impl Wiz {
         self.sign_in_as(testkit::sim::users::GLOBAL_ADMIN).await?;
         self.chrome.click("btn-next").await?;
         self.name_and_start(name).await?;
-        self.chrome
-            .wait_js(
-                &format!("document.querySelectorAll('#steps li{step}').length > 0"),
-                "a step",
-            )
-            .await?;
+        self.wait_step(step, "a step").await?;
         Ok(token)
+    }
+
+    /// On the name screen: `name` typed and its plan shown.
+    pub async fn name_and_plan(&self, name: &str) -> Result<()> {
+        self.chrome.type_into("app-name", name).await?;
+        self.wait_enabled("btn-provision", "a plan").await
     }
 
     /// On the name screen: `name` typed, its plan shown, "Start Provisioning" clicked.
     pub async fn name_and_start(&self, name: &str) -> Result<()> {
-        self.chrome.type_into("app-name", name).await?;
-        self.chrome
-            .wait_js(
-                "!document.getElementById('btn-provision').disabled",
-                "a plan",
-            )
-            .await?;
+        self.name_and_plan(name).await?;
         self.chrome.click("btn-provision").await
     }
 

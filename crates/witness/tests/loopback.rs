@@ -9,6 +9,7 @@ use std::time::Duration;
 use audit_log::{AuditLog, LogConfig, NoteSigner, SignedCheckpoint};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use witness::protocol::{AddCheckpointRequest, SIZE_CONTENT_TYPE};
 use witness::{
     AddOutcome, CosignerKey, Submitter, SubmitterConfig, TrustedLog, Witness, WitnessClient,
@@ -238,6 +239,25 @@ async fn cosigned(s: &Submitter, size: u64, n: usize) -> Arc<witness::CosignedCh
     })
 }
 
+/// A submitter over `log` with `config`, running until [`stop`] is given what comes with it.
+fn submit(
+    log: &AuditLog,
+    config: SubmitterConfig,
+) -> (Submitter, (oneshot::Sender<()>, JoinHandle<()>)) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (sub, task) = Submitter::spawn(log.clone(), config, async move {
+        let _ = stopped.await;
+    })
+    .unwrap();
+    (sub, (stop, task))
+}
+
+/// Stops a submitter [`submit`] started, and waits for its task to end.
+async fn stop((stop, task): (oneshot::Sender<()>, JoinHandle<()>)) {
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
     let signer = NoteSigner::generate(ORIGIN).unwrap();
@@ -249,11 +269,7 @@ async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
     let store = dir.path().join("cosignatures.json");
     let log = open_log(&dir.path().join("audit"), key_copy(&signer));
     let witnesses = vec![a.endpoint.clone(), b.endpoint.clone()];
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (sub, task) = Submitter::spawn(log.clone(), fast(witnesses.clone(), &store), async move {
-        let _ = stopped.await;
-    })
-    .unwrap();
+    let (sub, running) = submit(&log, fast(witnesses.clone(), &store));
     append(&log, "first", 20).await;
     let c = cosigned(&sub, 20, 2).await;
     let trusted: Vec<_> = witnesses.iter().map(|w| w.verifier.clone()).collect();
@@ -267,14 +283,9 @@ async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
         "{:?}",
         sub.status()
     );
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    stop(running).await;
     // A new submitter starts from the stored sizes: no 409 on its first round.
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (sub, task) = Submitter::spawn(log.clone(), fast(witnesses.clone(), &store), async move {
-        let _ = stopped.await;
-    })
-    .unwrap();
+    let (sub, running) = submit(&log, fast(witnesses.clone(), &store));
     assert_eq!(
         sub.cosigned().unwrap().checkpoint.size,
         20,
@@ -287,15 +298,10 @@ async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
         "{:?}",
         sub.status()
     );
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    stop(running).await;
     // A submitter with no store learns each witness's size from a 409 and resubmits.
-    let (stop, stopped) = oneshot::channel::<()>();
     let fresh = dir.path().join("fresh.json");
-    let (sub, task) = Submitter::spawn(log.clone(), fast(witnesses, &fresh), async move {
-        let _ = stopped.await;
-    })
-    .unwrap();
+    let (sub, running) = submit(&log, fast(witnesses, &fresh));
     append(&log, "third", 1).await;
     cosigned(&sub, 26, 2).await;
     assert!(
@@ -305,8 +311,7 @@ async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
         "{:?}",
         sub.status()
     );
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    stop(running).await;
     log.close();
 }
 

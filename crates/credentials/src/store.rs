@@ -83,7 +83,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn put_get_scan_remove() -> Result<(), CredentialsError> {
+    async fn put_get_scan_remove() -> Result<(), Box<dyn std::error::Error>> {
         let db = sled::Config::new().temporary(true).open()?;
         let s = Store::new(
             db.open_tree("t")?,

@@ -20,6 +20,19 @@ async fn signed_in_then(faults: Faults) -> Result<(EngineEnv, Admin)> {
     Ok((env, admin))
 }
 
+/// Neither an app nor a service principal named `name` is left in the tenant.
+fn nothing_left(env: &EngineEnv, name: &str) -> Result<()> {
+    let snap = env.snapshot();
+    ensure!(apps_named(&snap, name).is_empty(), "app left behind");
+    ensure!(
+        snap["service_principals"]
+            .as_array()
+            .is_some_and(|a| !a.iter().any(|s| s["display_name"] == name)),
+        "SP left behind"
+    );
+    Ok(())
+}
+
 /// Provisions with a hook that halts the run at `point` (as if the process died there), then
 /// closes everything, reopens the same audit and sled directories, resumes, and checks that the
 /// tenant holds exactly one of each object.
@@ -341,14 +354,7 @@ async fn cancel_while_running_stops_and_undoes() -> Result<()> {
             .any(|e| matches!(e.kind, EventKind::Completed(_))),
         "{rest:#?}"
     );
-    let snap = env.snapshot();
-    ensure!(apps_named(&snap, "Sbc-Mid").is_empty(), "app left behind");
-    ensure!(
-        snap["service_principals"]
-            .as_array()
-            .is_some_and(|a| !a.iter().any(|s| s["display_name"] == "Sbc-Mid")),
-        "SP left behind"
-    );
+    nothing_left(&env, "Sbc-Mid")?;
     Ok(())
 }
 
@@ -375,13 +381,6 @@ async fn cancel_interrupted_half_way_is_finished_by_resume() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let snap = env.snapshot();
-    ensure!(apps_named(&snap, "Sbc-Half").is_empty(), "app left behind");
-    ensure!(
-        snap["service_principals"]
-            .as_array()
-            .is_some_and(|a| !a.iter().any(|s| s["display_name"] == "Sbc-Half")),
-        "SP left behind"
-    );
+    nothing_left(&env, "Sbc-Half")?;
     Ok(())
 }

@@ -176,13 +176,11 @@ async fn the_client_verifies_cosignatures_and_reports_each_outcome() {
         .unwrap();
     assert!(matches!(unknown, AddOutcome::Rejected { status: 404, .. }));
     // A client expecting another key does not accept this witness's answer.
-    let wrong = WitnessClient::new(WitnessEndpoint {
+    let wrong = WitnessEndpoint {
         verifier: CosignerKey::generate("w.example/1").unwrap().verifier(),
         ..w.endpoint.clone()
-    })
-    .unwrap();
-    let e = wrong
-        .add_checkpoint(1, &[], &checkpoint(&log, 1, leaf))
+    };
+    let e = add_via(wrong, 1, &checkpoint(&log, 1, leaf))
         .await
         .unwrap_err();
     assert!(matches!(e, WitnessError::BadResponse { .. }), "{e}");
@@ -193,19 +191,30 @@ async fn the_client_verifies_cosignatures_and_reports_each_outcome() {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_addr = silent.local_addr().unwrap();
     for (addr, what) in [(closed_addr, "refused"), (silent_addr, "timeout")] {
-        let c = WitnessClient::new(WitnessEndpoint {
+        let unreachable = WitnessEndpoint {
             url: format!("http://{addr}"),
             timeout: Duration::from_millis(300),
             ..w.endpoint.clone()
-        })
-        .unwrap();
-        let e = c
-            .add_checkpoint(0, &[], &checkpoint(&log, 1, leaf))
+        };
+        let e = add_via(unreachable, 0, &checkpoint(&log, 1, leaf))
             .await
             .unwrap_err();
         assert!(matches!(e, WitnessError::Unreachable { .. }), "{what}: {e}");
     }
     drop(silent);
+}
+
+/// Submits checkpoint `note` (the witness holding `old_size`, no proof) through a client of
+/// `endpoint`.
+async fn add_via(
+    endpoint: WitnessEndpoint,
+    old_size: u64,
+    note: &str,
+) -> Result<AddOutcome, WitnessError> {
+    WitnessClient::new(endpoint)
+        .unwrap()
+        .add_checkpoint(old_size, &[], note)
+        .await
 }
 
 fn fast(witnesses: Vec<WitnessEndpoint>, store: &Path) -> SubmitterConfig {

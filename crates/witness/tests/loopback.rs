@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use witness::protocol::{AddCheckpointRequest, SIZE_CONTENT_TYPE};
 use witness::{
     AddOutcome, CosignerKey, Submitter, SubmitterConfig, TrustedLog, Witness, WitnessClient,
-    WitnessEndpoint, WitnessError, WitnessProbe, check_not_rolled_back, verify_cosigned,
+    WitnessEndpoint, WitnessError, WitnessProbe, WitnessStatus, check_not_rolled_back,
+    verify_cosigned,
 };
 
 const ORIGIN: &str = "loopback.onboard.invalid/audit";
@@ -261,6 +262,12 @@ fn submit(
     (sub, (stop, task))
 }
 
+/// Asserts `holds` of the submitter's status for every witness.
+fn every_witness(sub: &Submitter, holds: impl Fn(&WitnessStatus) -> bool) {
+    let status = sub.status();
+    assert!(status.iter().all(holds), "{status:?}");
+}
+
 /// Stops a submitter [`submit`] started, and waits for its task to end.
 async fn stop((stop, task): (oneshot::Sender<()>, JoinHandle<()>)) {
     stop.send(()).unwrap();
@@ -285,13 +292,7 @@ async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
     let v = verify_cosigned(&c.note, &log.verifiers(), &trusted, 2).unwrap();
     assert_eq!(v.checkpoint.size, 20);
     assert_eq!(a.witness.latest(ORIGIN).unwrap().size(), 20);
-    assert!(
-        sub.status()
-            .iter()
-            .all(|s| s.conflicts == 0 && s.failures == 0),
-        "{:?}",
-        sub.status()
-    );
+    every_witness(&sub, |s| s.conflicts == 0 && s.failures == 0);
     stop(running).await;
     // A new submitter starts from the stored sizes: no 409 on its first round.
     let (sub, running) = submit(&log, fast(witnesses.clone(), &store));
@@ -302,24 +303,14 @@ async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
     );
     append(&log, "second", 5).await;
     cosigned(&sub, 25, 2).await;
-    assert!(
-        sub.status().iter().all(|s| s.conflicts == 0),
-        "{:?}",
-        sub.status()
-    );
+    every_witness(&sub, |s| s.conflicts == 0);
     stop(running).await;
     // A submitter with no store learns each witness's size from a 409 and resubmits.
     let fresh = dir.path().join("fresh.json");
     let (sub, running) = submit(&log, fast(witnesses, &fresh));
     append(&log, "third", 1).await;
     cosigned(&sub, 26, 2).await;
-    assert!(
-        sub.status()
-            .iter()
-            .all(|s| s.conflicts == 1 && s.failures == 0),
-        "{:?}",
-        sub.status()
-    );
+    every_witness(&sub, |s| s.conflicts == 1 && s.failures == 0);
     stop(running).await;
     log.close();
 }

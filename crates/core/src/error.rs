@@ -69,6 +69,12 @@ impl From<sled::Error> for CoreError {
     }
 }
 
+impl From<serde_json::Error> for CoreError {
+    fn from(e: serde_json::Error) -> Self {
+        CoreError::Store(format!("record encoding: {e}"))
+    }
+}
+
 impl CoreError {
     /// Wraps an Entra error with what we were doing.
     pub fn entra(operation: impl Into<String>, source: entra_client::EntraError) -> Self {

@@ -1,7 +1,7 @@
 //! The vocabulary every part of Onboard shares, and nothing else: the typed audit entry and the
 //! one intent → call → outcome wrapper ([`audit`]), sealing of secrets at rest ([`seal`]),
-//! permission profiles and directory roles ([`profiles`], [`roles`], [`permissions`]), the one
-//! durable store flush ([`store`]), the one time format ([`time`]), the one shutdown primitive
+//! permission profiles and directory roles ([`profiles`], [`roles`], [`permissions`], their
+//! name ↔ id [`table`]s), the one durable store flush and MACed record tree ([`store`]), the one time format ([`time`]), the one shutdown primitive
 //! ([`shutdown`]), the one TLS crypto provider ([`tls`]), test hooks ([`hook`]), the vendor's fixed names ([`platform`]) and the seam
 //! from onboarding to day-two management ([`provisioned`]). It runs no workflow and serves
 //! nothing; the workflow, day-two, verification, invitation and gRPC crates build on it.
@@ -17,6 +17,7 @@ pub mod roles;
 pub mod seal;
 pub mod shutdown;
 pub mod store;
+pub mod table;
 pub mod time;
 pub mod tls;
 

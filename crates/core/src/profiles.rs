@@ -315,27 +315,17 @@ mod tests {
 
     #[test]
     fn versions_compare_numerically() {
-        assert_eq!(
-            compare_versions("8.0.99", "8.0.517.221").ok(),
-            Some(Ordering::Less)
-        );
-        assert_eq!(
-            compare_versions("8.0.1000", "8.0.517.221").ok(),
-            Some(Ordering::Greater)
-        );
-        assert_eq!(
-            compare_versions("8.0.517.221", "8.0.517.221").ok(),
-            Some(Ordering::Equal)
-        );
-        assert_eq!(
-            compare_versions("8.0.517.9", "8.0.517.221").ok(),
-            Some(Ordering::Less)
-        );
-        assert_eq!(
-            compare_versions("8.0", "8.0.0.0").ok(),
-            Some(Ordering::Equal)
-        );
-        assert_eq!(compare_versions("10", "9.9").ok(), Some(Ordering::Greater));
+        // Read each row as `a <want> b`.
+        for (a, want, b) in [
+            ("8.0.99", Ordering::Less, "8.0.517.221"),
+            ("8.0.1000", Ordering::Greater, "8.0.517.221"),
+            ("8.0.517.221", Ordering::Equal, "8.0.517.221"),
+            ("8.0.517.9", Ordering::Less, "8.0.517.221"),
+            ("8.0", Ordering::Equal, "8.0.0.0"),
+            ("10", Ordering::Greater, "9.9"),
+        ] {
+            assert_eq!(compare_versions(a, b).ok(), Some(want), "{a} vs {b}");
+        }
         assert!(compare_versions("8.x", "8").is_err());
     }
 

@@ -70,18 +70,12 @@ pub const PRIVILEGED_ROLE_ADMINISTRATOR: &str = "e8611ab8-c189-46e8-94e1-60213ab
 
 /// Template id of a built-in role by display name (case-insensitive).
 pub fn template_id(name: &str) -> Option<&'static str> {
-    ROLE_TEMPLATES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, id)| *id)
+    crate::table::id_of(ROLE_TEMPLATES, name)
 }
 
 /// Display name of a built-in role by template id.
 pub fn role_name(template_id: &str) -> Option<&'static str> {
-    ROLE_TEMPLATES
-        .iter()
-        .find(|(_, id)| id.eq_ignore_ascii_case(template_id))
-        .map(|(n, _)| *n)
+    crate::table::name_of(ROLE_TEMPLATES, template_id)
 }
 
 /// What kind of right an Entra change needs from the signed-in admin.

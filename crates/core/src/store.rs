@@ -1,4 +1,4 @@
-//! The one durable flush of the state store (sled).
+//! The one durable flush of the state store (sled), and [`RecordTree`], its MACed JSON records.
 //!
 //! sled 0.34 traps, both seen as hangs under CI load: `Tree::apply_batch` and transactions take
 //! a process-wide lock that every sled database in the process then goes through (with sled's
@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex, Weak};
 use audit_log::durable::DataFiles;
 
 use crate::error::CoreError;
+
+mod records;
+pub use records::RecordTree;
 
 /// The data files of every registered state store that is still open.
 static REGISTERED: Mutex<Vec<Weak<Mutex<DataFiles>>>> = Mutex::new(Vec::new());
@@ -181,7 +184,9 @@ impl RecordMac {
         self.legacy.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn tag(&self, tree: &str, key: &[u8], value: &[u8]) -> [u8; TAG_LEN] {
+    /// The HMAC over `tree || 0 || key || 0 || value`, not finalised yet: [`Self::seal`] takes
+    /// its tag, [`Self::open`] checks one against it (in constant time).
+    fn hmac(&self, tree: &str, key: &[u8], value: &[u8]) -> HmacSha256 {
         use ::hmac::Mac;
         let mut m = new_hmac(self.key.as_ref().as_ref());
         m.update(tree.as_bytes());
@@ -189,14 +194,14 @@ impl RecordMac {
         m.update(key);
         m.update(&[0]);
         m.update(value);
-        m.finalize().into_bytes().into()
+        m
     }
 
     /// The stored form of `value` under `key` in `tree`.
     pub fn seal(&self, tree: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + TAG_LEN + value.len());
         out.push(MAC_MAGIC);
-        out.extend_from_slice(&self.tag(tree, key, value));
+        out.extend_from_slice(&::hmac::Mac::finalize(self.hmac(tree, key, value)).into_bytes());
         out.extend_from_slice(value);
         out
     }
@@ -226,13 +231,7 @@ impl RecordMac {
         }
         let (tag, value) = stored[1..].split_at(TAG_LEN);
         use ::hmac::Mac;
-        let mut m = new_hmac(self.key.as_ref().as_ref());
-        m.update(tree.as_bytes());
-        m.update(&[0]);
-        m.update(key);
-        m.update(&[0]);
-        m.update(value);
-        m.verify_slice(tag).map_err(|_| {
+        self.hmac(tree, key, value).verify_slice(tag).map_err(|_| {
             CoreError::Store(format!(
                 "state record {} fails its MAC (corrupted or altered): refused; restore the state directory from a backup",
                 name()

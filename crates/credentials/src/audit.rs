@@ -9,8 +9,7 @@ use std::future::Future;
 use audit_log::AuditLog;
 use entra_client::{EntraError, OpContext, Reply};
 use onboard_core::audit::{
-    self, Action, AuditEntry, Change, ChangeError, Described, EntraChange, Phase, Scope, Target,
-    TargetKind,
+    self, Action, AuditEntry, Change, Described, EntraChange, Phase, Scope, Target, TargetKind,
 };
 use uuid::Uuid;
 
@@ -79,20 +78,11 @@ impl Auditor<'_> {
     where
         Fut: Future<Output = Result<Reply<T>, EntraError>>,
     {
-        let ChangeSpec {
-            action,
-            target,
-            changes,
-            after_create,
-        } = spec;
-        let done = audit::audited_change(
+        let (action, after_create) = (spec.action, spec.after_create);
+        audit::audited_change(
             self.log,
             &self.scope,
-            EntraChange {
-                action,
-                target,
-                changes,
-            },
+            spec.into(),
             async { Ok::<(), CredentialsError>(()) },
             |crid| {
                 let ctx = OpContext::new().with_client_request_id(crid);
@@ -108,12 +98,17 @@ impl Auditor<'_> {
                 changes: describe(v),
             },
         )
-        .await;
-        match done {
-            Ok(out) => Ok(out),
-            Err(ChangeError::Before(e)) => Err(e),
-            Err(ChangeError::Outcome(e)) => Err(e.into()),
-            Err(ChangeError::Entra(e)) => Err(CredentialsError::entra(action.as_str(), e)),
+        .await
+        .map_err(|e| e.into_error(|e| CredentialsError::entra(action.as_str(), e)))
+    }
+}
+
+impl From<ChangeSpec> for EntraChange {
+    fn from(s: ChangeSpec) -> Self {
+        EntraChange {
+            action: s.action,
+            target: s.target,
+            changes: s.changes,
         }
     }
 }

@@ -103,18 +103,6 @@ impl CredentialsError {
     }
 }
 
-impl From<sled::Error> for CredentialsError {
-    fn from(e: sled::Error) -> Self {
-        Self::Store(e.to_string())
-    }
-}
-
-impl From<serde_json::Error> for CredentialsError {
-    fn from(e: serde_json::Error) -> Self {
-        Self::Store(format!("record encoding: {e}"))
-    }
-}
-
 impl From<onboard_core::CoreError> for CredentialsError {
     fn from(e: onboard_core::CoreError) -> Self {
         use onboard_core::CoreError as C;

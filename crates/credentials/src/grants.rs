@@ -6,9 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use entra_client::graph::types::AppRoleAssignment;
+use entra_client::graph::types::{AppRoleAssignment, UnifiedRoleAssignment};
 use entra_client::{GraphClient, OpContext};
-use onboard_core::audit::{Action, TargetKind, change, set};
+use onboard_core::audit::{Action, Change, TargetKind, change, set};
 use onboard_core::profiles::{PermissionRef, Resource};
 use onboard_core::{ResolvedProfile, roles};
 use serde_json::{Value, json};
@@ -183,8 +183,7 @@ impl Credentials {
         graph: &GraphClient,
         reg: &Registration,
     ) -> Result<Grants, CredentialsError> {
-        // A standing registration: a 404 is an answer, not replication lag.
-        let ctx = OpContext::new();
+        // A standing registration: a 404 is an answer, not replication lag (fresh contexts).
         let (assignments, names) = self.app_role_assignments(graph, reg).await?;
         let mut out = Grants::default();
         for a in assignments {
@@ -192,11 +191,8 @@ impl Credentials {
                 out.permissions.push(n.clone());
             }
         }
-        out.roles = graph
-            .list_directory_role_assignments(&reg.sp_id, &ctx)
-            .await
-            .map_err(|e| CredentialsError::entra("list_directory_role_assignments", e))?
-            .value
+        out.roles = held_roles(graph, reg)
+            .await?
             .iter()
             .map(|a| role_display(&a.role_definition_id))
             .collect();
@@ -246,9 +242,7 @@ impl Credentials {
     ) -> Result<Grants, CredentialsError> {
         let add = parse_all(&req.add, |s| parse_role(s, "add"))?;
         let remove = parse_all(&req.remove, |s| parse_role(s, "remove"))?;
-        let lock = self.lock_for(&self.registration(r)?.id);
-        let _g = lock.lock().await;
-        let reg = self.registration(r)?;
+        let (_g, reg) = self.locked(r).await?;
         let required: Vec<String> = remove
             .iter()
             .filter(|(_, id)| {
@@ -261,12 +255,7 @@ impl Credentials {
             .collect();
         check_required(&reg, &required, req)?;
         let graph = self.admin_graph(&reg.tenant_id).await?;
-        let ctx = OpContext::new();
-        let held = graph
-            .list_directory_role_assignments(&reg.sp_id, &ctx)
-            .await
-            .map_err(|e| CredentialsError::entra("list_directory_role_assignments", e))?
-            .value;
+        let held = held_roles(&graph, &reg).await?;
         let aud = self.auditor(&reg, "", &req.actor);
         let mut seqs = Vec::new();
         for (name, id) in &add {
@@ -302,21 +291,18 @@ impl Credentials {
             {
                 let (g, aid) = (&graph, a.id.clone());
                 let override_used = required.contains(name);
+                let spec = removal(
+                    (
+                        Action::DirectoryRoleAssignmentDelete,
+                        TargetKind::UnifiedRoleAssignment,
+                    ),
+                    (&a.id, name),
+                    change("roleDefinitionId", json!(id), Value::Null),
+                    override_used,
+                );
                 let (_, seq) = aud
                     .change(
-                        ChangeSpec {
-                            action: Action::DirectoryRoleAssignmentDelete,
-                            target: target(
-                                TargetKind::UnifiedRoleAssignment,
-                                Some(a.id.clone()),
-                                name,
-                            ),
-                            changes: vec![
-                                change("roleDefinitionId", json!(id), Value::Null),
-                                set("overrideRequired", json!(override_used)),
-                            ],
-                            after_create: false,
-                        },
+                        spec,
                         |ctx| async move { g.remove_directory_role_assignment(&aid, &ctx).await },
                         |_| vec![],
                     )
@@ -324,9 +310,7 @@ impl Credentials {
                 seqs.push(seq);
             }
         }
-        let mut out = self.grants_via(&graph, &reg).await?;
-        out.audit_seqs = seqs;
-        Ok(out)
+        self.grants_after(&graph, &reg, seqs).await
     }
 
     /// Grants (with admin consent) and revokes application permissions.
@@ -337,9 +321,7 @@ impl Credentials {
     ) -> Result<Grants, CredentialsError> {
         let add = parse_all(&req.add, parse_permission)?;
         let remove = parse_all(&req.remove, parse_permission)?;
-        let lock = self.lock_for(&self.registration(r)?.id);
-        let _g = lock.lock().await;
-        let reg = self.registration(r)?;
+        let (_g, reg) = self.locked(r).await?;
         let required: Vec<String> = remove
             .iter()
             .filter(|p| reg.profile.permissions.contains(p))
@@ -402,21 +384,18 @@ impl Credentials {
                 .filter(|a| a.resource_id == p.resource_sp_id && a.app_role_id == p.app_role_id)
             {
                 let (g, res, aid) = (&graph, p.resource_sp_id.clone(), a.id.clone());
+                let spec = removal(
+                    (
+                        Action::AppRoleAssignmentDelete,
+                        TargetKind::AppRoleAssignment,
+                    ),
+                    (&a.id, &name),
+                    change("permission", json!(name), Value::Null),
+                    override_used,
+                );
                 let (_, seq) = aud
                     .change(
-                        ChangeSpec {
-                            action: Action::AppRoleAssignmentDelete,
-                            target: target(
-                                TargetKind::AppRoleAssignment,
-                                Some(a.id.clone()),
-                                &name,
-                            ),
-                            changes: vec![
-                                change("permission", json!(name), Value::Null),
-                                set("overrideRequired", json!(override_used)),
-                            ],
-                            after_create: false,
-                        },
+                        spec,
                         |ctx| async move { g.revoke_app_role(&res, &aid, &ctx).await },
                         |_| vec![],
                     )
@@ -424,9 +403,48 @@ impl Credentials {
                 seqs.push(seq);
             }
         }
-        let mut out = self.grants_via(&graph, &reg).await?;
+        self.grants_after(&graph, &reg, seqs).await
+    }
+
+    /// The grants after a change whose audit entries are `seqs`.
+    async fn grants_after(
+        &self,
+        graph: &GraphClient,
+        reg: &Registration,
+        seqs: Vec<u64>,
+    ) -> Result<Grants, CredentialsError> {
+        let mut out = self.grants_via(graph, reg).await?;
         out.audit_seqs = seqs;
         Ok(out)
+    }
+}
+
+/// The directory role assignments of the registration's service principal.
+async fn held_roles(
+    graph: &GraphClient,
+    reg: &Registration,
+) -> Result<Vec<UnifiedRoleAssignment>, CredentialsError> {
+    graph
+        .list_directory_role_assignments(&reg.sp_id, &OpContext::new())
+        .await
+        .map(|r| r.value)
+        .map_err(|e| CredentialsError::entra("list_directory_role_assignments", e))
+}
+
+/// The audited removal (`action`) of assignment `id` (of kind `kind`, of role or permission
+/// `name`): what it assigned (`was`, now gone) and whether the profile's requirement was
+/// overridden.
+fn removal(
+    (action, kind): (Action, TargetKind),
+    (id, name): (&str, &str),
+    was: Change,
+    override_used: bool,
+) -> ChangeSpec {
+    ChangeSpec {
+        action,
+        target: target(kind, Some(id.to_owned()), name),
+        changes: vec![was, set("overrideRequired", json!(override_used))],
+        after_create: false,
     }
 }
 

@@ -230,12 +230,7 @@ impl Credentials {
 
     /// The registration with client id `client_id`, in any tenant (for the Verification service).
     pub fn find(&self, client_id: &str) -> Result<Option<RegistrationView>, CredentialsError> {
-        let now = time::OffsetDateTime::now_utc();
-        Ok(self
-            .all()?
-            .into_iter()
-            .find(|r| r.client_id.eq_ignore_ascii_case(client_id))
-            .map(|r| RegistrationView::of(&r, now)))
+        self.find_view(|r| r.client_id.eq_ignore_ascii_case(client_id))
     }
 
     /// The registration service `service_id` uses (its current secret belongs to it).
@@ -243,11 +238,19 @@ impl Credentials {
         &self,
         service_id: &str,
     ) -> Result<Option<RegistrationView>, CredentialsError> {
+        self.find_view(|r| r.current.contains_key(service_id))
+    }
+
+    /// The view of the first registration `which` picks.
+    fn find_view(
+        &self,
+        which: impl Fn(&Registration) -> bool,
+    ) -> Result<Option<RegistrationView>, CredentialsError> {
         let now = time::OffsetDateTime::now_utc();
         Ok(self
             .all()?
             .into_iter()
-            .find(|r| r.current.contains_key(service_id))
+            .find(|r| which(r))
             .map(|r| RegistrationView::of(&r, now)))
     }
 
@@ -309,6 +312,16 @@ impl Credentials {
             .inner
             .key
             .open(&reg.id, Purpose::ClientSecret, &s.sealed)?)
+    }
+
+    /// Registration `r`, read under its lock (held until the guard is dropped), so a change
+    /// starts from the record as the previous change left it.
+    pub(crate) async fn locked(
+        &self,
+        r: &RegistrationRef,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, Registration), CredentialsError> {
+        let guard = self.lock_for(&self.registration(r)?.id).lock_owned().await;
+        Ok((guard, self.registration(r)?))
     }
 
     /// The lock serialising changes to registration `id`.

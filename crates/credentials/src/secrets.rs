@@ -233,9 +233,7 @@ impl Credentials {
                 reason: "must be positive".into(),
             });
         }
-        let lock = self.lock_for(&self.registration(r)?.id);
-        let _g = lock.lock().await;
-        let mut reg = self.registration(r)?;
+        let (_g, mut reg) = self.locked(r).await?;
         let graph = self.secrets_graph(&reg).await?;
         let object_id = self.object_id(&graph, &mut reg).await?;
         let (stored, value, seq) = self
@@ -268,9 +266,7 @@ impl Credentials {
                 reason: "required".into(),
             });
         }
-        let lock = self.lock_for(&self.registration(r)?.id);
-        let _g = lock.lock().await;
-        let mut reg = self.registration(r)?;
+        let (_g, mut reg) = self.locked(r).await?;
         let key = key_id.to_ascii_lowercase();
         let Some(s) = reg.secrets.get(&key).cloned() else {
             return Err(CredentialsError::NotFound(format!(

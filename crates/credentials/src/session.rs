@@ -421,9 +421,7 @@ impl Credentials {
         &self,
         r: &RegistrationRef,
     ) -> Result<AuthMode, CredentialsError> {
-        let lock = self.lock_for(&self.registration(r)?.id);
-        let _g = lock.lock().await;
-        let mut reg = self.registration(r)?;
+        let (_g, mut reg) = self.locked(r).await?;
         reg.auth_mode = if self.detect_self_rotation(&reg).await {
             AuthMode::SelfRotation
         } else {

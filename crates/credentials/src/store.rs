@@ -9,8 +9,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use onboard_core::store::{GroupFlush, RecordMac};
-use std::sync::Arc;
+use onboard_core::store::{RecordMac, RecordTree};
 
 use crate::error::CredentialsError;
 
@@ -20,12 +19,8 @@ const TREE: &str = "credentials";
 /// The records, over the caller's sled tree.
 #[derive(Clone)]
 pub struct Store {
-    /// The tree (e.g. `db.open_tree("credentials")`).
-    tree: sled::Tree,
-    /// Every record carries a MAC, checked when read.
-    mac: RecordMac,
-    /// Concurrent writers share durable flushes (`onboard_core::store::GroupFlush`).
-    flush: Arc<GroupFlush>,
+    /// The tree (e.g. `db.open_tree("credentials")`): MACed records, durable group flushes.
+    records: RecordTree,
 }
 
 impl std::fmt::Debug for Store {
@@ -57,58 +52,29 @@ impl Store {
     /// Wraps the caller's tree; records are MACed with `mac`.
     pub fn new(tree: sled::Tree, mac: RecordMac) -> Self {
         Self {
-            tree,
-            mac,
-            flush: Arc::default(),
+            records: RecordTree::new(tree, TREE, mac),
         }
     }
 
-    /// Waits until everything written to the tree is on disk (sled's flush, then an
+    /// Writes `value` under `key` and waits until it is on disk (sled's flush, then an
     /// `fdatasync` of the state store's data files: `onboard_core::store`).
-    async fn flush_durably(&self) -> Result<(), CredentialsError> {
-        Ok(self.flush.flush(&self.tree).await?)
-    }
-
-    fn decode<T: DeserializeOwned>(
-        &self,
-        key: &[u8],
-        stored: &[u8],
-    ) -> Result<T, CredentialsError> {
-        Ok(serde_json::from_slice(self.mac.open(TREE, key, stored)?)?)
-    }
-
-    /// Writes `value` under `key` and waits until it is on disk.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), CredentialsError> {
-        let bytes = self
-            .mac
-            .seal(TREE, key.as_bytes(), &serde_json::to_vec(value)?);
-        self.tree.insert(key.as_bytes(), bytes)?;
-        self.flush_durably().await
+        Ok(self.records.put(key.as_bytes(), value).await?)
     }
 
     /// Reads the record under `key`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CredentialsError> {
-        match self.tree.get(key.as_bytes())? {
-            Some(v) => Ok(Some(self.decode(key.as_bytes(), &v)?)),
-            None => Ok(None),
-        }
+        Ok(self.records.get(key.as_bytes())?)
     }
 
     /// Every record whose key starts with `prefix`, in key order.
     pub fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, CredentialsError> {
-        self.tree
-            .scan_prefix(prefix.as_bytes())
-            .map(|kv| {
-                let (k, v) = kv?;
-                self.decode(&k, &v)
-            })
-            .collect()
+        Ok(self.records.scan(prefix.as_bytes())?)
     }
 
     /// Deletes `key` and waits until that is on disk.
     pub async fn remove(&self, key: &str) -> Result<(), CredentialsError> {
-        self.tree.remove(key.as_bytes())?;
-        self.flush_durably().await
+        Ok(self.records.remove(key.as_bytes()).await?)
     }
 }
 
@@ -117,7 +83,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn put_get_scan_remove() -> Result<(), CredentialsError> {
+    async fn put_get_scan_remove() -> Result<(), Box<dyn std::error::Error>> {
         let db = sled::Config::new().temporary(true).open()?;
         let s = Store::new(
             db.open_tree("t")?,

@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use credentials::{AttachRequest, AuthMode, CredentialsError, RegistrationRef, UpdateRequest};
+use credentials::{
+    AttachRequest, AuthMode, Credentials, CredentialsError, RegistrationRef, UpdateRequest,
+};
 use entra_client::OpContext;
 use secrecy::{ExposeSecret, SecretString};
 use testkit::creds::{provisioned, store_session};
+use testkit::engine::EngineEnv;
 use testkit::portal::{DIRECT_ROUTING, Grants, HandMade};
 use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, calm};
 
@@ -26,6 +29,18 @@ fn attach_req(tenant: &str, client: &str, secret: &SecretString) -> AttachReques
         service_ids: vec!["svc-hand".into()],
         actor: ACTOR.into(),
     }
+}
+
+/// The emulator, a manager over it, the tenant's id and a hand-made registration `name`
+/// holding `grants` (made in the portal, as a customer would).
+async fn start_with(
+    name: &str,
+    grants: &Grants<'_>,
+) -> Result<(EngineEnv, Credentials, String, HandMade)> {
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let tenant = env.info.tenant_id.clone();
+    let app = env.hand_made(name, grants).await?;
+    Ok((env, creds, tenant, app))
 }
 
 /// A day-two change by [`DAY2`] adding `names`.
@@ -48,24 +63,18 @@ fn removing(names: &[&str]) -> UpdateRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Result<()> {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let tenant = env.info.tenant_id.clone();
-
     // Missing: one Graph permission, the Teams API permission and the directory role.
+    let partial = Grants {
+        graph: &["User.Read.All"],
+        teams_api: false,
+        role_template_ids: &[],
+    };
+    let (env, creds, tenant, app) = start_with("Partial", &partial).await?;
     let HandMade {
         client_id: client,
         secret,
         ..
-    } = env
-        .hand_made(
-            "Partial",
-            &Grants {
-                graph: &["User.Read.All"],
-                teams_api: false,
-                role_template_ids: &[],
-            },
-        )
-        .await?;
+    } = app;
     let e = creds
         .attach(attach_req(&tenant, &client, &secret))
         .await
@@ -152,13 +161,9 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn roles_and_permissions_change_audited_and_required_ones_need_the_override() -> Result<()> {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let r = provisioned(&env, &creds, "gr", "Sbc-Grants").await?;
-    // Without a session, grants are read from the app's own tokens (whose wids also carry
-    // Entra's implicit app-only value, shown by name).
-    let g = creds.list_grants(&r).await?;
+/// `g` is what the direct-routing profile grants, read from the app's own token (whose `wids`
+/// also carry Entra's implicit app-only value, shown by name).
+fn ensure_profile_grants(g: &credentials::Grants) -> Result<()> {
     ensure!(
         g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
             && g.roles
@@ -168,6 +173,17 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
                 ],
         "{g:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_permissions_change_audited_and_required_ones_need_the_override() -> Result<()> {
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = provisioned(&env, &creds, "gr", "Sbc-Grants").await?;
+    // Without a session, grants are read from the app's own tokens (whose wids also carry
+    // Entra's implicit app-only value, shown by name).
+    let g = creds.list_grants(&r).await?;
+    ensure_profile_grants(&g)?;
     // Also when the stored session no longer renews: the onboarding's own sign-in, whose
     // consent went with the temporary token app the onboarding removed.
     let onboarding_sign_in = env.sign_in("globaladmin").await?;
@@ -201,15 +217,7 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
     let g = creds.list_grants(&r).await?;
     // Read from the app's own token: its wids also carry Entra's implicit app-only value,
     // shown by name (not a directory role assignment).
-    ensure!(
-        g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
-            && g.roles
-                == [
-                    "Default service principal permissions (implicit)",
-                    "Teams Administrator"
-                ],
-        "{g:?}"
-    );
+    ensure_profile_grants(&g)?;
     let e = creds
         .update_roles(&r, &adding(&["Global Reader"]))
         .await
@@ -317,26 +325,21 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Result<()> {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let tenant = env.info.tenant_id.clone();
+    let owned_by = Grants {
+        graph: &[
+            "Organization.Read.All",
+            "User.Read.All",
+            "Application.ReadWrite.OwnedBy",
+        ],
+        ..DIRECT_ROUTING
+    };
+    let (env, creds, tenant, app) = start_with("SelfRot", &owned_by).await?;
     let HandMade {
         client_id: client,
         object_id,
         sp_id,
         secret,
-    } = env
-        .hand_made(
-            "SelfRot",
-            &Grants {
-                graph: &[
-                    "Organization.Read.All",
-                    "User.Read.All",
-                    "Application.ReadWrite.OwnedBy",
-                ],
-                ..DIRECT_ROUTING
-            },
-        )
-        .await?;
+    } = app;
     let admin = env.graph_as("globaladmin").await?;
     // OwnedBy alone is not enough until the app's SP owns the registration.
     let app_token = env
@@ -393,13 +396,12 @@ async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attached_secret_whose_key_id_was_unreadable_is_found_by_hint_at_rotation() -> Result<()>
 {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let tenant = env.info.tenant_id.clone();
+    let (env, creds, tenant, app) = start_with("NoKeyId", &DIRECT_ROUTING).await?;
     let HandMade {
         client_id: client,
         secret,
         ..
-    } = env.hand_made("NoKeyId", &DIRECT_ROUTING).await?;
+    } = app;
     // No session and no OwnedBy: the app cannot read its own registration, so the key id of the
     // secret it was given stays unknown.
     let view = creds.attach(attach_req(&tenant, &client, &secret)).await?;
@@ -435,14 +437,13 @@ async fn an_attached_secret_whose_key_id_was_unreadable_is_found_by_hint_at_rota
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_shared_by_two_services_is_removed_only_when_neither_uses_it() -> Result<()> {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let tenant = env.info.tenant_id.clone();
+    let (env, creds, tenant, app) = start_with("Shared", &DIRECT_ROUTING).await?;
     store_session(&env, &creds, "globaladmin").await?;
     let HandMade {
         client_id: client,
         secret,
         ..
-    } = env.hand_made("Shared", &DIRECT_ROUTING).await?;
+    } = app;
     let mut req = attach_req(&tenant, &client, &secret);
     req.service_ids = vec!["svc-a".into(), "svc-b".into()];
     creds.attach(req).await?;

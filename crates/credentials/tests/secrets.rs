@@ -23,6 +23,13 @@ async fn ready(env: &EngineEnv, creds: &Credentials, id: &str) -> Result<Registr
     Ok(r)
 }
 
+/// The emulator, a manager over it, and [`ready`] registration `id`.
+async fn start_ready(id: &str) -> Result<(EngineEnv, Credentials, RegistrationRef)> {
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = ready(&env, &creds, id).await?;
+    Ok((env, creds, r))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_list_revoke_and_the_current_secret_is_protected() -> Result<()> {
     let (env, creds) = testkit::creds::start(calm()).await?;
@@ -125,8 +132,7 @@ async fn add_list_revoke_and_the_current_secret_is_protected() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_management_policy_refusal_leaves_the_app_unchanged() -> Result<()> {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let r = ready(&env, &creds, "pol").await?;
+    let (env, creds, r) = start_ready("pol").await?;
     let svc = "svc-pol";
     let (old, old_value) = creds.current_secret(&r, svc)?;
     for faults in [
@@ -177,8 +183,7 @@ async fn app_management_policy_refusal_leaves_the_app_unchanged() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_validates_through_propagation_lag_and_removes_the_old_after_overlap() -> Result<()>
 {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let r = ready(&env, &creds, "rot").await?;
+    let (env, creds, r) = start_ready("rot").await?;
     let svc = "svc-rot";
     let (old, old_value) = creds.current_secret(&r, svc)?;
     env.sim.set_faults(Faults {
@@ -245,8 +250,7 @@ fn halt_once(point: &'static str) -> Hook {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_once() -> Result<()>
 {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let r = ready(&env, &creds, "crash").await?;
+    let (env, creds, r) = start_ready("crash").await?;
     let svc = "svc-crash";
     let reg_id = creds.registration(&r)?.id;
     for point in [
@@ -329,8 +333,7 @@ async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_secrets_are_reported_and_rotated_automatically() -> Result<()> {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let r = ready(&env, &creds, "exp").await?;
+    let (env, creds, r) = start_ready("exp").await?;
     let svc = "svc-exp";
     // The onboarding made a 180-day secret; replace it with one that expires in 10 days.
     let short = creds
@@ -360,8 +363,7 @@ async fn expiring_secrets_are_reported_and_rotated_automatically() -> Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_changes_when_the_audit_log_cannot_be_written() -> Result<()> {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let r = ready(&env, &creds, "aud").await?;
+    let (env, creds, r) = start_ready("aud").await?;
     let before = env.passwords(&r.client_id);
     env.audit.clone().close();
     let e = creds.add_secret(&r, "svc-aud", None, ACTOR).await.err();

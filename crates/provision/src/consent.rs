@@ -146,7 +146,7 @@ impl Engine {
             rec.status = Status::Running;
             rec.lacking = Vec::new();
             self.inner.store.put(&rec).await?;
-            self.spawn(rec, token, &first_actor, None, None)?;
+            self.spawn(self.run_for(rec, token, &first_actor, None, None)?)?;
         } else {
             rec.lacking.retain(|r| h.rights.contains(r));
             let run = self.run_for(rec, token, &first_actor, None, None)?;

@@ -292,13 +292,13 @@ impl Engine {
             .await?;
         self.inner.store.put(&rec).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        self.spawn(
+        self.spawn(self.run_for(
             rec,
             admin.access_token.clone(),
             &req.actor,
             Some(tx),
             Some(seed),
-        )?;
+        )?)?;
         drop(guard);
         Ok(EventStream::new(rx))
     }
@@ -336,16 +336,9 @@ impl Engine {
         }))
     }
 
-    pub(crate) fn spawn(
-        &self,
-        rec: OnboardingRecord,
-        token: SecretString,
-        actor: &str,
-        direct: Option<mpsc::UnboundedSender<events::Event>>,
-        seed: Option<Seed>,
-    ) -> Result<(), ProvisionError> {
-        let id = rec.id.clone();
-        let run = self.run_for(rec, token, actor, direct, seed)?;
+    /// Starts `run` (made by [`Self::run_for`]) as a tracked task.
+    pub(crate) fn spawn(&self, run: Arc<Run>) -> Result<(), ProvisionError> {
+        let (id, actor) = (run.id.clone(), run.scope.actor.clone());
         let mut map = self
             .inner
             .running
@@ -388,7 +381,7 @@ impl Engine {
                 Status::Running => {
                     let token = self.admin_token(&rec)?;
                     let id = rec.id.clone();
-                    self.spawn(rec, token, "system", None, None)?;
+                    self.spawn(self.run_for(rec, token, "system", None, None)?)?;
                     resumed.push(id);
                 }
                 Status::Cancelling => {

@@ -133,9 +133,3 @@ impl From<sled::Error> for ProvisionError {
         ProvisionError::Store(e.to_string())
     }
 }
-
-impl From<serde_json::Error> for ProvisionError {
-    fn from(e: serde_json::Error) -> Self {
-        ProvisionError::Store(format!("record encoding: {e}"))
-    }
-}

@@ -1,7 +1,9 @@
 //! The dry run: the exact Entra changes `provision` would make for an app name and profile in
 //! the admin's tenant as it is now, and which of them the admin lacks rights for. Reads only.
 
-use entra_client::{GraphClient, OpContext};
+use std::future::Future;
+
+use entra_client::{EntraError, GraphClient, OpContext, Reply};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -88,6 +90,20 @@ pub(crate) struct TenantState {
     pub token_app_name: Option<String>,
 }
 
+/// What `read` finds under `key`, when there is a key; nothing without one.
+async fn read_if<'a, T, Fut>(
+    key: Option<&'a str>,
+    read: impl FnOnce(&'a str) -> Fut,
+) -> Result<Option<T>, EntraError>
+where
+    Fut: Future<Output = Result<Reply<Option<T>>, EntraError>>,
+{
+    match key {
+        Some(k) => read(k).await.map(|r| r.value),
+        None => Ok(None),
+    }
+}
+
 pub(crate) async fn read_tenant(
     graph: &GraphClient,
     unique: Option<&str>,
@@ -98,26 +114,12 @@ pub(crate) async fn read_tenant(
     // The app and the temporary app are looked up at once; what our SP holds is read (both
     // lists at once) only when the app already exists. Without a key (a dry run before the
     // onboarding exists) there is no app of ours to find.
-    let app_read = async {
-        match unique {
-            Some(u) => graph
-                .get_application_by_unique_name(u, ctx)
-                .await
-                .map(|r| r.value),
-            None => Ok(None),
-        }
-    };
+    let app_read = read_if(unique, |u| graph.get_application_by_unique_name(u, ctx));
     // The temporary app is found by appId: its service principal takes the provider app's own
     // display name, which need not be `<server>-<provider>-token`.
-    let token_read = async {
-        match token_app_client_id {
-            Some(id) => graph
-                .find_service_principal_by_app_id(id, ctx)
-                .await
-                .map(|r| r.value),
-            None => Ok(None),
-        }
-    };
+    let token_read = read_if(token_app_client_id, |id| {
+        graph.find_service_principal_by_app_id(id, ctx)
+    });
     let (app, token_sp) = tokio::join!(app_read, token_read);
     let app = app.map_err(err)?;
     let token_sp = token_sp.map_err(err)?;

@@ -11,8 +11,7 @@ use crate::error::ProvisionError;
 use crate::events::Event;
 use onboard_core::ResolvedProfile;
 use onboard_core::roles::Right;
-use onboard_core::store::{GroupFlush, RecordMac};
-use std::sync::Arc;
+use onboard_core::store::{RecordMac, RecordTree};
 
 /// The name the tree's records are MACed under (the server opens it as `provision`).
 const TREE: &str = "provision";
@@ -175,12 +174,9 @@ impl OnboardingRecord {
 /// Handle to the sled tree; clones share it.
 #[derive(Clone)]
 pub(crate) struct Store {
-    /// The caller's tree.
-    tree: sled::Tree,
-    /// Every record carries a MAC, checked when read (`onboard_core::store::RecordMac`).
-    mac: RecordMac,
-    /// Concurrent writers share durable flushes (hundreds of onboardings write at once).
-    flush: Arc<GroupFlush>,
+    /// The caller's tree: every record carries a MAC, checked when read, and concurrent writers
+    /// share durable flushes (hundreds of onboardings write at once).
+    records: RecordTree,
 }
 
 fn record_key(id: &str) -> Vec<u8> {
@@ -201,28 +197,13 @@ impl Store {
     /// Wraps the caller's tree.
     pub fn new(tree: sled::Tree, mac: RecordMac) -> Self {
         Self {
-            tree,
-            mac,
-            flush: Arc::default(),
+            records: RecordTree::new(tree, TREE, mac),
         }
-    }
-
-    /// A stored value, checked against its MAC, decoded.
-    fn decode<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-        stored: &[u8],
-    ) -> Result<T, ProvisionError> {
-        Ok(serde_json::from_slice(self.mac.open(TREE, key, stored)?)?)
     }
 
     /// Writes `rec` and waits until it is on disk.
     pub async fn put(&self, rec: &OnboardingRecord) -> Result<(), ProvisionError> {
-        let key = record_key(&rec.id);
-        let bytes = self.mac.seal(TREE, &key, &serde_json::to_vec(rec)?);
-        self.tree.insert(key, bytes)?;
-        self.flush.flush(&self.tree).await?;
-        Ok(())
+        Ok(self.records.put(&record_key(&rec.id), rec).await?)
     }
 
     /// See [`distrust_after_restore`].
@@ -240,36 +221,26 @@ impl Store {
 
     /// Reads one record.
     pub fn get(&self, id: &str) -> Result<Option<OnboardingRecord>, ProvisionError> {
-        let key = record_key(id);
-        match self.tree.get(&key)? {
-            Some(v) => Ok(Some(self.decode(&key, &v)?)),
-            None => Ok(None),
-        }
+        Ok(self.records.get(&record_key(id))?)
     }
 
     /// Every record.
     pub fn all(&self) -> Result<Vec<OnboardingRecord>, ProvisionError> {
-        self.tree
-            .scan_prefix(b"o/")
-            .map(|kv| {
-                let (k, v) = kv?;
-                self.decode(&k, &v)
-            })
-            .collect()
+        Ok(self.records.scan(b"o/")?)
     }
 
     /// Persists an event (not flushed on its own: the next record write or sled's periodic
     /// flush carries it; events are progress notes, the record is the truth).
     pub fn put_event(&self, e: &Event) -> Result<(), ProvisionError> {
-        let key = event_key(&e.onboarding_id, e.seq);
-        let bytes = self.mac.seal(TREE, &key, &serde_json::to_vec(e)?);
-        self.tree.insert(key, bytes)?;
-        Ok(())
+        Ok(self
+            .records
+            .insert(&event_key(&e.onboarding_id, e.seq), e)?)
     }
 
     /// Events of `id` numbered `from` and up, in order.
     pub fn events(&self, id: &str, from: u64) -> Result<Vec<Event>, ProvisionError> {
-        self.tree
+        self.records
+            .tree()
             .range(event_key(id, from.max(1))..)
             .take_while(|kv| {
                 kv.as_ref()
@@ -278,14 +249,19 @@ impl Store {
             })
             .map(|kv| {
                 let (k, v) = kv?;
-                self.decode(&k, &v)
+                Ok(self.records.decode(&k, &v)?)
             })
             .collect()
     }
 
     /// Number of the last persisted event of `id` (0 if none).
     pub fn last_event_seq(&self, id: &str) -> Result<u64, ProvisionError> {
-        match self.tree.scan_prefix(event_prefix(id)).next_back() {
+        match self
+            .records
+            .tree()
+            .scan_prefix(event_prefix(id))
+            .next_back()
+        {
             Some(kv) => {
                 let (k, _) = kv?;
                 let tail = k.len().saturating_sub(8);

@@ -95,18 +95,12 @@ const GRAPH_DELEGATED_SCOPE_IDS: &[(&str, &str)] = &[
 /// The delegated Microsoft Graph permission id of `name` (case-insensitive, as Entra compares
 /// permission values), if the table knows it.
 pub fn graph_scope_id(name: &str) -> Option<&'static str> {
-    GRAPH_DELEGATED_SCOPE_IDS
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, id)| *id)
+    onboard_core::table::id_of(GRAPH_DELEGATED_SCOPE_IDS, name)
 }
 
 /// The permission name of a delegated Microsoft Graph scope id, if the table knows it.
 pub fn graph_scope_name(id: &str) -> Option<&'static str> {
-    GRAPH_DELEGATED_SCOPE_IDS
-        .iter()
-        .find(|(_, i)| i.eq_ignore_ascii_case(id))
-        .map(|(n, _)| *n)
+    onboard_core::table::name_of(GRAPH_DELEGATED_SCOPE_IDS, id)
 }
 
 /// The default display name of the token app in the manifest (`--name` replaces it). The

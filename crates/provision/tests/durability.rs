@@ -7,10 +7,31 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_core::HookAction;
-use provision::{EventKind, ListFilter, ProvisionError, Status, StepHook};
+use provision::{Admin, EventKind, ListFilter, ProvisionError, Status, StepHook};
 use testkit::engine::{EngineEnv, aborted, collect, completion, hook_once};
 use testkit::sim::{TOKEN_APP, assert_rode_out_faults, calm};
 use testkit::snapshot::{apps_named, grants_of, no_duplicates, roles_of, sps_where};
+
+/// A calm emulator and a signed-in global administrator; then the emulator turns to `faults`.
+async fn signed_in_then(faults: Faults) -> Result<(EngineEnv, Admin)> {
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    env.sim.set_faults(faults);
+    Ok((env, admin))
+}
+
+/// Neither an app nor a service principal named `name` is left in the tenant.
+fn nothing_left(env: &EngineEnv, name: &str) -> Result<()> {
+    let snap = env.snapshot();
+    ensure!(apps_named(&snap, name).is_empty(), "app left behind");
+    ensure!(
+        snap["service_principals"]
+            .as_array()
+            .is_some_and(|a| !a.iter().any(|s| s["display_name"] == name)),
+        "SP left behind"
+    );
+    Ok(())
+}
 
 /// Provisions with a hook that halts the run at `point` (as if the process died there), then
 /// closes everything, reopens the same audit and sled directories, resumes, and checks that the
@@ -124,9 +145,7 @@ async fn failed_run_retried_with_same_id_converges() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_lag_and_throttling_complete_with_retrying_events() -> Result<()> {
-    let env = EngineEnv::start(calm(), None).await?;
-    let admin = env.signed_in("globaladmin").await?;
-    env.sim.set_faults(Faults {
+    let (env, admin) = signed_in_then(Faults {
         replication_lag_ms: 1500,
         throttle_rate: 0.25,
         throttle_retry_after_s: 1,
@@ -135,7 +154,8 @@ async fn replication_lag_and_throttling_complete_with_retrying_events() -> Resul
         max_faults_per_operation: Some(3),
         device_code_interval_s: Some(1),
         ..Faults::default()
-    });
+    })
+    .await?;
     let events = env.run(env.request("onb-lag", "Sbc-Lag"), admin).await?;
     completion(&events)?;
     let (reasons, waits): (Vec<&str>, Vec<u64>) = events
@@ -304,14 +324,13 @@ async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_while_running_stops_and_undoes() -> Result<()> {
-    let env = EngineEnv::start(calm(), None).await?;
-    let admin = env.signed_in("globaladmin").await?;
     // Slow answers keep the run busy long enough to cancel it half-way.
-    env.sim.set_faults(Faults {
+    let (env, admin) = signed_in_then(Faults {
         latency_ms: 300,
         device_code_interval_s: Some(1),
         ..Faults::default()
-    });
+    })
+    .await?;
     let mut stream = env
         .engine
         .provision(env.request("onb-mid", "Sbc-Mid"), admin)
@@ -335,14 +354,7 @@ async fn cancel_while_running_stops_and_undoes() -> Result<()> {
             .any(|e| matches!(e.kind, EventKind::Completed(_))),
         "{rest:#?}"
     );
-    let snap = env.snapshot();
-    ensure!(apps_named(&snap, "Sbc-Mid").is_empty(), "app left behind");
-    ensure!(
-        snap["service_principals"]
-            .as_array()
-            .is_some_and(|a| !a.iter().any(|s| s["display_name"] == "Sbc-Mid")),
-        "SP left behind"
-    );
+    nothing_left(&env, "Sbc-Mid")?;
     Ok(())
 }
 
@@ -369,13 +381,6 @@ async fn cancel_interrupted_half_way_is_finished_by_resume() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let snap = env.snapshot();
-    ensure!(apps_named(&snap, "Sbc-Half").is_empty(), "app left behind");
-    ensure!(
-        snap["service_principals"]
-            .as_array()
-            .is_some_and(|a| !a.iter().any(|s| s["display_name"] == "Sbc-Half")),
-        "SP left behind"
-    );
+    nothing_left(&env, "Sbc-Half")?;
     Ok(())
 }

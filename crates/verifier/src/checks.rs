@@ -443,20 +443,20 @@ fn secret_expiry(input: &VerifyInput, findings: &mut Vec<Finding>) -> Check {
     let at = expires.format(&Rfc3339).unwrap_or_default();
     let left = expires - OffsetDateTime::now_utc();
     let days = |d: Duration| d.as_secs() / 86_400;
-    if left <= time::Duration::ZERO {
+    // A secret that has expired or soon will: a finding, and the check says how soon.
+    let mut expiring = |status: Status, detail: String| {
         findings.push(Finding::SecretExpiring {
             expires: at.clone(),
         });
-        return Check::new(name, Status::Fail, format!("the secret expired at {at}"));
+        Check::new(name, status, detail)
+    };
+    if left <= time::Duration::ZERO {
+        return expiring(Status::Fail, format!("the secret expired at {at}"));
     }
     let left_std = Duration::from_secs(left.whole_seconds().max(0).unsigned_abs());
     let left_days = days(left_std);
     if left_std <= input.critical {
-        findings.push(Finding::SecretExpiring {
-            expires: at.clone(),
-        });
-        return Check::new(
-            name,
+        return expiring(
             Status::Fail,
             format!(
                 "the secret expires at {at}, in {left_days} days (within {} days): rotate it now",
@@ -465,11 +465,7 @@ fn secret_expiry(input: &VerifyInput, findings: &mut Vec<Finding>) -> Check {
         );
     }
     if left_std <= input.horizon {
-        findings.push(Finding::SecretExpiring {
-            expires: at.clone(),
-        });
-        return Check::new(
-            name,
+        return expiring(
             Status::Warn,
             format!(
                 "the secret expires at {at}, in {left_days} days (within the {}-day horizon)",

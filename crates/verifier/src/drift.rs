@@ -15,7 +15,7 @@ use std::time::Duration;
 use audit_log::AuditLog;
 use entra_client::OpContext;
 use onboard_core::Shutdown;
-use onboard_core::audit::{self, Action, AuditEntry, Phase, Scope, TargetKind};
+use onboard_core::audit::{Action, AuditEntry, Phase};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::checks::Verifier;
 use crate::error::{Result, VerifyError};
 use crate::input::{Target, VerifyInput};
-use crate::report::{Finding, Report};
+use crate::report::{Finding, Report, registration_entry};
 use crate::targets::Targets;
 
 /// One open drift item, as kept in sled and shown to operators.
@@ -158,19 +158,14 @@ impl std::fmt::Debug for DriftMonitor {
 
 /// An entry of `action` about `input`'s registration, with its profile.
 fn entry(action: Action, phase: Phase, actor: &str, input: &VerifyInput) -> AuditEntry {
-    let scope = Scope {
-        actor: actor.to_owned(),
-        tenant_id: Some(input.tenant_id.clone()),
-        service_id: input.service_id.clone(),
-        client_id: Some(input.client_id.clone()),
-        ..Scope::default()
-    };
-    AuditEntry::new(action, phase, &scope)
-        .with_target(audit::Target::new(
-            TargetKind::Application,
-            input.app_object_id.clone(),
-        ))
-        .with_detail("profile", input.profile.clone())
+    registration_entry(
+        (action, phase, actor),
+        &input.tenant_id,
+        &input.client_id,
+        input.service_id.clone(),
+        input.app_object_id.clone(),
+    )
+    .with_detail("profile", input.profile.clone())
 }
 
 impl DriftMonitor {

@@ -247,23 +247,18 @@ impl Report {
             .iter()
             .map(|c| json!({"name": c.name, "status": c.status.as_str(), "detail": c.detail}))
             .collect();
-        let scope = Scope {
-            actor: actor.to_owned(),
-            tenant_id: Some(self.tenant_id.clone()),
-            service_id: self.service_id.clone(),
-            client_id: Some(self.client_id.clone()),
-            ..Scope::default()
-        };
-        AuditEntry::new(Action::VerificationReport, Phase::Succeeded, &scope)
-            .with_target(Target::new(
-                TargetKind::Application,
-                self.app_object_id.clone(),
-            ))
-            .with_detail("trigger", trigger)
-            .with_detail("profile", profile)
-            .with_detail("overall", self.overall().as_str())
-            .with_detail("checks", checks)
-            .with_detail("checked_at", onboard_core::time::format(self.checked_at))
+        registration_entry(
+            (Action::VerificationReport, Phase::Succeeded, actor),
+            &self.tenant_id,
+            &self.client_id,
+            self.service_id.clone(),
+            self.app_object_id.clone(),
+        )
+        .with_detail("trigger", trigger)
+        .with_detail("profile", profile)
+        .with_detail("overall", self.overall().as_str())
+        .with_detail("checks", checks)
+        .with_detail("checked_at", onboard_core::time::format(self.checked_at))
     }
 
     /// Appends the report to the audit log (action `verification.report`); returns its seq.
@@ -279,4 +274,25 @@ impl Report {
             .append(audit)
             .await?)
     }
+}
+
+/// An entry of `action` by `actor` about a registration's application (`app_object_id`, of
+/// client `client_id` in `tenant_id`, used by `service_id`): what every verifier entry starts
+/// from.
+pub(crate) fn registration_entry(
+    (action, phase, actor): (Action, Phase, &str),
+    tenant_id: &str,
+    client_id: &str,
+    service_id: Option<String>,
+    app_object_id: Option<String>,
+) -> AuditEntry {
+    let scope = Scope {
+        actor: actor.to_owned(),
+        tenant_id: Some(tenant_id.to_owned()),
+        service_id,
+        client_id: Some(client_id.to_owned()),
+        ..Scope::default()
+    };
+    AuditEntry::new(action, phase, &scope)
+        .with_target(Target::new(TargetKind::Application, app_object_id))
 }

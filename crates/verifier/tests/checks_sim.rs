@@ -3,6 +3,7 @@
 //! temporary app still present, secret near expiry) and the WARNs that say what could not be
 //! read.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -22,6 +23,16 @@ const SERVICE: &str = "dr-1";
 /// A calm emulator and one completed onboarding by the Global Administrator.
 async fn onboarded() -> Result<(EngineEnv, Onboarded)> {
     EngineEnv::with_onboarding("ob-1", "lp-dr1").await
+}
+
+/// `v`'s report on `o`, whose platform is the gRPC health service `service` at `addr`.
+async fn verify_grpc(v: &Verifier, o: &Onboarded, addr: SocketAddr, service: &str) -> Report {
+    v.verify(&verify_input(
+        o,
+        SERVICE,
+        vec![grpc_endpoint(addr, service)],
+    ))
+    .await
 }
 
 fn status(r: &Report, name: &str) -> Result<(Status, String)> {
@@ -44,13 +55,7 @@ async fn a_fresh_onboarding_is_all_ok_and_the_report_is_an_audit_entry() -> Resu
     let (env, o) = onboarded().await?;
     let platform = Platform::start(SERVICE, true).await?;
     let v = Verifier::new(env.client.clone());
-    let r = v
-        .verify(&verify_input(
-            &o,
-            SERVICE,
-            vec![grpc_endpoint(platform.addr, SERVICE)],
-        ))
-        .await;
+    let r = verify_grpc(&v, &o, platform.addr, SERVICE).await;
     let names_in_order: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names_in_order,
@@ -116,13 +121,7 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
 
     // Platform service not serving, and a platform service that is not there.
     let down = Platform::start(SERVICE, false).await?;
-    let r = v
-        .verify(&verify_input(
-            &o,
-            SERVICE,
-            vec![grpc_endpoint(down.addr, SERVICE)],
-        ))
-        .await;
+    let r = verify_grpc(&v, &o, down.addr, SERVICE).await;
     let (s, d) = status(&r, names::PLATFORM_STATUS)?;
     assert_eq!(s, Status::Fail, "{d}");
     assert!(d.contains("NOT_SERVING"), "{d}");
@@ -130,13 +129,7 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?
     };
-    let r = v
-        .verify(&verify_input(
-            &o,
-            SERVICE,
-            vec![grpc_endpoint(gone, SERVICE)],
-        ))
-        .await;
+    let r = verify_grpc(&v, &o, gone, SERVICE).await;
     let (s, d) = status(&r, names::PLATFORM_STATUS)?;
     assert_eq!(s, Status::Fail, "{d}");
     assert!(
@@ -144,13 +137,7 @@ async fn fail_cases_each_say_what_is_wrong() -> Result<()> {
         "{d}"
     );
     // The service id is the health service name: another name is unknown to the platform.
-    let r = v
-        .verify(&verify_input(
-            &o,
-            SERVICE,
-            vec![grpc_endpoint(serving.addr, "dr-2")],
-        ))
-        .await;
+    let r = verify_grpc(&v, &o, serving.addr, "dr-2").await;
     assert_eq!(status(&r, names::PLATFORM_STATUS)?.0, Status::Fail);
 
     // The HTTPS JSON probe alternative (plain HTTP on loopback here).

@@ -9,10 +9,12 @@ use std::time::Duration;
 use audit_log::{AuditLog, LogConfig, NoteSigner, SignedCheckpoint};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use witness::protocol::{AddCheckpointRequest, SIZE_CONTENT_TYPE};
 use witness::{
     AddOutcome, CosignerKey, Submitter, SubmitterConfig, TrustedLog, Witness, WitnessClient,
-    WitnessEndpoint, WitnessError, WitnessProbe, check_not_rolled_back, verify_cosigned,
+    WitnessEndpoint, WitnessError, WitnessProbe, WitnessStatus, check_not_rolled_back,
+    verify_cosigned,
 };
 
 const ORIGIN: &str = "loopback.onboard.invalid/audit";
@@ -175,13 +177,11 @@ async fn the_client_verifies_cosignatures_and_reports_each_outcome() {
         .unwrap();
     assert!(matches!(unknown, AddOutcome::Rejected { status: 404, .. }));
     // A client expecting another key does not accept this witness's answer.
-    let wrong = WitnessClient::new(WitnessEndpoint {
+    let wrong = WitnessEndpoint {
         verifier: CosignerKey::generate("w.example/1").unwrap().verifier(),
         ..w.endpoint.clone()
-    })
-    .unwrap();
-    let e = wrong
-        .add_checkpoint(1, &[], &checkpoint(&log, 1, leaf))
+    };
+    let e = add_via(wrong, 1, &checkpoint(&log, 1, leaf))
         .await
         .unwrap_err();
     assert!(matches!(e, WitnessError::BadResponse { .. }), "{e}");
@@ -192,19 +192,30 @@ async fn the_client_verifies_cosignatures_and_reports_each_outcome() {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_addr = silent.local_addr().unwrap();
     for (addr, what) in [(closed_addr, "refused"), (silent_addr, "timeout")] {
-        let c = WitnessClient::new(WitnessEndpoint {
+        let unreachable = WitnessEndpoint {
             url: format!("http://{addr}"),
             timeout: Duration::from_millis(300),
             ..w.endpoint.clone()
-        })
-        .unwrap();
-        let e = c
-            .add_checkpoint(0, &[], &checkpoint(&log, 1, leaf))
+        };
+        let e = add_via(unreachable, 0, &checkpoint(&log, 1, leaf))
             .await
             .unwrap_err();
         assert!(matches!(e, WitnessError::Unreachable { .. }), "{what}: {e}");
     }
     drop(silent);
+}
+
+/// Submits checkpoint `note` (the witness holding `old_size`, no proof) through a client of
+/// `endpoint`.
+async fn add_via(
+    endpoint: WitnessEndpoint,
+    old_size: u64,
+    note: &str,
+) -> Result<AddOutcome, WitnessError> {
+    WitnessClient::new(endpoint)
+        .unwrap()
+        .add_checkpoint(old_size, &[], note)
+        .await
 }
 
 fn fast(witnesses: Vec<WitnessEndpoint>, store: &Path) -> SubmitterConfig {
@@ -238,6 +249,31 @@ async fn cosigned(s: &Submitter, size: u64, n: usize) -> Arc<witness::CosignedCh
     })
 }
 
+/// A submitter over `log` with `config`, running until [`stop`] is given what comes with it.
+fn submit(
+    log: &AuditLog,
+    config: SubmitterConfig,
+) -> (Submitter, (oneshot::Sender<()>, JoinHandle<()>)) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (sub, task) = Submitter::spawn(log.clone(), config, async move {
+        let _ = stopped.await;
+    })
+    .unwrap();
+    (sub, (stop, task))
+}
+
+/// Asserts `holds` of the submitter's status for every witness.
+fn every_witness(sub: &Submitter, holds: impl Fn(&WitnessStatus) -> bool) {
+    let status = sub.status();
+    assert!(status.iter().all(holds), "{status:?}");
+}
+
+/// Stops a submitter [`submit`] started, and waits for its task to end.
+async fn stop((stop, task): (oneshot::Sender<()>, JoinHandle<()>)) {
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
     let signer = NoteSigner::generate(ORIGIN).unwrap();
@@ -249,32 +285,17 @@ async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
     let store = dir.path().join("cosignatures.json");
     let log = open_log(&dir.path().join("audit"), key_copy(&signer));
     let witnesses = vec![a.endpoint.clone(), b.endpoint.clone()];
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (sub, task) = Submitter::spawn(log.clone(), fast(witnesses.clone(), &store), async move {
-        let _ = stopped.await;
-    })
-    .unwrap();
+    let (sub, running) = submit(&log, fast(witnesses.clone(), &store));
     append(&log, "first", 20).await;
     let c = cosigned(&sub, 20, 2).await;
     let trusted: Vec<_> = witnesses.iter().map(|w| w.verifier.clone()).collect();
     let v = verify_cosigned(&c.note, &log.verifiers(), &trusted, 2).unwrap();
     assert_eq!(v.checkpoint.size, 20);
     assert_eq!(a.witness.latest(ORIGIN).unwrap().size(), 20);
-    assert!(
-        sub.status()
-            .iter()
-            .all(|s| s.conflicts == 0 && s.failures == 0),
-        "{:?}",
-        sub.status()
-    );
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    every_witness(&sub, |s| s.conflicts == 0 && s.failures == 0);
+    stop(running).await;
     // A new submitter starts from the stored sizes: no 409 on its first round.
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (sub, task) = Submitter::spawn(log.clone(), fast(witnesses.clone(), &store), async move {
-        let _ = stopped.await;
-    })
-    .unwrap();
+    let (sub, running) = submit(&log, fast(witnesses.clone(), &store));
     assert_eq!(
         sub.cosigned().unwrap().checkpoint.size,
         20,
@@ -282,31 +303,15 @@ async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
     );
     append(&log, "second", 5).await;
     cosigned(&sub, 25, 2).await;
-    assert!(
-        sub.status().iter().all(|s| s.conflicts == 0),
-        "{:?}",
-        sub.status()
-    );
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    every_witness(&sub, |s| s.conflicts == 0);
+    stop(running).await;
     // A submitter with no store learns each witness's size from a 409 and resubmits.
-    let (stop, stopped) = oneshot::channel::<()>();
     let fresh = dir.path().join("fresh.json");
-    let (sub, task) = Submitter::spawn(log.clone(), fast(witnesses, &fresh), async move {
-        let _ = stopped.await;
-    })
-    .unwrap();
+    let (sub, running) = submit(&log, fast(witnesses, &fresh));
     append(&log, "third", 1).await;
     cosigned(&sub, 26, 2).await;
-    assert!(
-        sub.status()
-            .iter()
-            .all(|s| s.conflicts == 1 && s.failures == 0),
-        "{:?}",
-        sub.status()
-    );
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    every_witness(&sub, |s| s.conflicts == 1 && s.failures == 0);
+    stop(running).await;
     log.close();
 }
 

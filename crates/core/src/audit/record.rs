@@ -58,6 +58,18 @@ pub enum ChangeError<E> {
     Outcome(CoreError),
 }
 
+impl<E: From<CoreError>> ChangeError<E> {
+    /// The caller's error: [`Self::Before`]'s as it is, [`Self::Outcome`]'s converted, and
+    /// Entra's through `entra` (which names the operation).
+    pub fn into_error(self, entra: impl FnOnce(EntraError) -> E) -> E {
+        match self {
+            ChangeError::Before(e) => e,
+            ChangeError::Outcome(e) => e.into(),
+            ChangeError::Entra(e) => entra(e),
+        }
+    }
+}
+
 /// One audited Entra change: writes the `intent` entry (with `alongside`, work that must be
 /// durable before the call, at the same time; if either fails, the call is not made), makes
 /// the call with a fresh client-request-id (the entries' `correlation_id`) and the context

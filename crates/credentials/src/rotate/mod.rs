@@ -290,10 +290,7 @@ impl Credentials {
             if stage == RotationStage::WaitingOverlap {
                 self.wait_overlap(r, service_id).await?;
             }
-            let reg_id = self.registration(r)?.id;
-            let lock = self.lock_for(&reg_id);
-            let _g = lock.lock().await;
-            let mut reg = self.registration(r)?;
+            let (_g, mut reg) = self.locked(r).await?;
             let Some(mut state) = reg.rotations.get(service_id).cloned() else {
                 return Ok(());
             };

@@ -188,11 +188,7 @@ impl Run {
         p: &ResolvedPermission,
         sp_id: &str,
     ) -> Result<(u64, String), ProvisionError> {
-        let target = Target {
-            kind: TargetKind::AppRoleAssignment,
-            id: None,
-            display_name: Some(p.key()),
-        };
+        let target = Target::new(TargetKind::AppRoleAssignment, None).named(p.key());
         let changes = vec![
             set("principalId", json!(sp_id)),
             set("resourceId", json!(p.resource_sp_id)),
@@ -232,11 +228,7 @@ impl Run {
         role: &RoleRef,
         sp_id: &str,
     ) -> Result<(u64, String), ProvisionError> {
-        let target = Target {
-            kind: TargetKind::UnifiedRoleAssignment,
-            id: None,
-            display_name: Some(role.name.clone()),
-        };
+        let target = Target::new(TargetKind::UnifiedRoleAssignment, None).named(&role.name);
         let changes = vec![
             set("principalId", json!(sp_id)),
             set("roleDefinitionId", json!(role.template_id)),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use entra_client::{CallMeta, EntraError, GraphClient, OpContext, Reply, RetryEvent, observer_fn};
 use onboard_core::HookAction;
-use onboard_core::audit::{self, Action, ChangeError, Described, EntraChange, Scope, Target};
+use onboard_core::audit::{self, Action, Described, EntraChange, Scope, Target};
 use onboard_core::permissions::ResolvedPermission;
 use uuid::Uuid;
 
@@ -283,9 +283,7 @@ impl Run {
                 self.hook(&format!("{step}:changed")).await?;
                 Ok(out)
             }
-            Err(ChangeError::Before(e)) => Err(e),
-            Err(ChangeError::Outcome(e)) => Err(e.into()),
-            Err(ChangeError::Entra(e)) => Err(ProvisionError::entra(step, e)),
+            Err(e) => Err(e.into_error(|e| ProvisionError::entra(step, e))),
         }
     }
 

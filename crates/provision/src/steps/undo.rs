@@ -3,11 +3,14 @@
 //! read first (by the record's ids, else by uniqueName), so objects made just before a crash,
 //! and not yet recorded, are found too; each removal is audited like any change.
 
+use std::future::Future;
+
+use entra_client::{EntraError, OpContext, Reply};
 use serde_json::{Value, json};
 
 use super::{Change, Run, StepOutcome};
 use crate::error::ProvisionError;
-use onboard_core::audit::{Action, Target, TargetKind, change};
+use onboard_core::audit::{self, Action, Target, TargetKind, change};
 
 /// Step id of the undo work in events.
 const CANCEL: &str = "cancel";
@@ -54,32 +57,20 @@ impl Run {
                 .map_err(err)?
                 .value;
             for a in roles {
-                let target = Target {
-                    kind: TargetKind::UnifiedRoleAssignment,
-                    id: Some(a.id.clone()),
-                    display_name: Some(
-                        onboard_core::roles::role_name(&a.role_definition_id)
-                            .unwrap_or(&a.role_definition_id)
-                            .to_owned(),
-                    ),
-                };
+                let name = onboard_core::roles::role_name(&a.role_definition_id)
+                    .unwrap_or(&a.role_definition_id);
                 let graph = &self.graph;
                 let id = a.id.clone();
-                let ((), seq) = self
-                    .change(
-                        Change {
-                            step: CANCEL,
-                            action: Action::DirectoryRoleAssignmentDelete,
-                            target,
-                            changes: vec![change(
-                                "roleDefinitionId",
-                                json!(a.role_definition_id),
-                                Value::Null,
-                            )],
-                            after_create: false,
-                        },
+                let seq = self
+                    .remove(
+                        (CANCEL, Action::DirectoryRoleAssignmentDelete),
+                        Target::new(TargetKind::UnifiedRoleAssignment, a.id.clone()).named(name),
+                        vec![change(
+                            "roleDefinitionId",
+                            json!(a.role_definition_id),
+                            Value::Null,
+                        )],
                         |c| async move { graph.remove_directory_role_assignment(&id, &c).await },
-                        |_| (None, vec![]),
                     )
                     .await?;
                 seqs.push(seq);
@@ -92,74 +83,45 @@ impl Run {
                 .map_err(err)?
                 .value;
             for g in grants {
-                let target = Target {
-                    kind: TargetKind::AppRoleAssignment,
-                    id: Some(g.id.clone()),
-                    display_name: Some(g.app_role_id.clone()),
-                };
                 let graph = &self.graph;
                 let (res, id) = (g.resource_id.clone(), g.id.clone());
-                let ((), seq) = self
-                    .change(
-                        Change {
-                            step: CANCEL,
-                            action: Action::AppRoleAssignmentDelete,
-                            target,
-                            changes: vec![change("appRoleId", json!(g.app_role_id), Value::Null)],
-                            after_create: false,
-                        },
+                let seq = self
+                    .remove(
+                        (CANCEL, Action::AppRoleAssignmentDelete),
+                        Target::new(TargetKind::AppRoleAssignment, g.id.clone())
+                            .named(&g.app_role_id),
+                        vec![change("appRoleId", json!(g.app_role_id), Value::Null)],
                         |c| async move { graph.revoke_app_role(&res, &id, &c).await },
-                        |_| (None, vec![]),
                     )
                     .await?;
                 seqs.push(seq);
                 removed.push(format!("grant {}", g.id));
             }
-            let target = Target {
-                kind: TargetKind::ServicePrincipal,
-                id: Some(sp.id.clone()),
-                display_name: Some(rec.app_name.clone()),
-            };
             let graph = &self.graph;
             let id = sp.id.clone();
-            let ((), seq) = self
-                .change(
-                    Change {
-                        step: CANCEL,
-                        action: Action::ServicePrincipalDelete,
-                        target,
-                        changes: vec![change("appId", json!(sp.app_id), Value::Null)],
-                        after_create: false,
-                    },
+            let seq = self
+                .remove(
+                    (CANCEL, Action::ServicePrincipalDelete),
+                    Target::new(TargetKind::ServicePrincipal, sp.id.clone()).named(&rec.app_name),
+                    vec![change("appId", json!(sp.app_id), Value::Null)],
                     |c| async move { graph.delete_service_principal(&id, &c).await },
-                    |_| (None, vec![]),
                 )
                 .await?;
             seqs.push(seq);
             removed.push(format!("service principal {}", sp.id));
         }
         if let Some(app) = &app {
-            let target = Target {
-                kind: TargetKind::Application,
-                id: Some(app.id.clone()),
-                display_name: Some(rec.app_name.clone()),
-            };
             let graph = &self.graph;
             let id = app.id.clone();
-            let ((), seq) = self
-                .change(
-                    Change {
-                        step: CANCEL,
-                        action: Action::AppRegistrationDelete,
-                        target,
-                        changes: vec![
-                            change("appId", json!(app.app_id), Value::Null),
-                            change("uniqueName", json!(rec.unique_name), Value::Null),
-                        ],
-                        after_create: false,
-                    },
+            let seq = self
+                .remove(
+                    (CANCEL, Action::AppRegistrationDelete),
+                    Target::new(TargetKind::Application, app.id.clone()).named(&rec.app_name),
+                    vec![
+                        change("appId", json!(app.app_id), Value::Null),
+                        change("uniqueName", json!(rec.unique_name), Value::Null),
+                    ],
                     |c| async move { graph.delete_application(&id, &c).await },
-                    |_| (None, vec![]),
                 )
                 .await?;
             seqs.push(seq);
@@ -183,5 +145,29 @@ impl Run {
             detail,
             audit_seqs: seqs,
         })
+    }
+
+    /// One audited removal at `step`: `action` on `target` (an object that exists, so its id
+    /// is known and no replication lag is expected), `was` what it held, now gone. Returns the
+    /// outcome entry's index.
+    pub(super) async fn remove<Fut>(
+        &self,
+        (step, action): (&str, Action),
+        target: Target,
+        was: Vec<audit::Change>,
+        call: impl FnOnce(OpContext) -> Fut,
+    ) -> Result<u64, ProvisionError>
+    where
+        Fut: Future<Output = Result<Reply<()>, EntraError>>,
+    {
+        let spec = Change {
+            step,
+            action,
+            target,
+            changes: was,
+            after_create: false,
+        };
+        let ((), seq) = self.change(spec, call, |_| (None, vec![])).await?;
+        Ok(seq)
     }
 }

@@ -6,7 +6,9 @@
 //!    on the same axum stack) over loopback; load from `wrk` when installed (Debian `wrk`),
 //!    else from an in-process tokio client.
 //! 2. `lag`: publication lag, checkpoint signed → visible in the target, p50/p99, while 1,000
-//!    appends/s are written; to a local directory and, when moto is installed, to S3 (moto).
+//!    appends/s are written; to a local directory, when moto is installed to S3 (moto), and to
+//!    any other S3-compatible server named by `BENCH_S3_ENDPOINT` (bucket `lag`; credentials
+//!    from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`; `BENCH_S3_UPLOADS`, default 16).
 //! 3. `verify`: verification of a 1,000,000-entry log over loopback HTTP (the live API, the
 //!    static server, and a server holding every file in memory: what any HTTP server costs at
 //!    best) against verification of the same export on disk, with the process's CPU seconds
@@ -390,6 +392,31 @@ async fn bench_lag(secs: u64) {
         .await;
     } else {
         println!("(S3 row skipped: moto is not installed; {})", MOTO_INSTALL);
+    }
+    // Any other S3-compatible server the caller runs, e.g. `npx s3rver -d DIR --configure-bucket
+    // lag`: BENCH_S3_ENDPOINT=http://127.0.0.1:4568, with the bucket `lag` and the server's
+    // credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    if let Ok(endpoint) = std::env::var("BENCH_S3_ENDPOINT") {
+        let var =
+            |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("BENCH_S3_ENDPOINT needs {k}"));
+        let opts = [
+            ("aws_endpoint", endpoint.clone()),
+            ("aws_allow_http", "true".to_owned()),
+            ("aws_access_key_id", var("AWS_ACCESS_KEY_ID")),
+            ("aws_secret_access_key", var("AWS_SECRET_ACCESS_KEY")),
+            ("aws_region", "us-east-1".to_owned()),
+        ];
+        let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let s3 = Target::parse_with_options("s3://lag/audit", true, &opts)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let uploads = env_u64("BENCH_S3_UPLOADS", 16) as usize;
+        lag_run(
+            s3,
+            &format!("S3 ({endpoint}, {uploads} uploads at once)"),
+            secs,
+            uploads,
+        )
+        .await;
     }
     println!();
 }

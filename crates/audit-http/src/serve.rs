@@ -18,15 +18,6 @@ const GRACE: Duration = Duration::from_secs(10);
 /// Full bundles written as files per pass: a shutdown waits for one pass at most.
 const BUNDLES_PER_PASS: u64 = 64;
 
-/// Aborts its task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Keeps every full bundle of `log` in its file (see [`AuditLog::materialize_bundles`]): the
 /// ones an older data directory lacks at start, then each new one after its checkpoint, while
 /// its entries are still in sled's cache. Serving a bundle is then one file read.
@@ -70,8 +61,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
     let feed = config.feed.clone().unwrap_or_else(|| log.feed());
-    // Ends (aborted) when serving ends, however it ends.
-    let _bundles = AbortOnDrop(tokio::spawn(keep_bundle_files(log.clone())));
+    // A JoinSet aborts its tasks when dropped: this one ends when serving ends, however it ends.
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(keep_bundle_files(log.clone()));
     let app = router(log, feed, &config.access);
     let Some(tls) = config.tls.clone() else {
         if matches!(config.access, Access::Mtls) {

@@ -24,8 +24,7 @@ async fn verify_prints_the_table_and_exits_by_the_worst_status() -> Result<()> {
     let mut service = PlatformService::grpc("dr-1", &platform.url());
     service.timeout_ms = None;
     let env = SimServer::start_with(|b| Ok(b.platform_service(service))).await?;
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, GLOBAL_ADMIN).await?.onboarding_id;
+    let (token, id) = env.invited_and_signed_in(GLOBAL_ADMIN).await?;
     let done = completed(&env.provision(&token, &id, "Sbc-One").await??)?;
     let server = format!("http://{}", env.server.addr);
 

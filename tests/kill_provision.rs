@@ -11,8 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
+use testkit::child::replay_plan;
 use testkit::onboard_binary;
-use testkit::process::{ServerFiles, kill_plan, log_tail};
+use testkit::process::{ServerFiles, log_tail};
 use testkit::sim::{TOKEN_APP, calm, users::GLOBAL_ADMIN};
 use testkit::snapshot::{no_duplicates, sps_where};
 use testkit::wizard::{invite, provision_stream, signed_in, wait_settled};
@@ -28,7 +29,7 @@ enum KillAt {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_provision_resumes_without_duplicates() -> Result<()> {
-    let (rounds, mut rng) = kill_plan(6);
+    let (rounds, mut rng) = replay_plan("ONBOARD_KILL", 6);
     let seed = rng.seed;
 
     // Each Graph call takes 25 ms, so a run lasts long enough for kills to land inside it.

@@ -20,9 +20,10 @@ use entra_client::OpContext;
 use entra_sim::{Faults, Sim};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_client::CredentialsClient;
+use testkit::child::replay_plan;
 use testkit::config::OPERATOR;
 use testkit::onboard_binary;
-use testkit::process::{ServerFiles, kill_plan};
+use testkit::process::ServerFiles;
 use testkit::server::{Authed, with_token};
 use testkit::sim::{GRAPH_DEFAULT, calm, entra_client, users::GLOBAL_ADMIN};
 use testkit::snapshot::apps_named;
@@ -171,7 +172,7 @@ impl Audited {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secret() -> Result<()> {
-    let (rounds, mut rng) = kill_plan(6);
+    let (rounds, mut rng) = replay_plan("ONBOARD_KILL", 6);
 
     let sim = testkit::sim::start(calm()).await?;
     let onboard = onboard_binary!();

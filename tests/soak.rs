@@ -18,9 +18,10 @@ use onboard_proto::v1 as pb;
 use onboard_proto::v1::audit_client::AuditClient;
 use onboard_proto::v1::credentials_client::CredentialsClient;
 use onboard_proto::v1::verification_client::VerificationClient;
+use testkit::child::replay_plan;
 use testkit::config::{AUDITOR, OPERATOR};
 use testkit::onboard_binary;
-use testkit::process::{Onboard, ServerFiles, ServerProc, kill_plan, rss_kib};
+use testkit::process::{Onboard, ServerFiles, ServerProc, rss_kib};
 use testkit::server::with_token;
 use testkit::sim::{calm, users::GLOBAL_ADMIN};
 use testkit::snapshot::no_duplicates;
@@ -73,7 +74,7 @@ async fn soak_with_kills_throttling_and_lag() -> Result<()> {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(600)
         .min(600);
-    let (_, mut rng) = kill_plan(0);
+    let (_, mut rng) = replay_plan("ONBOARD_KILL", 0);
     let sim = testkit::sim::start(Faults {
         throttle_rate: 0.10,
         throttle_retry_after_s: 1,

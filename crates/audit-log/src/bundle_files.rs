@@ -31,10 +31,15 @@ use crate::tiles::{TILE_WIDTH, index_path};
 /// The directory of bundle files inside the log's data directory.
 pub(crate) const DIR: &str = "bundles";
 
+/// Where files are written before they are renamed into place, inside [`DIR`]. A crash can
+/// leave files here; a writable open empties it (only one process writes a data directory:
+/// sled holds its lock).
+const TMP_DIR: &str = ".tmp";
+
 /// Bytes after the bundle: the level-8 node and the CRC.
 const TRAILER: usize = 32 + 4;
 
-/// Makes temporary names unique within the process (two threads may write one bundle at once).
+/// Makes temporary names unique (two threads may write one bundle at once; one process writes).
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The bundle files of one log.
@@ -59,10 +64,20 @@ fn crc(n: u64, bundle: &[u8], node: &Hash) -> u32 {
 }
 
 impl BundleFiles {
-    /// The bundle files of the log in `data_dir`.
+    /// The bundle files of the log in `data_dir`. A writable log first removes what an
+    /// interrupted write left behind.
     pub(crate) fn new(data_dir: &Path, writable: bool) -> Self {
+        let dir = data_dir.join(DIR);
+        if writable {
+            match std::fs::remove_dir_all(dir.join(TMP_DIR)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(error = %e, dir = %dir.display(), "removing unfinished audit bundle files failed");
+                }
+                _ => {}
+            }
+        }
         Self {
-            dir: data_dir.join(DIR),
+            dir,
             writable,
             present_below: AtomicU64::new(0),
         }
@@ -126,8 +141,9 @@ impl BundleFiles {
         data.extend_from_slice(bundle);
         data.extend_from_slice(node);
         data.extend_from_slice(&crc(n, bundle, node).to_be_bytes());
-        let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_extension(format!("tmp{}-{seq}", std::process::id()));
+        let tmp_dir = self.dir.join(TMP_DIR);
+        std::fs::create_dir_all(&tmp_dir)?;
+        let tmp = tmp_dir.join(TMP_SEQ.fetch_add(1, Ordering::Relaxed).to_string());
         std::fs::write(&tmp, &data)?;
         std::fs::rename(&tmp, &path).inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
@@ -252,5 +268,26 @@ mod tests {
         assert!(!ro.exists(6));
         assert_eq!(ro.read(5, &[2u8; 32]), None);
         assert!(ro.exists(5), "a read-only log removed a file");
+    }
+
+    #[test]
+    fn what_a_crash_left_mid_write_is_removed_by_the_next_writable_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = [3u8; 32];
+        let files = BundleFiles::new(dir.path(), true);
+        files.write(9, b"\x00\x00", &node).unwrap();
+        let tmp = dir.path().join("bundles/.tmp");
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "renamed into place"
+        );
+        // A write cut off between its write and its rename.
+        std::fs::write(tmp.join("17"), b"torn").unwrap();
+        BundleFiles::new(dir.path(), false);
+        assert!(tmp.join("17").exists(), "a read-only log removed a file");
+        let files = BundleFiles::new(dir.path(), true);
+        assert!(!tmp.exists());
+        assert_eq!(files.read(9, &node).as_deref(), Some(&b"\x00\x00"[..]));
     }
 }

@@ -7,13 +7,13 @@
 //! safety rests on sled's fsync before every acknowledgement.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Stdio;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 use audit_log::SignedCheckpoint;
 use testkit::audit::{open_log, sample_fields};
+use testkit::child::{ChildTest, replay_plan};
 use testkit::keys::log_signer;
 
 const DIR_VAR: &str = "AUDIT_CRASH_DIR";
@@ -44,90 +44,41 @@ fn child_writer() {
     }
 }
 
-/// A small xorshift so each run's kill times differ and the seed is printed for replay.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn crash_recovery_keeps_every_acknowledged_entry() {
-    let rounds: u32 = std::env::var("AUDIT_CRASH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(15);
-    let seed = std::env::var("AUDIT_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    println!("AUDIT_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let (rounds, mut rng) = replay_plan("AUDIT_CRASH", 15);
+    let seed = rng.seed;
     let dir = tempfile::tempdir().unwrap();
     let mut max_acked: Option<u64> = None;
     let mut total_acks = 0u64;
     // Every checkpoint any child ever returned, by size: a second root for a size is a fork.
     let mut signed: BTreeMap<u64, String> = BTreeMap::new();
     for round in 0..rounds {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "child_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DIR_VAR, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let child = ChildTest::spawn("child_writer", &[(DIR_VAR, dir.path())], Stdio::null());
         // Kill at a random moment: one round in four anywhere from spawn (often during open),
         // the others a random time after the first acknowledgement (mid-append).
         let mut lines = Vec::new();
-        if !rng.next().is_multiple_of(4) {
+        if rng.below(4) != 0 {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
-                match rx.recv_timeout(Duration::from_millis(50)) {
+                match child.next_line(Duration::from_millis(50)) {
                     Ok(l) if l.starts_with("ack ") => {
                         lines.push(l);
                         break;
                     }
                     Ok(l) => lines.push(l),
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
         }
-        let wait = Duration::from_millis(rng.next() % 300);
+        let wait = Duration::from_millis(rng.below(300));
         let start = Instant::now();
         while start.elapsed() < wait {
             std::thread::sleep(Duration::from_millis(1));
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
+        lines.extend(child.kill());
         let mut acks = 0u64;
-        lines.extend(rx.try_iter());
         for line in lines {
             let Some(rest) = line.strip_prefix("ack ") else {
                 continue;

@@ -8,10 +8,11 @@
 //! checkpoint (the checkpoint goes last), and the parent kills it there. SIGKILL keeps the page
 //! cache: this tests process crashes, not power loss.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::ffi::OsString;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use audit_log::verify::VerifyOptions;
@@ -19,6 +20,7 @@ use audit_log::{AuditLog, StartupCheck};
 use audit_remote::fetch::verify_source;
 use audit_remote::{PublishEvent, Publisher, RemoteError, Source, Target};
 use testkit::audit::open_log;
+use testkit::child::ChildTest;
 use testkit::keys::log_signer;
 use testkit::tiles::{Moto, append_more};
 
@@ -148,49 +150,37 @@ fn run_child(
     append: u64,
     pause_at: Option<u64>,
 ) -> Vec<String> {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--ignored", "--exact", "child_publisher", "--nocapture"])
-        .env(LOG_DIR, log_dir)
-        .env(TARGET, target)
-        .env(APPEND, append.to_string())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut vars: Vec<(&str, OsString)> = vec![
+        (LOG_DIR, log_dir.as_os_str().to_owned()),
+        (TARGET, target.into()),
+        (APPEND, append.to_string().into()),
+    ];
+    vars.extend(env.iter().map(|(k, v)| (*k, v.into())));
     if let Some(p) = pause_at {
-        cmd.env(PAUSE_AT, p.to_string());
+        vars.push((PAUSE_AT, p.to_string().into()));
     }
-    let mut child = cmd.spawn().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let child = ChildTest::spawn("child_publisher", &vars, Stdio::inherit());
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut lines = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        match child.next_line(left) {
             Ok(line) => {
                 let paused = line == "paused";
                 lines.push(line);
                 if paused {
-                    child.kill().unwrap();
-                    child.wait().unwrap();
+                    child.kill();
                     return lines;
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let status = child.wait().unwrap();
+            Err(RecvTimeoutError::Disconnected) => {
+                let (status, rest) = child.wait();
+                lines.extend(rest);
                 assert!(status.success(), "child failed: {lines:?}");
                 return lines;
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
+            Err(RecvTimeoutError::Timeout) => {
+                child.kill();
                 panic!("child timed out: {lines:?}");
             }
         }
@@ -239,7 +229,10 @@ fn crash_and_resume(target: &str, env: &[(&str, String)]) {
         .unwrap_or_else(|| panic!("{lines:?}"))
         .parse()
         .unwrap();
-    let resumed = lines.iter().find(|l| l.starts_with("Resumed")).unwrap();
+    let resumed = lines
+        .iter()
+        .find(|l| l.starts_with("Resumed"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
     assert!(
         resumed.starts_with("Resumed { published: Some("),
         "{lines:?}"

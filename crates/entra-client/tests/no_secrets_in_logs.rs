@@ -26,13 +26,7 @@ async fn tokens_and_secrets_never_reach_the_logs() {
     .await
     .unwrap();
     let mut flow = env.device_flow().await.unwrap();
-    env.sim
-        .complete_device_login(
-            &flow.authorization().user_code.clone(),
-            &env.upn("globaladmin"),
-        )
-        .await
-        .unwrap();
+    env.approve(&flow, "globaladmin").await.unwrap();
     let tokens = flow
         .poll_until_done(|t| tracing::info!(?t, "tick"))
         .await

@@ -27,8 +27,7 @@ async fn device_code_sign_in_yields_tokens_for_the_right_user() {
     let env = SimEnv::start(calm()).await.unwrap();
     let mut flow = env.device_flow().await.unwrap();
     let auth = flow.authorization();
-    let user_code = auth.user_code.clone();
-    assert!(!user_code.is_empty());
+    assert!(!auth.user_code.is_empty());
     assert!(
         auth.verification_uri.starts_with("https://"),
         "{}",
@@ -43,10 +42,7 @@ async fn device_code_sign_in_yields_tokens_for_the_right_user() {
         PollOutcome::Pending { .. }
     ));
 
-    env.sim
-        .complete_device_login(&user_code, &env.upn("globaladmin"))
-        .await
-        .unwrap();
+    env.approve(&flow, "globaladmin").await.unwrap();
     let mut ticks = 0;
     let tokens = flow.poll_until_done(|_| ticks += 1).await.unwrap();
     assert!(
@@ -80,13 +76,7 @@ async fn polling_faster_than_the_interval_gets_slow_down_and_plus_five_seconds()
 async fn declined_sign_in_is_typed() {
     let env = SimEnv::start(calm()).await.unwrap();
     let mut flow = env.device_flow().await.unwrap();
-    env.sim
-        .decline_device_login(
-            &flow.authorization().user_code.clone(),
-            &env.upn("globaladmin"),
-        )
-        .await
-        .unwrap();
+    env.decline(&flow, "globaladmin").await.unwrap();
     let err = flow.poll_until_done(|_| {}).await.unwrap_err();
     assert!(matches!(err, EntraError::DeviceCodeDeclined(_)), "{err:?}");
     assert!(err.is_authorization_denied());

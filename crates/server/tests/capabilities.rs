@@ -140,8 +140,7 @@ async fn expect_in_grace_then_none(
 
 /// A new invitation signed in as the Global Administrator: (token, onboarding id).
 async fn signed_in(env: &SimServer) -> Result<(String, String)> {
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
     Ok((token, id))
 }
 

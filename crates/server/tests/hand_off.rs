@@ -217,8 +217,7 @@ async fn an_application_administrator_starts_and_a_global_administrator_finishes
         .collect();
     ensure!(links.len() == 2 && links.iter().all(|e| e["actor"] == first.as_str()));
     testkit::audit::check_schema(&env.server.entries()?)?;
-    env.server.stop().await?;
-    Ok(())
+    env.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,8 +262,7 @@ async fn a_wait_survives_a_restart_and_nobody_acting_undoes_it_when_it_expires()
     ensure!(actors_of(&env, "onboarding.cancel", &id)? == std::slice::from_ref(&expiry));
     ensure!(actors_of(&env, "app_registration.delete", &id)? == [expiry]);
     testkit::audit::check_schema(&env.server.entries()?)?;
-    env.server.stop().await?;
-    Ok(())
+    env.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,12 +308,10 @@ async fn the_starter_can_cancel_a_wait_and_without_hand_offs_provision_is_refuse
 
     // `hand_off_wait_secs = 0`: no hand-off, refused before any change as before.
     let env = SimServer::start_with(|b| Ok(b.limit("hand_off_wait_secs", 0))).await?;
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "appadmin").await?.onboarding_id;
+    let (token, id) = env.invited_and_signed_in("appadmin").await?;
     env.provision(&token, &id, "Sbc-Never")
         .await?
         .refused(Code::FailedPrecondition, &["Privileged Role Administrator"])?;
     ensure!(apps_named(&env.sim.snapshot(), "Sbc-Never").is_empty());
-    env.server.stop().await?;
-    Ok(())
+    env.stop().await
 }

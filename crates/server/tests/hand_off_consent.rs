@@ -177,8 +177,7 @@ async fn a_global_administrator_consents_on_microsofts_page_and_the_onboarding_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_leaves_the_directory_role_to_the_link() -> Result<()> {
     let env = start().await?;
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, users::APP_ADMIN).await?.onboarding_id;
+    let (token, id) = env.invited_and_signed_in(users::APP_ADMIN).await?;
     let h = awaiting_admin(
         &env.provision(&token, &id, "Sbc-Consent")
             .await?

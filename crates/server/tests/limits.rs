@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
-use onboard_proto::v1::onboarding_client::OnboardingClient;
 use testkit::config::ServerConfigBuilder;
 use testkit::server::{AUDITOR, OPERATOR, TestServer, append};
 use testkit::sim_server::SimServer;
+use testkit::wizard::start_sign_in;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -54,15 +54,8 @@ async fn open_sign_in(
     token: &str,
     upn: &str,
 ) -> Result<Result<tonic::Streaming<pb::SignInEvent>, Status>> {
-    let mut c = OnboardingClient::new(env.server.channel().await?);
-    let mut s = match c
-        .sign_in(pb::SignInRequest {
-            invitation_token: token.into(),
-            admin_upn: upn.into(),
-        })
-        .await
-    {
-        Ok(s) => s.into_inner(),
+    let mut s = match start_sign_in(env.server.channel().await?, token, upn).await {
+        Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
     match s.message().await {

@@ -12,6 +12,7 @@ use onboard_server::Role;
 use testkit::pki::{Ca, Pem, San};
 use testkit::server::{AUDITOR, Bearer, TestServer};
 use testkit::server_helpers::Refused;
+use testkit::wizard::contoso;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -83,12 +84,7 @@ async fn client_certificates_map_to_roles() -> Result<()> {
     // The portal (URI SAN) is an operator.
     let portal = channel(s.addr, &pki, Some(&pki.portal)).await?;
     let created = InvitationsClient::new(portal.clone())
-        .create_invitation(pb::CreateInvitationRequest {
-            customer: "Contoso".into(),
-            service_id: "svc-1".into(),
-            profile: "direct-routing".into(),
-            ..Default::default()
-        })
+        .create_invitation(contoso("svc-1", "direct-routing"))
         .await?
         .into_inner();
     assert_eq!(

@@ -232,15 +232,13 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     let entries = env.server.entries()?;
     ensure!(phases(&entries, "onboarding.cancel_request", &id) == ["intent", "succeeded"]);
     ensure!(phases(&entries, "onboarding.cancel", &id) == ["intent", "succeeded"]);
-    env.server.stop().await?;
-    Ok(())
+    env.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()> {
     let env = SimServer::start().await?;
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
     // Slow Graph down so the restart lands in the middle of the run.
     env.sim.set_faults(entra_sim::Faults {
         latency_ms: 150,
@@ -305,6 +303,5 @@ async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()
     // before that change: FAILED_PRECONDITION for the session lost in the restart).
     let after = plan(&env.server, &token, &id, "Sbc-Other").await?;
     after.refused(Code::PermissionDenied, &[])?;
-    env.server.stop().await?;
-    Ok(())
+    env.stop().await
 }

@@ -67,8 +67,7 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
         .await?
         .refused(Code::InvalidArgument, &[])?;
     ensure!(bad_fields(&s) == ["invitation_token"], "{s:?}");
-    env.server.stop().await?;
-    Ok(())
+    env.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,15 +118,13 @@ async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() 
         new == ["onboarding.provision", "onboarding.provision"],
         "{new:?}"
     );
-    env.server.stop().await?;
-    Ok(())
+    env.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn name_rules_are_field_violations_on_app_name() -> Result<()> {
     let env = SimServer::start().await?;
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
     for (name, rule) in [
         ("ab", "3 to 15 characters"),
         ("abcdefghijklmnop", "3 to 15 characters"),
@@ -152,6 +149,5 @@ async fn name_rules_are_field_violations_on_app_name() -> Result<()> {
         }
     }
     ensure!(env.sim.snapshot()["applications"].as_array().map(Vec::len) == Some(0));
-    env.server.stop().await?;
-    Ok(())
+    env.stop().await
 }

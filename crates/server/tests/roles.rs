@@ -5,6 +5,7 @@ use anyhow::Result;
 use onboard_proto::v1 as pb;
 use testkit::server::{ADMIN, AUDITOR, OPERATOR, TestServer};
 use testkit::server_helpers::code_of;
+use testkit::wizard::contoso;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -55,12 +56,7 @@ async fn invitation_codes(
     token: Option<&str>,
 ) -> Result<Vec<(&'static str, Code)>> {
     let mut c = s.invitations(token).await?;
-    let create = pb::CreateInvitationRequest {
-        customer: "Contoso".into(),
-        service_id: "svc-1".into(),
-        profile: "direct-routing".into(),
-        ..Default::default()
-    };
+    let create = contoso("svc-1", "direct-routing");
     let created = c.create_invitation(create).await;
     let id = created
         .as_ref()

@@ -449,39 +449,6 @@ fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
         .parse()?)
 }
 
-/// A small deterministic generator (xorshift64*), so a printed seed replays a failing run.
-pub struct Rng {
-    /// The seed it started from.
-    pub seed: u64,
-    /// The current state.
-    state: u64,
-}
-
-impl Rng {
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
-}
-
-/// Rounds (`ONBOARD_KILL_ROUNDS`, else `default_rounds`) and a generator seeded from
-/// `ONBOARD_KILL_SEED` (else the clock) for the kill tests; prints both for a replay.
-pub fn kill_plan(default_rounds: u64) -> (u64, Rng) {
-    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    let rounds = env("ONBOARD_KILL_ROUNDS").unwrap_or(default_rounds);
-    let seed = env("ONBOARD_KILL_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    }) | 1;
-    println!("ONBOARD_KILL_SEED={seed} ONBOARD_KILL_ROUNDS={rounds}");
-    (rounds, Rng { seed, state: seed })
-}
-
 /// Waits until process `pid` catches SIGTERM. `onboard serve` installs its handlers before it
 /// prints its start-up line; this guards a test against a build where that order regressed
 /// (a SIGTERM before the handler ends the process by the signal's default action instead of

@@ -224,6 +224,21 @@ impl SimEnv {
         device_flow(&self.client, &self.info).await
     }
 
+    /// `nick` approves `flow`'s code in the emulator's "browser".
+    pub async fn approve(&self, flow: &DeviceCodeFlow, nick: &str) -> Result<()> {
+        let code = &flow.authorization().user_code;
+        Ok(self
+            .sim
+            .complete_device_login(code, &self.upn(nick))
+            .await?)
+    }
+
+    /// `nick` declines `flow`'s code in the emulator's "browser".
+    pub async fn decline(&self, flow: &DeviceCodeFlow, nick: &str) -> Result<()> {
+        let code = &flow.authorization().user_code;
+        Ok(self.sim.decline_device_login(code, &self.upn(nick)).await?)
+    }
+
     /// The wizard's device-code sign-in as `nick`.
     pub async fn sign_in(&self, nick: &str) -> Result<TokenSet> {
         sign_in(&self.sim, &self.client, nick).await
@@ -235,10 +250,7 @@ impl SimEnv {
         let mut all: Vec<&str> = scopes.to_vec();
         all.extend(["offline_access", "openid", "profile"]);
         let mut flow = device_flow_with(&self.client, &self.info, &all).await?;
-        let user_code = flow.authorization().user_code.clone();
-        self.sim
-            .complete_device_login(&user_code, &self.upn(nick))
-            .await?;
+        self.approve(&flow, nick).await?;
         Ok(self.graph_with(flow.poll_until_done(|_| {}).await?.access_token))
     }
 

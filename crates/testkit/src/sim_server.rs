@@ -41,6 +41,12 @@ impl SimServer {
         Ok(Self { sim, info, server })
     }
 
+    /// Stops the server (its background tasks end and the audit log is closed): how a test
+    /// ends.
+    pub async fn stop(self) -> Result<()> {
+        self.server.stop().await
+    }
+
     /// Stops the server and starts a new one on the same data directory (a process restart).
     pub async fn restart(self) -> Result<Self> {
         let Self { sim, info, server } = self;
@@ -130,6 +136,14 @@ impl SimServer {
     /// A successful sign-in as `nick`; the SignedIn event.
     pub async fn signed_in(&self, token: &str, nick: &str) -> Result<pb::SignedIn> {
         wizard::signed_in(self.server.channel().await?, &self.sim, token, nick).await
+    }
+
+    /// A new invitation (server defaults) and a successful sign-in with it as `nick`: the
+    /// invitation token and the onboarding id.
+    pub async fn invited_and_signed_in(&self, nick: &str) -> Result<(String, String)> {
+        let (token, _) = self.invite(None).await?;
+        let id = self.signed_in(&token, nick).await?.onboarding_id;
+        Ok((token, id))
     }
 
     /// Provision with the invitation token: every event, or the status.

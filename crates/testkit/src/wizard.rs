@@ -31,18 +31,25 @@ pub async fn invite(
 ) -> Result<(String, String)> {
     let r = InvitationsClient::new(with_token(ch, Some(OPERATOR)))
         .create_invitation(pb::CreateInvitationRequest {
-            customer: "Contoso".into(),
-            service_id: service_id.into(),
-            profile: profile.into(),
             valid_for: valid_for.map(|d| prost_types::Duration {
                 seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                 nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
             }),
-            ..Default::default()
+            ..contoso(service_id, profile)
         })
         .await?
         .into_inner();
     Ok((r.token, r.invitation.context("invitation")?.id))
+}
+
+/// An invitation for the customer "Contoso", `service_id` and `profile`, the rest defaults.
+pub fn contoso(service_id: &str, profile: &str) -> pb::CreateInvitationRequest {
+    pb::CreateInvitationRequest {
+        customer: "Contoso".into(),
+        service_id: service_id.into(),
+        profile: profile.into(),
+        ..Default::default()
+    }
 }
 
 /// What the person at the browser does when the device code arrives.
@@ -66,14 +73,8 @@ pub async fn sign_in(
     browser: Browser<'_>,
 ) -> Result<Result<Vec<pb::SignInEvent>, Status>> {
     let info = sim.info();
-    let mut stream = match OnboardingClient::new(ch)
-        .sign_in(pb::SignInRequest {
-            invitation_token: token.into(),
-            admin_upn: admin_upn.into(),
-        })
-        .await
-    {
-        Ok(s) => s.into_inner(),
+    let mut stream = match start_sign_in(ch, token, admin_upn).await {
+        Ok(s) => s,
         Err(status) => return Ok(Err(status)),
     };
     let mut events = Vec::new();
@@ -103,6 +104,23 @@ pub async fn sign_in(
             Err(status) => return Ok(Err(status)),
         }
     }
+}
+
+/// Calls SignIn with invitation `token` for `admin_upn`: the open event stream, or the status
+/// the call was refused with.
+pub async fn start_sign_in(
+    ch: Channel,
+    token: &str,
+    admin_upn: &str,
+) -> Result<tonic::Streaming<pb::SignInEvent>, Status> {
+    let request = pb::SignInRequest {
+        invitation_token: token.into(),
+        admin_upn: admin_upn.into(),
+    };
+    Ok(OnboardingClient::new(ch)
+        .sign_in(request)
+        .await?
+        .into_inner())
 }
 
 /// A successful sign-in as `nick` with invitation `token`; the SignedIn event.

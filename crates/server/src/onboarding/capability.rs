@@ -23,6 +23,7 @@
 //! operator's CancelOnboarding with a non-empty `reason`.
 
 use onboard_core::time::{now_ms, parse};
+use onboard_proto::v1 as pb;
 use provision::Status;
 use tonic::Request;
 
@@ -39,16 +40,46 @@ pub(super) struct Access {
     pub(super) invitation: Option<String>,
 }
 
+/// A request about one onboarding, made with the customer's invitation token or (token empty)
+/// by an operator: what [`OnboardingService::access`] reads.
+pub(super) trait OnboardingCall {
+    /// The invitation token; empty for an operator.
+    fn token(&self) -> &str;
+    /// The onboarding the call is about.
+    fn onboarding_id(&self) -> &str;
+}
+
+macro_rules! onboarding_calls {
+    ($($request:ty),* $(,)?) => {$(
+        impl OnboardingCall for $request {
+            fn token(&self) -> &str {
+                &self.invitation_token
+            }
+            fn onboarding_id(&self) -> &str {
+                &self.onboarding_id
+            }
+        }
+    )*};
+}
+
+onboarding_calls!(
+    pb::PlanRequest,
+    pb::ProvisionRequest,
+    pb::WatchRequest,
+    pb::GetOnboardingRequest,
+    pb::CancelOnboardingRequest,
+    pb::IssueHandOffLinkRequest,
+);
+
 impl OnboardingService {
     /// The caller of an RPC on `onboarding_id`: the invitation that created it (token given,
     /// within the capability table of `capability`) or an operator.
-    pub(super) fn access<T>(
+    pub(super) fn access<T: OnboardingCall>(
         &self,
         req: &Request<T>,
-        token: &str,
-        onboarding_id: &str,
         rpc: CustomerRpc,
     ) -> Result<Access> {
+        let (token, onboarding_id) = (req.get_ref().token(), req.get_ref().onboarding_id());
         crate::telemetry::note_onboarding(req, onboarding_id);
         if token.is_empty() {
             let caller = self.app.auth().authorize(req, &[Role::Operator])?;

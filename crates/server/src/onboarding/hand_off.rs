@@ -26,15 +26,7 @@ impl OnboardingService {
         &self,
         req: Request<pb::IssueHandOffLinkRequest>,
     ) -> Result<pb::HandOffLink> {
-        let Access { actor, invitation } = {
-            let r = req.get_ref();
-            self.access(
-                &req,
-                &r.invitation_token,
-                &r.onboarding_id,
-                CustomerRpc::IssueHandOffLink,
-            )?
-        };
+        let Access { actor, invitation } = self.access(&req, CustomerRpc::IssueHandOffLink)?;
         let id = req.into_inner().onboarding_id;
         let invitations = self.app.invitations();
         if let Some(inv) = &invitation

@@ -137,16 +137,7 @@ impl OnboardingService {
     }
 
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {
-        let actor = {
-            let r = req.get_ref();
-            self.access(
-                &req,
-                &r.invitation_token,
-                &r.onboarding_id,
-                CustomerRpc::Plan,
-            )?
-            .actor
-        };
+        let actor = self.access(&req, CustomerRpc::Plan)?.actor;
         let r = req.into_inner();
         let (inv, admin) = self.session(&r.onboarding_id)?;
         let profile = if r.profile.is_empty() {
@@ -202,10 +193,7 @@ impl OnboardingService {
         } else {
             CustomerRpc::Provision
         };
-        let Access { actor, invitation } = {
-            let r = req.get_ref();
-            self.access(&req, &r.invitation_token, &r.onboarding_id, rpc)?
-        };
+        let Access { actor, invitation } = self.access(&req, rpc)?;
         let r = req.into_inner();
         // The secret goes to an operator (the platform) only; the customer's wizard, which
         // calls with the invitation token, never receives it (the platform claims it).
@@ -262,15 +250,7 @@ impl OnboardingService {
     }
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<BoxStream<pb::ProvisionEvent>> {
-        let Access { actor, invitation } = {
-            let r = req.get_ref();
-            self.access(
-                &req,
-                &r.invitation_token,
-                &r.onboarding_id,
-                CustomerRpc::Watch,
-            )?
-        };
+        let Access { actor, invitation } = self.access(&req, CustomerRpc::Watch)?;
         let r = req.into_inner();
         if let Some(o) = self.app.engine().get(&r.onboarding_id)?
             && matches!(
@@ -325,16 +305,7 @@ impl OnboardingService {
     }
 
     async fn get(&self, req: Request<pb::GetOnboardingRequest>) -> Result<pb::OnboardingInfo> {
-        let actor = {
-            let r = req.get_ref();
-            self.access(
-                &req,
-                &r.invitation_token,
-                &r.onboarding_id,
-                CustomerRpc::Get,
-            )?
-            .actor
-        };
+        let actor = self.access(&req, CustomerRpc::Get)?.actor;
         let id = req.into_inner().onboarding_id;
         let info = self.info(&id)?;
         self.record(Self::entry(
@@ -409,16 +380,7 @@ impl OnboardingService {
         &self,
         req: Request<pb::CancelOnboardingRequest>,
     ) -> Result<pb::OnboardingInfo> {
-        let actor = {
-            let r = req.get_ref();
-            self.access(
-                &req,
-                &r.invitation_token,
-                &r.onboarding_id,
-                CustomerRpc::Cancel,
-            )?
-            .actor
-        };
+        let actor = self.access(&req, CustomerRpc::Cancel)?.actor;
         let r = req.into_inner();
         let id = r.onboarding_id;
         match self.app.engine().get(&id)?.map(|o| o.status) {

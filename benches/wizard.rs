@@ -225,8 +225,7 @@ async fn main() -> Result<()> {
     };
     if only.runs("weight") {
         let sim = testkit::sim::start(calm()).await?;
-        let files = ServerFiles::new(&sim)?;
-        let server = onboard_binary!().serve(&files).await?;
+        let (_files, server) = onboard_binary!().start(&sim).await?;
         weight(&server).await?;
         server.terminate()?;
     }

@@ -382,8 +382,7 @@ async fn a_backup_is_refused_while_a_key_lives_in_the_state_store() -> Result<()
     let sim = testkit::sim::start(calm()).await?;
     let onboard = onboard_binary!();
     // The default test set-up: no sealing_key / token_key files (generated into the store).
-    let files = ServerFiles::new(&sim)?;
-    let server = onboard.serve(&files).await?;
+    let (files, server) = onboard.start(&sim).await?;
     let out = files.dir.path().join("refused.tar");
     let backup_as = |token: &'static str| {
         let (onboard, out, url) = (&onboard, out.display().to_string(), server.url());

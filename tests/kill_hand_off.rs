@@ -8,7 +8,6 @@ use onboard_proto::v1 as pb;
 use onboard_proto::v1::onboarding_client::OnboardingClient;
 use onboard_proto::v1::provision_event::Event as PE;
 use testkit::onboard_binary;
-use testkit::process::ServerFiles;
 use testkit::server::with_token;
 use testkit::sim::users::{APP_ADMIN, GLOBAL_ADMIN};
 use testkit::sim::{TOKEN_APP, calm};
@@ -19,8 +18,7 @@ use testkit::wizard::{completed, drain, get, invite, provision_stream, signed_in
 async fn sigkill_while_waiting_for_a_privileged_admin_then_the_link_finishes() -> Result<()> {
     let sim = testkit::sim::start(calm()).await?;
     let onboard = onboard_binary!();
-    let files = ServerFiles::new(&sim)?;
-    let server = onboard.serve(&files).await?;
+    let (files, server) = onboard.start(&sim).await?;
     let ch = server.channel().await?;
     let (token, _) = invite(ch.clone(), "dr-kill-hand-off", "direct-routing", None).await?;
     let id = signed_in(ch.clone(), &sim, &token, APP_ADMIN)

@@ -41,8 +41,7 @@ impl SlowEntra {
     /// Starts the emulator ([`slow_sim`], 5 runs by default) and `bin serve` on it.
     pub async fn start(bin: Onboard) -> Result<Self> {
         let (latency_ms, runs, sim) = slow_sim(5).await?;
-        let files = ServerFiles::new(&sim)?;
-        let server = bin.serve(&files).await?;
+        let (files, server) = bin.start(&sim).await?;
         let ch = server.channel().await?;
         Ok(Self {
             latency_ms,

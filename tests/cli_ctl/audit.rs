@@ -8,7 +8,6 @@ use onboard_proto::v1::audit_client::AuditClient;
 use testkit::config::{AUDITOR, OPERATOR};
 use testkit::keys::ORIGIN;
 use testkit::onboard_binary;
-use testkit::process::ServerFiles;
 use testkit::server::with_token;
 use testkit::sim::calm;
 use testkit::wizard::invite;
@@ -18,8 +17,7 @@ use crate::{ctl, ctl_json, json_lines, refused};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
     let sim = testkit::sim::start(calm()).await?;
-    let files = ServerFiles::new(&sim)?;
-    let server = onboard_binary!().serve(&files).await?;
+    let (files, server) = onboard_binary!().start(&sim).await?;
     let ch = server.channel().await?;
     for svc in ["dr-1", "dr-2", "dr-3"] {
         invite(ch.clone(), svc, "direct-routing", None).await?;

@@ -20,8 +20,7 @@ use crate::{ctl, ctl_json, has_line, json_lines, refused, same_as_grpc, succeede
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result<()> {
     let sim = testkit::sim::start(calm()).await?;
-    let files = ServerFiles::new(&sim)?;
-    let server = onboard_binary!().serve(&files).await?;
+    let (files, server) = onboard_binary!().start(&sim).await?;
     let ch = server.channel().await?;
     let done = onboard(ch.clone(), &sim, "dr-1", "direct-routing", "Ctl-Day-Two")
         .await?

@@ -8,7 +8,6 @@ use onboard_proto::v1::invitations_client::InvitationsClient;
 
 use testkit::config::{AUDITOR, OPERATOR, OPERATOR_IDENTITY};
 use testkit::onboard_binary;
-use testkit::process::ServerFiles;
 use testkit::server::with_token;
 use testkit::sim::calm;
 
@@ -17,8 +16,7 @@ use crate::{create_invitation, ctl, ctl_json, has_line, onboard, refused, same_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
     let sim = testkit::sim::start(calm()).await?;
-    let files = ServerFiles::new(&sim)?;
-    let server = onboard_binary!().serve(&files).await?;
+    let (files, server) = onboard_binary!().start(&sim).await?;
     let mut grpc = InvitationsClient::new(with_token(server.channel().await?, Some(OPERATOR)));
     let email = files.dir.path().join("mail.txt");
     let html = files.dir.path().join("mail.html");
@@ -162,8 +160,7 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_come_from_a_client_config_file() -> Result<()> {
     let sim = testkit::sim::start(calm()).await?;
-    let files = ServerFiles::new(&sim)?;
-    let server = onboard_binary!().serve(&files).await?;
+    let (_files, server) = onboard_binary!().start(&sim).await?;
     let dir = tempfile::tempdir()?;
     let token_file = dir.path().join("operator.token");
     std::fs::write(&token_file, format!("{OPERATOR}\n"))?;

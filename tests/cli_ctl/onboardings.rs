@@ -10,7 +10,6 @@ use pb::provision_event::Event as PE;
 
 use testkit::config::OPERATOR;
 use testkit::onboard_binary;
-use testkit::process::ServerFiles;
 use testkit::server::with_token;
 use testkit::sim::{calm, users};
 use testkit::wizard::{invite, onboard, signed_in};
@@ -25,8 +24,7 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
         ..calm()
     })
     .await?;
-    let files = ServerFiles::new(&sim)?;
-    let server = onboard_binary!().serve(&files).await?;
+    let (_files, server) = onboard_binary!().start(&sim).await?;
     let ch = server.channel().await?;
     let made = onboard(ch.clone(), &sim, "dr-1", "direct-routing", "Ctl-Watch").await?;
     let (id, done) = (made.onboarding_id, made.done);

@@ -67,6 +67,14 @@ impl Onboard {
         self.serve_logging(files, Some("warn")).await
     }
 
+    /// A server with the default test set-up on the emulator `sim` ([`ServerFiles::new`]),
+    /// started with [`Onboard::serve`]: its files and the running process.
+    pub async fn start(&self, sim: &Sim) -> Result<(ServerFiles, ServerProc)> {
+        let files = ServerFiles::new(sim)?;
+        let server = self.serve(&files).await?;
+        Ok((files, server))
+    }
+
     /// [`Onboard::serve`] with `RUST_LOG=rust_log`, or without `RUST_LOG` (the configuration's
     /// `[telemetry]` then decides). With `[telemetry] metrics_listen`, the
     /// `onboard metrics on ADDR` line before it gives [`ServerProc::metrics`].

@@ -119,15 +119,21 @@ async fn bench_appends(secs: u64) {
         })
     };
     // Alternate short rounds of baseline and log, so that load from other processes on this
-    // shared machine falls on both alike; report every round and the medians.
+    // shared machine falls on both alike; report every round and the medians. Each round starts
+    // with the next variant, so none always runs right after another's writes (whose writeback
+    // the kernel may still be doing).
     let rounds = env_u64("BENCH_ROUNDS", 3);
     let mut base_runs = Vec::new();
     let mut durable_runs = Vec::new();
     let mut our_runs = Vec::new();
-    for _ in 0..rounds {
-        base_runs.push(base_round(tx.clone(), filler.clone()).await);
-        durable_runs.push(base_round(dtx.clone(), filler.clone()).await);
-        our_runs.push(drive_log(&log, secs).await);
+    for round in 0..rounds {
+        for variant in (0..3).map(|k| (round + k) % 3) {
+            match variant {
+                0 => base_runs.push(base_round(tx.clone(), filler.clone()).await),
+                1 => durable_runs.push(base_round(dtx.clone(), filler.clone()).await),
+                _ => our_runs.push(drive_log(&log, secs).await),
+            }
+        }
     }
     drop(tx);
     drop(dtx);
@@ -154,9 +160,11 @@ async fn bench_appends(secs: u64) {
         per_sec(&our_runs),
     );
     println!(
-        "median entries/s: baseline {mb:.0}, durable baseline {md:.0}, audit log {mo:.0}; ratio of medians log/baseline {:.2}, log/durable baseline {:.2}",
+        "median entries/s: baseline {mb:.0}, durable baseline {md:.0}, audit log {mo:.0}; ratio of medians log/baseline {:.2}, log/durable baseline {:.2}; median of same-round ratios log/baseline {:.2}, log/durable baseline {:.2}",
         mo / mb,
-        mo / md
+        mo / md,
+        round_ratio(&our_runs, &base_runs),
+        round_ratio(&our_runs, &durable_runs)
     );
     println!();
 }
@@ -350,6 +358,17 @@ fn print_rounds(variants: &[(&str, &[AppendRun])]) {
             );
         }
     }
+}
+
+/// The median over rounds of `ours / theirs` in the same round: robust to a machine whose
+/// speed drifts between rounds, which moves both alike.
+fn round_ratio(ours: &[AppendRun], theirs: &[AppendRun]) -> f64 {
+    let ratios: Vec<f64> = ours
+        .iter()
+        .zip(theirs)
+        .map(|(o, t)| o.per_sec / t.per_sec)
+        .collect();
+    median(&ratios)
 }
 
 /// The median appends/s of `runs`.

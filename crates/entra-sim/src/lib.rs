@@ -370,6 +370,19 @@ impl Sim {
         self.shared.add_tenant(domain)
     }
 
+    /// Lets every access token issued so far reach the end of its lifetime (Entra's last 60–90
+    /// minutes) without waiting for it: Graph then answers them 401 "Lifetime validation
+    /// failed, the token is expired.", as it would an hour later, while refresh tokens (90
+    /// days) still redeem. Returns in the next second, so tokens issued after it are told
+    /// apart by their `iat`.
+    pub async fn expire_access_tokens(&self) {
+        let now = state::unix_now();
+        self.shared.lock().access_tokens_expired_through = now;
+        while state::unix_now() <= now {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Replaces the fault switches (takes effect for the next request).
     pub fn set_faults(&self, f: Faults) {
         self.shared.set_faults(f);

@@ -85,6 +85,9 @@ pub struct Inner {
     pub device_codes: HashMap<String, DeviceSession>,
     /// Refresh tokens by SHA-256 hex of the token.
     pub refresh_tokens: HashMap<String, RefreshSession>,
+    /// Access tokens issued at or before this second (Unix time) count as expired
+    /// ([`crate::Sim::expire_access_tokens`]); 0: none.
+    pub access_tokens_expired_through: i64,
 }
 
 impl Inner {
@@ -245,6 +248,7 @@ impl Shared {
             faults: config.faults.clone(),
             device_codes: HashMap::new(),
             refresh_tokens: HashMap::new(),
+            access_tokens_expired_through: 0,
         };
         let shared = Shared {
             base_url,

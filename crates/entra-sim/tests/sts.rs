@@ -264,6 +264,32 @@ async fn refresh_token_gives_new_tokens() {
 }
 
 #[tokio::test]
+async fn an_expired_access_token_is_refused_and_its_refresh_token_still_redeems() {
+    let env = Wire::start(Faults::default()).await;
+    let tok = env.sign_in("globaladmin").await;
+    let old = str_of(&tok["access_token"]);
+    env.get(&old, "/applications").await.expect(200);
+    env.sim.expire_access_tokens().await;
+    let r = env.get(&old, "/applications").await;
+    let body = r.expect_error(401, "InvalidAuthenticationToken");
+    assert_eq!(
+        body["error"]["message"],
+        "Lifetime validation failed, the token is expired."
+    );
+    let cid = env.info.token_app_client_id.clone();
+    let rt = str_of(&tok["refresh_token"]);
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", cid.as_str()),
+        ("refresh_token", rt.as_str()),
+        ("scope", SCOPE),
+    ];
+    let fresh = str_of(&env.token(&form).await.expect(200)["access_token"]);
+    env.get(&fresh, "/applications").await.expect(200);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn client_credentials_ok_wrong_secret_unknown_client() {
     let (env, admin) = Wire::signed_in("globaladmin").await;
     let (app, sp, secret) = env.provision(&admin, "svc-cc").await;

@@ -379,7 +379,10 @@ impl Engine {
             }
             match rec.status {
                 Status::Running => {
-                    let token = self.admin_token(&rec)?;
+                    // The process may have been down for longer than the access token lives.
+                    let mut rec = rec;
+                    let token = self.fresh_admin_token(&mut rec).await?;
+                    self.inner.store.put(&rec).await?;
                     let id = rec.id.clone();
                     self.spawn(self.run_for(rec, token, "system", None, None)?)?;
                     resumed.push(id);
@@ -435,7 +438,8 @@ impl Engine {
     }
 
     /// Stops the onboarding (if running) and removes what it created, audited; returns the
-    /// final state. Uses the admin sign-in the onboarding was started with.
+    /// final state. Uses the admin sign-in the onboarding was started with, its access token
+    /// renewed with its refresh token.
     pub async fn cancel(&self, id: &str, actor: &str) -> Result<Onboarding, ProvisionError> {
         let handle = self
             .inner
@@ -455,14 +459,13 @@ impl Engine {
         if rec.status == Status::Cancelled {
             return Ok(Onboarding::from(&rec));
         }
-        let token = if rec.status == Status::AwaitingAdmin {
-            // The wait may have outlived the access token; its end is on the log first.
-            let token = self.fresh_admin_token(&mut rec).await?;
+        // The sign-in may be days old (a completed onboarding undone, a wait that outlived the
+        // access token): redeem its refresh token for a working access token.
+        let token = self.fresh_admin_token(&mut rec).await?;
+        if rec.status == Status::AwaitingAdmin {
+            // The wait's end is on the log first.
             crate::hand_off::end(&self.inner, &mut rec, actor, false).await?;
-            token
-        } else {
-            self.admin_token(&rec)?
-        };
+        }
         rec.status = Status::Cancelling;
         self.inner.store.put(&rec).await?;
         let run = self.run_for(rec, token, actor, None, None)?;

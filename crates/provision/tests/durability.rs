@@ -322,6 +322,40 @@ async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
     Ok(())
 }
 
+/// A failed onboarding undone hours later, and a run resumed after a long outage: the
+/// admin's access token (about an hour) has expired by then, its refresh token has not, and
+/// the temporary app it was issued to is still there (removing it is the last step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_admin_access_token_is_renewed_for_a_late_cancel_and_a_late_resume() -> Result<()>
+{
+    let env = EngineEnv::start(
+        calm(),
+        Some(hook_once("permissions_and_roles", HookAction::Fail)),
+    )
+    .await?;
+    let admin = env.signed_in("globaladmin").await?;
+    aborted(&env.run(env.request("onb-late", "Sbc-Late"), admin).await?)?;
+    env.sim.expire_access_tokens().await;
+    let done = env.engine.cancel("onb-late", "tester").await?;
+    ensure!(done.status == Status::Cancelled, "{done:?}");
+    ensure!(
+        apps_named(&env.snapshot(), "Sbc-Late").is_empty(),
+        "app left"
+    );
+
+    let env = env
+        .restart(Some(hook_once("permissions_and_roles", HookAction::Halt)))
+        .await?;
+    let admin = env.signed_in("globaladmin").await?;
+    env.run(env.request("onb-out", "Sbc-Outage"), admin).await?;
+    env.sim.expire_access_tokens().await;
+    let env = env.restart(None).await?;
+    ensure!(env.engine.resume_all().await? == ["onb-out"]);
+    completion(&collect(env.engine.watch("onb-out", 1)?, 120).await?)?;
+    no_duplicates(&env.snapshot(), "Sbc-Outage")?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_while_running_stops_and_undoes() -> Result<()> {
     // Slow answers keep the run busy long enough to cancel it half-way.

@@ -228,7 +228,10 @@ fn authenticate(
     ) {
         return Err(unauth("Access token validation failure. Invalid audience."));
     }
-    if claims["exp"].as_i64().unwrap_or(0) <= unix_now() {
+    let expired_through = s.lock().access_tokens_expired_through;
+    if claims["exp"].as_i64().unwrap_or(0) <= unix_now()
+        || claims["iat"].as_i64().unwrap_or(0) <= expired_through
+    {
         return Err(unauth("Lifetime validation failed, the token is expired."));
     }
     let tid = claims["tid"].as_str().unwrap_or_default().to_string();

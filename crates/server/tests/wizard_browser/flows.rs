@@ -253,7 +253,7 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
 }
 
 /// Screen 6's Cancel: asked to confirm (keyboard focus on the question), then the undo runs
-/// on the same page and ends on "Onboarding cancelled"; nothing is left in the tenant and the
+/// on the same page and ends on "Onboarding cancelled" (heading and title); nothing is left in the tenant and the
 /// audit log has the customer's cancellation.
 #[tokio::test]
 async fn the_customer_cancels_during_provisioning_and_nothing_is_left() -> Result<()> {
@@ -284,6 +284,7 @@ async fn the_customer_cancels_during_provisioning_and_nothing_is_left() -> Resul
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ensure!(w.chrome.focus().await? == "s-progress/h2/cancelled-h");
+    w.shows_cancelled().await?;
     ensure!(
         w.chrome
             .js("return document.getElementById('cancel-area').hidden")

@@ -161,6 +161,7 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
     w.chrome.click("btn-cancel-yes").await?;
     w.wait_shown("progress-cancelled", "the cancellation")
         .await?;
+    w.shows_cancelled().await?;
     w.shoot("H8-cancelled").await?;
 
     // Where Microsoft's admin-consent page sends an admin back: a static page, accessible,

@@ -186,6 +186,24 @@ impl Wiz {
         self.chrome.wait_js(&check, what).await
     }
 
+    /// Screen 6 once the onboarding is cancelled: its heading and the page title say so, and
+    /// the "Onboard is setting up" text is gone.
+    pub async fn shows_cancelled(&self) -> Result<()> {
+        let heading = self.chrome.text("#progress-h").await?;
+        ensure!(heading == "Onboarding cancelled", "heading: {heading}");
+        let intro = "return document.getElementById('progress-intro').hidden";
+        ensure!(
+            self.chrome.js(intro).await?.as_bool() == Some(true),
+            "the provisioning text is still shown"
+        );
+        let title = self.chrome.js("return document.title").await?;
+        ensure!(
+            title.as_str() == Some("Onboarding cancelled – Invitation wizard"),
+            "title: {title}"
+        );
+        Ok(())
+    }
+
     /// `nick@<tenant>`.
     pub fn upn(&self, nick: &str) -> String {
         self.env.upn(nick)

@@ -365,6 +365,13 @@
     li.children[0].textContent = status;
     if (note !== undefined) li.children[2].textContent = note;
   }
+  // Screen 6's heading and title say what the run does: provisioning, or undoing it.
+  function progressHeading(text, intro) {
+    $('progress-h').textContent = text;
+    $('progress-intro').hidden = !intro;
+    $('s-progress').dataset.title = text;
+    if (!$('s-progress').hidden) document.title = text + ' – Invitation wizard';
+  }
   function onProgress(name, d) {
     if (d.index) S.lastIndex = Math.max(S.lastIndex, d.index);
     if (S.waiting && name !== 'awaiting_admin') {
@@ -403,6 +410,7 @@
       for (const li of S.steps.values()) {
         if (li.className === 'run' || li.className === 'wait') setStep(li, 'stop', 'Stopped: ', '');
       }
+      progressHeading('Onboarding cancelled', false);
       $('progress-cancelled').hidden = false;
       $('cancelled-h').focus();
     } else if (name === 'awaiting_admin') {
@@ -419,6 +427,7 @@
     $('btn-cancel').hidden = false;
     $('cancel-confirm').hidden = true;
     $('progress-cancelled').hidden = true;
+    progressHeading('Provisioning', true);
     show('s-progress');
     let wait = 1000, first = from;
     while (!S.ended) {
@@ -556,7 +565,10 @@
         reason: 'cancelled by the customer admin in the invitation wizard' });
       $('cancel-area').hidden = true;
       // The stream may have brought the end already.
-      if (!S.ended) $('conn').textContent = 'Cancelling: removing what was created…';
+      if (!S.ended) {
+        progressHeading('Cancelling', false);
+        $('conn').textContent = 'Cancelling: removing what was created…';
+      }
     } catch (e) {
       const err = e.api || { message: 'The server could not be reached.' };
       S.waiting = S.cancelFromWait = fromWait;

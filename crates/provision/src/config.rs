@@ -127,6 +127,9 @@ pub(crate) struct Inner {
     pub hub: broadcast::Sender<events::Event>,
     /// Running onboardings, so one id never runs twice and cancel can stop it.
     pub running: Mutex<HashMap<String, JoinHandle<Option<()>>>>,
+    /// Onboardings whose undo runs now (a cancel call, or one resumed): one undo at a time
+    /// each, and a record left `Cancelling` by an undo that failed may be cancelled again.
+    pub undoing: Mutex<std::collections::HashSet<String>>,
     /// Serialises the name-uniqueness check with the record insert.
     pub names: tokio::sync::Mutex<()>,
     /// The server's shutdown signal: once it fires no new Entra change begins, while calls

@@ -17,7 +17,7 @@ pub(crate) use crate::config::Inner;
 pub use crate::config::{EngineConfig, PlanRequest, ProvisionRequest, StepHook};
 use crate::driver::{drive, scope_of};
 use crate::error::ProvisionError;
-use crate::events::{self, Emitter, EventKind, EventStream};
+use crate::events::{self, Emitter, EventStream};
 use crate::names::{self, validate_name};
 use crate::plan::{self, Plan};
 use crate::signin::{Admin, check_sign_in};
@@ -67,6 +67,7 @@ impl Engine {
                 hook: cfg.hook,
                 hub,
                 running: Mutex::new(HashMap::new()),
+                undoing: Mutex::new(Default::default()),
                 names: tokio::sync::Mutex::new(()),
                 shutdown: cfg.shutdown,
                 hand_off_for: cfg.hand_off_for,
@@ -303,6 +304,16 @@ impl Engine {
         Ok(EventStream::new(rx))
     }
 
+    /// Whether `id`'s undo runs now. A record `Cancelling` without one is an undo that failed
+    /// (or was cut off by a crash): cancelling it again finishes it.
+    pub fn is_undoing(&self, id: &str) -> bool {
+        self.inner
+            .undoing
+            .lock()
+            .map(|s| s.contains(id))
+            .unwrap_or(false)
+    }
+
     pub(crate) fn is_running(&self, id: &str) -> bool {
         self.inner
             .running
@@ -435,94 +446,6 @@ impl Engine {
                     what: "no stored admin sign-in to continue with".into(),
                 })?;
         Ok(self.inner.key.open(&rec.id, Purpose::AdminToken, sealed)?)
-    }
-
-    /// Stops the onboarding (if running) and removes what it created, audited; returns the
-    /// final state. Uses the admin sign-in the onboarding was started with, its access token
-    /// renewed with its refresh token.
-    pub async fn cancel(&self, id: &str, actor: &str) -> Result<Onboarding, ProvisionError> {
-        let handle = self
-            .inner
-            .running
-            .lock()
-            .map_err(|_| ProvisionError::Store("running map poisoned".into()))?
-            .remove(id);
-        if let Some(h) = handle {
-            h.abort();
-            let _ = h.await;
-        }
-        let mut rec = self
-            .inner
-            .store
-            .get(id)?
-            .ok_or_else(|| ProvisionError::NotFound(id.to_owned()))?;
-        if rec.status == Status::Cancelled {
-            return Ok(Onboarding::from(&rec));
-        }
-        // The sign-in may be days old (a completed onboarding undone, a wait that outlived the
-        // access token): redeem its refresh token for a working access token.
-        let token = self.fresh_admin_token(&mut rec).await?;
-        if rec.status == Status::AwaitingAdmin {
-            // The wait's end is on the log first.
-            crate::hand_off::end(&self.inner, &mut rec, actor, false).await?;
-        }
-        rec.status = Status::Cancelling;
-        self.inner.store.put(&rec).await?;
-        let run = self.run_for(rec, token, actor, None, None)?;
-        let target =
-            Target::new(TargetKind::Onboarding, id.to_owned()).named(run.snapshot().await.app_name);
-        let entry = |phase| {
-            AuditEntry::new(Action::OnboardingCancel, phase, &run.scope)
-                .with_target(target.clone())
-                .with_request_ids(None, Some(id.to_owned()))
-        };
-        entry(Phase::Intent).append(&self.inner.audit).await?;
-        run.emitter.emit(
-            "cancel",
-            EventKind::Started {
-                description: "undo the changes made".into(),
-            },
-        );
-        match run.undo().await {
-            Ok(out) => {
-                // The outcome is on the log before the state says Cancelled: whoever reads
-                // Cancelled finds the entry that attests it. (A crash in between leaves the
-                // record Cancelling; the restart's cancel finds nothing left to undo and
-                // writes its own intent and outcome, as `system`.)
-                entry(Phase::Succeeded).append(&self.inner.audit).await?;
-                run.update(|r| {
-                    r.status = Status::Cancelled;
-                    r.error = None;
-                })
-                .await?;
-                run.emitter.emit(
-                    "cancel",
-                    EventKind::Done {
-                        detail: out.detail.clone(),
-                        audit_seqs: out.audit_seqs,
-                    },
-                );
-                run.emitter
-                    .emit("", EventKind::Cancelled { detail: out.detail });
-                Ok(Onboarding::from(&run.snapshot().await))
-            }
-            Err(e) => {
-                let text = e.to_string();
-                // Best effort: the intent entry already shows the attempt.
-                let _ = entry(Phase::Failed)
-                    .with_error(text.clone())
-                    .append(&self.inner.audit)
-                    .await;
-                run.emitter.emit(
-                    "cancel",
-                    EventKind::Failed {
-                        error: text.clone(),
-                    },
-                );
-                run.update(|r| r.error = Some(text)).await?;
-                Err(e)
-            }
-        }
     }
 
     /// One onboarding's state (no secrets).

@@ -24,6 +24,7 @@
 //! the audit entry come from `onboard_core`; the engine hands completed onboardings to day-two
 //! management through `onboard_core::provisioned::Provisioned`.
 
+mod cancel;
 mod config;
 pub mod consent;
 mod driver;

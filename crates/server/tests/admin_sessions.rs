@@ -1,6 +1,7 @@
 //! Admin sessions by design (issue 13 item 2), over gRPC against the emulator: the default
 //! profile rotates itself, so a secret is added right after an onboarding with no sign-in;
-//! the least-privilege profile needs one and says so; an idle day-two sign-in ends by itself.
+//! the least-privilege profile needs one and says so; an idle day-two sign-in ends by itself;
+//! a completed onboarding undone after its sign-in expired needs a day-two sign-in and says so.
 //! (A session ending after the change it was made for: `credentials.rs`.)
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use testkit::server::OPERATOR;
 use testkit::server_helpers::Refusal;
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
-use testkit::snapshot::sps_where;
+use testkit::snapshot::{apps_named, sps_where};
 use tonic::Code;
 
 /// Issue 13, admin sessions by design: with the default profile (self-rotating), a secret can
@@ -72,19 +73,63 @@ async fn an_idle_admin_session_ends_by_itself() -> Result<()> {
     env.onboarded("direct-routing", "Sbc-Idle").await?;
     env.day_two_sign_in().await?;
     ensure!(!sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty());
+    // The app is gone from the tenant a moment before the outcome entry is written: wait for
+    // both.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty() {
+    loop {
+        let gone = sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty();
+        let by_idle = env.server.entries()?.into_iter().any(|e| {
+            e["action"] == "temporary_app.delete"
+                && e["phase"] == "succeeded"
+                && e["actor"] == onboard_server::credentials::SESSION_IDLE_ACTOR
+        });
+        if gone && by_idle {
+            return Ok(());
+        }
         ensure!(
             tokio::time::Instant::now() < deadline,
-            "the idle session was not ended"
+            "the idle session was not ended (app removed: {gone}; audited as the idle \
+             timeout's: {by_idle})"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let by_idle = env.server.entries()?.into_iter().any(|e| {
-        e["action"] == "temporary_app.delete"
-            && e["phase"] == "succeeded"
-            && e["actor"] == onboard_server::credentials::SESSION_IDLE_ACTOR
-    });
-    ensure!(by_idle, "the removal is not audited as the idle timeout's");
-    Ok(())
+}
+
+/// A completed onboarding undone hours later: its own sign-in has expired and cannot be renewed
+/// (the temporary app its refresh token was issued to is gone), so the cancel is refused with
+/// what to do; after a day-two sign-in the same cancel undoes it with that session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_undo_of_a_completed_onboarding_uses_a_day_two_sign_in() -> Result<()> {
+    let env = SimServer::start().await?;
+    let id = env
+        .onboarded("direct-routing", "Sbc-Undo")
+        .await?
+        .onboarding_id;
+    env.sim.expire_access_tokens().await;
+    let cancel = pb::CancelOnboardingRequest {
+        onboarding_id: id.clone(),
+        reason: "the customer left".into(),
+        ..Default::default()
+    };
+    let mut o = env.server.onboarding(Some(OPERATOR)).await?;
+    o.cancel_onboarding(cancel.clone())
+        .refused(
+            Code::FailedPrecondition,
+            &["needs an admin sign-in", "new invitation"],
+        )
+        .await?;
+    ensure!(!apps_named(&env.sim.snapshot(), "Sbc-Undo").is_empty());
+
+    env.day_two_sign_in().await?;
+    let info = o.cancel_onboarding(cancel).await?.into_inner();
+    ensure!(
+        info.state == i32::from(pb::OnboardingState::Cancelled),
+        "{info:?}"
+    );
+    ensure!(
+        apps_named(&env.sim.snapshot(), "Sbc-Undo").is_empty(),
+        "app left"
+    );
+    testkit::audit::check_schema(&env.server.entries()?)?;
+    env.stop().await
 }

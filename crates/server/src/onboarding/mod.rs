@@ -14,6 +14,7 @@ mod claim;
 mod convert;
 mod forward;
 pub(crate) mod hand_off;
+mod late_undo;
 mod signin;
 
 use capability::Access;
@@ -383,7 +384,8 @@ impl OnboardingService {
         let actor = self.access(&req, CustomerRpc::Cancel)?.actor;
         let r = req.into_inner();
         let id = r.onboarding_id;
-        match self.app.engine().get(&id)?.map(|o| o.status) {
+        let onboarding = self.app.engine().get(&id)?;
+        match onboarding.as_ref().map(|o| o.status) {
             Some(provision::Status::Completed) if r.reason.trim().is_empty() => {
                 return Err(ServerError::invalid(
                     "reason",
@@ -391,8 +393,8 @@ impl OnboardingService {
                 ));
             }
             // One undo at a time: the running one (or, after a restart, the resumed one)
-            // finishes it.
-            Some(provision::Status::Cancelling) => {
+            // finishes it. Without one running, the last undo failed: this one retries it.
+            Some(provision::Status::Cancelling) if self.app.engine().is_undoing(&id) => {
                 return Err(ServerError::FailedPrecondition(format!(
                     "onboarding {id:?} is being cancelled already; Watch it to see the end"
                 )));
@@ -416,7 +418,13 @@ impl OnboardingService {
             });
         }
         self.record(details.clone()).await?;
-        match self.app.engine().cancel(&id, &actor).await {
+        let completed = onboarding.filter(|o| o.status == provision::Status::Completed);
+        let admin = match &completed {
+            Some(o) => late_undo::day_two_admin(&self.app, &o.tenant_id).await?,
+            None => None,
+        };
+        let day_two = admin.is_some();
+        match self.app.engine().cancel_as(&id, &actor, admin).await {
             Ok(o) => {
                 details.phase = Phase::Succeeded;
                 self.record(details).await?;
@@ -430,7 +438,12 @@ impl OnboardingService {
             Err(e) => {
                 details.phase = Phase::Failed;
                 self.record(details.with_error(e.to_string())).await?;
-                Err(e.into())
+                match completed {
+                    Some(o) if !day_two && late_undo::sign_in_expired(&e) => {
+                        Err(late_undo::needs_sign_in(&id, &o.tenant_id, &e))
+                    }
+                    _ => Err(e.into()),
+                }
             }
         }
     }

@@ -20,11 +20,8 @@ use tonic::Code;
 /// profile the same call needs a sign-in and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_is_added_right_after_an_onboarding_without_a_sign_in() -> Result<()> {
-    let env = SimServer::start().await?;
-    let done = env
-        .onboarded("direct-routing", "Sbc-Right-After")
-        .await?
-        .done;
+    let (env, onboarding) = SimServer::with_onboarding("direct-routing", "Sbc-Right-After").await?;
+    let done = onboarding.done;
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     let added = c
         .add_service_secret(pb::AddServiceSecretRequest {
@@ -100,11 +97,8 @@ async fn an_idle_admin_session_ends_by_itself() -> Result<()> {
 /// what to do; after a day-two sign-in the same cancel undoes it with that session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_undo_of_a_completed_onboarding_uses_a_day_two_sign_in() -> Result<()> {
-    let env = SimServer::start().await?;
-    let id = env
-        .onboarded("direct-routing", "Sbc-Undo")
-        .await?
-        .onboarding_id;
+    let (env, onboarding) = SimServer::with_onboarding("direct-routing", "Sbc-Undo").await?;
+    let id = onboarding.onboarding_id;
     env.sim.expire_access_tokens().await;
     let cancel = pb::CancelOnboardingRequest {
         onboarding_id: id.clone(),

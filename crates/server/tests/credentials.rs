@@ -364,11 +364,9 @@ async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<(
 async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
     use pb::provision_event::Event as PE;
 
-    let env = SimServer::start().await?;
-    let events = env
-        .onboarded("direct-routing-self-rotating", "Sbc-Self")
-        .await?
-        .events;
+    let (env, onboarding) =
+        SimServer::with_onboarding("direct-routing-self-rotating", "Sbc-Self").await?;
+    let events = onboarding.events;
     ensure!(
         events
             .iter()

@@ -187,8 +187,7 @@ fn status_fields(status: &tonic::Status) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_past_the_end_of_a_finished_onboarding_is_out_of_range_at_once() -> Result<()> {
-    let env = SimServer::start().await?;
-    let o = env.onboarded("direct-routing", "Sbc-Range").await?;
+    let (env, o) = SimServer::with_onboarding("direct-routing", "Sbc-Range").await?;
     let mut op = env.server.onboarding(Some(OPERATOR)).await?;
     let info = testkit::wizard::get(env.server.channel().await?, &o.onboarding_id).await?;
     let last = info.events;

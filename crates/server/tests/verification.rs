@@ -331,8 +331,8 @@ async fn with_repair_enabled_the_role_and_permission_come_back_audited() -> Resu
 async fn an_attached_registration_is_verified_like_a_provisioned_one() -> Result<()> {
     // One server made the registration; a second one, which never saw it, has it attached
     // (the vendor's "Use App Registration" path) and verifies it.
-    let env = SimServer::start().await?;
-    let done = env.onboarded("direct-routing", "Sbc-Made").await?.done;
+    let (env, onboarding) = SimServer::with_onboarding("direct-routing", "Sbc-Made").await?;
+    let done = onboarding.done;
     let other = env.another_server().await?;
     let mut creds = other.credentials(Some(OPERATOR)).await?;
     creds

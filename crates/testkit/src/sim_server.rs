@@ -115,6 +115,14 @@ impl SimServer {
         .await
     }
 
+    /// The emulator and a server with the local set-up ([`SimServer::start`]) holding one
+    /// completed onboarding of `profile`, app named `name`.
+    pub async fn with_onboarding(profile: &str, name: &str) -> Result<(Self, Onboarding)> {
+        let env = Self::start().await?;
+        let done = env.onboarded(profile, name).await?;
+        Ok((env, done))
+    }
+
     /// A day-two sign-in ("Reinitiate Authentication Flow"): a new invitation signed in as the
     /// Global Administrator, which stores the tenant's admin session.
     pub async fn day_two_sign_in(&self) -> Result<()> {

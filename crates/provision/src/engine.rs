@@ -350,6 +350,16 @@ impl Engine {
     /// Starts `run` (made by [`Self::run_for`]) as a tracked task.
     pub(crate) fn spawn(&self, run: Arc<Run>) -> Result<(), ProvisionError> {
         let (id, actor) = (run.id.clone(), run.scope.actor.clone());
+        self.spawn_task(id, &actor, drive(run))
+    }
+
+    /// Starts `task`, the run of onboarding `id` (or what leads to it), as that run.
+    fn spawn_task(
+        &self,
+        id: String,
+        actor: &str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ProvisionError> {
         let mut map = self
             .inner
             .running
@@ -363,11 +373,20 @@ impl Engine {
         let Some(handle) = self
             .inner
             .shutdown
-            .spawn(tracing::Instrument::instrument(drive(run), span))
+            .spawn(tracing::Instrument::instrument(task, span))
         else {
             return Err(ProvisionError::Halted("shutdown".into()));
         };
         map.insert(id, handle);
+        Ok(())
+    }
+
+    /// Continues `rec`'s run (left running by a previous process) with its admin's access
+    /// token renewed.
+    async fn resume(&self, mut rec: OnboardingRecord) -> Result<(), ProvisionError> {
+        let token = self.fresh_admin_token(&mut rec).await?;
+        self.inner.store.put(&rec).await?;
+        drive(self.run_for(rec, token, "system", None, None)?).await;
         Ok(())
     }
 
@@ -390,12 +409,16 @@ impl Engine {
             }
             match rec.status {
                 Status::Running => {
-                    // The process may have been down for longer than the access token lives.
-                    let mut rec = rec;
-                    let token = self.fresh_admin_token(&mut rec).await?;
-                    self.inner.store.put(&rec).await?;
+                    // The process may have been down for longer than the access token lives:
+                    // the run renews it first, in its own task, so a slow STS delays that run
+                    // and not the server's start.
                     let id = rec.id.clone();
-                    self.spawn(self.run_for(rec, token, "system", None, None)?)?;
+                    let engine = self.clone();
+                    self.spawn_task(id.clone(), "system", async move {
+                        if let Err(e) = engine.resume(rec).await {
+                            tracing::error!(error = %e, "resuming the onboarding failed");
+                        }
+                    })?;
                     resumed.push(id);
                 }
                 Status::Cancelling => {

@@ -9,9 +9,16 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// This test binary running one ignored test (`--exact`, output not captured), with
-/// its standard output read line by line on a thread. Panics when it cannot start: a harness
-/// failure.
+/// The arguments that make this test binary run only its ignored test `test`, output not
+/// captured (what [`ChildTest`] and `strace::traced_child` start).
+pub(crate) fn test_args(test: &str) -> [&str; 4] {
+    ["--ignored", "--exact", test, "--nocapture"]
+}
+
+/// This test binary running one ignored test ([`test_args`]), with its standard output read
+/// line by line on a thread. It panics where the harness itself fails (the binary cannot be
+/// started, waited for or read): no input from outside a test reaches it, and a test fails
+/// with the message.
 pub struct ChildTest {
     /// The process, killed or waited for by [`Self::kill`] and [`Self::wait`].
     child: Child,
@@ -25,11 +32,12 @@ impl ChildTest {
     /// Starts the ignored test `test` with `env` set; its standard error goes to `stderr`.
     pub fn spawn<V: AsRef<OsStr>>(test: &str, env: &[(&str, V)], stderr: Stdio) -> Self {
         let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-        cmd.args(["--ignored", "--exact", test, "--nocapture"])
+        cmd.args(test_args(test))
             .envs(env.iter().map(|(k, v)| (k, v.as_ref())))
             .stdout(Stdio::piped())
             .stderr(stderr);
         let mut child = cmd.spawn().expect("starting the child test");
+        // Set to `Stdio::piped()` just above, so it is there.
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
         let reader = std::thread::spawn(move || {

@@ -126,8 +126,7 @@ impl SimServer {
     /// A day-two sign-in ("Reinitiate Authentication Flow"): a new invitation signed in as the
     /// Global Administrator, which stores the tenant's admin session.
     pub async fn day_two_sign_in(&self) -> Result<()> {
-        let (token, _) = self.invite(None).await?;
-        self.signed_in(&token, users::GLOBAL_ADMIN).await?;
+        self.invited_and_signed_in(users::GLOBAL_ADMIN).await?;
         Ok(())
     }
 

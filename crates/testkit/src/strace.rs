@@ -91,7 +91,7 @@ pub fn traced_child(dir: &Path, child: &str, env_name: &str) -> Vec<Call> {
         ])
         .arg(&trace)
         .arg(std::env::current_exe().expect("test binary"))
-        .args(["--exact", child, "--ignored", "--nocapture"])
+        .args(crate::child::test_args(child))
         .args(["--test-threads", "1"])
         .env(env_name, dir)
         .output()

@@ -403,7 +403,7 @@ impl OnboardingService {
         }
         let mut details = Self::entry(&actor, Action::OnboardingCancelRequest, Phase::Intent, &id)
             .with_detail("reason", r.reason);
-        if self.app.engine().get(&id)?.is_none() {
+        if onboarding.is_none() {
             // Signed in but nothing made: forgetting the session is the whole cancel.
             if self.sessions().remove(&id).is_none() {
                 return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
@@ -417,13 +417,15 @@ impl OnboardingService {
                 ..Default::default()
             });
         }
-        self.record(details.clone()).await?;
+        // Looked up before the intent entry, so a failure here leaves no intent without an
+        // outcome.
         let completed = onboarding.filter(|o| o.status == provision::Status::Completed);
         let admin = match &completed {
             Some(o) => late_undo::day_two_admin(&self.app, &o.tenant_id).await?,
             None => None,
         };
         let day_two = admin.is_some();
+        self.record(details.clone()).await?;
         match self.app.engine().cancel_as(&id, &actor, admin).await {
             Ok(o) => {
                 details.phase = Phase::Succeeded;

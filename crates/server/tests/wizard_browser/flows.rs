@@ -253,8 +253,8 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
 }
 
 /// Screen 6's Cancel: asked to confirm (keyboard focus on the question), then the undo runs
-/// on the same page and ends on "Onboarding cancelled" (heading and title); nothing is left in the tenant and the
-/// audit log has the customer's cancellation.
+/// on the same page and ends on "Onboarding cancelled" (heading and title); nothing is left in
+/// the tenant and the audit log has the customer's cancellation.
 #[tokio::test]
 async fn the_customer_cancels_during_provisioning_and_nothing_is_left() -> Result<()> {
     let w = Wiz::start_slow(Some("cancel"), 3000).await?;

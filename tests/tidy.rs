@@ -144,6 +144,21 @@ fn sled_batches_transactions_and_async_flushes_are_not_used() {
 }
 
 #[test]
+fn state_store_writers_flush_through_a_group_flush() {
+    // A flush per writer seals a nearly empty 512 KiB sled buffer each: under load the server's
+    // memory went to those (BENCHMARKS.md, issue 9). Only core calls the flush itself.
+    let bad = offenders(
+        &["flush_durably("],
+        &["crates/core/src/store.rs", "crates/core/src/store/"],
+    );
+    assert!(
+        bad.is_empty(),
+        "durable state writes go through onboard_core::store::GroupFlush (ARCHITECTURE.md, sled traps):\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
 fn the_rustls_provider_is_installed_in_one_place() {
     let allowed = ["crates/core/src/tls.rs", "tests/tidy.rs"];
     let bad: Vec<String> = containing("install_default")

@@ -77,6 +77,8 @@ struct Inner {
     credentials: Credentials,
     /// Onboarding id → the invitation it came from (the engine does not know invitations).
     links: sled::Tree,
+    /// Writers of `links` (secret claims) share durable flushes instead of one sled flush each.
+    links_flush: onboard_core::store::GroupFlush,
     /// Verification: the checks, the registrations (through `verifier::Targets`), open drift
     /// items and scheduled runs.
     drift: Arc<verifier::DriftMonitor>,
@@ -204,6 +206,7 @@ impl App {
                 profiles,
                 credentials,
                 links: db.open_tree(LINKS_TREE)?,
+                links_flush: Default::default(),
                 drift,
                 shutdown,
             }),
@@ -259,6 +262,12 @@ impl App {
     /// Onboarding id → invitation id.
     pub fn onboarding_links(&self) -> &sled::Tree {
         &self.inner.links
+    }
+
+    /// Waits until everything written to [`App::onboarding_links`] is durable, sharing the
+    /// flush with concurrent writers.
+    pub async fn flush_onboarding_links(&self) -> Result<()> {
+        Ok(self.inner.links_flush.flush(&self.inner.links).await?)
     }
 
     /// Verification and drift: the verifier, its target source and scheduled runs.

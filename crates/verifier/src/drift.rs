@@ -50,12 +50,16 @@ pub struct DriftItem {
 }
 
 /// Open drift items in a sled tree the caller opened (`d/<client id>/<key>` → JSON).
-/// Writes are plain inserts/removes followed by a blocking flush on tokio's blocking pool (no
-/// batches, transactions or `flush_async`: see ARCHITECTURE.md, sled traps).
+/// Writes are plain inserts/removes followed by a durable flush shared with concurrent writers
+/// (`onboard_core::store::GroupFlush`; no batches, transactions or `flush_async`: see
+/// ARCHITECTURE.md, sled traps).
 #[derive(Debug, Clone)]
 pub struct DriftStore {
     /// The caller's tree.
     tree: sled::Tree,
+    /// Writers of this store share durable flushes: a drift run over many registrations writes
+    /// its items at once, and a flush each would seal a nearly empty sled buffer each.
+    flush: std::sync::Arc<onboard_core::store::GroupFlush>,
 }
 
 fn item_key(client_id: &str, key: &str) -> Vec<u8> {
@@ -65,7 +69,10 @@ fn item_key(client_id: &str, key: &str) -> Vec<u8> {
 impl DriftStore {
     /// Wraps `tree`.
     pub fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+        Self {
+            tree,
+            flush: Default::default(),
+        }
     }
 
     /// Open items, of one registration or (`None`) of all, in key order.
@@ -102,7 +109,8 @@ impl DriftStore {
     }
 
     async fn flush(&self) -> Result<()> {
-        onboard_core::store::flush_durably(&self.tree)
+        self.flush
+            .flush(&self.tree)
             .await
             .map_err(|e| VerifyError::Store(sled::Error::ReportableBug(e.to_string())))
     }

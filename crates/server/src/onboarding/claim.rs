@@ -45,7 +45,7 @@ impl OnboardingService {
                 .record_mac()
                 .seal(LINKS_TREE, key.as_bytes(), &now_ms().to_be_bytes());
         links.insert(key.as_bytes(), sealed)?;
-        onboard_core::store::flush_durably(links).await?;
+        self.app.flush_onboarding_links().await?;
         Ok(())
     }
 

@@ -246,10 +246,10 @@ struct StsErrorBody {
     /// OAuth error value.
     error: String,
     /// Human text with the AADSTS prefix.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     error_description: String,
     /// AADSTS numbers; absent on some STS versions.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     error_codes: Vec<u32>,
     /// STS time of the error.
     timestamp: Option<String>,
@@ -304,7 +304,7 @@ struct GraphErrorEnvelope {
 #[derive(Deserialize)]
 struct GraphErrorBody {
     /// Error code to branch on.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     code: String,
     /// Human text, string or `{value}`.
     #[serde(default)]
@@ -313,8 +313,18 @@ struct GraphErrorBody {
     #[serde(default, rename = "innerError", alias = "innererror")]
     inner_error: Option<InnerError>,
     /// More specific codes (e.g. `NoBackingApplicationObject`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     details: Vec<GraphErrorDetail>,
+}
+
+/// A JSON `null` read as the field's default: an error body with `"code": null` or
+/// `"details": null` is still an error body, not an unparseable one that loses its message.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Graph's `message` is usually a string, but some directory errors send `{ "value": "..." }`.
@@ -345,7 +355,7 @@ struct InnerError {
 #[derive(Deserialize)]
 struct GraphErrorDetail {
     /// Detail code.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     code: String,
 }
 
@@ -472,6 +482,26 @@ mod tests {
         let err = EntraError::Graph(Box::new(g));
         assert!(err.is_authorization_denied());
         assert_eq!(err.request_id(), Some("hdr-rid"));
+    }
+
+    #[test]
+    fn null_fields_do_not_lose_the_rest_of_an_error() {
+        // Without `null_as_default` either body fails to parse as a whole: the Graph error
+        // becomes a bare `HTTP400` and the STS error is not recognised at all.
+        let body = br#"{"error":{"code":null,"message":"Another object with the same value for property uniqueName already exists.","details":null,"innerError":{"request-id":null}}}"#;
+        let g = parse_graph_error(400, body, ErrorHeaders::default());
+        assert_eq!(g.code, "");
+        assert!(g.message.starts_with("Another object"), "{g:?}");
+        assert!(g.detail_codes.is_empty());
+        let body =
+            br#"{"error":{"code":"Request_BadRequest","message":"x","details":[{"code":null}]}}"#;
+        assert_eq!(
+            parse_graph_error(400, body, ErrorHeaders::default()).code,
+            "Request_BadRequest"
+        );
+        let body = br#"{"error":"invalid_grant","error_description":null,"error_codes":null,"trace_id":null}"#;
+        let e = parse_sts_error(400, body).unwrap();
+        assert_eq!((e.error.as_str(), e.code), ("invalid_grant", None));
     }
 
     #[test]

@@ -204,6 +204,23 @@ impl EntraError {
         }
     }
 
+    /// True when a write's answer was lost, so Graph may or may not have acted on it: a 500,
+    /// 502 or 504 (Graph documents only 429 and 503 as "repeat the request after a delay"), or
+    /// a timeout or broken connection after the request was sent. A create must not be sent
+    /// again before looking whether it landed ([`GraphClient`](crate::GraphClient)'s creates do).
+    pub fn is_unanswered_write(&self) -> bool {
+        match self.root() {
+            EntraError::Graph(g) => matches!(g.status, 500 | 502 | 504),
+            EntraError::Transport { kind, .. } => {
+                matches!(
+                    kind,
+                    TransportErrorKind::Timeout | TransportErrorKind::Other
+                )
+            }
+            _ => false,
+        }
+    }
+
     /// True for a Graph 404 (the object does not exist, or has not replicated yet).
     pub fn is_not_found(&self) -> bool {
         self.graph().is_some_and(|g| g.status == 404)

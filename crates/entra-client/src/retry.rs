@@ -207,7 +207,8 @@ pub(crate) fn is_backing_application_message(message: &str) -> bool {
 }
 
 /// Decides whether `err` is worth retrying. `after_create` enables replication-lag retries;
-/// `idempotent` allows retrying a timeout, where the server may already have acted.
+/// `idempotent` allows retrying a timeout or a 500/502/504, where the server may already have
+/// acted.
 pub fn classify(err: &EntraError, after_create: bool, idempotent: bool) -> Option<RetryReason> {
     match err {
         EntraError::Graph(g) => {
@@ -217,6 +218,10 @@ pub fn classify(err: &EntraError, after_create: bool, idempotent: bool) -> Optio
                         retry_after: g.retry_after,
                     });
                 }
+                // Only 503 says the request was not acted on ("you may repeat the request after
+                // a delay"); a create answered 500/502/504 may have landed, so it is not sent
+                // again blindly (`GraphClient::write_once` looks first).
+                500 | 502 | 504 if !idempotent => return None,
                 500 | 502 | 503 | 504 => {
                     return Some(RetryReason::ServerError {
                         status: g.status,
@@ -512,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn throttling_and_server_errors_are_always_retried() {
+    fn throttling_and_503_are_always_retried_other_server_errors_only_when_idempotent() {
         let mut e = graph(429, "TooManyRequests", "slow", &[]);
         if let EntraError::Graph(g) = &mut e {
             g.retry_after = Some(Duration::from_secs(7));
@@ -526,8 +531,12 @@ mod tests {
         for status in [500, 502, 503, 504] {
             let e = graph(status, "x", "y", &[]);
             assert!(
-                matches!(classify(&e, false, false), Some(RetryReason::ServerError { status: s, .. }) if s == status)
+                matches!(classify(&e, false, true), Some(RetryReason::ServerError { status: s, .. }) if s == status)
             );
+            // A create answered 500/502/504 may have landed: not sent again blindly.
+            let again = classify(&e, false, false);
+            assert_eq!(again.is_some(), status == 503, "{status}: {again:?}");
+            assert_eq!(e.is_unanswered_write(), status != 503);
         }
         assert!(classify(&sts(400, "temporarily_unavailable", 0), false, true).is_some());
     }

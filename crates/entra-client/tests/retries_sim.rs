@@ -289,3 +289,99 @@ async fn app_only_caller_gets_the_backing_application_403_which_is_lag_not_denia
         "{events:?}"
     );
 }
+
+/// Teams Administrator's template id (a built-in role).
+const TEAMS_ADMINISTRATOR: &str = "69091246-20e8-4a56-aa4d-066075b2a7a8";
+
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_is_looked_for_and_not_made_twice() {
+    let (env, g) = admin_under(calm()).await;
+    let app = new_app(&g, "lp-lost-answers").await;
+    let graph_sp =
+        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
+    let role = graph_sp
+        .app_roles
+        .iter()
+        .find(|r| r.value.as_deref() == Some("User.Read.All"))
+        .expect("Graph's User.Read.All")
+        .id
+        .clone();
+    // Each operation's first Graph write lands and then answers 500 (the answer is lost).
+    env.sim.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(500),
+        errors_after_write: true,
+        max_faults_per_operation: Some(1),
+        ..calm()
+    });
+    let (events, ctx) = recorder();
+    let sp = ok(g.create_service_principal(&app.app_id, &ctx)).await;
+    let grant = ok(g.grant_app_role(&graph_sp.id, &sp.id, &role, &OpContext::new())).await;
+    let assignment =
+        ok(g.assign_directory_role(TEAMS_ADMINISTRATOR, &sp.id, &OpContext::new())).await;
+    ok(g.add_application_owner(&app.id, &sp.id, &OpContext::new())).await;
+    // A secret's value cannot be found again: its lost answer is the caller's to clean up.
+    let err = g
+        .add_password(&app.id, Some("lost"), None, &OpContext::new())
+        .await
+        .unwrap_err();
+    assert!(err.is_unanswered_write(), "{err:?}");
+    env.sim.set_faults(calm());
+    let landed = ok(g.get_application(&app.id, &OpContext::new())).await;
+    assert_eq!(
+        landed.password_credentials.len(),
+        1,
+        "the lost secret landed"
+    );
+    let key = landed.password_credentials[0].key_id.clone();
+    env.sim.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(504),
+        errors_after_write: true,
+        max_faults_per_operation: Some(1),
+        ..calm()
+    });
+    ok(g.remove_password(&app.id, &key, &OpContext::new())).await;
+    env.sim.set_faults(calm());
+
+    // Exactly one of each: nothing was sent twice, and every call said it succeeded.
+    let quiet = OpContext::new();
+    let sps = ok(g.find_service_principals_by_display_name("lp-lost-answers", &quiet)).await;
+    assert_eq!(sps.len(), 1, "{sps:?}");
+    let grants = ok(g.list_app_role_assignments(&sp.id, &quiet)).await;
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].id, grant.id);
+    let roles = ok(g.list_directory_role_assignments(&sp.id, &quiet)).await;
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(roles[0].id, assignment.id);
+    let owners = ok(g.list_application_owners(&app.id, &quiet)).await;
+    assert_eq!(owners.iter().filter(|o| o.id == sp.id).count(), 1);
+    let app = ok(g.get_application(&app.id, &quiet)).await;
+    assert!(app.password_credentials.is_empty());
+    // Found at the first look: nothing was sent again, so no retry was reported.
+    assert!(events.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_create_refused_with_500_before_landing_is_sent_again_after_looking() {
+    let (env, g) = admin_under(calm()).await;
+    let app = new_app(&g, "lp-refused").await;
+    env.sim.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(500),
+        max_faults_per_operation: Some(1),
+        ..calm()
+    });
+    let (events, ctx) = recorder();
+    let sp = g.create_service_principal(&app.app_id, &ctx).await.unwrap();
+    assert_eq!(sp.meta.status, 201, "made by the second POST");
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(matches!(
+        events[0].reason,
+        RetryReason::ServerError { status: 500, .. }
+    ));
+    env.sim.set_faults(calm());
+    let sps = ok(g.find_service_principals_by_display_name("lp-refused", &OpContext::new())).await;
+    assert_eq!(sps.len(), 1);
+}

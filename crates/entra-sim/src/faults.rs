@@ -23,6 +23,12 @@ pub struct Faults {
     pub error_rate: f64,
     /// Status of those server errors (500, 503 or 504); `None` cycles 503, 500, 504 so clients meet all three.
     pub error_status: Option<u16>,
+    /// Injected 500 and 504 answers to Graph writes (POST, PATCH, DELETE) come *after* the
+    /// write landed, as when Graph's front end gives up on a directory write that then commits:
+    /// the answer is lost, the change is made. A client that sends such a write again blindly
+    /// meets "already exists" or makes a second object. (503 always comes before: Graph says a
+    /// 503'd request may be repeated.)
+    pub errors_after_write: bool,
     /// Extra delay before every answer, to exercise client timeouts and progress reporting.
     pub latency_ms: u64,
     /// Seed for the rate draws; `None` seeds from the clock (not reproducible).
@@ -53,6 +59,7 @@ impl Default for Faults {
             sts_throttle_rate: 0.0,
             error_rate: 0.0,
             error_status: None,
+            errors_after_write: false,
             latency_ms: 0,
             seed: None,
             max_faults_per_operation: None,

@@ -101,7 +101,7 @@ async fn ids_and_faults(
     } else if !control {
         shared.counts.sts.fetch_add(1, Ordering::Relaxed);
     }
-    let (latency, injected) = {
+    let (latency, injected, after_write) = {
         let mut inner = shared.lock();
         let faults = inner.faults.clone();
         let mut injected = if graph {
@@ -122,8 +122,16 @@ async fn ids_and_faults(
                 *n += 1;
             }
         }
-        (faults.latency_ms, injected)
+        (faults.latency_ms, injected, faults.errors_after_write)
     };
+    // A write whose answer is lost: it lands first (see `Faults::errors_after_write`).
+    let lands_first = graph
+        && after_write
+        && matches!(injected, Injected::ServerError(500 | 504, _))
+        && matches!(
+            method,
+            axum::http::Method::POST | axum::http::Method::PATCH | axum::http::Method::DELETE
+        );
     if !control && latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
@@ -156,6 +164,9 @@ async fn ids_and_faults(
             r
         }
         Injected::ServerError(status, after) => {
+            if lands_first {
+                let _ = tokio::spawn(next.run(req)).await;
+            }
             let (code, msg) = match status {
                 503 => (
                     "serviceNotAvailable",

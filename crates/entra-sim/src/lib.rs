@@ -100,6 +100,10 @@ pub struct SimArgs {
     /// Fault: fraction of Graph calls answered with 503/500/504.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
+    /// Fault: the injected 500s and 504s of Graph writes come after the write landed (the
+    /// answer is lost, the change is made).
+    #[arg(long)]
+    pub errors_after_write: bool,
     /// Fault: delay added to every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
@@ -141,6 +145,7 @@ impl SimArgs {
             sts_throttle_rate: self.sts_throttle_rate,
             error_rate: self.error_rate,
             error_status: None,
+            errors_after_write: self.errors_after_write,
             latency_ms: self.latency_ms,
             seed: self.fault_seed,
             decline_all_signins: self.decline_all_signins,

@@ -418,3 +418,61 @@ async fn cancel_interrupted_half_way_is_finished_by_resume() -> Result<()> {
     nothing_left(&env, "Sbc-Half")?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_whose_answers_are_lost_are_made_once_and_lost_secrets_are_removed_audited()
+-> Result<()> {
+    // Every operation's first Graph request answers 500, and a write lands first (its answer
+    // is lost). Reads retry, and creates look before sending again. Each secret add is an
+    // operation of its own, so every one loses its answer: the step removes each lost secret
+    // (its value went with the answer) and gives up after its attempts.
+    let (env, admin) = signed_in_then(Faults {
+        error_rate: 1.0,
+        error_status: Some(500),
+        errors_after_write: true,
+        max_faults_per_operation: Some(1),
+        device_code_interval_s: Some(1),
+        ..Faults::default()
+    })
+    .await?;
+    let req = || env.request("onb-lost", "Sbc-Lost");
+    let events = env.run(req(), admin.clone()).await?;
+    aborted(&events)?;
+    let why = env
+        .engine
+        .get("onb-lost")?
+        .and_then(|r| r.error)
+        .unwrap_or_default();
+    ensure!(
+        why.contains("client_secret") && why.contains("500"),
+        "{why}"
+    );
+    // The app and its service principal were made once, though every create lost its answer.
+    let snap = env.snapshot();
+    ensure!(apps_named(&snap, "Sbc-Lost").len() == 1);
+    let app_id = apps_named(&snap, "Sbc-Lost")[0]["app_id"]
+        .as_str()
+        .context("app id")?
+        .to_owned();
+    ensure!(sps_where(&snap, "app_id", &app_id).len() == 1);
+
+    // Microsoft answers again: the retry removes the last lost secret and completes, once.
+    env.sim.set_faults(calm());
+    completion(&env.run(req(), admin).await?)?;
+    no_duplicates(&env.snapshot(), "Sbc-Lost")?;
+    let entries = env.audit_entries("onb-lost")?;
+    let count = |action: &str, phase: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == action && e["phase"] == phase)
+            .count()
+    };
+    // 1 + 3 attempts lost their answers; each one's secret was removed, audited.
+    ensure!(count("client_secret.add", "failed") == 4, "{entries:#?}");
+    ensure!(
+        count("client_secret.remove", "succeeded") == 4,
+        "{entries:#?}"
+    );
+    ensure!(count("client_secret.add", "succeeded") == 1, "{entries:#?}");
+    Ok(())
+}

@@ -218,19 +218,37 @@ impl GraphClient {
         }))
     }
 
-    /// `POST /applications/{id}/removePassword` (204).
+    /// `POST /applications/{id}/removePassword` (204). After an unanswered attempt the app is
+    /// read: a key that is gone was removed.
     pub async fn remove_password(
         &self,
         app_object_id: &str,
         key_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let path = format!("applications/{}/removePassword", id(app_object_id)?);
-        let body = RemovePasswordBody {
+        let path = &format!("applications/{}/removePassword", id(app_object_id)?);
+        let body = &RemovePasswordBody {
             key_id: id(key_id)?,
         };
-        self.write_path("remove_password", Method::POST, &path, &body, ctx)
-            .await
+        let op = "remove_password";
+        self.write_once(
+            op,
+            ctx,
+            move || self.write_path(op, Method::POST, path, body, ctx),
+            move || async move {
+                let app = self.get_application(app_object_id, ctx).await?;
+                let gone = !app
+                    .value
+                    .password_credentials
+                    .iter()
+                    .any(|p| p.key_id.eq_ignore_ascii_case(key_id));
+                Ok(gone.then_some(Reply {
+                    value: (),
+                    meta: app.meta,
+                }))
+            },
+        )
+        .await
     }
 
     /// `GET /applications(appId='…')`: by client id through the alternate key, which an app
@@ -260,17 +278,32 @@ impl GraphClient {
 
     /// `POST /applications/{id}/owners/$ref` with `{"@odata.id": ".../directoryObjects/{id}"}`
     /// (204). Graph answers 400 "One or more added object references already exist" when
-    /// `owner_id` already owns it: check [`GraphClient::list_application_owners`] first.
+    /// `owner_id` already owns it: check [`GraphClient::list_application_owners`] first. An
+    /// unanswered attempt is looked for among the owners before it is sent again.
     pub async fn add_application_owner(
         &self,
         app_object_id: &str,
         owner_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let path = format!("applications/{}/owners/$ref", id(app_object_id)?);
+        let path = &format!("applications/{}/owners/$ref", id(app_object_id)?);
         let reference = self.url(&format!("directoryObjects/{}", id(owner_id)?), &[])?;
-        let body = serde_json::json!({ "@odata.id": reference.as_str() });
-        self.write_path("add_application_owner", Method::POST, &path, &body, ctx)
-            .await
+        let body = &serde_json::json!({ "@odata.id": reference.as_str() });
+        let op = "add_application_owner";
+        self.write_once(
+            op,
+            ctx,
+            move || self.write_path(op, Method::POST, path, body, ctx),
+            move || async move {
+                let owners = self.list_application_owners(app_object_id, ctx).await?;
+                let meta = owners.meta;
+                let owns = owners
+                    .value
+                    .iter()
+                    .any(|o| o.id.eq_ignore_ascii_case(owner_id));
+                Ok(owns.then_some(Reply { value: (), meta }))
+            },
+        )
+        .await
     }
 }

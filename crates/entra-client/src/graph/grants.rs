@@ -24,7 +24,8 @@ impl GraphClient {
     /// Grants app role `app_role_id` of resource SP `resource_sp_id` to `principal_id`
     /// (`POST /servicePrincipals/{resource}/appRoleAssignedTo`, 201). For Microsoft Graph roles
     /// the signed-in admin must be Privileged Role Administrator or Global Administrator; an
-    /// Application Administrator gets 403 ([`EntraError::is_authorization_denied`]).
+    /// Application Administrator gets 403 ([`EntraError::is_authorization_denied`]). An
+    /// unanswered attempt is looked for among the principal's grants before it is sent again.
     pub async fn grant_app_role(
         &self,
         resource_sp_id: &str,
@@ -41,8 +42,26 @@ impl GraphClient {
             resource_id: resource_sp_id,
             app_role_id: id(app_role_id)?,
         };
-        let reply: Reply<AppRoleAssignment> =
-            self.post_json("grant_app_role", &path, &body, ctx).await?;
+        let (path, body) = (&path, &body);
+        let reply = self
+            .write_once(
+                "grant_app_role",
+                ctx,
+                move || self.post_json("grant_app_role", path, body, ctx),
+                move || async move {
+                    let held = self.list_app_role_assignments(principal_id, ctx).await?;
+                    let meta = held.meta;
+                    Ok(held
+                        .value
+                        .into_iter()
+                        .find(|a| {
+                            a.resource_id.eq_ignore_ascii_case(resource_sp_id)
+                                && a.app_role_id.eq_ignore_ascii_case(app_role_id)
+                        })
+                        .map(|value| Reply { value, meta }))
+                },
+            )
+            .await?;
         tracing::info!(
             resource_sp_id,
             principal_id,

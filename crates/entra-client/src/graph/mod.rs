@@ -5,6 +5,7 @@ mod applications;
 mod deleted;
 mod directory;
 mod grants;
+mod once;
 pub mod roles;
 mod service_principals;
 #[cfg(test)]

@@ -51,7 +51,8 @@ struct RoleAssignmentBody<'a> {
 impl GraphClient {
     /// Assigns directory role `role_definition_id` (a template id works for built-ins) to
     /// `principal_id` tenant-wide (`POST /roleManagement/directory/roleAssignments`, 201).
-    /// Needs Privileged Role Administrator; others get 403.
+    /// Needs Privileged Role Administrator; others get 403. An unanswered attempt is looked for
+    /// among the principal's assignments before it is sent again.
     pub async fn assign_directory_role(
         &self,
         role_definition_id: &str,
@@ -64,8 +65,28 @@ impl GraphClient {
             principal_id: id(principal_id)?,
             directory_scope_id: "/",
         };
-        let reply: Reply<UnifiedRoleAssignment> = self
-            .post_json("assign_directory_role", ROLE_ASSIGNMENTS, &body, ctx)
+        let body = &body;
+        let reply = self
+            .write_once(
+                "assign_directory_role",
+                ctx,
+                move || self.post_json("assign_directory_role", ROLE_ASSIGNMENTS, body, ctx),
+                move || async move {
+                    let held = self
+                        .list_directory_role_assignments(principal_id, ctx)
+                        .await?;
+                    let meta = held.meta;
+                    Ok(held
+                        .value
+                        .into_iter()
+                        .find(|a| {
+                            a.role_definition_id
+                                .eq_ignore_ascii_case(role_definition_id)
+                                && a.directory_scope_id.as_deref().unwrap_or("/") == "/"
+                        })
+                        .map(|value| Reply { value, meta }))
+                },
+            )
             .await?;
         tracing::info!(
             role_definition_id,

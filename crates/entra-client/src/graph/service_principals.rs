@@ -21,14 +21,24 @@ struct CreateSp<'a> {
 impl GraphClient {
     /// `POST /servicePrincipals {appId}` (201). Right after creating the app, mark `ctx` with
     /// [`OpContext::after_create`]: Graph then often says NoBackingApplicationObject for a while.
+    /// An unanswered attempt is looked for by `appId` before it is sent again.
     pub async fn create_service_principal(
         &self,
         app_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<ServicePrincipal>, EntraError> {
-        let body = CreateSp { app_id };
-        let reply: Reply<ServicePrincipal> = self
-            .post_json("create_service_principal", "servicePrincipals", &body, ctx)
+        let body = &CreateSp { app_id };
+        let reply = self
+            .write_once(
+                "create_service_principal",
+                ctx,
+                move || self.post_json("create_service_principal", "servicePrincipals", body, ctx),
+                move || async move {
+                    let found = self.find_service_principal_by_app_id(app_id, ctx).await?;
+                    let meta = found.meta;
+                    Ok(found.value.map(|value| Reply { value, meta }))
+                },
+            )
             .await?;
         tracing::info!(
             app_id,

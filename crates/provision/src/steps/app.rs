@@ -18,6 +18,9 @@ pub(crate) fn secret_label(onboarding_id: &str) -> String {
     format!("onboard:{onboarding_id}")
 }
 
+/// How often the secret step adds its secret again after an answer was lost.
+const LOST_SECRET_ATTEMPTS: u32 = 3;
+
 impl Run {
     /// Upserts the single-tenant app by `uniqueName`, asking for the profile's permissions.
     pub async fn app_registration(
@@ -193,36 +196,52 @@ impl Run {
             display_name: Some(label.clone()),
         };
         let graph = &self.graph;
-        let (aoid, lbl, end2) = (app_oid.clone(), label.clone(), end.clone());
-        let (pw, seq) = self
-            .change(
-                Change {
-                    step: ids::SECRET,
-                    action: Action::ClientSecretAdd,
-                    target,
-                    changes: vec![
-                        set("passwordCredential.displayName", json!(label)),
-                        set("passwordCredential.endDateTime", json!(end)),
-                    ],
-                    after_create: true,
-                },
-                |ctx| async move {
-                    graph
-                        .add_password(&aoid, Some(&lbl), end2.as_deref(), &ctx)
-                        .await
-                }, // Only key id and hint and expiry: never the value.
-                |pw| {
-                    (
-                        Some(pw.info.key_id.clone()),
-                        vec![
-                            set("keyId", json!(pw.info.key_id)),
-                            set("hint", json!(pw.info.hint)),
-                            set("endDateTime", json!(pw.info.end_date_time)),
+        let mut lost = 0;
+        let (pw, seq) = loop {
+            let (aoid, lbl, end2) = (app_oid.clone(), label.clone(), end.clone());
+            let attempt = self
+                .change(
+                    Change {
+                        step: ids::SECRET,
+                        action: Action::ClientSecretAdd,
+                        target: target.clone(),
+                        changes: vec![
+                            set("passwordCredential.displayName", json!(label)),
+                            set("passwordCredential.endDateTime", json!(end)),
                         ],
-                    )
-                },
-            )
-            .await?;
+                        after_create: true,
+                    },
+                    |ctx| async move {
+                        graph
+                            .add_password(&aoid, Some(&lbl), end2.as_deref(), &ctx)
+                            .await
+                    }, // Only key id and hint and expiry: never the value.
+                    |pw| {
+                        (
+                            Some(pw.info.key_id.clone()),
+                            vec![
+                                set("keyId", json!(pw.info.key_id)),
+                                set("hint", json!(pw.info.hint)),
+                                set("endDateTime", json!(pw.info.end_date_time)),
+                            ],
+                        )
+                    },
+                )
+                .await;
+            match attempt {
+                Ok(added) => break added,
+                // The answer was lost (500/502/504, a timeout): the secret may exist, but its
+                // value is gone with the answer. It carries our label, so it is an orphan like
+                // a crashed attempt's: removed (audited), then the secret is added again.
+                Err(ProvisionError::Entra { source, .. })
+                    if source.is_unanswered_write() && lost < LOST_SECRET_ATTEMPTS =>
+                {
+                    lost += 1;
+                    seqs.extend(self.remove_orphan_secrets(&app_oid, &label).await?);
+                }
+                Err(e) => return Err(e),
+            }
+        };
         seqs.push(seq);
         let sealed = self
             .inner

@@ -71,6 +71,32 @@ async fn granting_an_app_role_needs_application_read_all_too() {
 }
 
 #[tokio::test]
+async fn assignments_need_every_documented_body_property() {
+    let (env, t) = Wire::signed_in("globaladmin").await;
+    let (_, sp, _) = env.provision(&t, "bodies").await;
+    let graph_sp = env.graph_sp_id(&t).await;
+    // appRoleAssignedTo: principalId, resourceId and appRoleId, though the URL names the resource.
+    let path = format!("/servicePrincipals/{graph_sp}/appRoleAssignedTo");
+    let body = json!({"principalId": sp["id"], "appRoleId": USER_READ_ALL});
+    env.post(&t, &path, body)
+        .await
+        .expect_error(400, "Request_BadRequest");
+    let body = json!({"principalId": sp["id"], "resourceId": graph_sp, "appRoleId": USER_READ_ALL});
+    env.post(&t, &path, body).await.expect(201);
+    // roleAssignments: a scope (directoryScopeId) is required, not assumed.
+    let path = "/roleManagement/directory/roleAssignments";
+    let teams_admin = "69091246-20e8-4a56-aa4d-066075b2a7a8";
+    let body = json!({"principalId": sp["id"], "roleDefinitionId": teams_admin});
+    env.post(&t, path, body)
+        .await
+        .expect_error(400, "Request_BadRequest");
+    let body =
+        json!({"principalId": sp["id"], "roleDefinitionId": teams_admin, "directoryScopeId": "/"});
+    env.post(&t, path, body).await.expect(201);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn role_assignments_refuse_top() {
     let (env, t) = Wire::signed_in("globaladmin").await;
     let base = "/roleManagement/directory/roleAssignments";

@@ -309,7 +309,15 @@ pub fn create_role_assignment(c: &Ctx<'_>) -> Reply {
             "One or more properties contains invalid values.",
         ));
     };
-    let scope = field("directoryScopeId").unwrap_or_else(|| "/".into());
+    // Graph requires a scope: directoryScopeId (or appScopeId, which the emulator does not
+    // model); no default is assumed.
+    let Some(scope) = field("directoryScopeId") else {
+        return Err(c.err(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "One or more properties contains invalid values.",
+        ));
+    };
     if scope != "/" {
         return Err(c.err(
             StatusCode::BAD_REQUEST,

@@ -229,8 +229,13 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Reply {
     let path_idx = find(c, &inner.dir, key)?;
     let path_sp = inner.dir.service_principals[path_idx].clone();
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    // Graph's appRoleAssignment create takes all three of principalId, resourceId and
+    // appRoleId in the body, whichever side of the assignment the URL names.
     let (resource_id, principal_id) = if via_resource {
-        (Some(path_sp.id.clone()), field("principalId"))
+        (
+            field("resourceId").map(|_| path_sp.id.clone()),
+            field("principalId"),
+        )
     } else {
         (field("resourceId"), Some(path_sp.id.clone()))
     };

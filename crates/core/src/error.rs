@@ -49,6 +49,21 @@ pub enum CoreError {
         /// Permission value, e.g. `User.Read.All`.
         permission: String,
     },
+    /// The tenant has no service principal for a resource the profile's permissions need
+    /// (Microsoft adds its own apps' service principals to a tenant only when something uses
+    /// them).
+    #[error(
+        "this tenant has no service principal for {resource} (appId {app_id}), whose \
+         permissions the profile grants; an administrator can add Microsoft's app to the tenant \
+         (PowerShell: New-MgServicePrincipal -AppId {app_id}; Graph: POST /servicePrincipals \
+         {{\"appId\": \"{app_id}\"}}), then try again"
+    )]
+    MissingResource {
+        /// The resource's display name.
+        resource: String,
+        /// Its application (client) id.
+        app_id: String,
+    },
     /// Microsoft identity platform or Graph refused or failed.
     #[error("{operation}: {source}")]
     Entra {

@@ -54,9 +54,18 @@ pub async fn resolve_permissions(
     while let Some(joined) = reads.join_next().await {
         let (r, res) =
             joined.map_err(|e| CoreError::Store(format!("resource lookup task: {e}")))?;
-        let sp = res
-            .map_err(|e| CoreError::entra("resolve_permissions", e))?
-            .value;
+        let sp = match res {
+            Ok(found) => found.value,
+            // The resource is Microsoft's: a 404 is an answer (nothing was just created), and
+            // the admin can fix it.
+            Err(e) if e.is_not_found() => {
+                return Err(CoreError::MissingResource {
+                    resource: r.display_name().to_owned(),
+                    app_id: r.app_id().to_owned(),
+                });
+            }
+            Err(e) => return Err(CoreError::entra("resolve_permissions", e)),
+        };
         sps.insert(r, sp);
     }
     let mut out = Vec::new();

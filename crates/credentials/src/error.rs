@@ -110,7 +110,7 @@ impl From<onboard_core::CoreError> for CredentialsError {
             C::Audit(a) => Self::Audit(a),
             C::Crypto(c) => Self::Crypto(c),
             C::Entra { operation, source } => Self::Entra { operation, source },
-            e @ (C::Profile(_) | C::UnknownPermission { .. }) => {
+            e @ (C::Profile(_) | C::UnknownPermission { .. } | C::MissingResource { .. }) => {
                 Self::FailedPrecondition(e.to_string())
             }
             C::Store(m) => Self::Store(m),

@@ -49,6 +49,9 @@ pub enum ProvisionError {
         /// Permission value, e.g. `User.Read.All`.
         permission: String,
     },
+    /// The tenant lacks a resource's service principal ([`onboard_core::CoreError::MissingResource`]).
+    #[error(transparent)]
+    MissingResource(onboard_core::CoreError),
     /// No onboarding with that id.
     #[error("no onboarding {0:?}")]
     NotFound(String),
@@ -123,6 +126,7 @@ impl From<onboard_core::CoreError> for ProvisionError {
                 source,
             },
             C::Store(m) => ProvisionError::Store(m),
+            e @ C::MissingResource { .. } => ProvisionError::MissingResource(e),
             e @ C::Entry { .. } => ProvisionError::Store(e.to_string()),
         }
     }

@@ -414,3 +414,31 @@ async fn independent_grants_and_roles_run_concurrently() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_without_the_teams_admin_api_gets_the_fix_not_a_graph_404() -> Result<()> {
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    // Microsoft adds its apps' service principals to a tenant only when something uses them.
+    let g = env.graph_as("globaladmin").await?;
+    let ctx = entra_client::OpContext::new();
+    let teams = g
+        .resource_service_principal(entra_client::TEAMS_TENANT_ADMIN_API_APP_ID, &ctx)
+        .await?
+        .value;
+    g.delete_service_principal(&teams.id, &ctx).await?;
+    let err = env
+        .engine
+        .plan(&admin, &plan_req("Sbc-NoTeams"))
+        .await
+        .unwrap_err();
+    ensure!(matches!(err, ProvisionError::MissingResource(_)), "{err:?}");
+    let text = err.to_string();
+    ensure!(
+        text.contains("Skype and Teams Tenant Admin API")
+            && text.contains("New-MgServicePrincipal -AppId 48ac35b8-9aa8-4d74-927d-1f4a14a0b239"),
+        "{text}"
+    );
+    ensure!(apps_named(&env.snapshot(), "Sbc-NoTeams").is_empty());
+    Ok(())
+}

@@ -287,9 +287,9 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         ProvisionError::WrongUser { .. } | ProvisionError::MissingRights { .. } => {
             Status::failed_precondition(msg)
         }
-        ProvisionError::Profile(_) | ProvisionError::UnknownPermission { .. } => {
-            Status::failed_precondition(msg)
-        }
+        ProvisionError::Profile(_)
+        | ProvisionError::UnknownPermission { .. }
+        | ProvisionError::MissingResource(_) => Status::failed_precondition(msg),
         ProvisionError::NotFound(_) => Status::not_found(msg),
         ProvisionError::InvalidState { .. } => Status::failed_precondition(msg),
         // Nothing was changed, and the log may come back.

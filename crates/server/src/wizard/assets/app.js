@@ -378,6 +378,7 @@
       // The privileged admin acts (or the wait ended): their steps show live here.
       S.waiting = false;
       $('conn').textContent = S.handOff ? '' : 'An administrator is finishing the onboarding.';
+      progressHeading('Provisioning', true);
       show('s-progress');
     }
     if (name === 'started') {
@@ -516,6 +517,8 @@
   // Cancel while waiting: the progress screen's confirmation; "Keep going" comes back here.
   function cancelWaiting() {
     S.cancelFromWait = true;
+    // Nothing is being provisioned while the wait lasts: the heading says what is going on.
+    progressHeading('Waiting for an administrator', false);
     show('s-progress');
     askCancel();
   }

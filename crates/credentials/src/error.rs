@@ -101,6 +101,14 @@ impl CredentialsError {
             _ => None,
         }
     }
+
+    /// The HTTP status of the Graph error behind this one, if any.
+    pub fn graph_status(&self) -> Option<u16> {
+        match self {
+            Self::Entra { source, .. } => source.root().graph().map(|g| g.status),
+            _ => None,
+        }
+    }
 }
 
 impl From<onboard_core::CoreError> for CredentialsError {

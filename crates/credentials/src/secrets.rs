@@ -169,8 +169,9 @@ impl Credentials {
     }
 
     /// One audited `removePassword`. A key Entra no longer has counts as removed (the goal is
-    /// reached; Graph answers 400 "No password credential found"), so a repeat never fails and
-    /// never removes twice. Returns the outcome's audit index, `None` when it was already gone.
+    /// reached; a refusal with 400 or 404 is followed by a read of the app's keys, since Graph's
+    /// wording for an unknown key is not documented), so a repeat never fails and never removes
+    /// twice. Returns the outcome's audit index, `None` when it was already gone.
     pub(crate) async fn remove_password(
         &self,
         graph: &GraphClient,
@@ -204,12 +205,26 @@ impl Credentials {
             .await
         {
             Ok(((), seq)) => Ok(Some(seq)),
-            Err(CredentialsError::Entra { source, .. })
-                if source.graph().is_some_and(|g| {
-                    g.status == 400 && g.message.starts_with("No password credential found")
-                }) =>
+            Err(e @ CredentialsError::Entra { .. })
+                if e.graph_status().is_some_and(|s| matches!(s, 400 | 404)) =>
             {
-                Ok(None)
+                // Graph's wording for an unknown key is not documented: whether the app still
+                // lists the key decides.
+                let app = graph
+                    .get_application(object_id, &entra_client::OpContext::new())
+                    .await;
+                match app {
+                    Ok(app)
+                        if !app
+                            .value
+                            .password_credentials
+                            .iter()
+                            .any(|p| p.key_id.eq_ignore_ascii_case(&s.key_id)) =>
+                    {
+                        Ok(None)
+                    }
+                    _ => Err(e),
+                }
             }
             Err(e) => Err(e),
         }

@@ -154,7 +154,10 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
     ensure!(w.chrome.focus().await? == "s-progress/h2/cancel-q");
     // Nothing is provisioning during the wait: the screen does not say it is.
     let heading = w.chrome.text("#progress-h").await?;
-    ensure!(heading == "Waiting for an administrator", "heading: {heading}");
+    ensure!(
+        heading == "Waiting for an administrator",
+        "heading: {heading}"
+    );
     w.shoot("H7-cancel-confirm").await?;
     w.chrome.click("btn-cancel-no").await?;
     w.chrome.wait_screen("s-waiting").await?;

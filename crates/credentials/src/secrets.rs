@@ -103,9 +103,15 @@ impl Credentials {
         valid_for: Option<time::Duration>,
         actor: &str,
     ) -> Result<(StoredSecret, SecretString, u64), CredentialsError> {
-        let end = valid_for
-            .or(self.inner.secret_lifetime)
-            .map(|d| graph_time(OffsetDateTime::now_utc() + d));
+        let end = match valid_for.or(self.inner.secret_lifetime) {
+            Some(d) => Some(graph_time(OffsetDateTime::now_utc().checked_add(d).ok_or(
+                CredentialsError::InvalidArgument {
+                    field: "valid_for",
+                    reason: "too far in the future".into(),
+                },
+            )?)),
+            None => None,
+        };
         let aud = self.auditor(reg, service_id, actor);
         let spec = ChangeSpec {
             action: Action::PasswordCredentialCreate,

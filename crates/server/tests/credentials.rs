@@ -155,6 +155,28 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     ensure!(env.authenticates(&done.client_id, &added.secret).await?);
     let added_key = added.info.as_ref().context("info")?.key_id.clone();
 
+    // Durations past the calendar's end are refused with their field, not a server panic.
+    let huge = Some(prost_types::Duration {
+        seconds: 1_000_000_000_000,
+        nanos: 0,
+    });
+    let far = pb::AddServiceSecretRequest {
+        registration: reg.clone(),
+        service_id: svc.clone(),
+        valid_for: huge,
+    };
+    c.add_service_secret(far)
+        .refused(Code::InvalidArgument, &["valid_for", "100 years"])
+        .await?;
+    let long = pb::RotateSecretRequest {
+        registration: reg.clone(),
+        service_id: svc.clone(),
+        overlap: huge,
+    };
+    c.rotate_secret(long)
+        .refused(Code::InvalidArgument, &["overlap", "365 days"])
+        .await?;
+
     // Expiry report: the 20-day secret is inside 30 days.
     let exp = c
         .list_expiring(pb::ListExpiringRequest { horizon_days: 0 })

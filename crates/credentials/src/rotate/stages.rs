@@ -180,8 +180,13 @@ impl Credentials {
         emit(events, ev("hand_over", false, None));
         let new = self.new_secret_of(reg, &state)?;
         let new_key = Registration::secret_key(&new);
+        // Saturating: a stored overlap too large for the calendar (the server refuses more than
+        // a year) must not panic a resumed rotation on every start.
         let remove_after = OffsetDateTime::now_utc()
-            + time::Duration::seconds(i64::try_from(state.overlap_secs).unwrap_or(i64::MAX / 2));
+            .checked_add(time::Duration::seconds(
+                i64::try_from(state.overlap_secs).unwrap_or(i64::MAX),
+            ))
+            .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
         let aud = self.auditor(reg, &state.service_id, &state.actor);
         let seq = aud
             .entry(

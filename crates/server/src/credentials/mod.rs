@@ -35,6 +35,12 @@ use convert::{
 /// The audit actor of automatic rotations.
 pub const AUTO_ROTATE_ACTOR: &str = "system:auto-rotate";
 
+/// The longest `valid_for` of a new secret: far past any tenant policy, and short of the year
+/// 9999 where time arithmetic ends.
+const MAX_SECRET_VALIDITY: time::Duration = time::Duration::days(36_500);
+/// The longest rotation overlap: the old secret stays valid this long after the hand-over.
+const MAX_OVERLAP: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Serves credentials from the shared [`App`].
 #[derive(Clone)]
 pub struct CredentialsService {
@@ -100,6 +106,12 @@ impl CredentialsService {
         if valid_for.is_some_and(|d| d.whole_seconds() < 3600) {
             return Err(ServerError::invalid("valid_for", "at least one hour"));
         }
+        if valid_for.is_some_and(|d| d > MAX_SECRET_VALIDITY) {
+            return Err(ServerError::invalid(
+                "valid_for",
+                "at most 100 years (36,500 days); a tenant policy may allow less",
+            ));
+        }
         let reg = self.managed(r.registration.as_ref()).await?;
         let s = self
             .app
@@ -117,6 +129,12 @@ impl CredentialsService {
         let (actor, r) = self.operator(req)?;
         ServerError::required("service_id", &r.service_id)?;
         let overlap = duration(r.overlap.as_ref(), "overlap")?.unwrap_or(Duration::ZERO);
+        if overlap > MAX_OVERLAP {
+            return Err(ServerError::invalid(
+                "overlap",
+                "at most 365 days (the old secret stays valid that long after the hand-over)",
+            ));
+        }
         let reg = self.managed(r.registration.as_ref()).await?;
         // Refuse what cannot start before the stream opens (unknown service, running already).
         let view = self.app.credentials().registration(&reg)?;

@@ -454,6 +454,28 @@ async fn the_client_tells_protocol_violations_from_conflicts_and_forks() {
         c.add_checkpoint(5, &[], &note).await.unwrap(),
         AddOutcome::RootMismatch(_)
     ));
+    // A size naming the old size sent is no "resubmit from there": the same request would
+    // meet the same answer. At the checkpoint's size it is a fork; below it, a witness that
+    // holds that size and refuses what extends it (evidence, as a 422 is); from 0, nothing.
+    let c = client(fake(409, SIZE_CONTENT_TYPE, "5\n").await);
+    assert!(matches!(
+        c.add_checkpoint(5, &[], &note).await.unwrap(),
+        AddOutcome::RootMismatch(_)
+    ));
+    assert_eq!(
+        c.add_checkpoint(3, &[], &note).await.unwrap(),
+        AddOutcome::Conflict { size: 5 }
+    );
+    let c = client(fake(409, SIZE_CONTENT_TYPE, "3\n").await);
+    assert!(matches!(
+        c.add_checkpoint(3, &[], &note).await.unwrap(),
+        AddOutcome::RootMismatch(_)
+    ));
+    let c = client(fake(409, SIZE_CONTENT_TYPE, "0\n").await);
+    assert!(matches!(
+        c.add_checkpoint(0, &[], &note).await,
+        Err(WitnessError::BadResponse { .. })
+    ));
     // A 200 without a valid cosignature line by the configured key.
     let c = client(fake(200, "text/plain", "not a signature\n").await);
     assert!(matches!(
@@ -470,4 +492,42 @@ async fn the_client_tells_protocol_violations_from_conflicts_and_forks() {
         c.add_checkpoint(1, &[[0; 32]; 64], &note).await,
         Err(WitnessError::InvalidProof(_))
     ));
+}
+
+/// A witness that answers a same-size fork with `409` and its size (the spec leaves that body
+/// open): the start-up check and the submitter both take it as the fork it is, where they
+/// used to resubmit from the same size until they gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_naming_the_size_sent_is_a_fork_not_a_retry() {
+    let signer = NoteSigner::generate(ORIGIN).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(&dir.path().join("audit"), key_copy(&signer));
+    append(&log, "forked", 5).await;
+    let endpoint = WitnessEndpoint {
+        url: format!("http://{}", fake(409, SIZE_CONTENT_TYPE, "5\n").await),
+        verifier: CosignerKey::generate("w.example/1").unwrap().verifier(),
+        timeout: Duration::from_secs(5),
+    };
+    let e = check_not_rolled_back(&log, std::slice::from_ref(&endpoint), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, WitnessError::RolledBack { detail, .. } if detail.contains("another root at size 5")),
+        "{e}"
+    );
+    let (sub, running) = submit(&log, fast(vec![endpoint], &dir.path().join("store.json")));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = sub.status();
+        if let Some(err) = status[0].last_error.as_deref() {
+            assert!(err.contains("the log forked"), "{err}");
+            // One 409 to learn the size, then the fork: no resubmission from the same size.
+            assert_eq!(status[0].conflicts, 1, "{status:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop(running).await;
+    log.close();
 }

@@ -9,12 +9,14 @@ use reqwest::header::CONTENT_TYPE;
 use crate::cosig::{Cosignature, CosignerVerifier, SignatureLine};
 use crate::error::WitnessError;
 use crate::protocol::{
-    ADD_CHECKPOINT_PATH, AddCheckpointRequest, MAX_PROOF_LINES, MAX_SIGNATURES, SIZE_CONTENT_TYPE,
-    parse_size_body, split_note,
+    ADD_CHECKPOINT_PATH, AddCheckpointRequest, MAX_PROOF_LINES, MAX_REQUEST_BYTES, MAX_SIGNATURES,
+    SIZE_CONTENT_TYPE, parse_size_body, split_note,
 };
 
-/// The largest answer read from a witness.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The largest answer read from a witness: a 200 is signature lines, which may be several
+/// post-quantum cosignatures of nearly 5 kB each (c2sp.org/signed-note), so the same bound as a
+/// request.
+const MAX_RESPONSE_BYTES: usize = MAX_REQUEST_BYTES;
 
 /// One configured witness.
 #[derive(Debug, Clone)]

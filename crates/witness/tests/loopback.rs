@@ -10,7 +10,7 @@ use audit_log::{AuditLog, LogConfig, NoteSigner, SignedCheckpoint};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use witness::protocol::{AddCheckpointRequest, SIZE_CONTENT_TYPE};
+use witness::protocol::{AddCheckpointRequest, MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE};
 use witness::{
     AddOutcome, CosignerKey, Submitter, SubmitterConfig, TrustedLog, Witness, WitnessClient,
     WitnessEndpoint, WitnessError, WitnessProbe, WitnessStatus, check_not_rolled_back,
@@ -140,7 +140,9 @@ async fn every_answer_over_http_has_the_status_and_content_type_of_the_spec() {
     let other = NoteSigner::generate("other.example/log").unwrap();
     assert_eq!(post(req(0, checkpoint(&other, 2, [1; 32]))).await.0, 404);
     assert_eq!(post(b"old 00\n\n".to_vec()).await.0, 400);
-    assert_eq!(post(vec![b'a'; 70_000]).await.0, 413);
+    // The body limit is MAX_REQUEST_BYTES exactly: at it the body is read (and is malformed).
+    assert_eq!(post(vec![b'a'; MAX_REQUEST_BYTES]).await.0, 400);
+    assert_eq!(post(vec![b'a'; MAX_REQUEST_BYTES + 1]).await.0, 413);
     let get = http.get(&url).send().await.unwrap();
     assert_eq!(get.status().as_u16(), 405);
     assert_eq!(w.witness.latest(ORIGIN).unwrap().size(), 1);
@@ -203,6 +205,36 @@ async fn the_client_verifies_cosignatures_and_reports_each_outcome() {
         assert!(matches!(e, WitnessError::Unreachable { .. }), "{what}: {e}");
     }
     drop(silent);
+}
+
+/// c2sp.org/signed-note: verifiers "MUST accept at least up to 16 signatures. Remember that
+/// post-quantum signatures can be up to nearly 5kB". A checkpoint carrying 16 such lines (from
+/// keys the witness does not know) is cosigned, and an answer carrying them is read.
+#[tokio::test]
+async fn sixteen_post_quantum_sized_signatures_fit_both_ways() {
+    use base64::Engine;
+    let log = NoteSigner::generate(ORIGIN).unwrap();
+    let w = serve("w.example/1", trusting(&log)).await;
+    // ML-DSA-87 signatures are 4,627 bytes; with the key id, 6,176 base64 characters a line.
+    let pq: String = (0..16u8)
+        .map(|i| {
+            let raw = base64::engine::general_purpose::STANDARD.encode(vec![i; 4 + 4627]);
+            format!("\u{2014} pq.example/w{i} {raw}\n")
+        })
+        .collect();
+    assert!(pq.len() > 96 * 1024);
+    let note = format!("{}{pq}", checkpoint(&log, 1, audit_log::leaf_hash(b"x")));
+    let AddOutcome::Cosigned(c) = add_via(w.endpoint.clone(), 0, &note).await.unwrap() else {
+        panic!("not cosigned");
+    };
+    let answer: &'static str = Box::leak(format!("{pq}{}", c[0].to_line()).into_boxed_str());
+    let fake = fake(200, "text/plain", answer).await;
+    let endpoint = WitnessEndpoint {
+        url: format!("http://{fake}"),
+        ..w.endpoint.clone()
+    };
+    let again = add_via(endpoint, 0, &note).await.unwrap();
+    assert_eq!(again, AddOutcome::Cosigned(c));
 }
 
 /// Submits checkpoint `note` (the witness holding `old_size`, no proof) through a client of

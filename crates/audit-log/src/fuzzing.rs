@@ -58,10 +58,16 @@ pub fn checkpoint(data: &[u8]) {
     }
 }
 
-/// A `.tlog-proof` file.
+/// A `.tlog-proof` file. Every field has one spelling (the index a decimal without leading
+/// zeroes, hashes and extra data canonical base64), so whatever parses is written back as is.
 pub fn proof(data: &[u8]) {
     let Some(t) = text(data) else { return };
     if let Ok(p) = TlogProof::parse(t) {
+        assert_eq!(
+            p.to_text(),
+            t,
+            "a parsed proof is written back byte for byte"
+        );
         assert_eq!(TlogProof::parse(&p.to_text()).ok(), Some(p));
     }
 }

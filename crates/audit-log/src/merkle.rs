@@ -199,9 +199,11 @@ pub fn root_from_inclusion_proof(
     Ok(r)
 }
 
-/// Verifies a consistency proof (RFC 9162 §2.1.4.2) with its exact length enforced; size 0 and
-/// equal sizes are handled explicitly. Roots are byte strings: one that is not 32 bytes can only
-/// ever equal an identical byte string (equal sizes), never a computed root.
+/// Verifies a consistency proof (RFC 9162 §2.1.4.2, c2sp.org/merkle-tree) with its exact length
+/// enforced; size 0 and equal sizes are handled explicitly: from size 0 to any larger size only
+/// the empty proof is valid (the roots are not compared), and two trees of size 0 must both
+/// have the empty tree's root. Roots are byte strings: one that is not 32 bytes can only ever
+/// equal an identical byte string (equal sizes), never a computed root.
 pub fn verify_consistency(
     size1: u64,
     size2: u64,
@@ -226,9 +228,15 @@ pub fn verify_consistency(
         return check_root(root1, root2);
     }
     if size1 == 0 {
-        // Every tree extends the empty tree, so a proof from size 0 proves nothing; the RFC
-        // leaves it undefined and we refuse it rather than accept anything.
-        return Err(ProofError::BadSizes { size1, size2 });
+        // c2sp.org/merkle-tree: "If m equals 0, the proof is valid if and only if it is empty"
+        // (every tree extends the empty tree; RFC 9162 leaves the case undefined).
+        if !proof.is_empty() {
+            return Err(ProofError::WrongLength {
+                got: proof.len(),
+                want: 0,
+            });
+        }
+        return Ok(());
     }
     let (inner, border) = inclusion_proof_shape(size1 - 1, size2);
     let shift = size1.trailing_zeros() as usize;
@@ -413,6 +421,24 @@ mod tests {
                 verify_consistency(m, n, &r1, &r, &p).unwrap();
             }
         }
+    }
+
+    /// c2sp.org/merkle-tree: "If m equals 0, the proof is valid if and only if it is empty."
+    #[test]
+    fn from_size_0_only_the_empty_proof_is_valid() {
+        let (_, leaves, _) = build(5);
+        let r = reference_root(&leaves);
+        let empty = empty_root();
+        verify_consistency(0, 5, &empty, &r, &[]).unwrap();
+        verify_consistency(0, 1, &[], &leaves[0], &[]).unwrap();
+        assert_eq!(
+            verify_consistency(0, 5, &empty, &r, &[leaves[0]]),
+            Err(ProofError::WrongLength { got: 1, want: 0 })
+        );
+        // The other cases keep their answers: equal sizes, backwards sizes.
+        verify_consistency(0, 0, &empty, &empty, &[]).unwrap();
+        assert!(verify_consistency(0, 0, &r, &r, &[]).is_err());
+        assert!(verify_consistency(5, 0, &r, &empty, &[]).is_err());
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //! `— <name> <base64(key id[4] || signature[64])>\n`. The key id is the first four bytes of
 //! `SHA-256(name || "\n" || 0x01 || public key)`. Verifiers skip lines from unknown keys (that is
 //! how rotation and witness cosignatures work), reject the note if a known key's signature fails,
-//! and require at least one known key to have signed.
+//! and require at least one known key to have signed. Parsing follows Go's `note.Open`: no ASCII
+//! control character but newline anywhere in the note, every line well formed whoever signed it,
+//! and a known key's repeated lines after its first skipped.
 
 use base64::Engine;
+use base64::alphabet;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
@@ -215,15 +219,19 @@ fn check_text(text: &str) -> Result<(), NoteError> {
             "text must end in a newline".into(),
         ));
     }
-    if text
-        .chars()
-        .any(|c| c != '\n' && (c.is_control() || c == '\u{2028}'))
-    {
-        return Err(NoteError::MalformedNote(
-            "text contains a control character".into(),
-        ));
+    check_controls(text, "text")
+}
+
+/// c2sp.org/signed-note: a note "MUST NOT contain any ASCII control characters (those below
+/// U+0020) other than newline", signatures included. Only those: U+007F, the C1 controls and
+/// U+2028 are allowed, as in Go's `note.Open`.
+fn check_controls(s: &str, what: &str) -> Result<(), NoteError> {
+    match s.char_indices().find(|&(_, c)| c < ' ' && c != '\n') {
+        Some((at, c)) => Err(NoteError::MalformedNote(format!(
+            "{what} contains the control character {c:?} at byte {at}"
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A note whose signatures have been checked.
@@ -233,40 +241,48 @@ pub struct OpenedNote {
     pub text: String,
     /// Names and ids of the known keys whose signatures verified.
     pub verified_by: Vec<(String, u32)>,
-    /// Signature lines from keys the verifier does not know (witnesses, other logs).
+    /// Distinct signature lines from keys the verifier does not know (witnesses, other logs).
     pub unknown_signatures: usize,
 }
 
-/// Splits a note and checks its signatures against `known`.
+/// Signature bytes as Go's `base64.StdEncoding` reads them: padding required, but non-zero
+/// trailing bits allowed (it is not `Strict`), so a line Go accepts is not malformed here.
+const SIG_B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
+/// Splits a note and checks its signatures against `known`, as Go's `note.Open` does: the whole
+/// note is free of control characters, every signature line is well formed (a valid key name,
+/// base64 of at least five bytes) whoever signed it, a known key's repeated lines after its
+/// first are skipped, and identical lines by unknown keys count once.
 pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError> {
+    check_controls(note, "note")?;
     let split = note
         .rfind("\n\n")
         .ok_or_else(|| NoteError::MalformedNote("no blank line before signatures".into()))?;
     let text = &note[..split + 1];
-    let sigs = &note[split + 2..];
-    check_text(text)?;
-    if !sigs.ends_with('\n') {
-        return Err(NoteError::MalformedNote(
-            "signature block must end in a newline".into(),
-        ));
-    }
-    let mut verified_by = Vec::new();
-    let mut unknown = 0usize;
-    let lines: Vec<&str> = sigs.trim_end_matches('\n').split('\n').collect();
+    let sigs = note[split + 2..]
+        .strip_suffix('\n')
+        .ok_or_else(|| NoteError::MalformedNote("signature block must end in a newline".into()))?;
+    let lines: Vec<&str> = sigs.split('\n').collect();
     if lines.len() > MAX_SIGNATURES {
         return Err(NoteError::MalformedNote(format!(
             "{} signature lines (at most {MAX_SIGNATURES})",
             lines.len()
         )));
     }
+    let mut verified_by: Vec<(String, u32)> = Vec::new();
+    let mut seen: Vec<(&str, u32)> = Vec::new();
+    let mut unknown: Vec<&str> = Vec::new();
     for line in lines {
         let rest = line.strip_prefix(SIG_PREFIX).ok_or_else(|| {
             NoteError::MalformedNote(format!("signature line {line:?} does not start with '— '"))
         })?;
-        let (name, b64) = rest.split_once(' ').ok_or_else(|| {
-            NoteError::MalformedNote(format!("signature line {line:?} has no key name"))
-        })?;
-        let raw = B64
+        let (name, b64) = rest.split_once(' ').unwrap_or((rest, ""));
+        check_key_name(name)
+            .map_err(|e| NoteError::MalformedNote(format!("signature line {line:?}: {e}")))?;
+        let raw = SIG_B64
             .decode(b64)
             .map_err(|e| NoteError::MalformedNote(format!("signature by {name}: base64: {e}")))?;
         if raw.len() < 5 {
@@ -276,9 +292,16 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError>
         }
         let id = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
         let Some(v) = known.iter().find(|k| k.name() == name && k.key_id() == id) else {
-            unknown += 1;
+            if !unknown.contains(&rest) {
+                unknown.push(rest);
+            }
             continue;
         };
+        // Go's `Open`: "Drop repeated signatures by a single verifier", before verifying.
+        if seen.contains(&(name, id)) {
+            continue;
+        }
+        seen.push((name, id));
         let sig: Option<&[u8; 64]> = raw[4..].try_into().ok();
         if !sig.is_some_and(|s| v.verify(text, s)) {
             return Err(NoteError::BadSignature {
@@ -286,9 +309,7 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError>
                 key_id: id,
             });
         }
-        if !verified_by.iter().any(|(n, i)| n == name && *i == id) {
-            verified_by.push((name.to_owned(), id));
-        }
+        verified_by.push((name.to_owned(), id));
     }
     if verified_by.is_empty() {
         return Err(NoteError::NoKnownSignature {
@@ -302,7 +323,7 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError>
     Ok(OpenedNote {
         text: text.to_owned(),
         verified_by,
-        unknown_signatures: unknown,
+        unknown_signatures: unknown.len(),
     })
 }
 
@@ -375,4 +396,109 @@ mod tests {
         let a = NoteSigner::generate("n").unwrap();
         assert!(sign("no newline", &[&a]).is_err());
     }
+
+    fn malformed(r: Result<OpenedNote, NoteError>) -> bool {
+        matches!(r, Err(NoteError::MalformedNote(_)))
+    }
+
+    /// signed-note forbids only the ASCII controls below U+0020 (newline aside), as Go's `Open`
+    /// does: DEL, the C1 controls and U+2028 are text like any other.
+    #[test]
+    fn only_ascii_controls_below_space_are_refused_in_the_text() {
+        let a = NoteSigner::generate("log.example/a").unwrap();
+        for text in [
+            "del \u{7f}\n",
+            "nel \u{85} c1 \u{9f}\n",
+            "line separator \u{2028}\n",
+        ] {
+            let note = sign(text, &[&a]).unwrap();
+            assert_eq!(open(&note, &[a.verifier()]).unwrap().text, text);
+        }
+        for text in ["tab\there\n", "cr\r\n", "nul\0\n", "esc\u{1b}\n"] {
+            assert!(sign(text, &[&a]).is_err(), "{text:?}");
+            let note = format!("{text}\n{}", a.signature_line(text));
+            assert!(malformed(open(&note, &[a.verifier()])), "{text:?}");
+        }
+    }
+
+    /// The whole note is checked, signature lines included: a control character in an unknown
+    /// key's line (one the key-name rule lets through) makes the note malformed.
+    #[test]
+    fn a_control_character_in_any_signature_line_is_refused() {
+        let a = NoteSigner::generate("log.example/a").unwrap();
+        let note = sign("hello\n", &[&a]).unwrap();
+        let good = open(&note, &[a.verifier()]).unwrap();
+        assert_eq!(good.unknown_signatures, 0);
+        let other = format!("{note}\u{2014} witness\u{1}example AAAAAAAAAAAAAAAA\n");
+        assert!(malformed(open(&other, &[a.verifier()])));
+        let other = format!("{note}\u{2014} witness.example AAAAAAAAAAAAAAAA\r\n");
+        assert!(malformed(open(&other, &[a.verifier()])));
+    }
+
+    /// Every signature line's key name follows the key-name rule, whoever signed it.
+    #[test]
+    fn an_unknown_key_with_an_invalid_name_makes_the_note_malformed() {
+        let a = NoteSigner::generate("log.example/a").unwrap();
+        let note = sign("hello\n", &[&a]).unwrap();
+        let ok = format!("{note}\u{2014} witness.example AAAAAAAAAAAAAAAA\n");
+        assert_eq!(open(&ok, &[a.verifier()]).unwrap().unknown_signatures, 1);
+        for line in [
+            "\u{2014} wit+ness AAAAAAAAAAAAAAAA\n",
+            "\u{2014}  AAAAAAAAAAAAAAAA\n",
+            "\u{2014} wit\u{a0}ness AAAAAAAAAAAAAAAA\n",
+            "\u{2014} wit\u{3000}ness AAAAAAAAAAAAAAAA\n",
+            "\u{2014} witness.example\n",
+        ] {
+            let bad = format!("{note}{line}");
+            assert!(malformed(open(&bad, &[a.verifier()])), "{line:?}");
+        }
+    }
+
+    /// Go's `Open` skips a known key's repeated lines before verifying them, and counts
+    /// identical unknown lines once.
+    #[test]
+    fn repeated_signature_lines_are_skipped_after_the_first() {
+        let a = NoteSigner::generate("log.example/a").unwrap();
+        let b = NoteSigner::generate("witness.example").unwrap();
+        let text = "hello\n";
+        let (la, lb) = (a.signature_line(text), b.signature_line(text));
+        let note = format!("{text}\n{la}{lb}{la}{lb}");
+        let opened = open(&note, &[a.verifier()]).unwrap();
+        assert_eq!(
+            opened.verified_by,
+            vec![(a.name().to_owned(), a.verifier().key_id())]
+        );
+        assert_eq!(opened.unknown_signatures, 1);
+        // A second line by the same key that does not verify is skipped too, not fatal.
+        let forged = a.signature_line("other\n");
+        let note = format!("{text}\n{la}{forged}");
+        assert_eq!(open(&note, &[a.verifier()]).unwrap().verified_by.len(), 1);
+        // The first line by a known key is the one checked.
+        let note = format!("{text}\n{forged}{la}");
+        assert!(matches!(
+            open(&note, &[a.verifier()]),
+            Err(NoteError::BadSignature { .. })
+        ));
+    }
+
+    /// Signature bytes are read as Go's (non-strict) `base64.StdEncoding` reads them.
+    #[test]
+    fn signature_base64_with_nonzero_trailing_bits_is_read_as_go_reads_it() {
+        let a = NoteSigner::generate("log.example/a").unwrap();
+        let note = sign("hello\n", &[&a]).unwrap();
+        // 68 bytes end in `=`-padded base64 whose last character carries two unused bits.
+        let line = a.signature_line("hello\n");
+        let b64 = line.trim_end().rsplit(' ').next().unwrap();
+        let last = b64.as_bytes()[b64.len() - 2];
+        let twiddled = format!(
+            "{}{}=",
+            &b64[..b64.len() - 2],
+            char::from(B64_ALPHABET[B64_ALPHABET.iter().position(|&c| c == last).unwrap() ^ 1])
+        );
+        assert_ne!(twiddled, b64);
+        let note = note.replace(b64, &twiddled);
+        assert_eq!(open(&note, &[a.verifier()]).unwrap().verified_by.len(), 1);
+    }
+
+    const B64_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 }

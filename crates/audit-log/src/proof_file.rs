@@ -61,8 +61,8 @@ impl TlogProof {
         }
         let index = line
             .strip_prefix("index ")
-            .and_then(|i| i.parse::<u64>().ok())
-            .ok_or_else(|| format!("bad index line {line:?}"))?;
+            .ok_or_else(|| format!("line {line:?} is not `index <decimal>`"))
+            .and_then(parse_index)?;
         let proof = lines
             .map(|l| {
                 B64.decode(l)
@@ -78,6 +78,21 @@ impl TlogProof {
             checkpoint_note: checkpoint_note.to_owned(),
         })
     }
+}
+
+/// The `index` value: "an ASCII decimal with no leading zeroes (unless the index is `0`)"
+/// (c2sp.org/tlog-proof), so no sign, no `007`, one spelling per index.
+fn parse_index(s: &str) -> Result<u64, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "index {s:?} is not an ASCII decimal (digits only, no sign)"
+        ));
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return Err(format!("index {s:?} has a leading zero"));
+    }
+    s.parse()
+        .map_err(|_| format!("index {s:?} does not fit in 64 bits"))
 }
 
 #[cfg(test)]
@@ -97,5 +112,57 @@ mod tests {
         q.extra = None;
         q.proof.clear();
         assert_eq!(TlogProof::parse(&q.to_text()).unwrap(), q);
+    }
+
+    #[test]
+    fn the_index_is_a_decimal_without_sign_or_leading_zeroes() {
+        let p = TlogProof {
+            extra: None,
+            index: 7,
+            proof: vec![[1; 32]],
+            checkpoint_note: "o\n8\nAAAA\n\n\u{2014} o AAAA\n".into(),
+        };
+        let text = p.to_text();
+        let with = |index: &str| text.replace("index 7\n", &format!("index {index}\n"));
+        assert_eq!(TlogProof::parse(&with("0")).unwrap().index, 0);
+        assert_eq!(
+            TlogProof::parse(&with("18446744073709551615"))
+                .unwrap()
+                .index,
+            u64::MAX
+        );
+        for (index, why) in [
+            ("+7", "not an ASCII decimal"),
+            ("-7", "not an ASCII decimal"),
+            (" 7", "not an ASCII decimal"),
+            ("7 ", "not an ASCII decimal"),
+            ("", "not an ASCII decimal"),
+            ("007", "leading zero"),
+            ("00", "leading zero"),
+            ("18446744073709551616", "does not fit"),
+        ] {
+            let e = TlogProof::parse(&with(index)).unwrap_err();
+            assert!(
+                e.contains(why) && e.contains(&format!("{index:?}")),
+                "{index:?}: {e}"
+            );
+        }
+        assert!(
+            TlogProof::parse(&text.replace("index 7", "index: 7"))
+                .unwrap_err()
+                .contains("is not `index <decimal>`")
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever index line parses is the index's one spelling.
+        #[test]
+        fn a_parsed_index_has_one_spelling(index in "[-+ ]?0{0,2}[0-9]{0,20}") {
+            let text = format!("{HEADER}\nindex {index}\n\no\n1\nAAAA\n\n\u{2014} o AAAA\n");
+            if let Ok(p) = TlogProof::parse(&text) {
+                proptest::prop_assert_eq!(p.index.to_string(), index);
+                proptest::prop_assert_eq!(p.to_text(), text);
+            }
+        }
     }
 }

@@ -89,10 +89,12 @@ impl<'a, R: TileReader + ?Sized> TileNodes<'a, R> {
             )));
         }
         let path = id.path();
-        let data = self
-            .reader
-            .read(&path)
-            .map_err(|e| AuditError::io(format!("hash tile {path}"), e))?;
+        let data = match self.reader.read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && width < TILE_WIDTH => {
+                self.full_tile_prefix(level, n, width, &path, e)?
+            }
+            read => read.map_err(|e| AuditError::io(format!("hash tile {path}"), e))?,
+        };
         if data.len() as u64 != width * 32 {
             return Err(AuditError::Integrity {
                 location: format!("hash tile {path}"),
@@ -101,6 +103,42 @@ impl<'a, R: TileReader + ?Sized> TileNodes<'a, R> {
         }
         let data = Rc::new(data);
         self.cache.borrow_mut().insert((level, n), data.clone());
+        Ok(data)
+    }
+}
+
+impl<R: TileReader + ?Sized> TileNodes<'_, R> {
+    /// The first `width` hashes of full tile `(level, n)`, for partial tile `path` that is gone:
+    /// c2sp.org/tlog-tiles lets a log delete a partial tile once the full one is available, and
+    /// clients "MAY fetch the full tile … as a fallback". The tree only grows, so the partial
+    /// tile is the full tile's prefix (and is checked against a signed root like any tile).
+    fn full_tile_prefix(
+        &self,
+        level: u8,
+        n: u64,
+        width: u64,
+        path: &str,
+        partial_missing: std::io::Error,
+    ) -> Result<Vec<u8>, AuditError> {
+        let full = TileId::hash(level, n, TILE_WIDTH as u16).path();
+        let mut data = self.reader.read(&full).map_err(|e| {
+            let source = if e.kind() == std::io::ErrorKind::NotFound {
+                partial_missing
+            } else {
+                e
+            };
+            AuditError::io(
+                format!("hash tile {path} (nor its full tile {full})"),
+                source,
+            )
+        })?;
+        if data.len() as u64 != TILE_WIDTH * 32 {
+            return Err(AuditError::Integrity {
+                location: format!("hash tile {full}"),
+                detail: format!("{} bytes, want {}", data.len(), TILE_WIDTH * 32),
+            });
+        }
+        data.truncate((width * 32) as usize);
         Ok(data)
     }
 }
@@ -189,6 +227,34 @@ mod tests {
                 verify_inclusion(i, size, &leaves[i as usize], &p, &want).unwrap();
             }
         }
+    }
+
+    /// A log may delete a partial tile once its full tile exists: the reader of an older,
+    /// smaller tree then takes the full tile's prefix.
+    #[test]
+    fn a_missing_partial_tile_is_read_from_its_full_tile() {
+        let leaves: Vec<Hash> = (0..70_000u32)
+            .map(|i| leaf_hash(&i.to_be_bytes()))
+            .collect();
+        // Only the tiles of the full tree of 70,000 entries are there.
+        let reader = tiles_for(&leaves);
+        for size in [1u64, 44, 300, 65_537, 69_888] {
+            let nodes = TileNodes::new(&reader, size);
+            let want = reference_root(&leaves[..size as usize]);
+            assert_eq!(root(&nodes, size).unwrap(), want, "size {size}");
+            let i = size - 1;
+            let p: Vec<Hash> = inclusion_proof(&nodes, i, size).unwrap();
+            verify_inclusion(i, size, &leaves[i as usize], &p, &want).unwrap();
+        }
+        // A full tile of the wrong length is refused, not cut.
+        let mut short = tiles_for(&leaves[..300]);
+        short.0.remove("tile/0/001.p/44");
+        short.0.insert("tile/0/001".into(), vec![0; 255 * 32]);
+        let nodes = TileNodes::new(&short, 300);
+        assert!(matches!(
+            root(&nodes, 300),
+            Err(AuditError::Integrity { .. })
+        ));
     }
 
     #[test]

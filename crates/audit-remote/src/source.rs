@@ -7,10 +7,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
+use reqwest::header::ACCEPT_ENCODING;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::RemoteError;
 use crate::target::Target;
+
+/// What every request accepts: c2sp.org/tlog-tiles lets a log answer with `Content-Encoding:
+/// gzip` without negotiation and says clients SHOULD send both. reqwest (its `gzip` feature)
+/// decodes any gzip answer, asked for or not; it would send only `gzip` by itself.
+const ACCEPT: &str = "gzip, identity";
 
 /// Reads that may run at once against a network source: they mostly wait, so more than the
 /// CPU count keeps the verifier's hashing busy.
@@ -98,7 +104,7 @@ impl HttpSource {
             reason: e.to_string(),
         })?;
         let location = url.to_string();
-        let mut req = self.client.get(url);
+        let mut req = self.client.get(url).header(ACCEPT_ENCODING, ACCEPT);
         if let Some(t) = &self.bearer {
             req = req.bearer_auth(t.expose_secret());
         }

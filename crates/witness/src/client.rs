@@ -9,12 +9,14 @@ use reqwest::header::CONTENT_TYPE;
 use crate::cosig::{Cosignature, CosignerVerifier, SignatureLine};
 use crate::error::WitnessError;
 use crate::protocol::{
-    ADD_CHECKPOINT_PATH, AddCheckpointRequest, MAX_PROOF_LINES, MAX_SIGNATURES, SIZE_CONTENT_TYPE,
-    parse_size_body, split_note,
+    ADD_CHECKPOINT_PATH, AddCheckpointRequest, MAX_PROOF_LINES, MAX_REQUEST_BYTES, MAX_SIGNATURES,
+    SIZE_CONTENT_TYPE, parse_size_body, split_note,
 };
 
-/// The largest answer read from a witness.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The largest answer read from a witness: a 200 is signature lines, which may be several
+/// post-quantum cosignatures of nearly 5 kB each (c2sp.org/signed-note), so the same bound as a
+/// request.
+const MAX_RESPONSE_BYTES: usize = MAX_REQUEST_BYTES;
 
 /// One configured witness.
 #[derive(Debug, Clone)]
@@ -32,13 +34,16 @@ pub struct WitnessEndpoint {
 pub enum AddOutcome {
     /// 200: the verified cosignatures by the configured key (at least one).
     Cosigned(Vec<Cosignature>),
-    /// 409 `text/x.tlog.size`: the size of the latest checkpoint the witness cosigned.
+    /// 409 `text/x.tlog.size`: the size of the latest checkpoint the witness cosigned, which
+    /// is not the old size sent (resubmit from it).
     Conflict {
         /// The witness's size.
         size: u64,
     },
-    /// 409 without a size to a request whose old size equals the checkpoint size: the witness
-    /// cosigned another root at that size (a fork).
+    /// 409 to a request whose old size equals the checkpoint size, without a size body: the
+    /// witness cosigned another root at that size (a fork). Also a 409 whose size body is the
+    /// old size sent (at any checkpoint size): the witness holds exactly the tree we named and
+    /// still conflicts, so this log contradicts what it cosigned. The text says which.
     RootMismatch(String),
     /// Any other status (400, 403, 404, 422, 429, 5xx) with the start of its body.
     Rejected {
@@ -135,14 +140,15 @@ impl WitnessClient {
         }
         match status {
             200 => self.cosignatures(text, &bytes).map(AddOutcome::Cosigned),
-            409 if content_type.as_deref().is_some_and(is_size_type) => parse_size_body(&bytes)
-                .map(|size| AddOutcome::Conflict { size })
-                .ok_or_else(|| {
+            409 if content_type.as_deref().is_some_and(is_size_type) => {
+                let witness_size = parse_size_body(&bytes).ok_or_else(|| {
                     self.bad(format!(
                         "409 size body {:?} is not `<decimal>\\n`",
                         String::from_utf8_lossy(&bytes)
                     ))
-                }),
+                })?;
+                self.size_conflict(old_size, size, witness_size)
+            }
             // Without a size, a 409 can only mean another root at the same size; anything
             // else is a witness outside the protocol, not evidence of a fork.
             409 if old_size == size => Ok(AddOutcome::RootMismatch(snippet(&bytes))),
@@ -155,6 +161,37 @@ impl WitnessClient {
                 body: snippet(&bytes),
             }),
         }
+    }
+
+    /// A `409` naming the witness's size. tlog-witness answers `409` with its size when the
+    /// old size is not that size ("resubmit from there"), and `409` (body unspecified) when it
+    /// is, equals the checkpoint size, and the roots differ. A size equal to the old size we
+    /// sent is therefore never "resubmit": the same request would meet the same answer. At the
+    /// checkpoint's size it is another root at that size (a fork); below it, the witness holds
+    /// that size and still refuses what extends it, which it owes a `422` for. Either way it is
+    /// evidence against the log, as a `422` is, and never a retry.
+    fn size_conflict(
+        &self,
+        old_size: u64,
+        size: u64,
+        witness_size: u64,
+    ) -> Result<AddOutcome, WitnessError> {
+        if witness_size != old_size {
+            return Ok(AddOutcome::Conflict { size: witness_size });
+        }
+        if old_size == 0 && size > 0 {
+            // Every tree extends the empty one: a witness outside the protocol, no evidence.
+            return Err(self.bad(format!(
+                "409 naming size 0, the old size sent, for a checkpoint of {size}"
+            )));
+        }
+        Ok(AddOutcome::RootMismatch(if old_size == size {
+            format!("409 naming the same size {size}: the witness holds another root at it")
+        } else {
+            format!(
+                "409 naming size {old_size}, the old size sent: the witness holds a tree of that size which this checkpoint of {size} does not extend"
+            )
+        }))
     }
 
     fn bad(&self, detail: String) -> WitnessError {

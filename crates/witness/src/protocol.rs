@@ -16,9 +16,11 @@ pub const ADD_CHECKPOINT_PATH: &str = "/add-checkpoint";
 pub const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
 /// The most consistency-proof lines a client may send.
 pub const MAX_PROOF_LINES: usize = 63;
-/// The largest request body a witness reads: 63 proof lines, a checkpoint and up to 100
-/// signature lines fit many times over.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The largest request body a witness reads (and answer a client reads). c2sp.org/signed-note:
+/// verifiers "MUST accept at least up to 16 signatures. Remember that post-quantum signatures
+/// can be up to nearly 5kB" (about 6.6 KB a line in base64), so 16 such lines, 63 proof lines
+/// and the checkpoint need more than 100 KB: 128 KiB.
+pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
 /// The most signature lines a note may carry (Go's `sumdb/note` limit).
 pub const MAX_SIGNATURES: usize = 100;
 
@@ -209,6 +211,23 @@ mod tests {
             b"-1\n",
         ] {
             assert_eq!(parse_size_body(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_of_exactly_the_limit_parses_and_one_byte_more_does_not() {
+        // 128 KiB: 16 post-quantum signature lines, 63 proof lines and a checkpoint fit.
+        const LIMIT: usize = 128 * 1024;
+        let body = |len: usize| {
+            let mut b = format!("old 0\n\n{NOTE}").into_bytes();
+            b.resize(len, b'x');
+            b
+        };
+        let at = AddCheckpointRequest::parse(&body(LIMIT)).unwrap();
+        assert_eq!(at.encode().len(), LIMIT);
+        match AddCheckpointRequest::parse(&body(LIMIT + 1)) {
+            Err(WitnessError::MalformedRequest(m)) => assert!(m.contains("exceeds"), "{m}"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -7,7 +7,7 @@
 //! protocol's documented way to learn it) and change nothing. Then:
 //! - its size is larger than the log's: rolled back;
 //! - same size: the checkpoint is resubmitted with `old <size>` and an empty proof; `409`
-//!   without a size means another root at that size (a fork);
+//!   without a size, or naming that same size, means another root at that size (a fork);
 //! - smaller: the checkpoint is submitted with a consistency proof from the witness's size;
 //!   `422` means the log does not extend what the witness cosigned.
 //!
@@ -176,7 +176,7 @@ async fn probe(log: &AuditLog, client: &WitnessClient) -> Result<WitnessProbe, W
             AddOutcome::RootMismatch(body) => {
                 return Err(WitnessError::RolledBack {
                     witness: who,
-                    detail: format!("the witness cosigned another root at size {size} ({body})"),
+                    detail: format!("the witness cosigned another root at size {old} ({body})"),
                 });
             }
             AddOutcome::Rejected { status: 422, body } if old > 0 => {

@@ -1,5 +1,6 @@
 //! One submission of one checkpoint to one witness, with the tlog-witness conflict handling:
-//! a `409` with a size means "resubmit from there", anything else is reported.
+//! a `409` with another size means "resubmit from there", anything else is reported (a `409`
+//! naming the old size sent is a fork, see `WitnessClient::add_checkpoint`).
 
 use std::sync::Arc;
 
@@ -101,7 +102,7 @@ pub(crate) async fn submit(
             AddOutcome::RootMismatch(body) => {
                 return failed(
                     format!(
-                        "witness {url} cosigned a different root at size {size}: the log forked ({body})"
+                        "witness {url} cosigned a different root at size {old}: the log forked ({body})"
                     ),
                     learned,
                     conflicts,

@@ -3,7 +3,7 @@
 //! Answers: 200 with the cosignature lines; 409 `text/x.tlog.size` with the latest cosigned
 //! size when the old size is stale; 409 plain text when the sizes match but the roots differ;
 //! 422 for a bad proof; 403 when no trusted key signed; 404 for an unknown origin; 400 for a
-//! malformed body; 413 for a body over 64 KiB; 405 for other methods.
+//! malformed body; 413 for a body over 128 KiB (`MAX_REQUEST_BYTES`); 405 for other methods.
 
 use std::future::Future;
 use std::sync::Arc;

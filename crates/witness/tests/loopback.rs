@@ -10,7 +10,7 @@ use audit_log::{AuditLog, LogConfig, NoteSigner, SignedCheckpoint};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use witness::protocol::{AddCheckpointRequest, SIZE_CONTENT_TYPE};
+use witness::protocol::{AddCheckpointRequest, MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE};
 use witness::{
     AddOutcome, CosignerKey, Submitter, SubmitterConfig, TrustedLog, Witness, WitnessClient,
     WitnessEndpoint, WitnessError, WitnessProbe, WitnessStatus, check_not_rolled_back,
@@ -140,7 +140,9 @@ async fn every_answer_over_http_has_the_status_and_content_type_of_the_spec() {
     let other = NoteSigner::generate("other.example/log").unwrap();
     assert_eq!(post(req(0, checkpoint(&other, 2, [1; 32]))).await.0, 404);
     assert_eq!(post(b"old 00\n\n".to_vec()).await.0, 400);
-    assert_eq!(post(vec![b'a'; 70_000]).await.0, 413);
+    // The body limit is MAX_REQUEST_BYTES exactly: at it the body is read (and is malformed).
+    assert_eq!(post(vec![b'a'; MAX_REQUEST_BYTES]).await.0, 400);
+    assert_eq!(post(vec![b'a'; MAX_REQUEST_BYTES + 1]).await.0, 413);
     let get = http.get(&url).send().await.unwrap();
     assert_eq!(get.status().as_u16(), 405);
     assert_eq!(w.witness.latest(ORIGIN).unwrap().size(), 1);
@@ -203,6 +205,36 @@ async fn the_client_verifies_cosignatures_and_reports_each_outcome() {
         assert!(matches!(e, WitnessError::Unreachable { .. }), "{what}: {e}");
     }
     drop(silent);
+}
+
+/// c2sp.org/signed-note: verifiers "MUST accept at least up to 16 signatures. Remember that
+/// post-quantum signatures can be up to nearly 5kB". A checkpoint carrying 16 such lines (from
+/// keys the witness does not know) is cosigned, and an answer carrying them is read.
+#[tokio::test]
+async fn sixteen_post_quantum_sized_signatures_fit_both_ways() {
+    use base64::Engine;
+    let log = NoteSigner::generate(ORIGIN).unwrap();
+    let w = serve("w.example/1", trusting(&log)).await;
+    // ML-DSA-87 signatures are 4,627 bytes; with the key id, 6,176 base64 characters a line.
+    let pq: String = (0..16u8)
+        .map(|i| {
+            let raw = base64::engine::general_purpose::STANDARD.encode(vec![i; 4 + 4627]);
+            format!("\u{2014} pq.example/w{i} {raw}\n")
+        })
+        .collect();
+    assert!(pq.len() > 96 * 1024);
+    let note = format!("{}{pq}", checkpoint(&log, 1, audit_log::leaf_hash(b"x")));
+    let AddOutcome::Cosigned(c) = add_via(w.endpoint.clone(), 0, &note).await.unwrap() else {
+        panic!("not cosigned");
+    };
+    let answer: &'static str = Box::leak(format!("{pq}{}", c[0].to_line()).into_boxed_str());
+    let fake = fake(200, "text/plain", answer).await;
+    let endpoint = WitnessEndpoint {
+        url: format!("http://{fake}"),
+        ..w.endpoint.clone()
+    };
+    let again = add_via(endpoint, 0, &note).await.unwrap();
+    assert_eq!(again, AddOutcome::Cosigned(c));
 }
 
 /// Submits checkpoint `note` (the witness holding `old_size`, no proof) through a client of
@@ -454,6 +486,28 @@ async fn the_client_tells_protocol_violations_from_conflicts_and_forks() {
         c.add_checkpoint(5, &[], &note).await.unwrap(),
         AddOutcome::RootMismatch(_)
     ));
+    // A size naming the old size sent is no "resubmit from there": the same request would
+    // meet the same answer. At the checkpoint's size it is a fork; below it, a witness that
+    // holds that size and refuses what extends it (evidence, as a 422 is); from 0, nothing.
+    let c = client(fake(409, SIZE_CONTENT_TYPE, "5\n").await);
+    assert!(matches!(
+        c.add_checkpoint(5, &[], &note).await.unwrap(),
+        AddOutcome::RootMismatch(_)
+    ));
+    assert_eq!(
+        c.add_checkpoint(3, &[], &note).await.unwrap(),
+        AddOutcome::Conflict { size: 5 }
+    );
+    let c = client(fake(409, SIZE_CONTENT_TYPE, "3\n").await);
+    assert!(matches!(
+        c.add_checkpoint(3, &[], &note).await.unwrap(),
+        AddOutcome::RootMismatch(_)
+    ));
+    let c = client(fake(409, SIZE_CONTENT_TYPE, "0\n").await);
+    assert!(matches!(
+        c.add_checkpoint(0, &[], &note).await,
+        Err(WitnessError::BadResponse { .. })
+    ));
     // A 200 without a valid cosignature line by the configured key.
     let c = client(fake(200, "text/plain", "not a signature\n").await);
     assert!(matches!(
@@ -470,4 +524,42 @@ async fn the_client_tells_protocol_violations_from_conflicts_and_forks() {
         c.add_checkpoint(1, &[[0; 32]; 64], &note).await,
         Err(WitnessError::InvalidProof(_))
     ));
+}
+
+/// A witness that answers a same-size fork with `409` and its size (the spec leaves that body
+/// open): the start-up check and the submitter both take it as the fork it is, where they
+/// used to resubmit from the same size until they gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_naming_the_size_sent_is_a_fork_not_a_retry() {
+    let signer = NoteSigner::generate(ORIGIN).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(&dir.path().join("audit"), key_copy(&signer));
+    append(&log, "forked", 5).await;
+    let endpoint = WitnessEndpoint {
+        url: format!("http://{}", fake(409, SIZE_CONTENT_TYPE, "5\n").await),
+        verifier: CosignerKey::generate("w.example/1").unwrap().verifier(),
+        timeout: Duration::from_secs(5),
+    };
+    let e = check_not_rolled_back(&log, std::slice::from_ref(&endpoint), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, WitnessError::RolledBack { detail, .. } if detail.contains("another root at size 5")),
+        "{e}"
+    );
+    let (sub, running) = submit(&log, fast(vec![endpoint], &dir.path().join("store.json")));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = sub.status();
+        if let Some(err) = status[0].last_error.as_deref() {
+            assert!(err.contains("the log forked"), "{err}");
+            // One 409 to learn the size, then the fork: no resubmission from the same size.
+            assert_eq!(status[0].conflicts, 1, "{status:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop(running).await;
+    log.close();
 }

@@ -36,17 +36,20 @@ impl OnboardingService {
         Ok(true)
     }
 
-    /// Records, durably, that the onboarding's secret has been handed over.
-    pub(super) async fn mark_claimed(&self, id: &str) -> Result<()> {
+    /// Records, durably, that the onboarding's secret is being handed over, unless it was
+    /// already: `false` when another caller claimed it first. One compare-and-swap on the claim
+    /// key decides between concurrent claimants (a ClaimSecret and an operator's Provision
+    /// stream, or two ClaimSecrets), so only one of them ever gets the value.
+    pub(super) async fn claim_once(&self, id: &str) -> Result<bool> {
         let links = self.app.onboarding_links();
         let key = format!("{CLAIM_PREFIX}{id}");
         let sealed =
             self.app
                 .record_mac()
                 .seal(LINKS_TREE, key.as_bytes(), &now_ms().to_be_bytes());
-        links.insert(key.as_bytes(), sealed)?;
+        let swapped = links.compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(sealed))?;
         self.app.flush_onboarding_links().await?;
-        Ok(())
+        Ok(swapped.is_ok())
     }
 
     /// Hands over the secret once: operator only, completed onboardings only; the intent entry
@@ -96,7 +99,16 @@ impl OnboardingService {
             .with_target(target)
             .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()));
         self.record(entry.clone()).await?;
-        if let Err(e) = self.mark_claimed(&id).await {
+        let refused = match self.claim_once(&id).await {
+            Ok(true) => None,
+            // A concurrent claim won between the check above and here.
+            Ok(false) => Some(ServerError::FailedPrecondition(format!(
+                "the secret of onboarding {id} was already handed over; rotate it \
+                 (Credentials.RotateSecret) to get a new one"
+            ))),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = refused {
             entry.phase = Phase::Failed;
             let _ = self.record(entry.with_error(e.to_string())).await;
             return Err(e);

@@ -62,14 +62,24 @@ impl OnboardingService {
                     }
                     next = events.next() => {
                         let Some(e) = next else { return };
-                        let Some(p) = mapper.map(&e, with_secret) else { continue };
-                        let handed_over = matches!(&p.event,
-                            Some(pb::provision_event::Event::Completed(c)) if !c.secret.is_empty());
+                        let Some(mut p) = mapper.map(&e, with_secret) else { continue };
+                        // The secret goes out only once its claim is recorded, and only to the
+                        // first claimant (a ClaimSecret may have won): exactly one caller ever
+                        // receives it. Without the record it stays claimable by ClaimSecret.
+                        if let Some(pb::provision_event::Event::Completed(c)) = &mut p.event
+                            && !c.secret.is_empty()
+                        {
+                            match svc.claim_once(&e.onboarding_id).await {
+                                Ok(true) => {}
+                                Ok(false) => c.secret.clear(),
+                                Err(err) => {
+                                    tracing::error!(error = %err, "the secret hand-over could not be recorded; not sent");
+                                    c.secret.clear();
+                                }
+                            }
+                        }
                         if tx.send(Ok(p)).await.is_err() {
                             return;
-                        }
-                        if handed_over && let Err(err) = svc.mark_claimed(&e.onboarding_id).await {
-                            tracing::error!(error = %err, "the secret hand-over was not recorded");
                         }
                     }
                 }

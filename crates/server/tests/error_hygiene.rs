@@ -208,3 +208,32 @@ async fn watch_past_the_end_of_a_finished_onboarding_is_out_of_range_at_once() -
     ensure!(events.len() == 1, "{events:?}");
     env.server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_more_than_one_past_the_end_of_a_failed_onboarding_is_out_of_range() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
+    // The tenant refuses client secrets: the run fails (a failed onboarding can be retried, so
+    // one event past its end is still to come).
+    env.sim.set_faults(entra_sim::Faults {
+        forbid_passwords: true,
+        ..Default::default()
+    });
+    let events = env.provision(&token, &id, "Sbc-Failing").await?;
+    ensure!(events.is_err() || events.as_ref().is_ok_and(|e| !e.is_empty()));
+    let info = testkit::wizard::get(env.server.channel().await?, &id).await?;
+    ensure!(info.state == pb::OnboardingState::Failed as i32, "{info:?}");
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let watch = |from_event| pb::WatchRequest {
+        onboarding_id: id.clone(),
+        from_event,
+        ..Default::default()
+    };
+    tokio::time::timeout(Duration::from_secs(5), op.watch(watch(info.events + 2)))
+        .await
+        .context("Watch past the end waited")?
+        .refused(Code::OutOfRange, &["past the end"])?;
+    // One past the end is where a retry's first event will be: accepted.
+    op.watch(watch(info.events + 1)).await?;
+    env.server.stop().await
+}

@@ -253,16 +253,24 @@ impl OnboardingService {
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<BoxStream<pb::ProvisionEvent>> {
         let Access { actor, invitation } = self.access(&req, CustomerRpc::Watch)?;
         let r = req.into_inner();
-        if let Some(o) = self.app.engine().get(&r.onboarding_id)?
-            && matches!(
+        if let Some(o) = self.app.engine().get(&r.onboarding_id)? {
+            // A finished onboarding has no next event; any other has at most one next: a
+            // `from_event` further on would wait for ever, its terminal event included.
+            let finished = matches!(
                 o.status,
                 provision::Status::Completed | provision::Status::Cancelled
-            )
-        {
+            );
             let last = self.app.engine().event_count(&r.onboarding_id)?;
-            if r.from_event > last {
+            let end = if finished { last } else { last + 1 };
+            if r.from_event > end {
+                let state = if finished {
+                    "finished with"
+                } else {
+                    "so far at"
+                };
                 return Err(ServerError::OutOfRange(format!(
-                    "onboarding {} is finished with {last} events; from_event {} is past the end",
+                    "onboarding {} is {state} {last} events; from_event {} is past the end \
+                     (at most {end})",
                     r.onboarding_id, r.from_event
                 )));
             }

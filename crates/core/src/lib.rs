@@ -18,6 +18,7 @@ pub mod seal;
 pub mod shutdown;
 pub mod store;
 pub mod table;
+pub mod text;
 pub mod time;
 pub mod tls;
 

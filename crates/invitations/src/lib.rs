@@ -477,6 +477,21 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
     {
         bad("admin_upn", "must look like user@domain");
     }
+    // What reaches Entra (the temporary app's name) or the customer's email holds visible
+    // characters in NFKC form only: no bidi override or zero-width character to disguise it.
+    for (field, s) in [
+        ("customer", &req.customer),
+        ("service_id", &req.service_id),
+        ("provider_name", &req.provider_name),
+        ("platform_server_name", &req.platform_server_name),
+        ("admin_upn", &req.admin_upn),
+    ] {
+        if let Err(rule) = onboard_core::text::check_chars(s)
+            && text_ok(s, usize::MAX)
+        {
+            bad(field, &rule.to_string());
+        }
+    }
     let valid_for = req.valid_for.unwrap_or(settings.default_valid_for);
     if valid_for < Duration::from_secs(1) || valid_for > MAX_VALID_FOR {
         bad("valid_for", "must be between 1 second and 30 days");

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProvisionError;
 
-pub mod chars;
+/// The character rules, shared with every free-text field (`onboard_core::text`).
+pub use onboard_core::text as chars;
 
-pub use chars::{CharRule, CodePoint, Invisible};
+pub use chars::{CharRule, CodePoint, Invisible, TextViolation, check_free_text};
 
 /// Shortest allowed name, in characters.
 pub const MIN_LEN: usize = 3;
@@ -139,28 +140,6 @@ pub fn validate_name(name: &str) -> Result<(), ProvisionError> {
         name: name.to_owned(),
         rule,
     })
-}
-
-/// A free-text field that reaches Entra or an email was refused: which field, which rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TextViolation {
-    /// The field, as the caller named it (e.g. `customer`).
-    pub field: &'static str,
-    /// The character rule broken.
-    pub rule: CharRule,
-}
-
-impl fmt::Display for TextViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.field, self.rule)
-    }
-}
-
-/// The app-name character rules for any free text that reaches Entra or an email (customer
-/// and provider names, server names, admin UPNs, service ids in secret names): visible
-/// characters only, NFKC form. Length and other per-field rules stay with the caller.
-pub fn check_free_text(field: &'static str, value: &str) -> Result<(), TextViolation> {
-    chars::check_chars(value).map_err(|rule| TextViolation { field, rule })
 }
 
 /// The key two names collide on: Entra display names are compared case-insensitively by people,

@@ -237,3 +237,18 @@ async fn watch_more_than_one_past_the_end_of_a_failed_onboarding_is_out_of_range
     op.watch(watch(info.events + 1)).await?;
     env.server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_upn_with_invisible_characters_is_refused_with_its_field() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, _) = env.invite(None).await?;
+    let upn = format!("admin\u{202E}@{}", env.info.tenant_domain);
+    let e = testkit::wizard::start_sign_in(env.server.channel().await?, &token, &upn)
+        .await
+        .refused(Code::InvalidArgument, &["U+202E"])?;
+    ensure!(testkit::server::bad_fields(&e) == ["admin_upn"], "{e:?}");
+    // The invitation was not used up by the refusal.
+    testkit::wizard::signed_in(env.server.channel().await?, &env.sim, &token, "globaladmin")
+        .await?;
+    env.server.stop().await
+}

@@ -367,7 +367,7 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
         ]
     );
     // One bad field each: the field, and what the message also says (if checked).
-    let one_bad: [(Edit, &str, Option<&str>); 3] = [
+    let one_bad: [(Edit, &str, Option<&str>); 6] = [
         (
             |r| {
                 r.valid_for = Some(prost_types::Duration {
@@ -387,6 +387,22 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
             |r| r.platform_version = "eight".into(),
             "platform_version",
             None,
+        ),
+        // What reaches the email or Entra: visible characters in NFKC form.
+        (
+            |r| r.customer = "Contoso\u{202E}moc.evil".into(),
+            "customer",
+            Some("U+202E"),
+        ),
+        (
+            |r| r.provider_name = "Fabrikam\u{200B}".into(),
+            "provider_name",
+            Some("U+200B"),
+        ),
+        (
+            |r| r.platform_server_name = "ＬＰ1".into(),
+            "platform_server_name",
+            Some("NFKC"),
         ),
     ];
     for (edit, field, says) in one_bad {

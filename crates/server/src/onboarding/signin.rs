@@ -102,6 +102,11 @@ pub(super) async fn start(
             "must look like user@domain",
         ));
     }
+    // It is compared with the signed-in account and written to the audit log and the tenant's
+    // records: visible characters in NFKC form only (controls and bidi overrides included).
+    if let Err(rule) = onboard_core::text::check_chars(&upn) {
+        return Err(ServerError::invalid("admin_upn", &rule.to_string()));
+    }
     let invitation = svc
         .app
         .invitations()

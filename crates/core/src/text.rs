@@ -223,6 +223,28 @@ pub fn check_chars(text: &str) -> Result<(), CharRule> {
     check_nfkc(text)
 }
 
+/// A free-text field that reaches Entra or an email was refused: which field, which rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextViolation {
+    /// The field, as the caller named it (e.g. `customer`).
+    pub field: &'static str,
+    /// The character rule broken.
+    pub rule: CharRule,
+}
+
+impl fmt::Display for TextViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.field, self.rule)
+    }
+}
+
+/// The app-name character rules for any free text that reaches Entra or an email (customer
+/// and provider names, server names, admin UPNs, service ids in secret names): visible
+/// characters only, NFKC form. Length and other per-field rules stay with the caller.
+pub fn check_free_text(field: &'static str, value: &str) -> Result<(), TextViolation> {
+    check_chars(value).map_err(|rule| TextViolation { field, rule })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

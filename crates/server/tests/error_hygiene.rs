@@ -235,6 +235,12 @@ async fn watch_more_than_one_past_the_end_of_a_failed_onboarding_is_out_of_range
         .refused(Code::OutOfRange, &["past the end"])?;
     // One past the end is where a retry's first event will be: accepted.
     op.watch(watch(info.events + 1)).await?;
+    // Provision again with the same idempotency key resumes the failed run (it used to replay
+    // the failure and end).
+    env.sim.set_faults(entra_sim::Faults::default());
+    let events = env.provision(&token, &id, "Sbc-Failing").await?;
+    let events = events.map_err(|s| anyhow::anyhow!("resume: {s:?}"))?;
+    testkit::wizard::completed(&events)?;
     env.server.stop().await
 }
 

@@ -179,10 +179,16 @@ impl OnboardingService {
         req: Request<pb::ProvisionRequest>,
     ) -> Result<BoxStream<pb::ProvisionEvent>> {
         // The same call again (a reconnect, same idempotency key) only follows the run, so the
-        // capability table treats it as Watch.
+        // capability table treats it as Watch; but a run that failed is resumed by it, as a
+        // Provision (the proto: FAILED "can be resumed with Provision").
         let repeat = {
             let r = req.get_ref();
-            !r.idempotency_key.is_empty()
+            let failed = matches!(
+                self.app.engine().get(&r.onboarding_id),
+                Ok(Some(o)) if o.status == provision::Status::Failed
+            );
+            !failed
+                && !r.idempotency_key.is_empty()
                 && self
                     .sessions()
                     .get(&r.onboarding_id)

@@ -344,3 +344,33 @@ async fn concurrent_claims_hand_the_secret_to_exactly_one_caller() -> Result<()>
     ensure!(refused == 7);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_between_sign_in_and_provision_lets_the_same_invitation_sign_in_again()
+-> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
+    // Sign-ins live in memory: a restart loses this one before any run began.
+    let env = env.restart().await?;
+    let lost = env.provision(&token, &id, "Sbc-Again").await?;
+    ensure!(lost.is_err(), "provisioned without a sign-in: {lost:?}");
+    // The used invitation signs in again, for the same onboarding, and it completes.
+    let again = env.signed_in(&token, "globaladmin").await?;
+    ensure!(again.onboarding_id == id, "{again:?}");
+    let events = env.provision(&token, &id, "Sbc-Again").await?;
+    completed(&events.map_err(|s| anyhow::anyhow!("provision: {s:?}"))?)?;
+    // With a run under way (here, finished), the invitation is spent as before.
+    let e = testkit::wizard::start_sign_in(
+        env.server.channel().await?,
+        &token,
+        &env.upn("globaladmin"),
+    )
+    .await
+    .err()
+    .context("a used invitation signed in a second time")?;
+    ensure!(
+        e.code() == Code::FailedPrecondition && e.message().contains("already been used"),
+        "{e:?}"
+    );
+    env.stop().await
+}

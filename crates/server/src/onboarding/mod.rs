@@ -6,8 +6,9 @@
 //! `invitation:<id>` or the operator's identity; the engine adds one pair per Entra change.
 //!
 //! The signed-in admin (and their delegated token) is held in memory between SignIn and
-//! Provision; after a restart the admin signs in again. Running onboardings are resumed by the
-//! engine from their sealed records.
+//! Provision; after a restart the admin signs in again, with the same (used) invitation, for
+//! the same onboarding, as long as no run began (`signin.rs`, `sign_in_again`). Running
+//! onboardings are resumed by the engine from their sealed records.
 
 mod capability;
 mod claim;

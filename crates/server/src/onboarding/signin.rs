@@ -107,17 +107,26 @@ pub(super) async fn start(
     if let Err(rule) = onboard_core::text::check_chars(&upn) {
         return Err(ServerError::invalid("admin_upn", &rule.to_string()));
     }
-    let invitation = svc
-        .app
-        .invitations()
-        .verify_token(&token)
-        .map_err(|e| match e {
-            InvitationError::InvalidArgument(_) => guards.token_failed(peer).unwrap_or_else(|| {
-                ServerError::invalid("invitation_token", "not a valid invitation token")
-            }),
-            InvitationError::NotFound(_) => guards.token_failed(peer).unwrap_or_else(|| e.into()),
-            other => other.into(),
-        })?;
+    let (invitation, again) = match svc.app.invitations().verify_token(&token) {
+        Ok(inv) => (inv, None),
+        Err(InvitationError::FailedPrecondition(why)) => match svc.sign_in_again(&token) {
+            Some((inv, id)) => (inv, Some(id)),
+            None => return Err(ServerError::FailedPrecondition(why)),
+        },
+        Err(e) => {
+            return Err(match e {
+                InvitationError::InvalidArgument(_) => {
+                    guards.token_failed(peer).unwrap_or_else(|| {
+                        ServerError::invalid("invitation_token", "not a valid invitation token")
+                    })
+                }
+                InvitationError::NotFound(_) => {
+                    guards.token_failed(peer).unwrap_or_else(|| e.into())
+                }
+                other => other.into(),
+            });
+        }
+    };
     if !invitation.admin_upn.is_empty() && !invitation.admin_upn.eq_ignore_ascii_case(&upn) {
         return Err(ServerError::FailedPrecondition(format!(
             "invitation {} is for {}, not {upn}",
@@ -136,8 +145,10 @@ pub(super) async fn start(
     let slot = guards.sign_in(&invitation.id, &upn)?;
     // A hand-off link joins the onboarding that waits for a privileged admin; any other
     // invitation starts one.
-    let onboarding_id = match &invitation.hand_off_of {
-        Some(id) => {
+    let onboarding_id = match (&invitation.hand_off_of, again) {
+        // The onboarding this used invitation started, signed in again (`sign_in_again`).
+        (_, Some(id)) => id,
+        (Some(id), None) => {
             let status = svc.app.engine().get(id)?.map(|o| o.status);
             if status != Some(provision::Status::AwaitingAdmin) {
                 return Err(ServerError::FailedPrecondition(format!(
@@ -147,7 +158,7 @@ pub(super) async fn start(
             }
             id.clone()
         }
-        None => uuid::Uuid::now_v7().to_string(),
+        (None, None) => uuid::Uuid::now_v7().to_string(),
     };
     let actor = format!("invitation:{}", invitation.id);
     if let Some(n) = &note {
@@ -282,13 +293,18 @@ impl Attempt {
     async fn finish(&self, tokens: &TokenSet) -> Result<pb::SignedIn> {
         let admin = self.svc.app.engine().sign_in(tokens, &self.upn).await?;
         let roles_missing = roles_missing(&admin, &self.invitation, self.svc.app.profiles())?;
-        let inv = self
-            .svc
-            .app
-            .invitations()
-            .redeem(&self.actor, &self.token, &self.onboarding_id)
-            .await?;
-        if inv.hand_off_of.is_none() {
+        let again = self.invitation.onboarding_id.as_deref() == Some(self.onboarding_id.as_str());
+        let inv = if again {
+            // Redeemed when this onboarding first signed in; linked then too.
+            self.invitation.clone()
+        } else {
+            self.svc
+                .app
+                .invitations()
+                .redeem(&self.actor, &self.token, &self.onboarding_id)
+                .await?
+        };
+        if inv.hand_off_of.is_none() && !again {
             // The onboarding stays linked to the invitation that started it.
             self.svc.link(&self.onboarding_id, &inv.id)?;
         }
@@ -375,5 +391,23 @@ fn duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+impl OnboardingService {
+    /// A used invitation may sign in again for the onboarding it started when that onboarding
+    /// never began a run and the server holds no sign-in for it (sign-ins live in memory, so a
+    /// restart between SignIn and Provision loses them): otherwise the invitation would be
+    /// spent with nothing to show. Not for hand-off links, revoked or expired invitations, or an
+    /// onboarding with a run (its own capabilities apply). Returns the invitation and the id.
+    fn sign_in_again(&self, token: &str) -> Option<(InvitationRecord, String)> {
+        let inv = self.app.invitations().get_by_token(token).ok()?;
+        let id = inv.onboarding_id.clone()?;
+        let usable = inv.state(now_ms()) == invitations::InvitationState::Used
+            && inv.hand_off_of.is_none()
+            && now_ms() < inv.expires_at_ms
+            && matches!(self.app.engine().get(&id), Ok(None))
+            && !self.sessions().contains_key(&id);
+        usable.then_some((inv, id))
     }
 }

@@ -374,3 +374,44 @@ async fn a_restart_between_sign_in_and_provision_lets_the_same_invitation_sign_i
     );
     env.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_page_token_survives_its_onboarding_leaving_the_filter() -> Result<()> {
+    let (env, first) = SimServer::with_onboarding("direct-routing", "Sbc-Page1").await?;
+    let second = env.onboarded("direct-routing", "Sbc-Page2").await?;
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let completed = |page_token: String| pb::ListOnboardingsRequest {
+        state: pb::OnboardingState::Completed.into(),
+        page_size: 1,
+        page_token,
+        ..Default::default()
+    };
+    let page = op
+        .list_onboardings(completed(String::new()))
+        .await?
+        .into_inner();
+    ensure!(
+        page.onboardings.len() == 1 && page.onboardings[0].onboarding_id == first.onboarding_id
+    );
+    // The onboarding the token names is undone: it is no longer COMPLETED.
+    op.cancel_onboarding(pb::CancelOnboardingRequest {
+        onboarding_id: first.onboarding_id.clone(),
+        reason: "page token test".into(),
+        ..Default::default()
+    })
+    .await?;
+    let next = op
+        .list_onboardings(completed(page.next_page_token))
+        .await?
+        .into_inner();
+    let ids: Vec<_> = next
+        .onboardings
+        .iter()
+        .map(|o| o.onboarding_id.clone())
+        .collect();
+    ensure!(ids == [second.onboarding_id.clone()], "{ids:?}");
+    op.list_onboardings(completed("garbage".into()))
+        .await
+        .refused(Code::InvalidArgument, &["page_token"])?;
+    env.stop().await
+}

@@ -343,24 +343,38 @@ impl OnboardingService {
         let size = page_size(r.page_size)?;
         let state = pb::OnboardingState::try_from(r.state)
             .map_err(|_| ServerError::invalid("state", "unknown state"))?;
-        let status = status_filter(state).map_err(|()| {
-            ServerError::invalid("state", "signing-in onboardings are not listed yet")
-        })?;
+        if status_filter(state).is_err() {
+            return Err(ServerError::invalid(
+                "state",
+                "signing-in and signed-in onboardings live only in the server's memory and are \
+                 not listed; filter on a later state",
+            ));
+        }
         let filter = ListFilter {
             tenant_id: (!r.tenant_id.is_empty()).then(|| r.tenant_id.clone()),
             service_id: None,
-            status,
+            status: None,
         };
-        let all = self.app.engine().list(&filter)?;
+        // Filtered by the state callers see (PROVISIONING is running or being cancelled).
+        let mut all: Vec<_> = self
+            .app
+            .engine()
+            .list(&filter)?
+            .into_iter()
+            .filter(|o| {
+                state == pb::OnboardingState::Unspecified || convert::state_pb(o.status) == state
+            })
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        // The token is the last id handed out (ids sort by creation): the next page starts
+        // after it even when that onboarding has since left the filter.
         let start = if r.page_token.is_empty() {
             0
         } else {
-            all.iter()
-                .position(|o| o.id == r.page_token)
-                .map(|i| i + 1)
-                .ok_or_else(|| {
-                    ServerError::invalid("page_token", "not a token this server issued")
-                })?
+            uuid::Uuid::parse_str(&r.page_token).map_err(|_| {
+                ServerError::invalid("page_token", "not a token this server issued")
+            })?;
+            all.partition_point(|o| o.id.as_str() <= r.page_token.as_str())
         };
         let page: Vec<_> = all.iter().skip(start).take(size).collect();
         let next = if start + page.len() < all.len() {

@@ -47,8 +47,18 @@ pub struct RegistryTargets {
 /// A stored admin token is used only if it is valid for at least this long.
 const TOKEN_MARGIN_SECS: i64 = 60;
 
+/// A registry failure in verification's terms: what a caller can act on keeps its kind
+/// (the server answers NOT_FOUND, FAILED_PRECONDITION, UNAVAILABLE), the rest is internal.
 fn targets_err(e: CredentialsError) -> VerifyError {
-    VerifyError::Targets(e.to_string())
+    match e {
+        CredentialsError::NotFound(m) => VerifyError::NotFound(m),
+        e @ (CredentialsError::FailedPrecondition(_)
+        | CredentialsError::NoAdminSession { .. }
+        | CredentialsError::MissingGrants { .. }) => VerifyError::NotReady(e.to_string()),
+        e @ CredentialsError::Entra { .. } => VerifyError::Unavailable(e.to_string()),
+        CredentialsError::Audit(a) => VerifyError::Audit(a),
+        other => VerifyError::Targets(other.to_string()),
+    }
 }
 
 impl RegistryTargets {
@@ -90,7 +100,7 @@ impl RegistryTargets {
         let service = match target {
             Target::ServiceId(s) => s.clone(),
             Target::ClientId(_) => view.services.first().cloned().ok_or_else(|| {
-                VerifyError::Targets(format!(
+                VerifyError::NotReady(format!(
                     "registration {} has no service with a secret",
                     view.client_id
                 ))
@@ -211,5 +221,20 @@ impl Targets for RegistryTargets {
         input: &'a VerifyInput,
     ) -> BoxFuture<'a, verifier::Result<Option<SecretString>>> {
         Box::pin(self.session(&input.tenant_id, &input.client_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_failures_keep_the_kind_a_caller_can_act_on() {
+        let not_ready = targets_err(CredentialsError::FailedPrecondition("no service".into()));
+        assert!(matches!(not_ready, VerifyError::NotReady(_)), "{not_ready:?}");
+        let missing = targets_err(CredentialsError::NotFound("no registration".into()));
+        assert!(matches!(missing, VerifyError::NotFound(_)), "{missing:?}");
+        let store = targets_err(CredentialsError::Store("disk".into()));
+        assert!(matches!(store, VerifyError::Targets(_)), "{store:?}");
     }
 }

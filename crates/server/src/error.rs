@@ -171,6 +171,8 @@ impl From<VerifyError> for ServerError {
             VerifyError::InvalidTarget(m) => ServerError::invalid("target", m),
             VerifyError::Audit(a) => ServerError::Audit(a),
             VerifyError::Store(s) => ServerError::State(s),
+            VerifyError::NotReady(m) => ServerError::FailedPrecondition(m),
+            VerifyError::Unavailable(m) => ServerError::Unavailable(m),
             other @ (VerifyError::Corrupt { .. } | VerifyError::Targets(_)) => {
                 ServerError::Internal(other.to_string())
             }

@@ -29,6 +29,13 @@ pub enum VerifyError {
     /// The target source (the registry or the onboarding engine) failed.
     #[error("target source: {0}")]
     Targets(String),
+    /// The target is not in a state that can be verified (e.g. a registration with no service
+    /// holding a secret); a caller can fix it.
+    #[error("{0}")]
+    NotReady(String),
+    /// Microsoft could not be read for the target (an outage, throttling): try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<onboard_core::CoreError> for VerifyError {

@@ -92,7 +92,7 @@ impl Credentials {
             .get::<Registration>(&registration_key(tenant, client))?
             .is_some()
         {
-            return Err(CredentialsError::FailedPrecondition(format!(
+            return Err(CredentialsError::AlreadyExists(format!(
                 "registration {client} in tenant {tenant} is already managed"
             )));
         }

@@ -20,6 +20,9 @@ pub enum CredentialsError {
     /// The request is valid but the state does not allow it (gRPC: FAILED_PRECONDITION).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// What the request would create exists already (gRPC: ALREADY_EXISTS).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The tenant's app management policy refused a new secret; nothing was changed.
     #[error(
         "the tenant's app management policy refused the new secret ({code}): {message}; no \

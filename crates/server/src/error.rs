@@ -319,6 +319,7 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
             Status::with_error_details(Code::InvalidArgument, msg, details)
         }
         CredentialsError::NotFound(_) => Status::not_found(msg),
+        CredentialsError::AlreadyExists(_) => Status::already_exists(msg),
         // Each missing grant is a precondition violation the operator can act on.
         CredentialsError::MissingGrants { missing, .. } => {
             let mut details = ErrorDetails::new();

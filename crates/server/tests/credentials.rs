@@ -299,6 +299,17 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         .refused(Code::InvalidArgument, &[])
         .await?;
     ensure!(bad_fields(&e) == ["client_secret"], "{e:?}");
+    // Attaching what is managed already: ALREADY_EXISTS.
+    let again = pb::AttachRegistrationRequest {
+        registration: reg.clone(),
+        profile: "direct-routing".into(),
+        client_secret: rotated.clone(),
+        service_ids: vec![svc.clone()],
+        ..Default::default()
+    };
+    c.attach_registration(again)
+        .refused(Code::AlreadyExists, &["already managed"])
+        .await?;
     let unknown = pb::ListSecretsRequest {
         registration: env.registration("00000000-0000-0000-0000-00000000abcd"),
     };

@@ -231,7 +231,10 @@ mod tests {
     #[test]
     fn registry_failures_keep_the_kind_a_caller_can_act_on() {
         let not_ready = targets_err(CredentialsError::FailedPrecondition("no service".into()));
-        assert!(matches!(not_ready, VerifyError::NotReady(_)), "{not_ready:?}");
+        assert!(
+            matches!(not_ready, VerifyError::NotReady(_)),
+            "{not_ready:?}"
+        );
         let missing = targets_err(CredentialsError::NotFound("no registration".into()));
         assert!(matches!(missing, VerifyError::NotFound(_)), "{missing:?}");
         let store = targets_err(CredentialsError::Store("disk".into()));

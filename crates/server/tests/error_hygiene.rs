@@ -258,3 +258,25 @@ async fn a_sign_in_upn_with_invisible_characters_is_refused_with_its_field() -> 
         .await?;
     env.server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_for_another_profile_than_the_invitations_is_refused_with_its_field() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
+    let mut c = pb::onboarding_client::OnboardingClient::new(env.server.channel().await?);
+    let plan = |profile: &str| pb::PlanRequest {
+        onboarding_id: id.clone(),
+        app_name: "Sbc-Plan".into(),
+        profile: profile.into(),
+        invitation_token: token.clone(),
+    };
+    let e = c
+        .plan(plan("qoe"))
+        .await
+        .refused(Code::InvalidArgument, &["direct-routing"])?;
+    ensure!(testkit::server::bad_fields(&e) == ["profile"], "{e:?}");
+    // Empty, or the invitation's own, plans what Provision will do.
+    c.plan(plan("")).await?;
+    c.plan(plan("direct-routing")).await?;
+    env.server.stop().await
+}

@@ -142,11 +142,18 @@ impl OnboardingService {
         let actor = self.access(&req, CustomerRpc::Plan)?.actor;
         let r = req.into_inner();
         let (inv, admin) = self.session(&r.onboarding_id)?;
-        let profile = if r.profile.is_empty() {
-            inv.profile.clone()
-        } else {
-            r.profile
-        };
+        // Provision uses the invitation's profile: a plan for another would not be its plan.
+        if !r.profile.is_empty() && r.profile != inv.profile {
+            return Err(ServerError::invalid(
+                "profile",
+                format!(
+                    "this onboarding's invitation sets profile {:?}, which Provision uses; leave \
+                     it empty or name that one",
+                    inv.profile
+                ),
+            ));
+        }
+        let profile = inv.profile.clone();
         let plan = self
             .app
             .engine()

@@ -278,5 +278,13 @@ async fn a_plan_for_another_profile_than_the_invitations_is_refused_with_its_fie
     // Empty, or the invitation's own, plans what Provision will do.
     c.plan(plan("")).await?;
     c.plan(plan("direct-routing")).await?;
+    // An operator naming an onboarding no sign-in made: NOT_FOUND.
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let unknown = pb::PlanRequest {
+        onboarding_id: "0190b3d2-0000-7000-8000-000000000000".into(),
+        app_name: "Sbc-Plan".into(),
+        ..Default::default()
+    };
+    op.plan(unknown).await.refused(Code::NotFound, &[])?;
     env.server.stop().await
 }

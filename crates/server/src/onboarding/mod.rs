@@ -130,12 +130,16 @@ impl OnboardingService {
 
     /// The session's invitation and admin, or why there is none.
     fn session(&self, id: &str) -> Result<(InvitationRecord, Admin)> {
-        match self.sessions().get(id) {
-            Some(s) => Ok((s.invitation.clone(), s.admin.clone())),
-            None => Err(ServerError::FailedPrecondition(format!(
-                "onboarding {id} has no signed-in admin; sign in (again) first"
-            ))),
+        if let Some(s) = self.sessions().get(id) {
+            return Ok((s.invitation.clone(), s.admin.clone()));
         }
+        // An id no sign-in ever made (no link to an invitation, no run) does not exist.
+        if self.invitation_of(id)?.is_empty() && self.app.engine().get(id)?.is_none() {
+            return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
+        }
+        Err(ServerError::FailedPrecondition(format!(
+            "onboarding {id} has no signed-in admin; sign in (again) first"
+        )))
     }
 
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {

@@ -230,24 +230,18 @@ impl GraphClient {
         let body = &RemovePasswordBody {
             key_id: id(key_id)?,
         };
-        let op = "remove_password";
-        self.write_once(
-            op,
-            ctx,
-            move || self.write_path(op, Method::POST, path, body, ctx),
-            move || async move {
-                let app = self.get_application(app_object_id, ctx).await?;
-                let gone = !app
-                    .value
-                    .password_credentials
-                    .iter()
-                    .any(|p| p.key_id.eq_ignore_ascii_case(key_id));
-                Ok(gone.then_some(Reply {
-                    value: (),
-                    meta: app.meta,
-                }))
-            },
-        )
+        self.post_once("remove_password", path, body, ctx, move || async move {
+            let app = self.get_application(app_object_id, ctx).await?;
+            let gone = !app
+                .value
+                .password_credentials
+                .iter()
+                .any(|p| p.key_id.eq_ignore_ascii_case(key_id));
+            Ok(gone.then_some(Reply {
+                value: (),
+                meta: app.meta,
+            }))
+        })
         .await
     }
 
@@ -289,11 +283,11 @@ impl GraphClient {
         let path = &format!("applications/{}/owners/$ref", id(app_object_id)?);
         let reference = self.url(&format!("directoryObjects/{}", id(owner_id)?), &[])?;
         let body = &serde_json::json!({ "@odata.id": reference.as_str() });
-        let op = "add_application_owner";
-        self.write_once(
-            op,
+        self.post_once(
+            "add_application_owner",
+            path,
+            body,
             ctx,
-            move || self.write_path(op, Method::POST, path, body, ctx),
             move || async move {
                 let owners = self.list_application_owners(app_object_id, ctx).await?;
                 let meta = owners.meta;

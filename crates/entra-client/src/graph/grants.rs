@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::once::first_match;
 use super::{GraphClient, Reply};
 use crate::error::EntraError;
 use crate::graph::types::{AppRoleAssignment, OAuth2PermissionGrant};
@@ -50,15 +51,10 @@ impl GraphClient {
                 move || self.post_json("grant_app_role", path, body, ctx),
                 move || async move {
                     let held = self.list_app_role_assignments(principal_id, ctx).await?;
-                    let meta = held.meta;
-                    Ok(held
-                        .value
-                        .into_iter()
-                        .find(|a| {
-                            a.resource_id.eq_ignore_ascii_case(resource_sp_id)
-                                && a.app_role_id.eq_ignore_ascii_case(app_role_id)
-                        })
-                        .map(|value| Reply { value, meta }))
+                    Ok(first_match(held, |a| {
+                        a.resource_id.eq_ignore_ascii_case(resource_sp_id)
+                            && a.app_role_id.eq_ignore_ascii_case(app_role_id)
+                    }))
                 },
             )
             .await?;

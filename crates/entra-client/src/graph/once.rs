@@ -8,12 +8,46 @@
 
 use std::future::Future;
 
+use reqwest::Method;
+use serde::Serialize;
+
 use crate::error::EntraError;
 use crate::retry::{RetryEvent, RetryReason, backoff_delay};
 
 use super::{GraphClient, OpContext, Reply};
 
+/// The first item of a listed answer that `matches`, as an answer of its own (what a
+/// [`GraphClient::write_once`] look-up returns).
+pub(crate) fn first_match<T>(
+    list: Reply<Vec<T>>,
+    matches: impl Fn(&T) -> bool,
+) -> Option<Reply<T>> {
+    let meta = list.meta;
+    list.value
+        .into_iter()
+        .find(|v| matches(v))
+        .map(|value| Reply { value, meta })
+}
+
 impl GraphClient {
+    /// [`GraphClient::write_once`] for a `POST {path}` whose success has no body (204).
+    pub(crate) async fn post_once<B, F, FF>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        body: &B,
+        ctx: &OpContext,
+        find: F,
+    ) -> Result<Reply<()>, EntraError>
+    where
+        B: Serialize,
+        F: Fn() -> FF,
+        FF: Future<Output = Result<Option<Reply<()>>, EntraError>>,
+    {
+        let post = move || self.write_path(operation, Method::POST, path, body, ctx);
+        self.write_once(operation, ctx, post, find).await
+    }
+
     /// Runs `post`; when its answer is lost ([`EntraError::is_unanswered_write`]) asks `find`
     /// whether it landed, returns what it finds, and otherwise sends `post` again, within the
     /// retry policy's attempt budget. A 400 or 409 after such a lost answer is an earlier

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::once::first_match;
 use super::{GraphClient, Reply};
 use crate::error::EntraError;
 use crate::graph::types::{UnifiedRoleAssignment, UnifiedRoleDefinition};
@@ -75,16 +76,11 @@ impl GraphClient {
                     let held = self
                         .list_directory_role_assignments(principal_id, ctx)
                         .await?;
-                    let meta = held.meta;
-                    Ok(held
-                        .value
-                        .into_iter()
-                        .find(|a| {
-                            a.role_definition_id
-                                .eq_ignore_ascii_case(role_definition_id)
-                                && a.directory_scope_id.as_deref().unwrap_or("/") == "/"
-                        })
-                        .map(|value| Reply { value, meta }))
+                    Ok(first_match(held, |a| {
+                        a.role_definition_id
+                            .eq_ignore_ascii_case(role_definition_id)
+                            && a.directory_scope_id.as_deref().unwrap_or("/") == "/"
+                    }))
                 },
             )
             .await?;

@@ -105,7 +105,7 @@ pub(super) async fn start(
     // It is compared with the signed-in account and written to the audit log and the tenant's
     // records: visible characters in NFKC form only (controls and bidi overrides included).
     if let Err(rule) = onboard_core::text::check_chars(&upn) {
-        return Err(ServerError::invalid("admin_upn", &rule.to_string()));
+        return Err(ServerError::invalid("admin_upn", rule.to_string()));
     }
     let (invitation, again) = match svc.app.invitations().verify_token(&token) {
         Ok(inv) => (inv, None),

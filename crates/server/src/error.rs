@@ -146,6 +146,16 @@ impl ServerError {
         }])
     }
 
+    /// A free-text field recorded in the audit log: INVALID_ARGUMENT naming `field` when it is
+    /// longer than `max` bytes, so an oversized request is refused for its field, before
+    /// anything is recorded, not for the audit entry it would make (entries are capped).
+    pub fn at_most(field: &str, value: &str, max: usize) -> Result<()> {
+        if value.len() > max {
+            return Err(Self::invalid(field, format!("at most {max} bytes")));
+        }
+        Ok(())
+    }
+
     /// A required field: INVALID_ARGUMENT naming `field` ("required") when `value` is empty.
     pub fn required(field: &str, value: &str) -> Result<()> {
         if value.is_empty() {

@@ -151,6 +151,7 @@ impl InvitationsService {
         let caller = self.app.auth().authorize(&req, OPERATORS)?;
         let r = req.into_inner();
         ServerError::required("id", &r.id)?;
+        ServerError::at_most("reason", &r.reason, crate::onboarding::MAX_REASON)?;
         let rec = self
             .app
             .invitations()

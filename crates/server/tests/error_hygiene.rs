@@ -288,3 +288,46 @@ async fn a_plan_for_another_profile_than_the_invitations_is_refused_with_its_fie
     op.plan(unknown).await.refused(Code::NotFound, &[])?;
     env.server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_free_text_is_refused_for_its_field_before_anything_is_recorded() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
+    let before = env.server.app.audit().size();
+    let long = "x".repeat(100_000);
+    let mut c = pb::onboarding_client::OnboardingClient::new(env.server.channel().await?);
+    let e = c
+        .plan(pb::PlanRequest {
+            onboarding_id: id.clone(),
+            app_name: long.clone(),
+            invitation_token: token.clone(),
+            ..Default::default()
+        })
+        .await
+        .refused(Code::InvalidArgument, &["at most"])?;
+    ensure!(testkit::server::bad_fields(&e) == ["app_name"], "{e:?}");
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let e = op
+        .cancel_onboarding(pb::CancelOnboardingRequest {
+            onboarding_id: id.clone(),
+            reason: long.clone(),
+            ..Default::default()
+        })
+        .await
+        .refused(Code::InvalidArgument, &[])?;
+    ensure!(testkit::server::bad_fields(&e) == ["reason"], "{e:?}");
+    let mut audit = env.server.audit(Some(testkit::server::AUDITOR)).await?;
+    let e = audit
+        .list_entries(pb::ListEntriesRequest {
+            page_token: long,
+            ..Default::default()
+        })
+        .await
+        .refused(Code::InvalidArgument, &[])?;
+    ensure!(testkit::server::bad_fields(&e) == ["page_token"], "{e:?}");
+    ensure!(
+        env.server.app.audit().size() == before,
+        "a refused call was recorded"
+    );
+    env.server.stop().await
+}

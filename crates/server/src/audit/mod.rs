@@ -99,6 +99,13 @@ impl AuditService {
 
     async fn list(&self, req: Request<pb::ListEntriesRequest>) -> Result<pb::ListEntriesResponse> {
         let r = req.get_ref();
+        // What is recorded with the read stays small; longer values cannot be valid anyway.
+        ServerError::at_most("page_token", &r.page_token, 256)?;
+        if let Some(f) = &r.filter {
+            ServerError::at_most("filter.tenant_id", &f.tenant_id, 256)?;
+            ServerError::at_most("filter.onboarding_id", &f.onboarding_id, 256)?;
+            ServerError::at_most("filter.action", &f.action, 256)?;
+        }
         let request = json!({
             "from_seq": r.from_seq, "to_seq": r.to_seq, "page_token": r.page_token,
             "with_proofs": r.with_proofs, "proof_tree_size": r.proof_tree_size,

@@ -40,6 +40,11 @@ use crate::error::{Result, ServerError};
 use crate::paging::page_size;
 use convert::{info_pb, plan_pb, status_filter};
 
+/// The longest `reason` a caller may give (it is recorded in the audit log).
+pub(crate) const MAX_REASON: usize = 1024;
+/// The longest `app_name` recorded before the name rules (3–15 characters) are checked.
+const MAX_RECORDED_NAME: usize = 256;
+
 /// A signed-in admin waiting for Plan and Provision.
 struct Session {
     /// The redeemed invitation: profile, platform version and service id come from it.
@@ -145,6 +150,7 @@ impl OnboardingService {
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {
         let actor = self.access(&req, CustomerRpc::Plan)?.actor;
         let r = req.into_inner();
+        ServerError::at_most("app_name", &r.app_name, MAX_RECORDED_NAME)?;
         let (inv, admin) = self.session(&r.onboarding_id)?;
         // Provision uses the invitation's profile: a plan for another would not be its plan.
         if !r.profile.is_empty() && r.profile != inv.profile {
@@ -214,6 +220,7 @@ impl OnboardingService {
         };
         let Access { actor, invitation } = self.access(&req, rpc)?;
         let r = req.into_inner();
+        ServerError::at_most("app_name", &r.app_name, MAX_RECORDED_NAME)?;
         // The secret goes to an operator (the platform) only; the customer's wizard, which
         // calls with the invitation token, never receives it (the platform claims it).
         let to_operator = r.invitation_token.is_empty();
@@ -423,6 +430,7 @@ impl OnboardingService {
     ) -> Result<pb::OnboardingInfo> {
         let actor = self.access(&req, CustomerRpc::Cancel)?.actor;
         let r = req.into_inner();
+        ServerError::at_most("reason", &r.reason, MAX_REASON)?;
         let id = r.onboarding_id;
         let onboarding = self.app.engine().get(&id)?;
         match onboarding.as_ref().map(|o| o.status) {

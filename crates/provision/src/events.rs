@@ -89,6 +89,10 @@ pub enum EventKind {
         /// left may be granted there.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         admin_consent_url: Option<String>,
+        /// Who made the changes so far (the first admin's audit actor); absent in events
+        /// stored before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_by: Option<String>,
     },
 }
 

@@ -120,6 +120,7 @@ pub(crate) fn waiting_event(h: &HandOff) -> EventKind {
         left: h.left.clone(),
         expires_at: h.expires_at.clone(),
         admin_consent_url: h.admin_consent_url.clone(),
+        started_by: Some(h.first_actor.clone()),
     }
 }
 

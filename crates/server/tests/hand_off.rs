@@ -40,7 +40,10 @@ async fn first_part(
 }
 
 fn waiting(events: &[pb::ProvisionEvent]) -> Result<pb::HandOff> {
-    testkit::wizard::awaiting_admin(events)
+    let h = testkit::wizard::awaiting_admin(events)?;
+    // Who made the changes so far: the first admin's audit actor (the invitation).
+    ensure!(h.started_by.starts_with("invitation:"), "{h:?}");
+    Ok(h)
 }
 
 async fn issue_link(

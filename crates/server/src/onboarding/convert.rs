@@ -184,11 +184,12 @@ impl EventMapper {
                 left,
                 expires_at,
                 admin_consent_url,
+                started_by,
             } => E::AwaitingAdmin(pb::HandOff {
                 roles: roles.clone(),
                 changes_left: left.clone(),
                 expires_at: ts(expires_at),
-                started_by: String::new(),
+                started_by: started_by.clone().unwrap_or_default(),
                 admin_consent_url: admin_consent_url.clone().unwrap_or_default(),
             }),
             EventKind::Completed(c) => E::Completed(pb::Completed {

@@ -146,7 +146,7 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
         .await
         .err();
     ensure!(
-        matches!(again, Some(CredentialsError::FailedPrecondition(_))),
+        matches!(again, Some(CredentialsError::AlreadyExists(_))),
         "{again:?}"
     );
 

@@ -109,8 +109,14 @@ impl InvitationsService {
         self.app.auth().authorize(&req, OPERATORS)?;
         let inv = self.app.invitations();
         let rec = match req.into_inner().key {
-            Some(pb::get_invitation_request::Key::Id(id)) => inv.get(&id)?,
-            Some(pb::get_invitation_request::Key::Token(t)) => inv.get_by_token(&t)?,
+            Some(pb::get_invitation_request::Key::Id(id)) => {
+                ServerError::required("id", &id)?;
+                inv.get(&id)?
+            }
+            Some(pb::get_invitation_request::Key::Token(t)) => {
+                ServerError::required("token", &t)?;
+                inv.get_by_token(&t)?
+            }
             None => return Err(ServerError::invalid("key", "set either id or token")),
         };
         Ok(invitation_pb(&rec))

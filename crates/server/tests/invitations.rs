@@ -336,6 +336,8 @@ async fn forged_and_unknown_tokens_are_rejected() -> Result<()> {
         .err()
         .context("ok")?;
     assert_eq!(bad_fields(&e), ["key"]);
+    let e = c.get_invitation(by_id("")).await.err().context("ok")?;
+    assert_eq!(bad_fields(&e), ["id"]);
     other.stop().await?;
     s.stop().await
 }

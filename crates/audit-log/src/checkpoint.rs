@@ -37,17 +37,12 @@ impl Checkpoint {
             .filter(|o| !o.is_empty())
             .ok_or_else(|| bad("empty origin"))?;
         let size_s = lines.next().ok_or_else(|| bad("missing size line"))?;
-        if size_s.is_empty()
-            || !size_s.bytes().all(|b| b.is_ascii_digit())
-            || (size_s.len() > 1 && size_s.starts_with('0'))
-        {
-            return Err(bad(&format!(
+        let size = crate::canonical_decimal(size_s).map_err(|e| match e {
+            crate::DecimalError::TooLarge => bad(&format!("size {size_s:?} {e}")),
+            _ => bad(&format!(
                 "size {size_s:?} is not a decimal without leading zeros"
-            )));
-        }
-        let size = size_s
-            .parse::<u64>()
-            .map_err(|e| bad(&format!("size: {e}")))?;
+            )),
+        })?;
         let root_s = lines.next().ok_or_else(|| bad("missing root line"))?;
         let root: Hash = B64
             .decode(root_s)

@@ -42,6 +42,6 @@ pub use log::{Appended, AuditLog, LogConfig};
 pub use note::{NoteSigner, NoteVerifier};
 pub use proof_file::{TlogProof, push_proof_and_note};
 pub use store::StartupCheck;
-pub use tile_id::{TileId, TileKind};
+pub use tile_id::{DecimalError, TileId, TileKind, canonical_decimal};
 pub use tile_source::{DirReader, TileNodes, TileReader};
 pub use tiles::ExportSummary;

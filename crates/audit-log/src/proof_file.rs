@@ -62,7 +62,7 @@ impl TlogProof {
         let index = line
             .strip_prefix("index ")
             .ok_or_else(|| format!("line {line:?} is not `index <decimal>`"))
-            .and_then(parse_index)?;
+            .and_then(|i| crate::canonical_decimal(i).map_err(|e| format!("index {i:?} {e}")))?;
         let proof = lines
             .map(|l| {
                 B64.decode(l)
@@ -78,21 +78,6 @@ impl TlogProof {
             checkpoint_note: checkpoint_note.to_owned(),
         })
     }
-}
-
-/// The `index` value: "an ASCII decimal with no leading zeroes (unless the index is `0`)"
-/// (c2sp.org/tlog-proof), so no sign, no `007`, one spelling per index.
-fn parse_index(s: &str) -> Result<u64, String> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "index {s:?} is not an ASCII decimal (digits only, no sign)"
-        ));
-    }
-    if s.len() > 1 && s.starts_with('0') {
-        return Err(format!("index {s:?} has a leading zero"));
-    }
-    s.parse()
-        .map_err(|_| format!("index {s:?} does not fit in 64 bits"))
 }
 
 #[cfg(test)]

@@ -42,13 +42,38 @@ fn bad(path: &str, reason: impl Into<String>) -> AuditError {
     }
 }
 
-/// A decimal without sign or leading zeros.
-fn canonical_decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
-    {
-        return None;
+/// Why a text is not a canonical decimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecimalError {
+    /// Empty, or something other than ASCII digits (a sign, a space).
+    NotDigits,
+    /// More than one digit, the first a zero.
+    LeadingZero,
+    /// More than a `u64` holds.
+    TooLarge,
+}
+
+impl std::fmt::Display for DecimalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DecimalError::NotDigits => "is not an ASCII decimal (digits only, no sign)",
+            DecimalError::LeadingZero => "has a leading zero",
+            DecimalError::TooLarge => "does not fit in 64 bits",
+        })
     }
-    s.parse().ok()
+}
+
+/// A number as every C2SP format writes one (checkpoint sizes, tile paths, a tlog-proof's
+/// index, the witness's `old` line): an ASCII decimal without sign or leading zeroes, `0` itself
+/// allowed, so each number has one spelling.
+pub fn canonical_decimal(s: &str) -> Result<u64, DecimalError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DecimalError::NotDigits);
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return Err(DecimalError::LeadingZero);
+    }
+    s.parse().map_err(|_| DecimalError::TooLarge)
 }
 
 /// Exactly three ASCII digits.
@@ -108,7 +133,7 @@ impl TileId {
         let kind = if kind_s == "entries" {
             TileKind::Entries
         } else {
-            let level = canonical_decimal(kind_s)
+            let level = canonical_decimal(kind_s).ok()
                 .and_then(|l| u8::try_from(l).ok())
                 .filter(|l| *l <= MAX_TILE_LEVEL)
                 .ok_or_else(|| {
@@ -129,6 +154,7 @@ impl TileId {
         {
             let w = elements[elements.len() - 1];
             width = canonical_decimal(w)
+                .ok()
                 .filter(|w| (1..TILE_WIDTH).contains(w))
                 .and_then(|w| u16::try_from(w).ok())
                 .ok_or_else(|| {

@@ -24,15 +24,6 @@ pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
 /// The most signature lines a note may carry (Go's `sumdb/note` limit).
 pub const MAX_SIGNATURES: usize = 100;
 
-/// Parses an ASCII decimal with no leading zeroes (`0` itself is allowed).
-pub fn parse_decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
-    {
-        return None;
-    }
-    s.parse().ok()
-}
-
 /// Decodes one base64 hash, requiring the canonical encoding of exactly 32 bytes.
 fn parse_hash(s: &str) -> Option<Hash> {
     let raw = B64.decode(s).ok()?;
@@ -68,7 +59,7 @@ impl AddCheckpointRequest {
         let old = first
             .strip_prefix("old ")
             .ok_or_else(|| bad(format!("first line {first:?} is not `old <size>`")))?;
-        let old_size = parse_decimal(old).ok_or_else(|| {
+        let old_size = audit_log::canonical_decimal(old).map_err(|_| {
             bad(format!(
                 "old size {old:?} is not a decimal without leading zeroes"
             ))
@@ -123,7 +114,7 @@ pub fn encode_size_body(size: u64) -> String {
 /// Parses a `text/x.tlog.size` body: one decimal without leading zeroes, then exactly one `\n`.
 pub fn parse_size_body(body: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(body).ok()?;
-    parse_decimal(s.strip_suffix('\n')?)
+    audit_log::canonical_decimal(s.strip_suffix('\n')?).ok()
 }
 
 /// Splits a signed note into its text (ending in `\n`) and its signature block, at the last

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde::Serialize;
 
 use crate::error::EntraError;
-use crate::retry::{RetryEvent, RetryReason, backoff_delay};
+use crate::retry::{announce, backoff_delay, classify};
 
 use super::{GraphClient, OpContext, Reply};
 
@@ -104,18 +104,10 @@ impl GraphClient {
                     last: Box::new(err),
                 });
             }
-            let reason = match err.graph() {
-                Some(g) => RetryReason::ServerError {
-                    status: g.status,
-                    retry_after: g.retry_after,
-                },
-                None => match &err {
-                    EntraError::Transport { kind, .. } => RetryReason::Transport { kind: *kind },
-                    _ => RetryReason::ServerError {
-                        status: 0,
-                        retry_after: None,
-                    },
-                },
+            // What the retry loop would say of the same failure on a call safe to repeat: a
+            // server error or a transport failure (the only unanswered writes).
+            let Some(reason) = classify(&err, false, true) else {
+                return Err(err);
             };
             let wait = reason.retry_after().unwrap_or_else(|| {
                 backoff_delay(
@@ -125,17 +117,7 @@ impl GraphClient {
                     policy.jitter.then(fastrand::f64),
                 )
             });
-            tracing::info!(operation, attempt = lost, wait_ms = wait.as_millis() as u64, %reason, "not created; sending again");
-            if let Some(obs) = &ctx.observer {
-                obs.on_retry(&RetryEvent {
-                    operation,
-                    attempt: lost,
-                    reason,
-                    wait,
-                    request_id: err.request_id().map(str::to_owned),
-                    client_request_id: ctx.client_request_id.to_string(),
-                });
-            }
+            announce(operation, ctx, lost, reason, wait, &err);
             self.shared.clock.sleep(wait).await;
         }
     }

@@ -41,8 +41,11 @@ struct Attempt {
     token: Zeroizing<String>,
     /// The UPN the admin entered.
     upn: String,
-    /// The onboarding this sign-in creates.
+    /// The onboarding this sign-in creates (or signs in to again).
     onboarding_id: String,
+    /// The invitation was redeemed (and linked) when this onboarding first signed in: a sign-in
+    /// again after a restart (`OnboardingService::sign_in_again`) redeems nothing.
+    redeemed: bool,
     /// `invitation:<id>`, the audit actor.
     actor: String,
     /// The audit fields shared by the intent and the outcome.
@@ -113,20 +116,17 @@ pub(super) async fn start(
             Some((inv, id)) => (inv, Some(id)),
             None => return Err(ServerError::FailedPrecondition(why)),
         },
-        Err(e) => {
-            return Err(match e {
-                InvitationError::InvalidArgument(_) => {
-                    guards.token_failed(peer).unwrap_or_else(|| {
-                        ServerError::invalid("invitation_token", "not a valid invitation token")
-                    })
-                }
-                InvitationError::NotFound(_) => {
-                    guards.token_failed(peer).unwrap_or_else(|| e.into())
-                }
-                other => other.into(),
-            });
+        Err(InvitationError::InvalidArgument(_)) => {
+            return Err(guards.token_failed(peer).unwrap_or_else(|| {
+                ServerError::invalid("invitation_token", "not a valid invitation token")
+            }));
         }
+        Err(e @ InvitationError::NotFound(_)) => {
+            return Err(guards.token_failed(peer).unwrap_or_else(|| e.into()));
+        }
+        Err(other) => return Err(other.into()),
     };
+    let redeemed = again.is_some();
     if !invitation.admin_upn.is_empty() && !invitation.admin_upn.eq_ignore_ascii_case(&upn) {
         return Err(ServerError::FailedPrecondition(format!(
             "invitation {} is for {}, not {upn}",
@@ -182,6 +182,7 @@ pub(super) async fn start(
         _slot: slot,
         svc: svc.clone(),
         invitation,
+        redeemed,
         token,
         upn,
         onboarding_id,
@@ -293,8 +294,7 @@ impl Attempt {
     async fn finish(&self, tokens: &TokenSet) -> Result<pb::SignedIn> {
         let admin = self.svc.app.engine().sign_in(tokens, &self.upn).await?;
         let roles_missing = roles_missing(&admin, &self.invitation, self.svc.app.profiles())?;
-        let again = self.invitation.onboarding_id.as_deref() == Some(self.onboarding_id.as_str());
-        let inv = if again {
+        let inv = if self.redeemed {
             // Redeemed when this onboarding first signed in; linked then too.
             self.invitation.clone()
         } else {
@@ -304,7 +304,7 @@ impl Attempt {
                 .redeem(&self.actor, &self.token, &self.onboarding_id)
                 .await?
         };
-        if inv.hand_off_of.is_none() && !again {
+        if inv.hand_off_of.is_none() && !self.redeemed {
             // The onboarding stays linked to the invitation that started it.
             self.svc.link(&self.onboarding_id, &inv.id)?;
         }

@@ -374,43 +374,9 @@ impl Retrier<'_> {
                     }
                 });
             }
-            announce(operation, ctx, sent, reason, wait, &err);
+            crate::telemetry::announce(operation, ctx, sent, reason, wait, &err);
             self.clock.sleep(wait).await;
         }
-    }
-}
-
-/// Tells everyone that `operation` is tried again after `wait`: the log line, the retry
-/// metric, and the caller's observer (progress events). Every retry goes through here, the
-/// retry loop's and `GraphClient::write_once`'s alike.
-pub(crate) fn announce(
-    operation: &'static str,
-    ctx: &OpContext,
-    attempt: u32,
-    reason: RetryReason,
-    wait: Duration,
-    err: &EntraError,
-) {
-    let event = RetryEvent {
-        operation,
-        attempt,
-        reason,
-        wait,
-        request_id: err.request_id().map(str::to_owned),
-        client_request_id: ctx.client_request_id.to_string(),
-    };
-    tracing::info!(
-        operation,
-        attempt,
-        wait_ms = wait.as_millis() as u64,
-        request_id = event.request_id.as_deref().unwrap_or(""),
-        client_request_id = %event.client_request_id,
-        reason = %event.reason,
-        "retrying"
-    );
-    crate::telemetry::retried(&event.reason, wait);
-    if let Some(obs) = &ctx.observer {
-        obs.on_retry(&event);
     }
 }
 

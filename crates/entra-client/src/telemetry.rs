@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use crate::retry::RetryReason;
+use crate::error::EntraError;
+use crate::retry::{OpContext, RetryEvent, RetryReason};
 use crate::transport::{HttpRequest, HttpResponse, Transport, TransportFailure};
 
 /// Sends `req` for `operation` through `transport`, then logs and counts the answer.
@@ -93,8 +94,42 @@ pub(crate) async fn send(
     result
 }
 
+/// Tells everyone that `operation` is tried again after `wait`: the log line, the retry
+/// metric, and the caller's observer (progress events). Every retry goes through here, the
+/// retry loop's and `GraphClient::write_once`'s alike.
+pub(crate) fn announce(
+    operation: &'static str,
+    ctx: &OpContext,
+    attempt: u32,
+    reason: RetryReason,
+    wait: Duration,
+    err: &EntraError,
+) {
+    let event = RetryEvent {
+        operation,
+        attempt,
+        reason,
+        wait,
+        request_id: err.request_id().map(str::to_owned),
+        client_request_id: ctx.client_request_id.to_string(),
+    };
+    tracing::info!(
+        operation,
+        attempt,
+        wait_ms = wait.as_millis() as u64,
+        request_id = event.request_id.as_deref().unwrap_or(""),
+        client_request_id = %event.client_request_id,
+        reason = %event.reason,
+        "retrying"
+    );
+    retried(&event.reason, wait);
+    if let Some(obs) = &ctx.observer {
+        obs.on_retry(&event);
+    }
+}
+
 /// Counts one retry and, when the wait is the server's `Retry-After`, the seconds waited.
-pub(crate) fn retried(reason: &RetryReason, wait: Duration) {
+fn retried(reason: &RetryReason, wait: Duration) {
     metrics::counter!("onboard_entra_retries_total", "reason" => reason_label(reason)).increment(1);
     if reason.retry_after().is_some() {
         // Retry-After is whole seconds (delta-seconds or an HTTP-date), so nothing is lost.

@@ -12,7 +12,8 @@ use reqwest::Method;
 use serde::Serialize;
 
 use crate::error::EntraError;
-use crate::retry::{announce, backoff_delay, classify};
+use crate::retry::{backoff_delay, classify};
+use crate::telemetry::announce;
 
 use super::{GraphClient, OpContext, Reply};
 

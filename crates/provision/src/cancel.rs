@@ -65,7 +65,7 @@ impl Engine {
                 .with_target(target.clone())
                 .with_request_ids(None, Some(id.to_owned()))
         };
-        entry(Phase::Intent).append(&self.inner.audit).await?;
+        entry(Phase::Intent).append(&self.inner.cfg.audit).await?;
         run.emitter.emit(
             "cancel",
             EventKind::Started {
@@ -78,7 +78,9 @@ impl Engine {
                 // Cancelled finds the entry that attests it. (A crash in between leaves the
                 // record Cancelling; the restart's cancel finds nothing left to undo and
                 // writes its own intent and outcome, as `system`.)
-                entry(Phase::Succeeded).append(&self.inner.audit).await?;
+                entry(Phase::Succeeded)
+                    .append(&self.inner.cfg.audit)
+                    .await?;
                 run.update(|r| {
                     r.status = Status::Cancelled;
                     r.error = None;
@@ -100,7 +102,7 @@ impl Engine {
                 // Best effort: the intent entry already shows the attempt.
                 let _ = entry(Phase::Failed)
                     .with_error(text.clone())
-                    .append(&self.inner.audit)
+                    .append(&self.inner.cfg.audit)
                     .await;
                 run.emitter.emit(
                     "cancel",

@@ -99,30 +99,14 @@ impl EngineConfig {
 
 /// Engine state shared with running onboardings.
 pub(crate) struct Inner {
-    /// Entra client.
-    pub entra: EntraClient,
-    /// Audit log.
-    pub audit: AuditLog,
-    /// Workflow store.
+    /// The configuration it was built from (normalised by [`crate::Engine::new`]: concurrency
+    /// at least 1, blank optional strings as `None`); its `store` and `secret_key` are used
+    /// only through `store` and `key` below.
+    pub cfg: EngineConfig,
+    /// Workflow store (`cfg.store` with the records' MAC).
     pub store: Store,
-    /// Sealing key.
+    /// Sealing key (from `cfg.secret_key`).
     pub key: SealingKey,
-    /// Provider name.
-    pub provider: String,
-    /// Server name.
-    pub server_name: String,
-    /// Profiles.
-    pub profiles: ProfileSet,
-    /// Per-onboarding concurrency.
-    pub concurrency: usize,
-    /// Secret lifetime.
-    pub secret_lifetime: Option<time::Duration>,
-    /// Verification scope.
-    pub verify_scope: String,
-    /// Client id of the provider's token app (the temporary app's `appId`).
-    pub token_app_client_id: Option<String>,
-    /// Test hook.
-    pub hook: Option<StepHook>,
     /// Live events to watchers.
     pub hub: broadcast::Sender<events::Event>,
     /// Running onboardings, so one id never runs twice and cancel can stop it.
@@ -132,14 +116,6 @@ pub(crate) struct Inner {
     pub undoing: Mutex<std::collections::HashSet<String>>,
     /// Serialises the name-uniqueness check with the record insert.
     pub names: tokio::sync::Mutex<()>,
-    /// The server's shutdown signal: once it fires no new Entra change begins, while calls
-    /// already made finish and get their outcome entry, so a clean stop leaves no intent
-    /// without an outcome.
-    pub shutdown: Shutdown,
-    /// [`EngineConfig::hand_off_for`].
-    pub hand_off_for: Option<std::time::Duration>,
-    /// [`EngineConfig::consent_redirect_uri`].
-    pub consent_redirect_uri: Option<String>,
     /// Wakes the admin-consent watch at once (the admin came back from Microsoft's page).
     pub consent_nudge: tokio::sync::Notify,
 }
@@ -147,7 +123,7 @@ pub(crate) struct Inner {
 impl Inner {
     /// Expiry to ask for on a new secret.
     pub fn secret_end_date_time(&self) -> Option<String> {
-        let life = self.secret_lifetime?;
+        let life = self.cfg.secret_lifetime?;
         (time::OffsetDateTime::now_utc() + life)
             .replace_nanosecond(0)
             .ok()?

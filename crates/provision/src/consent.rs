@@ -90,7 +90,7 @@ impl Engine {
         if granted.iter().all(|(id, _, _)| known.contains(&id)) {
             return Ok(false);
         }
-        let graph = self.inner.entra.graph(token.clone());
+        let graph = self.inner.cfg.entra.graph(token.clone());
         let perms = resolve_permissions(&graph, &rec.profile, &OpContext::new()).await?;
         let mut seen = Vec::new();
         for p in &perms {
@@ -126,7 +126,7 @@ impl Engine {
         .with_target(Target::new(TargetKind::ServicePrincipal, sp_id).named(&rec.app_name))
         .with_request_ids(None, Some(rec.id.clone()))
         .with_detail("granted", keys.clone())
-        .append(&self.inner.audit)
+        .append(&self.inner.cfg.audit)
         .await?;
         tracing::info!(onboarding_id = %rec.id, granted = ?keys, "admin consent seen");
         rec.grants.extend(seen);
@@ -177,6 +177,7 @@ impl Engine {
     ) -> Result<Vec<(String, String, String)>, EntraError> {
         Ok(self
             .inner
+            .cfg
             .entra
             .graph(token.clone())
             .list_app_role_assignments(sp_id, &OpContext::new())

@@ -40,7 +40,7 @@ pub(crate) async fn drive(run: Arc<Run>) {
             .with_target(Target::new(TargetKind::Onboarding, rec.id.clone()).named(rec.app_name))
             .with_request_ids(None, Some(rec.id.clone()));
             entry.error = error;
-            entry.append(&run.inner.audit).await
+            entry.append(&run.inner.cfg.audit).await
         }
     };
     match result {

@@ -45,34 +45,25 @@ fn check_id(id: &str) -> Result<(), ProvisionError> {
 
 impl Engine {
     /// Builds an engine. Call [`Engine::resume_all`] after start-up.
-    pub fn new(cfg: EngineConfig) -> Result<Self, ProvisionError> {
+    pub fn new(mut cfg: EngineConfig) -> Result<Self, ProvisionError> {
         let (hub, _) = broadcast::channel(1024);
+        let key = SealingKey::new(cfg.secret_key);
+        // The sealing key holds it from here on; the copy in the configuration is wiped.
+        cfg.secret_key = [0; 32];
+        let mac = cfg.record_mac.take().unwrap_or_else(|| key.record_mac());
+        cfg.concurrency = cfg.concurrency.max(1);
+        cfg.token_app_client_id = cfg.token_app_client_id.filter(|c| !c.trim().is_empty());
+        cfg.consent_redirect_uri = cfg.consent_redirect_uri.filter(|u| !u.trim().is_empty());
         Ok(Self {
             inner: Arc::new(Inner {
-                entra: cfg.entra,
-                audit: cfg.audit,
-                store: Store::new(
-                    cfg.store,
-                    cfg.record_mac
-                        .unwrap_or_else(|| SealingKey::new(cfg.secret_key).record_mac()),
-                ),
-                key: SealingKey::new(cfg.secret_key),
-                provider: cfg.provider,
-                server_name: cfg.server_name,
-                profiles: cfg.profiles,
-                concurrency: cfg.concurrency.max(1),
-                secret_lifetime: cfg.secret_lifetime,
-                verify_scope: cfg.verify_scope,
-                token_app_client_id: cfg.token_app_client_id.filter(|c| !c.trim().is_empty()),
-                hook: cfg.hook,
+                store: Store::new(cfg.store.clone(), mac),
+                key,
                 hub,
                 running: Mutex::new(HashMap::new()),
                 undoing: Mutex::new(Default::default()),
                 names: tokio::sync::Mutex::new(()),
-                shutdown: cfg.shutdown,
-                hand_off_for: cfg.hand_off_for,
-                consent_redirect_uri: cfg.consent_redirect_uri.filter(|u| !u.trim().is_empty()),
                 consent_nudge: tokio::sync::Notify::new(),
+                cfg,
             }),
         })
     }
@@ -83,7 +74,7 @@ impl Engine {
         tokens: &TokenSet,
         expected_upn: &str,
     ) -> Result<Admin, ProvisionError> {
-        check_sign_in(&self.inner.entra, tokens, expected_upn).await
+        check_sign_in(&self.inner.cfg.entra, tokens, expected_upn).await
     }
 
     /// The exact changes `provision` would make, and the rights the admin lacks. Changes nothing.
@@ -122,9 +113,10 @@ impl Engine {
         validate_name(&req.app_name)?;
         let profile = self
             .inner
+            .cfg
             .profiles
             .resolve(&req.profile, req.platform_version.as_deref())?;
-        let graph = self.inner.entra.graph(admin.access_token.clone());
+        let graph = self.inner.cfg.entra.graph(admin.access_token.clone());
         let ctx = OpContext::new();
         // Independent reads: the resources' app roles and the tenant's current state.
         let (perms, st) = tokio::join!(
@@ -132,15 +124,14 @@ impl Engine {
             plan::read_tenant(
                 &graph,
                 unique.as_deref(),
-                self.inner.token_app_client_id.as_deref(),
+                self.inner.cfg.token_app_client_id.as_deref(),
                 &ctx
             )
         );
         let (perms, st) = (perms?, st?);
-        let token_app = st
-            .token_app_name
-            .clone()
-            .unwrap_or_else(|| token_app_name(&self.inner.server_name, &self.inner.provider));
+        let token_app = st.token_app_name.clone().unwrap_or_else(|| {
+            token_app_name(&self.inner.cfg.server_name, &self.inner.cfg.provider)
+        });
         let plan = plan::build(
             admin,
             &req.app_name,
@@ -289,7 +280,7 @@ impl Engine {
             .with_target(Target::new(TargetKind::Onboarding, rec.id.clone()).named(&rec.app_name))
             .with_changes(vec![set("plan", planned)])
             .with_request_ids(None, Some(rec.id.clone()))
-            .append(&self.inner.audit)
+            .append(&self.inner.cfg.audit)
             .await?;
         self.inner.store.put(&rec).await?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -339,7 +330,7 @@ impl Engine {
         Ok(Arc::new(Run {
             id: rec.id.clone(),
             inner: self.inner.clone(),
-            graph: self.inner.entra.graph(token),
+            graph: self.inner.cfg.entra.graph(token),
             scope: scope_of(&rec, actor),
             emitter,
             rec: tokio::sync::Mutex::new(rec),
@@ -372,6 +363,7 @@ impl Engine {
         let span = tracing::info_span!("onboarding", onboarding_id = %id, actor = %actor);
         let Some(handle) = self
             .inner
+            .cfg
             .shutdown
             .spawn(tracing::Instrument::instrument(task, span))
         else {
@@ -396,6 +388,13 @@ impl Engine {
         if self.inner.store.get(id)?.is_none() {
             return Err(ProvisionError::NotFound(id.to_owned()));
         }
+        events::watch(self.inner.store.clone(), &self.inner.hub, id, from)
+    }
+
+    /// Like [`Engine::watch`] for an onboarding whose run has not begun yet (its admin is
+    /// signing in or signed in): its events from number `from` once the run begins. The
+    /// stream does not end by itself if no run ever begins; the caller ends it.
+    pub fn watch_ahead(&self, id: &str, from: u64) -> Result<EventStream, ProvisionError> {
         events::watch(self.inner.store.clone(), &self.inner.hub, id, from)
     }
 
@@ -424,7 +423,7 @@ impl Engine {
                 Status::Cancelling => {
                     let engine = self.clone();
                     let id = rec.id.clone();
-                    self.inner.shutdown.spawn(async move {
+                    self.inner.cfg.shutdown.spawn(async move {
                         if let Err(e) = engine.cancel(&id, "system").await {
                             tracing::error!(onboarding_id = %id, error = %e, "resumed cancel failed");
                         }

@@ -101,7 +101,7 @@ pub(crate) fn consent_url(
     if !rights.contains(&Right::GrantGraphAppRoles) {
         return None;
     }
-    let mut url = inner.entra.authority().clone();
+    let mut url = inner.cfg.entra.authority().clone();
     url.path_segments_mut()
         .ok()?
         .pop_if_empty()
@@ -127,7 +127,7 @@ pub(crate) fn waiting_event(h: &HandOff) -> EventKind {
 /// The run made what its admin may: record the wait (audited first), then tell the watchers.
 pub(crate) async fn begin(run: &Arc<Run>, rights: Vec<Right>) -> Result<(), ProvisionError> {
     let rec = run.snapshot().await;
-    let wait = run.inner.hand_off_for.unwrap_or(DEFAULT_WAIT);
+    let wait = run.inner.cfg.hand_off_for.unwrap_or(DEFAULT_WAIT);
     let now = time::OffsetDateTime::now_utc();
     let h = HandOff {
         left: left_changes(&rec, &rights),
@@ -142,7 +142,7 @@ pub(crate) async fn begin(run: &Arc<Run>, rights: Vec<Right>) -> Result<(), Prov
     if let Some(url) = &h.admin_consent_url {
         e = e.with_detail("admin_consent_url", url.clone());
     }
-    e.append(&run.inner.audit).await?;
+    e.append(&run.inner.cfg.audit).await?;
     let event = waiting_event(&h);
     run.update(|r| {
         r.status = Status::AwaitingAdmin;
@@ -189,7 +189,7 @@ pub(crate) async fn end(
             "the onboarding was cancelled while it waited".to_owned()
         });
     }
-    e.append(&inner.audit).await?;
+    e.append(&inner.cfg.audit).await?;
     Ok(())
 }
 
@@ -198,7 +198,7 @@ impl Engine {
     /// admin lacks some right, hand-offs are on, and creating the app is not among what they
     /// lack (that part cannot wait for someone else).
     pub fn hands_off(&self, plan: &Plan) -> bool {
-        self.inner.hand_off_for.is_some()
+        self.inner.cfg.hand_off_for.is_some()
             && !plan.missing_rights.is_empty()
             && plan
                 .missing_rights
@@ -241,7 +241,7 @@ impl Engine {
     ) -> Result<SecretString, ProvisionError> {
         let (Some(sealed), Some(client_id)) = (
             rec.sealed_admin_refresh.as_deref(),
-            self.inner.token_app_client_id.as_deref(),
+            self.inner.cfg.token_app_client_id.as_deref(),
         ) else {
             return self.admin_token(rec);
         };
@@ -251,6 +251,7 @@ impl Engine {
             .open(&rec.id, Purpose::AdminRefreshToken, sealed)?;
         let redeemed = self
             .inner
+            .cfg
             .entra
             .sts()
             .refresh(

@@ -47,6 +47,7 @@ impl Run {
         // admin-consent page for the app then needs a reply address registered on it.
         let reply = self
             .inner
+            .cfg
             .consent_redirect_uri
             .clone()
             .filter(|_| rec.lacking.contains(&Right::GrantGraphAppRoles));

@@ -14,12 +14,12 @@ impl Run {
     /// Deletes the temporary enterprise app: the service principal of the provider's token app
     /// (found by `appId`; it carries the provider app's own name); none found = done.
     pub async fn remove_token_app(&self) -> Result<StepOutcome, ProvisionError> {
-        let Some(client_id) = self.inner.token_app_client_id.clone() else {
+        let Some(client_id) = self.inner.cfg.token_app_client_id.clone() else {
             return Ok(StepOutcome::unchanged(
                 "no token app client id configured; nothing to look for",
             ));
         };
-        let name = token_app_name(&self.inner.server_name, &self.inner.provider);
+        let name = token_app_name(&self.inner.cfg.server_name, &self.inner.cfg.provider);
         // A fresh run uses what the plan found moments ago; a resumed or repeated one reads
         // again. An app deleted in between answers 404, which counts as removed.
         let seeded = match &self.seed {
@@ -104,10 +104,10 @@ impl Run {
             Target::new(TargetKind::Application, rec.app_object_id.clone()).named(&rec.app_name);
         let changes = vec![set(
             "clientCredentials",
-            json!({"key_id": secret.key_id, "scope": self.inner.verify_scope}),
+            json!({"key_id": secret.key_id, "scope": self.inner.cfg.verify_scope}),
         )];
-        let sts = self.inner.entra.sts();
-        let (tenant, scope) = (&rec.tenant_id, &self.inner.verify_scope);
+        let sts = self.inner.cfg.entra.sts();
+        let (tenant, scope) = (&rec.tenant_id, &self.inner.cfg.verify_scope);
         let ((), seq) = self
             .change(
                 Change {

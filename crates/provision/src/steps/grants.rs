@@ -110,7 +110,7 @@ impl Run {
         items.retain(|i| !lacking.contains(&i.right()));
         let left = before - items.len();
         let total = items.len();
-        let sem = Arc::new(Semaphore::new(self.inner.concurrency.max(1)));
+        let sem = Arc::new(Semaphore::new(self.inner.cfg.concurrency.max(1)));
         let mut set = JoinSet::new();
         for item in items {
             let run = self.clone();

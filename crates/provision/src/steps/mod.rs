@@ -260,7 +260,7 @@ impl Run {
         } = spec;
         self.check_not_stopping()?;
         let done = audit::audited_change(
-            &self.inner.audit,
+            &self.inner.cfg.audit,
             &self.scope,
             EntraChange {
                 action,
@@ -344,7 +344,7 @@ impl Run {
 
     /// Refuses to begin an Entra change once shutdown has begun.
     pub fn check_not_stopping(&self) -> Result<(), ProvisionError> {
-        if self.inner.shutdown.is_shutdown() {
+        if self.inner.cfg.shutdown.is_shutdown() {
             return Err(ProvisionError::Halted("shutdown".into()));
         }
         Ok(())
@@ -353,7 +353,7 @@ impl Run {
     /// Asks the test hook what to do after a confirmed step (`step`) or right after an audited
     /// Entra change (`step:changed`).
     async fn hook(&self, step: &str) -> Result<(), ProvisionError> {
-        let Some(hook) = &self.inner.hook else {
+        let Some(hook) = &self.inner.cfg.hook else {
             return Ok(());
         };
         match hook(&self.id, step) {

@@ -13,7 +13,7 @@ use crate::App;
 use crate::auth::Role;
 use crate::clock::timestamp;
 use crate::error::{Result, ServerError};
-use crate::paging::page_size;
+use crate::paging::{next_page_token, page_size, page_start};
 
 /// Who may manage invitations.
 const OPERATORS: &[Role] = &[Role::Operator];
@@ -137,7 +137,8 @@ impl InvitationsService {
             Err(_) => return Err(ServerError::invalid("state", "unknown state")),
         };
         let size = page_size(r.page_size)?;
-        let token = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
+        let fields = serde_json::json!({"state": r.state});
+        let token = page_start(&r.page_token, &fields)?;
         if let Some(t) = token
             && uuid::Uuid::parse_str(t).is_err()
         {
@@ -149,7 +150,9 @@ impl InvitationsService {
         let (recs, next) = self.app.invitations().list(state, size, token)?;
         Ok(pb::ListInvitationsResponse {
             invitations: recs.iter().map(invitation_pb).collect(),
-            next_page_token: next.unwrap_or_default(),
+            next_page_token: next
+                .map(|n| next_page_token(&n, &fields))
+                .unwrap_or_default(),
         })
     }
 

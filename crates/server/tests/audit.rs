@@ -11,6 +11,7 @@ use onboard_proto::v1::audit_client::AuditClient;
 use serde_json::json;
 use testkit::keys::ORIGIN;
 use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, TestServer, append, bad_fields};
+use testkit::server_helpers::Refused;
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
@@ -245,9 +246,11 @@ async fn list_entries_filters_and_pages() -> Result<()> {
         assert_eq!(seqs(&got), want, "{what}");
     }
 
-    // Pages of two over the action filter, followed to the end.
+    // Pages of two over the action filter, followed to the end; a token continues only the
+    // request it came from (AIP-158): with another filter it is refused.
     let mut got = Vec::new();
     let mut token = String::new();
+    let mut refused_elsewhere = 0;
     loop {
         let page = c
             .list_entries(list(
@@ -265,9 +268,15 @@ async fn list_entries_filters_and_pages() -> Result<()> {
         if page.next_page_token.is_empty() {
             break;
         }
+        let elsewhere = list(filter(), 2, page.next_page_token.clone());
+        c.list_entries(elsewhere)
+            .await
+            .refused(Code::InvalidArgument, &["page_token"])?;
+        refused_elsewhere += 1;
         token = page.next_page_token;
     }
     assert_eq!(got, [0, 1, 2, 3, 4]);
+    assert_eq!(refused_elsewhere, 2);
 
     // An explicit range.
     let range = c

@@ -4,19 +4,20 @@
 //! invitation cuts its holder off at once, open streams included.
 //!
 //! "Allowed" means the call was not refused for lack of capability (PERMISSION_DENIED); an
-//! allowed call may still fail for its own reasons (Watch of an onboarding with no run yet is
-//! NOT_FOUND).
+//! allowed call may still fail for its own reasons (Plan while the admin is still signing in is
+//! FAILED_PRECONDITION).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
+use onboard_proto::v1::sign_in_event::Event as SE;
 use testkit::server::OPERATOR;
 use testkit::server_helpers::{Refusal, Refused, code_of};
 use testkit::sim_server::SimServer;
 use testkit::wizard::Browser;
-use tonic::Code;
+use tonic::{Code, Status};
 
 /// Seconds a customer may still Watch a finished onboarding (short, for the test).
 const GRACE: u64 = 3;
@@ -372,5 +373,139 @@ async fn revoking_a_used_invitation_cuts_its_holder_off_at_once() -> Result<()> 
         testkit::wizard::wait_settled(env.server.channel().await?, &id, Duration::from_secs(120))
             .await?;
     ensure!(info.state() == pb::OnboardingState::Completed, "{info:?}");
+    env.server.stop().await
+}
+
+/// The next SignIn event, or the status the stream ended with.
+async fn next_sign_in_event(
+    s: &mut tonic::Streaming<pb::SignInEvent>,
+) -> Result<Option<pb::sign_in_event::Event>> {
+    Ok(tokio::time::timeout(Duration::from_secs(60), s.message())
+        .await
+        .context("the sign-in stalled")??
+        .and_then(|e| e.event))
+}
+
+/// A Watch opened with `token` on `id`: its stream, read to the end in a task.
+async fn watch_to_end(
+    env: &SimServer,
+    token: &str,
+    id: &str,
+) -> Result<tokio::task::JoinHandle<Result<Result<Vec<pb::ProvisionEvent>, Status>>>> {
+    let mut stream = env
+        .server
+        .onboarding(None)
+        .await?
+        .watch(pb::WatchRequest {
+            onboarding_id: id.into(),
+            from_event: 0,
+            invitation_token: token.into(),
+        })
+        .await?
+        .into_inner();
+    Ok(tokio::spawn(async move {
+        let mut events = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(120), stream.message()).await? {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => return Ok(Ok(events)),
+                Err(status) => return Ok(Err(status)),
+            }
+        }
+    }))
+}
+
+/// While the device code is out, the DeviceCode event's onboarding id serves Watch and Get
+/// (onboarding.proto): Get answers SIGNING_IN, a change waits for SignedIn, and a Watch opened
+/// then follows the run, once there is one, to its end. A Watch of a sign-in the admin declines
+/// ends with FAILED_PRECONDITION.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_signing_in_get_answers_and_watch_waits_for_the_run() -> Result<()> {
+    let env = start().await?;
+    env.sim.set_faults(calm());
+    let upn = env.upn("globaladmin");
+    let (token, invitation_id) = env.invite(None).await?;
+    let mut sign_in = testkit::wizard::start_sign_in(env.server.channel().await?, &token, &upn)
+        .await
+        .map_err(|s| anyhow::anyhow!("SignIn refused: {s:?}"))?;
+    let Some(SE::DeviceCode(code)) = next_sign_in_event(&mut sign_in).await? else {
+        bail!("the sign-in did not begin with a device code");
+    };
+    let id = code.onboarding_id.clone();
+    for caller in [token.as_str(), ""] {
+        let mut c = env
+            .server
+            .onboarding((caller.is_empty()).then_some(OPERATOR))
+            .await?;
+        let info = c
+            .get_onboarding(pb::GetOnboardingRequest {
+                onboarding_id: id.clone(),
+                invitation_token: caller.into(),
+            })
+            .await?
+            .into_inner();
+        ensure!(
+            info.state() == pb::OnboardingState::SigningIn && info.invitation_id == invitation_id,
+            "{info:?}"
+        );
+    }
+    for rpc in [PLAN, PROVISION, CANCEL] {
+        let code = call(&env, rpc, &token, &id, "Cap-App").await?;
+        ensure!(
+            code == Code::FailedPrecondition,
+            "{rpc} while signing in: {code:?}"
+        );
+    }
+    let watch = watch_to_end(&env, &token, &id).await?;
+    env.sim.complete_device_login(&code.user_code, &upn).await?;
+    loop {
+        match next_sign_in_event(&mut sign_in).await? {
+            Some(SE::SignedIn(s)) => {
+                ensure!(s.onboarding_id == id);
+                break;
+            }
+            Some(_) => {}
+            None => bail!("the sign-in ended without SignedIn"),
+        }
+    }
+    ensure!(state(&env, &id).await? == pb::OnboardingState::SignedIn);
+    let run = env.provision(&token, &id, "Cap-Watch").await?;
+    let run = run.map_err(|s| anyhow::anyhow!("Provision refused: {s:?}"))?;
+    let watched = watch
+        .await??
+        .map_err(|s| anyhow::anyhow!("the Watch ended: {s:?}"))?;
+    ensure!(
+        testkit::wizard::completed(&watched).is_ok() && watched.len() == run.len(),
+        "the Watch saw {} events, the run {}: {watched:#?}",
+        watched.len(),
+        run.len()
+    );
+
+    // Declined: the Watch opened during the sign-in ends with FAILED_PRECONDITION.
+    let (token, _) = env.invite(None).await?;
+    let mut sign_in = testkit::wizard::start_sign_in(env.server.channel().await?, &token, &upn)
+        .await
+        .map_err(|s| anyhow::anyhow!("SignIn refused: {s:?}"))?;
+    let Some(SE::DeviceCode(code)) = next_sign_in_event(&mut sign_in).await? else {
+        bail!("the sign-in did not begin with a device code");
+    };
+    let watch = watch_to_end(&env, &token, &code.onboarding_id).await?;
+    env.sim.decline_device_login(&code.user_code, &upn).await?;
+    while next_sign_in_event(&mut sign_in)
+        .await
+        .is_ok_and(|e| e.is_some())
+    {}
+    match watch.await?? {
+        Err(s) if s.code() == Code::FailedPrecondition => {}
+        other => bail!("the Watch of a declined sign-in ended with {other:?}"),
+    }
+    let gone = testkit::wizard::get(env.server.channel().await?, &code.onboarding_id).await;
+    let gone = gone
+        .err()
+        .and_then(|e| e.downcast_ref::<Status>().map(Status::code));
+    ensure!(
+        gone == Some(Code::NotFound),
+        "Get after the declined sign-in: {gone:?}"
+    );
     env.server.stop().await
 }

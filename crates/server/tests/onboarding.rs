@@ -401,7 +401,7 @@ async fn a_list_page_token_survives_its_onboarding_leaving_the_filter() -> Resul
     })
     .await?;
     let next = op
-        .list_onboardings(completed(page.next_page_token))
+        .list_onboardings(completed(page.next_page_token.clone()))
         .await?
         .into_inner();
     let ids: Vec<_> = next
@@ -410,6 +410,12 @@ async fn a_list_page_token_survives_its_onboarding_leaving_the_filter() -> Resul
         .map(|o| o.onboarding_id.clone())
         .collect();
     ensure!(ids == [second.onboarding_id.clone()], "{ids:?}");
+    // The token continues only the request it came from: not another state filter.
+    let mut failed = completed(page.next_page_token.clone());
+    failed.state = pb::OnboardingState::Failed.into();
+    op.list_onboardings(failed)
+        .await
+        .refused(Code::InvalidArgument, &["page_token"])?;
     op.list_onboardings(completed("garbage".into()))
         .await
         .refused(Code::InvalidArgument, &["page_token"])?;

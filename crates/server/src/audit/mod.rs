@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::App;
 use crate::auth::{Caller, Role};
 use crate::error::{Result, ServerError};
-use crate::paging::page_size;
+use crate::paging::{next_page_token, page_size, page_start};
 pub use filter::Filter;
 
 /// Who may read the log.
@@ -106,14 +106,17 @@ impl AuditService {
             ServerError::at_most("filter.onboarding_id", &f.onboarding_id, 256)?;
             ServerError::at_most("filter.action", &f.action, 256)?;
         }
-        let request = json!({
-            "from_seq": r.from_seq, "to_seq": r.to_seq, "page_token": r.page_token,
+        // What a page token is bound to: the request but its paging.
+        let fields = json!({
+            "from_seq": r.from_seq, "to_seq": r.to_seq,
             "with_proofs": r.with_proofs, "proof_tree_size": r.proof_tree_size,
             "filter": r.filter.as_ref().map(|f| json!({
                 "tenant_id": f.tenant_id, "onboarding_id": f.onboarding_id, "action": f.action,
                 "since": f.since.map(|t| t.seconds), "until": f.until.map(|t| t.seconds),
             })),
         });
+        let mut request = fields.clone();
+        request["page_token"] = json!(r.page_token);
         self.begin(&req, "ListEntries", request).await?;
         let r = req.into_inner();
         let filter = Filter::parse(r.filter, "filter")?;
@@ -130,17 +133,16 @@ impl AuditService {
         if r.from_seq > end && r.to_seq != 0 {
             return Err(ServerError::invalid("from_seq", "must not be after to_seq"));
         }
-        let mut start = r.from_seq;
-        if !r.page_token.is_empty() {
-            start = r
-                .page_token
+        let start = match page_start(&r.page_token, &fields)? {
+            None => r.from_seq,
+            Some(at) => at
                 .parse::<u64>()
                 .ok()
                 .filter(|s| *s >= r.from_seq && *s <= end)
                 .ok_or_else(|| {
                     ServerError::invalid("page_token", "not a token for this request")
-                })?;
-        }
+                })?,
+        };
         let scan_end = end.min(start.saturating_add(MAX_SCAN));
         let mut entries = Vec::new();
         let mut next = None;
@@ -170,7 +172,9 @@ impl AuditService {
         }
         Ok(pb::ListEntriesResponse {
             entries,
-            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+            next_page_token: next
+                .map(|n| next_page_token(&n.to_string(), &fields))
+                .unwrap_or_default(),
             tree_size,
         })
     }

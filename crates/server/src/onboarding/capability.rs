@@ -5,12 +5,15 @@
 //! `proto/onboard/v1/onboarding.proto` and ARCHITECTURE.md; `tests/capabilities.rs` in this
 //! crate tests every cell over loopback gRPC.
 //!
-//! | RPC with the token | signed in | provisioning | failed or awaiting admin | cancelling | completed or cancelled, within `limits.customer_watch_grace_secs` | after the grace | invitation revoked |
-//! | --- | --- | --- | --- | --- | --- | --- | --- |
-//! | Plan, Provision | yes | yes | yes | no | no | no | no |
-//! | Watch, GetOnboarding | yes | yes | yes | yes | yes | no | no |
-//! | CancelOnboarding | yes | yes | yes | yes | no (never: completed) | no | no |
-//! | IssueHandOffLink | yes | yes | yes | no | no | no | no |
+//! | RPC with the token | signing in | signed in | provisioning | failed or awaiting admin | cancelling | completed or cancelled, within `limits.customer_watch_grace_secs` | after the grace | invitation revoked |
+//! | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+//! | Plan, Provision | wait | yes | yes | yes | no | no | no | no |
+//! | Watch, GetOnboarding | yes | yes | yes | yes | yes | yes | no | no |
+//! | CancelOnboarding | wait | yes | yes | yes | yes | no (never: completed) | no | no |
+//! | IssueHandOffLink | wait | yes | yes | yes | no | no | no | no |
+//!
+//! "Signing in" is from the DeviceCode event to SignedIn; "wait" is FAILED_PRECONDITION until
+//! SignedIn (`pending.rs`), not a capability refusal.
 //!
 //! IssueHandOffLink is answered only while the onboarding waits for a privileged admin and
 //! never to a hand-off link's holder (`hand_off.rs`). A hand-off link unlocks the onboarding it
@@ -109,8 +112,12 @@ impl OnboardingService {
             )));
         }
         // A hand-off link unlocks the onboarding it was issued for before it is redeemed too
-        // (its holder sees what is left before signing in).
-        if inv.onboarding_id.as_deref().or(inv.hand_off_of.as_deref()) != Some(onboarding_id) {
+        // (its holder sees what is left before signing in); an invitation signing in unlocks
+        // the onboarding its DeviceCode event named before it is redeemed (`pending.rs`).
+        let unlocks = inv.onboarding_id.as_deref().or(inv.hand_off_of.as_deref())
+            == Some(onboarding_id)
+            || self.signing_in_with(onboarding_id).as_deref() == Some(inv.id.as_str());
+        if !unlocks {
             return Err(ServerError::PermissionDenied(format!(
                 "this invitation does not unlock onboarding {onboarding_id:?}"
             )));

@@ -1,26 +1,89 @@
 //! Provision and Watch streams: engine events mapped to proto events through a bounded buffer,
-//! ended by the run, the caller, a slow reader, the shutdown or a revoked invitation.
+//! ended by the run, the caller, a slow reader, the shutdown, a revoked invitation, or (a Watch
+//! begun before the run) the onboarding ending without a run (`pending.rs`).
 
+use onboard_core::audit::{Action, Phase};
 use onboard_proto::v1 as pb;
 use provision::EventStream;
+use tokio::time::MissedTickBehavior;
 use tokio_stream::StreamExt;
+use tonic::Request;
 
+use super::capability::{Access, CustomerRpc};
 use super::convert::EventMapper;
+use super::pending::{BEFORE_RUN_POLL, BeforeRun};
 use super::{OnboardingService, send_err};
 use crate::BoxStream;
-use crate::error::ServerError;
+use crate::error::{Result, ServerError};
 
 impl OnboardingService {
+    /// Watch: the events from `from_event`, replayed then live. Before the run (signing in or
+    /// signed in) there are none yet: the stream waits for the run's.
+    pub(super) async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<BoxStream<pb::ProvisionEvent>> {
+        let Access { actor, invitation } = self.access(&req, CustomerRpc::Watch)?;
+        let r = req.into_inner();
+        let engine = self.app.engine();
+        let record = engine.get(&r.onboarding_id)?;
+        let ahead = record.is_none() && self.is_before_run(&r.onboarding_id)?;
+        if record.is_some() || ahead {
+            // A finished onboarding has no next event; any other has at most one next: a
+            // `from_event` further on would wait for ever, its terminal event included.
+            let finished = record.is_some_and(|o| {
+                matches!(
+                    o.status,
+                    provision::Status::Completed | provision::Status::Cancelled
+                )
+            });
+            let last = engine.event_count(&r.onboarding_id)?;
+            let end = if finished { last } else { last + 1 };
+            if r.from_event > end {
+                let state = if finished {
+                    "finished with"
+                } else {
+                    "so far at"
+                };
+                return Err(ServerError::OutOfRange(format!(
+                    "onboarding {} is {state} {last} events; from_event {} is past the end \
+                     (at most {end})",
+                    r.onboarding_id, r.from_event
+                )));
+            }
+        }
+        let from = r.from_event.max(1);
+        let stream = if ahead {
+            engine.watch_ahead(&r.onboarding_id, from)?
+        } else {
+            engine.watch(&r.onboarding_id, from)?
+        };
+        self.record(
+            Self::entry(
+                &actor,
+                Action::OnboardingWatch,
+                Phase::Succeeded,
+                &r.onboarding_id,
+            )
+            .with_detail("from_event", r.from_event),
+        )
+        .await?;
+        let before_run = ahead.then_some(r.onboarding_id);
+        Ok(self.forward(stream, false, invitation, before_run))
+    }
+
     /// Maps engine events to proto events until the run ends, the caller leaves or is too slow
     /// (bounded buffer, `[limits]`), the server stops (graceful shutdown waits for open
     /// streams, so they must end), or the caller's invitation is revoked.
     /// With `with_secret`, a Completed event carrying the secret is the hand-over: the claim
-    /// is recorded once it was sent.
+    /// is recorded once it was sent. With `before_run` (the onboarding's id), the run has not
+    /// begun: the stream ends with FAILED_PRECONDITION if the onboarding ends without one.
     pub(super) fn forward(
         &self,
         mut events: EventStream,
         with_secret: bool,
         invitation: Option<String>,
+        mut before_run: Option<String>,
     ) -> BoxStream<pb::ProvisionEvent> {
         let (tx, stream) = self.app.guards().stream();
         let stop = self.app.shutdown();
@@ -30,8 +93,28 @@ impl OnboardingService {
         tokio::spawn(async move {
             let mut mapper = EventMapper::default();
             let mut watching = invitation.is_some();
+            let mut poll = tokio::time::interval(BEFORE_RUN_POLL);
+            poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    _ = poll.tick(), if before_run.is_some() => {
+                        let id = before_run.as_deref().unwrap_or_default();
+                        match svc.before_run(id) {
+                            Ok(BeforeRun::Waiting) => {}
+                            Ok(BeforeRun::Began) => before_run = None,
+                            Ok(BeforeRun::Ended) => {
+                                send_err(&tx, ServerError::FailedPrecondition(format!(
+                                    "onboarding {id} ended before its run began (the sign-in \
+                                     did not finish, or the signed-in onboarding was cancelled)"
+                                ))).await;
+                                return;
+                            }
+                            Err(e) => {
+                                send_err(&tx, e).await;
+                                return;
+                            }
+                        }
+                    }
                     () = stop.recv() => {
                         send_err(&tx, ServerError::Unavailable(
                             "the server is shutting down; Watch resumes where this ended".into(),

@@ -16,6 +16,7 @@ mod convert;
 mod forward;
 pub(crate) mod hand_off;
 mod late_undo;
+mod pending;
 mod signin;
 
 use capability::Access;
@@ -37,7 +38,7 @@ use crate::BoxStream;
 use crate::app::LINKS_TREE;
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
-use crate::paging::page_size;
+use crate::paging::{next_page_token, page_size, page_start};
 use convert::{info_pb, plan_pb, status_filter};
 
 /// The longest `reason` a caller may give (it is recorded in the audit log).
@@ -62,6 +63,8 @@ pub struct OnboardingService {
     app: App,
     /// Signed-in admins by onboarding id.
     sessions: Arc<Mutex<HashMap<String, Session>>>,
+    /// Sign-ins under way by onboarding id, for Watch and Get before the admin signed in.
+    signing_in: pending::SigningInMap,
 }
 
 impl std::fmt::Debug for OnboardingService {
@@ -81,6 +84,7 @@ impl OnboardingService {
         Self {
             app,
             sessions: Arc::new(Mutex::new(HashMap::new())),
+            signing_in: pending::SigningInMap::default(),
         }
     }
 
@@ -138,6 +142,7 @@ impl OnboardingService {
         if let Some(s) = self.sessions().get(id) {
             return Ok((s.invitation.clone(), s.admin.clone()));
         }
+        self.refuse_while_signing_in(id)?;
         // An id no sign-in ever made (no link to an invitation, no run) does not exist.
         if self.invitation_of(id)?.is_empty() && self.app.engine().get(id)?.is_none() {
             return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
@@ -235,7 +240,7 @@ impl OnboardingService {
                 &id,
             ))
             .await?;
-            return Ok(self.forward(engine.watch(&id, 1)?, false, invitation));
+            return Ok(self.forward(engine.watch(&id, 1)?, false, invitation, None));
         }
         let (inv, admin) = self.session(&id)?;
         let mut details = Self::entry(&actor, Action::OnboardingProvision, Phase::Intent, &id)
@@ -265,7 +270,7 @@ impl OnboardingService {
                     s.idempotency_key =
                         (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
                 }
-                Ok(self.forward(stream, to_operator, invitation))
+                Ok(self.forward(stream, to_operator, invitation, None))
             }
             Err(e) => {
                 details.phase = Phase::Failed;
@@ -275,49 +280,8 @@ impl OnboardingService {
         }
     }
 
-    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<BoxStream<pb::ProvisionEvent>> {
-        let Access { actor, invitation } = self.access(&req, CustomerRpc::Watch)?;
-        let r = req.into_inner();
-        if let Some(o) = self.app.engine().get(&r.onboarding_id)? {
-            // A finished onboarding has no next event; any other has at most one next: a
-            // `from_event` further on would wait for ever, its terminal event included.
-            let finished = matches!(
-                o.status,
-                provision::Status::Completed | provision::Status::Cancelled
-            );
-            let last = self.app.engine().event_count(&r.onboarding_id)?;
-            let end = if finished { last } else { last + 1 };
-            if r.from_event > end {
-                let state = if finished {
-                    "finished with"
-                } else {
-                    "so far at"
-                };
-                return Err(ServerError::OutOfRange(format!(
-                    "onboarding {} is {state} {last} events; from_event {} is past the end \
-                     (at most {end})",
-                    r.onboarding_id, r.from_event
-                )));
-            }
-        }
-        let stream = self
-            .app
-            .engine()
-            .watch(&r.onboarding_id, r.from_event.max(1))?;
-        self.record(
-            Self::entry(
-                &actor,
-                Action::OnboardingWatch,
-                Phase::Succeeded,
-                &r.onboarding_id,
-            )
-            .with_detail("from_event", r.from_event),
-        )
-        .await?;
-        Ok(self.forward(stream, false, invitation))
-    }
-
-    /// The summary of one onboarding, from the engine or (before Provision) the session.
+    /// The summary of one onboarding, from the engine or, before Provision, the session or
+    /// the sign-in under way.
     fn info(&self, id: &str) -> Result<pb::OnboardingInfo> {
         let invitation_id = self.invitation_of(id)?;
         if let Some(o) = self.app.engine().get(id)? {
@@ -334,7 +298,9 @@ impl OnboardingService {
                 updated_at: s.invitation.used_at_ms.map(crate::clock::timestamp),
                 ..Default::default()
             }),
-            None => Err(ServerError::NotFound(format!("no onboarding {id:?}"))),
+            None => self
+                .signing_in_info(id)
+                .ok_or_else(|| ServerError::NotFound(format!("no onboarding {id:?}"))),
         }
     }
 
@@ -386,19 +352,20 @@ impl OnboardingService {
         all.sort_by(|a, b| a.id.cmp(&b.id));
         // The token is the last id handed out (ids sort by creation): the next page starts
         // after it even when that onboarding has since left the filter.
-        let start = if r.page_token.is_empty() {
-            0
-        } else {
-            uuid::Uuid::parse_str(&r.page_token).map_err(|_| {
-                ServerError::invalid("page_token", "not a token this server issued")
-            })?;
-            all.partition_point(|o| o.id.as_str() <= r.page_token.as_str())
+        let fields = json!({"tenant_id": r.tenant_id, "state": r.state});
+        let start = match page_start(&r.page_token, &fields)? {
+            None => 0,
+            Some(last) => {
+                uuid::Uuid::parse_str(last).map_err(|_| {
+                    ServerError::invalid("page_token", "not a token this server issued")
+                })?;
+                all.partition_point(|o| o.id.as_str() <= last)
+            }
         };
         let page: Vec<_> = all.iter().skip(start).take(size).collect();
-        let next = if start + page.len() < all.len() {
-            page.last().map(|o| o.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
+        let next = match page.last() {
+            Some(last) if start + page.len() < all.len() => next_page_token(&last.id, &fields),
+            _ => String::new(),
         };
         let mut onboardings = Vec::with_capacity(page.len());
         for o in page {
@@ -453,6 +420,7 @@ impl OnboardingService {
             .with_detail("reason", r.reason);
         if onboarding.is_none() {
             // Signed in but nothing made: forgetting the session is the whole cancel.
+            self.refuse_while_signing_in(&id)?;
             if self.sessions().remove(&id).is_none() {
                 return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
             }

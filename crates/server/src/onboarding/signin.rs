@@ -52,6 +52,9 @@ struct Attempt {
     details: AuditEntry,
     /// Counts the sign-in in `onboard_signins{state="pending"}` while the code is out.
     _pending: Option<PendingSignIn>,
+    /// Lists an onboarding that has no run yet as signing in, for Watch and Get
+    /// (`pending.rs`); `None` for a hand-off link's sign-in (its onboarding has a run).
+    _listed: Option<super::pending::SigningInGuard>,
 }
 
 /// `onboard_signins{state="pending"}` while a device code waits for the admin; the other
@@ -177,8 +180,13 @@ pub(super) async fn start(
         t.display_name = Some(invitation.customer.clone());
     }
     svc.record(details.clone()).await?;
+    let listed = invitation
+        .hand_off_of
+        .is_none()
+        .then(|| svc.signing_in(&onboarding_id, &invitation.id));
     let mut p = Attempt {
         _pending: None,
+        _listed: listed,
         _slot: slot,
         svc: svc.clone(),
         invitation,

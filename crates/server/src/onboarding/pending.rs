@@ -1,0 +1,133 @@
+//! Onboardings before their run: signing in (a device code is out) or signed in (a session
+//! waits for Provision). Neither is in the engine's store yet, and both live only in this
+//! process's memory. The DeviceCode event hands out the onboarding id "for Watch and Get", so:
+//! GetOnboarding answers SIGNING_IN or SIGNED_IN, and Watch waits for the run's events. A Watch
+//! whose onboarding ends before any run began (the sign-in failed, was declined or expired, the
+//! caller cancelled the signed-in onboarding) ends with FAILED_PRECONDITION; Plan, Provision
+//! and CancelOnboarding during the sign-in are refused with FAILED_PRECONDITION too (closing the
+//! SignIn call is how a sign-in is abandoned).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use onboard_core::time::now_ms;
+use onboard_proto::v1 as pb;
+
+use super::OnboardingService;
+use crate::error::{Result, ServerError};
+
+/// How often a Watch of an onboarding without a run looks whether the run began or the
+/// onboarding ended (the engine's own events wake it as soon as the run emits one).
+pub(super) const BEFORE_RUN_POLL: Duration = Duration::from_millis(250);
+
+/// Onboardings whose sign-in is under way, by onboarding id.
+pub(super) type SigningInMap = Arc<Mutex<HashMap<String, SigningIn>>>;
+
+/// One sign-in under way.
+pub(super) struct SigningIn {
+    /// The invitation signing in: its token may Watch and Get the onboarding meanwhile.
+    invitation_id: String,
+    /// When the sign-in began (ms since the epoch), answered as `created_at`.
+    started_ms: i64,
+}
+
+/// Lists an onboarding as signing in until dropped; the sign-in attempt holds it, and drops it
+/// after a successful sign-in stored its session.
+pub(super) struct SigningInGuard {
+    /// The shared map the entry is removed from.
+    map: SigningInMap,
+    /// The onboarding's id.
+    id: String,
+}
+
+impl Drop for SigningInGuard {
+    fn drop(&mut self) {
+        lock(&self.map).remove(&self.id);
+    }
+}
+
+fn lock(map: &SigningInMap) -> MutexGuard<'_, HashMap<String, SigningIn>> {
+    // A panic while holding the lock cannot leave a half-written map entry.
+    map.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether a Watch of an onboarding without a run may go on waiting.
+pub(super) enum BeforeRun {
+    /// The run began: the engine's events follow.
+    Began,
+    /// Still signing in or signed in.
+    Waiting,
+    /// Ended without a run.
+    Ended,
+}
+
+impl OnboardingService {
+    /// Lists `id` as signing in with invitation `invitation_id` until the guard is dropped.
+    pub(super) fn signing_in(&self, id: &str, invitation_id: &str) -> SigningInGuard {
+        let entry = SigningIn {
+            invitation_id: invitation_id.to_owned(),
+            started_ms: now_ms(),
+        };
+        lock(&self.signing_in).insert(id.to_owned(), entry);
+        SigningInGuard {
+            map: self.signing_in.clone(),
+            id: id.to_owned(),
+        }
+    }
+
+    /// The invitation signing in to `id`, while its sign-in is under way.
+    pub(super) fn signing_in_with(&self, id: &str) -> Option<String> {
+        lock(&self.signing_in)
+            .get(id)
+            .map(|s| s.invitation_id.clone())
+    }
+
+    /// `id` as GetOnboarding shows it while its sign-in is under way.
+    pub(super) fn signing_in_info(&self, id: &str) -> Option<pb::OnboardingInfo> {
+        let map = lock(&self.signing_in);
+        let s = map.get(id)?;
+        Some(pb::OnboardingInfo {
+            onboarding_id: id.to_owned(),
+            invitation_id: s.invitation_id.clone(),
+            state: pb::OnboardingState::SigningIn.into(),
+            created_at: Some(crate::clock::timestamp(s.started_ms)),
+            updated_at: Some(crate::clock::timestamp(s.started_ms)),
+            ..Default::default()
+        })
+    }
+
+    /// Refuses a change to `id` while its sign-in is under way.
+    pub(super) fn refuse_while_signing_in(&self, id: &str) -> Result<()> {
+        if self.signing_in_with(id).is_some() && self.sessions().get(id).is_none() {
+            return Err(ServerError::FailedPrecondition(format!(
+                "onboarding {id} is still signing in: Plan, Provision and CancelOnboarding wait \
+                 for the SignIn call's SignedIn event (to abandon the sign-in, end the SignIn \
+                 call)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `id` has no run yet but is signing in or signed in.
+    pub(super) fn is_before_run(&self, id: &str) -> Result<bool> {
+        Ok(matches!(self.before_run(id)?, BeforeRun::Waiting))
+    }
+
+    /// Where an onboarding a Watch waits on stands.
+    pub(super) fn before_run(&self, id: &str) -> Result<BeforeRun> {
+        let engine = self.app.engine();
+        if engine.get(id)?.is_some() {
+            return Ok(BeforeRun::Began);
+        }
+        if self.sessions().contains_key(id) || lock(&self.signing_in).contains_key(id) {
+            return Ok(BeforeRun::Waiting);
+        }
+        // The run may have begun between the two looks (Provision takes the session).
+        Ok(if engine.get(id)?.is_some() {
+            BeforeRun::Began
+        } else {
+            BeforeRun::Ended
+        })
+    }
+}

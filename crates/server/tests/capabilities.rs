@@ -386,6 +386,21 @@ async fn next_sign_in_event(
         .and_then(|e| e.event))
 }
 
+/// SignIn with `token` as `upn`: the open stream and its DeviceCode event.
+async fn device_code(
+    env: &SimServer,
+    token: &str,
+    upn: &str,
+) -> Result<(tonic::Streaming<pb::SignInEvent>, pb::DeviceCode)> {
+    let mut sign_in = testkit::wizard::start_sign_in(env.server.channel().await?, token, upn)
+        .await
+        .map_err(|s| anyhow::anyhow!("SignIn refused: {s:?}"))?;
+    let Some(SE::DeviceCode(code)) = next_sign_in_event(&mut sign_in).await? else {
+        bail!("the sign-in did not begin with a device code");
+    };
+    Ok((sign_in, code))
+}
+
 /// A Watch opened with `token` on `id`: its stream, read to the end in a task.
 async fn watch_to_end(
     env: &SimServer,
@@ -425,12 +440,7 @@ async fn while_signing_in_get_answers_and_watch_waits_for_the_run() -> Result<()
     env.sim.set_faults(calm());
     let upn = env.upn("globaladmin");
     let (token, invitation_id) = env.invite(None).await?;
-    let mut sign_in = testkit::wizard::start_sign_in(env.server.channel().await?, &token, &upn)
-        .await
-        .map_err(|s| anyhow::anyhow!("SignIn refused: {s:?}"))?;
-    let Some(SE::DeviceCode(code)) = next_sign_in_event(&mut sign_in).await? else {
-        bail!("the sign-in did not begin with a device code");
-    };
+    let (mut sign_in, code) = device_code(&env, &token, &upn).await?;
     let id = code.onboarding_id.clone();
     for caller in [token.as_str(), ""] {
         let mut c = env
@@ -483,12 +493,7 @@ async fn while_signing_in_get_answers_and_watch_waits_for_the_run() -> Result<()
 
     // Declined: the Watch opened during the sign-in ends with FAILED_PRECONDITION.
     let (token, _) = env.invite(None).await?;
-    let mut sign_in = testkit::wizard::start_sign_in(env.server.channel().await?, &token, &upn)
-        .await
-        .map_err(|s| anyhow::anyhow!("SignIn refused: {s:?}"))?;
-    let Some(SE::DeviceCode(code)) = next_sign_in_event(&mut sign_in).await? else {
-        bail!("the sign-in did not begin with a device code");
-    };
+    let (mut sign_in, code) = device_code(&env, &token, &upn).await?;
     let watch = watch_to_end(&env, &token, &code.onboarding_id).await?;
     env.sim.decline_device_login(&code.user_code, &upn).await?;
     while next_sign_in_event(&mut sign_in)

@@ -76,6 +76,25 @@ pub enum CredentialsError {
         #[source]
         source: EntraError,
     },
+    /// Graph refused the tenant admin's token with a Conditional Access claims challenge
+    /// (`insufficient_claims`): the organisation's policy wants a new sign-in that satisfies it.
+    /// Not a lack of rights; retrying does not help (gRPC: FAILED_PRECONDITION).
+    #[error(
+        "{operation}: the organisation's Conditional Access policy requires the admin to sign \
+         in again, satisfying the policy (e.g. multi-factor authentication or a compliant \
+         device); Microsoft Graph refused the current sign-in with a claims challenge \
+         (insufficient_claims{}, request-id {}). Create an invitation so the admin signs in \
+         again; retrying or granting roles will not help",
+        if source.claims_challenge().is_some_and(|c| c.claims.is_some()) { ", with a claims request" } else { "" },
+        source.request_id().unwrap_or("-")
+    )]
+    ConditionalAccess {
+        /// What we were doing.
+        operation: String,
+        /// The Graph error carrying the challenge.
+        #[source]
+        source: EntraError,
+    },
     /// The credential store (sled) failed.
     #[error("credential store: {0}")]
     Store(String),
@@ -90,17 +109,21 @@ pub enum CredentialsError {
 
 impl CredentialsError {
     /// Wraps an Entra error with what we were doing.
+    /// A claims challenge becomes [`CredentialsError::ConditionalAccess`].
     pub fn entra(operation: impl Into<String>, source: EntraError) -> Self {
-        Self::Entra {
-            operation: operation.into(),
-            source,
+        let operation = operation.into();
+        if source.is_claims_challenge() {
+            return Self::ConditionalAccess { operation, source };
         }
+        Self::Entra { operation, source }
     }
 
     /// The Graph error code, when this is a Graph refusal.
     pub fn graph_code(&self) -> Option<&str> {
         match self {
-            Self::Entra { source, .. } => source.root().graph().map(|g| g.code.as_str()),
+            Self::Entra { source, .. } | Self::ConditionalAccess { source, .. } => {
+                source.root().graph().map(|g| g.code.as_str())
+            }
             _ => None,
         }
     }
@@ -108,7 +131,9 @@ impl CredentialsError {
     /// The HTTP status of the Graph error behind this one, if any.
     pub fn graph_status(&self) -> Option<u16> {
         match self {
-            Self::Entra { source, .. } => source.root().graph().map(|g| g.status),
+            Self::Entra { source, .. } | Self::ConditionalAccess { source, .. } => {
+                source.root().graph().map(|g| g.status)
+            }
             _ => None,
         }
     }
@@ -120,7 +145,7 @@ impl From<onboard_core::CoreError> for CredentialsError {
         match e {
             C::Audit(a) => Self::Audit(a),
             C::Crypto(c) => Self::Crypto(c),
-            C::Entra { operation, source } => Self::Entra { operation, source },
+            C::Entra { operation, source } => Self::entra(operation, source),
             e @ (C::Profile(_) | C::UnknownPermission { .. } | C::MissingResource { .. }) => {
                 Self::FailedPrecondition(e.to_string())
             }

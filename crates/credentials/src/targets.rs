@@ -54,7 +54,8 @@ fn targets_err(e: CredentialsError) -> VerifyError {
         CredentialsError::NotFound(m) => VerifyError::NotFound(m),
         e @ (CredentialsError::FailedPrecondition(_)
         | CredentialsError::NoAdminSession { .. }
-        | CredentialsError::MissingGrants { .. }) => VerifyError::NotReady(e.to_string()),
+        | CredentialsError::MissingGrants { .. }
+        | CredentialsError::ConditionalAccess { .. }) => VerifyError::NotReady(e.to_string()),
         e @ CredentialsError::Entra { .. } => VerifyError::Unavailable(e.to_string()),
         CredentialsError::Audit(a) => VerifyError::Audit(a),
         other => VerifyError::Targets(other.to_string()),

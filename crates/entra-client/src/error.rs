@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::challenge::ClaimsChallenge;
+
 /// An error answered by the Microsoft identity platform (the STS), e.g. `invalid_client` with
 /// AADSTS7000215.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,10 @@ pub struct GraphError {
     pub date: Option<String>,
     /// `Retry-After` of the answer, if any; the retry loop honours it.
     pub retry_after: Option<Duration>,
+    /// The claims challenge of a 401 or 403 (`WWW-Authenticate: Bearer …
+    /// error="insufficient_claims", claims="…"`): Conditional Access wants a new sign-in that
+    /// satisfies it. Neither a renewed token nor a retry helps (docs/microsoft.md §17).
+    pub claims_challenge: Option<ClaimsChallenge>,
 }
 
 /// Everything that can go wrong talking to the identity platform or Graph.
@@ -66,7 +72,7 @@ pub enum EntraError {
     #[error("the device code was not recognised{}", fmt_aadsts(.0.code))]
     BadVerificationCode(Box<StsError>),
     /// Graph answered with an OData error.
-    #[error("graph error {} {}: {} (request-id {})", .0.status, .0.code, .0.message, .0.request_id.as_deref().unwrap_or("-"))]
+    #[error("graph error {} {}: {} (request-id {}){}", .0.status, .0.code, .0.message, .0.request_id.as_deref().unwrap_or("-"), fmt_challenge(.0.claims_challenge.as_ref()))]
     Graph(Box<GraphError>),
     /// Still throttled (429) after the retry budget was spent.
     #[error("{operation}: still throttled after {attempts} attempts")]
@@ -152,6 +158,16 @@ fn fmt_aadsts(code: Option<u32>) -> String {
     code.map(|c| format!(" (AADSTS{c})")).unwrap_or_default()
 }
 
+fn fmt_challenge(c: Option<&ClaimsChallenge>) -> &'static str {
+    match c {
+        Some(c) if c.claims.is_some() => {
+            "; claims challenge (insufficient_claims) with a claims request"
+        }
+        Some(_) => "; claims challenge (insufficient_claims)",
+        None => "",
+    }
+}
+
 fn first_line(s: &str) -> &str {
     // The STS appends trace/correlation ids on later lines; they are kept in fields instead.
     s.lines().next().unwrap_or("")
@@ -174,7 +190,9 @@ impl EntraError {
     pub fn is_authorization_denied(&self) -> bool {
         match self.root() {
             EntraError::Graph(g) => {
-                g.status == 403 && !crate::retry::is_backing_application_message(&g.message)
+                g.status == 403
+                    && g.claims_challenge.is_none()
+                    && !crate::retry::is_backing_application_message(&g.message)
             }
             EntraError::DeviceCodeDeclined(_) => true,
             // 65004: consent declined; 53003: Conditional Access block; 50105: user not assigned.
@@ -183,6 +201,18 @@ impl EntraError {
             }
             _ => false,
         }
+    }
+
+    /// True when Graph answered with a claims challenge: Conditional Access (or Continuous
+    /// Access Evaluation) wants a new sign-in that satisfies its policy. Not a lack of rights,
+    /// and not retried: the same sign-in fails the same way.
+    pub fn is_claims_challenge(&self) -> bool {
+        self.claims_challenge().is_some()
+    }
+
+    /// The claims challenge behind this error, looking through retry wrappers.
+    pub fn claims_challenge(&self) -> Option<&ClaimsChallenge> {
+        self.graph().and_then(|g| g.claims_challenge.as_ref())
     }
 
     /// The Graph error behind this error, looking through retry wrappers.
@@ -385,6 +415,8 @@ pub(crate) struct ErrorHeaders {
     pub client_request_id: Option<String>,
     /// `Retry-After` header.
     pub retry_after: Option<Duration>,
+    /// The claims challenge of the `WWW-Authenticate` header(s), kept on a 401 or 403 only.
+    pub claims_challenge: Option<ClaimsChallenge>,
 }
 
 /// Parses a Graph error answer. Never fails: a non-OData body still yields an error with the
@@ -418,6 +450,11 @@ pub(crate) fn parse_graph_error(status: u16, body: &[u8], headers: ErrorHeaders)
         client_request_id: headers.client_request_id.or(inner_crid),
         date,
         retry_after: headers.retry_after,
+        // Microsoft documents claims challenges on 401 (claims-challenge) and 403
+        // (Graph's errors.md); on any other status the header is not one.
+        claims_challenge: headers
+            .claims_challenge
+            .filter(|_| matches!(status, 401 | 403)),
     }
 }
 
@@ -489,6 +526,7 @@ mod tests {
             request_id: Some("hdr-rid".into()),
             client_request_id: Some("hdr-crid".into()),
             retry_after: None,
+            claims_challenge: None,
         };
         let g = parse_graph_error(403, body, headers);
         assert_eq!(

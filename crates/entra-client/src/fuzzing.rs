@@ -1,9 +1,9 @@
 //! Fuzz bodies for the parsers of what Microsoft (or whatever answers in its place) sends us:
 //! OData and STS error bodies, token and device-code responses, JWT claims, `Retry-After`,
-//! Graph resources. Each takes arbitrary bytes and must not panic; where an answer is given it
-//! checks what must hold of it. The `cargo fuzz` targets in `fuzz/` call these, and this
-//! crate's unit tests run them over proptest inputs on stable (`cfg(test)`); the module is
-//! otherwise only built with the `fuzzing` feature.
+//! `WWW-Authenticate`, Graph resources. Each takes arbitrary bytes and must not panic; where an
+//! answer is given it checks what must hold of it. The `cargo fuzz` targets in `fuzz/` call
+//! these, and this crate's unit tests run them over proptest inputs on stable (`cfg(test)`); the
+//! module is otherwise only built with the `fuzzing` feature.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -135,6 +135,23 @@ pub fn retry_after(data: &[u8]) {
     }
 }
 
+/// `WWW-Authenticate` values: never a panic; a claims challenge only from a `Bearer` challenge
+/// that says `insufficient_claims`, and its decoded claims request is text.
+pub fn www_authenticate(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let challenges = crate::challenge::parse_www_authenticate(&text);
+    for c in &challenges {
+        assert!(!c.scheme.is_empty());
+        assert!(c.params.iter().all(|(n, _)| !n.is_empty()));
+    }
+    if let Some(found) = crate::challenge::find_claims_challenge([text.as_ref()]) {
+        // Quoted-pair escapes may split the words in the raw text.
+        let plain = text.replace('\\', "").to_ascii_lowercase();
+        assert!(plain.contains("insufficient_claims"));
+        let _ = found.claims_request();
+    }
+}
+
 /// Graph resources and collection pages as the client decodes them.
 pub fn graph_json(data: &[u8]) {
     use crate::graph::types::{
@@ -178,6 +195,9 @@ mod tests {
             Just(b"{\"value\":[{\"id\":\"1\"}],\"@odata.nextLink\":\"https://x\"}".to_vec()),
             Just(b"}".to_vec()),
             Just(b",".to_vec()),
+            Just(b"Bearer realm=\"\", error=\"insufficient_claims\", claims=\"e30=\"".to_vec()),
+            Just(b"\\\"".to_vec()),
+            Just(b" PoP nonce=".to_vec()),
             prop::collection::vec(any::<u8>(), 0..12),
         ];
         prop::collection::vec(fragment, 0..8).prop_map(|v| v.concat())
@@ -200,6 +220,8 @@ mod tests {
         fn retry_after(data in input()) { super::retry_after(&data) }
         #[test]
         fn graph_json(data in input()) { super::graph_json(&data) }
+        #[test]
+        fn www_authenticate(data in input()) { super::www_authenticate(&data) }
     }
 
     #[test]

@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod challenge;
 pub mod claims;
 pub mod config;
 pub mod device_code;
@@ -60,6 +61,7 @@ use std::sync::Arc;
 use reqwest::Url;
 use secrecy::SecretString;
 
+pub use challenge::ClaimsChallenge;
 pub use claims::{AccessTokenClaims, IdTokenClaims, access_token_claims};
 pub use config::{EntraConfig, RetryPolicy};
 pub use device_code::{DeviceAuthorization, DeviceCodeFlow, PollOutcome, PollTick};

@@ -212,6 +212,10 @@ pub(crate) fn is_backing_application_message(message: &str) -> bool {
 pub fn classify(err: &EntraError, after_create: bool, idempotent: bool) -> Option<RetryReason> {
     match err {
         EntraError::Graph(g) => {
+            // Conditional Access wants a new sign-in: the same request fails the same way.
+            if g.claims_challenge.is_some() {
+                return None;
+            }
             match g.status {
                 429 => {
                     return Some(RetryReason::Throttled {

@@ -29,6 +29,13 @@ pub struct Faults {
     /// meets "already exists" or makes a second object. (503 always comes before: Graph says a
     /// 503'd request may be repeated.)
     pub errors_after_write: bool,
+    /// Conditional Access refuses every delegated (user) token at Graph with a claims
+    /// challenge, as Graph does when a policy (MFA, a compliant device, a location; or a
+    /// Continuous Access Evaluation event) needs a new sign-in that satisfies it: 401,
+    /// `WWW-Authenticate: Bearer realm="", authorization_uri=…, client_id=…,
+    /// error="insufficient_claims", claims="<base64 claims request>"` and an
+    /// `InvalidAuthenticationToken` body. App-only tokens are not affected.
+    pub claims_challenge: bool,
     /// Extra delay before every answer, to exercise client timeouts and progress reporting.
     pub latency_ms: u64,
     /// Seed for the rate draws; `None` seeds from the clock (not reproducible).
@@ -60,6 +67,7 @@ impl Default for Faults {
             error_rate: 0.0,
             error_status: None,
             errors_after_write: false,
+            claims_challenge: false,
             latency_ms: 0,
             seed: None,
             max_faults_per_operation: None,

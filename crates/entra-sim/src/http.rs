@@ -290,6 +290,35 @@ pub fn odata_error_details(
     r
 }
 
+/// Graph refusing a delegated token under Conditional Access with a claims challenge, in the
+/// form Microsoft documents ("Claims challenges, claims requests and client capabilities";
+/// "How to use Continuous Access Evaluation enabled APIs"): 401, a `Bearer` challenge with
+/// `error="insufficient_claims"` and `claims` = base64 of a claims request for a token issued
+/// after now (`nbf`), and the OData body Graph sends with it (`InvalidAuthenticationToken`,
+/// "Continuous access evaluation resulted in challenge with result: InteractionRequired and
+/// code: …", as recorded in Graph SDK issues).
+pub fn claims_challenge(ids: &ReqIds, now: i64) -> Response {
+    use base64::Engine;
+    let message = "Continuous access evaluation resulted in challenge with result: \
+                   InteractionRequired and code: TokenCreatedWithOutdatedPolicies";
+    let mut r = odata_error(
+        ids,
+        StatusCode::UNAUTHORIZED,
+        "InvalidAuthenticationToken",
+        message,
+    );
+    let request = format!(r#"{{"access_token":{{"nbf":{{"essential":true, "value":"{now}"}}}}}}"#);
+    let claims = base64::engine::general_purpose::STANDARD.encode(request);
+    set_header(
+        r.headers_mut(),
+        "www-authenticate",
+        &format!(
+            r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error_description="{message}", error="insufficient_claims", claims="{claims}""#
+        ),
+    );
+    r
+}
+
 /// An STS error: `error`, `error_description` starting `AADSTSnnnn:`, `error_codes`,
 /// `timestamp`, `trace_id`, `correlation_id`, `error_uri`.
 pub fn sts_error(ids: &ReqIds, status: StatusCode, error: &str, code: u32, text: &str) -> Response {

@@ -5,7 +5,8 @@
 //! the Graph calls Onboard makes (applications, service principals, secrets, app role
 //! assignments, delegated grants, directory role assignments), with Entra's authorization
 //! rules, OData errors and paging, and switchable faults (replication lag, throttling, 5xx,
-//! latency, declined or expiring sign-ins, app management policies).
+//! latency, declined or expiring sign-ins, app management policies, Conditional Access claims
+//! challenges).
 //!
 //! # Using it
 //!
@@ -104,6 +105,10 @@ pub struct SimArgs {
     /// answer is lost, the change is made).
     #[arg(long)]
     pub errors_after_write: bool,
+    /// Fault: Graph refuses every delegated (user) token with a Conditional Access claims
+    /// challenge (401, `WWW-Authenticate: Bearer … error="insufficient_claims", claims="…"`).
+    #[arg(long)]
+    pub claims_challenge: bool,
     /// Fault: delay added to every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
@@ -146,6 +151,7 @@ impl SimArgs {
             error_rate: self.error_rate,
             error_status: None,
             errors_after_write: self.errors_after_write,
+            claims_challenge: self.claims_challenge,
             latency_ms: self.latency_ms,
             seed: self.fault_seed,
             decline_all_signins: self.decline_all_signins,

@@ -320,3 +320,33 @@ async fn sts_throttling_is_plain_text_429_with_retry_after() {
     assert!(env.device_code(testkit::wire::SCOPE).await["device_code"].is_string());
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn claims_challenge_refuses_delegated_tokens_in_microsofts_form() {
+    let (env, ga) = Wire::signed_in("globaladmin").await;
+    let (app, _sp, secret) = env.provision(&ga, "ca-app").await;
+    let app_token = env.app_token(&app, &secret).await.access_token();
+    env.sim.set_faults(Faults {
+        claims_challenge: true,
+        ..Faults::default()
+    });
+    let r = env.get(&ga, "/me").await;
+    let challenge = r.headers["www-authenticate"].to_str().unwrap().to_owned();
+    let body = r.expect_error(401, "InvalidAuthenticationToken");
+    assert_message(&body, "Continuous access evaluation resulted in challenge");
+    for part in [
+        "Bearer realm=\"\"",
+        "authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\"",
+        "client_id=\"00000003-0000-0000-c000-000000000000\"",
+        "error=\"insufficient_claims\"",
+        "claims=\"",
+    ] {
+        assert!(challenge.contains(part), "{part} missing: {challenge}");
+    }
+    // App-only tokens are not refused by the switch; off again, the user's token works.
+    let r = env.get(&app_token, "/organization").await;
+    assert_ne!(r.status, 401, "{}", r.text);
+    env.sim.set_faults(Faults::default());
+    env.get(&ga, "/me").await.expect(200);
+    env.sim.shutdown().await;
+}

@@ -77,6 +77,25 @@ pub enum ProvisionError {
         #[source]
         source: entra_client::EntraError,
     },
+    /// Graph refused the admin's token with a Conditional Access claims challenge
+    /// (`insufficient_claims`): the organisation's policy (MFA, a compliant device, a location,
+    /// or a revoked session) wants a new sign-in that satisfies it. Not a lack of rights:
+    /// granting roles or retrying does not help (gRPC: FAILED_PRECONDITION).
+    #[error(
+        "{step}: the organisation's Conditional Access policy requires the admin to sign in \
+         again, satisfying the policy (e.g. multi-factor authentication or a compliant device); \
+         Microsoft Graph refused the current sign-in with a claims challenge \
+         (insufficient_claims{}, request-id {}). Retrying or granting roles will not help",
+        if source.claims_challenge().is_some_and(|c| c.claims.is_some()) { ", with a claims request" } else { "" },
+        source.request_id().unwrap_or("-")
+    )]
+    ConditionalAccess {
+        /// The workflow step that called Graph.
+        step: String,
+        /// The Graph error carrying the challenge.
+        #[source]
+        source: entra_client::EntraError,
+    },
     /// The workflow store (sled) failed.
     #[error("workflow store: {0}")]
     Store(String),
@@ -93,12 +112,14 @@ pub enum ProvisionError {
 }
 
 impl ProvisionError {
-    /// Wraps an Entra error with the step it happened in.
+    /// Wraps an Entra error with the step it happened in; a claims challenge becomes
+    /// [`ProvisionError::ConditionalAccess`].
     pub fn entra(step: impl Into<String>, source: entra_client::EntraError) -> Self {
-        ProvisionError::Entra {
-            step: step.into(),
-            source,
+        let step = step.into();
+        if source.is_claims_challenge() {
+            return ProvisionError::ConditionalAccess { step, source };
         }
+        ProvisionError::Entra { step, source }
     }
 
     /// True when Entra refused for lack of rights (403), so callers can say PERMISSION_DENIED.
@@ -121,10 +142,7 @@ impl From<onboard_core::CoreError> for ProvisionError {
                 resource,
                 permission,
             },
-            C::Entra { operation, source } => ProvisionError::Entra {
-                step: operation,
-                source,
-            },
+            C::Entra { operation, source } => ProvisionError::entra(operation, source),
             C::Store(m) => ProvisionError::Store(m),
             e @ C::MissingResource { .. } => ProvisionError::MissingResource(e),
             e @ C::Entry { .. } => ProvisionError::Store(e.to_string()),

@@ -310,6 +310,7 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
             Status::unavailable(msg)
         }
         ProvisionError::Entra { ref source, .. } => entra_status(source, msg),
+        ProvisionError::ConditionalAccess { .. } => conditional_access_status(msg),
         ProvisionError::Cancelled(_) => Status::aborted(msg),
         ProvisionError::Halted(_) => Status::unavailable(
             "the server is shutting down; the onboarding resumes when it starts again",
@@ -348,6 +349,7 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
             Status::unavailable(msg)
         }
         CredentialsError::Entra { ref source, .. } => entra_status(source, msg),
+        CredentialsError::ConditionalAccess { .. } => conditional_access_status(msg),
         // Stopped at a durable point because the server is shutting down: it resumes at the
         // next start, so the caller may retry there (not an internal error).
         CredentialsError::Halted(_) => Status::unavailable(
@@ -358,6 +360,24 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
             Status::internal("internal error; see the server log")
         }
     }
+}
+
+/// Graph's claims challenge (`insufficient_claims`, docs/microsoft.md §17): the customer's
+/// Conditional Access policy wants their admin to sign in again, satisfying it. FAILED_PRECONDITION,
+/// not UNAUTHENTICATED: the caller of this RPC authenticated fine (mTLS or the invitation
+/// token), and a gRPC client that sees UNAUTHENTICATED renews *its own* credentials, which
+/// cannot help; nor PERMISSION_DENIED, which tells the admin to get roles they may already
+/// hold. The system is not in a state to allow the call until the admin signs in again, as
+/// for [`ProvisionError::WrongUser`] and [`CredentialsError::NoAdminSession`]. The detail names
+/// the precondition for programs; the message says what to do.
+fn conditional_access_status(msg: String) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_precondition_failure_violation(
+        "CONDITIONAL_ACCESS",
+        "admin_sign_in",
+        "the organisation's Conditional Access policy requires a new admin sign-in that satisfies it",
+    );
+    Status::with_error_details(Code::FailedPrecondition, msg, details)
 }
 
 /// Entra's answers: the messages hold codes and request ids, never tokens, so they are shown.

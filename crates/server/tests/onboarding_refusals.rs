@@ -7,7 +7,7 @@ use anyhow::{Result, ensure};
 use entra_sim::Faults;
 use testkit::server::bad_fields;
 use testkit::server_helpers::{Refused, plan};
-use testkit::sim::TOKEN_APP;
+use testkit::sim::{TOKEN_APP, calm};
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, sps_where};
 use testkit::wizard::Browser;
@@ -149,5 +149,45 @@ async fn name_rules_are_field_violations_on_app_name() -> Result<()> {
         }
     }
     ensure!(env.sim.snapshot()["applications"].as_array().map(Vec::len) == Some(0));
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_access_asks_for_a_new_sign_in_not_for_roles() -> Result<()> {
+    use tonic_types::StatusExt;
+    let env = SimServer::start().await?;
+    let (token, _) = env.invite(None).await?;
+    env.sim.set_faults(Faults {
+        claims_challenge: true,
+        ..calm()
+    });
+    // The Global Administrator signs in; Graph answers the first call with a claims challenge.
+    let status = env
+        .sign_in(
+            &token,
+            &env.upn("globaladmin"),
+            Browser::SignsInAs("globaladmin"),
+        )
+        .await?
+        .refused(
+            Code::FailedPrecondition,
+            &[
+                "Conditional Access policy",
+                "sign in again",
+                "with a claims request",
+            ],
+        )?;
+    ensure!(!status.message().contains("lacks"), "{status:?}");
+    let violations = status
+        .get_details_precondition_failure()
+        .map(|p| p.violations)
+        .unwrap_or_default();
+    ensure!(
+        violations.iter().any(|v| v.r#type == "CONDITIONAL_ACCESS"),
+        "{violations:?}"
+    );
+    // Once the admin satisfies the policy, the same invitation signs in.
+    env.sim.set_faults(calm());
+    env.signed_in(&token, "globaladmin").await?;
     env.stop().await
 }

@@ -77,8 +77,11 @@ impl Credentials {
             Ok(v) => v,
             Err(e) => {
                 // A definite refusal added nothing: drop the rotation, the old secret stays.
-                let definite = matches!(e, CredentialsError::PolicyRefused { .. })
-                    || matches!(&e, CredentialsError::Entra { source, .. }
+                let definite = matches!(
+                    e,
+                    CredentialsError::PolicyRefused { .. }
+                        | CredentialsError::ConditionalAccess { .. }
+                ) || matches!(&e, CredentialsError::Entra { source, .. }
                         if source.graph().is_some_and(|g| (400..500).contains(&g.status) && g.status != 429));
                 if definite {
                     reg.rotations.remove(&state.service_id);

@@ -148,7 +148,8 @@ impl GraphClient {
     }
 
     /// Sends a call with retries; 2xx answers come back, anything else is an error. A 401 is
-    /// answered once with a renewed token when the token source can renew.
+    /// answered once with a renewed token when the token source can renew, unless it is a
+    /// claims challenge.
     pub(crate) async fn send(
         &self,
         call: Call,
@@ -156,6 +157,16 @@ impl GraphClient {
     ) -> Result<(HttpResponse, CallMeta), EntraError> {
         let token = self.tokens.token(false).await?;
         match self.send_with(&call, ctx, &token).await {
+            // A claims challenge is not renewed: a token renewed without the claims request
+            // (which only an interactive sign-in can satisfy) is refused the same way.
+            Err(e) if e.is_claims_challenge() => {
+                tracing::info!(
+                    operation = call.operation,
+                    request_id = e.request_id().unwrap_or(""),
+                    "graph sent a claims challenge (insufficient_claims); the admin must sign in again"
+                );
+                Err(e)
+            }
             Err(e) if e.graph().is_some_and(|g| g.status == 401) && self.tokens.can_refresh() => {
                 tracing::info!(
                     operation = call.operation,
@@ -228,12 +239,14 @@ impl GraphClient {
                 client_request_id: header_str(&resp.headers, "client-request-id")
                     .or(Some(sent_crid)),
                 retry_after: parse_retry_after(&resp.headers),
+                claims_challenge: crate::challenge::claims_challenge_of(&resp.headers),
             };
             let err = parse_graph_error(resp.status.as_u16(), &resp.body, headers);
             tracing::debug!(
                 operation,
                 status = err.status,
                 code = %err.code,
+                claims_challenge = err.claims_challenge.is_some(),
                 request_id = err.request_id.as_deref().unwrap_or(""),
                 "graph call refused"
             );

@@ -250,6 +250,9 @@ fn authenticate(
             .unwrap_or_default();
         Ok((Caller::App { sp_id: oid, roles }, tid))
     } else {
+        if s.lock().faults.claims_challenge {
+            return Err(crate::http::claims_challenge(ids, unix_now()));
+        }
         let scopes = claims["scp"]
             .as_str()
             .unwrap_or_default()

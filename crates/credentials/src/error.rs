@@ -82,11 +82,8 @@ pub enum CredentialsError {
     #[error(
         "{operation}: the organisation's Conditional Access policy requires the admin to sign \
          in again, satisfying the policy (e.g. multi-factor authentication or a compliant \
-         device); Microsoft Graph refused the current sign-in with a claims challenge \
-         (insufficient_claims{}, request-id {}). Create an invitation so the admin signs in \
-         again; retrying or granting roles will not help",
-        if source.claims_challenge().is_some_and(|c| c.claims.is_some()) { ", with a claims request" } else { "" },
-        source.request_id().unwrap_or("-")
+         device): create an invitation so the admin signs in again; retrying or granting roles \
+         will not help ({source})"
     )]
     ConditionalAccess {
         /// What we were doing.

@@ -229,7 +229,7 @@ fn is_ows(b: u8) -> bool {
 }
 
 /// RFC 9110 `tchar`.
-pub(crate) fn is_tchar(b: u8) -> bool {
+fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -388,7 +388,7 @@ impl Engine {
         if self.inner.store.get(id)?.is_none() {
             return Err(ProvisionError::NotFound(id.to_owned()));
         }
-        events::watch(self.inner.store.clone(), &self.inner.hub, id, from)
+        self.watch_ahead(id, from)
     }
 
     /// Like [`Engine::watch`] for an onboarding whose run has not begun yet (its admin is

@@ -84,10 +84,7 @@ pub enum ProvisionError {
     #[error(
         "{step}: the organisation's Conditional Access policy requires the admin to sign in \
          again, satisfying the policy (e.g. multi-factor authentication or a compliant device); \
-         Microsoft Graph refused the current sign-in with a claims challenge \
-         (insufficient_claims{}, request-id {}). Retrying or granting roles will not help",
-        if source.claims_challenge().is_some_and(|c| c.claims.is_some()) { ", with a claims request" } else { "" },
-        source.request_id().unwrap_or("-")
+         retrying or granting roles will not help ({source})"
     )]
     ConditionalAccess {
         /// The workflow step that called Graph.

@@ -76,9 +76,10 @@ fn permission_name(p: &PermissionRef) -> String {
 }
 
 /// Parses `User.Read.All` (Graph) or `<resource name or app id>/<value>`.
-fn parse_permission(s: &str) -> Result<PermissionRef, CredentialsError> {
+/// `field` is the request list it came from (`add`, `remove`), for the field violation.
+fn parse_permission(s: &str, field: &'static str) -> Result<PermissionRef, CredentialsError> {
     let bad = |reason: &str| CredentialsError::InvalidArgument {
-        field: "permissions",
+        field,
         reason: format!("{s:?}: {reason}"),
     };
     let (resource, value) = match s.split_once('/') {
@@ -319,8 +320,8 @@ impl Credentials {
         r: &RegistrationRef,
         req: &UpdateRequest,
     ) -> Result<Grants, CredentialsError> {
-        let add = parse_all(&req.add, parse_permission)?;
-        let remove = parse_all(&req.remove, parse_permission)?;
+        let add = parse_all(&req.add, |s| parse_permission(s, "add"))?;
+        let remove = parse_all(&req.remove, |s| parse_permission(s, "remove"))?;
         let (_g, reg) = self.locked(r).await?;
         let required: Vec<String> = remove
             .iter()
@@ -454,18 +455,25 @@ mod tests {
 
     #[test]
     fn permission_names_round_trip() {
-        let g = parse_permission("User.Read.All").expect("graph");
+        let g = parse_permission("User.Read.All", "add").expect("graph");
         assert_eq!(g.resource, Resource::Graph);
         assert_eq!(permission_name(&g), "User.Read.All");
-        let t =
-            parse_permission("Skype and Teams Tenant Admin API/application_access").expect("teams");
+        let t = parse_permission("Skype and Teams Tenant Admin API/application_access", "add")
+            .expect("teams");
         assert_eq!(t.resource, Resource::TeamsAdminApi);
         assert_eq!(
             permission_name(&t),
             "Skype and Teams Tenant Admin API/application_access"
         );
-        assert!(parse_permission("Nope/x").is_err());
-        assert!(parse_permission("a b").is_err());
+        // The violation names the request list the value came from.
+        for field in ["add", "remove"] {
+            for bad in ["Nope/x", "a b"] {
+                match parse_permission(bad, field) {
+                    Err(CredentialsError::InvalidArgument { field: f, .. }) => assert_eq!(f, field),
+                    other => panic!("{bad:?} in {field}: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]

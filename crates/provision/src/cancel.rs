@@ -110,6 +110,14 @@ impl Engine {
                         error: text.clone(),
                     },
                 );
+                // Terminal for the streams following it: the onboarding stays being cancelled
+                // (another cancel retries the undo; a Watch from the next index follows that).
+                run.emitter.emit(
+                    "",
+                    EventKind::Aborted {
+                        error: text.clone(),
+                    },
+                );
                 run.update(|r| r.error = Some(text)).await?;
                 Err(e)
             }

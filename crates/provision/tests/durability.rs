@@ -236,6 +236,60 @@ async fn cancel_undoes_what_was_made_audited() -> Result<()> {
     Ok(())
 }
 
+/// A failed undo ends the streams that follow the onboarding (its step failure, then the
+/// terminal Aborted), leaves it being cancelled, and a second cancel finishes it; a Watch from
+/// after the failure follows that to Cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_undo_ends_the_streams_and_a_second_cancel_finishes_it() -> Result<()> {
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    let events = env.run(env.request("onb-u", "Sbc-Undo"), admin).await?;
+    completion(&events)?;
+    let watch = env.engine.watch("onb-u", events.len() as u64 + 1)?;
+    // Every Graph call fails until the retry budget is spent: the undo fails.
+    env.sim.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(503),
+        ..calm()
+    });
+    ensure!(
+        env.engine.cancel("onb-u", "tester").await.is_err(),
+        "the undo succeeded against a failing Graph"
+    );
+    let tail = collect(watch, 60).await?;
+    let kinds: Vec<_> = tail.iter().map(|e| (e.step.as_str(), &e.kind)).collect();
+    ensure!(
+        matches!(
+            kinds.as_slice(),
+            [
+                ..,
+                ("cancel", EventKind::Failed { .. }),
+                ("", EventKind::Aborted { .. })
+            ]
+        ),
+        "{tail:#?}"
+    );
+    let rec = env.engine.get("onb-u")?.context("record")?;
+    ensure!(
+        rec.status == Status::Cancelling && rec.error.is_some(),
+        "{rec:?}"
+    );
+
+    env.sim.set_faults(calm());
+    let next = tail.last().map_or(0, |e| e.seq) + 1;
+    let retry = env.engine.watch("onb-u", next)?;
+    ensure!(env.engine.cancel("onb-u", "tester").await?.status == Status::Cancelled);
+    let tail = collect(retry, 30).await?;
+    ensure!(
+        matches!(
+            tail.last().map(|e| &e.kind),
+            Some(EventKind::Cancelled { .. })
+        ),
+        "{tail:#?}"
+    );
+    nothing_left(&env, "Sbc-Undo")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_onboardings_in_one_engine() -> Result<()> {
     let env = EngineEnv::start(calm(), None).await?;

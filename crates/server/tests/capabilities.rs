@@ -278,6 +278,68 @@ async fn signed_in_provisioning_cancelling_and_cancelled() -> Result<()> {
     env.server.stop().await
 }
 
+/// A signed-in onboarding has no hand-off link yet (FAILED_PRECONDITION, not NOT_FOUND), and
+/// once cancelled before its run it stays cancelled: Get answers CANCELLED, a second Cancel the
+/// same, Watch and Plan FAILED_PRECONDITION (the token: PERMISSION_DENIED, as for any
+/// cancelled onboarding), and its invitation cannot sign in to it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_before_its_run_stays_cancelled() -> Result<()> {
+    let env = start().await?;
+    let (token, id) = signed_in(&env).await?;
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let link = |token: &str| pb::IssueHandOffLinkRequest {
+        onboarding_id: id.clone(),
+        invitation_token: token.to_owned(),
+    };
+    for t in [token.as_str(), ""] {
+        op.issue_hand_off_link(link(t))
+            .await
+            .refused(Code::FailedPrecondition, &["not waiting"])?;
+    }
+    let cancel = pb::CancelOnboardingRequest {
+        onboarding_id: id.clone(),
+        reason: "not yet".into(),
+        invitation_token: String::new(),
+    };
+    let first = op.cancel_onboarding(cancel.clone()).await?.into_inner();
+    ensure!(first.state() == pb::OnboardingState::Cancelled, "{first:?}");
+    ensure!(state(&env, &id).await? == pb::OnboardingState::Cancelled);
+    let again = op.cancel_onboarding(cancel).await?.into_inner();
+    ensure!(again.state() == pb::OnboardingState::Cancelled, "{again:?}");
+    let watch = pb::WatchRequest {
+        onboarding_id: id.clone(),
+        from_event: 1,
+        invitation_token: String::new(),
+    };
+    op.watch(watch)
+        .await
+        .refused(Code::FailedPrecondition, &["cancelled"])?;
+    let plan = pb::PlanRequest {
+        onboarding_id: id.clone(),
+        app_name: "Cap-App".into(),
+        ..Default::default()
+    };
+    op.plan(plan)
+        .await
+        .refused(Code::FailedPrecondition, &["cancelled"])?;
+    // The customer: look only, within the grace.
+    expect(
+        &env,
+        "cancelled before its run",
+        &token,
+        &id,
+        &LOOK_ONLY[..3],
+    )
+    .await?;
+    ensure!(call(&env, GET, &token, &id, "Cap-App").await? == Code::Ok);
+    // Signing in again with the used invitation: refused, the onboarding is over.
+    env.sign_in(&token, &env.upn("globaladmin"), Browser::Idle)
+        .await?
+        .refused(Code::FailedPrecondition, &[])?;
+    ensure!(state(&env, &id).await? == pb::OnboardingState::Cancelled);
+    env.server.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_and_completed() -> Result<()> {
     let env = start().await?;

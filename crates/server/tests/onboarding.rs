@@ -235,6 +235,67 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     env.stop().await
 }
 
+/// A cancel stops a run: the operator's Provision stream that started it goes on with the
+/// undo's events and ends with Cancelled, instead of an OK end without a final event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provision_stream_cut_by_a_cancel_ends_with_cancelled() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (_token, id) = env.invited_and_signed_in("globaladmin").await?;
+    // Slow Graph down so the cancel lands in the middle of the run.
+    env.sim.set_faults(entra_sim::Faults {
+        latency_ms: 150,
+        device_code_interval_s: Some(1),
+        ..Default::default()
+    });
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let mut stream = op
+        .provision(pb::ProvisionRequest {
+            onboarding_id: id.clone(),
+            app_name: "Sbc-Cut".into(),
+            idempotency_key: "cut".into(),
+            invitation_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    while !events
+        .iter()
+        .any(|e: &pb::ProvisionEvent| matches!(&e.event, Some(PE::Done(d)) if d.step == "app_registration"))
+    {
+        events.push(stream.message().await?.context("stream ended before the app was made")?);
+    }
+    let cancelled = env
+        .server
+        .onboarding(Some(OPERATOR))
+        .await?
+        .cancel_onboarding(pb::CancelOnboardingRequest {
+            onboarding_id: id.clone(),
+            reason: "stop".into(),
+            invitation_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    ensure!(
+        cancelled.state() == pb::OnboardingState::Cancelled,
+        "{cancelled:?}"
+    );
+    events.extend(drain(stream).await?);
+    ensure!(
+        matches!(
+            events.last().and_then(|e| e.event.as_ref()),
+            Some(PE::Cancelled(_))
+        ),
+        "the Provision stream did not end with Cancelled: {events:#?}"
+    );
+    // Gap-free: the stream's indexes are 1, 2, 3, ... across the switch to stored events.
+    ensure!(
+        events.iter().zip(1..).all(|(e, i)| e.index == i),
+        "{:?}",
+        events.iter().map(|e| e.index).collect::<Vec<_>>()
+    );
+    env.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()> {
     let env = SimServer::start().await?;
@@ -268,6 +329,21 @@ async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()
     let env = env.restart().await?;
     // The stream of the stopped server ended (with an error or not), never with Completed.
     drop(stream);
+
+    // The wizard's reconnect (the same idempotency key) after the restart follows the resumed
+    // run, as before it (the key is kept durably, not only with the lost session).
+    let mut c = env.server.onboarding(None).await?;
+    let reconnect = pb::ProvisionRequest {
+        onboarding_id: id.clone(),
+        app_name: "Sbc-Restart".into(),
+        idempotency_key: "k".into(),
+        invitation_token: token.clone(),
+    };
+    let followed = drain(c.provision(reconnect).await?.into_inner()).await?;
+    ensure!(
+        completed(&followed)?.secret.is_empty(),
+        "secret to the wizard"
+    );
 
     let mut op = env.server.onboarding(Some(OPERATOR)).await?;
     let events = watched(&mut op, &id, 0, "").await?;

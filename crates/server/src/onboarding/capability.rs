@@ -122,11 +122,18 @@ impl OnboardingService {
                 "this invitation does not unlock onboarding {onboarding_id:?}"
             )));
         }
-        let record = self.app.engine().get(onboarding_id)?;
+        // A signed-in onboarding cancelled before its run stands as cancelled at that time.
+        let (status, updated_at) = match self.app.engine().get(onboarding_id)? {
+            Some(o) => (Some(o.status), o.updated_at),
+            None => match self.cancelled_before_run(onboarding_id)? {
+                Some(at) => (Some(Status::Cancelled), onboard_core::time::format_ms(at)),
+                None => (None, String::new()),
+            },
+        };
         check(
             rpc,
-            record.as_ref().map(|o| o.status),
-            record.as_ref().map_or("", |o| o.updated_at.as_str()),
+            status,
+            &updated_at,
             self.app.config().limits.customer_watch_grace_secs,
             onboarding_id,
         )?;

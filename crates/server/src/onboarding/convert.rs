@@ -164,10 +164,6 @@ impl EventMapper {
                 unchanged: audit_seqs.is_empty(),
                 audit_seq: audit_seqs.last().copied().unwrap_or(0),
             }),
-            EventKind::Failed { error } if step == "cancel" => E::Failed(pb::Failed {
-                step,
-                reason: error.clone(),
-            }),
             EventKind::Failed { .. } => {
                 self.failed_step = step;
                 return None;

@@ -4,7 +4,7 @@
 
 use onboard_core::audit::{Action, Phase};
 use onboard_proto::v1 as pb;
-use provision::EventStream;
+use provision::{EventKind, EventStream};
 use tokio::time::MissedTickBehavior;
 use tokio_stream::StreamExt;
 use tonic::Request;
@@ -28,6 +28,12 @@ impl OnboardingService {
         let engine = self.app.engine();
         let record = engine.get(&r.onboarding_id)?;
         let ahead = record.is_none() && self.is_before_run(&r.onboarding_id)?;
+        if record.is_none() && !ahead && self.cancelled_before_run(&r.onboarding_id)?.is_some() {
+            return Err(ServerError::FailedPrecondition(format!(
+                "onboarding {} was cancelled before its run began: it has no events",
+                r.onboarding_id
+            )));
+        }
         if record.is_some() || ahead {
             // A finished onboarding has no next event; any other has at most one next: a
             // `from_event` further on would wait for ever, its terminal event included.
@@ -68,23 +74,31 @@ impl OnboardingService {
             .with_detail("from_event", r.from_event),
         )
         .await?;
-        let before_run = ahead.then_some(r.onboarding_id);
-        Ok(self.forward(stream, false, invitation, before_run))
+        let source = match ahead {
+            true => Source::BeforeRun(r.onboarding_id),
+            false => Source::Stored,
+        };
+        Ok(self.forward(stream, false, invitation, source))
     }
 
     /// Maps engine events to proto events until the run ends, the caller leaves or is too slow
     /// (bounded buffer, `[limits]`), the server stops (graceful shutdown waits for open
     /// streams, so they must end), or the caller's invitation is revoked.
     /// With `with_secret`, a Completed event carrying the secret is the hand-over: the claim
-    /// is recorded once it was sent. With `before_run` (the onboarding's id), the run has not
-    /// begun: the stream ends with FAILED_PRECONDITION if the onboarding ends without one.
+    /// is recorded once it was sent. `source` says where `events` come from and what follows
+    /// when they stop.
     pub(super) fn forward(
         &self,
         mut events: EventStream,
         with_secret: bool,
         invitation: Option<String>,
-        mut before_run: Option<String>,
+        source: Source,
     ) -> BoxStream<pb::ProvisionEvent> {
+        let (mut before_run, mut run_of) = match source {
+            Source::Stored => (None, None),
+            Source::BeforeRun(id) => (Some(id), None),
+            Source::Run(id) => (None, Some(id)),
+        };
         let (tx, stream) = self.app.guards().stream();
         let stop = self.app.shutdown();
         let mut revocations = self.app.guards().revocations();
@@ -93,6 +107,8 @@ impl OnboardingService {
         tokio::spawn(async move {
             let mut mapper = EventMapper::default();
             let mut watching = invitation.is_some();
+            // The last event sent, and whether it ended what this stream follows.
+            let (mut last_seq, mut ended) = (0u64, false);
             let mut poll = tokio::time::interval(BEFORE_RUN_POLL);
             poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
@@ -144,7 +160,24 @@ impl OnboardingService {
                         }
                     }
                     next = events.next() => {
-                        let Some(e) = next else { return };
+                        let Some(e) = next else {
+                            // A run's own channel closes without a final event when a cancel
+                            // stops the run: the onboarding's stored events (the undo's
+                            // included) follow from there.
+                            if let Some(id) = run_of.take().filter(|_| !ended) {
+                                match app.engine().watch(&id, last_seq + 1) {
+                                    Ok(stored) => {
+                                        events = stored;
+                                        continue;
+                                    }
+                                    Err(err) => send_err(&tx, err.into()).await,
+                                }
+                            }
+                            return;
+                        };
+                        last_seq = e.seq;
+                        ended = e.kind.is_terminal()
+                            || matches!(e.kind, EventKind::AwaitingAdmin { .. });
                         let Some(mut p) = mapper.map(&e, with_secret) else { continue };
                         // The secret goes out only once its claim is recorded, and only to the
                         // first claimant (a ClaimSecret may have won): exactly one caller ever
@@ -170,4 +203,18 @@ impl OnboardingService {
         });
         stream
     }
+}
+
+/// Where a stream's events come from, and what follows when they stop.
+pub(super) enum Source {
+    /// The onboarding's stored events, replayed then live (Watch, a repeated Provision): they
+    /// end with the run's final event.
+    Stored,
+    /// Nothing yet: the onboarding (this id) is signing in or signed in. The stream ends with
+    /// FAILED_PRECONDITION if the onboarding ends without a run.
+    BeforeRun(String),
+    /// The live events of the run Provision just started for this onboarding. If the run
+    /// stops without a final event or a hand-off (a cancel aborted it), the stored events
+    /// follow from the next index, so the caller still sees how it ended.
+    Run(String),
 }

@@ -36,11 +36,18 @@ impl OnboardingService {
                 "a hand-off link cannot issue another; the admin who started the onboarding (or an operator) can".into(),
             ));
         }
-        let o = self
-            .app
-            .engine()
-            .get(&id)?
-            .ok_or_else(|| ServerError::NotFound(format!("no onboarding {id:?}")))?;
+        let Some(o) = self.app.engine().get(&id)? else {
+            // No run yet: signing in or signed in is FAILED_PRECONDITION (the capability
+            // table's "wait"), an id no sign-in made is NOT_FOUND.
+            self.refuse_while_signing_in(&id)?;
+            if self.invitation_of(&id)?.is_empty() {
+                return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
+            }
+            return Err(ServerError::FailedPrecondition(format!(
+                "onboarding {id} has not started provisioning, so it is not waiting for a \
+                 privileged admin; only a waiting one has a hand-off link"
+            )));
+        };
         let hand_off = match (o.status, &o.hand_off) {
             (Status::AwaitingAdmin, Some(h)) => h.clone(),
             (s, _) => {

@@ -16,6 +16,7 @@ mod convert;
 mod forward;
 pub(crate) mod hand_off;
 mod late_undo;
+mod marks;
 mod pending;
 mod signin;
 
@@ -40,6 +41,7 @@ use crate::auth::Role;
 use crate::error::{Result, ServerError};
 use crate::paging::{next_page_token, page_size, page_start};
 use convert::{info_pb, plan_pb, status_filter};
+use forward::Source;
 
 /// The longest `reason` a caller may give (it is recorded in the audit log).
 pub(crate) const MAX_REASON: usize = 1024;
@@ -143,6 +145,12 @@ impl OnboardingService {
             return Ok((s.invitation.clone(), s.admin.clone()));
         }
         self.refuse_while_signing_in(id)?;
+        if self.cancelled_before_run(id)?.is_some() {
+            return Err(ServerError::FailedPrecondition(format!(
+                "onboarding {id} was cancelled before its run began; it cannot go on (a new \
+                 invitation starts a new onboarding)"
+            )));
+        }
         // An id no sign-in ever made (no link to an invitation, no run) does not exist.
         if self.invitation_of(id)?.is_empty() && self.app.engine().get(id)?.is_none() {
             return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
@@ -204,19 +212,23 @@ impl OnboardingService {
         // The same call again (a reconnect, same idempotency key) only follows the run, so the
         // capability table treats it as Watch; but a run that failed is resumed by it, as a
         // Provision (the proto: FAILED "can be resumed with Provision").
+        // The key is kept with the session and, once the run started, durably (`marks.rs`):
+        // a reconnect after a server restart is a repeat too.
         let repeat = {
             let r = req.get_ref();
+            let (id, key) = (r.onboarding_id.as_str(), r.idempotency_key.as_str());
             let failed = matches!(
-                self.app.engine().get(&r.onboarding_id),
+                self.app.engine().get(id),
                 Ok(Some(o)) if o.status == provision::Status::Failed
             );
             !failed
-                && !r.idempotency_key.is_empty()
-                && self
+                && !key.is_empty()
+                && (self
                     .sessions()
-                    .get(&r.onboarding_id)
+                    .get(id)
                     .and_then(|s| s.idempotency_key.as_deref())
-                    == Some(r.idempotency_key.as_str())
+                    == Some(key)
+                    || self.started_with_idempotency_key(id, key)?)
         };
         let rpc = if repeat {
             CustomerRpc::Watch
@@ -240,7 +252,8 @@ impl OnboardingService {
                 &id,
             ))
             .await?;
-            return Ok(self.forward(engine.watch(&id, 1)?, false, invitation, None));
+            let stored = engine.watch(&id, 1)?;
+            return Ok(self.forward(stored, false, invitation, Source::Stored));
         }
         let (inv, admin) = self.session(&id)?;
         let mut details = Self::entry(&actor, Action::OnboardingProvision, Phase::Intent, &id)
@@ -266,11 +279,18 @@ impl OnboardingService {
             Ok(stream) => {
                 details.phase = Phase::Succeeded;
                 self.record(details).await?;
+                // The run is under way whatever happens here: without the mark only a
+                // reconnect after a restart is refused (it can Watch instead).
+                if !r.idempotency_key.is_empty()
+                    && let Err(e) = self.remember_idempotency_key(&id, &r.idempotency_key).await
+                {
+                    tracing::warn!(error = %e, onboarding_id = %id, "idempotency key not stored");
+                }
                 if let Some(s) = self.sessions().get_mut(&id) {
                     s.idempotency_key =
                         (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
                 }
-                Ok(self.forward(stream, to_operator, invitation, None))
+                Ok(self.forward(stream, to_operator, invitation, Source::Run(id)))
             }
             Err(e) => {
                 details.phase = Phase::Failed;
@@ -298,9 +318,11 @@ impl OnboardingService {
                 updated_at: s.invitation.used_at_ms.map(crate::clock::timestamp),
                 ..Default::default()
             }),
-            None => self
-                .signing_in_info(id)
-                .ok_or_else(|| ServerError::NotFound(format!("no onboarding {id:?}"))),
+            None => match (self.signing_in_info(id), self.cancelled_before_run(id)?) {
+                (Some(info), _) => Ok(info),
+                (None, Some(at)) => self.cancelled_info(id, at),
+                (None, None) => Err(ServerError::NotFound(format!("no onboarding {id:?}"))),
+            },
         }
     }
 
@@ -419,19 +441,27 @@ impl OnboardingService {
         let mut details = Self::entry(&actor, Action::OnboardingCancelRequest, Phase::Intent, &id)
             .with_detail("reason", r.reason);
         if onboarding.is_none() {
-            // Signed in but nothing made: forgetting the session is the whole cancel.
+            // Signed in but nothing made: forgetting the session, and marking the onboarding
+            // cancelled so its invitation cannot sign in to it again, is the whole cancel.
             self.refuse_while_signing_in(&id)?;
-            if self.sessions().remove(&id).is_none() {
-                return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
-            }
+            let at = match self.cancelled_before_run(&id)? {
+                Some(at) => at, // cancelled already: the same answer again
+                None => {
+                    let signed_in =
+                        self.sessions().contains_key(&id) || !self.invitation_of(&id)?.is_empty();
+                    if !signed_in {
+                        return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
+                    }
+                    self.record(details.clone()).await?;
+                    let at = onboard_core::time::now_ms();
+                    self.mark_cancelled_before_run(&id, at).await?;
+                    self.sessions().remove(&id);
+                    at
+                }
+            };
             details.phase = Phase::Succeeded;
             self.record(details).await?;
-            return Ok(pb::OnboardingInfo {
-                onboarding_id: id.clone(),
-                invitation_id: self.invitation_of(&id)?,
-                state: pb::OnboardingState::Cancelled.into(),
-                ..Default::default()
-            });
+            return self.cancelled_info(&id, at);
         }
         // Looked up before the intent entry, so a failure here leaves no intent without an
         // outcome.

@@ -6,6 +6,10 @@
 //! caller cancelled the signed-in onboarding) ends with FAILED_PRECONDITION; Plan, Provision
 //! and CancelOnboarding during the sign-in are refused with FAILED_PRECONDITION too (closing the
 //! SignIn call is how a sign-in is abandoned).
+//!
+//! A signed-in onboarding cancelled before its run leaves a durable mark (`marks.rs`):
+//! GetOnboarding answers CANCELLED, Watch FAILED_PRECONDITION, the invitation cannot sign in to
+//! it again, and the capability table treats it as cancelled at that time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -101,8 +105,8 @@ impl OnboardingService {
     pub(super) fn refuse_while_signing_in(&self, id: &str) -> Result<()> {
         if self.signing_in_with(id).is_some() && self.sessions().get(id).is_none() {
             return Err(ServerError::FailedPrecondition(format!(
-                "onboarding {id} is still signing in: Plan, Provision and CancelOnboarding wait \
-                 for the SignIn call's SignedIn event (to abandon the sign-in, end the SignIn \
+                "onboarding {id} is still signing in: Plan, Provision, CancelOnboarding and \
+                 IssueHandOffLink wait for the SignIn call's SignedIn event (to abandon the sign-in, end the SignIn \
                  call)"
             )));
         }
@@ -128,6 +132,24 @@ impl OnboardingService {
             BeforeRun::Began
         } else {
             BeforeRun::Ended
+        })
+    }
+
+    /// `id` as GetOnboarding shows it once it was cancelled before its run.
+    pub(super) fn cancelled_info(&self, id: &str, at_ms: i64) -> Result<pb::OnboardingInfo> {
+        let invitation_id = self.invitation_of(id)?;
+        // Created when the sign-in redeemed the invitation, as SIGNED_IN showed it.
+        let created_ms = match invitation_id.is_empty() {
+            true => None,
+            false => self.app.invitations().get(&invitation_id)?.used_at_ms,
+        };
+        Ok(pb::OnboardingInfo {
+            onboarding_id: id.to_owned(),
+            invitation_id,
+            state: pb::OnboardingState::Cancelled.into(),
+            created_at: Some(crate::clock::timestamp(created_ms.unwrap_or(at_ms))),
+            updated_at: Some(crate::clock::timestamp(at_ms)),
+            ..Default::default()
         })
     }
 }

@@ -117,7 +117,20 @@ pub(super) async fn start(
         Ok(inv) => (inv, None),
         Err(InvitationError::FailedPrecondition(why)) => match svc.sign_in_again(&token) {
             Some((inv, id)) => (inv, Some(id)),
-            None => return Err(ServerError::FailedPrecondition(why)),
+            None => {
+                // A used invitation since revoked: its holder is cut off, as on every other
+                // call (`invitations.proto`); any other spent invitation is a state problem.
+                if let Ok(inv) = svc.app.invitations().get_by_token(&token)
+                    && inv.revoked_at_ms.is_some()
+                    && inv.used_at_ms.is_some()
+                {
+                    return Err(ServerError::PermissionDenied(format!(
+                        "invitation {} has been revoked",
+                        inv.id
+                    )));
+                }
+                return Err(ServerError::FailedPrecondition(why));
+            }
         },
         Err(InvitationError::InvalidArgument(_)) => {
             return Err(guards.token_failed(peer).unwrap_or_else(|| {
@@ -415,6 +428,7 @@ impl OnboardingService {
             && inv.hand_off_of.is_none()
             && now_ms() < inv.expires_at_ms
             && matches!(self.app.engine().get(&id), Ok(None))
+            && matches!(self.cancelled_before_run(&id), Ok(None))
             && !self.sessions().contains_key(&id);
         usable.then_some((inv, id))
     }

@@ -1,0 +1,69 @@
+//! Durable marks on an onboarding, kept beside its invitation link in the onboarding-links tree
+//! and sealed like every state record (a mark without a valid MAC is refused): a signed-in
+//! onboarding cancelled before its run, and the idempotency key of the Provision call that
+//! started its run (a repeat after a server restart still only follows the run).
+//! The secret hand-over's mark is `claim.rs`'s.
+
+use sha2::{Digest, Sha256};
+
+use super::OnboardingService;
+use crate::app::LINKS_TREE;
+use crate::error::Result;
+
+/// Key prefix of "this signed-in onboarding was cancelled before its run" (value: epoch ms,
+/// big-endian).
+const CANCELLED_PREFIX: &str = "cancelled/";
+/// Key prefix of the idempotency key that started the onboarding's run (value: its SHA-256,
+/// so the key itself is not kept).
+const IDEMPOTENCY_PREFIX: &str = "idempotency/";
+
+impl OnboardingService {
+    /// The mark `prefix` on `id`, opened.
+    fn mark(&self, prefix: &str, id: &str) -> Result<Option<Vec<u8>>> {
+        let key = format!("{prefix}{id}");
+        let Some(stored) = self.app.onboarding_links().get(key.as_bytes())? else {
+            return Ok(None);
+        };
+        let value = self
+            .app
+            .record_mac()
+            .open(LINKS_TREE, key.as_bytes(), &stored)?;
+        Ok(Some(value.to_vec()))
+    }
+
+    /// Sets the mark `prefix` on `id` to `value`, durably.
+    async fn set_mark(&self, prefix: &str, id: &str, value: &[u8]) -> Result<()> {
+        let key = format!("{prefix}{id}");
+        let sealed = self
+            .app
+            .record_mac()
+            .seal(LINKS_TREE, key.as_bytes(), value);
+        self.app.onboarding_links().insert(key.as_bytes(), sealed)?;
+        self.app.flush_onboarding_links().await
+    }
+
+    /// When `id` was cancelled while signed in, before any run (ms since the epoch); a mark
+    /// without a valid MAC is refused like any other state record.
+    pub(super) fn cancelled_before_run(&self, id: &str) -> Result<Option<i64>> {
+        let mark = self.mark(CANCELLED_PREFIX, id)?;
+        Ok(mark.map(|v| <[u8; 8]>::try_from(v.as_slice()).map_or(0, i64::from_be_bytes)))
+    }
+
+    /// Marks `id` cancelled before its run, durably, before the caller hears CANCELLED.
+    pub(super) async fn mark_cancelled_before_run(&self, id: &str, at_ms: i64) -> Result<()> {
+        self.set_mark(CANCELLED_PREFIX, id, &at_ms.to_be_bytes())
+            .await
+    }
+
+    /// Remembers `key` as the idempotency key of the Provision call that started `id`'s run.
+    pub(super) async fn remember_idempotency_key(&self, id: &str, key: &str) -> Result<()> {
+        self.set_mark(IDEMPOTENCY_PREFIX, id, &Sha256::digest(key.as_bytes()))
+            .await
+    }
+
+    /// Whether `key` is the idempotency key of the Provision call that started `id`'s run.
+    pub(super) fn started_with_idempotency_key(&self, id: &str, key: &str) -> Result<bool> {
+        let mark = self.mark(IDEMPOTENCY_PREFIX, id)?;
+        Ok(mark.is_some_and(|m| m == Sha256::digest(key.as_bytes()).as_slice()))
+    }
+}

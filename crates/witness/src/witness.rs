@@ -187,9 +187,11 @@ fn check_extends(
             "the proof must be empty when the old size is 0".into(),
         ));
     }
-    // A checkpoint of size 0 reaches here only with old size 0, so the equal-size branch
-    // judges it against the empty tree's root (the state's root at size 0): another root is a
-    // 409, as tlog-witness says for any old size that matches the checkpoint size.
+    if cp.size == 0 && cp.root != empty_root() {
+        return Err(WitnessError::InvalidProof(
+            "a checkpoint of size 0 must carry the empty tree's root".into(),
+        ));
+    }
     if req.old_size == cp.size {
         if !req.proof.is_empty() {
             return Err(WitnessError::InvalidProof(

@@ -28,7 +28,8 @@ impl Checkpoint {
         )
     }
 
-    /// Parses a checkpoint body; extension lines after the root are allowed and ignored.
+    /// Parses a checkpoint body; extension lines after the root are allowed and ignored, but
+    /// each must be non-empty.
     pub fn parse_text(text: &str) -> Result<Self, NoteError> {
         let bad = |m: &str| NoteError::MalformedNote(format!("checkpoint: {m}"));
         let mut lines = text.split('\n');
@@ -49,6 +50,19 @@ impl Checkpoint {
             .ok()
             .and_then(|r| r.try_into().ok())
             .ok_or_else(|| bad("root is not base64 of 32 bytes"))?;
+        // c2sp.org/tlog-checkpoint: "Extension lines, if any, MUST be non-empty." The piece
+        // after the text's final newline is its terminator, not a line.
+        let mut extensions = lines.peekable();
+        let mut number = 4;
+        while let Some(line) = extensions.next() {
+            let terminator = extensions.peek().is_none() && text.ends_with('\n');
+            if line.is_empty() && !terminator {
+                return Err(bad(&format!(
+                    "line {number} (an extension line) is empty; extension lines must be non-empty"
+                )));
+            }
+            number += 1;
+        }
         Ok(Self {
             origin: origin.to_owned(),
             size,
@@ -115,6 +129,26 @@ mod tests {
         assert!(Checkpoint::parse_text(&t.replace("1234", "01234")).is_err());
         assert!(Checkpoint::parse_text(&t.replace("1234", "-1")).is_err());
         assert!(Checkpoint::parse_text("o\n1\nAAAA\n").is_err());
+    }
+
+    /// c2sp.org/tlog-checkpoint: "Extension lines, if any, MUST be non-empty."
+    #[test]
+    fn extension_lines_must_be_non_empty() {
+        let t = Checkpoint {
+            origin: "log.example".into(),
+            size: 5,
+            root: [7u8; 32],
+        }
+        .to_text();
+        let with = |ext: &str| Checkpoint::parse_text(&format!("{t}{ext}"));
+        assert_eq!(with("ext one\next two\n").unwrap().size, 5);
+        for (ext, line) in [("\n", 4), ("ext\n\n", 5), ("\next\n", 4), ("a\n\nb\n", 5)] {
+            let e = with(ext).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("line {line} (an extension line) is empty")),
+                "{ext:?}: {e}"
+            );
+        }
     }
 
     #[test]

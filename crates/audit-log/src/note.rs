@@ -247,7 +247,8 @@ pub struct OpenedNote {
 
 /// Signature bytes as Go's `base64.StdEncoding` reads them: padding required, but non-zero
 /// trailing bits allowed (it is not `Strict`), so a line Go accepts is not malformed here.
-const SIG_B64: GeneralPurpose = GeneralPurpose::new(
+/// Public so that every reader of signature lines (the witness crate's too) decodes alike.
+pub const SIG_B64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
 );

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::error::AuditError;
 use crate::hash::{Hash, reference_root};
 use crate::merkle::NodeSource;
-use crate::tile_id::TileId;
+use crate::tile_id::{TileId, TileKind};
 use crate::tiles::{TILE_HEIGHT, TILE_WIDTH};
 
 /// A place tiles are read from. Paths are relative to the log's prefix: `checkpoint`,
@@ -34,6 +34,103 @@ impl TileReader for DirReader<'_> {
     fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
         std::fs::read(self.0.join(path))
     }
+}
+
+/// What a tile is, for messages: `hash tile tile/0/001.p/44`, `entry bundle tile/entries/001`.
+fn describe(id: &TileId) -> String {
+    match id.kind {
+        TileKind::Hash { .. } => format!("hash tile {}", id.path()),
+        TileKind::Entries => format!("entry bundle {}", id.path()),
+    }
+}
+
+/// Reads tile or entry bundle `id` through `reader`; a partial one that is gone (`NotFound`)
+/// is cut from its full tile with [`partial_from_full`]. c2sp.org/tlog-tiles: "Logs MUST serve
+/// partial tiles corresponding to tree sizes for which a checkpoint was produced, but MAY
+/// delete any partial tile once the corresponding full tile is available", and clients "MAY
+/// fetch the full tile … as a fallback". Errors name the tile (and the full tile when it was
+/// the one that failed).
+pub fn read_tile<R: TileReader + ?Sized>(reader: &R, id: &TileId) -> Result<Vec<u8>, AuditError> {
+    let path = id.path();
+    match reader.read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !id.is_full() => {
+            let full = TileId {
+                width: TILE_WIDTH as u16,
+                ..*id
+            };
+            let full_path = full.path();
+            match reader.read(&full_path) {
+                Ok(data) => partial_from_full(id, &data),
+                // Neither is there: the partial tile is the one the caller asked for.
+                Err(f) if f.kind() == std::io::ErrorKind::NotFound => Err(AuditError::io(
+                    format!("{} (nor its full tile {full_path})", describe(id)),
+                    e,
+                )),
+                Err(f) => Err(AuditError::io(
+                    format!("{} (gone; its full tile {full_path})", describe(id)),
+                    f,
+                )),
+            }
+        }
+        read => read.map_err(|e| AuditError::io(describe(id), e)),
+    }
+}
+
+/// Partial tile `id` (width `W` < 256) cut from `full`, the bytes of its full tile: the first
+/// `W` hashes of a hash tile, the first `W` entries of an entry bundle. The tree only grows, so
+/// a partial tile is its full tile's prefix (and is checked against a signed root like any
+/// tile). A full tile that is not whole (256 hashes, or 256 length-prefixed entries and nothing
+/// after them) is refused, not cut.
+pub fn partial_from_full(id: &TileId, full: &[u8]) -> Result<Vec<u8>, AuditError> {
+    let full_id = TileId {
+        width: TILE_WIDTH as u16,
+        ..*id
+    };
+    let broken = |detail: String| AuditError::Integrity {
+        location: describe(&full_id),
+        detail,
+    };
+    let width = usize::from(id.width);
+    let end = match id.kind {
+        TileKind::Hash { .. } => {
+            if full.len() as u64 != TILE_WIDTH * 32 {
+                return Err(broken(format!(
+                    "{} bytes, want {}",
+                    full.len(),
+                    TILE_WIDTH * 32
+                )));
+            }
+            width * 32
+        }
+        TileKind::Entries => {
+            // Walk the big-endian u16 length prefixes: where entry `W` starts, and whether
+            // exactly 256 entries fill the bundle.
+            let (mut pos, mut count, mut end) = (0usize, 0usize, 0usize);
+            while pos < full.len() {
+                let len = full
+                    .get(pos..pos + 2)
+                    .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+                    .ok_or_else(|| broken(format!("truncated length at byte {pos}")))?;
+                pos += 2 + len;
+                count += 1;
+                if count == width {
+                    end = pos;
+                }
+            }
+            if pos != full.len() || count as u64 != TILE_WIDTH {
+                return Err(broken(format!(
+                    "holds {count} entries{}, want {TILE_WIDTH}",
+                    if pos != full.len() {
+                        " (the last truncated)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            end
+        }
+    };
+    Ok(full[..end].to_vec())
 }
 
 /// Hash tiles read so far, by (tile level, index).
@@ -88,57 +185,15 @@ impl<'a, R: TileReader + ?Sized> TileNodes<'a, R> {
                 self.size
             )));
         }
-        let path = id.path();
-        let data = match self.reader.read(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && width < TILE_WIDTH => {
-                self.full_tile_prefix(level, n, width, &path, e)?
-            }
-            read => read.map_err(|e| AuditError::io(format!("hash tile {path}"), e))?,
-        };
+        let data = read_tile(self.reader, &id)?;
         if data.len() as u64 != width * 32 {
             return Err(AuditError::Integrity {
-                location: format!("hash tile {path}"),
+                location: describe(&id),
                 detail: format!("{} bytes, want {}", data.len(), width * 32),
             });
         }
         let data = Rc::new(data);
         self.cache.borrow_mut().insert((level, n), data.clone());
-        Ok(data)
-    }
-}
-
-impl<R: TileReader + ?Sized> TileNodes<'_, R> {
-    /// The first `width` hashes of full tile `(level, n)`, for partial tile `path` that is gone:
-    /// c2sp.org/tlog-tiles lets a log delete a partial tile once the full one is available, and
-    /// clients "MAY fetch the full tile … as a fallback". The tree only grows, so the partial
-    /// tile is the full tile's prefix (and is checked against a signed root like any tile).
-    fn full_tile_prefix(
-        &self,
-        level: u8,
-        n: u64,
-        width: u64,
-        path: &str,
-        partial_missing: std::io::Error,
-    ) -> Result<Vec<u8>, AuditError> {
-        let full = TileId::hash(level, n, TILE_WIDTH as u16).path();
-        let mut data = self.reader.read(&full).map_err(|e| {
-            let source = if e.kind() == std::io::ErrorKind::NotFound {
-                partial_missing
-            } else {
-                e
-            };
-            AuditError::io(
-                format!("hash tile {path} (nor its full tile {full})"),
-                source,
-            )
-        })?;
-        if data.len() as u64 != TILE_WIDTH * 32 {
-            return Err(AuditError::Integrity {
-                location: format!("hash tile {full}"),
-                detail: format!("{} bytes, want {}", data.len(), TILE_WIDTH * 32),
-            });
-        }
-        data.truncate((width * 32) as usize);
         Ok(data)
     }
 }
@@ -255,6 +310,46 @@ mod tests {
             root(&nodes, 300),
             Err(AuditError::Integrity { .. })
         ));
+    }
+
+    /// An entry bundle the log deleted is the first `W` entries of its full bundle; a full
+    /// bundle that is not 256 whole entries is refused, not cut; a full tile is never guessed.
+    #[test]
+    fn a_missing_partial_bundle_is_cut_from_its_full_bundle() {
+        let entry = |i: u16| {
+            let e = format!("entry {i}");
+            let mut b = (e.len() as u16).to_be_bytes().to_vec();
+            b.extend_from_slice(e.as_bytes());
+            b
+        };
+        let full: Vec<u8> = (0..256).flat_map(entry).collect();
+        let first3: Vec<u8> = (0..3).flat_map(entry).collect();
+        let mut reader = MapReader(HashMap::from([(
+            "tile/entries/001".to_owned(),
+            full.clone(),
+        )]));
+        let partial = TileId::entries(1, 3);
+        assert_eq!(read_tile(&reader, &partial).unwrap(), first3);
+        // A partial bundle that is there is read as it is.
+        reader.0.insert(partial.path(), b"as served".to_vec());
+        assert_eq!(read_tile(&reader, &partial).unwrap(), b"as served");
+        reader.0.remove(&partial.path());
+        for broken in [
+            full[..full.len() - 1].to_vec(),
+            (0..255).flat_map(entry).collect(),
+            [full.clone(), entry(256)].concat(),
+        ] {
+            reader.0.insert("tile/entries/001".into(), broken);
+            let e = read_tile(&reader, &partial).unwrap_err();
+            assert!(matches!(e, AuditError::Integrity { .. }), "{e}");
+        }
+        reader.0.clear();
+        let e = read_tile(&reader, &partial).unwrap_err().to_string();
+        assert!(
+            e.contains("entry bundle tile/entries/001.p/3 (nor its full tile tile/entries/001)"),
+            "{e}"
+        );
+        assert!(read_tile(&reader, &TileId::entries(1, 256)).is_err());
     }
 
     #[test]

@@ -107,6 +107,33 @@ fn incremental_verification_checks_the_new_part_and_the_consistency_proof() {
     refused_since_600(&incremental(&export, &saved), "rewritten");
 }
 
+/// c2sp.org/tlog-tiles: "Logs MUST serve partial tiles corresponding to tree sizes for which a
+/// checkpoint was produced, but MAY delete any partial tile once the corresponding full tile is
+/// available". The checkpoint at 300 entries served by a log at 600 that deleted
+/// `tile/0/001.p/44` and `tile/entries/001.p/44` (but kept `tile/1/000.p/1`, whose full tile
+/// does not exist yet) verifies: both are read from their full tiles.
+#[test]
+fn partial_tiles_the_log_deleted_are_read_from_their_full_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir.path().join("log")).unwrap();
+    append(&log, 0, 300);
+    let at_300 = log.checkpoint().note.clone();
+    append(&log, 300, 600);
+    let export = dir.path().join("export");
+    log.export_tiles(&export).unwrap();
+    let kept = TileId::hash(1, 0, 1);
+    std::fs::write(export.join(kept.path()), log.tile(&kept).unwrap()).unwrap();
+    log.close();
+    for gone in ["tile/0/001.p/44", "tile/entries/001.p/44"] {
+        assert!(!export.join(gone).exists(), "{gone}");
+    }
+    std::fs::write(export.join("checkpoint"), &at_300).unwrap();
+    let r = verify_export(&export, &[key().verifier()], None, 2);
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!((r.size, r.entries_valid, r.bundles_valid), (300, 300, 2));
+    assert_eq!(r.tiles_valid, r.tiles_total);
+}
+
 #[test]
 fn a_rewritten_log_is_not_consistent_with_the_saved_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

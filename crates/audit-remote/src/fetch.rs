@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use audit_log::merkle::{inclusion_proof, verify_inclusion};
 use audit_log::tile_id::tiles_of_size;
+use audit_log::tile_source::{partial_from_full, read_tile};
 use audit_log::verify::{VerifyOptions, VerifyReport, verify_tiles};
 use audit_log::{
     Checkpoint, ExportSummary, NoteVerifier, TileId, TileKind, TileNodes, TileReader, TlogProof,
@@ -111,7 +112,23 @@ pub async fn copy_to_dir(source: &Source, out: &Path) -> Result<ExportSummary, R
     let written: Vec<TileId> = futures_util::stream::iter(wanted.into_iter().map(Ok))
         .map_ok(|id| async move {
             let rel = id.path();
-            let data = source.get(&rel).await?;
+            let data = match source.get(&rel).await {
+                // c2sp.org/tlog-tiles: a log "MAY delete any partial tile once the
+                // corresponding full tile is available"; the copy then cuts it from the full
+                // one, as the verifier does (`read_tile`, which is blocking).
+                Err(RemoteError::NotFound { location }) if !id.is_full() => {
+                    let full = TileId { width: 256, ..id };
+                    match source.get(&full.path()).await {
+                        Ok(bytes) => bytes::Bytes::from(partial_from_full(&id, &bytes)?),
+                        // Neither is there: the partial tile is the one missing.
+                        Err(RemoteError::NotFound { .. }) => {
+                            return Err(RemoteError::NotFound { location });
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                read => read?,
+            };
             if let TileKind::Hash { .. } = id.kind
                 && data.len() != usize::from(id.width) * 32
             {
@@ -180,9 +197,8 @@ pub fn tlog_proof_from_tiles(
     let n = seq / 256;
     let width = (cp.size - n * 256).min(256) as u16;
     let rel = TileId::entries(n, width).path();
-    let bundle = reader
-        .read(&rel)
-        .map_err(|e| RemoteError::io(format!("entry bundle {rel}"), e))?;
+    // A partial bundle the log deleted is read from its full bundle.
+    let bundle = read_tile(reader, &TileId::entries(n, width))?;
     let entries = split_bundle(&bundle).map_err(|detail| RemoteError::Invalid {
         location: rel.clone(),
         detail,

@@ -205,11 +205,11 @@ impl WitnessClient {
     fn cosignatures(&self, text: &str, body: &[u8]) -> Result<Vec<Cosignature>, WitnessError> {
         let body =
             std::str::from_utf8(body).map_err(|_| self.bad("200 body is not UTF-8".into()))?;
-        let lines = SignatureLine::parse_block(body, MAX_SIGNATURES)
-            .map_err(|e| self.bad(format!("200 body: {e}")))?;
         let v = &self.endpoint.verifier;
+        let lines = SignatureLine::parse_trusted_block(body, MAX_SIGNATURES, &[v])
+            .map_err(|e| self.bad(format!("200 body: {e}")))?;
         let mut out = Vec::new();
-        for l in lines.iter().filter(|l| v.matches(l)) {
+        for l in &lines {
             let c = v
                 .verify(text, l)
                 .ok_or_else(|| self.bad(format!("cosignature by {v} does not verify")))?;
@@ -248,4 +248,41 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cosig::CosignerKey;
+    use crate::cosig::tests::with_trailing_bits;
+
+    /// c2sp.org/tlog-witness: "The client MUST ignore any cosignatures from unknown keys." A
+    /// 200 body whose other lines are by unknown keys (one Go reads despite non-zero trailing
+    /// base64 bits, one not base64 at all) yields the configured witness's cosignature.
+    #[test]
+    fn a_200_keeps_the_witness_cosignature_whatever_unknown_keys_sent() {
+        let w = CosignerKey::generate("w.example/1").unwrap();
+        let client = WitnessClient::new(WitnessEndpoint {
+            url: "http://127.0.0.1:9".into(),
+            verifier: w.verifier(),
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let text = "log.example/a\n5\nAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=\n";
+        let stranger = CosignerKey::generate("stranger.example").unwrap();
+        let mine = w.cosign(text, 7).unwrap();
+        let body = format!(
+            "{}\u{2014} other.example !!!\n{mine}",
+            with_trailing_bits(&stranger.cosign(text, 1).unwrap())
+        );
+        let got = client.cosignatures(text, body.as_bytes()).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].timestamp, 7);
+        // A malformed line that names the witness may be its own: a bad answer.
+        let body = format!("{mine}\u{2014} w.example/1 !!!\n");
+        assert!(matches!(
+            client.cosignatures(text, body.as_bytes()),
+            Err(WitnessError::BadResponse { .. })
+        ));
+    }
 }

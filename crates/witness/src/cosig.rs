@@ -205,7 +205,9 @@ impl SignatureLine {
             .ok_or_else(|| bad("does not start with '— '"))?;
         let (name, b64) = rest.split_once(' ').ok_or_else(|| bad("no key name"))?;
         note::check_key_name(name).map_err(|_| bad("invalid key name"))?;
-        let raw = B64
+        // Go's lenient decoding, as `note::open` reads the same lines: a line it accepts (say,
+        // non-zero trailing bits) must not make this parse fail.
+        let raw = note::SIG_B64
             .decode(b64)
             .map_err(|_| bad("signature is not base64"))?;
         if raw.len() < 5 {
@@ -217,8 +219,18 @@ impl SignatureLine {
         })
     }
 
-    /// Parses a signature block: lines each ending in `\n` (at most `max`).
-    pub fn parse_block(block: &str, max: usize) -> Result<Vec<Self>, WitnessError> {
+    /// The lines of a signature block (lines each ending in `\n`, at most `max`) by one of the
+    /// `trusted` keys (same name and key id), in order. c2sp.org/signed-note: verifiers "MUST
+    /// ignore signatures from unknown keys", and c2sp.org/tlog-witness: "The client MUST ignore
+    /// any cosignatures from unknown keys"; so a line naming no trusted key is skipped whatever
+    /// its signature holds. The block still fails on a line that is no signature line at all
+    /// (no `— `), and on one that names a trusted key but does not parse, since its key id
+    /// cannot be read and it may be that key's.
+    pub fn parse_trusted_block(
+        block: &str,
+        max: usize,
+        trusted: &[&CosignerVerifier],
+    ) -> Result<Vec<Self>, WitnessError> {
         let body = block.strip_suffix('\n').ok_or_else(|| {
             WitnessError::MalformedRequest("signature lines must end in a newline".into())
         })?;
@@ -229,7 +241,23 @@ impl SignatureLine {
                 lines.len()
             )));
         }
-        lines.into_iter().map(Self::parse).collect()
+        let mut out = Vec::new();
+        for line in lines {
+            match Self::parse(line) {
+                Ok(l) if trusted.iter().any(|v| v.matches(&l)) => out.push(l),
+                Ok(_) => {}
+                Err(e) => {
+                    let Some(rest) = line.strip_prefix(SIG_PREFIX) else {
+                        return Err(e);
+                    };
+                    let name = rest.split_once(' ').map_or(rest, |(n, _)| n);
+                    if trusted.iter().any(|v| v.name() == name) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The key id: the signature's first four bytes.
@@ -290,4 +318,4 @@ impl Cosignature {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -30,13 +30,13 @@ pub fn verify_cosigned(
     let opened = note::open(note, log_vkeys)?;
     let checkpoint = Checkpoint::parse_text(&opened.text)?;
     let (text, sigs) = split_note(note)?;
-    let lines = SignatureLine::parse_block(sigs, MAX_SIGNATURES)?;
     let mut trusted: Vec<&CosignerVerifier> = Vec::new();
     for w in witness_vkeys {
         if !trusted.contains(&w) {
             trusted.push(w);
         }
     }
+    let lines = SignatureLine::parse_trusted_block(sigs, MAX_SIGNATURES, &trusted)?;
     let mut cosigners: Vec<(String, u64)> = Vec::new();
     for line in &lines {
         let Some(w) = trusted.iter().find(|w| w.matches(line)) else {
@@ -156,5 +156,23 @@ mod tests {
         let forged_log = NoteSigner::generate("log.example/a").unwrap();
         assert!(verify_cosigned(&one, &[forged_log.verifier()], &trusted, 1).is_err());
         assert!(verify_cosigned("garbage", &[log.verifier()], &trusted, 0).is_err());
+    }
+
+    /// c2sp.org/signed-note: verifiers "MUST ignore signatures from unknown keys". A line by
+    /// an unknown key that Go's `note.Open` (and `note::open`) accepts, with non-zero trailing
+    /// base64 bits, does not fail the note; a trusted witness's such line counts.
+    #[test]
+    fn an_unknown_keys_line_go_accepts_does_not_fail_the_note() {
+        use crate::cosig::tests::with_trailing_bits;
+        let (log, note, ws) = setup();
+        let trusted: Vec<_> = ws.iter().map(CosignerKey::verifier).collect();
+        let stranger = CosignerKey::generate("stranger.example").unwrap();
+        let (text, _) = split_note(&note).unwrap();
+        let odd = with_trailing_bits(&stranger.cosign(text, 1).unwrap());
+        let mine = with_trailing_bits(&ws[0].cosign(text, 2).unwrap());
+        let full = format!("{}{odd}{mine}", cosign(&note, &ws[1]));
+        assert!(note::open(&full, &[log.verifier()]).is_ok());
+        let v = verify_cosigned(&full, &[log.verifier()], &trusted, 2).unwrap();
+        assert_eq!(v.cosigners.len(), 2);
     }
 }

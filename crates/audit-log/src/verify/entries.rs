@@ -3,8 +3,10 @@
 
 use serde::Deserialize;
 
+use crate::error::AuditError;
 use crate::hash::{Hash, leaf_hash};
-use crate::tile_source::TileReader;
+use crate::tile_id::TileId;
+use crate::tile_source::{TileReader, read_tile};
 use crate::tiles::{TILE_WIDTH, tile_path};
 
 #[derive(Deserialize)]
@@ -20,7 +22,7 @@ struct EntryHead<'a> {
 #[derive(Default)]
 pub(crate) struct Bundle {
     /// The level-0 hash tile with the same index, read ahead by the worker.
-    pub(crate) tile0: Option<std::io::Result<Vec<u8>>>,
+    pub(crate) tile0: Option<Result<Vec<u8>, AuditError>>,
     /// Leaf hash of each entry read.
     pub(crate) leaves: Vec<Hash>,
     /// Per entry: bytes parsed as JSON with the right `seq`.
@@ -36,14 +38,17 @@ pub(crate) struct Bundle {
 }
 
 /// Reads bundle `n` (and, ahead of the tree rebuild, the level-0 hash tile beside it) through
-/// `reader`, then parses and hashes its entries.
+/// `reader`, then parses and hashes its entries. A partial bundle or tile that the log has
+/// deleted is read from its full one ([`read_tile`]).
 pub(crate) fn read_bundle(reader: &dyn TileReader, n: u64, width: u64) -> Bundle {
     let rel = tile_path(None, n, width);
-    let tile0 = Some(reader.read(&tile_path(Some(0), n, width)));
-    let mut b = match reader.read(&rel) {
+    // `width` is at most 256 (a bundle's entry count).
+    let w = width as u16;
+    let tile0 = Some(read_tile(reader, &TileId::hash(0, n, w)));
+    let mut b = match read_tile(reader, &TileId::entries(n, w)) {
         Ok(data) => parse_bundle(&rel, &data, n, width),
         Err(e) => Bundle {
-            problems: vec![format!("entry bundle {rel}: {e}")],
+            problems: vec![e.to_string()],
             ..Bundle::default()
         },
     };

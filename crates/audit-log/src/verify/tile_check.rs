@@ -2,8 +2,10 @@
 //! tile level loaded at a time.
 
 use crate::checkpoint::Checkpoint;
+use crate::error::AuditError;
 use crate::hash::Hash;
-use crate::tile_source::TileReader;
+use crate::tile_id::TileId;
+use crate::tile_source::{TileReader, read_tile};
 use crate::tiles::{TILE_HEIGHT, TILE_WIDTH, tile_path};
 
 /// One hash tile being compared.
@@ -23,7 +25,7 @@ pub(crate) struct LoadedTile {
 pub(crate) struct TileChecker<'a> {
     reader: &'a dyn TileReader,
     /// A level-0 tile a worker already read: (index, result).
-    pub(crate) preloaded: Option<(u64, std::io::Result<Vec<u8>>)>,
+    pub(crate) preloaded: Option<(u64, Result<Vec<u8>, AuditError>)>,
     size: u64,
     /// Per tile level: (tile index, width, bytes or None when unreadable, all matched so far).
     pub(crate) current: Vec<Option<LoadedTile>>,
@@ -65,7 +67,9 @@ impl TileChecker<'_> {
                 Some((pn, r)) if level == 0 && pn == n => r,
                 other => {
                     self.preloaded = other;
-                    self.reader.read(&rel)
+                    // A tile level is below 8 (tree levels below 64) and a width at most 256;
+                    // a partial tile the log deleted is read from its full tile.
+                    read_tile(self.reader, &TileId::hash(level as u8, n, width as u16))
                 }
             };
             let data = match read {
@@ -79,7 +83,7 @@ impl TileChecker<'_> {
                     None
                 }
                 Err(e) => {
-                    self.problems.push(format!("hash tile {rel}: {e}"));
+                    self.problems.push(e.to_string());
                     None
                 }
             };
@@ -133,5 +137,41 @@ impl<'a> TileChecker<'a> {
             valid: 0,
             problems: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapReader(HashMap<String, Vec<u8>>);
+
+    impl TileReader for MapReader {
+        fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
+            self.0
+                .get(path)
+                .cloned()
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, path))
+        }
+    }
+
+    /// c2sp.org/tlog-tiles lets a log delete a partial tile once its full tile is available:
+    /// a level-1 tile of an older tree is then checked against its full tile's prefix.
+    #[test]
+    fn a_deleted_partial_tile_is_checked_against_its_full_tile() {
+        let full: Vec<u8> = (0..=255u8).flat_map(|i| [i; 32]).collect();
+        let reader = MapReader(HashMap::from([("tile/1/001".to_owned(), full)]));
+        // 300 level-1 hashes: tile/1/001.p/44, which the reader no longer has.
+        let cp = Checkpoint {
+            origin: "log.example".into(),
+            size: 300 * 256,
+            root: [0; 32],
+        };
+        let mut tiles = TileChecker::new(&reader, &cp);
+        assert!(tiles.check(8, 256 + 3, &[3; 32]), "{:?}", tiles.problems);
+        assert!(!tiles.check(8, 256 + 4, &[3; 32]));
+        assert_eq!(tiles.problems.len(), 1, "{:?}", tiles.problems);
+        assert!(tiles.problems[0].contains("tile/1/001.p/44 has"));
     }
 }

@@ -23,6 +23,28 @@ fn line(s: &str) -> SignatureLine {
     SignatureLine::parse(s.trim_end_matches('\n')).unwrap()
 }
 
+/// `line`, a signature line of a 76-byte signature (its base64 ends in `==`), with non-zero
+/// trailing bits in its last base64 character: the same bytes to Go's `base64.StdEncoding`
+/// (and `note::SIG_B64`), malformed to a strict decoder.
+pub(crate) fn with_trailing_bits(line: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (head, b64) = line.trim_end_matches('\n').rsplit_once(' ').unwrap();
+    let data = b64.strip_suffix("==").unwrap();
+    let (keep, last) = data.split_at(data.len() - 1);
+    let v = ALPHABET
+        .iter()
+        .position(|&c| c == last.as_bytes()[0])
+        .unwrap();
+    // The low four bits of the last character are trailing bits: zero in the canonical form.
+    let tweaked = format!("{keep}{}==", char::from(ALPHABET[v | 1]));
+    assert!(B64.decode(&tweaked).is_err(), "a strict decoder refuses it");
+    assert_eq!(
+        note::SIG_B64.decode(&tweaked).unwrap(),
+        B64.decode(b64).unwrap()
+    );
+    format!("{head} {tweaked}\n")
+}
+
 #[test]
 fn signed_message_is_the_spec_example() {
     assert_eq!(
@@ -179,8 +201,51 @@ fn signature_lines_parse_strictly() {
     assert!(SignatureLine::parse("\u{2014} name").is_err());
     assert!(SignatureLine::parse("\u{2014} name !!!").is_err());
     assert!(SignatureLine::parse("\u{2014} name AAAA").is_err());
-    assert!(SignatureLine::parse_block("\u{2014} a AAAAAAA=", 10).is_err());
+    assert!(SignatureLine::parse_trusted_block("\u{2014} a AAAAAAA=", 10, &[]).is_err());
     let many = "\u{2014} a AAAAAAA=\n".repeat(3);
-    assert!(SignatureLine::parse_block(&many, 2).is_err());
-    assert_eq!(SignatureLine::parse_block(&many, 3).unwrap().len(), 3);
+    assert!(SignatureLine::parse_trusted_block(&many, 2, &[]).is_err());
+    assert!(
+        SignatureLine::parse_trusted_block(&many, 3, &[])
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// c2sp.org/signed-note: verifiers "MUST ignore signatures from unknown keys, even if they
+/// share a name or ID (but not both) with a known key"; c2sp.org/tlog-witness: "The client MUST
+/// ignore any cosignatures from unknown keys". Whatever an unknown key's line holds, the block
+/// keeps the trusted key's lines; base64 is read as Go reads it.
+#[test]
+fn trusted_block_ignores_whatever_unknown_keys_sent() {
+    let k = kat_key();
+    let v = k.verifier();
+    let mine = k.cosign(SPEC_BODY, SPEC_TIME).unwrap();
+    let stranger = CosignerKey::generate("stranger.example").unwrap();
+    let namesake = CosignerKey::generate("example.com").unwrap();
+    let unknown = [
+        with_trailing_bits(&stranger.cosign(SPEC_BODY, 1).unwrap()),
+        namesake.cosign(SPEC_BODY, 1).unwrap(),
+        "\u{2014} stranger.example !!!\n".to_owned(),
+        "\u{2014} stranger.example AAAA\n".to_owned(),
+        "\u{2014} stranger.example\n".to_owned(),
+        "\u{2014} bad+name AAAAAAA=\n".to_owned(),
+    ];
+    let block = format!("{}{}", unknown.concat(), with_trailing_bits(&mine));
+    let got = SignatureLine::parse_trusted_block(&block, 10, &[&v]).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0], line(&mine), "the same bytes as the canonical line");
+    assert!(v.verify(SPEC_BODY, &got[0]).is_some());
+    // A line naming the trusted key that does not parse may be that key's: refused, as is a
+    // line that is no signature line at all.
+    for bad in [
+        "\u{2014} example.com !!!\n",
+        "\u{2014} example.com AAAA\n",
+        "not a signature\n",
+    ] {
+        let block = format!("{mine}{bad}");
+        assert!(
+            SignatureLine::parse_trusted_block(&block, 10, &[&v]).is_err(),
+            "{bad:?}"
+        );
+    }
 }

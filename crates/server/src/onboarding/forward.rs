@@ -176,7 +176,9 @@ impl OnboardingService {
                             return;
                         };
                         last_seq = e.seq;
-                        ended = e.kind.is_terminal()
+                        // Once the run handed off or ended, its channel's close ends this
+                        // stream, whatever (if anything) it sent after that.
+                        ended |= e.kind.is_terminal()
                             || matches!(e.kind, EventKind::AwaitingAdmin { .. });
                         let Some(mut p) = mapper.map(&e, with_secret) else { continue };
                         // The secret goes out only once its claim is recorded, and only to the

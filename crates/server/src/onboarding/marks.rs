@@ -13,8 +13,9 @@ use crate::error::Result;
 /// Key prefix of "this signed-in onboarding was cancelled before its run" (value: epoch ms,
 /// big-endian).
 const CANCELLED_PREFIX: &str = "cancelled/";
-/// Key prefix of the idempotency key that started the onboarding's run (value: its SHA-256,
-/// so the key itself is not kept).
+/// Key prefix of the idempotency key that started the onboarding's run (value: the SHA-256 of
+/// the caller's invitation token and the key, so neither is kept, and the same key from another
+/// caller, such as a hand-off link's holder continuing the run, is not a repeat).
 const IDEMPOTENCY_PREFIX: &str = "idempotency/";
 
 impl OnboardingService {
@@ -55,15 +56,36 @@ impl OnboardingService {
             .await
     }
 
-    /// Remembers `key` as the idempotency key of the Provision call that started `id`'s run.
-    pub(super) async fn remember_idempotency_key(&self, id: &str, key: &str) -> Result<()> {
-        self.set_mark(IDEMPOTENCY_PREFIX, id, &Sha256::digest(key.as_bytes()))
+    /// Remembers `key` as the idempotency key of the Provision call that started `id`'s run,
+    /// made with invitation token `token` (empty: an operator).
+    pub(super) async fn remember_idempotency_key(
+        &self,
+        id: &str,
+        token: &str,
+        key: &str,
+    ) -> Result<()> {
+        self.set_mark(IDEMPOTENCY_PREFIX, id, &idempotency_tag(token, key))
             .await
     }
 
-    /// Whether `key` is the idempotency key of the Provision call that started `id`'s run.
-    pub(super) fn started_with_idempotency_key(&self, id: &str, key: &str) -> Result<bool> {
+    /// Whether `key`, with invitation token `token`, is what started `id`'s run.
+    pub(super) fn started_with_idempotency_key(
+        &self,
+        id: &str,
+        token: &str,
+        key: &str,
+    ) -> Result<bool> {
         let mark = self.mark(IDEMPOTENCY_PREFIX, id)?;
-        Ok(mark.is_some_and(|m| m == Sha256::digest(key.as_bytes()).as_slice()))
+        Ok(mark.is_some_and(|m| m == idempotency_tag(token, key)))
     }
+}
+
+/// What is kept of a Provision call's caller and idempotency key.
+fn idempotency_tag(token: &str, key: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    for part in ["onboard idempotency v1", token, key] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().to_vec()
 }

@@ -216,7 +216,11 @@ impl OnboardingService {
         // a reconnect after a server restart is a repeat too.
         let repeat = {
             let r = req.get_ref();
-            let (id, key) = (r.onboarding_id.as_str(), r.idempotency_key.as_str());
+            let (id, key, token) = (
+                r.onboarding_id.as_str(),
+                r.idempotency_key.as_str(),
+                r.invitation_token.as_str(),
+            );
             let failed = matches!(
                 self.app.engine().get(id),
                 Ok(Some(o)) if o.status == provision::Status::Failed
@@ -228,7 +232,7 @@ impl OnboardingService {
                     .get(id)
                     .and_then(|s| s.idempotency_key.as_deref())
                     == Some(key)
-                    || self.started_with_idempotency_key(id, key)?)
+                    || self.started_with_idempotency_key(id, token, key)?)
         };
         let rpc = if repeat {
             CustomerRpc::Watch
@@ -282,7 +286,9 @@ impl OnboardingService {
                 // The run is under way whatever happens here: without the mark only a
                 // reconnect after a restart is refused (it can Watch instead).
                 if !r.idempotency_key.is_empty()
-                    && let Err(e) = self.remember_idempotency_key(&id, &r.idempotency_key).await
+                    && let Err(e) = self
+                        .remember_idempotency_key(&id, &r.invitation_token, &r.idempotency_key)
+                        .await
                 {
                     tracing::warn!(error = %e, onboarding_id = %id, "idempotency key not stored");
                 }

@@ -44,6 +44,25 @@ pub struct ProvisionedSecret {
     pub value: SecretString,
 }
 
+/// An admin's delegated access token kept with an onboarding. `Debug` hides the token.
+#[derive(Clone)]
+pub struct AdminAccessToken {
+    /// The token; never log it.
+    pub token: SecretString,
+    /// When it expires (seconds since the Unix epoch), from the token response's `expires_in`:
+    /// Microsoft's access tokens are opaque to clients, so their `exp` claim is not read.
+    /// `None` for tokens kept before the expiry was recorded.
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for AdminAccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminAccessToken")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Whatever knows completed onboardings (the onboarding engine).
 pub trait Provisioned: Send + Sync {
     /// Every completed onboarding that made a registration with a secret.
@@ -51,10 +70,10 @@ pub trait Provisioned: Send + Sync {
 
     /// The signed-in admin's delegated access token kept with the latest completed onboarding
     /// that made `client_id` in `tenant_id`, if any. It may have expired (about an hour after
-    /// sign-in); callers check. Never log it.
+    /// sign-in); callers check its `expires_at`. Never log it.
     fn admin_access_token(
         &self,
         tenant_id: &str,
         client_id: &str,
-    ) -> Result<Option<SecretString>, CoreError>;
+    ) -> Result<Option<AdminAccessToken>, CoreError>;
 }

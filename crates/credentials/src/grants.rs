@@ -68,7 +68,7 @@ fn check_required(
     Ok(())
 }
 
-fn permission_name(p: &PermissionRef) -> String {
+pub(crate) fn permission_name(p: &PermissionRef) -> String {
     match p.resource {
         Resource::Graph => p.value.clone(),
         other => format!("{}/{}", other.display_name(), p.value),
@@ -125,7 +125,9 @@ fn role_display(template_id: &str) -> String {
 impl Credentials {
     /// Permissions and roles as Entra has them now: read with the tenant's admin session when
     /// there is one, else from fresh app-only tokens of the registration (`roles` per resource
-    /// and `wids`), which Entra issues from its current grants.
+    /// and `wids`), which Entra issues from its current grants; when Microsoft issues such a
+    /// token as an opaque string (not a readable JWT), from Graph with the registration's own
+    /// token, or FAILED_PRECONDITION saying why they cannot be determined.
     pub async fn list_grants(&self, r: &RegistrationRef) -> Result<Grants, CredentialsError> {
         let reg = self.registration(r)?;
         if self.admin_session(&reg.tenant_id)?.is_some() {
@@ -159,9 +161,11 @@ impl Credentials {
                 format!("{}/.default", res.app_id())
             };
             let t = self.app_token(reg, &scope).await?;
-            let claims = t
-                .access_token_claims()
-                .map_err(|e| CredentialsError::entra("token_claims", e))?;
+            // Microsoft: "access tokens must be treated as opaque strings … might not always be
+            // a JWT that can be decoded". One that is not: Graph is asked instead.
+            let Ok(claims) = t.access_token_claims() else {
+                return self.grants_via_own_graph(reg, res).await;
+            };
             for v in claims.roles {
                 out.permissions.push(permission_name(&PermissionRef {
                     resource: res,
@@ -178,28 +182,72 @@ impl Credentials {
         Ok(out)
     }
 
+    /// When an app-only token of `opaque_for` is not a readable JWT: the grants from Graph,
+    /// read with the registration's own Graph token. If it may not read them (it needs
+    /// `Application.Read.All` and `RoleManagement.Read.Directory` or more), the answer says
+    /// they cannot be determined this way and how they can.
+    async fn grants_via_own_graph(
+        &self,
+        reg: &Registration,
+        opaque_for: Resource,
+    ) -> Result<Grants, CredentialsError> {
+        tracing::info!(
+            client_id = %reg.client_id,
+            resource = opaque_for.display_name(),
+            "the app-only access token is not a readable JWT; reading the grants from Graph"
+        );
+        let t = self
+            .app_token(reg, "https://graph.microsoft.com/.default")
+            .await?;
+        let graph = self.inner.entra.graph(t.access_token);
+        self.grants_via(&graph, reg).await.map_err(|e| {
+            CredentialsError::FailedPrecondition(format!(
+                "the grants of registration {} cannot be determined without an admin session:                  Microsoft issued its access token for {} as an opaque string, not a readable                  JWT (Microsoft says clients must treat access tokens as opaque), and the                  registration's own token may not read them from Graph ({e}); sign an admin in                  for tenant {} to read them from Graph",
+                reg.client_id,
+                opaque_for.display_name(),
+                reg.tenant_id
+            ))
+        })
+    }
+
     /// From Graph reads (assignments of the SP, resolved to names).
     async fn grants_via(
         &self,
         graph: &GraphClient,
         reg: &Registration,
     ) -> Result<Grants, CredentialsError> {
+        let (mut permissions, roles) = self.held_via_graph(graph, reg).await?;
+        permissions.sort();
+        let mut roles: Vec<String> = roles.iter().map(|id| role_display(id)).collect();
+        roles.sort();
+        Ok(Grants {
+            permissions,
+            roles,
+            audit_seqs: vec![],
+        })
+    }
+
+    /// What the registration's service principal holds, read from Graph with `graph` (an
+    /// admin's token, or the registration's own when it may read them): its application
+    /// permissions of the APIs we know, by name, and its directory roles' template ids.
+    pub(crate) async fn held_via_graph(
+        &self,
+        graph: &GraphClient,
+        reg: &Registration,
+    ) -> Result<(Vec<String>, Vec<String>), CredentialsError> {
         // A standing registration: a 404 is an answer, not replication lag (fresh contexts).
         let (assignments, names) = self.app_role_assignments(graph, reg).await?;
-        let mut out = Grants::default();
-        for a in assignments {
-            if let Some(n) = names.get(&(a.resource_id.clone(), a.app_role_id.clone())) {
-                out.permissions.push(n.clone());
-            }
-        }
-        out.roles = held_roles(graph, reg)
-            .await?
+        let permissions = assignments
             .iter()
-            .map(|a| role_display(&a.role_definition_id))
+            .filter_map(|a| names.get(&(a.resource_id.clone(), a.app_role_id.clone())))
+            .cloned()
             .collect();
-        out.permissions.sort();
-        out.roles.sort();
-        Ok(out)
+        let roles = held_roles(graph, reg)
+            .await?
+            .into_iter()
+            .map(|a| a.role_definition_id)
+            .collect();
+        Ok((permissions, roles))
     }
 
     /// The SP's app-role assignments, and (resource SP id, app role id) → permission name for

@@ -371,7 +371,9 @@ impl Credentials {
             let t = self
                 .app_token(reg, "https://graph.microsoft.com/.default")
                 .await?;
-            if holds_owned_by(&t) {
+            // A token that is not a readable JWT cannot say: the write itself will (a 403
+            // when the grant is missing), so it is used rather than waited on.
+            if owned_by_claim(&t) != Some(false) {
                 return Ok(t);
             }
             let now = tokio::time::Instant::now();
@@ -395,6 +397,10 @@ impl Credentials {
 
     /// Whether the registration can rotate itself: its Graph token holds
     /// `Application.ReadWrite.OwnedBy` and its service principal is among the app's owners.
+    /// When the token is not a readable JWT (Microsoft: access tokens are opaque to clients),
+    /// the grant is read from Graph instead, with the tenant's admin session if there is one,
+    /// else the app's own token; if neither may read it, the answer is no (the admin-session
+    /// mode, which always works).
     pub(crate) async fn detect_self_rotation(&self, reg: &Registration) -> bool {
         let Ok(t) = self
             .app_token(reg, "https://graph.microsoft.com/.default")
@@ -402,10 +408,29 @@ impl Credentials {
         else {
             return false;
         };
-        if !holds_owned_by(&t) {
+        let graph = self.inner.entra.graph(t.access_token.clone());
+        let granted = match owned_by_claim(&t) {
+            Some(held) => held,
+            None => match self
+                .held_via_graph(&self.reader_graph(reg, &graph).await, reg)
+                .await
+            {
+                Ok((permissions, _)) => {
+                    permissions.iter().any(|p| p.eq_ignore_ascii_case(OWNED_BY))
+                }
+                Err(e) => {
+                    tracing::info!(
+                        client_id = %reg.client_id,
+                        error = %e,
+                        "the app's token is not a readable JWT and its grants could not be read                          from Graph; self-rotation is not assumed"
+                    );
+                    false
+                }
+            },
+        };
+        if !granted {
             return false;
         }
-        let graph = self.inner.entra.graph(t.access_token);
         let ctx = OpContext::new();
         let Ok(app) = graph.get_application_by_app_id(&reg.client_id, &ctx).await else {
             return false;
@@ -414,6 +439,15 @@ impl Credentials {
             .list_application_owners(&app.value.id, &ctx)
             .await
             .is_ok_and(|o| o.value.iter().any(|x| x.id == reg.sp_id))
+    }
+
+    /// Graph for reading what `reg` holds: the tenant's admin session when there is one, else
+    /// `own` (the registration's own token).
+    async fn reader_graph(&self, reg: &Registration, own: &GraphClient) -> GraphClient {
+        match self.admin_graph(&reg.tenant_id).await {
+            Ok(g) => g,
+            Err(_) => own.clone(),
+        }
     }
 
     /// Re-checks whether the registration can rotate itself and records the mode.
@@ -435,8 +469,11 @@ impl Credentials {
 /// The Graph permission self-rotation needs.
 const OWNED_BY: &str = "Application.ReadWrite.OwnedBy";
 
-/// Whether an app-only Graph token carries [`OWNED_BY`].
-fn holds_owned_by(t: &TokenSet) -> bool {
+/// Whether an app-only Graph token carries [`OWNED_BY`]; `None` when the token is not a
+/// readable JWT, which Microsoft allows for its APIs' tokens ("access tokens must be treated as
+/// opaque strings"): unknown, not a no.
+fn owned_by_claim(t: &TokenSet) -> Option<bool> {
     t.access_token_claims()
-        .is_ok_and(|c| c.roles.iter().any(|r| r.eq_ignore_ascii_case(OWNED_BY)))
+        .ok()
+        .map(|c| c.roles.iter().any(|r| r.eq_ignore_ascii_case(OWNED_BY)))
 }

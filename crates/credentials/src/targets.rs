@@ -127,7 +127,7 @@ impl RegistryTargets {
             Err(CredentialsError::NoAdminSession { .. }) => {}
             Err(e) => return Err(targets_err(e)),
         }
-        let Some(token) = self
+        let Some(kept) = self
             .provisioned
             .admin_access_token(tenant_id, client_id)
             .map_err(|e| VerifyError::Targets(e.to_string()))?
@@ -135,11 +135,17 @@ impl RegistryTargets {
             return Ok(None);
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let valid = entra_client::access_token_claims(&token)
-            .ok()
-            .and_then(|c| c.exp)
-            .is_some_and(|exp| exp > now + TOKEN_MARGIN_SECS);
-        Ok(valid.then_some(token))
+        // The expiry the token response gave. Microsoft's access tokens are opaque to clients
+        // ("might not always be a JWT that can be decoded"); only a record kept before the
+        // expiry was recorded falls back to the token's `exp` claim, and a token whose expiry
+        // is unknown either way is not used (the checks then say no admin session).
+        let expires_at = kept.expires_at.or_else(|| {
+            entra_client::access_token_claims(&kept.token)
+                .ok()
+                .and_then(|c| c.exp)
+        });
+        let valid = expires_at.is_some_and(|exp| exp > now + TOKEN_MARGIN_SECS);
+        Ok(valid.then_some(kept.token))
     }
 
     async fn input(&self, r: &RegistrationRef, service: &str) -> Result<VerifyInput, VerifyError> {

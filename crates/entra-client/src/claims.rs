@@ -97,6 +97,12 @@ pub struct AccessTokenClaims {
 
 /// Decodes an access token's claims without checking its signature (see [`AccessTokenClaims`]).
 /// Errors name the problem, never the token.
+///
+/// Only ever a hint. Microsoft: "access tokens must be treated as opaque strings … Tokens that
+/// a Microsoft API receives might not always be a JWT that can be decoded. Clients should use
+/// the token response data." (Learn, access-tokens). So an error here means "unknown", never a
+/// reason to fail: the expiry is [`TokenSet::expires_in`], and what a token grants is Graph's
+/// to say (docs/microsoft.md §19).
 pub fn access_token_claims(token: &SecretString) -> Result<AccessTokenClaims, EntraError> {
     decode_payload(token.expose_secret(), "access_token_claims")
 }

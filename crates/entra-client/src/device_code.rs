@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::error::{EntraError, StsError};
+use crate::error::{EntraError, StsError, TransportErrorKind};
 use crate::retry::OpContext;
 use crate::sts::{DurationSecs, StsClient, TokenSet};
 use crate::transport::HttpResponse;
@@ -152,6 +152,12 @@ pub struct DeviceCodeFlow {
     expires_at: Instant,
     /// Polls made so far.
     polls: u32,
+    /// Polls in a row whose answer was lost; a poll is never re-sent at once (it may have
+    /// redeemed the code), the next scheduled poll asks again.
+    lost_in_a_row: u32,
+    /// The last poll's answer was lost: a refusal of the code as redeemed or expired now means
+    /// that poll probably completed the sign-in ([`EntraError::SignInAnswerLost`]).
+    answer_lost: bool,
     /// One client-request-id for the whole sign-in, so its polls correlate.
     ctx: OpContext,
 }
@@ -186,6 +192,8 @@ impl DeviceCodeFlow {
             interval,
             expires_at,
             polls: 0,
+            lost_in_a_row: 0,
+            answer_lost: false,
             ctx: OpContext::new(),
         }
     }
@@ -215,7 +223,9 @@ impl DeviceCodeFlow {
 
     /// Makes one token request now. Terminal outcomes are errors:
     /// [`EntraError::DeviceCodeDeclined`], [`EntraError::DeviceCodeExpired`],
-    /// [`EntraError::BadVerificationCode`], or any other STS error.
+    /// [`EntraError::BadVerificationCode`], [`EntraError::SignInAnswerLost`], or any other STS
+    /// error. A poll whose answer is lost is reported as pending (the next poll is its retry),
+    /// unless the retry policy's `max_attempts` polls in a row were lost.
     pub async fn poll_once(&mut self) -> Result<PollOutcome, EntraError> {
         self.polls += 1;
         let res = self
@@ -232,7 +242,37 @@ impl DeviceCodeFlow {
                 tracing::info!(tenant = %self.tenant, polls = self.polls, "device code sign-in completed");
                 Ok(PollOutcome::Done(tokens))
             }
-            Err(EntraError::Sts(e)) => self.on_sts_error(e),
+            Err(e) if answer_lost(&e) => {
+                self.lost_in_a_row += 1;
+                self.answer_lost = true;
+                if self.lost_in_a_row >= self.sts.shared().policy.max_attempts {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    tenant = %self.tenant,
+                    polls = self.polls,
+                    error = %e,
+                    "device code poll: the answer was lost; not sent again, the next poll asks"
+                );
+                Ok(PollOutcome::Pending {
+                    next_poll_in: self.interval,
+                })
+            }
+            Err(EntraError::Sts(e)) => {
+                self.lost_in_a_row = 0;
+                let after_lost = std::mem::take(&mut self.answer_lost);
+                if after_lost && refuses_the_code(&e) {
+                    tracing::warn!(
+                        tenant = %self.tenant,
+                        polls = self.polls,
+                        error = %e.error,
+                        aadsts = e.code.unwrap_or(0),
+                        "device code refused after a lost poll: the sign-in must be started again"
+                    );
+                    return Err(EntraError::SignInAnswerLost(e));
+                }
+                self.on_sts_error(e)
+            }
             Err(other) => Err(other),
         }
     }
@@ -295,6 +335,34 @@ impl DeviceCodeFlow {
             });
         }
     }
+}
+
+/// A poll that reached the STS and whose outcome is unknown: a timeout or a connection lost
+/// after sending, or a 500, 502 or 504 (a 503 and `temporarily_unavailable` say the request was
+/// not acted on; those are retried within the poll).
+fn answer_lost(e: &EntraError) -> bool {
+    match e {
+        EntraError::Transport { kind, .. } => {
+            matches!(
+                kind,
+                TransportErrorKind::Timeout | TransportErrorKind::Other
+            )
+        }
+        EntraError::Sts(s) => {
+            matches!(s.http_status, 500 | 502 | 504) && s.error != "temporarily_unavailable"
+        }
+        _ => false,
+    }
+}
+
+/// The STS's ways of refusing a device code that was redeemed (or has expired) meanwhile:
+/// `invalid_grant` (Microsoft's answer to a redeemed code, e.g. AADSTS54005), `expired_token`
+/// and `bad_verification_code` (70019, 70020, 70018).
+fn refuses_the_code(e: &StsError) -> bool {
+    matches!(
+        e.error.as_str(),
+        "invalid_grant" | "expired_token" | "bad_verification_code"
+    ) || matches!(e.code, Some(54005 | 70018 | 70019 | 70020))
 }
 
 #[cfg(test)]
@@ -444,5 +512,78 @@ mod tests {
         );
         // Polls at 5 s, 10 s and 12 s (capped by expiry), then the local clock says expired.
         assert_eq!(fake.seen().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_poll_is_not_resent_and_a_redeemed_code_then_asks_for_a_new_sign_in() {
+        use crate::testing::Scripted;
+        let redeemed = || sts_err(400, "invalid_grant", 54005);
+        for lost in [
+            Scripted::Fail(TransportErrorKind::Timeout),
+            Scripted::Fail(TransportErrorKind::Other),
+            sts_err(504, "http_504", 0),
+        ] {
+            let (mut flow, fake) = start(vec![lost, redeemed()]).await;
+            let mut ticks = Vec::new();
+            let err = flow
+                .poll_until_done(|t| ticks.push(t.clone()))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, EntraError::SignInAnswerLost(_)), "{err:?}");
+            assert!(err.to_string().contains("must be started again"), "{err}");
+            assert_eq!(err.aadsts(), Some(54005));
+            // The lost poll was not sent again at once: the next poll came a full interval later.
+            let seen = fake.seen();
+            assert_eq!(seen.len(), 3);
+            assert_eq!(seen[2].at - seen[1].at, Duration::from_secs(5));
+            assert_eq!(ticks.len(), 1, "the lost poll is reported as pending");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_poll_before_the_user_finished_is_just_a_missed_poll() {
+        use crate::testing::Scripted;
+        let (mut flow, fake) = start(vec![
+            Scripted::Fail(TransportErrorKind::Timeout),
+            sts_err(400, "authorization_pending", 70016),
+            token_ok("user-access"),
+        ])
+        .await;
+        let tokens = flow.poll_until_done(|_| {}).await.unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&tokens.access_token),
+            "user-access"
+        );
+        assert_eq!(fake.seen().len(), 4);
+        // An answered poll clears the lost one: a later refusal is the STS's own answer.
+        let (mut flow, _) = start(vec![
+            Scripted::Fail(TransportErrorKind::Timeout),
+            sts_err(400, "authorization_pending", 70016),
+            sts_err(400, "invalid_grant", 54005),
+        ])
+        .await;
+        let err = flow.poll_until_done(|_| {}).await.unwrap_err();
+        assert!(matches!(err, EntraError::Sts(_)), "{err:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_lost_in_a_row_end_at_the_retry_budget() {
+        use crate::testing::Scripted;
+        let lost: Vec<Scripted> = (0..6)
+            .map(|_| Scripted::Fail(TransportErrorKind::Timeout))
+            .collect();
+        let (mut flow, fake) = start(lost).await;
+        let err = flow.poll_until_done(|_| {}).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EntraError::Transport {
+                    kind: TransportErrorKind::Timeout,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(fake.seen().len(), 7, "the code request and six polls");
     }
 }

@@ -68,6 +68,12 @@ pub enum EntraError {
     /// The device code expired before the user finished; `None` when our own clock saw it first.
     #[error("the device code expired before the sign-in completed")]
     DeviceCodeExpired(Option<Box<StsError>>),
+    /// A device-code poll went unanswered (timeout, broken connection, 500/502/504), so the
+    /// sign-in may have completed and redeemed the code then; the next poll was refused as
+    /// redeemed or expired (`invalid_grant`, `expired_token`, `bad_verification_code`).
+    /// Microsoft redeems a device code once, so only a new sign-in helps.
+    #[error("the sign-in must be started again: a device-code poll's answer was lost (the sign-in may have completed then), and the identity platform now refuses the code as redeemed or expired ({}{})", .0.error, fmt_aadsts(.0.code))]
+    SignInAnswerLost(Box<StsError>),
     /// The STS did not recognise the device code (`bad_verification_code`): a client bug, not a retry.
     #[error("the device code was not recognised{}", fmt_aadsts(.0.code))]
     BadVerificationCode(Box<StsError>),
@@ -179,6 +185,7 @@ impl EntraError {
         match self.root() {
             EntraError::Sts(e)
             | EntraError::DeviceCodeDeclined(e)
+            | EntraError::SignInAnswerLost(e)
             | EntraError::BadVerificationCode(e) => e.code,
             EntraError::DeviceCodeExpired(Some(e)) => e.code,
             _ => None,
@@ -228,6 +235,7 @@ impl EntraError {
         match self.root() {
             EntraError::Sts(e)
             | EntraError::DeviceCodeDeclined(e)
+            | EntraError::SignInAnswerLost(e)
             | EntraError::BadVerificationCode(e) => Some(e),
             EntraError::DeviceCodeExpired(Some(e)) => Some(e),
             _ => None,

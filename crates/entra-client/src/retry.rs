@@ -257,8 +257,9 @@ pub fn classify(err: &EntraError, after_create: bool, idempotent: bool) -> Optio
             })
         }
         EntraError::Sts(e) => {
-            if e.error == "temporarily_unavailable"
-                || matches!(e.http_status, 500 | 502 | 503 | 504)
+            // As for Graph: a 500/502/504 may follow a request that was acted on.
+            let lost = matches!(e.http_status, 500 | 502 | 504);
+            if e.error == "temporarily_unavailable" || e.http_status == 503 || (lost && idempotent)
             {
                 return Some(RetryReason::ServerError {
                     status: e.http_status,
@@ -523,6 +524,9 @@ mod tests {
             assert_eq!(e.is_unanswered_write(), status != 503);
         }
         assert!(classify(&sts(400, "temporarily_unavailable", 0), false, true).is_some());
+        // A device-code poll (not repeatable) answered 500/504 may have redeemed its code.
+        assert_eq!(classify(&sts(504, "http_504", 0), false, false), None);
+        assert!(classify(&sts(503, "http_503", 0), false, false).is_some());
     }
 
     #[test]

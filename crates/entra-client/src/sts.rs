@@ -158,7 +158,7 @@ impl StsClient {
         let form = [("client_id", client_id), ("scope", scope.as_str())];
         let body = encode_form(&form)?;
         let (resp, _) = self
-            .post_form("device_code_request", url, body, ctx)
+            .post_form("device_code_request", url, body, true, ctx)
             .await?;
         let auth = DeviceAuthorization::from_body(&resp)?;
         tracing::info!(
@@ -193,6 +193,7 @@ impl StsClient {
                 tenant,
                 client_id,
                 &form,
+                true,
                 ctx,
             )
             .await?;
@@ -226,12 +227,15 @@ impl StsClient {
             tenant,
             client_id,
             &form,
+            true,
             ctx,
         )
         .await
     }
 
-    /// One device-code token poll (no interval logic; see [`DeviceCodeFlow`]).
+    /// One device-code token poll (no interval logic; see [`DeviceCodeFlow`]). Sent once: a
+    /// poll whose answer is lost may have redeemed the code, which Microsoft redeems only once
+    /// (`invalid_grant` afterwards), so only the flow's next scheduled poll asks again.
     pub(crate) async fn poll_device_code(
         &self,
         tenant: &str,
@@ -247,13 +251,15 @@ impl StsClient {
             tenant,
             client_id,
             &form,
+            false,
             ctx,
         )
         .await
     }
 
     /// One token request to `tenant`'s token endpoint: `grant_type`, `client_id`, then the
-    /// grant's own `fields`.
+    /// grant's own `fields`. `repeatable`: see [`Self::post_form`].
+    #[allow(clippy::too_many_arguments)]
     async fn token_grant(
         &self,
         operation: &'static str,
@@ -261,31 +267,39 @@ impl StsClient {
         tenant: &str,
         client_id: &str,
         fields: &[(&str, &str)],
+        repeatable: bool,
         ctx: &OpContext,
     ) -> Result<TokenSet, EntraError> {
         let url = self.endpoint(tenant, "token")?;
         let mut form = vec![("grant_type", grant_type), ("client_id", client_id)];
         form.extend_from_slice(fields);
         let body = encode_form(&form)?;
-        let (resp, _) = self.post_form(operation, url, body, ctx).await?;
+        let (resp, _) = self
+            .post_form(operation, url, body, repeatable, ctx)
+            .await?;
         parse_tokens(operation, &resp)
     }
 
     /// POSTs a form with transient retries; non-2xx answers become [`EntraError::Sts`].
+    /// `repeatable`: sending it again after a lost answer (timeout, broken connection, 500,
+    /// 502, 504) is harmless. True for device-code requests, refresh and client credentials
+    /// (a second answer is just another token); false for a device-code poll, which may have
+    /// redeemed its single-use code before its answer was lost. A 429, a 503 and a failed
+    /// connect were not acted on and are retried either way.
     async fn post_form(
         &self,
         operation: &'static str,
         url: Url,
         body: Vec<u8>,
+        repeatable: bool,
         ctx: &OpContext,
     ) -> Result<(HttpResponse, u32), EntraError> {
         let retrier = Retrier {
             policy: &self.shared.policy,
             clock: self.shared.clock.as_ref(),
         };
-        // Token requests have no side effects worth guarding, so timeouts are retried too.
         retrier
-            .run(operation, ctx, true, || {
+            .run(operation, ctx, repeatable, || {
                 let mut headers = HeaderMap::new();
                 headers.insert(
                     CONTENT_TYPE,

@@ -385,3 +385,69 @@ async fn a_create_refused_with_500_before_landing_is_sent_again_after_looking() 
     let sps = ok(g.find_service_principals_by_display_name("lp-refused", &OpContext::new())).await;
     assert_eq!(sps.len(), 1);
 }
+
+#[tokio::test]
+async fn a_delete_whose_answer_is_lost_is_done_when_the_retry_finds_it_gone() {
+    let (env, g) = admin_under(calm()).await;
+    let app = new_app(&g, "lp-lost-delete").await;
+    let sp = ok(g.create_service_principal(&app.app_id, &OpContext::new())).await;
+    let graph_sp =
+        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
+    let role = graph_sp.app_role("User.Read.All").unwrap().id.clone();
+    let grant = ok(g.grant_app_role(&graph_sp.id, &sp.id, &role, &OpContext::new())).await;
+    let assignment =
+        ok(g.assign_directory_role(TEAMS_ADMINISTRATOR, &sp.id, &OpContext::new())).await;
+
+    // Each DELETE's first attempt lands and then answers 500 or 504 (the answer is lost); the
+    // retry meets 404 Request_ResourceNotFound, which is the delete done.
+    for status in [500, 504] {
+        env.sim.set_faults(Faults {
+            error_rate: 1.0,
+            error_status: Some(status),
+            errors_after_write: true,
+            max_faults_per_operation: Some(1),
+            ..calm()
+        });
+        let (events, ctx) = recorder();
+        let done = if status == 500 {
+            g.revoke_app_role(&graph_sp.id, &grant.id, &ctx).await
+        } else {
+            g.remove_directory_role_assignment(&assignment.id, &ctx)
+                .await
+        }
+        .unwrap();
+        assert!(done.meta.deleted_by_earlier_attempt, "{status}");
+        assert_eq!(done.meta.status, 404);
+        assert_eq!(done.meta.attempts, 2);
+        assert_eq!(events.lock().unwrap().len(), 1, "one retry reported");
+    }
+    env.sim.set_faults(calm());
+    let quiet = OpContext::new();
+    assert!(
+        ok(g.list_app_role_assignments(&sp.id, &quiet))
+            .await
+            .is_empty()
+    );
+    assert!(
+        ok(g.list_directory_role_assignments(&sp.id, &quiet))
+            .await
+            .is_empty()
+    );
+    // The application last (its service principal goes with it), its answer lost too.
+    env.sim.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(504),
+        errors_after_write: true,
+        max_faults_per_operation: Some(1),
+        ..calm()
+    });
+    let done = g
+        .delete_application(&app.id, &OpContext::new())
+        .await
+        .unwrap();
+    assert!(done.meta.deleted_by_earlier_attempt);
+    env.sim.set_faults(calm());
+    // A 404 on the first attempt is still an error: nothing of ours removed it.
+    let err = g.delete_application(&app.id, &quiet).await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+}

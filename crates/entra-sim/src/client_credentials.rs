@@ -8,7 +8,7 @@ use crate::state::{Inner, Shared, sha256_hex, unix_now};
 use crate::sts::{
     Grant, Params, app_not_found, missing_param, missing_secret, param, server_error,
 };
-use crate::tokens::{resource_for, token_response};
+use crate::tokens::{issued_access_token, resource_for, token_response};
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get("authorization")?.to_str().ok()?;
@@ -135,5 +135,6 @@ pub fn client_credentials(
     let token = s
         .app_access_token(dir, sp, &resource, &roles)
         .map_err(|e| server_error(ids, e))?;
+    let token = issued_access_token(token, &resource, inner.faults.opaque_access_tokens);
     Ok(token_response(token, None, None, None, None))
 }

@@ -11,8 +11,8 @@ pub fn unverified_publisher() -> Value {
     json!({"addedDateTime": null, "displayName": null, "verifiedPublisherId": null})
 }
 
-/// Properties an application has, with the values Graph returns when nothing set them. The
-/// writable ones are also what a client may send (see [`APP_READ_ONLY`] for the rest).
+/// Properties an application has, with the values Graph returns when nothing set them: what a
+/// client may send, except [`APP_READ_ONLY`].
 pub fn application_defaults() -> Map<String, Value> {
     let v = json!({
         "addIns": [],
@@ -55,20 +55,87 @@ pub fn application_defaults() -> Map<String, Value> {
     }
 }
 
-/// Application properties Graph sets itself: a client echoing them back is ignored.
+/// Application properties only Graph sets. A body that names one is refused with 400
+/// `Request_BadRequest` "Property '<name>' is read-only and cannot be set." (seen from Graph for
+/// `disabledByMicrosoftStatus`). Microsoft's application resource page marks `id`, `appId`,
+/// `applicationTemplateId`, `createdDateTime`, `deletedDateTime` and `publisherDomain`
+/// "Read-only"; `disabledByMicrosoftStatus` and `certification` are Microsoft's verdicts on the
+/// app, and `verifiedPublisher` is "set using setVerifiedPublisher and can only be removed using
+/// unsetVerifiedPublisher" (verifiedPublisher resource).
 pub const APP_READ_ONLY: &[&str] = &[
     "id",
     "appId",
-    "createdDateTime",
-    "publisherDomain",
-    "deletedDateTime",
     "applicationTemplateId",
-    "certification",
+    "createdDateTime",
+    "deletedDateTime",
+    "publisherDomain",
     "disabledByMicrosoftStatus",
+    "certification",
     "verifiedPublisher",
-    "defaultRedirectUri",
-    "@odata.type",
-    "@odata.context",
+];
+
+/// `servicePrincipal`'s v1.0 properties (Microsoft's OpenAPI description, as in
+/// `tests/data/graph-v1.0/servicePrincipal.json`): a create body naming anything else is refused.
+pub const SP_PROPERTIES: &[&str] = &[
+    "accountEnabled",
+    "addIns",
+    "alternativeNames",
+    "appDescription",
+    "appDisplayName",
+    "appId",
+    "appOwnerOrganizationId",
+    "appRoleAssignmentRequired",
+    "appRoles",
+    "applicationTemplateId",
+    "customSecurityAttributes",
+    "deletedDateTime",
+    "description",
+    "disabledByMicrosoftStatus",
+    "displayName",
+    "homepage",
+    "id",
+    "info",
+    "keyCredentials",
+    "loginUrl",
+    "logoutUrl",
+    "notes",
+    "notificationEmailAddresses",
+    "oauth2PermissionScopes",
+    "passwordCredentials",
+    "preferredSingleSignOnMode",
+    "preferredTokenSigningKeyThumbprint",
+    "replyUrls",
+    "resourceSpecificApplicationPermissions",
+    "samlSingleSignOnSettings",
+    "servicePrincipalNames",
+    "servicePrincipalType",
+    "signInAudience",
+    "tags",
+    "tokenEncryptionKeyId",
+    "verifiedPublisher",
+];
+
+/// `appRoleAssignment`'s v1.0 properties (`tests/data/graph-v1.0/appRoleAssignment.json`).
+pub const APP_ROLE_ASSIGNMENT_PROPERTIES: &[&str] = &[
+    "appRoleId",
+    "createdDateTime",
+    "deletedDateTime",
+    "id",
+    "principalDisplayName",
+    "principalId",
+    "principalType",
+    "resourceDisplayName",
+    "resourceId",
+];
+
+/// `unifiedRoleAssignment`'s v1.0 properties (`tests/data/graph-v1.0/unifiedRoleAssignment.json`).
+pub const ROLE_ASSIGNMENT_PROPERTIES: &[&str] = &[
+    "appScopeId",
+    "condition",
+    "directoryScopeId",
+    "id",
+    "principalId",
+    "roleDefinitionId",
 ];
 
 /// Adds to `value` every property of `defaults` it lacks, one level into nested objects (a

@@ -36,6 +36,12 @@ pub struct Faults {
     /// error="insufficient_claims", claims="<base64 claims request>"` and an
     /// `InvalidAuthenticationToken` body. App-only tokens are not affected.
     pub claims_challenge: bool,
+    /// Access tokens for Microsoft's own APIs (Microsoft Graph, the Skype and Teams Tenant
+    /// Admin API) are opaque strings, not JWTs. Microsoft: "access tokens must be treated as
+    /// opaque strings … Tokens that a Microsoft API receives might not always be a JWT that
+    /// can be decoded. Clients should use the token response data." (Learn, access-tokens).
+    /// Graph still accepts them; a client that reads claims from them finds none.
+    pub opaque_access_tokens: bool,
     /// Extra delay before every answer, to exercise client timeouts and progress reporting.
     pub latency_ms: u64,
     /// Seed for the rate draws; `None` seeds from the clock (not reproducible).
@@ -68,6 +74,7 @@ impl Default for Faults {
             error_status: None,
             errors_after_write: false,
             claims_challenge: false,
+            opaque_access_tokens: false,
             latency_ms: 0,
             seed: None,
             max_faults_per_operation: None,

@@ -6,7 +6,7 @@
 //! assignments, delegated grants, directory role assignments), with Entra's authorization
 //! rules, OData errors and paging, and switchable faults (replication lag, throttling, 5xx,
 //! latency, declined or expiring sign-ins, app management policies, Conditional Access claims
-//! challenges).
+//! challenges, opaque access tokens).
 //!
 //! # Using it
 //!
@@ -109,6 +109,10 @@ pub struct SimArgs {
     /// challenge (401, `WWW-Authenticate: Bearer … error="insufficient_claims", claims="…"`).
     #[arg(long)]
     pub claims_challenge: bool,
+    /// Fault: access tokens for Microsoft Graph and the Teams Tenant Admin API are opaque
+    /// strings, not JWTs (Microsoft reserves the right; clients must not read them).
+    #[arg(long)]
+    pub opaque_access_tokens: bool,
     /// Fault: delay added to every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
@@ -152,6 +156,7 @@ impl SimArgs {
             error_status: None,
             errors_after_write: self.errors_after_write,
             claims_challenge: self.claims_challenge,
+            opaque_access_tokens: self.opaque_access_tokens,
             latency_ms: self.latency_ms,
             seed: self.fault_seed,
             decline_all_signins: self.decline_all_signins,

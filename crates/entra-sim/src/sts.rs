@@ -13,7 +13,9 @@ use crate::http::{ReqIds, sts_error};
 use crate::state::{
     DeviceSession, DeviceStatus, Inner, RefreshSession, Shared, random_key, sha256_hex,
 };
-use crate::tokens::{client_info, granted_scope_string, parse_scopes, token_response};
+use crate::tokens::{
+    client_info, granted_scope_string, issued_access_token, parse_scopes, token_response,
+};
 
 pub type Params = HashMap<String, String>;
 
@@ -429,6 +431,7 @@ fn issue_user_tokens(
             &perms,
         )
         .map_err(server_error)?;
+    let access = issued_access_token(access, &resource, inner.faults.opaque_access_tokens);
     let id_token = if parsed.oidc.iter().any(|o| o == "openid") {
         Some(
             s.id_token(dir, &user, &client.app_id)

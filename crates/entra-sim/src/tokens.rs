@@ -128,6 +128,41 @@ fn wids(dir: &Directory, principal_id: &str, is_user: bool) -> Vec<String> {
     w
 }
 
+/// Start of the emulator's opaque access tokens (Microsoft's own opaque tokens start alike).
+const OPAQUE_PREFIX: &str = "EwA";
+
+/// What the STS hands out as the access token for `resource`: the signed JWT, or, when
+/// `opaque` (`Faults::opaque_access_tokens`) and the resource is one of Microsoft's own APIs,
+/// an opaque string (no dots; its content is the emulator's own business) that only the
+/// emulator's Graph reads back ([`jwt_of`]).
+pub fn issued_access_token(jwt: String, resource: &Resource, opaque: bool) -> String {
+    let microsoft_api = [GRAPH_APP_ID, TEAMS_APP_ID]
+        .iter()
+        .any(|id| resource.app_id.eq_ignore_ascii_case(id));
+    if opaque && microsoft_api {
+        use base64::Engine;
+        let inner = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jwt);
+        format!("{OPAQUE_PREFIX}{inner}")
+    } else {
+        jwt
+    }
+}
+
+/// The JWT behind an access token the emulator issued, opaque or not; `None` for an opaque
+/// string it did not make.
+pub fn jwt_of(token: &str) -> Option<String> {
+    use base64::Engine;
+    match token.strip_prefix(OPAQUE_PREFIX) {
+        Some(inner) if !token.contains('.') => {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(inner)
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        _ => Some(token.to_owned()),
+    }
+}
+
 impl Shared {
     fn v1_issuer(&self, tid: &str) -> String {
         // Graph and Teams tokens are v1.0 tokens, whose issuer is sts.windows.net even when

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use entra_sim::Faults;
 use serde_json::{Value, json};
-use testkit::wire::ids::{APPLICATION_READ_WRITE_ALL, TEAMS_ADMIN, USER_READ_ALL};
+use testkit::wire::ids::{APPLICATION_READ_WRITE_ALL, TEAMS, TEAMS_ADMIN, USER_READ_ALL};
 use testkit::wire::{Wire, access_claims, str_of};
 
 /// Long enough that a loaded CI machine still makes the follow-up calls inside the window.
@@ -348,5 +348,45 @@ async fn claims_challenge_refuses_delegated_tokens_in_microsofts_form() {
     assert_ne!(r.status, 401, "{}", r.text);
     env.sim.set_faults(Faults::default());
     env.get(&ga, "/me").await.expect(200);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn opaque_access_tokens_are_not_jwts_and_graph_still_takes_them() {
+    let (env, jwt_admin) = Wire::signed_in("globaladmin").await;
+    assert_eq!(
+        jwt_admin.split('.').count(),
+        3,
+        "a JWT while the switch is off"
+    );
+    let (app, _, secret) = env.provision(&jwt_admin, "opaque").await;
+    env.sim.set_faults(Faults {
+        opaque_access_tokens: true,
+        ..Faults::default()
+    });
+    let admin = env.access_token("globaladmin").await;
+    let app_token = env.app_token(&app, &secret).await.access_token();
+    let teams = env
+        .client_credentials(
+            &str_of(&app["appId"]),
+            &secret,
+            &format!("{TEAMS}/.default"),
+        )
+        .await
+        .access_token();
+    for t in [&admin, &app_token, &teams] {
+        assert!(!t.contains('.'), "not a JWS compact serialization");
+    }
+    // Graph accepts them, as Microsoft's own API does.
+    let me = env.get(&admin, "/me").await.expect(200);
+    assert_eq!(str_of(&me["userPrincipalName"]), env.upn("globaladmin"));
+    // The app holds no Graph permission: refused for that (403), not as a bad token (401).
+    let own = env.get(&app_token, "/applications").await;
+    assert_eq!(own.status.as_u16(), 403, "{}", own.text);
+    env.get(&jwt_admin, "/me").await.expect(200);
+    // A made-up opaque string is still refused.
+    env.get("EwAnotatoken", "/me")
+        .await
+        .expect_error(401, "InvalidAuthenticationToken");
     env.sim.shutdown().await;
 }

@@ -159,3 +159,90 @@ async fn app_only_tokens_carry_the_default_wid() {
     assert_eq!(wids, default, "no directory roles, only the default");
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn read_only_and_unknown_properties_are_refused_not_skipped() {
+    let (env, t) = Wire::signed_in("globaladmin").await;
+    let read_only = |name: &str| format!("Property '{name}' is read-only and cannot be set.");
+    // Graph answered this for disabledByMicrosoftStatus; Microsoft's application page marks the
+    // others read-only.
+    for (prop, value) in [
+        ("disabledByMicrosoftStatus", json!("NotDisabled")),
+        ("appId", json!("11111111-2222-4333-8444-555555555555")),
+        ("id", json!("11111111-2222-4333-8444-555555555555")),
+        ("publisherDomain", json!("contoso.onmicrosoft.com")),
+        ("createdDateTime", json!("2026-01-01T00:00:00Z")),
+    ] {
+        let mut body = json!({"displayName": "ro"});
+        body[prop] = value;
+        let err = env
+            .post(&t, "/applications", body.clone())
+            .await
+            .expect_error(400, "Request_BadRequest");
+        assert_eq!(str_of(&err["error"]["message"]), read_only(prop));
+        let path = "/applications(uniqueName='ro-upsert')";
+        let err = env
+            .upsert(&t, path, body)
+            .await
+            .expect_error(400, "Request_BadRequest");
+        assert_eq!(str_of(&err["error"]["message"]), read_only(prop));
+    }
+    // OData annotations are not properties.
+    let body = json!({"@odata.type": "#microsoft.graph.application", "displayName": "ro"});
+    let app = env.post(&t, "/applications", body).await.expect(201);
+    let app_path = format!("/applications/{}", str_of(&app["id"]));
+    let err = env
+        .patch(&t, &app_path, json!({"disabledByMicrosoftStatus": null}))
+        .await
+        .expect_error(400, "Request_BadRequest");
+    assert_eq!(
+        str_of(&err["error"]["message"]),
+        read_only("disabledByMicrosoftStatus")
+    );
+
+    // The other creates refuse a property their type does not have, as applications do.
+    let unknown = |err: &Value, ty: &str| {
+        let m = str_of(&err["error"]["message"]);
+        assert!(
+            m.starts_with(&format!(
+                "The property 'madeUp' does not exist on type 'microsoft.graph.{ty}'."
+            )),
+            "{m}"
+        );
+    };
+    let body = json!({"appId": app["appId"], "madeUp": 1});
+    let err = env
+        .post(&t, "/servicePrincipals", body)
+        .await
+        .expect_error(400, "BadRequest");
+    unknown(&err, "servicePrincipal");
+    let sp = env
+        .post(&t, "/servicePrincipals", json!({"appId": app["appId"]}))
+        .await
+        .expect(201);
+    let graph_sp = env.graph_sp_id(&t).await;
+    let path = format!("/servicePrincipals/{graph_sp}/appRoleAssignedTo");
+    let grant =
+        json!({"principalId": sp["id"], "resourceId": graph_sp, "appRoleId": USER_READ_ALL});
+    let mut odd = grant.clone();
+    odd["madeUp"] = json!(1);
+    let err = env
+        .post(&t, &path, odd)
+        .await
+        .expect_error(400, "BadRequest");
+    unknown(&err, "appRoleAssignment");
+    env.post(&t, &path, grant).await.expect(201);
+    let path = "/roleManagement/directory/roleAssignments";
+    let teams_admin = "69091246-20e8-4a56-aa4d-066075b2a7a8";
+    let role =
+        json!({"principalId": sp["id"], "roleDefinitionId": teams_admin, "directoryScopeId": "/"});
+    let mut odd = role.clone();
+    odd["madeUp"] = json!(1);
+    let err = env
+        .post(&t, path, odd)
+        .await
+        .expect_error(400, "BadRequest");
+    unknown(&err, "unifiedRoleAssignment");
+    env.post(&t, path, role).await.expect(201);
+    env.sim.shutdown().await;
+}

@@ -254,6 +254,7 @@ impl Engine {
                 fresh_app: false,
                 attempted: Default::default(),
                 sealed_admin_token: None,
+                admin_token_expires_at: None,
                 sealed_admin_refresh: None,
                 lacking: vec![],
                 hand_off: None,
@@ -266,7 +267,12 @@ impl Engine {
         rec.actor = req.actor.clone();
         rec.admin_upn = admin.upn.clone();
         rec.updated_at = now;
-        self.seal_admin_tokens(&mut rec, &admin.access_token, admin.refresh_token.as_ref())?;
+        self.seal_admin_tokens(
+            &mut rec,
+            &admin.access_token,
+            admin.refresh_token.as_ref(),
+            admin.access_expires_at,
+        )?;
         rec.lacking = lacking;
         let scope = scope_of(&rec, &req.actor);
         // Fail closed: no record and no change unless the start is on the audit log.
@@ -436,15 +442,18 @@ impl Engine {
         Ok(resumed)
     }
 
-    /// Seals a sign-in's tokens into `rec`: the access token, and the refresh token when the
-    /// STS issued one (else the one sealed before stays).
+    /// Seals a sign-in's tokens into `rec`: the access token with its expiry (seconds since
+    /// the Unix epoch, from the token response), and the refresh token when the STS issued one
+    /// (else the one sealed before stays).
     pub(crate) fn seal_admin_tokens(
         &self,
         rec: &mut OnboardingRecord,
         access: &SecretString,
         refresh: Option<&SecretString>,
+        access_expires_at: i64,
     ) -> Result<(), ProvisionError> {
         rec.sealed_admin_token = Some(self.inner.key.seal(&rec.id, Purpose::AdminToken, access)?);
+        rec.admin_token_expires_at = Some(access_expires_at);
         if let Some(r) = refresh {
             rec.sealed_admin_refresh = Some(self.inner.key.seal(
                 &rec.id,
@@ -523,13 +532,22 @@ impl Engine {
     /// have expired; callers check. Day-two verification reads and repairs with it while it
     /// lasts. Never log it.
     pub fn admin_session(&self, id: &str) -> Result<Option<SecretString>, ProvisionError> {
+        Ok(self.admin_session_with_expiry(id)?.map(|(t, _)| t))
+    }
+
+    /// [`Self::admin_session`] with the token's expiry (seconds since the Unix epoch) when the
+    /// record kept it.
+    pub fn admin_session_with_expiry(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SecretString, Option<i64>)>, ProvisionError> {
         let rec = self
             .inner
             .store
             .get(id)?
             .ok_or_else(|| ProvisionError::NotFound(id.to_owned()))?;
         match rec.sealed_admin_token {
-            Some(_) => self.admin_token(&rec).map(Some),
+            Some(_) => Ok(Some((self.admin_token(&rec)?, rec.admin_token_expires_at))),
             None => Ok(None),
         }
     }

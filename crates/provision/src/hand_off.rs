@@ -264,7 +264,13 @@ impl Engine {
             .await;
         match redeemed {
             Ok(tokens) => {
-                self.seal_admin_tokens(rec, &tokens.access_token, tokens.refresh_token.as_ref())?;
+                let expires_at = crate::signin::expires_at(&tokens);
+                self.seal_admin_tokens(
+                    rec,
+                    &tokens.access_token,
+                    tokens.refresh_token.as_ref(),
+                    expires_at,
+                )?;
                 Ok(tokens.access_token)
             }
             Err(e) => {

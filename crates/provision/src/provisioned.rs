@@ -2,9 +2,8 @@
 //! day-two management (their registration, sealed secret and the admin sign-in they were made
 //! with).
 
-use onboard_core::provisioned::{Provisioned, ProvisionedApp, ProvisionedSecret};
+use onboard_core::provisioned::{AdminAccessToken, Provisioned, ProvisionedApp, ProvisionedSecret};
 use onboard_core::{CoreError, Purpose};
-use secrecy::SecretString;
 
 use crate::engine::Engine;
 use crate::error::ProvisionError;
@@ -55,7 +54,7 @@ impl Provisioned for Engine {
         &self,
         tenant_id: &str,
         client_id: &str,
-    ) -> Result<Option<SecretString>, CoreError> {
+    ) -> Result<Option<AdminAccessToken>, CoreError> {
         let latest = self
             .list(&ListFilter {
                 status: Some(Status::Completed),
@@ -66,7 +65,10 @@ impl Provisioned for Engine {
             .rev()
             .find(|o| o.tenant_id == tenant_id && o.client_id.as_deref() == Some(client_id));
         match latest {
-            Some(o) => self.admin_session(&o.id).map_err(store_err),
+            Some(o) => Ok(self
+                .admin_session_with_expiry(&o.id)
+                .map_err(store_err)?
+                .map(|(token, expires_at)| AdminAccessToken { token, expires_at })),
             None => Ok(None),
         }
     }

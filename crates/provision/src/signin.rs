@@ -49,6 +49,9 @@ pub struct Admin {
     /// The sign-in's refresh token, if the STS issued one: sealed with a run that may stop to
     /// wait for a privileged admin, whose expiry then undoes it with a fresh access token.
     pub(crate) refresh_token: Option<SecretString>,
+    /// When the access token expires (seconds since the Unix epoch), from the token response's
+    /// `expires_in`: Microsoft's access tokens are opaque to clients (never read for `exp`).
+    pub(crate) access_expires_at: i64,
 }
 
 impl std::fmt::Debug for Admin {
@@ -163,6 +166,7 @@ pub async fn check_sign_in(
         role_template_ids: roles.into_iter().map(|r| r.role_template_id).collect(),
         access_token: tokens.access_token.clone(),
         refresh_token: tokens.refresh_token.clone(),
+        access_expires_at: expires_at(tokens),
     };
     if !admin.has(Right::ManageApplications) {
         return Err(ProvisionError::MissingRights {
@@ -175,4 +179,14 @@ pub async fn check_sign_in(
         });
     }
     Ok(admin)
+}
+
+/// When `tokens`' access token expires (seconds since the Unix epoch): now plus the token
+/// response's `expires_in`, the data Microsoft tells clients to use instead of reading the
+/// token.
+pub(crate) fn expires_at(tokens: &TokenSet) -> i64 {
+    let lifetime = i64::try_from(tokens.expires_in.as_secs()).unwrap_or(i64::MAX);
+    time::OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .saturating_add(lifetime)
 }

@@ -137,6 +137,11 @@ pub struct OnboardingRecord {
     pub attempted: std::collections::BTreeSet<String>,
     /// The admin's delegated access token, sealed, so a restart can resume (until it expires).
     pub sealed_admin_token: Option<String>,
+    /// When that access token expires (seconds since the Unix epoch), from the token
+    /// response's `expires_in`: Microsoft's access tokens are opaque to clients, so their `exp`
+    /// claim is not read. `None` in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_expires_at: Option<i64>,
     /// The same sign-in's refresh token, sealed: a wait for a privileged admin outlives the
     /// access token (about an hour), and its expiry undoes the onboarding with a fresh one.
     #[serde(default)]

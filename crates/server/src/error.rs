@@ -388,6 +388,7 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
     match e.root() {
         EntraError::DeviceCodeExpired(_) => Status::deadline_exceeded(msg),
         EntraError::BadVerificationCode(_)
+        | EntraError::SignInAnswerLost(_)
         | EntraError::Sts(_)
         | EntraError::InsufficientScope { .. } => Status::failed_precondition(msg),
         EntraError::Graph(g) if g.status < 500 && g.status != 429 => {

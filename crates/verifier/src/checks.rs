@@ -390,12 +390,15 @@ fn token_roles(
             unread.push(format!("{label}: no token to read"));
             continue;
         };
-        let claims = match access_token_claims(&token.access_token) {
-            Ok(c) => c,
-            Err(e) => {
-                unread.push(format!("{label}: {e}"));
-                continue;
-            }
+        // Microsoft: "access tokens must be treated as opaque strings … might not always be a
+        // JWT that can be decoded". Such a token says nothing here: not determinable, not a
+        // failure.
+        let Ok(claims) = access_token_claims(&token.access_token) else {
+            unread.push(format!(
+                "{label}: its access token is not a readable JWT (Microsoft may issue opaque \
+                 access tokens), so its roles cannot be compared with the profile"
+            ));
+            continue;
         };
         let actual: BTreeSet<String> = claims.roles.into_iter().collect();
         let expected: BTreeSet<String> = wanted.iter().cloned().collect();

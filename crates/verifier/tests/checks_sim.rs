@@ -224,3 +224,36 @@ async fn without_a_reader_token_the_checks_say_what_they_need() -> Result<()> {
     assert_eq!(r.overall(), Status::Warn);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_access_tokens_leave_the_token_roles_not_determinable_not_failed() -> Result<()> {
+    let (env, o) = onboarded().await?;
+    let platform = Platform::start(SERVICE, true).await?;
+    // Microsoft may issue its APIs' access tokens as opaque strings, not JWTs.
+    let mut faults = testkit::sim::calm();
+    faults.opaque_access_tokens = true;
+    env.entra.sim.set_faults(faults);
+    let v = Verifier::new(env.client.clone());
+    let r = verify_grpc(&v, &o, platform.addr, SERVICE).await;
+    let (s, d) = status(&r, names::TOKEN_ROLES)?;
+    assert_eq!(s, Status::Warn, "{}", table(&r));
+    assert!(d.contains("not a readable JWT"), "{d}");
+    assert!(
+        r.findings.is_empty(),
+        "no missing or extra permission is made up: {:?}",
+        r.findings
+    );
+    // Everything that does not read the tokens is still checked, and passes.
+    for name in [
+        names::PLATFORM_STATUS,
+        names::CLIENT_CREDENTIALS,
+        names::TENANT_ADMIN_API_TOKEN,
+        names::DIRECTORY_ROLES,
+        names::SECRET_EXPIRY,
+        names::TEMPORARY_APP_REMOVED,
+    ] {
+        assert_eq!(status(&r, name)?.0, Status::Ok, "{}", table(&r));
+    }
+    assert_eq!(r.overall(), Status::Warn);
+    Ok(())
+}

@@ -104,6 +104,7 @@ impl GraphClient {
                     request_id: e.request_id().map(str::to_owned),
                     client_request_id: ctx.client_request_id.to_string(),
                     attempts: 1,
+                    deleted_by_earlier_attempt: false,
                 },
             }),
             Err(e) => Err(e),

@@ -5,6 +5,7 @@ mod applications;
 mod deleted;
 mod directory;
 mod grants;
+mod lost_delete;
 mod once;
 pub mod roles;
 mod service_principals;
@@ -28,6 +29,7 @@ use crate::retry::{OpContext, Retrier};
 use crate::sts::header_str;
 use crate::token_source::TokenSource;
 use crate::transport::{HttpRequest, HttpResponse, parse_retry_after};
+use lost_delete::DeleteAttempts;
 
 pub use applications::UpsertOutcome;
 pub use directory::ROLE_READ_PERMISSION;
@@ -44,6 +46,11 @@ pub struct CallMeta {
     pub client_request_id: String,
     /// Requests sent, retries and pages included.
     pub attempts: u32,
+    /// A DELETE whose final answer was 404 `Request_ResourceNotFound` after an earlier attempt
+    /// of it went unanswered (timeout, lost connection) or failed with 500/502/503/504: that
+    /// attempt most likely deleted the object, so the call is reported done (`status` is the
+    /// 404's). Always false for other calls.
+    pub deleted_by_earlier_attempt: bool,
 }
 
 /// A Graph result with its call facts.
@@ -156,7 +163,10 @@ impl GraphClient {
         ctx: &OpContext,
     ) -> Result<(HttpResponse, CallMeta), EntraError> {
         let token = self.tokens.token(false).await?;
-        match self.send_with(&call, ctx, &token).await {
+        // Shared by both rounds below: a DELETE that went unanswered before a 401 may have
+        // landed all the same.
+        let deletes = DeleteAttempts::default();
+        match self.send_with(&call, ctx, &token, &deletes).await {
             // A claims challenge is not renewed: a token renewed without the claims request
             // (which only an interactive sign-in can satisfy) is refused the same way.
             Err(e) if e.is_claims_challenge() => {
@@ -173,7 +183,7 @@ impl GraphClient {
                     "graph said 401; renewing the token once"
                 );
                 let token = self.tokens.token(true).await?;
-                self.send_with(&call, ctx, &token).await
+                self.send_with(&call, ctx, &token, &deletes).await
             }
             other => other,
         }
@@ -184,6 +194,7 @@ impl GraphClient {
         call: &Call,
         ctx: &OpContext,
         token: &SecretString,
+        deletes: &DeleteAttempts,
     ) -> Result<(HttpResponse, CallMeta), EntraError> {
         let retrier = Retrier {
             policy: &self.shared.policy,
@@ -193,9 +204,19 @@ impl GraphClient {
         let idempotent = call.method != Method::POST;
         let crid = ctx.client_request_id.to_string();
         let operation = call.operation;
+        let deletes = (call.method == Method::DELETE).then_some(deletes);
         let (resp, attempts) = retrier
             .run(operation, ctx, idempotent, || {
-                self.attempt(call, &crid, token)
+                let sent = self.attempt(call, &crid, token);
+                async move {
+                    let outcome = sent.await;
+                    match deletes {
+                        // Before the retry loop classifies it: a 404 after a lost attempt
+                        // is the delete done, not an error (nor replication lag).
+                        Some(d) => d.settle(operation, outcome),
+                        None => outcome,
+                    }
+                }
             })
             .await?;
         let meta = CallMeta {
@@ -203,6 +224,7 @@ impl GraphClient {
             request_id: header_str(&resp.headers, "request-id"),
             client_request_id: crid,
             attempts,
+            deleted_by_earlier_attempt: deletes.is_some_and(DeleteAttempts::settled_by_earlier),
         };
         tracing::debug!(
             operation,

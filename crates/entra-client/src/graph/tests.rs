@@ -417,3 +417,79 @@ async fn retry_after_beyond_the_budget_gives_up_without_waiting() {
         "the caller can still see what the server asked for"
     );
 }
+
+const GONE: &str =
+    "Resource 'x' does not exist or one of its queried reference-property objects are not present.";
+const APP_OBJECT: &str = "33333333-3333-3333-3333-333333333333";
+
+#[tokio::test(start_paused = true)]
+async fn a_delete_retried_after_a_lost_answer_and_then_not_found_is_done() {
+    let lost = [
+        Scripted::Fail(TransportErrorKind::Timeout),
+        Scripted::Fail(TransportErrorKind::Other),
+        graph_err(500, "InternalServerError", "x"),
+        graph_err(502, "BadGateway", "x"),
+        graph_err(503, "ServiceUnavailable", "x"),
+        graph_err(504, "GatewayTimeout", "x"),
+    ];
+    for first in lost {
+        let (g, fake) = graph(vec![
+            first,
+            graph_err(404, "Request_ResourceNotFound", GONE),
+        ]);
+        // Marked as after a create too: the 404 must not be waited out as replication lag.
+        let done = g
+            .delete_application(APP_OBJECT, &OpContext::new().after_create())
+            .await
+            .unwrap();
+        assert!(done.meta.deleted_by_earlier_attempt);
+        assert_eq!(done.meta.status, 404);
+        assert_eq!(done.meta.attempts, 2);
+        assert_eq!(done.meta.request_id.as_deref(), Some("rid-404"));
+        assert_eq!(fake.seen().len(), 2);
+        assert!(
+            fake.seen()
+                .iter()
+                .all(|s| s.method == reqwest::Method::DELETE)
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delete_not_found_without_an_earlier_lost_attempt_stays_an_error() {
+    let not_found = || graph_err(404, "Request_ResourceNotFound", GONE);
+    let cases = [
+        vec![not_found()],
+        // A 429 was not processed; a failed connect never reached Graph.
+        vec![throttled(1), not_found()],
+        vec![Scripted::Fail(TransportErrorKind::Connect), not_found()],
+    ];
+    for script in cases {
+        let n = script.len();
+        let (g, fake) = graph(script);
+        let err = g
+            .delete_application(APP_OBJECT, &OpContext::new())
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err:?}");
+        assert_eq!(fake.seen().len(), n);
+    }
+    // Only a DELETE: a read retried after a timeout that meets 404 reports the 404.
+    let (g, _) = graph(vec![
+        Scripted::Fail(TransportErrorKind::Timeout),
+        not_found(),
+    ]);
+    let err = g
+        .get_service_principal("11111111-1111-1111-1111-111111111111", &OpContext::new())
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found());
+    // A successful delete says nothing of earlier attempts.
+    let (g, _) = graph(vec![graph_err(504, "GatewayTimeout", "x"), json(204, "")]);
+    let done = g
+        .delete_application(APP_OBJECT, &OpContext::new())
+        .await
+        .unwrap();
+    assert!(!done.meta.deleted_by_earlier_attempt);
+    assert_eq!(done.meta.status, 204);
+}

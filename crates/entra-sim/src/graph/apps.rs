@@ -47,8 +47,16 @@ fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, 
     let known = application_defaults();
     let mut out = Map::new();
     for (k, v) in body {
-        if APP_READ_ONLY.contains(&k.as_str()) {
+        // OData annotations (`@odata.type`) are not properties.
+        if k.starts_with('@') {
             continue;
+        }
+        if APP_READ_ONLY.contains(&k.as_str()) {
+            return Err(c.err(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                &format!("Property '{k}' is read-only and cannot be set."),
+            ));
         }
         if k == "passwordCredentials" {
             if v.as_array().is_some_and(|a| !a.is_empty()) {
@@ -57,7 +65,7 @@ fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, 
             continue;
         }
         if !known.contains_key(k) {
-            return Err(c.err(StatusCode::BAD_REQUEST, "BadRequest", &format!("The property '{k}' does not exist on type 'microsoft.graph.application'. Make sure to only use property names that are defined by the type or mark the type as open type.")));
+            return Err(c.unknown_property("application", k));
         }
         out.insert(k.clone(), v.clone());
     }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::authz::{self, ME, READ_ORG, READ_ROLES, READ_USERS, WRITE_ROLES};
 use super::odata::{collection, entity};
 use super::{Caller, Ctx, Key, Reply};
+use crate::defaults::ROLE_ASSIGNMENT_PROPERTIES;
 use crate::http::no_content;
 use crate::model::{Directory, RoleAssignment};
 use crate::seed::{GLOBAL_ADMIN, ROLE_TEMPLATES, fixed_guid, role_name};
@@ -301,6 +302,7 @@ pub fn create_role_assignment(c: &Ctx<'_>) -> Reply {
     let mut inner = c.lock();
     authz::require(c, &inner.dir, &WRITE_ROLES, &[])?;
     let body = c.body_object()?.clone();
+    c.only_known("unifiedRoleAssignment", ROLE_ASSIGNMENT_PROPERTIES)?;
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(role), Some(principal)) = (field("roleDefinitionId"), field("principalId")) else {
         return Err(c.err(

@@ -43,6 +43,28 @@ impl Ctx<'_> {
             .ok_or_else(|| self.err(StatusCode::BAD_REQUEST, "Request_BadRequest", message))
     }
 
+    /// Graph's answer to a body property that type `microsoft.graph.{entity_type}` does not
+    /// have: 400 `BadRequest` in OData's words.
+    pub fn unknown_property(&self, entity_type: &str, property: &str) -> Response {
+        self.err(StatusCode::BAD_REQUEST, "BadRequest", &format!("The property '{property}' does not exist on type 'microsoft.graph.{entity_type}'. Make sure to only use property names that are defined by the type or mark the type as open type."))
+    }
+
+    /// Refuses a body naming a property outside `known` (the properties of
+    /// `microsoft.graph.{entity_type}`) as Graph does, instead of ignoring it. OData
+    /// annotations such as `@odata.type` are not properties and pass.
+    pub fn only_known(&self, entity_type: &str, known: &[&str]) -> Result<(), Response> {
+        let Some(body) = self.body.as_ref().and_then(Value::as_object) else {
+            return Ok(());
+        };
+        match body
+            .keys()
+            .find(|k| !k.starts_with('@') && !known.contains(&k.as_str()))
+        {
+            Some(k) => Err(self.unknown_property(entity_type, k)),
+            None => Ok(()),
+        }
+    }
+
     /// The object id of a `collection/{id}` key; an alternate key there is a 404.
     pub fn object_id<'k>(&self, key: &'k Key) -> Result<&'k str, Response> {
         match key {

@@ -218,7 +218,8 @@ fn authenticate(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauth("Access token is empty."))?;
-    let claims = s.key.verify(token).ok_or_else(|| {
+    let jwt = crate::tokens::jwt_of(token).unwrap_or_default();
+    let claims = s.key.verify(&jwt).ok_or_else(|| {
         unauth("Access token validation failure. Invalid signature or malformed token.")
     })?;
     let aud = claims["aud"].as_str().unwrap_or_default();

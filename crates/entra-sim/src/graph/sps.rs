@@ -11,6 +11,7 @@ use super::authz::{
 use super::lookup::AltKey;
 use super::odata::{collection, entity};
 use super::{Caller, Ctx, Key, Reply};
+use crate::defaults::{APP_ROLE_ASSIGNMENT_PROPERTIES, SP_PROPERTIES};
 use crate::http::{ErrorDetail, no_content, odata_error_details};
 use crate::model::{AppRoleAssignment, Directory, PermissionGrant, ServicePrincipal};
 use crate::seed::GRAPH_APP_ID;
@@ -73,6 +74,7 @@ pub fn get(c: &Ctx<'_>, key: &Key) -> Reply {
 /// `POST /servicePrincipals` `{ "appId": … }`.
 pub fn create(c: &Ctx<'_>) -> Reply {
     let mut inner = c.lock();
+    c.only_known("servicePrincipal", SP_PROPERTIES)?;
     let app_id = c.body_str(
         "appId",
         "Invalid value specified for property 'appId' of resource 'ServicePrincipal'.",
@@ -226,6 +228,7 @@ fn bad_reference(c: &Ctx<'_>) -> Response {
 pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Reply {
     let mut inner = c.lock();
     let body = c.body_object()?.clone();
+    c.only_known("appRoleAssignment", APP_ROLE_ASSIGNMENT_PROPERTIES)?;
     let path_idx = find(c, &inner.dir, key)?;
     let path_sp = inner.dir.service_principals[path_idx].clone();
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);

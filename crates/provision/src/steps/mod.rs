@@ -373,5 +373,6 @@ pub(crate) fn sts_meta(crid: &str, request_id: Option<String>) -> CallMeta {
         request_id,
         client_request_id: crid.to_owned(),
         attempts: 1,
+        deleted_by_earlier_attempt: false,
     }
 }

@@ -1,0 +1,159 @@
+//! Microsoft may issue its APIs' access tokens as opaque strings: "access tokens must be
+//! treated as opaque strings … Tokens that a Microsoft API receives might not always be a JWT
+//! that can be decoded. Clients should use the token response data." (Learn, access-tokens).
+//! With the emulator's `opaque_access_tokens` on, every day-two flow that read a token's claims
+//! still works from Graph, or says clearly what it cannot tell and how it can.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use credentials::{AttachRequest, AuthMode, CredentialsError, RegistrationRef};
+use entra_client::OpContext;
+use secrecy::{ExposeSecret, SecretString};
+use testkit::creds::{provisioned, store_session};
+use testkit::portal::{DIRECT_ROUTING, Grants, HandMade};
+use testkit::sim::calm;
+
+const ACTOR: &str = "spiffe://platform.test/operator";
+const TEAMS_API: &str = "Skype and Teams Tenant Admin API/application_access";
+
+fn attach_req(tenant: &str, app: &HandMade) -> AttachRequest {
+    AttachRequest {
+        registration: RegistrationRef::new(tenant, &app.client_id),
+        client_secret: SecretString::from(app.secret.expose_secret().to_owned()),
+        profile: "direct-routing".into(),
+        platform_version: None,
+        service_ids: vec!["svc-hand".into()],
+        actor: ACTOR.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_attach_and_self_rotation_work_from_graph_when_tokens_are_opaque() -> Result<()> {
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let tenant = env.info.tenant_id.clone();
+    let r = provisioned(&env, &creds, "op", "Sbc-Opaque").await?;
+    let partial = env
+        .hand_made(
+            "Partial",
+            &Grants {
+                graph: &["User.Read.All"],
+                teams_api: false,
+                role_template_ids: &[],
+            },
+        )
+        .await?;
+    let complete = env.hand_made("Complete", &DIRECT_ROUTING).await?;
+    let owned_by = Grants {
+        graph: &[
+            "Organization.Read.All",
+            "User.Read.All",
+            "Application.ReadWrite.OwnedBy",
+        ],
+        ..DIRECT_ROUTING
+    };
+    let self_rot = env.hand_made("SelfRot", &owned_by).await?;
+    env.graph_as("globaladmin")
+        .await?
+        .add_application_owner(&self_rot.object_id, &self_rot.sp_id, &OpContext::new())
+        .await?;
+    let mut faults = calm();
+    faults.opaque_access_tokens = true;
+    env.sim.set_faults(faults);
+
+    // No admin session, and the registration's own token may not read its grants from Graph:
+    // said so, with the way out, instead of a failure to decode the token.
+    let e = creds
+        .list_grants(&r)
+        .await
+        .err()
+        .context("not determinable")?;
+    ensure!(
+        matches!(&e, CredentialsError::FailedPrecondition(m)
+            if m.contains("cannot be determined") && m.contains("opaque") && m.contains("sign an admin in")),
+        "{e:?}"
+    );
+    let e = creds
+        .attach(attach_req(&tenant, &complete))
+        .await
+        .err()
+        .context("not checkable")?;
+    ensure!(
+        matches!(&e, CredentialsError::FailedPrecondition(m)
+            if m.contains("cannot be checked") && m.contains("opaque")),
+        "{e:?}"
+    );
+
+    // With an admin session (itself signed in with an opaque token) Graph answers.
+    store_session(&env, &creds, "globaladmin").await?;
+    let g = creds.list_grants(&r).await?;
+    ensure!(
+        g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
+            && g.roles == ["Teams Administrator"],
+        "{g:?}"
+    );
+    // Attach checks what Graph says the registration holds: the same list as from claims.
+    let e = creds
+        .attach(attach_req(&tenant, &partial))
+        .await
+        .err()
+        .context("attach must be refused")?;
+    let CredentialsError::MissingGrants { missing, .. } = &e else {
+        anyhow::bail!("{e:?}");
+    };
+    ensure!(
+        missing
+            == &vec![
+                "application permission Organization.Read.All of Microsoft Graph (with admin consent)"
+                    .to_owned(),
+                "application permission application_access of Skype and Teams Tenant Admin API (with admin consent)"
+                    .to_owned(),
+                "directory role Teams Administrator assigned to the service principal".to_owned(),
+            ],
+        "{missing:#?}"
+    );
+    let view = creds.attach(attach_req(&tenant, &complete)).await?;
+    ensure!(view.sp_id == complete.sp_id, "{view:?}");
+    ensure!(view.display_name == "Complete", "{view:?}");
+    ensure!(view.auth_mode == AuthMode::AdminSession, "{view:?}");
+
+    // Self-rotation: the OwnedBy grant is read from Graph, and the app's opaque token is used
+    // for its own secret change without waiting for a claim it cannot show.
+    let view = creds.attach(attach_req(&tenant, &self_rot)).await?;
+    ensure!(view.auth_mode == AuthMode::SelfRotation, "{view:?}");
+    let sr = RegistrationRef::new(&tenant, &self_rot.client_id);
+    creds
+        .rotate(&sr, "svc-hand", Duration::ZERO, ACTOR, None)
+        .await?;
+    let (_, v) = creds.current_secret(&sr, "svc-hand")?;
+    ensure!(env.authenticates(&self_rot.client_id, &v).await);
+    ensure!(
+        !env.authenticates(&self_rot.client_id, &self_rot.secret)
+            .await
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_reads_with_the_kept_admin_token_by_its_recorded_expiry() -> Result<()> {
+    let mut faults = calm();
+    faults.opaque_access_tokens = true;
+    let (env, creds) = testkit::creds::start(faults).await?;
+    let r = provisioned(&env, &creds, "tg", "Sbc-Targets").await?;
+    // No admin session: the onboarding's own access token is the reader while it is valid,
+    // which the token response's expires_in says (the token itself is opaque).
+    let targets = credentials::targets::RegistryTargets::new(
+        creds.clone(),
+        std::sync::Arc::new(env.engine.clone()),
+        credentials::targets::TargetSettings::default(),
+    );
+    use verifier::Targets;
+    let input = targets
+        .resolve(&verifier::Target::ClientId(r.client_id.clone()))
+        .await?;
+    let reader = input
+        .reader_token
+        .context("the onboarding's admin token still reads")?;
+    ensure!(!reader.expose_secret().contains('.'), "an opaque token");
+    Ok(())
+}

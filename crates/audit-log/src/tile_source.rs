@@ -229,15 +229,15 @@ impl<R: TileReader + ?Sized> NodeSource for TileNodes<'_, R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::hash::leaf_hash;
     use crate::merkle::{Frontier, inclusion_proof, root, verify_inclusion};
     use crate::tile_id::tiles_of_size;
     use std::collections::HashMap;
 
-    /// Tiles built the slow way, from the definition in the spec.
-    struct MapReader(HashMap<String, Vec<u8>>);
+    /// Tiles in memory, by path; a path not there is NotFound (the unit tests' log).
+    pub(crate) struct MapReader(pub(crate) HashMap<String, Vec<u8>>);
 
     impl TileReader for MapReader {
         fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
@@ -248,6 +248,7 @@ mod tests {
         }
     }
 
+    /// Tiles built the slow way, from the definition in the spec.
     fn tiles_for(leaves: &[Hash]) -> MapReader {
         let size = leaves.len() as u64;
         let mut map = HashMap::new();

@@ -4,32 +4,19 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use credentials::{
-    AttachRequest, AuthMode, Credentials, CredentialsError, RegistrationRef, UpdateRequest,
-};
+use credentials::{AuthMode, Credentials, CredentialsError, RegistrationRef, UpdateRequest};
 use entra_client::OpContext;
 use secrecy::{ExposeSecret, SecretString};
-use testkit::creds::{provisioned, store_session};
+use testkit::creds::{PARTIAL_MISSING, attach_req, missing_grants, provisioned, store_session};
 use testkit::engine::EngineEnv;
 use testkit::portal::{DIRECT_ROUTING, Grants, HandMade};
 use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, calm};
 
 /// The operator of attach and rotation.
-const ACTOR: &str = "spiffe://platform.test/operator";
+const ACTOR: &str = testkit::creds::ATTACH_ACTOR;
 /// The day-two operator of grant changes (attach and rotation used [`ACTOR`]).
 const DAY2: &str = "spiffe://platform.test/day2";
 const TEAMS_API: &str = "Skype and Teams Tenant Admin API/application_access";
-
-fn attach_req(tenant: &str, client: &str, secret: &SecretString) -> AttachRequest {
-    AttachRequest {
-        registration: RegistrationRef::new(tenant, client),
-        client_secret: SecretString::from(secret.expose_secret().to_owned()),
-        profile: "direct-routing".into(),
-        platform_version: None,
-        service_ids: vec!["svc-hand".into()],
-        actor: ACTOR.into(),
-    }
-}
 
 /// The emulator, a manager over it, the tenant's id and a hand-made registration `name`
 /// holding `grants` (made in the portal, as a customer would).
@@ -75,25 +62,8 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
         secret,
         ..
     } = app;
-    let e = creds
-        .attach(attach_req(&tenant, &client, &secret))
-        .await
-        .err()
-        .context("attach must be refused")?;
-    let CredentialsError::MissingGrants { missing, .. } = &e else {
-        anyhow::bail!("{e:?}");
-    };
-    ensure!(
-        missing
-            == &vec![
-                "application permission Organization.Read.All of Microsoft Graph (with admin consent)"
-                    .to_owned(),
-                "application permission application_access of Skype and Teams Tenant Admin API (with admin consent)"
-                    .to_owned(),
-                "directory role Teams Administrator assigned to the service principal".to_owned(),
-            ],
-        "{missing:#?}"
-    );
+    let missing = missing_grants(creds.attach(attach_req(&tenant, &client, &secret)).await)?;
+    ensure!(missing == PARTIAL_MISSING, "{missing:#?}");
     ensure!(matches!(
         creds.registration(&RegistrationRef::new(&tenant, &client)),
         Err(CredentialsError::NotFound(_))

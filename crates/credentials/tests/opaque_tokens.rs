@@ -9,23 +9,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use credentials::{AttachRequest, AuthMode, CredentialsError, RegistrationRef};
 use entra_client::OpContext;
-use secrecy::{ExposeSecret, SecretString};
-use testkit::creds::{provisioned, store_session};
+use secrecy::ExposeSecret;
+use testkit::creds::{PARTIAL_MISSING, missing_grants, provisioned, store_session};
 use testkit::portal::{DIRECT_ROUTING, Grants, HandMade};
 use testkit::sim::calm;
 
-const ACTOR: &str = "spiffe://platform.test/operator";
+const ACTOR: &str = testkit::creds::ATTACH_ACTOR;
 const TEAMS_API: &str = "Skype and Teams Tenant Admin API/application_access";
 
 fn attach_req(tenant: &str, app: &HandMade) -> AttachRequest {
-    AttachRequest {
-        registration: RegistrationRef::new(tenant, &app.client_id),
-        client_secret: SecretString::from(app.secret.expose_secret().to_owned()),
-        profile: "direct-routing".into(),
-        platform_version: None,
-        service_ids: vec!["svc-hand".into()],
-        actor: ACTOR.into(),
-    }
+    testkit::creds::attach_req(tenant, &app.client_id, &app.secret)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,25 +86,8 @@ async fn grants_attach_and_self_rotation_work_from_graph_when_tokens_are_opaque(
         "{g:?}"
     );
     // Attach checks what Graph says the registration holds: the same list as from claims.
-    let e = creds
-        .attach(attach_req(&tenant, &partial))
-        .await
-        .err()
-        .context("attach must be refused")?;
-    let CredentialsError::MissingGrants { missing, .. } = &e else {
-        anyhow::bail!("{e:?}");
-    };
-    ensure!(
-        missing
-            == &vec![
-                "application permission Organization.Read.All of Microsoft Graph (with admin consent)"
-                    .to_owned(),
-                "application permission application_access of Skype and Teams Tenant Admin API (with admin consent)"
-                    .to_owned(),
-                "directory role Teams Administrator assigned to the service principal".to_owned(),
-            ],
-        "{missing:#?}"
-    );
+    let missing = missing_grants(creds.attach(attach_req(&tenant, &partial)).await)?;
+    ensure!(missing == PARTIAL_MISSING, "{missing:#?}");
     let view = creds.attach(attach_req(&tenant, &complete)).await?;
     ensure!(view.sp_id == complete.sp_id, "{view:?}");
     ensure!(view.display_name == "Complete", "{view:?}");

@@ -31,6 +31,26 @@ async fn watched(
     drain(c.watch(req).await?.into_inner()).await
 }
 
+/// An operator's CancelOnboarding of `id`, which must answer CANCELLED.
+async fn cancelled_by_operator(env: &SimServer, id: &str, reason: &str) -> Result<()> {
+    let cancelled = env
+        .server
+        .onboarding(Some(OPERATOR))
+        .await?
+        .cancel_onboarding(pb::CancelOnboardingRequest {
+            onboarding_id: id.into(),
+            reason: reason.into(),
+            invitation_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    ensure!(
+        cancelled.state() == pb::OnboardingState::Cancelled,
+        "{cancelled:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_admin_onboards_end_to_end() -> Result<()> {
     let env = SimServer::start().await?;
@@ -213,18 +233,7 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     })
     .await
     .refused(Code::PermissionDenied, &[])?;
-    let cancelled = op
-        .cancel_onboarding(pb::CancelOnboardingRequest {
-            onboarding_id: id.clone(),
-            reason: "test".into(),
-            invitation_token: String::new(),
-        })
-        .await?
-        .into_inner();
-    ensure!(
-        cancelled.state() == pb::OnboardingState::Cancelled,
-        "{cancelled:?}"
-    );
+    cancelled_by_operator(&env, &id, "test").await?;
     ensure!(
         apps_named(&env.sim.snapshot(), "Sbc-One").is_empty(),
         "app not removed"
@@ -264,21 +273,7 @@ async fn a_provision_stream_cut_by_a_cancel_ends_with_cancelled() -> Result<()> 
     {
         events.push(stream.message().await?.context("stream ended before the app was made")?);
     }
-    let cancelled = env
-        .server
-        .onboarding(Some(OPERATOR))
-        .await?
-        .cancel_onboarding(pb::CancelOnboardingRequest {
-            onboarding_id: id.clone(),
-            reason: "stop".into(),
-            invitation_token: String::new(),
-        })
-        .await?
-        .into_inner();
-    ensure!(
-        cancelled.state() == pb::OnboardingState::Cancelled,
-        "{cancelled:?}"
-    );
+    cancelled_by_operator(&env, &id, "stop").await?;
     events.extend(drain(stream).await?);
     ensure!(
         matches!(

@@ -2,10 +2,13 @@
 //! mid-work and build a new one over the same tree ([`manager`]), as a restarted process
 //! would.
 
-use anyhow::Result;
-use credentials::{Credentials, CredentialsConfig, RegistrationRef};
+use anyhow::{Context, Result, bail};
+use credentials::{
+    AttachRequest, Credentials, CredentialsConfig, CredentialsError, RegistrationRef,
+};
 use entra_sim::Faults;
 use onboard_core::Hook;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::engine::EngineEnv;
 use crate::keys::SEALING_KEY;
@@ -63,4 +66,36 @@ pub async fn provisioned(
     let done = env.onboard(req).await?;
     creds.import_provisioned(&env.engine).await?;
     Ok(RegistrationRef::new(&env.info.tenant_id, done.client_id))
+}
+
+/// The operator the attach tests act as.
+pub const ATTACH_ACTOR: &str = "spiffe://platform.test/operator";
+
+/// What a hand-made registration holding only `User.Read.All` lacks for the direct-routing
+/// profile, as an attach refusal lists it.
+pub const PARTIAL_MISSING: [&str; 3] = [
+    "application permission Organization.Read.All of Microsoft Graph (with admin consent)",
+    "application permission application_access of Skype and Teams Tenant Admin API (with admin consent)",
+    "directory role Teams Administrator assigned to the service principal",
+];
+
+/// Attaching `client` (with `secret`) in `tenant` under the direct-routing profile for service
+/// `svc-hand`, as [`ATTACH_ACTOR`].
+pub fn attach_req(tenant: &str, client: &str, secret: &SecretString) -> AttachRequest {
+    AttachRequest {
+        registration: RegistrationRef::new(tenant, client),
+        client_secret: SecretString::from(secret.expose_secret().to_owned()),
+        profile: "direct-routing".into(),
+        platform_version: None,
+        service_ids: vec!["svc-hand".into()],
+        actor: ATTACH_ACTOR.into(),
+    }
+}
+
+/// The `missing` list of an attach refused for missing grants.
+pub fn missing_grants<T>(answer: Result<T, CredentialsError>) -> Result<Vec<String>> {
+    match answer.err().context("attach must be refused")? {
+        CredentialsError::MissingGrants { missing, .. } => Ok(missing),
+        e => bail!("{e:?}"),
+    }
 }

@@ -143,18 +143,8 @@ impl<'a> TileChecker<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tile_source::tests::MapReader;
     use std::collections::HashMap;
-
-    struct MapReader(HashMap<String, Vec<u8>>);
-
-    impl TileReader for MapReader {
-        fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
-            self.0
-                .get(path)
-                .cloned()
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, path))
-        }
-    }
 
     /// c2sp.org/tlog-tiles lets a log delete a partial tile once its full tile is available:
     /// a level-1 tile of an older tree is then checked against its full tile's prefix.

@@ -9,7 +9,7 @@ use entra_client::OpContext;
 use secrecy::{ExposeSecret, SecretString};
 use testkit::creds::{PARTIAL_MISSING, attach_req, missing_grants, provisioned, store_session};
 use testkit::engine::EngineEnv;
-use testkit::portal::{DIRECT_ROUTING, Grants, HandMade};
+use testkit::portal::{DIRECT_ROUTING, Grants, HandMade, OWNED_BY};
 use testkit::sim::{GRAPH_DEFAULT, SIGN_IN_SCOPES, calm};
 
 /// The operator of attach and rotation.
@@ -295,14 +295,7 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Result<()> {
-    let owned_by = Grants {
-        graph: &[
-            "Organization.Read.All",
-            "User.Read.All",
-            "Application.ReadWrite.OwnedBy",
-        ],
-        ..DIRECT_ROUTING
-    };
+    let owned_by = OWNED_BY;
     let (env, creds, tenant, app) = start_with("SelfRot", &owned_by).await?;
     let HandMade {
         client_id: client,

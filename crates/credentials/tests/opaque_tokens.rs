@@ -11,7 +11,7 @@ use credentials::{AttachRequest, AuthMode, CredentialsError, RegistrationRef};
 use entra_client::OpContext;
 use secrecy::ExposeSecret;
 use testkit::creds::{PARTIAL_MISSING, missing_grants, provisioned, store_session};
-use testkit::portal::{DIRECT_ROUTING, Grants, HandMade};
+use testkit::portal::{DIRECT_ROUTING, Grants, HandMade, OWNED_BY};
 use testkit::sim::calm;
 
 const ACTOR: &str = testkit::creds::ATTACH_ACTOR;
@@ -37,14 +37,7 @@ async fn grants_attach_and_self_rotation_work_from_graph_when_tokens_are_opaque(
         )
         .await?;
     let complete = env.hand_made("Complete", &DIRECT_ROUTING).await?;
-    let owned_by = Grants {
-        graph: &[
-            "Organization.Read.All",
-            "User.Read.All",
-            "Application.ReadWrite.OwnedBy",
-        ],
-        ..DIRECT_ROUTING
-    };
+    let owned_by = OWNED_BY;
     let self_rot = env.hand_made("SelfRot", &owned_by).await?;
     env.graph_as("globaladmin")
         .await?

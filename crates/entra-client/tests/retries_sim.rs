@@ -307,13 +307,7 @@ async fn a_write_whose_answer_is_lost_is_looked_for_and_not_made_twice() {
         .id
         .clone();
     // Each operation's first Graph write lands and then answers 500 (the answer is lost).
-    env.sim.set_faults(Faults {
-        error_rate: 1.0,
-        error_status: Some(500),
-        errors_after_write: true,
-        max_faults_per_operation: Some(1),
-        ..calm()
-    });
+    env.sim.set_faults(lost_answer(500));
     let (events, ctx) = recorder();
     let sp = ok(g.create_service_principal(&app.app_id, &ctx)).await;
     let grant = ok(g.grant_app_role(&graph_sp.id, &sp.id, &role, &OpContext::new())).await;
@@ -334,13 +328,7 @@ async fn a_write_whose_answer_is_lost_is_looked_for_and_not_made_twice() {
         "the lost secret landed"
     );
     let key = landed.password_credentials[0].key_id.clone();
-    env.sim.set_faults(Faults {
-        error_rate: 1.0,
-        error_status: Some(504),
-        errors_after_write: true,
-        max_faults_per_operation: Some(1),
-        ..calm()
-    });
+    env.sim.set_faults(lost_answer(504));
     ok(g.remove_password(&app.id, &key, &OpContext::new())).await;
     env.sim.set_faults(calm());
 
@@ -401,13 +389,7 @@ async fn a_delete_whose_answer_is_lost_is_done_when_the_retry_finds_it_gone() {
     // Each DELETE's first attempt lands and then answers 500 or 504 (the answer is lost); the
     // retry meets 404 Request_ResourceNotFound, which is the delete done.
     for status in [500, 504] {
-        env.sim.set_faults(Faults {
-            error_rate: 1.0,
-            error_status: Some(status),
-            errors_after_write: true,
-            max_faults_per_operation: Some(1),
-            ..calm()
-        });
+        env.sim.set_faults(lost_answer(status));
         let (events, ctx) = recorder();
         let done = if status == 500 {
             g.revoke_app_role(&graph_sp.id, &grant.id, &ctx).await
@@ -434,13 +416,7 @@ async fn a_delete_whose_answer_is_lost_is_done_when_the_retry_finds_it_gone() {
             .is_empty()
     );
     // The application last (its service principal goes with it), its answer lost too.
-    env.sim.set_faults(Faults {
-        error_rate: 1.0,
-        error_status: Some(504),
-        errors_after_write: true,
-        max_faults_per_operation: Some(1),
-        ..calm()
-    });
+    env.sim.set_faults(lost_answer(504));
     let done = g
         .delete_application(&app.id, &OpContext::new())
         .await
@@ -450,4 +426,16 @@ async fn a_delete_whose_answer_is_lost_is_done_when_the_retry_finds_it_gone() {
     // A 404 on the first attempt is still an error: nothing of ours removed it.
     let err = g.delete_application(&app.id, &quiet).await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
+}
+
+/// Each operation's first Graph write lands and is then answered `status` (500 or 504): its
+/// answer is lost, the change is made.
+fn lost_answer(status: u16) -> Faults {
+    Faults {
+        error_rate: 1.0,
+        error_status: Some(status),
+        errors_after_write: true,
+        max_faults_per_operation: Some(1),
+        ..calm()
+    }
 }

@@ -46,6 +46,17 @@ pub const DIRECT_ROUTING: Grants<'static> = Grants {
     role_template_ids: &[TEAMS_ADMINISTRATOR],
 };
 
+/// [`DIRECT_ROUTING`] plus `Application.ReadWrite.OwnedBy`: an app that may rotate its own
+/// secrets (once it owns itself).
+pub const OWNED_BY: Grants<'static> = Grants {
+    graph: &[
+        "Organization.Read.All",
+        "User.Read.All",
+        "Application.ReadWrite.OwnedBy",
+    ],
+    ..DIRECT_ROUTING
+};
+
 /// A registration as a customer would make it in the portal: a single-tenant app named `name`,
 /// its service principal, a secret, and `grants` (with admin consent).
 pub async fn hand_made(g: &GraphClient, name: &str, grants: &Grants<'_>) -> Result<HandMade> {

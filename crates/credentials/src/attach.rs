@@ -15,6 +15,7 @@ use crate::audit::{app_target, target};
 use crate::error::CredentialsError;
 use crate::grants::permission_name;
 use crate::model::{AuthMode, Registration, RegistrationView, Source, StoredSecret};
+use crate::session::OPAQUE_TOKEN;
 use crate::store::registration_key;
 use crate::{Credentials, RegistrationRef, check_ref, check_service};
 
@@ -328,16 +329,14 @@ impl Credentials {
             client_id = %reg.client_id,
             "the app-only access token is not a readable JWT; reading its grants from Graph"
         );
-        let graph = match self.admin_graph(&reg.tenant_id).await {
-            Ok(g) => g,
-            Err(_) => self.inner.entra.graph(own.access_token),
-        };
+        let graph = self
+            .reader_graph(reg, &self.inner.entra.graph(own.access_token))
+            .await;
         let cannot = |e: CredentialsError| {
             CredentialsError::FailedPrecondition(format!(
                 "what registration {} holds cannot be checked: Microsoft issued its access \
-                 token as an opaque string, not a readable JWT (Microsoft says clients must \
-                 treat access tokens as opaque), and Graph did not answer the reads ({e}); sign \
-                 an admin in for tenant {} and attach again",
+                 token {OPAQUE_TOKEN}, and Graph did not answer the reads ({e}); sign an admin \
+                 in for tenant {} and attach again",
                 reg.client_id, reg.tenant_id
             ))
         };

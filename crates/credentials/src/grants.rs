@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::audit::{ChangeSpec, target};
 use crate::error::CredentialsError;
 use crate::model::Registration;
+use crate::session::OPAQUE_TOKEN;
 use crate::{Credentials, RegistrationRef};
 
 /// Permissions and roles as Entra has them.
@@ -202,7 +203,10 @@ impl Credentials {
         let graph = self.inner.entra.graph(t.access_token);
         self.grants_via(&graph, reg).await.map_err(|e| {
             CredentialsError::FailedPrecondition(format!(
-                "the grants of registration {} cannot be determined without an admin session:                  Microsoft issued its access token for {} as an opaque string, not a readable                  JWT (Microsoft says clients must treat access tokens as opaque), and the                  registration's own token may not read them from Graph ({e}); sign an admin in                  for tenant {} to read them from Graph",
+                "the grants of registration {} cannot be determined without an admin session: \
+                 Microsoft issued its access token for {} {OPAQUE_TOKEN}, and the \
+                 registration's own token may not read them from Graph ({e}); sign an admin in \
+                 for tenant {} to read them from Graph",
                 reg.client_id,
                 opaque_for.display_name(),
                 reg.tenant_id

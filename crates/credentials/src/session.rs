@@ -422,7 +422,8 @@ impl Credentials {
                     tracing::info!(
                         client_id = %reg.client_id,
                         error = %e,
-                        "the app's token is not a readable JWT and its grants could not be read                          from Graph; self-rotation is not assumed"
+                        "the app's token is not a readable JWT and its grants could not be read \
+                         from Graph; self-rotation is not assumed"
                     );
                     false
                 }
@@ -443,7 +444,7 @@ impl Credentials {
 
     /// Graph for reading what `reg` holds: the tenant's admin session when there is one, else
     /// `own` (the registration's own token).
-    async fn reader_graph(&self, reg: &Registration, own: &GraphClient) -> GraphClient {
+    pub(crate) async fn reader_graph(&self, reg: &Registration, own: &GraphClient) -> GraphClient {
         match self.admin_graph(&reg.tenant_id).await {
             Ok(g) => g,
             Err(_) => own.clone(),
@@ -468,6 +469,11 @@ impl Credentials {
 
 /// The Graph permission self-rotation needs.
 const OWNED_BY: &str = "Application.ReadWrite.OwnedBy";
+
+/// How messages say that an access token could not be read: Microsoft's tokens for its APIs
+/// are opaque to clients.
+pub(crate) const OPAQUE_TOKEN: &str = "as an opaque string, not a readable JWT (Microsoft says \
+     clients must treat access tokens as opaque)";
 
 /// Whether an app-only Graph token carries [`OWNED_BY`]; `None` when the token is not a
 /// readable JWT, which Microsoft allows for its APIs' tokens ("access tokens must be treated as

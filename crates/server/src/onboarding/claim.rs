@@ -26,14 +26,7 @@ impl OnboardingService {
     /// Whether the onboarding's secret has been handed over already.
     /// A claim record without a valid MAC is refused like any other state record.
     fn claimed(&self, id: &str) -> Result<bool> {
-        let key = format!("{CLAIM_PREFIX}{id}");
-        let Some(stored) = self.app.onboarding_links().get(key.as_bytes())? else {
-            return Ok(false);
-        };
-        self.app
-            .record_mac()
-            .open(LINKS_TREE, key.as_bytes(), &stored)?;
-        Ok(true)
+        Ok(self.mark(CLAIM_PREFIX, id)?.is_some())
     }
 
     /// Records, durably, that the onboarding's secret is being handed over, unless it was

@@ -2,7 +2,8 @@
 //! and sealed like every state record (a mark without a valid MAC is refused): a signed-in
 //! onboarding cancelled before its run, and the idempotency key of the Provision call that
 //! started its run (a repeat after a server restart still only follows the run).
-//! The secret hand-over's mark is `claim.rs`'s.
+//! The secret hand-over's mark (`claim.rs`) is read here too; it is set by a compare-and-swap
+//! of its own.
 
 use sha2::{Digest, Sha256};
 
@@ -20,7 +21,7 @@ const IDEMPOTENCY_PREFIX: &str = "idempotency/";
 
 impl OnboardingService {
     /// The mark `prefix` on `id`, opened.
-    fn mark(&self, prefix: &str, id: &str) -> Result<Option<Vec<u8>>> {
+    pub(super) fn mark(&self, prefix: &str, id: &str) -> Result<Option<Vec<u8>>> {
         let key = format!("{prefix}{id}");
         let Some(stored) = self.app.onboarding_links().get(key.as_bytes())? else {
             return Ok(None);

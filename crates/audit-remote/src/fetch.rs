@@ -26,8 +26,9 @@ pub fn checkpoint_body(note: &str) -> Result<Checkpoint, RemoteError> {
         location: "checkpoint".into(),
         detail,
     };
+    // The signatures follow the note's last blank line, as in `note::open` (C2SP signed-note).
     let (text, _) = note
-        .split_once("\n\n")
+        .rsplit_once("\n\n")
         .ok_or_else(|| invalid("not a signed note (no blank line before the signatures)".into()))?;
     Checkpoint::parse_text(&format!("{text}\n")).map_err(|e| invalid(e.to_string()))
 }
@@ -242,5 +243,12 @@ mod tests {
             "o.example/log\n3\nrrFfbW3kqAJA3TIl9fGbFVl/jHrwjYl9K6GXtEHF7EU=\n\n\u{2014} o x\n";
         assert_eq!(checkpoint_body(note).unwrap().size, 3);
         assert!(checkpoint_body("o\n3\n").is_err());
+        // A blank line inside the text is not where the signatures start: the body up to the
+        // last one is parsed, and a checkpoint body may not hold an empty line.
+        let inner_blank = format!(
+            "o\n3\n{}\n\nextra\n\n\u{2014} k AAAA\n",
+            "A".repeat(43) + "="
+        );
+        assert!(checkpoint_body(&inner_blank).is_err());
     }
 }

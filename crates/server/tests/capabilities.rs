@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::sign_in_event::Event as SE;
+use testkit::audit::phases;
 use testkit::server::OPERATOR;
 use testkit::server_helpers::{Refusal, Refused, code_of};
 use testkit::sim_server::SimServer;
@@ -306,6 +307,12 @@ async fn cancelled_before_its_run_stays_cancelled() -> Result<()> {
     ensure!(state(&env, &id).await? == pb::OnboardingState::Cancelled);
     let again = op.cancel_onboarding(cancel).await?.into_inner();
     ensure!(again.state() == pb::OnboardingState::Cancelled, "{again:?}");
+    // Each request is on the log as an intent and its outcome, the repeated one too.
+    let requests = phases(&env.server.entries()?, "onboarding.cancel_request", &id);
+    ensure!(
+        requests == ["intent", "succeeded", "intent", "succeeded"],
+        "{requests:?}"
+    );
     let watch = pb::WatchRequest {
         onboarding_id: id.clone(),
         from_event: 1,

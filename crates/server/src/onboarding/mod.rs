@@ -451,7 +451,12 @@ impl OnboardingService {
             // cancelled so its invitation cannot sign in to it again, is the whole cancel.
             self.refuse_while_signing_in(&id)?;
             let at = match self.cancelled_before_run(&id)? {
-                Some(at) => at, // cancelled already: the same answer again
+                Some(at) => {
+                    // Cancelled already: the same answer again, on the log as a request like
+                    // any other (intent, then outcome).
+                    self.record(details.clone()).await?;
+                    at
+                }
                 None => {
                     let signed_in =
                         self.sessions().contains_key(&id) || !self.invitation_of(&id)?.is_empty();

@@ -297,15 +297,17 @@ pub fn odata_error_details(
 /// after now (`nbf`), and the OData body Graph sends with it (`InvalidAuthenticationToken`,
 /// "Continuous access evaluation resulted in challenge with result: InteractionRequired and
 /// code: …", as recorded in Graph SDK issues).
-pub fn claims_challenge(ids: &ReqIds, now: i64) -> Response {
+pub fn claims_challenge(ids: &ReqIds, now: i64, code: &str) -> Response {
     use base64::Engine;
-    let message = "Continuous access evaluation resulted in challenge with result: \
-                   InteractionRequired and code: TokenCreatedWithOutdatedPolicies";
+    let message = format!(
+        "Continuous access evaluation resulted in challenge with result: InteractionRequired \
+         and code: {code}"
+    );
     let mut r = odata_error(
         ids,
         StatusCode::UNAUTHORIZED,
         "InvalidAuthenticationToken",
-        message,
+        &message,
     );
     let request = format!(r#"{{"access_token":{{"nbf":{{"essential":true, "value":"{now}"}}}}}}"#);
     let claims = base64::engine::general_purpose::STANDARD.encode(request);

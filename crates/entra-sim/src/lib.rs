@@ -399,6 +399,20 @@ impl Sim {
         }
     }
 
+    /// Revokes every sign-in made so far, as Continuous Access Evaluation's critical events do
+    /// (the user's sessions revoked, a Conditional Access policy the sign-in no longer
+    /// satisfies): Graph answers their delegated access tokens 401 with a claims challenge
+    /// (`TokenIssuedBeforeRevocationTimestamp`) and their refresh tokens no longer redeem
+    /// (AADSTS50173); app-only tokens are not affected, and a new sign-in works. Returns in the
+    /// next second, so sign-ins after it are told apart by their time.
+    pub async fn revoke_sign_in_sessions(&self) {
+        let now = state::unix_now();
+        self.shared.lock().sign_ins_revoked_through = now;
+        while state::unix_now() <= now {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Replaces the fault switches (takes effect for the next request).
     pub fn set_faults(&self, f: Faults) {
         self.shared.set_faults(f);

@@ -67,6 +67,9 @@ pub struct RefreshSession {
     pub scopes: Vec<String>,
     /// Clock (ms) of expiry (Entra: 90 days of inactivity; AADSTS700082 after).
     pub expires_at_ms: u64,
+    /// When the sign-in it stands for happened (Unix seconds): a revocation at or after it
+    /// refuses it ([`crate::Sim::revoke_sign_in_sessions`]).
+    pub signed_in_at: i64,
 }
 
 /// Everything that changes while the emulator runs.
@@ -88,6 +91,10 @@ pub struct Inner {
     /// Access tokens issued at or before this second (Unix time) count as expired
     /// ([`crate::Sim::expire_access_tokens`]); 0: none.
     pub access_tokens_expired_through: i64,
+    /// Sign-ins at or before this second (Unix time) are revoked
+    /// ([`crate::Sim::revoke_sign_in_sessions`]): their refresh tokens no longer redeem and
+    /// Graph answers their delegated access tokens with a claims challenge; 0: none.
+    pub sign_ins_revoked_through: i64,
 }
 
 impl Inner {
@@ -249,6 +256,7 @@ impl Shared {
             device_codes: HashMap::new(),
             refresh_tokens: HashMap::new(),
             access_tokens_expired_through: 0,
+            sign_ins_revoked_through: 0,
         };
         let shared = Shared {
             base_url,

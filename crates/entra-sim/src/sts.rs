@@ -452,6 +452,7 @@ fn issue_user_tokens(
                 client_id: client.app_id.clone(),
                 scopes: scopes.to_vec(),
                 expires_at_ms: s.now_ms() + REFRESH_LIFETIME_MS,
+                signed_in_at: crate::state::unix_now(),
             },
         );
         Some(rt)
@@ -500,6 +501,16 @@ fn refresh_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gra
             "invalid_grant",
             700082,
             "The refresh token has expired due to inactivity.",
+        ));
+    }
+    if session.signed_in_at <= inner.sign_ins_revoked_through {
+        // Microsoft's AADSTS50173 (FreshTokenNeeded): the user's sessions were revoked.
+        return Err(sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50173,
+            "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.",
         ));
     }
     let scopes: Vec<String> = match p.get("scope").filter(|v| !v.trim().is_empty()) {

@@ -289,6 +289,56 @@ async fn an_expired_access_token_is_refused_and_its_refresh_token_still_redeems(
     env.sim.shutdown().await;
 }
 
+/// A revoked sign-in (Continuous Access Evaluation's critical event): Graph answers its access
+/// token with a claims challenge, its refresh token is refused with AADSTS50173, app-only
+/// tokens still work, and a new sign-in's tokens work.
+#[tokio::test]
+async fn a_revoked_sign_in_gets_a_claims_challenge_and_its_refresh_token_is_refused() {
+    let (env, admin) = Wire::signed_in("globaladmin").await;
+    let (app, _, secret) = env.provision(&admin, "svc-cae").await;
+    let tok = env.sign_in("globaladmin").await;
+    let old = str_of(&tok["access_token"]);
+    env.sim.revoke_sign_in_sessions().await;
+    let r = env.get(&old, "/applications").await;
+    let challenge = r
+        .headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="insufficient_claims""#),
+        "{challenge}"
+    );
+    let body = r.expect_error(401, "InvalidAuthenticationToken");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("code: TokenIssuedBeforeRevocationTimestamp"),
+        "{body}"
+    );
+    let cid = env.info.token_app_client_id.clone();
+    let rt = str_of(&tok["refresh_token"]);
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", cid.as_str()),
+        ("refresh_token", rt.as_str()),
+        ("scope", SCOPE),
+    ];
+    env.token(&form)
+        .await
+        .expect_sts_error(400, "invalid_grant", 50173);
+    let app_only = env.app_token(&app, &secret).await.access_token();
+    // Accepted (no challenge); refused only because the app holds no permission yet.
+    env.get(&app_only, "/organization")
+        .await
+        .expect_error(403, "Authorization_RequestDenied");
+    let fresh = str_of(&env.sign_in("globaladmin").await["access_token"]);
+    env.get(&fresh, "/applications").await.expect(200);
+    env.sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn client_credentials_ok_wrong_secret_unknown_client() {
     let (env, admin) = Wire::signed_in("globaladmin").await;

@@ -191,3 +191,52 @@ async fn conditional_access_asks_for_a_new_sign_in_not_for_roles() -> Result<()>
     env.signed_in(&token, "globaladmin").await?;
     env.stop().await
 }
+
+/// A run that Conditional Access stops partway (the admin's sign-in revoked: a Continuous
+/// Access Evaluation event) fails saying so, not as missing rights; retrying with the revoked
+/// sign-in is refused the same way; the same invitation signs in again, and Provision resumes
+/// the run with the new sign-in to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_by_conditional_access_resumes_after_a_new_sign_in() -> Result<()> {
+    use onboard_proto::v1::provision_event::Event as PE;
+    let env = SimServer::start().await?;
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    env.sim.set_faults(Faults {
+        latency_ms: 300,
+        ..calm()
+    });
+    let ch = env.server.channel().await?;
+    let mut stream = testkit::wizard::provision_stream(ch, &token, &id, "CA-Resume").await?;
+    let first = stream.message().await?;
+    ensure!(
+        matches!(first.and_then(|e| e.event), Some(PE::Started(_))),
+        "the run did not start"
+    );
+    env.sim.revoke_sign_in_sessions().await;
+    let events = testkit::wizard::drain(stream).await?;
+    let Some(PE::Failed(failed)) = events.last().and_then(|e| e.event.clone()) else {
+        anyhow::bail!("the run did not fail: {events:?}");
+    };
+    ensure!(
+        failed.reason.contains("Conditional Access") && !failed.reason.contains("lacks"),
+        "{failed:?}"
+    );
+    env.sim.set_faults(calm());
+    // The held sign-in is revoked: resuming with it is refused as Conditional Access.
+    env.provision(&token, &id, "CA-Resume")
+        .await?
+        .refused(Code::FailedPrecondition, &["Conditional Access policy"])?;
+    // An account of another tenant may not take the run over.
+    let fab = env.sim.add_tenant("fabrikam.onmicrosoft.com");
+    let other = format!("globaladmin@{}", fab.tenant_domain);
+    env.sign_in(&token, &other, Browser::SignsInAs(&other))
+        .await?
+        .refused(Code::FailedPrecondition, &[&fab.tenant_id, "is in tenant"])?;
+    // A new sign-in with the same invitation, then the same Provision resumes the run.
+    let again = env.signed_in(&token, "globaladmin").await?;
+    ensure!(again.onboarding_id == id, "{again:?}");
+    let done = env.provision(&token, &id, "CA-Resume").await??;
+    testkit::wizard::completed(&done)?;
+    env.stop().await
+}

@@ -57,7 +57,7 @@ pub fn contoso(service_id: &str, profile: &str) -> pb::CreateInvitationRequest {
 pub enum Browser<'a> {
     /// Nothing (the code expires, or the call is refused first).
     Idle,
-    /// Signs in as this seeded user.
+    /// Signs in as this seeded user (a nick of the first tenant, or a whole UPN).
     SignsInAs(&'a str),
     /// Declines as this seeded user.
     Declines(&'a str),
@@ -89,8 +89,12 @@ pub async fn sign_in(
                     match browser {
                         Browser::Idle => {}
                         Browser::SignsInAs(nick) => {
-                            sim.complete_device_login(&code.user_code, &upn(&info, nick))
-                                .await?
+                            let who = if nick.contains('@') {
+                                nick.to_owned()
+                            } else {
+                                upn(&info, nick)
+                            };
+                            sim.complete_device_login(&code.user_code, &who).await?
                         }
                         Browser::Declines(nick) => {
                             sim.decline_device_login(&code.user_code, &upn(&info, nick))

@@ -252,7 +252,19 @@ fn authenticate(
         Ok((Caller::App { sp_id: oid, roles }, tid))
     } else {
         if s.lock().faults.claims_challenge {
-            return Err(crate::http::claims_challenge(ids, unix_now()));
+            return Err(crate::http::claims_challenge(
+                ids,
+                unix_now(),
+                "TokenCreatedWithOutdatedPolicies",
+            ));
+        }
+        // A token from a sign-in since revoked: Continuous Access Evaluation's critical event.
+        if claims["iat"].as_i64().unwrap_or(0) <= s.lock().sign_ins_revoked_through {
+            return Err(crate::http::claims_challenge(
+                ids,
+                unix_now(),
+                "TokenIssuedBeforeRevocationTimestamp",
+            ));
         }
         let scopes = claims["scp"]
             .as_str()

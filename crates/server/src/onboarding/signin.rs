@@ -53,7 +53,8 @@ struct Attempt {
     /// Counts the sign-in in `onboard_signins{state="pending"}` while the code is out.
     _pending: Option<PendingSignIn>,
     /// Lists an onboarding that has no run yet as signing in, for Watch and Get
-    /// (`pending.rs`); `None` for a hand-off link's sign-in (its onboarding has a run).
+    /// (`pending.rs`); `None` when its onboarding has a run (a hand-off link's sign-in, a
+    /// failed run signed in to again).
     _listed: Option<super::pending::SigningInGuard>,
 }
 
@@ -116,7 +117,7 @@ pub(super) async fn start(
     let (invitation, again) = match svc.app.invitations().verify_token(&token) {
         Ok(inv) => (inv, None),
         Err(InvitationError::FailedPrecondition(why)) => match svc.sign_in_again(&token) {
-            Some((inv, id)) => (inv, Some(id)),
+            Some((inv, id, has_run)) => (inv, Some((id, has_run))),
             None => {
                 // A used invitation since revoked: its holder is cut off, as on every other
                 // call (`invitations.proto`); any other spent invitation is a state problem.
@@ -143,6 +144,8 @@ pub(super) async fn start(
         Err(other) => return Err(other.into()),
     };
     let redeemed = again.is_some();
+    // A failed run signed in to again: the new sign-in must be in its tenant (`finish`).
+    let resumes = again.as_ref().is_some_and(|(_, has_run)| *has_run);
     if !invitation.admin_upn.is_empty() && !invitation.admin_upn.eq_ignore_ascii_case(&upn) {
         return Err(ServerError::FailedPrecondition(format!(
             "invitation {} is for {}, not {upn}",
@@ -163,7 +166,7 @@ pub(super) async fn start(
     // invitation starts one.
     let onboarding_id = match (&invitation.hand_off_of, again) {
         // The onboarding this used invitation started, signed in again (`sign_in_again`).
-        (_, Some(id)) => id,
+        (_, Some((id, _))) => id,
         (Some(id), None) => {
             let status = svc.app.engine().get(id)?.map(|o| o.status);
             if status != Some(provision::Status::AwaitingAdmin) {
@@ -193,9 +196,7 @@ pub(super) async fn start(
         t.display_name = Some(invitation.customer.clone());
     }
     svc.record(details.clone()).await?;
-    let listed = invitation
-        .hand_off_of
-        .is_none()
+    let listed = (invitation.hand_off_of.is_none() && !resumes)
         .then(|| svc.signing_in(&onboarding_id, &invitation.id));
     let mut p = Attempt {
         _pending: None,
@@ -314,6 +315,15 @@ impl Attempt {
     /// Checks who signed in, redeems the invitation, and keeps the session for Plan/Provision.
     async fn finish(&self, tokens: &TokenSet) -> Result<pb::SignedIn> {
         let admin = self.svc.app.engine().sign_in(tokens, &self.upn).await?;
+        if let Some(run) = self.svc.app.engine().get(&self.onboarding_id)?
+            && run.tenant_id != admin.tenant_id
+        {
+            return Err(ServerError::FailedPrecondition(format!(
+                "{} signed in to tenant {}, but onboarding {} is in tenant {}: sign in with an \
+                 account of that tenant",
+                admin.upn, admin.tenant_id, self.onboarding_id, run.tenant_id
+            )));
+        }
         let roles_missing = roles_missing(&admin, &self.invitation, self.svc.app.profiles())?;
         let inv = if self.redeemed {
             // Redeemed when this onboarding first signed in; linked then too.
@@ -416,20 +426,36 @@ fn duration(d: Duration) -> prost_types::Duration {
 }
 
 impl OnboardingService {
-    /// A used invitation may sign in again for the onboarding it started when that onboarding
-    /// never began a run and the server holds no sign-in for it (sign-ins live in memory, so a
-    /// restart between SignIn and Provision loses them): otherwise the invitation would be
-    /// spent with nothing to show. Not for hand-off links, revoked or expired invitations, or an
-    /// onboarding with a run (its own capabilities apply). Returns the invitation and the id.
-    fn sign_in_again(&self, token: &str) -> Option<(InvitationRecord, String)> {
+    /// A used invitation may sign in again for the onboarding it started:
+    /// - when that onboarding never began a run and the server holds no sign-in for it
+    ///   (sign-ins live in memory, so a restart between SignIn and Provision loses them):
+    ///   otherwise the invitation would be spent with nothing to show;
+    /// - when its run failed (and no undo is under way): Provision resumes a failed run with
+    ///   the signed-in admin's token, so without a new sign-in a failure after a restart, or one
+    ///   whose token Conditional Access now refuses (a claims challenge needs a new interactive
+    ///   sign-in), could never be resumed. The new sign-in replaces the one held, and must be
+    ///   in the onboarding's tenant (`Attempt::finish`).
+    ///
+    /// Not for hand-off links, revoked or expired invitations, or an onboarding in any other
+    /// state (its own capabilities apply). Returns the invitation, the id and whether the
+    /// onboarding has a run.
+    fn sign_in_again(&self, token: &str) -> Option<(InvitationRecord, String, bool)> {
         let inv = self.app.invitations().get_by_token(token).ok()?;
         let id = inv.onboarding_id.clone()?;
-        let usable = inv.state(now_ms()) == invitations::InvitationState::Used
-            && inv.hand_off_of.is_none()
-            && now_ms() < inv.expires_at_ms
-            && matches!(self.app.engine().get(&id), Ok(None))
-            && matches!(self.cancelled_before_run(&id), Ok(None))
-            && !self.sessions().contains_key(&id);
-        usable.then_some((inv, id))
+        if inv.state(now_ms()) != invitations::InvitationState::Used
+            || inv.hand_off_of.is_some()
+            || now_ms() >= inv.expires_at_ms
+        {
+            return None;
+        }
+        let run = self.app.engine().get(&id).ok()?;
+        let usable = match &run {
+            None => {
+                matches!(self.cancelled_before_run(&id), Ok(None))
+                    && !self.sessions().contains_key(&id)
+            }
+            Some(o) => o.status == provision::Status::Failed && !self.app.engine().is_undoing(&id),
+        };
+        usable.then_some((inv, id, run.is_some()))
     }
 }

@@ -133,8 +133,10 @@ pub fn role_names(right: onboard_core::roles::Right) -> Vec<String> {
 /// cancel, which has no terminal event after it.
 #[derive(Debug, Default)]
 pub struct EventMapper {
-    /// The step of the last step-level failure, named in the terminal `Failed`.
-    failed_step: String,
+    /// The step-level failures since the last terminal one, `(step, error)`: the terminal
+    /// `Failed` names the step whose error ended the run. Steps run two at a time, and both
+    /// may fail; the run's error is one of theirs, not necessarily the later one's.
+    failed_steps: Vec<(String, String)>,
 }
 
 impl EventMapper {
@@ -164,14 +166,23 @@ impl EventMapper {
                 unchanged: audit_seqs.is_empty(),
                 audit_seq: audit_seqs.last().copied().unwrap_or(0),
             }),
-            EventKind::Failed { .. } => {
-                self.failed_step = step;
+            EventKind::Failed { error } => {
+                self.failed_steps.push((step, error.clone()));
                 return None;
             }
-            EventKind::Aborted { error } => E::Failed(pb::Failed {
-                step: std::mem::take(&mut self.failed_step),
-                reason: error.clone(),
-            }),
+            EventKind::Aborted { error } => {
+                let failed = std::mem::take(&mut self.failed_steps);
+                let step = failed
+                    .iter()
+                    .find(|(_, e)| e == error)
+                    .or(failed.last())
+                    .map(|(s, _)| s.clone())
+                    .unwrap_or_default();
+                E::Failed(pb::Failed {
+                    step,
+                    reason: error.clone(),
+                })
+            }
             EventKind::Cancelled { detail } => E::Cancelled(pb::Cancelled {
                 detail: detail.clone(),
             }),
@@ -204,5 +215,57 @@ impl EventMapper {
             time: ts(&e.time),
             event: Some(event),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(step: &str, kind: EventKind) -> Event {
+        Event {
+            onboarding_id: "o".into(),
+            seq: 1,
+            time: String::new(),
+            step: step.into(),
+            kind,
+        }
+    }
+
+    fn failed(error: &str) -> EventKind {
+        EventKind::Failed {
+            error: error.into(),
+        }
+    }
+
+    /// Two steps that ran at once both failed: the terminal `Failed` names the step whose error
+    /// ended the run, whichever failed last; with no match, the last failed step.
+    #[test]
+    fn the_terminal_failure_names_the_step_whose_error_ended_the_run() {
+        use pb::provision_event::Event as E;
+        let mut m = EventMapper::default();
+        for (step, error) in [("service_principal", "sp: refused"), ("client_secret", "x")] {
+            assert!(m.map(&event(step, failed(error)), false).is_none());
+        }
+        let abort = |e: &str| {
+            event(
+                "",
+                EventKind::Aborted {
+                    error: e.to_owned(),
+                },
+            )
+        };
+        let Some(E::Failed(f)) = m.map(&abort("sp: refused"), false).and_then(|e| e.event) else {
+            panic!("no terminal failure");
+        };
+        assert_eq!(
+            (f.step.as_str(), f.reason.as_str()),
+            ("service_principal", "sp: refused")
+        );
+        m.map(&event("grant", failed("a")), false);
+        let Some(E::Failed(f)) = m.map(&abort("other"), false).and_then(|e| e.event) else {
+            panic!("no terminal failure");
+        };
+        assert_eq!(f.step, "grant");
     }
 }

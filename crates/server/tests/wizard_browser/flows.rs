@@ -312,3 +312,56 @@ async fn the_customer_cancels_during_provisioning_and_nothing_is_left() -> Resul
     w.check_exchanges(&token)?;
     w.chrome.close().await
 }
+
+/// A run that Conditional Access stops partway (the admin's sign-ins revoked): screen 6 says
+/// so and offers to sign in again; after a new sign-in with the same link the run goes on
+/// where it stopped, to Done.
+#[tokio::test]
+async fn a_run_stopped_by_conditional_access_goes_on_after_a_new_sign_in() -> Result<()> {
+    let w = Wiz::start_slow(Some("resume"), 300).await?;
+    let token = w.provisioning("SbcResume", ".ok").await?;
+    w.env.sim.revoke_sign_in_sessions().await;
+    w.chrome
+        .wait_js(
+            "!document.getElementById('progress-failed').hidden",
+            "the run stopped",
+        )
+        .await?;
+    let stopped = w.chrome.text("#progress-failed").await?;
+    ensure!(
+        stopped.contains("Conditional Access") && stopped.contains("Sign in again and continue"),
+        "{stopped}"
+    );
+    // The step named is the one whose error is shown (two steps run at once; both may fail).
+    let text = w.chrome.text("#failed-text").await?;
+    let step = text
+        .strip_prefix("Step “")
+        .and_then(|t| t.split_once('”'))
+        .map(|(s, _)| s.to_owned())
+        .unwrap_or_default();
+    ensure!(
+        !step.is_empty() && text.contains(&format!("failed: {step}: ")),
+        "{text}"
+    );
+    let running = "return document.querySelectorAll('#steps li.run, #steps li.wait').length";
+    ensure!(
+        w.chrome.js(running).await?.as_u64() == Some(0),
+        "a step still shows as running after the run stopped"
+    );
+    w.shoot("06e-stopped-by-conditional-access").await?;
+    w.chrome.click("btn-resume").await?;
+    w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;
+    let c = w.chrome.text("#s-connected").await?;
+    ensure!(c.contains("Part of it was made before it stopped"), "{c}");
+    w.chrome.click("btn-next").await?;
+    let done = w
+        .step_after_run("s-done", "07b-done-after-sign-in-again")
+        .await?;
+    ensure!(done.contains("SbcResume"), "{done}");
+    ensure!(
+        snapshot::apps_named(&w.env.sim.snapshot(), "SbcResume").len() == 1,
+        "one app, made once"
+    );
+    w.check_exchanges(&token)?;
+    w.chrome.close().await
+}

@@ -8,7 +8,7 @@
   const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
   const S = { inv: null, onboardingId: '', upn: '', appName: '', lastIndex: 0, steps: new Map(),
     signIn: null, countdown: 0, nameTimer: 0, planSeq: 0, planOk: false, ended: false,
-    handOff: false, waiting: false };
+    handOff: false, waiting: false, resume: false };
 
   // ---- screens ----
   function show(id) {
@@ -231,7 +231,9 @@
     $('rights-ok').hidden = missing.length > 0;
     $('rights-ok-state').textContent = S.handOff
       ? 'Another administrator already made part of it; you see the rest before anything else changes.'
-      : 'Nothing has been changed in your tenant yet.';
+      : S.resume
+        ? 'Part of it was made before it stopped; the next step goes on from there.'
+        : 'Nothing has been changed in your tenant yet.';
     $('rights-missing').hidden = missing.length === 0 || S.handOff;
     $('rights-cannot').hidden = missing.length === 0 || !S.handOff;
     list($('roles-missing'), missing.map((r) => 'Needs ' + r), '');
@@ -399,6 +401,7 @@
     } else if (name === 'failed') {
       S.ended = true;
       if (d.step) setStep(stepItem(d.step), 'bad', 'Failed: ', '');
+      stopRunningSteps();
       $('failed-text').textContent = (d.step ? 'Step “' + d.step + '” failed: ' : '') + d.reason;
       $('progress-failed').hidden = false;
       $('conn').textContent = '';
@@ -407,10 +410,7 @@
       $('cancel-area').hidden = true;
       $('progress-failed').hidden = true;
       $('conn').textContent = '';
-      // Steps cut short by the cancellation stopped where they were (plain status, no ids).
-      for (const li of S.steps.values()) {
-        if (li.className === 'run' || li.className === 'wait') setStep(li, 'stop', 'Stopped: ', '');
-      }
+      stopRunningSteps();
       progressHeading('Onboarding cancelled', false);
       $('progress-cancelled').hidden = false;
       $('cancelled-h').focus();
@@ -418,6 +418,25 @@
       waiting(d);
     } else if (name === 'error') {
       throw Object.assign(new Error('api'), { api: d, fromStream: true });
+    }
+  }
+  // A stopped run goes on after a new sign-in with the same link (the server resumes a failed
+  // run with the new sign-in): the sign-in screens, then Provision with the same name.
+  function signInAgain() {
+    S.resume = true;
+    if (S.upn) $('upn').value = S.upn;
+    show('s-upn');
+  }
+  function resume() {
+    S.resume = false;
+    S.ended = false;
+    $('progress-failed').hidden = true;
+    follow(-1);
+  }
+  // Steps cut short by a failure or a cancellation stopped where they were (plain status).
+  function stopRunningSteps() {
+    for (const li of S.steps.values()) {
+      if (li.className === 'run' || li.className === 'wait') setStep(li, 'stop', 'Stopped: ', '');
     }
   }
   // from < 0: start Provision (same idempotency key on every try); else Watch from `from`.
@@ -646,7 +665,8 @@
     $('btn-cancel').addEventListener('click', askCancel);
     $('btn-cancel-no').addEventListener('click', keepGoing);
     $('btn-cancel-yes').addEventListener('click', cancel);
-    $('btn-next').addEventListener('click', () => (S.handOff ? finishScreen() : show('s-name')));
+    $('btn-next').addEventListener('click', () => (S.handOff ? finishScreen() : S.resume ? resume() : show('s-name')));
+    $('btn-resume').addEventListener('click', signInAgain);
     $('btn-ho-start').addEventListener('click', () => show('s-upn'));
     $('btn-link').addEventListener('click', createLink);
     $('btn-copy-link').addEventListener('click', () => copyField('ho-link', 'link-copied', 'Link'));

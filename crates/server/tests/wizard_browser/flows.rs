@@ -332,17 +332,22 @@ async fn a_run_stopped_by_conditional_access_goes_on_after_a_new_sign_in() -> Re
         stopped.contains("Conditional Access") && stopped.contains("Sign in again and continue"),
         "{stopped}"
     );
-    // The step named is the one whose error is shown (two steps run at once; both may fail).
-    let text = w.chrome.text("#failed-text").await?;
-    let step = text
-        .strip_prefix("Step “")
-        .and_then(|t| t.split_once('”'))
-        .map(|(s, _)| s.to_owned())
-        .unwrap_or_default();
+    // Plain words first; the step named in the details is the one whose error is shown (two
+    // steps run at once; both may fail).
+    let plain = w.chrome.text("#failed-text").await?;
     ensure!(
-        !step.is_empty() && text.contains(&format!("failed: {step}: ")),
-        "{text}"
+        plain.starts_with(
+            "Your organisation’s Conditional Access policy asks the admin to sign in again"
+        ),
+        "{plain}"
     );
+    let detail = w.chrome.text("#failed-detail").await?;
+    let failed_step = "return [...document.querySelectorAll('#steps li.bad')].length";
+    ensure!(
+        w.chrome.js(failed_step).await?.as_u64() == Some(1),
+        "{detail}"
+    );
+    ensure!(detail.starts_with("Details: "), "{detail}");
     let running = "return document.querySelectorAll('#steps li.run, #steps li.wait').length";
     ensure!(
         w.chrome.js(running).await?.as_u64() == Some(0),

@@ -400,9 +400,15 @@
       done();
     } else if (name === 'failed') {
       S.ended = true;
-      if (d.step) setStep(stepItem(d.step), 'bad', 'Failed: ', '');
+      const li = d.step ? stepItem(d.step) : null;
+      if (li) setStep(li, 'bad', 'Failed: ', '');
       stopRunningSteps();
-      $('failed-text').textContent = (d.step ? 'Step “' + d.step + '” failed: ' : '') + d.reason;
+      // Plain words first (the step as listed above); Microsoft's answer as the details.
+      const what = li && li.children[1].textContent;
+      $('failed-text').textContent = /Conditional Access/.test(d.reason)
+        ? 'Your organisation’s Conditional Access policy asks the admin to sign in again (for example with multi-factor authentication).'
+        : what ? 'The step “' + what + '” could not finish.' : 'Provisioning could not finish.';
+      $('failed-detail').textContent = 'Details: ' + d.reason;
       $('progress-failed').hidden = false;
       $('conn').textContent = '';
     } else if (name === 'cancelled') {

@@ -55,6 +55,13 @@ impl Credentials {
     /// list of what is missing. Audited; from then on it is managed like one Onboard made.
     pub async fn attach(&self, req: AttachRequest) -> Result<AttachResult, CredentialsError> {
         check_ref(&req.registration)?;
+        if entra_client::sts::is_tenant_independent(&req.registration.tenant_id) {
+            // Entra issues an app's own token only at its tenant's authority (AADSTS50059).
+            return Err(CredentialsError::InvalidArgument {
+                field: "registration.tenant_id",
+                reason: "the tenant's id or domain, not a tenant-independent authority".into(),
+            });
+        }
         if req.client_secret.expose_secret().is_empty() {
             return Err(CredentialsError::InvalidArgument {
                 field: "client_secret",

@@ -83,6 +83,24 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
         "{e:?}"
     );
 
+    // `organizations` / `common` name no tenant: Entra refuses client credentials there.
+    for alias in ["organizations", "common"] {
+        let e = creds
+            .attach(attach_req(alias, &client, &secret))
+            .await
+            .err();
+        ensure!(
+            matches!(
+                &e,
+                Some(CredentialsError::InvalidArgument {
+                    field: "registration.tenant_id",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+    }
+
     // Complete: attached, sealed, audited, then managed like a provisioned one.
     store_session(&env, &creds, "globaladmin").await?;
     let HandMade {

@@ -127,6 +127,15 @@ fn tenant_segment(tenant: &str) -> Result<&str, EntraError> {
     }
 }
 
+/// Whether `tenant` is a tenant-independent authority (`common`, `organizations`): fine for a
+/// user's sign-in, which finds the tenant from the user, but no tenant for an application's
+/// own token (Entra answers AADSTS50059; docs/microsoft.md §24).
+pub fn is_tenant_independent(tenant: &str) -> bool {
+    ["common", "organizations"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(tenant.trim()))
+}
+
 impl StsClient {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
@@ -175,7 +184,8 @@ impl StsClient {
 
     /// Client-credentials grant with a client secret (`scope` is one `<resource>/.default`).
     /// Mark `ctx` as [`OpContext::after_create`] when the secret or app was just created, so
-    /// AADSTS700016 / 7000215 are retried while the credential propagates.
+    /// AADSTS700016 / 7000215 are retried while the credential propagates. `tenant` must name
+    /// the tenant: `common` / `organizations` are refused here, before any request.
     pub async fn client_credentials(
         &self,
         tenant: &str,
@@ -184,6 +194,11 @@ impl StsClient {
         scope: &str,
         ctx: &OpContext,
     ) -> Result<TokenSet, EntraError> {
+        if is_tenant_independent(tenant) {
+            return Err(EntraError::InvalidInput(format!(
+                "client credentials need the tenant's id or domain, not {tenant:?}"
+            )));
+        }
         let secret = client_secret.expose_secret();
         let form = [("client_secret", secret), ("scope", scope)];
         let tokens = self

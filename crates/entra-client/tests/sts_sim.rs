@@ -198,6 +198,44 @@ async fn unknown_tenant_is_a_typed_sts_error() {
 }
 
 #[tokio::test]
+async fn client_credentials_are_never_sent_to_a_tenant_independent_authority() {
+    let env = SimEnv::start(calm()).await.unwrap();
+    let app = env.hand_made("cc-alias", &Grants::NONE).await.unwrap();
+    let sts_calls = || env.sim.request_counts().sts;
+    let before = sts_calls();
+    for tenant in ["organizations", "common", "Common"] {
+        let err = env
+            .client
+            .sts()
+            .client_credentials(
+                tenant,
+                &app.client_id,
+                &app.secret,
+                GRAPH_DEFAULT,
+                &OpContext::new(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EntraError::InvalidInput(_)), "{err:?}");
+    }
+    assert_eq!(sts_calls(), before, "nothing was sent");
+    // Entra itself refuses them there (AADSTS50059), so the tenant's own authority is the one.
+    let ok = env
+        .client
+        .sts()
+        .client_credentials(
+            &env.info.tenant_id,
+            &app.client_id,
+            &app.secret,
+            GRAPH_DEFAULT,
+            &OpContext::new().after_create(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.token_type, "Bearer");
+}
+
+#[tokio::test]
 async fn renewing_token_source_refreshes_against_the_sts() {
     use entra_client::{RenewingToken, TokenSource};
     let env = SimEnv::start(calm()).await.unwrap();

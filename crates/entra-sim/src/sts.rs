@@ -53,6 +53,18 @@ fn tenant_not_found(ids: &ReqIds, seg: &str) -> Response {
     )
 }
 
+/// AADSTS50059: a tenant-independent authority (`common`, `organizations`) for a grant in
+/// which no user signs in, so nothing names the tenant.
+fn no_tenant(ids: &ReqIds) -> Response {
+    sts_error(
+        ids,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        50059,
+        "No tenant-identifying information found in either the request or implied by any provided credentials.",
+    )
+}
+
 pub fn missing_param(ids: &ReqIds, name: &str) -> Response {
     sts_error(
         ids,
@@ -255,16 +267,21 @@ pub async fn token(
     let Some(tref) = resolve_tenant(&mut inner, &tenant) else {
         return tenant_not_found(&ids, &tenant);
     };
-    if matches!(tref, TenantRef::Multi(_))
-        && let Some(client) = p.get("client_id")
-        && let Some(home) = inner.tenant_of_app(client)
-    {
-        // A confidential client calling /organizations: the tenant that registered it.
-        inner.select(&home);
-    }
     let Some(grant) = p.get("grant_type") else {
         return missing_param(&ids, "grant_type");
     };
+    if matches!(tref, TenantRef::Multi(_)) {
+        if grant == "client_credentials" {
+            // No user signs in, so `common` / `organizations` name no tenant: Entra answers
+            // AADSTS50059 (docs/microsoft.md §24).
+            return no_tenant(&ids);
+        }
+        if let Some(home) = p.get("client_id").and_then(|c| inner.tenant_of_app(c)) {
+            // A client registered here: look it up in its own tenant (the user's tenant
+            // comes from the device code or the refresh token).
+            inner.select(&home);
+        }
+    }
     let result = match grant.as_str() {
         "urn:ietf:params:oauth:grant-type:device_code" => device_grant(&s, &mut inner, &ids, &p),
         "refresh_token" => refresh_grant(&s, &mut inner, &ids, &p),

@@ -1,8 +1,10 @@
 //! Microsoft Graph v1.0: request parsing, caller authentication and the dispatch table.
 
+mod advanced;
 mod apps;
 mod authz;
 mod directory;
+mod literals;
 mod lookup;
 mod odata;
 mod recycle;

@@ -45,7 +45,8 @@ pub enum Lit {
     Bool(bool),
     /// `null`.
     Null,
-    /// Anything else unquoted (GUIDs, numbers), compared as text.
+    /// Anything else unquoted: a GUID (right for `Edm.Guid` properties only), a number, or a
+    /// bare word. [`check_filter`] refuses it where the property's type does not take it.
     Raw(String),
 }
 
@@ -54,24 +55,30 @@ pub enum Lit {
 pub enum Cond {
     /// `prop eq lit`.
     Eq(String, Lit),
-    /// `prop ne lit`.
+    /// `prop ne lit` (an advanced query on directory objects).
     Ne(String, Lit),
     /// `startswith(prop,'x')`.
     StartsWith(String, String),
+    /// `endswith(prop,'x')` (an advanced query on directory objects).
+    EndsWith(String, String),
     /// `prop in ('a','b')`.
     In(String, Vec<Lit>),
     /// `prop/any(x:x eq 'v')` on a collection of strings.
-    AnyEq(String, String),
+    AnyEq(String, Lit),
+    /// `not(clause)` / `not clause` (an advanced query on directory objects).
+    Not(Box<Cond>),
 }
 
 impl Cond {
-    fn prop(&self) -> &str {
+    pub(super) fn prop(&self) -> &str {
         match self {
             Cond::Eq(p, _)
             | Cond::Ne(p, _)
             | Cond::StartsWith(p, _)
+            | Cond::EndsWith(p, _)
             | Cond::In(p, _)
             | Cond::AnyEq(p, _) => p,
+            Cond::Not(c) => c.prop(),
         }
     }
 }
@@ -115,17 +122,62 @@ fn split_outside(s: &str, sep: &str) -> Vec<String> {
     out
 }
 
+/// `s` without one pair of parentheses that wraps all of it.
+fn unwrap_parens(s: &str) -> &str {
+    let Some(inner) = s.strip_prefix('(').and_then(|x| x.strip_suffix(')')) else {
+        return s;
+    };
+    let (mut depth, mut quoted) = (0i32, false);
+    for b in inner.bytes() {
+        match b {
+            b'\'' => quoted = !quoted,
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return s;
+        }
+    }
+    inner.trim()
+}
+
+/// The clause negated by a leading `not` (followed by a space or a parenthesis).
+fn strip_not(c: &str) -> Option<&str> {
+    let head = c.get(..3)?;
+    let rest = c.get(3..)?;
+    let follows = rest.starts_with('(') || rest.starts_with(char::is_whitespace);
+    (head.eq_ignore_ascii_case("not") && follows).then(|| unwrap_parens(rest.trim()))
+}
+
+/// `name(prop,'text')` for the string functions `startswith` / `endswith`.
+fn string_function<'a>(c: &'a str, lower: &str, name: &str) -> Option<(&'a str, &'a str)> {
+    let open = format!("{name}(");
+    if !lower.starts_with(&open) || !c.ends_with(')') {
+        return None;
+    }
+    c[open.len()..c.len() - 1].split_once(',')
+}
+
 fn parse_clause(c: &str) -> Result<Cond, String> {
     let c = c.trim();
     let bad = || format!("Invalid filter clause: syntax error in '{c}'.");
+    if let Some(inner) = strip_not(c) {
+        return Ok(Cond::Not(Box::new(parse_clause(inner)?)));
+    }
     let lower = c.to_ascii_lowercase();
-    if lower.starts_with("startswith(") && c.ends_with(')') {
-        let inner = &c["startswith(".len()..c.len() - 1];
-        let (prop, val) = inner.split_once(',').ok_or_else(bad)?;
-        return match parse_lit(val) {
-            Lit::Str(v) => Ok(Cond::StartsWith(prop.trim().to_string(), v)),
-            _ => Err(bad()),
-        };
+    for (name, ends) in [("startswith", false), ("endswith", true)] {
+        if let Some((prop, val)) = string_function(c, &lower, name) {
+            let Lit::Str(v) = parse_lit(val) else {
+                return Err(bad());
+            };
+            let prop = prop.trim().to_string();
+            return Ok(if ends {
+                Cond::EndsWith(prop, v)
+            } else {
+                Cond::StartsWith(prop, v)
+            });
+        }
     }
     if let Some(pos) = lower.find("/any(") {
         let prop = c[..pos].trim().to_string();
@@ -135,10 +187,7 @@ fn parse_clause(c: &str) -> Result<Cond, String> {
         if parts.len() != 2 || parts[0].trim() != var.trim() {
             return Err(bad());
         }
-        return match parse_lit(&parts[1]) {
-            Lit::Str(v) | Lit::Raw(v) => Ok(Cond::AnyEq(prop, v)),
-            _ => Err(bad()),
-        };
+        return Ok(Cond::AnyEq(prop, parse_lit(&parts[1])));
     }
     for (op, make) in [("eq", 0), ("ne", 1), ("in", 2)] {
         let parts = split_outside(c, op);
@@ -185,23 +234,29 @@ fn lit_matches(v: &Value, l: &Lit) -> bool {
     }
 }
 
+/// Whether `obj` satisfies condition `c`.
+fn holds(obj: &Value, c: &Cond) -> bool {
+    let v = &obj[c.prop()];
+    let text = |f: fn(&str, &str) -> bool, p: &str| {
+        v.as_str()
+            .is_some_and(|s| f(&s.to_ascii_lowercase(), &p.to_ascii_lowercase()))
+    };
+    match c {
+        Cond::Eq(_, l) => lit_matches(v, l),
+        Cond::Ne(_, l) => !lit_matches(v, l),
+        Cond::StartsWith(_, p) => text(|s, p| s.starts_with(p), p),
+        Cond::EndsWith(_, p) => text(|s, p| s.ends_with(p), p),
+        Cond::In(_, ls) => ls.iter().any(|l| lit_matches(v, l)),
+        Cond::AnyEq(_, l) => v
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| lit_matches(e, l))),
+        Cond::Not(inner) => !holds(obj, inner),
+    }
+}
+
 /// Whether `obj` satisfies every condition.
 pub fn matches(obj: &Value, conds: &[Cond]) -> bool {
-    conds.iter().all(|c| {
-        let v = &obj[c.prop()];
-        match c {
-            Cond::Eq(_, l) => lit_matches(v, l),
-            Cond::Ne(_, l) => !lit_matches(v, l),
-            Cond::StartsWith(_, p) => v
-                .as_str()
-                .is_some_and(|s| s.to_ascii_lowercase().starts_with(&p.to_ascii_lowercase())),
-            Cond::In(_, ls) => ls.iter().any(|l| lit_matches(v, l)),
-            Cond::AnyEq(_, x) => v.as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|e| e.as_str().is_some_and(|s| s.eq_ignore_ascii_case(x)))
-            }),
-        }
-    })
+    conds.iter().all(|c| holds(obj, c))
 }
 
 impl Query {
@@ -291,42 +346,39 @@ fn metadata(c: &Ctx<'_>, entity_set: &str) -> String {
     format!("{}/v1.0/$metadata#{entity_set}{sel}", c.s.base_url)
 }
 
-/// Checks `$filter` against the properties the resource supports filtering on.
+/// Properties `endsWith` works on (Learn aad-advanced-queries: mail, otherMails,
+/// userPrincipalName and proxyAddresses, with the advanced query parameters).
+const ENDS_WITH: &[&str] = &["mail", "otherMails", "userPrincipalName", "proxyAddresses"];
+
+/// Checks `$filter` against the properties the resource supports filtering on, and each
+/// literal against the property's type (`resource` is the Graph type, e.g. `application`).
 pub fn check_filter(c: &Ctx<'_>, resource: &str, allowed: &[&str]) -> Result<(), Response> {
+    fn ends_with_prop(cond: &Cond) -> bool {
+        match cond {
+            Cond::EndsWith(p, _) => ENDS_WITH.iter().any(|a| a.eq_ignore_ascii_case(p)),
+            Cond::Not(inner) => ends_with_prop(inner),
+            _ => true,
+        }
+    }
     for cond in &c.query.filter {
-        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(cond.prop())) {
+        let prop = cond.prop();
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(prop)) || !ends_with_prop(cond) {
             return Err(c.err(
                 StatusCode::BAD_REQUEST,
                 "Request_UnsupportedQuery",
-                &format!("Unsupported or invalid query filter clause specified for property '{}' of resource '{resource}'.", cond.prop()),
+                &format!("Unsupported or invalid query filter clause specified for property '{prop}' of resource '{resource}'."),
             ));
         }
     }
-    Ok(())
+    super::literals::check(c, resource, &c.query.filter)
 }
 
 /// A collection answer: filtered, paged, projected, with `@odata.context` and `@odata.nextLink`.
 pub fn collection(c: &Ctx<'_>, entity_set: &str, items: Vec<Value>) -> Response {
-    // Advanced queries on directory objects need `ConsistencyLevel: eventual`.
-    let eventual = c
-        .headers
-        .get("consistencylevel")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
-    if c.query.count && !eventual {
-        return c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "$count is only supported with the ConsistencyLevel header set to eventual.",
-        );
-    }
-    if c.query.search.is_some() && !eventual {
-        return c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'",
-        );
-    }
+    let with_count = match super::advanced::gate(c, entity_set) {
+        Ok(with_count) => with_count,
+        Err(refused) => return refused,
+    };
     let mut items: Vec<Value> = items
         .into_iter()
         .filter(|v| matches(v, &c.query.filter))
@@ -358,7 +410,7 @@ pub fn collection(c: &Ctx<'_>, entity_set: &str, items: Vec<Value>) -> Response 
         .map(|v| project(v, &c.query.select))
         .collect();
     let mut body = json!({ "@odata.context": metadata(c, entity_set) });
-    if c.query.count {
+    if with_count {
         body["@odata.count"] = json!(total);
     }
     if end < total {
@@ -408,6 +460,13 @@ mod tests {
         assert!(matches(&json!({"servicePrincipalNames": ["api://a"]}), &f));
         let f = parse_filter("id in ('1','2')").unwrap();
         assert!(matches(&json!({"id": "2"}), &f));
+        let f = parse_filter("NOT startswith(displayName,'Con') and endswith(mail,'@x.test')");
+        let f = f.unwrap();
+        let obj = json!({"displayName": "Fabrikam", "mail": "a@X.test"});
+        assert!(matches(&obj, &f), "{f:?}");
+        assert!(matches!(&f[0], Cond::Not(_)));
+        let f = parse_filter("notes eq 'x'").unwrap();
+        assert_eq!(f, vec![Cond::Eq("notes".into(), Lit::Str("x".into()))]);
         assert!(parse_filter("appId wat 'x'").is_err());
         assert!(parse_filter("a eq 'x' or b eq 'y'").is_err());
     }

@@ -84,6 +84,20 @@ async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() 
             .any(|r| r.contains("Privileged Role Administrator")),
         "{signed:?}"
     );
+    // The same, structured: one choice of role names per missing right.
+    ensure!(
+        signed.rights_missing.len() == signed.roles_missing.len()
+            && signed
+                .rights_missing
+                .iter()
+                .zip(&signed.roles_missing)
+                .all(|(c, text)| !c.any_of.is_empty() && c.any_of.join(" or ") == *text)
+            && signed.rights_missing.iter().any(|c| c
+                .any_of
+                .iter()
+                .any(|r| r == "Privileged Role Administrator")),
+        "{signed:?}"
+    );
     let id = signed.onboarding_id;
     let plan = plan(&env.server, &token, &id, "Sbc-Two").await??;
     ensure!(plan.blocked && !plan.hand_off, "{plan:?}");

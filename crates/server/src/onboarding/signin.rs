@@ -324,7 +324,7 @@ impl Attempt {
                 admin.upn, admin.tenant_id, self.onboarding_id, run.tenant_id
             )));
         }
-        let roles_missing = roles_missing(&admin, &self.invitation, self.svc.app.profiles())?;
+        let rights_missing = rights_missing(&admin, &self.invitation, self.svc.app.profiles())?;
         let inv = if self.redeemed {
             // Redeemed when this onboarding first signed in; linked then too.
             self.invitation.clone()
@@ -343,7 +343,11 @@ impl Attempt {
             upn: admin.upn.clone(),
             tenant_id: admin.tenant_id.clone(),
             roles_held: admin.role_names(),
-            roles_missing,
+            roles_missing: rights_missing
+                .iter()
+                .map(|c| c.any_of.join(" or "))
+                .collect(),
+            rights_missing,
             onboarding_id: self.onboarding_id.clone(),
         };
         let mut details = self
@@ -393,21 +397,23 @@ impl Attempt {
     }
 }
 
-/// The roles the invitation's profile needs that the admin lacks: for each missing right, the
-/// roles that would grant it.
-fn roles_missing(
+/// The rights the invitation's profile needs that the admin lacks: for each, the roles that
+/// would grant it (each choice once).
+fn rights_missing(
     admin: &Admin,
     inv: &InvitationRecord,
     profiles: &ProfileSet,
-) -> Result<Vec<String>> {
+) -> Result<Vec<pb::RoleChoice>> {
     let version = (!inv.platform_version.is_empty()).then_some(inv.platform_version.as_str());
     let profile = profiles.resolve(&inv.profile, version)?;
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<pb::RoleChoice> = Vec::new();
     for check in admin.rights_for(&profile) {
         if !check.held {
-            let line = super::convert::role_names(check.right).join(" or ");
-            if !out.contains(&line) {
-                out.push(line);
+            let choice = pb::RoleChoice {
+                any_of: super::convert::role_names(check.right),
+            };
+            if !out.contains(&choice) {
+                out.push(choice);
             }
         }
     }

@@ -140,7 +140,7 @@ impl App {
                 record_mac: record_mac.clone(),
             },
         )?;
-        let auth = Authenticator::new(&config.auth)?;
+        let auth = Authenticator::new(&config.auth, config.tls.client_ca.is_some())?;
         let entra = entra_client(&config)?;
         let mut engine_config = EngineConfig::new(
             entra.clone(),

@@ -65,6 +65,11 @@ pub struct Authenticator {
     tokens: HashMap<[u8; 32], Caller>,
     /// Match a certificate without SANs by its subject CN.
     cn_fallback: bool,
+    /// mTLS is configured (`tls.client_ca`): callers must present a client certificate, and a
+    /// bearer token without one is refused. The handshake itself lets clients without one in,
+    /// because the customer's browser (the wizard, on the same listener) has none; it acts
+    /// only through its invitation token, which this module does not handle.
+    certificates_required: bool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -77,8 +82,9 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the lookup tables; a malformed token hash is a configuration error.
-    pub fn new(auth: &AuthSection) -> Result<Self> {
+    /// Builds the lookup tables; a malformed token hash is a configuration error. `mtls`: the
+    /// listener asks for client certificates (`tls.client_ca`), so callers must present one.
+    pub fn new(auth: &AuthSection, mtls: bool) -> Result<Self> {
         let mut callers = HashMap::new();
         for c in &auth.callers {
             let identity = c.identity.clone().unwrap_or_else(|| c.name.clone());
@@ -111,6 +117,7 @@ impl Authenticator {
             callers,
             tokens,
             cn_fallback: auth.cn_fallback,
+            certificates_required: mtls,
         })
     }
 
@@ -130,12 +137,20 @@ impl Authenticator {
         Ok(caller)
     }
 
-    /// Identifies the caller: a client certificate wins; otherwise a bearer token.
+    /// Identifies the caller: a client certificate wins; otherwise a bearer token, unless mTLS
+    /// is configured.
     pub fn authenticate<T>(&self, req: &Request<T>) -> Result<Caller> {
         if let Some(certs) = req.peer_certs()
             && let Some(leaf) = certs.first()
         {
             return self.by_certificate(leaf.as_ref());
+        }
+        if self.certificates_required {
+            return Err(ServerError::Unauthenticated(
+                "this server requires a client certificate (mTLS) for this call; none was \
+                 presented (a bearer token is not accepted without one)"
+                    .into(),
+            ));
         }
         self.by_bearer(req)
     }

@@ -174,7 +174,12 @@ fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>> {
         .identity(Identity::from_pem(cert_pem.as_slice(), key_pem.as_slice()))
         .timeout(HANDSHAKE_TIMEOUT);
     if let Some(ca) = &config.tls.client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?.as_slice()));
+        // Verified when presented, not required at the handshake: the customer's browser (the
+        // wizard, on this listener) has no client certificate. Every operator, auditor and
+        // admin call still needs one (`auth::Authenticator`).
+        tls = tls
+            .client_ca_root(Certificate::from_pem(read(ca)?.as_slice()))
+            .client_auth_optional(true);
     }
     Ok(Some(tls))
 }

@@ -1,6 +1,7 @@
 //! mTLS over a real socket with certificates made here by rcgen: two client certificates with
 //! different SANs get different roles, a certificate nobody configured and a client without one
-//! are refused, and health answers over mTLS.
+//! are refused, health answers over mTLS, and the customer's browser, which has no client
+//! certificate, still reaches the wizard on the same listener.
 
 use std::time::Duration;
 
@@ -145,10 +146,16 @@ async fn a_client_without_a_certificate_is_refused() -> Result<()> {
     let pki = pki()?;
     let s = start(&pki).await?;
     let none = channel(s.addr, &pki, None).await?;
-    // Even with a valid bearer token: mTLS requires the certificate at the handshake.
-    let mut c = AuditClient::with_interceptor(none, Bearer::new(Some(AUDITOR)));
-    let r = c.get_checkpoint(pb::GetCheckpointRequest {}).await;
-    assert!(r.is_err(), "a client without a certificate was served");
+    // Even with a valid bearer token: with mTLS every operator, auditor or admin call needs
+    // the certificate (the handshake lets the wizard's browser in without one).
+    let mut c = AuditClient::with_interceptor(none.clone(), Bearer::new(Some(AUDITOR)));
+    c.get_checkpoint(pb::GetCheckpointRequest {})
+        .await
+        .refused(Code::Unauthenticated, &["client certificate"])?;
+    InvitationsClient::with_interceptor(none, Bearer::new(Some(testkit::server::OPERATOR)))
+        .create_invitation(contoso("svc-1", "direct-routing"))
+        .await
+        .refused(Code::Unauthenticated, &["client certificate"])?;
     // And plaintext is not spoken at all.
     let plain = Endpoint::try_from(format!("http://{}", s.addr))?
         .timeout(Duration::from_secs(5))
@@ -157,5 +164,39 @@ async fn a_client_without_a_certificate_is_refused() -> Result<()> {
         .get_checkpoint(pb::GetCheckpointRequest {})
         .await;
     assert!(r.is_err(), "a plaintext client was served");
+    s.stop().await
+}
+
+/// The customer's browser has no client certificate: with mTLS on, the wizard's page, its
+/// assets and its API (which acts through the invitation token) are served all the same.
+#[tokio::test]
+async fn the_wizard_is_reached_without_a_client_certificate() -> Result<()> {
+    let pki = pki()?;
+    let s = start(&pki).await?;
+    let operator = channel(s.addr, &pki, Some(&pki.portal)).await?;
+    let token = InvitationsClient::new(operator)
+        .create_invitation(contoso("svc-1", "direct-routing"))
+        .await?
+        .into_inner()
+        .token;
+    let browser = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.as_bytes())?])
+        .build()?;
+    let base = format!("https://localhost:{}", s.addr.port());
+    let css = browser.get(format!("{base}/wizard/app.css")).send().await?;
+    anyhow::ensure!(css.status() == 200, "{}", css.status());
+    let api = browser
+        .post(format!("{base}/wizard/api/invitation"))
+        .header("x-invitation-token", &token)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await?;
+    let status = api.status();
+    let body = api.text().await?;
+    anyhow::ensure!(
+        status == 200 && body.contains("Contoso"),
+        "{status}: {body}"
+    );
     s.stop().await
 }

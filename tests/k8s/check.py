@@ -222,8 +222,11 @@ def cross_problems(docs, rendered_secrets):
                 toml.get("tls", {}).get("client_ca"),
             ]
             data_mount = [m["mountPath"] for m in c["volumeMounts"] if m["name"] == "data"]
-            if [toml["storage"]["data_dir"]] != data_mount:
-                p.append(f"storage.data_dir {toml['storage']['data_dir']} is not the data volume's mount {data_mount}")
+            # Inside the volume, not its root: the mount point belongs to root (fsGroup changes
+            # only its group), and the server makes its data directory 0700 at start-up.
+            data_dir = toml["storage"]["data_dir"]
+            if len(data_mount) != 1 or not data_dir.startswith(data_mount[0].rstrip("/") + "/"):
+                p.append(f"storage.data_dir {data_dir} is not a directory inside the data volume's mount {data_mount}")
             for path in filter(None, paths):
                 d, f = os.path.split(path)
                 v = mounts.get(d)

@@ -79,8 +79,10 @@ async fn run_backup(args: BackupArgs) -> Result<String, CtlError> {
         p.push(".partial");
         PathBuf::from(p)
     };
-    let mut file = std::fs::File::create(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
+    // The archive holds the audit log and every state record: the owner's alone (a leftover
+    // partial file would keep its own mode, so it goes first).
+    let _ = std::fs::remove_file(&partial);
+    let mut file = crate::ctl::output::create_private(&partial)?;
     let mut bytes = 0u64;
     loop {
         match stream.message().await {
@@ -96,16 +98,17 @@ async fn run_backup(args: BackupArgs) -> Result<String, CtlError> {
             }
         }
     }
-    file.sync_all()
-        .with_context(|| format!("syncing {}", partial.display()))?;
-    std::fs::rename(&partial, &args.out)
-        .with_context(|| format!("renaming to {}", args.out.display()))?;
     if bytes == 0 {
+        let _ = std::fs::remove_file(&partial);
         return Err(CtlError {
             exit: Exit::Failed,
             message: format!("{rpc}: the server sent an empty archive"),
         });
     }
+    file.sync_all()
+        .with_context(|| format!("syncing {}", partial.display()))?;
+    std::fs::rename(&partial, &args.out)
+        .with_context(|| format!("renaming to {}", args.out.display()))?;
     Ok(format!("wrote {} ({bytes} bytes)", args.out.display()))
 }
 

@@ -86,6 +86,10 @@ async fn backup(onboard: &Onboard, server: &ServerProc, out: &Path) -> Result<()
     let env = [("ONBOARD_ADDR", url.as_str()), ("ONBOARD_TOKEN", ADMIN)];
     let args = ["backup", "--out", &out, "--reason", "test"];
     run_ok(onboard, &args, &env, "onboard backup").await?;
+    // It holds the audit log and every state record: its owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out)?.permissions().mode() & 0o777;
+    anyhow::ensure!(mode == 0o600, "the archive has mode {mode:o}");
     Ok(())
 }
 

@@ -10,7 +10,7 @@ mod grants;
 mod invitations;
 mod json;
 mod onboardings;
-mod output;
+pub(crate) mod output;
 mod progress;
 mod secrets;
 mod verify;

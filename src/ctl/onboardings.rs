@@ -24,6 +24,8 @@ pub enum State {
     Failed,
     /// Cancelled and compensated.
     Cancelled,
+    /// Made what the first admin may; waits for a privileged admin (hand-off).
+    AwaitingAdmin,
 }
 
 impl From<State> for pb::OnboardingState {
@@ -35,6 +37,7 @@ impl From<State> for pb::OnboardingState {
             State::Completed => pb::OnboardingState::Completed,
             State::Failed => pb::OnboardingState::Failed,
             State::Cancelled => pb::OnboardingState::Cancelled,
+            State::AwaitingAdmin => pb::OnboardingState::AwaitingAdmin,
         }
     }
 }
@@ -207,5 +210,33 @@ impl Paged for pb::ListOnboardingsResponse {
     type Item = pb::OnboardingInfo;
     fn parts(&mut self) -> (&mut Vec<pb::OnboardingInfo>, &mut String) {
         (&mut self.onboardings, &mut self.next_page_token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    /// Every state the API lists is one `--state` can select, by the name `list` prints.
+    #[test]
+    fn every_onboarding_state_can_be_selected_by_its_printed_name() {
+        for s in State::value_variants() {
+            let pb_state = pb::OnboardingState::from(*s);
+            let name = state_name(pb_state);
+            let parsed = State::from_str(name, false).map(pb::OnboardingState::from);
+            assert_eq!(parsed, Ok(pb_state), "{name}");
+        }
+        // And every state the API defines (but "unspecified") has a flag.
+        let flags: Vec<pb::OnboardingState> = State::value_variants()
+            .iter()
+            .map(|s| pb::OnboardingState::from(*s))
+            .collect();
+        for n in 1..64 {
+            if let Ok(api) = pb::OnboardingState::try_from(n) {
+                assert!(flags.contains(&api), "no --state for {api:?}");
+            }
+        }
     }
 }

@@ -146,15 +146,21 @@ pub async fn spin<F: Future>(message: &str, fut: F) -> F::Output {
     out
 }
 
-/// Writes a file readable only by its owner (it may hold a token or a secret).
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+/// Creates (or truncates) `path` readable and writable by its owner only (0600): what the CLI
+/// writes may hold a secret or the server's records.
+pub fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Writes a file readable only by its owner (it may hold a token or a secret).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f = create_private(path)?;
     f.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())

@@ -236,7 +236,7 @@ async fn memory() -> Result<()> {
         completed == count as f64
             && after.sum("onboard_onboardings", &[("state", "provisioning")]) == 0.0
             && provisions >= count as f64
-            && after.sum("onboard_signins", &[("state", "completed")]) == count as f64,
+            && after.sum("onboard_signins_total", &[("outcome", "completed")]) == count as f64,
         "/metrics after the run: {completed} completed, {provisions} Provision calls OK"
     );
     println!(

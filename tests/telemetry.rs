@@ -133,8 +133,8 @@ async fn metrics_move_as_an_onboarding_does() -> Result<()> {
     // The onboarding, its sign-in and its steps.
     ensure!(after.sum("onboard_onboardings", &[("state", "completed")]) == 1.0);
     ensure!(after.sum("onboard_onboardings", &[("state", "provisioning")]) == 0.0);
-    ensure!(after.sum("onboard_signins", &[("state", "completed")]) == 1.0);
-    ensure!(after.sum("onboard_signins", &[("state", "pending")]) == 0.0);
+    ensure!(after.sum("onboard_signins_total", &[("outcome", "completed")]) == 1.0);
+    ensure!(after.sum("onboard_signins_pending", &[]) == 0.0);
     ensure!(
         after.sum(
             "onboard_step_duration_seconds_count",

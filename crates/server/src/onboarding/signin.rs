@@ -50,7 +50,7 @@ struct Attempt {
     actor: String,
     /// The audit fields shared by the intent and the outcome.
     details: AuditEntry,
-    /// Counts the sign-in in `onboard_signins{state="pending"}` while the code is out.
+    /// Counts the sign-in in `onboard_signins_pending` while the code is out.
     _pending: Option<PendingSignIn>,
     /// Lists an onboarding that has no run yet as signing in, for Watch and Get
     /// (`pending.rs`); `None` when its onboarding has a run (a hand-off link's sign-in, a
@@ -58,20 +58,20 @@ struct Attempt {
     _listed: Option<super::pending::SigningInGuard>,
 }
 
-/// `onboard_signins{state="pending"}` while a device code waits for the admin; the other
-/// states (`completed`, `declined`, `expired`, `failed`) count endings since the start.
+/// `onboard_signins_pending` while a device code waits for the admin; how sign-ins ended is
+/// the counter `onboard_signins_total{outcome}` (`completed`, `declined`, `expired`, `failed`).
 struct PendingSignIn;
 
 impl PendingSignIn {
     fn new() -> Self {
-        metrics::gauge!("onboard_signins", "state" => "pending").increment(1.0);
+        metrics::gauge!("onboard_signins_pending").increment(1.0);
         Self
     }
 }
 
 impl Drop for PendingSignIn {
     fn drop(&mut self) {
-        metrics::gauge!("onboard_signins", "state" => "pending").decrement(1.0);
+        metrics::gauge!("onboard_signins_pending").decrement(1.0);
     }
 }
 
@@ -87,7 +87,7 @@ fn count_ending(result: &Result<pb::SignedIn>) {
         },
         Err(_) => "failed",
     };
-    metrics::gauge!("onboard_signins", "state" => state).increment(1.0);
+    metrics::counter!("onboard_signins_total", "outcome" => state).increment(1);
 }
 
 /// Checks the request and the invitation, audits the intent, asks for a device code and
@@ -222,7 +222,7 @@ pub(super) async fn start(
         Err(e) => {
             let err = ServerError::from(ProvisionError::entra("sign_in", e));
             p.failed(&err).await;
-            metrics::gauge!("onboard_signins", "state" => "failed").increment(1.0);
+            metrics::counter!("onboard_signins_total", "outcome" => "failed").increment(1);
             return Err(err);
         }
     };

@@ -109,8 +109,9 @@ fn zero_series() {
     for outcome in ["completed", "failed", "halted"] {
         metrics::counter!("onboard_rotations_total", "outcome" => outcome).increment(0);
     }
-    for state in ["pending", "completed", "declined", "expired", "failed"] {
-        metrics::gauge!("onboard_signins", "state" => state).increment(0.0);
+    metrics::gauge!("onboard_signins_pending").increment(0.0);
+    for outcome in ["completed", "declined", "expired", "failed"] {
+        metrics::counter!("onboard_signins_total", "outcome" => outcome).increment(0);
     }
 }
 

@@ -41,6 +41,7 @@ async fn metrics(State(s): State<Scrape>) -> Response {
     let rendered = tokio::task::spawn_blocking(move || {
         update_gauges(&s.app);
         let mut text = s.handle.render();
+        render_secret_expiry(&s.app, &mut text);
         super::process::render(&mut text);
         text
     })
@@ -80,37 +81,63 @@ fn update_gauges(app: &App) {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: onboardings not readable"),
     }
-    match app.credentials().expiring(i64::MAX) {
-        Ok(secrets) => {
-            // The earliest current secret per registration; labels are registrations' ids,
-            // bounded by what was onboarded or attached.
-            let mut earliest: BTreeMap<(String, String), i64> = BTreeMap::new();
-            for s in secrets {
-                let Ok(end) = OffsetDateTime::parse(&s.secret.end, &Rfc3339) else {
-                    continue;
-                };
-                let key = (s.registration.tenant_id, s.registration.client_id);
-                let t = end.unix_timestamp();
-                earliest
-                    .entry(key)
-                    .and_modify(|e| *e = (*e).min(t))
-                    .or_insert(t);
-            }
-            for ((tenant_id, client_id), t) in earliest {
-                metrics::gauge!(
-                    "onboard_secret_earliest_expiry_timestamp_seconds",
-                    "tenant_id" => tenant_id,
-                    "client_id" => client_id
-                )
-                .set(t as f64);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "metrics: registrations not readable"),
-    }
     match app.drift().open_drift(None) {
         Ok(items) => metrics::gauge!("onboard_drift_open").set(items.len() as f64),
         Err(e) => tracing::warn!(error = %e, "metrics: drift items not readable"),
     }
+}
+
+/// The family of each registration's earliest-expiring current secret, written from the store
+/// at each scrape rather than through the recorder, whose series would outlive a registration
+/// that no longer has a current secret (and keep its expiry alert firing until a restart).
+/// Labels are registrations' ids, bounded by what was onboarded or attached.
+fn render_secret_expiry(app: &App, out: &mut String) {
+    let secrets = match app.credentials().expiring(i64::MAX) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: registrations not readable");
+            return;
+        }
+    };
+    let mut earliest: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for s in secrets {
+        let Ok(end) = OffsetDateTime::parse(&s.secret.end, &Rfc3339) else {
+            continue;
+        };
+        let key = (s.registration.tenant_id, s.registration.client_id);
+        let t = end.unix_timestamp();
+        earliest
+            .entry(key)
+            .and_modify(|e| *e = (*e).min(t))
+            .or_insert(t);
+    }
+    write_secret_expiry(&earliest, out);
+}
+
+/// Appends the family in the Prometheus text format.
+fn write_secret_expiry(earliest: &BTreeMap<(String, String), i64>, out: &mut String) {
+    use std::fmt::Write;
+    const NAME: &str = "onboard_secret_earliest_expiry_timestamp_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {NAME} When the earliest-expiring current client secret of a registration expires (Unix time)."
+    );
+    let _ = writeln!(out, "# TYPE {NAME} gauge");
+    for ((tenant_id, client_id), t) in earliest {
+        let _ = writeln!(
+            out,
+            "{NAME}{{tenant_id=\"{}\",client_id=\"{}\"}} {t}",
+            label_value(tenant_id),
+            label_value(client_id)
+        );
+    }
+}
+
+/// A label value escaped for the text format (backslash, double quote, line feed).
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Every state label, so each series exists (at 0) from the first scrape.
@@ -128,5 +155,33 @@ fn state_label(s: Status) -> &'static str {
     match s {
         Status::Running => "provisioning",
         other => other.as_str(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the registrations given are written: one that no longer has a current secret is
+    /// gone at the next scrape. Label values are escaped.
+    #[test]
+    fn secret_expiry_is_written_from_what_the_store_holds() {
+        let mut now = BTreeMap::new();
+        now.insert(("t1".to_owned(), "c1".to_owned()), 1_800_000_000);
+        now.insert(("t\"2".to_owned(), "c\\2\n".to_owned()), 1_700_000_000);
+        let mut text = String::new();
+        write_secret_expiry(&now, &mut text);
+        assert!(text.contains(
+            "onboard_secret_earliest_expiry_timestamp_seconds{tenant_id=\"t1\",client_id=\"c1\"} 1800000000\n"
+        ));
+        assert!(
+            text.contains(r#"{tenant_id="t\"2",client_id="c\\2\n"} 1700000000"#),
+            "{text}"
+        );
+        now.remove(&("t1".to_owned(), "c1".to_owned()));
+        let mut next = String::new();
+        write_secret_expiry(&now, &mut next);
+        assert!(!next.contains("\"c1\""), "{next}");
+        assert!(next.contains("# TYPE onboard_secret_earliest_expiry_timestamp_seconds gauge"));
     }
 }

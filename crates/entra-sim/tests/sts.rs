@@ -276,15 +276,7 @@ async fn an_expired_access_token_is_refused_and_its_refresh_token_still_redeems(
         body["error"]["message"],
         "Lifetime validation failed, the token is expired."
     );
-    let cid = env.info.token_app_client_id.clone();
-    let rt = str_of(&tok["refresh_token"]);
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("client_id", cid.as_str()),
-        ("refresh_token", rt.as_str()),
-        ("scope", SCOPE),
-    ];
-    let fresh = str_of(&env.token(&form).await.expect(200)["access_token"]);
+    let fresh = env.refresh(&tok).await.access_token();
     env.get(&fresh, "/applications").await.expect(200);
     env.sim.shutdown().await;
 }
@@ -318,15 +310,7 @@ async fn a_revoked_sign_in_gets_a_claims_challenge_and_its_refresh_token_is_refu
             .ends_with("code: TokenIssuedBeforeRevocationTimestamp"),
         "{body}"
     );
-    let cid = env.info.token_app_client_id.clone();
-    let rt = str_of(&tok["refresh_token"]);
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("client_id", cid.as_str()),
-        ("refresh_token", rt.as_str()),
-        ("scope", SCOPE),
-    ];
-    env.token(&form)
+    env.refresh(&tok)
         .await
         .expect_sts_error(400, "invalid_grant", 50173);
     let app_only = env.app_token(&app, &secret).await.access_token();

@@ -218,6 +218,19 @@ impl Wire {
         self.token_at(&self.info.tenant_id, form).await
     }
 
+    /// Redeems the refresh token of the token answer `tok` for the wizard's scopes, at the
+    /// tenant's authority.
+    pub async fn refresh(&self, tok: &Value) -> Answer {
+        let rt = str_of(&tok["refresh_token"]);
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", self.info.token_app_client_id.as_str()),
+            ("refresh_token", rt.as_str()),
+            ("scope", SCOPE),
+        ];
+        self.token(&form).await
+    }
+
     /// One device-code poll at `tenant`.
     pub async fn poll_at(&self, tenant: &str, device_code: &str) -> Answer {
         let form = [

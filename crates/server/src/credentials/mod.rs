@@ -101,6 +101,7 @@ impl CredentialsService {
     async fn add(&self, req: Request<pb::AddServiceSecretRequest>) -> Result<pb::NewSecret> {
         let (actor, r) = self.operator(req)?;
         ServerError::required("service_id", &r.service_id)?;
+        credentials::check_service(&r.service_id)?;
         let valid_for = duration(r.valid_for.as_ref(), "valid_for")?
             .map(|d| time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
         if valid_for.is_some_and(|d| d.whole_seconds() < 3600) {
@@ -128,6 +129,8 @@ impl CredentialsService {
     ) -> Result<BoxStream<pb::RotateSecretEvent>> {
         let (actor, r) = self.operator(req)?;
         ServerError::required("service_id", &r.service_id)?;
+        // Malformed before unknown: the lookup below would call it NOT_FOUND.
+        credentials::check_service(&r.service_id)?;
         let overlap = duration(r.overlap.as_ref(), "overlap")?.unwrap_or(Duration::ZERO);
         if overlap > MAX_OVERLAP {
             return Err(ServerError::invalid(

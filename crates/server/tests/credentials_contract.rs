@@ -1,0 +1,41 @@
+//! What `credentials.proto` promises a client built only from it, checked over the real gRPC
+//! server and the Entra emulator: one test per promise that a review found broken.
+
+use anyhow::{Result, ensure};
+use onboard_proto::v1 as pb;
+use testkit::server::{OPERATOR, bad_fields};
+use testkit::server_helpers::Refusal;
+use testkit::sim_server::SimServer;
+use tonic::Code;
+
+/// A refusal that must be INVALID_ARGUMENT naming exactly `field`.
+async fn names<T>(call: impl Refusal<T>, field: &str, what: &str) -> Result<()> {
+    let e = call.refusal().await?;
+    ensure!(
+        e.code() == Code::InvalidArgument && bad_fields(&e) == [field],
+        "{what}: wanted INVALID_ARGUMENT on {field}: {e:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_service_id_is_invalid_argument_before_any_lookup() -> Result<()> {
+    let env = SimServer::start().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // Of a registration that is not managed: the request is wrong before anything is looked
+    // up, in both RPCs that take a service id (RotateSecret said NOT_FOUND).
+    let unknown = env.registration("00000000-0000-0000-0000-00000000abcd");
+    let rotate = pb::RotateSecretRequest {
+        registration: unknown.clone(),
+        service_id: "dr/1".into(),
+        overlap: None,
+    };
+    names(c.rotate_secret(rotate), "service_id", "RotateSecret").await?;
+    let add = pb::AddServiceSecretRequest {
+        registration: unknown,
+        service_id: "dr/1".into(),
+        valid_for: None,
+    };
+    names(c.add_service_secret(add), "service_id", "AddServiceSecret").await?;
+    env.stop().await
+}

@@ -39,3 +39,23 @@ async fn a_malformed_service_id_is_invalid_argument_before_any_lookup() -> Resul
     names(c.add_service_secret(add), "service_id", "AddServiceSecret").await?;
     env.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_admin_session_ends_the_session_of_the_tenant_id_it_checked() -> Result<()> {
+    let env = SimServer::start().await?;
+    env.onboarded("direct-routing", "Sbc-End").await?;
+    env.day_two_sign_in().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // Checked trimmed, so acted on trimmed: the session ends and its temporary app goes.
+    let ended = c
+        .end_admin_session(pb::EndAdminSessionRequest {
+            tenant_id: format!(" {} ", env.info.tenant_id),
+        })
+        .await?
+        .into_inner();
+    ensure!(
+        ended.session_was_usable && ended.temporary_apps_removed == 1,
+        "{ended:?}"
+    );
+    env.stop().await
+}

@@ -302,12 +302,14 @@ impl CredentialsService {
         req: Request<pb::EndAdminSessionRequest>,
     ) -> Result<pb::EndAdminSessionResponse> {
         let (actor, r) = self.operator(req)?;
-        ServerError::required("tenant_id", r.tenant_id.trim())?;
+        // One value throughout: the one checked is the one acted on.
+        let tenant_id = r.tenant_id.trim();
+        ServerError::required("tenant_id", tenant_id)?;
         let temporary_app = self.app.config().platform.token_app_name();
         let ended = self
             .app
             .credentials()
-            .end_admin_session(&r.tenant_id, &temporary_app, &actor)
+            .end_admin_session(tenant_id, &temporary_app, &actor)
             .await?;
         Ok(pb::EndAdminSessionResponse {
             temporary_apps_removed: ended.temporary_apps_removed,

@@ -3,8 +3,11 @@
 
 use anyhow::{Result, ensure};
 use onboard_proto::v1 as pb;
+use secrecy::ExposeSecret;
+use testkit::portal::{DIRECT_ROUTING, HandMade};
 use testkit::server::{OPERATOR, bad_fields};
 use testkit::server_helpers::Refusal;
+use testkit::sim::users;
 use testkit::sim_server::SimServer;
 use tonic::Code;
 
@@ -16,6 +19,17 @@ async fn names<T>(call: impl Refusal<T>, field: &str, what: &str) -> Result<()> 
         "{what}: wanted INVALID_ARGUMENT on {field}: {e:?}"
     );
     Ok(())
+}
+
+/// An AttachRegistration request for a registration of the emulator's tenant.
+fn attach(env: &SimServer, client_id: &str, secret: &str) -> pb::AttachRegistrationRequest {
+    pb::AttachRegistrationRequest {
+        registration: env.registration(client_id),
+        profile: "direct-routing".into(),
+        service_ids: vec!["dr-attached".into()],
+        client_secret: secret.into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,6 +70,40 @@ async fn end_admin_session_ends_the_session_of_the_tenant_id_it_checked() -> Res
     ensure!(
         ended.session_was_usable && ended.temporary_apps_removed == 1,
         "{ended:?}"
+    );
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_expiry_is_int64_max_with_no_end() -> Result<()> {
+    // A registration made by hand, attached where no admin is signed in: its own token may not
+    // read applications, so the secret's key id and expiry stay unknown.
+    let env = SimServer::start().await?;
+    let entra = env.entra_client()?;
+    let admin = testkit::sim::sign_in(&env.sim, &entra, users::GLOBAL_ADMIN).await?;
+    let HandMade {
+        client_id, secret, ..
+    } = testkit::portal::hand_made(
+        &entra.graph(admin.access_token),
+        "Sbc-Hand",
+        &DIRECT_ROUTING,
+    )
+    .await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    c.attach_registration(attach(&env, &client_id, secret.expose_secret()))
+        .await?;
+    let list = c
+        .list_secrets(pb::ListSecretsRequest {
+            registration: env.registration(&client_id),
+        })
+        .await?
+        .into_inner()
+        .secrets;
+    ensure!(list.len() == 1, "{list:?}");
+    // Not 0, which reads as "expires today".
+    ensure!(
+        list[0].end.is_none() && list[0].days_until_expiry == i64::MAX,
+        "{list:?}"
     );
     env.stop().await
 }

@@ -107,3 +107,31 @@ async fn an_unknown_expiry_is_int64_max_with_no_end() -> Result<()> {
     );
     env.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_version_that_is_not_one_is_refused_by_name_everywhere() -> Result<()> {
+    let env = SimServer::start().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // `platform_version`'s fault, not `profile`'s, and whatever the profile: `qoe` has no
+    // older-version additions, so "abc" used to pass it unread.
+    let client = "00000000-0000-0000-0000-00000000abcd";
+    for profile in ["direct-routing", "qoe"] {
+        let bad = pb::AttachRegistrationRequest {
+            profile: profile.into(),
+            platform_version: "abc".into(),
+            ..attach(&env, client, "not-a-secret")
+        };
+        names(c.attach_registration(bad), "platform_version", profile).await?;
+    }
+    // CreateInvitation, whose rule AttachRegistration now shares, had the same gap.
+    let mut inv = env.server.invitations(Some(OPERATOR)).await?;
+    let bad = pb::CreateInvitationRequest {
+        customer: "Contoso".into(),
+        service_id: "dr-1".into(),
+        profile: "qoe".into(),
+        platform_version: "abc".into(),
+        ..Default::default()
+    };
+    names(inv.create_invitation(bad), "platform_version", "invitation").await?;
+    env.stop().await
+}

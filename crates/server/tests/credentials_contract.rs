@@ -135,3 +135,27 @@ async fn a_platform_version_that_is_not_one_is_refused_by_name_everywhere() -> R
     names(inv.create_invitation(bad), "platform_version", "invitation").await?;
     env.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_permission_is_invalid_argument_on_its_list() -> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Names").await?.done;
+    env.day_two_sign_in().await?;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // Not a state to wait out (FAILED_PRECONDITION) but a name to correct, on the list that
+    // holds it, as for a misnamed role.
+    let add = pb::UpdatePermissionsRequest {
+        registration: reg.clone(),
+        add: vec!["User.Raed.All".into()],
+        ..Default::default()
+    };
+    names(c.update_permissions(add), "add", "misspelt add").await?;
+    let remove = pb::UpdatePermissionsRequest {
+        registration: reg,
+        remove: vec!["Nothing.Read.All".into()],
+        ..Default::default()
+    };
+    names(c.update_permissions(remove), "remove", "misspelt remove").await?;
+    env.stop().await
+}

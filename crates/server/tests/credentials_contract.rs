@@ -159,3 +159,28 @@ async fn a_misspelt_permission_is_invalid_argument_on_its_list() -> Result<()> {
     names(c.update_permissions(remove), "remove", "misspelt remove").await?;
     env.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_service_ids_are_refused_for_the_field_not_the_audit_entry() -> Result<()> {
+    let env = SimServer::start().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // Too many services, or one too long: refused for the field before anything is recorded,
+    // not for the audit entry they would make (UNAVAILABLE, which clients retry for ever).
+    let client = "00000000-0000-0000-0000-00000000abcd";
+    let many = pb::AttachRegistrationRequest {
+        service_ids: (0..10_000).map(|i| format!("dr-{i}")).collect(),
+        ..attach(&env, client, "not-a-secret")
+    };
+    names(
+        c.attach_registration(many),
+        "service_ids",
+        "10,000 services",
+    )
+    .await?;
+    let long = pb::AttachRegistrationRequest {
+        service_ids: vec!["d".repeat(200)],
+        ..attach(&env, client, "not-a-secret")
+    };
+    names(c.attach_registration(long), "service_ids", "a long service").await?;
+    env.stop().await
+}

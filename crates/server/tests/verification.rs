@@ -101,6 +101,16 @@ async fn verify_is_for_operators_and_names_bad_targets() -> Result<()> {
         );
     }
     ensure!(drift(&mut c, "").await?.is_empty());
+    // ListDrift's filter: an oversized one is refused for the field, not for the audit entry
+    // it would make.
+    let r = pb::ListDriftRequest {
+        client_id: "a".repeat(70_000),
+    };
+    let s = c.list_drift(r).refusal().await?;
+    ensure!(
+        s.code() == Code::InvalidArgument && bad_fields(&s) == ["client_id"],
+        "{s:?}"
+    );
     Ok(())
 }
 
@@ -246,6 +256,9 @@ async fn a_scheduled_run_reports_a_removed_role_and_permission() -> Result<()> {
             .iter()
             .all(|i| i.first_seen.is_some() && i.audit_seq > 0)
     );
+    // Client ids match ignoring case, as Verify matches them.
+    let upper = drift(&mut c, &client_id.to_ascii_uppercase()).await?;
+    ensure!(upper == items, "{upper:#?}");
     // Detected once, not again on every run.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let n = env

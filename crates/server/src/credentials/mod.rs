@@ -40,6 +40,13 @@ pub const AUTO_ROTATE_ACTOR: &str = "system:auto-rotate";
 const MAX_SECRET_VALIDITY: time::Duration = time::Duration::days(36_500);
 /// The longest rotation overlap: the old secret stays valid this long after the hand-over.
 const MAX_OVERLAP: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The most services an attached registration may name: each is recorded (twice) in the
+/// attach's audit entries, which must stay well under the log's 65,535-byte entry limit.
+const MAX_SERVICES: usize = 64;
+/// The longest service id, as the credential manager allows it.
+const MAX_SERVICE_ID: usize = 128;
+/// The longest platform version, as CreateInvitation allows it.
+const MAX_PLATFORM_VERSION: usize = 64;
 
 /// Serves credentials from the shared [`App`].
 #[derive(Clone)]
@@ -282,6 +289,22 @@ impl CredentialsService {
         let registration = reg_ref(r.registration.as_ref())?;
         ServerError::required("client_secret", &r.client_secret)?;
         ServerError::required("profile", &r.profile)?;
+        // Bounded before anything is recorded: an oversized request is refused for its field,
+        // not for the audit entry it would make.
+        if r.service_ids.len() > MAX_SERVICES {
+            return Err(ServerError::invalid(
+                "service_ids",
+                format!("at most {MAX_SERVICES} services"),
+            ));
+        }
+        for s in &r.service_ids {
+            ServerError::at_most("service_ids", s, MAX_SERVICE_ID)?;
+        }
+        ServerError::at_most(
+            "platform_version",
+            &r.platform_version,
+            MAX_PLATFORM_VERSION,
+        )?;
         let view = self
             .app
             .credentials()

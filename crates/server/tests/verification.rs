@@ -101,16 +101,21 @@ async fn verify_is_for_operators_and_names_bad_targets() -> Result<()> {
         );
     }
     ensure!(drift(&mut c, "").await?.is_empty());
-    // ListDrift's filter: an oversized one is refused for the field, not for the audit entry
-    // it would make.
-    let r = pb::ListDriftRequest {
-        client_id: "a".repeat(70_000),
-    };
-    let s = c.list_drift(r).refusal().await?;
-    ensure!(
-        s.code() == Code::InvalidArgument && bad_fields(&s) == ["client_id"],
-        "{s:?}"
-    );
+    // ListDrift's filter: what cannot be a client id is refused for the field (a '/' would
+    // match part of another registration's keys; an oversized one, the audit entry).
+    for bad in [
+        "00000000-0000-0000-0000-000000000001/permission",
+        &"a".repeat(70_000),
+    ] {
+        let r = pb::ListDriftRequest {
+            client_id: bad.to_owned(),
+        };
+        let s = c.list_drift(r).refusal().await?;
+        ensure!(
+            s.code() == Code::InvalidArgument && bad_fields(&s) == ["client_id"],
+            "{s:?}"
+        );
+    }
     Ok(())
 }
 

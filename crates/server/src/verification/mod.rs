@@ -135,15 +135,23 @@ impl VerificationService {
 /// The longest client id ListDrift takes (as the credential manager's registration ids).
 const MAX_CLIENT_ID: usize = 128;
 
-/// ListDrift's `client_id` filter: `None` (every item) when empty; else refused on the field
-/// when longer than [`MAX_CLIENT_ID`] bytes, before the audit entry that records it.
+/// ListDrift's `client_id` filter: `None` (every item) when empty; else lower-cased (client ids
+/// match ignoring case, as in Verify), after refusing on the field what cannot be a client id:
+/// longer than [`MAX_CLIENT_ID`] bytes (checked before the audit entry that records it), or
+/// holding a `/` or a control character.
 fn client_filter(client_id: &str) -> Result<Option<String>> {
     let c = client_id.trim();
     if c.is_empty() {
         return Ok(None);
     }
     ServerError::at_most("client_id", c, MAX_CLIENT_ID)?;
-    Ok(Some(c.to_owned()))
+    if c.contains('/') || c.chars().any(char::is_control) {
+        return Err(ServerError::invalid(
+            "client_id",
+            "an application (client) id: no '/' or control characters",
+        ));
+    }
+    Ok(Some(c.to_ascii_lowercase()))
 }
 
 #[tonic::async_trait]

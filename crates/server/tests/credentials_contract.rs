@@ -1,13 +1,17 @@
 //! What `credentials.proto` promises a client built only from it, checked over the real gRPC
 //! server and the Entra emulator: one test per promise that a review found broken.
 
-use anyhow::{Result, ensure};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use entra_sim::Faults;
 use onboard_proto::v1 as pb;
+use onboard_proto::v1::credentials_client::CredentialsClient;
 use secrecy::ExposeSecret;
 use testkit::portal::{DIRECT_ROUTING, HandMade};
-use testkit::server::{OPERATOR, bad_fields};
+use testkit::server::{Authed, OPERATOR, bad_fields};
 use testkit::server_helpers::Refusal;
-use testkit::sim::users;
+use testkit::sim::{calm, users};
 use testkit::sim_server::SimServer;
 use tonic::Code;
 
@@ -182,5 +186,142 @@ async fn oversized_service_ids_are_refused_for_the_field_not_the_audit_entry() -
         ..attach(&env, client, "not-a-secret")
     };
     names(c.attach_registration(long), "service_ids", "a long service").await?;
+    env.stop().await
+}
+
+/// Reads `stream` until the `hand_over` done event or the end: its events as `stage:done`, the
+/// new secret its `add` done event carried, and the status it ended with, if any.
+async fn until_hand_over(
+    stream: &mut tonic::Streaming<pb::RotateSecretEvent>,
+) -> Result<(Vec<String>, Option<pb::NewSecret>, Option<tonic::Status>)> {
+    let mut stages = Vec::new();
+    let mut new_secret = None;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(120), stream.message())
+            .await
+            .with_context(|| format!("the stream stalled after {stages:?}"))?;
+        let ev = match next {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return Ok((stages, new_secret, None)),
+            Err(s) => return Ok((stages, new_secret, Some(s))),
+        };
+        stages.push(format!("{}:{}", ev.stage, ev.done));
+        if ev.new_secret.is_some() {
+            new_secret = ev.new_secret;
+        }
+        if ev.stage == "hand_over" && ev.done {
+            return Ok((stages, new_secret, None));
+        }
+    }
+}
+
+/// Starts RotateSecret of `dr-1` with an overlap of `overlap_secs`.
+async fn rotate(
+    c: &mut CredentialsClient<Authed>,
+    reg: &Option<pb::RegistrationRef>,
+    overlap_secs: i64,
+) -> Result<tonic::Streaming<pb::RotateSecretEvent>> {
+    let r = pb::RotateSecretRequest {
+        registration: reg.clone(),
+        service_id: "dr-1".into(),
+        overlap: Some(prost_types::Duration {
+            seconds: overlap_secs,
+            nanos: 0,
+        }),
+    };
+    Ok(c.rotate_secret(r).await?.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_resumed_after_a_failed_call_gives_this_caller_the_secret_and_its_overlap()
+-> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Resume").await?.done;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+
+    // The first call adds the new secret, then its validation fails: the identity platform
+    // throttles every token request from the moment the add's Graph calls begin (each Graph
+    // call is slowed so the switch lands before the validation asks for its token).
+    env.sim.set_faults(Faults {
+        latency_ms: 1000,
+        ..calm()
+    });
+    let graph_before = env.sim.request_counts().graph;
+    let mut first = rotate(&mut c, &reg, 0).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while env.sim.request_counts().graph == graph_before {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the add never reached Graph"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.sim.set_faults(Faults {
+        sts_throttle_rate: 1.0,
+        throttle_retry_after_s: 0,
+        ..calm()
+    });
+    let (stages, given, end) = until_hand_over(&mut first).await?;
+    ensure!(
+        stages == ["add:false", "add:true", "validate:false"] && end.is_some(),
+        "{stages:?} {end:?}"
+    );
+    let given = given.context("the first call's add event carries the secret")?;
+    // Its caller saw the call fail and discards the value. Entra is back.
+    env.sim.set_faults(calm());
+
+    // Called again with a week's overlap: the stored rotation resumes, and this caller gets
+    // the new secret (the same one: it is what becomes current) and its own overlap.
+    let week = 7 * 86_400;
+    let mut second = rotate(&mut c, &reg, week).await?;
+    let (stages, again, end) = until_hand_over(&mut second).await?;
+    ensure!(end.is_none(), "{stages:?} {end:?}");
+    ensure!(
+        stages
+            == [
+                "add:false",
+                "add:true",
+                "validate:false",
+                "validate:true",
+                "hand_over:false",
+                "hand_over:true"
+            ],
+        "{stages:?}"
+    );
+    let again = again.context("the resumed call's add event carries the secret")?;
+    ensure!(again.secret == given.secret && again.audit_seq == given.audit_seq);
+    ensure!(env.authenticates(&done.client_id, &again.secret).await?);
+    let hand_over = env
+        .server
+        .entries()?
+        .into_iter()
+        .rfind(|e| e["action"] == "secret.hand_over")
+        .context("no hand-over entry")?;
+    let until = hand_over["changes"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["property"] == "oldRemovedAfter"))
+        .and_then(|c| c["new"].as_str())
+        .and_then(onboard_core::time::parse)
+        .context("oldRemovedAfter")?;
+    let left = until - time::OffsetDateTime::now_utc();
+    ensure!(
+        left > time::Duration::days(6),
+        "old secret removed after {left}"
+    );
+    // In the overlap both secrets work; the new one is current.
+    ensure!(env.authenticates(&done.client_id, &done.secret).await?);
+    let list = c
+        .list_secrets(pb::ListSecretsRequest {
+            registration: reg.clone(),
+        })
+        .await?
+        .into_inner()
+        .secrets;
+    let current: Vec<_> = list.iter().filter(|s| s.current).collect();
+    ensure!(
+        current.len() == 1 && Some(&current[0].key_id) == again.info.as_ref().map(|i| &i.key_id),
+        "{list:?}"
+    );
     env.stop().await
 }

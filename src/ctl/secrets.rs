@@ -104,7 +104,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                     if s.current { "yes" } else { "no" }.into(),
                     ts(&s.start),
                     ts(&s.end),
-                    s.days_until_expiry.to_string(),
+                    days_left(s),
                 ]
             })
         }
@@ -242,13 +242,14 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
             for e in &r.secrets {
                 let reg = e.registration.clone().unwrap_or_default();
                 let s = e.secret.clone().unwrap_or_default();
+                let left = days_left(&s);
                 t.add_row(vec![
                     reg.tenant_id,
                     reg.client_id,
                     s.service_id,
                     s.key_id,
                     ts(&s.end),
-                    s.days_until_expiry.to_string(),
+                    left,
                 ]);
             }
             output::print_table(&t);
@@ -281,4 +282,13 @@ fn hand_out(s: &mut pb::NewSecret, file: Option<&PathBuf>, out: Output) -> anyho
         None => println!("secret value (shown once): {}", s.secret),
     }
     Ok(())
+}
+
+/// DAYS LEFT for people: `-` when the expiry is unknown (`end` unset, where the field holds
+/// INT64_MAX), as END shows it.
+fn days_left(s: &pb::SecretInfo) -> String {
+    match s.end {
+        Some(_) => s.days_until_expiry.to_string(),
+        None => "-".into(),
+    }
 }

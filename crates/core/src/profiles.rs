@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::CoreError;
+use crate::error::{CoreError, FieldViolation};
 use crate::roles;
 
 /// The shipped profile file.
@@ -241,6 +241,35 @@ impl ProfileSet {
         self.profiles.iter().map(|p| p.name.as_str()).collect()
     }
 
+    /// Resolves a request's `profile` and `platform_version` (empty: the current platform): the
+    /// one rule of every RPC that takes the two. A non-empty version must be a dotted numeric
+    /// one whatever the profile (not only when the profile has older-version additions), and a
+    /// refusal names the field at fault: `profile` for an unknown name, else `platform_version`.
+    pub fn resolve_requested(
+        &self,
+        name: &str,
+        platform_version: &str,
+    ) -> Result<ResolvedProfile, FieldViolation> {
+        let names = self.names();
+        let known = names.join(", ");
+        if !names.contains(&name) {
+            return Err(FieldViolation::new(
+                "profile",
+                format!("no profile named {name:?} (profiles: {known})"),
+            ));
+        }
+        let version = (!platform_version.is_empty()).then_some(platform_version);
+        let checked = match version {
+            Some(v) => compare_versions(v, "0").map(|_| ()),
+            None => Ok(()),
+        };
+        checked
+            .and_then(|()| self.resolve(name, version))
+            .map_err(|e| {
+                FieldViolation::new("platform_version", format!("{e} (profiles: {known})"))
+            })
+    }
+
     /// The permissions and roles profile `name` needs for `platform_version` (`None`: the
     /// current platform, so no older-version additions).
     pub fn resolve(
@@ -396,6 +425,19 @@ mod tests {
             );
         }
         assert!(set.resolve("direct-routing", Some("eight")).is_err());
+    }
+
+    #[test]
+    fn a_requested_version_is_checked_whatever_the_profile() {
+        let set = ProfileSet::defaults().expect("shipped file parses");
+        let field = |name: &str, v: &str| set.resolve_requested(name, v).err().map(|e| e.field);
+        // `qoe` has no older-version additions: "abc" is still no version.
+        for name in ["qoe", "direct-routing"] {
+            assert_eq!(field(name, "abc").as_deref(), Some("platform_version"));
+            assert_eq!(field(name, "8.0.1"), None);
+            assert_eq!(field(name, ""), None);
+        }
+        assert_eq!(field("nope", "abc").as_deref(), Some("profile"));
     }
 
     #[test]

@@ -80,13 +80,19 @@ impl Credentials {
                 reason: format!("{s:?} is not a service id"),
             })?;
         }
+        // CreateInvitation's rule: an unknown profile is `profile`'s fault; a non-empty version
+        // that is not dotted numeric is `platform_version`'s, whatever the profile.
         let profile = self
             .inner
             .profiles
-            .resolve(&req.profile, req.platform_version.as_deref())
-            .map_err(|e| CredentialsError::InvalidArgument {
-                field: "profile",
-                reason: e.to_string(),
+            .resolve_requested(&req.profile, req.platform_version.as_deref().unwrap_or(""))
+            .map_err(|v| CredentialsError::InvalidArgument {
+                field: if v.field == "profile" {
+                    "profile"
+                } else {
+                    "platform_version"
+                },
+                reason: v.description,
             })?
             // A hand-made registration needs what the service needs; rotating itself is
             // optional for it (detected below).

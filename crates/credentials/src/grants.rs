@@ -102,6 +102,27 @@ fn parse_permission(s: &str, field: &'static str) -> Result<PermissionRef, Crede
     })
 }
 
+/// A permission the tenant's resource does not offer was misnamed by the request:
+/// INVALID_ARGUMENT on the list that named it (`add`, else `remove`), as a misnamed role is.
+/// Other failures keep their meaning (a resource missing from the tenant is the tenant's state).
+fn named_in_request(e: onboard_core::CoreError, add: &[PermissionRef]) -> CredentialsError {
+    match e {
+        onboard_core::CoreError::UnknownPermission {
+            ref resource,
+            ref permission,
+        } => {
+            let added = add
+                .iter()
+                .any(|p| &p.value == permission && p.resource.display_name() == resource);
+            CredentialsError::InvalidArgument {
+                field: if added { "add" } else { "remove" },
+                reason: e.to_string(),
+            }
+        }
+        other => other.into(),
+    }
+}
+
 /// A role by display name or template id → (display name, template id).
 fn parse_role(s: &str, field: &'static str) -> Result<(String, String), CredentialsError> {
     if let Some(id) = roles::template_id(s) {
@@ -391,8 +412,9 @@ impl Credentials {
             directory_roles: vec![],
             self_rotation: false,
         };
-        let resolved =
-            onboard_core::permissions::resolve_permissions(&graph, &wanted, &ctx).await?;
+        let resolved = onboard_core::permissions::resolve_permissions(&graph, &wanted, &ctx)
+            .await
+            .map_err(|e| named_in_request(e, &add))?;
         let (held, _) = self.app_role_assignments(&graph, &reg).await?;
         let aud = self.auditor(&reg, "", &req.actor);
         let mut seqs = Vec::new();

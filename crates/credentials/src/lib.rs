@@ -360,8 +360,10 @@ pub(crate) fn check_ref(r: &RegistrationRef) -> Result<(), CredentialsError> {
     Ok(())
 }
 
-/// Checks a service id.
-pub(crate) fn check_service(service_id: &str) -> Result<(), CredentialsError> {
+/// Checks a service id: 1-128 characters, no `/` or control characters (INVALID_ARGUMENT on
+/// `service_id`). The server checks it before looking anything up, so a malformed id is refused
+/// for what it is, never reported as not found.
+pub fn check_service(service_id: &str) -> Result<(), CredentialsError> {
     if service_id.is_empty()
         || service_id.len() > 128
         || service_id.contains('/')

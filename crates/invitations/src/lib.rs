@@ -453,15 +453,12 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
     if req.profile.trim().is_empty() || !text_ok(&req.profile, 64) {
         bad("profile", "required; at most 64 characters");
     } else {
-        let version = (!req.platform_version.is_empty()).then_some(req.platform_version.as_str());
-        if let Err(e) = settings.profiles.resolve(&req.profile, version) {
-            let known = settings.profiles.names().join(", ");
-            let field = if settings.profiles.names().contains(&req.profile.as_str()) {
-                "platform_version"
-            } else {
-                "profile"
-            };
-            bad(field, &format!("{e} (profiles: {known})"));
+        // The rule AttachRegistration applies too: a version is checked whatever the profile.
+        let requested = settings
+            .profiles
+            .resolve_requested(&req.profile, &req.platform_version);
+        if let Err(e) = requested {
+            bad(&e.field, &e.description);
         }
     }
     for (field, s) in [

@@ -343,6 +343,9 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
         | CredentialsError::PolicyRefused { .. }
         | CredentialsError::NoAdminSession { .. }
         | CredentialsError::RequiredByProfile { .. } => Status::failed_precondition(msg),
+        // The entry the request would make is refused (too large): retrying cannot help, so
+        // not UNAVAILABLE, which clients retry. Requests are bounded per field before this.
+        CredentialsError::Audit(AuditError::InvalidEntry(_)) => Status::invalid_argument(msg),
         // Nothing was changed, and the log may come back.
         CredentialsError::Audit(_) => {
             tracing::error!(error = %msg, "audit log unavailable");
@@ -403,3 +406,20 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
 
 /// Shorthand for handler results.
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An audit entry refused as invalid (too large) is the request's fault, never UNAVAILABLE
+    /// (clients retry that for ever); a log that is down stays UNAVAILABLE. No request reaches
+    /// the first over gRPC any more (each field is bounded before it is recorded), so the
+    /// mapping is checked here.
+    #[test]
+    fn a_refused_credentials_audit_entry_is_invalid_argument() {
+        let status = |a: AuditError| Status::from(ServerError::from(CredentialsError::Audit(a)));
+        let refused = status(AuditError::InvalidEntry("entry is 70000 bytes".into()));
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(status(AuditError::Closed).code(), Code::Unavailable);
+    }
+}

@@ -101,6 +101,21 @@ async fn verify_is_for_operators_and_names_bad_targets() -> Result<()> {
         );
     }
     ensure!(drift(&mut c, "").await?.is_empty());
+    // ListDrift's filter: what cannot be a client id is refused for the field (a '/' would
+    // match part of another registration's keys; an oversized one, the audit entry).
+    for bad in [
+        "00000000-0000-0000-0000-000000000001/permission",
+        &"a".repeat(70_000),
+    ] {
+        let r = pb::ListDriftRequest {
+            client_id: bad.to_owned(),
+        };
+        let s = c.list_drift(r).refusal().await?;
+        ensure!(
+            s.code() == Code::InvalidArgument && bad_fields(&s) == ["client_id"],
+            "{s:?}"
+        );
+    }
     Ok(())
 }
 
@@ -246,6 +261,9 @@ async fn a_scheduled_run_reports_a_removed_role_and_permission() -> Result<()> {
             .iter()
             .all(|i| i.first_seen.is_some() && i.audit_seq > 0)
     );
+    // Client ids match ignoring case, as Verify matches them.
+    let upper = drift(&mut c, &client_id.to_ascii_uppercase()).await?;
+    ensure!(upper == items, "{upper:#?}");
     // Detected once, not again on every run.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let n = env

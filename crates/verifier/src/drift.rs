@@ -205,9 +205,16 @@ impl DriftMonitor {
         &self.targets
     }
 
-    /// Open drift items (of one registration, or all).
+    /// Open drift items of one registration, or (`None`) of all. The client id is matched
+    /// whole and ignoring case, as Verify matches it (item keys keep the case the registration
+    /// was recorded with, so a key prefix would miss them, and part of an id could match
+    /// another registration's keys).
     pub fn open_drift(&self, client_id: Option<&str>) -> Result<Vec<DriftItem>> {
-        self.store.list(client_id)
+        let mut items = self.store.list(None)?;
+        if let Some(c) = client_id {
+            items.retain(|i| i.client_id.eq_ignore_ascii_case(c));
+        }
+        Ok(items)
     }
 
     /// Runs the scheduler: a run every `every` (the first after one interval) until shutdown

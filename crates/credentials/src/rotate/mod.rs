@@ -70,6 +70,22 @@ pub struct RotationState {
     pub remove_after: Option<String>,
     /// When the rotation started.
     pub started_at: String,
+    /// The audit entry of the new secret's addition, handed again with the value to a caller
+    /// that resumes the rotation (`None` before the add, or in a record written before it was
+    /// kept).
+    #[serde(default)]
+    pub add_seq: Option<u64>,
+}
+
+impl RotationState {
+    /// Whether the new secret is the service's current one already (the old one's removal time
+    /// is then fixed and recorded).
+    pub fn handed_over(&self) -> bool {
+        matches!(
+            self.stage,
+            RotationStage::WaitingOverlap | RotationStage::RemovingOld
+        )
+    }
 }
 
 /// One stage of a rotation, for the caller's stream.
@@ -79,7 +95,8 @@ pub struct RotationEvent {
     pub stage: &'static str,
     /// True when the stage finished (false when it started).
     pub done: bool,
-    /// On the `add` done event of a live run: the new secret (its only appearance).
+    /// On the `add` done event: the new secret (once per call; a call that resumes a stored
+    /// rotation gets its stored value again).
     pub new_secret: Option<NewSecret>,
     /// Audit entry of the stage, when it changed something.
     pub audit_seq: Option<u64>,
@@ -136,8 +153,11 @@ fn count_rotation(result: &Result<(), CredentialsError>) {
 
 impl Credentials {
     /// Rotates `service_id`'s secret: add, validate, hand over, and remove the old one after
-    /// `overlap`. Stages go to `events`; the new value only on the live `add` event. A rotation
-    /// already stored for the service (cut short by a crash or an error) is resumed instead.
+    /// `overlap`. Stages go to `events`, the new value on the `add` done event. A rotation
+    /// already stored for the service (cut short by a crash or an error) is resumed instead:
+    /// `overlap` replaces the stored one unless the new secret was handed over already, and
+    /// when the new secret is stored, `events` get it again (`add` started and done) before
+    /// the stages left, so whoever resumes holds the value that becomes current.
     pub async fn rotate(
         &self,
         r: &RegistrationRef,
@@ -153,7 +173,10 @@ impl Credentials {
             let lock = self.lock_for(&reg_id);
             let _g = lock.lock().await;
             let mut reg = self.registration(r)?;
-            if !reg.rotations.contains_key(service_id) {
+            if let Some(state) = reg.rotations.get(service_id).cloned() {
+                self.resume_for_caller(&mut reg, state, overlap, &events)
+                    .await?;
+            } else {
                 let old_key = reg.current.get(service_id).cloned();
                 if old_key.is_none() && !reg.secrets.values().any(|s| s.service_id == service_id) {
                     return Err(CredentialsError::NotFound(format!(
@@ -175,6 +198,7 @@ impl Credentials {
                     overlap_secs: overlap.as_secs(),
                     remove_after: None,
                     started_at: onboard_core::time::now(),
+                    add_seq: None,
                 };
                 let aud = self.auditor(&reg, service_id, actor);
                 aud.entry(

@@ -39,9 +39,11 @@ impl Credentials {
             if reg.secrets.contains_key(&key) {
                 state.new_key = Some(key);
                 state.stage = RotationStage::Validating;
-                reg.rotations.insert(state.service_id.clone(), state);
+                reg.rotations
+                    .insert(state.service_id.clone(), state.clone());
                 self.save(reg).await?;
-                return Ok(());
+                // The caller gets the adopted value, as it would have got a fresh one.
+                return self.emit_stored_add(reg, &state, events);
             }
             let lost = crate::model::StoredSecret {
                 key_id: p.key_id.clone(),
@@ -102,6 +104,7 @@ impl Credentials {
         let key = Registration::secret_key(&stored);
         reg.secrets.insert(key.clone(), stored.clone());
         state.new_key = Some(key);
+        state.add_seq = Some(seq);
         state.stage = RotationStage::Validating;
         reg.rotations.insert(state.service_id.clone(), state);
         self.save(reg).await?;
@@ -315,6 +318,67 @@ impl Credentials {
         self.save(reg).await?;
         emit(events, ev("remove_old", true, seq));
         self.hook(&reg.id, "remove_old")
+    }
+
+    /// A call finds `state` stored for its service (an earlier call failed, or the server
+    /// stopped) and drives it on. Until the hand-over the rotation is this caller's: its
+    /// `overlap` replaces the stored one (after it, the old secret's removal time is recorded
+    /// and stands). When the new secret is stored, the caller gets it now, on `add` started and
+    /// done events as the first call did, since it may never have had it (a client discards
+    /// what a failed call returned) and it is the value that becomes current.
+    pub(super) async fn resume_for_caller(
+        &self,
+        reg: &mut Registration,
+        mut state: RotationState,
+        overlap: std::time::Duration,
+        events: &Option<UnboundedSender<RotationEvent>>,
+    ) -> Result<(), CredentialsError> {
+        if !state.handed_over() && state.overlap_secs != overlap.as_secs() {
+            tracing::info!(rotation = %state.id, from = state.overlap_secs, to = overlap.as_secs(), "resumed rotation takes the caller's overlap");
+            state.overlap_secs = overlap.as_secs();
+            reg.rotations
+                .insert(state.service_id.clone(), state.clone());
+            self.save(reg).await?;
+        }
+        let stored = state
+            .new_key
+            .as_ref()
+            .is_some_and(|k| reg.secrets.contains_key(k));
+        if state.stage != RotationStage::Adding && stored {
+            emit(events, ev("add", false, None));
+            self.emit_stored_add(reg, &state, events)?;
+        }
+        Ok(())
+    }
+
+    /// The `add` done event with the rotation's stored new secret, opened (nothing without a
+    /// caller to hand it to).
+    fn emit_stored_add(
+        &self,
+        reg: &Registration,
+        state: &RotationState,
+        events: &Option<UnboundedSender<RotationEvent>>,
+    ) -> Result<(), CredentialsError> {
+        if events.is_none() {
+            return Ok(());
+        }
+        let new = self.new_secret_of(reg, state)?;
+        let value = self.open(reg, &new)?;
+        let current = reg.current.get(&state.service_id) == state.new_key.as_ref();
+        emit(
+            events,
+            RotationEvent {
+                stage: "add",
+                done: true,
+                new_secret: Some(NewSecret {
+                    info: SecretInfo::of(&new, current, OffsetDateTime::now_utc()),
+                    value,
+                    audit_seq: state.add_seq.unwrap_or(0),
+                }),
+                audit_seq: state.add_seq,
+            },
+        );
+        Ok(())
     }
 
     fn new_secret_of(

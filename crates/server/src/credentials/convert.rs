@@ -40,11 +40,9 @@ pub fn secret_pb(s: &SecretInfo) -> pb::SecretInfo {
         service_id: s.service_id.clone(),
         start: ts(&s.start),
         end: ts(&s.end),
-        days_until_expiry: if s.days_until_expiry == i64::MAX {
-            0
-        } else {
-            s.days_until_expiry
-        },
+        // INT64_MAX exactly when the expiry is unknown (`end` unset), as the proto says: never
+        // 0, which reads as "expires today", and never inside a horizon.
+        days_until_expiry: s.days_until_expiry,
         current: s.current,
     }
 }

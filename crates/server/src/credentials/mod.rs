@@ -40,6 +40,13 @@ pub const AUTO_ROTATE_ACTOR: &str = "system:auto-rotate";
 const MAX_SECRET_VALIDITY: time::Duration = time::Duration::days(36_500);
 /// The longest rotation overlap: the old secret stays valid this long after the hand-over.
 const MAX_OVERLAP: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The most services an attached registration may name: each is recorded (twice) in the
+/// attach's audit entries, which must stay well under the log's 65,535-byte entry limit.
+const MAX_SERVICES: usize = 64;
+/// The longest service id, as the credential manager allows it.
+const MAX_SERVICE_ID: usize = 128;
+/// The longest platform version, as CreateInvitation allows it.
+const MAX_PLATFORM_VERSION: usize = 64;
 
 /// Serves credentials from the shared [`App`].
 #[derive(Clone)]
@@ -101,6 +108,7 @@ impl CredentialsService {
     async fn add(&self, req: Request<pb::AddServiceSecretRequest>) -> Result<pb::NewSecret> {
         let (actor, r) = self.operator(req)?;
         ServerError::required("service_id", &r.service_id)?;
+        credentials::check_service(&r.service_id)?;
         let valid_for = duration(r.valid_for.as_ref(), "valid_for")?
             .map(|d| time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
         if valid_for.is_some_and(|d| d.whole_seconds() < 3600) {
@@ -128,6 +136,8 @@ impl CredentialsService {
     ) -> Result<BoxStream<pb::RotateSecretEvent>> {
         let (actor, r) = self.operator(req)?;
         ServerError::required("service_id", &r.service_id)?;
+        // Malformed before unknown: the lookup below would call it NOT_FOUND.
+        credentials::check_service(&r.service_id)?;
         let overlap = duration(r.overlap.as_ref(), "overlap")?.unwrap_or(Duration::ZERO);
         if overlap > MAX_OVERLAP {
             return Err(ServerError::invalid(
@@ -279,6 +289,22 @@ impl CredentialsService {
         let registration = reg_ref(r.registration.as_ref())?;
         ServerError::required("client_secret", &r.client_secret)?;
         ServerError::required("profile", &r.profile)?;
+        // Bounded before anything is recorded: an oversized request is refused for its field,
+        // not for the audit entry it would make.
+        if r.service_ids.len() > MAX_SERVICES {
+            return Err(ServerError::invalid(
+                "service_ids",
+                format!("at most {MAX_SERVICES} services"),
+            ));
+        }
+        for s in &r.service_ids {
+            ServerError::at_most("service_ids", s, MAX_SERVICE_ID)?;
+        }
+        ServerError::at_most(
+            "platform_version",
+            &r.platform_version,
+            MAX_PLATFORM_VERSION,
+        )?;
         let view = self
             .app
             .credentials()
@@ -299,12 +325,14 @@ impl CredentialsService {
         req: Request<pb::EndAdminSessionRequest>,
     ) -> Result<pb::EndAdminSessionResponse> {
         let (actor, r) = self.operator(req)?;
-        ServerError::required("tenant_id", r.tenant_id.trim())?;
+        // One value throughout: the one checked is the one acted on.
+        let tenant_id = r.tenant_id.trim();
+        ServerError::required("tenant_id", tenant_id)?;
         let temporary_app = self.app.config().platform.token_app_name();
         let ended = self
             .app
             .credentials()
-            .end_admin_session(&r.tenant_id, &temporary_app, &actor)
+            .end_admin_session(tenant_id, &temporary_app, &actor)
             .await?;
         Ok(pb::EndAdminSessionResponse {
             temporary_apps_removed: ended.temporary_apps_removed,

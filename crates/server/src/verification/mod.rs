@@ -93,11 +93,10 @@ impl VerificationService {
         req: Request<pb::ListDriftRequest>,
     ) -> Result<pb::ListDriftResponse> {
         let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
-        let client_id = req.into_inner().client_id;
-        let filter = (!client_id.trim().is_empty()).then_some(client_id.as_str());
-        let items = self.app.drift().open_drift(filter)?;
+        let filter = client_filter(&req.into_inner().client_id)?;
+        let items = self.app.drift().open_drift(filter.as_deref())?;
         let mut scope = Scope::actor(&caller.identity);
-        let target = match filter {
+        let target = match filter.as_deref() {
             Some(c) => {
                 scope.client_id = Some(c.to_owned());
                 let object_id = self
@@ -131,6 +130,28 @@ impl VerificationService {
                 .collect(),
         })
     }
+}
+
+/// The longest client id ListDrift takes (as the credential manager's registration ids).
+const MAX_CLIENT_ID: usize = 128;
+
+/// ListDrift's `client_id` filter: `None` (every item) when empty; else lower-cased (client ids
+/// match ignoring case, as in Verify), after refusing on the field what cannot be a client id:
+/// longer than [`MAX_CLIENT_ID`] bytes (checked before the audit entry that records it), or
+/// holding a `/` or a control character.
+fn client_filter(client_id: &str) -> Result<Option<String>> {
+    let c = client_id.trim();
+    if c.is_empty() {
+        return Ok(None);
+    }
+    ServerError::at_most("client_id", c, MAX_CLIENT_ID)?;
+    if c.contains('/') || c.chars().any(char::is_control) {
+        return Err(ServerError::invalid(
+            "client_id",
+            "an application (client) id: no '/' or control characters",
+        ));
+    }
+    Ok(Some(c.to_ascii_lowercase()))
 }
 
 #[tonic::async_trait]

@@ -1,0 +1,327 @@
+//! What `credentials.proto` promises a client built only from it, checked over the real gRPC
+//! server and the Entra emulator: one test per promise that a review found broken.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use entra_sim::Faults;
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::credentials_client::CredentialsClient;
+use secrecy::ExposeSecret;
+use testkit::portal::{DIRECT_ROUTING, HandMade};
+use testkit::server::{Authed, OPERATOR, bad_fields};
+use testkit::server_helpers::Refusal;
+use testkit::sim::{calm, users};
+use testkit::sim_server::SimServer;
+use tonic::Code;
+
+/// A refusal that must be INVALID_ARGUMENT naming exactly `field`.
+async fn names<T>(call: impl Refusal<T>, field: &str, what: &str) -> Result<()> {
+    let e = call.refusal().await?;
+    ensure!(
+        e.code() == Code::InvalidArgument && bad_fields(&e) == [field],
+        "{what}: wanted INVALID_ARGUMENT on {field}: {e:?}"
+    );
+    Ok(())
+}
+
+/// An AttachRegistration request for a registration of the emulator's tenant.
+fn attach(env: &SimServer, client_id: &str, secret: &str) -> pb::AttachRegistrationRequest {
+    pb::AttachRegistrationRequest {
+        registration: env.registration(client_id),
+        profile: "direct-routing".into(),
+        service_ids: vec!["dr-attached".into()],
+        client_secret: secret.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_service_id_is_invalid_argument_before_any_lookup() -> Result<()> {
+    let env = SimServer::start().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // Of a registration that is not managed: the request is wrong before anything is looked
+    // up, in both RPCs that take a service id (RotateSecret said NOT_FOUND).
+    let unknown = env.registration("00000000-0000-0000-0000-00000000abcd");
+    let rotate = pb::RotateSecretRequest {
+        registration: unknown.clone(),
+        service_id: "dr/1".into(),
+        overlap: None,
+    };
+    names(c.rotate_secret(rotate), "service_id", "RotateSecret").await?;
+    let add = pb::AddServiceSecretRequest {
+        registration: unknown,
+        service_id: "dr/1".into(),
+        valid_for: None,
+    };
+    names(c.add_service_secret(add), "service_id", "AddServiceSecret").await?;
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_admin_session_ends_the_session_of_the_tenant_id_it_checked() -> Result<()> {
+    let env = SimServer::start().await?;
+    env.onboarded("direct-routing", "Sbc-End").await?;
+    env.day_two_sign_in().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // Checked trimmed, so acted on trimmed: the session ends and its temporary app goes.
+    let ended = c
+        .end_admin_session(pb::EndAdminSessionRequest {
+            tenant_id: format!(" {} ", env.info.tenant_id),
+        })
+        .await?
+        .into_inner();
+    ensure!(
+        ended.session_was_usable && ended.temporary_apps_removed == 1,
+        "{ended:?}"
+    );
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_expiry_is_int64_max_with_no_end() -> Result<()> {
+    // A registration made by hand, attached where no admin is signed in: its own token may not
+    // read applications, so the secret's key id and expiry stay unknown.
+    let env = SimServer::start().await?;
+    let entra = env.entra_client()?;
+    let admin = testkit::sim::sign_in(&env.sim, &entra, users::GLOBAL_ADMIN).await?;
+    let HandMade {
+        client_id, secret, ..
+    } = testkit::portal::hand_made(
+        &entra.graph(admin.access_token),
+        "Sbc-Hand",
+        &DIRECT_ROUTING,
+    )
+    .await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    c.attach_registration(attach(&env, &client_id, secret.expose_secret()))
+        .await?;
+    let list = c
+        .list_secrets(pb::ListSecretsRequest {
+            registration: env.registration(&client_id),
+        })
+        .await?
+        .into_inner()
+        .secrets;
+    ensure!(list.len() == 1, "{list:?}");
+    // Not 0, which reads as "expires today".
+    ensure!(
+        list[0].end.is_none() && list[0].days_until_expiry == i64::MAX,
+        "{list:?}"
+    );
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_version_that_is_not_one_is_refused_by_name_everywhere() -> Result<()> {
+    let env = SimServer::start().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // `platform_version`'s fault, not `profile`'s, and whatever the profile: `qoe` has no
+    // older-version additions, so "abc" used to pass it unread.
+    let client = "00000000-0000-0000-0000-00000000abcd";
+    for profile in ["direct-routing", "qoe"] {
+        let bad = pb::AttachRegistrationRequest {
+            profile: profile.into(),
+            platform_version: "abc".into(),
+            ..attach(&env, client, "not-a-secret")
+        };
+        names(c.attach_registration(bad), "platform_version", profile).await?;
+    }
+    // CreateInvitation, whose rule AttachRegistration now shares, had the same gap.
+    let mut inv = env.server.invitations(Some(OPERATOR)).await?;
+    let bad = pb::CreateInvitationRequest {
+        customer: "Contoso".into(),
+        service_id: "dr-1".into(),
+        profile: "qoe".into(),
+        platform_version: "abc".into(),
+        ..Default::default()
+    };
+    names(inv.create_invitation(bad), "platform_version", "invitation").await?;
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_permission_is_invalid_argument_on_its_list() -> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Names").await?.done;
+    env.day_two_sign_in().await?;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // Not a state to wait out (FAILED_PRECONDITION) but a name to correct, on the list that
+    // holds it, as for a misnamed role.
+    let add = pb::UpdatePermissionsRequest {
+        registration: reg.clone(),
+        add: vec!["User.Raed.All".into()],
+        ..Default::default()
+    };
+    names(c.update_permissions(add), "add", "misspelt add").await?;
+    let remove = pb::UpdatePermissionsRequest {
+        registration: reg,
+        remove: vec!["Nothing.Read.All".into()],
+        ..Default::default()
+    };
+    names(c.update_permissions(remove), "remove", "misspelt remove").await?;
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_service_ids_are_refused_for_the_field_not_the_audit_entry() -> Result<()> {
+    let env = SimServer::start().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // Too many services, or one too long: refused for the field before anything is recorded,
+    // not for the audit entry they would make (UNAVAILABLE, which clients retry for ever).
+    let client = "00000000-0000-0000-0000-00000000abcd";
+    let many = pb::AttachRegistrationRequest {
+        service_ids: (0..10_000).map(|i| format!("dr-{i}")).collect(),
+        ..attach(&env, client, "not-a-secret")
+    };
+    names(
+        c.attach_registration(many),
+        "service_ids",
+        "10,000 services",
+    )
+    .await?;
+    let long = pb::AttachRegistrationRequest {
+        service_ids: vec!["d".repeat(200)],
+        ..attach(&env, client, "not-a-secret")
+    };
+    names(c.attach_registration(long), "service_ids", "a long service").await?;
+    env.stop().await
+}
+
+/// Reads `stream` until the `hand_over` done event or the end: its events as `stage:done`, the
+/// new secret its `add` done event carried, and the status it ended with, if any.
+async fn until_hand_over(
+    stream: &mut tonic::Streaming<pb::RotateSecretEvent>,
+) -> Result<(Vec<String>, Option<pb::NewSecret>, Option<tonic::Status>)> {
+    let mut stages = Vec::new();
+    let mut new_secret = None;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(120), stream.message())
+            .await
+            .with_context(|| format!("the stream stalled after {stages:?}"))?;
+        let ev = match next {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return Ok((stages, new_secret, None)),
+            Err(s) => return Ok((stages, new_secret, Some(s))),
+        };
+        stages.push(format!("{}:{}", ev.stage, ev.done));
+        if ev.new_secret.is_some() {
+            new_secret = ev.new_secret;
+        }
+        if ev.stage == "hand_over" && ev.done {
+            return Ok((stages, new_secret, None));
+        }
+    }
+}
+
+/// Starts RotateSecret of `dr-1` with an overlap of `overlap_secs`.
+async fn rotate(
+    c: &mut CredentialsClient<Authed>,
+    reg: &Option<pb::RegistrationRef>,
+    overlap_secs: i64,
+) -> Result<tonic::Streaming<pb::RotateSecretEvent>> {
+    let r = pb::RotateSecretRequest {
+        registration: reg.clone(),
+        service_id: "dr-1".into(),
+        overlap: Some(prost_types::Duration {
+            seconds: overlap_secs,
+            nanos: 0,
+        }),
+    };
+    Ok(c.rotate_secret(r).await?.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_resumed_after_a_failed_call_gives_this_caller_the_secret_and_its_overlap()
+-> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Resume").await?.done;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+
+    // The first call adds the new secret, then its validation fails: the identity platform
+    // throttles every token request from the moment the add's Graph calls begin (each Graph
+    // call is slowed so the switch lands before the validation asks for its token).
+    env.sim.set_faults(Faults {
+        latency_ms: 1000,
+        ..calm()
+    });
+    let graph_before = env.sim.request_counts().graph;
+    let mut first = rotate(&mut c, &reg, 0).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while env.sim.request_counts().graph == graph_before {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the add never reached Graph"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.sim.set_faults(Faults {
+        sts_throttle_rate: 1.0,
+        throttle_retry_after_s: 0,
+        ..calm()
+    });
+    let (stages, given, end) = until_hand_over(&mut first).await?;
+    ensure!(
+        stages == ["add:false", "add:true", "validate:false"] && end.is_some(),
+        "{stages:?} {end:?}"
+    );
+    let given = given.context("the first call's add event carries the secret")?;
+    // Its caller saw the call fail and discards the value. Entra is back.
+    env.sim.set_faults(calm());
+
+    // Called again with a week's overlap: the stored rotation resumes, and this caller gets
+    // the new secret (the same one: it is what becomes current) and its own overlap.
+    let week = 7 * 86_400;
+    let mut second = rotate(&mut c, &reg, week).await?;
+    let (stages, again, end) = until_hand_over(&mut second).await?;
+    ensure!(end.is_none(), "{stages:?} {end:?}");
+    ensure!(
+        stages
+            == [
+                "add:false",
+                "add:true",
+                "validate:false",
+                "validate:true",
+                "hand_over:false",
+                "hand_over:true"
+            ],
+        "{stages:?}"
+    );
+    let again = again.context("the resumed call's add event carries the secret")?;
+    ensure!(again.secret == given.secret && again.audit_seq == given.audit_seq);
+    ensure!(env.authenticates(&done.client_id, &again.secret).await?);
+    let hand_over = env
+        .server
+        .entries()?
+        .into_iter()
+        .rfind(|e| e["action"] == "secret.hand_over")
+        .context("no hand-over entry")?;
+    let until = hand_over["changes"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["property"] == "oldRemovedAfter"))
+        .and_then(|c| c["new"].as_str())
+        .and_then(onboard_core::time::parse)
+        .context("oldRemovedAfter")?;
+    let left = until - time::OffsetDateTime::now_utc();
+    ensure!(
+        left > time::Duration::days(6),
+        "old secret removed after {left}"
+    );
+    // In the overlap both secrets work; the new one is current.
+    ensure!(env.authenticates(&done.client_id, &done.secret).await?);
+    let list = c
+        .list_secrets(pb::ListSecretsRequest {
+            registration: reg.clone(),
+        })
+        .await?
+        .into_inner()
+        .secrets;
+    let current: Vec<_> = list.iter().filter(|s| s.current).collect();
+    ensure!(
+        current.len() == 1 && Some(&current[0].key_id) == again.info.as_ref().map(|i| &i.key_id),
+        "{list:?}"
+    );
+    env.stop().await
+}

@@ -47,6 +47,9 @@ pub enum ServerError {
     /// The RPC exists in the contract but is not built yet.
     #[error("{0}")]
     Unimplemented(String),
+    /// The server's own time limit for a call (`limits.request_timeout_secs`) was reached.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The audit log failed; changes are refused when it cannot record them (fail closed).
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -250,6 +253,7 @@ impl From<ServerError> for Status {
             ServerError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ServerError::OutOfRange(_) => Status::out_of_range(msg),
             ServerError::Unimplemented(_) => Status::unimplemented(msg),
+            ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             ServerError::Unavailable(_) => Status::unavailable(msg),
             ServerError::Audit(a) => audit_status(a, msg),
             ServerError::Provision(p) => provision_status(p, msg),

@@ -4,7 +4,7 @@ use onboard_proto::v1 as pb;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::clock::from_timestamp;
+use crate::clock::instant;
 use crate::error::{Result, ServerError};
 use onboard_core::time::parse as parse_rfc3339;
 
@@ -31,12 +31,8 @@ impl Filter {
         };
         let nonempty = |s: String| (!s.is_empty()).then_some(s);
         let time = |t: Option<prost_types::Timestamp>, name: &str| -> Result<_> {
-            t.map(|t| {
-                from_timestamp(&t).ok_or_else(|| {
-                    ServerError::invalid(format!("{prefix}.{name}"), "not a valid time")
-                })
-            })
-            .transpose()
+            t.map(|t| instant(&t, &format!("{prefix}.{name}")))
+                .transpose()
         };
         let since = time(f.since, "since")?;
         let until = time(f.until, "until")?;

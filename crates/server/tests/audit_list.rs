@@ -24,8 +24,74 @@ async fn seeded() -> Result<(TestServer, AuditClient<Authed>)> {
     Ok((s, c))
 }
 
+fn seqs(r: &pb::ListEntriesResponse) -> Vec<u64> {
+    r.entries.iter().map(|e| e.seq).collect()
+}
+
 fn at(seconds: i64, nanos: i32) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds, nanos })
+}
+
+/// The Unix time now, in seconds.
+fn now() -> Result<i64> {
+    Ok(i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+    )?)
+}
+
+/// A generated client may always send the filter message: an empty `EntryFilter` is no filter,
+/// so a token from either continues the other. A timestamp's nanos are part of the filter: a
+/// token from `since = t` does not continue `since = t + 5 ns`.
+#[tokio::test]
+async fn page_tokens_are_bound_to_the_filter_as_parsed() -> Result<()> {
+    let (s, mut c) = seeded().await?;
+    let list = |filter: Option<pb::EntryFilter>, page_token: String| pb::ListEntriesRequest {
+        to_seq: 12,
+        filter,
+        page_size: 2,
+        page_token,
+        ..Default::default()
+    };
+    let empty = || Some(pb::EntryFilter::default());
+    let first = c
+        .list_entries(list(None, String::new()))
+        .await?
+        .into_inner();
+    assert_eq!(seqs(&first), [0, 1]);
+    let second = c
+        .list_entries(list(empty(), first.next_page_token))
+        .await?
+        .into_inner();
+    assert_eq!(seqs(&second), [2, 3]);
+    let third = c
+        .list_entries(list(None, second.next_page_token))
+        .await?
+        .into_inner();
+    assert_eq!(seqs(&third), [4, 5]);
+
+    let since = now()? - 600;
+    let from = |nanos| {
+        Some(pb::EntryFilter {
+            since: at(since, nanos),
+            ..Default::default()
+        })
+    };
+    let page = c
+        .list_entries(list(from(0), String::new()))
+        .await?
+        .into_inner();
+    assert_eq!(seqs(&page), [0, 1]);
+    let token = page.next_page_token;
+    let same = c.list_entries(list(from(0), token.clone())).await?;
+    assert_eq!(seqs(same.get_ref()), [2, 3]);
+    let e = c
+        .list_entries(list(from(5), token))
+        .refused(Code::InvalidArgument, &["page_token"])
+        .await?;
+    assert_eq!(bad_fields(&e), ["page_token"]);
+    s.stop().await
 }
 
 /// Timestamps a client could not have made from a valid instant (nanos outside

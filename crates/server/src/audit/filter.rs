@@ -1,7 +1,7 @@
 //! Entry filters for ListEntries and Follow: match on the entry's own JSON fields.
 
 use onboard_proto::v1 as pb;
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::clock::instant;
@@ -50,6 +50,23 @@ impl Filter {
             action: nonempty(f.action),
             since,
             until,
+        })
+    }
+
+    /// The filter as a page token binds it: `null` when it lets everything through (so no
+    /// filter and an empty `EntryFilter` are the same request), else each condition, instants
+    /// to the nanosecond.
+    pub fn key(&self) -> Value {
+        if self.is_empty() {
+            return Value::Null;
+        }
+        let nanos = |t: Option<OffsetDateTime>| t.map(|t| t.unix_timestamp_nanos().to_string());
+        json!({
+            "tenant_id": self.tenant_id,
+            "onboarding_id": self.onboarding_id,
+            "action": self.action,
+            "since": nanos(self.since),
+            "until": nanos(self.until),
         })
     }
 

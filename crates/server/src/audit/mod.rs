@@ -106,21 +106,27 @@ impl AuditService {
             ServerError::at_most("filter.onboarding_id", &f.onboarding_id, 256)?;
             ServerError::at_most("filter.action", &f.action, 256)?;
         }
-        // What a page token is bound to: the request but its paging.
-        let fields = json!({
+        // What is recorded with the read: the request as given.
+        let request = json!({
             "from_seq": r.from_seq, "to_seq": r.to_seq,
             "with_proofs": r.with_proofs, "proof_tree_size": r.proof_tree_size,
             "filter": r.filter.as_ref().map(|f| json!({
                 "tenant_id": f.tenant_id, "onboarding_id": f.onboarding_id, "action": f.action,
                 "since": f.since.map(|t| t.seconds), "until": f.until.map(|t| t.seconds),
             })),
+            "page_token": r.page_token,
         });
-        let mut request = fields.clone();
-        request["page_token"] = json!(r.page_token);
         self.begin(&req, "ListEntries", request).await?;
-        let r = req.into_inner();
-        let filter = Filter::parse(r.filter, "filter")?;
+        let mut r = req.into_inner();
+        let filter = Filter::parse(r.filter.take(), "filter")?;
         let limit = page_size(r.page_size)?;
+        // What a page token is bound to: the request but its paging, with the filter as parsed
+        // (none and an empty one are the same; instants to the nanosecond).
+        let fields = json!({
+            "from_seq": r.from_seq, "to_seq": r.to_seq,
+            "with_proofs": r.with_proofs, "proof_tree_size": r.proof_tree_size,
+            "filter": filter.key(),
+        });
         let tree_size = self.log().size();
         let mut end = self.size_or_latest("to_seq", r.to_seq)?;
         let proof_size = if r.with_proofs {

@@ -64,16 +64,7 @@ impl AuditService {
 
     /// Resolves a size where 0 means "the latest checkpoint" and checks it is not beyond it.
     fn size_or_latest(&self, field: &str, size: u64) -> Result<u64> {
-        let latest = self.log().size();
-        if size == 0 {
-            return Ok(latest);
-        }
-        if size > latest {
-            return Err(ServerError::OutOfRange(format!(
-                "{field} {size} is beyond the latest checkpoint ({latest} entries)"
-            )));
-        }
-        Ok(size)
+        size_or(field, size, self.log().size())
     }
 
     fn inclusion(&self, seq: u64, size: u64) -> Result<pb::InclusionProof> {
@@ -127,10 +118,12 @@ impl AuditService {
             "with_proofs": r.with_proofs, "proof_tree_size": r.proof_tree_size,
             "filter": filter.key(),
         });
+        // One look at the log's size: the range, the proofs' tree and `tree_size` all use it, so
+        // `tree_size` is never below the range served (an append may land meanwhile).
         let tree_size = self.log().size();
-        let mut end = self.size_or_latest("to_seq", r.to_seq)?;
+        let mut end = size_or("to_seq", r.to_seq, tree_size)?;
         let proof_size = if r.with_proofs {
-            let s = self.size_or_latest("proof_tree_size", r.proof_tree_size)?;
+            let s = size_or("proof_tree_size", r.proof_tree_size, tree_size)?;
             end = end.min(s);
             s
         } else {
@@ -249,6 +242,20 @@ impl AuditService {
             origin: self.log().origin().to_owned(),
         })
     }
+}
+
+/// Resolves `size` where 0 means `latest` (the latest checkpoint's size) and checks it is not
+/// beyond it (OUT_OF_RANGE naming `field`).
+fn size_or(field: &str, size: u64, latest: u64) -> Result<u64> {
+    if size == 0 {
+        return Ok(latest);
+    }
+    if size > latest {
+        return Err(ServerError::OutOfRange(format!(
+            "{field} {size} is beyond the latest checkpoint ({latest} entries)"
+        )));
+    }
+    Ok(size)
 }
 
 #[tonic::async_trait]

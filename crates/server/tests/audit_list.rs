@@ -2,7 +2,7 @@
 //! to the filter as parsed (an empty filter is no filter; a timestamp's nanos count), ranges cut
 //! by `proof_tree_size`, and timestamps that are not well formed refused naming their field.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::audit_client::AuditClient;
 use serde_json::json;
@@ -91,6 +91,54 @@ async fn page_tokens_are_bound_to_the_filter_as_parsed() -> Result<()> {
         .refused(Code::InvalidArgument, &["page_token"])
         .await?;
     assert_eq!(bad_fields(&e), ["page_token"]);
+    s.stop().await
+}
+
+/// With proofs the range ends at `proof_tree_size`; a range reversed as requested is
+/// INVALID_ARGUMENT on `from_seq`, one starting at or after the proof tree is OUT_OF_RANGE
+/// naming `from_seq` and the size, and `tree_size` is never below the range served.
+#[tokio::test]
+async fn ranges_cut_by_the_proof_tree_size() -> Result<()> {
+    let (s, mut c) = seeded().await?;
+    let proofs = |from_seq, to_seq, proof_tree_size| pb::ListEntriesRequest {
+        from_seq,
+        to_seq,
+        with_proofs: true,
+        proof_tree_size,
+        ..Default::default()
+    };
+    for (from, to) in [(7, 10), (5, 10), (5, 0)] {
+        c.list_entries(proofs(from, to, 5))
+            .refused(Code::OutOfRange, &["from_seq", "proof_tree_size", "5"])
+            .await
+            .with_context(|| format!("[{from}, {to}) against 5"))?;
+    }
+    let e = c
+        .list_entries(proofs(4, 2, 5))
+        .refused(Code::InvalidArgument, &["from_seq"])
+        .await?;
+    assert_eq!(bad_fields(&e), ["from_seq"]);
+    // A range that reaches past the proof tree ends at it, every entry with its proof.
+    let page = c.list_entries(proofs(2, 10, 5)).await?.into_inner();
+    assert_eq!(seqs(&page), [2, 3, 4]);
+    for e in &page.entries {
+        let p = e.inclusion_proof.as_ref().context("proof")?;
+        assert_eq!(p.tree_size, 5);
+    }
+    ensure!(page.tree_size >= 5, "{}", page.tree_size);
+    // An empty range asks for nothing: an empty page, not an error.
+    let empty = c.list_entries(proofs(5, 5, 5)).await?.into_inner();
+    ensure!(empty.entries.is_empty() && empty.next_page_token.is_empty());
+    // Without proofs, `tree_size` is the end of the range when `to_seq` is 0.
+    let all = c
+        .list_entries(pb::ListEntriesRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let last = all.entries.last().context("entries")?.seq;
+    assert_eq!(all.tree_size, last + 1);
     s.stop().await
 }
 

@@ -270,6 +270,8 @@ impl WriterLoop {
         let signed = match signed {
             Ok(s) => Arc::new(s),
             Err(e) => {
+                // Logged here, once: callers are told only that the log is unavailable.
+                tracing::error!(error = %e, "signing the audit checkpoint failed; refusing further appends");
                 self.failed = Some(e.to_string());
                 self.metrics.failed(replies.len());
                 for (_, reply) in replies {

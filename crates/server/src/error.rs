@@ -47,6 +47,9 @@ pub enum ServerError {
     /// The RPC exists in the contract but is not built yet.
     #[error("{0}")]
     Unimplemented(String),
+    /// The server's own time limit for a call (`limits.request_timeout_secs`) was reached.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The audit log failed; changes are refused when it cannot record them (fail closed).
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -217,10 +220,38 @@ impl From<onboard_core::CoreError> for ServerError {
     }
 }
 
+/// What a caller is told when the audit log refuses appends after a failed write: its error
+/// may name files under the data directory (an IO error of the durable sync), so it is only
+/// logged (by the log's writer when the write failed, and with each call refused).
+const AUDIT_FAILED: &str = "the audit log is unavailable after a failed write; see the server log";
+/// What a caller is told when the audit log's writer has stopped (the server is stopping).
+const AUDIT_CLOSED: &str = "the audit log is closed; see the server log";
+
+/// The fixed message for an audit log that refuses appends, also when the engine or the
+/// credential manager carries its error: `None` for any other error.
+fn audit_unavailable(e: &ServerError) -> Option<&'static str> {
+    let (ServerError::Audit(a)
+    | ServerError::Provision(ProvisionError::Audit(a))
+    | ServerError::Credentials(CredentialsError::Audit(a))) = e
+    else {
+        return None;
+    };
+    match a {
+        AuditError::Poisoned(_) => Some(AUDIT_FAILED),
+        AuditError::Closed => Some(AUDIT_CLOSED),
+        _ => None,
+    }
+}
+
 /// The one mapping from errors to gRPC statuses.
 impl From<ServerError> for Status {
     fn from(e: ServerError) -> Self {
         let msg = bound_echoes(&e.to_string());
+        // Nothing was changed, and the log may come back (reopened): callers may retry later.
+        if let Some(text) = audit_unavailable(&e) {
+            tracing::error!(error = %msg, "audit log unavailable");
+            return Status::unavailable(text);
+        }
         match e {
             ServerError::Unauthenticated(_) => Status::unauthenticated(msg),
             ServerError::PermissionDenied(_) => Status::permission_denied(msg),
@@ -250,6 +281,7 @@ impl From<ServerError> for Status {
             ServerError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ServerError::OutOfRange(_) => Status::out_of_range(msg),
             ServerError::Unimplemented(_) => Status::unimplemented(msg),
+            ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             ServerError::Unavailable(_) => Status::unavailable(msg),
             ServerError::Audit(a) => audit_status(a, msg),
             ServerError::Provision(p) => provision_status(p, msg),
@@ -271,11 +303,9 @@ fn audit_status(a: AuditError, msg: String) -> Status {
     match a {
         AuditError::OutOfRange(_) => Status::out_of_range(msg),
         AuditError::Proof(_) | AuditError::InvalidEntry(_) => Status::invalid_argument(msg),
-        // The log refuses writes until reopened; callers may retry elsewhere or later.
-        AuditError::Poisoned(_) | AuditError::Closed => {
-            tracing::error!(error = %msg, "audit log unavailable");
-            Status::unavailable(msg)
-        }
+        // Answered above with a fixed text (`audit_unavailable`).
+        AuditError::Poisoned(_) => Status::unavailable(AUDIT_FAILED),
+        AuditError::Closed => Status::unavailable(AUDIT_CLOSED),
         _ => {
             tracing::error!(error = %msg, "audit log failure");
             Status::internal("audit log failure; see the server log")

@@ -2,12 +2,19 @@
 //!
 //! - calls in flight over all connections, counted until their response body ends (a stream
 //!   counts while it is open); beyond `limits.max_concurrent_calls`, RESOURCE_EXHAUSTED at once;
+//! - the server's time limit, `limits.request_timeout_secs`: a call whose response (its
+//!   headers: a unary call's answer, a stream's opening) has not come by then is dropped and
+//!   answered DEADLINE_EXCEEDED naming the limit. A stream's body is not bounded by it (Follow,
+//!   Watch, SignIn stay open on their own rules). tonic's `Server::timeout` is not used: it
+//!   answers CANCELLED, which says the caller gave up. A client's `grpc-timeout` is still
+//!   honoured by tonic, outside this layer;
 //! - a request that does not decode (invalid UTF-8 in a string field, a truncated message) is
 //!   the caller's fault: tonic's codec answers INTERNAL, this layer rewrites the status code to
 //!   INVALID_ARGUMENT, keeping the decoder's message (which names the field, never its bytes);
 //!   a message over `limits.max_message_bytes` is RESOURCE_EXHAUSTED (tonic: OUT_OF_RANGE).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
@@ -83,12 +90,25 @@ impl Around for GuardLayer {
             let mut req = req;
             let path = crate::limits::RpcPath(req.uri().path().to_owned());
             req.extensions_mut().insert(path);
-            let mut res = inner.call(req).await?;
+            let limit = guards.config.request_timeout_secs;
+            let answer = tokio::time::timeout(Duration::from_secs(limit), inner.call(req)).await;
+            let Ok(res) = answer else {
+                return Ok(refuse(past_time_limit(limit), grpc));
+            };
+            let mut res = res?;
             invalid_argument_for_decode_errors(&mut res);
             // The body holds its call's slot until it ends.
             Ok(res.map(|body| Watched::body(body, permit)))
         })
     }
+}
+
+/// The refusal of a call that reached the server's time limit of `secs` seconds.
+fn past_time_limit(secs: u64) -> crate::error::ServerError {
+    crate::error::ServerError::DeadlineExceeded(format!(
+        "the call was not answered within the server's time limit \
+         (limits.request_timeout_secs = {secs}) and was stopped"
+    ))
 }
 
 /// What tonic's codec answers for a request it could not take, rewritten to say whose fault

@@ -64,14 +64,8 @@ pub fn invitation_pb(r: &InvitationRecord) -> pb::Invitation {
 }
 
 fn valid_for(d: Option<prost_types::Duration>) -> Result<Option<Duration>> {
-    let Some(d) = d else { return Ok(None) };
-    match (u64::try_from(d.seconds), u32::try_from(d.nanos)) {
-        (Ok(s), Ok(n)) if n < 1_000_000_000 => Ok(Some(Duration::new(s, n))),
-        _ => Err(ServerError::invalid(
-            "valid_for",
-            "must be a positive duration",
-        )),
-    }
+    d.map(|d| crate::clock::duration(&d, "valid_for"))
+        .transpose()
 }
 
 impl InvitationsService {

@@ -6,8 +6,10 @@
 //!
 //! - Transport (applied in `serve`): HTTP/2 streams per connection, HTTP/2 keep-alive pings and
 //!   their timeout, TCP keep-alive, a connection's maximum age (the idle bound: a connection is
-//!   closed gracefully after it, busy or not), a request timeout for unary calls, and the
-//!   largest message decoded or encoded.
+//!   closed gracefully after it, busy or not), and the largest message decoded or encoded.
+//! - Time (applied in `crate::guard_layer`): a call not answered within
+//!   `request_timeout_secs` (a stream: not opened) is stopped and answered DEADLINE_EXCEEDED
+//!   naming the limit; a stream, once open, is not cut by it.
 //! - Concurrency: calls in flight over all connections (`max_concurrent_calls`, beyond it
 //!   RESOURCE_EXHAUSTED at once, never queued).
 //! - Invitation tokens: per peer address, a token bucket of failed token checks; an empty
@@ -57,7 +59,8 @@ pub struct LimitsSection {
     pub keepalive_timeout_secs: u64,
     /// A connection is closed gracefully after this many seconds (the idle bound too).
     pub max_connection_age_secs: u64,
-    /// Seconds a unary call may take (streams are bounded by their own rules).
+    /// Seconds a call may take to be answered (a stream: to open; once open, it is bounded by
+    /// its own rules); past it the call is stopped and answered DEADLINE_EXCEEDED.
     pub request_timeout_secs: u64,
     /// The largest request or response message, in bytes.
     pub max_message_bytes: usize,

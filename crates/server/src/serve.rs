@@ -48,8 +48,9 @@ pub async fn serve(
         .http2_keepalive_interval(Some(secs(lim.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(secs(lim.keepalive_timeout_secs)))
         .tcp_keepalive(Some(secs(lim.keepalive_interval_secs)))
-        .max_connection_age(secs(lim.max_connection_age_secs))
-        .timeout(secs(lim.request_timeout_secs));
+        .max_connection_age(secs(lim.max_connection_age_secs));
+    // No `.timeout(..)`: tonic answers its expiry CANCELLED; the guard layer applies
+    // `limits.request_timeout_secs` and answers DEADLINE_EXCEEDED.
     if let Some(tls) = tls_config(app.config())? {
         builder = builder.tls_config(tls)?;
     }

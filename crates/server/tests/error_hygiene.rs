@@ -1,7 +1,7 @@
 //! Error hygiene over loopback gRPC: a request that does not decode (invalid UTF-8 in a string
 //! field) is INVALID_ARGUMENT, not INTERNAL; no status message echoes more than 128 characters
 //! of anything the caller sent; Watch from past the end of a finished onboarding is
-//! OUT_OF_RANGE at once.
+//! OUT_OF_RANGE at once; a failed audit write never shows the caller the data directory.
 
 use std::time::Duration;
 
@@ -330,4 +330,42 @@ async fn oversized_free_text_is_refused_for_its_field_before_anything_is_recorde
         "a refused call was recorded"
     );
     env.server.stop().await
+}
+
+/// An audit write that fails (here the durable sync's listing of sled's `blobs/`, which a file
+/// now stands in for: an IO error naming the path) makes the log unavailable until it is
+/// reopened. The caller gets UNAVAILABLE with a fixed message, for the failing call and every
+/// one after it; the error, which names files under the data directory, is only logged.
+#[tokio::test]
+async fn a_failed_audit_write_does_not_show_the_data_directory() -> Result<()> {
+    let s = TestServer::start().await?;
+    let data = s.app.config().storage.data_dir.clone();
+    let blobs = data.join(onboard_server::AUDIT_DIR).join("blobs");
+    if blobs.is_dir() {
+        std::fs::remove_dir_all(&blobs)?;
+    }
+    std::fs::write(&blobs, b"")?;
+    let data = data.display().to_string();
+    let mut audit = s.audit(Some(testkit::server::AUDITOR)).await?;
+    let mut inv = s.invitations(Some(OPERATOR)).await?;
+    for call in ["the failing write", "the log after it"] {
+        let e = audit
+            .get_checkpoint(pb::GetCheckpointRequest {})
+            .await
+            .refused(Code::Unavailable, &["audit log", "see the server log"])?;
+        ensure!(!e.message().contains(&data), "{call}: {e:?}");
+        ensure!(!e.message().contains("blobs"), "{call}: {e:?}");
+    }
+    let e = inv
+        .create_invitation(pb::CreateInvitationRequest {
+            customer: "Contoso".into(),
+            service_id: "dr-1".into(),
+            profile: "direct-routing".into(),
+            admin_upn: "admin@contoso.example".into(),
+            ..Default::default()
+        })
+        .await
+        .refused(Code::Unavailable, &["see the server log"])?;
+    ensure!(!e.message().contains(&data), "{e:?}");
+    s.stop().await
 }

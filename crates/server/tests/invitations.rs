@@ -369,7 +369,7 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
         ]
     );
     // One bad field each: the field, and what the message also says (if checked).
-    let one_bad: [(Edit, &str, Option<&str>); 6] = [
+    let one_bad: [(Edit, &str, Option<&str>); 7] = [
         (
             |r| {
                 r.valid_for = Some(prost_types::Duration {
@@ -379,6 +379,17 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
             },
             "valid_for",
             None,
+        ),
+        // Not a well-formed duration: nanos are below one second.
+        (
+            |r| {
+                r.valid_for = Some(prost_types::Duration {
+                    seconds: 3600,
+                    nanos: 1_000_000_000,
+                })
+            },
+            "valid_for",
+            Some("nanos"),
         ),
         (
             |r| r.profile = "no-such-profile".into(),

@@ -7,6 +7,8 @@ use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
 use testkit::config::ServerConfigBuilder;
 use testkit::server::{AUDITOR, OPERATOR, TestServer, append};
+use testkit::server_helpers::{Refused, plan};
+use testkit::sim::calm;
 use testkit::sim_server::SimServer;
 use testkit::wizard::start_sign_in;
 use tonic::{Code, Status};
@@ -336,4 +338,51 @@ async fn the_wizard_counts_forged_tokens_per_address_too() -> Result<()> {
     .await?;
     ensure!(sign_in.starts_with("HTTP/1.1 429"), "{sign_in}");
     s.stop().await
+}
+
+/// The server's own time limit (`limits.request_timeout_secs`): a call whose answer does not
+/// come within it is DEADLINE_EXCEEDED naming the limit (tonic's timeout answered CANCELLED,
+/// which a client reads as "I gave up"). Streams are not cut by it: the SignIn stream and a
+/// Follow stream stay open past it and keep delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_the_request_time_limit_is_deadline_exceeded() -> Result<()> {
+    let env = SimServer::start_with(|b| Ok(b.limit("request_timeout_secs", 1))).await?;
+    // The device-code flow polls every second: the SignIn stream outlives the limit.
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
+    let from_seq = env.server.app.audit().size();
+    let mut follow = env
+        .server
+        .audit(Some(AUDITOR))
+        .await?
+        .follow(pb::FollowRequest {
+            from_seq,
+            filter: None,
+        })
+        .await?
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let seq = append(
+        &env.server.app,
+        serde_json::json!({"action": "secret.add", "actor": "portal"}),
+    )
+    .await?;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), follow.message()).await;
+        let entry = next
+            .context("Follow went quiet")??
+            .context("Follow ended")?;
+        if entry.seq == seq {
+            break;
+        }
+    }
+    // Every Graph answer now takes 3 s: Plan cannot be answered within 1 s.
+    env.sim.set_faults(entra_sim::Faults {
+        latency_ms: 3000,
+        ..calm()
+    });
+    plan(&env.server, &token, &id, "Timeout-App")
+        .await?
+        .refused(Code::DeadlineExceeded, &["limits.request_timeout_secs = 1"])?;
+    env.sim.set_faults(calm());
+    env.stop().await
 }

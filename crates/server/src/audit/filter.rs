@@ -1,10 +1,10 @@
 //! Entry filters for ListEntries and Follow: match on the entry's own JSON fields.
 
 use onboard_proto::v1 as pb;
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::clock::from_timestamp;
+use crate::clock::instant;
 use crate::error::{Result, ServerError};
 use onboard_core::time::parse as parse_rfc3339;
 
@@ -31,12 +31,8 @@ impl Filter {
         };
         let nonempty = |s: String| (!s.is_empty()).then_some(s);
         let time = |t: Option<prost_types::Timestamp>, name: &str| -> Result<_> {
-            t.map(|t| {
-                from_timestamp(&t).ok_or_else(|| {
-                    ServerError::invalid(format!("{prefix}.{name}"), "not a valid time")
-                })
-            })
-            .transpose()
+            t.map(|t| instant(&t, &format!("{prefix}.{name}")))
+                .transpose()
         };
         let since = time(f.since, "since")?;
         let until = time(f.until, "until")?;
@@ -54,6 +50,23 @@ impl Filter {
             action: nonempty(f.action),
             since,
             until,
+        })
+    }
+
+    /// The filter as a page token binds it: `null` when it lets everything through (so no
+    /// filter and an empty `EntryFilter` are the same request), else each condition, instants
+    /// to the nanosecond.
+    pub fn key(&self) -> Value {
+        if self.is_empty() {
+            return Value::Null;
+        }
+        let nanos = |t: Option<OffsetDateTime>| t.map(|t| t.unix_timestamp_nanos().to_string());
+        json!({
+            "tenant_id": self.tenant_id,
+            "onboarding_id": self.onboarding_id,
+            "action": self.action,
+            "since": nanos(self.since),
+            "until": nanos(self.until),
         })
     }
 

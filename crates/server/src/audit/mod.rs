@@ -64,16 +64,7 @@ impl AuditService {
 
     /// Resolves a size where 0 means "the latest checkpoint" and checks it is not beyond it.
     fn size_or_latest(&self, field: &str, size: u64) -> Result<u64> {
-        let latest = self.log().size();
-        if size == 0 {
-            return Ok(latest);
-        }
-        if size > latest {
-            return Err(ServerError::OutOfRange(format!(
-                "{field} {size} is beyond the latest checkpoint ({latest} entries)"
-            )));
-        }
-        Ok(size)
+        size_or(field, size, self.log().size())
     }
 
     fn inclusion(&self, seq: u64, size: u64) -> Result<pb::InclusionProof> {
@@ -106,33 +97,31 @@ impl AuditService {
             ServerError::at_most("filter.onboarding_id", &f.onboarding_id, 256)?;
             ServerError::at_most("filter.action", &f.action, 256)?;
         }
-        // What a page token is bound to: the request but its paging.
-        let fields = json!({
+        // What is recorded with the read: the request as given.
+        let request = json!({
             "from_seq": r.from_seq, "to_seq": r.to_seq,
             "with_proofs": r.with_proofs, "proof_tree_size": r.proof_tree_size,
             "filter": r.filter.as_ref().map(|f| json!({
                 "tenant_id": f.tenant_id, "onboarding_id": f.onboarding_id, "action": f.action,
                 "since": f.since.map(|t| t.seconds), "until": f.until.map(|t| t.seconds),
             })),
+            "page_token": r.page_token,
         });
-        let mut request = fields.clone();
-        request["page_token"] = json!(r.page_token);
         self.begin(&req, "ListEntries", request).await?;
-        let r = req.into_inner();
-        let filter = Filter::parse(r.filter, "filter")?;
+        let mut r = req.into_inner();
+        let filter = Filter::parse(r.filter.take(), "filter")?;
         let limit = page_size(r.page_size)?;
+        // One look at the log's size: the range, the proofs' tree and `tree_size` all use it, so
+        // `tree_size` is never below the range served (an append may land meanwhile).
         let tree_size = self.log().size();
-        let mut end = self.size_or_latest("to_seq", r.to_seq)?;
-        let proof_size = if r.with_proofs {
-            let s = self.size_or_latest("proof_tree_size", r.proof_tree_size)?;
-            end = end.min(s);
-            s
-        } else {
-            0
-        };
-        if r.from_seq > end && r.to_seq != 0 {
-            return Err(ServerError::invalid("from_seq", "must not be after to_seq"));
-        }
+        let (end, proof_size) = list_range(&r, tree_size)?;
+        // What a page token is bound to: the request but its paging, with the filter as parsed
+        // (none and an empty one are the same; instants to the nanosecond).
+        let fields = json!({
+            "from_seq": r.from_seq, "to_seq": r.to_seq,
+            "with_proofs": r.with_proofs, "proof_tree_size": r.proof_tree_size,
+            "filter": filter.key(),
+        });
         let start = match page_start(&r.page_token, &fields)? {
             None => r.from_seq,
             Some(at) => at
@@ -245,6 +234,44 @@ impl AuditService {
     }
 }
 
+/// Resolves `size` where 0 means `latest` (the latest checkpoint's size) and checks it is not
+/// beyond it (OUT_OF_RANGE naming `field`).
+fn size_or(field: &str, size: u64, latest: u64) -> Result<u64> {
+    if size == 0 {
+        return Ok(latest);
+    }
+    if size > latest {
+        return Err(ServerError::OutOfRange(format!(
+            "{field} {size} is beyond the latest checkpoint ({latest} entries)"
+        )));
+    }
+    Ok(size)
+}
+
+/// ListEntries' range against a log of `latest` entries: where it ends, and the tree size the
+/// proofs are against (0 without proofs). The range as requested is checked first (`to_seq`
+/// within the log, `from_seq` not after it); with proofs it then ends at `proof_tree_size`,
+/// and a range that asks for entries but starts at or after that size is OUT_OF_RANGE on
+/// `from_seq` (none of its entries has a proof in that tree).
+fn list_range(r: &pb::ListEntriesRequest, latest: u64) -> Result<(u64, u64)> {
+    let requested_end = size_or("to_seq", r.to_seq, latest)?;
+    if r.to_seq != 0 && r.from_seq > r.to_seq {
+        return Err(ServerError::invalid("from_seq", "must not be after to_seq"));
+    }
+    if !r.with_proofs {
+        return Ok((requested_end, 0));
+    }
+    let proof_size = size_or("proof_tree_size", r.proof_tree_size, latest)?;
+    if r.from_seq >= proof_size && r.from_seq < requested_end {
+        return Err(ServerError::OutOfRange(format!(
+            "from_seq {} is not below proof_tree_size ({proof_size}): with proofs the range ends \
+             there, and no entry from {} on has a proof in a tree of {proof_size} entries",
+            r.from_seq, r.from_seq
+        )));
+    }
+    Ok((requested_end.min(proof_size), proof_size))
+}
+
 #[tonic::async_trait]
 impl AuditRpc for AuditService {
     async fn get_checkpoint(
@@ -289,5 +316,44 @@ impl AuditRpc for AuditService {
         request: Request<pb::FollowRequest>,
     ) -> Result<Response<Self::FollowStream>, Status> {
         Ok(Response::new(self.follow_rpc(request).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(from_seq: u64, to_seq: u64, proof_tree_size: Option<u64>) -> pb::ListEntriesRequest {
+        pb::ListEntriesRequest {
+            from_seq,
+            to_seq,
+            with_proofs: proof_tree_size.is_some(),
+            proof_tree_size: proof_tree_size.unwrap_or(0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn list_ranges_are_checked_as_requested_then_cut_by_the_proof_tree() {
+        let range = |r| list_range(&r, 20).ok();
+        // (end, proof tree size): never beyond the one size read (20).
+        assert_eq!(range(req(0, 0, None)), Some((20, 0)));
+        assert_eq!(range(req(0, 0, Some(0))), Some((20, 20)));
+        assert_eq!(range(req(2, 10, Some(5))), Some((5, 5)));
+        // Empty ranges ask for nothing: an empty page.
+        assert_eq!(range(req(5, 5, Some(5))), Some((5, 5)));
+        assert_eq!(range(req(25, 0, Some(5))), Some((5, 5)));
+        let out_of_range = |r| matches!(list_range(&r, 20), Err(ServerError::OutOfRange(_)));
+        assert!(out_of_range(req(7, 10, Some(5))));
+        assert!(out_of_range(req(5, 10, Some(5))));
+        assert!(out_of_range(req(5, 0, Some(5))));
+        assert!(out_of_range(req(0, 21, None)));
+        assert!(out_of_range(req(0, 0, Some(21))));
+        let reversed = |r| match list_range(&r, 20) {
+            Err(ServerError::InvalidArgument(v)) => v.first().map(|v| v.field.clone()),
+            _ => None,
+        };
+        assert_eq!(reversed(req(4, 2, Some(5))).as_deref(), Some("from_seq"));
+        assert_eq!(reversed(req(4, 2, None)).as_deref(), Some("from_seq"));
     }
 }

@@ -55,6 +55,23 @@ async fn a_malformed_service_id_is_invalid_argument_before_any_lookup() -> Resul
         valid_for: None,
     };
     names(c.add_service_secret(add), "service_id", "AddServiceSecret").await?;
+    // A duration whose nanos are out of range is not well formed (it was folded into seconds).
+    let bad = Some(prost_types::Duration {
+        seconds: 3599,
+        nanos: 1_000_000_000,
+    });
+    let add = pb::AddServiceSecretRequest {
+        registration: env.registration("00000000-0000-0000-0000-00000000abcd"),
+        service_id: "dr-1".into(),
+        valid_for: bad,
+    };
+    names(c.add_service_secret(add), "valid_for", "AddServiceSecret").await?;
+    let rotate = pb::RotateSecretRequest {
+        registration: env.registration("00000000-0000-0000-0000-00000000abcd"),
+        service_id: "dr-1".into(),
+        overlap: bad,
+    };
+    names(c.rotate_secret(rotate), "overlap", "RotateSecret").await?;
     env.stop().await
 }
 

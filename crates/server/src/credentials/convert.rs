@@ -18,18 +18,13 @@ pub fn reg_ref(r: Option<&pb::RegistrationRef>) -> Result<RegistrationRef> {
     Ok(RegistrationRef::new(&r.tenant_id, &r.client_id))
 }
 
-/// A protobuf duration as a std one; negative is INVALID_ARGUMENT.
+/// A protobuf duration as a std one, when set; negative or not well formed (nanos outside
+/// 0..=999,999,999) is INVALID_ARGUMENT on `field` (`crate::clock::duration`).
 pub fn duration(
     d: Option<&prost_types::Duration>,
     field: &str,
 ) -> Result<Option<std::time::Duration>> {
-    let Some(d) = d else { return Ok(None) };
-    if d.seconds < 0 || d.nanos < 0 {
-        return Err(ServerError::invalid(field, "must not be negative"));
-    }
-    let secs = u64::try_from(d.seconds).unwrap_or(0);
-    let nanos = u32::try_from(d.nanos).unwrap_or(0);
-    Ok(Some(std::time::Duration::new(secs, nanos)))
+    d.map(|d| crate::clock::duration(d, field)).transpose()
 }
 
 /// A secret's metadata.

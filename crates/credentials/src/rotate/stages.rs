@@ -108,19 +108,7 @@ impl Credentials {
         state.stage = RotationStage::Validating;
         reg.rotations.insert(state.service_id.clone(), state);
         self.save(reg).await?;
-        emit(
-            events,
-            RotationEvent {
-                stage: "add",
-                done: true,
-                new_secret: Some(NewSecret {
-                    info: SecretInfo::of(&stored, false, OffsetDateTime::now_utc()),
-                    value,
-                    audit_seq: seq,
-                }),
-                audit_seq: Some(seq),
-            },
-        );
+        emit(events, add_done(&stored, false, value, Some(seq)));
         self.hook(&reg.id, "add")
     }
 
@@ -365,19 +353,7 @@ impl Credentials {
         let new = self.new_secret_of(reg, state)?;
         let value = self.open(reg, &new)?;
         let current = reg.current.get(&state.service_id) == state.new_key.as_ref();
-        emit(
-            events,
-            RotationEvent {
-                stage: "add",
-                done: true,
-                new_secret: Some(NewSecret {
-                    info: SecretInfo::of(&new, current, OffsetDateTime::now_utc()),
-                    value,
-                    audit_seq: state.add_seq.unwrap_or(0),
-                }),
-                audit_seq: state.add_seq,
-            },
-        );
+        emit(events, add_done(&new, current, value, state.add_seq));
         Ok(())
     }
 
@@ -394,5 +370,25 @@ impl Credentials {
             .ok_or_else(|| {
                 CredentialsError::Store(format!("rotation {} lost its new secret", state.id))
             })
+    }
+}
+
+/// The `add` done event: the new secret with its value (`current` once handed over), and the
+/// add's audit entry (`None`: unknown, in a rotation stored before it was kept).
+fn add_done(
+    stored: &crate::model::StoredSecret,
+    current: bool,
+    value: SecretString,
+    add_seq: Option<u64>,
+) -> RotationEvent {
+    RotationEvent {
+        stage: "add",
+        done: true,
+        new_secret: Some(NewSecret {
+            info: SecretInfo::of(stored, current, OffsetDateTime::now_utc()),
+            value,
+            audit_seq: add_seq.unwrap_or(0),
+        }),
+        audit_seq: add_seq,
     }
 }

@@ -227,19 +227,16 @@ const AUDIT_FAILED: &str = "the audit log is unavailable after a failed write; s
 /// What a caller is told when the audit log's writer has stopped (the server is stopping).
 const AUDIT_CLOSED: &str = "the audit log is closed; see the server log";
 
-/// The fixed message for an audit log that refuses appends, also when the engine or the
-/// credential manager carries its error: `None` for any other error.
-fn audit_unavailable(e: &ServerError) -> Option<&'static str> {
-    let (ServerError::Audit(a)
-    | ServerError::Provision(ProvisionError::Audit(a))
-    | ServerError::Credentials(CredentialsError::Audit(a))) = e
-    else {
-        return None;
-    };
+/// UNAVAILABLE for an audit log that refused to record a call, wherever its error is carried
+/// (the log itself, the engine, the credential manager): nothing was changed, and the log may
+/// come back. A log refusing appends (`Poisoned`, `Closed`) is answered with a fixed text; the
+/// error, which may name files, goes to the server log only.
+fn audit_unavailable(a: &AuditError, msg: String) -> Status {
+    tracing::error!(error = %msg, "audit log unavailable");
     match a {
-        AuditError::Poisoned(_) => Some(AUDIT_FAILED),
-        AuditError::Closed => Some(AUDIT_CLOSED),
-        _ => None,
+        AuditError::Poisoned(_) => Status::unavailable(AUDIT_FAILED),
+        AuditError::Closed => Status::unavailable(AUDIT_CLOSED),
+        _ => Status::unavailable(msg),
     }
 }
 
@@ -247,11 +244,6 @@ fn audit_unavailable(e: &ServerError) -> Option<&'static str> {
 impl From<ServerError> for Status {
     fn from(e: ServerError) -> Self {
         let msg = bound_echoes(&e.to_string());
-        // Nothing was changed, and the log may come back (reopened): callers may retry later.
-        if let Some(text) = audit_unavailable(&e) {
-            tracing::error!(error = %msg, "audit log unavailable");
-            return Status::unavailable(text);
-        }
         match e {
             ServerError::Unauthenticated(_) => Status::unauthenticated(msg),
             ServerError::PermissionDenied(_) => Status::permission_denied(msg),
@@ -303,9 +295,7 @@ fn audit_status(a: AuditError, msg: String) -> Status {
     match a {
         AuditError::OutOfRange(_) => Status::out_of_range(msg),
         AuditError::Proof(_) | AuditError::InvalidEntry(_) => Status::invalid_argument(msg),
-        // Answered above with a fixed text (`audit_unavailable`).
-        AuditError::Poisoned(_) => Status::unavailable(AUDIT_FAILED),
-        AuditError::Closed => Status::unavailable(AUDIT_CLOSED),
+        AuditError::Poisoned(_) | AuditError::Closed => audit_unavailable(&a, msg),
         _ => {
             tracing::error!(error = %msg, "audit log failure");
             Status::internal("audit log failure; see the server log")
@@ -334,11 +324,7 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         | ProvisionError::MissingResource(_) => Status::failed_precondition(msg),
         ProvisionError::NotFound(_) => Status::not_found(msg),
         ProvisionError::InvalidState { .. } => Status::failed_precondition(msg),
-        // Nothing was changed, and the log may come back.
-        ProvisionError::Audit(_) => {
-            tracing::error!(error = %msg, "audit log unavailable");
-            Status::unavailable(msg)
-        }
+        ProvisionError::Audit(a) => audit_unavailable(&a, msg),
         ProvisionError::Entra { ref source, .. } => entra_status(source, msg),
         ProvisionError::ConditionalAccess { .. } => conditional_access_status(msg),
         ProvisionError::Cancelled(_) => Status::aborted(msg),
@@ -376,11 +362,7 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
         // The entry the request would make is refused (too large): retrying cannot help, so
         // not UNAVAILABLE, which clients retry. Requests are bounded per field before this.
         CredentialsError::Audit(AuditError::InvalidEntry(_)) => Status::invalid_argument(msg),
-        // Nothing was changed, and the log may come back.
-        CredentialsError::Audit(_) => {
-            tracing::error!(error = %msg, "audit log unavailable");
-            Status::unavailable(msg)
-        }
+        CredentialsError::Audit(a) => audit_unavailable(&a, msg),
         CredentialsError::Entra { ref source, .. } => entra_status(source, msg),
         CredentialsError::ConditionalAccess { .. } => conditional_access_status(msg),
         // Stopped at a durable point because the server is shutting down: it resumes at the

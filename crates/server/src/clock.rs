@@ -29,6 +29,15 @@ pub fn timestamp_of(rfc3339: &str) -> Option<prost_types::Timestamp> {
     onboard_core::time::parse(rfc3339).map(|t| timestamp(onboard_core::time::ms_of(t)))
 }
 
+/// A duration as a protobuf one (seconds saturate at `i64::MAX`).
+pub fn proto_duration(d: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        // Below 1e9, so it fits.
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
 /// A request's timestamp `field` as an instant; INVALID_ARGUMENT naming the field when its
 /// `nanos` are outside 0..=999,999,999 or its `seconds` outside 0001-01-01..9999-12-31.
 pub fn instant(t: &prost_types::Timestamp, field: &str) -> Result<OffsetDateTime> {
@@ -58,6 +67,14 @@ pub fn duration(d: &prost_types::Duration, field: &str) -> Result<std::time::Dur
         return Err(ServerError::invalid(field, "must not be negative"));
     }
     Ok(std::time::Duration::new(seconds, nanos(d.nanos, field)?))
+}
+
+/// A request's optional duration `field` (see [`duration`]); `None` when unset.
+pub fn optional_duration(
+    d: Option<&prost_types::Duration>,
+    field: &str,
+) -> Result<Option<std::time::Duration>> {
+    d.map(|d| duration(d, field)).transpose()
 }
 
 /// A timestamp's or duration's `nanos`, checked to be in 0..=999,999,999.

@@ -64,8 +64,7 @@ pub fn invitation_pb(r: &InvitationRecord) -> pb::Invitation {
 }
 
 fn valid_for(d: Option<prost_types::Duration>) -> Result<Option<Duration>> {
-    d.map(|d| crate::clock::duration(&d, "valid_for"))
-        .transpose()
+    crate::clock::optional_duration(d.as_ref(), "valid_for")
 }
 
 impl InvitationsService {

@@ -18,15 +18,6 @@ pub fn reg_ref(r: Option<&pb::RegistrationRef>) -> Result<RegistrationRef> {
     Ok(RegistrationRef::new(&r.tenant_id, &r.client_id))
 }
 
-/// A protobuf duration as a std one, when set; negative or not well formed (nanos outside
-/// 0..=999,999,999) is INVALID_ARGUMENT on `field` (`crate::clock::duration`).
-pub fn duration(
-    d: Option<&prost_types::Duration>,
-    field: &str,
-) -> Result<Option<std::time::Duration>> {
-    d.map(|d| crate::clock::duration(d, field)).transpose()
-}
-
 /// A secret's metadata.
 pub fn secret_pb(s: &SecretInfo) -> pb::SecretInfo {
     pb::SecretInfo {

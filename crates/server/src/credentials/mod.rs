@@ -26,10 +26,10 @@ use tonic::{Request, Response, Status};
 use crate::App;
 use crate::BoxStream;
 use crate::auth::Role;
+use crate::clock::optional_duration;
 use crate::error::{Result, ServerError};
 use convert::{
-    duration, expiring_pb, grants_pb, new_secret_pb, reg_ref, registration_pb, rotation_pb,
-    secret_pb,
+    expiring_pb, grants_pb, new_secret_pb, reg_ref, registration_pb, rotation_pb, secret_pb,
 };
 
 /// The audit actor of automatic rotations.
@@ -109,7 +109,7 @@ impl CredentialsService {
         let (actor, r) = self.operator(req)?;
         ServerError::required("service_id", &r.service_id)?;
         credentials::check_service(&r.service_id)?;
-        let valid_for = duration(r.valid_for.as_ref(), "valid_for")?
+        let valid_for = optional_duration(r.valid_for.as_ref(), "valid_for")?
             .map(|d| time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
         if valid_for.is_some_and(|d| d.whole_seconds() < 3600) {
             return Err(ServerError::invalid("valid_for", "at least one hour"));
@@ -138,7 +138,7 @@ impl CredentialsService {
         ServerError::required("service_id", &r.service_id)?;
         // Malformed before unknown: the lookup below would call it NOT_FOUND.
         credentials::check_service(&r.service_id)?;
-        let overlap = duration(r.overlap.as_ref(), "overlap")?.unwrap_or(Duration::ZERO);
+        let overlap = optional_duration(r.overlap.as_ref(), "overlap")?.unwrap_or(Duration::ZERO);
         if overlap > MAX_OVERLAP {
             return Err(ServerError::invalid(
                 "overlap",

@@ -6,15 +6,6 @@ use secrecy::ExposeSecret;
 
 use crate::clock::timestamp_of as ts;
 
-/// Milliseconds as a protobuf duration.
-fn duration_ms(ms: u64) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
-        // Below 1e9, so it fits.
-        nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
-    }
-}
-
 /// The engine's state as the proto enum.
 pub fn state_pb(s: Status) -> pb::OnboardingState {
     match s {
@@ -158,7 +149,9 @@ impl EventMapper {
             } => E::Retrying(pb::StepRetrying {
                 step,
                 reason: format!("{operation}: {reason}"),
-                wait: Some(duration_ms(*wait_ms)),
+                wait: Some(crate::clock::proto_duration(
+                    std::time::Duration::from_millis(*wait_ms),
+                )),
                 attempt: attempt.saturating_add(1),
             }),
             EventKind::Done { audit_seqs, .. } => E::Done(pb::StepDone {

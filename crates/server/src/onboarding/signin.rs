@@ -4,8 +4,6 @@
 //! redeemed only after the sign-in succeeded and passed the engine's checks, so a declined or
 //! expired code can be tried again with the same link while a used one never works twice.
 
-use std::time::Duration;
-
 use entra_client::{DeviceCodeFlow, OpContext, PollOutcome, TokenSet};
 use invitations::{InvitationError, InvitationRecord};
 use onboard_core::ProfileSet;
@@ -17,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::{OnboardingService, Session, send_err};
 use crate::BoxStream;
-use crate::clock::timestamp;
+use crate::clock::{proto_duration, timestamp};
 use crate::error::{Result, ServerError};
 use crate::limits::{Sender, SignInSlot};
 
@@ -302,7 +300,7 @@ impl Attempt {
             };
             let tick = pb::sign_in_event::Event::Pending(pb::Pending {
                 slow_down,
-                interval: Some(duration(interval)),
+                interval: Some(proto_duration(interval)),
             });
             if tx.send(Ok(event(tick))).await.is_err() {
                 return Err(ServerError::FailedPrecondition(
@@ -422,13 +420,6 @@ fn rights_missing(
 
 fn event(e: pb::sign_in_event::Event) -> pb::SignInEvent {
     pb::SignInEvent { event: Some(e) }
-}
-
-fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
 }
 
 impl OnboardingService {

@@ -9,8 +9,7 @@ pub(super) fn render(out: &mut String) {
         return;
     };
     let mut family = |name: &str, kind: &str, help: &str, value: f64| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
+        header(out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
     };
     family(
@@ -37,6 +36,13 @@ pub(super) fn render(out: &mut String) {
         "Maximum number of open file descriptors.",
         p.max_fds,
     );
+}
+
+/// A family's `# HELP` and `# TYPE` lines (Prometheus text format), for the families written
+/// at scrape time rather than through the recorder.
+pub(super) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// One reading.

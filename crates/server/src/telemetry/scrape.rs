@@ -118,11 +118,12 @@ fn render_secret_expiry(app: &App, out: &mut String) {
 fn write_secret_expiry(earliest: &BTreeMap<(String, String), i64>, out: &mut String) {
     use std::fmt::Write;
     const NAME: &str = "onboard_secret_earliest_expiry_timestamp_seconds";
-    let _ = writeln!(
+    super::process::header(
         out,
-        "# HELP {NAME} When the earliest-expiring current client secret of a registration expires (Unix time)."
+        NAME,
+        "gauge",
+        "When the earliest-expiring current client secret of a registration expires (Unix time).",
     );
-    let _ = writeln!(out, "# TYPE {NAME} gauge");
     for ((tenant_id, client_id), t) in earliest {
         let _ = writeln!(
             out,

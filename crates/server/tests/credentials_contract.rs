@@ -42,15 +42,15 @@ async fn a_malformed_service_id_is_invalid_argument_before_any_lookup() -> Resul
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     // Of a registration that is not managed: the request is wrong before anything is looked
     // up, in both RPCs that take a service id (RotateSecret said NOT_FOUND).
-    let unknown = env.registration("00000000-0000-0000-0000-00000000abcd");
+    let unknown = || env.registration("00000000-0000-0000-0000-00000000abcd");
     let rotate = pb::RotateSecretRequest {
-        registration: unknown.clone(),
+        registration: unknown(),
         service_id: "dr/1".into(),
         overlap: None,
     };
     names(c.rotate_secret(rotate), "service_id", "RotateSecret").await?;
     let add = pb::AddServiceSecretRequest {
-        registration: unknown,
+        registration: unknown(),
         service_id: "dr/1".into(),
         valid_for: None,
     };
@@ -61,13 +61,13 @@ async fn a_malformed_service_id_is_invalid_argument_before_any_lookup() -> Resul
         nanos: 1_000_000_000,
     });
     let add = pb::AddServiceSecretRequest {
-        registration: env.registration("00000000-0000-0000-0000-00000000abcd"),
+        registration: unknown(),
         service_id: "dr-1".into(),
         valid_for: bad,
     };
     names(c.add_service_secret(add), "valid_for", "AddServiceSecret").await?;
     let rotate = pb::RotateSecretRequest {
-        registration: env.registration("00000000-0000-0000-0000-00000000abcd"),
+        registration: unknown(),
         service_id: "dr-1".into(),
         overlap: bad,
     };

@@ -60,13 +60,9 @@ async fn get(server: &ServerProc, path: &str) -> Result<Vec<u8>> {
 
 async fn weight(server: &ServerProc) -> Result<()> {
     let mut total = 0;
-    for path in [
-        "/activate",
-        "/wizard/app.js",
-        "/wizard/app.css",
-        "/wizard/icon.svg",
-    ] {
-        let n = get(server, path).await?.len();
+    for path in std::iter::once("/activate".to_owned()).chain(onboard_server::wizard::asset_paths())
+    {
+        let n = get(server, &path).await?.len();
         println!("weight: {path:<18} {n:>7} bytes");
         total += n;
     }

@@ -35,12 +35,24 @@ use crate::onboarding::OnboardingService;
 
 /// The page (every screen of the wizard; the script shows one at a time).
 const INDEX_HTML: &str = include_str!("assets/index.html");
-/// The wizard's behaviour: plain JavaScript, no build step.
-const APP_JS: &str = include_str!("assets/app.js");
-/// The wizard's look.
-const APP_CSS: &str = include_str!("assets/app.css");
 /// The tab icon.
 const ICON_SVG: &str = include_str!("assets/icon.svg");
+/// JavaScript's media type, which module scripts require.
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The page's sub-resources, each at `/wizard/<name>`: the wizard's behaviour (plain JavaScript
+/// modules, no build step: `app.js` is the entry and imports the other two) and its look.
+const ASSETS: [(&str, &str, &str); 5] = [
+    ("app.js", include_str!("assets/app.js"), JS),
+    ("base.js", include_str!("assets/base.js"), JS),
+    ("run.js", include_str!("assets/run.js"), JS),
+    (
+        "app.css",
+        include_str!("assets/app.css"),
+        "text/css; charset=utf-8",
+    ),
+    ("icon.svg", ICON_SVG, "image/svg+xml"),
+];
 
 /// Where the page is served when `activation_base_url` names no path.
 const DEFAULT_PAGE_PATH: &str = "/activate";
@@ -65,11 +77,14 @@ pub(crate) struct Wizard {
 pub fn router(app: App, onboarding: OnboardingService) -> Router {
     let page = page_path(&app.config().invitations.activation_base_url);
     let state = Wizard { app, onboarding };
-    Router::new()
-        .route(&page, get(index))
-        .route("/wizard/app.js", get(app_js))
-        .route("/wizard/app.css", get(app_css))
-        .route("/wizard/icon.svg", get(icon))
+    let mut router = Router::new().route(&page, get(index));
+    for (name, body, content_type) in ASSETS {
+        router = router.route(
+            &format!("/wizard/{name}"),
+            get(move || asset(body, content_type)),
+        );
+    }
+    router
         // Browsers ask for it on their own (e.g. when showing an asset directly).
         .route("/favicon.ico", get(icon))
         .route("/wizard/api/invitation", post(api::invitation))
@@ -133,24 +148,16 @@ pub async fn security_headers(mut res: Response) -> Response {
 }
 
 /// A static asset with its type.
-fn asset(body: &'static str, content_type: &'static str) -> Response {
+async fn asset(body: &'static str, content_type: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn index() -> Response {
-    asset(INDEX_HTML, "text/html; charset=utf-8")
-}
-
-async fn app_js() -> Response {
-    asset(APP_JS, "text/javascript; charset=utf-8")
-}
-
-async fn app_css() -> Response {
-    asset(APP_CSS, "text/css; charset=utf-8")
+    asset(INDEX_HTML, "text/html; charset=utf-8").await
 }
 
 async fn icon() -> Response {
-    asset(ICON_SVG, "image/svg+xml")
+    asset(ICON_SVG, "image/svg+xml").await
 }
 
 async fn not_found() -> Response {
@@ -162,10 +169,15 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// The bytes of the whole page as a browser loads it (HTML, script, style, icon), for the
+/// The bytes of the whole page as a browser loads it (HTML, scripts, style, icon), for the
 /// page-weight budget.
 pub fn page_weight() -> usize {
-    INDEX_HTML.len() + APP_JS.len() + APP_CSS.len() + ICON_SVG.len()
+    INDEX_HTML.len() + ASSETS.iter().map(|(_, body, _)| body.len()).sum::<usize>()
+}
+
+/// The paths of the page's sub-resources (`/wizard/app.js`, …), which the page loads.
+pub fn asset_paths() -> impl Iterator<Item = String> {
+    ASSETS.iter().map(|(name, _, _)| format!("/wizard/{name}"))
 }
 
 #[cfg(test)]

@@ -139,6 +139,8 @@ async fn the_emails_link_opens_the_page_and_every_response_is_hardened() -> Resu
     for want in [
         "GET /activate",
         "GET /wizard/app.js",
+        "GET /wizard/base.js",
+        "GET /wizard/run.js",
         "GET /wizard/app.css",
         "POST /wizard/api/invitation",
         "GET /wizard/missing",

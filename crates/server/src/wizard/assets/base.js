@@ -1,0 +1,105 @@
+// The wizard's shared parts: the page's elements, the session's state, talking to the server,
+// and the name rules' list (screen 5 marks it; screen 6 marks it when Provision refuses the
+// name). Rules kept here as in every wizard module: the invitation token is read from the URL
+// fragment and sent only in the x-invitation-token header; every value from the server is
+// written with textContent, never innerHTML; no rule is decided here.
+export const $ = (id) => document.getElementById(id);
+export const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
+export const S = { inv: null, onboardingId: '', upn: '', appName: '', lastIndex: 0, steps: new Map(),
+  signIn: null, countdown: 0, nameTimer: 0, planSeq: 0, planOk: false, ended: false,
+  handOff: false, waiting: false, resume: false, cancelFromWait: false };
+
+// ---- screens ----
+export function show(id) {
+  for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== id;
+  const sec = $(id);
+  document.title = sec.dataset.title + ' – Invitation wizard';
+  const h = sec.querySelector('h1');
+  if (h) h.focus();
+}
+export function fill(field, value) {
+  for (const el of document.querySelectorAll('[data-f="' + field + '"]')) el.textContent = value;
+}
+export function list(ul, items, empty) {
+  ul.replaceChildren();
+  for (const t of (items.length ? items : [empty])) {
+    const li = document.createElement('li');
+    li.textContent = t;
+    ul.appendChild(li);
+  }
+}
+// A time (RFC 3339 text or Unix milliseconds) in the reader's words.
+export function when(t) {
+  const d = new Date(t);
+  if (isNaN(d)) return String(t);
+  return d.toLocaleString(undefined, { dateStyle: 'long', timeStyle: 'short' });
+}
+
+// ---- talking to the server ----
+function headers() {
+  return { 'content-type': 'application/json', 'x-invitation-token': token };
+}
+export async function api(path, body) {
+  const r = await fetch('/wizard/api/' + path, { method: 'POST', headers: headers(),
+    body: JSON.stringify(body || {}), cache: 'no-store', credentials: 'omit',
+    referrerPolicy: 'no-referrer' });
+  const j = await r.json().catch(() => ({ error: { code: 'unknown', message: 'The server answered ' + r.status + '.' } }));
+  if (!r.ok || j.error) throw Object.assign(new Error('api'), { api: j.error || { code: 'unknown', message: '' } });
+  return j;
+}
+// A server-sent-events stream over fetch (the token goes in a header, which EventSource
+// cannot send). Resolves when the stream ends; rejects on a network failure.
+export async function stream(path, body, onEvent, signal) {
+  const r = await fetch('/wizard/api/' + path, { method: 'POST', headers: headers(),
+    body: JSON.stringify(body), cache: 'no-store', credentials: 'omit', signal,
+    referrerPolicy: 'no-referrer' });
+  if (!r.ok) {
+    const j = await r.json().catch(() => ({}));
+    throw Object.assign(new Error('api'), { api: j.error || { code: 'unknown', message: '' } });
+  }
+  const reader = r.body.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const frame = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      let ev = 'message', data = '';
+      for (const line of frame.split('\n')) {
+        if (line.startsWith('event: ')) ev = line.slice(7);
+        else if (line.startsWith('data: ')) data += line.slice(6);
+      }
+      if (data) onEvent(ev, JSON.parse(data));
+    }
+  }
+}
+
+// ---- 5: the name rules, each marked as met or not ----
+export function rules(rs) {
+  const ul = $('name-rules');
+  ul.replaceChildren();
+  for (const r of rs) {
+    const li = document.createElement('li');
+    li.dataset.rule = r.key;
+    const mark = document.createElement('span');
+    mark.className = 'mark';
+    mark.setAttribute('aria-hidden', 'true');
+    const t = document.createElement('span');
+    t.textContent = r.text;
+    const st = document.createElement('span');
+    st.className = 'vh';
+    li.append(mark, t, st);
+    ul.appendChild(li);
+  }
+}
+export function markRules(broken) {
+  for (const li of $('name-rules').children) {
+    const bad = li.dataset.rule === broken;
+    li.classList.toggle('bad', bad);
+    li.lastChild.textContent = bad ? ' (not met)' : '';
+  }
+}

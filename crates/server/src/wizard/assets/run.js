@@ -1,0 +1,281 @@
+// Screens 6, H and 7: a run's live progress (Provision, or Watch from the last event seen),
+// waiting for a privileged admin and the link to send them, cancelling, and the summary.
+import { $, S, show, list, when, api, stream, markRules } from './base.js';
+
+// ---- 6: live progress; reconnects with Watch from the last event seen ----
+function stepItem(step) {
+  let li = S.steps.get(step);
+  if (!li) {
+    li = document.createElement('li');
+    const t = document.createElement('span');
+    t.className = 'st';
+    const d = document.createElement('span');
+    d.className = 'desc';
+    const n = document.createElement('span');
+    n.className = 'note';
+    li.append(t, d, n);
+    S.steps.set(step, li);
+    $('steps').appendChild(li);
+  }
+  return li;
+}
+function setStep(li, cls, status, note) {
+  li.className = cls;
+  li.children[0].textContent = status;
+  if (note !== undefined) li.children[2].textContent = note;
+}
+// Screen 6's heading and title say what the run does: provisioning, or undoing it.
+function progressHeading(text, intro) {
+  $('progress-h').textContent = text;
+  $('progress-intro').hidden = !intro;
+  $('s-progress').dataset.title = text;
+  if (!$('s-progress').hidden) document.title = text + ' – Invitation wizard';
+}
+function onProgress(name, d) {
+  if (d.index) S.lastIndex = Math.max(S.lastIndex, d.index);
+  if (S.waiting && name !== 'awaiting_admin') {
+    // The privileged admin acts (or the wait ended): their steps show live here.
+    S.waiting = false;
+    $('conn').textContent = S.handOff ? '' : 'An administrator is finishing the onboarding.';
+    progressHeading('Provisioning', true);
+    show('s-progress');
+  }
+  if (name === 'started') {
+    const li = stepItem(d.step);
+    li.children[1].textContent = d.description || d.step;
+    setStep(li, 'run', 'In progress: ', '');
+  } else if (name === 'retrying') {
+    const s = Math.max(1, Math.round(d.wait_ms / 1000));
+    setStep(stepItem(d.step), 'wait', 'Waiting: ', ' — ' + d.reason + '; retry ' + d.attempt + ' in ' + s + ' s');
+  } else if (name === 'done') {
+    const li = stepItem(d.step);
+    if (!li.children[1].textContent) li.children[1].textContent = d.step;
+    setStep(li, 'ok', 'Done: ', d.unchanged ? ' (already in place)' : '');
+  } else if (name === 'completed') {
+    S.ended = true;
+    $('cancel-area').hidden = true;
+    done();
+  } else if (name === 'failed') {
+    S.ended = true;
+    const li = d.step ? stepItem(d.step) : null;
+    if (li) setStep(li, 'bad', 'Failed: ', '');
+    stopRunningSteps();
+    // Plain words first (the step as listed above); Microsoft's answer as the details.
+    const what = li && li.children[1].textContent;
+    $('failed-text').textContent = /Conditional Access/.test(d.reason)
+      ? 'Your organisation’s Conditional Access policy asks the admin to sign in again (for example with multi-factor authentication).'
+      : what ? 'The step “' + what + '” could not finish.' : 'Provisioning could not finish.';
+    $('failed-detail').textContent = 'Details: ' + d.reason;
+    $('progress-failed').hidden = false;
+    $('conn').textContent = '';
+  } else if (name === 'cancelled') {
+    S.ended = true;
+    $('cancel-area').hidden = true;
+    $('progress-failed').hidden = true;
+    $('conn').textContent = '';
+    stopRunningSteps();
+    progressHeading('Onboarding cancelled', false);
+    $('progress-cancelled').hidden = false;
+    $('cancelled-h').focus();
+  } else if (name === 'awaiting_admin') {
+    waiting(d);
+  } else if (name === 'error') {
+    throw Object.assign(new Error('api'), { api: d, fromStream: true });
+  }
+}
+// A stopped run goes on after a new sign-in with the same link (the server resumes a failed
+// run with the new sign-in): the sign-in screens, then Provision with the same name.
+export function signInAgain() {
+  S.resume = true;
+  if (S.upn) $('upn').value = S.upn;
+  show('s-upn');
+}
+export function resume() {
+  S.resume = false;
+  S.ended = false;
+  $('progress-failed').hidden = true;
+  follow(-1);
+}
+// Steps cut short by a failure or a cancellation stopped where they were (plain status).
+function stopRunningSteps() {
+  for (const li of S.steps.values()) {
+    if (li.className === 'run' || li.className === 'wait') setStep(li, 'stop', 'Stopped: ', '');
+  }
+}
+// from < 0: start Provision (same idempotency key on every try); else Watch from `from`.
+export async function follow(from) {
+  $('progress-name').textContent = S.appName;
+  if (from === 0) { S.steps.clear(); $('steps').replaceChildren(); S.lastIndex = 0; }
+  $('cancel-area').hidden = false;
+  $('btn-cancel').hidden = false;
+  $('cancel-confirm').hidden = true;
+  $('progress-cancelled').hidden = true;
+  progressHeading('Provisioning', true);
+  show('s-progress');
+  let wait = 1000, first = from;
+  while (!S.ended) {
+    try {
+      if (first < 0) {
+        await stream('provision', { onboarding_id: S.onboardingId, app_name: S.appName,
+          idempotency_key: 'wizard-' + S.onboardingId }, onProgress);
+      } else {
+        await stream('watch', { onboarding_id: S.onboardingId, from_event: first === 0 ? 0 : S.lastIndex + 1 }, onProgress);
+      }
+      if (S.ended) return;
+      if (!S.waiting) $('conn').textContent = 'The connection closed. Reconnecting…';
+    } catch (e) {
+      const err = e.api;
+      if (err && first < 0 && !e.fromStream) {
+        // Provision refused before it started (e.g. the name is taken): back to the name.
+        show('s-name');
+        $('app-name').setAttribute('aria-invalid', 'true');
+        $('plan-box').hidden = true;
+        $('plan-status').textContent = '';
+        if (err.code === 'already_exists') {
+          markRules('not_unique');
+          $('name-msg').textContent = '“' + S.appName + '” is already used for this service. Choose another name.';
+        } else {
+          $('name-msg').textContent = err.message;
+        }
+        return;
+      }
+      if (err && ['permission_denied', 'unauthenticated', 'not_found', 'failed_precondition'].includes(err.code)) {
+        $('conn').textContent = err.message;
+        return;
+      }
+      $('conn').textContent = 'Connection lost. Reconnecting…';
+    }
+    first = 1;
+    await new Promise((r) => setTimeout(r, wait));
+    wait = Math.min(wait * 2, 10000);
+  }
+}
+
+// ---- H: waiting for a privileged admin; the link to send them ----
+const LEFT = { 'app_role_assignment.create': 'Grant the application permission {t}, with admin consent',
+  'directory_role_assignment.create': 'Assign the directory role {t}' };
+export function plainChange(c) {
+  const i = c.indexOf(' ');
+  const words = LEFT[c.slice(0, i)];
+  return words ? words.replace('{t}', c.slice(i + 1)) : c;
+}
+function waiting(d) {
+  S.waiting = true;
+  $('wait-name').textContent = S.appName;
+  list($('wait-roles'), d.roles || [], '');
+  list($('wait-left'), (d.changes_left || []).map(plainChange), '');
+  $('wait-expires').textContent = d.expires_at ? when(d.expires_at * 1000) : '';
+  $('consent-url').value = d.admin_consent_url || '';
+  $('consent-box').hidden = !d.admin_consent_url;
+  $('consent-role').hidden = !(d.changes_left || []).some((c) => c.startsWith('directory_role_assignment.'));
+  if (!$('s-waiting').hidden) return;
+  show('s-waiting');
+}
+export async function createLink() {
+  $('btn-link').disabled = true;
+  try {
+    const l = await api('hand_off_link', { onboarding_id: S.onboardingId });
+    $('ho-link').value = l.link;
+    $('link-copied').textContent = '';
+    $('link-box').hidden = false;
+    $('btn-link').textContent = 'Create a new link';
+    $('ho-link').focus();
+    $('ho-link').select();
+  } catch (e) {
+    $('wait-status').textContent = 'No link was created: ' + ((e.api || {}).message || 'the server could not be reached.');
+  } finally {
+    $('btn-link').disabled = false;
+  }
+}
+export async function copyField(field, note, what) {
+  try {
+    await navigator.clipboard.writeText($(field).value);
+    $(note).textContent = what + ' copied.';
+  } catch (e) {
+    $(field).select();
+    $(note).textContent = 'Press Ctrl+C (or ⌘C) to copy the selected link.';
+  }
+}
+// Cancel while waiting: the progress screen's confirmation; "Keep going" comes back here.
+export function cancelWaiting() {
+  S.cancelFromWait = true;
+  // Nothing is being provisioned while the wait lasts: the heading says what is going on.
+  progressHeading('Waiting for an administrator', false);
+  show('s-progress');
+  askCancel();
+}
+// The link's holder, signed in: what is left (the server's plan), then Provision.
+export async function finishScreen() {
+  $('finish-name').textContent = S.appName;
+  $('btn-finish').disabled = true;
+  $('finish-status').textContent = 'Checking what is left…';
+  show('s-finish');
+  let p;
+  try { p = await api('plan', { onboarding_id: S.onboardingId, app_name: S.appName }); } catch (e) {
+    $('finish-status').textContent = (e.api || {}).message || 'The plan could not be read.';
+    return;
+  }
+  list($('finish-plan'), p.changes.map((c) => c.description), '');
+  $('finish-status').textContent = p.blocked
+    ? 'Your account lacks a role some of these changes need.' : 'Nothing has been changed yet.';
+  $('btn-finish').disabled = p.blocked;
+}
+
+// ---- 6: cancel (allowed until the onboarding completes; the server decides) ----
+export function askCancel() {
+  $('btn-cancel').hidden = true;
+  $('cancel-confirm').hidden = false;
+  $('cancel-q').focus();
+}
+export function keepGoing() {
+  if (S.cancelFromWait) {
+    S.cancelFromWait = false;
+    $('cancel-confirm').hidden = true;
+    $('btn-cancel').hidden = false;
+    show('s-waiting');
+    return $('btn-wait-cancel').focus();
+  }
+  $('cancel-confirm').hidden = true;
+  $('btn-cancel').hidden = false;
+  $('btn-cancel').focus();
+}
+export async function cancel() {
+  $('btn-cancel-yes').disabled = true;
+  // The undo's events are this admin's doing, not a second admin's.
+  const fromWait = S.cancelFromWait;
+  S.waiting = false;
+  S.cancelFromWait = false;
+  try {
+    await api('cancel', { onboarding_id: S.onboardingId,
+      reason: 'cancelled by the customer admin in the invitation wizard' });
+    $('cancel-area').hidden = true;
+    // The stream may have brought the end already.
+    if (!S.ended) {
+      progressHeading('Cancelling', false);
+      $('conn').textContent = 'Cancelling: removing what was created…';
+    }
+  } catch (e) {
+    const err = e.api || { message: 'The server could not be reached.' };
+    S.waiting = S.cancelFromWait = fromWait;
+    keepGoing();
+    $(fromWait ? 'wait-status' : 'conn').textContent = 'The onboarding was not cancelled: ' + err.message;
+  } finally {
+    $('btn-cancel-yes').disabled = false;
+  }
+}
+
+// ---- 7: done ----
+async function done() {
+  let s;
+  try { s = await api('summary', { onboarding_id: S.onboardingId }); } catch (e) {
+    $('conn').textContent = 'Provisioning finished. The summary could not be loaded; reload the page to see it.';
+    return;
+  }
+  $('done-name').textContent = s.app_name;
+  $('done-client').textContent = s.client_id || '';
+  list($('done-perms'), s.permissions || [], 'None');
+  list($('done-roles'), s.roles || [], 'None');
+  $('done-temp').textContent = s.temporary_app_removed
+    ? s.temporary_app + ' removed' : s.temporary_app + ' was not found (nothing to remove)';
+  show('s-done');
+}

@@ -104,20 +104,10 @@ impl Engine {
                     .with_error(text.clone())
                     .append(&self.inner.cfg.audit)
                     .await;
-                run.emitter.emit(
-                    "cancel",
-                    EventKind::Failed {
-                        error: text.clone(),
-                    },
-                );
+                run.emitter.emit("cancel", EventKind::failed(&e));
                 // Terminal for the streams following it: the onboarding stays being cancelled
                 // (another cancel retries the undo; a Watch from the next index follows that).
-                run.emitter.emit(
-                    "",
-                    EventKind::Aborted {
-                        error: text.clone(),
-                    },
-                );
+                run.emitter.emit("", EventKind::aborted(&e));
                 run.update(|r| r.error = Some(text)).await?;
                 Err(e)
             }

@@ -104,7 +104,7 @@ async fn fail(run: &Run, e: ProvisionError) {
     {
         tracing::error!(error = %se, "could not record the failure");
     }
-    run.emitter.emit("", EventKind::Aborted { error: text });
+    run.emitter.emit("", EventKind::aborted(&e));
 }
 
 /// How a run's steps ended without an error.

@@ -119,6 +119,33 @@ impl ProvisionError {
         ProvisionError::Entra { step, source }
     }
 
+    /// What it takes to go on after this error, for the failure events.
+    pub fn cause(&self) -> crate::FailureCause {
+        use crate::FailureCause as C;
+        match self {
+            ProvisionError::ConditionalAccess { .. } | ProvisionError::WrongUser { .. } => {
+                C::SignInAgain
+            }
+            ProvisionError::MissingRights { .. } => C::MissingRights,
+            ProvisionError::Entra { source, .. } if needs_new_sign_in(source) => C::SignInAgain,
+            e @ ProvisionError::Entra { .. } if e.is_authorization_denied() => C::MissingRights,
+            ProvisionError::Entra { .. } => C::Microsoft,
+            ProvisionError::UnknownPermission { .. } | ProvisionError::MissingResource(_) => {
+                C::Tenant
+            }
+            ProvisionError::Audit(_)
+            | ProvisionError::Store(_)
+            | ProvisionError::Crypto(_)
+            | ProvisionError::Profile(_) => C::Service,
+            ProvisionError::InvalidName { .. }
+            | ProvisionError::NameTaken { .. }
+            | ProvisionError::NotFound(_)
+            | ProvisionError::InvalidState { .. }
+            | ProvisionError::Halted(_)
+            | ProvisionError::Cancelled(_) => C::Unspecified,
+        }
+    }
+
     /// True when Entra refused for lack of rights (403), so callers can say PERMISSION_DENIED.
     pub fn is_authorization_denied(&self) -> bool {
         matches!(self, ProvisionError::Entra { source, .. } if source.is_authorization_denied())
@@ -150,5 +177,80 @@ impl From<onboard_core::CoreError> for ProvisionError {
 impl From<sled::Error> for ProvisionError {
     fn from(e: sled::Error) -> Self {
         ProvisionError::Store(e.to_string())
+    }
+}
+
+/// True when the STS refused to renew the admin's sign-in: `invalid_grant` (a refresh token
+/// revoked, expired or issued before the user's sessions were revoked: AADSTS50173, 70008,
+/// 700082, ...) or `interaction_required` (a policy wants the user back, e.g. MFA: AADSTS50076,
+/// 50079). Microsoft's answer to both is a new interactive sign-in.
+fn needs_new_sign_in(source: &entra_client::EntraError) -> bool {
+    source
+        .sts()
+        .is_some_and(|e| e.error == "invalid_grant" || e.error == "interaction_required")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FailureCause as C;
+    use entra_client::{ClaimsChallenge, EntraError, GraphError, StsError};
+
+    fn sts(error: &str, code: u32) -> EntraError {
+        EntraError::Sts(Box::new(StsError {
+            http_status: 400,
+            error: error.into(),
+            code: Some(code),
+            error_codes: vec![code],
+            description: format!("AADSTS{code}: text"),
+            trace_id: None,
+            correlation_id: None,
+            timestamp: None,
+            retry_after: None,
+        }))
+    }
+
+    fn graph(status: u16, challenge: bool) -> EntraError {
+        EntraError::Graph(Box::new(GraphError {
+            status,
+            code: "Authorization_RequestDenied".into(),
+            message: "Insufficient privileges to complete the operation.".into(),
+            detail_codes: Vec::new(),
+            request_id: None,
+            client_request_id: None,
+            date: None,
+            retry_after: None,
+            claims_challenge: challenge.then(|| ClaimsChallenge {
+                claims: Some("e30=".into()),
+                description: None,
+            }),
+        }))
+    }
+
+    /// Each cause from the error that calls for it: a claims challenge, a refused refresh
+    /// (AADSTS50173: the sessions were revoked) and MFA now required ask for a new sign-in; a
+    /// 403 is missing rights; anything else from Microsoft is Microsoft's; our own store is ours.
+    #[test]
+    fn each_failure_names_what_it_takes_to_go_on() {
+        let e = |source| ProvisionError::entra("client_secret", source);
+        assert_eq!(e(graph(401, true)).cause(), C::SignInAgain);
+        assert_eq!(e(sts("invalid_grant", 50173)).cause(), C::SignInAgain);
+        assert_eq!(
+            e(sts("interaction_required", 50076)).cause(),
+            C::SignInAgain
+        );
+        assert_eq!(e(graph(403, false)).cause(), C::MissingRights);
+        assert_eq!(e(graph(400, false)).cause(), C::Microsoft);
+        assert_eq!(e(sts("invalid_client", 7000215)).cause(), C::Microsoft);
+        let missing = ProvisionError::MissingRights {
+            missing: vec!["x".into()],
+        };
+        assert_eq!(missing.cause(), C::MissingRights);
+        assert_eq!(ProvisionError::Store("disk".into()).cause(), C::Service);
+        let unknown = ProvisionError::UnknownPermission {
+            resource: "Microsoft Graph".into(),
+            permission: "User.Reed.All".into(),
+        };
+        assert_eq!(unknown.cause(), C::Tenant);
     }
 }

@@ -62,6 +62,10 @@ pub enum EventKind {
     Failed {
         /// The error, without secrets.
         error: String,
+        /// What it takes to go on, for programs ([`FailureCause::Unspecified`] in events stored
+        /// before it was recorded).
+        #[serde(default)]
+        cause: FailureCause,
     },
     /// The onboarding finished; terminal.
     Completed(Completion),
@@ -69,6 +73,10 @@ pub enum EventKind {
     Aborted {
         /// The error, without secrets.
         error: String,
+        /// What it takes to go on ([`FailureCause::Unspecified`] in events stored before it
+        /// was recorded).
+        #[serde(default)]
+        cause: FailureCause,
     },
     /// Cancel finished undoing what was created; terminal.
     Cancelled {
@@ -96,7 +104,48 @@ pub enum EventKind {
     },
 }
 
+/// Why a step or a run failed, by what it takes to go on: the machine-readable side of the
+/// error text, so a caller (the wizard, a platform) need not match words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCause {
+    /// Not classified, or an event stored before causes were recorded.
+    #[default]
+    Unspecified,
+    /// The admin's sign-in no longer works for Microsoft (a Conditional Access claims challenge,
+    /// a revoked or expired session): retrying with it cannot succeed; a new sign-in with the
+    /// same invitation resumes the run.
+    SignInAgain,
+    /// The signed-in admin lacks a directory role a step needs.
+    MissingRights,
+    /// The customer's tenant lacks what the profile needs (a resource's service principal, an
+    /// application permission a resource does not offer).
+    Tenant,
+    /// Microsoft refused or failed the call for another reason (see the text); a retry may
+    /// succeed.
+    Microsoft,
+    /// Onboard itself failed (its audit log, store or sealing key, its profiles): the operator
+    /// must look; nothing was changed that the audit log does not show.
+    Service,
+}
+
 impl EventKind {
+    /// A step's failure, with its cause.
+    pub fn failed(e: &ProvisionError) -> Self {
+        EventKind::Failed {
+            error: e.to_string(),
+            cause: e.cause(),
+        }
+    }
+
+    /// The run's end on an error, with its cause.
+    pub fn aborted(e: &ProvisionError) -> Self {
+        EventKind::Aborted {
+            error: e.to_string(),
+            cause: e.cause(),
+        }
+    }
+
     /// True for the events that end an onboarding's stream.
     pub fn is_terminal(&self) -> bool {
         matches!(

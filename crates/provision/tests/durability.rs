@@ -344,7 +344,7 @@ async fn audit_failure_mid_run_stops_before_the_next_change() -> Result<()> {
     let admin = env.signed_in("globaladmin").await?;
     let events = env.run(env.request("onb-a", "Sbc-Audit"), admin).await?;
     match events.last().map(|e| &e.kind) {
-        Some(EventKind::Aborted { error }) => ensure!(error.contains("audit"), "{error}"),
+        Some(EventKind::Aborted { error, .. }) => ensure!(error.contains("audit"), "{error}"),
         other => bail!("expected Aborted, got {other:?}"),
     }
     for step in ["service_principal", "client_secret"] {

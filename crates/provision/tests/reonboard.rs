@@ -89,7 +89,7 @@ async fn retry_after_the_app_was_deleted_in_entra_says_what_to_do() -> Result<()
         .await?;
 
     let events = env.provision("onb-del", "Sbc-Deleted", admin).await?;
-    let Some(EventKind::Aborted { error }) = events.last().map(|e| &e.kind) else {
+    let Some(EventKind::Aborted { error, .. }) = events.last().map(|e| &e.kind) else {
         anyhow::bail!("expected Aborted: {events:#?}");
     };
     ensure!(

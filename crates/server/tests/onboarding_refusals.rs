@@ -236,6 +236,11 @@ async fn a_run_stopped_by_conditional_access_resumes_after_a_new_sign_in() -> Re
         failed.reason.contains("Conditional Access") && !failed.reason.contains("lacks"),
         "{failed:?}"
     );
+    // Programs decide on the cause, not on the words.
+    ensure!(
+        failed.cause() == onboard_proto::v1::FailureCause::SignInAgain,
+        "{failed:?}"
+    );
     env.sim.set_faults(calm());
     // The held sign-in is revoked: resuming with it is refused as Conditional Access.
     env.provision(&token, &id, "CA-Resume")

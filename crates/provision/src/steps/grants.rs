@@ -171,12 +171,7 @@ impl Run {
                 );
             }
             Err(e) => {
-                self.emitter.emit(
-                    &step,
-                    EventKind::Failed {
-                        error: e.to_string(),
-                    },
-                );
+                self.emitter.emit(&step, EventKind::failed(e));
             }
         }
         result.map(|(seq, _)| seq)

@@ -331,12 +331,7 @@ impl Run {
             // failed, it will be resumed.
             Err(e @ ProvisionError::Halted(_)) => Err(e),
             Err(e) => {
-                self.emitter.emit(
-                    id,
-                    EventKind::Failed {
-                        error: e.to_string(),
-                    },
-                );
+                self.emitter.emit(id, EventKind::failed(&e));
                 Err(e)
             }
         }

@@ -1,7 +1,7 @@
 //! Engine values to protobuf: events, onboarding summaries, plans and states.
 
 use onboard_proto::v1 as pb;
-use provision::{Event, EventKind, Onboarding, Plan, Status};
+use provision::{Event, EventKind, FailureCause, Onboarding, Plan, Status};
 use secrecy::ExposeSecret;
 
 use crate::clock::timestamp_of as ts;
@@ -108,6 +108,18 @@ fn plain_words(c: &provision::PlannedChange) -> String {
     }
 }
 
+/// The proto's name for a failure's cause.
+fn failure_cause(c: FailureCause) -> pb::FailureCause {
+    match c {
+        FailureCause::Unspecified => pb::FailureCause::Unspecified,
+        FailureCause::SignInAgain => pb::FailureCause::SignInAgain,
+        FailureCause::MissingRights => pb::FailureCause::MissingRights,
+        FailureCause::Tenant => pb::FailureCause::Tenant,
+        FailureCause::Microsoft => pb::FailureCause::Microsoft,
+        FailureCause::Service => pb::FailureCause::Service,
+    }
+}
+
 /// The display names of the roles that grant `right`.
 pub fn role_names(right: onboard_core::roles::Right) -> Vec<String> {
     right
@@ -159,11 +171,11 @@ impl EventMapper {
                 unchanged: audit_seqs.is_empty(),
                 audit_seq: audit_seqs.last().copied().unwrap_or(0),
             }),
-            EventKind::Failed { error } => {
+            EventKind::Failed { error, .. } => {
                 self.failed_steps.push((step, error.clone()));
                 return None;
             }
-            EventKind::Aborted { error } => {
+            EventKind::Aborted { error, cause } => {
                 let failed = std::mem::take(&mut self.failed_steps);
                 let step = failed
                     .iter()
@@ -174,6 +186,7 @@ impl EventMapper {
                 E::Failed(pb::Failed {
                     step,
                     reason: error.clone(),
+                    cause: failure_cause(*cause).into(),
                 })
             }
             EventKind::Cancelled { detail } => E::Cancelled(pb::Cancelled {
@@ -228,6 +241,7 @@ mod tests {
     fn failed(error: &str) -> EventKind {
         EventKind::Failed {
             error: error.into(),
+            cause: FailureCause::Microsoft,
         }
     }
 
@@ -245,6 +259,7 @@ mod tests {
                 "",
                 EventKind::Aborted {
                     error: e.to_owned(),
+                    cause: FailureCause::SignInAgain,
                 },
             )
         };
@@ -255,6 +270,8 @@ mod tests {
             (f.step.as_str(), f.reason.as_str()),
             ("service_principal", "sp: refused")
         );
+        // The cause is the run's, as the engine classified the error that ended it.
+        assert_eq!(f.cause(), pb::FailureCause::SignInAgain);
         m.map(&event("grant", failed("a")), false);
         let Some(E::Failed(f)) = m.map(&abort("other"), false).and_then(|e| e.event) else {
             panic!("no terminal failure");

@@ -77,6 +77,19 @@ fn onboarding_state(s: i32) -> &'static str {
     }
 }
 
+/// A failure's cause as the page reads it (`sign_in_again`, …; the proto's names in lower case
+/// without their prefix).
+fn failure_cause(c: pb::FailureCause) -> &'static str {
+    match c {
+        pb::FailureCause::Unspecified => "unspecified",
+        pb::FailureCause::SignInAgain => "sign_in_again",
+        pb::FailureCause::MissingRights => "missing_rights",
+        pb::FailureCause::Tenant => "tenant",
+        pb::FailureCause::Microsoft => "microsoft",
+        pb::FailureCause::Service => "service",
+    }
+}
+
 /// The landing page's facts: who invited, for what, until when; or why the link cannot be
 /// used. A used invitation names its onboarding, so a reload continues it.
 pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Response {
@@ -318,7 +331,10 @@ fn provision_event(e: pb::ProvisionEvent) -> Option<(&'static str, Value)> {
             "completed",
             json!({"tenant_id": c.tenant_id, "client_id": c.client_id}),
         ),
-        E::Failed(f) => ("failed", json!({"step": f.step, "reason": f.reason})),
+        E::Failed(f) => (
+            "failed",
+            json!({"step": f.step, "reason": f.reason, "cause": failure_cause(f.cause())}),
+        ),
         E::Cancelled(c) => ("cancelled", json!({"detail": c.detail})),
         E::AwaitingAdmin(h) => ("awaiting_admin", super::hand_off::hand_off_json(h)),
     };

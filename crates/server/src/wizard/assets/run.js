@@ -31,6 +31,13 @@ function progressHeading(text, intro) {
   $('s-progress').dataset.title = text;
   if (!$('s-progress').hidden) document.title = text + ' – Invitation wizard';
 }
+// What a failure's cause asks of the admin, in plain words (the server classifies; the step's
+// name stands in for causes without words of their own).
+const FAILED = {
+  sign_in_again: 'Your organisation’s Conditional Access policy asks the admin to sign in again (for example with multi-factor authentication), or the admin’s sign-in has ended.',
+  missing_rights: 'The signed-in account lacks an administrator role this step needs.',
+  service: 'The onboarding service could not go on because of a problem on its side, not in your tenant. Your provider can see what happened; ask them before trying again.',
+};
 function onProgress(name, d) {
   if (d.index) S.lastIndex = Math.max(S.lastIndex, d.index);
   if (S.waiting && name !== 'awaiting_admin') {
@@ -62,9 +69,8 @@ function onProgress(name, d) {
     stopRunningSteps();
     // Plain words first (the step as listed above); Microsoft's answer as the details.
     const what = li && li.children[1].textContent;
-    $('failed-text').textContent = /Conditional Access/.test(d.reason)
-      ? 'Your organisation’s Conditional Access policy asks the admin to sign in again (for example with multi-factor authentication).'
-      : what ? 'The step “' + what + '” could not finish.' : 'Provisioning could not finish.';
+    $('failed-text').textContent = FAILED[d.cause]
+      || (what ? 'The step “' + what + '” could not finish.' : 'Provisioning could not finish.');
     $('failed-detail').textContent = 'Details: ' + d.reason;
     $('progress-failed').hidden = false;
     $('conn').textContent = '';

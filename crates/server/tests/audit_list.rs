@@ -96,7 +96,8 @@ async fn page_tokens_are_bound_to_the_filter_as_parsed() -> Result<()> {
 
 /// With proofs the range ends at `proof_tree_size`; a range reversed as requested is
 /// INVALID_ARGUMENT on `from_seq`, one starting at or after the proof tree is OUT_OF_RANGE
-/// naming `from_seq` and the size, and `tree_size` is never below the range served.
+/// naming `from_seq` and the size, and `tree_size` is never below the range served; a range
+/// starting past the log's end is OUT_OF_RANGE, one starting at its end an empty page.
 #[tokio::test]
 async fn ranges_cut_by_the_proof_tree_size() -> Result<()> {
     let (s, mut c) = seeded().await?;
@@ -139,6 +140,24 @@ async fn ranges_cut_by_the_proof_tree_size() -> Result<()> {
         .into_inner();
     let last = all.entries.last().context("entries")?.seq;
     assert_eq!(all.tree_size, last + 1);
+    // From the end: what came since (the audited calls themselves). Past it: OUT_OF_RANGE, as
+    // Follow answers.
+    let at_end = pb::ListEntriesRequest {
+        from_seq: all.tree_size,
+        ..Default::default()
+    };
+    let tail = c.list_entries(at_end.clone()).await?.into_inner();
+    ensure!(seqs(&tail).iter().all(|&s| s >= all.tree_size), "{tail:?}");
+    let past = pb::ListEntriesRequest {
+        from_seq: tail.tree_size + 1000,
+        ..at_end
+    };
+    c.list_entries(past)
+        .refused(
+            Code::OutOfRange,
+            &["from_seq", "beyond the latest checkpoint"],
+        )
+        .await?;
     s.stop().await
 }
 

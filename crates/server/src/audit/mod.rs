@@ -258,6 +258,14 @@ fn list_range(r: &pb::ListEntriesRequest, latest: u64) -> Result<(u64, u64)> {
     if r.to_seq != 0 && r.from_seq > r.to_seq {
         return Err(ServerError::invalid("from_seq", "must not be after to_seq"));
     }
+    // Reading past the end, as Follow answers it; starting at the end is an empty page (a
+    // poller's "anything new?").
+    if r.from_seq > latest {
+        return Err(ServerError::OutOfRange(format!(
+            "from_seq {} is beyond the latest checkpoint ({latest} entries)",
+            r.from_seq
+        )));
+    }
     if !r.with_proofs {
         return Ok((requested_end, 0));
     }
@@ -342,13 +350,16 @@ mod tests {
         assert_eq!(range(req(2, 10, Some(5))), Some((5, 5)));
         // Empty ranges ask for nothing: an empty page.
         assert_eq!(range(req(5, 5, Some(5))), Some((5, 5)));
-        assert_eq!(range(req(25, 0, Some(5))), Some((5, 5)));
+        assert_eq!(range(req(20, 0, None)), Some((20, 0)));
         let out_of_range = |r| matches!(list_range(&r, 20), Err(ServerError::OutOfRange(_)));
         assert!(out_of_range(req(7, 10, Some(5))));
         assert!(out_of_range(req(5, 10, Some(5))));
         assert!(out_of_range(req(5, 0, Some(5))));
         assert!(out_of_range(req(0, 21, None)));
         assert!(out_of_range(req(0, 0, Some(21))));
+        // Past the end of the log, with or without proofs (as Follow).
+        assert!(out_of_range(req(21, 0, None)));
+        assert!(out_of_range(req(25, 0, Some(5))));
         let reversed = |r| match list_range(&r, 20) {
             Err(ServerError::InvalidArgument(v)) => v.first().map(|v| v.field.clone()),
             _ => None,

@@ -313,6 +313,7 @@ fn warnings_pass_unless_strict() -> Result<()> {
             Some(&s.path("tls/ca.pem")),
         )
         .sealing_key(None)
+        .token("t0ken", "ci-bot", Role::Auditor)
     })?;
     let (code, out) = check(&file, &[])?;
     ensure!(code == Some(0), "{out}");
@@ -320,6 +321,7 @@ fn warnings_pass_unless_strict() -> Result<()> {
         "WARN  tls.cert: ",
         "WARN  audit.signing_key: ",
         "WARN  storage.sealing_key: unset: ",
+        "WARN  auth.tokens: tls.client_ca is set (mTLS), so callers are identified by their client certificate only",
     ] {
         ensure!(
             out.lines().any(|l| l.starts_with(want)),
@@ -334,7 +336,7 @@ fn warnings_pass_unless_strict() -> Result<()> {
         out.contains("(mode 0640)") && out.contains("fix: chmod 600"),
         "{out}"
     );
-    ensure!(out.ends_with(": 0 error(s), 3 warning(s)\n"), "{out}");
+    ensure!(out.ends_with(": 0 error(s), 4 warning(s)\n"), "{out}");
     let (code, _) = check(&file, &["--strict"])?;
     ensure!(code == Some(1));
     Ok(())

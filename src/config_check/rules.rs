@@ -197,6 +197,12 @@ pub fn check_auth(config: &Config, f: &mut Findings) {
             );
         }
     }
+    if !auth.tokens.is_empty() && config.tls.client_ca.is_some() {
+        f.warn(
+            "auth.tokens",
+            "tls.client_ca is set (mTLS), so callers are identified by their client certificate only and these bearer tokens are never accepted; name the callers in [[auth.callers]] and remove the tokens",
+        );
+    }
     if !auth.tokens.is_empty() && config.tls.cert.is_none() {
         f.warn(
             "auth.tokens",

@@ -342,3 +342,50 @@ async fn a_rotation_resumed_after_a_failed_call_gives_this_caller_the_secret_and
     );
     env.stop().await
 }
+
+/// A caller whose stream ended during the overlap (the rotation goes on without it) calls
+/// again: it joins the rotation, gets the new secret (the current one, as the first call got
+/// it) and follows it to the old secret's removal. It used to be FAILED_PRECONDITION until the
+/// old secret was gone, so a platform that missed the value lost its working secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_during_the_overlap_joins_the_rotation_and_gets_the_new_secret() -> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Join").await?.done;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let mut first = rotate(&mut c, &reg, 4).await?;
+    let (stages, given, end) = until_hand_over(&mut first).await?;
+    ensure!(
+        end.is_none() && stages.last().map(String::as_str) == Some("hand_over:true"),
+        "{stages:?} {end:?}"
+    );
+    let given = given.context("the first call's add event carries the secret")?;
+    // Its caller goes away in the overlap; the rotation waits it out on its own.
+    drop(first);
+    let mut second = rotate(&mut c, &reg, 0).await?;
+    let mut stages = Vec::new();
+    let mut again = None;
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(60), second.message()).await?? {
+        stages.push(format!("{}:{}", ev.stage, ev.done));
+        again = again.or(ev.new_secret);
+    }
+    ensure!(
+        stages == ["add:false", "add:true", "hand_over:true", "remove_old:true"],
+        "{stages:?}"
+    );
+    let again = again.context("the joining call's add event carries the secret")?;
+    let key_id = |s: &pb::NewSecret| s.info.as_ref().map(|i| i.key_id.clone());
+    ensure!(again.secret == given.secret && key_id(&again) == key_id(&given));
+    // Handed over: the secret the service uses now.
+    ensure!(
+        again.info.as_ref().is_some_and(|i| i.current),
+        "{:?}",
+        again.info
+    );
+    ensure!(env.authenticates(&done.client_id, &again.secret).await?);
+    ensure!(
+        !env.authenticates(&done.client_id, &done.secret).await?,
+        "the old secret outlived the overlap"
+    );
+    env.stop().await
+}

@@ -157,7 +157,9 @@ impl Credentials {
     /// already stored for the service (cut short by a crash or an error) is resumed instead:
     /// `overlap` replaces the stored one unless the new secret was handed over already, and
     /// when the new secret is stored, `events` get it again (`add` started and done) before
-    /// the stages left, so whoever resumes holds the value that becomes current.
+    /// the stages left, so whoever resumes holds the value that becomes current. A rotation
+    /// driven elsewhere is joined during its overlap: this caller gets the current new secret
+    /// and follows the rotation to the old one's removal.
     pub async fn rotate(
         &self,
         r: &RegistrationRef,
@@ -168,7 +170,12 @@ impl Credentials {
     ) -> Result<(), CredentialsError> {
         check_service(service_id)?;
         let reg_id = self.registration(r)?.id;
-        let _drive = self.start_driving(&reg_id, service_id)?;
+        let _drive = match self.start_driving(&reg_id, service_id) {
+            Ok(guard) => guard,
+            // Driven elsewhere (a caller gone away, or the start-up resume): during the overlap
+            // this caller joins; before it, the stages take seconds and the caller retries.
+            Err(busy) => return self.join(r, service_id, &events, busy).await,
+        };
         {
             let lock = self.lock_for(&reg_id);
             let _g = lock.lock().await;

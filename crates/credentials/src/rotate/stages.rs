@@ -15,6 +15,9 @@ use crate::model::{Registration, SecretInfo};
 use crate::secrets::NewSecret;
 use crate::{Credentials, RegistrationRef};
 
+/// How often a caller that joined a rotation looks whether its driver finished or stopped.
+const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Credentials {
     pub(super) async fn stage_add(
         &self,
@@ -337,6 +340,53 @@ impl Credentials {
             self.emit_stored_add(reg, &state, events)?;
         }
         Ok(())
+    }
+
+    /// A caller's RotateSecret while the rotation is driven elsewhere and its new secret is
+    /// current (the overlap): the caller gets that secret (`add` started and done) and the
+    /// hand-over, then follows the rotation to the old secret's removal, driving it itself if
+    /// nobody does any more. Before the hand-over, `busy` (FAILED_PRECONDITION) stands.
+    pub(super) async fn join(
+        &self,
+        r: &RegistrationRef,
+        service_id: &str,
+        events: &Option<UnboundedSender<RotationEvent>>,
+        busy: CredentialsError,
+    ) -> Result<(), CredentialsError> {
+        let reg = self.registration(r)?;
+        let Some(state) = reg.rotations.get(service_id).filter(|s| s.handed_over()) else {
+            return Err(busy);
+        };
+        emit(events, ev("add", false, None));
+        self.emit_stored_add(&reg, state, events)?;
+        emit(events, ev("hand_over", true, None));
+        let finished = |me: &Self| -> Result<bool, CredentialsError> {
+            let gone = !me.registration(r)?.rotations.contains_key(service_id);
+            if gone {
+                emit(events, ev("remove_old", true, None));
+            }
+            Ok(gone)
+        };
+        loop {
+            self.wait_overlap(r, service_id).await?;
+            if finished(self)? {
+                return Ok(());
+            }
+            if let Ok(_drive) = self.start_driving(&reg.id, service_id) {
+                if finished(self)? {
+                    return Ok(());
+                }
+                let result = self.drive(r, service_id, events).await;
+                super::count_rotation(&result);
+                return result;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(JOIN_POLL) => {}
+                () = self.inner.shutdown.recv() => {
+                    return Err(CredentialsError::Halted("shutdown".into()));
+                }
+            }
+        }
     }
 
     /// The `add` done event with the rotation's stored new secret, opened (nothing without a

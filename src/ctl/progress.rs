@@ -114,7 +114,7 @@ impl StepBoard {
             }
             Some(PE::Failed(f)) => {
                 self.clear();
-                self.line(format!("#{n} {at} failed    {}: {}", f.step, f.reason));
+                self.line(format!("#{n} {at} failed    {}", failed_text(f)));
                 Some(Exit::Failed)
             }
             Some(PE::Cancelled(c)) => {
@@ -155,5 +155,38 @@ impl StepBoard {
     pub fn finish(&mut self) {
         self.clear();
         let _ = self.bars.clear();
+    }
+}
+
+/// A failure as `step: reason [CAUSE]`: the cause as the proto names it, for scripts and
+/// operators (left out for events stored before causes were recorded).
+fn failed_text(f: &pb::Failed) -> String {
+    let cause = match f.cause() {
+        pb::FailureCause::Unspecified => String::new(),
+        c => format!(
+            " [{}]",
+            c.as_str_name().trim_start_matches("FAILURE_CAUSE_")
+        ),
+    };
+    format!("{}: {}{cause}", f.step, f.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_names_its_cause_when_it_has_one() {
+        let mut f = pb::Failed {
+            step: "service_principal".into(),
+            reason: "Conditional Access".into(),
+            cause: pb::FailureCause::SignInAgain.into(),
+        };
+        assert_eq!(
+            failed_text(&f),
+            "service_principal: Conditional Access [SIGN_IN_AGAIN]"
+        );
+        f.cause = pb::FailureCause::Unspecified.into();
+        assert_eq!(failed_text(&f), "service_principal: Conditional Access");
     }
 }

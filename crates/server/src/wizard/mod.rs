@@ -39,6 +39,8 @@ const INDEX_HTML: &str = include_str!("assets/index.html");
 const ICON_SVG: &str = include_str!("assets/icon.svg");
 /// JavaScript's media type, which module scripts require.
 const JS: &str = "text/javascript; charset=utf-8";
+/// The icon's media type (also served as `/favicon.ico`).
+const SVG: &str = "image/svg+xml";
 
 /// The page's sub-resources, each at `/wizard/<name>`: the wizard's behaviour (plain JavaScript
 /// modules, no build step: `app.js` is the entry and imports the other two) and its look.
@@ -51,7 +53,7 @@ const ASSETS: [(&str, &str, &str); 5] = [
         include_str!("assets/app.css"),
         "text/css; charset=utf-8",
     ),
-    ("icon.svg", ICON_SVG, "image/svg+xml"),
+    ("icon.svg", ICON_SVG, SVG),
 ];
 
 /// Where the page is served when `activation_base_url` names no path.
@@ -77,7 +79,8 @@ pub(crate) struct Wizard {
 pub fn router(app: App, onboarding: OnboardingService) -> Router {
     let page = page_path(&app.config().invitations.activation_base_url);
     let state = Wizard { app, onboarding };
-    let mut router = Router::new().route(&page, get(index));
+    let mut router =
+        Router::new().route(&page, get(|| asset(INDEX_HTML, "text/html; charset=utf-8")));
     for (name, body, content_type) in ASSETS {
         router = router.route(
             &format!("/wizard/{name}"),
@@ -86,7 +89,7 @@ pub fn router(app: App, onboarding: OnboardingService) -> Router {
     }
     router
         // Browsers ask for it on their own (e.g. when showing an asset directly).
-        .route("/favicon.ico", get(icon))
+        .route("/favicon.ico", get(|| asset(ICON_SVG, SVG)))
         .route("/wizard/api/invitation", post(api::invitation))
         .route("/wizard/api/signin", post(api::sign_in))
         .route("/wizard/api/name", post(api::name))
@@ -147,17 +150,9 @@ pub async fn security_headers(mut res: Response) -> Response {
     res
 }
 
-/// A static asset with its type.
+/// A static asset with its type (the handler of the page and of each asset route).
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-async fn index() -> Response {
-    asset(INDEX_HTML, "text/html; charset=utf-8").await
-}
-
-async fn icon() -> Response {
-    asset(ICON_SVG, "image/svg+xml").await
 }
 
 async fn not_found() -> Response {

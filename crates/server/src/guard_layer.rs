@@ -6,8 +6,12 @@
 //!   headers: a unary call's answer, a stream's opening) has not come by then is dropped and
 //!   answered DEADLINE_EXCEEDED naming the limit. A stream's body is not bounded by it (Follow,
 //!   Watch, SignIn stay open on their own rules). tonic's `Server::timeout` is not used: it
-//!   answers CANCELLED, which says the caller gave up. A client's `grpc-timeout` is still
-//!   honoured by tonic, outside this layer;
+//!   answers CANCELLED, which says the caller gave up;
+//! - the caller's own deadline, its `grpc-timeout` header, when it is the shorter one: past it
+//!   the call is DEADLINE_EXCEEDED naming the header, as gRPC's status guide has it for a
+//!   deadline that expired at the server. tonic also reads the header, one layer out, and would
+//!   answer CANCELLED; this layer's clock starts before tonic's and stops 1 ms short of it, so
+//!   this layer answers;
 //! - a request that does not decode (invalid UTF-8 in a string field, a truncated message) is
 //!   the caller's fault: tonic's codec answers INTERNAL, this layer rewrites the status code to
 //!   INVALID_ARGUMENT, keeping the decoder's message (which names the field, never its bytes);
@@ -74,6 +78,10 @@ impl Around for GuardLayer {
         let guards = self.guards.clone();
         let permit = self.calls.clone().try_acquire_owned();
         let grpc = is_grpc(&req);
+        // Taken before tonic starts its own clock for the caller's deadline (it calls this
+        // layer first, then starts it).
+        let started = tokio::time::Instant::now();
+        let caller = grpc.then(|| caller_deadline(req.headers())).flatten();
         Box::pin(async move {
             let Ok(permit) = permit else {
                 let max = guards.config.max_concurrent_calls;
@@ -91,9 +99,16 @@ impl Around for GuardLayer {
             let path = crate::limits::RpcPath(req.uri().path().to_owned());
             req.extensions_mut().insert(path);
             let limit = guards.config.request_timeout_secs;
-            let answer = tokio::time::timeout(Duration::from_secs(limit), inner.call(req)).await;
+            let (within, refusal) = match caller {
+                Some((header, after)) if after < Duration::from_secs(limit) => (
+                    after.saturating_sub(AHEAD_OF_TONIC),
+                    past_caller_deadline(&header),
+                ),
+                _ => (Duration::from_secs(limit), past_time_limit(limit)),
+            };
+            let answer = tokio::time::timeout_at(started + within, inner.call(req)).await;
             let Ok(res) = answer else {
-                return Ok(refuse(past_time_limit(limit), grpc));
+                return Ok(refuse(refusal, grpc));
             };
             let mut res = res?;
             invalid_argument_for_decode_errors(&mut res);
@@ -108,6 +123,44 @@ fn past_time_limit(secs: u64) -> crate::error::ServerError {
     crate::error::ServerError::DeadlineExceeded(format!(
         "the call was not answered within the server's time limit \
          (limits.request_timeout_secs = {secs}) and was stopped"
+    ))
+}
+
+/// How much sooner than tonic this layer ends a call at the caller's deadline: one tick of
+/// tokio's timer, so the two clocks never fire in the same tick.
+const AHEAD_OF_TONIC: Duration = Duration::from_millis(1);
+
+/// The caller's deadline: its `grpc-timeout` header as written and as a duration; `None`
+/// without the header or when it breaks gRPC's grammar (tonic ignores such a header too).
+fn caller_deadline(headers: &tonic::codegen::http::HeaderMap) -> Option<(String, Duration)> {
+    let header = headers.get("grpc-timeout")?.to_str().ok()?;
+    Some((header.to_owned(), parse_grpc_timeout(header)?))
+}
+
+/// gRPC's `grpc-timeout` (PROTOCOL-HTTP2.md: `TimeoutValue TimeoutUnit`, at most 8 ASCII
+/// digits, then one of `H M S m u n`) as a duration.
+fn parse_grpc_timeout(header: &str) -> Option<Duration> {
+    let digits = header.get(..header.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u64 = digits.parse().ok()?;
+    Some(match header.as_bytes().last()? {
+        b'H' => Duration::from_secs(value * 3600),
+        b'M' => Duration::from_secs(value * 60),
+        b'S' => Duration::from_secs(value),
+        b'm' => Duration::from_millis(value),
+        b'u' => Duration::from_micros(value),
+        b'n' => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+/// The refusal of a call not answered by the caller's deadline, `header` as it sent it.
+fn past_caller_deadline(header: &str) -> crate::error::ServerError {
+    crate::error::ServerError::DeadlineExceeded(format!(
+        "the call was not answered within the caller's deadline (grpc-timeout: {header}) and \
+         was stopped"
     ))
 }
 
@@ -140,3 +193,58 @@ fn invalid_argument_for_decode_errors(res: &mut Response<Body>) {
 /// A call's slot: released when its response body is dropped (the stream ended or the caller
 /// left).
 impl Watch for OwnedSemaphorePermit {}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_grpc_timeout;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeout_follows_the_grammar() {
+        let ok = [
+            ("1H", Duration::from_secs(3600)),
+            ("2M", Duration::from_secs(120)),
+            ("30S", Duration::from_secs(30)),
+            ("250m", Duration::from_millis(250)),
+            ("99999999u", Duration::from_micros(99_999_999)),
+            ("7n", Duration::from_nanos(7)),
+            ("0S", Duration::ZERO),
+        ];
+        for (header, want) in ok {
+            assert_eq!(parse_grpc_timeout(header), Some(want), "{header}");
+        }
+        for bad in [
+            "",
+            "S",
+            "100",
+            "123456789S",
+            "1s",
+            "1.5S",
+            "-1S",
+            "+1S",
+            " 1S",
+            "1 S",
+            "1é",
+        ] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        /// Any value of at most 8 digits with any unit reads back as written.
+        #[test]
+        fn grpc_timeout_reads_back(value in 0u64..100_000_000, unit in 0usize..6) {
+            let (letter, nanos) = [("H", 3_600_000_000_000u128), ("M", 60_000_000_000),
+                ("S", 1_000_000_000), ("m", 1_000_000), ("u", 1_000), ("n", 1)][unit];
+            let parsed = parse_grpc_timeout(&format!("{value}{letter}"));
+            prop_assert_eq!(parsed.map(|d| d.as_nanos()), Some(u128::from(value) * nanos));
+        }
+
+        /// Nothing panics, whatever the header holds.
+        #[test]
+        fn grpc_timeout_never_panics(header in "\\PC{0,12}") {
+            let _ = parse_grpc_timeout(&header);
+        }
+    }
+}

@@ -386,3 +386,54 @@ async fn a_call_past_the_request_time_limit_is_deadline_exceeded() -> Result<()>
     env.sim.set_faults(calm());
     env.stop().await
 }
+
+/// The caller's own deadline (`grpc-timeout`), shorter than the server's limit: the call ends
+/// at it with DEADLINE_EXCEEDED naming the header, not tonic's server-side CANCELLED ("Timeout
+/// expired"), which tells a caller that it gave up itself. Three calls in a row: the answer is
+/// this layer's every time, not whichever clock fires first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_the_callers_deadline_is_deadline_exceeded() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
+    // Every Graph answer now takes 3 s: Plan cannot be answered within 400 ms.
+    env.sim.set_faults(entra_sim::Faults {
+        latency_ms: 3000,
+        ..calm()
+    });
+    for _ in 0..3 {
+        let r = pb::PlanRequest {
+            onboarding_id: id.clone(),
+            app_name: "Deadline-App".into(),
+            invitation_token: token.clone(),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let answer = plan_by_deadline(&env.server, r, Duration::from_millis(400)).await?;
+        let took = started.elapsed();
+        answer.refused(
+            Code::DeadlineExceeded,
+            &["caller's deadline (grpc-timeout: 400000u)"],
+        )?;
+        ensure!(took < Duration::from_millis(2500), "ended after {took:?}");
+    }
+    env.sim.set_faults(calm());
+    env.stop().await
+}
+
+/// Plan over plain HTTP/2 with the caller's deadline `within`, sent as `grpc-timeout` only:
+/// unlike tonic's `Channel`, this client (like grpc-go's wire or a raw HTTP/2 one) keeps no
+/// clock of its own, so what it reads is the server's answer.
+async fn plan_by_deadline(
+    server: &TestServer,
+    r: pb::PlanRequest,
+    within: Duration,
+) -> Result<Result<pb::PlanResponse, Status>> {
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<tonic::body::Body>();
+    let origin = server.url().parse()?;
+    let mut c = pb::onboarding_client::OnboardingClient::with_origin(http, origin);
+    let mut req = tonic::Request::new(r);
+    req.set_timeout(within);
+    Ok(c.plan(req).await.map(tonic::Response::into_inner))
+}

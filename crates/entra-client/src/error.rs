@@ -217,6 +217,15 @@ impl EntraError {
         self.claims_challenge().is_some()
     }
 
+    /// True when the STS refused to renew a user's sign-in: `invalid_grant` (a refresh token
+    /// revoked, expired or issued before the user's sessions were revoked: AADSTS50173, 70008,
+    /// 700082, ...) or `interaction_required` (a policy wants the user back, e.g. MFA:
+    /// AADSTS50076, 50079). Microsoft's answer to both is a new interactive sign-in.
+    pub fn needs_new_sign_in(&self) -> bool {
+        self.sts()
+            .is_some_and(|e| e.error == "invalid_grant" || e.error == "interaction_required")
+    }
+
     /// The claims challenge behind this error, looking through retry wrappers.
     pub fn claims_challenge(&self) -> Option<&ClaimsChallenge> {
         self.graph().and_then(|g| g.claims_challenge.as_ref())

@@ -127,7 +127,7 @@ impl ProvisionError {
                 C::SignInAgain
             }
             ProvisionError::MissingRights { .. } => C::MissingRights,
-            ProvisionError::Entra { source, .. } if needs_new_sign_in(source) => C::SignInAgain,
+            ProvisionError::Entra { source, .. } if source.needs_new_sign_in() => C::SignInAgain,
             e @ ProvisionError::Entra { .. } if e.is_authorization_denied() => C::MissingRights,
             ProvisionError::Entra { .. } => C::Microsoft,
             ProvisionError::UnknownPermission { .. } | ProvisionError::MissingResource(_) => {
@@ -178,16 +178,6 @@ impl From<sled::Error> for ProvisionError {
     fn from(e: sled::Error) -> Self {
         ProvisionError::Store(e.to_string())
     }
-}
-
-/// True when the STS refused to renew the admin's sign-in: `invalid_grant` (a refresh token
-/// revoked, expired or issued before the user's sessions were revoked: AADSTS50173, 70008,
-/// 700082, ...) or `interaction_required` (a policy wants the user back, e.g. MFA: AADSTS50076,
-/// 50079). Microsoft's answer to both is a new interactive sign-in.
-fn needs_new_sign_in(source: &entra_client::EntraError) -> bool {
-    source
-        .sts()
-        .is_some_and(|e| e.error == "invalid_grant" || e.error == "interaction_required")
 }
 
 #[cfg(test)]

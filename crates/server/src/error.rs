@@ -325,6 +325,11 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         ProvisionError::NotFound(_) => Status::not_found(msg),
         ProvisionError::InvalidState { .. } => Status::failed_precondition(msg),
         ProvisionError::Audit(a) => audit_unavailable(&a, msg),
+        // The STS no longer renews the admin's sign-in: as for Conditional Access, a new
+        // sign-in is the precondition, and programs read it from the detail.
+        ProvisionError::Entra { ref source, .. } if source.needs_new_sign_in() => {
+            sign_in_again_status(msg)
+        }
         ProvisionError::Entra { ref source, .. } => entra_status(source, msg),
         ProvisionError::ConditionalAccess { .. } => conditional_access_status(msg),
         ProvisionError::Cancelled(_) => Status::aborted(msg),
@@ -363,6 +368,9 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
         // not UNAVAILABLE, which clients retry. Requests are bounded per field before this.
         CredentialsError::Audit(AuditError::InvalidEntry(_)) => Status::invalid_argument(msg),
         CredentialsError::Audit(a) => audit_unavailable(&a, msg),
+        CredentialsError::Entra { ref source, .. } if source.needs_new_sign_in() => {
+            sign_in_again_status(msg)
+        }
         CredentialsError::Entra { ref source, .. } => entra_status(source, msg),
         CredentialsError::ConditionalAccess { .. } => conditional_access_status(msg),
         // Stopped at a durable point because the server is shutting down: it resumes at the
@@ -391,6 +399,20 @@ fn conditional_access_status(msg: String) -> Status {
         "CONDITIONAL_ACCESS",
         "admin_sign_in",
         "the organisation's Conditional Access policy requires a new admin sign-in that satisfies it",
+    );
+    Status::with_error_details(Code::FailedPrecondition, msg, details)
+}
+
+/// Microsoft's STS refused to renew the admin's sign-in (`invalid_grant`: the refresh token was
+/// revoked or expired; `interaction_required`: a policy wants the admin back, e.g. for MFA).
+/// FAILED_PRECONDITION for the reasons [`conditional_access_status`] gives, with a violation
+/// of type `SIGN_IN_AGAIN`, the name `FailureCause` gives the same state on a failed run.
+fn sign_in_again_status(msg: String) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_precondition_failure_violation(
+        "SIGN_IN_AGAIN",
+        "admin_sign_in",
+        "Microsoft no longer renews the admin's sign-in; the admin signs in again",
     );
     Status::with_error_details(Code::FailedPrecondition, msg, details)
 }
@@ -433,5 +455,41 @@ mod tests {
         let refused = status(AuditError::InvalidEntry("entry is 70000 bytes".into()));
         assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
         assert_eq!(status(AuditError::Closed).code(), Code::Unavailable);
+    }
+
+    /// A refresh the STS refuses (`invalid_grant`, `interaction_required`) names the new
+    /// sign-in it takes in a precondition detail, as a claims challenge does; any other STS
+    /// refusal is FAILED_PRECONDITION without it.
+    #[test]
+    fn a_refused_refresh_asks_for_a_new_sign_in() {
+        use tonic_types::StatusExt;
+        let sts = |error: &str, code: u32| {
+            let e = EntraError::Sts(Box::new(entra_client::StsError {
+                http_status: 400,
+                error: error.into(),
+                code: Some(code),
+                error_codes: vec![code],
+                description: format!("AADSTS{code}: text"),
+                trace_id: None,
+                correlation_id: None,
+                timestamp: None,
+                retry_after: None,
+            }));
+            Status::from(ServerError::from(ProvisionError::entra("sign_in", e)))
+        };
+        let types = |s: &Status| -> Vec<String> {
+            let p = s.get_details_precondition_failure();
+            p.map(|p| p.violations.into_iter().map(|v| v.r#type).collect())
+                .unwrap_or_default()
+        };
+        for (error, code) in [("invalid_grant", 50173), ("interaction_required", 50076)] {
+            let s = sts(error, code);
+            assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+            assert_eq!(types(&s), ["SIGN_IN_AGAIN"], "{s:?}");
+            assert!(s.message().contains(&format!("AADSTS{code}")), "{s:?}");
+        }
+        let other = sts("unauthorized_client", 700016);
+        assert_eq!(other.code(), Code::FailedPrecondition, "{other:?}");
+        assert!(types(&other).is_empty(), "{other:?}");
     }
 }

@@ -76,11 +76,16 @@ pub async fn serve(
         .set_serving::<CredentialsServer<CredentialsService>>()
         .await;
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(onboard_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Internal(format!("reflection: {e}")))?;
+    // Reflection in both versions: v1, and v1alpha for the tools that ask only for it (older
+    // grpcurl, grpc_cli, Postman, Evans), from the same descriptors.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(onboard_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let fail = |e| ServerError::Internal(format!("reflection: {e}"));
+    let reflection_v1 = reflection().build_v1().map_err(fail)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(fail)?;
 
     // Release 0.1's records get their MACs (audited) before anything reads them; the audit
     // anchor is kept current while serving (`crate::integrity`).
@@ -114,7 +119,8 @@ pub async fn serve(
     let onboarding = OnboardingService::new(app.clone());
     let mut grpc = Routes::builder();
     grpc.add_service(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(AdminServer::new(AdminService::new(app.clone())))
         .add_service(
             AuditServer::new(AuditService::new(app.clone()))

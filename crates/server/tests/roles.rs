@@ -355,5 +355,43 @@ async fn health_reports_serving_and_reflection_lists_every_service() -> Result<(
     assert!(
         matches!(ans.message_response, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty())
     );
+
+    // v1alpha, which older grpcurl and other tools ask for, answers the same.
+    use tonic_reflection::pb::v1alpha as alpha;
+    let mut r = alpha::server_reflection_client::ServerReflectionClient::new(s.channel().await?);
+    let req = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut resp = r
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await?
+        .into_inner();
+    let Some(Ok(first)) = resp.next().await else {
+        anyhow::bail!("no v1alpha reflection answer");
+    };
+    let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        first.message_response
+    else {
+        anyhow::bail!("unexpected v1alpha reflection answer");
+    };
+    // Each version lists itself as the reflection service; the rest is the same.
+    let ours = |names: &[String]| -> Vec<String> {
+        let not_reflection = |n: &&String| !n.starts_with("grpc.reflection.");
+        names.iter().filter(not_reflection).cloned().collect()
+    };
+    let alpha_names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert_eq!(
+        ours(&alpha_names),
+        ours(&names),
+        "v1alpha lists what v1 lists"
+    );
+    assert!(
+        alpha_names
+            .iter()
+            .any(|n| n == "grpc.reflection.v1alpha.ServerReflection")
+    );
     s.stop().await
 }

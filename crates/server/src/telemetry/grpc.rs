@@ -78,15 +78,21 @@ fn table() -> &'static HashMap<String, Rpc> {
                 }
             }
         }
-        // Reflection (its descriptor set is not exported by tonic-reflection).
-        t.insert(
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".into(),
-            Rpc {
-                service: "grpc.reflection.v1.ServerReflection",
-                method: "ServerReflectionInfo",
-                streaming: true,
-            },
-        );
+        // Reflection, both versions (their descriptor sets are not exported by
+        // tonic-reflection).
+        for service in [
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            t.insert(
+                format!("/{service}/ServerReflectionInfo"),
+                Rpc {
+                    service,
+                    method: "ServerReflectionInfo",
+                    streaming: true,
+                },
+            );
+        }
         t
     })
 }

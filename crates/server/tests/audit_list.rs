@@ -1,6 +1,7 @@
 //! ListEntries and Follow at the edges of their contract, over a real socket: page tokens bound
 //! to the filter as parsed (an empty filter is no filter; a timestamp's nanos count), ranges cut
-//! by `proof_tree_size`, and timestamps that are not well formed refused naming their field.
+//! by `proof_tree_size`, a listing bound to the tree its first page found, and timestamps that
+//! are not well formed refused naming their field.
 
 use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
@@ -158,6 +159,58 @@ async fn ranges_cut_by_the_proof_tree_size() -> Result<()> {
             &["from_seq", "beyond the latest checkpoint"],
         )
         .await?;
+    s.stop().await
+}
+
+/// A listing of "up to the latest checkpoint" (`to_seq` and `proof_tree_size` 0) pages through
+/// the log as its first page found it, one entry a page: it ends although each page appends
+/// its own `audit.read` entry, every page names the same `tree_size`, and every proof is
+/// against that one tree. A token naming a tree larger than the log is refused.
+#[tokio::test]
+async fn a_listing_pages_through_the_log_as_its_first_page_found_it() -> Result<()> {
+    let (s, mut c) = seeded().await?;
+    let list = |page_token: String| pb::ListEntriesRequest {
+        page_size: 1,
+        with_proofs: true,
+        page_token,
+        ..Default::default()
+    };
+    let first = c.list_entries(list(String::new())).await?.into_inner();
+    let size = first.tree_size;
+    let second = first.next_page_token.clone();
+    let (mut seen, mut token, mut pages) = (seqs(&first), first.next_page_token, 1);
+    while !token.is_empty() {
+        ensure!(
+            pages <= size,
+            "{pages} pages for {size} entries: the listing does not end"
+        );
+        let page = c.list_entries(list(token)).await?.into_inner();
+        assert_eq!(
+            page.tree_size, size,
+            "every page names the first page's tree"
+        );
+        for e in &page.entries {
+            let p = e.inclusion_proof.as_ref().context("proof")?;
+            assert_eq!(p.tree_size, size, "entry {}", e.seq);
+        }
+        seen.extend(seqs(&page));
+        token = page.next_page_token;
+        pages += 1;
+    }
+    assert_eq!(seen, (0..size).collect::<Vec<_>>());
+    ensure!(
+        s.app.audit().size() > size + 1,
+        "the pages were recorded meanwhile"
+    );
+    // A token is a position in one listing: a tree the log does not have yet is not one.
+    let larger = format!("-{}.", s.app.audit().size() + 10);
+    let forged = second.replace(&format!("-{size}."), &larger);
+    ensure!(forged != second, "{second}");
+    let e = c
+        .list_entries(list(forged))
+        .refused(Code::InvalidArgument, &["page_token"])
+        .await?;
+    assert_eq!(bad_fields(&e), ["page_token"]);
     s.stop().await
 }
 

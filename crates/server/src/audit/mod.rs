@@ -111,10 +111,6 @@ impl AuditService {
         let mut r = req.into_inner();
         let filter = Filter::parse(r.filter.take(), "filter")?;
         let limit = page_size(r.page_size)?;
-        // One look at the log's size: the range, the proofs' tree and `tree_size` all use it, so
-        // `tree_size` is never below the range served (an append may land meanwhile).
-        let tree_size = self.log().size();
-        let (end, proof_size) = list_range(&r, tree_size)?;
         // What a page token is bound to: the request but its paging, with the filter as parsed
         // (none and an empty one are the same; instants to the nanosecond).
         let fields = json!({
@@ -122,15 +118,26 @@ impl AuditService {
             "with_proofs": r.with_proofs, "proof_tree_size": r.proof_tree_size,
             "filter": filter.key(),
         });
-        let start = match page_start(&r.page_token, &fields)? {
+        let latest = self.log().size();
+        let foreign = || ServerError::invalid("page_token", "not a token for this request");
+        let (resume, pinned) = match page_start(&r.page_token, &fields)? {
+            None => (None, None),
+            Some(at) => {
+                let (start, size) = parse_position(at, latest).ok_or_else(foreign)?;
+                (Some(start), size)
+            }
+        };
+        // The listing's one look at the log's size, taken by its first page and carried in its
+        // page tokens: the range (when `to_seq` is 0), the proofs' tree (when
+        // `proof_tree_size` is 0) and `tree_size` are the same on every page, so a listing
+        // ends even while entries are appended (each page appends its own `audit.read`), and
+        // every proof is against one tree.
+        let tree_size = pinned.unwrap_or(latest);
+        let (end, proof_size) = list_range(&r, tree_size)?;
+        let start = match resume {
             None => r.from_seq,
-            Some(at) => at
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s >= r.from_seq && *s <= end)
-                .ok_or_else(|| {
-                    ServerError::invalid("page_token", "not a token for this request")
-                })?,
+            Some(at) if at >= r.from_seq && at <= end => at,
+            Some(_) => return Err(foreign()),
         };
         let scan_end = end.min(start.saturating_add(MAX_SCAN));
         let mut entries = Vec::new();
@@ -162,7 +169,7 @@ impl AuditService {
         Ok(pb::ListEntriesResponse {
             entries,
             next_page_token: next
-                .map(|n| next_page_token(&n.to_string(), &fields))
+                .map(|n| next_page_token(&format!("{n}-{tree_size}"), &fields))
                 .unwrap_or_default(),
             tree_size,
         })
@@ -253,6 +260,23 @@ fn size_or(field: &str, size: u64, latest: u64) -> Result<u64> {
 /// within the log, `from_seq` not after it); with proofs it then ends at `proof_tree_size`,
 /// and a range that asks for entries but starts at or after that size is OUT_OF_RANGE on
 /// `from_seq` (none of its entries has a proof in that tree).
+/// A ListEntries page token's position: `<next seq>-<tree size of the first page>`, or
+/// `<next seq>` as the previous release wrote it (the tree size then is the latest). `None`
+/// when it does not parse, or names a tree larger than the log (`latest`).
+fn parse_position(at: &str, latest: u64) -> Option<(u64, Option<u64>)> {
+    // Decimal digits only (`u64::from_str` also takes a leading `+`).
+    let number = |s: &str| {
+        let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        digits.then(|| s.parse::<u64>().ok()).flatten()
+    };
+    let (start, size) = match at.split_once('-') {
+        Some((start, size)) => (start, Some(number(size)?)),
+        None => (at, None),
+    };
+    let start = number(start)?;
+    (size.unwrap_or(latest) <= latest && start <= size.unwrap_or(latest)).then_some((start, size))
+}
+
 fn list_range(r: &pb::ListEntriesRequest, latest: u64) -> Result<(u64, u64)> {
     let requested_end = size_or("to_seq", r.to_seq, latest)?;
     if r.to_seq != 0 && r.from_seq > r.to_seq {
@@ -338,6 +362,19 @@ mod tests {
             with_proofs: proof_tree_size.is_some(),
             proof_tree_size: proof_tree_size.unwrap_or(0),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn page_positions_read_back_and_never_name_a_tree_the_log_lacks() {
+        assert_eq!(parse_position("7-12", 20), Some((7, Some(12))));
+        assert_eq!(parse_position("12-12", 12), Some((12, Some(12))));
+        // As the previous release wrote them: against the latest.
+        assert_eq!(parse_position("7", 20), Some((7, None)));
+        for bad in [
+            "7-21", "13-12", "21", "", "-", "7-", "-12", "x-1", "7-12-1", "+7-12",
+        ] {
+            assert_eq!(parse_position(bad, 20), None, "{bad:?}");
         }
     }
 

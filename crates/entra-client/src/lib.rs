@@ -69,7 +69,7 @@ pub use error::{EntraError, GraphError, StsError, TransportErrorKind};
 pub use graph::{CallMeta, GraphClient, Reply};
 pub use retry::{OpContext, RetryEvent, RetryObserver, RetryReason, observer_fn};
 pub use sts::{StsClient, TokenSet};
-pub use token_source::{RenewingToken, StaticToken, TokenSource};
+pub use token_source::{RenewingToken, StaticToken, TokenSource, UserTokens};
 pub use transport::{Clock, HttpRequest, HttpResponse, ReqwestTransport, TokioClock, Transport};
 
 /// App id of Microsoft Graph, the resource whose app roles (application permissions) we grant.

@@ -77,6 +77,16 @@ struct Cached {
     renew_at: Instant,
 }
 
+/// A user's tokens as kept since the sign-in, for [`RenewingToken::from_user_tokens`].
+pub struct UserTokens {
+    /// The delegated access token.
+    pub access: SecretString,
+    /// The refresh token, if the STS issued one (`offline_access`); without it nothing renews.
+    pub refresh: Option<SecretString>,
+    /// How much longer the access token lives (zero: renew before its first use).
+    pub valid_for: Duration,
+}
+
 /// A token source that renews through the STS: from a device-code sign-in's refresh token, or
 /// by client credentials.
 pub struct RenewingToken {
@@ -107,7 +117,24 @@ impl RenewingToken {
         scopes: &[&str],
         tokens: TokenSet,
     ) -> Self {
-        let renew_at = renew_at(&sts, tokens.expires_in);
+        let user = UserTokens {
+            access: tokens.access_token,
+            refresh: tokens.refresh_token,
+            valid_for: tokens.expires_in,
+        };
+        Self::from_user_tokens(sts, tenant, client_id, scopes, user)
+    }
+
+    /// Keeps a user's tokens, kept since their sign-in, fresh with the refresh token: renewed
+    /// first when `valid_for` has (nearly) run out, and once more when Graph answers 401.
+    pub fn from_user_tokens(
+        sts: StsClient,
+        tenant: &str,
+        client_id: &str,
+        scopes: &[&str],
+        tokens: UserTokens,
+    ) -> Self {
+        let renew_at = renew_at(&sts, tokens.valid_for);
         Self {
             sts,
             tenant: tenant.to_owned(),
@@ -116,8 +143,8 @@ impl RenewingToken {
                 scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             },
             cached: Mutex::new(Cached {
-                access: tokens.access_token,
-                refresh: tokens.refresh_token,
+                access: tokens.access,
+                refresh: tokens.refresh,
                 renew_at,
             }),
         }

@@ -57,7 +57,7 @@ impl Engine {
         }
         rec.status = Status::Cancelling;
         self.inner.store.put(&rec).await?;
-        let run = self.run_for(rec, token, actor, None, None)?;
+        let run = self.run_for(rec, self.token_graph(token), actor, None, None)?;
         let target =
             Target::new(TargetKind::Onboarding, id.to_owned()).named(run.snapshot().await.app_name);
         let entry = |phase| {

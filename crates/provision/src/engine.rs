@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use entra_client::{OpContext, TokenSet};
+use entra_client::{GraphClient, OpContext, TokenSet};
 use onboard_core::audit::{Action, AuditEntry, Phase, Target, TargetKind, set};
 use onboard_core::permissions::resolve_permissions;
 use onboard_core::platform::token_app_name;
@@ -116,7 +116,7 @@ impl Engine {
             .cfg
             .profiles
             .resolve(&req.profile, req.platform_version.as_deref())?;
-        let graph = self.inner.cfg.entra.graph(admin.access_token.clone());
+        let graph = self.admin_graph(admin);
         let ctx = OpContext::new();
         // Independent reads: the resources' app roles and the tenant's current state.
         let (perms, st) = tokio::join!(
@@ -252,6 +252,7 @@ impl Engine {
                 role_assignments: Default::default(),
                 steps_done: vec![],
                 fresh_app: false,
+                app_may_be_new: false,
                 attempted: Default::default(),
                 sealed_admin_token: None,
                 admin_token_expires_at: None,
@@ -292,7 +293,7 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         self.spawn(self.run_for(
             rec,
-            admin.access_token.clone(),
+            self.admin_graph(&admin),
             &req.actor,
             Some(tx),
             Some(seed),
@@ -319,10 +320,21 @@ impl Engine {
             .unwrap_or(false)
     }
 
+    /// A Graph client acting as `admin`, renewing its sign-in as needed ([`Admin::graph`]).
+    fn admin_graph(&self, admin: &Admin) -> GraphClient {
+        let token_app = self.inner.cfg.token_app_client_id.as_deref();
+        admin.graph(&self.inner.cfg.entra, token_app)
+    }
+
+    /// A Graph client acting with the fixed access `token` (renewed by the caller).
+    pub(crate) fn token_graph(&self, token: SecretString) -> GraphClient {
+        self.inner.cfg.entra.graph(token)
+    }
+
     pub(crate) fn run_for(
         &self,
         rec: OnboardingRecord,
-        token: SecretString,
+        graph: GraphClient,
         actor: &str,
         direct: Option<mpsc::UnboundedSender<events::Event>>,
         seed: Option<Seed>,
@@ -336,7 +348,7 @@ impl Engine {
         Ok(Arc::new(Run {
             id: rec.id.clone(),
             inner: self.inner.clone(),
-            graph: self.inner.cfg.entra.graph(token),
+            graph,
             scope: scope_of(&rec, actor),
             emitter,
             rec: tokio::sync::Mutex::new(rec),
@@ -384,7 +396,7 @@ impl Engine {
     async fn resume(&self, mut rec: OnboardingRecord) -> Result<(), ProvisionError> {
         let token = self.fresh_admin_token(&mut rec).await?;
         self.inner.store.put(&rec).await?;
-        drive(self.run_for(rec, token, "system", None, None)?).await;
+        drive(self.run_for(rec, self.token_graph(token), "system", None, None)?).await;
         Ok(())
     }
 

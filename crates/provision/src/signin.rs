@@ -2,7 +2,9 @@
 //! Graph's `/me` and `/me/transitiveMemberOf` are the authoritative answers (entra-reference.md
 //! §2.3, §3.2.1); the id token only supplies the tenant id.
 
-use entra_client::{EntraClient, OpContext, TokenSet};
+use std::sync::Arc;
+
+use entra_client::{EntraClient, GraphClient, OpContext, RenewingToken, TokenSet, UserTokens};
 use secrecy::SecretString;
 use serde::Serialize;
 
@@ -179,6 +181,38 @@ pub async fn check_sign_in(
         });
     }
     Ok(admin)
+}
+
+impl Admin {
+    /// A Graph client acting as this admin. With a refresh token and the token app it was
+    /// issued to (`token_app_client_id`), the access token is renewed when it has run out
+    /// (an admin may come back to Plan or Provision after more than its hour) and once more
+    /// when Graph answers 401; a renewal the STS refuses (`invalid_grant`) asks for a new
+    /// sign-in. Without them the token is used as it is.
+    pub(crate) fn graph(
+        &self,
+        entra: &EntraClient,
+        token_app_client_id: Option<&str>,
+    ) -> GraphClient {
+        let (Some(refresh), Some(client_id)) = (&self.refresh_token, token_app_client_id) else {
+            return entra.graph(self.access_token.clone());
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let left = u64::try_from(self.access_expires_at.saturating_sub(now)).unwrap_or(0);
+        let tokens = UserTokens {
+            access: self.access_token.clone(),
+            refresh: Some(refresh.clone()),
+            valid_for: std::time::Duration::from_secs(left),
+        };
+        let source = RenewingToken::from_user_tokens(
+            entra.sts(),
+            &self.tenant_id,
+            client_id,
+            SIGN_IN_SCOPES,
+            tokens,
+        );
+        entra.graph_with_tokens(Arc::new(source))
+    }
 }
 
 /// When `tokens`' access token expires (seconds since the Unix epoch): now plus the token

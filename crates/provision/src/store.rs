@@ -131,6 +131,12 @@ pub struct OnboardingRecord {
     /// can skip reading Entra first (one round trip fewer per step).
     #[serde(default)]
     pub fresh_app: bool,
+    /// True when this onboarding's upsert created the app or may have (an earlier send whose
+    /// answer was lost, a run that stopped before noting it): until the sign-in check proves
+    /// it replicated, a 404 for it may be replication lag (entra-reference §6: lag only right
+    /// after a create). Unlike `fresh_app`, it never lets a step skip reading Entra.
+    #[serde(default)]
+    pub app_may_be_new: bool,
     /// Steps that have begun an Entra change (persisted before the first one): such a step
     /// always reads Entra first when it runs again, because the change may have landed.
     #[serde(default)]

@@ -259,3 +259,45 @@ async fn a_run_stopped_by_conditional_access_resumes_after_a_new_sign_in() -> Re
     testkit::wizard::completed(&done)?;
     env.stop().await
 }
+
+/// An admin who signed in, then came back to Plan and Provision after their access token's
+/// hour: the sign-in is renewed with its refresh token, and the onboarding completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_back_after_the_access_tokens_hour_goes_on() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    env.sim.expire_access_tokens().await;
+    plan(&env.server, &token, &id, "Late-App").await??;
+    let done = env.provision(&token, &id, "Late-App").await??;
+    testkit::wizard::completed(&done)?;
+    env.stop().await
+}
+
+/// The admin's sessions revoked, and the access token held expired meanwhile: renewing it is
+/// refused by the STS (`invalid_grant`, AADSTS50173). Provision is FAILED_PRECONDITION with
+/// Microsoft's code and a `SIGN_IN_AGAIN` precondition violation for programs; a new sign-in
+/// with the same invitation lets Provision finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_microsoft_no_longer_renews_asks_for_a_new_one() -> Result<()> {
+    use tonic_types::StatusExt;
+    let env = SimServer::start().await?;
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    env.sim.revoke_sign_in_sessions().await;
+    env.sim.expire_access_tokens().await;
+    let status = env
+        .provision(&token, &id, "Renew-App")
+        .await?
+        .refused(Code::FailedPrecondition, &["AADSTS50173"])?;
+    let types: Vec<String> = status
+        .get_details_precondition_failure()
+        .map(|p| p.violations.into_iter().map(|v| v.r#type).collect())
+        .unwrap_or_default();
+    ensure!(types == ["SIGN_IN_AGAIN"], "{types:?}: {status:?}");
+    let again = env.signed_in(&token, "globaladmin").await?;
+    ensure!(again.onboarding_id == id, "{again:?}");
+    let done = env.provision(&token, &id, "Renew-App").await??;
+    testkit::wizard::completed(&done)?;
+    env.stop().await
+}

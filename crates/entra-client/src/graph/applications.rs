@@ -23,6 +23,9 @@ pub struct UpsertOutcome {
     pub created: bool,
     /// The application as Graph has it after the upsert.
     pub application: Application,
+    /// True when the PATCH was sent more than once (an answer lost, throttled or failed): an
+    /// earlier send may have created the app even when the answer that came is 204.
+    pub retried: bool,
 }
 
 #[derive(Serialize)]
@@ -141,6 +144,7 @@ impl GraphClient {
                 value: UpsertOutcome {
                     created: true,
                     application,
+                    retried: meta.attempts > 1,
                 },
                 meta,
             });
@@ -160,6 +164,7 @@ impl GraphClient {
             value: UpsertOutcome {
                 created: false,
                 application: read.value,
+                retried: meta.attempts > 1,
             },
             meta: super::CallMeta {
                 attempts: meta.attempts + read.meta.attempts,

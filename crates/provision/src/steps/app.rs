@@ -108,6 +108,9 @@ impl Run {
             r.app_object_id = Some(app.id.clone());
             r.client_id = Some(app.app_id.clone());
             r.fresh_app = out.created;
+            // Made now, or maybe by an earlier send or attempt whose answer never came.
+            let earlier = rec.app_object_id.is_none() && rec.attempted.contains(ids::APP);
+            r.app_may_be_new = out.created || out.retried || earlier;
             r.consent_redirect_uri = reply;
         })
         .await;
@@ -158,7 +161,8 @@ impl Run {
                     action: Action::ServicePrincipalCreate,
                     target,
                     changes: vec![set("appId", json!(client_id))],
-                    after_create: true,
+                    // A new app may not have replicated yet ("no backing application").
+                    after_create: self.app_may_lag().await,
                 },
                 |ctx| async move { graph.create_service_principal(&cid, &ctx).await },
                 |sp| (Some(sp.id.clone()), vec![]),
@@ -210,7 +214,8 @@ impl Run {
                             set("passwordCredential.displayName", json!(label)),
                             set("passwordCredential.endDateTime", json!(end)),
                         ],
-                        after_create: true,
+                        // A 404 is lag only on an app this onboarding just made (§6).
+                        after_create: self.app_may_lag().await,
                     },
                     |ctx| async move {
                         graph
@@ -307,7 +312,7 @@ impl Run {
                             change("keyId", json!(orphan.key_id), Value::Null),
                             change("hint", json!(orphan.hint), Value::Null),
                         ],
-                        after_create: true,
+                        after_create: self.app_may_lag().await,
                     },
                     |ctx| async move { graph.remove_password(&aoid, &kid, &ctx).await },
                     |_| (None, vec![]),
@@ -357,7 +362,8 @@ impl Run {
                     action: Action::AppOwnerAdd,
                     target,
                     changes: vec![set("owners", json!([sp_id]))],
-                    after_create: true,
+                    // Either object may be new: a 404 for one this run made may be lag.
+                    after_create: self.app_may_lag().await || self.sp_may_lag().await,
                 },
                 |ctx| async move { graph.add_application_owner(&aoid, &owner, &ctx).await },
                 |_| (None, vec![]),

@@ -179,13 +179,14 @@ impl Run {
         self.op_ctx(step, Uuid::new_v4(), may_lag)
     }
 
-    /// Whether reads of this onboarding's app may still meet replication lag: only when this
-    /// onboarding made it (or began making it and never learnt the answer) and no later step
-    /// has proven it replicated (the sign-in check with its secret).
+    /// Whether reads and writes of this onboarding's app may still meet replication lag: only
+    /// when this onboarding made it (or may have: it began making it and never learnt the
+    /// answer) and no later step has proven it replicated (the sign-in check with its secret).
     pub async fn app_may_lag(&self) -> bool {
         let rec = self.rec.lock().await;
-        let made_here =
-            rec.fresh_app || (rec.app_object_id.is_none() && rec.attempted.contains(ids::APP));
+        let made_here = rec.fresh_app
+            || rec.app_may_be_new
+            || (rec.app_object_id.is_none() && rec.attempted.contains(ids::APP));
         made_here && !rec.done(ids::VERIFY)
     }
 

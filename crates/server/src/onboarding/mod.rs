@@ -139,27 +139,6 @@ impl OnboardingService {
         Ok(String::from_utf8_lossy(id).into_owned())
     }
 
-    /// The session's invitation and admin, or why there is none.
-    fn session(&self, id: &str) -> Result<(InvitationRecord, Admin)> {
-        if let Some(s) = self.sessions().get(id) {
-            return Ok((s.invitation.clone(), s.admin.clone()));
-        }
-        self.refuse_while_signing_in(id)?;
-        if self.cancelled_before_run(id)?.is_some() {
-            return Err(ServerError::FailedPrecondition(format!(
-                "onboarding {id} was cancelled before its run began; it cannot go on (a new \
-                 invitation starts a new onboarding)"
-            )));
-        }
-        // An id no sign-in ever made (no link to an invitation, no run) does not exist.
-        if self.invitation_of(id)?.is_empty() && self.app.engine().get(id)?.is_none() {
-            return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
-        }
-        Err(ServerError::FailedPrecondition(format!(
-            "onboarding {id} has no signed-in admin; sign in (again) first"
-        )))
-    }
-
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {
         let actor = self.access(&req, CustomerRpc::Plan)?.actor;
         let r = req.into_inner();
@@ -189,7 +168,8 @@ impl OnboardingService {
                     platform_version: version(&inv),
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| self.drop_refused_sign_in(&r.onboarding_id, e))?;
         let mut e = Self::entry(
             &actor,
             Action::OnboardingPlan,
@@ -301,7 +281,7 @@ impl OnboardingService {
             Err(e) => {
                 details.phase = Phase::Failed;
                 self.record(details.with_error(e.to_string())).await?;
-                Err(e.into())
+                Err(self.drop_refused_sign_in(&id, e).into())
             }
         }
     }

@@ -7,6 +7,9 @@
 //! and CancelOnboarding during the sign-in are refused with FAILED_PRECONDITION too (closing the
 //! SignIn call is how a sign-in is abandoned).
 //!
+//! A signed-in session Microsoft no longer accepts (Plan or Provision refused for a new
+//! sign-in) is dropped, so the same invitation may sign in again.
+//!
 //! A signed-in onboarding cancelled before its run leaves a durable mark (`marks.rs`):
 //! GetOnboarding answers CANCELLED, Watch FAILED_PRECONDITION, the invitation cannot sign in to
 //! it again, and the capability table treats it as cancelled at that time.
@@ -17,6 +20,9 @@ use std::time::Duration;
 
 use onboard_core::time::now_ms;
 use onboard_proto::v1 as pb;
+
+use invitations::InvitationRecord;
+use provision::Admin;
 
 use super::OnboardingService;
 use crate::error::{Result, ServerError};
@@ -67,6 +73,43 @@ pub(super) enum BeforeRun {
 }
 
 impl OnboardingService {
+    /// The session's invitation and admin, or why there is none.
+    pub(super) fn session(&self, id: &str) -> Result<(InvitationRecord, Admin)> {
+        if let Some(s) = self.sessions().get(id) {
+            return Ok((s.invitation.clone(), s.admin.clone()));
+        }
+        self.refuse_while_signing_in(id)?;
+        if self.cancelled_before_run(id)?.is_some() {
+            return Err(ServerError::FailedPrecondition(format!(
+                "onboarding {id} was cancelled before its run began; it cannot go on (a new \
+                 invitation starts a new onboarding)"
+            )));
+        }
+        // An id no sign-in ever made (no link to an invitation, no run) does not exist.
+        if self.invitation_of(id)?.is_empty() && self.app.engine().get(id)?.is_none() {
+            return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
+        }
+        Err(ServerError::FailedPrecondition(format!(
+            "onboarding {id} has no signed-in admin; sign in (again) first"
+        )))
+    }
+
+    /// `e`, after dropping the held sign-in of onboarding `id` when Microsoft no longer
+    /// accepts it (a claims challenge, a renewal refused): it can never succeed again, and
+    /// without it the same invitation may sign in again (`sign_in_again`), as the error's
+    /// SIGN_IN_AGAIN / CONDITIONAL_ACCESS detail tells the caller to.
+    pub(super) fn drop_refused_sign_in(
+        &self,
+        id: &str,
+        e: provision::ProvisionError,
+    ) -> provision::ProvisionError {
+        if e.cause() == provision::FailureCause::SignInAgain && self.sessions().remove(id).is_some()
+        {
+            tracing::info!(onboarding_id = %id, "Microsoft refused the held sign-in; dropped, so the invitation may sign in again");
+        }
+        e
+    }
+
     /// Lists `id` as signing in with invitation `invitation_id` until the guard is dropped.
     pub(super) fn signing_in(&self, id: &str, invitation_id: &str) -> SigningInGuard {
         let entry = SigningIn {

@@ -60,6 +60,9 @@ pub(super) struct ErrorBody {
     fields: Vec<Value>,
     /// Failed preconditions' descriptions (e.g. each missing permission of an attach).
     missing: Vec<String>,
+    /// True when a failed precondition is a new admin sign-in (`SIGN_IN_AGAIN`,
+    /// `CONDITIONAL_ACCESS`): Microsoft no longer accepts the one held.
+    sign_in_again: bool,
 }
 
 /// The JSON of a status.
@@ -74,15 +77,20 @@ pub(super) fn error_json(status: &Status) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let missing = details
+    let violations = details
         .precondition_failure()
-        .map(|p| p.violations.iter().map(|v| v.description.clone()).collect())
+        .map(|p| p.violations.as_slice())
         .unwrap_or_default();
+    let missing = violations.iter().map(|v| v.description.clone()).collect();
+    let sign_in_again = violations
+        .iter()
+        .any(|v| v.r#type == "SIGN_IN_AGAIN" || v.r#type == "CONDITIONAL_ACCESS");
     serde_json::to_value(ErrorBody {
         code: code_name(status.code()),
         message: status.message().to_owned(),
         fields,
         missing,
+        sign_in_again,
     })
     .unwrap_or(Value::Null)
 }

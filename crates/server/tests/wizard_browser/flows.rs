@@ -1,7 +1,8 @@
 //! The wizard's main paths: a Global Administrator from the link to Done (every step
 //! photographed, the secret claimed by the platform and never seen by the browser), an
 //! Application Administrator told before any change, a declined sign-in tried again, a reload
-//! in the middle of provisioning, "Use App Registration", and a cancellation from the page.
+//! in the middle of provisioning, "Use App Registration", a cancellation from the page, and a
+//! sign-in Microsoft no longer accepts renewed from the name screen.
 
 use std::time::Duration;
 
@@ -367,6 +368,56 @@ async fn a_run_stopped_by_conditional_access_goes_on_after_a_new_sign_in() -> Re
         snapshot::apps_named(&w.env.sim.snapshot(), "SbcResume").len() == 1,
         "one app, made once"
     );
+    w.check_exchanges(&token)?;
+    w.chrome.close().await
+}
+
+/// The admin names the app after Microsoft stopped accepting their sign-in (the sessions
+/// revoked, the access token's hour over): the plan is refused with the sign-in-again words and
+/// a button, nothing can be started; after a new sign-in with the same link the name is checked
+/// again and provisioning runs to Done.
+#[tokio::test]
+async fn a_sign_in_microsoft_no_longer_accepts_is_renewed_from_the_name_screen() -> Result<()> {
+    let w = Wiz::start(Some("signin-again")).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::GLOBAL_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.env.sim.revoke_sign_in_sessions().await;
+    w.env.sim.expire_access_tokens().await;
+    w.chrome.type_into("app-name", "SbcAgain").await?;
+    w.wait_shown("plan-signin", "the offer to sign in again")
+        .await?;
+    let status = w.chrome.text("#plan-status").await?;
+    ensure!(
+        status.starts_with("Your organisation’s Conditional Access policy asks the admin")
+            && status.contains("Nothing has been changed"),
+        "{status}"
+    );
+    ensure!(w.chrome.disabled("btn-provision").await?, "startable");
+    w.shoot("05f-name-sign-in-again").await?;
+    w.chrome.click("btn-plan-signin").await?;
+    w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;
+    let c = w.chrome.text("#s-connected").await?;
+    ensure!(
+        c.contains("Nothing has been changed in your tenant yet"),
+        "{c}"
+    );
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.wait_enabled("btn-provision", "the name checked again")
+        .await?;
+    let offer = "return document.getElementById('plan-signin').hidden";
+    ensure!(
+        w.chrome.js(offer).await?.as_bool() == Some(true),
+        "offer still shown"
+    );
+    w.chrome.click("btn-provision").await?;
+    let done = w
+        .step_after_run("s-done", "07c-done-after-a-new-sign-in")
+        .await?;
+    ensure!(done.contains("SbcAgain"), "{done}");
     w.check_exchanges(&token)?;
     w.chrome.close().await
 }

@@ -5,8 +5,8 @@
 // x-invitation-token header; every value from the server is written with textContent, never
 // innerHTML; no rule is decided here (names, plan, roles and errors come from the server).
 import { $, S, token, show, fill, list, when, api, stream, rules, markRules } from './base.js';
-import { follow, signInAgain, resume, plainChange, finishScreen, askCancel, keepGoing, cancel,
-  cancelWaiting, createLink, copyField } from './run.js';
+import { follow, signInAgain, askSignIn, resume, plainChange, finishScreen, askCancel, keepGoing,
+  cancel, cancelWaiting, createLink, copyField } from './run.js';
 
 // ---- 0 / 1: the link ----
 const PROBLEMS = {
@@ -172,8 +172,14 @@ function connected(d) {
 }
 
 
+// Screen 5; a name already there (the admin signed in again from it) is checked again.
+function nameScreen() {
+  show('s-name');
+  if ($('app-name').value) nameInput();
+}
 function nameInput() {
   clearTimeout(S.nameTimer);
+  $('plan-signin').hidden = true;
   S.planOk = false;
   $('btn-provision').disabled = true;
   S.nameTimer = setTimeout(checkName, 250);
@@ -207,6 +213,7 @@ async function plan(name, seq) {
     const err = e.api || {};
     $('plan-status').textContent = '';
     $('plan-box').hidden = true;
+    if (err.sign_in_again) return askSignIn(err);
     if (err.code === 'invalid_argument' || err.code === 'already_exists') {
       if (err.code === 'already_exists') markRules('not_unique');
       $('app-name').setAttribute('aria-invalid', 'true');
@@ -298,7 +305,8 @@ document.addEventListener('DOMContentLoaded', () => {
   $('btn-cancel').addEventListener('click', askCancel);
   $('btn-cancel-no').addEventListener('click', keepGoing);
   $('btn-cancel-yes').addEventListener('click', cancel);
-  $('btn-next').addEventListener('click', () => (S.handOff ? finishScreen() : S.resume ? resume() : show('s-name')));
+  $('btn-next').addEventListener('click', () => (S.handOff ? finishScreen() : S.resume ? resume() : nameScreen()));
+  $('btn-plan-signin').addEventListener('click', () => { $('upn').value = S.upn; show('s-upn'); });
   $('btn-resume').addEventListener('click', signInAgain);
   $('btn-ho-start').addEventListener('click', () => show('s-upn'));
   $('btn-link').addEventListener('click', createLink);

@@ -9,6 +9,10 @@ export const S = { inv: null, onboardingId: '', upn: '', appName: '', lastIndex:
   signIn: null, countdown: 0, nameTimer: 0, planSeq: 0, planOk: false, ended: false,
   handOff: false, waiting: false, resume: false, cancelFromWait: false };
 
+// What the admin reads when Microsoft no longer accepts their sign-in (a failed run's cause
+// `sign_in_again`, or Plan and Provision refused with that precondition).
+export const SIGN_IN_AGAIN = 'Your organisation’s Conditional Access policy asks the admin to sign in again (for example with multi-factor authentication), or the admin’s sign-in has ended.';
+
 // ---- screens ----
 export function show(id) {
   for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== id;

@@ -1,6 +1,6 @@
 // Screens 6, H and 7: a run's live progress (Provision, or Watch from the last event seen),
 // waiting for a privileged admin and the link to send them, cancelling, and the summary.
-import { $, S, show, list, when, api, stream, markRules } from './base.js';
+import { $, S, show, list, when, api, stream, markRules, SIGN_IN_AGAIN } from './base.js';
 
 // ---- 6: live progress; reconnects with Watch from the last event seen ----
 function stepItem(step) {
@@ -34,7 +34,7 @@ function progressHeading(text, intro) {
 // What a failure's cause asks of the admin, in plain words (the server classifies; the step's
 // name stands in for causes without words of their own).
 const FAILED = {
-  sign_in_again: 'Your organisation’s Conditional Access policy asks the admin to sign in again (for example with multi-factor authentication), or the admin’s sign-in has ended.',
+  sign_in_again: SIGN_IN_AGAIN,
   missing_rights: 'The signed-in account lacks an administrator role this step needs.',
   service: 'The onboarding service could not go on because of a problem on its side, not in your tenant. Your provider can see what happened; ask them before trying again.',
 };
@@ -91,6 +91,16 @@ function onProgress(name, d) {
 }
 // A stopped run goes on after a new sign-in with the same link (the server resumes a failed
 // run with the new sign-in): the sign-in screens, then Provision with the same name.
+// Plan or Provision refused because Microsoft no longer accepts the sign-in: say so on the
+// name screen and offer a new one (nothing was changed; the name is checked again after it).
+export function askSignIn(err) {
+  $('plan-box').hidden = true;
+  $('plan-status').textContent = SIGN_IN_AGAIN + ' Nothing has been changed. Sign in again, then continue with the name. Details: ' + err.message;
+  $('plan-signin').hidden = false;
+  S.planOk = false;
+  $('btn-provision').disabled = true;
+  return false;
+}
 export function signInAgain() {
   S.resume = true;
   if (S.upn) $('upn').value = S.upn;
@@ -134,6 +144,7 @@ export async function follow(from) {
       if (err && first < 0 && !e.fromStream) {
         // Provision refused before it started (e.g. the name is taken): back to the name.
         show('s-name');
+        if (err.sign_in_again) return askSignIn(err);
         $('app-name').setAttribute('aria-invalid', 'true');
         $('plan-box').hidden = true;
         $('plan-status').textContent = '';

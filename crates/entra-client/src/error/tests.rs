@@ -1,0 +1,129 @@
+//! The error types' parsing and classification.
+
+use super::*;
+
+#[test]
+fn parses_the_reference_sts_example() {
+    let body = br#"{ "error": "invalid_scope", "error_description": "AADSTS70011: The provided value for the input parameter 'scope' is not valid.\r\nTrace ID: 255d1aef-8c98-452f-ac51-23d051240864\r\nCorrelation ID: fb3d2015-bc17-4bb9-bb85-30c5cf1aaaa7\r\nTimestamp: 2016-01-09 02:02:12Z", "error_codes": [70011], "timestamp": "2016-01-09 02:02:12Z", "trace_id": "255d1aef-8c98-452f-ac51-23d051240864", "correlation_id": "fb3d2015-bc17-4bb9-bb85-30c5cf1aaaa7", "error_uri": "https://login.microsoftonline.com/error?code=70011" }"#;
+    let e = parse_sts_error(400, body).unwrap();
+    assert_eq!(e.error, "invalid_scope");
+    assert_eq!(e.code, Some(70011));
+    assert_eq!(e.error_codes, vec![70011]);
+    assert_eq!(
+        e.trace_id.as_deref(),
+        Some("255d1aef-8c98-452f-ac51-23d051240864")
+    );
+    assert_eq!(
+        e.correlation_id.as_deref(),
+        Some("fb3d2015-bc17-4bb9-bb85-30c5cf1aaaa7")
+    );
+    assert_eq!(e.timestamp.as_deref(), Some("2016-01-09 02:02:12Z"));
+    let err = EntraError::Sts(Box::new(e));
+    assert_eq!(err.aadsts(), Some(70011));
+    let shown = err.to_string();
+    assert!(
+        shown.contains("invalid_scope") && shown.contains("AADSTS70011"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("Trace ID"),
+        "only the first description line is shown: {shown}"
+    );
+}
+
+#[test]
+fn sts_code_falls_back_to_the_description_prefix() {
+    let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#;
+    let e = parse_sts_error(401, body).unwrap();
+    assert_eq!(e.code, Some(7_000_215));
+    assert_eq!(e.http_status, 401);
+}
+
+#[test]
+fn non_json_sts_body_is_not_an_sts_error() {
+    assert!(parse_sts_error(502, b"<html>bad gateway</html>").is_none());
+}
+
+#[test]
+fn parses_graph_error_with_inner_error_and_details() {
+    let body = br#"{"error":{"code":"Request_BadRequest","message":"The appId 'abc' of the service principal does not reference a valid application object.","details":[{"code":"NoBackingApplicationObject","target":"appId"}],"innerError":{"date":"2026-11-26T08:00:00","request-id":"rid-1","client-request-id":"crid-1"}}}"#;
+    let g = parse_graph_error(400, body, ErrorHeaders::default());
+    assert_eq!(g.status, 400);
+    assert_eq!(g.code, "Request_BadRequest");
+    assert_eq!(
+        g.detail_codes,
+        vec!["NoBackingApplicationObject".to_string()]
+    );
+    assert_eq!(g.request_id.as_deref(), Some("rid-1"));
+    assert_eq!(g.client_request_id.as_deref(), Some("crid-1"));
+    assert_eq!(g.date.as_deref(), Some("2026-11-26T08:00:00"));
+}
+
+#[test]
+fn graph_header_request_id_wins_and_object_message_is_read() {
+    let body = br#"{"error":{"code":"Authorization_RequestDenied","message":{"value":"Insufficient privileges to complete the operation."}}}"#;
+    let headers = ErrorHeaders {
+        request_id: Some("hdr-rid".into()),
+        client_request_id: Some("hdr-crid".into()),
+        retry_after: None,
+        claims_challenge: None,
+    };
+    let g = parse_graph_error(403, body, headers);
+    assert_eq!(
+        g.message,
+        "Insufficient privileges to complete the operation."
+    );
+    assert_eq!(g.request_id.as_deref(), Some("hdr-rid"));
+    let err = EntraError::Graph(Box::new(g));
+    assert!(err.is_authorization_denied());
+    assert_eq!(err.request_id(), Some("hdr-rid"));
+}
+
+#[test]
+fn null_fields_do_not_lose_the_rest_of_an_error() {
+    // Without `null_as_default` either body fails to parse as a whole: the Graph error
+    // becomes a bare `HTTP400` and the STS error is not recognised at all.
+    let body = br#"{"error":{"code":null,"message":"Another object with the same value for property uniqueName already exists.","details":null,"innerError":{"request-id":null}}}"#;
+    let g = parse_graph_error(400, body, ErrorHeaders::default());
+    assert_eq!(g.code, "");
+    assert!(g.message.starts_with("Another object"), "{g:?}");
+    assert!(g.detail_codes.is_empty());
+    let body =
+        br#"{"error":{"code":"Request_BadRequest","message":"x","details":[{"code":null}]}}"#;
+    assert_eq!(
+        parse_graph_error(400, body, ErrorHeaders::default()).code,
+        "Request_BadRequest"
+    );
+    let body =
+        br#"{"error":"invalid_grant","error_description":null,"error_codes":null,"trace_id":null}"#;
+    let e = parse_sts_error(400, body).unwrap();
+    assert_eq!((e.error.as_str(), e.code), ("invalid_grant", None));
+}
+
+#[test]
+fn non_odata_graph_body_keeps_the_status() {
+    let g = parse_graph_error(502, b"<html/>", ErrorHeaders::default());
+    assert_eq!(g.status, 502);
+    assert_eq!(g.code, "HTTP502");
+}
+
+#[test]
+fn helpers_look_through_retry_wrappers() {
+    let g = parse_graph_error(
+        404,
+        br#"{"error":{"code":"Request_ResourceNotFound","message":"Resource 'x' does not exist"}}"#,
+        ErrorHeaders::default(),
+    );
+    let err = EntraError::RetryBudgetExhausted {
+        operation: "get_application",
+        attempts: 3,
+        elapsed: Duration::from_secs(3),
+        last: Box::new(EntraError::Graph(Box::new(g))),
+    };
+    assert!(err.is_not_found());
+    assert_eq!(
+        err.graph().map(|g| g.code.as_str()),
+        Some("Request_ResourceNotFound")
+    );
+    assert!(!err.is_authorization_denied());
+}

@@ -516,6 +516,11 @@ impl<T> Sender<T> {
         }
     }
 
+    /// Whether the reader has gone already.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Resolves when the reader has gone.
     pub async fn closed(&self) {
         self.tx.closed().await;

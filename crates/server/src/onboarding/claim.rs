@@ -45,6 +45,31 @@ impl OnboardingService {
         Ok(swapped.is_ok())
     }
 
+    /// Gives back a claim whose secret never left this process (the stream it was for closed
+    /// before the event entered it), so ClaimSecret may still hand it over. The caller's
+    /// compare-and-swap made the claim, so no other claimant holds it; a failure is logged
+    /// and the claim stays (the platform then rotates).
+    pub(super) async fn release_claim(&self, id: &str) {
+        let links = self.app.onboarding_links();
+        let key = format!("{CLAIM_PREFIX}{id}");
+        let released = match links.remove(key.as_bytes()) {
+            Ok(_) => self
+                .app
+                .flush_onboarding_links()
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match released {
+            Ok(()) => {
+                tracing::info!(onboarding_id = %id, "the stream closed before the secret was sent; it stays claimable")
+            }
+            Err(e) => {
+                tracing::error!(onboarding_id = %id, error = %e, "a claim whose secret was not sent could not be given back")
+            }
+        }
+    }
+
     /// Hands over the secret once: operator only, completed onboardings only; the intent entry
     /// is durable before the claim is marked, the claim before the answer.
     pub(super) async fn claim(

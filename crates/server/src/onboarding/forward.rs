@@ -184,11 +184,18 @@ impl OnboardingService {
                         // The secret goes out only once its claim is recorded, and only to the
                         // first claimant (a ClaimSecret may have won): exactly one caller ever
                         // receives it. Without the record it stays claimable by ClaimSecret.
+                        // A caller already gone claims nothing; one whose stream closes (or
+                        // stalls past the slow-reader bound) before the event enters it gives
+                        // the claim back: a failed `send` dropped the value undelivered.
+                        let mut claimed = false;
                         if let Some(pb::provision_event::Event::Completed(c)) = &mut p.event
                             && !c.secret.is_empty()
                         {
+                            if tx.is_closed() {
+                                return;
+                            }
                             match svc.claim_once(&e.onboarding_id).await {
-                                Ok(true) => {}
+                                Ok(true) => claimed = true,
                                 Ok(false) => c.secret.clear(),
                                 Err(err) => {
                                     tracing::error!(error = %err, "the secret hand-over could not be recorded; not sent");
@@ -197,6 +204,9 @@ impl OnboardingService {
                             }
                         }
                         if tx.send(Ok(p)).await.is_err() {
+                            if claimed {
+                                svc.release_claim(&e.onboarding_id).await;
+                            }
                             return;
                         }
                     }

@@ -61,6 +61,16 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
     env.sign_in(&short, &ga, Browser::Idle)
         .await?
         .refused(Code::FailedPrecondition, &["expired"])?;
+    // A used invitation past its time says so, naming its onboarding (not only "used").
+    let asked = std::time::Instant::now();
+    let (brief, _) = env.invite(Some(Duration::from_secs(6))).await?;
+    let used = env.signed_in(&brief, "globaladmin").await?.onboarding_id;
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(asked.elapsed())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    env.sign_in(&brief, &ga, Browser::Idle).await?.refused(
+        Code::FailedPrecondition,
+        &["expired at", &used, "new invitation"],
+    )?;
     // A forged token is an invalid argument naming the field.
     let s = env
         .sign_in("forged", &ga, Browser::Idle)

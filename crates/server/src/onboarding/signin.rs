@@ -120,13 +120,26 @@ pub(super) async fn start(
                 // A used invitation since revoked: its holder is cut off, as on every other
                 // call (`invitations.proto`); any other spent invitation is a state problem.
                 if let Ok(inv) = svc.app.invitations().get_by_token(&token)
-                    && inv.revoked_at_ms.is_some()
                     && inv.used_at_ms.is_some()
                 {
-                    return Err(ServerError::PermissionDenied(format!(
-                        "invitation {} has been revoked",
-                        inv.id
-                    )));
+                    if inv.revoked_at_ms.is_some() {
+                        return Err(ServerError::PermissionDenied(format!(
+                            "invitation {} has been revoked",
+                            inv.id
+                        )));
+                    }
+                    // Used, and past its time: say which limit stops it, not only "used".
+                    if now_ms() >= inv.expires_at_ms
+                        && let Some(id) = &inv.onboarding_id
+                    {
+                        return Err(ServerError::FailedPrecondition(format!(
+                            "invitation {} was used for onboarding {id} and expired at {}: it \
+                             can no longer sign in, so that onboarding cannot go on with it; \
+                             ask your provider for a new invitation",
+                            inv.id,
+                            onboard_core::time::format_ms(inv.expires_at_ms)
+                        )));
+                    }
                 }
                 return Err(ServerError::FailedPrecondition(why));
             }

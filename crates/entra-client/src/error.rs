@@ -323,6 +323,15 @@ struct StsErrorBody {
     correlation_id: Option<String>,
 }
 
+impl StsError {
+    /// The identity platform's error answer with HTTP `status` and JSON `body` as Microsoft
+    /// sends it (`error`, `error_description`, `error_codes`, …); `None` when the body is not
+    /// one (e.g. an HTML gateway page).
+    pub fn from_body(status: u16, body: &[u8]) -> Option<StsError> {
+        parse_sts_error(status, body)
+    }
+}
+
 /// Parses an STS error body; `None` when it is not one (e.g. an HTML gateway page).
 pub(crate) fn parse_sts_error(status: u16, body: &[u8]) -> Option<StsError> {
     let b: StsErrorBody = serde_json::from_value(json_object(body)?).ok()?;

@@ -186,18 +186,13 @@ mod tests {
     use crate::FailureCause as C;
     use entra_client::{ClaimsChallenge, EntraError, GraphError, StsError};
 
+    /// The STS's 400 answer `error` with AADSTS `code`, as Microsoft's body has it.
     fn sts(error: &str, code: u32) -> EntraError {
-        EntraError::Sts(Box::new(StsError {
-            http_status: 400,
-            error: error.into(),
-            code: Some(code),
-            error_codes: vec![code],
-            description: format!("AADSTS{code}: text"),
-            trace_id: None,
-            correlation_id: None,
-            timestamp: None,
-            retry_after: None,
-        }))
+        let body = format!(
+            r#"{{"error":"{error}","error_description":"AADSTS{code}: text","error_codes":[{code}]}}"#
+        );
+        let parsed = StsError::from_body(400, body.as_bytes()).expect("an STS error body");
+        EntraError::Sts(Box::new(parsed))
     }
 
     fn graph(status: u16, challenge: bool) -> EntraError {

@@ -464,17 +464,11 @@ mod tests {
     fn a_refused_refresh_asks_for_a_new_sign_in() {
         use tonic_types::StatusExt;
         let sts = |error: &str, code: u32| {
-            let e = EntraError::Sts(Box::new(entra_client::StsError {
-                http_status: 400,
-                error: error.into(),
-                code: Some(code),
-                error_codes: vec![code],
-                description: format!("AADSTS{code}: text"),
-                trace_id: None,
-                correlation_id: None,
-                timestamp: None,
-                retry_after: None,
-            }));
+            let body = format!(
+                r#"{{"error":"{error}","error_description":"AADSTS{code}: text","error_codes":[{code}]}}"#
+            );
+            let parsed = entra_client::StsError::from_body(400, body.as_bytes());
+            let e = EntraError::Sts(Box::new(parsed.expect("an STS error body")));
             Status::from(ServerError::from(ProvisionError::entra("sign_in", e)))
         };
         let types = |s: &Status| -> Vec<String> {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use entra_sim::Faults;
-use testkit::server::bad_fields;
+use onboard_proto::v1 as pb;
+use testkit::server::{OPERATOR, bad_fields};
 use testkit::server_helpers::{Refused, plan};
 use testkit::sim::{TOKEN_APP, calm};
 use testkit::sim_server::SimServer;
@@ -305,6 +306,16 @@ async fn a_sign_in_microsoft_no_longer_renews_asks_for_a_new_one() -> Result<()>
         .map(|p| p.violations.into_iter().map(|v| v.r#type).collect())
         .unwrap_or_default();
     ensure!(types == ["SIGN_IN_AGAIN"], "{types:?}: {status:?}");
+    // The refused sign-in is dropped: GetOnboarding says what it takes, as Plan does.
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    let get = pb::GetOnboardingRequest {
+        onboarding_id: id.clone(),
+        ..Default::default()
+    };
+    op.get_onboarding(get).await.refused(
+        Code::FailedPrecondition,
+        &["no signed-in admin", "sign in again"],
+    )?;
     let again = env.signed_in(&token, "globaladmin").await?;
     ensure!(again.onboarding_id == id, "{again:?}");
     let done = env.provision(&token, &id, "Renew-App").await??;

@@ -307,6 +307,15 @@ impl OnboardingService {
             None => match (self.signing_in_info(id), self.cancelled_before_run(id)?) {
                 (Some(info), _) => Ok(info),
                 (None, Some(at)) => self.cancelled_info(id, at),
+                // Signed in once (its invitation is linked), but the sign-in is gone: there is
+                // no state to show until the admin signs in again, as Plan answers.
+                (None, None) if !invitation_id.is_empty() => {
+                    Err(ServerError::FailedPrecondition(format!(
+                        "onboarding {id} has no signed-in admin and no run yet (the server \
+                         restarted, or Microsoft refused the sign-in it held); sign in again \
+                         with invitation {invitation_id}"
+                    )))
+                }
                 (None, None) => Err(ServerError::NotFound(format!("no onboarding {id:?}"))),
             },
         }

@@ -69,6 +69,18 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     let id = signed.onboarding_id.clone();
 
     let mut c = env.server.onboarding(None).await?;
+    let get = |token: &str| pb::GetOnboardingRequest {
+        onboarding_id: id.clone(),
+        invitation_token: token.into(),
+    };
+    // An onboarding begins with its sign-in: SIGNED_IN already names the instant every later
+    // state answers as `created_at`.
+    let signed_in = c.get_onboarding(get(&token)).await?.into_inner();
+    ensure!(
+        signed_in.state() == pb::OnboardingState::SignedIn,
+        "{signed_in:?}"
+    );
+    ensure!(signed_in.created_at.is_some(), "{signed_in:?}");
     let plan = plan(&env.server, &token, &id, "Sbc-One").await??;
     ensure!(!plan.blocked, "{plan:?}");
     ensure!(
@@ -146,14 +158,14 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     let repeat = env.provision(&token, &id, "Sbc-One").await??;
     ensure!(completed(&repeat)?.secret.is_empty() && repeat.len() == events.len());
     ensure!(apps_named(&env.sim.snapshot(), "Sbc-One").len() == 1);
-    let info = c
-        .get_onboarding(pb::GetOnboardingRequest {
-            onboarding_id: id.clone(),
-            invitation_token: token.clone(),
-        })
-        .await?
-        .into_inner();
+    let info = c.get_onboarding(get(&token)).await?.into_inner();
     ensure!(info.state() == pb::OnboardingState::Completed, "{info:?}");
+    ensure!(
+        info.created_at == signed_in.created_at,
+        "created_at moved from {:?} to {:?}",
+        signed_in.created_at,
+        info.created_at
+    );
     ensure!(info.client_id == done.client_id && info.invitation_id == inv_id);
     let last = events.last().map(|e| e.index).unwrap_or(0);
     ensure!(
@@ -167,7 +179,8 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
         .await?
         .into_inner();
     ensure!(list.onboardings.len() == 1 && list.onboardings[0].onboarding_id == id);
-    ensure!(phases(&env.server.entries()?, "onboarding.get", &id) == ["succeeded"]);
+    ensure!(list.onboardings[0].created_at == signed_in.created_at);
+    ensure!(phases(&env.server.entries()?, "onboarding.get", &id) == ["succeeded", "succeeded"]);
 
     // The invitation works once.
     let again = env
@@ -190,10 +203,6 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     ensure!(apps_named(&env.sim.snapshot(), "SBC-ONE").is_empty());
 
     // Who may look: not anonymous, not an auditor or admin, not another onboarding's token.
-    let get = |token: &str| pb::GetOnboardingRequest {
-        onboarding_id: id.clone(),
-        invitation_token: token.into(),
-    };
     c.get_onboarding(get(""))
         .await
         .refused(Code::Unauthenticated, &[])?;
@@ -425,6 +434,23 @@ async fn a_restart_between_sign_in_and_provision_lets_the_same_invitation_sign_i
     let env = env.restart().await?;
     let lost = env.provision(&token, &id, "Sbc-Again").await?;
     ensure!(lost.is_err(), "provisioned without a sign-in: {lost:?}");
+    // Watch, like GetOnboarding and Plan, says what it takes, not that there is no such thing.
+    let watch = env
+        .server
+        .onboarding(None)
+        .await?
+        .watch(pb::WatchRequest {
+            onboarding_id: id.clone(),
+            from_event: 0,
+            invitation_token: token.clone(),
+        })
+        .await
+        .err()
+        .context("a Watch of an onboarding without a sign-in or a run was accepted")?;
+    ensure!(
+        watch.code() == Code::FailedPrecondition && watch.message().contains("sign in again"),
+        "{watch:?}"
+    );
     // The used invitation signs in again, for the same onboarding, and it completes.
     let again = env.signed_in(&token, "globaladmin").await?;
     ensure!(again.onboarding_id == id, "{again:?}");

@@ -4,7 +4,7 @@ use onboard_proto::v1 as pb;
 use provision::{Event, EventKind, FailureCause, Onboarding, Plan, Status};
 use secrecy::ExposeSecret;
 
-use crate::clock::timestamp_of as ts;
+use crate::clock::{timestamp, timestamp_of as ts};
 
 /// The engine's state as the proto enum.
 pub fn state_pb(s: Status) -> pb::OnboardingState {
@@ -31,6 +31,25 @@ pub fn status_filter(s: pb::OnboardingState) -> Result<Option<Status>, ()> {
     }
 }
 
+/// When onboarding `id` began, as every state of it answers `created_at`: its first SignIn made
+/// the id, a UUIDv7, whose first 48 bits are that instant in Unix milliseconds (so the list's
+/// oldest-first order by id is this time's order). `fallback` (Unix milliseconds) only for an
+/// id of another form, which no SignIn makes.
+pub fn began_at(id: &str, fallback: Option<i64>) -> Option<prost_types::Timestamp> {
+    let v7 = uuid::Uuid::parse_str(id)
+        .ok()
+        .filter(|u| u.get_version_num() == 7)
+        .and_then(|u| u.get_timestamp())
+        .map(|t| t.to_unix())
+        .and_then(|(s, n)| {
+            i64::try_from(s)
+                .ok()?
+                .checked_mul(1000)?
+                .checked_add(i64::from(n / 1_000_000))
+        });
+    v7.or(fallback).map(timestamp)
+}
+
 /// An engine onboarding as the proto summary.
 pub fn info_pb(o: &Onboarding, invitation_id: String, events: u64) -> pb::OnboardingInfo {
     pb::OnboardingInfo {
@@ -41,7 +60,7 @@ pub fn info_pb(o: &Onboarding, invitation_id: String, events: u64) -> pb::Onboar
         app_name: o.app_name.clone(),
         client_id: o.client_id.clone().unwrap_or_default(),
         events,
-        created_at: ts(&o.created_at),
+        created_at: began_at(&o.id, None).or_else(|| ts(&o.created_at)),
         updated_at: ts(&o.updated_at),
         hand_off: o
             .hand_off

@@ -11,7 +11,7 @@ use tonic::Request;
 
 use super::capability::{Access, CustomerRpc};
 use super::convert::EventMapper;
-use super::pending::{BEFORE_RUN_POLL, BeforeRun};
+use super::pending::{BEFORE_RUN_POLL, BeforeRun, sign_in_lost};
 use super::{OnboardingService, send_err};
 use crate::BoxStream;
 use crate::error::{Result, ServerError};
@@ -33,6 +33,12 @@ impl OnboardingService {
                 "onboarding {} was cancelled before its run began: it has no events",
                 r.onboarding_id
             )));
+        }
+        if record.is_none() && !ahead {
+            let invitation_id = self.invitation_of(&r.onboarding_id)?;
+            if !invitation_id.is_empty() {
+                return Err(sign_in_lost(&r.onboarding_id, &invitation_id));
+            }
         }
         if record.is_some() || ahead {
             // A finished onboarding has no next event; any other has at most one next: a

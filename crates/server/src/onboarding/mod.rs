@@ -300,7 +300,7 @@ impl OnboardingService {
                 invitation_id,
                 tenant_id: s.admin.tenant_id.clone(),
                 state: pb::OnboardingState::SignedIn.into(),
-                created_at: s.invitation.used_at_ms.map(crate::clock::timestamp),
+                created_at: convert::began_at(id, s.invitation.used_at_ms),
                 updated_at: s.invitation.used_at_ms.map(crate::clock::timestamp),
                 ..Default::default()
             }),
@@ -310,11 +310,7 @@ impl OnboardingService {
                 // Signed in once (its invitation is linked), but the sign-in is gone: there is
                 // no state to show until the admin signs in again, as Plan answers.
                 (None, None) if !invitation_id.is_empty() => {
-                    Err(ServerError::FailedPrecondition(format!(
-                        "onboarding {id} has no signed-in admin and no run yet (the server \
-                         restarted, or Microsoft refused the sign-in it held); sign in again \
-                         with invitation {invitation_id}"
-                    )))
+                    Err(pending::sign_in_lost(id, &invitation_id))
                 }
                 (None, None) => Err(ServerError::NotFound(format!("no onboarding {id:?}"))),
             },

@@ -138,7 +138,7 @@ impl OnboardingService {
             onboarding_id: id.to_owned(),
             invitation_id: s.invitation_id.clone(),
             state: pb::OnboardingState::SigningIn.into(),
-            created_at: Some(crate::clock::timestamp(s.started_ms)),
+            created_at: super::convert::began_at(id, Some(s.started_ms)),
             updated_at: Some(crate::clock::timestamp(s.started_ms)),
             ..Default::default()
         })
@@ -181,18 +181,23 @@ impl OnboardingService {
     /// `id` as GetOnboarding shows it once it was cancelled before its run.
     pub(super) fn cancelled_info(&self, id: &str, at_ms: i64) -> Result<pb::OnboardingInfo> {
         let invitation_id = self.invitation_of(id)?;
-        // Created when the sign-in redeemed the invitation, as SIGNED_IN showed it.
-        let created_ms = match invitation_id.is_empty() {
-            true => None,
-            false => self.app.invitations().get(&invitation_id)?.used_at_ms,
-        };
         Ok(pb::OnboardingInfo {
             onboarding_id: id.to_owned(),
             invitation_id,
             state: pb::OnboardingState::Cancelled.into(),
-            created_at: Some(crate::clock::timestamp(created_ms.unwrap_or(at_ms))),
+            created_at: super::convert::began_at(id, Some(at_ms)),
             updated_at: Some(crate::clock::timestamp(at_ms)),
             ..Default::default()
         })
     }
+}
+
+/// Onboarding `id` signed in once (it is linked to `invitation_id`) but holds no sign-in and has
+/// no run: the server restarted, or Microsoft refused the sign-in it held. Nothing can be shown
+/// or followed until the admin signs in again, as Plan answers.
+pub(super) fn sign_in_lost(id: &str, invitation_id: &str) -> ServerError {
+    ServerError::FailedPrecondition(format!(
+        "onboarding {id} has no signed-in admin and no run yet (the server restarted, or \
+         Microsoft refused the sign-in it held); sign in again with invitation {invitation_id}"
+    ))
 }

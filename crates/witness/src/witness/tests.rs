@@ -218,6 +218,38 @@ fn zero_size_and_first_checkpoint_rules() {
     }
 }
 
+/// The same tree resubmitted with other extension lines is cosigned and becomes the record
+/// (c2sp.org/tlog-witness: the witness MUST update its record of the latest cosigned checkpoint).
+#[test]
+fn the_same_tree_with_other_extension_lines_replaces_the_record() {
+    let log = NoteSigner::generate("example.com/log").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let w = witness_for(dir.path(), one_log(&log));
+    let tree = TestTree::new(3);
+    let body_text = |ext: &str| {
+        let cp = Checkpoint {
+            origin: "example.com/log".into(),
+            size: 3,
+            root: tree.root(3),
+        };
+        audit_log::note::sign(&format!("{}{ext}\n", cp.to_text()), &[&log]).unwrap()
+    };
+    let (first, second) = (body_text("ext-a"), body_text("ext-b"));
+    let cosig = w.add_checkpoint(&body(0, &[], &first)).unwrap();
+    assert_cosigns(&w, &first, &cosig);
+    let cosig = w.add_checkpoint(&body(3, &[], &second)).unwrap();
+    assert_cosigns(&w, &second, &cosig);
+    let latest = w.latest("example.com/log").unwrap();
+    assert!(latest.note.starts_with(&second), "{}", latest.note);
+    // And the record on disk, as a restart reads it.
+    drop(w);
+    let w = witness_for(dir.path(), one_log(&log));
+    let latest = w.latest("example.com/log").unwrap();
+    assert!(latest.note.contains("ext-b\n"), "{}", latest.note);
+    // The same note again changes nothing and is cosigned again.
+    assert_eq!(status(w.add_checkpoint(&body(3, &[], &second))), 200);
+}
+
 #[test]
 fn status_codes_follow_the_spec_order() {
     let log = NoteSigner::generate("log.example/a").unwrap();

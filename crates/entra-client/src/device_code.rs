@@ -449,6 +449,14 @@ mod tests {
                 .contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code")
         );
         assert!(seen[1].body.contains("device_code=dc-secret"));
+        // Every poll declares the `cp1` client capability (`sts::CLIENT_CAPABILITIES`).
+        assert!(
+            seen[1..].iter().all(|r| r.body.ends_with(
+                "&claims=%7B%22access_token%22%3A%7B%22xms_cc%22%3A%7B%22values%22%3A%5B%22cp1%22%5D%7D%7D%7D"
+            )),
+            "{:?}",
+            seen[1].body
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,6 +16,16 @@ use crate::error::{EntraError, StsError, parse_sts_error};
 use crate::retry::{OpContext, Retrier};
 use crate::transport::{HttpRequest, HttpResponse, parse_retry_after};
 
+/// The `claims` request every user-token request carries (the device-code poll and refresh):
+/// it declares the `cp1` client capability (Microsoft's "Claims challenges, claims requests
+/// and client capabilities"; MSAL sends the same on each token request). Graph sends
+/// Continuous Access Evaluation's claims challenges (a revoked sign-in, a Conditional Access
+/// policy the token no longer meets) only to clients that declare it; this client recognises
+/// them ([`EntraError::is_claims_challenge`]) and never renews or retries into them, and the
+/// service answers them by asking the admin to sign in again. Without it Graph would keep
+/// accepting such a token until it expires.
+pub const CLIENT_CAPABILITIES: &str = r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#;
+
 /// Tokens issued by the STS.
 pub struct TokenSet {
     /// Bearer token for the resource the scope named.
@@ -222,7 +232,8 @@ impl StsClient {
         Ok(tokens)
     }
 
-    /// Redeems a refresh token for new tokens (the STS may rotate the refresh token too).
+    /// Redeems a refresh token for new tokens (the STS may rotate the refresh token too),
+    /// declaring [`CLIENT_CAPABILITIES`] as the device-code poll does.
     pub async fn refresh(
         &self,
         tenant: &str,
@@ -235,6 +246,7 @@ impl StsClient {
         let form = [
             ("refresh_token", refresh_token.expose_secret()),
             ("scope", scope.as_str()),
+            ("claims", CLIENT_CAPABILITIES),
         ];
         self.token_grant(
             "refresh_token",
@@ -258,7 +270,10 @@ impl StsClient {
         device_code: &SecretString,
         ctx: &OpContext,
     ) -> Result<TokenSet, EntraError> {
-        let form = [("device_code", device_code.expose_secret())];
+        let form = [
+            ("device_code", device_code.expose_secret()),
+            ("claims", CLIENT_CAPABILITIES),
+        ];
         let grant_type = "urn:ietf:params:oauth:grant-type:device_code";
         self.token_grant(
             "device_code_poll",
@@ -558,7 +573,8 @@ mod tests {
         assert_eq!(t.refresh_token.as_ref().unwrap().expose_secret(), "r-new");
         assert_eq!(
             fake.seen()[0].body,
-            "grant_type=refresh_token&client_id=pub-1&refresh_token=rt-1&scope=User.Read+offline_access"
+            "grant_type=refresh_token&client_id=pub-1&refresh_token=rt-1&scope=User.Read+offline_access\
+             &claims=%7B%22access_token%22%3A%7B%22xms_cc%22%3A%7B%22values%22%3A%5B%22cp1%22%5D%7D%7D%7D"
         );
     }
 }

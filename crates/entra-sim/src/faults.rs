@@ -34,7 +34,9 @@ pub struct Faults {
     /// Continuous Access Evaluation event) needs a new sign-in that satisfies it: 401,
     /// `WWW-Authenticate: Bearer realm="", authorization_uri=…, client_id=…,
     /// error="insufficient_claims", claims="<base64 claims request>"` and an
-    /// `InvalidAuthenticationToken` body. App-only tokens are not affected.
+    /// `InvalidAuthenticationToken` body. Only tokens of clients that declared the `cp1`
+    /// capability (the token request's `claims` parameter) get it, as from Graph; app-only
+    /// tokens are not affected.
     pub claims_challenge: bool,
     /// Access tokens for Microsoft's own APIs (Microsoft Graph, the Skype and Teams Tenant
     /// Admin API) are opaque strings, not JWTs. Microsoft: "access tokens must be treated as

@@ -105,8 +105,9 @@ pub struct SimArgs {
     /// answer is lost, the change is made).
     #[arg(long)]
     pub errors_after_write: bool,
-    /// Fault: Graph refuses every delegated (user) token with a Conditional Access claims
-    /// challenge (401, `WWW-Authenticate: Bearer … error="insufficient_claims", claims="…"`).
+    /// Fault: Graph refuses every delegated (user) token of a client that declared the `cp1`
+    /// capability with a Conditional Access claims challenge (401, `WWW-Authenticate: Bearer …
+    /// error="insufficient_claims", claims="…"`).
     #[arg(long)]
     pub claims_challenge: bool,
     /// Fault: access tokens for Microsoft Graph and the Teams Tenant Admin API are opaque
@@ -402,8 +403,10 @@ impl Sim {
     /// Revokes every sign-in made so far, as Continuous Access Evaluation's critical events do
     /// (the user's sessions revoked, a Conditional Access policy the sign-in no longer
     /// satisfies): Graph answers their delegated access tokens 401 with a claims challenge
-    /// (`TokenIssuedBeforeRevocationTimestamp`) and their refresh tokens no longer redeem
-    /// (AADSTS50173); app-only tokens are not affected, and a new sign-in works. Returns in the
+    /// (`TokenIssuedBeforeRevocationTimestamp`) when their client declared the `cp1`
+    /// capability (others work until they expire, as without Continuous Access Evaluation),
+    /// and their refresh tokens no longer redeem (AADSTS50173); app-only tokens are not
+    /// affected, and a new sign-in works. Returns in the
     /// next second, so sign-ins after it are told apart by their time.
     pub async fn revoke_sign_in_sessions(&self) {
         let now = state::unix_now();

@@ -14,7 +14,8 @@ use crate::state::{
     DeviceSession, DeviceStatus, Inner, RefreshSession, Shared, random_key, sha256_hex,
 };
 use crate::tokens::{
-    client_info, granted_scope_string, issued_access_token, parse_scopes, token_response,
+    client_capabilities, client_info, granted_scope_string, issued_access_token, parse_scopes,
+    token_response,
 };
 
 pub type Params = HashMap<String, String>;
@@ -282,6 +283,16 @@ pub async fn token(
             inner.select(&home);
         }
     }
+    // Checked before the grant runs, so a bad `claims` never spends a device code.
+    if let Err(what) = client_capabilities(p.get("claims").map(String::as_str)) {
+        return sts_error(
+            &ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90100,
+            &format!("The request parameter 'claims' is empty or not valid: {what}."),
+        );
+    }
     let result = match grant.as_str() {
         "urn:ietf:params:oauth:grant-type:device_code" => device_grant(&s, &mut inner, &ids, &p),
         "refresh_token" => refresh_grant(&s, &mut inner, &ids, &p),
@@ -438,6 +449,9 @@ fn issue_user_tokens(
             perms.push(d);
         }
     }
+    // Declared on each token request (device code and refresh alike), as MSAL does; checked
+    // by `token` already.
+    let capabilities = client_capabilities(p.get("claims").map(String::as_str)).unwrap_or_default();
     let access = s
         .user_access_token(
             dir,
@@ -446,6 +460,7 @@ fn issue_user_tokens(
             &client.display_name,
             &resource,
             &perms,
+            &capabilities,
         )
         .map_err(server_error)?;
     let access = issued_access_token(access, &resource, inner.faults.opaque_access_tokens);

@@ -175,7 +175,9 @@ impl Shared {
         format!("{}/{tid}/v2.0", self.base_url)
     }
 
-    /// A delegated access token for `user` calling `resource` through client `client_id`.
+    /// A delegated access token for `user` calling `resource` through client `client_id`,
+    /// which declared `capabilities` (see [`client_capabilities`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn user_access_token(
         &self,
         dir: &Directory,
@@ -184,8 +186,9 @@ impl Shared {
         client_name: &str,
         resource: &Resource,
         perms: &[String],
+        capabilities: &[String],
     ) -> Result<String, SimError> {
-        let claims = json!({
+        let mut claims = json!({
             "acct": 0, "acr": "1",
             "amr": ["pwd", "mfa"],
             "app_displayname": client_name,
@@ -207,6 +210,9 @@ impl Shared {
             "wids": wids(dir, &user.id, true),
             "xms_idrel": "1 20",
         });
+        if !capabilities.is_empty() {
+            claims["xms_cc"] = json!(capabilities);
+        }
         self.access_token(dir, resource, claims)
     }
 
@@ -338,10 +344,82 @@ pub fn token_response(
     v
 }
 
+/// The client capabilities a token request declares in its `claims` parameter, as Microsoft's
+/// "Claims challenges, claims requests and client capabilities" describes it
+/// (`{"access_token":{"xms_cc":{"values":["cp1"]}}}`, possibly merged with a challenge's claims
+/// request): the `values`, none when there is no `claims` or it declares none. `Err` (what is
+/// wrong) for a `claims` that is not a JSON object.
+pub fn client_capabilities(claims: Option<&str>) -> Result<Vec<String>, String> {
+    let Some(text) = claims.filter(|c| !c.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let request: Value = serde_json::from_str(text)
+        .map_err(|e| format!("the claims parameter is not valid JSON ({e})"))?;
+    if !request.is_object() {
+        return Err("the claims parameter is not a JSON object".into());
+    }
+    Ok(request["access_token"]["xms_cc"]["values"]
+        .as_array()
+        .map(|values| {
+            values
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Whether a delegated access token's claims say its client handles claims challenges
+/// (`xms_cc` holds `cp1`): Graph sends Continuous Access Evaluation's and Conditional Access's
+/// claims challenges only to such clients; others keep their token until it expires and meet
+/// the policy or the revocation when they renew it.
+pub fn handles_claims_challenges(claims: &Value) -> bool {
+    claims["xms_cc"].as_array().is_some_and(|values| {
+        values
+            .iter()
+            .any(|v| v.as_str().is_some_and(|c| c.eq_ignore_ascii_case("cp1")))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::seed::seed_directory;
+
+    #[test]
+    fn client_capabilities_are_read_from_the_claims_request() {
+        // (claims parameter, capabilities declared or None for a refusal)
+        let cases: [(Option<&str>, Option<Vec<&str>>); 8] = [
+            (None, Some(vec![])),
+            (Some("  "), Some(vec![])),
+            (
+                Some(r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#),
+                Some(vec!["cp1"]),
+            ),
+            // A challenge's claims request merged with the capabilities, as MSAL sends it.
+            (
+                Some(
+                    r#"{"access_token":{"nbf":{"essential":true,"value":"1"},"xms_cc":{"values":["CP1","x"]}}}"#,
+                ),
+                Some(vec!["CP1", "x"]),
+            ),
+            (
+                Some(r#"{"id_token":{"auth_time":{"essential":true}}}"#),
+                Some(vec![]),
+            ),
+            (Some("[]"), None),
+            (Some("null"), None),
+            (Some("{"), None),
+        ];
+        for (claims, want) in cases {
+            let got = client_capabilities(claims).ok();
+            let want = want.map(|v| v.into_iter().map(str::to_owned).collect::<Vec<_>>());
+            assert_eq!(got, want, "{claims:?}");
+        }
+        assert!(handles_claims_challenges(&json!({"xms_cc": ["CP1"]})));
+        assert!(!handles_claims_challenges(&json!({"xms_cc": ["cp2"]})));
+        assert!(!handles_claims_challenges(&json!({})));
+    }
 
     #[test]
     fn bare_and_prefixed_graph_scopes_parse_to_graph() {

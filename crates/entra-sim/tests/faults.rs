@@ -326,6 +326,7 @@ async fn claims_challenge_refuses_delegated_tokens_in_microsofts_form() {
     let (env, ga) = Wire::signed_in("globaladmin").await;
     let (app, _sp, secret) = env.provision(&ga, "ca-app").await;
     let app_token = env.app_token(&app, &secret).await.access_token();
+    let plain = str_of(&env.sign_in_without_capabilities("globaladmin").await["access_token"]);
     env.sim.set_faults(Faults {
         claims_challenge: true,
         ..Faults::default()
@@ -343,6 +344,8 @@ async fn claims_challenge_refuses_delegated_tokens_in_microsofts_form() {
     ] {
         assert!(challenge.contains(part), "{part} missing: {challenge}");
     }
+    // Graph sends claims challenges only to clients that declared `cp1`.
+    env.get(&plain, "/me").await.expect(200);
     // App-only tokens are not refused by the switch; off again, the user's token works.
     let r = env.get(&app_token, "/organization").await;
     assert_ne!(r.status, 401, "{}", r.text);

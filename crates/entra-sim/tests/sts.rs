@@ -2,7 +2,7 @@
 //! client credentials, and the /_sim control endpoints.
 
 use entra_sim::{APP_ADMIN, Faults, GLOBAL_ADMIN};
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::wire::ids::TEAMS;
 use testkit::wire::{GRAPH_DEFAULT, SCOPE, Wire, access_claims, claims, str_of};
 
@@ -290,6 +290,10 @@ async fn a_revoked_sign_in_gets_a_claims_challenge_and_its_refresh_token_is_refu
     let (app, _, secret) = env.provision(&admin, "svc-cae").await;
     let tok = env.sign_in("globaladmin").await;
     let old = str_of(&tok["access_token"]);
+    assert_eq!(access_claims(&tok)["xms_cc"], json!(["cp1"]));
+    // A client that declares no capability gets no claims challenge from Graph.
+    let plain = env.sign_in_without_capabilities("globaladmin").await;
+    assert!(access_claims(&plain).get("xms_cc").is_none());
     env.sim.revoke_sign_in_sessions().await;
     let r = env.get(&old, "/applications").await;
     let challenge = r
@@ -313,6 +317,14 @@ async fn a_revoked_sign_in_gets_a_claims_challenge_and_its_refresh_token_is_refu
     env.refresh(&tok)
         .await
         .expect_sts_error(400, "invalid_grant", 50173);
+    // Without `cp1` the revoked sign-in's access token works until it expires (no Continuous
+    // Access Evaluation); its refresh token is refused all the same.
+    env.get(&str_of(&plain["access_token"]), "/applications")
+        .await
+        .expect(200);
+    env.refresh(&plain)
+        .await
+        .expect_sts_error(400, "invalid_grant", 50173);
     let app_only = env.app_token(&app, &secret).await.access_token();
     // Accepted (no challenge); refused only because the app holds no permission yet.
     env.get(&app_only, "/organization")
@@ -320,6 +332,28 @@ async fn a_revoked_sign_in_gets_a_claims_challenge_and_its_refresh_token_is_refu
         .expect_error(403, "Authorization_RequestDenied");
     let fresh = str_of(&env.sign_in("globaladmin").await["access_token"]);
     env.get(&fresh, "/applications").await.expect(200);
+    env.sim.shutdown().await;
+}
+
+/// A `claims` parameter that is not a JSON object is refused before the grant runs, so the
+/// device code stays redeemable.
+#[tokio::test]
+async fn a_malformed_claims_parameter_is_refused_and_spends_nothing() {
+    let env = Wire::start(Faults::default()).await;
+    let dc = env.device_code(SCOPE).await;
+    let upn = env.upn("globaladmin");
+    env.sim
+        .complete_device_login(&str_of(&dc["user_code"]), &upn)
+        .await
+        .unwrap();
+    let tenant = env.info.tenant_id.clone();
+    let code = str_of(&dc["device_code"]);
+    for bad in ["not json", "[\"cp1\"]"] {
+        env.poll_with_claims(&tenant, &code, Some(bad))
+            .await
+            .expect_sts_error(400, "invalid_request", 90100);
+    }
+    env.poll_at(&tenant, &code).await.expect(200);
     env.sim.shutdown().await;
 }
 

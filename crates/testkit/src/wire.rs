@@ -15,6 +15,10 @@ pub const SCOPE: &str = "https://graph.microsoft.com/.default offline_access ope
 pub const GRAPH_DEFAULT: &str = "https://graph.microsoft.com/.default";
 /// The device-code grant type.
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// The `claims` request declaring the `cp1` client capability (Microsoft's "Claims challenges,
+/// claims requests and client capabilities"), which our client and MSAL send on every
+/// user-token request; Graph sends claims challenges only to clients that declare it.
+pub const CP1_CLAIMS: &str = r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#;
 /// `Prefer: create-if-missing`, which makes a PATCH by alternate key an upsert.
 pub const CREATE_IF_MISSING: [(&str, &str); 1] = [("Prefer", "create-if-missing")];
 
@@ -219,7 +223,7 @@ impl Wire {
     }
 
     /// Redeems the refresh token of the token answer `tok` for the wizard's scopes, at the
-    /// tenant's authority.
+    /// tenant's authority, declaring `cp1` ([`CP1_CLAIMS`]).
     pub async fn refresh(&self, tok: &Value) -> Answer {
         let rt = str_of(&tok["refresh_token"]);
         let form = [
@@ -227,17 +231,31 @@ impl Wire {
             ("client_id", self.info.token_app_client_id.as_str()),
             ("refresh_token", rt.as_str()),
             ("scope", SCOPE),
+            ("claims", CP1_CLAIMS),
         ];
         self.token(&form).await
     }
 
-    /// One device-code poll at `tenant`.
+    /// One device-code poll at `tenant`, declaring `cp1` ([`CP1_CLAIMS`]) as our client does.
     pub async fn poll_at(&self, tenant: &str, device_code: &str) -> Answer {
-        let form = [
+        self.poll_with_claims(tenant, device_code, Some(CP1_CLAIMS))
+            .await
+    }
+
+    /// One device-code poll at `tenant` with `claims` as the `claims` parameter (none: a
+    /// client that declares no capability).
+    pub async fn poll_with_claims(
+        &self,
+        tenant: &str,
+        device_code: &str,
+        claims: Option<&str>,
+    ) -> Answer {
+        let mut form = vec![
             ("grant_type", DEVICE_CODE_GRANT),
             ("client_id", self.info.token_app_client_id.as_str()),
             ("device_code", device_code),
         ];
+        form.extend(claims.map(|c| ("claims", c)));
         self.token_at(tenant, &form).await
     }
 
@@ -267,6 +285,19 @@ impl Wire {
     /// Full device sign-in as `nick`; returns the token response.
     pub async fn sign_in(&self, nick: &str) -> Value {
         self.sign_in_with(nick, SCOPE).await
+    }
+
+    /// Full device sign-in as `nick` by a client that declares no capability (no `claims`).
+    pub async fn sign_in_without_capabilities(&self, nick: &str) -> Value {
+        let dc = self.device_code(SCOPE).await;
+        self.sim
+            .complete_device_login(&str_of(&dc["user_code"]), &self.upn(nick))
+            .await
+            .unwrap();
+        let tenant = &self.info.tenant_id;
+        self.poll_with_claims(tenant, &str_of(&dc["device_code"]), None)
+            .await
+            .expect(200)
     }
 
     /// The access token of a device sign-in as `nick` asking for `scope`.

@@ -253,7 +253,9 @@ fn authenticate(
             .unwrap_or_default();
         Ok((Caller::App { sp_id: oid, roles }, tid))
     } else {
-        if s.lock().faults.claims_challenge {
+        // Graph sends claims challenges only to clients that declared the `cp1` capability.
+        let cae = crate::tokens::handles_claims_challenges(&claims);
+        if cae && s.lock().faults.claims_challenge {
             return Err(crate::http::claims_challenge(
                 ids,
                 unix_now(),
@@ -261,7 +263,9 @@ fn authenticate(
             ));
         }
         // A token from a sign-in since revoked: Continuous Access Evaluation's critical event.
-        if claims["iat"].as_i64().unwrap_or(0) <= s.lock().sign_ins_revoked_through {
+        // A client without `cp1` keeps its token until it expires; the revocation reaches it
+        // when it renews (AADSTS50173).
+        if cae && claims["iat"].as_i64().unwrap_or(0) <= s.lock().sign_ins_revoked_through {
             return Err(crate::http::claims_challenge(
                 ids,
                 unix_now(),

@@ -139,6 +139,24 @@ fn grpc_statuses_are_built_only_by_the_one_error_mapping() {
 }
 
 #[test]
+fn id_fields_are_checked_as_uuids_before_any_lookup() {
+    // A malformed id is INVALID_ARGUMENT on its field (AIP-193), and nothing put in an id
+    // field reaches the records kept beside the onboardings (`idempotency/<id>`, ...).
+    let presence_only = [
+        "required(\"onboarding_id\"",
+        "required(\"id\"",
+        "required(\"key_id\"",
+        "required(\"registration.client_id\"",
+    ];
+    let bad = offenders(&presence_only, &[]);
+    assert!(
+        bad.is_empty(),
+        "check id fields with ServerError::uuid, not only for presence:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
 fn sled_batches_transactions_and_async_flushes_are_not_used() {
     let bad = offenders(&["apply_batch", "flush_async", ".transaction("], &[]);
     assert!(

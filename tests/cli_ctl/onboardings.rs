@@ -147,12 +147,18 @@ async fn onboardings_are_watched_listed_shown_and_cancelled() -> Result<()> {
                 .is_some_and(|l| l.contains(" cancelled ")),
         "{r}"
     );
+    // A malformed id is a usage error naming the field; a well-formed one nothing has, not
+    // found.
     let r = ctl(
         &server,
         OPERATOR,
         &["onboardings", "get", "no-such-onboarding"],
     )
     .await?;
+    refused(&r, 2, "INVALID_ARGUMENT")?;
+    ensure!(r.stderr.contains("onboarding_id"), "{r}");
+    let absent = "0190b3d2-0000-7000-8000-0000000000a1";
+    let r = ctl(&server, OPERATOR, &["onboardings", "get", absent]).await?;
     refused(&r, 1, "NOT_FOUND")?;
     Ok(())
 }

@@ -3,7 +3,8 @@
 
 1. Device code flow with the provider's token app (PublicClientApplication), completed by the
    emulator's /_sim/devicelogin the way a person would on the sign-in page, then a silent
-   refresh with the refresh token.
+   refresh with the refresh token; again with the `cp1` client capability, whose `claims`
+   parameter the emulator must read (the access token then carries `xms_cc`).
 2. Graph calls with that delegated token: create an application, its service principal and a
    client secret, and grant it Microsoft Graph's User.Read.All app role.
 3. Client credentials with the new secret (ConfidentialClientApplication.acquire_token_for_client),
@@ -84,6 +85,29 @@ def main():
     silent = pca.acquire_token_silent(GRAPH_SCOPE, account=accounts[0], force_refresh=True)
     check(silent and "access_token" in silent, "refresh token redeemed by acquire_token_silent", silent)
     delegated = silent["access_token"]
+    check("xms_cc" not in claims(delegated), "no client capability declared, none in the token", claims(delegated))
+
+    # 1b. The same with the `cp1` client capability (Continuous Access Evaluation): MSAL sends
+    # it in the `claims` parameter of each token request, the emulator puts it in the token.
+    cae = msal.PublicClientApplication(
+        info["token_app_client_id"], authority=authority, instance_discovery=False, verify=ca,
+        client_capabilities=["cp1"],
+    )
+    flow = cae.initiate_device_flow(scopes=GRAPH_SCOPE)
+    r = requests.post(
+        f"{base}/_sim/devicelogin",
+        data={"user_code": flow["user_code"], "upn": admin["upn"]},
+        verify=ca,
+        timeout=10,
+    )
+    check(r.status_code == 200, "device sign-in with cp1 completed", r.text)
+    result = cae.acquire_token_by_device_flow(flow)
+    check("access_token" in result, "acquire_token_by_device_flow with cp1 got tokens", result)
+    check(claims(result["access_token"]).get("xms_cc") == ["cp1"], "the cp1 token carries xms_cc",
+          claims(result["access_token"]))
+    refreshed = cae.acquire_token_silent(GRAPH_SCOPE, account=cae.get_accounts()[0], force_refresh=True)
+    check(refreshed and claims(refreshed["access_token"]).get("xms_cc") == ["cp1"],
+          "the refreshed cp1 token carries xms_cc", refreshed)
 
     # 2. Graph with the delegated token.
     g = requests.Session()

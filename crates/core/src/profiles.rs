@@ -241,6 +241,18 @@ impl ProfileSet {
         self.profiles.iter().map(|p| p.name.as_str()).collect()
     }
 
+    /// The version half of [`Self::resolve_requested`], for a request whose profile is already
+    /// refused: a non-empty `platform_version` must be dotted numeric whatever the profile, so
+    /// both violations are reported at once.
+    pub fn check_platform_version(platform_version: &str) -> Result<(), FieldViolation> {
+        if platform_version.is_empty() {
+            return Ok(());
+        }
+        compare_versions(platform_version, "0")
+            .map(|_| ())
+            .map_err(|e| FieldViolation::new("platform_version", e.to_string()))
+    }
+
     /// Resolves a request's `profile` and `platform_version` (empty: the current platform): the
     /// one rule of every RPC that takes the two. A non-empty version must be a dotted numeric
     /// one whatever the profile (not only when the profile has older-version additions), and a

@@ -450,15 +450,25 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
             "required; at most 128 characters, no control characters",
         );
     }
-    if req.profile.trim().is_empty() || !text_ok(&req.profile, 64) {
-        bad("profile", "required; at most 64 characters");
+    // The rule AttachRegistration applies too: a version is checked whatever the profile, also
+    // when the profile itself is refused.
+    let requested = if req.profile.trim().is_empty() || !text_ok(&req.profile, 64) {
+        Err(FieldViolation::new(
+            "profile",
+            "required; at most 64 characters",
+        ))
     } else {
-        // The rule AttachRegistration applies too: a version is checked whatever the profile.
-        let requested = settings
+        settings
             .profiles
-            .resolve_requested(&req.profile, &req.platform_version);
-        if let Err(e) = requested {
-            bad(&e.field, &e.description);
+            .resolve_requested(&req.profile, &req.platform_version)
+            .map(drop)
+    };
+    if let Err(e) = requested {
+        bad(&e.field, &e.description);
+        if e.field == "profile"
+            && let Err(v) = ProfileSet::check_platform_version(&req.platform_version)
+        {
+            bad(&v.field, &v.description);
         }
     }
     for (field, s) in [

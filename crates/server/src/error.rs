@@ -167,6 +167,21 @@ impl ServerError {
         Ok(())
     }
 
+    /// An id field that must be a UUID in its hyphenated form (`8-4-4-4-12` hexadecimal digits,
+    /// either case), as every id this server and Entra hand out is: INVALID_ARGUMENT naming
+    /// `field` when it is empty or malformed, so only a well-formed id is looked up (and
+    /// answered NOT_FOUND when absent, as AIP-193 separates the two).
+    pub fn uuid(field: &str, value: &str) -> Result<()> {
+        Self::required(field, value)?;
+        if value.len() != 36 || uuid::Uuid::try_parse(value).is_err() {
+            return Err(Self::invalid(
+                field,
+                "must be a UUID (8-4-4-4-12 hexadecimal digits)",
+            ));
+        }
+        Ok(())
+    }
+
     /// An IO error with what we were doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {

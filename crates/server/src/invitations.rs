@@ -103,7 +103,7 @@ impl InvitationsService {
         let inv = self.app.invitations();
         let rec = match req.into_inner().key {
             Some(pb::get_invitation_request::Key::Id(id)) => {
-                ServerError::required("id", &id)?;
+                ServerError::uuid("id", &id)?;
                 inv.get(&id)?
             }
             Some(pb::get_invitation_request::Key::Token(t)) => {
@@ -152,7 +152,7 @@ impl InvitationsService {
     async fn revoke(&self, req: Request<pb::RevokeInvitationRequest>) -> Result<pb::Invitation> {
         let caller = self.app.auth().authorize(&req, OPERATORS)?;
         let r = req.into_inner();
-        ServerError::required("id", &r.id)?;
+        ServerError::uuid("id", &r.id)?;
         ServerError::at_most("reason", &r.reason, crate::onboarding::MAX_REASON)?;
         let rec = self
             .app

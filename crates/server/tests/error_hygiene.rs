@@ -72,7 +72,7 @@ async fn undecodable_requests_are_invalid_argument() -> Result<()> {
     let code = raw_call(&s, "/onboard.v1.Onboarding/SignIn", sign_in, true).await?;
     ensure!(code == Code::InvalidArgument, "SignIn: {code:?}");
     // A well-formed request still works over the same path.
-    let fine = req(b"no-such-onboarding".to_vec(), Vec::new());
+    let fine = req(b"0190b3d2-0000-7000-8000-0000000000a1".to_vec(), Vec::new());
     let code = raw_call(&s, "/onboard.v1.Onboarding/GetOnboarding", fine, false).await?;
     ensure!(code == Code::NotFound, "{code:?}");
     s.stop().await

@@ -327,7 +327,7 @@ async fn forged_and_unknown_tokens_are_rejected() -> Result<()> {
         .await
         .refused(Code::InvalidArgument, &[])?;
 
-    c.get_invitation(by_id("no-such-id"))
+    c.get_invitation(by_id("0190b3d2-0000-7000-8000-0000000000a1"))
         .await
         .refused(Code::NotFound, &[])?;
     let e = c
@@ -426,6 +426,13 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
         if let Some(says) = says {
             assert!(e.message().contains(says), "{e:?}");
         }
+    }
+    // Every violation at once: a refused profile does not hide a malformed version.
+    for profile in ["", "no-such-profile"] {
+        let mut req = request("Contoso");
+        (req.profile, req.platform_version) = (profile.into(), "banana".into());
+        let e = c.create_invitation(req).await.err().context("accepted")?;
+        assert_eq!(bad_fields(&e), ["profile", "platform_version"], "{e:?}");
     }
     let e = c
         .list_invitations(pb::ListInvitationsRequest {

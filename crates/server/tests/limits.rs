@@ -129,7 +129,7 @@ async fn forged_invitation_tokens_slow_down_per_address() -> Result<()> {
     let s = token_failures(5, 6).await?;
     let mut c = s.onboarding(None).await?;
     let get = |token: &str| pb::GetOnboardingRequest {
-        onboarding_id: "ob-1".into(),
+        onboarding_id: "0190b3d2-0000-7000-8000-0000000000b1".into(),
         invitation_token: token.into(),
     };
     let started = std::time::Instant::now();

@@ -14,7 +14,7 @@ use crate::error::{Result, ServerError};
 pub fn reg_ref(r: Option<&pb::RegistrationRef>) -> Result<RegistrationRef> {
     let r = r.ok_or_else(|| ServerError::invalid("registration", "required"))?;
     ServerError::required("registration.tenant_id", &r.tenant_id)?;
-    ServerError::required("registration.client_id", &r.client_id)?;
+    ServerError::uuid("registration.client_id", &r.client_id)?;
     Ok(RegistrationRef::new(&r.tenant_id, &r.client_id))
 }
 

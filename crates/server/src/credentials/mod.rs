@@ -214,7 +214,7 @@ impl CredentialsService {
         req: Request<pb::RevokeSecretRequest>,
     ) -> Result<pb::RevokeSecretResponse> {
         let (actor, r) = self.operator(req)?;
-        ServerError::required("key_id", &r.key_id)?;
+        ServerError::uuid("key_id", &r.key_id)?;
         let reg = self.managed(r.registration.as_ref()).await?;
         let seq = self
             .app

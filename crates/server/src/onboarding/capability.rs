@@ -86,14 +86,14 @@ impl OnboardingService {
         crate::telemetry::note_onboarding(req, onboarding_id);
         if token.is_empty() {
             let caller = self.app.auth().authorize(req, &[Role::Operator])?;
-            ServerError::required("onboarding_id", onboarding_id)?;
+            ServerError::uuid("onboarding_id", onboarding_id)?;
             self.app.guards().expensive_call(req, &caller.identity)?;
             return Ok(Access {
                 actor: caller.identity,
                 invitation: None,
             });
         }
-        ServerError::required("onboarding_id", onboarding_id)?;
+        ServerError::uuid("onboarding_id", onboarding_id)?;
         let peer = req.remote_addr().map(|a| a.ip());
         let guards = self.app.guards();
         guards.token_gate(peer)?;

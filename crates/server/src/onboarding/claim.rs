@@ -78,7 +78,7 @@ impl OnboardingService {
     ) -> Result<pb::ClaimedSecret> {
         let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
         let id = req.into_inner().onboarding_id;
-        ServerError::required("onboarding_id", &id)?;
+        ServerError::uuid("onboarding_id", &id)?;
         let o = self
             .app
             .engine()

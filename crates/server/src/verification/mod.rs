@@ -48,13 +48,13 @@ impl VerificationService {
                     "set client_id or service_id",
                 ));
             }
-            Some(pb::verify_request::Target::ClientId(c)) if c.trim().is_empty() => {
-                return Err(ServerError::invalid("client_id", "empty"));
+            Some(pb::verify_request::Target::ClientId(c)) => {
+                ServerError::uuid("client_id", c.trim())?;
+                Target::ClientId(c)
             }
             Some(pb::verify_request::Target::ServiceId(s)) if s.trim().is_empty() => {
                 return Err(ServerError::invalid("service_id", "empty"));
             }
-            Some(pb::verify_request::Target::ClientId(c)) => Target::ClientId(c),
             Some(pb::verify_request::Target::ServiceId(s)) => Target::ServiceId(s),
         };
         let drift = self.app.drift();

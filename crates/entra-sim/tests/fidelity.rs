@@ -21,6 +21,14 @@ async fn transitive_member_of_strips_directory_roles_the_token_may_not_read() {
     let env = Wire::start(Faults::default()).await;
     let narrow = env.token_with("globaladmin", "User.Read openid").await;
     let body = env.get(&narrow, "/me/transitiveMemberOf").await.expect(200);
+    // Groups are memberships too, listed first here: a client must pick the directory roles
+    // by `@odata.type`. This token may not read groups either: type and id only.
+    let group = &body["value"][0];
+    assert_eq!(group["@odata.type"], "#microsoft.graph.group", "{body}");
+    assert!(
+        group["id"].is_string() && group["displayName"].is_null(),
+        "{body}"
+    );
     let roles = roles_in(&body);
     assert_eq!(roles.len(), 1, "the membership is still listed: {body}");
     let r = roles[0].as_object().unwrap();
@@ -39,6 +47,9 @@ async fn transitive_member_of_strips_directory_roles_the_token_may_not_read() {
         let t = env.token_with("globaladmin", scope).await;
         let body = env.get(&t, "/me/transitiveMemberOf").await.json();
         let template = &roles_in(&body)[0]["roleTemplateId"];
+        let group_name = &body["value"][0]["displayName"];
+        let readable = scope.contains("Directory.Read.All");
+        assert_eq!(group_name.is_string(), readable, "{scope}: {body}");
         let want = "62e90394-69f5-4237-9190-012177145e10";
         assert_eq!(template, want, "{scope}: {body}");
     }

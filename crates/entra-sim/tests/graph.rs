@@ -27,13 +27,15 @@ async fn me_and_my_roles() {
     assert_eq!(me["userPrincipalName"], env.upn("privroleadmin"));
     let context = str_of(&me["@odata.context"]);
     assert!(context.ends_with("/v1.0/$metadata#users/$entity"));
+    // Every membership is listed: the tenant's group, then the directory role.
     let roles = env.get(&t, "/me/memberOf").await.expect(200);
-    assert_eq!(count(&roles), 1);
+    assert_eq!(count(&roles), 2);
+    assert_eq!(roles["value"][0]["@odata.type"], "#microsoft.graph.group");
     assert_eq!(
-        roles["value"][0]["@odata.type"],
+        roles["value"][1]["@odata.type"],
         "#microsoft.graph.directoryRole"
     );
-    assert_eq!(roles["value"][0]["roleTemplateId"], PRIV_ROLE_ADMIN);
+    assert_eq!(roles["value"][1]["roleTemplateId"], PRIV_ROLE_ADMIN);
     let me_id = str_of(&me["id"]);
     let path =
         format!("/roleManagement/directory/roleAssignments?$filter=principalId eq '{me_id}'");

@@ -166,6 +166,16 @@ pub const READ_DIRECTORY_ROLE_OBJECTS: &[&str] = &[
     "Directory.ReadWrite.All",
 ];
 
+/// Permissions that let a caller read `group` objects; without one, groups in a
+/// `directoryObject` collection come back with only `@odata.type` and `id`.
+pub const READ_GROUP_OBJECTS: &[&str] = &[
+    "GroupMember.Read.All",
+    "Group.Read.All",
+    "Group.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+
 /// Whether the caller holds one of `perms` (delegated in `scp`, or application in `roles`).
 pub fn caller_holds_any(c: &Ctx<'_>, perms: &[&str]) -> bool {
     match &c.caller {

@@ -38,10 +38,31 @@ fn role_definition_json(template: &str, name: &str) -> Value {
     })
 }
 
-/// A directory role as a caller that may not read role objects sees it in a `directoryObject`
-/// collection: type and id only, every other property null.
-fn stripped_directory_role_json(template: &str) -> Value {
-    let mut v = directory_role_json(template);
+/// The tenant's "All Company" Microsoft 365 group, which every user of the emulated tenant is a
+/// member of: memberships are not only directory roles, so `memberOf` lists a group too, as
+/// Graph lists every membership (groups, directory roles, administrative units).
+fn all_company_group_json(dir: &Directory) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.group",
+        "id": fixed_guid(&format!("group:all-company:{}", dir.tenant.id)),
+        "deletedDateTime": null,
+        "classification": null,
+        "createdDateTime": "2026-01-01T00:00:00Z",
+        "description": "Everyone in the organisation.",
+        "displayName": "All Company",
+        "groupTypes": ["Unified"],
+        "isAssignableToRole": null,
+        "mail": format!("allcompany@{}", dir.tenant.domain),
+        "mailEnabled": true,
+        "mailNickname": "allcompany",
+        "securityEnabled": false,
+        "visibility": "Public",
+    })
+}
+
+/// Type and id only, every other property null: a `directoryObject` collection item the caller
+/// may not read (Graph's "limited information for inaccessible member objects").
+fn stripped(mut v: Value) -> Value {
     if let Value::Object(m) = &mut v {
         for (k, val) in m.iter_mut() {
             if k != "@odata.type" && k != "id" {
@@ -52,18 +73,19 @@ fn stripped_directory_role_json(template: &str) -> Value {
     v
 }
 
-/// The principal's directory roles, full or stripped depending on what the caller may read.
+/// The principal's memberships, each full or stripped depending on what the caller may read:
+/// the tenant's group for a user, then its directory roles.
 fn member_of(c: &Ctx<'_>, dir: &Directory, principal: &str) -> Vec<Value> {
-    let full = authz::caller_holds_any(c, authz::READ_DIRECTORY_ROLE_OBJECTS);
-    dir.roles_of(principal)
-        .iter()
-        .map(|t| {
-            if full {
-                directory_role_json(t)
-            } else {
-                stripped_directory_role_json(t)
-            }
-        })
+    let roles = authz::caller_holds_any(c, authz::READ_DIRECTORY_ROLE_OBJECTS);
+    let groups = authz::caller_holds_any(c, authz::READ_GROUP_OBJECTS);
+    let group = dir.user(principal).map(|_| all_company_group_json(dir));
+    let group = group.map(|g| if groups { g } else { stripped(g) });
+    group
+        .into_iter()
+        .chain(dir.roles_of(principal).iter().map(|t| {
+            let role = directory_role_json(t);
+            if roles { role } else { stripped(role) }
+        }))
         .collect()
 }
 
@@ -88,7 +110,7 @@ pub fn me(c: &Ctx<'_>) -> Reply {
     })
 }
 
-/// `GET /me/memberOf` and `/me/transitiveMemberOf`: the user's directory roles.
+/// `GET /me/memberOf` and `/me/transitiveMemberOf`: the user's memberships.
 pub fn me_member_of(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
     let id = me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id))?;

@@ -57,22 +57,28 @@ def main():
     authority = f"{base}/{tenant}"
     admin = next(u for u in info["users"] if "Global Administrator" in u["roles"])
 
+    def device_sign_in(capabilities, what):
+        """A device-code sign-in of the admin by MSAL, completed on the emulator's page."""
+        app = msal.PublicClientApplication(
+            info["token_app_client_id"], authority=authority, instance_discovery=False, verify=ca,
+            client_capabilities=capabilities,
+        )
+        flow = app.initiate_device_flow(scopes=GRAPH_SCOPE)
+        check("user_code" in flow, f"initiate_device_flow returned a user code{what}", flow)
+        check(flow["verification_uri"].startswith(base), "verification_uri points at the emulator", flow)
+        r = requests.post(
+            f"{base}/_sim/devicelogin",
+            data={"user_code": flow["user_code"], "upn": admin["upn"]},
+            verify=ca,
+            timeout=10,
+        )
+        check(r.status_code == 200, f"device sign-in completed{what}", r.text)
+        result = app.acquire_token_by_device_flow(flow)
+        check("access_token" in result, f"acquire_token_by_device_flow got tokens{what}", result)
+        return app, result
+
     # 1. Device code flow.
-    pca = msal.PublicClientApplication(
-        info["token_app_client_id"], authority=authority, instance_discovery=False, verify=ca
-    )
-    flow = pca.initiate_device_flow(scopes=GRAPH_SCOPE)
-    check("user_code" in flow, "initiate_device_flow returned a user code", flow)
-    check(flow["verification_uri"].startswith(base), "verification_uri points at the emulator", flow)
-    r = requests.post(
-        f"{base}/_sim/devicelogin",
-        data={"user_code": flow["user_code"], "upn": admin["upn"]},
-        verify=ca,
-        timeout=10,
-    )
-    check(r.status_code == 200, "device sign-in completed", r.text)
-    result = pca.acquire_token_by_device_flow(flow)
-    check("access_token" in result, "acquire_token_by_device_flow got tokens", result)
+    pca, result = device_sign_in(None, "")
     check(
         result.get("id_token_claims", {}).get("preferred_username") == admin["upn"],
         "id token names the admin",
@@ -89,20 +95,7 @@ def main():
 
     # 1b. The same with the `cp1` client capability (Continuous Access Evaluation): MSAL sends
     # it in the `claims` parameter of each token request, the emulator puts it in the token.
-    cae = msal.PublicClientApplication(
-        info["token_app_client_id"], authority=authority, instance_discovery=False, verify=ca,
-        client_capabilities=["cp1"],
-    )
-    flow = cae.initiate_device_flow(scopes=GRAPH_SCOPE)
-    r = requests.post(
-        f"{base}/_sim/devicelogin",
-        data={"user_code": flow["user_code"], "upn": admin["upn"]},
-        verify=ca,
-        timeout=10,
-    )
-    check(r.status_code == 200, "device sign-in with cp1 completed", r.text)
-    result = cae.acquire_token_by_device_flow(flow)
-    check("access_token" in result, "acquire_token_by_device_flow with cp1 got tokens", result)
+    cae, result = device_sign_in(["cp1"], " with cp1")
     check(claims(result["access_token"]).get("xms_cc") == ["cp1"], "the cp1 token carries xms_cc",
           claims(result["access_token"]))
     refreshed = cae.acquire_token_silent(GRAPH_SCOPE, account=cae.get_accounts()[0], force_refresh=True)

@@ -270,16 +270,12 @@ impl ProfileSet {
                 format!("no profile named {name:?} (profiles: {known})"),
             ));
         }
-        let version = (!platform_version.is_empty()).then_some(platform_version);
-        let checked = match version {
-            Some(v) => compare_versions(v, "0").map(|_| ()),
-            None => Ok(()),
+        let on_version = |e: &dyn std::fmt::Display| {
+            FieldViolation::new("platform_version", format!("{e} (profiles: {known})"))
         };
-        checked
-            .and_then(|()| self.resolve(name, version))
-            .map_err(|e| {
-                FieldViolation::new("platform_version", format!("{e} (profiles: {known})"))
-            })
+        Self::check_platform_version(platform_version).map_err(|v| on_version(&v.description))?;
+        let version = (!platform_version.is_empty()).then_some(platform_version);
+        self.resolve(name, version).map_err(|e| on_version(&e))
     }
 
     /// The permissions and roles profile `name` needs for `platform_version` (`None`: the

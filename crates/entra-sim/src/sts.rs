@@ -283,19 +283,25 @@ pub async fn token(
             inner.select(&home);
         }
     }
-    // Checked before the grant runs, so a bad `claims` never spends a device code.
-    if let Err(what) = client_capabilities(p.get("claims").map(String::as_str)) {
-        return sts_error(
-            &ids,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            90100,
-            &format!("The request parameter 'claims' is empty or not valid: {what}."),
-        );
-    }
+    // Read before the grant runs, so a bad `claims` never spends a device code. Declared on
+    // each user-token request (device code and refresh alike), as MSAL does.
+    let caps = match client_capabilities(p.get("claims").map(String::as_str)) {
+        Ok(caps) => caps,
+        Err(what) => {
+            return sts_error(
+                &ids,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                90100,
+                &format!("The request parameter 'claims' is empty or not valid: {what}."),
+            );
+        }
+    };
     let result = match grant.as_str() {
-        "urn:ietf:params:oauth:grant-type:device_code" => device_grant(&s, &mut inner, &ids, &p),
-        "refresh_token" => refresh_grant(&s, &mut inner, &ids, &p),
+        "urn:ietf:params:oauth:grant-type:device_code" => {
+            device_grant(&s, &mut inner, &ids, &p, &caps)
+        }
+        "refresh_token" => refresh_grant(&s, &mut inner, &ids, &p, &caps),
         "client_credentials" => {
             crate::client_credentials::client_credentials(&s, &mut inner, &ids, &headers, &p)
         }
@@ -315,7 +321,7 @@ pub async fn token(
 
 pub type Grant = Result<serde_json::Value, Response>;
 
-fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Grant {
+fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params, caps: &[String]) -> Grant {
     let client_id = param(p, ids, "client_id")?;
     // The v2 endpoint takes `device_code` only; there is no `code` alias (v2-oauth2-device-code).
     let code = param(p, ids, "device_code")?;
@@ -400,9 +406,12 @@ fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gran
     if let Some(sess) = inner.device_codes.get_mut(code) {
         sess.status = DeviceStatus::Redeemed;
     }
-    issue_user_tokens(s, inner, ids, &user_id, client_id, &session.scopes, p)
+    issue_user_tokens(s, inner, ids, &user_id, client_id, &session.scopes, p, caps)
 }
 
+/// Tokens for `user_id` of client `client_id`; `caps`: the client capabilities its request
+/// declared (the access token's `xms_cc`).
+#[allow(clippy::too_many_arguments)]
 fn issue_user_tokens(
     s: &Shared,
     inner: &mut Inner,
@@ -411,6 +420,7 @@ fn issue_user_tokens(
     client_id: &str,
     scopes: &[String],
     p: &Params,
+    caps: &[String],
 ) -> Grant {
     let dir = &inner.dir;
     let server_error = |e: crate::SimError| server_error(ids, e);
@@ -449,9 +459,6 @@ fn issue_user_tokens(
             perms.push(d);
         }
     }
-    // Declared on each token request (device code and refresh alike), as MSAL does; checked
-    // by `token` already.
-    let capabilities = client_capabilities(p.get("claims").map(String::as_str)).unwrap_or_default();
     let access = s
         .user_access_token(
             dir,
@@ -460,7 +467,7 @@ fn issue_user_tokens(
             &client.display_name,
             &resource,
             &perms,
-            &capabilities,
+            caps,
         )
         .map_err(server_error)?;
     let access = issued_access_token(access, &resource, inner.faults.opaque_access_tokens);
@@ -495,7 +502,13 @@ fn issue_user_tokens(
     Ok(token_response(access, Some(scope), refresh, id_token, info))
 }
 
-fn refresh_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Grant {
+fn refresh_grant(
+    s: &Shared,
+    inner: &mut Inner,
+    ids: &ReqIds,
+    p: &Params,
+    caps: &[String],
+) -> Grant {
     let client_id = param(p, ids, "client_id")?;
     let rt = param(p, ids, "refresh_token")?;
     let invalid = || {
@@ -580,5 +593,14 @@ fn refresh_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params) -> Gra
     if !with_offline.iter().any(|x| x == "offline_access") {
         with_offline.push("offline_access".into());
     }
-    issue_user_tokens(s, inner, ids, &session.user_id, client_id, &with_offline, p)
+    issue_user_tokens(
+        s,
+        inner,
+        ids,
+        &session.user_id,
+        client_id,
+        &with_offline,
+        p,
+        caps,
+    )
 }

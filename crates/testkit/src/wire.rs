@@ -266,11 +266,24 @@ impl Wire {
 
     /// Signs `upn` in for the flow `dc` (a device-code answer) and polls once at `tenant`.
     pub async fn complete_at(&self, tenant: &str, dc: &Value, upn: &str) -> Answer {
+        self.complete_with_claims(tenant, dc, upn, Some(CP1_CLAIMS))
+            .await
+    }
+
+    /// [`Self::complete_at`] polling with `claims` as the `claims` parameter.
+    async fn complete_with_claims(
+        &self,
+        tenant: &str,
+        dc: &Value,
+        upn: &str,
+        claims: Option<&str>,
+    ) -> Answer {
         self.sim
             .complete_device_login(&str_of(&dc["user_code"]), upn)
             .await
             .unwrap();
-        self.poll_at(tenant, &str_of(&dc["device_code"])).await
+        self.poll_with_claims(tenant, &str_of(&dc["device_code"]), claims)
+            .await
     }
 
     /// Full device sign-in as `nick` asking for `scope`; returns the token response.
@@ -290,12 +303,8 @@ impl Wire {
     /// Full device sign-in as `nick` by a client that declares no capability (no `claims`).
     pub async fn sign_in_without_capabilities(&self, nick: &str) -> Value {
         let dc = self.device_code(SCOPE).await;
-        self.sim
-            .complete_device_login(&str_of(&dc["user_code"]), &self.upn(nick))
-            .await
-            .unwrap();
         let tenant = &self.info.tenant_id;
-        self.poll_with_claims(tenant, &str_of(&dc["device_code"]), None)
+        self.complete_with_claims(tenant, &dc, &self.upn(nick), None)
             .await
             .expect(200)
     }

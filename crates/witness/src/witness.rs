@@ -163,9 +163,9 @@ impl Witness {
         let line = self.key.cosign(text, (self.now)())?;
         // c2sp.org/tlog-witness: the witness MUST update its record of the latest cosigned
         // checkpoint, so the same tree with other extension lines replaces the stored note.
-        let unchanged = guard.as_ref().is_some_and(|s| {
-            s.checkpoint == cp && split_note(&s.note).is_ok_and(|(old, _)| old == text)
-        });
+        let unchanged = guard
+            .as_ref()
+            .is_some_and(|s| split_note(&s.note).is_ok_and(|(old, _)| old == text));
         if !unchanged {
             let new = LogState {
                 note: format!("{}{line}", req.checkpoint_note),

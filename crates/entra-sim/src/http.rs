@@ -31,10 +31,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(crate::sts::openid_configuration),
+            get(crate::discovery::openid_configuration),
         )
-        .route("/{tenant}/discovery/v2.0/keys", get(crate::sts::jwks))
-        .route("/{tenant}/discovery/keys", get(crate::sts::jwks))
+        .route("/{tenant}/discovery/v2.0/keys", get(crate::discovery::jwks))
+        .route("/{tenant}/discovery/keys", get(crate::discovery::jwks))
         .route(
             "/{tenant}/oauth2/v2.0/devicecode",
             post(crate::sts::devicecode),

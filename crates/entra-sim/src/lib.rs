@@ -44,6 +44,7 @@ mod admin_consent;
 mod client_credentials;
 mod consent;
 mod defaults;
+mod discovery;
 mod faults;
 mod graph;
 mod http;

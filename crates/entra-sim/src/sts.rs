@@ -24,7 +24,7 @@ pub type Params = HashMap<String, String>;
 const REFRESH_LIFETIME_MS: u64 = 90 * 24 * 3600 * 1000;
 
 /// How the `{tenant}` path segment resolved.
-enum TenantRef {
+pub(crate) enum TenantRef {
     /// Our tenant, by id or domain.
     Specific,
     /// `organizations` or `common`: the tenant is found from the user.
@@ -32,7 +32,7 @@ enum TenantRef {
 }
 
 /// Resolves the `{tenant}` segment; a specific tenant is selected as the current directory.
-fn resolve_tenant(inner: &mut Inner, seg: &str) -> Option<TenantRef> {
+pub(crate) fn resolve_tenant(inner: &mut Inner, seg: &str) -> Option<TenantRef> {
     if inner.select(seg) {
         Some(TenantRef::Specific)
     } else if seg.eq_ignore_ascii_case("organizations") || seg.eq_ignore_ascii_case("common") {
@@ -42,7 +42,7 @@ fn resolve_tenant(inner: &mut Inner, seg: &str) -> Option<TenantRef> {
     }
 }
 
-fn tenant_not_found(ids: &ReqIds, seg: &str) -> Response {
+pub(crate) fn tenant_not_found(ids: &ReqIds, seg: &str) -> Response {
     sts_error(
         ids,
         StatusCode::BAD_REQUEST,
@@ -113,65 +113,6 @@ pub fn app_not_found(ids: &ReqIds, client_id: &str, tenant_name: &str) -> Respon
             "Application with identifier '{client_id}' was not found in the directory '{tenant_name}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
         ),
     )
-}
-
-/// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
-pub async fn openid_configuration(
-    State(s): State<Arc<Shared>>,
-    Extension(ids): Extension<ReqIds>,
-    Path(tenant): Path<String>,
-) -> Response {
-    let mut inner = s.lock();
-    let (seg, issuer) = match resolve_tenant(&mut inner, &tenant) {
-        Some(TenantRef::Specific) => {
-            let tid = inner.dir.tenant.id.clone();
-            (tid.clone(), s.v2_issuer(&tid))
-        }
-        Some(TenantRef::Multi(m)) => (m, s.v2_issuer("{tenantid}")),
-        None => return tenant_not_found(&ids, &tenant),
-    };
-    let b = &s.base_url;
-    Json(json!({
-        "token_endpoint": format!("{b}/{seg}/oauth2/v2.0/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "jwks_uri": format!("{b}/{seg}/discovery/v2.0/keys"),
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": issuer,
-        "request_uri_parameter_supported": false,
-        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
-        "authorization_endpoint": format!("{b}/{seg}/oauth2/v2.0/authorize"),
-        "device_authorization_endpoint": format!("{b}/{seg}/oauth2/v2.0/devicecode"),
-        "http_logout_supported": true,
-        "frontchannel_logout_supported": true,
-        "end_session_endpoint": format!("{b}/{seg}/oauth2/v2.0/logout"),
-        "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
-        "kerberos_endpoint": format!("{b}/{seg}/kerberos"),
-        "tenant_region_scope": "EU",
-        "cloud_instance_name": "microsoftonline.com",
-        "cloud_graph_host_name": "graph.windows.net",
-        "msgraph_host": "graph.microsoft.com",
-        "rbac_url": "https://pas.windows.net",
-    }))
-    .into_response()
-}
-
-/// `GET /{tenant}/discovery/v2.0/keys`.
-pub async fn jwks(
-    State(s): State<Arc<Shared>>,
-    Extension(ids): Extension<ReqIds>,
-    Path(tenant): Path<String>,
-) -> Response {
-    let mut inner = s.lock();
-    let issuer = match resolve_tenant(&mut inner, &tenant) {
-        Some(TenantRef::Specific) => s.v2_issuer(&inner.dir.tenant.id),
-        Some(TenantRef::Multi(_)) => s.v2_issuer("{tenantid}"),
-        None => return tenant_not_found(&ids, &tenant),
-    };
-    Json(s.key.jwks(&issuer)).into_response()
 }
 
 /// A user code like Entra's: nine characters from an unambiguous alphabet.

@@ -172,6 +172,16 @@ impl Store {
         Ok(n)
     }
 
+    /// Whether a checkpoint of a size in `lo..hi` is stored.
+    pub(crate) fn any_checkpoint_in(&self, lo: u64, hi: u64) -> Result<bool, AuditError> {
+        Ok(self
+            .tree
+            .range(keys::checkpoint(lo)..keys::checkpoint(hi))
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
     /// Every stored checkpoint, oldest first.
     pub(crate) fn checkpoints(
         &self,

@@ -241,6 +241,47 @@ pub fn tiles_between(old: u64, new: u64) -> impl Iterator<Item = TileId> {
         })
 }
 
+/// The partial tiles and bundles that checkpoints of sizes in `after + 1 .. latest` have and a
+/// tree of `latest` entries still needs served: c2sp.org/tlog-tiles says logs "MUST serve
+/// partial tiles corresponding to tree sizes for which a checkpoint was produced, but MAY delete
+/// any partial tile once the corresponding full tile is available". So only partials of the
+/// tiles that are still partial at `latest` count, and those of `latest` itself are left out
+/// ([`tiles_between`] lists them). `any_checkpoint(lo, hi)` says whether a checkpoint of a size
+/// in `lo..hi` was produced; it is asked at most 254 times a level (once per narrower width of
+/// each still-partial tile), however many checkpoints there were.
+pub fn checkpointed_partials<E>(
+    after: u64,
+    latest: u64,
+    mut any_checkpoint: impl FnMut(u64, u64) -> Result<bool, E>,
+) -> Result<Vec<TileId>, E> {
+    let mut out = Vec::new();
+    // Entry bundles first (they follow the leaves: level 0's widths), then hash tile levels.
+    let kinds = std::iter::once((None, 0u32))
+        .chain((0u32..8).map(|l| (Some(l as u8), l * crate::tiles::TILE_HEIGHT)));
+    for (level, shift) in kinds {
+        let count = latest >> shift;
+        if count == 0 {
+            break;
+        }
+        let index = count / TILE_WIDTH;
+        let current = count % TILE_WIDTH;
+        // Tree sizes whose items at this level fall in the tile still partial at `latest`.
+        let tile_start = (index * TILE_WIDTH) << shift;
+        for width in 1..current {
+            let lo = (tile_start + (width << shift)).max(after.saturating_add(1));
+            let hi = (tile_start + ((width + 1) << shift)).min(latest);
+            if lo < hi && any_checkpoint(lo, hi)? {
+                let width = width as u16;
+                out.push(match level {
+                    Some(level) => TileId::hash(level, index, width),
+                    None => TileId::entries(index, width),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,7 +375,85 @@ mod tests {
         assert_eq!(hash(2)[0].width, 1);
     }
 
+    /// What [`checkpointed_partials`] computes, the slow way: every partial tile of every
+    /// checkpointed size, less those whose full tile a tree of `latest` has and those `latest`
+    /// has itself.
+    fn partials_brute_force(sizes: &[u64], after: u64, latest: u64) -> Vec<TileId> {
+        let at_latest: std::collections::BTreeSet<TileId> = tiles_of_size(latest).collect();
+        let mut out: Vec<TileId> = sizes
+            .iter()
+            .filter(|s| **s > after && **s < latest)
+            .flat_map(|s| tiles_of_size(*s))
+            .filter(|t| t.width < 256 && !at_latest.contains(t))
+            .filter(|t| !at_latest.contains(&TileId { width: 256, ..*t }))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn partials_of(sizes: &[u64], after: u64, latest: u64) -> Vec<TileId> {
+        let mut asked = 0;
+        let mut out = checkpointed_partials(after, latest, |lo, hi| {
+            asked += 1;
+            Ok::<_, ()>(sizes.iter().any(|s| (lo..hi).contains(s)))
+        })
+        .unwrap();
+        assert!(asked <= 9 * 254, "{asked} questions");
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn checkpointed_partials_are_those_a_reader_of_an_older_checkpoint_needs() {
+        let paths = |sizes: &[u64], after, latest| -> Vec<String> {
+            partials_of(sizes, after, latest)
+                .iter()
+                .map(TileId::path)
+                .collect()
+        };
+        // 3 and 10 are in tile 0, full at 300: a reader takes their partials from it.
+        assert_eq!(
+            paths(&[3, 10, 260, 270, 300], 0, 300),
+            [
+                "tile/0/001.p/4",
+                "tile/0/001.p/14",
+                "tile/entries/001.p/4",
+                "tile/entries/001.p/14"
+            ]
+        );
+        // What a publisher that already holds 265 entries still uploads.
+        assert_eq!(
+            paths(&[3, 10, 260, 270, 300], 265, 300),
+            ["tile/0/001.p/14", "tile/entries/001.p/14"]
+        );
+        // 773 is in leaf tile 3, full at 1282, but its level-1 partial (3 hashes) is not.
+        assert_eq!(paths(&[773, 1282], 0, 1282), ["tile/1/000.p/3"]);
+        // At 256 the level-1 tile holds one hash; at 512 it holds two, still partial.
+        assert_eq!(paths(&[256, 512], 0, 512), ["tile/1/000.p/1"]);
+        assert!(paths(&[100, 200], 0, 256).is_empty());
+        assert!(paths(&[], 0, 0).is_empty());
+    }
+
     proptest! {
+        #[test]
+        fn checkpointed_partials_match_the_brute_force(
+            mut sizes in proptest::collection::vec(1u64..200_000, 0..40),
+            after in 0u64..200_000,
+            latest in 1u64..200_000,
+        ) {
+            // Sizes close to `latest` too, so the last tiles of every level are exercised.
+            sizes.extend(sizes.clone().iter().map(|s| latest.saturating_sub(s % 600)));
+            // The size already published is never uploaded again.
+            sizes.push(after);
+            sizes.sort();
+            sizes.dedup();
+            prop_assert_eq!(
+                partials_of(&sizes, after, latest),
+                partials_brute_force(&sizes, after, latest)
+            );
+        }
+
         #[test]
         fn any_string_parses_or_is_refused(s in ".{0,80}") {
             let _ = TileId::parse(&s);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::AuditError;
 use crate::log::AuditLog;
-use crate::tile_id::{TileId, TileKind, tiles_of_size};
+use crate::tile_id::{TileId, TileKind, checkpointed_partials, tiles_of_size};
 
 /// Hashes (or entries) in a full tile.
 pub const TILE_WIDTH: u64 = 256;
@@ -124,8 +124,23 @@ impl AuditLog {
         }
     }
 
-    /// Writes the log, as of its latest checkpoint, to `dir` in the tlog-tiles layout. The
-    /// checkpoint is written last, so a reader never sees a checkpoint before its tiles.
+    /// The partial tiles and bundles of this log's checkpoints of sizes in `after + 1 ..
+    /// latest` that a copy holding `latest` entries must still serve (those whose full tile it
+    /// does not have): see [`checkpointed_partials`]. A publisher uploads them with the tiles
+    /// of `latest`, so a reader of any checkpoint the log signed finds its partial tiles.
+    pub fn checkpointed_partials(
+        &self,
+        after: u64,
+        latest: u64,
+    ) -> Result<Vec<TileId>, AuditError> {
+        let store = self.store();
+        checkpointed_partials(after, latest, |lo, hi| store.any_checkpoint_in(lo, hi))
+    }
+
+    /// Writes the log, as of its latest checkpoint, to `dir` in the tlog-tiles layout: its
+    /// tiles and bundles, and the partial ones of every earlier checkpoint whose full tile it
+    /// does not have yet. The checkpoint is written last, so a reader never sees a checkpoint
+    /// before its tiles.
     pub fn export_tiles(&self, dir: &Path) -> Result<ExportSummary, AuditError> {
         let cp = self.checkpoint();
         let size = cp.checkpoint.size;
@@ -133,7 +148,8 @@ impl AuditLog {
             size,
             ..Default::default()
         };
-        for id in tiles_of_size(size) {
+        let earlier = self.checkpointed_partials(0, size)?;
+        for id in tiles_of_size(size).chain(earlier) {
             let rel = id.path();
             let expected_len = match id.kind {
                 TileKind::Entries => None,

@@ -1,5 +1,8 @@
 //! Continuous publication of the log to a [`Target`]: after each new checkpoint, the tiles and
-//! entry bundles that are new or grew, then the checkpoint **last**, so a reader never sees a
+//! entry bundles that are new or grew, the partial ones of every checkpoint the log signed
+//! since the last round (tlog-tiles: a log serves the partial tiles of every checkpointed size
+//! until their full tile exists, so a reader holding any checkpoint of this log, from a witness
+//! or the gRPC API, finds its tiles here), then the checkpoint **last**, so a reader never sees a
 //! checkpoint whose tiles are missing.
 //!
 //! Resuming needs no local state: the target's own checkpoint says what it holds (everything a
@@ -170,9 +173,13 @@ impl Publisher {
         if from.is_some_and(|f| f >= to) {
             return Ok(from);
         }
-        let ids: Vec<TileId> = tiles_between(from.unwrap_or(0), to).collect();
+        let from_size = from.unwrap_or(0);
+        // The checkpoints signed since the last round have partial tiles too (tlog-tiles:
+        // served for every checkpointed size until the full tile exists).
+        let earlier = self.log.checkpointed_partials(from_size, to)?;
+        let ids: Vec<TileId> = tiles_between(from_size, to).chain(earlier).collect();
         self.tell(&PublishEvent::RoundStarted {
-            from: from.unwrap_or(0),
+            from: from_size,
             to,
             uploads: ids.len(),
         });

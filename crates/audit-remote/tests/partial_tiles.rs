@@ -6,7 +6,7 @@
 use audit_log::tile_id::tiles_of_size;
 use audit_log::{DirReader, TileId};
 use audit_remote::fetch::{copy_to_dir, tlog_proof_from_tiles};
-use audit_remote::{ClientSettings, Source};
+use audit_remote::{ClientSettings, Publisher, Source, Target};
 use testkit::audit::open_log;
 use testkit::tiles::append_more;
 
@@ -47,4 +47,67 @@ async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
     let proof = tlog_proof_from_tiles(&DirReader(&src), &at_300, 299).unwrap();
     assert_eq!(proof.index, 299);
     assert_eq!(proof.checkpoint_note, at_300);
+}
+
+/// Whether a reader that never cuts a full tile finds every tile of a checkpoint of `size` in
+/// `dir`: each is there, or it is a partial one whose full tile is there (a log may delete it
+/// then). Returns what is missing.
+fn missing_tiles(dir: &std::path::Path, size: u64) -> Vec<String> {
+    tiles_of_size(size)
+        .filter(|id| {
+            let full = TileId { width: 256, ..*id };
+            !dir.join(id.path()).exists() && !dir.join(full.path()).exists()
+        })
+        .map(|id| id.path())
+        .collect()
+}
+
+/// c2sp.org/tlog-tiles: the partial tiles of every tree size the log signed a checkpoint for,
+/// not only of the sizes a publication round (or an export) was made at. A checkpoint from a
+/// witness or the gRPC API is of any size the log signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_signed_checkpoint_finds_its_partial_tiles_in_the_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(&dir.path().join("log")).unwrap();
+    let bucket = dir.path().join("bucket");
+    let target = Target::parse(bucket.to_str().unwrap(), true).unwrap();
+    let publisher = Publisher::new(log.clone(), target);
+    // One append at a time, so every size is a signed checkpoint; publication rounds at three
+    // of them only (level-1 tile 0 grows from 1 to 2 hashes between the last two).
+    let mut notes = vec![String::new()];
+    for i in 0..530u64 {
+        let appended = log
+            .append_fields(&testkit::audit::sample_fields(i))
+            .await
+            .unwrap();
+        assert_eq!(appended.checkpoint.checkpoint.size, i + 1);
+        notes.push(appended.checkpoint.note.clone());
+        if [100, 260, 300].contains(&(i + 1)) {
+            assert_eq!(publisher.publish_once().await.unwrap(), i + 1);
+        }
+    }
+    assert_eq!(publisher.publish_once().await.unwrap(), 530);
+    let export = dir.path().join("export");
+    log.export_tiles(&export).unwrap();
+    log.close();
+    for copy in [&bucket, &export] {
+        for size in 1..=530u64 {
+            let missing = missing_tiles(copy, size);
+            assert!(missing.is_empty(), "{copy:?} at {size}: {missing:?}");
+            let seq = size - 1;
+            let proof = tlog_proof_from_tiles(&DirReader(copy), &notes[size as usize], seq)
+                .unwrap_or_else(|e| panic!("{copy:?} at {size}: {e}"));
+            assert_eq!(
+                (proof.index, &proof.checkpoint_note),
+                (seq, &notes[size as usize])
+            );
+        }
+        // Sizes 256..=511 hold one level-1 hash; at 530 that tile holds two.
+        assert!(copy.join("tile/1/000.p/1").exists());
+    }
+    // Sizes 257..=259 were never published; the round at 260 uploaded their partial tiles (a
+    // log may delete them once tile 1 is full, as it is at 530; the export has no need to).
+    assert!(bucket.join("tile/0/001.p/2").exists());
+    assert!(bucket.join("tile/entries/001.p/3").exists());
+    assert!(!export.join("tile/0/001.p/2").exists());
 }

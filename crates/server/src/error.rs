@@ -331,9 +331,16 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         ProvisionError::NameTaken { .. } => Status::already_exists(msg),
         // The admin is not who was named, or lacks a role: the system is not in a state to
         // allow it until someone else signs in or the role is granted.
-        ProvisionError::WrongUser { .. } | ProvisionError::MissingRights { .. } => {
-            Status::failed_precondition(msg)
+        ProvisionError::WrongUser { .. } => {
+            let mut details = ErrorDetails::new();
+            details.add_precondition_failure_violation(
+                "WRONG_ACCOUNT",
+                "admin_upn",
+                "the account that signed in to Microsoft is not the admin UPN entered",
+            );
+            Status::with_error_details(Code::FailedPrecondition, msg, details)
         }
+        ProvisionError::MissingRights { .. } => Status::failed_precondition(msg),
         ProvisionError::Profile(_)
         | ProvisionError::UnknownPermission { .. }
         | ProvisionError::MissingResource(_) => Status::failed_precondition(msg),

@@ -24,10 +24,21 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
     env.sign_in(&token, &ga, Browser::Declines("globaladmin"))
         .await?
         .refused(Code::PermissionDenied, &["declined"])?;
-    // Someone else signs in: FAILED_PRECONDITION naming both.
-    env.sign_in(&token, &ga, Browser::SignsInAs("appadmin"))
+    // Someone else signs in: FAILED_PRECONDITION naming both, and a WRONG_ACCOUNT violation
+    // on admin_upn for programs (the wizard words it from that).
+    let other = env
+        .sign_in(&token, &ga, Browser::SignsInAs("appadmin"))
         .await?
         .refused(Code::FailedPrecondition, &["appadmin", "globaladmin"])?;
+    let violations = tonic_types::StatusExt::get_details_precondition_failure(&other)
+        .map(|p| p.violations)
+        .unwrap_or_default();
+    ensure!(
+        violations
+            .iter()
+            .any(|v| v.r#type == "WRONG_ACCOUNT" && v.subject == "admin_upn"),
+        "{violations:?}"
+    );
     // No admin role at all: FAILED_PRECONDITION naming the role needed.
     env.sign_in(&token, &env.upn("user"), Browser::SignsInAs("user"))
         .await?

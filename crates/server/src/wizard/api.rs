@@ -115,15 +115,29 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
                 invitation_token: visit.token.to_string(),
             },
         );
-        if let Ok(info) = Onboarding::get_onboarding(&w.onboarding, req).await {
-            let info = info.into_inner();
-            onboarding = json!({
-                "id": info.onboarding_id,
-                "state": onboarding_state(info.state),
-                "app_name": info.app_name,
-                "events": info.events,
-                "hand_off": info.hand_off.map(super::hand_off::hand_off_json),
-            });
+        match Onboarding::get_onboarding(&w.onboarding, req).await {
+            Ok(info) => {
+                let info = info.into_inner();
+                onboarding = json!({
+                    "id": info.onboarding_id,
+                    "state": onboarding_state(info.state),
+                    "app_name": info.app_name,
+                    "events": info.events,
+                    "hand_off": info.hand_off.map(super::hand_off::hand_off_json),
+                });
+            }
+            // Signed in once, but the sign-in is gone (a restart, or Microsoft refused it) and
+            // no run began (`pending::sign_in_lost`): the same invitation signs in again while
+            // it has not expired (`signin.rs`, `sign_in_again`), so the page offers that.
+            Err(status)
+                if status.code() == tonic::Code::FailedPrecondition
+                    && state == InvitationState::Used
+                    && rec.hand_off_of.is_none()
+                    && now_ms() < rec.expires_at_ms =>
+            {
+                onboarding = json!({"id": id, "state": "sign_in_again"});
+            }
+            Err(_) => {}
         }
     }
     let cfg = &w.app.config().invitations;

@@ -63,6 +63,8 @@ pub(super) struct ErrorBody {
     /// True when a failed precondition is a new admin sign-in (`SIGN_IN_AGAIN`,
     /// `CONDITIONAL_ACCESS`): Microsoft no longer accepts the one held.
     sign_in_again: bool,
+    /// True when the account that signed in is not the UPN entered (`WRONG_ACCOUNT`).
+    wrong_account: bool,
 }
 
 /// The JSON of a status.
@@ -85,12 +87,14 @@ pub(super) fn error_json(status: &Status) -> Value {
     let sign_in_again = violations
         .iter()
         .any(|v| v.r#type == "SIGN_IN_AGAIN" || v.r#type == "CONDITIONAL_ACCESS");
+    let wrong_account = violations.iter().any(|v| v.r#type == "WRONG_ACCOUNT");
     serde_json::to_value(ErrorBody {
         code: code_name(status.code()),
         message: status.message().to_owned(),
         fields,
         missing,
         sign_in_again,
+        wrong_account,
     })
     .unwrap_or(Value::Null)
 }

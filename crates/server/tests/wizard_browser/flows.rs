@@ -1,8 +1,9 @@
 //! The wizard's main paths: a Global Administrator from the link to Done (every step
 //! photographed, the secret claimed by the platform and never seen by the browser), an
-//! Application Administrator told before any change, a declined sign-in tried again, a reload
-//! in the middle of provisioning, "Use App Registration", a cancellation from the page, and a
-//! sign-in Microsoft no longer accepts renewed from the name screen.
+//! Application Administrator told before any change, a declined sign-in and another account's
+//! tried again, a reload in the middle of provisioning, on Done and after the sign-in ended,
+//! "Use App Registration", a cancellation from the page, and a sign-in Microsoft no longer
+//! accepts renewed from the name screen.
 
 use std::time::Duration;
 
@@ -101,6 +102,11 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
         done.contains("completes the onboarding of the service"),
         "{done}"
     );
+    // A reload on Done shows the summary again, not "already used".
+    w.chrome.client.refresh().await?;
+    w.chrome.wait_screen("s-done").await?;
+    let again = w.chrome.text("#s-done").await?;
+    ensure!(again.contains("SbcOne"), "{again}");
 
     // The platform claims the secret once; the browser never received it.
     let list = w.onboardings().await?;
@@ -147,7 +153,7 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_declined_sign_in_is_offered_a_retry_with_the_same_link() -> Result<()> {
+async fn a_declined_or_wrong_account_sign_in_is_offered_a_retry_with_the_same_link() -> Result<()> {
     let w = Wiz::start(Some("declined")).await?;
     let token = w.invite().await?;
     w.open(&token).await?;
@@ -163,10 +169,24 @@ async fn a_declined_sign_in_is_offered_a_retry_with_the_same_link() -> Result<()
     ensure!(t.contains("declined") && t.contains("try again"), "{t}");
     w.chrome.click("btn-retry").await?;
     w.chrome.wait_screen("s-upn").await?;
+    // Someone else signs in at Microsoft: the page says so in plain words.
     w.chrome.click("btn-auth").await?;
     let second = w.code().await?;
     ensure!(second != code, "a new code");
-    w.env.sim.complete_device_login(&second, &upn).await?;
+    let other = w.upn(users::APP_ADMIN);
+    w.env.sim.complete_device_login(&second, &other).await?;
+    w.step("s-signin-failed", "03y-sign-in-wrong-account")
+        .await?;
+    let t = w.chrome.text("#signin-failed-text").await?;
+    ensure!(
+        t.contains("another account than the one entered") && t.contains(&upn),
+        "{t}"
+    );
+    w.chrome.click("btn-retry").await?;
+    w.chrome.wait_screen("s-upn").await?;
+    w.chrome.click("btn-auth").await?;
+    let third = w.code().await?;
+    w.env.sim.complete_device_login(&third, &upn).await?;
     w.chrome.wait_screen("s-connected").await?;
     w.check_exchanges(&token)?;
     w.chrome.close().await
@@ -418,6 +438,40 @@ async fn a_sign_in_microsoft_no_longer_accepts_is_renewed_from_the_name_screen()
         .step_after_run("s-done", "07c-done-after-a-new-sign-in")
         .await?;
     ensure!(done.contains("SbcAgain"), "{done}");
+    w.check_exchanges(&token)?;
+    w.chrome.close().await
+}
+
+/// A reload after Microsoft stopped accepting the sign-in, before any change: the page offers
+/// a new sign-in with the same link (not "already used"), and the onboarding goes on from it.
+#[tokio::test]
+async fn a_reload_after_the_sign_in_ended_offers_a_new_one() -> Result<()> {
+    let w = Wiz::start(Some("sign-in-ended")).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::GLOBAL_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.env.sim.revoke_sign_in_sessions().await;
+    w.env.sim.expire_access_tokens().await;
+    // The plan is refused and the server lets go of the sign-in it held.
+    w.chrome.type_into("app-name", "SbcEnded").await?;
+    w.wait_shown("plan-signin", "the offer to sign in again")
+        .await?;
+    w.chrome.client.refresh().await?;
+    w.step("s-signin-failed", "03z-sign-in-ended").await?;
+    let t = w.chrome.text("#s-signin-failed").await?;
+    ensure!(
+        t.contains("Your sign-in has ended") && t.contains("Nothing has been changed"),
+        "{t}"
+    );
+    w.chrome.click("btn-retry").await?;
+    w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.name_and_start("SbcEnded").await?;
+    w.after_run("s-done").await?;
+    let list = w.onboardings().await?;
+    ensure!(list.len() == 1, "the same onboarding: {list:?}");
     w.check_exchanges(&token)?;
     w.chrome.close().await
 }

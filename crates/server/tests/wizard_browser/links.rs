@@ -36,8 +36,27 @@ async fn expired_used_revoked_and_malformed_links_say_so() -> Result<()> {
     problem(&w, "This invitation has expired", "00a-expired").await?;
     ensure!(w.chrome.text("#s-problem").await?.contains("sp2"));
 
+    // A completed onboarding's link shows what was created while the server still shows the
+    // onboarding to it (`limits.customer_watch_grace_secs`): a reload on Done stays on Done.
     let done = w.env.onboarded("direct-routing", "UsedOnce").await?;
     w.open(&done.token).await?;
+    w.step("s-done", "00b-used-done").await?;
+    let summary = w.chrome.text("#s-done").await?;
+    ensure!(summary.contains("UsedOnce"), "{summary}");
+    // One whose onboarding was cancelled before its run says the link was used.
+    let (cancelled, _) = w.env.invite(None).await?;
+    let signed = w.env.signed_in(&cancelled, users::GLOBAL_ADMIN).await?;
+    w.env
+        .server
+        .onboarding(Some(OPERATOR))
+        .await?
+        .cancel_onboarding(pb::CancelOnboardingRequest {
+            onboarding_id: signed.onboarding_id,
+            reason: "test".into(),
+            invitation_token: String::new(),
+        })
+        .await?;
+    w.open(&cancelled).await?;
     problem(&w, "already been used", "00b-used").await?;
 
     let (revoked, id) = w.env.invite(None).await?;
@@ -62,6 +81,26 @@ async fn expired_used_revoked_and_malformed_links_say_so() -> Result<()> {
     w.env.signed_in(&token, users::GLOBAL_ADMIN).await?;
     w.open(&token).await?;
     w.chrome.wait_screen("s-name").await?;
+
+    // Link after link that names no invitation, from one address: once the limit answers,
+    // the page says to wait (a problem of the moment), not that the link is invalid.
+    let mut busy = None;
+    for i in 0..20 {
+        w.open(&format!("no-such-invitation-{i}")).await?;
+        w.chrome.wait_screen("s-problem").await?;
+        let t = w.chrome.text("#s-problem").await?;
+        if t.contains("Too many attempts") {
+            busy = Some(t);
+            break;
+        }
+        ensure!(t.contains("This link is not valid"), "{t}");
+    }
+    let busy = busy.ok_or_else(|| anyhow::anyhow!("the limit never answered"))?;
+    ensure!(
+        busy.contains("Wait a few minutes") && !busy.contains("new link"),
+        "{busy}"
+    );
+    w.shoot("00e-too-many-attempts").await?;
     w.chrome.close().await
 }
 

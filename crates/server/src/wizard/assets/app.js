@@ -5,7 +5,7 @@
 // x-invitation-token header; every value from the server is written with textContent, never
 // innerHTML; no rule is decided here (names, plan, roles and errors come from the server).
 import { $, S, token, show, fill, list, when, api, stream, rules, markRules } from './base.js';
-import { follow, signInAgain, askSignIn, resume, plainChange, finishScreen, askCancel, keepGoing,
+import { follow, signInAgain, askSignIn, resume, plainChange, finishScreen, askCancel, keepGoing, done,
   cancel, cancelWaiting, createLink, copyField } from './run.js';
 
 // ---- 0 / 1: the link ----
@@ -15,22 +15,32 @@ const PROBLEMS = {
   revoked: ['This invitation was withdrawn', 'Your provider withdrew this invitation, so the link no longer works.'],
   finished: ['This onboarding no longer waits for you', 'It was finished, cancelled or undone after its wait expired, so there is nothing to do with this link.'],
   used: ['This invitation has already been used', 'The link was used on {used} and works only once. If the onboarding it started has finished, there is nothing more to do.'],
+  unreachable: ['The onboarding service could not be reached', 'Nothing has been changed, and your link still works. Check your connection, then reload this page in a few minutes.'],
+  busy: ['Too many attempts from your network', 'Nothing has been changed. Wait a few minutes, then reload this page.'],
 };
+// Problems of the moment, not of the link: whom to tell if they last.
+const PASSING = ['unreachable', 'busy'];
 function problem(kind) {
   const inv = S.inv || {};
   const [title, text] = PROBLEMS[kind] || PROBLEMS.invalid;
   $('problem-title').textContent = title;
   $('problem-text').textContent = text.replace('{expires}', when(inv.expires_at || '')).replace('{used}', when(inv.used_at || ''));
-  $('problem-ask').textContent = inv.provider
-    ? 'Ask ' + inv.provider + ', who sent the invitation, for a new link.'
-    : 'Ask the service provider who sent you the invitation for a new link.';
+  $('problem-ask').textContent = PASSING.includes(kind)
+    ? 'If it keeps happening, ask the service provider who sent you the invitation.'
+    : inv.provider
+      ? 'Ask ' + inv.provider + ', who sent the invitation, for a new link.'
+      : 'Ask the service provider who sent you the invitation for a new link.';
   show('s-problem');
 }
 
 async function start() {
   if (!token) return problem('invalid');
   let inv;
-  try { inv = await api('invitation'); } catch (e) { return problem('invalid'); }
+  // An unknown link is answered `{state: "invalid"}`; a failure here is the network's or the
+  // server's, or the limit on unknown links from this address.
+  try { inv = await api('invitation'); } catch (e) {
+    return problem(e.api && e.api.code === 'resource_exhausted' ? 'busy' : 'unreachable');
+  }
   S.inv = inv;
   for (const f of ['provider', 'customer', 'service_name', 'service_id']) fill(f, inv[f] || '');
   $('landing-expires').textContent = when(inv.expires_at);
@@ -49,7 +59,9 @@ async function start() {
   }
   if (inv.state === 'used' && o && o.state !== 'cancelled') {
     if (o.state === 'signed_in') return show('s-name');
-    if (o.state === 'completed') return problem('used');
+    if (o.state === 'sign_in_again') return signInEnded();
+    // Within the grace after the end (the server still shows it to the link): the summary.
+    if (o.state === 'completed') return done(() => problem('used'));
     if (S.handOff && o.state === 'awaiting_admin') return finishScreen();
     return follow(0);
   }
@@ -134,6 +146,13 @@ async function copyCode() {
     $('code-copied').textContent = 'Press Ctrl+C (or ⌘C) to copy the selected code.';
   }
 }
+// A reload after the sign-in ended before any change (the service restarted, or Microsoft
+// refused the sign-in it held): the same invitation signs in again.
+function signInEnded() {
+  $('signin-failed-text').textContent = 'Your sign-in has ended: the onboarding service restarted, or Microsoft no longer accepts it. Nothing has been changed in your tenant.';
+  $('signin-failed-detail').textContent = '';
+  show('s-signin-failed');
+}
 function signInFailed(f) {
   const texts = {
     deadline_exceeded: 'The code expired before the sign-in was finished.',
@@ -143,6 +162,10 @@ function signInFailed(f) {
   };
   let text = texts[f.code] || 'The sign-in did not finish.';
   if (/declin/i.test(f.message)) text = 'The sign-in was declined.';
+  if (f.wrong_account) {
+    text = 'You signed in to Microsoft with another account than the one entered (' + S.upn +
+      '). Try again and sign in as ' + S.upn + ', or enter the account you signed in with.';
+  }
   $('signin-failed-text').textContent = text;
   $('signin-failed-detail').textContent = f.message ? 'Details: ' + f.message : '';
   show('s-signin-failed');

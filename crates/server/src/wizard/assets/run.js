@@ -282,9 +282,11 @@ export async function cancel() {
 }
 
 // ---- 7: done ----
-async function done() {
+// `unavailable`: what to show instead when the summary cannot be read (on a reload).
+export async function done(unavailable) {
   let s;
   try { s = await api('summary', { onboarding_id: S.onboardingId }); } catch (e) {
+    if (unavailable) return unavailable();
     $('conn').textContent = 'Provisioning finished. The summary could not be loaded; reload the page to see it.';
     return;
   }

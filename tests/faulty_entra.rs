@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
+use onboard_proto::v1 as pb;
 use onboard_proto::v1::provision_event::Event as PE;
 use testkit::onboard_binary;
 use testkit::process::ServerFiles;
@@ -57,6 +58,21 @@ async fn onboarding_rides_out_replication_lag_and_throttling() -> Result<()> {
                 tokio::time::timeout(Duration::from_secs(240), stream.message()).await??
             {
                 if let Some(PE::Retrying(r)) = &e.event {
+                    // The kind says the same as the reason's words, for programs and the page.
+                    let want = if r.reason.contains("throttled (429)") {
+                        pb::RetryKind::Throttled
+                    } else if r.reason.contains("directory replication") {
+                        pb::RetryKind::Replication
+                    } else if r.reason.contains("to propagate") {
+                        pb::RetryKind::CredentialPropagation
+                    } else if r.reason.contains("server error (") {
+                        pb::RetryKind::MicrosoftUnavailable
+                    } else if r.reason.contains("transport failure") {
+                        pb::RetryKind::Network
+                    } else {
+                        bail!("{name}: an unexpected retry {r:?}")
+                    };
+                    ensure!(r.kind() == want, "{name}: {r:?} is not {want:?}");
                     reasons.push(r.reason.clone());
                     waits.push(r.wait.and_then(|d| {
                         u64::try_from(d.seconds * 1000 + i64::from(d.nanos) / 1_000_000).ok()

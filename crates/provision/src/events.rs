@@ -47,6 +47,9 @@ pub enum EventKind {
         attempt: u32,
         /// Why, as text (e.g. "throttled (429)").
         reason: String,
+        /// Why, as a kind (`Unspecified` in events stored before kinds were).
+        #[serde(default)]
+        kind: entra_client::RetryKind,
         /// How long the client waits before the next attempt, in milliseconds.
         wait_ms: u64,
     },

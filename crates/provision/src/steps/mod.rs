@@ -161,6 +161,7 @@ impl Run {
                         operation: e.operation.to_owned(),
                         attempt: e.attempt,
                         reason: e.reason.to_string(),
+                        kind: e.reason.kind(),
                         wait_ms: u64::try_from(e.wait.as_millis()).unwrap_or(u64::MAX),
                     },
                 );

@@ -128,6 +128,18 @@ fn plain_words(c: &provision::PlannedChange) -> String {
 }
 
 /// The proto's name for a failure's cause.
+fn retry_kind(k: entra_client::RetryKind) -> pb::RetryKind {
+    use entra_client::RetryKind as K;
+    match k {
+        K::Unspecified => pb::RetryKind::Unspecified,
+        K::Throttled => pb::RetryKind::Throttled,
+        K::MicrosoftUnavailable => pb::RetryKind::MicrosoftUnavailable,
+        K::Replication => pb::RetryKind::Replication,
+        K::CredentialPropagation => pb::RetryKind::CredentialPropagation,
+        K::Network => pb::RetryKind::Network,
+    }
+}
+
 fn failure_cause(c: FailureCause) -> pb::FailureCause {
     match c {
         FailureCause::Unspecified => pb::FailureCause::Unspecified,
@@ -176,6 +188,7 @@ impl EventMapper {
                 operation,
                 attempt,
                 reason,
+                kind,
                 wait_ms,
             } => E::Retrying(pb::StepRetrying {
                 step,
@@ -184,6 +197,7 @@ impl EventMapper {
                     std::time::Duration::from_millis(*wait_ms),
                 )),
                 attempt: attempt.saturating_add(1),
+                kind: retry_kind(*kind).into(),
             }),
             EventKind::Done { audit_seqs, .. } => E::Done(pb::StepDone {
                 step,

@@ -77,6 +77,19 @@ fn onboarding_state(s: i32) -> &'static str {
     }
 }
 
+/// A retry's kind as the page reads it (`replication`, …; the proto's names in lower case
+/// without their prefix).
+fn retry_kind(k: pb::RetryKind) -> &'static str {
+    match k {
+        pb::RetryKind::Unspecified => "unspecified",
+        pb::RetryKind::Throttled => "throttled",
+        pb::RetryKind::MicrosoftUnavailable => "microsoft_unavailable",
+        pb::RetryKind::Replication => "replication",
+        pb::RetryKind::CredentialPropagation => "credential_propagation",
+        pb::RetryKind::Network => "network",
+    }
+}
+
 /// A failure's cause as the page reads it (`sign_in_again`, …; the proto's names in lower case
 /// without their prefix).
 fn failure_cause(c: pb::FailureCause) -> &'static str {
@@ -337,7 +350,7 @@ fn provision_event(e: pb::ProvisionEvent) -> Option<(&'static str, Value)> {
             (
                 "retrying",
                 json!({"step": r.step, "reason": r.reason, "wait_ms": wait_ms,
-                       "attempt": r.attempt}),
+                       "attempt": r.attempt, "kind": retry_kind(r.kind())}),
             )
         }
         E::Done(d) => ("done", json!({"step": d.step, "unchanged": d.unchanged})),

@@ -196,6 +196,12 @@ async fn a_declined_or_wrong_account_sign_in_is_offered_a_retry_with_the_same_li
 async fn a_reload_during_provisioning_follows_the_same_onboarding() -> Result<()> {
     let w = Wiz::start_slow(Some("reload"), 1500).await?;
     let token = w.provisioning("SbcReload", "").await?;
+    // The replication lag makes a step wait; the page says why in plain words.
+    let waits = "[...document.querySelectorAll('#steps li.wait')]\
+                 .some(li => li.textContent.includes('waiting for Microsoft to replicate the new app — retry'))";
+    w.chrome
+        .wait_js(waits, "a step waiting for replication")
+        .await?;
     w.step("s-progress", "06-progress").await?;
     w.chrome.client.refresh().await?;
     w.chrome.wait_screen("s-progress").await?;

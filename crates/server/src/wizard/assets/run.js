@@ -38,6 +38,15 @@ const FAILED = {
   missing_rights: 'The signed-in account lacks an administrator role this step needs.',
   service: 'The onboarding service could not go on because of a problem on its side, not in your tenant. Your provider can see what happened; ask them before trying again.',
 };
+// Why a step waits, in plain words (the server's reason, with its codes, when the kind is
+// not known).
+const RETRY = {
+  replication: 'waiting for Microsoft to replicate the new app',
+  credential_propagation: 'waiting for Microsoft to accept the new secret',
+  throttled: 'Microsoft asked Onboard to slow down',
+  microsoft_unavailable: 'Microsoft is briefly unavailable',
+  network: 'Microsoft could not be reached',
+};
 function onProgress(name, d) {
   if (d.index) S.lastIndex = Math.max(S.lastIndex, d.index);
   if (S.waiting && name !== 'awaiting_admin') {
@@ -53,7 +62,8 @@ function onProgress(name, d) {
     setStep(li, 'run', 'In progress: ', '');
   } else if (name === 'retrying') {
     const s = Math.max(1, Math.round(d.wait_ms / 1000));
-    setStep(stepItem(d.step), 'wait', 'Waiting: ', ' — ' + d.reason + '; retry ' + d.attempt + ' in ' + s + ' s');
+    const why = RETRY[d.kind] || d.reason;
+    setStep(stepItem(d.step), 'wait', 'Waiting: ', ' — ' + why + ' — retry ' + d.attempt + ' in ' + s + ' s');
   } else if (name === 'done') {
     const li = stepItem(d.step);
     if (!li.children[1].textContent) li.children[1].textContent = d.step;

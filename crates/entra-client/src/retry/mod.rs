@@ -5,6 +5,8 @@
 //! after a create) are retried only when the caller marked the call as dependent on a create,
 //! because otherwise a 404 is a true answer.
 
+mod reason;
+
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -17,76 +19,7 @@ use crate::config::RetryPolicy;
 use crate::error::{EntraError, TransportErrorKind};
 use crate::transport::Clock;
 
-/// Why a request is being retried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryReason {
-    /// 429: the tenant or app is throttled; `retry_after` is what the server asked for.
-    Throttled {
-        /// The server's `Retry-After`, if sent.
-        retry_after: Option<Duration>,
-    },
-    /// 500, 502, 503 or 504, or the STS said `temporarily_unavailable`.
-    ServerError {
-        /// The HTTP status.
-        status: u16,
-        /// The server's `Retry-After`, if sent (503 often has one).
-        retry_after: Option<Duration>,
-    },
-    /// A just-created object is not visible yet on the replica that answered.
-    ReplicationLag {
-        /// The HTTP status (404, 400 or 403).
-        status: u16,
-        /// Graph's error code, for progress text and the audit log.
-        code: String,
-    },
-    /// A just-created app, SP or secret is not yet known to the STS (AADSTS700016 / 7000215 /
-    /// 7000229).
-    CredentialPropagation {
-        /// The AADSTS number.
-        aadsts: u32,
-    },
-    /// No HTTP answer (connect failure, or a timeout on an idempotent call).
-    Transport {
-        /// What kind of transport failure.
-        kind: TransportErrorKind,
-    },
-}
-
-impl fmt::Display for RetryReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RetryReason::Throttled { .. } => write!(f, "throttled (429)"),
-            RetryReason::ServerError { status, .. } => write!(f, "server error ({status})"),
-            RetryReason::ReplicationLag { status, code } => {
-                write!(f, "waiting for directory replication ({status} {code})")
-            }
-            RetryReason::CredentialPropagation { aadsts } => {
-                write!(
-                    f,
-                    "waiting for the new credential to propagate (AADSTS{aadsts})"
-                )
-            }
-            RetryReason::Transport { kind } => write!(f, "transport failure ({kind:?})"),
-        }
-    }
-}
-
-impl RetryReason {
-    fn is_replication(&self) -> bool {
-        matches!(
-            self,
-            RetryReason::ReplicationLag { .. } | RetryReason::CredentialPropagation { .. }
-        )
-    }
-
-    pub(crate) fn retry_after(&self) -> Option<Duration> {
-        match self {
-            RetryReason::Throttled { retry_after }
-            | RetryReason::ServerError { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-}
+pub use reason::{RetryKind, RetryReason};
 
 /// One retry, reported to the caller before the wait starts so progress can be streamed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -111,7 +111,18 @@ pub fn plan_pb(p: &Plan, hand_off: bool) -> pb::PlanResponse {
 fn plain_words(c: &provision::PlannedChange) -> String {
     let t = &c.target;
     match (c.action.as_str(), c.operation.as_str()) {
-        (_, "none") => format!("{} is already in place ({})", t, c.action),
+        // Nothing to do: a removal finds nothing to remove, anything else finds it done.
+        ("temporary_app.delete", "none") => format!("The temporary app {t} is already gone"),
+        ("app_registration.create", "none") => format!("The app registration {t} is in place"),
+        ("service_principal.create", "none") => format!("Its enterprise application ({t}) exists"),
+        ("app_role_assignment.create", "none") => {
+            format!("The application permission {t} is already granted")
+        }
+        ("directory_role_assignment.create", "none") => {
+            format!("The directory role {t} is already assigned")
+        }
+        ("app_owner.add", "none") => format!("{t} already owns itself"),
+        (_, "none") => format!("{t} is already in place"),
         ("app_registration.create", "update") => format!("Update the app registration {t}"),
         ("app_registration.create", _) => format!("Create the app registration {t}"),
         ("service_principal.create", _) => format!("Create its enterprise application ({t})"),
@@ -260,6 +271,44 @@ impl EventMapper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_already_made_is_worded_for_its_action() {
+        let words = |action: &str, operation: &str, target: &str| {
+            plain_words(&provision::PlannedChange {
+                action: action.into(),
+                target: target.into(),
+                operation: operation.into(),
+                right: None,
+                allowed: true,
+            })
+        };
+        // Nothing to remove is not "in place".
+        assert_eq!(
+            words("temporary_app.delete", "none", "S1-sp2-token"),
+            "The temporary app S1-sp2-token is already gone"
+        );
+        assert_eq!(
+            words("temporary_app.delete", "delete", "S1-sp2-token"),
+            "Remove the temporary app S1-sp2-token"
+        );
+        assert_eq!(
+            words(
+                "app_role_assignment.create",
+                "none",
+                "Microsoft Graph/User.Read.All"
+            ),
+            "The application permission Microsoft Graph/User.Read.All is already granted"
+        );
+        // No action name reaches the page.
+        for action in [
+            "app_registration.create",
+            "x.y",
+            "directory_role_assignment.create",
+        ] {
+            assert!(!words(action, "none", "T").contains(action), "{action}");
+        }
+    }
 
     fn event(step: &str, kind: EventKind) -> Event {
         Event {

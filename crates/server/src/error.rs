@@ -340,7 +340,14 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
             );
             Status::with_error_details(Code::FailedPrecondition, msg, details)
         }
-        ProvisionError::MissingRights { .. } => Status::failed_precondition(msg),
+        // One violation per missing right, naming the roles any one of which grants it.
+        ProvisionError::MissingRights { missing } => {
+            let mut details = ErrorDetails::new();
+            for m in missing {
+                details.add_precondition_failure_violation("MISSING_RIGHTS", "admin_sign_in", m);
+            }
+            Status::with_error_details(Code::FailedPrecondition, msg, details)
+        }
         ProvisionError::Profile(_)
         | ProvisionError::UnknownPermission { .. }
         | ProvisionError::MissingResource(_) => Status::failed_precondition(msg),

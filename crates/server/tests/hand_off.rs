@@ -152,6 +152,28 @@ async fn an_application_administrator_starts_and_a_global_administrator_finishes
         "{s:?}"
     );
 
+    // An Application Administrator cannot finish: refused with the rights missing, the link
+    // left unspent for someone who can.
+    let refused = env
+        .sign_in(
+            &link.invitation_token,
+            &env.upn("appadmin"),
+            testkit::wizard::Browser::SignsInAs("appadmin"),
+        )
+        .await?
+        .refused(
+            Code::FailedPrecondition,
+            &["lacks rights", "Global Administrator"],
+        )?;
+    let violations = tonic_types::StatusExt::get_details_precondition_failure(&refused)
+        .map(|p| p.violations)
+        .unwrap_or_default();
+    ensure!(
+        !violations.is_empty() && violations.iter().all(|v| v.r#type == "MISSING_RIGHTS"),
+        "{violations:?}"
+    );
+    // (The Global Administrator's sign-in below would be refused had it been spent.)
+
     // The Global Administrator joins the same onboarding, sees only what is left, finishes.
     let signed = env.signed_in(&link.invitation_token, "globaladmin").await?;
     ensure!(
@@ -160,11 +182,20 @@ async fn an_application_administrator_starts_and_a_global_administrator_finishes
     );
     let plan = plan(&env.server, &link.invitation_token, &id, "Sbc-Hand").await??;
     ensure!(!plan.blocked && !plan.hand_off, "{plan:?}");
-    for done in ["client_secret.add", "service_principal.create"] {
+    for (done, words) in [
+        (
+            "client_secret.add",
+            "Sbc-Hand already has its client secret",
+        ),
+        (
+            "service_principal.create",
+            "Its enterprise application (Sbc-Hand) exists",
+        ),
+    ] {
         ensure!(
             plan.changes
                 .iter()
-                .any(|c| c.action == done && c.description.contains("already in place")),
+                .any(|c| c.action == done && c.description == words),
             "{done} is planned again: {plan:?}"
         );
     }

@@ -122,6 +122,7 @@ fn plain_words(c: &provision::PlannedChange) -> String {
             format!("The directory role {t} is already assigned")
         }
         ("app_owner.add", "none") => format!("{t} already owns itself"),
+        ("client_secret.add", "none") => format!("{t} already has its client secret"),
         (_, "none") => format!("{t} is already in place"),
         ("app_registration.create", "update") => format!("Update the app registration {t}"),
         ("app_registration.create", _) => format!("Create the app registration {t}"),

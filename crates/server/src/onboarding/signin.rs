@@ -336,6 +336,17 @@ impl Attempt {
             )));
         }
         let rights_missing = rights_missing(&admin, &self.invitation, self.svc.app.profiles())?;
+        // A hand-off link is for someone who can finish: one who cannot leaves it unspent, so
+        // it can still be sent to an administrator who can.
+        if self.invitation.hand_off_of.is_some() && !rights_missing.is_empty() {
+            return Err(ProvisionError::MissingRights {
+                missing: rights_missing
+                    .iter()
+                    .map(|c| c.any_of.join(" or "))
+                    .collect(),
+            }
+            .into());
+        }
         let inv = if self.redeemed {
             // Redeemed when this onboarding first signed in; linked then too.
             self.invitation.clone()

@@ -63,8 +63,8 @@ pub(super) struct ErrorBody {
     /// True when a failed precondition is a new admin sign-in (`SIGN_IN_AGAIN`,
     /// `CONDITIONAL_ACCESS`): Microsoft no longer accepts the one held.
     sign_in_again: bool,
-    /// True when the account that signed in is not the UPN entered (`WRONG_ACCOUNT`).
-    wrong_account: bool,
+    /// The failed preconditions' types (`WRONG_ACCOUNT`, `MISSING_RIGHTS`, …), for the words.
+    preconditions: Vec<String>,
 }
 
 /// The JSON of a status.
@@ -87,14 +87,14 @@ pub(super) fn error_json(status: &Status) -> Value {
     let sign_in_again = violations
         .iter()
         .any(|v| v.r#type == "SIGN_IN_AGAIN" || v.r#type == "CONDITIONAL_ACCESS");
-    let wrong_account = violations.iter().any(|v| v.r#type == "WRONG_ACCOUNT");
+    let preconditions = violations.iter().map(|v| v.r#type.clone()).collect();
     serde_json::to_value(ErrorBody {
         code: code_name(status.code()),
         message: status.message().to_owned(),
         fields,
         missing,
         sign_in_again,
-        wrong_account,
+        preconditions,
     })
     .unwrap_or(Value::Null)
 }

@@ -105,6 +105,21 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
         "{l}"
     );
     w.chrome.click("btn-ho-start").await?;
+    // An Application Administrator cannot finish: told so, and the link stays unspent.
+    let app_admin = w.upn(users::APP_ADMIN);
+    w.chrome.wait_screen("s-upn").await?;
+    w.chrome.type_into("upn", &app_admin).await?;
+    w.chrome.click("btn-auth").await?;
+    let code = w.code().await?;
+    w.env.sim.complete_device_login(&code, &app_admin).await?;
+    w.step("s-signin-failed", "H3b-link-holder-cannot-finish")
+        .await?;
+    let t = w.chrome.text("#signin-failed-text").await?;
+    ensure!(
+        t.contains("cannot finish") && t.contains("Your link was not used"),
+        "{t}"
+    );
+    w.chrome.click("btn-retry").await?;
     w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;
     w.step("s-connected", "H4-connected").await?;
     ensure!(!w.chrome.disabled("btn-next").await?);
@@ -115,7 +130,7 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
     let f = w.chrome.text("#finish-plan").await?;
     ensure!(
         f.contains("Assign the directory role Teams Administrator")
-            && f.contains("already in place"),
+            && f.contains("The app registration SbcHand is in place"),
         "{f}"
     );
     w.chrome.click("btn-finish").await?;

@@ -162,7 +162,12 @@ function signInFailed(f) {
   };
   let text = texts[f.code] || 'The sign-in did not finish.';
   if (/declin/i.test(f.message)) text = 'The sign-in was declined.';
-  if (f.wrong_account) {
+  const pre = f.preconditions || [];
+  if (pre.includes('MISSING_RIGHTS') && S.handOff) {
+    text = 'This account cannot finish the onboarding: it needs ' + (f.missing || []).join('; ') +
+      '. Your link was not used: send it to an administrator who holds one of these roles.';
+  }
+  if (pre.includes('WRONG_ACCOUNT')) {
     text = 'You signed in to Microsoft with another account than the one entered (' + S.upn +
       '). Try again and sign in as ' + S.upn + ', or enter the account you signed in with.';
   }
@@ -178,19 +183,16 @@ function connected(d) {
   $('tenant').textContent = d.tenant_id;
   list($('roles-held'), d.roles_held || [], 'No administrator role');
   const missing = d.roles_missing || [];
-  // The first admin may go on (the rest is handed off); a hand-off link's holder must be
-  // able to finish.
+  // The first admin may go on (the rest is handed off); a hand-off link's holder who cannot
+  // finish is refused at sign-in, the link unspent (`signInFailed`).
   $('rights-ok').hidden = missing.length > 0;
   $('rights-ok-state').textContent = S.handOff
     ? 'Another administrator already made part of it; you see the rest before anything else changes.'
     : S.resume
       ? 'Part of it was made before it stopped; the next step goes on from there.'
       : 'Nothing has been changed in your tenant yet.';
-  $('rights-missing').hidden = missing.length === 0 || S.handOff;
-  $('rights-cannot').hidden = missing.length === 0 || !S.handOff;
+  $('rights-missing').hidden = missing.length === 0;
   list($('roles-missing'), missing.map((r) => 'Needs ' + r), '');
-  list($('roles-cannot'), missing, '');
-  $('btn-next').disabled = S.handOff && missing.length > 0;
   show('s-connected');
 }
 

@@ -58,6 +58,13 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
     ] {
         ensure!(h.contains(want), "screen H lacks {want}: {h}");
     }
+    // What is done, as screen 6 listed it.
+    let done = w.chrome.text("#wait-done").await?;
+    ensure!(
+        done.contains("create or update the app registration")
+            && done.contains("create the service principal"),
+        "{done}"
+    );
     w.chrome.click("btn-link").await?;
     w.chrome
         .wait_js(

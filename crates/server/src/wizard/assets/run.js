@@ -190,6 +190,10 @@ function waiting(d) {
   S.waiting = true;
   $('wait-name').textContent = S.appName;
   list($('wait-roles'), d.roles || [], '');
+  // The steps the run finished (replayed after a reload), as screen 6 listed them.
+  const done = [...S.steps.values()].filter((li) => li.className === 'ok')
+    .map((li) => li.children[1].textContent);
+  list($('wait-done'), done, 'Nothing yet');
   list($('wait-left'), (d.changes_left || []).map(plainChange), '');
   $('wait-expires').textContent = d.expires_at ? when(d.expires_at * 1000) : '';
   $('consent-url').value = d.admin_consent_url || '';

@@ -82,15 +82,43 @@ impl Engine {
         Ok(self.plan_and_seed(admin, req, None).await?.0)
     }
 
+    /// Refuses `app_name` (`NameTaken`) when another live onboarding of `tenant` (running,
+    /// completed, cancelling or awaiting an admin) has it, in any case. Provision checks under
+    /// the names lock; Plan checks too, so the wizard says so as the admin types.
+    fn check_name_free(
+        &self,
+        id: &str,
+        tenant: &str,
+        app_name: &str,
+    ) -> Result<(), ProvisionError> {
+        let name_key = names::name_key(app_name);
+        for other in self.inner.store.all()? {
+            let live = matches!(
+                other.status,
+                Status::Running | Status::Completed | Status::Cancelling | Status::AwaitingAdmin
+            );
+            if other.id != id && live && other.tenant_id == tenant && other.name_key == name_key {
+                return Err(ProvisionError::NameTaken {
+                    name: app_name.to_owned(),
+                    existing: other.id,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The plan of onboarding `id` as it stands now: once its run has begun (a retry, or a
     /// privileged admin finishing a hand-off) its own app is read and the steps it confirmed
-    /// count as made, so the plan lists only what is left. Before that, [`Engine::plan`].
+    /// count as made, so the plan lists only what is left. Before that, [`Engine::plan`]. A
+    /// name another onboarding of the tenant holds is refused, as Provision would.
     pub async fn plan_for(
         &self,
         id: &str,
         admin: &Admin,
         req: &PlanRequest,
     ) -> Result<Plan, ProvisionError> {
+        validate_name(&req.app_name)?;
+        self.check_name_free(id, &admin.tenant_id, &req.app_name)?;
         let Some(rec) = self.inner.store.get(id)? else {
             return self.plan(admin, req).await;
         };
@@ -190,23 +218,8 @@ impl Engine {
                 what: "it is already running; watch it instead".into(),
             });
         }
+        self.check_name_free(&req.onboarding_id, &admin.tenant_id, &req.app_name)?;
         let name_key = names::name_key(&req.app_name);
-        for other in self.inner.store.all()? {
-            let live = matches!(
-                other.status,
-                Status::Running | Status::Completed | Status::Cancelling | Status::AwaitingAdmin
-            );
-            if other.id != req.onboarding_id
-                && live
-                && other.tenant_id == admin.tenant_id
-                && other.name_key == name_key
-            {
-                return Err(ProvisionError::NameTaken {
-                    name: req.app_name.clone(),
-                    existing: other.id,
-                });
-            }
-        }
         let now = onboard_core::time::now();
         let mut rec = match self.inner.store.get(&req.onboarding_id)? {
             Some(r)

@@ -197,6 +197,10 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     // The same name (any case) for another onboarding of the tenant is taken.
     let (token2, _) = env.invite(None).await?;
     let id2 = env.signed_in(&token2, "globaladmin").await?.onboarding_id;
+    // Plan says so already, so the wizard tells the admin while they type.
+    testkit::server_helpers::plan(&env.server, &token2, &id2, "sbc-one")
+        .await?
+        .refused(Code::AlreadyExists, &["sbc-one"])?;
     env.provision(&token2, &id2, "SBC-ONE")
         .await?
         .refused(Code::AlreadyExists, &[])?;

@@ -50,17 +50,23 @@ async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
         ensure!(invalid.as_str() == Some("true"));
     }
     w.shoot("05d-name-invisible-character").await?;
-    // Taken by another onboarding of this service: refused when submitted.
-    w.name_and_start("Taken1").await?;
+    // Taken by another onboarding of this tenant: said as the admin types (Plan refuses it),
+    // the rule marked, nothing can be started.
+    w.chrome.type_into("app-name", "taken1").await?;
     w.chrome
         .wait_js(
             "document.getElementById('name-msg').textContent.length > 0 && \
-             !document.getElementById('s-name').hidden",
+             document.querySelector('#name-rules li.bad') && \
+             document.querySelector('#name-rules li.bad').dataset.rule === 'not_unique'",
             "the uniqueness error",
         )
         .await?;
     let msg = w.chrome.text("#name-msg").await?;
-    ensure!(msg.contains("Taken1"), "{msg}");
+    ensure!(
+        msg.contains("“taken1” is already used") && !msg.contains("onboarding "),
+        "{msg}"
+    );
+    ensure!(w.chrome.disabled("btn-provision").await?, "startable");
     w.shoot("05e-name-taken").await?;
     w.chrome.close().await
 }

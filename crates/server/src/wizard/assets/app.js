@@ -242,7 +242,10 @@ async function plan(name, seq) {
     if (err.code === 'invalid_argument' || err.code === 'already_exists') {
       if (err.code === 'already_exists') markRules('not_unique');
       $('app-name').setAttribute('aria-invalid', 'true');
-      $('name-msg').textContent = err.message;
+      // The server's words name the other onboarding's id: not for this page.
+      $('name-msg').textContent = err.code === 'already_exists'
+        ? '“' + name + '” is already used for this service. Choose another name.'
+        : err.message;
     } else {
       $('plan-status').textContent = err.message || 'The plan could not be read.';
     }

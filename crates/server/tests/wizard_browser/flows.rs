@@ -245,6 +245,14 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
     w.chrome.wait_screen("s-landing").await?;
     w.chrome.click("btn-use").await?;
     w.step("s-attach", "02b-use-app-registration").await?;
+    // An empty field is named, not only marked.
+    w.chrome.click("btn-validate").await?;
+    w.wait_text(
+        "attach-error-text",
+        "Enter the Directory (tenant) ID",
+        "the empty field named",
+    )
+    .await?;
     let tenant = w.env.info.tenant_id.clone();
     w.chrome.type_into("att-tenant", &tenant).await?;
     validate(&w, &bare).await?;

@@ -291,7 +291,15 @@ async function attach(ev) {
   const body = { tenant_id: $('att-tenant').value.trim(), client_id: $('att-client').value.trim(),
     client_secret: $('att-secret').value };
   for (const [id, v] of [['att-tenant', body.tenant_id], ['att-client', body.client_id], ['att-secret', body.client_secret]]) {
-    if (!v) { $(id).setAttribute('aria-invalid', 'true'); return $(id).focus(); }
+    if (!v) {
+      $(id).setAttribute('aria-invalid', 'true');
+      const label = document.querySelector('label[for="' + id + '"]');
+      $('attach-error-text').textContent = 'Enter the ' + (label ? label.textContent.trim() : 'missing value') + '.';
+      $('attach-missing').hidden = true;
+      $('attach-fix').hidden = true;
+      $('attach-error').hidden = false;
+      return $(id).focus();
+    }
     $(id).removeAttribute('aria-invalid');
   }
   $('btn-validate').disabled = true;

@@ -489,3 +489,36 @@ async fn a_reload_after_the_sign_in_ended_offers_a_new_one() -> Result<()> {
     w.check_exchanges(&token)?;
     w.chrome.close().await
 }
+
+/// The device code runs out before anyone signs in: the countdown says so, the sign-in fails
+/// with plain words, and the same link tries again.
+#[tokio::test]
+async fn a_device_code_that_runs_out_is_said_and_tried_again() -> Result<()> {
+    let w = Wiz::start_with(
+        Some("code-expired"),
+        entra_sim::Faults {
+            device_code_ttl_s: Some(3),
+            device_code_interval_s: Some(1),
+            ..testkit::sim::calm()
+        },
+    )
+    .await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.chrome.wait_screen("s-landing").await?;
+    w.chrome.click("btn-create").await?;
+    let upn = w.upn(users::GLOBAL_ADMIN);
+    w.chrome.type_into("upn", &upn).await?;
+    w.chrome.click("btn-auth").await?;
+    w.code().await?;
+    w.step("s-signin-failed", "03w-code-expired").await?;
+    let t = w.chrome.text("#signin-failed-text").await?;
+    ensure!(
+        t.contains("The code expired before the sign-in was finished"),
+        "{t}"
+    );
+    w.chrome.click("btn-retry").await?;
+    w.chrome.wait_screen("s-upn").await?;
+    w.check_exchanges(&token)?;
+    w.chrome.close().await
+}

@@ -413,16 +413,7 @@ async fn a_run_stopped_by_conditional_access_goes_on_after_a_new_sign_in() -> Re
 #[tokio::test]
 async fn a_sign_in_microsoft_no_longer_accepts_is_renewed_from_the_name_screen() -> Result<()> {
     let w = Wiz::start(Some("signin-again")).await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.sign_in_as(users::GLOBAL_ADMIN).await?;
-    w.chrome.click("btn-next").await?;
-    w.chrome.wait_screen("s-name").await?;
-    w.env.sim.revoke_sign_in_sessions().await;
-    w.env.sim.expire_access_tokens().await;
-    w.chrome.type_into("app-name", "SbcAgain").await?;
-    w.wait_shown("plan-signin", "the offer to sign in again")
-        .await?;
+    let token = w.plan_after_the_sign_in_ended("SbcAgain").await?;
     let status = w.chrome.text("#plan-status").await?;
     ensure!(
         status.starts_with("Your organisation’s Conditional Access policy asks the admin")
@@ -461,17 +452,7 @@ async fn a_sign_in_microsoft_no_longer_accepts_is_renewed_from_the_name_screen()
 #[tokio::test]
 async fn a_reload_after_the_sign_in_ended_offers_a_new_one() -> Result<()> {
     let w = Wiz::start(Some("sign-in-ended")).await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.sign_in_as(users::GLOBAL_ADMIN).await?;
-    w.chrome.click("btn-next").await?;
-    w.chrome.wait_screen("s-name").await?;
-    w.env.sim.revoke_sign_in_sessions().await;
-    w.env.sim.expire_access_tokens().await;
-    // The plan is refused and the server lets go of the sign-in it held.
-    w.chrome.type_into("app-name", "SbcEnded").await?;
-    w.wait_shown("plan-signin", "the offer to sign in again")
-        .await?;
+    let token = w.plan_after_the_sign_in_ended("SbcEnded").await?;
     w.chrome.client.refresh().await?;
     w.step("s-signin-failed", "03z-sign-in-ended").await?;
     let t = w.chrome.text("#s-signin-failed").await?;

@@ -229,6 +229,23 @@ impl Wiz {
         self.chrome.wait_screen("s-connected").await
     }
 
+    /// A new invitation's link opened, signed in as the Global Administrator, then Microsoft
+    /// stops accepting the sign-in (sessions revoked, the access token's hour over) and `name`
+    /// is typed: the plan is refused and the offer to sign in again shown; the token.
+    pub async fn plan_after_the_sign_in_ended(&self, name: &str) -> Result<String> {
+        let token = self.invite().await?;
+        self.open(&token).await?;
+        self.sign_in_as(testkit::sim::users::GLOBAL_ADMIN).await?;
+        self.chrome.click("btn-next").await?;
+        self.chrome.wait_screen("s-name").await?;
+        self.env.sim.revoke_sign_in_sessions().await;
+        self.env.sim.expire_access_tokens().await;
+        self.chrome.type_into("app-name", name).await?;
+        self.wait_shown("plan-signin", "the offer to sign in again")
+            .await?;
+        Ok(token)
+    }
+
     /// A new invitation's link opened, signed in as the Global Administrator, `name` typed and
     /// planned, "Start Provisioning" clicked, and the first step of kind `step` (a CSS class:
     /// `run`, `ok`, …) shown; the token.

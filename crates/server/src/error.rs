@@ -28,6 +28,11 @@ pub enum ServerError {
     /// The request is valid but the system is not in a state to allow it (expired, used, revoked).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The onboarding holds no signed-in admin (the server restarted, or Microsoft refused the
+    /// sign-in it held): FAILED_PRECONDITION with the `SIGN_IN_AGAIN` violation, so a caller
+    /// (the wizard) offers a new sign-in with the same invitation.
+    #[error("{0}")]
+    NoSignIn(String),
     /// A size or index is beyond what the log has.
     #[error("{0}")]
     OutOfRange(String),
@@ -286,6 +291,11 @@ impl From<ServerError> for Status {
             }
             ServerError::NotFound(_) => Status::not_found(msg),
             ServerError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            ServerError::NoSignIn(_) => sign_in_again_because(
+                msg,
+                "the onboarding holds no signed-in admin (the server restarted, or Microsoft \
+                 refused the sign-in); the admin signs in again with the same invitation",
+            ),
             ServerError::OutOfRange(_) => Status::out_of_range(msg),
             ServerError::Unimplemented(_) => Status::unimplemented(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
@@ -437,12 +447,16 @@ fn conditional_access_status(msg: String) -> Status {
 /// FAILED_PRECONDITION for the reasons [`conditional_access_status`] gives, with a violation
 /// of type `SIGN_IN_AGAIN`, the name `FailureCause` gives the same state on a failed run.
 fn sign_in_again_status(msg: String) -> Status {
-    let mut details = ErrorDetails::new();
-    details.add_precondition_failure_violation(
-        "SIGN_IN_AGAIN",
-        "admin_sign_in",
+    sign_in_again_because(
+        msg,
         "Microsoft no longer renews the admin's sign-in; the admin signs in again",
-    );
+    )
+}
+
+/// FAILED_PRECONDITION with a `SIGN_IN_AGAIN` violation saying `why`.
+fn sign_in_again_because(msg: String, why: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_precondition_failure_violation("SIGN_IN_AGAIN", "admin_sign_in", why);
     Status::with_error_details(Code::FailedPrecondition, msg, details)
 }
 

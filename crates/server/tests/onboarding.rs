@@ -436,8 +436,21 @@ async fn a_restart_between_sign_in_and_provision_lets_the_same_invitation_sign_i
     let (token, id) = env.invited_and_signed_in("globaladmin").await?;
     // Sign-ins live in memory: a restart loses this one before any run began.
     let env = env.restart().await?;
-    let lost = env.provision(&token, &id, "Sbc-Again").await?;
-    ensure!(lost.is_err(), "provisioned without a sign-in: {lost:?}");
+    // Provision, Plan and Watch say so with the SIGN_IN_AGAIN violation programs (and the
+    // wizard, which offers the new sign-in) read.
+    let sign_in_again = |s: &tonic::Status| {
+        tonic_types::StatusExt::get_details_precondition_failure(s)
+            .is_some_and(|p| p.violations.iter().any(|v| v.r#type == "SIGN_IN_AGAIN"))
+    };
+    let lost = env
+        .provision(&token, &id, "Sbc-Again")
+        .await?
+        .refused(Code::FailedPrecondition, &["sign in"])?;
+    ensure!(sign_in_again(&lost), "{lost:?}");
+    let planned = plan(&env.server, &token, &id, "Sbc-Again")
+        .await?
+        .refused(Code::FailedPrecondition, &["sign in"])?;
+    ensure!(sign_in_again(&planned), "{planned:?}");
     // Watch, like GetOnboarding and Plan, says what it takes, not that there is no such thing.
     let watch = env
         .server
@@ -452,7 +465,9 @@ async fn a_restart_between_sign_in_and_provision_lets_the_same_invitation_sign_i
         .err()
         .context("a Watch of an onboarding without a sign-in or a run was accepted")?;
     ensure!(
-        watch.code() == Code::FailedPrecondition && watch.message().contains("sign in again"),
+        watch.code() == Code::FailedPrecondition
+            && watch.message().contains("sign in again")
+            && sign_in_again(&watch),
         "{watch:?}"
     );
     // The used invitation signs in again, for the same onboarding, and it completes.

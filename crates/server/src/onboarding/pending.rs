@@ -89,7 +89,7 @@ impl OnboardingService {
         if self.invitation_of(id)?.is_empty() && self.app.engine().get(id)?.is_none() {
             return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
         }
-        Err(ServerError::FailedPrecondition(format!(
+        Err(ServerError::NoSignIn(format!(
             "onboarding {id} has no signed-in admin; sign in (again) first"
         )))
     }
@@ -196,7 +196,7 @@ impl OnboardingService {
 /// no run: the server restarted, or Microsoft refused the sign-in it held. Nothing can be shown
 /// or followed until the admin signs in again, as Plan answers.
 pub(super) fn sign_in_lost(id: &str, invitation_id: &str) -> ServerError {
-    ServerError::FailedPrecondition(format!(
+    ServerError::NoSignIn(format!(
         "onboarding {id} has no signed-in admin and no run yet (the server restarted, or \
          Microsoft refused the sign-in it held); sign in again with invitation {invitation_id}"
     ))

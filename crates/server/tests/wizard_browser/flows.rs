@@ -421,6 +421,19 @@ async fn a_sign_in_microsoft_no_longer_accepts_is_renewed_from_the_name_screen()
         "{status}"
     );
     ensure!(w.chrome.disabled("btn-provision").await?, "startable");
+    // The server let go of that sign-in: another name gets the same offer (the onboarding
+    // holds no sign-in now), not the server's words about the onboarding.
+    w.chrome.type_into("app-name", "SbcAgain2").await?;
+    w.wait_shown(
+        "plan-signin",
+        "the offer to sign in again, for another name",
+    )
+    .await?;
+    let status = w.chrome.text("#plan-status").await?;
+    ensure!(
+        status.starts_with("Your organisation’s Conditional Access policy asks the admin"),
+        "{status}"
+    );
     w.shoot("05f-name-sign-in-again").await?;
     w.chrome.click("btn-plan-signin").await?;
     w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;

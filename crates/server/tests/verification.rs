@@ -150,11 +150,12 @@ async fn a_real_onboarding_verifies_ok_and_the_report_is_audited() -> Result<()>
     );
     ensure!(e["trigger"] == "on_demand", "{e}");
 
-    // The platform reports not serving: FAIL, and by client id too.
+    // The platform reports not serving: FAIL, and by client id too (blanks around a pasted
+    // id are trimmed for the lookup as for the check).
     p.set("dr-1", false).await;
     let r = c
         .verify(pb::VerifyRequest {
-            target: Some(Target::ClientId(client_id.clone())),
+            target: Some(Target::ClientId(format!(" {client_id}\n"))),
         })
         .await?
         .into_inner();

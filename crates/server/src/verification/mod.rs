@@ -48,9 +48,11 @@ impl VerificationService {
                     "set client_id or service_id",
                 ));
             }
+            // Checked and looked up as trimmed (a pasted id may carry blanks).
             Some(pb::verify_request::Target::ClientId(c)) => {
-                ServerError::uuid("client_id", c.trim())?;
-                Target::ClientId(c)
+                let c = c.trim();
+                ServerError::uuid("client_id", c)?;
+                Target::ClientId(c.to_owned())
             }
             Some(pb::verify_request::Target::ServiceId(s)) if s.trim().is_empty() => {
                 return Err(ServerError::invalid("service_id", "empty"));

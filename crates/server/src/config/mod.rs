@@ -377,6 +377,14 @@ impl Config {
                 )));
             }
         }
+        // CreateInvitation applies it when a request sets no validity, under the same bounds
+        // as a requested one: out of them, every such request would be refused on a field the
+        // caller never sent.
+        if !(1..=30 * 24 * 3600).contains(&self.invitations.default_valid_for_secs) {
+            return Err(ServerError::Config(
+                "invitations.default_valid_for_secs must be between 1 and 2592000 (30 days)".into(),
+            ));
+        }
         if self.credentials.check_interval_secs == 0 {
             return Err(ServerError::Config(
                 "credentials.check_interval_secs must be at least 1".into(),
@@ -489,6 +497,26 @@ mod tests {
         assert_eq!(c.invitations.default_valid_for_secs, 60);
         assert_eq!(c.auth.tokens[0].role, Role::Operator);
         assert_eq!(c.entra.graph_url, "https://graph.microsoft.com");
+    }
+
+    #[test]
+    fn a_default_invitation_validity_out_of_bounds_is_a_configuration_error() {
+        for (secs, ok) in [
+            ("0", false),
+            ("1", true),
+            ("2592000", true),
+            ("2592001", false),
+        ] {
+            let env = [("ONBOARD_INVITATIONS_DEFAULT_VALID_FOR_SECS", secs)]
+                .map(|(a, b)| (a.to_owned(), b.to_owned()));
+            match Config::from_toml_str(BASE, env) {
+                Ok(_) => assert!(ok, "{secs} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{secs}: {e}");
+                    assert!(e.to_string().contains("default_valid_for_secs"), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::AuditError;
 use crate::log::AuditLog;
-use crate::tile_id::{TileId, TileKind, checkpointed_partials, tiles_of_size};
+use crate::tile_id::{TileId, TileKind, checkpointed_partials, tiles_between};
 
 /// Hashes (or entries) in a full tile.
 pub const TILE_WIDTH: u64 = 256;
@@ -124,17 +124,16 @@ impl AuditLog {
         }
     }
 
-    /// The partial tiles and bundles of this log's checkpoints of sizes in `after + 1 ..
-    /// latest` that a copy holding `latest` entries must still serve (those whose full tile it
-    /// does not have): see [`checkpointed_partials`]. A publisher uploads them with the tiles
-    /// of `latest`, so a reader of any checkpoint the log signed finds its partial tiles.
-    pub fn checkpointed_partials(
-        &self,
-        after: u64,
-        latest: u64,
-    ) -> Result<Vec<TileId>, AuditError> {
+    /// What a copy holding `after` entries lacks to serve a tree of `latest` entries: the tiles
+    /// and bundles that are new or grew ([`tiles_between`]), then the partial ones of this
+    /// log's checkpoints of sizes in `after + 1 .. latest` whose full tile a tree of `latest`
+    /// lacks ([`checkpointed_partials`]; tlog-tiles: a log serves the partial tiles of every
+    /// checkpointed size). A publisher uploads them each round, an export from 0.
+    pub fn tiles_to_copy(&self, after: u64, latest: u64) -> Result<Vec<TileId>, AuditError> {
         let store = self.store();
-        checkpointed_partials(after, latest, |lo, hi| store.any_checkpoint_in(lo, hi))
+        let earlier =
+            checkpointed_partials(after, latest, |lo, hi| store.any_checkpoint_in(lo, hi))?;
+        Ok(tiles_between(after, latest).chain(earlier).collect())
     }
 
     /// Writes the log, as of its latest checkpoint, to `dir` in the tlog-tiles layout: its
@@ -148,8 +147,7 @@ impl AuditLog {
             size,
             ..Default::default()
         };
-        let earlier = self.checkpointed_partials(0, size)?;
-        for id in tiles_of_size(size).chain(earlier) {
+        for id in self.tiles_to_copy(0, size)? {
             let rel = id.path();
             let expected_len = match id.kind {
                 TileKind::Entries => None,

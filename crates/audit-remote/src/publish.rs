@@ -16,7 +16,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_log::tile_id::tiles_between;
 use audit_log::{AuditLog, CheckpointFeed, SignedCheckpoint, TileId, TileKind};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -174,10 +173,8 @@ impl Publisher {
             return Ok(from);
         }
         let from_size = from.unwrap_or(0);
-        // The checkpoints signed since the last round have partial tiles too (tlog-tiles:
-        // served for every checkpointed size until the full tile exists).
-        let earlier = self.log.checkpointed_partials(from_size, to)?;
-        let ids: Vec<TileId> = tiles_between(from_size, to).chain(earlier).collect();
+        // With the partial tiles of the checkpoints signed since the last round.
+        let ids = self.log.tiles_to_copy(from_size, to)?;
         self.tell(&PublishEvent::RoundStarted {
             from: from_size,
             to,

@@ -291,10 +291,14 @@ impl From<ServerError> for Status {
             }
             ServerError::NotFound(_) => Status::not_found(msg),
             ServerError::FailedPrecondition(_) => Status::failed_precondition(msg),
-            ServerError::NoSignIn(_) => sign_in_again_because(
+            ServerError::NoSignIn(_) => failed_precondition(
                 msg,
-                "the onboarding holds no signed-in admin (the server restarted, or Microsoft \
-                 refused the sign-in); the admin signs in again with the same invitation",
+                "SIGN_IN_AGAIN",
+                "admin_sign_in",
+                [
+                    "the onboarding holds no signed-in admin (the server restarted, or Microsoft \
+                  refused the sign-in); the admin signs in again with the same invitation",
+                ],
             ),
             ServerError::OutOfRange(_) => Status::out_of_range(msg),
             ServerError::Unimplemented(_) => Status::unimplemented(msg),
@@ -341,22 +345,15 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         ProvisionError::NameTaken { .. } => Status::already_exists(msg),
         // The admin is not who was named, or lacks a role: the system is not in a state to
         // allow it until someone else signs in or the role is granted.
-        ProvisionError::WrongUser { .. } => {
-            let mut details = ErrorDetails::new();
-            details.add_precondition_failure_violation(
-                "WRONG_ACCOUNT",
-                "admin_upn",
-                "the account that signed in to Microsoft is not the admin UPN entered",
-            );
-            Status::with_error_details(Code::FailedPrecondition, msg, details)
-        }
+        ProvisionError::WrongUser { .. } => failed_precondition(
+            msg,
+            "WRONG_ACCOUNT",
+            "admin_upn",
+            ["the account that signed in to Microsoft is not the admin UPN entered"],
+        ),
         // One violation per missing right, naming the roles any one of which grants it.
         ProvisionError::MissingRights { missing } => {
-            let mut details = ErrorDetails::new();
-            for m in missing {
-                details.add_precondition_failure_violation("MISSING_RIGHTS", "admin_sign_in", m);
-            }
-            Status::with_error_details(Code::FailedPrecondition, msg, details)
+            failed_precondition(msg, "MISSING_RIGHTS", "admin_sign_in", missing)
         }
         ProvisionError::Profile(_)
         | ProvisionError::UnknownPermission { .. }
@@ -393,11 +390,7 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
         CredentialsError::AlreadyExists(_) => Status::already_exists(msg),
         // Each missing grant is a precondition violation the operator can act on.
         CredentialsError::MissingGrants { missing, .. } => {
-            let mut details = ErrorDetails::new();
-            for m in missing {
-                details.add_precondition_failure_violation("MISSING_GRANT", "registration", m);
-            }
-            Status::with_error_details(Code::FailedPrecondition, msg, details)
+            failed_precondition(msg, "MISSING_GRANT", "registration", missing)
         }
         CredentialsError::FailedPrecondition(_)
         | CredentialsError::PolicyRefused { .. }
@@ -433,13 +426,14 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
 /// for [`ProvisionError::WrongUser`] and [`CredentialsError::NoAdminSession`]. The detail names
 /// the precondition for programs; the message says what to do.
 fn conditional_access_status(msg: String) -> Status {
-    let mut details = ErrorDetails::new();
-    details.add_precondition_failure_violation(
+    failed_precondition(
+        msg,
         "CONDITIONAL_ACCESS",
         "admin_sign_in",
-        "the organisation's Conditional Access policy requires a new admin sign-in that satisfies it",
-    );
-    Status::with_error_details(Code::FailedPrecondition, msg, details)
+        [
+            "the organisation's Conditional Access policy requires a new admin sign-in that satisfies it",
+        ],
+    )
 }
 
 /// Microsoft's STS refused to renew the admin's sign-in (`invalid_grant`: the refresh token was
@@ -447,16 +441,26 @@ fn conditional_access_status(msg: String) -> Status {
 /// FAILED_PRECONDITION for the reasons [`conditional_access_status`] gives, with a violation
 /// of type `SIGN_IN_AGAIN`, the name `FailureCause` gives the same state on a failed run.
 fn sign_in_again_status(msg: String) -> Status {
-    sign_in_again_because(
+    failed_precondition(
         msg,
-        "Microsoft no longer renews the admin's sign-in; the admin signs in again",
+        "SIGN_IN_AGAIN",
+        "admin_sign_in",
+        ["Microsoft no longer renews the admin's sign-in; the admin signs in again"],
     )
 }
 
-/// FAILED_PRECONDITION with a `SIGN_IN_AGAIN` violation saying `why`.
-fn sign_in_again_because(msg: String, why: &str) -> Status {
+/// FAILED_PRECONDITION with one `google.rpc.PreconditionFailure` violation of `kind` about
+/// `subject` per description: the type programs (and the wizard) read, the words for people.
+fn failed_precondition(
+    msg: String,
+    kind: &str,
+    subject: &str,
+    descriptions: impl IntoIterator<Item = impl Into<String>>,
+) -> Status {
     let mut details = ErrorDetails::new();
-    details.add_precondition_failure_violation("SIGN_IN_AGAIN", "admin_sign_in", why);
+    for d in descriptions {
+        details.add_precondition_failure_violation(kind, subject, d);
+    }
     Status::with_error_details(Code::FailedPrecondition, msg, details)
 }
 

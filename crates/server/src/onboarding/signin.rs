@@ -460,6 +460,12 @@ impl OnboardingService {
     /// Not for hand-off links, revoked or expired invitations, or an onboarding in any other
     /// state (its own capabilities apply). Returns the invitation, the id and whether the
     /// onboarding has a run.
+    /// Whether invitation `token` may sign in again now ([`Self::sign_in_again`]): what the
+    /// wizard offers on a reload.
+    pub(crate) fn can_sign_in_again(&self, token: &str) -> bool {
+        self.sign_in_again(token).is_some()
+    }
+
     fn sign_in_again(&self, token: &str) -> Option<(InvitationRecord, String, bool)> {
         let inv = self.app.invitations().get_by_token(token).ok()?;
         let id = inv.onboarding_id.clone()?;

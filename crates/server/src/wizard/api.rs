@@ -140,14 +140,8 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
                 });
             }
             // Signed in once, but the sign-in is gone (a restart, or Microsoft refused it) and
-            // no run began (`pending::sign_in_lost`): the same invitation signs in again while
-            // it has not expired (`signin.rs`, `sign_in_again`), so the page offers that.
-            Err(status)
-                if status.code() == tonic::Code::FailedPrecondition
-                    && state == InvitationState::Used
-                    && rec.hand_off_of.is_none()
-                    && now_ms() < rec.expires_at_ms =>
-            {
+            // no run began: the page offers a new sign-in when SignIn would take one.
+            Err(_) if w.onboarding.can_sign_in_again(&visit.token) => {
                 onboarding = json!({"id": id, "state": "sign_in_again"});
             }
             Err(_) => {}

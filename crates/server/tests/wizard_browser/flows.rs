@@ -170,11 +170,10 @@ async fn a_declined_or_wrong_account_sign_in_is_offered_a_retry_with_the_same_li
     w.chrome.click("btn-retry").await?;
     w.chrome.wait_screen("s-upn").await?;
     // Someone else signs in at Microsoft: the page says so in plain words.
-    w.chrome.click("btn-auth").await?;
-    let second = w.code().await?;
+    let second = w
+        .device_sign_in(users::GLOBAL_ADMIN, users::APP_ADMIN)
+        .await?;
     ensure!(second != code, "a new code");
-    let other = w.upn(users::APP_ADMIN);
-    w.env.sim.complete_device_login(&second, &other).await?;
     w.step("s-signin-failed", "03y-sign-in-wrong-account")
         .await?;
     let t = w.chrome.text("#signin-failed-text").await?;
@@ -183,11 +182,7 @@ async fn a_declined_or_wrong_account_sign_in_is_offered_a_retry_with_the_same_li
         "{t}"
     );
     w.chrome.click("btn-retry").await?;
-    w.chrome.wait_screen("s-upn").await?;
-    w.chrome.click("btn-auth").await?;
-    let third = w.code().await?;
-    w.env.sim.complete_device_login(&third, &upn).await?;
-    w.chrome.wait_screen("s-connected").await?;
+    w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;
     w.check_exchanges(&token)?;
     w.chrome.close().await
 }

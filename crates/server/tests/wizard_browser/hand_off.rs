@@ -113,12 +113,7 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
     );
     w.chrome.click("btn-ho-start").await?;
     // An Application Administrator cannot finish: told so, and the link stays unspent.
-    let app_admin = w.upn(users::APP_ADMIN);
-    w.chrome.wait_screen("s-upn").await?;
-    w.chrome.type_into("upn", &app_admin).await?;
-    w.chrome.click("btn-auth").await?;
-    let code = w.code().await?;
-    w.env.sim.complete_device_login(&code, &app_admin).await?;
+    w.device_sign_in(users::APP_ADMIN, users::APP_ADMIN).await?;
     w.step("s-signin-failed", "H3b-link-holder-cannot-finish")
         .await?;
     let t = w.chrome.text("#signin-failed-text").await?;

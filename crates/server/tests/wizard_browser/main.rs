@@ -218,15 +218,22 @@ impl Wiz {
 
     /// From the UPN screen to the connected screen, signed in as `nick`.
     pub async fn sign_in_from_upn(&self, nick: &str) -> Result<()> {
+        self.device_sign_in(nick, nick).await?;
+        self.chrome.wait_screen("s-connected").await
+    }
+
+    /// On the UPN screen, `typed`'s UPN entered and Start Authentication clicked; `signs_in`
+    /// completes the device login at Microsoft. The device code.
+    pub async fn device_sign_in(&self, typed: &str, signs_in: &str) -> Result<String> {
         self.chrome.wait_screen("s-upn").await?;
-        self.chrome.type_into("upn", &self.upn(nick)).await?;
+        self.chrome.type_into("upn", &self.upn(typed)).await?;
         self.chrome.click("btn-auth").await?;
         let code = self.code().await?;
         self.env
             .sim
-            .complete_device_login(&code, &self.upn(nick))
+            .complete_device_login(&code, &self.upn(signs_in))
             .await?;
-        self.chrome.wait_screen("s-connected").await
+        Ok(code)
     }
 
     /// A new invitation's link opened, signed in as the Global Administrator, then Microsoft

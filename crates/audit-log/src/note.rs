@@ -5,8 +5,9 @@
 //! `SHA-256(name || "\n" || 0x01 || public key)`. Verifiers skip lines from unknown keys (that is
 //! how rotation and witness cosignatures work), reject the note if a known key's signature fails,
 //! and require at least one known key to have signed. Parsing follows Go's `note.Open`: no ASCII
-//! control character but newline anywhere in the note, every line well formed whoever signed it,
-//! and a known key's repeated lines after its first skipped.
+//! control character but newline anywhere in the note, and every line well formed whoever signed
+//! it; unlike Go, a known key's repeated lines are verified too (signed-note's MUST), and the
+//! key counts once.
 
 use base64::Engine;
 use base64::alphabet;
@@ -255,8 +256,10 @@ pub const SIG_B64: GeneralPurpose = GeneralPurpose::new(
 
 /// Splits a note and checks its signatures against `known`, as Go's `note.Open` does: the whole
 /// note is free of control characters, every signature line is well formed (a valid key name,
-/// base64 of at least five bytes) whoever signed it, a known key's repeated lines after its
-/// first are skipped, and identical lines by unknown keys count once.
+/// base64 of at least five bytes) whoever signed it, and identical lines by unknown keys count
+/// once. Unlike Go's `Open`, which skips a known key's repeated lines unverified, every line of
+/// a known key is verified (signed-note: "If the key name and ID match a known key, verifiers
+/// MUST verify the signature"; one that fails rejects the note), and the key counts once.
 pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError> {
     check_controls(note, "note")?;
     let split = note
@@ -298,11 +301,6 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError>
             }
             continue;
         };
-        // Go's `Open`: "Drop repeated signatures by a single verifier", before verifying.
-        if seen.contains(&(name, id)) {
-            continue;
-        }
-        seen.push((name, id));
         let sig: Option<&[u8; 64]> = raw[4..].try_into().ok();
         if !sig.is_some_and(|s| v.verify(text, s)) {
             return Err(NoteError::BadSignature {
@@ -310,7 +308,10 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, NoteError>
                 key_id: id,
             });
         }
-        verified_by.push((name.to_owned(), id));
+        if !seen.contains(&(name, id)) {
+            seen.push((name, id));
+            verified_by.push((name.to_owned(), id));
+        }
     }
     if verified_by.is_empty() {
         return Err(NoteError::NoKnownSignature {
@@ -455,10 +456,11 @@ mod tests {
         }
     }
 
-    /// Go's `Open` skips a known key's repeated lines before verifying them, and counts
-    /// identical unknown lines once.
+    /// A known key's repeated lines are all verified (signed-note: "If the key name and ID match
+    /// a known key, verifiers MUST verify the signature"; Go's `Open` skips them) and the key
+    /// counts once; identical unknown lines count once.
     #[test]
-    fn repeated_signature_lines_are_skipped_after_the_first() {
+    fn every_line_of_a_known_key_is_verified_and_the_key_counts_once() {
         let a = NoteSigner::generate("log.example/a").unwrap();
         let b = NoteSigner::generate("witness.example").unwrap();
         let text = "hello\n";
@@ -470,16 +472,20 @@ mod tests {
             vec![(a.name().to_owned(), a.verifier().key_id())]
         );
         assert_eq!(opened.unknown_signatures, 1);
-        // A second line by the same key that does not verify is skipped too, not fatal.
+        // A second line by the same key that does not verify rejects the note, wherever it is.
         let forged = a.signature_line("other\n");
-        let note = format!("{text}\n{la}{forged}");
-        assert_eq!(open(&note, &[a.verifier()]).unwrap().verified_by.len(), 1);
-        // The first line by a known key is the one checked.
-        let note = format!("{text}\n{forged}{la}");
-        assert!(matches!(
-            open(&note, &[a.verifier()]),
-            Err(NoteError::BadSignature { .. })
-        ));
+        for note in [
+            format!("{text}\n{la}{forged}"),
+            format!("{text}\n{forged}{la}"),
+        ] {
+            assert!(
+                matches!(
+                    open(&note, &[a.verifier()]),
+                    Err(NoteError::BadSignature { .. })
+                ),
+                "{note}"
+            );
+        }
     }
 
     /// Signature bytes are read as Go's (non-strict) `base64.StdEncoding` reads them.

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use audit_log::{AuditError, AuditLog, CheckpointFeed, TileId, TileKind};
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,9 +46,9 @@ pub fn router(log: AuditLog, feed: CheckpointFeed, access: &Access) -> Router {
         .quality(CompressionLevel::Fastest);
     let router = Router::new()
         .route("/checkpoint", get(checkpoint))
-        .route("/tile/entries/{*rest}", get(bundle).layer(gzip))
-        .route("/tile/{*rest}", get(hash_tile))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not a tlog-tiles resource\n") })
+        .route("/tile/entries/{*rest}", get(serve_tile).layer(gzip))
+        .route("/tile/{*rest}", get(serve_tile))
+        .fallback(|| async { not_found("not a tlog-tiles resource\n".into()) })
         .with_state(served);
     match access {
         Access::Bearer { token_sha256 } => router.layer(middleware::from_fn_with_state(
@@ -85,18 +85,23 @@ async fn checkpoint(State(s): State<Arc<Served>>) -> Response {
         .into_response()
 }
 
-async fn hash_tile(State(s): State<Arc<Served>>, Path(rest): Path<String>) -> Response {
-    serve_tile(s, format!("tile/{rest}")).await
+/// A 404 that no cache keeps: the tile may exist a moment later.
+fn not_found(why: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        why,
+    )
+        .into_response()
 }
 
-async fn bundle(State(s): State<Arc<Served>>, Path(rest): Path<String>) -> Response {
-    serve_tile(s, format!("tile/entries/{rest}")).await
-}
-
-async fn serve_tile(s: Arc<Served>, path: String) -> Response {
+/// Hash tiles and entry bundles. The path is taken from the request URI as sent (below the
+/// mount point), not from a percent-decoding extractor: `tile/0/%30%30%30` is no tile's name.
+async fn serve_tile(State(s): State<Arc<Served>>, uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/').to_owned();
     let id = match TileId::parse(&path) {
         Ok(id) => id,
-        Err(e) => return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        Err(e) => return not_found(format!("{e}\n")),
     };
     let tile = match id.kind {
         // Upper tree levels are in memory (the log's default): a hash tile is 256 copies.
@@ -122,7 +127,7 @@ async fn serve_tile(s: Arc<Served>, path: String) -> Response {
             bytes,
         )
             .into_response(),
-        Err(AuditError::OutOfRange(m)) => (StatusCode::NOT_FOUND, format!("{m}\n")).into_response(),
+        Err(AuditError::OutOfRange(m)) => not_found(format!("{m}\n")),
         Err(e) => {
             tracing::error!(error = %e, tile = %path, "reading an audit tile failed");
             (

@@ -253,9 +253,15 @@ async fn headers_and_not_found() {
         "tile/entries/",
         "tile/",
         "nope",
+        // Percent-encoded spellings of tiles that exist are not their names.
+        "tile/0/%30%30%30",
+        "tile/0/001.p%2F44",
+        "tile/entries/%30%30%30",
     ] {
         let r = get(path).await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        // No cache keeps a 404: the tile may exist a moment later.
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
     }
     let head = client
         .head(format!("http://{addr}/tile/0/000"))

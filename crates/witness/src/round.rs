@@ -7,7 +7,6 @@ use std::sync::Arc;
 use audit_log::{AuditLog, SignedCheckpoint};
 
 use crate::client::{AddOutcome, WitnessClient};
-use crate::error::WitnessError;
 
 /// Resubmissions after a `409` within one attempt (a witness that keeps moving is reported).
 const MAX_CONFLICTS: u32 = 3;
@@ -83,10 +82,10 @@ pub(crate) async fn submit(
         };
         let outcome = match client.add_checkpoint(old, &proof, &target.note).await {
             Ok(o) => o,
-            Err(e @ WitnessError::Unreachable { .. }) => {
-                return failed(e.to_string(), learned, conflicts, false);
-            }
-            Err(e) => return failed(e.to_string(), learned, conflicts, true),
+            // None of these is evidence against the log: the witness is down, answered outside
+            // the protocol (a cosignature that does not verify, a body we cannot read: its own
+            // fault or misconfiguration), or the note or proof could not be sent.
+            Err(e) => return failed(e.to_string(), learned, conflicts, false),
         };
         match outcome {
             AddOutcome::Cosigned(c) => {

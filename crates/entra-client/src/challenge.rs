@@ -6,8 +6,10 @@
 //! The parser is lenient, as a client reading someone else's header must be: it never fails,
 //! keeps what it can read and skips what it cannot. It reads quoted strings with `\` escapes
 //! (commas and `=` inside them are text), bare values (Graph has been seen sending
-//! `authorization_uri=https://…` unquoted, which is not an RFC token), `token68`, several
-//! challenges in one header value, and several header values.
+//! `authorization_uri=https://…` unquoted, which is not an RFC token), a bare JSON object up to
+//! its closing brace (Microsoft's Conditional Access developer guidance shows
+//! `claims={"access_token":{…}}` unquoted), `token68`, several challenges in one header value,
+//! and several header values.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -42,8 +44,9 @@ impl Challenge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimsChallenge {
     /// The `claims` parameter as sent: base64 of a JSON claims request for the new token, e.g.
-    /// `{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}`. Microsoft requires
-    /// it with `insufficient_claims`; `None` when a server left it out.
+    /// `{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}`, or that JSON itself
+    /// when sent bare. Microsoft requires it with `insufficient_claims`; `None` when a server
+    /// left it out.
     pub claims: Option<String>,
     /// `error_description` (Graph also spells it `errorDescription`), e.g. "Continuous access
     /// evaluation resulted in challenge with result: InteractionRequired and code: …".
@@ -52,9 +55,13 @@ pub struct ClaimsChallenge {
 
 impl ClaimsChallenge {
     /// The claims request decoded to its JSON text; `None` when absent or not base64 of UTF-8.
-    /// Padded standard base64 is what Microsoft documents; URL-safe unpadded is accepted too.
+    /// Padded standard base64 is what Microsoft documents; URL-safe unpadded is accepted too,
+    /// and a request sent as bare JSON (`{…}`, never base64) is returned as it is.
     pub fn claims_request(&self) -> Option<String> {
         let raw = self.claims.as_deref()?.trim();
+        if raw.starts_with('{') {
+            return Some(raw.to_owned());
+        }
         let bytes = STANDARD
             .decode(raw)
             .or_else(|_| URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')))
@@ -181,11 +188,13 @@ impl Cursor<'_> {
         }
     }
 
-    /// A parameter value: a quoted string (unescaped; an unterminated one runs to the end), or
-    /// a bare value up to the next comma or space.
+    /// A parameter value: a quoted string (unescaped; an unterminated one runs to the end), a
+    /// bare JSON object ([`Cursor::braced`]), or a bare value up to the next comma or space.
     fn value(&mut self) -> String {
-        if self.peek() != Some(b'"') {
-            return self.take(|b| b != b',' && !is_ows(b));
+        match self.peek() {
+            Some(b'"') => {}
+            Some(b'{') => return self.braced(),
+            _ => return self.take(|b| b != b',' && !is_ows(b)),
         }
         self.i += 1;
         let mut out = Vec::new();
@@ -203,6 +212,36 @@ impl Cursor<'_> {
             }
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// A bare JSON object, as sent: up to the brace that closes the first one; braces inside
+    /// JSON strings do not count. An unbalanced one runs to the end of the header value.
+    fn braced(&mut self) -> String {
+        let start = self.i;
+        let (mut depth, mut in_string) = (0usize, false);
+        while let Some(b) = self.peek() {
+            self.i += 1;
+            if in_string {
+                match b {
+                    b'\\' if self.peek().is_some() => self.i += 1,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' => depth += 1,
+                b'}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
     }
 
     /// A `token68` right after a scheme: token68 characters, then `=` padding, then the end or

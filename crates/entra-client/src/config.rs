@@ -99,7 +99,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Give up on transient failures once this much time has passed since the first request.
     pub max_elapsed: Duration,
-    /// Randomise backoff (full jitter) so many clients do not retry in lockstep; off in tests.
+    /// Randomise backoff (equal jitter: each wait between half and all of its step) so many
+    /// clients do not retry in lockstep; off in tests.
     pub jitter: bool,
     /// Replication-lag retries allowed (on top of the first request) for dependent calls.
     pub replication_max_attempts: u32,

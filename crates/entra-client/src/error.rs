@@ -285,6 +285,25 @@ impl EntraError {
         })
     }
 
+    /// True when Graph refused a create because what it would make is already there: any 409,
+    /// a 400 or 409 `Request_MultipleObjectsWithSameKeyValue`, or a 400 whose message says so
+    /// ("Permission being assigned already exists on the object", "One or more added object
+    /// references already exist", "A conflicting object with one or more of the specified
+    /// property values is present in the directory"). Graph gives most of these no code of
+    /// their own (`Request_BadRequest`), so the message decides.
+    pub fn is_already_exists(&self) -> bool {
+        self.graph().is_some_and(|g| {
+            let m = g.message.to_ascii_lowercase();
+            g.status == 409
+                || (g.status == 400
+                    && (g
+                        .code
+                        .eq_ignore_ascii_case("Request_MultipleObjectsWithSameKeyValue")
+                        || m.contains("already exist")
+                        || m.contains("conflicting object")))
+        })
+    }
+
     /// Graph's request id, for the audit log.
     pub fn request_id(&self) -> Option<&str> {
         match self.root() {
@@ -312,8 +331,9 @@ struct StsErrorBody {
     /// Human text with the AADSTS prefix.
     #[serde(default, deserialize_with = "null_as_default")]
     error_description: String,
-    /// AADSTS numbers; absent on some STS versions.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// AADSTS numbers; absent on some STS versions. Read leniently: an entry that is not one
+    /// is skipped rather than costing the whole error.
+    #[serde(default, deserialize_with = "lenient_codes")]
     error_codes: Vec<u32>,
     /// STS time of the error.
     timestamp: Option<String>,
@@ -390,9 +410,27 @@ struct GraphErrorBody {
     details: Vec<GraphErrorDetail>,
 }
 
+/// The AADSTS numbers of `error_codes`: the integers of an array, anything else skipped (a
+/// value that is not an array reads as none).
+fn lenient_codes<'de, D>(d: D) -> Result<Vec<u32>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(v.as_array()
+        .map(|codes| {
+            codes
+                .iter()
+                .filter_map(|c| c.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// A JSON `null` read as the field's default: an error body with `"code": null` or
 /// `"details": null` is still an error body, not an unparseable one that loses its message.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+/// Graph's resources use it too (`graph::types`), where a list or flag may come back `null`.
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,

@@ -428,6 +428,64 @@ async fn a_delete_whose_answer_is_lost_is_done_when_the_retry_finds_it_gone() {
     assert!(err.is_not_found(), "{err:?}");
 }
 
+#[tokio::test]
+async fn a_lost_create_refused_as_existing_while_the_lists_lag_is_waited_for() {
+    let (env, g) = admin_under(calm()).await;
+    let app = new_app(&g, "lp-lost-lagging").await;
+    let graph_sp =
+        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
+    let role = graph_sp.app_role("User.Read.All").unwrap().id.clone();
+    // Each write lands and its answer is lost; the look that follows finds nothing yet (the
+    // lists lag), so the create is sent again and refused as existing ("Permission being
+    // assigned already exists on the object", a conflicting object, a second service
+    // principal of the appId): that refusal proves it was made.
+    const LAG: u64 = 1_500;
+    env.sim.set_faults(Faults {
+        replication_lag_ms: LAG,
+        assignment_list_lag_ms: LAG,
+        ..lost_answer(500)
+    });
+    // One context per operation: the emulator loses the first answer of each.
+    let (sp_events, ctx) = recorder();
+    let started = Instant::now();
+    let sp = ok(g.create_service_principal(&app.app_id, &ctx)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(LAG),
+        "waited for the list"
+    );
+    let (grant_events, ctx) = recorder();
+    let started = Instant::now();
+    let grant = ok(g.grant_app_role(&graph_sp.id, &sp.id, &role, &ctx)).await;
+    assert!(started.elapsed() >= Duration::from_millis(LAG));
+    let (role_events, ctx) = recorder();
+    let started = Instant::now();
+    let assignment = ok(g.assign_directory_role(TEAMS_ADMINISTRATOR, &sp.id, &ctx)).await;
+    assert!(started.elapsed() >= Duration::from_millis(LAG));
+    for events in [sp_events, grant_events, role_events] {
+        let events = events.lock().unwrap().clone();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e.reason, RetryReason::ReplicationLag { .. })),
+            "the wait for the list is reported: {events:?}"
+        );
+    }
+    env.sim.set_faults(calm());
+    tokio::time::sleep(Duration::from_millis(LAG)).await;
+
+    // Exactly one of each, and the ids returned are theirs.
+    let quiet = OpContext::new();
+    let sps = ok(g.find_service_principals_by_display_name("lp-lost-lagging", &quiet)).await;
+    assert_eq!(sps.len(), 1, "{sps:?}");
+    assert_eq!(sps[0].id, sp.id);
+    let grants = ok(g.list_app_role_assignments(&sp.id, &quiet)).await;
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].id, grant.id);
+    let roles = ok(g.list_directory_role_assignments(&sp.id, &quiet)).await;
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(roles[0].id, assignment.id);
+}
+
 /// Each operation's first Graph write lands and is then answered `status` (500 or 504): its
 /// answer is lost, the change is made.
 fn lost_answer(status: u16) -> Faults {

@@ -284,6 +284,7 @@ fn grant_all(s: &Shared, inner: &mut Inner, client_id: &str, name: &str, items: 
                     resource_display_name: resource.display_name.clone(),
                     created: now_rfc3339(),
                     visible_at_ms: s.visible_at(inner),
+                    listed_at_ms: s.listed_at(inner),
                 };
                 inner.dir.app_role_assignments.push(a);
             }

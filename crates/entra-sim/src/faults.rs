@@ -12,6 +12,14 @@ pub struct Faults {
     /// A newly written object stays invisible to dependent calls for this long, as Entra's
     /// replicas lag behind the write (404 / NoBackingApplicationObject / "Not a valid reference update").
     pub replication_lag_ms: u64,
+    /// App role assignments and directory role assignments stay out of the lists that show
+    /// them (`servicePrincipals/{id}/appRoleAssignments`, `…/appRoleAssignedTo`,
+    /// `roleManagement/directory/roleAssignments`) for this long after they are made, while
+    /// the assignment itself is in force at once: a second create of the same one is refused
+    /// as existing. Microsoft documents Entra as eventually consistent (a successful write does
+    /// not promise that the next read sees it); a client that looks for a write whose answer
+    /// was lost must wait for the list, not take one empty answer as "not made".
+    pub assignment_list_lag_ms: u64,
     /// Fraction (0.0..=1.0) of Graph calls answered with 429 Too Many Requests.
     pub throttle_rate: f64,
     /// `Retry-After` seconds sent with each 429 (and each 503).
@@ -69,6 +77,7 @@ impl Default for Faults {
     fn default() -> Self {
         Faults {
             replication_lag_ms: 0,
+            assignment_list_lag_ms: 0,
             throttle_rate: 0.0,
             throttle_retry_after_s: 2,
             sts_throttle_rate: 0.0,

@@ -90,6 +90,10 @@ pub struct SimArgs {
     /// Fault: new objects stay invisible to dependent calls for this many milliseconds.
     #[arg(long, default_value_t = 0)]
     pub replication_lag_ms: u64,
+    /// Fault: new app role and directory role assignments stay out of the lists that show
+    /// them for this many milliseconds (the assignment itself is in force at once).
+    #[arg(long, default_value_t = 0)]
+    pub assignment_list_lag_ms: u64,
     /// Fault: fraction of Graph calls answered 429 with Retry-After.
     #[arg(long, default_value_t = 0.0)]
     pub throttle_rate: f64,
@@ -151,6 +155,7 @@ impl SimArgs {
     pub fn faults(&self) -> Faults {
         Faults {
             replication_lag_ms: self.replication_lag_ms,
+            assignment_list_lag_ms: self.assignment_list_lag_ms,
             throttle_rate: self.throttle_rate,
             throttle_retry_after_s: self.throttle_retry_after_s,
             sts_throttle_rate: self.sts_throttle_rate,
@@ -512,6 +517,8 @@ mod tests {
             "/tmp/x",
             "--replication-lag-ms",
             "250",
+            "--assignment-list-lag-ms",
+            "900",
             "--throttle-rate",
             "0.25",
             "--fault-seed",
@@ -524,6 +531,7 @@ mod tests {
         ]);
         let f = cli.args.faults();
         assert_eq!(f.replication_lag_ms, 250);
+        assert_eq!(f.assignment_list_lag_ms, 900);
         assert_eq!(f.throttle_rate, 0.25);
         assert_eq!(f.seed, Some(9));
         assert!(f.forbid_passwords);

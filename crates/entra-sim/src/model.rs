@@ -277,6 +277,10 @@ pub struct AppRoleAssignment {
     /// Emulator clock (ms) from which the STS puts the role in tokens (replication lag).
     #[serde(skip)]
     pub visible_at_ms: u64,
+    /// Emulator clock (ms) from which the assignment lists show it
+    /// (`Faults::assignment_list_lag_ms`).
+    #[serde(skip)]
+    pub listed_at_ms: u64,
 }
 
 impl AppRoleAssignment {
@@ -343,6 +347,10 @@ pub struct RoleAssignment {
     pub principal_id: String,
     /// `/` for tenant-wide.
     pub directory_scope_id: String,
+    /// Emulator clock (ms) from which `roleManagement/directory/roleAssignments` lists it
+    /// (`Faults::assignment_list_lag_ms`).
+    #[serde(skip)]
+    pub listed_at_ms: u64,
 }
 
 impl RoleAssignment {

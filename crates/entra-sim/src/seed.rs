@@ -384,6 +384,7 @@ pub fn seed_directory(domain: &str, created: &str) -> Directory {
                 role_definition_id: r.to_string(),
                 principal_id: id.clone(),
                 directory_scope_id: "/".into(),
+                listed_at_ms: 0,
             });
         }
         users.push(User {

@@ -300,6 +300,11 @@ impl Shared {
         self.now_ms() + inner.faults.replication_lag_ms
     }
 
+    /// Clock value from which an assignment made now shows in the assignment lists.
+    pub fn listed_at(&self, inner: &Inner) -> u64 {
+        self.now_ms() + inner.faults.assignment_list_lag_ms
+    }
+
     /// Whether an object with this `visible_at_ms` has replicated yet.
     pub fn visible(&self, visible_at_ms: u64) -> bool {
         self.now_ms() >= visible_at_ms
@@ -438,6 +443,7 @@ impl Shared {
                     role_definition_id: r.to_ascii_lowercase(),
                     principal_id: id.clone(),
                     directory_scope_id: "/".into(),
+                    listed_at_ms: 0,
                 });
             }
         }

@@ -302,6 +302,71 @@ async fn app_only_sp_creation_under_lag_gets_the_local_tenant_403() {
 }
 
 #[tokio::test]
+async fn assignment_lists_lag_behind_assignments_already_in_force() {
+    let (env, ga) = Wire::signed_in("globaladmin").await;
+    let (_app, sp, _secret) = env.provision(&ga, "listed-late").await;
+    let graph_sp = env.graph_sp_id(&ga).await;
+    env.sim.set_faults(Faults {
+        assignment_list_lag_ms: LAG,
+        ..Faults::default()
+    });
+    let sp_id = str_of(&sp["id"]);
+    let held = format!("/servicePrincipals/{sp_id}/appRoleAssignments");
+    let assigned_to = format!("/servicePrincipals/{graph_sp}/appRoleAssignedTo");
+    let roles = format!("{ROLE_ASSIGNMENTS}?$filter=principalId eq '{sp_id}'");
+    let grant = env
+        .assign_role(&ga, &graph_sp, &sp["id"], USER_READ_ALL)
+        .await
+        .expect(201);
+    let ra =
+        json!({"roleDefinitionId": TEAMS_ADMIN, "principalId": sp["id"], "directoryScopeId": "/"});
+    let role = env
+        .post(&ga, ROLE_ASSIGNMENTS, ra.clone())
+        .await
+        .expect(201);
+    // Made and in force, but not listed yet.
+    for list in [&held, &assigned_to, &roles] {
+        let ids: Vec<Value> = env.get(&ga, list).await.expect(200)["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].clone())
+            .collect();
+        assert!(
+            !ids.contains(&grant["id"]) && !ids.contains(&role["id"]),
+            "{list}: {ids:?}"
+        );
+    }
+    let again = env
+        .assign_role(&ga, &graph_sp, &sp["id"], USER_READ_ALL)
+        .await;
+    assert_message(
+        &again.expect_error(400, "Request_BadRequest"),
+        "Permission being assigned already exists on the object",
+    );
+    let again = env.post(&ga, ROLE_ASSIGNMENTS, ra).await;
+    assert_message(&again.expect(400), "conflicting object");
+
+    after_lag().await;
+    assert_eq!(
+        env.get(&ga, &held).await.expect(200)["value"][0]["id"],
+        grant["id"]
+    );
+    let to: Vec<Value> = env.get(&ga, &assigned_to).await.expect(200)["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].clone())
+        .collect();
+    assert!(to.contains(&grant["id"]), "{to:?}");
+    assert_eq!(
+        env.get(&ga, &roles).await.expect(200)["value"][0]["id"],
+        role["id"]
+    );
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn sts_throttling_is_plain_text_429_with_retry_after() {
     let env = Wire::start(Faults {
         sts_throttle_rate: 1.0,

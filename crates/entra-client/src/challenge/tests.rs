@@ -118,6 +118,27 @@ fn claims_request_accepts_url_safe_and_refuses_garbage() {
     assert_eq!(c("/w==").claims_request(), None, "not UTF-8");
 }
 
+#[test]
+fn reads_a_claims_request_sent_as_bare_json() {
+    // Microsoft's Conditional Access developer guidance shows the claims request unquoted:
+    // the whole brace-balanced value is the request, commas and quotes inside included.
+    let json = r#"{"access_token":{"nbf":{"essential":true, "value":"1604106651"},"acrs":{"essential":true,"value":"c1"}}}"#;
+    let v = format!(
+        r#"Bearer realm="", error="insufficient_claims", claims={json}, error_description="needs a new sign-in""#
+    );
+    let found = find_claims_challenge([v.as_str()]).expect("a claims challenge");
+    assert_eq!(found.claims.as_deref(), Some(json));
+    assert_eq!(found.claims_request().as_deref(), Some(json));
+    assert_eq!(found.description.as_deref(), Some("needs a new sign-in"));
+    // A brace inside a JSON string does not end it; an unbalanced one runs to the end.
+    let odd = r#"{"access_token":{"x":{"value":"}, {"}}}"#;
+    let c = &parse_www_authenticate(&format!("Bearer claims={odd}, b=1"))[0];
+    assert_eq!(c.param("claims"), Some(odd));
+    assert_eq!(c.param("b"), Some("1"));
+    let c = &parse_www_authenticate(r#"Bearer claims={"a":{"b":1}, c=2"#)[0];
+    assert_eq!(c.param("claims"), Some(r#"{"a":{"b":1}, c=2"#));
+}
+
 fn token() -> impl Strategy<Value = String> {
     "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}"
 }

@@ -127,3 +127,66 @@ fn helpers_look_through_retry_wrappers() {
     );
     assert!(!err.is_authorization_denied());
 }
+
+#[test]
+fn sts_error_codes_are_read_leniently() {
+    // One entry that is not an AADSTS number must not cost the whole STS error.
+    let body = br#"{"error":"interaction_required","error_description":"AADSTS50076: MFA.","error_codes":["x",50076,1.5,null,-3,{"a":1},70011]}"#;
+    let e = parse_sts_error(400, body).expect("still an STS error");
+    assert_eq!(e.error, "interaction_required");
+    assert_eq!(e.error_codes, [50076, 70011]);
+    assert_eq!(e.code, Some(50076));
+    // Not an array at all: no codes, the description's number is used.
+    let body = br#"{"error":"invalid_grant","error_description":"AADSTS70008: expired.","error_codes":"70008"}"#;
+    let e = parse_sts_error(400, body).expect("still an STS error");
+    assert!(e.error_codes.is_empty());
+    assert_eq!(e.code, Some(70008));
+}
+
+#[test]
+fn already_exists_answers_are_told_from_other_refusals() {
+    let err = |status: u16, code: &str, message: &str| {
+        let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+        EntraError::Graph(Box::new(parse_graph_error(
+            status,
+            body.as_bytes(),
+            ErrorHeaders::default(),
+        )))
+    };
+    let exists = [
+        err(
+            400,
+            "Request_BadRequest",
+            "Permission being assigned already exists on the object.",
+        ),
+        err(
+            400,
+            "Request_BadRequest",
+            "A conflicting object with one or more of the specified property values is present in the directory.",
+        ),
+        err(400, "Request_MultipleObjectsWithSameKeyValue", "x"),
+        err(409, "Request_MultipleObjectsWithSameKeyValue", "x"),
+        err(409, "Conflict", "x"),
+        err(
+            400,
+            "Request_BadRequest",
+            "One or more added object references already exist for the following modified properties: 'owners'.",
+        ),
+    ];
+    for e in &exists {
+        assert!(e.is_already_exists(), "{e}");
+    }
+    let others = [
+        err(
+            400,
+            "Request_BadRequest",
+            "One or more properties contains invalid values.",
+        ),
+        err(400, "Request_BadRequest", "Not a valid reference update."),
+        err(403, "Authorization_RequestDenied", "already exists"),
+        err(404, "Request_ResourceNotFound", "x"),
+    ];
+    for e in &others {
+        assert!(!e.is_already_exists(), "{e}");
+    }
+}

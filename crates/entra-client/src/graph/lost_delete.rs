@@ -2,8 +2,9 @@
 //!
 //! A DELETE that timed out, lost its connection after being sent, or was answered 500, 502,
 //! 503 or 504 is retried (DELETE is idempotent in effect). When the object was removed by that
-//! earlier attempt, the retry meets Graph's 404 `Request_ResourceNotFound`: the DELETE's goal
-//! holds, so the call is reported done, with [`super::CallMeta::deleted_by_earlier_attempt`]
+//! earlier attempt, the retry meets a 404 (Graph's is `Request_ResourceNotFound`, but any 404
+//! counts: a gateway's page or another code says the same): the DELETE's goal holds, so the
+//! call is reported done, with [`super::CallMeta::deleted_by_earlier_attempt`]
 //! set and a log line. A 404 on the *first* attempt stays an error: nothing of ours can have
 //! removed the object, and callers that tolerate a missing object already say so themselves.
 
@@ -14,9 +15,6 @@ use reqwest::header::{HeaderMap, HeaderValue};
 
 use crate::error::{EntraError, TransportErrorKind};
 use crate::transport::HttpResponse;
-
-/// Graph's code for "the object does not exist".
-const NOT_FOUND_CODE: &str = "Request_ResourceNotFound";
 
 /// What the attempts of one DELETE have shown so far (shared by the attempts of one
 /// logical call, the retry after a renewed token included).
@@ -35,7 +33,7 @@ impl DeleteAttempts {
     }
 
     /// Looks at one attempt's outcome: remembers failures after which the object may be gone,
-    /// and turns a later 404 `Request_ResourceNotFound` into a 404 answer taken as success.
+    /// and turns a later 404 (whatever its code) into a 404 answer taken as success.
     pub(crate) fn settle(
         &self,
         operation: &'static str,
@@ -47,7 +45,6 @@ impl DeleteAttempts {
         };
         if let EntraError::Graph(g) = &err
             && g.status == 404
-            && g.code.eq_ignore_ascii_case(NOT_FOUND_CODE)
             && self.may_have_landed.load(Ordering::Relaxed)
         {
             tracing::info!(

@@ -3,8 +3,11 @@
 //! then fails ("Permission being assigned already exists on the object", a 409 for a second
 //! service principal) or, worse, makes a second object. So such a write first looks for what
 //! it would have done (the grant, the owner, the key gone), and is sent again only when it is
-//! not there. `addPassword` is not among them: a secret whose answer was lost cannot be
-//! recovered, only removed, and that removal is the caller's to audit.
+//! not there. The look reads a list, and lists lag behind writes (Entra is eventually
+//! consistent), so it may miss a write that landed: when the write sent again is then refused
+//! as existing, that refusal is proof, and the look is repeated with the replication-lag
+//! backoff until the list shows it. `addPassword` is not among them: a secret whose answer was
+//! lost cannot be recovered, only removed, and that removal is the caller's to audit.
 
 use std::future::Future;
 
@@ -12,7 +15,7 @@ use reqwest::Method;
 use serde::Serialize;
 
 use crate::error::EntraError;
-use crate::retry::{backoff_delay, classify};
+use crate::retry::{RetryReason, backoff_delay, classify};
 use crate::telemetry::announce;
 
 use super::{GraphClient, OpContext, Reply};
@@ -51,8 +54,11 @@ impl GraphClient {
 
     /// Runs `post`; when its answer is lost ([`EntraError::is_unanswered_write`]) asks `find`
     /// whether it landed, returns what it finds, and otherwise sends `post` again, within the
-    /// retry policy's attempt budget. A 400 or 409 after such a lost answer is an earlier
-    /// attempt that did land: `find` is asked once more. `find` must not create anything.
+    /// retry policy's attempt budget. A 400 or 409 after such a lost answer may be an earlier
+    /// attempt that did land: `find` is asked once more; when the refusal says the object
+    /// already exists ([`EntraError::is_already_exists`]) and `find` does not see it yet,
+    /// `find` is asked again with the replication-lag backoff and budget until it does
+    /// ([`GraphClient::await_landed`]). `find` must not create anything.
     pub(crate) async fn write_once<T, P, PF, F, FF>(
         &self,
         operation: &'static str,
@@ -75,10 +81,18 @@ impl GraphClient {
                 Err(e) => e,
             };
             if lost > 0 && err.graph().is_some_and(|g| matches!(g.status, 400 | 409)) {
-                // The object (or assignment) exists now: an earlier, unanswered attempt made it.
+                // The object (or assignment) may exist now: an earlier, unanswered attempt made it.
                 return match find().await {
                     Ok(Some(found)) => Ok(found),
-                    _ => Err(err),
+                    Ok(None) if err.is_already_exists() => {
+                        self.await_landed(operation, ctx, &find, err, lost + 1)
+                            .await
+                    }
+                    Ok(None) => Err(err),
+                    Err(e) => {
+                        tracing::warn!(operation, error = %e, "could not look for the create refused after a lost answer");
+                        Err(err)
+                    }
                 };
             }
             if !err.is_unanswered_write() {
@@ -122,4 +136,81 @@ impl GraphClient {
             self.shared.clock.sleep(wait).await;
         }
     }
+
+    /// After `refusal` (the re-sent create refused as existing, so an earlier attempt made
+    /// it) and a first look that did not see it: asks `find` again with the replication-lag
+    /// backoff (each wait reported as [`RetryReason::ReplicationLag`]) until the list shows
+    /// it, within the replication-lag budget; past that, [`EntraError::RetryBudgetExhausted`]
+    /// with the refusal as its last error (`attempts`: the `posts` sent and the looks). A
+    /// failing look ends it with the refusal.
+    async fn await_landed<T, F, FF>(
+        &self,
+        operation: &'static str,
+        ctx: &OpContext,
+        find: &F,
+        refusal: EntraError,
+        posts: u32,
+    ) -> Result<Reply<T>, EntraError>
+    where
+        F: Fn() -> FF,
+        FF: Future<Output = Result<Option<Reply<T>>, EntraError>>,
+    {
+        let policy = &self.shared.policy;
+        let start = self.shared.clock.now();
+        let (status, code) = refusal
+            .graph()
+            .map(|g| (g.status, g.code.clone()))
+            .unwrap_or_default();
+        let mut looks = 1u32;
+        loop {
+            let elapsed = self.shared.clock.now().saturating_duration_since(start);
+            let wait = backoff_delay(
+                policy.replication_initial_backoff,
+                policy.replication_max_backoff,
+                looks - 1,
+                policy.jitter.then(fastrand::f64),
+            );
+            if looks > policy.replication_max_attempts
+                || elapsed + wait > policy.replication_max_elapsed
+            {
+                tracing::warn!(
+                    operation,
+                    looks,
+                    ?elapsed,
+                    "a create refused as existing never showed in the list"
+                );
+                return Err(EntraError::RetryBudgetExhausted {
+                    operation,
+                    attempts: posts + looks,
+                    elapsed,
+                    last: Box::new(refusal),
+                });
+            }
+            let reason = RetryReason::ReplicationLag {
+                status,
+                code: code.clone(),
+            };
+            announce(operation, ctx, looks, reason, wait, &refusal);
+            self.shared.clock.sleep(wait).await;
+            looks += 1;
+            match find().await {
+                Ok(Some(found)) => {
+                    tracing::info!(
+                        operation,
+                        looks,
+                        "the create refused as existing had landed; using it"
+                    );
+                    return Ok(found);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(operation, error = %e, "could not look for the create refused as existing");
+                    return Err(refusal);
+                }
+            }
+        }
+    }
 }
+
+#[cfg(test)]
+mod tests;

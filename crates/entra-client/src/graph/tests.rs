@@ -493,3 +493,23 @@ async fn a_delete_not_found_without_an_earlier_lost_attempt_stays_an_error() {
     assert!(!done.meta.deleted_by_earlier_attempt);
     assert_eq!(done.meta.status, 204);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_delete_retried_after_a_lost_answer_is_done_on_any_404() {
+    // Graph's code is not promised on every 404 (a gateway's page, another code): once an
+    // earlier attempt may have deleted it, "not there" is the goal reached.
+    let not_found = [
+        graph_err(404, "ResourceNotFound", GONE),
+        Scripted::Resp(404, vec![], "<html>Not Found</html>".into()),
+    ];
+    for answer in not_found {
+        let (g, fake) = graph(vec![graph_err(500, "InternalServerError", "x"), answer]);
+        let done = g
+            .delete_application(APP_OBJECT, &OpContext::new())
+            .await
+            .unwrap();
+        assert!(done.meta.deleted_by_earlier_attempt);
+        assert_eq!(done.meta.status, 404);
+        assert_eq!(fake.seen().len(), 2);
+    }
+}

@@ -1,11 +1,14 @@
 //! Graph JSON shapes: only the fields onboarding reads or writes, plus `extra` where callers may
-//! want to look at the rest without another round trip.
+//! want to look at the rest without another round trip. A list or flag Graph sends as `null`
+//! reads as if absent, never as an undecodable answer.
 
 use std::fmt;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::error::null_as_default;
 
 /// A user (`/me`).
 #[derive(Debug, Clone, Deserialize)]
@@ -63,7 +66,7 @@ pub struct Organization {
     #[serde(default)]
     pub display_name: Option<String>,
     /// Verified domains; the initial `*.onmicrosoft.com` one is a stable tenant handle.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub verified_domains: Vec<VerifiedDomain>,
     /// Any other properties.
     #[serde(flatten)]
@@ -77,10 +80,10 @@ pub struct VerifiedDomain {
     /// Domain name.
     pub name: String,
     /// Whether it is the tenant's default domain.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub is_default: bool,
     /// Whether it is the initial `onmicrosoft.com` domain.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub is_initial: bool,
 }
 
@@ -102,10 +105,10 @@ pub struct Application {
     #[serde(default)]
     pub sign_in_audience: Option<String>,
     /// Secrets' metadata (never the values); for listing and expiry checks.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub password_credentials: Vec<PasswordCredentialInfo>,
     /// Requested permissions, compared with the profile in verification.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub required_resource_access: Vec<RequiredResourceAccess>,
     /// Any other properties.
     #[serde(flatten)]
@@ -208,10 +211,10 @@ pub struct ServicePrincipal {
     #[serde(default)]
     pub display_name: Option<String>,
     /// App roles it offers (for resource SPs: the application permissions to grant).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub app_roles: Vec<AppRole>,
     /// Delegated scopes it offers (for delegated consent).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub oauth2_permission_scopes: Vec<PermissionScope>,
     /// Any other properties.
     #[serde(flatten)]
@@ -240,15 +243,20 @@ pub struct AppRole {
     #[serde(default)]
     pub display_name: Option<String>,
     /// `Application` and/or `User`; only `Application` roles can be granted to an SP.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub allowed_member_types: Vec<String>,
     /// Disabled roles cannot be granted.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "null_as_yes")]
     pub is_enabled: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// An enabled flag sent as `null` reads as absent: enabled, Graph's default.
+fn null_as_yes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(true))
 }
 
 /// A delegated permission scope offered by a resource.
@@ -261,7 +269,7 @@ pub struct PermissionScope {
     #[serde(default)]
     pub value: Option<String>,
     /// Whether it is enabled.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "null_as_yes")]
     pub is_enabled: bool,
 }
 
@@ -336,6 +344,54 @@ pub struct UnifiedRoleDefinition {
     #[serde(default)]
     pub template_id: Option<String>,
     /// Built-in or custom.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub is_built_in: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn null_lists_and_flags_read_as_absent() {
+        let sp: ServicePrincipal = serde_json::from_value(json!({
+            "id": "s", "appId": "a", "appRoles": null, "oauth2PermissionScopes": null,
+        }))
+        .unwrap();
+        assert!(sp.app_roles.is_empty() && sp.oauth2_permission_scopes.is_empty());
+        let app: Application = serde_json::from_value(json!({
+            "id": "o", "appId": "a", "passwordCredentials": null, "requiredResourceAccess": null,
+        }))
+        .unwrap();
+        assert!(app.password_credentials.is_empty() && app.required_resource_access.is_empty());
+        let org: Organization =
+            serde_json::from_value(json!({"id": "t", "verifiedDomains": null})).unwrap();
+        assert!(org.verified_domains.is_empty());
+        let d: VerifiedDomain = serde_json::from_value(
+            json!({"name": "contoso.onmicrosoft.com", "isDefault": null, "isInitial": null}),
+        )
+        .unwrap();
+        assert!(!d.is_default && !d.is_initial);
+        // An enabled flag given as null is as if absent: enabled (Graph's default).
+        let role: AppRole = serde_json::from_value(
+            json!({"id": "r", "allowedMemberTypes": null, "isEnabled": null}),
+        )
+        .unwrap();
+        assert!(role.allowed_member_types.is_empty() && role.is_enabled);
+        let scope: PermissionScope =
+            serde_json::from_value(json!({"id": "p", "isEnabled": null})).unwrap();
+        assert!(scope.is_enabled);
+        let def: UnifiedRoleDefinition =
+            serde_json::from_value(json!({"id": "d", "isBuiltIn": null})).unwrap();
+        assert!(!def.is_built_in);
+        // Present values still win.
+        let role: AppRole = serde_json::from_value(
+            json!({"id": "r", "allowedMemberTypes": ["Application"], "isEnabled": false}),
+        )
+        .unwrap();
+        assert_eq!(role.allowed_member_types, ["Application"]);
+        assert!(!role.is_enabled);
+    }
 }

@@ -224,12 +224,17 @@ pub fn classify(err: &EntraError, after_create: bool, idempotent: bool) -> Optio
 }
 
 /// Capped exponential backoff: step `n` (0-based) waits `initial * 2^n`, at most `cap`; with
-/// `jitter` a uniform draw in `[0, 1)` scales it ("full jitter").
+/// `jitter` a uniform draw `r` in `[0, 1)` spreads it over its upper half ("equal jitter":
+/// `step / 2 + step / 2 * r`). Never less than half the step: Microsoft's throttling guidance
+/// says "Avoid immediate retries", and a full-jitter draw near zero would be one.
 pub fn backoff_delay(initial: Duration, cap: Duration, n: u32, jitter: Option<f64>) -> Duration {
     let factor = 2u32.saturating_pow(n.min(31));
     let exp = initial.saturating_mul(factor).min(cap);
     match jitter {
-        Some(r) => exp.mul_f64(r.clamp(0.0, 1.0)),
+        Some(r) => {
+            let half = exp / 2;
+            half + half.mul_f64(r.clamp(0.0, 1.0))
+        }
         None => exp,
     }
 }
@@ -509,13 +514,21 @@ mod tests {
     }
 
     #[test]
-    fn full_jitter_stays_within_zero_and_the_step() {
+    fn jittered_waits_are_never_less_than_half_the_step() {
+        // Microsoft's throttling guidance: "Avoid immediate retries". Equal jitter: half the
+        // step is fixed, the other half random, so no draw retries at once.
         let s = Duration::from_secs;
-        assert_eq!(backoff_delay(s(1), s(30), 3, Some(0.0)), Duration::ZERO);
-        assert_eq!(backoff_delay(s(1), s(30), 3, Some(0.5)), s(4));
+        assert_eq!(backoff_delay(s(1), s(30), 3, Some(0.0)), s(4));
+        assert_eq!(backoff_delay(s(1), s(30), 3, Some(0.5)), s(6));
+        assert_eq!(backoff_delay(s(1), s(30), 3, Some(1.0)), s(8));
+        assert_eq!(
+            backoff_delay(s(1), s(30), 9, Some(0.0)),
+            s(15),
+            "half the cap"
+        );
         for _ in 0..100 {
             let d = backoff_delay(s(1), s(30), 4, Some(fastrand::f64()));
-            assert!(d <= s(16));
+            assert!(d >= s(8) && d <= s(16), "{d:?}");
         }
     }
 }

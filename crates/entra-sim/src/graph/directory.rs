@@ -310,6 +310,7 @@ pub fn list_role_assignments(c: &Ctx<'_>) -> Reply {
         .dir
         .role_assignments
         .iter()
+        .filter(|r| c.s.visible(r.listed_at_ms))
         .map(RoleAssignment::to_json)
         .collect();
     Ok(collection(
@@ -375,6 +376,7 @@ pub fn create_role_assignment(c: &Ctx<'_>) -> Reply {
         role_definition_id: template.to_string(),
         principal_id: principal,
         directory_scope_id: scope,
+        listed_at_ms: c.s.listed_at(&inner),
     };
     let json = a.to_json();
     inner.dir.role_assignments.push(a);

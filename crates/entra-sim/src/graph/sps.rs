@@ -208,7 +208,7 @@ fn list_role_assignments(
         .dir
         .app_role_assignments
         .iter()
-        .filter(|a| of(a, &id))
+        .filter(|a| of(a, &id) && c.s.visible(a.listed_at_ms))
         .map(AppRoleAssignment::to_json)
         .collect();
     let context = format!("servicePrincipals('{id}')/{relation}");
@@ -313,6 +313,7 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Reply {
         resource_display_name: resource.display_name.clone(),
         created: now_rfc3339(),
         visible_at_ms: c.s.visible_at(&inner),
+        listed_at_ms: c.s.listed_at(&inner),
     };
     let json = a.to_json();
     inner.dir.app_role_assignments.push(a);

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use super::{Change, Run, StepOutcome, ids};
 use crate::error::ProvisionError;
 use crate::events::EventKind;
+use entra_client::graph::AppRoleAssignment;
 use onboard_core::audit::{Action, Target, TargetKind, set};
 use onboard_core::permissions::ResolvedPermission;
 use onboard_core::profiles::RoleRef;
@@ -39,6 +40,13 @@ impl Item {
             Item::Role(r) => ids::role(&r.name),
         }
     }
+}
+
+/// Whether assignment `g` is the grant of permission `p`: the same resource and app role.
+/// Object and role ids are GUIDs, which Graph compares without regard to case.
+fn grants(g: &AppRoleAssignment, p: &ResolvedPermission) -> bool {
+    g.resource_id.eq_ignore_ascii_case(&p.resource_sp_id)
+        && g.app_role_id.eq_ignore_ascii_case(&p.app_role_id)
 }
 
 impl Run {
@@ -75,10 +83,7 @@ impl Run {
         let mut items = Vec::new();
         let mut already = 0usize;
         for p in perms {
-            match granted
-                .iter()
-                .find(|g| g.resource_id == p.resource_sp_id && g.app_role_id == p.app_role_id)
-            {
+            match granted.iter().find(|g| grants(g, p)) {
                 Some(g) => {
                     already += 1;
                     let (k, id) = (p.key(), g.id.clone());
@@ -250,5 +255,47 @@ impl Run {
         })
         .await;
         Ok((seq, format!("{} assigned (assignment {})", role.name, a.id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onboard_core::profiles::{PermissionRef, Resource};
+
+    #[test]
+    fn a_held_grant_is_recognised_whatever_the_case_of_its_ids() {
+        let p = ResolvedPermission {
+            permission: PermissionRef {
+                resource: Resource::Graph,
+                value: "User.Read.All".into(),
+            },
+            resource_sp_id: "5B1E6B4A-0C4F-4D0E-9E43-AB12CD34EF56".into(),
+            app_role_id: "df021288-bdef-4463-88db-98f22de89214".into(),
+        };
+        let held = |resource: &str, role: &str| AppRoleAssignment {
+            id: "a".into(),
+            app_role_id: role.into(),
+            principal_id: "p".into(),
+            principal_type: None,
+            resource_id: resource.into(),
+            resource_display_name: None,
+            created_date_time: None,
+        };
+        let lower = "5b1e6b4a-0c4f-4d0e-9e43-ab12cd34ef56";
+        assert!(grants(
+            &held(lower, "DF021288-BDEF-4463-88DB-98F22DE89214"),
+            &p
+        ));
+        assert!(grants(&held(&p.resource_sp_id, &p.app_role_id), &p));
+        // Another role of the same resource, or the same role id of another resource, is not it.
+        assert!(!grants(
+            &held(lower, "741f803b-c850-494e-b5df-cde7c675a1ca"),
+            &p
+        ));
+        assert!(!grants(
+            &held("00000000-0000-0000-0000-000000000001", &p.app_role_id),
+            &p
+        ));
     }
 }

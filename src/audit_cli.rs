@@ -53,6 +53,10 @@ pub enum AuditCommand {
         /// target (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`, a directory).
         #[arg(long)]
         from: Option<String>,
+        /// With --from: the log's verifier key (`name+id+base64`) or a file holding one, repeat
+        /// for old keys. The fetched checkpoint must verify before any tile is read.
+        #[arg(long, requires = "from", required_unless_present = "data_dir")]
+        vkey: Vec<String>,
         /// The export directory (created if needed; full tiles already there are kept).
         #[arg(long)]
         out: PathBuf,
@@ -102,6 +106,10 @@ pub enum AuditCommand {
         /// `export --from`).
         #[arg(long)]
         from: Option<String>,
+        /// With --from: the log's verifier key (`name+id+base64`) or a file holding one, repeat
+        /// for old keys. The fetched checkpoint must verify before any tile is read.
+        #[arg(long, requires = "from", required_unless_present = "data_dir")]
+        vkey: Vec<String>,
         /// The entry's index.
         #[arg(long)]
         seq: u64,
@@ -314,9 +322,10 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Export {
             from: Some(from),
             out,
+            vkey,
             remote,
             ..
-        } => audit_fetch::export_from(&from, &out, &remote).await?,
+        } => audit_fetch::export_from(&from, &out, &vkey, &remote).await?,
         AuditCommand::Export {
             data_dir: Some(data_dir),
             out,
@@ -345,7 +354,8 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                         .context("--interval must be a positive number of seconds")
                 })
                 .transpose()?;
-            // The note that verified, so the witness quorum is checked on exactly that one.
+            // The note that verified, so the witness quorum is checked on exactly that one, and
+            // it is saved as the next `--since-checkpoint` only when both passed.
             let (mut ok, note) = if audit_fetch::is_url(&source) || follow.is_some() {
                 let url = if audit_fetch::is_url(&source) {
                     source
@@ -364,23 +374,30 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             } else {
                 let dir = Path::new(&source);
                 let path = dir.join("checkpoint");
-                let note = std::fs::read_to_string(&path).ok();
+                let before = std::fs::read_to_string(&path).ok();
                 let ok = verify(dir, &vkey, since_checkpoint.as_deref())?;
-                if let (true, Some(p)) = (ok, &save_checkpoint) {
-                    std::fs::copy(&path, p).with_context(|| format!("writing {}", p.display()))?;
+                let after = std::fs::read_to_string(&path).ok();
+                if before != after {
+                    bail!(
+                        "{} changed while it was being verified; verify again",
+                        path.display()
+                    );
                 }
-                (ok, note)
+                (ok, after)
             };
             if !witness.is_empty() {
-                ok &= match note {
+                ok &= match &note {
                     Some(note) => {
-                        crate::witness_cli::check_quorum(&note, &vkey, &witness, witness_quorum)?
+                        crate::witness_cli::check_quorum(note, &vkey, &witness, witness_quorum)?
                     }
                     None => {
                         println!("INVALID: witness quorum: no checkpoint to check");
                         false
                     }
                 };
+            }
+            if let (true, Some(p), Some(note)) = (ok, &save_checkpoint, &note) {
+                audit_fetch::save(p, note)?;
             }
             if !ok {
                 bail!("the audit log did not verify");
@@ -389,12 +406,13 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Proof {
             data_dir,
             from,
+            vkey,
             seq,
             out,
             remote,
         } => {
             let text = match (from, data_dir) {
-                (Some(from), _) => audit_fetch::proof_from(&from, seq, &remote).await?,
+                (Some(from), _) => audit_fetch::proof_from(&from, seq, &vkey, &remote).await?,
                 (None, Some(dir)) => {
                     let log = AuditLog::open_read_only(audit_dir(&dir)?, StartupCheck::NodesOnly)?;
                     log.tlog_proof(seq)?.to_text()

@@ -74,7 +74,8 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn save(path: &Path, note: &str) -> anyhow::Result<()> {
+/// Writes `note` to `path` (through a temporary file and a rename: never half a note).
+pub fn save(path: &Path, note: &str) -> anyhow::Result<()> {
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     std::fs::write(&tmp, note).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
@@ -82,7 +83,8 @@ fn save(path: &Path, note: &str) -> anyhow::Result<()> {
 
 /// `onboard audit verify <URL>`: verifies once (incrementally with a saved checkpoint) or
 /// follows the log. Prints the same summary as for an export directory; `false` when anything
-/// failed, with the signed checkpoint that was checked (verifying once).
+/// failed, with the signed checkpoint that was checked (verifying once; the caller saves it to
+/// `save_to`, which only following writes itself).
 pub async fn verify_url(
     location: &str,
     vkeys: &[String],
@@ -102,13 +104,9 @@ pub async fn verify_url(
             threads: threads(),
             incremental: since.is_some(),
         };
+        // Saved by the caller, once the witness quorum has been checked on this note too.
         let (note, report) = verify_source(source, keys, since, options).await?;
         print_report(&label, &report);
-        if report.ok()
-            && let Some(p) = save_to
-        {
-            save(p, &note)?;
-        }
         return Ok((report.ok(), Some(note)));
     };
     let mut follower = Follower::new(source, keys, since, threads())?;
@@ -178,20 +176,35 @@ fn print_step(r: &VerifyReport) {
     );
 }
 
-/// `onboard audit export --from …`: a local copy in the export layout.
-pub async fn export_from(location: &str, out: &Path, remote: &RemoteArgs) -> anyhow::Result<()> {
+/// `onboard audit export --from …`: a local copy in the export layout, of a checkpoint that
+/// verifies with `vkeys`.
+pub async fn export_from(
+    location: &str,
+    out: &Path,
+    vkeys: &[String],
+    remote: &RemoteArgs,
+) -> anyhow::Result<()> {
+    let keys = parse_vkeys(vkeys)?;
     let source = open_source(location, remote)?;
-    print_export(&copy_to_dir(&source, out).await?, out);
+    print_export(&copy_to_dir(&source, out, &keys).await?, out);
     Ok(())
 }
 
-/// `onboard audit proof --from …`: a tlog-proof computed from the tiles.
-pub async fn proof_from(location: &str, seq: u64, remote: &RemoteArgs) -> anyhow::Result<String> {
+/// `onboard audit proof --from …`: a tlog-proof computed from the tiles, against a checkpoint
+/// that verifies with `vkeys`.
+pub async fn proof_from(
+    location: &str,
+    seq: u64,
+    vkeys: &[String],
+    remote: &RemoteArgs,
+) -> anyhow::Result<String> {
+    let keys = parse_vkeys(vkeys)?;
     let source = open_source(location, remote)?;
     let note = source.checkpoint().await?;
     let reader = BlockingReader::new(source, tokio::runtime::Handle::current());
     let proof =
-        tokio::task::spawn_blocking(move || tlog_proof_from_tiles(&reader, &note, seq)).await??;
+        tokio::task::spawn_blocking(move || tlog_proof_from_tiles(&reader, &note, &keys, seq))
+            .await??;
     Ok(proof.to_text())
 }
 

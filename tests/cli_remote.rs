@@ -107,7 +107,49 @@ async fn verify_by_url_equals_verify_of_a_local_export() {
 
     // A copy made from the running server verifies the same.
     let copy = dir.path().join("copy");
+    // Not without the log's key: no tile is fetched for a checkpoint nobody verified.
     let o = onboard(&["audit", "export", "--from", &api, "--out", p(&copy)], &[]).await;
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("--vkey"), "{}", text(&o));
+    let stranger = NoteSigner::generate(ORIGIN).unwrap().verifier().to_string();
+    let o = onboard(
+        &[
+            "audit",
+            "export",
+            "--from",
+            &api,
+            "--out",
+            p(&copy),
+            "--vkey",
+            &stranger,
+        ],
+        &[],
+    )
+    .await;
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("its signature does not verify with the keys given"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !copy.join("tile").exists(),
+        "tiles fetched for an unverified checkpoint"
+    );
+    let o = onboard(
+        &[
+            "audit",
+            "export",
+            "--from",
+            &api,
+            "--out",
+            p(&copy),
+            "--vkey",
+            &vkey,
+        ],
+        &[],
+    )
+    .await;
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("exported 1000 entries"), "{}", text(&o));
     let o = onboard(&["audit", "verify", p(&copy), "--vkey", &vkey], &[]).await;
@@ -120,6 +162,8 @@ async fn verify_by_url_equals_verify_of_a_local_export() {
             "proof",
             "--from",
             "s3://published/audit/prod",
+            "--vkey",
+            &vkey,
             "--seq",
             "777",
         ],

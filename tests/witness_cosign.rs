@@ -249,12 +249,13 @@ impl Appenders {
     }
 }
 
-/// `onboard audit verify DIR --vkey … --witness … [--witness-quorum N]`.
+/// `onboard audit verify DIR --vkey … --witness … [--witness-quorum N] [--save-checkpoint F]`.
 async fn audit_verify(
     dir: &Path,
     log: &NoteSigner,
     witnesses: &[&CosignerVerifier],
     quorum: Option<usize>,
+    save: Option<&Path>,
 ) -> Result<(bool, String)> {
     let mut cmd = Command::new(BIN);
     cmd.args(["audit", "verify"])
@@ -266,6 +267,9 @@ async fn audit_verify(
     }
     if let Some(q) = quorum {
         cmd.arg("--witness-quorum").arg(q.to_string());
+    }
+    if let Some(p) = save {
+        cmd.arg("--save-checkpoint").arg(p);
     }
     let o = cmd.output().await?;
     let text = format!(
@@ -372,13 +376,13 @@ async fn two_witness_processes_cosign_a_live_log_through_an_outage_and_a_stale_s
     let export = dir.path().join("export");
     log.export_tiles(&export)?;
     std::fs::write(export.join("checkpoint"), &fin.note)?;
-    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], Some(2)).await?;
+    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], Some(2), None).await?;
     assert!(ok, "{out}");
     assert!(
         out.contains("2/2 trusted witnesses cosigned the checkpoint (quorum 2)"),
         "{out}"
     );
-    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], None).await?;
+    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], None, None).await?;
     assert!(ok, "default quorum is every --witness: {out}");
     let only_a: String = fin
         .note
@@ -387,15 +391,19 @@ async fn two_witness_processes_cosign_a_live_log_through_an_outage_and_a_stale_s
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(export.join("checkpoint"), &only_a)?;
-    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], Some(2)).await?;
+    // A checkpoint short of the quorum is not saved as the next baseline; one that meets it is.
+    let saved = dir.path().join("saved-checkpoint");
+    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], Some(2), Some(&saved)).await?;
     assert!(!ok, "{out}");
+    assert!(!saved.exists(), "saved although the quorum failed: {out}");
     assert!(
         out.contains("INVALID: witness quorum: checkpoint cosigned by 1 of the 2 trusted witnesses required (cosigned: witness-a.example/w1; missing: witness-b.example/w1)"),
         "{out}"
     );
-    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], Some(1)).await?;
+    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], Some(1), Some(&saved)).await?;
     assert!(ok, "{out}");
-    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], Some(3)).await?;
+    assert_eq!(std::fs::read_to_string(&saved)?, only_a);
+    let (ok, out) = audit_verify(&export, &signer, &[&va, &vb], Some(3), None).await?;
     assert!(
         !ok && out.contains("needs at least 3 distinct --witness keys"),
         "{out}"

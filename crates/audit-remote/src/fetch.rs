@@ -20,6 +20,18 @@ use crate::source::{BlockingReader, Source};
 /// Parallel downloads of a copy.
 const COPY_CONCURRENCY: usize = 16;
 
+/// The body of a signed checkpoint note once its signature verifies with `keys`: before any
+/// tile is fetched for it (tlog-tiles: "Clients MUST NOT fetch arbitrary partial tiles without
+/// verifying a checkpoint with a size that requires their existence").
+pub fn verified_checkpoint(note: &str, keys: &[NoteVerifier]) -> Result<Checkpoint, RemoteError> {
+    audit_log::SignedCheckpoint::open(note, keys)
+        .map(|cp| cp.checkpoint)
+        .map_err(|e| RemoteError::Invalid {
+            location: "checkpoint".into(),
+            detail: format!("its signature does not verify with the keys given: {e}"),
+        })
+}
+
 /// The body of a signed checkpoint note, parsed without checking signatures.
 pub fn checkpoint_body(note: &str) -> Result<Checkpoint, RemoteError> {
     let invalid = |detail: String| RemoteError::Invalid {
@@ -81,12 +93,17 @@ async fn write_atomic(dir: &Path, rel: &str, data: &[u8]) -> Result<(), RemoteEr
 }
 
 /// Copies the log from `source` into `out` in the export layout (what `onboard audit export`
-/// writes from a data directory), as of the checkpoint fetched first; the checkpoint is written
-/// last. Full tiles already in `out` are kept (they never change). Hash tiles are checked for
-/// length; run the verifier on the copy to check everything else.
-pub async fn copy_to_dir(source: &Source, out: &Path) -> Result<ExportSummary, RemoteError> {
+/// writes from a data directory), as of the checkpoint fetched first, which must verify with
+/// `keys` before any tile is fetched; the checkpoint is written last. Full tiles already in
+/// `out` are kept (they never change). Hash tiles are checked for length; run the verifier on
+/// the copy to check everything else.
+pub async fn copy_to_dir(
+    source: &Source,
+    out: &Path,
+    keys: &[NoteVerifier],
+) -> Result<ExportSummary, RemoteError> {
     let note = source.checkpoint().await?;
-    let size = checkpoint_body(&note)?.size;
+    let size = verified_checkpoint(&note, keys)?.size;
     let mut summary = ExportSummary {
         size,
         ..Default::default()
@@ -174,14 +191,15 @@ pub fn split_bundle(data: &[u8]) -> Result<Vec<&[u8]>, String> {
 
 /// A C2SP tlog-proof for entry `seq` against the checkpoint `note`, computed from the hash
 /// tiles `reader` serves (blocking). The proof is checked against the checkpoint's root, and the
-/// entry's bytes from its bundle against the leaf hash, before it is returned; the checkpoint's
-/// signature is for the reader of the proof to check.
+/// entry's bytes from its bundle against the leaf hash, before it is returned. The checkpoint
+/// must verify with `keys` before any tile is read.
 pub fn tlog_proof_from_tiles(
     reader: &dyn TileReader,
     note: &str,
+    keys: &[NoteVerifier],
     seq: u64,
 ) -> Result<TlogProof, RemoteError> {
-    let cp = checkpoint_body(note)?;
+    let cp = verified_checkpoint(note, keys)?;
     if seq >= cp.size {
         return Err(RemoteError::Invalid {
             location: format!("entry {seq}"),

@@ -8,6 +8,7 @@ use audit_log::{DirReader, TileId};
 use audit_remote::fetch::{copy_to_dir, tlog_proof_from_tiles};
 use audit_remote::{ClientSettings, Publisher, Source, Target};
 use testkit::audit::open_log;
+use testkit::keys::log_signer;
 use testkit::tiles::append_more;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,7 +34,9 @@ async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
 
     let source = Source::parse(src.to_str().unwrap(), ClientSettings::default()).unwrap();
     let copy = dir.path().join("copy");
-    let s = copy_to_dir(&source, &copy).await.unwrap();
+    let s = copy_to_dir(&source, &copy, &[log_signer().verifier()])
+        .await
+        .unwrap();
     assert_eq!(s.size, 300);
     for id in tiles_of_size(300) {
         let p = id.path();
@@ -44,7 +47,8 @@ async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
         );
     }
     // Entry 299 is in the deleted bundle tile/entries/001.p/44.
-    let proof = tlog_proof_from_tiles(&DirReader(&src), &at_300, 299).unwrap();
+    let proof =
+        tlog_proof_from_tiles(&DirReader(&src), &at_300, &[log_signer().verifier()], 299).unwrap();
     assert_eq!(proof.index, 299);
     assert_eq!(proof.checkpoint_note, at_300);
 }
@@ -90,12 +94,13 @@ async fn every_signed_checkpoint_finds_its_partial_tiles_in_the_copies() {
     let export = dir.path().join("export");
     log.export_tiles(&export).unwrap();
     log.close();
+    let keys = [log_signer().verifier()];
     for copy in [&bucket, &export] {
         for size in 1..=530u64 {
             let missing = missing_tiles(copy, size);
             assert!(missing.is_empty(), "{copy:?} at {size}: {missing:?}");
             let seq = size - 1;
-            let proof = tlog_proof_from_tiles(&DirReader(copy), &notes[size as usize], seq)
+            let proof = tlog_proof_from_tiles(&DirReader(copy), &notes[size as usize], &keys, seq)
                 .unwrap_or_else(|e| panic!("{copy:?} at {size}: {e}"));
             assert_eq!(
                 (proof.index, &proof.checkpoint_note),

@@ -72,7 +72,9 @@ async fn publish_and_follow(target: Target) {
     let export = dir.path().join("export");
     log.export_tiles(&export).unwrap();
     let copy = dir.path().join("copy");
-    let s = copy_to_dir(&source, &copy).await.unwrap();
+    let s = copy_to_dir(&source, &copy, &[log_signer().verifier()])
+        .await
+        .unwrap();
     assert_eq!(s.size, 1000);
     for id in audit_log::tile_id::tiles_of_size(1000) {
         let p = id.path();

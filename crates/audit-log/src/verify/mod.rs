@@ -113,7 +113,7 @@ pub fn verify_tiles(
     options: VerifyOptions,
 ) -> VerifyReport {
     let mut report = VerifyReport::default();
-    // The body is parsed even when the signature fails, so the rest can still be checked.
+    // The body is parsed even when the signature fails, for the report; no tile is read then.
     let body = match SignedCheckpoint::open(note_text, keys) {
         Ok(cp) => {
             report.checkpoint_valid = true;
@@ -142,6 +142,14 @@ pub fn verify_tiles(
     report.origin = cp.origin.clone();
     report.size = cp.size;
     report.root = cp.root;
+    if !report.checkpoint_valid {
+        // tlog-tiles: "Clients MUST NOT fetch arbitrary partial tiles without verifying a
+        // checkpoint with a size that requires their existence".
+        report.problems.push(
+            "tiles not read: the checkpoint does not verify, so it vouches for no tile".into(),
+        );
+        return report;
+    }
     let since_cp = since.and_then(|s| match SignedCheckpoint::open(s, keys) {
         Ok(c) if c.checkpoint.origin == cp.origin => Some(c.checkpoint),
         Ok(c) => {

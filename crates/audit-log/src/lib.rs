@@ -26,6 +26,7 @@ pub mod note;
 mod proof_file;
 pub mod snapshot;
 mod store;
+mod syncer;
 pub mod tile_id;
 pub mod tile_source;
 pub mod tiles;

@@ -2,9 +2,10 @@
 //!
 //! One writer thread owns the tree's right edge. Appenders hand it prepared entries over a
 //! channel; it takes everything queued (up to `max_batch`), writes entries and new tree nodes in
-//! seq order (see `writer`), fsyncs once, and only then signs the checkpoint for the new size and
-//! answers every appender in the batch with that checkpoint. The signed note is stored in the
-//! next batch (or after a short idle wait), so each batch costs one fsync. If the process dies
+//! seq order (see `writer`) and hands the batch to the syncer thread, which fsyncs every batch
+//! waiting once, and only then signs the checkpoint for the new size and answers every appender
+//! with that checkpoint (see `syncer`). The signed note is stored with the next sync (or after a
+//! short idle wait), so each group of batches costs one fsync. If the process dies
 //! before the note is stored, the next start signs the same size again: the leaves are durable
 //! and Ed25519 is deterministic, so it produces the very same note — the log never signs two
 //! roots for one size, and each checkpoint extends the last.
@@ -29,8 +30,9 @@ use crate::merkle::{self, Frontier, NodeSource};
 use crate::note::{NoteSigner, NoteVerifier};
 use crate::proof_file::TlogProof;
 use crate::store::{StartupCheck, Store};
+use crate::syncer::{Failure, SyncLoop};
 use crate::upper::{UpperNodes, View};
-use crate::writer::{Request, WriterLoop};
+use crate::writer::{Request, Syncer, WriterLoop};
 
 /// How to open a log.
 #[derive(Debug, Clone)]
@@ -229,19 +231,27 @@ impl AuditLog {
                 .then(|| BundleFiles::new(&config.path, true)),
         });
         let (tx, rx) = mpsc::channel();
-        let frontier_size = frontier.size();
+        let metrics = crate::metrics::WriterMetrics::new(frontier.size());
+        let failed = Arc::new(Failure::default());
+        let syncer = Syncer::start(|rx| SyncLoop {
+            shared: shared.clone(),
+            rx,
+            signer,
+            pending: None,
+            failed: failed.clone(),
+            dir: config.path.clone(),
+            head_written: Instant::now(),
+            metrics: metrics.clone(),
+        })?;
         let w = WriterLoop {
             shared: shared.clone(),
             rx,
             frontier,
-            signer,
             max_batch: config.max_batch.max(1),
             memory_from_level: config.memory_from_level,
-            pending: None,
-            failed: None,
-            dir: config.path.clone(),
-            head_written: Instant::now(),
-            metrics: crate::metrics::WriterMetrics::new(frontier_size),
+            failed,
+            syncer,
+            metrics,
         };
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{Counter, Gauge, Histogram};
 
-/// The writer's handles.
+/// The writer's and the syncer's handles (clones share the series).
+#[derive(Clone)]
 pub(crate) struct WriterMetrics {
     /// `onboard_audit_appends_total`: entries made durable and signed.
     appends: Counter,

@@ -2,8 +2,12 @@
 """An independent check of an Onboard audit export, written from the C2SP specs (signed-note,
 tlog-checkpoint, tlog-tiles) and RFC 6962, sharing no code with the Rust verifier.
 
-usage: verify_tiles.py EXPORT_DIR VKEY
-Exits 0 when the checkpoint signature, every hash tile, every entry bundle and the root agree.
+usage: verify_tiles.py EXPORT_DIR VKEY [OLDER_CHECKPOINT_FILE ...]
+Exits 0 when the checkpoint signature, every hash tile, every entry bundle and the root agree,
+and, for each older signed checkpoint given, its signature, its root over the first `size`
+entries, and every tile of its size (tlog-tiles: "Logs MUST serve partial tiles corresponding to
+tree sizes for which a checkpoint was produced, but MAY delete any partial tile once the
+corresponding full tile is available").
 """
 import base64
 import hashlib
@@ -77,24 +81,87 @@ def check_signature(note, vkey):
     fail("no signature by the given key")
 
 
+def parse_checkpoint(text):
+    """tlog-checkpoint: origin, decimal size without leading zeros, base64 of a 32-byte root."""
+    lines = text.split("\n")
+    if len(lines) < 4 or not lines[0]:
+        fail("checkpoint body has no origin, size and root")
+    origin, size_s, root_b64 = lines[:3]
+    if not size_s.isdigit() or (size_s != "0" and size_s.startswith("0")):
+        fail(f"checkpoint size {size_s!r} is not a decimal without leading zeros")
+    root = base64.b64decode(root_b64, validate=True)
+    if len(root) != 32:
+        fail("checkpoint root is not 32 bytes")
+    return origin, int(size_s), root
+
+
+def bundle_leaves(data):
+    """Leaf hashes of an entry bundle: each entry a big-endian uint16 length, then its bytes."""
+    leaves, pos = [], 0
+    while pos < len(data):
+        ln = int.from_bytes(data[pos : pos + 2], "big")
+        if pos + 2 + ln > len(data):
+            fail("an entry bundle ends inside an entry")
+        leaves.append(leaf_hash(data[pos + 2 : pos + 2 + ln]))
+        pos += 2 + ln
+    return leaves
+
+
+def read_tile(export, level, n, w):
+    """Tile (level, n) of width w as hashes: its own file, or cut from the full tile, which MAY
+    replace it. Entry bundles (level "entries") are read as their entries' leaf hashes."""
+    path = os.path.join(export, tile_path(level, n, w))
+    full = os.path.join(export, tile_path(level, n, WIDTH))
+    if not os.path.exists(path) and w < WIDTH and os.path.exists(full):
+        path = full
+    if not os.path.exists(path):
+        fail(f"{tile_path(level, n, w)} is missing")
+    data = open(path, "rb").read()
+    if level == "entries":
+        return b"".join(bundle_leaves(data)[:w])
+    return data[: w * 32] if path == full else data
+
+
+def check_older(export, vkey, path, origin, leaves):
+    """An older checkpoint: signed, a prefix of the tree, and every tile of its size there."""
+    older = check_signature(open(path, encoding="utf-8").read(), vkey)
+    o, size, root = parse_checkpoint(older)
+    if o != origin or size > len(leaves):
+        fail(f"{path}: not an earlier checkpoint of {origin}")
+    if mth(leaves[:size]) != root:
+        fail(f"{path}: root differs from the first {size} entries")
+    for n in range((size + WIDTH - 1) // WIDTH):
+        w = min(WIDTH, size - n * WIDTH)
+        if read_tile(export, "entries", n, w) != b"".join(leaves[n * WIDTH : n * WIDTH + w]):
+            fail(f"{path}: {tile_path('entries', n, w)} differs from the entries")
+    level_hashes, level = leaves[:size], 0
+    while len(level_hashes) > 0:
+        for n in range((len(level_hashes) + WIDTH - 1) // WIDTH):
+            w = min(WIDTH, len(level_hashes) - n * WIDTH)
+            want = b"".join(level_hashes[n * WIDTH : n * WIDTH + w])
+            if read_tile(export, level, n, w) != want:
+                fail(f"{path}: {tile_path(level, n, w)} differs from the entries")
+        level_hashes = [
+            mth(level_hashes[i * WIDTH : (i + 1) * WIDTH])
+            for i in range(len(level_hashes) // WIDTH)
+        ]
+        level += 1
+    return size
+
+
 def main():
     export, vkey = sys.argv[1], sys.argv[2]
     if os.path.isfile(vkey):
         vkey = open(vkey).read()
     note = open(os.path.join(export, "checkpoint"), encoding="utf-8").read()
     text = check_signature(note, vkey)
-    origin, size_s, root_b64 = text.split("\n")[:3]
-    size, root = int(size_s), base64.b64decode(root_b64)
+    origin, size, root = parse_checkpoint(text)
 
     leaves = []
     for n in range((size + WIDTH - 1) // WIDTH):
         w = min(WIDTH, size - n * WIDTH)
         data = open(os.path.join(export, tile_path("entries", n, w)), "rb").read()
-        pos = 0
-        while pos < len(data):
-            ln = int.from_bytes(data[pos : pos + 2], "big")
-            leaves.append(leaf_hash(data[pos + 2 : pos + 2 + ln]))
-            pos += 2 + ln
+        leaves.extend(bundle_leaves(data))
         if len(leaves) != n * WIDTH + w:
             fail(f"entry bundle {n} holds the wrong number of entries")
 
@@ -116,7 +183,11 @@ def main():
 
     if mth(leaves) != root:
         fail("root differs from the checkpoint")
-    print(f"OK: {origin}: {size} entries, {tiles} hash tiles, signature and root verified")
+    older = [check_older(export, vkey, p, origin, leaves) for p in sys.argv[3:]]
+    print(
+        f"OK: {origin}: {size} entries, {tiles} hash tiles, signature and root verified"
+        + (f"; older checkpoints at {older} verified with their tiles" if older else "")
+    )
 
 
 if __name__ == "__main__":

@@ -343,7 +343,7 @@ fn provision_event(e: pb::ProvisionEvent) -> Option<(&'static str, Value)> {
             });
             (
                 "retrying",
-                json!({"step": r.step, "reason": r.reason, "wait_ms": wait_ms,
+                json!({"step": r.step, "reason": super::stream::for_the_page(&r.reason), "wait_ms": wait_ms,
                        "attempt": r.attempt, "kind": retry_kind(r.kind())}),
             )
         }
@@ -354,7 +354,8 @@ fn provision_event(e: pb::ProvisionEvent) -> Option<(&'static str, Value)> {
         ),
         E::Failed(f) => (
             "failed",
-            json!({"step": f.step, "reason": f.reason, "cause": failure_cause(f.cause())}),
+            json!({"step": f.step, "reason": super::stream::for_the_page(&f.reason),
+                   "cause": failure_cause(f.cause())}),
         ),
         E::Cancelled(c) => ("cancelled", json!({"detail": c.detail})),
         E::AwaitingAdmin(h) => ("awaiting_admin", super::hand_off::hand_off_json(h)),

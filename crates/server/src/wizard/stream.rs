@@ -90,13 +90,61 @@ pub(super) fn error_json(status: &Status) -> Value {
     let preconditions = violations.iter().map(|v| v.r#type.clone()).collect();
     serde_json::to_value(ErrorBody {
         code: code_name(status.code()),
-        message: status.message().to_owned(),
+        message: for_the_page(status.message()),
         fields,
         missing,
         sign_in_again,
         preconditions,
     })
     .unwrap_or(Value::Null)
+}
+
+/// `message` as the page may show it (as details after its own words): no id (docs/wizard.md:
+/// "no internal ids except the client id on Done"). Microsoft's `(request-id …)` is dropped
+/// (the provider's support finds it in the audit log); the onboarding's and the invitation's
+/// ids are put in words ("onboarding <id>" → "this onboarding", "invitation <id>" → "your
+/// invitation", "no onboarding <id>" → "no such onboarding"); any other GUID (an object id in
+/// one of Microsoft's messages) becomes "…". The gRPC caller keeps the full message.
+pub(super) fn for_the_page(message: &str) -> String {
+    let mut text = message.to_owned();
+    while let Some(at) = text.find(" (request-id ") {
+        let end = text[at..].find(')').map_or(text.len(), |e| at + e + 1);
+        text.replace_range(at..end, "");
+    }
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let noun = words[i];
+        let next = words.get(i + 1).and_then(|w| split_guid(w));
+        if let (Some((_, rest)), "onboarding" | "invitation") = (next, noun) {
+            let rest = rest.trim_start_matches(['"', '\'']);
+            // "no onboarding <id>" (a lookup that failed) reads "no such onboarding".
+            let article = match (out.last().is_some_and(|w| w == "no"), noun) {
+                (true, _) => "such",
+                (false, "onboarding") => "this",
+                (false, _) => "your",
+            };
+            out.push(format!("{article} {noun}{rest}"));
+            i += 2;
+            continue;
+        }
+        out.push(match split_guid(noun) {
+            Some((before, after)) => format!("{before}…{after}"),
+            None => noun.to_owned(),
+        });
+        i += 1;
+    }
+    out.join(" ")
+}
+
+/// Whether `word` is a GUID (after quotes or a parenthesis, before punctuation), with what
+/// stands before and after it.
+fn split_guid(word: &str) -> Option<(&str, &str)> {
+    let start = word.trim_start_matches(['"', '\'', '(']);
+    let guid = start.get(..36)?;
+    uuid::Uuid::try_parse(guid).ok()?;
+    Some((&word[..word.len() - start.len()], &start[36..]))
 }
 
 /// A status as an HTTP error response with its JSON.
@@ -148,5 +196,44 @@ fn code_name(c: Code) -> &'static str {
         Code::Unavailable => "unavailable",
         Code::DataLoss => "data_loss",
         Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_the_page;
+
+    #[test]
+    fn the_page_gets_no_ids() {
+        let id = "0192f0c4-5b6e-7a1b-8c2d-3e4f5a6b7c8d";
+        assert_eq!(
+            for_the_page(&format!(
+                "onboarding {id} has no signed-in admin and no run yet (the server restarted); \
+                 sign in again with invitation {id}"
+            )),
+            "this onboarding has no signed-in admin and no run yet (the server restarted); \
+             sign in again with your invitation"
+        );
+        assert_eq!(
+            for_the_page(&format!("no onboarding \"{id}\"")),
+            "no such onboarding"
+        );
+        assert_eq!(
+            for_the_page(&format!("invitation {id}, used")),
+            "your invitation, used"
+        );
+        assert_eq!(
+            for_the_page(&format!(
+                "graph error 401 InvalidAuthenticationToken: Continuous access evaluation \
+                 resulted in challenge (request-id {id}); claims challenge (insufficient_claims)"
+            )),
+            "graph error 401 InvalidAuthenticationToken: Continuous access evaluation resulted \
+             in challenge; claims challenge (insufficient_claims)"
+        );
+        assert_eq!(
+            for_the_page(&format!("Resource '{id}' does not exist.")),
+            "Resource '…' does not exist."
+        );
+        assert_eq!(for_the_page("onboarding is over"), "onboarding is over");
     }
 }

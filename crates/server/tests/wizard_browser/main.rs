@@ -123,6 +123,7 @@ impl Wiz {
 
     /// Screenshots at both sizes (if this test takes them), back at 1280 px after.
     pub async fn shoot(&self, name: &str) -> Result<()> {
+        self.no_internal_ids(name).await?;
         let Some(dir) = &self.shots else {
             return Ok(());
         };
@@ -132,6 +133,24 @@ impl Wiz {
                 .await?;
         }
         self.chrome.viewport(1280, 900).await
+    }
+
+    /// docs/wizard.md: "no internal ids except the client id on Done". The visible text holds
+    /// no GUID but the client id (Done, and the attached registration's) and the tenant the
+    /// admin signed in to (screen 4, Microsoft's id of their own directory).
+    async fn no_internal_ids(&self, state: &str) -> Result<()> {
+        let js = r#"
+            const allowed = ['done-client', 'att-done-client', 'tenant']
+              .map(id => document.getElementById(id)).filter(e => e).map(e => e.textContent.trim());
+            const re = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+            return (document.body.innerText.match(re) || []).filter(g => !allowed.includes(g));
+        "#;
+        let shown = self.chrome.js(js).await?;
+        ensure!(
+            shown.as_array().is_some_and(|a| a.is_empty()),
+            "{state}: internal ids shown on the page: {shown}"
+        );
+        Ok(())
     }
 
     /// Waits for screen `id`, a run's outcome (up to two minutes: the run is in between).

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::AuditError;
 use crate::log::AuditLog;
 use crate::tile_id::{TileId, TileKind, checkpointed_partials, tiles_between};
@@ -136,10 +137,49 @@ impl AuditLog {
         Ok(tiles_between(after, latest).chain(earlier).collect())
     }
 
+    /// Whether `dir` holds an export of this log at a size up to `size` whose full tiles may be
+    /// kept (see [`AuditLog::export_tiles`]); an error when it holds another log or history.
+    fn earlier_export_of_this_log(&self, dir: &Path, size: u64) -> Result<bool, AuditError> {
+        let text = match std::fs::read_to_string(dir.join("checkpoint")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(AuditError::io("reading the export's checkpoint", e)),
+        };
+        let refuse = |why: String| {
+            Err(AuditError::Config(format!(
+                "{} holds {why}; export into an empty directory or a copy of this log",
+                dir.display()
+            )))
+        };
+        let Some(body) = text
+            .rfind("\n\n")
+            .and_then(|i| Checkpoint::parse_text(&text[..=i]).ok())
+        else {
+            return refuse("a checkpoint that does not parse".into());
+        };
+        if body.origin != self.origin() {
+            return refuse(format!("an export of another log ({:?})", body.origin));
+        }
+        if body.size > size || self.root_at(body.size)? != body.root {
+            return refuse(format!(
+                "an export of another history of this log (a checkpoint of {} entries this \
+                 log never had)",
+                body.size
+            ));
+        }
+        Ok(true)
+    }
+
     /// Writes the log, as of its latest checkpoint, to `dir` in the tlog-tiles layout: its
     /// tiles and bundles, and the partial ones of every earlier checkpoint whose full tile it
     /// does not have yet. The checkpoint is written last, so a reader never sees a checkpoint
     /// before its tiles.
+    ///
+    /// Full tiles already in `dir` are kept (their bytes never change) only when `dir` holds an
+    /// earlier export of this very log: its `checkpoint` names this origin and a size and root
+    /// this tree had. A directory with another log's or another history's checkpoint is refused
+    /// (mixing its tiles with ours would make an export no checkpoint verifies); one with tiles
+    /// but no checkpoint (an interrupted export of unknown origin) is rewritten in full.
     pub fn export_tiles(&self, dir: &Path) -> Result<ExportSummary, AuditError> {
         let cp = self.checkpoint();
         let size = cp.checkpoint.size;
@@ -147,13 +187,14 @@ impl AuditLog {
             size,
             ..Default::default()
         };
+        let keep_full = self.earlier_export_of_this_log(dir, size)?;
         for id in self.tiles_to_copy(0, size)? {
             let rel = id.path();
             let expected_len = match id.kind {
                 TileKind::Entries => None,
                 TileKind::Hash { .. } => Some(32 * TILE_WIDTH),
             };
-            if already_there(dir, &rel, u64::from(id.width), expected_len) {
+            if keep_full && already_there(dir, &rel, u64::from(id.width), expected_len) {
                 summary.skipped += 1;
                 continue;
             }

@@ -245,3 +245,53 @@ fn bundle_files_are_a_checked_cache_of_full_bundles() {
     assert!(!ro.materialize_bundles(64).unwrap());
     assert!(!file("000").exists());
 }
+
+/// An export keeps the full tiles already in its directory only when they are an earlier
+/// export of the same log: another log's, or another history's, is refused (mixing them would
+/// make an export no checkpoint verifies), and tiles without a checkpoint are rewritten.
+#[test]
+fn an_export_keeps_only_an_earlier_export_of_the_same_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(&dir.path().join("a")).unwrap();
+    append(&a, 0, 300);
+    let export = dir.path().join("export");
+    a.export_tiles(&export).unwrap();
+    append(&a, 300, 600);
+    let s = a.export_tiles(&export).unwrap();
+    assert!(s.skipped > 0, "{s:?}");
+    let keys = [key().verifier()];
+    assert!(verify_export(&export, &keys, None, 1).ok());
+
+    // The same key and origin, another history from entry 300 on.
+    let b = AuditLog::open(
+        LogConfig::new(dir.path().join("b"), ORIGIN),
+        NoteSigner::from_go_private_key(&key().to_go_private_key()).unwrap(),
+    )
+    .unwrap();
+    append(&b, 0, 300);
+    append(&b, 10_000, 10_400);
+    let e = b.export_tiles(&export).unwrap_err().to_string();
+    assert!(e.contains("another history of this log"), "{e}");
+    // Another log altogether.
+    let other = "other.onboard.test/audit";
+    let c = AuditLog::open(
+        LogConfig::new(dir.path().join("c"), other),
+        NoteSigner::generate(other).unwrap(),
+    )
+    .unwrap();
+    append(&c, 0, 10);
+    let e = c.export_tiles(&export).unwrap_err().to_string();
+    assert!(e.contains("an export of another log"), "{e}");
+    c.close();
+
+    // Tiles of unknown origin (no checkpoint: an interrupted export) are rewritten, a full
+    // tile that differs among them too.
+    std::fs::remove_file(export.join("checkpoint")).unwrap();
+    testkit::flip_byte(&export.join("tile/0/000"), 40, 1);
+    let s = b.export_tiles(&export).unwrap();
+    assert_eq!(s.skipped, 0, "{s:?}");
+    assert!(verify_export(&export, &keys, None, 1).ok());
+    assert_eq!(verify_export(&export, &keys, None, 1).size, 700);
+    a.close();
+    b.close();
+}

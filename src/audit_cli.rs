@@ -57,7 +57,8 @@ pub enum AuditCommand {
         /// for old keys. The fetched checkpoint must verify before any tile is read.
         #[arg(long, requires = "from", required_unless_present = "data_dir")]
         vkey: Vec<String>,
-        /// The export directory (created if needed; full tiles already there are kept).
+        /// The export directory (created if needed; an earlier export of this log there is
+        /// extended, keeping its full tiles; another log's or history's is refused).
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]

@@ -92,18 +92,65 @@ async fn write_atomic(dir: &Path, rel: &str, data: &[u8]) -> Result<(), RemoteEr
         .map_err(|e| RemoteError::io(format!("renaming {}", path.display()), e))
 }
 
+/// Whether `out` holds a copy of the log `source` serves (at `size` entries now) whose full
+/// tiles may be kept: its checkpoint verifies with `keys`, is no larger, and its root is the
+/// source's tree's at its size (computed from the source's tiles). An error when it holds
+/// another log or history; false when it holds no checkpoint.
+async fn earlier_copy_of(
+    source: &Arc<Source>,
+    out: &Path,
+    keys: &[NoteVerifier],
+    size: u64,
+) -> Result<bool, RemoteError> {
+    let path = out.join("checkpoint");
+    let text = match tokio::fs::read_to_string(&path).await {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(RemoteError::io(format!("reading {}", path.display()), e)),
+    };
+    let refuse = |why: String| RemoteError::Invalid {
+        location: out.display().to_string(),
+        detail: format!("{why}; copy into an empty directory or an earlier copy of this log"),
+    };
+    let old = verified_checkpoint(&text, keys)
+        .map_err(|_| refuse("it holds a copy of another log".into()))?;
+    if old.size > size {
+        return Err(refuse(format!(
+            "it holds a copy of {} entries, more than the source's {size}",
+            old.size
+        )));
+    }
+    let reader = BlockingReader::new(source.clone(), tokio::runtime::Handle::current());
+    let old_size = old.size;
+    let root = tokio::task::spawn_blocking(move || {
+        audit_log::merkle::root(&TileNodes::new(&reader, size), old_size)
+    })
+    .await
+    .map_err(|e| RemoteError::Conflict(format!("root reader task: {e}")))??;
+    if root != old.root {
+        return Err(refuse(format!(
+            "it holds a copy of another history of this log (its checkpoint of {old_size} \
+             entries is not in the source's tree)"
+        )));
+    }
+    Ok(true)
+}
+
 /// Copies the log from `source` into `out` in the export layout (what `onboard audit export`
 /// writes from a data directory), as of the checkpoint fetched first, which must verify with
 /// `keys` before any tile is fetched; the checkpoint is written last. Full tiles already in
-/// `out` are kept (they never change). Hash tiles are checked for length; run the verifier on
-/// the copy to check everything else.
+/// `out` are kept (they never change) when `out` holds an earlier copy of the same log (its
+/// checkpoint verifies with `keys` and the source's tree had its root at its size); another
+/// log's or history's copy is refused, and tiles without a checkpoint are fetched again. Hash
+/// tiles are checked for length; run the verifier on the copy to check everything else.
 pub async fn copy_to_dir(
-    source: &Source,
+    source: &Arc<Source>,
     out: &Path,
     keys: &[NoteVerifier],
 ) -> Result<ExportSummary, RemoteError> {
     let note = source.checkpoint().await?;
     let size = verified_checkpoint(&note, keys)?.size;
+    let keep_full = earlier_copy_of(source, out, keys, size).await?;
     let mut summary = ExportSummary {
         size,
         ..Default::default()
@@ -115,7 +162,8 @@ pub async fn copy_to_dir(
             TileKind::Hash { .. } => Some(256 * 32),
             TileKind::Entries => None,
         };
-        let present = id.is_full()
+        let present = keep_full
+            && id.is_full()
             && match (tokio::fs::metadata(out.join(&rel)).await, full_len) {
                 (Ok(m), Some(len)) => m.len() == len,
                 (Ok(_), None) => true,

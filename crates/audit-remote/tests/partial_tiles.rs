@@ -32,7 +32,9 @@ async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
         assert!(!src.join(gone).exists(), "{gone}");
     }
 
-    let source = Source::parse(src.to_str().unwrap(), ClientSettings::default()).unwrap();
+    let source = std::sync::Arc::new(
+        Source::parse(src.to_str().unwrap(), ClientSettings::default()).unwrap(),
+    );
     let copy = dir.path().join("copy");
     let s = copy_to_dir(&source, &copy, &[log_signer().verifier()])
         .await

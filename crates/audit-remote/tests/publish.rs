@@ -56,7 +56,7 @@ async fn publish_and_follow(target: Target) {
     }));
     append_more(&log, 700).await.unwrap();
     let want = log.checkpoint().note.clone();
-    let source = Source::Store(target.clone());
+    let source = Arc::new(Source::Store(target.clone()));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while source.checkpoint().await.ok().as_deref() != Some(want.as_str()) {
         assert!(std::time::Instant::now() < deadline, "not published");

@@ -108,24 +108,21 @@ async fn verify_by_url_equals_verify_of_a_local_export() {
     // A copy made from the running server verifies the same.
     let copy = dir.path().join("copy");
     // Not without the log's key: no tile is fetched for a checkpoint nobody verified.
-    let o = onboard(&["audit", "export", "--from", &api, "--out", p(&copy)], &[]).await;
+    let export = |key: Option<String>| {
+        let mut args = vec!["audit", "export", "--from", &api, "--out", p(&copy)];
+        let key = key.map(|k| ["--vkey".to_owned(), k]);
+        args.extend(key.iter().flatten().map(String::as_str));
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            onboard(&args, &[]).await
+        }
+    };
+    let o = export(None).await;
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("--vkey"), "{}", text(&o));
     let stranger = NoteSigner::generate(ORIGIN).unwrap().verifier().to_string();
-    let o = onboard(
-        &[
-            "audit",
-            "export",
-            "--from",
-            &api,
-            "--out",
-            p(&copy),
-            "--vkey",
-            &stranger,
-        ],
-        &[],
-    )
-    .await;
+    let o = export(Some(stranger)).await;
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("its signature does not verify with the keys given"),
@@ -136,20 +133,7 @@ async fn verify_by_url_equals_verify_of_a_local_export() {
         !copy.join("tile").exists(),
         "tiles fetched for an unverified checkpoint"
     );
-    let o = onboard(
-        &[
-            "audit",
-            "export",
-            "--from",
-            &api,
-            "--out",
-            p(&copy),
-            "--vkey",
-            &vkey,
-        ],
-        &[],
-    )
-    .await;
+    let o = export(Some(vkey.clone())).await;
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("exported 1000 entries"), "{}", text(&o));
     let o = onboard(&["audit", "verify", p(&copy), "--vkey", &vkey], &[]).await;

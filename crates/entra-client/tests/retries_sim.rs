@@ -30,6 +30,14 @@ async fn new_app(g: &GraphClient, name: &str) -> Application {
         .application
 }
 
+/// Microsoft Graph's service principal in the tenant and its `User.Read.All` app role id.
+async fn graph_and_role(g: &GraphClient) -> (entra_client::graph::ServicePrincipal, String) {
+    let graph_sp =
+        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
+    let role = graph_sp.app_role("User.Read.All").unwrap().id.clone();
+    (graph_sp, role)
+}
+
 fn recorder() -> (Arc<Mutex<Vec<RetryEvent>>>, OpContext) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
@@ -172,9 +180,7 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
     );
 
     // The next dependent call (grant on the new SP) rides out lag too.
-    let graph_sp =
-        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
-    let role = graph_sp.app_role("User.Read.All").unwrap().id.clone();
+    let (graph_sp, role) = graph_and_role(&g).await;
     let (events, ctx) = recorder();
     let grant = g
         .grant_app_role(&graph_sp.id, &sp.value.id, &role, &ctx.after_create())
@@ -297,15 +303,7 @@ const TEAMS_ADMINISTRATOR: &str = "69091246-20e8-4a56-aa4d-066075b2a7a8";
 async fn a_write_whose_answer_is_lost_is_looked_for_and_not_made_twice() {
     let (env, g) = admin_under(calm()).await;
     let app = new_app(&g, "lp-lost-answers").await;
-    let graph_sp =
-        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
-    let role = graph_sp
-        .app_roles
-        .iter()
-        .find(|r| r.value.as_deref() == Some("User.Read.All"))
-        .expect("Graph's User.Read.All")
-        .id
-        .clone();
+    let (graph_sp, role) = graph_and_role(&g).await;
     // Each operation's first Graph write lands and then answers 500 (the answer is lost).
     env.sim.set_faults(lost_answer(500));
     let (events, ctx) = recorder();
@@ -379,9 +377,7 @@ async fn a_delete_whose_answer_is_lost_is_done_when_the_retry_finds_it_gone() {
     let (env, g) = admin_under(calm()).await;
     let app = new_app(&g, "lp-lost-delete").await;
     let sp = ok(g.create_service_principal(&app.app_id, &OpContext::new())).await;
-    let graph_sp =
-        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
-    let role = graph_sp.app_role("User.Read.All").unwrap().id.clone();
+    let (graph_sp, role) = graph_and_role(&g).await;
     let grant = ok(g.grant_app_role(&graph_sp.id, &sp.id, &role, &OpContext::new())).await;
     let assignment =
         ok(g.assign_directory_role(TEAMS_ADMINISTRATOR, &sp.id, &OpContext::new())).await;
@@ -432,9 +428,7 @@ async fn a_delete_whose_answer_is_lost_is_done_when_the_retry_finds_it_gone() {
 async fn a_lost_create_refused_as_existing_while_the_lists_lag_is_waited_for() {
     let (env, g) = admin_under(calm()).await;
     let app = new_app(&g, "lp-lost-lagging").await;
-    let graph_sp =
-        ok(g.resource_service_principal(MICROSOFT_GRAPH_APP_ID, &OpContext::new())).await;
-    let role = graph_sp.app_role("User.Read.All").unwrap().id.clone();
+    let (graph_sp, role) = graph_and_role(&g).await;
     // Each write lands and its answer is lost; the look that follows finds nothing yet (the
     // lists lag), so the create is sent again and refused as existing ("Permission being
     // assigned already exists on the object", a conflicting object, a second service

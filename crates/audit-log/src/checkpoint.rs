@@ -28,6 +28,19 @@ impl Checkpoint {
         )
     }
 
+    /// The body of a signed checkpoint note, parsed without checking any signature: the text
+    /// before the note's last blank line, where C2SP signed-note puts the signatures (as
+    /// `note::open` splits it). For reports and for comparing with a tree of one's own; never
+    /// for trusting what the note says.
+    pub fn parse_unverified_note(note: &str) -> Result<Self, NoteError> {
+        let split = note.rfind("\n\n").ok_or_else(|| {
+            NoteError::MalformedNote(
+                "not a signed note (no blank line before the signatures)".into(),
+            )
+        })?;
+        Self::parse_text(&note[..=split])
+    }
+
     /// Parses a checkpoint body; extension lines after the root are allowed and ignored, but
     /// each must be non-empty.
     pub fn parse_text(text: &str) -> Result<Self, NoteError> {
@@ -142,6 +155,21 @@ mod tests {
                 "{ext:?}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn checkpoint_bodies_parse_without_keys() {
+        let note =
+            "o.example/log\n3\nrrFfbW3kqAJA3TIl9fGbFVl/jHrwjYl9K6GXtEHF7EU=\n\n\u{2014} o x\n";
+        assert_eq!(Checkpoint::parse_unverified_note(note).unwrap().size, 3);
+        assert!(Checkpoint::parse_unverified_note("o\n3\n").is_err());
+        // A blank line inside the text is not where the signatures start: the body up to the
+        // last one is parsed, and a checkpoint body may not hold an empty line.
+        let inner_blank = format!(
+            "o\n3\n{}\n\nextra\n\n\u{2014} k AAAA\n",
+            "A".repeat(43) + "="
+        );
+        assert!(Checkpoint::parse_unverified_note(&inner_blank).is_err());
     }
 
     /// tlog-checkpoint: the key name "SHOULD match the origin line", so one that does not is

@@ -54,9 +54,15 @@ impl Failure {
     }
 }
 
-/// Answers every reply with the log's failure.
-pub(crate) fn poison(replies: impl IntoIterator<Item = Reply>, why: &str) {
-    for reply in replies {
+/// Answers every waiting appender (each reply with whatever it came with: an entry, a seq)
+/// with the log's failure, and counts them as failed appends.
+pub(crate) fn poison<T>(
+    metrics: &crate::metrics::WriterMetrics,
+    waiting: Vec<(T, Reply)>,
+    why: &str,
+) {
+    metrics.failed(waiting.len());
+    for (_, reply) in waiting {
         let _ = reply.send(Err(AuditError::Poisoned(why.to_string())));
     }
 }
@@ -156,22 +162,27 @@ impl SyncLoop {
         self.store_pending();
     }
 
+    /// Inserts the last signed note (if not stored yet), then makes everything written
+    /// durable: sled's flush and one `fdatasync`.
+    fn flush_with_pending_note(&mut self) -> Result<(), AuditError> {
+        let store = &self.shared.store;
+        if let Some(cp) = self.pending.take() {
+            store
+                .tree
+                .insert(keys::checkpoint(cp.checkpoint.size), cp.note.as_bytes())?;
+        }
+        store.flush()
+    }
+
     fn store_pending(&mut self) {
-        let Some(cp) = self.pending.take() else {
+        let Some(cp) = self.pending.clone() else {
             return;
         };
         if self.failed.get().is_some() {
+            self.pending = None;
             return;
         }
-        let key = keys::checkpoint(cp.checkpoint.size);
-        let r = self
-            .shared
-            .store
-            .tree
-            .insert(key, cp.note.as_bytes())
-            .map_err(AuditError::from)
-            .and_then(|_| self.shared.store.flush());
-        if let Err(e) = r {
+        if let Err(e) = self.flush_with_pending_note() {
             // Not fatal for what was acknowledged: the next start re-signs the same size.
             tracing::error!(error = %e, size = cp.checkpoint.size, "failed to store signed checkpoint");
             self.failed.set(e.to_string());
@@ -203,31 +214,14 @@ impl SyncLoop {
             upper.extend(b.upper);
             replies.extend(b.replies);
         }
-        let fail =
-            |metrics: &crate::metrics::WriterMetrics, replies: Vec<(u64, Reply)>, why: &str| {
-                metrics.failed(replies.len());
-                poison(replies.into_iter().map(|(_, r)| r), why);
-            };
         if let Some(why) = self.failed.get() {
-            fail(&self.metrics, replies, why);
+            poison(&self.metrics, replies, why);
             return;
         }
-        let store = &self.shared.store;
-        let note = self.pending.take();
-        let durable = note
-            .map(|cp| {
-                store
-                    .tree
-                    .insert(keys::checkpoint(cp.checkpoint.size), cp.note.as_bytes())
-                    .map(|_| ())
-            })
-            .transpose()
-            .map_err(AuditError::from)
-            .and_then(|_| store.flush());
-        if let Err(e) = durable {
+        if let Err(e) = self.flush_with_pending_note() {
             tracing::error!(error = %e, "audit log write failed; refusing further appends");
             self.failed.set(e.to_string());
-            fail(&self.metrics, replies, &e.to_string());
+            poison(&self.metrics, replies, &e.to_string());
             return;
         }
         // Durable. Readers may now use the new nodes; only now is the new root signed.
@@ -255,7 +249,7 @@ impl SyncLoop {
                 // Logged here, once: callers are told only that the log is unavailable.
                 tracing::error!(error = %e, "signing the audit checkpoint failed; refusing further appends");
                 self.failed.set(e.to_string());
-                fail(&self.metrics, replies, &e.to_string());
+                poison(&self.metrics, replies, &e.to_string());
                 return;
             }
         };

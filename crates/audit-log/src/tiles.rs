@@ -151,10 +151,7 @@ impl AuditLog {
                 dir.display()
             )))
         };
-        let Some(body) = text
-            .rfind("\n\n")
-            .and_then(|i| Checkpoint::parse_text(&text[..=i]).ok())
-        else {
+        let Ok(body) = Checkpoint::parse_unverified_note(&text) else {
             return refuse("a checkpoint that does not parse".into());
         };
         if body.origin != self.origin() {

@@ -168,8 +168,7 @@ impl WriterLoop {
             return;
         }
         if let Some(why) = self.failed.get() {
-            self.metrics.failed(appends.len());
-            poison(appends.into_iter().map(|(_, r)| r), why);
+            poison(&self.metrics, appends, why);
             return;
         }
         // One time per batch: the entries became durable together.
@@ -215,8 +214,7 @@ impl WriterLoop {
             Err(e) => {
                 tracing::error!(error = %e, "audit log write failed; refusing further appends");
                 self.failed.set(e.to_string());
-                self.metrics.failed(replies.len());
-                poison(replies.into_iter().map(|(_, r)| r), &e.to_string());
+                poison(&self.metrics, replies, &e.to_string());
                 return;
             }
         };
@@ -233,8 +231,7 @@ impl WriterLoop {
             let why = "the audit syncer stopped".to_string();
             self.failed.set(why.clone());
             if let SyncRequest::Batch(b) = req {
-                self.metrics.failed(b.replies.len());
-                poison(b.replies.into_iter().map(|(_, r)| r), &why);
+                poison(&self.metrics, b.replies, &why);
             }
         }
     }

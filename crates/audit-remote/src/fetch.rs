@@ -32,19 +32,6 @@ pub fn verified_checkpoint(note: &str, keys: &[NoteVerifier]) -> Result<Checkpoi
         })
 }
 
-/// The body of a signed checkpoint note, parsed without checking signatures.
-pub fn checkpoint_body(note: &str) -> Result<Checkpoint, RemoteError> {
-    let invalid = |detail: String| RemoteError::Invalid {
-        location: "checkpoint".into(),
-        detail,
-    };
-    // The signatures follow the note's last blank line, as in `note::open` (C2SP signed-note).
-    let (text, _) = note
-        .rsplit_once("\n\n")
-        .ok_or_else(|| invalid("not a signed note (no blank line before the signatures)".into()))?;
-    Checkpoint::parse_text(&format!("{text}\n")).map_err(|e| invalid(e.to_string()))
-}
-
 /// Fetches the checkpoint, then verifies the log at that size by reading its tiles (see
 /// [`verify_at`]). Returns the checkpoint note verified and the report.
 pub async fn verify_source(
@@ -301,20 +288,5 @@ mod tests {
         assert_eq!(e, vec![&b"ab"[..], &b""[..], &b"c"[..]]);
         assert!(split_bundle(&data[..8]).unwrap_err().contains("entry 2"));
         assert!(split_bundle(&data[..1]).unwrap_err().contains("byte 0"));
-    }
-
-    #[test]
-    fn checkpoint_bodies_parse_without_keys() {
-        let note =
-            "o.example/log\n3\nrrFfbW3kqAJA3TIl9fGbFVl/jHrwjYl9K6GXtEHF7EU=\n\n\u{2014} o x\n";
-        assert_eq!(checkpoint_body(note).unwrap().size, 3);
-        assert!(checkpoint_body("o\n3\n").is_err());
-        // A blank line inside the text is not where the signatures start: the body up to the
-        // last one is parsed, and a checkpoint body may not hold an empty line.
-        let inner_blank = format!(
-            "o\n3\n{}\n\nextra\n\n\u{2014} k AAAA\n",
-            "A".repeat(43) + "="
-        );
-        assert!(checkpoint_body(&inner_blank).is_err());
     }
 }

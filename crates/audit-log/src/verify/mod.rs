@@ -128,9 +128,7 @@ pub fn verify_tiles(
         }
         Err(e) => {
             report.problems.push(format!("checkpoint signature: {e}"));
-            note_text
-                .rfind("\n\n")
-                .and_then(|i| Checkpoint::parse_text(&note_text[..=i]).ok())
+            Checkpoint::parse_unverified_note(note_text).ok()
         }
     };
     let Some(cp) = body else {

@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde::Serialize;
 
 use crate::error::EntraError;
-use crate::retry::{RetryReason, backoff_delay, classify};
+use crate::retry::{RetryReason, backoff_delay, classify, replication_wait};
 use crate::telemetry::announce;
 
 use super::{GraphClient, OpContext, Reply};
@@ -164,15 +164,7 @@ impl GraphClient {
         let mut looks = 1u32;
         loop {
             let elapsed = self.shared.clock.now().saturating_duration_since(start);
-            let wait = backoff_delay(
-                policy.replication_initial_backoff,
-                policy.replication_max_backoff,
-                looks - 1,
-                policy.jitter.then(fastrand::f64),
-            );
-            if looks > policy.replication_max_attempts
-                || elapsed + wait > policy.replication_max_elapsed
-            {
+            let Some(wait) = replication_wait(policy, looks - 1, elapsed) else {
                 tracing::warn!(
                     operation,
                     looks,
@@ -185,7 +177,7 @@ impl GraphClient {
                     elapsed,
                     last: Box::new(refusal),
                 });
-            }
+            };
             let reason = RetryReason::ReplicationLag {
                 status,
                 code: code.clone(),

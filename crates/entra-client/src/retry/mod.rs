@@ -239,6 +239,20 @@ pub fn backoff_delay(initial: Duration, cap: Duration, n: u32, jitter: Option<f6
     }
 }
 
+/// The wait before replication-lag retry `n` (0-based) of one call that has run `elapsed`,
+/// or `None` when that retry is past the replication budget (attempts or time). Shared by the
+/// retry loop and by `GraphClient::write_once`'s wait for a lagging list.
+pub(crate) fn replication_wait(p: &RetryPolicy, n: u32, elapsed: Duration) -> Option<Duration> {
+    let wait = backoff_delay(
+        p.replication_initial_backoff,
+        p.replication_max_backoff,
+        n,
+        p.jitter.then(fastrand::f64),
+    );
+    let over = n + 1 > p.replication_max_attempts || elapsed + wait > p.replication_max_elapsed;
+    (!over).then_some(wait)
+}
+
 /// What the retry loop needs besides the attempt itself.
 pub(crate) struct Retrier<'a> {
     /// Budgets and backoff shape.
@@ -277,16 +291,9 @@ impl Retrier<'_> {
             };
             let elapsed = self.clock.now().saturating_duration_since(start);
             let (wait, exhausted) = if reason.is_replication() {
-                let wait = backoff_delay(
-                    p.replication_initial_backoff,
-                    p.replication_max_backoff,
-                    lag,
-                    p.jitter.then(fastrand::f64),
-                );
+                let wait = replication_wait(p, lag, elapsed);
                 lag += 1;
-                let over =
-                    lag > p.replication_max_attempts || elapsed + wait > p.replication_max_elapsed;
-                (wait, over)
+                (wait.unwrap_or_default(), wait.is_none())
             } else {
                 let wait = reason.retry_after().unwrap_or_else(|| {
                     backoff_delay(

@@ -38,6 +38,21 @@ async fn graph_and_role(g: &GraphClient) -> (entra_client::graph::ServicePrincip
     (graph_sp, role)
 }
 
+/// Exactly one service principal named `name` (it is `sp`), one app role grant on it
+/// (`grant`) and one directory role assignment (`assignment`): nothing was made twice.
+async fn exactly_one_of_each(g: &GraphClient, name: &str, sp: &str, grant: &str, assignment: &str) {
+    let quiet = OpContext::new();
+    let sps = ok(g.find_service_principals_by_display_name(name, &quiet)).await;
+    assert_eq!(sps.len(), 1, "{sps:?}");
+    assert_eq!(sps[0].id, sp);
+    let grants = ok(g.list_app_role_assignments(sp, &quiet)).await;
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].id, grant);
+    let roles = ok(g.list_directory_role_assignments(sp, &quiet)).await;
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(roles[0].id, assignment);
+}
+
 fn recorder() -> (Arc<Mutex<Vec<RetryEvent>>>, OpContext) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
@@ -331,15 +346,8 @@ async fn a_write_whose_answer_is_lost_is_looked_for_and_not_made_twice() {
     env.sim.set_faults(calm());
 
     // Exactly one of each: nothing was sent twice, and every call said it succeeded.
+    exactly_one_of_each(&g, "lp-lost-answers", &sp.id, &grant.id, &assignment.id).await;
     let quiet = OpContext::new();
-    let sps = ok(g.find_service_principals_by_display_name("lp-lost-answers", &quiet)).await;
-    assert_eq!(sps.len(), 1, "{sps:?}");
-    let grants = ok(g.list_app_role_assignments(&sp.id, &quiet)).await;
-    assert_eq!(grants.len(), 1, "{grants:?}");
-    assert_eq!(grants[0].id, grant.id);
-    let roles = ok(g.list_directory_role_assignments(&sp.id, &quiet)).await;
-    assert_eq!(roles.len(), 1, "{roles:?}");
-    assert_eq!(roles[0].id, assignment.id);
     let owners = ok(g.list_application_owners(&app.id, &quiet)).await;
     assert_eq!(owners.iter().filter(|o| o.id == sp.id).count(), 1);
     let app = ok(g.get_application(&app.id, &quiet)).await;
@@ -468,16 +476,7 @@ async fn a_lost_create_refused_as_existing_while_the_lists_lag_is_waited_for() {
     tokio::time::sleep(Duration::from_millis(LAG)).await;
 
     // Exactly one of each, and the ids returned are theirs.
-    let quiet = OpContext::new();
-    let sps = ok(g.find_service_principals_by_display_name("lp-lost-lagging", &quiet)).await;
-    assert_eq!(sps.len(), 1, "{sps:?}");
-    assert_eq!(sps[0].id, sp.id);
-    let grants = ok(g.list_app_role_assignments(&sp.id, &quiet)).await;
-    assert_eq!(grants.len(), 1, "{grants:?}");
-    assert_eq!(grants[0].id, grant.id);
-    let roles = ok(g.list_directory_role_assignments(&sp.id, &quiet)).await;
-    assert_eq!(roles.len(), 1, "{roles:?}");
-    assert_eq!(roles[0].id, assignment.id);
+    exactly_one_of_each(&g, "lp-lost-lagging", &sp.id, &grant.id, &assignment.id).await;
 }
 
 /// Each operation's first Graph write lands and is then answered `status` (500 or 504): its

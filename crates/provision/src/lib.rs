@@ -44,7 +44,7 @@ pub mod view;
 pub use engine::{Engine, EngineConfig, PlanRequest, ProvisionRequest, StepHook};
 pub use error::ProvisionError;
 pub use events::{Completion, Event, EventKind, EventStream, FailureCause};
-pub use names::{NameRule, check_name, validate_name};
+pub use names::{NameRule, broken_rules, check_name, validate_name};
 pub use plan::{MissingRight, Plan, PlannedChange};
 pub use signin::{Admin, RightCheck, SIGN_IN_SCOPES, check_sign_in};
 pub use store::{HandOff, Status};

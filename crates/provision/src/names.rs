@@ -110,28 +110,47 @@ impl From<CharRule> for NameRule {
 /// visible characters first, then the manual's rules in its order, then NFKC (after the
 /// manual's rules, so a plain `a.b` is told about its dot).
 pub fn check_name(name: &str) -> Result<(), NameRule> {
-    chars::check_visible(name)?;
-    let chars = name.chars().count();
+    match broken_rules(name).into_iter().next() {
+        Some(rule) => Err(rule),
+        None => Ok(()),
+    }
+}
+
+/// Every rule that needs no store `name` breaks, in [`check_name`]'s order (its first is
+/// `check_name`'s answer), so a form can mark them all at once: `my app.` breaks both the
+/// dot and the blank rule. The length counts visible characters only, so an invisible
+/// character neither makes a short name long enough nor is counted twice.
+pub fn broken_rules(name: &str) -> Vec<NameRule> {
+    let mut broken = Vec::new();
+    if let Err(rule) = chars::check_visible(name) {
+        broken.push(rule.into());
+    }
+    let chars = name
+        .chars()
+        .filter(|c| chars::invisible(*c).is_none())
+        .count();
     if !(MIN_LEN..=MAX_LEN).contains(&chars) {
-        return Err(NameRule::Length { chars });
+        broken.push(NameRule::Length { chars });
     }
     if let Some(found) = name.chars().find(|c| FORBIDDEN.contains(c)) {
-        return Err(NameRule::ForbiddenCharacter { found });
+        broken.push(NameRule::ForbiddenCharacter { found });
     }
     if name.contains('.') {
-        return Err(NameRule::Dot);
+        broken.push(NameRule::Dot);
     }
     if name.chars().any(char::is_whitespace) {
-        return Err(NameRule::Blank);
+        broken.push(NameRule::Blank);
     }
-    // Fullwidth `ａｕｄｉｔ` or `ａ／ｂ` stop here, before the reserved word is compared.
-    chars::check_nfkc(name)?;
-    // The manual's "|audit" reads as the whole word being reserved; a name merely containing
-    // it (e.g. `auditors`) is allowed, since nothing suggests substrings were meant.
-    if name.eq_ignore_ascii_case(RESERVED_WORD) {
-        return Err(NameRule::Reserved);
+    match chars::check_nfkc(name) {
+        // Fullwidth `ａｕｄｉｔ` or `ａ／ｂ` stop here, before the reserved word is compared.
+        Err(rule) => broken.push(rule.into()),
+        // The manual's "|audit" reads as the whole word being reserved; a name merely
+        // containing it (e.g. `auditors`) is allowed, since nothing suggests substrings were
+        // meant.
+        Ok(()) if name.eq_ignore_ascii_case(RESERVED_WORD) => broken.push(NameRule::Reserved),
+        Ok(()) => {}
     }
-    Ok(())
+    broken
 }
 
 /// [`check_name`] as the crate's error type.
@@ -290,5 +309,42 @@ mod tests {
             e.as_deref().is_some_and(|m| m.contains("reserved")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn every_broken_rule_is_listed_first_as_check_name_says() {
+        for (name, want) in [
+            ("Sbc1", vec![]),
+            ("my app.", vec![NameRule::Dot, NameRule::Blank]),
+            (
+                "a/ b",
+                vec![NameRule::ForbiddenCharacter { found: '/' }, NameRule::Blank],
+            ),
+            (
+                "x.y/z with blanks",
+                vec![
+                    NameRule::Length { chars: 17 },
+                    NameRule::ForbiddenCharacter { found: '/' },
+                    NameRule::Dot,
+                    NameRule::Blank,
+                ],
+            ),
+            // The invisible character is not counted: two visible characters are too few.
+            (
+                "ab\u{200b}",
+                vec![
+                    NameRule::Invisible {
+                        found: '\u{200b}',
+                        kind: Invisible::Format,
+                    },
+                    NameRule::Length { chars: 2 },
+                ],
+            ),
+            ("AUDIT", vec![NameRule::Reserved]),
+        ] {
+            let broken = broken_rules(name);
+            assert_eq!(broken, want, "{name:?}");
+            assert_eq!(check_name(name).err(), broken.first().cloned(), "{name:?}");
+        }
     }
 }

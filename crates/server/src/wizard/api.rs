@@ -222,25 +222,36 @@ pub(super) struct NameBody {
 }
 
 /// The name rules that need no store, checked by the server's one implementation; uniqueness
-/// is checked by Plan and Provision.
+/// is checked by Plan and Provision. `rules` lists every broken rule's key (the page marks
+/// them all), `rule` the first (the one Plan and Provision would refuse the name for), and
+/// `message` says them all.
 pub(super) async fn name(Json(b): Json<NameBody>) -> Response {
-    match provision::check_name(&b.name) {
-        Ok(()) => Json(json!({"ok": true})).into_response(),
-        Err(rule) => {
-            let key = serde_json::to_value(&rule)
-                .ok()
-                .and_then(|v| v.get("rule").and_then(Value::as_str).map(str::to_owned))
-                .map(|k| {
-                    if k == "not_nfkc" {
-                        "invisible".into()
-                    } else {
-                        k
-                    }
-                })
-                .unwrap_or_default();
-            Json(json!({"ok": false, "rule": key, "message": format!("The name {rule}.")}))
-                .into_response()
-        }
+    let broken = provision::broken_rules(&b.name);
+    if broken.is_empty() {
+        return Json(json!({"ok": true})).into_response();
+    }
+    let keys: Vec<String> = broken.iter().map(rule_key).collect();
+    let said: Vec<String> = broken.iter().map(ToString::to_string).collect();
+    Json(json!({
+        "ok": false,
+        "rule": keys[0],
+        "rules": keys,
+        "message": format!("The name {}.", said.join(", and ")),
+    }))
+    .into_response()
+}
+
+/// The key [`name_rules`] lists a broken rule under: its serde tag, with the NFKC rule shown
+/// as the visible-characters one.
+fn rule_key(rule: &provision::NameRule) -> String {
+    let key = serde_json::to_value(rule)
+        .ok()
+        .and_then(|v| v.get("rule").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    if key == "not_nfkc" {
+        "invisible".into()
+    } else {
+        key
     }
 }
 

@@ -50,6 +50,18 @@ async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
         ensure!(invalid.as_str() == Some("true"));
     }
     w.shoot("05d-name-invisible-character").await?;
+    // A name breaking two rules has both marked and both said, not only the first.
+    w.chrome.type_into("app-name", "my app.").await?;
+    w.chrome
+        .wait_js(
+            "[...document.querySelectorAll('#name-rules li.bad')].map(li => li.dataset.rule) \
+             .join(' ') === 'dot blank'",
+            "the dot and the blank rule both marked",
+        )
+        .await?;
+    let msg = w.chrome.text("#name-msg").await?;
+    ensure!(msg.contains("dot") && msg.contains("blanks"), "{msg}");
+    w.shoot("05d-name-two-rules").await?;
     // Taken by another onboarding of this tenant: said as the admin types (Plan refuses it),
     // the rule marked, nothing can be started.
     w.chrome.type_into("app-name", "taken1").await?;

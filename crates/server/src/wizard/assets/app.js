@@ -218,7 +218,7 @@ async function checkName() {
   if (seq !== S.planSeq) return false;
   const input = $('app-name');
   if (!r.ok) {
-    markRules(r.rule);
+    markRules(r.rules || r.rule);
     input.setAttribute('aria-invalid', 'true');
     $('name-msg').textContent = r.message;
     $('plan-box').hidden = true;

@@ -100,9 +100,11 @@ export function rules(rs) {
     ul.appendChild(li);
   }
 }
+// `broken`: one rule's key, or the list of every broken rule's keys.
 export function markRules(broken) {
+  const keys = Array.isArray(broken) ? broken : [broken];
   for (const li of $('name-rules').children) {
-    const bad = li.dataset.rule === broken;
+    const bad = keys.includes(li.dataset.rule);
     li.classList.toggle('bad', bad);
     li.lastChild.textContent = bad ? ' (not met)' : '';
   }

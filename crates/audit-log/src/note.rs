@@ -394,6 +394,21 @@ mod tests {
     }
 
     #[test]
+    fn a_key_of_another_type_is_named_as_unsupported() {
+        // An ML-DSA-44 cosigner key (type 0x06, 1,312 bytes of public key).
+        let mut raw = vec![0x06u8];
+        raw.extend([7u8; 1312]);
+        let vkey = format!("w.example+01020304+{}", B64.encode(&raw));
+        let e = split_key(&vkey).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(
+                |m| m.contains("key type 0x06 is not supported") && m.contains("Ed25519")
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn text_must_end_in_newline() {
         let a = NoteSigner::generate("n").unwrap();
         assert!(sign("no newline", &[&a]).is_err());

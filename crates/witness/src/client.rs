@@ -151,6 +151,12 @@ impl WitnessClient {
             }
             // Without a size, a 409 can only mean another root at the same size; anything
             // else is a witness outside the protocol, not evidence of a fork.
+            // Every tree of size 0 has the empty root: a 409 at size 0 proves nothing (a
+            // witness that never cosigned may answer a first `old 0` of an empty log so).
+            409 if old_size == 0 && size == 0 => Err(self.bad(format!(
+                "409 for the empty tree, which has one root: {}",
+                snippet(&bytes)
+            ))),
             409 if old_size == size => Ok(AddOutcome::RootMismatch(snippet(&bytes))),
             409 => Err(self.bad(format!(
                 "409 without a {SIZE_CONTENT_TYPE} body for old size {old_size} and size {size}: {}",
@@ -179,8 +185,9 @@ impl WitnessClient {
         if witness_size != old_size {
             return Ok(AddOutcome::Conflict { size: witness_size });
         }
-        if old_size == 0 && size > 0 {
-            // Every tree extends the empty one: a witness outside the protocol, no evidence.
+        if old_size == 0 {
+            // Every tree extends the empty one, and the empty tree has one root: a witness
+            // outside the protocol, no evidence.
             return Err(self.bad(format!(
                 "409 naming size 0, the old size sent, for a checkpoint of {size}"
             )));

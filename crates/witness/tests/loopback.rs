@@ -508,6 +508,18 @@ async fn the_client_tells_protocol_violations_from_conflicts_and_forks() {
         c.add_checkpoint(0, &[], &note).await,
         Err(WitnessError::BadResponse { .. })
     ));
+    // The empty tree has one root: a 409 for it, sized or not, is never a fork (a witness
+    // that never cosigned may answer the start-up probe of an empty log so).
+    let empty = checkpoint(&log, 0, audit_log::empty_root());
+    assert!(matches!(
+        c.add_checkpoint(0, &[], &empty).await,
+        Err(WitnessError::BadResponse { .. })
+    ));
+    let c = client(fake(409, "text/plain", "conflict\n").await);
+    assert!(matches!(
+        c.add_checkpoint(0, &[], &empty).await,
+        Err(WitnessError::BadResponse { .. })
+    ));
     // A 200 without a valid cosignature line by the configured key.
     let c = client(fake(200, "text/plain", "not a signature\n").await);
     assert!(matches!(

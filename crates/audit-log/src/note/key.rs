@@ -66,6 +66,12 @@ pub fn split_key(s: &str) -> Result<KeyParts<'_>, NoteError> {
     }
     let id = u32::from_str_radix(id, 16).map_err(|e| bad(format!("key id: {e}")))?;
     let raw = Zeroizing::new(B64.decode(key).map_err(|e| bad(format!("base64: {e}")))?);
+    if let Some(&alg) = raw.first().filter(|&&a| a != 0x01 && a != 0x04) {
+        return Err(bad(format!(
+            "key type 0x{alg:02x} is not supported: only Ed25519 keys are (type 0x01, or 0x04 \
+             for cosignature/v1); ML-DSA-44 (0x06) and other types are not"
+        )));
+    }
     if raw.len() != 33 {
         return Err(bad(format!(
             "want a type byte and 32 key bytes, got {} bytes",

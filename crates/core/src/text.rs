@@ -245,9 +245,44 @@ pub fn check_free_text(field: &'static str, value: &str) -> Result<(), TextViola
     check_chars(value).map_err(|rule| TextViolation { field, rule })
 }
 
+/// The shape of a user principal name, wherever one enters (an invitation's expected admin,
+/// the UPN an admin types): `user@domain` with both parts non-empty, one `@`, no blank, at
+/// most 256 characters. Callers trim first and check [`check_chars`] beside it. `Err` says
+/// the rule broken.
+pub fn check_upn(upn: &str) -> Result<(), &'static str> {
+    let shaped = upn.chars().count() <= 256
+        && !upn.chars().any(char::is_whitespace)
+        && upn.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
+    if shaped {
+        Ok(())
+    } else {
+        Err("must look like user@domain (one '@', no blanks, at most 256 characters)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_upn_is_user_at_domain() {
+        assert!(check_upn("admin@contoso.onmicrosoft.com").is_ok());
+        for bad in [
+            "",
+            "@",
+            "a@",
+            "@contoso.com",
+            "a@b@c",
+            "a b@c.com",
+            " a@c.com",
+            "a@c.com\t",
+        ] {
+            assert!(check_upn(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_upn(&format!("{}@c.com", "a".repeat(251))).is_err());
+    }
 
     #[test]
     fn the_name_table_is_sorted_so_lookups_find_every_entry() {

@@ -233,12 +233,31 @@ impl Credentials {
         self.find_view(|r| r.client_id.eq_ignore_ascii_case(client_id))
     }
 
-    /// The registration service `service_id` uses (its current secret belongs to it).
+    /// The registration service `service_id` uses (its current secret belongs to it). A
+    /// service with a current secret on more than one registration (a separate QoE
+    /// registration, an attached one beside the provisioned one) is FAILED_PRECONDITION naming
+    /// them: which one to check is the caller's choice (by client id), never the store's order.
     pub fn find_by_service(
         &self,
         service_id: &str,
     ) -> Result<Option<RegistrationView>, CredentialsError> {
-        self.find_view(|r| r.current.contains_key(service_id))
+        let now = time::OffsetDateTime::now_utc();
+        let mut found: Vec<RegistrationView> = self
+            .all()?
+            .iter()
+            .filter(|r| r.current.contains_key(service_id))
+            .map(|r| RegistrationView::of(r, now))
+            .collect();
+        if found.len() > 1 {
+            let ids: Vec<&str> = found.iter().map(|v| v.client_id.as_str()).collect();
+            return Err(CredentialsError::FailedPrecondition(format!(
+                "service {service_id:?} holds secrets of {} registrations ({}); name the \
+                 client_id to verify",
+                found.len(),
+                ids.join(", ")
+            )));
+        }
+        Ok(found.pop())
     }
 
     /// The view of the first registration `which` picks.
@@ -360,19 +379,15 @@ pub(crate) fn check_ref(r: &RegistrationRef) -> Result<(), CredentialsError> {
     Ok(())
 }
 
-/// Checks a service id: 1-128 characters, no `/` or control characters (INVALID_ARGUMENT on
-/// `service_id`). The server checks it before looking anything up, so a malformed id is refused
-/// for what it is, never reported as not found.
+/// Checks a service id by the one rule ([`onboard_core::platform::check_service_id`]: 1-128
+/// bytes, no `/` or control characters; INVALID_ARGUMENT on `service_id`). The server checks it
+/// before looking anything up, so a malformed id is refused for what it is, never reported as
+/// not found.
 pub fn check_service(service_id: &str) -> Result<(), CredentialsError> {
-    if service_id.is_empty()
-        || service_id.len() > 128
-        || service_id.contains('/')
-        || service_id.chars().any(char::is_control)
-    {
-        return Err(CredentialsError::InvalidArgument {
+    onboard_core::platform::check_service_id(service_id).map_err(|rule| {
+        CredentialsError::InvalidArgument {
             field: "service_id",
-            reason: "required: 1-128 characters without '/'".into(),
-        });
-    }
-    Ok(())
+            reason: rule.into(),
+        }
+    })
 }

@@ -154,7 +154,7 @@ impl Invitations {
             platform_server_name: or(req.platform_server_name, &self.settings.server_name),
             platform_version: req.platform_version,
             profile: req.profile,
-            admin_upn: req.admin_upn,
+            admin_upn: req.admin_upn.trim().to_owned(),
             created_at_ms: now,
             expires_at_ms: now.saturating_add(valid_ms),
             created_by: actor.to_owned(),
@@ -444,11 +444,10 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
             "required; at most 200 characters, no control characters",
         );
     }
-    if req.service_id.trim().is_empty() || !text_ok(&req.service_id, 128) {
-        bad(
-            "service_id",
-            "required; at most 128 characters, no control characters",
-        );
+    // The one rule day-two calls check it by too, on the id as stored (trimmed): an id an
+    // invitation takes is one every later secret or rotation for the service accepts.
+    if let Err(rule) = onboard_core::platform::check_service_id(req.service_id.trim()) {
+        bad("service_id", rule);
     }
     // The rule AttachRegistration applies too: a version is checked whatever the profile, also
     // when the profile itself is refused.
@@ -480,9 +479,11 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
             bad(field, "at most 64 characters, no control characters");
         }
     }
-    if !req.admin_upn.is_empty() && (!text_ok(&req.admin_upn, 256) || !req.admin_upn.contains('@'))
+    // Stored trimmed, as SignIn trims what the admin types before comparing the two.
+    if !req.admin_upn.trim().is_empty()
+        && let Err(rule) = onboard_core::text::check_upn(req.admin_upn.trim())
     {
-        bad("admin_upn", "must look like user@domain");
+        bad("admin_upn", rule);
     }
     // What reaches Entra (the temporary app's name) or the customer's email holds visible
     // characters in NFKC form only: no bidi override or zero-width character to disguise it.

@@ -369,7 +369,7 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
         ]
     );
     // One bad field each: the field, and what the message also says (if checked).
-    let one_bad: [(Edit, &str, Option<&str>); 7] = [
+    let one_bad: [(Edit, &str, Option<&str>); 11] = [
         (
             |r| {
                 r.valid_for = Some(prost_types::Duration {
@@ -417,6 +417,29 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
             "platform_server_name",
             Some("NFKC"),
         ),
+        // The rule every Credentials call checks a service id by: an invitation never takes
+        // an id its service's secrets and rotations would later be refused for.
+        (
+            |r| r.service_id = "sbc/eu-1".into(),
+            "service_id",
+            Some("'/'"),
+        ),
+        (
+            |r| r.service_id = "é".repeat(65),
+            "service_id",
+            Some("128 bytes"),
+        ),
+        // An admin UPN SignIn could never match.
+        (
+            |r| r.admin_upn = "a@".into(),
+            "admin_upn",
+            Some("user@domain"),
+        ),
+        (
+            |r| r.admin_upn = "ad min@contoso.example".into(),
+            "admin_upn",
+            Some("no blanks"),
+        ),
     ];
     for (edit, field, says) in one_bad {
         let mut req = request("Contoso");
@@ -445,6 +468,23 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
     assert_eq!(bad_fields(&e), ["page_token"]);
     // Nothing was created or audited by the refused calls.
     assert_eq!(s.app.audit().size(), 0);
+    s.stop().await
+}
+
+/// Surrounding blanks of the expected admin and the service id are not stored: SignIn
+/// compares the admin with the trimmed UPN the admin types.
+#[tokio::test]
+async fn the_expected_admin_and_service_are_stored_trimmed() -> Result<()> {
+    let (s, mut c) = operator().await?;
+    let mut padded = request("Contoso");
+    padded.admin_upn = "  admin@contoso.example ".into();
+    padded.service_id = " svc-42 ".into();
+    let created = c.create_invitation(padded).await?.into_inner();
+    let inv = created.invitation.context("invitation")?;
+    assert_eq!(
+        (inv.admin_upn.as_str(), inv.service_id.as_str()),
+        ("admin@contoso.example", "svc-42")
+    );
     s.stop().await
 }
 

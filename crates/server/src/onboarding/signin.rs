@@ -101,11 +101,8 @@ pub(super) async fn start(
     ServerError::required("invitation_token", &token)?;
     guards.token_gate(peer)?;
     let upn = r.admin_upn.trim().to_owned();
-    if upn.is_empty() || !upn.contains('@') || upn.chars().count() > 256 {
-        return Err(ServerError::invalid(
-            "admin_upn",
-            "must look like user@domain",
-        ));
+    if let Err(rule) = onboard_core::text::check_upn(&upn) {
+        return Err(ServerError::invalid("admin_upn", rule));
     }
     // It is compared with the signed-in account and written to the audit log and the tenant's
     // records: visible characters in NFKC form only (controls and bidi overrides included).

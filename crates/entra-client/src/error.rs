@@ -193,7 +193,8 @@ impl EntraError {
     }
 
     /// True when a person or policy refused us: the signed-in user lacks the rights for a Graph
-    /// call (403), or declined / was blocked at sign-in. Callers map this to PERMISSION_DENIED.
+    /// call (403), or declined / was blocked at sign-in. The server maps the first to
+    /// FAILED_PRECONDITION (a role is missing) and the second to PERMISSION_DENIED.
     pub fn is_authorization_denied(&self) -> bool {
         match self.root() {
             EntraError::Graph(g) => {

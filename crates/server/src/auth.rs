@@ -185,7 +185,7 @@ impl Authenticator {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
@@ -198,6 +198,14 @@ impl Authenticator {
             .cloned()
             .ok_or_else(|| ServerError::Unauthenticated("unknown bearer token".into()))
     }
+}
+
+/// The credentials of `Bearer <token>`: the scheme is compared without case (RFC 9110
+/// §11.1: "It uses a case-insensitive token to identify the authentication scheme"), then
+/// one or more spaces.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
 }
 
 /// Whether the certificate may authenticate a client: no EKU extension, or one listing
@@ -237,4 +245,24 @@ fn certificate_names(cert: &X509Certificate<'_>, cn_fallback: bool) -> Vec<Strin
 /// The SHA-256 of a token in hex, as `[[auth.tokens]] sha256` expects.
 pub fn token_sha256_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_read_without_case() {
+        for (value, want) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER abc", Some("abc")),
+            ("Bearer  abc", Some(" abc")),
+            ("Basic abc", None),
+            ("Bearerabc", None),
+            ("Bearer", None),
+        ] {
+            assert_eq!(bearer_token(value), want, "{value:?}");
+        }
+    }
 }

@@ -465,12 +465,30 @@ fn failed_precondition(
 }
 
 /// Entra's answers: the messages hold codes and request ids, never tokens, so they are shown.
+/// Graph refusing the admin's session a change (403 `Authorization_RequestDenied`: the admin
+/// lacks a directory role) is FAILED_PRECONDITION with a `MISSING_RIGHTS` violation on
+/// `admin_sign_in` (api-sketch: "FAILED_PRECONDITION for a missing role"), as Provision's own
+/// rights check says it: the caller of the RPC is authorised, and PERMISSION_DENIED would tell
+/// a client its own credentials are at fault. A refused sign-in (declined, blocked by a
+/// policy) stays PERMISSION_DENIED.
 fn entra_status(e: &EntraError, msg: String) -> Status {
     if e.is_authorization_denied() {
-        return Status::permission_denied(msg);
+        if let EntraError::Graph(_) = e.root() {
+            return failed_precondition(
+                msg,
+                "MISSING_RIGHTS",
+                "admin_sign_in",
+                [
+                    "Microsoft Graph refused the change to the signed-in admin: a directory role it needs is missing",
+                ],
+            );
+        }
+        return sign_in_ended(Code::PermissionDenied, msg, "SIGN_IN_DECLINED", e);
     }
     match e.root() {
-        EntraError::DeviceCodeExpired(_) => Status::deadline_exceeded(msg),
+        EntraError::DeviceCodeExpired(_) => {
+            sign_in_ended(Code::DeadlineExceeded, msg, "DEVICE_CODE_EXPIRED", e)
+        }
         EntraError::BadVerificationCode(_)
         | EntraError::SignInAnswerLost(_)
         | EntraError::Sts(_)
@@ -485,52 +503,25 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
     }
 }
 
+/// A sign-in Microsoft ended (declined or blocked: PERMISSION_DENIED; the device code
+/// expired: DEADLINE_EXCEEDED) with a `google.rpc.ErrorInfo` whose reason tells it from a
+/// caller's own refusal or deadline, in domain `onboard.v1`: the invitation can sign in again.
+fn sign_in_ended(code: Code, msg: String, reason: &str, e: &EntraError) -> Status {
+    let reason = match e.root() {
+        EntraError::DeviceCodeDeclined(_) | EntraError::DeviceCodeExpired(_) => reason,
+        // A Conditional Access block or an unassigned user at the STS.
+        _ => "SIGN_IN_REFUSED",
+    };
+    let details = ErrorDetails::with_error_info(
+        reason,
+        "onboard.v1",
+        std::collections::HashMap::<String, String>::new(),
+    );
+    Status::with_error_details(code, msg, details)
+}
+
 /// Shorthand for handler results.
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An audit entry refused as invalid (too large) is the request's fault, never UNAVAILABLE
-    /// (clients retry that for ever); a log that is down stays UNAVAILABLE. No request reaches
-    /// the first over gRPC any more (each field is bounded before it is recorded), so the
-    /// mapping is checked here.
-    #[test]
-    fn a_refused_credentials_audit_entry_is_invalid_argument() {
-        let status = |a: AuditError| Status::from(ServerError::from(CredentialsError::Audit(a)));
-        let refused = status(AuditError::InvalidEntry("entry is 70000 bytes".into()));
-        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-        assert_eq!(status(AuditError::Closed).code(), Code::Unavailable);
-    }
-
-    /// A refresh the STS refuses (`invalid_grant`, `interaction_required`) names the new
-    /// sign-in it takes in a precondition detail, as a claims challenge does; any other STS
-    /// refusal is FAILED_PRECONDITION without it.
-    #[test]
-    fn a_refused_refresh_asks_for_a_new_sign_in() {
-        use tonic_types::StatusExt;
-        let sts = |error: &str, code: u32| {
-            let body = format!(
-                r#"{{"error":"{error}","error_description":"AADSTS{code}: text","error_codes":[{code}]}}"#
-            );
-            let parsed = entra_client::StsError::from_body(400, body.as_bytes());
-            let e = EntraError::Sts(Box::new(parsed.expect("an STS error body")));
-            Status::from(ServerError::from(ProvisionError::entra("sign_in", e)))
-        };
-        let types = |s: &Status| -> Vec<String> {
-            let p = s.get_details_precondition_failure();
-            p.map(|p| p.violations.into_iter().map(|v| v.r#type).collect())
-                .unwrap_or_default()
-        };
-        for (error, code) in [("invalid_grant", 50173), ("interaction_required", 50076)] {
-            let s = sts(error, code);
-            assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
-            assert_eq!(types(&s), ["SIGN_IN_AGAIN"], "{s:?}");
-            assert!(s.message().contains(&format!("AADSTS{code}")), "{s:?}");
-        }
-        let other = sts("unauthorized_client", 700016);
-        assert_eq!(other.code(), Code::FailedPrecondition, "{other:?}");
-        assert!(types(&other).is_empty(), "{other:?}");
-    }
-}
+mod tests;

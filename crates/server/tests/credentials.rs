@@ -27,6 +27,31 @@ async fn onboarded_then_signed_in(env: &SimServer, name: &str) -> Result<pb::Com
     Ok(done)
 }
 
+/// A registration Onboard provisioned, attached before anything has imported it (no
+/// Credentials call, and the platform has not claimed its secret yet): ALREADY_EXISTS, before
+/// the secret offered is even tried, and its provisioned record stays.
+#[tokio::test]
+async fn attaching_a_registration_onboard_provisioned_is_already_exists() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
+    let done = completed(&env.provision(&token, &id, "Sbc-Attach").await??)?;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let attach = pb::AttachRegistrationRequest {
+        registration: reg.clone(),
+        profile: "direct-routing".into(),
+        client_secret: "not the registration's secret".into(),
+        service_ids: vec!["dr-1".into()],
+        ..Default::default()
+    };
+    c.attach_registration(attach)
+        .refused(Code::AlreadyExists, &["already managed"])
+        .await?;
+    let list = secrets(&mut c, &reg).await?;
+    ensure!(list.len() == 1 && list[0].key_id == done.key_id, "{list:?}");
+    env.stop().await
+}
+
 /// An admin change now is refused for want of a signed-in admin, and says so.
 async fn needs_a_sign_in(
     c: &mut CredentialsClient<Authed>,

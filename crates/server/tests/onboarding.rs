@@ -8,7 +8,7 @@ use onboard_proto::v1::onboarding_client::OnboardingClient;
 use pb::provision_event::Event as PE;
 use testkit::audit::{assert_direct_routing_changes, change_pairs, phases};
 use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR};
-use testkit::server_helpers::{Refused, plan};
+use testkit::server_helpers::{Refusal, Refused, plan};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, sps_where};
@@ -383,6 +383,19 @@ async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()
         .await?
         .into_inner();
     ensure!(info.state() == pb::OnboardingState::Completed, "{info:?}");
+    // An operator's Provision of it without the key (no sign-in is held since the restart)
+    // is refused for the onboarding's state, not sent to a SignIn that would refuse it too.
+    let again = pb::ProvisionRequest {
+        onboarding_id: id.clone(),
+        app_name: "Sbc-Restart".into(),
+        ..Default::default()
+    };
+    op.provision(again)
+        .refused(
+            Code::FailedPrecondition,
+            &["is completed", "cannot be provisioned again"],
+        )
+        .await?;
     // The invitation no longer unlocks Plan once the onboarding completed (capability table;
     // before that change: FAILED_PRECONDITION for the session lost in the restart).
     let after = plan(&env.server, &token, &id, "Sbc-Other").await?;

@@ -119,6 +119,37 @@ async fn verify_is_for_operators_and_names_bad_targets() -> Result<()> {
     Ok(())
 }
 
+/// A service two registrations hold secrets for: Verify by service id does not pick one for
+/// the caller; it is FAILED_PRECONDITION naming both, and each verifies by its client id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_of_two_registrations_asks_for_the_client_id() -> Result<()> {
+    let env = SimServer::start().await?;
+    let one = env
+        .onboarded("direct-routing", "Sbc-One")
+        .await?
+        .done
+        .client_id;
+    let two = env
+        .onboarded("direct-routing", "Sbc-Two")
+        .await?
+        .done
+        .client_id;
+    let mut c = client(&env, Some(OPERATOR)).await?;
+    let s = c
+        .verify(by_service(testkit::sim_server::SERVICE))
+        .refused(Code::FailedPrecondition, &["client_id", &one, &two])
+        .await?;
+    ensure!(bad_fields(&s).is_empty(), "{s:?}");
+    let r = c
+        .verify(pb::VerifyRequest {
+            target: Some(Target::ClientId(two.clone())),
+        })
+        .await?
+        .into_inner();
+    ensure!(r.client_id == two, "{r:?}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_onboarding_verifies_ok_and_the_report_is_audited() -> Result<()> {
     let p = Platform::start("dr-1", true).await?;

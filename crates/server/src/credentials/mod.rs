@@ -305,6 +305,12 @@ impl CredentialsService {
             &r.platform_version,
             MAX_PLATFORM_VERSION,
         )?;
+        // A registration Onboard provisioned since the last import is managed already
+        // (ALREADY_EXISTS), not attached over its provisioned record.
+        self.app
+            .credentials()
+            .ensure_imported(self.app.engine(), &registration)
+            .await?;
         let view = self
             .app
             .credentials()

@@ -22,7 +22,7 @@ use onboard_core::time::now_ms;
 use onboard_proto::v1 as pb;
 
 use invitations::InvitationRecord;
-use provision::Admin;
+use provision::{Admin, Status};
 
 use super::OnboardingService;
 use crate::error::{Result, ServerError};
@@ -85,8 +85,29 @@ impl OnboardingService {
                  invitation starts a new onboarding)"
             )));
         }
+        // A run that no sign-in can change (running, or ended for good: the in-memory
+        // sign-in is gone after a restart) is refused for its state, as Provision with a
+        // sign-in would be; "sign in again" would send the caller to a SignIn that refuses it.
+        let run = self.app.engine().get(id)?;
+        if let Some(o) = &run {
+            let what = match o.status {
+                Status::Running | Status::Cancelling => {
+                    Some("it is already running; watch it instead")
+                }
+                Status::Completed | Status::Cancelled => Some("it cannot be provisioned again"),
+                Status::Failed | Status::AwaitingAdmin => None,
+            };
+            if let Some(what) = what {
+                return Err(provision::ProvisionError::InvalidState {
+                    id: id.to_owned(),
+                    state: o.status.as_str().into(),
+                    what: what.into(),
+                }
+                .into());
+            }
+        }
         // An id no sign-in ever made (no link to an invitation, no run) does not exist.
-        if self.invitation_of(id)?.is_empty() && self.app.engine().get(id)?.is_none() {
+        if self.invitation_of(id)?.is_empty() && run.is_none() {
             return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
         }
         Err(ServerError::NoSignIn(format!(

@@ -19,6 +19,16 @@ pub enum RemoteError {
         /// Where it was looked for.
         location: String,
     },
+    /// HTTP 403. A static bucket (S3, or any store whose anonymous readers may not list it)
+    /// answers a GET of a missing object so, which is why a partial tile refused so is looked
+    /// for in its full tile, as for a 404.
+    #[error("{location}: HTTP 403 Forbidden: {detail}")]
+    Forbidden {
+        /// The URL.
+        location: String,
+        /// The answer's body, cut short.
+        detail: String,
+    },
     /// The object store failed (after its own retries).
     #[error("{location}: {source}")]
     Store {

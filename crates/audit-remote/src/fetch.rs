@@ -168,14 +168,17 @@ pub async fn copy_to_dir(
             let data = match source.get(&rel).await {
                 // c2sp.org/tlog-tiles: a log "MAY delete any partial tile once the
                 // corresponding full tile is available"; the copy then cuts it from the full
-                // one, as the verifier does (`read_tile`, which is blocking).
-                Err(RemoteError::NotFound { location }) if !id.is_full() => {
+                // one, as the verifier does (`read_tile`, which is blocking). A bucket whose
+                // anonymous readers may not list it answers the missing partial tile 403.
+                Err(
+                    missing @ (RemoteError::NotFound { .. } | RemoteError::Forbidden { .. }),
+                ) if !id.is_full() => {
                     let full = TileId { width: 256, ..id };
                     match source.get(&full.path()).await {
                         Ok(bytes) => bytes::Bytes::from(partial_from_full(&id, &bytes)?),
                         // Neither is there: the partial tile is the one missing.
-                        Err(RemoteError::NotFound { .. }) => {
-                            return Err(RemoteError::NotFound { location });
+                        Err(RemoteError::NotFound { .. } | RemoteError::Forbidden { .. }) => {
+                            return Err(missing);
                         }
                         Err(e) => return Err(e),
                     }

@@ -55,6 +55,64 @@ async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
     assert_eq!(proof.checkpoint_note, at_300);
 }
 
+/// The same over HTTP from a static bucket whose anonymous readers may not list it: S3 then
+/// answers a GET of a missing object 403 AccessDenied, not 404. The deleted partial tiles are
+/// still cut from their full tiles; a tile missing altogether stays an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_answering_403_for_a_deleted_partial_tile_is_read_from_the_full_one() {
+    use axum::http::{StatusCode, Uri};
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(&dir.path().join("log")).unwrap();
+    append_more(&log, 300).await.unwrap();
+    let at_300 = log.checkpoint().note.clone();
+    let want = dir.path().join("want");
+    log.export_tiles(&want).unwrap();
+    append_more(&log, 300).await.unwrap();
+    let src = dir.path().join("src");
+    log.export_tiles(&src).unwrap();
+    log.close();
+    // As above: of size 300's partial tiles the bucket keeps only tile/1/000.p/1.
+    let kept = TileId::hash(1, 0, 1).path();
+    std::fs::copy(want.join(&kept), src.join(&kept)).unwrap();
+    std::fs::write(src.join("checkpoint"), &at_300).unwrap();
+    let root = src.clone();
+    let bucket = axum::Router::new().fallback(move |uri: Uri| {
+        let path = root.join(uri.path().trim_start_matches('/'));
+        async move {
+            match std::fs::read(&path) {
+                Ok(body) => (StatusCode::OK, body),
+                Err(_) => (
+                    StatusCode::FORBIDDEN,
+                    b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+                        .to_vec(),
+                ),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, bucket).await });
+    let source = std::sync::Arc::new(Source::parse(&url, ClientSettings::default()).unwrap());
+    let copy = dir.path().join("copy");
+    let s = copy_to_dir(&source, &copy, &[log_signer().verifier()])
+        .await
+        .unwrap();
+    assert_eq!(s.size, 300);
+    assert!(missing_tiles(&copy, 300).is_empty());
+    // A partial tile missing with no full tile to cut it from is the error it was.
+    std::fs::remove_file(src.join(&kept)).unwrap();
+    let again = dir.path().join("again");
+    let e = copy_to_dir(&source, &again, &[log_signer().verifier()])
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        e.as_deref()
+            .is_some_and(|m| m.contains("403") && m.contains(&kept)),
+        "{e:?}"
+    );
+}
+
 /// Whether a reader that never cuts a full tile finds every tile of a checkpoint of `size` in
 /// `dir`: each is there, or it is a partial one whose full tile is there (a log may delete it
 /// then). Returns what is missing.

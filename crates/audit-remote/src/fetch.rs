@@ -170,9 +170,9 @@ pub async fn copy_to_dir(
                 // corresponding full tile is available"; the copy then cuts it from the full
                 // one, as the verifier does (`read_tile`, which is blocking). A bucket whose
                 // anonymous readers may not list it answers the missing partial tile 403.
-                Err(
-                    missing @ (RemoteError::NotFound { .. } | RemoteError::Forbidden { .. }),
-                ) if !id.is_full() => {
+                Err(missing @ (RemoteError::NotFound { .. } | RemoteError::Forbidden { .. }))
+                    if !id.is_full() =>
+                {
                     let full = TileId { width: 256, ..id };
                     match source.get(&full.path()).await {
                         Ok(bytes) => bytes::Bytes::from(partial_from_full(&id, &bytes)?),

@@ -11,18 +11,17 @@ use testkit::audit::open_log;
 use testkit::keys::log_signer;
 use testkit::tiles::append_more;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open_log(&dir.path().join("log")).unwrap();
+/// A log at 600 entries exported to `DIR/src` serving its checkpoint at 300 (returned): of
+/// that size's partial tiles it keeps only tile/1/000.p/1, whose full tile does not exist
+/// yet. `DIR/want` is the export at 300, every tile there.
+async fn at_300_partials_deleted(dir: &std::path::Path) -> String {
+    let log = open_log(&dir.join("log")).unwrap();
     append_more(&log, 300).await.unwrap();
     let at_300 = log.checkpoint().note.clone();
-    let want = dir.path().join("want");
+    let want = dir.join("want");
     log.export_tiles(&want).unwrap();
     append_more(&log, 300).await.unwrap();
-    // The log at 600 entries serves the checkpoint at 300: of that size's partial tiles it
-    // keeps only tile/1/000.p/1, whose full tile does not exist yet.
-    let src = dir.path().join("src");
+    let src = dir.join("src");
     log.export_tiles(&src).unwrap();
     log.close();
     let kept = TileId::hash(1, 0, 1).path();
@@ -31,6 +30,14 @@ async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
     for gone in ["tile/0/001.p/44", "tile/entries/001.p/44"] {
         assert!(!src.join(gone).exists(), "{gone}");
     }
+    at_300
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let at_300 = at_300_partials_deleted(dir.path()).await;
+    let (src, want) = (dir.path().join("src"), dir.path().join("want"));
 
     let source = std::sync::Arc::new(
         Source::parse(src.to_str().unwrap(), ClientSettings::default()).unwrap(),
@@ -62,19 +69,9 @@ async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
 async fn a_bucket_answering_403_for_a_deleted_partial_tile_is_read_from_the_full_one() {
     use axum::http::{StatusCode, Uri};
     let dir = tempfile::tempdir().unwrap();
-    let log = open_log(&dir.path().join("log")).unwrap();
-    append_more(&log, 300).await.unwrap();
-    let at_300 = log.checkpoint().note.clone();
-    let want = dir.path().join("want");
-    log.export_tiles(&want).unwrap();
-    append_more(&log, 300).await.unwrap();
+    at_300_partials_deleted(dir.path()).await;
     let src = dir.path().join("src");
-    log.export_tiles(&src).unwrap();
-    log.close();
-    // As above: of size 300's partial tiles the bucket keeps only tile/1/000.p/1.
     let kept = TileId::hash(1, 0, 1).path();
-    std::fs::copy(want.join(&kept), src.join(&kept)).unwrap();
-    std::fs::write(src.join("checkpoint"), &at_300).unwrap();
     let root = src.clone();
     let bucket = axum::Router::new().fallback(move |uri: Uri| {
         let path = root.join(uri.path().trim_start_matches('/'));

@@ -56,6 +56,25 @@ pub struct GraphError {
     pub claims_challenge: Option<ClaimsChallenge>,
 }
 
+impl GraphError {
+    /// An error of `status` with Graph's `code` and `message` and nothing else known (no
+    /// request ids, no Retry-After, no challenge): what a caller's own tests and mappings
+    /// start from.
+    pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            detail_codes: Vec::new(),
+            request_id: None,
+            client_request_id: None,
+            date: None,
+            retry_after: None,
+            claims_challenge: None,
+        }
+    }
+}
+
 /// Everything that can go wrong talking to the identity platform or Graph.
 #[derive(Debug, thiserror::Error)]
 pub enum EntraError {

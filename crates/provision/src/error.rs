@@ -197,18 +197,15 @@ mod tests {
 
     fn graph(status: u16, challenge: bool) -> EntraError {
         EntraError::Graph(Box::new(GraphError {
-            status,
-            code: "Authorization_RequestDenied".into(),
-            message: "Insufficient privileges to complete the operation.".into(),
-            detail_codes: Vec::new(),
-            request_id: None,
-            client_request_id: None,
-            date: None,
-            retry_after: None,
             claims_challenge: challenge.then(|| ClaimsChallenge {
                 claims: Some("e30=".into()),
                 description: None,
             }),
+            ..GraphError::new(
+                status,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
         }))
     }
 

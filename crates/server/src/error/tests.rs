@@ -50,17 +50,11 @@ fn a_refused_refresh_asks_for_a_new_sign_in() {
 #[test]
 fn graph_refusing_the_admin_is_a_missing_role_not_the_callers_permission() {
     use tonic_types::StatusExt;
-    let denied = EntraError::Graph(Box::new(entra_client::GraphError {
-        status: 403,
-        code: "Authorization_RequestDenied".into(),
-        message: "Insufficient privileges to complete the operation.".into(),
-        detail_codes: Vec::new(),
-        request_id: None,
-        client_request_id: None,
-        date: None,
-        retry_after: None,
-        claims_challenge: None,
-    }));
+    let denied = EntraError::Graph(Box::new(entra_client::GraphError::new(
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )));
     let s = Status::from(ServerError::from(CredentialsError::entra(
         "assign role",
         denied,

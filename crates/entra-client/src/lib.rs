@@ -67,7 +67,9 @@ pub use config::{EntraConfig, RetryPolicy};
 pub use device_code::{DeviceAuthorization, DeviceCodeFlow, PollOutcome, PollTick};
 pub use error::{EntraError, GraphError, StsError, TransportErrorKind};
 pub use graph::{CallMeta, GraphClient, Reply};
-pub use retry::{OpContext, RetryEvent, RetryKind, RetryObserver, RetryReason, observer_fn};
+pub use retry::{
+    OpContext, RetryEvent, RetryKind, RetryLog, RetryObserver, RetryReason, observer_fn,
+};
 pub use sts::{StsClient, TokenSet};
 pub use token_source::{RenewingToken, StaticToken, TokenSource, UserTokens};
 pub use transport::{Clock, HttpRequest, HttpResponse, ReqwestTransport, TokioClock, Transport};

@@ -2,13 +2,12 @@
 //! replication lag right after a create. Each test asserts the operation succeeds, the retries
 //! were reported, and the waits really happened.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use entra_client::graph::{Application, GraphClient};
 use entra_client::{
-    EntraClient, EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, RetryEvent, RetryReason,
-    observer_fn,
+    EntraClient, EntraError, MICROSOFT_GRAPH_APP_ID, OpContext, RetryEvent, RetryLog, RetryReason,
 };
 use entra_sim::Faults;
 use testkit::portal::Grants;
@@ -51,14 +50,6 @@ async fn exactly_one_of_each(g: &GraphClient, name: &str, sp: &str, grant: &str,
     let roles = ok(g.list_directory_role_assignments(sp, &quiet)).await;
     assert_eq!(roles.len(), 1, "{roles:?}");
     assert_eq!(roles[0].id, assignment);
-}
-
-fn recorder() -> (Arc<Mutex<Vec<RetryEvent>>>, OpContext) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let ctx =
-        OpContext::new().with_observer(observer_fn(move |e| sink.lock().unwrap().push(e.clone())));
-    (events, ctx)
 }
 
 #[tokio::test]
@@ -120,7 +111,7 @@ async fn server_errors_are_retried_until_success() {
     })
     .await;
 
-    let (events, ctx) = recorder();
+    let (events, ctx) = RetryLog::with_context();
     for _ in 0..6 {
         let sp = g
             .resource_service_principal(MICROSOFT_GRAPH_APP_ID, &ctx)
@@ -128,7 +119,7 @@ async fn server_errors_are_retried_until_success() {
             .unwrap();
         assert_eq!(sp.value.app_id, MICROSOFT_GRAPH_APP_ID);
     }
-    let events = events.lock().unwrap().clone();
+    let events = events.events();
     let statuses: Vec<u16> = events
         .iter()
         .map(|e| match e.reason {
@@ -170,7 +161,7 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
 
     // Marked as dependent: retried until the replica catches up.
     let app = new_app(&g, "lp-lag-b").await;
-    let (events, ctx) = recorder();
+    let (events, ctx) = RetryLog::with_context();
     let started = Instant::now();
     let sp = g
         .create_service_principal(&app.app_id, &ctx.after_create())
@@ -179,7 +170,7 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
     let elapsed = started.elapsed();
     assert_eq!(sp.meta.status, 201);
     assert!(sp.meta.attempts >= 2, "attempts {}", sp.meta.attempts);
-    let events = events.lock().unwrap().clone();
+    let events = events.events();
     assert_eq!(events.len() as u32, sp.meta.attempts - 1);
     assert!(
         events
@@ -196,13 +187,13 @@ async fn replication_lag_is_retried_only_for_dependent_calls() {
 
     // The next dependent call (grant on the new SP) rides out lag too.
     let (graph_sp, role) = graph_and_role(&g).await;
-    let (events, ctx) = recorder();
+    let (events, ctx) = RetryLog::with_context();
     let grant = g
         .grant_app_role(&graph_sp.id, &sp.value.id, &role, &ctx.after_create())
         .await
         .unwrap();
     assert_eq!(grant.meta.status, 201);
-    let events = events.lock().unwrap().clone();
+    let events = events.events();
     assert!(!events.is_empty(), "grant right after SP creation met lag");
     for e in &events {
         match &e.reason {
@@ -296,13 +287,13 @@ async fn app_only_caller_gets_the_backing_application_403_which_is_lag_not_denia
         "replication lag is not a permission problem"
     );
 
-    let (events, rctx) = recorder();
+    let (events, rctx) = RetryLog::with_context();
     let made = automation
         .create_service_principal(&fresh.app_id, &rctx.after_create())
         .await
         .unwrap();
     assert_eq!(made.meta.status, 201);
-    let events = events.lock().unwrap().clone();
+    let events = events.events();
     assert!(
         events
             .iter()
@@ -321,7 +312,7 @@ async fn a_write_whose_answer_is_lost_is_looked_for_and_not_made_twice() {
     let (graph_sp, role) = graph_and_role(&g).await;
     // Each operation's first Graph write lands and then answers 500 (the answer is lost).
     env.sim.set_faults(lost_answer(500));
-    let (events, ctx) = recorder();
+    let (events, ctx) = RetryLog::with_context();
     let sp = ok(g.create_service_principal(&app.app_id, &ctx)).await;
     let grant = ok(g.grant_app_role(&graph_sp.id, &sp.id, &role, &OpContext::new())).await;
     let assignment =
@@ -353,7 +344,7 @@ async fn a_write_whose_answer_is_lost_is_looked_for_and_not_made_twice() {
     let app = ok(g.get_application(&app.id, &quiet)).await;
     assert!(app.password_credentials.is_empty());
     // Found at the first look: nothing was sent again, so no retry was reported.
-    assert!(events.lock().unwrap().is_empty());
+    assert!(events.events().is_empty());
 }
 
 #[tokio::test]
@@ -366,10 +357,10 @@ async fn a_create_refused_with_500_before_landing_is_sent_again_after_looking() 
         max_faults_per_operation: Some(1),
         ..calm()
     });
-    let (events, ctx) = recorder();
+    let (events, ctx) = RetryLog::with_context();
     let sp = g.create_service_principal(&app.app_id, &ctx).await.unwrap();
     assert_eq!(sp.meta.status, 201, "made by the second POST");
-    let events = events.lock().unwrap().clone();
+    let events = events.events();
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(matches!(
         events[0].reason,
@@ -394,7 +385,7 @@ async fn a_delete_whose_answer_is_lost_is_done_when_the_retry_finds_it_gone() {
     // retry meets 404 Request_ResourceNotFound, which is the delete done.
     for status in [500, 504] {
         env.sim.set_faults(lost_answer(status));
-        let (events, ctx) = recorder();
+        let (events, ctx) = RetryLog::with_context();
         let done = if status == 500 {
             g.revoke_app_role(&graph_sp.id, &grant.id, &ctx).await
         } else {
@@ -405,7 +396,7 @@ async fn a_delete_whose_answer_is_lost_is_done_when_the_retry_finds_it_gone() {
         assert!(done.meta.deleted_by_earlier_attempt, "{status}");
         assert_eq!(done.meta.status, 404);
         assert_eq!(done.meta.attempts, 2);
-        assert_eq!(events.lock().unwrap().len(), 1, "one retry reported");
+        assert_eq!(events.events().len(), 1, "one retry reported");
     }
     env.sim.set_faults(calm());
     let quiet = OpContext::new();
@@ -448,23 +439,23 @@ async fn a_lost_create_refused_as_existing_while_the_lists_lag_is_waited_for() {
         ..lost_answer(500)
     });
     // One context per operation: the emulator loses the first answer of each.
-    let (sp_events, ctx) = recorder();
+    let (sp_events, ctx) = RetryLog::with_context();
     let started = Instant::now();
     let sp = ok(g.create_service_principal(&app.app_id, &ctx)).await;
     assert!(
         started.elapsed() >= Duration::from_millis(LAG),
         "waited for the list"
     );
-    let (grant_events, ctx) = recorder();
+    let (grant_events, ctx) = RetryLog::with_context();
     let started = Instant::now();
     let grant = ok(g.grant_app_role(&graph_sp.id, &sp.id, &role, &ctx)).await;
     assert!(started.elapsed() >= Duration::from_millis(LAG));
-    let (role_events, ctx) = recorder();
+    let (role_events, ctx) = RetryLog::with_context();
     let started = Instant::now();
     let assignment = ok(g.assign_directory_role(TEAMS_ADMINISTRATOR, &sp.id, &ctx)).await;
     assert!(started.elapsed() >= Duration::from_millis(LAG));
     for events in [sp_events, grant_events, role_events] {
-        let events = events.lock().unwrap().clone();
+        let events = events.events();
         assert!(
             events
                 .iter()

@@ -75,6 +75,37 @@ pub fn observer_fn<F: Fn(&RetryEvent) + Send + Sync + 'static>(f: F) -> Arc<dyn 
     Arc::new(FnObserver(f))
 }
 
+/// An observer that keeps every retry event, in order, for a caller that reports them after
+/// the call (a command's summary, a test's assertions). Clones share one list.
+#[derive(Clone, Default)]
+pub struct RetryLog(
+    /// The events so far; a lock held only to push or copy.
+    Arc<std::sync::Mutex<Vec<RetryEvent>>>,
+);
+
+impl RetryLog {
+    /// A log and a fresh [`OpContext`] reporting to it.
+    pub fn with_context() -> (Self, OpContext) {
+        let log = Self::default();
+        let ctx = OpContext::new().with_observer(Arc::new(log.clone()));
+        (log, ctx)
+    }
+
+    /// The events so far.
+    pub fn events(&self) -> Vec<RetryEvent> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl RetryObserver for RetryLog {
+    fn on_retry(&self, event: &RetryEvent) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event.clone());
+    }
+}
+
 /// Per-call context: one logical operation (with all its retries) shares one client-request-id.
 #[derive(Clone)]
 pub struct OpContext {

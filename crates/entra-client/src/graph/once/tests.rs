@@ -1,14 +1,14 @@
 //! `write_once` over the scripted transport, under paused time: a create re-sent after a lost
 //! answer that Graph refuses as existing is waited for until the list shows it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 use crate::TransportErrorKind;
 use crate::error::EntraError;
-use crate::retry::{OpContext, RetryEvent, RetryReason, observer_fn};
+use crate::retry::{OpContext, RetryLog, RetryReason};
 use crate::testing::{Scripted, fake_client, graph_err, json};
 
 const SP_ID: &str = "11111111-1111-1111-1111-111111111111";
@@ -31,14 +31,6 @@ fn client(
     let c =
         crate::EntraClient::with_seams(&config, fake.clone(), Arc::new(crate::TokioClock)).unwrap();
     (c.graph(SecretString::from("t")), fake)
-}
-
-fn recorder() -> (Arc<Mutex<Vec<RetryEvent>>>, OpContext) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let ctx =
-        OpContext::new().with_observer(observer_fn(move |e| sink.lock().unwrap().push(e.clone())));
-    (events, ctx)
 }
 
 fn grant_list() -> String {
@@ -94,7 +86,7 @@ async fn an_already_exists_answer_after_a_lost_create_waits_for_the_list_to_show
             ),
         };
         let (g, fake) = client(script, 20);
-        let (events, ctx) = recorder();
+        let (events, ctx) = RetryLog::with_context();
         let id = match op {
             "grant" => g
                 .grant_app_role(GRAPH_SP, SP_ID, ROLE, &ctx)
@@ -123,7 +115,7 @@ async fn an_already_exists_answer_after_a_lost_create_waits_for_the_list_to_show
         // Look at once; re-send after the first backoff step; look at once; then the
         // replication-lag steps (1 s, 2 s).
         assert_eq!(gaps, [s(0), s(1), s(0), s(1), s(2)], "{op}");
-        let events = events.lock().unwrap().clone();
+        let events = events.events();
         let lag = events
             .iter()
             .filter(|e| matches!(e.reason, RetryReason::ReplicationLag { .. }))

@@ -41,28 +41,36 @@ pub struct KeygenArgs {
     pub format: KeyFormat,
 }
 
+/// Where `export` and `proof` read the log: a stopped server's data directory, or a running
+/// server's tiles API or a publication target, with the log's key.
+#[derive(Debug, Args)]
+pub struct LogAt {
+    #[arg(long, help = DATA_DIR_HELP, required_unless_present = "from", conflicts_with = "from")]
+    data_dir: Option<PathBuf>,
+    /// Read the log from a running server's tiles API (`https://host:port/`) or a publication
+    /// target (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`, a directory).
+    #[arg(long)]
+    from: Option<String>,
+    /// With --from: the log's verifier key (`name+id+base64`) or a file holding one, repeat
+    /// for old keys. The fetched checkpoint must verify before any tile is read.
+    #[arg(long, requires = "from", required_unless_present = "data_dir")]
+    vkey: Vec<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
 /// `onboard audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Writes the log in the C2SP tlog-tiles layout, from a stopped server's data directory
     /// or from a running server's tiles API or a publication target.
     Export {
-        #[arg(long, help = DATA_DIR_HELP, required_unless_present = "from", conflicts_with = "from")]
-        data_dir: Option<PathBuf>,
-        /// Read from a running server's tiles API (`https://host:port/`) or a publication
-        /// target (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`, a directory).
-        #[arg(long)]
-        from: Option<String>,
-        /// With --from: the log's verifier key (`name+id+base64`) or a file holding one, repeat
-        /// for old keys. The fetched checkpoint must verify before any tile is read.
-        #[arg(long, requires = "from", required_unless_present = "data_dir")]
-        vkey: Vec<String>,
+        #[command(flatten)]
+        log: LogAt,
         /// The export directory (created if needed; an earlier export of this log there is
         /// extended, keeping its full tiles; another log's or history's is refused).
         #[arg(long)]
         out: PathBuf,
-        #[command(flatten)]
-        remote: RemoteArgs,
     },
     /// Recomputes a log in the tlog-tiles layout and checks its signature; exits non-zero on
     /// any problem.
@@ -101,24 +109,14 @@ pub enum AuditCommand {
     },
     /// Writes a C2SP tlog-proof for one entry against the latest checkpoint.
     Proof {
-        #[arg(long, help = DATA_DIR_HELP, required_unless_present = "from", conflicts_with = "from")]
-        data_dir: Option<PathBuf>,
-        /// Compute the proof from a running server's tiles API or a publication target (see
-        /// `export --from`).
-        #[arg(long)]
-        from: Option<String>,
-        /// With --from: the log's verifier key (`name+id+base64`) or a file holding one, repeat
-        /// for old keys. The fetched checkpoint must verify before any tile is read.
-        #[arg(long, requires = "from", required_unless_present = "data_dir")]
-        vkey: Vec<String>,
+        #[command(flatten)]
+        log: LogAt,
         /// The entry's index.
         #[arg(long)]
         seq: u64,
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
-        #[command(flatten)]
-        remote: RemoteArgs,
     },
     /// Publishes a stopped server's log to object storage once (a running server publishes
     /// continuously); resumes from what the target holds, checkpoint last.
@@ -321,16 +319,21 @@ pub fn verify(dir: &Path, vkeys: &[String], since: Option<&Path>) -> anyhow::Res
 pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Export {
-            from: Some(from),
+            log:
+                LogAt {
+                    from: Some(from),
+                    vkey,
+                    remote,
+                    ..
+                },
             out,
-            vkey,
-            remote,
-            ..
         } => audit_fetch::export_from(&from, &out, &vkey, &remote).await?,
         AuditCommand::Export {
-            data_dir: Some(data_dir),
+            log: LogAt {
+                data_dir: Some(data_dir),
+                ..
+            },
             out,
-            ..
         } => {
             let log = AuditLog::open_read_only(audit_dir(&data_dir)?, StartupCheck::Full)?;
             print_export(&log.export_tiles(&out)?, &out);
@@ -405,12 +408,15 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             }
         }
         AuditCommand::Proof {
-            data_dir,
-            from,
-            vkey,
+            log:
+                LogAt {
+                    data_dir,
+                    from,
+                    vkey,
+                    remote,
+                },
             seq,
             out,
-            remote,
         } => {
             let text = match (from, data_dir) {
                 (Some(from), _) => audit_fetch::proof_from(&from, seq, &vkey, &remote).await?,

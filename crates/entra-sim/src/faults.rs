@@ -67,6 +67,11 @@ pub struct Faults {
     pub device_code_ttl_s: Option<u64>,
     /// Polling interval announced by /devicecode in seconds (Entra: 5); polls faster than this get `slow_down`.
     pub device_code_interval_s: Option<u64>,
+    /// The first this many polls of each device code, while the sign-in is pending, are
+    /// answered `slow_down` whatever their pace, as an authorization server may when it wants
+    /// fewer polls (RFC 8628 §3.5: the client then adds 5 seconds to its interval "for this and
+    /// all subsequent requests").
+    pub slow_down_polls: u32,
     /// Tenant app management policy: longest allowed client-secret lifetime in days (`passwordLifetime`).
     pub password_lifetime_max_days: Option<u64>,
     /// Tenant app management policy: client secrets may not be added at all (`passwordAddition`).
@@ -92,6 +97,7 @@ impl Default for Faults {
             decline_all_signins: false,
             device_code_ttl_s: None,
             device_code_interval_s: None,
+            slow_down_polls: 0,
             password_lifetime_max_days: None,
             forbid_passwords: false,
         }

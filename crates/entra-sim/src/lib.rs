@@ -134,6 +134,9 @@ pub struct SimArgs {
     /// Device code polling interval in seconds (Entra: 5).
     #[arg(long)]
     pub device_code_interval_s: Option<u64>,
+    /// Fault: the first N polls of each device code are answered `slow_down` (RFC 8628 §3.5).
+    #[arg(long, default_value_t = 0)]
+    pub slow_down_polls: u32,
     /// Fault: app management policy capping client-secret lifetime, in days.
     #[arg(long)]
     pub password_lifetime_max_days: Option<u64>,
@@ -169,6 +172,7 @@ impl SimArgs {
             decline_all_signins: self.decline_all_signins,
             device_code_ttl_s: self.device_code_ttl_s,
             device_code_interval_s: self.device_code_interval_s,
+            slow_down_polls: self.slow_down_polls,
             password_lifetime_max_days: self.password_lifetime_max_days,
             forbid_passwords: self.forbid_passwords,
             max_faults_per_operation: None,

@@ -50,6 +50,9 @@ pub struct DeviceSession {
     pub interval_s: u64,
     /// Clock (ms) of the previous poll, to detect polling too fast.
     pub last_poll_ms: Option<u64>,
+    /// Pending polls still to be answered `slow_down` whatever their pace
+    /// (`Faults::slow_down_polls`).
+    pub slow_downs_left: u32,
     /// Progress of the sign-in.
     pub status: DeviceStatus,
 }

@@ -172,6 +172,7 @@ pub async fn devicecode(
     let user_code = new_user_code();
     let ttl = inner.faults.device_code_ttl();
     let interval = inner.faults.device_code_interval();
+    let slow_downs_left = inner.faults.slow_down_polls;
     inner.device_codes.insert(
         device_code.clone(),
         DeviceSession {
@@ -182,6 +183,7 @@ pub async fn devicecode(
             expires_at_ms: s.now_ms() + ttl * 1000,
             interval_s: interval,
             last_poll_ms: None,
+            slow_downs_left,
             status: DeviceStatus::Pending,
         },
     );
@@ -303,11 +305,15 @@ fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params, caps: &
             "Verification code expired.",
         ));
     }
-    let too_fast = session
+    let mut too_fast = session
         .last_poll_ms
         .is_some_and(|last| now + 250 < last + session.interval_s * 1000);
     if let Some(sess) = inner.device_codes.get_mut(code) {
         sess.last_poll_ms = Some(now);
+        if matches!(sess.status, DeviceStatus::Pending) && sess.slow_downs_left > 0 {
+            sess.slow_downs_left -= 1;
+            too_fast = true;
+        }
     }
     let user_id = match &session.status {
         DeviceStatus::Declined => {

@@ -8,6 +8,7 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
 
+mod device_code;
 mod flows;
 mod hand_off;
 mod links;

@@ -304,12 +304,15 @@ impl Exchange {
 }
 
 /// A reverse proxy on `127.0.0.1:0` in front of an HTTP server that records every exchange
-/// (the browser's network log, from the outside).
+/// (the browser's network log, from the outside) and can cut the answers in flight, as a
+/// network loss does.
 pub struct RecordingProxy {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     /// Everything exchanged so far.
     log: Arc<Mutex<Vec<Exchange>>>,
+    /// Bumped by [`RecordingProxy::cut`]: every answer still streaming then breaks off.
+    cuts: Arc<tokio::sync::watch::Sender<u64>>,
     /// The serving task.
     task: tokio::task::JoinHandle<()>,
 }
@@ -319,16 +322,44 @@ struct ProxyState {
     target: SocketAddr,
     client: HttpClient<HttpConnector, Body>,
     log: Arc<Mutex<Vec<Exchange>>>,
+    cuts: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// An answer's body that ends with an error when the proxy is cut: the browser sees the
+/// connection break in the middle of the response (a stream's events stop, a network error).
+struct Cuttable {
+    /// The server's body.
+    inner: Body,
+    /// Ready once the proxy is cut after this answer began.
+    cut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl http_body::Body for Cuttable {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.cut.as_mut().poll(cx).is_ready() {
+            let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut by the test");
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(cut))));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
 }
 
 impl RecordingProxy {
     /// Starts a proxy for the server at `target`.
     pub async fn start(target: SocketAddr) -> Result<Self> {
         let log = Arc::new(Mutex::new(Vec::new()));
+        let cuts = Arc::new(tokio::sync::watch::Sender::new(0));
         let state = ProxyState {
             target,
             client: HttpClient::builder(TokioExecutor::new()).build_http(),
             log: log.clone(),
+            cuts: cuts.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -336,12 +367,23 @@ impl RecordingProxy {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { url, log, task })
+        Ok(Self {
+            url,
+            log,
+            cuts,
+            task,
+        })
     }
 
     /// Every exchange so far.
     pub fn exchanges(&self) -> Vec<Exchange> {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A network loss: every answer still streaming breaks off now; later requests go
+    /// through again.
+    pub fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
     }
 }
 
@@ -390,7 +432,19 @@ async fn forward(State(s): State<ProxyState>, mut req: Request) -> Response {
         }
         f
     });
-    Response::from_parts(parts, Body::new(teed))
+    let mut cuts = s.cuts.subscribe();
+    cuts.borrow_and_update();
+    let cut = Box::pin(async move {
+        if cuts.changed().await.is_err() {
+            // The proxy is gone: never cut.
+            std::future::pending::<()>().await;
+        }
+    });
+    let body = Cuttable {
+        inner: Body::new(teed),
+        cut,
+    };
+    Response::from_parts(parts, Body::new(body))
 }
 
 fn headers(h: &axum::http::HeaderMap) -> Vec<(String, String)> {

@@ -218,6 +218,42 @@ async fn a_reload_during_provisioning_follows_the_same_onboarding() -> Result<()
     w.chrome.close().await
 }
 
+/// The network drops in the middle of provisioning (the stream of steps breaks off): the page
+/// says it reconnects, follows the same run with Watch from the last event it saw, and
+/// reaches Done with each step once; one onboarding, one app.
+#[tokio::test]
+async fn a_network_loss_during_provisioning_reconnects_from_the_last_event() -> Result<()> {
+    let w = Wiz::start_slow(Some("network-loss"), 1500).await?;
+    let token = w.provisioning("SbcNetLoss", ".ok").await?;
+    let watches = |w: &Wiz| {
+        w.proxy
+            .exchanges()
+            .iter()
+            .filter(|x| x.request_line.starts_with("POST /wizard/api/watch"))
+            .count()
+    };
+    ensure!(watches(&w) == 0, "watched before the loss");
+    w.proxy.cut();
+    w.wait_text("conn", "Reconnecting", "the reconnecting words")
+        .await?;
+    w.shoot("06c-progress-reconnecting").await?;
+    w.after_run("s-done").await?;
+    ensure!(watches(&w) >= 1, "no Watch after the loss");
+    let names: Vec<String> = serde_json::from_value(
+        w.chrome
+            .js("return [...document.querySelectorAll('#steps li')].map(li => li.textContent)")
+            .await?,
+    )?;
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    ensure!(unique.len() == names.len(), "a step twice: {names:?}");
+    snapshot::no_duplicates(&w.env.sim.snapshot(), "SbcNetLoss")?;
+    ensure!(w.onboardings().await?.len() == 1, "one onboarding");
+    w.check_exchanges(&token)?;
+    w.chrome.close().await
+}
+
 /// On the attach screen: the client id and secret of `app` typed, "Validate" clicked.
 async fn validate(w: &Wiz, app: &HandMade) -> Result<()> {
     w.chrome.type_into("att-client", &app.client_id).await?;

@@ -374,14 +374,14 @@ impl Credentials {
                     change("roleDefinitionId", json!(id), Value::Null),
                     override_used,
                 );
-                let (_, seq) = aud
+                let removed = aud
                     .change(
                         spec,
                         |ctx| async move { g.remove_directory_role_assignment(&aid, &ctx).await },
                         |_| vec![],
                     )
-                    .await?;
-                seqs.push(seq);
+                    .await;
+                seqs.extend(gone_already(removed)?);
             }
         }
         self.grants_after(&graph, &reg, seqs).await
@@ -468,14 +468,14 @@ impl Credentials {
                     change("permission", json!(name), Value::Null),
                     override_used,
                 );
-                let (_, seq) = aud
+                let removed = aud
                     .change(
                         spec,
                         |ctx| async move { g.revoke_app_role(&res, &aid, &ctx).await },
                         |_| vec![],
                     )
-                    .await?;
-                seqs.push(seq);
+                    .await;
+                seqs.extend(gone_already(removed)?);
             }
         }
         self.grants_after(&graph, &reg, seqs).await
@@ -520,6 +520,20 @@ fn removal(
         target: target(kind, Some(id.to_owned()), name),
         changes: vec![was, set("overrideRequired", json!(override_used))],
         after_create: false,
+    }
+}
+
+/// A removal's outcome entry index, or `None` when Graph answered 404: the list it came from
+/// may still show what an earlier call removed (Graph: "replication delays for app role
+/// assignments that were recently granted or removed"), so it is gone already and the
+/// `failed` outcome entry keeps Graph's words.
+fn gone_already<T>(
+    removed: Result<(T, u64), CredentialsError>,
+) -> Result<Option<u64>, CredentialsError> {
+    match removed {
+        Ok((_, seq)) => Ok(Some(seq)),
+        Err(CredentialsError::Entra { source, .. }) if source.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -311,6 +311,41 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
     Ok(())
 }
 
+/// Graph's assignment lists may go on showing what was just removed ("replication delays for
+/// app role assignments that were recently granted or removed"): removing it again meets a
+/// 404 on the DELETE, which means it is gone already, not a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_the_lists_still_show_is_gone_already() -> Result<()> {
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = provisioned(&env, &creds, "lag", "Sbc-Lag").await?;
+    store_session(&env, &creds, "globaladmin").await?;
+    creds.update_roles(&r, &adding(&["Global Reader"])).await?;
+    creds
+        .update_permissions(&r, &adding(&["Group.Read.All"]))
+        .await?;
+    let mut faults = calm();
+    faults.assignment_list_lag_ms = 60_000;
+    env.sim.set_faults(faults);
+    let g = creds
+        .update_roles(&r, &removing(&["Global Reader"]))
+        .await?;
+    ensure!(g.audit_seqs.len() == 1, "{g:?}");
+    let g = creds
+        .update_permissions(&r, &removing(&["Group.Read.All"]))
+        .await?;
+    ensure!(g.audit_seqs.len() == 1, "{g:?}");
+    // The lists still show both: removing them again finds each gone (a 404), and succeeds.
+    let g = creds
+        .update_roles(&r, &removing(&["Global Reader"]))
+        .await?;
+    ensure!(g.audit_seqs.is_empty(), "{g:?}");
+    let g = creds
+        .update_permissions(&r, &removing(&["Group.Read.All"]))
+        .await?;
+    ensure!(g.audit_seqs.is_empty(), "{g:?}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_that_owns_itself_with_owned_by_rotates_without_an_admin() -> Result<()> {
     let owned_by = OWNED_BY;

@@ -406,6 +406,8 @@ pub fn seed_directory(domain: &str, created: &str) -> Directory {
         deleted_items: vec![],
         deleted_applications: vec![],
         deleted_service_principals: vec![],
+        unlisting_app_role_assignments: vec![],
+        unlisting_role_assignments: vec![],
     }
 }
 

@@ -306,11 +306,18 @@ pub fn list_role_assignments(c: &Ctx<'_>) -> Reply {
             "The query specified in the URI is not valid. Query option 'Top' is not allowed. To allow it, set the 'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.",
         ));
     }
+    let unlisting = inner
+        .dir
+        .unlisting_role_assignments
+        .iter()
+        .filter(|(_, until)| !c.s.visible(*until))
+        .map(|(r, _)| r);
     let items = inner
         .dir
         .role_assignments
         .iter()
         .filter(|r| c.s.visible(r.listed_at_ms))
+        .chain(unlisting)
         .map(RoleAssignment::to_json)
         .collect();
     Ok(collection(
@@ -401,7 +408,21 @@ pub fn delete_role_assignment(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
     authz::require(c, &inner.dir, &WRITE_ROLES, &[])?;
     let id = c.object_id(key)?;
+    let removed = inner
+        .dir
+        .role_assignments
+        .iter()
+        .find(|r| r.id == id)
+        .cloned();
     c.remove(&mut inner.dir.role_assignments, id, |r| r.id == id)?;
+    // The lists may go on showing it for a while (`Faults::assignment_list_lag_ms`).
+    let until = c.s.listed_at(&inner);
+    let dir = &mut inner.dir;
+    dir.unlisting_role_assignments
+        .retain(|(_, t)| !c.s.visible(*t));
+    if let Some(r) = removed.filter(|_| !c.s.visible(until)) {
+        dir.unlisting_role_assignments.push((r, until));
+    }
     c.s.persist(&inner);
     Ok(no_content())
 }

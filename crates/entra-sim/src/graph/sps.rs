@@ -204,11 +204,19 @@ fn list_role_assignments(
 ) -> Reply {
     let inner = c.lock();
     let id = readable_sp_id(c, &inner.dir, key, &READ_APPS)?;
+    let unlisting = inner
+        .dir
+        .unlisting_app_role_assignments
+        .iter()
+        .filter(|(_, until)| !c.s.visible(*until))
+        .map(|(a, _)| a);
     let items = inner
         .dir
         .app_role_assignments
         .iter()
-        .filter(|a| of(a, &id) && c.s.visible(a.listed_at_ms))
+        .filter(|a| c.s.visible(a.listed_at_ms))
+        .chain(unlisting)
+        .filter(|a| of(a, &id))
         .map(AppRoleAssignment::to_json)
         .collect();
     let context = format!("servicePrincipals('{id}')/{relation}");
@@ -352,7 +360,14 @@ pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) ->
         &ASSIGN_OTHER_ROLES
     };
     authz::require(c, &inner.dir, need, &[])?;
-    inner.dir.app_role_assignments.remove(pos);
+    let removed = inner.dir.app_role_assignments.remove(pos);
+    let until = c.s.listed_at(&inner);
+    let dir = &mut inner.dir;
+    dir.unlisting_app_role_assignments
+        .retain(|(_, t)| !c.s.visible(*t));
+    if !c.s.visible(until) {
+        dir.unlisting_app_role_assignments.push((removed, until));
+    }
     c.s.persist(&inner);
     Ok(no_content())
 }

@@ -73,7 +73,7 @@ impl Run {
                         |c| async move { graph.remove_directory_role_assignment(&id, &c).await },
                     )
                     .await?;
-                seqs.push(seq);
+                seqs.extend(seq);
                 removed.push(format!("role assignment {}", a.id));
             }
             let grants = self
@@ -94,7 +94,7 @@ impl Run {
                         |c| async move { graph.revoke_app_role(&res, &id, &c).await },
                     )
                     .await?;
-                seqs.push(seq);
+                seqs.extend(seq);
                 removed.push(format!("grant {}", g.id));
             }
             let graph = &self.graph;
@@ -107,7 +107,7 @@ impl Run {
                     |c| async move { graph.delete_service_principal(&id, &c).await },
                 )
                 .await?;
-            seqs.push(seq);
+            seqs.extend(seq);
             removed.push(format!("service principal {}", sp.id));
         }
         if let Some(app) = &app {
@@ -124,7 +124,7 @@ impl Run {
                     |c| async move { graph.delete_application(&id, &c).await },
                 )
                 .await?;
-            seqs.push(seq);
+            seqs.extend(seq);
             removed.push(format!("application {}", app.id));
         }
         self.update(|r| {
@@ -147,16 +147,19 @@ impl Run {
         })
     }
 
-    /// One audited removal at `step`: `action` on `target` (an object that exists, so its id
-    /// is known and no replication lag is expected), `was` what it held, now gone. Returns the
-    /// outcome entry's index.
+    /// One audited removal at `step`: `action` on `target` (an object a list showed, so its
+    /// id is known and no replication lag is expected), `was` what it held, now gone. Returns
+    /// the outcome entry's index, or `None` when Graph answers 404: a list may still show what
+    /// an earlier attempt removed ("replication delays for app role assignments that were
+    /// recently granted or removed", Graph's list-approleassignments page), so the object is
+    /// already gone, the goal is reached, and the `failed` outcome entry records Graph's words.
     pub(super) async fn remove<Fut>(
         &self,
         (step, action): (&str, Action),
         target: Target,
         was: Vec<audit::Change>,
         call: impl FnOnce(OpContext) -> Fut,
-    ) -> Result<u64, ProvisionError>
+    ) -> Result<Option<u64>, ProvisionError>
     where
         Fut: Future<Output = Result<Reply<()>, EntraError>>,
     {
@@ -167,7 +170,10 @@ impl Run {
             changes: was,
             after_create: false,
         };
-        let ((), seq) = self.change(spec, call, |_| (None, vec![])).await?;
-        Ok(seq)
+        match self.change(spec, call, |_| (None, vec![])).await {
+            Ok(((), seq)) => Ok(Some(seq)),
+            Err(ProvisionError::Entra { source, .. }) if source.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }

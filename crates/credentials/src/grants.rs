@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use entra_client::graph::types::{AppRoleAssignment, UnifiedRoleAssignment};
 use entra_client::{GraphClient, OpContext};
 use onboard_core::audit::{Action, Change, TargetKind, change, set};
+use onboard_core::permissions::ResolvedPermission;
 use onboard_core::profiles::{PermissionRef, Resource};
 use onboard_core::{ResolvedProfile, roles};
 use serde_json::{Value, json};
@@ -264,7 +265,12 @@ impl Credentials {
         let (assignments, names) = self.app_role_assignments(graph, reg).await?;
         let permissions = assignments
             .iter()
-            .filter_map(|a| names.get(&(a.resource_id.clone(), a.app_role_id.clone())))
+            .filter_map(|a| {
+                names.get(&(
+                    a.resource_id.to_ascii_lowercase(),
+                    a.app_role_id.to_ascii_lowercase(),
+                ))
+            })
             .cloned()
             .collect();
         let roles = held_roles(graph, reg)
@@ -301,7 +307,14 @@ impl Credentials {
                         resource: res,
                         value: v.clone(),
                     });
-                    names.insert((sp.value.id.clone(), role.id.clone()), name);
+                    // Keyed lower-case: Graph compares GUIDs without regard to case.
+                    names.insert(
+                        (
+                            sp.value.id.to_ascii_lowercase(),
+                            role.id.to_ascii_lowercase(),
+                        ),
+                        name,
+                    );
                 }
             }
         }
@@ -419,10 +432,7 @@ impl Credentials {
         let aud = self.auditor(&reg, "", &req.actor);
         let mut seqs = Vec::new();
         for p in resolved.iter().filter(|p| add.contains(&p.permission)) {
-            if held
-                .iter()
-                .any(|a| a.resource_id == p.resource_sp_id && a.app_role_id == p.app_role_id)
-            {
+            if held.iter().any(|a| same_assignment(a, p)) {
                 continue;
             }
             let name = permission_name(&p.permission);
@@ -454,10 +464,7 @@ impl Credentials {
         for p in resolved.iter().filter(|p| remove.contains(&p.permission)) {
             let name = permission_name(&p.permission);
             let override_used = required.contains(&name);
-            for a in held
-                .iter()
-                .filter(|a| a.resource_id == p.resource_sp_id && a.app_role_id == p.app_role_id)
-            {
+            for a in held.iter().filter(|a| same_assignment(a, p)) {
                 let (g, res, aid) = (&graph, p.resource_sp_id.clone(), a.id.clone());
                 let spec = removal(
                     (
@@ -521,6 +528,13 @@ fn removal(
         changes: vec![was, set("overrideRequired", json!(override_used))],
         after_create: false,
     }
+}
+
+/// Whether `a` grants permission `p`: the same resource and app role, compared without
+/// regard to case, as Graph compares GUIDs.
+fn same_assignment(a: &AppRoleAssignment, p: &ResolvedPermission) -> bool {
+    a.resource_id.eq_ignore_ascii_case(&p.resource_sp_id)
+        && a.app_role_id.eq_ignore_ascii_case(&p.app_role_id)
 }
 
 /// A removal's outcome entry index, or `None` when Graph answered 404: the list it came from

@@ -439,7 +439,11 @@ impl Credentials {
         graph
             .list_application_owners(&app.value.id, &ctx)
             .await
-            .is_ok_and(|o| o.value.iter().any(|x| x.id == reg.sp_id))
+            .is_ok_and(|o| {
+                o.value
+                    .iter()
+                    .any(|x| x.id.eq_ignore_ascii_case(&reg.sp_id))
+            })
     }
 
     /// Graph for reading what `reg` holds: the tenant's admin session when there is one, else

@@ -94,10 +94,10 @@ impl Engine {
         let perms = resolve_permissions(&graph, &rec.profile, &OpContext::new()).await?;
         let mut seen = Vec::new();
         for p in &perms {
-            if let Some((id, _, _)) = granted
-                .iter()
-                .find(|(_, res, role)| *res == p.resource_sp_id && *role == p.app_role_id)
-            {
+            if let Some((id, _, _)) = granted.iter().find(|(_, res, role)| {
+                res.eq_ignore_ascii_case(&p.resource_sp_id)
+                    && role.eq_ignore_ascii_case(&p.app_role_id)
+            }) {
                 seen.push((p.key(), id.clone()));
             }
         }

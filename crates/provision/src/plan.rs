@@ -197,10 +197,9 @@ pub(crate) fn build(
     );
     push("client_secret.add", app_name.to_owned(), "create", manage);
     for p in perms {
-        let held = st
-            .granted
-            .iter()
-            .any(|(r, id)| *r == p.resource_sp_id && *id == p.app_role_id);
+        let held = st.granted.iter().any(|(r, id)| {
+            r.eq_ignore_ascii_case(&p.resource_sp_id) && id.eq_ignore_ascii_case(&p.app_role_id)
+        });
         let op = if held { "none" } else { "create" };
         let right = Some(p.permission.resource.grant_right());
         push("app_role_assignment.create", p.key(), op, right);

@@ -342,7 +342,7 @@ impl Run {
                 .await
                 .map_err(|e| ProvisionError::entra(ids::OWNER, e))?
                 .value;
-            if owners.iter().any(|o| o.id == sp_id) {
+            if owners.iter().any(|o| o.id.eq_ignore_ascii_case(&sp_id)) {
                 return Ok(StepOutcome::unchanged(format!(
                     "service principal {sp_id} already owns the app"
                 )));

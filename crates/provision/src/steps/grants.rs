@@ -116,6 +116,10 @@ impl Run {
         let left = before - items.len();
         let total = items.len();
         let sem = Arc::new(Semaphore::new(self.inner.cfg.concurrency.max(1)));
+        // Read once for the whole step: the sign-in check runs beside it and, once it passes,
+        // `sp_may_lag` turns false, but a token from the STS proves nothing about the Graph
+        // replica an item still waiting for a slot will write to.
+        let sp_lag = self.sp_may_lag().await;
         let mut set = JoinSet::new();
         for item in items {
             let run = self.clone();
@@ -123,7 +127,7 @@ impl Run {
             let sp = sp_id.clone();
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                run.one(item, &sp).await
+                run.one(item, &sp, sp_lag).await
             });
         }
         let mut seqs = Vec::new();
@@ -153,8 +157,9 @@ impl Run {
         })
     }
 
-    /// One grant or assignment, with its own Started/Done/Failed events.
-    async fn one(&self, item: Item, sp_id: &str) -> Result<u64, ProvisionError> {
+    /// One grant or assignment, with its own Started/Done/Failed events; `sp_lag`: whether
+    /// the service principal may not have replicated yet.
+    async fn one(&self, item: Item, sp_id: &str, sp_lag: bool) -> Result<u64, ProvisionError> {
         let step = item.step_id();
         let description = match &item {
             Item::Grant(p) => format!("grant {} with admin consent", p.key()),
@@ -162,8 +167,8 @@ impl Run {
         };
         self.emitter.emit(&step, EventKind::Started { description });
         let result = match &item {
-            Item::Grant(p) => self.grant(&step, p, sp_id).await,
-            Item::Role(r) => self.assign(&step, r, sp_id).await,
+            Item::Grant(p) => self.grant(&step, p, sp_id, sp_lag).await,
+            Item::Role(r) => self.assign(&step, r, sp_id, sp_lag).await,
         };
         match &result {
             Ok((seq, detail)) => {
@@ -187,6 +192,7 @@ impl Run {
         step: &str,
         p: &ResolvedPermission,
         sp_id: &str,
+        sp_lag: bool,
     ) -> Result<(u64, String), ProvisionError> {
         let target = Target::new(TargetKind::AppRoleAssignment, None).named(p.key());
         let changes = vec![
@@ -208,7 +214,7 @@ impl Run {
                     action: Action::AppRoleAssignmentCreate,
                     target,
                     changes,
-                    after_create: self.sp_may_lag().await,
+                    after_create: sp_lag,
                 },
                 |ctx| async move { graph.grant_app_role(&res, &pid, &rid, &ctx).await },
                 |a| (Some(a.id.clone()), vec![]),
@@ -227,6 +233,7 @@ impl Run {
         step: &str,
         role: &RoleRef,
         sp_id: &str,
+        sp_lag: bool,
     ) -> Result<(u64, String), ProvisionError> {
         let target = Target::new(TargetKind::UnifiedRoleAssignment, None).named(&role.name);
         let changes = vec![
@@ -243,7 +250,7 @@ impl Run {
                     action: Action::DirectoryRoleAssignmentCreate,
                     target,
                     changes,
-                    after_create: self.sp_may_lag().await,
+                    after_create: sp_lag,
                 },
                 |ctx| async move { graph.assign_directory_role(&tid, &pid, &ctx).await },
                 |a| (Some(a.id.clone()), vec![]),

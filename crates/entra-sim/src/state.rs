@@ -308,6 +308,26 @@ impl Shared {
         self.now_ms() + inner.faults.assignment_list_lag_ms
     }
 
+    /// The removed assignments the lists still show now (`Faults::assignment_list_lag_ms`).
+    pub fn still_listed<'a, T>(
+        &'a self,
+        unlisting: &'a [(T, u64)],
+    ) -> impl Iterator<Item = &'a T> + 'a {
+        unlisting
+            .iter()
+            .filter(move |(_, until)| !self.visible(*until))
+            .map(|(item, _)| item)
+    }
+
+    /// Keeps `removed` in the lists until `until` (a [`Self::listed_at`] taken at the
+    /// removal), and forgets those whose time is past.
+    pub fn unlist<T>(&self, unlisting: &mut Vec<(T, u64)>, removed: T, until: u64) {
+        unlisting.retain(|(_, t)| !self.visible(*t));
+        if !self.visible(until) {
+            unlisting.push((removed, until));
+        }
+    }
+
     /// Whether an object with this `visible_at_ms` has replicated yet.
     pub fn visible(&self, visible_at_ms: u64) -> bool {
         self.now_ms() >= visible_at_ms

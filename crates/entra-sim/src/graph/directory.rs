@@ -306,12 +306,7 @@ pub fn list_role_assignments(c: &Ctx<'_>) -> Reply {
             "The query specified in the URI is not valid. Query option 'Top' is not allowed. To allow it, set the 'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.",
         ));
     }
-    let unlisting = inner
-        .dir
-        .unlisting_role_assignments
-        .iter()
-        .filter(|(_, until)| !c.s.visible(*until))
-        .map(|(r, _)| r);
+    let unlisting = c.s.still_listed(&inner.dir.unlisting_role_assignments);
     let items = inner
         .dir
         .role_assignments
@@ -417,11 +412,8 @@ pub fn delete_role_assignment(c: &Ctx<'_>, key: &Key) -> Reply {
     c.remove(&mut inner.dir.role_assignments, id, |r| r.id == id)?;
     // The lists may go on showing it for a while (`Faults::assignment_list_lag_ms`).
     let until = c.s.listed_at(&inner);
-    let dir = &mut inner.dir;
-    dir.unlisting_role_assignments
-        .retain(|(_, t)| !c.s.visible(*t));
-    if let Some(r) = removed.filter(|_| !c.s.visible(until)) {
-        dir.unlisting_role_assignments.push((r, until));
+    if let Some(r) = removed {
+        c.s.unlist(&mut inner.dir.unlisting_role_assignments, r, until);
     }
     c.s.persist(&inner);
     Ok(no_content())

@@ -204,12 +204,7 @@ fn list_role_assignments(
 ) -> Reply {
     let inner = c.lock();
     let id = readable_sp_id(c, &inner.dir, key, &READ_APPS)?;
-    let unlisting = inner
-        .dir
-        .unlisting_app_role_assignments
-        .iter()
-        .filter(|(_, until)| !c.s.visible(*until))
-        .map(|(a, _)| a);
+    let unlisting = c.s.still_listed(&inner.dir.unlisting_app_role_assignments);
     let items = inner
         .dir
         .app_role_assignments
@@ -362,12 +357,11 @@ pub fn unassign(c: &Ctx<'_>, key: &Key, assignment: &str, via_resource: bool) ->
     authz::require(c, &inner.dir, need, &[])?;
     let removed = inner.dir.app_role_assignments.remove(pos);
     let until = c.s.listed_at(&inner);
-    let dir = &mut inner.dir;
-    dir.unlisting_app_role_assignments
-        .retain(|(_, t)| !c.s.visible(*t));
-    if !c.s.visible(until) {
-        dir.unlisting_app_role_assignments.push((removed, until));
-    }
+    c.s.unlist(
+        &mut inner.dir.unlisting_app_role_assignments,
+        removed,
+        until,
+    );
     c.s.persist(&inner);
     Ok(no_content())
 }

@@ -452,18 +452,49 @@ impl DriftMonitor {
                 let role = res
                     .app_role(value)
                     .ok_or_else(|| format!("{} offers no app role {value}", api.key()))?;
-                let r = graph
+                match graph
                     .grant_app_role(&res.id, &input.sp_id, &role.id, &ctx)
                     .await
-                    .map_err(|e| e.to_string())?;
-                Ok((r.value.id, r.meta.request_id))
+                {
+                    Ok(r) => Ok((r.value.id, r.meta.request_id)),
+                    // The finding came from a token or a list that trails a grant made since
+                    // (Graph: "replication delays for app role assignments that were recently
+                    // granted"): it is in place, and its id is what the repair records.
+                    Err(e) if e.is_already_exists() => graph
+                        .list_app_role_assignments(&input.sp_id, &ctx)
+                        .await
+                        .ok()
+                        .and_then(|l| {
+                            l.value.into_iter().find(|a| {
+                                a.resource_id.eq_ignore_ascii_case(&res.id)
+                                    && a.app_role_id.eq_ignore_ascii_case(&role.id)
+                            })
+                        })
+                        .map(|a| (a.id, None))
+                        .ok_or_else(|| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
             Finding::MissingRole { template_id, .. } => {
-                let r = graph
+                match graph
                     .assign_directory_role(template_id, &input.sp_id, &ctx)
                     .await
-                    .map_err(|e| e.to_string())?;
-                Ok((r.value.id, r.meta.request_id))
+                {
+                    Ok(r) => Ok((r.value.id, r.meta.request_id)),
+                    // Assigned since the list that found it missing was read: in place.
+                    Err(e) if e.is_already_exists() => graph
+                        .list_directory_role_assignments(&input.sp_id, &ctx)
+                        .await
+                        .ok()
+                        .and_then(|l| {
+                            l.value
+                                .into_iter()
+                                .find(|a| a.role_definition_id.eq_ignore_ascii_case(template_id))
+                        })
+                        .map(|a| (a.id, None))
+                        .ok_or_else(|| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
             other => Err(format!("{} is not repairable", other.key())),
         }

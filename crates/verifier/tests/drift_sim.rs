@@ -91,3 +91,61 @@ async fn drift_is_recorded_once_repair_needs_an_admin_and_items_close() -> Resul
     );
     Ok(())
 }
+
+/// One registration, repairs made with `token` (an admin's).
+struct Writer(VerifyInput, SecretString);
+
+impl Targets for Writer {
+    fn resolve<'a>(&'a self, _: &'a Target) -> BoxFuture<'a, verifier::Result<VerifyInput>> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+    fn all(&self) -> BoxFuture<'_, verifier::Result<Vec<Target>>> {
+        Box::pin(async move { Ok(vec![Target::ClientId(self.0.client_id.clone())]) })
+    }
+    fn writer_token<'a>(
+        &'a self,
+        _: &'a VerifyInput,
+    ) -> BoxFuture<'a, verifier::Result<Option<SecretString>>> {
+        Box::pin(async move { Ok(Some(self.1.clone())) })
+    }
+}
+
+/// A permission granted again in the portal while the app's tokens still trail it (Entra's
+/// replication): the run finds it missing from the token, Graph refuses the repair as already
+/// existing, and the repair is recorded as done with the assignment found, not as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_of_a_grant_the_token_trails_is_recorded_with_the_grant_in_place() -> Result<()> {
+    let (env, o) = EngineEnv::with_onboarding("ob-2", "lp-dr2").await?;
+    let g = env.client.graph(o.admin_token.clone());
+    let monitor = DriftMonitor::new(
+        Verifier::new(env.client.clone()),
+        Arc::new(Writer(
+            verify_input(&o, "dr-1", vec![]),
+            o.admin_token.clone(),
+        )),
+        env.audit.clone(),
+        DriftStore::new(env.db.open_tree("drift")?),
+        MonitorConfig {
+            repair_profiles: vec!["direct-routing".into()],
+            actor: "drift-test".into(),
+        },
+    );
+    portal::revoke_permission(&g, &o.sp_id, "User.Read.All").await?;
+    let mut faults = testkit::sim::calm();
+    faults.replication_lag_ms = 60_000;
+    env.sim.set_faults(faults);
+    portal::grant_permission(&g, &o.sp_id, "User.Read.All").await?;
+    let s = monitor.run_once().await?;
+    let key = "permission/graph/User.Read.All/missing";
+    ensure!(
+        s.detected.iter().any(|i| i.key == key) && s.repaired == [key],
+        "{s:?}"
+    );
+    let repairs = with_action(&env.audit, "drift.repair")?;
+    ensure!(
+        repairs.iter().any(|e| e["phase"] == "succeeded")
+            && repairs.iter().all(|e| e["phase"] != "failed"),
+        "{repairs:#?}"
+    );
+    Ok(())
+}

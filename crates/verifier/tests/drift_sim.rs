@@ -15,8 +15,8 @@ use verifier::{
     BoxFuture, DriftMonitor, DriftStore, MonitorConfig, Target, Targets, Verifier, VerifyInput,
 };
 
-/// One registration, no writer token.
-struct Fixed(VerifyInput);
+/// One registration, and the token repairs are made with (none: repair needs an admin).
+struct Fixed(VerifyInput, Option<SecretString>);
 
 impl Targets for Fixed {
     fn resolve<'a>(&'a self, _: &'a Target) -> BoxFuture<'a, verifier::Result<VerifyInput>> {
@@ -29,7 +29,7 @@ impl Targets for Fixed {
         &'a self,
         _: &'a VerifyInput,
     ) -> BoxFuture<'a, verifier::Result<Option<SecretString>>> {
-        Box::pin(async move { Ok(None) })
+        Box::pin(async move { Ok(self.1.clone()) })
     }
 }
 
@@ -39,7 +39,7 @@ async fn drift_is_recorded_once_repair_needs_an_admin_and_items_close() -> Resul
     let g = env.client.graph(o.admin_token.clone());
     let monitor = DriftMonitor::new(
         Verifier::new(env.client.clone()),
-        Arc::new(Fixed(verify_input(&o, "dr-1", vec![]))),
+        Arc::new(Fixed(verify_input(&o, "dr-1", vec![]), None)),
         env.audit.clone(),
         DriftStore::new(env.db.open_tree("drift")?),
         MonitorConfig {
@@ -92,24 +92,6 @@ async fn drift_is_recorded_once_repair_needs_an_admin_and_items_close() -> Resul
     Ok(())
 }
 
-/// One registration, repairs made with `token` (an admin's).
-struct Writer(VerifyInput, SecretString);
-
-impl Targets for Writer {
-    fn resolve<'a>(&'a self, _: &'a Target) -> BoxFuture<'a, verifier::Result<VerifyInput>> {
-        Box::pin(async move { Ok(self.0.clone()) })
-    }
-    fn all(&self) -> BoxFuture<'_, verifier::Result<Vec<Target>>> {
-        Box::pin(async move { Ok(vec![Target::ClientId(self.0.client_id.clone())]) })
-    }
-    fn writer_token<'a>(
-        &'a self,
-        _: &'a VerifyInput,
-    ) -> BoxFuture<'a, verifier::Result<Option<SecretString>>> {
-        Box::pin(async move { Ok(Some(self.1.clone())) })
-    }
-}
-
 /// A permission granted again in the portal while the app's tokens still trail it (Entra's
 /// replication): the run finds it missing from the token, Graph refuses the repair as already
 /// existing, and the repair is recorded as done with the assignment found, not as failed.
@@ -119,9 +101,9 @@ async fn a_repair_of_a_grant_the_token_trails_is_recorded_with_the_grant_in_plac
     let g = env.client.graph(o.admin_token.clone());
     let monitor = DriftMonitor::new(
         Verifier::new(env.client.clone()),
-        Arc::new(Writer(
+        Arc::new(Fixed(
             verify_input(&o, "dr-1", vec![]),
-            o.admin_token.clone(),
+            Some(o.admin_token.clone()),
         )),
         env.audit.clone(),
         DriftStore::new(env.db.open_tree("drift")?),

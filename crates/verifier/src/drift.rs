@@ -460,18 +460,13 @@ impl DriftMonitor {
                     // The finding came from a token or a list that trails a grant made since
                     // (Graph: "replication delays for app role assignments that were recently
                     // granted"): it is in place, and its id is what the repair records.
-                    Err(e) if e.is_already_exists() => graph
-                        .list_app_role_assignments(&input.sp_id, &ctx)
+                    Err(e) if e.is_already_exists() => match graph
+                        .find_app_role_grant(&res.id, &input.sp_id, &role.id, &ctx)
                         .await
-                        .ok()
-                        .and_then(|l| {
-                            l.value.into_iter().find(|a| {
-                                a.resource_id.eq_ignore_ascii_case(&res.id)
-                                    && a.app_role_id.eq_ignore_ascii_case(&role.id)
-                            })
-                        })
-                        .map(|a| (a.id, None))
-                        .ok_or_else(|| e.to_string()),
+                    {
+                        Ok(Some(a)) => Ok((a.value.id, None)),
+                        _ => Err(e.to_string()),
+                    },
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -482,17 +477,13 @@ impl DriftMonitor {
                 {
                     Ok(r) => Ok((r.value.id, r.meta.request_id)),
                     // Assigned since the list that found it missing was read: in place.
-                    Err(e) if e.is_already_exists() => graph
-                        .list_directory_role_assignments(&input.sp_id, &ctx)
+                    Err(e) if e.is_already_exists() => match graph
+                        .find_directory_role_assignment(template_id, &input.sp_id, &ctx)
                         .await
-                        .ok()
-                        .and_then(|l| {
-                            l.value
-                                .into_iter()
-                                .find(|a| a.role_definition_id.eq_ignore_ascii_case(template_id))
-                        })
-                        .map(|a| (a.id, None))
-                        .ok_or_else(|| e.to_string()),
+                    {
+                        Ok(Some(a)) => Ok((a.value.id, None)),
+                        _ => Err(e.to_string()),
+                    },
                     Err(e) => Err(e.to_string()),
                 }
             }

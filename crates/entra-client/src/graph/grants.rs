@@ -49,13 +49,7 @@ impl GraphClient {
                 "grant_app_role",
                 ctx,
                 move || self.post_json("grant_app_role", path, body, ctx),
-                move || async move {
-                    let held = self.list_app_role_assignments(principal_id, ctx).await?;
-                    Ok(first_match(held, |a| {
-                        a.resource_id.eq_ignore_ascii_case(resource_sp_id)
-                            && a.app_role_id.eq_ignore_ascii_case(app_role_id)
-                    }))
-                },
+                move || self.find_app_role_grant(resource_sp_id, principal_id, app_role_id, ctx),
             )
             .await?;
         tracing::info!(
@@ -67,6 +61,22 @@ impl GraphClient {
             "app role granted"
         );
         Ok(reply)
+    }
+
+    /// `principal_id`'s grant of app role `app_role_id` of resource SP `resource_sp_id`, when its
+    /// grants list it (ids compared without regard to case, as Graph compares GUIDs).
+    pub async fn find_app_role_grant(
+        &self,
+        resource_sp_id: &str,
+        principal_id: &str,
+        app_role_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Option<Reply<AppRoleAssignment>>, EntraError> {
+        let held = self.list_app_role_assignments(principal_id, ctx).await?;
+        Ok(first_match(held, |a| {
+            a.resource_id.eq_ignore_ascii_case(resource_sp_id)
+                && a.app_role_id.eq_ignore_ascii_case(app_role_id)
+        }))
     }
 
     /// Everyone holding app roles of resource SP `resource_sp_id`.

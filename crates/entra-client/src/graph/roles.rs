@@ -72,16 +72,7 @@ impl GraphClient {
                 "assign_directory_role",
                 ctx,
                 move || self.post_json("assign_directory_role", ROLE_ASSIGNMENTS, body, ctx),
-                move || async move {
-                    let held = self
-                        .list_directory_role_assignments(principal_id, ctx)
-                        .await?;
-                    Ok(first_match(held, |a| {
-                        a.role_definition_id
-                            .eq_ignore_ascii_case(role_definition_id)
-                            && a.directory_scope_id.as_deref().unwrap_or("/") == "/"
-                    }))
-                },
+                move || self.find_directory_role_assignment(role_definition_id, principal_id, ctx),
             )
             .await?;
         tracing::info!(
@@ -92,6 +83,24 @@ impl GraphClient {
             "directory role assigned"
         );
         Ok(reply)
+    }
+
+    /// `principal_id`'s tenant-wide assignment of directory role `role_definition_id`, when its
+    /// assignments list it.
+    pub async fn find_directory_role_assignment(
+        &self,
+        role_definition_id: &str,
+        principal_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Option<Reply<UnifiedRoleAssignment>>, EntraError> {
+        let held = self
+            .list_directory_role_assignments(principal_id, ctx)
+            .await?;
+        Ok(first_match(held, |a| {
+            a.role_definition_id
+                .eq_ignore_ascii_case(role_definition_id)
+                && a.directory_scope_id.as_deref().unwrap_or("/") == "/"
+        }))
     }
 
     /// Directory role assignments of `principal_id`. Graph refuses `$top` on this collection,

@@ -230,7 +230,10 @@ impl Credentials {
 
     /// The registration with client id `client_id`, in any tenant (for the Verification service).
     pub fn find(&self, client_id: &str) -> Result<Option<RegistrationView>, CredentialsError> {
-        self.find_view(|r| r.client_id.eq_ignore_ascii_case(client_id))
+        Ok(self
+            .views_where(|r| r.client_id.eq_ignore_ascii_case(client_id))?
+            .into_iter()
+            .next())
     }
 
     /// The registration service `service_id` uses (its current secret belongs to it). A
@@ -241,13 +244,7 @@ impl Credentials {
         &self,
         service_id: &str,
     ) -> Result<Option<RegistrationView>, CredentialsError> {
-        let now = time::OffsetDateTime::now_utc();
-        let mut found: Vec<RegistrationView> = self
-            .all()?
-            .iter()
-            .filter(|r| r.current.contains_key(service_id))
-            .map(|r| RegistrationView::of(r, now))
-            .collect();
+        let mut found = self.views_where(|r| r.current.contains_key(service_id))?;
         if found.len() > 1 {
             let ids: Vec<&str> = found.iter().map(|v| v.client_id.as_str()).collect();
             return Err(CredentialsError::FailedPrecondition(format!(
@@ -260,27 +257,23 @@ impl Credentials {
         Ok(found.pop())
     }
 
-    /// The view of the first registration `which` picks.
-    fn find_view(
+    /// The views of the registrations `which` picks, in store order.
+    fn views_where(
         &self,
         which: impl Fn(&Registration) -> bool,
-    ) -> Result<Option<RegistrationView>, CredentialsError> {
-        let now = time::OffsetDateTime::now_utc();
-        Ok(self
-            .all()?
-            .into_iter()
-            .find(|r| which(r))
-            .map(|r| RegistrationView::of(&r, now)))
-    }
-
-    /// Every managed registration.
-    pub fn list(&self) -> Result<Vec<RegistrationView>, CredentialsError> {
+    ) -> Result<Vec<RegistrationView>, CredentialsError> {
         let now = time::OffsetDateTime::now_utc();
         Ok(self
             .all()?
             .iter()
+            .filter(|r| which(r))
             .map(|r| RegistrationView::of(r, now))
             .collect())
+    }
+
+    /// Every managed registration.
+    pub fn list(&self) -> Result<Vec<RegistrationView>, CredentialsError> {
+        self.views_where(|_| true)
     }
 
     /// The current secret of `service_id` on `r`, opened. Never log it.

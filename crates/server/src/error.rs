@@ -483,12 +483,10 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
                 ],
             );
         }
-        return sign_in_ended(Code::PermissionDenied, msg, "SIGN_IN_DECLINED", e);
+        return sign_in_ended(Code::PermissionDenied, msg, e);
     }
     match e.root() {
-        EntraError::DeviceCodeExpired(_) => {
-            sign_in_ended(Code::DeadlineExceeded, msg, "DEVICE_CODE_EXPIRED", e)
-        }
+        EntraError::DeviceCodeExpired(_) => sign_in_ended(Code::DeadlineExceeded, msg, e),
         EntraError::BadVerificationCode(_)
         | EntraError::SignInAnswerLost(_)
         | EntraError::Sts(_)
@@ -506,9 +504,10 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
 /// A sign-in Microsoft ended (declined or blocked: PERMISSION_DENIED; the device code
 /// expired: DEADLINE_EXCEEDED) with a `google.rpc.ErrorInfo` whose reason tells it from a
 /// caller's own refusal or deadline, in domain `onboard.v1`: the invitation can sign in again.
-fn sign_in_ended(code: Code, msg: String, reason: &str, e: &EntraError) -> Status {
+fn sign_in_ended(code: Code, msg: String, e: &EntraError) -> Status {
     let reason = match e.root() {
-        EntraError::DeviceCodeDeclined(_) | EntraError::DeviceCodeExpired(_) => reason,
+        EntraError::DeviceCodeDeclined(_) => "SIGN_IN_DECLINED",
+        EntraError::DeviceCodeExpired(_) => "DEVICE_CODE_EXPIRED",
         // A Conditional Access block or an unassigned user at the STS.
         _ => "SIGN_IN_REFUSED",
     };

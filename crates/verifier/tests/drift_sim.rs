@@ -8,7 +8,7 @@ use anyhow::{Result, ensure};
 use entra_client::graph::roles::template::TEAMS_ADMINISTRATOR;
 use secrecy::SecretString;
 use testkit::audit::with_action;
-use testkit::engine::EngineEnv;
+use testkit::engine::{EngineEnv, Onboarded};
 use testkit::platform::verify_input;
 use testkit::portal;
 use verifier::{
@@ -33,20 +33,26 @@ impl Targets for Fixed {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drift_is_recorded_once_repair_needs_an_admin_and_items_close() -> Result<()> {
-    let (env, o) = EngineEnv::with_onboarding("ob-1", "lp-dr1").await?;
-    let g = env.client.graph(o.admin_token.clone());
-    let monitor = DriftMonitor::new(
+/// A monitor of `o`'s registration (service `dr-1`) repairing the direct-routing profile as
+/// `drift-test`, with `writer` as its repair token.
+fn monitor(env: &EngineEnv, o: &Onboarded, writer: Option<SecretString>) -> Result<DriftMonitor> {
+    Ok(DriftMonitor::new(
         Verifier::new(env.client.clone()),
-        Arc::new(Fixed(verify_input(&o, "dr-1", vec![]), None)),
+        Arc::new(Fixed(verify_input(o, "dr-1", vec![]), writer)),
         env.audit.clone(),
         DriftStore::new(env.db.open_tree("drift")?),
         MonitorConfig {
             repair_profiles: vec!["direct-routing".into()],
             actor: "drift-test".into(),
         },
-    );
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_recorded_once_repair_needs_an_admin_and_items_close() -> Result<()> {
+    let (env, o) = EngineEnv::with_onboarding("ob-1", "lp-dr1").await?;
+    let g = env.client.graph(o.admin_token.clone());
+    let monitor = monitor(&env, &o, None)?;
     let s = monitor.run_once().await?;
     ensure!(s.verified == 1 && s.detected.is_empty(), "{s:?}");
 
@@ -99,19 +105,7 @@ async fn drift_is_recorded_once_repair_needs_an_admin_and_items_close() -> Resul
 async fn a_repair_of_a_grant_the_token_trails_is_recorded_with_the_grant_in_place() -> Result<()> {
     let (env, o) = EngineEnv::with_onboarding("ob-2", "lp-dr2").await?;
     let g = env.client.graph(o.admin_token.clone());
-    let monitor = DriftMonitor::new(
-        Verifier::new(env.client.clone()),
-        Arc::new(Fixed(
-            verify_input(&o, "dr-1", vec![]),
-            Some(o.admin_token.clone()),
-        )),
-        env.audit.clone(),
-        DriftStore::new(env.db.open_tree("drift")?),
-        MonitorConfig {
-            repair_profiles: vec!["direct-routing".into()],
-            actor: "drift-test".into(),
-        },
-    );
+    let monitor = monitor(&env, &o, Some(o.admin_token.clone()))?;
     portal::revoke_permission(&g, &o.sp_id, "User.Read.All").await?;
     let mut faults = testkit::sim::calm();
     faults.replication_lag_ms = 60_000;

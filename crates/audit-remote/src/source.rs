@@ -118,17 +118,17 @@ impl HttpSource {
             StatusCode::NOT_FOUND => Err(RemoteError::NotFound {
                 location: location.clone(),
             }),
-            StatusCode::FORBIDDEN => {
-                let body = resp.text().await.unwrap_or_default();
-                Err(RemoteError::Forbidden {
-                    location: location.clone(),
-                    detail: body.trim().chars().take(200).collect(),
-                })
-            }
             status => {
                 let body = resp.text().await.unwrap_or_default();
                 let body: String = body.trim().chars().take(200).collect();
-                Err(http(format!("HTTP {status}: {body}")))
+                Err(if status == StatusCode::FORBIDDEN {
+                    RemoteError::Forbidden {
+                        location: location.clone(),
+                        detail: body,
+                    }
+                } else {
+                    http(format!("HTTP {status}: {body}"))
+                })
             }
         }
     }

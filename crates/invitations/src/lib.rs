@@ -480,8 +480,9 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
         }
     }
     // Stored trimmed, as SignIn trims what the admin types before comparing the two.
-    if !req.admin_upn.trim().is_empty()
-        && let Err(rule) = onboard_core::text::check_upn(req.admin_upn.trim())
+    let admin_upn = req.admin_upn.trim();
+    if !admin_upn.is_empty()
+        && let Err(rule) = onboard_core::text::check_upn(admin_upn)
     {
         bad("admin_upn", rule);
     }

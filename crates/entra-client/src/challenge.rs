@@ -38,7 +38,8 @@ impl Challenge {
 }
 
 /// What a Graph answer's claims challenge says: Conditional Access (or Continuous Access
-/// Evaluation) refused the token, and only a new sign-in that satisfies the policy helps.
+/// Evaluation) refused the token; a token asked for with its claims request may satisfy the
+/// policy silently, else only a new sign-in that satisfies it helps.
 /// Present on a [`GraphError`](crate::GraphError) exactly when a `Bearer` challenge of the
 /// answer said `error="insufficient_claims"`. Holds no token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +69,34 @@ impl ClaimsChallenge {
             .ok()?;
         String::from_utf8(bytes).ok()
     }
+
+    /// The `claims` parameter for a token request that answers this challenge: the claims
+    /// request merged with this client's capabilities ([`crate::sts::CLIENT_CAPABILITIES`]),
+    /// as MSAL merges them (Microsoft, "Claims challenges, claims requests and client
+    /// capabilities": the client passes the decoded claims request to the token endpoint and
+    /// keeps declaring `cp1`). `None` when the challenge holds no claims request, or one that
+    /// is not a JSON object (a bare `access_token` key that is not an object included), or
+    /// one longer than [`MAX_CLAIMS_REQUEST`]: nothing sensible can be asked for then.
+    pub fn token_request_claims(&self) -> Option<String> {
+        let text = self.claims_request()?;
+        if text.len() > MAX_CLAIMS_REQUEST {
+            return None;
+        }
+        let mut request: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let access = request
+            .as_object_mut()?
+            .entry("access_token")
+            .or_insert_with(|| serde_json::json!({}));
+        access
+            .as_object_mut()?
+            .insert("xms_cc".into(), serde_json::json!({"values": ["cp1"]}));
+        Some(request.to_string())
+    }
 }
+
+/// The longest claims request this client passes on to the token endpoint (decoded); Microsoft's
+/// are a few hundred bytes.
+pub const MAX_CLAIMS_REQUEST: usize = 16 * 1024;
 
 /// The claims challenge among `values` (the `WWW-Authenticate` header values of one answer):
 /// the first `Bearer` challenge whose `error` is `insufficient_claims`. Microsoft: all its

@@ -70,7 +70,7 @@ pub use graph::{CallMeta, GraphClient, Reply};
 pub use retry::{
     OpContext, RetryEvent, RetryKind, RetryLog, RetryObserver, RetryReason, observer_fn,
 };
-pub use sts::{StsClient, TokenSet};
+pub use sts::{RefreshGrant, StsClient, TokenSet};
 pub use token_source::{RenewingToken, StaticToken, TokenSource, UserTokens};
 pub use transport::{Clock, HttpRequest, HttpResponse, ReqwestTransport, TokioClock, Transport};
 

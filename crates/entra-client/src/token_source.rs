@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::EntraError;
 use crate::retry::OpContext;
-use crate::sts::{StsClient, TokenSet};
+use crate::sts::{CLIENT_CAPABILITIES, RefreshGrant, StsClient, TokenSet};
 use crate::transport::BoxFuture;
 
 /// Renew this long before the STS's stated expiry, so a token does not lapse mid-request.
@@ -23,6 +23,19 @@ pub trait TokenSource: Send + Sync {
     fn token(&self, force_refresh: bool) -> BoxFuture<'_, Result<SecretString, EntraError>>;
     /// Whether asking again can give a different token (a 401 is then worth one more try).
     fn can_refresh(&self) -> bool;
+    /// A token asked for without the user, carrying `claims` (a claims challenge's request,
+    /// merged with the client capabilities), to replace `refused`, the token Graph challenged.
+    /// `Ok(None)`: this source cannot ask without the user (the default), so only a new
+    /// sign-in answers the challenge. Concurrent callers refused with the same token share one
+    /// request: whoever comes second gets the token the first one got.
+    fn token_for_claims<'a>(
+        &'a self,
+        claims: &'a str,
+        refused: &'a SecretString,
+    ) -> BoxFuture<'a, Result<Option<SecretString>, EntraError>> {
+        let _ = (claims, refused);
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A fixed token: what [`crate::EntraClient::graph`] uses.
@@ -75,6 +88,10 @@ struct Cached {
     refresh: Option<SecretString>,
     /// When to renew (expiry minus [`EXPIRY_MARGIN`]), on the client's clock.
     renew_at: Instant,
+    /// Whether `access` was asked for with a claims challenge's request: only such a token
+    /// may be handed to another caller refused with an older one (a plain renewal that crossed
+    /// a policy change may be refused the same way).
+    for_claims: bool,
 }
 
 /// A user's tokens as kept since the sign-in, for [`RenewingToken::from_user_tokens`].
@@ -146,6 +163,7 @@ impl RenewingToken {
                 access: tokens.access,
                 refresh: tokens.refresh,
                 renew_at,
+                for_claims: false,
             }),
         }
     }
@@ -175,11 +193,14 @@ impl RenewingToken {
                 access: tokens.access_token,
                 refresh: None,
                 renew_at,
+                for_claims: false,
             }),
         })
     }
 
-    async fn renew(&self, cached: &mut Cached) -> Result<(), EntraError> {
+    /// Renews the cached token; `claims`: the token request's `claims` parameter when it is not
+    /// the plain client capabilities (a claims challenge's request; user sign-ins only).
+    async fn renew(&self, cached: &mut Cached, claims: Option<&str>) -> Result<(), EntraError> {
         let ctx = OpContext::new();
         let tokens = match &self.grant {
             Grant::Refresh { client_id, scopes } => {
@@ -191,9 +212,14 @@ impl RenewingToken {
                     ));
                 };
                 let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-                self.sts
-                    .refresh(&self.tenant, client_id, rt, &scopes, &ctx)
-                    .await?
+                let grant = RefreshGrant {
+                    tenant: &self.tenant,
+                    client_id,
+                    refresh_token: rt,
+                    scopes: &scopes,
+                };
+                let claims = claims.unwrap_or(CLIENT_CAPABILITIES);
+                self.sts.refresh_with_claims(grant, claims, &ctx).await?
             }
             Grant::ClientCredentials {
                 client_id,
@@ -207,6 +233,7 @@ impl RenewingToken {
         };
         tracing::info!(tenant = %self.tenant, expires_in_s = tokens.expires_in.as_secs(), "access token renewed");
         cached.renew_at = renew_at(&self.sts, tokens.expires_in);
+        cached.for_claims = claims.is_some();
         cached.access = tokens.access_token;
         if tokens.refresh_token.is_some() {
             cached.refresh = tokens.refresh_token;
@@ -224,13 +251,31 @@ impl TokenSource for RenewingToken {
         Box::pin(async move {
             let mut cached = self.cached.lock().await;
             if force_refresh || self.sts.shared().clock.now() >= cached.renew_at {
-                self.renew(&mut cached).await?;
+                self.renew(&mut cached, None).await?;
             }
             Ok(SecretString::from(cached.access.expose_secret()))
         })
     }
     fn can_refresh(&self) -> bool {
         true
+    }
+    fn token_for_claims<'a>(
+        &'a self,
+        claims: &'a str,
+        refused: &'a SecretString,
+    ) -> BoxFuture<'a, Result<Option<SecretString>, EntraError>> {
+        Box::pin(async move {
+            // App-only tokens are not sent claims challenges; a client-credentials source
+            // leaves one to its caller.
+            if !matches!(self.grant, Grant::Refresh { .. }) {
+                return Ok(None);
+            }
+            let mut cached = self.cached.lock().await;
+            if !cached.for_claims || cached.access.expose_secret() == refused.expose_secret() {
+                self.renew(&mut cached, Some(claims)).await?;
+            }
+            Ok(Some(SecretString::from(cached.access.expose_secret())))
+        })
     }
 }
 
@@ -320,6 +365,119 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.graph().map(|g| g.status), Some(401));
         assert_eq!(fake.seen().len(), 3, "one renewal, no loop");
+    }
+
+    /// Graph's 401 with a claims challenge asking for a token issued after 1604106651.
+    fn challenged() -> crate::testing::Scripted {
+        let crate::testing::Scripted::Resp(status, mut headers, body) = graph_err(
+            401,
+            "InvalidAuthenticationToken",
+            "Continuous access evaluation resulted in challenge",
+        ) else {
+            unreachable!("graph_err is an answer")
+        };
+        // base64 of {"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}
+        let claims = "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwidmFsdWUiOiIxNjA0MTA2NjUxIn19fQ==";
+        headers.push((
+            "www-authenticate",
+            format!(r#"Bearer realm="", error="insufficient_claims", claims="{claims}""#),
+        ));
+        crate::testing::Scripted::Resp(status, headers, body)
+    }
+
+    /// The `claims` form field of a token request body, decoded.
+    fn claims_sent(body: &str) -> serde_json::Value {
+        let fields: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
+        let (_, v) = fields
+            .into_iter()
+            .find(|(k, _)| k == "claims")
+            .expect("a claims field");
+        serde_json::from_str(&v).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claims_challenge_is_answered_once_by_a_refresh_carrying_its_claims() {
+        let (client, fake) = fake_client(vec![challenged(), token_ok("at-new"), json(200, ME)]);
+        let g = client.graph_with_tokens(Arc::new(signed_in_source(&client, "at-old")));
+        let me = g.me(&OpContext::new()).await.unwrap();
+        assert_eq!(me.value.user_principal_name, "a@contoso.test");
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen[1].body.contains("grant_type=refresh_token"),
+            "{}",
+            seen[1].body
+        );
+        // The challenge's claims request, merged with the capability every request declares.
+        assert_eq!(
+            claims_sent(&seen[1].body),
+            serde_json::json!({"access_token": {
+                "nbf": {"essential": true, "value": "1604106651"},
+                "xms_cc": {"values": ["cp1"]},
+            }})
+        );
+        assert_eq!(seen[2].headers["authorization"], "Bearer at-new");
+        // A plain renewal still declares the capability alone.
+        let (client, fake) = fake_client(vec![token_ok("at-1")]);
+        let src = signed_in_source(&client, "at-0");
+        src.token(true).await.unwrap();
+        assert_eq!(
+            claims_sent(&fake.seen()[0].body),
+            serde_json::json!({"access_token": {"xms_cc": {"values": ["cp1"]}}})
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claims_challenge_the_sts_does_not_answer_silently_is_returned_as_it_came() {
+        // The STS wants the user (interaction_required, AADSTS50076): the challenge, not the
+        // STS's refusal, comes back; no loop.
+        let (client, fake) = fake_client(vec![
+            challenged(),
+            crate::testing::sts_err(400, "interaction_required", 50076),
+        ]);
+        let g = client.graph_with_tokens(Arc::new(signed_in_source(&client, "at-old")));
+        let err = g.me(&OpContext::new()).await.unwrap_err();
+        assert!(err.is_claims_challenge(), "{err:?}");
+        assert_eq!(fake.seen().len(), 2);
+        // A token that satisfied nothing: the second challenge comes back, one refresh only.
+        let (client, fake) = fake_client(vec![challenged(), token_ok("at-new"), challenged()]);
+        let g = client.graph_with_tokens(Arc::new(signed_in_source(&client, "at-old")));
+        let err = g.me(&OpContext::new()).await.unwrap_err();
+        assert!(err.is_claims_challenge(), "{err:?}");
+        assert_eq!(fake.seen().len(), 3, "one silent request, no loop");
+        // A fixed token cannot ask: the challenge comes back after one request.
+        let (client, fake) = fake_client(vec![challenged()]);
+        let err = client
+            .graph(SecretString::from("t"))
+            .me(&OpContext::new())
+            .await
+            .unwrap_err();
+        assert!(err.is_claims_challenge(), "{err:?}");
+        assert_eq!(fake.seen().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_refused_with_the_same_token_share_one_silent_request() {
+        let (client, fake) = fake_client(vec![token_ok("at-new")]);
+        let src = signed_in_source(&client, "at-old");
+        let refused = SecretString::from("at-old");
+        let claims = r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#;
+        let first = src.token_for_claims(claims, &refused).await.unwrap();
+        let second = src.token_for_claims(claims, &refused).await.unwrap();
+        assert_eq!(first.unwrap().expose_secret(), "at-new");
+        assert_eq!(second.unwrap().expose_secret(), "at-new");
+        assert_eq!(
+            fake.seen().len(),
+            1,
+            "the second caller reused the first's token"
+        );
+        // A plain renewal since the refusal is not reused: it may have crossed the change.
+        let (client, fake) = fake_client(vec![token_ok("at-plain"), token_ok("at-claims")]);
+        let src = signed_in_source(&client, "at-old");
+        src.token(true).await.unwrap();
+        let got = src.token_for_claims(claims, &refused).await.unwrap();
+        assert_eq!(got.unwrap().expose_secret(), "at-claims");
+        assert_eq!(fake.seen().len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,26 +1,32 @@
-//! A Conditional Access claims challenge from Graph (the emulator's `claims_challenge` switch):
-//! recognised as one, not renewed, not retried, not read as a lack of rights.
+//! A Conditional Access claims challenge from Graph: recognised as one, answered once by a
+//! token asked for silently with its claims request (Microsoft's guidance: some policies need no
+//! interaction), never retried blindly, never read as a lack of rights; returned as it came when
+//! only a new sign-in satisfies the policy (the emulator's `claims_challenge` switch, a revoked
+//! session).
 
 use std::sync::{Arc, Mutex};
 
-use entra_client::{OpContext, RenewingToken, observer_fn};
+use entra_client::{GraphClient, OpContext, RenewingToken, observer_fn};
 use entra_sim::Faults;
 use testkit::sim::{SIGN_IN_SCOPES, SimEnv, calm, ok};
 
-#[tokio::test]
-async fn a_claims_challenge_is_recognised_and_neither_renewed_nor_retried() {
-    let env = SimEnv::start(calm()).await.unwrap();
+/// A Graph client renewing `globaladmin`'s sign-in with its refresh token.
+async fn signed_in_graph(env: &SimEnv) -> GraphClient {
     let tokens = env.sign_in("globaladmin").await.unwrap();
-    // A token source that can renew: a plain 401 would be answered with one renewal.
-    let g = env
-        .client
+    env.client
         .graph_with_tokens(Arc::new(RenewingToken::from_user_sign_in(
             env.client.sts(),
             &env.info.tenant_domain,
             &env.info.token_app_client_id,
             SIGN_IN_SCOPES,
             tokens,
-        )));
+        )))
+}
+
+#[tokio::test]
+async fn a_claims_challenge_only_a_sign_in_satisfies_is_recognised_and_not_retried() {
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = signed_in_graph(&env).await;
     env.sim.set_faults(Faults {
         claims_challenge: true,
         ..calm()
@@ -56,12 +62,13 @@ async fn a_claims_challenge_is_recognised_and_neither_renewed_nor_retried() {
         "{request}"
     );
     assert!(err.to_string().contains("claims challenge"), "{err}");
+    // The policy refuses every token: the one asked for silently is challenged too.
     assert_eq!(
         after.graph - before.graph,
-        1,
-        "one Graph request: no retry, no second try"
+        2,
+        "one Graph request, one more with the silently asked-for token: no retry"
     );
-    assert_eq!(after.sts - before.sts, 0, "no token renewal");
+    assert_eq!(after.sts - before.sts, 1, "one silent token request");
     assert!(retries.lock().unwrap().is_empty(), "no retry was announced");
 
     // Once the policy is satisfied (the switch off), the same client works again.
@@ -70,4 +77,36 @@ async fn a_claims_challenge_is_recognised_and_neither_renewed_nor_retried() {
         ok(g.me(&OpContext::new())).await.user_principal_name,
         env.upn("globaladmin")
     );
+}
+
+/// A policy change every sign-in still satisfies: the token asked for silently with the
+/// challenge's claims request is accepted, and the call goes through without the admin.
+#[tokio::test]
+async fn a_claims_challenge_a_silent_token_satisfies_goes_through() {
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = signed_in_graph(&env).await;
+    ok(g.me(&OpContext::new())).await;
+    env.sim.change_conditional_access_policies().await;
+    let before = env.sim.request_counts();
+    let me = ok(g.me(&OpContext::new())).await;
+    let after = env.sim.request_counts();
+    assert_eq!(me.user_principal_name, env.upn("globaladmin"));
+    assert_eq!((after.graph - before.graph, after.sts - before.sts), (2, 1));
+    // The new token holds: the next call needs no second request.
+    ok(g.me(&OpContext::new())).await;
+    assert_eq!(env.sim.request_counts().sts, after.sts);
+}
+
+/// A revoked session: the STS refuses the silent request (AADSTS50173) and the challenge, not
+/// the STS's answer, comes back, saying a new sign-in is needed.
+#[tokio::test]
+async fn a_claims_challenge_of_a_revoked_session_comes_back_as_it_came() {
+    let env = SimEnv::start(calm()).await.unwrap();
+    let g = signed_in_graph(&env).await;
+    env.sim.revoke_sign_in_sessions().await;
+    let before = env.sim.request_counts();
+    let err = g.me(&OpContext::new()).await.unwrap_err();
+    let after = env.sim.request_counts();
+    assert!(err.is_claims_challenge(), "{err:?}");
+    assert_eq!((after.graph - before.graph, after.sts - before.sts), (1, 1));
 }

@@ -426,6 +426,22 @@ impl Sim {
         }
     }
 
+    /// Changes the tenant's Conditional Access policies in a way every sign-in made so far
+    /// still satisfies (Continuous Access Evaluation's `TokenCreatedWithOutdatedPolicies`):
+    /// Graph answers the delegated access tokens issued so far 401 with a claims challenge when
+    /// their client declared the `cp1` capability, and a token asked for silently (the refresh
+    /// token, with the challenge's claims request) satisfies it: Microsoft's MSAL guidance is to
+    /// try silently first because some policies need no user interaction. Refresh tokens keep
+    /// redeeming; app-only tokens are not affected. Returns in the next second, so tokens
+    /// issued after it are told apart by their `iat`.
+    pub async fn change_conditional_access_policies(&self) {
+        let now = state::unix_now();
+        self.shared.lock().policies_changed_through = now;
+        while state::unix_now() <= now {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Replaces the fault switches (takes effect for the next request).
     pub fn set_faults(&self, f: Faults) {
         self.shared.set_faults(f);

@@ -98,6 +98,11 @@ pub struct Inner {
     /// ([`crate::Sim::revoke_sign_in_sessions`]): their refresh tokens no longer redeem and
     /// Graph answers their delegated access tokens with a claims challenge; 0: none.
     pub sign_ins_revoked_through: i64,
+    /// Delegated access tokens issued at or before this second (Unix time) were made under
+    /// Conditional Access policies since changed
+    /// ([`crate::Sim::change_conditional_access_policies`]): Graph answers them with a claims
+    /// challenge that a token asked for silently satisfies; 0: none.
+    pub policies_changed_through: i64,
 }
 
 impl Inner {
@@ -260,6 +265,7 @@ impl Shared {
             refresh_tokens: HashMap::new(),
             access_tokens_expired_through: 0,
             sign_ins_revoked_through: 0,
+            policies_changed_through: 0,
         };
         let shared = Shared {
             base_url,

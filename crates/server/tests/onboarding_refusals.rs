@@ -282,6 +282,47 @@ async fn a_run_stopped_by_conditional_access_resumes_after_a_new_sign_in() -> Re
     env.stop().await
 }
 
+/// A Conditional Access policy change the admin's sign-in still satisfies, partway through a
+/// run: Graph's claims challenge is answered by a token asked for silently with its claims
+/// request, and the run completes without the admin signing in again, each step once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_the_sign_in_satisfies_does_not_stop_a_run() -> Result<()> {
+    use onboard_proto::v1::provision_event::Event as PE;
+    let env = SimServer::start().await?;
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    env.sim.set_faults(Faults {
+        latency_ms: 300,
+        ..calm()
+    });
+    let ch = env.server.channel().await?;
+    let mut stream = testkit::wizard::provision_stream(ch, &token, &id, "CA-Silent").await?;
+    let first = stream.message().await?;
+    ensure!(
+        matches!(first.and_then(|e| e.event), Some(PE::Started(_))),
+        "the run did not start"
+    );
+    let sts_before = env.sim.request_counts().sts;
+    env.sim.change_conditional_access_policies().await;
+    let events = testkit::wizard::drain(stream).await?;
+    ensure!(
+        matches!(
+            events.last().and_then(|e| e.event.clone()),
+            Some(PE::Completed(_))
+        ),
+        "the run did not complete: {events:?}"
+    );
+    ensure!(
+        env.sim.request_counts().sts > sts_before,
+        "no token was asked for: the policy change did not reach the run"
+    );
+    ensure!(
+        apps_named(&env.sim.snapshot(), "CA-Silent").len() == 1,
+        "one app"
+    );
+    env.stop().await
+}
+
 /// An admin who signed in, then came back to Plan and Provision after their access token's
 /// hour: the sign-in is renewed with its refresh token, and the onboarding completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

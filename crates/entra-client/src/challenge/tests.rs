@@ -119,6 +119,52 @@ fn claims_request_accepts_url_safe_and_refuses_garbage() {
 }
 
 #[test]
+fn the_token_request_claims_merge_the_challenge_with_the_capabilities() {
+    let c = |s: &str| ClaimsChallenge {
+        claims: Some(s.into()),
+        description: None,
+    };
+    let merged = |s: &str| {
+        c(s).token_request_claims()
+            .map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap())
+    };
+    let cp1 = serde_json::json!({"values": ["cp1"]});
+    // Microsoft's CAE example (nbf) and an authentication context (acrs) keep their claims.
+    let got = merged(r#"{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}"#)
+        .expect("merged");
+    assert_eq!(got["access_token"]["nbf"]["value"], "1604106651");
+    assert_eq!(got["access_token"]["xms_cc"], cp1);
+    let got = merged(r#"{"id_token":{"acrs":{"essential":true,"value":"c1"}}}"#).expect("merged");
+    assert_eq!(got["id_token"]["acrs"]["value"], "c1");
+    assert_eq!(
+        got["access_token"]["xms_cc"], cp1,
+        "an access_token object is added"
+    );
+    assert_eq!(
+        merged("e30"),
+        Some(serde_json::json!({"access_token": {"xms_cc": cp1}}))
+    );
+    // Nothing sensible to ask for: not JSON, not an object, an access_token that is not one.
+    // (base64 of `[1]` and of `"text"`)
+    for bad in ["not json {", "WzFd", r#"{"access_token":"x"}"#, "InRleHQi"] {
+        assert_eq!(merged(bad), None, "{bad}");
+    }
+    assert_eq!(
+        ClaimsChallenge {
+            claims: None,
+            description: None
+        }
+        .token_request_claims(),
+        None
+    );
+    let long = format!(
+        r#"{{"access_token":{{"x":"{}"}}}}"#,
+        "a".repeat(MAX_CLAIMS_REQUEST)
+    );
+    assert_eq!(merged(&long), None, "over the size limit");
+}
+
+#[test]
 fn reads_a_claims_request_sent_as_bare_json() {
     // Microsoft's Conditional Access developer guidance shows the claims request unquoted:
     // the whole brace-balanced value is the request, commas and quotes inside included.

@@ -155,8 +155,10 @@ impl GraphClient {
     }
 
     /// Sends a call with retries; 2xx answers come back, anything else is an error. A 401 is
-    /// answered once with a renewed token when the token source can renew, unless it is a
-    /// claims challenge.
+    /// answered once with a renewed token when the token source can renew; a claims challenge
+    /// once with a token asked for silently with its claims request (Microsoft: some
+    /// Conditional Access policies need no interaction, so try silently before asking the user),
+    /// and returned as it came when that is refused or impossible.
     pub(crate) async fn send(
         &self,
         call: Call,
@@ -167,15 +169,13 @@ impl GraphClient {
         // landed all the same.
         let deletes = DeleteAttempts::default();
         match self.send_with(&call, ctx, &token, &deletes).await {
-            // A claims challenge is not renewed: a token renewed without the claims request
-            // (which only an interactive sign-in can satisfy) is refused the same way.
+            // A claims challenge is not answered by a plain renewal (a token renewed without
+            // the claims request is refused the same way), only by one carrying the request.
             Err(e) if e.is_claims_challenge() => {
-                tracing::info!(
-                    operation = call.operation,
-                    request_id = e.request_id().unwrap_or(""),
-                    "graph sent a claims challenge (insufficient_claims); the admin must sign in again"
-                );
-                Err(e)
+                match self.answer_claims(&e, &token, call.operation).await {
+                    Some(token) => self.send_with(&call, ctx, &token, &deletes).await,
+                    None => Err(e),
+                }
             }
             Err(e) if e.graph().is_some_and(|g| g.status == 401) && self.tokens.can_refresh() => {
                 tracing::info!(
@@ -186,6 +186,53 @@ impl GraphClient {
                 self.send_with(&call, ctx, &token, &deletes).await
             }
             other => other,
+        }
+    }
+
+    /// A token that may satisfy claims challenge `e` (to `refused`), asked for silently with
+    /// its claims request; `None` when the source cannot ask without the user, the challenge has
+    /// no usable request, or the STS wants an interactive sign-in. The challenge, not the STS's
+    /// refusal, is what the caller then reports: it says what the admin must do.
+    async fn answer_claims(
+        &self,
+        e: &EntraError,
+        refused: &SecretString,
+        operation: &'static str,
+    ) -> Option<SecretString> {
+        let request_id = e.request_id().unwrap_or("");
+        let claims = e.claims_challenge().and_then(|c| c.token_request_claims());
+        let answer = match &claims {
+            Some(claims) => self.tokens.token_for_claims(claims, refused).await,
+            None => Ok(None),
+        };
+        match answer {
+            Ok(Some(token)) => {
+                tracing::info!(
+                    operation,
+                    request_id,
+                    "graph sent a claims challenge (insufficient_claims); a token asked for \
+                     silently with its claims request is tried once"
+                );
+                Some(token)
+            }
+            Ok(None) => {
+                tracing::info!(
+                    operation,
+                    request_id,
+                    "graph sent a claims challenge (insufficient_claims); the admin must sign in again"
+                );
+                None
+            }
+            Err(sts) => {
+                tracing::info!(
+                    operation,
+                    request_id,
+                    error = %sts,
+                    "graph sent a claims challenge (insufficient_claims) that the STS does not \
+                     answer without the admin; the admin must sign in again"
+                );
+                None
+            }
         }
     }
 

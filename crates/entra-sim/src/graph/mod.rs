@@ -262,10 +262,20 @@ fn authenticate(
                 "TokenCreatedWithOutdatedPolicies",
             ));
         }
+        // A token made under policies since changed: a silently asked-for token satisfies
+        // the challenge (the refresh token still redeems).
+        let iat = claims["iat"].as_i64().unwrap_or(0);
+        if cae && iat <= s.lock().policies_changed_through {
+            return Err(crate::http::claims_challenge(
+                ids,
+                unix_now(),
+                "TokenCreatedWithOutdatedPolicies",
+            ));
+        }
         // A token from a sign-in since revoked: Continuous Access Evaluation's critical event.
         // A client without `cp1` keeps its token until it expires; the revocation reaches it
         // when it renews (AADSTS50173).
-        if cae && claims["iat"].as_i64().unwrap_or(0) <= s.lock().sign_ins_revoked_through {
+        if cae && iat <= s.lock().sign_ins_revoked_through {
             return Err(crate::http::claims_challenge(
                 ids,
                 unix_now(),

@@ -4,10 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use entra_client::{GraphClient, OpContext, TokenSet};
+use entra_client::{GraphClient, TokenSet};
 use onboard_core::audit::{Action, AuditEntry, Phase, Target, TargetKind, set};
-use onboard_core::permissions::resolve_permissions;
-use onboard_core::platform::token_app_name;
 use onboard_core::roles::Right;
 use onboard_core::{Purpose, ResolvedProfile, SealingKey};
 use secrecy::SecretString;
@@ -19,7 +17,7 @@ use crate::driver::{drive, scope_of};
 use crate::error::ProvisionError;
 use crate::events::{self, Emitter, EventStream};
 use crate::names::{self, validate_name};
-use crate::plan::{self, Plan};
+use crate::plan;
 use crate::signin::{Admin, check_sign_in};
 use crate::steps::{Run, Seed};
 use crate::store::{OnboardingRecord, Status, Store};
@@ -75,106 +73,6 @@ impl Engine {
         expected_upn: &str,
     ) -> Result<Admin, ProvisionError> {
         check_sign_in(&self.inner.cfg.entra, tokens, expected_upn).await
-    }
-
-    /// The exact changes `provision` would make, and the rights the admin lacks. Changes nothing.
-    pub async fn plan(&self, admin: &Admin, req: &PlanRequest) -> Result<Plan, ProvisionError> {
-        Ok(self.plan_and_seed(admin, req, None).await?.0)
-    }
-
-    /// Refuses `app_name` (`NameTaken`) when another live onboarding of `tenant` (running,
-    /// completed, cancelling or awaiting an admin) has it, in any case. Provision checks under
-    /// the names lock; Plan checks too, so the wizard says so as the admin types.
-    fn check_name_free(
-        &self,
-        id: &str,
-        tenant: &str,
-        app_name: &str,
-    ) -> Result<(), ProvisionError> {
-        let name_key = names::name_key(app_name);
-        for other in self.inner.store.all()? {
-            let live = matches!(
-                other.status,
-                Status::Running | Status::Completed | Status::Cancelling | Status::AwaitingAdmin
-            );
-            if other.id != id && live && other.tenant_id == tenant && other.name_key == name_key {
-                return Err(ProvisionError::NameTaken {
-                    name: app_name.to_owned(),
-                    existing: other.id,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The plan of onboarding `id` as it stands now: once its run has begun (a retry, or a
-    /// privileged admin finishing a hand-off) its own app is read and the steps it confirmed
-    /// count as made, so the plan lists only what is left. Before that, [`Engine::plan`]. A
-    /// name another onboarding of the tenant holds is refused, as Provision would.
-    pub async fn plan_for(
-        &self,
-        id: &str,
-        admin: &Admin,
-        req: &PlanRequest,
-    ) -> Result<Plan, ProvisionError> {
-        validate_name(&req.app_name)?;
-        self.check_name_free(id, &admin.tenant_id, &req.app_name)?;
-        let Some(rec) = self.inner.store.get(id)? else {
-            return self.plan(admin, req).await;
-        };
-        let mut plan = self
-            .plan_and_seed(admin, req, Some(rec.unique_name.clone()))
-            .await?
-            .0;
-        plan::count_done(&mut plan, |step| rec.done(step));
-        Ok(plan)
-    }
-
-    /// The plan, and what its reads found that a run starting right now can use instead of
-    /// reading again.
-    async fn plan_and_seed(
-        &self,
-        admin: &Admin,
-        req: &PlanRequest,
-        unique: Option<String>,
-    ) -> Result<(Plan, Seed), ProvisionError> {
-        validate_name(&req.app_name)?;
-        let profile = self
-            .inner
-            .cfg
-            .profiles
-            .resolve(&req.profile, req.platform_version.as_deref())?;
-        let graph = self.admin_graph(admin);
-        let ctx = OpContext::new();
-        // Independent reads: the resources' app roles and the tenant's current state.
-        let (perms, st) = tokio::join!(
-            resolve_permissions(&graph, &profile, &ctx),
-            plan::read_tenant(
-                &graph,
-                unique.as_deref(),
-                self.inner.cfg.token_app_client_id.as_deref(),
-                &ctx
-            )
-        );
-        let (perms, st) = (perms?, st?);
-        let token_app = st.token_app_name.clone().unwrap_or_else(|| {
-            token_app_name(&self.inner.cfg.server_name, &self.inner.cfg.provider)
-        });
-        let plan = plan::build(
-            admin,
-            &req.app_name,
-            unique.unwrap_or_default(),
-            profile,
-            &perms,
-            &st,
-            &token_app,
-        );
-        let seed = Seed {
-            perms,
-            token_apps: st.token_apps,
-            token_app_name: st.token_app_name,
-        };
-        Ok((plan, seed))
     }
 
     /// Starts (or retries a failed) onboarding and returns its live events, the secret included
@@ -334,7 +232,7 @@ impl Engine {
     }
 
     /// A Graph client acting as `admin`, renewing its sign-in as needed ([`Admin::graph`]).
-    fn admin_graph(&self, admin: &Admin) -> GraphClient {
+    pub(crate) fn admin_graph(&self, admin: &Admin) -> GraphClient {
         let token_app = self.inner.cfg.token_app_client_id.as_deref();
         admin.graph(&self.inner.cfg.entra, token_app)
     }

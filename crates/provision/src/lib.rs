@@ -34,6 +34,7 @@ pub mod events;
 pub mod hand_off;
 pub mod names;
 pub mod plan;
+mod planning;
 mod provisioned;
 pub mod signin;
 mod steps;

@@ -162,6 +162,7 @@ async fn name_rules_are_field_violations_on_app_name() -> Result<()> {
     let env = SimServer::start().await?;
     let (token, id) = env.invited_and_signed_in("globaladmin").await?;
     for (name, rule) in [
+        ("", "3 to 15 characters"),
         ("ab", "3 to 15 characters"),
         ("abcdefghijklmnop", "3 to 15 characters"),
         ("a.bc", "dot"),

@@ -110,6 +110,24 @@ pub fn plan_pb(p: &Plan, hand_off: bool) -> pb::PlanResponse {
 /// precisely in `action`).
 fn plain_words(c: &provision::PlannedChange) -> String {
     let t = &c.target;
+    if t.is_empty() {
+        // The plan shown before the app is named: its own changes name no target.
+        let unnamed = match c.action.as_str() {
+            "app_registration.create" => {
+                Some("Create the app registration, with the name you choose next")
+            }
+            "service_principal.create" => Some("Create its enterprise application"),
+            "client_secret.add" => {
+                Some("Add a client secret to it (it goes to your provider; nobody sees it)")
+            }
+            "app_owner.add" => Some("Make the app an owner of itself"),
+            "authentication.verify" => Some("Check that the app signs in with its secret"),
+            _ => None,
+        };
+        if let Some(words) = unnamed {
+            return words.to_owned();
+        }
+    }
     match (c.action.as_str(), c.operation.as_str()) {
         // Nothing to do: a removal finds nothing to remove, anything else finds it done.
         ("temporary_app.delete", "none") => format!("The temporary app {t} is already gone"),

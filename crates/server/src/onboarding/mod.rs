@@ -140,8 +140,29 @@ impl OnboardingService {
     }
 
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {
+        self.plan_with(req, false).await
+    }
+
+    /// The plan before the app is named, as the wizard shows it right after the sign-in
+    /// (`Engine::plan_unnamed`): Plan's checks, audit entry (`app_name` empty) and answer, the
+    /// request's `app_name` ignored. Not an RPC: gRPC callers name the app.
+    pub(crate) async fn plan_unnamed(
+        &self,
+        req: Request<pb::PlanRequest>,
+    ) -> Result<pb::PlanResponse> {
+        self.plan_with(req, true).await
+    }
+
+    async fn plan_with(
+        &self,
+        req: Request<pb::PlanRequest>,
+        unnamed: bool,
+    ) -> Result<pb::PlanResponse> {
         let actor = self.access(&req, CustomerRpc::Plan)?.actor;
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        if unnamed {
+            r.app_name.clear();
+        }
         ServerError::at_most("app_name", &r.app_name, MAX_RECORDED_NAME)?;
         let (inv, admin) = self.session(&r.onboarding_id)?;
         // Provision uses the invitation's profile: a plan for another would not be its plan.
@@ -156,20 +177,20 @@ impl OnboardingService {
             ));
         }
         let profile = inv.profile.clone();
-        let plan = self
-            .app
-            .engine()
-            .plan_for(
-                &r.onboarding_id,
-                &admin,
-                &PlanRequest {
-                    app_name: r.app_name.clone(),
-                    profile: profile.clone(),
-                    platform_version: version(&inv),
-                },
-            )
-            .await
-            .map_err(|e| self.drop_refused_sign_in(&r.onboarding_id, e))?;
+        let plan_req = PlanRequest {
+            app_name: r.app_name.clone(),
+            profile: profile.clone(),
+            platform_version: version(&inv),
+        };
+        let engine = self.app.engine();
+        let plan = if unnamed {
+            engine
+                .plan_unnamed(&r.onboarding_id, &admin, &plan_req)
+                .await
+        } else {
+            engine.plan_for(&r.onboarding_id, &admin, &plan_req).await
+        }
+        .map_err(|e| self.drop_refused_sign_in(&r.onboarding_id, e))?;
         let mut e = Self::entry(
             &actor,
             Action::OnboardingPlan,

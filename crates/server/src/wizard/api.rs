@@ -278,6 +278,29 @@ pub(super) async fn plan(Page { w, visit, body }: Page<PlanBody>) -> Response {
     )
 }
 
+/// `{onboarding_id}`
+#[derive(Deserialize)]
+pub(super) struct PreviewBody {
+    /// The onboarding.
+    onboarding_id: String,
+}
+
+/// The plan right after the sign-in, before the app is named (screen 4): Plan's answer with
+/// the app's own changes unnamed.
+pub(super) async fn preview(Page { w, visit, body }: Page<PreviewBody>) -> Response {
+    let req = pb::PlanRequest {
+        onboarding_id: body.onboarding_id,
+        app_name: String::new(),
+        profile: String::new(),
+        invitation_token: visit.token.to_string(),
+    };
+    let reply = w.onboarding.plan_unnamed(visit.request("Plan", req)).await;
+    answer(
+        reply.map(tonic::Response::new).map_err(Status::from),
+        plan_json,
+    )
+}
+
 /// A plan as the page shows it.
 fn plan_json(p: pb::PlanResponse) -> Response {
     let changes: Vec<Value> = p

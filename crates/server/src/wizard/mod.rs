@@ -94,6 +94,7 @@ pub fn router(app: App, onboarding: OnboardingService) -> Router {
         .route("/wizard/api/signin", post(api::sign_in))
         .route("/wizard/api/name", post(api::name))
         .route("/wizard/api/plan", post(api::plan))
+        .route("/wizard/api/preview", post(api::preview))
         .route("/wizard/api/provision", post(api::provision))
         .route("/wizard/api/watch", post(api::watch))
         .route("/wizard/api/cancel", post(api::cancel))

@@ -63,10 +63,29 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
     ensure!(w.chrome.text("#code-uri").await?.ends_with("/devicelogin"));
     w.env.sim.complete_device_login(&code, &upn).await?;
 
+    // Screen 4 lists the plan (wizard.md), the app not yet named.
+    w.wait_shown("preview-box", "the plan on screen 4").await?;
     w.step("s-connected", "04-connected").await?;
     w.wait_enabled("btn-next", "Next Step enabled").await?;
     let c = w.chrome.text("#s-connected").await?;
     ensure!(c.contains("Token connection has been successfully established"));
+    let preview = w.chrome.text("#preview-plan").await?;
+    for part in [
+        "Create the app registration, with the name you choose next",
+        "Create its enterprise application",
+        "Grant the application permission",
+        "Assign the directory role",
+        "Remove the temporary app Sandbox1-sp2-token",
+    ] {
+        ensure!(
+            preview.contains(part),
+            "{part:?} not in the plan: {preview}"
+        );
+    }
+    ensure!(
+        !preview.contains("needs"),
+        "a Global Administrator lacks nothing: {preview}"
+    );
     ensure!(
         c.contains(&upn) && c.contains("Global Administrator"),
         "{c}"

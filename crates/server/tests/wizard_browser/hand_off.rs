@@ -17,7 +17,16 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
     let token = w.invite().await?;
     w.open(&token).await?;
     w.sign_in_as(users::APP_ADMIN).await?;
+    w.wait_shown("preview-box", "the plan on screen 4").await?;
     w.step("s-connected", "04-connected-missing-rights").await?;
+    // The plan marks what this account may not do, naming the role.
+    let preview = w.chrome.text("#preview-plan").await?;
+    ensure!(
+        preview.contains("Create the app registration, with the name you choose next")
+            && preview.contains("— needs ")
+            && preview.contains("Privileged Role Administrator"),
+        "{preview}"
+    );
     let c = w.chrome.text("#s-connected").await?;
     ensure!(
         c.contains("Application Administrator") && c.contains("lacks rights"),
@@ -123,7 +132,17 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
     );
     w.chrome.click("btn-retry").await?;
     w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;
+    w.wait_shown("preview-box", "the plan of what is left, on screen 4")
+        .await?;
     w.step("s-connected", "H4-connected").await?;
+    // The onboarding has its name and the first admin's changes: the plan says what is left.
+    let preview = w.chrome.text("#preview-plan").await?;
+    ensure!(
+        preview.contains("The app registration SbcHand is in place")
+            && preview.contains("Assign the directory role Teams Administrator")
+            && !preview.contains("needs"),
+        "{preview}"
+    );
     ensure!(!w.chrome.disabled("btn-next").await?);
     w.chrome.click("btn-next").await?;
     w.chrome.wait_screen("s-finish").await?;

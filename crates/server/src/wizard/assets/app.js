@@ -194,8 +194,45 @@ function connected(d) {
   $('rights-missing').hidden = missing.length === 0;
   list($('roles-missing'), missing.map((r) => 'Needs ' + r), '');
   show('s-connected');
+  preview();
 }
 
+
+// The plan's changes in plain words, those the admin lacks a role for marked (not by colour
+// alone: the role is named).
+function renderPlan(ol, changes) {
+  ol.replaceChildren();
+  for (const c of changes) {
+    const li = document.createElement('li');
+    li.textContent = c.description;
+    if (c.missing_roles && c.missing_roles.length) {
+      li.className = 'bad';
+      const n = document.createElement('span');
+      n.className = 'need';
+      n.textContent = ' — needs ' + c.missing_roles.join(' or ');
+      li.appendChild(n);
+    }
+    ol.appendChild(li);
+  }
+}
+
+// Screen 4's plan, read right after the sign-in: every change, the app not yet named.
+async function preview() {
+  const seq = ++S.previewSeq;
+  $('preview-box').hidden = true;
+  $('preview-status').textContent = 'Reading what will change in your tenant…';
+  let p;
+  try { p = await api('preview', { onboarding_id: S.onboardingId }); } catch (e) {
+    if (seq !== S.previewSeq) return;
+    const err = e.api || {};
+    $('preview-status').textContent = err.message || 'The plan could not be read.';
+    return;
+  }
+  if (seq !== S.previewSeq) return;
+  renderPlan($('preview-plan'), p.changes);
+  $('preview-box').hidden = false;
+  $('preview-status').textContent = '';
+}
 
 // Screen 5; a name already there (the admin signed in again from it) is checked again.
 function nameScreen() {
@@ -253,19 +290,7 @@ async function plan(name, seq) {
   }
   if (seq !== S.planSeq) return false;
   const ol = $('plan');
-  ol.replaceChildren();
-  for (const c of p.changes) {
-    const li = document.createElement('li');
-    li.textContent = c.description;
-    if (c.missing_roles && c.missing_roles.length) {
-      li.className = 'bad';
-      const n = document.createElement('span');
-      n.className = 'need';
-      n.textContent = ' — needs ' + c.missing_roles.join(' or ');
-      li.appendChild(n);
-    }
-    ol.appendChild(li);
-  }
+  renderPlan(ol, p.changes);
   $('plan-box').hidden = false;
   $('plan-blocked').hidden = !p.blocked;
   $('plan-blocked').textContent = !p.blocked ? '' : p.hand_off

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use audit_log::{AuditError, AuditLog, CheckpointFeed, TileId, TileKind};
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -55,8 +57,17 @@ pub fn router(log: AuditLog, feed: CheckpointFeed, access: &Access) -> Router {
             token_sha256.clone(),
             require_bearer,
         )),
-        Access::Open | Access::Mtls => router,
+        // A public log may be read from any web page too (a monitor running in a browser): its
+        // answers say so. GETs without credentials need no preflight.
+        Access::Open => router.layer(middleware::map_response(any_origin)),
+        Access::Mtls => router,
     }
+}
+
+async fn any_origin(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
 }
 
 fn header(v: &str) -> HeaderValue {

@@ -202,6 +202,8 @@ async fn headers_and_not_found() {
     let r = get("checkpoint").await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(r.headers()["cache-control"], "public, max-age=2");
+    // A public log may be read from a web page on another origin (a browser-based monitor).
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
     assert_eq!(r.text().await.unwrap(), log.checkpoint().note);
 
     for (path, len) in [
@@ -303,11 +305,12 @@ async fn bearer_access_needs_a_configured_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    // Authenticated answers are not for shared caches.
+    // Authenticated answers are not for shared caches, nor for other origins' pages.
     assert_eq!(
         r.headers()["cache-control"],
         "private, max-age=31536000, immutable"
     );
+    assert!(r.headers().get("access-control-allow-origin").is_none());
     api.stop().await.unwrap();
     log.close();
 }

@@ -60,15 +60,18 @@ impl Engine {
         app_name: &str,
     ) -> Result<(), ProvisionError> {
         let name_key = names::name_key(app_name);
-        for other in self.inner.store.all()? {
+        let mut holders = self.inner.store.name_holders(tenant, &name_key)?;
+        // The first by id, as a scan of the records in key order named it.
+        holders.sort_by(|a, b| a.0.cmp(&b.0));
+        for (other, status) in holders {
             let live = matches!(
-                other.status,
+                status,
                 Status::Running | Status::Completed | Status::Cancelling | Status::AwaitingAdmin
             );
-            if other.id != id && live && other.tenant_id == tenant && other.name_key == name_key {
+            if other != id && live {
                 return Err(ProvisionError::NameTaken {
                     name: app_name.to_owned(),
-                    existing: other.id,
+                    existing: other,
                 });
             }
         }

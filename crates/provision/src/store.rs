@@ -3,7 +3,8 @@
 //! flushed to disk before a step is reported done, so a restart resumes from the last confirmed
 //! step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -188,6 +189,32 @@ pub(crate) struct Store {
     /// The caller's tree: every record carries a MAC, checked when read, and concurrent writers
     /// share durable flushes (hundreds of onboardings write at once).
     records: RecordTree,
+    /// Who holds which name: every record's (tenant, name key, status) by id, read from the
+    /// tree once on first use and kept current by [`Store::put`] (the one writer), so the name
+    /// check of every Plan and Provision reads no record (it scanned them all, under the names
+    /// lock, before: quadratic in onboardings).
+    names: Arc<Mutex<Option<HashMap<String, NameHolder>>>>,
+}
+
+/// What the name check needs of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NameHolder {
+    /// The tenant the name is in.
+    pub tenant_id: String,
+    /// The lower-cased name ([`crate::names::name_key`]).
+    pub name_key: String,
+    /// Where the onboarding stands (only live ones hold their name).
+    pub status: Status,
+}
+
+impl NameHolder {
+    fn of(rec: &OnboardingRecord) -> Self {
+        Self {
+            tenant_id: rec.tenant_id.clone(),
+            name_key: rec.name_key.clone(),
+            status: rec.status,
+        }
+    }
 }
 
 fn record_key(id: &str) -> Vec<u8> {
@@ -209,12 +236,48 @@ impl Store {
     pub fn new(tree: sled::Tree, mac: RecordMac) -> Self {
         Self {
             records: RecordTree::new(tree, TREE, mac),
+            names: Arc::default(),
         }
     }
 
     /// Writes `rec` and waits until it is on disk.
     pub async fn put(&self, rec: &OnboardingRecord) -> Result<(), ProvisionError> {
-        Ok(self.records.put(&record_key(&rec.id), rec).await?)
+        self.records.put(&record_key(&rec.id), rec).await?;
+        // After the write: an index read from the tree meanwhile saw it, or sees it now.
+        if let Some(index) = self.names_lock().as_mut() {
+            index.insert(rec.id.clone(), NameHolder::of(rec));
+        }
+        Ok(())
+    }
+
+    fn names_lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, NameHolder>>> {
+        // A panic elsewhere while holding it leaves a map that is still whole.
+        self.names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The onboardings (id, status) of `tenant` that have name key `name_key`, from the index.
+    pub fn name_holders(
+        &self,
+        tenant: &str,
+        name_key: &str,
+    ) -> Result<Vec<(String, Status)>, ProvisionError> {
+        let mut index = self.names_lock();
+        if index.is_none() {
+            let all = self.all()?;
+            *index = Some(
+                all.iter()
+                    .map(|r| (r.id.clone(), NameHolder::of(r)))
+                    .collect(),
+            );
+        }
+        Ok(index
+            .iter()
+            .flatten()
+            .filter(|(_, h)| h.tenant_id == tenant && h.name_key == name_key)
+            .map(|(id, h)| (id.clone(), h.status))
+            .collect())
     }
 
     /// See [`distrust_after_restore`].

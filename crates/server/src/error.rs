@@ -487,6 +487,16 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
     }
     match e.root() {
         EntraError::DeviceCodeExpired(_) => sign_in_ended(Code::DeadlineExceeded, msg, e),
+        // The sign-in service down or throttling (after the retries): an upstream outage, as a
+        // Graph 5xx or 429 is (api-sketch: UNAVAILABLE), so clients try again later.
+        EntraError::Sts(s)
+            if s.http_status >= 500
+                || s.http_status == 429
+                || s.error == "temporarily_unavailable" =>
+        {
+            tracing::warn!(error = %msg, "Entra sign-in service unavailable");
+            Status::unavailable(msg)
+        }
         EntraError::BadVerificationCode(_)
         | EntraError::SignInAnswerLost(_)
         | EntraError::Sts(_)

@@ -80,3 +80,23 @@ fn graph_refusing_the_admin_is_a_missing_role_not_the_callers_permission() {
     let reason = s.get_details_error_info().map(|i| i.reason);
     assert_eq!(reason.as_deref(), Some("DEVICE_CODE_EXPIRED"), "{s:?}");
 }
+
+/// The sign-in service down or throttling (5xx, 429, `temporarily_unavailable`, after the
+/// client's retries) is an upstream outage: UNAVAILABLE, as a Graph 5xx is; a 4xx refusal of
+/// another kind stays FAILED_PRECONDITION.
+#[test]
+fn an_sts_outage_is_unavailable_not_a_precondition() {
+    let status = |http: u16, error: &str| {
+        let body = format!(
+            r#"{{"error":"{error}","error_description":"AADSTS90033: text","error_codes":[90033]}}"#
+        );
+        let parsed = entra_client::StsError::from_body(http, body.as_bytes());
+        let e = EntraError::Sts(Box::new(parsed.expect("an STS error body")));
+        Status::from(ServerError::from(ProvisionError::entra("sign_in", e))).code()
+    };
+    assert_eq!(status(503, "temporarily_unavailable"), Code::Unavailable);
+    assert_eq!(status(500, "server_error"), Code::Unavailable);
+    assert_eq!(status(429, "too_many_requests"), Code::Unavailable);
+    assert_eq!(status(400, "temporarily_unavailable"), Code::Unavailable);
+    assert_eq!(status(400, "invalid_client"), Code::FailedPrecondition);
+}

@@ -142,6 +142,12 @@ impl App {
         )?;
         let auth = Authenticator::new(&config.auth, config.tls.client_ca.is_some())?;
         let entra = entra_client(&config)?;
+        // One lifetime for every secret Onboard adds: the onboarding's first one as well as
+        // day-two ones (a tenant policy capping lifetimes refuses longer ones).
+        let secret_lifetime = match config.credentials.secret_lifetime_days {
+            0 => None,
+            d => Some(time::Duration::days(i64::from(d))),
+        };
         let mut engine_config = EngineConfig::new(
             entra.clone(),
             audit.clone(),
@@ -151,6 +157,7 @@ impl App {
             config.platform.provider_name.clone(),
         )?;
         engine_config.profiles = profiles.clone();
+        engine_config.secret_lifetime = secret_lifetime;
         engine_config.shutdown = shutdown.handle();
         engine_config.token_app_client_id = Some(config.entra.token_app_client_id.clone());
         engine_config.record_mac = Some(record_mac.clone());
@@ -165,10 +172,7 @@ impl App {
             db.open_tree(CREDENTIALS_TREE)?,
             *key,
         )?;
-        ccfg.secret_lifetime = match config.credentials.secret_lifetime_days {
-            0 => None,
-            d => Some(time::Duration::days(i64::from(d))),
-        };
+        ccfg.secret_lifetime = secret_lifetime;
         ccfg.shutdown = shutdown.handle();
         ccfg.self_rotation_wait =
             std::time::Duration::from_secs(config.credentials.self_rotation_wait_secs);

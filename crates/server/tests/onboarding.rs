@@ -119,6 +119,17 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     let apps = apps_named(&snap, "Sbc-One");
     ensure!(apps.len() == 1, "{} apps", apps.len());
     ensure!(apps[0]["app_id"] == done.client_id.as_str());
+    // The first secret lives `[credentials] secret_lifetime_days` (180 by default), as day-two
+    // ones do, not Graph's two years.
+    let ends: Vec<i64> = testkit::snapshot::passwords(&snap, &done.client_id)
+        .iter()
+        .filter_map(|p| p["end_unix"].as_i64())
+        .collect();
+    let want = time::OffsetDateTime::now_utc().unix_timestamp() + 180 * 86_400;
+    ensure!(
+        ends.len() == 1 && (ends[0] - want).abs() < 3_600,
+        "secret ends {ends:?}, want about {want}"
+    );
     ensure!(sps_where(&snap, "app_id", &done.client_id).len() == 1);
     ensure!(
         sps_where(&snap, "display_name", TOKEN_APP).is_empty(),

@@ -415,45 +415,6 @@ async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_claims_hand_the_secret_to_exactly_one_caller() -> Result<()> {
-    let env = SimServer::start().await?;
-    let (token, id) = env.invited_and_signed_in("globaladmin").await?;
-    let events = env.provision(&token, &id, "Sbc-Claims").await?;
-    let events = events.map_err(|s| anyhow::anyhow!("provision: {s:?}"))?;
-    ensure!(completed(&events)?.secret.is_empty());
-    // Eight platform claims at once: one gets the value, the others are refused.
-    let mut claims = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let (ch, id) = (env.server.channel().await?, id.clone());
-        claims.spawn(async move { testkit::wizard::claim(ch, &id).await });
-    }
-    let (mut got, mut refused) = (Vec::new(), 0);
-    while let Some(r) = claims.join_next().await {
-        match r? {
-            Ok(c) => got.push(c.secret),
-            Err(e) => {
-                let s = e
-                    .downcast::<tonic::Status>()
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                ensure!(
-                    s.code() == Code::FailedPrecondition
-                        && s.message().contains("already handed over"),
-                    "{s:?}"
-                );
-                refused += 1;
-            }
-        }
-    }
-    ensure!(
-        got.len() == 1 && !got[0].is_empty(),
-        "{} claims got the secret",
-        got.len()
-    );
-    ensure!(refused == 7);
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_between_sign_in_and_provision_lets_the_same_invitation_sign_in_again()
 -> Result<()> {
     let env = SimServer::start().await?;

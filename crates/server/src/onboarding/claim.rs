@@ -22,6 +22,22 @@ use crate::error::{Result, ServerError};
 /// Key prefix of "this onboarding's secret was handed over" (value: epoch ms, big-endian).
 const CLAIM_PREFIX: &str = "claimed/";
 
+/// The `secret.hand_over` intent entry of onboarding `o`'s secret `key_id` to `actor` (by
+/// ClaimSecret or on an operator's own Provision stream); its outcome reuses it.
+pub(super) fn hand_over_entry(actor: &str, o: &provision::Onboarding, key_id: &str) -> AuditEntry {
+    let scope = Scope {
+        actor: actor.to_owned(),
+        tenant_id: Some(o.tenant_id.clone()),
+        onboarding_id: Some(o.id.clone()),
+        service_id: Some(o.service_id.clone()),
+        client_id: o.client_id.clone(),
+    };
+    let target = Target::new(TargetKind::PasswordCredential, key_id.to_owned());
+    AuditEntry::new(Action::SecretHandOver, Phase::Intent, &scope)
+        .with_target(target)
+        .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()))
+}
+
 impl OnboardingService {
     /// Whether the onboarding's secret has been handed over already.
     /// A claim record without a valid MAC is refused like any other state record.
@@ -43,6 +59,60 @@ impl OnboardingService {
         let swapped = links.compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(sealed))?;
         self.app.flush_onboarding_links().await?;
         Ok(swapped.is_ok())
+    }
+
+    /// The claim of onboarding `id`'s secret `key_id` for `actor`'s own Provision stream: the
+    /// `secret.hand_over` intent recorded, then the claim. `None` (and the secret not sent)
+    /// when either cannot be recorded or another claimant won; its outcome is recorded then.
+    pub(super) async fn claim_for_stream(
+        &self,
+        id: &str,
+        actor: &str,
+        key_id: &str,
+    ) -> Option<AuditEntry> {
+        let o = match self.app.engine().get(id) {
+            Ok(Some(o)) => o,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(error = %e, onboarding_id = %id, "the secret hand-over could not be read; not sent");
+                return None;
+            }
+        };
+        let mut entry = hand_over_entry(actor, &o, key_id);
+        if let Err(e) = self.record(entry.clone()).await {
+            tracing::error!(error = %e, onboarding_id = %id, "the secret hand-over could not be audited; not sent");
+            return None;
+        }
+        let refused = match self.claim_once(id).await {
+            Ok(true) => return Some(entry),
+            Ok(false) => "already handed over (ClaimSecret won)".to_owned(),
+            Err(e) => {
+                tracing::error!(error = %e, onboarding_id = %id, "the secret hand-over could not be recorded; not sent");
+                e.to_string()
+            }
+        };
+        entry.phase = Phase::Failed;
+        let _ = self.record(entry.with_error(refused)).await;
+        None
+    }
+
+    /// The outcome of a hand-over on a Provision stream: `succeeded` once the event entered
+    /// the stream; otherwise the claim is given back and the entry says so (`failed`).
+    pub(super) async fn hand_over_outcome(&self, id: &str, mut entry: AuditEntry, sent: bool) {
+        if sent {
+            entry.phase = Phase::Succeeded;
+            if let Err(e) = self.record(entry).await {
+                tracing::error!(error = %e, onboarding_id = %id, "the secret hand-over's outcome could not be audited");
+            }
+            tracing::info!(onboarding_id = %id, "secret handed over on the Provision stream");
+            return;
+        }
+        self.release_claim(id).await;
+        entry.phase = Phase::Failed;
+        let why = "the stream closed before the secret was sent; it stays claimable";
+        if let Err(e) = self.record(entry.with_error(why.to_owned())).await {
+            tracing::error!(error = %e, onboarding_id = %id, "the secret hand-over's outcome could not be audited");
+        }
     }
 
     /// Gives back a claim whose secret never left this process (the stream it was for closed
@@ -105,17 +175,7 @@ impl OnboardingService {
         let creds = self.app.credentials();
         creds.ensure_imported(self.app.engine(), &reg).await?;
         let (stored, value) = creds.current_secret(&reg, &o.service_id)?;
-        let scope = Scope {
-            actor: caller.identity.clone(),
-            tenant_id: Some(o.tenant_id.clone()),
-            onboarding_id: Some(id.clone()),
-            service_id: Some(o.service_id.clone()),
-            client_id: Some(client_id.clone()),
-        };
-        let target = Target::new(TargetKind::PasswordCredential, stored.key_id.clone());
-        let mut entry = AuditEntry::new(Action::SecretHandOver, Phase::Intent, &scope)
-            .with_target(target)
-            .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()));
+        let mut entry = hand_over_entry(&caller.identity, &o, &stored.key_id);
         self.record(entry.clone()).await?;
         let refused = match self.claim_once(&id).await {
             Ok(true) => None,

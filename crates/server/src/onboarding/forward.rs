@@ -84,19 +84,21 @@ impl OnboardingService {
             true => Source::BeforeRun(r.onboarding_id),
             false => Source::Stored,
         };
-        Ok(self.forward(stream, false, invitation, source))
+        Ok(self.forward(stream, None, invitation, source))
     }
 
     /// Maps engine events to proto events until the run ends, the caller leaves or is too slow
     /// (bounded buffer, `[limits]`), the server stops (graceful shutdown waits for open
     /// streams, so they must end), or the caller's invitation is revoked.
-    /// With `with_secret`, a Completed event carrying the secret is the hand-over: the claim
-    /// is recorded once it was sent. `source` says where `events` come from and what follows
+    /// With `secret_to` (the operator that called Provision), a Completed event carrying the
+    /// secret is the hand-over, audited as ClaimSecret's is: `secret.hand_over` intent, the
+    /// claim, the event, then succeeded (or failed when another claimant won or the stream
+    /// closed before the event entered it, the claim given back). `source` says where `events` come from and what follows
     /// when they stop.
     pub(super) fn forward(
         &self,
         mut events: EventStream,
-        with_secret: bool,
+        secret_to: Option<String>,
         invitation: Option<String>,
         source: Source,
     ) -> BoxStream<pb::ProvisionEvent> {
@@ -186,33 +188,32 @@ impl OnboardingService {
                         // stream, whatever (if anything) it sent after that.
                         ended |= e.kind.is_terminal()
                             || matches!(e.kind, EventKind::AwaitingAdmin { .. });
-                        let Some(mut p) = mapper.map(&e, with_secret) else { continue };
+                        let Some(mut p) = mapper.map(&e, secret_to.is_some()) else { continue };
                         // The secret goes out only once its claim is recorded, and only to the
                         // first claimant (a ClaimSecret may have won): exactly one caller ever
                         // receives it. Without the record it stays claimable by ClaimSecret.
                         // A caller already gone claims nothing; one whose stream closes (or
                         // stalls past the slow-reader bound) before the event enters it gives
                         // the claim back: a failed `send` dropped the value undelivered.
-                        let mut claimed = false;
+                        let mut claimed = None;
                         if let Some(pb::provision_event::Event::Completed(c)) = &mut p.event
                             && !c.secret.is_empty()
                         {
                             if tx.is_closed() {
                                 return;
                             }
-                            match svc.claim_once(&e.onboarding_id).await {
-                                Ok(true) => claimed = true,
-                                Ok(false) => c.secret.clear(),
-                                Err(err) => {
-                                    tracing::error!(error = %err, "the secret hand-over could not be recorded; not sent");
-                                    c.secret.clear();
-                                }
+                            let actor = secret_to.as_deref().unwrap_or_default();
+                            match svc.claim_for_stream(&e.onboarding_id, actor, &c.key_id).await
+                            {
+                                Some(entry) => claimed = Some(entry),
+                                None => c.secret.clear(),
                             }
                         }
-                        if tx.send(Ok(p)).await.is_err() {
-                            if claimed {
-                                svc.release_claim(&e.onboarding_id).await;
-                            }
+                        let sent = tx.send(Ok(p)).await.is_ok();
+                        if let Some(entry) = claimed {
+                            svc.hand_over_outcome(&e.onboarding_id, entry, sent).await;
+                        }
+                        if !sent {
                             return;
                         }
                     }

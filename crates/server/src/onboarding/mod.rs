@@ -245,7 +245,7 @@ impl OnboardingService {
         ServerError::at_most("app_name", &r.app_name, MAX_RECORDED_NAME)?;
         // The secret goes to an operator (the platform) only; the customer's wizard, which
         // calls with the invitation token, never receives it (the platform claims it).
-        let to_operator = r.invitation_token.is_empty();
+        let secret_to = r.invitation_token.is_empty().then(|| actor.clone());
         let id = r.onboarding_id.clone();
         let engine = self.app.engine();
         if repeat && engine.get(&id)?.is_some() {
@@ -258,7 +258,7 @@ impl OnboardingService {
             ))
             .await?;
             let stored = engine.watch(&id, 1)?;
-            return Ok(self.forward(stored, false, invitation, Source::Stored));
+            return Ok(self.forward(stored, None, invitation, Source::Stored));
         }
         let (inv, admin) = self.session(&id)?;
         let mut details = Self::entry(&actor, Action::OnboardingProvision, Phase::Intent, &id)
@@ -297,7 +297,7 @@ impl OnboardingService {
                     s.idempotency_key =
                         (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
                 }
-                Ok(self.forward(stream, to_operator, invitation, Source::Run(id)))
+                Ok(self.forward(stream, secret_to, invitation, Source::Run(id)))
             }
             Err(e) => {
                 details.phase = Phase::Failed;

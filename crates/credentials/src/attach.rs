@@ -19,6 +19,10 @@ use crate::session::OPAQUE_TOKEN;
 use crate::store::registration_key;
 use crate::{Credentials, RegistrationRef, check_ref, check_service};
 
+/// The id prefix of a registration taken under management by attaching it (its id is the
+/// prefix and a UUIDv4); an invitation spent attaching one names this id as its onboarding.
+pub const ATTACHED_ID_PREFIX: &str = "att-";
+
 /// What the customer entered for a hand-made registration.
 pub struct AttachRequest {
     /// The registration's tenant and client id.
@@ -111,7 +115,7 @@ impl Credentials {
                 "registration {client} in tenant {tenant} is already managed"
             )));
         }
-        let id = format!("att-{}", Uuid::new_v4());
+        let id = format!("{ATTACHED_ID_PREFIX}{}", Uuid::new_v4());
         let hint: String = req.client_secret.expose_secret().chars().take(3).collect();
         let mut reg = Registration {
             id: id.clone(),

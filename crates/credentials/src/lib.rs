@@ -41,7 +41,7 @@ use entra_client::EntraClient;
 use onboard_core::{Hook, HookAction, ProfileSet, Purpose, SealingKey, Shutdown};
 use secrecy::SecretString;
 
-pub use attach::{AttachRequest, AttachResult};
+pub use attach::{ATTACHED_ID_PREFIX, AttachRequest, AttachResult};
 pub use error::CredentialsError;
 pub use grants::{Grants, UpdateRequest};
 pub use model::{AuthMode, Registration, RegistrationView, SecretInfo, Source, StoredSecret};

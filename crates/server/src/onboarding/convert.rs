@@ -91,8 +91,9 @@ pub fn plan_pb(p: &Plan, hand_off: bool) -> pb::PlanResponse {
         .map(|c| pb::PlannedChange {
             action: c.action.clone(),
             description: plain_words(c),
+            // A change with nothing to do needs no role, whoever signed in.
             missing_roles: match (c.allowed, c.right) {
-                (false, Some(r)) => role_names(r),
+                (false, Some(r)) if c.operation != "none" => role_names(r),
                 _ => vec![],
             },
         })

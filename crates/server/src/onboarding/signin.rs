@@ -466,6 +466,11 @@ impl OnboardingService {
     fn sign_in_again(&self, token: &str) -> Option<(InvitationRecord, String, bool)> {
         let inv = self.app.invitations().get_by_token(token).ok()?;
         let id = inv.onboarding_id.clone()?;
+        // Only a sign-in links its onboarding to the invitation: one spent attaching a
+        // registration made by hand ("Use App Registration") never signs in again.
+        if self.invitation_of(&id).ok().is_none_or(|t| t.is_empty()) {
+            return None;
+        }
         if inv.state(now_ms()) != invitations::InvitationState::Used
             || inv.hand_off_of.is_some()
             || now_ms() >= inv.expires_at_ms

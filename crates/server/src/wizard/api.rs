@@ -144,6 +144,10 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
             Err(_) if w.onboarding.can_sign_in_again(&visit.token) => {
                 onboarding = json!({"id": id, "state": "sign_in_again"});
             }
+            // Spent attaching a registration made by hand: nothing to continue.
+            Err(_) if id.starts_with(credentials::ATTACHED_ID_PREFIX) => {
+                onboarding = json!({"state": "attached"});
+            }
             Err(_) => {}
         }
     }

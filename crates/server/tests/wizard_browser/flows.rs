@@ -329,6 +329,11 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
             .await?
             .contains(&full.client_id)
     );
+    // A reload: the link was spent attaching; it says so and offers no new sign-in.
+    w.chrome.client.refresh().await?;
+    w.chrome.wait_screen("s-problem").await?;
+    let p = w.chrome.text("#s-problem").await?;
+    ensure!(p.contains("already been used"), "{p}");
     w.check_exchanges(&token)?;
     for x in w.proxy.exchanges() {
         let body = x.body_text();

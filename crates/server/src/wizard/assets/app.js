@@ -60,6 +60,7 @@ async function start() {
   if (inv.state === 'used' && o && o.state !== 'cancelled') {
     if (o.state === 'signed_in') return show('s-name');
     if (o.state === 'sign_in_again') return signInEnded();
+    if (o.state === 'attached') return problem('used');
     // Within the grace after the end (the server still shows it to the link): the summary.
     if (o.state === 'completed') return done(() => problem('used'));
     if (S.handOff && o.state === 'awaiting_admin') return finishScreen();
@@ -192,6 +193,9 @@ function connected(d) {
       ? 'Part of it was made before it stopped; the next step goes on from there.'
       : 'Nothing has been changed in your tenant yet.';
   $('rights-missing').hidden = missing.length === 0;
+  $('rights-missing-state').textContent = S.resume
+    ? 'Part of it was made before it stopped. The steps left need a role you do not hold:'
+    : 'Nothing has been changed in your tenant. These steps need a role you do not hold:';
   list($('roles-missing'), missing.map((r) => 'Needs ' + r), '');
   show('s-connected');
   preview();
@@ -229,6 +233,10 @@ async function preview() {
     return;
   }
   if (seq !== S.previewSeq) return;
+  // What happens next, as the server decides it: a hand-off, or nothing until another admin.
+  if (p.blocked && !p.hand_off) {
+    $('rights-next').textContent = 'What happens next: nothing is changed until an account with one of these roles signs in.';
+  }
   renderPlan($('preview-plan'), p.changes);
   $('preview-box').hidden = false;
   $('preview-status').textContent = '';

@@ -49,6 +49,11 @@ const RETRY = {
 };
 function onProgress(name, d) {
   if (d.index) S.lastIndex = Math.max(S.lastIndex, d.index);
+  if (S.reconnecting) {
+    // Events flow again after a loss: say so, once.
+    S.reconnecting = false;
+    $('conn').textContent = 'Connected again.';
+  }
   if (S.waiting && name !== 'awaiting_admin') {
     // The privileged admin acts (or the wait ended): their steps show live here.
     S.waiting = false;
@@ -149,10 +154,15 @@ export async function follow(from) {
       }
       if (S.ended) return;
       if (!S.waiting) $('conn').textContent = 'The connection closed. Reconnecting…';
+      S.reconnecting = true;
     } catch (e) {
       const err = e.api;
-      if (err && first < 0 && !e.fromStream) {
-        // Provision refused before it started (e.g. the name is taken): back to the name.
+      // Provision refused before it started, for the request itself (the name is taken, a
+      // rule, the sign-in): back to where it was asked for. Anything else (the server busy or
+      // restarting, a proxy's error page) is tried again below.
+      const refused = err && ['invalid_argument', 'already_exists', 'failed_precondition'].includes(err.code);
+      if (refused && first < 0 && !e.fromStream && S.handOff) return finishScreen();
+      if (refused && first < 0 && !e.fromStream) {
         show('s-name');
         if (err.sign_in_again) return askSignIn(err);
         $('app-name').setAttribute('aria-invalid', 'true');
@@ -171,8 +181,11 @@ export async function follow(from) {
         return;
       }
       $('conn').textContent = 'Connection lost. Reconnecting…';
+      S.reconnecting = true;
     }
-    first = 1;
+    // Until an event arrived, the run may not have started: Provision again, with the same
+    // idempotency key (the server follows a run that did start); then Watch from the last one.
+    if (!(first < 0 && S.lastIndex === 0)) first = 1;
     await new Promise((r) => setTimeout(r, wait));
     wait = Math.min(wait * 2, 10000);
   }

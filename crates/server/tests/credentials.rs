@@ -9,7 +9,7 @@ use anyhow::{Context, Result, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_client::CredentialsClient;
-use testkit::config::{AutoRotate, OPERATOR_IDENTITY};
+use testkit::config::OPERATOR_IDENTITY;
 use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, bad_fields};
 use testkit::server_helpers::Refusal;
 use testkit::sim::TOKEN_APP;
@@ -470,21 +470,31 @@ async fn a_self_rotating_profile_rotates_without_a_new_sign_in() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_secrets_are_rotated_automatically() -> Result<()> {
-    // The onboarding's secret (Graph's default: two years) is inside an 800-day horizon; new
-    // secrets live 1,000 days, so one rotation settles it. Self-rotating, so no admin is needed.
+    // The onboarding's secret lives 30 days (`secret_lifetime_days` then); the operator then
+    // turns automatic rotation on with an 800-day horizon and 1,000-day secrets, so one
+    // rotation settles it. Self-rotating, so no admin is needed.
     let env = SimServer::start_with(|b| {
-        Ok(b.auto_rotate(AutoRotate {
-            check_interval_secs: 1,
-            expiry_horizon_days: 800,
-            overlap_secs: 1,
-            secret_lifetime_days: 1000,
-        }))
+        Ok(b.raw(
+            "credentials",
+            "secret_lifetime_days",
+            toml::Value::Integer(30),
+        ))
     })
     .await?;
     let done = env
         .onboarded("direct-routing-self-rotating", "Sbc-Auto")
         .await?
         .done;
+    let env = env
+        .restart_with(|c| {
+            let r = &mut c.credentials;
+            r.auto_rotate = true;
+            r.check_interval_secs = 1;
+            r.expiry_horizon_days = 800;
+            r.auto_rotate_overlap_secs = 1;
+            r.secret_lifetime_days = 1000;
+        })
+        .await?;
     let reg = env.registration(&done.client_id);
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     let limit = Duration::from_secs(60);

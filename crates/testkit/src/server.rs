@@ -71,11 +71,18 @@ impl TestServer {
 
     /// Stops the server (graceful: open streams end, running work stops where it is) and
     /// starts a new one on the same data directory, as a process restart would.
-    pub async fn restart(mut self) -> Result<Self> {
+    pub async fn restart(self) -> Result<Self> {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`TestServer::restart`] with `change` made to its configuration first (an operator
+    /// editing the file between two runs).
+    pub async fn restart_with(mut self, change: impl FnOnce(&mut Config)) -> Result<Self> {
         self.shut_down().await?;
         self.app.close();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
-        let config = self.config.clone();
+        let mut config = self.config.clone();
+        change(&mut config);
         // Every handle on the state databases goes with it, so they can be opened again.
         drop(self);
         Self::open(dir, config).await

@@ -49,8 +49,16 @@ impl SimServer {
 
     /// Stops the server and starts a new one on the same data directory (a process restart).
     pub async fn restart(self) -> Result<Self> {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`SimServer::restart`] with `change` made to the server's configuration first.
+    pub async fn restart_with(
+        self,
+        change: impl FnOnce(&mut onboard_server::Config),
+    ) -> Result<Self> {
         let Self { sim, info, server } = self;
-        let server = server.restart().await?;
+        let server = server.restart_with(change).await?;
         Ok(Self { sim, info, server })
     }
 

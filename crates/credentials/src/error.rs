@@ -151,21 +151,3 @@ impl From<onboard_core::CoreError> for CredentialsError {
         }
     }
 }
-
-/// Graph codes of a tenant app management policy refusing a credential.
-pub(crate) fn is_policy_code(code: &str) -> bool {
-    code.ends_with("AsPerAppPolicy") || code.contains("AppManagementPolicy")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn policy_codes_are_recognised() {
-        assert!(is_policy_code("CredentialTypeNotAllowedAsPerAppPolicy"));
-        assert!(is_policy_code("CredentialInvalidLifetimeAsPerAppPolicy"));
-        assert!(!is_policy_code("Request_BadRequest"));
-        assert!(!is_policy_code("Authorization_RequestDenied"));
-    }
-}

@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::audit::{Auditor, ChangeSpec, target};
-use crate::error::{CredentialsError, is_policy_code};
+use crate::error::CredentialsError;
 use crate::model::{Registration, SecretInfo, StoredSecret, graph_time};
 use crate::{Credentials, RegistrationRef, check_service};
+use entra_client::is_policy_code;
 
 /// A secret just made: its metadata and, once, its value.
 pub struct NewSecret {

@@ -211,6 +211,12 @@ impl EntraError {
         }
     }
 
+    /// True when a tenant's app management policy refused the change (a credential type or
+    /// lifetime the tenant forbids): trying again does not help, the tenant's policy must change.
+    pub fn is_app_policy_refusal(&self) -> bool {
+        matches!(self.root(), EntraError::Graph(g) if is_policy_code(&g.code))
+    }
+
     /// True when a person or policy refused us: the signed-in user lacks the rights for a Graph
     /// call (403), or declined / was blocked at sign-in. The server maps the first to
     /// FAILED_PRECONDITION (a role is missing) and the second to PERMISSION_DENIED.
@@ -540,6 +546,12 @@ pub(crate) fn parse_graph_error(status: u16, body: &[u8], headers: ErrorHeaders)
             .claims_challenge
             .filter(|_| matches!(status, 401 | 403)),
     }
+}
+
+/// Graph codes of a tenant app management policy refusing a credential
+/// (`CredentialTypeNotAllowedAsPerAppPolicy`, `CredentialInvalidLifetimeAsPerAppPolicy`, …).
+pub fn is_policy_code(code: &str) -> bool {
+    code.ends_with("AsPerAppPolicy") || code.contains("AppManagementPolicy")
 }
 
 #[cfg(test)]

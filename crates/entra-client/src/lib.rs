@@ -65,7 +65,7 @@ pub use challenge::ClaimsChallenge;
 pub use claims::{AccessTokenClaims, IdTokenClaims, access_token_claims};
 pub use config::{EntraConfig, RetryPolicy};
 pub use device_code::{DeviceAuthorization, DeviceCodeFlow, PollOutcome, PollTick};
-pub use error::{EntraError, GraphError, StsError, TransportErrorKind};
+pub use error::{EntraError, GraphError, StsError, TransportErrorKind, is_policy_code};
 pub use graph::{CallMeta, GraphClient, Reply};
 pub use retry::{
     OpContext, RetryEvent, RetryKind, RetryLog, RetryObserver, RetryReason, observer_fn,

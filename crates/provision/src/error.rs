@@ -129,6 +129,9 @@ impl ProvisionError {
             ProvisionError::MissingRights { .. } => C::MissingRights,
             ProvisionError::Entra { source, .. } if source.needs_new_sign_in() => C::SignInAgain,
             e @ ProvisionError::Entra { .. } if e.is_authorization_denied() => C::MissingRights,
+            // The tenant's app management policy refused the secret: Provision again fails the
+            // same way until the policy changes.
+            ProvisionError::Entra { source, .. } if source.is_app_policy_refusal() => C::Tenant,
             ProvisionError::Entra { .. } => C::Microsoft,
             ProvisionError::UnknownPermission { .. } | ProvisionError::MissingResource(_) => {
                 C::Tenant

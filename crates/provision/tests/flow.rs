@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail, ensure};
+use entra_sim::Faults;
 use onboard_core::roles::Right;
-use provision::{EventKind, NameRule, PlanRequest, ProvisionError, Status};
+use provision::{EventKind, FailureCause, NameRule, PlanRequest, ProvisionError, Status};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use testkit::audit::assert_direct_routing_changes;
@@ -440,5 +441,32 @@ async fn a_tenant_without_the_teams_admin_api_gets_the_fix_not_a_graph_404() -> 
         "{text}"
     );
     ensure!(apps_named(&env.snapshot(), "Sbc-NoTeams").is_empty());
+    Ok(())
+}
+
+/// The tenant's app management policy forbids client secrets: the run fails at the secret
+/// with the tenant as its cause (Provision again fails the same way until the policy changes),
+/// not Microsoft's (which says a retry may succeed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_the_tenant_policy_forbids_fails_for_the_tenant() -> Result<()> {
+    let env = EngineEnv::start(
+        Faults {
+            forbid_passwords: true,
+            ..calm()
+        },
+        None,
+    )
+    .await?;
+    let admin = env.signed_in("globaladmin").await?;
+    let events = env.provision("onb-policy", "Sbc-Policy", admin).await?;
+    let failed = events.iter().find_map(|e| match &e.kind {
+        EventKind::Failed { error, cause } => Some((error.clone(), *cause)),
+        _ => None,
+    });
+    let Some((error, cause)) = failed else {
+        anyhow::bail!("the run did not fail: {events:#?}");
+    };
+    ensure!(cause == FailureCause::Tenant, "{cause:?}: {error}");
+    ensure!(error.contains("AsPerAppPolicy"), "{error}");
     Ok(())
 }

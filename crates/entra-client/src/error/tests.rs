@@ -190,3 +190,11 @@ fn already_exists_answers_are_told_from_other_refusals() {
         assert!(!e.is_already_exists(), "{e}");
     }
 }
+
+#[test]
+fn app_management_policy_codes_are_recognised() {
+    assert!(is_policy_code("CredentialTypeNotAllowedAsPerAppPolicy"));
+    assert!(is_policy_code("CredentialInvalidLifetimeAsPerAppPolicy"));
+    assert!(!is_policy_code("Request_BadRequest"));
+    assert!(!is_policy_code("Authorization_RequestDenied"));
+}

@@ -236,20 +236,7 @@ async fn conditional_access_asks_for_a_new_sign_in_not_for_roles() -> Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_stopped_by_conditional_access_resumes_after_a_new_sign_in() -> Result<()> {
     use onboard_proto::v1::provision_event::Event as PE;
-    let env = SimServer::start().await?;
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
-    env.sim.set_faults(Faults {
-        latency_ms: 300,
-        ..calm()
-    });
-    let ch = env.server.channel().await?;
-    let mut stream = testkit::wizard::provision_stream(ch, &token, &id, "CA-Resume").await?;
-    let first = stream.message().await?;
-    ensure!(
-        matches!(first.and_then(|e| e.event), Some(PE::Started(_))),
-        "the run did not start"
-    );
+    let (env, token, id, stream) = slow_run_started("CA-Resume").await?;
     env.sim.revoke_sign_in_sessions().await;
     let events = testkit::wizard::drain(stream).await?;
     let Some(PE::Failed(failed)) = events.last().and_then(|e| e.event.clone()) else {
@@ -289,20 +276,7 @@ async fn a_run_stopped_by_conditional_access_resumes_after_a_new_sign_in() -> Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_change_the_sign_in_satisfies_does_not_stop_a_run() -> Result<()> {
     use onboard_proto::v1::provision_event::Event as PE;
-    let env = SimServer::start().await?;
-    let (token, _) = env.invite(None).await?;
-    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
-    env.sim.set_faults(Faults {
-        latency_ms: 300,
-        ..calm()
-    });
-    let ch = env.server.channel().await?;
-    let mut stream = testkit::wizard::provision_stream(ch, &token, &id, "CA-Silent").await?;
-    let first = stream.message().await?;
-    ensure!(
-        matches!(first.and_then(|e| e.event), Some(PE::Started(_))),
-        "the run did not start"
-    );
+    let (env, _, _, stream) = slow_run_started("CA-Silent").await?;
     let sts_before = env.sim.request_counts().sts;
     env.sim.change_conditional_access_policies().await;
     let events = testkit::wizard::drain(stream).await?;
@@ -374,4 +348,33 @@ async fn a_sign_in_microsoft_no_longer_renews_asks_for_a_new_one() -> Result<()>
     let done = env.provision(&token, &id, "Renew-App").await??;
     testkit::wizard::completed(&done)?;
     env.stop().await
+}
+
+/// A Global Administrator's onboarding whose run `name` has started against an emulator
+/// answering every call 300 ms late (so a change lands partway): the server, the invitation
+/// token, the onboarding id and the open Provision stream.
+async fn slow_run_started(
+    name: &str,
+) -> Result<(
+    SimServer,
+    String,
+    String,
+    tonic::Streaming<pb::ProvisionEvent>,
+)> {
+    use onboard_proto::v1::provision_event::Event as PE;
+    let env = SimServer::start().await?;
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "globaladmin").await?.onboarding_id;
+    env.sim.set_faults(Faults {
+        latency_ms: 300,
+        ..calm()
+    });
+    let ch = env.server.channel().await?;
+    let mut stream = testkit::wizard::provision_stream(ch, &token, &id, name).await?;
+    let first = stream.message().await?;
+    ensure!(
+        matches!(first.and_then(|e| e.event), Some(PE::Started(_))),
+        "the run did not start"
+    );
+    Ok((env, token, id, stream))
 }

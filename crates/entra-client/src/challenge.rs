@@ -83,13 +83,16 @@ impl ClaimsChallenge {
             return None;
         }
         let mut request: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let capabilities: serde_json::Value =
+            serde_json::from_str(crate::sts::CLIENT_CAPABILITIES).ok()?;
         let access = request
             .as_object_mut()?
             .entry("access_token")
-            .or_insert_with(|| serde_json::json!({}));
-        access
-            .as_object_mut()?
-            .insert("xms_cc".into(), serde_json::json!({"values": ["cp1"]}));
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()?;
+        for (claim, value) in capabilities["access_token"].as_object()? {
+            access.insert(claim.clone(), value.clone());
+        }
         Some(request.to_string())
     }
 }

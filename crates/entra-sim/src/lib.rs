@@ -405,9 +405,7 @@ impl Sim {
     pub async fn expire_access_tokens(&self) {
         let now = state::unix_now();
         self.shared.lock().access_tokens_expired_through = now;
-        while state::unix_now() <= now {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        state::wait_past(now).await;
     }
 
     /// Revokes every sign-in made so far, as Continuous Access Evaluation's critical events do
@@ -421,9 +419,7 @@ impl Sim {
     pub async fn revoke_sign_in_sessions(&self) {
         let now = state::unix_now();
         self.shared.lock().sign_ins_revoked_through = now;
-        while state::unix_now() <= now {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        state::wait_past(now).await;
     }
 
     /// Changes the tenant's Conditional Access policies in a way every sign-in made so far
@@ -437,9 +433,7 @@ impl Sim {
     pub async fn change_conditional_access_policies(&self) {
         let now = state::unix_now();
         self.shared.lock().policies_changed_through = now;
-        while state::unix_now() <= now {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        state::wait_past(now).await;
     }
 
     /// Replaces the fault switches (takes effect for the next request).

@@ -198,6 +198,14 @@ pub fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Returns once Unix second `second` is over, so what happens next is told from what happened
+/// in it by times that count seconds (`iat`).
+pub async fn wait_past(second: i64) {
+    while unix_now() <= second {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// `n` random bytes from the OS.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];

@@ -210,9 +210,7 @@ pub async fn token(
     // A token issued in the second of a Conditional Access policy change could not be told
     // from one made before it (`iat` counts seconds): the STS answers after that second.
     let changed = s.lock().policies_changed_through;
-    while crate::state::unix_now() <= changed {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    crate::state::wait_past(changed).await;
     let mut inner = s.lock();
     let Some(tref) = resolve_tenant(&mut inner, &tenant) else {
         return tenant_not_found(&ids, &tenant);

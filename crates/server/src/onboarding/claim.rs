@@ -38,6 +38,14 @@ pub(super) fn hand_over_entry(actor: &str, o: &provision::Onboarding, key_id: &s
         .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()))
 }
 
+/// The refusal of a second claim of onboarding `id`'s secret.
+fn already_handed_over(id: &str) -> ServerError {
+    ServerError::FailedPrecondition(format!(
+        "the secret of onboarding {id} was already handed over; rotate it \
+         (Credentials.RotateSecret) to get a new one"
+    ))
+}
+
 impl OnboardingService {
     /// Whether the onboarding's secret has been handed over already.
     /// A claim record without a valid MAC is refused like any other state record.
@@ -61,39 +69,46 @@ impl OnboardingService {
         Ok(swapped.is_ok())
     }
 
-    /// The claim of onboarding `id`'s secret `key_id` for `actor`'s own Provision stream: the
-    /// `secret.hand_over` intent recorded, then the claim. `None` (and the secret not sent)
-    /// when either cannot be recorded or another claimant won; its outcome is recorded then.
+    /// The claim of onboarding `o`'s secret `key_id` for `actor`, audited: the
+    /// `secret.hand_over` intent recorded, then the claim marked; the entry to complete once
+    /// the value is out. Another claimant's win (or a mark that cannot be written) is recorded
+    /// as the entry's failure and returned as the error.
+    async fn audited_claim(
+        &self,
+        o: &provision::Onboarding,
+        actor: &str,
+        key_id: &str,
+    ) -> Result<AuditEntry> {
+        let mut entry = hand_over_entry(actor, o, key_id);
+        self.record(entry.clone()).await?;
+        let refused = match self.claim_once(&o.id).await {
+            Ok(true) => return Ok(entry),
+            Ok(false) => already_handed_over(&o.id),
+            Err(e) => e,
+        };
+        entry.phase = Phase::Failed;
+        let _ = self.record(entry.with_error(refused.to_string())).await;
+        Err(refused)
+    }
+
+    /// [`Self::audited_claim`] for `actor`'s own Provision stream: `None` (and the secret not
+    /// sent) when it fails.
     pub(super) async fn claim_for_stream(
         &self,
         id: &str,
         actor: &str,
         key_id: &str,
     ) -> Option<AuditEntry> {
-        let o = match self.app.engine().get(id) {
-            Ok(Some(o)) => o,
+        let claimed = match self.app.engine().get(id) {
+            Ok(Some(o)) => self.audited_claim(&o, actor, key_id).await,
             Ok(None) => return None,
-            Err(e) => {
-                tracing::error!(error = %e, onboarding_id = %id, "the secret hand-over could not be read; not sent");
-                return None;
-            }
+            Err(e) => Err(e.into()),
         };
-        let mut entry = hand_over_entry(actor, &o, key_id);
-        if let Err(e) = self.record(entry.clone()).await {
-            tracing::error!(error = %e, onboarding_id = %id, "the secret hand-over could not be audited; not sent");
-            return None;
-        }
-        let refused = match self.claim_once(id).await {
-            Ok(true) => return Some(entry),
-            Ok(false) => "already handed over (ClaimSecret won)".to_owned(),
-            Err(e) => {
-                tracing::error!(error = %e, onboarding_id = %id, "the secret hand-over could not be recorded; not sent");
-                e.to_string()
-            }
-        };
-        entry.phase = Phase::Failed;
-        let _ = self.record(entry.with_error(refused)).await;
-        None
+        claimed
+            .map_err(|e| {
+                tracing::error!(error = %e, onboarding_id = %id, "the secret hand-over was not made; not sent");
+            })
+            .ok()
     }
 
     /// The outcome of a hand-over on a Provision stream: `succeeded` once the event entered
@@ -163,10 +178,7 @@ impl OnboardingService {
             }
         };
         if self.claimed(&id)? {
-            return Err(ServerError::FailedPrecondition(format!(
-                "the secret of onboarding {id} was already handed over; rotate it \
-                 (Credentials.RotateSecret) to get a new one"
-            )));
+            return Err(already_handed_over(&id));
         }
         let reg = RegistrationRef {
             tenant_id: o.tenant_id.clone(),
@@ -175,22 +187,10 @@ impl OnboardingService {
         let creds = self.app.credentials();
         creds.ensure_imported(self.app.engine(), &reg).await?;
         let (stored, value) = creds.current_secret(&reg, &o.service_id)?;
-        let mut entry = hand_over_entry(&caller.identity, &o, &stored.key_id);
-        self.record(entry.clone()).await?;
-        let refused = match self.claim_once(&id).await {
-            Ok(true) => None,
-            // A concurrent claim won between the check above and here.
-            Ok(false) => Some(ServerError::FailedPrecondition(format!(
-                "the secret of onboarding {id} was already handed over; rotate it \
-                 (Credentials.RotateSecret) to get a new one"
-            ))),
-            Err(e) => Some(e),
-        };
-        if let Some(e) = refused {
-            entry.phase = Phase::Failed;
-            let _ = self.record(entry.with_error(e.to_string())).await;
-            return Err(e);
-        }
+        // A concurrent claim may win between the check above and here.
+        let mut entry = self
+            .audited_claim(&o, &caller.identity, &stored.key_id)
+            .await?;
         entry.phase = Phase::Succeeded;
         let seq = self.record(entry).await?;
         tracing::info!(onboarding_id = %id, actor = %caller.identity, key_id = %stored.key_id,

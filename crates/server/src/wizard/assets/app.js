@@ -234,9 +234,11 @@ async function preview() {
   }
   if (seq !== S.previewSeq) return;
   // What happens next, as the server decides it: a hand-off, or nothing until another admin.
-  if (p.blocked && !p.hand_off) {
-    $('rights-next').textContent = 'What happens next: nothing is changed until an account with one of these roles signs in.';
-  }
+  const next = $('rights-next');
+  next.dataset.handOff = next.dataset.handOff || next.textContent;
+  next.textContent = p.blocked && !p.hand_off
+    ? 'What happens next: nothing is changed until an account with one of these roles signs in.'
+    : next.dataset.handOff;
   renderPlan($('preview-plan'), p.changes);
   $('preview-box').hidden = false;
   $('preview-status').textContent = '';

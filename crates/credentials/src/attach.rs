@@ -1,26 +1,30 @@
-//! Becoming managed: attaching a registration the customer made by hand (validated with its own
-//! client-credentials tokens against the profile), and importing completed onboardings.
+//! Becoming managed: attaching a registration the customer made by hand, validated with its own
+//! client-credentials tokens against the profile. An operator attaches over gRPC (the secret is
+//! theirs already); the customer's wizard attaches for its invitation's one service, and the
+//! platform then claims the secret entered, once, by the attachment's id.
 
 use std::collections::BTreeMap;
 
-use entra_client::{OpContext, TokenSet};
-use onboard_core::audit::{Action, Phase, TargetKind, set};
-use onboard_core::profiles::{PermissionRef, Resource};
-use onboard_core::provisioned::Provisioned;
+use std::convert::Infallible;
+use std::fmt::Display;
+use std::future::Future;
+
+use entra_client::OpContext;
+use onboard_core::ResolvedProfile;
+use onboard_core::audit::{Action, Change, Phase, TargetKind, set};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{app_target, target};
+use crate::audit::{Auditor, app_target, target};
 use crate::error::CredentialsError;
-use crate::grants::permission_name;
 use crate::model::{AuthMode, Registration, RegistrationView, Source, StoredSecret};
-use crate::session::OPAQUE_TOKEN;
 use crate::store::registration_key;
 use crate::{Credentials, RegistrationRef, check_ref, check_service};
 
-/// The id prefix of a registration taken under management by attaching it (its id is the
-/// prefix and a UUIDv4); an invitation spent attaching one names this id as its onboarding.
+/// The id prefix of a registration taken under management by attaching it, and of every
+/// attachment an invitation makes (the prefix and a UUIDv4): an invitation spent attaching
+/// names this id as its onboarding, and ClaimSecret takes it.
 pub const ATTACHED_ID_PREFIX: &str = "att-";
 
 /// What the customer entered for a hand-made registration.
@@ -52,12 +56,95 @@ impl std::fmt::Debug for AttachRequest {
 /// The attached registration.
 pub type AttachResult = RegistrationView;
 
+/// What an invitation's attach did.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// The registration, as managed now.
+    pub view: RegistrationView,
+    /// The attachment's id (`att-` and a UUID): the registration's own id when the attach
+    /// made it managed, a new one when the service joined a registration already managed.
+    /// The invitation is redeemed with it; the platform claims the secret with it.
+    pub attachment_id: String,
+}
+
+/// How an invitation's attach ended when nothing in the credential store failed.
+#[derive(Debug)]
+pub enum Gated<E> {
+    /// Validated, the gate passed, stored and audited.
+    Attached(Box<Attached>),
+    /// Validated, but the gate refused (e.g. the invitation could not be redeemed): nothing
+    /// stored; the attach's `failed` entry says why.
+    Refused(E),
+}
+
+/// Who attaches, and so what an attach may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// An operator over gRPC (AttachRegistration): a registration already managed is
+    /// ALREADY_EXISTS; any number of services.
+    Operator,
+    /// The customer's wizard ("Use App Registration") for its invitation's one service. A
+    /// registration already managed gains the service, with the secret entered as its own:
+    /// the vendor's manual lets additional services reuse a registration this way, a new
+    /// secret per service. The attachment is recorded for the platform's claim.
+    Invitation,
+}
+
 impl Credentials {
     /// Validates and attaches a hand-made registration: a client-credentials token must be
     /// issued with the secret, and its `roles` (per resource) and `wids` must cover the
     /// profile's permissions and directory roles; otherwise FAILED_PRECONDITION with the precise
     /// list of what is missing. Audited; from then on it is managed like one Onboard made.
+    /// One already managed is ALREADY_EXISTS.
     pub async fn attach(&self, req: AttachRequest) -> Result<AttachResult, CredentialsError> {
+        let pass = |_: String| async { Ok::<(), Infallible>(()) };
+        match self.attach_in(req, Mode::Operator, pass).await? {
+            Gated::Attached(a) => Ok(a.view),
+            Gated::Refused(never) => match never {},
+        }
+    }
+
+    /// The customer's "Use App Registration" for an invitation's one service (exactly one in
+    /// `service_ids`): validated as [`Credentials::attach`], then `gate` is called with the
+    /// attachment id, and only when it passes is anything stored (so an invitation that can
+    /// no longer be redeemed leaves no registration managed). A registration already managed
+    /// (provisioned or attached; import completed onboardings first) gains the service with
+    /// the secret entered; a service that already has a secret on it is ALREADY_EXISTS.
+    pub async fn attach_for_invitation<E, G, Fut>(
+        &self,
+        req: AttachRequest,
+        gate: G,
+    ) -> Result<Gated<E>, CredentialsError>
+    where
+        E: Display,
+        G: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+    {
+        if req.service_ids.len() != 1 {
+            return Err(CredentialsError::InvalidArgument {
+                field: "service_ids",
+                reason: "an invitation attaches for exactly one service".into(),
+            });
+        }
+        self.attach_in(req, Mode::Invitation, gate).await
+    }
+
+    /// The registration and service of attachment `id` (see [`Attached::attachment_id`]).
+    pub fn attachment(
+        &self,
+        id: &str,
+    ) -> Result<Option<(RegistrationRef, String)>, CredentialsError> {
+        Ok(self.all()?.into_iter().find_map(|r| {
+            let service = r.attachments.get(id)?.clone();
+            Some((RegistrationRef::new(r.tenant_id, r.client_id), service))
+        }))
+    }
+
+    /// The request's own checks; the profile it must satisfy.
+    fn check_attach_request(
+        &self,
+        req: &AttachRequest,
+    ) -> Result<ResolvedProfile, CredentialsError> {
         check_ref(&req.registration)?;
         if entra_client::sts::is_tenant_independent(&req.registration.tenant_id) {
             // Entra issues an app's own token only at its tenant's authority (AADSTS50059).
@@ -86,7 +173,7 @@ impl Credentials {
         }
         // CreateInvitation's rule: an unknown profile is `profile`'s fault; a non-empty version
         // that is not dotted numeric is `platform_version`'s, whatever the profile.
-        let profile = self
+        Ok(self
             .inner
             .profiles
             .resolve_requested(&req.profile, req.platform_version.as_deref().unwrap_or(""))
@@ -100,46 +187,87 @@ impl Credentials {
             })?
             // A hand-made registration needs what the service needs; rotating itself is
             // optional for it (detected below).
-            .without_self_rotation();
+            .without_self_rotation())
+    }
+
+    /// The attach: checks, validation against Microsoft, the gate, then the one write.
+    async fn attach_in<E, G, Fut>(
+        &self,
+        req: AttachRequest,
+        mode: Mode,
+        gate: G,
+    ) -> Result<Gated<E>, CredentialsError>
+    where
+        E: Display,
+        G: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+    {
+        let profile = self.check_attach_request(&req)?;
         let (tenant, client) = (&req.registration.tenant_id, &req.registration.client_id);
-        // Two attaches of one registration run one after the other (the second is refused).
+        // Two attaches of one registration run one after the other (the second is refused,
+        // or joins what the first stored).
         let lock = self.lock_for(&registration_key(tenant, client));
         let _g = lock.lock().await;
-        if self
+        let managed = self
             .inner
             .store
-            .get::<Registration>(&registration_key(tenant, client))?
-            .is_some()
-        {
-            return Err(CredentialsError::AlreadyExists(format!(
-                "registration {client} in tenant {tenant} is already managed"
-            )));
-        }
-        let id = format!("{ATTACHED_ID_PREFIX}{}", Uuid::new_v4());
-        let hint: String = req.client_secret.expose_secret().chars().take(3).collect();
-        let mut reg = Registration {
-            id: id.clone(),
-            tenant_id: tenant.clone(),
-            client_id: client.clone(),
-            app_object_id: None,
-            sp_id: String::new(),
-            display_name: client.clone(),
-            profile,
-            source: Source::Attached,
-            auth_mode: AuthMode::AdminSession,
-            secrets: BTreeMap::new(),
-            current: BTreeMap::new(),
-            attached_at: onboard_core::time::now(),
-            rotations: BTreeMap::new(),
+            .get::<Registration>(&registration_key(tenant, client))?;
+        let joining = managed.is_some();
+        let mut reg = match managed {
+            Some(_) if mode == Mode::Operator => {
+                return Err(CredentialsError::AlreadyExists(format!(
+                    "registration {client} in tenant {tenant} is already managed"
+                )));
+            }
+            Some(reg) => {
+                let service = &req.service_ids[0];
+                if let Some(s) = reg.current_secret(service) {
+                    return Err(CredentialsError::AlreadyExists(format!(
+                        "service {service} already has a secret on registration {client} \
+                         (hint {}); rotate it (Credentials.RotateSecret) instead",
+                        s.hint
+                    )));
+                }
+                reg
+            }
+            None => Registration {
+                id: format!("{ATTACHED_ID_PREFIX}{}", Uuid::new_v4()),
+                tenant_id: tenant.clone(),
+                client_id: client.clone(),
+                app_object_id: None,
+                sp_id: String::new(),
+                display_name: client.clone(),
+                profile: profile.clone(),
+                source: Source::Attached,
+                auth_mode: AuthMode::AdminSession,
+                secrets: BTreeMap::new(),
+                current: BTreeMap::new(),
+                attached_at: onboard_core::time::now(),
+                rotations: BTreeMap::new(),
+                attachments: BTreeMap::new(),
+            },
         };
+        let attachment_id = if joining {
+            format!("{ATTACHED_ID_PREFIX}{}", Uuid::new_v4())
+        } else {
+            reg.id.clone()
+        };
+        let hint: String = req.client_secret.expose_secret().chars().take(3).collect();
         let aud = self.auditor(&reg, &req.service_ids.join(","), &req.actor);
-        let t = target(TargetKind::Application, None, client);
-        let intent = vec![
+        let t = if joining {
+            app_target(&reg)
+        } else {
+            target(TargetKind::Application, None, client)
+        };
+        let mut intent = vec![
             set("clientId", json!(client)),
             set("profile", json!(req.profile)),
             set("secretHint", json!(hint)),
             set("serviceIds", json!(req.service_ids)),
         ];
+        if mode == Mode::Invitation {
+            intent.push(set("attachmentId", json!(attachment_id)));
+        }
         aud.entry(
             Action::RegistrationAttach,
             Phase::Intent,
@@ -148,36 +276,127 @@ impl Credentials {
             None,
         )
         .await?;
-        let checked = self.check_attach(&mut reg, &req.client_secret).await;
-        let (missing, claims_oid) = match checked {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = aud.failed(Action::RegistrationAttach, &t, intent, &e).await;
-                return Err(e);
-            }
+        // Validated against the profile asked for; a registration joined keeps its own.
+        let mut probe = Registration {
+            profile,
+            ..reg.clone()
         };
-        if !missing.is_empty() {
-            let e = CredentialsError::MissingGrants {
-                profile: reg.profile.name.clone(),
-                missing,
-            };
-            aud.failed(Action::RegistrationAttach, &t, intent, &e)
-                .await?;
-            return Err(e);
+        let claims_oid = self
+            .validate_attach(&aud, &t, &intent, &mut probe, &req.client_secret)
+            .await?;
+        if !joining {
+            reg = probe;
+            reg.sp_id = claims_oid;
         }
-        reg.sp_id = claims_oid;
-        let sealed = self.seal(&reg.id, &req.client_secret)?;
         let mut secret = StoredSecret {
             key_id: String::new(),
             hint: hint.clone(),
-            service_id: req.service_ids.first().cloned().unwrap_or_default(),
+            service_id: req.service_ids[0].clone(),
             start: String::new(),
             end: String::new(),
-            sealed,
+            sealed: self.seal(&reg.id, &req.client_secret)?,
         };
-        // Object id and the secret's key id / dates: with the admin session, else the app's own
-        // token (works when it owns itself with Application.ReadWrite.OwnedBy); else unknown.
-        let graph = match self.admin_graph(tenant).await {
+        self.identify_secret(&mut reg, &mut secret).await;
+        let key = Registration::secret_key(&secret);
+        if let Some(held) = reg.secrets.get(&key) {
+            let same = self
+                .open(&reg, held)
+                .is_ok_and(|v| v.expose_secret() == req.client_secret.expose_secret());
+            if !same {
+                let e = CredentialsError::FailedPrecondition(format!(
+                    "registration {client} already has a secret Onboard holds under {key}; \
+                     Entra's key id of the one entered could not be read to tell them apart: \
+                     sign an admin in for tenant {tenant} and try again"
+                ));
+                aud.failed(Action::RegistrationAttach, &t, intent, &e)
+                    .await?;
+                return Err(e);
+            }
+        }
+        if let Err(e) = gate(attachment_id.clone()).await {
+            let why = format!("not attached: {e}");
+            aud.entry(
+                Action::RegistrationAttach,
+                Phase::Failed,
+                &t,
+                intent,
+                Some(&why),
+            )
+            .await?;
+            return Ok(Gated::Refused(e));
+        }
+        reg.secrets
+            .entry(key.clone())
+            .or_insert_with(|| secret.clone());
+        for s in &req.service_ids {
+            reg.current.insert(s.clone(), key.clone());
+        }
+        if mode == Mode::Invitation {
+            reg.attachments
+                .insert(attachment_id.clone(), req.service_ids[0].clone());
+        }
+        if !joining && self.detect_self_rotation(&reg).await {
+            // It rotates itself: the permission that takes is part of what it should hold.
+            reg.auth_mode = AuthMode::SelfRotation;
+            reg.profile = reg.profile.clone().with_self_rotation();
+        }
+        self.save(&reg).await?;
+        let mut done = vec![
+            set("clientId", json!(client)),
+            set("servicePrincipalId", json!(reg.sp_id)),
+            set("profile", json!(req.profile)),
+            set("secretKeyId", json!(secret.key_id)),
+            set("secretHint", json!(hint)),
+            set("authMode", json!(reg.auth_mode)),
+        ];
+        if mode == Mode::Invitation {
+            done.push(set("attachmentId", json!(attachment_id)));
+        }
+        aud.entry(
+            Action::RegistrationAttach,
+            Phase::Succeeded,
+            &app_target(&reg),
+            done,
+            None,
+        )
+        .await?;
+        Ok(Gated::Attached(Box::new(Attached {
+            view: RegistrationView::of(&reg, time::OffsetDateTime::now_utc()),
+            attachment_id,
+        })))
+    }
+
+    /// The secret authenticates and the grants cover `probe`'s profile: the service
+    /// principal's object id from the token. Otherwise the attach's `failed` entry, and the
+    /// error (FAILED_PRECONDITION naming each grant missing).
+    async fn validate_attach(
+        &self,
+        aud: &Auditor<'_>,
+        t: &onboard_core::audit::Target,
+        intent: &[Change],
+        probe: &mut Registration,
+        secret: &SecretString,
+    ) -> Result<String, CredentialsError> {
+        let e = match self.check_attach(probe, secret).await {
+            Ok((missing, oid)) if missing.is_empty() => return Ok(oid),
+            Ok((missing, _)) => CredentialsError::MissingGrants {
+                profile: probe.profile.name.clone(),
+                missing,
+            },
+            Err(e) => e,
+        };
+        let _ = aud
+            .failed(Action::RegistrationAttach, t, intent.to_vec(), &e)
+            .await;
+        Err(e)
+    }
+
+    /// The application's object id and name, and the secret's key id and dates, read with the
+    /// admin session, else with the app's own token (it works when the app owns itself with
+    /// Application.ReadWrite.OwnedBy); left unknown when neither may read them. The secret is
+    /// found by its hint, and only when exactly one of the app's secrets has it.
+    async fn identify_secret(&self, reg: &mut Registration, secret: &mut StoredSecret) {
+        let graph = match self.admin_graph(&reg.tenant_id).await {
             Ok(g) => Some(g),
             Err(_) => {
                 let tmp = Registration {
@@ -191,287 +410,27 @@ impl Credentials {
                     .map(|t| self.inner.entra.graph(t.access_token))
             }
         };
-        if let Some(g) = graph
-            && let Ok(app) = g.get_application_by_app_id(client, &OpContext::new()).await
-        {
-            reg.app_object_id = Some(app.value.id.clone());
-            if let Some(n) = app.value.display_name.clone() {
-                reg.display_name = n;
-            }
-            let m: Vec<_> = app
-                .value
-                .password_credentials
-                .iter()
-                .filter(|p| p.hint.as_deref() == Some(hint.as_str()))
-                .collect();
-            if let [p] = m.as_slice() {
-                secret.key_id = p.key_id.clone();
-                secret.start = p.start_date_time.clone().unwrap_or_default();
-                secret.end = p.end_date_time.clone().unwrap_or_default();
-            }
-        }
-        let key = Registration::secret_key(&secret);
-        reg.secrets.insert(key.clone(), secret.clone());
-        for s in &req.service_ids {
-            reg.current.insert(s.clone(), key.clone());
-        }
-        if self.detect_self_rotation(&reg).await {
-            // It rotates itself: the permission that takes is part of what it should hold.
-            reg.auth_mode = AuthMode::SelfRotation;
-            reg.profile = reg.profile.clone().with_self_rotation();
-        }
-        self.save(&reg).await?;
-        aud.entry(
-            Action::RegistrationAttach,
-            Phase::Succeeded,
-            &app_target(&reg),
-            vec![
-                set("clientId", json!(client)),
-                set("servicePrincipalId", json!(reg.sp_id)),
-                set("profile", json!(req.profile)),
-                set("secretKeyId", json!(secret.key_id)),
-                set("secretHint", json!(hint)),
-                set("authMode", json!(reg.auth_mode)),
-            ],
-            None,
-        )
-        .await?;
-        Ok(RegistrationView::of(&reg, time::OffsetDateTime::now_utc()))
-    }
-
-    /// Gets the tokens and compares them with the profile: (missing lines, SP object id).
-    async fn check_attach(
-        &self,
-        reg: &mut Registration,
-        secret: &SecretString,
-    ) -> Result<(Vec<String>, String), CredentialsError> {
-        let graph_scope = "https://graph.microsoft.com/.default";
-        let t = self
-            .client_credentials(reg, secret, graph_scope, false)
+        let Some(g) = graph else { return };
+        let Ok(app) = g
+            .get_application_by_app_id(&reg.client_id, &OpContext::new())
             .await
-            .map_err(|e| {
-                CredentialsError::FailedPrecondition(format!(
-                    "the registration does not authenticate with the secret given: {e}"
-                ))
-            })?;
-        let held = match self.held_from_tokens(reg, secret, &t).await {
-            Some(h) => h,
-            None => self.held_from_graph(reg, t).await?,
+        else {
+            return;
         };
-        if let Some(n) = &held.display_name {
-            reg.display_name = n.clone();
+        reg.app_object_id = Some(app.value.id.clone());
+        if let Some(n) = app.value.display_name.clone() {
+            reg.display_name = n;
         }
-        let mut missing = Vec::new();
-        for p in &reg.profile.permissions {
-            let name = permission_name(p);
-            if !held
-                .permissions
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(&name))
-            {
-                missing.push(format!(
-                    "application permission {} of {} (with admin consent)",
-                    p.value,
-                    p.resource.display_name()
-                ));
-            }
-        }
-        for r in &reg.profile.directory_roles {
-            if !held
-                .role_ids
-                .iter()
-                .any(|w| w.eq_ignore_ascii_case(&r.template_id))
-            {
-                missing.push(format!(
-                    "directory role {} assigned to the service principal",
-                    r.name
-                ));
-            }
-        }
-        Ok((missing, held.sp_id))
-    }
-
-    /// What the registration holds, from the claims of its app-only tokens (`graph`, and one
-    /// per other API of the profile): `None` when one is not a readable JWT, which Microsoft
-    /// allows ("access tokens must be treated as opaque strings"), so Graph must be asked.
-    async fn held_from_tokens(
-        &self,
-        reg: &Registration,
-        secret: &SecretString,
-        graph: &TokenSet,
-    ) -> Option<Held> {
-        let c = graph.access_token_claims().ok()?;
-        let mut permissions: Vec<String> = c
-            .roles
-            .iter()
-            .map(|r| name_of(Resource::Graph, r))
-            .collect();
-        let others: Vec<Resource> = reg
-            .profile
-            .permissions
-            .iter()
-            .map(|p| p.resource)
-            .filter(|r| *r != Resource::Graph)
-            .collect();
-        let mut asked = Vec::new();
-        for res in others {
-            if asked.contains(&res) {
-                continue;
-            }
-            asked.push(res);
-            let scope = format!("{}/.default", res.app_id());
-            // No token for an API (no consent there): nothing held of it.
-            if let Ok(t) = self.client_credentials(reg, secret, &scope, false).await {
-                let theirs = t.access_token_claims().ok()?;
-                permissions.extend(theirs.roles.iter().map(|v| name_of(res, v)));
-            }
-        }
-        Some(Held {
-            permissions,
-            role_ids: c.wids,
-            sp_id: c.oid.unwrap_or_default(),
-            display_name: c.app_displayname,
-        })
-    }
-
-    /// What the registration holds, read from Graph: with the tenant's admin session if there
-    /// is one, else with the registration's own Graph token `own`. When neither may read it,
-    /// FAILED_PRECONDITION says the grants cannot be checked and how they can.
-    async fn held_from_graph(
-        &self,
-        reg: &Registration,
-        own: TokenSet,
-    ) -> Result<Held, CredentialsError> {
-        tracing::info!(
-            client_id = %reg.client_id,
-            "the app-only access token is not a readable JWT; reading its grants from Graph"
-        );
-        let graph = self
-            .reader_graph(reg, &self.inner.entra.graph(own.access_token))
-            .await;
-        let cannot = |e: CredentialsError| {
-            CredentialsError::FailedPrecondition(format!(
-                "what registration {} holds cannot be checked: Microsoft issued its access \
-                 token {OPAQUE_TOKEN}, and Graph did not answer the reads ({e}); sign an admin \
-                 in for tenant {} and attach again",
-                reg.client_id, reg.tenant_id
-            ))
-        };
-        let sp = graph
-            .find_service_principal_by_app_id(&reg.client_id, &OpContext::new())
-            .await
-            .map_err(|e| {
-                cannot(CredentialsError::entra(
-                    "find_service_principal_by_app_id",
-                    e,
-                ))
-            })?
+        let m: Vec<_> = app
             .value
-            .ok_or_else(|| {
-                cannot(CredentialsError::FailedPrecondition(
-                    "no service principal has the registration's client id".into(),
-                ))
-            })?;
-        let with_sp = Registration {
-            sp_id: sp.id.clone(),
-            ..reg.clone()
-        };
-        let (permissions, role_ids) = self
-            .held_via_graph(&graph, &with_sp)
-            .await
-            .map_err(cannot)?;
-        Ok(Held {
-            permissions,
-            role_ids,
-            sp_id: sp.id,
-            display_name: sp.display_name,
-        })
-    }
-
-    /// Makes every completed onboarding `source` knows a managed registration (once; later
-    /// calls skip those already managed). Returns how many were imported.
-    pub async fn import_provisioned(
-        &self,
-        source: &dyn Provisioned,
-    ) -> Result<usize, CredentialsError> {
-        let mut n = 0;
-        for o in source.completed()? {
-            let key = registration_key(&o.tenant_id, &o.client_id);
-            if self.inner.store.get::<Registration>(&key)?.is_some() {
-                continue;
-            }
-            let secret = StoredSecret {
-                key_id: o.secret.key_id.clone(),
-                hint: o.secret.hint.clone(),
-                service_id: o.service_id.clone(),
-                start: o.created_at.clone(),
-                end: o.secret.end.clone().unwrap_or_default(),
-                sealed: self.seal(&o.onboarding_id, &o.secret.value)?,
-            };
-            let skey = Registration::secret_key(&secret);
-            let mut reg = Registration {
-                id: o.onboarding_id.clone(),
-                tenant_id: o.tenant_id.clone(),
-                client_id: o.client_id.clone(),
-                app_object_id: o.app_object_id.clone(),
-                sp_id: o.sp_id.clone(),
-                display_name: o.app_name.clone(),
-                profile: o.profile.clone(),
-                source: Source::Provisioned,
-                auth_mode: AuthMode::AdminSession,
-                secrets: BTreeMap::from([(skey.clone(), secret)]),
-                current: BTreeMap::from([(o.service_id.clone(), skey)]),
-                attached_at: onboard_core::time::now(),
-                rotations: BTreeMap::new(),
-            };
-            // A completed run of a self-rotating profile granted Application.ReadWrite.OwnedBy
-            // and made the service principal an owner (its `app_owner` step): trusted, since
-            // the grant can take minutes to reach the app's tokens (changes wait for it,
-            // bounded). Otherwise the customer may have made the app able to rotate itself
-            // (best effort: any failure leaves the admin-session mode).
-            if o.profile.self_rotation || self.detect_self_rotation(&reg).await {
-                reg.auth_mode = AuthMode::SelfRotation;
-            }
-            self.save(&reg).await?;
-            n += 1;
+            .password_credentials
+            .iter()
+            .filter(|p| p.hint.as_deref() == Some(secret.hint.as_str()))
+            .collect();
+        if let [p] = m.as_slice() {
+            secret.key_id = p.key_id.clone();
+            secret.start = p.start_date_time.clone().unwrap_or_default();
+            secret.end = p.end_date_time.clone().unwrap_or_default();
         }
-        Ok(n)
     }
-
-    /// Whether the registration named by `r` is managed, importing completed onboardings first
-    /// when it is not (lazy import on lookup).
-    pub async fn ensure_imported(
-        &self,
-        source: &dyn Provisioned,
-        r: &RegistrationRef,
-    ) -> Result<bool, CredentialsError> {
-        check_ref(r)?;
-        let key = registration_key(&r.tenant_id, &r.client_id);
-        if self.inner.store.get::<Registration>(&key)?.is_some() {
-            return Ok(true);
-        }
-        self.import_provisioned(source).await?;
-        Ok(self.inner.store.get::<Registration>(&key)?.is_some())
-    }
-}
-
-/// What a registration holds: its application permissions by name (as [`permission_name`]
-/// writes them), its directory roles' template ids, its service principal and display name.
-struct Held {
-    /// Permission names.
-    permissions: Vec<String>,
-    /// Directory role template ids (`wids`, or the role assignments' definitions).
-    role_ids: Vec<String>,
-    /// The service principal's object id.
-    sp_id: String,
-    /// The app's display name, when known.
-    display_name: Option<String>,
-}
-
-/// The name of permission `value` of `resource`.
-fn name_of(resource: Resource, value: &str) -> String {
-    permission_name(&PermissionRef {
-        resource,
-        value: value.to_owned(),
-    })
 }

@@ -11,7 +11,8 @@
 //! creds.rotate(&reg, "svc-1", overlap, actor, |ev| ..).await?;    // add → validate → hand over → remove old
 //! creds.list_secrets(&reg)?;  creds.expiring(horizon)?;  creds.revoke(&reg, key_id, actor).await?;
 //! creds.list_grants(&reg).await?;  creds.update_roles(..).await?;  creds.update_permissions(..).await?;
-//! creds.attach(AttachRequest { .. }).await?;
+//! creds.attach(AttachRequest { .. }).await?;           // an operator's
+//! creds.attach_for_invitation(req, |id| redeem(id)).await?;  // the wizard's, for one service
 //! ```
 //!
 //! Every Entra change is audited (intent → call → outcome, fail closed) through
@@ -26,6 +27,8 @@ mod attach;
 mod audit;
 pub mod error;
 mod grants;
+mod held;
+mod import;
 pub mod model;
 mod rotate;
 mod secrets;
@@ -41,7 +44,7 @@ use entra_client::EntraClient;
 use onboard_core::{Hook, HookAction, ProfileSet, Purpose, SealingKey, Shutdown};
 use secrecy::SecretString;
 
-pub use attach::{ATTACHED_ID_PREFIX, AttachRequest, AttachResult};
+pub use attach::{ATTACHED_ID_PREFIX, AttachRequest, AttachResult, Attached, Gated};
 pub use error::CredentialsError;
 pub use grants::{Grants, UpdateRequest};
 pub use model::{AuthMode, Registration, RegistrationView, SecretInfo, Source, StoredSecret};

@@ -90,6 +90,12 @@ pub struct Registration {
     /// write together with the secrets it changes.
     #[serde(default)]
     pub rotations: BTreeMap<String, RotationState>,
+    /// Attachments made by invitations ("Use App Registration" in the wizard): attachment id
+    /// (`att-<uuid>`, what the invitation names as its onboarding) → the service it gave a
+    /// secret. How the platform's ClaimSecret finds the secret the customer entered. Absent in
+    /// records written before it existed (none had any).
+    #[serde(default)]
+    pub attachments: BTreeMap<String, String>,
 }
 
 impl Registration {

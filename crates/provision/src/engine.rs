@@ -407,6 +407,11 @@ impl Engine {
         Ok(self.inner.store.get(id)?.as_ref().map(Onboarding::from))
     }
 
+    /// Every event `id` has recorded so far, in order (what Watch from 1 replays).
+    pub fn events(&self, id: &str) -> Result<Vec<crate::Event>, ProvisionError> {
+        self.inner.store.events(id, 1)
+    }
+
     /// How many events `id` has recorded so far (Watch from 1 replays them all).
     pub fn event_count(&self, id: &str) -> Result<u64, ProvisionError> {
         self.inner.store.last_event_seq(id)

@@ -1,10 +1,14 @@
 //! The secret of an onboarding is handed over exactly once, audited as `secret.hand_over`
-//! (intent, then succeeded or failed): by ClaimSecret, or on the operator's own Provision stream.
+//! (intent, then succeeded or failed): by ClaimSecret, or on the operator's own Provision stream;
+//! and so is the secret a customer entered on the wizard's "Use App Registration".
 
 use anyhow::{Result, ensure};
 use onboard_proto::v1 as pb;
 use pb::provision_event::Event as PE;
+use secrecy::ExposeSecret;
+use testkit::portal::DIRECT_ROUTING;
 use testkit::server::OPERATOR;
+use testkit::sim::users;
 use testkit::sim_server::SimServer;
 use testkit::wizard::{completed, drain};
 use tonic::Code;
@@ -101,4 +105,123 @@ async fn the_operators_provision_stream_hand_over_is_audited() -> Result<()> {
         "{status:?}"
     );
     env.stop().await
+}
+
+/// The customer's wizard "Use App Registration" (over HTTP, as the page calls it) spends the
+/// invitation on an attachment id, and the platform claims the secret the customer entered
+/// with that id, once, audited; a second service of the customer reuses the registration with
+/// a secret of its own, claimed the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachment_id()
+-> Result<()> {
+    let env = SimServer::start().await?;
+    let client = testkit::sim::entra_client(&env.sim)?;
+    let admin = testkit::sim::sign_in(&env.sim, &client, users::GLOBAL_ADMIN).await?;
+    let portal = client.graph(admin.access_token);
+    let app = testkit::portal::hand_made(&portal, "ByHand", &DIRECT_ROUTING).await?;
+    let attach = |token: String, secret: String| {
+        let body = serde_json::json!({
+            "tenant_id": env.info.tenant_id,
+            "client_id": app.client_id,
+            "client_secret": secret,
+        })
+        .to_string();
+        let server = &env.server;
+        async move {
+            server
+                .wizard_post("/wizard/api/attach", &token, &body)
+                .await
+        }
+    };
+    let server = &env.server;
+    let attachment_of = |invitation_id: String| async move {
+        let inv = server
+            .invitations(Some(OPERATOR))
+            .await?
+            .get_invitation(pb::GetInvitationRequest {
+                key: Some(pb::get_invitation_request::Key::Id(invitation_id)),
+            })
+            .await?
+            .into_inner();
+        anyhow::Ok(inv.onboarding_id)
+    };
+
+    let (token, invitation_id) = env.invite(None).await?;
+    let answer = attach(token, app.secret.expose_secret().to_owned()).await?;
+    ensure!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    ensure!(!answer.contains(app.secret.expose_secret()));
+    let att = attachment_of(invitation_id).await?;
+    ensure!(att.starts_with(credentials::ATTACHED_ID_PREFIX), "{att}");
+    let got = testkit::wizard::claim(env.server.channel().await?, &att).await?;
+    ensure!(got.secret == app.secret.expose_secret());
+    ensure!(got.client_id == app.client_id && got.service_id == testkit::sim_server::SERVICE);
+    // No admin session, and the app may not read itself: Entra's key id is unknown here.
+    ensure!(got.tenant_id == env.info.tenant_id && got.key_id.is_empty());
+    let again = testkit::wizard::claim(env.server.channel().await?, &att).await;
+    let status = refusal(again)?;
+    ensure!(
+        status.code() == Code::FailedPrecondition
+            && status.message().contains("already handed over"),
+        "{status:?}"
+    );
+    let entries = env.server.entries()?;
+    let hand_over: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "secret.hand_over" && e["onboarding_id"] == att.as_str())
+        .collect();
+    let phases: Vec<_> = hand_over.iter().map(|e| e["phase"].clone()).collect();
+    ensure!(phases == ["intent", "succeeded"], "{phases:?}");
+    // The key id unknown, the secret is named by its first characters, never its value.
+    let hint = &app.secret.expose_secret()[..3];
+    for e in &hand_over {
+        ensure!(
+            e["target"]["type"] == "passwordCredential"
+                && e["target"].get("id").is_none()
+                && e["target"]["display_name"] == format!("secret {hint}…").as_str()
+                && e["service_id"] == testkit::sim_server::SERVICE
+                && !e.to_string().contains(app.secret.expose_secret()),
+            "{e}"
+        );
+    }
+    ensure!(
+        entries.iter().any(|e| e["action"] == "invitation.redeem"
+            && e["phase"] == "succeeded"
+            && e.to_string().contains(&att)),
+        "the invitation's redeem names the attachment"
+    );
+
+    // Another service of the customer: the registration is managed already; its own secret.
+    let (token2, invitation2) =
+        testkit::wizard::invite(env.server.channel().await?, "dr-2", "direct-routing", None)
+            .await?;
+    let second = testkit::portal::add_secret(&portal, &app.client_id).await?;
+    let answer = attach(token2, second.expose_secret().to_owned()).await?;
+    ensure!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let att2 = attachment_of(invitation2).await?;
+    ensure!(att2 != att && att2.starts_with(credentials::ATTACHED_ID_PREFIX));
+    let got2 = testkit::wizard::claim(env.server.channel().await?, &att2).await?;
+    ensure!(got2.secret == second.expose_secret() && got2.service_id == "dr-2");
+    ensure!(got2.client_id == app.client_id);
+
+    // Ids that name no attachment.
+    let malformed = refusal(testkit::wizard::claim(env.server.channel().await?, "att-1").await)?;
+    ensure!(
+        malformed.code() == Code::InvalidArgument
+            && testkit::server::bad_fields(&malformed) == ["onboarding_id"],
+        "{malformed:?}"
+    );
+    let unknown = format!("att-{}", uuid::Uuid::new_v4());
+    let unknown = refusal(testkit::wizard::claim(env.server.channel().await?, &unknown).await)?;
+    ensure!(unknown.code() == Code::NotFound, "{unknown:?}");
+    env.stop().await
+}
+
+/// The status a refused call ended with.
+fn refusal<T: std::fmt::Debug>(answer: Result<T>) -> Result<tonic::Status> {
+    match answer {
+        Ok(v) => anyhow::bail!("not refused: {v:?}"),
+        Err(e) => e
+            .downcast::<tonic::Status>()
+            .map_err(|e| anyhow::anyhow!("{e}")),
+    }
 }

@@ -285,22 +285,6 @@ async fn a_slow_follower_is_disconnected_not_buffered() -> Result<()> {
     s.stop().await
 }
 
-/// One plain HTTP/1.1 POST as the wizard's page sends it; the response's head and body.
-async fn wizard_post(s: &TestServer, path: &str, token: &str, body: &str) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = tokio::net::TcpStream::connect(s.addr).await?;
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nhost: {}\r\nx-invitation-token: {token}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        s.addr,
-        body.len()
-    );
-    c.write_all(req.as_bytes()).await?;
-    let mut out = Vec::new();
-    c.read_to_end(&mut out).await?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
 /// The wizard reaches the same services in process: a browser's forged tokens count against
 /// its address like a gRPC client's, and then even a genuine token from it waits (429 with
 /// Retry-After and the limit named) while a gRPC client elsewhere is unaffected.
@@ -309,8 +293,10 @@ async fn the_wizard_counts_forged_tokens_per_address_too() -> Result<()> {
     let s = token_failures(3, 1).await?;
     let mut answers = Vec::new();
     for i in 0..10 {
-        answers
-            .push(wizard_post(&s, "/wizard/api/invitation", &format!("forged-{i}"), "{}").await?);
+        answers.push(
+            s.wizard_post("/wizard/api/invitation", &format!("forged-{i}"), "{}")
+                .await?,
+        );
     }
     let invalid = answers
         .iter()
@@ -329,13 +315,13 @@ async fn the_wizard_counts_forged_tokens_per_address_too() -> Result<()> {
         "{last}"
     );
     // SignIn through the wizard from the same address is held back before any lookup.
-    let sign_in = wizard_post(
-        &s,
-        "/wizard/api/signin",
-        "forged-x",
-        r#"{"upn":"admin@contoso.example"}"#,
-    )
-    .await?;
+    let sign_in = s
+        .wizard_post(
+            "/wizard/api/signin",
+            "forged-x",
+            r#"{"upn":"admin@contoso.example"}"#,
+        )
+        .await?;
     ensure!(sign_in.starts_with("HTTP/1.1 429"), "{sign_in}");
     s.stop().await
 }

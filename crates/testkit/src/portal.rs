@@ -102,6 +102,17 @@ pub async fn hand_made(g: &GraphClient, name: &str, grants: &Grants<'_>) -> Resu
     })
 }
 
+/// Another secret on application `client_id`, made by hand in the portal (a customer's secret
+/// for one more service).
+pub async fn add_secret(g: &GraphClient, client_id: &str) -> Result<SecretString> {
+    let ctx = OpContext::new();
+    let app = g.get_application_by_app_id(client_id, &ctx).await?.value;
+    Ok(g.add_password(&app.id, Some("by hand"), None, &ctx)
+        .await?
+        .value
+        .secret_text)
+}
+
 /// Removes the service principal's assignment of directory role `template_id`.
 pub async fn remove_role(g: &GraphClient, sp_id: &str, template_id: &str) -> Result<()> {
     let ctx = OpContext::new();

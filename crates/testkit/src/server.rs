@@ -114,6 +114,24 @@ impl TestServer {
         connect(&self.url(), Some(Duration::from_secs(10))).await
     }
 
+    /// The raw HTTP/1.1 answer (status line, headers, body) to the wizard's `POST path` with
+    /// invitation `token` and JSON `body`, over a plain loopback connection, as a browser
+    /// sends it.
+    pub async fn wizard_post(&self, path: &str, token: &str, body: &str) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(self.addr).await?;
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\nx-invitation-token: {token}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        c.write_all(req.as_bytes()).await?;
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
     /// `channel()` with `token` as the bearer (none: anonymous).
     async fn authed(&self, token: Option<&str>) -> Result<Authed> {
         Ok(with_token(self.channel().await?, token))

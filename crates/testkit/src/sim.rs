@@ -306,6 +306,12 @@ impl SimEnv {
         crate::portal::hand_made(&g, name, grants).await
     }
 
+    /// Another secret on application `client_id`, made by hand by the Global Administrator.
+    pub async fn secret_by_hand(&self, client_id: &str) -> Result<SecretString> {
+        let g = self.graph_as(users::GLOBAL_ADMIN).await?;
+        crate::portal::add_secret(&g, client_id).await
+    }
+
     /// The emulator's state (see [`crate::snapshot`]).
     pub fn snapshot(&self) -> Value {
         self.sim.snapshot()

@@ -22,17 +22,50 @@ use crate::error::{Result, ServerError};
 /// Key prefix of "this onboarding's secret was handed over" (value: epoch ms, big-endian).
 const CLAIM_PREFIX: &str = "claimed/";
 
-/// The `secret.hand_over` intent entry of onboarding `o`'s secret `key_id` to `actor` (by
-/// ClaimSecret or on an operator's own Provision stream); its outcome reuses it.
-pub(super) fn hand_over_entry(actor: &str, o: &provision::Onboarding, key_id: &str) -> AuditEntry {
+/// Whose secret is handed over: the scope of its `secret.hand_over` entries.
+pub(super) struct Claimed {
+    /// The onboarding id, or the attachment id of a secret entered on the wizard.
+    id: String,
+    /// The customer's tenant.
+    tenant_id: String,
+    /// The registration's client id.
+    client_id: String,
+    /// The service the secret belongs to.
+    service_id: String,
+}
+
+impl Claimed {
+    /// A completed onboarding's secret.
+    pub(super) fn onboarding(o: &provision::Onboarding, client_id: &str) -> Self {
+        Self {
+            id: o.id.clone(),
+            tenant_id: o.tenant_id.clone(),
+            client_id: client_id.to_owned(),
+            service_id: o.service_id.clone(),
+        }
+    }
+}
+
+/// The `secret.hand_over` intent entry of `c`'s secret `key_id` to `actor` (by ClaimSecret or
+/// on an operator's own Provision stream); its outcome reuses it.
+fn hand_over_entry(actor: &str, c: &Claimed, key_id: &str, hint: &str) -> AuditEntry {
     let scope = Scope {
         actor: actor.to_owned(),
-        tenant_id: Some(o.tenant_id.clone()),
-        onboarding_id: Some(o.id.clone()),
-        service_id: Some(o.service_id.clone()),
-        client_id: o.client_id.clone(),
+        tenant_id: Some(c.tenant_id.clone()),
+        onboarding_id: Some(c.id.clone()),
+        service_id: Some(c.service_id.clone()),
+        client_id: Some(c.client_id.clone()),
     };
-    let target = Target::new(TargetKind::PasswordCredential, key_id.to_owned());
+    let target = if key_id.is_empty() {
+        // An attached secret whose key id Entra did not let us read: named by its hint.
+        Target {
+            kind: TargetKind::PasswordCredential,
+            id: None,
+            display_name: Some(format!("secret {hint}…")),
+        }
+    } else {
+        Target::new(TargetKind::PasswordCredential, key_id.to_owned())
+    };
     AuditEntry::new(Action::SecretHandOver, Phase::Intent, &scope)
         .with_target(target)
         .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()))
@@ -69,21 +102,22 @@ impl OnboardingService {
         Ok(swapped.is_ok())
     }
 
-    /// The claim of onboarding `o`'s secret `key_id` for `actor`, audited: the
-    /// `secret.hand_over` intent recorded, then the claim marked; the entry to complete once
-    /// the value is out. Another claimant's win (or a mark that cannot be written) is recorded
-    /// as the entry's failure and returned as the error.
+    /// The claim of `c`'s secret `key_id` for `actor`, audited: the `secret.hand_over`
+    /// intent recorded, then the claim marked; the entry to complete once the value is out.
+    /// Another claimant's win (or a mark that cannot be written) is recorded as the entry's
+    /// failure and returned as the error.
     async fn audited_claim(
         &self,
-        o: &provision::Onboarding,
+        c: &Claimed,
         actor: &str,
         key_id: &str,
+        hint: &str,
     ) -> Result<AuditEntry> {
-        let mut entry = hand_over_entry(actor, o, key_id);
+        let mut entry = hand_over_entry(actor, c, key_id, hint);
         self.record(entry.clone()).await?;
-        let refused = match self.claim_once(&o.id).await {
+        let refused = match self.claim_once(&c.id).await {
             Ok(true) => return Ok(entry),
-            Ok(false) => already_handed_over(&o.id),
+            Ok(false) => already_handed_over(&c.id),
             Err(e) => e,
         };
         entry.phase = Phase::Failed;
@@ -100,7 +134,10 @@ impl OnboardingService {
         key_id: &str,
     ) -> Option<AuditEntry> {
         let claimed = match self.app.engine().get(id) {
-            Ok(Some(o)) => self.audited_claim(&o, actor, key_id).await,
+            Ok(Some(o)) => {
+                let c = Claimed::onboarding(&o, o.client_id.as_deref().unwrap_or_default());
+                self.audited_claim(&c, actor, key_id, "").await
+            }
             Ok(None) => return None,
             Err(e) => Err(e.into()),
         };
@@ -155,54 +192,88 @@ impl OnboardingService {
         }
     }
 
-    /// Hands over the secret once: operator only, completed onboardings only; the intent entry
-    /// is durable before the claim is marked, the claim before the answer.
+    /// Hands over the secret once: operator only, completed onboardings (or attachments)
+    /// only; the intent entry is durable before the claim is marked, the claim before the
+    /// answer.
     pub(super) async fn claim(
         &self,
         req: Request<pb::ClaimSecretRequest>,
     ) -> Result<pb::ClaimedSecret> {
         let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
         let id = req.into_inner().onboarding_id;
-        ServerError::uuid("onboarding_id", &id)?;
-        let o = self
-            .app
-            .engine()
-            .get(&id)?
-            .ok_or_else(|| ServerError::NotFound(format!("no onboarding {id:?}")))?;
-        let client_id = match (o.status, &o.client_id) {
-            (RunStatus::Completed, Some(c)) => c.clone(),
-            _ => {
-                return Err(ServerError::FailedPrecondition(format!(
-                    "onboarding {id} has not completed; its secret cannot be claimed yet"
-                )));
+        let c = match id.strip_prefix(credentials::ATTACHED_ID_PREFIX) {
+            Some(rest) => {
+                ServerError::uuid("onboarding_id", rest).map_err(|_| {
+                    ServerError::invalid(
+                        "onboarding_id",
+                        "an attachment id is `att-` and a UUID (8-4-4-4-12 hexadecimal digits)",
+                    )
+                })?;
+                self.attachment(&id)?
+            }
+            None => {
+                ServerError::uuid("onboarding_id", &id)?;
+                self.completed(&id).await?
             }
         };
         if self.claimed(&id)? {
             return Err(already_handed_over(&id));
         }
-        let reg = RegistrationRef {
-            tenant_id: o.tenant_id.clone(),
-            client_id: client_id.clone(),
-        };
-        let creds = self.app.credentials();
-        creds.ensure_imported(self.app.engine(), &reg).await?;
-        let (stored, value) = creds.current_secret(&reg, &o.service_id)?;
+        let reg = RegistrationRef::new(&c.tenant_id, &c.client_id);
+        let (stored, value) = self.app.credentials().current_secret(&reg, &c.service_id)?;
         // A concurrent claim may win between the check above and here.
         let mut entry = self
-            .audited_claim(&o, &caller.identity, &stored.key_id)
+            .audited_claim(&c, &caller.identity, &stored.key_id, &stored.hint)
             .await?;
         entry.phase = Phase::Succeeded;
         let seq = self.record(entry).await?;
         tracing::info!(onboarding_id = %id, actor = %caller.identity, key_id = %stored.key_id,
             "secret handed over");
         Ok(pb::ClaimedSecret {
-            tenant_id: o.tenant_id,
-            client_id,
-            service_id: o.service_id,
+            tenant_id: c.tenant_id,
+            client_id: c.client_id,
+            service_id: c.service_id,
             key_id: stored.key_id,
             expires_at: crate::clock::timestamp_of(&stored.end),
             secret: value.expose_secret().to_owned(),
             audit_seq: seq,
+        })
+    }
+
+    /// Completed onboarding `id`, whose registration the credential manager then holds.
+    async fn completed(&self, id: &str) -> Result<Claimed> {
+        let o = self
+            .app
+            .engine()
+            .get(id)?
+            .ok_or_else(|| ServerError::NotFound(format!("no onboarding {id:?}")))?;
+        let c = match (o.status, &o.client_id) {
+            (RunStatus::Completed, Some(client)) => Claimed::onboarding(&o, client),
+            _ => {
+                return Err(ServerError::FailedPrecondition(format!(
+                    "onboarding {id} has not completed; its secret cannot be claimed yet"
+                )));
+            }
+        };
+        let reg = RegistrationRef::new(&c.tenant_id, &c.client_id);
+        let creds = self.app.credentials();
+        creds.ensure_imported(self.app.engine(), &reg).await?;
+        Ok(c)
+    }
+
+    /// Attachment `id`: the service a wizard's "Use App Registration" gave the secret entered.
+    fn attachment(&self, id: &str) -> Result<Claimed> {
+        let (reg, service_id) = self.app.credentials().attachment(id)?.ok_or_else(|| {
+            ServerError::NotFound(format!(
+                "no attachment {id:?} (an invitation names one once its customer connected \
+                 an app registration on the wizard)"
+            ))
+        })?;
+        Ok(Claimed {
+            id: id.to_owned(),
+            tenant_id: reg.tenant_id,
+            client_id: reg.client_id,
+            service_id,
         })
     }
 }

@@ -5,11 +5,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use credentials::{AttachRequest, RegistrationRef};
+use credentials::{AttachRequest, Gated, RegistrationRef};
 use invitations::InvitationState;
 use onboard_core::time::{format_ms, now_ms};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::onboarding_server::Onboarding;
+use provision::EventKind;
 use provision::names::{FORBIDDEN, MAX_LEN, MIN_LEN, RESERVED_WORD};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -194,6 +195,9 @@ fn sign_in_event(e: pb::SignInEvent) -> Option<(&'static str, Value)> {
                 "user_code": c.user_code,
                 "verification_uri": c.verification_uri,
                 "expires_at": c.expires_at.map(|t| t.seconds),
+                // Seconds left as the server counts them: the page counts down from this on
+                // its own monotonic clock, right however wrong the computer's clock is.
+                "expires_in": c.expires_at.map(|t| (t.seconds - now_ms() / 1000).max(0)),
                 "message": c.message,
                 "onboarding_id": c.onboarding_id,
             }),
@@ -461,6 +465,15 @@ pub(super) async fn summary(Page { w, visit, body }: Page<SummaryBody>) -> Respo
         .keys()
         .map(|id| onboard_core::roles::role_name(id).map_or_else(|| id.clone(), str::to_owned))
         .collect();
+    // Removed means this run deleted it (the step's outcome entries); a step that found no
+    // temporary app finishes too, with nothing to say "removed" about.
+    let removed_token_app = match w.app.engine().events(&body.onboarding_id) {
+        Ok(events) => events.iter().any(|e| {
+            e.step == TOKEN_APP_STEP
+                && matches!(&e.kind, EventKind::Done { audit_seqs, .. } if !audit_seqs.is_empty())
+        }),
+        Err(e) => return server_error(e.into()),
+    };
     let cfg = w.app.config();
     Json(json!({
         "app_name": o.app_name,
@@ -469,7 +482,7 @@ pub(super) async fn summary(Page { w, visit, body }: Page<SummaryBody>) -> Respo
         "permissions": o.grants.keys().collect::<Vec<_>>(),
         "roles": roles,
         "temporary_app": cfg.platform.token_app_name(),
-        "temporary_app_removed": o.steps_done.iter().any(|s| s == TOKEN_APP_STEP),
+        "temporary_app_removed": removed_token_app,
         "provider": cfg.platform.provider_name,
     }))
     .into_response()
@@ -486,9 +499,13 @@ pub(super) struct AttachBody {
     client_secret: String,
 }
 
-/// "Use App Registration": attaches the customer's hand-made registration through the
-/// credential manager's attach (validated against the invitation's profile, audited), then
-/// redeems the invitation. Missing permissions or roles come back one line each.
+/// "Use App Registration": attaches the customer's hand-made registration for the
+/// invitation's service through the credential manager (validated against the invitation's
+/// profile, audited), redeeming the invitation with the attachment's id once it validated and
+/// before anything is stored: a link that can no longer be used leaves nothing managed, and
+/// the platform claims the secret entered with that id (ClaimSecret). A registration Onboard
+/// manages already gains the service (the manual's "additional services can reuse it").
+/// Missing permissions or roles come back one line each.
 pub(super) async fn attach(Page { w, visit, body: b }: Page<AttachBody>) -> Response {
     let rec = match visit.invitation(&w.app) {
         Ok(r) => r,
@@ -497,39 +514,53 @@ pub(super) async fn attach(Page { w, visit, body: b }: Page<AttachBody>) -> Resp
     if let Err(e) = rec.require_pending(now_ms()) {
         return server_error(e.into());
     }
+    if rec.hand_off_of.is_some() {
+        return server_error(ServerError::FailedPrecondition(
+            "this link finishes an onboarding already started; it cannot connect an app \
+             registration"
+                .into(),
+        ));
+    }
     let actor = format!("invitation:{}", rec.id);
     // Attaching validates against Microsoft: an expensive call, as over gRPC.
     if let Err(e) = w.app.guards().expensive(&actor, "AttachRegistration") {
         return server_error(e);
     }
+    let registration = RegistrationRef {
+        tenant_id: b.tenant_id.trim().to_owned(),
+        client_id: b.client_id.trim().to_owned(),
+    };
+    let creds = w.app.credentials();
+    // One Onboard provisioned since the last import joins as a managed registration.
+    if let Err(e) = creds.ensure_imported(w.app.engine(), &registration).await {
+        return server_error(e.into());
+    }
     let req = AttachRequest {
-        registration: RegistrationRef {
-            tenant_id: b.tenant_id.trim().to_owned(),
-            client_id: b.client_id.trim().to_owned(),
-        },
+        registration,
         client_secret: SecretString::from(b.client_secret),
         profile: rec.profile.clone(),
         platform_version: (!rec.platform_version.is_empty()).then(|| rec.platform_version.clone()),
         service_ids: vec![rec.service_id.clone()],
         actor: actor.clone(),
     };
-    let view = match w.app.credentials().attach(req).await {
-        Ok(v) => v,
+    let invitations = w.app.invitations();
+    let redeem = |id: String| async move {
+        invitations
+            .redeem(&actor, &visit.token, &id)
+            .await
+            .map(|_| ())
+    };
+    let attached = match creds.attach_for_invitation(req, redeem).await {
+        Ok(Gated::Attached(a)) => a,
+        Ok(Gated::Refused(e)) => return server_error(e.into()),
         Err(e) => return server_error(e.into()),
     };
-    if let Err(e) = w
-        .app
-        .invitations()
-        .redeem(&actor, &visit.token, &view.id)
-        .await
-    {
-        return server_error(e.into());
-    }
-    tracing::info!(actor = %actor, client_id = %view.client_id, "registration attached by the wizard");
+    tracing::info!(invitation_id = %rec.id, attachment_id = %attached.attachment_id,
+        client_id = %attached.view.client_id, "registration attached by the wizard");
     Json(json!({
-        "client_id": view.client_id,
-        "tenant_id": view.tenant_id,
-        "display_name": view.display_name,
+        "client_id": attached.view.client_id,
+        "tenant_id": attached.view.tenant_id,
+        "display_name": attached.view.display_name,
         "provider": w.app.config().platform.provider_name,
     }))
     .into_response()

@@ -65,6 +65,10 @@ pub(super) struct ErrorBody {
     sign_in_again: bool,
     /// The failed preconditions' types (`WRONG_ACCOUNT`, `MISSING_RIGHTS`, …), for the words.
     preconditions: Vec<String>,
+    /// The `google.rpc.ErrorInfo` reason, when the status carries one (`SIGN_IN_DECLINED`,
+    /// `SIGN_IN_REFUSED`, `DEVICE_CODE_EXPIRED`): the page words an ended sign-in by it, not
+    /// by the message's text.
+    reason: Option<String>,
 }
 
 /// The JSON of a status.
@@ -95,6 +99,7 @@ pub(super) fn error_json(status: &Status) -> Value {
         missing,
         sign_in_again,
         preconditions,
+        reason: details.error_info().map(|i| i.reason.clone()),
     })
     .unwrap_or(Value::Null)
 }

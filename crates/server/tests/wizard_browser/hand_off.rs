@@ -239,3 +239,59 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
     w.check_exchanges(&token)?;
     w.chrome.close().await
 }
+
+/// The provider cancels while the page waits for a privileged admin: the page says the
+/// onboarding is being undone (never that an administrator is finishing it), then who may
+/// have ended it, not "You cancelled it".
+#[tokio::test]
+async fn a_provider_cancel_while_waiting_is_worded_as_an_undo() -> Result<()> {
+    let w = Wiz::start(Some("hand-off-provider-cancel")).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::APP_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.name_and_start("SbcProvCx").await?;
+    w.after_run("s-waiting").await?;
+    // Every text the connection line and the heading show from now on.
+    w.chrome
+        .js("window.__seen = []; const note = () => window.__seen.push(\
+             document.getElementById('conn').textContent + ' | ' + \
+             document.getElementById('progress-h').textContent); \
+             new MutationObserver(note).observe(document.body, \
+             {subtree: true, childList: true, characterData: true}); return true")
+        .await?;
+    let id = w
+        .onboardings()
+        .await?
+        .pop()
+        .context("the onboarding")?
+        .onboarding_id;
+    w.env
+        .server
+        .onboarding(Some(testkit::config::OPERATOR))
+        .await?
+        .cancel_onboarding(onboard_proto::v1::CancelOnboardingRequest {
+            onboarding_id: id,
+            reason: "the customer asked us to stop".into(),
+            ..Default::default()
+        })
+        .await?;
+    w.wait_shown("progress-cancelled", "the cancellation")
+        .await?;
+    w.shows_cancelled().await?;
+    let seen: Vec<String> = serde_json::from_value(w.chrome.js("return window.__seen").await?)?;
+    ensure!(
+        !seen
+            .iter()
+            .any(|t| t.contains("is finishing") || t.contains("| Provisioning")),
+        "worded as provisioning: {seen:?}"
+    );
+    let text = w.chrome.text("#cancelled-text").await?;
+    ensure!(
+        text.starts_with("It was cancelled (by your provider"),
+        "{text}"
+    );
+    w.shoot("H10-cancelled-by-provider").await?;
+    w.chrome.close().await
+}

@@ -137,11 +137,10 @@ impl Wiz {
     }
 
     /// docs/wizard.md: "no internal ids except the client id on Done". The visible text holds
-    /// no GUID but the client id (Done, and the attached registration's) and the tenant the
-    /// admin signed in to (screen 4, Microsoft's id of their own directory).
+    /// no GUID but the client id (Done, and the attached registration's).
     async fn no_internal_ids(&self, state: &str) -> Result<()> {
         let js = r#"
-            const allowed = ['done-client', 'att-done-client', 'tenant']
+            const allowed = ['done-client', 'att-done-client']
               .map(id => document.getElementById(id)).filter(e => e).map(e => e.textContent.trim());
             const re = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
             return (document.body.innerText.match(re) || []).filter(g => !allowed.includes(g));

@@ -118,9 +118,11 @@ function codeScreen(d) {
   $('code-copied').textContent = '';
   $('code-status').textContent = 'Waiting for you to sign in…';
   show('s-code');
-  const end = (d.expires_at || 0) * 1000;
+  // From the seconds left the server counted (the computer's clock may be wrong), on the
+  // page's monotonic clock.
+  const end = performance.now() + (d.expires_in ?? Math.max(0, (d.expires_at || 0) - Date.now() / 1000)) * 1000;
   const tick = () => {
-    const left = Math.max(0, Math.round((end - Date.now()) / 1000));
+    const left = Math.max(0, Math.round((end - performance.now()) / 1000));
     const m = Math.floor(left / 60), s = String(left % 60).padStart(2, '0');
     $('code-countdown').textContent = left > 0 ? 'The code expires in ' + m + ':' + s + '.' : 'The code has expired.';
   };
@@ -161,8 +163,12 @@ function signInFailed(f) {
     permission_denied: 'The sign-in was refused.',
     unavailable: 'Microsoft or the onboarding service could not be reached.',
   };
-  let text = texts[f.code] || 'The sign-in did not finish.';
-  if (/declin/i.test(f.message)) text = 'The sign-in was declined.';
+  const reasons = {
+    SIGN_IN_DECLINED: 'The sign-in was declined.',
+    SIGN_IN_REFUSED: 'Microsoft refused the sign-in: a policy of your organisation, or an account that may not sign in here.',
+    DEVICE_CODE_EXPIRED: 'The code expired before the sign-in was finished.',
+  };
+  let text = reasons[f.reason] || texts[f.code] || 'The sign-in did not finish.';
   const pre = f.preconditions || [];
   if (pre.includes('MISSING_RIGHTS') && S.handOff) {
     text = 'This account cannot finish the onboarding: it needs ' + (f.missing || []).join('; ') +
@@ -181,7 +187,6 @@ function signInFailed(f) {
 function connected(d) {
   S.onboardingId = d.onboarding_id;
   $('who').textContent = d.upn;
-  $('tenant').textContent = d.tenant_id;
   list($('roles-held'), d.roles_held || [], 'No administrator role');
   const missing = d.roles_missing || [];
   // The first admin may go on (the rest is handed off); a hand-off link's holder who cannot

@@ -38,6 +38,8 @@ const FAILED = {
   missing_rights: 'The signed-in account lacks an administrator role this step needs.',
   service: 'The onboarding service could not go on because of a problem on its side, not in your tenant. Your provider can see what happened; ask them before trying again.',
 };
+// The step id of an undo's events (provision's `cancel`).
+const UNDO_STEP = 'cancel';
 // Why a step waits, in plain words (the server's reason, with its codes, when the kind is
 // not known).
 const RETRY = {
@@ -55,10 +57,17 @@ function onProgress(name, d) {
     $('conn').textContent = 'Connected again.';
   }
   if (S.waiting && name !== 'awaiting_admin') {
-    // The privileged admin acts (or the wait ended): their steps show live here.
+    // The privileged admin acts, or the undo begins (the wait ended, or the provider
+    // cancelled): their steps show live here, under words for what happens.
     S.waiting = false;
-    $('conn').textContent = S.handOff ? '' : 'An administrator is finishing the onboarding.';
-    progressHeading('Provisioning', true);
+    if (d.step === UNDO_STEP || name === 'cancelled') {
+      S.undoFromWait = true;
+      $('conn').textContent = 'Nobody finished the onboarding in time, or your provider cancelled it: Onboard removes what it created.';
+      progressHeading('Cancelling', false);
+    } else {
+      $('conn').textContent = S.handOff ? '' : 'An administrator is finishing the onboarding.';
+      progressHeading('Provisioning', true);
+    }
     show('s-progress');
   }
   if (name === 'started') {
@@ -96,6 +105,12 @@ function onProgress(name, d) {
     $('conn').textContent = '';
     stopRunningSteps();
     progressHeading('Onboarding cancelled', false);
+    // Who ended it, as far as this page saw: its own Cancel, the wait's end or the provider,
+    // or (replayed after a reload) not known.
+    const removed = ', and Onboard removed what it had created for it in your tenant.';
+    $('cancelled-text').textContent = S.cancelledHere ? 'You cancelled it' + removed
+      : S.undoFromWait ? 'It was cancelled (by your provider, or because nobody finished it in time)' + removed
+        : 'It was cancelled' + removed;
     $('progress-cancelled').hidden = false;
     $('cancelled-h').focus();
   } else if (name === 'awaiting_admin') {
@@ -288,6 +303,7 @@ export async function cancel() {
   // The undo's events are this admin's doing, not a second admin's.
   const fromWait = S.cancelFromWait;
   S.waiting = false;
+  S.cancelledHere = true;
   S.cancelFromWait = false;
   try {
     await api('cancel', { onboarding_id: S.onboardingId,
@@ -301,6 +317,7 @@ export async function cancel() {
   } catch (e) {
     const err = e.api || { message: 'The server could not be reached.' };
     S.waiting = S.cancelFromWait = fromWait;
+    S.cancelledHere = false;
     keepGoing();
     $(fromWait ? 'wait-status' : 'conn').textContent = 'The onboarding was not cancelled: ' + err.message;
   } finally {

@@ -45,6 +45,7 @@ async fn verify_prints_the_table_and_exits_by_the_worst_status() -> Result<()> {
         "directory_roles",
         "secret_expiry",
         "temporary_app_removed",
+        "app_credentials",
     ] {
         ensure!(
             t.lines()

@@ -13,9 +13,11 @@ use onboard_core::profiles::Resource;
 use onboard_core::provisioned::Provisioned;
 use secrecy::SecretString;
 use verifier::{
-    BoxFuture, ExpectedRole, PlatformEndpoint, Target, Targets, VerifyError, VerifyInput,
+    BoxFuture, ExpectedRole, ManagedSecret, PlatformEndpoint, Target, Targets, VerifyError,
+    VerifyInput,
 };
 
+use crate::model::Registration;
 use crate::{Credentials, CredentialsError, RegistrationRef};
 
 /// What verification checks against, from the server's configuration.
@@ -194,8 +196,29 @@ impl RegistryTargets {
                 .cloned()
                 .unwrap_or_default(),
             reader_token: self.session(&reg.tenant_id, &reg.client_id).await?,
+            managed_secrets: Some(managed_secrets(&reg)),
         })
     }
+}
+
+/// Every secret Onboard holds for `reg`, and each rotation's secret being added (by its marker
+/// until its key id is stored), for the `app_credentials` check.
+fn managed_secrets(reg: &Registration) -> Vec<ManagedSecret> {
+    let held = reg.secrets.values().map(|s| ManagedSecret {
+        key_id: s.key_id.clone(),
+        hint: s.hint.clone(),
+        marker: None,
+    });
+    let adding = reg
+        .rotations
+        .values()
+        .filter(|r| r.new_key.is_none())
+        .map(|r| ManagedSecret {
+            key_id: String::new(),
+            hint: String::new(),
+            marker: Some(r.marker.clone()),
+        });
+    held.chain(adding).collect()
 }
 
 impl Targets for RegistryTargets {

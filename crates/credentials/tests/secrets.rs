@@ -378,3 +378,59 @@ async fn nothing_changes_when_the_audit_log_cannot_be_written() -> Result<()> {
     ensure!(creds.list_secrets(&r)?.len() == 1);
     Ok(())
 }
+
+/// A rotation cut short between Entra's add and the record of the new key id leaves a secret
+/// in Entra that Onboard knows only by its marker: verification does not call it a credential
+/// made outside Onboard, while a secret added by hand beside it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_cut_short_after_the_add_is_not_a_foreign_credential() -> Result<()> {
+    use verifier::Targets;
+    let (env, creds, r) = start_ready("marker").await?;
+    let crashing = manager(&env, Some(halt_once("add:changed")))?;
+    let e = crashing
+        .rotate(&r, "svc-marker", Duration::ZERO, ACTOR, None)
+        .await
+        .err()
+        .context("the hook must stop the rotation")?;
+    ensure!(matches!(e, CredentialsError::Halted(_)), "{e:?}");
+    drop(crashing);
+    ensure!(
+        env.passwords(&r.client_id).len() == 2,
+        "the new secret is in Entra"
+    );
+    let targets = credentials::targets::RegistryTargets::new(
+        creds.clone(),
+        std::sync::Arc::new(env.engine.clone()),
+        credentials::targets::TargetSettings::default(),
+    );
+    let verify = async || -> Result<verifier::Report> {
+        let input = targets
+            .resolve(&verifier::Target::ClientId(r.client_id.clone()))
+            .await?;
+        Ok(verifier::Verifier::new(env.client.clone())
+            .verify(&input)
+            .await)
+    };
+    let report = verify().await?;
+    let check = report
+        .checks
+        .iter()
+        .find(|c| c.name == verifier::report::names::APP_CREDENTIALS)
+        .context("the app_credentials check")?;
+    ensure!(check.status == verifier::Status::Ok, "{check:?}");
+    ensure!(report.findings.iter().all(|f| f.kind() != "credential"));
+    // A secret added by hand beside it is reported, by its key id.
+    let (key_id, _) = env.secret_by_hand_with_id(&r.client_id).await?;
+    let report = verify().await?;
+    let foreign: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind() == "credential")
+        .map(verifier::Finding::key)
+        .collect();
+    ensure!(
+        foreign == [format!("credential/{key_id}/foreign")],
+        "{foreign:?}"
+    );
+    Ok(())
+}

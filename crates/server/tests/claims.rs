@@ -194,7 +194,7 @@ async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachm
     let (token2, invitation2) =
         testkit::wizard::invite(env.server.channel().await?, "dr-2", "direct-routing", None)
             .await?;
-    let second = testkit::portal::add_secret(&portal, &app.client_id).await?;
+    let (_, second) = testkit::portal::add_secret(&portal, &app.client_id).await?;
     let answer = attach(token2, second.expose_secret().to_owned()).await?;
     ensure!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let att2 = attachment_of(invitation2).await?;

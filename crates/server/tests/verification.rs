@@ -160,7 +160,7 @@ async fn a_real_onboarding_verifies_ok_and_the_report_is_audited() -> Result<()>
     let mut c = client(&env, Some(OPERATOR)).await?;
     let r = c.verify(by_service("dr-1")).await?.into_inner();
     ensure!(r.client_id == client_id && r.tenant_id == env.info.tenant_id);
-    ensure!(r.checks.len() == 7, "{}", table(&r));
+    ensure!(r.checks.len() == 8, "{}", table(&r));
     for ch in &r.checks {
         ensure!(ch.status() == pb::CheckStatus::Ok, "{}", table(&r));
     }
@@ -429,4 +429,71 @@ async fn an_attached_registration_is_verified_like_a_provisioned_one() -> Result
     );
     other.stop().await?;
     env.server.stop().await
+}
+
+/// A secret and a certificate added to the app outside Onboard (anyone holding them signs in as
+/// the app): Verify FAILs `app_credentials` naming both; scheduled runs record each as drift
+/// (kind `credential`), once; removed, both resolve. Onboard's own secret is never one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> {
+    let env = SimServer::start_with(|b| Ok(b.verification_interval(1))).await?;
+    let (id, client_id) = onboard(&env).await?;
+    let by_client = || pb::VerifyRequest {
+        target: Some(Target::ClientId(client_id.clone())),
+    };
+    let mut c = client(&env, Some(OPERATOR)).await?;
+    let r = c.verify(by_client()).await?.into_inner();
+    let ch = check(&r, "app_credentials")?;
+    ensure!(ch.status() == pb::CheckStatus::Ok, "{}", table(&r));
+
+    let engine = env.server.app.engine();
+    let token: SecretString = engine.admin_session(&id)?.context("admin session")?;
+    let portal = env.entra_client()?.graph(token);
+    let (secret_key, _) = testkit::portal::add_secret(&portal, &client_id).await?;
+    let cert_key = testkit::portal::set_certificate(&portal, &client_id, "CN=elsewhere").await?;
+    let r = c.verify(by_client()).await?.into_inner();
+    let ch = check(&r, "app_credentials")?;
+    ensure!(
+        ch.status() == pb::CheckStatus::Fail
+            && ch.detail.contains(&secret_key)
+            && ch.detail.contains(&cert_key)
+            && ch.detail.contains("CN=elsewhere"),
+        "{}",
+        table(&r)
+    );
+    let secret_item = format!("credential/{secret_key}/foreign");
+    let cert_item = format!("credential/{cert_key}/foreign");
+    let entries = wait_for(&env, "both credentials as drift", |es| {
+        has(es, "drift.detected", "succeeded", &secret_item)
+            && has(es, "drift.detected", "succeeded", &cert_item)
+    })
+    .await?;
+    let e = entries
+        .iter()
+        .find(|e| e["action"] == "drift.detected" && e["key"] == secret_item.as_str())
+        .context("entry")?;
+    ensure!(
+        e["kind"] == "credential" && e["client_id"] == client_id.as_str(),
+        "{e}"
+    );
+    let items = drift(&mut c, &client_id).await?;
+    ensure!(
+        items.len() == 2,
+        "only the two foreign credentials: {items:#?}"
+    );
+    // Nothing is removed automatically, and nothing is repaired.
+    ensure!(!entries.iter().any(|e| e["action"] == "drift.repair"));
+
+    testkit::portal::remove_secret(&portal, &client_id, &secret_key).await?;
+    testkit::portal::set_certificate(&portal, &client_id, "").await?;
+    wait_for(&env, "both resolved", |es| {
+        has(es, "drift.resolved", "succeeded", &secret_item)
+            && has(es, "drift.resolved", "succeeded", &cert_item)
+    })
+    .await?;
+    ensure!(drift(&mut c, &client_id).await?.is_empty());
+    let r = c.verify(by_client()).await?.into_inner();
+    let ch = check(&r, "app_credentials")?;
+    ensure!(ch.status() == pb::CheckStatus::Ok, "{}", table(&r));
+    env.stop().await
 }

@@ -132,5 +132,6 @@ pub fn verify_input(
         temporary_app_client_id: o.token_app_client_id.clone(),
         platform,
         reader_token: Some(o.admin_token.clone()),
+        managed_secrets: None,
     }
 }

@@ -103,14 +103,62 @@ pub async fn hand_made(g: &GraphClient, name: &str, grants: &Grants<'_>) -> Resu
 }
 
 /// Another secret on application `client_id`, made by hand in the portal (a customer's secret
-/// for one more service).
-pub async fn add_secret(g: &GraphClient, client_id: &str) -> Result<SecretString> {
+/// for one more service, or one nobody told Onboard about): its key id and value.
+pub async fn add_secret(g: &GraphClient, client_id: &str) -> Result<(String, SecretString)> {
     let ctx = OpContext::new();
     let app = g.get_application_by_app_id(client_id, &ctx).await?.value;
-    Ok(g.add_password(&app.id, Some("by hand"), None, &ctx)
+    let pw = g
+        .add_password(&app.id, Some("by hand"), None, &ctx)
         .await?
-        .value
-        .secret_text)
+        .value;
+    Ok((pw.info.key_id, pw.secret_text))
+}
+
+/// Removes secret `key_id` from application `client_id`, as in the portal.
+pub async fn remove_secret(g: &GraphClient, client_id: &str, key_id: &str) -> Result<()> {
+    let ctx = OpContext::new();
+    let app = g.get_application_by_app_id(client_id, &ctx).await?.value;
+    g.remove_password(&app.id, key_id, &ctx).await?;
+    Ok(())
+}
+
+/// Uploads a certificate credential named `subject` to application `client_id` (the portal's
+/// "Certificates" tab: `PATCH keyCredentials`); its key id. An empty `subject` removes every
+/// certificate instead (`keyCredentials: []`) and returns an empty id.
+pub async fn set_certificate(g: &GraphClient, client_id: &str, subject: &str) -> Result<String> {
+    let ctx = OpContext::new();
+    let app = g.get_application_by_app_id(client_id, &ctx).await?.value;
+    let key_id = if subject.is_empty() {
+        String::new()
+    } else {
+        // A fresh UUID-shaped id (the portal's upload gets one from Graph).
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            n >> 48,
+            n & 0xffff_ffff_ffff
+        )
+    };
+    let creds = if subject.is_empty() {
+        serde_json::json!([])
+    } else {
+        serde_json::json!([{
+            "keyId": key_id,
+            "type": "AsymmetricX509Cert",
+            "usage": "Verify",
+            "displayName": subject,
+            "key": "MIIBfake",
+        }])
+    };
+    g.update_application(
+        &app.id,
+        &serde_json::json!({ "keyCredentials": creds }),
+        &ctx,
+    )
+    .await?;
+    Ok(key_id)
 }
 
 /// Removes the service principal's assignment of directory role `template_id`.

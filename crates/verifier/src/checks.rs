@@ -21,7 +21,7 @@ pub const TENANT_ADMIN_SCOPE: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239/.defa
 /// Application permissions that let an app-only token read directory role assignments.
 const READ_ROLES_WITH: &str = "RoleManagement.Read.Directory (or Directory.Read.All)";
 /// Application permissions that let an app-only token read service principals.
-const READ_APPS_WITH: &str = "Application.Read.All (or Directory.Read.All)";
+pub(crate) const READ_APPS_WITH: &str = "Application.Read.All (or Directory.Read.All)";
 
 /// Runs the checks. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ fn set_diff(expected: &BTreeSet<String>, actual: &BTreeSet<String>) -> Option<St
 }
 
 /// An STS or Graph error for a detail: the error's own text (codes and ids, never tokens).
-fn describe(e: &EntraError) -> String {
+pub(crate) fn describe(e: &EntraError) -> String {
     e.root().to_string()
 }
 
@@ -182,7 +182,8 @@ impl Verifier {
                 .await,
         );
         checks.push(secret_expiry(input, &mut findings));
-        checks.push(self.temporary_app(input, reader).await);
+        checks.push(self.temporary_app(input, reader.clone()).await);
+        checks.extend(self.app_credentials(input, reader, &mut findings).await);
 
         Report {
             tenant_id: input.tenant_id.clone(),

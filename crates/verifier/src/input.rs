@@ -65,6 +65,19 @@ pub struct PlatformEndpoint {
     pub timeout: Duration,
 }
 
+/// A secret Onboard holds, as Entra lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedSecret {
+    /// Entra's key id; empty when it could not be read (an attached secret), then the hint
+    /// matches it.
+    pub key_id: String,
+    /// The first characters Entra keeps.
+    pub hint: String,
+    /// Set for a rotation's new secret between Entra's add and the record of its key id: the
+    /// unique `displayName` it was added with, which matches it instead.
+    pub marker: Option<String>,
+}
+
 /// Everything one verification reads. The secret and the reader token never appear in
 /// `Debug` output (secrecy redacts them), logs, errors or reports.
 #[derive(Debug, Clone)]
@@ -106,6 +119,11 @@ pub struct VerifyInput {
     pub temporary_app_client_id: String,
     /// The platform service's status endpoints (none: the check WARNs that none is configured).
     pub platform: Vec<PlatformEndpoint>,
+    /// Every secret Onboard holds for the registration (all services, old ones kept for an
+    /// overlap too): the application's credentials are compared with them, and any other
+    /// secret or any certificate is reported as made outside Onboard. `None` where they are
+    /// not known (that check is then not run).
+    pub managed_secrets: Option<Vec<ManagedSecret>>,
     /// A token allowed to read directory role assignments and service principals (an admin's
     /// delegated token). Without it the app's own Graph token is tried, which the default
     /// profile does not allow (the check then WARNs with the permission it needs).
@@ -137,6 +155,7 @@ mod tests {
             temporary_app_client_id: String::new(),
             platform: vec![],
             reader_token: Some(SecretString::from("reader-token-value".to_owned())),
+            managed_secrets: None,
         };
         let text = format!("{input:?}");
         assert!(!text.contains("s3cr3t-value") && !text.contains("reader-token-value"));

@@ -4,8 +4,9 @@
 //! the platform service), `client_credentials` (the stored secret gets a Graph token),
 //! `tenant_admin_api_token` (when the profile has Skype and Teams Tenant Admin API
 //! permissions), `token_roles` (the tokens' `roles` equal the profile), `directory_roles` (the
-//! service principal's role assignments equal the profile), `secret_expiry`, and
-//! `temporary_app_removed`. Each is OK / WARN / FAIL with a human detail; the report's overall
+//! service principal's role assignments equal the profile), `secret_expiry`,
+//! `temporary_app_removed`, and `app_credentials` (when the secrets Onboard holds are known: no
+//! secret or certificate made outside Onboard). Each is OK / WARN / FAIL with a human detail; the report's overall
 //! status is the worst. [`Report::record`] appends it to the audit log as
 //! `verification.report`. No secret or token ever enters a report, an entry, a log or an error.
 //!
@@ -16,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod app_credentials;
 pub mod checks;
 pub mod drift;
 pub mod error;
@@ -27,6 +29,6 @@ pub mod targets;
 pub use checks::Verifier;
 pub use drift::{DriftItem, DriftMonitor, DriftStore, MonitorConfig, RunSummary};
 pub use error::{Result, VerifyError};
-pub use input::{ExpectedRole, PlatformEndpoint, Probe, Target, VerifyInput};
+pub use input::{ExpectedRole, ManagedSecret, PlatformEndpoint, Probe, Target, VerifyInput};
 pub use report::{Api, Check, Finding, Report, Status};
 pub use targets::{BoxFuture, Targets};

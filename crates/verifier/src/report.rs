@@ -25,6 +25,9 @@ pub mod names {
     pub const SECRET_EXPIRY: &str = "secret_expiry";
     /// The temporary `-token` enterprise app is gone.
     pub const TEMPORARY_APP_REMOVED: &str = "temporary_app_removed";
+    /// The application holds no secret or certificate Onboard did not make (run when the
+    /// secrets Onboard holds are known: the Verification service and drift detection).
+    pub const APP_CREDENTIALS: &str = "app_credentials";
 }
 
 /// A check's outcome; ordered so that the worst is the greatest.
@@ -140,15 +143,26 @@ pub enum Finding {
         /// Expiry (RFC 3339).
         expires: String,
     },
+    /// The application holds a credential Onboard did not make: a client secret Onboard does
+    /// not hold, or a certificate (Onboard makes none). Anyone holding it signs in as the app.
+    ForeignCredential {
+        /// `secret` or `certificate`.
+        credential: &'static str,
+        /// Entra's key id.
+        key_id: String,
+        /// Its label in Entra, if any.
+        display_name: Option<String>,
+    },
 }
 
 impl Finding {
-    /// `permission`, `role` or `secret`.
+    /// `permission`, `role`, `secret` or `credential`.
     pub fn kind(&self) -> &'static str {
         match self {
             Finding::MissingPermission { .. } | Finding::ExtraPermission { .. } => "permission",
             Finding::MissingRole { .. } | Finding::ExtraRole { .. } => "role",
             Finding::SecretRejected { .. } | Finding::SecretExpiring { .. } => "secret",
+            Finding::ForeignCredential { .. } => "credential",
         }
     }
 
@@ -167,6 +181,9 @@ impl Finding {
             }
             Finding::SecretRejected { .. } => "secret/rejected".into(),
             Finding::SecretExpiring { .. } => "secret/expiring".into(),
+            Finding::ForeignCredential { key_id, .. } => {
+                format!("credential/{}/foreign", key_id.to_ascii_lowercase())
+            }
         }
     }
 
@@ -193,6 +210,17 @@ impl Finding {
                 format!("the stored secret no longer authenticates: {error}")
             }
             Finding::SecretExpiring { expires } => format!("the secret expires at {expires}"),
+            Finding::ForeignCredential {
+                credential,
+                key_id,
+                display_name,
+            } => format!(
+                "a {credential}{} (key {key_id}) was added to the app outside Onboard",
+                display_name
+                    .as_deref()
+                    .map(|n| format!(" {n:?}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::retry::OpContext;
 
 /// What every application read selects; `isFallbackPublicClient` and `publicClient` (in
 /// `Application::extra`) are for the check of the provider's token app.
-const APP_SELECT: &str = "id,appId,displayName,uniqueName,signInAudience,passwordCredentials,requiredResourceAccess,isFallbackPublicClient,publicClient";
+const APP_SELECT: &str = "id,appId,displayName,uniqueName,signInAudience,passwordCredentials,keyCredentials,requiredResourceAccess,isFallbackPublicClient,publicClient";
 
 /// Result of an upsert.
 #[derive(Debug, Clone)]

@@ -107,6 +107,10 @@ pub struct Application {
     /// Secrets' metadata (never the values); for listing and expiry checks.
     #[serde(default, deserialize_with = "null_as_default")]
     pub password_credentials: Vec<PasswordCredentialInfo>,
+    /// Certificates' metadata: credentials Onboard never makes, so each is one made
+    /// elsewhere (verification reports them).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub key_credentials: Vec<KeyCredentialInfo>,
     /// Requested permissions, compared with the profile in verification.
     #[serde(default, deserialize_with = "null_as_default")]
     pub required_resource_access: Vec<RequiredResourceAccess>,
@@ -168,6 +172,30 @@ pub struct PasswordCredentialInfo {
     #[serde(default)]
     pub start_date_time: Option<String>,
     /// Valid until (ISO 8601); drives the expiry warning.
+    #[serde(default)]
+    pub end_date_time: Option<String>,
+}
+
+/// A certificate credential's metadata (Graph `keyCredential`; the public key itself is not
+/// kept here).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCredentialInfo {
+    /// Key id.
+    pub key_id: String,
+    /// Label, often the certificate's subject.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// `AsymmetricX509Cert` (or `X509CertAndPassword`).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// `Verify` (sign-in) or `Sign`.
+    #[serde(default)]
+    pub usage: Option<String>,
+    /// Valid from (ISO 8601).
+    #[serde(default)]
+    pub start_date_time: Option<String>,
+    /// Valid until (ISO 8601).
     #[serde(default)]
     pub end_date_time: Option<String>,
 }

@@ -1,0 +1,174 @@
+//! The `app_credentials` check: the application holds no client secret Onboard does not hold,
+//! and no certificate (Onboard makes none). A credential added outside Onboard lets whoever
+//! holds it sign in as the app, with every permission and directory role it has: the check
+//! FAILs and names each one (a [`Finding::ForeignCredential`] for drift detection); nothing is
+//! removed automatically.
+
+use entra_client::OpContext;
+use entra_client::graph::types::{Application, PasswordCredentialInfo};
+use secrecy::SecretString;
+
+use crate::checks::{READ_APPS_WITH, Verifier, describe};
+use crate::input::{ManagedSecret, VerifyInput};
+use crate::report::{Check, Finding, Status, names};
+
+impl Verifier {
+    /// The check, when `input` says which secrets Onboard holds (else `None`: not run).
+    /// `reader` reads the application (an admin's token, or the app's own when it may read
+    /// itself).
+    pub(crate) async fn app_credentials(
+        &self,
+        input: &VerifyInput,
+        reader: Option<SecretString>,
+        findings: &mut Vec<Finding>,
+    ) -> Option<Check> {
+        let managed = input.managed_secrets.as_ref()?;
+        let name = names::APP_CREDENTIALS;
+        let cannot = |why: String| {
+            Some(Check::new(
+                name,
+                Status::Warn,
+                format!("could not read the app's secrets and certificates: {why}"),
+            ))
+        };
+        let Some(token) = reader else {
+            return cannot(format!(
+                "no token; needs {READ_APPS_WITH} or an admin sign-in"
+            ));
+        };
+        let app = match self
+            .entra()
+            .graph(token)
+            .get_application_by_app_id(&input.client_id, &OpContext::new())
+            .await
+        {
+            Ok(r) => r.value,
+            Err(e) if e.is_authorization_denied() => {
+                return cannot(format!("needs {READ_APPS_WITH}, or an admin sign-in"));
+            }
+            Err(e) => return cannot(describe(&e)),
+        };
+        let foreign = foreign_credentials(&app, managed);
+        if foreign.is_empty() {
+            return Some(Check::new(
+                name,
+                Status::Ok,
+                format!(
+                    "the app holds only secrets Onboard manages ({}) and no certificate",
+                    app.password_credentials.len()
+                ),
+            ));
+        }
+        let detail = foreign
+            .iter()
+            .map(Finding::detail)
+            .collect::<Vec<_>>()
+            .join("; ");
+        findings.extend(foreign);
+        Some(Check::new(
+            name,
+            Status::Fail,
+            format!("{detail}: whoever holds it signs in as the app; remove it unless it is yours"),
+        ))
+    }
+}
+
+/// The application's credentials Onboard did not make: secrets matching no managed one (by
+/// key id; by hint for a managed secret whose key id is unknown; by the unique display name
+/// of a rotation's secret being added), and every certificate.
+pub fn foreign_credentials(app: &Application, managed: &[ManagedSecret]) -> Vec<Finding> {
+    let ours = |p: &PasswordCredentialInfo| {
+        managed.iter().any(|m| match &m.marker {
+            Some(marker) => p.display_name.as_deref() == Some(marker.as_str()),
+            None if m.key_id.is_empty() => p.hint.as_deref() == Some(m.hint.as_str()),
+            None => m.key_id.eq_ignore_ascii_case(&p.key_id),
+        })
+    };
+    let secrets = app
+        .password_credentials
+        .iter()
+        .filter(|p| !ours(p))
+        .map(|p| Finding::ForeignCredential {
+            credential: "secret",
+            key_id: p.key_id.clone(),
+            display_name: p.display_name.clone(),
+        });
+    let certificates = app
+        .key_credentials
+        .iter()
+        .map(|k| Finding::ForeignCredential {
+            credential: "certificate",
+            key_id: k.key_id.clone(),
+            display_name: k.display_name.clone(),
+        });
+    secrets.chain(certificates).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(json: serde_json::Value) -> Application {
+        serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn secrets_match_by_key_id_or_by_hint_when_the_key_id_is_unknown() {
+        let a = app(serde_json::json!({
+            "id": "o", "appId": "c",
+            "passwordCredentials": [
+                {"keyId": "AAAA-1", "hint": "abc", "displayName": "svc-1"},
+                {"keyId": "bbbb-2", "hint": "xyz", "displayName": "svc-2"},
+                {"keyId": "cccc-3", "hint": "def", "displayName": "by hand"}
+            ],
+            "keyCredentials": [
+                {"keyId": "dddd-4", "displayName": "CN=backdoor", "type": "AsymmetricX509Cert", "usage": "Verify"}
+            ]
+        }));
+        let managed = [
+            ManagedSecret {
+                key_id: "aaaa-1".into(),
+                hint: "abc".into(),
+                marker: None,
+            },
+            ManagedSecret {
+                key_id: String::new(),
+                hint: "xyz".into(),
+                marker: None,
+            },
+        ];
+        let found = foreign_credentials(&a, &managed);
+        let keys: Vec<String> = found.iter().map(Finding::key).collect();
+        assert_eq!(
+            keys,
+            ["credential/cccc-3/foreign", "credential/dddd-4/foreign"]
+        );
+        assert!(
+            found[1].detail().contains("certificate \"CN=backdoor\""),
+            "{}",
+            found[1].detail()
+        );
+        assert!(!found[0].repairable());
+        // Everything managed, no certificate: nothing foreign.
+        let all = [
+            ManagedSecret {
+                key_id: "aaaa-1".into(),
+                hint: "abc".into(),
+                marker: None,
+            },
+            ManagedSecret {
+                key_id: "BBBB-2".into(),
+                hint: "xyz".into(),
+                marker: None,
+            },
+            ManagedSecret {
+                key_id: String::new(),
+                hint: String::new(),
+                marker: Some("by hand".into()),
+            },
+        ];
+        let mut no_cert = a.clone();
+        no_cert.key_credentials.clear();
+        assert!(foreign_credentials(&no_cert, &all).is_empty());
+    }
+}

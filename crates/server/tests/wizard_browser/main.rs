@@ -13,6 +13,7 @@ mod flows;
 mod hand_off;
 mod links;
 mod names;
+mod undo;
 
 use std::path::PathBuf;
 use std::time::Duration;

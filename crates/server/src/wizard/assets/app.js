@@ -6,7 +6,7 @@
 // innerHTML; no rule is decided here (names, plan, roles and errors come from the server).
 import { $, S, token, show, fill, list, when, api, stream, rules, markRules } from './base.js';
 import { follow, signInAgain, askSignIn, resume, plainChange, finishScreen, askCancel, keepGoing, done,
-  cancel, cancelWaiting, createLink, copyField } from './run.js';
+  cancel, cancelWaiting, createLink, copyField, retryUndo } from './run.js';
 
 // ---- 0 / 1: the link ----
 const PROBLEMS = {
@@ -384,6 +384,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('btn-next').addEventListener('click', () => (S.handOff ? finishScreen() : S.resume ? resume() : nameScreen()));
   $('btn-plan-signin').addEventListener('click', () => { $('upn').value = S.upn; show('s-upn'); });
   $('btn-resume').addEventListener('click', signInAgain);
+  $('btn-undo-retry').addEventListener('click', retryUndo);
   $('btn-ho-start').addEventListener('click', () => show('s-upn'));
   $('btn-link').addEventListener('click', createLink);
   $('btn-copy-link').addEventListener('click', () => copyField('ho-link', 'link-copied', 'Link'));

@@ -8,7 +8,7 @@ export const token = new URLSearchParams(location.hash.slice(1)).get('token') ||
 export const S = { inv: null, onboardingId: '', upn: '', appName: '', lastIndex: 0, steps: new Map(),
   signIn: null, countdown: 0, nameTimer: 0, planSeq: 0, previewSeq: 0, planOk: false, ended: false,
   handOff: false, waiting: false, resume: false, cancelFromWait: false, reconnecting: false,
-  cancelledHere: false, undoFromWait: false };
+  cancelledHere: false, undoFromWait: false, undoStarted: false };
 
 // What the admin reads when Microsoft no longer accepts their sign-in (a failed run's cause
 // `sign_in_again`, or Plan and Provision refused with that precondition).

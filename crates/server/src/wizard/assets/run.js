@@ -71,6 +71,7 @@ function onProgress(name, d) {
     show('s-progress');
   }
   if (name === 'started') {
+    if (d.step === UNDO_STEP) S.undoStarted = true;
     const li = stepItem(d.step);
     li.children[1].textContent = d.description || d.step;
     setStep(li, 'run', 'In progress: ', '');
@@ -86,6 +87,8 @@ function onProgress(name, d) {
     S.ended = true;
     $('cancel-area').hidden = true;
     done();
+  } else if (name === 'failed' && d.step === UNDO_STEP) {
+    undoFailed(d);
   } else if (name === 'failed') {
     S.ended = true;
     const li = d.step ? stepItem(d.step) : null;
@@ -142,6 +145,41 @@ export function resume() {
   $('progress-failed').hidden = true;
   follow(-1);
 }
+// The undo stopped (Microsoft refused or was unavailable): what was made stays until a
+// cancel removes it; the same Cancel tries again (the server goes on where the undo stopped).
+function undoFailed(d) {
+  S.ended = true;
+  setStep(stepItem(d.step), 'bad', 'Failed: ', '');
+  stopRunningSteps();
+  $('cancel-area').hidden = true;
+  $('progress-failed').hidden = true;
+  $('conn').textContent = '';
+  progressHeading('Cancelling stopped', false);
+  $('undo-failed-text').textContent = FAILED[d.cause] || 'Onboard could not remove everything it created.';
+  $('undo-failed-detail').textContent = d.reason ? 'Details: ' + d.reason : '';
+  $('undo-failed').hidden = false;
+  $('undo-failed-h').focus();
+}
+export async function retryUndo() {
+  $('btn-undo-retry').disabled = true;
+  $('undo-failed').hidden = true;
+  S.ended = false;
+  S.cancelledHere = true;
+  S.undoStarted = false;
+  progressHeading('Cancelling', false);
+  $('conn').textContent = 'Cancelling: removing what was created…';
+  // The undo's events come on a Watch from the next one; the cancel call waits for the undo.
+  follow(1, true);
+  try {
+    await api('cancel', { onboarding_id: S.onboardingId,
+      reason: 'cancelled by the customer admin in the invitation wizard (removal tried again)' });
+  } catch (e) {
+    // A stopped undo shows through its event; a refusal before it began is said here.
+    if (!S.undoStarted) $('conn').textContent = 'The removal did not start: ' + ((e.api || {}).message || 'the server could not be reached.');
+  } finally {
+    $('btn-undo-retry').disabled = false;
+  }
+}
 // Steps cut short by a failure or a cancellation stopped where they were (plain status).
 function stopRunningSteps() {
   for (const li of S.steps.values()) {
@@ -149,15 +187,18 @@ function stopRunningSteps() {
   }
 }
 // from < 0: start Provision (same idempotency key on every try); else Watch from `from`.
-export async function follow(from) {
+// `undoing`: an undo tried again, on the screen as it is.
+export async function follow(from, undoing = false) {
   $('progress-name').textContent = S.appName;
   if (from === 0) { S.steps.clear(); $('steps').replaceChildren(); S.lastIndex = 0; }
-  $('cancel-area').hidden = false;
-  $('btn-cancel').hidden = false;
-  $('cancel-confirm').hidden = true;
-  $('progress-cancelled').hidden = true;
-  progressHeading('Provisioning', true);
-  show('s-progress');
+  if (!undoing) {
+    $('cancel-area').hidden = false;
+    $('btn-cancel').hidden = false;
+    $('cancel-confirm').hidden = true;
+    $('progress-cancelled').hidden = true;
+    progressHeading('Provisioning', true);
+    show('s-progress');
+  }
   let wait = 1000, first = from;
   while (!S.ended) {
     try {
@@ -304,6 +345,7 @@ export async function cancel() {
   const fromWait = S.cancelFromWait;
   S.waiting = false;
   S.cancelledHere = true;
+  S.undoStarted = false;
   S.cancelFromWait = false;
   try {
     await api('cancel', { onboarding_id: S.onboardingId,
@@ -315,6 +357,8 @@ export async function cancel() {
       $('conn').textContent = 'Cancelling: removing what was created…';
     }
   } catch (e) {
+    // The undo began: how it ended comes on the stream (a stopped undo offers its retry).
+    if (S.undoStarted) return;
     const err = e.api || { message: 'The server could not be reached.' };
     S.waiting = S.cancelFromWait = fromWait;
     S.cancelledHere = false;

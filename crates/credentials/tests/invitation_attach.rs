@@ -147,15 +147,17 @@ async fn a_refused_gate_stores_nothing_and_a_passed_one_records_the_attachment()
     // A second service of the customer joins with a secret of its own; a third attach for
     // that service is refused, and the first service's secret is untouched.
     let second = env.secret_by_hand(&app.client_id).await?;
-    let (b, b_id) = attach_passing(
-        &creds,
-        &tenant,
-        &app.client_id,
-        &second,
-        "svc-two",
-        "direct-routing",
-    )
-    .await?;
+    let attach_second = || {
+        attach_passing(
+            &creds,
+            &tenant,
+            &app.client_id,
+            &second,
+            "svc-two",
+            "direct-routing",
+        )
+    };
+    let (b, b_id) = attach_second().await?;
     ensure!(b_id != gate_id && b.attachment_id == b_id && b.view.id == gate_id);
     let (found, service) = creds.attachment(&b_id)?.context("the second attachment")?;
     ensure!(found == r && service == "svc-two");
@@ -167,17 +169,10 @@ async fn a_refused_gate_stores_nothing_and_a_passed_one_records_the_attachment()
     );
     let (_, first) = creds.current_secret(&r, "svc-hand")?;
     ensure!(first.expose_secret() == app.secret.expose_secret());
-    let again = attach_passing(
-        &creds,
-        &tenant,
-        &app.client_id,
-        &second,
-        "svc-two",
-        "direct-routing",
-    )
-    .await
-    .err()
-    .context("a service that has a secret cannot attach again")?;
+    let again = attach_second()
+        .await
+        .err()
+        .context("a service that has a secret cannot attach again")?;
     let e = again.downcast::<CredentialsError>()?;
     ensure!(
         matches!(e, CredentialsError::AlreadyExists(ref m) if m.contains("svc-two")),

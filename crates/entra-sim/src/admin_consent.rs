@@ -247,6 +247,7 @@ fn grant_all(s: &Shared, inner: &mut Inner, client_id: &str, name: &str, items: 
         Some(sp) => sp.id.clone(),
         None => {
             let sp = ServicePrincipal {
+                passwords: Vec::new(),
                 id: new_guid(),
                 app_id: client_id.to_string(),
                 display_name: name.to_string(),

@@ -94,9 +94,11 @@ pub fn client_credentials(
         return Err(missing_secret(ids));
     };
     let hash = sha256_hex(&secret);
+    // The application's secrets, or the service principal's own in this tenant.
     let Some(pw) = app
         .passwords
         .iter()
+        .chain(&sp.passwords)
         .find(|pw| pw.sha256 == hash && s.visible(pw.visible_at_ms))
     else {
         return Err(sts_error(

@@ -217,6 +217,7 @@ impl Shared {
             Some(id) => id,
             None => {
                 let sp = ServicePrincipal {
+                    passwords: Vec::new(),
                     id: new_guid(),
                     app_id: client.app_id.clone(),
                     display_name: client.display_name.clone(),

@@ -180,6 +180,10 @@ pub struct ServicePrincipal {
     /// `signInAudience` (`AzureADMyOrg` for a single-tenant app).
     #[serde(default = "multi_org")]
     pub sign_in_audience: String,
+    /// Secrets added to the service principal itself (`servicePrincipals/{id}/addPassword`):
+    /// they sign in as the app in this tenant like the application's own.
+    #[serde(default)]
+    pub passwords: Vec<Password>,
     /// Emulator clock (ms) from which dependent calls can see it (replication lag).
     #[serde(skip)]
     pub visible_at_ms: u64,
@@ -229,7 +233,7 @@ impl ServicePrincipal {
             "info": {"logoUrl": null, "marketingUrl": null, "privacyStatementUrl": null, "supportUrl": null, "termsOfServiceUrl": null},
             "keyCredentials": [],
             "oauth2PermissionScopes": self.oauth2_permission_scopes,
-            "passwordCredentials": [],
+            "passwordCredentials": self.passwords.iter().map(|p| p.to_json(None)).collect::<Vec<_>>(),
             "verifiedPublisher": unverified_publisher(),
         });
         if let Value::Object(m) = &mut v {

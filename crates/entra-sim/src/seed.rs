@@ -302,6 +302,7 @@ fn graph_sp(domain: &str, created: &str) -> ServicePrincipal {
         })
         .collect();
     ServicePrincipal {
+        passwords: Vec::new(),
         id: fixed_guid(&format!("sp:microsoft-graph:{domain}")),
         app_id: GRAPH_APP_ID.into(),
         display_name: "Microsoft Graph".into(),
@@ -336,6 +337,7 @@ fn teams_sp(domain: &str, created: &str) -> ServicePrincipal {
         "value": "user_impersonation",
     });
     ServicePrincipal {
+        passwords: Vec::new(),
         id: fixed_guid(&format!("sp:teams-tenant-admin:{domain}")),
         app_id: TEAMS_APP_ID.into(),
         display_name: "Skype and Teams Tenant Admin API".into(),

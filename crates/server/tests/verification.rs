@@ -431,8 +431,9 @@ async fn an_attached_registration_is_verified_like_a_provisioned_one() -> Result
     env.server.stop().await
 }
 
-/// A secret and a certificate added to the app outside Onboard (anyone holding them signs in as
-/// the app): Verify FAILs `app_credentials` naming both; scheduled runs record each as drift
+/// A secret and a certificate added to the app, and a secret added to its service principal,
+/// outside Onboard (anyone holding one signs in as the app): Verify FAILs `app_credentials`
+/// naming each; scheduled runs record each as drift
 /// (kind `credential`), once; removed, both resolve. Onboard's own secret is never one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> {
@@ -451,21 +452,32 @@ async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> 
     let portal = env.entra_client()?.graph(token);
     let (secret_key, _) = testkit::portal::add_secret(&portal, &client_id).await?;
     let cert_key = testkit::portal::set_certificate(&portal, &client_id, "CN=elsewhere").await?;
+    let sp_id = engine.get(&id)?.and_then(|o| o.sp_id).context("sp id")?;
+    let (sp_key, sp_secret) = testkit::portal::add_principal_secret(&portal, &sp_id).await?;
+    // It really signs in as the app: the STS takes the principal's secrets too.
+    let client = env.entra_client()?;
+    let tenant = &env.info.tenant_id;
+    ensure!(testkit::sim::authenticates(&client, tenant, &client_id, &sp_secret).await);
     let r = c.verify(by_client()).await?.into_inner();
     let ch = check(&r, "app_credentials")?;
     ensure!(
         ch.status() == pb::CheckStatus::Fail
             && ch.detail.contains(&secret_key)
             && ch.detail.contains(&cert_key)
-            && ch.detail.contains("CN=elsewhere"),
+            && ch.detail.contains("CN=elsewhere")
+            && ch.detail.contains(&format!(
+                "service principal secret \"on the principal\" (key {sp_key})"
+            )),
         "{}",
         table(&r)
     );
     let secret_item = format!("credential/{secret_key}/foreign");
     let cert_item = format!("credential/{cert_key}/foreign");
-    let entries = wait_for(&env, "both credentials as drift", |es| {
+    let sp_item = format!("credential/{sp_key}/foreign");
+    let entries = wait_for(&env, "the three credentials as drift", |es| {
         has(es, "drift.detected", "succeeded", &secret_item)
             && has(es, "drift.detected", "succeeded", &cert_item)
+            && has(es, "drift.detected", "succeeded", &sp_item)
     })
     .await?;
     let e = entries
@@ -478,17 +490,19 @@ async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> 
     );
     let items = drift(&mut c, &client_id).await?;
     ensure!(
-        items.len() == 2,
-        "only the two foreign credentials: {items:#?}"
+        items.len() == 3,
+        "only the three foreign credentials: {items:#?}"
     );
     // Nothing is removed automatically, and nothing is repaired.
     ensure!(!entries.iter().any(|e| e["action"] == "drift.repair"));
 
     testkit::portal::remove_secret(&portal, &client_id, &secret_key).await?;
     testkit::portal::set_certificate(&portal, &client_id, "").await?;
-    wait_for(&env, "both resolved", |es| {
+    testkit::portal::remove_principal_secret(&portal, &sp_id, &sp_key).await?;
+    wait_for(&env, "all three resolved", |es| {
         has(es, "drift.resolved", "succeeded", &secret_item)
             && has(es, "drift.resolved", "succeeded", &cert_item)
+            && has(es, "drift.resolved", "succeeded", &sp_item)
     })
     .await?;
     ensure!(drift(&mut c, &client_id).await?.is_empty());

@@ -122,6 +122,25 @@ pub async fn remove_secret(g: &GraphClient, client_id: &str, key_id: &str) -> Re
     Ok(())
 }
 
+/// A secret added to service principal `sp_id` itself (how an attacker with
+/// `Application.ReadWrite.All` may sign in as an app without touching its registration): its
+/// key id and value.
+pub async fn add_principal_secret(g: &GraphClient, sp_id: &str) -> Result<(String, SecretString)> {
+    let ctx = OpContext::new();
+    let pw = g
+        .add_service_principal_password(sp_id, Some("on the principal"), &ctx)
+        .await?
+        .value;
+    Ok((pw.info.key_id, pw.secret_text))
+}
+
+/// Removes secret `key_id` from service principal `sp_id`.
+pub async fn remove_principal_secret(g: &GraphClient, sp_id: &str, key_id: &str) -> Result<()> {
+    g.remove_service_principal_password(sp_id, key_id, &OpContext::new())
+        .await?;
+    Ok(())
+}
+
 /// Uploads a certificate credential named `subject` to application `client_id` (the portal's
 /// "Certificates" tab: `PATCH keyCredentials`); its key id. An empty `subject` removes every
 /// certificate instead (`keyCredentials: []`) and returns an empty id.

@@ -1,11 +1,11 @@
 //! The `app_credentials` check: the application holds no client secret Onboard does not hold,
-//! and no certificate (Onboard makes none). A credential added outside Onboard lets whoever
+//! and no certificate (Onboard makes none); its service principal holds no credential at all. A credential added outside Onboard lets whoever
 //! holds it sign in as the app, with every permission and directory role it has: the check
 //! FAILs and names each one (a [`Finding::ForeignCredential`] for drift detection); nothing is
 //! removed automatically.
 
 use entra_client::OpContext;
-use entra_client::graph::types::{Application, PasswordCredentialInfo};
+use entra_client::graph::types::{Application, PasswordCredentialInfo, PrincipalCredentials};
 use secrecy::SecretString;
 
 use crate::checks::{READ_APPS_WITH, Verifier, describe};
@@ -36,25 +36,36 @@ impl Verifier {
                 "no token; needs {READ_APPS_WITH} or an admin sign-in"
             ));
         };
-        let app = match self
-            .entra()
-            .graph(token)
-            .get_application_by_app_id(&input.client_id, &OpContext::new())
+        let graph = self.entra().graph(token);
+        let ctx = OpContext::new();
+        let denied = || cannot(format!("needs {READ_APPS_WITH}, or an admin sign-in"));
+        let app = match graph
+            .get_application_by_app_id(&input.client_id, &ctx)
             .await
         {
             Ok(r) => r.value,
-            Err(e) if e.is_authorization_denied() => {
-                return cannot(format!("needs {READ_APPS_WITH}, or an admin sign-in"));
-            }
+            Err(e) if e.is_authorization_denied() => return denied(),
             Err(e) => return cannot(describe(&e)),
         };
-        let foreign = foreign_credentials(&app, managed);
+        let mut foreign = foreign_credentials(&app, managed);
+        // The service principal's own: Onboard makes none there.
+        if !input.sp_id.is_empty() {
+            match graph
+                .get_service_principal_credentials(&input.sp_id, &ctx)
+                .await
+            {
+                Ok(r) => foreign.extend(principal_credentials(&r.value)),
+                Err(e) if e.is_authorization_denied() => return denied(),
+                Err(e) => return cannot(describe(&e)),
+            }
+        }
         if foreign.is_empty() {
             return Some(Check::new(
                 name,
                 Status::Ok,
                 format!(
-                    "the app holds only secrets Onboard manages ({}) and no certificate",
+                    "the app holds only secrets Onboard manages ({}), no certificate, and its \
+                     service principal no credential",
                     app.password_credentials.len()
                 ),
             ));
@@ -98,6 +109,27 @@ pub fn foreign_credentials(app: &Application, managed: &[ManagedSecret]) -> Vec<
         .iter()
         .map(|k| Finding::ForeignCredential {
             credential: "certificate",
+            key_id: k.key_id.clone(),
+            display_name: k.display_name.clone(),
+        });
+    secrets.chain(certificates).collect()
+}
+
+/// Every secret and certificate on the service principal itself (Onboard makes none there).
+pub fn principal_credentials(sp: &PrincipalCredentials) -> Vec<Finding> {
+    let secrets = sp
+        .password_credentials
+        .iter()
+        .map(|p| Finding::ForeignCredential {
+            credential: "service principal secret",
+            key_id: p.key_id.clone(),
+            display_name: p.display_name.clone(),
+        });
+    let certificates = sp
+        .key_credentials
+        .iter()
+        .map(|k| Finding::ForeignCredential {
+            credential: "service principal certificate",
             key_id: k.key_id.clone(),
             display_name: k.display_name.clone(),
         });

@@ -146,7 +146,8 @@ pub enum Finding {
     /// The application holds a credential Onboard did not make: a client secret Onboard does
     /// not hold, or a certificate (Onboard makes none). Anyone holding it signs in as the app.
     ForeignCredential {
-        /// `secret` or `certificate`.
+        /// `secret` or `certificate` (on the application), `service principal secret` or
+        /// `service principal certificate`.
         credential: &'static str,
         /// Entra's key id.
         key_id: String,

@@ -205,14 +205,46 @@ impl GraphClient {
         ctx: &OpContext,
     ) -> Result<Reply<NewPassword>, EntraError> {
         let path = format!("applications/{}/addPassword", id(app_object_id)?);
+        self.add_password_at("add_password", &path, display_name, end_date_time, ctx)
+            .await
+    }
+
+    /// `POST /servicePrincipals/{id}/addPassword`: a secret on the service principal itself
+    /// (it signs in as the app in this tenant). Onboard never makes one; verification reports
+    /// any it finds. Not retried on timeout.
+    pub async fn add_service_principal_password(
+        &self,
+        sp_object_id: &str,
+        display_name: Option<&str>,
+        ctx: &OpContext,
+    ) -> Result<Reply<NewPassword>, EntraError> {
+        let path = format!("servicePrincipals/{}/addPassword", id(sp_object_id)?);
+        self.add_password_at(
+            "add_service_principal_password",
+            &path,
+            display_name,
+            None,
+            ctx,
+        )
+        .await
+    }
+
+    /// The `addPassword` call at `path`.
+    async fn add_password_at(
+        &self,
+        operation: &'static str,
+        path: &str,
+        display_name: Option<&str>,
+        end_date_time: Option<&str>,
+        ctx: &OpContext,
+    ) -> Result<Reply<NewPassword>, EntraError> {
         let body = AddPasswordBody {
             password_credential: PasswordCredentialRequest {
                 display_name,
                 end_date_time,
             },
         };
-        let reply: Reply<RawNewPassword> =
-            self.post_json("add_password", &path, &body, ctx).await?;
+        let reply: Reply<RawNewPassword> = self.post_json(operation, path, &body, ctx).await?;
         tracing::info!(
             key_id = %reply.value.info.key_id,
             request_id = reply.meta.request_id_or_empty(),
@@ -246,6 +278,36 @@ impl GraphClient {
             Ok(gone.then_some(Reply {
                 value: (),
                 meta: app.meta,
+            }))
+        })
+        .await
+    }
+
+    /// `POST /servicePrincipals/{id}/removePassword` (204). After an unanswered attempt the
+    /// service principal is read: a key that is gone was removed.
+    pub async fn remove_service_principal_password(
+        &self,
+        sp_object_id: &str,
+        key_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<()>, EntraError> {
+        let path = &format!("servicePrincipals/{}/removePassword", id(sp_object_id)?);
+        let body = &RemovePasswordBody {
+            key_id: id(key_id)?,
+        };
+        let op = "remove_service_principal_password";
+        self.post_once(op, path, body, ctx, move || async move {
+            let sp = self
+                .get_service_principal_credentials(sp_object_id, ctx)
+                .await?;
+            let gone = !sp
+                .value
+                .password_credentials
+                .iter()
+                .any(|p| p.key_id.eq_ignore_ascii_case(key_id));
+            Ok(gone.then_some(Reply {
+                value: (),
+                meta: sp.meta,
             }))
         })
         .await

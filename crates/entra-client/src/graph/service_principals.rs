@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{GraphClient, Reply};
 use crate::error::EntraError;
-use crate::graph::types::ServicePrincipal;
+use crate::graph::types::{PrincipalCredentials, ServicePrincipal};
 use crate::odata::{id, key};
 use crate::retry::OpContext;
 
@@ -57,6 +57,20 @@ impl GraphClient {
     ) -> Result<Reply<ServicePrincipal>, EntraError> {
         let path = format!("servicePrincipals/{}", id(object_id)?);
         self.get_selected("get_service_principal", &path, SP_SELECT, ctx)
+            .await
+    }
+
+    /// `GET /servicePrincipals/{id}?$select=id,passwordCredentials,keyCredentials`: the
+    /// secrets and certificates on the service principal itself (SAML signing certificates,
+    /// or credentials added to sign in as the app).
+    pub async fn get_service_principal_credentials(
+        &self,
+        object_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<PrincipalCredentials>, EntraError> {
+        let path = format!("servicePrincipals/{}", id(object_id)?);
+        let select = "id,passwordCredentials,keyCredentials";
+        self.get_selected("get_service_principal_credentials", &path, select, ctx)
             .await
     }
 

@@ -176,6 +176,20 @@ pub struct PasswordCredentialInfo {
     pub end_date_time: Option<String>,
 }
 
+/// The credentials on a service principal itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrincipalCredentials {
+    /// Object id.
+    pub id: String,
+    /// Secrets' metadata.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub password_credentials: Vec<PasswordCredentialInfo>,
+    /// Certificates' metadata.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub key_credentials: Vec<KeyCredentialInfo>,
+}
+
 /// A certificate credential's metadata (Graph `keyCredential`; the public key itself is not
 /// kept here).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -363,6 +363,18 @@ pub fn add_password(c: &Ctx<'_>, key: &Key) -> Reply {
     let idx = find(c, &inner.dir, key, false)?;
     let owners = inner.dir.applications[idx].owners.clone();
     authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let (pw, body) = new_password(c, &inner)?;
+    inner.dir.applications[idx].passwords.push(pw);
+    c.s.persist(&inner);
+    Ok(graph_json(StatusCode::OK, &body))
+}
+
+/// The password an `addPassword` body asks for (on an application or a service principal,
+/// under the tenant's app management policy) and the answer carrying its value once.
+pub(super) fn new_password(
+    c: &Ctx<'_>,
+    inner: &crate::state::Inner,
+) -> Result<(Password, Value), Response> {
     let empty = json!({});
     let cred = c
         .body
@@ -407,26 +419,30 @@ pub fn add_password(c: &Ctx<'_>, key: &Key) -> Reply {
         start: rfc3339(start),
         end: rfc3339(end),
         end_unix: end.unix_timestamp(),
-        visible_at_ms: c.s.visible_at(&inner),
+        visible_at_ms: c.s.visible_at(inner),
     };
     let mut body = pw.to_json(Some(&secret));
     body["@odata.context"] = json!(format!(
         "{}/v1.0/$metadata#microsoft.graph.passwordCredential",
         c.s.base_url
     ));
-    inner.dir.applications[idx].passwords.push(pw);
-    c.s.persist(&inner);
-    Ok(graph_json(StatusCode::OK, &body))
+    Ok((pw, body))
 }
 
-/// `POST /applications/{id}/removePassword`.
+/// `POST /applications/{id}/removePassword` `{ "keyId": … }` (204).
 pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
     let idx = find(c, &inner.dir, key, false)?;
     let owners = inner.dir.applications[idx].owners.clone();
     authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    remove_from(c, &mut inner.dir.applications[idx].passwords)?;
+    c.s.persist(&inner);
+    Ok(no_content())
+}
+
+/// Removes the password a `removePassword` body names from `pws`.
+pub(super) fn remove_from(c: &Ctx<'_>, pws: &mut Vec<Password>) -> Result<(), Response> {
     let key_id = c.body_str("keyId", "Invalid value specified for property 'keyId'.")?;
-    let pws = &mut inner.dir.applications[idx].passwords;
     let before = pws.len();
     pws.retain(|p| !p.key_id.eq_ignore_ascii_case(&key_id));
     if pws.len() == before {
@@ -436,6 +452,5 @@ pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Reply {
             &format!("No password credential found with keyId '{key_id}'."),
         ));
     }
-    c.s.persist(&inner);
-    Ok(no_content())
+    Ok(())
 }

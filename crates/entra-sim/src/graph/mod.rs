@@ -405,6 +405,10 @@ fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Reply {
         [("servicePrincipals", None)] if post => sps::create(c),
         [("servicePrincipals", Some(k))] if get => sps::get(c, k),
         [("servicePrincipals", Some(k))] if delete => sps::delete(c, k),
+        [("servicePrincipals", Some(k)), ("addPassword", None)] if post => sps::add_password(c, k),
+        [("servicePrincipals", Some(k)), ("removePassword", None)] if post => {
+            sps::remove_password(c, k)
+        }
         [
             ("servicePrincipals", Some(k)),
             (relation @ ("appRoleAssignedTo" | "appRoleAssignments"), a),

@@ -12,7 +12,7 @@ use super::lookup::AltKey;
 use super::odata::{collection, entity};
 use super::{Caller, Ctx, Key, Reply};
 use crate::defaults::{APP_ROLE_ASSIGNMENT_PROPERTIES, SP_PROPERTIES};
-use crate::http::{ErrorDetail, no_content, odata_error_details};
+use crate::http::{ErrorDetail, graph_json, no_content, odata_error_details};
 use crate::model::{AppRoleAssignment, Directory, PermissionGrant, ServicePrincipal};
 use crate::seed::GRAPH_APP_ID;
 use crate::state::{new_guid, now_rfc3339, random_key};
@@ -71,6 +71,29 @@ pub fn get(c: &Ctx<'_>, key: &Key) -> Reply {
     Ok(entity(c, "servicePrincipals", StatusCode::OK, json))
 }
 
+/// `POST /servicePrincipals/{id}/addPassword`: a secret on the service principal itself.
+pub fn add_password(c: &Ctx<'_>, key: &Key) -> Reply {
+    let mut inner = c.lock();
+    let i = find(c, &inner.dir, key)?;
+    let owners = sp_owners(&inner.dir, &inner.dir.service_principals[i]);
+    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let (pw, body) = super::apps::new_password(c, &inner)?;
+    inner.dir.service_principals[i].passwords.push(pw);
+    c.s.persist(&inner);
+    Ok(graph_json(StatusCode::OK, &body))
+}
+
+/// `POST /servicePrincipals/{id}/removePassword` `{ "keyId": … }` (204).
+pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Reply {
+    let mut inner = c.lock();
+    let i = find(c, &inner.dir, key)?;
+    let owners = sp_owners(&inner.dir, &inner.dir.service_principals[i]);
+    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    super::apps::remove_from(c, &mut inner.dir.service_principals[i].passwords)?;
+    c.s.persist(&inner);
+    Ok(no_content())
+}
+
 /// `POST /servicePrincipals` `{ "appId": … }`.
 pub fn create(c: &Ctx<'_>) -> Reply {
     let mut inner = c.lock();
@@ -88,6 +111,7 @@ pub fn create(c: &Ctx<'_>) -> Reply {
     let tenant_id = inner.dir.tenant.id.clone();
     let sp = match app {
         Some(a) if c.s.visible(a.visible_at_ms) => ServicePrincipal {
+            passwords: Vec::new(),
             id: new_guid(),
             app_id: a.app_id.clone(),
             display_name: a.display_name().to_string(),
@@ -125,6 +149,7 @@ pub fn create(c: &Ctx<'_>) -> Reply {
             visible_at_ms: c.s.visible_at(&inner),
         },
         _ if app_id.eq_ignore_ascii_case(&c.s.token_app_id) => ServicePrincipal {
+            passwords: Vec::new(),
             id: new_guid(),
             app_id: c.s.token_app_id.clone(),
             display_name: c.s.config.token_app_name(),

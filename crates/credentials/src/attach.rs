@@ -120,12 +120,6 @@ impl Credentials {
         G: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), E>>,
     {
-        if req.service_ids.len() != 1 {
-            return Err(CredentialsError::InvalidArgument {
-                field: "service_ids",
-                reason: "an invitation attaches for exactly one service".into(),
-            });
-        }
         self.attach_in(req, Mode::Invitation, gate).await
     }
 
@@ -203,6 +197,12 @@ impl Credentials {
         Fut: Future<Output = Result<(), E>>,
     {
         let profile = self.check_attach_request(&req)?;
+        if mode == Mode::Invitation && req.service_ids.len() != 1 {
+            return Err(CredentialsError::InvalidArgument {
+                field: "service_ids",
+                reason: "an invitation attaches for exactly one service".into(),
+            });
+        }
         let (tenant, client) = (&req.registration.tenant_id, &req.registration.client_id);
         // Two attaches of one registration run one after the other (the second is refused,
         // or joins what the first stored).

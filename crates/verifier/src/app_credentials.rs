@@ -95,45 +95,44 @@ pub fn foreign_credentials(app: &Application, managed: &[ManagedSecret]) -> Vec<
             None => m.key_id.eq_ignore_ascii_case(&p.key_id),
         })
     };
-    let secrets = app
-        .password_credentials
-        .iter()
-        .filter(|p| !ours(p))
-        .map(|p| Finding::ForeignCredential {
-            credential: "secret",
-            key_id: p.key_id.clone(),
-            display_name: p.display_name.clone(),
-        });
+    let secrets = app.password_credentials.iter().filter(|p| !ours(p));
+    let secrets = secrets.map(|p| (&p.key_id, &p.display_name));
     let certificates = app
         .key_credentials
         .iter()
-        .map(|k| Finding::ForeignCredential {
-            credential: "certificate",
-            key_id: k.key_id.clone(),
-            display_name: k.display_name.clone(),
-        });
-    secrets.chain(certificates).collect()
+        .map(|k| (&k.key_id, &k.display_name));
+    let mut found = foreign("secret", secrets);
+    found.extend(foreign("certificate", certificates));
+    found
 }
 
 /// Every secret and certificate on the service principal itself (Onboard makes none there).
 pub fn principal_credentials(sp: &PrincipalCredentials) -> Vec<Finding> {
-    let secrets = sp
-        .password_credentials
-        .iter()
-        .map(|p| Finding::ForeignCredential {
-            credential: "service principal secret",
-            key_id: p.key_id.clone(),
-            display_name: p.display_name.clone(),
-        });
-    let certificates = sp
-        .key_credentials
-        .iter()
-        .map(|k| Finding::ForeignCredential {
-            credential: "service principal certificate",
-            key_id: k.key_id.clone(),
-            display_name: k.display_name.clone(),
-        });
-    secrets.chain(certificates).collect()
+    let secrets = sp.password_credentials.iter();
+    let certificates = sp.key_credentials.iter();
+    let mut found = foreign(
+        "service principal secret",
+        secrets.map(|p| (&p.key_id, &p.display_name)),
+    );
+    found.extend(foreign(
+        "service principal certificate",
+        certificates.map(|k| (&k.key_id, &k.display_name)),
+    ));
+    found
+}
+
+/// A finding of kind `credential` for each (key id, label).
+fn foreign<'a>(
+    credential: &'static str,
+    found: impl Iterator<Item = (&'a String, &'a Option<String>)>,
+) -> Vec<Finding> {
+    found
+        .map(|(key_id, display_name)| Finding::ForeignCredential {
+            credential,
+            key_id: key_id.clone(),
+            display_name: display_name.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

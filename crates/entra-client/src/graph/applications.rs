@@ -7,7 +7,8 @@ use serde::Serialize;
 use super::{Call, GraphClient, Reply, decode, to_json};
 use crate::error::EntraError;
 use crate::graph::types::{
-    Application, ApplicationSpec, DirectoryObject, NewPassword, RawNewPassword,
+    Application, ApplicationSpec, DirectoryObject, NewPassword, PasswordCredentialInfo,
+    RawNewPassword,
 };
 use crate::odata::{id, key};
 use crate::retry::OpContext;
@@ -264,23 +265,13 @@ impl GraphClient {
         key_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let path = &format!("applications/{}/removePassword", id(app_object_id)?);
-        let body = &RemovePasswordBody {
-            key_id: id(key_id)?,
-        };
-        self.post_once("remove_password", path, body, ctx, move || async move {
+        let path = format!("applications/{}/removePassword", id(app_object_id)?);
+        let listed = move || async move {
             let app = self.get_application(app_object_id, ctx).await?;
-            let gone = !app
-                .value
-                .password_credentials
-                .iter()
-                .any(|p| p.key_id.eq_ignore_ascii_case(key_id));
-            Ok(gone.then_some(Reply {
-                value: (),
-                meta: app.meta,
-            }))
-        })
-        .await
+            Ok(app.map(|a| a.password_credentials))
+        };
+        self.remove_password_at("remove_password", &path, key_id, ctx, listed)
+            .await
     }
 
     /// `POST /servicePrincipals/{id}/removePassword` (204). After an unanswered attempt the
@@ -291,23 +282,45 @@ impl GraphClient {
         key_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<()>, EntraError> {
-        let path = &format!("servicePrincipals/{}/removePassword", id(sp_object_id)?);
-        let body = &RemovePasswordBody {
-            key_id: id(key_id)?,
-        };
-        let op = "remove_service_principal_password";
-        self.post_once(op, path, body, ctx, move || async move {
+        let path = format!("servicePrincipals/{}/removePassword", id(sp_object_id)?);
+        let listed = move || async move {
             let sp = self
                 .get_service_principal_credentials(sp_object_id, ctx)
                 .await?;
-            let gone = !sp
+            Ok(sp.map(|s| s.password_credentials))
+        };
+        let op = "remove_service_principal_password";
+        self.remove_password_at(op, &path, key_id, ctx, listed)
+            .await
+    }
+
+    /// The `removePassword` call at `path`; `listed` reads the secrets there after an
+    /// unanswered attempt (a key that is gone was removed).
+    async fn remove_password_at<F, FF>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        key_id: &str,
+        ctx: &OpContext,
+        listed: F,
+    ) -> Result<Reply<()>, EntraError>
+    where
+        F: Fn() -> FF,
+        FF: std::future::Future<Output = Result<Reply<Vec<PasswordCredentialInfo>>, EntraError>>,
+    {
+        let body = &RemovePasswordBody {
+            key_id: id(key_id)?,
+        };
+        let listed = &listed;
+        self.post_once(operation, path, body, ctx, move || async move {
+            let now = listed().await?;
+            let gone = !now
                 .value
-                .password_credentials
                 .iter()
                 .any(|p| p.key_id.eq_ignore_ascii_case(key_id));
             Ok(gone.then_some(Reply {
                 value: (),
-                meta: sp.meta,
+                meta: now.meta,
             }))
         })
         .await

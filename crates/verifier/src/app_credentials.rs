@@ -48,39 +48,55 @@ impl Verifier {
             Err(e) => return cannot(describe(&e)),
         };
         let mut foreign = foreign_credentials(&app, managed);
-        // The service principal's own: Onboard makes none there.
+        // The service principal's own: Onboard makes none there. A token that may read the
+        // app but not the principal (an app that owns itself) still reports the app's.
+        let mut unread = None;
         if !input.sp_id.is_empty() {
             match graph
                 .get_service_principal_credentials(&input.sp_id, &ctx)
                 .await
             {
                 Ok(r) => foreign.extend(principal_credentials(&r.value)),
-                Err(e) if e.is_authorization_denied() => return denied(),
-                Err(e) => return cannot(describe(&e)),
+                Err(e) if e.is_authorization_denied() => {
+                    unread = Some(format!("needs {READ_APPS_WITH}, or an admin sign-in"));
+                }
+                Err(e) => unread = Some(describe(&e)),
             }
         }
-        if foreign.is_empty() {
+        if !foreign.is_empty() {
+            let detail = foreign
+                .iter()
+                .map(Finding::detail)
+                .collect::<Vec<_>>()
+                .join("; ");
+            findings.extend(foreign);
             return Some(Check::new(
                 name,
-                Status::Ok,
+                Status::Fail,
                 format!(
-                    "the app holds only secrets Onboard manages ({}), no certificate, and its \
-                     service principal no credential",
-                    app.password_credentials.len()
+                    "{detail}: whoever holds it signs in as the app; remove it unless it is yours"
                 ),
             ));
         }
-        let detail = foreign
-            .iter()
-            .map(Finding::detail)
-            .collect::<Vec<_>>()
-            .join("; ");
-        findings.extend(foreign);
-        Some(Check::new(
-            name,
-            Status::Fail,
-            format!("{detail}: whoever holds it signs in as the app; remove it unless it is yours"),
-        ))
+        let held = app.password_credentials.len();
+        Some(match unread {
+            Some(why) => Check::new(
+                name,
+                Status::Warn,
+                format!(
+                    "the app holds only secrets Onboard manages ({held}) and no certificate; \
+                     its service principal's own credentials could not be read: {why}"
+                ),
+            ),
+            None => Check::new(
+                name,
+                Status::Ok,
+                format!(
+                    "the app holds only secrets Onboard manages ({held}), no certificate, and \
+                     its service principal no credential"
+                ),
+            ),
+        })
     }
 }
 

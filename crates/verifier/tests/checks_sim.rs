@@ -257,3 +257,37 @@ async fn opaque_access_tokens_leave_the_token_roles_not_determinable_not_failed(
     assert_eq!(r.overall(), Status::Warn);
     Ok(())
 }
+
+/// `app_credentials` with the app's own token (no admin sign-in): an app that owns itself
+/// reads its application, so a secret added there by hand is reported; its service
+/// principal it may not read, which the check says (WARN) rather than hiding the app's part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_own_token_reports_its_credentials_and_says_what_it_cannot_read() -> Result<()> {
+    let (env, o) = onboarded().await?;
+    let v = Verifier::new(env.client.clone());
+    let mut input = verify_input(&o, SERVICE, vec![]);
+    input.reader_token = None;
+    input.managed_secrets = Some(vec![verifier::ManagedSecret {
+        key_id: o.key_id.clone(),
+        hint: String::new(),
+        marker: None,
+    }]);
+    let r = v.verify(&input).await;
+    let (s, d) = status(&r, names::APP_CREDENTIALS)?;
+    anyhow::ensure!(
+        s == Status::Warn
+            && d.contains("only secrets Onboard manages (1)")
+            && d.contains("service principal's own credentials could not be read"),
+        "{}",
+        table(&r)
+    );
+    let (key_id, _) = env.secret_by_hand_with_id(&o.client_id).await?;
+    let r = v.verify(&input).await;
+    let (s, d) = status(&r, names::APP_CREDENTIALS)?;
+    anyhow::ensure!(s == Status::Fail && d.contains(&key_id), "{}", table(&r));
+    anyhow::ensure!(r.findings.iter().any(|f| matches!(
+        f,
+        Finding::ForeignCredential { key_id: k, .. } if *k == key_id
+    )));
+    Ok(())
+}

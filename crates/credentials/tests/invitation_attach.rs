@@ -146,7 +146,7 @@ async fn a_refused_gate_stores_nothing_and_a_passed_one_records_the_attachment()
 
     // A second service of the customer joins with a secret of its own; a third attach for
     // that service is refused, and the first service's secret is untouched.
-    let second = env.secret_by_hand(&app.client_id).await?;
+    let (_, second) = env.secret_by_hand(&app.client_id).await?;
     let attach_second = || {
         attach_passing(
             &creds,
@@ -195,7 +195,7 @@ async fn a_provisioned_registration_gains_a_service_by_its_own_secret() -> Resul
     let (env, creds) = testkit::creds::start(calm()).await?;
     let tenant = env.info.tenant_id.clone();
     let r = provisioned(&env, &creds, "onb-join", "JoinMe").await?;
-    let secret = env.secret_by_hand(&r.client_id).await?;
+    let (_, secret) = env.secret_by_hand(&r.client_id).await?;
 
     // A wrong secret for the managed registration does not authenticate: nothing joins.
     let wrong = SecretString::from("abc8Q~wrong".to_owned());

@@ -420,7 +420,7 @@ async fn a_rotation_cut_short_after_the_add_is_not_a_foreign_credential() -> Res
     ensure!(check.status == verifier::Status::Ok, "{check:?}");
     ensure!(report.findings.iter().all(|f| f.kind() != "credential"));
     // A secret added by hand beside it is reported, by its key id.
-    let (key_id, _) = env.secret_by_hand_with_id(&r.client_id).await?;
+    let (key_id, _) = env.secret_by_hand(&r.client_id).await?;
     let report = verify().await?;
     let foreign: Vec<String> = report
         .findings

@@ -147,29 +147,26 @@ pub async fn remove_principal_secret(g: &GraphClient, sp_id: &str, key_id: &str)
 pub async fn set_certificate(g: &GraphClient, client_id: &str, subject: &str) -> Result<String> {
     let ctx = OpContext::new();
     let app = g.get_application_by_app_id(client_id, &ctx).await?.value;
-    let key_id = if subject.is_empty() {
-        String::new()
+    let (key_id, creds) = if subject.is_empty() {
+        (String::new(), serde_json::json!([]))
     } else {
         // A fresh UUID-shaped id (the portal's upload gets one from Graph).
         let n = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos();
-        format!(
+        let key_id = format!(
             "{:08x}-0000-4000-8000-{:012x}",
             n >> 48,
             n & 0xffff_ffff_ffff
-        )
-    };
-    let creds = if subject.is_empty() {
-        serde_json::json!([])
-    } else {
-        serde_json::json!([{
+        );
+        let creds = serde_json::json!([{
             "keyId": key_id,
             "type": "AsymmetricX509Cert",
             "usage": "Verify",
             "displayName": subject,
             "key": "MIIBfake",
-        }])
+        }]);
+        (key_id, creds)
     };
     g.update_application(
         &app.id,

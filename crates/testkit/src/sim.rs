@@ -306,13 +306,9 @@ impl SimEnv {
         crate::portal::hand_made(&g, name, grants).await
     }
 
-    /// Another secret on application `client_id`, made by hand by the Global Administrator.
-    pub async fn secret_by_hand(&self, client_id: &str) -> Result<SecretString> {
-        Ok(self.secret_by_hand_with_id(client_id).await?.1)
-    }
-
-    /// [`SimEnv::secret_by_hand`], with the key id Entra gave it.
-    pub async fn secret_by_hand_with_id(&self, client_id: &str) -> Result<(String, SecretString)> {
+    /// Another secret on application `client_id`, made by hand by the Global Administrator:
+    /// its key id and value.
+    pub async fn secret_by_hand(&self, client_id: &str) -> Result<(String, SecretString)> {
         let g = self.graph_as(users::GLOBAL_ADMIN).await?;
         crate::portal::add_secret(&g, client_id).await
     }

@@ -38,14 +38,12 @@ impl Verifier {
         };
         let graph = self.entra().graph(token);
         let ctx = OpContext::new();
-        let denied = || cannot(format!("needs {READ_APPS_WITH}, or an admin sign-in"));
         let app = match graph
             .get_application_by_app_id(&input.client_id, &ctx)
             .await
         {
             Ok(r) => r.value,
-            Err(e) if e.is_authorization_denied() => return denied(),
-            Err(e) => return cannot(describe(&e)),
+            Err(e) => return cannot(why_unread(&e)),
         };
         let mut foreign = foreign_credentials(&app, managed);
         // The service principal's own: Onboard makes none there. A token that may read the
@@ -57,10 +55,7 @@ impl Verifier {
                 .await
             {
                 Ok(r) => foreign.extend(principal_credentials(&r.value)),
-                Err(e) if e.is_authorization_denied() => {
-                    unread = Some(format!("needs {READ_APPS_WITH}, or an admin sign-in"));
-                }
-                Err(e) => unread = Some(describe(&e)),
+                Err(e) => unread = Some(why_unread(&e)),
             }
         }
         if !foreign.is_empty() {
@@ -97,6 +92,15 @@ impl Verifier {
                 ),
             ),
         })
+    }
+}
+
+/// Why a read failed, for the check's detail: the permission it needs when refused.
+fn why_unread(e: &entra_client::EntraError) -> String {
+    if e.is_authorization_denied() {
+        format!("needs {READ_APPS_WITH}, or an admin sign-in")
+    } else {
+        describe(e)
     }
 }
 

@@ -281,7 +281,7 @@ async fn the_apps_own_token_reports_its_credentials_and_says_what_it_cannot_read
         "{}",
         table(&r)
     );
-    let (key_id, _) = env.secret_by_hand_with_id(&o.client_id).await?;
+    let (key_id, _) = env.secret_by_hand(&o.client_id).await?;
     let r = v.verify(&input).await;
     let (s, d) = status(&r, names::APP_CREDENTIALS)?;
     anyhow::ensure!(s == Status::Fail && d.contains(&key_id), "{}", table(&r));

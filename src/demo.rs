@@ -131,6 +131,7 @@ async fn onboard(channel: Channel, sim: &Sim) -> anyhow::Result<()> {
         .sign_in(pb::SignInRequest {
             invitation_token: created.token.clone(),
             admin_upn: upn.clone(),
+            method: pb::SignInMethod::DeviceCode.into(),
         })
         .await?
         .into_inner();

@@ -39,6 +39,10 @@ pub struct ManifestArgs {
     /// enterprise app; the vendor's convention is `<server>-<provider>-token`).
     #[arg(long, default_value = token_app::DEFAULT_NAME)]
     pub name: String,
+    /// The server configuration: the manifest then also lists the server's browser sign-in
+    /// address (`/wizard/signed-in` on the origin of `invitations.activation_base_url`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// `onboard token-app check`.
@@ -62,10 +66,7 @@ pub struct CheckArgs {
 /// Runs a `token-app` command.
 pub async fn run(cmd: TokenAppCommand) -> ExitCode {
     match cmd {
-        TokenAppCommand::Manifest(args) => match token_app::manifest(&args.name)
-            .map_err(anyhow::Error::from)
-            .and_then(|m| Ok(serde_json::to_string_pretty(&m)?))
-        {
+        TokenAppCommand::Manifest(args) => match print_manifest(&args) {
             Ok(text) => {
                 println!("{text}");
                 ExitCode::SUCCESS
@@ -83,6 +84,26 @@ pub async fn run(cmd: TokenAppCommand) -> ExitCode {
             }
         },
     }
+}
+
+/// The manifest as JSON text, with the configured server's browser sign-in address if any.
+fn print_manifest(args: &ManifestArgs) -> anyhow::Result<String> {
+    let browser = match &args.config {
+        Some(path) => Some(browser_redirect_uri(&Config::load(path)?)?),
+        None => None,
+    };
+    let m = token_app::manifest(&args.name, browser.as_deref())?;
+    Ok(serde_json::to_string_pretty(&m)?)
+}
+
+/// Where a browser sign-in to the configured server comes back (the token app must list it).
+fn browser_redirect_uri(config: &Config) -> anyhow::Result<String> {
+    let url = &config.invitations.activation_base_url;
+    onboard_server::wizard::sign_in_redirect_uri(url).ok_or_else(|| {
+        anyhow::anyhow!(
+            "invitations.activation_base_url {url:?} has no https origin: a browser sign-in cannot come back to it"
+        )
+    })
 }
 
 /// The Entra client the server's configuration describes.
@@ -151,7 +172,9 @@ async fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         "Token app {:?} (appId {}, Graph request-id {rid})",
         facts.display_name, facts.app_id
     );
-    let results = token_app::compare(&facts);
+    let browser =
+        onboard_server::wizard::sign_in_redirect_uri(&config.invitations.activation_base_url);
+    let results = token_app::compare(&facts, browser.as_deref());
     for r in &results {
         println!("{:<4} {:<20} {}", r.verdict.as_str(), r.rule, r.detail);
         if let Some(fix) = &r.fix {

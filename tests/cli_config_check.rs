@@ -314,6 +314,7 @@ fn warnings_pass_unless_strict() -> Result<()> {
         )
         .sealing_key(None)
         .token("t0ken", "ci-bot", Role::Auditor)
+        .activation_base_url("http://127.0.0.1:8080/activate")
     })?;
     let (code, out) = check(&file, &[])?;
     ensure!(code == Some(0), "{out}");
@@ -322,6 +323,7 @@ fn warnings_pass_unless_strict() -> Result<()> {
         "WARN  audit.signing_key: ",
         "WARN  storage.sealing_key: unset: ",
         "WARN  auth.tokens: tls.client_ca is set (mTLS), so callers are identified by their client certificate only",
+        "WARN  invitations.activation_base_url: not https (nor http on localhost): Microsoft cannot send a browser sign-in back",
     ] {
         ensure!(
             out.lines().any(|l| l.starts_with(want)),
@@ -336,7 +338,7 @@ fn warnings_pass_unless_strict() -> Result<()> {
         out.contains("(mode 0640)") && out.contains("fix: chmod 600"),
         "{out}"
     );
-    ensure!(out.ends_with(": 0 error(s), 4 warning(s)\n"), "{out}");
+    ensure!(out.ends_with(": 0 error(s), 5 warning(s)\n"), "{out}");
     let (code, _) = check(&file, &["--strict"])?;
     ensure!(code == Some(1));
     Ok(())

@@ -14,11 +14,19 @@ use testkit::process::{Run, ServerFiles};
 use testkit::sim::calm;
 use testkit::wire::Wire;
 
+/// Where a browser sign-in to the test configuration's server comes back.
+const BROWSER_BACK: &str = "https://wizard.example.net/wizard/signed-in";
+
 /// `onboard token-app manifest --name NAME`, parsed.
 async fn manifest(name: &str) -> Result<Value> {
-    let run = onboard_binary!()
-        .run(&["token-app", "manifest", "--name", name], &[], None)
-        .await?;
+    manifest_with(&["--name", name]).await
+}
+
+/// `onboard token-app manifest ARGS…`, parsed.
+async fn manifest_with(args: &[&str]) -> Result<Value> {
+    let mut all = vec!["token-app", "manifest"];
+    all.extend_from_slice(args);
+    let run = onboard_binary!().run(&all, &[], None).await?;
     ensure!(run.code == Some(0), "{run}");
     Ok(serde_json::from_str(&run.stdout)?)
 }
@@ -45,7 +53,27 @@ async fn the_manifest_names_exactly_the_sign_in_scopes() -> Result<()> {
         })
         .collect();
     assert_eq!(names, provision::SIGN_IN_SCOPES);
+    assert_eq!(
+        m["publicClient"]["redirectUris"],
+        json!(["https://login.microsoftonline.com/common/oauth2/nativeclient"])
+    );
     Ok(())
+}
+
+/// The server's browser sign-in address (its wizard's `/wizard/signed-in`) with `--config`.
+async fn manifest_for_server(wire: &Wire, name: &str) -> Result<Value> {
+    let files = ServerFiles::with(&wire.sim, Ok)?;
+    let config = files.config.display().to_string();
+    let m = manifest_with(&["--name", name, "--config", &config]).await?;
+    ensure!(
+        m["publicClient"]["redirectUris"]
+            == json!([
+                "https://login.microsoftonline.com/common/oauth2/nativeclient",
+                BROWSER_BACK
+            ]),
+        "{m}"
+    );
+    Ok(m)
 }
 
 /// Creates an application in the emulator's tenant from `body` as the Global Administrator
@@ -111,7 +139,12 @@ async fn check_passes_a_matching_app_and_names_what_a_broken_one_lacks() -> Resu
     )
     .await?;
 
-    let good = create_app(&wire, &admin, manifest("Fabrikam Voice").await?).await?;
+    let good = create_app(
+        &wire,
+        &admin,
+        manifest_for_server(&wire, "Fabrikam Voice").await?,
+    )
+    .await?;
     let run = check(&wire, &good, &checker).await?;
     assert_eq!(run.code, Some(0), "{run}");
     for rule in [
@@ -119,6 +152,7 @@ async fn check_passes_a_matching_app_and_names_what_a_broken_one_lacks() -> Resu
         "sign_in_audience",
         "graph_scopes",
         "redirect_uri",
+        "browser_redirect_uri",
     ] {
         assert!(
             run.stdout
@@ -153,6 +187,12 @@ async fn check_passes_a_matching_app_and_names_what_a_broken_one_lacks() -> Resu
     assert!(!scopes.contains("Application.Read.All"), "{run}");
     assert!(
         run.stdout.contains("--is-fallback-public-client true"),
+        "{run}"
+    );
+    // Made without the server's browser sign-in address: a warning naming it.
+    let browser = line("browser_redirect_uri");
+    assert!(
+        browser.starts_with("WARN") && browser.contains(BROWSER_BACK),
         "{run}"
     );
 

@@ -76,6 +76,15 @@ pub fn check_urls(config: &Config, f: &mut Findings) {
         &config.invitations.activation_base_url,
         true,
     );
+    if onboard_server::wizard::sign_in_redirect_uri(&config.invitations.activation_base_url)
+        .is_none()
+    {
+        f.warn(
+            "invitations.activation_base_url",
+            "not https (nor http on localhost): Microsoft cannot send a browser sign-in back to \
+             it, so admins whose tenant blocks device codes cannot sign in (docs/microsoft.md §27)",
+        );
+    }
     for s in &config.platform.services {
         if let Some(u) = &s.grpc_health {
             let key = format!("platform.services[{}].grpc_health", s.id);

@@ -100,6 +100,7 @@ impl Flow {
             .sign_in(pb::SignInRequest {
                 invitation_token: self.state.token.clone(),
                 admin_upn: self.upn.clone(),
+                method: pb::SignInMethod::DeviceCode.into(),
             })
             .await?
             .into_inner();
@@ -113,6 +114,8 @@ impl Flow {
                     std::io::stdout().flush()?;
                 }
                 Some(SE::Pending(_)) => {}
+                // Only with SIGN_IN_METHOD_BROWSER, which this flow does not ask for.
+                Some(SE::BrowserSignIn(_)) => bail!("the server answered with a browser sign-in"),
                 Some(SE::SignedIn(s)) => {
                     self.state.onboarding_id = s.onboarding_id.clone();
                     self.state.tenant_id = s.tenant_id.clone();

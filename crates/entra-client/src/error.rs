@@ -81,12 +81,17 @@ pub enum EntraError {
     /// The STS refused a token request.
     #[error("identity platform error {}{}: {}", .0.error, fmt_aadsts(.0.code), first_line(&.0.description))]
     Sts(Box<StsError>),
-    /// The user declined the device-code sign-in (`authorization_declined` / `access_denied`).
+    /// The user declined the sign-in: the device code's (`authorization_declined` /
+    /// `access_denied`), or a browser sign-in's (the redirect's `access_denied`, AADSTS65004).
     #[error("the sign-in was declined{}", fmt_aadsts(.0.code))]
     DeviceCodeDeclined(Box<StsError>),
     /// The device code expired before the user finished; `None` when our own clock saw it first.
     #[error("the device code expired before the sign-in completed")]
     DeviceCodeExpired(Option<Box<StsError>>),
+    /// A browser sign-in (authorization code flow) was not finished in the time allowed:
+    /// Microsoft never sent the admin back with a code.
+    #[error("the browser sign-in was not finished in time")]
+    SignInExpired,
     /// A device-code poll went unanswered (timeout, broken connection, 500/502/504), so the
     /// sign-in may have completed and redeemed the code then; the next poll was refused as
     /// redeemed or expired (`invalid_grant`, `expired_token`, `bad_verification_code`).
@@ -247,9 +252,14 @@ impl EntraError {
     /// revoked, expired or issued before the user's sessions were revoked: AADSTS50173, 70008,
     /// 700082, ...) or `interaction_required` (a policy wants the user back, e.g. MFA:
     /// AADSTS50076, 50079). Microsoft's answer to both is a new interactive sign-in.
+    /// A refusal [`Self::is_authorization_denied`] names (a Conditional Access block,
+    /// AADSTS53003, which Microsoft sends as `invalid_grant` too) is not one: the same policy
+    /// refuses the new sign-in.
     pub fn needs_new_sign_in(&self) -> bool {
-        self.sts()
-            .is_some_and(|e| e.error == "invalid_grant" || e.error == "interaction_required")
+        self.sts().is_some_and(|e| {
+            (e.error == "invalid_grant" || e.error == "interaction_required")
+                && !self.is_authorization_denied()
+        })
     }
 
     /// The claims challenge behind this error, looking through retry wrappers.

@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth_code;
 pub mod challenge;
 pub mod claims;
 pub mod config;
@@ -61,6 +62,7 @@ use std::sync::Arc;
 use reqwest::Url;
 use secrecy::SecretString;
 
+pub use auth_code::BrowserSignIn;
 pub use challenge::ClaimsChallenge;
 pub use claims::{AccessTokenClaims, IdTokenClaims, access_token_claims};
 pub use config::{EntraConfig, RetryPolicy};

@@ -169,7 +169,7 @@ impl StsClient {
         &self.shared
     }
 
-    fn endpoint(&self, tenant: &str, leaf: &str) -> Result<Url, EntraError> {
+    pub(crate) fn endpoint(&self, tenant: &str, leaf: &str) -> Result<Url, EntraError> {
         let tenant = tenant_segment(tenant)?;
         let base = self.shared.authority.as_str().trim_end_matches('/');
         Url::parse(&format!("{base}/{tenant}/oauth2/v2.0/{leaf}"))
@@ -331,7 +331,7 @@ impl StsClient {
     /// One token request to `tenant`'s token endpoint: `grant_type`, `client_id`, then the
     /// grant's own `fields`. `repeatable`: see [`Self::post_form`].
     #[allow(clippy::too_many_arguments)]
-    async fn token_grant(
+    pub(crate) async fn token_grant(
         &self,
         operation: &'static str,
         grant_type: &str,

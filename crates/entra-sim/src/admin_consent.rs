@@ -8,30 +8,19 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::Value;
 
 use crate::model::{AppRoleAssignment, PermissionGrant, ServicePrincipal};
 use crate::seed::{APP_ADMIN, CLOUD_APP_ADMIN, GLOBAL_ADMIN, GRAPH_APP_ID, PRIV_ROLE_ADMIN};
-use crate::sim_page::escape;
+use crate::sim_page::{error_page, escape, hidden, redirect};
 use crate::state::{Inner, Shared, new_guid, now_rfc3339, random_key};
 
 type Params = HashMap<String, String>;
 
 /// One requested permission: (resource app id, permission id, "Role" or "Scope").
 type Wanted = (String, String, String);
-
-fn error_page(status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        Html(format!(
-            "<!doctype html><html><body><h2>Sign in error</h2><p>{}</p></body></html>",
-            escape(text)
-        )),
-    )
-        .into_response()
-}
 
 /// The app's name and what it asks for.
 fn requested(inner: &Inner, client_id: &str) -> Option<(String, Vec<Wanted>)> {
@@ -61,18 +50,6 @@ fn requested(inner: &Inner, client_id: &str) -> Option<(String, Vec<Wanted>)> {
     Some((app.display_name().to_string(), items))
 }
 
-/// Whether `redirect_uri` is one the app registered (Entra refuses others with AADSTS50011).
-fn redirect_allowed(inner: &Inner, client_id: &str, redirect_uri: &str) -> bool {
-    inner.dir.app_by_app_id(client_id).is_some_and(|a| {
-        ["web", "publicClient", "spa"].iter().any(|k| {
-            a.props
-                .get(*k)
-                .and_then(|v| v["redirectUris"].as_array())
-                .is_some_and(|uris| uris.iter().any(|u| u == redirect_uri))
-        })
-    })
-}
-
 fn checked(s: &Shared, tenant: &str, p: &Params) -> Result<(String, String), Response> {
     let mut inner = s.lock();
     if !inner.select(tenant) {
@@ -92,7 +69,7 @@ fn checked(s: &Shared, tenant: &str, p: &Params) -> Result<(String, String), Res
             ),
         ));
     }
-    if !redirect_allowed(&inner, &client_id, &redirect_uri) {
+    if s.redirect_kind(&inner, &client_id, &redirect_uri).is_none() {
         return Err(error_page(
             StatusCode::BAD_REQUEST,
             &format!(
@@ -151,12 +128,6 @@ pub async fn page(
         .iter()
         .map(|u| format!("<option value=\"{0}\">{0}</option>", escape(&u.upn)))
         .collect();
-    let hidden = |k: &str, v: &str| {
-        format!(
-            "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
-            escape(v)
-        )
-    };
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Permissions requested</title></head><body>\
 <h2>Permissions requested</h2><p><b>{}</b> wants these permissions for your whole organization:</p><ul>{list}</ul>\
@@ -168,16 +139,6 @@ pub async fn page(
         hidden("state", p.get("state").map(String::as_str).unwrap_or_default()),
     ))
     .into_response()
-}
-
-fn redirect(uri: &str, pairs: &[(&str, &str)]) -> Response {
-    let mut ser = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        ser.append_pair(k, v);
-    }
-    let sep = if uri.contains('?') { '&' } else { '?' };
-    let location = format!("{uri}{sep}{}", ser.finish());
-    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
 }
 
 /// `POST /{tenant}/adminconsent`: the admin's answer.

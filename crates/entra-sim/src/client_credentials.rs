@@ -1,16 +1,19 @@
 //! The client-credentials grant: an application authenticating with its own secret.
 
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use base64::Engine;
 
 use crate::http::{ReqIds, sts_error};
+use crate::model::Password;
 use crate::state::{Inner, Shared, sha256_hex, unix_now};
 use crate::sts::{
     Grant, Params, app_not_found, missing_param, missing_secret, param, server_error,
 };
 use crate::tokens::{issued_access_token, resource_for, token_response};
 
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+/// Client id and secret from an `Authorization: Basic` header (RFC 6749 §2.3.1).
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get("authorization")?.to_str().ok()?;
     let b64 = v.strip_prefix("Basic ")?;
     let raw = base64::engine::general_purpose::STANDARD
@@ -90,17 +93,42 @@ pub fn client_credentials(
         }
         _ => return Err(app_not_found(ids, &client_id, &tenant_name)),
     };
+    // The application's secrets, or the service principal's own in this tenant.
+    let passwords = app.passwords.iter().chain(&sp.passwords);
+    check_secret(s, ids, &client_id, passwords, secret.as_deref())?;
+    let Some(resource) = resource_for(dir, prefix) else {
+        return Err(sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            &format!(
+                "The resource principal named {prefix} was not found in the tenant named {tenant_name}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+            ),
+        ));
+    };
+    let roles = dir.granted_roles(&sp.id, &resource.sp_id, s.now_ms());
+    let token = s
+        .app_access_token(dir, sp, &resource, &roles)
+        .map_err(|e| server_error(ids, e))?;
+    let token = issued_access_token(token, &resource, inner.faults.opaque_access_tokens);
+    Ok(token_response(token, None, None, None, None))
+}
+
+/// A confidential client's secret checked against its `passwords`: AADSTS7000218 when none
+/// was presented, 7000215 when it is none of them, 7000222 when it has expired.
+pub(crate) fn check_secret<'a>(
+    s: &Shared,
+    ids: &ReqIds,
+    client_id: &str,
+    mut passwords: impl Iterator<Item = &'a Password>,
+    secret: Option<&str>,
+) -> Result<(), Response> {
     let Some(secret) = secret.filter(|x| !x.is_empty()) else {
         return Err(missing_secret(ids));
     };
-    let hash = sha256_hex(&secret);
-    // The application's secrets, or the service principal's own in this tenant.
-    let Some(pw) = app
-        .passwords
-        .iter()
-        .chain(&sp.passwords)
-        .find(|pw| pw.sha256 == hash && s.visible(pw.visible_at_ms))
-    else {
+    let hash = sha256_hex(secret);
+    let Some(pw) = passwords.find(|pw| pw.sha256 == hash && s.visible(pw.visible_at_ms)) else {
         return Err(sts_error(
             ids,
             StatusCode::UNAUTHORIZED,
@@ -122,21 +150,5 @@ pub fn client_credentials(
             ),
         ));
     }
-    let Some(resource) = resource_for(dir, prefix) else {
-        return Err(sts_error(
-            ids,
-            StatusCode::BAD_REQUEST,
-            "invalid_resource",
-            500011,
-            &format!(
-                "The resource principal named {prefix} was not found in the tenant named {tenant_name}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
-            ),
-        ));
-    };
-    let roles = dir.granted_roles(&sp.id, &resource.sp_id, s.now_ms());
-    let token = s
-        .app_access_token(dir, sp, &resource, &roles)
-        .map_err(|e| server_error(ids, e))?;
-    let token = issued_access_token(token, &resource, inner.faults.opaque_access_tokens);
-    Ok(token_response(token, None, None, None, None))
+    Ok(())
 }

@@ -1,5 +1,6 @@
-//! What happens when a person approves a device sign-in: consent, and the creation of the
-//! client's service principal in the tenant (the temporary `<server>-<provider>-token` app).
+//! What happens when a person approves a sign-in (device code or authorization code): who
+//! signs in, consent, and the creation of the client's service principal in the tenant (the
+//! temporary `<server>-<provider>-token` app); and which redirect URIs a client registered.
 
 use std::collections::BTreeSet;
 
@@ -36,7 +37,60 @@ pub struct ClientApp {
     pub public: bool,
 }
 
+/// The platform a redirect URI is registered under (the app's `web`, `publicClient` or `spa`
+/// `redirectUris`), which decides how a code sent there is redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectKind {
+    /// A web app, a confidential client: redeeming needs its secret.
+    Web,
+    /// A mobile or desktop app, a public client: no secret may be presented.
+    PublicClient,
+    /// A single-page app: PKCE, and redemption cross-origin (with an `Origin` header).
+    Spa,
+}
+
 impl Shared {
+    /// Where `client_id` registered `uri` (compared exactly), or `None` if it did not (Entra
+    /// refuses it with AADSTS50011 and never redirects there). The provider's token app has the
+    /// public-client URIs of [`crate::Sim::set_token_app_redirect_uris`].
+    pub fn redirect_kind(&self, inner: &Inner, client_id: &str, uri: &str) -> Option<RedirectKind> {
+        if client_id.eq_ignore_ascii_case(&self.token_app_id) {
+            let known = inner.token_app_redirect_uris.iter().any(|u| u == uri);
+            return known.then_some(RedirectKind::PublicClient);
+        }
+        let app = inner.dir.app_by_app_id(client_id)?;
+        let kinds = [
+            ("web", RedirectKind::Web),
+            ("publicClient", RedirectKind::PublicClient),
+            ("spa", RedirectKind::Spa),
+        ];
+        kinds.into_iter().find_map(|(key, kind)| {
+            let uris = app
+                .props
+                .get(key)
+                .and_then(|v| v["redirectUris"].as_array())?;
+            uris.iter().any(|u| u == uri).then_some(kind)
+        })
+    }
+
+    /// The user `upn` signing in through an authority: a request made to a specific tenant
+    /// (`tenant`) signs in only its users; one made to organizations/common (`None`) signs the
+    /// user in to their home tenant. Selects that tenant.
+    pub fn signing_in_user(
+        &self,
+        inner: &mut Inner,
+        tenant: Option<&str>,
+        upn: &str,
+    ) -> Result<User, SimError> {
+        let home = match tenant {
+            Some(t) => Some(t.to_string()),
+            None => inner.tenant_of_user(upn),
+        };
+        home.filter(|t| inner.select(t))
+            .and_then(|_| inner.dir.user(upn).cloned())
+            .ok_or_else(|| SimError::UnknownUser(upn.to_string()))
+    }
+
     /// The provider's token app, or a local application, by client id.
     pub fn client_app(&self, inner: &Inner, client_id: &str) -> Option<ClientApp> {
         if client_id.eq_ignore_ascii_case(&self.token_app_id) {
@@ -125,7 +179,8 @@ impl Shared {
     }
 
     /// Approves (or declines) the device request with this user code as `upn`; returns whether
-    /// it ended approved (the decline-all fault turns an approval into a decline).
+    /// it ended approved (the decline-all fault turns an approval into a decline; the
+    /// block-device-code fault refuses it, `SimError::BlockedByConditionalAccess`).
     pub fn complete_device_login(
         &self,
         user_code: &str,
@@ -148,16 +203,14 @@ impl Shared {
         if session.status != DeviceStatus::Pending {
             return Err(SimError::AlreadyCompleted);
         }
-        // A request made to a specific tenant signs in only its users; one made to
-        // organizations/common signs the user in to their home tenant.
-        let home = match &session.tenant_id {
-            Some(t) => Some(t.clone()),
-            None => inner.tenant_of_user(upn),
-        };
-        let user = home
-            .filter(|t| inner.select(t))
-            .and_then(|_| inner.dir.user(upn).cloned())
-            .ok_or_else(|| SimError::UnknownUser(upn.to_string()))?;
+        let user = self.signing_in_user(&mut inner, session.tenant_id.as_deref(), upn)?;
+        if approve && inner.faults.block_device_code {
+            // Conditional Access is evaluated once the user is known, before consent.
+            if let Some(s) = inner.device_codes.get_mut(&key) {
+                s.status = DeviceStatus::Blocked;
+            }
+            return Err(SimError::BlockedByConditionalAccess);
+        }
         let status = if !approve || inner.faults.decline_all_signins {
             DeviceStatus::Declined
         } else {

@@ -61,8 +61,19 @@ pub struct Faults {
     /// `None`: no cap. Real Graph has no such cap; tests that must complete whatever the draws
     /// set one below their client's retry budget, so the outcome no longer depends on luck.
     pub max_faults_per_operation: Option<u32>,
-    /// Every device sign-in ends as if the user pressed "Decline" (authorization_declined).
+    /// Every device sign-in ends as if the user pressed "Decline" (authorization_declined);
+    /// every authorization code sign-in as if they pressed "Cancel" (access_denied).
     pub decline_all_signins: bool,
+    /// A Conditional Access policy blocks the device code flow (the "Authentication flows"
+    /// condition): approving a device sign-in is refused with AADSTS53003 "Access has been
+    /// blocked by Conditional Access policies. The access policy does not allow token
+    /// issuance.", and the token poll for that device code answers `invalid_grant` AADSTS53003
+    /// (HTTP 400), as Azure CLI users saw (Azure/azure-cli#32809, #32544). The authorization
+    /// code flow is not blocked.
+    pub block_device_code: bool,
+    /// Lifetime of an authorization code in seconds (Entra: about 10 minutes); 0 lets tests
+    /// reach AADSTS70008 at once.
+    pub auth_code_ttl_s: Option<u64>,
     /// Lifetime of a device code in seconds (Entra: 900); short values let tests reach `expired_token`.
     pub device_code_ttl_s: Option<u64>,
     /// Polling interval announced by /devicecode in seconds (Entra: 5); polls faster than this get `slow_down`.
@@ -95,6 +106,8 @@ impl Default for Faults {
             seed: None,
             max_faults_per_operation: None,
             decline_all_signins: false,
+            block_device_code: false,
+            auth_code_ttl_s: None,
             device_code_ttl_s: None,
             device_code_interval_s: None,
             slow_down_polls: 0,
@@ -113,6 +126,12 @@ impl Faults {
     /// Polling interval in effect (Entra's default is 5 s).
     pub fn device_code_interval(&self) -> u64 {
         self.device_code_interval_s.unwrap_or(5)
+    }
+
+    /// Authorization code lifetime in effect ("Typically, they expire after about 10
+    /// minutes", Learn v2-oauth2-auth-code-flow).
+    pub fn auth_code_ttl(&self) -> u64 {
+        self.auth_code_ttl_s.unwrap_or(600)
     }
 }
 

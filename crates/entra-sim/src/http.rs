@@ -41,6 +41,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/{tenant}/oauth2/v2.0/token", post(crate::sts::token))
         .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(crate::authorize::page).post(crate::authorize::submit),
+        )
+        .route(
             "/{tenant}/adminconsent",
             get(crate::admin_consent::page).post(crate::admin_consent::submit),
         )

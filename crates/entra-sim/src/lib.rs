@@ -31,7 +31,9 @@
 //!
 //! Besides the device code, refresh and client-credentials grants, `GET /{tenant}/adminconsent`
 //! (client_id, state, redirect_uri) serves Entra's admin-consent page and redirects back with
-//! `admin_consent=True` or `error=permission_denied`.
+//! `admin_consent=True` or `error=permission_denied`, and `GET /{tenant}/oauth2/v2.0/authorize`
+//! serves the authorization code flow's sign-in page (PKCE; the code redeemed with
+//! `grant_type=authorization_code`).
 //!
 //! With a state directory the emulator writes `ca.pem`, `ca-key.pem`, `token-signing-key.der`
 //! and `directory.json` there, and a restart reuses them.
@@ -41,7 +43,9 @@
 #![allow(clippy::result_large_err)]
 
 mod admin_consent;
+mod authorize;
 mod client_credentials;
+mod code_grant;
 mod consent;
 mod defaults;
 mod discovery;
@@ -128,6 +132,9 @@ pub struct SimArgs {
     /// Fault: every device sign-in is declined.
     #[arg(long)]
     pub decline_all_signins: bool,
+    /// Fault: a Conditional Access policy blocks the device code flow (AADSTS53003).
+    #[arg(long)]
+    pub block_device_code: bool,
     /// Fault: device code lifetime in seconds (Entra: 900).
     #[arg(long)]
     pub device_code_ttl_s: Option<u64>,
@@ -151,6 +158,10 @@ pub struct SimArgs {
     /// principal in each customer tenant takes; default `<server>-<provider>-token`.
     #[arg(long)]
     pub token_app_name: Option<String>,
+    /// A public-client (mobile and desktop) redirect URI of the provider's token app, for the
+    /// authorization code flow (repeatable).
+    #[arg(long = "token-app-redirect-uri")]
+    pub token_app_redirect_uris: Vec<String>,
 }
 
 impl SimArgs {
@@ -170,6 +181,8 @@ impl SimArgs {
             latency_ms: self.latency_ms,
             seed: self.fault_seed,
             decline_all_signins: self.decline_all_signins,
+            block_device_code: self.block_device_code,
+            auth_code_ttl_s: None,
             device_code_ttl_s: self.device_code_ttl_s,
             device_code_interval_s: self.device_code_interval_s,
             slow_down_polls: self.slow_down_polls,
@@ -210,6 +223,9 @@ pub enum SimError {
     /// The user may not consent to the requested permissions (AADSTS90094).
     #[error("AADSTS90094: admin approval is needed for {0}")]
     ConsentRequired(String),
+    /// Conditional Access blocks the sign-in (`Faults::block_device_code`; AADSTS53003).
+    #[error("AADSTS53003: {}", sts::BLOCKED_BY_CONDITIONAL_ACCESS)]
+    BlockedByConditionalAccess,
 }
 
 /// How to start an emulator.
@@ -237,6 +253,10 @@ pub struct SimConfig {
     /// creates in a customer tenant takes the app's own name, whatever Onboard's server and
     /// provider names are; `None` uses `<server>-<provider>-token` (the vendor's convention).
     pub token_app_display_name: Option<String>,
+    /// The token app's `publicClient.redirectUris` (mobile and desktop), where the
+    /// authorization code flow may send its code; changeable later with
+    /// [`Sim::set_token_app_redirect_uris`].
+    pub token_app_redirect_uris: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -251,6 +271,7 @@ impl Default for SimConfig {
             users_can_register_apps: false,
             token_app_scopes: None,
             token_app_display_name: None,
+            token_app_redirect_uris: Vec::new(),
         }
     }
 }
@@ -436,6 +457,12 @@ impl Sim {
         state::wait_past(now).await;
     }
 
+    /// Replaces the token app's public-client redirect URIs (a test registers its server's
+    /// callback once it knows the address).
+    pub fn set_token_app_redirect_uris(&self, uris: Vec<String>) {
+        self.shared.lock().token_app_redirect_uris = uris;
+    }
+
     /// Replaces the fault switches (takes effect for the next request).
     pub fn set_faults(&self, f: Faults) {
         self.shared.set_faults(f);
@@ -492,6 +519,7 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
         users_can_register_apps: args.users_can_register_apps,
         token_app_scopes: None,
         token_app_display_name: args.token_app_name.clone(),
+        token_app_redirect_uris: args.token_app_redirect_uris.clone(),
     };
     let sim = Sim::start(listener, config).await?;
     let info = sim.info();
@@ -542,6 +570,11 @@ mod tests {
             "30",
             "--provider-name",
             "acme",
+            "--block-device-code",
+            "--token-app-redirect-uri",
+            "https://a.example/cb",
+            "--token-app-redirect-uri",
+            "http://localhost",
         ]);
         let f = cli.args.faults();
         assert_eq!(f.replication_lag_ms, 250);
@@ -550,7 +583,8 @@ mod tests {
         assert_eq!(f.seed, Some(9));
         assert!(f.forbid_passwords);
         assert_eq!(f.password_lifetime_max_days, Some(30));
-        assert!(!f.decline_all_signins);
+        assert!(!f.decline_all_signins && f.block_device_code);
+        assert_eq!(cli.args.token_app_redirect_uris.len(), 2);
         assert_eq!(cli.args.listen.to_string(), "127.0.0.1:8443");
         let cfg = SimConfig {
             provider_name: cli.args.provider_name.clone(),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
 use serde_json::json;
@@ -23,6 +23,44 @@ pub fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// Entra's sign-in error page: shown in the browser, nothing sent back to the app (an unknown
+/// app or a reply address it did not register).
+pub fn error_page(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        Html(format!(
+            "<!doctype html><html><body><h2>Sign in error</h2><p>{}</p></body></html>",
+            escape(text)
+        )),
+    )
+        .into_response()
+}
+
+/// 302 to `uri` with `pairs` added to its query (`&` when it already has one).
+pub fn redirect(uri: &str, pairs: &[(&str, &str)]) -> Response {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    redirect_with(uri, sep, pairs)
+}
+
+/// A 302 to `uri`, `sep` (`?`, `&` or `#`), then `pairs` form-encoded.
+pub fn redirect_with(uri: &str, sep: char, pairs: &[(&str, &str)]) -> Response {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        ser.append_pair(k, v);
+    }
+    let location = format!("{uri}{sep}{}", ser.finish());
+    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}
+
+/// A hidden form field, name and value escaped.
+pub fn hidden(name: &str, value: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+        escape(name),
+        escape(value)
+    )
+}
+
 /// Status and machine-readable code of a failed sign-in completion.
 fn classify(e: &SimError) -> (StatusCode, &'static str) {
     match e {
@@ -31,6 +69,7 @@ fn classify(e: &SimError) -> (StatusCode, &'static str) {
         SimError::AlreadyCompleted => (StatusCode::CONFLICT, "already_completed"),
         SimError::UnknownUser(_) => (StatusCode::NOT_FOUND, "unknown_user"),
         SimError::ConsentRequired(_) => (StatusCode::FORBIDDEN, "consent_required"),
+        SimError::BlockedByConditionalAccess => (StatusCode::FORBIDDEN, "access_blocked"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }
 }

@@ -29,6 +29,9 @@ pub enum DeviceStatus {
     },
     /// The person pressed Decline.
     Declined,
+    /// A Conditional Access policy blocks the device code flow (`Faults::block_device_code`):
+    /// polls get `invalid_grant` AADSTS53003.
+    Blocked,
     /// Tokens were already handed out for it.
     Redeemed,
 }
@@ -91,6 +94,11 @@ pub struct Inner {
     pub device_codes: HashMap<String, DeviceSession>,
     /// Refresh tokens by SHA-256 hex of the token.
     pub refresh_tokens: HashMap<String, RefreshSession>,
+    /// Authorization codes by SHA-256 hex of the code.
+    pub auth_codes: HashMap<String, crate::authorize::AuthCode>,
+    /// The provider's token app's public-client redirect URIs
+    /// ([`crate::Sim::set_token_app_redirect_uris`]).
+    pub token_app_redirect_uris: Vec<String>,
     /// Access tokens issued at or before this second (Unix time) count as expired
     /// ([`crate::Sim::expire_access_tokens`]); 0: none.
     pub access_tokens_expired_through: i64,
@@ -271,6 +279,8 @@ impl Shared {
             faults: config.faults.clone(),
             device_codes: HashMap::new(),
             refresh_tokens: HashMap::new(),
+            auth_codes: HashMap::new(),
+            token_app_redirect_uris: config.token_app_redirect_uris.clone(),
             access_tokens_expired_through: 0,
             sign_ins_revoked_through: 0,
             policies_changed_through: 0,

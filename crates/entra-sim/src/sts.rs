@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
 use serde_json::json;
 
+use crate::code_grant;
 use crate::http::{ReqIds, sts_error};
 use crate::state::{
     DeviceSession, DeviceStatus, Inner, RefreshSession, Shared, random_key, sha256_hex,
@@ -123,6 +124,10 @@ fn new_user_code() -> String {
         .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
         .collect()
 }
+
+/// AADSTS53003's text (Learn reference-error-codes, BlockedByConditionalAccess): a device
+/// sign-in Conditional Access refused (`Faults::block_device_code`).
+pub const BLOCKED_BY_CONDITIONAL_ACCESS: &str = "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.";
 
 /// `POST /{tenant}/oauth2/v2.0/devicecode`.
 pub async fn devicecode(
@@ -249,6 +254,9 @@ pub async fn token(
             device_grant(&s, &mut inner, &ids, &p, &caps)
         }
         "refresh_token" => refresh_grant(&s, &mut inner, &ids, &p, &caps),
+        "authorization_code" => {
+            code_grant::redeem(&s, &mut inner, &ids, &headers, &p, &caps, &tref)
+        }
         "client_credentials" => {
             crate::client_credentials::client_credentials(&s, &mut inner, &ids, &headers, &p)
         }
@@ -352,6 +360,16 @@ fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params, caps: &
             inner.select(tenant_id);
             user_id.clone()
         }
+        DeviceStatus::Blocked => {
+            // Conditional Access refused the approval (`Faults::block_device_code`).
+            return Err(sts_error(
+                ids,
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                53003,
+                BLOCKED_BY_CONDITIONAL_ACCESS,
+            ));
+        }
         DeviceStatus::Redeemed => return Err(bad_code()),
     };
     if let Some(sess) = inner.device_codes.get_mut(code) {
@@ -363,7 +381,7 @@ fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params, caps: &
 /// Tokens for `user_id` of client `client_id`; `caps`: the client capabilities its request
 /// declared (the access token's `xms_cc`).
 #[allow(clippy::too_many_arguments)]
-fn issue_user_tokens(
+pub(crate) fn issue_user_tokens(
     s: &Shared,
     inner: &mut Inner,
     ids: &ReqIds,
@@ -511,32 +529,7 @@ fn refresh_grant(
     }
     let scopes: Vec<String> = match p.get("scope").filter(|v| !v.trim().is_empty()) {
         Some(req) => {
-            let requested: Vec<String> = req.split_whitespace().map(str::to_string).collect();
-            // Asking for more than the tenant has consented needs a new interactive sign-in.
-            let covered = match parse_scopes(&inner.dir, req) {
-                Ok(asked) => asked.resource.as_ref().is_some_and(|res| {
-                    let consented =
-                        s.consented_scopes(inner, client_id, &res.sp_id, &session.user_id);
-                    consented.is_some_and(|c| asked.perms.iter().all(|p| c.contains(p)))
-                }),
-                Err(_) => false,
-            };
-            if !covered {
-                let name = s
-                    .client_app(inner, client_id)
-                    .map(|c| c.display_name)
-                    .unwrap_or_default();
-                return Err(sts_error(
-                    ids,
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    65001,
-                    &format!(
-                        "The user or administrator has not consented to use the application with ID '{client_id}' named '{name}'. Send an interactive authorization request for this user and resource."
-                    ),
-                ));
-            }
-            requested
+            code_grant::consented_request(s, inner, ids, client_id, &session.user_id, req)?
         }
         None => session.scopes.clone(),
     };

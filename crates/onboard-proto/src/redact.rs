@@ -55,6 +55,7 @@ impl fmt::Debug for SignInRequest {
         f.debug_struct("SignInRequest")
             .field("invitation_token", &hidden(&self.invitation_token))
             .field("admin_upn", &self.admin_upn)
+            .field("method", &self.method)
             .finish()
     }
 }
@@ -190,7 +191,8 @@ mod tests {
                 "{:?}",
                 SignInRequest {
                     invitation_token: token.into(),
-                    admin_upn: "a@b".into()
+                    admin_upn: "a@b".into(),
+                    ..Default::default()
                 }
             ),
             format!(

@@ -111,9 +111,14 @@ pub const DEFAULT_NAME: &str = "Onboard token app";
 
 /// The Microsoft Graph `application` body that creates the token app: `displayName`,
 /// `signInAudience` [`AUDIENCE`], "allow public client flows" (`isFallbackPublicClient`), the
-/// native-client redirect URI, and `requiredResourceAccess` with exactly [`SIGN_IN_SCOPES`] as
-/// delegated Microsoft Graph permissions. Accepted by `POST /applications`.
-pub fn manifest(display_name: &str) -> Result<Value, ProvisionError> {
+/// native-client redirect URI and, given the server's `browser_redirect_uri` (its wizard's
+/// `/wizard/signed-in`, where a browser sign-in comes back), that one too, and
+/// `requiredResourceAccess` with exactly [`SIGN_IN_SCOPES`] as delegated Microsoft Graph
+/// permissions. Accepted by `POST /applications`.
+pub fn manifest(
+    display_name: &str,
+    browser_redirect_uri: Option<&str>,
+) -> Result<Value, ProvisionError> {
     let mut access = Vec::with_capacity(SIGN_IN_SCOPES.len());
     for name in SIGN_IN_SCOPES {
         let id = graph_scope_id(name).ok_or_else(|| {
@@ -127,7 +132,11 @@ pub fn manifest(display_name: &str) -> Result<Value, ProvisionError> {
         "displayName": display_name,
         "signInAudience": AUDIENCE,
         "isFallbackPublicClient": true,
-        "publicClient": { "redirectUris": [NATIVE_CLIENT_REDIRECT_URI] },
+        "publicClient": {
+            "redirectUris": std::iter::once(NATIVE_CLIENT_REDIRECT_URI)
+                .chain(browser_redirect_uri)
+                .collect::<Vec<_>>(),
+        },
         "requiredResourceAccess": [{
             "resourceAppId": MICROSOFT_GRAPH_APP_ID,
             "resourceAccess": access,
@@ -256,9 +265,9 @@ impl RuleResult {
 /// public client flows on, a multi-organisation audience, every delegated Graph permission of
 /// [`SIGN_IN_SCOPES`] listed, the native-client redirect URI present (a warning only: the
 /// device-code flow does not use it).
-pub fn compare(app: &AppFacts) -> Vec<RuleResult> {
+pub fn compare(app: &AppFacts, browser_redirect_uri: Option<&str>) -> Vec<RuleResult> {
     let id = &app.app_id;
-    let mut out = Vec::with_capacity(4);
+    let mut out = Vec::with_capacity(5);
     out.push(match app.public_client_flows {
         Some(true) => RuleResult::ok("public_client_flows", "allowed (isFallbackPublicClient: true)"),
         other => RuleResult::bad(
@@ -356,6 +365,9 @@ pub fn compare(app: &AppFacts) -> Vec<RuleResult> {
             )
         },
     );
+    if let Some(uri) = browser_redirect_uri {
+        out.push(browser_redirect_rule(app, uri));
+    }
     out
 }
 
@@ -415,3 +427,24 @@ pub fn is_guid(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether the token app lists the server's browser sign-in address as a "Mobile and
+/// desktop applications" redirect URI: without it Microsoft stops a browser sign-in (the way
+/// in for tenants that block device codes) with AADSTS50011. Exact match, as Entra compares
+/// redirect URIs. A warning: device-code sign-ins work without it.
+fn browser_redirect_rule(app: &AppFacts, uri: &str) -> RuleResult {
+    if app.public_client_redirect_uris.iter().any(|u| u == uri) {
+        return RuleResult::ok("browser_redirect_uri", uri);
+    }
+    RuleResult::bad(
+        "browser_redirect_uri",
+        Verdict::Warn,
+        format!(
+            "no mobile/desktop redirect URI {uri}: a browser sign-in (for tenants whose Conditional Access blocks device codes) stops at Microsoft with AADSTS50011"
+        ),
+        format!(
+            "portal: the app > Authentication > Mobile and desktop applications > Add URI > {uri}; or: az ad app update --id {} --public-client-redirect-uris {NATIVE_CLIENT_REDIRECT_URI} {uri}",
+            app.app_id
+        ),
+    )
+}

@@ -486,7 +486,9 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
         return sign_in_ended(Code::PermissionDenied, msg, e);
     }
     match e.root() {
-        EntraError::DeviceCodeExpired(_) => sign_in_ended(Code::DeadlineExceeded, msg, e),
+        EntraError::DeviceCodeExpired(_) | EntraError::SignInExpired => {
+            sign_in_ended(Code::DeadlineExceeded, msg, e)
+        }
         // The sign-in service down or throttling (after the retries): an upstream outage, as a
         // Graph 5xx or 429 is (api-sketch: UNAVAILABLE), so clients try again later.
         EntraError::Sts(s)
@@ -512,12 +514,14 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
 }
 
 /// A sign-in Microsoft ended (declined or blocked: PERMISSION_DENIED; the device code
-/// expired: DEADLINE_EXCEEDED) with a `google.rpc.ErrorInfo` whose reason tells it from a
-/// caller's own refusal or deadline, in domain `onboard.v1`: the invitation can sign in again.
+/// expired, or a browser sign-in was not finished in time: DEADLINE_EXCEEDED) with a
+/// `google.rpc.ErrorInfo` whose reason tells it from a caller's own refusal or deadline, in
+/// domain `onboard.v1`: the invitation can sign in again.
 fn sign_in_ended(code: Code, msg: String, e: &EntraError) -> Status {
     let reason = match e.root() {
         EntraError::DeviceCodeDeclined(_) => "SIGN_IN_DECLINED",
         EntraError::DeviceCodeExpired(_) => "DEVICE_CODE_EXPIRED",
+        EntraError::SignInExpired => "SIGN_IN_EXPIRED",
         // A Conditional Access block or an unassigned user at the STS.
         _ => "SIGN_IN_REFUSED",
     };

@@ -95,6 +95,10 @@ pub struct LimitsSection {
     /// admin-consent page, while a hand-off offers it (also looked at as soon as an admin comes
     /// back from that page).
     pub consent_poll_secs: u64,
+    /// Seconds a browser sign-in (`SIGN_IN_METHOD_BROWSER`) waits for Microsoft to send the
+    /// admin back to the wizard's `/wizard/signed-in`; then it ends SIGN_IN_EXPIRED. The
+    /// device code's lifetime at Microsoft (15 minutes) by default.
+    pub browser_sign_in_secs: u64,
     /// The longest a backup may pause audit appends while it exports the state store
     /// (`onboard backup`); past it the backup fails and appends go on.
     pub backup_pause_max_ms: u64,
@@ -123,6 +127,7 @@ impl Default for LimitsSection {
             customer_watch_grace_secs: 600,
             hand_off_wait_secs: provision::hand_off::DEFAULT_WAIT.as_secs(),
             consent_poll_secs: 30,
+            browser_sign_in_secs: 15 * 60,
             backup_pause_max_ms: 10_000,
         }
     }
@@ -149,7 +154,7 @@ impl LimitsSection {
     }
 
     /// Every limit with its key, in the section's order.
-    fn entries(&self) -> [(&'static str, u64); 21] {
+    fn entries(&self) -> [(&'static str, u64); 22] {
         [
             (
                 "max_streams_per_connection",
@@ -183,6 +188,7 @@ impl LimitsSection {
             ("customer_watch_grace_secs", self.customer_watch_grace_secs),
             ("hand_off_wait_secs", self.hand_off_wait_secs),
             ("consent_poll_secs", self.consent_poll_secs),
+            ("browser_sign_in_secs", self.browser_sign_in_secs),
             ("backup_pause_max_ms", self.backup_pause_max_ms),
         ]
     }

@@ -153,17 +153,15 @@ async fn a_global_administrator_consents_on_microsofts_page_and_the_onboarding_f
     );
 
     // The wizard's return page: says what happens, echoes nothing but an AADSTS number.
-    let page = get_page(
-        &env,
-        &format!("/wizard/consented?admin_consent=True&state={id}"),
-    )
-    .await?;
+    let page = env
+        .server
+        .wizard_get(&format!("/wizard/consented?admin_consent=True&state={id}"))
+        .await?;
     ensure!(
         page.contains("200 OK") && page.contains("granted the permissions"),
         "{page}"
     );
-    let page = get_page(
-        &env,
+    let page = env.server.wizard_get(
         "/wizard/consented?error=permission_denied&error_description=AADSTS90094%3A%20%3Cscript%3E",
     )
     .await?;
@@ -231,19 +229,4 @@ async fn consent_leaves_the_directory_role_to_the_link() -> Result<()> {
     ensure!(succeeded_by(&entries, "directory_role_assignment.create", &id) == [second]);
     ensure!(succeeded_by(&entries, "admin_consent.observed", &id) == ["entra:admin-consent"]);
     env.server.stop().await
-}
-
-/// A plain HTTP GET of `path` on the server's listener (the test server has no TLS); the raw
-/// answer.
-async fn get_page(env: &SimServer, path: &str) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = tokio::net::TcpStream::connect(env.server.addr).await?;
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
-        env.server.addr
-    );
-    c.write_all(req.as_bytes()).await?;
-    let mut out = Vec::new();
-    c.read_to_end(&mut out).await?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
 }

@@ -118,15 +118,30 @@ impl TestServer {
     /// invitation `token` and JSON `body`, over a plain loopback connection, as a browser
     /// sends it.
     pub async fn wizard_post(&self, path: &str, token: &str, body: &str) -> Result<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut c = tokio::net::TcpStream::connect(self.addr).await?;
-        let req = format!(
+        self.http(&format!(
             "POST {path} HTTP/1.1\r\nhost: {}\r\nx-invitation-token: {token}\r\n\
              content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             self.addr,
             body.len()
-        );
-        c.write_all(req.as_bytes()).await?;
+        ))
+        .await
+    }
+
+    /// The raw HTTP/1.1 answer to `GET path` (path and query), as a browser sends it (a page
+    /// Microsoft sends the browser back to, e.g. `/wizard/signed-in?code=…&state=…`).
+    pub async fn wizard_get(&self, path: &str) -> Result<String> {
+        self.http(&format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+            self.addr
+        ))
+        .await
+    }
+
+    /// Sends one raw HTTP/1.1 request over a plain loopback connection; the whole answer.
+    async fn http(&self, request: &str) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(self.addr).await?;
+        c.write_all(request.as_bytes()).await?;
         let mut out = Vec::new();
         c.read_to_end(&mut out).await?;
         Ok(String::from_utf8_lossy(&out).into_owned())

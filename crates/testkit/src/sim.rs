@@ -350,20 +350,33 @@ pub async fn admin_consent(
     nick: &str,
     accept: bool,
 ) -> Result<String> {
+    answer_page(sim, consent_url, nick, accept).await
+}
+
+/// `nick` signs in at the authorization code flow's page at `authorize_url`
+/// (`…/oauth2/v2.0/authorize?…`) as a browser would (the page, then its form: Accept, or Cancel
+/// when `accept` is false); the redirect back to the app (`code` or `error`, and `state`) as
+/// its `Location`, not followed.
+pub async fn authorize(sim: &Sim, authorize_url: &str, nick: &str, accept: bool) -> Result<String> {
+    answer_page(sim, authorize_url, nick, accept).await
+}
+
+/// GETs an emulator page with a sign-in form, posts the form back (its hidden fields, `upn` of
+/// `nick`, `action`), and returns the 302's `Location`.
+async fn answer_page(sim: &Sim, page_url: &str, nick: &str, accept: bool) -> Result<String> {
     let browser = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(sim.ca_pem().as_bytes())?])
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let page = browser.get(consent_url).send().await?;
+    let page = browser.get(page_url).send().await?;
     let status = page.status();
     let html = page.text().await?;
-    ensure!(status == 200, "the consent page answered {status}: {html}");
-    let url = reqwest::Url::parse(consent_url)?;
-    let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    ensure!(status == 200, "the page answered {status}: {html}");
+    let mut form = hidden_fields(&html);
     form.push(("upn".into(), upn(&sim.info(), nick)));
     let action = if accept { "accept" } else { "cancel" };
     form.push(("action".into(), action.into()));
-    let mut post_url = url.clone();
+    let mut post_url = reqwest::Url::parse(page_url)?;
     post_url.set_query(None);
     let answer = browser.post(post_url).form(&form).send().await?;
     let status = answer.status();
@@ -374,9 +387,25 @@ pub async fn admin_consent(
         .map(str::to_owned);
     match location {
         Some(l) if status == 302 => Ok(l),
-        _ => anyhow::bail!(
-            "the consent form answered {status}: {}",
-            answer.text().await?
-        ),
+        _ => anyhow::bail!("the form answered {status}: {}", answer.text().await?),
     }
+}
+
+/// The `<input type="hidden" name="…" value="…">` fields of an emulator page, unescaped.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    let unescape = |s: &str| {
+        s.replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    html.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let value = rest.strip_prefix(" value=\"")?.split_once('"')?.0;
+            Some((unescape(name), unescape(value)))
+        })
+        .collect()
 }

@@ -117,9 +117,20 @@ pub async fn start_sign_in(
     token: &str,
     admin_upn: &str,
 ) -> Result<tonic::Streaming<pb::SignInEvent>, Status> {
+    start_sign_in_by(ch, token, admin_upn, pb::SignInMethod::DeviceCode).await
+}
+
+/// [`start_sign_in`] the way `method` says (a device code, or a browser sign-in).
+pub async fn start_sign_in_by(
+    ch: Channel,
+    token: &str,
+    admin_upn: &str,
+    method: pb::SignInMethod,
+) -> Result<tonic::Streaming<pb::SignInEvent>, Status> {
     let request = pb::SignInRequest {
         invitation_token: token.into(),
         admin_upn: admin_upn.into(),
+        method: method.into(),
     };
     Ok(OnboardingClient::new(ch)
         .sign_in(request)

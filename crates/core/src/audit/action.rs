@@ -45,9 +45,10 @@ actions! {
     InvitationRedeem = "invitation.redeem", details: [];
 
     // The Onboarding service: one entry per RPC (changes: intent, then outcome).
-    /// A device-code sign-in for an invitation (intent when it starts, outcome when it ends).
+    /// A sign-in for an invitation, by device code or browser (intent when it starts, outcome
+    /// when it ends).
     OnboardingSignIn = "onboarding.sign_in",
-        details: ["invitation_id", "admin_upn", "roles_held"];
+        details: ["invitation_id", "admin_upn", "method", "roles_held"];
     /// A plan was shown (no change).
     OnboardingPlan = "onboarding.plan", details: ["app_name", "profile", "blocked"];
     /// Provision was called.

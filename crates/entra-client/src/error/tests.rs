@@ -198,3 +198,23 @@ fn app_management_policy_codes_are_recognised() {
     assert!(!is_policy_code("Request_BadRequest"));
     assert!(!is_policy_code("Authorization_RequestDenied"));
 }
+
+#[test]
+fn a_conditional_access_block_is_a_refusal_not_a_new_sign_in() {
+    // (error, AADSTS, a new sign-in helps, a refusal)
+    let cases = [
+        ("invalid_grant", 70008, true, false),
+        ("invalid_grant", 50173, true, false),
+        ("interaction_required", 50076, true, false),
+        ("invalid_grant", 53003, false, true),
+        ("invalid_request", 90100, false, false),
+    ];
+    for (error, code, again, denied) in cases {
+        let body = format!(r#"{{"error":"{error}","error_codes":[{code}]}}"#);
+        let e = EntraError::Sts(Box::new(
+            parse_sts_error(400, body.as_bytes()).expect("an STS error"),
+        ));
+        assert_eq!(e.needs_new_sign_in(), again, "{error} {code}");
+        assert_eq!(e.is_authorization_denied(), denied, "{error} {code}");
+    }
+}

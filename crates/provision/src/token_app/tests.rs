@@ -1,8 +1,11 @@
 use super::*;
 
+/// The server's browser sign-in address in these tests.
+const BROWSER: &str = "https://wizard.example.net/wizard/signed-in";
+
 /// The facts of an app made exactly from the manifest.
 fn from_manifest() -> AppFacts {
-    let m = manifest("Fabrikam token app").expect("manifest");
+    let m = manifest("Fabrikam token app", Some(BROWSER)).expect("manifest");
     let app: Application = serde_json::from_value(json!({
         "id": "obj",
         "appId": "11111111-2222-4333-8444-555555555555",
@@ -18,7 +21,7 @@ fn from_manifest() -> AppFacts {
 
 #[test]
 fn every_sign_in_scope_has_a_published_id_and_the_manifest_names_exactly_them() {
-    let m = manifest("x").expect("manifest");
+    let m = manifest("x", None).expect("manifest");
     let access = m["requiredResourceAccess"][0]["resourceAccess"]
         .as_array()
         .expect("array");
@@ -51,10 +54,38 @@ fn the_table_has_no_duplicate_names_or_ids() {
 
 #[test]
 fn an_app_made_from_the_manifest_passes_every_rule() {
-    let r = compare(&from_manifest());
+    let r = compare(&from_manifest(), None);
     assert_eq!(r.len(), 4);
     assert!(r.iter().all(|x| x.verdict == Verdict::Ok), "{r:#?}");
     assert_eq!(worst(&r), Verdict::Ok);
+    // With the server's browser sign-in address, which the manifest then lists.
+    let r = compare(&from_manifest(), Some(BROWSER));
+    assert_eq!(r.len(), 5);
+    assert!(r.iter().all(|x| x.verdict == Verdict::Ok), "{r:#?}");
+}
+
+#[test]
+fn a_missing_browser_redirect_uri_is_a_warning_with_the_fix() {
+    let mut app = from_manifest();
+    app.public_client_redirect_uris.retain(|u| u != BROWSER);
+    let r = compare(&app, Some(BROWSER));
+    let rule = r
+        .iter()
+        .find(|x| x.rule == "browser_redirect_uri")
+        .expect("rule");
+    assert_eq!(rule.verdict, Verdict::Warn);
+    assert!(rule.detail.contains("AADSTS50011"), "{}", rule.detail);
+    let fix = rule.fix.as_deref().expect("fix");
+    assert!(
+        fix.contains(BROWSER) && fix.contains(NATIVE_CLIENT_REDIRECT_URI),
+        "{fix}"
+    );
+    assert_eq!(worst(&r), Verdict::Warn);
+    // Entra compares redirect URIs exactly: another path or letter case is not it.
+    app.public_client_redirect_uris
+        .push("https://wizard.example.net/wizard/Signed-In".into());
+    let r = compare(&app, Some(BROWSER));
+    assert_eq!(worst(&r), Verdict::Warn);
 }
 
 #[test]
@@ -62,7 +93,7 @@ fn a_missing_scope_is_a_fail_naming_it_and_its_id() {
     let mut app = from_manifest();
     let id = graph_scope_id("AppRoleAssignment.ReadWrite.All").expect("id");
     app.graph_scope_ids.retain(|i| i != id);
-    let r = compare(&app);
+    let r = compare(&app, None);
     let scopes = r.iter().find(|x| x.rule == "graph_scopes").expect("rule");
     assert_eq!(scopes.verdict, Verdict::Fail);
     assert!(scopes.detail.contains("AppRoleAssignment.ReadWrite.All"));
@@ -82,7 +113,7 @@ fn extra_scopes_are_fine_and_mentioned() {
     app.graph_scope_ids
         .push(graph_scope_id("Directory.Read.All").expect("id").to_owned());
     app.graph_scope_ids.push("not-a-known-id".into());
-    let r = compare(&app);
+    let r = compare(&app, None);
     let scopes = r.iter().find(|x| x.rule == "graph_scopes").expect("rule");
     assert_eq!(scopes.verdict, Verdict::Ok);
     assert!(
@@ -98,7 +129,7 @@ fn public_client_flows_off_or_null_fail() {
     for v in [Some(false), None] {
         let mut app = from_manifest();
         app.public_client_flows = v;
-        let r = compare(&app);
+        let r = compare(&app, None);
         assert_eq!(r[0].rule, "public_client_flows");
         assert_eq!(r[0].verdict, Verdict::Fail);
         assert!(
@@ -120,7 +151,7 @@ fn audiences() {
     ] {
         let mut app = from_manifest();
         app.sign_in_audience = aud.map(str::to_owned);
-        let r = compare(&app);
+        let r = compare(&app, None);
         assert_eq!(r[1].rule, "sign_in_audience");
         assert_eq!(r[1].verdict, want, "{aud:?}");
     }
@@ -130,7 +161,7 @@ fn audiences() {
 fn a_missing_redirect_uri_is_only_a_warning() {
     let mut app = from_manifest();
     app.public_client_redirect_uris.clear();
-    let r = compare(&app);
+    let r = compare(&app, None);
     assert_eq!(r[3].verdict, Verdict::Warn);
     assert_eq!(worst(&r), Verdict::Warn);
 }

@@ -1,6 +1,6 @@
-//! Durable marks on an onboarding, kept beside its invitation link in the onboarding-links tree
-//! and sealed like every state record (a mark without a valid MAC is refused): a signed-in
-//! onboarding cancelled before its run, and the idempotency key of the Provision call that
+//! The invitation link of an onboarding (which invitation started it), and durable marks kept
+//! beside it in the onboarding-links tree, sealed like every state record (a mark without a
+//! valid MAC is refused): a signed-in onboarding cancelled before its run, and the idempotency key of the Provision call that
 //! started its run (a repeat after a server restart still only follows the run).
 //! The secret hand-over's mark (`claim.rs`) is read here too; it is set by a compare-and-swap
 //! of its own.
@@ -20,6 +20,30 @@ const CANCELLED_PREFIX: &str = "cancelled/";
 const IDEMPOTENCY_PREFIX: &str = "idempotency/";
 
 impl OnboardingService {
+    /// Remembers which invitation an onboarding came from, durably.
+    pub(super) fn link(&self, onboarding_id: &str, invitation_id: &str) -> Result<()> {
+        let sealed = self.app.record_mac().seal(
+            LINKS_TREE,
+            onboarding_id.as_bytes(),
+            invitation_id.as_bytes(),
+        );
+        self.app
+            .onboarding_links()
+            .insert(onboarding_id.as_bytes(), sealed)?;
+        Ok(())
+    }
+
+    pub(super) fn invitation_of(&self, onboarding_id: &str) -> Result<String> {
+        let Some(stored) = self.app.onboarding_links().get(onboarding_id.as_bytes())? else {
+            return Ok(String::new());
+        };
+        let id = self
+            .app
+            .record_mac()
+            .open(LINKS_TREE, onboarding_id.as_bytes(), &stored)?;
+        Ok(String::from_utf8_lossy(id).into_owned())
+    }
+
     /// The mark `prefix` on `id`, opened.
     pub(super) fn mark(&self, prefix: &str, id: &str) -> Result<Option<Vec<u8>>> {
         let key = format!("{prefix}{id}");

@@ -67,6 +67,8 @@ pub struct OnboardingService {
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     /// Sign-ins under way by onboarding id, for Watch and Get before the admin signed in.
     signing_in: pending::SigningInMap,
+    /// Browser sign-ins waiting for Microsoft to send the admin back (`/wizard/signed-in`).
+    browser_returns: signin::Returns,
 }
 
 impl std::fmt::Debug for OnboardingService {
@@ -87,7 +89,13 @@ impl OnboardingService {
             app,
             sessions: Arc::new(Mutex::new(HashMap::new())),
             signing_in: pending::SigningInMap::default(),
+            browser_returns: signin::Returns::default(),
         }
+    }
+
+    /// Browser sign-ins waiting for Microsoft's redirect, by `state`.
+    pub(crate) fn browser_returns(&self) -> &signin::Returns {
+        &self.browser_returns
     }
 
     /// Appends one audit entry; an error refuses the call (fail closed).
@@ -113,30 +121,6 @@ impl OnboardingService {
 
     fn sessions_insert(&self, id: &str, s: Session) {
         self.sessions().insert(id.to_owned(), s);
-    }
-
-    /// Remembers which invitation an onboarding came from, durably.
-    fn link(&self, onboarding_id: &str, invitation_id: &str) -> Result<()> {
-        let sealed = self.app.record_mac().seal(
-            LINKS_TREE,
-            onboarding_id.as_bytes(),
-            invitation_id.as_bytes(),
-        );
-        self.app
-            .onboarding_links()
-            .insert(onboarding_id.as_bytes(), sealed)?;
-        Ok(())
-    }
-
-    fn invitation_of(&self, onboarding_id: &str) -> Result<String> {
-        let Some(stored) = self.app.onboarding_links().get(onboarding_id.as_bytes())? else {
-            return Ok(String::new());
-        };
-        let id = self
-            .app
-            .record_mac()
-            .open(LINKS_TREE, onboarding_id.as_bytes(), &stored)?;
-        Ok(String::from_utf8_lossy(id).into_owned())
     }
 
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {

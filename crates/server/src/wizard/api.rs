@@ -169,18 +169,27 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
     .into_response()
 }
 
-/// `{upn}`
+/// `{upn, browser?}`
 #[derive(Deserialize)]
 pub(super) struct SignInBody {
     /// The admin's UPN as typed.
     upn: String,
+    /// Sign in with the browser (authorization code) instead of a device code.
+    #[serde(default)]
+    browser: bool,
 }
 
-/// The device-code sign-in as a stream: `device_code`, `pending`, `signed_in` or `error`.
+/// The sign-in as a stream: `device_code` (or `browser`), `pending`, `signed_in` or `error`.
 pub(super) async fn sign_in(Page { w, visit, body }: Page<SignInBody>) -> Response {
+    let method = if body.browser {
+        pb::SignInMethod::Browser
+    } else {
+        pb::SignInMethod::DeviceCode
+    };
     let req = pb::SignInRequest {
         invitation_token: visit.token.to_string(),
         admin_upn: body.upn,
+        method: method.into(),
     };
     let reply = Onboarding::sign_in(&w.onboarding, visit.request("SignIn", req)).await;
     answer(reply, |s| sse(s, sign_in_event))
@@ -200,6 +209,14 @@ fn sign_in_event(e: pb::SignInEvent) -> Option<(&'static str, Value)> {
                 "expires_in": c.expires_at.map(|t| (t.seconds - now_ms() / 1000).max(0)),
                 "message": c.message,
                 "onboarding_id": c.onboarding_id,
+            }),
+        ),
+        E::BrowserSignIn(b) => (
+            "browser",
+            json!({
+                "url": b.authorization_url,
+                "expires_in": b.expires_at.map(|t| (t.seconds - now_ms() / 1000).max(0)),
+                "onboarding_id": b.onboarding_id,
             }),
         ),
         E::Pending(p) => (

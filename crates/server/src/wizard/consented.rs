@@ -18,18 +18,23 @@ use super::Wizard;
 /// `None` when the activation URL has no `https` origin (Microsoft accepts `http` only for
 /// `localhost`).
 pub fn redirect_uri(activation_base_url: &str) -> Option<String> {
+    on_wizard_origin(activation_base_url, "/wizard/consented")
+}
+
+/// `path` on the wizard's origin (that of `activation_base_url`), as an address Microsoft
+/// sends a browser back to: `None` unless `https`, or `http` on `localhost`.
+pub(super) fn on_wizard_origin(activation_base_url: &str, path: &str) -> Option<String> {
     let (scheme, rest) = activation_base_url.split_once("://")?;
     let host = rest
         .split(['/', '?', '#'])
         .next()
         .filter(|h| !h.is_empty())?;
     let local = host == "localhost" || host.starts_with("localhost:");
-    (scheme == "https" || (scheme == "http" && local))
-        .then(|| format!("{scheme}://{host}/wizard/consented"))
+    (scheme == "https" || (scheme == "http" && local)).then(|| format!("{scheme}://{host}{path}"))
 }
 
 /// The AADSTS number in Microsoft's `error_description`, digits only.
-fn aadsts(description: &str) -> Option<&str> {
+pub(super) fn aadsts(description: &str) -> Option<&str> {
     let at = description.find("AADSTS")? + "AADSTS".len();
     let digits = &description[at..];
     let end = digits
@@ -72,6 +77,12 @@ pub(super) async fn page(
             )
         }
     };
+    static_page(StatusCode::OK, title, &body)
+}
+
+/// A page of the wizard's look that is not the wizard: `title` as its one heading, then `body`
+/// (trusted HTML: callers put nothing from the request in it but digits).
+pub(super) fn static_page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -83,7 +94,7 @@ pub(super) async fn page(
          <main id=\"main\"><section><h1>{title}</h1>{body}</section></main>\n</body>\n</html>\n"
     );
     (
-        StatusCode::OK,
+        status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         html,
     )

@@ -19,10 +19,12 @@
 mod api;
 mod consented;
 mod hand_off;
+mod signed_in;
 mod stream;
 mod visit;
 
 pub use consented::redirect_uri as consent_redirect_uri;
+pub use signed_in::redirect_uri as sign_in_redirect_uri;
 pub(crate) use stream::error_response;
 
 use axum::Router;
@@ -102,6 +104,7 @@ pub fn router(app: App, onboarding: OnboardingService) -> Router {
         .route("/wizard/api/attach", post(api::attach))
         .route("/wizard/api/hand_off_link", post(hand_off::link))
         .route("/wizard/consented", get(consented::page))
+        .route("/wizard/signed-in", get(signed_in::page))
         .route("/wizard/{*rest}", get(not_found).post(not_found))
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))

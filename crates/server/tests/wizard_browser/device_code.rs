@@ -1,6 +1,7 @@
-//! The device-code screens (wizard.md screens 2a and 3): the admin's UPN prefilled when the
+//! The sign-in screens (wizard.md screens 2a and 3): the admin's UPN prefilled when the
 //! invitation names it, "Copy code and open page in new tab" opening Microsoft's sign-in page,
-//! and Microsoft's `slow_down` said calmly while the page waits.
+//! Microsoft's `slow_down` said calmly while the page waits; and the browser sign-in for
+//! tenants whose Conditional Access blocks device codes.
 
 use anyhow::{Context, Result, ensure};
 use testkit::server::OPERATOR;
@@ -77,5 +78,103 @@ async fn the_code_screen_prefills_the_admin_opens_the_sign_in_page_and_says_slow
     w.shoot("03b-device-code-slow-down").await?;
     w.env.sim.complete_device_login(&code, &upn).await?;
     w.chrome.wait_screen("s-connected").await?;
+    w.chrome.close().await
+}
+
+#[tokio::test]
+async fn a_blocked_device_code_is_refused_and_the_browser_sign_in_gets_through() -> Result<()> {
+    let mut faults = testkit::sim::calm();
+    faults.block_device_code = true;
+    let w = Wiz::start_with(Some("browser-sign-in"), faults).await?;
+    let back = "https://wizard.example.net/wizard/signed-in";
+    w.env.sim.set_token_app_redirect_uris(vec![back.to_owned()]);
+    let upn = w.upn(users::GLOBAL_ADMIN);
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.chrome.wait_screen("s-landing").await?;
+    w.chrome.click("btn-create").await?;
+    w.chrome.wait_screen("s-upn").await?;
+    w.chrome.type_into("upn", &upn).await?;
+    w.chrome.click("btn-auth").await?;
+
+    // Either way can be switched to while the other waits (the server lets go of the first:
+    // one sign-in per link at a time).
+    let first = w.code().await?;
+    w.chrome.click("btn-to-browser").await?;
+    w.step("s-browser", "03c-browser-sign-in").await?;
+    w.chrome.click("btn-to-code").await?;
+    w.chrome
+        .wait_js(
+            &format!("document.getElementById('code').textContent !== '{first}'"),
+            "a new code",
+        )
+        .await?;
+
+    // The tenant blocks device codes: Microsoft refuses the code, and the page offers the
+    // browser sign-in instead, as the way on.
+    let code = w.code().await?;
+    let blocked = w.env.sim.complete_device_login(&code, &upn).await;
+    ensure!(
+        blocked.is_err(),
+        "the emulator let a blocked device code through"
+    );
+    w.step("s-signin-failed", "03x-device-code-blocked").await?;
+    let text = w.chrome.text("#signin-failed-text").await?;
+    ensure!(text.contains("sign in with this browser instead"), "{text}");
+    ensure!(
+        w.chrome.text("#btn-retry-other").await? == "Sign in with this browser instead",
+        "the other way is not offered"
+    );
+    let primary = w
+        .chrome
+        .js("return document.getElementById('btn-retry-other').classList.contains('primary')")
+        .await?;
+    ensure!(primary == true, "the browser sign-in is not the way on");
+
+    // The browser sign-in: one link to Microsoft's page, for this admin, in a new tab.
+    w.chrome.click("btn-retry-other").await?;
+    w.chrome.wait_screen("s-browser").await?;
+    let href = w
+        .chrome
+        .js("const a = document.getElementById('browser-open'); return [a.href, a.target, a.rel]")
+        .await?;
+    let url = href[0].as_str().context("href")?.to_owned();
+    ensure!(
+        url.contains("/oauth2/v2.0/authorize?") && url.contains("code_challenge="),
+        "{url}"
+    );
+    ensure!(
+        href[1] == "_blank" && href[2].as_str().is_some_and(|r| r.contains("noopener")),
+        "{href}"
+    );
+    let countdown = w.chrome.text("#browser-countdown").await?;
+    ensure!(
+        countdown.starts_with("The sign-in page works for 1"),
+        "{countdown}"
+    );
+
+    // Microsoft sends the browser back to the wizard's origin in that tab: shown through the
+    // proxy (so its headers are checked with the rest), then back to the wizard's tab.
+    let location = testkit::sim::authorize(&w.env.sim, &url, users::GLOBAL_ADMIN, true).await?;
+    let path = location
+        .strip_prefix("https://wizard.example.net")
+        .context("origin")?;
+    let wizard_tab = w.chrome.client.window().await?;
+    let tab = w.chrome.client.new_window(true).await?;
+    w.chrome.client.switch_to_window(tab.handle).await?;
+    w.chrome
+        .client
+        .goto(&format!("{}{path}", w.proxy.url))
+        .await?;
+    let page = w.chrome.text("h1").await?;
+    ensure!(page == "Go back to the invitation wizard", "{page}");
+    w.shoot("03d-browser-returned").await?;
+    w.chrome.client.close_window().await?;
+    w.chrome.client.switch_to_window(wizard_tab).await?;
+    w.step("s-connected", "04-browser-signed-in").await?;
+    ensure!(
+        w.chrome.text("#who").await? == upn,
+        "another admin is shown"
+    );
     w.chrome.close().await
 }

@@ -168,6 +168,25 @@ impl Wiz {
         self.chrome.text(&format!("#{id}")).await
     }
 
+    /// From now on, records every screen the page shows (`screens_shown`): a screen a fast run
+    /// passes through may be gone before a poll for it looks.
+    pub async fn record_screens(&self) -> Result<()> {
+        self.chrome
+            .js("window.__shown = []; new MutationObserver(() => { \
+                 const s = document.querySelector('main > section:not([hidden])'); \
+                 if (s && window.__shown[window.__shown.length - 1] !== s.id) window.__shown.push(s.id); \
+                 }).observe(document.querySelector('main'), \
+                 {subtree: true, attributes: true, attributeFilter: ['hidden']}); return true")
+            .await?;
+        Ok(())
+    }
+
+    /// The screens shown since [`Wiz::record_screens`], in order.
+    pub async fn screens_shown(&self) -> Result<Vec<String>> {
+        let v = self.chrome.js("return window.__shown").await?;
+        Ok(serde_json::from_value(v)?)
+    }
+
     /// The code shown on the device-code screen.
     pub async fn code(&self) -> Result<String> {
         self.chrome.wait_screen("s-code").await?;

@@ -70,9 +70,21 @@ async function start() {
   show('s-landing');
 }
 
-// ---- 2a / 3: sign-in with a device code ----
+// ---- 2a / 3: sign-in with a device code, or with this browser (tenants that block codes) ----
 async function signIn(ev) {
   if (ev) ev.preventDefault();
+  S.switched = false;
+  return runSignIn();
+}
+// Ends the sign-in under way (the server forgets it) and starts one the other way; "Try
+// again" then keeps the way chosen last.
+function switchSignIn(browser) {
+  if (S.signInAbort) S.signInAbort.abort();
+  S.browser = browser;
+  S.switched = true;
+  runSignIn();
+}
+async function runSignIn(tries = 0) {
   const upn = $('upn').value.trim();
   $('upn-error').textContent = '';
   $('upn').removeAttribute('aria-invalid');
@@ -83,22 +95,32 @@ async function signIn(ev) {
   }
   S.upn = upn;
   $('btn-auth').disabled = true;
+  const abort = new AbortController();
+  S.signInAbort = abort;
   let shown = false, result = null, failure = null;
   try {
-    await stream('signin', { upn }, (name, d) => {
+    await stream('signin', { upn, browser: S.browser }, (name, d) => {
       if (name === 'device_code') { shown = true; S.onboardingId = d.onboarding_id; codeScreen(d); }
+      else if (name === 'browser') { shown = true; S.onboardingId = d.onboarding_id; browserScreen(d); }
       else if (name === 'pending') pending(d);
       else if (name === 'signed_in') result = d;
       else if (name === 'error') failure = d;
-    });
+    }, abort.signal);
   } catch (e) {
     failure = e.api || { code: 'unavailable', message: 'The connection to the server was lost.' };
   }
+  // This sign-in was ended to start one the other way: that one owns the page now.
+  if (abort.signal.aborted) return;
   $('btn-auth').disabled = false;
   clearInterval(S.countdown);
   if (result) return connected(result);
   failure = failure || { code: 'unavailable', message: 'The sign-in ended without an answer.' };
-  if (!shown) {
+  // Just switched ways: the server lets go of the sign-in ended a moment ago (one per link).
+  if (!shown && S.switched && failure.code === 'resource_exhausted' && tries < 20) {
+    await new Promise((r) => setTimeout(r, 250));
+    return runSignIn(tries + 1);
+  }
+  if (!shown && !S.switched) {
     // Refused before a code was shown: say so next to the field.
     if (failure.code === 'invalid_argument' || failure.code === 'failed_precondition') {
       $('upn').setAttribute('aria-invalid', 'true');
@@ -118,13 +140,23 @@ function codeScreen(d) {
   $('code-copied').textContent = '';
   $('code-status').textContent = 'Waiting for you to sign in…';
   show('s-code');
-  // From the seconds left the server counted (the computer's clock may be wrong), on the
-  // page's monotonic clock.
+  countdown(d, 'code-countdown', 'The code expires in ', 'The code has expired.');
+}
+function browserScreen(d) {
+  $('browser-upn').textContent = S.upn;
+  $('browser-open').href = d.url;
+  $('browser-status').textContent = 'Waiting for you to sign in…';
+  show('s-browser');
+  countdown(d, 'browser-countdown', 'The sign-in page works for ', 'The time for this sign-in has run out.');
+}
+// Counts down from the seconds left the server counted (the computer's clock may be wrong),
+// on the page's monotonic clock.
+function countdown(d, id, before, over) {
   const end = performance.now() + (d.expires_in ?? Math.max(0, (d.expires_at || 0) - Date.now() / 1000)) * 1000;
   const tick = () => {
     const left = Math.max(0, Math.round((end - performance.now()) / 1000));
     const m = Math.floor(left / 60), s = String(left % 60).padStart(2, '0');
-    $('code-countdown').textContent = left > 0 ? 'The code expires in ' + m + ':' + s + '.' : 'The code has expired.';
+    $(id).textContent = left > 0 ? before + m + ':' + s + '.' : over;
   };
   clearInterval(S.countdown);
   tick();
@@ -165,8 +197,10 @@ function signInFailed(f) {
   };
   const reasons = {
     SIGN_IN_DECLINED: 'The sign-in was declined.',
-    SIGN_IN_REFUSED: 'Microsoft refused the sign-in: a policy of your organisation, or an account that may not sign in here.',
+    SIGN_IN_REFUSED: 'Microsoft refused the sign-in: a policy of your organisation, or an account that may not sign in here.' +
+      (S.browser ? '' : ' If your organisation blocks sign-in with a code, sign in with this browser instead.'),
     DEVICE_CODE_EXPIRED: 'The code expired before the sign-in was finished.',
+    SIGN_IN_EXPIRED: 'The sign-in was not finished in time.',
   };
   let text = reasons[f.reason] || texts[f.code] || 'The sign-in did not finish.';
   const pre = f.preconditions || [];
@@ -180,6 +214,11 @@ function signInFailed(f) {
   }
   $('signin-failed-text').textContent = text;
   $('signin-failed-detail').textContent = f.message ? 'Details: ' + f.message : '';
+  $('btn-retry-other').textContent = S.browser ? 'Sign in with a code instead' : 'Sign in with this browser instead';
+  // Refused with a code (a tenant that blocks codes, most likely): the browser is the way on.
+  const other = !S.browser && f.reason === 'SIGN_IN_REFUSED';
+  $('btn-retry-other').classList.toggle('primary', other);
+  $('btn-retry').classList.toggle('primary', !other);
   show('s-signin-failed');
 }
 
@@ -378,6 +417,9 @@ document.addEventListener('DOMContentLoaded', () => {
     window.open($('code-uri').href, '_blank', 'noopener,noreferrer');
   });
   $('btn-retry').addEventListener('click', () => show('s-upn'));
+  $('btn-retry-other').addEventListener('click', () => switchSignIn(!S.browser));
+  $('btn-to-browser').addEventListener('click', () => switchSignIn(true));
+  $('btn-to-code').addEventListener('click', () => switchSignIn(false));
   $('btn-cancel').addEventListener('click', askCancel);
   $('btn-cancel-no').addEventListener('click', keepGoing);
   $('btn-cancel-yes').addEventListener('click', cancel);

@@ -1,10 +1,15 @@
-//! SignIn: the customer admin's device code sign-in for one invitation, streamed to the wizard.
+//! SignIn: the customer admin's sign-in for one invitation, streamed to the wizard: a device
+//! code, or a browser sign-in (`browser.rs`) for tenants that block device codes.
 //!
 //! The invitation is checked (genuine, pending, for this admin) before anything else, and
 //! redeemed only after the sign-in succeeded and passed the engine's checks, so a declined or
 //! expired code can be tried again with the same link while a used one never works twice.
 
-use entra_client::{DeviceCodeFlow, OpContext, PollOutcome, TokenSet};
+mod browser;
+
+pub(crate) use browser::Returns;
+
+use entra_client::{BrowserSignIn, DeviceCodeFlow, OpContext, PollOutcome, TokenSet};
 use invitations::{InvitationError, InvitationRecord};
 use onboard_core::ProfileSet;
 use onboard_core::audit::{Action, AuditEntry, Phase};
@@ -26,6 +31,14 @@ const SCOPES: &[&str] = provision::SIGN_IN_SCOPES;
 /// The authority segment: the admin's home tenant, whichever it is (the invitation does not
 /// name one).
 const TENANT: &str = "organizations";
+
+/// How the admin signs in: polling for a device code, or waiting for the browser's return.
+enum Flow {
+    /// `SIGN_IN_METHOD_DEVICE_CODE` (and unspecified).
+    Device(DeviceCodeFlow),
+    /// `SIGN_IN_METHOD_BROWSER`.
+    Browser(BrowserSignIn),
+}
 
 /// What the sign-in task needs once the stream is returned.
 struct Attempt {
@@ -56,7 +69,7 @@ struct Attempt {
     _listed: Option<super::pending::SigningInGuard>,
 }
 
-/// `onboard_signins_pending` while a device code waits for the admin; how sign-ins ended is
+/// `onboard_signins_pending` while a sign-in waits for the admin; how sign-ins ended is
 /// the counter `onboard_signins_total{outcome}` (`completed`, `declined`, `expired`, `failed`).
 struct PendingSignIn;
 
@@ -80,7 +93,7 @@ fn count_ending(result: &Result<pb::SignedIn>) {
         Ok(_) => "completed",
         Err(ServerError::Provision(ProvisionError::Entra { source, .. })) => match source {
             EntraError::DeviceCodeDeclined(_) => "declined",
-            EntraError::DeviceCodeExpired(_) => "expired",
+            EntraError::DeviceCodeExpired(_) | EntraError::SignInExpired => "expired",
             _ => "failed",
         },
         Err(_) => "failed",
@@ -88,8 +101,9 @@ fn count_ending(result: &Result<pb::SignedIn>) {
     metrics::counter!("onboard_signins_total", "outcome" => state).increment(1);
 }
 
-/// Checks the request and the invitation, audits the intent, asks for a device code and
-/// returns the event stream; the polling runs in a task that ends with the stream.
+/// Checks the request and the invitation, audits the intent, asks for a device code (or makes
+/// the browser sign-in) and returns the event stream; the polling (or the wait for the
+/// browser's return) runs in a task that ends with the stream.
 pub(super) async fn start(
     svc: &OnboardingService,
     r: pb::SignInRequest,
@@ -99,6 +113,27 @@ pub(super) async fn start(
     let guards = svc.app.guards().clone();
     let token = Zeroizing::new(r.invitation_token);
     ServerError::required("invitation_token", &token)?;
+    let method = pb::SignInMethod::try_from(r.method).map_err(|_| {
+        ServerError::invalid(
+            "method",
+            format!("{} is not a SignInMethod (0, 1 or 2)", r.method),
+        )
+    })?;
+    // Where Microsoft sends the browser back: the wizard's origin, which must be https.
+    let redirect_uri = match method {
+        pb::SignInMethod::Browser => Some(
+            crate::wizard::sign_in_redirect_uri(&svc.app.config().invitations.activation_base_url)
+                .ok_or_else(|| {
+                    ServerError::FailedPrecondition(
+                        "a browser sign-in needs an https invitations.activation_base_url (the \
+                         wizard's origin, where Microsoft sends the admin back); use the device \
+                         code"
+                            .into(),
+                    )
+                })?,
+        ),
+        pb::SignInMethod::Unspecified | pb::SignInMethod::DeviceCode => None,
+    };
     guards.token_gate(peer)?;
     let upn = r.admin_upn.trim().to_owned();
     if let Err(rule) = onboard_core::text::check_upn(&upn) {
@@ -167,8 +202,8 @@ pub(super) async fn start(
         ));
     }
     guards.expensive(&format!("invitation:{}", invitation.id), "SignIn")?;
-    // One device-code flow per invitation, and the caps on sign-ins to Microsoft; the slot is
-    // held until the sign-in ends.
+    // One sign-in (device code or browser) per invitation, and the caps on sign-ins to
+    // Microsoft; the slot is held until the sign-in ends.
     let slot = guards.sign_in(&invitation.id, &upn)?;
     // A hand-off link joins the onboarding that waits for a privileged admin; any other
     // invitation starts one.
@@ -198,7 +233,15 @@ pub(super) async fn start(
         &onboarding_id,
     )
     .with_detail("invitation_id", invitation.id.clone())
-    .with_detail("admin_upn", upn.clone());
+    .with_detail("admin_upn", upn.clone())
+    .with_detail(
+        "method",
+        if redirect_uri.is_some() {
+            "browser"
+        } else {
+            "device_code"
+        },
+    );
     details.scope.service_id = Some(invitation.service_id.clone());
     if let Some(t) = &mut details.target {
         t.display_name = Some(invitation.customer.clone());
@@ -219,13 +262,17 @@ pub(super) async fn start(
         actor,
         details,
     };
-    let flow = match svc
-        .app
-        .entra()
-        .sts()
-        .start_device_code(TENANT, &client_id, SCOPES, &OpContext::new())
-        .await
-    {
+    let sts = svc.app.entra().sts();
+    let flow = match &redirect_uri {
+        Some(back) => sts
+            .start_browser_sign_in(TENANT, &client_id, back, SCOPES, Some(&p.upn))
+            .map(Flow::Browser),
+        None => sts
+            .start_device_code(TENANT, &client_id, SCOPES, &OpContext::new())
+            .await
+            .map(Flow::Device),
+    };
+    let flow = match flow {
         Ok(f) => f,
         Err(e) => {
             let err = ServerError::from(ProvisionError::entra("sign_in", e));
@@ -241,25 +288,38 @@ pub(super) async fn start(
 }
 
 impl Attempt {
-    /// Streams the code and the ticks, then finishes the sign-in; every ending is audited.
-    async fn run(self, mut flow: DeviceCodeFlow, tx: Sender<pb::SignInEvent>) {
-        let auth = flow.authorization();
-        let expires_ms =
-            now_ms().saturating_add(i64::try_from(auth.expires_in.as_millis()).unwrap_or(i64::MAX));
-        let code = pb::sign_in_event::Event::DeviceCode(pb::DeviceCode {
-            user_code: auth.user_code.clone(),
-            verification_uri: auth.verification_uri.clone(),
-            expires_at: Some(timestamp(expires_ms)),
-            message: auth.message.clone(),
-            onboarding_id: self.onboarding_id.clone(),
-        });
-        if tx.send(Ok(event(code))).await.is_err() {
-            let gone = ServerError::FailedPrecondition("the caller went away".into());
+    /// Streams the code (or the sign-in URL) and the ticks, then finishes the sign-in; every
+    /// ending is audited.
+    async fn run(self, flow: Flow, tx: Sender<pb::SignInEvent>) {
+        let after = |d: std::time::Duration| {
+            timestamp(now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        };
+        let first = match &flow {
+            Flow::Device(flow) => {
+                let auth = flow.authorization();
+                pb::sign_in_event::Event::DeviceCode(pb::DeviceCode {
+                    user_code: auth.user_code.clone(),
+                    verification_uri: auth.verification_uri.clone(),
+                    expires_at: Some(after(auth.expires_in)),
+                    message: auth.message.clone(),
+                    onboarding_id: self.onboarding_id.clone(),
+                })
+            }
+            Flow::Browser(b) => {
+                browser::first_event(b, after(browser::wait(&self.svc)), &self.onboarding_id)
+            }
+        };
+        if tx.send(Ok(event(first))).await.is_err() {
+            let gone = caller_gone();
             self.failed(&gone).await;
             count_ending(&Err(gone));
             return;
         }
-        let result = match self.poll(&mut flow, &tx).await {
+        let tokens = match flow {
+            Flow::Device(mut flow) => self.poll(&mut flow, &tx).await,
+            Flow::Browser(b) => self.wait_browser(b, &tx).await,
+        };
+        let result = match tokens {
             Ok(tokens) => self.finish(&tokens).await,
             Err(e) => Err(e),
         };
@@ -277,13 +337,26 @@ impl Attempt {
         }
     }
 
+    /// `wait` unless the caller leaves or the server stops first (UNAVAILABLE).
+    async fn unless_ended<T>(
+        &self,
+        tx: &Sender<pb::SignInEvent>,
+        wait: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let stop = self.svc.app.shutdown();
+        tokio::select! {
+            () = stop.recv() => Err(ServerError::Unavailable("the server is shutting down".into())),
+            () = tx.closed() => Err(caller_gone()),
+            r = wait => r,
+        }
+    }
+
     /// Polls until the admin finishes, the code expires, the caller leaves or the server stops.
     async fn poll(
         &self,
         flow: &mut DeviceCodeFlow,
         tx: &Sender<pb::SignInEvent>,
     ) -> Result<TokenSet> {
-        let stop = self.svc.app.shutdown();
         loop {
             let remaining = flow.remaining();
             if remaining.is_zero() {
@@ -293,15 +366,12 @@ impl Attempt {
                 )
                 .into());
             }
-            tokio::select! {
-                () = stop.recv() => {
-                    return Err(ServerError::Unavailable("the server is shutting down".into()));
-                }
-                () = tx.closed() => {
-                    return Err(ServerError::FailedPrecondition("the caller went away".into()));
-                }
-                () = tokio::time::sleep(flow.interval().min(remaining)) => {}
-            }
+            let interval = flow.interval().min(remaining);
+            let sleep = async {
+                tokio::time::sleep(interval).await;
+                Ok(())
+            };
+            self.unless_ended(tx, sleep).await?;
             let (slow_down, interval) = match flow.poll_once().await {
                 Ok(PollOutcome::Done(tokens)) => return Ok(tokens),
                 Ok(PollOutcome::Pending { next_poll_in }) => (false, next_poll_in),
@@ -313,9 +383,7 @@ impl Attempt {
                 interval: Some(proto_duration(interval)),
             });
             if tx.send(Ok(event(tick))).await.is_err() {
-                return Err(ServerError::FailedPrecondition(
-                    "the caller went away".into(),
-                ));
+                return Err(caller_gone());
             }
         }
     }
@@ -437,6 +505,11 @@ fn rights_missing(
         }
     }
     Ok(out)
+}
+
+/// The sign-in's stream was closed by its caller.
+fn caller_gone() -> ServerError {
+    ServerError::FailedPrecondition("the caller went away".into())
 }
 
 fn event(e: pb::sign_in_event::Event) -> pb::SignInEvent {

@@ -31,6 +31,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 mod guard_layer;
+mod health;
 mod http_layer;
 pub mod integrity;
 pub mod invitations;

@@ -60,21 +60,8 @@ pub async fn serve(
         .layer(crate::guard_layer::GuardLayer::new(app.guards().clone()));
     let max = lim.max_message_bytes;
 
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<AuditServer<AuditService>>().await;
-    reporter.set_serving::<AdminServer<AdminService>>().await;
-    reporter
-        .set_serving::<InvitationsServer<InvitationsService>>()
-        .await;
-    reporter
-        .set_serving::<OnboardingServer<OnboardingService>>()
-        .await;
-    reporter
-        .set_serving::<VerificationServer<VerificationService>>()
-        .await;
-    reporter
-        .set_serving::<CredentialsServer<CredentialsService>>()
-        .await;
+    // NOT_SERVING once shutdown begins; its Watch streams end then (`crate::health`).
+    let health = crate::health::service(app.shutdown()).await;
 
     // Reflection in both versions: v1, and v1alpha for the tools that ask only for it (older
     // grpcurl, grpc_cli, Postman, Evans), from the same descriptors.
@@ -152,15 +139,28 @@ pub async fn serve(
         .routes()
         .into_axum_router()
         .merge(crate::wizard::router(app.clone(), onboarding));
-    let served = builder
+    let serving = builder
         .add_routes(Routes::from(routes))
         // TCP_NODELAY: a stream's small messages (each step as it happens) go out at once
         // instead of waiting for the peer's delayed ACK.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
-        )
-        .await;
+        );
+    // Graceful shutdown waits for every open call; a client that keeps one open (a stream of
+    // its own, a stalled upload) gets the grace, then its connection is dropped, so SIGTERM
+    // always ends in a clean close of the audit log.
+    let drain = app.shutdown();
+    let served = tokio::select! {
+        served = serving => served,
+        () = drain.expired() => {
+            tracing::warn!(
+                grace_s = drain.grace().as_secs(),
+                "calls still open after the shutdown grace; their connections are dropped"
+            );
+            Ok(())
+        }
+    };
     // Also when serving failed: onboarding runs and rotations start no new Entra change (calls
     // in flight finish and are audited; records stay `running` for the next start), scheduled
     // verification stops (a run in progress finishes first), all within the grace.

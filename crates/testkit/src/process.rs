@@ -378,16 +378,41 @@ impl ServerProc {
         Ok(())
     }
 
-    /// SIGTERM and wait for the graceful exit; fails if the exit is not clean.
-    pub fn terminate(mut self) -> Result<()> {
+    /// SIGTERM and wait for the graceful exit; fails if the exit is not clean or takes more
+    /// than a minute (a hang is a failure with the log's tail, not a stuck test).
+    pub fn terminate(self) -> Result<()> {
+        self.terminate_within(Duration::from_secs(60)).map(drop)
+    }
+
+    /// SIGTERM and wait at most `limit` for the graceful exit; fails if the exit is not clean
+    /// or does not come in time (then SIGKILL). Returns how long the exit took.
+    pub fn terminate_within(mut self, limit: Duration) -> Result<Duration> {
         catches_sigterm(self.child.id())?;
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()?;
         ensure!(status.success(), "kill -TERM failed");
-        let exit = self.child.wait()?;
-        ensure!(exit.success(), "onboard serve exited with {exit}");
-        Ok(())
+        let sent = std::time::Instant::now();
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait()? {
+                break exit;
+            }
+            if sent.elapsed() > limit {
+                self.child.kill()?;
+                self.child.wait()?;
+                bail!(
+                    "onboard serve still running {limit:?} after SIGTERM; its log:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        ensure!(
+            exit.success(),
+            "onboard serve exited with {exit}; its log:\n{}",
+            self.log_tail()
+        );
+        Ok(sent.elapsed())
     }
 
     /// `http://ADDR`, as `--addr` takes it.

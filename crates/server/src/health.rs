@@ -1,0 +1,119 @@
+//! `grpc.health.v1.Health`, aware of the shutdown.
+//!
+//! tonic-health answers `Check` and `Watch` from its reporter; on its own, a `Watch` stream
+//! never ends, and gRPC's client-side health checking keeps one open on every connection.
+//! Graceful shutdown waits for open calls, so one such client would hold the process past
+//! SIGTERM until it is killed, the audit log not closed cleanly. Here, when shutdown begins,
+//! every service (and the server, `""`) turns NOT_SERVING, so watchers and load balancers stop
+//! sending new calls, and each `Watch` stream ends right after telling its watcher.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use onboard_core::shutdown::Shutdown;
+use onboard_proto::v1::admin_server::AdminServer;
+use onboard_proto::v1::audit_server::AuditServer;
+use onboard_proto::v1::credentials_server::CredentialsServer;
+use onboard_proto::v1::invitations_server::InvitationsServer;
+use onboard_proto::v1::onboarding_server::OnboardingServer;
+use onboard_proto::v1::verification_server::VerificationServer;
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tonic::server::NamedService;
+use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_health::server::{HealthReporter, HealthService};
+
+/// The names of the services this server reports on, besides the server itself (`""`).
+const SERVICES: [&str; 6] = [
+    <AuditServer<crate::audit::AuditService> as NamedService>::NAME,
+    <AdminServer<crate::backup::AdminService> as NamedService>::NAME,
+    <InvitationsServer<crate::invitations::InvitationsService> as NamedService>::NAME,
+    <OnboardingServer<crate::onboarding::OnboardingService> as NamedService>::NAME,
+    <VerificationServer<crate::verification::VerificationService> as NamedService>::NAME,
+    <CredentialsServer<crate::credentials::CredentialsService> as NamedService>::NAME,
+];
+
+/// The health service: every service SERVING until `shutdown` begins, then NOT_SERVING.
+pub(crate) async fn service(shutdown: Shutdown) -> HealthServer<ShutdownAware> {
+    let reporter = HealthReporter::new();
+    set_all(&reporter, ServingStatus::Serving).await;
+    let inner = HealthService::from_health_reporter(reporter.clone());
+    let (down_tx, down) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.recv().await;
+        set_all(&reporter, ServingStatus::NotServing).await;
+        // Only now: a stream that ends on this has its NOT_SERVING ready to send first.
+        let _ = down_tx.send(true);
+    });
+    HealthServer::new(ShutdownAware { inner, down })
+}
+
+async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in SERVICES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// tonic-health's service, with `Watch` streams that end at shutdown.
+pub(crate) struct ShutdownAware {
+    /// Answers from the reporter's statuses.
+    inner: HealthService,
+    /// Turns `true` once shutdown has begun and every status is NOT_SERVING: ends the
+    /// `Watch` streams.
+    down: watch::Receiver<bool>,
+}
+
+#[tonic::async_trait]
+impl Health for ShutdownAware {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = WatchUntilShutdown;
+
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let inner = self.inner.watch(request).await?.into_inner();
+        let mut down = self.down.clone();
+        Ok(Response::new(WatchUntilShutdown {
+            inner,
+            // Also ends if the task that sets it is gone (the runtime is stopping).
+            stopped: Box::pin(async move {
+                let _ = down.wait_for(|d| *d).await;
+            }),
+        }))
+    }
+}
+
+/// A `Watch` stream that, once shutdown has begun, sends what is pending (NOT_SERVING) and
+/// ends.
+pub(crate) struct WatchUntilShutdown {
+    /// tonic-health's stream of status changes.
+    inner: tonic_health::server::WatchStream,
+    /// Completes once the shutdown's NOT_SERVING is set.
+    stopped: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl Stream for WatchUntilShutdown {
+    type Item = Result<HealthCheckResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // The status first: the NOT_SERVING that shutdown sets goes out before the end.
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        match self.stopped.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

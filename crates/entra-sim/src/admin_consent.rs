@@ -9,12 +9,12 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use serde_json::Value;
 
 use crate::model::{AppRoleAssignment, PermissionGrant, ServicePrincipal};
 use crate::seed::{APP_ADMIN, CLOUD_APP_ADMIN, GLOBAL_ADMIN, GRAPH_APP_ID, PRIV_ROLE_ADMIN};
-use crate::sim_page::{error_page, escape, hidden, redirect};
+use crate::sim_page::{account_choice, error_page, escape, hidden, redirect};
 use crate::state::{Inner, Shared, new_guid, now_rfc3339, random_key};
 
 type Params = HashMap<String, String>;
@@ -122,23 +122,27 @@ pub async fn page(
             format!("<li>{} ({how})</li>", escape(&value))
         })
         .collect();
-    let users: String = inner
-        .dir
-        .users
-        .iter()
-        .map(|u| format!("<option value=\"{0}\">{0}</option>", escape(&u.upn)))
-        .collect();
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Permissions requested</title></head><body>\
-<h2>Permissions requested</h2><p><b>{}</b> wants these permissions for your whole organization:</p><ul>{list}</ul>\
-<form method=\"post\">{}{}{}<label>Admin<select name=\"upn\">{users}</select></label>\
-<button name=\"action\" value=\"accept\">Accept</button> <button name=\"action\" value=\"cancel\">Cancel</button></form></body></html>",
-        escape(&name),
+    let users: Vec<&str> = inner.dir.users.iter().map(|u| u.upn.as_str()).collect();
+    let fields = [
         hidden("client_id", &client_id),
         hidden("redirect_uri", &redirect_uri),
-        hidden("state", p.get("state").map(String::as_str).unwrap_or_default()),
-    ))
-    .into_response()
+        hidden(
+            "state",
+            p.get("state").map(String::as_str).unwrap_or_default(),
+        ),
+    ]
+    .concat();
+    account_choice(
+        "Permissions requested",
+        &format!(
+            "<p><b>{}</b> wants these permissions for your whole organization:</p><ul>{list}</ul>",
+            escape(&name)
+        ),
+        &fields,
+        "Admin",
+        &users,
+        "",
+    )
 }
 
 /// `POST /{tenant}/adminconsent`: the admin's answer.

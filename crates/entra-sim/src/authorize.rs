@@ -24,7 +24,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::code_grant::{PkceMethod, well_formed};
 use crate::consent::RedirectKind;
-use crate::sim_page::{error_page, escape, hidden, redirect, redirect_with};
+use crate::sim_page::{account_choice, error_page, escape, hidden, redirect, redirect_with};
 use crate::state::{Inner, Shared, random_key, sha256_hex};
 use crate::sts::{Params, TenantRef, resolve_tenant};
 use crate::tokens::parse_scopes;
@@ -259,32 +259,24 @@ pub async fn page(
             .flat_map(|d| d.users.iter().map(|u| u.upn.as_str()))
             .collect(),
     };
-    let options: String = users
-        .iter()
-        .map(|upn| {
-            let selected = if upn.eq_ignore_ascii_case(hint) {
-                " selected"
-            } else {
-                ""
-            };
-            format!("<option value=\"{0}\"{selected}>{0}</option>", escape(upn))
-        })
-        .collect();
     let mut params: Vec<(&String, &String)> = p
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "upn" | "action"))
         .collect();
     params.sort();
     let fields: String = params.iter().map(|(k, v)| hidden(k, v)).collect();
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in to your account</title></head><body>\
-<h2>Sign in</h2><p><b>{}</b> wants to sign you in and access: <code>{}</code></p>\
-<form method=\"post\">{fields}<label>Account<select name=\"upn\">{options}</select></label>\
-<button name=\"action\" value=\"accept\">Accept</button> <button name=\"action\" value=\"cancel\">Cancel</button></form></body></html>",
-        escape(&c.app_name),
-        escape(&c.scopes.join(" ")),
-    ))
-    .into_response()
+    account_choice(
+        "Sign in to your account",
+        &format!(
+            "<p><b>{}</b> wants to sign you in and access: <code>{}</code></p>",
+            escape(&c.app_name),
+            escape(&c.scopes.join(" ")),
+        ),
+        &fields,
+        "Account",
+        &users,
+        hint,
+    )
 }
 
 /// `POST /{tenant}/oauth2/v2.0/authorize` (the page's form: the request's parameters, `upn`,

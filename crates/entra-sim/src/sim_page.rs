@@ -61,6 +61,36 @@ pub fn hidden(name: &str, value: &str) -> String {
     )
 }
 
+/// A page where a person picks an account (`upn`, `selected` preselected) and answers
+/// `action=accept|cancel`, posting `fields` (hidden inputs) back to the same URL. `intro` is
+/// HTML the caller has escaped.
+pub fn account_choice(
+    title: &str,
+    intro: &str,
+    fields: &str,
+    label: &str,
+    upns: &[&str],
+    selected: &str,
+) -> Response {
+    let options: String = upns
+        .iter()
+        .map(|upn| {
+            let on = if upn.eq_ignore_ascii_case(selected) {
+                " selected"
+            } else {
+                ""
+            };
+            format!("<option value=\"{0}\"{on}>{0}</option>", escape(upn))
+        })
+        .collect();
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body>\
+<h2>{title}</h2>{intro}<form method=\"post\">{fields}<label>{label}<select name=\"upn\">{options}</select></label>\
+<button name=\"action\" value=\"accept\">Accept</button> <button name=\"action\" value=\"cancel\">Cancel</button></form></body></html>"
+    ))
+    .into_response()
+}
+
 /// Status and machine-readable code of a failed sign-in completion.
 fn classify(e: &SimError) -> (StatusCode, &'static str) {
     match e {

@@ -15,8 +15,8 @@ use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 
-/// `onboard_core::shutdown::DEFAULT_GRACE`: how long open calls may take after SIGTERM.
-const GRACE: Duration = Duration::from_secs(10);
+/// How long open calls may take after SIGTERM (the server does not configure another).
+const GRACE: Duration = onboard_core::shutdown::DEFAULT_GRACE;
 
 const ONBOARDING: &str = "onboard.v1.Onboarding";
 

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeSet;
 
-use crate::SimError;
 use crate::model::{PermissionGrant, ServicePrincipal, User};
 use crate::seed::{
     APP_ADMIN, CLOUD_APP_ADMIN, GLOBAL_ADMIN, PRIV_ROLE_ADMIN, TOKEN_APP_SCOPES, USER_CONSENTABLE,
 };
 use crate::state::{DeviceStatus, Inner, Shared, new_guid, now_rfc3339};
 use crate::tokens::parse_scopes;
+use crate::{SimError, reply_url};
 
 /// Roles that may grant tenant-wide consent to delegated permissions.
 const CONSENT_ROLES: &[&str] = &[GLOBAL_ADMIN, PRIV_ROLE_ADMIN, APP_ADMIN, CLOUD_APP_ADMIN];
@@ -50,12 +50,14 @@ pub enum RedirectKind {
 }
 
 impl Shared {
-    /// Where `client_id` registered `uri` (compared exactly), or `None` if it did not (Entra
-    /// refuses it with AADSTS50011 and never redirects there). The provider's token app has the
-    /// public-client URIs of [`crate::Sim::set_token_app_redirect_uris`].
+    /// Where `client_id` registered `uri` (compared as Entra does: [`crate::reply_url`]), or
+    /// `None` if it did not (Entra refuses it with AADSTS50011 and never redirects there). The
+    /// provider's token app has the public-client URIs of
+    /// [`crate::Sim::set_token_app_redirect_uris`].
     pub fn redirect_kind(&self, inner: &Inner, client_id: &str, uri: &str) -> Option<RedirectKind> {
         if client_id.eq_ignore_ascii_case(&self.token_app_id) {
-            let known = inner.token_app_redirect_uris.iter().any(|u| u == uri);
+            let uris = &inner.token_app_redirect_uris;
+            let known = uris.iter().any(|u| reply_url::matches(u, uri));
             return known.then_some(RedirectKind::PublicClient);
         }
         let app = inner.dir.app_by_app_id(client_id)?;
@@ -69,7 +71,10 @@ impl Shared {
                 .props
                 .get(key)
                 .and_then(|v| v["redirectUris"].as_array())?;
-            uris.iter().any(|u| u == uri).then_some(kind)
+            uris.iter()
+                .filter_map(|u| u.as_str())
+                .any(|u| reply_url::matches(u, uri))
+                .then_some(kind)
         })
     }
 

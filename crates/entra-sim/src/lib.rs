@@ -54,6 +54,7 @@ mod graph;
 mod http;
 pub mod jwt;
 mod model;
+mod reply_url;
 mod seed;
 mod sim_page;
 mod state;

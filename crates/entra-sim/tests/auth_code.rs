@@ -495,3 +495,40 @@ async fn conditional_access_blocks_the_device_code_flow_but_not_the_code_flow() 
         .await
         .expect(200);
 }
+
+/// Microsoft's localhost exceptions (reply-url, RFC 8252 §7.3): a loopback reply address
+/// registered without a port accepts the port a native app listens on at the time; the host
+/// still counts; the redemption names the very address the request did.
+#[tokio::test]
+async fn a_loopback_reply_address_matches_on_any_port_and_nothing_else() {
+    let env = start(Faults::default()).await;
+    let registered = "http://localhost/wizard/signed-in";
+    env.sim.set_token_app_redirect_uris(vec![registered.into()]);
+    let tid = env.info.tenant_id.clone();
+    let at_port = "http://localhost:53123/wizard/signed-in";
+    let mut q = request(&env);
+    set(&mut q, "redirect_uri", at_port);
+    let code = code_at(&env, &authorize_url(&env, &tid, &q), at_port, "globaladmin").await;
+    let mut form = redemption(&env, &code);
+    set(&mut form, "redirect_uri", at_port);
+    let tok = redeem(&env, &tid, &form, false).await.expect(200);
+    assert!(tok["access_token"].is_string(), "{tok}");
+
+    let code = code_at(&env, &authorize_url(&env, &tid, &q), at_port, "globaladmin").await;
+    for other_port in [registered, "http://localhost:1/wizard/signed-in"] {
+        let mut form = redemption(&env, &code);
+        set(&mut form, "redirect_uri", other_port);
+        let answer = redeem(&env, &tid, &form, false).await;
+        answer.expect_sts_error(400, "invalid_grant", 50011);
+    }
+
+    for other in [
+        "http://127.0.0.1:53123/wizard/signed-in",
+        "https://localhost:53123/wizard/signed-in",
+        "http://localhost:53123/Wizard/signed-in",
+    ] {
+        set(&mut q, "redirect_uri", other);
+        let page = open(&env, &authorize_url(&env, &tid, &q)).await;
+        assert!(page.expect_text(400).contains("AADSTS50011"), "{other}");
+    }
+}

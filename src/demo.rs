@@ -62,6 +62,7 @@ pub(crate) fn server_config(
     std::fs::write(&ca, sim.ca_pem())?;
     let base = sim.base_url();
     LocalServer {
+        listen: "127.0.0.1:0",
         data_dir: &dir.join("data"),
         signing_key: &dir.join("audit.key"),
         origin: ORIGIN,

@@ -19,6 +19,8 @@ pub(crate) struct TokenRule<'a> {
 
 /// What differs between the configurations the demo and the selftest write.
 pub(crate) struct LocalServer<'a> {
+    /// `[server] listen`: a loopback address (port 0: any free one).
+    pub listen: &'a str,
     /// `[storage] data_dir`.
     pub data_dir: &'a Path,
     /// `[audit] signing_key`: the key file.
@@ -73,7 +75,7 @@ impl LocalServer<'_> {
         });
         let trust = self.trust_roots.iter().map(|r| p(r)).collect();
         let keys = [
-            ("server", "listen", s("127.0.0.1:0")),
+            ("server", "listen", s(self.listen)),
             ("storage", "data_dir", p(self.data_dir)),
             ("audit", "signing_key", p(self.signing_key)),
             ("audit", "origin", s(self.origin)),

@@ -43,7 +43,15 @@ pub struct ManifestArgs {
     /// address (`/wizard/signed-in` on the origin of `invitations.activation_base_url`).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Also list `http://127.0.0.1/wizard/signed-in`, where a browser sign-in to a server on
+    /// this machine comes back (`onboard selftest --live --sign-in browser`; Microsoft ignores
+    /// a loopback address's port, so one entry serves any port).
+    #[arg(long)]
+    pub loopback: bool,
 }
+
+/// Where a browser sign-in to a server on 127.0.0.1 comes back, as the token app lists it.
+pub const LOOPBACK_REDIRECT_URI: &str = "http://127.0.0.1/wizard/signed-in";
 
 /// `onboard token-app check`.
 #[derive(Debug, clap::Args)]
@@ -88,11 +96,15 @@ pub async fn run(cmd: TokenAppCommand) -> ExitCode {
 
 /// The manifest as JSON text, with the configured server's browser sign-in address if any.
 fn print_manifest(args: &ManifestArgs) -> anyhow::Result<String> {
-    let browser = match &args.config {
-        Some(path) => Some(browser_redirect_uri(&Config::load(path)?)?),
-        None => None,
-    };
-    let m = token_app::manifest(&args.name, browser.as_deref())?;
+    let mut browser = Vec::new();
+    if let Some(path) = &args.config {
+        browser.push(browser_redirect_uri(&Config::load(path)?)?);
+    }
+    if args.loopback {
+        browser.push(LOOPBACK_REDIRECT_URI.to_owned());
+    }
+    let browser: Vec<&str> = browser.iter().map(String::as_str).collect();
+    let m = token_app::manifest(&args.name, &browser)?;
     Ok(serde_json::to_string_pretty(&m)?)
 }
 
@@ -101,7 +113,7 @@ fn browser_redirect_uri(config: &Config) -> anyhow::Result<String> {
     let url = &config.invitations.activation_base_url;
     onboard_server::wizard::sign_in_redirect_uri(url).ok_or_else(|| {
         anyhow::anyhow!(
-            "invitations.activation_base_url {url:?} has no https origin: a browser sign-in cannot come back to it"
+            "invitations.activation_base_url {url:?} is neither https nor http on localhost or 127.0.0.1: a browser sign-in cannot come back to it"
         )
     })
 }

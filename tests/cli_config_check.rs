@@ -314,7 +314,8 @@ fn warnings_pass_unless_strict() -> Result<()> {
         )
         .sealing_key(None)
         .token("t0ken", "ci-bot", Role::Auditor)
-        .activation_base_url("http://127.0.0.1:8080/activate")
+        // The IPv6 loopback: Microsoft makes no localhost exception for it.
+        .activation_base_url("http://[::1]:8080/activate")
     })?;
     let (code, out) = check(&file, &[])?;
     ensure!(code == Some(0), "{out}");
@@ -323,7 +324,7 @@ fn warnings_pass_unless_strict() -> Result<()> {
         "WARN  audit.signing_key: ",
         "WARN  storage.sealing_key: unset: ",
         "WARN  auth.tokens: tls.client_ca is set (mTLS), so callers are identified by their client certificate only",
-        "WARN  invitations.activation_base_url: not https (nor http on localhost): Microsoft cannot send a browser sign-in back",
+        "WARN  invitations.activation_base_url: not https (nor http on localhost or 127.0.0.1): Microsoft cannot send a browser sign-in back",
     ] {
         ensure!(
             out.lines().any(|l| l.starts_with(want)),

@@ -60,6 +60,19 @@ async fn the_manifest_names_exactly_the_sign_in_scopes() -> Result<()> {
     Ok(())
 }
 
+/// `--loopback` adds the address a browser sign-in to a server on 127.0.0.1 comes back to,
+/// without a port (Microsoft ignores it there).
+#[tokio::test]
+async fn the_manifest_lists_the_loopback_address_once_without_a_port() -> Result<()> {
+    let m = manifest_with(&["--loopback"]).await?;
+    let uris = json!([
+        "https://login.microsoftonline.com/common/oauth2/nativeclient",
+        "http://127.0.0.1/wizard/signed-in"
+    ]);
+    assert_eq!(m["publicClient"]["redirectUris"], uris);
+    Ok(())
+}
+
 /// The server's browser sign-in address (its wizard's `/wizard/signed-in`) with `--config`.
 async fn manifest_for_server(wire: &Wire, name: &str) -> Result<Value> {
     let files = ServerFiles::with(&wire.sim, Ok)?;

@@ -1,5 +1,5 @@
 //! The smoke path over gRPC, as the platform and the customer admin would drive it: invite →
-//! sign-in (the device code printed for a human) → plan → provision → verify → rotate →
+//! sign-in (the device code, or the browser sign-in's URL, printed for a human) → plan → provision → verify → rotate →
 //! cancel, then the audit entries with Microsoft's request ids.
 
 use std::io::Write;
@@ -54,6 +54,8 @@ pub struct Flow {
     pub upn: String,
     /// The app registration's name.
     pub app_name: String,
+    /// Device code or browser.
+    pub sign_in: super::SignInWith,
     /// Filled as the steps run.
     pub state: State,
 }
@@ -100,7 +102,11 @@ impl Flow {
             .sign_in(pb::SignInRequest {
                 invitation_token: self.state.token.clone(),
                 admin_upn: self.upn.clone(),
-                method: pb::SignInMethod::DeviceCode.into(),
+                method: match self.sign_in {
+                    super::SignInWith::DeviceCode => pb::SignInMethod::DeviceCode,
+                    super::SignInWith::Browser => pb::SignInMethod::Browser,
+                }
+                .into(),
             })
             .await?
             .into_inner();
@@ -114,8 +120,14 @@ impl Flow {
                     std::io::stdout().flush()?;
                 }
                 Some(SE::Pending(_)) => {}
-                // Only with SIGN_IN_METHOD_BROWSER, which this flow does not ask for.
-                Some(SE::BrowserSignIn(_)) => bail!("the server answered with a browser sign-in"),
+                Some(SE::BrowserSignIn(b)) => {
+                    println!(
+                        "      Open this in a browser on this machine and sign in as {}:",
+                        self.upn
+                    );
+                    println!("      authorization url: {}", b.authorization_url);
+                    std::io::stdout().flush()?;
+                }
                 Some(SE::SignedIn(s)) => {
                     self.state.onboarding_id = s.onboarding_id.clone();
                     self.state.tenant_id = s.tenant_id.clone();

@@ -1,10 +1,11 @@
 //! `onboard selftest --live`: the whole product path against a real tenant, once, by hand.
 //! It writes a configuration for Microsoft's public endpoints (or the URLs given), starts a
-//! real `onboard serve` as a child process, and drives invite → sign-in (the device code is
-//! printed for the admin) → plan → provision → verify → rotate → cancel over gRPC, then prints
-//! every audit entry the server wrote with Microsoft's request ids (Graph `request-id`,
-//! `client-request-id`), so a failure can be taken to Microsoft support. Never run by CI; the
-//! emulator runs the same path in `tests/selftest.rs`. docs/live-test.md is the guide.
+//! real `onboard serve` as a child process, and drives invite → sign-in (the device code, or
+//! with `--sign-in browser` the URL to open, is printed for the admin) → plan → provision →
+//! verify → rotate → cancel over gRPC, then prints every audit entry the server wrote with
+//! Microsoft's request ids (Graph `request-id`, `client-request-id`), so a failure can be
+//! taken to Microsoft support. Never run by CI; the emulator runs the same path in
+//! `tests/selftest.rs`. docs/live-test.md is the guide.
 //!
 //! Exit codes: 0 every step passed, 1 a step failed (the rest are skipped, but the cleanup
 //! still runs when the onboarding exists), 2 the selftest could not start.
@@ -78,6 +79,27 @@ pub struct SelftestArgs {
     /// directory, kept and printed).
     #[arg(long, env = "ONBOARD_LIVE_DIR")]
     pub dir: Option<PathBuf>,
+    /// How the admin signs in: `device-code`, or `browser` (the authorization code flow, for a
+    /// tenant whose Conditional Access blocks device codes): the printed URL is opened in a
+    /// browser on this machine, and Microsoft sends it back to this run's server on
+    /// 127.0.0.1, so the token app must list `http://127.0.0.1/wizard/signed-in` as a "Mobile
+    /// and desktop applications" redirect URI (Microsoft ignores a loopback address's port).
+    #[arg(
+        long,
+        env = "ONBOARD_LIVE_SIGN_IN",
+        value_enum,
+        default_value_t = SignInWith::DeviceCode
+    )]
+    pub sign_in: SignInWith,
+}
+
+/// The selftest's ways to sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignInWith {
+    /// The device code flow: a code typed at Microsoft's page, from any device.
+    DeviceCode,
+    /// The authorization code flow with PKCE, in a browser on this machine.
+    Browser,
 }
 
 /// Runs the selftest.
@@ -151,6 +173,13 @@ async fn run_live(args: &SelftestArgs) -> anyhow::Result<bool> {
         server.addr,
         server.log.display()
     );
+    if args.sign_in == SignInWith::Browser {
+        let back = format!("http://{}/wizard/signed-in", server.addr);
+        println!(
+            "  browser sign-in: Microsoft sends the browser back to {back}; the token app must list {} (Mobile and desktop applications), or Microsoft stops at AADSTS50011",
+            provision::token_app::registered_redirect_uri(&back)
+        );
+    }
     let channel = Endpoint::try_from(format!("http://{}", server.addr))?
         .connect_timeout(Duration::from_secs(10))
         .connect()
@@ -164,6 +193,7 @@ async fn run_live(args: &SelftestArgs) -> anyhow::Result<bool> {
         profile: args.profile.clone(),
         upn: args.upn.clone(),
         app_name: args.app_name.clone(),
+        sign_in: args.sign_in,
         state: flow::State::default(),
     };
     let passed = steps(&mut flow).await;

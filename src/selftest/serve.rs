@@ -1,7 +1,7 @@
 //! The selftest's own `onboard serve`: a configuration in the run directory (loopback,
-//! plaintext, one operator and one auditor bearer token made for this run, Entra at the URLs
-//! given), a fresh audit signing key, and the server as a child process of this binary, stopped
-//! with SIGTERM at the end.
+//! plaintext, on a free port fixed beforehand for a browser sign-in; one operator and one
+//! auditor bearer token made for this run; Entra at the URLs given), a fresh audit signing
+//! key, and the server as a child process of this binary, stopped with SIGTERM at the end.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use audit_log::NoteSigner;
 use onboard_server::Role;
 
-use super::SelftestArgs;
+use super::{SelftestArgs, SignInWith};
 use crate::audit_cli;
 use crate::local_server::{LocalServer, TokenRule};
 
@@ -45,7 +45,26 @@ pub fn write_config(dir: &Path, args: &SelftestArgs) -> anyhow::Result<(PathBuf,
         operator: random_token()?,
         auditor: random_token()?,
     };
+    // A browser sign-in comes back to the wizard on this server, so it needs a port known
+    // before it starts and an http loopback origin (Microsoft's localhost exceptions).
+    let (listen, activation_base_url) = match args.sign_in {
+        SignInWith::DeviceCode => (
+            "127.0.0.1:0".to_owned(),
+            "https://wizard.selftest.invalid/activate".to_owned(),
+        ),
+        SignInWith::Browser => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .context("finding a free loopback port")?
+                .port();
+            (
+                format!("127.0.0.1:{port}"),
+                format!("http://127.0.0.1:{port}/activate"),
+            )
+        }
+    };
     let config = LocalServer {
+        listen: &listen,
         data_dir: &dir.join("data"),
         signing_key: &key,
         origin: ORIGIN,
@@ -55,7 +74,7 @@ pub fn write_config(dir: &Path, args: &SelftestArgs) -> anyhow::Result<(PathBuf,
         token_app_client_id: &args.token_app_client_id,
         provider_name: &args.provider_name,
         server_name: &args.server_name,
-        activation_base_url: "https://wizard.selftest.invalid/activate",
+        activation_base_url: &activation_base_url,
         tokens: &[
             TokenRule {
                 token: &tokens.operator,

@@ -111,13 +111,14 @@ pub const DEFAULT_NAME: &str = "Onboard token app";
 
 /// The Microsoft Graph `application` body that creates the token app: `displayName`,
 /// `signInAudience` [`AUDIENCE`], "allow public client flows" (`isFallbackPublicClient`), the
-/// native-client redirect URI and, given the server's `browser_redirect_uri` (its wizard's
-/// `/wizard/signed-in`, where a browser sign-in comes back), that one too, and
+/// native-client redirect URI and the `browser_redirect_uris` given (a server's wizard's
+/// `/wizard/signed-in`, where a browser sign-in comes back; each as
+/// [`registered_redirect_uri`] writes it, once), and
 /// `requiredResourceAccess` with exactly [`SIGN_IN_SCOPES`] as delegated Microsoft Graph
 /// permissions. Accepted by `POST /applications`.
 pub fn manifest(
     display_name: &str,
-    browser_redirect_uri: Option<&str>,
+    browser_redirect_uris: &[&str],
 ) -> Result<Value, ProvisionError> {
     let mut access = Vec::with_capacity(SIGN_IN_SCOPES.len());
     for name in SIGN_IN_SCOPES {
@@ -128,15 +129,20 @@ pub fn manifest(
         })?;
         access.push(json!({ "id": id, "type": "Scope" }));
     }
+    let mut redirect_uris = vec![NATIVE_CLIENT_REDIRECT_URI.to_owned()];
+    for uri in browser_redirect_uris
+        .iter()
+        .map(|u| registered_redirect_uri(u))
+    {
+        if !redirect_uris.contains(&uri) {
+            redirect_uris.push(uri);
+        }
+    }
     Ok(json!({
         "displayName": display_name,
         "signInAudience": AUDIENCE,
         "isFallbackPublicClient": true,
-        "publicClient": {
-            "redirectUris": std::iter::once(NATIVE_CLIENT_REDIRECT_URI)
-                .chain(browser_redirect_uri)
-                .collect::<Vec<_>>(),
-        },
+        "publicClient": { "redirectUris": redirect_uris },
         "requiredResourceAccess": [{
             "resourceAppId": MICROSOFT_GRAPH_APP_ID,
             "resourceAccess": access,
@@ -428,14 +434,43 @@ pub fn is_guid(s: &str) -> bool {
 #[cfg(test)]
 mod tests;
 
+/// How the token app lists the browser sign-in address `uri`: as it is, except that on a
+/// loopback host (`localhost`, `127.0.0.1`) the port is left out. Microsoft ignores a loopback
+/// reply address's port when it compares (its "localhost exceptions", after RFC 8252 §7.3), so
+/// one entry serves a server on any port, such as `onboard selftest --live --sign-in browser`.
+pub fn registered_redirect_uri(uri: &str) -> String {
+    loopback_without_port(uri).unwrap_or_else(|| uri.to_owned())
+}
+
+/// `uri` without its port when it is an http(s) address on `localhost` or `127.0.0.1`.
+fn loopback_without_port(uri: &str) -> Option<String> {
+    let mut url = url::Url::parse(uri).ok()?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1"));
+    if !loopback || !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    url.set_port(None).ok()?;
+    Some(url.into())
+}
+
+/// Whether Microsoft takes the registered reply address `listed` for `wanted`: the same
+/// letters, or the same loopback address but for the port.
+fn same_reply_address(listed: &str, wanted: &str) -> bool {
+    listed == wanted
+        || loopback_without_port(listed).is_some_and(|l| Some(l) == loopback_without_port(wanted))
+}
+
 /// Whether the token app lists the server's browser sign-in address as a "Mobile and
 /// desktop applications" redirect URI: without it Microsoft stops a browser sign-in (the way
-/// in for tenants that block device codes) with AADSTS50011. Exact match, as Entra compares
-/// redirect URIs. A warning: device-code sign-ins work without it.
+/// in for tenants that block device codes) with AADSTS50011. Compared as Entra compares
+/// redirect URIs: exactly, but for a loopback address's port. A warning: device-code sign-ins
+/// work without it.
 fn browser_redirect_rule(app: &AppFacts, uri: &str) -> RuleResult {
-    if app.public_client_redirect_uris.iter().any(|u| u == uri) {
-        return RuleResult::ok("browser_redirect_uri", uri);
+    let listed = &app.public_client_redirect_uris;
+    if let Some(found) = listed.iter().find(|u| same_reply_address(u, uri)) {
+        return RuleResult::ok("browser_redirect_uri", found);
     }
+    let uri = &registered_redirect_uri(uri);
     RuleResult::bad(
         "browser_redirect_uri",
         Verdict::Warn,

@@ -5,7 +5,7 @@ const BROWSER: &str = "https://wizard.example.net/wizard/signed-in";
 
 /// The facts of an app made exactly from the manifest.
 fn from_manifest() -> AppFacts {
-    let m = manifest("Fabrikam token app", Some(BROWSER)).expect("manifest");
+    let m = manifest("Fabrikam token app", &[BROWSER]).expect("manifest");
     let app: Application = serde_json::from_value(json!({
         "id": "obj",
         "appId": "11111111-2222-4333-8444-555555555555",
@@ -21,7 +21,7 @@ fn from_manifest() -> AppFacts {
 
 #[test]
 fn every_sign_in_scope_has_a_published_id_and_the_manifest_names_exactly_them() {
-    let m = manifest("x", None).expect("manifest");
+    let m = manifest("x", &[]).expect("manifest");
     let access = m["requiredResourceAccess"][0]["resourceAccess"]
         .as_array()
         .expect("array");
@@ -174,4 +174,63 @@ fn client_id_rules() {
     assert!(client_id_problem("00000000-0000-0000-0000-000000000000").is_some());
     assert!(client_id_problem("1f2e3d4c-0000-4000-8000-00000000abcd").is_none());
     assert!(!is_guid("1f2e3d4c00004000800000000000abcd"));
+}
+
+#[test]
+fn a_loopback_browser_address_is_listed_without_its_port_and_found_on_any() {
+    let at_port = "http://localhost:53123/wizard/signed-in";
+    let listed = "http://localhost/wizard/signed-in";
+    let m = manifest("x", &[at_port, listed, BROWSER]).expect("manifest");
+    assert_eq!(
+        m["publicClient"]["redirectUris"],
+        json!([NATIVE_CLIENT_REDIRECT_URI, listed, BROWSER])
+    );
+    let table = [
+        (at_port, listed),
+        (
+            "http://127.0.0.1:8080/wizard/signed-in",
+            "http://127.0.0.1/wizard/signed-in",
+        ),
+        (
+            "https://localhost:8443/wizard/signed-in",
+            "https://localhost/wizard/signed-in",
+        ),
+        (BROWSER, BROWSER),
+        (
+            "https://wizard.example.net:8443/wizard/signed-in",
+            "https://wizard.example.net:8443/wizard/signed-in",
+        ),
+        (
+            "http://[::1]:8080/wizard/signed-in",
+            "http://[::1]:8080/wizard/signed-in",
+        ),
+    ];
+    for (uri, want) in table {
+        assert_eq!(registered_redirect_uri(uri), want, "{uri}");
+    }
+
+    let mut app = from_manifest();
+    app.public_client_redirect_uris = vec![listed.into()];
+    for (uri, verdict) in [
+        (at_port, Verdict::Ok),
+        ("http://localhost:1/wizard/signed-in", Verdict::Ok),
+        (listed, Verdict::Ok),
+        // The host, scheme and path still count.
+        ("http://127.0.0.1:53123/wizard/signed-in", Verdict::Warn),
+        ("https://localhost:53123/wizard/signed-in", Verdict::Warn),
+        ("http://localhost:53123/wizard/Signed-In", Verdict::Warn),
+    ] {
+        let r = compare(&app, Some(uri));
+        let rule = r.iter().find(|x| x.rule == "browser_redirect_uri");
+        assert_eq!(rule.map(|x| x.verdict), Some(verdict), "{uri}: {r:#?}");
+    }
+    // The fix names the address as the manifest lists it.
+    app.public_client_redirect_uris.clear();
+    let r = compare(&app, Some(at_port));
+    let rule = r
+        .iter()
+        .find(|x| x.rule == "browser_redirect_uri")
+        .expect("rule");
+    let fix = rule.fix.as_deref().expect("fix");
+    assert!(fix.contains(listed) && !fix.contains(at_port), "{fix}");
 }

@@ -15,21 +15,23 @@ use axum::response::{IntoResponse, Response};
 use super::Wizard;
 
 /// The reply address of Microsoft's admin-consent page: this page on the wizard's origin.
-/// `None` when the activation URL has no `https` origin (Microsoft accepts `http` only for
-/// `localhost`).
+/// `None` when the activation URL has no `https` origin (Microsoft accepts `http` only on a
+/// loopback host, `localhost` or `127.0.0.1`).
 pub fn redirect_uri(activation_base_url: &str) -> Option<String> {
     on_wizard_origin(activation_base_url, "/wizard/consented")
 }
 
 /// `path` on the wizard's origin (that of `activation_base_url`), as an address Microsoft
-/// sends a browser back to: `None` unless `https`, or `http` on `localhost`.
+/// sends a browser back to: `None` unless `https`, or `http` on a loopback host (`localhost`
+/// or `127.0.0.1`: Microsoft's localhost exceptions; not `[::1]`, which it does not support).
 pub(super) fn on_wizard_origin(activation_base_url: &str, path: &str) -> Option<String> {
     let (scheme, rest) = activation_base_url.split_once("://")?;
     let host = rest
         .split(['/', '?', '#'])
         .next()
         .filter(|h| !h.is_empty())?;
-    let local = host == "localhost" || host.starts_with("localhost:");
+    let name = host.rsplit_once(':').map_or(host, |(name, _port)| name);
+    let local = name == "localhost" || name == "127.0.0.1";
     (scheme == "https" || (scheme == "http" && local)).then(|| format!("{scheme}://{host}{path}"))
 }
 
@@ -119,7 +121,13 @@ mod tests {
             redirect_uri("http://localhost:8080/a?b#c").as_deref(),
             Some("http://localhost:8080/wizard/consented")
         );
+        assert_eq!(
+            redirect_uri("http://127.0.0.1:8080/activate").as_deref(),
+            Some("http://127.0.0.1:8080/wizard/consented")
+        );
         assert_eq!(redirect_uri("http://wizard.example.net/activate"), None);
+        assert_eq!(redirect_uri("http://localhost.example.net/activate"), None);
+        assert_eq!(redirect_uri("http://[::1]:8080/activate"), None);
         assert_eq!(redirect_uri("wizard.example.net"), None);
         assert_eq!(redirect_uri("https:///x"), None);
     }

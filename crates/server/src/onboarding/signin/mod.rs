@@ -119,15 +119,16 @@ pub(super) async fn start(
             format!("{} is not a SignInMethod (0, 1 or 2)", r.method),
         )
     })?;
-    // Where Microsoft sends the browser back: the wizard's origin, which must be https.
+    // Where Microsoft sends the browser back: the wizard's origin, which must be https (or
+    // http on a loopback host, Microsoft's localhost exceptions).
     let redirect_uri = match method {
         pb::SignInMethod::Browser => Some(
             crate::wizard::sign_in_redirect_uri(&svc.app.config().invitations.activation_base_url)
                 .ok_or_else(|| {
                     ServerError::FailedPrecondition(
-                        "a browser sign-in needs an https invitations.activation_base_url (the \
-                         wizard's origin, where Microsoft sends the admin back); use the device \
-                         code"
+                        "a browser sign-in needs an https invitations.activation_base_url, or http \
+                         on localhost or 127.0.0.1 (the wizard's origin, where Microsoft sends the \
+                         admin back); use the device code"
                             .into(),
                     )
                 })?,

@@ -1,6 +1,7 @@
 //! SIGTERM ends `onboard serve` cleanly even while clients hold calls open: a health `Watch`
 //! (gRPC client-side health checking keeps one on every connection) is told NOT_SERVING and
-//! ends, and a call that stays open past the shutdown grace has its connection dropped.
+//! ends, and a call that stays open past the shutdown grace (`limits.shutdown_grace_secs`) has
+//! its connection dropped.
 
 use std::time::Duration;
 
@@ -15,8 +16,11 @@ use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 
-/// How long open calls may take after SIGTERM (the server does not configure another).
+/// How long open calls may take after SIGTERM when the configuration does not say.
 const GRACE: Duration = onboard_core::shutdown::DEFAULT_GRACE;
+
+/// A configured grace, shorter than the default.
+const CONFIGURED_GRACE: Duration = Duration::from_secs(3);
 
 const ONBOARDING: &str = "onboard.v1.Onboarding";
 
@@ -66,7 +70,8 @@ async fn health_watchers_hear_not_serving_and_their_streams_end() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_held_open_past_the_grace_does_not_keep_the_server_up() -> Result<()> {
     let sim = testkit::sim::start(calm()).await?;
-    let files = ServerFiles::with(&sim, Ok)?;
+    let grace = CONFIGURED_GRACE.as_secs();
+    let files = ServerFiles::with(&sim, |b| Ok(b.limit("shutdown_grace_secs", grace)))?;
     let server = onboard_binary!().serve(&files).await?;
     let log = server.log.clone();
     let mut reflection = ServerReflectionClient::new(server.channel().await?);
@@ -87,9 +92,11 @@ async fn a_call_held_open_past_the_grace_does_not_keep_the_server_up() -> Result
     );
     let took = tokio::task::spawn_blocking(move || server.terminate_within(GRACE * 3)).await??;
     ensure!(
-        took >= GRACE,
+        took >= CONFIGURED_GRACE,
         "the open call got less than its grace: {took:?}"
     );
+    // The configured grace, not the default, bounded the wait.
+    ensure!(took < GRACE, "the stop took {took:?}");
     let text = std::fs::read_to_string(&log)?;
     ensure!(
         text.contains("calls still open after the shutdown grace"),

@@ -124,7 +124,8 @@ impl App {
         }
         integrity::record_anchor(&meta, &record_mac, &audit)?;
         let profiles = load_profiles(&config)?;
-        let shutdown = ShutdownController::default();
+        let shutdown =
+            ShutdownController::new(Duration::from_secs(config.limits.shutdown_grace_secs));
         let inv = &config.invitations;
         let invitations = Invitations::open(
             &db,

@@ -102,6 +102,11 @@ pub struct LimitsSection {
     /// The longest a backup may pause audit appends while it exports the state store
     /// (`onboard backup`); past it the backup fails and appends go on.
     pub backup_pause_max_ms: u64,
+    /// Seconds a graceful stop (SIGTERM, Ctrl-C) gives calls and background work in flight to
+    /// finish and write their audit outcomes; then open connections are dropped and the audit
+    /// log is closed. Keep it well under the orchestrator's kill timeout (Kubernetes'
+    /// `terminationGracePeriodSeconds`, 60 in deploy/k8s).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for LimitsSection {
@@ -129,6 +134,7 @@ impl Default for LimitsSection {
             consent_poll_secs: 30,
             browser_sign_in_secs: 15 * 60,
             backup_pause_max_ms: 10_000,
+            shutdown_grace_secs: onboard_core::shutdown::DEFAULT_GRACE.as_secs(),
         }
     }
 }
@@ -154,7 +160,7 @@ impl LimitsSection {
     }
 
     /// Every limit with its key, in the section's order.
-    fn entries(&self) -> [(&'static str, u64); 22] {
+    fn entries(&self) -> [(&'static str, u64); 23] {
         [
             (
                 "max_streams_per_connection",
@@ -190,6 +196,7 @@ impl LimitsSection {
             ("consent_poll_secs", self.consent_poll_secs),
             ("browser_sign_in_secs", self.browser_sign_in_secs),
             ("backup_pause_max_ms", self.backup_pause_max_ms),
+            ("shutdown_grace_secs", self.shutdown_grace_secs),
         ]
     }
 }

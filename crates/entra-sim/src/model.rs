@@ -107,6 +107,9 @@ pub struct Application {
     pub props: Map<String, Value>,
     /// Client secrets.
     pub passwords: Vec<Password>,
+    /// Federated identity credentials, as Graph shows them (`graph/federated.rs`).
+    #[serde(default)]
+    pub federated: Vec<Value>,
     /// Users or service principals that own it (owners may manage it without an admin role).
     pub owners: Vec<String>,
     /// Emulator clock (ms) from which dependent calls can see it (replication lag).

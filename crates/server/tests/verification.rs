@@ -431,12 +431,14 @@ async fn an_attached_registration_is_verified_like_a_provisioned_one() -> Result
     env.server.stop().await
 }
 
-/// A secret and a certificate added to the app, and a secret added to its service principal,
-/// outside Onboard (anyone holding one signs in as the app): Verify FAILs `app_credentials`
-/// naming each; scheduled runs record each as drift
-/// (kind `credential`), once; removed, both resolve. Onboard's own secret is never one of them.
+/// A secret, a certificate and a federated identity credential added to the app, and a secret
+/// added to its service principal, outside Onboard (anyone holding one, or any token the
+/// outside issuer gives, signs in as the app): Verify FAILs `app_credentials` naming each;
+/// scheduled runs record each as drift (kind `credential`), once; removed, all resolve.
+/// Onboard's own secret is never one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> {
+async fn a_secret_certificate_or_federated_credential_added_outside_onboard_is_drift() -> Result<()>
+{
     let env = SimServer::start_with(|b| Ok(b.verification_interval(1))).await?;
     let (id, client_id) = onboard(&env).await?;
     let by_client = || pb::VerifyRequest {
@@ -449,11 +451,13 @@ async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> 
 
     let engine = env.server.app.engine();
     let token: SecretString = engine.admin_session(&id)?.context("admin session")?;
-    let portal = env.entra_client()?.graph(token);
+    let portal = env.entra_client()?.graph(token.clone());
     let (secret_key, _) = testkit::portal::add_secret(&portal, &client_id).await?;
     let cert_key = testkit::portal::set_certificate(&portal, &client_id, "CN=elsewhere").await?;
     let sp_id = engine.get(&id)?.and_then(|o| o.sp_id).context("sp id")?;
     let (sp_key, sp_secret) = testkit::portal::add_principal_secret(&portal, &sp_id).await?;
+    let fic_id =
+        testkit::portal::add_federated_credential(&env.sim, &token, &client_id, "from-ci").await?;
     // It really signs in as the app: the STS takes the principal's secrets too.
     let client = env.entra_client()?;
     let tenant = &env.info.tenant_id;
@@ -467,6 +471,9 @@ async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> 
             && ch.detail.contains("CN=elsewhere")
             && ch.detail.contains(&format!(
                 "service principal secret \"on the principal\" (key {sp_key})"
+            ))
+            && ch.detail.contains(&format!(
+                "federated identity credential \"from-ci (issuer https://token.actions.githubusercontent.com, subject repo:elsewhere/deploy:ref:refs/heads/main)\" (key {fic_id})"
             )),
         "{}",
         table(&r)
@@ -474,10 +481,12 @@ async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> 
     let secret_item = format!("credential/{secret_key}/foreign");
     let cert_item = format!("credential/{cert_key}/foreign");
     let sp_item = format!("credential/{sp_key}/foreign");
-    let entries = wait_for(&env, "the three credentials as drift", |es| {
+    let fic_item = format!("credential/{fic_id}/foreign");
+    let entries = wait_for(&env, "the four credentials as drift", |es| {
         has(es, "drift.detected", "succeeded", &secret_item)
             && has(es, "drift.detected", "succeeded", &cert_item)
             && has(es, "drift.detected", "succeeded", &sp_item)
+            && has(es, "drift.detected", "succeeded", &fic_item)
     })
     .await?;
     let e = entries
@@ -490,8 +499,8 @@ async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> 
     );
     let items = drift(&mut c, &client_id).await?;
     ensure!(
-        items.len() == 3,
-        "only the three foreign credentials: {items:#?}"
+        items.len() == 4,
+        "only the four foreign credentials: {items:#?}"
     );
     // Nothing is removed automatically, and nothing is repaired.
     ensure!(!entries.iter().any(|e| e["action"] == "drift.repair"));
@@ -499,10 +508,12 @@ async fn a_secret_or_certificate_added_outside_onboard_is_drift() -> Result<()> 
     testkit::portal::remove_secret(&portal, &client_id, &secret_key).await?;
     testkit::portal::set_certificate(&portal, &client_id, "").await?;
     testkit::portal::remove_principal_secret(&portal, &sp_id, &sp_key).await?;
-    wait_for(&env, "all three resolved", |es| {
+    testkit::portal::remove_federated_credential(&env.sim, &token, &client_id, &fic_id).await?;
+    wait_for(&env, "all four resolved", |es| {
         has(es, "drift.resolved", "succeeded", &secret_item)
             && has(es, "drift.resolved", "succeeded", &cert_item)
             && has(es, "drift.resolved", "succeeded", &sp_item)
+            && has(es, "drift.resolved", "succeeded", &fic_item)
     })
     .await?;
     ensure!(drift(&mut c, &client_id).await?.is_empty());

@@ -238,3 +238,67 @@ pub async fn tamper(g: &GraphClient, sp_id: &str) -> Result<()> {
     remove_role(g, sp_id, TEAMS_ADMINISTRATOR).await?;
     revoke_permission(g, sp_id, "User.Read.All").await
 }
+
+/// A federated identity credential `name` added to application `client_id` (the portal's
+/// "Certificates & secrets" > "Federated credentials": a token GitHub Actions gives one
+/// repository's workflows signs in as the app, with no secret); its id. Raw Graph over the
+/// emulator's HTTPS with the admin's `token`: Onboard's client makes no such credential.
+pub async fn add_federated_credential(
+    sim: &entra_sim::Sim,
+    token: &SecretString,
+    client_id: &str,
+    name: &str,
+) -> Result<String> {
+    let body = serde_json::json!({
+        "name": name,
+        "issuer": "https://token.actions.githubusercontent.com",
+        "subject": "repo:elsewhere/deploy:ref:refs/heads/main",
+        "audiences": ["api://AzureADTokenExchange"],
+    });
+    let answer = federated(sim, token, client_id, reqwest::Method::POST, "", Some(body)).await?;
+    let made: serde_json::Value = serde_json::from_str(&answer)?;
+    Ok(made["id"].as_str().context("no id")?.to_owned())
+}
+
+/// Removes federated identity credential `id` from application `client_id`.
+pub async fn remove_federated_credential(
+    sim: &entra_sim::Sim,
+    token: &SecretString,
+    client_id: &str,
+    id: &str,
+) -> Result<()> {
+    let item = format!("/{id}");
+    federated(sim, token, client_id, reqwest::Method::DELETE, &item, None).await?;
+    Ok(())
+}
+
+/// `METHOD /applications(appId='client_id')/federatedIdentityCredentials{item}`: the body of a
+/// 2xx answer.
+async fn federated(
+    sim: &entra_sim::Sim,
+    token: &SecretString,
+    client_id: &str,
+    method: reqwest::Method,
+    item: &str,
+    body: Option<serde_json::Value>,
+) -> Result<String> {
+    use secrecy::ExposeSecret;
+    let http = reqwest::Client::builder()
+        .tls_certs_only([crate::wire::Wire::ca(sim)])
+        .build()?;
+    let url = format!(
+        "{}/v1.0/applications(appId='{client_id}')/federatedIdentityCredentials{item}",
+        sim.base_url()
+    );
+    let mut rb = http
+        .request(method, &url)
+        .bearer_auth(token.expose_secret());
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let answer = rb.send().await?;
+    let status = answer.status();
+    let text = answer.text().await?;
+    anyhow::ensure!(status.is_success(), "{url}: {status} {text}");
+    Ok(text)
+}

@@ -1,11 +1,14 @@
 //! The `app_credentials` check: the application holds no client secret Onboard does not hold,
-//! and no certificate (Onboard makes none); its service principal holds no credential at all. A credential added outside Onboard lets whoever
-//! holds it sign in as the app, with every permission and directory role it has: the check
-//! FAILs and names each one (a [`Finding::ForeignCredential`] for drift detection); nothing is
-//! removed automatically.
+//! no certificate and no federated identity credential (Onboard makes neither); its service
+//! principal holds no credential at all. A credential added outside Onboard lets whoever holds
+//! it (or, federated, whoever the outside issuer gives a token) sign in as the app, with every
+//! permission and directory role it has: the check FAILs and names each one (a
+//! [`Finding::ForeignCredential`] for drift detection); nothing is removed automatically.
 
 use entra_client::OpContext;
-use entra_client::graph::types::{Application, PasswordCredentialInfo, PrincipalCredentials};
+use entra_client::graph::types::{
+    Application, FederatedIdentityCredential, PasswordCredentialInfo, PrincipalCredentials,
+};
 use secrecy::SecretString;
 
 use crate::checks::{READ_APPS_WITH, Verifier, describe};
@@ -46,16 +49,30 @@ impl Verifier {
             Err(e) => return cannot(why_unread(&e)),
         };
         let mut foreign = foreign_credentials(&app, managed);
-        // The service principal's own: Onboard makes none there. A token that may read the
-        // app but not the principal (an app that owns itself) still reports the app's.
-        let mut unread = None;
+        // What else signs in as the app: Onboard makes none of it. A token that may read the
+        // app but not the rest (an app that owns itself may not read its principal) still
+        // reports what it read, and says what it could not.
+        let mut unread = Vec::new();
+        match graph
+            .list_federated_identity_credentials(&app.id, &ctx)
+            .await
+        {
+            Ok(r) => foreign.extend(federated_credentials(&r.value)),
+            Err(e) => unread.push(format!(
+                "its federated identity credentials could not be read: {}",
+                why_unread(&e)
+            )),
+        }
         if !input.sp_id.is_empty() {
             match graph
                 .get_service_principal_credentials(&input.sp_id, &ctx)
                 .await
             {
                 Ok(r) => foreign.extend(principal_credentials(&r.value)),
-                Err(e) => unread = Some(why_unread(&e)),
+                Err(e) => unread.push(format!(
+                    "its service principal's own credentials could not be read: {}",
+                    why_unread(&e)
+                )),
             }
         }
         if !foreign.is_empty() {
@@ -74,23 +91,24 @@ impl Verifier {
             ));
         }
         let held = app.password_credentials.len();
-        Some(match unread {
-            Some(why) => Check::new(
-                name,
-                Status::Warn,
-                format!(
-                    "the app holds only secrets Onboard manages ({held}) and no certificate; \
-                     its service principal's own credentials could not be read: {why}"
-                ),
-            ),
-            None => Check::new(
+        Some(if unread.is_empty() {
+            Check::new(
                 name,
                 Status::Ok,
                 format!(
-                    "the app holds only secrets Onboard manages ({held}), no certificate, and \
-                     its service principal no credential"
+                    "the app holds only secrets Onboard manages ({held}), no certificate and no \
+                     federated identity credential, and its service principal no credential"
                 ),
-            ),
+            )
+        } else {
+            Check::new(
+                name,
+                Status::Warn,
+                format!(
+                    "the app holds only secrets Onboard manages ({held}) and no certificate; {}",
+                    unread.join("; ")
+                ),
+            )
         })
     }
 }
@@ -139,6 +157,22 @@ pub fn principal_credentials(sp: &PrincipalCredentials) -> Vec<Finding> {
         certificates.map(|k| (&k.key_id, &k.display_name)),
     ));
     found
+}
+
+/// Every federated identity credential on the application (Onboard makes none): named by its
+/// name, issuer and subject, keyed by its id.
+pub fn federated_credentials(held: &[FederatedIdentityCredential]) -> Vec<Finding> {
+    let labels: Vec<(&String, Option<String>)> = held
+        .iter()
+        .map(|f| {
+            let label = format!("{} (issuer {}, subject {})", f.name, f.issuer, f.subject);
+            (&f.id, Some(label))
+        })
+        .collect();
+    foreign(
+        "federated identity credential",
+        labels.iter().map(|(id, label)| (*id, label)),
+    )
 }
 
 /// A finding of kind `credential` for each (key id, label).

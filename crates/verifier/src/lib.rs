@@ -6,8 +6,8 @@
 //! permissions), `token_roles` (the tokens' `roles` equal the profile), `directory_roles` (the
 //! service principal's role assignments equal the profile), `secret_expiry`,
 //! `temporary_app_removed`, and `app_credentials` (when the secrets Onboard holds are known: no
-//! secret or certificate made outside Onboard). Each is OK / WARN / FAIL with a human detail; the report's overall
-//! status is the worst. [`Report::record`] appends it to the audit log as
+//! secret, certificate or federated identity credential made outside Onboard). Each is OK /
+//! WARN / FAIL with a human detail; the report's overall status is the worst. [`Report::record`] appends it to the audit log as
 //! `verification.report`. No secret or token ever enters a report, an entry, a log or an error.
 //!
 //! [`DriftMonitor`] runs that for every registration a [`Targets`] source knows, records each

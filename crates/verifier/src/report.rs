@@ -146,10 +146,10 @@ pub enum Finding {
     /// The application holds a credential Onboard did not make: a client secret Onboard does
     /// not hold, or a certificate (Onboard makes none). Anyone holding it signs in as the app.
     ForeignCredential {
-        /// `secret` or `certificate` (on the application), `service principal secret` or
-        /// `service principal certificate`.
+        /// `secret`, `certificate` or `federated identity credential` (on the application),
+        /// `service principal secret` or `service principal certificate`.
         credential: &'static str,
-        /// Entra's key id.
+        /// Entra's key id (a federated identity credential's id).
         key_id: String,
         /// Its label in Entra, if any.
         display_name: Option<String>,

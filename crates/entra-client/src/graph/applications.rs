@@ -7,8 +7,8 @@ use serde::Serialize;
 use super::{Call, GraphClient, Reply, decode, to_json};
 use crate::error::EntraError;
 use crate::graph::types::{
-    Application, ApplicationSpec, DirectoryObject, NewPassword, PasswordCredentialInfo,
-    RawNewPassword,
+    Application, ApplicationSpec, DirectoryObject, FederatedIdentityCredential, NewPassword,
+    PasswordCredentialInfo, RawNewPassword,
 };
 use crate::odata::{id, key};
 use crate::retry::OpContext;
@@ -349,6 +349,21 @@ impl GraphClient {
     ) -> Result<Reply<Vec<DirectoryObject>>, EntraError> {
         let path = format!("applications/{}/owners", id(app_object_id)?);
         self.list_path("list_application_owners", &path, ctx).await
+    }
+
+    /// `GET /applications/{id}/federatedIdentityCredentials`: the outside issuers whose tokens
+    /// sign in as the app (workload identity federation); all pages.
+    pub async fn list_federated_identity_credentials(
+        &self,
+        app_object_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<Vec<FederatedIdentityCredential>>, EntraError> {
+        let path = format!(
+            "applications/{}/federatedIdentityCredentials",
+            id(app_object_id)?
+        );
+        let op = "list_federated_identity_credentials";
+        self.list_path(op, &path, ctx).await
     }
 
     /// `POST /applications/{id}/owners/$ref` with `{"@odata.id": ".../directoryObjects/{id}"}`

@@ -190,6 +190,24 @@ pub struct PrincipalCredentials {
     pub key_credentials: Vec<KeyCredentialInfo>,
 }
 
+/// A federated identity credential on an application (Graph `federatedIdentityCredential`):
+/// a token its `issuer` gives `subject`, for `audiences`, signs in as the app with no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedIdentityCredential {
+    /// Its id.
+    pub id: String,
+    /// Its name, unique on the app.
+    pub name: String,
+    /// The identity provider whose tokens it accepts (a URL).
+    pub issuer: String,
+    /// Whom those tokens must name.
+    pub subject: String,
+    /// The audience those tokens must have (one value).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub audiences: Vec<String>,
+}
+
 /// A certificate credential's metadata (Graph `keyCredential`; the public key itself is not
 /// kept here).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -30,7 +30,12 @@ const APP_FILTERS: &[&str] = &[
 
 /// Index of the application a key names. `ignore_lag` is for writes that go to the primary
 /// replica (the uniqueName upsert), which always see the latest state.
-fn find(c: &Ctx<'_>, dir: &Directory, key: &Key, ignore_lag: bool) -> Result<usize, Response> {
+pub(super) fn find(
+    c: &Ctx<'_>,
+    dir: &Directory,
+    key: &Key,
+    ignore_lag: bool,
+) -> Result<usize, Response> {
     let alt_keys: &[AltKey<Application>] = &[
         ("appId", |a, v| a.app_id.eq_ignore_ascii_case(v)),
         ("uniqueName", |a, v| {
@@ -131,6 +136,7 @@ fn insert_new(c: &Ctx<'_>, inner: &mut Inner, props: Map<String, Value>) -> Valu
         created: now_rfc3339(),
         props,
         passwords: vec![],
+        federated: vec![],
         owners: vec![authz::caller_id(c)],
         visible_at_ms: c.s.visible_at(inner),
     };

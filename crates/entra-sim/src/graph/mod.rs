@@ -4,6 +4,7 @@ mod advanced;
 mod apps;
 mod authz;
 mod directory;
+mod federated;
 mod literals;
 mod lookup;
 mod odata;
@@ -130,6 +131,7 @@ const COLLECTIONS: &[&str] = &[
     "directoryRoles",
     "deletedItems",
     "organization",
+    "federatedIdentityCredentials",
 ];
 
 fn unquote(v: &str) -> String {
@@ -386,6 +388,22 @@ fn route(c: &Ctx<'_>, m: &Method, segs: &[(String, Option<Key>)]) -> Reply {
             apps::add_owner(c, k)
         }
         [("applications", Some(k)), ("addPassword", None)] if post => apps::add_password(c, k),
+        [
+            ("applications", Some(k)),
+            ("federatedIdentityCredentials", None),
+        ] if get => federated::list(c, k),
+        [
+            ("applications", Some(k)),
+            ("federatedIdentityCredentials", None),
+        ] if post => federated::create(c, k),
+        [
+            ("applications", Some(k)),
+            ("federatedIdentityCredentials", Some(f)),
+        ] if get => federated::get(c, k, f),
+        [
+            ("applications", Some(k)),
+            ("federatedIdentityCredentials", Some(f)),
+        ] if delete => federated::delete(c, k, f),
         [("applications", Some(k)), ("removePassword", None)] if post => {
             apps::remove_password(c, k)
         }

@@ -17,17 +17,23 @@ fn credential(name: &str) -> Value {
     })
 }
 
-#[tokio::test]
-async fn a_credential_is_made_listed_read_and_deleted() {
-    let (env, t) = Wire::signed_in("globaladmin").await;
+/// A new application made with `token`: it, and its credentials' path.
+async fn new_app(env: &Wire, token: &str) -> (Value, String) {
     let app = env
-        .post(&t, "/applications", json!({"displayName": "fed"}))
+        .post(token, "/applications", json!({"displayName": "fed"}))
         .await
         .expect(201);
     let fics = format!(
         "/applications/{}/federatedIdentityCredentials",
         str_of(&app["id"])
     );
+    (app, fics)
+}
+
+#[tokio::test]
+async fn a_credential_is_made_listed_read_and_deleted() {
+    let (env, t) = Wire::signed_in("globaladmin").await;
+    let (app, fics) = new_app(&env, &t).await;
     assert_eq!(env.get(&t, &fics).await.expect(200)["value"], json!([]));
 
     let made = env.post(&t, &fics, credential("ci-prod")).await.expect(201);
@@ -65,14 +71,7 @@ async fn a_credential_is_made_listed_read_and_deleted() {
 #[tokio::test]
 async fn entras_rules_are_refused_as_graph_refuses_them() {
     let (env, t) = Wire::signed_in("globaladmin").await;
-    let app = env
-        .post(&t, "/applications", json!({"displayName": "fed"}))
-        .await
-        .expect(201);
-    let fics = format!(
-        "/applications/{}/federatedIdentityCredentials",
-        str_of(&app["id"])
-    );
+    let (_, fics) = new_app(&env, &t).await;
     env.post(&t, &fics, credential("taken")).await.expect(201);
     let edits: [(&str, Value); 6] = [
         ("name", json!("taken")),
@@ -106,14 +105,7 @@ async fn entras_rules_are_refused_as_graph_refuses_them() {
 #[tokio::test]
 async fn only_who_may_write_the_app_makes_one() {
     let (env, admin) = Wire::signed_in("globaladmin").await;
-    let app = env
-        .post(&admin, "/applications", json!({"displayName": "fed"}))
-        .await
-        .expect(201);
-    let fics = format!(
-        "/applications/{}/federatedIdentityCredentials",
-        str_of(&app["id"])
-    );
+    let (_, fics) = new_app(&env, &admin).await;
     let user = env.access_token("user").await;
     let refused = env.post(&user, &fics, credential("sneaky")).await;
     refused.expect_error(403, "Authorization_RequestDenied");

@@ -194,6 +194,7 @@ async fn onboard(channel: Channel, sim: &Sim) -> anyhow::Result<()> {
             app_name,
             idempotency_key: format!("demo-{id}"),
             invitation_token: created.token,
+            seal_to: None,
         })
         .await?
         .into_inner();

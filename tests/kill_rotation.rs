@@ -49,6 +49,7 @@ fn rotate(reg: &pb::RegistrationRef) -> pb::RotateSecretRequest {
             seconds: 1,
             nanos: 0,
         }),
+        seal_to: None,
     }
 }
 

@@ -211,6 +211,7 @@ async fn soak_with_kills_throttling_and_lag() -> Result<()> {
                             seconds: 1,
                             nanos: 0,
                         }),
+                        seal_to: None,
                     })
                     .await?
                     .into_inner();

@@ -120,6 +120,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                     registration: Some(reg.to_pb()),
                     service_id,
                     valid_for,
+                    seal_to: None,
                 }),
             )
             .await?;
@@ -142,6 +143,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                     registration: Some(reg.to_pb()),
                     service_id: service_id.clone(),
                     overlap: Some(overlap),
+                    seal_to: None,
                 }),
             )
             .await?;

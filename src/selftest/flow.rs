@@ -169,6 +169,7 @@ impl Flow {
                 app_name: self.app_name.clone(),
                 idempotency_key: format!("selftest-{}", self.state.onboarding_id),
                 invitation_token: self.state.token.clone(),
+                seal_to: None,
             })
             .await?
             .into_inner();
@@ -247,6 +248,7 @@ impl Flow {
                 registration: Some(self.registration()),
                 service_id: self.service_id.clone(),
                 overlap: Some(prost_types::Duration::default()),
+                seal_to: None,
             })
             .await?
             .into_inner();

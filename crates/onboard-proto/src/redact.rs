@@ -88,6 +88,7 @@ impl fmt::Debug for ProvisionRequest {
             .field("app_name", &self.app_name)
             .field("idempotency_key", &self.idempotency_key)
             .field("invitation_token", &hidden(&self.invitation_token))
+            .field("seal_to", &self.seal_to)
             .finish()
     }
 }
@@ -119,6 +120,7 @@ impl fmt::Debug for Completed {
             .field("key_id", &self.key_id)
             .field("expires_at", &self.expires_at)
             .field("secret", &hidden(&self.secret))
+            .field("sealed", &self.sealed.is_some())
             .finish()
     }
 }
@@ -133,6 +135,7 @@ impl fmt::Debug for ClaimedSecret {
             .field("expires_at", &self.expires_at)
             .field("secret", &hidden(&self.secret))
             .field("audit_seq", &self.audit_seq)
+            .field("sealed", &self.sealed.is_some())
             .finish()
     }
 }
@@ -143,6 +146,7 @@ impl fmt::Debug for NewSecret {
             .field("info", &self.info)
             .field("secret", &hidden(&self.secret))
             .field("audit_seq", &self.audit_seq)
+            .field("sealed", &self.sealed.is_some())
             .finish()
     }
 }

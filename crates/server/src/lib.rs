@@ -38,6 +38,7 @@ pub mod invitations;
 pub mod limits;
 pub mod onboarding;
 mod paging;
+pub mod sealing;
 mod serve;
 mod storage;
 pub mod telemetry;

@@ -28,6 +28,7 @@ async fn a_secret_is_added_right_after_an_onboarding_without_a_sign_in() -> Resu
             registration: env.registration(&done.client_id),
             service_id: "dr-2".into(),
             valid_for: None,
+            seal_to: None,
         })
         .await?
         .into_inner();
@@ -53,6 +54,7 @@ async fn a_secret_is_added_right_after_an_onboarding_without_a_sign_in() -> Resu
         registration: env.registration(&least.client_id),
         service_id: "dr-3".into(),
         valid_for: None,
+        seal_to: None,
     };
     c.add_service_secret(add)
         .refused(Code::FailedPrecondition, &["sign in"])

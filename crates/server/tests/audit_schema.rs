@@ -153,6 +153,7 @@ async fn every_action_is_written_by_a_flow_and_validates_against_the_published_s
             registration: reg.clone(),
             service_id: SERVICE.into(),
             valid_for: None,
+            seal_to: None,
         })
         .await?;
     creds
@@ -169,6 +170,7 @@ async fn every_action_is_written_by_a_flow_and_validates_against_the_published_s
                 seconds: 0,
                 nanos: 0,
             }),
+            seal_to: None,
         })
         .await?
         .into_inner();

@@ -72,6 +72,7 @@ async fn call(env: &SimServer, rpc: &str, token: &str, id: &str, name: &str) -> 
                 app_name: name.into(),
                 idempotency_key,
                 invitation_token: token,
+                seal_to: None,
             };
             code_of(c.provision(r).await)
         }

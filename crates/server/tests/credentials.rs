@@ -113,6 +113,7 @@ async fn rotate(
             seconds: overlap_secs,
             nanos: 0,
         }),
+        seal_to: None,
     };
     Ok(c.rotate_secret(r).await?.into_inner())
 }
@@ -169,6 +170,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
                 seconds: 20 * 86_400,
                 nanos: 0,
             }),
+            seal_to: None,
         })
         .await?
         .into_inner();
@@ -189,6 +191,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         registration: reg.clone(),
         service_id: svc.clone(),
         valid_for: huge,
+        seal_to: None,
     };
     c.add_service_secret(far)
         .refused(Code::InvalidArgument, &["valid_for", "100 years"])
@@ -197,6 +200,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         registration: reg.clone(),
         service_id: svc.clone(),
         overlap: huge,
+        seal_to: None,
     };
     c.rotate_secret(long)
         .refused(Code::InvalidArgument, &["overlap", "365 days"])
@@ -307,6 +311,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         registration: reg.clone(),
         service_id: svc.clone(),
         valid_for: None,
+        seal_to: None,
     };
     c.add_service_secret(add)
         .refused(Code::FailedPrecondition, &["policy"])

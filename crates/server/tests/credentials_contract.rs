@@ -47,12 +47,14 @@ async fn a_malformed_service_id_is_invalid_argument_before_any_lookup() -> Resul
         registration: unknown(),
         service_id: "dr/1".into(),
         overlap: None,
+        seal_to: None,
     };
     names(c.rotate_secret(rotate), "service_id", "RotateSecret").await?;
     let add = pb::AddServiceSecretRequest {
         registration: unknown(),
         service_id: "dr/1".into(),
         valid_for: None,
+        seal_to: None,
     };
     names(c.add_service_secret(add), "service_id", "AddServiceSecret").await?;
     // A duration whose nanos are out of range is not well formed (it was folded into seconds).
@@ -64,12 +66,14 @@ async fn a_malformed_service_id_is_invalid_argument_before_any_lookup() -> Resul
         registration: unknown(),
         service_id: "dr-1".into(),
         valid_for: bad,
+        seal_to: None,
     };
     names(c.add_service_secret(add), "valid_for", "AddServiceSecret").await?;
     let rotate = pb::RotateSecretRequest {
         registration: unknown(),
         service_id: "dr-1".into(),
         overlap: bad,
+        seal_to: None,
     };
     names(c.rotate_secret(rotate), "overlap", "RotateSecret").await?;
     env.stop().await
@@ -245,6 +249,7 @@ async fn rotate(
             seconds: overlap_secs,
             nanos: 0,
         }),
+        seal_to: None,
     };
     Ok(c.rotate_secret(r).await?.into_inner())
 }

@@ -89,6 +89,7 @@ async fn malformed_ids_are_invalid_arguments_and_absent_ones_not_found() -> Resu
         refused_on(&ask("Plan"), plan_answer, Code::InvalidArgument, field)?;
         let claim = pb::ClaimSecretRequest {
             onboarding_id: bad.clone(),
+            seal_to: None,
         };
         let claim_answer = ob.claim_secret(claim).await;
         refused_on(
@@ -193,6 +194,7 @@ async fn malformed_ids_are_invalid_arguments_and_absent_ones_not_found() -> Resu
     refused_on("absent", ob.get_onboarding(get).await, Code::NotFound, &[])?;
     let claim = pb::ClaimSecretRequest {
         onboarding_id: ABSENT.into(),
+        seal_to: None,
     };
     refused_on("absent", ob.claim_secret(claim).await, Code::NotFound, &[])?;
     // The onboarding itself is untouched: still completed, its secret already claimed.

@@ -287,6 +287,7 @@ async fn a_provision_stream_cut_by_a_cancel_ends_with_cancelled() -> Result<()> 
             app_name: "Sbc-Cut".into(),
             idempotency_key: "cut".into(),
             invitation_token: String::new(),
+            seal_to: None,
         })
         .await?
         .into_inner();
@@ -332,6 +333,7 @@ async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()
             app_name: "Sbc-Restart".into(),
             idempotency_key: "k".into(),
             invitation_token: token.clone(),
+            seal_to: None,
         })
         .await?
         .into_inner();
@@ -357,6 +359,7 @@ async fn a_restart_mid_provision_resumes_and_watch_sees_it_finish() -> Result<()
         app_name: "Sbc-Restart".into(),
         idempotency_key: "k".into(),
         invitation_token: token.clone(),
+        seal_to: None,
     };
     let followed = drain(c.provision(reconnect).await?.into_inner()).await?;
     ensure!(

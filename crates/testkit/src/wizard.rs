@@ -169,6 +169,7 @@ fn provision_request(token: &str, id: &str, name: &str) -> pb::ProvisionRequest 
         app_name: name.into(),
         idempotency_key: format!("key-{id}"),
         invitation_token: token.into(),
+        seal_to: None,
     }
 }
 
@@ -223,6 +224,7 @@ pub async fn claim(ch: Channel, onboarding_id: &str) -> Result<pb::ClaimedSecret
     Ok(OnboardingClient::new(with_token(ch, Some(OPERATOR)))
         .claim_secret(pb::ClaimSecretRequest {
             onboarding_id: onboarding_id.into(),
+            seal_to: None,
         })
         .await?
         .into_inner())

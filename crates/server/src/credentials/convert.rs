@@ -5,10 +5,10 @@ use credentials::{
     SecretInfo,
 };
 use onboard_proto::v1 as pb;
-use secrecy::ExposeSecret;
 
 use crate::clock::timestamp_of as ts;
 use crate::error::{Result, ServerError};
+use crate::sealing::Delivery;
 
 /// The request's registration reference, or INVALID_ARGUMENT naming the field.
 pub fn reg_ref(r: Option<&pb::RegistrationRef>) -> Result<RegistrationRef> {
@@ -33,23 +33,30 @@ pub fn secret_pb(s: &SecretInfo) -> pb::SecretInfo {
     }
 }
 
-/// A new secret, value included: only ever in the response to the call that made it.
-pub fn new_secret_pb(s: &NewSecret) -> pb::NewSecret {
-    pb::NewSecret {
+/// A new secret, value included (in the clear or sealed, as `delivery` says): only ever in the
+/// response to the call that made it.
+pub fn new_secret_pb(s: &NewSecret, delivery: &Delivery) -> Result<pb::NewSecret> {
+    let (secret, sealed) = delivery.deliver(&s.value, &s.info.key_id)?;
+    Ok(pb::NewSecret {
         info: Some(secret_pb(&s.info)),
-        secret: s.value.expose_secret().to_owned(),
+        secret,
         audit_seq: s.audit_seq,
-    }
+        sealed,
+    })
 }
 
 /// One rotation stage.
-pub fn rotation_pb(e: &RotationEvent) -> pb::RotateSecretEvent {
-    pb::RotateSecretEvent {
+pub fn rotation_pb(e: &RotationEvent, delivery: &Delivery) -> Result<pb::RotateSecretEvent> {
+    let new_secret = match &e.new_secret {
+        Some(s) => Some(new_secret_pb(s, delivery)?),
+        None => None,
+    };
+    Ok(pb::RotateSecretEvent {
         stage: e.stage.to_owned(),
         done: e.done,
-        new_secret: e.new_secret.as_ref().map(new_secret_pb),
+        new_secret,
         audit_seq: e.audit_seq.unwrap_or(0),
-    }
+    })
 }
 
 /// Grants as listed.

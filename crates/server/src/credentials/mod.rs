@@ -28,6 +28,7 @@ use crate::BoxStream;
 use crate::auth::Role;
 use crate::clock::optional_duration;
 use crate::error::{Result, ServerError};
+use crate::sealing::Delivery;
 use convert::{
     expiring_pb, grants_pb, new_secret_pb, reg_ref, registration_pb, rotation_pb, secret_pb,
 };
@@ -109,6 +110,7 @@ impl CredentialsService {
         let (actor, r) = self.operator(req)?;
         ServerError::required("service_id", &r.service_id)?;
         credentials::check_service(&r.service_id)?;
+        let delivery = Delivery::from_request(r.seal_to.as_ref())?;
         let valid_for = optional_duration(r.valid_for.as_ref(), "valid_for")?
             .map(|d| time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
         if valid_for.is_some_and(|d| d.whole_seconds() < 3600) {
@@ -127,7 +129,7 @@ impl CredentialsService {
             .add_secret(&reg, &r.service_id, valid_for, &actor)
             .await?;
         self.change_done(&reg, false, &actor).await;
-        Ok(new_secret_pb(&s))
+        new_secret_pb(&s, &delivery)
     }
 
     async fn rotate(
@@ -138,6 +140,7 @@ impl CredentialsService {
         ServerError::required("service_id", &r.service_id)?;
         // Malformed before unknown: the lookup below would call it NOT_FOUND.
         credentials::check_service(&r.service_id)?;
+        let delivery = Delivery::from_request(r.seal_to.as_ref())?;
         let overlap = optional_duration(r.overlap.as_ref(), "overlap")?.unwrap_or(Duration::ZERO);
         if overlap > MAX_OVERLAP {
             return Err(ServerError::invalid(
@@ -179,7 +182,8 @@ impl CredentialsService {
                 tokio::select! {
                     ev = erx.recv() => match ev {
                         Some(ev) => {
-                            let _ = tx.send(Ok(rotation_pb(&ev))).await;
+                            let ev = rotation_pb(&ev, &delivery).map_err(Into::into);
+                            let _ = tx.send(ev).await;
                         }
                         None => break,
                     },

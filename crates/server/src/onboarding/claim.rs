@@ -12,12 +12,12 @@ use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
 use onboard_core::time::now_ms;
 use onboard_proto::v1 as pb;
 use provision::Status as RunStatus;
-use secrecy::ExposeSecret;
 use tonic::Request;
 
 use super::{LINKS_TREE, OnboardingService};
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
+use crate::sealing::Delivery;
 
 /// Key prefix of "this onboarding's secret was handed over" (value: epoch ms, big-endian).
 const CLAIM_PREFIX: &str = "claimed/";
@@ -200,7 +200,9 @@ impl OnboardingService {
         req: Request<pb::ClaimSecretRequest>,
     ) -> Result<pb::ClaimedSecret> {
         let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
-        let id = req.into_inner().onboarding_id;
+        let req = req.into_inner();
+        let delivery = Delivery::from_request(req.seal_to.as_ref())?;
+        let id = req.onboarding_id;
         let c = match id.strip_prefix(credentials::ATTACHED_ID_PREFIX) {
             Some(rest) => {
                 ServerError::uuid("onboarding_id", rest).map_err(|_| {
@@ -221,6 +223,8 @@ impl OnboardingService {
         }
         let reg = RegistrationRef::new(&c.tenant_id, &c.client_id);
         let (stored, value) = self.app.credentials().current_secret(&reg, &c.service_id)?;
+        // Sealed before the claim is recorded: nothing fails once it is.
+        let (secret, sealed) = delivery.deliver(&value, &stored.key_id)?;
         // A concurrent claim may win between the check above and here.
         let mut entry = self
             .audited_claim(&c, &caller.identity, &stored.key_id, &stored.hint)
@@ -235,8 +239,9 @@ impl OnboardingService {
             service_id: c.service_id,
             key_id: stored.key_id,
             expires_at: crate::clock::timestamp_of(&stored.end),
-            secret: value.expose_secret().to_owned(),
+            secret,
             audit_seq: seq,
+            sealed,
         })
     }
 

@@ -278,6 +278,8 @@ impl EventMapper {
                     (Some(s), true) => s.expose_secret().to_owned(),
                     _ => String::new(),
                 },
+                // Sealed by the stream once the claim is its (`forward.rs`).
+                sealed: None,
             }),
         };
         Some(pb::ProvisionEvent {

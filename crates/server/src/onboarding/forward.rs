@@ -5,6 +5,7 @@
 use onboard_core::audit::{Action, Phase};
 use onboard_proto::v1 as pb;
 use provision::{EventKind, EventStream};
+use secrecy::SecretString;
 use tokio::time::MissedTickBehavior;
 use tokio_stream::StreamExt;
 use tonic::Request;
@@ -15,6 +16,7 @@ use super::pending::{BEFORE_RUN_POLL, BeforeRun, sign_in_lost};
 use super::{OnboardingService, send_err};
 use crate::BoxStream;
 use crate::error::{Result, ServerError};
+use crate::sealing::Delivery;
 
 impl OnboardingService {
     /// Watch: the events from `from_event`, replayed then live. Before the run (signing in or
@@ -98,7 +100,7 @@ impl OnboardingService {
     pub(super) fn forward(
         &self,
         mut events: EventStream,
-        secret_to: Option<String>,
+        secret_to: Option<(String, Delivery)>,
         invitation: Option<String>,
         source: Source,
     ) -> BoxStream<pb::ProvisionEvent> {
@@ -198,15 +200,25 @@ impl OnboardingService {
                         let mut claimed = None;
                         if let Some(pb::provision_event::Event::Completed(c)) = &mut p.event
                             && !c.secret.is_empty()
+                            && let Some((actor, delivery)) = &secret_to
                         {
                             if tx.is_closed() {
                                 return;
                             }
-                            let actor = secret_to.as_deref().unwrap_or_default();
+                            // Sealed (when asked) before the claim is recorded: nothing fails
+                            // once it is; a failure here leaves the secret claimable.
+                            let value = SecretString::from(std::mem::take(&mut c.secret));
+                            match delivery.deliver(&value, &c.key_id) {
+                                Ok((secret, sealed)) => (c.secret, c.sealed) = (secret, sealed),
+                                Err(err) => {
+                                    send_err(&tx, err).await;
+                                    return;
+                                }
+                            }
                             match svc.claim_for_stream(&e.onboarding_id, actor, &c.key_id).await
                             {
                                 Some(entry) => claimed = Some(entry),
-                                None => c.secret.clear(),
+                                None => (c.secret, c.sealed) = (String::new(), None),
                             }
                         }
                         let sent = tx.send(Ok(p)).await.is_ok();

@@ -40,6 +40,7 @@ use crate::app::LINKS_TREE;
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
 use crate::paging::{next_page_token, page_size, page_start};
+use crate::sealing::Delivery;
 use convert::{info_pb, plan_pb, status_filter};
 use forward::Source;
 
@@ -227,9 +228,13 @@ impl OnboardingService {
         let Access { actor, invitation } = self.access(&req, rpc)?;
         let r = req.into_inner();
         ServerError::at_most("app_name", &r.app_name, MAX_RECORDED_NAME)?;
+        let delivery = Delivery::from_request(r.seal_to.as_ref())?;
         // The secret goes to an operator (the platform) only; the customer's wizard, which
         // calls with the invitation token, never receives it (the platform claims it).
-        let secret_to = r.invitation_token.is_empty().then(|| actor.clone());
+        let secret_to = r
+            .invitation_token
+            .is_empty()
+            .then(|| (actor.clone(), delivery));
         let id = r.onboarding_id.clone();
         let engine = self.app.engine();
         if repeat && engine.get(&id)?.is_some() {

@@ -361,6 +361,8 @@ pub(super) async fn provision(Page { w, visit, body }: Page<ProvisionBody>) -> R
         app_name: body.app_name,
         idempotency_key: body.idempotency_key,
         invitation_token: visit.token.to_string(),
+        // The wizard never receives a secret.
+        seal_to: None,
     };
     let reply = Onboarding::provision(&w.onboarding, visit.request("Provision", req)).await;
     answer(reply, |s| sse(s, provision_event))

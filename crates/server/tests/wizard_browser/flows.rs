@@ -150,6 +150,7 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
         .await?
         .claim_secret(pb::ClaimSecretRequest {
             onboarding_id: oid.clone(),
+            seal_to: None,
         })
         .await?
         .into_inner();
@@ -160,7 +161,10 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
         .server
         .onboarding(Some(OPERATOR))
         .await?
-        .claim_secret(pb::ClaimSecretRequest { onboarding_id: oid })
+        .claim_secret(pb::ClaimSecretRequest {
+            onboarding_id: oid,
+            seal_to: None,
+        })
         .await;
     ensure!(
         again.as_ref().err().map(tonic::Status::code) == Some(tonic::Code::FailedPrecondition),

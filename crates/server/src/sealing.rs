@@ -66,6 +66,14 @@ impl Delivery {
         Ok(Self::Sealed(Box::new(key)))
     }
 
+    /// How the `secret.hand_over` audit entry names it: `clear` or `sealed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Clear => "clear",
+            Self::Sealed(_) => "sealed",
+        }
+    }
+
     /// The secret as the answer carries it: `(secret, sealed)`, one of them empty.
     pub fn deliver(
         &self,

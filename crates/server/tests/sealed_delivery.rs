@@ -148,12 +148,24 @@ async fn a_claimed_secret_is_sealed_to_the_callers_key_and_a_bad_key_claims_noth
     let secret = keys
         .opens(&env, got.sealed.as_ref(), &got.key_id, &done.client_id)
         .await?;
+    let entries = env.server.entries()?;
     ensure!(
-        !env.server
-            .entries()?
-            .iter()
-            .any(|e| e.to_string().contains(&secret)),
+        !entries.iter().any(|e| e.to_string().contains(&secret)),
         "the secret is in the audit log"
+    );
+    // The hand-over says how the secret left.
+    let hand_over: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "secret.hand_over")
+        .map(|e| (e["phase"].clone(), e["delivery"].clone()))
+        .collect();
+    ensure!(
+        hand_over
+            == [
+                (json!("intent"), json!("sealed")),
+                (json!("succeeded"), json!("sealed"))
+            ],
+        "{hand_over:?}"
     );
     // Handed over once, sealed or not.
     op.claim_secret(claim(keys.public.clone()))

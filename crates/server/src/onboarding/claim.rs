@@ -47,8 +47,15 @@ impl Claimed {
 }
 
 /// The `secret.hand_over` intent entry of `c`'s secret `key_id` to `actor` (by ClaimSecret or
-/// on an operator's own Provision stream); its outcome reuses it.
-fn hand_over_entry(actor: &str, c: &Claimed, key_id: &str, hint: &str) -> AuditEntry {
+/// on an operator's own Provision stream), delivered as `delivery` says; its outcome reuses
+/// it.
+fn hand_over_entry(
+    actor: &str,
+    c: &Claimed,
+    key_id: &str,
+    hint: &str,
+    delivery: &Delivery,
+) -> AuditEntry {
     let scope = Scope {
         actor: actor.to_owned(),
         tenant_id: Some(c.tenant_id.clone()),
@@ -69,6 +76,7 @@ fn hand_over_entry(actor: &str, c: &Claimed, key_id: &str, hint: &str) -> AuditE
     AuditEntry::new(Action::SecretHandOver, Phase::Intent, &scope)
         .with_target(target)
         .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()))
+        .with_detail("delivery", delivery.name())
 }
 
 /// The refusal of a second claim of onboarding `id`'s secret.
@@ -112,8 +120,9 @@ impl OnboardingService {
         actor: &str,
         key_id: &str,
         hint: &str,
+        delivery: &Delivery,
     ) -> Result<AuditEntry> {
-        let mut entry = hand_over_entry(actor, c, key_id, hint);
+        let mut entry = hand_over_entry(actor, c, key_id, hint, delivery);
         self.record(entry.clone()).await?;
         let refused = match self.claim_once(&c.id).await {
             Ok(true) => return Ok(entry),
@@ -132,11 +141,12 @@ impl OnboardingService {
         id: &str,
         actor: &str,
         key_id: &str,
+        delivery: &Delivery,
     ) -> Option<AuditEntry> {
         let claimed = match self.app.engine().get(id) {
             Ok(Some(o)) => {
                 let c = Claimed::onboarding(&o, o.client_id.as_deref().unwrap_or_default());
-                self.audited_claim(&c, actor, key_id, "").await
+                self.audited_claim(&c, actor, key_id, "", delivery).await
             }
             Ok(None) => return None,
             Err(e) => Err(e.into()),
@@ -227,7 +237,13 @@ impl OnboardingService {
         let (secret, sealed) = delivery.deliver(&value, &stored.key_id)?;
         // A concurrent claim may win between the check above and here.
         let mut entry = self
-            .audited_claim(&c, &caller.identity, &stored.key_id, &stored.hint)
+            .audited_claim(
+                &c,
+                &caller.identity,
+                &stored.key_id,
+                &stored.hint,
+                &delivery,
+            )
             .await?;
         entry.phase = Phase::Succeeded;
         let seq = self.record(entry).await?;

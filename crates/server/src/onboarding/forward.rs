@@ -215,7 +215,7 @@ impl OnboardingService {
                                     return;
                                 }
                             }
-                            match svc.claim_for_stream(&e.onboarding_id, actor, &c.key_id).await
+                            match svc.claim_for_stream(&e.onboarding_id, actor, &c.key_id, delivery).await
                             {
                                 Some(entry) => claimed = Some(entry),
                                 None => (c.secret, c.sealed) = (String::new(), None),

@@ -50,8 +50,8 @@ pub struct ManifestArgs {
     pub loopback: bool,
 }
 
-/// Where a browser sign-in to a server on 127.0.0.1 comes back, as the token app lists it.
-pub const LOOPBACK_REDIRECT_URI: &str = "http://127.0.0.1/wizard/signed-in";
+/// The origin of a server on this machine, whose browser sign-in address `--loopback` lists.
+const LOOPBACK_ORIGIN: &str = "http://127.0.0.1";
 
 /// `onboard token-app check`.
 #[derive(Debug, clap::Args)]
@@ -101,7 +101,9 @@ fn print_manifest(args: &ManifestArgs) -> anyhow::Result<String> {
         browser.push(browser_redirect_uri(&Config::load(path)?)?);
     }
     if args.loopback {
-        browser.push(LOOPBACK_REDIRECT_URI.to_owned());
+        browser.extend(onboard_server::wizard::sign_in_redirect_uri(
+            LOOPBACK_ORIGIN,
+        ));
     }
     let browser: Vec<&str> = browser.iter().map(String::as_str).collect();
     let m = token_app::manifest(&args.name, &browser)?;

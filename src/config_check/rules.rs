@@ -81,8 +81,9 @@ pub fn check_urls(config: &Config, f: &mut Findings) {
     {
         f.warn(
             "invitations.activation_base_url",
-            "not https (nor http on localhost or 127.0.0.1): Microsoft cannot send a browser sign-in back to \
-             it, so admins whose tenant blocks device codes cannot sign in (docs/microsoft.md §27)",
+            "not https (nor http on localhost or 127.0.0.1): Microsoft cannot send a browser \
+             sign-in back to it, so admins whose tenant blocks device codes cannot sign in \
+             (docs/microsoft.md §27)",
         );
     }
     for s in &config.platform.services {

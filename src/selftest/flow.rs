@@ -1,6 +1,6 @@
 //! The smoke path over gRPC, as the platform and the customer admin would drive it: invite →
-//! sign-in (the device code, or the browser sign-in's URL, printed for a human) → plan → provision → verify → rotate →
-//! cancel, then the audit entries with Microsoft's request ids.
+//! sign-in (the device code, or the browser sign-in's URL, printed for a human) → plan →
+//! provision → verify → rotate → cancel, then the audit entries with Microsoft's request ids.
 
 use std::io::Write;
 use std::time::Duration;

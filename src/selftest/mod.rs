@@ -174,7 +174,9 @@ async fn run_live(args: &SelftestArgs) -> anyhow::Result<bool> {
         server.log.display()
     );
     if args.sign_in == SignInWith::Browser {
-        let back = format!("http://{}/wizard/signed-in", server.addr);
+        let origin = format!("http://{}", server.addr);
+        let back = onboard_server::wizard::sign_in_redirect_uri(&origin)
+            .context("no browser sign-in address on the selftest's server")?;
         println!(
             "  browser sign-in: Microsoft sends the browser back to {back}; the token app must list {} (Mobile and desktop applications), or Microsoft stops at AADSTS50011",
             provision::token_app::registered_redirect_uri(&back)

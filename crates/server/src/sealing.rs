@@ -29,13 +29,12 @@ const FIELD: &str = "seal_to.x25519_public_key";
 type PublicKey = <X25519HkdfSha256 as Kem>::PublicKey;
 
 /// How a secret leaves in an answer.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub enum Delivery {
     /// In the clear (the answer's `secret`).
-    #[default]
     Clear,
     /// Sealed to this key (the answer's `sealed`; `secret` empty).
-    Sealed(Box<PublicKey>),
+    Sealed(PublicKey),
 }
 
 impl Delivery {
@@ -63,7 +62,7 @@ impl Delivery {
                 "is a low-order point: every shared secret with it is zero (RFC 9180 §7.1.4)",
             )
         })?;
-        Ok(Self::Sealed(Box::new(key)))
+        Ok(Self::Sealed(key))
     }
 
     /// How the `secret.hand_over` audit entry names it: `clear` or `sealed`.

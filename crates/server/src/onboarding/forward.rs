@@ -215,8 +215,8 @@ impl OnboardingService {
                                     return;
                                 }
                             }
-                            match svc.claim_for_stream(&e.onboarding_id, actor, &c.key_id, delivery).await
-                            {
+                            let id = &e.onboarding_id;
+                            match svc.claim_for_stream(id, actor, &c.key_id, delivery).await {
                                 Some(entry) => claimed = Some(entry),
                                 None => (c.secret, c.sealed) = (String::new(), None),
                             }

@@ -17,18 +17,13 @@ pub fn state_pb(s: Status) -> pb::OnboardingState {
     }
 }
 
-/// The proto filter as the engine's state; `Ok(None)` means any, `Err(())` one the engine never
-/// holds (signing in / signed in live only in this service).
-pub fn status_filter(s: pb::OnboardingState) -> Result<Option<Status>, ()> {
-    match s {
-        pb::OnboardingState::Unspecified => Ok(None),
-        pb::OnboardingState::Provisioning => Ok(Some(Status::Running)),
-        pb::OnboardingState::Completed => Ok(Some(Status::Completed)),
-        pb::OnboardingState::Failed => Ok(Some(Status::Failed)),
-        pb::OnboardingState::Cancelled => Ok(Some(Status::Cancelled)),
-        pb::OnboardingState::AwaitingAdmin => Ok(Some(Status::AwaitingAdmin)),
-        pb::OnboardingState::SigningIn | pb::OnboardingState::SignedIn => Err(()),
-    }
+/// Whether a run (an onboarding in the engine's store) can be in `s`: signing in and signed in
+/// are before any run and live only in this service's memory.
+pub fn a_run_state(s: pb::OnboardingState) -> bool {
+    !matches!(
+        s,
+        pb::OnboardingState::SigningIn | pb::OnboardingState::SignedIn
+    )
 }
 
 /// When onboarding `id` began, as every state of it answers `created_at`: its first SignIn made

@@ -41,8 +41,9 @@ use crate::auth::Role;
 use crate::error::{Result, ServerError};
 use crate::paging::{next_page_token, page_size, page_start};
 use crate::sealing::Delivery;
-use convert::{info_pb, plan_pb, status_filter};
+use convert::{a_run_state, info_pb, plan_pb};
 use forward::Source;
+use pending::Listed;
 
 /// The longest `reason` a caller may give (it is recorded in the audit log).
 pub(crate) const MAX_REASON: usize = 1024;
@@ -305,15 +306,7 @@ impl OnboardingService {
             return Ok(info_pb(&o, invitation_id, events));
         }
         match self.sessions().get(id) {
-            Some(s) => Ok(pb::OnboardingInfo {
-                onboarding_id: id.to_owned(),
-                invitation_id,
-                tenant_id: s.admin.tenant_id.clone(),
-                state: pb::OnboardingState::SignedIn.into(),
-                created_at: convert::began_at(id, s.invitation.used_at_ms),
-                updated_at: s.invitation.used_at_ms.map(crate::clock::timestamp),
-                ..Default::default()
-            }),
+            Some(s) => Ok(pending::signed_in_info(id, s, invitation_id)),
             None => match (self.signing_in_info(id), self.cancelled_before_run(id)?) {
                 (Some(info), _) => Ok(info),
                 (None, Some(at)) => self.cancelled_info(id, at),
@@ -353,29 +346,32 @@ impl OnboardingService {
         let size = page_size(r.page_size)?;
         let state = pb::OnboardingState::try_from(r.state)
             .map_err(|_| ServerError::invalid("state", "unknown state"))?;
-        if status_filter(state).is_err() {
-            return Err(ServerError::invalid(
-                "state",
-                "signing-in and signed-in onboardings live only in the server's memory and are \
-                 not listed; filter on a later state",
-            ));
+        let tenant = (!r.tenant_id.is_empty()).then(|| r.tenant_id.clone());
+        let wanted =
+            |s: pb::OnboardingState| state == pb::OnboardingState::Unspecified || s == state;
+        // The runs, filtered by the state callers see (PROVISIONING is running or being
+        // cancelled), then the onboardings before their run, from memory, each as GetOnboarding
+        // answers it. A session outlives the run it began (a resume takes it), and a run wins.
+        let mut all: Vec<Listed> = Vec::new();
+        if a_run_state(state) {
+            let filter = ListFilter {
+                tenant_id: tenant.clone(),
+                service_id: None,
+                status: None,
+            };
+            let runs = self.app.engine().list(&filter)?.into_iter();
+            let runs = runs.filter(|o| wanted(convert::state_pb(o.status)));
+            all.extend(runs.map(|o| Listed::Run(Box::new(o))));
         }
-        let filter = ListFilter {
-            tenant_id: (!r.tenant_id.is_empty()).then(|| r.tenant_id.clone()),
-            service_id: None,
-            status: None,
-        };
-        // Filtered by the state callers see (PROVISIONING is running or being cancelled).
-        let mut all: Vec<_> = self
-            .app
-            .engine()
-            .list(&filter)?
-            .into_iter()
-            .filter(|o| {
-                state == pb::OnboardingState::Unspecified || convert::state_pb(o.status) == state
-            })
-            .collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
+        for info in self.before_run_infos() {
+            if wanted(info.state())
+                && tenant.as_ref().is_none_or(|t| *t == info.tenant_id)
+                && self.app.engine().get(&info.onboarding_id)?.is_none()
+            {
+                all.push(Listed::BeforeRun(Box::new(info)));
+            }
+        }
+        all.sort_by(|a, b| a.id().cmp(b.id()));
         // The token is the last id handed out (ids sort by creation): the next page starts
         // after it even when that onboarding has since left the filter.
         let fields = json!({"tenant_id": r.tenant_id, "state": r.state});
@@ -385,19 +381,25 @@ impl OnboardingService {
                 uuid::Uuid::parse_str(last).map_err(|_| {
                     ServerError::invalid("page_token", "not a token this server issued")
                 })?;
-                all.partition_point(|o| o.id.as_str() <= last)
+                all.partition_point(|o| o.id() <= last)
             }
         };
-        let page: Vec<_> = all.iter().skip(start).take(size).collect();
-        let next = match page.last() {
-            Some(last) if start + page.len() < all.len() => next_page_token(&last.id, &fields),
+        let page: Vec<_> = all.into_iter().skip(start).collect();
+        let more = page.len() > size;
+        let mut onboardings = Vec::with_capacity(size.min(page.len()));
+        for listed in page.into_iter().take(size) {
+            onboardings.push(match listed {
+                Listed::Run(o) => {
+                    let events = self.app.engine().event_count(&o.id)?;
+                    info_pb(&o, self.invitation_of(&o.id)?, events)
+                }
+                Listed::BeforeRun(info) => *info,
+            });
+        }
+        let next = match onboardings.last() {
+            Some(last) if more => next_page_token(&last.onboarding_id, &fields),
             _ => String::new(),
         };
-        let mut onboardings = Vec::with_capacity(page.len());
-        for o in page {
-            let events = self.app.engine().event_count(&o.id)?;
-            onboardings.push(info_pb(o, self.invitation_of(&o.id)?, events));
-        }
         self.record(
             AuditEntry::new(
                 Action::OnboardingList,

@@ -14,7 +14,7 @@
 //! GetOnboarding answers CANCELLED, Watch FAILED_PRECONDITION, the invitation cannot sign in to
 //! it again, and the capability table treats it as cancelled at that time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,9 +22,9 @@ use onboard_core::time::now_ms;
 use onboard_proto::v1 as pb;
 
 use invitations::InvitationRecord;
-use provision::{Admin, Status};
+use provision::{Admin, Onboarding, Status};
 
-use super::OnboardingService;
+use super::{OnboardingService, Session};
 use crate::error::{Result, ServerError};
 
 /// How often a Watch of an onboarding without a run looks whether the run began or the
@@ -40,6 +40,20 @@ pub(super) struct SigningIn {
     invitation_id: String,
     /// When the sign-in began (ms since the epoch), answered as `created_at`.
     started_ms: i64,
+}
+
+impl SigningIn {
+    /// Onboarding `id` as GetOnboarding and ListOnboardings show it.
+    fn info(&self, id: &str) -> pb::OnboardingInfo {
+        pb::OnboardingInfo {
+            onboarding_id: id.to_owned(),
+            invitation_id: self.invitation_id.clone(),
+            state: pb::OnboardingState::SigningIn.into(),
+            created_at: super::convert::began_at(id, Some(self.started_ms)),
+            updated_at: Some(crate::clock::timestamp(self.started_ms)),
+            ..Default::default()
+        }
+    }
 }
 
 /// Lists an onboarding as signing in until dropped; the sign-in attempt holds it, and drops it
@@ -153,16 +167,23 @@ impl OnboardingService {
 
     /// `id` as GetOnboarding shows it while its sign-in is under way.
     pub(super) fn signing_in_info(&self, id: &str) -> Option<pb::OnboardingInfo> {
-        let map = lock(&self.signing_in);
-        let s = map.get(id)?;
-        Some(pb::OnboardingInfo {
-            onboarding_id: id.to_owned(),
-            invitation_id: s.invitation_id.clone(),
-            state: pb::OnboardingState::SigningIn.into(),
-            created_at: super::convert::began_at(id, Some(s.started_ms)),
-            updated_at: Some(crate::clock::timestamp(s.started_ms)),
-            ..Default::default()
-        })
+        lock(&self.signing_in).get(id).map(|s| s.info(id))
+    }
+
+    /// The onboardings without a run, as GetOnboarding shows each: signed in (their tenant
+    /// known) and signing in (no tenant yet). A session wins over the sign-in that made it,
+    /// listed until the SignIn call lets go of it.
+    pub(super) fn before_run_infos(&self) -> Vec<pb::OnboardingInfo> {
+        let mut infos: Vec<_> = self
+            .sessions()
+            .iter()
+            .map(|(id, s)| signed_in_info(id, s, s.invitation.id.clone()))
+            .collect();
+        let signed_in: HashSet<String> = infos.iter().map(|i| i.onboarding_id.clone()).collect();
+        let signing_in = lock(&self.signing_in);
+        let signing_in = signing_in.iter().filter(|(id, _)| !signed_in.contains(*id));
+        infos.extend(signing_in.map(|(id, s)| s.info(id)));
+        infos
     }
 
     /// Refuses a change to `id` while its sign-in is under way.
@@ -210,6 +231,39 @@ impl OnboardingService {
             updated_at: Some(crate::clock::timestamp(at_ms)),
             ..Default::default()
         })
+    }
+}
+
+/// Signed-in onboarding `id` (session `s`, of invitation `invitation_id`) as GetOnboarding and
+/// ListOnboardings show it.
+pub(super) fn signed_in_info(id: &str, s: &Session, invitation_id: String) -> pb::OnboardingInfo {
+    pb::OnboardingInfo {
+        onboarding_id: id.to_owned(),
+        invitation_id,
+        tenant_id: s.admin.tenant_id.clone(),
+        state: pb::OnboardingState::SignedIn.into(),
+        created_at: super::convert::began_at(id, s.invitation.used_at_ms),
+        updated_at: s.invitation.used_at_ms.map(crate::clock::timestamp),
+        ..Default::default()
+    }
+}
+
+/// One row of ListOnboardings before its page is built: a run is read further (its events, its
+/// invitation) only when the page holds it.
+pub(super) enum Listed {
+    /// An onboarding whose run began, from the engine's store.
+    Run(Box<Onboarding>),
+    /// One signing in or signed in, from memory, as answered.
+    BeforeRun(Box<pb::OnboardingInfo>),
+}
+
+impl Listed {
+    /// The onboarding id, by which the list is ordered (UUIDv7: by creation).
+    pub(super) fn id(&self) -> &str {
+        match self {
+            Listed::Run(o) => &o.id,
+            Listed::BeforeRun(info) => &info.onboarding_id,
+        }
     }
 }
 

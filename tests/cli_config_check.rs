@@ -111,6 +111,7 @@ fn a_good_configuration_passes_strictly() -> Result<()> {
         "INFO  limits.max_concurrent_calls = 1000",
         "INFO  limits.token_failures_per_minute = 30",
         "INFO  limits.customer_watch_grace_secs = 600",
+        "INFO  server.health_listen = off",
         "INFO  telemetry.metrics_listen = off",
         "INFO  telemetry.log_format = Text",
         "INFO  telemetry.log_level = info (RUST_LOG overrides)",
@@ -189,6 +190,11 @@ fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
             "the metrics listener on the gRPC port",
             Box::new(|b| b.raw("telemetry", "metrics_listen", "0.0.0.0:8443".into())),
             "ERROR telemetry.metrics_listen: port 8443 is server.listen's too".into(),
+        ),
+        (
+            "the health listener on the gRPC port",
+            Box::new(|b| b.raw("server", "health_listen", "0.0.0.0:8443".into())),
+            "ERROR server.health_listen: port 8443 is server.listen's too".into(),
         ),
         (
             "a log level that is no filter",

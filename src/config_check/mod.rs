@@ -122,6 +122,12 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     for line in config.limits.describe() {
         println!("INFO  limits.{line}");
     }
+    // The plaintext health listener for probes (`[server] health_listen`).
+    let health = config
+        .server
+        .health_listen
+        .map_or_else(|| "off".to_owned(), |a| a.to_string());
+    println!("INFO  server.health_listen = {health}");
     // What `[telemetry]` turns on (defaults included).
     let t = &config.telemetry;
     let metrics = t

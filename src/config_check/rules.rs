@@ -159,6 +159,29 @@ pub fn check_telemetry(config: &Config, f: &mut Findings) {
 }
 
 pub fn check_listen(config: &Config, f: &mut Findings) {
+    if let Some(h) = config.server.health_listen
+        && h.port() != 0
+    {
+        let taken = [
+            Some(("server.listen", config.server.listen)),
+            config
+                .telemetry
+                .metrics_listen
+                .map(|m| ("telemetry.metrics_listen", m)),
+            config
+                .audit_http
+                .as_ref()
+                .map(|a| ("audit_http.listen", a.listen)),
+        ];
+        for (key, addr) in taken.into_iter().flatten() {
+            if addr.port() == h.port() {
+                f.error(
+                    "server.health_listen",
+                    format!("port {} is {key}'s too", h.port()),
+                );
+            }
+        }
+    }
     let addr = config.server.listen;
     let tls = config.tls.cert.is_some();
     if addr.port() != 0 && addr.port() < 1024 {

@@ -36,19 +36,38 @@ const SERVICES: [&str; 6] = [
     <CredentialsServer<crate::credentials::CredentialsService> as NamedService>::NAME,
 ];
 
-/// The health service: every service SERVING until `shutdown` begins, then NOT_SERVING.
-pub(crate) async fn service(shutdown: Shutdown) -> HealthServer<ShutdownAware> {
-    let reporter = HealthReporter::new();
-    set_all(&reporter, ServingStatus::Serving).await;
-    let inner = HealthService::from_health_reporter(reporter.clone());
-    let (down_tx, down) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.recv().await;
-        set_all(&reporter, ServingStatus::NotServing).await;
-        // Only now: a stream that ends on this has its NOT_SERVING ready to send first.
-        let _ = down_tx.send(true);
-    });
-    HealthServer::new(ShutdownAware { inner, down })
+/// The statuses every health service of this process answers from.
+pub(crate) struct Statuses {
+    /// Holds the statuses; each service made by [`Statuses::service`] reads them.
+    reporter: HealthReporter,
+    /// Turns `true` once shutdown has begun and every status is NOT_SERVING.
+    down: watch::Receiver<bool>,
+}
+
+impl Statuses {
+    /// Every service SERVING until `shutdown` begins, then NOT_SERVING.
+    pub(crate) async fn new(shutdown: Shutdown) -> Self {
+        let reporter = HealthReporter::new();
+        set_all(&reporter, ServingStatus::Serving).await;
+        let (down_tx, down) = watch::channel(false);
+        let setter = reporter.clone();
+        tokio::spawn(async move {
+            shutdown.recv().await;
+            set_all(&setter, ServingStatus::NotServing).await;
+            // Only now: a stream that ends on this has its NOT_SERVING ready to send first.
+            let _ = down_tx.send(true);
+        });
+        Self { reporter, down }
+    }
+
+    /// A health service answering from these statuses (one for the API listener, one for the
+    /// plaintext health listener).
+    pub(crate) fn service(&self) -> HealthServer<ShutdownAware> {
+        HealthServer::new(ShutdownAware {
+            inner: HealthService::from_health_reporter(self.reporter.clone()),
+            down: self.down.clone(),
+        })
+    }
 }
 
 async fn set_all(reporter: &HealthReporter, status: ServingStatus) {

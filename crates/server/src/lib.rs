@@ -50,7 +50,7 @@ pub use auth::{Caller, Role, token_sha256_hex};
 pub use config::Config;
 pub use error::ServerError;
 pub use integrity::{migrate_records, reanchor};
-pub use serve::{run_from_config, serve};
+pub use serve::{run_from_config, serve, serve_with_health};
 
 /// A server stream of `T`, as the streaming RPCs return it.
 pub type BoxStream<T> =

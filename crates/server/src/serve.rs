@@ -38,6 +38,18 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    serve_with_health(listener, None, app, shutdown).await
+}
+
+/// [`serve`], and on `health` (`[server] health_listen`, already bound) plaintext gRPC serving
+/// `grpc.health.v1` only: SERVING while the API serves, NOT_SERVING from the start of a graceful
+/// stop until the stop is done, so a probe takes the process out of rotation before it drains.
+pub async fn serve_with_health(
+    listener: TcpListener,
+    health: Option<TcpListener>,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let lim = app.config().limits.clone();
     let secs = Duration::from_secs;
     // Transport limits (`[limits]`, see `crate::limits`). HTTP/1.1 too: browsers reach the
@@ -61,7 +73,7 @@ pub async fn serve(
     let max = lim.max_message_bytes;
 
     // NOT_SERVING once shutdown begins; its Watch streams end then (`crate::health`).
-    let health = crate::health::service(app.shutdown()).await;
+    let statuses = crate::health::Statuses::new(app.shutdown()).await;
 
     // Reflection in both versions: v1, and v1alpha for the tools that ask only for it (older
     // grpcurl, grpc_cli, Postman, Evans), from the same descriptors.
@@ -105,7 +117,7 @@ pub async fn serve(
     // One Onboarding service for gRPC and the wizard: its signed-in sessions are shared.
     let onboarding = OnboardingService::new(app.clone());
     let mut grpc = Routes::builder();
-    grpc.add_service(health)
+    grpc.add_service(statuses.service())
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AdminServer::new(AdminService::new(app.clone())))
@@ -139,6 +151,7 @@ pub async fn serve(
         .routes()
         .into_axum_router()
         .merge(crate::wizard::router(app.clone(), onboarding));
+    let probes = health.map(|l| spawn_health(l, &statuses));
     let serving = builder
         .add_routes(Routes::from(routes))
         // TCP_NODELAY: a stream's small messages (each step as it happens) go out at once
@@ -165,8 +178,49 @@ pub async fn serve(
     // in flight finish and are audited; records stay `running` for the next start), scheduled
     // verification stops (a run in progress finishes first), all within the grace.
     app.finish_shutdown().await;
+    if let Some(probes) = probes {
+        probes.stop().await;
+    }
     served?;
     Ok(())
+}
+
+/// The plaintext health listener's server, running until [`Probes::stop`].
+struct Probes {
+    /// Dropped to stop it.
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// Its task.
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Serves `statuses` over plaintext gRPC on `listener` until the returned [`Probes`] stop.
+fn spawn_health(listener: TcpListener, statuses: &crate::health::Statuses) -> Probes {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = Server::builder()
+        .add_service(statuses.service())
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+            let _ = stopped.await;
+        });
+    let task = tokio::spawn(async move {
+        if let Err(e) = serving.await {
+            tracing::error!(error = %e, "the health listener stopped");
+        }
+    });
+    Probes { stop, task }
+}
+
+impl Probes {
+    /// Stops the listener; its Watch streams have ended with the shutdown, and a probe's call
+    /// is short, so this waits a second at most.
+    async fn stop(self) {
+        drop(self.stop);
+        if tokio::time::timeout(Duration::from_secs(1), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the health listener did not stop within a second; left to the exit");
+        }
+    }
 }
 
 /// The TLS settings the configuration asks for, if any.
@@ -224,11 +278,26 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
     let address = listener
         .local_addr()
         .map_err(|e| ServerError::io("local address", e))?;
+    let health = match app.config().server.health_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServerError::io(format!("binding server.health_listen {addr}"), e))?;
+            let bound = l
+                .local_addr()
+                .map_err(|e| ServerError::io("local address", e))?;
+            Some((l, bound))
+        }
+        None => None,
+    };
     // The signal handlers are installed before anyone can learn the address: a SIGTERM sent
     // as soon as the line below appears is a graceful stop, never the default action.
     let signals = shutdown_signal()?;
     // One line on standard output once the socket is bound, so a supervisor or a test that
     // configured port 0 learns the address without racing the bind.
+    if let Some((_, bound)) = &health {
+        println!("onboard health on {bound}");
+    }
     println!("onboard serving on {address}");
     tracing::info!(
         %address,
@@ -237,7 +306,8 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
         mtls = app.config().tls.client_ca.is_some(),
         "onboard serving"
     );
-    let result = serve(listener, app.clone(), signals).await;
+    let health = health.map(|(l, _)| l);
+    let result = serve_with_health(listener, health, app.clone(), signals).await;
     let closing = app.clone();
     tokio::task::spawn_blocking(move || closing.close())
         .await

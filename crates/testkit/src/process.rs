@@ -100,8 +100,11 @@ impl Onboard {
                 .iter()
                 .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
         };
-        let (Some(addr), metrics) = (after("onboard serving on "), after("onboard metrics on "))
-        else {
+        let (Some(addr), metrics, health) = (
+            after("onboard serving on "),
+            after("onboard metrics on "),
+            after("onboard health on "),
+        ) else {
             let _ = child.kill();
             bail!(
                 "unexpected start-up lines {lines:?}\n{}",
@@ -112,6 +115,7 @@ impl Onboard {
             child,
             addr: addr.parse()?,
             metrics: metrics.map(|m| m.parse()).transpose()?,
+            health: health.map(|h| h.parse()).transpose()?,
             log: files.log.clone(),
         })
     }
@@ -361,6 +365,9 @@ pub struct ServerProc {
     pub addr: SocketAddr,
     /// Where `/metrics` is served, with `[telemetry] metrics_listen` (its start-up line).
     pub metrics: Option<SocketAddr>,
+    /// Where plaintext `grpc.health.v1` is served, with `[server] health_listen` (its start-up
+    /// line).
+    pub health: Option<SocketAddr>,
     /// Its log file.
     pub log: PathBuf,
 }

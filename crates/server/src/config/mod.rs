@@ -94,6 +94,10 @@ pub struct Config {
 pub struct ServerSection {
     /// The socket address to bind (e.g. `0.0.0.0:8443`).
     pub listen: SocketAddr,
+    /// A plaintext listener serving only `grpc.health.v1` (e.g. `0.0.0.0:8081`), for probes
+    /// that speak no TLS (Kubernetes' `grpc:` probe); off when absent.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// `[tls]`: all paths are PEM files.

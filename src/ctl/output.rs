@@ -1,6 +1,7 @@
 //! Human output: tables (comfy-table, so non-ASCII customer names still line up), times,
 //! spinners and the choice between tables and JSON.
 
+use onboard_proto::v1 as pb;
 use std::future::Future;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
@@ -166,6 +167,44 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Parses an X25519 public key for sealed delivery (`--seal-to`): 32 bytes as 64 hex digits or
+/// in base64 (standard, padded or not, as WireGuard and most tools print X25519 keys).
+pub fn parse_seal_to(s: &str) -> Result<pb::SealTo, String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    let s = s.trim();
+    let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(s).map_err(|e| e.to_string())?
+    } else {
+        STANDARD
+            .decode(s)
+            .or_else(|_| STANDARD_NO_PAD.decode(s))
+            .map_err(|_| "neither 64 hex digits nor base64".to_owned())?
+    };
+    if bytes.len() != 32 {
+        return Err(format!(
+            "an X25519 public key is 32 bytes, this is {}",
+            bytes.len()
+        ));
+    }
+    Ok(pb::SealTo {
+        x25519_public_key: bytes,
+    })
+}
+
+/// A sealed secret as `onboard ctl` writes it for its recipient: the key id (the HPKE `aad`)
+/// and `enc` and `ciphertext` in base64, as in `delivery.proto`'s `SealedSecret`.
+pub fn sealed_json(key_id: &str, sealed: &pb::SealedSecret) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    serde_json::json!({
+        "key_id": key_id,
+        "enc": b64(&sealed.enc),
+        "ciphertext": b64(&sealed.ciphertext),
+    })
+    .to_string()
+}
+
 /// Parses `7d`, `24h`, `90m`, `3600s` (humantime) into a protobuf duration.
 pub fn parse_duration(s: &str) -> Result<prost_types::Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
@@ -188,6 +227,25 @@ mod tests {
         assert_eq!(lines[0], "ID  CUSTOMER   STATE");
         assert_eq!(lines[1], "1   Zürich AG  pending");
         assert_eq!(lines[2], "22  Contoso    used");
+    }
+
+    #[test]
+    fn seal_to_keys_parse_from_hex_and_base64_and_nothing_else() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+        let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37)).collect();
+        for text in [
+            hex::encode(&key),
+            hex::encode_upper(&key),
+            STANDARD.encode(&key),
+            format!(" {}\n", STANDARD_NO_PAD.encode(&key)),
+        ] {
+            let parsed = parse_seal_to(&text).expect(&text);
+            assert_eq!(parsed.x25519_public_key, key, "{text}");
+        }
+        assert!(parse_seal_to(&hex::encode(&key[..31])).is_err());
+        assert!(parse_seal_to(&STANDARD.encode([0u8; 33])).is_err());
+        assert!(parse_seal_to("").is_err());
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub enum SecretsCommand {
         /// Write the value to this file (mode 0600) instead of standard output.
         #[arg(long)]
         secret_out: Option<PathBuf>,
+        /// Seal the value to this X25519 public key (hex or base64): only the key's holder
+        /// can open what is shown or written.
+        #[arg(long, value_parser = output::parse_seal_to)]
+        seal_to: Option<pb::SealTo>,
     },
     /// Rotates a service's secret with overlap, showing each stage. Returns once the new
     /// secret is handed over (the server removes the old one after the overlap on its own),
@@ -54,6 +58,10 @@ pub enum SecretsCommand {
         /// Write the new value to this file (mode 0600) instead of standard output.
         #[arg(long)]
         secret_out: Option<PathBuf>,
+        /// Seal the new value to this X25519 public key (hex or base64): only the key's holder
+        /// can open what is shown or written.
+        #[arg(long, value_parser = output::parse_seal_to)]
+        seal_to: Option<pb::SealTo>,
         /// Follow the rotation through the overlap until the old secret is removed.
         #[arg(long)]
         wait: bool,
@@ -113,6 +121,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
             service_id,
             valid_for,
             secret_out,
+            seal_to,
         } => {
             let mut r = call(
                 "AddServiceSecret",
@@ -120,7 +129,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                     registration: Some(reg.to_pb()),
                     service_id,
                     valid_for,
-                    seal_to: None,
+                    seal_to,
                 }),
             )
             .await?;
@@ -135,6 +144,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
             service_id,
             overlap,
             secret_out,
+            seal_to,
             wait,
         } => {
             let mut stream = call(
@@ -143,7 +153,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                     registration: Some(reg.to_pb()),
                     service_id: service_id.clone(),
                     overlap: Some(overlap),
-                    seal_to: None,
+                    seal_to,
                 }),
             )
             .await?;
@@ -261,12 +271,18 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
 }
 
 /// Shows a new secret once: to the file (and then blanked in the answer that is printed),
-/// else on standard output in table mode (JSON mode prints it inside the answer).
+/// else on standard output in table mode (JSON mode prints it inside the answer). A sealed
+/// secret (`--seal-to`) is shown or written as [`output::sealed_json`].
 fn hand_out(s: &mut pb::NewSecret, file: Option<&PathBuf>, out: Output) -> anyhow::Result<()> {
     let info = s.info.clone().unwrap_or_default();
+    let (what, value) = match &s.sealed {
+        Some(sealed) => ("sealed secret", output::sealed_json(&info.key_id, sealed)),
+        None => ("secret value", s.secret.clone()),
+    };
     if let Some(path) = file {
-        output::write_private(path, s.secret.as_bytes())?;
+        output::write_private(path, value.as_bytes())?;
         s.secret.clear();
+        s.sealed = None;
     }
     if out.is_json() {
         return Ok(());
@@ -280,8 +296,11 @@ fn hand_out(s: &mut pb::NewSecret, file: Option<&PathBuf>, out: Output) -> anyho
         s.audit_seq
     );
     match file {
-        Some(path) => println!("secret value written to {}", path.display()),
-        None => println!("secret value (shown once): {}", s.secret),
+        Some(path) => println!("{what} written to {}", path.display()),
+        None if s.sealed.is_some() => {
+            println!("sealed secret (only the --seal-to key's holder opens it): {value}")
+        }
+        None => println!("secret value (shown once): {value}"),
     }
     Ok(())
 }

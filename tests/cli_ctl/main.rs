@@ -7,6 +7,7 @@ mod day_two;
 mod invitations;
 mod mtls;
 mod onboardings;
+mod sealed;
 
 use std::future::Future;
 

@@ -6,104 +6,37 @@
 //! as the app, and to nothing under another key id. A key no secret can be sealed to is
 //! refused, naming the field, before anything is claimed.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
 use pb::provision_event::Event as PE;
-use serde_json::{Value, json};
+use serde_json::json;
+use testkit::sealed::Keys;
 use testkit::server::OPERATOR;
 use testkit::server_helpers::Refusal;
 use testkit::sim_server::SimServer;
 use testkit::wizard::{completed, drain};
 use tonic::Code;
 
-/// The independent HPKE side.
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/interop/open_sealed.py"
-);
-
-/// A key pair made by pyhpke: the public key's bytes, the private key's hex.
-struct Keys {
-    public: Vec<u8>,
-    private: String,
-}
-
-fn keygen() -> Result<Keys> {
-    let out = Command::new("python3").args([SCRIPT, "keygen"]).output()?;
+/// `sealed` opened with `keys` under `key_id` to a secret that signs in as `client_id`, and
+/// under no other key id: the secret.
+async fn opens(
+    keys: &Keys,
+    env: &SimServer,
+    sealed: Option<&pb::SealedSecret>,
+    key_id: &str,
+    client_id: &str,
+) -> Result<String> {
+    let secret = keys.open(sealed, key_id)?.context("does not open")?;
     ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        env.authenticates(client_id, &secret).await?,
+        "not the app's secret"
     );
-    let v: Value = serde_json::from_slice(&out.stdout)?;
-    let hex_of = |k: &str| v[k].as_str().map(str::to_owned).context("key");
-    Ok(Keys {
-        public: hex::decode(hex_of("public_key")?)?,
-        private: hex_of("private_key")?,
-    })
-}
-
-impl Keys {
-    fn seal_to(&self) -> Option<pb::SealTo> {
-        Some(pb::SealTo {
-            x25519_public_key: self.public.clone(),
-        })
-    }
-
-    /// `sealed` opened by pyhpke with `key_id` as its `aad`: the secret, or `None` when it
-    /// does not open.
-    fn open(&self, sealed: Option<&pb::SealedSecret>, key_id: &str) -> Result<Option<String>> {
-        let s = sealed.context("no sealed secret in the answer")?;
-        ensure!(s.enc.len() == 32, "enc is {} bytes", s.enc.len());
-        let mut child = Command::new("python3")
-            .args([SCRIPT, "open"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let input = json!({
-            "private_key": self.private,
-            "enc": hex::encode(&s.enc),
-            "ciphertext": hex::encode(&s.ciphertext),
-            "key_id": key_id,
-        });
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(input.to_string().as_bytes())?;
-        let out = child.wait_with_output()?;
-        match out.status.code() {
-            Some(0) => Ok(Some(String::from_utf8(out.stdout)?)),
-            Some(3) => Ok(None),
-            _ => anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr)),
-        }
-    }
-
-    /// Opens under `key_id` to a secret that signs in as `client_id`, and under no other key
-    /// id: the secret.
-    async fn opens(
-        &self,
-        env: &SimServer,
-        sealed: Option<&pb::SealedSecret>,
-        key_id: &str,
-        client_id: &str,
-    ) -> Result<String> {
-        let secret = self.open(sealed, key_id)?.context("does not open")?;
-        ensure!(
-            env.authenticates(client_id, &secret).await?,
-            "not the app's secret"
-        );
-        let moved = format!("{key_id}0");
-        ensure!(
-            self.open(sealed, &moved)?.is_none(),
-            "opens under another key id"
-        );
-        Ok(secret)
-    }
+    let moved = format!("{key_id}0");
+    ensure!(
+        keys.open(sealed, &moved)?.is_none(),
+        "opens under another key id"
+    );
+    Ok(secret)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,15 +72,20 @@ async fn a_claimed_secret_is_sealed_to_the_callers_key_and_a_bad_key_claims_noth
         "a refused key claimed the secret"
     );
 
-    let keys = keygen()?;
+    let keys = Keys::new()?;
     let got = op
         .claim_secret(claim(keys.public.clone()))
         .await?
         .into_inner();
     ensure!(got.secret.is_empty(), "the secret also went in the clear");
-    let secret = keys
-        .opens(&env, got.sealed.as_ref(), &got.key_id, &done.client_id)
-        .await?;
+    let secret = opens(
+        &keys,
+        &env,
+        got.sealed.as_ref(),
+        &got.key_id,
+        &done.client_id,
+    )
+    .await?;
     let entries = env.server.entries()?;
     ensure!(
         !entries.iter().any(|e| e.to_string().contains(&secret)),
@@ -177,7 +115,7 @@ async fn a_claimed_secret_is_sealed_to_the_callers_key_and_a_bad_key_claims_noth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provision_add_and_rotate_seal_to_the_callers_key() -> Result<()> {
     let env = SimServer::start().await?;
-    let keys = keygen()?;
+    let keys = Keys::new()?;
     let (_token, id) = env.invited_and_signed_in("globaladmin").await?;
     let mut op = env.server.onboarding(Some(OPERATOR)).await?;
     let events = op
@@ -192,8 +130,14 @@ async fn provision_add_and_rotate_seal_to_the_callers_key() -> Result<()> {
     let events = drain(events).await?;
     let done = completed(&events)?;
     ensure!(done.secret.is_empty(), "the secret also went in the clear");
-    keys.opens(&env, done.sealed.as_ref(), &done.key_id, &done.client_id)
-        .await?;
+    opens(
+        &keys,
+        &env,
+        done.sealed.as_ref(),
+        &done.key_id,
+        &done.client_id,
+    )
+    .await?;
     let sealed_events = events
         .iter()
         .filter(|e| matches!(&e.event, Some(PE::Completed(c)) if c.sealed.is_some()))
@@ -216,8 +160,7 @@ async fn provision_add_and_rotate_seal_to_the_callers_key() -> Result<()> {
         .into_inner();
     ensure!(added.secret.is_empty(), "the secret also went in the clear");
     let key_id = added.info.as_ref().context("info")?.key_id.clone();
-    keys.opens(&env, added.sealed.as_ref(), &key_id, &done.client_id)
-        .await?;
+    opens(&keys, &env, added.sealed.as_ref(), &key_id, &done.client_id).await?;
 
     let mut stages = c
         .rotate_secret(pb::RotateSecretRequest {
@@ -235,7 +178,6 @@ async fn provision_add_and_rotate_seal_to_the_callers_key() -> Result<()> {
     let new = new_secret.context("no new secret on the rotation's stream")?;
     ensure!(new.secret.is_empty(), "the secret also went in the clear");
     let key_id = new.info.as_ref().context("info")?.key_id.clone();
-    keys.opens(&env, new.sealed.as_ref(), &key_id, &done.client_id)
-        .await?;
+    opens(&keys, &env, new.sealed.as_ref(), &key_id, &done.client_id).await?;
     env.stop().await
 }

@@ -197,6 +197,19 @@ fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
             "ERROR server.health_listen: port 8443 is server.listen's too".into(),
         ),
         (
+            "the health listener on the metrics port",
+            Box::new(|b| {
+                b.raw("telemetry", "metrics_listen", "0.0.0.0:9100".into())
+                    .raw("server", "health_listen", "127.0.0.1:9100".into())
+            }),
+            "ERROR server.health_listen: port 9100 is telemetry.metrics_listen's too".into(),
+        ),
+        (
+            "the tiles API on the gRPC port",
+            Box::new(|b| b.audit_http_open("0.0.0.0:8443")),
+            "ERROR audit_http.listen: port 8443 is server.listen's too".into(),
+        ),
+        (
             "a log level that is no filter",
             Box::new(|b| b.raw("telemetry", "log_level", "onboard=loud".into())),
             "ERROR telemetry.log_level: \"onboard=loud\" is not a log filter".into(),

@@ -25,9 +25,9 @@ use testkit::config::OPERATOR;
 use testkit::onboard_binary;
 use testkit::process::ServerFiles;
 use testkit::server::{Authed, with_token};
-use testkit::sim::{GRAPH_DEFAULT, calm, entra_client, users::GLOBAL_ADMIN};
+use testkit::sim::{GRAPH_DEFAULT, calm, entra_client};
 use testkit::snapshot::apps_named;
-use testkit::wizard::{invite, onboard_timed, signed_in};
+use testkit::wizard::{day_two_sign_in, onboard_timed};
 use tonic::transport::Channel;
 
 const SERVICE: &str = "dr-rot";
@@ -183,8 +183,7 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
     let ch = server.channel().await?;
     onboard_timed(ch.clone(), &sim, SERVICE, "Rot-App").await?;
     // Day-two changes act as a freshly signed-in admin ("Reinitiate Authentication Flow").
-    let (token, _) = invite(ch.clone(), SERVICE, "direct-routing", None).await?;
-    signed_in(ch.clone(), &sim, &token, GLOBAL_ADMIN).await?;
+    day_two_sign_in(ch.clone(), &sim, SERVICE).await?;
     let snap = sim.snapshot();
     let client_id = apps_named(&snap, "Rot-App")
         .first()

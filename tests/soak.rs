@@ -25,7 +25,7 @@ use testkit::process::{Onboard, ServerFiles, ServerProc, rss_kib};
 use testkit::server::with_token;
 use testkit::sim::{calm, users::GLOBAL_ADMIN};
 use testkit::snapshot::no_duplicates;
-use testkit::wizard::{drain, invite, provision_stream, signed_in, wait_settled};
+use testkit::wizard::{day_two_sign_in, drain, invite, provision_stream, signed_in, wait_settled};
 use tokio::sync::{Mutex, watch};
 use tonic::transport::Channel;
 
@@ -191,12 +191,7 @@ async fn soak_with_kills_throttling_and_lag() -> Result<()> {
         // Authentication Flow" does. Then rotate the service's secret.
         let _ = retry(&cur, Duration::from_secs(120), "day-two sign-in", |ch| {
             let (sim, service) = (&sim, service.clone());
-            async move {
-                let t = invite(ch.clone(), &service, "direct-routing", None)
-                    .await?
-                    .0;
-                signed_in(ch, sim, &t, GLOBAL_ADMIN).await.map(drop)
-            }
+            async move { day_two_sign_in(ch, sim, &service).await }
         })
         .await;
         let rotated = retry(&cur, Duration::from_secs(60), "rotate", |ch| {

@@ -55,12 +55,6 @@ fn check_tiles_api(config: &Config, warn_days: u32, now: i64, f: &mut Findings) 
         ),
         _ => {}
     }
-    if h.listen.port() != 0 && h.listen.port() == config.server.listen.port() {
-        f.error(
-            "audit_http.listen",
-            format!("port {} is server.listen's too", h.listen.port()),
-        );
-    }
 }
 
 fn check_publish(config: &Config, f: &mut Findings) {

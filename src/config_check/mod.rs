@@ -94,6 +94,7 @@ pub fn check(config: &Config, warn_days: u32, now: i64) -> Findings {
     files::check_files(config, warn_days, now, &mut f);
     rules::check_urls(config, &mut f);
     rules::check_listen(config, &mut f);
+    rules::check_ports(config, &mut f);
     rules::check_telemetry(config, &mut f);
     rules::check_auth(config, &mut f);
     rules::check_token_app(config, &mut f);

@@ -108,29 +108,9 @@ pub fn check_urls(config: &Config, f: &mut Findings) {
     }
 }
 
-/// The listen address (already parsed as a socket address by the config loader).
-/// `[telemetry]`: the metrics port must be its own, and the log level a valid filter.
+/// `[telemetry]`: an OTLP endpoint this build can use, and a log level that is a filter.
 pub fn check_telemetry(config: &Config, f: &mut Findings) {
     let t = &config.telemetry;
-    if let Some(m) = t.metrics_listen
-        && m.port() != 0
-    {
-        let taken = [
-            Some(("server.listen", config.server.listen)),
-            config
-                .audit_http
-                .as_ref()
-                .map(|h| ("audit_http.listen", h.listen)),
-        ];
-        for (key, addr) in taken.into_iter().flatten() {
-            if addr.port() == m.port() {
-                f.error(
-                    "telemetry.metrics_listen",
-                    format!("port {} is {key}'s too", m.port()),
-                );
-            }
-        }
-    }
     if let Some(url) = &t.otlp_endpoint {
         let ok = url
             .split_once("://")
@@ -158,30 +138,37 @@ pub fn check_telemetry(config: &Config, f: &mut Findings) {
     }
 }
 
-pub fn check_listen(config: &Config, f: &mut Findings) {
-    if let Some(h) = config.server.health_listen
-        && h.port() != 0
-    {
-        let taken = [
-            Some(("server.listen", config.server.listen)),
-            config
-                .telemetry
-                .metrics_listen
-                .map(|m| ("telemetry.metrics_listen", m)),
-            config
-                .audit_http
-                .as_ref()
-                .map(|a| ("audit_http.listen", a.listen)),
-        ];
-        for (key, addr) in taken.into_iter().flatten() {
-            if addr.port() == h.port() {
-                f.error(
-                    "server.health_listen",
-                    format!("port {} is {key}'s too", h.port()),
-                );
-            }
+/// Each listener on a port of its own: an error on the later of two keys sharing one (port 0 is
+/// any free port, never shared).
+pub fn check_ports(config: &Config, f: &mut Findings) {
+    let listeners = [
+        Some(("server.listen", config.server.listen)),
+        config
+            .audit_http
+            .as_ref()
+            .map(|h| ("audit_http.listen", h.listen)),
+        config
+            .telemetry
+            .metrics_listen
+            .map(|m| ("telemetry.metrics_listen", m)),
+        config
+            .server
+            .health_listen
+            .map(|h| ("server.health_listen", h)),
+    ];
+    let listeners: Vec<_> = listeners.into_iter().flatten().collect();
+    for (i, (key, addr)) in listeners.iter().enumerate() {
+        let earlier = listeners[..i].iter().find(|(_, a)| a.port() == addr.port());
+        if let Some((taken_by, _)) = earlier
+            && addr.port() != 0
+        {
+            f.error(*key, format!("port {} is {taken_by}'s too", addr.port()));
         }
     }
+}
+
+/// `server.listen`: an unprivileged port, and TLS when not on loopback.
+pub fn check_listen(config: &Config, f: &mut Findings) {
     let addr = config.server.listen;
     let tls = config.tls.cert.is_some();
     if addr.port() != 0 && addr.port() < 1024 {

@@ -12,22 +12,19 @@ use testkit::config::OPERATOR;
 use testkit::onboard_binary;
 use testkit::process::{ServerFiles, parse_json};
 use testkit::server::with_token;
-use testkit::sim::{calm, users};
-use testkit::wizard::{invite, onboard, signed_in};
+use testkit::wizard::day_two_sign_in;
 
-use crate::{ctl, ctl_json, has_line, json_lines, refused, same_as_grpc, succeeded};
+use crate::{DayTwo, ctl, ctl_json, has_line, json_lines, refused, same_as_grpc, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result<()> {
-    let sim = testkit::sim::start(calm()).await?;
-    let (files, server) = onboard_binary!().start(&sim).await?;
+    let DayTwo {
+        sim,
+        files,
+        server,
+        done,
+    } = DayTwo::start("Ctl-Day-Two").await?;
     let ch = server.channel().await?;
-    let done = onboard(ch.clone(), &sim, "dr-1", "direct-routing", "Ctl-Day-Two")
-        .await?
-        .done;
-    // Day-two changes act as a freshly signed-in admin.
-    let again = invite(ch.clone(), "dr-1", "direct-routing", None).await?.0;
-    signed_in(ch.clone(), &sim, &again, users::GLOBAL_ADMIN).await?;
     let tenant = sim.info().tenant_id;
     let client = done.client_id.clone();
     let reg = ["--tenant", tenant.as_str(), "--client", client.as_str()];
@@ -232,8 +229,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     ]))
     .await?;
     refused(&r, 1, "UpdateRoles: FAILED_PRECONDITION")?;
-    let again = invite(ch.clone(), "dr-1", "direct-routing", None).await?.0;
-    signed_in(ch.clone(), &sim, &again, users::GLOBAL_ADMIN).await?;
+    day_two_sign_in(ch.clone(), &sim, "dr-1").await?;
     let r = run(args(&[
         "grants",
         "update",
@@ -303,8 +299,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
 
     // end-admin-session: the temporary app a day-two sign-in re-created goes (a sign-in that
     // made no change yet; the last one ended with its change).
-    let again = invite(ch.clone(), "dr-1", "direct-routing", None).await?.0;
-    signed_in(ch.clone(), &sim, &again, users::GLOBAL_ADMIN).await?;
+    day_two_sign_in(ch.clone(), &sim, "dr-1").await?;
     let r = ctl(
         &server,
         OPERATOR,

@@ -13,7 +13,7 @@ use std::future::Future;
 
 use anyhow::{Context, Result, ensure};
 use prost::Message;
-use testkit::process::{Run, ServerProc, output_ok, parse_json};
+use testkit::process::{Run, ServerFiles, ServerProc, output_ok, parse_json};
 
 /// `onboard ARGS` with `env` and `stdin` (see `testkit::process::Onboard::run`).
 async fn onboard(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Result<Run> {
@@ -58,6 +58,38 @@ async fn same_as_grpc<M: Message + Default + PartialEq>(
 fn json_lines<M: Message + Default>(r: &Run, full_name: &str) -> Result<Vec<M>> {
     ensure!(r.code == Some(0), "{r}");
     r.stdout.lines().map(|l| parse_json(l, full_name)).collect()
+}
+
+/// `onboard serve` on the emulator holding a completed direct-routing onboarding of service
+/// `dr-1` (app `name`) and a day-two sign-in, as every day-two command needs.
+struct DayTwo {
+    /// The emulator.
+    sim: entra_sim::Sim,
+    /// The server's files (its directory holds what a test writes).
+    files: ServerFiles,
+    /// The server.
+    server: ServerProc,
+    /// The onboarding's Completed event.
+    done: onboard_proto::v1::Completed,
+}
+
+impl DayTwo {
+    async fn start(name: &str) -> Result<Self> {
+        let sim = testkit::sim::start(testkit::sim::calm()).await?;
+        let (files, server) = testkit::onboard_binary!().start(&sim).await?;
+        let ch = server.channel().await?;
+        let done = testkit::wizard::onboard(ch.clone(), &sim, "dr-1", "direct-routing", name)
+            .await?
+            .done;
+        // Day-two changes act as a freshly signed-in admin.
+        testkit::wizard::day_two_sign_in(ch, &sim, "dr-1").await?;
+        Ok(Self {
+            sim,
+            files,
+            server,
+            done,
+        })
+    }
 }
 
 /// `invitations create --customer CUSTOMER --service-id SERVICE`, then `more`.

@@ -11,12 +11,9 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use testkit::config::OPERATOR;
-use testkit::onboard_binary;
 use testkit::sealed::Keys;
-use testkit::sim::{calm, users};
-use testkit::wizard::{invite, onboard, signed_in};
 
-use crate::{ctl, refused, succeeded};
+use crate::{DayTwo, ctl, refused, succeeded};
 
 /// The sealed secret `onboard ctl` printed or wrote (`{"key_id", "enc", "ciphertext"}`),
 /// opened with `keys`: the key id and the secret.
@@ -36,14 +33,12 @@ fn open(keys: &Keys, sealed_json: &str) -> Result<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seal_to_shows_and_writes_secrets_only_the_platform_opens() -> Result<()> {
-    let sim = testkit::sim::start(calm()).await?;
-    let (files, server) = onboard_binary!().start(&sim).await?;
-    let ch = server.channel().await?;
-    let done = onboard(ch.clone(), &sim, "dr-1", "direct-routing", "Ctl-Sealed")
-        .await?
-        .done;
-    let again = invite(ch.clone(), "dr-1", "direct-routing", None).await?.0;
-    signed_in(ch.clone(), &sim, &again, users::GLOBAL_ADMIN).await?;
+    let DayTwo {
+        sim,
+        files,
+        server,
+        done,
+    } = DayTwo::start("Ctl-Sealed").await?;
     let entra = testkit::sim::entra_client(&sim)?;
     let tenant = sim.info().tenant_id;
     let signs_in = |secret: String| {

@@ -246,6 +246,15 @@ pub struct Onboarding {
     pub done: pb::Completed,
 }
 
+/// A day-two sign-in over `ch` ("Reinitiate Authentication Flow"): a new invitation for
+/// `service_id` (direct-routing) signed in as the Global Administrator, which stores the
+/// tenant's admin session for the changes that follow.
+pub async fn day_two_sign_in(ch: Channel, sim: &Sim, service_id: &str) -> Result<()> {
+    let (token, _) = invite(ch.clone(), service_id, "direct-routing", None).await?;
+    signed_in(ch, sim, &token, users::GLOBAL_ADMIN).await?;
+    Ok(())
+}
+
 /// Invitation → SignIn as the Global Administrator → Provision of app `name` for service
 /// `service_id` and `profile`, to Completed (without the secret, as the wizard gets it) → the
 /// platform's ClaimSecret, whose value is put into `done.secret`.

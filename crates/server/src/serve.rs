@@ -2,6 +2,7 @@
 //! [`run_from_config`].
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -272,22 +273,9 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
     if let Some(addr) = crate::telemetry::start(&app).await? {
         println!("onboard metrics on {addr}");
     }
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| ServerError::io("local address", e))?;
+    let (listener, address) = bind("server.listen", listen).await?;
     let health = match app.config().server.health_listen {
-        Some(addr) => {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| ServerError::io(format!("binding server.health_listen {addr}"), e))?;
-            let bound = l
-                .local_addr()
-                .map_err(|e| ServerError::io("local address", e))?;
-            Some((l, bound))
-        }
+        Some(addr) => Some(bind("server.health_listen", addr).await?),
         None => None,
     };
     // The signal handlers are installed before anyone can learn the address: a SIGTERM sent
@@ -313,6 +301,17 @@ pub async fn run_from_config(path: &Path) -> Result<()> {
         .await
         .map_err(|e| ServerError::Internal(format!("closing the audit log: {e}")))?;
     result
+}
+
+/// Binds `addr`, the setting `key`: the listener and the address it got (port 0: a free one).
+pub(crate) async fn bind(key: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::io(format!("binding {key} {addr}"), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServerError::io(format!("{key}: local address"), e))?;
+    Ok((listener, bound))
 }
 
 /// Installs the handlers for Ctrl-C and (on Unix) SIGTERM, as systemd and container runtimes

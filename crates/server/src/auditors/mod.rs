@@ -17,7 +17,6 @@ pub mod settings;
 use std::net::SocketAddr;
 
 use audit_remote::{PublishEvent, Publisher, Target};
-use tokio::net::TcpListener;
 use witness::{Submitter, SubmitterConfig, WitnessError, WitnessProbe};
 
 use crate::App;
@@ -128,12 +127,7 @@ pub async fn start(app: &App) -> Result<Auditors> {
     if let Some(h) = &config.audit_http {
         let mut http = h.build().map_err(|e| ServerError::Config(e.to_string()))?;
         http.feed = feed;
-        let listener = TcpListener::bind(h.listen)
-            .await
-            .map_err(|e| ServerError::io(format!("binding audit_http.listen {}", h.listen), e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| ServerError::io("audit_http local address", e))?;
+        let (listener, addr) = crate::serve::bind("audit_http.listen", h.listen).await?;
         tracing::info!(address = %addr, access = ?h.access, tls = http.tls.is_some(), "audit tiles API serving");
         out.tiles_addr = Some(addr);
         let stop = shutdown.clone();

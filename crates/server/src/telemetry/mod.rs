@@ -24,7 +24,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 
 use crate::App;
 use crate::error::{Result, ServerError};
@@ -122,12 +121,7 @@ pub async fn start(app: &App) -> Result<Option<SocketAddr>> {
         return Ok(None);
     };
     let handle = recorder()?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| ServerError::io(format!("binding telemetry.metrics_listen {listen}"), e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServerError::io("metrics local address", e))?;
+    let (listener, addr) = crate::serve::bind("telemetry.metrics_listen", listen).await?;
     let router = scrape::router(app.clone(), handle.clone());
     let shutdown = app.shutdown();
     let stop = shutdown.clone();

@@ -1,5 +1,5 @@
-//! ListOnboardings over loopback gRPC: onboardings before their run (signing in, signed in,
-//! held in the server's memory) are listed beside the runs, each as GetOnboarding answers it,
+//! ListOnboardings over loopback gRPC: onboardings before their run (signing in and signed in,
+//! held in the server's memory; cancelled before the run, durably) are listed beside the runs, each as GetOnboarding answers it,
 //! filtered by state and tenant and paged in one oldest-first order.
 
 use anyhow::{Result, bail, ensure};
@@ -50,7 +50,8 @@ fn rows(infos: &[pb::OnboardingInfo]) -> Vec<(String, pb::OnboardingState)> {
 /// One completed onboarding, one signed in and one whose admin is still signing in: the list
 /// holds the three (oldest first, as Get answers each), a state filter picks each, a tenant
 /// filter leaves out the one whose tenant is not known yet, and pages of one walk the same
-/// order. Once the sign-in ends, the onboarding moves from SIGNING_IN to SIGNED_IN.
+/// order. Once the sign-in ends, the onboarding moves from SIGNING_IN to SIGNED_IN; cancelled
+/// before its run, it is listed as CANCELLED, also after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboardings_before_their_run_are_listed_as_get_answers_them() -> Result<()> {
     let (env, done) = SimServer::with_onboarding("direct-routing", "Sbc-List1").await?;
@@ -132,5 +133,39 @@ async fn onboardings_before_their_run_are_listed_as_get_answers_them() -> Result
     );
     let (none, _) = listed(&env, pb::OnboardingState::SigningIn, "", 0).await?;
     ensure!(none.is_empty(), "{none:#?}");
+
+    // Cancelled before its run: listed as CANCELLED, as Get answers it, also after a restart
+    // (the mark is durable; the other signed-in onboarding's sign-in is not).
+    let mut op = env.server.onboarding(Some(OPERATOR)).await?;
+    op.cancel_onboarding(pb::CancelOnboardingRequest {
+        onboarding_id: signed_in.onboarding_id.clone(),
+        reason: "list test".into(),
+        ..Default::default()
+    })
+    .await?;
+    let env = env.restart().await?;
+    let (cancelled, _) = listed(&env, pb::OnboardingState::Cancelled, "", 0).await?;
+    ensure!(
+        rows(&cancelled)
+            == [(
+                signed_in.onboarding_id.clone(),
+                pb::OnboardingState::Cancelled
+            )],
+        "{cancelled:#?}"
+    );
+    let got = testkit::wizard::get(env.server.channel().await?, &signed_in.onboarding_id).await?;
+    ensure!(
+        got == cancelled[0],
+        "listed {cancelled:#?}, Get answers {got:#?}"
+    );
+    let (all, _) = listed(&env, pb::OnboardingState::Unspecified, "", 0).await?;
+    let ids: Vec<_> = all.iter().map(|i| i.onboarding_id.as_str()).collect();
+    ensure!(
+        ids == [
+            done.onboarding_id.as_str(),
+            signed_in.onboarding_id.as_str()
+        ],
+        "the sign-in lost in the restart is not listed: {all:#?}"
+    );
     env.stop().await
 }

@@ -75,6 +75,20 @@ impl OnboardingService {
         Ok(mark.map(|v| <[u8; 8]>::try_from(v.as_slice()).map_or(0, i64::from_be_bytes)))
     }
 
+    /// Every onboarding cancelled before its run, with when (ms since the epoch); a mark without
+    /// a valid MAC is refused like any other state record.
+    pub(super) fn all_cancelled_before_run(&self) -> Result<Vec<(String, i64)>> {
+        let mut all = Vec::new();
+        for kv in self.app.onboarding_links().scan_prefix(CANCELLED_PREFIX) {
+            let (key, stored) = kv?;
+            let value = self.app.record_mac().open(LINKS_TREE, &key, &stored)?;
+            let at = <[u8; 8]>::try_from(value).map_or(0, i64::from_be_bytes);
+            let id = String::from_utf8_lossy(&key[CANCELLED_PREFIX.len()..]).into_owned();
+            all.push((id, at));
+        }
+        Ok(all)
+    }
+
     /// Marks `id` cancelled before its run, durably, before the caller hears CANCELLED.
     pub(super) async fn mark_cancelled_before_run(&self, id: &str, at_ms: i64) -> Result<()> {
         self.set_mark(CANCELLED_PREFIX, id, &at_ms.to_be_bytes())

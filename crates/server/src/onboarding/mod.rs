@@ -363,7 +363,7 @@ impl OnboardingService {
             let runs = runs.filter(|o| wanted(convert::state_pb(o.status)));
             all.extend(runs.map(|o| Listed::Run(Box::new(o))));
         }
-        for info in self.before_run_infos() {
+        for info in self.before_run_infos()? {
             if wanted(info.state())
                 && tenant.as_ref().is_none_or(|t| *t == info.tenant_id)
                 && self.app.engine().get(&info.onboarding_id)?.is_none()

@@ -171,19 +171,25 @@ impl OnboardingService {
     }
 
     /// The onboardings without a run, as GetOnboarding shows each: signed in (their tenant
-    /// known) and signing in (no tenant yet). A session wins over the sign-in that made it,
-    /// listed until the SignIn call lets go of it.
-    pub(super) fn before_run_infos(&self) -> Vec<pb::OnboardingInfo> {
+    /// known), signing in (no tenant yet), and cancelled before their run (durable marks). A
+    /// session wins over the sign-in that made it, listed until the SignIn call lets go of it.
+    pub(super) fn before_run_infos(&self) -> Result<Vec<pb::OnboardingInfo>> {
         let mut infos: Vec<_> = self
             .sessions()
             .iter()
             .map(|(id, s)| signed_in_info(id, s, s.invitation.id.clone()))
             .collect();
         let signed_in: HashSet<String> = infos.iter().map(|i| i.onboarding_id.clone()).collect();
-        let signing_in = lock(&self.signing_in);
-        let signing_in = signing_in.iter().filter(|(id, _)| !signed_in.contains(*id));
-        infos.extend(signing_in.map(|(id, s)| s.info(id)));
-        infos
+        let signing_in: Vec<_> = lock(&self.signing_in)
+            .iter()
+            .filter(|(id, _)| !signed_in.contains(*id))
+            .map(|(id, s)| s.info(id))
+            .collect();
+        infos.extend(signing_in);
+        for (id, at) in self.all_cancelled_before_run()? {
+            infos.push(self.cancelled_info(&id, at)?);
+        }
+        Ok(infos)
     }
 
     /// Refuses a change to `id` while its sign-in is under way.

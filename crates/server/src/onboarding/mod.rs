@@ -350,8 +350,9 @@ impl OnboardingService {
         let wanted =
             |s: pb::OnboardingState| state == pb::OnboardingState::Unspecified || s == state;
         // The runs, filtered by the state callers see (PROVISIONING is running or being
-        // cancelled), then the onboardings before their run, from memory, each as GetOnboarding
-        // answers it. A session outlives the run it began (a resume takes it), and a run wins.
+        // cancelled), then the onboardings before their run (from memory, and the marks of
+        // those cancelled then), each as GetOnboarding answers it. A session outlives the run it
+        // began (a resume takes it), and a run wins.
         let mut all: Vec<Listed> = Vec::new();
         if a_run_state(state) {
             let filter = ListFilter {
@@ -363,14 +364,7 @@ impl OnboardingService {
             let runs = runs.filter(|o| wanted(convert::state_pb(o.status)));
             all.extend(runs.map(|o| Listed::Run(Box::new(o))));
         }
-        for info in self.before_run_infos()? {
-            if wanted(info.state())
-                && tenant.as_ref().is_none_or(|t| *t == info.tenant_id)
-                && self.app.engine().get(&info.onboarding_id)?.is_none()
-            {
-                all.push(Listed::BeforeRun(Box::new(info)));
-            }
-        }
+        all.extend(self.listed_before_run(state, tenant.as_deref())?);
         all.sort_by(|a, b| a.id().cmp(b.id()));
         // The token is the last id handed out (ids sort by creation): the next page starts
         // after it even when that onboarding has since left the filter.

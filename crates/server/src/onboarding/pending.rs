@@ -192,6 +192,32 @@ impl OnboardingService {
         Ok(infos)
     }
 
+    /// ListOnboardings' rows for the onboardings without a run in `state` (unspecified: any)
+    /// and of `tenant` (`None`: any; signing in and cancelled before the run have none).
+    pub(super) fn listed_before_run(
+        &self,
+        state: pb::OnboardingState,
+        tenant: Option<&str>,
+    ) -> Result<Vec<Listed>> {
+        use pb::OnboardingState as S;
+        if !matches!(
+            state,
+            S::Unspecified | S::SigningIn | S::SignedIn | S::Cancelled
+        ) {
+            return Ok(Vec::new());
+        }
+        let mut rows = Vec::new();
+        for info in self.before_run_infos()? {
+            if (state == S::Unspecified || info.state() == state)
+                && tenant.is_none_or(|t| t == info.tenant_id)
+                && self.app.engine().get(&info.onboarding_id)?.is_none()
+            {
+                rows.push(Listed::BeforeRun(Box::new(info)));
+            }
+        }
+        Ok(rows)
+    }
+
     /// Refuses a change to `id` while its sign-in is under way.
     pub(super) fn refuse_while_signing_in(&self, id: &str) -> Result<()> {
         if self.signing_in_with(id).is_some() && self.sessions().get(id).is_none() {
@@ -259,7 +285,8 @@ pub(super) fn signed_in_info(id: &str, s: &Session, invitation_id: String) -> pb
 pub(super) enum Listed {
     /// An onboarding whose run began, from the engine's store.
     Run(Box<Onboarding>),
-    /// One signing in or signed in, from memory, as answered.
+    /// One signing in or signed in (from memory) or cancelled before its run (from its mark),
+    /// as GetOnboarding answers it.
     BeforeRun(Box<pb::OnboardingInfo>),
 }
 

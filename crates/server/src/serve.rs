@@ -186,7 +186,9 @@ pub async fn serve_with_health(
     Ok(())
 }
 
-/// The plaintext health listener's server, running until [`Probes::stop`].
+/// The plaintext health listener's server, running until [`Probes::stop`]. Not a task of the
+/// app's `Shutdown`, which starts the drain: it must go on answering NOT_SERVING through the
+/// drain, so it stops after `App::finish_shutdown`.
 struct Probes {
     /// Dropped to stop it.
     stop: tokio::sync::oneshot::Sender<()>,

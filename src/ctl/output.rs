@@ -1,7 +1,6 @@
 //! Human output: tables (comfy-table, so non-ASCII customer names still line up), times,
 //! spinners and the choice between tables and JSON.
 
-use onboard_proto::v1 as pb;
 use std::future::Future;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use comfy_table::{CellAlignment, Table, presets};
 use indicatif::{ProgressBar, ProgressStyle};
+use onboard_proto::v1 as pb;
 
 use super::exit::{CtlError, Exit};
 use super::json::{self, ProtoName};

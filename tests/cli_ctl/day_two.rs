@@ -14,16 +14,14 @@ use testkit::process::{ServerFiles, parse_json};
 use testkit::server::with_token;
 use testkit::wizard::day_two_sign_in;
 
-use crate::{DayTwo, ctl, ctl_json, has_line, json_lines, refused, same_as_grpc, succeeded};
+use crate::{
+    DayTwo, ROTATE_DR_1, ctl, ctl_json, has_line, json_lines, refused, same_as_grpc, succeeded,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result<()> {
-    let DayTwo {
-        sim,
-        files,
-        server,
-        done,
-    } = DayTwo::start("Ctl-Day-Two").await?;
+    let d = DayTwo::start("Ctl-Day-Two").await?;
+    let (sim, files, server, done) = (&d.sim, &d.files, &d.server, &d.done);
     let ch = server.channel().await?;
     let tenant = sim.info().tenant_id;
     let client = done.client_id.clone();
@@ -33,22 +31,13 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         client_id: client.clone(),
     };
     let mut grpc = CredentialsClient::new(with_token(ch.clone(), Some(OPERATOR)));
-    let args =
-        |a: &[&str]| -> Vec<String> { a.iter().chain(reg.iter()).map(|x| x.to_string()).collect() };
-    let run = |a: Vec<String>| {
-        let server = &server;
-        async move {
-            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-            ctl(server, OPERATOR, &refs).await
-        }
-    };
 
     // secrets list: the onboarding's secret is dr-1's current one.
-    let r = run(args(&["secrets", "list"])).await?;
+    let r = d.ctl(&["secrets", "list"]).await?;
     has_line(&r, |l| {
         l.starts_with(&done.key_id) && l.contains("dr-1") && l.contains("yes")
     })?;
-    let r = run(args(&["secrets", "list", "-o", "json"])).await?;
+    let r = d.ctl(&["secrets", "list", "-o", "json"]).await?;
     let req = pb::ListSecretsRequest {
         registration: Some(reg_pb.clone()),
     };
@@ -56,15 +45,9 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
 
     // secrets add: to a private file, then as JSON (value inside the answer).
     let out = files.dir.path().join("extra.secret");
-    let r = run(args(&[
-        "secrets",
-        "add",
-        "--service-id",
-        "dr-extra",
-        "--secret-out",
-        out.to_str().context("path")?,
-    ]))
-    .await?;
+    let add = ["secrets", "add", "--service-id", "dr-extra"];
+    let to_file = ["--secret-out", out.to_str().context("path")?];
+    let r = d.ctl(&[&add[..], &to_file].concat()).await?;
     succeeded(&r, "secret value written to")?;
     ensure!(std::fs::metadata(&out)?.permissions().mode() & 0o077 == 0);
     let first_value = std::fs::read_to_string(&out)?;
@@ -75,17 +58,8 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         .nth(2)
         .context("key id")?
         .to_owned();
-    let r = run(args(&[
-        "secrets",
-        "add",
-        "--service-id",
-        "dr-extra",
-        "-o",
-        "json",
-        "--valid-for",
-        "90d",
-    ]))
-    .await?;
+    let as_json = ["-o", "json", "--valid-for", "90d"];
+    let r = d.ctl(&[&add[..], &as_json].concat()).await?;
     ensure!(r.code == Some(0), "{r}");
     let added: pb::NewSecret = parse_json(&r.stdout, "onboard.v1.NewSecret")?;
     let info = added.info.clone().context("info")?;
@@ -93,14 +67,18 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     ensure!((88..=90).contains(&info.days_until_expiry), "{info:?}");
 
     // secrets revoke: the replaced one goes; the current one is refused.
-    let r = run(args(&["secrets", "revoke", "--key-id", &first_key])).await?;
+    let r = d
+        .ctl(&["secrets", "revoke", "--key-id", &first_key])
+        .await?;
     succeeded(&r, &format!("revoked secret {first_key}"))?;
-    let r = run(args(&["secrets", "revoke", "--key-id", &info.key_id])).await?;
+    let r = d
+        .ctl(&["secrets", "revoke", "--key-id", &info.key_id])
+        .await?;
     refused(&r, 1, "RevokeSecret: FAILED_PRECONDITION")?;
 
     // secrets expiring: everything within 10000 days, as ListExpiring has it.
     let (r, expiring) = ctl_json::<pb::ListExpiringResponse>(
-        &server,
+        server,
         OPERATOR,
         &[
             "secrets",
@@ -120,7 +98,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         .await?
         .into_inner();
     ensure!(expiring == want && expiring.secrets.len() == 2, "{r}");
-    let r = ctl(&server, OPERATOR, &["secrets", "expiring"]).await?;
+    let r = ctl(server, OPERATOR, &["secrets", "expiring"]).await?;
     ensure!(
         r.code == Some(0)
             && r.stdout
@@ -130,7 +108,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
 
     // attach on a second server that never saw the registration, with dr-extra's secret from
     // standard input.
-    let other_files = ServerFiles::new(&sim)?;
+    let other_files = ServerFiles::new(sim)?;
     let other = onboard_binary!().serve(&other_files).await?;
     let mut attach = vec![
         "ctl",
@@ -160,15 +138,8 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     drop(other);
 
     // secrets rotate --wait: every stage, the new value once.
-    let rotate = [
-        "secrets",
-        "rotate",
-        "--service-id",
-        "dr-1",
-        "--overlap",
-        "1s",
-    ];
-    let r = run(args(&[&rotate[..], &["--wait"]].concat())).await?;
+    let rotate = ROTATE_DR_1;
+    let r = d.ctl(&[&rotate[..], &["--wait"]].concat()).await?;
     ensure!(r.code == Some(0), "{r}\n{}", server.log_tail());
     for stage in ["add", "validate", "hand_over", "remove_old"] {
         has_line(&r, |l| l.starts_with(stage) && l.contains(" done")).context(stage)?;
@@ -178,7 +149,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         "{r}"
     );
     // rotate -o json without --wait: the stream's events up to the hand-over, one per line.
-    let r = run(args(&[&rotate[..], &["-o", "json"]].concat())).await?;
+    let r = d.ctl(&[&rotate[..], &["-o", "json"]].concat()).await?;
     let events: Vec<pb::RotateSecretEvent> = json_lines(&r, "onboard.v1.RotateSecretEvent")?;
     let last = events.last().context("no events")?;
     ensure!(last.stage == "hand_over" && last.done, "{r}");
@@ -188,11 +159,11 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     );
 
     // grants list and update (roles and permissions, the override rule).
-    let r = run(args(&["grants", "list"])).await?;
+    let r = d.ctl(&["grants", "list"]).await?;
     has_line(&r, |l| {
         l.starts_with("role") && l.contains("Teams Administrator")
     })?;
-    let r = run(args(&["grants", "list", "-o", "json"])).await?;
+    let r = d.ctl(&["grants", "list", "-o", "json"]).await?;
     let req = pb::ListGrantsRequest {
         registration: Some(reg_pb.clone()),
     };
@@ -202,17 +173,18 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         ("--remove-role", "Teams Administrator", "UpdateRoles"),
         ("--remove-permission", "User.Read.All", "UpdatePermissions"),
     ] {
-        let r = run(args(&["grants", "update", flag, name])).await?;
+        let r = d.ctl(&["grants", "update", flag, name]).await?;
         refused(&r, 1, &format!("{rpc}: FAILED_PRECONDITION"))?;
     }
-    let r = run(args(&[
-        "grants",
-        "update",
-        "--remove-role",
-        "Teams Administrator",
-        "--override",
-    ]))
-    .await?;
+    let r = d
+        .ctl(&[
+            "grants",
+            "update",
+            "--remove-role",
+            "Teams Administrator",
+            "--override",
+        ])
+        .await?;
     ensure!(
         r.code == Some(0)
             && !r.stdout.contains("Teams Administrator")
@@ -221,24 +193,21 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     );
     // That change ended the admin session it used (by design): the next one needs a new
     // sign-in, and the CLI says so until there is one.
-    let r = run(args(&[
-        "grants",
-        "update",
-        "--add-role",
-        "Teams Administrator",
-    ]))
-    .await?;
+    let r = d
+        .ctl(&["grants", "update", "--add-role", "Teams Administrator"])
+        .await?;
     refused(&r, 1, "UpdateRoles: FAILED_PRECONDITION")?;
-    day_two_sign_in(ch.clone(), &sim, "dr-1").await?;
-    let r = run(args(&[
-        "grants",
-        "update",
-        "--add-role",
-        "Teams Administrator",
-        "-o",
-        "json",
-    ]))
-    .await?;
+    day_two_sign_in(ch.clone(), sim, "dr-1").await?;
+    let r = d
+        .ctl(&[
+            "grants",
+            "update",
+            "--add-role",
+            "Teams Administrator",
+            "-o",
+            "json",
+        ])
+        .await?;
     let back: pb::Grants = parse_json(&r.stdout, "onboard.v1.Grants")?;
     ensure!(
         back.roles == want.roles
@@ -246,12 +215,12 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
             && back.audit_seqs.len() == 1,
         "{r}"
     );
-    let r = run(args(&["grants", "update"])).await?;
+    let r = d.ctl(&["grants", "update"]).await?;
     refused(&r, 2, "nothing to change")?;
 
     // verify: the report's table, and JSON with the same checks as a gRPC Verify; the exit
     // code follows the worst status.
-    let r = ctl(&server, OPERATOR, &["verify", "--client-id", &client]).await?;
+    let r = ctl(server, OPERATOR, &["verify", "--client-id", &client]).await?;
     ensure!(
         r.stdout.starts_with("CHECK ") && r.stdout.contains("\noverall: "),
         "{r}"
@@ -259,7 +228,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     let failed = r.stdout.contains("overall: FAIL");
     ensure!(r.code == Some(if failed { 1 } else { 0 }), "{r}");
     let r = ctl(
-        &server,
+        server,
         OPERATOR,
         &["verify", "--client-id", &client, "-o", "json"],
     )
@@ -285,7 +254,7 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         "{r}"
     );
     let (r, drift) = ctl_json::<pb::ListDriftResponse>(
-        &server,
+        server,
         OPERATOR,
         &["drift", "-o", "json"],
         "onboard.v1.ListDriftResponse",
@@ -299,9 +268,9 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
 
     // end-admin-session: the temporary app a day-two sign-in re-created goes (a sign-in that
     // made no change yet; the last one ended with its change).
-    day_two_sign_in(ch.clone(), &sim, "dr-1").await?;
+    day_two_sign_in(ch.clone(), sim, "dr-1").await?;
     let r = ctl(
-        &server,
+        server,
         OPERATOR,
         &["end-admin-session", "--tenant", &tenant],
     )

@@ -60,6 +60,16 @@ fn json_lines<M: Message + Default>(r: &Run, full_name: &str) -> Result<Vec<M>> 
     r.stdout.lines().map(|l| parse_json(l, full_name)).collect()
 }
 
+/// `secrets rotate` of the day-two registration's `dr-1` secret, one second of overlap.
+const ROTATE_DR_1: [&str; 6] = [
+    "secrets",
+    "rotate",
+    "--service-id",
+    "dr-1",
+    "--overlap",
+    "1s",
+];
+
 /// `onboard serve` on the emulator holding a completed direct-routing onboarding of service
 /// `dr-1` (app `name`) and a day-two sign-in, as every day-two command needs.
 struct DayTwo {
@@ -89,6 +99,14 @@ impl DayTwo {
             server,
             done,
         })
+    }
+
+    /// `onboard ctl ARGS --tenant T --client C` (the onboarded registration) as the operator.
+    async fn ctl(&self, args: &[&str]) -> Result<Run> {
+        let tenant = self.sim.info().tenant_id;
+        let reg = ["--tenant", &tenant, "--client", &self.done.client_id];
+        let all: Vec<&str> = args.iter().chain(reg.iter()).copied().collect();
+        ctl(&self.server, testkit::config::OPERATOR, &all).await
     }
 }
 

@@ -10,10 +10,9 @@ use onboard_proto::v1 as pb;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use testkit::config::OPERATOR;
 use testkit::sealed::Keys;
 
-use crate::{DayTwo, ctl, refused, succeeded};
+use crate::{DayTwo, ROTATE_DR_1, refused, succeeded};
 
 /// The sealed secret `onboard ctl` printed or wrote (`{"key_id", "enc", "ciphertext"}`),
 /// opened with `keys`: the key id and the secret.
@@ -33,13 +32,9 @@ fn open(keys: &Keys, sealed_json: &str) -> Result<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seal_to_shows_and_writes_secrets_only_the_platform_opens() -> Result<()> {
-    let DayTwo {
-        sim,
-        files,
-        server,
-        done,
-    } = DayTwo::start("Ctl-Sealed").await?;
-    let entra = testkit::sim::entra_client(&sim)?;
+    let d = DayTwo::start("Ctl-Sealed").await?;
+    let (sim, files, done) = (&d.sim, &d.files, &d.done);
+    let entra = testkit::sim::entra_client(sim)?;
     let tenant = sim.info().tenant_id;
     let signs_in = |secret: String| {
         let (entra, tenant, client) = (&entra, &tenant, &done.client_id);
@@ -47,33 +42,20 @@ async fn seal_to_shows_and_writes_secrets_only_the_platform_opens() -> Result<()
             testkit::sim::authenticates(entra, tenant, client, &SecretString::from(secret)).await
         }
     };
-    let reg = [
-        "--tenant",
-        tenant.as_str(),
-        "--client",
-        done.client_id.as_str(),
-    ];
     let keys = Keys::new()?;
-    let run = |a: &[&str]| {
-        let a: Vec<String> = a.iter().chain(reg.iter()).map(|x| x.to_string()).collect();
-        let server = &server;
-        async move {
-            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-            ctl(server, OPERATOR, &refs).await
-        }
-    };
 
     // add, the key in hex: the sealed secret on standard output, no value in clear.
     let hex_key = hex::encode(&keys.public);
-    let r = run(&[
-        "secrets",
-        "add",
-        "--service-id",
-        "dr-sealed",
-        "--seal-to",
-        &hex_key,
-    ])
-    .await?;
+    let r = d
+        .ctl(&[
+            "secrets",
+            "add",
+            "--service-id",
+            "dr-sealed",
+            "--seal-to",
+            &hex_key,
+        ])
+        .await?;
     let shown = "sealed secret (only the --seal-to key's holder opens it): ";
     succeeded(&r, shown)?;
     ensure!(!r.stdout.contains("secret value"), "{r}");
@@ -86,19 +68,14 @@ async fn seal_to_shows_and_writes_secrets_only_the_platform_opens() -> Result<()
     // rotate, the key in base64, to a file: the file holds the sealed secret.
     let out = files.dir.path().join("rotated.sealed");
     let b64_key = STANDARD.encode(&keys.public);
-    let r = run(&[
-        "secrets",
-        "rotate",
-        "--service-id",
-        "dr-1",
-        "--overlap",
-        "1s",
+    let sealed_to_file = [
         "--seal-to",
         &b64_key,
         "--secret-out",
         out.to_str().context("path")?,
-    ])
-    .await?;
+    ];
+    let rotate = ROTATE_DR_1;
+    let r = d.ctl(&[&rotate[..], &sealed_to_file].concat()).await?;
     succeeded(&r, "sealed secret written to")?;
     let (key_id, secret) = open(&keys, &std::fs::read_to_string(&out)?)?;
     ensure!(r.stdout.contains(&format!("new secret {key_id} ")), "{r}");
@@ -110,10 +87,12 @@ async fn seal_to_shows_and_writes_secrets_only_the_platform_opens() -> Result<()
         ("not-a-key!", "neither 64 hex digits nor base64"),
         (STANDARD.encode([7u8; 16]).as_str(), "32 bytes, this is 16"),
     ] {
-        let r = run(&["secrets", "add", "--service-id", "dr-bad", "--seal-to", bad]).await?;
+        let r = d
+            .ctl(&["secrets", "add", "--service-id", "dr-bad", "--seal-to", bad])
+            .await?;
         refused(&r, 2, says)?;
     }
-    let listed = run(&["secrets", "list"]).await?;
+    let listed = d.ctl(&["secrets", "list"]).await?;
     ensure!(!listed.stdout.contains("dr-bad"), "{listed}");
     Ok(())
 }

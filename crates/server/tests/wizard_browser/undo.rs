@@ -1,5 +1,6 @@
 //! An undo Microsoft stops: the page says what stays in the tenant and offers "Try removing
-//! again", which goes on where the undo stopped, to "Onboarding cancelled".
+//! again", which goes on where the undo stopped, to "Onboarding cancelled". The Cancel is of a
+//! run Microsoft stopped first, whose page has no stream open: it follows the undo.
 
 use anyhow::{Result, ensure};
 use testkit::snapshot;
@@ -23,6 +24,11 @@ async fn an_undo_microsoft_stops_is_tried_again_from_the_page() -> Result<()> {
         max_faults_per_operation: None,
         ..calm.clone()
     });
+    // The run stops first (its step gives up on Microsoft's 500s), so the Cancel below is
+    // always of a stopped run: a Cancel racing the step's last retry would make this test
+    // take one path or the other (CI once saw the run fail first). The page follows the
+    // undo it starts.
+    w.wait_shown("progress-failed", "the stopped run").await?;
     w.chrome.click("btn-cancel").await?;
     w.chrome.click("btn-cancel-yes").await?;
     w.wait_shown("undo-failed", "the stopped undo").await?;

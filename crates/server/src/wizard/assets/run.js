@@ -343,10 +343,20 @@ export async function cancel() {
   $('btn-cancel-yes').disabled = true;
   // The undo's events are this admin's doing, not a second admin's.
   const fromWait = S.cancelFromWait;
+  // A run that already stopped has no stream open: follow the undo's events from the next
+  // one (the Watch waits for them), as "Try removing again" does.
+  const watchUndo = S.ended && !fromWait;
   S.waiting = false;
   S.cancelledHere = true;
   S.undoStarted = false;
   S.cancelFromWait = false;
+  if (watchUndo) {
+    S.ended = false;
+    $('progress-failed').hidden = true;
+    progressHeading('Cancelling', false);
+    $('conn').textContent = 'Cancelling: removing what was created…';
+    follow(1, true);
+  }
   try {
     await api('cancel', { onboarding_id: S.onboardingId,
       reason: 'cancelled by the customer admin in the invitation wizard' });
@@ -359,6 +369,12 @@ export async function cancel() {
   } catch (e) {
     // The undo began: how it ended comes on the stream (a stopped undo offers its retry).
     if (S.undoStarted) return;
+    if (watchUndo) {
+      // Refused before any undo: the stopped run as it was (the idle Watch ends with the page).
+      S.ended = true;
+      $('progress-failed').hidden = false;
+      progressHeading('Provisioning', true);
+    }
     const err = e.api || { message: 'The server could not be reached.' };
     S.waiting = S.cancelFromWait = fromWait;
     S.cancelledHere = false;

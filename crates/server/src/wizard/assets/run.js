@@ -40,6 +40,8 @@ const FAILED = {
 };
 // The step id of an undo's events (provision's `cancel`).
 const UNDO_STEP = 'cancel';
+// The connection line while an undo runs.
+const CANCELLING = 'Cancelling: removing what was created…';
 // Why a step waits, in plain words (the server's reason, with its codes, when the kind is
 // not known).
 const RETRY = {
@@ -160,16 +162,21 @@ function undoFailed(d) {
   $('undo-failed').hidden = false;
   $('undo-failed-h').focus();
 }
+// Cancelling, with the run's stream over (it stopped, or its undo did): the undo's events come
+// on a Watch from the next one (the server holds it open for them); the cancel call waits for
+// the undo.
+function followUndo() {
+  S.ended = false;
+  progressHeading('Cancelling', false);
+  $('conn').textContent = CANCELLING;
+  follow(1, true);
+}
 export async function retryUndo() {
   $('btn-undo-retry').disabled = true;
   $('undo-failed').hidden = true;
-  S.ended = false;
   S.cancelledHere = true;
   S.undoStarted = false;
-  progressHeading('Cancelling', false);
-  $('conn').textContent = 'Cancelling: removing what was created…';
-  // The undo's events come on a Watch from the next one; the cancel call waits for the undo.
-  follow(1, true);
+  followUndo();
   try {
     await api('cancel', { onboarding_id: S.onboardingId,
       reason: 'cancelled by the customer admin in the invitation wizard (removal tried again)' });
@@ -343,19 +350,16 @@ export async function cancel() {
   $('btn-cancel-yes').disabled = true;
   // The undo's events are this admin's doing, not a second admin's.
   const fromWait = S.cancelFromWait;
-  // A run that already stopped has no stream open: follow the undo's events from the next
-  // one (the Watch waits for them), as "Try removing again" does.
+  // A run that already stopped has no stream open: follow the undo, as "Try removing again"
+  // does.
   const watchUndo = S.ended && !fromWait;
   S.waiting = false;
   S.cancelledHere = true;
   S.undoStarted = false;
   S.cancelFromWait = false;
   if (watchUndo) {
-    S.ended = false;
     $('progress-failed').hidden = true;
-    progressHeading('Cancelling', false);
-    $('conn').textContent = 'Cancelling: removing what was created…';
-    follow(1, true);
+    followUndo();
   }
   try {
     await api('cancel', { onboarding_id: S.onboardingId,
@@ -364,7 +368,7 @@ export async function cancel() {
     // The stream may have brought the end already.
     if (!S.ended) {
       progressHeading('Cancelling', false);
-      $('conn').textContent = 'Cancelling: removing what was created…';
+      $('conn').textContent = CANCELLING;
     }
   } catch (e) {
     // The undo began: how it ended comes on the stream (a stopped undo offers its retry).

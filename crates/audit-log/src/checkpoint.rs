@@ -45,6 +45,11 @@ impl Checkpoint {
     /// each must be non-empty.
     pub fn parse_text(text: &str) -> Result<Self, NoteError> {
         let bad = |m: &str| NoteError::MalformedNote(format!("checkpoint: {m}"));
+        // Each line, the last one too, ends in a newline (c2sp.org/signed-note: the text ends
+        // in one; tlog-checkpoint's lines are separated by them).
+        let Some(text) = text.strip_suffix('\n') else {
+            return Err(bad("the text does not end in a newline"));
+        };
         let mut lines = text.split('\n');
         let origin = lines
             .next()
@@ -63,18 +68,13 @@ impl Checkpoint {
             .ok()
             .and_then(|r| r.try_into().ok())
             .ok_or_else(|| bad("root is not base64 of 32 bytes"))?;
-        // c2sp.org/tlog-checkpoint: "Extension lines, if any, MUST be non-empty." The piece
-        // after the text's final newline is its terminator, not a line.
-        let mut extensions = lines.peekable();
-        let mut number = 4;
-        while let Some(line) = extensions.next() {
-            let terminator = extensions.peek().is_none() && text.ends_with('\n');
-            if line.is_empty() && !terminator {
+        // c2sp.org/tlog-checkpoint: "Extension lines, if any, MUST be non-empty."
+        for (number, line) in (4..).zip(lines) {
+            if line.is_empty() {
                 return Err(bad(&format!(
                     "line {number} (an extension line) is empty; extension lines must be non-empty"
                 )));
             }
-            number += 1;
         }
         Ok(Self {
             origin: origin.to_owned(),
@@ -148,6 +148,13 @@ mod tests {
         .to_text();
         let with = |ext: &str| Checkpoint::parse_text(&format!("{t}{ext}"));
         assert_eq!(with("ext one\next two\n").unwrap().size, 5);
+        // Every line ends in a newline, the last one too.
+        for cut in [t.trim_end_matches('\n').to_owned(), format!("{t}ext")] {
+            let e = Checkpoint::parse_text(&cut).unwrap_err().to_string();
+            assert!(e.contains("does not end in a newline"), "{cut:?}: {e}");
+        }
+        // A signed note carries at least one signature (c2sp.org/signed-note).
+        assert!(crate::note::sign(&t, &[]).is_err());
         for (ext, line) in [("\n", 4), ("ext\n\n", 5), ("\next\n", 4), ("a\n\nb\n", 5)] {
             let e = with(ext).unwrap_err().to_string();
             assert!(

@@ -205,6 +205,12 @@ impl std::fmt::Display for NoteVerifier {
 /// A note signed by one or more keys (text ending in `\n`).
 pub fn sign(text: &str, signers: &[&NoteSigner]) -> Result<String, NoteError> {
     check_text(text)?;
+    // c2sp.org/signed-note: the text is "followed by one or more signature lines".
+    if signers.is_empty() {
+        return Err(NoteError::MalformedNote(
+            "a signed note needs at least one signature".into(),
+        ));
+    }
     let mut out = String::with_capacity(text.len() + 1 + signers.len() * 100);
     out.push_str(text);
     out.push('\n');

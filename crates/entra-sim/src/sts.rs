@@ -326,6 +326,11 @@ fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params, caps: &
             sess.slow_downs_left -= 1;
             too_fast = true;
         }
+        // RFC 8628 §3.5: with `slow_down` the interval "MUST be increased by 5 seconds for this
+        // and all subsequent requests": a client that does not is answered slow_down again.
+        if too_fast && matches!(sess.status, DeviceStatus::Pending) {
+            sess.interval_s += 5;
+        }
     }
     let user_id = match &session.status {
         DeviceStatus::Declined => {

@@ -92,3 +92,47 @@ async fn orderby_search_and_count_need_the_right_headers() {
     assert!(v.get("@odata.count").is_none(), "{v}");
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn unknown_select_properties_options_unquoted_keys_and_untyped_bodies_are_refused() {
+    let (env, t) = Wire::signed_in("globaladmin").await;
+    create_apps(&env, &t, &["select-me".to_owned()]).await;
+    // A property the type does not have: Graph's 400, not the object without it.
+    let err = env
+        .get(&t, "/applications?$select=displayName,displayNmae")
+        .await
+        .expect_error(400, "BadRequest");
+    let m = str_of(&err["error"]["message"]);
+    assert!(
+        m.contains("Could not find a property named 'displayNmae'"),
+        "{m}"
+    );
+    let list = env
+        .get(&t, "/applications?$select=displayName,APPID")
+        .await
+        .expect(200);
+    let id = str_of(&list["value"][0]["appId"]);
+    env.get(&t, &format!("/applications(appId='{id}')?$select=madeUp"))
+        .await
+        .expect_error(400, "BadRequest");
+    // An alternate key is a string literal: unquoted, the URL is malformed, not a match.
+    env.get(&t, &format!("/applications(appId={id})"))
+        .await
+        .expect_error(400, "BadRequest");
+    env.get(&t, &format!("/applications(appId='{id}')"))
+        .await
+        .expect(200);
+    // A system query option Graph does not have, or one the emulator does not serve.
+    for option in ["$frobnicate=1", "$expand=owners"] {
+        env.get(&t, &format!("/applications?{option}"))
+            .await
+            .expect_error(400, "BadRequest");
+    }
+    // A body must say it is JSON (Content-Type is "Required" on Graph's write pages).
+    let body = Some(json!({"displayName": "untyped"}));
+    let text = [("content-type", "text/plain")];
+    env.call(Method::POST, "/applications", &t, body, &text)
+        .await
+        .expect_error(400, "BadRequest");
+    env.sim.shutdown().await;
+}

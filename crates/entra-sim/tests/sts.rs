@@ -142,6 +142,27 @@ async fn device_flow_slow_down_when_polling_faster_than_interval() {
 }
 
 #[tokio::test]
+async fn slow_down_makes_the_interval_five_seconds_longer_for_every_later_poll() {
+    // RFC 8628 §3.5: the interval "MUST be increased by 5 seconds for this and all subsequent
+    // requests". Announced interval 1 s: after a slow_down, a poll 1.5 s later is still too fast.
+    let env = Wire::start(Faults {
+        device_code_interval_s: Some(1),
+        ..Faults::default()
+    })
+    .await;
+    let dc = env.device_code(SCOPE).await;
+    let code = str_of(&dc["device_code"]);
+    assert_eq!(
+        env.poll(&code).await.json()["error"],
+        "authorization_pending"
+    );
+    assert_eq!(env.poll(&code).await.expect(400)["error"], "slow_down");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(env.poll(&code).await.expect(400)["error"], "slow_down");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn device_flow_declined_by_page_and_by_fault() {
     let env = Wire::start(Faults::default()).await;
     let dc = env.device_code(SCOPE).await;

@@ -49,10 +49,10 @@ impl GraphClient {
         object_id: &str,
         ctx: &OpContext,
     ) -> Result<Reply<serde_json::Value>, EntraError> {
+        // "Do not supply a request body for this method" (directory-deleteditems-restore): an
+        // empty one, so the POST still carries `Content-Length: 0`.
         let path = format!("directory/deletedItems/{}/restore", id(object_id)?);
-        let empty = serde_json::json!({});
-        self.post_json("restore_deleted_item", &path, &empty, ctx)
-            .await
+        self.post_empty("restore_deleted_item", &path, ctx).await
     }
 
     /// `DELETE /directory/deletedItems/{id}` (204): permanent deletion; cannot be undone.

@@ -341,7 +341,8 @@ impl GraphClient {
         }
         // Asks Graph to echo our id, so the error body and headers carry it too.
         headers.insert("return-client-request-id", HeaderValue::from_static("true"));
-        if call.body.is_some() {
+        // A JSON body says so; an empty one (a POST Microsoft says takes none) says nothing.
+        if call.body.as_ref().is_some_and(|b| !b.is_empty()) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         if let Some(p) = call.prefer {
@@ -378,6 +379,21 @@ impl GraphClient {
         let body = Some(to_json(operation, body)?);
         self.send_decoded(Call::new(operation, Method::POST, url, body), ctx)
             .await
+    }
+
+    /// `POST {path}` without a body (an action that takes none), returning its JSON answer.
+    pub(crate) async fn post_empty<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<T>, EntraError> {
+        let url = self.url(path, &[])?;
+        self.send_decoded(
+            Call::new(operation, Method::POST, url, Some(Vec::new())),
+            ctx,
+        )
+        .await
     }
 
     /// Sends `call` and decodes its JSON answer.

@@ -116,6 +116,10 @@ pub struct OpContext {
     pub after_create: bool,
     /// Where retry events go; `None` to only log them.
     pub observer: Option<Arc<dyn RetryObserver>>,
+    /// The shortest wait before a transient failure is retried without a `Retry-After`: a
+    /// device-code poll's interval, which RFC 8628 says to keep between requests even when
+    /// one failed. Zero for other calls.
+    pub min_retry_wait: Duration,
 }
 
 impl fmt::Debug for OpContext {
@@ -124,6 +128,7 @@ impl fmt::Debug for OpContext {
             .field("client_request_id", &self.client_request_id)
             .field("after_create", &self.after_create)
             .field("observer", &self.observer.is_some())
+            .field("min_retry_wait", &self.min_retry_wait)
             .finish()
     }
 }
@@ -141,6 +146,7 @@ impl OpContext {
             client_request_id: Uuid::new_v4(),
             after_create: false,
             observer: None,
+            min_retry_wait: Duration::ZERO,
         }
     }
 
@@ -333,6 +339,7 @@ impl Retrier<'_> {
                         transient,
                         p.jitter.then(fastrand::f64),
                     )
+                    .max(ctx.min_retry_wait)
                 });
                 transient += 1;
                 let over = transient >= p.max_attempts || elapsed + wait > p.max_elapsed;

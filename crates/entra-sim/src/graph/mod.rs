@@ -168,6 +168,24 @@ fn percent_decode(seg: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The first alternate key of `path` whose value is not an OData string literal
+/// (`applications(uniqueName=x)` rather than `…='x'`): every alternate key Graph has here
+/// (`appId`, `uniqueName`) is a string, and an unquoted one is a malformed URL, not a match.
+fn unquoted_alternate_key(path: &str) -> Option<String> {
+    path.split('/').map(percent_decode).find(|seg| {
+        let inside = seg
+            .find('(')
+            .filter(|_| seg.ends_with(')'))
+            .map(|open| &seg[open + 1..seg.len() - 1]);
+        inside
+            .and_then(|i| i.split_once('='))
+            .is_some_and(|(_, v)| {
+                let v = v.trim();
+                !(v.len() >= 2 && v.starts_with('\'') && v.ends_with('\''))
+            })
+    })
+}
+
 /// Splits a raw (still percent-encoded) Graph path into (segment name, key) pairs.
 pub fn parse_path(path: &str) -> Vec<(String, Option<Key>)> {
     let mut out: Vec<(String, Option<Key>)> = Vec::new();
@@ -316,12 +334,22 @@ pub async fn dispatch(
         Ok(q) => q,
         Err(msg) => return odata_error(&ids, StatusCode::BAD_REQUEST, "BadRequest", &msg),
     };
+    // Graph documents `Content-Type: application/json` as required with a body (e.g.
+    // application-addpassword): a body of another or no type is not read as JSON.
+    let json_typed = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     let body = if body.is_empty() {
         None
     } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => Some(v),
-            Err(_) => {
+        match serde_json::from_slice::<Value>(&body)
+            .ok()
+            .filter(|_| json_typed)
+        {
+            Some(v) => Some(v),
+            None => {
                 return odata_error(
                     &ids,
                     StatusCode::BAD_REQUEST,
@@ -341,6 +369,16 @@ pub async fn dispatch(
         path: rest.clone(),
         body,
     };
+    if let Some(seg) = unquoted_alternate_key(&rest) {
+        return odata_error(
+            &ids,
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!(
+                "Bad Request - Error in query syntax: the key in '{seg}' is not a quoted string literal."
+            ),
+        );
+    }
     let segs = parse_path(&rest);
     let resp = route(&ctx, &method, &segs).unwrap_or_else(|early| early);
     if resp.status().is_success()

@@ -315,10 +315,48 @@ impl Query {
                     })?;
                     q.search = Some((prop.trim().to_string(), text.trim().to_string()));
                 }
+                // Graph refuses a system query option it does not know, rather than ignoring
+                // it; those it knows and the emulator does not serve are refused loudly too,
+                // so a client using one is never answered as if it had not asked.
+                other if other.starts_with('$') => {
+                    return Err(match other {
+                        "$expand" | "$skip" | "$format" | "$deltatoken" | "$levels" => {
+                            format!("Query option '{other}' is not implemented by this emulator.")
+                        }
+                        _ => format!("Query option '{other}' is not allowed."),
+                    });
+                }
                 _ => {}
             }
         }
         Ok(q)
+    }
+}
+
+/// Graph refuses a `$select` naming a property its type does not have (400, "Parsing OData
+/// Select and Expand failed: Could not find a property named …"; microsoft-graph-docs#4529)
+/// rather than leaving it out. `sample` is an object of the type answered (none: an empty
+/// collection, which the emulator cannot judge).
+fn check_select(c: &Ctx<'_>, sample: Option<&Value>) -> Result<(), Response> {
+    let (Some(sel), Some(Value::Object(m))) = (&c.query.select, sample) else {
+        return Ok(());
+    };
+    match sel
+        .iter()
+        .find(|s| !m.keys().any(|k| k.eq_ignore_ascii_case(s)))
+    {
+        Some(bad) => Err(c.err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!(
+                "Parsing OData Select and Expand failed: Could not find a property named \
+                 '{bad}' on type '{}'.",
+                m.get("@odata.type")
+                    .and_then(Value::as_str)
+                    .map_or("microsoft.graph.entity", |t| t.trim_start_matches('#'))
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -379,6 +417,9 @@ pub fn collection(c: &Ctx<'_>, entity_set: &str, items: Vec<Value>) -> Response 
         Ok(with_count) => with_count,
         Err(refused) => return refused,
     };
+    if let Err(refused) = check_select(c, items.first()) {
+        return refused;
+    }
     let mut items: Vec<Value> = items
         .into_iter()
         .filter(|v| matches(v, &c.query.filter))
@@ -428,6 +469,9 @@ pub fn collection(c: &Ctx<'_>, entity_set: &str, items: Vec<Value>) -> Response 
 
 /// A single-entity answer with `@odata.context`.
 pub fn entity(c: &Ctx<'_>, entity_set: &str, status: StatusCode, v: Value) -> Response {
+    if let Err(refused) = check_select(c, Some(&v)) {
+        return refused;
+    }
     let mut v = project(v, &c.query.select);
     if let Value::Object(m) = &mut v {
         m.insert(

@@ -11,30 +11,41 @@ pub fn token_app_name(server_name: &str, provider: &str) -> String {
 pub const SERVICE_ID_MAX_BYTES: usize = 128;
 
 /// The one rule for a Direct Routing service id, wherever one enters (an invitation, a
-/// day-two call): 1-128 bytes, no `/` (the id is a path segment in the platform's API and in
-/// our own keys) and no control characters. `Err` says the rule broken, for the field
-/// violation on `service_id`.
-pub fn check_service_id(service_id: &str) -> Result<(), &'static str> {
-    if service_id.is_empty()
-        || service_id.len() > SERVICE_ID_MAX_BYTES
-        || service_id.contains('/')
-        || service_id.chars().any(char::is_control)
+/// day-two call): 1-128 bytes after trimming, no `/` (the id is a path segment in the
+/// platform's API and in our own keys) and no control characters. `Ok` is the id as stored and
+/// looked up: trimmed, so `"svc "` and `"svc"` are one service. `Err` says the rule broken, for
+/// the field violation on `service_id`.
+pub fn service_id(raw: &str) -> Result<&str, &'static str> {
+    let id = raw.trim();
+    if id.is_empty()
+        || id.len() > SERVICE_ID_MAX_BYTES
+        || id.contains('/')
+        || id.chars().any(char::is_control)
     {
-        return Err("required: 1-128 bytes, no '/' and no control characters");
+        return Err("required: 1-128 bytes after trimming, no '/' and no control characters");
     }
-    Ok(())
+    Ok(id)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::check_service_id;
+    use super::service_id;
 
     #[test]
-    fn a_service_id_is_1_to_128_bytes_without_a_slash_or_control() {
-        assert!(check_service_id("svc-1").is_ok());
-        assert!(check_service_id(&"a".repeat(128)).is_ok());
-        for bad in ["", "sbc/eu-1", "a\u{7}b", &"a".repeat(129), &"é".repeat(65)] {
-            assert!(check_service_id(bad).is_err(), "{bad:?}");
+    fn a_service_id_is_1_to_128_bytes_after_trimming_without_a_slash_or_control() {
+        assert_eq!(service_id("svc-1"), Ok("svc-1"));
+        assert_eq!(service_id(" svc-1\t"), Ok("svc-1"));
+        let long = "a".repeat(128);
+        assert_eq!(service_id(&format!(" {long} ")), Ok(long.as_str()));
+        for bad in [
+            "",
+            "   ",
+            "sbc/eu-1",
+            "a\u{7}b",
+            &"a".repeat(129),
+            &"é".repeat(65),
+        ] {
+            assert!(service_id(bad).is_err(), "{bad:?}");
         }
     }
 }

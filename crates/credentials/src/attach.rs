@@ -20,7 +20,7 @@ use crate::audit::{Auditor, app_target, target};
 use crate::error::CredentialsError;
 use crate::model::{AuthMode, Registration, RegistrationView, Source, StoredSecret};
 use crate::store::registration_key;
-use crate::{Credentials, RegistrationRef, check_ref, check_service};
+use crate::{Credentials, RegistrationRef, check_ref};
 
 /// The id prefix of a registration taken under management by attaching it, and of every
 /// attachment an invitation makes (the prefix and a UUIDv4): an invitation spent attaching
@@ -160,9 +160,12 @@ impl Credentials {
             });
         }
         for s in &req.service_ids {
-            check_service(s).map_err(|_| CredentialsError::InvalidArgument {
-                field: "service_ids",
-                reason: format!("{s:?} is not a service id"),
+            // Trimmed already by `attach_in`.
+            onboard_core::platform::service_id(s).map_err(|rule| {
+                CredentialsError::InvalidArgument {
+                    field: "service_ids",
+                    reason: format!("{s:?}: {rule}"),
+                }
             })?;
         }
         // CreateInvitation's rule: an unknown profile is `profile`'s fault; a non-empty version
@@ -187,7 +190,7 @@ impl Credentials {
     /// The attach: checks, validation against Microsoft, the gate, then the one write.
     async fn attach_in<E, G, Fut>(
         &self,
-        req: AttachRequest,
+        mut req: AttachRequest,
         mode: Mode,
         gate: G,
     ) -> Result<Gated<E>, CredentialsError>
@@ -196,6 +199,10 @@ impl Credentials {
         G: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), E>>,
     {
+        // Stored and looked up trimmed, as every call takes a service id.
+        for s in &mut req.service_ids {
+            *s = s.trim().to_owned();
+        }
         let profile = self.check_attach_request(&req)?;
         if mode == Mode::Invitation && req.service_ids.len() != 1 {
             return Err(CredentialsError::InvalidArgument {

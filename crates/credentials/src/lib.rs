@@ -296,6 +296,21 @@ impl Credentials {
         Ok((s, v))
     }
 
+    /// Secret `key_id` of the registration and its value, while the registration has it (not
+    /// removed by a revoke or a rotation).
+    pub fn secret(
+        &self,
+        r: &RegistrationRef,
+        key_id: &str,
+    ) -> Result<Option<(StoredSecret, SecretString)>, CredentialsError> {
+        let reg = self.registration(r)?;
+        let Some(s) = reg.secrets.get(&key_id.to_ascii_lowercase()).cloned() else {
+            return Ok(None);
+        };
+        let v = self.open(&reg, &s)?;
+        Ok(Some((s, v)))
+    }
+
     pub(crate) fn all(&self) -> Result<Vec<Registration>, CredentialsError> {
         self.inner.store.scan("r/")
     }
@@ -375,12 +390,12 @@ pub(crate) fn check_ref(r: &RegistrationRef) -> Result<(), CredentialsError> {
     Ok(())
 }
 
-/// Checks a service id by the one rule ([`onboard_core::platform::check_service_id`]: 1-128
-/// bytes, no `/` or control characters; INVALID_ARGUMENT on `service_id`). The server checks it
-/// before looking anything up, so a malformed id is refused for what it is, never reported as
-/// not found.
-pub fn check_service(service_id: &str) -> Result<(), CredentialsError> {
-    onboard_core::platform::check_service_id(service_id).map_err(|rule| {
+/// Checks a service id by the one rule ([`onboard_core::platform::service_id`]: 1-128 bytes
+/// after trimming, no `/` or control characters; INVALID_ARGUMENT on `service_id`) and answers
+/// it trimmed, as it is stored and looked up. The server checks it before looking anything up,
+/// so a malformed id is refused for what it is, never reported as not found.
+pub fn check_service(service_id: &str) -> Result<&str, CredentialsError> {
+    onboard_core::platform::service_id(service_id).map_err(|rule| {
         CredentialsError::InvalidArgument {
             field: "service_id",
             reason: rule.into(),

@@ -246,7 +246,7 @@ impl Credentials {
         valid_for: Option<time::Duration>,
         actor: &str,
     ) -> Result<NewSecret, CredentialsError> {
-        check_service(service_id)?;
+        let service_id = check_service(service_id)?;
         if let Some(d) = valid_for
             && d <= time::Duration::ZERO
         {

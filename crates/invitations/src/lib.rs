@@ -140,12 +140,21 @@ impl Invitations {
         Ok(entry.append(&self.audit).await?)
     }
 
+    /// Checks `req` as [`Invitations::create`] does, creating nothing: every violation at once.
+    pub fn check(&self, req: &NewInvitation) -> Result<Duration> {
+        validate(req, &self.settings)
+    }
+
     /// Creates an invitation; `actor` is the caller's audit identity.
     pub async fn create(&self, actor: &str, req: NewInvitation) -> Result<Created> {
         let valid_for = validate(&req, &self.settings)?;
         let now = now_ms();
         let valid_ms = i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX);
-        let or = |s: String, d: &str| if s.is_empty() { d.to_owned() } else { s };
+        // Blank is "not given": the configured name, not a name of blanks.
+        let or = |s: String, d: &str| match s.trim() {
+            "" => d.to_owned(),
+            t => t.to_owned(),
+        };
         let record = InvitationRecord {
             id: uuid::Uuid::now_v7().to_string(),
             customer: req.customer.trim().to_owned(),
@@ -446,7 +455,7 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
     }
     // The one rule day-two calls check it by too, on the id as stored (trimmed): an id an
     // invitation takes is one every later secret or rotation for the service accepts.
-    if let Err(rule) = onboard_core::platform::check_service_id(req.service_id.trim()) {
+    if let Err(rule) = onboard_core::platform::service_id(&req.service_id) {
         bad("service_id", rule);
     }
     // The rule AttachRegistration applies too: a version is checked whatever the profile, also

@@ -75,6 +75,19 @@ impl Engine {
         check_sign_in(&self.inner.cfg.entra, tokens, expected_upn).await
     }
 
+    /// [`ProvisionError::InvalidState`] ("already running; watch it instead") when onboarding
+    /// `id` runs now: a Provision that is not a repeat of the one that started it.
+    pub fn refuse_running(&self, id: &str) -> Result<(), ProvisionError> {
+        if self.is_running(id) {
+            return Err(ProvisionError::InvalidState {
+                id: id.to_owned(),
+                state: "running".into(),
+                what: "it is already running; watch it instead".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Starts (or retries a failed) onboarding and returns its live events, the secret included
     /// in the final `Completed`. Refuses before any change when a name rule is broken or the
     /// admin lacks a right the plan needs (fail closed), and when the start cannot be audited.
@@ -84,6 +97,9 @@ impl Engine {
         admin: Admin,
     ) -> Result<EventStream, ProvisionError> {
         check_id(&req.onboarding_id)?;
+        // A running onboarding is said to be one before the request's other faults, which a
+        // watch would not have (checked again below, under the lock, for a start racing this).
+        self.refuse_running(&req.onboarding_id)?;
         validate_name(&req.app_name)?;
         // The key of this onboarding's app: a retry keeps the one its record holds.
         let unique = match self.inner.store.get(&req.onboarding_id)? {
@@ -109,13 +125,7 @@ impl Engine {
             });
         }
         let guard = self.inner.names.lock().await;
-        if self.is_running(&req.onboarding_id) {
-            return Err(ProvisionError::InvalidState {
-                id: req.onboarding_id.clone(),
-                state: "running".into(),
-                what: "it is already running; watch it instead".into(),
-            });
-        }
+        self.refuse_running(&req.onboarding_id)?;
         self.check_name_free(&req.onboarding_id, &admin.tenant_id, &req.app_name)?;
         let name_key = names::name_key(&req.app_name);
         let now = onboard_core::time::now();

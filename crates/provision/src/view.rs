@@ -93,7 +93,10 @@ pub struct ListFilter {
 impl ListFilter {
     /// Whether `r` passes.
     pub fn matches(&self, r: &OnboardingRecord) -> bool {
-        self.tenant_id.as_ref().is_none_or(|t| *t == r.tenant_id)
+        // Tenant ids compare without regard to case, as in Entra.
+        self.tenant_id
+            .as_ref()
+            .is_none_or(|t| t.eq_ignore_ascii_case(&r.tenant_id))
             && self.service_id.as_ref().is_none_or(|s| *s == r.service_id)
             && self.status.is_none_or(|s| s == r.status)
     }

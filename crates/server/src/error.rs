@@ -175,8 +175,9 @@ impl ServerError {
     /// An id field that must be a UUID in its hyphenated form (`8-4-4-4-12` hexadecimal digits,
     /// either case), as every id this server and Entra hand out is: INVALID_ARGUMENT naming
     /// `field` when it is empty or malformed, so only a well-formed id is looked up (and
-    /// answered NOT_FOUND when absent, as AIP-193 separates the two).
-    pub fn uuid(field: &str, value: &str) -> Result<()> {
+    /// answered NOT_FOUND when absent, as AIP-193 separates the two). `Ok` is the id in lower
+    /// case, as ids are stored and compared (RFC 9562 §4: case-insensitive on input).
+    pub fn uuid(field: &str, value: &str) -> Result<String> {
         Self::required(field, value)?;
         if value.len() != 36 || uuid::Uuid::try_parse(value).is_err() {
             return Err(Self::invalid(
@@ -184,7 +185,7 @@ impl ServerError {
                 "must be a UUID (8-4-4-4-12 hexadecimal digits)",
             ));
         }
-        Ok(())
+        Ok(value.to_ascii_lowercase())
     }
 
     /// An IO error with what we were doing.

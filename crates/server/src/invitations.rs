@@ -74,7 +74,7 @@ impl InvitationsService {
     ) -> Result<pb::CreateInvitationResponse> {
         let caller = self.app.auth().authorize(&req, OPERATORS)?;
         let r = req.into_inner();
-        let new = NewInvitation {
+        let mut new = NewInvitation {
             customer: r.customer,
             service_id: r.service_id,
             provider_name: r.provider_name,
@@ -82,7 +82,20 @@ impl InvitationsService {
             platform_version: r.platform_version,
             profile: r.profile,
             admin_upn: r.admin_upn,
-            valid_for: valid_for(r.valid_for)?,
+            valid_for: None,
+        };
+        new.valid_for = match valid_for(r.valid_for) {
+            Ok(d) => d,
+            // Every violation in one answer: the others are found without the duration.
+            Err(ServerError::InvalidArgument(bad)) => {
+                let mut all = match self.app.invitations().check(&new) {
+                    Err(invitations::InvitationError::InvalidArgument(v)) => v,
+                    _ => Vec::new(),
+                };
+                all.extend(bad);
+                return Err(ServerError::InvalidArgument(all));
+            }
+            Err(e) => return Err(e),
         };
         let created = self.app.invitations().create(&caller.identity, new).await?;
         tracing::info!(id = %created.record.id, actor = %caller.identity, "invitation created");
@@ -103,8 +116,7 @@ impl InvitationsService {
         let inv = self.app.invitations();
         let rec = match req.into_inner().key {
             Some(pb::get_invitation_request::Key::Id(id)) => {
-                ServerError::uuid("id", &id)?;
-                inv.get(&id)?
+                inv.get(&ServerError::uuid("id", &id)?)?
             }
             Some(pb::get_invitation_request::Key::Token(t)) => {
                 ServerError::required("token", &t)?;
@@ -152,12 +164,12 @@ impl InvitationsService {
     async fn revoke(&self, req: Request<pb::RevokeInvitationRequest>) -> Result<pb::Invitation> {
         let caller = self.app.auth().authorize(&req, OPERATORS)?;
         let r = req.into_inner();
-        ServerError::uuid("id", &r.id)?;
+        let id = ServerError::uuid("id", &r.id)?;
         ServerError::at_most("reason", &r.reason, crate::onboarding::MAX_REASON)?;
         let rec = self
             .app
             .invitations()
-            .revoke(&caller.identity, &r.id, &r.reason)
+            .revoke(&caller.identity, &id, &r.reason)
             .await?;
         // Its holder's open streams end now; new calls are refused by the capability check.
         self.app.guards().revoked(&rec.id);

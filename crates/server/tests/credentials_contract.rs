@@ -25,6 +25,17 @@ async fn names<T>(call: impl Refusal<T>, field: &str, what: &str) -> Result<()> 
     Ok(())
 }
 
+/// The registration's secrets as ListSecrets answers.
+async fn listed(
+    c: &mut CredentialsClient<Authed>,
+    reg: &Option<pb::RegistrationRef>,
+) -> Result<Vec<pb::SecretInfo>> {
+    let r = pb::ListSecretsRequest {
+        registration: reg.clone(),
+    };
+    Ok(c.list_secrets(r).await?.into_inner().secrets)
+}
+
 /// An AttachRegistration request for a registration of the emulator's tenant.
 fn attach(env: &SimServer, client_id: &str, secret: &str) -> pb::AttachRegistrationRequest {
     pb::AttachRegistrationRequest {
@@ -117,13 +128,7 @@ async fn an_unknown_expiry_is_int64_max_with_no_end() -> Result<()> {
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     c.attach_registration(attach(&env, &client_id, secret.expose_secret()))
         .await?;
-    let list = c
-        .list_secrets(pb::ListSecretsRequest {
-            registration: env.registration(&client_id),
-        })
-        .await?
-        .into_inner()
-        .secrets;
+    let list = listed(&mut c, &env.registration(&client_id)).await?;
     ensure!(list.len() == 1, "{list:?}");
     // Not 0, which reads as "expires today".
     ensure!(
@@ -333,13 +338,7 @@ async fn a_rotation_resumed_after_a_failed_call_gives_this_caller_the_secret_and
     );
     // In the overlap both secrets work; the new one is current.
     ensure!(env.authenticates(&done.client_id, &done.secret).await?);
-    let list = c
-        .list_secrets(pb::ListSecretsRequest {
-            registration: reg.clone(),
-        })
-        .await?
-        .into_inner()
-        .secrets;
+    let list = listed(&mut c, &reg).await?;
     let current: Vec<_> = list.iter().filter(|s| s.current).collect();
     ensure!(
         current.len() == 1 && Some(&current[0].key_id) == again.info.as_ref().map(|i| &i.key_id),
@@ -391,6 +390,140 @@ async fn a_call_during_the_overlap_joins_the_rotation_and_gets_the_new_secret() 
     ensure!(
         !env.authenticates(&done.client_id, &done.secret).await?,
         "the old secret outlived the overlap"
+    );
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_or_permission_named_twice_counts_once_and_one_in_both_lists_is_refused()
+-> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Twice").await?.done;
+    env.day_two_sign_in().await?;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // In both lists, however named: refused before anything changes (it was added, then the
+    // remove loop missed it, or removed, depending on what was held).
+    let both = pb::UpdateRolesRequest {
+        registration: reg.clone(),
+        add: vec!["Global Reader".into()],
+        remove: vec!["f2ef992c-3afb-46b9-b7cf-a126ee74c451".into()],
+        ..Default::default()
+    };
+    names(c.update_roles(both), "remove", "a role in both lists").await?;
+    let both = pb::UpdatePermissionsRequest {
+        registration: reg.clone(),
+        add: vec!["Directory.Read.All".into()],
+        remove: vec!["Directory.Read.All".into()],
+        ..Default::default()
+    };
+    names(c.update_permissions(both), "remove", "a permission in both").await?;
+    // Named twice in one list (by name and by template id): one assignment, one entry (the
+    // second POST was answered "already exists" after the first was made).
+    let twice = pb::UpdateRolesRequest {
+        registration: reg.clone(),
+        add: vec![
+            "Global Reader".into(),
+            "F2EF992C-3AFB-46B9-B7CF-A126EE74C451".into(),
+        ],
+        ..Default::default()
+    };
+    let g = c.update_roles(twice).await?.into_inner();
+    ensure!(
+        g.roles.contains(&"Global Reader".to_owned()) && g.audit_seqs.len() == 1,
+        "{g:?}"
+    );
+    // The session ended with that change; one more for the permissions.
+    env.day_two_sign_in().await?;
+    let twice = pb::UpdatePermissionsRequest {
+        registration: reg,
+        add: vec!["Directory.Read.All".into(), "Directory.Read.All".into()],
+        ..Default::default()
+    };
+    let g = c.update_permissions(twice).await?.into_inner();
+    ensure!(
+        g.permissions.contains(&"Directory.Read.All".to_owned()) && g.audit_seqs.len() == 1,
+        "{g:?}"
+    );
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_ids_are_checked_and_used_trimmed_by_every_call() -> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Trim").await?.done;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let add = |service: &str| pb::AddServiceSecretRequest {
+        registration: reg.clone(),
+        service_id: service.into(),
+        valid_for: None,
+        seal_to: None,
+    };
+    // Blank is empty after trimming: refused, as CreateInvitation refuses it.
+    names(c.add_service_secret(add("   ")), "service_id", "blank").await?;
+    // Padded is the service itself (it was another service, "dr-1 ").
+    let new = c.add_service_secret(add(" dr-1\t")).await?.into_inner();
+    let info = new.info.context("info")?;
+    ensure!(info.service_id == "dr-1" && info.current, "{info:?}");
+    let list = listed(&mut c, &reg).await?;
+    ensure!(
+        list.iter().all(|s| s.service_id == "dr-1")
+            && list.iter().filter(|s| s.current).count() == 1,
+        "{list:?}"
+    );
+    // Verify finds the service padded (it said NOT_FOUND), and refuses a malformed one.
+    let mut v = env.server.verification(Some(OPERATOR)).await?;
+    let verify = |service: &str| pb::VerifyRequest {
+        target: Some(pb::verify_request::Target::ServiceId(service.into())),
+    };
+    let report = v.verify(verify(" dr-1 ")).await?.into_inner();
+    ensure!(report.client_id == done.client_id, "{report:?}");
+    names(v.verify(verify("dr/1")), "service_id", "Verify dr/1").await?;
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_service_secret_cut_off_by_its_deadline_still_records_what_it_made() -> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Cut").await?.done;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    // Each Graph call takes 1.5 s: the add (a token, a read, addPassword) outlasts the call.
+    env.sim.set_faults(Faults {
+        latency_ms: 1500,
+        ..calm()
+    });
+    let mut req = tonic::Request::new(pb::AddServiceSecretRequest {
+        registration: reg.clone(),
+        service_id: "dr-2".into(),
+        valid_for: None,
+        seal_to: None,
+    });
+    req.set_timeout(Duration::from_millis(800));
+    let cut = c.add_service_secret(req).await;
+    ensure!(cut.is_err(), "answered within its deadline: {cut:?}");
+    // The secret Entra made is recorded (listed, revocable), not left for no one to know of.
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    let listed = loop {
+        let list = listed(&mut c, &reg).await?;
+        if let Some(s) = list.iter().find(|s| s.service_id == "dr-2") {
+            break s.clone();
+        }
+        ensure!(
+            tokio::time::Instant::now() < end,
+            "never recorded: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    env.sim.set_faults(calm());
+    let in_entra = testkit::snapshot::passwords(&env.sim.snapshot(), &done.client_id);
+    ensure!(
+        in_entra.len() == 2
+            && in_entra
+                .iter()
+                .any(|p| p["key_id"] == listed.key_id.as_str()),
+        "Entra has {in_entra:?}, the store {listed:?}"
     );
     env.stop().await
 }

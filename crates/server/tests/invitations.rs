@@ -450,7 +450,24 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
             assert!(e.message().contains(says), "{e:?}");
         }
     }
-    // Every violation at once: a refused profile does not hide a malformed version.
+    // Every violation at once: a malformed duration does not hide the others (it was checked
+    // on its own first), nor does a refused profile hide a malformed version.
+    for nanos in [0, -1, 1_000_000_000] {
+        let e = c
+            .create_invitation(pb::CreateInvitationRequest {
+                service_id: "   ".into(),
+                valid_for: Some(prost_types::Duration { seconds: -1, nanos }),
+                ..request("")
+            })
+            .await
+            .err()
+            .context("accepted")?;
+        assert_eq!(
+            bad_fields(&e),
+            ["customer", "service_id", "valid_for"],
+            "{e:?}"
+        );
+    }
     for profile in ["", "no-such-profile"] {
         let mut req = request("Contoso");
         (req.profile, req.platform_version) = (profile.into(), "banana".into());
@@ -479,11 +496,24 @@ async fn the_expected_admin_and_service_are_stored_trimmed() -> Result<()> {
     let mut padded = request("Contoso");
     padded.admin_upn = "  admin@contoso.example ".into();
     padded.service_id = " svc-42 ".into();
+    // Blank names are "not given" (the configured ones), as empty ones are.
+    padded.provider_name = "   ".into();
+    padded.platform_server_name = " LP-1 ".into();
     let created = c.create_invitation(padded).await?.into_inner();
     let inv = created.invitation.context("invitation")?;
     assert_eq!(
         (inv.admin_upn.as_str(), inv.service_id.as_str()),
         ("admin@contoso.example", "svc-42")
+    );
+    let plain = c.create_invitation(request("Contoso")).await?.into_inner();
+    let configured = plain.invitation.context("invitation")?.provider_name;
+    assert!(!configured.trim().is_empty());
+    assert_eq!(
+        (
+            inv.provider_name.as_str(),
+            inv.platform_server_name.as_str()
+        ),
+        (configured.as_str(), "LP-1")
     );
     s.stop().await
 }

@@ -113,6 +113,14 @@ async fn onboardings_before_their_run_are_listed_as_get_answers_them() -> Result
     }
     let (tenant, _) = listed(&env, pb::OnboardingState::Unspecified, &all[1].tenant_id, 0).await?;
     ensure!(rows(&tenant) == want[..2], "{tenant:#?}");
+    // Tenant ids compare without regard to case, as in Entra.
+    let upper = all[1].tenant_id.to_ascii_uppercase();
+    ensure!(
+        upper != all[1].tenant_id,
+        "the tenant id has no letter to test with"
+    );
+    let (tenant, _) = listed(&env, pb::OnboardingState::Unspecified, &upper, 0).await?;
+    ensure!(rows(&tenant) == want[..2], "{upper}: {tenant:#?}");
     let (other, _) = listed(&env, pb::OnboardingState::Unspecified, "other-tenant", 0).await?;
     ensure!(other.is_empty(), "{other:#?}");
 

@@ -168,7 +168,7 @@ impl Credentials {
         actor: &str,
         events: Option<UnboundedSender<RotationEvent>>,
     ) -> Result<(), CredentialsError> {
-        check_service(service_id)?;
+        let service_id = check_service(service_id)?;
         let reg_id = self.registration(r)?.id;
         let _drive = match self.start_driving(&reg_id, service_id) {
             Ok(guard) => guard,

@@ -89,6 +89,8 @@ impl AuditService {
     }
 
     async fn list(&self, req: Request<pb::ListEntriesRequest>) -> Result<pb::ListEntriesResponse> {
+        // Who asks before what is asked: a stranger's oversized field is UNAUTHENTICATED.
+        self.app.auth().authorize(&req, READERS)?;
         let r = req.get_ref();
         // What is recorded with the read stays small; longer values cannot be valid anyway.
         ServerError::at_most("page_token", &r.page_token, 256)?;

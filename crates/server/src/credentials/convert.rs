@@ -14,8 +14,12 @@ use crate::sealing::Delivery;
 pub fn reg_ref(r: Option<&pb::RegistrationRef>) -> Result<RegistrationRef> {
     let r = r.ok_or_else(|| ServerError::invalid("registration", "required"))?;
     ServerError::required("registration.tenant_id", &r.tenant_id)?;
-    ServerError::uuid("registration.client_id", &r.client_id)?;
-    Ok(RegistrationRef::new(&r.tenant_id, &r.client_id))
+    let client_id = ServerError::uuid("registration.client_id", &r.client_id)?;
+    // Tenant ids and domain names compare without regard to case, as in Entra.
+    Ok(RegistrationRef::new(
+        r.tenant_id.to_ascii_lowercase(),
+        client_id,
+    ))
 }
 
 /// A secret's metadata.

@@ -109,7 +109,7 @@ impl CredentialsService {
     async fn add(&self, req: Request<pb::AddServiceSecretRequest>) -> Result<pb::NewSecret> {
         let (actor, r) = self.operator(req)?;
         ServerError::required("service_id", &r.service_id)?;
-        credentials::check_service(&r.service_id)?;
+        let service = credentials::check_service(&r.service_id)?.to_owned();
         let delivery = Delivery::from_request(r.seal_to.as_ref())?;
         let valid_for = optional_duration(r.valid_for.as_ref(), "valid_for")?
             .map(|d| time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
@@ -123,12 +123,21 @@ impl CredentialsService {
             ));
         }
         let reg = self.managed(r.registration.as_ref()).await?;
-        let s = self
-            .app
-            .credentials()
-            .add_secret(&reg, &r.service_id, valid_for, &actor)
-            .await?;
-        self.change_done(&reg, false, &actor).await;
+        // Made and stored in a task of its own: a caller that goes away (a deadline, a
+        // disconnect) must not leave a secret in Entra that the store does not know. Its value
+        // is then lost with the answer; the secret is listed (ListSecrets) and can be revoked.
+        let creds = self.app.credentials().clone();
+        let svc = self.clone();
+        let add = self.app.credentials().spawn(async move {
+            let s = creds.add_secret(&reg, &service, valid_for, &actor).await?;
+            svc.change_done(&reg, false, &actor).await;
+            Ok::<_, ServerError>(s)
+        });
+        let s = match add.ok_or_else(shutting_down)?.await {
+            Ok(Some(s)) => s?,
+            // Ended by the shutdown, or by a panic (logged by the runtime).
+            Ok(None) | Err(_) => return Err(shutting_down()),
+        };
         new_secret_pb(&s, &delivery)
     }
 
@@ -139,7 +148,7 @@ impl CredentialsService {
         let (actor, r) = self.operator(req)?;
         ServerError::required("service_id", &r.service_id)?;
         // Malformed before unknown: the lookup below would call it NOT_FOUND.
-        credentials::check_service(&r.service_id)?;
+        let service = credentials::check_service(&r.service_id)?.to_owned();
         let delivery = Delivery::from_request(r.seal_to.as_ref())?;
         let overlap = optional_duration(r.overlap.as_ref(), "overlap")?.unwrap_or(Duration::ZERO);
         if overlap > MAX_OVERLAP {
@@ -151,16 +160,15 @@ impl CredentialsService {
         let reg = self.managed(r.registration.as_ref()).await?;
         // Refuse what cannot start before the stream opens (unknown service, running already).
         let view = self.app.credentials().registration(&reg)?;
-        if !view.current.contains_key(&r.service_id) {
+        if !view.current.contains_key(&service) {
             return Err(ServerError::NotFound(format!(
-                "service {} has no secret on registration {}",
-                r.service_id, reg.client_id
+                "service {service} has no secret on registration {}",
+                reg.client_id
             )));
         }
         let (etx, mut erx) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::channel(16);
         let creds = self.app.credentials().clone();
-        let service = r.service_id.clone();
         let svc = self.clone();
         // The rotation runs to its end (it is durable) even if the caller goes away.
         let run = self
@@ -175,7 +183,7 @@ impl CredentialsService {
                 }
                 done
             })
-            .ok_or_else(|| ServerError::Unavailable("the server is shutting down".into()))?;
+            .ok_or_else(shutting_down)?;
         let stop = self.app.shutdown();
         tokio::spawn(async move {
             loop {
@@ -538,4 +546,9 @@ pub fn spawn_background(app: &App) {
             });
         }
     });
+}
+
+/// UNAVAILABLE for work refused or ended because the server is stopping.
+fn shutting_down() -> ServerError {
+    ServerError::Unavailable("the server is shutting down".into())
 }

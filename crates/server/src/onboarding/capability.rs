@@ -25,6 +25,7 @@
 //! calls are refused and open Watch/Provision streams end. Undoing a completed onboarding is an
 //! operator's CancelOnboarding with a non-empty `reason`.
 
+use invitations::InvitationError;
 use onboard_core::time::{now_ms, parse};
 use onboard_proto::v1 as pb;
 use provision::Status;
@@ -50,6 +51,8 @@ pub(super) trait OnboardingCall {
     fn token(&self) -> &str;
     /// The onboarding the call is about.
     fn onboarding_id(&self) -> &str;
+    /// The same, for [`OnboardingService::access`] to put in lower case once checked.
+    fn onboarding_id_mut(&mut self) -> &mut String;
 }
 
 macro_rules! onboarding_calls {
@@ -60,6 +63,9 @@ macro_rules! onboarding_calls {
             }
             fn onboarding_id(&self) -> &str {
                 &self.onboarding_id
+            }
+            fn onboarding_id_mut(&mut self) -> &mut String {
+                &mut self.onboarding_id
             }
         }
     )*};
@@ -79,31 +85,40 @@ impl OnboardingService {
     /// within the capability table of `capability`) or an operator.
     pub(super) fn access<T: OnboardingCall>(
         &self,
-        req: &Request<T>,
+        req: &mut Request<T>,
         rpc: CustomerRpc,
     ) -> Result<Access> {
+        crate::telemetry::note_onboarding(req, req.get_ref().onboarding_id());
+        // Checked, then looked up in lower case whoever asks (RFC 9562: case-insensitive).
+        let checked = ServerError::uuid("onboarding_id", req.get_ref().onboarding_id());
+        if let Ok(id) = &checked {
+            req.get_mut().onboarding_id_mut().clone_from(id);
+        }
+        let req = &*req;
         let (token, onboarding_id) = (req.get_ref().token(), req.get_ref().onboarding_id());
-        crate::telemetry::note_onboarding(req, onboarding_id);
         if token.is_empty() {
             let caller = self.app.auth().authorize(req, &[Role::Operator])?;
-            ServerError::uuid("onboarding_id", onboarding_id)?;
+            checked?;
             self.app.guards().expensive_call(req, &caller.identity)?;
             return Ok(Access {
                 actor: caller.identity,
                 invitation: None,
             });
         }
-        ServerError::uuid("onboarding_id", onboarding_id)?;
+        checked?;
         let peer = req.remote_addr().map(|a| a.ip());
         let guards = self.app.guards();
         guards.token_gate(peer)?;
         let inv = match self.app.invitations().get_by_token(token) {
             Ok(inv) => inv,
-            Err(_) => {
+            // Not a token we issued, or one whose invitation is gone.
+            Err(InvitationError::InvalidArgument(_) | InvitationError::NotFound(_)) => {
                 return Err(guards.token_failed(peer).unwrap_or_else(|| {
                     ServerError::Unauthenticated("unknown invitation token".into())
                 }));
             }
+            // The store failed: the caller is not told their token is unknown.
+            Err(e) => return Err(e.into()),
         };
         if inv.revoked_at_ms.is_some() {
             return Err(ServerError::PermissionDenied(format!(

@@ -32,6 +32,9 @@ pub(super) struct Claimed {
     client_id: String,
     /// The service the secret belongs to.
     service_id: String,
+    /// The onboarding's own secret (its key id); `None` for an attachment, whose secret is
+    /// its service's current one.
+    key_id: Option<String>,
 }
 
 impl Claimed {
@@ -42,6 +45,7 @@ impl Claimed {
             tenant_id: o.tenant_id.clone(),
             client_id: client_id.to_owned(),
             service_id: o.service_id.clone(),
+            key_id: o.secret_key_id.clone().filter(|k| !k.is_empty()),
         }
     }
 }
@@ -212,27 +216,42 @@ impl OnboardingService {
         let caller = self.app.auth().authorize(&req, &[Role::Operator])?;
         let req = req.into_inner();
         let delivery = Delivery::from_request(req.seal_to.as_ref())?;
-        let id = req.onboarding_id;
-        let c = match id.strip_prefix(credentials::ATTACHED_ID_PREFIX) {
+        let (id, c) = match req
+            .onboarding_id
+            .strip_prefix(credentials::ATTACHED_ID_PREFIX)
+        {
             Some(rest) => {
-                ServerError::uuid("onboarding_id", rest).map_err(|_| {
+                let uuid = ServerError::uuid("onboarding_id", rest).map_err(|_| {
                     ServerError::invalid(
                         "onboarding_id",
                         "an attachment id is `att-` and a UUID (8-4-4-4-12 hexadecimal digits)",
                     )
                 })?;
-                self.attachment(&id)?
+                let id = format!("{}{uuid}", credentials::ATTACHED_ID_PREFIX);
+                let c = self.attachment(&id)?;
+                (id, c)
             }
             None => {
-                ServerError::uuid("onboarding_id", &id)?;
-                self.completed(&id).await?
+                let id = ServerError::uuid("onboarding_id", &req.onboarding_id)?;
+                let c = self.completed(&id).await?;
+                (id, c)
             }
         };
         if self.claimed(&id)? {
             return Err(already_handed_over(&id));
         }
         let reg = RegistrationRef::new(&c.tenant_id, &c.client_id);
-        let (stored, value) = self.app.credentials().current_secret(&reg, &c.service_id)?;
+        // The onboarding's own secret, not whatever its service uses now: a secret added or
+        // rotated in since went to the caller of that change, and is not handed over twice.
+        let (stored, value) = match &c.key_id {
+            None => self.app.credentials().current_secret(&reg, &c.service_id)?,
+            Some(key) => self.app.credentials().secret(&reg, key)?.ok_or_else(|| {
+                ServerError::FailedPrecondition(format!(
+                    "onboarding {id}'s secret (key id {key}) is no longer on the registration \
+                     (rotated or revoked); what replaced it went to the caller of that change"
+                ))
+            })?,
+        };
         // Sealed before the claim is recorded: nothing fails once it is.
         let (secret, sealed) = delivery.deliver(&value, &stored.key_id)?;
         // A concurrent claim may win between the check above and here.
@@ -295,6 +314,7 @@ impl OnboardingService {
             tenant_id: reg.tenant_id,
             client_id: reg.client_id,
             service_id,
+            key_id: None,
         })
     }
 }

@@ -23,9 +23,9 @@ impl OnboardingService {
     /// signed in) there are none yet: the stream waits for the run's.
     pub(super) async fn watch(
         &self,
-        req: Request<pb::WatchRequest>,
+        mut req: Request<pb::WatchRequest>,
     ) -> Result<BoxStream<pb::ProvisionEvent>> {
-        let Access { actor, invitation } = self.access(&req, CustomerRpc::Watch)?;
+        let Access { actor, invitation } = self.access(&mut req, CustomerRpc::Watch)?;
         let r = req.into_inner();
         let engine = self.app.engine();
         let record = engine.get(&r.onboarding_id)?;
@@ -180,8 +180,20 @@ impl OnboardingService {
                                         events = stored;
                                         continue;
                                     }
-                                    Err(err) => send_err(&tx, err.into()).await,
+                                    Err(err) => {
+                                        send_err(&tx, err.into()).await;
+                                        return;
+                                    }
                                 }
+                            }
+                            // Events stopped before the end (the store could not be read after
+                            // the stream fell behind): never a clean end that looks like one.
+                            if !ended {
+                                send_err(&tx, ServerError::Unavailable(
+                                    "the onboarding's events stopped before it ended; Watch \
+                                     again from the event after the last one received"
+                                        .into(),
+                                )).await;
                             }
                             return;
                         };

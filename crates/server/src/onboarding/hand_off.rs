@@ -24,9 +24,9 @@ impl OnboardingService {
     /// Issues (or replaces) the hand-off link of a waiting onboarding.
     pub(super) async fn hand_off_link(
         &self,
-        req: Request<pb::IssueHandOffLinkRequest>,
+        mut req: Request<pb::IssueHandOffLinkRequest>,
     ) -> Result<pb::HandOffLink> {
-        let Access { actor, invitation } = self.access(&req, CustomerRpc::IssueHandOffLink)?;
+        let Access { actor, invitation } = self.access(&mut req, CustomerRpc::IssueHandOffLink)?;
         let id = req.into_inner().onboarding_id;
         let invitations = self.app.invitations();
         if let Some(inv) = &invitation

@@ -95,34 +95,27 @@ impl OnboardingService {
             .await
     }
 
-    /// Remembers `key` as the idempotency key of the Provision call that started `id`'s run,
-    /// made with invitation token `token` (empty: an operator).
-    pub(super) async fn remember_idempotency_key(
-        &self,
-        id: &str,
-        token: &str,
-        key: &str,
-    ) -> Result<()> {
-        self.set_mark(IDEMPOTENCY_PREFIX, id, &idempotency_tag(token, key))
-            .await
+    /// Remembers `tag` ([`idempotency_tag`]: the idempotency key and caller of the Provision
+    /// call that started `id`'s run).
+    pub(super) async fn remember_idempotency_key(&self, id: &str, tag: &[u8]) -> Result<()> {
+        self.set_mark(IDEMPOTENCY_PREFIX, id, tag).await
     }
 
-    /// Whether `key`, with invitation token `token`, is what started `id`'s run.
-    pub(super) fn started_with_idempotency_key(
-        &self,
-        id: &str,
-        token: &str,
-        key: &str,
-    ) -> Result<bool> {
+    /// Whether `tag` ([`idempotency_tag`]) is what started `id`'s run.
+    pub(super) fn started_with_idempotency_key(&self, id: &str, tag: &[u8]) -> Result<bool> {
         let mark = self.mark(IDEMPOTENCY_PREFIX, id)?;
-        Ok(mark.is_some_and(|m| m == idempotency_tag(token, key)))
+        Ok(mark.is_some_and(|m| m == tag))
     }
 }
 
-/// What is kept of a Provision call's caller and idempotency key.
-fn idempotency_tag(token: &str, key: &str) -> Vec<u8> {
+/// What is kept of a Provision call's caller and idempotency key: `caller` is the invitation
+/// token of a customer, `operator <identity>` of an operator (a token holds no blank). Runs
+/// started by an operator before this release were kept with an empty caller: their
+/// reconnect after the upgrade is refused as running (watch it instead), never taken as
+/// another caller's.
+pub(super) fn idempotency_tag(caller: &str, key: &str) -> Vec<u8> {
     let mut h = Sha256::new();
-    for part in ["onboard idempotency v1", token, key] {
+    for part in ["onboard idempotency v1", caller, key] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }

@@ -56,8 +56,9 @@ struct Session {
     invitation: InvitationRecord,
     /// The checked admin; holds the delegated token (never printed).
     admin: Admin,
-    /// The key of the last Provision call, so a repeat resumes instead of starting again.
-    idempotency_key: Option<String>,
+    /// The last Provision call's idempotency key with its caller (`marks::idempotency_tag`),
+    /// so the same caller's repeat resumes instead of starting again.
+    idempotency_key: Option<Vec<u8>>,
 }
 
 /// Serves onboardings from the shared [`App`].
@@ -141,10 +142,10 @@ impl OnboardingService {
 
     async fn plan_with(
         &self,
-        req: Request<pb::PlanRequest>,
+        mut req: Request<pb::PlanRequest>,
         unnamed: bool,
     ) -> Result<pb::PlanResponse> {
-        let actor = self.access(&req, CustomerRpc::Plan)?.actor;
+        let actor = self.access(&mut req, CustomerRpc::Plan)?.actor;
         let mut r = req.into_inner();
         if unnamed {
             r.app_name.clear();
@@ -194,40 +195,54 @@ impl OnboardingService {
 
     async fn provision(
         &self,
-        req: Request<pb::ProvisionRequest>,
+        mut req: Request<pb::ProvisionRequest>,
     ) -> Result<BoxStream<pb::ProvisionEvent>> {
         // The same call again (a reconnect, same idempotency key) only follows the run, so the
         // capability table treats it as Watch; but a run that failed is resumed by it, as a
         // Provision (the proto: FAILED "can be resumed with Provision").
         // The key is kept with the session and, once the run started, durably (`marks.rs`):
         // a reconnect after a server restart is a repeat too.
-        let repeat = {
+        // The key is the caller's own: another caller's call with it is not a repeat.
+        let tag = {
             let r = req.get_ref();
-            let (id, key, token) = (
-                r.onboarding_id.as_str(),
-                r.idempotency_key.as_str(),
-                r.invitation_token.as_str(),
-            );
+            let caller = match r.invitation_token.as_str() {
+                "" => match self.app.auth().authenticate(&req) {
+                    Ok(c) => format!("operator {}", c.identity),
+                    // Refused by the access check below.
+                    Err(_) => String::new(),
+                },
+                token => token.to_owned(),
+            };
+            (!r.idempotency_key.is_empty())
+                .then(|| marks::idempotency_tag(&caller, &r.idempotency_key))
+        };
+        let repeat = {
+            let id = req.get_ref().onboarding_id.to_ascii_lowercase();
             let failed = matches!(
-                self.app.engine().get(id),
+                self.app.engine().get(&id),
                 Ok(Some(o)) if o.status == provision::Status::Failed
             );
-            !failed
-                && !key.is_empty()
-                && (self
-                    .sessions()
-                    .get(id)
-                    .and_then(|s| s.idempotency_key.as_deref())
-                    == Some(key)
-                    || self.started_with_idempotency_key(id, token, key)?)
+            match &tag {
+                Some(tag) if !failed => {
+                    self.sessions()
+                        .get(&id)
+                        .and_then(|s| s.idempotency_key.as_ref())
+                        == Some(tag)
+                        || self.started_with_idempotency_key(&id, tag)?
+                }
+                _ => false,
+            }
         };
         let rpc = if repeat {
             CustomerRpc::Watch
         } else {
             CustomerRpc::Provision
         };
-        let Access { actor, invitation } = self.access(&req, rpc)?;
+        let Access { actor, invitation } = self.access(&mut req, rpc)?;
         let r = req.into_inner();
+        if !repeat {
+            self.app.engine().refuse_running(&r.onboarding_id)?;
+        }
         ServerError::at_most("app_name", &r.app_name, MAX_RECORDED_NAME)?;
         let delivery = Delivery::from_request(r.seal_to.as_ref())?;
         // The secret goes to an operator (the platform) only; the customer's wizard, which
@@ -276,16 +291,13 @@ impl OnboardingService {
                 self.record(details).await?;
                 // The run is under way whatever happens here: without the mark only a
                 // reconnect after a restart is refused (it can Watch instead).
-                if !r.idempotency_key.is_empty()
-                    && let Err(e) = self
-                        .remember_idempotency_key(&id, &r.invitation_token, &r.idempotency_key)
-                        .await
+                if let Some(tag) = &tag
+                    && let Err(e) = self.remember_idempotency_key(&id, tag).await
                 {
                     tracing::warn!(error = %e, onboarding_id = %id, "idempotency key not stored");
                 }
                 if let Some(s) = self.sessions().get_mut(&id) {
-                    s.idempotency_key =
-                        (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
+                    s.idempotency_key = tag;
                 }
                 Ok(self.forward(stream, secret_to, invitation, Source::Run(id)))
             }
@@ -320,8 +332,8 @@ impl OnboardingService {
         }
     }
 
-    async fn get(&self, req: Request<pb::GetOnboardingRequest>) -> Result<pb::OnboardingInfo> {
-        let actor = self.access(&req, CustomerRpc::Get)?.actor;
+    async fn get(&self, mut req: Request<pb::GetOnboardingRequest>) -> Result<pb::OnboardingInfo> {
+        let actor = self.access(&mut req, CustomerRpc::Get)?.actor;
         let id = req.into_inner().onboarding_id;
         let info = self.info(&id)?;
         self.record(Self::entry(
@@ -415,9 +427,9 @@ impl OnboardingService {
 
     async fn cancel(
         &self,
-        req: Request<pb::CancelOnboardingRequest>,
+        mut req: Request<pb::CancelOnboardingRequest>,
     ) -> Result<pb::OnboardingInfo> {
-        let actor = self.access(&req, CustomerRpc::Cancel)?.actor;
+        let actor = self.access(&mut req, CustomerRpc::Cancel)?.actor;
         let r = req.into_inner();
         ServerError::at_most("reason", &r.reason, MAX_REASON)?;
         let id = r.onboarding_id;

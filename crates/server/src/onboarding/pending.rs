@@ -209,7 +209,7 @@ impl OnboardingService {
         let mut rows = Vec::new();
         for info in self.before_run_infos()? {
             if (state == S::Unspecified || info.state() == state)
-                && tenant.is_none_or(|t| t == info.tenant_id)
+                && tenant.is_none_or(|t| t.eq_ignore_ascii_case(&info.tenant_id))
                 && self.app.engine().get(&info.onboarding_id)?.is_none()
             {
                 rows.push(Listed::BeforeRun(Box::new(info)));

@@ -51,13 +51,11 @@ impl VerificationService {
             // Checked and looked up as trimmed (a pasted id may carry blanks).
             Some(pb::verify_request::Target::ClientId(c)) => {
                 let c = c.trim();
-                ServerError::uuid("client_id", c)?;
-                Target::ClientId(c.to_owned())
+                Target::ClientId(ServerError::uuid("client_id", c)?)
             }
-            Some(pb::verify_request::Target::ServiceId(s)) if s.trim().is_empty() => {
-                return Err(ServerError::invalid("service_id", "empty"));
+            Some(pb::verify_request::Target::ServiceId(s)) => {
+                Target::ServiceId(credentials::check_service(&s)?.to_owned())
             }
-            Some(pb::verify_request::Target::ServiceId(s)) => Target::ServiceId(s),
         };
         let drift = self.app.drift();
         let input = drift.targets().resolve(&target).await?;

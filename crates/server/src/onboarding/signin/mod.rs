@@ -493,7 +493,15 @@ fn rights_missing(
     profiles: &ProfileSet,
 ) -> Result<Vec<pb::RoleChoice>> {
     let version = (!inv.platform_version.is_empty()).then_some(inv.platform_version.as_str());
-    let profile = profiles.resolve(&inv.profile, version)?;
+    // The server's profiles changed since the invitation was made: not a fault of the server
+    // (INTERNAL) but a state an operator mends, as Plan and Provision say.
+    let profile = profiles.resolve(&inv.profile, version).map_err(|e| {
+        ServerError::FailedPrecondition(format!(
+            "invitation {}'s profile {:?} cannot be used: {e}; configure it again or issue a \
+             new invitation",
+            inv.id, inv.profile
+        ))
+    })?;
     let mut out: Vec<pb::RoleChoice> = Vec::new();
     for check in admin.rights_for(&profile) {
         if !check.held {

@@ -20,6 +20,10 @@ use crate::model::Registration;
 use crate::session::OPAQUE_TOKEN;
 use crate::{Credentials, RegistrationRef};
 
+mod request;
+
+use request::{check_required, named_in_request, parse_lists, parse_permission, parse_role};
+
 /// Permissions and roles as Entra has them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
@@ -46,96 +50,11 @@ pub struct UpdateRequest {
 }
 
 /// The name of a permission as listed and accepted.
-/// Every item of `items` parsed with `parse`.
-fn parse_all<T>(
-    items: &[String],
-    parse: impl Fn(&str) -> Result<T, CredentialsError>,
-) -> Result<Vec<T>, CredentialsError> {
-    items.iter().map(|s| parse(s)).collect()
-}
-
-/// Refuses removing what the registration's profile requires (`required`) unless the request
-/// overrides it.
-fn check_required(
-    reg: &Registration,
-    required: &[String],
-    req: &UpdateRequest,
-) -> Result<(), CredentialsError> {
-    if !required.is_empty() && !req.override_required {
-        return Err(CredentialsError::RequiredByProfile {
-            profile: reg.profile.name.clone(),
-            what: required.to_vec(),
-        });
-    }
-    Ok(())
-}
-
 pub(crate) fn permission_name(p: &PermissionRef) -> String {
     match p.resource {
         Resource::Graph => p.value.clone(),
         other => format!("{}/{}", other.display_name(), p.value),
     }
-}
-
-/// Parses `User.Read.All` (Graph) or `<resource name or app id>/<value>`.
-/// `field` is the request list it came from (`add`, `remove`), for the field violation.
-fn parse_permission(s: &str, field: &'static str) -> Result<PermissionRef, CredentialsError> {
-    let bad = |reason: &str| CredentialsError::InvalidArgument {
-        field,
-        reason: format!("{s:?}: {reason}"),
-    };
-    let (resource, value) = match s.split_once('/') {
-        None => (Resource::Graph, s),
-        Some((r, v)) => {
-            let r = [Resource::Graph, Resource::TeamsAdminApi]
-                .into_iter()
-                .find(|x| x.display_name().eq_ignore_ascii_case(r) || x.app_id() == r)
-                .ok_or_else(|| bad("unknown resource"))?;
-            (r, v)
-        }
-    };
-    if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("not a permission value"));
-    }
-    Ok(PermissionRef {
-        resource,
-        value: value.to_owned(),
-    })
-}
-
-/// A permission the tenant's resource does not offer was misnamed by the request:
-/// INVALID_ARGUMENT on the list that named it (`add`, else `remove`), as a misnamed role is.
-/// Other failures keep their meaning (a resource missing from the tenant is the tenant's state).
-fn named_in_request(e: onboard_core::CoreError, add: &[PermissionRef]) -> CredentialsError {
-    match e {
-        onboard_core::CoreError::UnknownPermission {
-            ref resource,
-            ref permission,
-        } => {
-            let added = add
-                .iter()
-                .any(|p| &p.value == permission && p.resource.display_name() == resource);
-            CredentialsError::InvalidArgument {
-                field: if added { "add" } else { "remove" },
-                reason: e.to_string(),
-            }
-        }
-        other => other.into(),
-    }
-}
-
-/// A role by display name or template id → (display name, template id).
-fn parse_role(s: &str, field: &'static str) -> Result<(String, String), CredentialsError> {
-    if let Some(id) = roles::template_id(s) {
-        return Ok((roles::role_name(id).unwrap_or(s).to_owned(), id.to_owned()));
-    }
-    if let Some(name) = roles::role_name(s) {
-        return Ok((name.to_owned(), s.to_ascii_lowercase()));
-    }
-    Err(CredentialsError::InvalidArgument {
-        field,
-        reason: format!("{s:?} is not a known built-in directory role"),
-    })
 }
 
 fn role_display(template_id: &str) -> String {
@@ -327,8 +246,7 @@ impl Credentials {
         r: &RegistrationRef,
         req: &UpdateRequest,
     ) -> Result<Grants, CredentialsError> {
-        let add = parse_all(&req.add, |s| parse_role(s, "add"))?;
-        let remove = parse_all(&req.remove, |s| parse_role(s, "remove"))?;
+        let (add, remove) = parse_lists(req, parse_role, |(_, id)| id.clone())?;
         let (_g, reg) = self.locked(r).await?;
         let required: Vec<String> = remove
             .iter()
@@ -406,8 +324,7 @@ impl Credentials {
         r: &RegistrationRef,
         req: &UpdateRequest,
     ) -> Result<Grants, CredentialsError> {
-        let add = parse_all(&req.add, |s| parse_permission(s, "add"))?;
-        let remove = parse_all(&req.remove, |s| parse_permission(s, "remove"))?;
+        let (add, remove) = parse_lists(req, parse_permission, Clone::clone)?;
         let (_g, reg) = self.locked(r).await?;
         let required: Vec<String> = remove
             .iter()

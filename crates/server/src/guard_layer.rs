@@ -12,6 +12,11 @@
 //!   deadline that expired at the server. tonic also reads the header, one layer out, and would
 //!   answer CANCELLED; this layer's clock starts before tonic's and stops 1 ms short of it, so
 //!   this layer answers;
+//! - the handler runs on a task of its own, tracked by the server's shutdown: a call whose
+//!   caller went away (a disconnect) or whose deadline passed is answered, or dropped, here, but
+//!   what its handler started runs to its end, so a change is never cut between its audit
+//!   intent and its outcome, nor between Entra and the store. It keeps its call slot until then;
+//!   a graceful stop waits for it (`Shutdown::grace`);
 //! - a request that does not decode (invalid UTF-8 in a string field, a truncated message) is
 //!   the caller's fault: tonic's codec answers INTERNAL, this layer rewrites the status code to
 //!   INVALID_ARGUMENT, keeping the decoder's message (which names the field, never its bytes);
@@ -20,9 +25,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use onboard_core::shutdown::Shutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderValue, Request, Response};
+use tracing::Instrument;
 
 use crate::http_layer::{Around, BoxFuture, Inner, Layered, Watch, Watched};
 use crate::limits::{Guards, exhausted};
@@ -34,13 +41,19 @@ pub(crate) struct GuardLayer {
     guards: Arc<Guards>,
     /// Calls in flight.
     calls: Arc<Semaphore>,
+    /// Tracks each handler's task, so a graceful stop waits for the calls it has under way.
+    shutdown: Shutdown,
 }
 
 impl GuardLayer {
-    /// The layer over `guards`.
-    pub(crate) fn new(guards: Arc<Guards>) -> Self {
+    /// The layer over `guards`; handlers run as tasks of `shutdown`.
+    pub(crate) fn new(guards: Arc<Guards>, shutdown: Shutdown) -> Self {
         let calls = Arc::new(Semaphore::new(guards.config.max_concurrent_calls));
-        Self { guards, calls }
+        Self {
+            guards,
+            calls,
+            shutdown,
+        }
     }
 }
 
@@ -76,6 +89,7 @@ impl Around for GuardLayer {
         req: Request<Body>,
     ) -> BoxFuture<Response<Body>, S::Error> {
         let guards = self.guards.clone();
+        let shutdown = self.shutdown.clone();
         let permit = self.calls.clone().try_acquire_owned();
         let grpc = is_grpc(&req);
         // Taken before tonic starts its own clock for the caller's deadline (it calls this
@@ -106,9 +120,31 @@ impl Around for GuardLayer {
                 ),
                 _ => (Duration::from_secs(limit), past_time_limit(limit)),
             };
-            let answer = tokio::time::timeout_at(started + within, inner.call(req)).await;
-            let Ok(res) = answer else {
-                return Ok(refuse(refusal, grpc));
+            // On a task of its own (in this call's span), holding the call's slot: dropping
+            // this future (the deadline below, a disconnect) does not stop it.
+            let handler = async move { (inner.call(req).await, permit) }.in_current_span();
+            let stopping = || {
+                let e =
+                    crate::error::ServerError::Unavailable("the server is shutting down".into());
+                Ok(refuse(e, grpc))
+            };
+            let deadline = started + within;
+            let (res, permit) = if shutdown.is_shutdown() {
+                // The drain has begun: tracked work starts no more; the call runs here.
+                match tokio::time::timeout_at(deadline, handler).await {
+                    Ok(done) => done,
+                    Err(_) => return Ok(refuse(refusal, grpc)),
+                }
+            } else {
+                let Some(task) = shutdown.spawn(handler) else {
+                    return stopping();
+                };
+                match tokio::time::timeout_at(deadline, task).await {
+                    Ok(Ok(Some(done))) => done,
+                    Err(_) => return Ok(refuse(refusal, grpc)),
+                    // Cut off at the end of the shutdown's grace, or a panic (logged).
+                    Ok(Ok(None) | Err(_)) => return stopping(),
+                }
             };
             let mut res = res?;
             invalid_argument_for_decode_errors(&mut res);
@@ -122,7 +158,7 @@ impl Around for GuardLayer {
 fn past_time_limit(secs: u64) -> crate::error::ServerError {
     crate::error::ServerError::DeadlineExceeded(format!(
         "the call was not answered within the server's time limit \
-         (limits.request_timeout_secs = {secs}) and was stopped"
+         (limits.request_timeout_secs = {secs}); {RUNS_ON}"
     ))
 }
 
@@ -159,10 +195,13 @@ fn parse_grpc_timeout(header: &str) -> Option<Duration> {
 /// The refusal of a call not answered by the caller's deadline, `header` as it sent it.
 fn past_caller_deadline(header: &str) -> crate::error::ServerError {
     crate::error::ServerError::DeadlineExceeded(format!(
-        "the call was not answered within the caller's deadline (grpc-timeout: {header}) and \
-         was stopped"
+        "the call was not answered within the caller's deadline (grpc-timeout: {header}); \
+         {RUNS_ON}"
     ))
 }
+
+/// What a call answered DEADLINE_EXCEEDED still does: its handler is not cut off.
+const RUNS_ON: &str = "what it started runs to its end (its audit entries say how it ended): look before repeating it";
 
 /// What tonic's codec answers for a request it could not take, rewritten to say whose fault
 /// it is: "failed to decode Protobuf message: …" (INTERNAL) is INVALID_ARGUMENT, and "decoded

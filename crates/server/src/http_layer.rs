@@ -15,12 +15,20 @@ pub(crate) type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Resul
 
 /// The service behind a layer: the routes, or the next layer in.
 pub(crate) trait Inner:
-    Service<Request<Body>, Response = Response<Body>, Future: Send + 'static> + Send + 'static
+    Service<Request<Body>, Response = Response<Body>, Future: Send + 'static, Error: Send + 'static>
+    + Send
+    + 'static
 {
 }
 
 impl<S> Inner for S where
-    S: Service<Request<Body>, Response = Response<Body>, Future: Send + 'static> + Send + 'static
+    S: Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Future: Send + 'static,
+            Error: Send + 'static,
+        > + Send
+        + 'static
 {
 }
 

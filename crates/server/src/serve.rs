@@ -68,9 +68,13 @@ pub async fn serve_with_health(
         builder = builder.tls_config(tls)?;
     }
     // Outermost: the metrics layer also counts what the guard layer refuses.
-    let mut builder = builder
-        .layer(crate::telemetry::MetricsLayer)
-        .layer(crate::guard_layer::GuardLayer::new(app.guards().clone()));
+    let mut builder =
+        builder
+            .layer(crate::telemetry::MetricsLayer)
+            .layer(crate::guard_layer::GuardLayer::new(
+                app.guards().clone(),
+                app.shutdown(),
+            ));
     let max = lim.max_message_bytes;
 
     // NOT_SERVING once shutdown begins; its Watch streams end then (`crate::health`).

@@ -484,7 +484,8 @@ async fn service_ids_are_checked_and_used_trimmed_by_every_call() -> Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_add_service_secret_cut_off_by_its_deadline_still_records_what_it_made() -> Result<()> {
+async fn an_add_service_secret_cut_off_by_its_deadline_or_its_caller_still_records_what_it_made()
+-> Result<()> {
     let env = SimServer::start().await?;
     let done = env.onboarded("direct-routing", "Sbc-Cut").await?.done;
     let reg = env.registration(&done.client_id);
@@ -494,21 +495,39 @@ async fn an_add_service_secret_cut_off_by_its_deadline_still_records_what_it_mad
         latency_ms: 1500,
         ..calm()
     });
-    let mut req = tonic::Request::new(pb::AddServiceSecretRequest {
-        registration: reg.clone(),
-        service_id: "dr-2".into(),
-        valid_for: None,
-        seal_to: None,
-    });
+    let add = |service: &str| {
+        tonic::Request::new(pb::AddServiceSecretRequest {
+            registration: reg.clone(),
+            service_id: service.into(),
+            valid_for: None,
+            seal_to: None,
+        })
+    };
+    // The deadline passes at the server (`grpc-timeout`): DEADLINE_EXCEEDED.
+    let mut req = add("dr-2");
     req.set_timeout(Duration::from_millis(800));
     let cut = c.add_service_secret(req).await;
     ensure!(cut.is_err(), "answered within its deadline: {cut:?}");
-    // The secret Entra made is recorded (listed, revocable), not left for no one to know of.
+    // The caller goes away (its stream reset, no deadline sent).
+    let mut gone = env.server.credentials(Some(OPERATOR)).await?;
+    let quit = tokio::time::timeout(
+        Duration::from_millis(800),
+        gone.add_service_secret(add("dr-3")),
+    )
+    .await;
+    ensure!(quit.is_err(), "answered before its caller left: {quit:?}");
+    drop(gone);
+    // Each secret Entra made is recorded (listed, revocable), not left for no one to know of.
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
-    let listed = loop {
+    let made = loop {
         let list = listed(&mut c, &reg).await?;
-        if let Some(s) = list.iter().find(|s| s.service_id == "dr-2") {
-            break s.clone();
+        let made: Vec<_> = list
+            .iter()
+            .filter(|s| s.service_id == "dr-2" || s.service_id == "dr-3")
+            .map(|s| s.key_id.clone())
+            .collect();
+        if made.len() == 2 {
+            break made;
         }
         ensure!(
             tokio::time::Instant::now() < end,
@@ -519,11 +538,25 @@ async fn an_add_service_secret_cut_off_by_its_deadline_still_records_what_it_mad
     env.sim.set_faults(calm());
     let in_entra = testkit::snapshot::passwords(&env.sim.snapshot(), &done.client_id);
     ensure!(
-        in_entra.len() == 2
-            && in_entra
+        in_entra.len() == 3
+            && made
                 .iter()
-                .any(|p| p["key_id"] == listed.key_id.as_str()),
-        "Entra has {in_entra:?}, the store {listed:?}"
+                .all(|k| in_entra.iter().any(|p| p["key_id"] == k.as_str())),
+        "Entra has {in_entra:?}, the store {made:?}"
+    );
+    // Each change has its outcome in the audit log, not an intent alone.
+    let entries = env.server.entries()?;
+    let phases = |phase: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == "password_credential.create" && e["phase"] == phase)
+            .count()
+    };
+    ensure!(
+        phases("intent") == phases("succeeded") && phases("succeeded") >= 2,
+        "intents {} outcomes {}",
+        phases("intent"),
+        phases("succeeded")
     );
     env.stop().await
 }

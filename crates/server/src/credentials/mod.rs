@@ -123,21 +123,14 @@ impl CredentialsService {
             ));
         }
         let reg = self.managed(r.registration.as_ref()).await?;
-        // Made and stored in a task of its own: a caller that goes away (a deadline, a
-        // disconnect) must not leave a secret in Entra that the store does not know. Its value
-        // is then lost with the answer; the secret is listed (ListSecrets) and can be revoked.
-        let creds = self.app.credentials().clone();
-        let svc = self.clone();
-        let add = self.app.credentials().spawn(async move {
-            let s = creds.add_secret(&reg, &service, valid_for, &actor).await?;
-            svc.change_done(&reg, false, &actor).await;
-            Ok::<_, ServerError>(s)
-        });
-        let s = match add.ok_or_else(shutting_down)?.await {
-            Ok(Some(s)) => s?,
-            // Ended by the shutdown, or by a panic (logged by the runtime).
-            Ok(None) | Err(_) => return Err(shutting_down()),
-        };
+        // A caller that goes away (a deadline, a disconnect) does not stop it (`guard_layer`):
+        // the secret Entra made is stored, listed and revocable; only its value is lost.
+        let s = self
+            .app
+            .credentials()
+            .add_secret(&reg, &service, valid_for, &actor)
+            .await?;
+        self.change_done(&reg, false, &actor).await;
         new_secret_pb(&s, &delivery)
     }
 

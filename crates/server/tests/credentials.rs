@@ -11,7 +11,7 @@ use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_client::CredentialsClient;
 use testkit::config::OPERATOR_IDENTITY;
 use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, bad_fields};
-use testkit::server_helpers::Refusal;
+use testkit::server_helpers::{Refusal, secrets};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, sps_where};
@@ -66,17 +66,6 @@ async fn needs_a_sign_in(
         .refused(Code::FailedPrecondition, &["signed in"])
         .await?;
     Ok(())
-}
-
-/// The registration's secrets as listed (metadata only).
-async fn secrets(
-    c: &mut CredentialsClient<Authed>,
-    reg: &Option<pb::RegistrationRef>,
-) -> Result<Vec<pb::SecretInfo>> {
-    let r = pb::ListSecretsRequest {
-        registration: reg.clone(),
-    };
-    Ok(c.list_secrets(r).await?.into_inner().secrets)
 }
 
 /// Polls the registration's secrets until `settled` holds for them (or fails after `limit`,

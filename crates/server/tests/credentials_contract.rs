@@ -10,7 +10,7 @@ use onboard_proto::v1::credentials_client::CredentialsClient;
 use secrecy::ExposeSecret;
 use testkit::portal::{DIRECT_ROUTING, HandMade};
 use testkit::server::{Authed, OPERATOR, bad_fields};
-use testkit::server_helpers::Refusal;
+use testkit::server_helpers::{Refusal, secrets};
 use testkit::sim::{calm, users};
 use testkit::sim_server::SimServer;
 use tonic::Code;
@@ -23,17 +23,6 @@ async fn names<T>(call: impl Refusal<T>, field: &str, what: &str) -> Result<()> 
         "{what}: wanted INVALID_ARGUMENT on {field}: {e:?}"
     );
     Ok(())
-}
-
-/// The registration's secrets as ListSecrets answers.
-async fn listed(
-    c: &mut CredentialsClient<Authed>,
-    reg: &Option<pb::RegistrationRef>,
-) -> Result<Vec<pb::SecretInfo>> {
-    let r = pb::ListSecretsRequest {
-        registration: reg.clone(),
-    };
-    Ok(c.list_secrets(r).await?.into_inner().secrets)
 }
 
 /// An AttachRegistration request for a registration of the emulator's tenant.
@@ -128,7 +117,7 @@ async fn an_unknown_expiry_is_int64_max_with_no_end() -> Result<()> {
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     c.attach_registration(attach(&env, &client_id, secret.expose_secret()))
         .await?;
-    let list = listed(&mut c, &env.registration(&client_id)).await?;
+    let list = secrets(&mut c, &env.registration(&client_id)).await?;
     ensure!(list.len() == 1, "{list:?}");
     // Not 0, which reads as "expires today".
     ensure!(
@@ -338,7 +327,7 @@ async fn a_rotation_resumed_after_a_failed_call_gives_this_caller_the_secret_and
     );
     // In the overlap both secrets work; the new one is current.
     ensure!(env.authenticates(&done.client_id, &done.secret).await?);
-    let list = listed(&mut c, &reg).await?;
+    let list = secrets(&mut c, &reg).await?;
     let current: Vec<_> = list.iter().filter(|s| s.current).collect();
     ensure!(
         current.len() == 1 && Some(&current[0].key_id) == again.info.as_ref().map(|i| &i.key_id),
@@ -466,7 +455,7 @@ async fn service_ids_are_checked_and_used_trimmed_by_every_call() -> Result<()> 
     let new = c.add_service_secret(add(" dr-1\t")).await?.into_inner();
     let info = new.info.context("info")?;
     ensure!(info.service_id == "dr-1" && info.current, "{info:?}");
-    let list = listed(&mut c, &reg).await?;
+    let list = secrets(&mut c, &reg).await?;
     ensure!(
         list.iter().all(|s| s.service_id == "dr-1")
             && list.iter().filter(|s| s.current).count() == 1,
@@ -520,7 +509,7 @@ async fn an_add_service_secret_cut_off_by_its_deadline_or_its_caller_still_recor
     // Each secret Entra made is recorded (listed, revocable), not left for no one to know of.
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
     let made = loop {
-        let list = listed(&mut c, &reg).await?;
+        let list = secrets(&mut c, &reg).await?;
         let made: Vec<_> = list
             .iter()
             .filter(|s| s.service_id == "dr-2" || s.service_id == "dr-3")

@@ -94,3 +94,14 @@ pub async fn plan(
     let mut c = server.onboarding(None).await?;
     Ok(c.plan(r).await.map(tonic::Response::into_inner))
 }
+
+/// A registration's secrets as ListSecrets answers (metadata only).
+pub async fn secrets(
+    c: &mut onboard_proto::v1::credentials_client::CredentialsClient<crate::server::Authed>,
+    reg: &Option<pb::RegistrationRef>,
+) -> Result<Vec<pb::SecretInfo>> {
+    let r = pb::ListSecretsRequest {
+        registration: reg.clone(),
+    };
+    Ok(c.list_secrets(r).await?.into_inner().secrets)
+}

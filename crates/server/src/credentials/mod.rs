@@ -176,7 +176,7 @@ impl CredentialsService {
                 }
                 done
             })
-            .ok_or_else(shutting_down)?;
+            .ok_or_else(|| ServerError::Unavailable("the server is shutting down".into()))?;
         let stop = self.app.shutdown();
         tokio::spawn(async move {
             loop {
@@ -539,9 +539,4 @@ pub fn spawn_background(app: &App) {
             });
         }
     });
-}
-
-/// UNAVAILABLE for work refused or ended because the server is stopping.
-fn shutting_down() -> ServerError {
-    ServerError::Unavailable("the server is shutting down".into())
 }

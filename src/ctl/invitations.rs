@@ -86,7 +86,7 @@ pub enum InvitationsCommand {
         /// The invitation id.
         id: String,
     },
-    /// Revokes a pending invitation.
+    /// Revokes a pending or used invitation (a used one's holder is cut off at once).
     Revoke {
         /// The invitation id.
         id: String,

@@ -31,7 +31,7 @@ pub enum SecretsCommand {
         /// The service that will use it.
         #[arg(long)]
         service_id: String,
-        /// Validity, e.g. `180d` (default: the profile's).
+        /// Validity, e.g. `180d` (default: the server's `[credentials] secret_lifetime_days`).
         #[arg(long, value_parser = output::parse_duration)]
         valid_for: Option<prost_types::Duration>,
         /// Write the value to this file (mode 0600) instead of standard output.

@@ -56,6 +56,18 @@ impl std::fmt::Debug for AttachRequest {
 /// The attached registration.
 pub type AttachResult = RegistrationView;
 
+/// A recorded attachment: what the platform's ClaimSecret of its id hands over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The registration attached.
+    pub registration: RegistrationRef,
+    /// The service the secret entered was given to.
+    pub service_id: String,
+    /// The secret entered (its key in the registration's secrets); `None` for attachments
+    /// recorded before this was kept, whose claim falls back to the service's current secret.
+    pub secret_key: Option<String>,
+}
+
 /// What an invitation's attach did.
 #[derive(Debug, Clone)]
 pub struct Attached {
@@ -123,14 +135,16 @@ impl Credentials {
         self.attach_in(req, Mode::Invitation, gate).await
     }
 
-    /// The registration and service of attachment `id` (see [`Attached::attachment_id`]).
-    pub fn attachment(
-        &self,
-        id: &str,
-    ) -> Result<Option<(RegistrationRef, String)>, CredentialsError> {
+    /// Attachment `id` (see [`Attached::attachment_id`]): its registration, service and secret.
+    pub fn attachment(&self, id: &str) -> Result<Option<Attachment>, CredentialsError> {
         Ok(self.all()?.into_iter().find_map(|r| {
-            let service = r.attachments.get(id)?.clone();
-            Some((RegistrationRef::new(r.tenant_id, r.client_id), service))
+            let service_id = r.attachments.get(id)?.clone();
+            let secret_key = r.attachment_secrets.get(id).cloned();
+            Some(Attachment {
+                registration: RegistrationRef::new(r.tenant_id, r.client_id),
+                service_id,
+                secret_key,
+            })
         }))
     }
 
@@ -252,6 +266,7 @@ impl Credentials {
                 attached_at: onboard_core::time::now(),
                 rotations: BTreeMap::new(),
                 attachments: BTreeMap::new(),
+                attachment_secrets: BTreeMap::new(),
             },
         };
         let attachment_id = if joining {
@@ -341,6 +356,8 @@ impl Credentials {
         if mode == Mode::Invitation {
             reg.attachments
                 .insert(attachment_id.clone(), req.service_ids[0].clone());
+            reg.attachment_secrets
+                .insert(attachment_id.clone(), key.clone());
         }
         if !joining && self.detect_self_rotation(&reg).await {
             // It rotates itself: the permission that takes is part of what it should hold.

@@ -46,6 +46,7 @@ impl Credentials {
                 attached_at: onboard_core::time::now(),
                 rotations: BTreeMap::new(),
                 attachments: BTreeMap::new(),
+                attachment_secrets: BTreeMap::new(),
             };
             // A completed run of a self-rotating profile granted Application.ReadWrite.OwnedBy
             // and made the service principal an owner (its `app_owner` step): trusted, since

@@ -44,7 +44,7 @@ use entra_client::EntraClient;
 use onboard_core::{Hook, HookAction, ProfileSet, Purpose, SealingKey, Shutdown};
 use secrecy::SecretString;
 
-pub use attach::{ATTACHED_ID_PREFIX, AttachRequest, AttachResult, Attached, Gated};
+pub use attach::{ATTACHED_ID_PREFIX, AttachRequest, AttachResult, Attached, Attachment, Gated};
 pub use error::CredentialsError;
 pub use grants::{Grants, UpdateRequest};
 pub use model::{AuthMode, Registration, RegistrationView, SecretInfo, Source, StoredSecret};
@@ -296,15 +296,21 @@ impl Credentials {
         Ok((s, v))
     }
 
-    /// Secret `key_id` of the registration and its value, while the registration has it (not
-    /// removed by a revoke or a rotation).
+    /// Secret `key_id` of the registration (a key id, or a storage key such as
+    /// [`Attachment::secret_key`]) and its value, while the registration has it (not removed by
+    /// a revoke or a rotation).
     pub fn secret(
         &self,
         r: &RegistrationRef,
         key_id: &str,
     ) -> Result<Option<(StoredSecret, SecretString)>, CredentialsError> {
         let reg = self.registration(r)?;
-        let Some(s) = reg.secrets.get(&key_id.to_ascii_lowercase()).cloned() else {
+        // A storage key as recorded (`hint:` keys keep their case), else a key id in any case.
+        let found = reg
+            .secrets
+            .get(key_id)
+            .or_else(|| reg.secrets.get(&key_id.to_ascii_lowercase()));
+        let Some(s) = found.cloned() else {
             return Ok(None);
         };
         let v = self.open(&reg, &s)?;

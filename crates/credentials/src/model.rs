@@ -96,6 +96,12 @@ pub struct Registration {
     /// records written before it existed (none had any).
     #[serde(default)]
     pub attachments: BTreeMap<String, String>,
+    /// The secret each attachment entered: attachment id → key of `secrets`. ClaimSecret hands
+    /// over this one, not whatever the service uses by then (a secret added or rotated in since
+    /// went to the caller of that change). Absent in records written before it existed: their
+    /// attachments fall back to the service's current secret.
+    #[serde(default)]
+    pub attachment_secrets: BTreeMap<String, String>,
 }
 
 impl Registration {

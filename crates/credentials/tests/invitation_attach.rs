@@ -131,8 +131,10 @@ async fn a_refused_gate_stores_nothing_and_a_passed_one_records_the_attachment()
     .await?;
     ensure!(a.attachment_id == gate_id && a.view.id == gate_id, "{a:?}");
     ensure!(a.view.source == Source::Attached);
-    let (found, service) = creds.attachment(&gate_id)?.context("the attachment")?;
-    ensure!(found == r && service == "svc-hand");
+    let found = creds.attachment(&gate_id)?.context("the attachment")?;
+    ensure!(found.registration == r && found.service_id == "svc-hand");
+    let held = creds.current_secret(&r, "svc-hand")?.0;
+    ensure!(found.secret_key == Some(credentials::Registration::secret_key(&held)));
     let (_, value) = creds.current_secret(&r, "svc-hand")?;
     ensure!(value.expose_secret() == app.secret.expose_secret());
     let entries = attach_entries(&env, &gate_id)?;
@@ -159,8 +161,8 @@ async fn a_refused_gate_stores_nothing_and_a_passed_one_records_the_attachment()
     };
     let (b, b_id) = attach_second().await?;
     ensure!(b_id != gate_id && b.attachment_id == b_id && b.view.id == gate_id);
-    let (found, service) = creds.attachment(&b_id)?.context("the second attachment")?;
-    ensure!(found == r && service == "svc-two");
+    let found = creds.attachment(&b_id)?.context("the second attachment")?;
+    ensure!(found.registration == r && found.service_id == "svc-two");
     let (two_secret, value) = creds.current_secret(&r, "svc-two")?;
     ensure!(value.expose_secret() == second.expose_secret());
     ensure!(

@@ -489,11 +489,15 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
         }
     }
     // Stored trimmed, as SignIn trims what the admin types before comparing the two.
+    // Its characters are checked whole here (no length-and-control rule above stands in for
+    // them): a control character would make the invitation one no sign-in can ever match.
     let admin_upn = req.admin_upn.trim();
-    if !admin_upn.is_empty()
-        && let Err(rule) = onboard_core::text::check_upn(admin_upn)
-    {
-        bad("admin_upn", rule);
+    if !admin_upn.is_empty() {
+        if let Err(rule) = onboard_core::text::check_upn(admin_upn) {
+            bad("admin_upn", rule);
+        } else if let Err(rule) = onboard_core::text::check_chars(admin_upn) {
+            bad("admin_upn", &rule.to_string());
+        }
     }
     // What reaches Entra (the temporary app's name) or the customer's email holds visible
     // characters in NFKC form only: no bidi override or zero-width character to disguise it.
@@ -502,7 +506,6 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
         ("service_id", &req.service_id),
         ("provider_name", &req.provider_name),
         ("platform_server_name", &req.platform_server_name),
-        ("admin_upn", &req.admin_upn),
     ] {
         if let Err(rule) = onboard_core::text::check_chars(s)
             && text_ok(s, usize::MAX)

@@ -93,6 +93,14 @@ impl Engine {
         let Some(rec) = self.inner.store.get(id)? else {
             return self.plan(admin, req).await;
         };
+        // Provision refuses a retry under another name; so does its plan.
+        if rec.name_key != names::name_key(&req.app_name) {
+            return Err(ProvisionError::InvalidState {
+                id: rec.id,
+                state: rec.status.as_str().into(),
+                what: "a retry must use the same tenant and name".into(),
+            });
+        }
         let mut plan = self
             .plan_and_seed(admin, req, Some(rec.unique_name.clone()))
             .await?

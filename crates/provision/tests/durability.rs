@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_core::HookAction;
-use provision::{Admin, EventKind, ListFilter, ProvisionError, Status, StepHook};
+use provision::{Admin, EventKind, ListFilter, PlanRequest, ProvisionError, Status, StepHook};
 use testkit::engine::{EngineEnv, aborted, collect, completion, hook_once};
 use testkit::sim::{TOKEN_APP, assert_rode_out_faults, calm};
 use testkit::snapshot::{apps_named, grants_of, no_duplicates, roles_of, sps_where};
@@ -120,6 +120,33 @@ async fn failed_run_retried_with_same_id_converges() -> Result<()> {
     aborted(&events)?;
     let rec = env.engine.get("onb-retry")?.context("record")?;
     ensure!(rec.status == Status::Failed && rec.error.is_some());
+
+    // A retry keeps its name (any letter case): Provision and its Plan refuse another alike.
+    let plan = |name: &str| PlanRequest {
+        app_name: name.into(),
+        profile: "direct-routing".into(),
+        platform_version: None,
+    };
+    let renamed = env
+        .engine
+        .plan_for("onb-retry", &admin, &plan("Sbc-Other"))
+        .await;
+    ensure!(
+        matches!(renamed, Err(ProvisionError::InvalidState { .. })),
+        "{renamed:?}"
+    );
+    let renamed = env
+        .run(env.request("onb-retry", "Sbc-Other"), admin.clone())
+        .await;
+    ensure!(
+        renamed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("same tenant and name")),
+        "{renamed:?}"
+    );
+    env.engine
+        .plan_for("onb-retry", &admin, &plan("SBC-RETRY"))
+        .await?;
 
     // Retry with the same id: runs the remaining steps only, converging on the same objects.
     let events = env

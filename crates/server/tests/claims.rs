@@ -2,7 +2,7 @@
 //! (intent, then succeeded or failed): by ClaimSecret, or on the operator's own Provision stream;
 //! and so is the secret a customer entered on the wizard's "Use App Registration".
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
 use pb::provision_event::Event as PE;
 use secrecy::ExposeSecret;
@@ -110,7 +110,7 @@ async fn the_operators_provision_stream_hand_over_is_audited() -> Result<()> {
 /// The customer's wizard "Use App Registration" (over HTTP, as the page calls it) spends the
 /// invitation on an attachment id, and the platform claims the secret the customer entered
 /// with that id, once, audited; a second service of the customer reuses the registration with
-/// a secret of its own, claimed the same way.
+/// a secret of its own, claimed the same way even after another secret was added to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachment_id()
 -> Result<()> {
@@ -199,8 +199,25 @@ async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachm
     ensure!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let att2 = attachment_of(invitation2).await?;
     ensure!(att2 != att && att2.starts_with(credentials::ATTACHED_ID_PREFIX));
+    // A secret added to that service before the claim went to the caller who added it: the
+    // claim still hands over the one the customer entered, never that one a second time.
+    env.day_two_sign_in().await?;
+    let added = env
+        .server
+        .credentials(Some(OPERATOR))
+        .await?
+        .add_service_secret(pb::AddServiceSecretRequest {
+            registration: env.registration(&app.client_id),
+            service_id: "dr-2".into(),
+            valid_for: None,
+            seal_to: None,
+        })
+        .await?
+        .into_inner();
     let got2 = testkit::wizard::claim(env.server.channel().await?, &att2).await?;
     ensure!(got2.secret == second.expose_secret() && got2.service_id == "dr-2");
+    let added_key = added.info.context("the added secret's info")?.key_id;
+    ensure!(got2.secret != added.secret && got2.key_id != added_key);
     ensure!(got2.client_id == app.client_id);
 
     // Ids that name no attachment.

@@ -201,6 +201,13 @@ async fn oversized_service_ids_are_refused_for_the_field_not_the_audit_entry() -
         ..attach(&env, client, "not-a-secret")
     };
     names(c.attach_registration(long), "service_ids", "a long service").await?;
+    // 128 bytes after trimming is within the rule: judged on, not refused for its padding.
+    let padded = pb::AttachRegistrationRequest {
+        service_ids: vec![format!(" {}\t", "d".repeat(128))],
+        ..attach(&env, client, "not-a-secret")
+    };
+    let e = c.attach_registration(padded).refusal().await?;
+    ensure!(!bad_fields(&e).contains(&"service_ids".to_owned()), "{e:?}");
     env.stop().await
 }
 

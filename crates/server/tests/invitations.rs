@@ -369,7 +369,7 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
         ]
     );
     // One bad field each: the field, and what the message also says (if checked).
-    let one_bad: [(Edit, &str, Option<&str>); 11] = [
+    let one_bad: [(Edit, &str, Option<&str>); 13] = [
         (
             |r| {
                 r.valid_for = Some(prost_types::Duration {
@@ -439,6 +439,16 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
             |r| r.admin_upn = "ad min@contoso.example".into(),
             "admin_upn",
             Some("no blanks"),
+        ),
+        (
+            |r| r.admin_upn = "adm\u{7}in@contoso.example".into(),
+            "admin_upn",
+            Some("U+0007"),
+        ),
+        (
+            |r| r.admin_upn = "admin\u{200b}@contoso.example".into(),
+            "admin_upn",
+            Some("U+200B"),
         ),
     ];
     for (edit, field, says) in one_bad {

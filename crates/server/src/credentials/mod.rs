@@ -303,7 +303,8 @@ impl CredentialsService {
             ));
         }
         for s in &r.service_ids {
-            ServerError::at_most("service_ids", s, MAX_SERVICE_ID)?;
+            // After trimming, as the service id rule reads it.
+            ServerError::at_most("service_ids", s.trim(), MAX_SERVICE_ID)?;
         }
         ServerError::at_most(
             "platform_version",

@@ -32,8 +32,9 @@ pub(super) struct Claimed {
     client_id: String,
     /// The service the secret belongs to.
     service_id: String,
-    /// The onboarding's own secret (its key id); `None` for an attachment, whose secret is
-    /// its service's current one.
+    /// The onboarding's own secret (its key id), or the attachment's (its storage key); `None`
+    /// when unknown (an onboarding without a key id, an attachment recorded before its secret
+    /// was kept), whose claim falls back to the service's current secret.
     key_id: Option<String>,
 }
 
@@ -247,8 +248,8 @@ impl OnboardingService {
             None => self.app.credentials().current_secret(&reg, &c.service_id)?,
             Some(key) => self.app.credentials().secret(&reg, key)?.ok_or_else(|| {
                 ServerError::FailedPrecondition(format!(
-                    "onboarding {id}'s secret (key id {key}) is no longer on the registration \
-                     (rotated or revoked); what replaced it went to the caller of that change"
+                    "{id}'s secret ({key}) is no longer on the registration (rotated or \
+                     revoked); what replaced it went to the caller of that change"
                 ))
             })?,
         };
@@ -303,7 +304,7 @@ impl OnboardingService {
 
     /// Attachment `id`: the service a wizard's "Use App Registration" gave the secret entered.
     fn attachment(&self, id: &str) -> Result<Claimed> {
-        let (reg, service_id) = self.app.credentials().attachment(id)?.ok_or_else(|| {
+        let a = self.app.credentials().attachment(id)?.ok_or_else(|| {
             ServerError::NotFound(format!(
                 "no attachment {id:?} (an invitation names one once its customer connected \
                  an app registration on the wizard)"
@@ -311,10 +312,10 @@ impl OnboardingService {
         })?;
         Ok(Claimed {
             id: id.to_owned(),
-            tenant_id: reg.tenant_id,
-            client_id: reg.client_id,
-            service_id,
-            key_id: None,
+            tenant_id: a.registration.tenant_id,
+            client_id: a.registration.client_id,
+            service_id: a.service_id,
+            key_id: a.secret_key,
         })
     }
 }

@@ -119,6 +119,17 @@ pub(super) async fn start(
             format!("{} is not a SignInMethod (0, 1 or 2)", r.method),
         )
     })?;
+    // The request's own fields are judged before any state (the server's origin, the
+    // invitation).
+    let upn = r.admin_upn.trim().to_owned();
+    if let Err(rule) = onboard_core::text::check_upn(&upn) {
+        return Err(ServerError::invalid("admin_upn", rule));
+    }
+    // It is compared with the signed-in account and written to the audit log and the tenant's
+    // records: visible characters in NFKC form only (controls and bidi overrides included).
+    if let Err(rule) = onboard_core::text::check_chars(&upn) {
+        return Err(ServerError::invalid("admin_upn", rule.to_string()));
+    }
     // Where Microsoft sends the browser back: the wizard's origin, which must be https (or
     // http on a loopback host, Microsoft's localhost exceptions).
     let redirect_uri = match method {
@@ -136,15 +147,6 @@ pub(super) async fn start(
         pb::SignInMethod::Unspecified | pb::SignInMethod::DeviceCode => None,
     };
     guards.token_gate(peer)?;
-    let upn = r.admin_upn.trim().to_owned();
-    if let Err(rule) = onboard_core::text::check_upn(&upn) {
-        return Err(ServerError::invalid("admin_upn", rule));
-    }
-    // It is compared with the signed-in account and written to the audit log and the tenant's
-    // records: visible characters in NFKC form only (controls and bidi overrides included).
-    if let Err(rule) = onboard_core::text::check_chars(&upn) {
-        return Err(ServerError::invalid("admin_upn", rule.to_string()));
-    }
     let (invitation, again) = match svc.app.invitations().verify_token(&token) {
         Ok(inv) => (inv, None),
         Err(InvitationError::FailedPrecondition(why)) => match svc.sign_in_again(&token) {

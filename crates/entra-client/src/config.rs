@@ -95,10 +95,16 @@ pub struct RetryPolicy {
     /// First backoff step when the server gives no `Retry-After`.
     pub initial_backoff: Duration,
     /// Upper bound of one backoff step. A server's `Retry-After` is honoured as sent; only
-    /// `max_elapsed` limits it (a wait past the budget ends in [`crate::EntraError::Throttled`]).
+    /// `max_server_wait` limits it (a wait past it ends in [`crate::EntraError::Throttled`]).
     pub max_backoff: Duration,
     /// Give up on transient failures once this much time has passed since the first request.
     pub max_elapsed: Duration,
+    /// How long a call may last when the server itself says how long to wait (`Retry-After`,
+    /// which Microsoft asks clients to wait out, "repeat while 429"): Graph's longest
+    /// throttling window is 5 minutes (a tenant's writes), so a wait that fits within it is
+    /// honoured even past `max_elapsed`; a longer one gives up at once, the wait asked for
+    /// kept in the error. Never less than `max_elapsed`.
+    pub max_server_wait: Duration,
     /// Randomise backoff (equal jitter: each wait between half and all of its step) so many
     /// clients do not retry in lockstep; off in tests.
     pub jitter: bool,
@@ -119,6 +125,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             max_elapsed: Duration::from_secs(180),
+            max_server_wait: Duration::from_secs(300),
             jitter: true,
             // Reference 4.3: 1 s → 30 s capped backoff, about 5–10 minutes in all.
             replication_max_attempts: 20,

@@ -251,7 +251,7 @@ pub async fn token(
     };
     let result = match grant.as_str() {
         "urn:ietf:params:oauth:grant-type:device_code" => {
-            device_grant(&s, &mut inner, &ids, &p, &caps)
+            device_grant(&s, &mut inner, &ids, &p, &caps, &tref)
         }
         "refresh_token" => refresh_grant(&s, &mut inner, &ids, &p, &caps),
         "authorization_code" => {
@@ -276,7 +276,19 @@ pub async fn token(
 
 pub type Grant = Result<serde_json::Value, Response>;
 
-fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params, caps: &[String]) -> Grant {
+fn device_grant(
+    s: &Shared,
+    inner: &mut Inner,
+    ids: &ReqIds,
+    p: &Params,
+    caps: &[String],
+    tref: &TenantRef,
+) -> Grant {
+    // A tenant-specific authority is the current tenant here (the token handler selected it).
+    let authority = match tref {
+        TenantRef::Specific => Some(inner.dir.tenant.id.clone()),
+        TenantRef::Multi(_) => None,
+    };
     let client_id = param(p, ids, "client_id")?;
     // The v2 endpoint takes `device_code` only; there is no `code` alias (v2-oauth2-device-code).
     let code = param(p, ids, "device_code")?;
@@ -293,6 +305,17 @@ fn device_grant(s: &Shared, inner: &mut Inner, ids: &ReqIds, p: &Params, caps: &
     let session = inner.device_codes.get(code).cloned().ok_or_else(bad_code)?;
     if !session.client_id.eq_ignore_ascii_case(client_id) {
         return Err(bad_code());
+    }
+    // "tenant | Required | The same tenant or tenant alias used in the initial request."
+    // (v2-oauth2-device-code, the token request)
+    if session.tenant_id != authority {
+        return Err(sts_error(
+            ids,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            700005,
+            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+        ));
     }
     if let Some(app) = s.client_app(inner, client_id)
         && !app.public

@@ -252,6 +252,8 @@ async fn deleted_app_can_be_restored_with_its_secret_or_purged() {
     let bin = "/directory/deletedItems/microsoft.graph.servicePrincipal";
     let sp_id = str_of(&env.get(&t, bin).await.expect(200)["value"][0]["id"]);
 
+    // "Do not supply a request body for this method": an empty JSON object is one.
+    env.post(&t, &restore(&id), json!({})).await.expect(400);
     let restored = env.post(&t, &restore(&id), Value::Null).await.expect(200);
     assert_eq!(restored["appId"], app_id);
     env.post(&t, &restore(&sp_id), Value::Null)

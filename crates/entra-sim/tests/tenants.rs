@@ -42,7 +42,16 @@ async fn a_second_tenant_is_isolated_from_the_first() {
         "a Contoso user cannot sign in at Fabrikam: {err}"
     );
     let fab_admin = "globaladmin@fabrikam.onmicrosoft.com";
-    let tok = env.complete_at(&fab.tenant_id, &dc, fab_admin).await;
+    env.sim
+        .complete_device_login(&user_code, fab_admin)
+        .await
+        .unwrap();
+    // Redeemed at "the same tenant or tenant alias used in the initial request" only.
+    let device_code = str_of(&dc["device_code"]);
+    env.poll_at(&env.info.tenant_id, &device_code)
+        .await
+        .expect_sts_error(400, "invalid_grant", 700005);
+    let tok = env.poll_at(&fab.tenant_id, &device_code).await;
     let fab_token = tok.access_token();
     assert_eq!(claims(&fab_token)["tid"], fab.tenant_id);
 

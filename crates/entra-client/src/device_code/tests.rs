@@ -114,6 +114,15 @@ async fn a_poll_retried_after_a_server_error_still_keeps_the_interval() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_after_shorter_than_the_interval_still_keeps_the_interval() {
+    // A 429 naming 1 s: the poll waits the interval Microsoft set ("at least `interval`
+    // seconds"), not the shorter wait.
+    let (mut flow, fake) = start(vec![crate::testing::throttled(1), token_ok("user-access")]).await;
+    signed_in(&flow.poll_until_done(|_| {}).await.unwrap());
+    assert_eq!(gaps(&fake), vec![5, 5]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn poll_once_reports_each_state() {
     let (mut flow, _) = start(vec![
         sts_err(400, "authorization_pending", 70016),

@@ -332,17 +332,25 @@ impl Retrier<'_> {
                 lag += 1;
                 (wait.unwrap_or_default(), wait.is_none())
             } else {
-                let wait = reason.retry_after().unwrap_or_else(|| {
-                    backoff_delay(
-                        p.initial_backoff,
-                        p.max_backoff,
-                        transient,
-                        p.jitter.then(fastrand::f64),
-                    )
-                    .max(ctx.min_retry_wait)
-                });
+                let asked = reason.retry_after();
+                // Never sooner than the operation allows (a device-code poll's interval), even
+                // when the server names a shorter wait.
+                let wait = asked
+                    .unwrap_or_else(|| {
+                        backoff_delay(
+                            p.initial_backoff,
+                            p.max_backoff,
+                            transient,
+                            p.jitter.then(fastrand::f64),
+                        )
+                    })
+                    .max(ctx.min_retry_wait);
                 transient += 1;
-                let over = transient >= p.max_attempts || elapsed + wait > p.max_elapsed;
+                let budget = match asked {
+                    Some(_) => p.max_elapsed.max(p.max_server_wait),
+                    None => p.max_elapsed,
+                };
+                let over = transient >= p.max_attempts || elapsed + wait > budget;
                 (wait, over)
             };
             if exhausted {

@@ -71,6 +71,14 @@ pub fn purge_deleted(c: &Ctx<'_>, key: &Key) -> Reply {
 /// `POST /directory/deletedItems/{id}/restore`: brings back a deleted application (with its
 /// secrets) or service principal (without the grants that were removed with it).
 pub fn restore(c: &Ctx<'_>, key: &Key) -> Reply {
+    // "Do not supply a request body for this method." (directory-deleteditems-restore)
+    if c.body.is_some() {
+        return Err(c.err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "The restore action takes no request body.",
+        ));
+    }
     let mut inner = c.lock();
     authz::require(c, &inner.dir, &WRITE_APPS, &[])?;
     let id = c.object_id(key)?;

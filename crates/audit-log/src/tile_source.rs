@@ -44,8 +44,17 @@ fn describe(id: &TileId) -> String {
     }
 }
 
-/// Reads tile or entry bundle `id` through `reader`; a partial one that is gone (`NotFound`)
-/// is cut from its full tile with [`partial_from_full`]. c2sp.org/tlog-tiles: "Logs MUST serve
+/// An answer that says the object is not there to read.
+fn missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+    )
+}
+
+/// Reads tile or entry bundle `id` through `reader`; a partial one that is gone (`NotFound`,
+/// or `PermissionDenied`: what a bucket that anonymous readers may not list answers for a
+/// missing object) is cut from its full tile with [`partial_from_full`]. c2sp.org/tlog-tiles: "Logs MUST serve
 /// partial tiles corresponding to tree sizes for which a checkpoint was produced, but MAY
 /// delete any partial tile once the corresponding full tile is available", and clients "MAY
 /// fetch the full tile … as a fallback". Errors name the tile (and the full tile when it was
@@ -53,7 +62,7 @@ fn describe(id: &TileId) -> String {
 pub fn read_tile<R: TileReader + ?Sized>(reader: &R, id: &TileId) -> Result<Vec<u8>, AuditError> {
     let path = id.path();
     match reader.read(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !id.is_full() => {
+        Err(e) if missing(&e) && !id.is_full() => {
             let full = TileId {
                 width: TILE_WIDTH as u16,
                 ..*id
@@ -62,7 +71,7 @@ pub fn read_tile<R: TileReader + ?Sized>(reader: &R, id: &TileId) -> Result<Vec<
             match reader.read(&full_path) {
                 Ok(data) => partial_from_full(id, &data),
                 // Neither is there: the partial tile is the one the caller asked for.
-                Err(f) if f.kind() == std::io::ErrorKind::NotFound => Err(AuditError::io(
+                Err(f) if missing(&f) => Err(AuditError::io(
                     format!("{} (nor its full tile {full_path})", describe(id)),
                     e,
                 )),

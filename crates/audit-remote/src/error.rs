@@ -87,11 +87,16 @@ impl RemoteError {
         )
     }
 
-    /// As an IO error, for [`audit_log::TileReader`]: `NotFound` stays recognisable.
+    /// As an IO error, for [`audit_log::TileReader`]: `NotFound` stays recognisable, and so
+    /// does `Forbidden` (as `PermissionDenied`: a bucket whose anonymous readers may not list
+    /// it answers a missing object 403, so a partial tile gone is cut from its full one).
     pub(crate) fn into_io(self) -> std::io::Error {
         match self {
             Self::NotFound { .. } => {
                 std::io::Error::new(std::io::ErrorKind::NotFound, self.to_string())
+            }
+            Self::Forbidden { .. } => {
+                std::io::Error::new(std::io::ErrorKind::PermissionDenied, self.to_string())
             }
             Self::Io { source, .. } => source,
             other => std::io::Error::other(other.to_string()),

@@ -69,7 +69,7 @@ async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
 async fn a_bucket_answering_403_for_a_deleted_partial_tile_is_read_from_the_full_one() {
     use axum::http::{StatusCode, Uri};
     let dir = tempfile::tempdir().unwrap();
-    at_300_partials_deleted(dir.path()).await;
+    let at_300 = at_300_partials_deleted(dir.path()).await;
     let src = dir.path().join("src");
     let kept = TileId::hash(1, 0, 1).path();
     let root = src.clone();
@@ -96,6 +96,22 @@ async fn a_bucket_answering_403_for_a_deleted_partial_tile_is_read_from_the_full
         .unwrap();
     assert_eq!(s.size, 300);
     assert!(missing_tiles(&copy, 300).is_empty());
+    // The verifier reads the bucket the same way (it failed on the 403).
+    let options = audit_log::verify::VerifyOptions {
+        threads: 2,
+        incremental: false,
+    };
+    let report = audit_remote::fetch::verify_at(
+        source.clone(),
+        at_300,
+        vec![log_signer().verifier()],
+        None,
+        options,
+    )
+    .await
+    .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries_valid, 300);
     // A partial tile missing with no full tile to cut it from is the error it was.
     std::fs::remove_file(src.join(&kept)).unwrap();
     let again = dir.path().join("again");

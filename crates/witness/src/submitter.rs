@@ -255,7 +255,9 @@ impl Task {
                         && self.peers[i].retry_at.is_none_or(|t| t <= now)
                 })
                 .collect();
-            if target.checkpoint.size > 0 && !due.is_empty() {
+            // The empty tree too (`old 0`, no proof): a new log's readers get a cosigned
+            // checkpoint of size 0 after one round, not a 503 until its first entry.
+            if !due.is_empty() {
                 last_round = Some(now);
                 tokio::select! {
                     _ = &mut shutdown => break,

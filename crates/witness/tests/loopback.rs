@@ -318,6 +318,10 @@ async fn the_submitter_collects_a_quorum_and_resumes_from_its_store() {
     let log = open_log(&dir.path().join("audit"), key_copy(&signer));
     let witnesses = vec![a.endpoint.clone(), b.endpoint.clone()];
     let (sub, running) = submit(&log, fast(witnesses.clone(), &store));
+    // The empty log is cosigned too, so a tile client gets a checkpoint before any entry.
+    let empty = cosigned(&sub, 0, 2).await;
+    assert_eq!(empty.checkpoint.size, 0);
+    assert_eq!(a.witness.latest(ORIGIN).unwrap().size(), 0);
     append(&log, "first", 20).await;
     let c = cosigned(&sub, 20, 2).await;
     let trusted: Vec<_> = witnesses.iter().map(|w| w.verifier.clone()).collect();

@@ -26,7 +26,7 @@ use crate::code_grant::{PkceMethod, well_formed};
 use crate::consent::RedirectKind;
 use crate::sim_page::{account_choice, error_page, escape, hidden, redirect, redirect_with};
 use crate::state::{Inner, Shared, random_key, sha256_hex};
-use crate::sts::{Params, TenantRef, resolve_tenant};
+use crate::sts::{Params, resolve_tenant};
 use crate::tokens::parse_scopes;
 
 /// Codes are forgotten this long after they expire.
@@ -131,10 +131,7 @@ fn check(s: &Shared, inner: &mut Inner, tenant: &str, p: &Params) -> Result<Chec
             "AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
         )));
     };
-    let authority = match tref {
-        TenantRef::Specific => Some(inner.dir.tenant.id.clone()),
-        TenantRef::Multi(_) => None,
-    };
+    let authority = tref.tenant_id(inner);
     let Some(client_id) = p.get("client_id").filter(|c| !c.is_empty()) else {
         return Err(page(
             "AADSTS900144: The request body must contain the following parameter: 'client_id'."

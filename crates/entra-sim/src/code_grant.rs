@@ -87,11 +87,7 @@ pub(crate) fn redeem(
     caps: &[String],
     tref: &TenantRef,
 ) -> Grant {
-    // A tenant-specific authority is the current tenant here (the token handler selected it).
-    let authority = match tref {
-        TenantRef::Specific => Some(inner.dir.tenant.id.clone()),
-        TenantRef::Multi(_) => None,
-    };
+    let authority = tref.tenant_id(inner);
     let client_id = param(p, ids, "client_id")?;
     let code = param(p, ids, "code")?;
     let redirect_uri = param(p, ids, "redirect_uri")?;

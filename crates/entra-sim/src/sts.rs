@@ -32,6 +32,18 @@ pub(crate) enum TenantRef {
     Multi(String),
 }
 
+impl TenantRef {
+    /// The tenant a token is issued for when the path named one: the current directory (the
+    /// token or authorize handler selected it); `None` for `organizations` and `common`, where
+    /// the user's home tenant decides.
+    pub(crate) fn tenant_id(&self, inner: &Inner) -> Option<String> {
+        match self {
+            TenantRef::Specific => Some(inner.dir.tenant.id.clone()),
+            TenantRef::Multi(_) => None,
+        }
+    }
+}
+
 /// Resolves the `{tenant}` segment; a specific tenant is selected as the current directory.
 pub(crate) fn resolve_tenant(inner: &mut Inner, seg: &str) -> Option<TenantRef> {
     if inner.select(seg) {
@@ -140,10 +152,7 @@ pub async fn devicecode(
     let Some(tref) = resolve_tenant(&mut inner, &tenant) else {
         return tenant_not_found(&ids, &tenant);
     };
-    let path_tenant = match tref {
-        TenantRef::Specific => Some(inner.dir.tenant.id.clone()),
-        TenantRef::Multi(_) => None,
-    };
+    let path_tenant = tref.tenant_id(&inner);
     if path_tenant.is_none()
         && let Some(home) = p.get("client_id").and_then(|c| inner.tenant_of_app(c))
     {
@@ -284,11 +293,7 @@ fn device_grant(
     caps: &[String],
     tref: &TenantRef,
 ) -> Grant {
-    // A tenant-specific authority is the current tenant here (the token handler selected it).
-    let authority = match tref {
-        TenantRef::Specific => Some(inner.dir.tenant.id.clone()),
-        TenantRef::Multi(_) => None,
-    };
+    let authority = tref.tenant_id(inner);
     let client_id = param(p, ids, "client_id")?;
     // The v2 endpoint takes `device_code` only; there is no `code` alias (v2-oauth2-device-code).
     let code = param(p, ids, "device_code")?;

@@ -39,7 +39,7 @@ pub struct VerifyArgs {
     pub key: Option<PathBuf>,
     /// Bearer token (operator role); defaults to the environment variable.
     #[arg(long, env = "ONBOARD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<crate::ctl::conn::BearerToken>,
     /// How long the whole call may take.
     #[arg(long, default_value_t = 120)]
     pub timeout_secs: u64,
@@ -106,10 +106,8 @@ async fn call(args: &VerifyArgs) -> anyhow::Result<Result<pb::VerifyReport, toni
         }),
     });
     if let Some(t) = &args.token {
-        let v = format!("Bearer {t}")
-            .parse()
-            .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?;
-        req.metadata_mut().insert("authorization", v);
+        req.metadata_mut()
+            .insert("authorization", t.header().map_err(anyhow::Error::msg)?);
     }
     Ok(VerificationClient::new(channel)
         .verify(req)

@@ -37,6 +37,15 @@ pub(super) fn check_url(f: &mut Findings, key: &str, value: &str, no_fragment: b
             return;
         }
     };
+    // Said without any user name or password it carries (this output lands in CI logs).
+    let value = if url.username().is_empty() && url.password().is_none() {
+        value.to_owned()
+    } else {
+        let mut bare = url.clone();
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        bare.to_string()
+    };
     if url.host().is_none() {
         f.error(key, format!("{value:?} has no host"));
         return;
@@ -263,7 +272,19 @@ mod tests {
         check_url(&mut f, "k", "ftp://x.example.net", false);
         check_url(&mut f, "k", "https://w.example.net/a#x", true);
         check_url(&mut f, "k", "not a url", false);
-        check_url(&mut f, "k", "https://u:p@w.example.net/", false);
-        assert_eq!(f.0.len(), 5, "{:?}", f.0);
+        check_url(&mut f, "k", "https://u:pass-SECRET@w.example.net/", false);
+        check_url(
+            &mut f,
+            "k",
+            "http://u:pass-SECRET@graph.microsoft.com/",
+            false,
+        );
+        assert_eq!(f.0.len(), 7, "{:?}", f.0);
+        // The credentials themselves are never repeated.
+        assert!(
+            f.0.iter().all(|x| !x.to_string().contains("SECRET")),
+            "{:?}",
+            f.0
+        );
     }
 }

@@ -30,6 +30,16 @@ impl std::fmt::Debug for BearerToken {
     }
 }
 
+impl BearerToken {
+    /// `Bearer …` as a header value marked sensitive (never logged); an error names the rule.
+    pub fn header(&self) -> Result<AsciiMetadataValue, &'static str> {
+        let mut v: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {}", *self.0))
+            .map_err(|_| "the token is not a valid header value")?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+}
+
 impl std::str::FromStr for BearerToken {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -107,12 +117,26 @@ fn default_config_path() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// A `ctl.toml` that does not parse, said by line and toml's reason only: toml's own `Display`
+/// quotes the offending line, and that line may hold the bearer token.
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let line = e
+        .span()
+        .and_then(|at| text.get(..at.start))
+        .map(|before| format!(" line {}", before.matches('\n').count() + 1))
+        .unwrap_or_default();
+    anyhow::anyhow!(
+        "client config {}{line}: {}",
+        path.display(),
+        e.message().trim_end()
+    )
+}
+
 /// Reads `ctl.toml`, resolving its relative paths against its directory.
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the client config {}", path.display()))?;
-    let mut s: FileSettings =
-        toml::from_str(&text).with_context(|| format!("client config {}", path.display()))?;
+    let mut s: FileSettings = toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     for p in [&mut s.ca, &mut s.cert, &mut s.key, &mut s.token_file]
         .into_iter()
@@ -242,15 +266,12 @@ impl Settings {
         let channel = ep.connect().await.map_err(|e| {
             CtlError::unreachable(format!("cannot reach {}: {}", self.url, chain(&e)))
         })?;
-        let header = match &self.token {
-            None => None,
-            Some(t) => {
-                let mut v: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {}", *t.0))
-                    .map_err(|_| CtlError::usage("the token is not a valid header value"))?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-        };
+        let header = self
+            .token
+            .as_ref()
+            .map(BearerToken::header)
+            .transpose()
+            .map_err(CtlError::usage)?;
         Ok(InterceptedService::new(channel, Auth { header }))
     }
 }
@@ -308,6 +329,24 @@ mod tests {
             e.message.contains(&format!("chmod 600 {}", file.display())),
             "{e}"
         );
+        // A file that does not parse is said by line and reason, never by its text (toml's
+        // message quotes the line, here the token's).
+        for bad in [
+            "addr = \"h:1\"\ntokn = \"tok-SECRET\"\n",
+            "addr = \"h:1\"\ntoken = \"tok-SECRET\n",
+            "addr = \"h:1\"\ntoken = \"tok-SECRET\"\ntoken = \"tok-SECRET\"\n",
+        ] {
+            std::fs::write(&file, bad).expect("write");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            let mut a = args();
+            a.ctl_config = Some(file.clone());
+            let e = a.resolve().expect_err("refused");
+            let text = format!("{e} {e:?}");
+            assert!(
+                !text.contains("SECRET") && text.contains(" line "),
+                "{text}"
+            );
+        }
         let mut a = args();
         a.ctl_config = Some(dir.path().join("missing.toml"));
         assert!(a.resolve().is_err());

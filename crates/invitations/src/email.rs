@@ -2,8 +2,9 @@
 
 use crate::store::InvitationRecord;
 
-/// A rendered email.
-#[derive(Debug, Clone)]
+/// A rendered email. Its bodies hold the activation link, and so the invitation token: its
+/// `Debug` shows the subject only.
+#[derive(Clone)]
 pub struct Email {
     /// The subject line.
     pub subject: String,
@@ -11,6 +12,14 @@ pub struct Email {
     pub text: String,
     /// The HTML body; every value from the request is escaped.
     pub html: String,
+}
+
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Email")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Renders the invitation email. The token appears only inside `activation_url`.
@@ -83,6 +92,20 @@ pub fn escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_shows_the_subject_and_never_the_link() {
+        let email = super::Email {
+            subject: "Contoso: connect".into(),
+            text: "https://x/wizard#token=tok-SECRET".into(),
+            html: "<a href=\"https://x/wizard#token=tok-SECRET\">".into(),
+        };
+        let shown = format!("{email:?}");
+        assert!(
+            shown.contains("Contoso: connect") && !shown.contains("SECRET"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn escapes_markup() {
         assert_eq!(

@@ -12,6 +12,8 @@ pub mod v1 {
 }
 
 mod redact;
+#[cfg(test)]
+mod redacted;
 
 /// The encoded `FileDescriptorSet` of every `onboard.v1` file and its imports, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("onboard_descriptor");

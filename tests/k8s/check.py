@@ -288,7 +288,7 @@ def negative_control(docs, validator_dir):
         "unknown field": lambda ds: sts(ds)["spec"]["template"]["spec"]["containers"][0].update({"imagePullPolicyy": "Always"}),
         "two replicas": lambda ds: sts(ds)["spec"].update({"replicas": 2}),
         "privilege escalation": lambda ds: sts(ds)["spec"]["template"]["spec"]["containers"][0]["securityContext"].update({"allowPrivilegeEscalation": True}),
-        "probe on a missing port": lambda ds: sts(ds)["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["tcpSocket"].update({"port": "nope"}),
+        "probe on a missing port": lambda ds: sts(ds)["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["grpc"].update({"port": 8082}),
         "health probe on a missing port": lambda ds: sts(ds)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"].update({"port": 8082}),
         "bad scrape interval": lambda ds: sm(ds)["spec"]["endpoints"][0].update({"interval": "30 seconds"}),
         "typo in an endpoint": lambda ds: sm(ds)["spec"]["endpoints"][0].update({"prot": "metrics"}),

@@ -103,11 +103,14 @@ pub(crate) struct Shared {
 }
 
 /// The writer thread and the channel to it; dropping it stops the writer after it drains.
-struct Writer {
+pub(crate) struct Writer {
     /// Requests to the writer; `None` once closed.
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     /// Joined on close so that the last note is stored before `close` returns.
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's and syncer's first failure, shared with them: read by [`AuditLog::failure`]
+    /// (health turns NOT_SERVING on it). `None` for a log opened read-only.
+    pub(crate) failed: Option<Arc<Failure>>,
 }
 
 impl Drop for Writer {
@@ -127,7 +130,7 @@ pub struct AuditLog {
     /// Reads go straight to the shared state.
     shared: Arc<Shared>,
     /// Appends go through the writer.
-    writer: Arc<Writer>,
+    pub(crate) writer: Arc<Writer>,
 }
 
 fn lock_err<T>(_: T) -> AuditError {
@@ -249,7 +252,7 @@ impl AuditLog {
             frontier,
             max_batch: config.max_batch.max(1),
             memory_from_level: config.memory_from_level,
-            failed,
+            failed: failed.clone(),
             syncer,
             metrics,
         };
@@ -262,6 +265,7 @@ impl AuditLog {
             writer: Arc::new(Writer {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
+                failed: Some(failed),
             }),
         })
     }
@@ -307,6 +311,7 @@ impl AuditLog {
             writer: Arc::new(Writer {
                 tx: Mutex::new(None),
                 thread: Mutex::new(None),
+                failed: None,
             }),
         })
     }
@@ -391,6 +396,12 @@ impl AuditLog {
             Ok(h) => h.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// Why this log refuses every append until the process restarts (its first write, flush
+    /// or signing failure: storage may be behind what was written), or `None` while it works.
+    pub fn failure(&self) -> Option<String> {
+        self.writer.failed.as_ref()?.get().cloned()
     }
 
     /// The number of entries covered by the latest checkpoint.

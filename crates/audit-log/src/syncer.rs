@@ -281,3 +281,32 @@ impl SyncLoop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{AuditError, AuditLog, LogConfig, NoteSigner};
+
+    /// `AuditLog::failure` reads the failure the writer and syncer share: once one is
+    /// recorded, it is reported, and every append is refused with it.
+    #[tokio::test]
+    async fn a_recorded_failure_is_reported_and_refuses_appends() {
+        let dir = tempfile::tempdir().expect("dir");
+        let signer = NoteSigner::generate("failure.test/log").expect("key");
+        let log =
+            AuditLog::open(LogConfig::new(dir.path(), "failure.test/log"), signer).expect("open");
+        let fields = serde_json::Map::from_iter([("action".to_owned(), "x.y".into())]);
+        log.append_fields(&fields).await.expect("append");
+        assert_eq!(log.failure(), None);
+        log.writer
+            .failed
+            .as_ref()
+            .expect("a writable log shares its failure")
+            .set("disk gone".into());
+        assert_eq!(log.failure().as_deref(), Some("disk gone"));
+        match log.append_fields(&fields).await {
+            Err(AuditError::Poisoned(why)) => assert_eq!(why, "disk gone"),
+            other => panic!("appended after a failure: {other:?}"),
+        }
+        log.close();
+    }
+}

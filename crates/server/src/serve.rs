@@ -77,8 +77,10 @@ pub async fn serve_with_health(
             ));
     let max = lim.max_message_bytes;
 
-    // NOT_SERVING once shutdown begins; its Watch streams end then (`crate::health`).
-    let statuses = crate::health::Statuses::new(app.shutdown()).await;
+    // NOT_SERVING once shutdown begins (its Watch streams end then), or once the audit log
+    // has failed (`crate::health`).
+    let audit = app.audit().clone();
+    let statuses = crate::health::Statuses::new(app.shutdown(), move || audit.failure()).await;
 
     // Reflection in both versions: v1, and v1alpha for the tools that ask only for it (older
     // grpcurl, grpc_cli, Postman, Evans), from the same descriptors.

@@ -77,6 +77,14 @@ pub struct RightCheck {
     pub description: String,
 }
 
+/// The roles an admin holds, in words: "no administrator role", or the names joined.
+fn held_roles(names: &[String]) -> String {
+    if names.is_empty() {
+        return "no administrator role".into();
+    }
+    names.join(", ")
+}
+
 impl Admin {
     /// Whether the admin holds `right`.
     pub fn has(&self, right: Right) -> bool {
@@ -173,9 +181,9 @@ pub async fn check_sign_in(
     if !admin.has(Right::ManageApplications) {
         return Err(ProvisionError::MissingRights {
             missing: vec![format!(
-                "{} holds {:?}; {}",
+                "{} holds {}; {}",
                 admin.upn,
-                admin.role_names(),
+                held_roles(&admin.role_names()),
                 Right::ManageApplications.describe()
             )],
         });

@@ -255,12 +255,18 @@ async fn application_admin_gets_missing_rights_and_nothing_changes() -> Result<(
     ensure!(env.audit.size() == before, "audit entries were written");
     ensure!(env.engine.get("onb-aa")?.is_none());
 
-    // No admin role at all: refused at sign-in. Wrong account: refused too.
+    // No admin role at all: refused at sign-in, in words (not a Rust list). Wrong account:
+    // refused too.
     let tokens = env.sign_in("user").await?;
-    ensure!(matches!(
-        env.engine.sign_in(&tokens, &env.upn("user")).await,
-        Err(ProvisionError::MissingRights { .. })
-    ));
+    match env.engine.sign_in(&tokens, &env.upn("user")).await {
+        Err(ProvisionError::MissingRights { missing }) => ensure!(
+            missing.len() == 1
+                && missing[0].contains(" holds no administrator role; creating the app")
+                && !missing[0].contains('['),
+            "{missing:?}"
+        ),
+        other => bail!("expected MissingRights, got {:?}", other.err()),
+    }
     let tokens = env.sign_in("globaladmin").await?;
     ensure!(matches!(
         env.engine.sign_in(&tokens, &env.upn("APPADMIN")).await,

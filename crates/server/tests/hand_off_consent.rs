@@ -230,3 +230,47 @@ async fn consent_leaves_the_directory_role_to_the_link() -> Result<()> {
     ensure!(succeeded_by(&entries, "admin_consent.observed", &id) == ["entra:admin-consent"]);
     env.server.stop().await
 }
+
+/// `/wizard/consented` needs no credential and wakes the consent look at once; a flood of
+/// visits must not turn into a flood of Graph reads for every waiting onboarding: the looks
+/// stay two seconds apart however many visits come (`onboarding::hand_off::NUDGE_GAP`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visits_to_the_consent_page_do_not_drive_the_graph_reads() -> Result<()> {
+    // Polling far off, so every look in the test is one a visit asked for.
+    let env = SimServer::start_with(|b| Ok(b.limit("consent_poll_secs", 600))).await?;
+    first_part(&env, "qoe", "Qoe-Nudged").await?;
+    let graph = || env.sim.request_counts().graph;
+    let visit = || {
+        env.server
+            .wizard_get("/wizard/consented?admin_consent=True")
+    };
+    // One visit: one look, its reads counted (nothing else reads Graph now).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let before = graph();
+    visit().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while graph() == before {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "a visit started no look"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_look = graph() - before;
+    // Forty visits over two seconds, past the gap of that look: at most three looks (one at
+    // once, one two seconds on, one more if a visit came in the last instant).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let before = graph();
+    for _ in 0..40 {
+        visit().await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reads = graph() - before;
+    ensure!(
+        reads >= per_look && reads <= 3 * per_look,
+        "{reads} Graph reads for 40 visits, {per_look} a look"
+    );
+    env.server.stop().await
+}

@@ -154,6 +154,31 @@ async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() 
         new == ["onboarding.provision", "onboarding.provision"],
         "{new:?}"
     );
+
+    // With no hand-off, the same link is the way on: it signs in again (for the same
+    // onboarding) as an administrator who holds the role, and that one provisions.
+    let again = env.signed_in(&token, "globaladmin").await?;
+    ensure!(
+        again.onboarding_id == id && again.roles_missing.is_empty(),
+        "{again:?}"
+    );
+    let events = env.provision(&token, &id, "Sbc-Two").await?;
+    testkit::wizard::completed(&events.map_err(|s| anyhow::anyhow!("provision: {s:?}"))?)?;
+    // A sign-in that could make the whole plan spent the invitation.
+    env.sign_in(&token, &env.upn("globaladmin"), Browser::Idle)
+        .await?
+        .refused(Code::FailedPrecondition, &["already been used"])?;
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_that_can_make_the_plan_spends_the_invitation_before_its_run() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, _) = env.invite(None).await?;
+    env.signed_in(&token, "globaladmin").await?;
+    env.sign_in(&token, &env.upn("appadmin"), Browser::Idle)
+        .await?
+        .refused(Code::FailedPrecondition, &["already been used"])?;
     env.stop().await
 }
 

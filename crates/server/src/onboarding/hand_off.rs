@@ -74,11 +74,16 @@ impl OnboardingService {
     }
 }
 
+/// The least time between two looks for admin consents, however often admins come back from
+/// Microsoft's page (`/wizard/consented` nudges the loop, and needs no credential).
+const NUDGE_GAP: Duration = Duration::from_secs(2);
+
 /// Undoes, as `system:hand-off-expired`, every onboarding whose wait for a privileged admin
 /// has expired; checks at a quarter of `limits.hand_off_wait_secs` (1 s to 60 s) until the
 /// server stops, and once at start-up (a wait that expired while the server was down). While a
 /// wait offers Microsoft's admin-consent page it also looks for the grants made there every
-/// `limits.consent_poll_secs`, and at once when an admin comes back from that page.
+/// `limits.consent_poll_secs`, and at once (but [`NUDGE_GAP`] after the last look) when an admin
+/// comes back from that page.
 pub(crate) fn spawn_expiry(app: &App) {
     let limits = &app.config().limits;
     if limits.hand_off_wait_secs == 0 {
@@ -103,6 +108,7 @@ pub(crate) fn spawn_expiry(app: &App) {
                 }
                 next_expiry = tokio::time::Instant::now() + every;
             }
+            let checked = tokio::time::Instant::now();
             match engine.check_admin_consents().await {
                 Ok(ids) if !ids.is_empty() => {
                     tracing::info!(onboardings = ?ids, "admin consent seen; onboardings moved on");
@@ -119,6 +125,14 @@ pub(crate) fn spawn_expiry(app: &App) {
             };
             tokio::select! {
                 () = engine.consent_nudged(wait) => {}
+                () = stop.recv() => return,
+            }
+            // Anyone may load the page that nudges: however many nudges come, the sweeps (one
+            // Graph read per waiting onboarding) stay `NUDGE_GAP` apart.
+            let rest = (checked + poll.min(NUDGE_GAP))
+                .saturating_duration_since(tokio::time::Instant::now());
+            tokio::select! {
+                () = tokio::time::sleep(rest) => {}
                 () = stop.recv() => return,
             }
         }

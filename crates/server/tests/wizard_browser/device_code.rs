@@ -1,7 +1,8 @@
 //! The sign-in screens (wizard.md screens 2a and 3): the admin's UPN prefilled when the
 //! invitation names it, "Copy code and open page in new tab" opening Microsoft's sign-in page,
-//! Microsoft's `slow_down` said calmly while the page waits; and the browser sign-in for
-//! tenants whose Conditional Access blocks device codes.
+//! Microsoft's `slow_down` said calmly while the page waits; a declined sign-in, another
+//! account's and one without the rights, each tried again with the same link; and the browser
+//! sign-in for tenants whose Conditional Access blocks device codes.
 
 use anyhow::{Context, Result, ensure};
 use testkit::server::OPERATOR;
@@ -38,6 +39,15 @@ async fn the_code_screen_prefills_the_admin_opens_the_sign_in_page_and_says_slow
         .js("return document.getElementById('upn').value")
         .await?;
     ensure!(prefilled.as_str() == Some(upn.as_str()), "{prefilled:?}");
+    // The server signs in no other account for this invitation: the field cannot be changed.
+    let fixed = w
+        .chrome
+        .js("return document.getElementById('upn').readOnly")
+        .await?;
+    ensure!(
+        fixed.as_bool() == Some(true),
+        "the named admin's field is editable"
+    );
     w.chrome.click("btn-auth").await?;
     let code = w.code().await?;
 
@@ -176,5 +186,60 @@ async fn a_blocked_device_code_is_refused_and_the_browser_sign_in_gets_through()
         w.chrome.text("#who").await? == upn,
         "another admin is shown"
     );
+    w.chrome.close().await
+}
+
+#[tokio::test]
+async fn a_declined_or_wrong_account_sign_in_is_offered_a_retry_with_the_same_link() -> Result<()> {
+    let w = Wiz::start(Some("declined")).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.chrome.wait_screen("s-landing").await?;
+    w.chrome.click("btn-create").await?;
+    let upn = w.upn(users::GLOBAL_ADMIN);
+    w.chrome.type_into("upn", &upn).await?;
+    w.chrome.click("btn-auth").await?;
+    let code = w.code().await?;
+    w.env.sim.decline_device_login(&code, &upn).await?;
+    w.step("s-signin-failed", "03x-sign-in-declined").await?;
+    let t = w.chrome.text("#s-signin-failed").await?;
+    ensure!(t.contains("declined") && t.contains("try again"), "{t}");
+    // Worded by the ErrorInfo reason (SIGN_IN_DECLINED), not guessed from the message.
+    let words = w.chrome.text("#signin-failed-text").await?;
+    ensure!(words == "The sign-in was declined.", "{words}");
+    w.chrome.click("btn-retry").await?;
+    w.chrome.wait_screen("s-upn").await?;
+    // Someone else signs in at Microsoft: the page says so in plain words.
+    let second = w
+        .device_sign_in(users::GLOBAL_ADMIN, users::APP_ADMIN)
+        .await?;
+    ensure!(second != code, "a new code");
+    w.step("s-signin-failed", "03y-sign-in-wrong-account")
+        .await?;
+    let t = w.chrome.text("#signin-failed-text").await?;
+    ensure!(
+        t.contains("another account than the one entered") && t.contains(&upn),
+        "{t}"
+    );
+    // An account without Application Administrator: told so in words (Microsoft did complete
+    // the sign-in), with the roles it holds in the details, not a Rust list.
+    w.chrome.click("btn-retry").await?;
+    w.device_sign_in(users::USER, users::USER).await?;
+    w.step("s-signin-failed", "03v-sign-in-missing-rights")
+        .await?;
+    let t = w.chrome.text("#signin-failed-text").await?;
+    ensure!(
+        t.contains("does not hold Application Administrator")
+            && t.contains("Nothing has been changed"),
+        "{t}"
+    );
+    let details = w.chrome.text("#signin-failed-detail").await?;
+    ensure!(
+        details.contains("holds no administrator role") && !details.contains('['),
+        "{details}"
+    );
+    w.chrome.click("btn-retry").await?;
+    w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;
+    w.check_exchanges(&token)?;
     w.chrome.close().await
 }

@@ -64,8 +64,17 @@ impl Wiz {
 
     /// [`Wiz::start`] with the emulator's faults.
     pub async fn start_with(shots: Option<&str>, faults: entra_sim::Faults) -> Result<Self> {
+        Self::start_configured(shots, faults, Ok).await
+    }
+
+    /// [`Wiz::start_with`] and a server configuration that `edit` changes.
+    pub async fn start_configured(
+        shots: Option<&str>,
+        faults: entra_sim::Faults,
+        edit: impl testkit::config::Edit,
+    ) -> Result<Self> {
         let turn = ONE_BROWSER.lock().await;
-        let env = SimServer::start().await?;
+        let env = SimServer::start_with(edit).await?;
         env.sim.set_faults(faults);
         let proxy = RecordingProxy::start(env.server.addr).await?;
         let chrome = Chrome::start().await?;

@@ -2,7 +2,7 @@
 //! marked in the list; a name another onboarding of the service holds is refused on submit.
 
 use anyhow::{Result, ensure};
-use testkit::sim::users;
+use testkit::sim::{calm, users};
 
 use crate::Wiz;
 
@@ -80,5 +80,62 @@ async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
     );
     ensure!(w.chrome.disabled("btn-provision").await?, "startable");
     w.shoot("05e-name-taken").await?;
+    w.chrome.close().await
+}
+
+/// With hand-offs turned off, an admin who lacks a role has no link to send: screen 5 says so
+/// and offers a sign-in with another account, with the same link, which can then go on.
+#[tokio::test]
+async fn without_hand_offs_a_lacking_admin_signs_in_with_another_account() -> Result<()> {
+    let w = Wiz::start_configured(Some("no-hand-off"), calm(), |b| {
+        Ok(b.limit("hand_off_wait_secs", 0))
+    })
+    .await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::APP_ADMIN).await?;
+    w.wait_shown("preview-box", "the plan on screen 4").await?;
+    let next = w.chrome.text("#rights-next").await?;
+    ensure!(next.contains("signs in with this link"), "{next}");
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.chrome.type_into("app-name", "SbcOther").await?;
+    w.wait_shown("plan-signin", "the offer to sign in with another account")
+        .await?;
+    let blocked = w.chrome.text("#plan-blocked").await?;
+    ensure!(
+        blocked.contains("Nothing will be changed")
+            && blocked.contains("as an administrator who holds that role"),
+        "{blocked}"
+    );
+    ensure!(
+        w.chrome.text("#btn-plan-signin").await? == "Sign in with another account",
+        "the button's words"
+    );
+    ensure!(w.chrome.disabled("btn-provision").await?, "startable");
+    w.shoot("05g-name-blocked-no-hand-off").await?;
+    w.chrome.click("btn-plan-signin").await?;
+    w.chrome.wait_screen("s-upn").await?;
+    let upn = w
+        .chrome
+        .js("return document.getElementById('upn').value")
+        .await?;
+    ensure!(upn.as_str() == Some(""), "starts empty: {upn:?}");
+    // The same link signs in again as a Global Administrator, and the name goes on.
+    w.sign_in_from_upn(users::GLOBAL_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.wait_enabled("btn-provision", "the whole plan, allowed")
+        .await?;
+    let blocked = w
+        .chrome
+        .js("return document.getElementById('plan-blocked').hidden")
+        .await?;
+    ensure!(blocked.as_bool() == Some(true), "still blocked");
+    w.chrome.click("btn-provision").await?;
+    w.step_after_run("s-done", "07-done-after-another-account")
+        .await?;
+    let list = w.onboardings().await?;
+    ensure!(list.len() == 1, "one onboarding: {list:?}");
     w.chrome.close().await
 }

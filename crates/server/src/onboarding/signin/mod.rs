@@ -528,10 +528,18 @@ fn event(e: pb::sign_in_event::Event) -> pb::SignInEvent {
 }
 
 impl OnboardingService {
+    /// Whether invitation `token` may sign in again now ([`Self::sign_in_again`]): what the
+    /// wizard offers on a reload.
+    pub(crate) fn can_sign_in_again(&self, token: &str) -> bool {
+        self.sign_in_again(token).is_some()
+    }
+
     /// A used invitation may sign in again for the onboarding it started:
     /// - when that onboarding never began a run and the server holds no sign-in for it
     ///   (sign-ins live in memory, so a restart between SignIn and Provision loses them):
-    ///   otherwise the invitation would be spent with nothing to show;
+    ///   otherwise the invitation would be spent with nothing to show; or holds one that lacks
+    ///   a role the profile needs (an account that holds it signs in with the same link; with
+    ///   hand-offs turned off there is no other way on);
     /// - when its run failed (and no undo is under way): Provision resumes a failed run with
     ///   the signed-in admin's token, so without a new sign-in a failure after a restart, or one
     ///   whose token Conditional Access now refuses (a claims challenge needs a new interactive
@@ -541,12 +549,6 @@ impl OnboardingService {
     /// Not for hand-off links, revoked or expired invitations, or an onboarding in any other
     /// state (its own capabilities apply). Returns the invitation, the id and whether the
     /// onboarding has a run.
-    /// Whether invitation `token` may sign in again now ([`Self::sign_in_again`]): what the
-    /// wizard offers on a reload.
-    pub(crate) fn can_sign_in_again(&self, token: &str) -> bool {
-        self.sign_in_again(token).is_some()
-    }
-
     fn sign_in_again(&self, token: &str) -> Option<(InvitationRecord, String, bool)> {
         let inv = self.app.invitations().get_by_token(token).ok()?;
         let id = inv.onboarding_id.clone()?;
@@ -563,9 +565,13 @@ impl OnboardingService {
         }
         let run = self.app.engine().get(&id).ok()?;
         let usable = match &run {
+            // A sign-in that can make the whole plan spends the invitation.
             None => {
                 matches!(self.cancelled_before_run(&id), Ok(None))
-                    && !self.sessions().contains_key(&id)
+                    && self.sessions().get(&id).is_none_or(|s| {
+                        rights_missing(&s.admin, &s.invitation, self.app.profiles())
+                            .is_ok_and(|missing| !missing.is_empty())
+                    })
             }
             Some(o) => o.status == provision::Status::Failed && !self.app.engine().is_undoing(&id),
         };

@@ -4,7 +4,7 @@
 // Rules kept here: the invitation token is read from the URL fragment and sent only in the
 // x-invitation-token header; every value from the server is written with textContent, never
 // innerHTML; no rule is decided here (names, plan, roles and errors come from the server).
-import { $, S, token, show, fill, list, when, api, stream, rules, markRules } from './base.js';
+import { $, S, token, show, fill, list, when, api, stream, rules, markRules, words, fieldRule, sentence } from './base.js';
 import { follow, signInAgain, askSignIn, resume, plainChange, finishScreen, askCancel, keepGoing, done,
   cancel, cancelWaiting, createLink, copyField, retryUndo } from './run.js';
 
@@ -42,9 +42,10 @@ async function start() {
     return problem(e.api && e.api.code === 'resource_exhausted' ? 'busy' : 'unreachable');
   }
   S.inv = inv;
-  for (const f of ['provider', 'customer', 'service_name', 'service_id']) fill(f, inv[f] || '');
+  for (const f of ['provider', 'customer', 'service_name']) fill(f, inv[f] || '');
   $('landing-expires').textContent = when(inv.expires_at);
-  if (inv.admin_upn) $('upn').value = inv.admin_upn;
+  // The invitation names its admin: the server signs in no other account.
+  if (inv.admin_upn) { $('upn').value = inv.admin_upn; $('upn').readOnly = true; }
   rules(inv.name_rules || []);
   const o = inv.onboarding;
   // A hand-off link: the holder finishes an onboarding someone else began.
@@ -123,8 +124,11 @@ async function runSignIn(tries = 0) {
   if (!shown && !S.switched) {
     // Refused before a code was shown: say so next to the field.
     if (failure.code === 'invalid_argument' || failure.code === 'failed_precondition') {
-      $('upn').setAttribute('aria-invalid', 'true');
-      $('upn-error').textContent = failure.message;
+      // The field is marked only when the server names it; any other refusal (the invitation,
+      // the service's set-up) is said beside it without blaming what was typed.
+      const rule = fieldRule(failure, 'admin_upn');
+      if (rule) $('upn').setAttribute('aria-invalid', 'true');
+      $('upn-error').textContent = rule ? sentence('the account ' + rule) : words(failure);
       return $('upn').focus();
     }
     if (['not_found', 'unauthenticated', 'permission_denied'].includes(failure.code)) return start();
@@ -202,15 +206,18 @@ function signInFailed(f) {
     DEVICE_CODE_EXPIRED: 'The code expired before the sign-in was finished.',
     SIGN_IN_EXPIRED: 'The sign-in was not finished in time.',
   };
-  let text = reasons[f.reason] || texts[f.code] || 'The sign-in did not finish.';
+  let text = reasons[f.reason] || texts[f.code] || words({ code: f.code }, 'The sign-in did not finish.');
   const pre = f.preconditions || [];
-  if (pre.includes('MISSING_RIGHTS') && S.handOff) {
-    text = 'This account cannot finish the onboarding: it needs ' + (f.missing || []).join('; ') +
-      '. Your link was not used: send it to an administrator who holds one of these roles.';
+  if (pre.includes('MISSING_RIGHTS')) {
+    text = S.handOff
+      ? 'This account cannot finish the onboarding: it needs ' + (f.missing || []).join('; ') +
+        '. Your link was not used: send it to an administrator who holds one of these roles.'
+      : 'This account does not hold Application Administrator or higher, which creating the app registration needs. Nothing has been changed. Try again with an account that holds Application Administrator, Cloud Application Administrator or Global Administrator.';
   }
   if (pre.includes('WRONG_ACCOUNT')) {
+    // An invitation that names its admin takes no other account (the field is read-only).
     text = 'You signed in to Microsoft with another account than the one entered (' + S.upn +
-      '). Try again and sign in as ' + S.upn + ', or enter the account you signed in with.';
+      '). Try again and sign in as ' + S.upn + (S.inv && S.inv.admin_upn ? '.' : ', or enter the account you signed in with.');
   }
   $('signin-failed-text').textContent = text;
   $('signin-failed-detail').textContent = f.message ? 'Details: ' + f.message : '';
@@ -273,7 +280,7 @@ async function preview() {
   try { p = await api('preview', { onboarding_id: S.onboardingId }); } catch (e) {
     if (seq !== S.previewSeq) return;
     const err = e.api || {};
-    $('preview-status').textContent = err.message || 'The plan could not be read.';
+    $('preview-status').textContent = words(err, 'The plan could not be read.');
     return;
   }
   if (seq !== S.previewSeq) return;
@@ -281,7 +288,7 @@ async function preview() {
   const next = $('rights-next');
   next.dataset.handOff = next.dataset.handOff || next.textContent;
   next.textContent = p.blocked && !p.hand_off
-    ? 'What happens next: nothing is changed until an account with one of these roles signs in.'
+    ? 'What happens next: nothing is changed until an account with one of these roles signs in with this link.'
     : next.dataset.handOff;
   renderPlan($('preview-plan'), p.changes);
   $('preview-box').hidden = false;
@@ -298,9 +305,11 @@ function nameInput() {
   $('plan-signin').hidden = true;
   S.planOk = false;
   $('btn-provision').disabled = true;
-  S.nameTimer = setTimeout(checkName, 250);
+  S.nameTimer = setTimeout(() => checkName(true), 250);
 }
-async function checkName() {
+// The rules are checked as the admin types; the plan (a call the server counts as expensive and
+// audits) once typing has paused, or at once on Start Provisioning.
+async function checkName(typing) {
   const name = $('app-name').value;
   const seq = ++S.planSeq;
   if (!name) { markRules(''); $('name-msg').textContent = ''; $('plan-box').hidden = true; return false; }
@@ -319,6 +328,10 @@ async function checkName() {
   markRules('');
   input.removeAttribute('aria-invalid');
   $('name-msg').textContent = '';
+  if (typing) {
+    S.nameTimer = setTimeout(() => { if (seq === S.planSeq) plan(name, seq); }, 750);
+    return false;
+  }
   return plan(name, seq);
 }
 async function plan(name, seq) {
@@ -336,9 +349,12 @@ async function plan(name, seq) {
       // The server's words name the other onboarding's id: not for this page.
       $('name-msg').textContent = err.code === 'already_exists'
         ? '“' + name + '” is already used for this service. Choose another name.'
-        : err.message;
+        : fieldRule(err, 'app_name') ? sentence(fieldRule(err, 'app_name')) : words(err);
     } else {
-      $('plan-status').textContent = err.message || 'The plan could not be read.';
+      $('plan-status').textContent = words(err, 'The plan could not be read.');
+      // A passing failure (too many tries, the service out of reach): Start Provisioning
+      // reads the plan again.
+      $('btn-provision').disabled = false;
     }
     return false;
   }
@@ -347,9 +363,19 @@ async function plan(name, seq) {
   renderPlan(ol, p.changes);
   $('plan-box').hidden = false;
   $('plan-blocked').hidden = !p.blocked;
+  // An invitation that names its admin signs in no other account: that account needs the role.
+  const named = S.inv && S.inv.admin_upn;
   $('plan-blocked').textContent = !p.blocked ? '' : p.hand_off
     ? 'Your account lacks a role some of these changes need (marked above). Onboard makes the others, then gives you a link for an administrator who holds that role to finish.'
-    : 'Your account lacks a role some of these changes need (marked above). Nothing will be changed until an account with that role signs in.';
+    : named
+      ? 'Your account lacks a role some of these changes need (marked above). Nothing will be changed. Once your account has been given that role, sign in again with this link.'
+      : 'Your account lacks a role some of these changes need (marked above). Nothing will be changed. Sign in again with this link as an administrator who holds that role.';
+  // Without a hand-off, a new sign-in with the same link is the way on.
+  if (p.blocked && !p.hand_off) {
+    $('btn-plan-signin').textContent = named ? 'Sign in again' : 'Sign in with another account';
+    S.planSignInOther = !named;
+    $('plan-signin').hidden = false;
+  }
   $('plan-status').textContent = 'Nothing has been changed yet.';
   S.planOk = !p.blocked || p.hand_off;
   $('btn-provision').disabled = !S.planOk;
@@ -393,7 +419,7 @@ async function attach(ev) {
     const err = e.api || { message: 'The server could not be reached.' };
     const missing = err.missing || [];
     $('attach-error-text').textContent = missing.length
-      ? 'This app registration lacks what the service needs:' : err.message;
+      ? 'This app registration lacks what the service needs:' : words(err);
     list($('attach-missing'), missing, '');
     $('attach-missing').hidden = missing.length === 0;
     $('attach-fix').hidden = missing.length === 0;
@@ -424,7 +450,11 @@ document.addEventListener('DOMContentLoaded', () => {
   $('btn-cancel-no').addEventListener('click', keepGoing);
   $('btn-cancel-yes').addEventListener('click', cancel);
   $('btn-next').addEventListener('click', () => (S.handOff ? finishScreen() : S.resume ? resume() : nameScreen()));
-  $('btn-plan-signin').addEventListener('click', () => { $('upn').value = S.upn; show('s-upn'); });
+  $('btn-plan-signin').addEventListener('click', () => {
+    // Another account starts from an empty field; "Sign in again" keeps the account.
+    if (S.planSignInOther) $('upn').value = ''; else if (S.upn) $('upn').value = S.upn;
+    show('s-upn');
+  });
   $('btn-resume').addEventListener('click', signInAgain);
   $('btn-undo-retry').addEventListener('click', retryUndo);
   $('btn-ho-start').addEventListener('click', () => show('s-upn'));

@@ -8,11 +8,36 @@ export const token = new URLSearchParams(location.hash.slice(1)).get('token') ||
 export const S = { inv: null, onboardingId: '', upn: '', appName: '', lastIndex: 0, steps: new Map(),
   signIn: null, countdown: 0, nameTimer: 0, planSeq: 0, previewSeq: 0, planOk: false, ended: false,
   handOff: false, waiting: false, resume: false, cancelFromWait: false, reconnecting: false,
-  cancelledHere: false, undoFromWait: false, undoStarted: false };
+  cancelledHere: false, undoFromWait: false, undoStarted: false, planSignInOther: false };
 
 // What the admin reads when Microsoft no longer accepts their sign-in (a failed run's cause
 // `sign_in_again`, or Plan and Provision refused with that precondition).
 export const SIGN_IN_AGAIN = 'Your organisation’s Conditional Access policy asks the admin to sign in again (for example with multi-factor authentication), or the admin’s sign-in has ended.';
+
+// ---- refusals in plain words ----
+// The kinds a person cannot act on by reading the server's text (too many tries, the service
+// failing or out of reach) have the page's own words; the rest the server's message (its ids
+// already put in words, `stream.rs`).
+const PLAIN = {
+  resource_exhausted: 'Too many attempts just now. Wait a minute, then try again.',
+  internal: 'The onboarding service had a problem. Try again in a few minutes; if it keeps happening, tell your provider.',
+  unknown: 'The onboarding service had a problem. Try again in a few minutes; if it keeps happening, tell your provider.',
+  unavailable: 'The onboarding service could not be reached. Check your connection, then try again.',
+  deadline_exceeded: 'The onboarding service did not answer in time. Try again.',
+};
+export function words(err, fallback) {
+  const e = err || {};
+  return PLAIN[e.code] || e.message || fallback;
+}
+// The rule `field` broke, as the server words it (`google.rpc.BadRequest`), or ''.
+export function fieldRule(err, field) {
+  const v = ((err || {}).fields || []).find((f) => f.field === field);
+  return v ? v.description : '';
+}
+// A rule's words as a sentence ("the name must …" → "The name must ….").
+export function sentence(t) {
+  return t.charAt(0).toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.');
+}
 
 // ---- screens ----
 export function show(id) {

@@ -1,6 +1,6 @@
 // Screens 6, H and 7: a run's live progress (Provision, or Watch from the last event seen),
 // waiting for a privileged admin and the link to send them, cancelling, and the summary.
-import { $, S, show, list, when, api, stream, markRules, SIGN_IN_AGAIN } from './base.js';
+import { $, S, show, list, when, api, stream, markRules, words, fieldRule, sentence, SIGN_IN_AGAIN } from './base.js';
 
 // ---- 6: live progress; reconnects with Watch from the last event seen ----
 function stepItem(step) {
@@ -131,6 +131,8 @@ function onProgress(name, d) {
 export function askSignIn(err) {
   $('plan-box').hidden = true;
   $('plan-status').textContent = SIGN_IN_AGAIN + ' Nothing has been changed. Sign in again, then continue with the name. Details: ' + err.message;
+  $('btn-plan-signin').textContent = 'Sign in again';
+  S.planSignInOther = false;
   $('plan-signin').hidden = false;
   S.planOk = false;
   $('btn-provision').disabled = true;
@@ -182,7 +184,7 @@ export async function retryUndo() {
       reason: 'cancelled by the customer admin in the invitation wizard (removal tried again)' });
   } catch (e) {
     // A stopped undo shows through its event; a refusal before it began is said here.
-    if (!S.undoStarted) $('conn').textContent = 'The removal did not start: ' + ((e.api || {}).message || 'the server could not be reached.');
+    if (!S.undoStarted) $('conn').textContent = 'The removal did not start: ' + words(e.api, 'the server could not be reached.');
   } finally {
     $('btn-undo-retry').disabled = false;
   }
@@ -235,7 +237,8 @@ export async function follow(from, undoing = false) {
           markRules('not_unique');
           $('name-msg').textContent = '“' + S.appName + '” is already used for this service. Choose another name.';
         } else {
-          $('name-msg').textContent = err.message;
+          const rule = fieldRule(err, 'app_name');
+          $('name-msg').textContent = rule ? sentence(rule) : words(err);
         }
         return;
       }
@@ -289,7 +292,7 @@ export async function createLink() {
     $('ho-link').focus();
     $('ho-link').select();
   } catch (e) {
-    $('wait-status').textContent = 'No link was created: ' + ((e.api || {}).message || 'the server could not be reached.');
+    $('wait-status').textContent = 'No link was created: ' + words(e.api, 'the server could not be reached.');
   } finally {
     $('btn-link').disabled = false;
   }
@@ -319,7 +322,7 @@ export async function finishScreen() {
   show('s-finish');
   let p;
   try { p = await api('plan', { onboarding_id: S.onboardingId, app_name: S.appName }); } catch (e) {
-    $('finish-status').textContent = (e.api || {}).message || 'The plan could not be read.';
+    $('finish-status').textContent = words(e.api, 'The plan could not be read.');
     return;
   }
   list($('finish-plan'), p.changes.map((c) => c.description), '');
@@ -383,7 +386,7 @@ export async function cancel() {
     S.waiting = S.cancelFromWait = fromWait;
     S.cancelledHere = false;
     keepGoing();
-    $(fromWait ? 'wait-status' : 'conn').textContent = 'The onboarding was not cancelled: ' + err.message;
+    $(fromWait ? 'wait-status' : 'conn').textContent = 'The onboarding was not cancelled: ' + words(err);
   } finally {
     $('btn-cancel-yes').disabled = false;
   }

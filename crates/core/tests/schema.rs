@@ -182,6 +182,36 @@ fn version_1_entries_map_onto_todays_names() {
     let v1 = br#"{"v":1,"seq":3,"time":"2026-11-29T22:21:33.9Z","action":"verification.report","actor":"onboard:drift-monitor","phase":"succeeded","target":{"type":"app_registration","id":"6fb6186a"},"client_id":"6fb6186a","overall":"OK","checks":[],"trigger":"scheduled","checked_at":"2026-11-29T22:21:33Z","tenant_id":"t"}"#;
     let e = AuditEntry::from_stored(v1).unwrap();
     assert_eq!(e.v, 1);
-    assert_eq!(e.entry.target.unwrap().kind, TargetKind::Application);
+    let target = e.entry.target.unwrap();
+    assert_eq!(target.kind, TargetKind::Application);
+    // Version 1 held the client id there; today's `target.id` is the object id, unknown here.
+    assert_eq!(target.id, None);
     assert_eq!(e.entry.scope.client_id.as_deref(), Some("6fb6186a"));
+    // Release 0.1's credential reads: the client id in `target.id` only.
+    let v1 = br#"{"v":1,"seq":4,"time":"2026-11-29T22:21:34.1Z","action":"credentials.list_secrets","actor":"platform","phase":"succeeded","target":{"type":"application","id":"6fb6186a"},"changes":[]}"#;
+    let e = AuditEntry::from_stored(v1).unwrap();
+    assert_eq!(e.entry.target.unwrap().id, None);
+    assert_eq!(e.entry.scope.client_id.as_deref(), Some("6fb6186a"));
+    // A drift repair's `request_id` is `graph_request_id`; release 0.1 wrote "" for none.
+    let v1 = br#"{"v":1,"seq":5,"time":"2026-11-29T22:21:35.1Z","action":"drift.repair","actor":"onboard:drift-monitor","phase":"succeeded","target":{"type":"app_registration","id":"6fb6186a"},"request_id":"req-9","changes":[]}"#;
+    let e = AuditEntry::from_stored(v1).unwrap();
+    assert_eq!(e.entry.graph_request_id.as_deref(), Some("req-9"));
+    assert!(!e.entry.details.contains_key("request_id"));
+    let v1 = br#"{"v":1,"seq":6,"time":"2026-11-29T22:21:36.1Z","action":"drift.repair","actor":"onboard:drift-monitor","phase":"succeeded","target":{"type":"app_registration","id":"6fb6186a"},"request_id":"","changes":[]}"#;
+    assert_eq!(
+        AuditEntry::from_stored(v1).unwrap().entry.graph_request_id,
+        None
+    );
+    // Version 2 is read as written.
+    let v2 = br#"{"v":2,"seq":7,"time":"2026-11-29T22:21:37.1Z","action":"credentials.list_secrets","actor":"platform","phase":"succeeded","target":{"type":"application","id":"obj-1"},"client_id":"6fb6186a","changes":[]}"#;
+    assert_eq!(
+        AuditEntry::from_stored(v2)
+            .unwrap()
+            .entry
+            .target
+            .unwrap()
+            .id
+            .as_deref(),
+        Some("obj-1")
+    );
 }

@@ -11,7 +11,6 @@ use entra_client::{EntraError, OpContext, Reply};
 use onboard_core::audit::{
     self, Action, AuditEntry, Change, Described, EntraChange, Phase, Scope, Target, TargetKind,
 };
-use uuid::Uuid;
 
 use crate::error::CredentialsError;
 
@@ -21,6 +20,10 @@ pub(crate) struct Auditor<'a> {
     pub log: &'a AuditLog,
     /// Actor, tenant, registration id, service and client id of every entry.
     pub scope: Scope,
+    /// The `correlation_id` of the entries [`Auditor::entry`] writes: one per operation, so an
+    /// intent and its outcome pair up (a rotation's is its id, which outlives a restart).
+    /// Entra changes ([`Auditor::change`]) carry their own call's `client-request-id`.
+    pub correlation: String,
 }
 
 /// One Entra change as the audit log describes it.
@@ -36,7 +39,15 @@ pub(crate) struct ChangeSpec {
 }
 
 impl Auditor<'_> {
-    /// Appends one entry with a fresh correlation id; returns its index once durable.
+    /// The same auditor with `id` as the correlation id of its entries.
+    pub fn correlated(self, id: &str) -> Self {
+        Self {
+            correlation: id.to_owned(),
+            ..self
+        }
+    }
+
+    /// Appends one entry with the operation's correlation id; returns its index once durable.
     pub async fn entry(
         &self,
         action: Action,
@@ -48,7 +59,7 @@ impl Auditor<'_> {
         let mut e = AuditEntry::new(action, phase, &self.scope)
             .with_target(target.clone())
             .with_changes(changes)
-            .with_request_ids(None, Some(Uuid::new_v4().to_string()));
+            .with_request_ids(None, Some(self.correlation.clone()));
         e.error = error.map(str::to_owned);
         Ok(e.append(self.log).await?)
     }

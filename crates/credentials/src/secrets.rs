@@ -44,7 +44,7 @@ pub struct ExpiringSecret {
 }
 
 impl Credentials {
-    /// Audit fields for `reg` and `service_id`.
+    /// Audit fields for `reg` and `service_id`, and a new correlation id for one operation.
     pub(crate) fn auditor(&self, reg: &Registration, service_id: &str, actor: &str) -> Auditor<'_> {
         Auditor {
             log: &self.inner.audit,
@@ -55,6 +55,7 @@ impl Credentials {
                 service_id: (!service_id.is_empty()).then(|| service_id.to_owned()),
                 client_id: Some(reg.client_id.clone()),
             },
+            correlation: uuid::Uuid::new_v4().to_string(),
         }
     }
 

@@ -148,6 +148,7 @@ impl Credentials {
                     tenant_id: Some(tenant_id.to_owned()),
                     ..Scope::default()
                 },
+                correlation: uuid::Uuid::new_v4().to_string(),
             };
             for sp in found {
                 let id = sp.id.clone();

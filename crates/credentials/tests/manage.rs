@@ -129,6 +129,9 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
         .filter_map(|e| e["phase"].as_str())
         .collect();
     ensure!(phases == ["intent", "succeeded"], "{phases:?}");
+    // The intent and its outcome pair up by correlation id, as docs/audit-entries.md says.
+    let pairs = testkit::audit::change_pairs(&entries, &view.id)?;
+    ensure!(pairs.get("registration.attach") == Some(&1), "{pairs:?}");
     let again = creds
         .attach(attach_req(&tenant, &client, &secret))
         .await

@@ -328,6 +328,14 @@ async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_o
             .count();
         ensure!(old_deletes == 1, "{point}: old removed {old_deletes} times");
     }
+    // Across the crashes, every intent has its one outcome under the same correlation id (a
+    // rotation's entries carry its id, which outlives the process that wrote the intent).
+    let pairs = testkit::audit::change_pairs(&env.audit_entries(&reg_id)?, &reg_id)?;
+    ensure!(pairs.get("secret.rotate") == Some(&6), "{pairs:?}");
+    ensure!(
+        pairs.get("authentication.verify").is_some_and(|n| *n >= 6),
+        "{pairs:?}"
+    );
     Ok(())
 }
 

@@ -242,6 +242,39 @@ fn certificate_names(cert: &X509Certificate<'_>, cn_fallback: bool) -> Vec<Strin
     uris.into_iter().chain(dns).collect()
 }
 
+/// The `actor` forms the server writes for itself and for customers (docs/audit-entries.md):
+/// a configured caller's identity may not take one, or an auditor could not tell its changes
+/// from the server's own or a customer's.
+const RESERVED_ACTORS: &[&str] = &["system", "onboard:", "invitation:", "entra:", "admin:"];
+
+/// Refuses a caller identity an auditor would read as another kind of actor: empty, `system`
+/// or `system:…`, or one of [`RESERVED_ACTORS`]' prefixes.
+pub(crate) fn check_identities(auth: &AuthSection) -> Result<()> {
+    let named = auth
+        .callers
+        .iter()
+        .map(|c| ("auth.callers", c.identity.as_deref().unwrap_or(&c.name)))
+        .chain(
+            auth.tokens
+                .iter()
+                .map(|t| ("auth.tokens", t.identity.as_str())),
+        );
+    for (key, identity) in named {
+        let reserved = RESERVED_ACTORS.iter().any(|r| {
+            identity == *r
+                || identity.starts_with(r) && r.ends_with(':')
+                || identity.starts_with("system:")
+        });
+        if identity.trim().is_empty() || reserved {
+            return Err(ServerError::Config(format!(
+                "{key}: identity {identity:?} is empty or reserved for the server's own audit \
+                 actors (system, system:*, onboard:*, invitation:*, entra:*, admin:*)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The SHA-256 of a token in hex, as `[[auth.tokens]] sha256` expects.
 pub fn token_sha256_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -250,6 +283,30 @@ pub fn token_sha256_hex(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::bearer_token;
+
+    #[test]
+    fn a_caller_may_not_take_a_servers_actor_name() {
+        for (identity, ok) in [
+            ("platform-portal", true),
+            ("spiffe://platform/portal", true),
+            ("systems-team", true),
+            ("system", false),
+            ("system:auto-rotate", false),
+            ("onboard:drift-monitor", false),
+            ("invitation:inv-1", false),
+            ("entra:admin-consent", false),
+            ("admin:cli", false),
+            (" ", false),
+        ] {
+            let text = format!(
+                "[[tokens]]\nsha256 = \"{}\"\nidentity = \"{identity}\"\nrole = \"operator\"\n",
+                "0".repeat(64)
+            );
+            let auth: crate::config::AuthSection = toml::from_str(&text).expect("parses");
+            let checked = super::check_identities(&auth);
+            assert_eq!(checked.is_ok(), ok, "{identity:?}: {checked:?}");
+        }
+    }
 
     #[test]
     fn the_bearer_scheme_is_read_without_case() {

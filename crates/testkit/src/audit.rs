@@ -127,7 +127,8 @@ pub fn succeeded_by(entries: &[Value], action: &str, onboarding_id: &str) -> Vec
 /// Checks the rule "no Entra change without an intent first" over one onboarding's entries:
 /// every change (anything but `onboarding.*` and `invitation.*`) is an intent followed later by
 /// exactly one outcome of the same action with the same correlation id, and names its actor,
-/// tenant, service, target and changes. Returns action → number of succeeded changes.
+/// tenant, service, target and changes. (One operation may use one correlation id for entries
+/// of several actions: a rotation's is its id.) Returns action → number of succeeded changes.
 pub fn change_pairs(entries: &[Value], onboarding_id: &str) -> Result<HashMap<String, usize>> {
     let mut open: HashMap<String, (String, u64)> = HashMap::new();
     let mut done: HashMap<String, usize> = HashMap::new();
@@ -143,10 +144,10 @@ pub fn change_pairs(entries: &[Value], onboarding_id: &str) -> Result<HashMap<St
         {
             continue;
         }
-        let crid = e["correlation_id"]
-            .as_str()
-            .context("correlation_id")?
-            .to_owned();
+        let crid = format!(
+            "{action} {}",
+            e["correlation_id"].as_str().context("correlation_id")?
+        );
         let seq = e["seq"].as_u64().context("seq")?;
         match e["phase"].as_str() {
             Some("intent") => {

@@ -335,9 +335,12 @@ impl AuditEntry {
     }
 
     /// Reads a stored entry of any schema version back: the log's own fields (`v`, `seq`,
-    /// `time`) and the entry, with older names mapped to today's (version 1's
-    /// `app_registration` target type is [`TargetKind::Application`]). `None` when the bytes
-    /// are not an entry this crate knows how to read.
+    /// `time`) and the entry, with version 1's forms mapped to today's as
+    /// docs/audit-entries.md ("Older entries") says: the `app_registration` target type is
+    /// [`TargetKind::Application`]; where version 1 put the client id in `target.id` (those
+    /// entries, and `credentials.list_secrets`/`list_grants`), it moves to `client_id` and the
+    /// target's id (the object id, unknown there) is `None`; a drift repair's `request_id` is
+    /// `graph_request_id`. `None` when the bytes are not an entry this crate knows how to read.
     pub fn from_stored(leaf: &[u8]) -> Option<StoredEntry> {
         let Value::Object(mut m) = serde_json::from_slice::<Value>(leaf).ok()? else {
             return None;
@@ -354,28 +357,45 @@ impl AuditEntry {
             "skipped" => Phase::Skipped,
             _ => return None,
         };
-        let scope = Scope {
+        let mut scope = Scope {
             actor: take("actor").unwrap_or_default(),
             tenant_id: take("tenant_id"),
             onboarding_id: take("onboarding_id"),
             service_id: take("service_id"),
             client_id: take("client_id"),
         };
-        let graph_request_id = take("graph_request_id");
+        let mut graph_request_id = take("graph_request_id");
         let correlation_id = take("correlation_id");
         let error = take("error");
         let trace_id = take("trace_id");
         let target = match m.remove("target") {
             Some(Value::Object(t)) => {
                 let s = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_owned);
-                Some(Target {
-                    kind: TargetKind::from_stored(&s("type")?)?,
+                let stored_type = s("type")?;
+                let mut target = Target {
+                    kind: TargetKind::from_stored(&stored_type)?,
                     id: s("id"),
                     display_name: s("display_name"),
-                })
+                };
+                let client_id_as_id = stored_type == "app_registration"
+                    || matches!(
+                        action,
+                        Action::CredentialsListSecrets | Action::CredentialsListGrants
+                    );
+                if v == 1 && client_id_as_id {
+                    let client_id = target.id.take();
+                    scope.client_id = scope.client_id.or(client_id);
+                }
+                Some(target)
             }
             _ => None,
         };
+        if v == 1 && graph_request_id.is_none() {
+            graph_request_id = m
+                .remove("request_id")
+                .and_then(|r| r.as_str().map(str::to_owned))
+                .filter(|r| !r.is_empty());
+        }
         let changes = match m.remove("changes") {
             Some(c) => serde_json::from_value(c).ok()?,
             None => Vec::new(),

@@ -207,7 +207,7 @@ impl Credentials {
                     started_at: onboard_core::time::now(),
                     add_seq: None,
                 };
-                let aud = self.auditor(&reg, service_id, actor);
+                let aud = self.auditor(&reg, service_id, actor).correlated(&state.id);
                 aud.entry(
                     Action::SecretRotate,
                     Phase::Intent,

@@ -405,6 +405,7 @@ impl Config {
             ));
         }
         self.limits.check().map_err(ServerError::Config)?;
+        crate::auth::check_identities(&self.auth)?;
         if self.audit.origin.trim().is_empty() {
             return Err(ServerError::Config("audit.origin is empty".into()));
         }

@@ -2,7 +2,8 @@
 //! release's `onboard demo`) opens with this build. The audit log passes the full start-up
 //! check and keeps growing consistently from the 0.1 checkpoint; every stored entry, of either
 //! schema version, reads back through the one typed definition; the onboarding record, its
-//! sealed secret, the invitation and the sealing key 0.1 stored stay readable; day-two import
+//! sealed secret, its progress events, the invitation, the admin session and the sealing key
+//! 0.1 stored stay readable, before and after the records' migration; day-two import
 //! takes the registration over.
 
 use std::path::{Path, PathBuf};
@@ -96,6 +97,34 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
     // The invitation it came from.
     let (invitations, _) = app.invitations().list(None, 10, None)?;
     ensure!(invitations.len() == 1 && invitations[0].onboarding_id.as_deref() == Some(id.as_str()));
+    // The other kinds of record 0.1 stored: the run's progress events and the tenant's day-two
+    // admin session (read again after the migration below).
+    let other_records = |when: &str| -> Result<()> {
+        let events = app.engine().events(&id)?;
+        let numbered = events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.seq == i as u64 + 1 && e.onboarding_id == id);
+        ensure!(
+            events.len() > 10
+                && numbered
+                && matches!(
+                    events.last().map(|e| &e.kind),
+                    Some(provision::EventKind::Completed(_))
+                ),
+            "{when}: the progress events: {events:?}"
+        );
+        let session = app
+            .credentials()
+            .admin_session(&o.tenant_id)?
+            .with_context(|| format!("{when}: the admin session"))?;
+        ensure!(
+            session.upn.starts_with("globaladmin@"),
+            "{when}: {session:?}"
+        );
+        Ok(())
+    };
+    other_records("as 0.1 stored them")?;
 
     // Day two takes the registration over (its secret re-sealed for the registry).
     let imported = app.credentials().import_provisioned(app.engine()).await?;
@@ -128,6 +157,7 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
     );
     ensure!(app.engine().get(&id)?.is_some());
     ensure!(app.invitations().list(None, 10, None)?.0.len() == 1);
+    other_records("after the migration")?;
     let tree = app.state_db().open_tree("provision")?;
     let key = format!("o/{id}");
     let stored = tree.get(&key)?.context("record")?;

@@ -50,16 +50,23 @@ pub struct ProfileDef {
     /// The registration may rotate its own secrets: provisioning adds the Graph permission
     /// `Application.ReadWrite.OwnedBy` and makes the app's service principal an owner of the
     /// app, so day-two rotation needs no admin sign-in (at the price of a standing right to
-    /// change this one app; see crates/credentials/README.md). On unless a profile says
-    /// `self_rotation = false` (profile file version 3 on).
-    #[serde(default = "on")]
-    pub self_rotation: bool,
+    /// change this one app; see crates/credentials/README.md). Left out, it is on in profile
+    /// files of version 3 on and off in older ones (release 0.1's files, version 2, meant
+    /// off): [`ProfileSet::from_toml`] fills it in, so it is `Some` in every loaded set.
+    #[serde(default)]
+    pub self_rotation: Option<bool>,
 }
 
-/// Serde's default for switches that are on unless turned off.
-fn on() -> bool {
-    true
+impl ProfileDef {
+    /// Whether the registration rotates its own secrets ([`ProfileDef::self_rotation`]).
+    pub fn self_rotates(&self) -> bool {
+        self.self_rotation.unwrap_or(true)
+    }
 }
+
+/// The first profile file version in which a profile that leaves `self_rotation` out rotates
+/// its own secrets.
+const SELF_ROTATION_BY_DEFAULT_FROM: u32 = 3;
 
 /// Permissions and roles that platform versions strictly before `version` also need.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,8 +214,12 @@ impl ProfileSet {
     /// Parses and checks a profile file: role names must be known built-ins, versions numeric,
     /// profile names unique.
     pub fn from_toml(text: &str) -> Result<Self, CoreError> {
-        let set: ProfileSet =
+        let mut set: ProfileSet =
             toml::from_str(text).map_err(|e| CoreError::Profile(e.to_string()))?;
+        let by_default = set.version >= SELF_ROTATION_BY_DEFAULT_FROM;
+        for p in &mut set.profiles {
+            p.self_rotation.get_or_insert(by_default);
+        }
         let mut seen = std::collections::BTreeSet::new();
         for p in &set.profiles {
             if !seen.insert(p.name.as_str()) {
@@ -291,7 +302,7 @@ impl ProfileSet {
             .find(|p| p.name == name)
             .ok_or_else(|| CoreError::Profile(format!("no profile named {name:?}")))?;
         let mut graph = def.graph_permissions.clone();
-        if def.self_rotation {
+        if def.self_rotates() {
             graph.push(SELF_ROTATION_PERMISSION.to_owned());
         }
         let mut role_names = def.directory_roles.clone();
@@ -333,7 +344,7 @@ impl ProfileSet {
             file_version: self.version,
             permissions,
             directory_roles,
-            self_rotation: def.self_rotation,
+            self_rotation: def.self_rotates(),
         })
     }
 }
@@ -364,6 +375,33 @@ mod tests {
             assert_eq!(compare_versions(a, b).ok(), Some(want), "{a} vs {b}");
         }
         assert!(compare_versions("8.x", "8").is_err());
+    }
+
+    /// A profile file written for release 0.1 (version 2) keeps its meaning: a profile that
+    /// leaves `self_rotation` out does not rotate its own secrets (it became the default only
+    /// in version 3); one that says `self_rotation = true` does.
+    #[test]
+    fn a_release_0_1_profile_file_keeps_its_meaning() {
+        let set =
+            ProfileSet::from_toml(include_str!("../../../testdata/release-0.1/profiles.toml"))
+                .expect("0.1's file parses");
+        assert_eq!(set.version, 2);
+        let plain = set.resolve("direct-routing", None).expect("exists");
+        assert!(!plain.self_rotation);
+        assert_eq!(
+            graph_values(&plain),
+            ["Organization.Read.All", "User.Read.All"]
+        );
+        let own = set
+            .resolve("direct-routing-self-rotating", None)
+            .expect("exists");
+        assert!(own.self_rotation);
+        // The same profile with the key left out in a version 3 file rotates its own secrets.
+        let v3 = ProfileSet::from_toml(
+            "version = 3\n[[profile]]\nname = \"p\"\ngraph_permissions = [\"User.Read.All\"]\n",
+        )
+        .expect("parses");
+        assert!(v3.resolve("p", None).expect("exists").self_rotation);
     }
 
     #[test]

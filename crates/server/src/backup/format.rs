@@ -26,7 +26,9 @@ pub const AUDIT_MEMBER: &str = "audit.records";
 pub const STATE_MEMBER: &str = "state.records";
 /// What `format` says.
 pub const FORMAT: &str = "onboard-backup";
-/// The format version this build writes and reads.
+/// The format version this build writes and reads. The manifest's types refuse unknown
+/// fields, so that an archive is never half understood: any field added to them raises this,
+/// and a reader of the old version then refuses the new archive by its version, not a field.
 pub const VERSION: u32 = 1;
 /// The tree name the audit log's records carry.
 pub const AUDIT_TREE: &str = "audit";

@@ -4,7 +4,7 @@
 //!   onboarding does: RPCs counted by code, the onboarding completed, audit appends and entries
 //!   grown by the same amount, Microsoft calls (and a throttled one's retry) counted, step
 //!   durations observed; every name of `testkit::metrics::METRICS` (the dashboard's and the
-//!   alerts' names) is exported, histograms with their buckets;
+//!   alerts' names) is exported, histograms with their buckets, each with its `# HELP` text;
 //! - with `log_format = "json"`, every log line is one JSON object; there is one line per RPC
 //!   (service, method, code, duration, caller, onboarding id) and per Microsoft call
 //!   (operation, status, `request-id`, `client-request-id`); neither the client secret nor the
@@ -195,6 +195,11 @@ async fn metrics_move_as_an_onboarding_does() -> Result<()> {
             (*name).to_owned()
         };
         ensure!(after.has(&series), "{series} is not exported");
+        // And says what it is (`# HELP`), as Prometheus and Grafana show it.
+        ensure!(
+            after.help_of(&series).is_some_and(|h| h.len() > 10),
+            "{name} has no HELP text"
+        );
     }
     Ok(())
 }

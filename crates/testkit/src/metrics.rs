@@ -60,8 +60,9 @@ out = []
 for fam in text_string_to_metric_families(sys.stdin.read()):
     for s in fam.samples:
         v = s.value
-        out.append({"family": fam.name, "type": fam.type, "name": s.name,
-                    "labels": s.labels, "value": v if math.isfinite(v) else str(v)})
+        out.append({"family": fam.name, "type": fam.type, "help": fam.documentation,
+                    "name": s.name, "labels": s.labels,
+                    "value": v if math.isfinite(v) else str(v)})
 print(json.dumps(out))
 "#;
 
@@ -72,6 +73,8 @@ pub struct Sample {
     pub family: String,
     /// `counter`, `gauge`, `histogram`, `summary` or `unknown`.
     pub kind: String,
+    /// The family's `# HELP` text (empty without one).
+    pub help: String,
     /// The series name (e.g. `…_bucket`).
     pub name: String,
     /// Its labels.
@@ -105,6 +108,14 @@ impl Exposition {
             })
             .map(|s| s.value)
             .sum()
+    }
+
+    /// The `# HELP` text of the family of series `name`, if it has samples.
+    pub fn help_of(&self, name: &str) -> Option<&str> {
+        self.samples
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.help.as_str())
     }
 
     /// The family type of `name`'s family, if it has samples.
@@ -187,6 +198,7 @@ pub fn parse(text: &str) -> Result<Exposition> {
         samples.push(Sample {
             family: s("family"),
             kind: s("type"),
+            help: s("help"),
             name: s("name"),
             labels,
             value,

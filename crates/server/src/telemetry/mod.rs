@@ -7,6 +7,7 @@
 //!   `ShutdownController` (started by `run_from_config`).
 //! - `scrape`: what is computed when Prometheus scrapes (onboardings by state, secret expiry,
 //!   open drift, checkpoint age) and the process collector (`process`).
+//! - `help`: the `# HELP` text of every family the recorder exports.
 //! - `grpc`: the tower layer that counts and times every RPC and logs one line per call;
 //!   `note`: what handlers add to that line (the caller, the onboarding).
 //!
@@ -14,6 +15,7 @@
 //! chose (service and method come from a fixed table, else `unknown`).
 
 mod grpc;
+mod help;
 mod note;
 mod process;
 mod scrape;
@@ -84,6 +86,7 @@ pub fn recorder() -> Result<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder)
                 .map_err(|e| format!("installing the metrics recorder: {e}"))?;
+            help::describe();
             zero_series();
             Ok(handle)
         })

@@ -192,14 +192,7 @@ async fn a_blocked_device_code_is_refused_and_the_browser_sign_in_gets_through()
 #[tokio::test]
 async fn a_declined_or_wrong_account_sign_in_is_offered_a_retry_with_the_same_link() -> Result<()> {
     let w = Wiz::start(Some("declined")).await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.chrome.wait_screen("s-landing").await?;
-    w.chrome.click("btn-create").await?;
-    let upn = w.upn(users::GLOBAL_ADMIN);
-    w.chrome.type_into("upn", &upn).await?;
-    w.chrome.click("btn-auth").await?;
-    let code = w.code().await?;
+    let (token, upn, code) = w.code_for_new_link(users::GLOBAL_ADMIN).await?;
     w.env.sim.decline_device_login(&code, &upn).await?;
     w.step("s-signin-failed", "03x-sign-in-declined").await?;
     let t = w.chrome.text("#s-signin-failed").await?;

@@ -532,14 +532,7 @@ async fn a_device_code_that_runs_out_is_said_and_tried_again() -> Result<()> {
         },
     )
     .await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.chrome.wait_screen("s-landing").await?;
-    w.chrome.click("btn-create").await?;
-    let upn = w.upn(users::GLOBAL_ADMIN);
-    w.chrome.type_into("upn", &upn).await?;
-    w.chrome.click("btn-auth").await?;
-    w.code().await?;
+    let (token, _, _) = w.code_for_new_link(users::GLOBAL_ADMIN).await?;
     w.step("s-signin-failed", "03w-code-expired").await?;
     let t = w.chrome.text("#signin-failed-text").await?;
     ensure!(

@@ -284,6 +284,20 @@ impl Wiz {
         Ok(code)
     }
 
+    /// A new invitation's link opened, "Create New App Registration" clicked, `nick`'s UPN
+    /// entered and Start Authentication clicked: the token, the UPN and the code shown.
+    pub async fn code_for_new_link(&self, nick: &str) -> Result<(String, String, String)> {
+        let token = self.invite().await?;
+        self.open(&token).await?;
+        self.chrome.wait_screen("s-landing").await?;
+        self.chrome.click("btn-create").await?;
+        let upn = self.upn(nick);
+        self.chrome.type_into("upn", &upn).await?;
+        self.chrome.click("btn-auth").await?;
+        let code = self.code().await?;
+        Ok((token, upn, code))
+    }
+
     /// A new invitation's link opened, signed in as the Global Administrator, then Microsoft
     /// stops accepting the sign-in (sessions revoked, the access token's hour over) and `name`
     /// is typed: the plan is refused and the offer to sign in again shown; the token.

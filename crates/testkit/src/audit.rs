@@ -206,6 +206,32 @@ pub fn assert_direct_routing_changes(entries: &[Value], onboarding_id: &str) -> 
         done.len() == DIRECT_ROUTING_CHANGES.len(),
         "other changes too: {done:?}"
     );
+    // Once the app exists, every change names it by client id (docs/audit-entries.md).
+    let client_id = entries
+        .iter()
+        .filter(|e| e["onboarding_id"] == onboarding_id)
+        .find(|e| e["action"] == "app_registration.create" && e["phase"] == "succeeded")
+        .and_then(|e| {
+            e["changes"]
+                .as_array()?
+                .iter()
+                .find(|c| c["property"] == "appId")
+        })
+        .and_then(|c| c["new"].as_str())
+        .context("the created app's appId")?;
+    for e in entries
+        .iter()
+        .filter(|e| e["onboarding_id"] == onboarding_id)
+    {
+        let action = e["action"].as_str().unwrap_or_default();
+        let change = !action.starts_with("onboarding.")
+            && !action.starts_with("invitation.")
+            && action != "app_registration.create";
+        ensure!(
+            !change || e["client_id"] == client_id,
+            "no client id {client_id} on {e}"
+        );
+    }
     Ok(())
 }
 

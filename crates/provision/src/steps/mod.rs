@@ -261,9 +261,16 @@ impl Run {
             after_create,
         } = spec;
         self.check_not_stopping()?;
+        // The run's scope was fixed before the app existed: its client id, once the app step
+        // recorded it, goes on every later change (docs/audit-entries.md, `client_id`).
+        let known = self.rec.lock().await.client_id.clone();
+        let scope = Scope {
+            client_id: self.scope.client_id.clone().or(known),
+            ..self.scope.clone()
+        };
         let done = audit::audited_change(
             &self.inner.cfg.audit,
-            &self.scope,
+            &scope,
             EntraChange {
                 action,
                 target,

@@ -247,19 +247,21 @@ pub fn check_free_text(field: &'static str, value: &str) -> Result<(), TextViola
 
 /// The shape of a user principal name, wherever one enters (an invitation's expected admin,
 /// the UPN an admin types): `user@domain` with both parts non-empty, one `@`, no blank, at
-/// most 256 characters. Callers trim first and check [`check_chars`] beside it. `Err` says
-/// the rule broken.
-pub fn check_upn(upn: &str) -> Result<(), &'static str> {
+/// most 256 characters; and, since it is compared with the signed-in account and written to
+/// the audit log, the [`check_chars`] rules (a control character would make an invitation no
+/// sign-in can match). Callers trim first. `Err` says the rule broken.
+pub fn check_upn(upn: &str) -> Result<(), String> {
     let shaped = upn.chars().count() <= 256
         && !upn.chars().any(char::is_whitespace)
         && upn.split_once('@').is_some_and(|(user, domain)| {
             !user.is_empty() && !domain.is_empty() && !domain.contains('@')
         });
-    if shaped {
-        Ok(())
-    } else {
-        Err("must look like user@domain (one '@', no blanks, at most 256 characters)")
+    if !shaped {
+        return Err(
+            "must look like user@domain (one '@', no blanks, at most 256 characters)".into(),
+        );
     }
+    check_chars(upn).map_err(|rule| rule.to_string())
 }
 
 #[cfg(test)]

@@ -38,7 +38,16 @@ pub(crate) struct ChangeSpec {
     pub after_create: bool,
 }
 
-impl Auditor<'_> {
+impl<'a> Auditor<'a> {
+    /// An auditor for one operation on `log` with `scope`: a new correlation id.
+    pub fn new(log: &'a AuditLog, scope: Scope) -> Self {
+        Self {
+            log,
+            scope,
+            correlation: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
     /// The same auditor with `id` as the correlation id of its entries.
     pub fn correlated(self, id: &str) -> Self {
         Self {

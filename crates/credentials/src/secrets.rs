@@ -46,17 +46,16 @@ pub struct ExpiringSecret {
 impl Credentials {
     /// Audit fields for `reg` and `service_id`, and a new correlation id for one operation.
     pub(crate) fn auditor(&self, reg: &Registration, service_id: &str, actor: &str) -> Auditor<'_> {
-        Auditor {
-            log: &self.inner.audit,
-            scope: Scope {
+        Auditor::new(
+            &self.inner.audit,
+            Scope {
                 actor: actor.to_owned(),
                 tenant_id: Some(reg.tenant_id.clone()),
                 onboarding_id: Some(reg.id.clone()),
                 service_id: (!service_id.is_empty()).then(|| service_id.to_owned()),
                 client_id: Some(reg.client_id.clone()),
             },
-            correlation: uuid::Uuid::new_v4().to_string(),
-        }
+        )
     }
 
     /// The application's object id, read once through `graph` when not yet known.

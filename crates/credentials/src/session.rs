@@ -141,15 +141,14 @@ impl Credentials {
                 .value
                 .into_iter()
                 .collect();
-            let auditor = Auditor {
-                log: &self.inner.audit,
-                scope: Scope {
+            let auditor = Auditor::new(
+                &self.inner.audit,
+                Scope {
                     actor: actor.to_owned(),
                     tenant_id: Some(tenant_id.to_owned()),
                     ..Scope::default()
                 },
-                correlation: uuid::Uuid::new_v4().to_string(),
-            };
+            );
             for sp in found {
                 let id = sp.id.clone();
                 let spec = ChangeSpec {

@@ -488,16 +488,13 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
             bad(field, "at most 64 characters, no control characters");
         }
     }
-    // Stored trimmed, as SignIn trims what the admin types before comparing the two.
-    // Its characters are checked whole here (no length-and-control rule above stands in for
-    // them): a control character would make the invitation one no sign-in can ever match.
+    // Stored trimmed, as SignIn trims what the admin types before comparing the two, and
+    // checked by the same rule.
     let admin_upn = req.admin_upn.trim();
-    if !admin_upn.is_empty() {
-        if let Err(rule) = onboard_core::text::check_upn(admin_upn) {
-            bad("admin_upn", rule);
-        } else if let Err(rule) = onboard_core::text::check_chars(admin_upn) {
-            bad("admin_upn", &rule.to_string());
-        }
+    if !admin_upn.is_empty()
+        && let Err(rule) = onboard_core::text::check_upn(admin_upn)
+    {
+        bad("admin_upn", &rule);
     }
     // What reaches Entra (the temporary app's name) or the customer's email holds visible
     // characters in NFKC form only: no bidi override or zero-width character to disguise it.

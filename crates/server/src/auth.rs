@@ -243,12 +243,13 @@ fn certificate_names(cert: &X509Certificate<'_>, cn_fallback: bool) -> Vec<Strin
 }
 
 /// The `actor` forms the server writes for itself and for customers (docs/audit-entries.md):
-/// a configured caller's identity may not take one, or an auditor could not tell its changes
-/// from the server's own or a customer's.
-const RESERVED_ACTORS: &[&str] = &["system", "onboard:", "invitation:", "entra:", "admin:"];
+/// `system`, and these prefixes. A configured caller's identity may not take one, or an
+/// auditor could not tell its changes from the server's own or a customer's.
+const RESERVED_ACTOR_PREFIXES: &[&str] =
+    &["system:", "onboard:", "invitation:", "entra:", "admin:"];
 
-/// Refuses a caller identity an auditor would read as another kind of actor: empty, `system`
-/// or `system:…`, or one of [`RESERVED_ACTORS`]' prefixes.
+/// Refuses a caller identity an auditor would read as another kind of actor: empty, `system`,
+/// or one starting with one of [`RESERVED_ACTOR_PREFIXES`].
 pub(crate) fn check_identities(auth: &AuthSection) -> Result<()> {
     let named = auth
         .callers
@@ -260,11 +261,10 @@ pub(crate) fn check_identities(auth: &AuthSection) -> Result<()> {
                 .map(|t| ("auth.tokens", t.identity.as_str())),
         );
     for (key, identity) in named {
-        let reserved = RESERVED_ACTORS.iter().any(|r| {
-            identity == *r
-                || identity.starts_with(r) && r.ends_with(':')
-                || identity.starts_with("system:")
-        });
+        let reserved = identity == "system"
+            || RESERVED_ACTOR_PREFIXES
+                .iter()
+                .any(|p| identity.starts_with(p));
         if identity.trim().is_empty() || reserved {
             return Err(ServerError::Config(format!(
                 "{key}: identity {identity:?} is empty or reserved for the server's own audit \

@@ -152,6 +152,17 @@ fn count_rotation(result: &Result<(), CredentialsError>) {
 }
 
 impl Credentials {
+    /// The auditor of rotation `state`'s own entries: its id is their correlation id, so an
+    /// outcome written by the process that resumes the rotation pairs with the intent.
+    pub(crate) fn rotation_auditor(
+        &self,
+        reg: &crate::model::Registration,
+        state: &RotationState,
+    ) -> crate::audit::Auditor<'_> {
+        self.auditor(reg, &state.service_id, &state.actor)
+            .correlated(&state.id)
+    }
+
     /// Rotates `service_id`'s secret: add, validate, hand over, and remove the old one after
     /// `overlap`. Stages go to `events`, the new value on the `add` done event. A rotation
     /// already stored for the service (cut short by a crash or an error) is resumed instead:
@@ -207,7 +218,7 @@ impl Credentials {
                     started_at: onboard_core::time::now(),
                     add_seq: None,
                 };
-                let aud = self.auditor(&reg, service_id, actor).correlated(&state.id);
+                let aud = self.rotation_auditor(&reg, &state);
                 aud.entry(
                     Action::SecretRotate,
                     Phase::Intent,

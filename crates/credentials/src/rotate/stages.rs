@@ -90,9 +90,7 @@ impl Credentials {
                         if source.graph().is_some_and(|g| (400..500).contains(&g.status) && g.status != 429));
                 if definite {
                     reg.rotations.remove(&state.service_id);
-                    let aud = self
-                        .auditor(reg, &state.service_id, &state.actor)
-                        .correlated(&state.id);
+                    let aud = self.rotation_auditor(reg, &state);
                     aud.failed(
                         Action::SecretRotate,
                         &app_target(reg),
@@ -126,9 +124,7 @@ impl Credentials {
         emit(events, ev("validate", false, None));
         let new = self.new_secret_of(reg, &state)?;
         let value: SecretString = self.open(reg, &new)?;
-        let aud = self
-            .auditor(reg, &state.service_id, &state.actor)
-            .correlated(&state.id);
+        let aud = self.rotation_auditor(reg, &state);
         let t = target(
             TargetKind::PasswordCredential,
             Some(new.key_id.clone()),
@@ -188,9 +184,7 @@ impl Credentials {
                 i64::try_from(state.overlap_secs).unwrap_or(i64::MAX),
             ))
             .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
-        let aud = self
-            .auditor(reg, &state.service_id, &state.actor)
-            .correlated(&state.id);
+        let aud = self.rotation_auditor(reg, &state);
         let seq = aud
             .entry(
                 Action::SecretHandOver,
@@ -300,9 +294,7 @@ impl Credentials {
             }
         }
         reg.rotations.remove(&state.service_id);
-        let aud = self
-            .auditor(reg, &state.service_id, &state.actor)
-            .correlated(&state.id);
+        let aud = self.rotation_auditor(reg, &state);
         aud.entry(
             Action::SecretRotate,
             Phase::Succeeded,

@@ -125,11 +125,6 @@ pub(super) async fn start(
     if let Err(rule) = onboard_core::text::check_upn(&upn) {
         return Err(ServerError::invalid("admin_upn", rule));
     }
-    // It is compared with the signed-in account and written to the audit log and the tenant's
-    // records: visible characters in NFKC form only (controls and bidi overrides included).
-    if let Err(rule) = onboard_core::text::check_chars(&upn) {
-        return Err(ServerError::invalid("admin_upn", rule.to_string()));
-    }
     // Where Microsoft sends the browser back: the wizard's origin, which must be https (or
     // http on a loopback host, Microsoft's localhost exceptions).
     let redirect_uri = match method {

@@ -4,7 +4,7 @@
 // Rules kept here: the invitation token is read from the URL fragment and sent only in the
 // x-invitation-token header; every value from the server is written with textContent, never
 // innerHTML; no rule is decided here (names, plan, roles and errors come from the server).
-import { $, S, token, show, fill, list, when, api, stream, rules, markRules, words, fieldRule, sentence } from './base.js';
+import { $, S, token, show, fill, list, when, api, stream, rules, markRules, words, fieldRule, sentence, nameRefused } from './base.js';
 import { follow, signInAgain, askSignIn, resume, plainChange, finishScreen, askCancel, keepGoing, done,
   cancel, cancelWaiting, createLink, copyField, retryUndo } from './run.js';
 
@@ -344,12 +344,7 @@ async function plan(name, seq) {
     $('plan-box').hidden = true;
     if (err.sign_in_again) return askSignIn(err);
     if (err.code === 'invalid_argument' || err.code === 'already_exists') {
-      if (err.code === 'already_exists') markRules('not_unique');
-      $('app-name').setAttribute('aria-invalid', 'true');
-      // The server's words name the other onboarding's id: not for this page.
-      $('name-msg').textContent = err.code === 'already_exists'
-        ? '“' + name + '” is already used for this service. Choose another name.'
-        : fieldRule(err, 'app_name') ? sentence(fieldRule(err, 'app_name')) : words(err);
+      nameRefused(err, name);
     } else {
       $('plan-status').textContent = words(err, 'The plan could not be read.');
       // A passing failure (too many tries, the service out of reach): Start Provisioning

@@ -109,6 +109,16 @@ export async function stream(path, body, onEvent, signal) {
 }
 
 // ---- 5: the name rules, each marked as met or not ----
+// The name `name` refused by Plan or Provision, said beside the field: taken (the server's
+// words name the other onboarding's id: not for this page), or the rule it breaks.
+export function nameRefused(err, name) {
+  $('app-name').setAttribute('aria-invalid', 'true');
+  if (err.code === 'already_exists') markRules('not_unique');
+  const rule = fieldRule(err, 'app_name');
+  $('name-msg').textContent = err.code === 'already_exists'
+    ? '“' + name + '” is already used for this service. Choose another name.'
+    : rule ? sentence(rule) : words(err);
+}
 export function rules(rs) {
   const ul = $('name-rules');
   ul.replaceChildren();

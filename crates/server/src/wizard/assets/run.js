@@ -1,6 +1,6 @@
 // Screens 6, H and 7: a run's live progress (Provision, or Watch from the last event seen),
 // waiting for a privileged admin and the link to send them, cancelling, and the summary.
-import { $, S, show, list, when, api, stream, markRules, words, fieldRule, sentence, SIGN_IN_AGAIN } from './base.js';
+import { $, S, show, list, when, api, stream, words, nameRefused, SIGN_IN_AGAIN } from './base.js';
 
 // ---- 6: live progress; reconnects with Watch from the last event seen ----
 function stepItem(step) {
@@ -230,16 +230,9 @@ export async function follow(from, undoing = false) {
       if (refused && first < 0 && !e.fromStream) {
         show('s-name');
         if (err.sign_in_again) return askSignIn(err);
-        $('app-name').setAttribute('aria-invalid', 'true');
         $('plan-box').hidden = true;
         $('plan-status').textContent = '';
-        if (err.code === 'already_exists') {
-          markRules('not_unique');
-          $('name-msg').textContent = '“' + S.appName + '” is already used for this service. Choose another name.';
-        } else {
-          const rule = fieldRule(err, 'app_name');
-          $('name-msg').textContent = rule ? sentence(rule) : words(err);
-        }
+        nameRefused(err, S.appName);
         return;
       }
       if (err && ['permission_denied', 'unauthenticated', 'not_found', 'failed_precondition'].includes(err.code)) {

@@ -32,22 +32,6 @@ pub const RESERVED_WORD: &str = "audit";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "rule")]
 pub enum NameRule {
-    /// A control, format (bidi, zero-width), other invisible, private-use or unassigned
-    /// character: checked first, before the length it would distort.
-    Invisible {
-        /// The first such character.
-        found: char,
-        /// What kind of character it is.
-        kind: Invisible,
-    },
-    /// Not in Unicode NFKC form (a fullwidth or other compatibility character, a decomposed
-    /// accent): refused, not normalised, so the name asked for is the name created.
-    NotNfkc {
-        /// The first character normalisation changes.
-        found: char,
-        /// The name in NFKC form, to suggest.
-        nfkc: String,
-    },
     /// Fewer than [`MIN_LEN`] or more than [`MAX_LEN`] characters.
     Length {
         /// The length found, in characters (not bytes: names may hold non-ASCII letters).
@@ -66,21 +50,19 @@ pub enum NameRule {
     Reserved,
     /// Already used by another onboarding of this service (checked against the store).
     NotUnique,
+    /// A character rule every free-text field shares ([`CharRule`]): an invisible character
+    /// (control, bidi, zero-width…), checked before the length it would distort; or text not
+    /// in Unicode NFKC form (a fullwidth look-alike, a decomposed accent), refused, not
+    /// normalised, so the name asked for is the name created. Serialised as the [`CharRule`]
+    /// itself (`{"rule": "invisible", …}`): the wizard keys its words on that tag.
+    #[serde(untagged)]
+    Chars(CharRule),
 }
 
 impl fmt::Display for NameRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NameRule::Invisible { found, kind } => CharRule::Invisible {
-                found: *found,
-                kind: *kind,
-            }
-            .fmt(f),
-            NameRule::NotNfkc { found, nfkc } => CharRule::NotNfkc {
-                found: *found,
-                nfkc: nfkc.clone(),
-            }
-            .fmt(f),
+            NameRule::Chars(rule) => rule.fmt(f),
             NameRule::Length { chars } => write!(
                 f,
                 "must be {MIN_LEN} to {MAX_LEN} characters long (it has {chars})"
@@ -99,10 +81,7 @@ impl fmt::Display for NameRule {
 
 impl From<CharRule> for NameRule {
     fn from(rule: CharRule) -> Self {
-        match rule {
-            CharRule::Invisible { found, kind } => NameRule::Invisible { found, kind },
-            CharRule::NotNfkc { found, nfkc } => NameRule::NotNfkc { found, nfkc },
-        }
+        NameRule::Chars(rule)
     }
 }
 
@@ -238,7 +217,7 @@ mod tests {
         ] {
             assert_eq!(
                 check_name(name),
-                Err(NameRule::Invisible { found, kind }),
+                Err(NameRule::Chars(CharRule::Invisible { found, kind })),
                 "{name:?}"
             );
         }
@@ -254,30 +233,30 @@ mod tests {
     fn look_alikes_are_refused_with_their_nfkc_form() {
         assert_eq!(
             check_name("\u{ff21}\u{ff42}\u{ff43}"),
-            Err(NameRule::NotNfkc {
+            Err(NameRule::Chars(CharRule::NotNfkc {
                 found: '\u{ff21}',
                 nfkc: "Abc".into()
-            })
+            }))
         );
         // A fullwidth solidus is not the forbidden `/`, and fullwidth `audit` not the word, but
         // both are refused as look-alikes.
         assert!(matches!(
             check_name("ab\u{ff0f}cd"),
-            Err(NameRule::NotNfkc {
+            Err(NameRule::Chars(CharRule::NotNfkc {
                 found: '\u{ff0f}',
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             check_name("\u{ff41}udit"),
-            Err(NameRule::NotNfkc { .. })
+            Err(NameRule::Chars(CharRule::NotNfkc { .. }))
         ));
         assert!(matches!(
             check_name("Cafe\u{301}1"),
-            Err(NameRule::NotNfkc {
+            Err(NameRule::Chars(CharRule::NotNfkc {
                 found: '\u{301}',
                 ..
-            })
+            }))
         ));
         assert_eq!(check_name("Café1"), Ok(()));
     }
@@ -312,6 +291,19 @@ mod tests {
     }
 
     #[test]
+    fn character_rules_serialise_under_their_own_tag() {
+        let rule = NameRule::Chars(CharRule::Invisible {
+            found: '\u{200b}',
+            kind: Invisible::Format,
+        });
+        let value = serde_json::to_value(&rule).expect("serialises");
+        assert_eq!(value["rule"], "invisible", "{value}");
+        assert_eq!(serde_json::from_value::<NameRule>(value).ok(), Some(rule));
+        let value = serde_json::to_value(NameRule::Dot).expect("serialises");
+        assert_eq!(value, serde_json::json!({"rule": "dot"}));
+    }
+
+    #[test]
     fn every_broken_rule_is_listed_first_as_check_name_says() {
         for (name, want) in [
             ("Sbc1", vec![]),
@@ -333,10 +325,10 @@ mod tests {
             (
                 "ab\u{200b}",
                 vec![
-                    NameRule::Invisible {
+                    NameRule::Chars(CharRule::Invisible {
                         found: '\u{200b}',
                         kind: Invisible::Format,
-                    },
+                    }),
                     NameRule::Length { chars: 2 },
                 ],
             ),

@@ -60,18 +60,16 @@ proptest! {
                 let error = validate_name(&name).err().map(|e| e.to_string());
                 prop_assert!(error.is_some_and(|m| m.contains(&rule.to_string())));
                 match &rule {
-                    NameRule::Invisible { found, kind } => {
-                        let r = CharRule::Invisible { found: *found, kind: *kind };
-                        prop_assert!(names_the_character(&r, &name), "{rule}");
+                    NameRule::Chars(r @ CharRule::Invisible { found, .. }) => {
+                        prop_assert!(names_the_character(r, &name), "{rule}");
                         // The first invisible character is the one named.
                         prop_assert_eq!(
                             name.chars().find(|c| names::chars::invisible(*c).is_some()),
                             Some(*found)
                         );
                     }
-                    NameRule::NotNfkc { found, nfkc } => {
-                        let r = CharRule::NotNfkc { found: *found, nfkc: nfkc.clone() };
-                        prop_assert!(names_the_character(&r, &name), "{rule}");
+                    NameRule::Chars(r @ CharRule::NotNfkc { nfkc, .. }) => {
+                        prop_assert!(names_the_character(r, &name), "{rule}");
                         prop_assert!(nfkc != &name);
                     }
                     NameRule::ForbiddenCharacter { found } => {

@@ -72,7 +72,8 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
         "the 0.1 log has 29 entries, found {size_before}"
     );
 
-    // Every stored entry reads back through the typed definition, with 0.1's names mapped.
+    // Every stored entry reads back through the typed definition, with 0.1's names mapped, and
+    // validates against the published version 1 schema.
     for (seq, leaf) in app
         .audit()
         .entries(0, size_before)
@@ -82,6 +83,7 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
             .with_context(|| format!("entry {seq}: {}", String::from_utf8_lossy(&leaf)))?;
         ensure!(stored.v == 1 && stored.seq == seq);
     }
+    testkit::audit::check_stored_schema(&testkit::audit::entries(app.audit())?)?;
 
     // The onboarding 0.1 completed, and its secret sealed under the key 0.1 generated.
     let done = app.engine().completed()?;

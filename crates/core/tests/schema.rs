@@ -202,6 +202,17 @@ fn version_1_entries_map_onto_todays_names() {
         AuditEntry::from_stored(v1).unwrap().entry.graph_request_id,
         None
     );
+    // ListDrift of every registration: "*" names none, so it is no client id.
+    let v1 = br#"{"v":1,"seq":7,"time":"2026-11-29T22:21:37.1Z","action":"drift.list","actor":"ops","phase":"succeeded","target":{"type":"app_registration","id":"*"},"count":0}"#;
+    let e = AuditEntry::from_stored(v1).unwrap();
+    assert_eq!(e.entry.scope.client_id, None);
+    assert_eq!(e.entry.target.unwrap().id.as_deref(), Some("*"));
+    // Release 0.1 wrote "" for a scope field without a value (day-two grant changes).
+    let v1 = br#"{"v":1,"seq":8,"time":"2026-11-29T22:21:38.1Z","action":"app_role_assignment.create","actor":"ops","phase":"intent","tenant_id":"t","onboarding_id":"o","service_id":"","target":{"type":"appRoleAssignment","id":null,"display_name":"x"},"graph_request_id":null,"error":null,"changes":[]}"#;
+    let e = AuditEntry::from_stored(v1).unwrap();
+    assert_eq!(e.entry.scope.service_id, None);
+    assert_eq!(e.entry.scope.onboarding_id.as_deref(), Some("o"));
+    assert_eq!(e.entry.target.unwrap().id, None);
     // Version 2 is read as written.
     let v2 = br#"{"v":2,"seq":7,"time":"2026-11-29T22:21:37.1Z","action":"credentials.list_secrets","actor":"platform","phase":"succeeded","target":{"type":"application","id":"obj-1"},"client_id":"6fb6186a","changes":[]}"#;
     assert_eq!(
@@ -214,4 +225,44 @@ fn version_1_entries_map_onto_todays_names() {
             .as_deref(),
         Some("obj-1")
     );
+}
+
+/// Release 0.1's entries (version 1) have their own frozen schema: every action and target
+/// type it allows is one today's reader maps (`Action::from_name`, `TargetKind::from_stored`),
+/// and the auditors' page names the file and each action version 1 lacks.
+#[test]
+fn the_version_1_schema_is_a_subset_today_reads() {
+    let text = std::fs::read_to_string(docs().join("audit-entries.v1.schema.json")).unwrap();
+    let v1: Value = serde_json::from_str(&text).unwrap();
+    let v1_check = jsonschema::draft202012::new(&v1).unwrap();
+    assert_eq!(v1["properties"]["v"]["const"], 1);
+    let actions = strings(&v1["properties"]["action"]["enum"]);
+    for a in &actions {
+        assert!(
+            Action::from_name(a).is_some(),
+            "v1 action {a} unknown today"
+        );
+    }
+    for k in strings(&v1["properties"]["target"]["properties"]["type"]["enum"]) {
+        assert!(TargetKind::from_stored(&k).is_some(), "v1 target type {k}");
+    }
+    let page = std::fs::read_to_string(docs().join("audit-entries.md")).unwrap();
+    let older = &page[page.find("## Older entries").unwrap()..];
+    assert!(older.contains("audit-entries.v1.schema.json"));
+    for a in Action::ALL.iter().map(|a| a.as_str()) {
+        if !actions.contains(a) {
+            assert!(older.contains(&format!("`{a}`")), "{a} not listed as new");
+        }
+    }
+    // A version 2 entry is not a version 1 entry, nor the other way round.
+    let scope = Scope::actor("ops");
+    let today = stored(
+        &AuditEntry::new(Action::OnboardingGet, Phase::Succeeded, &scope),
+        1,
+    );
+    assert!(!v1_check.is_valid(&today));
+    let mut old = today.clone();
+    old["v"] = json!(1);
+    assert!(v1_check.is_valid(&old), "{old}");
+    assert!(!validator().is_valid(&old));
 }

@@ -35,31 +35,58 @@ pub fn entries(log: &AuditLog) -> Result<Vec<Value>> {
         .collect()
 }
 
-/// The auditors' contract, `docs/audit-entries.schema.json`, compiled once.
-fn schema() -> Result<&'static jsonschema::Validator> {
-    static SCHEMA: std::sync::OnceLock<Result<jsonschema::Validator, String>> =
-        std::sync::OnceLock::new();
-    SCHEMA
-        .get_or_init(|| {
-            let text = include_str!("../../../docs/audit-entries.schema.json");
-            let schema: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-            jsonschema::draft202012::new(&schema).map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("docs/audit-entries.schema.json: {e}"))
+/// The auditors' contract for entries of schema version `v`, compiled once:
+/// `docs/audit-entries.schema.json` (version 2, written today) or
+/// `docs/audit-entries.v1.schema.json` (release 0.1's entries, frozen).
+fn schema(v: u64) -> Result<(&'static str, &'static jsonschema::Validator)> {
+    type Compiled = std::sync::OnceLock<Result<jsonschema::Validator, String>>;
+    static V1: Compiled = std::sync::OnceLock::new();
+    static V2: Compiled = std::sync::OnceLock::new();
+    let (file, text, cell) = match v {
+        1 => (
+            "docs/audit-entries.v1.schema.json",
+            include_str!("../../../docs/audit-entries.v1.schema.json"),
+            &V1,
+        ),
+        2 => (
+            "docs/audit-entries.schema.json",
+            include_str!("../../../docs/audit-entries.schema.json"),
+            &V2,
+        ),
+        other => anyhow::bail!("no published schema for audit entry version {other}"),
+    };
+    let compiled = cell.get_or_init(|| {
+        let schema: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        jsonschema::draft202012::new(&schema).map_err(|e| e.to_string())
+    });
+    match compiled {
+        Ok(v) => Ok((file, v)),
+        Err(e) => anyhow::bail!("{file}: {e}"),
+    }
 }
 
-/// Fails naming the entry and the rule when any of `entries` breaks the published schema.
+/// Fails naming the entry and the rule when any of `entries` is not of today's schema version
+/// or breaks its published schema: for entries this build wrote.
 pub fn check_schema(entries: &[Value]) -> Result<()> {
-    let v = schema()?;
+    let today = u64::from(onboard_core::audit::SCHEMA_VERSION);
     for e in entries {
+        ensure!(e["v"] == today, "not audit schema version {today}: {e}");
+    }
+    check_stored_schema(entries)
+}
+
+/// Fails naming the entry and the rule when any of `entries` breaks the published schema of
+/// its own version (its `v`): for a log an earlier release wrote part of.
+pub fn check_stored_schema(entries: &[Value]) -> Result<()> {
+    for e in entries {
+        let (file, v) = schema(e["v"].as_u64().unwrap_or_default())?;
         let errors: Vec<String> = v
             .iter_errors(e)
             .map(|err| format!("{} at {}", err, err.instance_path()))
             .collect();
         ensure!(
             errors.is_empty(),
-            "audit entry breaks docs/audit-entries.schema.json: {}\n{e}",
+            "audit entry breaks {file}: {}\n{e}",
             errors.join("; ")
         );
     }

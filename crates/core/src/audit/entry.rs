@@ -339,8 +339,10 @@ impl AuditEntry {
     /// docs/audit-entries.md ("Older entries") says: the `app_registration` target type is
     /// [`TargetKind::Application`]; where version 1 put the client id in `target.id` (those
     /// entries, and `credentials.list_secrets`/`list_grants`), it moves to `client_id` and the
-    /// target's id (the object id, unknown there) is `None`; a drift repair's `request_id` is
-    /// `graph_request_id`. `None` when the bytes are not an entry this crate knows how to read.
+    /// target's id (the object id, unknown there) is `None` (but for ListDrift's `*`, which
+    /// names no registration); a drift repair's `request_id` is `graph_request_id`; an empty
+    /// scope field is `None`. `None` when the bytes are not an entry this crate knows how to
+    /// read.
     pub fn from_stored(leaf: &[u8]) -> Option<StoredEntry> {
         let Value::Object(mut m) = serde_json::from_slice::<Value>(leaf).ok()? else {
             return None;
@@ -364,6 +366,17 @@ impl AuditEntry {
             service_id: take("service_id"),
             client_id: take("client_id"),
         };
+        if v == 1 {
+            // Version 1 wrote "" for a scope field with no value; version 2 leaves it out.
+            for field in [
+                &mut scope.tenant_id,
+                &mut scope.onboarding_id,
+                &mut scope.service_id,
+                &mut scope.client_id,
+            ] {
+                field.take_if(|f| f.is_empty());
+            }
+        }
         let mut graph_request_id = take("graph_request_id");
         let correlation_id = take("correlation_id");
         let error = take("error");
@@ -382,7 +395,8 @@ impl AuditEntry {
                         action,
                         Action::CredentialsListSecrets | Action::CredentialsListGrants
                     );
-                if v == 1 && client_id_as_id {
+                // "*" (a ListDrift of every registration) names none: it stays the target id.
+                if v == 1 && client_id_as_id && target.id.as_deref() != Some("*") {
                     let client_id = target.id.take();
                     scope.client_id = scope.client_id.or(client_id);
                 }

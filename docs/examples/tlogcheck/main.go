@@ -12,6 +12,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,11 @@ import (
 
 // tileHeight is C2SP tlog-tiles' fixed height: 256 hashes per full tile.
 const tileHeight = 8
+
+// emptyRoot is the root a checkpoint of 0 entries signs: RFC 6962's hash of the empty tree,
+// SHA-256 of nothing. Go's tlog defines the empty tree's hash as all zeros instead, and its
+// proofs refuse a tree of size 0, so size 0 is checked here rather than with tlog.
+var emptyRoot = tlog.Hash(sha256.Sum256(nil))
 
 // checkpoint is a signed C2SP tlog-checkpoint: origin, size, root.
 type checkpoint struct {
@@ -146,8 +152,12 @@ func run() error {
 
 	// Every hash read through TileHashReader is checked against the signed root first.
 	hashes := tlog.TileHashReader(cp.tree, src)
-	root, err := tlog.TreeHash(cp.tree.N, hashes)
-	if err != nil || root != cp.tree.Hash {
+	if cp.tree.N == 0 {
+		// A new log: nothing to read, but the root must be the empty tree's.
+		if cp.tree.Hash != emptyRoot {
+			return fmt.Errorf("a checkpoint of 0 entries must sign the empty tree's root %s", emptyRoot)
+		}
+	} else if root, err := tlog.TreeHash(cp.tree.N, hashes); err != nil || root != cp.tree.Hash {
 		return fmt.Errorf("hash tiles do not give the signed root: %v", err)
 	}
 
@@ -209,9 +219,15 @@ func run() error {
 		if old.origin != cp.origin || old.tree.N > cp.tree.N {
 			return fmt.Errorf("ALERT: the log went back from %d to %d entries", old.tree.N, cp.tree.N)
 		}
-		proof, err := tlog.ProveTree(cp.tree.N, old.tree.N, hashes)
-		if err == nil {
-			err = tlog.CheckTree(proof, cp.tree.N, cp.tree.Hash, old.tree.N, old.tree.Hash)
+		// Every tree extends the empty one, whose root is fixed; tlog proves sizes from 1.
+		if old.tree.N == 0 && old.tree.Hash != emptyRoot {
+			err = fmt.Errorf("the saved checkpoint of 0 entries does not sign the empty tree's root")
+		} else if old.tree.N > 0 {
+			var proof tlog.TreeProof
+			proof, err = tlog.ProveTree(cp.tree.N, old.tree.N, hashes)
+			if err == nil {
+				err = tlog.CheckTree(proof, cp.tree.N, cp.tree.Hash, old.tree.N, old.tree.Hash)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("ALERT: not consistent with the saved checkpoint of %d entries: %v", old.tree.N, err)

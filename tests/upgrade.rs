@@ -51,6 +51,43 @@ fn config(data: &Path, fixture: &Path, sim: &entra_sim::Sim) -> Result<Config> {
         .build()
 }
 
+/// A copy of `fixture`'s data directory under `dir`, opened with this build; the emulator its
+/// configuration names (keep it while the app is used) and the copy's path.
+async fn open_copy(fixture: &Path, dir: &Path) -> Result<(App, entra_sim::Sim, PathBuf)> {
+    let data = dir.join("data");
+    copy_dir(&fixture.join("data"), &data)?;
+    let sim = entra_sim::Sim::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        entra_sim::SimConfig::default(),
+    )
+    .await?;
+    let cfg = config(&data, fixture, &sim)?;
+    let app = tokio::task::spawn_blocking(move || App::open(cfg)).await??;
+    Ok((app, sim, data))
+}
+
+/// Checks the `size` entries release 0.1 wrote: each of schema version 1, valid under the
+/// published version 1 schema and read through the typed definition with 0.1's names mapped.
+/// Their actions, in log order.
+fn release_0_1_entries(app: &App, size: u64) -> Result<Vec<Action>> {
+    let found = app.audit().size();
+    ensure!(
+        found == size,
+        "the 0.1 log has {size} entries, found {found}"
+    );
+    testkit::audit::check_stored_schema(&testkit::audit::entries(app.audit())?)?;
+    app.audit()
+        .entries(0, size)
+        .map(|e| {
+            let (seq, leaf) = e?;
+            let stored = AuditEntry::from_stored(&leaf)
+                .with_context(|| format!("entry {seq}: {}", String::from_utf8_lossy(&leaf)))?;
+            ensure!(stored.v == 1 && stored.seq == seq);
+            Ok(stored.entry.action)
+        })
+        .collect()
+}
+
 fn onboard(args: &[&str]) -> Result<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
         .args(args)
@@ -64,35 +101,10 @@ fn onboard(args: &[&str]) -> Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
-    copy_dir(&fixture().join("data"), &data)?;
-    let old_head = std::fs::read(data.join("audit/audit-head.note"))?;
-
-    let sim = entra_sim::Sim::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        entra_sim::SimConfig::default(),
-    )
-    .await?;
-    let cfg = config(&data, &fixture(), &sim)?;
-    let app = tokio::task::spawn_blocking(move || App::open(cfg)).await??;
-    let size_before = app.audit().size();
-    ensure!(
-        size_before == 29,
-        "the 0.1 log has 29 entries, found {size_before}"
-    );
-
-    // Every stored entry reads back through the typed definition, with 0.1's names mapped, and
-    // validates against the published version 1 schema.
-    for (seq, leaf) in app
-        .audit()
-        .entries(0, size_before)
-        .collect::<Result<Vec<_>, _>>()?
-    {
-        let stored = AuditEntry::from_stored(&leaf)
-            .with_context(|| format!("entry {seq}: {}", String::from_utf8_lossy(&leaf)))?;
-        ensure!(stored.v == 1 && stored.seq == seq);
-    }
-    testkit::audit::check_stored_schema(&testkit::audit::entries(app.audit())?)?;
+    let old_head = std::fs::read(fixture().join("data/audit/audit-head.note"))?;
+    let (app, _sim, data) = open_copy(&fixture(), dir.path()).await?;
+    let size_before = 29;
+    release_0_1_entries(&app, size_before)?;
 
     // The onboarding 0.1 completed, and its secret sealed under the key 0.1 generated.
     let done = app.engine().completed()?;
@@ -253,32 +265,11 @@ async fn every_kind_of_record_release_0_1_stored_reads_back() -> Result<()> {
     let fixture = fixture_named("release-0.1-records");
     let manifest: Value = serde_json::from_slice(&std::fs::read(fixture.join("manifest.json"))?)?;
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
-    copy_dir(&fixture.join("data"), &data)?;
-    let sim = entra_sim::Sim::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        entra_sim::SimConfig::default(),
-    )
-    .await?;
-    let cfg = config(&data, &fixture, &sim)?;
-    let app = tokio::task::spawn_blocking(move || App::open(cfg)).await??;
+    let (app, _sim, _) = open_copy(&fixture, dir.path()).await?;
 
-    // The log: each of 0.1's entries valid under the version 1 schema and read through the
-    // typed definition; among them the kinds the demo never writes.
+    // The log, with the kinds of entry the demo never writes.
     let size = manifest["audit"]["size"].as_u64().context("size")?;
-    ensure!(app.audit().size() == size, "{} entries", app.audit().size());
-    testkit::audit::check_stored_schema(&testkit::audit::entries(app.audit())?)?;
-    let mut actions = Vec::new();
-    for (seq, leaf) in app
-        .audit()
-        .entries(0, size)
-        .collect::<Result<Vec<_>, _>>()?
-    {
-        let e = AuditEntry::from_stored(&leaf)
-            .with_context(|| format!("entry {seq}: {}", String::from_utf8_lossy(&leaf)))?;
-        ensure!(e.v == 1 && e.seq == seq);
-        actions.push(e.entry.action);
-    }
+    let actions = release_0_1_entries(&app, size)?;
     for a in [
         Action::VerificationReport,
         Action::DriftDetected,

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 def main() -> None:
-    parts = open(sys.argv[1], encoding="utf-8").read().strip().split("+")
+    # The base64 key may itself hold "+"; the name may not (signed-note).
+    parts = open(sys.argv[1], encoding="utf-8").read().strip().split("+", 4)
     if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
         sys.exit("not a Go-format note signing key")
     name, raw = parts[2], base64.b64decode(parts[4])

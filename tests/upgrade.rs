@@ -298,11 +298,7 @@ async fn every_kind_of_record_release_0_1_stored_reads_back() -> Result<()> {
 
 /// Checks every record `manifest` lists against what `app` reads.
 fn records_as_manifest(app: &App, manifest: &Value, when: &str) -> Result<()> {
-    let now_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis(),
-    )?;
+    let now_ms = onboard_core::time::now_ms();
     // Onboardings: state, ids, steps and events as 0.1 left them; completed ones' secrets open.
     for o in array(manifest, "onboardings")? {
         let id = str_of(o, "id")?;

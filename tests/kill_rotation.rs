@@ -146,7 +146,8 @@ impl Audited {
         let mut out = Audited::default();
         for seq in 0..audit.size() {
             let e: serde_json::Value = serde_json::from_slice(&audit.entry(seq)?)?;
-            if e["action"] == action {
+            // A hand-over to a caller (it names its `delivery`) is not a secret made current.
+            if e["action"] == action && e["delivery"].is_null() {
                 let key = e["target"]["id"]
                     .as_str()
                     .unwrap_or_default()

@@ -215,6 +215,42 @@ fn audit_entries_are_built_only_by_the_core_type() {
 }
 
 #[test]
+fn secret_values_leave_only_where_a_hand_over_is_audited() {
+    // `Delivery::deliver` puts a value in an answer: only after the `secret.hand_over` entry
+    // of ClaimSecret (claim.rs), the operator's Provision stream (forward.rs), or the
+    // Credentials service's `hand_over` (the one caller of `new_secret_pb`, convert.rs).
+    let bad = offenders(
+        &[".deliver(&"],
+        &[
+            "crates/server/src/onboarding/claim.rs",
+            "crates/server/src/onboarding/forward.rs",
+            "crates/server/src/credentials/convert.rs",
+        ],
+    );
+    let calls: Vec<String> = shipped()
+        .into_iter()
+        .flat_map(|(rel, text)| {
+            let mut fn_name = String::new();
+            let mut out = Vec::new();
+            for line in text.lines() {
+                if let Some(rest) = code(line).trim_start().split("fn ").nth(1) {
+                    fn_name = rest.split(['(', '<']).next().unwrap_or("").to_owned();
+                }
+                if code(line).contains("new_secret_pb(") && !line.contains("fn new_secret_pb") {
+                    out.push(format!("{rel} in fn {fn_name}"));
+                }
+            }
+            out
+        })
+        .collect();
+    assert!(
+        bad.is_empty() && calls == ["crates/server/src/credentials/mod.rs in fn hand_over"],
+        "a secret value must leave through an audited hand-over:\n{}\nnew_secret_pb called in: {calls:?}",
+        bad.join("\n")
+    );
+}
+
+#[test]
 fn shipped_code_has_no_unwrap_or_expect() {
     let bad = offenders(&[".unwrap()", ".expect("], &[]);
     assert!(

@@ -288,12 +288,13 @@ fn hand_out(s: &mut pb::NewSecret, file: Option<&PathBuf>, out: Output) -> anyho
         return Ok(());
     }
     println!(
-        "new secret {} for {} (hint {}), expires {} (audit entry {})",
+        "new secret {} for {} (hint {}), expires {} (audit entries: made {}, handed to you {})",
         info.key_id,
         info.service_id,
         info.hint,
         ts(&info.end),
-        s.audit_seq
+        s.audit_seq,
+        s.hand_over_audit_seq
     );
     match file {
         Some(path) => println!("{what} written to {}", path.display()),

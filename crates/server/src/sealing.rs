@@ -14,6 +14,7 @@ use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem, OpModeS, Serializable};
+use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target};
 use onboard_proto::v1 as pb;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -66,11 +67,20 @@ impl Delivery {
     }
 
     /// How the `secret.hand_over` audit entry names it: `clear` or `sealed`.
-    pub fn name(&self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Self::Clear => "clear",
             Self::Sealed(_) => "sealed",
         }
+    }
+
+    /// The `secret.hand_over` entry of secret `target` put in an answer to `scope`'s actor this
+    /// way (`delivery`), with a correlation id of its own (an intent's outcome reuses it).
+    pub fn hand_over_entry(&self, phase: Phase, scope: &Scope, target: Target) -> AuditEntry {
+        AuditEntry::new(Action::SecretHandOver, phase, scope)
+            .with_target(target)
+            .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()))
+            .with_detail("delivery", self.name())
     }
 
     /// The secret as the answer carries it: `(secret, sealed)`, one of them empty.

@@ -7,13 +7,17 @@ use anyhow::{Context, Result, ensure};
 use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_client::CredentialsClient;
+use onboard_server::Role;
 use secrecy::ExposeSecret;
 use testkit::portal::{DIRECT_ROUTING, HandMade};
-use testkit::server::{Authed, OPERATOR, bad_fields};
+use testkit::server::{Authed, OPERATOR, ServerConfigBuilder, bad_fields};
 use testkit::server_helpers::{Refusal, secrets};
 use testkit::sim::{calm, users};
 use testkit::sim_server::SimServer;
 use tonic::Code;
+
+/// A second operator's bearer token (identity `portal-2`).
+const SECOND_OPERATOR: &str = "operator-token-2";
 
 /// A refusal that must be INVALID_ARGUMENT naming exactly `field`.
 async fn names<T>(call: impl Refusal<T>, field: &str, what: &str) -> Result<()> {
@@ -314,12 +318,19 @@ async fn a_rotation_resumed_after_a_failed_call_gives_this_caller_the_secret_and
     );
     let again = again.context("the resumed call's add event carries the secret")?;
     ensure!(again.secret == given.secret && again.audit_seq == given.audit_seq);
+    // Both calls got the value, and each hand-over to a caller is in the log.
+    let key = given.info.as_ref().context("info")?.key_id.clone();
+    let got = hand_overs(&env, &key)?;
+    ensure!(
+        got == ["portal -", "portal clear", "portal clear"],
+        "{got:?}"
+    );
     ensure!(env.authenticates(&done.client_id, &again.secret).await?);
     let hand_over = env
         .server
         .entries()?
         .into_iter()
-        .rfind(|e| e["action"] == "secret.hand_over")
+        .rfind(|e| e["action"] == "secret.hand_over" && e["delivery"].is_null())
         .context("no hand-over entry")?;
     let until = hand_over["changes"]
         .as_array()
@@ -349,7 +360,11 @@ async fn a_rotation_resumed_after_a_failed_call_gives_this_caller_the_secret_and
 /// old secret was gone, so a platform that missed the value lost its working secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_during_the_overlap_joins_the_rotation_and_gets_the_new_secret() -> Result<()> {
-    let env = SimServer::start().await?;
+    // A second operator identity joins, so the log must say who got the value each time.
+    let env = SimServer::start_with(|b: ServerConfigBuilder| {
+        Ok(b.token(SECOND_OPERATOR, "portal-2", Role::Operator))
+    })
+    .await?;
     let done = env.onboarded("direct-routing", "Sbc-Join").await?.done;
     let reg = env.registration(&done.client_id);
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
@@ -362,7 +377,8 @@ async fn a_call_during_the_overlap_joins_the_rotation_and_gets_the_new_secret() 
     let given = given.context("the first call's add event carries the secret")?;
     // Its caller goes away in the overlap; the rotation waits it out on its own.
     drop(first);
-    let mut second = rotate(&mut c, &reg, 0).await?;
+    let mut other = env.server.credentials(Some(SECOND_OPERATOR)).await?;
+    let mut second = rotate(&mut other, &reg, 0).await?;
     let mut stages = Vec::new();
     let mut again = None;
     while let Some(ev) = tokio::time::timeout(Duration::from_secs(60), second.message()).await?? {
@@ -387,7 +403,31 @@ async fn a_call_during_the_overlap_joins_the_rotation_and_gets_the_new_secret() 
         !env.authenticates(&done.client_id, &done.secret).await?,
         "the old secret outlived the overlap"
     );
+    // Each caller that got the value is named by a hand-over of its own, beside the one that
+    // made the secret current.
+    let key = key_id(&given).context("key id")?;
+    let got = hand_overs(&env, &key)?;
+    ensure!(
+        got == ["portal -", "portal clear", "portal-2 clear"],
+        "{got:?}"
+    );
     env.stop().await
+}
+
+/// The `secret.hand_over` entries of secret `key_id`, sorted: `<actor> <delivery>`, the
+/// delivery `-` on the rotation's own (the secret becomes current). Sorted, since a caller's
+/// entry is written as its answer leaves, while the rotation goes on.
+fn hand_overs(env: &SimServer, key_id: &str) -> Result<Vec<String>> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let mut got: Vec<_> = env
+        .server
+        .entries()?
+        .iter()
+        .filter(|e| e["action"] == "secret.hand_over" && e["target"]["id"] == key_id)
+        .map(|e| format!("{} {}", text(&e["actor"]), text(&e["delivery"])))
+        .collect();
+    got.sort();
+    Ok(got)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,10 @@
 //! Sealed delivery (`proto/onboard/v1/delivery.proto`): a secret asked for with `seal_to`
 //! comes back sealed with HPKE to that key on every answer that carries one (ClaimSecret,
-//! Provision's Completed, AddServiceSecret, RotateSecret), and opens with an HPKE
-//! implementation that shares no code with the server's (pyhpke,
-//! `tests/interop/open_sealed.py`, which also made the key pair): to the secret that signs in
-//! as the app, and to nothing under another key id. A key no secret can be sealed to is
-//! refused, naming the field, before anything is claimed.
+//! Provision's Completed, AddServiceSecret, RotateSecret), the log says so (`secret.hand_over`
+//! with `delivery`), and it opens with an HPKE implementation that shares no code with the
+//! server's (pyhpke, `tests/interop/open_sealed.py`, which also made the key pair): to the
+//! secret that signs in as the app, and to nothing under another key id. A key no secret can
+//! be sealed to is refused, naming the field, before anything is claimed.
 
 use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
@@ -161,6 +161,7 @@ async fn provision_add_and_rotate_seal_to_the_callers_key() -> Result<()> {
     ensure!(added.secret.is_empty(), "the secret also went in the clear");
     let key_id = added.info.as_ref().context("info")?.key_id.clone();
     opens(&keys, &env, added.sealed.as_ref(), &key_id, &done.client_id).await?;
+    hand_over_says(&env, &added, "AddServiceSecret")?;
 
     let mut stages = c
         .rotate_secret(pb::RotateSecretRequest {
@@ -179,5 +180,32 @@ async fn provision_add_and_rotate_seal_to_the_callers_key() -> Result<()> {
     ensure!(new.secret.is_empty(), "the secret also went in the clear");
     let key_id = new.info.as_ref().context("info")?.key_id.clone();
     opens(&keys, &env, new.sealed.as_ref(), &key_id, &done.client_id).await?;
+    hand_over_says(&env, &new, "RotateSecret")?;
     env.stop().await
+}
+
+/// The answer's `hand_over_audit_seq` is the only `secret.hand_over` of its secret to the
+/// caller, and says it left sealed.
+fn hand_over_says(env: &SimServer, answer: &pb::NewSecret, rpc: &str) -> Result<()> {
+    let key_id = &answer.info.as_ref().context("info")?.key_id;
+    let to_caller: Vec<_> = env
+        .server
+        .entries()?
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "secret.hand_over"
+                && e["target"]["id"] == key_id.as_str()
+                && !e["delivery"].is_null()
+        })
+        .collect();
+    ensure!(
+        to_caller.len() == 1
+            && to_caller[0]["seq"] == answer.hand_over_audit_seq
+            && to_caller[0]["actor"] == "portal"
+            && to_caller[0]["phase"] == "succeeded"
+            && to_caller[0]["delivery"] == "sealed",
+        "{rpc}: hand-over entry {} of {to_caller:?}",
+        answer.hand_over_audit_seq
+    );
+    Ok(())
 }

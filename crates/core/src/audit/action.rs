@@ -112,9 +112,10 @@ actions! {
     PasswordCredentialDelete = "password_credential.delete", details: [];
     /// A secret rotation starts, is refused, or ends.
     SecretRotate = "secret.rotate", details: [];
-    /// A secret is handed to the platform (ClaimSecret, or an operator's Provision stream;
-    /// `delivery`: `clear` or `sealed`), or a rotation's new secret becomes the service's
-    /// current one (no `delivery`).
+    /// A secret's value is put in an answer to a caller (ClaimSecret, an operator's Provision
+    /// stream, AddServiceSecret, each RotateSecret call that gets the new secret; `delivery`:
+    /// `clear` or `sealed`), or a rotation's new secret becomes the service's current one (no
+    /// `delivery`).
     SecretHandOver = "secret.hand_over", details: ["delivery"];
     /// A hand-made registration is attached (checked, then managed).
     RegistrationAttach = "registration.attach", details: [];

@@ -37,30 +37,31 @@ pub fn secret_pb(s: &SecretInfo) -> pb::SecretInfo {
     }
 }
 
-/// A new secret, value included (in the clear or sealed, as `delivery` says): only ever in the
-/// response to the call that made it.
-pub fn new_secret_pb(s: &NewSecret, delivery: &Delivery) -> Result<pb::NewSecret> {
+/// A new secret, value included (in the clear or sealed, as `delivery` says), whose hand-over
+/// to this caller is audit entry `hand_over_seq`.
+pub fn new_secret_pb(
+    s: &NewSecret,
+    delivery: &Delivery,
+    hand_over_seq: u64,
+) -> Result<pb::NewSecret> {
     let (secret, sealed) = delivery.deliver(&s.value, &s.info.key_id)?;
     Ok(pb::NewSecret {
         info: Some(secret_pb(&s.info)),
         secret,
         audit_seq: s.audit_seq,
         sealed,
+        hand_over_audit_seq: hand_over_seq,
     })
 }
 
 /// One rotation stage.
-pub fn rotation_pb(e: &RotationEvent, delivery: &Delivery) -> Result<pb::RotateSecretEvent> {
-    let new_secret = match &e.new_secret {
-        Some(s) => Some(new_secret_pb(s, delivery)?),
-        None => None,
-    };
-    Ok(pb::RotateSecretEvent {
+pub fn rotation_pb(e: &RotationEvent, new_secret: Option<pb::NewSecret>) -> pb::RotateSecretEvent {
+    pb::RotateSecretEvent {
         stage: e.stage.to_owned(),
         done: e.done,
         new_secret,
         audit_seq: e.audit_seq.unwrap_or(0),
-    })
+    }
 }
 
 /// Grants as listed.

@@ -14,7 +14,7 @@ pub use sessions::SESSION_IDLE_ACTOR;
 
 use std::time::Duration;
 
-use credentials::{AttachRequest, RegistrationRef, UpdateRequest};
+use credentials::{AttachRequest, NewSecret, RegistrationRef, RotationEvent, UpdateRequest};
 use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_server::Credentials as CredentialsRpc;
@@ -131,7 +131,48 @@ impl CredentialsService {
             .add_secret(&reg, &service, valid_for, &actor)
             .await?;
         self.change_done(&reg, false, &actor).await;
-        new_secret_pb(&s, &delivery)
+        self.hand_over(&reg, &s, &actor, &delivery).await
+    }
+
+    /// `s` as the answer to `actor` carries it (`delivery`), once a `secret.hand_over` entry
+    /// naming the caller, the secret and the delivery is in the log (fail closed: no value
+    /// leaves unrecorded; a refused one stays stored, listed and revocable).
+    async fn hand_over(
+        &self,
+        reg: &RegistrationRef,
+        s: &NewSecret,
+        actor: &str,
+        delivery: &Delivery,
+    ) -> Result<pb::NewSecret> {
+        let scope = Scope {
+            actor: actor.to_owned(),
+            tenant_id: Some(reg.tenant_id.clone()),
+            onboarding_id: Some(self.app.credentials().registration(reg)?.id),
+            service_id: Some(s.info.service_id.clone()),
+            client_id: Some(reg.client_id.clone()),
+        };
+        let target = Target::new(TargetKind::PasswordCredential, s.info.key_id.clone());
+        let seq = delivery
+            .hand_over_entry(Phase::Succeeded, &scope, target)
+            .append(self.app.audit())
+            .await?;
+        new_secret_pb(s, delivery, seq)
+    }
+
+    /// A rotation's stage as the caller's stream carries it; the new secret's value only
+    /// through [`Self::hand_over`].
+    async fn rotation_event(
+        &self,
+        reg: &RegistrationRef,
+        e: &RotationEvent,
+        actor: &str,
+        delivery: &Delivery,
+    ) -> Result<pb::RotateSecretEvent> {
+        let new_secret = match &e.new_secret {
+            Some(s) => Some(self.hand_over(reg, s, actor, delivery).await?),
+            None => None,
+        };
+        Ok(rotation_pb(e, new_secret))
     }
 
     async fn rotate(
@@ -163,6 +204,7 @@ impl CredentialsService {
         let (tx, rx) = mpsc::channel(16);
         let creds = self.app.credentials().clone();
         let svc = self.clone();
+        let (caller, to) = (actor.clone(), reg.clone());
         // The rotation runs to its end (it is durable) even if the caller goes away.
         let run = self
             .app
@@ -178,12 +220,16 @@ impl CredentialsService {
             })
             .ok_or_else(|| ServerError::Unavailable("the server is shutting down".into()))?;
         let stop = self.app.shutdown();
+        let svc = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     ev = erx.recv() => match ev {
                         Some(ev) => {
-                            let ev = rotation_pb(&ev, &delivery).map_err(Into::into);
+                            let ev = svc
+                                .rotation_event(&to, &ev, &caller, &delivery)
+                                .await
+                                .map_err(Into::into);
                             let _ = tx.send(ev).await;
                         }
                         None => break,

@@ -8,7 +8,7 @@
 //! UUIDs, so the prefix never collides with a link).
 
 use credentials::RegistrationRef;
-use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
+use onboard_core::audit::{AuditEntry, Phase, Scope, Target, TargetKind};
 use onboard_core::time::now_ms;
 use onboard_proto::v1 as pb;
 use provision::Status as RunStatus;
@@ -78,10 +78,7 @@ fn hand_over_entry(
     } else {
         Target::new(TargetKind::PasswordCredential, key_id.to_owned())
     };
-    AuditEntry::new(Action::SecretHandOver, Phase::Intent, &scope)
-        .with_target(target)
-        .with_request_ids(None, Some(uuid::Uuid::new_v4().to_string()))
-        .with_detail("delivery", delivery.name())
+    delivery.hand_over_entry(Phase::Intent, &scope, target)
 }
 
 /// The refusal of a second claim of onboarding `id`'s secret.

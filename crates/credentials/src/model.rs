@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use onboard_core::ResolvedProfile;
+use onboard_core::audit::Scope;
 
 use crate::rotate::RotationState;
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,18 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// Who and what an audit entry about this registration names: `actor`, its tenant, its id
+    /// (the onboarding id auditors filter by), `service_id` (none when empty) and its client id.
+    pub fn audit_scope(&self, service_id: &str, actor: &str) -> Scope {
+        Scope {
+            actor: actor.to_owned(),
+            tenant_id: Some(self.tenant_id.clone()),
+            onboarding_id: Some(self.id.clone()),
+            service_id: (!service_id.is_empty()).then(|| service_id.to_owned()),
+            client_id: Some(self.client_id.clone()),
+        }
+    }
+
     /// The key of `secrets` for a stored secret.
     pub fn secret_key(s: &StoredSecret) -> String {
         if s.key_id.is_empty() {

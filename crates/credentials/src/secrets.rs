@@ -2,7 +2,7 @@
 
 use entra_client::GraphClient;
 use entra_client::graph::types::PasswordCredentialInfo;
-use onboard_core::audit::{Action, Scope, TargetKind, change, set};
+use onboard_core::audit::{Action, TargetKind, change, set};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -46,16 +46,7 @@ pub struct ExpiringSecret {
 impl Credentials {
     /// Audit fields for `reg` and `service_id`, and a new correlation id for one operation.
     pub(crate) fn auditor(&self, reg: &Registration, service_id: &str, actor: &str) -> Auditor<'_> {
-        Auditor::new(
-            &self.inner.audit,
-            Scope {
-                actor: actor.to_owned(),
-                tenant_id: Some(reg.tenant_id.clone()),
-                onboarding_id: Some(reg.id.clone()),
-                service_id: (!service_id.is_empty()).then(|| service_id.to_owned()),
-                client_id: Some(reg.client_id.clone()),
-            },
-        )
+        Auditor::new(&self.inner.audit, reg.audit_scope(service_id, actor))
     }
 
     /// The application's object id, read once through `graph` when not yet known.

@@ -144,13 +144,11 @@ impl CredentialsService {
         actor: &str,
         delivery: &Delivery,
     ) -> Result<pb::NewSecret> {
-        let scope = Scope {
-            actor: actor.to_owned(),
-            tenant_id: Some(reg.tenant_id.clone()),
-            onboarding_id: Some(self.app.credentials().registration(reg)?.id),
-            service_id: Some(s.info.service_id.clone()),
-            client_id: Some(reg.client_id.clone()),
-        };
+        let scope = self
+            .app
+            .credentials()
+            .registration(reg)?
+            .audit_scope(&s.info.service_id, actor);
         let target = Target::new(TargetKind::PasswordCredential, s.info.key_id.clone());
         let seq = delivery
             .hand_over_entry(Phase::Succeeded, &scope, target)

@@ -108,11 +108,12 @@ pub fn client_credentials(
         ));
     };
     let roles = dir.granted_roles(&sp.id, &resource.sp_id, s.now_ms());
+    let lifetime = inner.faults.access_token_lifetime();
     let token = s
-        .app_access_token(dir, sp, &resource, &roles)
+        .app_access_token(dir, sp, &resource, &roles, lifetime)
         .map_err(|e| server_error(ids, e))?;
     let token = issued_access_token(token, &resource, inner.faults.opaque_access_tokens);
-    Ok(token_response(token, None, None, None, None))
+    Ok(token_response(lifetime, token, None, None, None, None))
 }
 
 /// A confidential client's secret checked against its `passwords`: AADSTS7000218 when none

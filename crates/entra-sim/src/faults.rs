@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tokens::ACCESS_TOKEN_LIFETIME;
+
 /// Which misbehaviours the emulator shows. `Faults::default()` is a well-behaved tenant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -87,6 +89,10 @@ pub struct Faults {
     pub password_lifetime_max_days: Option<u64>,
     /// Tenant app management policy: client secrets may not be added at all (`passwordAddition`).
     pub forbid_passwords: bool,
+    /// Lifetime of the access tokens issued, in seconds (Entra: 60–90 minutes, reported as
+    /// 3599; a token lifetime policy sets 10 minutes to a day). Shorter lets a test reach a
+    /// token's end without waiting for it.
+    pub access_token_lifetime_s: Option<u64>,
 }
 
 impl Default for Faults {
@@ -113,6 +119,7 @@ impl Default for Faults {
             slow_down_polls: 0,
             password_lifetime_max_days: None,
             forbid_passwords: false,
+            access_token_lifetime_s: None,
         }
     }
 }
@@ -121,6 +128,14 @@ impl Faults {
     /// Device code lifetime in effect (Entra's documented default is 15 minutes).
     pub fn device_code_ttl(&self) -> u64 {
         self.device_code_ttl_s.unwrap_or(900)
+    }
+
+    /// Access token lifetime in effect, in seconds.
+    pub fn access_token_lifetime(&self) -> i64 {
+        self.access_token_lifetime_s
+            .map_or(ACCESS_TOKEN_LIFETIME, |s| {
+                i64::try_from(s).unwrap_or(i64::MAX)
+            })
     }
 
     /// Polling interval in effect (Entra's default is 5 s).

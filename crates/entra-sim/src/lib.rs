@@ -151,6 +151,9 @@ pub struct SimArgs {
     /// Fault: app management policy forbidding client secrets.
     #[arg(long)]
     pub forbid_passwords: bool,
+    /// Fault: access token lifetime in seconds (Entra: 3599).
+    #[arg(long)]
+    pub access_token_lifetime_s: Option<u64>,
     /// Let users without an admin role register applications (Entra's tenant default is yes;
     /// the emulator defaults to the restricted setting most customers use).
     #[arg(long)]
@@ -189,6 +192,7 @@ impl SimArgs {
             slow_down_polls: self.slow_down_polls,
             password_lifetime_max_days: self.password_lifetime_max_days,
             forbid_passwords: self.forbid_passwords,
+            access_token_lifetime_s: self.access_token_lifetime_s,
             max_faults_per_operation: None,
         }
     }

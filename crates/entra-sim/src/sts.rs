@@ -461,6 +461,7 @@ pub(crate) fn issue_user_tokens(
             perms.push(d);
         }
     }
+    let lifetime = inner.faults.access_token_lifetime();
     let access = s
         .user_access_token(
             dir,
@@ -470,6 +471,7 @@ pub(crate) fn issue_user_tokens(
             &resource,
             &perms,
             caps,
+            lifetime,
         )
         .map_err(server_error)?;
     let access = issued_access_token(access, &resource, inner.faults.opaque_access_tokens);
@@ -501,7 +503,14 @@ pub(crate) fn issue_user_tokens(
         None
     };
     let scope = granted_scope_string(&perms, &parsed.oidc);
-    Ok(token_response(access, Some(scope), refresh, id_token, info))
+    Ok(token_response(
+        lifetime,
+        access,
+        Some(scope),
+        refresh,
+        id_token,
+        info,
+    ))
 }
 
 fn refresh_grant(

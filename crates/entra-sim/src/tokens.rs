@@ -7,7 +7,8 @@ use crate::model::{Directory, ServicePrincipal, User};
 use crate::seed::{GRAPH_APP_ID, OIDC_SCOPES, TEAMS_APP_ID};
 use crate::state::{Shared, new_guid, random_key, unix_now};
 
-/// Lifetime of access tokens, in seconds (Entra hands out 60–90 minutes; 3599 is what it reports).
+/// Lifetime of access tokens, in seconds (Entra hands out 60–90 minutes; 3599 is what it
+/// reports), unless a fault sets another ([`crate::Faults::access_token_lifetime_s`]).
 pub const ACCESS_TOKEN_LIFETIME: i64 = 3599;
 
 /// The default member role every user's `wids` carries in Entra.
@@ -176,7 +177,7 @@ impl Shared {
     }
 
     /// A delegated access token for `user` calling `resource` through client `client_id`,
-    /// which declared `capabilities` (see [`client_capabilities`]).
+    /// which declared `capabilities` (see [`client_capabilities`]), valid for `lifetime` seconds.
     #[allow(clippy::too_many_arguments)]
     pub fn user_access_token(
         &self,
@@ -187,6 +188,7 @@ impl Shared {
         resource: &Resource,
         perms: &[String],
         capabilities: &[String],
+        lifetime: i64,
     ) -> Result<String, SimError> {
         let mut claims = json!({
             "acct": 0, "acr": "1",
@@ -213,16 +215,18 @@ impl Shared {
         if !capabilities.is_empty() {
             claims["xms_cc"] = json!(capabilities);
         }
-        self.access_token(dir, resource, claims)
+        self.access_token(dir, resource, claims, lifetime)
     }
 
-    /// An app-only access token for service principal `sp` calling `resource`.
+    /// An app-only access token for service principal `sp` calling `resource`, valid for
+    /// `lifetime` seconds.
     pub fn app_access_token(
         &self,
         dir: &Directory,
         sp: &ServicePrincipal,
         resource: &Resource,
         roles: &[String],
+        lifetime: i64,
     ) -> Result<String, SimError> {
         let mut claims = json!({
             "app_displayname": sp.display_name,
@@ -239,23 +243,24 @@ impl Shared {
         if !roles.is_empty() {
             claims["roles"] = json!(roles);
         }
-        self.access_token(dir, resource, claims)
+        self.access_token(dir, resource, claims, lifetime)
     }
 
     /// Signs a v1.0 access token for `resource`: the claims every such token carries (audience,
-    /// issuer, lifetime, tenant, unique ids) plus the caller's `claims` (an object).
+    /// issuer, `lifetime` in seconds, tenant, unique ids) plus the caller's `claims` (an object).
     fn access_token(
         &self,
         dir: &Directory,
         resource: &Resource,
         claims: Value,
+        lifetime: i64,
     ) -> Result<String, SimError> {
         let now = unix_now();
         let tid = &dir.tenant.id;
         let mut all = json!({
             "aud": resource.aud,
             "iss": self.v1_issuer(tid),
-            "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_LIFETIME,
+            "iat": now, "nbf": now, "exp": now + lifetime,
             "aio": random_key(24),
             "rh": random_key(16),
             "tenant_region_scope": "EU",
@@ -315,8 +320,9 @@ pub fn granted_scope_string(perms: &[String], oidc: &[String]) -> String {
     all.join(" ")
 }
 
-/// A JSON value that holds a token response.
+/// A JSON value that holds a token response for an access token valid `lifetime` seconds.
 pub fn token_response(
+    lifetime: i64,
     access_token: String,
     scope: Option<String>,
     refresh_token: Option<String>,
@@ -325,8 +331,8 @@ pub fn token_response(
 ) -> Value {
     let mut v = json!({
         "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_LIFETIME,
-        "ext_expires_in": ACCESS_TOKEN_LIFETIME,
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
         "access_token": access_token,
     });
     if let Some(s) = scope {

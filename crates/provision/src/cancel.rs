@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use crate::engine::{Engine, Inner};
 use crate::error::ProvisionError;
 use crate::events::EventKind;
+use crate::hand_off::Stored;
 use crate::store::Status;
 use crate::view::Onboarding;
 
@@ -49,7 +50,7 @@ impl Engine {
         // access token): redeem its refresh token for a working access token.
         let token = match admin {
             Some(token) => token,
-            None => self.fresh_admin_token(&mut rec).await?,
+            None => self.fresh_admin_token(&mut rec, Stored::Always).await?,
         };
         if rec.status == Status::AwaitingAdmin {
             // The wait's end is on the log first.

@@ -21,7 +21,7 @@ use secrecy::SecretString;
 use crate::driver::scope_of;
 use crate::engine::Engine;
 use crate::error::ProvisionError;
-use crate::hand_off::{consent_url, left_changes, waiting_event};
+use crate::hand_off::{Stored, consent_url, left_changes, waiting_event};
 use crate::store::{OnboardingRecord, Status};
 
 /// The audit actor of grants made on Microsoft's admin-consent page: Microsoft does not say
@@ -75,7 +75,7 @@ impl Engine {
         let mut refreshed = false;
         let granted = match self.assignments(&token, &sp_id).await {
             Err(EntraError::Graph(g)) if g.status == 401 => {
-                token = self.fresh_admin_token(&mut rec).await?;
+                token = self.fresh_admin_token(&mut rec, Stored::WhileValid).await?;
                 refreshed = true;
                 self.assignments(&token, &sp_id).await
             }

@@ -26,8 +26,18 @@ pub(crate) fn scope_of(rec: &OnboardingRecord, actor: &str) -> Scope {
 
 /// Runs the steps, then records the outcome.
 pub(crate) async fn drive(run: Arc<Run>) {
+    drive_unless(run, None).await;
+}
+
+/// [`drive`]; with `failed`, what stopped the run before its first step (a resumed run whose
+/// admin sign-in could not be renewed), recorded as a step's failure is: audited, the run
+/// `Failed`, the streams ended with the cause.
+pub(crate) async fn drive_unless(run: Arc<Run>, failed: Option<ProvisionError>) {
     let id = run.id.clone();
-    let result = steps(&run).await;
+    let result = match failed {
+        Some(e) => Err(e),
+        None => steps(&run).await,
+    };
     let finish = |phase, error: Option<String>| {
         let run = run.clone();
         async move {

@@ -13,9 +13,10 @@ use tokio::sync::{broadcast, mpsc};
 
 pub(crate) use crate::config::Inner;
 pub use crate::config::{EngineConfig, PlanRequest, ProvisionRequest, StepHook};
-use crate::driver::{drive, scope_of};
+use crate::driver::{drive, drive_unless, scope_of};
 use crate::error::ProvisionError;
 use crate::events::{self, Emitter, EventStream};
+use crate::hand_off::Stored;
 use crate::names::{self, validate_name};
 use crate::plan;
 use crate::signin::{Admin, check_sign_in};
@@ -313,11 +314,17 @@ impl Engine {
     }
 
     /// Continues `rec`'s run (left running by a previous process) with its admin's access
-    /// token renewed.
+    /// token renewed; a sign-in that cannot be renewed fails the run, recorded as a step's
+    /// failure is, rather than leaving it running with nothing to run it.
     async fn resume(&self, mut rec: OnboardingRecord) -> Result<(), ProvisionError> {
-        let token = self.fresh_admin_token(&mut rec).await?;
+        let token = self.fresh_admin_token(&mut rec, Stored::WhileValid).await;
         self.inner.store.put(&rec).await?;
-        drive(self.run_for(rec, self.token_graph(token), "system", None, None)?).await;
+        let (graph, failed) = match token {
+            Ok(token) => (self.token_graph(token), None),
+            // No Graph call is made: the run ends before its first step.
+            Err(e) => (self.token_graph(SecretString::default()), Some(e)),
+        };
+        drive_unless(self.run_for(rec, graph, "system", None, None)?, failed).await;
         Ok(())
     }
 

@@ -119,6 +119,23 @@ impl ProvisionError {
         ProvisionError::Entra { step, source }
     }
 
+    /// True when Microsoft no longer accepts the admin's sign-in this error came from: the STS
+    /// refused to renew it ([`EntraError::needs_new_sign_in`]), or Graph refused its access
+    /// token (401). Every Graph call onboarding makes is the admin's, and a 401 is what is left
+    /// once the token could not be renewed: it expired with no refresh token to renew it (a
+    /// run release 0.1 left running), or the renewal itself failed. A claims
+    /// challenge is [`ProvisionError::ConditionalAccess`].
+    ///
+    /// [`EntraError::needs_new_sign_in`]: entra_client::EntraError::needs_new_sign_in
+    pub fn sign_in_refused(&self) -> bool {
+        match self {
+            ProvisionError::Entra { source, .. } => {
+                source.needs_new_sign_in() || source.graph().is_some_and(|g| g.status == 401)
+            }
+            _ => false,
+        }
+    }
+
     /// What it takes to go on after this error, for the failure events.
     pub fn cause(&self) -> crate::FailureCause {
         use crate::FailureCause as C;
@@ -127,7 +144,7 @@ impl ProvisionError {
                 C::SignInAgain
             }
             ProvisionError::MissingRights { .. } => C::MissingRights,
-            ProvisionError::Entra { source, .. } if source.needs_new_sign_in() => C::SignInAgain,
+            e @ ProvisionError::Entra { .. } if e.sign_in_refused() => C::SignInAgain,
             e @ ProvisionError::Entra { .. } if e.is_authorization_denied() => C::MissingRights,
             // The tenant's app management policy refused the secret: Provision again fails the
             // same way until the policy changes.
@@ -224,6 +241,8 @@ mod tests {
             e(sts("interaction_required", 50076)).cause(),
             C::SignInAgain
         );
+        // An access token Graph no longer takes (expired, nothing to renew it with).
+        assert_eq!(e(graph(401, false)).cause(), C::SignInAgain);
         assert_eq!(e(graph(403, false)).cause(), C::MissingRights);
         assert_eq!(e(graph(400, false)).cause(), C::Microsoft);
         assert_eq!(e(sts("invalid_client", 7000215)).cause(), C::Microsoft);

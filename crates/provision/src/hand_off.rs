@@ -234,10 +234,16 @@ impl Engine {
 
     /// An access token for `rec`'s admin that still works after a long wait: redeemed from the
     /// sealed refresh token (the rotated one is sealed back into `rec`, which the caller stores),
-    /// else the stored access token.
+    /// else the stored access token. With [`Stored::WhileValid`] the stored one stands in only
+    /// while it has [`STILL_VALID_SECS`] left (or its expiry is unknown), and otherwise the
+    /// refused renewal is the error, as it is in a run ([`crate::FailureCause::SignInAgain`] for
+    /// `invalid_grant`): a token known to be dead would only fail the next Graph call with a
+    /// 401 that hides why. A cancel takes it anyway ([`Stored::Always`]), so the end of a wait
+    /// and the undo that could not be made are on the log.
     pub(crate) async fn fresh_admin_token(
         &self,
         rec: &mut OnboardingRecord,
+        stored: Stored,
     ) -> Result<SecretString, ProvisionError> {
         let (Some(sealed), Some(client_id)) = (
             rec.sealed_admin_refresh.as_deref(),
@@ -274,9 +280,32 @@ impl Engine {
                 Ok(tokens.access_token)
             }
             Err(e) => {
+                let now = onboard_core::time::now_ms() / 1000;
+                if stored == Stored::WhileValid
+                    && rec
+                        .admin_token_expires_at
+                        .is_some_and(|at| at < now.saturating_add(STILL_VALID_SECS))
+                {
+                    return Err(ProvisionError::entra(RENEWAL_STEP, e));
+                }
                 tracing::warn!(onboarding_id = %rec.id, error = %e, "the admin's refresh token was not redeemed; using the stored access token");
                 self.admin_token(rec)
             }
         }
     }
 }
+
+/// When [`Engine::fresh_admin_token`] falls back on the stored access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// While it has [`STILL_VALID_SECS`] left, or its expiry is unknown.
+    WhileValid,
+    /// Whatever its expiry.
+    Always,
+}
+
+/// How long the stored access token must still live to stand in for a refused renewal.
+const STILL_VALID_SECS: i64 = 60;
+
+/// What a refused renewal's error names as its step.
+const RENEWAL_STEP: &str = "admin_sign_in_renewal";

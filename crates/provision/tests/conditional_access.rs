@@ -1,11 +1,14 @@
-//! Conditional Access refusing the admin's token with a claims challenge (the emulator's
-//! `claims_challenge` switch) is reported as such, not as missing rights and not retried.
+//! Microsoft refusing the admin's sign-in: Conditional Access refusing its token with a claims
+//! challenge (the emulator's `claims_challenge` switch) is reported as such, not as missing
+//! rights and not retried; a resumed run whose sign-in can no longer be renewed fails asking
+//! for a new one.
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
-use provision::{PlanRequest, ProvisionError};
+use onboard_core::HookAction;
+use provision::{EventKind, FailureCause, PlanRequest, ProvisionError, Status};
 use secrecy::ExposeSecret;
-use testkit::engine::EngineEnv;
+use testkit::engine::{EngineEnv, collect, hook_once};
 use testkit::sim::calm;
 
 fn plan_req(name: &str) -> PlanRequest {
@@ -99,5 +102,52 @@ async fn a_claims_challenge_is_conditional_access_not_missing_rights() -> Result
         bail!("the sign-in check succeeded under a claims challenge");
     };
     check(&err, Some("sign_in"), &fresh)?;
+    Ok(())
+}
+
+/// A run resumed after its admin's sessions were revoked, with the stored access token at its
+/// end: the renewal Microsoft refuses (AADSTS50173) is the run's failure, audited, with the
+/// cause that asks for a new sign-in; no Graph call is made with a token known to be dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_whose_sign_in_is_not_renewed_fails_asking_for_a_new_one() -> Result<()> {
+    // Tokens of 30 s: less than the minute a stored token must have left to stand in for a
+    // refused renewal.
+    let short = Faults {
+        access_token_lifetime_s: Some(30),
+        ..calm()
+    };
+    let halt = hook_once("permissions_and_roles", HookAction::Halt);
+    let env = EngineEnv::start(short, Some(halt)).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    env.run(env.request("onb-rev", "Sbc-Revoked"), admin)
+        .await?;
+    env.sim.revoke_sign_in_sessions().await;
+    let env = env.restart(None).await?;
+    let before = env.sim.request_counts();
+    ensure!(env.engine.resume_all().await? == ["onb-rev"]);
+    let events = collect(env.engine.watch("onb-rev", 1)?, 60).await?;
+    let Some(EventKind::Aborted { error, cause }) = events.last().map(|e| &e.kind) else {
+        bail!("the resumed run did not fail: {events:#?}");
+    };
+    ensure!(
+        *cause == FailureCause::SignInAgain
+            && error.starts_with("admin_sign_in_renewal: ")
+            && error.contains("AADSTS50173"),
+        "{cause:?}: {error}"
+    );
+    ensure!(
+        env.sim.request_counts().graph == before.graph,
+        "Graph was called with the expired token"
+    );
+    let rec = env.engine.get("onb-rev")?.context("record")?;
+    ensure!(rec.status == Status::Failed, "{rec:?}");
+    let entries = env.audit_entries("onb-rev")?;
+    let last = entries.last().context("entries")?;
+    ensure!(
+        last["action"] == "onboarding.finish"
+            && last["phase"] == "failed"
+            && last["error"] == error.as_str(),
+        "{last}"
+    );
     Ok(())
 }

@@ -334,6 +334,7 @@ fn audit_status(a: AuditError, msg: String) -> Status {
 }
 
 fn provision_status(p: ProvisionError, msg: String) -> Status {
+    let sign_in_refused = p.sign_in_refused();
     match p {
         ProvisionError::InvalidName { rule, .. } => {
             if rule == NameRule::NotUnique {
@@ -362,11 +363,10 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
         ProvisionError::NotFound(_) => Status::not_found(msg),
         ProvisionError::InvalidState { .. } => Status::failed_precondition(msg),
         ProvisionError::Audit(a) => audit_unavailable(&a, msg),
-        // The STS no longer renews the admin's sign-in: as for Conditional Access, a new
-        // sign-in is the precondition, and programs read it from the detail.
-        ProvisionError::Entra { ref source, .. } if source.needs_new_sign_in() => {
-            sign_in_again_status(msg)
-        }
+        // Microsoft no longer takes the admin's sign-in (the STS does not renew it, Graph
+        // refuses its token): as for Conditional Access, a new sign-in is the precondition,
+        // and programs read it from the detail.
+        ProvisionError::Entra { .. } if sign_in_refused => sign_in_again_status(msg),
         ProvisionError::Entra { ref source, .. } => entra_status(source, msg),
         ProvisionError::ConditionalAccess { .. } => conditional_access_status(msg),
         ProvisionError::Cancelled(_) => Status::aborted(msg),

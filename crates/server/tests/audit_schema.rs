@@ -47,7 +47,7 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ),
     (
         "store.migrate",
-        "the MAC migration of release 0.1's records (tests/upgrade.rs, over the 0.1 fixture; \
+        "the MAC migration of release 0.1's records (tests/upgrade/, over the 0.1 fixture; \
          entries checked with testkit::audit::check_schema)",
     ),
     (

@@ -272,6 +272,5 @@ async fn a_release_0_1_data_directory_opens_verifies_and_keeps_growing() -> Resu
     // The export verifies with 0.1's verifier key and extends 0.1's checkpoint.
     let report = verify_since(&data, &fixture(), &old_head, dir.path())?;
     ensure!(report.contains("33/33 entries valid"), "{report}");
-    ensure!(!report.contains("INVALID"), "{report}");
     Ok(())
 }

@@ -46,11 +46,16 @@ impl Engine {
         if rec.status == Status::Cancelled {
             return Ok(Onboarding::from(&rec));
         }
-        // The sign-in may be days old (a completed onboarding undone, a wait that outlived the
-        // access token): redeem its refresh token for a working access token.
-        let token = match admin {
-            Some(token) => token,
-            None => self.fresh_admin_token(&mut rec, Stored::Always).await?,
+        // A cancelling admin's own token is used as it is. The record's sign-in may be days
+        // old (a completed onboarding undone, a wait that outlived the access token): its
+        // refresh token is redeemed for a working access token, and again as that one runs
+        // out (an undo of many changes may outlive it).
+        let graph = match admin {
+            Some(token) => self.token_graph(token),
+            None => {
+                let token = self.fresh_admin_token(&mut rec, Stored::Always).await?;
+                self.record_graph(&rec, token)?
+            }
         };
         if rec.status == Status::AwaitingAdmin {
             // The wait's end is on the log first.
@@ -58,7 +63,7 @@ impl Engine {
         }
         rec.status = Status::Cancelling;
         self.inner.store.put(&rec).await?;
-        let run = self.run_for(rec, self.token_graph(token), actor, None, None)?;
+        let run = self.run_for(rec, graph, actor, None, None)?;
         let target =
             Target::new(TargetKind::Onboarding, id.to_owned()).named(run.snapshot().await.app_name);
         let entry = |phase| {

@@ -146,10 +146,12 @@ impl Engine {
             rec.status = Status::Running;
             rec.lacking = Vec::new();
             self.inner.store.put(&rec).await?;
-            self.spawn(self.run_for(rec, self.token_graph(token), &first_actor, None, None)?)?;
+            let graph = self.record_graph(&rec, token)?;
+            self.spawn(self.run_for(rec, graph, &first_actor, None, None)?)?;
         } else {
             rec.lacking.retain(|r| h.rights.contains(r));
-            let run = self.run_for(rec, self.token_graph(token), &first_actor, None, None)?;
+            let graph = self.record_graph(&rec, token)?;
+            let run = self.run_for(rec, graph, &first_actor, None, None)?;
             run.update(|_| {}).await?;
             run.emitter.emit("", waiting_event(&h));
         }

@@ -253,6 +253,34 @@ impl Engine {
         self.inner.cfg.entra.graph(token)
     }
 
+    /// A Graph client acting as `rec`'s admin with `token` (the record's own, just read or
+    /// redeemed), renewed from the record's sealed refresh token as it runs out, as a run
+    /// Provision started is ([`Admin::graph`]): a resumed or continued run may outlive it.
+    pub(crate) fn record_graph(
+        &self,
+        rec: &OnboardingRecord,
+        token: SecretString,
+    ) -> Result<GraphClient, ProvisionError> {
+        let refresh = rec
+            .sealed_admin_refresh
+            .as_deref()
+            .map(|sealed| {
+                self.inner
+                    .key
+                    .open(&rec.id, Purpose::AdminRefreshToken, sealed)
+            })
+            .transpose()?;
+        let cfg = &self.inner.cfg;
+        Ok(crate::signin::user_graph(
+            &cfg.entra,
+            cfg.token_app_client_id.as_deref(),
+            &rec.tenant_id,
+            token,
+            refresh,
+            rec.admin_token_expires_at.unwrap_or(0),
+        ))
+    }
+
     pub(crate) fn run_for(
         &self,
         rec: OnboardingRecord,
@@ -319,8 +347,8 @@ impl Engine {
     async fn resume(&self, mut rec: OnboardingRecord) -> Result<(), ProvisionError> {
         let token = self.fresh_admin_token(&mut rec, Stored::WhileValid).await;
         self.inner.store.put(&rec).await?;
-        let (graph, failed) = match token {
-            Ok(token) => (self.token_graph(token), None),
+        let (graph, failed) = match token.and_then(|t| self.record_graph(&rec, t)) {
+            Ok(graph) => (graph, None),
             // No Graph call is made: the run ends before its first step.
             Err(e) => (self.token_graph(SecretString::default()), Some(e)),
         };

@@ -202,25 +202,41 @@ impl Admin {
         entra: &EntraClient,
         token_app_client_id: Option<&str>,
     ) -> GraphClient {
-        let (Some(refresh), Some(client_id)) = (&self.refresh_token, token_app_client_id) else {
-            return entra.graph(self.access_token.clone());
-        };
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let left = u64::try_from(self.access_expires_at.saturating_sub(now)).unwrap_or(0);
-        let tokens = UserTokens {
-            access: self.access_token.clone(),
-            refresh: Some(refresh.clone()),
-            valid_for: std::time::Duration::from_secs(left),
-        };
-        let source = RenewingToken::from_user_tokens(
-            entra.sts(),
+        user_graph(
+            entra,
+            token_app_client_id,
             &self.tenant_id,
-            client_id,
-            SIGN_IN_SCOPES,
-            tokens,
-        );
-        entra.graph_with_tokens(Arc::new(source))
+            self.access_token.clone(),
+            self.refresh_token.clone(),
+            self.access_expires_at,
+        )
     }
+}
+
+/// A Graph client acting with a user's delegated `access` token (for `tenant_id`, valid until
+/// `access_expires_at`, seconds since the Unix epoch): renewed with `refresh` through the token
+/// app it was issued to when both are known ([`Admin::graph`]), else used as it is.
+pub(crate) fn user_graph(
+    entra: &EntraClient,
+    token_app_client_id: Option<&str>,
+    tenant_id: &str,
+    access: SecretString,
+    refresh: Option<SecretString>,
+    access_expires_at: i64,
+) -> GraphClient {
+    let (Some(refresh), Some(client_id)) = (refresh, token_app_client_id) else {
+        return entra.graph(access);
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let left = u64::try_from(access_expires_at.saturating_sub(now)).unwrap_or(0);
+    let tokens = UserTokens {
+        access,
+        refresh: Some(refresh),
+        valid_for: std::time::Duration::from_secs(left),
+    };
+    let source =
+        RenewingToken::from_user_tokens(entra.sts(), tenant_id, client_id, SIGN_IN_SCOPES, tokens);
+    entra.graph_with_tokens(Arc::new(source))
 }
 
 /// When `tokens`' access token expires (seconds since the Unix epoch): now plus the token

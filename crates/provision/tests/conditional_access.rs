@@ -1,11 +1,14 @@
 //! Microsoft refusing the admin's sign-in: Conditional Access refusing its token with a claims
 //! challenge (the emulator's `claims_challenge` switch) is reported as such, not as missing
 //! rights and not retried; a resumed run whose sign-in can no longer be renewed fails asking
-//! for a new one.
+//! for a new one, and one that outlives its renewed access token renews it again.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
-use onboard_core::HookAction;
+use onboard_core::{Hook, HookAction};
 use provision::{EventKind, FailureCause, PlanRequest, ProvisionError, Status};
 use secrecy::ExposeSecret;
 use testkit::engine::{EngineEnv, collect, hook_once};
@@ -149,5 +152,39 @@ async fn a_resumed_run_whose_sign_in_is_not_renewed_fails_asking_for_a_new_one()
             && last["error"] == error.as_str(),
         "{last}"
     );
+    Ok(())
+}
+
+/// A resumed run that outlives the access token its start-up renewal got renews it again, as a
+/// run Provision started does, and completes instead of failing on Graph's 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_that_outlives_its_access_token_renews_it() -> Result<()> {
+    // Tokens of 5 s, and a pause of 6 s after the resumed run's first step.
+    let short = Faults {
+        access_token_lifetime_s: Some(5),
+        ..calm()
+    };
+    let halt = hook_once("app_registration", HookAction::Halt);
+    let env = EngineEnv::start(short, Some(halt)).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    env.run(env.request("onb-long", "Sbc-Long"), admin).await?;
+    let pause: Hook = Arc::new(|_, point| {
+        if point == "service_principal" {
+            std::thread::sleep(Duration::from_secs(6));
+        }
+        HookAction::Continue
+    });
+    let env = env.restart(Some(pause)).await?;
+    ensure!(env.engine.resume_all().await? == ["onb-long"]);
+    let events = collect(env.engine.watch("onb-long", 1)?, 120).await?;
+    ensure!(
+        matches!(
+            events.last().map(|e| &e.kind),
+            Some(EventKind::Completed(_))
+        ),
+        "the resumed run did not complete: {events:#?}"
+    );
+    let rec = env.engine.get("onb-long")?.context("record")?;
+    ensure!(rec.status == Status::Completed, "{rec:?}");
     Ok(())
 }

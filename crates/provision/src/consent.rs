@@ -21,7 +21,7 @@ use secrecy::SecretString;
 use crate::driver::scope_of;
 use crate::engine::Engine;
 use crate::error::ProvisionError;
-use crate::hand_off::{Stored, consent_url, left_changes, waiting_event};
+use crate::hand_off::{AdminToken, Stored, consent_url, left_changes, waiting_event};
 use crate::store::{OnboardingRecord, Status};
 
 /// The audit actor of grants made on Microsoft's admin-consent page: Microsoft does not say
@@ -71,13 +71,13 @@ impl Engine {
             ProvisionError::Store("a hand-off without a service principal".into())
         })?;
         // The stored access token first; a new one from the refresh token once it has expired.
-        let mut token = self.admin_token(&rec)?;
+        let mut token = AdminToken::renewable(self.admin_token(&rec)?);
         let mut refreshed = false;
-        let granted = match self.assignments(&token, &sp_id).await {
+        let granted = match self.assignments(&token.access, &sp_id).await {
             Err(EntraError::Graph(g)) if g.status == 401 => {
                 token = self.fresh_admin_token(&mut rec, Stored::WhileValid).await?;
                 refreshed = true;
-                self.assignments(&token, &sp_id).await
+                self.assignments(&token.access, &sp_id).await
             }
             other => other,
         };
@@ -90,7 +90,7 @@ impl Engine {
         if granted.iter().all(|(id, _, _)| known.contains(&id)) {
             return Ok(false);
         }
-        let graph = self.inner.cfg.entra.graph(token.clone());
+        let graph = self.inner.cfg.entra.graph(token.access.clone());
         let perms = resolve_permissions(&graph, &rec.profile, &OpContext::new()).await?;
         let mut seen = Vec::new();
         for p in &perms {
@@ -164,6 +164,7 @@ impl Engine {
         let _guard = self.inner.names.lock().await;
         if let Some(mut now) = self.inner.store.get(&rec.id)?.filter(offers_consent) {
             now.sealed_admin_token = rec.sealed_admin_token.clone();
+            now.admin_token_expires_at = rec.admin_token_expires_at;
             now.sealed_admin_refresh = rec.sealed_admin_refresh.clone();
             self.inner.store.put(&now).await?;
         }

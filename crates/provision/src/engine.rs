@@ -16,7 +16,7 @@ pub use crate::config::{EngineConfig, PlanRequest, ProvisionRequest, StepHook};
 use crate::driver::{drive, drive_unless, scope_of};
 use crate::error::ProvisionError;
 use crate::events::{self, Emitter, EventStream};
-use crate::hand_off::Stored;
+use crate::hand_off::{AdminToken, Stored};
 use crate::names::{self, validate_name};
 use crate::plan;
 use crate::signin::{Admin, check_sign_in};
@@ -259,11 +259,12 @@ impl Engine {
     pub(crate) fn record_graph(
         &self,
         rec: &OnboardingRecord,
-        token: SecretString,
+        token: AdminToken,
     ) -> Result<GraphClient, ProvisionError> {
         let refresh = rec
             .sealed_admin_refresh
             .as_deref()
+            .filter(|_| token.renewable)
             .map(|sealed| {
                 self.inner
                     .key
@@ -275,7 +276,7 @@ impl Engine {
             &cfg.entra,
             cfg.token_app_client_id.as_deref(),
             &rec.tenant_id,
-            token,
+            token.access,
             refresh,
             rec.admin_token_expires_at.unwrap_or(0),
         ))

@@ -244,12 +244,12 @@ impl Engine {
         &self,
         rec: &mut OnboardingRecord,
         stored: Stored,
-    ) -> Result<SecretString, ProvisionError> {
+    ) -> Result<AdminToken, ProvisionError> {
         let (Some(sealed), Some(client_id)) = (
             rec.sealed_admin_refresh.as_deref(),
             self.inner.cfg.token_app_client_id.as_deref(),
         ) else {
-            return self.admin_token(rec);
+            return self.admin_token(rec).map(AdminToken::renewable);
         };
         let refresh = self
             .inner
@@ -277,7 +277,7 @@ impl Engine {
                     tokens.refresh_token.as_ref(),
                     expires_at,
                 )?;
-                Ok(tokens.access_token)
+                Ok(AdminToken::renewable(tokens.access_token))
             }
             Err(e) => {
                 let now = onboard_core::time::now_ms() / 1000;
@@ -289,8 +289,31 @@ impl Engine {
                     return Err(ProvisionError::entra(RENEWAL_STEP, e));
                 }
                 tracing::warn!(onboarding_id = %rec.id, error = %e, "the admin's refresh token was not redeemed; using the stored access token");
-                self.admin_token(rec)
+                Ok(AdminToken {
+                    access: self.admin_token(rec)?,
+                    renewable: false,
+                })
             }
+        }
+    }
+}
+
+/// An access token for an onboarding's admin ([`Engine::fresh_admin_token`]).
+pub(crate) struct AdminToken {
+    /// The delegated access token.
+    pub(crate) access: SecretString,
+    /// False when the STS has just refused to renew the sign-in and the stored access token
+    /// stands in: a client that renewed it again ([`Engine::record_graph`]) would meet the
+    /// same refusal before that token runs out.
+    pub(crate) renewable: bool,
+}
+
+impl AdminToken {
+    /// `access`, its sign-in renewable as far as is known.
+    pub(crate) fn renewable(access: SecretString) -> Self {
+        Self {
+            access,
+            renewable: true,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Microsoft refusing the admin's sign-in: Conditional Access refusing its token with a claims
 //! challenge (the emulator's `claims_challenge` switch) is reported as such, not as missing
 //! rights and not retried; a resumed run whose sign-in can no longer be renewed fails asking
-//! for a new one, and one that outlives its renewed access token renews it again.
+//! for a new one, and one that outlives its renewed access token renews it again; an undo
+//! whose sign-in cannot be renewed acts with the stored access token as it is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use entra_sim::Faults;
 use onboard_core::{Hook, HookAction};
 use provision::{EventKind, FailureCause, PlanRequest, ProvisionError, Status};
 use secrecy::ExposeSecret;
-use testkit::engine::{EngineEnv, collect, hook_once};
+use testkit::engine::{EngineEnv, collect, completion, hook_once};
 use testkit::sim::calm;
 
 fn plan_req(name: &str) -> PlanRequest {
@@ -186,5 +187,27 @@ async fn a_resumed_run_that_outlives_its_access_token_renews_it() -> Result<()> 
     );
     let rec = env.engine.get("onb-long")?.context("record")?;
     ensure!(rec.status == Status::Completed, "{rec:?}");
+    Ok(())
+}
+
+/// Undoing a completed onboarding with its own sign-in: the temporary app its refresh token was
+/// issued to is gone, so the STS refuses the renewal, and the stored access token does the undo
+/// as it is, even within the minutes before its end in which a renewing client renews first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undo_whose_sign_in_cannot_be_renewed_uses_the_stored_token_to_its_end() -> Result<()> {
+    // Tokens of 200 s: inside the 5 minutes before their end from the start.
+    let short = Faults {
+        access_token_lifetime_s: Some(200),
+        ..calm()
+    };
+    let env = EngineEnv::start(short, None).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    completion(&env.run(env.request("onb-undo", "Sbc-Undo"), admin).await?)?;
+    let done = env.engine.cancel("onb-undo", "tester").await?;
+    ensure!(done.status == Status::Cancelled, "{done:?}");
+    ensure!(
+        testkit::snapshot::apps_named(&env.snapshot(), "Sbc-Undo").is_empty(),
+        "app left"
+    );
     Ok(())
 }

@@ -10,10 +10,22 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_core::{Hook, HookAction};
-use provision::{EventKind, FailureCause, PlanRequest, ProvisionError, Status};
+use provision::{Admin, EventKind, FailureCause, PlanRequest, ProvisionError, Status};
 use secrecy::ExposeSecret;
 use testkit::engine::{EngineEnv, collect, completion, hook_once};
 use testkit::sim::calm;
+
+/// An engine on an emulator whose access tokens live `secs` seconds, with `hook`, and its
+/// Global Administrator signed in.
+async fn tokens_of(secs: u64, hook: Option<Hook>) -> Result<(EngineEnv, Admin)> {
+    let faults = Faults {
+        access_token_lifetime_s: Some(secs),
+        ..calm()
+    };
+    let env = EngineEnv::start(faults, hook).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    Ok((env, admin))
+}
 
 fn plan_req(name: &str) -> PlanRequest {
     PlanRequest {
@@ -116,13 +128,8 @@ async fn a_claims_challenge_is_conditional_access_not_missing_rights() -> Result
 async fn a_resumed_run_whose_sign_in_is_not_renewed_fails_asking_for_a_new_one() -> Result<()> {
     // Tokens of 30 s: less than the minute a stored token must have left to stand in for a
     // refused renewal.
-    let short = Faults {
-        access_token_lifetime_s: Some(30),
-        ..calm()
-    };
     let halt = hook_once("permissions_and_roles", HookAction::Halt);
-    let env = EngineEnv::start(short, Some(halt)).await?;
-    let admin = env.signed_in("globaladmin").await?;
+    let (env, admin) = tokens_of(30, Some(halt)).await?;
     env.run(env.request("onb-rev", "Sbc-Revoked"), admin)
         .await?;
     env.sim.revoke_sign_in_sessions().await;
@@ -161,13 +168,8 @@ async fn a_resumed_run_whose_sign_in_is_not_renewed_fails_asking_for_a_new_one()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_run_that_outlives_its_access_token_renews_it() -> Result<()> {
     // Tokens of 5 s, and a pause of 6 s after the resumed run's first step.
-    let short = Faults {
-        access_token_lifetime_s: Some(5),
-        ..calm()
-    };
     let halt = hook_once("app_registration", HookAction::Halt);
-    let env = EngineEnv::start(short, Some(halt)).await?;
-    let admin = env.signed_in("globaladmin").await?;
+    let (env, admin) = tokens_of(5, Some(halt)).await?;
     env.run(env.request("onb-long", "Sbc-Long"), admin).await?;
     let pause: Hook = Arc::new(|_, point| {
         if point == "service_principal" {
@@ -177,14 +179,7 @@ async fn a_resumed_run_that_outlives_its_access_token_renews_it() -> Result<()> 
     });
     let env = env.restart(Some(pause)).await?;
     ensure!(env.engine.resume_all().await? == ["onb-long"]);
-    let events = collect(env.engine.watch("onb-long", 1)?, 120).await?;
-    ensure!(
-        matches!(
-            events.last().map(|e| &e.kind),
-            Some(EventKind::Completed(_))
-        ),
-        "the resumed run did not complete: {events:#?}"
-    );
+    completion(&collect(env.engine.watch("onb-long", 1)?, 120).await?)?;
     let rec = env.engine.get("onb-long")?.context("record")?;
     ensure!(rec.status == Status::Completed, "{rec:?}");
     Ok(())
@@ -196,12 +191,7 @@ async fn a_resumed_run_that_outlives_its_access_token_renews_it() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undo_whose_sign_in_cannot_be_renewed_uses_the_stored_token_to_its_end() -> Result<()> {
     // Tokens of 200 s: inside the 5 minutes before their end from the start.
-    let short = Faults {
-        access_token_lifetime_s: Some(200),
-        ..calm()
-    };
-    let env = EngineEnv::start(short, None).await?;
-    let admin = env.signed_in("globaladmin").await?;
+    let (env, admin) = tokens_of(200, None).await?;
     completion(&env.run(env.request("onb-undo", "Sbc-Undo"), admin).await?)?;
     let done = env.engine.cancel("onb-undo", "tester").await?;
     ensure!(done.status == Status::Cancelled, "{done:?}");

@@ -50,10 +50,17 @@ pub async fn resolve_permissions(
         let (graph, ctx) = (graph.clone(), ctx.clone());
         reads.spawn(async move { (r, graph.resource_service_principal(r.app_id(), &ctx).await) });
     }
-    let mut sps: BTreeMap<Resource, ServicePrincipal> = BTreeMap::new();
+    // Every read is waited for, and a failure is chosen in resource order: no call is left
+    // half done behind an error (a read whose token was renewed is sent again before the plan
+    // answers), and which error the admin sees does not depend on which answer came first.
+    let mut results = BTreeMap::new();
     while let Some(joined) = reads.join_next().await {
         let (r, res) =
             joined.map_err(|e| CoreError::Store(format!("resource lookup task: {e}")))?;
+        results.insert(r, res);
+    }
+    let mut sps: BTreeMap<Resource, ServicePrincipal> = BTreeMap::new();
+    for (r, res) in results {
         let sp = match res {
             Ok(found) => found.value,
             // The resource is Microsoft's: a 404 is an answer (nothing was just created), and

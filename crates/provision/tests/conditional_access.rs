@@ -65,6 +65,15 @@ async fn a_claims_challenge_is_conditional_access_not_missing_rights() -> Result
     let tokens = env.sign_in("globaladmin").await?;
     let token = tokens.access_token.expose_secret().to_owned();
     let admin = env.engine.sign_in(&tokens, &env.upn("globaladmin")).await?;
+    // Plan's reads, counted on a tenant without the policy: one Graph call each.
+    let before = env.sim.request_counts();
+    env.engine.plan(&admin, &plan_req("Sbc-Ca")).await?;
+    let after = env.sim.request_counts();
+    let reads = after.graph - before.graph;
+    ensure!(
+        reads >= 1 && after.sts == before.sts,
+        "{reads} reads, token requests made"
+    );
     env.sim.set_faults(Faults {
         claims_challenge: true,
         ..calm()
@@ -78,12 +87,13 @@ async fn a_claims_challenge_is_conditional_access_not_missing_rights() -> Result
     };
     check(&err, None, &token)?;
     let after = env.sim.request_counts();
-    // Each refused call asks once for a token silently (the policy refuses that one too) and
-    // sends once more with it: no loop, no plain renewal.
+    // Each read is refused, asks for a token silently (the policy refuses that one too; reads
+    // refused at once share it) and is sent once more with it, and every read ends before the
+    // plan answers: no loop, no plain renewal, nothing cut off half done.
     let (sts, graph) = (after.sts - before.sts, after.graph - before.graph);
     ensure!(
-        sts >= 1 && 2 * sts <= graph,
-        "{sts} token requests for {graph} Graph calls"
+        graph == 2 * reads && (1..=reads).contains(&sts),
+        "{sts} token requests and {graph} Graph calls for {reads} reads"
     );
 
     // Provision refuses the same way, before any change.

@@ -1,10 +1,12 @@
 //! Microsoft refusing the admin's sign-in: Conditional Access refusing its token with a claims
 //! challenge (the emulator's `claims_challenge` switch) is reported as such, not as missing
 //! rights and not retried; a resumed run whose sign-in can no longer be renewed fails asking
-//! for a new one, and one that outlives its renewed access token renews it again; an undo
-//! whose sign-in cannot be renewed acts with the stored access token as it is.
+//! for a new one, and one that outlives its renewed access token renews it again, as does a run
+//! that admin consent on Microsoft's page lets go on; an undo whose sign-in cannot be renewed
+//! acts with the stored access token as it is.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -13,7 +15,7 @@ use onboard_core::{Hook, HookAction};
 use provision::{Admin, EventKind, FailureCause, PlanRequest, ProvisionError, Status};
 use secrecy::ExposeSecret;
 use testkit::engine::{EngineEnv, collect, completion, hook_once};
-use testkit::sim::calm;
+use testkit::sim::{admin_consent, calm, users};
 
 /// An engine on an emulator whose access tokens live `secs` seconds, with `hook`, and its
 /// Global Administrator signed in.
@@ -191,6 +193,62 @@ async fn a_resumed_run_that_outlives_its_access_token_renews_it() -> Result<()> 
     ensure!(env.engine.resume_all().await? == ["onb-long"]);
     completion(&collect(env.engine.watch("onb-long", 1)?, 120).await?)?;
     let rec = env.engine.get("onb-long")?.context("record")?;
+    ensure!(rec.status == Status::Completed, "{rec:?}");
+    Ok(())
+}
+
+/// A run that a Global Administrator's grant on Microsoft's admin-consent page lets go on (as
+/// the Application Administrator who started it) renews that admin's access token when it runs
+/// out, as a resumed run does, and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_continued_after_admin_consent_renews_its_access_token() -> Result<()> {
+    const REPLY: &str = "https://wizard.example.net/wizard/consented";
+    // Tokens of 5 s, and a pause of 6 s after the first step of the continued run.
+    let armed = Arc::new(AtomicBool::new(false));
+    let pause: Hook = {
+        let armed = armed.clone();
+        Arc::new(move |_, _| {
+            if armed.swap(false, Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(6));
+            }
+            HookAction::Continue
+        })
+    };
+    let faults = Faults {
+        access_token_lifetime_s: Some(5),
+        ..calm()
+    };
+    let env = EngineEnv::start_configured(faults, Some(pause), |cfg| {
+        cfg.hand_off_for = Some(Duration::from_secs(3600));
+        cfg.consent_redirect_uri = Some(REPLY.into());
+    })
+    .await?;
+    let admin = env.signed_in(users::APP_ADMIN).await?;
+    let mut req = env.request("onb-consent", "Sbc-Consent");
+    req.profile = "qoe".into();
+    let events = env.run(req, admin).await?;
+    let Some(EventKind::AwaitingAdmin {
+        admin_consent_url: Some(url),
+        ..
+    }) = events.last().map(|e| &e.kind)
+    else {
+        bail!("no admin-consent page offered: {events:#?}");
+    };
+    let back = admin_consent(&env.sim, url, users::GLOBAL_ADMIN, true).await?;
+    ensure!(
+        back.starts_with(REPLY) && !back.contains("error="),
+        "{back}"
+    );
+
+    armed.store(true, Ordering::SeqCst);
+    let watch = env.engine.watch("onb-consent", 1)?;
+    ensure!(env.engine.check_admin_consents().await? == ["onb-consent"]);
+    completion(&collect(watch, 120).await?)?;
+    ensure!(
+        !armed.load(Ordering::SeqCst),
+        "the continued run made no step"
+    );
+    let rec = env.engine.get("onb-consent")?.context("record")?;
     ensure!(rec.status == Status::Completed, "{rec:?}");
     Ok(())
 }

@@ -81,7 +81,12 @@ pub struct EngineEnv {
     pub engine: Engine,
     /// Stops the engine's runs as the server's shutdown would.
     pub shutdown: ShutdownController,
+    /// The test's changes to [`engine_config`], made again when the engine restarts.
+    configure: Configure,
 }
+
+/// Changes a test makes to the engine configuration ([`EngineEnv::start_configured`]).
+pub type Configure = fn(&mut EngineConfig);
 
 impl Deref for EngineEnv {
     type Target = SimEnv;
@@ -117,11 +122,20 @@ pub struct Onboarded {
 impl EngineEnv {
     /// Starts the emulator with `faults` and an engine with `hook`.
     pub async fn start(faults: Faults, hook: Option<StepHook>) -> Result<Self> {
+        Self::start_configured(faults, hook, |_| {}).await
+    }
+
+    /// [`EngineEnv::start`] with `configure` applied to the engine's configuration.
+    pub async fn start_configured(
+        faults: Faults,
+        hook: Option<StepHook>,
+        configure: Configure,
+    ) -> Result<Self> {
         let entra = SimEnv::start(faults).await?;
         let dir = tempfile::tempdir()?;
         let audit = open_audit(dir.path())?;
         let db = sled::open(dir.path().join("state"))?;
-        Self::assemble(entra, dir, audit, db, hook)
+        Self::assemble(entra, dir, audit, db, hook, configure)
     }
 
     /// An engine (with a fresh shutdown signal) over `audit` and `db`.
@@ -131,6 +145,7 @@ impl EngineEnv {
         audit: AuditLog,
         db: sled::Db,
         hook: Option<StepHook>,
+        configure: Configure,
     ) -> Result<Self> {
         let shutdown = ShutdownController::default();
         let mut cfg = engine_config(
@@ -141,6 +156,7 @@ impl EngineEnv {
             hook,
         )?;
         cfg.shutdown = shutdown.handle();
+        configure(&mut cfg);
         let engine = Engine::new(cfg)?;
         Ok(Self {
             entra,
@@ -149,6 +165,7 @@ impl EngineEnv {
             db,
             engine,
             shutdown,
+            configure,
         })
     }
 
@@ -162,7 +179,7 @@ impl EngineEnv {
         drop(self.db);
         let audit = open_audit(self.dir.path())?;
         let db = reopen_sled(&self.dir.path().join("state")).await?;
-        Self::assemble(self.entra, self.dir, audit, db, hook)
+        Self::assemble(self.entra, self.dir, audit, db, hook, self.configure)
     }
 
     /// A calm emulator and an engine with onboarding `id` (app `name`) completed.

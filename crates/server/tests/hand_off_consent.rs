@@ -258,19 +258,23 @@ async fn visits_to_the_consent_page_do_not_drive_the_graph_reads() -> Result<()>
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let per_look = graph() - before;
-    // Forty visits over two seconds, past the gap of that look: at most three looks (one at
-    // once, one two seconds on, one more if a visit came in the last instant).
+    // Forty visits over two seconds or more, past the gap of that look: one look at once, one
+    // per two seconds the visits went on, and one more if a visit came in the last instant
+    // (three when the visits take two seconds; counted from the time they took, since a busy
+    // machine stretches them).
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let before = graph();
+    let started = std::time::Instant::now();
     for _ in 0..40 {
         visit().await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let looks = 2 + started.elapsed().as_secs() / 2;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let reads = graph() - before;
     ensure!(
-        reads >= per_look && reads <= 3 * per_look,
-        "{reads} Graph reads for 40 visits, {per_look} a look"
+        reads >= per_look && reads <= looks * per_look,
+        "{reads} Graph reads for 40 visits, {per_look} a look, at most {looks} looks"
     );
     env.server.stop().await
 }

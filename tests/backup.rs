@@ -219,16 +219,20 @@ async fn backup_under_load_restores_verifies_and_resumes() -> Result<()> {
     let work = tempfile::tempdir()?;
     let archive = work.path().join("during.tar");
     backup(&onboard, &server, &archive).await?;
+    // Appends go on after the backup (waited for, not assumed within a fixed time).
     let during = done.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while done.load(Ordering::SeqCst) <= during {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "appends stopped after the backup"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await??;
     }
-    ensure!(
-        done.load(Ordering::SeqCst) > during,
-        "appends went on after the backup"
-    );
     let events = provision.await??;
     let secret = claim(ch.clone(), &id).await?.secret;
     ensure!(!secret.is_empty(), "no secret claimed");

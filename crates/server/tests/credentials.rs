@@ -377,7 +377,9 @@ async fn a_rotation_in_its_overlap_finishes_after_a_server_restart() -> Result<(
     let done = onboarded_then_signed_in(&env, "Sbc-Restart").await?;
     let reg = env.registration(&done.client_id);
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
-    let mut stream = rotate(&mut c, &reg, "dr-1", 3).await?;
+    // 6 s of overlap: room for the hand-over's durable writes and the check below (the
+    // overlap's clock starts before them).
+    let mut stream = rotate(&mut c, &reg, "dr-1", 6).await?;
     let mut new_secret = None;
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(60), stream.message())

@@ -74,10 +74,12 @@ async fn sign_in_failures_are_precise_and_keep_the_invitation() -> Result<()> {
         .await?
         .refused(Code::FailedPrecondition, &["expired"])?;
     // A used invitation past its time says so, naming its onboarding (not only "used").
+    // Valid long enough for a device-code sign-in (1 s polls) on a busy machine.
+    let valid = Duration::from_secs(10);
     let asked = std::time::Instant::now();
-    let (brief, _) = env.invite(Some(Duration::from_secs(6))).await?;
+    let (brief, _) = env.invite(Some(valid)).await?;
     let used = env.signed_in(&brief, "globaladmin").await?.onboarding_id;
-    tokio::time::sleep(Duration::from_secs(6).saturating_sub(asked.elapsed())).await;
+    tokio::time::sleep(valid.saturating_sub(asked.elapsed())).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     env.sign_in(&brief, &ga, Browser::Idle).await?.refused(
         Code::FailedPrecondition,

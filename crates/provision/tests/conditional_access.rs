@@ -15,7 +15,7 @@ use onboard_core::{Hook, HookAction};
 use provision::{Admin, EventKind, FailureCause, PlanRequest, ProvisionError, Status};
 use secrecy::ExposeSecret;
 use testkit::engine::{EngineEnv, collect, completion, hook_once};
-use testkit::sim::{admin_consent, calm, users};
+use testkit::sim::{CONSENT_REPLY, admin_consent, calm, users};
 
 /// An engine on an emulator whose access tokens live `secs` seconds, with `hook`, and its
 /// Global Administrator signed in.
@@ -202,7 +202,6 @@ async fn a_resumed_run_that_outlives_its_access_token_renews_it() -> Result<()> 
 /// out, as a resumed run does, and completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_continued_after_admin_consent_renews_its_access_token() -> Result<()> {
-    const REPLY: &str = "https://wizard.example.net/wizard/consented";
     // Tokens of 5 s, and a pause of 6 s after the first step of the continued run.
     let armed = Arc::new(AtomicBool::new(false));
     let pause: Hook = {
@@ -220,7 +219,7 @@ async fn a_run_continued_after_admin_consent_renews_its_access_token() -> Result
     };
     let env = EngineEnv::start_configured(faults, Some(pause), |cfg| {
         cfg.hand_off_for = Some(Duration::from_secs(3600));
-        cfg.consent_redirect_uri = Some(REPLY.into());
+        cfg.consent_redirect_uri = Some(CONSENT_REPLY.into());
     })
     .await?;
     let admin = env.signed_in(users::APP_ADMIN).await?;
@@ -236,7 +235,7 @@ async fn a_run_continued_after_admin_consent_renews_its_access_token() -> Result
     };
     let back = admin_consent(&env.sim, url, users::GLOBAL_ADMIN, true).await?;
     ensure!(
-        back.starts_with(REPLY) && !back.contains("error="),
+        back.starts_with(CONSENT_REPLY) && !back.contains("error="),
         "{back}"
     );
 

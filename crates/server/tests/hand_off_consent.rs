@@ -11,13 +11,10 @@ use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
 use serde_json::Value;
 use testkit::audit::{check_schema, phases_and_actors, succeeded_by};
-use testkit::sim::{TOKEN_APP, admin_consent, users};
+use testkit::sim::{CONSENT_REPLY as REPLY, TOKEN_APP, admin_consent, users};
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, no_duplicates, provisioned_once, sps_where};
 use testkit::wizard::{awaiting_admin, completed, hand_off_link, wait_for};
-
-/// The reply address the test configuration's activation URL gives (`ACTIVATION_URL`).
-const REPLY: &str = "https://wizard.example.net/wizard/consented";
 
 async fn start() -> Result<SimServer> {
     SimServer::start_with(|b| Ok(b.limit("consent_poll_secs", 1))).await

@@ -341,6 +341,11 @@ pub fn assert_rode_out_faults(reasons: &[impl AsRef<str>], waits_ms: &[u64]) -> 
     Ok(())
 }
 
+/// Where Microsoft's admin-consent page sends the admin back in tests: the wizard's
+/// `/wizard/consented` under the test configuration's activation URL (the server derives it;
+/// an engine test sets it as `consent_redirect_uri`).
+pub const CONSENT_REPLY: &str = "https://wizard.example.net/wizard/consented";
+
 /// An admin `nick` answers Microsoft's admin-consent page at `consent_url` as a browser would
 /// (the page, then its form: Accept, or Cancel when `accept` is false); the redirect's
 /// `Location`, not followed.

@@ -221,14 +221,12 @@ async fn backup_under_load_restores_verifies_and_resumes() -> Result<()> {
     backup(&onboard, &server, &archive).await?;
     // Appends go on after the backup (waited for, not assumed within a fixed time).
     let during = done.load(Ordering::SeqCst);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while done.load(Ordering::SeqCst) <= during {
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "appends stopped after the backup"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    testkit::wait::until_true(
+        "an append after the backup",
+        Duration::from_secs(30),
+        async || Ok(done.load(Ordering::SeqCst) > during),
+    )
+    .await?;
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await??;

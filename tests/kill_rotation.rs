@@ -271,21 +271,19 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
             }
         }
         // One current secret, not the old one, and the old one gone.
-        let end = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
+        let what = format!("round {round}: one current secret, not the old one");
+        let converged = testkit::wait::until(&what, Duration::from_secs(120), async || {
             let now = secrets(server.channel().await?, &reg).await?;
             let current: Vec<&pb::SecretInfo> = now.iter().filter(|s| s.current).collect();
-            if now.len() == 1 && current.len() == 1 && !current[0].key_id.eq_ignore_ascii_case(&old)
-            {
-                break;
-            }
-            if tokio::time::Instant::now() > end {
-                anyhow::bail!(
-                    "round {round}: rotation did not converge: {now:#?}\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let one_new = now.len() == 1
+                && current.len() == 1
+                && !current[0].key_id.eq_ignore_ascii_case(&old);
+            Ok(testkit::wait::settled(one_new, (), now))
+        })
+        .await;
+        if let Err(e) = converged {
+            let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+            anyhow::bail!("{e}\n{server_log}");
         }
         old_keys.insert(old);
     }

@@ -119,22 +119,21 @@ async fn tiles_api_publication_and_witnesses_agree_with_a_local_export() -> Resu
     // The publication and witness lags as /metrics shows them: none once settled.
     let size = size_of(&first).context("first size")? as f64;
     let addr = server.metrics.context("no metrics listener")?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let what =
+        format!("/metrics to show the settled checkpoint's {size} entries published and witnessed");
+    testkit::wait::until(&what, Duration::from_secs(10), async || {
         let m = testkit::metrics::scrape_parsed(addr).await?;
         let (p, w) = (
             m.sum("onboard_audit_published_entries", &[]),
             m.sum("onboard_audit_witnessed_entries", &[]),
         );
-        if p >= size && w >= size {
-            break;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "/metrics says published {p}, witnessed {w}; the settled checkpoint is {size}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        Ok(testkit::wait::settled(
+            p >= size && w >= size,
+            (),
+            (("published", p), ("witnessed", w)),
+        ))
+    })
+    .await?;
     server.terminate()?;
     let old = files.dir.path().join("data-old");
     copy_dir(&data, &old)?;

@@ -164,14 +164,12 @@ async fn full_bundles_become_files_while_serving() {
             .join(audit_log::tiles::index_path(n))
     };
     // Bundle 0 was full before serving began (an older data directory), 1 and 2 filled since.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !(0..3).all(|n| file(n).is_file()) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(
-        (0..3).all(|n| file(n).is_file()),
-        "a full bundle has no file"
-    );
+    let limit = std::time::Duration::from_secs(20);
+    testkit::wait::until_true("a file for each full bundle", limit, async || {
+        Ok((0..3).all(|n| file(n).is_file()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(!file(3).exists(), "the partial bundle 3 has a file");
     let served = reqwest::get(format!("http://{}/tile/entries/001", api.addr))
         .await

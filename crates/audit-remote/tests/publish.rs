@@ -57,11 +57,12 @@ async fn publish_and_follow(target: Target) {
     append_more(&log, 700).await.unwrap();
     let want = log.checkpoint().note.clone();
     let source = Arc::new(Source::Store(target.clone()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while source.checkpoint().await.ok().as_deref() != Some(want.as_str()) {
-        assert!(std::time::Instant::now() < deadline, "not published");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let limit = std::time::Duration::from_secs(60);
+    testkit::wait::until_true("the last checkpoint published", limit, async || {
+        Ok(source.checkpoint().await.ok().as_deref() == Some(want.as_str()))
+    })
+    .await
+    .unwrap();
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
     let r = verify_target(&target).await;

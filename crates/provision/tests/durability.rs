@@ -488,14 +488,11 @@ async fn cancel_interrupted_half_way_is_finished_by_resume() -> Result<()> {
     ensure!(apps_named(&env.snapshot(), "Sbc-Half").len() == 1);
 
     ensure!(env.engine.resume_all().await? == ["onb-h"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while env.engine.get("onb-h")?.context("record")?.status != Status::Cancelled {
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "cancel was not resumed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let limit = Duration::from_secs(30);
+    testkit::wait::until_true("the cancel resumed to its end", limit, async || {
+        Ok(env.engine.get("onb-h")?.context("record")?.status == Status::Cancelled)
+    })
+    .await?;
     nothing_left(&env, "Sbc-Half")?;
     Ok(())
 }

@@ -74,24 +74,21 @@ async fn an_idle_admin_session_ends_by_itself() -> Result<()> {
     ensure!(!sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty());
     // The app is gone from the tenant a moment before the outcome entry is written: wait for
     // both.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = "the idle session ended: its app removed and that audited as the idle timeout's";
+    testkit::wait::until(what, Duration::from_secs(30), async || {
         let gone = sps_where(&env.sim.snapshot(), "display_name", TOKEN_APP).is_empty();
         let by_idle = env.server.entries()?.into_iter().any(|e| {
             e["action"] == "temporary_app.delete"
                 && e["phase"] == "succeeded"
                 && e["actor"] == onboard_server::credentials::SESSION_IDLE_ACTOR
         });
-        if gone && by_idle {
-            return Ok(());
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the idle session was not ended (app removed: {gone}; audited as the idle \
-             timeout's: {by_idle})"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        Ok(testkit::wait::settled(
+            gone && by_idle,
+            (),
+            (("removed", gone), ("audited", by_idle)),
+        ))
+    })
+    .await
 }
 
 /// A completed onboarding undone hours later: its own sign-in has expired and cannot be renewed

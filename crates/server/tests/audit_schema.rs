@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::verify_request::Target as VerifyTarget;
@@ -59,16 +59,10 @@ const ELSEWHERE: &[(&str, &str)] = &[
 
 /// Polls the log until `pred` holds (the drift scheduler runs every second).
 async fn wait_for(env: &SimServer, what: &str, pred: impl Fn(&[Value]) -> bool) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if pred(&env.server.entries()?) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    testkit::wait::until_true(what, Duration::from_secs(60), async || {
+        Ok(pred(&env.server.entries()?))
+    })
+    .await
 }
 
 fn wrote(entries: &[Value], action: &str) -> bool {

@@ -156,13 +156,12 @@ async fn state(env: &SimServer, id: &str) -> Result<pb::OnboardingState> {
 }
 
 async fn wait_for(env: &SimServer, id: &str, want: pb::OnboardingState) -> Result<()> {
-    for _ in 0..600 {
-        if state(env, id).await? == want {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("{id} never reached {want:?}")
+    let what = format!("{id} to reach {want:?}");
+    testkit::wait::until(&what, Duration::from_secs(60), async || {
+        let now = state(env, id).await?;
+        Ok(testkit::wait::settled(now == want, (), now))
+    })
+    .await
 }
 
 /// Slow enough that a run (six stages, a dozen calls: 12 s or more) outlasts the capability

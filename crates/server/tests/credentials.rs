@@ -77,15 +77,11 @@ async fn secrets_until(
     what: &str,
     settled: impl Fn(&[pb::SecretInfo]) -> bool,
 ) -> Result<Vec<pb::SecretInfo>> {
-    let end = tokio::time::Instant::now() + limit;
-    loop {
+    testkit::wait::until(what, limit, async || {
         let now = secrets(c, reg).await?;
-        if settled(&now) {
-            return Ok(now);
-        }
-        ensure!(tokio::time::Instant::now() < end, "{what}: {now:#?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        Ok(testkit::wait::settled(settled(&now), now.clone(), now))
+    })
+    .await
 }
 
 /// Starts a rotation of `service`'s secret with an overlap of `overlap_secs`.

@@ -276,14 +276,10 @@ async fn a_rotation_resumed_after_a_failed_call_gives_this_caller_the_secret_and
     });
     let graph_before = env.sim.request_counts().graph;
     let mut first = rotate(&mut c, &reg, 0).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while env.sim.request_counts().graph == graph_before {
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the add never reached Graph"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    testkit::wait::until_true("the add at Graph", Duration::from_secs(60), async || {
+        Ok(env.sim.request_counts().graph != graph_before)
+    })
+    .await?;
     env.sim.set_faults(Faults {
         sts_throttle_rate: 1.0,
         throttle_retry_after_s: 0,
@@ -554,23 +550,17 @@ async fn an_add_service_secret_cut_off_by_its_deadline_or_its_caller_still_recor
     ensure!(quit.is_err(), "answered before its caller left: {quit:?}");
     drop(gone);
     // Each secret Entra made is recorded (listed, revocable), not left for no one to know of.
-    let end = tokio::time::Instant::now() + Duration::from_secs(60);
-    let made = loop {
+    let what = "both secrets Entra made recorded";
+    let made = testkit::wait::until(what, Duration::from_secs(60), async || {
         let list = secrets(&mut c, &reg).await?;
         let made: Vec<_> = list
             .iter()
             .filter(|s| s.service_id == "dr-2" || s.service_id == "dr-3")
             .map(|s| s.key_id.clone())
             .collect();
-        if made.len() == 2 {
-            break made;
-        }
-        ensure!(
-            tokio::time::Instant::now() < end,
-            "never recorded: {list:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        Ok(testkit::wait::settled(made.len() == 2, made, list))
+    })
+    .await?;
     env.sim.set_faults(calm());
     let in_entra = testkit::snapshot::passwords(&env.sim.snapshot(), &done.client_id);
     ensure!(

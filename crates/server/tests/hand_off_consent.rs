@@ -245,14 +245,12 @@ async fn visits_to_the_consent_page_do_not_drive_the_graph_reads() -> Result<()>
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let before = graph();
     visit().await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while graph() == before {
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "a visit started no look"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::wait::until_true(
+        "a look started by the visit",
+        Duration::from_secs(20),
+        async || Ok(graph() != before),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let per_look = graph() - before;
     // Forty visits over two seconds or more, past the gap of that look: one look at once, one

@@ -1,6 +1,7 @@
 //! `[limits]` over loopback gRPC: every refusal is RESOURCE_EXHAUSTED naming the limit
 //! (`google.rpc.QuotaFailure`) and, where waiting helps, when to retry (`google.rpc.RetryInfo`).
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -109,17 +110,14 @@ async fn one_device_code_per_invitation_and_sign_in_caps() -> Result<()> {
     sign_in_exhausted(&env, &t4, "admin@third.example", "limits.max_sign_ins = 3").await?;
     // Closing a stream frees its slot: the invitation can sign in again.
     drop(first);
-    let mut again = None;
-    for _ in 0..100 {
-        match open_sign_in(&env, &token, &ga).await? {
-            Ok(s) => {
-                again = Some(s);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    ensure!(again.is_some(), "the slot was not freed");
+    let what = "a sign-in in the slot a closed stream freed";
+    let again = testkit::wait::until(what, Duration::from_secs(30), async || {
+        Ok(match open_sign_in(&env, &token, &ga).await? {
+            Ok(s) => ControlFlow::Break(s),
+            Err(refused) => ControlFlow::Continue(refused),
+        })
+    })
+    .await?;
     drop((f2, other, again));
     env.server.stop().await
 }
@@ -222,15 +220,14 @@ async fn calls_in_flight_and_message_size() -> Result<()> {
         .context("a third call in flight")?;
     exhausted(&e, "limits.max_concurrent_calls = 2", true)?;
     drop((f1, f2));
-    let mut ok = false;
-    for _ in 0..100 {
-        if a.get_checkpoint(pb::GetCheckpointRequest {}).await.is_ok() {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    ensure!(ok, "closed streams did not free their slots");
+    let what = "a call in the slots closed streams freed";
+    testkit::wait::until(what, Duration::from_secs(30), async || {
+        Ok(match a.get_checkpoint(pb::GetCheckpointRequest {}).await {
+            Ok(_) => ControlFlow::Break(()),
+            Err(refused) => ControlFlow::Continue(refused),
+        })
+    })
+    .await?;
     // A request over max_message_bytes: RESOURCE_EXHAUSTED naming the limit's size.
     let e = s
         .invitations(Some(OPERATOR))

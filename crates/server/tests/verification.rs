@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use entra_client::graph::roles::template::TEAMS_ADMINISTRATOR;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::verification_client::VerificationClient;
@@ -225,20 +225,12 @@ async fn wait_for(
     what: &str,
     pred: impl Fn(&[Value]) -> bool,
 ) -> Result<Vec<Value>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    testkit::wait::until(what, Duration::from_secs(30), async || {
         let entries = env.server.entries()?;
-        if pred(&entries) {
-            return Ok(entries);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "timed out waiting for {what}; entries: {:#?}",
-                &entries[entries.len().saturating_sub(12)..]
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let last = entries[entries.len().saturating_sub(12)..].to_vec();
+        Ok(testkit::wait::settled(pred(&entries), entries, last))
+    })
+    .await
 }
 
 fn has(entries: &[Value], action: &str, phase: &str, key: &str) -> bool {

@@ -5,7 +5,7 @@
 //!
 //! | module | feature | what |
 //! | --- | --- | --- |
-//! | [`keys`], [`audit`], [`child`], [`strace`], [`copy_dir`] | always | fixed test keys; a temporary audit log and its entries as JSON; intent/outcome checks; this test binary as a child process to kill, and the replayable kill plan; syscall traces of a child test; a directory copied (a data directory as it was) |
+//! | [`keys`], [`audit`], [`child`], [`strace`], [`wait`], [`copy_dir`] | always | fixed test keys; a temporary audit log and its entries as JSON; intent/outcome checks; this test binary as a child process to kill, and the replayable kill plan; syscall traces of a child test; polling with a deadline for what a test is not told of; a directory copied (a data directory as it was) |
 //! | [`sim`], [`snapshot`], [`portal`], [`wire`] | `sim` | the Entra emulator on `127.0.0.1:0`, the one `EntraConfig`, seeded users, sign-in; emulator state queries; changes "made in the portal"; the raw HTTPS wire client |
 //! | [`logs`] | `logs` | captured tracing output |
 //! | [`engine`] | `engine` | the provisioning engine over the emulator: `signed_in`, `onboarded` |
@@ -25,6 +25,7 @@ pub mod audit;
 pub mod child;
 pub mod keys;
 pub mod strace;
+pub mod wait;
 
 #[cfg(feature = "sim")]
 pub mod portal;

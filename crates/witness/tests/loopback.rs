@@ -564,18 +564,17 @@ async fn a_409_naming_the_size_sent_is_a_fork_not_a_retry() {
         "{e}"
     );
     let (sub, running) = submit(&log, fast(vec![endpoint], &dir.path().join("store.json")));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let status = testkit::wait::until("a submission error", Duration::from_secs(20), async || {
         let status = sub.status();
-        if let Some(err) = status[0].last_error.as_deref() {
-            assert!(err.contains("the log forked"), "{err}");
-            // One 409 to learn the size, then the fork: no resubmission from the same size.
-            assert_eq!(status[0].conflicts, 1, "{status:?}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        let failed = status[0].last_error.is_some();
+        Ok(testkit::wait::settled(failed, status.clone(), status))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = status[0].last_error.as_deref().unwrap_or_default();
+    assert!(err.contains("the log forked"), "{err}");
+    // One 409 to learn the size, then the fork: no resubmission from the same size.
+    assert_eq!(status[0].conflicts, 1, "{status:?}");
     stop(running).await;
     log.close();
 }

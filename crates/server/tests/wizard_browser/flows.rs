@@ -337,22 +337,23 @@ async fn the_customer_cancels_during_provisioning_and_nothing_is_left() -> Resul
     ensure!(w.chrome.focus().await? == "s-progress/button/btn-cancel");
     w.chrome.click("btn-cancel").await?;
     w.chrome.click("btn-cancel-yes").await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let shown = w
-            .chrome
-            .js("return !document.getElementById('progress-cancelled').hidden")
-            .await?;
-        if shown.as_bool() == Some(true) {
-            break;
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "not cancelled: {}",
-            w.chrome.text("main").await?
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    testkit::wait::until(
+        "the cancelled notice",
+        Duration::from_secs(120),
+        async || {
+            let shown = w
+                .chrome
+                .js("return !document.getElementById('progress-cancelled').hidden")
+                .await?;
+            let main = w.chrome.text("main").await?;
+            Ok(testkit::wait::settled(
+                shown.as_bool() == Some(true),
+                (),
+                main,
+            ))
+        },
+    )
+    .await?;
     ensure!(w.chrome.focus().await? == "s-progress/h2/cancelled-h");
     w.shows_cancelled().await?;
     ensure!(

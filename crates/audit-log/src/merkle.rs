@@ -200,10 +200,12 @@ pub fn root_from_inclusion_proof(
 }
 
 /// Verifies a consistency proof (RFC 9162 §2.1.4.2, c2sp.org/merkle-tree) with its exact length
-/// enforced; size 0 and equal sizes are handled explicitly: from size 0 to any larger size only
-/// the empty proof is valid (the roots are not compared), and two trees of size 0 must both
-/// have the empty tree's root. Roots are byte strings: one that is not 32 bytes can only ever
-/// equal an identical byte string (equal sizes), never a computed root.
+/// enforced; size 0 and equal sizes are handled explicitly. From size 0 to a larger size only
+/// the empty proof is valid (c2sp.org/merkle-tree), and only between what can be trees of those
+/// sizes: the older root must be the empty tree's and the newer one a SHA-256 output, as the
+/// conformance vectors (testdata/merkle) require. Two trees of size 0 must both have the empty
+/// tree's root. Roots are byte strings: one that is not 32 bytes can only ever equal an
+/// identical byte string (equal sizes), never a computed root.
 pub fn verify_consistency(
     size1: u64,
     size2: u64,
@@ -234,6 +236,15 @@ pub fn verify_consistency(
             return Err(ProofError::WrongLength {
                 got: proof.len(),
                 want: 0,
+            });
+        }
+        // A root that is not the empty tree's is no tree of size 0; one that is not 32 bytes is
+        // no tree at all.
+        check_root(&empty_root(), root1)?;
+        if root2.len() != 32 {
+            return Err(ProofError::RootMismatch {
+                computed: String::new(),
+                expected: hex::encode(root2),
             });
         }
         return Ok(());
@@ -423,18 +434,23 @@ mod tests {
         }
     }
 
-    /// c2sp.org/merkle-tree: "If m equals 0, the proof is valid if and only if it is empty."
+    /// c2sp.org/merkle-tree: "If m equals 0, the proof is valid if and only if it is empty";
+    /// between the empty tree's root and a 32-byte root (testdata/merkle's size-0 cases).
     #[test]
     fn from_size_0_only_the_empty_proof_is_valid() {
         let (_, leaves, _) = build(5);
         let r = reference_root(&leaves);
         let empty = empty_root();
         verify_consistency(0, 5, &empty, &r, &[]).unwrap();
-        verify_consistency(0, 1, &[], &leaves[0], &[]).unwrap();
+        verify_consistency(0, 1, &empty, &leaves[0], &[]).unwrap();
         assert_eq!(
             verify_consistency(0, 5, &empty, &r, &[leaves[0]]),
             Err(ProofError::WrongLength { got: 1, want: 0 })
         );
+        // Not a tree of size 0, or not a tree at all.
+        assert!(verify_consistency(0, 1, &[], &leaves[0], &[]).is_err());
+        assert!(verify_consistency(0, 5, &r, &r, &[]).is_err());
+        assert!(verify_consistency(0, 5, &empty, &r[..31], &[]).is_err());
         // The other cases keep their answers: equal sizes, backwards sizes.
         verify_consistency(0, 0, &empty, &empty, &[]).unwrap();
         assert!(verify_consistency(0, 0, &r, &r, &[]).is_err());

@@ -1,6 +1,5 @@
 //! Every RFC 6962 proof vector in testdata/merkle (transparency-dev/merkle, Apache-2.0): the
-//! verifier accepts each case marked `wantErr: false` and rejects each marked `wantErr: true`,
-//! except where c2sp.org/merkle-tree says otherwise ([`SPEC_OVERRIDES`]).
+//! verifier accepts each case marked `wantErr: false` and rejects each marked `wantErr: true`.
 
 use std::path::{Path, PathBuf};
 
@@ -48,26 +47,14 @@ fn proof(v: &Value) -> Option<Vec<Hash>> {
     }
 }
 
-/// Cases where c2sp.org/merkle-tree and these vectors (transparency-dev/merkle, which refuses
-/// every consistency proof from size 0) disagree. The spec: "If m equals 0, the proof is valid
-/// if and only if it is empty." Both are an empty proof from size 0 to size 1: valid, whatever
-/// the roots.
-const SPEC_OVERRIDES: [&str; 2] = [
-    "size1-is-zero-and-size2-is-not-zero.json",
-    "size1-is-zero-and-does-not-equal-size2.json",
-];
-
-fn overridden_by_spec(path: &Path) -> bool {
-    SPEC_OVERRIDES.iter().any(|o| path.ends_with(o))
-}
-
-/// Runs `check` on every case of `kind` and compares its verdict with `wantErr` (the opposite
-/// for the [`SPEC_OVERRIDES`]).
+/// Runs `check` on every case of `kind` and compares its verdict with `wantErr`: every case,
+/// none overruled (the size-0 cases hold under c2sp.org/merkle-tree too: an empty proof from
+/// size 0 is valid only from the empty tree's root to a 32-byte root, and theirs are not).
 fn run_all(kind: &str, check: impl Fn(&Value) -> Result<(), String>) {
     let all = cases(kind);
     assert!(all.len() > 60, "only {} {kind} cases found", all.len());
     for (path, c) in &all {
-        let want_err = c["wantErr"].as_bool().unwrap() != overridden_by_spec(path);
+        let want_err = c["wantErr"].as_bool().unwrap();
         let result = check(c);
         assert_eq!(
             result.is_err(),
@@ -98,15 +85,6 @@ fn inclusion_vectors() {
 
 #[test]
 fn consistency_vectors() {
-    let overridden = cases("consistency")
-        .into_iter()
-        .filter(|(p, c)| overridden_by_spec(p) && c["wantErr"] == true && c["size1"] == 0)
-        .count();
-    assert_eq!(
-        overridden,
-        SPEC_OVERRIDES.len(),
-        "the overridden cases moved"
-    );
     run_all("consistency", |c| match proof(&c["proof"]) {
         Some(p) => verify_consistency(
             c["size1"].as_u64().unwrap(),

@@ -115,6 +115,12 @@ impl CredentialsError {
         Self::Entra { operation, source }
     }
 
+    /// True when Microsoft could not answer ([`EntraError::is_outage`]): an outage, which
+    /// callers report as one (UNAVAILABLE), never as a property of the request.
+    pub fn is_entra_outage(&self) -> bool {
+        matches!(self, Self::Entra { source, .. } if source.is_outage())
+    }
+
     /// The Graph error code, when this is a Graph refusal.
     pub fn graph_code(&self) -> Option<&str> {
         match self {

@@ -19,15 +19,19 @@ impl Credentials {
         secret: &SecretString,
     ) -> Result<(Vec<String>, String), CredentialsError> {
         let graph_scope = "https://graph.microsoft.com/.default";
+        // Microsoft refusing the secret is the answer; Microsoft unreachable or throttling
+        // is an outage and keeps its own status (UNAVAILABLE), not "a wrong secret".
         let t = self
             .client_credentials(reg, secret, graph_scope, false)
             .await
-            .map_err(|e| {
-                CredentialsError::FailedPrecondition(format!(
-                    "the registration does not authenticate with the secret given: {e}"
-                ))
+            .map_err(|e| match e.is_entra_outage() {
+                true => e,
+                false => CredentialsError::FailedPrecondition(format!(
+                    "the registration does not authenticate with the secret given: {e}{}",
+                    fresh_hint(&e)
+                )),
             })?;
-        let held = match self.held_from_tokens(reg, secret, &t).await {
+        let held = match self.held_from_tokens(reg, secret, &t).await? {
             Some(h) => h,
             None => self.held_from_graph(reg, t).await?,
         };
@@ -72,8 +76,10 @@ impl Credentials {
         reg: &Registration,
         secret: &SecretString,
         graph: &TokenSet,
-    ) -> Option<Held> {
-        let c = graph.access_token_claims().ok()?;
+    ) -> Result<Option<Held>, CredentialsError> {
+        let Ok(c) = graph.access_token_claims() else {
+            return Ok(None);
+        };
         let mut permissions: Vec<String> = c
             .roles
             .iter()
@@ -93,23 +99,31 @@ impl Credentials {
             }
             asked.push(res);
             let scope = format!("{}/.default", res.app_id());
-            // No token for an API (no consent there): nothing held of it.
-            if let Ok(t) = self.client_credentials(reg, secret, &scope, false).await {
-                let theirs = t.access_token_claims().ok()?;
-                permissions.extend(theirs.roles.iter().map(|v| name_of(res, v)));
+            // A token refused for an API (no consent there): nothing held of it. An outage is
+            // not a refusal: it is the answer.
+            match self.client_credentials(reg, secret, &scope, false).await {
+                Ok(t) => {
+                    let Ok(theirs) = t.access_token_claims() else {
+                        return Ok(None);
+                    };
+                    permissions.extend(theirs.roles.iter().map(|v| name_of(res, v)));
+                }
+                Err(e) if e.is_entra_outage() => return Err(e),
+                Err(_) => {}
             }
         }
-        Some(Held {
+        Ok(Some(Held {
             permissions,
             role_ids: c.wids,
             sp_id: c.oid.unwrap_or_default(),
             display_name: c.app_displayname,
-        })
+        }))
     }
 
     /// What the registration holds, read from Graph: with the tenant's admin session if there
-    /// is one, else with the registration's own Graph token `own`. When neither may read it,
-    /// FAILED_PRECONDITION says the grants cannot be checked and how they can.
+    /// is one, else with the registration's own Graph token `own`. When Graph refuses the reads,
+    /// FAILED_PRECONDITION says the grants cannot be checked and how they can; an outage keeps
+    /// its own status.
     async fn held_from_graph(
         &self,
         reg: &Registration,
@@ -123,6 +137,9 @@ impl Credentials {
             .reader_graph(reg, &self.inner.entra.graph(own.access_token))
             .await;
         let cannot = |e: CredentialsError| {
+            if e.is_entra_outage() {
+                return e;
+            }
             CredentialsError::FailedPrecondition(format!(
                 "what registration {} holds cannot be checked: Microsoft issued its access \
                  token {OPAQUE_TOKEN}, and Graph did not answer the reads ({e}); sign an admin \
@@ -159,6 +176,23 @@ impl Credentials {
             sp_id: sp.id,
             display_name: sp.display_name,
         })
+    }
+}
+
+/// For a secret Microsoft says is wrong (AADSTS7000215) or a client it does not find
+/// (AADSTS700016): Microsoft takes a while to make a new secret or registration known to its
+/// sign-in service, so one made minutes ago may be refused at first.
+fn fresh_hint(e: &CredentialsError) -> &'static str {
+    let code = match e {
+        CredentialsError::Entra { source, .. } => source.aadsts(),
+        _ => None,
+    };
+    match code {
+        Some(7_000_215 | 700_016) => {
+            " (a secret or registration made in the last few minutes may not be known to \
+             Microsoft's sign-in service yet: if it was copied correctly, try again in a minute)"
+        }
+        _ => "",
     }
 }
 

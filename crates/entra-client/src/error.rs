@@ -304,6 +304,20 @@ impl EntraError {
         }
     }
 
+    /// True when Microsoft could not answer the request: unreachable or timed out, a 5xx, a
+    /// 429, the STS's `temporarily_unavailable`, or the retries used up on one of those. Asking
+    /// again later may succeed; the request itself was not judged. Anything else Microsoft
+    /// answered (a 4xx: wrong credentials, no such client, no right to read) is about the request.
+    pub fn is_outage(&self) -> bool {
+        match self.root() {
+            EntraError::Transport { .. } => true,
+            EntraError::Graph(g) => g.status >= 500 || g.status == 429,
+            _ => self.sts().is_some_and(|e| {
+                e.http_status >= 500 || e.http_status == 429 || e.error == "temporarily_unavailable"
+            }),
+        }
+    }
+
     /// True for a Graph 404 (the object does not exist, or has not replicated yet).
     pub fn is_not_found(&self) -> bool {
         self.graph().is_some_and(|g| g.status == 404)

@@ -492,11 +492,7 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
         }
         // The sign-in service down or throttling (after the retries): an upstream outage, as a
         // Graph 5xx or 429 is (api-sketch: UNAVAILABLE), so clients try again later.
-        EntraError::Sts(s)
-            if s.http_status >= 500
-                || s.http_status == 429
-                || s.error == "temporarily_unavailable" =>
-        {
+        EntraError::Sts(_) if e.is_outage() => {
             tracing::warn!(error = %msg, "Entra sign-in service unavailable");
             Status::unavailable(msg)
         }

@@ -522,3 +522,37 @@ async fn expiring_secrets_are_rotated_automatically() -> Result<()> {
     );
     env.server.stop().await
 }
+
+/// The sign-in service down while a registration is attached: UNAVAILABLE (an upstream outage,
+/// to retry), not FAILED_PRECONDITION "does not authenticate"; a secret Microsoft refuses is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_during_a_sign_in_outage_is_unavailable_and_a_refused_secret_a_precondition()
+-> Result<()> {
+    // One server made the registration; a second one, which never saw it, has it attached.
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Outage").await?.done;
+    let other = env.another_server().await?;
+    let mut c = other.credentials(Some(OPERATOR)).await?;
+    let attach = |secret: &str| pb::AttachRegistrationRequest {
+        registration: env.registration(&done.client_id),
+        profile: "direct-routing".into(),
+        service_ids: vec!["dr-attached".into()],
+        client_secret: secret.into(),
+        ..Default::default()
+    };
+    env.sim.set_faults(Faults {
+        sts_throttle_rate: 1.0,
+        throttle_retry_after_s: 0,
+        ..testkit::sim::calm()
+    });
+    c.attach_registration(attach(&done.secret))
+        .refused(Code::Unavailable, &["throttled"])
+        .await?;
+    env.sim.set_faults(testkit::sim::calm());
+    c.attach_registration(attach("abc8Q~not-the-secret"))
+        .refused(Code::FailedPrecondition, &["does not authenticate"])
+        .await?;
+    c.attach_registration(attach(&done.secret)).await?;
+    other.stop().await?;
+    env.stop().await
+}

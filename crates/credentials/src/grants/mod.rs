@@ -127,7 +127,7 @@ impl Credentials {
     /// When an app-only token of `opaque_for` is not a readable JWT: the grants from Graph,
     /// read with the registration's own Graph token. If it may not read them (it needs
     /// `Application.Read.All` and `RoleManagement.Read.Directory` or more), the answer says
-    /// they cannot be determined this way and how they can.
+    /// they cannot be determined this way and how they can; Graph unavailable stays an outage.
     async fn grants_via_own_graph(
         &self,
         reg: &Registration,
@@ -143,6 +143,9 @@ impl Credentials {
             .await?;
         let graph = self.inner.entra.graph(t.access_token);
         self.grants_via(&graph, reg).await.map_err(|e| {
+            if e.is_entra_outage() {
+                return e;
+            }
             CredentialsError::FailedPrecondition(format!(
                 "the grants of registration {} cannot be determined without an admin session: \
                  Microsoft issued its access token for {} {OPAQUE_TOKEN}, and the \

@@ -218,3 +218,51 @@ fn a_conditional_access_block_is_a_refusal_not_a_new_sign_in() {
         assert_eq!(e.is_authorization_denied(), denied, "{error} {code}");
     }
 }
+
+#[test]
+fn an_outage_is_told_from_an_answer_about_the_request() {
+    // (HTTP status, OAuth error, an outage)
+    let sts = [
+        (401, "invalid_client", false),
+        (400, "unauthorized_client", false),
+        (400, "temporarily_unavailable", true),
+        (429, "", true),
+        (503, "", true),
+    ];
+    for (status, error, outage) in sts {
+        let body = format!(r#"{{"error":"{error}","error_codes":[7000215]}}"#);
+        let e = match parse_sts_error(status, body.as_bytes()) {
+            Some(s) => EntraError::Sts(Box::new(s)),
+            None => panic!("not an STS error: {status} {error}"),
+        };
+        assert_eq!(e.is_outage(), outage, "STS {status} {error}");
+    }
+    for (status, outage) in [
+        (403, false),
+        (404, false),
+        (429, true),
+        (500, true),
+        (503, true),
+    ] {
+        let g = parse_graph_error(status, b"{}", ErrorHeaders::default());
+        let last = Box::new(EntraError::Graph(Box::new(g)));
+        let e = EntraError::RetryBudgetExhausted {
+            operation: "list_app_role_assignments",
+            attempts: 10,
+            elapsed: Duration::from_secs(1),
+            last,
+        };
+        assert_eq!(
+            e.is_outage(),
+            outage,
+            "Graph {status} (through the retry wrapper)"
+        );
+    }
+    let transport = EntraError::Transport {
+        operation: "client_credentials",
+        kind: TransportErrorKind::Connect,
+        message: "refused".into(),
+    };
+    assert!(transport.is_outage());
+    assert!(!EntraError::InvalidInput("tenant".into()).is_outage());
+}

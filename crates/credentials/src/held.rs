@@ -19,18 +19,10 @@ impl Credentials {
         secret: &SecretString,
     ) -> Result<(Vec<String>, String), CredentialsError> {
         let graph_scope = "https://graph.microsoft.com/.default";
-        // Microsoft refusing the secret is the answer; Microsoft unreachable or throttling
-        // is an outage and keeps its own status (UNAVAILABLE), not "a wrong secret".
         let t = self
             .client_credentials(reg, secret, graph_scope, false)
             .await
-            .map_err(|e| match e.is_entra_outage() {
-                true => e,
-                false => CredentialsError::FailedPrecondition(format!(
-                    "the registration does not authenticate with the secret given: {e}{}",
-                    fresh_hint(&e)
-                )),
-            })?;
+            .map_err(|e| not_authenticated(reg, e))?;
         let held = match self.held_from_tokens(reg, secret, &t).await? {
             Some(h) => h,
             None => self.held_from_graph(reg, t).await?,
@@ -179,20 +171,43 @@ impl Credentials {
     }
 }
 
-/// For a secret Microsoft says is wrong (AADSTS7000215) or a client it does not find
-/// (AADSTS700016): Microsoft takes a while to make a new secret or registration known to its
-/// sign-in service, so one made minutes ago may be refused at first.
-fn fresh_hint(e: &CredentialsError) -> &'static str {
-    let code = match e {
+/// Why the registration's own sign-in failed, as the caller can act on it. Microsoft unreachable
+/// or throttling is an outage and keeps its own status (UNAVAILABLE), never "a wrong secret".
+/// What Microsoft answered about the request: a tenant it does not know is the request's
+/// `registration.tenant_id` (AADSTS90002); a client id it does not find there is NOT_FOUND
+/// (700016); anything else (a wrong or expired secret) means the registration does not
+/// authenticate with the secret given. A secret or registration made minutes ago may not be
+/// known to the sign-in service yet (Microsoft's propagation), which the message says for 700016
+/// and 7000215 (a wrong secret); there is no automatic retry, so a typo is answered at once.
+fn not_authenticated(reg: &Registration, e: CredentialsError) -> CredentialsError {
+    if e.is_entra_outage() {
+        return e;
+    }
+    let code = match &e {
         CredentialsError::Entra { source, .. } => source.aadsts(),
         _ => None,
     };
+    const FRESH: &str = " (a secret or registration made in the last few minutes may not be \
+                         known to Microsoft's sign-in service yet: if it was copied correctly, \
+                         try again in a minute)";
     match code {
-        Some(7_000_215 | 700_016) => {
-            " (a secret or registration made in the last few minutes may not be known to \
-             Microsoft's sign-in service yet: if it was copied correctly, try again in a minute)"
-        }
-        _ => "",
+        Some(90_002) => CredentialsError::InvalidArgument {
+            field: "registration.tenant_id",
+            reason: format!(
+                "Microsoft knows no tenant {} (AADSTS90002): the tenant's id or a domain of it",
+                reg.tenant_id
+            ),
+        },
+        Some(700_016) => CredentialsError::NotFound(format!(
+            "Microsoft finds no application with client id {} in tenant {} (AADSTS700016){FRESH}",
+            reg.client_id, reg.tenant_id
+        )),
+        Some(7_000_215) => CredentialsError::FailedPrecondition(format!(
+            "the registration does not authenticate with the secret given: {e}{FRESH}"
+        )),
+        _ => CredentialsError::FailedPrecondition(format!(
+            "the registration does not authenticate with the secret given: {e}"
+        )),
     }
 }
 

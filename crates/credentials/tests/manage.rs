@@ -83,6 +83,28 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
         "{e:?}"
     );
 
+    // A tenant Microsoft does not know is the request's tenant id; a client id it does not find
+    // in the tenant is NOT_FOUND, with the hint that a new one may not be known yet.
+    let nowhere = "0a0b0c0d-0000-4000-8000-00000000abcd";
+    let e = creds
+        .attach(attach_req(nowhere, &client, &secret))
+        .await
+        .err();
+    ensure!(
+        matches!(&e, Some(CredentialsError::InvalidArgument { field: "registration.tenant_id", reason })
+            if reason.contains("AADSTS90002") && reason.contains(nowhere)),
+        "{e:?}"
+    );
+    let e = creds
+        .attach(attach_req(&tenant, nowhere, &secret))
+        .await
+        .err();
+    ensure!(
+        matches!(&e, Some(CredentialsError::NotFound(m))
+            if m.contains("AADSTS700016") && m.contains("try again in a minute")),
+        "{e:?}"
+    );
+
     // `organizations` / `common` name no tenant: Entra refuses client credentials there.
     for alias in ["organizations", "common"] {
         let e = creds

@@ -22,7 +22,9 @@ const PLAIN = {
   resource_exhausted: 'Too many attempts just now. Wait a minute, then try again.',
   internal: 'The onboarding service had a problem. Try again in a few minutes; if it keeps happening, tell your provider.',
   unknown: 'The onboarding service had a problem. Try again in a few minutes; if it keeps happening, tell your provider.',
-  unavailable: 'The onboarding service could not be reached. Check your connection, then try again.',
+  // The service answered: it, or Microsoft behind it, is out of service for now (a browser
+  // that cannot reach the service at all gets the page's own 'could not be reached').
+  unavailable: 'The onboarding service or Microsoft is not available just now. Try again in a few minutes.',
   deadline_exceeded: 'The onboarding service did not answer in time. Try again.',
 };
 export function words(err, fallback) {

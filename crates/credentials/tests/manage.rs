@@ -69,7 +69,8 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
         Err(CredentialsError::NotFound(_))
     ));
 
-    // A wrong secret does not authenticate.
+    // A wrong secret does not authenticate (and a secret made minutes ago may not be known to
+    // the sign-in service yet, the message says).
     let e = creds
         .attach(attach_req(
             &tenant,
@@ -79,7 +80,8 @@ async fn attach_validates_against_the_profile_and_lists_what_is_missing() -> Res
         .await
         .err();
     ensure!(
-        matches!(&e, Some(CredentialsError::FailedPrecondition(m)) if m.contains("does not authenticate")),
+        matches!(&e, Some(CredentialsError::FailedPrecondition(m))
+            if m.contains("does not authenticate") && m.contains("try again in a minute")),
         "{e:?}"
     );
 

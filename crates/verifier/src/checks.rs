@@ -92,6 +92,21 @@ fn credential_rejected(e: &EntraError) -> bool {
     matches!(e.root(), EntraError::Sts(s) if s.error == "invalid_client" || s.error == "unauthorized_client")
 }
 
+/// A token check Microsoft's sign-in service did not answer (unreachable, 5xx, throttled past
+/// the retries): not checked, so WARN saying why, never a FAIL of the registration (nothing
+/// says its secret is wrong) and never a finding to repair.
+fn unanswered(name: &str, e: &EntraError) -> Check {
+    Check::new(
+        name,
+        Status::Warn,
+        format!(
+            "could not be checked: Microsoft's sign-in service did not answer ({}); the next run \
+             checks again",
+            describe(e)
+        ),
+    )
+}
+
 impl Verifier {
     /// A verifier talking through `entra`.
     pub fn new(entra: EntraClient) -> Self {
@@ -133,6 +148,7 @@ impl Verifier {
                     key_note(input)
                 ),
             ),
+            Err(e) if e.is_outage() => unanswered(names::CLIENT_CREDENTIALS, e),
             Err(e) => {
                 if credential_rejected(e) {
                     findings.push(Finding::SecretRejected { error: describe(e) });
@@ -159,6 +175,7 @@ impl Verifier {
                     Status::Ok,
                     "the stored secret gets a Skype and Teams Tenant Admin API token",
                 ),
+                Err(e) if e.is_outage() => unanswered(names::TENANT_ADMIN_API_TOKEN, e),
                 Err(e) => Check::new(
                     names::TENANT_ADMIN_API_TOKEN,
                     Status::Fail,

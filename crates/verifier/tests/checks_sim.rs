@@ -258,6 +258,34 @@ async fn opaque_access_tokens_leave_the_token_roles_not_determinable_not_failed(
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_service_outage_leaves_the_token_checks_unchecked_not_failed() -> Result<()> {
+    let (env, o) = onboarded().await?;
+    let platform = Platform::start(SERVICE, true).await?;
+    // The STS throttles every token request, past the client's retries.
+    let mut faults = testkit::sim::calm();
+    (faults.sts_throttle_rate, faults.throttle_retry_after_s) = (1.0, 0);
+    env.entra.sim.set_faults(faults);
+    let v = Verifier::new(env.client.clone());
+    let r = verify_grpc(&v, &o, platform.addr, SERVICE).await;
+    for name in [names::CLIENT_CREDENTIALS, names::TENANT_ADMIN_API_TOKEN] {
+        let (s, d) = status(&r, name)?;
+        assert_eq!(s, Status::Warn, "{}", table(&r));
+        assert!(d.contains("could not be checked"), "{d}");
+    }
+    assert!(
+        r.findings.is_empty(),
+        "an outage is nothing to repair: {:?}",
+        r.findings
+    );
+    assert_eq!(r.overall(), Status::Warn, "{}", table(&r));
+    // Answering again, a wrong secret is still a FAIL (fail_cases_each_say_what_is_wrong).
+    env.entra.sim.set_faults(testkit::sim::calm());
+    let r = verify_grpc(&v, &o, platform.addr, SERVICE).await;
+    assert_eq!(r.overall(), Status::Ok, "{}", table(&r));
+    Ok(())
+}
+
 /// `app_credentials` with the app's own token (no admin sign-in): an app that owns itself
 /// reads its application, so a secret added there by hand is reported; its service
 /// principal it may not read, which the check says (WARN) rather than hiding the app's part.

@@ -333,18 +333,28 @@ fn audit_status(a: AuditError, msg: String) -> Status {
     }
 }
 
+/// `code` with a `google.rpc.BadRequest` violation of `app_name` saying the rule broken.
+fn name_rule_broken(code: Code, msg: String, rule: NameRule) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation("app_name", format!("the name {rule}"));
+    Status::with_error_details(code, msg, details)
+}
+
 fn provision_status(p: ProvisionError, msg: String) -> Status {
     let sign_in_refused = p.sign_in_refused();
     match p {
+        // Every name rule broken names the field and the rule (`google.rpc.BadRequest`);
+        // uniqueness, one of the manual's rules, is ALREADY_EXISTS with the same detail.
         ProvisionError::InvalidName { rule, .. } => {
-            if rule == NameRule::NotUnique {
-                return Status::already_exists(msg);
-            }
-            let mut details = ErrorDetails::new();
-            details.add_bad_request_violation("app_name", format!("the name {rule}"));
-            Status::with_error_details(Code::InvalidArgument, msg, details)
+            let code = match rule {
+                NameRule::NotUnique => Code::AlreadyExists,
+                _ => Code::InvalidArgument,
+            };
+            name_rule_broken(code, msg, rule)
         }
-        ProvisionError::NameTaken { .. } => Status::already_exists(msg),
+        ProvisionError::NameTaken { .. } => {
+            name_rule_broken(Code::AlreadyExists, msg, NameRule::NotUnique)
+        }
         // The admin is not who was named, or lacks a role: the system is not in a state to
         // allow it until someone else signs in or the role is granted.
         ProvisionError::WrongUser { .. } => failed_precondition(

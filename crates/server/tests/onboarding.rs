@@ -7,7 +7,7 @@ use onboard_proto::v1 as pb;
 use onboard_proto::v1::onboarding_client::OnboardingClient;
 use pb::provision_event::Event as PE;
 use testkit::audit::{assert_direct_routing_changes, change_pairs, phases};
-use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR};
+use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, bad_fields};
 use testkit::server_helpers::{Refusal, Refused, plan};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
@@ -208,13 +208,18 @@ async fn global_admin_onboards_end_to_end() -> Result<()> {
     // The same name (any case) for another onboarding of the tenant is taken.
     let (token2, _) = env.invite(None).await?;
     let id2 = env.signed_in(&token2, "globaladmin").await?.onboarding_id;
-    // Plan says so already, so the wizard tells the admin while they type.
-    testkit::server_helpers::plan(&env.server, &token2, &id2, "sbc-one")
+    // Plan says so already, so the wizard tells the admin while they type; both name the field
+    // and the rule, as for every name rule.
+    let planned = testkit::server_helpers::plan(&env.server, &token2, &id2, "sbc-one")
         .await?
         .refused(Code::AlreadyExists, &["sbc-one"])?;
-    env.provision(&token2, &id2, "SBC-ONE")
+    let provisioned = env
+        .provision(&token2, &id2, "SBC-ONE")
         .await?
         .refused(Code::AlreadyExists, &[])?;
+    for s in [planned, provisioned] {
+        ensure!(bad_fields(&s) == ["app_name"], "{s:?}");
+    }
     ensure!(apps_named(&env.sim.snapshot(), "SBC-ONE").is_empty());
 
     // Who may look: not anonymous, not an auditor or admin, not another onboarding's token.

@@ -57,13 +57,14 @@ pub fn engine_config(
 /// Opens the sled store at `path`, waiting out the file lock a dropped handle's background
 /// flusher may hold for a moment.
 async fn reopen_sled(path: &Path) -> Result<sled::Db> {
-    for _ in 0..50 {
-        match sled::open(path) {
-            Ok(db) => return Ok(db),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    Ok(sled::open(path)?)
+    let what = format!("sled at {} to open", path.display());
+    crate::wait::until(&what, Duration::from_secs(30), async || {
+        Ok(match sled::open(path) {
+            Ok(db) => std::ops::ControlFlow::Break(db),
+            Err(e) => std::ops::ControlFlow::Continue(e.to_string()),
+        })
+    })
+    .await
 }
 
 /// The emulator, its client, an audit log and a store in a temporary directory, and an engine

@@ -358,18 +358,12 @@ pub async fn wait_for(
     limit: Duration,
     pred: impl Fn(&pb::OnboardingInfo) -> bool,
 ) -> Result<pb::OnboardingInfo> {
-    let end = tokio::time::Instant::now() + limit;
-    loop {
+    let what = format!("onboarding {id} to get there");
+    crate::wait::until(&what, limit, async || {
         let info = get(ch.clone(), id).await?;
-        if pred(&info) {
-            return Ok(info);
-        }
-        ensure!(
-            tokio::time::Instant::now() < end,
-            "onboarding {id} did not get there in {limit:?}: {info:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Ok(crate::wait::settled(pred(&info), info.clone(), info))
+    })
+    .await
 }
 
 /// Polls until the onboarding is no longer running; its final summary.

@@ -202,12 +202,12 @@ fn not_authenticated(reg: &Registration, e: CredentialsError) -> CredentialsErro
             "Microsoft finds no application with client id {} in tenant {} (AADSTS700016){FRESH}",
             reg.client_id, reg.tenant_id
         )),
-        Some(7_000_215) => CredentialsError::FailedPrecondition(format!(
-            "the registration does not authenticate with the secret given: {e}{FRESH}"
-        )),
-        _ => CredentialsError::FailedPrecondition(format!(
-            "the registration does not authenticate with the secret given: {e}"
-        )),
+        _ => {
+            let hint = if code == Some(7_000_215) { FRESH } else { "" };
+            CredentialsError::FailedPrecondition(format!(
+                "the registration does not authenticate with the secret given: {e}{hint}"
+            ))
+        }
     }
 }
 

@@ -300,6 +300,20 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
     ensure!(e.contains("What to do"), "{e}");
     ensure!(w.chrome.focus().await?.ends_with("/attach-error"));
     w.shoot("02c-use-app-registration-missing").await?;
+    // Microsoft's sign-in service out of service: said so, not "a wrong secret".
+    let mut down = testkit::sim::calm();
+    (down.sts_throttle_rate, down.throttle_retry_after_s) = (1.0, 0);
+    w.env.sim.set_faults(down);
+    validate(&w, &full).await?;
+    w.wait_text(
+        "attach-error-text",
+        "The onboarding service or Microsoft is not available just now",
+        "the outage in words",
+    )
+    .await?;
+    w.shoot("02e-use-app-registration-microsoft-unavailable")
+        .await?;
+    w.env.sim.set_faults(testkit::sim::calm());
     validate(&w, &full).await?;
     w.step("s-attached", "02d-use-app-registration-connected")
         .await?;

@@ -295,7 +295,7 @@ impl Credentials {
     }
 
     /// An app-only token for the registration with one of its current secrets (the first that
-    /// works), for `scope`.
+    /// works), for `scope`. An outage ends the search at once.
     pub(crate) async fn app_token(
         &self,
         reg: &Registration,
@@ -313,6 +313,9 @@ impl Credentials {
             let value = self.open(reg, s)?;
             match self.client_credentials(reg, &value, scope, false).await {
                 Ok(t) => return Ok(t),
+                // An outage says nothing about this secret or the next: trying the others would
+                // only wait through their retries and could end on a refusal that hides it.
+                Err(e) if e.is_entra_outage() => return Err(e),
                 Err(e) => last = Some(e),
             }
         }

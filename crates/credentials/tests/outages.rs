@@ -106,3 +106,37 @@ async fn graph_down_while_reading_grants_from_graph_is_an_outage_not_undetermina
     );
     Ok(())
 }
+
+/// Sign-in requests the emulator answered while `f` ran.
+async fn sts_requests_of<T>(env: &EngineEnv, f: impl AsyncFnOnce() -> T) -> (T, u64) {
+    let before = env.sim.request_counts().sts;
+    let out = f().await;
+    (out, env.sim.request_counts().sts - before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_ends_the_search_for_a_working_secret_at_the_first_one() -> Result<()> {
+    let (env, creds) = start().await?;
+    let tenant = env.info.tenant_id.clone();
+    let one = provisioned(&env, &creds, "one", "Sbc-One-Secret").await?;
+    let two = provisioned(&env, &creds, "two", "Sbc-Two-Secrets").await?;
+    // A second current secret (for another service) on `two`; then no admin session, so the
+    // grants are read with the registration's own secrets.
+    testkit::creds::store_session(&env, &creds, "globaladmin").await?;
+    creds
+        .add_secret(&two, "svc-two-b", None, testkit::creds::ATTACH_ACTOR)
+        .await?;
+    creds.forget_admin_session(&tenant).await?;
+    ensure!(creds.registration(&two)?.current.len() == 2);
+
+    env.sim.set_faults(sts_down());
+    let (e, one_tries) = sts_requests_of(&env, async || creds.list_grants(&one).await.err()).await;
+    ensure!(is_outage(&e), "one secret: {e:?}");
+    let (e, two_tries) = sts_requests_of(&env, async || creds.list_grants(&two).await.err()).await;
+    ensure!(is_outage(&e), "two secrets: {e:?}");
+    ensure!(
+        one_tries > 0 && two_tries == one_tries,
+        "the outage was met with {one_tries} sign-in requests for one secret and {two_tries} for two"
+    );
+    Ok(())
+}

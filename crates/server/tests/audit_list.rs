@@ -278,3 +278,45 @@ async fn timestamps_that_are_not_well_formed_name_their_field() -> Result<()> {
     assert_eq!(all.entries.len(), 12);
     s.stop().await
 }
+
+/// Entries of up to 64 KiB with a `page_size` of 1000: a page ends before it outgrows the 4 MiB
+/// message limit and carries a token; the pages together hold every entry once, in order.
+#[tokio::test]
+async fn a_page_of_large_entries_is_cut_to_fit_one_message() -> Result<()> {
+    let s = TestServer::start().await?;
+    let big = "x".repeat(60 * 1024);
+    let n = 100u64;
+    for i in 0..n {
+        append(
+            &s.app,
+            json!({"action": "secret.add", "actor": "portal", "tenant_id": format!("t-{i}"), "note": big}),
+        )
+        .await?;
+    }
+    let mut c = s.audit(Some(AUDITOR)).await?;
+    let (mut seen, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = c
+            .list_entries(pb::ListEntriesRequest {
+                to_seq: n,
+                page_size: 1000,
+                with_proofs: true,
+                page_token: token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let bytes = prost::Message::encoded_len(&page);
+        ensure!(bytes <= 4 * 1024 * 1024, "a page of {bytes} bytes");
+        ensure!(!page.entries.is_empty(), "a page without entries");
+        seen.extend(seqs(&page));
+        pages += 1;
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    ensure!(seen == (0..n).collect::<Vec<_>>(), "{seen:?}");
+    ensure!(pages >= 2, "{pages} page(s) for 6 MB of entries");
+    Ok(())
+}

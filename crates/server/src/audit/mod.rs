@@ -26,6 +26,9 @@ const READERS: &[Role] = &[Role::Auditor, Role::Admin];
 /// Most entries one ListEntries page examines, so a narrow filter over a long log still
 /// answers quickly; the client continues with `next_page_token`.
 const MAX_SCAN: u64 = 10_000;
+/// Bytes of a ListEntries response kept for what is not an entry (the page token and the tree
+/// size, with their tags), when a page is cut to fit `limits.max_message_bytes`.
+const PAGE_OVERHEAD: usize = 1024;
 
 /// Serves the audit log from the shared [`App`].
 #[derive(Debug, Clone)]
@@ -144,6 +147,14 @@ impl AuditService {
         let scan_end = end.min(start.saturating_add(MAX_SCAN));
         let mut entries = Vec::new();
         let mut next = None;
+        // A page also ends before it outgrows the largest message the server sends, so any
+        // `page_size` of large entries (up to 64 KiB each, with proofs) is answered in pages.
+        let mut room = self
+            .app
+            .guards()
+            .config
+            .max_message_bytes
+            .saturating_sub(PAGE_OVERHEAD);
         for item in self.log().entries(start, scan_end) {
             let (seq, leaf) = item?;
             if !filter.matches(&leaf) {
@@ -158,12 +169,22 @@ impl AuditService {
             } else {
                 None
             };
-            entries.push(pb::Entry {
+            let entry = pb::Entry {
                 seq,
                 leaf_hash: leaf_hash(&leaf).to_vec(),
                 leaf,
                 inclusion_proof,
-            });
+            };
+            let size = prost::Message::encoded_len(&entry);
+            let size = 1 + prost::encoding::encoded_len_varint(size as u64) + size;
+            // The first entry goes in whatever its size, so a page always makes progress (one
+            // larger than the limit itself fails to send, as any message over it does).
+            if size > room && !entries.is_empty() {
+                next = Some(seq);
+                break;
+            }
+            room = room.saturating_sub(size);
+            entries.push(entry);
         }
         if next.is_none() && scan_end < end {
             next = Some(scan_end);

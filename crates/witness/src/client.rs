@@ -32,8 +32,9 @@ pub struct WitnessEndpoint {
 /// What a witness answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddOutcome {
-    /// 200: the verified cosignatures by the configured key (at least one).
-    Cosigned(Vec<Cosignature>),
+    /// 200: the verified cosignature by the configured key; of several (tlog-witness allows a
+    /// witness more than one line), the newest, the one a verifier counts.
+    Cosigned(Cosignature),
     /// 409 `text/x.tlog.size`: the size of the latest checkpoint the witness cosigned, which
     /// is not the old size sent (resubmit from it).
     Conflict {
@@ -209,7 +210,7 @@ impl WitnessClient {
     }
 
     /// Verified cosignatures by the configured key in a 200 body of signature lines.
-    fn cosignatures(&self, text: &str, body: &[u8]) -> Result<Vec<Cosignature>, WitnessError> {
+    fn cosignatures(&self, text: &str, body: &[u8]) -> Result<Cosignature, WitnessError> {
         let body =
             std::str::from_utf8(body).map_err(|_| self.bad("200 body is not UTF-8".into()))?;
         let v = &self.endpoint.verifier;
@@ -222,10 +223,10 @@ impl WitnessClient {
                 .ok_or_else(|| self.bad(format!("cosignature by {v} does not verify")))?;
             out.push(c);
         }
-        if out.is_empty() {
-            return Err(self.bad(format!("200 answer holds no cosignature by {v}")));
-        }
-        Ok(out)
+        // Every line verified; the newest is kept.
+        out.into_iter()
+            .max_by_key(|c| c.timestamp)
+            .ok_or_else(|| self.bad(format!("200 answer holds no cosignature by {v}")))
     }
 }
 
@@ -283,8 +284,13 @@ mod tests {
             with_trailing_bits(&stranger.cosign(text, 1).unwrap())
         );
         let got = client.cosignatures(text, body.as_bytes()).unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].timestamp, 7);
+        assert_eq!(got.timestamp, 7);
+        // Two valid lines by the witness's key (tlog-witness allows it): the newest is kept.
+        let newer = w.cosign(text, 9).unwrap();
+        let got = client
+            .cosignatures(text, format!("{newer}{mine}").as_bytes())
+            .unwrap();
+        assert_eq!(got.to_line(), newer);
         // A malformed line that names the witness may be its own: a bad answer.
         let body = format!("{mine}\u{2014} w.example/1 !!!\n");
         assert!(matches!(

@@ -89,7 +89,7 @@ pub(crate) async fn submit(
         };
         match outcome {
             AddOutcome::Cosigned(c) => {
-                let line = c.iter().map(|c| c.to_line()).collect::<String>();
+                let line = c.to_line();
                 return Submitted::Cosigned { line, conflicts };
             }
             AddOutcome::Conflict { size: w } => {

@@ -159,7 +159,7 @@ async fn the_client_verifies_cosignatures_and_reports_each_outcome() {
         .await
         .unwrap()
     {
-        AddOutcome::Cosigned(c) => assert_eq!(c.len(), 1),
+        AddOutcome::Cosigned(_) => {}
         o => panic!("{o:?}"),
     }
     let again = client
@@ -227,7 +227,7 @@ async fn sixteen_post_quantum_sized_signatures_fit_both_ways() {
     let AddOutcome::Cosigned(c) = add_via(w.endpoint.clone(), 0, &note).await.unwrap() else {
         panic!("not cosigned");
     };
-    let answer: &'static str = Box::leak(format!("{pq}{}", c[0].to_line()).into_boxed_str());
+    let answer: &'static str = Box::leak(format!("{pq}{}", c.to_line()).into_boxed_str());
     let fake = fake(200, "text/plain", answer).await;
     let endpoint = WitnessEndpoint {
         url: format!("http://{fake}"),

@@ -166,3 +166,43 @@ async fn a_target_that_contradicts_the_log_is_never_overwritten() {
     other.close();
     assert_eq!(std::fs::read(bucket.join("checkpoint")).unwrap(), published);
 }
+
+/// A checkpoint that witnesses vouch for gains cosignature lines at the same size as later
+/// witnesses answer: the target gets the note with them, though no tile changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_that_gains_cosignatures_at_the_same_size_is_published_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::parse(dir.path().join("bucket").to_str().unwrap(), true).unwrap();
+    let log = open(&dir.path().join("log"));
+    append_more(&log, 10).await.unwrap();
+    let own = log.checkpoint().note.clone();
+    let vouched = |note: String| {
+        Some(Arc::new(
+            audit_log::SignedCheckpoint::open(&note, &[vkey()]).unwrap(),
+        ))
+    };
+    let (tx, rx) = tokio::sync::watch::channel(vouched(own.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let publisher = Publisher::new(log.clone(), target.clone())
+        .with_feed(audit_log::CheckpointFeed::Vouched(rx));
+    let task = tokio::spawn(publisher.run(async {
+        stopped.await.ok();
+    }));
+    let source = Source::Store(target.clone());
+    let published = async |want: &str| {
+        let limit = std::time::Duration::from_secs(30);
+        testkit::wait::until_true("the note published", limit, async || {
+            Ok(source.checkpoint().await.ok().as_deref() == Some(want))
+        })
+        .await
+        .unwrap();
+    };
+    published(&own).await;
+    // A line by a key the log does not know (a witness's), as a quorum feed appends it.
+    let cosigned = format!("{own}\u{2014} w.example/1 {}\n", "A".repeat(100) + "AAAA");
+    tx.send(vouched(cosigned.clone())).unwrap();
+    published(&cosigned).await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    log.close();
+}

@@ -102,10 +102,7 @@ fn settings(a: RunArgs) -> anyhow::Result<Settings> {
     };
     let mut logs: Vec<TrustedLog> = Vec::new();
     for l in &a.logs {
-        let (origin, vkey) = l
-            .split_once('=')
-            .with_context(|| format!("--log {l:?}: want ORIGIN=VKEY"))?;
-        let v = NoteVerifier::parse(vkey).with_context(|| format!("--log {l:?}: verifier key"))?;
+        let (origin, v) = log_arg(l)?;
         match logs.iter_mut().find(|t| t.origin == origin) {
             Some(t) => t.verifiers.push(v),
             None => logs.push(TrustedLog {
@@ -118,6 +115,23 @@ fn settings(a: RunArgs) -> anyhow::Result<Settings> {
         bail!("no --log ORIGIN=VKEY given: the witness would refuse every checkpoint");
     }
     Ok((listen, key, state_dir, logs))
+}
+
+/// `--log ORIGIN=VKEY`. An origin may hold `=` (tlog-checkpoint leaves its form open) and so
+/// may a key name, so the split is the one `=` after which a verifier key parses (its key id
+/// is a hash of the name and key, which no other split matches).
+fn log_arg(l: &str) -> anyhow::Result<(&str, NoteVerifier)> {
+    let mut last = None;
+    for (at, _) in l.match_indices('=').filter(|(at, _)| *at > 0) {
+        match NoteVerifier::parse(&l[at + 1..]) {
+            Ok(v) => return Ok((&l[..at], v)),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(anyhow::Error::new(e).context(format!("--log {l:?}: verifier key"))),
+        None => bail!("--log {l:?}: want ORIGIN=VKEY (a non-empty origin)"),
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -197,5 +211,21 @@ pub fn check_quorum(
             println!("INVALID: witness quorum: {e}");
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_arg;
+
+    #[test]
+    fn a_log_argument_splits_at_the_last_equals_sign() {
+        let key = audit_log::NoteSigner::generate("log.example/a=b").unwrap();
+        let vkey = key.verifier().to_string();
+        let arg = format!("log.example/a=b={vkey}");
+        let (origin, v) = log_arg(&arg).unwrap();
+        assert_eq!((origin, v.to_string()), ("log.example/a=b", vkey.clone()));
+        assert!(log_arg(&format!("={vkey}")).is_err(), "an empty origin");
+        assert!(log_arg(&vkey).is_err(), "no origin at all");
     }
 }

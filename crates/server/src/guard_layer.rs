@@ -11,7 +11,10 @@
 //!   the call is DEADLINE_EXCEEDED naming the header, as gRPC's status guide has it for a
 //!   deadline that expired at the server. tonic also reads the header, one layer out, and would
 //!   answer CANCELLED; this layer's clock starts before tonic's and stops 1 ms short of it, so
-//!   this layer answers;
+//!   this layer answers. The deadline is the whole call's: a stream still open at it sends no
+//!   more and ends with trailers saying DEADLINE_EXCEEDED (`deadline`), its producer dropped
+//!   and its slot freed (tonic bounds only the response's headers, and a tonic client keeps no
+//!   clock for a stream's body);
 //! - the handler runs on a task of its own, tracked by the server's shutdown: a call whose
 //!   caller went away (a disconnect) or whose deadline passed is answered, or dropped, here, but
 //!   what its handler started runs to its end, so a change is never cut between its audit
@@ -21,6 +24,8 @@
 //!   the caller's fault: tonic's codec answers INTERNAL, this layer rewrites the status code to
 //!   INVALID_ARGUMENT, keeping the decoder's message (which names the field, never its bytes);
 //!   a message over `limits.max_message_bytes` is RESOURCE_EXHAUSTED (tonic: OUT_OF_RANGE).
+
+mod deadline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,10 +118,10 @@ impl Around for GuardLayer {
             let path = crate::limits::RpcPath(req.uri().path().to_owned());
             req.extensions_mut().insert(path);
             let limit = guards.config.request_timeout_secs;
-            let (within, refusal) = match caller {
-                Some((header, after)) if after < Duration::from_secs(limit) => (
+            let (within, refusal) = match &caller {
+                Some((header, after)) if *after < Duration::from_secs(limit) => (
                     after.saturating_sub(AHEAD_OF_TONIC),
-                    past_caller_deadline(&header),
+                    past_caller_deadline(header),
                 ),
                 _ => (Duration::from_secs(limit), past_time_limit(limit)),
             };
@@ -148,8 +153,14 @@ impl Around for GuardLayer {
             };
             let mut res = res?;
             invalid_argument_for_decode_errors(&mut res);
-            // The body holds its call's slot until it ends.
-            Ok(res.map(|body| Watched::body(body, permit)))
+            // The body holds its call's slot until it ends, or until the caller's deadline.
+            let res = res.map(|body| Watched::body(body, permit));
+            Ok(match caller {
+                Some((header, after)) => {
+                    res.map(|body| deadline::UntilDeadline::body(body, started + after, header))
+                }
+                None => res,
+            })
         })
     }
 }

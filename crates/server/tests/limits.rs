@@ -420,3 +420,85 @@ async fn plan_by_deadline(
     req.set_timeout(within);
     Ok(c.plan(req).await.map(tonic::Response::into_inner))
 }
+
+/// The caller's deadline is the whole call's, a stream's too: Follow, read by a tonic client
+/// (which keeps no clock for a stream's body) while entries keep coming, ends at its
+/// `grpc-timeout` with DEADLINE_EXCEEDED naming the header, and its call slot is free again at
+/// once. The server's own time limit still does not cut a stream (the deadline outlives it);
+/// a stream without a deadline stays open and a unary call with one is answered as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_at_the_callers_deadline_and_frees_its_slot() -> Result<()> {
+    let s = server_with(&[("request_timeout_secs", 1), ("max_concurrent_calls", 2)]).await?;
+    let app = s.app.clone();
+    let feeder = tokio::spawn(async move {
+        for i in 0u64.. {
+            append(&app, serde_json::json!({"action": "test", "i": i})).await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(())
+    });
+    let mut a = s.audit(Some(AUDITOR)).await?;
+    let follow = pb::FollowRequest {
+        from_seq: s.app.audit().size(),
+        filter: None,
+    };
+    let mut open = a.follow(follow.clone()).await?.into_inner();
+    let mut timed = tonic::Request::new(follow);
+    timed.set_timeout(Duration::from_millis(2500));
+    let started = std::time::Instant::now();
+    let mut timed = a.follow(timed).await?.into_inner();
+    let (mut got, mut last) = (0, Duration::ZERO);
+    let end = loop {
+        ensure!(
+            started.elapsed() < Duration::from_secs(8),
+            "the stream was still open after {:?} ({got} entries)",
+            started.elapsed()
+        );
+        match tokio::time::timeout(Duration::from_secs(5), timed.message()).await? {
+            Ok(Some(_)) => (got, last) = (got + 1, started.elapsed()),
+            Ok(None) => bail!("the stream ended without a status after {got} entries"),
+            Err(e) => break e,
+        }
+    };
+    let took = started.elapsed();
+    ensure!(
+        end.code() == Code::DeadlineExceeded
+            && end
+                .message()
+                .contains("caller's deadline (grpc-timeout: 2500000u)"),
+        "{end:?}"
+    );
+    ensure!(
+        took >= Duration::from_millis(2400) && took < Duration::from_millis(4500),
+        "ended after {took:?}"
+    );
+    ensure!(
+        last > Duration::from_millis(1500),
+        "the last entry came at {last:?}: cut by the server's time limit?"
+    );
+    // `timed` is still held: its slot was freed by the server, not by the caller leaving.
+    let what = "a call (with a deadline) in the slot the ended stream freed";
+    testkit::wait::until(what, Duration::from_secs(5), async || {
+        let mut r = tonic::Request::new(pb::GetCheckpointRequest {});
+        r.set_timeout(Duration::from_secs(5));
+        Ok(match a.get_checkpoint(r).await {
+            Ok(_) => ControlFlow::Break(()),
+            Err(refused) => ControlFlow::Continue(refused),
+        })
+    })
+    .await?;
+    // The stream without a deadline still delivers what is appended now.
+    let seq = append(&s.app, serde_json::json!({"action": "test", "after": true})).await?;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), open.message()).await;
+        let entry = next
+            .context("Follow went quiet")??
+            .context("Follow ended")?;
+        if entry.seq == seq {
+            break;
+        }
+    }
+    feeder.abort();
+    drop((open, timed));
+    s.stop().await
+}

@@ -22,7 +22,8 @@
 //! A Provision repeated with the same idempotency key (a reconnect) only follows the run and
 //! counts as Watch. SignIn needs a pending invitation (neither used, expired nor revoked). Refusals are
 //! PERMISSION_DENIED and say why. Revoking a used invitation cuts its holder off at once: new
-//! calls are refused and open Watch/Provision streams end. Undoing a completed onboarding is an
+//! calls are refused and open SignIn, Watch and Provision streams end (a SignIn stream of a
+//! pending one too, and a sign-in finished after the revocation keeps nothing). Undoing a completed onboarding is an
 //! operator's CancelOnboarding with a non-empty `reason`.
 
 use invitations::InvitationError;

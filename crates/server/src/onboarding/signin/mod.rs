@@ -6,6 +6,7 @@
 //! expired code can be tried again with the same link while a used one never works twice.
 
 mod browser;
+mod revoked;
 
 pub(crate) use browser::Returns;
 
@@ -153,10 +154,7 @@ pub(super) async fn start(
                     && inv.used_at_ms.is_some()
                 {
                     if inv.revoked_at_ms.is_some() {
-                        return Err(ServerError::PermissionDenied(format!(
-                            "invitation {} has been revoked",
-                            inv.id
-                        )));
+                        return Err(revoked::revoked(&inv.id));
                     }
                     // Used, and past its time: say which limit stops it, not only "used".
                     if now_ms() >= inv.expires_at_ms
@@ -287,8 +285,9 @@ pub(super) async fn start(
 
 impl Attempt {
     /// Streams the code (or the sign-in URL) and the ticks, then finishes the sign-in; every
-    /// ending is audited.
+    /// ending is audited. The invitation's revocation ends it at once (`revoked.rs`).
     async fn run(self, flow: Flow, tx: Sender<pb::SignInEvent>) {
+        let revocations = self.svc.app.guards().revocations();
         let after = |d: std::time::Duration| {
             timestamp(now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
         };
@@ -307,15 +306,20 @@ impl Attempt {
                 browser::first_event(b, after(browser::wait(&self.svc)), &self.onboarding_id)
             }
         };
-        if tx.send(Ok(event(first))).await.is_err() {
-            let gone = caller_gone();
-            self.failed(&gone).await;
-            count_ending(&Err(gone));
-            return;
-        }
-        let tokens = match flow {
-            Flow::Device(mut flow) => self.poll(&mut flow, &tx).await,
-            Flow::Browser(b) => self.wait_browser(b, &tx).await,
+        let sign_in = async {
+            if tx.send(Ok(event(first))).await.is_err() {
+                return Err(caller_gone());
+            }
+            match flow {
+                Flow::Device(mut flow) => self.poll(&mut flow, &tx).await,
+                Flow::Browser(b) => self.wait_browser(b, &tx).await,
+            }
+        };
+        // The revocation first: a sign-in finished after it never counts.
+        let tokens = tokio::select! {
+            biased;
+            e = self.revoked(revocations) => Err(e),
+            tokens = sign_in => tokens,
         };
         let result = match tokens {
             Ok(tokens) => self.finish(&tokens).await,
@@ -410,6 +414,9 @@ impl Attempt {
             }
             .into());
         }
+        // Revoked while the admin signed in: nothing is redeemed, kept or recorded as signed in
+        // (a revocation during the redemption is seen after it).
+        self.refuse_if_revoked()?;
         let inv = if self.redeemed {
             // Redeemed when this onboarding first signed in; linked then too.
             self.invitation.clone()
@@ -418,12 +425,14 @@ impl Attempt {
                 .app
                 .invitations()
                 .redeem(&self.actor, &self.token, &self.onboarding_id)
-                .await?
+                .await
+                .map_err(|e| self.refuse_if_revoked().err().unwrap_or_else(|| e.into()))?
         };
         if inv.hand_off_of.is_none() && !self.redeemed {
             // The onboarding stays linked to the invitation that started it.
             self.svc.link(&self.onboarding_id, &inv.id)?;
         }
+        self.refuse_if_revoked()?;
         let signed_in = pb::SignedIn {
             upn: admin.upn.clone(),
             tenant_id: admin.tenant_id.clone(),
@@ -442,6 +451,9 @@ impl Attempt {
         details.phase = Phase::Succeeded;
         details.scope.tenant_id = Some(admin.tenant_id.clone());
         self.svc.record(details).await?;
+        // And once more with nothing awaited before the session is kept: a revocation while the
+        // outcome was written leaves none either (the log then has the failure after it).
+        self.refuse_if_revoked()?;
         self.svc.sessions_insert(
             &self.onboarding_id,
             Session {

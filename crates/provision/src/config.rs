@@ -16,7 +16,10 @@ use crate::store::Store;
 
 /// Called with `(onboarding_id, step_id)` after each confirmed top-level step, and with
 /// `(onboarding_id, "<step>:changed")` right after each audited Entra change, before the step is
-/// confirmed (tests only: simulated crashes and failures).
+/// confirmed (tests only: simulated crashes and failures). Also called with `(onboarding_id,
+/// "provision:started")` once [`crate::Engine::provision`] started the run and before it
+/// returns; the answer is ignored there (the run is under way): a test holds the caller at that
+/// point by not returning yet.
 pub type StepHook = Hook;
 
 /// How to build an [`crate::Engine`].
@@ -118,9 +121,18 @@ pub(crate) struct Inner {
     pub names: tokio::sync::Mutex<()>,
     /// Wakes the admin-consent watch at once (the admin came back from Microsoft's page).
     pub consent_nudge: tokio::sync::Notify,
+    /// The test hook: `cfg.hook` (moved here), replaced by [`crate::Engine::set_hook`].
+    pub hook: std::sync::RwLock<Option<StepHook>>,
 }
 
 impl Inner {
+    /// The test hook, if any (`None` in production).
+    pub fn hook(&self) -> Option<StepHook> {
+        self.hook
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |h| h.clone())
+    }
+
     /// Expiry to ask for on a new secret.
     pub fn secret_end_date_time(&self) -> Option<String> {
         let life = self.cfg.secret_lifetime?;

@@ -62,6 +62,7 @@ impl Engine {
                 undoing: Mutex::new(Default::default()),
                 names: tokio::sync::Mutex::new(()),
                 consent_nudge: tokio::sync::Notify::new(),
+                hook: std::sync::RwLock::new(cfg.hook.take()),
                 cfg,
             }),
         })
@@ -221,7 +222,21 @@ impl Engine {
             Some(seed),
         )?)?;
         drop(guard);
+        if let Some(hook) = self.inner.hook() {
+            hook(&req.onboarding_id, "provision:started");
+        }
         Ok(EventStream::new(rx))
+    }
+
+    /// Replaces the test hook ([`EngineConfig::hook`]) of this engine: a test of a program that
+    /// builds its engine itself (the server) sets it afterwards. `None` in production.
+    pub fn set_hook(&self, hook: Option<StepHook>) {
+        let mut slot = self
+            .inner
+            .hook
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = hook;
     }
 
     /// Whether `id`'s undo runs now. A record `Cancelling` without one is an undo that failed

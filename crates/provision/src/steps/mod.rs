@@ -357,7 +357,7 @@ impl Run {
     /// Asks the test hook what to do after a confirmed step (`step`) or right after an audited
     /// Entra change (`step:changed`).
     async fn hook(&self, step: &str) -> Result<(), ProvisionError> {
-        let Some(hook) = &self.inner.cfg.hook else {
+        let Some(hook) = self.inner.hook() else {
             return Ok(());
         };
         match hook(&self.id, step) {

@@ -1,6 +1,7 @@
 //! Provision and Watch streams: engine events mapped to proto events through a bounded buffer,
-//! ended by the run, the caller, a slow reader, the shutdown, a revoked invitation, or (a Watch
-//! begun before the run) the onboarding ending without a run (`pending.rs`).
+//! ended by the run, the caller, a slow reader, the shutdown, a revoked invitation, (a Watch
+//! begun before the run) the onboarding ending without a run (`pending.rs`), or (a repeated
+//! Provision, `start.rs`) the start it follows failing.
 
 use onboard_core::audit::{Action, Phase};
 use onboard_proto::v1 as pb;
@@ -104,10 +105,11 @@ impl OnboardingService {
         invitation: Option<String>,
         source: Source,
     ) -> BoxStream<pb::ProvisionEvent> {
-        let (mut before_run, mut run_of) = match source {
-            Source::Stored => (None, None),
-            Source::BeforeRun(id) => (Some(id), None),
-            Source::Run(id) => (None, Some(id)),
+        let (mut before_run, mut run_of, mut starting) = match source {
+            Source::Stored => (None, None, None),
+            Source::BeforeRun(id) => (Some(id), None, None),
+            Source::Run(id) => (None, Some(id), None),
+            Source::Starting(id, follow) => (None, None, Some((id, follow))),
         };
         let (tx, stream) = self.app.guards().stream();
         let stop = self.app.shutdown();
@@ -141,6 +143,25 @@ impl OnboardingService {
                             }
                         }
                     }
+                    r = started(&mut starting), if starting.is_some() => {
+                        let Some((id, follow)) = starting.take() else { continue };
+                        match r {
+                            Ok(()) => match app.engine().watch(&id, follow.from) {
+                                Ok(stored) => events = stored,
+                                Err(err) => {
+                                    send_err(&tx, err.into()).await;
+                                    return;
+                                }
+                            },
+                            Err(why) => {
+                                send_err(&tx, ServerError::Unavailable(format!(
+                                    "the Provision call this one repeats did not start \
+                                     onboarding {id}'s run ({why}); call Provision again"
+                                ))).await;
+                                return;
+                            }
+                        }
+                    }
                     () = stop.recv() => {
                         send_err(&tx, ServerError::Unavailable(
                             "the server is shutting down; Watch resumes where this ended".into(),
@@ -169,7 +190,7 @@ impl OnboardingService {
                             return;
                         }
                     }
-                    next = events.next() => {
+                    next = events.next(), if starting.is_none() => {
                         let Some(e) = next else {
                             // A run's own channel closes without a final event when a cancel
                             // stops the run: the onboarding's stored events (the undo's
@@ -256,8 +277,22 @@ pub(super) enum Source {
     /// Nothing yet: the onboarding (this id) is signing in or signed in. The stream ends with
     /// FAILED_PRECONDITION if the onboarding ends without a run.
     BeforeRun(String),
+    /// Nothing yet: a Provision call with the same idempotency key and caller starts this
+    /// onboarding's run now (`start.rs`). Once it started, its events (from its first) follow,
+    /// as `Stored`; if it does not start, the stream ends with UNAVAILABLE.
+    Starting(String, super::start::Follow),
     /// The live events of the run Provision just started for this onboarding. If the run
     /// stops without a final event or a hand-off (a cancel aborted it), the stored events
     /// follow from the next index, so the caller still sees how it ended.
     Run(String),
+}
+
+/// How the start `starting` follows ended (never, without one).
+async fn started(
+    starting: &mut Option<(String, super::start::Follow)>,
+) -> std::result::Result<(), String> {
+    match starting {
+        Some((_, follow)) => follow.started().await,
+        None => std::future::pending().await,
+    }
 }

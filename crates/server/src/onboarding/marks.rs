@@ -1,7 +1,8 @@
 //! The invitation link of an onboarding (which invitation started it), and durable marks kept
 //! beside it in the onboarding-links tree, sealed like every state record (a mark without a
 //! valid MAC is refused): a signed-in onboarding cancelled before its run, and the idempotency key of the Provision call that
-//! started its run (a repeat after a server restart still only follows the run).
+//! started its run (a repeat after a server restart still only follows the run), written before
+//! the run starts and put back if it does not (`start.rs`).
 //! The secret hand-over's mark (`claim.rs`) is read here too; it is set by a compare-and-swap
 //! of its own.
 
@@ -99,6 +100,39 @@ impl OnboardingService {
     /// call that started `id`'s run).
     pub(super) async fn remember_idempotency_key(&self, id: &str, tag: &[u8]) -> Result<()> {
         self.set_mark(IDEMPOTENCY_PREFIX, id, tag).await
+    }
+
+    /// Marks `id`'s run as started by `tag` before it starts (`start.rs`); what the mark was,
+    /// to put back with [`Self::unmark_start`] if the run does not start. No tag: nothing is
+    /// written (`None`).
+    pub(super) async fn mark_start(
+        &self,
+        id: &str,
+        tag: Option<&[u8]>,
+    ) -> Result<Option<Option<Vec<u8>>>> {
+        let Some(tag) = tag else {
+            return Ok(None);
+        };
+        let previous = self.mark(IDEMPOTENCY_PREFIX, id)?;
+        self.remember_idempotency_key(id, tag).await?;
+        Ok(Some(previous))
+    }
+
+    /// Puts back the mark [`Self::mark_start`] replaced (removed if there was none).
+    pub(super) async fn unmark_start(
+        &self,
+        id: &str,
+        previous: Option<Option<Vec<u8>>>,
+    ) -> Result<()> {
+        match previous {
+            None => Ok(()),
+            Some(Some(tag)) => self.remember_idempotency_key(id, &tag).await,
+            Some(None) => {
+                let key = format!("{IDEMPOTENCY_PREFIX}{id}");
+                self.app.onboarding_links().remove(key.as_bytes())?;
+                self.app.flush_onboarding_links().await
+            }
+        }
     }
 
     /// Whether `tag` ([`idempotency_tag`]) is what started `id`'s run.

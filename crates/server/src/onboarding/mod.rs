@@ -19,6 +19,7 @@ mod late_undo;
 mod marks;
 mod pending;
 mod signin;
+mod start;
 
 use capability::Access;
 pub(crate) use capability::CustomerRpc;
@@ -30,7 +31,7 @@ use invitations::InvitationRecord;
 use onboard_core::audit::{Action, AuditEntry, Phase, Scope, Target, TargetKind};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::onboarding_server::Onboarding;
-use provision::{Admin, ListFilter, PlanRequest, ProvisionRequest};
+use provision::{Admin, ListFilter, PlanRequest};
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
@@ -40,9 +41,7 @@ use crate::app::LINKS_TREE;
 use crate::auth::Role;
 use crate::error::{Result, ServerError};
 use crate::paging::{next_page_token, page_size, page_start};
-use crate::sealing::Delivery;
 use convert::{a_run_state, info_pb, plan_pb};
-use forward::Source;
 use pending::Listed;
 
 /// The longest `reason` a caller may give (it is recorded in the audit log).
@@ -72,6 +71,8 @@ pub struct OnboardingService {
     signing_in: pending::SigningInMap,
     /// Browser sign-ins waiting for Microsoft to send the admin back (`/wizard/signed-in`).
     browser_returns: signin::Returns,
+    /// Provision calls starting a run now, by onboarding id (`start.rs`).
+    starts: start::Starts,
 }
 
 impl std::fmt::Debug for OnboardingService {
@@ -93,6 +94,7 @@ impl OnboardingService {
             sessions: Arc::new(Mutex::new(HashMap::new())),
             signing_in: pending::SigningInMap::default(),
             browser_returns: signin::Returns::default(),
+            starts: start::Starts::default(),
         }
     }
 
@@ -191,122 +193,6 @@ impl OnboardingService {
         e.scope.tenant_id = Some(admin.tenant_id.clone());
         self.record(e).await?;
         Ok(plan_pb(&plan, self.app.engine().hands_off(&plan)))
-    }
-
-    async fn provision(
-        &self,
-        mut req: Request<pb::ProvisionRequest>,
-    ) -> Result<BoxStream<pb::ProvisionEvent>> {
-        // The same call again (a reconnect, same idempotency key) only follows the run, so the
-        // capability table treats it as Watch; but a run that failed is resumed by it, as a
-        // Provision (the proto: FAILED "can be resumed with Provision").
-        // The key is kept with the session and, once the run started, durably (`marks.rs`):
-        // a reconnect after a server restart is a repeat too.
-        // The key is the caller's own: another caller's call with it is not a repeat.
-        let tag = {
-            let r = req.get_ref();
-            let caller = match r.invitation_token.as_str() {
-                "" => match self.app.auth().authenticate(&req) {
-                    Ok(c) => format!("operator {}", c.identity),
-                    // Refused by the access check below.
-                    Err(_) => String::new(),
-                },
-                token => token.to_owned(),
-            };
-            (!r.idempotency_key.is_empty())
-                .then(|| marks::idempotency_tag(&caller, &r.idempotency_key))
-        };
-        let repeat = {
-            let id = req.get_ref().onboarding_id.to_ascii_lowercase();
-            let failed = matches!(
-                self.app.engine().get(&id),
-                Ok(Some(o)) if o.status == provision::Status::Failed
-            );
-            match &tag {
-                Some(tag) if !failed => {
-                    self.sessions()
-                        .get(&id)
-                        .and_then(|s| s.idempotency_key.as_ref())
-                        == Some(tag)
-                        || self.started_with_idempotency_key(&id, tag)?
-                }
-                _ => false,
-            }
-        };
-        let rpc = if repeat {
-            CustomerRpc::Watch
-        } else {
-            CustomerRpc::Provision
-        };
-        let Access { actor, invitation } = self.access(&mut req, rpc)?;
-        let r = req.into_inner();
-        if !repeat {
-            self.app.engine().refuse_running(&r.onboarding_id)?;
-        }
-        ServerError::at_most("app_name", &r.app_name, MAX_RECORDED_NAME)?;
-        let delivery = Delivery::from_request(r.seal_to.as_ref())?;
-        // The secret goes to an operator (the platform) only; the customer's wizard, which
-        // calls with the invitation token, never receives it (the platform claims it).
-        let secret_to = r
-            .invitation_token
-            .is_empty()
-            .then(|| (actor.clone(), delivery));
-        let id = r.onboarding_id.clone();
-        let engine = self.app.engine();
-        if repeat && engine.get(&id)?.is_some() {
-            // The same call again (a reconnect): follow the run instead of starting another.
-            self.record(Self::entry(
-                &actor,
-                Action::OnboardingWatch,
-                Phase::Succeeded,
-                &id,
-            ))
-            .await?;
-            let stored = engine.watch(&id, 1)?;
-            return Ok(self.forward(stored, None, invitation, Source::Stored));
-        }
-        let (inv, admin) = self.session(&id)?;
-        let mut details = Self::entry(&actor, Action::OnboardingProvision, Phase::Intent, &id)
-            .with_detail("app_name", r.app_name.clone())
-            .with_detail("profile", inv.profile.clone());
-        details.scope.service_id = Some(inv.service_id.clone());
-        details.scope.tenant_id = Some(admin.tenant_id.clone());
-        self.record(details.clone()).await?;
-        let started = engine
-            .provision(
-                ProvisionRequest {
-                    onboarding_id: id.clone(),
-                    service_id: inv.service_id.clone(),
-                    app_name: r.app_name,
-                    profile: inv.profile.clone(),
-                    platform_version: version(&inv),
-                    actor: actor.clone(),
-                },
-                admin,
-            )
-            .await;
-        match started {
-            Ok(stream) => {
-                details.phase = Phase::Succeeded;
-                self.record(details).await?;
-                // The run is under way whatever happens here: without the mark only a
-                // reconnect after a restart is refused (it can Watch instead).
-                if let Some(tag) = &tag
-                    && let Err(e) = self.remember_idempotency_key(&id, tag).await
-                {
-                    tracing::warn!(error = %e, onboarding_id = %id, "idempotency key not stored");
-                }
-                if let Some(s) = self.sessions().get_mut(&id) {
-                    s.idempotency_key = tag;
-                }
-                Ok(self.forward(stream, secret_to, invitation, Source::Run(id)))
-            }
-            Err(e) => {
-                details.phase = Phase::Failed;
-                self.record(details.with_error(e.to_string())).await?;
-                Err(self.drop_refused_sign_in(&id, e).into())
-            }
-        }
     }
 
     /// The summary of one onboarding, from the engine or, before Provision, the session or

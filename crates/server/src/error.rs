@@ -138,9 +138,13 @@ pub fn bound_echoes(msg: &str) -> String {
 }
 
 fn describe(v: &[FieldViolation]) -> String {
+    // A violation with no field is the whole request's (a request that does not decode).
     let parts: Vec<String> = v
         .iter()
-        .map(|f| format!("{}: {}", f.field, f.description))
+        .map(|f| match f.field.as_str() {
+            "" => f.description.clone(),
+            field => format!("{field}: {}", f.description),
+        })
         .collect();
     format!("invalid argument: {}", parts.join("; "))
 }

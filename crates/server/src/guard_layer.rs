@@ -21,11 +21,13 @@
 //!   intent and its outcome, nor between Entra and the store. It keeps its call slot until then;
 //!   a graceful stop waits for it (`Shutdown::grace`);
 //! - a request that does not decode (invalid UTF-8 in a string field, a truncated message) is
-//!   the caller's fault: tonic's codec answers INTERNAL, this layer rewrites the status code to
-//!   INVALID_ARGUMENT, keeping the decoder's message (which names the field, never its bytes);
-//!   a message over `limits.max_message_bytes` is RESOURCE_EXHAUSTED (tonic: OUT_OF_RANGE).
+//!   the caller's fault: tonic's codec answers INTERNAL, this layer answers INVALID_ARGUMENT
+//!   with a `google.rpc.BadRequest` violation naming the field's path and the rule broken
+//!   (`decode`), never its bytes; a message over `limits.max_message_bytes` is
+//!   RESOURCE_EXHAUSTED (tonic: OUT_OF_RANGE).
 
 mod deadline;
+mod decode;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,8 +117,9 @@ impl Around for GuardLayer {
             };
             // The handlers see which RPC they serve (tonic's server requests carry no path).
             let mut req = req;
-            let path = crate::limits::RpcPath(req.uri().path().to_owned());
-            req.extensions_mut().insert(path);
+            let path = req.uri().path().to_owned();
+            req.extensions_mut()
+                .insert(crate::limits::RpcPath(path.clone()));
             let limit = guards.config.request_timeout_secs;
             let (within, refusal) = match &caller {
                 Some((header, after)) if *after < Duration::from_secs(limit) => (
@@ -152,7 +155,9 @@ impl Around for GuardLayer {
                 }
             };
             let mut res = res?;
-            invalid_argument_for_decode_errors(&mut res);
+            if let Some(e) = refuse_decode_errors(&mut res, &path) {
+                return Ok(refuse(e, grpc));
+            }
             // The body holds its call's slot until it ends, or until the caller's deadline.
             let res = res.map(|body| Watched::body(body, permit));
             Ok(match caller {
@@ -214,30 +219,35 @@ fn past_caller_deadline(header: &str) -> crate::error::ServerError {
 /// What a call answered DEADLINE_EXCEEDED still does: its handler is not cut off.
 const RUNS_ON: &str = "what it started runs to its end (its audit entries say how it ended): look before repeating it";
 
-/// What tonic's codec answers for a request it could not take, rewritten to say whose fault
-/// it is: "failed to decode Protobuf message: …" (INTERNAL) is INVALID_ARGUMENT, and "decoded
-/// message length too large" (OUT_OF_RANGE) is RESOURCE_EXHAUSTED, as gRPC's status guide has
-/// it for a message over the limit (`limits.max_message_bytes`, named in the message).
-fn invalid_argument_for_decode_errors(res: &mut Response<Body>) {
+/// What tonic's codec answers for a request it could not take, in the caller's terms:
+/// "failed to decode Protobuf message: …" (INTERNAL) is the refusal returned, INVALID_ARGUMENT
+/// with the field's violation (`decode`); "decoded message length too large" (OUT_OF_RANGE) is
+/// rewritten to RESOURCE_EXHAUSTED, as gRPC's status guide has it for a message over the limit
+/// (`limits.max_message_bytes`, named in the message).
+fn refuse_decode_errors(res: &mut Response<Body>, path: &str) -> Option<crate::error::ServerError> {
     let h = res.headers();
     let status = h.get("grpc-status").map(|v| v.as_bytes().to_vec());
     let message = h.get("grpc-message").map(|v| v.as_bytes().to_vec());
     let (Some(status), Some(message)) = (status, message) else {
-        return;
+        return None;
     };
     let starts = |plain: &str| {
         message.starts_with(plain.as_bytes())
             || message.starts_with(plain.replace(' ', "%20").as_bytes())
     };
-    let code = if status == b"13" && starts("failed to decode Protobuf message") {
-        "3"
-    } else if status == b"11" && starts("Error, decoded message length too large") {
-        "8"
-    } else {
-        return;
-    };
-    res.headers_mut()
-        .insert("grpc-status", HeaderValue::from_static(code));
+    if status == b"13" && starts("failed to decode Protobuf message") {
+        // The message as tonic wrote it, percent-decoded (unreadable: the whole request's).
+        let decoded = tonic::Status::from_header_map(res.headers());
+        return Some(decode::refusal(
+            path,
+            decoded.as_ref().map_or("", |s| s.message()),
+        ));
+    }
+    if status == b"11" && starts("Error, decoded message length too large") {
+        res.headers_mut()
+            .insert("grpc-status", HeaderValue::from_static("8"));
+    }
+    None
 }
 
 /// A call's slot: released when its response body is dropped (the stream ended or the caller

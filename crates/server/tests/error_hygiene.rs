@@ -1,18 +1,21 @@
 //! Error hygiene over loopback gRPC: a request that does not decode (invalid UTF-8 in a string
-//! field) is INVALID_ARGUMENT, not INTERNAL; no status message echoes more than 128 characters
-//! of anything the caller sent; Watch from past the end of a finished onboarding is
-//! OUT_OF_RANGE at once; a failed audit write never shows the caller the data directory.
+//! field) is INVALID_ARGUMENT naming the field's path in `google.rpc.BadRequest`, not
+//! INTERNAL; no status message echoes more than 128 characters of anything the caller sent;
+//! Watch from past the end of a finished onboarding is OUT_OF_RANGE at once; a failed audit
+//! write never shows the caller the data directory.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
+use prost::Message;
 use testkit::server::{OPERATOR, TestServer, with_token};
-use testkit::server_helpers::{Refusal, Refused, code_of};
+use testkit::server_helpers::{Refusal, Refused};
 use testkit::sim_server::SimServer;
-use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
+use tonic_types::StatusExt;
 
 /// A request whose fields 1 and 2 are raw bytes, so a string field can carry invalid UTF-8.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -25,56 +28,127 @@ struct RawTwo {
     two: Vec<u8>,
 }
 
+/// A request sent as these bytes, framing and all (what no generated message can encode).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Wire(Vec<u8>);
+
+impl Message for Wire {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// Any response (its fields are not read).
 #[derive(Clone, PartialEq, prost::Message)]
 struct Anything {}
 
-/// The status code of a raw call to `path` with `req`: a unary one's, or a server stream's
-/// (its opening, then its first message).
-async fn raw_call(s: &TestServer, path: &'static str, req: RawTwo, stream: bool) -> Result<Code> {
+/// The answer to a raw call to `path` with `req`: a unary one's, or a server stream's (its
+/// opening, then its first message).
+async fn raw_call<M: Message + Send + Sync + 'static>(
+    s: &TestServer,
+    path: &'static str,
+    req: M,
+    stream: bool,
+) -> Result<Result<(), Status>> {
     let mut grpc = tonic::client::Grpc::new(with_token(s.channel().await?, Some(OPERATOR)));
     grpc.ready().await?;
     let (req, path) = (tonic::Request::new(req), PathAndQuery::from_static(path));
-    let codec = ProstCodec::<RawTwo, Anything>::default();
+    let codec = ProstCodec::<M, Anything>::default();
     if !stream {
-        return Ok(code_of(grpc.unary(req, path, codec).await));
+        return Ok(grpc.unary(req, path, codec).await.map(drop));
     }
     Ok(match grpc.server_streaming(req, path, codec).await {
-        Err(s) => s.code(),
-        Ok(mut stream) => code_of(stream.get_mut().message().await),
+        Err(s) => Err(s),
+        Ok(mut stream) => stream.get_mut().message().await.map(drop),
     })
 }
 
+/// Checks a refusal of an undecodable request: INVALID_ARGUMENT with one
+/// `google.rpc.BadRequest` violation, of `field` (a proto field path; empty: the whole
+/// request), saying `rule`.
+fn undecodable(rpc: &str, answer: Result<(), Status>, field: &str, rule: &str) -> Result<()> {
+    let e = answer.err().with_context(|| format!("{rpc}: answered"))?;
+    ensure!(e.code() == Code::InvalidArgument, "{rpc}: {e:?}");
+    let bad = e
+        .get_details_bad_request()
+        .with_context(|| format!("{rpc}: no BadRequest: {e:?}"))?;
+    let got: Vec<_> = bad
+        .field_violations
+        .iter()
+        .map(|v| (v.field.as_str(), v.description.as_str()))
+        .collect();
+    ensure!(got == [(field, rule)], "{rpc}: {got:?}");
+    ensure!(e.message().contains(rule), "{rpc}: {e:?}");
+    Ok(())
+}
+
 #[tokio::test]
-async fn undecodable_requests_are_invalid_argument() -> Result<()> {
+async fn undecodable_requests_are_invalid_argument_naming_the_field() -> Result<()> {
     let s = TestServer::start().await?;
     let bad = vec![b'a', 0xff, 0xfe, b'z'];
     let req = |one: Vec<u8>, two: Vec<u8>| RawTwo { one, two };
-    for (path, r) in [
+    let utf8 = "must be valid UTF-8 text";
+    for (path, r, field) in [
         (
             "/onboard.v1.Onboarding/GetOnboarding",
             req(bad.clone(), Vec::new()),
+            "onboarding_id",
         ),
         (
             "/onboard.v1.Invitations/CreateInvitation",
             req(bad.clone(), b"dr-1".to_vec()),
+            "customer",
         ),
+        // A oneof's member: the oneof is named, as the handlers name it.
         (
             "/onboard.v1.Verification/Verify",
             req(bad.clone(), Vec::new()),
+            "target",
+        ),
+        // A nested message's string field: its path from the request.
+        (
+            "/onboard.v1.Credentials/AddServiceSecret",
+            req(
+                req(bad.clone(), Vec::new()).encode_to_vec(),
+                b"dr-1".to_vec(),
+            ),
+            "registration.tenant_id",
         ),
     ] {
-        let code = raw_call(&s, path, r, false).await?;
-        ensure!(code == Code::InvalidArgument, "{path}: {code:?}");
+        undecodable(path, raw_call(&s, path, r, false).await?, field, utf8)?;
     }
     // Server streaming: decoded before the handler runs, same answer.
     let sign_in = req(b"token".to_vec(), bad.clone());
-    let code = raw_call(&s, "/onboard.v1.Onboarding/SignIn", sign_in, true).await?;
-    ensure!(code == Code::InvalidArgument, "SignIn: {code:?}");
+    let answer = raw_call(&s, "/onboard.v1.Onboarding/SignIn", sign_in, true).await?;
+    undecodable("SignIn", answer, "admin_upn", utf8)?;
+    // Bytes that break the request's own framing (field number 0): no field to name.
+    let path = "/onboard.v1.Invitations/CreateInvitation";
+    let answer = raw_call(&s, path, Wire(vec![0x00, 0x01]), false).await?;
+    let whole = "the request is not a valid CreateInvitationRequest message";
+    undecodable("CreateInvitation (framing)", answer, "", whole)?;
     // A well-formed request still works over the same path.
     let fine = req(b"0190b3d2-0000-7000-8000-0000000000a1".to_vec(), Vec::new());
-    let code = raw_call(&s, "/onboard.v1.Onboarding/GetOnboarding", fine, false).await?;
-    ensure!(code == Code::NotFound, "{code:?}");
+    raw_call(&s, "/onboard.v1.Onboarding/GetOnboarding", fine, false)
+        .await?
+        .refused(Code::NotFound, &[])?;
     s.stop().await
 }
 
@@ -172,8 +246,7 @@ async fn status_messages_echo_at_most_128_characters_of_the_request() -> Result<
 }
 
 /// The descriptions of a status's BadRequest violations.
-fn status_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
+fn status_fields(status: &Status) -> Vec<String> {
     status
         .get_details_bad_request()
         .map(|b| {

@@ -122,10 +122,7 @@ impl OnboardingService {
             Err(e) => return Err(e.into()),
         };
         if inv.revoked_at_ms.is_some() {
-            return Err(ServerError::PermissionDenied(format!(
-                "invitation {} has been revoked",
-                inv.id
-            )));
+            return Err(super::revoked::revoked(&inv.id));
         }
         // A hand-off link unlocks the onboarding it was issued for before it is redeemed too
         // (its holder sees what is left before signing in); an invitation signing in unlocks

@@ -113,12 +113,20 @@ impl OnboardingService {
         };
         let (tx, stream) = self.app.guards().stream();
         let stop = self.app.shutdown();
-        let mut revocations = self.app.guards().revocations();
+        let revocations = self.app.guards().revocations();
         let app = self.app.clone();
         let svc = self.clone();
         tokio::spawn(async move {
             let mut mapper = EventMapper::default();
-            let mut watching = invitation.is_some();
+            // Ends once the caller's invitation is revoked, at once if it already is
+            // (`revoked.rs`); an operator's stream has none.
+            let revoked = async {
+                match &invitation {
+                    Some(id) => super::revoked::until_revoked(&app, id, revocations).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(revoked);
             // The last event sent, and whether it ended what this stream follows.
             let (mut last_seq, mut ended) = (0u64, false);
             let mut poll = tokio::time::interval(BEFORE_RUN_POLL);
@@ -168,27 +176,9 @@ impl OnboardingService {
                         )).await;
                         return;
                     }
-                    r = revocations.recv(), if watching => {
-                        use tokio::sync::broadcast::error::RecvError;
-                        let inv = invitation.as_deref().unwrap_or_default();
-                        let hit = match r {
-                            Ok(id) => id == inv,
-                            // Missed some: look at the record itself.
-                            Err(RecvError::Lagged(_)) => app
-                                .invitations()
-                                .get(inv)
-                                .is_ok_and(|i| i.revoked_at_ms.is_some()),
-                            Err(RecvError::Closed) => {
-                                watching = false;
-                                false
-                            }
-                        };
-                        if hit {
-                            send_err(&tx, ServerError::PermissionDenied(format!(
-                                "invitation {inv} has been revoked"
-                            ))).await;
-                            return;
-                        }
+                    e = &mut revoked => {
+                        send_err(&tx, e).await;
+                        return;
                     }
                     next = events.next(), if starting.is_none() => {
                         let Some(e) = next else {

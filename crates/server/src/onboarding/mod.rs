@@ -18,6 +18,7 @@ pub(crate) mod hand_off;
 mod late_undo;
 mod marks;
 mod pending;
+mod revoked;
 mod signin;
 mod start;
 

@@ -6,7 +6,6 @@
 //! expired code can be tried again with the same link while a used one never works twice.
 
 mod browser;
-mod revoked;
 
 pub(crate) use browser::Returns;
 
@@ -154,7 +153,7 @@ pub(super) async fn start(
                     && inv.used_at_ms.is_some()
                 {
                     if inv.revoked_at_ms.is_some() {
-                        return Err(revoked::revoked(&inv.id));
+                        return Err(super::revoked::revoked(&inv.id));
                     }
                     // Used, and past its time: say which limit stops it, not only "used".
                     if now_ms() >= inv.expires_at_ms
@@ -285,7 +284,7 @@ pub(super) async fn start(
 
 impl Attempt {
     /// Streams the code (or the sign-in URL) and the ticks, then finishes the sign-in; every
-    /// ending is audited. The invitation's revocation ends it at once (`revoked.rs`).
+    /// ending is audited. The invitation's revocation ends it at once (`super::revoked`).
     async fn run(self, flow: Flow, tx: Sender<pb::SignInEvent>) {
         let revocations = self.svc.app.guards().revocations();
         let after = |d: std::time::Duration| {
@@ -318,7 +317,7 @@ impl Attempt {
         // The revocation first: a sign-in finished after it never counts.
         let tokens = tokio::select! {
             biased;
-            e = self.revoked(revocations) => Err(e),
+            e = super::revoked::until_revoked(&self.svc.app, &self.invitation.id, revocations) => Err(e),
             tokens = sign_in => tokens,
         };
         let result = match tokens {
@@ -416,7 +415,9 @@ impl Attempt {
         }
         // Revoked while the admin signed in: nothing is redeemed, kept or recorded as signed in
         // (a revocation during the redemption is seen after it).
-        self.refuse_if_revoked()?;
+        let refuse_if_revoked =
+            || super::revoked::refuse_if_revoked(&self.svc.app, &self.invitation.id);
+        refuse_if_revoked()?;
         let inv = if self.redeemed {
             // Redeemed when this onboarding first signed in; linked then too.
             self.invitation.clone()
@@ -426,13 +427,13 @@ impl Attempt {
                 .invitations()
                 .redeem(&self.actor, &self.token, &self.onboarding_id)
                 .await
-                .map_err(|e| self.refuse_if_revoked().err().unwrap_or_else(|| e.into()))?
+                .map_err(|e| refuse_if_revoked().err().unwrap_or_else(|| e.into()))?
         };
         if inv.hand_off_of.is_none() && !self.redeemed {
             // The onboarding stays linked to the invitation that started it.
             self.svc.link(&self.onboarding_id, &inv.id)?;
         }
-        self.refuse_if_revoked()?;
+        refuse_if_revoked()?;
         let signed_in = pb::SignedIn {
             upn: admin.upn.clone(),
             tenant_id: admin.tenant_id.clone(),
@@ -453,7 +454,7 @@ impl Attempt {
         self.svc.record(details).await?;
         // And once more with nothing awaited before the session is kept: a revocation while the
         // outcome was written leaves none either (the log then has the failure after it).
-        self.refuse_if_revoked()?;
+        refuse_if_revoked()?;
         self.svc.sessions_insert(
             &self.onboarding_id,
             Session {

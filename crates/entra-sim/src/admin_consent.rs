@@ -122,7 +122,7 @@ pub async fn page(
             format!("<li>{} ({how})</li>", escape(&value))
         })
         .collect();
-    let users: Vec<&str> = inner.dir.users.iter().map(|u| u.upn.as_str()).collect();
+    let users: Vec<&str> = inner.dir.users.iter().map(|u| u.sign_in_name()).collect();
     let fields = [
         hidden("client_id", &client_id),
         hidden("redirect_uri", &redirect_uri),
@@ -170,7 +170,7 @@ pub async fn submit(
         return denied("AADSTS65004: User declined to consent to access the app.");
     }
     let mut inner = s.lock_tenant(&tenant);
-    let Some(user) = p.get("upn").and_then(|u| inner.dir.user(u)).cloned() else {
+    let Some(user) = p.get("upn").and_then(|u| inner.dir.account(u)).cloned() else {
         return denied("AADSTS50034: The user account does not exist in the directory.");
     };
     let Some((name, items)) = requested(&inner, &client_id) else {

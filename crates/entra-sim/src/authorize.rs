@@ -250,10 +250,13 @@ pub async fn page(
         Err(r) => return r,
     };
     let hint = p.get("login_hint").map(String::as_str).unwrap_or("");
+    // The accounts people sign in with: a guest's is its home account; through
+    // organizations/common every member, in its home tenant.
     let users: Vec<&str> = match c.authority {
-        Some(_) => inner.dir.users.iter().map(|u| u.upn.as_str()).collect(),
+        Some(_) => inner.dir.users.iter().map(|u| u.sign_in_name()).collect(),
         None => (inner.tenants())
-            .flat_map(|d| d.users.iter().map(|u| u.upn.as_str()))
+            .flat_map(|d| d.users.iter().filter(|u| u.home.is_none()))
+            .map(|u| u.upn.as_str())
             .collect(),
     };
     let mut params: Vec<(&String, &String)> = p
@@ -297,7 +300,7 @@ pub async fn submit(
         );
     }
     let upn = p.get("upn").map(String::as_str).unwrap_or("");
-    let user = match s.signing_in_user(&mut inner, c.authority.as_deref(), upn) {
+    let user = match s.signing_in_user(&mut inner, c.authority.as_deref(), upn, &c.client_id) {
         Ok(u) => u,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
     };

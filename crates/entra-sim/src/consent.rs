@@ -78,24 +78,6 @@ impl Shared {
         })
     }
 
-    /// The user `upn` signing in through an authority: a request made to a specific tenant
-    /// (`tenant`) signs in only its users; one made to organizations/common (`None`) signs the
-    /// user in to their home tenant. Selects that tenant.
-    pub fn signing_in_user(
-        &self,
-        inner: &mut Inner,
-        tenant: Option<&str>,
-        upn: &str,
-    ) -> Result<User, SimError> {
-        let home = match tenant {
-            Some(t) => Some(t.to_string()),
-            None => inner.tenant_of_user(upn),
-        };
-        home.filter(|t| inner.select(t))
-            .and_then(|_| inner.dir.user(upn).cloned())
-            .ok_or_else(|| SimError::UnknownUser(upn.to_string()))
-    }
-
     /// The provider's token app, or a local application, by client id.
     pub fn client_app(&self, inner: &Inner, client_id: &str) -> Option<ClientApp> {
         if client_id.eq_ignore_ascii_case(&self.token_app_id) {
@@ -208,11 +190,23 @@ impl Shared {
         if session.status != DeviceStatus::Pending {
             return Err(SimError::AlreadyCompleted);
         }
-        let user = self.signing_in_user(&mut inner, session.tenant_id.as_deref(), upn)?;
+        let tenant = session.tenant_id.as_deref();
+        let user = match self.signing_in_user(&mut inner, tenant, upn, &session.client_id) {
+            Ok(user) => user,
+            Err(SimError::ExternalUserNotInTenant(text)) => {
+                // The sign-in failed after the account was known: the poll reports it.
+                if let Some(s) = inner.device_codes.get_mut(&key) {
+                    s.status = DeviceStatus::Refused(50020, text.clone());
+                }
+                return Err(SimError::ExternalUserNotInTenant(text));
+            }
+            Err(e) => return Err(e),
+        };
         if approve && inner.faults.block_device_code {
             // Conditional Access is evaluated once the user is known, before consent.
             if let Some(s) = inner.device_codes.get_mut(&key) {
-                s.status = DeviceStatus::Blocked;
+                let text = crate::sts::BLOCKED_BY_CONDITIONAL_ACCESS.to_string();
+                s.status = DeviceStatus::Refused(53003, text);
             }
             return Err(SimError::BlockedByConditionalAccess);
         }

@@ -21,12 +21,14 @@ pub struct Tenant {
     pub provider_tenant_id: String,
 }
 
-/// A member user. Users sign in password-less: the device page only asks which user approves.
+/// A user: a member, or a B2B collaboration user (guest) standing for an account of another
+/// tenant. Users sign in password-less: the sign-in pages only ask which user approves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     /// Object id (`oid` claim).
     pub id: String,
-    /// Sign-in name (`upn` claim).
+    /// `userPrincipalName`: a member's sign-in name (`upn` claim); a guest's
+    /// `{home UPN with _ for @}#EXT#@{this tenant's initial domain}`.
     pub upn: String,
     /// Name shown in tokens and Graph.
     pub display_name: String,
@@ -34,17 +36,80 @@ pub struct User {
     pub given_name: String,
     /// Last name (`family_name` claim, `surname`).
     pub surname: String,
+    /// For a guest (`userType` Guest): the account in its home tenant that signs in as it;
+    /// `None` for a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<HomeAccount>,
 }
 
+/// The home account a B2B collaboration user stands for ("B2B collaboration user
+/// properties": the guest authenticates with its home organization, Microsoft Entra ID).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HomeAccount {
+    /// The home tenant's id (the guest's tokens' `idp` is its v1 issuer).
+    pub tenant_id: String,
+    /// The home user's object id.
+    pub user_id: String,
+    /// The home user's UPN: what the guest signs in with, and the guest's `mail`.
+    pub upn: String,
+}
+
+/// The `user` properties Graph returns only on `$select` that the emulator models
+/// (user-properties: `userType`, `creationType`, `externalUserState`).
+pub const USER_SELECT_ONLY: &[&str] = &["userType", "creationType", "externalUserState"];
+
 impl User {
-    /// Graph `user` resource.
+    /// The name this user signs in with: a member's UPN, a guest's home UPN.
+    pub fn sign_in_name(&self) -> &str {
+        self.home.as_ref().map_or(&self.upn, |h| &h.upn)
+    }
+
+    /// `(oid, tid)` of the account in its home tenant, `tid` being this user's tenant: what
+    /// MSAL's `client_info` names (a guest's home account, not the guest object).
+    pub fn home_ids<'a>(&'a self, tid: &'a str) -> (&'a str, &'a str) {
+        match &self.home {
+            Some(h) => (&h.user_id, &h.tenant_id),
+            None => (&self.id, tid),
+        }
+    }
+
+    /// `userType`: `Member` or `Guest`.
+    pub fn user_type(&self) -> &'static str {
+        if self.home.is_some() {
+            "Guest"
+        } else {
+            "Member"
+        }
+    }
+
+    /// Graph `user` resource with its default properties, plus those of
+    /// [`USER_SELECT_ONLY`] named in `extra` (a `$select` or `$filter` that names them).
+    pub fn to_json_with(&self, extra: &[&str]) -> Value {
+        let mut v = self.to_json();
+        let guest = self.home.is_some();
+        for name in USER_SELECT_ONLY {
+            if !extra.iter().any(|e| e.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            v[*name] = match *name {
+                "userType" => json!(self.user_type()),
+                // A guest the test API adds has redeemed its invitation.
+                "creationType" if guest => json!("Invitation"),
+                "externalUserState" if guest => json!("Accepted"),
+                _ => Value::Null,
+            };
+        }
+        v
+    }
+
+    /// Graph `user` resource (the v1.0 default properties).
     pub fn to_json(&self) -> Value {
         json!({
             "businessPhones": [],
             "displayName": self.display_name,
             "givenName": self.given_name,
             "jobTitle": null,
-            "mail": self.upn,
+            "mail": self.home.as_ref().map_or(&self.upn, |h| &h.upn),
             "mobilePhone": null,
             "officeLocation": null,
             "preferredLanguage": "en-US",
@@ -417,6 +482,48 @@ impl Directory {
         self.users
             .iter()
             .find(|u| u.id == key || u.upn.eq_ignore_ascii_case(key))
+    }
+
+    /// The member user with UPN `upn` (a guest's `#EXT#` UPN signs no one in).
+    pub fn member(&self, upn: &str) -> Option<&User> {
+        self.users
+            .iter()
+            .find(|u| u.home.is_none() && u.upn.eq_ignore_ascii_case(upn))
+    }
+
+    /// The guest that stands for the home account with UPN `home_upn`.
+    pub fn guest_of(&self, home_upn: &str) -> Option<&User> {
+        self.users.iter().find(|u| {
+            u.home
+                .as_ref()
+                .is_some_and(|h| h.upn.eq_ignore_ascii_case(home_upn))
+        })
+    }
+
+    /// The user a person signing in here as `upn` becomes: the member with that UPN, or the
+    /// guest standing for the home account with it.
+    pub fn account(&self, upn: &str) -> Option<&User> {
+        self.member(upn).or_else(|| self.guest_of(upn))
+    }
+
+    /// Gives `principal_id` the directory roles `roles` (role template ids) it lacks,
+    /// tenant-wide; `id` makes each assignment's id.
+    pub fn assign_roles(&mut self, principal_id: &str, roles: &[&str], id: impl Fn() -> String) {
+        for r in roles {
+            if !self
+                .roles_of(principal_id)
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(r))
+            {
+                self.role_assignments.push(RoleAssignment {
+                    id: id(),
+                    role_definition_id: r.to_ascii_lowercase(),
+                    principal_id: principal_id.to_string(),
+                    directory_scope_id: "/".into(),
+                    listed_at_ms: 0,
+                });
+            }
+        }
     }
 
     /// Role template ids held by `principal_id`.

@@ -395,6 +395,7 @@ pub fn seed_directory(domain: &str, created: &str) -> Directory {
             display_name: format!("{given} {sur}"),
             given_name: given.to_string(),
             surname: sur.to_string(),
+            home: None,
         });
     }
     Directory {

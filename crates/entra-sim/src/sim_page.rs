@@ -100,6 +100,7 @@ fn classify(e: &SimError) -> (StatusCode, &'static str) {
         SimError::UnknownUser(_) => (StatusCode::NOT_FOUND, "unknown_user"),
         SimError::ConsentRequired(_) => (StatusCode::FORBIDDEN, "consent_required"),
         SimError::BlockedByConditionalAccess => (StatusCode::FORBIDDEN, "access_blocked"),
+        SimError::ExternalUserNotInTenant(_) => (StatusCode::FORBIDDEN, "user_not_in_tenant"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }
 }

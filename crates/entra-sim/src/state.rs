@@ -29,9 +29,10 @@ pub enum DeviceStatus {
     },
     /// The person pressed Decline.
     Declined,
-    /// A Conditional Access policy blocks the device code flow (`Faults::block_device_code`):
-    /// polls get `invalid_grant` AADSTS53003.
-    Blocked,
+    /// The sign-in was refused once the account was known: polls get `invalid_grant` with this
+    /// AADSTS code and text (53003: a Conditional Access policy blocks the device code flow,
+    /// `Faults::block_device_code`; 50020: an account of another tenant with no guest here).
+    Refused(u32, String),
     /// Tokens were already handed out for it.
     Redeemed,
 }
@@ -137,10 +138,11 @@ impl Inner {
         std::iter::once(&self.dir).chain(self.others.iter())
     }
 
-    /// The id of the tenant where a user with this UPN or object id lives.
-    pub fn tenant_of_user(&self, key: &str) -> Option<String> {
+    /// The id of the tenant where the member user with this UPN lives (its home tenant; the
+    /// guests that stand for it elsewhere do not count).
+    pub fn tenant_of_member(&self, upn: &str) -> Option<String> {
         self.tenants()
-            .find(|d| d.user(key).is_some())
+            .find(|d| d.member(upn).is_some())
             .map(|d| d.tenant.id.clone())
     }
 
@@ -412,7 +414,8 @@ impl Shared {
             .map(|u| {
                 let ids = dir.roles_of(&u.id);
                 SimUser {
-                    upn: u.upn.clone(),
+                    upn: u.sign_in_name().to_string(),
+                    guest_upn: u.home.as_ref().map(|_| u.upn.clone()),
                     id: u.id.clone(),
                     display_name: u.display_name.clone(),
                     roles: ids
@@ -479,36 +482,29 @@ impl Shared {
                     display_name: display_name.to_string(),
                     given_name: given.to_string(),
                     surname: surname.to_string(),
+                    home: None,
                 });
                 id
             }
         };
-        for r in roles {
-            if !dir.roles_of(&id).iter().any(|x| x.eq_ignore_ascii_case(r)) {
-                dir.role_assignments.push(crate::model::RoleAssignment {
-                    id: random_key(32),
-                    role_definition_id: r.to_ascii_lowercase(),
-                    principal_id: id.clone(),
-                    directory_scope_id: "/".into(),
-                    listed_at_ms: 0,
-                });
-            }
-        }
+        dir.assign_roles(&id, roles, || random_key(32));
         self.persist(&inner);
         let tid = inner.dir.tenant.id.clone();
         drop(inner);
-        self.info_for(&tid)
-            .unwrap_or_else(|| self.empty_info())
-            .users
-            .into_iter()
-            .find(|u| u.id == id)
-            .unwrap_or(SimUser {
-                upn: upn.to_string(),
-                id,
-                display_name: display_name.to_string(),
-                roles: vec![],
-                role_template_ids: vec![],
-            })
+        self.sim_user(&tid, &id).unwrap_or(SimUser {
+            upn: upn.to_string(),
+            guest_upn: None,
+            id,
+            display_name: display_name.to_string(),
+            roles: vec![],
+            role_template_ids: vec![],
+        })
+    }
+
+    /// User `id` of tenant `tid` as [`crate::Sim::info_for`] lists it.
+    pub fn sim_user(&self, tid: &str, id: &str) -> Option<SimUser> {
+        let info = self.info_for(tid)?;
+        info.users.into_iter().find(|u| u.id == id)
     }
 
     /// Counts one successful Graph call.

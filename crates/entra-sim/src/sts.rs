@@ -393,14 +393,15 @@ fn device_grant(
             inner.select(tenant_id);
             user_id.clone()
         }
-        DeviceStatus::Blocked => {
-            // Conditional Access refused the approval (`Faults::block_device_code`).
+        DeviceStatus::Refused(code, text) => {
+            // Conditional Access, or the tenant, refused the signed-in account.
+            let (code, text) = (*code, text.as_str());
             return Err(sts_error(
                 ids,
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",
-                53003,
-                BLOCKED_BY_CONDITIONAL_ACCESS,
+                code,
+                text,
             ));
         }
         DeviceStatus::Redeemed => return Err(bad_code()),
@@ -484,7 +485,7 @@ pub(crate) fn issue_user_tokens(
         None
     };
     let info = (p.get("client_info").map(String::as_str) == Some("1"))
-        .then(|| client_info(&user.id, &dir.tenant.id));
+        .then(|| client_info(user.home_ids(&dir.tenant.id)));
     let refresh = if parsed.oidc.iter().any(|o| o == "offline_access") {
         let rt = format!("1.{}", random_key(160));
         inner.refresh_tokens.insert(

@@ -11,8 +11,12 @@ use crate::state::{Shared, new_guid, random_key, unix_now};
 /// reports), unless a fault sets another ([`crate::Faults::access_token_lifetime_s`]).
 pub const ACCESS_TOKEN_LIFETIME: i64 = 3599;
 
-/// The default member role every user's `wids` carries in Entra.
+/// The default member role every member user's `wids` carries in Entra.
 const MEMBER_ROLE: &str = "b79fbf4d-3ef9-4689-8143-76b194e85509";
+
+/// What a B2B guest's `wids` carries instead of [`MEMBER_ROLE`]. Not in Learn's claims
+/// reference; Microsoft's support wiki "How to check user permissions" lists it as "B2B guest".
+const GUEST_ROLE: &str = "13bd1c72-6f4a-4dcf-985f-18d3b80f208a";
 
 /// A resource (API) a token is for.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,19 +118,43 @@ pub fn parse_scopes(dir: &Directory, scope: &str) -> Result<Scopes, String> {
 /// directory roles (entra-reference §6). It is not an assignable directory role.
 const APP_ONLY_DEFAULT_WID: &str = "0997a1d0-0d1d-4acb-b408-d5ca73121e90";
 
-/// Role template ids for `wids`: the principal's directory roles, plus the implicit default
-/// (the member role for users, the app-only default for service principals).
-fn wids(dir: &Directory, principal_id: &str, is_user: bool) -> Vec<String> {
+/// Role template ids for `wids`: the principal's directory roles in `dir`, plus the implicit
+/// `default` (the member or guest role for users, the app-only default for service principals).
+fn wids(dir: &Directory, principal_id: &str, default: &str) -> Vec<String> {
     let mut w = dir.roles_of(principal_id);
-    w.push(
-        if is_user {
-            MEMBER_ROLE
-        } else {
-            APP_ONLY_DEFAULT_WID
-        }
-        .to_string(),
-    );
+    w.push(default.to_string());
     w
+}
+
+/// A user's `wids`: its directory roles in `dir` (a guest's in the resource tenant) and the
+/// member or guest default.
+fn user_wids(dir: &Directory, user: &User) -> Vec<String> {
+    let default = if user.home.is_some() {
+        GUEST_ROLE
+    } else {
+        MEMBER_ROLE
+    };
+    wids(dir, &user.id, default)
+}
+
+/// Turns a member's user-token claims into a B2B guest's (Learn "Understand user tokens in
+/// Microsoft Entra B2B collaboration"): `idp` names the home tenant's issuer, `unique_name` and
+/// `email` the home account, and there is no `upn` (the guest's `#EXT#` UPN is no sign-in name).
+fn as_guest(claims: &mut Value, user: &User) {
+    let (Some(home), Value::Object(m)) = (&user.home, claims) else {
+        return;
+    };
+    m.remove("upn");
+    m.insert("unique_name".into(), json!(home.upn));
+    m.insert("email".into(), json!(home.upn));
+    m.insert("idp".into(), json!(v1_issuer(&home.tenant_id)));
+}
+
+/// A tenant's v1.0 issuer. Graph and Teams tokens are v1.0 tokens, whose issuer is
+/// sts.windows.net even when requested from the v2.0 endpoint; a guest's tokens name its home
+/// tenant's as `idp`.
+pub fn v1_issuer(tid: &str) -> String {
+    format!("https://sts.windows.net/{tid}/")
 }
 
 /// Start of the emulator's opaque access tokens (Microsoft's own opaque tokens start alike).
@@ -165,12 +193,6 @@ pub fn jwt_of(token: &str) -> Option<String> {
 }
 
 impl Shared {
-    fn v1_issuer(&self, tid: &str) -> String {
-        // Graph and Teams tokens are v1.0 tokens, whose issuer is sts.windows.net even when
-        // requested from the v2.0 endpoint.
-        format!("https://sts.windows.net/{tid}/")
-    }
-
     /// The v2.0 issuer of this emulator for the tenant (id tokens, discovery).
     pub fn v2_issuer(&self, tid: &str) -> String {
         format!("{}/{tid}/v2.0", self.base_url)
@@ -209,9 +231,10 @@ impl Shared {
             "sub": random_key(32),
             "unique_name": user.upn,
             "upn": user.upn,
-            "wids": wids(dir, &user.id, true),
+            "wids": user_wids(dir, user),
             "xms_idrel": "1 20",
         });
+        as_guest(&mut claims, user);
         if !capabilities.is_empty() {
             claims["xms_cc"] = json!(capabilities);
         }
@@ -232,11 +255,11 @@ impl Shared {
             "app_displayname": sp.display_name,
             "appid": sp.app_id,
             "appidacr": "1",
-            "idp": self.v1_issuer(&dir.tenant.id),
+            "idp": v1_issuer(&dir.tenant.id),
             "idtyp": "app",
             "oid": sp.id,
             "sub": sp.id,
-            "wids": wids(dir, &sp.id, false),
+            "wids": wids(dir, &sp.id, APP_ONLY_DEFAULT_WID),
             "xms_idrel": "7 24",
         });
         // Entra omits `roles` entirely when nothing is granted.
@@ -259,7 +282,7 @@ impl Shared {
         let tid = &dir.tenant.id;
         let mut all = json!({
             "aud": resource.aud,
-            "iss": self.v1_issuer(tid),
+            "iss": v1_issuer(tid),
             "iat": now, "nbf": now, "exp": now + lifetime,
             "aio": random_key(24),
             "rh": random_key(16),
@@ -284,26 +307,32 @@ impl Shared {
     ) -> Result<String, SimError> {
         let now = unix_now();
         let tid = &dir.tenant.id;
-        let claims = json!({
+        let mut claims = json!({
             "aud": client_id,
             "iss": self.v2_issuer(tid),
             "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_LIFETIME,
             "name": user.display_name,
             "oid": user.id,
-            "preferred_username": user.upn,
+            "preferred_username": user.sign_in_name(),
             "rh": random_key(16),
             "sub": crate::state::sha256_hex(&format!("{}:{client_id}", user.id))[..43].to_string(),
             "tid": tid,
             "uti": random_key(16),
             "ver": "2.0",
-            "wids": wids(dir, &user.id, true),
+            "wids": user_wids(dir, user),
         });
+        if let Some(home) = &user.home {
+            // A guest's: who authenticated it (the id-token claims reference, `idp`).
+            claims["idp"] = json!(v1_issuer(&home.tenant_id));
+        }
         self.key.sign(&claims)
     }
 }
 
-/// `client_info` as MSAL expects it: base64url JSON of `uid` (object id) and `utid` (tenant id).
-pub fn client_info(user_id: &str, tid: &str) -> String {
+/// `client_info` as MSAL expects it: base64url JSON of `uid` (object id) and `utid` (tenant id)
+/// of the signed-in account's home account ([`crate::model::User::home_ids`]: a guest's is the
+/// user in its home tenant, which MSAL's home account id names).
+pub fn client_info((user_id, tid): (&str, &str)) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(json!({"uid": user_id, "utid": tid}).to_string())

@@ -38,9 +38,16 @@ async fn a_second_tenant_is_isolated_from_the_first() {
         .await;
     let err = err.unwrap_err();
     assert!(
-        matches!(err, entra_sim::SimError::UnknownUser(_)),
-        "a Contoso user cannot sign in at Fabrikam: {err}"
+        matches!(err, entra_sim::SimError::ExternalUserNotInTenant(_)),
+        "a Contoso user, no guest of Fabrikam, cannot sign in at Fabrikam: {err}"
     );
+    // That sign-in is over (its poll reports AADSTS50020); the Fabrikam admin starts anew.
+    let refused = env
+        .poll_at(&fab.tenant_id, &str_of(&dc["device_code"]))
+        .await;
+    refused.expect_sts_error(400, "invalid_grant", 50020);
+    let dc = env.device_code_at(&fab.tenant_id, SCOPE).await.expect(200);
+    let user_code = str_of(&dc["user_code"]);
     let fab_admin = "globaladmin@fabrikam.onmicrosoft.com";
     env.sim
         .complete_device_login(&user_code, fab_admin)

@@ -9,7 +9,7 @@ use super::odata::{collection, entity};
 use super::{Caller, Ctx, Key, Reply};
 use crate::defaults::ROLE_ASSIGNMENT_PROPERTIES;
 use crate::http::no_content;
-use crate::model::{Directory, RoleAssignment};
+use crate::model::{Directory, RoleAssignment, User};
 use crate::seed::{GLOBAL_ADMIN, ROLE_TEMPLATES, fixed_guid, role_name};
 use crate::state::random_key;
 
@@ -89,6 +89,16 @@ fn member_of(c: &Ctx<'_>, dir: &Directory, principal: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A user as Graph answers this request: the default properties, plus those Graph returns
+/// only on `$select` that the request's `$select` or `$filter` names (`userType`, …).
+fn user_json(c: &Ctx<'_>, u: &User) -> Value {
+    let select = c.query.select.iter().flatten().map(String::as_str);
+    let named: Vec<&str> = select
+        .chain(c.query.filter.iter().map(|f| f.prop()))
+        .collect();
+    u.to_json_with(&named)
+}
+
 fn me_id(c: &Ctx<'_>) -> Result<String, Response> {
     match &c.caller {
         Caller::User { id, .. } => Ok(id.clone()),
@@ -105,7 +115,7 @@ pub fn me(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
     let id = me_id(c).and_then(|id| authz::require(c, &inner.dir, &ME, &[]).map(|()| id))?;
     Ok(match inner.dir.user(&id) {
-        Some(u) => entity(c, "users", StatusCode::OK, u.to_json()),
+        Some(u) => entity(c, "users", StatusCode::OK, user_json(c, u)),
         None => c.not_found(&id),
     })
 }
@@ -124,13 +134,10 @@ pub fn me_member_of(c: &Ctx<'_>) -> Reply {
 /// `GET /users`.
 pub fn list_users(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
-    let filters = ["userPrincipalName", "displayName", "id", "mail"];
+    let filters = ["userPrincipalName", "displayName", "id", "mail", "userType"];
     c.may_list(&inner.dir, &READ_USERS, "user", &filters)?;
-    Ok(collection(
-        c,
-        "users",
-        inner.dir.users.iter().map(|u| u.to_json()).collect(),
-    ))
+    let users = inner.dir.users.iter().map(|u| user_json(c, u)).collect();
+    Ok(collection(c, "users", users))
 }
 
 fn user_key<'a>(dir: &'a Directory, key: &Key) -> Option<&'a crate::model::User> {
@@ -147,7 +154,7 @@ pub fn get_user(c: &Ctx<'_>, key: &Key) -> Reply {
     let own = matches!((&c.caller, key), (Caller::User { id, .. }, Key::Id(k)) if inner.dir.user(k).is_some_and(|u| &u.id == id));
     authz::require(c, &inner.dir, if own { &ME } else { &READ_USERS }, &[])?;
     Ok(match user_key(&inner.dir, key) {
-        Some(u) => entity(c, "users", StatusCode::OK, u.to_json()),
+        Some(u) => entity(c, "users", StatusCode::OK, user_json(c, u)),
         None => c.not_found(match key {
             Key::Id(k) | Key::Alt(_, k) => k,
         }),

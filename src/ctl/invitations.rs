@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::invitations_client::InvitationsClient;
 
@@ -39,39 +39,7 @@ impl From<State> for pb::InvitationState {
 pub enum InvitationsCommand {
     /// Creates an invitation: prints the activation link and writes the email (the token is
     /// shown only now).
-    Create {
-        /// The customer's display name, as in the email.
-        #[arg(long)]
-        customer: String,
-        /// The Direct Routing service id the onboarding is for.
-        #[arg(long)]
-        service_id: String,
-        /// The provisioning profile (e.g. `direct-routing`).
-        #[arg(long, default_value = "direct-routing")]
-        profile: String,
-        /// The platform version (selects permissions in the profile).
-        #[arg(long, default_value = "")]
-        platform_version: String,
-        /// The customer admin's UPN, when known.
-        #[arg(long, default_value = "")]
-        admin_upn: String,
-        /// The provider name (default: the server's).
-        #[arg(long, default_value = "")]
-        provider_name: String,
-        /// The Live Platform server name (default: the server's).
-        #[arg(long, default_value = "")]
-        platform_server_name: String,
-        /// How long it stays valid, e.g. `7d`, `36h` (default: the server's).
-        #[arg(long, value_parser = output::parse_duration)]
-        valid_for: Option<prost_types::Duration>,
-        /// Write the email (Subject line, blank line, text body) to this file (mode 0600: it
-        /// holds the token); `-` prints it after the summary. Default: printed.
-        #[arg(long, default_value = "-")]
-        email_out: PathBuf,
-        /// Also write the HTML body to this file (mode 0600).
-        #[arg(long)]
-        email_html: Option<PathBuf>,
-    },
+    Create(Box<CreateArgs>),
     /// Lists invitations, newest first.
     List {
         /// Only this state.
@@ -96,6 +64,47 @@ pub enum InvitationsCommand {
     },
 }
 
+/// `onboard ctl invitations create`'s arguments (boxed in the command: they outweigh the
+/// other commands').
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The customer's display name, as in the email.
+    #[arg(long)]
+    customer: String,
+    /// The Direct Routing service id the onboarding is for.
+    #[arg(long)]
+    service_id: String,
+    /// The provisioning profile (e.g. `direct-routing`).
+    #[arg(long, default_value = "direct-routing")]
+    profile: String,
+    /// The platform version (selects permissions in the profile).
+    #[arg(long, default_value = "")]
+    platform_version: String,
+    /// The customer admin's UPN, when known.
+    #[arg(long, default_value = "")]
+    admin_upn: String,
+    /// The customer's Entra tenant (tenant id or domain) the admin signs in at, so a guest
+    /// admin reaches it (default: the admin's home tenant).
+    #[arg(long, default_value = "")]
+    tenant: String,
+    /// The provider name (default: the server's).
+    #[arg(long, default_value = "")]
+    provider_name: String,
+    /// The Live Platform server name (default: the server's).
+    #[arg(long, default_value = "")]
+    platform_server_name: String,
+    /// How long it stays valid, e.g. `7d`, `36h` (default: the server's).
+    #[arg(long, value_parser = output::parse_duration)]
+    valid_for: Option<prost_types::Duration>,
+    /// Write the email (Subject line, blank line, text body) to this file (mode 0600: it
+    /// holds the token); `-` prints it after the summary. Default: printed.
+    #[arg(long, default_value = "-")]
+    email_out: PathBuf,
+    /// Also write the HTML body to this file (mode 0600).
+    #[arg(long)]
+    email_html: Option<PathBuf>,
+}
+
 /// The state's short name.
 pub fn state_name(s: pb::InvitationState) -> &'static str {
     match s {
@@ -111,18 +120,20 @@ pub fn state_name(s: pb::InvitationState) -> &'static str {
 pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Result<Exit, CtlError> {
     let mut c = InvitationsClient::new(ch);
     match cmd {
-        InvitationsCommand::Create {
-            customer,
-            service_id,
-            profile,
-            platform_version,
-            admin_upn,
-            provider_name,
-            platform_server_name,
-            valid_for,
-            email_out,
-            email_html,
-        } => {
+        InvitationsCommand::Create(args) => {
+            let CreateArgs {
+                customer,
+                service_id,
+                profile,
+                platform_version,
+                admin_upn,
+                tenant,
+                provider_name,
+                platform_server_name,
+                valid_for,
+                email_out,
+                email_html,
+            } = *args;
             let req = pb::CreateInvitationRequest {
                 customer,
                 service_id,
@@ -132,6 +143,7 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
                 profile,
                 admin_upn,
                 valid_for,
+                tenant,
             };
             let r = call("CreateInvitation", c.create_invitation(req)).await?;
             let email = r.email.clone().unwrap_or_default();
@@ -227,6 +239,7 @@ fn print_one(i: &pb::Invitation, out: Output) -> Result<Exit, CtlError> {
             ("provider", i.provider_name.clone()),
             ("platform server", i.platform_server_name.clone()),
             ("admin", or_dash(&i.admin_upn).into()),
+            ("tenant", or_dash(&i.tenant).into()),
             ("state", state_name(i.state()).into()),
             (
                 "created",

@@ -264,6 +264,50 @@ pub fn check_upn(upn: &str) -> Result<(), String> {
     check_chars(upn).map_err(|rule| rule.to_string())
 }
 
+/// The customer's Entra tenant as an invitation names it: a tenant id (a GUID,
+/// `8-4-4-4-12` hex digits) or a domain name (ASCII labels of letters, digits and `-`, 1 to 63
+/// characters each, not starting or ending with `-`; at least two labels; at most 253
+/// characters), the two forms Microsoft's `{tenant}` authority segment takes besides the
+/// tenant-independent `organizations`, `common` and `consumers`, which name no tenant and are
+/// refused. Callers trim first; the form to store is [`tenant_key`]. `Err` says the rule broken.
+pub fn check_tenant(tenant: &str) -> Result<(), String> {
+    if uuid_shaped(tenant) {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let labels: Vec<&str> = tenant.split('.').collect();
+    if tenant.len() <= 253 && labels.len() >= 2 && labels.iter().all(|l| label_ok(l)) {
+        return Ok(());
+    }
+    Err(
+        "must be a tenant id (a GUID) or a domain name such as contoso.onmicrosoft.com \
+         (letters, digits, '-' and '.', at least two labels); organizations, common and \
+         consumers name no tenant"
+            .into(),
+    )
+}
+
+/// The stored form of a tenant that passed [`check_tenant`]: lower case (tenant ids and domain
+/// names compare case-insensitively).
+pub fn tenant_key(tenant: &str) -> String {
+    tenant.trim().to_ascii_lowercase()
+}
+
+/// Whether `s` has a GUID's shape, `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex digits.
+pub fn uuid_shaped(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +403,37 @@ mod tests {
         );
         let e = check_chars("\u{ff21}bc").expect_err("fullwidth");
         assert!(e.to_string().contains("U+FF21") && e.to_string().contains("\"Abc\""));
+    }
+    #[test]
+    fn a_tenant_is_a_guid_or_a_domain() {
+        for ok in [
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "72F988BF-86F1-41AF-91AB-2D7CD011DB47",
+            "contoso.onmicrosoft.com",
+            "contoso.com",
+            "x-1.co.uk",
+        ] {
+            assert!(check_tenant(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "organizations",
+            "common",
+            "consumers",
+            "contoso",
+            "-contoso.com",
+            "contoso-.com",
+            "contoso..com",
+            "contoso.com/",
+            "a b.com",
+            "contoso.com.",
+            "72f988bf-86f1-41af-91ab-2d7cd011db4",
+            "72f988bf86f141af91ab2d7cd011db47x",
+            "zürich.ch",
+        ] {
+            assert!(check_tenant(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_tenant(&format!("{}.com", "a".repeat(64))).is_err());
+        assert_eq!(tenant_key(" Contoso.COM "), "contoso.com");
     }
 }

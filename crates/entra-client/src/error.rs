@@ -233,9 +233,10 @@ impl EntraError {
                     && !crate::retry::is_backing_application_message(&g.message)
             }
             EntraError::DeviceCodeDeclined(_) => true,
-            // 65004: consent declined; 53003: Conditional Access block; 50105: user not assigned.
+            // 65004: consent declined; 53003: Conditional Access block; 50105: user not assigned;
+            // 50020: the account is neither a member nor a guest of the tenant signed in at.
             EntraError::Sts(e) => {
-                e.error == "access_denied" || matches!(e.code, Some(65004 | 53003 | 50105))
+                e.error == "access_denied" || matches!(e.code, Some(65004 | 53003 | 50105 | 50020))
             }
             _ => false,
         }

@@ -50,6 +50,8 @@ pub struct NewInvitation {
     pub admin_upn: String,
     /// `None` means the configured default.
     pub valid_for: Option<Duration>,
+    /// The customer's tenant (id or domain) to sign in at; empty means the admin's own.
+    pub tenant: String,
 }
 
 /// A created invitation with its one-time parts. No `Debug`: it holds the token.
@@ -172,6 +174,7 @@ impl Invitations {
             revoked_at_ms: None,
             revoked_by: None,
             hand_off_of: None,
+            tenant: Some(onboard_core::text::tenant_key(&req.tenant)).filter(|t| !t.is_empty()),
         };
         self.insert_minted(actor, record).await
     }
@@ -218,6 +221,9 @@ impl Invitations {
             revoked_at_ms: None,
             revoked_by: None,
             hand_off_of: Some(onboarding_id.to_owned()),
+            // The run's tenant is what the hand-off signs in at (the server's choice); the
+            // original invitation's is kept for the record.
+            tenant: from.tenant.clone(),
         };
         self.insert_minted(actor, record).await
     }
@@ -235,6 +241,9 @@ impl Invitations {
         });
         if let Some(o) = &record.hand_off_of {
             fields["hand_off_of"] = json!(o);
+        }
+        if let Some(t) = &record.tenant {
+            fields["tenant"] = json!(t);
         }
         let entry = |phase| {
             entry(Action::InvitationCreate, phase, actor, &record, None)
@@ -495,6 +504,12 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
         && let Err(rule) = onboard_core::text::check_upn(admin_upn)
     {
         bad("admin_upn", &rule);
+    }
+    let tenant = req.tenant.trim();
+    if !tenant.is_empty()
+        && let Err(rule) = onboard_core::text::check_tenant(tenant)
+    {
+        bad("tenant", &rule);
     }
     // What reaches Entra (the temporary app's name) or the customer's email holds visible
     // characters in NFKC form only: no bidi override or zero-width character to disguise it.

@@ -43,6 +43,11 @@ pub struct InvitationRecord {
     /// finishes. Redeeming it joins that onboarding instead of starting one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hand_off_of: Option<String>,
+    /// The customer's tenant (id or domain, lower case) the admin signs in at, when the
+    /// invitation names one: how a guest admin reaches the customer's tenant, not their own.
+    /// Absent in records written before it existed (they sign in at `organizations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// Where an invitation is in its life (expiry is evaluated at read time).

@@ -73,8 +73,9 @@ impl Engine {
         &self,
         tokens: &TokenSet,
         expected_upn: &str,
+        expected_tenant: Option<&str>,
     ) -> Result<Admin, ProvisionError> {
-        check_sign_in(&self.inner.cfg.entra, tokens, expected_upn).await
+        check_sign_in(&self.inner.cfg.entra, tokens, expected_upn, expected_tenant).await
     }
 
     /// [`ProvisionError::InvalidState`] ("already running; watch it instead") when onboarding

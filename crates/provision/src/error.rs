@@ -31,6 +31,20 @@ pub enum ProvisionError {
         /// UPN Graph reports for the token.
         signed_in: String,
     },
+    /// The sign-in landed in another tenant than the invitation names (an account of another
+    /// organization, signed in at its home tenant).
+    #[error(
+        "{upn} signed in to tenant {signed_in}, but the invitation is for tenant {expected}: sign \
+         in with an account of that tenant, or a guest account there"
+    )]
+    WrongTenant {
+        /// The account that signed in.
+        upn: String,
+        /// The tenant the invitation names (id or domain).
+        expected: String,
+        /// The tenant id of the sign-in.
+        signed_in: String,
+    },
     /// The signed-in admin lacks directory roles the requested work needs (gRPC:
     /// PERMISSION_DENIED / FAILED_PRECONDITION with the list).
     #[error("the signed-in admin lacks rights: {}", missing.join("; "))]
@@ -140,9 +154,9 @@ impl ProvisionError {
     pub fn cause(&self) -> crate::FailureCause {
         use crate::FailureCause as C;
         match self {
-            ProvisionError::ConditionalAccess { .. } | ProvisionError::WrongUser { .. } => {
-                C::SignInAgain
-            }
+            ProvisionError::ConditionalAccess { .. }
+            | ProvisionError::WrongUser { .. }
+            | ProvisionError::WrongTenant { .. } => C::SignInAgain,
             ProvisionError::MissingRights { .. } => C::MissingRights,
             e @ ProvisionError::Entra { .. } if e.sign_in_refused() => C::SignInAgain,
             e @ ProvisionError::Entra { .. } if e.is_authorization_denied() => C::MissingRights,

@@ -10,7 +10,7 @@
 //! ```text
 //! let engine = Engine::new(EngineConfig::new(entra, audit, db.open_tree("provision")?, key, "Sandbox1", "sp2")?)?;
 //! engine.resume_all().await?;                          // after a restart
-//! let admin = engine.sign_in(&device_code_tokens, "admin@contoso.com").await?;
+//! let admin = engine.sign_in(&device_code_tokens, "admin@contoso.com", None).await?;
 //! let plan = engine.plan(&admin, &PlanRequest { .. }).await?;   // changes nothing
 //! let mut events = engine.provision(ProvisionRequest { .. }, admin).await?;
 //! while let Some(e) = events.next().await { /* Started / Retrying / Done / Completed (with secret) */ }

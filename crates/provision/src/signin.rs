@@ -131,10 +131,16 @@ impl Admin {
 /// [`Admin::rights_for`], not refused here. A token that may not read directory roles (the
 /// token app lacks RoleManagement.Read.Directory) is an error naming that permission, not an
 /// admin "without roles".
+///
+/// `expected_tenant`, the tenant an invitation names (a tenant id or a domain name), must be
+/// the one signed in to: the token's tenant id, or a tenant that has the domain verified
+/// ([`ProvisionError::WrongTenant`] otherwise). A guest (B2B collaboration user) of that tenant
+/// is the account typed when its `mail`, or its `#EXT#` UPN, is that address ([`is_account`]).
 pub async fn check_sign_in(
     entra: &EntraClient,
     tokens: &TokenSet,
     expected_upn: &str,
+    expected_tenant: Option<&str>,
 ) -> Result<Admin, ProvisionError> {
     let graph = entra.graph(tokens.access_token.clone());
     let ctx = OpContext::new();
@@ -143,11 +149,7 @@ pub async fn check_sign_in(
         .await
         .map_err(|e| ProvisionError::entra("sign_in", e))?
         .value;
-    if !me
-        .user_principal_name
-        .trim()
-        .eq_ignore_ascii_case(expected_upn.trim())
-    {
+    if !is_account(&me, expected_upn) {
         return Err(ProvisionError::WrongUser {
             expected: expected_upn.to_owned(),
             signed_in: me.user_principal_name,
@@ -158,17 +160,47 @@ pub async fn check_sign_in(
         .await
         .map_err(|e| ProvisionError::entra("sign_in", e))?
         .value;
-    let tenant_id = match tokens.id_token_claims().ok().flatten() {
-        Some(c) => c.tid,
-        None => {
+    // A tenant named by domain is checked against the tenant's verified domains, which only
+    // `/organization` lists; a tenant id (or none) needs no call when the id token has `tid`.
+    let by_domain = expected_tenant.filter(|t| !onboard_core::text::uuid_shaped(t));
+    let claims = tokens.id_token_claims().ok().flatten();
+    let org = if claims.is_none() || by_domain.is_some() {
+        Some(
             graph
                 .organization(&ctx)
                 .await
                 .map_err(|e| ProvisionError::entra("sign_in", e))?
-                .value
-                .id
-        }
+                .value,
+        )
+    } else {
+        None
     };
+    // One of the two is there: the organization is read whenever the claims are not.
+    let tenant_id = claims
+        .map(|c| c.tid)
+        .or_else(|| org.as_ref().map(|o| o.id.clone()))
+        .unwrap_or_default();
+    if let Some(expected) = expected_tenant {
+        let domain_ok = || {
+            org.as_ref().is_some_and(|o| {
+                o.verified_domains
+                    .iter()
+                    .any(|d| d.name.eq_ignore_ascii_case(expected))
+            })
+        };
+        let same = if by_domain.is_some() {
+            domain_ok()
+        } else {
+            tenant_id.eq_ignore_ascii_case(expected)
+        };
+        if !same {
+            return Err(ProvisionError::WrongTenant {
+                upn: me.user_principal_name,
+                expected: expected.to_owned(),
+                signed_in: tenant_id,
+            });
+        }
+    }
     let admin = Admin {
         upn: me.user_principal_name,
         user_id: me.id,
@@ -189,6 +221,28 @@ pub async fn check_sign_in(
         });
     }
     Ok(admin)
+}
+
+/// Whether the signed-in user `me` is the account `typed`: the same UPN (case-insensitive, as
+/// Entra treats UPNs), or a guest (`userType` `Guest`, a B2B collaboration user) invited with
+/// that address: its `mail`, or its UPN in the resource tenant, which Microsoft forms from the
+/// address with `@` as `_`, then `#EXT#@` and the tenant's domain.
+pub fn is_account(me: &entra_client::graph::User, typed: &str) -> bool {
+    let typed = typed.trim();
+    let upn = me.user_principal_name.trim();
+    if upn.eq_ignore_ascii_case(typed) {
+        return true;
+    }
+    let guest = me
+        .user_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("Guest"));
+    let by_mail = me
+        .mail
+        .as_deref()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(typed));
+    let ext = format!("{}#EXT#@", typed.replace('@', "_")).to_ascii_lowercase();
+    guest && (by_mail || upn.to_ascii_lowercase().starts_with(&ext))
 }
 
 impl Admin {
@@ -247,4 +301,59 @@ pub(crate) fn expires_at(tokens: &TokenSet) -> i64 {
     time::OffsetDateTime::now_utc()
         .unix_timestamp()
         .saturating_add(lifetime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_account;
+
+    fn user(upn: &str, user_type: Option<&str>, mail: Option<&str>) -> entra_client::graph::User {
+        let v = serde_json::json!({
+            "id": "u", "userPrincipalName": upn, "userType": user_type, "mail": mail,
+        });
+        serde_json::from_value(v).expect("a user")
+    }
+
+    #[test]
+    fn a_guest_is_the_address_it_was_invited_with() {
+        let typed = "Ada@Provider.example";
+        let ext = "ada_provider.example#EXT#@contoso.onmicrosoft.com";
+        assert!(is_account(&user("ada@provider.example", None, None), typed));
+        assert!(is_account(&user(ext, Some("Guest"), None), typed));
+        assert!(is_account(
+            &user(
+                "renamed@contoso.onmicrosoft.com",
+                Some("Guest"),
+                Some("ada@provider.example")
+            ),
+            typed
+        ));
+        // A member is only ever its own UPN, whatever its mail or UPN's shape.
+        assert!(!is_account(&user(ext, Some("Member"), None), typed));
+        assert!(!is_account(
+            &user(
+                "bob@contoso.example",
+                Some("Member"),
+                Some("ada@provider.example")
+            ),
+            typed
+        ));
+        // Another guest, or a guest whose address only starts like the typed one.
+        assert!(!is_account(
+            &user(
+                "bob_provider.example#EXT#@contoso.onmicrosoft.com",
+                Some("Guest"),
+                None
+            ),
+            typed
+        ));
+        assert!(!is_account(
+            &user(
+                "ada_provider.example.evil#EXT#@contoso.onmicrosoft.com",
+                Some("Guest"),
+                None
+            ),
+            typed
+        ));
+    }
 }

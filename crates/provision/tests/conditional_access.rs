@@ -66,7 +66,10 @@ async fn a_claims_challenge_is_conditional_access_not_missing_rights() -> Result
     let env = EngineEnv::start(calm(), None).await?;
     let tokens = env.sign_in("globaladmin").await?;
     let token = tokens.access_token.expose_secret().to_owned();
-    let admin = env.engine.sign_in(&tokens, &env.upn("globaladmin")).await?;
+    let admin = env
+        .engine
+        .sign_in(&tokens, &env.upn("globaladmin"), None)
+        .await?;
     // Plan's reads, counted on a tenant without the policy: one Graph call each.
     let before = env.sim.request_counts();
     env.engine.plan(&admin, &plan_req("Sbc-Ca")).await?;
@@ -123,7 +126,7 @@ async fn a_claims_challenge_is_conditional_access_not_missing_rights() -> Result
     });
     let err = env
         .engine
-        .sign_in(&tokens, &env.upn("globaladmin"))
+        .sign_in(&tokens, &env.upn("globaladmin"), None)
         .await
         .err();
     let Some(err) = err else {

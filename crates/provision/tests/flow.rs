@@ -258,7 +258,7 @@ async fn application_admin_gets_missing_rights_and_nothing_changes() -> Result<(
     // No admin role at all: refused at sign-in, in words (not a Rust list). Wrong account:
     // refused too.
     let tokens = env.sign_in("user").await?;
-    match env.engine.sign_in(&tokens, &env.upn("user")).await {
+    match env.engine.sign_in(&tokens, &env.upn("user"), None).await {
         Err(ProvisionError::MissingRights { missing }) => ensure!(
             missing.len() == 1
                 && missing[0].contains(" holds no administrator role; creating the app")
@@ -269,16 +269,35 @@ async fn application_admin_gets_missing_rights_and_nothing_changes() -> Result<(
     }
     let tokens = env.sign_in("globaladmin").await?;
     ensure!(matches!(
-        env.engine.sign_in(&tokens, &env.upn("APPADMIN")).await,
+        env.engine
+            .sign_in(&tokens, &env.upn("APPADMIN"), None)
+            .await,
         Err(ProvisionError::WrongUser { .. })
     ));
     ensure!(
         env.engine
-            .sign_in(&tokens, &env.upn("GlobalAdmin"))
+            .sign_in(&tokens, &env.upn("GlobalAdmin"), None)
             .await
             .is_ok(),
         "UPN case ignored"
     );
+    // The tenant an invitation names must be the one signed in to: by id, or by one of its
+    // verified domains (in any case); another tenant's id or domain is WrongTenant.
+    let ga = env.upn("globaladmin");
+    let domain = env.info.tenant_domain.to_ascii_uppercase();
+    for ok in [env.info.tenant_id.as_str(), domain.as_str()] {
+        let signed = env.engine.sign_in(&tokens, &ga, Some(ok)).await;
+        ensure!(signed.is_ok(), "{ok}: {:?}", signed.err());
+    }
+    for other in ["00000000-0000-4000-8000-000000000001", "fabrikam.example"] {
+        match env.engine.sign_in(&tokens, &ga, Some(other)).await {
+            Err(e @ ProvisionError::WrongTenant { .. }) => ensure!(
+                e.to_string().contains(other) && e.to_string().contains(&env.info.tenant_id),
+                "{e}"
+            ),
+            r => bail!("{other}: expected WrongTenant, got {:?}", r.err()),
+        }
+    }
     Ok(())
 }
 

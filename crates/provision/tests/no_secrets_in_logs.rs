@@ -17,7 +17,10 @@ async fn secrets_and_tokens_never_reach_logs_events_or_views() -> Result<()> {
     let env = EngineEnv::start(calm(), None).await?;
     let tokens = env.sign_in("globaladmin").await?;
     let admin_token = tokens.access_token.expose_secret().to_owned();
-    let admin = env.engine.sign_in(&tokens, &env.upn("globaladmin")).await?;
+    let admin = env
+        .engine
+        .sign_in(&tokens, &env.upn("globaladmin"), None)
+        .await?;
     env.sim.set_faults(Faults {
         replication_lag_ms: 600,
         throttle_rate: 0.2,

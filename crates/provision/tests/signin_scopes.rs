@@ -31,7 +31,7 @@ async fn a_token_that_cannot_read_roles_names_the_missing_permission() -> Result
         &["https://graph.microsoft.com/.default", "openid"],
     )
     .await?;
-    let err = check_sign_in(&client, &minimal, &upn)
+    let err = check_sign_in(&client, &minimal, &upn, None)
         .await
         .err()
         .ok_or_else(|| anyhow::anyhow!("a stripped role list was accepted"))?;
@@ -43,7 +43,7 @@ async fn a_token_that_cannot_read_roles_names_the_missing_permission() -> Result
 
     // The sign-in Onboard makes asks for the permissions by name and gets them by consent.
     let full = sign_in_with(&sim, &client, &upn, SIGN_IN_SCOPES).await?;
-    let admin = check_sign_in(&client, &full, &upn).await?;
+    let admin = check_sign_in(&client, &full, &upn, None).await?;
     ensure!(admin.role_names() == ["Global Administrator"], "{admin:?}");
     sim.shutdown().await;
     Ok(())

@@ -39,7 +39,7 @@ async fn temporary_app_with_the_provider_apps_own_name_is_found_and_removed() ->
 
     let upn = format!("globaladmin@{}", info.tenant_domain);
     let tokens = sign_in_with(&sim, &client, &upn, SIGN_IN_SCOPES).await?;
-    let admin = engine.sign_in(&tokens, &upn).await?;
+    let admin = engine.sign_in(&tokens, &upn, None).await?;
     let consented = sps_where(&sim.snapshot(), "app_id", &info.token_app_client_id)
         .first()
         .and_then(|s| s["display_name"].as_str().map(str::to_owned))

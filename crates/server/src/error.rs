@@ -367,6 +367,12 @@ fn provision_status(p: ProvisionError, msg: String) -> Status {
             "admin_upn",
             ["the account that signed in to Microsoft is not the admin UPN entered"],
         ),
+        ProvisionError::WrongTenant { .. } => failed_precondition(
+            msg,
+            "WRONG_TENANT",
+            "admin_sign_in",
+            ["the sign-in landed in another tenant than the invitation names"],
+        ),
         // One violation per missing right, naming the roles any one of which grants it.
         ProvisionError::MissingRights { missing } => {
             failed_precondition(msg, "MISSING_RIGHTS", "admin_sign_in", missing)

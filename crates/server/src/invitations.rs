@@ -60,6 +60,7 @@ pub fn invitation_pb(r: &InvitationRecord) -> pb::Invitation {
         onboarding_id: r.onboarding_id.clone().unwrap_or_default(),
         revoked_at: r.revoked_at_ms.map(timestamp),
         revoked_by: r.revoked_by.clone().unwrap_or_default(),
+        tenant: r.tenant.clone().unwrap_or_default(),
     }
 }
 
@@ -83,6 +84,7 @@ impl InvitationsService {
             profile: r.profile,
             admin_upn: r.admin_upn,
             valid_for: None,
+            tenant: r.tenant,
         };
         new.valid_for = match valid_for(r.valid_for) {
             Ok(d) => d,

@@ -218,7 +218,7 @@ impl EngineEnv {
     /// `nick` signed in by device code and checked by the engine.
     pub async fn signed_in(&self, nick: &str) -> Result<Admin> {
         let tokens = self.sign_in(nick).await?;
-        Ok(self.engine.sign_in(&tokens, &self.upn(nick)).await?)
+        Ok(self.engine.sign_in(&tokens, &self.upn(nick), None).await?)
     }
 
     /// Onboarding `id` with app `name` ([`EngineEnv::request`]), run to completion by the
@@ -233,7 +233,7 @@ impl EngineEnv {
         let admin_token = tokens.access_token.clone();
         let admin = self
             .engine
-            .sign_in(&tokens, &self.upn(users::GLOBAL_ADMIN))
+            .sign_in(&tokens, &self.upn(users::GLOBAL_ADMIN), None)
             .await?;
         let onboarding_id = req.onboarding_id.clone();
         let events = self.run(req, admin).await?;

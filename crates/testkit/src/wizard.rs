@@ -61,6 +61,10 @@ pub enum Browser<'a> {
     SignsInAs(&'a str),
     /// Declines as this seeded user.
     Declines(&'a str),
+    /// Signs in as this account (a whole UPN), which Microsoft refuses at the sign-in page
+    /// (for example AADSTS50020, an account of another organization); the test fails if the
+    /// emulator lets the account in.
+    Refused(&'a str),
 }
 
 /// SignIn with invitation `token` for `admin_upn`; `browser` acts on the device code. Returns
@@ -95,6 +99,10 @@ pub async fn sign_in(
                                 upn(&info, nick)
                             };
                             sim.complete_device_login(&code.user_code, &who).await?
+                        }
+                        Browser::Refused(who) => {
+                            let refused = sim.complete_device_login(&code.user_code, who).await;
+                            ensure!(refused.is_err(), "{who} was let in: {refused:?}");
                         }
                         Browser::Declines(nick) => {
                             sim.decline_device_login(&code.user_code, &upn(&info, nick))

@@ -14,7 +14,10 @@ pub const ROLE_READ_PERMISSION: &str = "RoleManagement.Read.Directory";
 impl GraphClient {
     /// `GET /me`: who signed in (delegated tokens only).
     pub async fn me(&self, ctx: &OpContext) -> Result<Reply<User>, EntraError> {
-        let url = self.url("me", &[("$select", "id,userPrincipalName,displayName")])?;
+        let url = self.url(
+            "me",
+            &[("$select", "id,userPrincipalName,displayName,userType,mail")],
+        )?;
         self.get_json("me", url, ctx).await
     }
 

@@ -21,6 +21,13 @@ pub struct User {
     /// Display name for progress text.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// `Member` or `Guest` (a B2B collaboration user, whose UPN in this tenant is not the
+    /// address they sign in with); absent when not selected.
+    #[serde(default)]
+    pub user_type: Option<String>,
+    /// The user's email address; for a guest, the home address it was invited with.
+    #[serde(default)]
+    pub mail: Option<String>,
     /// Any other properties Graph returned.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -165,6 +165,7 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
         "name_rules": name_rules(),
         "onboarding": onboarding,
         "hand_off_of": rec.hand_off_of,
+        "tenant": rec.tenant,
     }))
     .into_response()
 }

@@ -6,8 +6,10 @@
 //! expired code can be tried again with the same link while a used one never works twice.
 
 mod browser;
+mod tenant;
 
 pub(crate) use browser::Returns;
+use tenant::{HOME_TENANT, authority};
 
 use entra_client::{BrowserSignIn, DeviceCodeFlow, OpContext, PollOutcome, TokenSet};
 use invitations::{InvitationError, InvitationRecord};
@@ -28,9 +30,6 @@ use crate::limits::{Sender, SignInSlot};
 /// (named, not `.default`, so a token app configured with less still gets them by consent),
 /// a refresh token, and an id token for the tenant id.
 const SCOPES: &[&str] = provision::SIGN_IN_SCOPES;
-/// The authority segment: the admin's home tenant, whichever it is (the invitation does not
-/// name one).
-const TENANT: &str = "organizations";
 
 /// How the admin signs in: polling for a device code, or waiting for the browser's return.
 enum Flow {
@@ -52,6 +51,9 @@ struct Attempt {
     token: Zeroizing<String>,
     /// The UPN the admin entered.
     upn: String,
+    /// The tenant the sign-in must land in (`authority`): the run's tenant id, or the one the
+    /// invitation names; `None` for the admin's home tenant.
+    tenant: Option<String>,
     /// The onboarding this sign-in creates (or signs in to again).
     onboarding_id: String,
     /// The invitation was redeemed (and linked) when this onboarding first signed in: a sign-in
@@ -217,6 +219,7 @@ pub(super) async fn start(
         }
         (None, None) => uuid::Uuid::now_v7().to_string(),
     };
+    let tenant = authority(svc, &invitation, &onboarding_id)?;
     let actor = format!("invitation:{}", invitation.id);
     if let Some(n) = &note {
         n.set(&actor, &onboarding_id);
@@ -253,17 +256,19 @@ pub(super) async fn start(
         redeemed,
         token,
         upn,
+        tenant,
         onboarding_id,
         actor,
         details,
     };
     let sts = svc.app.entra().sts();
+    let at = p.tenant.as_deref().unwrap_or(HOME_TENANT);
     let flow = match &redirect_uri {
         Some(back) => sts
-            .start_browser_sign_in(TENANT, &client_id, back, SCOPES, Some(&p.upn))
+            .start_browser_sign_in(at, &client_id, back, SCOPES, Some(&p.upn))
             .map(Flow::Browser),
         None => sts
-            .start_device_code(TENANT, &client_id, SCOPES, &OpContext::new())
+            .start_device_code(at, &client_id, SCOPES, &OpContext::new())
             .await
             .map(Flow::Device),
     };
@@ -391,7 +396,12 @@ impl Attempt {
 
     /// Checks who signed in, redeems the invitation, and keeps the session for Plan/Provision.
     async fn finish(&self, tokens: &TokenSet) -> Result<pb::SignedIn> {
-        let admin = self.svc.app.engine().sign_in(tokens, &self.upn).await?;
+        let admin = self
+            .svc
+            .app
+            .engine()
+            .sign_in(tokens, &self.upn, self.tenant.as_deref())
+            .await?;
         if let Some(run) = self.svc.app.engine().get(&self.onboarding_id)?
             && run.tenant_id != admin.tenant_id
         {

@@ -46,6 +46,8 @@ async function start() {
   $('landing-expires').textContent = when(inv.expires_at);
   // The invitation names its admin: the server signs in no other account.
   if (inv.admin_upn) { $('upn').value = inv.admin_upn; $('upn').readOnly = true; }
+  // The invitation names the customer's tenant: the sign-in happens there, not at home.
+  if (inv.tenant) { $('tenant-name').textContent = inv.tenant; $('upn-tenant').hidden = false; }
   rules(inv.name_rules || []);
   const o = inv.onboarding;
   // A hand-off link: the holder finishes an onboarding someone else began.

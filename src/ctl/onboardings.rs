@@ -122,7 +122,7 @@ pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Resul
             output::print_list(out, &resp, &header, &resp.onboardings, |o| {
                 vec![
                     o.onboarding_id.clone(),
-                    state_name(o.state()).into(),
+                    state_of(o).into(),
                     or_dash(&o.tenant_id).into(),
                     or_dash(&o.app_name).into(),
                     or_dash(&o.client_id).into(),
@@ -189,12 +189,22 @@ pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Resul
     }
 }
 
+/// The state's short name, `cancelling` for a PROVISIONING onboarding being cancelled.
+fn state_of(o: &pb::OnboardingInfo) -> &'static str {
+    if o.cancelling {
+        "cancelling"
+    } else {
+        state_name(o.state())
+    }
+}
+
 /// One onboarding as `field: value` lines.
 fn print_one(o: &pb::OnboardingInfo, out: Output) -> Result<Exit, CtlError> {
     output::print_answer(out, o, |o| {
         output::print_fields(&[
             ("id", o.onboarding_id.clone()),
-            ("state", state_name(o.state()).into()),
+            ("state", state_of(o).into()),
+            ("error", or_dash(&o.error).into()),
             ("invitation", o.invitation_id.clone()),
             ("tenant", or_dash(&o.tenant_id).into()),
             ("app", or_dash(&o.app_name).into()),

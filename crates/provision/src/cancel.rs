@@ -61,6 +61,11 @@ impl Engine {
             // The wait's end is on the log first.
             crate::hand_off::end(&self.inner, &mut rec, actor, false).await?;
         }
+        if rec.status != Status::Cancelling {
+            // A failed run's error is not the undo's: from here `error` is a failed undo's
+            // (GetOnboarding's `error` while cancelling); a retried undo keeps the last one.
+            rec.error = None;
+        }
         rec.status = Status::Cancelling;
         self.inner.store.put(&rec).await?;
         let run = self.run_for(rec, graph, actor, None, None)?;

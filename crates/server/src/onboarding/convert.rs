@@ -62,6 +62,12 @@ pub fn info_pb(o: &Onboarding, invitation_id: String, events: u64) -> pb::Onboar
             .as_ref()
             .filter(|_| o.status == Status::AwaitingAdmin)
             .map(hand_off_pb),
+        error: o
+            .error
+            .clone()
+            .filter(|_| matches!(o.status, Status::Failed | Status::Cancelling))
+            .unwrap_or_default(),
+        cancelling: o.status == Status::Cancelling,
     }
 }
 

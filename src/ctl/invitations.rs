@@ -87,6 +87,10 @@ pub struct CreateArgs {
     /// admin reaches it (default: the admin's home tenant).
     #[arg(long, default_value = "")]
     tenant: String,
+    /// An idempotency key (e.g. a UUID): running the same command again with it, after an
+    /// answer was lost, shows the invitation the first run made instead of making another.
+    #[arg(long, default_value = "")]
+    idempotency_key: String,
     /// The provider name (default: the server's).
     #[arg(long, default_value = "")]
     provider_name: String,
@@ -128,6 +132,7 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
                 platform_version,
                 admin_upn,
                 tenant,
+                idempotency_key,
                 provider_name,
                 platform_server_name,
                 valid_for,
@@ -144,6 +149,7 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
                 admin_upn,
                 valid_for,
                 tenant,
+                idempotency_key,
             };
             let r = call("CreateInvitation", c.create_invitation(req)).await?;
             let email = r.email.clone().unwrap_or_default();
@@ -240,6 +246,7 @@ fn print_one(i: &pb::Invitation, out: Output) -> Result<Exit, CtlError> {
             ("platform server", i.platform_server_name.clone()),
             ("admin", or_dash(&i.admin_upn).into()),
             ("tenant", or_dash(&i.tenant).into()),
+            ("idempotency key", or_dash(&i.idempotency_key).into()),
             ("state", state_name(i.state()).into()),
             (
                 "created",

@@ -7,6 +7,7 @@
 
 pub mod email;
 pub mod error;
+pub mod idempotency;
 pub mod store;
 pub mod token;
 
@@ -52,6 +53,8 @@ pub struct NewInvitation {
     pub valid_for: Option<Duration>,
     /// The customer's tenant (id or domain) to sign in at; empty means the admin's own.
     pub tenant: String,
+    /// The caller's idempotency key ([`idempotency`]); empty means none.
+    pub idempotency_key: String,
 }
 
 /// A created invitation with its one-time parts. No `Debug`: it holds the token.
@@ -100,6 +103,9 @@ pub struct Invitations {
     audit: AuditLog,
     /// Defaults and email text.
     settings: Settings,
+    /// Keyed creates one at a time ([`idempotency`]): a retry racing its first call finds
+    /// the invitation instead of making a second.
+    keyed: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Invitations {
@@ -134,6 +140,7 @@ impl Invitations {
             key,
             audit,
             settings,
+            keyed: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -148,6 +155,8 @@ impl Invitations {
     }
 
     /// Creates an invitation; `actor` is the caller's audit identity.
+    /// With an idempotency key, a retry of the same request gets the invitation the first
+    /// call made ([`idempotency`]).
     pub async fn create(&self, actor: &str, req: NewInvitation) -> Result<Created> {
         let valid_for = validate(&req, &self.settings)?;
         let now = now_ms();
@@ -157,6 +166,10 @@ impl Invitations {
             "" => d.to_owned(),
             t => t.to_owned(),
         };
+        let keyed = (!req.idempotency_key.is_empty()).then(|| idempotency::Idempotency {
+            key: req.idempotency_key.clone(),
+            request_sha256: idempotency::request_digest(&req),
+        });
         let record = InvitationRecord {
             id: uuid::Uuid::now_v7().to_string(),
             customer: req.customer.trim().to_owned(),
@@ -175,8 +188,15 @@ impl Invitations {
             revoked_by: None,
             hand_off_of: None,
             tenant: Some(onboard_core::text::tenant_key(&req.tenant)).filter(|t| !t.is_empty()),
+            idempotency: None,
         };
-        self.insert_minted(actor, record).await
+        match keyed {
+            None => {
+                let minted = self.key.mint()?;
+                self.insert_minted(actor, record, minted).await
+            }
+            Some(keyed) => self.create_keyed(actor, keyed, record).await,
+        }
     }
 
     /// A hand-off link for onboarding `onboarding_id` (started with invitation `from`, now
@@ -224,27 +244,20 @@ impl Invitations {
             // The run's tenant is what the hand-off signs in at (the server's choice); the
             // original invitation's is kept for the record.
             tenant: from.tenant.clone(),
+            idempotency: None,
         };
-        self.insert_minted(actor, record).await
+        let minted = self.key.mint()?;
+        self.insert_minted(actor, record, minted).await
     }
 
-    /// Mints a token for `record`, stores both (the token hashed), audited first.
-    async fn insert_minted(&self, actor: &str, record: InvitationRecord) -> Result<Created> {
-        let minted = self.key.mint()?;
-        let mut fields = json!({
-            "provider_name": record.provider_name,
-            "platform_server_name": record.platform_server_name,
-            "platform_version": record.platform_version,
-            "profile": record.profile,
-            "admin_upn": record.admin_upn,
-            "expires_at": format_ms(record.expires_at_ms),
-        });
-        if let Some(o) = &record.hand_off_of {
-            fields["hand_off_of"] = json!(o);
-        }
-        if let Some(t) = &record.tenant {
-            fields["tenant"] = json!(t);
-        }
+    /// Stores `record` with `minted`'s hash, audited first.
+    async fn insert_minted(
+        &self,
+        actor: &str,
+        record: InvitationRecord,
+        minted: token::MintedToken,
+    ) -> Result<Created> {
+        let fields = detail(&record);
         let entry = |phase| {
             entry(Action::InvitationCreate, phase, actor, &record, None)
                 .with_detail("invitation", fields.clone())
@@ -256,9 +269,14 @@ impl Invitations {
             self.store.remove(&record.id, &minted.hash).await?;
             return Err(e);
         }
+        Ok(self.created(record, minted.token))
+    }
+
+    /// The answer to a create of `record` with `token`: the link and the rendered email.
+    fn created(&self, record: InvitationRecord, token: Zeroizing<String>) -> Created {
         let activation_url = Zeroizing::new(format!(
             "{}#token={}",
-            self.settings.activation_base_url, *minted.token
+            self.settings.activation_base_url, *token
         ));
         let email = email::render(
             &record,
@@ -266,12 +284,12 @@ impl Invitations {
             &activation_url,
             &format_ms(record.expires_at_ms),
         );
-        Ok(Created {
+        Created {
             record,
-            token: minted.token,
+            token,
             activation_url,
             email,
-        })
+        }
     }
 
     /// One invitation by id.
@@ -409,6 +427,28 @@ impl Invitations {
     }
 }
 
+/// The `invitation` detail of an `invitation.create` entry (docs/audit-entries.md).
+fn detail(record: &InvitationRecord) -> serde_json::Value {
+    let mut fields = json!({
+        "provider_name": record.provider_name,
+        "platform_server_name": record.platform_server_name,
+        "platform_version": record.platform_version,
+        "profile": record.profile,
+        "admin_upn": record.admin_upn,
+        "expires_at": format_ms(record.expires_at_ms),
+    });
+    if let Some(o) = &record.hand_off_of {
+        fields["hand_off_of"] = json!(o);
+    }
+    if let Some(t) = &record.tenant {
+        fields["tenant"] = json!(t);
+    }
+    if let Some(k) = &record.idempotency {
+        fields["idempotency_key"] = json!(k.key);
+    }
+    fields
+}
+
 /// An entry of `action` about invitation `inv`, with the onboarding it started if any.
 fn entry(
     action: Action,
@@ -510,6 +550,11 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
         && let Err(rule) = onboard_core::text::check_tenant(tenant)
     {
         bad("tenant", &rule);
+    }
+    if !req.idempotency_key.is_empty()
+        && let Err(rule) = idempotency::check_key(&req.idempotency_key)
+    {
+        bad("idempotency_key", &rule);
     }
     // What reaches Entra (the temporary app's name) or the customer's email holds visible
     // characters in NFKC form only: no bidi override or zero-width character to disguise it.

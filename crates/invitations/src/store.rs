@@ -48,6 +48,10 @@ pub struct InvitationRecord {
     /// Absent in records written before it existed (they sign in at `organizations`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// Set on an invitation created with an idempotency key: the key and the request's digest,
+    /// so a retry gets this invitation back ([`crate::idempotency`]). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<crate::idempotency::Idempotency>,
 }
 
 /// Where an invitation is in its life (expiry is evaluated at read time).

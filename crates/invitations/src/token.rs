@@ -17,6 +17,8 @@ const NONCE_LEN: usize = 32;
 const TAG_LEN: usize = 16;
 /// Separates this MAC's inputs from any other use of the key.
 const DOMAIN: &[u8] = b"onboard invitation token v1\n";
+/// Separates the derivation of a keyed create's random part (`TokenKey::mint_for`).
+const IDEMPOTENT_DOMAIN: &[u8] = b"onboard invitation idempotent token v1\n";
 
 /// The server's token MAC key.
 pub struct TokenKey {
@@ -71,6 +73,30 @@ impl TokenKey {
         let mut raw = Zeroizing::new([0u8; NONCE_LEN + TAG_LEN]);
         getrandom::fill(&mut raw[..NONCE_LEN])
             .map_err(|e| InvitationError::Internal(format!("no system randomness: {e}")))?;
+        self.finish(raw)
+    }
+
+    /// The token of `caller`'s create with idempotency key `key`: the same for the same
+    /// three inputs, so a retried create finds its invitation by the stored hash. Its random
+    /// part is HMAC-SHA256 under the server's key (a pseudorandom function: unguessable
+    /// without the key, as a random token is), in a domain of its own; the tag is as any
+    /// token's, so it verifies the same way.
+    pub fn mint_for(&self, caller: &str, key: &str) -> Result<MintedToken> {
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.as_ref())
+            .map_err(|_| InvitationError::Internal("HMAC key length".into()))?;
+        m.update(IDEMPOTENT_DOMAIN);
+        // Length-prefixed, so no two (caller, key) pairs give the same input.
+        m.update(&(caller.len() as u64).to_be_bytes());
+        m.update(caller.as_bytes());
+        m.update(key.as_bytes());
+        let nonce = m.finalize().into_bytes();
+        let mut raw = Zeroizing::new([0u8; NONCE_LEN + TAG_LEN]);
+        raw[..NONCE_LEN].copy_from_slice(&nonce[..NONCE_LEN]);
+        self.finish(raw)
+    }
+
+    /// Tags the random part in `raw` and encodes the token.
+    fn finish(&self, mut raw: Zeroizing<[u8; NONCE_LEN + TAG_LEN]>) -> Result<MintedToken> {
         let mut m = self.mac()?;
         m.update(&raw[..NONCE_LEN]);
         let tag = m.finalize().into_bytes();
@@ -118,6 +144,19 @@ mod tests {
         let other = TokenKey::generate().expect("key").mint().expect("mint");
         assert!(k.verify(&other.token).is_err());
         assert!(k.verify("not base64 !").is_err());
+        // A keyed create's token: the same for the same caller and key, verifies like any
+        // other, and differs for another caller, key or server key.
+        let a = k.mint_for("op", "key-1").expect("mint");
+        assert_eq!(*a.token, *k.mint_for("op", "key-1").expect("mint").token);
+        assert_eq!(k.verify(&a.token).expect("valid"), a.hash);
+        for (caller, key) in [("op", "key-2"), ("op2", "key-1"), ("opk", "ey-1")] {
+            assert_ne!(*a.token, *k.mint_for(caller, key).expect("mint").token);
+        }
+        let other = TokenKey::generate().expect("key");
+        assert_ne!(
+            *a.token,
+            *other.mint_for("op", "key-1").expect("mint").token
+        );
         assert!(k.verify("").is_err());
     }
 }

@@ -61,6 +61,11 @@ pub fn invitation_pb(r: &InvitationRecord) -> pb::Invitation {
         revoked_at: r.revoked_at_ms.map(timestamp),
         revoked_by: r.revoked_by.clone().unwrap_or_default(),
         tenant: r.tenant.clone().unwrap_or_default(),
+        idempotency_key: r
+            .idempotency
+            .as_ref()
+            .map(|i| i.key.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -85,6 +90,7 @@ impl InvitationsService {
             admin_upn: r.admin_upn,
             valid_for: None,
             tenant: r.tenant,
+            idempotency_key: r.idempotency_key,
         };
         new.valid_for = match valid_for(r.valid_for) {
             Ok(d) => d,

@@ -1,5 +1,5 @@
 //! The sign-in screens (wizard.md screens 2a and 3): the admin's UPN prefilled when the
-//! invitation names it, "Copy code and open page in new tab" opening Microsoft's sign-in page,
+//! invitation names it (and the tenant the sign-in is at, when it names that), "Copy code and open page in new tab" opening Microsoft's sign-in page,
 //! Microsoft's `slow_down` said calmly while the page waits; a declined sign-in, another
 //! account's and one without the rights, each tried again with the same link; and the browser
 //! sign-in for tenants whose Conditional Access blocks device codes.
@@ -21,6 +21,9 @@ async fn the_code_screen_prefills_the_admin_opens_the_sign_in_page_and_says_slow
     let upn = w.upn(users::GLOBAL_ADMIN);
     let mut req = testkit::wizard::contoso(SERVICE, "direct-routing");
     req.admin_upn = upn.clone();
+    // The invitation names the customer's tenant too (docs/microsoft.md §30).
+    let domain = w.env.info.tenant_domain.to_ascii_lowercase();
+    req.tenant = domain.clone();
     let token = w
         .env
         .server
@@ -47,6 +50,21 @@ async fn the_code_screen_prefills_the_admin_opens_the_sign_in_page_and_says_slow
     ensure!(
         fixed.as_bool() == Some(true),
         "the named admin's field is editable"
+    );
+    // The screen says which tenant the sign-in is at.
+    let tenant = w
+        .chrome
+        .js("const p = document.getElementById('upn-tenant'); \
+             return p.hidden ? null : document.getElementById('tenant-name').textContent")
+        .await?;
+    ensure!(tenant.as_str() == Some(domain.as_str()), "{tenant:?}");
+    let described = w
+        .chrome
+        .js("return document.getElementById('upn').getAttribute('aria-describedby')")
+        .await?;
+    ensure!(
+        described.as_str().is_some_and(|d| d.contains("upn-tenant")),
+        "the tenant is not part of the field's description: {described:?}"
     );
     w.chrome.click("btn-auth").await?;
     let code = w.code().await?;

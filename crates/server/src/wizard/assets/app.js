@@ -47,7 +47,12 @@ async function start() {
   // The invitation names its admin: the server signs in no other account.
   if (inv.admin_upn) { $('upn').value = inv.admin_upn; $('upn').readOnly = true; }
   // The invitation names the customer's tenant: the sign-in happens there, not at home.
-  if (inv.tenant) { $('tenant-name').textContent = inv.tenant; $('upn-tenant').hidden = false; }
+  // (Described by the field only when shown: a hidden description is still read out.)
+  if (inv.tenant) {
+    $('tenant-name').textContent = inv.tenant;
+    $('upn-tenant').hidden = false;
+    $('upn').setAttribute('aria-describedby', 'upn-hint upn-tenant upn-error');
+  }
   rules(inv.name_rules || []);
   const o = inv.onboarding;
   // A hand-off link: the holder finishes an onboarding someone else began.

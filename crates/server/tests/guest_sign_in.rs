@@ -166,3 +166,44 @@ async fn the_tenant_is_an_id_or_a_domain() -> Result<()> {
     ensure!(created.invitation.context("invitation")?.tenant == "contoso.example");
     env.stop().await
 }
+
+/// The customer's Application Administrator starts (an invitation naming no tenant); the
+/// partner's Global Administrator, a guest in the customer's tenant, finishes through the
+/// hand-off link: that sign-in is at the run's tenant, so the guest lands there rather than
+/// at home, and the onboarding completes in the customer's tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_global_administrator_finishes_a_hand_off() -> Result<()> {
+    let (env, upn) = with_guest().await?;
+    let (token, _) = env.invite(None).await?;
+    let signed = env.signed_in(&token, "appadmin").await?;
+    let id = signed.onboarding_id;
+    let events = env
+        .provision(&token, &id, "Guest-Finished")
+        .await?
+        .map_err(|s| anyhow::anyhow!("Provision refused: {s:?}"))?;
+    testkit::wizard::awaiting_admin(&events)?;
+    let link = testkit::wizard::hand_off_link(env.server.channel().await?, &token, &id)
+        .await
+        .map_err(|s| anyhow::anyhow!("no link: {s:?}"))?;
+    let joined = sign_in(&env, &link.invitation_token, &upn, Browser::SignsInAs(&upn))
+        .await?
+        .map_err(|s| anyhow::anyhow!("the guest's hand-off sign-in failed: {s:?}"))?;
+    ensure!(
+        joined.onboarding_id == id
+            && joined.tenant_id == env.info.tenant_id
+            && joined.roles_missing.is_empty(),
+        "{joined:?}"
+    );
+    let finish = env
+        .provision(&link.invitation_token, &id, "Guest-Finished")
+        .await?
+        .map_err(|s| anyhow::anyhow!("the guest was refused: {s:?}"))?;
+    let done = completed(&finish)?;
+    ensure!(done.tenant_id == env.info.tenant_id, "{done:?}");
+    let claimed = claim(env.server.channel().await?, &id).await?;
+    ensure!(
+        env.authenticates(&claimed.client_id, &claimed.secret)
+            .await?
+    );
+    env.stop().await
+}

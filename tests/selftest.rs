@@ -59,6 +59,8 @@ async fn smoke_path(how: SignIn) -> Result<Run> {
         ("ONBOARD_LIVE_TRUST_ROOT", ca.to_str().unwrap_or_default()),
         ("ONBOARD_LIVE_DIR", run_dir.to_str().unwrap_or_default()),
         ("ONBOARD_LIVE_SIGN_IN", sign_in),
+        // The invitation names the tenant: the sign-in is at it, as for a guest admin.
+        ("ONBOARD_LIVE_TENANT", info.tenant_id.as_str()),
     ];
     let mut run = onboard_binary!().spawn(&["selftest", "--live"], &env)?;
     match how {

@@ -52,6 +52,8 @@ pub struct Flow {
     pub profile: String,
     /// The admin's UPN.
     pub upn: String,
+    /// The tenant the invitation names (empty: the admin's home tenant).
+    pub tenant: String,
     /// The app registration's name.
     pub app_name: String,
     /// Device code or browser.
@@ -86,6 +88,7 @@ impl Flow {
                 service_id: self.service_id.clone(),
                 profile: self.profile.clone(),
                 admin_upn: self.upn.clone(),
+                tenant: self.tenant.clone(),
                 ..Default::default()
             })
             .await?

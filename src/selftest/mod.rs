@@ -51,6 +51,10 @@ pub struct SelftestArgs {
     /// The Direct Routing service id on the invitation.
     #[arg(long, env = "ONBOARD_LIVE_SERVICE_ID", default_value = "selftest")]
     pub service_id: String,
+    /// The tenant to sign in at (its id or a domain of it), named on the invitation: needed
+    /// when the admin is a guest (B2B collaboration user) there; default: the admin's own.
+    #[arg(long, env = "ONBOARD_LIVE_TENANT", default_value = "")]
+    pub tenant: String,
     /// The identity platform.
     #[arg(
         long,
@@ -194,6 +198,7 @@ async fn run_live(args: &SelftestArgs) -> anyhow::Result<bool> {
         service_id: args.service_id.clone(),
         profile: args.profile.clone(),
         upn: args.upn.clone(),
+        tenant: args.tenant.clone(),
         app_name: args.app_name.clone(),
         sign_in: args.sign_in,
         state: flow::State::default(),

@@ -138,6 +138,18 @@ impl Faults {
             })
     }
 
+    /// Lifetime of a delegated access token for a client that declared `capabilities`: the
+    /// fault's when set, else a Continuous Access Evaluation session's long one for `cp1`
+    /// ([`crate::CAE_ACCESS_TOKEN_LIFETIME`]), else Entra’s hour.
+    pub fn delegated_token_lifetime(&self, capabilities: &[String]) -> i64 {
+        let cae = capabilities.iter().any(|c| c.eq_ignore_ascii_case("cp1"));
+        match self.access_token_lifetime_s {
+            Some(_) => self.access_token_lifetime(),
+            None if cae => crate::tokens::CAE_ACCESS_TOKEN_LIFETIME,
+            None => ACCESS_TOKEN_LIFETIME,
+        }
+    }
+
     /// Polling interval in effect (Entra's default is 5 s).
     pub fn device_code_interval(&self) -> u64 {
         self.device_code_interval_s.unwrap_or(5)

@@ -79,6 +79,7 @@ pub use seed::{
     APP_ADMIN, CLOUD_APP_ADMIN, GLOBAL_ADMIN, GRAPH_APP_ID, GRAPH_PERMISSIONS, PRIV_ROLE_ADMIN,
     ROLE_TEMPLATES, TEAMS_APP_ID,
 };
+pub use tokens::{ACCESS_TOKEN_LIFETIME, CAE_ACCESS_TOKEN_LIFETIME};
 
 /// Errors of the emulator.
 #[derive(Debug, thiserror::Error)]

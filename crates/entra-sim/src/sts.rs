@@ -462,7 +462,7 @@ pub(crate) fn issue_user_tokens(
             perms.push(d);
         }
     }
-    let lifetime = inner.faults.access_token_lifetime();
+    let lifetime = inner.faults.delegated_token_lifetime(caps);
     let access = s
         .user_access_token(
             dir,

@@ -11,6 +11,14 @@ use crate::state::{Shared, new_guid, random_key, unix_now};
 /// reports), unless a fault sets another ([`crate::Faults::access_token_lifetime_s`]).
 pub const ACCESS_TOKEN_LIFETIME: i64 = 3599;
 
+/// Lifetime of delegated access tokens for a client that declared the `cp1` capability (a
+/// Continuous Access Evaluation session), in seconds: "For some resource APIs, because risk
+/// and policy are evaluated in real time, CAE can substantially increase token lifetime up to
+/// 28 hours" (Learn, access-tokens / concept-continuous-access-evaluation); revocation then
+/// reaches the client as Graph's claims challenge, not as the token's end. A fixed day here,
+/// inside Microsoft's range, so runs replay exactly.
+pub const CAE_ACCESS_TOKEN_LIFETIME: i64 = 86_399;
+
 /// The default member role every member user's `wids` carries in Entra.
 const MEMBER_ROLE: &str = "b79fbf4d-3ef9-4689-8143-76b194e85509";
 

@@ -271,7 +271,7 @@ pub fn check_upn(upn: &str) -> Result<(), String> {
 /// tenant-independent `organizations`, `common` and `consumers`, which name no tenant and are
 /// refused. Callers trim first; the form to store is [`tenant_key`]. `Err` says the rule broken.
 pub fn check_tenant(tenant: &str) -> Result<(), String> {
-    if uuid_shaped(tenant) {
+    if is_guid(tenant) {
         return Ok(());
     }
     let label_ok = |l: &str| {
@@ -298,8 +298,9 @@ pub fn tenant_key(tenant: &str) -> String {
     tenant.trim().to_ascii_lowercase()
 }
 
-/// Whether `s` has a GUID's shape, `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex digits.
-pub fn uuid_shaped(s: &str) -> bool {
+/// Whether `s` has a GUID's shape, `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex digits (a
+/// tenant id, a client id).
+pub fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
         && groups

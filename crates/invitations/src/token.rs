@@ -61,11 +61,17 @@ impl TokenKey {
         &self.key
     }
 
-    fn mac(&self) -> Result<Hmac<Sha256>> {
+    /// HMAC-SHA256 under the key, its input starting with `domain`.
+    fn mac_in(&self, domain: &[u8]) -> Result<Hmac<Sha256>> {
         let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.as_ref())
             .map_err(|_| InvitationError::Internal("HMAC key length".into()))?;
-        m.update(DOMAIN);
+        m.update(domain);
         Ok(m)
+    }
+
+    /// The tag's MAC.
+    fn mac(&self) -> Result<Hmac<Sha256>> {
+        self.mac_in(DOMAIN)
     }
 
     /// Mints a new token.
@@ -82,9 +88,7 @@ impl TokenKey {
     /// without the key, as a random token is), in a domain of its own; the tag is as any
     /// token's, so it verifies the same way.
     pub fn mint_for(&self, caller: &str, key: &str) -> Result<MintedToken> {
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.as_ref())
-            .map_err(|_| InvitationError::Internal("HMAC key length".into()))?;
-        m.update(IDEMPOTENT_DOMAIN);
+        let mut m = self.mac_in(IDEMPOTENT_DOMAIN)?;
         // Length-prefixed, so no two (caller, key) pairs give the same input.
         m.update(&(caller.len() as u64).to_be_bytes());
         m.update(caller.as_bytes());

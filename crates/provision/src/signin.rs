@@ -162,7 +162,7 @@ pub async fn check_sign_in(
         .value;
     // A tenant named by domain is checked against the tenant's verified domains, which only
     // `/organization` lists; a tenant id (or none) needs no call when the id token has `tid`.
-    let by_domain = expected_tenant.filter(|t| !onboard_core::text::uuid_shaped(t));
+    let by_domain = expected_tenant.filter(|t| !onboard_core::text::is_guid(t));
     let claims = tokens.id_token_claims().ok().flatten();
     let org = if claims.is_none() || by_domain.is_some() {
         Some(
@@ -181,17 +181,13 @@ pub async fn check_sign_in(
         .or_else(|| org.as_ref().map(|o| o.id.clone()))
         .unwrap_or_default();
     if let Some(expected) = expected_tenant {
-        let domain_ok = || {
-            org.as_ref().is_some_and(|o| {
-                o.verified_domains
-                    .iter()
-                    .any(|d| d.name.eq_ignore_ascii_case(expected))
-            })
-        };
-        let same = if by_domain.is_some() {
-            domain_ok()
-        } else {
-            tenant_id.eq_ignore_ascii_case(expected)
+        // By domain, the organization read above lists it; by id, the sign-in's is it.
+        let same = match (&org, by_domain) {
+            (Some(o), Some(domain)) => o
+                .verified_domains
+                .iter()
+                .any(|d| d.name.eq_ignore_ascii_case(domain)),
+            _ => tenant_id.eq_ignore_ascii_case(expected),
         };
         if !same {
             return Err(ProvisionError::WrongTenant {

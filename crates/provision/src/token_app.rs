@@ -11,6 +11,7 @@
 
 use entra_client::graph::types::Application;
 use entra_client::{EntraClient, MICROSOFT_GRAPH_APP_ID, OpContext};
+use onboard_core::text::is_guid;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -419,16 +420,6 @@ pub fn client_id_problem(id: &str) -> Option<String> {
     } else {
         None
     }
-}
-
-/// 8-4-4-4-12 hex digits.
-pub fn is_guid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]

@@ -105,6 +105,9 @@ impl SimArgs {
         Faults {
             replication_lag_ms: self.replication_lag_ms,
             assignment_list_lag_ms: self.assignment_list_lag_ms,
+            // Set at run time (`POST /_sim/faults`): a count used up by the requests it names.
+            stale_replica_answers: 0,
+            stale_replica_method: None,
             throttle_rate: self.throttle_rate,
             throttle_retry_after_s: self.throttle_retry_after_s,
             sts_throttle_rate: self.sts_throttle_rate,

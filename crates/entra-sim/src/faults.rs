@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::tokens::ACCESS_TOKEN_LIFETIME;
 
+/// How long after its creation an object may still be missing from a stale replica
+/// ([`Faults::stale_replica_answers`]): five minutes, the lag Microsoft's forums and Terraform's
+/// azuread provider report as common (entra-reference §4.3).
+pub const STALE_REPLICA_WINDOW_MS: u64 = 5 * 60 * 1000;
+
 /// Which misbehaviours the emulator shows. `Faults::default()` is a well-behaved tenant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -22,6 +27,19 @@ pub struct Faults {
     /// not promise that the next read sees it); a client that looks for a write whose answer
     /// was lost must wait for the list, not take one empty answer as "not made".
     pub assignment_list_lag_ms: u64,
+    /// The next this many Graph requests that name an application or a service principal made
+    /// in the last [`STALE_REPLICA_WINDOW_MS`] (`/applications/{key}…`,
+    /// `/servicePrincipals/{key}…`: a read, an update, a delete, a sub-resource) are served by a
+    /// replica that has not seen it yet: 404 `Request_ResourceNotFound`, although earlier
+    /// requests found it. Counted down as they are answered (`GET /_sim/faults` shows what is
+    /// left). Microsoft documents no read-your-writes promise ("a successful write doesn't
+    /// guarantee the next read sees it", designing-for-eventual-consistency-for-microsoft-entra),
+    /// so one 404 for an object made moments ago is no proof that it is gone. Unlike
+    /// `replication_lag_ms`, what a client has seen it may not see again.
+    pub stale_replica_answers: u32,
+    /// Only requests with this method (`"DELETE"`, `"GET"`…) meet the stale replica; `None`:
+    /// any method.
+    pub stale_replica_method: Option<String>,
     /// Fraction (0.0..=1.0) of Graph calls answered with 429 Too Many Requests.
     pub throttle_rate: f64,
     /// `Retry-After` seconds sent with each 429 (and each 503).
@@ -100,6 +118,8 @@ impl Default for Faults {
         Faults {
             replication_lag_ms: 0,
             assignment_list_lag_ms: 0,
+            stale_replica_answers: 0,
+            stale_replica_method: None,
             throttle_rate: 0.0,
             throttle_retry_after_s: 2,
             sts_throttle_rate: 0.0,

@@ -213,7 +213,9 @@ pub async fn info(State(s): State<Arc<Shared>>) -> Response {
 
 /// `GET /_sim/faults`.
 pub async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
-    Json(s.lock().faults.clone()).into_response()
+    let mut faults = s.lock().faults.clone();
+    faults.stale_replica_answers = s.stale_answers_left();
+    Json(faults).into_response()
 }
 
 /// `POST /_sim/faults` with a (partial) `Faults` JSON; unspecified switches reset to default.

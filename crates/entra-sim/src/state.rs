@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use crate::faults::{FaultRng, Faults};
+use crate::faults::{FaultRng, Faults, STALE_REPLICA_WINDOW_MS};
 use crate::jwt::SigningKey;
 use crate::model::Directory;
 use crate::seed;
@@ -179,6 +179,9 @@ pub struct Shared {
     calls: Mutex<HashMap<String, u64>>,
     /// Requests served so far, so benchmarks can relate wall time to the number of calls.
     pub counts: RequestCounters,
+    /// What is left of [`Faults::stale_replica_answers`], and the method they are for: a lock
+    /// of its own, because lookups ask while they hold the state's.
+    stale: Mutex<(u32, Option<String>)>,
 }
 
 /// Running totals of requests by kind (atomics: counted outside the state lock).
@@ -287,6 +290,10 @@ impl Shared {
             sign_ins_revoked_through: 0,
             policies_changed_through: 0,
         };
+        let stale = (
+            config.faults.stale_replica_answers,
+            config.faults.stale_replica_method.clone(),
+        );
         let shared = Shared {
             base_url,
             config,
@@ -296,6 +303,7 @@ impl Shared {
             started: Instant::now(),
             inner: Mutex::new(inner),
             counts: RequestCounters::default(),
+            stale: Mutex::new(stale),
             state_file,
             primary_tid,
             calls: Mutex::new(HashMap::new()),
@@ -354,6 +362,34 @@ impl Shared {
         }
     }
 
+    /// Whether an object visible from `visible_at_ms` is recent enough for a stale replica to
+    /// miss it ([`STALE_REPLICA_WINDOW_MS`]). Seeded objects (visible from 0) are old: they
+    /// were made before the emulator started.
+    pub fn is_recent(&self, visible_at_ms: u64) -> bool {
+        visible_at_ms > 0 && self.now_ms() < visible_at_ms.saturating_add(STALE_REPLICA_WINDOW_MS)
+    }
+
+    /// Whether a request with `method` that names a recent object meets a replica that has not
+    /// seen it: takes one of the [`Faults::stale_replica_answers`] left, if any is for `method`.
+    pub fn take_stale_answer(&self, method: &str) -> bool {
+        let mut stale = self.stale.lock().unwrap_or_else(|p| p.into_inner());
+        let (left, only) = &mut *stale;
+        if *left == 0
+            || only
+                .as_deref()
+                .is_some_and(|m| !m.eq_ignore_ascii_case(method))
+        {
+            return false;
+        }
+        *left -= 1;
+        true
+    }
+
+    /// The stale-replica answers not yet given.
+    pub fn stale_answers_left(&self) -> u32 {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
     /// Whether an object with this `visible_at_ms` has replicated yet.
     pub fn visible(&self, visible_at_ms: u64) -> bool {
         self.now_ms() >= visible_at_ms
@@ -378,6 +414,8 @@ impl Shared {
 
     /// Replaces the fault switches, re-seeding the draws so a test's sequence starts afresh.
     pub fn set_faults(&self, f: Faults) {
+        *self.stale.lock().unwrap_or_else(|p| p.into_inner()) =
+            (f.stale_replica_answers, f.stale_replica_method.clone());
         let mut inner = self.lock();
         inner.rng = FaultRng::new(f.seed);
         inner.faults = f;

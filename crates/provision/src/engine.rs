@@ -177,6 +177,7 @@ impl Engine {
                 steps_done: vec![],
                 fresh_app: false,
                 app_may_be_new: false,
+                made_at_ms: None,
                 attempted: Default::default(),
                 sealed_admin_token: None,
                 admin_token_expires_at: None,

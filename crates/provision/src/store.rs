@@ -138,6 +138,13 @@ pub struct OnboardingRecord {
     /// after a create). Unlike `fresh_app`, it never lets a step skip reading Entra.
     #[serde(default)]
     pub app_may_be_new: bool,
+    /// When this onboarding last made (or may have made) its app or service principal, in
+    /// milliseconds since the Unix epoch: for [`LAG_WINDOW_MS`] after it a 404 for
+    /// them may be a Graph replica that has not seen them yet, even after the sign-in check
+    /// proved the app to the sign-in service. `None` in records written before it was kept
+    /// (they fall back to the sign-in check alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_at_ms: Option<i64>,
     /// Steps that have begun an Entra change (persisted before the first one): such a step
     /// always reads Entra first when it runs again, because the change may have landed.
     #[serde(default)]
@@ -169,7 +176,20 @@ pub struct OnboardingRecord {
     pub error: Option<String>,
 }
 
+/// How long after this onboarding made its app or service principal a 404 for them may be
+/// replication lag although the sign-in check passed: a Graph replica may not have seen them
+/// yet, and Microsoft promises no read-your-writes. Fifteen minutes: reports of lag "~5 min was
+/// not enough" and of a 20-minute incident (entra-reference §4.3) are the longest known.
+pub const LAG_WINDOW_MS: i64 = 15 * 60 * 1000;
+
 impl OnboardingRecord {
+    /// Whether this onboarding made its app or service principal less than [`LAG_WINDOW_MS`]
+    /// ago (`now_ms`: milliseconds since the Unix epoch).
+    pub fn made_recently(&self, now_ms: i64) -> bool {
+        self.made_at_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < LAG_WINDOW_MS)
+    }
+
     /// Whether `step` is confirmed.
     pub fn done(&self, step: &str) -> bool {
         self.steps_done.iter().any(|s| s == step)

@@ -1,5 +1,6 @@
-//! A 404 is replication lag only right after a create (entra-reference §6): reads of objects
-//! this run did not just make get no lag retries.
+//! A 404 is replication lag only for what this onboarding made moments ago (entra-reference
+//! §6 and §4.3): reads of objects it did not make, or made long ago, get no lag retries; a
+//! stale replica right after a run does not make the cancel take a new object for gone.
 
 use anyhow::{Context, Result, ensure};
 use entra_client::OpContext;
@@ -7,6 +8,9 @@ use provision::{EventKind, Status};
 use testkit::engine::{EngineEnv, collect, completion};
 use testkit::sim::calm;
 
+/// Someone deletes the app right after the run. The cancel's read of it meets a 404 while
+/// the app is still new enough to lag, but the recycle bin holds it: deleted, so the 404 is an
+/// answer and the cancel waits for no lag retries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_settled_onboarding_takes_a_404_as_an_answer() -> Result<()> {
     let env = EngineEnv::start(calm(), None).await?;
@@ -107,5 +111,58 @@ async fn an_undo_of_removals_the_lists_still_show_takes_the_404_as_done() -> Res
         deleted_ok == grants_before - 1,
         "{deleted_ok} grants removed of {grants_before}"
     );
+    Ok(())
+}
+
+/// Microsoft promises no read-your-writes: right after a run, a Graph replica that has not
+/// seen the app yet may answer 404 to the cancel's read of it, although the run's own reads
+/// found it (and the sign-in check proved it to the sign-in service, not to every replica).
+/// The cancel looks in the recycle bin and reads again, instead of taking the 404 as "gone"
+/// and leaving the app in the tenant while the record says it was removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_right_after_a_run_reads_again_what_a_stale_replica_misses() -> Result<()> {
+    cancel_meeting_a_stale_replica("onb-stale-get", "Sbc-Stale-Get", "GET", 1).await
+}
+
+/// The same for the DELETEs: a 404 to the service principal's DELETE (twice) from a replica
+/// that has not seen it is retried as replication lag, not recorded as "already removed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_right_after_a_run_deletes_again_what_a_stale_replica_misses() -> Result<()> {
+    cancel_meeting_a_stale_replica("onb-stale-delete", "Sbc-Stale-Del", "DELETE", 2).await
+}
+
+/// Provisions `name`, lets the next `answers` requests with `method` that name a new object
+/// meet a stale replica, cancels, and checks that the app is gone from the tenant and that
+/// the log shows its deletion succeeded.
+async fn cancel_meeting_a_stale_replica(
+    id: &str,
+    name: &str,
+    method: &str,
+    answers: u32,
+) -> Result<()> {
+    let env = EngineEnv::start(calm(), None).await?;
+    let admin = env.signed_in("globaladmin").await?;
+    completion(&env.provision(id, name, admin).await?)?;
+    let mut faults = calm();
+    faults.stale_replica_answers = answers;
+    faults.stale_replica_method = Some(method.to_owned());
+    env.sim.set_faults(faults);
+
+    let done = env.engine.cancel(id, "tester").await?;
+    ensure!(done.status == Status::Cancelled, "{done:?}");
+    let snap = env.snapshot();
+    ensure!(
+        testkit::snapshot::apps_named(&snap, name).is_empty(),
+        "the cancel left the app in the tenant"
+    );
+    let entries = env.audit_entries(id)?;
+    for action in ["service_principal.delete", "app_registration.delete"] {
+        let phases: Vec<_> = entries
+            .iter()
+            .filter(|e| e["action"] == action)
+            .map(|e| e["phase"].as_str().unwrap_or_default())
+            .collect();
+        ensure!(phases == ["intent", "succeeded"], "{action}: {phases:?}");
+    }
     Ok(())
 }

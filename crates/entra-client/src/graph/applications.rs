@@ -103,13 +103,7 @@ impl GraphClient {
             Ok(r) => Ok(r.map(Some)),
             Err(e) if e.is_not_found() => Ok(Reply {
                 value: None,
-                meta: super::CallMeta {
-                    status: 404,
-                    request_id: e.request_id().map(str::to_owned),
-                    client_request_id: ctx.client_request_id.to_string(),
-                    attempts: 1,
-                    deleted_by_earlier_attempt: false,
-                },
+                meta: super::CallMeta::not_found(&e, ctx),
             }),
             Err(e) => Err(e),
         }

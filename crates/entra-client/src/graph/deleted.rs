@@ -42,6 +42,29 @@ impl GraphClient {
         }))
     }
 
+    /// `GET /directory/deletedItems/{id}`: whether the recycle bin holds object `id` (a deleted
+    /// application or service principal). Graph's 404 is the answer "no": the object was never
+    /// deleted, was deleted for good, or the replica read has not seen its deletion yet.
+    pub async fn is_in_recycle_bin(
+        &self,
+        object_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Reply<bool>, EntraError> {
+        let path = format!("directory/deletedItems/{}", id(object_id)?);
+        let url = self.url(&path, &[("$select", "id")])?;
+        match self
+            .get_json::<serde_json::Value>("is_in_recycle_bin", url, ctx)
+            .await
+        {
+            Ok(r) => Ok(r.map(|_| true)),
+            Err(e) if e.is_not_found() => Ok(Reply {
+                value: false,
+                meta: super::CallMeta::not_found(&e, ctx),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `POST /directory/deletedItems/{id}/restore` (200): brings a deleted application back with
     /// its secrets, or a deleted service principal back without its grants.
     pub async fn restore_deleted_item(

@@ -7,6 +7,7 @@ mod directory;
 mod grants;
 mod lost_delete;
 mod once;
+mod reply;
 pub mod roles;
 mod service_principals;
 #[cfg(test)]
@@ -33,51 +34,8 @@ use lost_delete::DeleteAttempts;
 
 pub use applications::UpsertOutcome;
 pub use directory::ROLE_READ_PERMISSION;
+pub use reply::{CallMeta, Reply};
 pub use types::*;
-
-/// Facts about a completed Graph call, for the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallMeta {
-    /// HTTP status of the final answer (e.g. 201 vs 204 tells created from updated).
-    pub status: u16,
-    /// Graph's `request-id` of the final answer (for paged lists: of the last page).
-    pub request_id: Option<String>,
-    /// The `client-request-id` we sent for this logical operation.
-    pub client_request_id: String,
-    /// Requests sent, retries and pages included.
-    pub attempts: u32,
-    /// A DELETE whose final answer was 404 `Request_ResourceNotFound` after an earlier attempt
-    /// of it went unanswered (timeout, lost connection) or failed with 500/502/503/504: that
-    /// attempt most likely deleted the object, so the call is reported done (`status` is the
-    /// 404's). Always false for other calls.
-    pub deleted_by_earlier_attempt: bool,
-}
-
-/// A Graph result with its call facts.
-#[derive(Debug, Clone)]
-pub struct Reply<T> {
-    /// The decoded answer.
-    pub value: T,
-    /// Status and correlation ids.
-    pub meta: CallMeta,
-}
-
-impl CallMeta {
-    /// Graph's `request-id`, or `""` when the answer had none: for log fields.
-    pub fn request_id_or_empty(&self) -> &str {
-        self.request_id.as_deref().unwrap_or("")
-    }
-}
-
-impl<T> Reply<T> {
-    /// Applies `f` to the value, keeping the call facts.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Reply<U> {
-        Reply {
-            value: f(self.value),
-            meta: self.meta,
-        }
-    }
-}
 
 /// A Graph client acting with one access token.
 #[derive(Clone)]

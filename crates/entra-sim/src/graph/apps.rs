@@ -43,7 +43,7 @@ pub(super) fn find(
         }),
     ];
     c.find_key(&dir.applications, key, "application", alt_keys, |a| {
-        ignore_lag || c.s.visible(a.visible_at_ms)
+        ignore_lag || c.sees(a.visible_at_ms)
     })
 }
 

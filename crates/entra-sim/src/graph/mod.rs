@@ -3,6 +3,7 @@
 mod advanced;
 mod apps;
 mod authz;
+mod ctx;
 mod directory;
 mod federated;
 mod literals;
@@ -23,6 +24,7 @@ use serde_json::Value;
 use crate::http::{ReqIds, odata_error};
 use crate::state::{Shared, unix_now};
 
+pub use ctx::Ctx;
 pub use odata::Query;
 
 /// Who is calling Graph, from the verified access token.
@@ -56,67 +58,6 @@ pub enum Key {
 /// A handler's answer: `Err` is an answer given early (an error, or a short cut), `Ok` the
 /// normal one; both are sent as they are.
 pub type Reply = Result<Response, Response>;
-
-/// One request, parsed, with everything a handler needs.
-pub struct Ctx<'a> {
-    /// Emulator state.
-    pub s: &'a Shared,
-    /// Tenant of the access token (`tid`): the directory this request reads and writes.
-    pub tid: String,
-    /// Correlation ids for error bodies.
-    pub ids: &'a ReqIds,
-    /// The authenticated caller.
-    pub caller: Caller,
-    /// OData query options.
-    pub query: Query,
-    /// Request headers (Prefer, ConsistencyLevel).
-    pub headers: &'a HeaderMap,
-    /// Request path after `/v1.0/`, for `@odata.nextLink`.
-    pub path: String,
-    /// The JSON body, if any.
-    pub body: Option<Value>,
-}
-
-impl Ctx<'_> {
-    /// Locks the state with the caller's tenant selected.
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, crate::state::Inner> {
-        self.s.lock_tenant(&self.tid)
-    }
-
-    /// An OData error with this request's ids.
-    pub fn err(&self, status: StatusCode, code: &str, message: &str) -> Response {
-        odata_error(self.ids, status, code, message)
-    }
-
-    /// 404 Request_ResourceNotFound for object `id`, with Entra's wording.
-    pub fn not_found(&self, id: &str) -> Response {
-        self.err(
-            StatusCode::NOT_FOUND,
-            "Request_ResourceNotFound",
-            &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
-        )
-    }
-
-    /// 403 Authorization_RequestDenied.
-    pub fn denied(&self) -> Response {
-        self.err(
-            StatusCode::FORBIDDEN,
-            "Authorization_RequestDenied",
-            "Insufficient privileges to complete the operation.",
-        )
-    }
-
-    /// The request body as an object, or the 400 Graph gives for a missing/invalid payload.
-    pub fn body_object(&self) -> Result<&serde_json::Map<String, Value>, Response> {
-        self.body.as_ref().and_then(Value::as_object).ok_or_else(|| {
-            self.err(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
-            )
-        })
-    }
-}
 
 /// Collections whose next plain path segment is an object id.
 const COLLECTIONS: &[&str] = &[
@@ -368,6 +309,8 @@ pub async fn dispatch(
         headers: &headers,
         path: rest.clone(),
         body,
+        method: method.clone(),
+        stale: std::sync::OnceLock::new(),
     };
     if let Some(seg) = unquoted_alternate_key(&rest) {
         return odata_error(

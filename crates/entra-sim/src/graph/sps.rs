@@ -37,7 +37,7 @@ fn find(c: &Ctx<'_>, dir: &Directory, key: &Key) -> Result<usize, Response> {
         key,
         "servicePrincipal",
         alt_keys,
-        |s| c.s.visible(s.visible_at_ms),
+        |s| c.sees(s.visible_at_ms),
     )
 }
 

@@ -111,6 +111,9 @@ impl Run {
             // Made now, or maybe by an earlier send or attempt whose answer never came.
             let earlier = rec.app_object_id.is_none() && rec.attempted.contains(ids::APP);
             r.app_may_be_new = out.created || out.retried || earlier;
+            if r.app_may_be_new {
+                r.made_at_ms = Some(onboard_core::time::now_ms());
+            }
             r.consent_redirect_uri = reply;
         })
         .await;
@@ -168,7 +171,11 @@ impl Run {
                 |sp| (Some(sp.id.clone()), vec![]),
             )
             .await?;
-        self.note(|r| r.sp_id = Some(sp.id.clone())).await;
+        self.note(|r| {
+            r.sp_id = Some(sp.id.clone());
+            r.made_at_ms = Some(onboard_core::time::now_ms());
+        })
+        .await;
         Ok(StepOutcome {
             detail: format!("service principal {} created", sp.id),
             audit_seqs: vec![seq],

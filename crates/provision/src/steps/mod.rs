@@ -182,21 +182,27 @@ impl Run {
 
     /// Whether reads and writes of this onboarding's app may still meet replication lag: only
     /// when this onboarding made it (or may have: it began making it and never learnt the
-    /// answer) and no later step has proven it replicated (the sign-in check with its secret).
+    /// answer), and either no later step has proven it replicated (the sign-in check with its
+    /// secret) or it was made moments ago ([`crate::store::LAG_WINDOW_MS`]): the sign-in
+    /// service knowing it does not mean every Graph replica does.
     pub async fn app_may_lag(&self) -> bool {
         let rec = self.rec.lock().await;
         let made_here = rec.fresh_app
             || rec.app_may_be_new
             || (rec.app_object_id.is_none() && rec.attempted.contains(ids::APP));
-        made_here && !rec.done(ids::VERIFY)
+        made_here && Self::unsettled(&rec)
     }
 
     /// Whether reads of this onboarding's service principal may still meet replication lag:
-    /// only when the service principal step created it (it began a change) and the sign-in
-    /// check has not yet proven it replicated.
+    /// only when the service principal step created it (it began a change), as for the app.
     pub async fn sp_may_lag(&self) -> bool {
         let rec = self.rec.lock().await;
-        rec.attempted.contains(ids::SP) && !rec.done(ids::VERIFY)
+        rec.attempted.contains(ids::SP) && Self::unsettled(&rec)
+    }
+
+    /// Whether what this onboarding made may not have reached every replica yet.
+    fn unsettled(rec: &OnboardingRecord) -> bool {
+        !rec.done(ids::VERIFY) || rec.made_recently(onboard_core::time::now_ms())
     }
 
     /// Applies `f` to the record and writes it to disk.

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 
+use entra_client::graph::types::Application;
 use entra_client::{EntraError, OpContext, Reply};
 use serde_json::{Value, json};
 
@@ -20,15 +21,12 @@ impl Run {
     pub async fn undo(&self) -> Result<StepOutcome, ProvisionError> {
         let rec = self.snapshot().await;
         // A 404 is lag only for objects this onboarding made moments ago.
-        let ctx = self.read_ctx(CANCEL, self.app_may_lag().await);
-        let sp_ctx = self.read_ctx(CANCEL, self.sp_may_lag().await);
+        let (app_lags, sp_lags) = (self.app_may_lag().await, self.sp_may_lag().await);
+        let ctx = self.read_ctx(CANCEL, app_lags);
+        let sp_ctx = self.read_ctx(CANCEL, sp_lags);
         let err = |e| ProvisionError::entra(CANCEL, e);
         let app = match &rec.app_object_id {
-            Some(oid) => match self.graph.get_application(oid, &ctx).await {
-                Ok(r) => Some(r.value),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(err(e)),
-            },
+            Some(oid) => self.read_app(oid, app_lags).await?,
             None => {
                 self.graph
                     .get_application_by_unique_name(&rec.unique_name, &ctx)
@@ -100,8 +98,9 @@ impl Run {
             let graph = &self.graph;
             let id = sp.id.clone();
             let seq = self
-                .remove(
+                .remove_lagging(
                     (CANCEL, Action::ServicePrincipalDelete),
+                    sp_lags,
                     Target::new(TargetKind::ServicePrincipal, sp.id.clone()).named(&rec.app_name),
                     vec![change("appId", json!(sp.app_id), Value::Null)],
                     |c| async move { graph.delete_service_principal(&id, &c).await },
@@ -114,8 +113,9 @@ impl Run {
             let graph = &self.graph;
             let id = app.id.clone();
             let seq = self
-                .remove(
+                .remove_lagging(
                     (CANCEL, Action::AppRegistrationDelete),
+                    app_lags,
                     Target::new(TargetKind::Application, app.id.clone()).named(&rec.app_name),
                     vec![
                         change("appId", json!(app.app_id), Value::Null),
@@ -147,6 +147,46 @@ impl Run {
         })
     }
 
+    /// The application `oid` as Graph shows it now, or `None` when it is gone. `may_lag`: this
+    /// onboarding made it moments ago, so a 404 may come from a replica that has not seen it
+    /// yet (Microsoft promises no read-your-writes): unless the recycle bin holds it (then it
+    /// was deleted, by an earlier cancel or by someone), it is read again with lag retries, and
+    /// only a 404 that outlasts them is taken as gone.
+    async fn read_app(
+        &self,
+        oid: &str,
+        may_lag: bool,
+    ) -> Result<Option<Application>, ProvisionError> {
+        let err = |e| ProvisionError::entra(CANCEL, e);
+        let first = self
+            .graph
+            .get_application(oid, &self.read_ctx(CANCEL, false))
+            .await;
+        match first {
+            Ok(r) => return Ok(Some(r.value)),
+            Err(e) if !e.is_not_found() => return Err(err(e)),
+            Err(_) if !may_lag => return Ok(None),
+            Err(_) => {}
+        }
+        let binned = self
+            .graph
+            .is_in_recycle_bin(oid, &self.read_ctx(CANCEL, false))
+            .await
+            .map_err(err)?;
+        if binned.value {
+            return Ok(None);
+        }
+        match self
+            .graph
+            .get_application(oid, &self.read_ctx(CANCEL, true))
+            .await
+        {
+            Ok(r) => Ok(Some(r.value)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     /// One audited removal at `step`: `action` on `target` (an object a list showed, so its
     /// id is known and no replication lag is expected), `was` what it held, now gone. Returns
     /// the outcome entry's index, or `None` when Graph answers 404: a list may still show what
@@ -155,7 +195,25 @@ impl Run {
     /// already gone, the goal is reached, and the `failed` outcome entry records Graph's words.
     pub(super) async fn remove<Fut>(
         &self,
+        step_action: (&str, Action),
+        target: Target,
+        was: Vec<audit::Change>,
+        call: impl FnOnce(OpContext) -> Fut,
+    ) -> Result<Option<u64>, ProvisionError>
+    where
+        Fut: Future<Output = Result<Reply<()>, EntraError>>,
+    {
+        self.remove_lagging(step_action, false, target, was, call)
+            .await
+    }
+
+    /// [`Self::remove`] of an object this onboarding may have made moments ago (`may_lag`):
+    /// then a 404 to the DELETE may come from a replica that has not seen it yet, so it is
+    /// retried as replication lag, and only a 404 that outlasts the retries counts as gone.
+    pub(super) async fn remove_lagging<Fut>(
+        &self,
         (step, action): (&str, Action),
+        may_lag: bool,
         target: Target,
         was: Vec<audit::Change>,
         call: impl FnOnce(OpContext) -> Fut,
@@ -168,7 +226,7 @@ impl Run {
             action,
             target,
             changes: was,
-            after_create: false,
+            after_create: may_lag,
         };
         match self.change(spec, call, |_| (None, vec![])).await {
             Ok(((), seq)) => Ok(Some(seq)),

@@ -104,7 +104,11 @@ impl OnboardingService {
 
     /// Marks `id`'s run as started by `tag` before it starts (`start.rs`); what the mark was,
     /// to put back with [`Self::unmark_start`] if the run does not start. No tag: nothing is
-    /// written (`None`).
+    /// written (`None`). The mark also keeps when the onboarding's record was last written
+    /// (empty: there was none): a crash after the mark and before the run saved its record
+    /// leaves the record as it was, so [`Self::started_with_idempotency_key`] does not take
+    /// the call's repeat for a reconnect to a run that never started (a privileged admin's
+    /// retry would otherwise only follow the wait it came to end).
     pub(super) async fn mark_start(
         &self,
         id: &str,
@@ -114,8 +118,19 @@ impl OnboardingService {
             return Ok(None);
         };
         let previous = self.mark(IDEMPOTENCY_PREFIX, id)?;
-        self.remember_idempotency_key(id, tag).await?;
+        let mark = [tag, b"@", self.record_written_at(id)?.as_bytes()].concat();
+        self.remember_idempotency_key(id, &mark).await?;
         Ok(Some(previous))
+    }
+
+    /// When `id`'s record was last written (its `updated_at`), or `""` without one.
+    fn record_written_at(&self, id: &str) -> Result<String> {
+        Ok(self
+            .app
+            .engine()
+            .get(id)?
+            .map(|o| o.updated_at)
+            .unwrap_or_default())
     }
 
     /// Puts back the mark [`Self::mark_start`] replaced (removed if there was none).
@@ -135,10 +150,25 @@ impl OnboardingService {
         }
     }
 
-    /// Whether `tag` ([`idempotency_tag`]) is what started `id`'s run.
+    /// Whether `tag` ([`idempotency_tag`]) is what started `id`'s run: the mark names it, and
+    /// the run it was written for has saved its record since ([`Self::mark_start`]).
     pub(super) fn started_with_idempotency_key(&self, id: &str, tag: &[u8]) -> Result<bool> {
-        let mark = self.mark(IDEMPOTENCY_PREFIX, id)?;
-        Ok(mark.is_some_and(|m| m == tag))
+        let Some(mark) = self.mark(IDEMPOTENCY_PREFIX, id)? else {
+            return Ok(false);
+        };
+        Ok(run_started(&mark, tag, &self.record_written_at(id)?))
+    }
+}
+
+/// Whether a run-start `mark` ([`OnboardingService::mark_start`]: the tag, `@`, then the
+/// record's `updated_at` before the run) says that the call tagged `tag` started a run, the
+/// record now being last written at `written_at` (`""`: there is none). A mark of the tag
+/// alone (written before this release) says so by itself.
+fn run_started(mark: &[u8], tag: &[u8], written_at: &str) -> bool {
+    match mark.strip_prefix(tag) {
+        Some([]) => true,
+        Some([b'@', before @ ..]) => before != written_at.as_bytes(),
+        _ => false,
     }
 }
 
@@ -154,4 +184,32 @@ pub(super) fn idempotency_tag(caller: &str, key: &str) -> Vec<u8> {
         h.update(part.as_bytes());
     }
     h.finalize().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_says_a_run_started_only_once_its_record_was_written_since() {
+        let tag = idempotency_tag("token", "key");
+        let other = idempotency_tag("token", "another key");
+        let before = "2026-12-06T21:00:00.000000000Z";
+        let mark = |was: &str| [tag.as_slice(), b"@", was.as_bytes()].concat();
+        // A crash after the mark, before the run saved the record: the record is as it was.
+        assert!(!run_started(&mark(before), &tag, before));
+        // The run saved its record: a repeat follows it.
+        assert!(run_started(
+            &mark(before),
+            &tag,
+            "2026-12-06T21:00:01.000000000Z"
+        ));
+        // The first run of an onboarding: no record before, and none after such a crash.
+        assert!(!run_started(&mark(""), &tag, ""));
+        assert!(run_started(&mark(""), &tag, before));
+        // Another key never matches; a mark of the tag alone (an older release's) as before.
+        assert!(!run_started(&mark(before), &other, "later"));
+        assert!(run_started(&tag, &tag, before));
+        assert!(!run_started(&other, &tag, before));
+    }
 }

@@ -502,3 +502,65 @@ async fn a_stream_ends_at_the_callers_deadline_and_frees_its_slot() -> Result<()
     drop((open, timed));
     s.stop().await
 }
+
+/// A reader that never reads: its HTTP/2 window fills, and the server stops polling the
+/// stream's body. Its deadline still ends the call on time and frees its slot, as for a
+/// reader that reads (the deadline used to be checked only when the body was polled, so such
+/// a reader held its slot until the slow-reader limit, 30 s here, cut it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_gives_its_slot_back_at_its_deadline() -> Result<()> {
+    let s = server_with(&[("max_concurrent_calls", 2), ("slow_reader_secs", 30)]).await?;
+    let app = s.app.clone();
+    // Entries of 4 KiB, five a second: a 1 KiB window is full after the first.
+    let feeder = tokio::spawn(async move {
+        for i in 0u64.. {
+            let pad = "x".repeat(4096);
+            append(
+                &app,
+                serde_json::json!({"action": "test", "i": i, "pad": pad}),
+            )
+            .await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::Ok(())
+    });
+    let mut a = s.audit(Some(AUDITOR)).await?;
+    let follow = pb::FollowRequest {
+        from_seq: s.app.audit().size(),
+        filter: None,
+    };
+    let mut open = a.follow(follow.clone()).await?.into_inner();
+    // Its own connection, so that its full window stalls nothing else.
+    let narrow = tonic::transport::Endpoint::from_shared(s.url())?
+        .initial_stream_window_size(Some(1024))
+        .connect()
+        .await?;
+    let mut stalled =
+        pb::audit_client::AuditClient::new(testkit::server::with_token(narrow, Some(AUDITOR)));
+    let mut timed = tonic::Request::new(follow);
+    timed.set_timeout(Duration::from_millis(2000));
+    let started = std::time::Instant::now();
+    let held = stalled.follow(timed).await?.into_inner();
+    let what = "a call in the slot the stalled stream held until its deadline";
+    testkit::wait::until(what, Duration::from_secs(10), async || {
+        let mut r = tonic::Request::new(pb::GetCheckpointRequest {});
+        r.set_timeout(Duration::from_secs(5));
+        Ok(match a.get_checkpoint(r).await {
+            Ok(_) => ControlFlow::Break(()),
+            Err(refused) => ControlFlow::Continue(refused),
+        })
+    })
+    .await?;
+    let took = started.elapsed();
+    ensure!(
+        took >= Duration::from_millis(1900),
+        "a slot was free at {took:?}, before the deadline: the test shows nothing"
+    );
+    // The open stream (no deadline) still delivers.
+    let next = tokio::time::timeout(Duration::from_secs(10), open.message()).await;
+    next.context("Follow went quiet")??
+        .context("Follow ended")?;
+    feeder.abort();
+    drop((open, held));
+    s.stop().await
+}

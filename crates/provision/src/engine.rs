@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use entra_client::{GraphClient, TokenSet};
 use onboard_core::audit::{Action, AuditEntry, Phase, Target, TargetKind, set};
 use onboard_core::roles::Right;
-use onboard_core::{Purpose, ResolvedProfile, SealingKey};
+use onboard_core::{HookAction, Purpose, ResolvedProfile, SealingKey};
 use secrecy::SecretString;
 use tokio::sync::{broadcast, mpsc};
 
@@ -239,6 +239,15 @@ impl Engine {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *slot = hook;
+    }
+
+    /// Asks the test hook ([`EngineConfig::hook`]) about `point` of onboarding `id` outside
+    /// a run: for a program's own points (the server's `sign_in:outcome`), so its tests can
+    /// hold it there. `Continue` without a hook, as in production.
+    pub fn at_hook_point(&self, id: &str, point: &str) -> HookAction {
+        self.inner
+            .hook()
+            .map_or(HookAction::Continue, |hook| hook(id, point))
     }
 
     /// Whether `id`'s undo runs now. A record `Cancelling` without one is an undo that failed

@@ -174,11 +174,15 @@ impl InvitationsService {
         let r = req.into_inner();
         let id = ServerError::uuid("id", &r.id)?;
         ServerError::at_most("reason", &r.reason, crate::onboarding::MAX_REASON)?;
-        let rec = self
-            .app
-            .invitations()
-            .revoke(&caller.identity, &id, &r.reason)
-            .await?;
+        // A sign-in of its holder finishing now is logged wholly before this (and then its
+        // holder is refused from here on) or looks at the invitation after it and is refused.
+        let rec = {
+            let _revoking = self.app.guards().revoking().await;
+            self.app
+                .invitations()
+                .revoke(&caller.identity, &id, &r.reason)
+                .await?
+        };
         // Its holder's open streams end now; new calls are refused by the capability check.
         self.app.guards().revoked(&rec.id);
         tracing::info!(id = %rec.id, actor = %caller.identity, "invitation revoked");

@@ -253,6 +253,11 @@ pub struct Guards {
     sign_ins: Mutex<SignIns>,
     /// Revoked invitation ids, so open streams of their holders end at once.
     revoked: tokio::sync::broadcast::Sender<String>,
+    /// Orders revocations and sign-ins' outcomes: a revocation writes with it held
+    /// ([`Guards::revoking`]), a sign-in holds it shared from its last look at the invitation
+    /// until its outcome is logged and its session kept ([`Guards::not_revoking`]), so the log
+    /// shows each sign-in wholly before or wholly after a revocation of its invitation.
+    revoking: tokio::sync::RwLock<()>,
 }
 
 /// Sign-ins in progress.
@@ -322,6 +327,7 @@ impl Guards {
             )),
             sign_ins: Mutex::new(SignIns::default()),
             revoked,
+            revoking: tokio::sync::RwLock::new(()),
             config,
         }
     }
@@ -474,6 +480,18 @@ impl Guards {
     /// Announces that `invitation` was revoked (open streams of its holder end).
     pub fn revoked(&self, invitation: &str) {
         let _ = self.revoked.send(invitation.to_owned());
+    }
+
+    /// Held while an invitation is revoked: waits for sign-ins finishing now, and holds off
+    /// those that would finish during it.
+    pub async fn revoking(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.revoking.write().await
+    }
+
+    /// Held by a sign-in from its last look at its invitation until its outcome is logged and
+    /// its session kept: no revocation is written meanwhile.
+    pub async fn not_revoking(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.revoking.read().await
     }
 
     /// Revocations from now on.

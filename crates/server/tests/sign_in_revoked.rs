@@ -2,16 +2,20 @@
 //! emulator: the stream ends at once with PERMISSION_DENIED ("has been revoked"), for a used
 //! invitation signing in again as for a pending one signing in for the first time, and the
 //! admin who then finishes the sign-in at Microsoft gets nothing: no session, no day-two admin
-//! session, no `succeeded` sign-in on the audit log (onboarding.proto, invitations.proto).
+//! session, no `succeeded` sign-in on the audit log (onboarding.proto, invitations.proto). A
+//! revocation while a sign-in writes its outcome waits for it, and is logged after it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use onboard_core::HookAction;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::sign_in_event::Event as SE;
+use provision::StepHook;
 use testkit::audit::phases;
 use testkit::server::OPERATOR;
-use testkit::server_helpers::Refused;
+use testkit::server_helpers::{Refused, plan};
 use testkit::sim_server::SimServer;
 use tonic::{Code, Status};
 
@@ -215,5 +219,68 @@ async fn a_sign_in_finished_after_an_unannounced_revocation_keeps_nothing() -> R
     let (events, end) = rest(&mut stream).await?;
     ended_revoked(&events, end)?;
     kept_nothing(&env, &app_admin, &id)?;
+    env.stop().await
+}
+
+/// The operator revokes the invitation while its holder's sign-in writes its outcome (held
+/// just before it by the engine's test hook): the revocation waits for that outcome and the
+/// session it keeps. The log shows the sign-in `succeeded` and then the revocation, never
+/// `succeeded` then `failed` (the revocation used to fall between the sign-in's last look at
+/// the invitation and its outcome); the holder is refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_during_a_sign_ins_outcome_is_logged_after_it() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, invitation_id) = env.invite(None).await?;
+    let (entered, mut held) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let hook: StepHook = Arc::new(move |_: &str, point: &str| {
+        if point == "sign_in:outcome" {
+            let _ = entered.send(());
+            if let Ok(released) = released.lock() {
+                let _ = released.recv_timeout(STALL);
+            }
+        }
+        HookAction::Continue
+    });
+    env.server.app.engine().set_hook(Some(hook));
+    let ga = env.upn("globaladmin");
+    let (mut stream, code) = device_code(&env, &token, &ga).await?;
+    env.sim.complete_device_login(&code.user_code, &ga).await?;
+    tokio::time::timeout(STALL, held.recv())
+        .await
+        .context("the sign-in did not reach its outcome")?;
+    // The revocation is sent while the sign-in is held; the hold ends 2 s later (the old
+    // server revoked at once, inside the sign-in's window).
+    let release_later = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        release.send(())
+    };
+    let (revoked, released) = tokio::join!(revoke(&env, &invitation_id), release_later);
+    revoked?;
+    released?;
+    let (events, end) = rest(&mut stream).await?;
+    let signed_in = events.iter().find_map(|e| match e {
+        SE::SignedIn(s) => Some(s.onboarding_id.clone()),
+        _ => None,
+    });
+    let id = signed_in.context(format!("no SignedIn: {events:?} {end:?}"))?;
+    let entries = env.server.entries()?;
+    let seen = phases(&entries, "onboarding.sign_in", &id);
+    ensure!(seen == ["intent", "succeeded"], "{seen:?}");
+    let seq_of = |action: &str, phase: &str| {
+        entries
+            .iter()
+            .position(|e| e["action"] == action && e["phase"] == phase)
+            .with_context(|| format!("no {action} {phase}"))
+    };
+    ensure!(
+        seq_of("onboarding.sign_in", "succeeded")? < seq_of("invitation.revoke", "intent")?,
+        "the revocation is logged inside the sign-in"
+    );
+    // From the revocation on, the holder is refused.
+    plan(&env.server, &token, &id, "Sbc-Late")
+        .await?
+        .refused(Code::PermissionDenied, &["has been revoked"])?;
     env.stop().await
 }

@@ -59,9 +59,13 @@ impl OnboardingService {
         };
         let first = invitations.get(&self.invitation_of(&id)?)?;
         let expires_ms = parse(&hand_off.expires_at).map_or(0, ms_of);
-        let created = invitations
-            .create_hand_off(&actor, &id, &first, expires_ms)
-            .await?;
+        // A new link revokes the one before it: ordered with sign-ins as any revocation.
+        let created = {
+            let _revoking = self.app.guards().revoking().await;
+            invitations
+                .create_hand_off(&actor, &id, &first, expires_ms)
+                .await?
+        };
         tracing::info!(onboarding_id = %id, invitation_id = %created.record.id, "hand-off link issued");
         Ok(pb::HandOffLink {
             activation_url: created.activation_url.to_string(),

@@ -423,8 +423,10 @@ impl Attempt {
             }
             .into());
         }
-        // Revoked while the admin signed in: nothing is redeemed, kept or recorded as signed in
-        // (a revocation during the redemption is seen after it).
+        // Revoked while the admin signed in: nothing is redeemed, kept or recorded as signed in.
+        // A revocation from this look until the session is kept waits, and is logged after the
+        // outcome, never between this look and `succeeded` (`Guards::not_revoking`).
+        let not_revoking = self.svc.app.guards().not_revoking().await;
         let refuse_if_revoked =
             || super::revoked::refuse_if_revoked(&self.svc.app, &self.invitation.id);
         refuse_if_revoked()?;
@@ -443,7 +445,6 @@ impl Attempt {
             // The onboarding stays linked to the invitation that started it.
             self.svc.link(&self.onboarding_id, &inv.id)?;
         }
-        refuse_if_revoked()?;
         let signed_in = pb::SignedIn {
             upn: admin.upn.clone(),
             tenant_id: admin.tenant_id.clone(),
@@ -461,10 +462,13 @@ impl Attempt {
             .with_detail("roles_held", admin.role_names());
         details.phase = Phase::Succeeded;
         details.scope.tenant_id = Some(admin.tenant_id.clone());
+        // A test holds the sign-in here, where a revocation fell between look and outcome.
+        let _ = self
+            .svc
+            .app
+            .engine()
+            .at_hook_point(&self.onboarding_id, "sign_in:outcome");
         self.svc.record(details).await?;
-        // And once more with nothing awaited before the session is kept: a revocation while the
-        // outcome was written leaves none either (the log then has the failure after it).
-        refuse_if_revoked()?;
         self.svc.sessions_insert(
             &self.onboarding_id,
             Session {
@@ -473,6 +477,7 @@ impl Attempt {
                 idempotency_key: None,
             },
         );
+        drop(not_revoking);
         // The same sign-in authorises day-two changes in this tenant (a new invitation and
         // sign-in renews it, as "Reinitiate Authentication Flow" does). Best effort: the
         // onboarding does not depend on it.

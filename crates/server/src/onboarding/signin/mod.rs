@@ -5,6 +5,7 @@
 //! redeemed only after the sign-in succeeded and passed the engine's checks, so a declined or
 //! expired code can be tried again with the same link while a used one never works twice.
 
+mod again;
 mod browser;
 mod tenant;
 
@@ -548,56 +549,4 @@ fn caller_gone() -> ServerError {
 
 fn event(e: pb::sign_in_event::Event) -> pb::SignInEvent {
     pb::SignInEvent { event: Some(e) }
-}
-
-impl OnboardingService {
-    /// Whether invitation `token` may sign in again now ([`Self::sign_in_again`]): what the
-    /// wizard offers on a reload.
-    pub(crate) fn can_sign_in_again(&self, token: &str) -> bool {
-        self.sign_in_again(token).is_some()
-    }
-
-    /// A used invitation may sign in again for the onboarding it started:
-    /// - when that onboarding never began a run and the server holds no sign-in for it
-    ///   (sign-ins live in memory, so a restart between SignIn and Provision loses them):
-    ///   otherwise the invitation would be spent with nothing to show; or holds one that lacks
-    ///   a role the profile needs (an account that holds it signs in with the same link; with
-    ///   hand-offs turned off there is no other way on);
-    /// - when its run failed (and no undo is under way): Provision resumes a failed run with
-    ///   the signed-in admin's token, so without a new sign-in a failure after a restart, or one
-    ///   whose token Conditional Access now refuses (a claims challenge needs a new interactive
-    ///   sign-in), could never be resumed. The new sign-in replaces the one held, and must be
-    ///   in the onboarding's tenant (`Attempt::finish`).
-    ///
-    /// Not for hand-off links, revoked or expired invitations, or an onboarding in any other
-    /// state (its own capabilities apply). Returns the invitation, the id and whether the
-    /// onboarding has a run.
-    fn sign_in_again(&self, token: &str) -> Option<(InvitationRecord, String, bool)> {
-        let inv = self.app.invitations().get_by_token(token).ok()?;
-        let id = inv.onboarding_id.clone()?;
-        // Only a sign-in links its onboarding to the invitation: one spent attaching a
-        // registration made by hand ("Use App Registration") never signs in again.
-        if self.invitation_of(&id).ok().is_none_or(|t| t.is_empty()) {
-            return None;
-        }
-        if inv.state(now_ms()) != invitations::InvitationState::Used
-            || inv.hand_off_of.is_some()
-            || now_ms() >= inv.expires_at_ms
-        {
-            return None;
-        }
-        let run = self.app.engine().get(&id).ok()?;
-        let usable = match &run {
-            // A sign-in that can make the whole plan spends the invitation.
-            None => {
-                matches!(self.cancelled_before_run(&id), Ok(None))
-                    && self.sessions().get(&id).is_none_or(|s| {
-                        rights_missing(&s.admin, &s.invitation, self.app.profiles())
-                            .is_ok_and(|missing| !missing.is_empty())
-                    })
-            }
-            Some(o) => o.status == provision::Status::Failed && !self.app.engine().is_undoing(&id),
-        };
-        usable.then_some((inv, id, run.is_some()))
-    }
 }

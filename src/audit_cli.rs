@@ -55,6 +55,11 @@ pub struct LogAt {
     /// for old keys. The fetched checkpoint must verify before any tile is read.
     #[arg(long, requires = "from", required_unless_present = "data_dir")]
     vkey: Vec<String>,
+    /// With --data-dir: the server's cosignature store (`[witnessing] store`). The copy or
+    /// proof is made as of the latest checkpoint its witnesses cosigned, with their cosignature
+    /// lines (what the tiles API serves), not the log's own latest, which only the log signed.
+    #[arg(long, requires = "data_dir")]
+    cosignatures: Option<PathBuf>,
     #[command(flatten)]
     remote: RemoteArgs,
 }
@@ -329,14 +334,26 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             out,
         } => audit_fetch::export_from(&from, &out, &vkey, &remote).await?,
         AuditCommand::Export {
-            log: LogAt {
-                data_dir: Some(data_dir),
-                ..
-            },
+            log:
+                LogAt {
+                    data_dir: Some(data_dir),
+                    cosignatures,
+                    ..
+                },
             out,
         } => {
             let log = AuditLog::open_read_only(audit_dir(&data_dir)?, StartupCheck::Full)?;
-            print_export(&log.export_tiles(&out)?, &out);
+            match cosigned(&log, cosignatures.as_deref())? {
+                Some(cp) => {
+                    print_export(&log.export_tiles_at(&out, &cp)?, &out);
+                    println!(
+                        "as of the latest cosigned checkpoint: {} of the log's {} entries",
+                        cp.checkpoint.size,
+                        log.size()
+                    );
+                }
+                None => print_export(&log.export_tiles(&out)?, &out),
+            }
         }
         AuditCommand::Verify {
             source,
@@ -413,6 +430,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                     data_dir,
                     from,
                     vkey,
+                    cosignatures,
                     remote,
                 },
             seq,
@@ -422,7 +440,10 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 (Some(from), _) => audit_fetch::proof_from(&from, seq, &vkey, &remote).await?,
                 (None, Some(dir)) => {
                     let log = AuditLog::open_read_only(audit_dir(&dir)?, StartupCheck::NodesOnly)?;
-                    log.tlog_proof(seq)?.to_text()
+                    match cosigned(&log, cosignatures.as_deref())? {
+                        Some(cp) => log.tlog_proof_at(seq, &cp)?.to_text(),
+                        None => log.tlog_proof(seq)?.to_text(),
+                    }
                 }
                 (None, None) => bail!("give --data-dir or --from"),
             };
@@ -471,4 +492,27 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The latest checkpoint of `log` that its witnesses cosigned, from the cosignature store at
+/// `store` (`None`: no store given). Its log signature is checked with the log's own keys;
+/// the caller checks that it is this log's (`AuditLog::check_own`).
+fn cosigned(
+    log: &AuditLog,
+    store: Option<&Path>,
+) -> anyhow::Result<Option<audit_log::SignedCheckpoint>> {
+    let Some(path) = store else {
+        return Ok(None);
+    };
+    if !path.is_file() {
+        bail!("{}: no such cosignature store", path.display());
+    }
+    let state = witness::CosignatureStore::new(path).load(log.origin(), &log.verifiers(), &[])?;
+    let cp = state.latest.with_context(|| {
+        format!(
+            "{} holds no cosigned checkpoint yet: the witnesses have cosigned none",
+            path.display()
+        )
+    })?;
+    Ok(Some(cp))
 }

@@ -2,7 +2,8 @@
 //! live audit log while appends continue; one goes down and comes back; a submitter with a
 //! stale view of the witnesses' sizes goes through the 409 path; `onboard audit verify
 //! --witness … --witness-quorum 2` passes and fails as it should; and a rolled-back (or forked)
-//! data directory is refused by the start-up check.
+//! data directory is refused by the start-up check. An export or proof from a stopped data
+//! directory with `--cosignatures` carries the cosigned checkpoint.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -500,5 +501,86 @@ async fn a_rolled_back_or_forked_data_directory_is_refused_at_startup() -> Resul
     assert!(matches!(e, WitnessError::RolledBack { .. }), "{e}");
     drop(a);
     log.close();
+    Ok(())
+}
+
+/// `onboard` with `args`: whether it succeeded, and what it printed.
+async fn onboard<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<(bool, String)> {
+    let o = Command::new(BIN).args(args).output().await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok((o.status.success(), text))
+}
+
+/// An export and a proof made from a stopped server's data directory with its cosignature
+/// store (`--cosignatures`) are as of the latest checkpoint both witnesses cosigned (30 of
+/// the log's 35 entries), carry their cosignatures and pass a quorum check; without the store
+/// the export holds the log's own latest checkpoint, which fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_export_with_the_store_carries_the_cosignatures() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let signer = NoteSigner::generate(ORIGIN)?;
+    let [(_, va, a), (_, vb, b)] = two_witnesses(dir.path(), &signer).await?;
+    let witnesses = vec![endpoint(a.url(), &va), endpoint(b.url(), &vb)];
+    let data = dir.path().join("audit");
+    let store = dir.path().join("cosignatures.json");
+    let log = AuditLog::open(LogConfig::new(&data, ORIGIN), key_copy(&signer))?;
+    append_cosigned_by_both(&log, &witnesses, &store, "cosigned", 30, 30).await?;
+    append(&log, "later", 5).await?;
+    let vkeys = log.verifiers();
+    log.close();
+    let (data, store) = (data.display().to_string(), store.display().to_string());
+    let trusted = [&va, &vb];
+
+    let plain = dir.path().join("plain");
+    let out = plain.display().to_string();
+    let (ok, text) = onboard(&["audit", "export", "--data-dir", &data, "--out", &out]).await?;
+    ensure!(ok, "{text}");
+    let (ok, text) = audit_verify(&plain, &signer, &trusted, Some(2), None).await?;
+    ensure!(
+        !ok,
+        "the log's own checkpoint passed a quorum check: {text}"
+    );
+
+    let cosigned = dir.path().join("cosigned");
+    let out = cosigned.display().to_string();
+    let export = [
+        "audit",
+        "export",
+        "--data-dir",
+        &data,
+        "--cosignatures",
+        &store,
+    ];
+    let (ok, text) = onboard(&[&export[..], &["--out", &out]].concat()).await?;
+    ensure!(ok && text.contains("30 of the log's 35 entries"), "{text}");
+    let (ok, text) = audit_verify(&cosigned, &signer, &trusted, Some(2), None).await?;
+    ensure!(ok, "{text}");
+    // The plain export is ahead of the cosigned checkpoint: a copy never moves back.
+    let (ok, text) =
+        onboard(&[&export[..], &["--out", &plain.display().to_string()]].concat()).await?;
+    ensure!(!ok && text.contains("a later export of this log"), "{text}");
+
+    let proof = [
+        "audit",
+        "proof",
+        "--data-dir",
+        &data,
+        "--cosignatures",
+        &store,
+    ];
+    let (ok, text) = onboard(&[&proof[..], &["--seq", "3"]].concat()).await?;
+    ensure!(ok, "{text}");
+    let p = audit_log::TlogProof::parse(&text).map_err(anyhow::Error::msg)?;
+    let note = std::fs::read_to_string(cosigned.join("checkpoint"))?;
+    ensure!(p.checkpoint_note == note, "{text}");
+    verify_cosigned(&p.checkpoint_note, &vkeys, &[va.clone(), vb.clone()], 2)?;
+    // Entry 32 is in the log, not in the cosigned checkpoint.
+    let (ok, text) = onboard(&[&proof[..], &["--seq", "32"]].concat()).await?;
+    ensure!(!ok && text.contains("not in the checkpoint"), "{text}");
+    drop((a, b));
     Ok(())
 }

@@ -49,7 +49,7 @@ pub enum AuditError {
     /// A key or signed note problem.
     #[error(transparent)]
     Note(#[from] NoteError),
-    /// The configured key or origin is not this log's.
+    /// The configured key or origin, or a checkpoint given, is not this log's.
     #[error("{0}")]
     Config(String),
     /// A tlog-tiles resource name that breaks the path rules (c2sp.org/tlog-tiles).

@@ -7,6 +7,7 @@
 //!
 //! This crate does no network IO and knows nothing of gRPC: it is storage, hashing and signing.
 
+mod at_checkpoint;
 mod bundle_files;
 mod checkpoint;
 pub mod durable;

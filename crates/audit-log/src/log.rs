@@ -28,7 +28,6 @@ use crate::head_file;
 use crate::keys;
 use crate::merkle::{self, Frontier, NodeSource};
 use crate::note::{NoteSigner, NoteVerifier};
-use crate::proof_file::TlogProof;
 use crate::store::{StartupCheck, Store};
 use crate::syncer::{Failure, SyncLoop};
 use crate::upper::{UpperNodes, View};
@@ -492,24 +491,6 @@ impl AuditLog {
     pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(size2)?;
         self.with_view(|v| merkle::consistency_proof(v, size1, size2))
-    }
-
-    /// A C2SP tlog-proof for entry `seq` against the latest checkpoint.
-    pub fn tlog_proof(&self, seq: u64) -> Result<TlogProof, AuditError> {
-        let cp = self.checkpoint();
-        if seq >= cp.checkpoint.size {
-            return Err(AuditError::OutOfRange(format!(
-                "entry {seq} does not exist (the log has {} entries)",
-                cp.checkpoint.size
-            )));
-        }
-        let proof = self.inclusion_proof(seq, cp.checkpoint.size)?;
-        Ok(TlogProof {
-            extra: None,
-            index: seq,
-            proof,
-            checkpoint_note: cp.note.clone(),
-        })
     }
 
     /// The store, for tile reads.

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::error::AuditError;
 use crate::log::AuditLog;
 use crate::tile_id::{TileId, TileKind, checkpointed_partials, tiles_between};
@@ -157,7 +157,15 @@ impl AuditLog {
         if body.origin != self.origin() {
             return refuse(format!("an export of another log ({:?})", body.origin));
         }
-        if body.size > size || self.root_at(body.size)? != body.root {
+        let ours = body.size <= self.size() && self.root_at(body.size)? == body.root;
+        if ours && body.size > size {
+            return refuse(format!(
+                "a later export of this log ({} entries) than the checkpoint exported now \
+                 ({size} entries), and a copy never moves back",
+                body.size
+            ));
+        }
+        if !ours {
             return refuse(format!(
                 "an export of another history of this log (a checkpoint of {} entries this \
                  log never had)",
@@ -178,7 +186,23 @@ impl AuditLog {
     /// (mixing its tiles with ours would make an export no checkpoint verifies); one with tiles
     /// but no checkpoint (an interrupted export of unknown origin) is rewritten in full.
     pub fn export_tiles(&self, dir: &Path) -> Result<ExportSummary, AuditError> {
-        let cp = self.checkpoint();
+        self.export_as_of(dir, &self.checkpoint())
+    }
+
+    /// [`Self::export_tiles`] as of `cp`, a checkpoint of this log ([`Self::check_own`]): an
+    /// older one its witnesses cosigned, say, so the export carries their cosignatures. Tiles
+    /// beyond its size are not written.
+    pub fn export_tiles_at(
+        &self,
+        dir: &Path,
+        cp: &SignedCheckpoint,
+    ) -> Result<ExportSummary, AuditError> {
+        self.check_own(&cp.checkpoint)?;
+        self.export_as_of(dir, cp)
+    }
+
+    /// The export as of `cp`, known to be this log's.
+    fn export_as_of(&self, dir: &Path, cp: &SignedCheckpoint) -> Result<ExportSummary, AuditError> {
         let size = cp.checkpoint.size;
         let mut summary = ExportSummary {
             size,

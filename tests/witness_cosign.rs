@@ -274,6 +274,11 @@ async fn audit_verify(
     if let Some(p) = save {
         cmd.arg("--save-checkpoint").arg(p);
     }
+    run(&mut cmd).await
+}
+
+/// Runs `cmd`: whether it succeeded, and what it printed (standard output, then error).
+async fn run(cmd: &mut Command) -> Result<(bool, String)> {
     let o = cmd.output().await?;
     let text = format!(
         "{}{}",
@@ -506,13 +511,7 @@ async fn a_rolled_back_or_forked_data_directory_is_refused_at_startup() -> Resul
 
 /// `onboard` with `args`: whether it succeeded, and what it printed.
 async fn onboard<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<(bool, String)> {
-    let o = Command::new(BIN).args(args).output().await?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok((o.status.success(), text))
+    run(Command::new(BIN).args(args)).await
 }
 
 /// An export and a proof made from a stopped server's data directory with its cosignature

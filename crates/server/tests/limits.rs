@@ -421,19 +421,25 @@ async fn plan_by_deadline(
     Ok(c.plan(req).await.map(tonic::Response::into_inner))
 }
 
-/// The caller's deadline is the whole call's, a stream's too: Follow, read by a tonic client
-/// (which keeps no clock for a stream's body) while entries keep coming, ends at its
-/// `grpc-timeout` with DEADLINE_EXCEEDED naming the header, and its call slot is free again at
-/// once. The server's own time limit still does not cut a stream (the deadline outlives it);
-/// a stream without a deadline stays open and a unary call with one is answered as before.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_ends_at_the_callers_deadline_and_frees_its_slot() -> Result<()> {
-    let s = server_with(&[("request_timeout_secs", 1), ("max_concurrent_calls", 2)]).await?;
+/// An entry (padded with `pad` bytes) appended every `every_ms` until the returned task is
+/// aborted; an auditor's client, a FollowRequest from the log's end, and a Follow with it that
+/// has no deadline.
+async fn feed_and_follow(
+    s: &TestServer,
+    pad: usize,
+    every_ms: u64,
+) -> Result<(
+    tokio::task::JoinHandle<Result<()>>,
+    pb::audit_client::AuditClient<testkit::server::Authed>,
+    pb::FollowRequest,
+    tonic::Streaming<pb::Entry>,
+)> {
     let app = s.app.clone();
     let feeder = tokio::spawn(async move {
         for i in 0u64.. {
-            append(&app, serde_json::json!({"action": "test", "i": i})).await?;
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let entry = serde_json::json!({"action": "test", "i": i, "pad": "x".repeat(pad)});
+            append(&app, entry).await?;
+            tokio::time::sleep(Duration::from_millis(every_ms)).await;
         }
         anyhow::Ok(())
     });
@@ -442,7 +448,36 @@ async fn a_stream_ends_at_the_callers_deadline_and_frees_its_slot() -> Result<()
         from_seq: s.app.audit().size(),
         filter: None,
     };
-    let mut open = a.follow(follow.clone()).await?.into_inner();
+    let open = a.follow(follow.clone()).await?.into_inner();
+    Ok((feeder, a, follow, open))
+}
+
+/// Waits up to `limit` for a GetCheckpoint (with a deadline) to get a call slot: `what`.
+async fn a_slot_frees(
+    a: &mut pb::audit_client::AuditClient<testkit::server::Authed>,
+    what: &str,
+    limit: Duration,
+) -> Result<()> {
+    testkit::wait::until(what, limit, async || {
+        let mut r = tonic::Request::new(pb::GetCheckpointRequest {});
+        r.set_timeout(Duration::from_secs(5));
+        Ok(match a.get_checkpoint(r).await {
+            Ok(_) => ControlFlow::Break(()),
+            Err(refused) => ControlFlow::Continue(refused),
+        })
+    })
+    .await
+}
+
+/// The caller's deadline is the whole call's, a stream's too: Follow, read by a tonic client
+/// (which keeps no clock for a stream's body) while entries keep coming, ends at its
+/// `grpc-timeout` with DEADLINE_EXCEEDED naming the header, and its call slot is free again at
+/// once. The server's own time limit still does not cut a stream (the deadline outlives it);
+/// a stream without a deadline stays open and a unary call with one is answered as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_at_the_callers_deadline_and_frees_its_slot() -> Result<()> {
+    let s = server_with(&[("request_timeout_secs", 1), ("max_concurrent_calls", 2)]).await?;
+    let (feeder, mut a, follow, mut open) = feed_and_follow(&s, 0, 100).await?;
     let mut timed = tonic::Request::new(follow);
     timed.set_timeout(Duration::from_millis(2500));
     let started = std::time::Instant::now();
@@ -478,15 +513,7 @@ async fn a_stream_ends_at_the_callers_deadline_and_frees_its_slot() -> Result<()
     );
     // `timed` is still held: its slot was freed by the server, not by the caller leaving.
     let what = "a call (with a deadline) in the slot the ended stream freed";
-    testkit::wait::until(what, Duration::from_secs(5), async || {
-        let mut r = tonic::Request::new(pb::GetCheckpointRequest {});
-        r.set_timeout(Duration::from_secs(5));
-        Ok(match a.get_checkpoint(r).await {
-            Ok(_) => ControlFlow::Break(()),
-            Err(refused) => ControlFlow::Continue(refused),
-        })
-    })
-    .await?;
+    a_slot_frees(&mut a, what, Duration::from_secs(5)).await?;
     // The stream without a deadline still delivers what is appended now.
     let seq = append(&s.app, serde_json::json!({"action": "test", "after": true})).await?;
     loop {
@@ -510,26 +537,8 @@ async fn a_stream_ends_at_the_callers_deadline_and_frees_its_slot() -> Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_gives_its_slot_back_at_its_deadline() -> Result<()> {
     let s = server_with(&[("max_concurrent_calls", 2), ("slow_reader_secs", 30)]).await?;
-    let app = s.app.clone();
     // Entries of 4 KiB, five a second: a 1 KiB window is full after the first.
-    let feeder = tokio::spawn(async move {
-        for i in 0u64.. {
-            let pad = "x".repeat(4096);
-            append(
-                &app,
-                serde_json::json!({"action": "test", "i": i, "pad": pad}),
-            )
-            .await?;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        anyhow::Ok(())
-    });
-    let mut a = s.audit(Some(AUDITOR)).await?;
-    let follow = pb::FollowRequest {
-        from_seq: s.app.audit().size(),
-        filter: None,
-    };
-    let mut open = a.follow(follow.clone()).await?.into_inner();
+    let (feeder, mut a, follow, mut open) = feed_and_follow(&s, 4096, 200).await?;
     // Its own connection, so that its full window stalls nothing else.
     let narrow = tonic::transport::Endpoint::from_shared(s.url())?
         .initial_stream_window_size(Some(1024))
@@ -542,15 +551,7 @@ async fn a_stalled_reader_gives_its_slot_back_at_its_deadline() -> Result<()> {
     let started = std::time::Instant::now();
     let held = stalled.follow(timed).await?.into_inner();
     let what = "a call in the slot the stalled stream held until its deadline";
-    testkit::wait::until(what, Duration::from_secs(10), async || {
-        let mut r = tonic::Request::new(pb::GetCheckpointRequest {});
-        r.set_timeout(Duration::from_secs(5));
-        Ok(match a.get_checkpoint(r).await {
-            Ok(_) => ControlFlow::Break(()),
-            Err(refused) => ControlFlow::Continue(refused),
-        })
-    })
-    .await?;
+    a_slot_frees(&mut a, what, Duration::from_secs(10)).await?;
     let took = started.elapsed();
     ensure!(
         took >= Duration::from_millis(1900),

@@ -62,6 +62,7 @@ impl Run {
                 let seq = self
                     .remove(
                         (CANCEL, Action::DirectoryRoleAssignmentDelete),
+                        false,
                         Target::new(TargetKind::UnifiedRoleAssignment, a.id.clone()).named(name),
                         vec![change(
                             "roleDefinitionId",
@@ -86,6 +87,7 @@ impl Run {
                 let seq = self
                     .remove(
                         (CANCEL, Action::AppRoleAssignmentDelete),
+                        false,
                         Target::new(TargetKind::AppRoleAssignment, g.id.clone())
                             .named(&g.app_role_id),
                         vec![change("appRoleId", json!(g.app_role_id), Value::Null)],
@@ -98,7 +100,7 @@ impl Run {
             let graph = &self.graph;
             let id = sp.id.clone();
             let seq = self
-                .remove_lagging(
+                .remove(
                     (CANCEL, Action::ServicePrincipalDelete),
                     sp_lags,
                     Target::new(TargetKind::ServicePrincipal, sp.id.clone()).named(&rec.app_name),
@@ -113,7 +115,7 @@ impl Run {
             let graph = &self.graph;
             let id = app.id.clone();
             let seq = self
-                .remove_lagging(
+                .remove(
                     (CANCEL, Action::AppRegistrationDelete),
                     app_lags,
                     Target::new(TargetKind::Application, app.id.clone()).named(&rec.app_name),
@@ -187,30 +189,15 @@ impl Run {
         }
     }
 
-    /// One audited removal at `step`: `action` on `target` (an object a list showed, so its
-    /// id is known and no replication lag is expected), `was` what it held, now gone. Returns
-    /// the outcome entry's index, or `None` when Graph answers 404: a list may still show what
-    /// an earlier attempt removed ("replication delays for app role assignments that were
-    /// recently granted or removed", Graph's list-approleassignments page), so the object is
-    /// already gone, the goal is reached, and the `failed` outcome entry records Graph's words.
+    /// One audited removal at `step`: `action` on `target`, `was` what it held, now gone.
+    /// Returns the outcome entry's index, or `None` when Graph answers 404: a list may still
+    /// show what an earlier attempt removed ("replication delays for app role assignments that
+    /// were recently granted or removed", Graph's list-approleassignments page), so the object
+    /// is already gone, the goal is reached, and the `failed` outcome entry records Graph's
+    /// words. `may_lag`: this onboarding may have made the object moments ago, so a 404 may
+    /// come from a replica that has not seen it yet; it is retried as replication lag, and
+    /// only a 404 that outlasts the retries counts as gone.
     pub(super) async fn remove<Fut>(
-        &self,
-        step_action: (&str, Action),
-        target: Target,
-        was: Vec<audit::Change>,
-        call: impl FnOnce(OpContext) -> Fut,
-    ) -> Result<Option<u64>, ProvisionError>
-    where
-        Fut: Future<Output = Result<Reply<()>, EntraError>>,
-    {
-        self.remove_lagging(step_action, false, target, was, call)
-            .await
-    }
-
-    /// [`Self::remove`] of an object this onboarding may have made moments ago (`may_lag`):
-    /// then a 404 to the DELETE may come from a replica that has not seen it yet, so it is
-    /// retried as replication lag, and only a 404 that outlasts the retries counts as gone.
-    pub(super) async fn remove_lagging<Fut>(
         &self,
         (step, action): (&str, Action),
         may_lag: bool,

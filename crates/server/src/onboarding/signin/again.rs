@@ -26,9 +26,14 @@ impl OnboardingService {
     ///   sign-in), could never be resumed. The new sign-in replaces the one held, and must be
     ///   in the onboarding's tenant (`Attempt::finish`).
     ///
-    /// Not for hand-off links, revoked or expired invitations, or an onboarding in any other
-    /// state (its own capabilities apply). Returns the invitation, the id and whether the
-    /// onboarding has a run.
+    /// A hand-off link may sign in again for the onboarding it joined while that still waits
+    /// for a privileged admin and the server holds no sign-in for it: the link is spent at its
+    /// sign-in, so a restart before its holder's Provision started the run (or a crash while
+    /// it started it) would otherwise leave the wait to a new link only.
+    ///
+    /// Not for revoked or expired invitations (a replaced link is revoked), or an onboarding in
+    /// any other state (its own capabilities apply). Returns the invitation, the id and whether
+    /// the onboarding has a run.
     pub(super) fn sign_in_again(&self, token: &str) -> Option<(InvitationRecord, String, bool)> {
         let inv = self.app.invitations().get_by_token(token).ok()?;
         let id = inv.onboarding_id.clone()?;
@@ -38,12 +43,18 @@ impl OnboardingService {
             return None;
         }
         if inv.state(now_ms()) != invitations::InvitationState::Used
-            || inv.hand_off_of.is_some()
             || now_ms() >= inv.expires_at_ms
         {
             return None;
         }
         let run = self.app.engine().get(&id).ok()?;
+        if inv.hand_off_of.is_some() {
+            let waiting = run
+                .as_ref()
+                .is_some_and(|o| o.status == provision::Status::AwaitingAdmin);
+            let held = self.sessions().contains_key(&id);
+            return (waiting && !held).then_some((inv, id, true));
+        }
         let usable = match &run {
             // A sign-in that can make the whole plan spends the invitation.
             None => {

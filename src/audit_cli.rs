@@ -132,6 +132,11 @@ pub enum AuditCommand {
         /// or a directory; credentials from the cloud SDKs' environment (`AWS_*`, …).
         #[arg(long)]
         to: String,
+        /// The server's cosignature store (`[witnessing] store`): publish the latest
+        /// checkpoint its witnesses cosigned, with their cosignature lines, as the running
+        /// server does, not the log's own latest.
+        #[arg(long)]
+        cosignatures: Option<PathBuf>,
     },
     /// Rotates the signing key: the rotation is an entry signed by both keys.
     RotateKey {
@@ -455,7 +460,11 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             }
         }
         AuditCommand::Export { .. } => bail!("give --data-dir or --from"),
-        AuditCommand::Publish { data_dir, to } => audit_fetch::publish(&data_dir, &to).await?,
+        AuditCommand::Publish {
+            data_dir,
+            to,
+            cosignatures,
+        } => audit_fetch::publish(&data_dir, &to, cosignatures.as_deref()).await?,
         AuditCommand::RotateKey {
             data_dir,
             key,
@@ -497,7 +506,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
 /// The latest checkpoint of `log` that its witnesses cosigned, from the cosignature store at
 /// `store` (`None`: no store given). Its log signature is checked with the log's own keys;
 /// the caller checks that it is this log's (`AuditLog::check_own`).
-fn cosigned(
+pub fn cosigned(
     log: &AuditLog,
     store: Option<&Path>,
 ) -> anyhow::Result<Option<audit_log::SignedCheckpoint>> {

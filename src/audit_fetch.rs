@@ -209,12 +209,28 @@ pub async fn proof_from(
 }
 
 /// `onboard audit publish`: publishes a stopped server's log to a target once.
-pub async fn publish(data_dir: &Path, to: &str) -> anyhow::Result<()> {
+pub async fn publish(data_dir: &Path, to: &str, cosignatures: Option<&Path>) -> anyhow::Result<()> {
     let dir = crate::audit_cli::audit_dir(data_dir)?;
     let log = AuditLog::open_read_only(&dir, StartupCheck::NodesOnly)?;
     let target = Target::parse(to, true)?;
-    let size = Publisher::new(log, target).publish_once().await?;
-    println!("published {size} entries to {to}");
+    let cosigned = crate::audit_cli::cosigned(&log, cosignatures)?;
+    let mut publisher = Publisher::new(log.clone(), target);
+    if let Some(cp) = &cosigned {
+        log.check_own(&cp.checkpoint)?;
+        // A feed that never changes: publish_once hands out what it holds now.
+        let (_fixed, feed) = tokio::sync::watch::channel(Some(Arc::new(cp.clone())));
+        publisher = publisher.with_feed(audit_log::CheckpointFeed::Vouched(feed));
+    }
+    let size = publisher.publish_once().await?;
+    match cosigned {
+        Some(cp) if size > cp.checkpoint.size => println!(
+            "{to} already holds {size} entries, more than the cosigned checkpoint ({}): left \
+             as it is",
+            cp.checkpoint.size
+        ),
+        Some(_) => println!("published {size} entries to {to} (the latest cosigned checkpoint)"),
+        None => println!("published {size} entries to {to}"),
+    }
     Ok(())
 }
 

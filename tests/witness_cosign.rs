@@ -514,12 +514,12 @@ async fn onboard<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<(bool, String)
     run(Command::new(BIN).args(args)).await
 }
 
-/// An export and a proof made from a stopped server's data directory with its cosignature
-/// store (`--cosignatures`) are as of the latest checkpoint both witnesses cosigned (30 of
-/// the log's 35 entries), carry their cosignatures and pass a quorum check; without the store
-/// the export holds the log's own latest checkpoint, which fails it.
+/// An export, a publication and a proof made from a stopped server's data directory with its
+/// cosignature store (`--cosignatures`) are as of the latest checkpoint both witnesses
+/// cosigned (30 of the log's 35 entries), carry their cosignatures and pass a quorum check;
+/// without the store the export holds the log's own latest checkpoint, which fails it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_data_directory_export_with_the_store_carries_the_cosignatures() -> Result<()> {
+async fn a_data_directory_copy_with_the_store_carries_the_cosignatures() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let signer = NoteSigner::generate(ORIGIN)?;
     let [(_, va, a), (_, vb, b)] = two_witnesses(dir.path(), &signer).await?;
@@ -562,6 +562,16 @@ async fn a_data_directory_export_with_the_store_carries_the_cosignatures() -> Re
     let (ok, text) =
         onboard(&[&export[..], &["--out", &plain.display().to_string()]].concat()).await?;
     ensure!(!ok && text.contains("a later export of this log"), "{text}");
+
+    // Published from the stopped server, the copy carries them too.
+    let published = dir.path().join("published");
+    let to = published.display().to_string();
+    let publish = ["audit", "publish", "--data-dir", &data];
+    let with_store = ["--cosignatures", &store, "--to", &to];
+    let (ok, text) = onboard(&[&publish[..], &with_store[..]].concat()).await?;
+    ensure!(ok && text.contains("published 30 entries"), "{text}");
+    let (ok, text) = audit_verify(&published, &signer, &trusted, Some(2), None).await?;
+    ensure!(ok, "{text}");
 
     let proof = [
         "audit",

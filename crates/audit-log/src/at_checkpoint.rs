@@ -31,14 +31,7 @@ impl AuditLog {
 
     /// A C2SP tlog-proof for entry `seq` against the latest checkpoint.
     pub fn tlog_proof(&self, seq: u64) -> Result<TlogProof, AuditError> {
-        let cp = self.checkpoint();
-        if seq >= cp.checkpoint.size {
-            return Err(AuditError::OutOfRange(format!(
-                "entry {seq} does not exist (the log has {} entries)",
-                cp.checkpoint.size
-            )));
-        }
-        self.proof_against(seq, &cp)
+        self.proof_against(seq, &self.checkpoint())
     }
 
     /// A C2SP tlog-proof for entry `seq` against `cp`, a checkpoint of this log
@@ -50,14 +43,15 @@ impl AuditLog {
 
     /// The proof of entry `seq` against `cp`, known to be this log's.
     fn proof_against(&self, seq: u64, cp: &SignedCheckpoint) -> Result<TlogProof, AuditError> {
-        if seq >= cp.checkpoint.size {
+        let size = cp.checkpoint.size;
+        if seq >= size {
             return Err(AuditError::OutOfRange(format!(
-                "entry {seq} is not in the checkpoint ({} entries; the log has {})",
-                cp.checkpoint.size,
+                "entry {seq} does not exist: it is not in the checkpoint ({size} entries; the log \
+                 has {})",
                 self.size()
             )));
         }
-        let proof = self.inclusion_proof(seq, cp.checkpoint.size)?;
+        let proof = self.inclusion_proof(seq, size)?;
         Ok(TlogProof {
             extra: None,
             index: seq,

@@ -160,15 +160,20 @@ impl Run {
         may_lag: bool,
     ) -> Result<Option<Application>, ProvisionError> {
         let err = |e| ProvisionError::entra(CANCEL, e);
-        let first = self
+        let read = async |lag| match self
             .graph
-            .get_application(oid, &self.read_ctx(CANCEL, false))
-            .await;
-        match first {
-            Ok(r) => return Ok(Some(r.value)),
-            Err(e) if !e.is_not_found() => return Err(err(e)),
-            Err(_) if !may_lag => return Ok(None),
-            Err(_) => {}
+            .get_application(oid, &self.read_ctx(CANCEL, lag))
+            .await
+        {
+            Ok(r) => Ok(Some(r.value)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(err(e)),
+        };
+        if let Some(app) = read(false).await? {
+            return Ok(Some(app));
+        }
+        if !may_lag {
+            return Ok(None);
         }
         let binned = self
             .graph
@@ -178,15 +183,7 @@ impl Run {
         if binned.value {
             return Ok(None);
         }
-        match self
-            .graph
-            .get_application(oid, &self.read_ctx(CANCEL, true))
-            .await
-        {
-            Ok(r) => Ok(Some(r.value)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(err(e)),
-        }
+        read(true).await
     }
 
     /// One audited removal at `step`: `action` on `target`, `was` what it held, now gone.

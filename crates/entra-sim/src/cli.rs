@@ -108,6 +108,7 @@ impl SimArgs {
             // Set at run time (`POST /_sim/faults`): a count used up by the requests it names.
             stale_replica_answers: 0,
             stale_replica_method: None,
+            stale_replica_path: None,
             throttle_rate: self.throttle_rate,
             throttle_retry_after_s: self.throttle_retry_after_s,
             sts_throttle_rate: self.sts_throttle_rate,

@@ -34,12 +34,18 @@ pub struct Faults {
     /// requests found it. Counted down as they are answered (`GET /_sim/faults` shows what is
     /// left). Microsoft documents no read-your-writes promise ("a successful write doesn't
     /// guarantee the next read sees it", designing-for-eventual-consistency-for-microsoft-entra),
-    /// so one 404 for an object made moments ago is no proof that it is gone. Unlike
-    /// `replication_lag_ms`, what a client has seen it may not see again.
+    /// so one 404 for an object made moments ago is no proof that it is gone. A list of
+    /// applications or service principals served by such a replica leaves the recent ones out
+    /// (a `$filter` by `appId` finds nothing). Unlike `replication_lag_ms`, what a client has
+    /// seen it may not see again.
     pub stale_replica_answers: u32,
     /// Only requests with this method (`"DELETE"`, `"GET"`…) meet the stale replica; `None`:
     /// any method.
     pub stale_replica_method: Option<String>,
+    /// Only requests to this path (after `/v1.0/`, without the query) meet the stale replica:
+    /// `servicePrincipals` is the list of service principals, `servicePrincipals/{id}` one of
+    /// them; `None`: any path.
+    pub stale_replica_path: Option<String>,
     /// Fraction (0.0..=1.0) of Graph calls answered with 429 Too Many Requests.
     pub throttle_rate: f64,
     /// `Retry-After` seconds sent with each 429 (and each 503).
@@ -120,6 +126,7 @@ impl Default for Faults {
             assignment_list_lag_ms: 0,
             stale_replica_answers: 0,
             stale_replica_method: None,
+            stale_replica_path: None,
             throttle_rate: 0.0,
             throttle_retry_after_s: 2,
             sts_throttle_rate: 0.0,

@@ -371,6 +371,11 @@ impl Sim {
         self.shared.set_faults(f);
     }
 
+    /// How many of [`Faults::stale_replica_answers`] no request has met yet.
+    pub fn stale_answers_left(&self) -> u32 {
+        self.shared.stale_answers_left()
+    }
+
     /// Completes a pending device sign-in as `upn` (what the person does on the page).
     pub async fn complete_device_login(&self, user_code: &str, upn: &str) -> Result<(), SimError> {
         self.shared

@@ -179,9 +179,31 @@ pub struct Shared {
     calls: Mutex<HashMap<String, u64>>,
     /// Requests served so far, so benchmarks can relate wall time to the number of calls.
     pub counts: RequestCounters,
-    /// What is left of [`Faults::stale_replica_answers`], and the method they are for: a lock
-    /// of its own, because lookups ask while they hold the state's.
-    stale: Mutex<(u32, Option<String>)>,
+    /// What is left of [`Faults::stale_replica_answers`], and the method and path they are
+    /// for: a lock of its own, because lookups ask while they hold the state's.
+    stale: Mutex<StaleReplica>,
+}
+
+/// The stale-replica answers left ([`Faults::stale_replica_answers`]) and whom they meet.
+#[derive(Debug)]
+struct StaleReplica {
+    /// Answers not yet given.
+    left: u32,
+    /// [`Faults::stale_replica_method`].
+    method: Option<String>,
+    /// [`Faults::stale_replica_path`].
+    path: Option<String>,
+}
+
+impl StaleReplica {
+    /// The answers `f` asks for, none given yet.
+    fn of(f: &Faults) -> Self {
+        Self {
+            left: f.stale_replica_answers,
+            method: f.stale_replica_method.clone(),
+            path: f.stale_replica_path.clone(),
+        }
+    }
 }
 
 /// Running totals of requests by kind (atomics: counted outside the state lock).
@@ -290,10 +312,7 @@ impl Shared {
             sign_ins_revoked_through: 0,
             policies_changed_through: 0,
         };
-        let stale = (
-            config.faults.stale_replica_answers,
-            config.faults.stale_replica_method.clone(),
-        );
+        let stale = StaleReplica::of(&config.faults);
         let shared = Shared {
             base_url,
             config,
@@ -369,25 +388,25 @@ impl Shared {
         visible_at_ms > 0 && self.now_ms() < visible_at_ms.saturating_add(STALE_REPLICA_WINDOW_MS)
     }
 
-    /// Whether a request with `method` that names a recent object meets a replica that has not
-    /// seen it: takes one of the [`Faults::stale_replica_answers`] left, if any is for `method`.
-    pub fn take_stale_answer(&self, method: &str) -> bool {
+    /// Whether a request with `method` to `path` (after `/v1.0/`) that names or lists a recent
+    /// object meets a replica that has not seen it: takes one of the
+    /// [`Faults::stale_replica_answers`] left, if any is for this method and path.
+    pub fn take_stale_answer(&self, method: &str, path: &str) -> bool {
         let mut stale = self.stale.lock().unwrap_or_else(|p| p.into_inner());
-        let (left, only) = &mut *stale;
-        if *left == 0
-            || only
-                .as_deref()
-                .is_some_and(|m| !m.eq_ignore_ascii_case(method))
-        {
+        let differs = |only: &Option<String>, got: &str| {
+            only.as_deref()
+                .is_some_and(|o| !o.eq_ignore_ascii_case(got))
+        };
+        if stale.left == 0 || differs(&stale.method, method) || differs(&stale.path, path) {
             return false;
         }
-        *left -= 1;
+        stale.left -= 1;
         true
     }
 
     /// The stale-replica answers not yet given.
     pub fn stale_answers_left(&self) -> u32 {
-        self.stale.lock().unwrap_or_else(|p| p.into_inner()).0
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).left
     }
 
     /// Whether an object with this `visible_at_ms` has replicated yet.
@@ -414,8 +433,7 @@ impl Shared {
 
     /// Replaces the fault switches, re-seeding the draws so a test's sequence starts afresh.
     pub fn set_faults(&self, f: Faults) {
-        *self.stale.lock().unwrap_or_else(|p| p.into_inner()) =
-            (f.stale_replica_answers, f.stale_replica_method.clone());
+        *self.stale.lock().unwrap_or_else(|p| p.into_inner()) = StaleReplica::of(&f);
         let mut inner = self.lock();
         inner.rng = FaultRng::new(f.seed);
         inner.faults = f;

@@ -174,6 +174,35 @@ async fn a_stale_replica_misses_a_new_object_that_was_seen_before() {
     env.sim.shutdown().await;
 }
 
+/// A stale replica's list leaves out what it has not seen: a `$filter` by `appId` finds no
+/// service principal for a new app, then finds it again. A fault for the list's path is not
+/// met by a read of the object itself.
+#[tokio::test]
+async fn a_stale_replica_lists_without_a_new_object() {
+    let (env, ga) = Wire::signed_in("globaladmin").await;
+    let app = env
+        .post(&ga, "/applications", json!({"displayName": "stale-list"}))
+        .await
+        .expect(201);
+    let app_id = str_of(&app["appId"]);
+    let sp = env
+        .post(&ga, "/servicePrincipals", json!({"appId": app_id}))
+        .await
+        .expect(201);
+    let list = format!("/servicePrincipals?$filter=appId%20eq%20'{app_id}'");
+    env.sim.set_faults(Faults {
+        stale_replica_answers: 1,
+        stale_replica_path: Some("servicePrincipals".into()),
+        ..Faults::default()
+    });
+    let one = format!("/servicePrincipals/{}", str_of(&sp["id"]));
+    env.get(&ga, &one).await.expect(200);
+    let listed = |body: serde_json::Value| body["value"].as_array().map(Vec::len);
+    assert_eq!(listed(env.get(&ga, &list).await.expect(200)), Some(0));
+    assert_eq!(listed(env.get(&ga, &list).await.expect(200)), Some(1));
+    env.sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn throttling_sends_429_with_retry_after_deterministically() {
     let (env, t) = Wire::signed_in("globaladmin").await;

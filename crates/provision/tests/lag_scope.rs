@@ -121,31 +121,56 @@ async fn an_undo_of_removals_the_lists_still_show_takes_the_404_as_done() -> Res
 /// and leaving the app in the tenant while the record says it was removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_right_after_a_run_reads_again_what_a_stale_replica_misses() -> Result<()> {
-    cancel_meeting_a_stale_replica("onb-stale-get", "Sbc-Stale-Get", "GET", 1).await
+    cancel_meeting_a_stale_replica("onb-stale-get", "Sbc-Stale-Get", ("GET", None), 1).await
 }
 
 /// The same for the DELETEs: a 404 to the service principal's DELETE (twice) from a replica
 /// that has not seen it is retried as replication lag, not recorded as "already removed".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_right_after_a_run_deletes_again_what_a_stale_replica_misses() -> Result<()> {
-    cancel_meeting_a_stale_replica("onb-stale-delete", "Sbc-Stale-Del", "DELETE", 2).await
+    cancel_meeting_a_stale_replica("onb-stale-delete", "Sbc-Stale-Del", ("DELETE", None), 2).await
 }
 
-/// Provisions `name`, lets the next `answers` requests with `method` that name a new object
-/// meet a stale replica, cancels, and checks that the app is gone from the tenant and that
-/// the log shows its deletion succeeded.
+/// The same for a list: a replica that has not seen the service principal lists none for the
+/// app's `appId`. The cancel reads the one the record knows by its id, so its role
+/// assignments, grants and deletion are undone one by one and logged, not taken along
+/// unrecorded when the application is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_right_after_a_run_finds_the_service_principal_a_stale_list_misses() -> Result<()>
+{
+    let list = ("GET", Some("servicePrincipals"));
+    cancel_meeting_a_stale_replica("onb-stale-list", "Sbc-Stale-List", list, 1).await
+}
+
+/// Provisions `name`, lets the next `answers` requests with `method` (to `path`, if named)
+/// that name or list a new object meet a stale replica, cancels, and checks that the app is
+/// gone from the tenant and that the log shows each removal succeeded: every role assignment
+/// and grant the run made, the service principal and the app.
 async fn cancel_meeting_a_stale_replica(
     id: &str,
     name: &str,
-    method: &str,
+    (method, path): (&str, Option<&str>),
     answers: u32,
 ) -> Result<()> {
     let env = EngineEnv::start(calm(), None).await?;
     let admin = env.signed_in("globaladmin").await?;
     completion(&env.provision(id, name, admin).await?)?;
+    let sp_id = env.engine.get(id)?.context("record")?.sp_id.context("sp")?;
+    let snap = env.snapshot();
+    let made = [
+        (
+            "directory_role_assignment.delete",
+            testkit::snapshot::roles_of(&snap, &sp_id).len(),
+        ),
+        (
+            "app_role_assignment.delete",
+            testkit::snapshot::grants_of(&snap, &sp_id).len(),
+        ),
+    ];
     let mut faults = calm();
     faults.stale_replica_answers = answers;
     faults.stale_replica_method = Some(method.to_owned());
+    faults.stale_replica_path = path.map(str::to_owned);
     env.sim.set_faults(faults);
 
     let done = env.engine.cancel(id, "tester").await?;
@@ -164,5 +189,19 @@ async fn cancel_meeting_a_stale_replica(
             .collect();
         ensure!(phases == ["intent", "succeeded"], "{action}: {phases:?}");
     }
+    for (action, count) in made {
+        let removed = entries
+            .iter()
+            .filter(|e| e["action"] == action && e["phase"] == "succeeded")
+            .count();
+        ensure!(
+            count > 0 && removed == count,
+            "{action}: {removed} logged of the {count} the run made"
+        );
+    }
+    ensure!(
+        env.sim.stale_answers_left() == 0,
+        "the stale replica was not met"
+    );
     Ok(())
 }

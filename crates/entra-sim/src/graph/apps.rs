@@ -153,7 +153,7 @@ pub fn list(c: &Ctx<'_>) -> Reply {
     let items = dir
         .applications
         .iter()
-        .filter(|a| c.s.visible(a.visible_at_ms))
+        .filter(|a| c.sees(a.visible_at_ms))
         .map(|a| a.to_json(&dir.tenant.domain))
         .collect();
     Ok(collection(c, "applications", items))

@@ -66,7 +66,7 @@ impl Ctx<'_> {
         !self.s.is_recent(visible_at_ms)
             || !*self
                 .stale
-                .get_or_init(|| self.s.take_stale_answer(self.method.as_str()))
+                .get_or_init(|| self.s.take_stale_answer(self.method.as_str(), &self.path))
     }
 
     /// 403 Authorization_RequestDenied.

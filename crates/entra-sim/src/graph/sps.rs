@@ -56,7 +56,7 @@ pub fn list(c: &Ctx<'_>) -> Reply {
     let items = dir
         .service_principals
         .iter()
-        .filter(|s| c.s.visible(s.visible_at_ms))
+        .filter(|s| c.sees(s.visible_at_ms))
         .map(ServicePrincipal::to_json)
         .collect();
     Ok(collection(c, "servicePrincipals", items))

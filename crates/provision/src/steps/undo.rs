@@ -5,7 +5,6 @@
 
 use std::future::Future;
 
-use entra_client::graph::types::Application;
 use entra_client::{EntraError, OpContext, Reply};
 use serde_json::{Value, json};
 
@@ -26,7 +25,13 @@ impl Run {
         let sp_ctx = self.read_ctx(CANCEL, sp_lags);
         let err = |e| ProvisionError::entra(CANCEL, e);
         let app = match &rec.app_object_id {
-            Some(oid) => self.read_app(oid, app_lags).await?,
+            Some(oid) => {
+                let graph = &self.graph;
+                self.read_made(oid, app_lags, |c| async move {
+                    graph.get_application(oid, &c).await
+                })
+                .await?
+            }
             None => {
                 self.graph
                     .get_application_by_unique_name(&rec.unique_name, &ctx)
@@ -37,11 +42,25 @@ impl Run {
         };
         let sp = match &app {
             Some(a) => {
-                self.graph
+                let listed = self
+                    .graph
                     .find_service_principal_by_app_id(&a.app_id, &ctx)
                     .await
                     .map_err(err)?
-                    .value
+                    .value;
+                match (listed, &rec.sp_id) {
+                    // A list may lag behind the service principal the record knows: read it
+                    // by its id, so its grants, roles and deletion are undone and logged, not
+                    // left to the application's deletion to take along unrecorded.
+                    (None, Some(id)) => {
+                        let graph = &self.graph;
+                        self.read_made(id, sp_lags, |c| async move {
+                            graph.get_service_principal(id, &c).await
+                        })
+                        .await?
+                    }
+                    (listed, _) => listed,
+                }
             }
             None => None,
         };
@@ -149,28 +168,29 @@ impl Run {
         })
     }
 
-    /// The application `oid` as Graph shows it now, or `None` when it is gone. `may_lag`: this
-    /// onboarding made it moments ago, so a 404 may come from a replica that has not seen it
-    /// yet (Microsoft promises no read-your-writes): unless the recycle bin holds it (then it
-    /// was deleted, by an earlier cancel or by someone), it is read again with lag retries, and
-    /// only a 404 that outlasts them is taken as gone.
-    async fn read_app(
+    /// The object `oid` (an application or a service principal) as `get` reads it now, or
+    /// `None` when it is gone. `may_lag`: this onboarding made it moments ago, so a 404 may
+    /// come from a replica that has not seen it yet (Microsoft promises no read-your-writes):
+    /// unless the recycle bin holds it (then it was deleted, by an earlier cancel or by
+    /// someone), it is read again with lag retries, and only a 404 that outlasts them is taken
+    /// as gone.
+    async fn read_made<T, Fut>(
         &self,
         oid: &str,
         may_lag: bool,
-    ) -> Result<Option<Application>, ProvisionError> {
+        get: impl Fn(OpContext) -> Fut,
+    ) -> Result<Option<T>, ProvisionError>
+    where
+        Fut: Future<Output = Result<Reply<T>, EntraError>>,
+    {
         let err = |e| ProvisionError::entra(CANCEL, e);
-        let read = async |lag| match self
-            .graph
-            .get_application(oid, &self.read_ctx(CANCEL, lag))
-            .await
-        {
+        let read = async |lag| match get(self.read_ctx(CANCEL, lag)).await {
             Ok(r) => Ok(Some(r.value)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(err(e)),
         };
-        if let Some(app) = read(false).await? {
-            return Ok(Some(app));
+        if let Some(found) = read(false).await? {
+            return Ok(Some(found));
         }
         if !may_lag {
             return Ok(None);

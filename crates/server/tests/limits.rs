@@ -282,6 +282,33 @@ async fn a_slow_follower_is_disconnected_not_buffered() -> Result<()> {
     s.stop().await
 }
 
+/// A genuine invitation token used on onboardings it does not unlock is refused
+/// (PERMISSION_DENIED) and counts as a failure like a forged one: probing other onboardings'
+/// ids with it slows down the same way.
+#[tokio::test]
+async fn a_genuine_token_on_other_onboardings_slows_down_too() -> Result<()> {
+    let s = token_failures(3, 1).await?;
+    let (service, channel) = (testkit::sim_server::SERVICE, s.channel().await?);
+    let (token, _) = testkit::wizard::invite(channel, service, "direct-routing", None).await?;
+    let mut c = s.onboarding(None).await?;
+    let mut refused = Vec::new();
+    for i in 0..6 {
+        let get = pb::GetOnboardingRequest {
+            onboarding_id: format!("0190b3d2-0000-7000-8000-{i:012}"),
+            invitation_token: token.clone(),
+        };
+        let answer = c.get_onboarding(get).await;
+        refused.push(answer.err().context("another onboarding unlocked")?);
+    }
+    let codes: Vec<_> = refused.iter().map(Status::code).collect();
+    ensure!(
+        codes[..3].iter().all(|c| *c == Code::PermissionDenied),
+        "{codes:?}"
+    );
+    exhausted(&refused[5], "limits.token_failures_per_minute = 1", true)?;
+    s.stop().await
+}
+
 /// The wizard reaches the same services in process: a browser's forged tokens count against
 /// its address like a gRPC client's, and then even a genuine token from it waits (429 with
 /// Retry-After and the limit named) while a gRPC client elsewhere is unaffected.

@@ -131,9 +131,12 @@ impl OnboardingService {
             == Some(onboarding_id)
             || self.signing_in_with(onboarding_id).as_deref() == Some(inv.id.as_str());
         if !unlocks {
-            return Err(ServerError::PermissionDenied(format!(
-                "this invitation does not unlock onboarding {onboarding_id:?}"
-            )));
+            // A failure like an unknown token: a genuine token must not probe other ids freely.
+            return Err(guards.token_failed(peer).unwrap_or_else(|| {
+                ServerError::PermissionDenied(format!(
+                    "this invitation does not unlock onboarding {onboarding_id:?}"
+                ))
+            }));
         }
         // A signed-in onboarding cancelled before its run stands as cancelled at that time.
         let (status, updated_at) = match self.app.engine().get(onboarding_id)? {

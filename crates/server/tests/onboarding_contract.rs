@@ -42,6 +42,11 @@ async fn claim_secret_hands_over_the_onboardings_own_secret_never_one_handed_out
         onboarding_id: id.into(),
         seal_to: None,
     };
+    // Signed in, no run yet: an onboarding that has not completed, not an unknown one.
+    let (_, signed_in) = env.invited_and_signed_in("globaladmin").await?;
+    ob.claim_secret(claim(&signed_in))
+        .refused(Code::FailedPrecondition, &["has not completed"])
+        .await?;
     // Another secret became the service's current one since (AddServiceSecret's caller holds
     // it): the claim is still of the onboarding's own, which still works. The id is taken in
     // upper case too (RFC 9562: case-insensitive on input).

@@ -280,18 +280,22 @@ impl OnboardingService {
 
     /// Completed onboarding `id`, whose registration the credential manager then holds.
     async fn completed(&self, id: &str) -> Result<Claimed> {
-        let o = self
-            .app
-            .engine()
-            .get(id)?
-            .ok_or_else(|| ServerError::NotFound(format!("no onboarding {id:?}")))?;
+        let not_completed = || {
+            ServerError::FailedPrecondition(format!(
+                "onboarding {id} has not completed; its secret cannot be claimed yet"
+            ))
+        };
+        let Some(o) = self.app.engine().get(id)? else {
+            // No run yet: signing in, signed in or cancelled before its run is an onboarding
+            // that has not completed; an id no sign-in made is unknown.
+            if self.signing_in_with(id).is_none() && self.invitation_of(id)?.is_empty() {
+                return Err(ServerError::NotFound(format!("no onboarding {id:?}")));
+            }
+            return Err(not_completed());
+        };
         let c = match (o.status, &o.client_id) {
             (RunStatus::Completed, Some(client)) => Claimed::onboarding(&o, client),
-            _ => {
-                return Err(ServerError::FailedPrecondition(format!(
-                    "onboarding {id} has not completed; its secret cannot be claimed yet"
-                )));
-            }
+            _ => return Err(not_completed()),
         };
         let reg = RegistrationRef::new(&c.tenant_id, &c.client_id);
         let creds = self.app.credentials();

@@ -55,6 +55,11 @@ pub enum ServerError {
     /// The server's own time limit for a call (`limits.request_timeout_secs`) was reached.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// An answer already made into a status, passed on as it is: a Provision whose start
+    /// failed answers with it, and so do its repeats that followed the start (details
+    /// included), so all get the same refusal.
+    #[error("{}", .0.message())]
+    Made(Status),
     /// The audit log failed; changes are refused when it cannot record them (fail closed).
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -309,6 +314,7 @@ impl From<ServerError> for Status {
             ServerError::Unimplemented(_) => Status::unimplemented(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             ServerError::Unavailable(_) => Status::unavailable(msg),
+            ServerError::Made(s) => s,
             ServerError::Audit(a) => audit_status(a, msg),
             ServerError::Provision(p) => provision_status(p, msg),
             ServerError::Credentials(c) => credentials_status(c, msg),

@@ -308,6 +308,23 @@ async fn watch_more_than_one_past_the_end_of_a_failed_onboarding_is_out_of_range
         .refused(Code::OutOfRange, &["past the end"])?;
     // One past the end is where a retry's first event will be: accepted.
     op.watch(watch(info.events + 1)).await?;
+    // From the terminal event alone, `Failed` names the step that failed, as it does in a
+    // Watch from the first event (the step's own failure event was folded into it).
+    let mut failed = Vec::new();
+    for from in [1, info.events] {
+        let mut s = op.watch(watch(from)).await?.into_inner();
+        let step = loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), s.message()).await??;
+            if let Some(pb::provision_event::Event::Failed(f)) = next.context("ended")?.event {
+                break f.step;
+            }
+        };
+        failed.push(step);
+    }
+    ensure!(
+        !failed[0].is_empty() && failed[0] == failed[1],
+        "{failed:?}"
+    );
     // Provision again with the same idempotency key resumes the failed run (it used to replay
     // the failure and end).
     env.sim.set_faults(entra_sim::Faults::default());

@@ -192,3 +192,52 @@ async fn a_retry_while_the_first_call_plans_follows_the_run() -> Result<()> {
     followed_one_run(&env, &id, "Sbc-Plan", &events)?;
     env.stop().await
 }
+
+/// The first call, still planning when its client's deadline passes, is then refused (an
+/// Application Administrator, hand-offs off: the rights it lacks): the retry with the same key
+/// that followed it gets that refusal too (FAILED_PRECONDITION with MISSING_RIGHTS), not a
+/// retryable UNAVAILABLE that hides what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_call_that_is_then_refused_gets_the_same_refusal() -> Result<()> {
+    let env = SimServer::start_with(|b| Ok(b.limit("hand_off_wait_secs", 0))).await?;
+    let (token, _) = env.invite(None).await?;
+    let id = env.signed_in(&token, "appadmin").await?.onboarding_id;
+    env.sim.set_faults(entra_sim::Faults {
+        latency_ms: 2000,
+        ..calm()
+    });
+    let first = with_deadline(
+        &env,
+        request(&id, "Sbc-Refused", "k", &token),
+        Duration::from_millis(500),
+    )
+    .await?;
+    testkit::wait::until_true("the first call under way", STALL, async || {
+        let entries = env.server.entries()?;
+        Ok(!phases(&entries, "onboarding.provision", &id).is_empty())
+    })
+    .await?;
+    let mut retry = env
+        .server
+        .onboarding(None)
+        .await?
+        .provision(request(&id, "Sbc-Refused", "k", &token))
+        .await
+        .map_err(|s| anyhow::anyhow!("the retry with the same key was refused at once: {s:?}"))?
+        .into_inner();
+    env.sim.set_faults(calm());
+    first.await?.err().context("the first call was answered")?;
+    let refused = match tokio::time::timeout(STALL, retry.message()).await? {
+        Err(s) => s,
+        Ok(e) => anyhow::bail!("the retry got {e:?}, not the first call's refusal"),
+    };
+    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    let violations = tonic_types::StatusExt::get_details_precondition_failure(&refused)
+        .context("no PreconditionFailure")?
+        .violations;
+    ensure!(
+        !violations.is_empty() && violations.iter().all(|v| v.r#type == "MISSING_RIGHTS"),
+        "{violations:?}"
+    );
+    env.stop().await
+}

@@ -206,6 +206,17 @@ pub struct EventMapper {
 }
 
 impl EventMapper {
+    /// A mapper that has seen `before` (a Watch's events before its `from_event`), so an event
+    /// that names an earlier one (the run's `Failed`, its failed step) is mapped as in a Watch
+    /// from the first.
+    pub fn primed<'a>(before: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut m = Self::default();
+        for e in before {
+            m.map(e, false);
+        }
+        m
+    }
+
     /// The proto event for `e`, or `None` when it is folded into a later one. `with_secret`
     /// copies the live secret into `Completed` (the Provision stream only).
     pub fn map(&mut self, e: &Event, with_secret: bool) -> Option<pb::ProvisionEvent> {

@@ -85,7 +85,14 @@ impl OnboardingService {
         .await?;
         let source = match ahead {
             true => Source::BeforeRun(r.onboarding_id),
-            false => Source::Stored,
+            // The events before `from` that a later one folds in (a step's failure, named by
+            // the run's `Failed`): the mapper has seen them as a Watch from 1 would have.
+            false => Source::Stored(EventMapper::primed(
+                engine
+                    .events(&r.onboarding_id)?
+                    .iter()
+                    .take_while(|e| e.seq < from),
+            )),
         };
         Ok(self.forward(stream, None, invitation, source))
     }
@@ -105,11 +112,13 @@ impl OnboardingService {
         invitation: Option<String>,
         source: Source,
     ) -> BoxStream<pb::ProvisionEvent> {
-        let (mut before_run, mut run_of, mut starting) = match source {
-            Source::Stored => (None, None, None),
-            Source::BeforeRun(id) => (Some(id), None, None),
-            Source::Run(id) => (None, Some(id), None),
-            Source::Starting(id, follow) => (None, None, Some((id, follow))),
+        let (mut before_run, mut run_of, mut starting, mut mapper) = match source {
+            Source::Stored(mapper) => (None, None, None, mapper),
+            Source::BeforeRun(id) => (Some(id), None, None, EventMapper::default()),
+            Source::Run(id) => (None, Some(id), None, EventMapper::default()),
+            Source::Starting(id, follow) => {
+                (None, None, Some((id, follow)), EventMapper::default())
+            }
         };
         let (tx, stream) = self.app.guards().stream();
         let stop = self.app.shutdown();
@@ -117,7 +126,6 @@ impl OnboardingService {
         let app = self.app.clone();
         let svc = self.clone();
         tokio::spawn(async move {
-            let mut mapper = EventMapper::default();
             // Ends once the caller's invitation is revoked, at once if it already is
             // (`revoked.rs`); an operator's stream has none.
             let revoked = async {
@@ -161,10 +169,15 @@ impl OnboardingService {
                                     return;
                                 }
                             },
-                            Err(why) => {
+                            // The call it repeats was refused: the same refusal.
+                            Err(Some(refused)) => {
+                                send_err(&tx, ServerError::Made(refused)).await;
+                                return;
+                            }
+                            Err(None) => {
                                 send_err(&tx, ServerError::Unavailable(format!(
-                                    "the Provision call this one repeats did not start \
-                                     onboarding {id}'s run ({why}); call Provision again"
+                                    "the Provision call this one repeats ended before it started \
+                                     onboarding {id}'s run; call Provision again"
                                 ))).await;
                                 return;
                             }
@@ -262,14 +275,15 @@ impl OnboardingService {
 /// Where a stream's events come from, and what follows when they stop.
 pub(super) enum Source {
     /// The onboarding's stored events, replayed then live (Watch, a repeated Provision): they
-    /// end with the run's final event.
-    Stored,
+    /// end with the run's final event. The mapper has seen the events before the first.
+    Stored(EventMapper),
     /// Nothing yet: the onboarding (this id) is signing in or signed in. The stream ends with
     /// FAILED_PRECONDITION if the onboarding ends without a run.
     BeforeRun(String),
     /// Nothing yet: a Provision call with the same idempotency key and caller starts this
     /// onboarding's run now (`start.rs`). Once it started, its events (from its first) follow,
-    /// as `Stored`; if it does not start, the stream ends with UNAVAILABLE.
+    /// as `Stored`; if it does not start, the stream ends with the status that call got
+    /// (UNAVAILABLE when it ended without one).
     Starting(String, super::start::Follow),
     /// The live events of the run Provision just started for this onboarding. If the run
     /// stops without a final event or a hand-off (a cancel aborted it), the stored events
@@ -280,7 +294,7 @@ pub(super) enum Source {
 /// How the start `starting` follows ended (never, without one).
 async fn started(
     starting: &mut Option<(String, super::start::Follow)>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Option<tonic::Status>> {
     match starting {
         Some((_, follow)) => follow.started().await,
         None => std::future::pending().await,

@@ -28,8 +28,9 @@ use crate::BoxStream;
 use crate::error::{Result, ServerError};
 use crate::sealing::Delivery;
 
-/// What a start came to: `None` while under way; then the run started, or why it did not.
-type Outcome = Option<std::result::Result<(), String>>;
+/// What a start came to: `None` while under way; then the run started, or the status its
+/// call got.
+type Outcome = Option<std::result::Result<(), tonic::Status>>;
 
 /// Provision calls starting a run now, by onboarding id (in memory: a restart ends them, and
 /// the mark written before the start stands for them).
@@ -56,11 +57,12 @@ pub(super) struct Follow {
 }
 
 impl Follow {
-    /// Waits for the start to end: the run is under way, or why it did not start.
-    pub(super) async fn started(&mut self) -> std::result::Result<(), String> {
+    /// Waits for the start to end: the run is under way, or the status the starting call got
+    /// (`None`: that call ended before it had one).
+    pub(super) async fn started(&mut self) -> std::result::Result<(), Option<tonic::Status>> {
         match self.outcome.wait_for(Option::is_some).await {
-            Ok(o) => o.clone().unwrap_or(Ok(())),
-            Err(_) => Err("the call ended before the run started".into()),
+            Ok(o) => o.clone().unwrap_or(Ok(())).map_err(Some),
+            Err(_) => Err(None),
         }
     }
 }
@@ -78,7 +80,7 @@ struct Claim {
 
 impl Claim {
     /// Tells the followers how the start ended, and gives the place up.
-    fn finish(self, outcome: std::result::Result<(), String>) {
+    fn finish(self, outcome: std::result::Result<(), tonic::Status>) {
         self.outcome.send_replace(Some(outcome));
     }
 }
@@ -248,7 +250,7 @@ impl OnboardingService {
             ))
             .await?;
             let stored = engine.watch(&id, 1)?;
-            return Ok(self.forward(stored, None, invitation, Source::Stored));
+            return Ok(self.forward(stored, None, invitation, Source::Stored(Default::default())));
         }
         let (inv, admin) = self.session(&id)?;
         // From here this call is the onboarding's one start, and its repeat follows it.
@@ -303,10 +305,14 @@ impl OnboardingService {
                 if let Err(err) = self.unmark_start(&id, previous).await {
                     tracing::warn!(error = %err, onboarding_id = %id, "idempotency key not put back");
                 }
-                claim.finish(Err(e.to_string()));
+                let why = e.to_string();
+                // Its repeats get the same answer (a refusal they cannot retry away).
+                let refused =
+                    tonic::Status::from(ServerError::from(self.drop_refused_sign_in(&id, e)));
+                claim.finish(Err(refused.clone()));
                 details.phase = Phase::Failed;
-                self.record(details.with_error(e.to_string())).await?;
-                Err(self.drop_refused_sign_in(&id, e).into())
+                self.record(details.with_error(why)).await?;
+                Err(ServerError::Made(refused))
             }
         }
     }

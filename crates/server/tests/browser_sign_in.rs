@@ -235,6 +235,11 @@ async fn a_browser_sign_in_needs_an_https_wizard_origin_and_a_known_method() -> 
     .context("started")?;
     ensure!(status.code() == Code::FailedPrecondition, "{status:?}");
     ensure!(status.message().contains("https"), "{status:?}");
+    // A forged token is judged first: the request's own fault, before the server's.
+    let channel = env.server.channel().await?;
+    let forged = start_sign_in_by(channel, "forged", &upn, pb::SignInMethod::Browser).await;
+    let status = forged.err().context("started")?;
+    ensure!(status.code() == Code::InvalidArgument, "{status:?}");
     let mut client = env.server.onboarding(None).await?;
     let status = client
         .sign_in(pb::SignInRequest {

@@ -122,28 +122,12 @@ pub(super) async fn start(
             format!("{} is not a SignInMethod (0, 1 or 2)", r.method),
         )
     })?;
-    // The request's own fields are judged before any state (the server's origin, the
-    // invitation).
+    // The request's own fields are judged before any state (the invitation, then the
+    // server's configuration).
     let upn = r.admin_upn.trim().to_owned();
     if let Err(rule) = onboard_core::text::check_upn(&upn) {
         return Err(ServerError::invalid("admin_upn", rule));
     }
-    // Where Microsoft sends the browser back: the wizard's origin, which must be https (or
-    // http on a loopback host, Microsoft's localhost exceptions).
-    let redirect_uri = match method {
-        pb::SignInMethod::Browser => Some(
-            crate::wizard::sign_in_redirect_uri(&svc.app.config().invitations.activation_base_url)
-                .ok_or_else(|| {
-                    ServerError::FailedPrecondition(
-                        "a browser sign-in needs an https invitations.activation_base_url, or http \
-                         on localhost or 127.0.0.1 (the wizard's origin, where Microsoft sends the \
-                         admin back); use the device code"
-                            .into(),
-                    )
-                })?,
-        ),
-        pb::SignInMethod::Unspecified | pb::SignInMethod::DeviceCode => None,
-    };
     guards.token_gate(peer)?;
     let (invitation, again) = match svc.app.invitations().verify_token(&token) {
         Ok(inv) => (inv, None),
@@ -199,6 +183,22 @@ pub(super) async fn start(
             "the server has no entra.token_app_client_id configured".into(),
         ));
     }
+    // Where Microsoft sends the browser back: the wizard's origin, which must be https (or
+    // http on a loopback host, Microsoft's localhost exceptions).
+    let redirect_uri = match method {
+        pb::SignInMethod::Browser => Some(
+            crate::wizard::sign_in_redirect_uri(&svc.app.config().invitations.activation_base_url)
+                .ok_or_else(|| {
+                    ServerError::FailedPrecondition(
+                        "a browser sign-in needs an https invitations.activation_base_url, or http \
+                         on localhost or 127.0.0.1 (the wizard's origin, where Microsoft sends the \
+                         admin back); use the device code"
+                            .into(),
+                    )
+                })?,
+        ),
+        pb::SignInMethod::Unspecified | pb::SignInMethod::DeviceCode => None,
+    };
     guards.expensive(&format!("invitation:{}", invitation.id), "SignIn")?;
     // One sign-in (device code or browser) per invitation, and the caps on sign-ins to
     // Microsoft; the slot is held until the sign-in ends.

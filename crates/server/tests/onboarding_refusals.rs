@@ -159,11 +159,16 @@ async fn application_admin_plan_shows_missing_rights_and_provision_is_refused() 
 
     // With no hand-off, the same link is the way on: it signs in again (for the same
     // onboarding) as an administrator who holds the role, and that one provisions.
+    let first = testkit::wizard::get(env.server.channel().await?, &id).await?;
     let again = env.signed_in(&token, "globaladmin").await?;
     ensure!(
         again.onboarding_id == id && again.roles_missing.is_empty(),
         "{again:?}"
     );
+    // The new sign-in is the onboarding's latest change.
+    let now = testkit::wizard::get(env.server.channel().await?, &id).await?;
+    let at = |i: &pb::OnboardingInfo| i.updated_at.as_ref().map(|t| (t.seconds, t.nanos));
+    ensure!(at(&now) > at(&first), "{first:?} then {now:?}");
     let events = env.provision(&token, &id, "Sbc-Two").await?;
     testkit::wizard::completed(&events.map_err(|s| anyhow::anyhow!("provision: {s:?}"))?)?;
     // A sign-in that could make the whole plan spent the invitation.

@@ -56,6 +56,9 @@ struct Session {
     invitation: InvitationRecord,
     /// The checked admin; holds the delegated token (never printed).
     admin: Admin,
+    /// When this sign-in finished (ms since the epoch): the onboarding's last change before its
+    /// run, though the invitation was first redeemed earlier when it signed in again.
+    signed_in_ms: i64,
     /// The last Provision call's idempotency key with its caller (`marks::idempotency_tag`),
     /// so the same caller's repeat resumes instead of starting again.
     idempotency_key: Option<Vec<u8>>,

@@ -275,7 +275,7 @@ pub(super) fn signed_in_info(id: &str, s: &Session, invitation_id: String) -> pb
         tenant_id: s.admin.tenant_id.clone(),
         state: pb::OnboardingState::SignedIn.into(),
         created_at: super::convert::began_at(id, s.invitation.used_at_ms),
-        updated_at: s.invitation.used_at_ms.map(crate::clock::timestamp),
+        updated_at: Some(crate::clock::timestamp(s.signed_in_ms)),
         ..Default::default()
     }
 }

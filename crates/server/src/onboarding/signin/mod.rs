@@ -475,6 +475,7 @@ impl Attempt {
             Session {
                 invitation: inv,
                 admin,
+                signed_in_ms: now_ms(),
                 idempotency_key: None,
             },
         );

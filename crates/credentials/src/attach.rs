@@ -224,6 +224,11 @@ impl Credentials {
                 reason: "an invitation attaches for exactly one service".into(),
             });
         }
+        // Kept by the tenant's id, as a provisioned registration and the admin session are: a
+        // domain names the same tenant, so it must find (and be refused as) the same record.
+        if !onboard_core::text::is_guid(&req.registration.tenant_id) {
+            req.registration.tenant_id = self.tenant_id_of(&req.registration.tenant_id).await?;
+        }
         let (tenant, client) = (&req.registration.tenant_id, &req.registration.client_id);
         // Two attaches of one registration run one after the other (the second is refused,
         // or joins what the first stored).
@@ -413,6 +418,24 @@ impl Credentials {
             .failed(Action::RegistrationAttach, t, intent.to_vec(), &e)
             .await;
         Err(e)
+    }
+
+    /// The tenant id (a GUID) of `tenant`, one of its domains, from its OpenID configuration:
+    /// a tenant Microsoft does not know is INVALID_ARGUMENT on `registration.tenant_id`.
+    async fn tenant_id_of(&self, tenant: &str) -> Result<String, CredentialsError> {
+        let sts = self.inner.entra.sts();
+        sts.tenant_id(tenant, &OpContext::new())
+            .await
+            .map_err(|e| match e.aadsts() {
+                Some(90_002) => CredentialsError::InvalidArgument {
+                    field: "registration.tenant_id",
+                    reason: format!(
+                        "Microsoft knows no tenant {tenant} (AADSTS90002): the tenant's id or a \
+                         domain of it"
+                    ),
+                },
+                _ => CredentialsError::entra("tenant_id", e),
+            })
     }
 
     /// The application's object id and name, and the secret's key id and dates, read with the

@@ -160,6 +160,11 @@ pub fn is_tenant_independent(tenant: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(tenant.trim()))
 }
 
+/// Whether `s` has a GUID's shape (8-4-4-4-12 hex digits).
+fn is_guid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
+}
+
 impl StsClient {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
@@ -174,6 +179,47 @@ impl StsClient {
         let base = self.shared.authority.as_str().trim_end_matches('/');
         Url::parse(&format!("{base}/{tenant}/oauth2/v2.0/{leaf}"))
             .map_err(|e| EntraError::Config(format!("authority URL: {e}")))
+    }
+
+    /// The tenant id (a GUID, lower case) of `tenant`, a tenant id or one of its domains, as
+    /// the tenant's OpenID configuration names it (`GET {authority}/{tenant}/v2.0/.well-known/
+    /// openid-configuration`, Learn v2-protocols-oidc: its `issuer` is
+    /// `https://login.microsoftonline.com/{tenant id}/v2.0`). A tenant Microsoft does not
+    /// know is a 400 AADSTS90002, as at the token endpoint.
+    pub async fn tenant_id(&self, tenant: &str, ctx: &OpContext) -> Result<String, EntraError> {
+        const OP: &str = "openid_configuration";
+        if is_tenant_independent(tenant) {
+            return Err(EntraError::InvalidInput(format!(
+                "{tenant:?} names no tenant"
+            )));
+        }
+        let base = self.shared.authority.as_str().trim_end_matches('/');
+        let url = Url::parse(&format!(
+            "{base}/{}/v2.0/.well-known/openid-configuration",
+            tenant_segment(tenant)?
+        ))
+        .map_err(|e| EntraError::Config(format!("authority URL: {e}")))?;
+        let (resp, _) = self.send(OP, url, None, true, ctx).await?;
+        #[derive(Deserialize)]
+        struct Configuration {
+            issuer: String,
+        }
+        let bad = |message: String| EntraError::Decode {
+            operation: OP,
+            status: resp.status.as_u16(),
+            message,
+            request_id: None,
+        };
+        let issuer = serde_json::from_slice::<Configuration>(&resp.body)
+            .map_err(|e| bad(e.to_string()))?
+            .issuer;
+        issuer
+            .trim_end_matches('/')
+            .strip_suffix("/v2.0")
+            .and_then(|rest| rest.rsplit('/').next())
+            .filter(|id| is_guid(id))
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| bad(format!("an issuer without a tenant id: {issuer:?}")))
     }
 
     /// Starts a device authorization grant: asks for a user code for `scopes` (space-separated
@@ -365,6 +411,19 @@ impl StsClient {
         repeatable: bool,
         ctx: &OpContext,
     ) -> Result<(HttpResponse, u32), EntraError> {
+        self.send(operation, url, Some(body), repeatable, ctx).await
+    }
+
+    /// One request to the identity platform, retried by the policy: a form POST with `body`,
+    /// else a GET.
+    async fn send(
+        &self,
+        operation: &'static str,
+        url: Url,
+        body: Option<Vec<u8>>,
+        repeatable: bool,
+        ctx: &OpContext,
+    ) -> Result<(HttpResponse, u32), EntraError> {
         let retrier = Retrier {
             policy: &self.shared.policy,
             clock: self.shared.clock.as_ref(),
@@ -372,19 +431,25 @@ impl StsClient {
         retrier
             .run(operation, ctx, repeatable, || {
                 let mut headers = HeaderMap::new();
-                headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-www-form-urlencoded"),
-                );
+                if body.is_some() {
+                    headers.insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    );
+                }
                 headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
                 if let Ok(v) = HeaderValue::from_str(&ctx.client_request_id.to_string()) {
                     headers.insert("client-request-id", v);
                 }
                 let req = HttpRequest {
-                    method: Method::POST,
+                    method: if body.is_some() {
+                        Method::POST
+                    } else {
+                        Method::GET
+                    },
                     url: url.clone(),
                     headers,
-                    body: Some(body.clone()),
+                    body: body.clone(),
                 };
                 let transport = self.shared.transport.clone();
                 async move {

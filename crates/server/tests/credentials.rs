@@ -322,7 +322,16 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
         service_ids: vec![svc.clone()],
         ..Default::default()
     };
-    c.attach_registration(again)
+    c.attach_registration(again.clone())
+        .refused(Code::AlreadyExists, &["already managed"])
+        .await?;
+    // The same registration named by the tenant's domain is the same one (it made a second
+    // record, kept under the domain).
+    let mut by_domain = again;
+    if let Some(r) = by_domain.registration.as_mut() {
+        r.tenant_id = env.info.tenant_domain.to_ascii_uppercase();
+    }
+    c.attach_registration(by_domain)
         .refused(Code::AlreadyExists, &["already managed"])
         .await?;
     let unknown = pb::ListSecretsRequest {

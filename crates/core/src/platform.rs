@@ -12,18 +12,23 @@ pub const SERVICE_ID_MAX_BYTES: usize = 128;
 
 /// The one rule for a Direct Routing service id, wherever one enters (an invitation, a
 /// day-two call): 1-128 bytes after trimming, no `/` (the id is a path segment in the
-/// platform's API and in our own keys) and no control characters. `Ok` is the id as stored and
-/// looked up: trimmed, so `"svc "` and `"svc"` are one service. `Err` says the rule broken, for
-/// the field violation on `service_id`.
-pub fn service_id(raw: &str) -> Result<&str, &'static str> {
+/// platform's API and in our own keys), no control characters, and, since it names secrets in
+/// Entra, the free-text character rules ([`crate::text::check_chars`]: visible characters in
+/// NFKC form, no bidi override or zero-width character). `Ok` is the id as stored and looked
+/// up: trimmed, so `"svc "` and `"svc"` are one service. `Err` says the rule broken, for the
+/// field violation on `service_id`.
+pub fn service_id(raw: &str) -> Result<&str, String> {
     let id = raw.trim();
     if id.is_empty()
         || id.len() > SERVICE_ID_MAX_BYTES
         || id.contains('/')
         || id.chars().any(char::is_control)
     {
-        return Err("required: 1-128 bytes after trimming, no '/' and no control characters");
+        return Err(
+            "required: 1-128 bytes after trimming, no '/' and no control characters".into(),
+        );
     }
+    crate::text::check_chars(id).map_err(|rule| rule.to_string())?;
     Ok(id)
 }
 
@@ -44,6 +49,9 @@ mod tests {
             "a\u{7}b",
             &"a".repeat(129),
             &"é".repeat(65),
+            "svc\u{200B}1",
+            "svc\u{202E}1",
+            "ｓｖｃ",
         ] {
             assert!(service_id(bad).is_err(), "{bad:?}");
         }

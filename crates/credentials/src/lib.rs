@@ -397,14 +397,15 @@ pub(crate) fn check_ref(r: &RegistrationRef) -> Result<(), CredentialsError> {
 }
 
 /// Checks a service id by the one rule ([`onboard_core::platform::service_id`]: 1-128 bytes
-/// after trimming, no `/` or control characters; INVALID_ARGUMENT on `service_id`) and answers
+/// after trimming, no `/`, visible characters in NFKC form; INVALID_ARGUMENT on `service_id`)
+/// and answers
 /// it trimmed, as it is stored and looked up. The server checks it before looking anything up,
 /// so a malformed id is refused for what it is, never reported as not found.
 pub fn check_service(service_id: &str) -> Result<&str, CredentialsError> {
     onboard_core::platform::service_id(service_id).map_err(|rule| {
         CredentialsError::InvalidArgument {
             field: "service_id",
-            reason: rule.into(),
+            reason: rule,
         }
     })
 }

@@ -250,10 +250,13 @@ impl Credentials {
                 reason: "no admin has signed in for day-two changes".into(),
             });
         };
+        // Sealed for the tenant as the sign-in named it: the caller may spell it otherwise
+        // (tenant ids compare case-insensitively; the record was found by the lower-case key).
+        let sealed_for = rec.tenant_id.clone();
         let refresh =
             self.inner
                 .key
-                .open(tenant_id, Purpose::AdminRefreshToken, &rec.sealed_refresh)?;
+                .open(&sealed_for, Purpose::AdminRefreshToken, &rec.sealed_refresh)?;
         let scopes: Vec<&str> = rec.scopes.iter().map(String::as_str).collect();
         let tokens = self
             .inner
@@ -287,7 +290,7 @@ impl Credentials {
             rec.sealed_refresh =
                 self.inner
                     .key
-                    .seal(tenant_id, Purpose::AdminRefreshToken, new_refresh)?;
+                    .seal(&sealed_for, Purpose::AdminRefreshToken, new_refresh)?;
             rec.updated_at = onboard_core::time::now();
             self.inner.store.put(&session_key(tenant_id), &rec).await?;
         }

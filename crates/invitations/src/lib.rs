@@ -505,7 +505,7 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
     // The one rule day-two calls check it by too, on the id as stored (trimmed): an id an
     // invitation takes is one every later secret or rotation for the service accepts.
     if let Err(rule) = onboard_core::platform::service_id(&req.service_id) {
-        bad("service_id", rule);
+        bad("service_id", &rule);
     }
     // The rule AttachRegistration applies too: a version is checked whatever the profile, also
     // when the profile itself is refused.
@@ -558,9 +558,9 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
     }
     // What reaches Entra (the temporary app's name) or the customer's email holds visible
     // characters in NFKC form only: no bidi override or zero-width character to disguise it.
+    // (The service id's are part of its own rule, above.)
     for (field, s) in [
         ("customer", &req.customer),
-        ("service_id", &req.service_id),
         ("provider_name", &req.provider_name),
         ("platform_server_name", &req.platform_server_name),
     ] {

@@ -54,13 +54,17 @@ async fn a_malformed_service_id_is_invalid_argument_before_any_lookup() -> Resul
         seal_to: None,
     };
     names(c.rotate_secret(rotate), "service_id", "RotateSecret").await?;
-    let add = pb::AddServiceSecretRequest {
-        registration: unknown(),
-        service_id: "dr/1".into(),
-        valid_for: None,
-        seal_to: None,
-    };
-    names(c.add_service_secret(add), "service_id", "AddServiceSecret").await?;
+    // A bidi override or zero-width character is refused as CreateInvitation refuses it:
+    // the id names secrets in Entra (it was taken and stored).
+    for service_id in ["dr/1", "dr\u{202E}1", "dr\u{200B}1"] {
+        let add = pb::AddServiceSecretRequest {
+            registration: unknown(),
+            service_id: service_id.into(),
+            valid_for: None,
+            seal_to: None,
+        };
+        names(c.add_service_secret(add), "service_id", service_id).await?;
+    }
     // A duration whose nanos are out of range is not well formed (it was folded into seconds).
     let bad = Some(prost_types::Duration {
         seconds: 3599,
@@ -89,10 +93,16 @@ async fn end_admin_session_ends_the_session_of_the_tenant_id_it_checked() -> Res
     env.onboarded("direct-routing", "Sbc-End").await?;
     env.day_two_sign_in().await?;
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
-    // Checked trimmed, so acted on trimmed: the session ends and its temporary app goes.
+    // A domain name is no tenant id: refused, where it used to end nothing and say OK.
+    let domain = pb::EndAdminSessionRequest {
+        tenant_id: env.info.tenant_domain.clone(),
+    };
+    names(c.end_admin_session(domain), "tenant_id", "a domain").await?;
+    // Checked trimmed, so acted on trimmed, and in either case (upper case was INTERNAL, the
+    // session kept): the session ends and its temporary app goes.
     let ended = c
         .end_admin_session(pb::EndAdminSessionRequest {
-            tenant_id: format!(" {} ", env.info.tenant_id),
+            tenant_id: format!(" {} ", env.info.tenant_id.to_ascii_uppercase()),
         })
         .await?
         .into_inner();

@@ -381,9 +381,9 @@ impl CredentialsService {
         req: Request<pb::EndAdminSessionRequest>,
     ) -> Result<pb::EndAdminSessionResponse> {
         let (actor, r) = self.operator(req)?;
-        // One value throughout: the one checked is the one acted on.
-        let tenant_id = r.tenant_id.trim();
-        ServerError::required("tenant_id", tenant_id)?;
+        // One value throughout: the one checked is the one acted on. Sessions are kept by the
+        // tenant id (a GUID) the sign-in named, compared without regard to case.
+        let tenant_id = &ServerError::uuid("tenant_id", r.tenant_id.trim())?;
         let temporary_app = self.app.config().platform.token_app_name();
         let ended = self
             .app

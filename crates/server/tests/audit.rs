@@ -474,6 +474,16 @@ async fn bad_sizes_and_ranges_name_the_field() -> Result<()> {
             &[],
             "",
         ),
+        // "Must not be beyond it" without proofs too (it was taken, and kept in the token).
+        (
+            Call::List(pb::ListEntriesRequest {
+                proof_tree_size: far,
+                ..list()
+            }),
+            out_of_range,
+            &[],
+            "proof_tree_size",
+        ),
         (
             Call::Follow(pb::FollowRequest {
                 from_seq: far,

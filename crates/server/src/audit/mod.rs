@@ -313,10 +313,11 @@ fn list_range(r: &pb::ListEntriesRequest, latest: u64) -> Result<(u64, u64)> {
             r.from_seq
         )));
     }
+    // Checked with or without proofs: "must not be beyond it" holds for any request.
+    let proof_size = size_or("proof_tree_size", r.proof_tree_size, latest)?;
     if !r.with_proofs {
         return Ok((requested_end, 0));
     }
-    let proof_size = size_or("proof_tree_size", r.proof_tree_size, latest)?;
     if r.from_seq >= proof_size && r.from_seq < requested_end {
         return Err(ServerError::OutOfRange(format!(
             "from_seq {} is not below proof_tree_size ({proof_size}): with proofs the range ends \

@@ -206,3 +206,33 @@ async fn owned_by_lets_an_app_manage_only_apps_it_owns() {
     env.add_password(&t, &other, cred).await.expect(403);
     env.get(&t, "/applications").await.expect(403);
 }
+
+/// application-post-owners: a delegated caller needs "Application.ReadWrite.All and
+/// Directory.Read.All": the write permission alone is refused (403), with the read one next to
+/// it the owner is added (204).
+#[tokio::test]
+async fn adding_an_owner_needs_directory_read_next_to_the_write() {
+    // A token app configured with the write permission only: `.default` holds no read one.
+    let env = Wire::start_with(entra_sim::SimConfig {
+        token_app_scopes: Some(vec!["User.Read".into(), "Application.ReadWrite.All".into()]),
+        ..entra_sim::SimConfig::default()
+    })
+    .await;
+    let ga = env.access_token("globaladmin").await;
+    let (app, sp, _) = env.provision(&ga, "svc-owner").await;
+    let owners = format!("/applications/{}/owners/$ref", str_of(&app["id"]));
+    let owner = json!({
+        "@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", str_of(&sp["id"]))
+    });
+    env.post(&ga, &owners, owner.clone())
+        .await
+        .expect_error(403, DENIED);
+    let both = env
+        .token_with(
+            "globaladmin",
+            "Application.ReadWrite.All Directory.Read.All",
+        )
+        .await;
+    env.post(&both, &owners, owner).await.expect(204);
+    env.sim.shutdown().await;
+}

@@ -22,6 +22,9 @@ use onboard_core::roles::{self, Right};
 /// - `AppRoleAssignment.ReadWrite.All` and `Application.Read.All`: the pair
 ///   `POST /servicePrincipals/{id}/appRoleAssignedTo` needs (admin consent to app roles).
 /// - `RoleManagement.ReadWrite.Directory`: directory role assignments.
+/// - `Directory.Read.All`: with `Application.ReadWrite.All`, what `POST /applications/{id}/
+///   owners/$ref` needs (application-post-owners) to make the service principal an owner of
+///   its app (profiles that rotate their own secret).
 /// - `offline_access`, `openid`, `profile`: a refresh token, and an id token with the tenant.
 pub const SIGN_IN_SCOPES: &[&str] = &[
     "User.Read",
@@ -30,6 +33,7 @@ pub const SIGN_IN_SCOPES: &[&str] = &[
     "AppRoleAssignment.ReadWrite.All",
     "Application.Read.All",
     "RoleManagement.ReadWrite.Directory",
+    "Directory.Read.All",
     "offline_access",
     "openid",
     "profile",

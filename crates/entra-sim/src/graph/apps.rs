@@ -226,6 +226,9 @@ pub fn add_owner(c: &Ctx<'_>, key: &Key) -> Reply {
     let idx = find(c, &inner.dir, key, false)?;
     let owners = inner.dir.applications[idx].owners.clone();
     authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    if !authz::caller_holds_any(c, authz::ADD_OWNER_ALSO) {
+        return Err(c.denied());
+    }
     let reference = c.body_str(
         "@odata.id",
         "Invalid value specified for property '@odata.id'.",

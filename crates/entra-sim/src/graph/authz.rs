@@ -134,6 +134,16 @@ pub const ASSIGN_OTHER_ROLES: Need = Need {
 /// (serviceprincipal-post-approleassignedto).
 pub const ASSIGN_ROLES_ALSO: &[&str] = &["Application.Read.All", "Directory.Read.All"];
 
+/// The read permission `POST /applications/{id}/owners/$ref` needs next to the one that may
+/// write the application (application-post-owners: delegated "Application.ReadWrite.All and
+/// Directory.Read.All", higher "Directory.ReadWrite.All"; application "Application.ReadWrite.
+/// OwnedBy and Directory.Read.All"): an owner is a directory object the caller must read.
+pub const ADD_OWNER_ALSO: &[&str] = &[
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "Directory.AccessAsUser.All",
+];
+
 /// Reading directory role definitions and assignments.
 pub const READ_ROLES: Need = Need {
     delegated: &[

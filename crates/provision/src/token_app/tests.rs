@@ -111,13 +111,13 @@ fn a_missing_scope_is_a_fail_naming_it_and_its_id() {
 fn extra_scopes_are_fine_and_mentioned() {
     let mut app = from_manifest();
     app.graph_scope_ids
-        .push(graph_scope_id("Directory.Read.All").expect("id").to_owned());
+        .push(graph_scope_id("User.Read.All").expect("id").to_owned());
     app.graph_scope_ids.push("not-a-known-id".into());
     let r = compare(&app, None);
     let scopes = r.iter().find(|x| x.rule == "graph_scopes").expect("rule");
     assert_eq!(scopes.verdict, Verdict::Ok);
     assert!(
-        scopes.detail.contains("Directory.Read.All"),
+        scopes.detail.contains("User.Read.All"),
         "{}",
         scopes.detail
     );

@@ -72,6 +72,13 @@ impl Credentials {
         let Ok(c) = graph.access_token_claims() else {
             return Ok(None);
         };
+        // No `wids` at all: the app is not configured to emit them (the manifest's
+        // `groupMembershipClaims`, Learn access-token-claims-reference), which says nothing of
+        // its directory roles; Entra's app-only tokens otherwise carry at least its default
+        // value. Graph is asked instead, as for an opaque token.
+        if c.wids.is_empty() && !reg.profile.directory_roles.is_empty() {
+            return Ok(None);
+        }
         let mut permissions: Vec<String> = c
             .roles
             .iter()

@@ -126,3 +126,21 @@ async fn verification_reads_with_the_kept_admin_token_by_its_recorded_expiry() -
     ensure!(!reader.expose_secret().contains('.'), "an opaque token");
     Ok(())
 }
+
+/// An app whose tokens carry no `wids` claim (its manifest sets no `groupMembershipClaims`):
+/// its directory roles are not in its token, which is not "it holds none". Attach reads them
+/// from Graph (with the admin session) and takes the registration, where it used to refuse it
+/// as missing the Teams Administrator role it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_reads_roles_from_graph_when_the_token_has_no_wids() -> Result<()> {
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let tenant = env.info.tenant_id.clone();
+    let complete = env.hand_made("NoWids", &DIRECT_ROUTING).await?;
+    store_session(&env, &creds, "globaladmin").await?;
+    let mut faults = calm();
+    faults.app_tokens_without_wids = true;
+    env.sim.set_faults(faults);
+    let view = creds.attach(attach_req(&tenant, &complete)).await?;
+    ensure!(view.sp_id == complete.sp_id, "{view:?}");
+    Ok(())
+}

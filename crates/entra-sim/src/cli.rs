@@ -117,6 +117,7 @@ impl SimArgs {
             errors_after_write: self.errors_after_write,
             claims_challenge: self.claims_challenge,
             opaque_access_tokens: self.opaque_access_tokens,
+            app_tokens_without_wids: false,
             latency_ms: self.latency_ms,
             seed: self.fault_seed,
             decline_all_signins: self.decline_all_signins,

@@ -109,8 +109,9 @@ pub fn client_credentials(
     };
     let roles = dir.granted_roles(&sp.id, &resource.sp_id, s.now_ms());
     let lifetime = inner.faults.access_token_lifetime();
+    let without_wids = inner.faults.app_tokens_without_wids;
     let token = s
-        .app_access_token(dir, sp, &resource, &roles, lifetime)
+        .app_access_token(dir, sp, &resource, &roles, lifetime, without_wids)
         .map_err(|e| server_error(ids, e))?;
     let token = issued_access_token(token, &resource, inner.faults.opaque_access_tokens);
     Ok(token_response(lifetime, token, None, None, None, None))

@@ -78,6 +78,10 @@ pub struct Faults {
     /// can be decoded. Clients should use the token response data." (Learn, access-tokens).
     /// Graph still accepts them; a client that reads claims from them finds none.
     pub opaque_access_tokens: bool,
+    /// App-only access tokens carry no `wids` claim, as for an application whose manifest does
+    /// not set `groupMembershipClaims` (Learn, access-token-claims-reference: `wids` is
+    /// configured per application). Its directory roles are then not in its tokens at all.
+    pub app_tokens_without_wids: bool,
     /// Extra delay before every answer, to exercise client timeouts and progress reporting.
     pub latency_ms: u64,
     /// Seed for the rate draws; `None` seeds from the clock (not reproducible).
@@ -135,6 +139,7 @@ impl Default for Faults {
             errors_after_write: false,
             claims_challenge: false,
             opaque_access_tokens: false,
+            app_tokens_without_wids: false,
             latency_ms: 0,
             seed: None,
             max_faults_per_operation: None,

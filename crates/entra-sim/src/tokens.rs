@@ -250,7 +250,7 @@ impl Shared {
     }
 
     /// An app-only access token for service principal `sp` calling `resource`, valid for
-    /// `lifetime` seconds.
+    /// `lifetime` seconds; `without_wids`: [`crate::Faults::app_tokens_without_wids`].
     pub fn app_access_token(
         &self,
         dir: &Directory,
@@ -258,6 +258,7 @@ impl Shared {
         resource: &Resource,
         roles: &[String],
         lifetime: i64,
+        without_wids: bool,
     ) -> Result<String, SimError> {
         let mut claims = json!({
             "app_displayname": sp.display_name,
@@ -270,6 +271,9 @@ impl Shared {
             "wids": wids(dir, &sp.id, APP_ONLY_DEFAULT_WID),
             "xms_idrel": "7 24",
         });
+        if without_wids && let Some(c) = claims.as_object_mut() {
+            c.remove("wids");
+        }
         // Entra omits `roles` entirely when nothing is granted.
         if !roles.is_empty() {
             claims["roles"] = json!(roles);

@@ -208,16 +208,35 @@ async fn replication_budget_exhaustion_keeps_the_last_error() {
     assert_eq!(fake.seen().len(), 4);
 }
 
+/// Graph's throttling guidance: "If the request fails again with a 429 error code, you are
+/// still being throttled. Continue to use the recommended Retry-After delay and retry the
+/// request until it succeeds." A wait the server names is not counted against `max_attempts`
+/// (only against `max_server_wait`): the tenth request, after nine 1 s waits, succeeds.
+#[tokio::test(start_paused = true)]
+async fn throttling_with_retry_after_is_waited_out_past_the_attempt_count() {
+    let mut script: Vec<Scripted> = (0..9).map(|_| throttled(1)).collect();
+    script.push(json(201, SP));
+    let (g, fake) = graph(script);
+    let sp = g
+        .create_service_principal(APP_ID, &OpContext::new())
+        .await
+        .unwrap();
+    assert_eq!(sp.meta.attempts, 10);
+    assert_eq!(fake.seen().len(), 10);
+}
+
+/// Throttling that never lets up ends once the server's waits would pass `max_server_wait`
+/// (300 s): requests at 0, 1, …, 300 s, the last one's wait past it.
 #[tokio::test(start_paused = true)]
 async fn persistent_throttling_ends_in_throttled() {
-    let script = (0..10).map(|_| throttled(1)).collect();
+    let script = (0..400).map(|_| throttled(1)).collect();
     let (g, fake) = graph(script);
     let err = g.me(&OpContext::new()).await.unwrap_err();
     assert!(
-        matches!(err, EntraError::Throttled { attempts: 6, .. }),
+        matches!(err, EntraError::Throttled { attempts: 301, .. }),
         "{err:?}"
     );
-    assert_eq!(fake.seen().len(), 6);
+    assert_eq!(fake.seen().len(), 301);
 }
 
 #[tokio::test(start_paused = true)]

@@ -350,7 +350,13 @@ impl Retrier<'_> {
                     Some(_) => p.max_elapsed.max(p.max_server_wait),
                     None => p.max_elapsed,
                 };
-                let over = transient >= p.max_attempts || elapsed + wait > budget;
+                // A wait the server names is waited out while the call stays within its
+                // budget, however many times it asks ("retry the request until it succeeds",
+                // Graph's throttling guidance); our own backoff, and a server that names no
+                // pause (`Retry-After: 0`), count attempts.
+                let named = asked.is_some_and(|w| !w.is_zero());
+                let counted = !named && transient >= p.max_attempts;
+                let over = counted || elapsed + wait > budget;
                 (wait, over)
             };
             if exhausted {

@@ -90,8 +90,8 @@ impl EntraConfig {
 /// and one for replication lag right after a create, which can legitimately take minutes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Total requests allowed for transient failures, including the first, while the server
-    /// names no wait (`Retry-After`); server-named waits are bounded by `max_server_wait`.
+    /// Total requests allowed for transient failures, including the first; a 429 that names
+    /// its wait (`Retry-After`) is not counted, only bounded by `max_server_wait`.
     pub max_attempts: u32,
     /// First backoff step when the server gives no `Retry-After`.
     pub initial_backoff: Duration,

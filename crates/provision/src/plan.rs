@@ -140,9 +140,11 @@ pub(crate) async fn read_tenant(
             .map(|s| s.id);
     }
     if let Some(sp) = &st.sp_id {
+        // An admin who may not read role assignments may not make them either: what this
+        // plan would assign is then left for a privileged admin, read or not.
         let (granted, roles) = tokio::join!(
             graph.list_app_role_assignments(sp, ctx),
-            graph.list_directory_role_assignments(sp, ctx)
+            graph.readable_directory_role_assignments(sp, ctx)
         );
         st.granted = granted
             .map_err(err)?
@@ -152,7 +154,7 @@ pub(crate) async fn read_tenant(
             .collect();
         st.roles = roles
             .map_err(err)?
-            .value
+            .unwrap_or_default()
             .into_iter()
             .map(|a| a.role_definition_id)
             .collect();

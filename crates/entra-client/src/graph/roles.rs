@@ -117,6 +117,26 @@ impl GraphClient {
             .await
     }
 
+    /// [`GraphClient::list_directory_role_assignments`], or `None` when the signed-in user may
+    /// not read them (403): Learn names Directory Readers, Global Reader and Privileged Role
+    /// Administrator as the least roles for this read (rbacapplication-list-roleassignments),
+    /// and an Application Administrator holds none of them, though it may do everything else
+    /// an onboarding asks of it.
+    pub async fn readable_directory_role_assignments(
+        &self,
+        principal_id: &str,
+        ctx: &OpContext,
+    ) -> Result<Option<Vec<UnifiedRoleAssignment>>, EntraError> {
+        match self
+            .list_directory_role_assignments(principal_id, ctx)
+            .await
+        {
+            Ok(r) => Ok(Some(r.value)),
+            Err(e) if e.is_authorization_denied() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `DELETE /roleManagement/directory/roleAssignments/{id}` (204).
     pub async fn remove_directory_role_assignment(
         &self,

@@ -350,11 +350,15 @@ impl Retrier<'_> {
                     Some(_) => p.max_elapsed.max(p.max_server_wait),
                     None => p.max_elapsed,
                 };
-                // A wait the server names is waited out while the call stays within its
-                // budget, however many times it asks ("retry the request until it succeeds",
-                // Graph's throttling guidance); our own backoff, and a server that names no
-                // pause (`Retry-After: 0`), count attempts.
-                let named = asked.is_some_and(|w| !w.is_zero());
+                // A 429's named wait is waited out while the call stays within its budget,
+                // however many times it asks ("If the request fails again with a 429 error
+                // code, you are still being throttled. Continue to use the recommended
+                // Retry-After delay and retry the request until it succeeds", Graph's
+                // throttling guidance). Our own backoff, other transient answers (a 503 says
+                // the service is down, not that we are too fast) and a 429 that names no pause
+                // (`Retry-After: 0`) count attempts.
+                let throttled = matches!(reason, RetryReason::Throttled { .. });
+                let named = throttled && asked.is_some_and(|w| !w.is_zero());
                 let counted = !named && transient >= p.max_attempts;
                 let over = counted || elapsed + wait > budget;
                 (wait, over)

@@ -165,6 +165,21 @@ pub const READ_ROLES: Need = Need {
     app_owned: &[],
 };
 
+/// Listing directory role assignments (`GET /roleManagement/directory/roleAssignments`): the
+/// permissions of [`READ_ROLES`], and for a signed-in user one of the roles Learn names as the
+/// least privileged supported (rbacapplication-list-roleassignments: Directory Readers, Global
+/// Reader, Privileged Role Administrator) or one above them. An Application Administrator
+/// holds none: 403.
+pub const READ_ROLE_ASSIGNMENTS: Need = Need {
+    roles: Some(&[
+        GLOBAL_ADMIN,
+        PRIV_ROLE_ADMIN,
+        "f2ef992c-3afb-46b9-b7cf-a126ee74c451",
+        "88d8e3e3-8f55-4a1e-953a-9b9898b8876b",
+    ]),
+    ..READ_ROLES
+};
+
 /// Permissions that let a caller read `directoryRole` objects (directoryrole-list-members).
 /// Without one, directory roles in a `directoryObject` collection such as
 /// `/me/transitiveMemberOf` come back with only `@odata.type` and `id` (the other properties

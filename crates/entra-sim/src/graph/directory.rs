@@ -303,7 +303,12 @@ pub fn list_role_assignments(c: &Ctx<'_>) -> Reply {
         "id",
         "appScopeId",
     ];
-    c.may_list(&inner.dir, &READ_ROLES, "unifiedRoleAssignment", &filters)?;
+    c.may_list(
+        &inner.dir,
+        &authz::READ_ROLE_ASSIGNMENTS,
+        "unifiedRoleAssignment",
+        &filters,
+    )?;
     // rbacapplication-list-roleassignments: $filter, $expand and $select only; Graph refuses
     // $top here (OData's standard refusal), so a client must not send it.
     if c.query.top.is_some() {

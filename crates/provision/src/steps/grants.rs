@@ -65,9 +65,11 @@ impl Run {
         // nothing yet: reading would only cost a round trip.
         let (granted, assigned) = if self.must_check(ids::ACCESS).await {
             let ctx = self.read_ctx(ids::ACCESS, self.sp_may_lag().await);
+            // An admin who may not read role assignments (an Application Administrator) may
+            // not make them: its role items are among `lacking`, left for a privileged admin.
             let (granted, assigned) = tokio::join!(
                 self.graph.list_app_role_assignments(&sp_id, &ctx),
-                self.graph.list_directory_role_assignments(&sp_id, &ctx)
+                self.graph.readable_directory_role_assignments(&sp_id, &ctx)
             );
             (
                 granted
@@ -75,7 +77,7 @@ impl Run {
                     .value,
                 assigned
                     .map_err(|e| ProvisionError::entra(ids::ACCESS, e))?
-                    .value,
+                    .unwrap_or_default(),
             )
         } else {
             (Vec::new(), Vec::new())

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 
+use entra_client::graph::types::UnifiedRoleAssignment;
 use entra_client::{EntraError, OpContext, Reply};
 use serde_json::{Value, json};
 
@@ -67,12 +68,18 @@ impl Run {
         let mut seqs = Vec::new();
         let mut removed = Vec::new();
         if let Some(sp) = &sp {
-            let roles = self
+            // An admin who may not read role assignments (an Application Administrator whose
+            // hand-off expired) removes the ones this onboarding recorded making: none, unless
+            // a privileged admin made them, whose removal then needs one again.
+            let roles = match self
                 .graph
-                .list_directory_role_assignments(&sp.id, &sp_ctx)
+                .readable_directory_role_assignments(&sp.id, &sp_ctx)
                 .await
                 .map_err(err)?
-                .value;
+            {
+                Some(read) => read,
+                None => recorded_role_assignments(&rec, &sp.id),
+            };
             for a in roles {
                 let name = onboard_core::roles::role_name(&a.role_definition_id)
                     .unwrap_or(&a.role_definition_id);
@@ -238,4 +245,21 @@ impl Run {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The directory role assignments `rec` says this onboarding made for service principal
+/// `sp_id`, as Graph would list them.
+fn recorded_role_assignments(
+    rec: &crate::store::OnboardingRecord,
+    sp_id: &str,
+) -> Vec<UnifiedRoleAssignment> {
+    rec.role_assignments
+        .iter()
+        .map(|(template, id)| UnifiedRoleAssignment {
+            id: id.clone(),
+            role_definition_id: template.clone(),
+            principal_id: sp_id.to_owned(),
+            directory_scope_id: Some("/".to_owned()),
+        })
+        .collect()
 }

@@ -116,11 +116,7 @@ fn extra_scopes_are_fine_and_mentioned() {
     let r = compare(&app, None);
     let scopes = r.iter().find(|x| x.rule == "graph_scopes").expect("rule");
     assert_eq!(scopes.verdict, Verdict::Ok);
-    assert!(
-        scopes.detail.contains("User.Read.All"),
-        "{}",
-        scopes.detail
-    );
+    assert!(scopes.detail.contains("User.Read.All"), "{}", scopes.detail);
     assert!(scopes.detail.contains("not-a-known-id"));
 }
 

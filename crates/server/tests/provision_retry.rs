@@ -99,6 +99,44 @@ fn followed_one_run(
     Ok(())
 }
 
+/// Slows Graph (every answer 2 s), sends the first Provision of `id` (app `name`, key `k`)
+/// with a 500 ms client deadline, waits until it is under way (its intent on the log), and
+/// sends the retry with the same key: the first call's task and the retry's stream.
+async fn retry_while_planning(
+    env: &SimServer,
+    id: &str,
+    name: &str,
+    token: &str,
+) -> Result<(
+    tokio::task::JoinHandle<Result<(), tonic::Status>>,
+    tonic::Streaming<pb::ProvisionEvent>,
+)> {
+    env.sim.set_faults(entra_sim::Faults {
+        latency_ms: 2000,
+        ..calm()
+    });
+    let first = with_deadline(
+        env,
+        request(id, name, "k", token),
+        Duration::from_millis(500),
+    )
+    .await?;
+    testkit::wait::until_true("the first call under way", STALL, async || {
+        let entries = env.server.entries()?;
+        Ok(!phases(&entries, "onboarding.provision", id).is_empty())
+    })
+    .await?;
+    let retry = env
+        .server
+        .onboarding(None)
+        .await?
+        .provision(request(id, name, "k", token))
+        .await
+        .map_err(|s| anyhow::anyhow!("the retry with the same key was refused at once: {s:?}"))?
+        .into_inner();
+    Ok((first, retry))
+}
+
 /// The first call held (by the engine's test hook) after the run started and before Provision
 /// answered: the window in which the key was not yet kept. Its client's deadline passes; the
 /// retry with the same key, sent then, follows the run once the first call goes on.
@@ -158,29 +196,7 @@ async fn a_retry_while_the_first_call_starts_the_run_follows_it() -> Result<()> 
 async fn a_retry_while_the_first_call_plans_follows_the_run() -> Result<()> {
     let env = SimServer::start().await?;
     let (token, id) = env.invited_and_signed_in("globaladmin").await?;
-    env.sim.set_faults(entra_sim::Faults {
-        latency_ms: 2000,
-        ..calm()
-    });
-    let first = with_deadline(
-        &env,
-        request(&id, "Sbc-Plan", "k", &token),
-        Duration::from_millis(500),
-    )
-    .await?;
-    testkit::wait::until_true("the first call under way", STALL, async || {
-        let entries = env.server.entries()?;
-        Ok(!phases(&entries, "onboarding.provision", &id).is_empty())
-    })
-    .await?;
-    let retry = env
-        .server
-        .onboarding(None)
-        .await?
-        .provision(request(&id, "Sbc-Plan", "k", &token))
-        .await
-        .map_err(|s| anyhow::anyhow!("the retry with the same key was refused: {s:?}"))?
-        .into_inner();
+    let (first, retry) = retry_while_planning(&env, &id, "Sbc-Plan", &token).await?;
     others_refused(&env, &id, "Sbc-Plan", &token).await?;
     env.sim.set_faults(calm());
     let gave_up = first.await?.err().context("the first call was answered")?;
@@ -202,29 +218,7 @@ async fn a_retry_of_a_call_that_is_then_refused_gets_the_same_refusal() -> Resul
     let env = SimServer::start_with(|b| Ok(b.limit("hand_off_wait_secs", 0))).await?;
     let (token, _) = env.invite(None).await?;
     let id = env.signed_in(&token, "appadmin").await?.onboarding_id;
-    env.sim.set_faults(entra_sim::Faults {
-        latency_ms: 2000,
-        ..calm()
-    });
-    let first = with_deadline(
-        &env,
-        request(&id, "Sbc-Refused", "k", &token),
-        Duration::from_millis(500),
-    )
-    .await?;
-    testkit::wait::until_true("the first call under way", STALL, async || {
-        let entries = env.server.entries()?;
-        Ok(!phases(&entries, "onboarding.provision", &id).is_empty())
-    })
-    .await?;
-    let mut retry = env
-        .server
-        .onboarding(None)
-        .await?
-        .provision(request(&id, "Sbc-Refused", "k", &token))
-        .await
-        .map_err(|s| anyhow::anyhow!("the retry with the same key was refused at once: {s:?}"))?
-        .into_inner();
+    let (first, mut retry) = retry_while_planning(&env, &id, "Sbc-Refused", &token).await?;
     env.sim.set_faults(calm());
     first.await?.err().context("the first call was answered")?;
     let refused = match tokio::time::timeout(STALL, retry.message()).await? {

@@ -54,11 +54,17 @@ const TOKEN_MARGIN_SECS: i64 = 60;
 fn targets_err(e: CredentialsError) -> VerifyError {
     match e {
         CredentialsError::NotFound(m) => VerifyError::NotFound(m),
+        // Microsoft down or throttling, or the server stopping: try again later.
+        e if e.is_entra_outage() => VerifyError::Unavailable(e.to_string()),
+        e @ CredentialsError::Halted(_) => VerifyError::Unavailable(e.to_string()),
+        // Microsoft refused (a right, a policy, a sign-in): retrying the same will not help,
+        // what the message names must change first.
         e @ (CredentialsError::FailedPrecondition(_)
         | CredentialsError::NoAdminSession { .. }
         | CredentialsError::MissingGrants { .. }
-        | CredentialsError::ConditionalAccess { .. }) => VerifyError::NotReady(e.to_string()),
-        e @ CredentialsError::Entra { .. } => VerifyError::Unavailable(e.to_string()),
+        | CredentialsError::ConditionalAccess { .. }
+        | CredentialsError::PolicyRefused { .. }
+        | CredentialsError::Entra { .. }) => VerifyError::NotReady(e.to_string()),
         CredentialsError::Audit(a) => VerifyError::Audit(a),
         other => VerifyError::Targets(other.to_string()),
     }
@@ -269,5 +275,22 @@ mod tests {
         assert!(matches!(missing, VerifyError::NotFound(_)), "{missing:?}");
         let store = targets_err(CredentialsError::Store("disk".into()));
         assert!(matches!(store, VerifyError::Targets(_)), "{store:?}");
+        // Microsoft unreachable: try again; Microsoft refusing: fix what it names first (it
+        // was UNAVAILABLE, which a client retries in vain); the server stopping: try again.
+        let down = CredentialsError::entra(
+            "read",
+            entra_client::EntraError::Transport {
+                operation: "read",
+                kind: entra_client::TransportErrorKind::Connect,
+                message: "refused".into(),
+            },
+        );
+        assert!(matches!(targets_err(down), VerifyError::Unavailable(_)));
+        let refused =
+            CredentialsError::entra("read", entra_client::EntraError::InvalidInput("x".into()));
+        let refused = targets_err(refused);
+        assert!(matches!(refused, VerifyError::NotReady(_)), "{refused:?}");
+        let halted = targets_err(CredentialsError::Halted("shutdown".into()));
+        assert!(matches!(halted, VerifyError::Unavailable(_)), "{halted:?}");
     }
 }

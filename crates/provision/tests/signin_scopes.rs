@@ -48,3 +48,43 @@ async fn a_token_that_cannot_read_roles_names_the_missing_permission() -> Result
     sim.shutdown().await;
     Ok(())
 }
+
+/// A provider token app registered with the scopes Onboard asked for before `Directory.Read.All`
+/// joined them: the sign-in asks for it by name, consent grants it, and the token may make a
+/// service principal an owner of its app (application-post-owners needs it next to
+/// Application.ReadWrite.All), as the self-rotating profile's `app_owner` step does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_token_may_add_an_app_owner_whatever_the_token_app_lists() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let before: Vec<String> = [
+        "User.Read",
+        "RoleManagement.Read.Directory",
+        "Application.ReadWrite.All",
+        "AppRoleAssignment.ReadWrite.All",
+        "Application.Read.All",
+        "RoleManagement.ReadWrite.Directory",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let config = SimConfig {
+        faults: calm(),
+        token_app_scopes: Some(before),
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(listener, config).await?;
+    let client = EntraClient::new(&entra_config(&sim))?;
+    let upn = format!("globaladmin@{}", sim.info().tenant_domain);
+    let tokens = sign_in_with(&sim, &client, &upn, SIGN_IN_SCOPES).await?;
+    let graph = client.graph(tokens.access_token);
+    let none = testkit::portal::Grants {
+        graph: &[],
+        teams_api: false,
+        role_template_ids: &[],
+    };
+    let app = testkit::portal::hand_made(&graph, "Sbc-Owner", &none).await?;
+    graph
+        .add_application_owner(&app.object_id, &app.sp_id, &entra_client::OpContext::new())
+        .await?;
+    sim.shutdown().await;
+    Ok(())
+}

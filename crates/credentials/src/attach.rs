@@ -427,13 +427,7 @@ impl Credentials {
         sts.tenant_id(tenant, &OpContext::new())
             .await
             .map_err(|e| match e.aadsts() {
-                Some(90_002) => CredentialsError::InvalidArgument {
-                    field: "registration.tenant_id",
-                    reason: format!(
-                        "Microsoft knows no tenant {tenant} (AADSTS90002): the tenant's id or a \
-                         domain of it"
-                    ),
-                },
+                Some(90_002) => crate::held::unknown_tenant(tenant),
                 _ => CredentialsError::entra("tenant_id", e),
             })
     }

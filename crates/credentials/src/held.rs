@@ -198,13 +198,7 @@ fn not_authenticated(reg: &Registration, e: CredentialsError) -> CredentialsErro
                          known to Microsoft's sign-in service yet: if it was copied correctly, \
                          try again in a minute)";
     match code {
-        Some(90_002) => CredentialsError::InvalidArgument {
-            field: "registration.tenant_id",
-            reason: format!(
-                "Microsoft knows no tenant {} (AADSTS90002): the tenant's id or a domain of it",
-                reg.tenant_id
-            ),
-        },
+        Some(90_002) => unknown_tenant(&reg.tenant_id),
         Some(700_016) => CredentialsError::NotFound(format!(
             "Microsoft finds no application with client id {} in tenant {} (AADSTS700016){FRESH}",
             reg.client_id, reg.tenant_id
@@ -215,6 +209,17 @@ fn not_authenticated(reg: &Registration, e: CredentialsError) -> CredentialsErro
                 "the registration does not authenticate with the secret given: {e}{hint}"
             ))
         }
+    }
+}
+
+/// A tenant Microsoft does not know (AADSTS90002): INVALID_ARGUMENT on
+/// `registration.tenant_id`.
+pub(crate) fn unknown_tenant(tenant: &str) -> CredentialsError {
+    CredentialsError::InvalidArgument {
+        field: "registration.tenant_id",
+        reason: format!(
+            "Microsoft knows no tenant {tenant} (AADSTS90002): the tenant's id or a domain of it"
+        ),
     }
 }
 

@@ -175,9 +175,14 @@ impl StsClient {
     }
 
     pub(crate) fn endpoint(&self, tenant: &str, leaf: &str) -> Result<Url, EntraError> {
+        self.at_authority(tenant, &format!("oauth2/v2.0/{leaf}"))
+    }
+
+    /// `{authority}/{tenant}/{path}`, the tenant checked as a path segment.
+    fn at_authority(&self, tenant: &str, path: &str) -> Result<Url, EntraError> {
         let tenant = tenant_segment(tenant)?;
         let base = self.shared.authority.as_str().trim_end_matches('/');
-        Url::parse(&format!("{base}/{tenant}/oauth2/v2.0/{leaf}"))
+        Url::parse(&format!("{base}/{tenant}/{path}"))
             .map_err(|e| EntraError::Config(format!("authority URL: {e}")))
     }
 
@@ -193,12 +198,7 @@ impl StsClient {
                 "{tenant:?} names no tenant"
             )));
         }
-        let base = self.shared.authority.as_str().trim_end_matches('/');
-        let url = Url::parse(&format!(
-            "{base}/{}/v2.0/.well-known/openid-configuration",
-            tenant_segment(tenant)?
-        ))
-        .map_err(|e| EntraError::Config(format!("authority URL: {e}")))?;
+        let url = self.at_authority(tenant, "v2.0/.well-known/openid-configuration")?;
         let (resp, _) = self.send(OP, url, None, true, ctx).await?;
         #[derive(Deserialize)]
         struct Configuration {

@@ -23,6 +23,10 @@ pub const CLOUD_APP_ADMIN: &str = "158c047a-c907-4556-b7ef-446551a6b5f7";
 pub const APP_DEVELOPER: &str = "cf1c38e5-3621-4004-a7cb-879624dced7c";
 /// Privileged Role Administrator role template id.
 pub const PRIV_ROLE_ADMIN: &str = "e8611ab8-c189-46e8-94e1-60213ab1f814";
+/// Directory Readers role template id.
+pub const DIRECTORY_READERS: &str = "88d8e3e3-8f55-4a1e-953a-9b9898b8876b";
+/// Global Reader role template id.
+pub const GLOBAL_READER: &str = "f2ef992c-3afb-46b9-b7cf-a126ee74c451";
 
 /// Built-in directory roles: (template id, display name).
 pub const ROLE_TEMPLATES: &[(&str, &str)] = &[
@@ -60,8 +64,8 @@ pub const ROLE_TEMPLATES: &[(&str, &str)] = &[
         "75941009-915a-4869-abe7-691bff18279e",
         "Skype for Business Administrator",
     ),
-    ("88d8e3e3-8f55-4a1e-953a-9b9898b8876b", "Directory Readers"),
-    ("f2ef992c-3afb-46b9-b7cf-a126ee74c451", "Global Reader"),
+    (DIRECTORY_READERS, "Directory Readers"),
+    (GLOBAL_READER, "Global Reader"),
 ];
 
 /// Display name of a built-in role.

@@ -56,16 +56,13 @@ async fn a_token_that_cannot_read_roles_names_the_missing_permission() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sign_in_token_may_add_an_app_owner_whatever_the_token_app_lists() -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let before: Vec<String> = [
-        "User.Read",
-        "RoleManagement.Read.Directory",
-        "Application.ReadWrite.All",
-        "AppRoleAssignment.ReadWrite.All",
-        "Application.Read.All",
-        "RoleManagement.ReadWrite.Directory",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    // The Graph permissions of the sign-in without the one added last (the OpenID Connect
+    // scopes are no token app permissions).
+    let before: Vec<String> = SIGN_IN_SCOPES
+        .iter()
+        .filter(|s| !["Directory.Read.All", "offline_access", "openid", "profile"].contains(s))
+        .map(|s| (*s).to_owned())
+        .collect();
     let config = SimConfig {
         faults: calm(),
         token_app_scopes: Some(before),

@@ -6,7 +6,10 @@ use axum::response::Response;
 
 use super::{Caller, Ctx};
 use crate::model::Directory;
-use crate::seed::{APP_ADMIN, APP_DEVELOPER, CLOUD_APP_ADMIN, GLOBAL_ADMIN, PRIV_ROLE_ADMIN};
+use crate::seed::{
+    APP_ADMIN, APP_DEVELOPER, CLOUD_APP_ADMIN, DIRECTORY_READERS, GLOBAL_ADMIN, GLOBAL_READER,
+    PRIV_ROLE_ADMIN,
+};
 
 /// What one kind of operation requires.
 pub struct Need {
@@ -174,8 +177,8 @@ pub const READ_ROLE_ASSIGNMENTS: Need = Need {
     roles: Some(&[
         GLOBAL_ADMIN,
         PRIV_ROLE_ADMIN,
-        "f2ef992c-3afb-46b9-b7cf-a126ee74c451",
-        "88d8e3e3-8f55-4a1e-953a-9b9898b8876b",
+        GLOBAL_READER,
+        DIRECTORY_READERS,
     ]),
     ..READ_ROLES
 };

@@ -144,3 +144,51 @@ async fn attach_reads_roles_from_graph_when_the_token_has_no_wids() -> Result<()
     ensure!(view.sp_id == complete.sp_id, "{view:?}");
     Ok(())
 }
+
+/// ListGrants of a registration whose tokens carry no `wids`: its Teams Administrator role is
+/// not in the token, which used to be listed as "no roles". Without an admin session the
+/// registration's own token may not read role assignments, so the answer says the grants
+/// cannot be determined and how; with one, Graph names the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_without_wids_are_read_from_graph_not_listed_as_no_roles() -> Result<()> {
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = provisioned(&env, &creds, "nw", "Sbc-NoWids").await?;
+    let mut faults = calm();
+    faults.app_tokens_without_wids = true;
+    env.sim.set_faults(faults);
+    let e = creds
+        .list_grants(&r)
+        .await
+        .err()
+        .context("not determinable from a token without wids")?;
+    ensure!(
+        matches!(&e, CredentialsError::FailedPrecondition(m)
+            if m.contains("cannot be determined") && m.contains("`wids`")
+                && m.contains("sign an admin in")),
+        "{e:?}"
+    );
+    store_session(&env, &creds, "globaladmin").await?;
+    let g = creds.list_grants(&r).await?;
+    ensure!(g.roles == ["Teams Administrator"], "{g:?}");
+    Ok(())
+}
+
+/// An Application Administrator's admin session may read the app's permissions but not its
+/// directory role assignments (Learn, rbacapplication-list-roleassignments: Directory Readers,
+/// Global Reader or Privileged Role Administrator): ListGrants falls back to the app's own
+/// tokens instead of failing with Graph's 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_with_an_application_administrators_session_come_from_the_apps_tokens() -> Result<()>
+{
+    let (env, creds) = testkit::creds::start(calm()).await?;
+    let r = provisioned(&env, &creds, "aa", "Sbc-AppAdmin").await?;
+    store_session(&env, &creds, testkit::sim::users::APP_ADMIN).await?;
+    let g = creds.list_grants(&r).await?;
+    // From the token: its `wids`, the implicit default value named as such (manage.rs).
+    ensure!(
+        g.permissions == ["Organization.Read.All", TEAMS_API, "User.Read.All"]
+            && g.roles.iter().any(|n| n == "Teams Administrator"),
+        "{g:?}"
+    );
+    Ok(())
+}

@@ -66,17 +66,25 @@ fn role_display(template_id: &str) -> String {
 
 impl Credentials {
     /// Permissions and roles as Entra has them now: read with the tenant's admin session when
-    /// there is one, else from fresh app-only tokens of the registration (`roles` per resource
-    /// and `wids`), which Entra issues from its current grants; when Microsoft issues such a
-    /// token as an opaque string (not a readable JWT), from Graph with the registration's own
-    /// token, or FAILED_PRECONDITION saying why they cannot be determined.
+    /// there is one and its admin may read them, else from fresh app-only tokens of the
+    /// registration (`roles` per resource and `wids`), which Entra issues from its current
+    /// grants; when Microsoft issues such a token as an opaque string (not a readable JWT), or
+    /// without a `wids` claim, from Graph with the registration's own token, or
+    /// FAILED_PRECONDITION saying why they cannot be determined.
     pub async fn list_grants(&self, r: &RegistrationRef) -> Result<Grants, CredentialsError> {
         let reg = self.registration(r)?;
         if self.admin_session(&reg.tenant_id)?.is_some() {
             // A stored session may no longer renew (e.g. an onboarding removed the token app
             // it was consented through): then read the app's own tokens instead.
             match self.admin_graph(&reg.tenant_id).await {
-                Ok(graph) => return self.grants_via(&graph, &reg).await,
+                Ok(graph) => match self.grants_via(&graph, &reg).await {
+                    // An admin who may not read directory role assignments (an Application
+                    // Administrator: Learn names Directory Readers, Global Reader and
+                    // Privileged Role Administrator): the app's own tokens tell instead.
+                    Err(CredentialsError::Entra { source, .. })
+                        if source.is_authorization_denied() => {}
+                    read => return read,
+                },
                 Err(CredentialsError::NoAdminSession { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -106,8 +114,22 @@ impl Credentials {
             // Microsoft: "access tokens must be treated as opaque strings … might not always be
             // a JWT that can be decoded". One that is not: Graph is asked instead.
             let Ok(claims) = t.access_token_claims() else {
-                return self.grants_via_own_graph(reg, res).await;
+                let why = format!(
+                    "Microsoft issued its access token for {} {OPAQUE_TOKEN}",
+                    res.display_name()
+                );
+                return self.grants_via_own_graph(reg, why).await;
             };
+            // No `wids` claim at all: the app is not configured to emit them (its manifest's
+            // `groupMembershipClaims`), which says nothing of its directory roles; Entra's
+            // app-only tokens otherwise carry at least their default value.
+            if res == Resource::Graph && claims.wids.is_empty() {
+                let why = "its Graph access token carries no `wids` claim (the app's manifest \
+                           sets no `groupMembershipClaims`), so the token does not show its \
+                           directory roles"
+                    .to_owned();
+                return self.grants_via_own_graph(reg, why).await;
+            }
             for v in claims.roles {
                 out.permissions.push(permission_name(&PermissionRef {
                     resource: res,
@@ -124,19 +146,20 @@ impl Credentials {
         Ok(out)
     }
 
-    /// When an app-only token of `opaque_for` is not a readable JWT: the grants from Graph,
-    /// read with the registration's own Graph token. If it may not read them (it needs
-    /// `Application.Read.All` and `RoleManagement.Read.Directory` or more), the answer says
-    /// they cannot be determined this way and how they can; Graph unavailable stays an outage.
+    /// When the app-only tokens do not show the grants (`why`: one is not a readable JWT, or
+    /// carries no `wids`): the grants from Graph, read with the registration's own Graph
+    /// token. If it may not read them (it needs `Application.Read.All` and
+    /// `RoleManagement.Read.Directory` or more), the answer says they cannot be determined
+    /// this way and how they can; Graph unavailable stays an outage.
     async fn grants_via_own_graph(
         &self,
         reg: &Registration,
-        opaque_for: Resource,
+        why: String,
     ) -> Result<Grants, CredentialsError> {
         tracing::info!(
             client_id = %reg.client_id,
-            resource = opaque_for.display_name(),
-            "the app-only access token is not a readable JWT; reading the grants from Graph"
+            why,
+            "the app-only access tokens do not show the grants; reading them from Graph"
         );
         let t = self
             .app_token(reg, "https://graph.microsoft.com/.default")
@@ -147,13 +170,11 @@ impl Credentials {
                 return e;
             }
             CredentialsError::FailedPrecondition(format!(
-                "the grants of registration {} cannot be determined without an admin session: \
-                 Microsoft issued its access token for {} {OPAQUE_TOKEN}, and the \
-                 registration's own token may not read them from Graph ({e}); sign an admin in \
-                 for tenant {} to read them from Graph",
-                reg.client_id,
-                opaque_for.display_name(),
-                reg.tenant_id
+                "the grants of registration {} cannot be determined without an admin session \
+                 who may read them: {why}, and the registration's own token may not read them \
+                 from Graph ({e}); sign an admin in for tenant {} (Global Administrator, \
+                 Privileged Role Administrator or Global Reader) to read them from Graph",
+                reg.client_id, reg.tenant_id
             ))
         })
     }

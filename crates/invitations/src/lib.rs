@@ -496,7 +496,10 @@ fn validate(req: &NewInvitation, settings: &Settings) -> Result<Duration> {
     };
     let text_ok =
         |s: &str, max: usize| s.chars().count() <= max && !s.chars().any(char::is_control);
-    if req.customer.trim().is_empty() || !text_ok(&req.customer, 200) {
+    // Its length is the stored (trimmed) name's; a control character anywhere is refused.
+    let customer = req.customer.trim();
+    if customer.is_empty() || !text_ok(customer, 200) || req.customer.chars().any(char::is_control)
+    {
         bad(
             "customer",
             "required; at most 200 characters, no control characters",

@@ -495,6 +495,20 @@ async fn invalid_requests_name_every_bad_field() -> Result<()> {
     assert_eq!(bad_fields(&e), ["page_token"]);
     // Nothing was created or audited by the refused calls.
     assert_eq!(s.app.audit().size(), 0);
+    // The customer's name is stored trimmed, and its length is the stored name's: blanks
+    // pasted around a 200-character name do not refuse it; a 201st character does.
+    let name = "C".repeat(200);
+    let got = c
+        .create_invitation(request(&format!("  {name}  ")))
+        .await?
+        .into_inner();
+    assert_eq!(got.invitation.context("invitation")?.customer, name);
+    let e = c
+        .create_invitation(request(&format!(" {name}C ")))
+        .await
+        .err()
+        .context("accepted")?;
+    assert_eq!(bad_fields(&e), ["customer"]);
     s.stop().await
 }
 

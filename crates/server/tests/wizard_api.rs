@@ -47,3 +47,34 @@ async fn done_says_removed_only_when_the_run_removed_the_temporary_app() -> Resu
     }
     env.stop().await
 }
+
+/// The landing's facts when the service cannot read the invitation (here its stored record
+/// fails the integrity check): an error the page words as "could not be reached", not
+/// `{"state": "invalid"}`, which tells the admin their link was changed. A link that is not
+/// genuine is still "invalid".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_reading_the_invitation_is_not_called_an_invalid_link() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, id) = env.invite(None).await?;
+    let landing = |token: String| {
+        let server = &env.server;
+        async move {
+            server
+                .wizard_post("/wizard/api/invitation", &token, "{}")
+                .await
+        }
+    };
+    let fine = body_of(&landing(token.clone()).await?)?;
+    ensure!(fine["state"] == "pending", "{fine}");
+    let forged = body_of(&landing(format!("{token}x")).await?)?;
+    ensure!(forged["state"] == "invalid", "{forged}");
+    env.server
+        .app
+        .state_db()
+        .open_tree(invitations::store::INVITATIONS_TREE)?
+        .insert(id.as_bytes(), &b"not a record"[..])?;
+    let answer = landing(token).await?;
+    ensure!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    ensure!(!answer.contains("invalid"), "{answer}");
+    env.stop().await
+}

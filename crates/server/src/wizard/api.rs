@@ -109,9 +109,14 @@ fn failure_cause(c: pb::FailureCause) -> &'static str {
 pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Response {
     let rec = match visit.invitation(&w.app) {
         Ok(rec) => rec,
-        // Too many unknown tokens from this address: the limit's own answer (429).
-        Err(e @ ServerError::ResourceExhausted { .. }) => return server_error(e),
-        Err(_) => return Json(json!({"state": "invalid"})).into_response(),
+        // A malformed or unknown link: the link's own problem.
+        Err(ServerError::InvalidArgument(_) | ServerError::NotFound(_)) => {
+            return Json(json!({"state": "invalid"})).into_response();
+        }
+        // The limit on unknown tokens from this address (429), or a fault of the service's
+        // (a store that cannot be read): not "this link is not valid", which would send the
+        // admin to a link that is fine; the page says the service could not answer.
+        Err(e) => return server_error(e),
     };
     let state = rec.state(now_ms());
     let mut onboarding = Value::Null;

@@ -191,3 +191,48 @@ async fn the_emails_link_opens_the_page_and_every_response_is_hardened() -> Resu
     }
     w.chrome.close().await
 }
+
+/// A link that stops working while the admin signs in (withdrawn while the code is on screen,
+/// or expired before the sign-in ends) gets screen 0, which says which and whom to ask, not
+/// "Sign-in failed … your invitation link still works".
+#[tokio::test]
+async fn a_link_withdrawn_or_expired_during_the_sign_in_says_so() -> Result<()> {
+    let w = Wiz::start(Some("links-during-sign-in")).await?;
+    let (token, id) = w.env.invite(None).await?;
+    w.open(&token).await?;
+    w.chrome.wait_screen("s-landing").await?;
+    w.chrome.click("btn-create").await?;
+    let upn = w.upn(users::GLOBAL_ADMIN);
+    w.chrome.type_into("upn", &upn).await?;
+    w.chrome.click("btn-auth").await?;
+    let code = w.code().await?;
+    w.env
+        .server
+        .invitations(Some(OPERATOR))
+        .await?
+        .revoke_invitation(pb::RevokeInvitationRequest {
+            id,
+            reason: "test".into(),
+        })
+        .await?;
+    w.env.sim.complete_device_login(&code, &upn).await?;
+    problem(&w, "withdrawn", "00f-revoked-during-sign-in").await?;
+    ensure!(!w.chrome.text("#s-problem").await?.contains("still works"));
+
+    let (expiring, _) = w.env.invite(Some(Duration::from_secs(3))).await?;
+    w.open(&expiring).await?;
+    w.chrome.wait_screen("s-landing").await?;
+    w.chrome.click("btn-create").await?;
+    w.chrome.type_into("upn", &upn).await?;
+    w.chrome.click("btn-auth").await?;
+    let code = w.code().await?;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    w.env.sim.complete_device_login(&code, &upn).await?;
+    problem(
+        &w,
+        "This invitation has expired",
+        "00g-expired-during-sign-in",
+    )
+    .await?;
+    w.chrome.close().await
+}

@@ -140,7 +140,20 @@ async function runSignIn(tries = 0) {
     }
     if (['not_found', 'unauthenticated', 'permission_denied'].includes(failure.code)) return start();
   }
+  // Refused because the link itself expired or was withdrawn while the admin signed in:
+  // screen 0 says which, and whom to ask (not "try again" with a link that no longer works).
+  if (failure.code !== 'unavailable' && await linkGone()) return;
   signInFailed(failure);
+}
+// Whether the invitation can no longer be used (expired, withdrawn, not valid), read again
+// from the server; if so its problem screen is shown. A failure to ask is not an answer.
+async function linkGone() {
+  let inv;
+  try { inv = await api('invitation'); } catch (e) { return false; }
+  if (!['expired', 'revoked', 'invalid'].includes(inv.state)) return false;
+  S.inv = Object.assign(S.inv || {}, inv);
+  problem(inv.state);
+  return true;
 }
 function codeScreen(d) {
   $('code').textContent = d.user_code;
@@ -321,7 +334,12 @@ async function checkName(typing) {
   const seq = ++S.planSeq;
   if (!name) { markRules(''); $('name-msg').textContent = ''; $('plan-box').hidden = true; return false; }
   let r;
-  try { r = await api('name', { name }); } catch (e) { return false; }
+  try { r = await api('name', { name }); } catch (e) {
+    // Not checked (the connection, or too many checks): said, so that Start Provisioning
+    // does not just move the focus back without a word.
+    if (seq === S.planSeq) $('plan-status').textContent = words(e.api || { code: 'unavailable' }, 'The name could not be checked. Try again in a moment.');
+    return false;
+  }
   if (seq !== S.planSeq) return false;
   const input = $('app-name');
   if (!r.ok) {
@@ -419,6 +437,8 @@ async function attach(ev) {
     show('s-attached');
   } catch (e) {
     const err = e.api || { message: 'The server could not be reached.' };
+    // The link expired or was withdrawn while the form was filled in: screen 0 says so.
+    if (e.api && err.code !== 'unavailable' && await linkGone()) return;
     const missing = err.missing || [];
     $('attach-error-text').textContent = missing.length
       ? 'This app registration lacks what the service needs:' : words(err);

@@ -114,9 +114,12 @@ export async function stream(path, body, onEvent, signal) {
 // The name `name` refused by Plan or Provision, said beside the field: taken (the server's
 // words name the other onboarding's id: not for this page), or the rule it breaks.
 export function nameRefused(err, name) {
-  $('app-name').setAttribute('aria-invalid', 'true');
-  if (err.code === 'already_exists') markRules('not_unique');
   const rule = fieldRule(err, 'app_name');
+  // The field is marked only when the name is what was refused (taken, or a rule the server
+  // names); any other refusal (the rights, the set-up) is said beside it without blaming it.
+  if (err.code === 'already_exists' || rule) $('app-name').setAttribute('aria-invalid', 'true');
+  else $('app-name').removeAttribute('aria-invalid');
+  if (err.code === 'already_exists') markRules('not_unique');
   $('name-msg').textContent = err.code === 'already_exists'
     ? '“' + name + '” is already used for this service. Choose another name.'
     : rule ? sentence(rule) : words(err);

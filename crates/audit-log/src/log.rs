@@ -110,6 +110,10 @@ pub(crate) struct Writer {
     /// The writer's and syncer's first failure, shared with them: read by [`AuditLog::failure`]
     /// (health turns NOT_SERVING on it). `None` for a log opened read-only.
     pub(crate) failed: Option<Arc<Failure>>,
+    /// `onboard_audit_appends_requested_total`: appends handed to the writer. Next to the
+    /// checkpoint's age it tells a stuck writer (appends asked for, nothing signed) from an
+    /// idle one, which a count of answered calls cannot: a call waits for its entry.
+    requested: metrics::Counter,
 }
 
 impl Drop for Writer {
@@ -265,6 +269,7 @@ impl AuditLog {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 failed: Some(failed),
+                requested: crate::metrics::appends_requested(),
             }),
         })
     }
@@ -311,11 +316,15 @@ impl AuditLog {
                 tx: Mutex::new(None),
                 thread: Mutex::new(None),
                 failed: None,
+                requested: metrics::Counter::noop(),
             }),
         })
     }
 
     pub(crate) fn send(&self, req: Request) -> Result<(), AuditError> {
+        if matches!(req, Request::Append { .. } | Request::Rotate { .. }) {
+            self.writer.requested.increment(1);
+        }
         let tx = self.writer.tx.lock().map_err(lock_err)?;
         tx.as_ref()
             .ok_or(AuditError::Closed)?

@@ -53,6 +53,14 @@ impl WriterMetrics {
     }
 }
 
+/// `onboard_audit_appends_requested_total`, resolved against the recorder installed now, its
+/// series present from the start.
+pub(crate) fn appends_requested() -> Counter {
+    let c = metrics::counter!("onboard_audit_appends_requested_total");
+    c.increment(0);
+    c
+}
+
 /// When the latest checkpoint was signed, in milliseconds since the Unix epoch; shared by the
 /// writer (which stores) and readers (the server's checkpoint-age gauge).
 #[derive(Debug, Default)]

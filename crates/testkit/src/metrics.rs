@@ -27,6 +27,7 @@ pub const METRICS: &[&str] = &[
     "onboard_entra_throttled_total",
     "onboard_entra_retry_after_seconds_total",
     "onboard_audit_appends_total",
+    "onboard_audit_appends_requested_total",
     "onboard_audit_append_failures_total",
     "onboard_audit_append_duration_seconds",
     "onboard_audit_batch_size",

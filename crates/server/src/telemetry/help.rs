@@ -85,6 +85,11 @@ pub(super) const HELP: &[(&str, Kind, &str)] = &[
         "Audit entries made durable and signed.",
     ),
     (
+        "onboard_audit_appends_requested_total",
+        Counter,
+        "Audit appends handed to the log's writer (with the checkpoint age: a stuck writer).",
+    ),
+    (
         "onboard_audit_append_failures_total",
         Counter,
         "Audit appends answered with an error (after a write error the log refuses every append until restart).",

@@ -173,9 +173,21 @@ fn init_logging(command: &Command) -> Result<Option<Traces>, String> {
         _ => None,
     };
     let level = telemetry.as_ref().map_or("warn", |t| t.log_level.as_str());
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // `serve` refuses a `log_level` that is not a filter, as `config check` does (RUST_LOG,
+    // when set and valid, overrides it).
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(_) => match EnvFilter::try_new(level) {
+            Ok(f) => f,
+            Err(e) if telemetry.is_some() => {
+                return Err(format!(
+                    "telemetry.log_level: {level:?} is not a log filter (e.g. info, or \
+                     info,onboard_server=debug): {e}"
+                ));
+            }
+            Err(_) => EnvFilter::new("info"),
+        },
+    };
     let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let lines = match telemetry.as_ref().map(|t: &TelemetrySection| t.log_format) {
         Some(LogFormat::Json) => lines.json().boxed(),

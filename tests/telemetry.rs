@@ -309,3 +309,24 @@ async fn serve_without_the_otel_feature_refuses_an_otlp_endpoint() -> Result<()>
     ensure!(!run.stdout.contains("serving on"), "{run}");
     Ok(())
 }
+
+/// `serve` refuses a `log_level` that is not a log filter, as `config check` does, instead of
+/// logging at `info` without a word; RUST_LOG, when set, still overrides the key.
+#[tokio::test]
+async fn serve_refuses_a_log_level_that_is_no_filter() -> Result<()> {
+    let sim = testkit::sim::start(testkit::sim::calm()).await?;
+    let files = ServerFiles::with(&sim, |b| {
+        Ok(b.raw("telemetry", "log_level", "onboard=loud".into()))
+    })?;
+    let config = files.config.to_string_lossy().into_owned();
+    let run = onboard_binary!()
+        .run(&["serve", "--config", &config], &[], None)
+        .await?;
+    ensure!(run.code == Some(1), "{run}");
+    ensure!(
+        run.stderr.contains("telemetry.log_level") && run.stderr.contains("\"onboard=loud\""),
+        "{run}"
+    );
+    ensure!(!run.stdout.contains("serving on"), "{run}");
+    Ok(())
+}

@@ -122,7 +122,13 @@ impl Invitations {
         let store = Store::open(db, settings.record_mac.clone())?;
         let key = match &settings.token_key {
             Some(path) => load_key_file(path)?,
-            None => match store.meta(TOKEN_KEY_META)? {
+            None => match store.meta(TOKEN_KEY_META).inspect(|_| {
+                tracing::warn!(
+                    "invitations.token_key is not set: the invitation token key is kept in the \
+                     state store, so a copy of the data directory can forge invitation tokens; \
+                     set it to a key file (docs/operations.md, \"Keys: backup and rotation\")"
+                );
+            })? {
                 Some(v) => TokenKey::new(v.as_ref().try_into().map_err(|_| {
                     InvitationError::Config(
                         "the stored invitation token key is not 32 bytes".into(),

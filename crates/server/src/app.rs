@@ -366,6 +366,12 @@ pub(crate) fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u
         key.copy_from_slice(&bytes);
         return Ok(key);
     }
+    // Kept next to what it seals: a copy of the data directory opens every stored secret.
+    tracing::warn!(
+        "storage.sealing_key is not set: the sealing key is kept in the state store, so a copy \
+         of the data directory can open the stored client secrets and admin sessions; set it \
+         to a key file (docs/operations.md, \"Keys: backup and rotation\")"
+    );
     let meta = db.open_tree("meta")?;
     let mut key = Zeroizing::new([0u8; 32]);
     match meta.get(SEALING_KEY_META)? {

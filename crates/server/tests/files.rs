@@ -76,3 +76,37 @@ async fn a_key_others_can_read_is_refused_with_the_fix() -> Result<()> {
     app.close();
     Ok(())
 }
+
+/// Keys left unset are generated into the state store, next to what they protect: the server
+/// says so at every start (docs/operations.md, "Keys: backup and rotation"), and says nothing
+/// of the kind when both are key files.
+#[tokio::test]
+async fn keys_kept_in_the_state_store_are_warned_of_at_every_start() -> Result<()> {
+    for files in [false, true] {
+        let dir = tempfile::tempdir()?;
+        let mut builder = ServerConfigBuilder::new(dir.path())?;
+        if files {
+            for name in ["sealing.key", "token.key"] {
+                let path = dir.path().join(name);
+                std::fs::write(&path, [7u8; 32])?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            builder = builder
+                .sealing_key(Some(&dir.path().join("sealing.key")))
+                .token_key(&dir.path().join("token.key"));
+        }
+        let config = builder.build()?;
+        let (logs, guard) = testkit::logs::capture("warn");
+        App::open(config)?.close();
+        drop(guard);
+        let text = logs.text();
+        for key in ["storage.sealing_key", "invitations.token_key"] {
+            let warned = text.contains(&format!("{key} is not set"));
+            ensure!(
+                warned != files,
+                "key files: {files}; {key} warned: {warned}: {text}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -64,6 +64,12 @@ impl HttpSource {
             reason,
         };
         let mut url = url::Url::parse(base).map_err(|e| bad(e.to_string()))?;
+        // From here on errors name the URL without its password.
+        let location = shown(&url);
+        let bad = |reason: String| RemoteError::BadLocation {
+            location: location.clone(),
+            reason,
+        };
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad("a tiles API URL starts with http:// or https://".into()));
         }
@@ -103,7 +109,7 @@ impl HttpSource {
             location: rel.to_owned(),
             reason: e.to_string(),
         })?;
-        let location = url.to_string();
+        let location = shown(&url);
         let mut req = self.client.get(url).header(ACCEPT_ENCODING, ACCEPT);
         if let Some(t) = &self.bearer {
             req = req.bearer_auth(t.expose_secret());
@@ -209,5 +215,31 @@ impl audit_log::TileReader for BlockingReader {
 
     fn parallelism(&self) -> usize {
         NETWORK_PARALLELISM
+    }
+}
+
+/// `url` as errors and logs show it: without a password (`https://user@host/…`), which a base
+/// URL with credentials in it would otherwise print wherever the location is named.
+fn shown(url: &url::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A base URL with credentials in it: errors name the user and host, never the password.
+    #[tokio::test]
+    async fn errors_name_the_location_without_its_password() {
+        let source = HttpSource::new(
+            "http://auditor:s3cr3t-pw@127.0.0.1:1/log",
+            ClientSettings::default(),
+        )
+        .unwrap();
+        let err = source.get("checkpoint").await.unwrap_err().to_string();
+        assert!(!err.contains("s3cr3t-pw"), "{err}");
+        assert!(err.contains("auditor@127.0.0.1:1/log/checkpoint"), "{err}");
     }
 }

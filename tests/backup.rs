@@ -274,6 +274,20 @@ async fn backup_under_load_restores_verifies_and_resumes() -> Result<()> {
     );
     restored.terminate()?;
     verify_offline(&onboard, &data, &s.files.vkey).await?;
+    // Into a fresh directory without witnesses no checkpoint was known before: the entry
+    // leaves the `known_*` fields out (not 0 and "").
+    let log =
+        audit_log::AuditLog::open_read_only(data.join("audit"), audit_log::StartupCheck::Full)?;
+    let all = testkit::audit::entries(&log)?;
+    let entry = all
+        .iter()
+        .find(|e| e["action"] == "store.restore")
+        .context("no store.restore entry")?;
+    ensure!(
+        entry.get("known_size").is_none() && entry.get("known_root").is_none(),
+        "{entry}"
+    );
+    testkit::audit::check_schema(std::slice::from_ref(entry))?;
     Ok(())
 }
 
@@ -374,6 +388,8 @@ async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
         .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&e.leaf).ok())
         .find(|e| e["action"] == "store.restore")
         .context("no store.restore entry")?;
+    // The entry `onboard restore` writes keeps the auditors' contract.
+    testkit::audit::check_schema(std::slice::from_ref(&restored_entry))?;
     ensure!(
         restored_entry["forced"] == true
             && restored_entry["reason"] == "drill: roll back to the morning",

@@ -175,6 +175,15 @@ fn rotation_export_and_since_checkpoint() {
         "{}",
         String::from_utf8_lossy(&rot.stderr)
     );
+    // The entry the command writes (`signing_key.rotate`) keeps the auditors' contract, as
+    // every entry of the log does.
+    {
+        let log =
+            audit_log::AuditLog::open_read_only(&data, audit_log::StartupCheck::Full).unwrap();
+        let all = testkit::audit::entries(&log).unwrap();
+        assert_eq!(all.last().unwrap()["action"], "signing_key.rotate");
+        testkit::audit::check_stored_schema(&all).unwrap();
+    }
     let export = d.join("export2");
     assert!(
         onboard(&[

@@ -175,6 +175,25 @@ fn typed_entries_validate_and_read_back_and_undeclared_details_are_refused() {
     );
     raw["secret"] = json!("nope");
     assert!(!v.is_valid(&raw));
+
+    // An entry that names no actor breaks the schema (`minLength: 1`): refused before writing.
+    for nobody in ["", "  "] {
+        let err = AuditEntry::new(
+            Action::SigningKeyRotate,
+            Phase::Succeeded,
+            &Scope::actor(nobody),
+        )
+        .to_fields()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("actor is empty"), "{err}");
+    }
+    raw = stored(
+        &AuditEntry::new(Action::OnboardingGet, Phase::Succeeded, &scope),
+        1,
+    );
+    raw["actor"] = json!("");
+    assert!(!v.is_valid(&raw));
 }
 
 #[test]

@@ -286,10 +286,11 @@ impl Credentials {
         } else {
             target(TargetKind::Application, None, client)
         };
+        // No hint of the secret before it proved it authenticates: a value pasted by mistake
+        // (a password) would leave its start, or all of a short one, in the append-only log.
         let mut intent = vec![
             set("clientId", json!(client)),
             set("profile", json!(req.profile)),
-            set("secretHint", json!(hint)),
             set("serviceIds", json!(req.service_ids)),
         ];
         if mode == Mode::Invitation {

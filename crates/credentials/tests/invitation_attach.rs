@@ -218,6 +218,10 @@ async fn a_provisioned_registration_gains_a_service_by_its_own_secret() -> Resul
         "{e:?}"
     );
     ensure!(creds.current_secret(&r, "svc-new").is_err());
+    // Its refusal is logged, without any hint of the value entered (it never authenticated).
+    let trail = serde_json::to_string(&env.audit_entries("onb-join")?)?;
+    ensure!(trail.contains("registration.attach"), "{trail}");
+    ensure!(!trail.contains("\"abc\""), "{trail}");
 
     let (a, id) = attach_passing(
         &creds,

@@ -296,8 +296,15 @@ impl AuditEntry {
     }
 
     /// The entry's JSON fields in their written order. Refuses a detail the action does not
-    /// declare, or one that would shadow a common field.
+    /// declare, or one that would shadow a common field, and an empty actor (the schema's
+    /// `actor` has `minLength: 1`: the log is append-only, so it is refused before writing).
     pub fn to_fields(&self) -> Result<Map<String, Value>, CoreError> {
+        if self.scope.actor.trim().is_empty() {
+            return Err(CoreError::Entry {
+                action: self.action.as_str(),
+                problem: "the actor is empty: every entry names who acted".into(),
+            });
+        }
         let allowed = self.action.details();
         if let Some(k) = self.details.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(CoreError::Entry {

@@ -140,7 +140,7 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
         audit.close();
         return Err(e);
     }
-    let entry = AuditEntry::new(
+    let mut entry = AuditEntry::new(
         Action::StoreRestore,
         Phase::Succeeded,
         &Scope::actor("onboard:operator"),
@@ -150,16 +150,15 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
     .with_detail("archive_sha256", sha.clone())
     .with_detail("size", manifest.audit.size)
     .with_detail("root", manifest.audit.root.clone())
-    .with_detail("known_size", known_best.map_or(0, |k| k.size))
-    .with_detail(
-        "known_root",
-        known_best.map(|k| hex::encode(k.root)).unwrap_or_default(),
-    )
-    .with_detail(
-        "known_from",
-        known_best.map(|k| k.from.clone()).unwrap_or_default(),
-    )
     .with_detail("created_at", manifest.created_at.clone());
+    // The latest checkpoint known before, when one was (schema v2 leaves out what has no
+    // value, rather than writing 0 and "").
+    if let Some(k) = known_best {
+        entry = entry
+            .with_detail("known_size", k.size)
+            .with_detail("known_root", hex::encode(k.root))
+            .with_detail("known_from", k.from.clone());
+    }
     let appended = entry.append(&audit).await;
     let size = audit.size();
     audit.close();

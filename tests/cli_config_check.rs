@@ -136,7 +136,7 @@ fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
         (
             "unknown key",
             Box::new(|b| b.raw("storage", "data_dri", "/x".into())),
-            "ERROR config: configuration error: unknown field `data_dri`".into(),
+            "ERROR config: configuration error: storage.data_dri (line ".into(),
         ),
         (
             "missing signing key",

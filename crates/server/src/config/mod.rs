@@ -13,6 +13,7 @@ use crate::auth::Role;
 use crate::error::{Result, ServerError};
 
 mod credentials;
+mod located;
 
 pub use credentials::CredentialsSection;
 
@@ -352,12 +353,15 @@ impl Config {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e| ServerError::Config(format!("TOML: {e}")))?;
+        let mut overridden = Vec::new();
         for (name, value) in env {
-            apply_override(&mut table, &name, &value)?;
+            if apply_override(&mut table, &name, &value)? {
+                overridden.push(name);
+            }
         }
         let config: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| ServerError::Config(e.to_string()))?;
+            .map_err(|e| ServerError::Config(located::describe(text, &overridden, &e)))?;
         config.check()?;
         Ok(config)
     }
@@ -416,9 +420,10 @@ impl Config {
 /// Sets `table[section][key]` from `ONBOARD_SECTION_KEY=value` (the longest section name that
 /// fits wins, so `ONBOARD_AUDIT_HTTP_LISTEN` is `[audit_http] listen`), or a whole section from
 /// `ONBOARD_SECTION=value` (e.g. `ONBOARD_WITNESS='[{url="…", vkey="…"}]'` for `[[witness]]`).
-fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()> {
+/// Whether it applied (a variable naming no section is ignored).
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<bool> {
     let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-        return Ok(());
+        return Ok(false);
     };
     let rest = rest.to_ascii_lowercase();
     let parsed = format!("v = {value}")
@@ -433,17 +438,17 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()
             )));
         }
         table.insert((*section).to_owned(), parsed);
-        return Ok(());
+        return Ok(true);
     }
     let Some((section, key)) = SECTIONS
         .iter()
         .filter_map(|s| Some((*s, rest.strip_prefix(s)?.strip_prefix('_')?)))
         .max_by_key(|(s, _)| s.len())
     else {
-        return Ok(());
+        return Ok(false);
     };
     if key.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let entry = table
         .entry(section.to_owned())
@@ -451,7 +456,7 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()
     match entry {
         toml::Value::Table(t) => {
             t.insert(key.to_owned(), parsed);
-            Ok(())
+            Ok(true)
         }
         _ => Err(ServerError::Config(format!(
             "{section} is not a table, so {name} cannot override a key in it"

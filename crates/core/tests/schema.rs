@@ -104,6 +104,24 @@ fn the_auditors_page_documents_every_action_and_kind() {
         missing.is_empty(),
         "actions without a row in docs/audit-entries.md: {missing:?}"
     );
+    // Each row's last cell (its details) names every detail the action declares.
+    for a in Action::ALL {
+        let head = format!("| `{}` |", a.as_str());
+        let row = table.lines().find(|l| l.starts_with(&head)).unwrap();
+        let details = row
+            .trim_end()
+            .trim_end_matches('|')
+            .rsplit('|')
+            .next()
+            .unwrap();
+        for d in a.details() {
+            assert!(
+                details.contains(&format!("`{d}`")),
+                "{}: detail {d} is not in its row's details cell: {details}",
+                a.as_str()
+            );
+        }
+    }
     for k in TargetKind::ALL {
         assert!(
             page.contains(&format!("| `{}` |", k.as_str())),

@@ -129,7 +129,7 @@ async fn a_global_administrator_goes_from_the_link_to_done() -> Result<()> {
         "{done}"
     );
     ensure!(
-        done.contains("completes the onboarding of the service"),
+        done.contains("Your provider completes the onboarding of the service."),
         "{done}"
     );
     // A reload on Done shows the summary again, not "already used".
@@ -328,6 +328,19 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
     w.chrome.wait_screen("s-problem").await?;
     let p = w.chrome.text("#s-problem").await?;
     ensure!(p.contains("already been used"), "{p}");
+    // The same registration for the same service from a second link: said in the page's
+    // words, not the server's (which name the gRPC call an operator would use).
+    let again = w.invite().await?;
+    w.open(&again).await?;
+    w.chrome.wait_screen("s-landing").await?;
+    w.chrome.click("btn-use").await?;
+    w.chrome.wait_screen("s-attach").await?;
+    w.chrome.type_into("att-tenant", &tenant).await?;
+    validate(&w, &full).await?;
+    w.wait_text("attach-error-text", "already connected", "the page's words")
+        .await?;
+    let e = w.chrome.text("#attach-error-text").await?;
+    ensure!(!e.contains("Credentials.") && !e.contains("hint"), "{e}");
     w.check_exchanges(&token)?;
     for x in w.proxy.exchanges() {
         let body = x.body_text();

@@ -10,6 +10,16 @@ use testkit::snapshot;
 
 use super::Wiz;
 
+/// The token of the hand-off link screen H shows.
+async fn link_shown(w: &Wiz) -> Result<String> {
+    let link = w
+        .chrome
+        .js("return document.getElementById('ho-link').value")
+        .await?;
+    let link = link.as_str().context("link")?;
+    Ok(link.split("#token=").nth(1).context("token")?.to_owned())
+}
+
 #[tokio::test]
 async fn an_application_administrator_hands_off_and_a_global_administrator_finishes() -> Result<()>
 {
@@ -101,18 +111,29 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
         "the consent box does not say the role needs the link"
     );
     w.shoot("H2-link").await?;
-    let link = w
-        .chrome
-        .js("return document.getElementById('ho-link').value")
-        .await?
-        .as_str()
-        .context("link")?
-        .to_owned();
-    let link_token = link.split("#token=").nth(1).context("token")?.to_owned();
-    ensure!(link_token != token);
+    let replaced = link_shown(&w).await?;
+    ensure!(replaced != token);
+    // "Create a new link" again: the first one stops working.
+    w.chrome.click("btn-link").await?;
+    let check = format!(
+        "document.getElementById('ho-link').value.includes('#token=') && \
+         !document.getElementById('ho-link').value.includes('{replaced}')"
+    );
+    w.chrome.wait_js(&check, "a newer link").await?;
+    let link_token = link_shown(&w).await?;
 
-    // The Global Administrator, in a browser of their own.
+    // The Global Administrator, in a browser of their own. The replaced link says so, and
+    // sends them to the colleague who sent it, not to the provider.
     let first = std::mem::replace(&mut w.chrome, Chrome::start().await?);
+    w.open(&replaced).await?;
+    w.step("s-problem", "H2b-replaced-link").await?;
+    let p = w.chrome.text("#s-problem").await?;
+    ensure!(
+        p.contains("newer link")
+            && p.contains("colleague")
+            && !p.contains("Your provider withdrew"),
+        "{p}"
+    );
     w.open(&link_token).await?;
     w.step("s-handoff", "H3-link-opened").await?;
     let l = w.chrome.text("#s-handoff").await?;

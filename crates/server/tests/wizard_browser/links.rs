@@ -26,6 +26,15 @@ async fn problem(w: &Wiz, title: &str, shot: &str) -> Result<()> {
     Ok(())
 }
 
+/// The provider withdraws invitation `id`.
+async fn revoke(w: &Wiz, id: String) -> Result<()> {
+    let mut c = w.env.server.invitations(Some(OPERATOR)).await?;
+    let reason = "test".into();
+    c.revoke_invitation(pb::RevokeInvitationRequest { id, reason })
+        .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn expired_used_revoked_and_malformed_links_say_so() -> Result<()> {
     let w = Wiz::start(Some("links")).await?;
@@ -60,15 +69,7 @@ async fn expired_used_revoked_and_malformed_links_say_so() -> Result<()> {
     problem(&w, "already been used", "00b-used").await?;
 
     let (revoked, id) = w.env.invite(None).await?;
-    w.env
-        .server
-        .invitations(Some(OPERATOR))
-        .await?
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id,
-            reason: "test".into(),
-        })
-        .await?;
+    revoke(&w, id).await?;
     w.open(&revoked).await?;
     problem(&w, "withdrawn", "00c-revoked").await?;
 
@@ -206,15 +207,7 @@ async fn a_link_withdrawn_or_expired_during_the_sign_in_says_so() -> Result<()> 
     w.chrome.type_into("upn", &upn).await?;
     w.chrome.click("btn-auth").await?;
     let code = w.code().await?;
-    w.env
-        .server
-        .invitations(Some(OPERATOR))
-        .await?
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id,
-            reason: "test".into(),
-        })
-        .await?;
+    revoke(&w, id).await?;
     w.env.sim.complete_device_login(&code, &upn).await?;
     problem(&w, "withdrawn", "00f-revoked-during-sign-in").await?;
     ensure!(!w.chrome.text("#s-problem").await?.contains("still works"));

@@ -20,13 +20,19 @@ const PROBLEMS = {
 };
 // Problems of the moment, not of the link: whom to tell if they last.
 const PASSING = ['unreachable', 'busy'];
+// A hand-off link is sent by a colleague, who replaces it with a newer one ("Create a new
+// link") or whose onboarding was withdrawn: that colleague, not the provider, has the current one.
+const HAND_OFF_REVOKED = ['This link no longer works', 'A newer link to finish this onboarding was made, or the onboarding was withdrawn, so this link no longer works.'];
 function problem(kind) {
   const inv = S.inv || {};
-  const [title, text] = PROBLEMS[kind] || PROBLEMS.invalid;
+  const handOff = kind === 'revoked' && inv.hand_off_of;
+  const [title, text] = handOff ? HAND_OFF_REVOKED : PROBLEMS[kind] || PROBLEMS.invalid;
   $('problem-title').textContent = title;
   $('problem-text').textContent = text.replace('{expires}', when(inv.expires_at || '')).replace('{used}', when(inv.used_at || ''));
   $('problem-ask').textContent = PASSING.includes(kind)
     ? 'If it keeps happening, ask the service provider who sent you the invitation.'
+    : handOff
+      ? 'Ask the colleague who sent you this link for the current one.'
     : inv.provider
       ? 'Ask ' + inv.provider + ', who sent the invitation, for a new link.'
       : 'Ask the service provider who sent you the invitation for a new link.';
@@ -441,7 +447,10 @@ async function attach(ev) {
     if (e.api && err.code !== 'unavailable' && await linkGone()) return;
     const missing = err.missing || [];
     $('attach-error-text').textContent = missing.length
-      ? 'This app registration lacks what the service needs:' : words(err);
+      ? 'This app registration lacks what the service needs:'
+      : err.code === 'already_exists'
+        ? 'This app registration is already connected to the service. Nothing was changed; if its secret must be replaced, ask your provider.'
+        : words(err);
     list($('attach-missing'), missing, '');
     $('attach-missing').hidden = missing.length === 0;
     $('attach-fix').hidden = missing.length === 0;

@@ -136,9 +136,11 @@ fn the_pages_examples_validate_against_the_schema() {
     let page = std::fs::read_to_string(docs().join("audit-entries.md")).unwrap();
     let v = validator();
     let mut n = 0;
+    let mut shown = BTreeSet::new();
     for block in page.split("```json\n").skip(1) {
         let json = &block[..block.find("```").unwrap()];
         let entry: Value = serde_json::from_str(json).unwrap();
+        shown.insert(entry["action"].as_str().unwrap_or_default().to_owned());
         let errors: Vec<String> = v.iter_errors(&entry).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{json}\n{errors:#?}");
         assert!(
@@ -147,7 +149,17 @@ fn the_pages_examples_validate_against_the_schema() {
         );
         n += 1;
     }
-    assert!(n >= 5, "only {n} examples");
+    assert!(n >= Action::ALL.len(), "only {n} examples");
+    // An example of each action (issue 9: "every action, ... an example of each").
+    let without: Vec<&str> = Action::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .filter(|a| !shown.contains(*a))
+        .collect();
+    assert!(
+        without.is_empty(),
+        "actions without an example: {without:?}"
+    );
 }
 
 /// The bytes the log would store for `e` at `seq` (the log adds `v`, `seq`, `time`).

@@ -315,6 +315,15 @@ async fn every_action_is_written_by_a_flow_and_validates_against_the_published_s
         "actions no flow here wrote (write them, or name the test that does in ELSEWHERE): \
          {missing:?}"
     );
+    // One entry of each action (its outcome when it has one), for the auditors' page's
+    // examples: `cargo test -p onboard-server --test audit_schema -- --nocapture`.
+    for action in &seen {
+        let of = |e: &&Value| e["action"] == *action;
+        let pick = entries.iter().filter(of).find(|e| e["phase"] != "intent");
+        if let Some(e) = pick.or_else(|| entries.iter().find(of)) {
+            println!("example {action}: {e}");
+        }
+    }
     let stale: Vec<&str> = elsewhere.intersection(&seen).copied().collect();
     ensure!(
         stale.is_empty(),

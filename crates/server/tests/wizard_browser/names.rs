@@ -6,6 +6,17 @@ use testkit::sim::{calm, users};
 
 use crate::Wiz;
 
+/// From now on the page's calls of `/wizard/api/{call}` get `answer` (a JavaScript promise of
+/// a fetch's result) instead of the server's; the other calls go through.
+async fn answer_instead(w: &Wiz, call: &str, answer: &str) -> Result<()> {
+    let script = format!(
+        "window.__fetch = window.__fetch || window.fetch; const f = window.__fetch; \
+         window.fetch = (u, o) => String(u).endsWith('/wizard/api/{call}') ? {answer} : f(u, o);"
+    );
+    w.chrome.js(&script).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
     let w = Wiz::start(Some("names")).await?;
@@ -83,11 +94,12 @@ async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
 
     // The name check does not answer (the connection dropped for that call): the page says
     // so instead of staying silent.
-    w.chrome
-        .js("const f = window.fetch; window.__fetch = f; \
-             window.fetch = (u, o) => String(u).endsWith('/wizard/api/name') \
-               ? Promise.reject(new TypeError('Failed to fetch')) : f(u, o);")
-        .await?;
+    answer_instead(
+        &w,
+        "name",
+        "Promise.reject(new TypeError('Failed to fetch'))",
+    )
+    .await?;
     w.chrome.type_into("app-name", "Unchecked1").await?;
     w.chrome
         .wait_js(
@@ -98,13 +110,10 @@ async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
     // Provision refused for something other than the name (here the service's set-up): said
     // beside the field, which is not marked invalid (docs/wizard.md: only when the server
     // names it).
-    w.chrome
-        .js("const f = window.__fetch; \
-             window.fetch = (u, o) => String(u).endsWith('/wizard/api/provision') \
-               ? Promise.resolve(new Response(JSON.stringify({ error: { code: \
-                 'failed_precondition', message: 'The service is not set up for this.' } }), \
-                 { status: 400, headers: { 'content-type': 'application/json' } })) : f(u, o);")
-        .await?;
+    let refusal = "Promise.resolve(new Response(JSON.stringify({ error: { code: \
+                   'failed_precondition', message: 'The service is not set up for this.' } }), \
+                   { status: 400, headers: { 'content-type': 'application/json' } }))";
+    answer_instead(&w, "provision", refusal).await?;
     w.chrome.type_into("app-name", "Refused1").await?;
     w.chrome
         .wait_js(

@@ -122,11 +122,7 @@ async fn a_name_breaking_each_rule_is_told_which_one() -> Result<()> {
         )
         .await?;
     w.chrome.click("btn-provision").await?;
-    w.chrome
-        .wait_js(
-            "document.getElementById('name-msg').textContent.includes('not set up')",
-            "the refusal beside the field",
-        )
+    w.wait_text("name-msg", "not set up", "the refusal beside the field")
         .await?;
     let invalid = w
         .chrome

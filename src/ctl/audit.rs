@@ -206,11 +206,15 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
         }
         AuditCommand::Checkpoint { out: file, vkey } => {
             let (cp, note) = checkpoint(&mut c).await?;
+            // Checked before it is saved: a checkpoint that fails its signature must not
+            // replace the one an auditor kept. Written whole or not at all (rename).
+            let signed = check_signature(&note, &vkey)?;
             if let Some(path) = &file {
-                std::fs::write(path, &note)
+                let part = path.with_extension("partial");
+                std::fs::write(&part, &note)
+                    .and_then(|()| std::fs::rename(&part, path))
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            let signed = check_signature(&note, &vkey)?;
             if out.is_json() {
                 output::print_json(&cp)?;
             } else {
@@ -242,7 +246,9 @@ pub async fn run(cmd: AuditCommand, ch: AuthChannel, out: Output) -> Result<Exit
                 "ListEntries",
                 c.list_entries(pb::ListEntriesRequest {
                     from_seq: seq,
-                    to_seq: seq + 1,
+                    to_seq: seq.checked_add(1).ok_or_else(|| {
+                        CtlError::usage(format!("--seq {seq} is past any log's end"))
+                    })?,
                     page_size: 1,
                     proof_tree_size: cp.size,
                     ..Default::default()

@@ -112,7 +112,7 @@ pub async fn run(cmd: GrantsCommand, ch: AuthChannel, out: Output) -> Result<Exi
                 last = Some(g);
             }
             if perms {
-                let g = call(
+                let answer = call(
                     "UpdatePermissions",
                     c.update_permissions(pb::UpdatePermissionsRequest {
                         registration: Some(reg.to_pb()),
@@ -121,7 +121,18 @@ pub async fn run(cmd: GrantsCommand, ch: AuthChannel, out: Output) -> Result<Exi
                         override_required_permissions: override_required,
                     }),
                 )
-                .await?;
+                .await;
+                let g = match (answer, &last) {
+                    (Ok(g), _) => g,
+                    // The roles were changed (and their change may have ended the admin
+                    // session the permissions needed): say so, then why the rest was not.
+                    (Err(e), Some(roles)) => {
+                        print_grants(roles, out)?;
+                        eprintln!("the role change above was made; the permission change was not:");
+                        return Err(e);
+                    }
+                    (Err(e), None) => return Err(e),
+                };
                 seqs.extend(g.audit_seqs.iter().copied());
                 last = Some(g);
             }

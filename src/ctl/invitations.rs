@@ -151,15 +151,24 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
                 tenant,
                 idempotency_key,
             };
+            // Opened first: a path that cannot be written is refused before the invitation
+            // (whose token is shown once) is made.
+            let to_stdout = email_out.as_os_str() == "-";
+            let html_file = email_html
+                .as_deref()
+                .map(output::PrivateOut::open)
+                .transpose()?;
+            let text_file = (!to_stdout)
+                .then(|| output::PrivateOut::open(&email_out))
+                .transpose()?;
             let r = call("CreateInvitation", c.create_invitation(req)).await?;
             let email = r.email.clone().unwrap_or_default();
             let mail_text = format!("Subject: {}\n\n{}", email.subject, email.text);
-            if let Some(path) = &email_html {
-                output::write_private(path, email.html.as_bytes())?;
+            if let Some(f) = html_file {
+                f.write(email.html.as_bytes())?;
             }
-            let to_stdout = email_out.as_os_str() == "-";
-            if !to_stdout {
-                output::write_private(&email_out, mail_text.as_bytes())?;
+            if let Some(f) = text_file {
+                f.write(mail_text.as_bytes())?;
             }
             output::print_answer(out, &r, |r| {
                 let inv = r.invitation.clone().unwrap_or_default();

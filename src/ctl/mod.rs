@@ -155,8 +155,11 @@ where
         *token = std::mem::take(next_token);
     }
     let (items, token) = resp.parts();
-    if limit > 0 {
+    // More than the limit exist (fetched past it, or a next page): said on standard error,
+    // so that neither a table nor a script's JSON passes for the whole list.
+    if limit > 0 && (items.len() > limit || !token.is_empty()) {
         items.truncate(limit);
+        eprintln!("showing the first {limit}; more exist (--limit 0 lists all)");
     }
     token.clear();
     Ok(resp)

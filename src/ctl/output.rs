@@ -147,24 +147,77 @@ pub async fn spin<F: Future>(message: &str, fut: F) -> F::Output {
     out
 }
 
-/// Creates (or truncates) `path` readable and writable by its owner only (0600): what the CLI
-/// writes may hold a secret or the server's records.
+/// Creates (or truncates) `path` readable and writable by its owner only (0600), also when
+/// it existed with another mode: what the CLI writes may hold a secret or the server's records.
 pub fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))
+    let f = open_private(path)?;
+    f.set_len(0)
+        .with_context(|| format!("truncating {}", path.display()))?;
+    Ok(f)
 }
 
-/// Writes a file readable only by its owner (it may hold a token or a secret).
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut f = create_private(path)?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+/// `path` opened for writing, 0600 whatever mode it had, not truncated.
+fn open_private(path: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private (0600)", path.display()))?;
+    Ok(f)
+}
+
+/// A file that will hold what a call makes once (a secret, an invitation's email): opened
+/// before the call, so that a path that cannot be written is refused before anything is made
+/// (a secret made and then not written is lost: Onboard shows it once); written when the
+/// answer is there. Its old content stays until then; a file it created and never wrote is
+/// removed again.
+pub struct PrivateOut {
+    /// Where, for messages.
+    path: std::path::PathBuf,
+    /// Open for writing, 0600.
+    file: std::fs::File,
+    /// Created by [`PrivateOut::open`] and not written yet: removed on drop.
+    remove_unwritten: bool,
+}
+
+impl PrivateOut {
+    /// Opens (or creates) `path`, 0600.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let existed = path.exists();
+        Ok(Self {
+            path: path.to_owned(),
+            file: open_private(path)?,
+            remove_unwritten: !existed,
+        })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file's content with `bytes`, durably.
+    pub fn write(mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let what = || format!("writing {}", self.path.display());
+        self.file.set_len(0).with_context(what)?;
+        self.file.write_all(bytes).with_context(what)?;
+        self.file.sync_all().with_context(what)?;
+        self.remove_unwritten = false;
+        Ok(())
+    }
+}
+
+impl Drop for PrivateOut {
+    fn drop(&mut self) {
+        if self.remove_unwritten {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Parses an X25519 public key for sealed delivery (`--seal-to`): 32 bytes as 64 hex digits or

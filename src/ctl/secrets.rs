@@ -123,6 +123,11 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
             secret_out,
             seal_to,
         } => {
+            // Opened first: a path that cannot be written is refused before a secret is made.
+            let mut file = secret_out
+                .as_deref()
+                .map(output::PrivateOut::open)
+                .transpose()?;
             let mut r = call(
                 "AddServiceSecret",
                 c.add_service_secret(pb::AddServiceSecretRequest {
@@ -133,7 +138,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                 }),
             )
             .await?;
-            hand_out(&mut r, secret_out.as_ref(), out)?;
+            hand_out(&mut r, &mut file, out)?;
             if out.is_json() {
                 output::print_json(&r)?;
             }
@@ -147,6 +152,10 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
             seal_to,
             wait,
         } => {
+            let mut file = secret_out
+                .as_deref()
+                .map(output::PrivateOut::open)
+                .transpose()?;
             let mut stream = call(
                 "RotateSecret",
                 c.rotate_secret(pb::RotateSecretRequest {
@@ -179,7 +188,7 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
                 bar.set_position(stage_no * 2 + u64::from(e.done));
                 bar.set_message(format!("{} {}", e.stage, if e.done { "done" } else { "…" }));
                 if let Some(ns) = e.new_secret.as_mut() {
-                    bar.suspend(|| hand_out(ns, secret_out.as_ref(), out))?;
+                    bar.suspend(|| hand_out(ns, &mut file, out))?;
                 }
                 if out.is_json() {
                     output::print_json_line(&e)?;
@@ -273,17 +282,26 @@ pub async fn run(cmd: SecretsCommand, ch: AuthChannel, out: Output) -> Result<Ex
 /// Shows a new secret once: to the file (and then blanked in the answer that is printed),
 /// else on standard output in table mode (JSON mode prints it inside the answer). A sealed
 /// secret (`--seal-to`) is shown or written as [`output::sealed_json`].
-fn hand_out(s: &mut pb::NewSecret, file: Option<&PathBuf>, out: Output) -> anyhow::Result<()> {
+fn hand_out(
+    s: &mut pb::NewSecret,
+    file: &mut Option<output::PrivateOut>,
+    out: Output,
+) -> anyhow::Result<()> {
     let info = s.info.clone().unwrap_or_default();
     let (what, value) = match &s.sealed {
         Some(sealed) => ("sealed secret", output::sealed_json(&info.key_id, sealed)),
         None => ("secret value", s.secret.clone()),
     };
-    if let Some(path) = file {
-        output::write_private(path, value.as_bytes())?;
-        s.secret.clear();
-        s.sealed = None;
-    }
+    let written = match file.take() {
+        Some(f) => {
+            let path = f.path().to_owned();
+            f.write(value.as_bytes())?;
+            s.secret.clear();
+            s.sealed = None;
+            Some(path)
+        }
+        None => None,
+    };
     if out.is_json() {
         return Ok(());
     }
@@ -296,7 +314,7 @@ fn hand_out(s: &mut pb::NewSecret, file: Option<&PathBuf>, out: Output) -> anyho
         s.audit_seq,
         s.hand_over_audit_seq
     );
-    match file {
+    match written {
         Some(path) => println!("{what} written to {}", path.display()),
         None if s.sealed.is_some() => {
             println!("sealed secret (only the --seal-to key's holder opens it): {value}")

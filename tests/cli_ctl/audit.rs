@@ -41,14 +41,26 @@ async fn the_audit_log_is_read_proved_and_followed() -> Result<()> {
         r.stdout.starts_with(&format!("{ORIGIN}\n")) && r.stdout.contains("signature verified: "),
         "{r}"
     );
+    // A checkpoint that does not verify leaves the one the auditor kept (--out) as it was.
+    let kept = tempfile::tempdir()?;
+    let saved = kept.path().join("checkpoint.note");
+    std::fs::write(&saved, "the auditor's last checkpoint\n")?;
     let stranger = NoteSigner::generate(ORIGIN)?.verifier().to_string();
     let r = ctl(
         &server,
         AUDITOR,
-        &["audit", "checkpoint", "--vkey", &stranger],
+        &[
+            "audit",
+            "checkpoint",
+            "--vkey",
+            &stranger,
+            "--out",
+            &saved.to_string_lossy(),
+        ],
     )
     .await?;
     refused(&r, 1, "does not verify")?;
+    ensure!(std::fs::read_to_string(&saved)? == "the auditor's last checkpoint\n");
     let (_, cp) = ctl_json::<pb::Checkpoint>(
         &server,
         AUDITOR,

@@ -43,9 +43,27 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     };
     same_as_grpc(&r, "onboard.v1.ListSecretsResponse", grpc.list_secrets(req)).await?;
 
-    // secrets add: to a private file, then as JSON (value inside the answer).
-    let out = files.dir.path().join("extra.secret");
+    // secrets add: to a file that cannot be written: refused before a secret is made (it
+    // would be lost, shown nowhere).
     let add = ["secrets", "add", "--service-id", "dr-extra"];
+    let nowhere = files.dir.path().join("no-such-dir/extra.secret");
+    let r = d
+        .ctl(
+            &[
+                &add[..],
+                &["--secret-out", nowhere.to_str().context("path")?],
+            ]
+            .concat(),
+        )
+        .await?;
+    refused(&r, 2, "no-such-dir")?;
+    let r = d.ctl(&["secrets", "list"]).await?;
+    ensure!(!r.stdout.contains("dr-extra"), "a secret was made: {r}");
+    // To a private file (made 0600 also when it existed readable by others), then as JSON
+    // (value inside the answer).
+    let out = files.dir.path().join("extra.secret");
+    std::fs::write(&out, "old")?;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644))?;
     let to_file = ["--secret-out", out.to_str().context("path")?];
     let r = d.ctl(&[&add[..], &to_file].concat()).await?;
     succeeded(&r, "secret value written to")?;
@@ -265,6 +283,27 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
         .await?
         .into_inner();
     ensure!(r.code == Some(0) && drift == want, "{r}");
+
+    // Roles and permissions in one command are two calls, and the first one's change ends
+    // the admin session the second needs: what the first did is shown, then the refusal.
+    day_two_sign_in(ch.clone(), sim, "dr-1").await?;
+    let r = d
+        .ctl(&[
+            "grants",
+            "update",
+            "--add-role",
+            "Teams Administrator",
+            "--add-permission",
+            "User.Read.All",
+        ])
+        .await?;
+    ensure!(
+        r.code == Some(1)
+            && r.stdout.contains("Teams Administrator")
+            && r.stderr.contains("the role change above was made")
+            && r.stderr.contains("UpdatePermissions: FAILED_PRECONDITION"),
+        "{r}"
+    );
 
     // end-admin-session: the temporary app a day-two sign-in re-created goes (a sign-in that
     // made no change yet; the last one ended with its change).

@@ -110,6 +110,12 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
     )
     .await?;
     ensure!(listed.invitations.len() == 2, "{listed:?}");
+    // --limit below what exists: the first ones, and a word that more exist; at or above it,
+    // no such word.
+    let r = ctl(&server, OPERATOR, &["invitations", "list", "--limit", "1"]).await?;
+    ensure!(r.code == Some(0) && r.stderr.contains("more exist"), "{r}");
+    let r = ctl(&server, OPERATOR, &["invitations", "list", "--limit", "50"]).await?;
+    ensure!(r.code == Some(0) && !r.stderr.contains("more exist"), "{r}");
 
     // get and revoke.
     let r = ctl(&server, OPERATOR, &["invitations", "get", &id]).await?;

@@ -211,21 +211,11 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     );
     // That change ended the admin session it used (by design): the next one needs a new
     // sign-in, and the CLI says so until there is one.
-    let r = d
-        .ctl(&["grants", "update", "--add-role", "Teams Administrator"])
-        .await?;
+    let add_role = ["grants", "update", "--add-role", "Teams Administrator"];
+    let r = d.ctl(&add_role).await?;
     refused(&r, 1, "UpdateRoles: FAILED_PRECONDITION")?;
     day_two_sign_in(ch.clone(), sim, "dr-1").await?;
-    let r = d
-        .ctl(&[
-            "grants",
-            "update",
-            "--add-role",
-            "Teams Administrator",
-            "-o",
-            "json",
-        ])
-        .await?;
+    let r = d.ctl(&[&add_role[..], &["-o", "json"]].concat()).await?;
     let back: pb::Grants = parse_json(&r.stdout, "onboard.v1.Grants")?;
     ensure!(
         back.roles == want.roles
@@ -287,16 +277,8 @@ async fn secrets_grants_attach_and_verify_work_from_the_command_line() -> Result
     // Roles and permissions in one command are two calls, and the first one's change ends
     // the admin session the second needs: what the first did is shown, then the refusal.
     day_two_sign_in(ch.clone(), sim, "dr-1").await?;
-    let r = d
-        .ctl(&[
-            "grants",
-            "update",
-            "--add-role",
-            "Teams Administrator",
-            "--add-permission",
-            "User.Read.All",
-        ])
-        .await?;
+    let also = ["--add-permission", "User.Read.All"];
+    let r = d.ctl(&[&add_role[..], &also].concat()).await?;
     ensure!(
         r.code == Some(1)
             && r.stdout.contains("Teams Administrator")

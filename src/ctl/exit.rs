@@ -97,6 +97,29 @@ impl CtlError {
                 let _ = write!(message, "\n  field `{}`: {}", v.field, v.description);
             }
         }
+        // What must change before a retry can succeed (e.g. SIGN_IN_AGAIN, MISSING_RIGHTS,
+        // each missing grant), the reason a program branches on, the quota hit and when to
+        // try again: the server's remedies are in these, not only in the message.
+        if let Some(pre) = status.get_details_precondition_failure() {
+            for v in pre.violations {
+                let _ = write!(
+                    message,
+                    "\n  precondition {} {}: {}",
+                    v.r#type, v.subject, v.description
+                );
+            }
+        }
+        if let Some(quota) = status.get_details_quota_failure() {
+            for v in quota.violations {
+                let _ = write!(message, "\n  quota {}: {}", v.subject, v.description);
+            }
+        }
+        if let Some(info) = status.get_details_error_info() {
+            let _ = write!(message, "\n  reason {} ({})", info.reason, info.domain);
+        }
+        if let Some(delay) = status.get_details_retry_info().and_then(|r| r.retry_delay) {
+            let _ = write!(message, "\n  retry after {} s", delay.as_secs_f64().ceil());
+        }
         Self {
             exit: exit_for(status.code()),
             message,
@@ -191,6 +214,30 @@ mod tests {
         assert_eq!(
             e.message,
             "CreateInvitation: INVALID_ARGUMENT: invalid argument\n  field `customer`: required\n  field `valid_for`: at most 30 days"
+        );
+    }
+
+    #[test]
+    fn preconditions_reasons_quotas_and_retry_delays_are_printed() {
+        let mut d = ErrorDetails::new();
+        d.add_precondition_failure_violation(
+            "SIGN_IN_AGAIN",
+            "admin_sign_in",
+            "Microsoft no longer accepts the sign-in: sign in again with the invitation",
+        );
+        d.set_error_info(
+            "SIGN_IN_REFUSED",
+            "onboard.v1",
+            std::collections::HashMap::new(),
+        );
+        d.add_quota_failure_violation("token_failures_per_minute", "10 a minute from 10.0.0.1");
+        d.set_retry_info(Some(std::time::Duration::from_secs(30)));
+        let s = tonic::Status::with_error_details(Code::FailedPrecondition, "sign in again", d);
+        let e = CtlError::from_status("Provision", &s);
+        assert_eq!(e.exit, Exit::Failed);
+        assert_eq!(
+            e.message,
+            "Provision: FAILED_PRECONDITION: sign in again\n  precondition SIGN_IN_AGAIN admin_sign_in: Microsoft no longer accepts the sign-in: sign in again with the invitation\n  quota token_failures_per_minute: 10 a minute from 10.0.0.1\n  reason SIGN_IN_REFUSED (onboard.v1)\n  retry after 30 s"
         );
     }
 

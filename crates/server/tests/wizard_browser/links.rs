@@ -229,3 +229,26 @@ async fn a_link_withdrawn_or_expired_during_the_sign_in_says_so() -> Result<()> 
     .await?;
     w.chrome.close().await
 }
+
+/// A link withdrawn while its run goes on: the page, reconnecting after a network loss, is
+/// refused by the server and shows screen 0 (withdrawn, whom to ask), not a raw refusal under
+/// steps that look stuck.
+#[tokio::test]
+async fn a_link_withdrawn_during_provisioning_says_so() -> Result<()> {
+    let w = Wiz::start_slow(Some("links-during-run"), 1500).await?;
+    let token = w.provisioning("SbcWithdrawn", ".ok").await?;
+    let inv = w
+        .env
+        .server
+        .invitations(Some(OPERATOR))
+        .await?
+        .get_invitation(pb::GetInvitationRequest {
+            key: Some(pb::get_invitation_request::Key::Token(token)),
+        })
+        .await?
+        .into_inner();
+    revoke(&w, inv.id).await?;
+    w.proxy.cut();
+    problem(&w, "withdrawn", "00h-revoked-during-provisioning").await?;
+    w.chrome.close().await
+}

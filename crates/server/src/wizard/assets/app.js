@@ -4,41 +4,12 @@
 // Rules kept here: the invitation token is read from the URL fragment and sent only in the
 // x-invitation-token header; every value from the server is written with textContent, never
 // innerHTML; no rule is decided here (names, plan, roles and errors come from the server).
-import { $, S, token, show, fill, list, when, api, stream, rules, markRules, words, fieldRule, sentence, nameRefused } from './base.js';
+import { $, S, token, show, fill, list, when, api, stream, rules, markRules, words, fieldRule, sentence, nameRefused,
+  problem, linkGone } from './base.js';
 import { follow, signInAgain, askSignIn, resume, plainChange, finishScreen, askCancel, keepGoing, done,
   cancel, cancelWaiting, createLink, copyField, retryUndo } from './run.js';
 
 // ---- 0 / 1: the link ----
-const PROBLEMS = {
-  invalid: ['This link is not valid', 'The link is incomplete or was changed. Open it again from the invitation email, exactly as it is.'],
-  expired: ['This invitation has expired', 'The link stopped working on {expires}.'],
-  revoked: ['This invitation was withdrawn', 'Your provider withdrew this invitation, so the link no longer works.'],
-  finished: ['This onboarding no longer waits for you', 'It was finished, cancelled or undone after its wait expired, so there is nothing to do with this link.'],
-  used: ['This invitation has already been used', 'The link was used on {used} and works only once. If the onboarding it started has finished, there is nothing more to do.'],
-  unreachable: ['The onboarding service could not be reached', 'Nothing has been changed, and your link still works. Check your connection, then reload this page in a few minutes.'],
-  busy: ['Too many attempts from your network', 'Nothing has been changed. Wait a few minutes, then reload this page.'],
-};
-// Problems of the moment, not of the link: whom to tell if they last.
-const PASSING = ['unreachable', 'busy'];
-// A hand-off link is sent by a colleague, who replaces it with a newer one ("Create a new
-// link") or whose onboarding was withdrawn: that colleague, not the provider, has the current one.
-const HAND_OFF_REVOKED = ['This link no longer works', 'A newer link to finish this onboarding was made, or the onboarding was withdrawn, so this link no longer works.'];
-function problem(kind) {
-  const inv = S.inv || {};
-  const handOff = kind === 'revoked' && inv.hand_off_of;
-  const [title, text] = handOff ? HAND_OFF_REVOKED : PROBLEMS[kind] || PROBLEMS.invalid;
-  $('problem-title').textContent = title;
-  $('problem-text').textContent = text.replace('{expires}', when(inv.expires_at || '')).replace('{used}', when(inv.used_at || ''));
-  $('problem-ask').textContent = PASSING.includes(kind)
-    ? 'If it keeps happening, ask the service provider who sent you the invitation.'
-    : handOff
-      ? 'Ask the colleague who sent you this link for the current one.'
-    : inv.provider
-      ? 'Ask ' + inv.provider + ', who sent the invitation, for a new link.'
-      : 'Ask the service provider who sent you the invitation for a new link.';
-  show('s-problem');
-}
-
 async function start() {
   if (!token) return problem('invalid');
   let inv;
@@ -150,16 +121,6 @@ async function runSignIn(tries = 0) {
   // screen 0 says which, and whom to ask (not "try again" with a link that no longer works).
   if (failure.code !== 'unavailable' && await linkGone()) return;
   signInFailed(failure);
-}
-// Whether the invitation can no longer be used (expired, withdrawn, not valid), read again
-// from the server; if so its problem screen is shown. A failure to ask is not an answer.
-async function linkGone() {
-  let inv;
-  try { inv = await api('invitation'); } catch (e) { return false; }
-  if (!['expired', 'revoked', 'invalid'].includes(inv.state)) return false;
-  S.inv = Object.assign(S.inv || {}, inv);
-  problem(inv.state);
-  return true;
 }
 function codeScreen(d) {
   $('code').textContent = d.user_code;

@@ -1,6 +1,6 @@
 // The wizard's shared parts: the page's elements, the session's state, talking to the server,
-// and the name rules' list (screen 5 marks it; screen 6 marks it when Provision refuses the
-// name). Rules kept here as in every wizard module: the invitation token is read from the URL
+// the name rules' list (screen 5 marks it; screen 6 marks it when Provision refuses the
+// name), and screen 0 (a link that cannot be used, found on landing or later). Rules kept here as in every wizard module: the invitation token is read from the URL
 // fragment and sent only in the x-invitation-token header; every value from the server is
 // written with textContent, never innerHTML; no rule is decided here.
 export const $ = (id) => document.getElementById(id);
@@ -149,4 +149,45 @@ export function markRules(broken) {
     li.classList.toggle('bad', bad);
     li.lastChild.textContent = bad ? ' (not met)' : '';
   }
+}
+
+// ---- 0: a link that cannot be used (what happened, whom to ask) ----
+const PROBLEMS = {
+  invalid: ['This link is not valid', 'The link is incomplete or was changed. Open it again from the invitation email, exactly as it is.'],
+  expired: ['This invitation has expired', 'The link stopped working on {expires}.'],
+  revoked: ['This invitation was withdrawn', 'Your provider withdrew this invitation, so the link no longer works.'],
+  finished: ['This onboarding no longer waits for you', 'It was finished, cancelled or undone after its wait expired, so there is nothing to do with this link.'],
+  used: ['This invitation has already been used', 'The link was used on {used} and works only once. If the onboarding it started has finished, there is nothing more to do.'],
+  unreachable: ['The onboarding service could not be reached', 'Nothing has been changed, and your link still works. Check your connection, then reload this page in a few minutes.'],
+  busy: ['Too many attempts from your network', 'Nothing has been changed. Wait a few minutes, then reload this page.'],
+};
+// Problems of the moment, not of the link: whom to tell if they last.
+const PASSING = ['unreachable', 'busy'];
+// A hand-off link is sent by a colleague, who replaces it with a newer one ("Create a new
+// link") or whose onboarding was withdrawn: that colleague, not the provider, has the current one.
+const HAND_OFF_REVOKED = ['This link no longer works', 'A newer link to finish this onboarding was made, or the onboarding was withdrawn, so this link no longer works.'];
+export function problem(kind) {
+  const inv = S.inv || {};
+  const handOff = kind === 'revoked' && inv.hand_off_of;
+  const [title, text] = handOff ? HAND_OFF_REVOKED : PROBLEMS[kind] || PROBLEMS.invalid;
+  $('problem-title').textContent = title;
+  $('problem-text').textContent = text.replace('{expires}', when(inv.expires_at || '')).replace('{used}', when(inv.used_at || ''));
+  $('problem-ask').textContent = PASSING.includes(kind)
+    ? 'If it keeps happening, ask the service provider who sent you the invitation.'
+    : handOff
+      ? 'Ask the colleague who sent you this link for the current one.'
+    : inv.provider
+      ? 'Ask ' + inv.provider + ', who sent the invitation, for a new link.'
+      : 'Ask the service provider who sent you the invitation for a new link.';
+  show('s-problem');
+}
+// Whether the invitation can no longer be used (expired, withdrawn, not valid), read again
+// from the server; if so its problem screen is shown. A failure to ask is not an answer.
+export async function linkGone() {
+  let inv;
+  try { inv = await api('invitation'); } catch (e) { return false; }
+  if (!['expired', 'revoked', 'invalid'].includes(inv.state)) return false;
+  S.inv = Object.assign(S.inv || {}, inv);
+  problem(inv.state);
+  return true;
 }

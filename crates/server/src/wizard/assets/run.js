@@ -1,6 +1,6 @@
 // Screens 6, H and 7: a run's live progress (Provision, or Watch from the last event seen),
 // waiting for a privileged admin and the link to send them, cancelling, and the summary.
-import { $, S, show, list, when, api, stream, words, nameRefused, SIGN_IN_AGAIN } from './base.js';
+import { $, S, show, list, when, api, stream, words, nameRefused, SIGN_IN_AGAIN, linkGone } from './base.js';
 
 // ---- 6: live progress; reconnects with Watch from the last event seen ----
 function stepItem(step) {
@@ -236,6 +236,9 @@ export async function follow(from, undoing = false) {
         return;
       }
       if (err && ['permission_denied', 'unauthenticated', 'not_found', 'failed_precondition'].includes(err.code)) {
+        // The invitation was withdrawn (or expired) meanwhile: screen 0 says so, and whom
+        // to ask, instead of a raw refusal under steps that look stuck.
+        if (await linkGone()) return;
         $('conn').textContent = err.message;
         return;
       }

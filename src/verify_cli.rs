@@ -50,10 +50,11 @@ pub async fn run(args: VerifyArgs) -> ExitCode {
     let report = match call(&args).await {
         Ok(Ok(r)) => r,
         Ok(Err(status)) => {
+            // Worded as `onboard ctl` words a refusal: the canonical code name, the message
+            // and the details (field violations, preconditions); the exit stays 2.
             eprintln!(
-                "error: Verify failed: {:?}: {}",
-                status.code(),
-                status.message()
+                "error: {}",
+                crate::ctl::exit::CtlError::from_status("Verify", &status)
             );
             return ExitCode::from(2);
         }

@@ -79,9 +79,9 @@ async fn verify_prints_the_table_and_exits_by_the_worst_status() -> Result<()> {
 
     // Call errors: exit 2 with the status.
     let refusals: [(&str, Option<&str>, &[&str]); 3] = [
-        ("dr-9", Some(OPERATOR), &["NotFound", "dr-9"]),
-        ("dr-1", Some(AUDITOR), &["PermissionDenied"]),
-        ("dr-1", None, &["Unauthenticated"]),
+        ("dr-9", Some(OPERATOR), &["Verify: NOT_FOUND", "dr-9"]),
+        ("dr-1", Some(AUDITOR), &["Verify: PERMISSION_DENIED"]),
+        ("dr-1", None, &["Verify: UNAUTHENTICATED"]),
     ];
     for (service, token, says) in refusals {
         let o = onboard_verify(&["--server", &server, "--service-id", service], token).await?;

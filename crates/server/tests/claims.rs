@@ -135,14 +135,8 @@ async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachm
     };
     let server = &env.server;
     let attachment_of = |invitation_id: String| async move {
-        let inv = server
-            .invitations(Some(OPERATOR))
-            .await?
-            .get_invitation(pb::GetInvitationRequest {
-                key: Some(pb::get_invitation_request::Key::Id(invitation_id)),
-            })
-            .await?
-            .into_inner();
+        let key = pb::get_invitation_request::Key::Id(invitation_id);
+        let inv = server.invitation(key).await?;
         anyhow::Ok(inv.onboarding_id)
     };
 

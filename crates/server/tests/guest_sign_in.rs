@@ -117,15 +117,8 @@ async fn an_account_of_another_organization_cannot_sign_in_to_the_named_tenant()
         status.code() == tonic::Code::PermissionDenied && status.message().contains("AADSTS50020"),
         "{status:?}"
     );
-    let inv = env
-        .server
-        .invitations(Some(OPERATOR))
-        .await?
-        .get_invitation(pb::GetInvitationRequest {
-            key: Some(pb::get_invitation_request::Key::Token(token)),
-        })
-        .await?
-        .into_inner();
+    let key = pb::get_invitation_request::Key::Token(token);
+    let inv = env.server.invitation(key).await?;
     ensure!(inv.state() == pb::InvitationState::Pending, "{inv:?}");
     env.stop().await
 }

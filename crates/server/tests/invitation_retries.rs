@@ -85,14 +85,7 @@ async fn a_retried_create_gets_the_first_invitation_back() -> Result<()> {
     ensure!(answer(&first)? == answer(&again)?, "{first:?}\n{again:?}");
     ensure!(count(&s).await? == 1);
     let id = answer(&first)?.0;
-    let inv = s
-        .invitations(Some(OPERATOR))
-        .await?
-        .get_invitation(pb::GetInvitationRequest {
-            key: Some(Key::Token(first.token.clone())),
-        })
-        .await?
-        .into_inner();
+    let inv = s.invitation(Key::Token(first.token.clone())).await?;
     ensure!(inv.id == id && inv.idempotency_key == key, "{inv:?}");
     let (phases, replayed) = creates(&s, &id)?;
     ensure!(

@@ -173,15 +173,8 @@ async fn revoking_a_pending_invitation_ends_its_first_sign_in_at_once() -> Resul
         "{:?}",
         phases(&entries, "onboarding.sign_in", &id)
     );
-    let inv = env
-        .server
-        .invitations(Some(OPERATOR))
-        .await?
-        .get_invitation(pb::GetInvitationRequest {
-            key: Some(pb::get_invitation_request::Key::Id(invitation_id)),
-        })
-        .await?
-        .into_inner();
+    let key = pb::get_invitation_request::Key::Id(invitation_id);
+    let inv = env.server.invitation(key).await?;
     ensure!(
         inv.state() == pb::InvitationState::Revoked && inv.used_at.is_none(),
         "{inv:?}"

@@ -167,6 +167,16 @@ impl TestServer {
         Ok(OnboardingClient::new(self.authed(token).await?))
     }
 
+    /// The invitation `key` names (`Key::Id` or `Key::Token`), as an operator reads it.
+    pub async fn invitation(
+        &self,
+        key: onboard_proto::v1::get_invitation_request::Key,
+    ) -> Result<onboard_proto::v1::Invitation> {
+        let mut c = self.invitations(Some(OPERATOR)).await?;
+        let req = onboard_proto::v1::GetInvitationRequest { key: Some(key) };
+        Ok(c.get_invitation(req).await?.into_inner())
+    }
+
     /// A Credentials client presenting `token`.
     pub async fn credentials(&self, token: Option<&str>) -> Result<CredentialsClient<Authed>> {
         Ok(CredentialsClient::new(self.authed(token).await?))

@@ -237,16 +237,8 @@ async fn a_link_withdrawn_or_expired_during_the_sign_in_says_so() -> Result<()> 
 async fn a_link_withdrawn_during_provisioning_says_so() -> Result<()> {
     let w = Wiz::start_slow(Some("links-during-run"), 1500).await?;
     let token = w.provisioning("SbcWithdrawn", ".ok").await?;
-    let inv = w
-        .env
-        .server
-        .invitations(Some(OPERATOR))
-        .await?
-        .get_invitation(pb::GetInvitationRequest {
-            key: Some(pb::get_invitation_request::Key::Token(token)),
-        })
-        .await?
-        .into_inner();
+    let key = pb::get_invitation_request::Key::Token(token);
+    let inv = w.env.server.invitation(key).await?;
     revoke(&w, inv.id).await?;
     w.proxy.cut();
     problem(&w, "withdrawn", "00h-revoked-during-provisioning").await?;

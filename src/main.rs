@@ -177,14 +177,9 @@ fn init_logging(command: &Command) -> Result<Option<Traces>, String> {
     // when set and valid, overrides it).
     let filter = match EnvFilter::try_from_default_env() {
         Ok(f) => f,
-        Err(_) => match EnvFilter::try_new(level) {
+        Err(_) => match config_check::rules::log_filter(level) {
             Ok(f) => f,
-            Err(e) if telemetry.is_some() => {
-                return Err(format!(
-                    "telemetry.log_level: {level:?} is not a log filter (e.g. info, or \
-                     info,onboard_server=debug): {e}"
-                ));
-            }
+            Err(why) if telemetry.is_some() => return Err(format!("telemetry.log_level: {why}")),
             Err(_) => EnvFilter::new("info"),
         },
     };

@@ -9,7 +9,7 @@
 
 mod auditors;
 mod files;
-mod rules;
+pub(crate) mod rules;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -136,14 +136,8 @@ pub fn check_telemetry(config: &Config, f: &mut Findings) {
             );
         }
     }
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&t.log_level) {
-        f.error(
-            "telemetry.log_level",
-            format!(
-                "{:?} is not a log filter (e.g. info, or info,onboard_server=debug): {e}",
-                t.log_level
-            ),
-        );
+    if let Err(why) = log_filter(&t.log_level) {
+        f.error("telemetry.log_level", why);
     }
 }
 
@@ -248,6 +242,14 @@ pub fn check_token_app(config: &Config, f: &mut Findings) {
     {
         f.error("entra.token_app_client_id", problem);
     }
+}
+
+/// `telemetry.log_level` as a log filter, or why it is none: the one rule `config check` and
+/// `serve` apply.
+pub(crate) fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+        format!("{level:?} is not a log filter (e.g. info, or info,onboard_server=debug): {e}")
+    })
 }
 
 #[cfg(test)]

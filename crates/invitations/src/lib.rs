@@ -122,24 +122,7 @@ impl Invitations {
         let store = Store::open(db, settings.record_mac.clone())?;
         let key = match &settings.token_key {
             Some(path) => load_key_file(path)?,
-            None => match store.meta(TOKEN_KEY_META).inspect(|_| {
-                tracing::warn!(
-                    "invitations.token_key is not set: the invitation token key is kept in the \
-                     state store, so a copy of the data directory can forge invitation tokens; \
-                     set it to a key file (docs/operations.md, \"Keys: backup and rotation\")"
-                );
-            })? {
-                Some(v) => TokenKey::new(v.as_ref().try_into().map_err(|_| {
-                    InvitationError::Config(
-                        "the stored invitation token key is not 32 bytes".into(),
-                    )
-                })?),
-                None => {
-                    let k = TokenKey::generate()?;
-                    store.set_meta(TOKEN_KEY_META, k.bytes())?;
-                    k
-                }
-            },
+            None => stored_key(&store)?,
         };
         Ok(Self {
             store,
@@ -471,6 +454,26 @@ fn entry(
     };
     AuditEntry::new(action, phase, &scope)
         .with_target(Target::new(TargetKind::Invitation, inv.id.clone()).named(&inv.customer))
+}
+
+/// The token key kept in the state store (generated there at the first start) when no key
+/// file is set; said at every start, as it lives next to what it protects.
+fn stored_key(store: &Store) -> Result<TokenKey> {
+    tracing::warn!(
+        "invitations.token_key is not set: the invitation token key is kept in the state \
+         store, so a copy of the data directory can forge invitation tokens; set it to a key \
+         file (docs/operations.md, \"Keys: backup and rotation\")"
+    );
+    match store.meta(TOKEN_KEY_META)? {
+        Some(v) => Ok(TokenKey::new(v.as_ref().try_into().map_err(|_| {
+            InvitationError::Config("the stored invitation token key is not 32 bytes".into())
+        })?)),
+        None => {
+            let k = TokenKey::generate()?;
+            store.set_meta(TOKEN_KEY_META, k.bytes())?;
+            Ok(k)
+        }
+    }
 }
 
 fn load_key_file(path: &std::path::Path) -> Result<TokenKey> {

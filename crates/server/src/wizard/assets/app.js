@@ -119,7 +119,7 @@ async function runSignIn(tries = 0) {
   }
   // Refused because the link itself expired or was withdrawn while the admin signed in:
   // screen 0 says which, and whom to ask (not "try again" with a link that no longer works).
-  if (failure.code !== 'unavailable' && await linkGone()) return;
+  if (await linkGone(failure)) return;
   signInFailed(failure);
 }
 function codeScreen(d) {
@@ -405,7 +405,7 @@ async function attach(ev) {
   } catch (e) {
     const err = e.api || { message: 'The server could not be reached.' };
     // The link expired or was withdrawn while the form was filled in: screen 0 says so.
-    if (e.api && err.code !== 'unavailable' && await linkGone()) return;
+    if (await linkGone(e.api)) return;
     const missing = err.missing || [];
     $('attach-error-text').textContent = missing.length
       ? 'This app registration lacks what the service needs:'

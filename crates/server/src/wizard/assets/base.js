@@ -1,8 +1,9 @@
 // The wizard's shared parts: the page's elements, the session's state, talking to the server,
 // the name rules' list (screen 5 marks it; screen 6 marks it when Provision refuses the
-// name), and screen 0 (a link that cannot be used, found on landing or later). Rules kept here as in every wizard module: the invitation token is read from the URL
-// fragment and sent only in the x-invitation-token header; every value from the server is
-// written with textContent, never innerHTML; no rule is decided here.
+// name), and screen 0 (a link that cannot be used, found on landing or later). Rules kept
+// here as in every wizard module: the invitation token is read from the URL fragment and sent
+// only in the x-invitation-token header; every value from the server is written with
+// textContent, never innerHTML; no rule is decided here.
 export const $ = (id) => document.getElementById(id);
 export const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
 export const S = { inv: null, onboardingId: '', upn: '', appName: '', lastIndex: 0, steps: new Map(),
@@ -181,9 +182,12 @@ export function problem(kind) {
       : 'Ask the service provider who sent you the invitation for a new link.';
   show('s-problem');
 }
-// Whether the invitation can no longer be used (expired, withdrawn, not valid), read again
-// from the server; if so its problem screen is shown. A failure to ask is not an answer.
-export async function linkGone() {
+// Whether the server's refusal `err` came because the invitation can no longer be used
+// (expired, withdrawn, not valid), read again from the server; if so its problem screen is
+// shown. No answer (`err` absent, or the service unavailable) and a failure to ask are not
+// such a refusal.
+export async function linkGone(err) {
+  if (!err || err.code === 'unavailable') return false;
   let inv;
   try { inv = await api('invitation'); } catch (e) { return false; }
   if (!['expired', 'revoked', 'invalid'].includes(inv.state)) return false;

@@ -238,7 +238,7 @@ export async function follow(from, undoing = false) {
       if (err && ['permission_denied', 'unauthenticated', 'not_found', 'failed_precondition'].includes(err.code)) {
         // The invitation was withdrawn (or expired) meanwhile: screen 0 says so, and whom
         // to ask, instead of a raw refusal under steps that look stuck.
-        if (await linkGone()) return;
+        if (await linkGone(err)) return;
         $('conn').textContent = err.message;
         return;
       }

@@ -13,6 +13,7 @@ use audit_log::{AuditLog, LogConfig, NoteSigner, NoteVerifier, StartupCheck};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::audit_fetch::{self, Follow, RemoteArgs};
+use crate::audit_verdict::Verdict;
 
 /// Help text of `--data-dir`: which directory it is.
 const DATA_DIR_HELP: &str = "The audit log's sled directory of a STOPPED server: `audit` inside the server's \
@@ -77,8 +78,9 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Recomputes a log in the tlog-tiles layout and checks its signature; exits non-zero on
-    /// any problem.
+    /// Recomputes a log in the tlog-tiles layout and checks its signature. Exits 1 when the
+    /// log fails verification (`INVALID:`/`ALERT:` lines), 3 when it could not be read in
+    /// full and nothing read was wrong (`UNREADABLE:` lines: verify again later).
     Verify {
         /// An export directory, a running server's tiles API (`https://host:port/`), or a
         /// publication target (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`).
@@ -310,11 +312,13 @@ pub fn print_report(what: &str, r: &VerifyReport) {
     for p in &r.problems {
         println!("INVALID: {p}");
     }
+    for u in &r.unreadable {
+        println!("UNREADABLE: {u}");
+    }
 }
 
-/// Runs the verifier on an export directory and prints its report; `Ok(false)` when anything
-/// failed.
-pub fn verify(dir: &Path, vkeys: &[String], since: Option<&Path>) -> anyhow::Result<bool> {
+/// Runs the verifier on an export directory and prints its report.
+pub fn verify(dir: &Path, vkeys: &[String], since: Option<&Path>) -> anyhow::Result<Verdict> {
     let keys = parse_vkeys(vkeys)?;
     let since = since
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
@@ -322,7 +326,7 @@ pub fn verify(dir: &Path, vkeys: &[String], since: Option<&Path>) -> anyhow::Res
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let report = verify_export(dir, &keys, since.as_deref(), threads);
     print_report(&format!("audit log export {}", dir.display()), &report);
-    Ok(report.ok())
+    Ok(Verdict::of(&report))
 }
 
 /// Runs one `onboard audit …` command.
@@ -382,7 +386,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 .transpose()?;
             // The note that verified, so the witness quorum is checked on exactly that one, and
             // it is saved as the next `--since-checkpoint` only when both passed.
-            let (mut ok, note) = if audit_fetch::is_url(&source) || follow.is_some() {
+            let (mut verdict, note) = if audit_fetch::is_url(&source) || follow.is_some() {
                 let url = if audit_fetch::is_url(&source) {
                     source
                 } else {
@@ -401,7 +405,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 let dir = Path::new(&source);
                 let path = dir.join("checkpoint");
                 let before = std::fs::read_to_string(&path).ok();
-                let ok = verify(dir, &vkey, since_checkpoint.as_deref())?;
+                let verdict = verify(dir, &vkey, since_checkpoint.as_deref())?;
                 let after = std::fs::read_to_string(&path).ok();
                 if before != after {
                     bail!(
@@ -409,10 +413,10 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                         path.display()
                     );
                 }
-                (ok, after)
+                (verdict, after)
             };
             if !witness.is_empty() {
-                ok &= match &note {
+                verdict = verdict.and(match &note {
                     Some(note) => {
                         crate::witness_cli::check_quorum(note, &vkey, &witness, witness_quorum)?
                     }
@@ -420,14 +424,12 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                         println!("INVALID: witness quorum: no checkpoint to check");
                         false
                     }
-                };
+                });
             }
-            if let (true, Some(p), Some(note)) = (ok, &save_checkpoint, &note) {
+            if let (Verdict::Verified, Some(p), Some(note)) = (verdict, &save_checkpoint, &note) {
                 audit_fetch::save(p, note)?;
             }
-            if !ok {
-                bail!("the audit log did not verify");
-            }
+            verdict.into_result()?;
         }
         AuditCommand::Proof {
             log:

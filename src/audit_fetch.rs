@@ -18,6 +18,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::audit_cli::{parse_vkeys, print_export, print_report};
+use crate::audit_verdict::Verdict;
 
 /// How to reach an `https://` tiles API that is not open to everyone.
 #[derive(Debug, Clone, Args)]
@@ -92,7 +93,7 @@ pub async fn verify_url(
     save_to: Option<&Path>,
     follow: Option<Follow>,
     remote: &RemoteArgs,
-) -> anyhow::Result<(bool, Option<String>)> {
+) -> anyhow::Result<(Verdict, Option<String>)> {
     let keys = parse_vkeys(vkeys)?;
     let since = since
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
@@ -107,7 +108,7 @@ pub async fn verify_url(
         // Saved by the caller, once the witness quorum has been checked on this note too.
         let (note, report) = verify_source(source, keys, since, options).await?;
         print_report(&label, &report);
-        return Ok((report.ok(), Some(note)));
+        return Ok((Verdict::of(&report), Some(note)));
     };
     let mut follower = Follower::new(source, keys, since, threads())?;
     let mut first = true;
@@ -128,10 +129,19 @@ pub async fn verify_url(
             FollowStep::Unreachable(e) => {
                 println!("WARNING: {location}: {e} (trying again)");
             }
+            FollowStep::NotRead { report } => {
+                println!(
+                    "WARNING: the checkpoint of {} entries could not be read in full; nothing read was wrong (trying again)",
+                    report.size
+                );
+                for u in &report.unreadable {
+                    println!("UNREADABLE: {u}");
+                }
+            }
             FollowStep::Suspect { report } => {
                 if first {
                     print_report(&label, &report);
-                    return Ok((false, None));
+                    return Ok((Verdict::Invalid, None));
                 }
                 println!(
                     "WARNING: the checkpoint of {} entries did not verify; checking again at the next poll",
@@ -148,14 +158,14 @@ pub async fn verify_url(
                     }
                 }
                 println!("ALERT: {message}");
-                return Ok((false, None));
+                return Ok((Verdict::Invalid, None));
             }
         }
         tokio::select! {
             () = tokio::time::sleep(follow.interval) => {}
             r = tokio::signal::ctrl_c() => {
                 r.context("waiting for Ctrl-C")?;
-                return Ok((true, follower.last_note().map(str::to_owned)));
+                return Ok((Verdict::Verified, follower.last_note().map(str::to_owned)));
             }
         }
     }

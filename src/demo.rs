@@ -322,7 +322,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         export.display(),
         vkey_path.display()
     );
-    if !audit_cli::verify(&export, &[vkey_path.display().to_string()], None)? {
+    if audit_cli::verify(&export, &[vkey_path.display().to_string()], None)?
+        != crate::audit_verdict::Verdict::Verified
+    {
         bail!("the demo's own export did not verify");
     }
     Ok(())

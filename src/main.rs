@@ -7,6 +7,7 @@
 
 mod audit_cli;
 mod audit_fetch;
+mod audit_verdict;
 mod backup_cli;
 mod config_check;
 mod ctl;
@@ -233,7 +234,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            audit_verdict::exit_code(&e)
         }
     };
     if let Some(t) = traces {

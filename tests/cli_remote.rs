@@ -3,8 +3,10 @@
 //! URL gives the same summary as verify of a local export; incremental verification from a
 //! saved checkpoint; `--follow` alerts when the log rewinds or forks.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use audit_log::merkle::verify_inclusion;
@@ -311,4 +313,100 @@ async fn follow_verifies_each_new_checkpoint_and_alerts_on_rewind_and_fork() {
     std::fs::rename(&forked, &bucket).unwrap();
     wait_for(&mut lines, "ALERT: the log forked", &mut seen).await;
     assert!(!child.wait().await.unwrap().success());
+}
+
+/// Serves the files of `dir` over HTTP, answering 503 for the paths in `down` (a server or CDN
+/// failing for a while): what an auditor's verification meets when the log cannot be read.
+async fn flaky_static(dir: PathBuf, down: Down) -> String {
+    use axum::http::{StatusCode, Uri};
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let (dir, down) = (dir.clone(), down.clone());
+        async move {
+            let path = uri.path().trim_start_matches('/').to_owned();
+            if down.lock().unwrap().contains(&path) {
+                return Err(StatusCode::SERVICE_UNAVAILABLE);
+            }
+            tokio::fs::read(dir.join(&path))
+                .await
+                .map_err(|_| StatusCode::NOT_FOUND)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// The paths a [`flaky_static`] server answers 503 for.
+type Down = Arc<Mutex<HashSet<String>>>;
+
+/// A log that cannot be read in full is not called invalid: the reads that failed are
+/// `UNREADABLE:` lines and the exit status is 3 (verify again), not 1; what was read and is
+/// wrong still fails with 1. `--follow` keeps trying through an outage instead of raising an
+/// alert, and verifies once the log can be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_log_that_cannot_be_read_exits_3_and_is_not_called_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = NoteSigner::generate(ORIGIN).unwrap();
+    let vkey = key.verifier().to_string();
+    let log = open(&dir.path().join("log"), &key);
+    append(&log, 0, 600).await;
+    let export = dir.path().join("export");
+    log.export_tiles(&export).unwrap();
+    let down = Down::default();
+    let url = flaky_static(export.clone(), down.clone()).await;
+    let args = ["audit", "verify", url.as_str(), "--vkey", vkey.as_str()];
+    let verify = || onboard(&args, &[]);
+    let code = |o: &Output| o.status.code();
+
+    let o = verify().await;
+    assert_eq!(code(&o), Some(0), "{}", text(&o));
+    down.lock().unwrap().insert("tile/0/001".into());
+    let o = verify().await;
+    let out = text(&o);
+    assert_eq!(code(&o), Some(3), "{out}");
+    assert!(
+        out.contains("UNREADABLE: hash tile tile/0/001") && out.contains("503"),
+        "{out}"
+    );
+    assert!(!out.contains("INVALID"), "{out}");
+    assert!(out.contains("verify again"), "{out}");
+
+    // One changed byte in another bundle is still evidence, whatever could not be read.
+    let bundle = export.join("tile/entries/000");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let o = verify().await;
+    assert_eq!(code(&o), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("INVALID: entry"), "{}", text(&o));
+    bytes[40] ^= 1;
+    std::fs::write(&bundle, &bytes).unwrap();
+
+    // No checkpoint, or no server at all: nothing could be checked.
+    down.lock().unwrap().insert("checkpoint".into());
+    let o = verify().await;
+    assert_eq!(code(&o), Some(3), "{}", text(&o));
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let o = onboard(&["audit", "verify", &gone, "--vkey", &vkey], &[]).await;
+    assert_eq!(code(&o), Some(3), "{}", text(&o));
+    down.lock().unwrap().remove("checkpoint");
+
+    // Following through the outage: warnings, no alert; verified once the tile is back.
+    let mut child = spawn_follow(&url, &vkey);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        wait_for(&mut lines, "could not be read in full", &mut seen).await;
+    }
+    down.lock().unwrap().clear();
+    wait_for(&mut lines, "600/600 entries valid", &mut seen).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("ALERT") || l.contains("INVALID")),
+        "{seen:?}"
+    );
 }

@@ -78,4 +78,21 @@ impl AuditError {
             source,
         }
     }
+
+    /// True when a read failed for a reason other than what the log holds: the source could not
+    /// be reached, answered with a server error or timed out. A missing resource (`NotFound`, or
+    /// `PermissionDenied` as a static bucket answers one) and malformed data (`InvalidData`) are
+    /// the log's own failures, not this. A verifier reports such a read as not checked rather
+    /// than as wrong.
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            Self::Io { source, .. } if !matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::InvalidData
+            )
+        )
+    }
 }

@@ -295,3 +295,61 @@ fn an_export_keeps_only_an_earlier_export_of_the_same_log() {
     a.close();
     b.close();
 }
+
+/// A reader whose reads of `down` fail as a network source's do when the server is down
+/// (`ErrorKind::Other`), and whose other reads come from the export directory.
+struct Outage<'a> {
+    dir: &'a Path,
+    down: &'a str,
+}
+
+impl audit_log::TileReader for Outage<'_> {
+    fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        if path == self.down {
+            return Err(std::io::Error::other("HTTP 503 Service Unavailable"));
+        }
+        DirReader(self.dir).read(path)
+    }
+}
+
+/// A tile or bundle that cannot be read is reported as unreadable, not as a problem: nothing
+/// read was wrong, and consistency with the saved checkpoint is unknown, not refuted. A missing
+/// one (`NotFound`) is the log's own failure and stays a problem.
+#[test]
+fn a_read_that_fails_is_unreadable_not_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir.path().join("log")).unwrap();
+    append(&log, 0, 600);
+    let saved = log.checkpoint().note.clone();
+    append(&log, 600, 1500);
+    let export = dir.path().join("export");
+    log.export_tiles(&export).unwrap();
+    log.close();
+    let note = std::fs::read_to_string(export.join("checkpoint")).unwrap();
+    let verify = |down: &str, since: Option<&str>| {
+        let options = VerifyOptions {
+            threads: 2,
+            incremental: since.is_some(),
+        };
+        let reader = Outage { dir: &export, down };
+        verify_tiles(&reader, &note, &[key().verifier()], since, options)
+    };
+    // The level-1 tile the consistency proof is computed from; a bundle; a hash tile.
+    for (down, since) in [
+        ("tile/1/000.p/5", Some(saved.as_str())),
+        ("tile/entries/003", None),
+        ("tile/0/004", None),
+    ] {
+        let r = verify(down, since);
+        assert!(!r.ok() && !r.invalid(), "{down}: {:?}", r.problems);
+        assert!(
+            r.unreadable.iter().any(|u| u.contains("503")),
+            "{down}: {:?}",
+            r.unreadable
+        );
+        assert_ne!(r.since, Some((600, false)), "{down}");
+    }
+    std::fs::remove_file(export.join("tile/entries/003")).unwrap();
+    let r = verify("none", None);
+    assert!(r.invalid() && r.unreadable.is_empty(), "{:?}", r.unreadable);
+}

@@ -89,17 +89,33 @@ impl RemoteError {
 
     /// As an IO error, for [`audit_log::TileReader`]: `NotFound` stays recognisable, and so
     /// does `Forbidden` (as `PermissionDenied`: a bucket whose anonymous readers may not list
-    /// it answers a missing object 403, so a partial tile gone is cut from its full one).
+    /// it answers a missing object 403, so a partial tile gone is cut from its full one). What
+    /// the place holds being wrong is `InvalidData`; a transport, server or store failure stays
+    /// `Other`, which the verifier reports as not read rather than as wrong
+    /// ([`audit_log::AuditError::is_unreadable`]).
     pub(crate) fn into_io(self) -> std::io::Error {
-        match self {
-            Self::NotFound { .. } => {
-                std::io::Error::new(std::io::ErrorKind::NotFound, self.to_string())
-            }
-            Self::Forbidden { .. } => {
-                std::io::Error::new(std::io::ErrorKind::PermissionDenied, self.to_string())
-            }
-            Self::Io { source, .. } => source,
-            other => std::io::Error::other(other.to_string()),
+        use std::io::ErrorKind;
+        if let Self::Io { source, .. } = self {
+            return source;
         }
+        let kind = match &self {
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Forbidden { .. } => ErrorKind::PermissionDenied,
+            Self::Http { .. } | Self::Store { .. } | Self::Io { .. } => ErrorKind::Other,
+            Self::BadLocation { .. }
+            | Self::Conflict(_)
+            | Self::Invalid { .. }
+            | Self::Audit(_) => ErrorKind::InvalidData,
+        };
+        std::io::Error::new(kind, self.to_string())
+    }
+
+    /// True when the place could not be read or written for now (a transport or server error,
+    /// a store failure, HTTP 403): nothing was learnt about what it holds. Trying again may help.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Http { .. } | Self::Store { .. } | Self::Forbidden { .. }
+        )
     }
 }

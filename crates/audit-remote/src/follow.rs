@@ -26,6 +26,13 @@ pub enum FollowStep {
     },
     /// The source could not be read; try again later.
     Unreachable(RemoteError),
+    /// Nothing read for a new checkpoint was wrong, but not all of it could be read (see
+    /// [`VerifyReport::unreadable`]); it is checked again at the next poll, and raises no
+    /// alert however often this happens.
+    NotRead {
+        /// The report, with the reads that failed.
+        report: Box<VerifyReport>,
+    },
     /// A new checkpoint did not verify; it is checked again at the next poll before an alert is
     /// raised (tiles read from a network can be unavailable for a moment).
     Suspect {
@@ -154,6 +161,11 @@ impl Follower {
             self.last = Some((note, cp));
             self.suspect = false;
             return FollowStep::Verified {
+                report: Box::new(report),
+            };
+        }
+        if !report.invalid() {
+            return FollowStep::NotRead {
                 report: Box::new(report),
             };
         }

@@ -22,6 +22,9 @@ const ACCEPT: &str = "gzip, identity";
 /// CPU count keeps the verifier's hashing busy.
 const NETWORK_PARALLELISM: usize = 8;
 
+/// Pauses before each further try of a read that failed in a way trying again may cure.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
+
 /// How to reach a tiles API.
 #[derive(Default)]
 pub struct ClientSettings {
@@ -104,10 +107,30 @@ impl HttpSource {
         })
     }
 
+    /// GETs `rel`, trying again after a transport failure, HTTP 429 or a 5xx answer
+    /// ([`RETRY_DELAYS`]): one failed read among the many of a verification should not end
+    /// it. 404, 403 and other answers are final.
     async fn get(&self, rel: &str) -> Result<Bytes, RemoteError> {
-        let url = self.base.join(rel).map_err(|e| RemoteError::BadLocation {
-            location: rel.to_owned(),
-            reason: e.to_string(),
+        let mut delays = RETRY_DELAYS.iter();
+        loop {
+            match self.get_once(rel).await {
+                Err((e, true)) => match delays.next() {
+                    Some(d) => tokio::time::sleep(*d).await,
+                    None => return Err(e),
+                },
+                r => return r.map_err(|(e, _)| e),
+            }
+        }
+    }
+
+    /// One GET of `rel`; an error says whether trying again may help.
+    async fn get_once(&self, rel: &str) -> Result<Bytes, (RemoteError, bool)> {
+        let url = self.base.join(rel).map_err(|e| {
+            let bad = RemoteError::BadLocation {
+                location: rel.to_owned(),
+                reason: e.to_string(),
+            };
+            (bad, false)
         })?;
         let location = shown(&url);
         let mut req = self.client.get(url).header(ACCEPT_ENCODING, ACCEPT);
@@ -118,22 +141,33 @@ impl HttpSource {
             location: location.clone(),
             detail,
         };
-        let resp = req.send().await.map_err(|e| http(transport_detail(&e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| (http(transport_detail(&e)), true))?;
         match resp.status() {
-            StatusCode::OK => resp.bytes().await.map_err(|e| http(transport_detail(&e))),
-            StatusCode::NOT_FOUND => Err(RemoteError::NotFound {
-                location: location.clone(),
-            }),
+            StatusCode::OK => resp
+                .bytes()
+                .await
+                .map_err(|e| (http(transport_detail(&e)), true)),
+            StatusCode::NOT_FOUND => Err((
+                RemoteError::NotFound {
+                    location: location.clone(),
+                },
+                false,
+            )),
             status => {
+                let again = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
                 let body = resp.text().await.unwrap_or_default();
                 let body: String = body.trim().chars().take(200).collect();
                 Err(if status == StatusCode::FORBIDDEN {
-                    RemoteError::Forbidden {
+                    let forbidden = RemoteError::Forbidden {
                         location: location.clone(),
                         detail: body,
-                    }
+                    };
+                    (forbidden, false)
                 } else {
-                    http(format!("HTTP {status}: {body}"))
+                    (http(format!("HTTP {status}: {body}")), again)
                 })
             }
         }

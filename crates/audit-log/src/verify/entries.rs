@@ -29,6 +29,8 @@ pub(crate) struct Bundle {
     pub(crate) good: Vec<bool>,
     /// What was wrong, each naming where.
     pub(crate) problems: Vec<String>,
+    /// Reads that failed for a reason other than what the log holds.
+    pub(crate) unreadable: Vec<String>,
     /// Earliest and latest `time` seen.
     pub(crate) times: Option<(String, String)>,
     /// Entries per `action`.
@@ -47,10 +49,11 @@ pub(crate) fn read_bundle(reader: &dyn TileReader, n: u64, width: u64) -> Bundle
     let tile0 = Some(read_tile(reader, &TileId::hash(0, n, w)));
     let mut b = match read_tile(reader, &TileId::entries(n, w)) {
         Ok(data) => parse_bundle(&rel, &data, n, width),
-        Err(e) => Bundle {
-            problems: vec![e.to_string()],
-            ..Bundle::default()
-        },
+        Err(e) => {
+            let mut b = Bundle::default();
+            super::file_read_error(&e, &mut b.problems, &mut b.unreadable);
+            b
+        }
     };
     b.tile0 = tile0;
     b

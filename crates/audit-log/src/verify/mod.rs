@@ -60,12 +60,38 @@ pub struct VerifyReport {
     pub since: Option<(u64, bool)>,
     /// One line per problem, each naming where it is.
     pub problems: Vec<String>,
+    /// One line per read that failed for a reason other than what the log holds (the source
+    /// unreachable, a server error, a timeout; see [`AuditError::is_unreadable`]): what it
+    /// would have checked is unknown, not wrong. Verify again.
+    ///
+    /// [`AuditError::is_unreadable`]: crate::AuditError::is_unreadable
+    pub unreadable: Vec<String>,
 }
 
 impl VerifyReport {
-    /// True when nothing was wrong.
+    /// True when everything was read and nothing was wrong.
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.unreadable.is_empty()
+    }
+
+    /// True when something read was wrong: the log fails verification, whatever could not be
+    /// read.
+    pub fn invalid(&self) -> bool {
+        !self.problems.is_empty()
+    }
+}
+
+/// Files a read error: a failure of the source under `unreadable`, anything else (a missing
+/// or malformed resource) under `problems`.
+pub(crate) fn file_read_error(
+    e: &crate::AuditError,
+    problems: &mut Vec<String>,
+    unreadable: &mut Vec<String>,
+) {
+    if e.is_unreadable() {
+        unreadable.push(e.to_string());
+    } else {
+        problems.push(e.to_string());
     }
 }
 
@@ -184,7 +210,13 @@ pub fn verify_tiles(
                 report.first = f.size();
                 frontier = f;
             }
-            Err(problem) => {
+            Err(SeedFailed::Unreadable(what)) => {
+                // Consistency is unknown, not refuted.
+                report.unreadable.push(what);
+                report.first = s.size / TILE_WIDTH * TILE_WIDTH;
+                return finish(report, TileChecker::new(reader, &cp));
+            }
+            Err(SeedFailed::Invalid(problem)) => {
                 report.since = Some((s.size, false));
                 report.problems.push(problem);
                 report.first = s.size / TILE_WIDTH * TILE_WIDTH;
@@ -234,16 +266,20 @@ pub fn verify_tiles(
                 tiles.preloaded = Some((n, t));
             }
             report.problems.extend(b.problems);
+            let cut_off = !b.unreadable.is_empty();
+            report.unreadable.extend(b.unreadable);
             merge_times(&mut report.time_range, b.times);
             for (a, c) in b.actions {
                 *report.actions.entry(a).or_default() += c;
             }
             if !b.well_formed {
                 // Without this bundle the tree cannot be rebuilt past it.
-                report.problems.push(format!(
-                    "entries from {} on cannot be checked",
-                    n * TILE_WIDTH
-                ));
+                let what = format!("entries from {} on cannot be checked", n * TILE_WIDTH);
+                if cut_off {
+                    report.unreadable.push(what);
+                } else {
+                    report.problems.push(what);
+                }
                 return true;
             }
             report.bundles_valid += 1;
@@ -310,7 +346,26 @@ fn finish(mut report: VerifyReport, mut tiles: TileChecker<'_>) -> VerifyReport 
     report.tiles_total = total;
     report.tiles_valid = tiles.valid;
     report.problems.extend(tiles.problems);
+    report.unreadable.extend(tiles.unreadable);
     report
+}
+
+/// Why an incremental run could not seed its tree from the hash tiles.
+enum SeedFailed {
+    /// A tile could not be read (see [`VerifyReport::unreadable`]).
+    Unreadable(String),
+    /// The tiles contradict the saved checkpoint, or are missing or malformed.
+    Invalid(String),
+}
+
+impl SeedFailed {
+    fn from_error(what: String, e: &crate::AuditError) -> Self {
+        if e.is_unreadable() {
+            Self::Unreadable(what)
+        } else {
+            Self::Invalid(what)
+        }
+    }
 }
 
 /// For an incremental run: the tree's right edge at the start of the bundle holding the saved
@@ -320,18 +375,20 @@ fn seed_from_tiles(
     reader: &dyn TileReader,
     since: &Checkpoint,
     cp: &Checkpoint,
-) -> Result<Frontier, String> {
+) -> Result<Frontier, SeedFailed> {
     let nodes = TileNodes::new(reader, cp.size);
-    let proof = consistency_proof(&nodes, since.size, cp.size)
-        .map_err(|e| format!("consistency proof from the hash tiles: {e}"))?;
+    let proof = consistency_proof(&nodes, since.size, cp.size).map_err(|e| {
+        SeedFailed::from_error(format!("consistency proof from the hash tiles: {e}"), &e)
+    })?;
     verify_consistency(since.size, cp.size, &since.root, &cp.root, &proof).map_err(|e| {
-        format!(
+        SeedFailed::Invalid(format!(
             "the log of {} entries is not consistent with the saved checkpoint of {} entries ({e}): the log was rewritten",
             cp.size, since.size
-        )
+        ))
     })?;
     let start = since.size / TILE_WIDTH * TILE_WIDTH;
-    Frontier::load(&nodes, start).map_err(|e| format!("tree at {start} entries: {e}"))
+    Frontier::load(&nodes, start)
+        .map_err(|e| SeedFailed::from_error(format!("tree at {start} entries: {e}"), &e))
 }
 
 /// How many tiles (full and partial) hold `count` items: `tiles_for(count).count()` without

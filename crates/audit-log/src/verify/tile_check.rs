@@ -31,6 +31,8 @@ pub(crate) struct TileChecker<'a> {
     pub(crate) current: Vec<Option<LoadedTile>>,
     pub(crate) valid: u64,
     pub(crate) problems: Vec<String>,
+    /// Tiles that could not be read for a reason other than what the log holds.
+    pub(crate) unreadable: Vec<String>,
 }
 
 impl TileChecker<'_> {
@@ -83,7 +85,7 @@ impl TileChecker<'_> {
                     None
                 }
                 Err(e) => {
-                    self.problems.push(e.to_string());
+                    super::file_read_error(&e, &mut self.problems, &mut self.unreadable);
                     None
                 }
             };
@@ -136,6 +138,7 @@ impl<'a> TileChecker<'a> {
             current: Vec::new(),
             valid: 0,
             problems: Vec::new(),
+            unreadable: Vec::new(),
         }
     }
 }

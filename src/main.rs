@@ -96,6 +96,18 @@ enum Command {
     },
 }
 
+impl Command {
+    /// A long-running service rather than a command that prints and ends.
+    fn is_service(&self) -> bool {
+        match self {
+            Command::Serve { .. } | Command::Witness(_) => true,
+            #[cfg(feature = "emulator")]
+            Command::EntraSim(_) => true,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Checks a server config without starting the service: one line per finding, exit 1 on
@@ -211,9 +223,35 @@ fn init_logging(command: &Command) -> Result<Option<Traces>, String> {
     }
 }
 
+/// `onboard ctl onboardings list | head`: once the reader has gone, the next write to standard
+/// output fails with EPIPE (Rust ignores SIGPIPE), and `println!` and clap's completion writer
+/// panic on it, printing a panic message and a backtrace after the output the user wanted.
+/// A command then ends as Unix tools killed by SIGPIPE do, silently with status 141 (128 +
+/// SIGPIPE). Restoring SIGPIPE's default action would need `unsafe`, which the workspace
+/// forbids, and std's `-Zon-broken-pipe` is unstable. Services (`serve`, `witness`,
+/// `entra-sim`) keep the default: a panic there ends one task, not the process.
+fn end_quietly_on_a_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe (os error 32)") || message.contains("kind: BrokenPipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !cli.command.is_service() {
+        end_quietly_on_a_closed_pipe();
+    }
     let traces = match init_logging(&cli.command) {
         Ok(t) => t,
         Err(e) => {

@@ -116,6 +116,13 @@ async fn invitations_are_created_listed_shown_and_revoked() -> Result<()> {
     ensure!(r.code == Some(0) && r.stderr.contains("more exist"), "{r}");
     let r = ctl(&server, OPERATOR, &["invitations", "list", "--limit", "50"]).await?;
     ensure!(r.code == Some(0) && !r.stderr.contains("more exist"), "{r}");
+    // `… | head` once head has gone: status 141 and no panic, as a Unix tool ends.
+    let url = server.url();
+    let env = [("ONBOARD_ADDR", url.as_str()), ("ONBOARD_TOKEN", OPERATOR)];
+    let r = onboard_binary!()
+        .run_reader_gone(&["ctl", "invitations", "list"], &env)
+        .await?;
+    ensure!(r.code == Some(141) && r.stderr.is_empty(), "{r}");
 
     // get and revoke.
     let r = ctl(&server, OPERATOR, &["invitations", "get", &id]).await?;

@@ -165,6 +165,19 @@ async fn completions_are_generated_for_each_shell_and_bash_parses_them() -> Resu
     Ok(())
 }
 
+/// `onboard … | head`: once the reader has gone, a command ends as a Unix tool killed by
+/// SIGPIPE does (status 141, nothing on standard error), not with a panic and a backtrace.
+#[tokio::test]
+async fn a_reader_that_has_gone_ends_a_command_quietly() -> Result<()> {
+    for args in [&["completions", "bash"][..], &["token-app", "manifest"]] {
+        let r = testkit::onboard_binary!()
+            .run_reader_gone(args, &[])
+            .await?;
+        ensure!(r.code == Some(141) && r.stderr.is_empty(), "{args:?}: {r}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn usage_and_connection_errors_have_their_exit_codes() -> Result<()> {
     // No address anywhere: usage.

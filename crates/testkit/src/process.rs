@@ -120,6 +120,36 @@ impl Onboard {
         })
     }
 
+    /// `onboard ARGS` with `env` (the test's own `ONBOARD_*` removed, and `HOME` the empty
+    /// directory `home`, so no user `ctl.toml` is read); standard error piped.
+    fn command(&self, args: &[&str], env: &[(&str, &str)], home: &Path) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.path);
+        c.args(args)
+            .env("HOME", home)
+            .env_remove("XDG_CONFIG_HOME")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ONBOARD_")) {
+            c.env_remove(k);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Waits for `child` (180 s at the most) and collects what it printed.
+    async fn finish(child: tokio::process::Child) -> Result<Run> {
+        let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+            .await
+            .context("onboard did not finish within 180 s")??;
+        Ok(Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     /// Runs `onboard ARGS` with `env` (the test's own `ONBOARD_*` removed, and `HOME` an empty
     /// directory so no user `ctl.toml` is read), feeding `stdin`.
     pub async fn run(
@@ -129,36 +159,30 @@ impl Onboard {
         stdin: Option<&str>,
     ) -> Result<Run> {
         let home = tempfile::tempdir()?;
-        let mut c = tokio::process::Command::new(&self.path);
-        c.args(args)
-            .env("HOME", home.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ONBOARD_")) {
-            c.env_remove(k);
+        let mut c = self.command(args, env, home.path());
+        if stdin.is_some() {
+            c.stdin(Stdio::piped());
         }
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c.spawn()?;
+        let mut child = c.stdout(Stdio::piped()).spawn()?;
         if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
             use tokio::io::AsyncWriteExt;
             pipe.write_all(text.as_bytes()).await?;
         }
-        let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
-            .await
-            .context("onboard did not finish within 180 s")??;
-        Ok(Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Self::finish(child).await
+    }
+
+    /// Runs `onboard ARGS` with `env` writing its standard output into a pipe whose reader
+    /// has already gone (`onboard … | head` once `head` has exited): every write to it fails
+    /// with EPIPE. `Run::stdout` is empty.
+    pub async fn run_reader_gone(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Run> {
+        let home = tempfile::tempdir()?;
+        let (reader, writer) = std::io::pipe()?;
+        drop(reader);
+        let child = self
+            .command(args, env, home.path())
+            .stdout(writer)
+            .spawn()?;
+        Self::finish(child).await
     }
 
     /// `onboard ctl ARGS` against `server` with `token` (through `ONBOARD_ADDR` and

@@ -120,6 +120,17 @@ impl CtlError {
         if let Some(delay) = status.get_details_retry_info().and_then(|r| r.retry_delay) {
             let _ = write!(message, "\n  retry after {} s", delay.as_secs_f64().ceil());
         }
+        if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
+            && changes_something(rpc)
+        {
+            message.push_str(OUTCOME_UNKNOWN);
+            if rpc == "CreateInvitation" {
+                message.push_str(
+                    "; with the same --idempotency-key a second run answers with the \
+                     invitation the first made, if it made one",
+                );
+            }
+        }
         Self {
             exit: exit_for(status.code()),
             message,
@@ -150,6 +161,18 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// What a lost answer to a call that changes something means for the operator.
+const OUTCOME_UNKNOWN: &str = "\n  outcome unknown: the answer was lost, and the server may have \
+made the change; look (list or get) before running the command again";
+
+/// Whether `rpc` changes something (its outcome is unknown when its answer is lost); reads,
+/// watches and checks do not.
+fn changes_something(rpc: &str) -> bool {
+    !["List", "Get", "Watch", "Follow", "Verify"]
+        .iter()
+        .any(|read| rpc.starts_with(read))
 }
 
 /// The exit code for a gRPC status code (module table).
@@ -239,6 +262,31 @@ mod tests {
             e.message,
             "Provision: FAILED_PRECONDITION: sign in again\n  precondition SIGN_IN_AGAIN admin_sign_in: Microsoft no longer accepts the sign-in: sign in again with the invitation\n  quota token_failures_per_minute: 10 a minute from 10.0.0.1\n  reason SIGN_IN_REFUSED (onboard.v1)\n  retry after 30 s"
         );
+    }
+
+    /// A change whose answer was lost may have been made: the operator is told to look
+    /// before running it again; a read that timed out is simply tried again.
+    #[test]
+    fn a_lost_answer_to_a_change_says_the_outcome_is_unknown() {
+        let lost = tonic::Status::deadline_exceeded("Timeout expired");
+        for rpc in ["RevokeSecret", "AddServiceSecret", "CreateInvitation"] {
+            let e = CtlError::from_status(rpc, &lost);
+            assert_eq!(e.exit, Exit::Unreachable);
+            assert!(
+                e.message.contains("outcome unknown"),
+                "{rpc}: {}",
+                e.message
+            );
+        }
+        let e = CtlError::from_status("CreateInvitation", &tonic::Status::cancelled("gone"));
+        assert!(e.message.contains("--idempotency-key"), "{}", e.message);
+        for rpc in ["ListSecrets", "GetInvitation", "Verify"] {
+            let e = CtlError::from_status(rpc, &lost);
+            assert!(!e.message.contains("outcome"), "{rpc}: {}", e.message);
+        }
+        let refused = tonic::Status::unavailable("connection refused");
+        let e = CtlError::from_status("RevokeSecret", &refused);
+        assert!(!e.message.contains("outcome"), "{}", e.message);
     }
 
     #[test]

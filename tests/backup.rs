@@ -40,7 +40,7 @@ struct Setup {
     /// Config, data directory, signing key.
     files: ServerFiles,
     /// Holds the sealing and token key files.
-    _keys: tempfile::TempDir,
+    keys: tempfile::TempDir,
 }
 
 fn setup(sim: &Sim) -> Result<Setup> {
@@ -55,7 +55,7 @@ fn setup(sim: &Sim) -> Result<Setup> {
             .limit("audited_reads_per_minute", 10_000_000)
             .limit("audited_reads_burst", 1_000_000))
     })?;
-    Ok(Setup { files, _keys: keys })
+    Ok(Setup { files, keys })
 }
 
 /// The same configuration with another data directory (same keys).
@@ -338,6 +338,43 @@ async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
     // The newer archive into the fresh directory; then the older one over it.
     let run = restore(&onboard, &newer, &config, &[]).await?;
     ensure!(run.code == Some(0), "restore:\n{run}");
+
+    // With another sealing key the restored state store's anchor does not open: refused
+    // after the archive was written out, and still the data directory is left exactly as it
+    // was (nothing moved aside, no scratch directory, the same log).
+    let names = |dir: &Path| -> Result<Vec<String>> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_>>()?;
+        v.sort();
+        Ok(v)
+    };
+    let head = data.join("audit").join("audit-head.note");
+    let (names_before, head_before) = (names(&data)?, std::fs::read(&head)?);
+    let other_key = work.path().join("other-sealing.key");
+    write_key_file(&other_key, "0f".repeat(32).as_bytes())?;
+    let sealing = s.keys.path().join("sealing.key").display().to_string();
+    let text = std::fs::read_to_string(&config)?;
+    ensure!(text.contains(&sealing), "sealing key not in the config");
+    let wrong = work.path().join("wrong-key.toml");
+    std::fs::write(
+        &wrong,
+        text.replace(&sealing, &other_key.display().to_string()),
+    )?;
+    let run = restore(&onboard, &newer, &wrong, &["--force", "--reason", "drill"]).await?;
+    ensure!(
+        run.code != Some(0)
+            && run
+                .stderr
+                .contains("does not open with storage.sealing_key"),
+        "{run}"
+    );
+    ensure!(
+        names(&data)? == names_before && std::fs::read(&head)? == head_before,
+        "a failed restore changed {}: {:?}",
+        data.display(),
+        names(&data)?
+    );
     let run = restore(&onboard, &older, &config, &[]).await?;
     ensure!(
         run.code != Some(0) && run.stderr.contains("refusing to restore an older snapshot"),

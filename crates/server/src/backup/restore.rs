@@ -10,10 +10,11 @@
 //! 3. The latest checkpoint known elsewhere — the witness store (`[witnessing] store`) and the
 //!    head note of the data directory being replaced — must be covered by the archive (same
 //!    root at its size); otherwise the restore is refused unless `--force --reason`.
-//! 4. Both stores are written into a temporary directory beside them, made durable, and
-//!    renamed into place; the log is opened with its full start-up check, the state store's
-//!    anchor is checked against it (the server's own start-up rule), and a `store.restore`
-//!    entry is appended (with `forced` and the reason).
+//! 4. Both stores are written into a temporary directory beside them and made durable; there
+//!    the log is opened with its full start-up check, the state store's anchor is checked
+//!    against it (the server's own start-up rule), and a `store.restore` entry is appended
+//!    (with `forced` and the reason). Only then are they renamed into place: a refusal up to
+//!    here leaves the data directory as it was.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -118,51 +119,26 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    let moved_aside = swap_in(&data, &tmp, &existing)?;
-    crate::storage::tighten(&data)?;
-    // The server's own start-up checks, then the record of the restore.
+    // The server's own start-up checks and the record of the restore, on the restored stores
+    // before they replace anything: a failure (a wrong sealing key, a log that does not open)
+    // leaves the data directory exactly as it was.
     let known_best = known.iter().max_by_key(|k| k.size);
-    let audit = AuditLog::open(
-        LogConfig::new(data.join(AUDIT_DIR), config.audit.origin.clone()),
-        signer,
-    )?;
-    let anchored = check_anchor(&config, &audit, &data);
-    let mac = match anchored {
-        Ok(mac) => mac,
+    let record = RestoreRecord {
+        reason: &req.reason,
+        forced: stale.is_some(),
+        sha: &sha,
+        manifest: &manifest,
+        known: known_best,
+    };
+    let size = match check_and_record(&config, signer, &tmp, &data, &record).await {
+        Ok(size) => size,
         Err(e) => {
-            audit.close();
+            let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
     };
-    // Entra may be ahead of the archived runs: every resumed step reads before it writes.
-    let distrusted = distrust_fresh_apps(&data, mac).await;
-    if let Err(e) = distrusted {
-        audit.close();
-        return Err(e);
-    }
-    let mut entry = AuditEntry::new(
-        Action::StoreRestore,
-        Phase::Succeeded,
-        &Scope::actor("onboard:operator"),
-    )
-    .with_detail("reason", req.reason.clone())
-    .with_detail("forced", stale.is_some())
-    .with_detail("archive_sha256", sha.clone())
-    .with_detail("size", manifest.audit.size)
-    .with_detail("root", manifest.audit.root.clone())
-    .with_detail("created_at", manifest.created_at.clone());
-    // The latest checkpoint known before, when one was (schema v2 leaves out what has no
-    // value, rather than writing 0 and "").
-    if let Some(k) = known_best {
-        entry = entry
-            .with_detail("known_size", k.size)
-            .with_detail("known_root", hex::encode(k.root))
-            .with_detail("known_from", k.from.clone());
-    }
-    let appended = entry.append(&audit).await;
-    let size = audit.size();
-    audit.close();
-    appended?;
+    let moved_aside = swap_in(&data, &tmp, &existing)?;
+    crate::storage::tighten(&data)?;
     let aside = if moved_aside.is_empty() {
         String::new()
     } else {
@@ -184,6 +160,67 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
             ""
         },
     ))
+}
+
+/// What the `store.restore` entry records.
+struct RestoreRecord<'a> {
+    /// The operator's reason (`--reason`).
+    reason: &'a str,
+    /// Whether the archive is older than a checkpoint known elsewhere.
+    forced: bool,
+    /// The archive's SHA-256.
+    sha: &'a str,
+    /// The archive's manifest.
+    manifest: &'a Manifest,
+    /// The latest checkpoint known before, when one was.
+    known: Option<&'a super::check::Known>,
+}
+
+/// Opens the restored log in `dir` with its full start-up check, checks the restored state
+/// store's anchor against it (the server's start-up rule), marks fresh apps for re-reading and
+/// appends the `store.restore` entry. `data` is the directory they will move to (for
+/// messages). Returns the log's size after the entry.
+async fn check_and_record(
+    config: &Config,
+    signer: audit_log::NoteSigner,
+    dir: &Path,
+    data: &Path,
+    record: &RestoreRecord<'_>,
+) -> Result<u64> {
+    let audit = AuditLog::open(
+        LogConfig::new(dir.join(AUDIT_DIR), config.audit.origin.clone()),
+        signer,
+    )?;
+    let appended = async {
+        let mac = check_anchor(config, &audit, dir, data)?;
+        // Entra may be ahead of the archived runs: every resumed step reads before it writes.
+        distrust_fresh_apps(dir, mac).await?;
+        let m = record.manifest;
+        let mut entry = AuditEntry::new(
+            Action::StoreRestore,
+            Phase::Succeeded,
+            &Scope::actor("onboard:operator"),
+        )
+        .with_detail("reason", record.reason.to_owned())
+        .with_detail("forced", record.forced)
+        .with_detail("archive_sha256", record.sha.to_owned())
+        .with_detail("size", m.audit.size)
+        .with_detail("root", m.audit.root.clone())
+        .with_detail("created_at", m.created_at.clone());
+        // Schema v2 leaves out what has no value, rather than writing 0 and "".
+        if let Some(k) = record.known {
+            entry = entry
+                .with_detail("known_size", k.size)
+                .with_detail("known_root", hex::encode(k.root))
+                .with_detail("known_from", k.from.clone());
+        }
+        entry.append(&audit).await?;
+        Ok::<_, ServerError>(())
+    }
+    .await;
+    let size = audit.size();
+    audit.close();
+    appended.map(|()| size)
 }
 
 /// What the data directory holds (names), ignoring nothing.
@@ -314,14 +351,16 @@ async fn distrust_fresh_apps(data: &Path, mac: onboard_core::store::RecordMac) -
     Ok(provision::store::distrust_after_restore(tree, mac).await?)
 }
 
-/// The server's start-up rule: the state store's anchor (MAC checked with the configured
-/// sealing key) must be covered by the restored log. Returns the record MAC.
+/// The server's start-up rule: the state store in `dir`'s anchor (MAC checked with the
+/// configured sealing key) must be covered by the restored log. `data` names the data
+/// directory in messages. Returns the record MAC.
 fn check_anchor(
     config: &Config,
     audit: &AuditLog,
+    dir: &Path,
     data: &Path,
 ) -> Result<onboard_core::store::RecordMac> {
-    let db = open_waiting(&data.join(STATE_DIR))?;
+    let db = open_waiting(&dir.join(STATE_DIR))?;
     let key = crate::app::sealing_key(&db, config)?;
     let mac = onboard_core::SealingKey::new(*key).record_mac();
     let anchor = integrity::read_anchor(&db.open_tree(integrity::META_TREE)?, &mac).map_err(|e| {

@@ -39,10 +39,15 @@ pub struct RestoreArgs {
     /// The server's configuration file (its data directory, keys and witnesses).
     #[arg(long)]
     config: PathBuf,
-    /// Replace a non-empty data directory (moved aside, not deleted) and accept an archive
-    /// older than the latest checkpoint known; needs --reason.
+    /// Replace a non-empty data directory (its stores are moved aside, not deleted); needs
+    /// --reason. It does not accept an older archive: see --allow-rollback.
     #[arg(long, requires = "reason")]
     force: bool,
+    /// Accept an archive older than (or different from) the latest checkpoint known (the
+    /// replaced directory's head note, the witness store): the audit log is rolled back and
+    /// what came after is lost; needs --reason.
+    #[arg(long, requires = "reason")]
+    allow_rollback: bool,
     /// Why (recorded in the audit log's `store.restore` entry).
     #[arg(long)]
     reason: Option<String>,
@@ -83,23 +88,42 @@ async fn run_backup(args: BackupArgs) -> Result<String, CtlError> {
     // partial file would keep its own mode, so it goes first).
     let _ = std::fs::remove_file(&partial);
     let mut file = crate::ctl::output::create_private(&partial)?;
-    let mut bytes = 0u64;
-    loop {
-        match stream.message().await {
-            Ok(Some(chunk)) => {
-                file.write_all(&chunk.data)
-                    .with_context(|| format!("writing {}", partial.display()))?;
-                bytes += chunk.data.len() as u64;
-            }
-            Ok(None) => break,
-            Err(s) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(CtlError::from_status(rpc, &s));
-            }
+    let received = receive(&mut stream, &mut file, &partial, rpc)
+        .await
+        .and_then(|bytes| {
+            std::fs::rename(&partial, &args.out)
+                .with_context(|| format!("renaming to {}", args.out.display()))?;
+            Ok(bytes)
+        });
+    match received {
+        Ok(bytes) => Ok(format!("wrote {} ({bytes} bytes)", args.out.display())),
+        Err(e) => {
+            // Whatever made it stop (the stream, a full disk), no half archive is left behind:
+            // it would hold the log and state records in a file nobody restores from.
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
         }
     }
+}
+
+/// Writes the archive's chunks to `file` (`partial`) and makes it durable; returns its size.
+async fn receive(
+    stream: &mut tonic::Streaming<pb::BackupChunk>,
+    file: &mut std::fs::File,
+    partial: &std::path::Path,
+    rpc: &str,
+) -> Result<u64, CtlError> {
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| CtlError::from_status(rpc, &s))?
+    {
+        file.write_all(&chunk.data)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        bytes += chunk.data.len() as u64;
+    }
     if bytes == 0 {
-        let _ = std::fs::remove_file(&partial);
         return Err(CtlError {
             exit: Exit::Failed,
             message: format!("{rpc}: the server sent an empty archive"),
@@ -107,9 +131,7 @@ async fn run_backup(args: BackupArgs) -> Result<String, CtlError> {
     }
     file.sync_all()
         .with_context(|| format!("syncing {}", partial.display()))?;
-    std::fs::rename(&partial, &args.out)
-        .with_context(|| format!("renaming to {}", args.out.display()))?;
-    Ok(format!("wrote {} ({bytes} bytes)", args.out.display()))
+    Ok(bytes)
 }
 
 /// Runs `onboard restore`.
@@ -120,6 +142,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         onboard_server::backup::RestoreRequest {
             archive: args.archive,
             force: args.force,
+            allow_rollback: args.allow_rollback,
             reason: args.reason.unwrap_or_default(),
         },
     )

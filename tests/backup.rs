@@ -306,6 +306,22 @@ async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
         audit.get_checkpoint(pb::GetCheckpointRequest {}).await?;
     }
     backup(&onboard, &server, &newer).await?;
+    // A backup that cannot be put in place (here: --out names a directory) leaves no
+    // FILE.partial behind: it would hold the log and state records.
+    let taken = work.path().join("taken");
+    std::fs::create_dir(&taken)?;
+    let url = server.url();
+    let env = [("ONBOARD_ADDR", url.as_str()), ("ONBOARD_TOKEN", ADMIN)];
+    let args = ["backup", "--out", taken.to_str().context("path")?];
+    let run = onboard.run(&args, &env, None).await?;
+    ensure!(
+        run.code != Some(0) && run.stderr.contains("renaming"),
+        "{run}"
+    );
+    ensure!(
+        !work.path().join("taken.partial").exists(),
+        "a failed backup left its partial archive"
+    );
     server.terminate()?;
 
     // One byte flipped in the middle of the audit records: refused, naming the member.
@@ -361,7 +377,9 @@ async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
         &wrong,
         text.replace(&sealing, &other_key.display().to_string()),
     )?;
-    let run = restore(&onboard, &newer, &wrong, &["--force", "--reason", "drill"]).await?;
+    // (The data directory holds one entry more than `newer`: its own store.restore.)
+    let all = ["--force", "--allow-rollback", "--reason", "drill"];
+    let run = restore(&onboard, &newer, &wrong, &all).await?;
     ensure!(
         run.code != Some(0)
             && run
@@ -382,13 +400,22 @@ async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
     );
     let run = restore(&onboard, &older, &config, &["--force"]).await?;
     ensure!(run.code == Some(2), "--force without --reason:\n{run}");
+    // --force replaces the directory but never accepts an older archive: that is
+    // --allow-rollback, which the restore recipes do not pass.
+    let reason = ["--reason", "drill: roll back to the morning"];
     let run = restore(
         &onboard,
         &older,
         &config,
-        &["--force", "--reason", "drill: roll back to the morning"],
+        &[&["--force"], &reason[..]].concat(),
     )
     .await?;
+    ensure!(
+        run.code != Some(0) && run.stderr.contains("--allow-rollback"),
+        "{run}"
+    );
+    let rollback = [&["--force", "--allow-rollback"], &reason[..]].concat();
+    let run = restore(&onboard, &older, &config, &rollback).await?;
     ensure!(
         run.code == Some(0) && run.stdout.contains("forced"),
         "{run}"

@@ -9,7 +9,8 @@
 //!    signing key being the log's current one, the origin.
 //! 3. The latest checkpoint known elsewhere — the witness store (`[witnessing] store`) and the
 //!    head note of the data directory being replaced — must be covered by the archive (same
-//!    root at its size); otherwise the restore is refused unless `--force --reason`.
+//!    root at its size); otherwise the restore is refused unless `--allow-rollback --reason`
+//!    (`--force` only replaces a non-empty directory).
 //! 4. Both stores are written into a temporary directory beside them and made durable; there
 //!    the log is opened with its full start-up check, the state store's anchor is checked
 //!    against it (the server's own start-up rule), and a `store.restore` entry is appended
@@ -34,17 +35,23 @@ use crate::{AUDIT_DIR, Config, STATE_DIR, integrity};
 pub struct RestoreRequest {
     /// The archive file.
     pub archive: PathBuf,
-    /// Replace a non-empty data directory, and accept an archive older than (or different
-    /// from) the latest checkpoint known.
+    /// Replace a non-empty data directory (its stores are moved aside).
     pub force: bool,
-    /// Why (required with `force`; recorded in the `store.restore` entry).
+    /// Accept an archive older than (or different from) the latest checkpoint known: a
+    /// rollback of the audit log. Separate from `force`, which the recipe for a volume that
+    /// is never empty always passes.
+    pub allow_rollback: bool,
+    /// Why (required with `force` or `allow_rollback`; recorded in the `store.restore` entry).
     pub reason: String,
 }
 
 /// Restores `req.archive` into the data directory of `config`. Returns a summary line.
 pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
-    if req.force && req.reason.trim().is_empty() {
-        return Err(ServerError::invalid("reason", "--force needs --reason"));
+    if (req.force || req.allow_rollback) && req.reason.trim().is_empty() {
+        return Err(ServerError::invalid(
+            "reason",
+            "--force and --allow-rollback need --reason",
+        ));
     }
     crate::storage::check_keys(&config)?;
     for (set, key) in [
@@ -98,10 +105,10 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
     }
     let stale = stale(&checked, &known);
     if let Some(why) = &stale
-        && !req.force
+        && !req.allow_rollback
     {
         return Err(ServerError::FailedPrecondition(format!(
-            "refusing to restore an older snapshot: {why}; restoring it would roll the audit log back. If that is intended (the newer data is lost), run again with --force --reason \"…\" (recorded in the audit log)"
+            "refusing to restore an older snapshot: {why}; restoring it would roll the audit log back. If that is intended (the newer data is lost), run again with --allow-rollback --reason \"…\" (recorded in the audit log)"
         )));
     }
     if !existing.is_empty() && !req.force {

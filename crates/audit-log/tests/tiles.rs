@@ -42,6 +42,19 @@ fn incremental(dir: &Path, since: &str) -> audit_log::verify::VerifyReport {
     )
 }
 
+/// A log of 1500 entries exported to `dir/export` (returned), and its signed checkpoint of 600
+/// entries (the saved one of an incremental run).
+fn exported_1500_saved_at_600(dir: &Path) -> (String, std::path::PathBuf) {
+    let log = open(&dir.join("log")).unwrap();
+    append(&log, 0, 600);
+    let saved = log.checkpoint().note.clone();
+    append(&log, 600, 1500);
+    let export = dir.join("export");
+    log.export_tiles(&export).unwrap();
+    log.close();
+    (saved, export)
+}
+
 #[test]
 fn live_tiles_equal_the_export_and_beyond_the_checkpoint_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,13 +90,7 @@ fn live_tiles_equal_the_export_and_beyond_the_checkpoint_is_refused() {
 #[test]
 fn incremental_verification_checks_the_new_part_and_the_consistency_proof() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(&dir.path().join("log")).unwrap();
-    append(&log, 0, 600);
-    let saved = log.checkpoint().note.clone();
-    append(&log, 600, 1500);
-    let export = dir.path().join("export");
-    log.export_tiles(&export).unwrap();
-    log.close();
+    let (saved, export) = exported_1500_saved_at_600(dir.path());
 
     let r = incremental(&export, &saved);
     assert!(r.ok(), "{:?}", r.problems);
@@ -318,13 +325,7 @@ impl audit_log::TileReader for Outage<'_> {
 #[test]
 fn a_read_that_fails_is_unreadable_not_invalid() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(&dir.path().join("log")).unwrap();
-    append(&log, 0, 600);
-    let saved = log.checkpoint().note.clone();
-    append(&log, 600, 1500);
-    let export = dir.path().join("export");
-    log.export_tiles(&export).unwrap();
-    log.close();
+    let (saved, export) = exported_1500_saved_at_600(dir.path());
     let note = std::fs::read_to_string(export.join("checkpoint")).unwrap();
     let verify = |down: &str, since: Option<&str>| {
         let options = VerifyOptions {

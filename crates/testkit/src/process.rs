@@ -132,12 +132,7 @@ impl Onboard {
             .env_remove("XDG_CONFIG_HOME")
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ONBOARD_")) {
-            c.env_remove(k);
-        }
-        for (k, v) in env {
-            c.env(k, v);
-        }
+        set_env(&mut c, env);
         c
     }
 
@@ -218,6 +213,16 @@ impl Onboard {
             "verify:\n{text}"
         );
         Ok(())
+    }
+}
+
+/// Gives `c` the variables `env`, and none of the test's own `ONBOARD_*`.
+fn set_env(c: &mut tokio::process::Command, env: &[(&str, &str)]) {
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ONBOARD_")) {
+        c.env_remove(k);
+    }
+    for (k, v) in env {
+        c.env(k, v);
     }
 }
 

@@ -118,26 +118,37 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
             existing.join(", ")
         )));
     }
-    // Pass 2: write into a temporary directory, then move into place.
+    let mut entry = AuditEntry::new(
+        Action::StoreRestore,
+        Phase::Succeeded,
+        &Scope::actor("onboard:operator"),
+    )
+    .with_detail("reason", req.reason.clone())
+    .with_detail("forced", stale.is_some())
+    .with_detail("archive_sha256", sha.clone())
+    .with_detail("size", manifest.audit.size)
+    .with_detail("root", manifest.audit.root.clone())
+    .with_detail("created_at", manifest.created_at.clone());
+    // The latest checkpoint known before, when one was (schema v2 leaves out what has no
+    // value, rather than writing 0 and "").
+    if let Some(k) = known.iter().max_by_key(|k| k.size) {
+        entry = entry
+            .with_detail("known_size", k.size)
+            .with_detail("known_root", hex::encode(k.root))
+            .with_detail("known_from", k.from.clone());
+    }
+    // Pass 2: write into a temporary directory; there, the server's own start-up checks and
+    // the record of the restore, before the restored stores replace anything: a failure (a
+    // damaged member, a wrong sealing key, a log that does not open) deletes the temporary
+    // directory and leaves the data directory exactly as it was.
     crate::storage::prepare_data_dir(&data)?;
     let tmp = data.join(format!(".restore-{}", std::process::id()));
-    let written = write_stores(&req.archive, &manifest, &tmp);
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
+    let restored = async {
+        write_stores(&req.archive, &manifest, &tmp)?;
+        check_and_record(&config, signer, &tmp, &data, entry).await
     }
-    // The server's own start-up checks and the record of the restore, on the restored stores
-    // before they replace anything: a failure (a wrong sealing key, a log that does not open)
-    // leaves the data directory exactly as it was.
-    let known_best = known.iter().max_by_key(|k| k.size);
-    let record = RestoreRecord {
-        reason: &req.reason,
-        forced: stale.is_some(),
-        sha: &sha,
-        manifest: &manifest,
-        known: known_best,
-    };
-    let size = match check_and_record(&config, signer, &tmp, &data, &record).await {
+    .await;
+    let size = match restored {
         Ok(size) => size,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -169,30 +180,16 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
     ))
 }
 
-/// What the `store.restore` entry records.
-struct RestoreRecord<'a> {
-    /// The operator's reason (`--reason`).
-    reason: &'a str,
-    /// Whether the archive is older than a checkpoint known elsewhere.
-    forced: bool,
-    /// The archive's SHA-256.
-    sha: &'a str,
-    /// The archive's manifest.
-    manifest: &'a Manifest,
-    /// The latest checkpoint known before, when one was.
-    known: Option<&'a super::check::Known>,
-}
-
 /// Opens the restored log in `dir` with its full start-up check, checks the restored state
 /// store's anchor against it (the server's start-up rule), marks fresh apps for re-reading and
-/// appends the `store.restore` entry. `data` is the directory they will move to (for
+/// appends `entry` (the `store.restore` record). `data` is the directory they will move to (for
 /// messages). Returns the log's size after the entry.
 async fn check_and_record(
     config: &Config,
     signer: audit_log::NoteSigner,
     dir: &Path,
     data: &Path,
-    record: &RestoreRecord<'_>,
+    entry: AuditEntry,
 ) -> Result<u64> {
     let audit = AuditLog::open(
         LogConfig::new(dir.join(AUDIT_DIR), config.audit.origin.clone()),
@@ -202,25 +199,6 @@ async fn check_and_record(
         let mac = check_anchor(config, &audit, dir, data)?;
         // Entra may be ahead of the archived runs: every resumed step reads before it writes.
         distrust_fresh_apps(dir, mac).await?;
-        let m = record.manifest;
-        let mut entry = AuditEntry::new(
-            Action::StoreRestore,
-            Phase::Succeeded,
-            &Scope::actor("onboard:operator"),
-        )
-        .with_detail("reason", record.reason.to_owned())
-        .with_detail("forced", record.forced)
-        .with_detail("archive_sha256", record.sha.to_owned())
-        .with_detail("size", m.audit.size)
-        .with_detail("root", m.audit.root.clone())
-        .with_detail("created_at", m.created_at.clone());
-        // Schema v2 leaves out what has no value, rather than writing 0 and "".
-        if let Some(k) = record.known {
-            entry = entry
-                .with_detail("known_size", k.size)
-                .with_detail("known_root", hex::encode(k.root))
-                .with_detail("known_from", k.from.clone());
-        }
         entry.append(&audit).await?;
         Ok::<_, ServerError>(())
     }

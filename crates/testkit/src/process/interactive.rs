@@ -25,12 +25,7 @@ impl Onboard {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ONBOARD_")) {
-            c.env_remove(k);
-        }
-        for (k, v) in env {
-            c.env(k, v);
-        }
+        super::set_env(&mut c, env);
         let mut child = c.spawn()?;
         let stdout = child.stdout.take().context("no stdout")?;
         use tokio::io::AsyncBufReadExt;

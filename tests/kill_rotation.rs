@@ -1,6 +1,8 @@
 //! `onboard serve` is SIGKILLed at random moments of RotateSecret and restarted: after every
 //! kill the service's current secret (as the stopped server's state holds it) still gets a
-//! token from the emulator, every rotation converges to one new current secret, and at the end:
+//! token from the emulator, every rotation converges to one new current secret (one killed
+//! before its hand-over once the operator asks again: the new secret is made current only for
+//! a caller), and at the end:
 //! every secret was removed at most once and every removal is in the audit log, the service has
 //! exactly one secret in Entra (the current one, which works), and no orphan is left.
 //!
@@ -51,6 +53,33 @@ fn rotate(reg: &pb::RegistrationRef) -> pb::RotateSecretRequest {
         }),
         seal_to: None,
     }
+}
+
+/// RotateSecret read to its end, again while it is FAILED_PRECONDITION (a restarted server
+/// still driving the stored rotation up to its hand-over).
+async fn rotate_to_the_end(ch: Channel, reg: &pb::RegistrationRef) -> Result<()> {
+    testkit::wait::until_true(
+        "RotateSecret accepted",
+        Duration::from_secs(120),
+        async || {
+            let mut again = credentials(ch.clone())
+                .rotate_secret(rotate(reg))
+                .await?
+                .into_inner();
+            let mut first = true;
+            loop {
+                match again.message().await {
+                    Ok(Some(_)) => first = false,
+                    Ok(None) => return Ok(true),
+                    Err(e) if first && e.code() == tonic::Code::FailedPrecondition => {
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        },
+    )
+    .await
 }
 
 /// The service's secrets as ListSecrets reports them.
@@ -255,19 +284,16 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
         );
         server = onboard.serve(&files).await?;
         match &stopped.pending {
-            // Recorded: the restarted server resumes it.
-            Some(_) => {}
+            // Made current before the kill: the restarted server finishes it.
+            Some(p) if p.handed_over() => {}
             // Finished before the kill.
             None if *working != old => {}
-            // Killed before the rotation was recorded: nothing to resume, the old secret is
-            // untouched, and the operator (whose call failed) asks again.
-            None => {
-                println!("round {round}: nothing was recorded; rotating again");
-                let mut again = credentials(server.channel().await?)
-                    .rotate_secret(rotate(&reg))
-                    .await?
-                    .into_inner();
-                while again.message().await?.is_some() {}
+            // Recorded before the hand-over (the restarted server takes it up to there and
+            // waits for a caller), or killed before anything was recorded: the operator, whose
+            // call broke, asks again; that call resumes the rotation or starts it.
+            _ => {
+                println!("round {round}: rotating again");
+                rotate_to_the_end(server.channel().await?, &reg).await?;
             }
         }
         // One current secret, not the old one, and the old one gone.

@@ -98,9 +98,10 @@ pub enum CredentialsError {
     /// Sealing or opening a stored secret failed (wrong key or altered record).
     #[error("sealed secret: {0}")]
     Crypto(String),
-    /// The work stopped at a durable point: the server is shutting down, or a test hook
-    /// simulated a crash. It resumes at the next start.
-    #[error("stopped by hook at {0}")]
+    /// The work stopped at a durable point: the server is shutting down, a rotation's caller
+    /// went away before the hand-over, or a test hook simulated a crash. It resumes at the
+    /// next start (a rotation waiting for its caller: at the next RotateSecret).
+    #[error("stopped at {0}")]
     Halted(String),
 }
 

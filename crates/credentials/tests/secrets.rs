@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use credentials::{Credentials, CredentialsError, RegistrationRef, RotationEvent};
+use credentials::{Credentials, CredentialsError, RegistrationRef, RotationEvent, RotationStage};
 use entra_sim::Faults;
 use onboard_core::{Hook, HookAction};
 use secrecy::ExposeSecret;
@@ -442,5 +442,76 @@ async fn a_rotation_cut_short_after_the_add_is_not_a_foreign_credential() -> Res
         foreign == [format!("credential/{key_id}/foreign")],
         "{foreign:?}"
     );
+    Ok(())
+}
+
+/// A caller that goes away before the hand-over (its stream broke) is not handed a secret it may
+/// never have got: the rotation stops there with the old secret current and working, a restart
+/// leaves it so, and the next caller resumes it, gets the same new secret and hands it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_caller_went_away_waits_for_the_next_caller_to_hand_over() -> Result<()> {
+    let (env, creds, r) = start_ready("gone").await?;
+    let svc = "svc-gone";
+    let (old, old_value) = creds.current_secret(&r, svc)?;
+    let removes_before = env.sim.calls(REMOVES);
+    // The first caller stops listening once the new secret is validated (the hook runs then).
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<RotationEvent>();
+    let listener = std::sync::Mutex::new(Some(rx));
+    let hook: Hook = std::sync::Arc::new(move |_: &str, point: &str| {
+        if point == "validate" {
+            drop(listener.lock().map(|mut l| l.take()));
+        }
+        HookAction::Continue
+    });
+    let e = manager(&env, Some(hook))?
+        .rotate(&r, svc, Duration::ZERO, ACTOR, Some(tx))
+        .await
+        .err();
+    ensure!(matches!(e, Some(CredentialsError::Halted(_))), "{e:?}");
+    let waiting = |creds: &Credentials| -> Result<String> {
+        let state = creds.registration(&r)?.rotations.get(svc).cloned();
+        let state = state.context("the rotation stays stored")?;
+        ensure!(state.stage == RotationStage::HandingOver, "{state:?}");
+        let (cur, _) = creds.current_secret(&r, svc)?;
+        ensure!(cur.key_id == old.key_id, "made current without a caller");
+        state.new_key.context("the new secret is stored")
+    };
+    let new_key = waiting(&creds)?;
+    // A restarted server drives what is left up to the same point, not past it.
+    let failed = manager(&env, None)?.resume_all().await?;
+    ensure!(failed.is_empty(), "{failed:?}");
+    ensure!(waiting(&creds)? == new_key);
+    ensure!(env.authenticates(&r.client_id, &old_value).await);
+    ensure!(env.sim.calls(REMOVES) == removes_before, "the old one went");
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RotationEvent>();
+    creds
+        .rotate(&r, svc, Duration::ZERO, ACTOR, Some(tx))
+        .await?;
+    let mut stages = Vec::new();
+    let mut handed = None;
+    while let Some(ev) = rx.recv().await {
+        stages.push((ev.stage, ev.done));
+        handed = ev.new_secret.or(handed);
+    }
+    ensure!(
+        stages.ends_with(&[
+            ("hand_over", true),
+            ("remove_old", false),
+            ("remove_old", true)
+        ]),
+        "{stages:?}"
+    );
+    let handed = handed.context("the resuming caller gets the new secret")?;
+    ensure!(
+        handed.info.key_id.eq_ignore_ascii_case(&new_key),
+        "{handed:?}"
+    );
+    let (cur, cur_value) = creds.current_secret(&r, svc)?;
+    ensure!(cur.key_id.eq_ignore_ascii_case(&new_key));
+    ensure!(cur_value.expose_secret() == handed.value.expose_secret());
+    ensure!(env.authenticates(&r.client_id, &cur_value).await);
+    ensure!(!env.authenticates(&r.client_id, &old_value).await);
+    ensure!(env.sim.calls(REMOVES) == removes_before + 1);
     Ok(())
 }

@@ -75,6 +75,14 @@ pub struct RotationState {
     /// kept).
     #[serde(default)]
     pub add_seq: Option<u64>,
+    /// Whether the new secret goes to a caller (a RotateSecret call started or resumed the
+    /// rotation): then it is made current only while a caller is listening, so no secret
+    /// becomes current that no caller was sent. Without one the rotation stops before the
+    /// hand-over and the next RotateSecret resumes it. False for a rotation the server started
+    /// itself (auto-rotation: the platform joins it during the overlap) and in records written
+    /// before this was kept.
+    #[serde(default)]
+    pub hand_to_caller: bool,
 }
 
 impl RotationState {
@@ -123,6 +131,11 @@ impl Drop for DriveGuard<'_> {
         let mut s = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
         s.remove(&self.key);
     }
+}
+
+/// Whether someone still receives `tx`'s events (a RotateSecret call whose stream is open).
+fn listening(tx: &Option<UnboundedSender<RotationEvent>>) -> bool {
+    tx.as_ref().is_some_and(|tx| !tx.is_closed())
 }
 
 fn emit(tx: &Option<UnboundedSender<RotationEvent>>, ev: RotationEvent) {
@@ -217,6 +230,7 @@ impl Credentials {
                     remove_after: None,
                     started_at: onboard_core::time::now(),
                     add_seq: None,
+                    hand_to_caller: events.is_some(),
                 };
                 let aud = self.rotation_auditor(&reg, &state);
                 aud.entry(
@@ -255,7 +269,8 @@ impl Credentials {
     }
 
     /// Drives every stored rotation to its end (after a restart). Each runs on its own task;
-    /// returns when all ended, with the failures.
+    /// returns when all ended, with the failures. One that stops at a durable point (shutdown,
+    /// or a hand-over that waits for its caller) is not a failure.
     pub async fn resume_all(&self) -> Result<Vec<(String, CredentialsError)>, CredentialsError> {
         let mut set = tokio::task::JoinSet::new();
         for (r, service) in self.pending_rotations()? {
@@ -269,6 +284,10 @@ impl Credentials {
         while let Some(j) = set.join_next().await {
             match j {
                 Ok((_, Ok(()))) => {}
+                // Stopped at a durable point (shutdown, or waiting for its caller): not failed.
+                Ok((what, Err(CredentialsError::Halted(at)))) => {
+                    tracing::info!(rotation = %what, at = %at, "resumed rotation stopped");
+                }
                 Ok((what, Err(e))) => failed.push((what, e)),
                 Err(e) => failed.push((
                     "task".into(),
@@ -357,6 +376,15 @@ impl Credentials {
             match state.stage {
                 RotationStage::Adding => self.stage_add(&mut reg, state, events).await?,
                 RotationStage::Validating => self.stage_validate(&mut reg, state, events).await?,
+                // The new secret becomes current only with someone to hand it to: a caller gone
+                // (its stream broke, or the server restarted) leaves the old one current and the
+                // rotation stored here, and the next RotateSecret resumes it and gets the value.
+                RotationStage::HandingOver if state.hand_to_caller && !listening(events) => {
+                    tracing::info!(rotation = %state.id, service = service_id, "no caller to hand the new secret to; the next RotateSecret resumes the rotation");
+                    return Err(CredentialsError::Halted(
+                        "the hand-over, with no caller to hand the new secret to".into(),
+                    ));
+                }
                 RotationStage::HandingOver => self.stage_hand_over(&mut reg, state, events).await?,
                 RotationStage::WaitingOverlap => {
                     let mut s = state;

@@ -314,7 +314,7 @@ impl Credentials {
     /// A call finds `state` stored for its service (an earlier call failed, or the server
     /// stopped) and drives it on. Until the hand-over the rotation is this caller's: its
     /// `overlap` replaces the stored one (after it, the old secret's removal time is recorded
-    /// and stands). When the new secret is stored, the caller gets it now, on `add` started and
+    /// and stands), and the hand-over waits for a caller from now on. When the new secret is stored, the caller gets it now, on `add` started and
     /// done events as the first call did, since it may never have had it (a client discards
     /// what a failed call returned) and it is the value that becomes current.
     pub(super) async fn resume_for_caller(
@@ -324,12 +324,17 @@ impl Credentials {
         overlap: std::time::Duration,
         events: &Option<UnboundedSender<RotationEvent>>,
     ) -> Result<(), CredentialsError> {
-        if !state.handed_over() && state.overlap_secs != overlap.as_secs() {
-            tracing::info!(rotation = %state.id, from = state.overlap_secs, to = overlap.as_secs(), "resumed rotation takes the caller's overlap");
-            state.overlap_secs = overlap.as_secs();
-            reg.rotations
-                .insert(state.service_id.clone(), state.clone());
-            self.save(reg).await?;
+        if !state.handed_over() {
+            // The rotation is this caller's now: its overlap, and the hand-over waits for it.
+            let hand_to_caller = state.hand_to_caller || events.is_some();
+            if state.overlap_secs != overlap.as_secs() || state.hand_to_caller != hand_to_caller {
+                tracing::info!(rotation = %state.id, from = state.overlap_secs, to = overlap.as_secs(), "resumed rotation takes the caller's overlap");
+                state.overlap_secs = overlap.as_secs();
+                state.hand_to_caller = hand_to_caller;
+                reg.rotations
+                    .insert(state.service_id.clone(), state.clone());
+                self.save(reg).await?;
+            }
         }
         let stored = state
             .new_key

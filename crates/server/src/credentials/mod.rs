@@ -203,7 +203,8 @@ impl CredentialsService {
         let creds = self.app.credentials().clone();
         let svc = self.clone();
         let (caller, to) = (actor.clone(), reg.clone());
-        // The rotation runs to its end (it is durable) even if the caller goes away.
+        // The rotation is durable: it goes on if the caller goes away, up to the hand-over
+        // before it was handed over, to its end after.
         let run = self
             .app
             .credentials()
@@ -224,14 +225,20 @@ impl CredentialsService {
                 tokio::select! {
                     ev = erx.recv() => match ev {
                         Some(ev) => {
-                            let ev = svc
-                                .rotation_event(&to, &ev, &caller, &delivery)
-                                .await
-                                .map_err(Into::into);
-                            let _ = tx.send(ev).await;
+                            let ev = svc.rotation_event(&to, &ev, &caller, &delivery).await;
+                            let undelivered = ev.is_err();
+                            // A caller gone, or a value it could not be given: stop listening
+                            // (dropping `erx`), so the rotation waits before the hand-over.
+                            if tx.send(ev.map_err(Into::into)).await.is_err() || undelivered {
+                                return;
+                            }
                         }
                         None => break,
                     },
+                    // The caller went away (a deadline, a disconnect): the rotation goes on
+                    // without it to the hand-over, and waits there for the next RotateSecret,
+                    // so no secret becomes current that nobody was sent.
+                    () = tx.closed() => return,
                     // Graceful shutdown waits for open calls; an overlap can be long. The
                     // stream ends here; the rotation is durable and resumes at the next start.
                     () = stop.recv() => {

@@ -1,0 +1,143 @@
+//! RotateSecret makes the new secret current only while its caller listens, over the real gRPC
+//! server and the Entra emulator: a caller whose stream breaks before the hand-over leaves the
+//! old secret current, and the next call resumes the rotation and gets the same new secret.
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use entra_sim::Faults;
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::credentials_client::CredentialsClient;
+use testkit::server::{Authed, OPERATOR};
+use testkit::server_helpers::secrets;
+use testkit::sim::calm;
+use testkit::sim_server::SimServer;
+use tonic::Code;
+
+/// RotateSecret of `dr-1` with no overlap (the old secret goes right after the hand-over).
+fn rotate(reg: &Option<pb::RegistrationRef>) -> pb::RotateSecretRequest {
+    pb::RotateSecretRequest {
+        registration: reg.clone(),
+        service_id: "dr-1".into(),
+        overlap: None,
+        seal_to: None,
+    }
+}
+
+/// The key id of `dr-1`'s current secret.
+async fn current(
+    c: &mut CredentialsClient<Authed>,
+    reg: &Option<pb::RegistrationRef>,
+) -> Result<String> {
+    let now = secrets(c, reg).await?;
+    let cur = now.iter().find(|s| s.current && s.service_id == "dr-1");
+    Ok(cur.context("no current secret")?.key_id.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_gone_before_the_hand_over_leaves_the_old_secret_current_for_the_next_call()
+-> Result<()> {
+    let env = SimServer::start().await?;
+    let done = env.onboarded("direct-routing", "Sbc-Gone").await?.done;
+    let reg = env.registration(&done.client_id);
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let old = current(&mut c, &reg).await?;
+
+    // Every Entra answer takes 2 s, so the new secret's validation still waits for its token
+    // when the caller drops the stream right after the add.
+    env.sim.set_faults(Faults {
+        latency_ms: 2000,
+        ..calm()
+    });
+    let mut first = c.rotate_secret(rotate(&reg)).await?.into_inner();
+    let given = loop {
+        let ev = first
+            .message()
+            .await?
+            .context("the stream ended before the add")?;
+        if let Some(s) = ev.new_secret {
+            break s;
+        }
+    };
+    drop(first);
+    env.sim.set_faults(calm());
+    let key = given.info.as_ref().context("info")?.key_id.clone();
+
+    // The rotation goes on without its caller up to the hand-over: the new secret is proved,
+    // then the old one stays current (it was made current, and removed, at once before).
+    let proved = async || -> Result<bool> {
+        Ok(env.server.entries()?.iter().any(|e| {
+            e["action"] == "authentication.verify"
+                && e["phase"] == "succeeded"
+                && e["target"]["id"] == key
+        }))
+    };
+    testkit::wait::until_true("the new secret proved", Duration::from_secs(60), proved).await?;
+    for _ in 0..10 {
+        let now = secrets(&mut c, &reg).await?;
+        let current: Vec<_> = now.iter().filter(|s| s.current).collect();
+        ensure!(
+            current.len() == 1 && current[0].key_id == old,
+            "made current with no caller: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The next call: FAILED_PRECONDITION while the first call's rotation may still run, then
+    // it resumes that rotation and gets its new secret.
+    let mut stages = Vec::new();
+    let mut handed = None;
+    testkit::wait::until(
+        "RotateSecret resumes",
+        Duration::from_secs(60),
+        async || {
+            let mut stream = c.rotate_secret(rotate(&reg)).await?.into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(ev)) => {
+                        stages.push(format!("{}:{}", ev.stage, ev.done));
+                        handed = ev.new_secret.or(handed.take());
+                    }
+                    Ok(None) => return Ok(ControlFlow::Break(())),
+                    Err(e) if e.code() == Code::FailedPrecondition && stages.is_empty() => {
+                        return Ok(ControlFlow::Continue(e));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        },
+    )
+    .await?;
+    let handed = handed.context("the resuming call gets the new secret")?;
+    ensure!(
+        handed.secret == given.secret && handed.audit_seq == given.audit_seq,
+        "the next call got another secret than the one the rotation added ({stages:?})"
+    );
+    ensure!(
+        stages.ends_with(&[
+            "hand_over:true".to_owned(),
+            "remove_old:false".to_owned(),
+            "remove_old:true".to_owned()
+        ]),
+        "{stages:?}"
+    );
+    ensure!(current(&mut c, &reg).await? == key);
+    let left: Vec<_> = secrets(&mut c, &reg).await?;
+    ensure!(
+        !left.iter().any(|s| s.key_id == old),
+        "the old secret stayed: {left:?}"
+    );
+    // The new secret was made current once (the entries naming a delivery are the two calls'
+    // receipts of its value).
+    let made_current = env
+        .server
+        .entries()?
+        .iter()
+        .filter(|e| {
+            e["action"] == "secret.hand_over" && e["target"]["id"] == key && e["delivery"].is_null()
+        })
+        .count();
+    ensure!(made_current == 1, "made current {made_current} times");
+    Ok(())
+}

@@ -266,7 +266,10 @@ impl Credentials {
     }
 
     /// Removes secret `key_id`. A service's current secret is refused (rotate it first, with
-    /// overlap 0 for a leaked one), so a revoke never leaves a service without a secret.
+    /// overlap 0 for a leaked one), so a revoke never leaves a service without a secret. The new
+    /// secret of a rotation not handed over yet ends that rotation first (the way to end one
+    /// that cannot finish, e.g. refused at `validate`); while a call or the server drives the
+    /// rotation it is refused.
     pub async fn revoke(
         &self,
         r: &RegistrationRef,
@@ -279,8 +282,10 @@ impl Credentials {
                 reason: "required".into(),
             });
         }
-        let (_g, mut reg) = self.locked(r).await?;
         let key = key_id.to_ascii_lowercase();
+        // Marked before the lock, as a driver is: a rotation's new secret ends its rotation.
+        let ending = self.rotation_to_end(r, &key)?;
+        let (_g, mut reg) = self.locked(r).await?;
         let Some(s) = reg.secrets.get(&key).cloned() else {
             return Err(CredentialsError::NotFound(format!(
                 "registration {} has no managed secret {key_id}",
@@ -291,11 +296,16 @@ impl Credentials {
             .rotations
             .values()
             .find(|r| r.new_key.as_deref() == Some(key.as_str()))
+            .cloned()
         {
-            return Err(CredentialsError::FailedPrecondition(format!(
-                "secret {key_id} is the new secret of the rotation of {} in progress",
-                rot.service_id
-            )));
+            // Became a rotation's new secret since the look above: not this call's to end.
+            if ending.is_none() || rot.handed_over() {
+                return Err(CredentialsError::FailedPrecondition(format!(
+                    "secret {key_id} is the new secret of the rotation of {} in progress; retry",
+                    rot.service_id
+                )));
+            }
+            self.end_rotation(&mut reg, &rot, &key, actor).await?;
         }
         let users = reg.users_of(&key);
         if !users.is_empty() {

@@ -279,20 +279,6 @@ async fn rotation_cut_short_at_every_stage_resumes_and_removes_the_old_exactly_o
             env.authenticates(&r.client_id, &v).await,
             "{point}: no working secret after the crash"
         );
-        // The new secret of a rotation in progress cannot be revoked from under it.
-        if point == "add" {
-            let reg = creds.registration(&r)?;
-            let new_key = reg
-                .rotations
-                .get(svc)
-                .and_then(|s| s.new_key.clone())
-                .context("stored new key")?;
-            let e = creds.revoke(&r, &new_key, ACTOR).await.err();
-            ensure!(
-                matches!(&e, Some(CredentialsError::FailedPrecondition(m)) if m.contains("rotation")),
-                "{e:?}"
-            );
-        }
         // A restarted process converges.
         let restarted = manager(&env, None)?;
         let failed = restarted.resume_all().await?;
@@ -513,5 +499,85 @@ async fn a_rotation_whose_caller_went_away_waits_for_the_next_caller_to_hand_ove
     ensure!(env.authenticates(&r.client_id, &cur_value).await);
     ensure!(!env.authenticates(&r.client_id, &old_value).await);
     ensure!(env.sim.calls(REMOVES) == removes_before + 1);
+    Ok(())
+}
+
+/// RevokeSecret of a rotation's new secret before the hand-over is how a rotation that cannot
+/// finish (Conditional Access refusing its validation, say) is ended: refused while the rotation
+/// is driven, it then ends the rotation (recorded under its id, by the revoker), removes the new
+/// secret, and leaves the old one current; the next rotation starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_rotations_new_secret_before_the_hand_over_ends_the_rotation() -> Result<()> {
+    let (env, _, r) = start_ready("end").await?;
+    let (svc, revoker) = ("svc-end", "spiffe://platform.test/other-operator");
+    // The first driver stops after the add until the test lets it go on, then halts (a crash).
+    let (reached, at_add) = std::sync::mpsc::channel();
+    let (go_on, release) = std::sync::mpsc::channel::<()>();
+    let release = std::sync::Mutex::new(release);
+    let fired = std::sync::atomic::AtomicBool::new(false);
+    let hook: Hook = std::sync::Arc::new(move |_: &str, point: &str| {
+        if point != "add" || fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return HookAction::Continue;
+        }
+        let _ = reached.send(());
+        let _ = release.lock().map(|r| r.recv());
+        HookAction::Halt
+    });
+    // One manager, as in the server: it knows which rotations it drives.
+    let creds = manager(&env, Some(hook))?;
+    let driver = creds.clone();
+    let reg_id = creds.registration(&r)?.id;
+    let (old, old_value) = creds.current_secret(&r, svc)?;
+    let (r2, svc2) = (r.clone(), svc.to_owned());
+    let run =
+        tokio::spawn(async move { driver.rotate(&r2, &svc2, Duration::ZERO, ACTOR, None).await });
+    let at_add = tokio::task::spawn_blocking(move || at_add.recv());
+    tokio::time::timeout(Duration::from_secs(60), at_add).await???;
+    let new_key = creds.registration(&r)?.rotations[svc]
+        .new_key
+        .clone()
+        .context("the new secret is stored")?;
+    let e = creds.revoke(&r, &new_key, revoker).await.err();
+    ensure!(
+        matches!(&e, Some(CredentialsError::FailedPrecondition(m)) if m.contains("running now")),
+        "{e:?}"
+    );
+    go_on.send(())?;
+    ensure!(matches!(run.await?, Err(CredentialsError::Halted(_))));
+
+    let removes_before = env.sim.calls(REMOVES);
+    let seq = creds.revoke(&r, &new_key, revoker).await?;
+    ensure!(seq.is_some(), "the new secret's removal is audited");
+    ensure!(creds.pending_rotations()?.is_empty());
+    ensure!(env.sim.calls(REMOVES) == removes_before + 1);
+    let (cur, _) = creds.current_secret(&r, svc)?;
+    ensure!(cur.key_id == old.key_id);
+    ensure!(env.authenticates(&r.client_id, &old_value).await);
+    let listed: Vec<_> = creds
+        .list_secrets(&r)?
+        .into_iter()
+        .map(|s| s.key_id)
+        .collect();
+    ensure!(listed == [old.key_id.clone()], "{listed:?}");
+    let entries = env.audit_entries(&reg_id)?;
+    let ended = entries
+        .iter()
+        .filter(|e| e["action"] == "secret.rotate" && e["phase"] == "failed")
+        .collect::<Vec<_>>();
+    ensure!(
+        ended.len() == 1
+            && ended[0]["actor"] == revoker
+            && ended[0]["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("revoked")),
+        "{ended:?}"
+    );
+    // Its intent and this end pair under the rotation's id (no intent is left open).
+    let pairs = testkit::audit::change_pairs(&entries, &reg_id)?;
+    ensure!(!pairs.contains_key("secret.rotate"), "{pairs:?}");
+
+    creds.rotate(&r, svc, Duration::ZERO, ACTOR, None).await?;
+    let (cur, _) = creds.current_secret(&r, svc)?;
+    ensure!(cur.key_id != old.key_id && cur.key_id != new_key);
     Ok(())
 }

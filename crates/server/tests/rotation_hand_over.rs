@@ -35,14 +35,17 @@ async fn current(
     Ok(cur.context("no current secret")?.key_id.clone())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caller_gone_before_the_hand_over_leaves_the_old_secret_current_for_the_next_call()
--> Result<()> {
-    let env = SimServer::start().await?;
-    let done = env.onboarded("direct-routing", "Sbc-Gone").await?.done;
+/// A registration onboarded into `env`, whose `dr-1` rotation lost its caller right after the
+/// add: the old secret's key id and the new secret the caller was given, once the rotation has
+/// gone on to the hand-over and the old secret is seen to stay current.
+async fn caller_gone(
+    env: &SimServer,
+    c: &mut CredentialsClient<Authed>,
+    name: &str,
+) -> Result<(Option<pb::RegistrationRef>, String, pb::NewSecret)> {
+    let done = env.onboarded("direct-routing", name).await?.done;
     let reg = env.registration(&done.client_id);
-    let mut c = env.server.credentials(Some(OPERATOR)).await?;
-    let old = current(&mut c, &reg).await?;
+    let old = current(c, &reg).await?;
 
     // Every Entra answer takes 2 s, so the new secret's validation still waits for its token
     // when the caller drops the stream right after the add.
@@ -75,7 +78,7 @@ async fn a_caller_gone_before_the_hand_over_leaves_the_old_secret_current_for_th
     };
     testkit::wait::until_true("the new secret proved", Duration::from_secs(60), proved).await?;
     for _ in 0..10 {
-        let now = secrets(&mut c, &reg).await?;
+        let now = secrets(c, &reg).await?;
         let current: Vec<_> = now.iter().filter(|s| s.current).collect();
         ensure!(
             current.len() == 1 && current[0].key_id == old,
@@ -83,6 +86,16 @@ async fn a_caller_gone_before_the_hand_over_leaves_the_old_secret_current_for_th
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok((reg, old, given))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_gone_before_the_hand_over_leaves_the_old_secret_current_for_the_next_call()
+-> Result<()> {
+    let env = SimServer::start().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let (reg, old, given) = caller_gone(&env, &mut c, "Sbc-Gone").await?;
+    let key = given.info.as_ref().context("info")?.key_id.clone();
 
     // The next call: FAILED_PRECONDITION while the first call's rotation may still run, then
     // it resumes that rotation and gets its new secret.
@@ -139,5 +152,50 @@ async fn a_caller_gone_before_the_hand_over_leaves_the_old_secret_current_for_th
         })
         .count();
     ensure!(made_current == 1, "made current {made_current} times");
+    Ok(())
+}
+
+/// A rotation that waits for its caller can also be ended: RevokeSecret of its new secret
+/// removes that secret, leaves the old one current, and the next RotateSecret starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_new_secret_of_a_waiting_rotation_ends_it() -> Result<()> {
+    let env = SimServer::start().await?;
+    let mut c = env.server.credentials(Some(OPERATOR)).await?;
+    let (reg, old, given) = caller_gone(&env, &mut c, "Sbc-End").await?;
+    let key = given.info.as_ref().context("info")?.key_id.clone();
+    let revoke = pb::RevokeSecretRequest {
+        registration: reg.clone(),
+        key_id: key.clone(),
+    };
+    // FAILED_PRECONDITION while the rotation may still be driven, then it ends it.
+    let seq = testkit::wait::until("RevokeSecret", Duration::from_secs(60), async || {
+        match c.revoke_secret(revoke.clone()).await {
+            Ok(r) => Ok(ControlFlow::Break(r.into_inner().audit_seq)),
+            Err(e) if e.code() == Code::FailedPrecondition => Ok(ControlFlow::Continue(e)),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await?;
+    ensure!(seq > 0, "the removal is audited");
+    let left = secrets(&mut c, &reg).await?;
+    ensure!(
+        left.len() == 1 && left[0].key_id == old && left[0].current,
+        "{left:?}"
+    );
+    let ended = env.server.entries()?.into_iter().filter(|e| {
+        e["action"] == "secret.rotate"
+            && e["phase"] == "failed"
+            && e["error"].as_str().is_some_and(|m| m.contains(&key))
+    });
+    ensure!(ended.count() == 1, "the end is not recorded");
+    // The next call starts a new rotation: another new secret, made current for it.
+    let mut stream = c.rotate_secret(rotate(&reg)).await?.into_inner();
+    let mut handed = None;
+    while let Some(ev) = stream.message().await? {
+        handed = ev.new_secret.or(handed);
+    }
+    let handed = handed.context("the new rotation's secret")?;
+    ensure!(handed.secret != given.secret);
+    ensure!(current(&mut c, &reg).await? == handed.info.context("info")?.key_id);
     Ok(())
 }

@@ -119,7 +119,7 @@ pub(crate) struct Driving(
 );
 
 /// Removes the driving mark when the driver ends, however it ends.
-struct DriveGuard<'a> {
+pub(crate) struct DriveGuard<'a> {
     /// The set.
     set: &'a Driving,
     /// The mark.
@@ -309,6 +309,68 @@ impl Credentials {
         let result = self.drive(r, service_id, &None).await;
         count_rotation(&result);
         result
+    }
+
+    /// RevokeSecret of `key`, the new secret of a stored rotation, ends that rotation: this
+    /// marks it driven so no call or resume works on it meanwhile (the guard is held through
+    /// the revoke). `None` when `key` is no rotation's new secret; FAILED_PRECONDITION when the
+    /// secret is current already, or a call or the server drives the rotation now.
+    pub(crate) fn rotation_to_end(
+        &self,
+        r: &RegistrationRef,
+        key: &str,
+    ) -> Result<Option<DriveGuard<'_>>, CredentialsError> {
+        let reg = self.registration(r)?;
+        let Some(state) = reg
+            .rotations
+            .values()
+            .find(|s| s.new_key.as_deref() == Some(key))
+        else {
+            return Ok(None);
+        };
+        let refused = |why: &str| {
+            CredentialsError::FailedPrecondition(format!(
+                "secret {key} is the new secret of the rotation of {}, which {why}",
+                state.service_id
+            ))
+        };
+        if state.handed_over() {
+            return Err(refused(
+                "made it current already; rotate again to replace it",
+            ));
+        }
+        self.start_driving(&reg.id, &state.service_id)
+            .map(Some)
+            .map_err(|_| refused("is running now; revoke it once that RotateSecret call has ended"))
+    }
+
+    /// Ends `state`, a rotation not handed over, whose new secret `key` is being revoked: the
+    /// end is recorded (`secret.rotate` failed, by `actor`, under the rotation's id) and the
+    /// rotation dropped, so the old secret stays current and `key` is an unused secret.
+    pub(crate) async fn end_rotation(
+        &self,
+        reg: &mut crate::model::Registration,
+        state: &RotationState,
+        key: &str,
+        actor: &str,
+    ) -> Result<(), CredentialsError> {
+        let why = format!(
+            "ended before the hand-over: its new secret {key} was revoked; the old secret stays current"
+        );
+        self.auditor(reg, &state.service_id, actor)
+            .correlated(&state.id)
+            .entry(
+                Action::SecretRotate,
+                Phase::Failed,
+                &app_target(reg),
+                vec![set("rotationId", json!(state.id))],
+                Some(&why),
+            )
+            .await?;
+        reg.rotations.remove(&state.service_id);
+        self.save(reg).await?;
+        tracing::info!(rotation = %state.id, service = %state.service_id, "rotation ended: its new secret is revoked");
+        Ok(())
     }
 
     fn start_driving(

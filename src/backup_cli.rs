@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::admin_client::AdminClient;
+use onboard_server::backup::{ArchiveSummary, check_archive};
 
 use crate::ctl::conn::ConnArgs;
 use crate::ctl::exit::{CtlError, Exit};
@@ -88,15 +89,24 @@ async fn run_backup(args: BackupArgs) -> Result<String, CtlError> {
     // partial file would keep its own mode, so it goes first).
     let _ = std::fs::remove_file(&partial);
     let mut file = crate::ctl::output::create_private(&partial)?;
-    let received = receive(&mut stream, &mut file, &partial, rpc)
-        .await
-        .and_then(|bytes| {
+    let received = match receive(&mut stream, &mut file, &partial, rpc).await {
+        // Named only once it checks as `onboard restore` will check it: a damaged archive
+        // (a fault in the server, the network or the disk) is known now, not at the restore.
+        Ok(bytes) => check(&partial).await.and_then(|summary| {
             std::fs::rename(&partial, &args.out)
                 .with_context(|| format!("renaming to {}", args.out.display()))?;
-            Ok(bytes)
-        });
+            Ok((bytes, summary))
+        }),
+        Err(e) => Err(e),
+    };
     match received {
-        Ok(bytes) => Ok(format!("wrote {} ({bytes} bytes)", args.out.display())),
+        Ok((bytes, s)) => Ok(format!(
+            "wrote {} ({bytes} bytes; checked: {} audit entries, root {}, {} state records)",
+            args.out.display(),
+            s.entries,
+            s.root,
+            s.state_records
+        )),
         Err(e) => {
             // Whatever made it stop (the stream, a full disk), no half archive is left behind:
             // it would hold the log and state records in a file nobody restores from.
@@ -132,6 +142,21 @@ async fn receive(
     file.sync_all()
         .with_context(|| format!("syncing {}", partial.display()))?;
     Ok(bytes)
+}
+
+/// Checks the received archive (`partial`) as a restore would, off the async threads.
+async fn check(partial: &std::path::Path) -> Result<ArchiveSummary, CtlError> {
+    let path = partial.to_owned();
+    let checked = tokio::task::spawn_blocking(move || check_archive(&path))
+        .await
+        .context("checking the archive")?;
+    checked.map_err(|e| CtlError {
+        exit: Exit::Failed,
+        message: format!(
+            "the archive received does not check, so it was not kept: {}",
+            e.to_string().trim_end_matches("; nothing was written")
+        ),
+    })
 }
 
 /// Runs `onboard restore`.

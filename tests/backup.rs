@@ -499,3 +499,56 @@ async fn a_backup_is_refused_while_a_key_lives_in_the_state_store() -> Result<()
     server.terminate()?;
     Ok(())
 }
+
+/// An Admin service whose Backup streams bytes that are no archive (a server, network or disk
+/// fault as `onboard backup` would meet it).
+struct BrokenAdmin;
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for BrokenAdmin {
+    type BackupStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<pb::BackupChunk, tonic::Status>>>;
+
+    async fn backup(
+        &self,
+        _: tonic::Request<pb::BackupRequest>,
+    ) -> Result<tonic::Response<Self::BackupStream>, tonic::Status> {
+        let chunk = pb::BackupChunk {
+            data: b"not an archive ".repeat(100),
+        };
+        Ok(tonic::Response::new(tokio_stream::iter(vec![Ok(chunk)])))
+    }
+}
+
+/// `onboard backup` checks what it received as a restore would, before naming it: an archive
+/// that does not check exits 1 saying so, and leaves neither FILE nor FILE.partial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_archive_that_does_not_check_is_not_kept() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let serving = tonic::transport::Server::builder()
+        .add_service(pb::admin_server::AdminServer::new(BrokenAdmin))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let serving = tokio::spawn(serving);
+    let work = tempfile::tempdir()?;
+    let out = work.path().join("broken.tar");
+    let onboard = onboard_binary!();
+    let run = onboard
+        .run(
+            &["backup", "--out", out.to_str().context("path")?],
+            &[("ONBOARD_ADDR", url.as_str()), ("ONBOARD_TOKEN", ADMIN)],
+            None,
+        )
+        .await?;
+    serving.abort();
+    ensure!(
+        run.code == Some(1) && run.stderr.contains("does not check"),
+        "{run}"
+    );
+    ensure!(!out.exists(), "an archive that does not check was kept");
+    ensure!(
+        !work.path().join("broken.tar.partial").exists(),
+        "its partial file was left"
+    );
+    Ok(())
+}

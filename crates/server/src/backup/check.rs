@@ -45,8 +45,9 @@ pub(super) fn read_head_note(data: &Path) -> Result<Option<String>> {
 pub(super) struct PendingKnown<'a> {
     /// The replaced data directory's head note.
     pub(super) head: Option<String>,
-    /// For `[witnessing]`.
-    pub(super) config: &'a Config,
+    /// For `[witnessing]` and the data directory's name; `None` when nothing outside the
+    /// archive is consulted ([`check_archive`]).
+    pub(super) config: Option<&'a Config>,
 }
 
 impl PendingKnown<'_> {
@@ -54,10 +55,8 @@ impl PendingKnown<'_> {
     fn resolve(&self, verifiers: &[audit_log::NoteVerifier], origin: &str) -> Result<Vec<Known>> {
         let mut out = Vec::new();
         if let Some(note) = &self.head {
-            let from = format!(
-                "the head note of {}",
-                self.config.storage.data_dir.join(AUDIT_DIR).display()
-            );
+            let dir = self.config.map(|c| c.storage.data_dir.join(AUDIT_DIR));
+            let from = format!("the head note of {}", dir.unwrap_or_default().display());
             match SignedCheckpoint::open(note, verifiers) {
                 Ok(cp) => out.push(Known {
                     from,
@@ -71,7 +70,9 @@ impl PendingKnown<'_> {
                 }
             }
         }
-        if let Some(w) = crate::auditors::settings::witnessing(self.config)? {
+        if let Some(config) = self.config
+            && let Some(w) = crate::auditors::settings::witnessing(config)?
+        {
             let keys: Vec<_> = w.endpoints.iter().map(|e| e.verifier.clone()).collect();
             let stored = witness::CosignatureStore::new(&w.store)
                 .load(origin, verifiers, &keys)
@@ -92,6 +93,35 @@ impl PendingKnown<'_> {
         }
         Ok(out)
     }
+}
+
+/// What a sound archive holds ([`check_archive`]).
+#[derive(Debug, Clone)]
+pub struct ArchiveSummary {
+    /// Audit entries in it (the size of its signed checkpoint).
+    pub entries: u64,
+    /// The log's root at that size (hex).
+    pub root: String,
+    /// State records in it, all trees.
+    pub state_records: u64,
+}
+
+/// Checks all of archive `path` as `onboard restore`'s first pass does (the manifest, every
+/// member's checksum and length, the audit records rehashed into the archive's own signed
+/// checkpoint), consulting nothing outside it: how `onboard backup` checks what it received
+/// before giving it its name. Reads the whole file; a refusal says what is wrong.
+pub fn check_archive(path: &Path) -> Result<ArchiveSummary> {
+    let mut pending = PendingKnown {
+        head: None,
+        config: None,
+    };
+    let mut check = SnapshotCheck::default();
+    let (manifest, _, _) = verify(path, &mut check, &mut pending, &mut Vec::new())?;
+    Ok(ArchiveSummary {
+        entries: manifest.audit.size,
+        root: manifest.audit.root,
+        state_records: manifest.state.trees.values().sum(),
+    })
 }
 
 /// Pass 1: reads the archive, checks the manifest, every checksum and the audit records.

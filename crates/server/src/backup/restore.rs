@@ -1,8 +1,8 @@
 //! `onboard restore`: an archive into a data directory no server holds.
 //!
 //! 1. The data directory must be empty, or `--force` (then no process may hold its sled
-//!    stores: the same `flock` sled takes; the old `audit/` and `state/` are moved aside, never
-//!    deleted).
+//!    stores: the restore takes the same `flock` sled takes and holds it to the end; the old
+//!    `audit/` and `state/` are moved aside, never deleted).
 //! 2. Everything is checked before anything is written: the manifest, every member's SHA-256
 //!    and length, the audit records (contiguous entries rehashed into the root, every
 //!    checkpoint signature, the last checkpoint equal to the manifest's), the configured
@@ -69,8 +69,10 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
     }
     let data = config.storage.data_dir.clone();
     let existing = occupied(&data)?;
+    // Held until the restore ends: no server opens the old stores while they are replaced.
+    let mut _held = Vec::new();
     for store in [AUDIT_DIR, STATE_DIR] {
-        refuse_if_held(&data.join(store))?;
+        _held.extend(hold_if_free(&data.join(store))?);
     }
     let signer = crate::app::load_signer(&config.audit.signing_key, &config.audit.origin)?;
     let mut known = Vec::new();
@@ -80,7 +82,7 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
         let head = read_head_note(&data)?;
         let mut pending = PendingKnown {
             head,
-            config: &config,
+            config: Some(&config),
         };
         verify(&req.archive, &mut check, &mut pending, &mut known)?
     };
@@ -225,16 +227,18 @@ fn occupied(data: &Path) -> Result<Vec<String>> {
     }
 }
 
-/// Refuses a sled store another process holds (sled `flock`s its `db` file while open).
-fn refuse_if_held(store: &Path) -> Result<()> {
+/// Takes the lock sled takes on a store's `db` file (its `flock`) and returns the file that
+/// holds it, so no server opens the store until it is dropped; FAILED_PRECONDITION when
+/// another process holds the store. `None` when there is no store.
+fn hold_if_free(store: &Path) -> Result<Option<File>> {
     let db = store.join("db");
     let file = match File::open(&db) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ServerError::io(format!("opening {}", db.display()), e)),
     };
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Some(file)),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(ServerError::FailedPrecondition(format!(
             "{} is in use (a running server holds its lock); stop the server first, or restore into another directory",
             store.display()
@@ -372,5 +376,31 @@ fn open_waiting(dir: &Path) -> Result<sled::Db> {
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock is held while the guard lives (a second taker, as a starting server, is
+    /// refused), and let go with it.
+    #[test]
+    fn a_store_stays_locked_while_its_guard_lives() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = dir.path().join("state");
+        assert!(hold_if_free(&store)?.is_none(), "no store, nothing to hold");
+        std::fs::create_dir(&store)?;
+        std::fs::write(store.join("db"), b"")?;
+        let held = hold_if_free(&store)?;
+        assert!(held.is_some());
+        let again = hold_if_free(&store).err().map(|e| e.to_string());
+        assert!(
+            again.as_deref().is_some_and(|m| m.contains("in use")),
+            "{again:?}"
+        );
+        drop(held);
+        assert!(hold_if_free(&store)?.is_some());
+        Ok(())
     }
 }

@@ -350,6 +350,16 @@ async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
         !data.join("audit").exists() && !data.join("state").exists(),
         "something was written"
     );
+    // Cut short (a copy interrupted): refused the same way, nothing written.
+    let cut = work.path().join("cut.tar");
+    let whole = std::fs::read(&older)?;
+    std::fs::write(&cut, &whole[..whole.len() / 2])?;
+    let run = restore(&onboard, &cut, &config, &[]).await?;
+    ensure!(
+        run.code != Some(0) && run.stderr.contains("nothing was written"),
+        "a truncated archive:\n{run}"
+    );
+    ensure!(!data.join("audit").exists(), "something was written");
 
     // The newer archive into the fresh directory; then the older one over it.
     let run = restore(&onboard, &newer, &config, &[]).await?;

@@ -247,6 +247,14 @@ impl Credentials {
             });
         }
         let (_g, mut reg) = self.locked(r).await?;
+        // Its hand-over would replace the secret added here (and never remove it).
+        if let Some(rot) = reg.rotations.get(service_id).filter(|s| !s.handed_over()) {
+            return Err(CredentialsError::FailedPrecondition(format!(
+                "a rotation of {service_id} has not made its new secret current yet; finish it \
+                 (RotateSecret) or end it (RevokeSecret of its new secret {}) first",
+                rot.new_key.as_deref().unwrap_or("not added yet")
+            )));
+        }
         let graph = self.secrets_graph(&reg).await?;
         let object_id = self.object_id(&graph, &mut reg).await?;
         let (stored, value, seq) = self
@@ -292,20 +300,19 @@ impl Credentials {
                 reg.client_id
             )));
         };
-        if let Some(rot) = reg
+        let rotation = reg
             .rotations
             .values()
             .find(|r| r.new_key.as_deref() == Some(key.as_str()))
-            .cloned()
+            .cloned();
+        // Became a rotation's new secret since the look above: not this call's to end.
+        if let Some(rot) = &rotation
+            && (ending.is_none() || rot.handed_over())
         {
-            // Became a rotation's new secret since the look above: not this call's to end.
-            if ending.is_none() || rot.handed_over() {
-                return Err(CredentialsError::FailedPrecondition(format!(
-                    "secret {key_id} is the new secret of the rotation of {} in progress; retry",
-                    rot.service_id
-                )));
-            }
-            self.end_rotation(&mut reg, &rot, &key, actor).await?;
+            return Err(CredentialsError::FailedPrecondition(format!(
+                "secret {key_id} is the new secret of the rotation of {} in progress; retry",
+                rot.service_id
+            )));
         }
         let users = reg.users_of(&key);
         if !users.is_empty() {
@@ -315,8 +322,13 @@ impl Credentials {
                 users.join(", ")
             )));
         }
+        // What the removal needs, before the rotation is ended: one that cannot act (no
+        // session, Entra down) ends nothing.
         let graph = self.secrets_graph(&reg).await?;
         let object_id = self.object_id(&graph, &mut reg).await?;
+        if let Some(rot) = &rotation {
+            self.end_rotation(&mut reg, rot, &key, actor).await?;
+        }
         let seq = self
             .remove_password(&graph, &reg, &object_id, &s, actor)
             .await?;

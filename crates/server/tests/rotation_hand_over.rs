@@ -47,8 +47,9 @@ async fn caller_gone(
     let reg = env.registration(&done.client_id);
     let old = current(c, &reg).await?;
 
-    // Every Entra answer takes 2 s, so the new secret's validation still waits for its token
-    // when the caller drops the stream right after the add.
+    // Every Entra answer takes 2 s (until the validation is done), so the new secret's
+    // validation still waits for its token when the caller drops the stream right after the
+    // add, and the server has long seen the stream go.
     env.sim.set_faults(Faults {
         latency_ms: 2000,
         ..calm()
@@ -64,7 +65,6 @@ async fn caller_gone(
         }
     };
     drop(first);
-    env.sim.set_faults(calm());
     let key = given.info.as_ref().context("info")?.key_id.clone();
 
     // The rotation goes on without its caller up to the hand-over: the new secret is proved,
@@ -77,6 +77,7 @@ async fn caller_gone(
         }))
     };
     testkit::wait::until_true("the new secret proved", Duration::from_secs(60), proved).await?;
+    env.sim.set_faults(calm());
     for _ in 0..10 {
         let now = secrets(c, &reg).await?;
         let current: Vec<_> = now.iter().filter(|s| s.current).collect();

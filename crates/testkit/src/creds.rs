@@ -21,6 +21,15 @@ pub async fn start(faults: Faults) -> Result<(EngineEnv, Credentials)> {
     Ok((env, creds))
 }
 
+/// [`start`] with a calm emulator, a registration made by onboarding `id` ([`provisioned`],
+/// app `Sbc-<id>`) and a stored admin session of the global admin, for day-two changes.
+pub async fn start_ready(id: &str) -> Result<(EngineEnv, Credentials, RegistrationRef)> {
+    let (env, creds) = start(crate::sim::calm()).await?;
+    let r = provisioned(&env, &creds, id, &format!("Sbc-{id}")).await?;
+    store_session(&env, &creds, "globaladmin").await?;
+    Ok((env, creds, r))
+}
+
 /// A manager over `env`'s store (tree `credentials`) with the fixed sealing key and `hook`: a
 /// new one over the same store is a restarted process.
 pub fn manager(env: &EngineEnv, hook: Option<Hook>) -> Result<Credentials> {

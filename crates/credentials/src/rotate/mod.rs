@@ -75,12 +75,13 @@ pub struct RotationState {
     /// kept).
     #[serde(default)]
     pub add_seq: Option<u64>,
-    /// Whether the new secret goes to a caller (a RotateSecret call started or resumed the
-    /// rotation): then it is made current only while a caller is listening, so no secret
-    /// becomes current that no caller was sent. Without one the rotation stops before the
-    /// hand-over and the next RotateSecret resumes it. False for a rotation the server started
-    /// itself (auto-rotation: the platform joins it during the overlap) and in records written
-    /// before this was kept.
+    /// Whether the new secret goes to a caller (the RotateSecret call that started or last
+    /// resumed the rotation): then it is made current only once that caller confirmed it has
+    /// been sent the new secret ([`RotationEvent::confirm`]), so no secret becomes current that
+    /// no caller was sent. Without that the rotation stops before the hand-over and the next
+    /// RotateSecret resumes it. False for a rotation the server drives for nobody
+    /// (auto-rotation, which the platform joins during the overlap) and in records written
+    /// before this was kept (they are handed over as before).
     #[serde(default)]
     pub hand_to_caller: bool,
 }
@@ -108,6 +109,12 @@ pub struct RotationEvent {
     pub new_secret: Option<NewSecret>,
     /// Audit entry of the stage, when it changed something.
     pub audit_seq: Option<u64>,
+    /// On the `hand_over` started event: the receiver of the events answers here once every
+    /// event before this one (the new secret among them) has reached its caller. A rotation a
+    /// caller started makes its new secret current only after that answer (see
+    /// [`RotationState::hand_to_caller`]); a receiver that never answers (or is gone) leaves
+    /// the rotation waiting before the hand-over.
+    pub confirm: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Rotations being driven by this process (registration id + service), so two drivers never
@@ -133,11 +140,6 @@ impl Drop for DriveGuard<'_> {
     }
 }
 
-/// Whether someone still receives `tx`'s events (a RotateSecret call whose stream is open).
-fn listening(tx: &Option<UnboundedSender<RotationEvent>>) -> bool {
-    tx.as_ref().is_some_and(|tx| !tx.is_closed())
-}
-
 fn emit(tx: &Option<UnboundedSender<RotationEvent>>, ev: RotationEvent) {
     if let Some(tx) = tx {
         let _ = tx.send(ev);
@@ -150,6 +152,7 @@ fn ev(stage: &'static str, done: bool, audit_seq: Option<u64>) -> RotationEvent 
         done,
         new_secret: None,
         audit_seq,
+        confirm: None,
     }
 }
 
@@ -438,15 +441,6 @@ impl Credentials {
             match state.stage {
                 RotationStage::Adding => self.stage_add(&mut reg, state, events).await?,
                 RotationStage::Validating => self.stage_validate(&mut reg, state, events).await?,
-                // The new secret becomes current only with someone to hand it to: a caller gone
-                // (its stream broke, or the server restarted) leaves the old one current and the
-                // rotation stored here, and the next RotateSecret resumes it and gets the value.
-                RotationStage::HandingOver if state.hand_to_caller && !listening(events) => {
-                    tracing::info!(rotation = %state.id, service = service_id, "no caller to hand the new secret to; the next RotateSecret resumes the rotation");
-                    return Err(CredentialsError::Halted(
-                        "the hand-over, with no caller to hand the new secret to".into(),
-                    ));
-                }
                 RotationStage::HandingOver => self.stage_hand_over(&mut reg, state, events).await?,
                 RotationStage::WaitingOverlap => {
                     let mut s = state;

@@ -17,6 +17,9 @@ use crate::{Credentials, RegistrationRef};
 
 /// How often a caller that joined a rotation looks whether its driver finished or stopped.
 const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a hand-over waits for its caller to confirm it was sent the new secret (the
+/// caller's audit entry of the value is written first, which takes an fsync).
+const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Credentials {
     pub(super) async fn stage_add(
@@ -174,7 +177,24 @@ impl Credentials {
         mut state: RotationState,
         events: &Option<UnboundedSender<RotationEvent>>,
     ) -> Result<(), CredentialsError> {
-        emit(events, ev("hand_over", false, None));
+        // A caller confirms it was sent everything before this event, the new secret among
+        // them: a rotation for a caller makes it current only then. One gone (its stream
+        // broke, or the server restarted) leaves the old secret current and the rotation
+        // stored here; the next RotateSecret resumes it and gets the value.
+        let (confirm, confirmed) = tokio::sync::oneshot::channel();
+        emit(
+            events,
+            RotationEvent {
+                confirm: Some(confirm),
+                ..ev("hand_over", false, None)
+            },
+        );
+        if state.hand_to_caller && !self.caller_confirms(events, confirmed).await? {
+            tracing::info!(rotation = %state.id, service = %state.service_id, "no caller to hand the new secret to; the next RotateSecret resumes the rotation");
+            return Err(CredentialsError::Halted(
+                "the hand-over, with no caller to hand the new secret to".into(),
+            ));
+        }
         let new = self.new_secret_of(reg, &state)?;
         let new_key = Registration::secret_key(&new);
         // Saturating: a stored overlap too large for the calendar (the server refuses more than
@@ -211,6 +231,28 @@ impl Credentials {
         self.save(reg).await?;
         emit(events, ev("hand_over", true, Some(seq)));
         self.hook(&reg.id, "hand_over")
+    }
+
+    /// Whether the caller behind `events` confirms the `hand_over` started event (so it was
+    /// sent all before it) within [`CONFIRM_WAIT`]; false when there is none, it goes away or
+    /// it does not answer. Shutdown halts.
+    async fn caller_confirms(
+        &self,
+        events: &Option<UnboundedSender<RotationEvent>>,
+        confirmed: tokio::sync::oneshot::Receiver<()>,
+    ) -> Result<bool, CredentialsError> {
+        let Some(tx) = events else {
+            return Ok(false);
+        };
+        Ok(tokio::select! {
+            biased;
+            answer = confirmed => answer.is_ok(),
+            () = tx.closed() => false,
+            () = tokio::time::sleep(CONFIRM_WAIT) => false,
+            () = self.inner.shutdown.recv() => {
+                return Err(CredentialsError::Halted("shutdown".into()));
+            }
+        })
     }
 
     pub(super) async fn wait_overlap(
@@ -314,7 +356,8 @@ impl Credentials {
     /// A call finds `state` stored for its service (an earlier call failed, or the server
     /// stopped) and drives it on. Until the hand-over the rotation is this caller's: its
     /// `overlap` replaces the stored one (after it, the old secret's removal time is recorded
-    /// and stands), and the hand-over waits for a caller from now on. When the new secret is stored, the caller gets it now, on `add` started and
+    /// and stands), and the hand-over waits for a caller's confirmation when there is a caller
+    /// (auto-rotation, which has none, finishes one a caller left waiting). When the new secret is stored, the caller gets it now, on `add` started and
     /// done events as the first call did, since it may never have had it (a client discards
     /// what a failed call returned) and it is the value that becomes current.
     pub(super) async fn resume_for_caller(
@@ -325,8 +368,9 @@ impl Credentials {
         events: &Option<UnboundedSender<RotationEvent>>,
     ) -> Result<(), CredentialsError> {
         if !state.handed_over() {
-            // The rotation is this caller's now: its overlap, and the hand-over waits for it.
-            let hand_to_caller = state.hand_to_caller || events.is_some();
+            // The rotation is this caller's now: its overlap, and whether the hand-over waits
+            // for a caller (auto-rotation, with none, takes over one a caller left waiting).
+            let hand_to_caller = events.is_some();
             if state.overlap_secs != overlap.as_secs() || state.hand_to_caller != hand_to_caller {
                 tracing::info!(rotation = %state.id, from = state.overlap_secs, to = overlap.as_secs(), "resumed rotation takes the caller's overlap");
                 state.overlap_secs = overlap.as_secs();
@@ -445,5 +489,6 @@ fn add_done(
             audit_seq: add_seq.unwrap_or(0),
         }),
         audit_seq: add_seq,
+        confirm: None,
     }
 }

@@ -224,13 +224,18 @@ impl CredentialsService {
             loop {
                 tokio::select! {
                     ev = erx.recv() => match ev {
-                        Some(ev) => {
+                        Some(mut ev) => {
+                            let confirm = ev.confirm.take();
                             let ev = svc.rotation_event(&to, &ev, &caller, &delivery).await;
                             let undelivered = ev.is_err();
                             // A caller gone, or a value it could not be given: stop listening
                             // (dropping `erx`), so the rotation waits before the hand-over.
                             if tx.send(ev.map_err(Into::into)).await.is_err() || undelivered {
                                 return;
+                            }
+                            // All before it is in the caller's stream: the hand-over may go on.
+                            if let Some(confirm) = confirm {
+                                let _ = confirm.send(());
                             }
                         }
                         None => break,

@@ -3,7 +3,8 @@
 //! - **Time to back up** a log of `BENCH_ENTRIES` ~400-byte entries (default 100,000) through
 //!   `onboard.v1.Admin/Backup` over loopback (the archive written to a file, as the CLI does),
 //!   against a plain recursive file copy of the same data directory (what an operator would do
-//!   with the service stopped). Reported as a ratio.
+//!   with the service stopped). Reported as a ratio. Also the check `onboard backup` runs on
+//!   the received archive before naming it (`backup::check_archive`), as a ratio to the backup.
 //! - **The append pause**: 16 appenders append in a loop for `BENCH_SECONDS` (default 4) while
 //!   nothing else happens, then again while backups run back to back; the maximum and p99
 //!   append latency of each run. The quiesce pauses appends only while the state store is
@@ -130,12 +131,24 @@ async fn main() -> Result<()> {
     let data = server.app.config().storage.data_dir.clone();
 
     // Time to back up vs. a plain copy, alternating, three rounds each.
-    let (mut b_times, mut c_times) = (Vec::new(), Vec::new());
+    let (mut b_times, mut c_times, mut k_times) = (Vec::new(), Vec::new(), Vec::new());
     let (mut archive_bytes, mut copy_bytes) = (0, 0);
     for round in 0..3 {
         let t = Instant::now();
-        archive_bytes = backup(&server, &work.path().join(format!("b{round}.tar"))).await?;
+        let archive = work.path().join(format!("b{round}.tar"));
+        archive_bytes = backup(&server, &archive).await?;
         b_times.push(t.elapsed().as_secs_f64());
+        // What `onboard backup` adds before naming the file: the archive checked as a restore
+        // checks it.
+        let t = Instant::now();
+        let checked =
+            tokio::task::spawn_blocking(move || onboard_server::backup::check_archive(&archive))
+                .await??;
+        k_times.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            checked.entries > 0 && checked.entries <= log.size(),
+            "{checked:?}"
+        );
         let t = Instant::now();
         copy_bytes = copy_dir(&data, &work.path().join(format!("copy{round}")))?;
         c_times.push(t.elapsed().as_secs_f64());
@@ -146,7 +159,11 @@ async fn main() -> Result<()> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (b, c) = (med(&mut b_times), med(&mut c_times));
+    let (b, c, k) = (med(&mut b_times), med(&mut c_times), med(&mut k_times));
+    println!(
+        "check of the archive (onboard backup, before the rename): {k:.3} s; ratio check / backup {:.2}",
+        k / b
+    );
     println!(
         "backup of {} entries: {:.3} s ({} MB archive); plain copy of the data directory: {:.3} s ({} MB, {} MB on disk); ratio {:.2}",
         log.size(),

@@ -93,10 +93,23 @@ async fn caller_gone(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_gone_before_the_hand_over_leaves_the_old_secret_current_for_the_next_call()
 -> Result<()> {
-    let env = SimServer::start().await?;
+    let env = SimServer::start_with(|b| Ok(b.telemetry("text"))).await?;
+    onboard_server::telemetry::recorder()?;
+    let metrics = onboard_server::telemetry::start(&env.server.app)
+        .await?
+        .context("no metrics listener")?;
+    let waiting = async || -> Result<f64> {
+        let m = testkit::metrics::scrape_parsed(metrics).await?;
+        Ok(m.sum("onboard_rotations_stored", &[("stage", "handing_over")]))
+    };
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
     let (reg, old, given) = caller_gone(&env, &mut c, "Sbc-Gone").await?;
     let key = given.info.as_ref().context("info")?.key_id.clone();
+    // Operators see it wait (OnboardRotationWaiting).
+    ensure!(
+        waiting().await? == 1.0,
+        "the waiting rotation is not in /metrics"
+    );
 
     // The next call: FAILED_PRECONDITION while the first call's rotation may still run, then
     // it resumes that rotation and gets its new secret.
@@ -153,6 +166,7 @@ async fn a_caller_gone_before_the_hand_over_leaves_the_old_secret_current_for_th
         })
         .count();
     ensure!(made_current == 1, "made current {made_current} times");
+    ensure!(waiting().await? == 0.0);
     Ok(())
 }
 

@@ -12,7 +12,7 @@
 //! | [`creds`] | `credentials` | the credentials manager over the engine's store |
 //! | [`platform`] | `verifier` | a platform service (gRPC health, status page) and the verifier's input |
 //! | [`pki`] | `pki` | a CA and server/client certificates |
-//! | [`config`], [`server`], [`wizard`], [`sim_server`], [`server_helpers`] | `server` | the typed server configuration; the in-process server and its gRPC clients; the wizard's calls over any channel; a server pointed at the emulator; refused calls and the customer's plan |
+//! | [`config`], [`server`], [`wizard`], [`sim_server`], [`server_helpers`], [`metrics`] | `server` | the typed server configuration; the in-process server and its gRPC clients; the wizard's calls over any channel; a server pointed at the emulator; refused calls and the customer's plan; a `/metrics` scraped and parsed as Prometheus reads it |
 //! | [`process`] | `process` | `onboard serve` and `onboard …` as child processes |
 //! | [`tiles`] | `tiles` | concurrent appenders, the tiles API on loopback, fetched tiles, moto's S3 server |
 //! | [`bench`] | `bench` | the benches' knobs, the ~400-byte entry, timed concurrent appenders, medians |
@@ -64,7 +64,7 @@ pub mod sim_server;
 #[cfg(feature = "server")]
 pub mod wizard;
 
-#[cfg(feature = "process")]
+#[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "process")]
 pub mod process;

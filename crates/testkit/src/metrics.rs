@@ -35,6 +35,7 @@ pub const METRICS: &[&str] = &[
     "onboard_audit_checkpoint_age_seconds",
     "onboard_secret_earliest_expiry_timestamp_seconds",
     "onboard_rotations_total",
+    "onboard_rotations_stored",
     "onboard_drift_open",
     // The standard process collector.
     "process_resident_memory_bytes",

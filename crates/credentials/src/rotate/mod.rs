@@ -86,6 +86,28 @@ pub struct RotationState {
     pub hand_to_caller: bool,
 }
 
+impl RotationStage {
+    /// Every stage, in order.
+    pub const ALL: [Self; 5] = [
+        Self::Adding,
+        Self::Validating,
+        Self::HandingOver,
+        Self::WaitingOverlap,
+        Self::RemovingOld,
+    ];
+
+    /// The stage's name as stored (snake case), for labels and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Adding => "adding",
+            Self::Validating => "validating",
+            Self::HandingOver => "handing_over",
+            Self::WaitingOverlap => "waiting_overlap",
+            Self::RemovingOld => "removing_old",
+        }
+    }
+}
+
 impl RotationState {
     /// Whether the new secret is the service's current one already (the old one's removal time
     /// is then fixed and recorded).
@@ -269,6 +291,15 @@ impl Credentials {
             }
         }
         Ok(out)
+    }
+
+    /// The stage of every stored rotation (the `onboard_rotations_stored` gauge).
+    pub fn stored_rotation_stages(&self) -> Result<Vec<RotationStage>, CredentialsError> {
+        Ok(self
+            .all()?
+            .iter()
+            .flat_map(|reg| reg.rotations.values().map(|s| s.stage))
+            .collect())
     }
 
     /// Drives every stored rotation to its end (after a restart). Each runs on its own task;

@@ -135,6 +135,11 @@ pub(super) const HELP: &[(&str, Kind, &str)] = &[
         "Secret rotations driven to an end, by outcome.",
     ),
     (
+        "onboard_rotations_stored",
+        Gauge,
+        "Secret rotations stored and not finished, by stage (handing_over: waiting for a caller).",
+    ),
+    (
         "onboard_drift_open",
         Gauge,
         "Open drift items (computed from the store at each scrape).",

@@ -81,6 +81,16 @@ fn update_gauges(app: &App) {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: onboardings not readable"),
     }
+    match app.credentials().stored_rotation_stages() {
+        Ok(stages) => {
+            for stage in credentials::RotationStage::ALL {
+                let n = stages.iter().filter(|s| **s == stage).count();
+                metrics::gauge!("onboard_rotations_stored", "stage" => stage.as_str())
+                    .set(n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: rotations not readable"),
+    }
     match app.drift().open_drift(None) {
         Ok(items) => metrics::gauge!("onboard_drift_open").set(items.len() as f64),
         Err(e) => tracing::warn!(error = %e, "metrics: drift items not readable"),

@@ -98,11 +98,15 @@ pub enum CredentialsError {
     /// Sealing or opening a stored secret failed (wrong key or altered record).
     #[error("sealed secret: {0}")]
     Crypto(String),
-    /// The work stopped at a durable point: the server is shutting down, a rotation's caller
-    /// went away before the hand-over, or a test hook simulated a crash. It resumes at the
-    /// next start (a rotation waiting for its caller: at the next RotateSecret).
+    /// The work stopped at a durable point: the server is shutting down, or a test hook
+    /// simulated a crash. It resumes at the next start.
     #[error("stopped at {0}")]
     Halted(String),
+    /// A rotation stopped before its hand-over: no caller confirmed it was sent the new secret
+    /// (it went away, or did not read its stream in time). The old secret stays current; the
+    /// next RotateSecret resumes the rotation.
+    #[error("the rotation waits before its hand-over: {0}")]
+    AwaitsCaller(String),
 }
 
 impl CredentialsError {

@@ -30,7 +30,10 @@ async fn caller_gone_after_validate(env: &EngineEnv, r: &RegistrationRef, svc: &
         .rotate(r, svc, Duration::ZERO, ACTOR, Some(tx))
         .await
         .err();
-    ensure!(matches!(e, Some(CredentialsError::Halted(_))), "{e:?}");
+    ensure!(
+        matches!(e, Some(CredentialsError::AwaitsCaller(_))),
+        "{e:?}"
+    );
     Ok(())
 }
 

@@ -183,7 +183,7 @@ fn ev(stage: &'static str, done: bool, audit_seq: Option<u64>) -> RotationEvent 
 fn count_rotation(result: &Result<(), CredentialsError>) {
     let outcome = match result {
         Ok(()) => "completed",
-        Err(CredentialsError::Halted(_)) => "halted",
+        Err(CredentialsError::Halted(_) | CredentialsError::AwaitsCaller(_)) => "halted",
         Err(_) => "failed",
     };
     metrics::counter!("onboard_rotations_total", "outcome" => outcome).increment(1);
@@ -319,8 +319,11 @@ impl Credentials {
             match j {
                 Ok((_, Ok(()))) => {}
                 // Stopped at a durable point (shutdown, or waiting for its caller): not failed.
-                Ok((what, Err(CredentialsError::Halted(at)))) => {
-                    tracing::info!(rotation = %what, at = %at, "resumed rotation stopped");
+                Ok((
+                    what,
+                    Err(e @ (CredentialsError::Halted(_) | CredentialsError::AwaitsCaller(_))),
+                )) => {
+                    tracing::info!(rotation = %what, reason = %e, "resumed rotation stopped");
                 }
                 Ok((what, Err(e))) => failed.push((what, e)),
                 Err(e) => failed.push((

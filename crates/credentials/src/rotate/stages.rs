@@ -191,8 +191,8 @@ impl Credentials {
         );
         if state.hand_to_caller && !self.caller_confirms(events, confirmed).await? {
             tracing::info!(rotation = %state.id, service = %state.service_id, "no caller to hand the new secret to; the next RotateSecret resumes the rotation");
-            return Err(CredentialsError::Halted(
-                "the hand-over, with no caller to hand the new secret to".into(),
+            return Err(CredentialsError::AwaitsCaller(
+                "no caller confirmed it was sent the new secret".into(),
             ));
         }
         let new = self.new_secret_of(reg, &state)?;

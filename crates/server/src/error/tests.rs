@@ -100,3 +100,15 @@ fn an_sts_outage_is_unavailable_not_a_precondition() {
     assert_eq!(status(400, "temporarily_unavailable"), Code::Unavailable);
     assert_eq!(status(400, "invalid_client"), Code::FailedPrecondition);
 }
+
+/// A rotation stopped before its hand-over for want of a caller is UNAVAILABLE (a retry
+/// resumes it) and says so, not "shutting down".
+#[test]
+fn a_rotation_waiting_for_its_caller_is_unavailable_and_says_why() {
+    let s = Status::from(ServerError::from(CredentialsError::AwaitsCaller(
+        "no caller confirmed".into(),
+    )));
+    assert_eq!(s.code(), tonic::Code::Unavailable);
+    assert!(s.message().contains("resumes the rotation"), "{s:?}");
+    assert!(!s.message().contains("shutting down"), "{s:?}");
+}

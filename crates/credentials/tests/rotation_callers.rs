@@ -37,6 +37,17 @@ async fn caller_gone_after_validate(env: &EngineEnv, r: &RegistrationRef, svc: &
     Ok(())
 }
 
+/// The new key of `svc`'s rotation, checked to be waiting before its hand-over with the secret
+/// `old` still current.
+fn waiting(creds: &Credentials, r: &RegistrationRef, svc: &str, old: &str) -> Result<String> {
+    let state = creds.registration(r)?.rotations.get(svc).cloned();
+    let state = state.context("the rotation stays stored")?;
+    ensure!(state.stage == RotationStage::HandingOver, "{state:?}");
+    let (cur, _) = creds.current_secret(r, svc)?;
+    ensure!(cur.key_id == old, "made current without a caller");
+    state.new_key.context("the new secret is stored")
+}
+
 /// A caller that goes away before the hand-over (its stream broke) is not handed a secret it may
 /// never have got: the rotation stops there with the old secret current and working, a restart
 /// leaves it so, and the next caller resumes it, gets the same new secret and hands it over.
@@ -47,19 +58,11 @@ async fn a_rotation_whose_caller_went_away_waits_for_the_next_caller_to_hand_ove
     let (old, old_value) = creds.current_secret(&r, svc)?;
     let removes_before = env.sim.calls(REMOVES);
     caller_gone_after_validate(&env, &r, svc).await?;
-    let waiting = |creds: &Credentials| -> Result<String> {
-        let state = creds.registration(&r)?.rotations.get(svc).cloned();
-        let state = state.context("the rotation stays stored")?;
-        ensure!(state.stage == RotationStage::HandingOver, "{state:?}");
-        let (cur, _) = creds.current_secret(&r, svc)?;
-        ensure!(cur.key_id == old.key_id, "made current without a caller");
-        state.new_key.context("the new secret is stored")
-    };
-    let new_key = waiting(&creds)?;
+    let new_key = waiting(&creds, &r, svc, &old.key_id)?;
     // A restarted server drives what is left up to the same point, not past it.
     let failed = manager(&env, None)?.resume_all().await?;
     ensure!(failed.is_empty(), "{failed:?}");
-    ensure!(waiting(&creds)? == new_key);
+    ensure!(waiting(&creds, &r, svc, &old.key_id)? == new_key);
     ensure!(env.authenticates(&r.client_id, &old_value).await);
     ensure!(env.sim.calls(REMOVES) == removes_before, "the old one went");
 
@@ -197,10 +200,7 @@ async fn auto_rotation_takes_over_a_rotation_left_waiting_for_its_caller() -> Re
     let svc = "svc-auto";
     let (old, _) = creds.current_secret(&r, svc)?;
     caller_gone_after_validate(&env, &r, svc).await?;
-    let new_key = creds.registration(&r)?.rotations[svc]
-        .new_key
-        .clone()
-        .context("the new secret is stored")?;
+    let new_key = waiting(&creds, &r, svc, &old.key_id)?;
     creds
         .rotate(&r, svc, Duration::ZERO, "system:auto-rotate", None)
         .await?;

@@ -267,7 +267,7 @@ async fn every_action_is_written_by_a_flow_and_validates_against_the_published_s
         .await?;
 
     // A backup (`store.backup` intent and outcome), and the entry `onboard restore` appends
-    // (`store.restore`; tests/backup.rs runs the restore itself).
+    // (`store.restore`; tests/backup/ runs the restore itself).
     let mut admin = onboard_proto::v1::admin_client::AdminClient::new(testkit::server::with_token(
         env.server.channel().await?,
         Some(testkit::server::ADMIN),

@@ -8,7 +8,10 @@
 //!   nothing is written;
 //! - an older snapshot is refused over a newer data directory, and accepted with
 //!   `--force --reason` (recorded as a `store.restore` entry with `forced`);
-//! - a backup is refused while a key lives in the state store, and to anyone but an admin.
+//! - a backup is refused while a key lives in the state store, and to anyone but an admin;
+//! - an archive older than what the witnesses cosigned is refused (`witnessed`).
+
+mod witnessed;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use testkit::config::{ADMIN, AUDITOR};
 use testkit::keys::write_key_file;
 use testkit::onboard_binary;
 use testkit::process::{Onboard, ServerFiles, ServerProc};
-use testkit::server::with_token;
+use testkit::server::{Authed, with_token};
 use testkit::sim::{calm, users::GLOBAL_ADMIN};
 use testkit::wizard::{claim, drain, invite, provision_stream, signed_in, wait_settled};
 
@@ -291,13 +294,19 @@ async fn backup_under_load_restores_verifies_and_resumes() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
+/// The emulator, the binary, a [`setup`] with its server serving, and an auditor's client.
+async fn serving() -> Result<(Sim, Onboard, Setup, ServerProc, AuditClient<Authed>)> {
     let sim = testkit::sim::start(calm()).await?;
     let onboard = onboard_binary!();
     let s = setup(&sim)?;
     let server = onboard.serve(&s.files).await?;
-    let mut audit = AuditClient::new(with_token(server.channel().await?, Some(AUDITOR)));
+    let audit = AuditClient::new(with_token(server.channel().await?, Some(AUDITOR)));
+    Ok((sim, onboard, s, server, audit))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_or_older_archives_are_refused_unless_forced() -> Result<()> {
+    let (sim, onboard, s, server, mut audit) = serving().await?;
     let work = tempfile::tempdir()?;
     let (older, newer) = (work.path().join("older.tar"), work.path().join("newer.tar"));
     audit.get_checkpoint(pb::GetCheckpointRequest {}).await?;

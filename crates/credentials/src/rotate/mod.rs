@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Invariants: the service's current secret is switched to the new one only after the new one
-//! authenticated; the old one is removed only after that and after the overlap; a new secret
+//! authenticated and, in a rotation a caller started, after that caller confirmed it was sent
+//! the new one (else the rotation waits at HandingOver for the next caller); the old one is removed only after that and after the overlap; a new secret
 //! whose value was lost (crash between Graph's answer and our write) is found by its unique
 //! `displayName` marker, removed and re-added, never handed over unknown; the old secret is
 //! removed exactly once (Entra's list is checked first, and "already gone" counts as done).

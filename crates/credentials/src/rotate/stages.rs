@@ -357,9 +357,10 @@ impl Credentials {
     /// stopped) and drives it on. Until the hand-over the rotation is this caller's: its
     /// `overlap` replaces the stored one (after it, the old secret's removal time is recorded
     /// and stands), and the hand-over waits for a caller's confirmation when there is a caller
-    /// (auto-rotation, which has none, finishes one a caller left waiting). When the new secret is stored, the caller gets it now, on `add` started and
-    /// done events as the first call did, since it may never have had it (a client discards
-    /// what a failed call returned) and it is the value that becomes current.
+    /// (auto-rotation, which has none, finishes one a caller left waiting). When the new
+    /// secret is stored, the caller gets it now, on `add` started and done events as the first
+    /// call did, since it may never have had it (a client discards what a failed call
+    /// returned) and it is the value that becomes current.
     pub(super) async fn resume_for_caller(
         &self,
         reg: &mut Registration,

@@ -102,9 +102,9 @@ pub enum CredentialsError {
     /// simulated a crash. It resumes at the next start.
     #[error("stopped at {0}")]
     Halted(String),
-    /// A rotation stopped before its hand-over: no caller confirmed it was sent the new secret
-    /// (it went away, or did not read its stream in time). The old secret stays current; the
-    /// next RotateSecret resumes the rotation.
+    /// A rotation stopped before its hand-over: no caller confirmed the new secret was queued
+    /// to it (it went away, or the server could not pass the events on in time). The old
+    /// secret stays current; the next RotateSecret (or auto-rotation) resumes the rotation.
     #[error("the rotation waits before its hand-over: {0}")]
     AwaitsCaller(String),
 }

@@ -249,10 +249,13 @@ impl Credentials {
         let (_g, mut reg) = self.locked(r).await?;
         // Its hand-over would replace the secret added here (and never remove it).
         if let Some(rot) = reg.rotations.get(service_id).filter(|s| !s.handed_over()) {
+            let end = match &rot.new_key {
+                Some(k) => format!(" or end it (RevokeSecret of its new secret {k})"),
+                None => String::new(),
+            };
             return Err(CredentialsError::FailedPrecondition(format!(
                 "a rotation of {service_id} has not made its new secret current yet; finish it \
-                 (RotateSecret) or end it (RevokeSecret of its new secret {}) first",
-                rot.new_key.as_deref().unwrap_or("not added yet")
+                 (RotateSecret){end} first"
             )));
         }
         let graph = self.secrets_graph(&reg).await?;

@@ -437,11 +437,12 @@ fn credentials_status(c: CredentialsError, msg: String) -> Status {
         CredentialsError::Halted(_) => Status::unavailable(
             "the server is shutting down; the operation resumes when it starts again",
         ),
-        // The caller did not confirm in time that it had the new secret (it stopped reading):
-        // nothing changed for the service, and a retry resumes the rotation.
+        // The new secret could not be confirmed queued to this call in time: nothing changed
+        // for the service, and a retry resumes the rotation.
         CredentialsError::AwaitsCaller(_) => Status::unavailable(
-            "the rotation stopped before its hand-over: this call did not take the new secret in \
-             time; the old secret stays current, and RotateSecret again resumes the rotation",
+            "the rotation stopped before its hand-over: the new secret could not be passed to \
+             this call in time; the old secret stays current, and RotateSecret again resumes \
+             the rotation",
         ),
         CredentialsError::Store(_) | CredentialsError::Crypto(_) => {
             tracing::error!(error = %msg, "credential operation failed");

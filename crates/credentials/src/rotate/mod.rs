@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Invariants: the service's current secret is switched to the new one only after the new one
-//! authenticated and, in a rotation a caller started, after that caller confirmed it was sent
-//! the new one (else the rotation waits at HandingOver for the next caller); the old one is removed only after that and after the overlap; a new secret
+//! authenticated and, while a caller drives the rotation, after that caller confirmed it was
+//! sent the new one (else the rotation waits at HandingOver for the next caller, or for
+//! auto-rotation, which finishes it for nobody); the old one is removed only after that and after the overlap; a new secret
 //! whose value was lost (crash between Graph's answer and our write) is found by its unique
 //! `displayName` marker, removed and re-added, never handed over unknown; the old secret is
 //! removed exactly once (Entra's list is checked first, and "already gone" counts as done).
@@ -180,7 +181,8 @@ fn ev(stage: &'static str, done: bool, audit_seq: Option<u64>) -> RotationEvent 
 }
 
 /// Counts a rotation that was driven to an end: `onboard_rotations_total{outcome}` is
-/// `completed`, `halted` (shutdown: it resumes at the next start) or `failed`.
+/// `completed`, `halted` (shutdown: it resumes at the next start; or no caller confirmed the
+/// hand-over: the next RotateSecret, or auto-rotation, resumes it) or `failed`.
 fn count_rotation(result: &Result<(), CredentialsError>) {
     let outcome = match result {
         Ok(()) => "completed",
@@ -210,6 +212,13 @@ impl Credentials {
     /// the stages left, so whoever resumes holds the value that becomes current. A rotation
     /// driven elsewhere is joined during its overlap: this caller gets the current new secret
     /// and follows the rotation to the old one's removal.
+    ///
+    /// With `events`, the rotation is this caller's: its receiver must answer the `confirm` of
+    /// the `hand_over` started event once it has passed on what came before it (the gRPC layer
+    /// does when the events are in the caller's stream), or the rotation stops before the
+    /// hand-over with [`CredentialsError::AwaitsCaller`] (30 s at most). Without `events`
+    /// (auto-rotation) the new secret is made current for nobody, as for a rotation left
+    /// waiting by its caller that this call finishes.
     pub async fn rotate(
         &self,
         r: &RegistrationRef,
@@ -393,7 +402,7 @@ impl Credentials {
         actor: &str,
     ) -> Result<(), CredentialsError> {
         let why = format!(
-            "ended before the hand-over: its new secret {key} was revoked; the old secret stays current"
+            "ended before the hand-over: its new secret {key} is revoked; the old secret stays current"
         );
         self.auditor(reg, &state.service_id, actor)
             .correlated(&state.id)
@@ -450,6 +459,11 @@ impl Credentials {
             };
             if stage == RotationStage::WaitingOverlap {
                 self.wait_overlap(r, service_id).await?;
+            }
+            // Before the lock: a caller's confirmation may take a while, and the lock holds up
+            // every change to the registration. This driver's mark keeps the stage as it is.
+            if stage == RotationStage::HandingOver {
+                self.hand_over_started(r, service_id, events).await?;
             }
             let (_g, mut reg) = self.locked(r).await?;
             let Some(mut state) = reg.rotations.get(service_id).cloned() else {

@@ -177,24 +177,7 @@ impl Credentials {
         mut state: RotationState,
         events: &Option<UnboundedSender<RotationEvent>>,
     ) -> Result<(), CredentialsError> {
-        // A caller confirms it was sent everything before this event, the new secret among
-        // them: a rotation for a caller makes it current only then. One gone (its stream
-        // broke, or the server restarted) leaves the old secret current and the rotation
-        // stored here; the next RotateSecret resumes it and gets the value.
-        let (confirm, confirmed) = tokio::sync::oneshot::channel();
-        emit(
-            events,
-            RotationEvent {
-                confirm: Some(confirm),
-                ..ev("hand_over", false, None)
-            },
-        );
-        if state.hand_to_caller && !self.caller_confirms(events, confirmed).await? {
-            tracing::info!(rotation = %state.id, service = %state.service_id, "no caller to hand the new secret to; the next RotateSecret resumes the rotation");
-            return Err(CredentialsError::AwaitsCaller(
-                "no caller confirmed it was sent the new secret".into(),
-            ));
-        }
+        // `hand_over` started was emitted (and, for a caller, confirmed) by `hand_over_started`.
         let new = self.new_secret_of(reg, &state)?;
         let new_key = Registration::secret_key(&new);
         // Saturating: a stored overlap too large for the calendar (the server refuses more than
@@ -233,9 +216,41 @@ impl Credentials {
         self.hook(&reg.id, "hand_over")
     }
 
-    /// Whether the caller behind `events` confirms the `hand_over` started event (so it was
-    /// sent all before it) within [`CONFIRM_WAIT`]; false when there is none, it goes away or
-    /// it does not answer. Shutdown halts.
+    /// Emits `hand_over` started for `service_id`'s stored rotation. In a rotation for a caller,
+    /// then waits, holding no lock, for the caller to confirm that everything before it (the
+    /// new secret among it) was queued to its stream: the new secret is made current only
+    /// then. A caller gone (its stream broke, the server restarted) or silent leaves the old
+    /// secret current and the rotation stored at HandingOver ([`CredentialsError::AwaitsCaller`]);
+    /// the next RotateSecret resumes it and gets the value.
+    pub(super) async fn hand_over_started(
+        &self,
+        r: &RegistrationRef,
+        service_id: &str,
+        events: &Option<UnboundedSender<RotationEvent>>,
+    ) -> Result<(), CredentialsError> {
+        let Some(state) = self.registration(r)?.rotations.get(service_id).cloned() else {
+            return Ok(());
+        };
+        let (confirm, confirmed) = tokio::sync::oneshot::channel();
+        emit(
+            events,
+            RotationEvent {
+                confirm: Some(confirm),
+                ..ev("hand_over", false, None)
+            },
+        );
+        if state.hand_to_caller && !self.caller_confirms(events, confirmed).await? {
+            tracing::info!(rotation = %state.id, service = service_id, "no caller to hand the new secret to; the next RotateSecret resumes the rotation");
+            return Err(CredentialsError::AwaitsCaller(
+                "no caller confirmed it was sent the new secret".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the caller behind `events` confirms the `hand_over` started event (so all before
+    /// it was queued to its stream) within [`CONFIRM_WAIT`]; false when there is none, it goes
+    /// away or it does not answer. Shutdown halts.
     async fn caller_confirms(
         &self,
         events: &Option<UnboundedSender<RotationEvent>>,

@@ -27,6 +27,7 @@ use testkit::config::OPERATOR;
 use testkit::onboard_binary;
 use testkit::process::ServerFiles;
 use testkit::server::{Authed, with_token};
+use testkit::server_helpers::rotate_when_free;
 use testkit::sim::{GRAPH_DEFAULT, calm, entra_client};
 use testkit::snapshot::apps_named;
 use testkit::wizard::{day_two_sign_in, onboard_timed};
@@ -53,33 +54,6 @@ fn rotate(reg: &pb::RegistrationRef) -> pb::RotateSecretRequest {
         }),
         seal_to: None,
     }
-}
-
-/// RotateSecret read to its end, again while it is FAILED_PRECONDITION (a restarted server
-/// still driving the stored rotation up to its hand-over).
-async fn rotate_to_the_end(ch: Channel, reg: &pb::RegistrationRef) -> Result<()> {
-    testkit::wait::until_true(
-        "RotateSecret accepted",
-        Duration::from_secs(120),
-        async || {
-            let mut again = credentials(ch.clone())
-                .rotate_secret(rotate(reg))
-                .await?
-                .into_inner();
-            let mut first = true;
-            loop {
-                match again.message().await {
-                    Ok(Some(_)) => first = false,
-                    Ok(None) => return Ok(true),
-                    Err(e) if first && e.code() == tonic::Code::FailedPrecondition => {
-                        return Ok(false);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        },
-    )
-    .await
 }
 
 /// The service's secrets as ListSecrets reports them.
@@ -293,7 +267,8 @@ async fn sigkill_during_rotation_never_leaves_the_service_without_a_working_secr
             // call broke, asks again; that call resumes the rotation or starts it.
             _ => {
                 println!("round {round}: rotating again");
-                rotate_to_the_end(server.channel().await?, &reg).await?;
+                let mut c = credentials(server.channel().await?);
+                rotate_when_free(&mut c, &rotate(&reg), Duration::from_secs(120)).await?;
             }
         }
         // One current secret, not the old one, and the old one gone.

@@ -10,7 +10,7 @@ use entra_sim::Faults;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_client::CredentialsClient;
 use testkit::server::{Authed, OPERATOR};
-use testkit::server_helpers::secrets;
+use testkit::server_helpers::{rotate_when_free, secrets};
 use testkit::sim::calm;
 use testkit::sim_server::SimServer;
 use tonic::Code;
@@ -113,29 +113,8 @@ async fn a_caller_gone_before_the_hand_over_leaves_the_old_secret_current_for_th
 
     // The next call: FAILED_PRECONDITION while the first call's rotation may still run, then
     // it resumes that rotation and gets its new secret.
-    let mut stages = Vec::new();
-    let mut handed = None;
-    testkit::wait::until(
-        "RotateSecret resumes",
-        Duration::from_secs(60),
-        async || {
-            let mut stream = c.rotate_secret(rotate(&reg)).await?.into_inner();
-            loop {
-                match stream.message().await {
-                    Ok(Some(ev)) => {
-                        stages.push(format!("{}:{}", ev.stage, ev.done));
-                        handed = ev.new_secret.or(handed.take());
-                    }
-                    Ok(None) => return Ok(ControlFlow::Break(())),
-                    Err(e) if e.code() == Code::FailedPrecondition && stages.is_empty() => {
-                        return Ok(ControlFlow::Continue(e));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        },
-    )
-    .await?;
+    let wait = Duration::from_secs(60);
+    let (stages, handed) = rotate_when_free(&mut c, &rotate(&reg), wait).await?;
     let handed = handed.context("the resuming call gets the new secret")?;
     ensure!(
         handed.secret == given.secret && handed.audit_seq == given.audit_seq,

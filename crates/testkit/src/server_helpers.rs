@@ -1,8 +1,11 @@
 //! What the server crate's integration tests share beyond [`crate::server`]: a call that must be
-//! refused and the status it was refused with, and the customer's Plan.
+//! refused and the status it was refused with, the customer's Plan, a registration's secrets
+//! and a RotateSecret retried while another driver holds the rotation.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::panic::Location;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
@@ -104,4 +107,33 @@ pub async fn secrets(
         registration: reg.clone(),
     };
     Ok(c.list_secrets(r).await?.into_inner().secrets)
+}
+
+/// RotateSecret `req` read to the end of its stream, called again while it is refused with
+/// FAILED_PRECONDITION before its first event (another driver, a call gone away or a restarted
+/// server, still holds the stored rotation), for at most `limit`: its events as `stage:done`
+/// and the new secret it was given.
+pub async fn rotate_when_free(
+    c: &mut onboard_proto::v1::credentials_client::CredentialsClient<crate::server::Authed>,
+    req: &pb::RotateSecretRequest,
+    limit: Duration,
+) -> Result<(Vec<String>, Option<pb::NewSecret>)> {
+    crate::wait::until("RotateSecret accepted", limit, async || {
+        let mut stream = c.rotate_secret(req.clone()).await?.into_inner();
+        let (mut stages, mut secret) = (Vec::new(), None);
+        loop {
+            match stream.message().await {
+                Ok(Some(ev)) => {
+                    stages.push(format!("{}:{}", ev.stage, ev.done));
+                    secret = ev.new_secret.or(secret);
+                }
+                Ok(None) => return Ok(ControlFlow::Break((stages, secret))),
+                Err(e) if stages.is_empty() && e.code() == Code::FailedPrecondition => {
+                    return Ok(ControlFlow::Continue(e));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+    .await
 }

@@ -10,8 +10,8 @@
 //! Invariants: the service's current secret is switched to the new one only after the new one
 //! authenticated and, while a caller drives the rotation, after that caller confirmed it was
 //! sent the new one (else the rotation waits at HandingOver for the next caller, or for
-//! auto-rotation, which finishes it for nobody); the old one is removed only after that and after the overlap; a new secret
-//! whose value was lost (crash between Graph's answer and our write) is found by its unique
+//! auto-rotation, which finishes it for nobody); the old one is removed only after that and
+//! after the overlap; a new secret whose value was lost (crash between Graph's answer and our write) is found by its unique
 //! `displayName` marker, removed and re-added, never handed over unknown; the old secret is
 //! removed exactly once (Entra's list is checked first, and "already gone" counts as done).
 
@@ -453,17 +453,16 @@ impl Credentials {
     ) -> Result<(), CredentialsError> {
         loop {
             self.check_not_stopping()?;
-            let stage = match self.registration(r)?.rotations.get(service_id) {
-                None => return Ok(()),
-                Some(s) => s.stage,
+            let Some(stored) = self.registration(r)?.rotations.get(service_id).cloned() else {
+                return Ok(());
             };
-            if stage == RotationStage::WaitingOverlap {
+            if stored.stage == RotationStage::WaitingOverlap {
                 self.wait_overlap(r, service_id).await?;
             }
             // Before the lock: a caller's confirmation may take a while, and the lock holds up
             // every change to the registration. This driver's mark keeps the stage as it is.
-            if stage == RotationStage::HandingOver {
-                self.hand_over_started(r, service_id, events).await?;
+            if stored.stage == RotationStage::HandingOver {
+                self.hand_over_started(&stored, events).await?;
             }
             let (_g, mut reg) = self.locked(r).await?;
             let Some(mut state) = reg.rotations.get(service_id).cloned() else {

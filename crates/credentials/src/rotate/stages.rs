@@ -216,7 +216,7 @@ impl Credentials {
         self.hook(&reg.id, "hand_over")
     }
 
-    /// Emits `hand_over` started for `service_id`'s stored rotation. In a rotation for a caller,
+    /// Emits `hand_over` started for rotation `state` (as stored). In a rotation for a caller,
     /// then waits, holding no lock, for the caller to confirm that everything before it (the
     /// new secret among it) was queued to its stream: the new secret is made current only
     /// then. A caller gone (its stream broke, the server restarted) or silent leaves the old
@@ -224,13 +224,9 @@ impl Credentials {
     /// the next RotateSecret resumes it and gets the value.
     pub(super) async fn hand_over_started(
         &self,
-        r: &RegistrationRef,
-        service_id: &str,
+        state: &RotationState,
         events: &Option<UnboundedSender<RotationEvent>>,
     ) -> Result<(), CredentialsError> {
-        let Some(state) = self.registration(r)?.rotations.get(service_id).cloned() else {
-            return Ok(());
-        };
         let (confirm, confirmed) = tokio::sync::oneshot::channel();
         emit(
             events,
@@ -240,7 +236,7 @@ impl Credentials {
             },
         );
         if state.hand_to_caller && !self.caller_confirms(events, confirmed).await? {
-            tracing::info!(rotation = %state.id, service = service_id, "no caller to hand the new secret to; the next RotateSecret resumes the rotation");
+            tracing::info!(rotation = %state.id, service = %state.service_id, "no caller to hand the new secret to; the next RotateSecret resumes the rotation");
             return Err(CredentialsError::AwaitsCaller(
                 "no caller confirmed it was sent the new secret".into(),
             ));

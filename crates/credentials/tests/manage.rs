@@ -343,9 +343,7 @@ async fn roles_and_permissions_change_audited_and_required_ones_need_the_overrid
 /// 404 on the DELETE, which means it is gone already, not a failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_the_lists_still_show_is_gone_already() -> Result<()> {
-    let (env, creds) = testkit::creds::start(calm()).await?;
-    let r = provisioned(&env, &creds, "lag", "Sbc-Lag").await?;
-    store_session(&env, &creds, "globaladmin").await?;
+    let (env, creds, r) = testkit::creds::start_ready("lag").await?;
     creds.update_roles(&r, &adding(&["Global Reader"])).await?;
     creds
         .update_permissions(&r, &adding(&["Group.Read.All"]))

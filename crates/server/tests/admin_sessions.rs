@@ -23,15 +23,7 @@ async fn a_secret_is_added_right_after_an_onboarding_without_a_sign_in() -> Resu
     let (env, onboarding) = SimServer::with_onboarding("direct-routing", "Sbc-Right-After").await?;
     let done = onboarding.done;
     let mut c = env.server.credentials(Some(OPERATOR)).await?;
-    let added = c
-        .add_service_secret(pb::AddServiceSecretRequest {
-            registration: env.registration(&done.client_id),
-            service_id: "dr-2".into(),
-            valid_for: None,
-            seal_to: None,
-        })
-        .await?
-        .into_inner();
+    let added = env.add_secret(&done.client_id, "dr-2").await?;
     ensure!(env.authenticates(&done.client_id, &added.secret).await?);
     ensure!(env.authenticates(&done.client_id, &done.secret).await?);
     let view = env

@@ -213,21 +213,9 @@ async fn every_action_is_written_by_a_flow_and_validates_against_the_published_s
     let second = env
         .onboarded("direct-routing-self-rotating", "Sbc-Undone")
         .await?;
-    onb.cancel_onboarding(pb::CancelOnboardingRequest {
-        onboarding_id: second.onboarding_id.clone(),
-        reason: "customer asked".into(),
-        ..Default::default()
-    })
-    .await?;
+    env.cancel(&second.onboarding_id, "customer asked").await?;
     let (_, unused) = env.invite(None).await?;
-    env.server
-        .invitations(Some(OPERATOR))
-        .await?
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: unused,
-            reason: "sent to the wrong address".into(),
-        })
-        .await?;
+    env.revoke(&unused, "sent to the wrong address").await?;
     wait_for(&env, "the cancel's removals", |es| {
         wrote(es, "onboarding.cancel") && wrote(es, "app_registration.delete")
     })

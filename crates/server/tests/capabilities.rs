@@ -17,7 +17,7 @@ use testkit::audit::phases;
 use testkit::server::OPERATOR;
 use testkit::server_helpers::{Refusal, Refused, code_of};
 use testkit::sim_server::SimServer;
-use testkit::wizard::Browser;
+use testkit::wizard::{Browser, device_code, next_sign_in_event};
 use tonic::{Code, Status};
 
 /// Seconds a customer may still Watch a finished onboarding: short, for the test, and long
@@ -402,16 +402,7 @@ async fn revoking_a_used_invitation_cuts_its_holder_off_at_once() -> Result<()> 
         testkit::wizard::provision_stream(env.server.channel().await?, &token, &id, "Cap-Revoked")
             .await?;
     stream.message().await?.context("first event")?;
-    let revoked = env
-        .server
-        .invitations(Some(OPERATOR))
-        .await?
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: invitation_id,
-            reason: "wrong customer".into(),
-        })
-        .await?
-        .into_inner();
+    let revoked = env.revoke(&invitation_id, "wrong customer").await?;
     ensure!(revoked.state() == pb::InvitationState::Revoked);
     // The open stream ends with PERMISSION_DENIED (after what was already buffered).
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
@@ -444,31 +435,6 @@ async fn revoking_a_used_invitation_cuts_its_holder_off_at_once() -> Result<()> 
             .await?;
     ensure!(info.state() == pb::OnboardingState::Completed, "{info:?}");
     env.server.stop().await
-}
-
-/// The next SignIn event, or the status the stream ended with.
-async fn next_sign_in_event(
-    s: &mut tonic::Streaming<pb::SignInEvent>,
-) -> Result<Option<pb::sign_in_event::Event>> {
-    Ok(tokio::time::timeout(Duration::from_secs(60), s.message())
-        .await
-        .context("the sign-in stalled")??
-        .and_then(|e| e.event))
-}
-
-/// SignIn with `token` as `upn`: the open stream and its DeviceCode event.
-async fn device_code(
-    env: &SimServer,
-    token: &str,
-    upn: &str,
-) -> Result<(tonic::Streaming<pb::SignInEvent>, pb::DeviceCode)> {
-    let mut sign_in = testkit::wizard::start_sign_in(env.server.channel().await?, token, upn)
-        .await
-        .map_err(|s| anyhow::anyhow!("SignIn refused: {s:?}"))?;
-    let Some(SE::DeviceCode(code)) = next_sign_in_event(&mut sign_in).await? else {
-        bail!("the sign-in did not begin with a device code");
-    };
-    Ok((sign_in, code))
 }
 
 /// A Watch opened with `token` on `id`: its stream, read to the end in a task.
@@ -510,7 +476,7 @@ async fn while_signing_in_get_answers_and_watch_waits_for_the_run() -> Result<()
     env.sim.set_faults(calm());
     let upn = env.upn("globaladmin");
     let (token, invitation_id) = env.invite(None).await?;
-    let (mut sign_in, code) = device_code(&env, &token, &upn).await?;
+    let (mut sign_in, code) = device_code(env.server.channel().await?, &token, &upn).await?;
     let id = code.onboarding_id.clone();
     for caller in [token.as_str(), ""] {
         let mut c = env
@@ -563,7 +529,7 @@ async fn while_signing_in_get_answers_and_watch_waits_for_the_run() -> Result<()
 
     // Declined: the Watch opened during the sign-in ends with FAILED_PRECONDITION.
     let (token, _) = env.invite(None).await?;
-    let (mut sign_in, code) = device_code(&env, &token, &upn).await?;
+    let (mut sign_in, code) = device_code(env.server.channel().await?, &token, &upn).await?;
     let watch = watch_to_end(&env, &token, &code.onboarding_id).await?;
     env.sim.decline_device_login(&code.user_code, &upn).await?;
     while next_sign_in_event(&mut sign_in)

@@ -78,13 +78,7 @@ async fn the_operators_provision_stream_hand_over_is_audited() -> Result<()> {
             .count()
             == 1
     );
-    let entries = env.server.entries()?;
-    let hand_over: Vec<_> = entries
-        .iter()
-        .filter(|e| e["action"] == "secret.hand_over" && e["onboarding_id"] == id.as_str())
-        .collect();
-    let phases: Vec<_> = hand_over.iter().map(|e| e["phase"].clone()).collect();
-    ensure!(phases == ["intent", "succeeded"], "{phases:?}");
+    let hand_over = hand_over_entries(&env, &id)?;
     for e in &hand_over {
         ensure!(
             e["target"]["id"] == done.key_id.as_str()
@@ -158,13 +152,7 @@ async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachm
             && status.message().contains("already handed over"),
         "{status:?}"
     );
-    let entries = env.server.entries()?;
-    let hand_over: Vec<_> = entries
-        .iter()
-        .filter(|e| e["action"] == "secret.hand_over" && e["onboarding_id"] == att.as_str())
-        .collect();
-    let phases: Vec<_> = hand_over.iter().map(|e| e["phase"].clone()).collect();
-    ensure!(phases == ["intent", "succeeded"], "{phases:?}");
+    let hand_over = hand_over_entries(&env, &att)?;
     // The key id unknown, the secret is named by its first characters, never its value.
     let hint = &app.secret.expose_secret()[..3];
     for e in &hand_over {
@@ -178,7 +166,7 @@ async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachm
         );
     }
     ensure!(
-        entries.iter().any(|e| e["action"] == "invitation.redeem"
+        env.server.entries()?.iter().any(|e| e["action"] == "invitation.redeem"
             && e["phase"] == "succeeded"
             && e.to_string().contains(&att)),
         "the invitation's redeem names the attachment"
@@ -196,18 +184,7 @@ async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachm
     // A secret added to that service before the claim went to the caller who added it: the
     // claim still hands over the one the customer entered, never that one a second time.
     env.day_two_sign_in().await?;
-    let added = env
-        .server
-        .credentials(Some(OPERATOR))
-        .await?
-        .add_service_secret(pb::AddServiceSecretRequest {
-            registration: env.registration(&app.client_id),
-            service_id: "dr-2".into(),
-            valid_for: None,
-            seal_to: None,
-        })
-        .await?
-        .into_inner();
+    let added = env.add_secret(&app.client_id, "dr-2").await?;
     let got2 = testkit::wizard::claim(env.server.channel().await?, &att2).await?;
     ensure!(got2.secret == second.expose_secret() && got2.service_id == "dr-2");
     let added_key = added.info.context("the added secret's info")?.key_id;
@@ -228,6 +205,20 @@ async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachm
 }
 
 /// The status a refused call ended with.
+/// The `secret.hand_over` entries of onboarding (or attachment) `id`, which must be one
+/// intent and its success.
+fn hand_over_entries(env: &SimServer, id: &str) -> Result<Vec<serde_json::Value>> {
+    let hand_over: Vec<_> = env
+        .server
+        .entries()?
+        .into_iter()
+        .filter(|e| e["action"] == "secret.hand_over" && e["onboarding_id"] == id)
+        .collect();
+    let phases: Vec<_> = hand_over.iter().map(|e| e["phase"].clone()).collect();
+    ensure!(phases == ["intent", "succeeded"], "{phases:?}");
+    Ok(hand_over)
+}
+
 fn refusal<T: std::fmt::Debug>(answer: Result<T>) -> Result<tonic::Status> {
     match answer {
         Ok(v) => anyhow::bail!("not refused: {v:?}"),

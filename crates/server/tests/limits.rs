@@ -376,15 +376,7 @@ async fn a_call_past_the_request_time_limit_is_deadline_exceeded() -> Result<()>
         serde_json::json!({"action": "secret.add", "actor": "portal"}),
     )
     .await?;
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), follow.message()).await;
-        let entry = next
-            .context("Follow went quiet")??
-            .context("Follow ended")?;
-        if entry.seq == seq {
-            break;
-        }
-    }
+    follow_until(&mut follow, seq).await?;
     // Every Graph answer now takes 3 s: Plan cannot be answered within 1 s.
     env.sim.set_faults(entra_sim::Faults {
         latency_ms: 3000,
@@ -446,6 +438,19 @@ async fn plan_by_deadline(
     let mut req = tonic::Request::new(r);
     req.set_timeout(within);
     Ok(c.plan(req).await.map(tonic::Response::into_inner))
+}
+
+/// Reads `follow` until it delivers entry `seq`; fails if it ends or goes quiet for 10 s first.
+async fn follow_until(follow: &mut tonic::Streaming<pb::Entry>, seq: u64) -> Result<()> {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), follow.message()).await;
+        let entry = next
+            .context("Follow went quiet")??
+            .context("Follow ended")?;
+        if entry.seq == seq {
+            return Ok(());
+        }
+    }
 }
 
 /// An entry (padded with `pad` bytes) appended every `every_ms` until the returned task is
@@ -543,15 +548,7 @@ async fn a_stream_ends_at_the_callers_deadline_and_frees_its_slot() -> Result<()
     a_slot_frees(&mut a, what, Duration::from_secs(5)).await?;
     // The stream without a deadline still delivers what is appended now.
     let seq = append(&s.app, serde_json::json!({"action": "test", "after": true})).await?;
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), open.message()).await;
-        let entry = next
-            .context("Follow went quiet")??
-            .context("Follow ended")?;
-        if entry.seq == seq {
-            break;
-        }
-    }
+    follow_until(&mut open, seq).await?;
     feeder.abort();
     drop((open, timed));
     s.stop().await

@@ -33,17 +33,7 @@ async fn watched(
 
 /// An operator's CancelOnboarding of `id`, which must answer CANCELLED.
 async fn cancelled_by_operator(env: &SimServer, id: &str, reason: &str) -> Result<()> {
-    let cancelled = env
-        .server
-        .onboarding(Some(OPERATOR))
-        .await?
-        .cancel_onboarding(pb::CancelOnboardingRequest {
-            onboarding_id: id.into(),
-            reason: reason.into(),
-            invitation_token: String::new(),
-        })
-        .await?
-        .into_inner();
+    let cancelled = env.cancel(id, reason).await?;
     ensure!(
         cancelled.state() == pb::OnboardingState::Cancelled,
         "{cancelled:?}"

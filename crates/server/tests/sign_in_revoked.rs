@@ -8,38 +8,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use onboard_core::HookAction;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::sign_in_event::Event as SE;
 use provision::StepHook;
 use testkit::audit::phases;
-use testkit::server::OPERATOR;
 use testkit::server_helpers::{Refused, plan};
 use testkit::sim_server::SimServer;
+use testkit::wizard::{EVENT_STALL as STALL, device_code};
 use tonic::{Code, Status};
-
-/// How long one SignIn event may take before the test fails as stalled.
-const STALL: Duration = Duration::from_secs(60);
-
-/// SignIn with `token` as `upn`: the open stream and its DeviceCode event.
-async fn device_code(
-    env: &SimServer,
-    token: &str,
-    upn: &str,
-) -> Result<(tonic::Streaming<pb::SignInEvent>, pb::DeviceCode)> {
-    let mut stream = testkit::wizard::start_sign_in(env.server.channel().await?, token, upn)
-        .await
-        .map_err(|s| anyhow::anyhow!("SignIn refused: {s:?}"))?;
-    let first = tokio::time::timeout(STALL, stream.message())
-        .await
-        .context("the sign-in stalled")??
-        .and_then(|e| e.event);
-    let Some(SE::DeviceCode(code)) = first else {
-        bail!("the sign-in did not begin with a device code: {first:?}");
-    };
-    Ok((stream, code))
-}
 
 /// The rest of a SignIn stream: its events, and how it ended (Ok: cleanly).
 async fn rest(
@@ -60,16 +38,7 @@ async fn rest(
 
 /// Revokes invitation `id` as the operator.
 async fn revoke(env: &SimServer, id: &str) -> Result<()> {
-    let revoked = env
-        .server
-        .invitations(Some(OPERATOR))
-        .await?
-        .revoke_invitation(pb::RevokeInvitationRequest {
-            id: id.into(),
-            reason: "sent to the wrong customer".into(),
-        })
-        .await?
-        .into_inner();
+    let revoked = env.revoke(id, "sent to the wrong customer").await?;
     ensure!(
         revoked.state() == pb::InvitationState::Revoked,
         "{revoked:?}"
@@ -129,7 +98,7 @@ async fn revoking_a_used_invitation_ends_its_open_sign_in_and_keeps_nothing() ->
     ensure!(day_two_upn(&env)?.as_deref() == Some(app_admin.as_str()));
 
     let ga = env.upn("globaladmin");
-    let (mut stream, code) = device_code(&env, &token, &ga).await?;
+    let (mut stream, code) = device_code(env.server.channel().await?, &token, &ga).await?;
     ensure!(code.onboarding_id == id, "{code:?}");
     revoke(&env, &invitation_id).await?;
     // The admin signs in at Microsoft after the revocation: too late.
@@ -156,7 +125,7 @@ async fn revoking_a_pending_invitation_ends_its_first_sign_in_at_once() -> Resul
     let env = SimServer::start().await?;
     let (token, invitation_id) = env.invite(None).await?;
     let ga = env.upn("globaladmin");
-    let (mut stream, code) = device_code(&env, &token, &ga).await?;
+    let (mut stream, code) = device_code(env.server.channel().await?, &token, &ga).await?;
     revoke(&env, &invitation_id).await?;
     env.sim.complete_device_login(&code.user_code, &ga).await?;
     let (events, end) = rest(&mut stream).await?;
@@ -202,7 +171,7 @@ async fn a_sign_in_finished_after_an_unannounced_revocation_keeps_nothing() -> R
     let app_admin = env.upn("appadmin").to_ascii_lowercase();
 
     let ga = env.upn("globaladmin");
-    let (mut stream, code) = device_code(&env, &token, &ga).await?;
+    let (mut stream, code) = device_code(env.server.channel().await?, &token, &ga).await?;
     env.server
         .app
         .invitations()
@@ -238,7 +207,7 @@ async fn a_revocation_during_a_sign_ins_outcome_is_logged_after_it() -> Result<(
     });
     env.server.app.engine().set_hook(Some(hook));
     let ga = env.upn("globaladmin");
-    let (mut stream, code) = device_code(&env, &token, &ga).await?;
+    let (mut stream, code) = device_code(env.server.channel().await?, &token, &ga).await?;
     env.sim.complete_device_login(&code.user_code, &ga).await?;
     tokio::time::timeout(STALL, held.recv())
         .await

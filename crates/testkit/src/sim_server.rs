@@ -9,7 +9,7 @@ use entra_sim::{Sim, SimInfo};
 use onboard_proto::v1 as pb;
 use tonic::Status;
 
-use crate::config::Edit;
+use crate::config::{Edit, OPERATOR};
 use crate::server::TestServer;
 use crate::sim::{calm, users};
 use crate::wizard::{self, Browser, Onboarding};
@@ -169,5 +169,39 @@ impl SimServer {
         name: &str,
     ) -> Result<Result<Vec<pb::ProvisionEvent>, Status>> {
         wizard::provision(self.server.channel().await?, token, id, name).await
+    }
+
+    /// CancelOnboarding of `id` as the operator, for `reason`: the onboarding as it answers.
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<pb::OnboardingInfo> {
+        let request = pb::CancelOnboardingRequest {
+            onboarding_id: id.into(),
+            reason: reason.into(),
+            invitation_token: String::new(),
+        };
+        let mut c = self.server.onboarding(Some(OPERATOR)).await?;
+        Ok(c.cancel_onboarding(request).await?.into_inner())
+    }
+
+    /// RevokeInvitation of invitation `id` as the operator, for `reason`.
+    pub async fn revoke(&self, id: &str, reason: &str) -> Result<pb::Invitation> {
+        let request = pb::RevokeInvitationRequest {
+            id: id.into(),
+            reason: reason.into(),
+        };
+        let mut c = self.server.invitations(Some(OPERATOR)).await?;
+        Ok(c.revoke_invitation(request).await?.into_inner())
+    }
+
+    /// AddServiceSecret for `service_id` on the registration of `client_id` in the emulator's
+    /// tenant, as the operator, with the server's default lifetime and no sealing.
+    pub async fn add_secret(&self, client_id: &str, service_id: &str) -> Result<pb::NewSecret> {
+        let request = pb::AddServiceSecretRequest {
+            registration: self.registration(client_id),
+            service_id: service_id.into(),
+            valid_for: None,
+            seal_to: None,
+        };
+        let mut c = self.server.credentials(Some(OPERATOR)).await?;
+        Ok(c.add_service_secret(request).await?.into_inner())
     }
 }

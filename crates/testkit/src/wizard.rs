@@ -146,6 +146,36 @@ pub async fn start_sign_in_by(
         .into_inner())
 }
 
+/// How long a test waits for one SignIn event it reads itself before failing as stalled.
+pub const EVENT_STALL: Duration = Duration::from_secs(60);
+
+/// The next SignIn event, or `None` when the stream ended cleanly; the status it ended with is
+/// an error.
+pub async fn next_sign_in_event(
+    stream: &mut tonic::Streaming<pb::SignInEvent>,
+) -> Result<Option<SE>> {
+    Ok(tokio::time::timeout(EVENT_STALL, stream.message())
+        .await
+        .context("the sign-in stalled")??
+        .and_then(|e| e.event))
+}
+
+/// SignIn with `token` as `upn`, left open: the stream and its first event, the DeviceCode.
+pub async fn device_code(
+    ch: Channel,
+    token: &str,
+    upn: &str,
+) -> Result<(tonic::Streaming<pb::SignInEvent>, pb::DeviceCode)> {
+    let mut stream = start_sign_in(ch, token, upn)
+        .await
+        .map_err(|s| anyhow::anyhow!("SignIn refused: {s:?}"))?;
+    let first = next_sign_in_event(&mut stream).await?;
+    let Some(SE::DeviceCode(code)) = first else {
+        bail!("the sign-in did not begin with a device code: {first:?}");
+    };
+    Ok((stream, code))
+}
+
 /// A successful sign-in as `nick` with invitation `token`; the SignedIn event.
 pub async fn signed_in(ch: Channel, sim: &Sim, token: &str, nick: &str) -> Result<pb::SignedIn> {
     let events = sign_in(

@@ -26,15 +26,6 @@ async fn problem(w: &Wiz, title: &str, shot: &str) -> Result<()> {
     Ok(())
 }
 
-/// The provider withdraws invitation `id`.
-async fn revoke(w: &Wiz, id: String) -> Result<()> {
-    let mut c = w.env.server.invitations(Some(OPERATOR)).await?;
-    let reason = "test".into();
-    c.revoke_invitation(pb::RevokeInvitationRequest { id, reason })
-        .await?;
-    Ok(())
-}
-
 #[tokio::test]
 async fn expired_used_revoked_and_malformed_links_say_so() -> Result<()> {
     let w = Wiz::start(Some("links")).await?;
@@ -55,21 +46,12 @@ async fn expired_used_revoked_and_malformed_links_say_so() -> Result<()> {
     // One whose onboarding was cancelled before its run says the link was used.
     let (cancelled, _) = w.env.invite(None).await?;
     let signed = w.env.signed_in(&cancelled, users::GLOBAL_ADMIN).await?;
-    w.env
-        .server
-        .onboarding(Some(OPERATOR))
-        .await?
-        .cancel_onboarding(pb::CancelOnboardingRequest {
-            onboarding_id: signed.onboarding_id,
-            reason: "test".into(),
-            invitation_token: String::new(),
-        })
-        .await?;
+    w.env.cancel(&signed.onboarding_id, "test").await?;
     w.open(&cancelled).await?;
     problem(&w, "already been used", "00b-used").await?;
 
     let (revoked, id) = w.env.invite(None).await?;
-    revoke(&w, id).await?;
+    w.env.revoke(&id, "test").await?;
     w.open(&revoked).await?;
     problem(&w, "withdrawn", "00c-revoked").await?;
 
@@ -207,7 +189,7 @@ async fn a_link_withdrawn_or_expired_during_the_sign_in_says_so() -> Result<()> 
     w.chrome.type_into("upn", &upn).await?;
     w.chrome.click("btn-auth").await?;
     let code = w.code().await?;
-    revoke(&w, id).await?;
+    w.env.revoke(&id, "test").await?;
     w.env.sim.complete_device_login(&code, &upn).await?;
     problem(&w, "withdrawn", "00f-revoked-during-sign-in").await?;
     ensure!(!w.chrome.text("#s-problem").await?.contains("still works"));
@@ -239,7 +221,7 @@ async fn a_link_withdrawn_during_provisioning_says_so() -> Result<()> {
     let token = w.provisioning("SbcWithdrawn", ".ok").await?;
     let key = pb::get_invitation_request::Key::Token(token);
     let inv = w.env.server.invitation(key).await?;
-    revoke(&w, inv.id).await?;
+    w.env.revoke(&inv.id, "test").await?;
     w.proxy.cut();
     problem(&w, "withdrawn", "00h-revoked-during-provisioning").await?;
     w.chrome.close().await

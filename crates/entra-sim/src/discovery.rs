@@ -18,14 +18,8 @@ pub async fn openid_configuration(
     Extension(ids): Extension<ReqIds>,
     Path(tenant): Path<String>,
 ) -> Response {
-    let mut inner = s.lock();
-    let (seg, issuer) = match resolve_tenant(&mut inner, &tenant) {
-        Some(TenantRef::Specific) => {
-            let tid = inner.dir.tenant.id.clone();
-            (tid.clone(), s.v2_issuer(&tid))
-        }
-        Some(TenantRef::Multi(m)) => (m, s.v2_issuer("{tenantid}")),
-        None => return tenant_not_found(&ids, &tenant),
+    let Some((seg, issuer)) = segment_and_issuer(&s, &tenant) else {
+        return tenant_not_found(&ids, &tenant);
     };
     let b = &s.base_url;
     Json(json!({
@@ -62,11 +56,23 @@ pub async fn jwks(
     Extension(ids): Extension<ReqIds>,
     Path(tenant): Path<String>,
 ) -> Response {
-    let mut inner = s.lock();
-    let issuer = match resolve_tenant(&mut inner, &tenant) {
-        Some(TenantRef::Specific) => s.v2_issuer(&inner.dir.tenant.id),
-        Some(TenantRef::Multi(_)) => s.v2_issuer("{tenantid}"),
-        None => return tenant_not_found(&ids, &tenant),
+    let Some((_, issuer)) = segment_and_issuer(&s, &tenant) else {
+        return tenant_not_found(&ids, &tenant);
     };
     Json(s.key.jwks(&issuer)).into_response()
+}
+
+/// The path segment the documents name for `tenant` (a tenant's id, or `organizations` /
+/// `common`) and the issuer its tokens carry (`{tenantid}` for a multi-tenant one); `None` for
+/// an unknown tenant.
+fn segment_and_issuer(s: &Shared, tenant: &str) -> Option<(String, String)> {
+    let mut inner = s.lock();
+    match resolve_tenant(&mut inner, tenant)? {
+        TenantRef::Specific => {
+            let tid = inner.dir.tenant.id.clone();
+            let issuer = s.v2_issuer(&tid);
+            Some((tid, issuer))
+        }
+        TenantRef::Multi(m) => Some((m, s.v2_issuer("{tenantid}"))),
+    }
 }

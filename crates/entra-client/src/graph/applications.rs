@@ -4,6 +4,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde::Serialize;
 
+use super::reply::found_or_none;
 use super::{Call, GraphClient, Reply, decode, to_json};
 use crate::error::EntraError;
 use crate::graph::types::{
@@ -96,17 +97,10 @@ impl GraphClient {
         ctx: &OpContext,
     ) -> Result<Reply<Option<Application>>, EntraError> {
         let path = format!("applications(uniqueName={})", key(unique_name));
-        match self
+        let read = self
             .get_selected::<Application>("get_application_by_unique_name", &path, APP_SELECT, ctx)
-            .await
-        {
-            Ok(r) => Ok(r.map(Some)),
-            Err(e) if e.is_not_found() => Ok(Reply {
-                value: None,
-                meta: super::CallMeta::not_found(&e, ctx),
-            }),
-            Err(e) => Err(e),
-        }
+            .await;
+        found_or_none(read, ctx)
     }
 
     /// Creates or updates the application keyed by `unique_name`

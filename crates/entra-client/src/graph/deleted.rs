@@ -2,6 +2,7 @@
 //! for 30 days and keeps its `uniqueName` reserved meanwhile
 //! (microsoftgraph/msgraph-bicep-types#137): restore it or delete it permanently to free it.
 
+use super::reply::found_or_none;
 use super::{GraphClient, Reply};
 use crate::error::EntraError;
 use crate::graph::types::Application;
@@ -52,17 +53,10 @@ impl GraphClient {
     ) -> Result<Reply<bool>, EntraError> {
         let path = format!("directory/deletedItems/{}", id(object_id)?);
         let url = self.url(&path, &[("$select", "id")])?;
-        match self
+        let read = self
             .get_json::<serde_json::Value>("is_in_recycle_bin", url, ctx)
-            .await
-        {
-            Ok(r) => Ok(r.map(|_| true)),
-            Err(e) if e.is_not_found() => Ok(Reply {
-                value: false,
-                meta: super::CallMeta::not_found(&e, ctx),
-            }),
-            Err(e) => Err(e),
-        }
+            .await;
+        Ok(found_or_none(read, ctx)?.map(|held| held.is_some()))
     }
 
     /// `POST /directory/deletedItems/{id}/restore` (200): brings a deleted application back with

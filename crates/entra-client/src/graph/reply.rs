@@ -57,3 +57,19 @@ impl<T> Reply<T> {
         }
     }
 }
+
+/// A read's `result` with Graph's 404 taken as its answer "there is none": `None`, with the
+/// 404's facts ([`CallMeta::not_found`]). Other errors stay errors.
+pub(crate) fn found_or_none<T>(
+    result: Result<Reply<T>, EntraError>,
+    ctx: &OpContext,
+) -> Result<Reply<Option<T>>, EntraError> {
+    match result {
+        Ok(r) => Ok(r.map(Some)),
+        Err(e) if e.is_not_found() => Ok(Reply {
+            value: None,
+            meta: CallMeta::not_found(&e, ctx),
+        }),
+        Err(e) => Err(e),
+    }
+}

@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use time::format_description::well_known::Rfc3339;
 
-use super::authz::{self, READ_APPS, WRITE_APPS};
+use super::authz::{self, Need, READ_APPS, WRITE_APPS};
 use super::lookup::AltKey;
 use super::odata::{collection, entity};
 use super::recycle::{recycle, remove_sp};
@@ -47,6 +47,19 @@ pub(super) fn find(
     })
 }
 
+/// Index of the application a key names, once the caller is found to hold `need` on it: its
+/// owners pass the role check, as in Entra.
+pub(super) fn find_allowed(
+    c: &Ctx<'_>,
+    dir: &Directory,
+    key: &Key,
+    need: &Need,
+) -> Result<usize, Response> {
+    let idx = find(c, dir, key, false)?;
+    authz::require(c, dir, need, &dir.applications[idx].owners)?;
+    Ok(idx)
+}
+
 /// Validates a create/update body and returns the properties to store.
 fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, Value>, Response> {
     let known = application_defaults();
@@ -57,15 +70,11 @@ fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, 
             continue;
         }
         if APP_READ_ONLY.contains(&k.as_str()) {
-            return Err(c.err(
-                StatusCode::BAD_REQUEST,
-                "Request_BadRequest",
-                &format!("Property '{k}' is read-only and cannot be set."),
-            ));
+            return Err(c.bad_request(&format!("Property '{k}' is read-only and cannot be set.")));
         }
         if k == "passwordCredentials" {
             if v.as_array().is_some_and(|a| !a.is_empty()) {
-                return Err(c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Property 'passwordCredentials' cannot be set on create or update; use addPassword."));
+                return Err(c.bad_request("Property 'passwordCredentials' cannot be set on create or update; use addPassword."));
             }
             continue;
         }
@@ -79,9 +88,7 @@ fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, 
             .as_str()
             .is_some_and(|n| !n.trim().is_empty() && n.chars().count() <= 256)
     {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
+        return Err(c.bad_request(
             "Invalid value specified for property 'displayName' of resource 'Application'.",
         ));
     }
@@ -96,9 +103,7 @@ fn writable_props(c: &Ctx<'_>, body: &Map<String, Value>) -> Result<Map<String, 
             )
         )
     {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
+        return Err(c.bad_request(
             "Invalid value specified for property 'signInAudience' of resource 'Application'.",
         ));
     }
@@ -122,11 +127,9 @@ pub(super) fn unique_name_taken(dir: &Directory, name: &str, except: Option<usiz
 /// Entra's answer to a second object with the same alternate key: 400 `Request_BadRequest`
 /// (the same code it uses for identifierUris), not a 409.
 pub(super) fn conflict(c: &Ctx<'_>, prop: &str) -> Response {
-    c.err(
-        StatusCode::BAD_REQUEST,
-        "Request_BadRequest",
-        &format!("Another object with the same value for property {prop} already exists."),
-    )
+    c.bad_request(&format!(
+        "Another object with the same value for property {prop} already exists."
+    ))
 }
 
 fn insert_new(c: &Ctx<'_>, inner: &mut Inner, props: Map<String, Value>) -> Value {
@@ -165,9 +168,7 @@ pub fn create(c: &Ctx<'_>) -> Reply {
     authz::require_create_app(c, &inner.dir)?;
     let props = c.body_object().and_then(|b| writable_props(c, b))?;
     if !props.get("displayName").is_some_and(Value::is_string) {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
+        return Err(c.bad_request(
             "Invalid value specified for property 'displayName' of resource 'Application'.",
         ));
     }
@@ -199,9 +200,8 @@ pub fn get(c: &Ctx<'_>, key: &Key) -> Reply {
 pub fn list_owners(c: &Ctx<'_>, key: &Key) -> Reply {
     let inner = c.lock();
     let dir = &inner.dir;
-    let idx = find(c, dir, key, false)?;
-    let owners = dir.applications[idx].owners.clone();
-    authz::require(c, dir, &READ_APPS, &owners)?;
+    let idx = find_allowed(c, dir, key, &READ_APPS)?;
+    let owners = &dir.applications[idx].owners;
     let items = owners.iter().filter_map(|id| owner_json(dir, id)).collect();
     Ok(collection(c, "directoryObjects", items))
 }
@@ -223,9 +223,7 @@ fn owner_json(dir: &Directory, id: &str) -> Option<Value> {
 /// 204; 400 when the object is already an owner or does not exist.
 pub fn add_owner(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = find(c, &inner.dir, key, false)?;
-    let owners = inner.dir.applications[idx].owners.clone();
-    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let idx = find_allowed(c, &inner.dir, key, &WRITE_APPS)?;
     if !authz::caller_holds_any(c, authz::ADD_OWNER_ALSO) {
         return Err(c.denied());
     }
@@ -247,12 +245,8 @@ pub fn add_owner(c: &Ctx<'_>, key: &Key) -> Reply {
             &format!("Resource '{object_id}' does not exist or one of its queried reference-property objects are not present."),
         ));
     }
-    if owners.contains(&object_id) {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "One or more added object references already exist for the following modified properties: 'owners'.",
-        ));
+    if inner.dir.applications[idx].owners.contains(&object_id) {
+        return Err(c.bad_request("One or more added object references already exist for the following modified properties: 'owners'."));
     }
     inner.dir.applications[idx].owners.push(object_id);
     c.s.persist(&inner);
@@ -286,9 +280,7 @@ pub fn patch(c: &Ctx<'_>, key: &Key) -> Reply {
                 return Err(conflict(c, "uniqueName"));
             }
             if !props.get("displayName").is_some_and(Value::is_string) {
-                return Err(c.err(
-                    StatusCode::BAD_REQUEST,
-                    "Request_BadRequest",
+                return Err(c.bad_request(
                     "Invalid value specified for property 'displayName' of resource 'Application'.",
                 ));
             }
@@ -309,9 +301,7 @@ pub fn patch(c: &Ctx<'_>, key: &Key) -> Reply {
             (None, Some(n)) if !unique_name_taken(&inner.dir, n, Some(idx)) => {}
             (None, Some(_)) => return Err(conflict(c, "uniqueName")),
             _ => {
-                return Err(c.err(
-                    StatusCode::BAD_REQUEST,
-                    "Request_BadRequest",
+                return Err(c.bad_request(
                     "Property 'uniqueName' is immutable once set and cannot be updated.",
                 ));
             }
@@ -328,9 +318,7 @@ pub fn patch(c: &Ctx<'_>, key: &Key) -> Reply {
 /// `DELETE /applications/{id}`: the app and its local service principal go to the recycle bin.
 pub fn delete(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = find(c, &inner.dir, key, false)?;
-    let owners = inner.dir.applications[idx].owners.clone();
-    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let idx = find_allowed(c, &inner.dir, key, &WRITE_APPS)?;
     let dir = &mut inner.dir;
     let app = dir.applications.remove(idx);
     let sps: Vec<String> = dir
@@ -369,9 +357,7 @@ fn parse_time(v: &Value) -> Option<time::OffsetDateTime> {
 /// `POST /applications/{id}/addPassword`.
 pub fn add_password(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = find(c, &inner.dir, key, false)?;
-    let owners = inner.dir.applications[idx].owners.clone();
-    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let idx = find_allowed(c, &inner.dir, key, &WRITE_APPS)?;
     let (pw, body) = new_password(c, &inner)?;
     inner.dir.applications[idx].passwords.push(pw);
     c.s.persist(&inner);
@@ -396,14 +382,14 @@ pub(super) fn new_password(
         Value::Null => now,
         v => match parse_time(v) {
             Some(t) => t,
-            None => return Err(c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid value specified for property 'startDateTime' of resource 'PasswordCredential'.")),
+            None => return Err(c.bad_request("Invalid value specified for property 'startDateTime' of resource 'PasswordCredential'.")),
         },
     };
     let end = match &cred["endDateTime"] {
         Value::Null => start + time::Duration::days(730),
         v => match parse_time(v) {
             Some(t) if t > start => t,
-            _ => return Err(c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid value specified for property 'endDateTime' of resource 'PasswordCredential'.")),
+            _ => return Err(c.bad_request("Invalid value specified for property 'endDateTime' of resource 'PasswordCredential'.")),
         },
     };
     let policy_id = crate::seed::fixed_guid("policy:tenant-app-management");
@@ -441,9 +427,7 @@ pub(super) fn new_password(
 /// `POST /applications/{id}/removePassword` `{ "keyId": … }` (204).
 pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = find(c, &inner.dir, key, false)?;
-    let owners = inner.dir.applications[idx].owners.clone();
-    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let idx = find_allowed(c, &inner.dir, key, &WRITE_APPS)?;
     remove_from(c, &mut inner.dir.applications[idx].passwords)?;
     c.s.persist(&inner);
     Ok(no_content())
@@ -455,11 +439,9 @@ pub(super) fn remove_from(c: &Ctx<'_>, pws: &mut Vec<Password>) -> Result<(), Re
     let before = pws.len();
     pws.retain(|p| !p.key_id.eq_ignore_ascii_case(&key_id));
     if pws.len() == before {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            &format!("No password credential found with keyId '{key_id}'."),
-        ));
+        return Err(c.bad_request(&format!(
+            "No password credential found with keyId '{key_id}'."
+        )));
     }
     Ok(())
 }

@@ -120,15 +120,11 @@ pub const ASSIGN_GRAPH_ROLES: Need = Need {
     app_owned: &[],
 };
 
-/// Granting app roles of other APIs: application administrators may too.
+/// Granting app roles of other APIs: the same permissions, and application administrators
+/// may too.
 pub const ASSIGN_OTHER_ROLES: Need = Need {
-    delegated: &[
-        "AppRoleAssignment.ReadWrite.All",
-        "Directory.AccessAsUser.All",
-    ],
-    app: &["AppRoleAssignment.ReadWrite.All"],
     roles: Some(&[GLOBAL_ADMIN, PRIV_ROLE_ADMIN, APP_ADMIN, CLOUD_APP_ADMIN]),
-    app_owned: &[],
+    ..ASSIGN_GRAPH_ROLES
 };
 
 /// The second permission `POST …/appRoleAssignedTo` (and `…/appRoleAssignments`) needs next

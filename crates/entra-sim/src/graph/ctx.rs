@@ -48,6 +48,12 @@ impl Ctx<'_> {
         odata_error(self.ids, status, code, message)
     }
 
+    /// 400 Request_BadRequest with `message`: Graph's refusal of a body or reference it cannot
+    /// take.
+    pub fn bad_request(&self, message: &str) -> Response {
+        self.err(StatusCode::BAD_REQUEST, "Request_BadRequest", message)
+    }
+
     /// 404 Request_ResourceNotFound for object `id`, with Entra's wording.
     pub fn not_found(&self, id: &str) -> Response {
         self.err(

@@ -342,27 +342,17 @@ pub fn create_role_assignment(c: &Ctx<'_>) -> Reply {
     c.only_known("unifiedRoleAssignment", ROLE_ASSIGNMENT_PROPERTIES)?;
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(role), Some(principal)) = (field("roleDefinitionId"), field("principalId")) else {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "One or more properties contains invalid values.",
-        ));
+        return Err(c.bad_request("One or more properties contains invalid values."));
     };
     // Graph requires a scope: directoryScopeId (or appScopeId, which the emulator does not
     // model); no default is assumed.
     let Some(scope) = field("directoryScopeId") else {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "One or more properties contains invalid values.",
-        ));
+        return Err(c.bad_request("One or more properties contains invalid values."));
     };
     if scope != "/" {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "The emulator supports only the tenant-wide directoryScopeId '/'.",
-        ));
+        return Err(
+            c.bad_request("The emulator supports only the tenant-wide directoryScopeId '/'.")
+        );
     }
     let Some((template, _)) = ROLE_TEMPLATES
         .iter()
@@ -383,7 +373,7 @@ pub fn create_role_assignment(c: &Ctx<'_>) -> Reply {
         .iter()
         .any(|r| r.principal_id == principal && r.role_definition_id == *template)
     {
-        return Err(c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", "A conflicting object with one or more of the specified property values is present in the directory."));
+        return Err(c.bad_request("A conflicting object with one or more of the specified property values is present in the directory."));
     }
     let a = RoleAssignment {
         id: random_key(32),

@@ -8,8 +8,8 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::apps::find;
-use super::authz::{self, READ_APPS, WRITE_APPS};
+use super::apps::find_allowed;
+use super::authz::{READ_APPS, WRITE_APPS};
 use super::odata::{collection, entity};
 use super::{Ctx, Key, Reply};
 use crate::http::no_content;
@@ -26,18 +26,16 @@ fn entity_set(app_id: &str) -> String {
 /// `GET /applications/{id}/federatedIdentityCredentials`.
 pub fn list(c: &Ctx<'_>, app: &Key) -> Reply {
     let inner = c.lock();
-    let i = find(c, &inner.dir, app, false)?;
+    let i = find_allowed(c, &inner.dir, app, &READ_APPS)?;
     let a = &inner.dir.applications[i];
-    authz::require(c, &inner.dir, &READ_APPS, &a.owners)?;
     Ok(collection(c, &entity_set(&a.id), a.federated.clone()))
 }
 
 /// `GET /applications/{id}/federatedIdentityCredentials/{id or name}`.
 pub fn get(c: &Ctx<'_>, app: &Key, fic: &Key) -> Reply {
     let inner = c.lock();
-    let i = find(c, &inner.dir, app, false)?;
+    let i = find_allowed(c, &inner.dir, app, &READ_APPS)?;
     let a = &inner.dir.applications[i];
-    authz::require(c, &inner.dir, &READ_APPS, &a.owners)?;
     let j = position(c, &a.federated, fic)?;
     let set = entity_set(&a.id);
     Ok(entity(c, &set, StatusCode::OK, a.federated[j].clone()))
@@ -46,9 +44,7 @@ pub fn get(c: &Ctx<'_>, app: &Key, fic: &Key) -> Reply {
 /// `DELETE /applications/{id}/federatedIdentityCredentials/{id or name}` (204).
 pub fn delete(c: &Ctx<'_>, app: &Key, fic: &Key) -> Reply {
     let mut inner = c.lock();
-    let i = find(c, &inner.dir, app, false)?;
-    let owners = inner.dir.applications[i].owners.clone();
-    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let i = find_allowed(c, &inner.dir, app, &WRITE_APPS)?;
     let j = position(c, &inner.dir.applications[i].federated, fic)?;
     inner.dir.applications[i].federated.remove(j);
     c.s.persist(&inner);
@@ -58,33 +54,30 @@ pub fn delete(c: &Ctx<'_>, app: &Key, fic: &Key) -> Reply {
 /// `POST /applications/{id}/federatedIdentityCredentials` (201 with the credential).
 pub fn create(c: &Ctx<'_>, app: &Key) -> Reply {
     let mut inner = c.lock();
-    let i = find(c, &inner.dir, app, false)?;
-    let owners = inner.dir.applications[i].owners.clone();
-    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let i = find_allowed(c, &inner.dir, app, &WRITE_APPS)?;
     let body = c.body_object()?;
-    let bad = |message: &str| c.err(StatusCode::BAD_REQUEST, "Request_BadRequest", message);
     let text = |prop: &str| {
         body.get(prop)
             .and_then(Value::as_str)
             .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| bad(&format!("Property '{prop}' is required.")))
+            .ok_or_else(|| c.bad_request(&format!("Property '{prop}' is required.")))
     };
     let (name, issuer, subject) = (text("name")?, text("issuer")?, text("subject")?);
     if !(3..=120).contains(&name.chars().count()) {
-        return Err(bad("Property 'name' must be between 3 and 120 characters."));
+        return Err(c.bad_request("Property 'name' must be between 3 and 120 characters."));
     }
     let audiences = match body.get("audiences").and_then(Value::as_array) {
         Some(a) if a.len() == 1 && a[0].as_str().is_some_and(|s| !s.is_empty()) => a.clone(),
-        _ => return Err(bad("Property 'audiences' must contain exactly one value.")),
+        _ => return Err(c.bad_request("Property 'audiences' must contain exactly one value.")),
     };
     let held = &inner.dir.applications[i].federated;
     if held.iter().any(|f| f["name"] == name) {
-        return Err(bad(&format!(
+        return Err(c.bad_request(&format!(
             "FederatedIdentityCredential with name {name} already exists."
         )));
     }
     if held.len() >= MAX_PER_APP {
-        return Err(bad(&format!(
+        return Err(c.bad_request(&format!(
             "The application already has {MAX_PER_APP} federated identity credentials, the most allowed."
         )));
     }

@@ -40,7 +40,7 @@ impl Ctx<'_> {
             .as_ref()
             .and_then(|b| b[property].as_str())
             .map(str::to_string)
-            .ok_or_else(|| self.err(StatusCode::BAD_REQUEST, "Request_BadRequest", message))
+            .ok_or_else(|| self.bad_request(message))
     }
 
     /// Graph's answer to a body property that type `microsoft.graph.{entity_type}` does not

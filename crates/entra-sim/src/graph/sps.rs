@@ -48,6 +48,15 @@ fn sp_owners(dir: &Directory, sp: &ServicePrincipal) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Index of the service principal a key names, once the caller is found to hold the right to
+/// change it (the owners of its local application pass the role check).
+fn find_writable(c: &Ctx<'_>, dir: &Directory, key: &Key) -> Result<usize, Response> {
+    let idx = find(c, dir, key)?;
+    let owners = sp_owners(dir, &dir.service_principals[idx]);
+    authz::require(c, dir, &WRITE_APPS, &owners)?;
+    Ok(idx)
+}
+
 /// `GET /servicePrincipals`.
 pub fn list(c: &Ctx<'_>) -> Reply {
     let inner = c.lock();
@@ -74,9 +83,7 @@ pub fn get(c: &Ctx<'_>, key: &Key) -> Reply {
 /// `POST /servicePrincipals/{id}/addPassword`: a secret on the service principal itself.
 pub fn add_password(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let i = find(c, &inner.dir, key)?;
-    let owners = sp_owners(&inner.dir, &inner.dir.service_principals[i]);
-    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let i = find_writable(c, &inner.dir, key)?;
     let (pw, body) = super::apps::new_password(c, &inner)?;
     inner.dir.service_principals[i].passwords.push(pw);
     c.s.persist(&inner);
@@ -86,9 +93,7 @@ pub fn add_password(c: &Ctx<'_>, key: &Key) -> Reply {
 /// `POST /servicePrincipals/{id}/removePassword` `{ "keyId": … }` (204).
 pub fn remove_password(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let i = find(c, &inner.dir, key)?;
-    let owners = sp_owners(&inner.dir, &inner.dir.service_principals[i]);
-    authz::require(c, &inner.dir, &WRITE_APPS, &owners)?;
+    let i = find_writable(c, &inner.dir, key)?;
     super::apps::remove_from(c, &mut inner.dir.service_principals[i].passwords)?;
     c.s.persist(&inner);
     Ok(no_content())
@@ -190,10 +195,9 @@ pub fn create(c: &Ctx<'_>) -> Reply {
 /// `DELETE /servicePrincipals/{id}` or `(appId='…')`.
 pub fn delete(c: &Ctx<'_>, key: &Key) -> Reply {
     let mut inner = c.lock();
-    let idx = find(c, &inner.dir, key)?;
-    let sp = inner.dir.service_principals[idx].clone();
-    authz::require(c, &inner.dir, &WRITE_APPS, &sp_owners(&inner.dir, &sp))?;
-    super::recycle::remove_sp(&mut inner.dir, &sp.id);
+    let idx = find_writable(c, &inner.dir, key)?;
+    let sp_id = inner.dir.service_principals[idx].id.clone();
+    super::recycle::remove_sp(&mut inner.dir, &sp_id);
     c.s.persist(&inner);
     Ok(no_content())
 }
@@ -244,11 +248,7 @@ fn list_role_assignments(
 }
 
 fn bad_reference(c: &Ctx<'_>) -> Response {
-    c.err(
-        StatusCode::BAD_REQUEST,
-        "Request_BadRequest",
-        "Not a valid reference update.",
-    )
+    c.bad_request("Not a valid reference update.")
 }
 
 /// `POST /servicePrincipals/{resource}/appRoleAssignedTo` (`via_resource`) or
@@ -273,16 +273,10 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Reply {
     let (Some(resource_id), Some(principal_id), Some(app_role_id)) =
         (resource_id, principal_id, field("appRoleId"))
     else {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "One or more properties contains invalid values.",
-        ));
+        return Err(c.bad_request("One or more properties contains invalid values."));
     };
     if via_resource && field("resourceId").is_some_and(|r| !r.eq_ignore_ascii_case(&resource_id)) {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
+        return Err(c.bad_request(
             "The resourceId in the body does not match the service principal in the request URL.",
         ));
     }
@@ -312,25 +306,17 @@ pub fn assign(c: &Ctx<'_>, key: &Key, via_resource: bool) -> Reply {
         return Err(bad_reference(c));
     };
     if resource.role_value(&app_role_id).is_none() {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            &format!(
-                "Permission being assigned was not found on application '{}'.",
-                resource.app_id
-            ),
-        ));
+        return Err(c.bad_request(&format!(
+            "Permission being assigned was not found on application '{}'.",
+            resource.app_id
+        )));
     }
     if inner.dir.app_role_assignments.iter().any(|a| {
         a.principal_id == principal.id
             && a.resource_id == resource.id
             && a.app_role_id.eq_ignore_ascii_case(&app_role_id)
     }) {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "Permission being assigned already exists on the object.",
-        ));
+        return Err(c.bad_request("Permission being assigned already exists on the object."));
     }
     let a = AppRoleAssignment {
         id: random_key(32),
@@ -440,11 +426,7 @@ pub fn create_grant(c: &Ctx<'_>) -> Reply {
         field("scope"),
         valid_type,
     ) else {
-        return Err(c.err(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            "One or more properties contains invalid values.",
-        ));
+        return Err(c.bad_request("One or more properties contains invalid values."));
     };
     for id in [&client_id, &resource_id] {
         if inner

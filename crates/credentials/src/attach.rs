@@ -102,6 +102,17 @@ enum Mode {
     Invitation,
 }
 
+impl Mode {
+    /// The attach's audited `changes`, ending with the `attachmentId` when an invitation
+    /// attaches (its intent and its outcome both name the attachment the platform claims).
+    fn with_attachment(self, mut changes: Vec<Change>, attachment_id: &str) -> Vec<Change> {
+        if self == Mode::Invitation {
+            changes.push(set("attachmentId", json!(attachment_id)));
+        }
+        changes
+    }
+}
+
 impl Credentials {
     /// Validates and attaches a hand-made registration: a client-credentials token must be
     /// issued with the secret, and its `roles` (per resource) and `wids` must cover the
@@ -288,14 +299,14 @@ impl Credentials {
         };
         // No hint of the secret before it proved it authenticates: a value pasted by mistake
         // (a password) would leave its start, or all of a short one, in the append-only log.
-        let mut intent = vec![
-            set("clientId", json!(client)),
-            set("profile", json!(req.profile)),
-            set("serviceIds", json!(req.service_ids)),
-        ];
-        if mode == Mode::Invitation {
-            intent.push(set("attachmentId", json!(attachment_id)));
-        }
+        let intent = mode.with_attachment(
+            vec![
+                set("clientId", json!(client)),
+                set("profile", json!(req.profile)),
+                set("serviceIds", json!(req.service_ids)),
+            ],
+            &attachment_id,
+        );
         aud.entry(
             Action::RegistrationAttach,
             Phase::Intent,
@@ -371,17 +382,17 @@ impl Credentials {
             reg.profile = reg.profile.clone().with_self_rotation();
         }
         self.save(&reg).await?;
-        let mut done = vec![
-            set("clientId", json!(client)),
-            set("servicePrincipalId", json!(reg.sp_id)),
-            set("profile", json!(req.profile)),
-            set("secretKeyId", json!(secret.key_id)),
-            set("secretHint", json!(hint)),
-            set("authMode", json!(reg.auth_mode)),
-        ];
-        if mode == Mode::Invitation {
-            done.push(set("attachmentId", json!(attachment_id)));
-        }
+        let done = mode.with_attachment(
+            vec![
+                set("clientId", json!(client)),
+                set("servicePrincipalId", json!(reg.sp_id)),
+                set("profile", json!(req.profile)),
+                set("secretKeyId", json!(secret.key_id)),
+                set("secretHint", json!(hint)),
+                set("authMode", json!(reg.auth_mode)),
+            ],
+            &attachment_id,
+        );
         aud.entry(
             Action::RegistrationAttach,
             Phase::Succeeded,

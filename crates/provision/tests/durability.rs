@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use entra_sim::Faults;
 use onboard_core::HookAction;
-use provision::{Admin, EventKind, ListFilter, PlanRequest, ProvisionError, Status, StepHook};
+use provision::{
+    Admin, EventKind, EventStream, ListFilter, PlanRequest, ProvisionError, Status, StepHook,
+};
 use testkit::engine::{EngineEnv, aborted, collect, completion, hook_once};
 use testkit::sim::{TOKEN_APP, assert_rode_out_faults, calm};
 use testkit::snapshot::{apps_named, grants_of, no_duplicates, roles_of, sps_where};
@@ -201,23 +203,13 @@ async fn replication_lag_and_throttling_complete_with_retrying_events() -> Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_undoes_what_was_made_audited() -> Result<()> {
-    let env = EngineEnv::start(calm(), None).await?;
-    let admin = env.signed_in("globaladmin").await?;
-    let events = env.run(env.request("onb-c", "Sbc-Cancel"), admin).await?;
-    let c = completion(&events)?.clone();
+    let (env, c) = EngineEnv::with_onboarding("onb-c", "Sbc-Cancel").await?;
     let (app_id, sp_id) = no_duplicates(&env.snapshot(), "Sbc-Cancel")?;
 
-    let watch = env.engine.watch("onb-c", events.len() as u64 + 1)?;
+    let watch = env.engine.watch("onb-c", c.events.len() as u64 + 1)?;
     let done = env.engine.cancel("onb-c", "tester").await?;
     ensure!(done.status == Status::Cancelled && done.client_id.is_none());
-    let tail = collect(watch, 30).await?;
-    ensure!(
-        matches!(
-            tail.last().map(|e| &e.kind),
-            Some(EventKind::Cancelled { .. })
-        ),
-        "{tail:#?}"
-    );
+    ends_cancelled(watch).await?;
 
     let snap = env.snapshot();
     ensure!(apps_named(&snap, "Sbc-Cancel").is_empty(), "app left");
@@ -225,8 +217,7 @@ async fn cancel_undoes_what_was_made_audited() -> Result<()> {
     ensure!(grants_of(&snap, &sp_id).is_empty(), "grants left");
     ensure!(roles_of(&snap, &sp_id).is_empty(), "roles left");
     ensure!(
-        !env.authenticates(&c.client_id, c.secret.as_ref().context("secret")?)
-            .await,
+        !env.authenticates(&c.client_id, &c.secret).await,
         "the old secret still works"
     );
     let entries = env.audit_entries("onb-c")?;
@@ -268,11 +259,10 @@ async fn cancel_undoes_what_was_made_audited() -> Result<()> {
 /// after the failure follows that to Cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_undo_ends_the_streams_and_a_second_cancel_finishes_it() -> Result<()> {
-    let env = EngineEnv::start(calm(), None).await?;
-    let admin = env.signed_in("globaladmin").await?;
-    let events = env.run(env.request("onb-u", "Sbc-Undo"), admin).await?;
-    completion(&events)?;
-    let watch = env.engine.watch("onb-u", events.len() as u64 + 1)?;
+    let (env, onboarded) = EngineEnv::with_onboarding("onb-u", "Sbc-Undo").await?;
+    let watch = env
+        .engine
+        .watch("onb-u", onboarded.events.len() as u64 + 1)?;
     // Every Graph call fails until the retry budget is spent: the undo fails.
     env.sim.set_faults(Faults {
         error_rate: 1.0,
@@ -306,7 +296,13 @@ async fn a_failed_undo_ends_the_streams_and_a_second_cancel_finishes_it() -> Res
     let next = tail.last().map_or(0, |e| e.seq) + 1;
     let retry = env.engine.watch("onb-u", next)?;
     ensure!(env.engine.cancel("onb-u", "tester").await?.status == Status::Cancelled);
-    let tail = collect(retry, 30).await?;
+    ends_cancelled(retry).await?;
+    nothing_left(&env, "Sbc-Undo")
+}
+
+/// Reads `watch` to its end (within 30 s), which must be the onboarding's Cancelled event.
+async fn ends_cancelled(watch: EventStream) -> Result<()> {
+    let tail = collect(watch, 30).await?;
     ensure!(
         matches!(
             tail.last().map(|e| &e.kind),
@@ -314,7 +310,7 @@ async fn a_failed_undo_ends_the_streams_and_a_second_cancel_finishes_it() -> Res
         ),
         "{tail:#?}"
     );
-    nothing_left(&env, "Sbc-Undo")
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

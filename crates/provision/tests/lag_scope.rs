@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, ensure};
 use entra_client::OpContext;
 use provision::{EventKind, Status};
-use testkit::engine::{EngineEnv, collect, completion};
+use testkit::engine::{EngineEnv, collect};
 use testkit::sim::calm;
 
 /// Someone deletes the app right after the run. The cancel's read of it meets a 404 while
@@ -13,10 +13,7 @@ use testkit::sim::calm;
 /// answer and the cancel waits for no lag retries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_settled_onboarding_takes_a_404_as_an_answer() -> Result<()> {
-    let env = EngineEnv::start(calm(), None).await?;
-    let admin = env.signed_in("globaladmin").await?;
-    let events = env.provision("onb-gone", "Sbc-Gone", admin).await?;
-    completion(&events)?;
+    let (env, _) = EngineEnv::with_onboarding("onb-gone", "Sbc-Gone").await?;
     let rec = env.engine.get("onb-gone")?.context("record")?;
     let oid = rec.app_object_id.context("app")?;
 
@@ -53,12 +50,8 @@ async fn cancel_of_a_settled_onboarding_takes_a_404_as_an_answer() -> Result<()>
 /// answered (intent, then `failed` with its words) for those two and `succeeded` for the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undo_of_removals_the_lists_still_show_takes_the_404_as_done() -> Result<()> {
-    let env = EngineEnv::start(calm(), None).await?;
-    let admin = env.signed_in("globaladmin").await?;
-    let events = env.provision("onb-unlist", "Sbc-Unlist", admin).await?;
-    completion(&events)?;
-    let rec = env.engine.get("onb-unlist")?.context("record")?;
-    let sp_id = rec.sp_id.context("sp")?;
+    let (env, onboarded) = EngineEnv::with_onboarding("onb-unlist", "Sbc-Unlist").await?;
+    let sp_id = onboarded.sp_id;
     let snap = env.snapshot();
     let role = testkit::snapshot::roles_of(&snap, &sp_id)[0]["id"]
         .as_str()
@@ -152,10 +145,8 @@ async fn cancel_meeting_a_stale_replica(
     (method, path): (&str, Option<&str>),
     answers: u32,
 ) -> Result<()> {
-    let env = EngineEnv::start(calm(), None).await?;
-    let admin = env.signed_in("globaladmin").await?;
-    completion(&env.provision(id, name, admin).await?)?;
-    let sp_id = env.engine.get(id)?.context("record")?.sp_id.context("sp")?;
+    let (env, onboarded) = EngineEnv::with_onboarding(id, name).await?;
+    let sp_id = onboarded.sp_id;
     let snap = env.snapshot();
     let made = [
         (

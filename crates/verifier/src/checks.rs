@@ -236,11 +236,7 @@ impl Verifier {
         {
             Ok(r) => r.value,
             Err(e) if e.is_authorization_denied() => {
-                let who = if input.reader_token.is_some() {
-                    "the reader token"
-                } else {
-                    "the app's own token"
-                };
+                let who = reader_name(input);
                 return Check::new(
                     name,
                     Status::Warn,
@@ -345,11 +341,7 @@ impl Verifier {
                 ),
             },
             Err(e) if e.is_authorization_denied() => {
-                let who = if input.reader_token.is_some() {
-                    "the reader token"
-                } else {
-                    "the app's own token"
-                };
+                let who = reader_name(input);
                 Check::new(
                     name,
                     Status::Warn,
@@ -373,6 +365,16 @@ fn key_note(input: &VerifyInput) -> String {
         .as_deref()
         .map(|k| format!(" (key {k})"))
         .unwrap_or_default()
+}
+
+/// Which token read Graph, for the detail of a refused read: the reader token given, else
+/// the app's own (see [`Verifier::verify`]).
+fn reader_name(input: &VerifyInput) -> &'static str {
+    if input.reader_token.is_some() {
+        "the reader token"
+    } else {
+        "the app's own token"
+    }
 }
 
 fn list_or_none(s: &BTreeSet<String>) -> String {

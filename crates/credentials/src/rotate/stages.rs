@@ -45,9 +45,7 @@ impl Credentials {
             if reg.secrets.contains_key(&key) {
                 state.new_key = Some(key);
                 state.stage = RotationStage::Validating;
-                reg.rotations
-                    .insert(state.service_id.clone(), state.clone());
-                self.save(reg).await?;
+                self.save_rotation(reg, state.clone()).await?;
                 // The caller gets the adopted value, as it would have got a fresh one.
                 return self.emit_stored_add(reg, &state, events);
             }
@@ -66,9 +64,7 @@ impl Credentials {
         }
         if cleaned {
             state.marker = marker(&state.service_id, &Uuid::new_v4().to_string());
-            reg.rotations
-                .insert(state.service_id.clone(), state.clone());
-            self.save(reg).await?;
+            self.save_rotation(reg, state.clone()).await?;
         }
         let added = self
             .add_password(
@@ -111,17 +107,15 @@ impl Credentials {
         reg.secrets.insert(key.clone(), stored.clone());
         state.new_key = Some(key);
         state.add_seq = Some(seq);
-        state.stage = RotationStage::Validating;
-        reg.rotations.insert(state.service_id.clone(), state);
-        self.save(reg).await?;
-        emit(events, add_done(&stored, false, value, Some(seq)));
-        self.hook(&reg.id, "add")
+        let done = add_done(&stored, false, value, Some(seq));
+        self.stage_done(reg, state, RotationStage::Validating, events, done)
+            .await
     }
 
     pub(super) async fn stage_validate(
         &self,
         reg: &mut Registration,
-        mut state: RotationState,
+        state: RotationState,
         events: &Option<UnboundedSender<RotationEvent>>,
     ) -> Result<(), CredentialsError> {
         emit(events, ev("validate", false, None));
@@ -164,11 +158,9 @@ impl Credentials {
                 return Err(e);
             }
         };
-        state.stage = RotationStage::HandingOver;
-        reg.rotations.insert(state.service_id.clone(), state);
-        self.save(reg).await?;
-        emit(events, ev("validate", true, Some(seq)));
-        self.hook(&reg.id, "validate")
+        let done = ev("validate", true, Some(seq));
+        self.stage_done(reg, state, RotationStage::HandingOver, events, done)
+            .await
     }
 
     pub(super) async fn stage_hand_over(
@@ -209,11 +201,37 @@ impl Credentials {
             .await?;
         reg.current.insert(state.service_id.clone(), new_key);
         state.remove_after = Some(onboard_core::time::format(remove_after));
-        state.stage = RotationStage::WaitingOverlap;
+        let done = ev("hand_over", true, Some(seq));
+        self.stage_done(reg, state, RotationStage::WaitingOverlap, events, done)
+            .await
+    }
+
+    /// A stage's end: `state`, moved on to `next`, is stored with what the stage changed in
+    /// `reg` (one atomic write); then the stage's `done` event is emitted and the test hook
+    /// runs at the point the stage is named by.
+    async fn stage_done(
+        &self,
+        reg: &mut Registration,
+        mut state: RotationState,
+        next: RotationStage,
+        events: &Option<UnboundedSender<RotationEvent>>,
+        done: RotationEvent,
+    ) -> Result<(), CredentialsError> {
+        state.stage = next;
+        self.save_rotation(reg, state).await?;
+        let point = done.stage;
+        emit(events, done);
+        self.hook(&reg.id, point)
+    }
+
+    /// Keeps `state` as its service's rotation in `reg` and writes the record.
+    async fn save_rotation(
+        &self,
+        reg: &mut Registration,
+        state: RotationState,
+    ) -> Result<(), CredentialsError> {
         reg.rotations.insert(state.service_id.clone(), state);
-        self.save(reg).await?;
-        emit(events, ev("hand_over", true, Some(seq)));
-        self.hook(&reg.id, "hand_over")
+        self.save(reg).await
     }
 
     /// Emits `hand_over` started for rotation `state` (as stored). In a rotation for a caller,
@@ -387,9 +405,7 @@ impl Credentials {
                 tracing::info!(rotation = %state.id, from = state.overlap_secs, to = overlap.as_secs(), "resumed rotation takes the caller's overlap");
                 state.overlap_secs = overlap.as_secs();
                 state.hand_to_caller = hand_to_caller;
-                reg.rotations
-                    .insert(state.service_id.clone(), state.clone());
-                self.save(reg).await?;
+                self.save_rotation(reg, state.clone()).await?;
             }
         }
         let stored = state

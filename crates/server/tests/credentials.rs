@@ -11,7 +11,7 @@ use onboard_proto::v1 as pb;
 use onboard_proto::v1::credentials_client::CredentialsClient;
 use testkit::config::OPERATOR_IDENTITY;
 use testkit::server::{ADMIN, AUDITOR, Authed, OPERATOR, bad_fields};
-use testkit::server_helpers::{Refusal, secrets};
+use testkit::server_helpers::{ROTATION_STAGES, Refusal, secrets};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, sps_where};
@@ -225,20 +225,7 @@ async fn operator_manages_an_onboarded_registration_over_grpc() -> Result<()> {
     // Rotate: stages streamed, the new value once, the old removed.
     let (stages, rotated) = rotation(rotate(&mut c, &reg, &svc, 0).await?).await?;
     let stages: Vec<String> = stages.iter().map(|(s, d)| format!("{s}:{d}")).collect();
-    ensure!(
-        stages
-            == [
-                "add:false",
-                "add:true",
-                "validate:false",
-                "validate:true",
-                "hand_over:false",
-                "hand_over:true",
-                "remove_old:false",
-                "remove_old:true"
-            ],
-        "{stages:?}"
-    );
+    ensure!(stages == ROTATION_STAGES, "{stages:?}");
     let rotated = rotated.context("the add event carries the new secret")?;
     ensure!(env.authenticates(&done.client_id, &rotated).await?);
     ensure!(!env.authenticates(&done.client_id, &added.secret).await?);

@@ -109,6 +109,19 @@ pub async fn secrets(
     Ok(c.list_secrets(r).await?.into_inner().secrets)
 }
 
+/// Every event of a whole RotateSecret stream, as `stage:done`, in order; a stream read up to
+/// its hand-over ends after the first six.
+pub const ROTATION_STAGES: [&str; 8] = [
+    "add:false",
+    "add:true",
+    "validate:false",
+    "validate:true",
+    "hand_over:false",
+    "hand_over:true",
+    "remove_old:false",
+    "remove_old:true",
+];
+
 /// RotateSecret `req` read to the end of its stream, called again while it is refused with
 /// FAILED_PRECONDITION before its first event (another driver, a call gone away or a restarted
 /// server, still holds the stored rotation), for at most `limit`: its events as `stage:done`

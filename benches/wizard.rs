@@ -22,21 +22,11 @@ use entra_sim::Faults;
 use testkit::bench::{env_u64, median};
 use testkit::browser::Chrome;
 use testkit::onboard_binary;
-use testkit::process::{ServerFiles, ServerProc};
+use testkit::process::{ServerFiles, ServerProc, rss_kib};
 use testkit::sim::{calm, upn, users::GLOBAL_ADMIN};
 use testkit::wizard::invite;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The server's resident set now, from /proc (KiB).
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS")
-}
 
 /// `host:port` of the server.
 fn authority(server: &ServerProc) -> String {

@@ -317,14 +317,18 @@ pub fn print_report(what: &str, r: &VerifyReport) {
     }
 }
 
+/// The saved checkpoint a verification starts from (`--since-checkpoint`), when given.
+pub fn read_since(since: Option<&Path>) -> anyhow::Result<Option<String>> {
+    since
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()
+}
+
 /// Runs the verifier on an export directory and prints its report.
 pub fn verify(dir: &Path, vkeys: &[String], since: Option<&Path>) -> anyhow::Result<Verdict> {
     let keys = parse_vkeys(vkeys)?;
-    let since = since
-        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
-        .transpose()?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let report = verify_export(dir, &keys, since.as_deref(), threads);
+    let since = read_since(since)?;
+    let report = verify_export(dir, &keys, since.as_deref(), audit_fetch::threads());
     print_report(&format!("audit log export {}", dir.display()), &report);
     Ok(Verdict::of(&report))
 }

@@ -17,7 +17,7 @@ use clap::Args;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::audit_cli::{parse_vkeys, print_export, print_report};
+use crate::audit_cli::{parse_vkeys, print_export, print_report, read_since};
 use crate::audit_verdict::Verdict;
 
 /// How to reach an `https://` tiles API that is not open to everyone.
@@ -71,7 +71,8 @@ pub fn open_source(location: &str, remote: &RemoteArgs) -> anyhow::Result<Arc<So
     Ok(Arc::new(Source::parse(location, settings)?))
 }
 
-fn threads() -> usize {
+/// How many threads verifying uses: one per available CPU.
+pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -95,9 +96,7 @@ pub async fn verify_url(
     remote: &RemoteArgs,
 ) -> anyhow::Result<(Verdict, Option<String>)> {
     let keys = parse_vkeys(vkeys)?;
-    let since = since
-        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
-        .transpose()?;
+    let since = read_since(since)?;
     let source = open_source(location, remote)?;
     let label = format!("audit log {location}");
     let Some(follow) = follow else {

@@ -12,7 +12,7 @@ use anyhow::Context;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::verification_client::VerificationClient;
 use pb::verify_request::Target;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Endpoint;
 
 /// `onboard verify` arguments.
 #[derive(Debug, clap::Args)]
@@ -79,20 +79,8 @@ async fn call(args: &VerifyArgs) -> anyhow::Result<Result<pb::VerifyReport, toni
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(args.timeout_secs));
     if args.server.starts_with("https://") {
-        // tonic and the rest of the binary use rustls with aws-lc; choose it once.
-        onboard_core::tls::install_crypto_provider();
-        let mut tls = ClientTlsConfig::new();
-        if let Some(ca) = &args.ca {
-            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-            tls = tls.ca_certificate(Certificate::from_pem(pem));
-        }
-        if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
-            let c = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-            let k = zeroize::Zeroizing::new(
-                std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
-            );
-            tls = tls.identity(Identity::from_pem(c, k.as_slice()));
-        }
+        let identity = args.cert.as_deref().zip(args.key.as_deref());
+        let tls = crate::ctl::conn::client_tls(args.ca.as_deref(), identity)?;
         ep = ep.tls_config(tls).context("TLS set-up")?;
     }
     let channel = ep
@@ -143,15 +131,7 @@ pub(crate) fn render(r: &pb::VerifyReport) -> String {
             c.detail
         ));
     }
-    let at = r
-        .checked_at
-        .as_ref()
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default();
+    let at = crate::ctl::output::rfc3339(&r.checked_at).unwrap_or_default();
     out.push_str(&format!(
         "\noverall: {}  (tenant {}, client {}, checked {at}, audit entry {})\n",
         status_name(r.overall()),

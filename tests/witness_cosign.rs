@@ -97,25 +97,35 @@ async fn keygen(dir: &Path, name: &str) -> Result<(PathBuf, CosignerVerifier)> {
     Ok((out, vkey))
 }
 
-/// Two `onboard witness` processes, `witness-a.example/w1` and `witness-b.example/w1`, trusting
-/// `signer`'s log, with state in `dir/state-a` and `dir/state-b`: each one's key file, verifier
-/// key and process.
-async fn two_witnesses(
-    dir: &Path,
-    signer: &NoteSigner,
-) -> Result<[(PathBuf, CosignerVerifier, WitnessProc); 2]> {
+/// A temporary directory, a new log key, and two `onboard witness` processes,
+/// `witness-a.example/w1` and `witness-b.example/w1`, trusting its log, with state in
+/// `state-a` and `state-b` of the directory: each one's key file, verifier key and process, and
+/// their endpoints.
+async fn two_witnesses() -> Result<(
+    tempfile::TempDir,
+    NoteSigner,
+    [(PathBuf, CosignerVerifier, WitnessProc); 2],
+    Vec<WitnessEndpoint>,
+)> {
+    let dir = tempfile::tempdir()?;
+    let signer = NoteSigner::generate(ORIGIN)?;
     let mut started = Vec::new();
     for (name, state) in [
         ("witness-a.example/w1", "state-a"),
         ("witness-b.example/w1", "state-b"),
     ] {
-        let (key, vkey) = keygen(dir, name).await?;
-        let w = WitnessProc::spawn(&key, &dir.join(state), "127.0.0.1:0", signer).await?;
+        let (key, vkey) = keygen(dir.path(), name).await?;
+        let w = WitnessProc::spawn(&key, &dir.path().join(state), "127.0.0.1:0", &signer).await?;
         started.push((key, vkey, w));
     }
-    started
+    let started: [_; 2] = started
         .try_into()
-        .map_err(|_| anyhow::anyhow!("two witnesses started"))
+        .map_err(|_| anyhow::anyhow!("two witnesses started"))?;
+    let endpoints = started
+        .iter()
+        .map(|(_, v, w)| endpoint(w.url(), v))
+        .collect();
+    Ok((dir, signer, started, endpoints))
 }
 
 fn endpoint(url: String, verifier: &CosignerVerifier) -> WitnessEndpoint {
@@ -128,8 +138,10 @@ fn endpoint(url: String, verifier: &CosignerVerifier) -> WitnessEndpoint {
     }
 }
 
-fn key_copy(k: &NoteSigner) -> NoteSigner {
-    NoteSigner::from_go_private_key(&k.to_go_private_key()).unwrap()
+/// Opens the log in `data`, signed with a copy of `signer`.
+fn open_log(data: &Path, signer: &NoteSigner) -> Result<AuditLog> {
+    let key = NoteSigner::from_go_private_key(&signer.to_go_private_key())?;
+    Ok(AuditLog::open(LogConfig::new(data, ORIGIN), key)?)
 }
 
 /// The one place that appends (the log's append API is being renamed on main).
@@ -291,16 +303,10 @@ async fn run(cmd: &mut Command) -> Result<(bool, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_witness_processes_cosign_a_live_log_through_an_outage_and_a_stale_store() -> Result<()>
 {
-    let dir = tempfile::tempdir()?;
-    let signer = NoteSigner::generate(ORIGIN)?;
-    let [(_, va, a), (kb, vb, b)] = two_witnesses(dir.path(), &signer).await?;
+    let (dir, signer, [(_, va, a), (kb, vb, b)], witnesses) = two_witnesses().await?;
     let b_addr = b.addr;
-    let witnesses = vec![endpoint(a.url(), &va), endpoint(b.url(), &vb)];
     let trusted = [va.clone(), vb.clone()];
-    let log = AuditLog::open(
-        LogConfig::new(dir.path().join("audit"), ORIGIN),
-        key_copy(&signer),
-    )?;
+    let log = open_log(&dir.path().join("audit"), &signer)?;
     let store = dir.path().join("cosignatures.json");
     let (sub, task, stop) = submitter(&log, witnesses.clone(), &store)?;
     let load = Appenders::start(&log, 4);
@@ -442,23 +448,19 @@ async fn two_witness_processes_cosign_a_live_log_through_an_outage_and_a_stale_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_or_forked_data_directory_is_refused_at_startup() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let signer = NoteSigner::generate(ORIGIN)?;
-    let [(_, va, a), (_, vb, b)] = two_witnesses(dir.path(), &signer).await?;
-    let witnesses = vec![endpoint(a.url(), &va), endpoint(b.url(), &vb)];
+    let (dir, signer, [(_, _, a), (_, _, b)], witnesses) = two_witnesses().await?;
     let data = dir.path().join("audit");
     let store = dir.path().join("cosignatures.json");
-    let open = || AuditLog::open(LogConfig::new(&data, ORIGIN), key_copy(&signer));
 
     // 30 entries, cosigned by both; then a backup copy of the stopped data directory.
-    let log = open()?;
+    let log = open_log(&data, &signer)?;
     append_cosigned_by_both(&log, &witnesses, &store, "before", 30, 30).await?;
     log.close();
     let backup = dir.path().join("backup");
     copy_dir(&data, &backup)?;
 
     // 20 more, cosigned by both.
-    let log = open()?;
+    let log = open_log(&data, &signer)?;
     append_cosigned_by_both(&log, &witnesses, &store, "after", 20, 50).await?;
     let report = check_not_rolled_back(&log, &witnesses, Some(&store)).await?;
     assert_eq!(report.log_size, 50);
@@ -471,7 +473,7 @@ async fn a_rolled_back_or_forked_data_directory_is_refused_at_startup() -> Resul
     // The backup is restored: the log opens without complaint (its head file is old too)...
     std::fs::remove_dir_all(&data)?;
     copy_dir(&backup, &data)?;
-    let log = open()?;
+    let log = open_log(&data, &signer)?;
     assert_eq!(log.size(), 30);
     // ...but the stored cosignatures and each witness refuse it.
     let e = check_not_rolled_back(&log, &witnesses, Some(&store))
@@ -520,13 +522,10 @@ async fn onboard<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<(bool, String)
 /// without the store the export holds the log's own latest checkpoint, which fails it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_copy_with_the_store_carries_the_cosignatures() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let signer = NoteSigner::generate(ORIGIN)?;
-    let [(_, va, a), (_, vb, b)] = two_witnesses(dir.path(), &signer).await?;
-    let witnesses = vec![endpoint(a.url(), &va), endpoint(b.url(), &vb)];
+    let (dir, signer, [(_, va, a), (_, vb, b)], witnesses) = two_witnesses().await?;
     let data = dir.path().join("audit");
     let store = dir.path().join("cosignatures.json");
-    let log = AuditLog::open(LogConfig::new(&data, ORIGIN), key_copy(&signer))?;
+    let log = open_log(&data, &signer)?;
     append_cosigned_by_both(&log, &witnesses, &store, "cosigned", 30, 30).await?;
     append(&log, "later", 5).await?;
     let vkeys = log.verifiers();

@@ -229,6 +229,27 @@ impl Interceptor for Auth {
     }
 }
 
+/// A client's TLS settings: trusting the CA certificate(s) in `ca` (PEM) when given, and
+/// presenting the client certificate and key of `identity` (PEM files) when given.
+pub(crate) fn client_tls(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> anyhow::Result<ClientTlsConfig> {
+    // tonic and the rest of the binary use rustls with aws-lc; choose it once.
+    onboard_core::tls::install_crypto_provider();
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let mut tls = ClientTlsConfig::new();
+    if let Some(ca) = ca {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    if let Some((cert, key)) = identity {
+        let c = read(cert)?;
+        let k = Zeroizing::new(read(key)?);
+        tls = tls.identity(Identity::from_pem(c, k.as_slice()));
+    }
+    Ok(tls)
+}
+
 /// A connected channel with the caller's credentials, ready for any generated client.
 pub type AuthChannel = InterceptedService<Channel, Auth>;
 
@@ -240,21 +261,14 @@ impl Settings {
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
         if self.url.starts_with("https://") {
-            onboard_core::tls::install_crypto_provider();
-            let mut tls = ClientTlsConfig::new();
             let ca = self.ca.as_ref().ok_or_else(|| {
                 CtlError::usage("https needs the server's CA: give --ca or set ONBOARD_CA")
             })?;
-            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-            tls = tls.ca_certificate(Certificate::from_pem(pem));
-            if let Some((cert, key)) = &self.identity {
-                let c =
-                    std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-                let k = Zeroizing::new(
-                    std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
-                );
-                tls = tls.identity(Identity::from_pem(c, k.as_slice()));
-            }
+            let identity = self
+                .identity
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path()));
+            let tls = client_tls(Some(ca), identity)?;
             ep = ep
                 .tls_config(tls)
                 .map_err(|e| CtlError::usage(format!("TLS set-up: {e}")))?;

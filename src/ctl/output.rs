@@ -106,13 +106,17 @@ pub fn print_json_line<M: ProtoName>(msg: &M) -> anyhow::Result<()> {
 
 /// A timestamp as RFC 3339 (UTC), `-` when unset.
 pub fn ts(t: &Option<prost_types::Timestamp>) -> String {
+    rfc3339(t).unwrap_or_else(|| "-".into())
+}
+
+/// A timestamp as RFC 3339 (UTC); none when unset (or out of range).
+pub fn rfc3339(t: &Option<prost_types::Timestamp>) -> Option<String> {
     t.as_ref()
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_else(|| "-".into())
 }
 
 /// A protobuf duration for people (`2s`, `1h 30m`).

@@ -166,9 +166,12 @@ async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachm
         );
     }
     ensure!(
-        env.server.entries()?.iter().any(|e| e["action"] == "invitation.redeem"
-            && e["phase"] == "succeeded"
-            && e.to_string().contains(&att)),
+        env.server
+            .entries()?
+            .iter()
+            .any(|e| e["action"] == "invitation.redeem"
+                && e["phase"] == "succeeded"
+                && e.to_string().contains(&att)),
         "the invitation's redeem names the attachment"
     );
 

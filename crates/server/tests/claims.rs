@@ -207,7 +207,6 @@ async fn a_secret_entered_on_use_app_registration_is_claimed_once_by_its_attachm
     env.stop().await
 }
 
-/// The status a refused call ended with.
 /// The `secret.hand_over` entries of onboarding (or attachment) `id`, which must be one
 /// intent and its success.
 fn hand_over_entries(env: &SimServer, id: &str) -> Result<Vec<serde_json::Value>> {
@@ -222,6 +221,7 @@ fn hand_over_entries(env: &SimServer, id: &str) -> Result<Vec<serde_json::Value>
     Ok(hand_over)
 }
 
+/// The status a refused call ended with.
 fn refusal<T: std::fmt::Debug>(answer: Result<T>) -> Result<tonic::Status> {
     match answer {
         Ok(v) => anyhow::bail!("not refused: {v:?}"),

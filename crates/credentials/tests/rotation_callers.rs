@@ -1,6 +1,7 @@
 //! Rotations and their callers: a new secret is made current only once a RotateSecret caller
-//! confirmed it was sent it; a rotation whose caller went away waits before the hand-over for
-//! the next caller, auto-rotation finishes it, and revoking its new secret ends it.
+//! confirmed it was sent it, and a caller slow to confirm holds up no other change; a rotation
+//! whose caller went away waits before the hand-over for the next caller, auto-rotation
+//! finishes it, and revoking its new secret ends it.
 
 use std::time::Duration;
 
@@ -207,5 +208,50 @@ async fn auto_rotation_takes_over_a_rotation_left_waiting_for_its_caller() -> Re
     ensure!(creds.pending_rotations()?.is_empty());
     let (cur, _) = creds.current_secret(&r, svc)?;
     ensure!(cur.key_id.eq_ignore_ascii_case(&new_key) && cur.key_id != old.key_id);
+    Ok(())
+}
+
+/// A caller slow to confirm the hand-over holds up no other change of the registration: while
+/// the rotation waits for the answer (up to 30 s), another service gets a new secret at once
+/// (the add takes the registration's lock), the old secret stays current, and the rotation
+/// hands over when the caller answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_slow_to_confirm_holds_up_no_other_change_of_the_registration() -> Result<()> {
+    let (env, creds, r) = start_ready("slow").await?;
+    let svc = "svc-slow";
+    let (old, _) = creds.current_secret(&r, svc)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RotationEvent>();
+    let (rotating, r2) = (creds.clone(), r.clone());
+    let run = tokio::spawn(async move {
+        rotating
+            .rotate(&r2, svc, Duration::ZERO, ACTOR, Some(tx))
+            .await
+    });
+    // The caller reads up to the hand-over's question and keeps its answer back.
+    let confirm = loop {
+        let mut ev = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await?
+            .context("the rotation ended before its hand-over")?;
+        if let Some(confirm) = ev.confirm.take() {
+            break confirm;
+        }
+    };
+    let other = tokio::time::timeout(
+        Duration::from_secs(10),
+        creds.add_secret(&r, "svc-other", None, ACTOR),
+    )
+    .await
+    .context("the add waited for the rotation's caller")??;
+    ensure!(env.authenticates(&r.client_id, &other.value).await);
+    let (cur, _) = creds.current_secret(&r, svc)?;
+    ensure!(
+        cur.key_id == old.key_id,
+        "made current before the caller answered"
+    );
+    let _ = confirm.send(());
+    while rx.recv().await.is_some() {}
+    run.await??;
+    let (cur, _) = creds.current_secret(&r, svc)?;
+    ensure!(cur.key_id != old.key_id, "not handed over after the answer");
     Ok(())
 }

@@ -38,6 +38,23 @@ async fn caller_gone_after_validate(env: &EngineEnv, r: &RegistrationRef, svc: &
     Ok(())
 }
 
+/// A RotateSecret of `svc` (overlap 0) by a caller, run in a task: the task, and the events
+/// the caller is sent (it must answer the hand-over's `confirm`).
+fn rotate_by_caller(
+    creds: &Credentials,
+    r: &RegistrationRef,
+    svc: &'static str,
+) -> (
+    tokio::task::JoinHandle<Result<(), CredentialsError>>,
+    tokio::sync::mpsc::UnboundedReceiver<RotationEvent>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<RotationEvent>();
+    let (creds, r) = (creds.clone(), r.clone());
+    let run =
+        tokio::spawn(async move { creds.rotate(&r, svc, Duration::ZERO, ACTOR, Some(tx)).await });
+    (run, rx)
+}
+
 /// The new key of `svc`'s rotation, checked to be waiting before its hand-over with the secret
 /// `old` still current.
 fn waiting(creds: &Credentials, r: &RegistrationRef, svc: &str, old: &str) -> Result<String> {
@@ -68,13 +85,7 @@ async fn a_rotation_whose_caller_went_away_waits_for_the_next_caller_to_hand_ove
     ensure!(env.sim.calls(REMOVES) == removes_before, "the old one went");
 
     // The next caller follows the events as they come and confirms the hand-over.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RotationEvent>();
-    let (resuming, r2) = (creds.clone(), r.clone());
-    let run = tokio::spawn(async move {
-        resuming
-            .rotate(&r2, svc, Duration::ZERO, ACTOR, Some(tx))
-            .await
-    });
+    let (run, mut rx) = rotate_by_caller(&creds, &r, svc);
     let mut stages = Vec::new();
     let mut handed = None;
     while let Some(mut ev) = rx.recv().await {
@@ -220,13 +231,7 @@ async fn a_caller_slow_to_confirm_holds_up_no_other_change_of_the_registration()
     let (env, creds, r) = start_ready("slow").await?;
     let svc = "svc-slow";
     let (old, _) = creds.current_secret(&r, svc)?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RotationEvent>();
-    let (rotating, r2) = (creds.clone(), r.clone());
-    let run = tokio::spawn(async move {
-        rotating
-            .rotate(&r2, svc, Duration::ZERO, ACTOR, Some(tx))
-            .await
-    });
+    let (run, mut rx) = rotate_by_caller(&creds, &r, svc);
     // The caller reads up to the hand-over's question and keeps its answer back.
     let confirm = loop {
         let mut ev = tokio::time::timeout(Duration::from_secs(60), rx.recv())

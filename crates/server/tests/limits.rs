@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
 use testkit::config::ServerConfigBuilder;
 use testkit::server::{AUDITOR, OPERATOR, TestServer, append};
-use testkit::server_helpers::{Refused, plan};
+use testkit::server_helpers::{Refused, exhausted, plan};
 use testkit::sim::calm;
 use testkit::sim_server::SimServer;
 use testkit::wizard::start_sign_in;
@@ -33,22 +33,6 @@ async fn token_failures(burst: u64, per_minute: u64) -> Result<TestServer> {
         ("token_failures_per_minute", per_minute),
     ])
     .await
-}
-
-/// Checks a RESOURCE_EXHAUSTED with the limit named in its QuotaFailure.
-fn exhausted(s: &Status, limit: &str, retry: bool) -> Result<()> {
-    ensure!(s.code() == Code::ResourceExhausted, "{s:?}");
-    let q = s.get_details_quota_failure().context("no QuotaFailure")?;
-    ensure!(
-        q.violations.iter().any(|v| v.description.contains(limit)),
-        "QuotaFailure does not name {limit}: {q:?}"
-    );
-    ensure!(s.message().contains(limit), "{}", s.message());
-    if retry {
-        let r = s.get_details_retry_info().context("no RetryInfo")?;
-        ensure!(r.retry_delay.is_some(), "{r:?}");
-    }
-    Ok(())
 }
 
 /// Starts SignIn and reads the device code; the open stream.

@@ -1,6 +1,7 @@
 //! What the server crate's integration tests share beyond [`crate::server`]: a call that must be
-//! refused and the status it was refused with, the customer's Plan, a registration's secrets
-//! and a RotateSecret retried while another driver holds the rotation.
+//! refused and the status it was refused with, a limit's RESOURCE_EXHAUSTED, the customer's
+//! Plan, a registration's secrets and a RotateSecret retried while another driver holds the
+//! rotation.
 
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -73,6 +74,24 @@ fn refused_at<T, W: AsRef<str>>(
         words.iter().map(AsRef::as_ref).collect::<Vec<_>>()
     );
     Ok(e)
+}
+
+/// Checks `s` is RESOURCE_EXHAUSTED naming `limit` (a `[limits]` key and value) in its message
+/// and its QuotaFailure, and, when `retry`, saying when to try again (RetryInfo).
+pub fn exhausted(s: &Status, limit: &str, retry: bool) -> Result<()> {
+    use tonic_types::StatusExt;
+    ensure!(s.code() == Code::ResourceExhausted, "{s:?}");
+    let q = s.get_details_quota_failure().context("no QuotaFailure")?;
+    ensure!(
+        q.violations.iter().any(|v| v.description.contains(limit)),
+        "QuotaFailure does not name {limit}: {q:?}"
+    );
+    ensure!(s.message().contains(limit), "{}", s.message());
+    if retry {
+        let r = s.get_details_retry_info().context("no RetryInfo")?;
+        ensure!(r.retry_delay.is_some(), "{r:?}");
+    }
+    Ok(())
 }
 
 /// The status code a call was answered with: `Code::Ok` when it was answered.

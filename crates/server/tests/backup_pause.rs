@@ -1,0 +1,90 @@
+//! The Backup RPC's limit on how long it pauses audit appends (`limits.backup_pause_max_ms`),
+//! over loopback gRPC: a state store whose export takes longer ends the backup with
+//! RESOURCE_EXHAUSTED naming the limit (admin.proto), appends go on, the failure is recorded
+//! as `store.backup` failed, and the same store backs up within a limit it fits in.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail, ensure};
+use onboard_proto::v1 as pb;
+use onboard_proto::v1::admin_client::AdminClient;
+use testkit::config::ServerConfigBuilder;
+use testkit::server::{ADMIN, TestServer, append, with_token};
+use testkit::server_helpers::exhausted;
+use tonic::Status;
+
+/// Backup as the admin: the number of chunks of a whole archive, or the status it ended with.
+async fn backup(s: &TestServer) -> Result<Result<usize, Status>> {
+    let mut admin = AdminClient::new(with_token(s.channel().await?, Some(ADMIN)));
+    let request = pb::BackupRequest {
+        reason: "pause limit test".into(),
+    };
+    let mut chunks = admin.backup(request).await?.into_inner();
+    let mut n = 0;
+    loop {
+        match chunks.message().await {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => return Ok(Ok(n)),
+            Err(status) => return Ok(Err(status)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_export_longer_than_the_pause_limit_is_resource_exhausted() -> Result<()> {
+    // Key files, so the backup runs (it refuses keys kept in the state store).
+    let keys = tempfile::tempdir()?;
+    let (sealing, token) = (
+        keys.path().join("sealing.key"),
+        keys.path().join("token.key"),
+    );
+    testkit::keys::write_key_file(&sealing, &[11u8; 32])?;
+    testkit::keys::write_key_file(&token, &[12u8; 32])?;
+    let s = TestServer::start_with(|b: ServerConfigBuilder| {
+        Ok(b.sealing_key(Some(&sealing))
+            .token_key(&token)
+            .limit("backup_pause_max_ms", 1))
+    })
+    .await?;
+    // 10 MB of records: exported at least twice under the pause, far longer than 1 ms.
+    let filler = s.app.state_db().open_tree("test-filler")?;
+    for i in 0..50_000u32 {
+        filler.insert(i.to_be_bytes(), vec![b'x'; 200])?;
+    }
+    // (The tree holds the store open: a restart below must be able to open it again.)
+    drop(filler);
+
+    let e = match backup(&s).await? {
+        Err(e) => e,
+        Ok(chunks) => bail!("a backup of {chunks} chunks kept appends paused within 1 ms"),
+    };
+    exhausted(&e, "limits.backup_pause_max_ms = 1", false)?;
+    // Appends went on, and the failure is on the log with its reason.
+    append(
+        &s.app,
+        serde_json::json!({"action": "test", "after": "backup"}),
+    )
+    .await?;
+    testkit::wait::until_true(
+        "the backup's failure recorded",
+        Duration::from_secs(30),
+        async || {
+            Ok(s.raw_entries()?.iter().any(|e| {
+                e["action"] == "store.backup"
+                    && e["phase"] == "failed"
+                    && e["error"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("limits.backup_pause_max_ms = 1"))
+            }))
+        },
+    )
+    .await?;
+
+    // The same store, within the default limit (10 s): a whole archive.
+    let s = s
+        .restart_with(|c| c.limits.backup_pause_max_ms = 10_000)
+        .await?;
+    let chunks = backup(&s).await?;
+    ensure!(matches!(chunks, Ok(n) if n > 0), "{chunks:?}");
+    s.stop().await
+}

@@ -13,7 +13,6 @@ use testkit::sim::calm;
 use testkit::sim_server::SimServer;
 use testkit::wizard::start_sign_in;
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
 /// `b` with each `[limits] key = value` of `set`.
 fn limits(b: ServerConfigBuilder, set: &[(&str, u64)]) -> Result<ServerConfigBuilder> {

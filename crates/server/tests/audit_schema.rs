@@ -73,18 +73,10 @@ fn wrote(entries: &[Value], action: &str) -> bool {
 async fn every_action_is_written_by_a_flow_and_validates_against_the_published_schema() -> Result<()>
 {
     // Key files, so the backup below runs (it refuses keys kept in the state store).
-    let keys = tempfile::tempdir()?;
-    let (sealing, token) = (
-        keys.path().join("sealing.key"),
-        keys.path().join("token.key"),
-    );
-    testkit::keys::write_key_file(&sealing, &[11u8; 32])?;
-    testkit::keys::write_key_file(&token, &[12u8; 32])?;
     let env = SimServer::start_with(|b: ServerConfigBuilder| {
-        Ok(b.verification_interval(1)
+        b.verification_interval(1)
             .repair_profiles(&["direct-routing"])
-            .sealing_key(Some(&sealing))
-            .token_key(&token))
+            .key_files()
     })
     .await?;
 

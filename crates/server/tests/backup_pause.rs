@@ -33,17 +33,8 @@ async fn backup(s: &TestServer) -> Result<Result<usize, Status>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_export_longer_than_the_pause_limit_is_resource_exhausted() -> Result<()> {
     // Key files, so the backup runs (it refuses keys kept in the state store).
-    let keys = tempfile::tempdir()?;
-    let (sealing, token) = (
-        keys.path().join("sealing.key"),
-        keys.path().join("token.key"),
-    );
-    testkit::keys::write_key_file(&sealing, &[11u8; 32])?;
-    testkit::keys::write_key_file(&token, &[12u8; 32])?;
     let s = TestServer::start_with(|b: ServerConfigBuilder| {
-        Ok(b.sealing_key(Some(&sealing))
-            .token_key(&token)
-            .limit("backup_pause_max_ms", 1))
+        Ok(b.key_files()?.limit("backup_pause_max_ms", 1))
     })
     .await?;
     // 10 MB of records: exported at least twice under the pause, far longer than 1 ms.

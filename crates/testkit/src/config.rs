@@ -228,6 +228,15 @@ impl ServerConfigBuilder {
         self
     }
 
+    /// Both keys the server would otherwise keep in its state store, as files in the set-up's
+    /// directory (`sealing.key`, `token.key`: 32 fixed bytes each), as backups require.
+    pub fn key_files(self) -> Result<Self> {
+        let (sealing, token) = (self.dir.join("sealing.key"), self.dir.join("token.key"));
+        crate::keys::write_key_file(&sealing, &[11u8; 32])?;
+        crate::keys::write_key_file(&token, &[12u8; 32])?;
+        Ok(self.sealing_key(Some(&sealing)).token_key(&token))
+    }
+
     /// `[audit] signing_key` (a key file made elsewhere; [`ServerConfigBuilder::vkey`] is then
     /// unknown).
     pub fn signing_key(mut self, key: &Path) -> Self {

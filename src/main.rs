@@ -15,6 +15,7 @@ mod ctl;
 mod demo;
 #[cfg(feature = "emulator")]
 mod demo_web;
+mod keys_cli;
 mod local_server;
 #[cfg(feature = "otel")]
 mod otel;
@@ -56,6 +57,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Generates an audit signing key and prints its verifier key.
     Keygen(audit_cli::KeygenArgs),
+    /// Keys the server generated into its state store: `export` writes them to key files.
+    #[command(subcommand)]
+    Keys(keys_cli::KeysCommand),
     /// Takes a consistent backup archive from a running server (admin role; connection flags
     /// as for `ctl`).
     Backup(backup_cli::BackupArgs),
@@ -141,6 +145,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit_cli::run(cmd).await,
+        Command::Keys(cmd) => keys_cli::run(cmd),
         Command::Restore(args) => backup_cli::restore(args).await,
         Command::Witness(args) => witness_cli::run(args).await,
         #[cfg(feature = "emulator")]

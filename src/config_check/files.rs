@@ -61,7 +61,7 @@ pub fn check_files(config: &Config, warn_days: u32, now: i64, f: &mut Findings) 
             None => f.warn(
                 name,
                 format!(
-                    "unset: {what}; set it to a key file outside the data directory in production"
+                    "unset: {what}; set it to a key file outside the data directory in production (`onboard keys export` writes the key a server already generated to one)"
                 ),
             ),
             Some(p) => {

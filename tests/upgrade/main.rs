@@ -8,6 +8,7 @@
 //! holds every other kind of record 0.1 stored; each reads back as 0.1's manifest says, and
 //! served, the run 0.1 left in flight resumes and ends asking for a new sign-in (`records.rs`).
 
+mod keys;
 mod records;
 
 use std::path::{Path, PathBuf};

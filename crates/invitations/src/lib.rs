@@ -27,8 +27,9 @@ use store::Store;
 pub use store::{InvitationRecord, InvitationState};
 use token::TokenKey;
 
-/// The metadata key of a generated token key.
-const TOKEN_KEY_META: &str = "invitation_token_key";
+/// The key of a generated token key in the state store's `meta` tree (the server's
+/// `onboard keys export` reads it there, and removes it once a key file is configured).
+pub const TOKEN_KEY_META: &str = "invitation_token_key";
 /// The longest validity a request may ask for.
 const MAX_VALID_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 

@@ -27,7 +27,7 @@ pub const AUDIT_DIR: &str = "audit";
 /// Our own state's sled directory inside the data directory.
 pub const STATE_DIR: &str = "state";
 /// The metadata key of a generated sealing key for the onboarding store.
-const SEALING_KEY_META: &str = "provision_sealing_key";
+pub(crate) const SEALING_KEY_META: &str = "provision_sealing_key";
 /// The onboarding engine's tree in the state database.
 pub(crate) const PROVISION_TREE: &str = "provision";
 /// Onboarding id → invitation id.
@@ -344,6 +344,23 @@ fn entra_client(config: &Config) -> Result<EntraClient> {
     EntraClient::new(&c).map_err(|err| ServerError::Config(format!("entra: {err}")))
 }
 
+/// `key`, read from the file at `path`, when the state store keeps no generated sealing key or
+/// keeps this one (`onboard keys export` wrote it; [`crate::generated_keys`] removes the copy).
+/// Another key would open nothing the store holds: refused, before anything reads the store.
+fn same_as_stored(
+    db: &sled::Db,
+    path: &std::path::Path,
+    key: Zeroizing<[u8; 32]>,
+) -> Result<Zeroizing<[u8; 32]>> {
+    match db.open_tree("meta")?.get(SEALING_KEY_META)? {
+        Some(stored) if stored.as_ref() != key.as_slice() => Err(ServerError::Config(format!(
+            "storage.sealing_key: {} is not the key this state store was sealed with (a generated one is kept in it): set the file `onboard keys export --sealing-key` wrote, or unset storage.sealing_key",
+            path.display()
+        ))),
+        _ => Ok(key),
+    }
+}
+
 /// The key that seals secrets in the onboarding store: from the configured file, else generated
 /// once and kept in the state database's metadata.
 pub(crate) fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u8; 32]>> {
@@ -355,7 +372,7 @@ pub(crate) fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u
         let mut key = Zeroizing::new([0u8; 32]);
         let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
         if hex::decode_to_slice(text, key.as_mut()).is_ok() {
-            return Ok(key);
+            return same_as_stored(db, path, key);
         }
         if bytes.len() != 32 {
             return Err(ServerError::Config(format!(
@@ -364,7 +381,7 @@ pub(crate) fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u
             )));
         }
         key.copy_from_slice(&bytes);
-        return Ok(key);
+        return same_as_stored(db, path, key);
     }
     // Kept next to what it seals: a copy of the data directory opens every stored secret.
     tracing::warn!(

@@ -30,6 +30,7 @@ mod clock;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod generated_keys;
 mod guard_layer;
 mod health;
 mod http_layer;

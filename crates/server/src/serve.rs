@@ -96,6 +96,8 @@ pub async fn serve_with_health(
     // Release 0.1's records get their MACs (audited) before anything reads them; the audit
     // anchor is kept current while serving (`crate::integrity`).
     crate::integrity::migrate_records(&app).await?;
+    // Keys generated into the state store that the configuration now names files for go.
+    crate::generated_keys::move_out(&app).await?;
     crate::integrity::spawn_anchor(&app);
     // Onboardings a previous process left running (or cancelling) continue from their last
     // confirmed step.

@@ -11,6 +11,7 @@
 //! - The state store registers its directory with `onboard_core::store`, so every durable flush
 //!   also `fdatasync`s its data files.
 
+use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -110,4 +111,57 @@ pub(crate) fn check_keys(config: &crate::Config) -> Result<()> {
         check_key_file(k, "tls.key")?;
     }
     Ok(())
+}
+
+/// Takes the lock sled takes on a store's `db` file (its `flock`) and returns the file that
+/// holds it, so no server opens the store until it is dropped; FAILED_PRECONDITION when
+/// another process holds the store (saying to stop the server, then `instead`, what else the
+/// caller may do). `None` when there is no store.
+pub(crate) fn hold_if_free(store: &Path, instead: &str) -> Result<Option<File>> {
+    let db = store.join("db");
+    let file = match File::open(&db) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ServerError::io(format!("opening {}", db.display()), e)),
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(ServerError::FailedPrecondition(format!(
+            "{} is in use (a running server holds its lock); stop the server first{instead}",
+            store.display()
+        ))),
+        Err(e) => Err(ServerError::io(
+            format!("locking {}", db.display()),
+            e.into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock is held while the guard lives (a second taker, as a starting server, is
+    /// refused), and let go with it.
+    #[test]
+    fn a_store_stays_locked_while_its_guard_lives() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = dir.path().join("state");
+        assert!(
+            hold_if_free(&store, "")?.is_none(),
+            "no store, nothing to hold"
+        );
+        std::fs::create_dir(&store)?;
+        std::fs::write(store.join("db"), b"")?;
+        let held = hold_if_free(&store, "")?;
+        assert!(held.is_some());
+        let again = hold_if_free(&store, "").err().map(|e| e.to_string());
+        assert!(
+            again.as_deref().is_some_and(|m| m.contains("in use")),
+            "{again:?}"
+        );
+        drop(held);
+        assert!(hold_if_free(&store, "")?.is_some());
+        Ok(())
+    }
 }

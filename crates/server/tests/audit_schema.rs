@@ -51,6 +51,12 @@ const ELSEWHERE: &[(&str, &str)] = &[
          entries checked with testkit::audit::check_schema)",
     ),
     (
+        "store.move_key",
+        "a key release 0.1 generated into the state store moved out to a key file \
+         (tests/upgrade/keys.rs, `onboard keys export` over the 0.1 fixture; entries checked \
+         with testkit::audit::check_schema)",
+    ),
+    (
         "store.reanchor",
         "accepting a rolled-back log (crates/server/tests/integrity.rs, \
          `onboard_server::reanchor`; entry checked with testkit::audit::check_schema)",

@@ -6,29 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
-use onboard_proto::v1 as pb;
-use onboard_proto::v1::admin_client::AdminClient;
 use testkit::config::ServerConfigBuilder;
-use testkit::server::{ADMIN, TestServer, append, with_token};
-use testkit::server_helpers::exhausted;
-use tonic::Status;
-
-/// Backup as the admin: the number of chunks of a whole archive, or the status it ended with.
-async fn backup(s: &TestServer) -> Result<Result<usize, Status>> {
-    let mut admin = AdminClient::new(with_token(s.channel().await?, Some(ADMIN)));
-    let request = pb::BackupRequest {
-        reason: "pause limit test".into(),
-    };
-    let mut chunks = admin.backup(request).await?.into_inner();
-    let mut n = 0;
-    loop {
-        match chunks.message().await {
-            Ok(Some(_)) => n += 1,
-            Ok(None) => return Ok(Ok(n)),
-            Err(status) => return Ok(Err(status)),
-        }
-    }
-}
+use testkit::server::{TestServer, append};
+use testkit::server_helpers::{backup, exhausted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_export_longer_than_the_pause_limit_is_resource_exhausted() -> Result<()> {
@@ -45,7 +25,7 @@ async fn a_state_export_longer_than_the_pause_limit_is_resource_exhausted() -> R
     // (The tree holds the store open: a restart below must be able to open it again.)
     drop(filler);
 
-    let e = match backup(&s).await? {
+    let e = match backup(&s, "pause limit test").await? {
         Err(e) => e,
         Ok(chunks) => bail!("a backup of {chunks} chunks kept appends paused within 1 ms"),
     };
@@ -75,7 +55,7 @@ async fn a_state_export_longer_than_the_pause_limit_is_resource_exhausted() -> R
     let s = s
         .restart_with(|c| c.limits.backup_pause_max_ms = 10_000)
         .await?;
-    let chunks = backup(&s).await?;
+    let chunks = backup(&s, "pause limit test").await?;
     ensure!(matches!(chunks, Ok(n) if n > 0), "{chunks:?}");
     s.stop().await
 }

@@ -151,6 +151,9 @@ actions! {
     // The state store beside the log.
     /// State records written before record MACs (release 0.1) are given one, once.
     StoreMigrate = "store.migrate", details: ["records"];
+    /// A key the server had generated into the state store was removed from it at start-up,
+    /// the configuration now naming a file with the key (`onboard keys export` wrote it).
+    StoreMoveKey = "store.move_key", details: ["key", "file"];
     /// An operator accepted an audit log shorter than (or different from) the one the state
     /// store had recorded (`onboard audit reanchor`), after its loss.
     StoreReanchor = "store.reanchor",

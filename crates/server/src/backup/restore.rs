@@ -72,7 +72,10 @@ pub async fn restore(config: Config, req: RestoreRequest) -> Result<String> {
     // Held until the restore ends: no server opens the old stores while they are replaced.
     let mut _held = Vec::new();
     for store in [AUDIT_DIR, STATE_DIR] {
-        _held.extend(hold_if_free(&data.join(store))?);
+        _held.extend(crate::storage::hold_if_free(
+            &data.join(store),
+            ", or restore into another directory",
+        )?);
     }
     let signer = crate::app::load_signer(&config.audit.signing_key, &config.audit.origin)?;
     let mut known = Vec::new();
@@ -227,29 +230,6 @@ fn occupied(data: &Path) -> Result<Vec<String>> {
     }
 }
 
-/// Takes the lock sled takes on a store's `db` file (its `flock`) and returns the file that
-/// holds it, so no server opens the store until it is dropped; FAILED_PRECONDITION when
-/// another process holds the store. `None` when there is no store.
-fn hold_if_free(store: &Path) -> Result<Option<File>> {
-    let db = store.join("db");
-    let file = match File::open(&db) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ServerError::io(format!("opening {}", db.display()), e)),
-    };
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(file)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(ServerError::FailedPrecondition(format!(
-            "{} is in use (a running server holds its lock); stop the server first, or restore into another directory",
-            store.display()
-        ))),
-        Err(e) => Err(ServerError::io(
-            format!("locking {}", db.display()),
-            e.into(),
-        )),
-    }
-}
-
 /// Pass 2: writes both stores under `tmp`, checking every member's checksum again.
 fn write_stores(path: &Path, manifest: &Manifest, tmp: &Path) -> Result<()> {
     std::fs::create_dir_all(tmp)
@@ -376,31 +356,5 @@ fn open_waiting(dir: &Path) -> Result<sled::Db> {
             }
             Err(e) => return Err(e.into()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The lock is held while the guard lives (a second taker, as a starting server, is
-    /// refused), and let go with it.
-    #[test]
-    fn a_store_stays_locked_while_its_guard_lives() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let store = dir.path().join("state");
-        assert!(hold_if_free(&store)?.is_none(), "no store, nothing to hold");
-        std::fs::create_dir(&store)?;
-        std::fs::write(store.join("db"), b"")?;
-        let held = hold_if_free(&store)?;
-        assert!(held.is_some());
-        let again = hold_if_free(&store).err().map(|e| e.to_string());
-        assert!(
-            again.as_deref().is_some_and(|m| m.contains("in use")),
-            "{again:?}"
-        );
-        drop(held);
-        assert!(hold_if_free(&store)?.is_some());
-        Ok(())
     }
 }

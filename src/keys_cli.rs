@@ -10,7 +10,8 @@ pub enum KeysCommand {
     /// Writes keys the server generated into its state store (`storage.sealing_key` or
     /// `invitations.token_key` left unset) to new key files, unchanged. Stop the server first.
     /// Then name the files in the configuration: the next start removes the copies from the
-    /// state store (audited as `store.move_key`), and `onboard backup` works.
+    /// state store (audited as `store.move_key`); with both keys in files, `onboard backup`
+    /// works.
     Export(ExportArgs),
 }
 

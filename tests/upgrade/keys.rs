@@ -72,18 +72,45 @@ async fn release_0_1s_generated_keys_move_out_to_key_files_and_backups_work() ->
 
     // Refused, saying why, with nothing written: a file inside the data directory, and a
     // store a running server holds.
+    // (`..` through the data directory is inside it too.)
     let inside = data.join("sealing.key");
-    let (ok, said) = export(&config, &["--sealing-key", &inside.to_string_lossy()])?;
-    ensure!(!ok && said.contains("inside storage.data_dir"), "{said}");
+    let beside = data.strip_prefix(keys.path().parent().context("/tmp")?)?;
+    let dotted = keys.path().join("..").join(beside).join("k.key");
+    for file in [&inside, &dotted] {
+        let (ok, said) = export(&config, &["--sealing-key", &file.to_string_lossy()])?;
+        ensure!(!ok && said.contains("inside storage.data_dir"), "{said}");
+    }
+    // While the keys are in the store, a backup is refused: it would not carry them.
     let running = TestServer::open(tempfile::tempdir()?, plain.build()?).await?;
+    let refused = backup(&running, "keys inside").await?.err();
+    ensure!(
+        refused
+            .as_ref()
+            .is_some_and(|e| e.message().contains("onboard keys export")),
+        "{refused:?}"
+    );
     let (ok, said) = export(&config, &["--sealing-key", &s])?;
     ensure!(!ok && said.contains("stop the server first"), "{said}");
     running.stop().await?;
-    ensure!(!sealing_file.exists() && !inside.exists());
+    ensure!(!sealing_file.exists() && !inside.exists() && !dotted.exists());
 
-    // Exported, unchanged; a second export does not overwrite the files.
-    let (ok, said) = export(&config, &["--sealing-key", &s, "--token-key", &t])?;
-    ensure!(ok && said.contains("under [storage]") && said.contains("under [invitations]"));
+    // Exported, unchanged (once the stopped server let go of the store); the value is not
+    // printed; a second export does not overwrite the files.
+    let said = testkit::wait::until(
+        "the export",
+        std::time::Duration::from_secs(10),
+        async || {
+            let (ok, said) = export(&config, &["--sealing-key", &s, "--token-key", &t])?;
+            Ok(match ok {
+                true => std::ops::ControlFlow::Break(said),
+                false if said.contains("in use") => std::ops::ControlFlow::Continue(said),
+                false => anyhow::bail!("{said}"),
+            })
+        },
+    )
+    .await?;
+    ensure!(said.contains("under [storage]") && said.contains("under [invitations]"));
+    ensure!(!said.contains(&hex::encode(&sealing)) && !said.contains(&hex::encode(&token)));
     ensure!(key_file(&sealing_file)? == sealing && key_file(&token_file)? == token);
     let (ok, said) = export(&config, &["--token-key", &t])?;
     ensure!(!ok && said.contains("File exists"), "{said}");
@@ -97,6 +124,20 @@ async fn release_0_1s_generated_keys_move_out_to_key_files_and_backups_work() ->
         refused
             .to_string()
             .contains("not the key this state store was sealed with"),
+        "{refused}"
+    );
+    // So is a token key file other than the generated one: invitations would end, and the
+    // only copy of the generated key would go.
+    let wrong = plain
+        .clone()
+        .sealing_key(Some(&sealing_file))
+        .token_key(&other)
+        .build()?;
+    let refused = onboard_server::App::open(wrong).err().context("opened")?;
+    ensure!(
+        refused
+            .to_string()
+            .contains("is not the invitation token key this state store generated"),
         "{refused}"
     );
 
@@ -160,10 +201,8 @@ async fn release_0_1s_generated_keys_move_out_to_key_files_and_backups_work() ->
                 .iter()
                 .all(|o| !o.secret.value.expose_secret().is_empty())
     );
-    ensure!(
-        backup(&server, "keys moved out").await?.is_ok(),
-        "backup refused"
-    );
+    let archive = backup(&server, "keys moved out").await?;
+    ensure!(matches!(archive, Ok(n) if n > 0), "{archive:?}");
 
     // Started again over a store without the copies: the key files are all it needs.
     let server = server.restart().await?;

@@ -8,6 +8,7 @@
 pub mod email;
 pub mod error;
 pub mod idempotency;
+mod key_file;
 pub mod store;
 pub mod token;
 
@@ -23,13 +24,12 @@ use zeroize::Zeroizing;
 
 use email::Email;
 pub use error::{InvitationError, Result};
+pub use key_file::{TOKEN_KEY_META, check_key_file};
+use key_file::{load_key_file, stored_key};
 use store::Store;
 pub use store::{InvitationRecord, InvitationState};
 use token::TokenKey;
 
-/// The key of a generated token key in the state store's `meta` tree (the server's
-/// `onboard keys export` reads it there, and removes it once a key file is configured).
-pub const TOKEN_KEY_META: &str = "invitation_token_key";
 /// The longest validity a request may ask for.
 const MAX_VALID_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -455,44 +455,6 @@ fn entry(
     };
     AuditEntry::new(action, phase, &scope)
         .with_target(Target::new(TargetKind::Invitation, inv.id.clone()).named(&inv.customer))
-}
-
-/// The token key kept in the state store (generated there at the first start) when no key
-/// file is set; said at every start, as it lives next to what it protects.
-fn stored_key(store: &Store) -> Result<TokenKey> {
-    tracing::warn!(
-        "invitations.token_key is not set: the invitation token key is kept in the state \
-         store, so a copy of the data directory can forge invitation tokens; set it to a key \
-         file (docs/operations.md, \"Keys: backup and rotation\")"
-    );
-    match store.meta(TOKEN_KEY_META)? {
-        Some(v) => Ok(TokenKey::new(v.as_ref().try_into().map_err(|_| {
-            InvitationError::Config("the stored invitation token key is not 32 bytes".into())
-        })?)),
-        None => {
-            let k = TokenKey::generate()?;
-            store.set_meta(TOKEN_KEY_META, k.bytes())?;
-            Ok(k)
-        }
-    }
-}
-
-fn load_key_file(path: &std::path::Path) -> Result<TokenKey> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-        InvitationError::Config(format!("reading the token key {}: {e}", path.display()))
-    })?);
-    let mut key = [0u8; 32];
-    let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
-    if hex::decode_to_slice(text, &mut key).is_ok() {
-        return Ok(TokenKey::new(key));
-    }
-    let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-        InvitationError::Config(format!(
-            "{}: an invitation token key is 32 raw bytes or 64 hex digits",
-            path.display()
-        ))
-    })?;
-    Ok(TokenKey::new(raw))
 }
 
 /// Checks a request and returns the validity to use; collects every violation.

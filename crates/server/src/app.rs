@@ -109,6 +109,9 @@ impl App {
         let fresh = !db.was_recovered();
         let durable = crate::storage::register_state(&data.join(STATE_DIR))?;
         let key = sealing_key(&db, &config)?;
+        if let Some(path) = &config.invitations.token_key {
+            invitations::check_key_file(&db, path)?;
+        }
         let record_mac = onboard_core::SealingKey::new(*key).record_mac();
         let meta = db.open_tree(integrity::META_TREE)?;
         record_mac.allow_legacy(!integrity::migrated(&meta, fresh)?);
@@ -386,8 +389,9 @@ pub(crate) fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u
     // Kept next to what it seals: a copy of the data directory opens every stored secret.
     tracing::warn!(
         "storage.sealing_key is not set: the sealing key is kept in the state store, so a copy \
-         of the data directory can open the stored client secrets and admin sessions; set it \
-         to a key file (docs/operations.md, \"Keys: backup and rotation\")"
+         of the data directory can open the stored client secrets and admin sessions; move it \
+         to a key file with `onboard keys export` (docs/operations.md, \"Keys: backup and \
+         rotation\")"
     );
     let meta = db.open_tree("meta")?;
     let mut key = Zeroizing::new([0u8; 32]);

@@ -7,10 +7,10 @@
 //! file, the next start removes the stored copy, audited as `store.move_key` (intent, then the
 //! removal made durable, then the outcome). Nothing is re-sealed: the key stays the same.
 //!
-//! A sealing key file other than the stored key is refused at start-up
-//! ([`crate::app::sealing_key`]): it would open nothing the store holds. A token key file other
-//! than the stored one is a rotation (docs/operations.md, "Keys: backup and rotation"):
-//! invitations issued before it stop working, and the stored key is removed all the same.
+//! A key file other than the stored key is refused at start-up ([`crate::app::sealing_key`],
+//! `invitations::check_key_file`): a sealing key would open nothing the store holds, and a
+//! token key would end every invitation issued while the removal took the generated key's only
+//! copy. Before removing a copy the start makes the file durable and reads it again.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -76,49 +76,40 @@ pub fn export(config: &Config, wanted: &[(GeneratedKey, PathBuf)]) -> Result<Vec
         ));
     }
     let data = &config.storage.data_dir;
-    let mut checked = Vec::new();
-    for (key, file) in wanted {
-        if let Some(set) = key.configured(config) {
-            return Err(ServerError::FailedPrecondition(format!(
-                "{} is set ({}): the server keeps no generated key of it to export",
-                key.config_key(),
-                set.display()
-            )));
-        }
-        let absolute = std::path::absolute(file)
-            .map_err(|e| ServerError::io(format!("resolving {}", file.display()), e))?;
-        if absolute.starts_with(std::path::absolute(data).unwrap_or_else(|_| data.clone())) {
-            return Err(ServerError::invalid(
-                "file",
-                format!(
-                    "{} is inside storage.data_dir: a key file lives apart from what it protects",
-                    file.display()
-                ),
-            ));
-        }
-        checked.push((*key, absolute));
+    for (_, file) in wanted {
+        outside(data, file)?;
     }
     let store = data.join(crate::STATE_DIR);
-    // A running server holds the store: said as such, not as sled's lock error.
-    drop(crate::storage::hold_if_free(&store, "")?);
+    // A running server holds the store: said as such, not as sled's lock error; and a data
+    // directory without a store (a wrong path) is not given an empty one.
+    if crate::storage::hold_if_free(&store, "")?.is_none() {
+        return Err(ServerError::FailedPrecondition(format!(
+            "no state store at {}: check storage.data_dir",
+            store.display()
+        )));
+    }
     let db = crate::storage::open_state(&store)?;
     let meta = db.open_tree(META_TREE)?;
     let mut keys = Vec::new();
-    for (key, file) in checked {
+    for (key, file) in wanted {
         let Some(stored) = meta.get(key.meta_key())? else {
             return Err(ServerError::FailedPrecondition(format!(
-                "{} holds no generated {}: nothing to export",
+                "{} holds no generated {}: nothing to export (a key file is used, or this store never generated one)",
                 store.display(),
                 key.config_key()
             )));
         };
-        keys.push((key, file, Zeroizing::new(stored.to_vec())));
+        let bytes: Zeroizing<[u8; 32]> =
+            Zeroizing::new(stored.as_ref().try_into().map_err(|_| {
+                ServerError::Internal(format!("the stored {} is not 32 bytes", key.config_key()))
+            })?);
+        keys.push((*key, file, bytes));
     }
     drop(meta);
     drop(db);
     let mut said = Vec::new();
     for (key, file, bytes) in keys {
-        write_new_key_file(&file, &bytes)?;
+        write_new_key_file(file, &bytes)?;
         let (section, name) = key.config_key().split_once('.').unwrap_or_default();
         said.push(format!(
             "wrote the generated {} to {}; set `{name} = \"{}\"` under [{section}]: the next start removes the copy in the state store",
@@ -130,9 +121,44 @@ pub fn export(config: &Config, wanted: &[(GeneratedKey, PathBuf)]) -> Result<Vec
     Ok(said)
 }
 
-/// Writes `key` as 64 hex digits to a new file at `path`, readable by its owner only, synced
-/// with its directory entry.
-fn write_new_key_file(path: &Path, key: &[u8]) -> Result<()> {
+/// Refuses a key file at `file` inside `data` (symbolic links and `..` resolved through the
+/// directories that exist): a key file lives apart from what it protects.
+fn outside(data: &Path, file: &Path) -> Result<()> {
+    let resolve = |p: &Path| -> PathBuf {
+        // The deepest existing ancestor, resolved, with the rest appended.
+        let mut rest = Vec::new();
+        let mut at = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        loop {
+            if let Ok(real) = at.canonicalize() {
+                return rest
+                    .iter()
+                    .rev()
+                    .fold(real, |acc: PathBuf, part| acc.join(part));
+            }
+            match (at.file_name().map(ToOwned::to_owned), at.parent()) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name);
+                    at = parent.to_path_buf();
+                }
+                _ => return at,
+            }
+        }
+    };
+    if resolve(file).starts_with(resolve(data)) {
+        return Err(ServerError::invalid(
+            "file",
+            format!(
+                "{} is inside storage.data_dir: a key file lives apart from what it protects",
+                file.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `key` as 64 hex digits and a newline to a new file at `path`, readable by its owner
+/// only, synced with its directory entry; a file left half-written is removed.
+fn write_new_key_file(path: &Path, key: &[u8; 32]) -> Result<()> {
     let io = |what: &str, e| ServerError::io(format!("{what} {}", path.display()), e);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -140,16 +166,47 @@ fn write_new_key_file(path: &Path, key: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(|e| io("creating", e))?;
-    let text = Zeroizing::new(format!("{}\n", hex::encode(key)));
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io("writing", e))?;
-    if let Some(dir) = path.parent() {
+    let mut text = Zeroizing::new([b'\n'; 65]);
+    hex::encode_to_slice(key, &mut text[..64])
+        .map_err(|e| ServerError::Internal(format!("hex: {e}")))?;
+    if let Err(e) = f.write_all(text.as_slice()).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(io("writing", e));
+    }
+    sync_dir_of(path)
+}
+
+/// Syncs the directory entry of `path`.
+fn sync_dir_of(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| io("syncing the directory of", e))?;
+            .map_err(|e| ServerError::io(format!("syncing {}", dir.display()), e))?;
     }
     Ok(())
+}
+
+/// The 32-byte key in the file at `path` (64 hex digits, or 32 raw bytes, as the server reads
+/// key files), after making the file and its directory entry durable.
+fn durable_file_key(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
+    let io = |what: &str, e| ServerError::io(format!("{what} {}", path.display()), e);
+    let f = std::fs::File::open(path).map_err(|e| io("opening", e))?;
+    f.sync_all().map_err(|e| io("syncing", e))?;
+    sync_dir_of(path)?;
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| io("reading", e))?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
+    if hex::decode_to_slice(text, key.as_mut()).is_err() {
+        let raw: &[u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            ServerError::Config(format!(
+                "{}: a key is 32 raw bytes or 64 hex digits",
+                path.display()
+            ))
+        })?;
+        key.copy_from_slice(raw);
+    }
+    Ok(key)
 }
 
 /// At start-up: removes each generated key the configuration now names a file for, audited
@@ -160,8 +217,17 @@ pub(crate) async fn move_out(app: &App) -> Result<()> {
         let Some(file) = key.configured(app.config()) else {
             continue;
         };
-        if meta.get(key.meta_key())?.is_none() {
+        let Some(stored) = meta.get(key.meta_key())? else {
             continue;
+        };
+        // The file is durable, and holds the stored key, before the only other copy goes (the
+        // start checked the key it read; the file may have changed since).
+        if durable_file_key(file)?.as_slice() != stored.as_ref() {
+            return Err(ServerError::Config(format!(
+                "{}: {} no longer holds the key the state store keeps; the stored copy stays",
+                key.config_key(),
+                file.display()
+            )));
         }
         let mut entry = AuditEntry::new(Action::StoreMoveKey, Phase::Intent, &Scope::actor(ACTOR))
             .with_detail("key", key.config_key())

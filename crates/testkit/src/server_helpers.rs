@@ -171,14 +171,17 @@ pub async fn rotate_when_free(
 }
 
 /// Admin.Backup of `server` as the admin, read to its end: how many chunks a whole archive
-/// took, or the status the stream ended with.
+/// took, or the status the call was refused with or the stream ended with.
 pub async fn backup(server: &TestServer, reason: &str) -> Result<Result<usize, Status>> {
     let ch = crate::server::with_token(server.channel().await?, Some(crate::config::ADMIN));
     let mut admin = onboard_proto::v1::admin_client::AdminClient::new(ch);
     let request = pb::BackupRequest {
         reason: reason.into(),
     };
-    let mut chunks = admin.backup(request).await?.into_inner();
+    let mut chunks = match admin.backup(request).await {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => return Ok(Err(status)),
+    };
     let mut n = 0;
     loop {
         match chunks.message().await {

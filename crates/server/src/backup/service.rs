@@ -112,7 +112,7 @@ fn keys_outside_the_store(config: &crate::Config) -> Result<()> {
         return Ok(());
     };
     Err(ServerError::FailedPrecondition(format!(
-        "{missing} is not set, so the server keeps that key in its state store, and a backup of the store would carry the key next to what it protects; set {missing} to a key file (docs/operations.md, \"Backup and restore\") before taking backups"
+        "{missing} is not set, so the server keeps that key in its state store, and a backup of the store would carry the key next to what it protects; write the stored key to a file with `onboard keys export` (server stopped) and set {missing} to it (docs/operations.md, \"Keys: backup and rotation\") before taking backups"
     )))
 }
 

@@ -197,6 +197,18 @@ impl TestServer {
     pub fn raw_entries(&self) -> Result<Vec<serde_json::Value>> {
         crate::audit::entries(self.app.audit())
     }
+
+    /// The stored entries of `action`, each checked against the published schema (among
+    /// entries of other kinds a test [`append`]ed free-form, or an earlier release wrote).
+    pub fn entries_of(&self, action: &str) -> Result<Vec<serde_json::Value>> {
+        let of: Vec<_> = self
+            .raw_entries()?
+            .into_iter()
+            .filter(|e| e["action"] == action)
+            .collect();
+        crate::audit::check_schema(&of)?;
+        Ok(of)
+    }
 }
 
 impl Drop for TestServer {

@@ -190,23 +190,12 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<NoteVerifier> {
 
 /// Creates a file only its owner can read; refuses to overwrite a key.
 pub(crate) fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).with_context(|| {
+    onboard_core::key_file::write_new(path, data).with_context(|| {
         format!(
             "creating {} (an existing key is never overwritten)",
             path.display()
         )
-    })?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    Ok(())
+    })
 }
 
 /// The key strings that key options (`--vkey`, `--witness`) give: each value is a key string,

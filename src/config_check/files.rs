@@ -65,19 +65,17 @@ pub fn check_files(config: &Config, warn_days: u32, now: i64, f: &mut Findings) 
                 ),
             ),
             Some(p) => {
-                if let Some(bytes) = read_key(p, name, data_dir, f) {
-                    let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
-                    let hex_ok = text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
-                    if !hex_ok && bytes.len() != 32 {
-                        f.error(
-                            name,
-                            format!(
-                                "{}: a key is 32 raw bytes or 64 hex digits, this is {} bytes",
-                                p.display(),
-                                bytes.len()
-                            ),
-                        );
-                    }
+                if let Some(bytes) = read_key(p, name, data_dir, f)
+                    && onboard_core::key_file::parse(&bytes).is_none()
+                {
+                    f.error(
+                        name,
+                        format!(
+                            "{}: a key is 32 raw bytes or 64 hex digits, this is {} bytes",
+                            p.display(),
+                            bytes.len()
+                        ),
+                    );
                 }
             }
         }

@@ -156,7 +156,7 @@ async fn release_0_1s_generated_keys_move_out_to_key_files_and_backups_work() ->
         }))
     })
     .await?;
-    let written = server.entries_of("store.move_key")?;
+    let written = server.entries_with_action("store.move_key")?;
     let seen: Vec<_> = written
         .iter()
         .map(|e| (e["key"].clone(), e["phase"].clone(), e["file"].clone()))

@@ -2,13 +2,14 @@
 //! one intent → call → outcome wrapper ([`audit`]), sealing of secrets at rest ([`seal`]),
 //! permission profiles and directory roles ([`profiles`], [`roles`], [`permissions`], their
 //! name ↔ id [`table`]s), the one durable store flush and MACed record tree ([`store`]), the one time format ([`time`]), the one shutdown primitive
-//! ([`shutdown`]), the one TLS crypto provider ([`tls`]), test hooks ([`hook`]), the vendor's fixed names ([`platform`]) and the seam
+//! ([`shutdown`]), the one TLS crypto provider ([`tls`]), the one key file rule ([`key_file`]), test hooks ([`hook`]), the vendor's fixed names ([`platform`]) and the seam
 //! from onboarding to day-two management ([`provisioned`]). It runs no workflow and serves
 //! nothing; the workflow, day-two, verification, invitation and gRPC crates build on it.
 
 pub mod audit;
 pub mod error;
 pub mod hook;
+pub mod key_file;
 pub mod permissions;
 pub mod platform;
 pub mod profiles;

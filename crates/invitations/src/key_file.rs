@@ -31,36 +31,15 @@ pub(crate) fn stored_key(store: &Store) -> Result<TokenKey> {
     }
 }
 
-/// Refuses the token key file at `path` when the state store `db` keeps a generated token key
-/// that is another key (`onboard keys export` writes the stored one to a file; the server's
-/// start removes the stored copy): it would end every invitation issued, and the removal would
-/// take the generated key's only copy. The server checks this before it reads anything else.
-/// Replacing the key is done once the generated one is moved out.
-pub fn check_key_file(db: &sled::Db, path: &std::path::Path) -> Result<()> {
-    let key = load_key_file(path)?;
-    match db.open_tree("meta")?.get(TOKEN_KEY_META)? {
-        Some(stored) if stored.as_ref() != key.bytes() => Err(InvitationError::Config(format!(
-            "invitations.token_key: {} is not the invitation token key this state store generated (it is kept in the store): set the file `onboard keys export --token-key` wrote, start once, then replace the key if you mean to (invitations issued before stop working)",
-            path.display()
-        ))),
-        _ => Ok(()),
-    }
-}
-
 pub(crate) fn load_key_file(path: &std::path::Path) -> Result<TokenKey> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
         InvitationError::Config(format!("reading the token key {}: {e}", path.display()))
     })?);
-    let mut key = [0u8; 32];
-    let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
-    if hex::decode_to_slice(text, &mut key).is_ok() {
-        return Ok(TokenKey::new(key));
-    }
-    let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+    let key = onboard_core::key_file::parse(&bytes).ok_or_else(|| {
         InvitationError::Config(format!(
             "{}: an invitation token key is 32 raw bytes or 64 hex digits",
             path.display()
         ))
     })?;
-    Ok(TokenKey::new(raw))
+    Ok(TokenKey::new(*key))
 }

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use email::Email;
 pub use error::{InvitationError, Result};
-pub use key_file::{TOKEN_KEY_META, check_key_file};
+pub use key_file::TOKEN_KEY_META;
 use key_file::{load_key_file, stored_key};
 use store::Store;
 pub use store::{InvitationRecord, InvitationState};

@@ -108,10 +108,9 @@ impl App {
         let db = crate::storage::open_state(&data.join(STATE_DIR))?;
         let fresh = !db.was_recovered();
         let durable = crate::storage::register_state(&data.join(STATE_DIR))?;
+        // Key files that are not the keys this store generated are refused before it is read.
+        crate::generated_keys::check_files(&db, &config)?;
         let key = sealing_key(&db, &config)?;
-        if let Some(path) = &config.invitations.token_key {
-            invitations::check_key_file(&db, path)?;
-        }
         let record_mac = onboard_core::SealingKey::new(*key).record_mac();
         let meta = db.open_tree(integrity::META_TREE)?;
         record_mac.allow_legacy(!integrity::migrated(&meta, fresh)?);
@@ -347,23 +346,6 @@ fn entra_client(config: &Config) -> Result<EntraClient> {
     EntraClient::new(&c).map_err(|err| ServerError::Config(format!("entra: {err}")))
 }
 
-/// `key`, read from the file at `path`, when the state store keeps no generated sealing key or
-/// keeps this one (`onboard keys export` wrote it; [`crate::generated_keys`] removes the copy).
-/// Another key would open nothing the store holds: refused, before anything reads the store.
-fn same_as_stored(
-    db: &sled::Db,
-    path: &std::path::Path,
-    key: Zeroizing<[u8; 32]>,
-) -> Result<Zeroizing<[u8; 32]>> {
-    match db.open_tree("meta")?.get(SEALING_KEY_META)? {
-        Some(stored) if stored.as_ref() != key.as_slice() => Err(ServerError::Config(format!(
-            "storage.sealing_key: {} is not the key this state store was sealed with (a generated one is kept in it): set the file `onboard keys export --sealing-key` wrote, or unset storage.sealing_key",
-            path.display()
-        ))),
-        _ => Ok(key),
-    }
-}
-
 /// The key that seals secrets in the onboarding store: from the configured file, else generated
 /// once and kept in the state database's metadata.
 pub(crate) fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u8; 32]>> {
@@ -372,19 +354,12 @@ pub(crate) fn sealing_key(db: &sled::Db, config: &Config) -> Result<Zeroizing<[u
             std::fs::read(path)
                 .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?,
         );
-        let mut key = Zeroizing::new([0u8; 32]);
-        let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
-        if hex::decode_to_slice(text, key.as_mut()).is_ok() {
-            return same_as_stored(db, path, key);
-        }
-        if bytes.len() != 32 {
-            return Err(ServerError::Config(format!(
+        return onboard_core::key_file::parse(&bytes).ok_or_else(|| {
+            ServerError::Config(format!(
                 "{}: a sealing key is 32 raw bytes or 64 hex digits",
                 path.display()
-            )));
-        }
-        key.copy_from_slice(&bytes);
-        return same_as_stored(db, path, key);
+            ))
+        });
     }
     // Kept next to what it seals: a copy of the data directory opens every stored secret.
     tracing::warn!(

@@ -7,13 +7,11 @@
 //! file, the next start removes the stored copy, audited as `store.move_key` (intent, then the
 //! removal made durable, then the outcome). Nothing is re-sealed: the key stays the same.
 //!
-//! A key file other than the stored key is refused at start-up ([`crate::app::sealing_key`],
-//! `invitations::check_key_file`): a sealing key would open nothing the store holds, and a
-//! token key would end every invitation issued while the removal took the generated key's only
-//! copy. Before removing a copy the start makes the file durable and reads it again.
+//! A key file other than the stored key is refused at start-up ([`check_files`]): a sealing
+//! key would open nothing the store holds, and a token key would end every invitation issued
+//! while the removal took the generated key's only copy. Before removing a copy the start
+//! makes the file durable and reads it again.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use onboard_core::audit::{Action, AuditEntry, Phase, Scope};
@@ -156,57 +154,66 @@ fn outside(data: &Path, file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `key` as 64 hex digits and a newline to a new file at `path`, readable by its owner
-/// only, synced with its directory entry; a file left half-written is removed.
+/// Writes `key` as 64 hex digits and a newline to a new key file at `path`
+/// ([`onboard_core::key_file::write_new`]).
 fn write_new_key_file(path: &Path, key: &[u8; 32]) -> Result<()> {
-    let io = |what: &str, e| ServerError::io(format!("{what} {}", path.display()), e);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io("creating", e))?;
     let mut text = Zeroizing::new([b'\n'; 65]);
     hex::encode_to_slice(key, &mut text[..64])
         .map_err(|e| ServerError::Internal(format!("hex: {e}")))?;
-    if let Err(e) = f.write_all(text.as_slice()).and_then(|()| f.sync_all()) {
-        drop(f);
-        let _ = std::fs::remove_file(path);
-        return Err(io("writing", e));
-    }
-    sync_dir_of(path)
+    onboard_core::key_file::write_new(path, text.as_slice())
+        .map_err(|e| ServerError::io(format!("writing {}", path.display()), e))
 }
 
-/// Syncs the directory entry of `path`.
-fn sync_dir_of(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| ServerError::io(format!("syncing {}", dir.display()), e))?;
+/// The key in the key file at `path`, read as the server reads key files
+/// ([`onboard_core::key_file::parse`]); with `durable`, the file and its directory entry are
+/// synced first.
+fn file_key(path: &Path, durable: bool) -> Result<Zeroizing<[u8; 32]>> {
+    let io = |what: &str, e| ServerError::io(format!("{what} {}", path.display()), e);
+    if durable {
+        let f = std::fs::File::open(path).map_err(|e| io("opening", e))?;
+        f.sync_all().map_err(|e| io("syncing", e))?;
+        onboard_core::key_file::sync_dir_of(path).map_err(|e| io("syncing the directory of", e))?;
+    }
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| io("reading", e))?);
+    onboard_core::key_file::parse(&bytes).ok_or_else(|| {
+        ServerError::Config(format!(
+            "{}: a key is 32 raw bytes or 64 hex digits",
+            path.display()
+        ))
+    })
+}
+
+/// At start-up, before anything reads the store: refuses a configured key file that is not
+/// the key the store generated and keeps. A sealing key would open nothing the store holds; a
+/// token key would end every invitation issued while the start removed the generated key's
+/// only copy (replacing it is done once the generated one is moved out).
+pub(crate) fn check_files(db: &sled::Db, config: &Config) -> Result<()> {
+    let meta = db.open_tree(META_TREE)?;
+    for key in GeneratedKey::ALL {
+        let Some(path) = key.configured(config) else {
+            continue;
+        };
+        let Some(stored) = meta.get(key.meta_key())? else {
+            continue;
+        };
+        // An unreadable file is left to the loader that reads it next, in its own words.
+        let Ok(read) = file_key(path, false) else {
+            continue;
+        };
+        if read.as_slice() != stored.as_ref() {
+            return Err(ServerError::Config(match key {
+                GeneratedKey::Sealing => format!(
+                    "storage.sealing_key: {} is not the key this state store was sealed with (a generated one is kept in it): set the file `onboard keys export --sealing-key` wrote, or unset storage.sealing_key",
+                    path.display()
+                ),
+                GeneratedKey::InvitationToken => format!(
+                    "invitations.token_key: {} is not the invitation token key this state store generated (it is kept in the store): set the file `onboard keys export --token-key` wrote, start once, then replace the key if you mean to (invitations issued before stop working)",
+                    path.display()
+                ),
+            }));
+        }
     }
     Ok(())
-}
-
-/// The 32-byte key in the file at `path` (64 hex digits, or 32 raw bytes, as the server reads
-/// key files), after making the file and its directory entry durable.
-fn durable_file_key(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
-    let io = |what: &str, e| ServerError::io(format!("{what} {}", path.display()), e);
-    let f = std::fs::File::open(path).map_err(|e| io("opening", e))?;
-    f.sync_all().map_err(|e| io("syncing", e))?;
-    sync_dir_of(path)?;
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| io("reading", e))?);
-    let mut key = Zeroizing::new([0u8; 32]);
-    let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
-    if hex::decode_to_slice(text, key.as_mut()).is_err() {
-        let raw: &[u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            ServerError::Config(format!(
-                "{}: a key is 32 raw bytes or 64 hex digits",
-                path.display()
-            ))
-        })?;
-        key.copy_from_slice(raw);
-    }
-    Ok(key)
 }
 
 /// At start-up: removes each generated key the configuration now names a file for, audited
@@ -222,7 +229,7 @@ pub(crate) async fn move_out(app: &App) -> Result<()> {
         };
         // The file is durable, and holds the stored key, before the only other copy goes (the
         // start checked the key it read; the file may have changed since).
-        if durable_file_key(file)?.as_slice() != stored.as_ref() {
+        if file_key(file, true)?.as_slice() != stored.as_ref() {
             return Err(ServerError::Config(format!(
                 "{}: {} no longer holds the key the state store keeps; the stored copy stays",
                 key.config_key(),

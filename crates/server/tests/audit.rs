@@ -306,7 +306,7 @@ async fn reads_are_audit_entries_naming_actor_rpc_and_range() -> Result<()> {
     })
     .await?;
     // The seeded entries are free-form; the server's own read entries follow the schema.
-    let reads = s.entries_of("audit.read")?;
+    let reads = s.entries_with_action("audit.read")?;
     assert_eq!(reads.len(), 2);
     assert_eq!(reads[0]["actor"], "auditor-1");
     assert_eq!(reads[0]["rpc"], "ListEntries");

@@ -254,17 +254,7 @@ async fn every_action_is_written_by_a_flow_and_validates_against_the_published_s
 
     // A backup (`store.backup` intent and outcome), and the entry `onboard restore` appends
     // (`store.restore`; tests/backup/ runs the restore itself).
-    let mut admin = onboard_proto::v1::admin_client::AdminClient::new(testkit::server::with_token(
-        env.server.channel().await?,
-        Some(testkit::server::ADMIN),
-    ));
-    let mut chunks = admin
-        .backup(pb::BackupRequest {
-            reason: "schema test".into(),
-        })
-        .await?
-        .into_inner();
-    while chunks.message().await?.is_some() {}
+    testkit::server_helpers::backup(&env.server, "schema test").await??;
     let cp = env.server.app.audit().checkpoint();
     AuditEntry::new(
         Action::StoreRestore,

@@ -198,9 +198,10 @@ impl TestServer {
         crate::audit::entries(self.app.audit())
     }
 
-    /// The stored entries of `action`, each checked against the published schema (among
-    /// entries of other kinds a test [`append`]ed free-form, or an earlier release wrote).
-    pub fn entries_of(&self, action: &str) -> Result<Vec<serde_json::Value>> {
+    /// The stored entries of `action`, each checked against the published schema: as
+    /// [`crate::audit::with_action`], among entries of other kinds a test [`append`]ed
+    /// free-form, or an earlier release wrote, which are not checked.
+    pub fn entries_with_action(&self, action: &str) -> Result<Vec<serde_json::Value>> {
         let of: Vec<_> = self
             .raw_entries()?
             .into_iter()

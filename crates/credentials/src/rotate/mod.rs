@@ -11,9 +11,10 @@
 //! authenticated and, while a caller drives the rotation, after that caller confirmed it was
 //! sent the new one (else the rotation waits at HandingOver for the next caller, or for
 //! auto-rotation, which finishes it for nobody); the old one is removed only after that and
-//! after the overlap; a new secret whose value was lost (crash between Graph's answer and our write) is found by its unique
-//! `displayName` marker, removed and re-added, never handed over unknown; the old secret is
-//! removed exactly once (Entra's list is checked first, and "already gone" counts as done).
+//! after the overlap; a new secret whose value was lost (crash between Graph's answer and our
+//! write) is found by its unique `displayName` marker, removed and re-added, never handed over
+//! unknown; the old secret is removed exactly once (Entra's list is checked first, and
+//! "already gone" counts as done).
 
 use std::collections::HashSet;
 use std::sync::Mutex;

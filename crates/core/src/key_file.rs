@@ -1,0 +1,65 @@
+//! Key files of 32-byte keys (`[storage] sealing_key`, `[invitations] token_key`, and what
+//! `onboard keys export` writes): the one rule for reading one, and the one way to write a
+//! new key file.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+/// The key a key file's `bytes` hold: 64 hex digits (white space around them ignored), or
+/// exactly 32 raw bytes; `None` for anything else.
+pub fn parse(bytes: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    let text = std::str::from_utf8(bytes).map(str::trim).unwrap_or("");
+    if hex::decode_to_slice(text, key.as_mut()).is_ok() {
+        return Some(key);
+    }
+    key.copy_from_slice(<&[u8; 32]>::try_from(bytes).ok()?);
+    Some(key)
+}
+
+/// Writes `data` to a new file at `path` that only its owner may read (mode 0600; an existing
+/// file is never overwritten), synced with its directory entry. A file left half-written is
+/// removed.
+pub fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    if let Err(e) = f.write_all(data).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    sync_dir_of(path)
+}
+
+/// Syncs the directory entry of `path` (its parent directory).
+pub fn sync_dir_of(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn hex_or_raw_32_bytes_and_nothing_else() {
+        let hex = "0f".repeat(32);
+        assert_eq!(parse(hex.as_bytes()).as_deref(), Some(&[0x0f; 32]));
+        assert_eq!(
+            parse(format!(" {hex}\n").as_bytes()).as_deref(),
+            Some(&[0x0f; 32])
+        );
+        assert_eq!(parse(&[7u8; 32]).as_deref(), Some(&[7; 32]));
+        assert!(parse(&[7u8; 31]).is_none());
+        assert!(parse(&[7u8; 33]).is_none());
+        assert!(parse("0f".repeat(31).as_bytes()).is_none());
+    }
+}

@@ -111,6 +111,11 @@ pub enum AuditCommand {
         /// How many of the --witness keys must have cosigned the checkpoint (default: all).
         #[arg(long, requires = "witness")]
         witness_quorum: Option<usize>,
+        /// The log's origin (`[audit] origin`): a checkpoint naming another is INVALID, even
+        /// when a --vkey verifies it (a key shared by two logs cannot pass one off as the
+        /// other).
+        #[arg(long, conflicts_with = "follow")]
+        origin: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -222,7 +227,10 @@ pub fn key_lines(values: &[String]) -> anyhow::Result<Vec<String>> {
 pub fn parse_vkeys(values: &[String]) -> anyhow::Result<Vec<NoteVerifier>> {
     key_lines(values)?
         .iter()
-        .map(|line| NoteVerifier::parse(line).with_context(|| format!("verifier key {line:?}")))
+        .map(|line| {
+            NoteVerifier::parse(line)
+                .with_context(|| format!("verifier key {}", audit_log::note::key_shown(line)))
+        })
         .collect()
 }
 
@@ -366,6 +374,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             save_checkpoint,
             witness,
             witness_quorum,
+            origin,
             remote,
         } => {
             let follow = follow
@@ -408,6 +417,13 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 }
                 (verdict, after)
             };
+            if let (Some(want), Some(note)) = (&origin, &note) {
+                let got = note.lines().next().unwrap_or("");
+                if got != want {
+                    println!("INVALID: the checkpoint's origin is {got:?}, not {want:?}");
+                    verdict = Verdict::Invalid;
+                }
+            }
             if !witness.is_empty() {
                 verdict = verdict.and(match &note {
                     Some(note) => {

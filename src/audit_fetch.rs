@@ -49,6 +49,15 @@ pub fn is_url(location: &str) -> bool {
     location.contains("://")
 }
 
+/// `location` as printed: a URL without the credentials it may carry (`https://user:pw@host/`,
+/// or a token as the user name: `https://TOKEN@host/`), anything else as given.
+pub fn shown(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(u) if u.password().is_some() || !u.username().is_empty() => audit_remote::shown(&u),
+        _ => location.to_owned(),
+    }
+}
+
 /// Opens a tiles API, a publication target or a directory for reading.
 pub fn open_source(location: &str, remote: &RemoteArgs) -> anyhow::Result<Arc<Source>> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
@@ -98,7 +107,7 @@ pub async fn verify_url(
     let keys = parse_vkeys(vkeys)?;
     let since = read_since(since)?;
     let source = open_source(location, remote)?;
-    let label = format!("audit log {location}");
+    let label = format!("audit log {}", shown(location));
     let Some(follow) = follow else {
         let options = VerifyOptions {
             threads: threads(),
@@ -126,7 +135,7 @@ pub async fn verify_url(
                 }
             }
             FollowStep::Unreachable(e) => {
-                println!("WARNING: {location}: {e} (trying again)");
+                println!("WARNING: {}: {e} (trying again)", shown(location));
             }
             FollowStep::NotRead { report } => {
                 println!(
@@ -231,6 +240,7 @@ pub async fn publish(data_dir: &Path, to: &str, cosignatures: Option<&Path>) -> 
         publisher = publisher.with_feed(audit_log::CheckpointFeed::Vouched(feed));
     }
     let size = publisher.publish_once().await?;
+    let to = shown(to);
     match cosigned {
         Some(cp) if size > cp.checkpoint.size => println!(
             "{to} already holds {size} entries, more than the cosigned checkpoint ({}): left \

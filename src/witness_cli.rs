@@ -67,6 +67,15 @@ pub async fn run(args: WitnessArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let (listen, key_path, state_dir, logs) = settings(args.run)?;
+    let problem = onboard_core::key_file::mode_problem(&key_path)
+        .with_context(|| format!("reading witness key {}", key_path.display()))?;
+    if let Some((problem, mode)) = problem {
+        bail!(
+            "witness key {} {problem} (mode {mode:04o}); fix: chmod 600 {}",
+            key_path.display(),
+            key_path.display()
+        );
+    }
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(&key_path)
             .with_context(|| format!("reading witness key {}", key_path.display()))?,
@@ -128,9 +137,14 @@ fn log_arg(l: &str) -> anyhow::Result<(&str, NoteVerifier)> {
             Err(e) => last = Some(e),
         }
     }
+    // A private key given by mistake is not repeated.
+    let shown = match l.find(audit_log::note::PRIVATE_KEY_PREFIX) {
+        Some(at) => audit_log::note::key_shown(&l[at..]),
+        None => format!("{l:?}"),
+    };
     match last {
-        Some(e) => Err(anyhow::Error::new(e).context(format!("--log {l:?}: verifier key"))),
-        None => bail!("--log {l:?}: want ORIGIN=VKEY (a non-empty origin)"),
+        Some(e) => Err(anyhow::Error::new(e).context(format!("--log {shown}: verifier key"))),
+        None => bail!("--log {shown}: want ORIGIN=VKEY (a non-empty origin)"),
     }
 }
 
@@ -161,7 +175,8 @@ async fn shutdown_signal() {
 fn parse_witness_keys(values: &[String]) -> anyhow::Result<Vec<CosignerVerifier>> {
     let mut out: Vec<CosignerVerifier> = Vec::new();
     for line in crate::audit_cli::key_lines(values)? {
-        let k = CosignerVerifier::parse(&line).with_context(|| format!("witness key {line:?}"))?;
+        let k = CosignerVerifier::parse(&line)
+            .with_context(|| format!("witness key {}", audit_log::note::key_shown(&line)))?;
         if !out.contains(&k) {
             out.push(k);
         }

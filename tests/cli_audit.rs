@@ -69,6 +69,30 @@ fn demo_leaves_a_verifiable_export_and_tampering_is_named() {
     let ok = onboard(&["audit", "verify", p(&export), "--vkey", vkey.trim()]);
     assert!(ok.status.success(), "{}", stdout(&ok));
     assert!(!stdout(&ok).contains("INVALID"));
+    // With the log's origin named: the same; with another's, INVALID although the key verifies.
+    let with_origin = |origin: &str| {
+        let args = [
+            "audit",
+            "verify",
+            p(&export),
+            "--vkey",
+            vkey.trim(),
+            "--origin",
+            origin,
+        ];
+        onboard(&args)
+    };
+    let ok = with_origin("onboard.demo.invalid/audit");
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    let other = with_origin("onboard.example.net/audit");
+    assert_eq!(other.status.code(), Some(1), "{}", stdout(&other));
+    assert!(
+        stdout(&other).contains(
+            "INVALID: the checkpoint's origin is \"onboard.demo.invalid/audit\", not \"onboard.example.net/audit\""
+        ),
+        "{}",
+        stdout(&other)
+    );
 
     // The proof file the demo wrote verifies against its own checkpoint.
     let proof =
@@ -242,4 +266,95 @@ fn rotation_export_and_since_checkpoint() {
     ]);
     assert!(!past.status.success());
     assert!(String::from_utf8_lossy(&past.stderr).contains("does not exist"));
+}
+
+/// A private key given where a verifier key belongs is refused without being repeated: errors
+/// reach terminals and logs.
+#[test]
+fn a_private_key_given_as_a_verifier_key_is_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = d.join("audit.key");
+    let made = onboard(&["keygen", "--origin", "x.example/log", "--out", p(&key)]);
+    assert!(made.status.success(), "{made:?}");
+    let private = std::fs::read_to_string(&key).unwrap();
+    let secret = private.trim().splitn(5, '+').last().unwrap().to_owned();
+    for args in [
+        vec!["audit", "verify", p(d), "--vkey", p(&key)],
+        vec!["audit", "verify", p(d), "--vkey", private.trim()],
+        vec![
+            "audit",
+            "verify",
+            p(d),
+            "--vkey",
+            &format!("'{}'", private.trim()),
+        ],
+    ] {
+        let o = onboard(&args);
+        let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        assert!(!o.status.success(), "{args:?}: {all}");
+        assert!(
+            !all.contains(&secret),
+            "{args:?} printed the private key: {all}"
+        );
+        assert!(all.contains("a private key"), "{args:?}: {all}");
+    }
+}
+
+/// `onboard witness` refuses a key file others may read, with the fix, and a private key given
+/// as a log's verifier key without repeating it.
+#[test]
+fn the_witness_refuses_an_open_key_and_does_not_print_a_misplaced_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = d.join("witness.key");
+    let made = onboard(&[
+        "witness",
+        "keygen",
+        "--name",
+        "w.example/w1",
+        "--out",
+        p(&key),
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let log_key = d.join("log.key");
+    let log_vkey = stdout(&onboard(&[
+        "keygen",
+        "--origin",
+        "l.example/log",
+        "--out",
+        p(&log_key),
+    ]));
+    let private = std::fs::read_to_string(&log_key).unwrap();
+    let secret = private.trim().splitn(5, '+').last().unwrap().to_owned();
+    // A file where the state directory belongs: a witness that went past its key check would
+    // stop there instead of serving (this test never starts one).
+    let state = d.join("state");
+    std::fs::write(&state, "").unwrap();
+    let run = |log: &str| {
+        let o = onboard(&[
+            "witness",
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            p(&key),
+            "--state-dir",
+            p(&state),
+            "--log",
+            log,
+        ]);
+        assert!(!o.status.success(), "{o:?}");
+        format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr))
+    };
+    let misplaced = run(&format!("l.example/log={}", private.trim()));
+    assert!(!misplaced.contains(&secret), "{misplaced}");
+    assert!(misplaced.contains("a private key"), "{misplaced}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = run(&format!("l.example/log={}", log_vkey.trim()));
+    assert!(
+        open.contains(&format!("(mode 0644); fix: chmod 600 {}", key.display())),
+        "{open}"
+    );
 }

@@ -255,6 +255,24 @@ fn each_kind_of_problem_has_its_line_and_exit_1() -> Result<()> {
             k = path("keys/open.key")
         ),
     ));
+    let open_tls_key = p("keys/tiles-key.pem");
+    std::fs::copy(p("tls/server-key.pem"), &open_tls_key)?;
+    std::fs::set_permissions(&open_tls_key, std::fs::Permissions::from_mode(0o644))?;
+    cases.push((
+        "the tiles API's TLS key readable by everyone",
+        Box::new({
+            let (cert, key) = (p("tls/server.pem"), open_tls_key.clone());
+            move |b| {
+                b.audit_http_open("127.0.0.1:8444")
+                    .raw("audit_http", "tls_cert", cert.display().to_string().into())
+                    .raw("audit_http", "tls_key", key.display().to_string().into())
+            }
+        }),
+        format!(
+            "ERROR audit_http.tls_key: {k} is readable or writable by others (mode 0644); fix: chmod 600 {k}",
+            k = path("keys/tiles-key.pem")
+        ),
+    ));
     s.write_key("data/inside.key", &[2u8; 32])?;
     cases.push((
         "a key inside the data directory",

@@ -106,6 +106,12 @@ async fn verify_by_url_equals_verify_of_a_local_export() {
         let o = onboard(&["audit", "verify", source, "--vkey", &vkey], &env).await;
         assert_eq!(summary(&o), local, "{source}");
     }
+    // A password in the URL reaches the server, never the output.
+    let with_password = api.replacen("://", "://auditor:S3CRET-PW@", 1);
+    let o = onboard(&["audit", "verify", &with_password, "--vkey", &vkey], &[]).await;
+    assert_eq!(summary(&o), local, "{}", text(&o));
+    assert!(!text(&o).contains("S3CRET-PW"), "{}", text(&o));
+    assert!(!text(&o).contains("auditor@"), "{}", text(&o));
 
     // A copy made from the running server verifies the same.
     let copy = dir.path().join("copy");

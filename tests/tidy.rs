@@ -383,3 +383,27 @@ fn the_wizard_builds_service_requests_only_through_visit() {
         bad.join("\n")
     );
 }
+
+#[test]
+fn key_bytes_are_held_only_in_zeroizing_types() {
+    // A struct field `name: [u8; 32]` is a key left in memory after use (a config's copy of the
+    // sealing key was one): keys are `Zeroizing<[u8; 32]>` or `SealingKey`. Hashes are public.
+    let mut bad = Vec::new();
+    for (rel, text) in shipped() {
+        for (i, line) in text.lines().enumerate() {
+            let field = code(line).trim().trim_start_matches("pub(crate) ");
+            let field = field.trim_start_matches("pub ");
+            if let Some((name, ty)) = field.split_once(": ")
+                && ty.trim_end_matches(',') == "[u8; 32]"
+                && !name.contains("hash")
+            {
+                bad.push(format!("{rel}:{}: {}", i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "32-byte fields that may hold a key, not in a zeroizing type:\n{}",
+        bad.join("\n")
+    );
+}

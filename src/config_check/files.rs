@@ -81,17 +81,20 @@ pub fn check_files(config: &Config, warn_days: u32, now: i64, f: &mut Findings) 
         }
     }
 
-    if let Some(k) = &config.tls.key
-        && let Some(bytes) = read_key(k, "tls.key", data_dir, f)
-    {
-        let has_key = Pem::iter_from_buffer(&bytes)
-            .filter_map(Result::ok)
-            .any(|p| p.label.ends_with("PRIVATE KEY"));
-        if !has_key {
-            f.error(
-                "tls.key",
-                format!("{}: no PEM private key block", k.display()),
-            );
+    let tiles_api_key = config.audit_http.as_ref().and_then(|h| h.tls_key.as_ref());
+    for (k, name) in [
+        (config.tls.key.as_ref(), "tls.key"),
+        (tiles_api_key, "audit_http.tls_key"),
+    ] {
+        if let Some(k) = k
+            && let Some(bytes) = read_key(k, name, data_dir, f)
+        {
+            let has_key = Pem::iter_from_buffer(&bytes)
+                .filter_map(Result::ok)
+                .any(|p| p.label.ends_with("PRIVATE KEY"));
+            if !has_key {
+                f.error(name, format!("{}: no PEM private key block", k.display()));
+            }
         }
     }
     let warn = i64::from(warn_days) * DAY;
@@ -165,21 +168,11 @@ fn read_key(
     };
     let mode = meta.permissions().mode() & 0o7777;
     let fix = format!("fix: chmod 600 {}", path.display());
-    if mode & 0o007 != 0 {
+    // The rule `onboard serve` refuses by, then the group read it allows but warns of.
+    if let Ok(Some((problem, mode))) = onboard_core::key_file::mode_problem(path) {
         f.error(
             name,
-            format!(
-                "{} is readable or writable by others (mode {mode:04o}); {fix}",
-                path.display()
-            ),
-        );
-    } else if mode & 0o020 != 0 {
-        f.error(
-            name,
-            format!(
-                "{} is writable by its group (mode {mode:04o}); {fix}",
-                path.display()
-            ),
+            format!("{} {problem} (mode {mode:04o}); {fix}", path.display()),
         );
     } else if mode & 0o040 != 0 {
         f.warn(

@@ -98,7 +98,8 @@ pub struct HttpConfig {
     /// HTTPS when set (required for [`Access::Mtls`], whose client verification lives here).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The checkpoint `/checkpoint` serves: `None` for the log's own latest, or a feed of
-    /// checkpoints a witness quorum cosigned (the note with their cosignature lines).
+    /// checkpoints a witness quorum cosigned (the note with their cosignature lines; the log's
+    /// own latest until the feed has one).
     pub feed: Option<audit_log::CheckpointFeed>,
 }
 

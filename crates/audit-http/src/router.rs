@@ -1,8 +1,8 @@
 //! The routes: `/checkpoint`, `/tile/<L>/<N>[.p/<W>]`, `/tile/entries/<N>[.p/<W>]`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use audit_log::{AuditError, AuditLog, CheckpointFeed, TileId, TileKind};
+use audit_log::{AuditError, AuditLog, CheckpointFeed, SignedCheckpoint, TileId, TileKind};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{
@@ -23,6 +23,9 @@ struct Served {
     log: AuditLog,
     /// The checkpoint served (the log's own, or the latest a witness quorum cosigned).
     feed: CheckpointFeed,
+    /// The log's own checkpoint served last while `feed` had none at least as large (see
+    /// [`Served::checkpoint`]); `None` once the feed's is served.
+    own_served: Mutex<Option<Arc<SignedCheckpoint>>>,
     /// `Cache-Control` of tiles and bundles (immutable; `public` only for open access).
     tile_cache: HeaderValue,
     /// `Cache-Control` of the checkpoint (a few seconds: it changes with every commit).
@@ -30,14 +33,16 @@ struct Served {
 }
 
 /// The tlog-tiles routes over `log`, serving `feed`'s checkpoint (`log.feed()` for the log's
-/// own), guarded by `access` (bearer is checked here; mTLS by the TLS handshake in
-/// [`crate::serve`]). Mount it at the log's prefix, e.g.
+/// own; the log's own too while a feed of cosigned checkpoints has none yet), guarded by
+/// `access` (bearer is checked here; mTLS by the TLS handshake in [`crate::serve`]). Mount it
+/// at the log's prefix, e.g.
 /// `Router::new().nest("/audit", router(log.clone(), log.feed(), &access))`.
 pub fn router(log: AuditLog, feed: CheckpointFeed, access: &Access) -> Router {
     let visibility = if access.public() { "public" } else { "private" };
     let served = Arc::new(Served {
         log,
         feed,
+        own_served: Mutex::new(None),
         tile_cache: header(&format!("{visibility}, max-age=31536000, immutable")),
         checkpoint_cache: header(&format!("{visibility}, max-age=2")),
     });
@@ -74,15 +79,36 @@ fn header(v: &str) -> HeaderValue {
     HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("no-store"))
 }
 
+impl Served {
+    /// The checkpoint `/checkpoint` serves. tlog-tiles: it "MUST be served", so while a feed of
+    /// cosigned checkpoints has none yet, the log's own latest is (signed by the log alone: a
+    /// reader that requires the witnesses' cosignatures refuses it, as it found none before,
+    /// and any other reader reads the log). Once the feed has one it is served, never an own
+    /// checkpoint again; but never a smaller one than was served either, so a reader never
+    /// sees the log rewind: the own checkpoint served last stays until the feed's is at least
+    /// as large (about one witness round, as the feed's lags the log's).
+    fn checkpoint(&self) -> Arc<SignedCheckpoint> {
+        let mut own = self
+            .own_served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (self.feed.current(), own.as_ref()) {
+            (Some(feed), Some(o)) if feed.checkpoint.size < o.checkpoint.size => o.clone(),
+            (Some(feed), _) => {
+                *own = None;
+                feed
+            }
+            (None, _) => {
+                let latest = self.log.checkpoint();
+                *own = Some(latest.clone());
+                latest
+            }
+        }
+    }
+}
+
 async fn checkpoint(State(s): State<Arc<Served>>) -> Response {
-    let Some(cp) = s.feed.current() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-            "no checkpoint has been cosigned by the witness quorum yet\n",
-        )
-            .into_response();
-    };
+    let cp = s.checkpoint();
     (
         [
             (

@@ -21,7 +21,7 @@ mod key;
 
 pub use key::{
     KeyParts, NamedSigningKey, NamedVerifyingKey, PRIVATE_KEY_PREFIX, check_key_name, key_hash,
-    split_key,
+    key_shown, split_key,
 };
 
 /// The algorithm byte for Ed25519 in note keys and key ids.

@@ -7,7 +7,10 @@
 //!   server's) or from a publication target; [`fetch`] verifies it (fully or incrementally from
 //!   a saved checkpoint), copies it into the export layout, and computes tlog-proofs from its
 //!   tiles; [`Follower`] follows it as it grows and raises an alert when it rewinds or forks.
+//!   Every read is held to what the resource may hold ([`MAX_CHECKPOINT_BYTES`],
+//!   [`MAX_HASH_TILE_BYTES`], [`MAX_BUNDLE_BYTES`]).
 
+mod body;
 mod error;
 pub mod fetch;
 mod follow;
@@ -15,8 +18,9 @@ mod publish;
 mod source;
 mod target;
 
+pub use body::{MAX_BUNDLE_BYTES, MAX_CHECKPOINT_BYTES, MAX_HASH_TILE_BYTES};
 pub use error::RemoteError;
 pub use follow::{FollowStep, Follower};
 pub use publish::{Observer, PublishEvent, Publisher};
-pub use source::{BlockingReader, ClientSettings, HttpSource, Source};
+pub use source::{BlockingReader, ClientSettings, HttpSource, Source, shown};
 pub use target::{Lifetime, Target};

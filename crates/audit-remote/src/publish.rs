@@ -98,7 +98,11 @@ impl Publisher {
 
     /// Publishes the checkpoints of `feed` (e.g. the latest one a quorum of witnesses
     /// cosigned, with their cosignature lines) instead of the log's own; they must be
-    /// checkpoints of this log. Nothing is published while the feed has none.
+    /// checkpoints of this log. While the feed has none yet, the log's own latest checkpoint is
+    /// published (tlog-tiles: the checkpoint MUST be served; a reader that requires the
+    /// cosignatures refuses it as it would find none); once it has one, only its checkpoints
+    /// are, never a smaller one than the target holds (the target keeps an own checkpoint
+    /// larger than the feed's until the feed reaches its size).
     pub fn with_feed(mut self, feed: CheckpointFeed) -> Self {
         self.feed = feed;
         self
@@ -127,6 +131,12 @@ impl Publisher {
         let note = match self.target.get("checkpoint").await {
             Ok(b) => b,
             Err(RemoteError::NotFound { .. }) => return Ok(None),
+            // Longer than any checkpoint: not one of this log's.
+            Err(RemoteError::Invalid { location, detail }) => {
+                return Err(RemoteError::Conflict(format!(
+                    "{location} is {detail}, not a checkpoint of this log; refusing to overwrite it"
+                )));
+            }
             Err(e) => return Err(e),
         };
         let where_ = self.target.describe("checkpoint");
@@ -165,9 +175,7 @@ impl Publisher {
     /// Uploads what the log's latest checkpoint adds to a target holding `from` entries
     /// (`None`: nothing yet), checkpoint last. Returns the size published.
     async fn round(&self, from: Option<u64>) -> Result<Option<u64>, RemoteError> {
-        let Some(cp) = self.feed.current() else {
-            return Ok(from);
-        };
+        let cp = self.feed.current().unwrap_or_else(|| self.log.checkpoint());
         let to = cp.checkpoint.size;
         if from.is_some_and(|f| f > to) {
             return Ok(from);
@@ -234,11 +242,14 @@ impl Publisher {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RemoteError> {
         tokio::pin!(shutdown);
         let mut changes = self.feed.clone();
+        // The log's own checkpoints, published while `feed` has none yet.
+        let mut own = self.log.feed();
         // What the target holds: `None` until read (again, after a failure).
         let mut known: Option<Option<u64>> = None;
         let mut backoff = MIN_BACKOFF;
         loop {
             changes.mark_seen();
+            own.mark_seen();
             let step = async {
                 let from = match known {
                     Some(p) => p,
@@ -278,11 +289,15 @@ impl Publisher {
                     continue;
                 }
             }
+            let feed_empty = self.feed.current().is_none();
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 changed = changes.changed() => if !changed {
                     // Every handle to the log (or the feed's sender) is gone: nothing more
                     // will be signed.
+                    return Ok(());
+                },
+                changed = own.changed(), if feed_empty => if !changed {
                     return Ok(());
                 },
             }

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::ACCEPT_ENCODING;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::body::{self, Capped};
 use crate::error::RemoteError;
 use crate::target::Target;
 
@@ -141,15 +142,31 @@ impl HttpSource {
             location: location.clone(),
             detail,
         };
-        let resp = req
+        let mut resp = req
             .send()
             .await
             .map_err(|e| (http(transport_detail(&e)), true))?;
         match resp.status() {
-            StatusCode::OK => resp
-                .bytes()
-                .await
-                .map_err(|e| (http(transport_detail(&e)), true)),
+            StatusCode::OK => {
+                // At most what `rel` may hold, decided from the announced length when there is
+                // one (reqwest announces none for a body it decodes), else as the body comes.
+                let cap = body::max_bytes(rel);
+                let announced = resp.content_length();
+                if announced.is_some_and(|n| n > u64::try_from(cap).unwrap_or(u64::MAX)) {
+                    return Err((body::too_long(&location, cap), false));
+                }
+                let mut read = Capped::new(cap, announced);
+                while let Some(chunk) = resp
+                    .chunk()
+                    .await
+                    .map_err(|e| (http(transport_detail(&e)), true))?
+                {
+                    if !read.push(&chunk) {
+                        return Err((body::too_long(&location, cap), false));
+                    }
+                }
+                Ok(Bytes::from(read.into_inner()))
+            }
             StatusCode::NOT_FOUND => Err((
                 RemoteError::NotFound {
                     location: location.clone(),
@@ -158,8 +175,7 @@ impl HttpSource {
             )),
             status => {
                 let again = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-                let body = resp.text().await.unwrap_or_default();
-                let body: String = body.trim().chars().take(200).collect();
+                let body = error_text(resp).await;
                 Err(if status == StatusCode::FORBIDDEN {
                     let forbidden = RemoteError::Forbidden {
                         location: location.clone(),
@@ -172,6 +188,21 @@ impl HttpSource {
             }
         }
     }
+}
+
+/// The start of an error answer's body, for the message: at most 200 characters, and never
+/// more than a few KiB read of a body however long.
+async fn error_text(mut resp: reqwest::Response) -> String {
+    const READ: usize = 4096;
+    let mut read = Vec::new();
+    while read.len() < READ {
+        match resp.chunk().await {
+            Ok(Some(c)) => read.extend_from_slice(&c[..c.len().min(READ - read.len())]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&read);
+    text.trim().chars().take(200).collect()
 }
 
 /// The innermost cause of a transport error (reqwest's own message names only the URL).
@@ -252,11 +283,13 @@ impl audit_log::TileReader for BlockingReader {
     }
 }
 
-/// `url` as errors and logs show it: without a password (`https://user@host/…`), which a base
-/// URL with credentials in it would otherwise print wherever the location is named.
-fn shown(url: &url::Url) -> String {
+/// `url` as errors and logs show it: without the credentials a base URL may carry (a user and
+/// password, or a token as the user name), which would otherwise be printed wherever the
+/// location is named.
+pub fn shown(url: &url::Url) -> String {
     let mut u = url.clone();
     let _ = u.set_password(None);
+    let _ = u.set_username("");
     u.to_string()
 }
 
@@ -266,7 +299,7 @@ mod tests {
 
     /// A base URL with credentials in it: errors name the user and host, never the password.
     #[tokio::test]
-    async fn errors_name_the_location_without_its_password() {
+    async fn errors_name_the_location_without_its_credentials() {
         let source = HttpSource::new(
             "http://auditor:s3cr3t-pw@127.0.0.1:1/log",
             ClientSettings::default(),
@@ -274,6 +307,7 @@ mod tests {
         .unwrap();
         let err = source.get("checkpoint").await.unwrap_err().to_string();
         assert!(!err.contains("s3cr3t-pw"), "{err}");
-        assert!(err.contains("auditor@127.0.0.1:1/log/checkpoint"), "{err}");
+        assert!(!err.contains("auditor"), "{err}");
+        assert!(err.contains("http://127.0.0.1:1/log/checkpoint"), "{err}");
     }
 }

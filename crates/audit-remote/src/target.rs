@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
@@ -13,6 +14,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::{Path, PathPart};
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 
+use crate::body::{self, Capped, Coding};
 use crate::error::RemoteError;
 
 /// How long caches may keep what is uploaded.
@@ -36,6 +38,9 @@ pub struct Target {
     /// Whether the store keeps HTTP metadata (content type, cache lifetime) with objects; the
     /// local file system does not.
     keeps_metadata: bool,
+    /// Whether entry bundles are stored gzip-coded with `Content-Encoding: gzip` (a store that
+    /// keeps metadata, but Google Cloud Storage: see [`Target::parse_with_options`]).
+    gzip_bundles: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -86,6 +91,12 @@ impl Target {
         };
         let url = url::Url::parse(location).map_err(|e| bad(location, e.to_string()))?;
         let store_err = |e: object_store::Error| bad(location, e.to_string());
+        // Entry bundles go gzip-coded to the stores that keep metadata, except GCS: it serves an
+        // object stored with `Content-Encoding: gzip` to a request that does not accept gzip
+        // decoded and without Content-Length, and object_store 0.14 refuses that answer
+        // (apache/arrow-rs-object-store#774), so `onboard audit verify gs://…` could not read
+        // them back. Over HTTP GCS would serve them well.
+        let gzip_bundles = scheme != "gs";
         let store: Arc<dyn ObjectStore> = match scheme {
             "file" => {
                 let dir = url
@@ -140,6 +151,7 @@ impl Target {
             display: location.to_owned(),
             // The cloud stores keep object metadata (content type, cache control).
             keeps_metadata: true,
+            gzip_bundles,
         })
     }
 
@@ -157,10 +169,13 @@ impl Target {
             prefix: Path::default(),
             display: location.to_owned(),
             keeps_metadata: false,
+            gzip_bundles: false,
         })
     }
 
-    /// A target over an already built store (tests, or stores configured in code).
+    /// A target over an already built store (tests, or stores configured in code). With
+    /// `keeps_metadata`, objects carry their content type and cache lifetime, and entry
+    /// bundles are stored gzip-coded with `Content-Encoding: gzip`.
     pub fn from_store(
         store: Arc<dyn ObjectStore>,
         prefix: &str,
@@ -172,6 +187,7 @@ impl Target {
                 .map_err(|e| bad(prefix, format!("prefix: {e}")))?,
             display: prefix.to_owned(),
             keeps_metadata,
+            gzip_bundles: keeps_metadata,
         })
     }
 
@@ -188,7 +204,11 @@ impl Target {
         format!("{}/{rel}", self.display.trim_end_matches('/'))
     }
 
-    /// The object `rel`.
+    /// The object `rel`, decoded when its `Content-Encoding` attribute says gzip (entry bundles
+    /// published to a store that keeps metadata); never decided by the bytes. At most what
+    /// `rel` may hold is read ([`crate::MAX_CHECKPOINT_BYTES`], [`crate::MAX_HASH_TILE_BYTES`],
+    /// [`crate::MAX_BUNDLE_BYTES`]): a larger object is [`RemoteError::Invalid`],
+    /// refused from its listed size or as soon as the stream passes the cap.
     pub async fn get(&self, rel: &str) -> Result<Bytes, RemoteError> {
         let location = self.describe(rel);
         let result = match self.store.get(&self.path(rel)).await {
@@ -198,14 +218,47 @@ impl Target {
             }
             Err(source) => return Err(RemoteError::Store { location, source }),
         };
-        result
-            .bytes()
-            .await
-            .map_err(|source| RemoteError::Store { location, source })
+        let cap = body::max_bytes(rel);
+        let encoding = result.attributes.get(&Attribute::ContentEncoding);
+        let coding =
+            Coding::of(encoding.map(|v| v.as_ref())).map_err(|detail| RemoteError::Invalid {
+                location: location.clone(),
+                detail,
+            })?;
+        let stored_cap = coding.stored_cap(cap);
+        if result.meta.size > u64::try_from(stored_cap).unwrap_or(u64::MAX) {
+            return Err(body::too_long(&location, stored_cap));
+        }
+        let mut stored = Capped::new(stored_cap, Some(result.meta.size));
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| RemoteError::Store {
+                location: location.clone(),
+                source,
+            })?;
+            if !stored.push(&chunk) {
+                return Err(body::too_long(&location, stored_cap));
+            }
+        }
+        let stored = stored.into_inner();
+        match coding {
+            Coding::Identity => Ok(Bytes::from(stored)),
+            // Decoding costs little next to the read: inline.
+            Coding::Gzip => body::gunzip(&location, &stored, cap).map(Bytes::from),
+        }
     }
 
-    /// Writes the object `rel` (atomically: readers see the old object or the new one).
-    pub async fn put(&self, rel: &str, data: Bytes, lifetime: Lifetime) -> Result<(), RemoteError> {
+    /// Writes the object `rel` (atomically: readers see the old object or the new one). In a
+    /// store that keeps metadata it carries its content type and cache lifetime, and an entry
+    /// bundle is stored gzip-coded with `Content-Encoding: gzip` (tlog-tiles: "Entry bundles
+    /// SHOULD be compressed at the HTTP layer … MAY use `Content-Encoding: gzip` with no
+    /// negotiation"); hash tiles and the checkpoint are stored as they are.
+    pub async fn put(
+        &self,
+        rel: &str,
+        mut data: Bytes,
+        lifetime: Lifetime,
+    ) -> Result<(), RemoteError> {
         let mut attributes = Attributes::new();
         if self.keeps_metadata {
             let (content_type, cache) = match lifetime {
@@ -217,6 +270,15 @@ impl Target {
             };
             attributes.insert(Attribute::ContentType, content_type.into());
             attributes.insert(Attribute::CacheControl, cache.into());
+        }
+        if self.gzip_bundles && body::is_bundle(rel) {
+            // Up to 16 MiB of entries to compress: off the async threads.
+            let coded = tokio::task::spawn_blocking(move || body::gzip(&data))
+                .await
+                .map_err(|e| RemoteError::Conflict(format!("compressing {rel}: {e}")))?
+                .map_err(|e| RemoteError::io(format!("compressing {rel}"), e))?;
+            data = Bytes::from(coded);
+            attributes.insert(Attribute::ContentEncoding, "gzip".into());
         }
         let opts = PutOptions {
             attributes,

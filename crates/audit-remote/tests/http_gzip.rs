@@ -91,9 +91,7 @@ async fn gzip_answers_are_decoded_even_unasked_and_both_encodings_are_accepted()
     let app = axum::Router::new()
         .fallback(serve)
         .with_state(served.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (addr, server) = testkit::http::serve(app).await.unwrap();
 
     let source =
         Arc::new(Source::parse(&format!("http://{addr}/"), ClientSettings::default()).unwrap());

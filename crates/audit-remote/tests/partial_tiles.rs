@@ -86,9 +86,8 @@ async fn a_bucket_answering_403_for_a_deleted_partial_tile_is_read_from_the_full
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, bucket).await });
+    let (addr, _server) = testkit::http::serve(bucket).await.unwrap();
+    let url = format!("http://{addr}/");
     let source = std::sync::Arc::new(Source::parse(&url, ClientSettings::default()).unwrap());
     let copy = dir.path().join("copy");
     let s = copy_to_dir(&source, &copy, &[log_signer().verifier()])

@@ -21,6 +21,49 @@ fn vkey() -> audit_log::NoteVerifier {
     log_signer().verifier()
 }
 
+/// A publisher of `log` to `target` following a feed of vouched checkpoints, running until
+/// [`FeedRun::stop`].
+struct FeedRun {
+    /// Ends the publisher's run.
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// The run, awaited by `stop`.
+    task: tokio::task::JoinHandle<Result<(), RemoteError>>,
+    /// The target, read as an auditor would.
+    source: Source,
+}
+
+impl FeedRun {
+    fn start(
+        log: &audit_log::AuditLog,
+        target: &Target,
+        feed: tokio::sync::watch::Receiver<Option<Arc<audit_log::SignedCheckpoint>>>,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let publisher = Publisher::new(log.clone(), target.clone())
+            .with_feed(audit_log::CheckpointFeed::Vouched(feed));
+        let task = tokio::spawn(publisher.run(async {
+            stopped.await.ok();
+        }));
+        let source = Source::Store(target.clone());
+        Self { stop, task, source }
+    }
+
+    /// Waits (30 s at most) until the target's checkpoint is `want`.
+    async fn published(&self, want: &str) {
+        let limit = std::time::Duration::from_secs(30);
+        testkit::wait::until_true("the note published", limit, async || {
+            Ok(self.source.checkpoint().await.ok().as_deref() == Some(want))
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 /// The target's content verified through the same reader an auditor would use.
 async fn verify_target(target: &Target) -> audit_log::verify::VerifyReport {
     let source = Arc::new(Source::Store(target.clone()));
@@ -110,6 +153,42 @@ async fn publishes_to_s3() {
     let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let target = Target::parse_with_options("s3://audit/logs/prod", true, &opts).unwrap();
     publish_and_follow(target).await;
+
+    // As S3 serves them: entry bundles gzip-coded with `Content-Encoding: gzip` (tlog-tiles:
+    // bundles SHOULD be compressed at the HTTP layer), hash tiles and the checkpoint as they
+    // are. (moto refuses anonymous reads and checks no signature: any SigV4 header will do.)
+    let base = format!("{}/audit/logs/prod/", moto.endpoint);
+    let client = reqwest::Client::builder().no_gzip().build().unwrap();
+    let get = async |rel: &str| {
+        let r = client
+            .get(format!("{base}{rel}"))
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, \
+                 SignedHeaders=host, Signature=00",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            reqwest::StatusCode::OK,
+            "{rel}: {:?}",
+            r.headers()
+        );
+        let encoding = r
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let cache = r.headers()["cache-control"].to_str().unwrap().to_owned();
+        (encoding, cache, r.bytes().await.unwrap().len())
+    };
+    let (encoding, cache, len) = get("tile/entries/000").await;
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    assert_eq!(cache, "public, max-age=31536000, immutable");
+    assert!(len < 256 * 100, "{len} bytes");
+    assert_eq!(get("tile/0/000").await, (None, cache, 8192));
+    assert_eq!(get("checkpoint").await.0, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -182,27 +261,62 @@ async fn a_note_that_gains_cosignatures_at_the_same_size_is_published_again() {
         ))
     };
     let (tx, rx) = tokio::sync::watch::channel(vouched(own.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let publisher = Publisher::new(log.clone(), target.clone())
-        .with_feed(audit_log::CheckpointFeed::Vouched(rx));
-    let task = tokio::spawn(publisher.run(async {
-        stopped.await.ok();
-    }));
-    let source = Source::Store(target.clone());
-    let published = async |want: &str| {
-        let limit = std::time::Duration::from_secs(30);
-        testkit::wait::until_true("the note published", limit, async || {
-            Ok(source.checkpoint().await.ok().as_deref() == Some(want))
-        })
-        .await
-        .unwrap();
-    };
-    published(&own).await;
+    let run = FeedRun::start(&log, &target, rx);
+    run.published(&own).await;
     // A line by a key the log does not know (a witness's), as a quorum feed appends it.
     let cosigned = format!("{own}\u{2014} w.example/1 {}\n", "A".repeat(100) + "AAAA");
     tx.send(vouched(cosigned.clone())).unwrap();
-    published(&cosigned).await;
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    run.published(&cosigned).await;
+    run.stop().await;
+    log.close();
+}
+
+/// tlog-tiles: the checkpoint MUST be served. With a feed of cosigned checkpoints that has none
+/// yet, the log's own latest is published, and followed as the log grows; once the feed has
+/// one, only the feed's are published, never a smaller one than the target holds (an own
+/// checkpoint larger than the feed's stays until the feed reaches its size), and never an own
+/// one again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_own_checkpoint_is_published_until_the_feed_has_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::parse(dir.path().join("bucket").to_str().unwrap(), true).unwrap();
+    let log = open(&dir.path().join("log"));
+    append_more(&log, 10).await.unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let run = FeedRun::start(&log, &target, rx);
+    let at_10 = log.checkpoint().note.clone();
+    run.published(&at_10).await;
+    append_more(&log, 10).await.unwrap();
+    let at_20 = log.checkpoint().note.clone();
+    run.published(&at_20).await;
+
+    let cosigned = |note: &str| {
+        let note = format!("{note}\u{2014} w.example/1 {}\n", "A".repeat(100) + "AAAA");
+        (
+            Some(Arc::new(
+                audit_log::SignedCheckpoint::open(&note, &[vkey()]).unwrap(),
+            )),
+            note,
+        )
+    };
+    // The feed's first checkpoint lags the one published: the target keeps 20.
+    let (cp, _) = cosigned(&at_10);
+    tx.send(cp).unwrap();
+    append_more(&log, 10).await.unwrap();
+    let at_30 = log.checkpoint().note.clone();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(run.source.checkpoint().await.unwrap(), at_20);
+    // The feed reaches 20, then 30: the cosigned notes replace it.
+    let (cp, cosigned_20) = cosigned(&at_20);
+    tx.send(cp).unwrap();
+    run.published(&cosigned_20).await;
+    let (cp, cosigned_30) = cosigned(&at_30);
+    tx.send(cp).unwrap();
+    run.published(&cosigned_30).await;
+    // The log grows on; the feed has not cosigned it: the target stays at the cosigned 30.
+    append_more(&log, 10).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(run.source.checkpoint().await.unwrap(), cosigned_30);
+    run.stop().await;
     log.close();
 }

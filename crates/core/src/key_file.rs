@@ -20,6 +20,21 @@ pub fn parse(bytes: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
     Some(key)
 }
 
+/// Why the file at `path` is unfit to hold a private key, with its mode: readable or writable
+/// by others, or writable by its group; `None` when it is fit (the owner's, perhaps readable by
+/// its group).
+pub fn mode_problem(path: &Path) -> std::io::Result<Option<(&'static str, u32)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    Ok(if mode & 0o007 != 0 {
+        Some(("is readable or writable by others", mode))
+    } else if mode & 0o020 != 0 {
+        Some(("is writable by its group", mode))
+    } else {
+        None
+    })
+}
+
 /// Writes `data` to a new file at `path` that only its owner may read (mode 0600; an existing
 /// file is never overwritten), synced with its directory entry. A file left half-written is
 /// removed.

@@ -52,10 +52,8 @@ impl std::fmt::Debug for SealingKey {
 
 impl SealingKey {
     /// Wraps the caller's key.
-    pub fn new(key: [u8; 32]) -> Self {
-        Self {
-            key: Zeroizing::new(key),
-        }
+    pub fn new(key: impl Into<Zeroizing<[u8; 32]>>) -> Self {
+        Self { key: key.into() }
     }
 
     /// The key that MACs state-store records ([`crate::store::RecordMac`]), derived from this

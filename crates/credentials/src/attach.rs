@@ -113,6 +113,55 @@ impl Mode {
     }
 }
 
+impl RegistrationRef {
+    /// The registration an attach names, checked by the rules every caller shares, before
+    /// anything is looked up, stored or recorded: the tenant as CreateInvitation takes one
+    /// ([`onboard_core::text::check_tenant`]: its id, a GUID, or one of its domain names;
+    /// `organizations`, `common` and `consumers` name no tenant, and Entra issues an app's own
+    /// token only at its tenant's authority, AADSTS50059), and the client id a UUID, as Entra
+    /// gives every application. INVALID_ARGUMENT on `registration.tenant_id` or
+    /// `registration.client_id` saying the rule broken, never the value: a client secret pasted
+    /// into the wrong box must reach no message, no log and no audit entry (the attach's intent
+    /// names the client id). `Ok` is the reference in lower case, as registrations are kept
+    /// and compared. Callers trim first if they trim (the wizard does; gRPC takes the fields
+    /// as sent).
+    pub fn checked_for_attach(&self) -> Result<RegistrationRef, CredentialsError> {
+        let tenant = &self.tenant_id;
+        if tenant.is_empty() {
+            return Err(CredentialsError::InvalidArgument {
+                field: "registration.tenant_id",
+                reason: "required".into(),
+            });
+        }
+        onboard_core::text::check_tenant(tenant).map_err(|reason| {
+            CredentialsError::InvalidArgument {
+                field: "registration.tenant_id",
+                reason,
+            }
+        })?;
+        let client = &self.client_id;
+        if client.is_empty() {
+            return Err(CredentialsError::InvalidArgument {
+                field: "registration.client_id",
+                reason: "required".into(),
+            });
+        }
+        if !onboard_core::text::is_guid(client) {
+            return Err(CredentialsError::InvalidArgument {
+                field: "registration.client_id",
+                reason: "must be a UUID (8-4-4-4-12 hexadecimal digits), the application \
+                         (client) id Entra shows for the app registration"
+                    .into(),
+            });
+        }
+        let checked =
+            RegistrationRef::new(tenant.to_ascii_lowercase(), client.to_ascii_lowercase());
+        // The lookup rules (length, no '/'), which a domain of more than 128 characters breaks.
+        check_ref(&checked)?;
+        Ok(checked)
+    }
+}
+
 impl Credentials {
     /// Validates and attaches a hand-made registration: a client-credentials token must be
     /// issued with the secret, and its `roles` (per resource) and `wids` must cover the
@@ -164,14 +213,7 @@ impl Credentials {
         &self,
         req: &AttachRequest,
     ) -> Result<ResolvedProfile, CredentialsError> {
-        check_ref(&req.registration)?;
-        if entra_client::sts::is_tenant_independent(&req.registration.tenant_id) {
-            // Entra issues an app's own token only at its tenant's authority (AADSTS50059).
-            return Err(CredentialsError::InvalidArgument {
-                field: "registration.tenant_id",
-                reason: "the tenant's id or domain, not a tenant-independent authority".into(),
-            });
-        }
+        // The registration is checked (`checked_for_attach`) by `attach_in`, which keeps it.
         if req.client_secret.expose_secret().is_empty() {
             return Err(CredentialsError::InvalidArgument {
                 field: "client_secret",
@@ -228,6 +270,9 @@ impl Credentials {
         for s in &mut req.service_ids {
             *s = s.trim().to_owned();
         }
+        // Whoever calls: nothing of a malformed reference reaches a lookup or the intent below
+        // (its client id is written there). Kept in lower case, as registrations are compared.
+        req.registration = req.registration.checked_for_attach()?;
         let profile = self.check_attach_request(&req)?;
         if mode == Mode::Invitation && req.service_ids.len() != 1 {
             return Err(CredentialsError::InvalidArgument {
@@ -438,8 +483,17 @@ impl Credentials {
         let sts = self.inner.entra.sts();
         sts.tenant_id(tenant, &OpContext::new())
             .await
-            .map_err(|e| match e.aadsts() {
-                Some(90_002) => crate::held::unknown_tenant(tenant),
+            .map_err(|e| match (e.aadsts(), e.root()) {
+                (Some(90_002), _) => crate::held::unknown_tenant(tenant),
+                // Checked before (`checked_for_attach`), so not expected: the client's own
+                // refusal of a value it cannot put in a URL is still the field's, said without
+                // the client's message, which quotes the value.
+                (_, entra_client::EntraError::InvalidInput(_)) => {
+                    CredentialsError::InvalidArgument {
+                        field: "registration.tenant_id",
+                        reason: "must be a tenant id (a GUID) or a domain name".into(),
+                    }
+                }
                 _ => CredentialsError::entra("tenant_id", e),
             })
     }

@@ -39,6 +39,8 @@ pub mod targets;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use zeroize::Zeroizing;
+
 use audit_log::AuditLog;
 use entra_client::EntraClient;
 use onboard_core::{Hook, HookAction, ProfileSet, Purpose, SealingKey, Shutdown};
@@ -61,7 +63,7 @@ pub struct CredentialsConfig {
     /// The credential store: a sled tree the caller opened (`db.open_tree("credentials")`).
     pub tree: sled::Tree,
     /// Seals secrets and admin refresh tokens at rest (the same key as the onboarding store).
-    pub sealing_key: [u8; 32],
+    pub sealing_key: Zeroizing<[u8; 32]>,
     /// Permission profiles, for attaching and for the required-role rule.
     pub profiles: ProfileSet,
     /// Lifetime of new secrets; `None` leaves Graph's default (two years).
@@ -91,13 +93,13 @@ impl CredentialsConfig {
         entra: EntraClient,
         audit: AuditLog,
         tree: sled::Tree,
-        sealing_key: [u8; 32],
+        sealing_key: impl Into<Zeroizing<[u8; 32]>>,
     ) -> Result<Self, CredentialsError> {
         Ok(Self {
             entra,
             audit,
             tree,
-            sealing_key,
+            sealing_key: sealing_key.into(),
             profiles: ProfileSet::defaults()?,
             secret_lifetime: Some(time::Duration::days(180)),
             validate_scope: "https://graph.microsoft.com/.default".into(),
@@ -174,16 +176,16 @@ impl Credentials {
     /// Builds the manager. Call [`Credentials::import_provisioned`] and
     /// [`Credentials::resume_all`] after start-up.
     pub fn new(cfg: CredentialsConfig) -> Result<Self, CredentialsError> {
+        let key = SealingKey::new(cfg.sealing_key);
         Ok(Self {
             inner: Arc::new(Inner {
                 entra: cfg.entra,
                 audit: cfg.audit,
                 store: store::Store::new(
                     cfg.tree,
-                    cfg.record_mac
-                        .unwrap_or_else(|| SealingKey::new(cfg.sealing_key).record_mac()),
+                    cfg.record_mac.unwrap_or_else(|| key.record_mac()),
                 ),
-                key: SealingKey::new(cfg.sealing_key),
+                key,
                 profiles: cfg.profiles,
                 secret_lifetime: cfg.secret_lifetime,
                 validate_scope: cfg.validate_scope,

@@ -20,9 +20,16 @@ pub(crate) fn stored_key(store: &Store) -> Result<TokenKey> {
          file with `onboard keys export` (docs/operations.md, \"Keys: backup and rotation\")"
     );
     match store.meta(TOKEN_KEY_META)? {
-        Some(v) => Ok(TokenKey::new(v.as_ref().try_into().map_err(|_| {
-            InvitationError::Config("the stored invitation token key is not 32 bytes".into())
-        })?)),
+        Some(v) => {
+            let mut key = Zeroizing::new([0u8; 32]);
+            if v.len() != key.len() {
+                return Err(InvitationError::Config(
+                    "the stored invitation token key is not 32 bytes".into(),
+                ));
+            }
+            key.copy_from_slice(&v);
+            Ok(TokenKey::new(key))
+        }
         None => {
             let k = TokenKey::generate()?;
             store.set_meta(TOKEN_KEY_META, k.bytes())?;
@@ -41,5 +48,5 @@ pub(crate) fn load_key_file(path: &std::path::Path) -> Result<TokenKey> {
             path.display()
         ))
     })?;
-    Ok(TokenKey::new(*key))
+    Ok(TokenKey::new(key))
 }

@@ -7,6 +7,7 @@
 
 pub mod email;
 pub mod error;
+mod hand_off;
 pub mod idempotency;
 mod key_file;
 pub mod store;
@@ -24,6 +25,7 @@ use zeroize::Zeroizing;
 
 use email::Email;
 pub use error::{InvitationError, Result};
+pub use hand_off::REPLACED;
 pub use key_file::TOKEN_KEY_META;
 use key_file::{load_key_file, stored_key};
 use store::Store;
@@ -189,59 +191,8 @@ impl Invitations {
         }
     }
 
-    /// A hand-off link for onboarding `onboarding_id` (started with invitation `from`, now
-    /// waiting for a privileged admin), valid until `expires_at_ms`: single use like any
-    /// invitation, for the same customer, service and profile, for whichever admin signs in.
-    /// Earlier links for the same onboarding that are still pending are revoked (one live link).
-    pub async fn create_hand_off(
-        &self,
-        actor: &str,
-        onboarding_id: &str,
-        from: &InvitationRecord,
-        expires_at_ms: i64,
-    ) -> Result<Created> {
-        let now = now_ms();
-        if expires_at_ms <= now {
-            return Err(InvitationError::FailedPrecondition(format!(
-                "the wait of onboarding {onboarding_id} has already expired"
-            )));
-        }
-        let (earlier, _) = self.store.list(None, usize::MAX, |r| {
-            r.hand_off_of.as_deref() == Some(onboarding_id)
-                && r.state(now) == InvitationState::Pending
-        })?;
-        for r in earlier {
-            self.revoke(actor, &r.id, "replaced by a new hand-off link")
-                .await?;
-        }
-        let record = InvitationRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            customer: from.customer.clone(),
-            service_id: from.service_id.clone(),
-            provider_name: from.provider_name.clone(),
-            platform_server_name: from.platform_server_name.clone(),
-            platform_version: from.platform_version.clone(),
-            profile: from.profile.clone(),
-            admin_upn: String::new(),
-            created_at_ms: now,
-            expires_at_ms,
-            created_by: actor.to_owned(),
-            used_at_ms: None,
-            onboarding_id: None,
-            revoked_at_ms: None,
-            revoked_by: None,
-            hand_off_of: Some(onboarding_id.to_owned()),
-            // The run's tenant is what the hand-off signs in at (the server's choice); the
-            // original invitation's is kept for the record.
-            tenant: from.tenant.clone(),
-            idempotency: None,
-        };
-        let minted = self.key.mint()?;
-        self.insert_minted(actor, record, minted).await
-    }
-
     /// Stores `record` with `minted`'s hash, audited first.
-    async fn insert_minted(
+    pub(crate) async fn insert_minted(
         &self,
         actor: &str,
         record: InvitationRecord,
@@ -315,7 +266,8 @@ impl Invitations {
     }
 
     /// Revokes a pending or used invitation (a used one's token then unlocks its onboarding no
-    /// more); `actor` is the caller's audit identity.
+    /// more); `actor` is the caller's audit identity. A hand-off link's entries name the
+    /// onboarding it was issued for.
     pub async fn revoke(&self, actor: &str, id: &str, reason: &str) -> Result<InvitationRecord> {
         let current = self.store.get(id)?;
         current.require_revocable(now_ms())?;
@@ -324,7 +276,7 @@ impl Invitations {
             Phase::Intent,
             actor,
             &current,
-            None,
+            current.hand_off_of.as_deref(),
         )
         .with_detail("reason", reason);
         self.settle(id, intent, InvitationRecord::require_revocable, |r, now| {

@@ -222,6 +222,25 @@ impl Store {
         Ok((out, None))
     }
 
+    /// Every invitation `keep` accepts, oldest first. A record that cannot be read (its MAC or
+    /// its JSON) is logged by key and passed over, not the end of the scan: one damaged record
+    /// hides none of the others.
+    pub fn scan(&self, keep: impl Fn(&InvitationRecord) -> bool) -> Result<Vec<InvitationRecord>> {
+        let mut out = Vec::new();
+        for item in self.invitations.iter() {
+            let (k, v) = item?;
+            let id = String::from_utf8_lossy(&k);
+            match self.decode(&id, &v) {
+                Ok(rec) if keep(&rec) => out.push(rec),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(key = %id, error = %e, "an unreadable invitation record passed over");
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Changes a record atomically: `f` sees the current record and returns the new one or an
     /// error; concurrent changes are retried, so two redemptions cannot both succeed.
     pub async fn update(

@@ -42,10 +42,8 @@ pub struct MintedToken {
 
 impl TokenKey {
     /// A key from 32 bytes.
-    pub fn new(key: [u8; 32]) -> Self {
-        Self {
-            key: Zeroizing::new(key),
-        }
+    pub fn new(key: impl Into<Zeroizing<[u8; 32]>>) -> Self {
+        Self { key: key.into() }
     }
 
     /// A new random key.

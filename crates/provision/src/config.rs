@@ -7,6 +7,7 @@ use audit_log::AuditLog;
 use entra_client::EntraClient;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
 
 use onboard_core::{Hook, ProfileSet, SealingKey, Shutdown};
 
@@ -31,7 +32,7 @@ pub struct EngineConfig {
     /// The workflow store: a sled tree the caller opened (e.g. `db.open_tree("provision")`).
     pub store: sled::Tree,
     /// Seals client secrets and admin tokens at rest (XChaCha20-Poly1305).
-    pub secret_key: [u8; 32],
+    pub secret_key: Zeroizing<[u8; 32]>,
     /// Service provider name (`sp2` in `Sandbox1-sp2-token`).
     pub provider: String,
     /// Live Platform server name (`Sandbox1` in `Sandbox1-sp2-token`).
@@ -75,7 +76,7 @@ impl EngineConfig {
         entra: EntraClient,
         audit: AuditLog,
         store: sled::Tree,
-        secret_key: [u8; 32],
+        secret_key: impl Into<Zeroizing<[u8; 32]>>,
         server_name: impl Into<String>,
         provider: impl Into<String>,
     ) -> Result<Self, ProvisionError> {
@@ -83,7 +84,7 @@ impl EngineConfig {
             entra,
             audit,
             store,
-            secret_key,
+            secret_key: secret_key.into(),
             provider: provider.into(),
             server_name: server_name.into(),
             profiles: ProfileSet::defaults()?,

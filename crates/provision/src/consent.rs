@@ -22,7 +22,7 @@ use crate::driver::scope_of;
 use crate::engine::Engine;
 use crate::error::ProvisionError;
 use crate::hand_off::{AdminToken, Stored, consent_url, left_changes, waiting_event};
-use crate::store::{OnboardingRecord, Status};
+use crate::store::{OnboardingRecord, Status, WaitEndHow};
 
 /// The audit actor of grants made on Microsoft's admin-consent page: Microsoft does not say
 /// which admin it was (the tenant's own sign-in and audit logs do).
@@ -142,7 +142,9 @@ impl Engine {
         let done = h.rights.is_empty();
         rec.hand_off = Some(h.clone());
         if done {
-            // Everything the first admin lacked is there: their run goes on.
+            // Everything the first admin lacked is there: their run goes on, and the wait
+            // ended with the grants seen (its hand-off links end with it).
+            crate::hand_off::note_end(&mut rec, CONSENT_ACTOR, WaitEndHow::Consented);
             rec.status = Status::Running;
             rec.lacking = Vec::new();
             self.inner.store.put(&rec).await?;

@@ -10,6 +10,7 @@ use onboard_core::roles::Right;
 use onboard_core::{HookAction, Purpose, ResolvedProfile, SealingKey};
 use secrecy::SecretString;
 use tokio::sync::{broadcast, mpsc};
+use zeroize::Zeroizing;
 
 pub(crate) use crate::config::Inner;
 pub use crate::config::{EngineConfig, PlanRequest, ProvisionRequest, StepHook};
@@ -21,7 +22,7 @@ use crate::names::{self, validate_name};
 use crate::plan;
 use crate::signin::{Admin, check_sign_in};
 use crate::steps::{Run, Seed};
-use crate::store::{OnboardingRecord, Status, Store};
+use crate::store::{OnboardingRecord, Status, Store, WaitEndHow};
 use crate::view::{ListFilter, Onboarding};
 
 /// The onboarding workflow engine. Cheap to clone.
@@ -46,9 +47,11 @@ impl Engine {
     /// Builds an engine. Call [`Engine::resume_all`] after start-up.
     pub fn new(mut cfg: EngineConfig) -> Result<Self, ProvisionError> {
         let (hub, _) = broadcast::channel(1024);
-        let key = SealingKey::new(cfg.secret_key);
-        // The sealing key holds it from here on; the copy in the configuration is wiped.
-        cfg.secret_key = [0; 32];
+        // The sealing key holds it from here on; the configuration keeps zeros.
+        let key = SealingKey::new(std::mem::replace(
+            &mut cfg.secret_key,
+            Zeroizing::new([0; 32]),
+        ));
         let mac = cfg.record_mac.take().unwrap_or_else(|| key.record_mac());
         cfg.concurrency = cfg.concurrency.max(1);
         cfg.token_app_client_id = cfg.token_app_client_id.filter(|c| !c.trim().is_empty());
@@ -188,6 +191,10 @@ impl Engine {
                 error: None,
             },
         };
+        if rec.status == Status::AwaitingAdmin {
+            // This Provision ends the wait: its hand-off links end with it, but the caller's.
+            crate::hand_off::note_end(&mut rec, &req.actor, WaitEndHow::Provisioned);
+        }
         rec.status = Status::Running;
         rec.error = None;
         rec.actor = req.actor.clone();
@@ -477,6 +484,12 @@ impl Engine {
     /// One onboarding's state (no secrets).
     pub fn get(&self, id: &str) -> Result<Option<Onboarding>, ProvisionError> {
         Ok(self.inner.store.get(id)?.as_ref().map(Onboarding::from))
+    }
+
+    /// The audit actor of the Provision that started onboarding `id`'s last run (the first
+    /// admin's, or a hand-off link's holder who went on with it), if it has a record.
+    pub fn started_by(&self, id: &str) -> Result<Option<String>, ProvisionError> {
+        Ok(self.inner.store.get(id)?.map(|r| r.actor))
     }
 
     /// Every event `id` has recorded so far, in order (what Watch from 1 replays).

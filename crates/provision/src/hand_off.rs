@@ -26,7 +26,7 @@ use crate::error::ProvisionError;
 use crate::events::EventKind;
 use crate::plan::Plan;
 use crate::steps::Run;
-use crate::store::{HandOff, OnboardingRecord, Status};
+use crate::store::{HandOff, OnboardingRecord, Status, WaitEnd, WaitEndHow};
 
 /// The audit actor of an undo because nobody finished the hand-off in time.
 pub const EXPIRY_ACTOR: &str = "system:hand-off-expired";
@@ -137,6 +137,7 @@ pub(crate) async fn begin(run: &Arc<Run>, rights: Vec<Right>) -> Result<(), Prov
         expires_at: format(now + wait),
         first_actor: run.scope.actor.clone(),
         ended: None,
+        ended_by: None,
     };
     let mut e = entry(&rec, &run.scope.actor, Phase::Intent, &h);
     if let Some(url) = &h.admin_consent_url {
@@ -159,14 +160,38 @@ pub(crate) async fn begin(run: &Arc<Run>, rights: Vec<Right>) -> Result<(), Prov
     Ok(())
 }
 
-/// Records how a wait ended: finished by `actor` (`finished`), else expired or cancelled.
-/// Does nothing when `rec` has no open wait. The caller stores `rec`.
+/// Notes on `rec`'s wait, when it is open and its end not noted yet, that `actor` ended it
+/// `how` ([`HandOff::ended_by`]). The caller stores `rec`.
+pub(crate) fn note_end(rec: &mut OnboardingRecord, actor: &str, how: WaitEndHow) {
+    if let Some(h) = rec
+        .hand_off
+        .as_mut()
+        .filter(|h| h.ended.is_none() && h.ended_by.is_none())
+    {
+        h.ended_by = Some(WaitEnd {
+            actor: actor.to_owned(),
+            how,
+        });
+    }
+}
+
+/// Records how a wait ended: finished by `actor` (`finished`), else expired or cancelled. An
+/// expiry or a cancel is noted as the wait's end ([`note_end`]); a finished one was noted when
+/// the Provision (or the consent page) let the run go on, by whoever did. Does nothing when
+/// `rec` has no open wait. The caller stores `rec`.
 pub(crate) async fn end(
     inner: &Inner,
     rec: &mut OnboardingRecord,
     actor: &str,
     finished: bool,
 ) -> Result<(), ProvisionError> {
+    if !finished {
+        let how = match actor {
+            EXPIRY_ACTOR => WaitEndHow::Expired,
+            _ => WaitEndHow::Cancelled,
+        };
+        note_end(rec, actor, how);
+    }
     let Some(h) = rec.hand_off.as_mut().filter(|h| h.ended.is_none()) else {
         return Ok(());
     };

@@ -79,10 +79,40 @@ pub struct HandOff {
     /// When the wait ended (finished, expired or cancelled); `None` while it lasts.
     #[serde(default)]
     pub ended: Option<String>,
+    /// Who ended the wait, and how, recorded as it ends (before [`HandOff::ended`] when the
+    /// run it let go on writes the `onboarding.hand_off` outcome later). `None` while it
+    /// lasts, and in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<WaitEnd>,
     /// Microsoft's admin-consent page for the app, while Microsoft Graph permissions are left
     /// and the engine has a reply address for it (`None`: only the link can finish).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_consent_url: Option<String>,
+}
+
+/// Who ended a wait for a privileged admin, and how: what its hand-off links are revoked as
+/// (but the one whose holder went on with the run, or cancelled it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WaitEnd {
+    /// Their audit actor: the admin whose Provision went on with the run, the canceller,
+    /// `system:hand-off-expired` or `entra:admin-consent`.
+    pub actor: String,
+    /// How.
+    pub how: WaitEndHow,
+}
+
+/// How a wait for a privileged admin ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitEndHow {
+    /// A Provision went on with the run (a hand-off link's holder, or whoever retried).
+    Provisioned,
+    /// A CancelOnboarding.
+    Cancelled,
+    /// Nobody finished it in time: the expiry's undo.
+    Expired,
+    /// The grants made on Microsoft's admin-consent page left nothing to wait for.
+    Consented,
 }
 
 /// One onboarding's durable state.

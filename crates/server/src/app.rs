@@ -85,6 +85,10 @@ struct Inner {
     /// The one shutdown primitive: streams end, workflows start no new change, background
     /// loops stop, and work in flight gets its grace; see `onboard_core::shutdown`.
     shutdown: ShutdownController,
+    /// `true` once `serve` has done its start-up work (records migrated, keys moved out,
+    /// onboardings resumed) and accepts calls: what reads the app directly (an embedding
+    /// program, a test) waits on it, as a client's first call waits for the accept.
+    started: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for App {
@@ -111,7 +115,7 @@ impl App {
         // Key files that are not the keys this store generated are refused before it is read.
         crate::generated_keys::check_files(&db, &config)?;
         let key = sealing_key(&db, &config)?;
-        let record_mac = onboard_core::SealingKey::new(*key).record_mac();
+        let record_mac = onboard_core::SealingKey::new(key.clone()).record_mac();
         let meta = db.open_tree(integrity::META_TREE)?;
         record_mac.allow_legacy(!integrity::migrated(&meta, fresh)?);
         let anchor = integrity::read_anchor(&meta, &record_mac)?;
@@ -155,7 +159,7 @@ impl App {
             entra.clone(),
             audit.clone(),
             db.open_tree(PROVISION_TREE)?,
-            *key,
+            key.clone(),
             config.platform.server_name.clone(),
             config.platform.provider_name.clone(),
         )?;
@@ -173,7 +177,7 @@ impl App {
             entra.clone(),
             audit.clone(),
             db.open_tree(CREDENTIALS_TREE)?,
-            *key,
+            key,
         )?;
         ccfg.secret_lifetime = secret_lifetime;
         ccfg.shutdown = shutdown.handle();
@@ -216,6 +220,7 @@ impl App {
                 links_flush: Default::default(),
                 drift,
                 shutdown,
+                started: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -285,6 +290,20 @@ impl App {
     /// A handle on the shutdown signal, for streams and background work.
     pub fn shutdown(&self) -> Shutdown {
         self.inner.shutdown.handle()
+    }
+
+    /// Marks the start-up work done (`serve`, just before it accepts calls).
+    pub(crate) fn mark_started(&self) {
+        self.inner.started.send_replace(true);
+    }
+
+    /// Completes once `serve` has done its start-up work (records migrated, generated keys
+    /// moved out, onboardings resumed) and accepts calls; at once if it has.
+    pub async fn started(&self) {
+        let mut started = self.inner.started.subscribe();
+        // The sender lives in `inner`, which this handle keeps alive: the wait cannot end in
+        // an error.
+        let _ = started.wait_for(|s| *s).await;
     }
 
     /// Begins the shutdown: streams end, no new change starts, background loops stop.

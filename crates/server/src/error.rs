@@ -536,6 +536,19 @@ fn entra_status(e: &EntraError, msg: String) -> Status {
         EntraError::Graph(g) if g.status < 500 && g.status != 429 => {
             Status::failed_precondition(msg)
         }
+        // A value that cannot go into a request to Microsoft: an id read back from Graph or a
+        // stored record, a sign-in without a refresh token, an unusable access token. Not the
+        // request's own field (callers check theirs first and name them: INVALID_ARGUMENT), and
+        // not an outage to retry: FAILED_PRECONDITION, logged for the operator.
+        EntraError::InvalidInput(_) => {
+            tracing::warn!(error = %msg, "a value Microsoft cannot be asked with");
+            Status::failed_precondition(msg)
+        }
+        // The client's own configuration (a URL, a PEM): ours to fix, as any other.
+        EntraError::Config(_) => {
+            tracing::error!(error = %msg, "Entra client misconfigured");
+            Status::internal("internal error; see the server log")
+        }
         _ => {
             tracing::warn!(error = %msg, "Entra unavailable");
             Status::unavailable(msg)

@@ -176,12 +176,23 @@ impl InvitationsService {
         ServerError::at_most("reason", &r.reason, crate::onboarding::MAX_REASON)?;
         // A sign-in of its holder finishing now is logged wholly before this (and then its
         // holder is refused from here on) or looks at the invitation after it and is refused.
-        let rec = {
+        let revoked = {
             let _revoking = self.app.guards().revoking().await;
             self.app
                 .invitations()
                 .revoke(&caller.identity, &id, &r.reason)
-                .await?
+                .await
+        };
+        let rec = match revoked {
+            Ok(rec) => rec,
+            Err(e) => {
+                // Its outcome entry failed after the record was changed: revoked all the same,
+                // so its holder is cut off all the same; the caller hears of the failure.
+                if self.app.invitations().revoked_anyway(&id).is_some() {
+                    self.app.guards().revoked(&id);
+                }
+                return Err(e.into());
+            }
         };
         // Its holder's open streams end now; new calls are refused by the capability check.
         self.app.guards().revoked(&rec.id);

@@ -117,6 +117,7 @@ pub async fn serve_with_health(
     }
     // Completed onboardings become managed registrations; cut-short rotations finish.
     spawn_background(&app);
+    app.mark_started();
     let signal = app.clone();
     let shutdown = async move {
         shutdown.await;

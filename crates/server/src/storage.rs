@@ -63,14 +63,9 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 /// Refuses a key file that others may read or write, or its group may write.
 pub(crate) fn check_key_file(path: &Path, what: &str) -> Result<()> {
-    let meta = std::fs::metadata(path)
+    let problem = onboard_core::key_file::mode_problem(path)
         .map_err(|e| ServerError::io(format!("reading {what} {}", path.display()), e))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    let problem = if mode & 0o007 != 0 {
-        "is readable or writable by others"
-    } else if mode & 0o020 != 0 {
-        "is writable by its group"
-    } else {
+    let Some((problem, mode)) = problem else {
         return Ok(());
     };
     Err(ServerError::Config(format!(
@@ -109,6 +104,9 @@ pub(crate) fn check_keys(config: &crate::Config) -> Result<()> {
     }
     if let Some(k) = &config.tls.key {
         check_key_file(k, "tls.key")?;
+    }
+    if let Some(k) = config.audit_http.as_ref().and_then(|a| a.tls_key.as_ref()) {
+        check_key_file(k, "audit_http.tls_key")?;
     }
     Ok(())
 }

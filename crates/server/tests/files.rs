@@ -74,6 +74,24 @@ async fn a_key_others_can_read_is_refused_with_the_fix() -> Result<()> {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
     let app = App::open(config)?;
     app.close();
+
+    // The tiles API's TLS key too.
+    let dir = tempfile::tempdir()?;
+    let tls_key = dir.path().join("tiles-key.pem");
+    std::fs::write(&tls_key, "-----BEGIN PRIVATE KEY-----\n")?;
+    std::fs::set_permissions(&tls_key, std::fs::Permissions::from_mode(0o644))?;
+    let at = |p: &std::path::Path| p.display().to_string().into();
+    let config = ServerConfigBuilder::new(dir.path())?
+        .audit_http_open("127.0.0.1:0")
+        .raw("audit_http", "tls_cert", at(&tls_key))
+        .raw("audit_http", "tls_key", at(&tls_key))
+        .build()?;
+    let text = App::open(config).expect_err("an open key").to_string();
+    ensure!(
+        text.contains(&format!("chmod 600 {}", tls_key.display()))
+            && text.contains("audit_http.tls_key"),
+        "{text}"
+    );
     Ok(())
 }
 

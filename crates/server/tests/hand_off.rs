@@ -1,20 +1,23 @@
 //! The hand-off to a privileged admin (issue 13 item 1), over gRPC against the emulator: an
 //! Application Administrator makes what they may and the onboarding waits; a Global
 //! Administrator finishes it through the single-use link; both are the actors of what each did;
-//! the wait survives a restart and, when nobody acts, expires into an audited undo.
+//! the wait survives a restart and, when nobody acts, expires into an audited undo. A link lives
+//! no longer than its wait: a newer link, a cancel or the expiry revokes it, also once its
+//! holder signed in, and cuts that holder off.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
 use serde_json::Value;
+use testkit::hand_off::{cancel_with, get_with, issue_link, revoked_by, until_revoked};
 use testkit::server::OPERATOR;
 use testkit::server_helpers::{Refusal, Refused, plan};
 use testkit::sim::TOKEN_APP;
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, no_duplicates, provisioned_once, sps_where};
 use testkit::wizard::{completed, get};
-use tonic::Code;
+use tonic::{Code, Status};
 
 /// The Application Administrator's part: sign in, see the hand-off in the plan, provision what
 /// they may. The onboarding id and the events.
@@ -46,19 +49,6 @@ fn waiting(events: &[pb::ProvisionEvent]) -> Result<pb::HandOff> {
     Ok(h)
 }
 
-async fn issue_link(
-    env: &SimServer,
-    token: &str,
-    id: &str,
-) -> Result<pb::HandOffLink, tonic::Status> {
-    let ch = env
-        .server
-        .channel()
-        .await
-        .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    testkit::wizard::hand_off_link(ch, token, id).await
-}
-
 /// The status a Global Administrator's SignIn with `token` (`what`, for the message) is
 /// refused with.
 async fn refused_sign_in(env: &SimServer, token: &str, what: &str) -> Result<tonic::Status> {
@@ -74,6 +64,32 @@ async fn refused_sign_in(env: &SimServer, token: &str, what: &str) -> Result<ton
         Err(s) => Ok(s),
         Ok(e) => bail!("{what} signed in: {e:?}"),
     }
+}
+
+/// Watch of `id` from its first event with the invitation `token`.
+fn watch_request(token: &str, id: &str) -> pb::WatchRequest {
+    pb::WatchRequest {
+        onboarding_id: id.into(),
+        from_event: 0,
+        invitation_token: token.into(),
+    }
+}
+
+/// A Watch of `id` opened with `token`: its stream, read to the end in a task.
+async fn watch_to_end(
+    env: &SimServer,
+    token: &str,
+    id: &str,
+) -> Result<tokio::task::JoinHandle<Result<Vec<pb::ProvisionEvent>, Status>>> {
+    let mut c = env.server.onboarding(None).await?;
+    let mut stream = c.watch(watch_request(token, id)).await?.into_inner();
+    Ok(tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(e) = stream.message().await? {
+            events.push(e);
+        }
+        Ok(events)
+    }))
 }
 
 /// Entries of `action` about onboarding `id`: (phase, actor).
@@ -302,26 +318,25 @@ async fn a_wait_survives_a_restart_and_nobody_acting_undoes_it_when_it_expires()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_starter_can_cancel_a_wait_and_without_hand_offs_provision_is_refused() -> Result<()> {
     let env = SimServer::start().await?;
-    let (token, _) = env.invite(None).await?;
+    let (token, first_invitation) = env.invite(None).await?;
     let (id, events) = first_part(&env, &token, "Sbc-Cancel").await?;
     waiting(&events)?;
-    let info = env
-        .server
-        .onboarding(None)
-        .await?
-        .cancel_onboarding(pb::CancelOnboardingRequest {
-            onboarding_id: id.clone(),
-            reason: "changed my mind".into(),
-            invitation_token: token.clone(),
-        })
-        .await?
-        .into_inner();
+    let link = issue_link(&env, &token, &id).await?;
+    let info = cancel_with(&env, &token, &id, "changed my mind").await?;
     ensure!(info.state() == pb::OnboardingState::Cancelled, "{info:?}");
     ensure!(apps_named(&env.sim.snapshot(), "Sbc-Cancel").is_empty());
     let hand_off = entries_of(&env, "onboarding.hand_off", &id)?;
     ensure!(
         hand_off.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>() == ["intent", "failed"],
         "{hand_off:?}"
+    );
+    // The link ended with the wait: revoked by the canceller, its sign-in refused as revoked.
+    let starter = format!("invitation:{first_invitation}");
+    revoked_by(&env, &link.invitation_id, &id, &starter, "cancelled").await?;
+    let s = refused_sign_in(&env, &link.invitation_token, "a cancelled wait's link").await?;
+    ensure!(
+        s.code() == Code::FailedPrecondition && s.message().contains("revoked"),
+        "{s:?}"
     );
     // No link for a cancelled onboarding, neither for its customer nor for an operator.
     let e = issue_link(&env, &token, &id).refusal().await?;
@@ -347,5 +362,99 @@ async fn the_starter_can_cancel_a_wait_and_without_hand_offs_provision_is_refuse
         .await?
         .refused(Code::FailedPrecondition, &["Privileged Role Administrator"])?;
     ensure!(apps_named(&env.sim.snapshot(), "Sbc-Never").is_empty());
+    env.stop().await
+}
+
+/// IssueHandOffLink replaces the link before it also once its holder signed in (the proto: "the
+/// earlier one stops working"): that holder's open Watch ends, and Plan, Provision, Watch and
+/// GetOnboarding are PERMISSION_DENIED, as for any revoked invitation; the new link's holder
+/// finishes, and that link, used to finish, stays USED for its holder's Get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_link_cuts_off_the_holder_of_the_one_before_it_who_signed_in() -> Result<()> {
+    let env = SimServer::start().await?;
+    let (token, first_invitation) = env.invite(None).await?;
+    let (id, events) = first_part(&env, &token, "Sbc-Relink").await?;
+    waiting(&events)?;
+    let old = issue_link(&env, &token, &id).await?;
+    env.signed_in(&old.invitation_token, "globaladmin").await?;
+    let watch = watch_to_end(&env, &old.invitation_token, &id).await?;
+
+    let link = issue_link(&env, &token, &id).await?;
+    let ended = tokio::time::timeout(Duration::from_secs(20), watch)
+        .await
+        .context("the replaced link's Watch goes on")??;
+    let s = ended
+        .err()
+        .context("the replaced link's Watch ended without an error")?;
+    ensure!(
+        s.code() == Code::PermissionDenied && s.message().contains("revoked"),
+        "{s:?}"
+    );
+    let starter = format!("invitation:{first_invitation}");
+    revoked_by(&env, &old.invitation_id, &id, &starter, "replaced").await?;
+    let old_token = old.invitation_token.as_str();
+    plan(&env.server, old_token, &id, "Sbc-Relink")
+        .await?
+        .refused(Code::PermissionDenied, &["revoked"])?;
+    env.provision(old_token, &id, "Sbc-Relink")
+        .await?
+        .refused(Code::PermissionDenied, &["revoked"])?;
+    let mut c = env.server.onboarding(None).await?;
+    c.watch(watch_request(old_token, &id))
+        .refused(Code::PermissionDenied, &["revoked"])
+        .await?;
+    get_with(&env, old_token, &id)
+        .await?
+        .refused(Code::PermissionDenied, &["revoked"])?;
+
+    // The new link's holder finishes; the link that did stays USED, and sees the end.
+    env.signed_in(&link.invitation_token, "globaladmin").await?;
+    let finish = env
+        .provision(&link.invitation_token, &id, "Sbc-Relink")
+        .await?
+        .map_err(|s| anyhow::anyhow!("the new link's holder was refused: {s:?}"))?;
+    completed(&finish)?;
+    let key = pb::get_invitation_request::Key::Id(link.invitation_id.clone());
+    let used = env.server.invitation(key).await?;
+    ensure!(used.state() == pb::InvitationState::Used, "{used:?}");
+    get_with(&env, &link.invitation_token, &id)
+        .await?
+        .map_err(|s| anyhow::anyhow!("the finishing link may not Get: {s:?}"))?;
+    ensure!(
+        actors_of(&env, "temporary_app.delete", &id)?
+            == [format!("invitation:{}", link.invitation_id)]
+    );
+    testkit::audit::check_schema(&env.server.entries()?)?;
+    env.stop().await
+}
+
+/// A link whose holder signed in and never provisioned ends with the wait's expiry: revoked as
+/// `system:hand-off-expired`, its holder refused (not let in for the grace after the end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_link_is_revoked_when_the_wait_expires() -> Result<()> {
+    let env = SimServer::start_with(|b| Ok(b.limit("hand_off_wait_secs", 12))).await?;
+    let (token, _) = env.invite(None).await?;
+    let (id, events) = first_part(&env, &token, "Sbc-Lapse").await?;
+    waiting(&events)?;
+    let link = issue_link(&env, &token, &id).await?;
+    env.signed_in(&link.invitation_token, "globaladmin").await?;
+
+    let ch = env.server.channel().await?;
+    testkit::wizard::wait_for(ch, &id, Duration::from_secs(60), |i| {
+        i.state() == pb::OnboardingState::Cancelled
+    })
+    .await?;
+    until_revoked(&env, &link.invitation_id, Duration::from_secs(20)).await?;
+    let expiry = "system:hand-off-expired";
+    revoked_by(&env, &link.invitation_id, &id, expiry, "in time").await?;
+    get_with(&env, &link.invitation_token, &id)
+        .await?
+        .refused(Code::PermissionDenied, &["revoked"])?;
+    let s = refused_sign_in(&env, &link.invitation_token, "an expired wait's link").await?;
+    ensure!(
+        s.code() == Code::PermissionDenied && s.message().contains("revoked"),
+        "{s:?}"
+    );
+    testkit::audit::check_schema(&env.server.entries()?)?;
     env.stop().await
 }

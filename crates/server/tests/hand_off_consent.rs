@@ -3,7 +3,8 @@
 //! the Microsoft Graph permissions on Microsoft's admin-consent page for the new app, without
 //! signing in to Onboard; Onboard sees the grants by itself and goes on. With no directory
 //! role in the profile it finishes as the first admin; with one, the link is still needed for
-//! it. The app's reply address for that page is gone afterwards.
+//! it. The app's reply address for that page is gone afterwards. A link of a wait the consent
+//! ended is revoked; one of a wait that goes on for the role is not.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
 use serde_json::Value;
 use testkit::audit::{check_schema, phases_and_actors, succeeded_by};
+use testkit::hand_off::{invitation, until_revoked};
 use testkit::sim::{CONSENT_REPLY as REPLY, TOKEN_APP, admin_consent, users};
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, no_duplicates, provisioned_once, sps_where};
@@ -20,12 +22,13 @@ async fn start() -> Result<SimServer> {
     SimServer::start_with(|b| Ok(b.limit("consent_poll_secs", 1))).await
 }
 
-/// The Application Administrator's part for `profile`: the onboarding id and the wait.
+/// The Application Administrator's part for `profile`: the onboarding id, the first admin's
+/// actor, the wait and the hand-off link issued for it.
 async fn first_part(
     env: &SimServer,
     profile: &str,
     name: &str,
-) -> Result<(String, String, pb::HandOff)> {
+) -> Result<(String, String, pb::HandOff, pb::HandOffLink)> {
     let (token, invitation) = env.invite_for(None, profile).await?;
     let id = env.signed_in(&token, users::APP_ADMIN).await?.onboarding_id;
     let events = env
@@ -44,7 +47,7 @@ async fn first_part(
     );
     let link = hand_off_link(env.server.channel().await?, &token, &id).await?;
     ensure!(link.admin_consent_url == h.admin_consent_url, "{link:?}");
-    Ok((id, format!("invitation:{invitation}"), h))
+    Ok((id, format!("invitation:{invitation}"), h, link))
 }
 
 /// The app's reply addresses now.
@@ -61,7 +64,7 @@ fn reply_uris(env: &SimServer, name: &str) -> Value {
 async fn a_global_administrator_consents_on_microsofts_page_and_the_onboarding_finishes_itself()
 -> Result<()> {
     let env = start().await?;
-    let (id, first, h) = first_part(&env, "qoe", "Qoe-Consent").await?;
+    let (id, first, h, link) = first_part(&env, "qoe", "Qoe-Consent").await?;
     ensure!(
         !h.changes_left.is_empty()
             && h.changes_left
@@ -97,6 +100,37 @@ async fn a_global_administrator_consents_on_microsofts_page_and_the_onboarding_f
     })
     .await?;
     ensure!(done.hand_off.is_none(), "{done:?}");
+
+    // The link ended with the wait: revoked as the consent seen, its sign-in refused so.
+    until_revoked(&env, &link.invitation_id, Duration::from_secs(20)).await?;
+    let inv = invitation(&env, &link.invitation_id).await?;
+    ensure!(
+        inv.revoked_by == "entra:admin-consent" && inv.revoked_at.is_some(),
+        "{inv:?}"
+    );
+    let refused = env
+        .sign_in(
+            &link.invitation_token,
+            &env.upn(users::GLOBAL_ADMIN),
+            testkit::wizard::Browser::SignsInAs(users::GLOBAL_ADMIN),
+        )
+        .await?
+        .err()
+        .context("the consented wait's link signed in")?;
+    ensure!(
+        refused.code() == tonic::Code::FailedPrecondition && refused.message().contains("revoked"),
+        "{refused:?}"
+    );
+    // The page tells its holder the onboarding no longer waits, not to ask for a newer link.
+    let landing = env
+        .server
+        .wizard_post("/wizard/api/invitation", &link.invitation_token, "{}")
+        .await?;
+    let landing = testkit::server::json_body(&landing)?;
+    ensure!(
+        landing["state"] == "revoked" && landing["wait_ended"] == true,
+        "{landing}"
+    );
 
     // One app and service principal, every permission, no reply address, no temporary app.
     let snap = env.sim.snapshot();
@@ -179,6 +213,7 @@ async fn consent_leaves_the_directory_role_to_the_link() -> Result<()> {
             .map_err(|s| anyhow::anyhow!("provision refused: {s:?}"))?,
     )?;
     ensure!(!h.admin_consent_url.is_empty(), "{h:?}");
+    let early = hand_off_link(env.server.channel().await?, &token, &id).await?;
     admin_consent(&env.sim, &h.admin_consent_url, users::GLOBAL_ADMIN, true).await?;
 
     // The Graph permissions are seen; the role is left, and the page is no longer offered.
@@ -204,6 +239,10 @@ async fn consent_leaves_the_directory_role_to_the_link() -> Result<()> {
         held.expires_at == h.expires_at,
         "the wait was extended: {held:?}"
     );
+    // The wait goes on, and so does its link (until the starter replaces it below).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let inv = invitation(&env, &early.invitation_id).await?;
+    ensure!(inv.state() == pb::InvitationState::Pending, "{inv:?}");
 
     // The link finishes the role; the reply address goes, as the link holder's change.
     let link = hand_off_link(env.server.channel().await?, &token, &id).await?;
@@ -271,5 +310,76 @@ async fn visits_to_the_consent_page_do_not_drive_the_graph_reads() -> Result<()>
         reads >= per_look && reads <= looks * per_look,
         "{reads} Graph reads for 40 visits, {per_look} a look, at most {looks} looks"
     );
+    env.server.stop().await
+}
+
+/// The consent seen ends the wait, and the server stops between that and the revocation of the
+/// wait's link (the test hook halts there, as a process stopping there would): the link is
+/// still pending; at the next start the sweep revokes it, as `entra:admin-consent` for the
+/// grants (what the onboarding's record says ended the wait), and the run goes on to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_a_stop_left_live_after_the_consent_is_revoked_at_the_next_start() -> Result<()> {
+    let env = start().await?;
+    let (id, _, h, link) = first_part(&env, "qoe", "Qoe-Stopped").await?;
+    let (halted, mut heard) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let hook: provision::StepHook = std::sync::Arc::new(move |onboarding: &str, at: &str| {
+        if at == "hand_off:links_end" {
+            let _ = halted.send(onboarding.to_owned());
+            return onboard_core::HookAction::Halt;
+        }
+        onboard_core::HookAction::Continue
+    });
+    env.server.app.engine().set_hook(Some(hook));
+    admin_consent(&env.sim, &h.admin_consent_url, users::GLOBAL_ADMIN, true).await?;
+    let at = tokio::time::timeout(Duration::from_secs(60), heard.recv())
+        .await
+        .context("the consent was not seen")?;
+    ensure!(at.as_deref() == Some(id.as_str()), "{at:?}");
+    let inv = invitation(&env, &link.invitation_id).await?;
+    ensure!(inv.state() == pb::InvitationState::Pending, "{inv:?}");
+
+    let env = env.restart().await?;
+    until_revoked(&env, &link.invitation_id, Duration::from_secs(20)).await?;
+    let inv = invitation(&env, &link.invitation_id).await?;
+    ensure!(inv.revoked_by == "entra:admin-consent", "{inv:?}");
+    // The record changes before the outcome entry is appended: wait for it too.
+    let revoke_of_link = |e: &Value| {
+        e["action"] == "invitation.revoke" && e["target"]["id"] == link.invitation_id.as_str()
+    };
+    testkit::wait::until_true(
+        "the revocation's two entries",
+        Duration::from_secs(20),
+        async || {
+            Ok(env
+                .server
+                .entries()?
+                .iter()
+                .filter(|e| revoke_of_link(e))
+                .count()
+                == 2)
+        },
+    )
+    .await?;
+    let entries = env.server.entries()?;
+    let revoked: Vec<&Value> = entries.iter().filter(|e| revoke_of_link(e)).collect();
+    ensure!(
+        revoked.len() == 2
+            && revoked.iter().all(|e| {
+                e["actor"] == "entra:admin-consent"
+                    && e["onboarding_id"] == id.as_str()
+                    && e["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("admin-consent page"))
+            }),
+        "{revoked:?}"
+    );
+    wait_for(
+        env.server.channel().await?,
+        &id,
+        Duration::from_secs(60),
+        |i| i.state() == pb::OnboardingState::Completed,
+    )
+    .await?;
+    check_schema(&env.server.entries()?)?;
     env.server.stop().await
 }

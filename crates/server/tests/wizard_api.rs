@@ -3,15 +3,9 @@
 
 use anyhow::{Context, Result, ensure};
 use entra_client::OpContext;
+use testkit::server::json_body as body_of;
 use testkit::sim::users;
 use testkit::sim_server::SimServer;
-
-/// The JSON body of a wizard answer (after the blank line), which must be a 200.
-fn body_of(answer: &str) -> Result<serde_json::Value> {
-    ensure!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let (_, body) = answer.split_once("\r\n\r\n").context("no body")?;
-    Ok(serde_json::from_str(body)?)
-}
 
 /// Done says the temporary `<server>-<provider>-token` app was removed only when the run
 /// removed it: a run that found none (the customer deleted it first) says it was not found.

@@ -362,11 +362,8 @@ impl RecordingProxy {
             cuts: cuts.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::http::serve(app).await?;
+        let url = format!("http://{addr}");
         Ok(Self {
             url,
             log,

@@ -36,6 +36,9 @@ pub mod snapshot;
 #[cfg(feature = "sim")]
 pub mod wire;
 
+#[cfg(feature = "http")]
+pub mod http;
+
 #[cfg(feature = "logs")]
 pub mod logs;
 
@@ -53,6 +56,8 @@ pub mod pki;
 
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod hand_off;
 #[cfg(feature = "server")]
 pub mod sealed;
 #[cfg(feature = "server")]

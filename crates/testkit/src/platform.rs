@@ -90,10 +90,7 @@ pub async fn status_page(status: &'static str) -> Result<SocketAddr> {
             move || async move { axum::Json(serde_json::json!({"status": status})) },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(addr)
+    Ok(crate::http::serve(app).await?.0)
 }
 
 /// What the server would hand the verifier for `o` (profile `direct-routing`, service

@@ -21,6 +21,9 @@ use tonic::{Request, Status};
 
 pub use crate::config::{ADMIN, AUDITOR, Edit, OPERATOR, ServerConfigBuilder};
 
+/// How long [`TestServer::open`] waits for the server's start-up work.
+const START_LIMIT: Duration = Duration::from_secs(60);
+
 /// A running server; dropping it stops the server.
 pub struct TestServer {
     /// Where clients connect (port chosen by the OS, bound before serving: no start-up race).
@@ -50,15 +53,29 @@ impl TestServer {
         Self::open(dir, config).await
     }
 
-    /// A server with `config`, keeping `dir` until it ends.
+    /// A server with `config`, keeping `dir` until it ends. Returns once the server has done
+    /// its start-up work (records migrated, generated keys moved out, onboardings resumed), so
+    /// a test that reads `app` at once sees what a client's first call would; a start-up that
+    /// fails is this call's error.
     pub async fn open(dir: tempfile::TempDir, config: Config) -> Result<Self> {
         let app = App::open(config.clone())?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(onboard_server::serve(listener, app.clone(), async {
+        let mut task = tokio::spawn(onboard_server::serve(listener, app.clone(), async {
             let _ = stopped.await;
         }));
+        tokio::select! {
+            () = app.started() => {}
+            ended = &mut task => {
+                ended??;
+                anyhow::bail!("the server stopped before it started serving");
+            }
+            () = tokio::time::sleep(START_LIMIT) => {
+                task.abort();
+                anyhow::bail!("the server's start-up work took over {START_LIMIT:?}");
+            }
+        }
         Ok(Self {
             addr,
             app,
@@ -79,7 +96,6 @@ impl TestServer {
     /// editing the file between two runs).
     pub async fn restart_with(mut self, change: impl FnOnce(&mut Config)) -> Result<Self> {
         self.shut_down().await?;
-        self.app.close();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
         let mut config = self.config.clone();
         change(&mut config);
@@ -88,7 +104,8 @@ impl TestServer {
         Self::open(dir, config).await
     }
 
-    /// Sends the stop signal and waits for the serving task.
+    /// Sends the stop signal and waits for the serving task, then closes the audit log and
+    /// records its anchor, as `onboard serve` does at exit.
     async fn shut_down(&mut self) -> Result<()> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -96,10 +113,12 @@ impl TestServer {
         if let Some(t) = self.task.take() {
             t.await??;
         }
+        let app = self.app.clone();
+        tokio::task::spawn_blocking(move || app.close()).await?;
         Ok(())
     }
 
-    /// Stops the server and waits for it.
+    /// Stops the server and waits for it (see `shut_down`).
     pub async fn stop(mut self) -> Result<()> {
         self.shut_down().await
     }
@@ -218,6 +237,15 @@ impl Drop for TestServer {
             let _ = s.send(());
         }
     }
+}
+
+/// The JSON body of a wizard answer ([`TestServer::wizard_post`]), which must be a 200.
+pub fn json_body(answer: &str) -> Result<serde_json::Value> {
+    anyhow::ensure!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (_, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no body: {answer}"))?;
+    Ok(serde_json::from_str(body)?)
 }
 
 /// A plaintext channel to `url` (`http://ADDR`), connected within 10 s; each call limited to

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use audit_log::note::NoteVerifier;
+use audit_log::note::{self, NoteVerifier};
 use serde::Deserialize;
 
 use crate::client::WitnessEndpoint;
@@ -80,7 +80,11 @@ impl WitnessServerConfig {
                     .iter()
                     .map(|k| {
                         NoteVerifier::parse(k).map_err(|e| {
-                            WitnessError::Config(format!("log {:?}: vkey {k:?}: {e}", l.origin))
+                            WitnessError::Config(format!(
+                                "log {:?}: vkey {}: {e}",
+                                l.origin,
+                                note::key_shown(k)
+                            ))
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;

@@ -450,10 +450,7 @@ async fn fake(status: u16, content_type: &'static str, body: &'static str) -> So
             )
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    testkit::http::serve(app).await.unwrap().0
 }
 
 #[tokio::test]

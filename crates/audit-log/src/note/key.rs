@@ -18,6 +18,16 @@ use super::NoteError;
 /// The prefix of Go's private key strings.
 pub const PRIVATE_KEY_PREFIX: &str = "PRIVATE+KEY+";
 
+/// `s`, a key string given where a verifier key belongs, as an error may name it: quoted, but a
+/// private key given by mistake is never repeated (errors reach terminals and logs).
+pub fn key_shown(s: &str) -> String {
+    if s.contains(PRIVATE_KEY_PREFIX) {
+        "a private key (PRIVATE+KEY+…, not repeated here; give its verifier key)".into()
+    } else {
+        format!("{s:?}")
+    }
+}
+
 /// A key name as the note format allows: non-empty, no white space, no `+`.
 pub fn check_key_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {

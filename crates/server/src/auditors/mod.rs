@@ -62,7 +62,7 @@ pub async fn start(app: &App) -> Result<Auditors> {
             tracing::warn!(
                 confirmed = report.confirmed(),
                 quorum = w.quorum,
-                "fewer witnesses than the quorum confirmed the audit log at start-up; checkpoints are served and published once the quorum cosigns them"
+                "fewer witnesses than the quorum confirmed the audit log at start-up; the log's own checkpoints are served and published until the quorum cosigns one"
             );
         }
         let mut sub = SubmitterConfig::new(w.endpoints.clone(), &w.store);

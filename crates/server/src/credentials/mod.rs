@@ -347,7 +347,8 @@ impl CredentialsService {
         req: Request<pb::AttachRegistrationRequest>,
     ) -> Result<pb::Registration> {
         let (actor, r) = self.operator(req)?;
-        let registration = reg_ref(r.registration.as_ref())?;
+        // The attach's own rules (a tenant, a UUID client id), before anything is recorded.
+        let registration = reg_ref(r.registration.as_ref())?.checked_for_attach()?;
         ServerError::required("client_secret", &r.client_secret)?;
         ServerError::required("profile", &r.profile)?;
         // Bounded before anything is recorded: an oversized request is refused for its field,

@@ -112,3 +112,12 @@ fn a_rotation_waiting_for_its_caller_is_unavailable_and_says_why() {
     assert!(s.message().contains("resumes the rotation"), "{s:?}");
     assert!(!s.message().contains("shutting down"), "{s:?}");
 }
+
+/// A value that cannot be put into a request to Microsoft (a sign-in without a refresh token,
+/// an id read back from Graph) is not the caller's field to correct, nor an outage to retry.
+#[test]
+fn a_value_microsoft_cannot_be_asked_with_is_a_precondition() {
+    let e = EntraError::InvalidInput("the sign-in has no refresh token".into());
+    let s = Status::from(ServerError::from(ProvisionError::entra("rotate", e)));
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+}

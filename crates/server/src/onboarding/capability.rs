@@ -89,11 +89,13 @@ impl OnboardingService {
         req: &mut Request<T>,
         rpc: CustomerRpc,
     ) -> Result<Access> {
-        crate::telemetry::note_onboarding(req, req.get_ref().onboarding_id());
         // Checked, then looked up in lower case whoever asks (RFC 9562: case-insensitive).
         let checked = ServerError::uuid("onboarding_id", req.get_ref().onboarding_id());
         if let Ok(id) = &checked {
             req.get_mut().onboarding_id_mut().clone_from(id);
+            // Only a well-formed id reaches the call's log line and span: the field may hold
+            // anything, an invitation token (64 characters) sent in the wrong field included.
+            crate::telemetry::note_onboarding(req, id);
         }
         let req = &*req;
         let (token, onboarding_id) = (req.get_ref().token(), req.get_ref().onboarding_id());

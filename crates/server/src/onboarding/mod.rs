@@ -132,6 +132,18 @@ impl OnboardingService {
         self.sessions().insert(id.to_owned(), s);
     }
 
+    /// Forgets the sign-in held for onboarding `id` when one of `invitations` made it: they
+    /// were revoked, and a revoked invitation's sign-in is kept for nobody.
+    fn drop_sessions_of(&self, id: &str, invitations: &[String]) {
+        let mut sessions = self.sessions();
+        if sessions
+            .get(id)
+            .is_some_and(|s| invitations.contains(&s.invitation.id))
+        {
+            sessions.remove(id);
+        }
+    }
+
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Result<pb::PlanResponse> {
         self.plan_with(req, false).await
     }
@@ -370,6 +382,8 @@ impl OnboardingService {
             self.record(details).await?;
             return self.cancelled_info(&id, at);
         }
+        let waiting =
+            onboarding.as_ref().map(|o| o.status) == Some(provision::Status::AwaitingAdmin);
         // Looked up before the intent entry, so a failure here leaves no intent without an
         // outcome.
         let completed = onboarding.filter(|o| o.status == provision::Status::Completed);
@@ -379,7 +393,14 @@ impl OnboardingService {
         };
         let day_two = admin.is_some();
         self.record(details.clone()).await?;
-        match self.app.engine().cancel_as(&id, &actor, admin).await {
+        let cancelled = self.app.engine().cancel_as(&id, &actor, admin).await;
+        if waiting {
+            // The wait ended (with this cancel, also when the undo after it failed; or with
+            // whatever ended it first, as its record says): its hand-off links end with it,
+            // but the canceller's own and that of a holder who went on with the run.
+            hand_off::wait_ended(&self.app, &id).await;
+        }
+        match cancelled {
             Ok(o) => {
                 details.phase = Phase::Succeeded;
                 self.record(details).await?;

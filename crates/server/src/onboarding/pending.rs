@@ -89,8 +89,24 @@ pub(super) enum BeforeRun {
 impl OnboardingService {
     /// The session's invitation and admin, or why there is none.
     pub(super) fn session(&self, id: &str) -> Result<(InvitationRecord, Admin)> {
-        if let Some(s) = self.sessions().get(id) {
-            return Ok((s.invitation.clone(), s.admin.clone()));
+        let held = self
+            .sessions()
+            .get(id)
+            .map(|s| (s.invitation.clone(), s.admin.clone()));
+        if let Some((invitation, admin)) = held {
+            // A hand-off link revoked since its holder signed in (replaced, or its wait ended
+            // otherwise): that sign-in is nobody's to use any more.
+            let revoked_link = invitation.hand_off_of.is_some()
+                && self
+                    .app
+                    .invitations()
+                    .get(&invitation.id)?
+                    .revoked_at_ms
+                    .is_some();
+            if !revoked_link {
+                return Ok((invitation, admin));
+            }
+            self.drop_sessions_of(id, std::slice::from_ref(&invitation.id));
         }
         self.refuse_while_signing_in(id)?;
         if self.cancelled_before_run(id)?.is_some() {

@@ -123,10 +123,15 @@ impl Starts {
 
     /// Refuses while some call starts `id`'s run, as the engine refuses a running one.
     fn refuse_starting(&self, id: &str) -> Result<()> {
-        match self.map().contains_key(id) {
+        match self.is_starting(id) {
             true => Err(running(id)),
             false => Ok(()),
         }
+    }
+
+    /// Whether some call starts `id`'s run now.
+    pub(super) fn is_starting(&self, id: &str) -> bool {
+        self.map().contains_key(id)
     }
 
     /// Takes the place of `id`'s one start for the call `tag` names (the run's first event will
@@ -252,10 +257,22 @@ impl OnboardingService {
             let stored = engine.watch(&id, 1)?;
             return Ok(self.forward(stored, None, invitation, Source::Stored(Default::default())));
         }
-        let (inv, admin) = self.session(&id)?;
-        // From here this call is the onboarding's one start, and its repeat follows it.
-        let from = engine.event_count(&id)? + 1;
-        let claim = match self.starts.claim(&id, tag.as_deref(), from)? {
+        // Ordered with revocations (a newer hand-off link, a wait's end): the caller's
+        // invitation and the session's are looked at, and the start claimed, with none
+        // written meanwhile. A revocation written first refuses this call here; one after it
+        // sees the start claimed (IssueHandOffLink then refuses to replace the link), so a
+        // revoked link never starts a run.
+        let (inv, admin, place) = {
+            let _not_revoking = self.app.guards().not_revoking().await;
+            if let Some(caller) = &invitation {
+                super::revoked::refuse_if_revoked(&self.app, caller)?;
+            }
+            let (inv, admin) = self.session(&id)?;
+            // From here this call is the onboarding's one start, and its repeat follows it.
+            let from = engine.event_count(&id)? + 1;
+            (inv, admin, self.starts.claim(&id, tag.as_deref(), from)?)
+        };
+        let claim = match place {
             Place::Claimed(claim) => claim,
             // Its earlier self got here first (a repeat sent at once).
             Place::Follow(follow) => {
@@ -276,6 +293,12 @@ impl OnboardingService {
                 return Err(e);
             }
         };
+        // Going on with a wait for a privileged admin ends it (the engine notes this caller
+        // as who did).
+        let waited = matches!(
+            engine.get(&id),
+            Ok(Some(o)) if o.status == provision::Status::AwaitingAdmin
+        );
         let started = engine
             .provision(
                 ProvisionRequest {
@@ -298,6 +321,10 @@ impl OnboardingService {
                 claim.finish(Ok(()));
                 details.phase = Phase::Succeeded;
                 self.record(details).await?;
+                if waited {
+                    // The wait's other links end with it (this caller's own is kept).
+                    super::hand_off::wait_ended(&self.app, &id).await;
+                }
                 Ok(self.forward(stream, secret_to, invitation, Source::Run(id)))
             }
             Err(e) => {

@@ -57,9 +57,11 @@ pub(crate) fn note_caller<T>(req: &tonic::Request<T>, identity: &str) {
     }
 }
 
-/// Notes the onboarding `req` is about (cut to a bounded length).
+/// Notes the onboarding `req` is about: an id that passed the UUID check. Anything else is not
+/// noted (the call's line shows no onboarding): an id field may hold whatever a client put in
+/// it, an invitation token sent in the wrong field included, and the line is written at info.
 pub(crate) fn note_onboarding<T>(req: &tonic::Request<T>, onboarding_id: &str) {
-    if onboarding_id.is_empty() {
+    if !onboard_core::text::is_guid(onboarding_id) {
         return;
     }
     if let Some(n) = req.extensions().get::<CallNote>() {

@@ -170,6 +170,8 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
         "name_rules": name_rules(),
         "onboarding": onboarding,
         "hand_off_of": rec.hand_off_of,
+        // A hand-off link revoked as its wait ended by itself (see `ended_its_wait`).
+        "wait_ended": crate::onboarding::hand_off::ended_its_wait(rec.revoked_by.as_deref()),
         "tenant": rec.tenant,
     }))
     .into_response()
@@ -546,15 +548,18 @@ pub(super) async fn attach(Page { w, visit, body: b }: Page<AttachBody>) -> Resp
                 .into(),
         ));
     }
+    // By the attach's rules (gRPC's, its field names) before anything is looked up or
+    // recorded: a secret pasted as the client id never reaches the audit log's intent.
+    let typed = RegistrationRef::new(b.tenant_id.trim(), b.client_id.trim());
+    let registration = match typed.checked_for_attach() {
+        Ok(r) => r,
+        Err(e) => return server_error(e.into()),
+    };
     let actor = format!("invitation:{}", rec.id);
     // Attaching validates against Microsoft: an expensive call, as over gRPC.
     if let Err(e) = w.app.guards().expensive(&actor, "AttachRegistration") {
         return server_error(e);
     }
-    let registration = RegistrationRef {
-        tenant_id: b.tenant_id.trim().to_owned(),
-        client_id: b.client_id.trim().to_owned(),
-    };
     let creds = w.app.credentials();
     // One Onboard provisioned since the last import joins as a managed registration.
     if let Err(e) = creds.ensure_imported(w.app.engine(), &registration).await {

@@ -285,6 +285,23 @@ async fn use_app_registration_says_what_is_missing_then_connects() -> Result<()>
     .await?;
     let tenant = w.env.info.tenant_id.clone();
     w.chrome.type_into("att-tenant", &tenant).await?;
+    // A secret pasted as the client id: the server's rule said for that box, marked, focused.
+    let pasted = "abc8Q~Zk9.Lm_Z-2pQrT7vWxYz0aBcDeFgHiJkLm";
+    w.chrome.type_into("att-client", pasted).await?;
+    w.chrome.type_into("att-secret", "not-a-secret").await?;
+    w.chrome.click("btn-validate").await?;
+    let rule = "Application (client) ID must be a UUID";
+    w.wait_text("attach-error-text", rule, "the box's rule")
+        .await?;
+    let focus = w.chrome.focus().await?;
+    ensure!(focus == "s-attach/input/att-client", "{focus}");
+    let marked = "return document.getElementById('att-client').getAttribute('aria-invalid')";
+    ensure!(
+        w.chrome.js(marked).await? == "true",
+        "the box is not marked"
+    );
+    w.shoot("02b2-use-app-registration-client-id-refused")
+        .await?;
     validate(&w, &bare).await?;
     w.wait_shown("attach-error", "the error").await?;
     settle().await;

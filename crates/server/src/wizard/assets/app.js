@@ -378,6 +378,11 @@ async function submitName(ev) {
 }
 
 // ---- 2b: use an app registration made by hand ----
+// Each box and the field the service names it by when it refuses it (AttachRegistration's).
+const ATTACH_FIELDS = [['att-tenant', 'registration.tenant_id'], ['att-client', 'registration.client_id'],
+  ['att-secret', 'client_secret']];
+// The words of box `id`'s label ('' when it has none).
+const labelOf = (id) => (document.querySelector('label[for="' + id + '"]')?.textContent || '').trim();
 async function attach(ev) {
   ev.preventDefault();
   const body = { tenant_id: $('att-tenant').value.trim(), client_id: $('att-client').value.trim(),
@@ -385,8 +390,7 @@ async function attach(ev) {
   for (const [id, v] of [['att-tenant', body.tenant_id], ['att-client', body.client_id], ['att-secret', body.client_secret]]) {
     if (!v) {
       $(id).setAttribute('aria-invalid', 'true');
-      const label = document.querySelector('label[for="' + id + '"]');
-      $('attach-error-text').textContent = 'Enter the ' + (label ? label.textContent.trim() : 'missing value') + '.';
+      $('attach-error-text').textContent = 'Enter the ' + (labelOf(id) || 'missing value') + '.';
       $('attach-missing').hidden = true;
       $('attach-fix').hidden = true;
       $('attach-error').hidden = false;
@@ -407,16 +411,23 @@ async function attach(ev) {
     // The link expired or was withdrawn while the form was filled in: screen 0 says so.
     if (await linkGone(e.api)) return;
     const missing = err.missing || [];
+    // A box the service refused (its `fields`): marked, and its rule said with its label.
+    const refused = ATTACH_FIELDS.find(([, f]) => fieldRule(err, f));
+    for (const [id] of ATTACH_FIELDS) $(id).removeAttribute('aria-invalid');
+    if (refused) $(refused[0]).setAttribute('aria-invalid', 'true');
     $('attach-error-text').textContent = missing.length
       ? 'This app registration lacks what the service needs:'
       : err.code === 'already_exists'
         ? 'This app registration is already connected to the service. Nothing was changed; if its secret must be replaced, ask your provider.'
-        : words(err);
+        : refused
+          ? sentence(labelOf(refused[0]) + ' ' + fieldRule(err, refused[1]))
+          : words(err);
     list($('attach-missing'), missing, '');
     $('attach-missing').hidden = missing.length === 0;
     $('attach-fix').hidden = missing.length === 0;
     $('attach-error').hidden = false;
-    $('attach-error').focus();
+    if (refused) $(refused[0]).focus();
+    else $('attach-error').focus();
   } finally {
     $('btn-validate').disabled = false;
   }

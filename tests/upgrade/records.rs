@@ -47,6 +47,9 @@ async fn every_kind_of_record_release_0_1_stored_reads_back() -> Result<()> {
     }
 
     records_as_manifest(&app, &manifest, "as 0.1 stored them")?;
+    // 0.1 kept a cancelled onboarding's sign-in; served, this build forgets it (below).
+    let cancelled = cancelled_onboarding(&manifest)?;
+    ensure!(app.engine().admin_session(cancelled)?.is_some());
     let before_migration = app.audit().size();
     ensure!(
         onboard_server::migrate_records(&app).await? > 0,
@@ -220,6 +223,15 @@ fn records_as_manifest(app: &App, manifest: &Value, when: &str) -> Result<()> {
     Ok(())
 }
 
+/// The id of the onboarding the manifest lists as cancelled.
+fn cancelled_onboarding(manifest: &Value) -> Result<&str> {
+    let o = array(manifest, "onboardings")?
+        .iter()
+        .find(|o| o["status"] == "cancelled")
+        .context("the fixture's cancelled onboarding")?;
+    str_of(o, "id")
+}
+
 fn array<'a>(v: &'a Value, key: &str) -> Result<&'a Vec<Value>> {
     v[key]
         .as_array()
@@ -278,6 +290,9 @@ async fn a_run_release_0_1_left_running_resumes_and_asks_for_a_new_sign_in() -> 
     );
     let rec = server.app.engine().get(id)?.context("the record")?;
     ensure!(rec.status == provision::Status::Failed, "{rec:?}");
+    // The start forgot the sign-in 0.1 kept for an onboarding it had cancelled.
+    let cancelled = cancelled_onboarding(&manifest)?;
+    ensure!(server.app.engine().admin_session(cancelled)?.is_none());
 
     // On the log: the records' migration, then the run's end (the Watch's own entry lands
     // before or after it), each of the current schema.

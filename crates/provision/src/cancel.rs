@@ -95,6 +95,7 @@ impl Engine {
                 run.update(|r| {
                     r.status = Status::Cancelled;
                     r.error = None;
+                    r.forget_sign_in();
                 })
                 .await?;
                 run.emitter.emit(

@@ -68,7 +68,11 @@ pub(crate) async fn drive_unless(run: Arc<Run>, failed: Option<ProvisionError>) 
                     run.update(|r| r.hand_off = rec.hand_off).await?;
                 }
                 finish(Phase::Succeeded, None).await?;
-                run.update(|r| r.status = Status::Completed).await
+                run.update(|r| {
+                    r.status = Status::Completed;
+                    r.forget_sign_in();
+                })
+                .await
             };
             match done.await {
                 Ok(()) => {

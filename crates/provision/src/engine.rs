@@ -407,14 +407,21 @@ impl Engine {
     }
 
     /// Continues every onboarding a previous process left running or cancelling; returns their
-    /// ids. Each resumed run re-checks Entra before each unconfirmed step.
+    /// ids. Each resumed run re-checks Entra before each unconfirmed step. Records an earlier
+    /// release left holding a sign-in they have no more use for forget it
+    /// ([`OnboardingRecord::forget_sign_in`]).
     pub async fn resume_all(&self) -> Result<Vec<String>, ProvisionError> {
         let mut resumed = Vec::new();
-        for rec in self.inner.store.all()? {
+        for mut rec in self.inner.store.all()? {
             if self.is_running(&rec.id) {
                 continue;
             }
             match rec.status {
+                Status::Completed | Status::Cancelled if rec.holds_spent_sign_in() => {
+                    rec.forget_sign_in();
+                    self.inner.store.put(&rec).await?;
+                    tracing::info!(onboarding_id = %rec.id, status = rec.status.as_str(), "forgot the admin sign-in the onboarding no longer needs");
+                }
                 Status::Running => {
                     // The process may have been down for longer than the access token lives:
                     // the run renews it first, in its own task, so a slow STS delays that run

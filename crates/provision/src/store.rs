@@ -180,6 +180,7 @@ pub struct OnboardingRecord {
     #[serde(default)]
     pub attempted: std::collections::BTreeSet<String>,
     /// The admin's delegated access token, sealed, so a restart can resume (until it expires).
+    /// Forgotten when the onboarding is cancelled ([`OnboardingRecord::forget_sign_in`]).
     pub sealed_admin_token: Option<String>,
     /// When that access token expires (seconds since the Unix epoch), from the token
     /// response's `expires_in`: Microsoft's access tokens are opaque to clients, so their `exp`
@@ -188,6 +189,8 @@ pub struct OnboardingRecord {
     pub admin_token_expires_at: Option<i64>,
     /// The same sign-in's refresh token, sealed: a wait for a privileged admin outlives the
     /// access token (about an hour), and its expiry undoes the onboarding with a fresh one.
+    /// Forgotten when the onboarding completes or is cancelled: it lives for up to 90 days, and
+    /// a completed onboarding's last step removed the app it was issued to.
     #[serde(default)]
     pub sealed_admin_refresh: Option<String>,
     /// Rights the admin running the steps lacks (set at each start from the plan): the
@@ -218,6 +221,34 @@ impl OnboardingRecord {
     pub fn made_recently(&self, now_ms: i64) -> bool {
         self.made_at_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < LAG_WINDOW_MS)
+    }
+
+    /// Whether the record holds a sealed admin sign-in its status has no more use for: a
+    /// completed onboarding's refresh token, or a cancelled one's tokens.
+    pub fn holds_spent_sign_in(&self) -> bool {
+        match self.status {
+            Status::Completed => self.sealed_admin_refresh.is_some(),
+            Status::Cancelled => {
+                self.sealed_admin_refresh.is_some() || self.sealed_admin_token.is_some()
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets what of the admin's sealed sign-in this record's status has no more use for
+    /// ([`OnboardingRecord::holds_spent_sign_in`]). A completed onboarding keeps its access
+    /// token while it lasts (day-two reads, an undo within the hour); its refresh token was
+    /// issued to the temporary app its last step removed, so Entra refuses it anyway.
+    pub fn forget_sign_in(&mut self) {
+        match self.status {
+            Status::Completed => self.sealed_admin_refresh = None,
+            Status::Cancelled => {
+                self.sealed_admin_refresh = None;
+                self.sealed_admin_token = None;
+                self.admin_token_expires_at = None;
+            }
+            _ => {}
+        }
     }
 
     /// Whether `step` is confirmed.

@@ -206,10 +206,24 @@ async fn cancel_undoes_what_was_made_audited() -> Result<()> {
     let (env, c) = EngineEnv::with_onboarding("onb-c", "Sbc-Cancel").await?;
     let (app_id, sp_id) = no_duplicates(&env.snapshot(), "Sbc-Cancel")?;
 
+    // Completed: the refresh token (issued to the temporary app, now removed) is forgotten;
+    // the access token stays for day-two reads and an undo while it lasts.
+    ensure!(env.engine.admin_session("onb-c")?.is_some());
+    ensure!(
+        !stored(&env, "onb-c", REFRESH)?,
+        "a completed onboarding keeps its refresh token"
+    );
+
     let watch = env.engine.watch("onb-c", c.events.len() as u64 + 1)?;
     let done = env.engine.cancel("onb-c", "tester").await?;
     ensure!(done.status == Status::Cancelled && done.client_id.is_none());
     ends_cancelled(watch).await?;
+    // Cancelled: nothing of the admin's sign-in is kept.
+    ensure!(env.engine.admin_session("onb-c")?.is_none());
+    ensure!(
+        !stored(&env, "onb-c", ACCESS)?,
+        "a cancelled onboarding keeps its access token"
+    );
 
     let snap = env.snapshot();
     ensure!(apps_named(&snap, "Sbc-Cancel").is_empty(), "app left");
@@ -301,6 +315,18 @@ async fn a_failed_undo_ends_the_streams_and_a_second_cancel_finishes_it() -> Res
 }
 
 /// Reads `watch` to its end (within 30 s), which must be the onboarding's Cancelled event.
+/// A sealed refresh token in a stored record, as JSON writes it.
+const REFRESH: &str = "\"sealed_admin_refresh\":\"";
+/// A sealed access token in a stored record, as JSON writes it.
+const ACCESS: &str = "\"sealed_admin_token\":\"";
+
+/// Whether onboarding `id`'s stored record holds `field` (as the bytes on disk read).
+fn stored(env: &EngineEnv, id: &str, field: &str) -> Result<bool> {
+    let tree = env.db.open_tree("provision")?;
+    let rec = tree.get(format!("o/{id}"))?.context("no record")?;
+    Ok(String::from_utf8_lossy(&rec).contains(field))
+}
+
 async fn ends_cancelled(watch: EventStream) -> Result<()> {
     let tail = collect(watch, 30).await?;
     ensure!(
@@ -412,9 +438,12 @@ async fn an_expired_admin_access_token_is_renewed_for_a_late_cancel_and_a_late_r
     .await?;
     let admin = env.signed_in("globaladmin").await?;
     aborted(&env.run(env.request("onb-late", "Sbc-Late"), admin).await?)?;
+    // A failed onboarding keeps its sign-in: a cancel, or a retry, may need it.
+    ensure!(stored(&env, "onb-late", REFRESH)? && stored(&env, "onb-late", ACCESS)?);
     env.sim.expire_access_tokens().await;
     let done = env.engine.cancel("onb-late", "tester").await?;
     ensure!(done.status == Status::Cancelled, "{done:?}");
+    ensure!(!stored(&env, "onb-late", REFRESH)? && !stored(&env, "onb-late", ACCESS)?);
     ensure!(
         apps_named(&env.snapshot(), "Sbc-Late").is_empty(),
         "app left"

@@ -147,7 +147,12 @@ impl Chrome {
 
     /// Waits until `check` (a JS expression) is truthy.
     pub async fn wait_js(&self, check: &str, what: &str) -> Result<()> {
-        let end = tokio::time::Instant::now() + PATIENCE;
+        self.wait_js_for(check, what, PATIENCE).await
+    }
+
+    /// [`Chrome::wait_js`] with its own limit.
+    pub async fn wait_js_for(&self, check: &str, what: &str, limit: Duration) -> Result<()> {
+        let end = tokio::time::Instant::now() + limit;
         loop {
             if self
                 .js(&format!("return !!({check})"))

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use onboard_proto::v1::InvitationState::{Expired, Revoked};
 use testkit::browser::Chrome;
 use testkit::sim::{TOKEN_APP, users};
 use testkit::snapshot;
@@ -206,6 +207,15 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
     w.chrome.wait_screen("s-name").await?;
     w.name_and_start("SbcGone").await?;
     w.after_run("s-waiting").await?;
+    // A link sent before the cancel: it ends with the wait.
+    w.chrome.click("btn-link").await?;
+    w.chrome
+        .wait_js(
+            "document.getElementById('ho-link').value.includes('#token=')",
+            "the link",
+        )
+        .await?;
+    let link_token = link_shown(&w).await?;
     w.chrome.click("btn-wait-cancel").await?;
     w.chrome.wait_screen("s-progress").await?;
     ensure!(w.chrome.focus().await? == "s-progress/h2/cancel-q");
@@ -226,6 +236,14 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
         .await?;
     w.shows_cancelled().await?;
     w.shoot("H8-cancelled").await?;
+
+    // The colleague who got the link opens it after the cancel: withdrawn, as a replaced link
+    // is, and sent back to the colleague.
+    let p = ended_link_shown(&w, &link_token, Revoked, "H8b-link-after-a-cancel").await?;
+    ensure!(
+        p.contains("no longer works") && p.contains("onboarding was withdrawn"),
+        "{p}"
+    );
 
     // Where Microsoft's admin-consent page sends an admin back: a static page, accessible,
     // with the same headers, that trusts and echoes nothing.
@@ -258,6 +276,71 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
         "the app outlived the cancellation"
     );
     w.check_exchanges(&token)?;
+    w.chrome.close().await
+}
+
+/// Opens hand-off link `link_token` once the server has ended it (`state`, revoked or
+/// expired): the problem screen's text.
+async fn ended_link_shown(
+    w: &Wiz,
+    link_token: &str,
+    state: onboard_proto::v1::InvitationState,
+    shot: &str,
+) -> Result<String> {
+    let key = onboard_proto::v1::get_invitation_request::Key::Token(link_token.into());
+    testkit::wait::until_true("the link ended", Duration::from_secs(60), async || {
+        Ok(w.env.server.invitation(key.clone()).await?.state() == state)
+    })
+    .await?;
+    w.open(link_token).await?;
+    w.step("s-problem", shot).await?;
+    w.chrome.text("#s-problem").await
+}
+
+/// Nobody finishes in time: the onboarding is undone when its wait expires, the first page
+/// says so, and the link the Global Administrator got, which expired with the wait, says
+/// nothing is left to do (not "ask for a new link").
+#[tokio::test]
+async fn a_link_whose_wait_expired_says_there_is_nothing_left_to_do() -> Result<()> {
+    let short_wait = |b: testkit::config::ServerConfigBuilder| Ok(b.limit("hand_off_wait_secs", 5));
+    let w =
+        Wiz::start_configured(Some("hand-off-expired"), testkit::sim::calm(), short_wait).await?;
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::APP_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.name_and_start("SbcLate").await?;
+    w.after_run("s-waiting").await?;
+    w.chrome.click("btn-link").await?;
+    w.chrome
+        .wait_js(
+            "document.getElementById('ho-link').value.includes('#token=')",
+            "the link",
+        )
+        .await?;
+    let link_token = link_shown(&w).await?;
+    // The expiry check ticks every 15 s: the undo comes within a tick of the wait's end.
+    w.chrome
+        .wait_js_for(
+            "!document.getElementById('progress-cancelled').hidden",
+            "the undo after the wait expired",
+            Duration::from_secs(60),
+        )
+        .await?;
+    let first = w.chrome.text("#cancelled-text").await?;
+    w.shoot("H11-wait-expired").await?;
+    let p = ended_link_shown(&w, &link_token, Expired, "H11b-link-after-the-wait").await?;
+    ensure!(
+        p.contains("no longer waits for you")
+            && p.contains("nothing to do with this link")
+            && !p.contains("newer link"),
+        "{p}\nthe first page said: {first}"
+    );
+    ensure!(
+        snapshot::apps_named(&w.env.sim.snapshot(), "SbcLate").is_empty(),
+        "the app outlived the expiry"
+    );
     w.chrome.close().await
 }
 

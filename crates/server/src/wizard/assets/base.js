@@ -169,9 +169,11 @@ const PASSING = ['unreachable', 'busy'];
 const HAND_OFF_REVOKED = ['This link no longer works', 'A newer link to finish this onboarding was made, or the onboarding was withdrawn, so this link no longer works.'];
 export function problem(kind) {
   const inv = S.inv || {};
-  // A hand-off link whose onboarding stopped waiting (expired, or finished on Microsoft's
-  // consent page) has nothing left to do: not a newer link to ask for.
-  if (kind === 'revoked' && inv.hand_off_of && inv.wait_ended) kind = 'finished';
+  // A hand-off link whose onboarding stopped waiting has nothing left to do: not a newer link
+  // to ask for. It expires with the wait it was issued for (nobody finished in time: the
+  // onboarding is undone), or is revoked as that wait ends otherwise (finished on Microsoft's
+  // consent page, or an end the server swept up).
+  if (inv.hand_off_of && (kind === 'expired' || (kind === 'revoked' && inv.wait_ended))) kind = 'finished';
   const handOff = kind === 'revoked' && inv.hand_off_of;
   const [title, text] = handOff ? HAND_OFF_REVOKED : PROBLEMS[kind] || PROBLEMS.invalid;
   $('problem-title').textContent = title;

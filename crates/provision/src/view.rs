@@ -79,6 +79,18 @@ impl From<&OnboardingRecord> for Onboarding {
     }
 }
 
+impl Onboarding {
+    /// Whether its last step removed the temporary `-token` app. Its admin's refresh token was
+    /// issued to that app, so the sign-in can no longer be renewed: an undo once the access
+    /// token has expired needs another admin's sign-in, also when an undo begun after the
+    /// removal failed (the onboarding is then `Cancelling`).
+    pub fn token_app_removed(&self) -> bool {
+        self.steps_done
+            .iter()
+            .any(|s| s == crate::steps::ids::TOKEN_APP)
+    }
+}
+
 /// Which onboardings `list` returns; `None` fields match anything.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {

@@ -85,7 +85,8 @@ async fn an_idle_admin_session_ends_by_itself() -> Result<()> {
 
 /// A completed onboarding undone hours later: its own sign-in has expired and cannot be renewed
 /// (the temporary app its refresh token was issued to is gone), so the cancel is refused with
-/// what to do; after a day-two sign-in the same cancel undoes it with that session.
+/// what to do, and left cancelling; after a day-two sign-in the same cancel undoes it with that
+/// session (the onboarding's record no longer holds a refresh token that could stand in).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_undo_of_a_completed_onboarding_uses_a_day_two_sign_in() -> Result<()> {
     let (env, onboarding) = SimServer::with_onboarding("direct-routing", "Sbc-Undo").await?;

@@ -386,7 +386,10 @@ impl OnboardingService {
             onboarding.as_ref().map(|o| o.status) == Some(provision::Status::AwaitingAdmin);
         // Looked up before the intent entry, so a failure here leaves no intent without an
         // outcome.
-        let completed = onboarding.filter(|o| o.status == provision::Status::Completed);
+        // Completed, or its undo began after it completed and failed (still `Cancelling`): its
+        // own sign-in cannot be renewed, the tenant's day-two session undoes it.
+        let completed = onboarding
+            .filter(|o| o.token_app_removed() && o.status != provision::Status::Cancelled);
         let admin = match &completed {
             Some(o) => late_undo::day_two_admin(&self.app, &o.tenant_id).await?,
             None => None,

@@ -21,6 +21,31 @@ async fn link_shown(w: &Wiz) -> Result<String> {
     Ok(link.split("#token=").nth(1).context("token")?.to_owned())
 }
 
+/// An Application Administrator's part, on the starter's invitation: signed in, app `name`
+/// made as far as their roles allow, screen H. The starter's token.
+async fn waiting(w: &Wiz, name: &str) -> Result<String> {
+    let token = w.invite().await?;
+    w.open(&token).await?;
+    w.sign_in_as(users::APP_ADMIN).await?;
+    w.chrome.click("btn-next").await?;
+    w.chrome.wait_screen("s-name").await?;
+    w.name_and_start(name).await?;
+    w.after_run("s-waiting").await?;
+    Ok(token)
+}
+
+/// "Create a new link" on screen H: the token of the link it shows.
+async fn new_link(w: &Wiz) -> Result<String> {
+    w.chrome.click("btn-link").await?;
+    w.chrome
+        .wait_js(
+            "document.getElementById('ho-link').value.includes('#token=')",
+            "the link",
+        )
+        .await?;
+    link_shown(w).await
+}
+
 #[tokio::test]
 async fn an_application_administrator_hands_off_and_a_global_administrator_finishes() -> Result<()>
 {
@@ -85,13 +110,7 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
             && done.contains("create the service principal"),
         "{done}"
     );
-    w.chrome.click("btn-link").await?;
-    w.chrome
-        .wait_js(
-            "document.getElementById('ho-link').value.includes('#token=')",
-            "the link",
-        )
-        .await?;
+    let replaced = new_link(&w).await?;
     // Microsoft's consent page is offered for the Graph permissions; the role still needs the
     // link, and the page says so.
     let consent = w
@@ -112,7 +131,6 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
         "the consent box does not say the role needs the link"
     );
     w.shoot("H2-link").await?;
-    let replaced = link_shown(&w).await?;
     ensure!(replaced != token);
     // "Create a new link" again: the first one stops working.
     w.chrome.click("btn-link").await?;
@@ -200,22 +218,9 @@ async fn an_application_administrator_hands_off_and_a_global_administrator_finis
 #[tokio::test]
 async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
     let w = Wiz::start(Some("hand-off-cancel")).await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.sign_in_as(users::APP_ADMIN).await?;
-    w.chrome.click("btn-next").await?;
-    w.chrome.wait_screen("s-name").await?;
-    w.name_and_start("SbcGone").await?;
-    w.after_run("s-waiting").await?;
+    let token = waiting(&w, "SbcGone").await?;
     // A link sent before the cancel: it ends with the wait.
-    w.chrome.click("btn-link").await?;
-    w.chrome
-        .wait_js(
-            "document.getElementById('ho-link').value.includes('#token=')",
-            "the link",
-        )
-        .await?;
-    let link_token = link_shown(&w).await?;
+    let link_token = new_link(&w).await?;
     w.chrome.click("btn-wait-cancel").await?;
     w.chrome.wait_screen("s-progress").await?;
     ensure!(w.chrome.focus().await? == "s-progress/h2/cancel-q");
@@ -305,21 +310,8 @@ async fn a_link_whose_wait_expired_says_there_is_nothing_left_to_do() -> Result<
     let short_wait = |b: testkit::config::ServerConfigBuilder| Ok(b.limit("hand_off_wait_secs", 5));
     let w =
         Wiz::start_configured(Some("hand-off-expired"), testkit::sim::calm(), short_wait).await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.sign_in_as(users::APP_ADMIN).await?;
-    w.chrome.click("btn-next").await?;
-    w.chrome.wait_screen("s-name").await?;
-    w.name_and_start("SbcLate").await?;
-    w.after_run("s-waiting").await?;
-    w.chrome.click("btn-link").await?;
-    w.chrome
-        .wait_js(
-            "document.getElementById('ho-link').value.includes('#token=')",
-            "the link",
-        )
-        .await?;
-    let link_token = link_shown(&w).await?;
+    waiting(&w, "SbcLate").await?;
+    let link_token = new_link(&w).await?;
     // The expiry check ticks every 15 s: the undo comes within a tick of the wait's end.
     w.chrome
         .wait_js_for(
@@ -350,13 +342,7 @@ async fn a_link_whose_wait_expired_says_there_is_nothing_left_to_do() -> Result<
 #[tokio::test]
 async fn a_provider_cancel_while_waiting_is_worded_as_an_undo() -> Result<()> {
     let w = Wiz::start(Some("hand-off-provider-cancel")).await?;
-    let token = w.invite().await?;
-    w.open(&token).await?;
-    w.sign_in_as(users::APP_ADMIN).await?;
-    w.chrome.click("btn-next").await?;
-    w.chrome.wait_screen("s-name").await?;
-    w.name_and_start("SbcProvCx").await?;
-    w.after_run("s-waiting").await?;
+    waiting(&w, "SbcProvCx").await?;
     // Every text the connection line and the heading show from now on.
     w.chrome
         .js("window.__seen = []; const note = () => window.__seen.push(\

@@ -67,14 +67,10 @@ pub async fn run(args: WitnessArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let (listen, key_path, state_dir, logs) = settings(args.run)?;
-    let problem = onboard_core::key_file::mode_problem(&key_path)
+    let refusal = onboard_core::key_file::refusal(&key_path, "witness key")
         .with_context(|| format!("reading witness key {}", key_path.display()))?;
-    if let Some((problem, mode)) = problem {
-        bail!(
-            "witness key {} {problem} (mode {mode:04o}); fix: chmod 600 {}",
-            key_path.display(),
-            key_path.display()
-        );
+    if let Some(refusal) = refusal {
+        bail!(refusal);
     }
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(&key_path)
@@ -138,10 +134,7 @@ fn log_arg(l: &str) -> anyhow::Result<(&str, NoteVerifier)> {
         }
     }
     // A private key given by mistake is not repeated.
-    let shown = match l.find(audit_log::note::PRIVATE_KEY_PREFIX) {
-        Some(at) => audit_log::note::key_shown(&l[at..]),
-        None => format!("{l:?}"),
-    };
+    let shown = audit_log::note::key_shown(l);
     match last {
         Some(e) => Err(anyhow::Error::new(e).context(format!("--log {shown}: verifier key"))),
         None => bail!("--log {shown}: want ORIGIN=VKEY (a non-empty origin)"),

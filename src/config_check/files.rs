@@ -169,7 +169,7 @@ fn read_key(
     let mode = meta.permissions().mode() & 0o7777;
     let fix = format!("fix: chmod 600 {}", path.display());
     // The rule `onboard serve` refuses by, then the group read it allows but warns of.
-    if let Ok(Some((problem, mode))) = onboard_core::key_file::mode_problem(path) {
+    if let Some(problem) = onboard_core::key_file::problem_of_mode(mode) {
         f.error(
             name,
             format!("{} {problem} (mode {mode:04o}); {fix}", path.display()),

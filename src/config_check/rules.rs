@@ -38,14 +38,7 @@ pub(super) fn check_url(f: &mut Findings, key: &str, value: &str, no_fragment: b
         }
     };
     // Said without any user name or password it carries (this output lands in CI logs).
-    let value = if url.username().is_empty() && url.password().is_none() {
-        value.to_owned()
-    } else {
-        let mut bare = url.clone();
-        let _ = bare.set_username("");
-        let _ = bare.set_password(None);
-        bare.to_string()
-    };
+    let value = crate::audit_fetch::shown(value);
     if url.host().is_none() {
         f.error(key, format!("{value:?} has no host"));
         return;

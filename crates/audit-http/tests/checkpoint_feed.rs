@@ -4,31 +4,16 @@
 //! checkpoint at all); once the feed has one, the latest cosigned one is, never an own or a
 //! smaller one again.
 
-use std::sync::Arc;
-
 use audit_http::{Access, HttpConfig};
-use audit_log::{AuditLog, CheckpointFeed, SignedCheckpoint};
+use audit_log::{AuditLog, CheckpointFeed};
 use reqwest::StatusCode;
-use testkit::audit::{open_log, sample_fields};
-use testkit::keys::log_signer;
-use testkit::tiles::TilesApi;
+use testkit::audit::{open_log, send_fake_cosigned};
+use testkit::tiles::{TilesApi, append_more};
 
-type Feed = tokio::sync::watch::Sender<Option<Arc<SignedCheckpoint>>>;
-
+/// Appends `n` entries to `log`; its checkpoint after them.
 async fn append(log: &AuditLog, n: u64) -> String {
-    for _ in 0..n {
-        log.append_fields(&sample_fields(log.size())).await.unwrap();
-    }
+    append_more(log, n).await.unwrap();
     log.checkpoint().note.clone()
-}
-
-/// `note` with a cosignature line by a key the log does not know (a witness's), as the quorum
-/// feed hands it out; sent to `feed`. Returns the cosigned note.
-fn cosign(feed: &Feed, note: &str) -> String {
-    let note = format!("{note}\u{2014} w.example/1 {}\n", "A".repeat(100) + "AAAA");
-    let cp = SignedCheckpoint::open(&note, &[log_signer().verifier()]).unwrap();
-    feed.send(Some(Arc::new(cp))).unwrap();
-    note
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,12 +45,12 @@ async fn the_own_checkpoint_is_served_until_a_cosigned_one_and_never_after() {
 
     // The first cosigned checkpoint lags the own one served: that one stays (a reader never
     // sees the log shrink), and no later own one is served (the cosigned one catches up).
-    cosign(&feed, &at_10);
+    send_fake_cosigned(&feed, &at_10);
     let at_30 = append(&log, 10).await;
     assert_eq!(served().await, at_20);
-    let cosigned_20 = cosign(&feed, &at_20);
+    let cosigned_20 = send_fake_cosigned(&feed, &at_20);
     assert_eq!(served().await, cosigned_20);
-    let cosigned_30 = cosign(&feed, &at_30);
+    let cosigned_30 = send_fake_cosigned(&feed, &at_30);
     assert_eq!(served().await, cosigned_30);
 
     // The log grows past the cosigned checkpoint: never the own one again.

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use audit_log::TileId;
-use audit_log::tile_id::tiles_of_size;
 use audit_log::verify::{VerifyOptions, VerifyReport};
 use audit_remote::fetch::{copy_to_dir, verify_at, verify_source};
 use audit_remote::{ClientSettings, Publisher, Source, Target};
@@ -22,7 +21,7 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions};
 use testkit::audit::open_log;
 use testkit::keys::log_signer;
-use testkit::tiles::append_more;
+use testkit::tiles::{append_more, assert_same_tiles};
 
 const PREFIX: &str = "logs/prod";
 
@@ -126,14 +125,7 @@ async fn bundles_are_stored_gzip_coded_and_read_back_by_their_attribute() {
     copy_to_dir(&source, &copy, &[log_signer().verifier()])
         .await
         .unwrap();
-    for id in tiles_of_size(1000) {
-        let p = id.path();
-        assert_eq!(
-            std::fs::read(export.join(&p)).unwrap(),
-            std::fs::read(copy.join(&p)).unwrap(),
-            "{p}"
-        );
-    }
+    assert_same_tiles(&export, &copy, 1000);
 
     // Served over HTTP as a bucket website serves it (the stored bytes with their
     // Content-Encoding), the HTTP source decodes and verifies it too.

@@ -64,6 +64,17 @@ async fn serve(State(s): State<Hostile>, uri: Uri) -> Response {
     }
 }
 
+/// A log of 300 entries exported to `dir/export`, then closed: the export and its checkpoint.
+async fn export_of_300(dir: &std::path::Path) -> (PathBuf, String) {
+    let log = open_log(&dir.join("log")).unwrap();
+    append_more(&log, 300).await.unwrap();
+    let export = dir.join("export");
+    log.export_tiles(&export).unwrap();
+    let note = log.checkpoint().note.clone();
+    log.close();
+    (export, note)
+}
+
 fn invalid_past(e: &RemoteError, cap: usize) -> bool {
     matches!(e, RemoteError::Invalid { detail, .. } if detail.contains(&format!("longer than {cap} bytes")))
         && !e.is_unreachable()
@@ -72,12 +83,7 @@ fn invalid_past(e: &RemoteError, cap: usize) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_source_reads_no_resource_past_its_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open_log(&dir.path().join("log")).unwrap();
-    append_more(&log, 300).await.unwrap();
-    let export = dir.path().join("export");
-    log.export_tiles(&export).unwrap();
-    let note = log.checkpoint().note.clone();
-    log.close();
+    let (export, note) = export_of_300(dir.path()).await;
 
     let hostile = Hostile {
         dir: export.clone(),
@@ -134,11 +140,7 @@ async fn an_http_source_reads_no_resource_past_its_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_source_reads_no_object_past_its_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open_log(&dir.path().join("log")).unwrap();
-    append_more(&log, 300).await.unwrap();
-    let export = dir.path().join("export");
-    log.export_tiles(&export).unwrap();
-    log.close();
+    let (export, _) = export_of_300(dir.path()).await;
     std::fs::write(export.join("tile/0/000"), vec![7u8; 9000]).unwrap();
     let source =
         Arc::new(Source::parse(export.to_str().unwrap(), ClientSettings::default()).unwrap());

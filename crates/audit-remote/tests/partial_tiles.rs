@@ -9,7 +9,7 @@ use audit_remote::fetch::{copy_to_dir, tlog_proof_from_tiles};
 use audit_remote::{ClientSettings, Publisher, Source, Target};
 use testkit::audit::open_log;
 use testkit::keys::log_signer;
-use testkit::tiles::append_more;
+use testkit::tiles::{append_more, assert_same_tiles};
 
 /// A log at 600 entries exported to `DIR/src` serving its checkpoint at 300 (returned): of
 /// that size's partial tiles it keeps only tile/1/000.p/1, whose full tile does not exist
@@ -47,14 +47,7 @@ async fn deleted_partial_tiles_are_cut_from_their_full_tiles() {
         .await
         .unwrap();
     assert_eq!(s.size, 300);
-    for id in tiles_of_size(300) {
-        let p = id.path();
-        assert_eq!(
-            std::fs::read(want.join(&p)).unwrap(),
-            std::fs::read(copy.join(&p)).unwrap(),
-            "{p}"
-        );
-    }
+    assert_same_tiles(&want, &copy, 300);
     // Entry 299 is in the deleted bundle tile/entries/001.p/44.
     let proof =
         tlog_proof_from_tiles(&DirReader(&src), &at_300, &[log_signer().verifier()], 299).unwrap();

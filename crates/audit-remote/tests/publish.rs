@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use audit_log::verify::{VerifyOptions, verify_export};
 use audit_remote::fetch::{copy_to_dir, verify_source};
 use audit_remote::{PublishEvent, Publisher, RemoteError, Source, Target};
-use testkit::audit::open_log;
+use testkit::audit::{open_log, send_fake_cosigned};
 use testkit::copy_dir;
 use testkit::keys::{ORIGIN, log_signer};
-use testkit::tiles::{Moto, append_more};
+use testkit::tiles::{Moto, append_more, assert_same_tiles};
 
 fn open(dir: &std::path::Path) -> audit_log::AuditLog {
     open_log(dir).unwrap()
@@ -62,6 +62,16 @@ impl FeedRun {
         self.stop.send(()).unwrap();
         self.task.await.unwrap().unwrap();
     }
+}
+
+/// A log of 10 entries in a fresh temporary directory, and a directory target (`bucket`) in
+/// it; the directory is returned to be kept until the test ends.
+async fn ten_entries_and_a_bucket() -> (tempfile::TempDir, audit_log::AuditLog, Target) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::parse(dir.path().join("bucket").to_str().unwrap(), true).unwrap();
+    let log = open(&dir.path().join("log"));
+    append_more(&log, 10).await.unwrap();
+    (dir, log, target)
 }
 
 /// The target's content verified through the same reader an auditor would use.
@@ -120,14 +130,7 @@ async fn publish_and_follow(target: Target) {
         .await
         .unwrap();
     assert_eq!(s.size, 1000);
-    for id in audit_log::tile_id::tiles_of_size(1000) {
-        let p = id.path();
-        assert_eq!(
-            std::fs::read(export.join(&p)).unwrap(),
-            std::fs::read(copy.join(&p)).unwrap(),
-            "{p}"
-        );
-    }
+    assert_same_tiles(&export, &copy, 1000);
     assert!(verify_export(&copy, &[vkey()], None, 2).ok());
     let first = events.lock().unwrap().clone();
     assert!(
@@ -250,22 +253,14 @@ async fn a_target_that_contradicts_the_log_is_never_overwritten() {
 /// witnesses answer: the target gets the note with them, though no tile changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_note_that_gains_cosignatures_at_the_same_size_is_published_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let target = Target::parse(dir.path().join("bucket").to_str().unwrap(), true).unwrap();
-    let log = open(&dir.path().join("log"));
-    append_more(&log, 10).await.unwrap();
+    let (_dir, log, target) = ten_entries_and_a_bucket().await;
     let own = log.checkpoint().note.clone();
-    let vouched = |note: String| {
-        Some(Arc::new(
-            audit_log::SignedCheckpoint::open(&note, &[vkey()]).unwrap(),
-        ))
-    };
-    let (tx, rx) = tokio::sync::watch::channel(vouched(own.clone()));
+    let vouched = audit_log::SignedCheckpoint::open(&own, &[vkey()]).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(vouched)));
     let run = FeedRun::start(&log, &target, rx);
     run.published(&own).await;
     // A line by a key the log does not know (a witness's), as a quorum feed appends it.
-    let cosigned = format!("{own}\u{2014} w.example/1 {}\n", "A".repeat(100) + "AAAA");
-    tx.send(vouched(cosigned.clone())).unwrap();
+    let cosigned = send_fake_cosigned(&tx, &own);
     run.published(&cosigned).await;
     run.stop().await;
     log.close();
@@ -278,10 +273,7 @@ async fn a_note_that_gains_cosignatures_at_the_same_size_is_published_again() {
 /// one again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_own_checkpoint_is_published_until_the_feed_has_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let target = Target::parse(dir.path().join("bucket").to_str().unwrap(), true).unwrap();
-    let log = open(&dir.path().join("log"));
-    append_more(&log, 10).await.unwrap();
+    let (_dir, log, target) = ten_entries_and_a_bucket().await;
     let (tx, rx) = tokio::sync::watch::channel(None);
     let run = FeedRun::start(&log, &target, rx);
     let at_10 = log.checkpoint().note.clone();
@@ -290,28 +282,16 @@ async fn the_own_checkpoint_is_published_until_the_feed_has_one() {
     let at_20 = log.checkpoint().note.clone();
     run.published(&at_20).await;
 
-    let cosigned = |note: &str| {
-        let note = format!("{note}\u{2014} w.example/1 {}\n", "A".repeat(100) + "AAAA");
-        (
-            Some(Arc::new(
-                audit_log::SignedCheckpoint::open(&note, &[vkey()]).unwrap(),
-            )),
-            note,
-        )
-    };
     // The feed's first checkpoint lags the one published: the target keeps 20.
-    let (cp, _) = cosigned(&at_10);
-    tx.send(cp).unwrap();
+    send_fake_cosigned(&tx, &at_10);
     append_more(&log, 10).await.unwrap();
     let at_30 = log.checkpoint().note.clone();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(run.source.checkpoint().await.unwrap(), at_20);
     // The feed reaches 20, then 30: the cosigned notes replace it.
-    let (cp, cosigned_20) = cosigned(&at_20);
-    tx.send(cp).unwrap();
+    let cosigned_20 = send_fake_cosigned(&tx, &at_20);
     run.published(&cosigned_20).await;
-    let (cp, cosigned_30) = cosigned(&at_30);
-    tx.send(cp).unwrap();
+    let cosigned_30 = send_fake_cosigned(&tx, &at_30);
     run.published(&cosigned_30).await;
     // The log grows on; the feed has not cosigned it: the target stays at the cosigned 30.
     append_more(&log, 10).await.unwrap();

@@ -26,13 +26,30 @@ pub fn parse(bytes: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
 pub fn mode_problem(path: &Path) -> std::io::Result<Option<(&'static str, u32)>> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
-    Ok(if mode & 0o007 != 0 {
-        Some(("is readable or writable by others", mode))
+    Ok(problem_of_mode(mode).map(|p| (p, mode)))
+}
+
+/// [`mode_problem`] of a file whose permission bits are `mode`.
+pub fn problem_of_mode(mode: u32) -> Option<&'static str> {
+    if mode & 0o007 != 0 {
+        Some("is readable or writable by others")
     } else if mode & 0o020 != 0 {
-        Some(("is writable by its group", mode))
+        Some("is writable by its group")
     } else {
         None
-    })
+    }
+}
+
+/// Why `what` (a key file's role, as messages name it) at `path` is refused, with the fix:
+/// `None` when its mode is fit ([`mode_problem`]).
+pub fn refusal(path: &Path, what: &str) -> std::io::Result<Option<String>> {
+    Ok(mode_problem(path)?.map(|(problem, mode)| {
+        format!(
+            "{what} {} {problem} (mode {mode:04o}); fix: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    }))
 }
 
 /// Writes `data` to a new file at `path` that only its owner may read (mode 0600; an existing

@@ -416,12 +416,12 @@ impl Engine {
             if self.is_running(&rec.id) {
                 continue;
             }
+            if rec.forget_sign_in() {
+                self.inner.store.put(&rec).await?;
+                tracing::info!(onboarding_id = %rec.id, status = rec.status.as_str(), "forgot the admin sign-in the onboarding no longer needs");
+                continue;
+            }
             match rec.status {
-                Status::Completed | Status::Cancelled if rec.holds_spent_sign_in() => {
-                    rec.forget_sign_in();
-                    self.inner.store.put(&rec).await?;
-                    tracing::info!(onboarding_id = %rec.id, status = rec.status.as_str(), "forgot the admin sign-in the onboarding no longer needs");
-                }
                 Status::Running => {
                     // The process may have been down for longer than the access token lives:
                     // the run renews it first, in its own task, so a slow STS delays that run

@@ -48,5 +48,6 @@ pub use events::{Completion, Event, EventKind, EventStream, FailureCause};
 pub use names::{NameRule, broken_rules, check_name, validate_name};
 pub use plan::{MissingRight, Plan, PlannedChange};
 pub use signin::{Admin, RightCheck, SIGN_IN_SCOPES, check_sign_in};
+pub use steps::ids::TOKEN_APP as TOKEN_APP_STEP;
 pub use store::{HandOff, Status};
 pub use view::{ListFilter, Onboarding};

@@ -223,31 +223,22 @@ impl OnboardingRecord {
             .is_some_and(|t| now_ms.saturating_sub(t) < LAG_WINDOW_MS)
     }
 
-    /// Whether the record holds a sealed admin sign-in its status has no more use for: a
-    /// completed onboarding's refresh token, or a cancelled one's tokens.
-    pub fn holds_spent_sign_in(&self) -> bool {
+    /// Forgets what of the admin's sealed sign-in this record's status has no more use for: a
+    /// completed onboarding's refresh token, a cancelled one's tokens. A completed onboarding
+    /// keeps its access token while it lasts (day-two reads, an undo within the hour); its
+    /// refresh token was issued to the temporary app its last step removed, so Entra refuses it
+    /// anyway. Returns whether anything was forgotten.
+    pub fn forget_sign_in(&mut self) -> bool {
+        let held = self.sealed_admin_refresh.is_some() || self.sealed_admin_token.is_some();
         match self.status {
-            Status::Completed => self.sealed_admin_refresh.is_some(),
-            Status::Cancelled => {
-                self.sealed_admin_refresh.is_some() || self.sealed_admin_token.is_some()
-            }
-            _ => false,
-        }
-    }
-
-    /// Forgets what of the admin's sealed sign-in this record's status has no more use for
-    /// ([`OnboardingRecord::holds_spent_sign_in`]). A completed onboarding keeps its access
-    /// token while it lasts (day-two reads, an undo within the hour); its refresh token was
-    /// issued to the temporary app its last step removed, so Entra refuses it anyway.
-    pub fn forget_sign_in(&mut self) {
-        match self.status {
-            Status::Completed => self.sealed_admin_refresh = None,
+            Status::Completed => self.sealed_admin_refresh.take().is_some(),
             Status::Cancelled => {
                 self.sealed_admin_refresh = None;
                 self.sealed_admin_token = None;
                 self.admin_token_expires_at = None;
+                held
             }
-            _ => {}
+            _ => false,
         }
     }
 

@@ -80,10 +80,11 @@ impl From<&OnboardingRecord> for Onboarding {
 }
 
 impl Onboarding {
-    /// Whether its last step removed the temporary `-token` app. Its admin's refresh token was
-    /// issued to that app, so the sign-in can no longer be renewed: an undo once the access
-    /// token has expired needs another admin's sign-in, also when an undo begun after the
-    /// removal failed (the onboarding is then `Cancelling`).
+    /// Whether its last step, the temporary `-token` app's removal, is done: that app is gone
+    /// (removed by this run, or found gone). Its admin's refresh token was issued to that app,
+    /// so the sign-in can no longer be renewed: an undo once the access token has expired needs
+    /// another admin's sign-in, also when an undo begun after the removal failed (the
+    /// onboarding is then `Cancelling`).
     pub fn token_app_removed(&self) -> bool {
         self.steps_done
             .iter()

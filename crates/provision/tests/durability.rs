@@ -314,7 +314,6 @@ async fn a_failed_undo_ends_the_streams_and_a_second_cancel_finishes_it() -> Res
     nothing_left(&env, "Sbc-Undo")
 }
 
-/// Reads `watch` to its end (within 30 s), which must be the onboarding's Cancelled event.
 /// A sealed refresh token in a stored record, as JSON writes it.
 const REFRESH: &str = "\"sealed_admin_refresh\":\"";
 /// A sealed access token in a stored record, as JSON writes it.
@@ -327,6 +326,7 @@ fn stored(env: &EngineEnv, id: &str, field: &str) -> Result<bool> {
     Ok(String::from_utf8_lossy(&rec).contains(field))
 }
 
+/// Reads `watch` to its end (within 30 s), which must be the onboarding's Cancelled event.
 async fn ends_cancelled(watch: EventStream) -> Result<()> {
     let tail = collect(watch, 30).await?;
     ensure!(

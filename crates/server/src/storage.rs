@@ -63,16 +63,9 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 /// Refuses a key file that others may read or write, or its group may write.
 pub(crate) fn check_key_file(path: &Path, what: &str) -> Result<()> {
-    let problem = onboard_core::key_file::mode_problem(path)
+    let refusal = onboard_core::key_file::refusal(path, what)
         .map_err(|e| ServerError::io(format!("reading {what} {}", path.display()), e))?;
-    let Some((problem, mode)) = problem else {
-        return Ok(());
-    };
-    Err(ServerError::Config(format!(
-        "{what} {} {problem} (mode {mode:04o}); fix: chmod 600 {}",
-        path.display(),
-        path.display()
-    )))
+    refusal.map_or(Ok(()), |r| Err(ServerError::Config(r)))
 }
 
 /// The state store's page cache. sled's default is 1 GiB, which a busy server grows into

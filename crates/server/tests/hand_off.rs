@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
 use serde_json::Value;
-use testkit::hand_off::{cancel_with, get_with, issue_link, revoked_by, until_revoked};
+use testkit::hand_off::{cancel_with, get_with, invitation, issue_link, revoked_by, until_revoked};
 use testkit::server::OPERATOR;
 use testkit::server_helpers::{Refusal, Refused, plan};
 use testkit::sim::TOKEN_APP;
@@ -383,13 +383,7 @@ async fn a_new_link_cuts_off_the_holder_of_the_one_before_it_who_signed_in() -> 
     let ended = tokio::time::timeout(Duration::from_secs(20), watch)
         .await
         .context("the replaced link's Watch goes on")??;
-    let s = ended
-        .err()
-        .context("the replaced link's Watch ended without an error")?;
-    ensure!(
-        s.code() == Code::PermissionDenied && s.message().contains("revoked"),
-        "{s:?}"
-    );
+    ended.refused(Code::PermissionDenied, &["revoked"])?;
     let starter = format!("invitation:{first_invitation}");
     revoked_by(&env, &old.invitation_id, &id, &starter, "replaced").await?;
     let old_token = old.invitation_token.as_str();
@@ -414,8 +408,7 @@ async fn a_new_link_cuts_off_the_holder_of_the_one_before_it_who_signed_in() -> 
         .await?
         .map_err(|s| anyhow::anyhow!("the new link's holder was refused: {s:?}"))?;
     completed(&finish)?;
-    let key = pb::get_invitation_request::Key::Id(link.invitation_id.clone());
-    let used = env.server.invitation(key).await?;
+    let used = invitation(&env, &link.invitation_id).await?;
     ensure!(used.state() == pb::InvitationState::Used, "{used:?}");
     get_with(&env, &link.invitation_token, &id)
         .await?

@@ -12,7 +12,8 @@ use anyhow::{Context, Result, ensure};
 use onboard_proto::v1 as pb;
 use serde_json::Value;
 use testkit::audit::{check_schema, phases_and_actors, succeeded_by};
-use testkit::hand_off::{invitation, until_revoked};
+use testkit::hand_off::{halt_at, invitation, revoked_by, until_revoked};
+use testkit::server_helpers::Refused;
 use testkit::sim::{CONSENT_REPLY as REPLY, TOKEN_APP, admin_consent, users};
 use testkit::sim_server::SimServer;
 use testkit::snapshot::{apps_named, no_duplicates, provisioned_once, sps_where};
@@ -103,24 +104,15 @@ async fn a_global_administrator_consents_on_microsofts_page_and_the_onboarding_f
 
     // The link ended with the wait: revoked as the consent seen, its sign-in refused so.
     until_revoked(&env, &link.invitation_id, Duration::from_secs(20)).await?;
-    let inv = invitation(&env, &link.invitation_id).await?;
-    ensure!(
-        inv.revoked_by == "entra:admin-consent" && inv.revoked_at.is_some(),
-        "{inv:?}"
-    );
-    let refused = env
-        .sign_in(
-            &link.invitation_token,
-            &env.upn(users::GLOBAL_ADMIN),
-            testkit::wizard::Browser::SignsInAs(users::GLOBAL_ADMIN),
-        )
-        .await?
-        .err()
-        .context("the consented wait's link signed in")?;
-    ensure!(
-        refused.code() == tonic::Code::FailedPrecondition && refused.message().contains("revoked"),
-        "{refused:?}"
-    );
+    let (consent, why) = ("entra:admin-consent", "admin-consent page");
+    revoked_by(&env, &link.invitation_id, &id, consent, why).await?;
+    env.sign_in(
+        &link.invitation_token,
+        &env.upn(users::GLOBAL_ADMIN),
+        testkit::wizard::Browser::SignsInAs(users::GLOBAL_ADMIN),
+    )
+    .await?
+    .refused(tonic::Code::FailedPrecondition, &["revoked"])?;
     // The page tells its holder the onboarding no longer waits, not to ask for a newer link.
     let landing = env
         .server
@@ -321,15 +313,7 @@ async fn visits_to_the_consent_page_do_not_drive_the_graph_reads() -> Result<()>
 async fn a_link_a_stop_left_live_after_the_consent_is_revoked_at_the_next_start() -> Result<()> {
     let env = start().await?;
     let (id, _, h, link) = first_part(&env, "qoe", "Qoe-Stopped").await?;
-    let (halted, mut heard) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let hook: provision::StepHook = std::sync::Arc::new(move |onboarding: &str, at: &str| {
-        if at == "hand_off:links_end" {
-            let _ = halted.send(onboarding.to_owned());
-            return onboard_core::HookAction::Halt;
-        }
-        onboard_core::HookAction::Continue
-    });
-    env.server.app.engine().set_hook(Some(hook));
+    let mut heard = halt_at(&env, "hand_off:links_end");
     admin_consent(&env.sim, &h.admin_consent_url, users::GLOBAL_ADMIN, true).await?;
     let at = tokio::time::timeout(Duration::from_secs(60), heard.recv())
         .await
@@ -340,36 +324,22 @@ async fn a_link_a_stop_left_live_after_the_consent_is_revoked_at_the_next_start(
 
     let env = env.restart().await?;
     until_revoked(&env, &link.invitation_id, Duration::from_secs(20)).await?;
-    let inv = invitation(&env, &link.invitation_id).await?;
-    ensure!(inv.revoked_by == "entra:admin-consent", "{inv:?}");
-    // The record changes before the outcome entry is appended: wait for it too.
-    let revoke_of_link = |e: &Value| {
-        e["action"] == "invitation.revoke" && e["target"]["id"] == link.invitation_id.as_str()
-    };
-    testkit::wait::until_true(
-        "the revocation's two entries",
-        Duration::from_secs(20),
-        async || {
-            Ok(env
-                .server
-                .entries()?
-                .iter()
-                .filter(|e| revoke_of_link(e))
-                .count()
-                == 2)
-        },
-    )
-    .await?;
+    let (consent, why) = ("entra:admin-consent", "admin-consent page");
+    // Waits for the outcome entry (the intent is appended before the record changes).
+    revoked_by(&env, &link.invitation_id, &id, consent, why).await?;
+    // Both entries (intent and outcome): by the consent, about the onboarding, for the grants.
     let entries = env.server.entries()?;
-    let revoked: Vec<&Value> = entries.iter().filter(|e| revoke_of_link(e)).collect();
+    let revoked: Vec<&Value> = (entries.iter())
+        .filter(|e| {
+            e["action"] == "invitation.revoke" && e["target"]["id"] == link.invitation_id.as_str()
+        })
+        .collect();
     ensure!(
         revoked.len() == 2
             && revoked.iter().all(|e| {
-                e["actor"] == "entra:admin-consent"
+                e["actor"] == consent
                     && e["onboarding_id"] == id.as_str()
-                    && e["reason"]
-                        .as_str()
-                        .is_some_and(|r| r.contains("admin-consent page"))
+                    && e["reason"].as_str().is_some_and(|r| r.contains(why))
             }),
         "{revoked:?}"
     );

@@ -6,15 +6,15 @@
 //! there would) has them revoked by the server's sweep within one tick of its expiry check, as
 //! whoever the onboarding's record says ended the wait.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use onboard_core::HookAction;
 use onboard_proto::v1 as pb;
-use provision::StepHook;
 use testkit::audit::phases_and_actors;
-use testkit::hand_off::{cancel_with, get_with, invitation, issue_link, revoked_by, until_revoked};
+use testkit::hand_off::{
+    cancel_with, get_with, halt_at, hold_at, invitation, issue_link, revoked_by, until_revoked,
+};
+use testkit::server_helpers::Refused;
 use testkit::sim::calm;
 use testkit::sim_server::SimServer;
 use testkit::wizard::{awaiting_admin, completed, provision_stream};
@@ -84,47 +84,6 @@ async fn provision_to_end(
     }))
 }
 
-/// Sets the engine's test hook to hold the first call that reaches `point` until the returned
-/// sender sends (or [`STALL`] passes); the receiver hears when one got there.
-fn hold_at(
-    env: &SimServer,
-    point: &'static str,
-) -> (
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-    std::sync::mpsc::Sender<()>,
-) {
-    let (entered, held) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let released = Mutex::new(Some(released));
-    let hook: StepHook = Arc::new(move |onboarding: &str, at: &str| {
-        if at == point {
-            let first = released.lock().ok().and_then(|mut r| r.take());
-            if let Some(released) = first {
-                let _ = entered.send(onboarding.to_owned());
-                let _ = released.recv_timeout(STALL);
-            }
-        }
-        HookAction::Continue
-    });
-    env.server.app.engine().set_hook(Some(hook));
-    (held, release)
-}
-
-/// Sets the engine's test hook to halt at `point`, as a process stopping there would; the
-/// receiver hears each onboarding it halted.
-fn halt_at(env: &SimServer, point: &'static str) -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    let (halted, heard) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let hook: StepHook = Arc::new(move |onboarding: &str, at: &str| {
-        if at == point {
-            let _ = halted.send(onboarding.to_owned());
-            return HookAction::Halt;
-        }
-        HookAction::Continue
-    });
-    env.server.app.engine().set_hook(Some(hook));
-    heard
-}
-
 /// The holder of a link who signed in starts Provision, which plans for seconds against a slow
 /// Graph once it claimed the start, and the starter asks for a new link meanwhile: either the
 /// new link is refused (FAILED_PRECONDITION) and the holder's Provision goes on with the run, its
@@ -190,7 +149,7 @@ async fn a_new_link_while_the_holders_provision_starts_is_refused_or_cuts_it_off
 async fn a_new_link_asked_for_as_the_wait_ends_is_refused() -> Result<()> {
     let env = SimServer::start().await?;
     let (token, _, id) = waiting(&env, "Sbc-Late").await?;
-    let (mut entered, release) = hold_at(&env, "hand_off_link:revoking");
+    let (mut entered, release) = hold_at(&env, "hand_off_link:revoking", STALL);
     let ch = env.server.channel().await?;
     let (t, i) = (token.clone(), id.clone());
     let reissue = tokio::spawn(async move { testkit::wizard::hand_off_link(ch, &t, &i).await });
@@ -201,11 +160,7 @@ async fn a_new_link_asked_for_as_the_wait_ends_is_refused() -> Result<()> {
     let info = env.cancel(&id, "withdrawn").await?;
     ensure!(info.state() == pb::OnboardingState::Cancelled, "{info:?}");
     release.send(())?;
-    let refused = reissue
-        .await?
-        .err()
-        .context("a link was issued for a cancelled onboarding")?;
-    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    reissue.await?.refused(Code::FailedPrecondition, &[])?;
     no_pending_link_unless_waiting(&env, &id).await?;
     ensure!(pending_links(&env, &id)?.is_empty());
     env.stop().await
@@ -240,14 +195,9 @@ async fn a_link_a_cancel_left_live_is_revoked_by_the_next_sweep_as_the_canceller
     until_revoked(&env, &link.invitation_id, Duration::from_secs(25)).await?;
     let starter = format!("invitation:{first}");
     revoked_by(&env, &link.invitation_id, &id, &starter, "cancelled").await?;
-    let refused = get_with(&env, &link.invitation_token, &id)
+    get_with(&env, &link.invitation_token, &id)
         .await?
-        .err()
-        .context("the revoked link's holder may still Get")?;
-    ensure!(
-        refused.code() == Code::PermissionDenied && refused.message().contains("revoked"),
-        "{refused:?}"
-    );
+        .refused(Code::PermissionDenied, &["revoked"])?;
     env.stop().await
 }
 

@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
-use audit_log::{AuditError, AuditLog, Checkpoint, Hash, LogConfig, NoteSigner};
+use audit_log::{AuditError, AuditLog, Checkpoint, Hash, LogConfig, NoteSigner, SignedCheckpoint};
 use serde_json::{Map, Value, json};
 
 use crate::keys::{ORIGIN, log_signer};
@@ -26,6 +27,28 @@ pub fn checkpoint_note(signer: &NoteSigner, size: u64, root: Hash) -> String {
     .sign(&[signer])
     .unwrap_or_else(|e| panic!("{e}"))
     .note
+}
+
+/// Sends `note` (a checkpoint the fixed test key [`log_signer`] signed) to `feed` as a feed of
+/// witness-cosigned checkpoints (`CheckpointFeed::Vouched`) hands it out: with one more
+/// signature line, `— w.example/1 AAAA…`, after the log's. Returns the note sent.
+///
+/// The cosignature is fake: no witness runs and nothing is signed. The line only has the shape
+/// of one (a valid key name, base64 of 78 zero bytes: key id 0), so opening the note with the
+/// log's key counts it as a line by a key it does not know and verifies only the log's own
+/// signature. Tests of what serves or publishes the feed need no more: the extra line is what
+/// tells the feed's note from the log's own. Panics when `note` does not open with the log's
+/// key or `feed` has no receiver left.
+pub fn send_fake_cosigned(
+    feed: &tokio::sync::watch::Sender<Option<Arc<SignedCheckpoint>>>,
+    note: &str,
+) -> String {
+    let note = format!("{note}\u{2014} w.example/1 {}\n", "A".repeat(100) + "AAAA");
+    let cp =
+        SignedCheckpoint::open(&note, &[log_signer().verifier()]).unwrap_or_else(|e| panic!("{e}"));
+    feed.send(Some(Arc::new(cp)))
+        .unwrap_or_else(|_| panic!("the checkpoint feed has no receiver"));
+    note
 }
 
 /// Every entry of `log`, parsed, in log order (each carries its `seq`).

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -49,6 +50,26 @@ pub async fn append_many(log: &AuditLog, from: u64, to: u64) -> Result<()> {
         t.await??;
     }
     Ok(())
+}
+
+/// Asserts that every tile of a checkpoint of `size` (each path of
+/// [`tiles_of_size`](audit_log::tile_id::tiles_of_size), the checkpoint not included) holds
+/// the same bytes in directory `a` as in directory `b`: a copy or a publication equal to an
+/// export, byte for byte. Panics naming the tile that differs, or the file that cannot be read.
+#[track_caller]
+pub fn assert_same_tiles(a: &Path, b: &Path, size: u64) {
+    let read =
+        |path: &Path| std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for id in audit_log::tile_id::tiles_of_size(size) {
+        let p = id.path();
+        assert_eq!(
+            read(&a.join(&p)),
+            read(&b.join(&p)),
+            "{p} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
 }
 
 /// The tiles API of a log, served on `127.0.0.1:0` until [`TilesApi::stop`].

@@ -13,7 +13,8 @@
 //! but did not finish), and when the wait ends otherwise than through it ([`wait_ended`]) it is
 //! revoked, `invitation.revoke` with a reason saying how the wait ended, by whoever ended it: a
 //! CancelOnboarding (the canceller; not the canceller's own link), the expiry's undo
-//! (`system:hand-off-expired`), the grants seen from Microsoft's admin-consent page
+//! (`system:hand-off-expired`; a link nobody signed in with has expired with the wait by then,
+//! and is left so), the grants seen from Microsoft's admin-consent page
 //! (`entra:admin-consent`) or another Provision that went on with the run (its caller). Who
 //! ended the wait, and how, is on the onboarding's record (`provision::store::WaitEnd`), noted
 //! as it ends; a record written before that was noted, or a link of a wait since replaced, is
@@ -34,10 +35,10 @@ use std::time::Duration;
 
 use invitations::InvitationRecord;
 use onboard_core::HookAction;
-use onboard_core::time::{ms_of, now_ms, parse};
+use onboard_core::time::{ms_of, parse};
 use onboard_proto::v1 as pb;
 use provision::store::{WaitEnd, WaitEndHow};
-use provision::{Engine, HandOff, ListFilter, Onboarding, Status};
+use provision::{HandOff, Onboarding, Status};
 use tonic::Request;
 
 use super::{Access, CustomerRpc, OnboardingService};
@@ -181,9 +182,6 @@ pub(crate) fn spawn_expiry(app: &App) {
         let mut next_expiry = tokio::time::Instant::now();
         loop {
             if tokio::time::Instant::now() >= next_expiry {
-                // The waits due now: one whose undo began but failed is not among the ids
-                // returned, and its wait has ended all the same (its record says how).
-                let due = waits_due(engine);
                 match engine.expire_hand_offs().await {
                     Ok(ids) if !ids.is_empty() => {
                         tracing::info!(onboardings = ?ids, "expired hand-offs undone");
@@ -191,11 +189,10 @@ pub(crate) fn spawn_expiry(app: &App) {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "expired hand-offs not checked"),
                 }
-                for id in due {
-                    wait_ended(&a, &id).await;
-                }
-                // Links a wait's end left live (its revocation failed, or the process stopped
-                // before it): at start-up and on every tick.
+                // The links of the waits that expired now (also of one whose undo began but
+                // failed: its wait has ended all the same, its record says how), and those a
+                // wait's end left live (its revocation failed, or the process stopped before
+                // it): at start-up and on every tick.
                 sweep(&a).await;
                 next_expiry = tokio::time::Instant::now() + every;
             }
@@ -394,31 +391,6 @@ pub(crate) async fn sweep(app: &App) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(onboarding_id = %id, error = %e, "hand-off links not swept"),
-        }
-    }
-}
-
-/// The onboardings whose wait for a privileged admin has passed its expiry now.
-fn waits_due(engine: &Engine) -> Vec<String> {
-    let waiting = ListFilter {
-        status: Some(Status::AwaitingAdmin),
-        ..ListFilter::default()
-    };
-    let now = now_ms();
-    match engine.list(&waiting) {
-        Ok(all) => all
-            .into_iter()
-            .filter(|o| {
-                o.hand_off
-                    .as_ref()
-                    .and_then(|h| parse(&h.expires_at))
-                    .is_some_and(|t| ms_of(t) <= now)
-            })
-            .map(|o| o.id)
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "waits for a privileged admin not listed");
-            Vec::new()
         }
     }
 }

@@ -22,9 +22,6 @@ use super::stream::{error_response, sse};
 use super::visit::{Page, Visit};
 use crate::error::ServerError;
 
-/// The step id of the temporary app's removal (`provision`'s `ids::TOKEN_APP`).
-const TOKEN_APP_STEP: &str = "temporary_app_removal";
-
 /// A server error as the page's JSON error (through the one status mapping).
 fn server_error(e: ServerError) -> Response {
     error_response(&Status::from(e))
@@ -496,7 +493,7 @@ pub(super) async fn summary(Page { w, visit, body }: Page<SummaryBody>) -> Respo
     // temporary app finishes too, with nothing to say "removed" about.
     let removed_token_app = match w.app.engine().events(&body.onboarding_id) {
         Ok(events) => events.iter().any(|e| {
-            e.step == TOKEN_APP_STEP
+            e.step == provision::TOKEN_APP_STEP
                 && matches!(&e.kind, EventKind::Done { audit_seqs, .. } if !audit_seqs.is_empty())
         }),
         Err(e) => return server_error(e.into()),

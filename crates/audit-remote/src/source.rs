@@ -285,11 +285,14 @@ impl audit_log::TileReader for BlockingReader {
 
 /// `url` as errors and logs show it: without the credentials a base URL may carry (a user and
 /// password, or a token as the user name), which would otherwise be printed wherever the
-/// location is named.
+/// location is named. In `abfs[s]://CONTAINER@ACCOUNT.dfs.core.windows.net/…` (object_store's
+/// Azure form) the user name is the container, not a credential, and stays.
 pub fn shown(url: &url::Url) -> String {
     let mut u = url.clone();
     let _ = u.set_password(None);
-    let _ = u.set_username("");
+    if !matches!(u.scheme(), "abfs" | "abfss") {
+        let _ = u.set_username("");
+    }
     u.to_string()
 }
 
@@ -309,5 +312,17 @@ mod tests {
         assert!(!err.contains("s3cr3t-pw"), "{err}");
         assert!(!err.contains("auditor"), "{err}");
         assert!(err.contains("http://127.0.0.1:1/log/checkpoint"), "{err}");
+    }
+
+    /// An Azure target's container (its URL's user name) is shown; a token as a user name is not.
+    #[test]
+    fn an_azure_container_is_shown_and_a_token_is_not() {
+        let at = |s: &str| shown(&url::Url::parse(s).unwrap());
+        let azure = "abfss://logs@acct.dfs.core.windows.net/audit";
+        assert_eq!(at(azure), azure);
+        assert_eq!(
+            at("https://TOKEN@host.example/log"),
+            "https://host.example/log"
+        );
     }
 }

@@ -5,14 +5,11 @@
 //! session, no `succeeded` sign-in on the audit log (onboarding.proto, invitations.proto). A
 //! revocation while a sign-in writes its outcome waits for it, and is logged after it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use onboard_core::HookAction;
 use onboard_proto::v1 as pb;
 use onboard_proto::v1::sign_in_event::Event as SE;
-use provision::StepHook;
 use testkit::audit::phases;
 use testkit::server_helpers::{Refused, plan};
 use testkit::sim_server::SimServer;
@@ -193,19 +190,7 @@ async fn a_sign_in_finished_after_an_unannounced_revocation_keeps_nothing() -> R
 async fn a_revocation_during_a_sign_ins_outcome_is_logged_after_it() -> Result<()> {
     let env = SimServer::start().await?;
     let (token, invitation_id) = env.invite(None).await?;
-    let (entered, mut held) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let released = std::sync::Mutex::new(released);
-    let hook: StepHook = Arc::new(move |_: &str, point: &str| {
-        if point == "sign_in:outcome" {
-            let _ = entered.send(());
-            if let Ok(released) = released.lock() {
-                let _ = released.recv_timeout(STALL);
-            }
-        }
-        HookAction::Continue
-    });
-    env.server.app.engine().set_hook(Some(hook));
+    let (mut held, release) = testkit::hand_off::hold_at(&env, "sign_in:outcome", STALL);
     let ga = env.upn("globaladmin");
     let (mut stream, code) = device_code(env.server.channel().await?, &token, &ga).await?;
     env.sim.complete_device_login(&code.user_code, &ga).await?;

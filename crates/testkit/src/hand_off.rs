@@ -122,7 +122,19 @@ pub fn hold_at(
             let first = released.lock().ok().and_then(|mut r| r.take());
             if let Some(released) = first {
                 let _ = entered.send(onboarding.to_owned());
-                let _ = released.recv_timeout(limit);
+                let wait = || {
+                    let _ = released.recv_timeout(limit);
+                };
+                // The hook runs on a runtime worker. Blocked there, the worker would strand the
+                // task in its LIFO slot, which no other worker may steal: a call the test makes
+                // meanwhile (a cancel) could then wait out the hold (seen once in CI). Handed
+                // its worker's tasks off first, the hold blocks nothing else.
+                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                        tokio::task::block_in_place(wait);
+                    }
+                    _ => wait(),
+                }
             }
         }
         HookAction::Continue

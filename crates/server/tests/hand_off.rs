@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
 use serde_json::Value;
-use testkit::hand_off::{cancel_with, get_with, invitation, issue_link, revoked_by, until_revoked};
+use testkit::hand_off::{
+    cancel_with, get_with, invitation, issue_link, revoked_by, says_wait_ended, until_revoked,
+};
 use testkit::server::OPERATOR;
 use testkit::server_helpers::{Refusal, Refused, plan};
 use testkit::sim::TOKEN_APP;
@@ -333,6 +335,8 @@ async fn the_starter_can_cancel_a_wait_and_without_hand_offs_provision_is_refuse
     // The link ended with the wait: revoked by the canceller, its sign-in refused as revoked.
     let starter = format!("invitation:{first_invitation}");
     revoked_by(&env, &link.invitation_id, &id, &starter, "cancelled").await?;
+    // Its holder's page says nothing is left to do, not "ask for the current link".
+    ensure!(says_wait_ended(&env, &link.invitation_token).await?);
     let s = refused_sign_in(&env, &link.invitation_token, "a cancelled wait's link").await?;
     ensure!(
         s.code() == Code::FailedPrecondition && s.message().contains("revoked"),
@@ -386,6 +390,9 @@ async fn a_new_link_cuts_off_the_holder_of_the_one_before_it_who_signed_in() -> 
     ended.refused(Code::PermissionDenied, &["revoked"])?;
     let starter = format!("invitation:{first_invitation}");
     revoked_by(&env, &old.invitation_id, &id, &starter, "replaced").await?;
+    // The onboarding still waits: its holder's page sends them to the colleague for the current
+    // link (once the new link's holder finished, it says nothing is left to do; below).
+    ensure!(!says_wait_ended(&env, &old.invitation_token).await?);
     let old_token = old.invitation_token.as_str();
     plan(&env.server, old_token, &id, "Sbc-Relink")
         .await?
@@ -408,6 +415,8 @@ async fn a_new_link_cuts_off_the_holder_of_the_one_before_it_who_signed_in() -> 
         .await?
         .map_err(|s| anyhow::anyhow!("the new link's holder was refused: {s:?}"))?;
     completed(&finish)?;
+    // The replaced link's page, judged by the onboarding as it is now: nothing left to do.
+    ensure!(says_wait_ended(&env, old_token).await?);
     let used = invitation(&env, &link.invitation_id).await?;
     ensure!(used.state() == pb::InvitationState::Used, "{used:?}");
     get_with(&env, &link.invitation_token, &id)

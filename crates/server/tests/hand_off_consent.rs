@@ -114,15 +114,7 @@ async fn a_global_administrator_consents_on_microsofts_page_and_the_onboarding_f
     .await?
     .refused(tonic::Code::FailedPrecondition, &["revoked"])?;
     // The page tells its holder the onboarding no longer waits, not to ask for a newer link.
-    let landing = env
-        .server
-        .wizard_post("/wizard/api/invitation", &link.invitation_token, "{}")
-        .await?;
-    let landing = testkit::server::json_body(&landing)?;
-    ensure!(
-        landing["state"] == "revoked" && landing["wait_ended"] == true,
-        "{landing}"
-    );
+    ensure!(testkit::hand_off::says_wait_ended(&env, &link.invitation_token).await?);
 
     // One app and service principal, every permission, no reply address, no temporary app.
     let snap = env.sim.snapshot();

@@ -4,7 +4,7 @@
 //! a call at a hook point (`hand_off:links_end`, say).
 
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -39,6 +39,21 @@ pub async fn get_with(env: &SimServer, token: &str, id: &str) -> Result<Result<(
     };
     let mut c = env.server.onboarding(None).await?;
     Ok(c.get_onboarding(request).await.map(drop))
+}
+
+/// Whether the wizard's landing page tells the holder of the revoked hand-off link `token`
+/// that its onboarding no longer waits (`wait_ended`: nothing left to do), rather than to ask
+/// the colleague for the current link.
+pub async fn says_wait_ended(env: &SimServer, token: &str) -> Result<bool> {
+    let landing = env
+        .server
+        .wizard_post("/wizard/api/invitation", token, "{}")
+        .await?;
+    let landing = crate::server::json_body(&landing)?;
+    ensure!(landing["state"] == "revoked", "{landing}");
+    landing["wait_ended"]
+        .as_bool()
+        .with_context(|| format!("no wait_ended: {landing}"))
 }
 
 /// Checks that hand-off link `link` of onboarding `id` is REVOKED by `actor` (with a time),
@@ -115,31 +130,9 @@ pub fn hold_at(
     limit: Duration,
 ) -> (mpsc::UnboundedReceiver<String>, std_mpsc::Sender<()>) {
     let (entered, held) = mpsc::unbounded_channel::<String>();
-    let (release, released) = std_mpsc::channel::<()>();
-    let released = Mutex::new(Some(released));
-    let hook: Hook = Arc::new(move |onboarding: &str, at: &str| {
-        if at == point {
-            let first = released.lock().ok().and_then(|mut r| r.take());
-            if let Some(released) = first {
-                let _ = entered.send(onboarding.to_owned());
-                let wait = || {
-                    let _ = released.recv_timeout(limit);
-                };
-                // The hook runs on a runtime worker. Blocked there, the worker would strand the
-                // task in its LIFO slot, which no other worker may steal: a call the test makes
-                // meanwhile (a cancel) could then wait out the hold (seen once in CI). Handed
-                // its worker's tasks off first, the hold blocks nothing else.
-                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                        tokio::task::block_in_place(wait);
-                    }
-                    _ => wait(),
-                }
-            }
-        }
-        HookAction::Continue
+    let release = crate::hold::hold_first_at(env, &[point], limit, move |onboarding, _| {
+        let _ = entered.send(onboarding.to_owned());
     });
-    env.server.app.engine().set_hook(Some(hook));
     (held, release)
 }
 

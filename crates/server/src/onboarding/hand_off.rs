@@ -252,13 +252,15 @@ pub(crate) const ENDED_ACTOR: &str = "system:hand-off-ended";
 const ENDED: &str = "the onboarding's wait for a privileged admin that this link was issued for \
                      ended: the onboarding no longer waits for it";
 
-/// Whether a hand-off link revoked by `revoked_by` was revoked because its onboarding stopped
-/// waiting by itself (the wait expired, Microsoft's consent page granted what was left, or an
-/// end nobody recorded), not replaced, withdrawn or taken over: the wizard then says nothing
-/// is left to do rather than "ask for a newer link".
-pub(crate) fn ended_its_wait(revoked_by: Option<&str>) -> bool {
-    use provision::{consent::CONSENT_ACTOR, hand_off::EXPIRY_ACTOR};
-    matches!(revoked_by, Some(EXPIRY_ACTOR | CONSENT_ACTOR | ENDED_ACTOR))
+/// Whether onboarding `id` has stopped waiting for a privileged admin (it runs, finished, was
+/// cancelled or undone): a revoked hand-off link of it then has nothing left to do, and the
+/// wizard says so rather than "ask for the current link", which it says while the onboarding
+/// still waits (the link was replaced by a newer one, or withdrawn by itself). Judged by the
+/// onboarding as it is now, not by who revoked the link: a link ended because the first admin's
+/// own Provision went on with the run was revoked by that admin, yet nothing waits for it. An
+/// onboarding that cannot be read counts as waiting (the page then points to the colleague).
+pub(crate) fn stopped_waiting(app: &App, id: &str) -> bool {
+    matches!(app.engine().get(id), Ok(Some(o)) if !waits(&o))
 }
 
 /// What becomes of hand-off link `link` of onboarding `o` (`None`: no run), `started_by` the

@@ -167,8 +167,11 @@ pub(super) async fn invitation(State(w): State<Wizard>, visit: Visit) -> Respons
         "name_rules": name_rules(),
         "onboarding": onboarding,
         "hand_off_of": rec.hand_off_of,
-        // A hand-off link revoked as its wait ended by itself (see `ended_its_wait`).
-        "wait_ended": crate::onboarding::hand_off::ended_its_wait(rec.revoked_by.as_deref()),
+        // A revoked hand-off link whose onboarding no longer waits (see `stopped_waiting`).
+        "wait_ended": state == InvitationState::Revoked
+            && rec.hand_off_of.as_deref().is_some_and(|id| {
+                crate::onboarding::hand_off::stopped_waiting(&w.app, id)
+            }),
         "tenant": rec.tenant,
     }))
     .into_response()

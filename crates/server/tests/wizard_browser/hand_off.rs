@@ -242,11 +242,14 @@ async fn an_application_administrator_cancels_while_waiting() -> Result<()> {
     w.shows_cancelled().await?;
     w.shoot("H8-cancelled").await?;
 
-    // The colleague who got the link opens it after the cancel: withdrawn, as a replaced link
-    // is, and sent back to the colleague.
+    // The colleague who got the link opens it after the cancel: the onboarding no longer
+    // waits, so there is nothing to do (not "ask for the current link", as a replaced one is).
     let p = ended_link_shown(&w, &link_token, Revoked, "H8b-link-after-a-cancel").await?;
     ensure!(
-        p.contains("no longer works") && p.contains("onboarding was withdrawn"),
+        p.contains("no longer waits for you")
+            && p.contains("was cancelled")
+            && p.contains("nothing to do with this link")
+            && !p.contains("current one"),
         "{p}"
     );
 

@@ -157,7 +157,7 @@ const PROBLEMS = {
   invalid: ['This link is not valid', 'The link is incomplete or was changed. Open it again from the invitation email, exactly as it is.'],
   expired: ['This invitation has expired', 'The link stopped working on {expires}.'],
   revoked: ['This invitation was withdrawn', 'Your provider withdrew this invitation, so the link no longer works.'],
-  finished: ['This onboarding no longer waits for you', 'It was finished, cancelled or undone after its wait expired, so there is nothing to do with this link.'],
+  finished: ['This onboarding no longer waits for you', 'It went on without this link, was cancelled, or was undone when its wait expired, so there is nothing to do with this link.'],
   used: ['This invitation has already been used', 'The link was used on {used} and works only once. If the onboarding it started has finished, there is nothing more to do.'],
   unreachable: ['The onboarding service could not be reached', 'Nothing has been changed, and your link still works. Check your connection, then reload this page in a few minutes.'],
   busy: ['Too many attempts from your network', 'Nothing has been changed. Wait a few minutes, then reload this page.'],
@@ -165,15 +165,17 @@ const PROBLEMS = {
 // Problems of the moment, not of the link: whom to tell if they last.
 const PASSING = ['unreachable', 'busy'];
 // A hand-off link is sent by a colleague, who replaces it with a newer one ("Create a new
-// link") or whose onboarding was withdrawn: that colleague, not the provider, has the current one.
-const HAND_OFF_REVOKED = ['This link no longer works', 'A newer link to finish this onboarding was made, or the onboarding was withdrawn, so this link no longer works.'];
+// link"): while its onboarding still waits, that colleague, not the provider, has the current one.
+const HAND_OFF_REVOKED = ['This link no longer works', 'It was replaced by a newer link to finish this onboarding, or withdrawn.'];
 export function problem(kind) {
   const inv = S.inv || {};
-  // A hand-off link whose onboarding stopped waiting has nothing left to do: not a newer link
+  // A hand-off link whose onboarding no longer waits has nothing left to do: not a newer link
   // to ask for. It expires with the wait it was issued for (nobody finished in time: the
-  // onboarding is undone), or is revoked as that wait ends otherwise (finished on Microsoft's
-  // consent page, or an end the server swept up).
-  if (inv.hand_off_of && (kind === 'expired' || (kind === 'revoked' && inv.wait_ended))) kind = 'finished';
+  // onboarding is undone), or is revoked as that wait ends otherwise (the onboarding went on,
+  // was finished on Microsoft's consent page, or was cancelled): the server says which
+  // (`wait_ended`, judged by the onboarding as it is now).
+  const finished = inv.hand_off_of && (kind === 'expired' || (kind === 'revoked' && inv.wait_ended));
+  if (finished) kind = 'finished';
   const handOff = kind === 'revoked' && inv.hand_off_of;
   const [title, text] = handOff ? HAND_OFF_REVOKED : PROBLEMS[kind] || PROBLEMS.invalid;
   $('problem-title').textContent = title;
@@ -182,6 +184,8 @@ export function problem(kind) {
     ? 'If it keeps happening, ask the service provider who sent you the invitation.'
     : handOff
       ? 'Ask the colleague who sent you this link for the current one.'
+    : finished
+      ? 'If you think it still needs you, ask the colleague who sent you this link.'
     : inv.provider
       ? 'Ask ' + inv.provider + ', who sent the invitation, for a new link.'
       : 'Ask the service provider who sent you the invitation for a new link.';

@@ -148,6 +148,10 @@ pub struct DeviceCodeFlow {
     auth: DeviceAuthorization,
     /// Current interval; grows on `slow_down` and never shrinks.
     interval: Duration,
+    /// The wait before the next poll: the interval, or the STS's longer `Retry-After` when the
+    /// last poll's answer was lost with one (a 500/502/504 naming a wait: Microsoft asks for
+    /// no retry before it).
+    next_poll_in: Duration,
     /// When the code stops being valid, on the client's clock.
     expires_at: Instant,
     /// Polls made so far.
@@ -190,6 +194,7 @@ impl DeviceCodeFlow {
             client_id,
             auth,
             interval,
+            next_poll_in: interval,
             expires_at,
             polls: 0,
             lost_in_a_row: 0,
@@ -215,6 +220,12 @@ impl DeviceCodeFlow {
         self.interval
     }
 
+    /// How long to wait before the next poll: [`DeviceCodeFlow::interval`], or longer when the
+    /// last poll's answer was lost with a `Retry-After` naming more.
+    pub fn next_poll_in(&self) -> Duration {
+        self.next_poll_in
+    }
+
     /// Time left before the code expires.
     pub fn remaining(&self) -> Duration {
         self.expires_at
@@ -238,6 +249,22 @@ impl DeviceCodeFlow {
             .sts
             .poll_device_code(&self.tenant, &self.client_id, &self.auth.device_code, &ctx)
             .await;
+        let named = match &res {
+            Err(e @ EntraError::Sts(s)) if answer_lost(e) => s.retry_after,
+            _ => None,
+        };
+        let outcome = self.judge(res);
+        self.next_poll_in = named.map_or(self.interval, |wait| wait.max(self.interval));
+        match outcome {
+            Ok(PollOutcome::Pending { .. }) => Ok(PollOutcome::Pending {
+                next_poll_in: self.next_poll_in,
+            }),
+            other => other,
+        }
+    }
+
+    /// What poll answer `res` means for the sign-in.
+    fn judge(&mut self, res: Result<TokenSet, EntraError>) -> Result<PollOutcome, EntraError> {
         match res {
             Ok(tokens) => {
                 tracing::info!(tenant = %self.tenant, polls = self.polls, "device code sign-in completed");
@@ -322,7 +349,7 @@ impl DeviceCodeFlow {
                 tracing::info!(tenant = %self.tenant, polls = self.polls, "device code expired locally");
                 return Err(EntraError::DeviceCodeExpired(None));
             }
-            clock.sleep(self.interval.min(remaining)).await;
+            clock.sleep(self.next_poll_in.min(remaining)).await;
             let (slowed_down, next_poll_in) = match self.poll_once().await? {
                 PollOutcome::Done(tokens) => return Ok(tokens),
                 PollOutcome::Pending { next_poll_in } => (false, next_poll_in),

@@ -541,6 +541,19 @@ async fn writes_whose_answers_are_lost_are_made_once_and_lost_secrets_are_remove
     let req = || env.request("onb-lost", "Sbc-Lost");
     let events = env.run(req(), admin.clone()).await?;
     aborted(&events)?;
+    // Each secret added again came after a wait, reported (no request at once after a 500).
+    let waits: Vec<u64> = (events.iter())
+        .filter_map(|e| match &e.kind {
+            EventKind::Retrying {
+                operation, wait_ms, ..
+            } if operation == "add_password" => Some(*wait_ms),
+            _ => None,
+        })
+        .collect();
+    ensure!(
+        waits.len() == 3 && waits.iter().all(|w| *w > 0),
+        "{waits:?}"
+    );
     let why = env
         .engine
         .get("onb-lost")?

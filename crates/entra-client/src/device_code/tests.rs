@@ -253,3 +253,28 @@ async fn polls_lost_in_a_row_end_at_the_retry_budget() {
     );
     assert_eq!(fake.seen().len(), 7, "the code request and six polls");
 }
+
+/// A poll answered 504 with `Retry-After: 20` is not sent again (it may have redeemed the code),
+/// and the next poll waits the 20 s the STS asked for, not the 5 s interval; the one after
+/// that is back on the interval.
+#[tokio::test(start_paused = true)]
+async fn a_lost_poll_naming_a_wait_delays_the_next_poll_by_it() {
+    use crate::testing::Scripted;
+    let lost = Scripted::Resp(
+        504,
+        vec![("retry-after", "20".to_owned())],
+        r#"{"error":"server_error"}"#.to_owned(),
+    );
+    let pending = sts_err(400, "authorization_pending", 70016);
+    let (mut flow, fake) = start(vec![lost, pending, token_ok("user-access")]).await;
+    let mut ticks = Vec::new();
+    signed_in(
+        &flow
+            .poll_until_done(|t| ticks.push(t.next_poll_in))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(gaps(&fake), vec![5, 20, 5]);
+    let s = Duration::from_secs;
+    assert_eq!(ticks, [s(20), s(5)]);
+}

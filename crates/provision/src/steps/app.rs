@@ -245,11 +245,16 @@ impl Run {
                 Ok(added) => break added,
                 // The answer was lost (500/502/504, a timeout): the secret may exist, but its
                 // value is gone with the answer. It carries our label, so it is an orphan like
-                // a crashed attempt's: removed (audited), then the secret is added again.
+                // a crashed attempt's: after the wait Microsoft asks for (its `Retry-After`,
+                // else the backoff step), removed (audited), then the secret is added again.
                 Err(ProvisionError::Entra { source, .. })
                     if source.is_unanswered_write() && lost < LOST_SECRET_ATTEMPTS =>
                 {
                     lost += 1;
+                    let ctx = self.read_ctx(ids::SECRET, false);
+                    graph
+                        .wait_after_lost_answer("add_password", &ctx, lost, &source)
+                        .await;
                     seqs.extend(self.remove_orphan_secrets(&app_oid, &label).await?);
                 }
                 Err(e) => return Err(e),

@@ -373,7 +373,7 @@ impl Attempt {
                 )
                 .into());
             }
-            let interval = flow.interval().min(remaining);
+            let interval = flow.next_poll_in().min(remaining);
             let sleep = async {
                 tokio::time::sleep(interval).await;
                 Ok(())

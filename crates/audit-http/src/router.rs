@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use audit_log::feed::CheckpointToShow;
 use audit_log::{AuditError, AuditLog, CheckpointFeed, SignedCheckpoint, TileId, TileKind};
 use axum::Router;
 use axum::extract::{Request, State};
@@ -21,11 +22,10 @@ use crate::access::Access;
 struct Served {
     /// The log the tiles come from.
     log: AuditLog,
-    /// The checkpoint served (the log's own, or the latest a witness quorum cosigned).
-    feed: CheckpointFeed,
-    /// The log's own checkpoint served last while `feed` had none at least as large (see
-    /// [`Served::checkpoint`]); `None` once the feed's is served.
-    own_served: Mutex<Option<Arc<SignedCheckpoint>>>,
+    /// The checkpoint to serve (the log's own, or the latest a witness quorum cosigned).
+    show: CheckpointToShow,
+    /// The checkpoint served last (`None`: none yet), so none smaller is served after it.
+    served: Mutex<Option<Arc<SignedCheckpoint>>>,
     /// `Cache-Control` of tiles and bundles (immutable; `public` only for open access).
     tile_cache: HeaderValue,
     /// `Cache-Control` of the checkpoint (a few seconds: it changes with every commit).
@@ -33,16 +33,17 @@ struct Served {
 }
 
 /// The tlog-tiles routes over `log`, serving `feed`'s checkpoint (`log.feed()` for the log's
-/// own; the log's own too while a feed of cosigned checkpoints has none yet), guarded by
+/// own; the log's own too while a feed of cosigned checkpoints has none yet: see
+/// [`CheckpointToShow`]), guarded by
 /// `access` (bearer is checked here; mTLS by the TLS handshake in [`crate::serve`]). Mount it
 /// at the log's prefix, e.g.
 /// `Router::new().nest("/audit", router(log.clone(), log.feed(), &access))`.
 pub fn router(log: AuditLog, feed: CheckpointFeed, access: &Access) -> Router {
     let visibility = if access.public() { "public" } else { "private" };
     let served = Arc::new(Served {
+        show: CheckpointToShow::new(&log, feed),
         log,
-        feed,
-        own_served: Mutex::new(None),
+        served: Mutex::new(None),
         tile_cache: header(&format!("{visibility}, max-age=31536000, immutable")),
         checkpoint_cache: header(&format!("{visibility}, max-age=2")),
     });
@@ -80,30 +81,14 @@ fn header(v: &str) -> HeaderValue {
 }
 
 impl Served {
-    /// The checkpoint `/checkpoint` serves. tlog-tiles: it "MUST be served", so while a feed of
-    /// cosigned checkpoints has none yet, the log's own latest is (signed by the log alone: a
-    /// reader that requires the witnesses' cosignatures refuses it, as it found none before,
-    /// and any other reader reads the log). Once the feed has one it is served, never an own
-    /// checkpoint again; but never a smaller one than was served either, so a reader never
-    /// sees the log rewind: the own checkpoint served last stays until the feed's is at least
-    /// as large (about one witness round, as the feed's lags the log's).
+    /// The checkpoint `/checkpoint` serves (tlog-tiles: it "MUST be served"), never a smaller
+    /// one than served before ([`CheckpointToShow::next`]).
     fn checkpoint(&self) -> Arc<SignedCheckpoint> {
-        let mut own = self
-            .own_served
+        let mut served = self
+            .served
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match (self.feed.current(), own.as_ref()) {
-            (Some(feed), Some(o)) if feed.checkpoint.size < o.checkpoint.size => o.clone(),
-            (Some(feed), _) => {
-                *own = None;
-                feed
-            }
-            (None, _) => {
-                let latest = self.log.checkpoint();
-                *own = Some(latest.clone());
-                latest
-            }
-        }
+        self.show.next(&mut served)
     }
 }
 

@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use audit_log::feed::CheckpointToShow;
 use audit_log::{AuditLog, CheckpointFeed, SignedCheckpoint, TileId, TileKind};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -81,14 +82,14 @@ pub struct Publisher {
     concurrency: usize,
     /// The checkpoint to publish (the log's own unless [`Publisher::with_feed`] says
     /// otherwise).
-    feed: CheckpointFeed,
+    show: CheckpointToShow,
 }
 
 impl Publisher {
     /// A publisher of `log` to `target`.
     pub fn new(log: AuditLog, target: Target) -> Self {
         Self {
-            feed: log.feed(),
+            show: CheckpointToShow::new(&log, log.feed()),
             log,
             target,
             observer: None,
@@ -99,12 +100,10 @@ impl Publisher {
     /// Publishes the checkpoints of `feed` (e.g. the latest one a quorum of witnesses
     /// cosigned, with their cosignature lines) instead of the log's own; they must be
     /// checkpoints of this log. While the feed has none yet, the log's own latest checkpoint is
-    /// published (tlog-tiles: the checkpoint MUST be served; a reader that requires the
-    /// cosignatures refuses it as it would find none); once it has one, only its checkpoints
-    /// are, never a smaller one than the target holds (the target keeps an own checkpoint
-    /// larger than the feed's until the feed reaches its size).
+    /// published; once it has one, only its checkpoints are, never a smaller one than the
+    /// target holds ([`CheckpointToShow`]).
     pub fn with_feed(mut self, feed: CheckpointFeed) -> Self {
-        self.feed = feed;
+        self.show = CheckpointToShow::new(&self.log, feed);
         self
     }
 
@@ -172,14 +171,14 @@ impl Publisher {
         Ok(Some(cp.size))
     }
 
-    /// Uploads what the log's latest checkpoint adds to a target holding `from` entries
-    /// (`None`: nothing yet), checkpoint last. Returns the size published.
+    /// Uploads what the checkpoint to show adds to a target holding `from` entries (`None`:
+    /// nothing yet), checkpoint last. Returns the size published.
     async fn round(&self, from: Option<u64>) -> Result<Option<u64>, RemoteError> {
-        let cp = self.feed.current().unwrap_or_else(|| self.log.checkpoint());
-        let to = cp.checkpoint.size;
-        if from.is_some_and(|f| f > to) {
+        let Some(cp) = self.show.instead_of(from) else {
+            // Smaller than the target's: it keeps its own.
             return Ok(from);
-        }
+        };
+        let to = cp.checkpoint.size;
         if from == Some(to) {
             // The target holds this tree already, but perhaps not this note: a checkpoint that
             // witnesses vouch for gains the cosignatures of those that answer later. No tile
@@ -241,15 +240,12 @@ impl Publisher {
     /// at its previous checkpoint.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RemoteError> {
         tokio::pin!(shutdown);
-        let mut changes = self.feed.clone();
-        // The log's own checkpoints, published while `feed` has none yet.
-        let mut own = self.log.feed();
+        let mut changes = self.show.clone();
         // What the target holds: `None` until read (again, after a failure).
         let mut known: Option<Option<u64>> = None;
         let mut backoff = MIN_BACKOFF;
         loop {
             changes.mark_seen();
-            own.mark_seen();
             let step = async {
                 let from = match known {
                     Some(p) => p,
@@ -289,15 +285,11 @@ impl Publisher {
                     continue;
                 }
             }
-            let feed_empty = self.feed.current().is_none();
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 changed = changes.changed() => if !changed {
                     // Every handle to the log (or the feed's sender) is gone: nothing more
                     // will be signed.
-                    return Ok(());
-                },
-                changed = own.changed(), if feed_empty => if !changed {
                     return Ok(());
                 },
             }

@@ -4,15 +4,12 @@
 //! instead of FAILED_PRECONDITION "already running"; another key, none, or another caller with
 //! the same key is still refused as running (onboarding.proto, `ProvisionRequest`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use onboard_core::HookAction;
 use onboard_proto::v1 as pb;
-use provision::StepHook;
 use testkit::audit::{phases, succeeded_by};
+use testkit::hold::hold_first_at;
 use testkit::server::OPERATOR;
 use testkit::server_helpers::Refusal;
 use testkit::sim::calm;
@@ -138,26 +135,18 @@ async fn retry_while_planning(
 }
 
 /// The first call held (by the engine's test hook) after the run started and before Provision
-/// answered: the window in which the key was not yet kept. Its client's deadline passes; the
-/// retry with the same key, sent then, follows the run once the first call goes on.
+/// answered: the window in which the key was not yet kept. The run is held too, after its first
+/// step, so it is still running however the runtime schedules it. The first call's client
+/// deadline passes; the retry with the same key, sent then, follows the run once both go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_while_the_first_call_starts_the_run_follows_it() -> Result<()> {
     let env = SimServer::start().await?;
     let (token, id) = env.invited_and_signed_in("globaladmin").await?;
-    let (entered, mut held) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let released = Mutex::new(released);
-    let fired = AtomicBool::new(false);
-    let hook: StepHook = Arc::new(move |onboarding: &str, point: &str| {
-        if point == "provision:started" && !fired.swap(true, Ordering::SeqCst) {
-            let _ = entered.send(onboarding.to_owned());
-            if let Ok(released) = released.lock() {
-                let _ = released.recv_timeout(Duration::from_secs(120));
-            }
-        }
-        HookAction::Continue
+    let (entered, mut held) = tokio::sync::mpsc::unbounded_channel();
+    let points = ["provision:started", "app_registration"];
+    let release = hold_first_at(&env, &points, STALL, move |onboarding, point| {
+        let _ = entered.send((onboarding.to_owned(), point));
     });
-    env.server.app.engine().set_hook(Some(hook));
 
     let first = with_deadline(
         &env,
@@ -165,10 +154,18 @@ async fn a_retry_while_the_first_call_starts_the_run_follows_it() -> Result<()> 
         Duration::from_secs(1),
     )
     .await?;
-    let at = tokio::time::timeout(STALL, held.recv())
-        .await
-        .context("the run was not started")?;
-    ensure!(at.as_deref() == Some(id.as_str()), "{at:?}");
+    let mut at = Vec::new();
+    for _ in points {
+        let next = tokio::time::timeout(STALL, held.recv())
+            .await
+            .ok()
+            .flatten();
+        at.push(next.context("the first call or its run was not held")?);
+    }
+    let mut both = points.map(|p| (id.clone(), p));
+    both.sort_unstable();
+    at.sort_unstable();
+    ensure!(at == both, "{at:?}");
     let gave_up = first.await?.err().context("the held call was answered")?;
     ensure!(
         matches!(gave_up.code(), Code::DeadlineExceeded | Code::Cancelled),
@@ -183,7 +180,7 @@ async fn a_retry_while_the_first_call_starts_the_run_follows_it() -> Result<()> 
         .map_err(|s| anyhow::anyhow!("the retry with the same key was refused: {s:?}"))?
         .into_inner();
     others_refused(&env, &id, "Sbc-Retry", &token).await?;
-    release.send(())?;
+    drop(release);
     let events = drain(retry).await?;
     followed_one_run(&env, &id, "Sbc-Retry", &events)?;
     env.stop().await

@@ -3,8 +3,8 @@
 //! whether (and by whom, why) a link was revoked, and the engine's test hook holding or halting
 //! a call at a hook point (`hand_off:links_end`, say).
 
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};

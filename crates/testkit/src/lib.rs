@@ -59,6 +59,8 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod hand_off;
 #[cfg(feature = "server")]
+pub mod hold;
+#[cfg(feature = "server")]
 pub mod sealed;
 #[cfg(feature = "server")]
 pub mod server;

@@ -97,7 +97,9 @@ pub enum AuditCommand {
         since_checkpoint: Option<PathBuf>,
         /// Keep polling the checkpoint and verify each new one against the last (from a
         /// URL or directory); prints `ALERT:` and exits non-zero when the log forks or rewinds.
-        #[arg(long, conflicts_with = "witness")]
+        /// Each new checkpoint must pass --origin and the --witness quorum too before it is
+        /// saved; the first that does not ends the run as INVALID.
+        #[arg(long)]
         follow: bool,
         /// Seconds between two polls with --follow.
         #[arg(long, default_value_t = 10.0, requires = "follow")]
@@ -114,7 +116,7 @@ pub enum AuditCommand {
         /// The log's origin (`[audit] origin`): a checkpoint naming another is INVALID, even
         /// when a --vkey verifies it (a key shared by two logs cannot pass one off as the
         /// other).
-        #[arg(long, conflicts_with = "follow")]
+        #[arg(long)]
         origin: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
@@ -386,9 +388,24 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                         .context("--interval must be a positive number of seconds")
                 })
                 .transpose()?;
-            // The note that verified, so the witness quorum is checked on exactly that one, and
-            // it is saved as the next `--since-checkpoint` only when both passed.
-            let (mut verdict, note) = if audit_fetch::is_url(&source) || follow.is_some() {
+            // What a note that verified must pass too: the origin asked for, the witness
+            // quorum; checked on exactly that note, which is saved as the next
+            // `--since-checkpoint` only when all passed (following: each new one).
+            let check = |note: &str| -> anyhow::Result<bool> {
+                if let Some(want) = &origin {
+                    let got = note.lines().next().unwrap_or("");
+                    if got != want {
+                        println!("INVALID: the checkpoint's origin is {got:?}, not {want:?}");
+                        return Ok(false);
+                    }
+                }
+                if witness.is_empty() {
+                    return Ok(true);
+                }
+                crate::witness_cli::check_quorum(note, &vkey, &witness, witness_quorum)
+            };
+            let following = follow.is_some();
+            let (mut verdict, note) = if audit_fetch::is_url(&source) || following {
                 let url = if audit_fetch::is_url(&source) {
                     source
                 } else {
@@ -400,6 +417,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                     since_checkpoint.as_deref(),
                     save_checkpoint.as_deref(),
                     follow,
+                    &check,
                     &remote,
                 )
                 .await?
@@ -417,22 +435,15 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 }
                 (verdict, after)
             };
-            if let (Some(want), Some(note)) = (&origin, &note) {
-                let got = note.lines().next().unwrap_or("");
-                if got != want {
-                    println!("INVALID: the checkpoint's origin is {got:?}, not {want:?}");
-                    verdict = Verdict::Invalid;
-                }
-            }
-            if !witness.is_empty() {
+            // Following, each checkpoint was checked as it verified.
+            if !following {
                 verdict = verdict.and(match &note {
-                    Some(note) => {
-                        crate::witness_cli::check_quorum(note, &vkey, &witness, witness_quorum)?
-                    }
-                    None => {
-                        println!("INVALID: witness quorum: no checkpoint to check");
+                    Some(note) => check(note)?,
+                    None if origin.is_some() || !witness.is_empty() => {
+                        println!("INVALID: no checkpoint to check the origin or witnesses of");
                         false
                     }
+                    None => true,
                 });
             }
             if let (Verdict::Verified, Some(p), Some(note)) = (verdict, &save_checkpoint, &note) {

@@ -92,16 +92,24 @@ pub fn save(path: &Path, note: &str) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
+/// What else a checkpoint note must pass, beyond its log signature and the tiles it covers, to
+/// count as verified (`onboard audit verify --origin`, `--witness`): `false` (having said why)
+/// when it does not.
+pub type NoteCheck<'a> = &'a dyn Fn(&str) -> anyhow::Result<bool>;
+
 /// `onboard audit verify <URL>`: verifies once (incrementally with a saved checkpoint) or
 /// follows the log. Prints the same summary as for an export directory; `false` when anything
-/// failed, with the signed checkpoint that was checked (verifying once; the caller saves it to
-/// `save_to`, which only following writes itself).
+/// failed, with the signed checkpoint that was checked (verifying once; the caller checks it
+/// with `check` and saves it to `save_to`). Following, every new checkpoint must pass `check`
+/// too before it counts as verified and is saved to `save_to`; the first that does not ends the
+/// run as INVALID.
 pub async fn verify_url(
     location: &str,
     vkeys: &[String],
     since: Option<&Path>,
     save_to: Option<&Path>,
     follow: Option<Follow>,
+    check: NoteCheck<'_>,
     remote: &RemoteArgs,
 ) -> anyhow::Result<(Verdict, Option<String>)> {
     let keys = parse_vkeys(vkeys)?;
@@ -130,7 +138,13 @@ pub async fn verify_url(
                 } else {
                     print_step(&report);
                 }
-                if let (Some(p), Some(note)) = (save_to, follower.last_note()) {
+                let Some(note) = follower.last_note() else {
+                    continue;
+                };
+                if !check(note)? {
+                    return Ok((Verdict::Invalid, None));
+                }
+                if let Some(p) = save_to {
                     save(p, note)?;
                 }
             }

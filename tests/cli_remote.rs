@@ -253,17 +253,23 @@ async fn wait_for(
 }
 
 fn spawn_follow(source: &str, vkey: &str) -> tokio::process::Child {
+    spawn_follow_with(source, vkey, &[])
+}
+
+/// [`spawn_follow`] with more arguments.
+fn spawn_follow_with(source: &str, vkey: &str, more: &[&str]) -> tokio::process::Child {
+    let args = [
+        "audit",
+        "verify",
+        source,
+        "--vkey",
+        vkey,
+        "--follow",
+        "--interval",
+        "0.05",
+    ];
     tokio::process::Command::new(env!("CARGO_BIN_EXE_onboard"))
-        .args([
-            "audit",
-            "verify",
-            source,
-            "--vkey",
-            vkey,
-            "--follow",
-            "--interval",
-            "0.05",
-        ])
+        .args(args.iter().chain(more))
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -319,6 +325,65 @@ async fn follow_verifies_each_new_checkpoint_and_alerts_on_rewind_and_fork() {
     std::fs::rename(&forked, &bucket).unwrap();
     wait_for(&mut lines, "ALERT: the log forked", &mut seen).await;
     assert!(!child.wait().await.unwrap().success());
+}
+
+/// `--follow --origin`: each checkpoint followed must name that origin before it counts as
+/// verified and is saved; one that names another ends the run as INVALID (following checked
+/// neither the origin nor the witness quorum before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follow_checks_each_checkpoints_origin_before_saving_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = NoteSigner::generate(ORIGIN).unwrap();
+    let vkey = key.verifier().to_string();
+    let bucket = dir.path().join("bucket");
+    let log = open(&dir.path().join("log"), &key);
+    append(&log, 0, 10).await;
+    let target = Target::parse(p(&bucket), true).unwrap();
+    Publisher::new(log.clone(), target)
+        .publish_once()
+        .await
+        .unwrap();
+    log.close();
+
+    let saved = dir.path().join("saved");
+    let save = ["--save-checkpoint", p(&saved)];
+    let wrong = [&["--origin", "other.example/audit"][..], &save[..]].concat();
+    let mut child = spawn_follow_with(p(&bucket), &vkey, &wrong);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let invalid = "INVALID: the checkpoint's origin is";
+    wait_for(&mut lines, invalid, &mut seen).await;
+    assert!(!child.wait().await.unwrap().success());
+    assert!(!saved.exists(), "a checkpoint of another origin was saved");
+
+    let right = [&["--origin", ORIGIN][..], &save[..]].concat();
+    let mut child = spawn_follow_with(p(&bucket), &vkey, &right);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_for(&mut lines, "10/10 entries valid", &mut seen).await;
+    let limit = Duration::from_secs(30);
+    let note = tokio::time::timeout(limit, async {
+        loop {
+            if let Ok(note) = std::fs::read_to_string(&saved) {
+                return note;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the verified checkpoint was not saved");
+    assert!(note.starts_with(&format!("{ORIGIN}\n10\n")), "{note}");
+    child.kill().await.unwrap();
+
+    // A witness quorum the followed checkpoint lacks (nobody cosigned it): INVALID, not saved.
+    std::fs::remove_file(&saved).unwrap();
+    let witness = witness::CosignerKey::generate("witness.example/w1").unwrap();
+    let w = witness.verifier().to_string();
+    let quorum = [&["--witness", w.as_str()][..], &save[..]].concat();
+    let mut child = spawn_follow_with(p(&bucket), &vkey, &quorum);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_for(&mut lines, "INVALID: witness quorum", &mut seen).await;
+    assert!(!child.wait().await.unwrap().success());
+    assert!(!saved.exists(), "a checkpoint without its quorum was saved");
 }
 
 /// Serves the files of `dir` over HTTP, answering 503 for the paths in `down` (a server or CDN

@@ -101,7 +101,8 @@ async fn main() {
     for name in ["bench-witness-a.example", "bench-witness-b.example"] {
         let key = CosignerKey::generate(name).unwrap_or_else(|e| panic!("{e}"));
         let key_path = tmp.path().join(format!("{name}.key"));
-        std::fs::write(&key_path, key.to_go_private_key().as_bytes())
+        // Owner-only, as `onboard witness` requires of its key.
+        testkit::keys::write_key_file(&key_path, key.to_go_private_key().as_bytes())
             .unwrap_or_else(|e| panic!("{e}"));
         let (child, url) = spawn_witness(&key_path, &tmp.path().join(name), &logs);
         children.push(child);

@@ -31,14 +31,8 @@ use testkit::sim::{calm, users::GLOBAL_ADMIN};
 use testkit::wizard::{invite, onboard_timed, provision_stream, signed_in};
 
 async fn latency() -> Result<()> {
-    let SlowEntra {
-        latency_ms,
-        runs,
-        sim,
-        files: _files,
-        server,
-        ch,
-    } = SlowEntra::start(onboard_binary!()).await?;
+    let slow = SlowEntra::start(onboard_binary!()).await?;
+    let (latency_ms, runs) = (slow.latency_ms, slow.runs);
     println!("latency: {latency_ms} ms per emulator call, {runs} onboardings one after another");
     println!(
         "{:>4} {:>12} {:>10} {:>14} {:>12} {:>7}",
@@ -47,7 +41,7 @@ async fn latency() -> Result<()> {
     let mut ratios = Vec::new();
     let mut walls = Vec::new();
     for run in 0..runs {
-        let t = timed_provision(&ch, &sim, "Lat", run).await?;
+        let t = timed_provision(&slow.ch, &slow.sim, "Lat", run).await?;
         let serial = (t.graph * latency_ms) as f64;
         let ratio = t.wall_ms / serial;
         println!(
@@ -62,7 +56,7 @@ async fn latency() -> Result<()> {
         median(&walls),
         median(&ratios)
     );
-    server.terminate()
+    slow.server.terminate()
 }
 
 /// One Provision, timed.

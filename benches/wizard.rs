@@ -62,19 +62,18 @@ async fn weight(server: &ServerProc) -> Result<()> {
 }
 
 async fn first_step() -> Result<()> {
-    let SlowEntra {
-        latency_ms,
-        runs,
-        sim,
-        files: _files,
-        server,
-        ch,
-    } = SlowEntra::start(onboard_binary!()).await?;
+    let slow = SlowEntra::start(onboard_binary!()).await?;
+    let (latency_ms, runs, sim, server) = (slow.latency_ms, slow.runs, &slow.sim, &slow.server);
     let chrome = Chrome::start().await?;
     let mut ms = Vec::new();
     for run in 0..runs {
-        let (token, _) =
-            invite(ch.clone(), &format!("dr-web-{run}"), "direct-routing", None).await?;
+        let (token, _) = invite(
+            slow.ch.clone(),
+            &format!("dr-web-{run}"),
+            "direct-routing",
+            None,
+        )
+        .await?;
         chrome
             .client
             .goto(&format!("{}/activate#token={token}", server.url()))
@@ -130,7 +129,7 @@ async fn first_step() -> Result<()> {
         median(&ms)
     );
     chrome.close().await?;
-    server.terminate()
+    slow.server.terminate()
 }
 
 /// Opens the wizard's sign-in stream and reads until the device code arrives; the open socket.

@@ -16,8 +16,8 @@ pub struct SlowEntra {
     pub runs: u64,
     /// The emulator; it lives as long as the server needs it.
     pub sim: Sim,
-    /// The server's configuration and keys; they live as long as the server.
-    pub files: ServerFiles,
+    /// The server's configuration and keys, only held: they live as long as the server.
+    _files: ServerFiles,
     /// The server.
     pub server: ServerProc,
     /// A channel to the server.
@@ -41,13 +41,13 @@ impl SlowEntra {
     /// Starts the emulator ([`slow_sim`], 5 runs by default) and `bin serve` on it.
     pub async fn start(bin: Onboard) -> Result<Self> {
         let (latency_ms, runs, sim) = slow_sim(5).await?;
-        let (files, server) = bin.start(&sim).await?;
+        let (_files, server) = bin.start(&sim).await?;
         let ch = server.channel().await?;
         Ok(Self {
             latency_ms,
             runs,
             sim,
-            files,
+            _files,
             server,
             ch,
         })

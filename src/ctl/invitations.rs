@@ -8,7 +8,7 @@ use onboard_proto::v1::invitations_client::InvitationsClient;
 
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output, or_dash, ts};
-use super::{AuthChannel, Paged, all_pages, call};
+use super::{AuthChannel, ListArgs, Paged, all_pages, call};
 
 /// Invitation states as flags.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -41,14 +41,7 @@ pub enum InvitationsCommand {
     /// shown only now).
     Create(Box<CreateArgs>),
     /// Lists invitations, newest first.
-    List {
-        /// Only this state.
-        #[arg(long, value_enum)]
-        state: Option<State>,
-        /// At most this many (0: all).
-        #[arg(long, default_value_t = 0)]
-        limit: usize,
-    },
+    List(ListArgs<State>),
     /// Shows one invitation.
     Get {
         /// The invitation id.
@@ -188,9 +181,9 @@ pub async fn run(cmd: InvitationsCommand, ch: AuthChannel, out: Output) -> Resul
                 }
             })
         }
-        InvitationsCommand::List { state, limit } => {
-            let state: pb::InvitationState = state.map(Into::into).unwrap_or_default();
-            let resp: pb::ListInvitationsResponse = all_pages(limit, |page_token| {
+        InvitationsCommand::List(list) => {
+            let state: pb::InvitationState = list.state_pb();
+            let resp: pb::ListInvitationsResponse = all_pages(list.limit, |page_token| {
                 let mut c = c.clone();
                 let req = pb::ListInvitationsRequest {
                     state: state.into(),

@@ -61,6 +61,24 @@ impl RegArgs {
     }
 }
 
+/// The filter and limit of a `list` command over items in states `S` (its `--state` flags).
+#[derive(Debug, Args)]
+pub struct ListArgs<S: clap::ValueEnum + Clone + Send + Sync + 'static> {
+    /// Only this state.
+    #[arg(long, value_enum)]
+    state: Option<S>,
+    /// At most this many (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+}
+
+impl<S: clap::ValueEnum + Clone + Send + Sync + 'static> ListArgs<S> {
+    /// The state to list as the API names it (unspecified: every state).
+    fn state_pb<P: From<S> + Default>(&self) -> P {
+        self.state.clone().map(Into::into).unwrap_or_default()
+    }
+}
+
 /// The `ctl` commands, one per area.
 #[derive(Debug, Subcommand)]
 enum CtlCommand {

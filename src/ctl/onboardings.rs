@@ -7,7 +7,7 @@ use onboard_proto::v1::onboarding_client::OnboardingClient;
 use super::exit::{CtlError, Exit};
 use super::output::{self, Output, or_dash, ts};
 use super::progress::StepBoard;
-use super::{AuthChannel, Paged, all_pages, call, next_message};
+use super::{AuthChannel, ListArgs, Paged, all_pages, call, next_message};
 
 /// Onboarding states as flags.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -64,12 +64,9 @@ pub enum OnboardingsCommand {
         /// Only this tenant's.
         #[arg(long, default_value = "")]
         tenant: String,
-        /// Only this state.
-        #[arg(long, value_enum)]
-        state: Option<State>,
-        /// At most this many (0: all).
-        #[arg(long, default_value_t = 0)]
-        limit: usize,
+        /// Its state and how many.
+        #[command(flatten)]
+        list: ListArgs<State>,
     },
     /// Shows one onboarding.
     Get {
@@ -99,13 +96,9 @@ pub enum OnboardingsCommand {
 pub async fn run(cmd: OnboardingsCommand, ch: AuthChannel, out: Output) -> Result<Exit, CtlError> {
     let mut c = OnboardingClient::new(ch);
     match cmd {
-        OnboardingsCommand::List {
-            tenant,
-            state,
-            limit,
-        } => {
-            let state: pb::OnboardingState = state.map(Into::into).unwrap_or_default();
-            let resp: pb::ListOnboardingsResponse = all_pages(limit, |page_token| {
+        OnboardingsCommand::List { tenant, list } => {
+            let state: pb::OnboardingState = list.state_pb();
+            let resp: pb::ListOnboardingsResponse = all_pages(list.limit, |page_token| {
                 let mut c = c.clone();
                 let req = pb::ListOnboardingsRequest {
                     tenant_id: tenant.clone(),

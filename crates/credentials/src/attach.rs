@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use std::convert::Infallible;
 use std::fmt::Display;
-use std::future::Future;
 
 use entra_client::OpContext;
 use onboard_core::ResolvedProfile;
@@ -182,15 +181,14 @@ impl Credentials {
     /// no longer be redeemed leaves no registration managed). A registration already managed
     /// (provisioned or attached; import completed onboardings first) gains the service with
     /// the secret entered; a service that already has a secret on it is ALREADY_EXISTS.
-    pub async fn attach_for_invitation<E, G, Fut>(
+    pub async fn attach_for_invitation<E, G>(
         &self,
         req: AttachRequest,
         gate: G,
     ) -> Result<Gated<E>, CredentialsError>
     where
         E: Display,
-        G: FnOnce(String) -> Fut,
-        Fut: Future<Output = Result<(), E>>,
+        G: AsyncFnOnce(String) -> Result<(), E>,
     {
         self.attach_in(req, Mode::Invitation, gate).await
     }
@@ -255,7 +253,7 @@ impl Credentials {
     }
 
     /// The attach: checks, validation against Microsoft, the gate, then the one write.
-    async fn attach_in<E, G, Fut>(
+    async fn attach_in<E, G>(
         &self,
         mut req: AttachRequest,
         mode: Mode,
@@ -263,8 +261,7 @@ impl Credentials {
     ) -> Result<Gated<E>, CredentialsError>
     where
         E: Display,
-        G: FnOnce(String) -> Fut,
-        Fut: Future<Output = Result<(), E>>,
+        G: AsyncFnOnce(String) -> Result<(), E>,
     {
         // Stored and looked up trimmed, as every call takes a service id.
         for s in &mut req.service_ids {

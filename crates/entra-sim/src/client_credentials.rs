@@ -8,7 +8,7 @@ use crate::http::{ReqIds, sts_error};
 use crate::model::Password;
 use crate::state::{Inner, Shared, sha256_hex, unix_now};
 use crate::sts::{
-    Grant, Params, app_not_found, missing_param, missing_secret, param, server_error,
+    Grant, TokenRequest, app_not_found, missing_param, missing_secret, param, server_error,
 };
 use crate::tokens::{issued_access_token, resource_for, token_response};
 
@@ -30,13 +30,12 @@ pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)>
     Some((dec(id), dec(secret)))
 }
 
-pub fn client_credentials(
-    s: &Shared,
-    inner: &mut Inner,
-    ids: &ReqIds,
-    headers: &HeaderMap,
-    p: &Params,
-) -> Grant {
+/// `grant_type=client_credentials`: form `client_id` (or HTTP Basic), `scope` and
+/// `client_secret` (or HTTP Basic).
+pub(crate) fn client_credentials(req: &TokenRequest, inner: &mut Inner) -> Grant {
+    let TokenRequest {
+        s, ids, headers, p, ..
+    } = *req;
     let basic = basic_credentials(headers);
     let client_id = p
         .get("client_id")

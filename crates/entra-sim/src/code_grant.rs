@@ -29,7 +29,7 @@ use crate::client_credentials::{basic_credentials, check_secret};
 use crate::consent::RedirectKind;
 use crate::http::{ReqIds, sts_error};
 use crate::state::{Inner, Shared, sha256_hex};
-use crate::sts::{Grant, Params, TenantRef, issue_user_tokens, param};
+use crate::sts::{Grant, Params, TokenRequest, issue_user_tokens, param};
 use crate::tokens::parse_scopes;
 
 /// How a PKCE `code_challenge` was made from the verifier (RFC 7636 §4.2).
@@ -78,15 +78,15 @@ fn invalid(ids: &ReqIds, error: &str, code: u32, text: &str) -> Response {
 
 /// `grant_type=authorization_code` at `tref`: form `client_id`, `code`, `redirect_uri`,
 /// `code_verifier`, optional `scope`, and `client_secret` (or HTTP Basic) for `web` URIs.
-pub(crate) fn redeem(
-    s: &Shared,
-    inner: &mut Inner,
-    ids: &ReqIds,
-    headers: &HeaderMap,
-    p: &Params,
-    caps: &[String],
-    tref: &TenantRef,
-) -> Grant {
+pub(crate) fn redeem(req: &TokenRequest, inner: &mut Inner) -> Grant {
+    let TokenRequest {
+        s,
+        ids,
+        headers,
+        p,
+        tref,
+        ..
+    } = *req;
     let authority = tref.tenant_id(inner);
     let client_id = param(p, ids, "client_id")?;
     let code = param(p, ids, "code")?;
@@ -141,7 +141,7 @@ pub(crate) fn redeem(
         }
         None => grant.scopes.clone(),
     };
-    issue_user_tokens(s, inner, ids, &grant.user_id, client_id, &scopes, p, caps)
+    issue_user_tokens(req, inner, &grant.user_id, client_id, &scopes)
 }
 
 /// The client authentication the code's redirect URI calls for: a `web` app's secret; none

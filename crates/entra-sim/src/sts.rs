@@ -258,17 +258,19 @@ pub async fn token(
             );
         }
     };
+    let req = TokenRequest {
+        s: &s,
+        ids: &ids,
+        headers: &headers,
+        p: &p,
+        caps: &caps,
+        tref: &tref,
+    };
     let result = match grant.as_str() {
-        "urn:ietf:params:oauth:grant-type:device_code" => {
-            device_grant(&s, &mut inner, &ids, &p, &caps, &tref)
-        }
-        "refresh_token" => refresh_grant(&s, &mut inner, &ids, &p, &caps),
-        "authorization_code" => {
-            code_grant::redeem(&s, &mut inner, &ids, &headers, &p, &caps, &tref)
-        }
-        "client_credentials" => {
-            crate::client_credentials::client_credentials(&s, &mut inner, &ids, &headers, &p)
-        }
+        "urn:ietf:params:oauth:grant-type:device_code" => device_grant(&req, &mut inner),
+        "refresh_token" => refresh_grant(&req, &mut inner),
+        "authorization_code" => code_grant::redeem(&req, &mut inner),
+        "client_credentials" => crate::client_credentials::client_credentials(&req, &mut inner),
         other => Err(sts_error(
             &ids,
             StatusCode::BAD_REQUEST,
@@ -285,14 +287,28 @@ pub async fn token(
 
 pub type Grant = Result<serde_json::Value, Response>;
 
-fn device_grant(
-    s: &Shared,
-    inner: &mut Inner,
-    ids: &ReqIds,
-    p: &Params,
-    caps: &[String],
-    tref: &TenantRef,
-) -> Grant {
+/// A token request as each grant reads it; the emulator's state (`Inner`) goes beside it,
+/// locked for the request.
+#[derive(Clone, Copy)]
+pub(crate) struct TokenRequest<'a> {
+    /// The emulator.
+    pub s: &'a Shared,
+    /// The request's ids, for error answers.
+    pub ids: &'a ReqIds,
+    /// Its headers (HTTP Basic client authentication, `Origin`).
+    pub headers: &'a HeaderMap,
+    /// Its form.
+    pub p: &'a Params,
+    /// The client capabilities its `claims` declared (the access token's `xms_cc`).
+    pub caps: &'a [String],
+    /// Its `{tenant}` path segment, resolved.
+    pub tref: &'a TenantRef,
+}
+
+fn device_grant(req: &TokenRequest, inner: &mut Inner) -> Grant {
+    let TokenRequest {
+        s, ids, p, tref, ..
+    } = *req;
     let authority = tref.tenant_id(inner);
     let client_id = param(p, ids, "client_id")?;
     // The v2 endpoint takes `device_code` only; there is no `code` alias (v2-oauth2-device-code).
@@ -409,22 +425,21 @@ fn device_grant(
     if let Some(sess) = inner.device_codes.get_mut(code) {
         sess.status = DeviceStatus::Redeemed;
     }
-    issue_user_tokens(s, inner, ids, &user_id, client_id, &session.scopes, p, caps)
+    issue_user_tokens(req, inner, &user_id, client_id, &session.scopes)
 }
 
-/// Tokens for `user_id` of client `client_id`; `caps`: the client capabilities its request
-/// declared (the access token's `xms_cc`).
-#[allow(clippy::too_many_arguments)]
+/// Tokens for `user_id` of client `client_id`, for `scopes`, as `req` asks (its `caps`: the
+/// access token's `xms_cc`; its `client_info`).
 pub(crate) fn issue_user_tokens(
-    s: &Shared,
+    req: &TokenRequest,
     inner: &mut Inner,
-    ids: &ReqIds,
     user_id: &str,
     client_id: &str,
     scopes: &[String],
-    p: &Params,
-    caps: &[String],
 ) -> Grant {
+    let TokenRequest {
+        s, ids, p, caps, ..
+    } = *req;
     let dir = &inner.dir;
     let server_error = |e: crate::SimError| server_error(ids, e);
     let user = dir.user(user_id).cloned().ok_or_else(|| {
@@ -514,13 +529,8 @@ pub(crate) fn issue_user_tokens(
     ))
 }
 
-fn refresh_grant(
-    s: &Shared,
-    inner: &mut Inner,
-    ids: &ReqIds,
-    p: &Params,
-    caps: &[String],
-) -> Grant {
+fn refresh_grant(req: &TokenRequest, inner: &mut Inner) -> Grant {
+    let TokenRequest { s, ids, p, .. } = *req;
     let client_id = param(p, ids, "client_id")?;
     let rt = param(p, ids, "refresh_token")?;
     let invalid = || {
@@ -580,14 +590,5 @@ fn refresh_grant(
     if !with_offline.iter().any(|x| x == "offline_access") {
         with_offline.push("offline_access".into());
     }
-    issue_user_tokens(
-        s,
-        inner,
-        ids,
-        &session.user_id,
-        client_id,
-        &with_offline,
-        p,
-        caps,
-    )
+    issue_user_tokens(req, inner, &session.user_id, client_id, &with_offline)
 }

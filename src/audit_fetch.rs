@@ -128,6 +128,8 @@ pub async fn verify_url(
     };
     let mut follower = Follower::new(source, keys, since, threads())?;
     let mut first = true;
+    // The last checkpoint that verified and passed `check`.
+    let mut checked: Option<String> = None;
     loop {
         match follower.poll().await {
             FollowStep::Unchanged { .. } => {}
@@ -138,14 +140,14 @@ pub async fn verify_url(
                 } else {
                     print_step(&report);
                 }
-                let Some(note) = follower.last_note() else {
-                    continue;
-                };
-                if !check(note)? {
-                    return Ok((Verdict::Invalid, None));
-                }
-                if let Some(p) = save_to {
-                    save(p, note)?;
+                if let Some(note) = follower.last_note() {
+                    if !check(note)? {
+                        return Ok((Verdict::Invalid, None));
+                    }
+                    if let Some(p) = save_to {
+                        save(p, note)?;
+                    }
+                    checked = Some(note.to_owned());
                 }
             }
             FollowStep::Unreachable(e) => {
@@ -187,7 +189,8 @@ pub async fn verify_url(
             () = tokio::time::sleep(follow.interval) => {}
             r = tokio::signal::ctrl_c() => {
                 r.context("waiting for Ctrl-C")?;
-                return Ok((Verdict::Verified, follower.last_note().map(str::to_owned)));
+                // Only a note this run checked (none when the log never moved).
+                return Ok((Verdict::Verified, checked));
             }
         }
     }

@@ -110,7 +110,8 @@ impl DeviceAuthorization {
 pub enum PollOutcome {
     /// The user has not finished; poll again after `next_poll_in`.
     Pending {
-        /// The current interval.
+        /// The current interval, or the longer `Retry-After` a lost poll's answer named
+        /// ([`DeviceCodeFlow::next_poll_in`]).
         next_poll_in: Duration,
     },
     /// The server asked us to slow down; the interval grew by 5 s for this and later polls.

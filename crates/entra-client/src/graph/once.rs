@@ -10,7 +10,6 @@
 //! lost cannot be recovered, only removed, and that removal is the caller's to audit.
 
 use std::future::Future;
-use std::time::Duration;
 
 use reqwest::Method;
 use serde::Serialize;
@@ -103,10 +102,12 @@ impl GraphClient {
             // No look at once after a server error (Microsoft: no immediate retries): the wait
             // the retry loop would take comes first, and a create that lands late is then
             // likelier seen by the look.
-            let Some((reason, wait)) = self.lost_answer_wait(lost, &err) else {
+            if !self
+                .wait_after_lost_answer(operation, ctx, lost, &err)
+                .await
+            {
                 return Err(err);
-            };
-            self.shared.clock.sleep(wait).await;
+            }
             match find().await {
                 Ok(Some(found)) => {
                     tracing::info!(operation, "the unanswered create had landed; using it");
@@ -127,18 +128,17 @@ impl GraphClient {
                     last: Box::new(err),
                 });
             }
-            // Sent again: reported as a retry after the wait taken.
-            announce(operation, ctx, lost, reason, wait, &err);
         }
     }
 
     /// Waits after the `n`th (from 1) lost answer `err` to the write `operation` (500, 502 or
-    /// 504, or no answer), before it is sent again: the `Retry-After` the server named, else
-    /// the retry policy's backoff step `n`, as the retry loop waits before sending a call safe
-    /// to repeat again; reported to `ctx`'s observer as a retry. `false`, at once, when `err` is
-    /// not such a failure (it should not be sent again). For callers that recover such a write
-    /// themselves (the client secret, whose lost value cannot be read back: its orphan is
-    /// removed and the secret added again).
+    /// 504, or no answer), before anything more is sent about it (a look for it, or the write
+    /// again): the `Retry-After` the server named, else the retry policy's backoff step `n`, as
+    /// the retry loop waits before sending a call safe to repeat again, and never longer than
+    /// the policy's `max_server_wait`; reported to `ctx`'s observer as a retry as it begins.
+    /// `false`, at once, when `err` is not such a failure (nothing more should be sent). Also for
+    /// callers that recover such a write themselves (the client secret, whose lost value cannot
+    /// be read back: its orphan is removed and the secret added again).
     pub async fn wait_after_lost_answer(
         &self,
         operation: &'static str,
@@ -146,20 +146,11 @@ impl GraphClient {
         n: u32,
         err: &EntraError,
     ) -> bool {
-        let Some((reason, wait)) = self.lost_answer_wait(n, err) else {
-            return false;
-        };
-        announce(operation, ctx, n, reason, wait, err);
-        self.shared.clock.sleep(wait).await;
-        true
-    }
-
-    /// Why and how long to wait after the `n`th lost answer `err` (see
-    /// [`GraphClient::wait_after_lost_answer`]); `None` when `err` is not a lost answer.
-    fn lost_answer_wait(&self, n: u32, err: &EntraError) -> Option<(RetryReason, Duration)> {
         // What the retry loop would say of the same failure on a call safe to repeat: a server
         // error or a transport failure (the only unanswered writes).
-        let reason = classify(err, false, true).filter(|_| err.is_unanswered_write())?;
+        let Some(reason) = classify(err, false, true).filter(|_| err.is_unanswered_write()) else {
+            return false;
+        };
         let policy = &self.shared.policy;
         let wait = reason.retry_after().unwrap_or_else(|| {
             backoff_delay(
@@ -169,7 +160,11 @@ impl GraphClient {
                 policy.jitter.then(fastrand::f64),
             )
         });
-        Some((reason, wait))
+        // A `Retry-After` of a day (the header allows it) must not hold a run that long.
+        let wait = wait.min(policy.max_server_wait);
+        announce(operation, ctx, n, reason, wait, err);
+        self.shared.clock.sleep(wait).await;
+        true
     }
 
     /// After `refusal` (the re-sent create refused as existing, so an earlier attempt made

@@ -258,9 +258,17 @@ const ENDED: &str = "the onboarding's wait for a privileged admin that this link
 /// still waits (the link was replaced by a newer one, or withdrawn by itself). Judged by the
 /// onboarding as it is now, not by who revoked the link: a link ended because the first admin's
 /// own Provision went on with the run was revoked by that admin, yet nothing waits for it. An
-/// onboarding that cannot be read counts as waiting (the page then points to the colleague).
+/// onboarding that is gone waits for nobody; one that cannot be read counts as waiting (the
+/// page then points to the colleague, who sees the onboarding), logged.
 pub(crate) fn stopped_waiting(app: &App, id: &str) -> bool {
-    matches!(app.engine().get(id), Ok(Some(o)) if !waits(&o))
+    match app.engine().get(id) {
+        Ok(Some(o)) => !waits(&o),
+        Ok(None) => true,
+        Err(e) => {
+            tracing::warn!(onboarding_id = %id, error = %e, "hand-off link's onboarding not read");
+            false
+        }
+    }
 }
 
 /// What becomes of hand-off link `link` of onboarding `o` (`None`: no run), `started_by` the

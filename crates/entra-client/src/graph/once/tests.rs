@@ -191,3 +191,31 @@ async fn another_refusal_after_a_lost_create_is_looked_up_once_and_not_waited_fo
     assert!(err.graph().is_some_and(|g| g.status == 400), "{err:?}");
     assert_eq!(fake.seen().len(), 1);
 }
+
+/// A lost create answered 504 with `Retry-After`: the look waits what the server named
+/// (reported as the retry's wait as it begins), and a day's worth is held to the policy's
+/// `max_server_wait` (300 s); the create found by the look is not sent again.
+#[tokio::test(start_paused = true)]
+async fn a_lost_creates_look_waits_the_retry_after_it_named_and_no_longer_than_the_cap() {
+    let sp_list = format!(r#"{{"value":[{{"id":"{SP_ID}","appId":"{APP_ID}"}}]}}"#);
+    for (named, waited) in [(7, 7), (86_400, 300)] {
+        let lost = Scripted::Resp(
+            504,
+            vec![("retry-after", named.to_string())],
+            r#"{"error":{"code":"GatewayTimeout","message":"x"}}"#.into(),
+        );
+        let (g, fake) = client(vec![lost, json(200, &sp_list)], 20);
+        let (events, ctx) = RetryLog::with_context();
+        let sp = g.create_service_principal(APP_ID, &ctx).await.unwrap();
+        assert_eq!(sp.value.id, SP_ID);
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 2, "found by the look: not sent again");
+        assert_eq!(seen[1].at - seen[0].at, Duration::from_secs(waited));
+        let waits: Vec<Duration> = events.events().iter().map(|e| e.wait).collect();
+        assert_eq!(
+            waits,
+            [Duration::from_secs(waited)],
+            "reported once, as it began"
+        );
+    }
+}

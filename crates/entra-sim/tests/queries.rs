@@ -25,7 +25,7 @@ async fn paging_with_top_and_next_link() {
     let made: Vec<String> = (0..5).map(|i| format!("page-{i}")).collect();
     create_apps(&env, &t, &made).await;
     let mut url =
-        "/applications?$top=2&$filter=startswith(displayName,'page-')&$select=displayName"
+        "/applications?$top=2&$filter=startswith(displayName,%20'page-')&$select=displayName"
             .to_string();
     let mut seen = Vec::new();
     let mut pages = 0;
@@ -37,6 +37,15 @@ async fn paging_with_top_and_next_link() {
             Some(next) => {
                 let prefix = format!("{}/v1.0/applications?", env.info.base_url);
                 assert!(next.starts_with(&prefix), "{next}");
+                // Shaped as Graph's: option names as they are, `%20` for a space.
+                let query = &next[prefix.len()..];
+                assert!(
+                    query.contains("$filter=startswith%28displayName%2C%20%27page-%27%29")
+                        && query.contains("&$skiptoken=")
+                        && !query.contains("%24")
+                        && !query.contains('+'),
+                    "{next}"
+                );
                 url = next.to_string();
             }
             None => break,

@@ -455,13 +455,28 @@ pub fn collection(c: &Ctx<'_>, entity_set: &str, items: Vec<Value>) -> Response 
         body["@odata.count"] = json!(total);
     }
     if end < total {
-        let mut ser = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &c.query.carried {
-            ser.append_pair(k, v);
-        }
-        ser.append_pair("$skiptoken", &B64.encode(format!("sim-offset:{end}")));
-        body["@odata.nextLink"] =
-            json!(format!("{}/v1.0/{}?{}", c.s.base_url, c.path, ser.finish()));
+        // Shaped as Graph's (Learn, "Paging Microsoft Graph data"): the options' names as they
+        // are (`$filter`, `$skiptoken`), their values percent-encoded with `%20` for a space.
+        let skiptoken = B64.encode(format!("sim-offset:{end}"));
+        let query: Vec<String> = (c.query.carried.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain([("$skiptoken", skiptoken.as_str())])
+            .map(|(k, v)| {
+                // `byte_serialize` writes a space as `+` (and a `+` as `%2B`), a `$` as `%24`.
+                let enc = |t: &str| -> String {
+                    form_urlencoded::byte_serialize(t.as_bytes())
+                        .collect::<String>()
+                        .replace('+', "%20")
+                };
+                format!("{}={}", enc(k).replace("%24", "$"), enc(v))
+            })
+            .collect();
+        body["@odata.nextLink"] = json!(format!(
+            "{}/v1.0/{}?{}",
+            c.s.base_url,
+            c.path,
+            query.join("&")
+        ));
     }
     body["value"] = Value::Array(value);
     graph_json(StatusCode::OK, &body)

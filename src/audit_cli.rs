@@ -435,7 +435,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 }
                 (verdict, after)
             };
-            // Following, each checkpoint was checked as it verified.
+            // Following, each checkpoint was checked and saved as it verified.
             if !following {
                 verdict = verdict.and(match &note {
                     Some(note) => check(note)?,
@@ -445,9 +445,9 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                     }
                     None => true,
                 });
-            }
-            if let (Verdict::Verified, Some(p), Some(note)) = (verdict, &save_checkpoint, &note) {
-                audit_fetch::save(p, note)?;
+                if let (Verdict::Verified, Some(p), Some(n)) = (verdict, &save_checkpoint, &note) {
+                    audit_fetch::save(p, n)?;
+                }
             }
             verdict.into_result()?;
         }

@@ -99,10 +99,10 @@ pub type NoteCheck<'a> = &'a dyn Fn(&str) -> anyhow::Result<bool>;
 
 /// `onboard audit verify <URL>`: verifies once (incrementally with a saved checkpoint) or
 /// follows the log. Prints the same summary as for an export directory; `false` when anything
-/// failed, with the signed checkpoint that was checked (verifying once; the caller checks it
+/// failed. Verifying once, with the signed checkpoint that was checked (the caller checks it
 /// with `check` and saves it to `save_to`). Following, every new checkpoint must pass `check`
-/// too before it counts as verified and is saved to `save_to`; the first that does not ends the
-/// run as INVALID.
+/// too before it counts as verified and is saved to `save_to` here; the first that does not ends
+/// the run as INVALID; no checkpoint is returned.
 pub async fn verify_url(
     location: &str,
     vkeys: &[String],
@@ -128,8 +128,6 @@ pub async fn verify_url(
     };
     let mut follower = Follower::new(source, keys, since, threads())?;
     let mut first = true;
-    // The last checkpoint that verified and passed `check`.
-    let mut checked: Option<String> = None;
     loop {
         match follower.poll().await {
             FollowStep::Unchanged { .. } => {}
@@ -147,7 +145,6 @@ pub async fn verify_url(
                     if let Some(p) = save_to {
                         save(p, note)?;
                     }
-                    checked = Some(note.to_owned());
                 }
             }
             FollowStep::Unreachable(e) => {
@@ -189,8 +186,8 @@ pub async fn verify_url(
             () = tokio::time::sleep(follow.interval) => {}
             r = tokio::signal::ctrl_c() => {
                 r.context("waiting for Ctrl-C")?;
-                // Only a note this run checked (none when the log never moved).
-                return Ok((Verdict::Verified, checked));
+                // Each checkpoint was checked and saved as it verified.
+                return Ok((Verdict::Verified, None));
             }
         }
     }

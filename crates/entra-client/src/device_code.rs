@@ -111,7 +111,7 @@ pub enum PollOutcome {
     /// The user has not finished; poll again after `next_poll_in`.
     Pending {
         /// The current interval, or the longer `Retry-After` a lost poll's answer named
-        /// ([`DeviceCodeFlow::next_poll_in`]).
+        /// (Microsoft asks for no retry before it).
         next_poll_in: Duration,
     },
     /// The server asked us to slow down; the interval grew by 5 s for this and later polls.
@@ -149,10 +149,6 @@ pub struct DeviceCodeFlow {
     auth: DeviceAuthorization,
     /// Current interval; grows on `slow_down` and never shrinks.
     interval: Duration,
-    /// The wait before the next poll: the interval, or the STS's longer `Retry-After` when the
-    /// last poll's answer was lost with one (a 500/502/504 naming a wait: Microsoft asks for
-    /// no retry before it).
-    next_poll_in: Duration,
     /// When the code stops being valid, on the client's clock.
     expires_at: Instant,
     /// Polls made so far.
@@ -195,7 +191,6 @@ impl DeviceCodeFlow {
             client_id,
             auth,
             interval,
-            next_poll_in: interval,
             expires_at,
             polls: 0,
             lost_in_a_row: 0,
@@ -221,12 +216,6 @@ impl DeviceCodeFlow {
         self.interval
     }
 
-    /// How long to wait before the next poll: [`DeviceCodeFlow::interval`], or longer when the
-    /// last poll's answer was lost with a `Retry-After` naming more.
-    pub fn next_poll_in(&self) -> Duration {
-        self.next_poll_in
-    }
-
     /// Time left before the code expires.
     pub fn remaining(&self) -> Duration {
         self.expires_at
@@ -250,22 +239,6 @@ impl DeviceCodeFlow {
             .sts
             .poll_device_code(&self.tenant, &self.client_id, &self.auth.device_code, &ctx)
             .await;
-        let named = match &res {
-            Err(e @ EntraError::Sts(s)) if answer_lost(e) => s.retry_after,
-            _ => None,
-        };
-        let outcome = self.judge(res);
-        self.next_poll_in = named.map_or(self.interval, |wait| wait.max(self.interval));
-        match outcome {
-            Ok(PollOutcome::Pending { .. }) => Ok(PollOutcome::Pending {
-                next_poll_in: self.next_poll_in,
-            }),
-            other => other,
-        }
-    }
-
-    /// What poll answer `res` means for the sign-in.
-    fn judge(&mut self, res: Result<TokenSet, EntraError>) -> Result<PollOutcome, EntraError> {
         match res {
             Ok(tokens) => {
                 tracing::info!(tenant = %self.tenant, polls = self.polls, "device code sign-in completed");
@@ -283,8 +256,13 @@ impl DeviceCodeFlow {
                     error = %e,
                     "device code poll: the answer was lost; not sent again, the next poll asks"
                 );
+                // Not before a longer `Retry-After` the lost answer named.
+                let named = match &e {
+                    EntraError::Sts(s) => s.retry_after,
+                    _ => None,
+                };
                 Ok(PollOutcome::Pending {
-                    next_poll_in: self.interval,
+                    next_poll_in: named.map_or(self.interval, |wait| wait.max(self.interval)),
                 })
             }
             Err(EntraError::Sts(e)) => {
@@ -337,25 +315,27 @@ impl DeviceCodeFlow {
         }
     }
 
-    /// Polls until the user finishes, waiting the current interval before each poll and never
-    /// past expiry. `observer` sees every unfinished poll (for streaming "pending" ticks).
+    /// Polls until the user finishes, waiting the current interval (or the longer wait the last
+    /// poll's outcome named) before each poll and never past expiry. `observer` sees every unfinished poll (for streaming "pending" ticks).
     pub async fn poll_until_done<F>(&mut self, mut observer: F) -> Result<TokenSet, EntraError>
     where
         F: FnMut(&PollTick),
     {
         let clock = self.sts.shared().clock.clone();
+        let mut wait = self.interval;
         loop {
             let remaining = self.remaining();
             if remaining.is_zero() {
                 tracing::info!(tenant = %self.tenant, polls = self.polls, "device code expired locally");
                 return Err(EntraError::DeviceCodeExpired(None));
             }
-            clock.sleep(self.next_poll_in.min(remaining)).await;
+            clock.sleep(wait.min(remaining)).await;
             let (slowed_down, next_poll_in) = match self.poll_once().await? {
                 PollOutcome::Done(tokens) => return Ok(tokens),
                 PollOutcome::Pending { next_poll_in } => (false, next_poll_in),
                 PollOutcome::SlowDown { next_poll_in } => (true, next_poll_in),
             };
+            wait = next_poll_in;
             observer(&PollTick {
                 polls: self.polls,
                 slowed_down,

@@ -11,9 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use onboard_proto::v1 as pb;
 use testkit::audit::phases_and_actors;
-use testkit::hand_off::{
-    cancel_with, get_with, halt_at, hold_at, invitation, issue_link, revoked_by, until_revoked,
-};
+use testkit::hand_off::{cancel_with, get_with, invitation, issue_link, revoked_by, until_revoked};
+use testkit::hold::{halt_at, hold_at};
 use testkit::server_helpers::Refused;
 use testkit::sim::calm;
 use testkit::sim_server::SimServer;

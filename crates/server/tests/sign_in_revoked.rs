@@ -190,7 +190,7 @@ async fn a_sign_in_finished_after_an_unannounced_revocation_keeps_nothing() -> R
 async fn a_revocation_during_a_sign_ins_outcome_is_logged_after_it() -> Result<()> {
     let env = SimServer::start().await?;
     let (token, invitation_id) = env.invite(None).await?;
-    let (mut held, release) = testkit::hand_off::hold_at(&env, "sign_in:outcome", STALL);
+    let (mut held, release) = testkit::hold::hold_at(&env, "sign_in:outcome", STALL);
     let ga = env.upn("globaladmin");
     let (mut stream, code) = device_code(env.server.channel().await?, &token, &ga).await?;
     env.sim.complete_device_login(&code.user_code, &ga).await?;

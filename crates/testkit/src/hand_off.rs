@@ -1,16 +1,12 @@
 //! A hand-off to a privileged admin as the tests drive and check it: the link issued with the
 //! starter's token, a link read back as an operator reads it, the holder's GetOnboarding,
-//! whether (and by whom, why) a link was revoked, and the engine's test hook holding or halting
-//! a call at a hook point (`hand_off:links_end`, say).
+//! whether (and by whom, why) a link was revoked. The engine's test hook holding or halting a
+//! call at a hook point (`hand_off:links_end`, say) is [`crate::hold`]'s.
 
-use std::sync::Arc;
-use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use onboard_core::{Hook, HookAction};
 use onboard_proto::v1 as pb;
-use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::sim_server::SimServer;
@@ -119,34 +115,4 @@ pub async fn cancel_with(
     };
     let mut c = env.server.onboarding(None).await?;
     Ok(c.cancel_onboarding(request).await?.into_inner())
-}
-
-/// Sets the engine's test hook of `env` to hold the first call that reaches `point` until the
-/// returned sender sends (or `limit` passes); the receiver hears the onboarding of the call that
-/// got there. Other calls, and later ones at `point`, go on.
-pub fn hold_at(
-    env: &SimServer,
-    point: &'static str,
-    limit: Duration,
-) -> (mpsc::UnboundedReceiver<String>, std_mpsc::Sender<()>) {
-    let (entered, held) = mpsc::unbounded_channel::<String>();
-    let release = crate::hold::hold_first_at(env, &[point], limit, move |onboarding, _| {
-        let _ = entered.send(onboarding.to_owned());
-    });
-    (held, release)
-}
-
-/// Sets the engine's test hook of `env` to halt every call at `point`, as a process stopping
-/// there would; the receiver hears each onboarding it halted.
-pub fn halt_at(env: &SimServer, point: &'static str) -> mpsc::UnboundedReceiver<String> {
-    let (halted, heard) = mpsc::unbounded_channel::<String>();
-    let hook: Hook = Arc::new(move |onboarding: &str, at: &str| {
-        if at == point {
-            let _ = halted.send(onboarding.to_owned());
-            return HookAction::Halt;
-        }
-        HookAction::Continue
-    });
-    env.server.app.engine().set_hook(Some(hook));
-    heard
 }

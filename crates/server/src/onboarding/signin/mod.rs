@@ -364,6 +364,8 @@ impl Attempt {
         flow: &mut DeviceCodeFlow,
         tx: &Sender<pb::SignInEvent>,
     ) -> Result<TokenSet> {
+        // Before each poll: the interval, then what the last poll's outcome said.
+        let mut wait = flow.interval();
         loop {
             let remaining = flow.remaining();
             if remaining.is_zero() {
@@ -373,9 +375,8 @@ impl Attempt {
                 )
                 .into());
             }
-            let interval = flow.next_poll_in().min(remaining);
             let sleep = async {
-                tokio::time::sleep(interval).await;
+                tokio::time::sleep(wait.min(remaining)).await;
                 Ok(())
             };
             self.unless_ended(tx, sleep).await?;
@@ -385,6 +386,7 @@ impl Attempt {
                 Ok(PollOutcome::SlowDown { next_poll_in }) => (true, next_poll_in),
                 Err(e) => return Err(ProvisionError::entra("sign_in", e).into()),
             };
+            wait = interval;
             let tick = pb::sign_in_event::Event::Pending(pb::Pending {
                 slow_down,
                 interval: Some(proto_duration(interval)),
